@@ -1,0 +1,535 @@
+//! The local AWS emulator: moto's server on loopback.
+//!
+//! [`Emulator`] owns one folder (by default `target/ferry/local` of the repository): a virtual
+//! environment with a pinned `moto[server]`, the state file of a running server (pid, port) and
+//! its log. A *detached* server (`cargo xtask local up`) outlives the command that started it; an
+//! *attached* server ([`Emulator::spawn_attached`], for tests) exits when its parent does.
+//!
+//! Known gaps of the emulator are in `shared/reference/local-aws.md`; the code that depends on one
+//! says so where it does.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+/// The moto release Ferry is tested against.
+pub const MOTO_VERSION: &str = "5.2.5";
+/// Access key the local emulator is given: not a credential, any value works with moto.
+pub const DUMMY_KEY: &str = "ferry-local";
+const LAUNCHER: &str = include_str!("launcher.py");
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalError {
+    #[error(
+        "`{python}` was not found; the local emulator needs Python 3.9 or newer with venv (e.g. `apt-get install python3 python3-venv`), or set FERRY_PYTHON to a python executable"
+    )]
+    PythonMissing { python: String },
+    #[error(
+        "failed to install moto[server]=={MOTO_VERSION} into {venv}: `{step}` exited with {status}; its last lines:\n{tail}"
+    )]
+    Install {
+        venv: PathBuf,
+        step: String,
+        status: String,
+        tail: String,
+    },
+    #[error("failed to start the emulator: {reason}; see {log}")]
+    Start { reason: String, log: PathBuf },
+    #[error("failed to stop the emulator (pid {pid}): {source}")]
+    Stop { pid: u32, source: std::io::Error },
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LocalError + 'a {
+    move |source| LocalError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What is recorded about a detached server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerState {
+    pub pid: u32,
+    pub port: u16,
+    /// Seconds since the Unix epoch.
+    pub started_at: u64,
+    pub moto_version: String,
+}
+
+impl ServerState {
+    pub fn endpoint(&self) -> String {
+        endpoint(self.port)
+    }
+}
+
+pub fn endpoint(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+/// Whether the emulator runs, as far as its state file and the process table tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    NotStarted,
+    Running(ServerState),
+    /// A state file whose process is gone or does not answer (e.g. after a reboot).
+    Stale(ServerState),
+}
+
+/// The environment a process needs to use an emulator at `endpoint`: endpoint, dummy keys,
+/// region. Any existing session token or profile must not leak into local runs, so those are
+/// listed as empty to be removed.
+pub fn client_env(endpoint: &str, region: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_string()),
+        ("AWS_ACCESS_KEY_ID", DUMMY_KEY.to_string()),
+        ("AWS_SECRET_ACCESS_KEY", DUMMY_KEY.to_string()),
+        ("AWS_REGION", region.to_string()),
+        // Read by the AWS CLI v1 and older SDKs.
+        ("AWS_DEFAULT_REGION", region.to_string()),
+    ]
+}
+
+/// Variables that would point a local run at a real account; cleared for local runs.
+pub const CLEARED_ENV: &[&str] = &["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"];
+
+/// The emulator's folder: venv, state, log.
+#[derive(Debug, Clone)]
+pub struct Emulator {
+    dir: PathBuf,
+    venv: PathBuf,
+}
+
+/// A server that lives as long as this value and stops when it is dropped or when the process
+/// that holds it exits, however it exits.
+#[derive(Debug)]
+pub struct AttachedServer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub port: u16,
+}
+
+impl AttachedServer {
+    pub fn endpoint(&self) -> String {
+        endpoint(self.port)
+    }
+}
+
+impl Drop for AttachedServer {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Emulator {
+    /// State, log and venv all in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        Emulator {
+            venv: dir.join("venv"),
+            dir,
+        }
+    }
+
+    /// `<root>/target/ferry/local`.
+    pub fn for_repository(root: &Path) -> Self {
+        Emulator::new(root.join("target").join("ferry").join("local"))
+    }
+
+    /// Keeps the venv, moves state and log to `dir` (e.g. one emulator per test folder without
+    /// installing moto again).
+    pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = dir.into();
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn venv(&self) -> PathBuf {
+        self.venv.clone()
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("moto.log")
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join("server.json")
+    }
+
+    fn python(&self) -> PathBuf {
+        self.venv().join("bin").join("python")
+    }
+
+    fn marker(&self) -> PathBuf {
+        self.venv().join(format!(".ferry-moto-{MOTO_VERSION}"))
+    }
+
+    pub fn is_installed(&self) -> bool {
+        self.marker().is_file()
+    }
+
+    /// Installs the pinned moto into the venv unless it is there already. Safe to call from
+    /// several processes at once (a file lock serialises them). `progress` hears each step.
+    pub fn ensure_installed(&self, progress: impl FnMut(&str)) -> Result<(), LocalError> {
+        let python = std::env::var("FERRY_PYTHON").unwrap_or_else(|_| "python3".to_string());
+        self.ensure_installed_with(&python, progress)
+    }
+
+    /// [`Emulator::ensure_installed`] with an explicit Python interpreter.
+    pub fn ensure_installed_with(
+        &self,
+        python: &str,
+        mut progress: impl FnMut(&str),
+    ) -> Result<(), LocalError> {
+        if self.is_installed() {
+            return Ok(());
+        }
+        fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
+        let lock_path = self.dir.join("install.lock");
+        let lock = File::create(&lock_path).map_err(io("create", &lock_path))?;
+        lock.lock().map_err(io("lock", &lock_path))?;
+        if self.is_installed() {
+            return Ok(());
+        }
+        if Command::new(python)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
+        {
+            return Err(LocalError::PythonMissing {
+                python: python.to_string(),
+            });
+        }
+        let venv = self.venv();
+        if venv.exists() {
+            fs::remove_dir_all(&venv).map_err(io("remove", &venv))?;
+        }
+        progress(&format!(
+            "creating a virtual environment in {}",
+            venv.display()
+        ));
+        run_step(&venv, Command::new(python).args(["-m", "venv"]).arg(&venv))?;
+        progress(&format!(
+            "installing moto[server]=={MOTO_VERSION} (once per checkout)"
+        ));
+        run_step(
+            &venv,
+            Command::new(venv.join("bin").join("pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .arg(format!("moto[server]=={MOTO_VERSION}")),
+        )?;
+        File::create(self.marker()).map_err(io("create", &self.marker()))?;
+        Ok(())
+    }
+
+    fn launch(&self, port: u16, attached: bool) -> Result<(Child, u16), LocalError> {
+        self.ensure_installed(|_| {})?;
+        // Attached servers of parallel test binaries share one appended log; the detached
+        // server's log starts afresh with each start.
+        let log_path = if attached {
+            self.dir.join("moto-attached.log")
+        } else {
+            self.log_path()
+        };
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(attached)
+            .truncate(!attached)
+            .open(&log_path)
+            .map_err(io("open", &log_path))?;
+        let mut cmd = Command::new(self.python());
+        cmd.arg("-c")
+            .arg(LAUNCHER)
+            .arg(port.to_string())
+            .arg(if attached { "attached" } else { "detached" })
+            .stdin(if attached {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(log);
+        // moto answers requests for any region; keep real endpoints and profiles out of it.
+        for var in ["AWS_ENDPOINT_URL", "AWS_PROFILE"] {
+            cmd.env_remove(var);
+        }
+        if !attached {
+            // Its own process group: a Ctrl-C in the terminal that ran `local up` does not stop it.
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        }
+        let mut child = cmd.spawn().map_err(|e| LocalError::Start {
+            reason: e.to_string(),
+            log: log_path.clone(),
+        })?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let fail = |child: &mut Child, reason: String| {
+            let _ = child.kill();
+            let _ = child.wait();
+            LocalError::Start {
+                reason,
+                log: log_path.clone(),
+            }
+        };
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(l) => l,
+            Err(_) => {
+                return Err(fail(
+                    &mut child,
+                    format!("no answer within {}s", START_TIMEOUT.as_secs()),
+                ));
+            }
+        };
+        let Some(port) = line
+            .trim()
+            .strip_prefix("ferry-moto ready ")
+            .and_then(|p| p.parse().ok())
+        else {
+            let tail = tail_of(&log_path, 5);
+            return Err(fail(
+                &mut child,
+                format!("the server exited before it was ready ({})", tail.trim()),
+            ));
+        };
+        if !answers(port) {
+            return Err(fail(
+                &mut child,
+                format!("port {port} does not answer HTTP"),
+            ));
+        }
+        Ok((child, port))
+    }
+
+    /// Starts a server that dies with this process (tests).
+    pub fn spawn_attached(&self) -> Result<AttachedServer, LocalError> {
+        let (mut child, port) = self.launch(0, true)?;
+        let stdin = child.stdin.take();
+        Ok(AttachedServer { child, stdin, port })
+    }
+
+    /// Starts the detached server unless it already runs; `port` 0 picks a free port.
+    /// Returns the state and whether it was started now.
+    pub fn up(&self, port: u16) -> Result<(ServerState, bool), LocalError> {
+        if let Status::Running(state) = self.status()? {
+            return Ok((state, false));
+        }
+        let (child, port) = self.launch(port, false)?;
+        let state = ServerState {
+            pid: child.id(),
+            port,
+            started_at: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            moto_version: MOTO_VERSION.to_string(),
+        };
+        let path = self.state_path();
+        let json = serde_json::to_string_pretty(&state).expect("state serialises");
+        fs::write(&path, json).map_err(io("write", &path))?;
+        Ok((state, true))
+    }
+
+    pub fn status(&self) -> Result<Status, LocalError> {
+        let path = self.state_path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Status::NotStarted),
+            Err(e) => return Err(io("read", &path)(e)),
+        };
+        let Ok(state) = serde_json::from_str::<ServerState>(&text) else {
+            return Ok(Status::NotStarted);
+        };
+        if is_our_process(state.pid) && answers(state.port) {
+            Ok(Status::Running(state))
+        } else {
+            Ok(Status::Stale(state))
+        }
+    }
+
+    /// Stops exactly the recorded server (never another process that reuses its pid) and
+    /// forgets it. Returns the state of the server that was stopped, if one ran.
+    pub fn down(&self) -> Result<Option<ServerState>, LocalError> {
+        let stopped = match self.status()? {
+            Status::NotStarted => return Ok(None),
+            Status::Stale(_) => None,
+            Status::Running(state) => {
+                terminate(state.pid)?;
+                Some(state)
+            }
+        };
+        let path = self.state_path();
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("remove", &path)(e));
+            }
+            _ => {}
+        }
+        Ok(stopped)
+    }
+}
+
+fn run_step(venv: &Path, cmd: &mut Command) -> Result<(), LocalError> {
+    let step = format!("{cmd:?}").replace('"', "");
+    let out = cmd.output().map_err(|e| LocalError::Install {
+        venv: venv.to_path_buf(),
+        step: step.clone(),
+        status: e.to_string(),
+        tail: String::new(),
+    })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tail: Vec<&str> = text.lines().rev().take(15).collect();
+    Err(LocalError::Install {
+        venv: venv.to_path_buf(),
+        step,
+        status: out.status.to_string(),
+        tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+    })
+}
+
+fn tail_of(path: &Path, lines: usize) -> String {
+    let mut text = String::new();
+    let _ = File::open(path).and_then(|mut f| f.read_to_string(&mut text));
+    let v: Vec<&str> = text.lines().rev().take(lines).collect();
+    v.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+/// Whether something on 127.0.0.1:`port` answers an HTTP request.
+pub fn answers(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 8];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+}
+
+/// The pid is alive and is a Ferry-launched moto (checked through /proc where there is one).
+fn is_our_process(pid: u32) -> bool {
+    let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    if rustix::process::test_kill_process(p).is_err() {
+        return false;
+    }
+    match fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmdline) => String::from_utf8_lossy(&cmdline).contains("ferry-moto ready"),
+        Err(_) => !Path::new("/proc/self").exists(),
+    }
+}
+
+fn terminate(pid: u32) -> Result<(), LocalError> {
+    let p = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("checked by is_our_process");
+    let send = |sig| {
+        rustix::process::kill_process(p, sig).map_err(|e| LocalError::Stop {
+            pid,
+            source: e.into(),
+        })
+    };
+    send(rustix::process::Signal::TERM)?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if rustix::process::test_kill_process(p).is_err() || !is_our_process(pid) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    send(rustix::process::Signal::KILL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_of_a_fresh_folder_is_not_started_and_down_is_a_no_op() {
+        let tmp = tempfile::tempdir().unwrap();
+        let emu = Emulator::new(tmp.path());
+        assert_eq!(emu.status().unwrap(), Status::NotStarted);
+        assert_eq!(emu.down().unwrap(), None);
+    }
+
+    #[test]
+    fn a_state_file_of_a_dead_process_is_stale_and_down_forgets_it_without_killing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let emu = Emulator::new(tmp.path());
+        // Our own pid is alive but is not a moto server: it must never be signalled.
+        let state = ServerState {
+            pid: std::process::id(),
+            port: 1,
+            started_at: 0,
+            moto_version: MOTO_VERSION.into(),
+        };
+        fs::write(
+            tmp.path().join("server.json"),
+            serde_json::to_string(&state).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(emu.status().unwrap(), Status::Stale(state));
+        assert_eq!(emu.down().unwrap(), None);
+        assert_eq!(emu.status().unwrap(), Status::NotStarted);
+    }
+
+    #[test]
+    fn missing_python_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let emu = Emulator::new(tmp.path());
+        let err = emu
+            .ensure_installed_with("/nonexistent/python3", |_| {})
+            .unwrap_err();
+        assert!(matches!(err, LocalError::PythonMissing { .. }), "{err}");
+        assert!(err.to_string().contains("FERRY_PYTHON"), "{err}");
+    }
+}

@@ -1,0 +1,20 @@
+//! Ferry's configuration model.
+//!
+//! `ferry.toml` at the repository root holds the project and its stages;
+//! `services/<folder>/service.toml` describes one service. [`load`] reads them all, checks them,
+//! and returns a typed [`Workspace`], or every problem at once as [`ManifestErrors`], each with
+//! file, line, key and what to do. This crate reads files only: no git, no network.
+
+mod diag;
+mod load;
+mod model;
+pub mod reference;
+mod stage;
+
+pub use diag::{Diagnostic, ManifestErrors};
+pub use load::{PROJECT_FILE, SERVICE_FILE, load};
+pub use model::{DeploymentMethod, Project, Service, StageConfig, Workspace};
+pub use reference::{Reference, ReferenceError, Segment, Template};
+pub use stage::{
+    MAX_STACK_NAME, Stage, StageError, is_valid_stack_name, render_stack_name, sanitize_stage_name,
+};

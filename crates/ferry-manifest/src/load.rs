@@ -1,0 +1,814 @@
+//! Reading `ferry.toml` and `services/*/service.toml` into a [`Workspace`], reporting every
+//! problem at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use ferry_graph::{DepGraph, GraphError};
+use globset::{Glob, GlobBuilder};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::diag::{Diagnostic, FileDiags, ManifestErrors, did_you_mean};
+use crate::model::{DeploymentMethod, Project, Service, StageConfig, Workspace};
+use crate::reference::Template;
+use crate::stage::{MAX_STACK_NAME, is_valid_stack_name, render_stack_name};
+
+pub const PROJECT_FILE: &str = "ferry.toml";
+pub const SERVICE_FILE: &str = "service.toml";
+
+const ROOT_KEYS: &[&str] = &["project", "stages"];
+const PROJECT_KEYS: &[&str] = &["name", "stack-name", "services", "global-inputs"];
+const STAGE_KEYS: &[&str] = &[
+    "region",
+    "account",
+    "role-arn",
+    "external-id",
+    "parameters-path",
+    "deployment-method",
+    "protected",
+    "artifact-bucket",
+];
+/// `package` and `acceptance` are reserved for the packaging and acceptance sections.
+const SERVICE_ROOT_KEYS: &[&str] = &["service", "parameters", "package", "acceptance"];
+const SERVICE_KEYS: &[&str] = &["name", "template", "depends-on", "inputs"];
+const TEMPLATE_EXTENSIONS: &[&str] = &["yaml", "yml", "json", "template"];
+
+/// Loads and validates the workspace rooted at `root`.
+pub fn load(root: &Path) -> Result<Workspace, ManifestErrors> {
+    let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let mut diags = Vec::new();
+    let ws = load_inner(&root, &mut diags);
+    diags.sort();
+    diags.dedup();
+    match ws {
+        Some(ws) if diags.is_empty() => Ok(ws),
+        _ => Err(ManifestErrors(diags)),
+    }
+}
+
+struct ServiceDraft {
+    service: Service,
+    /// dependency → where it was declared (span, key) in the service file.
+    dep_sites: BTreeMap<String, (Range<usize>, String)>,
+    name_span: Option<Range<usize>>,
+    src: String,
+}
+
+fn load_inner(root: &Path, diags: &mut Vec<Diagnostic>) -> Option<Workspace> {
+    let project_path = Path::new(PROJECT_FILE);
+    let src = match fs::read_to_string(root.join(PROJECT_FILE)) {
+        Ok(s) => s,
+        Err(e) => {
+            diags.push(Diagnostic {
+                file: project_path.into(),
+                line: None,
+                key: None,
+                message: if e.kind() == std::io::ErrorKind::NotFound {
+                    "not found at the repository root; run Ferry inside a repository that has one, or pass --root <DIR>".to_string()
+                } else {
+                    format!("cannot be read: {e}")
+                },
+            });
+            return None;
+        }
+    };
+    let mut fd = FileDiags::new(project_path, &src, diags);
+    let doc = parse(&mut fd, &src)?;
+    check_keys(&mut fd, doc.get_ref(), "", ROOT_KEYS);
+
+    let project = read_project(&mut fd, doc.get_ref(), &doc.span());
+    let (stages, default_stage) = read_stages(&mut fd, doc.get_ref());
+    let project = project?;
+
+    let mut drafts: Vec<ServiceDraft> = Vec::new();
+    for dir in discover_services(root, &project.services, &mut fd) {
+        if let Some(d) = read_service(root, &dir, diags) {
+            drafts.push(d);
+        }
+    }
+    drafts.sort_by(|a, b| {
+        a.service
+            .name
+            .cmp(&b.service.name)
+            .then(a.service.dir.cmp(&b.service.dir))
+    });
+
+    check_duplicates(&drafts, diags);
+    let graph = check_graph(&drafts, diags);
+    check_stack_names(&project, &stages, &drafts, diags);
+
+    let services = drafts.into_iter().map(|d| d.service).collect();
+    Some(Workspace {
+        root: root.to_path_buf(),
+        project,
+        stages,
+        default_stage,
+        services,
+        graph: graph?,
+    })
+}
+
+fn parse<'s>(fd: &mut FileDiags<'_>, src: &'s str) -> Option<Spanned<DeTable<'s>>> {
+    match DeTable::parse(src) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let msg = e.message().trim_end().to_string();
+            fd.error(e.span(), None, format!("not valid TOML: {msg}"));
+            None
+        }
+    }
+}
+
+fn join_key(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else if key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        format!("{prefix}.{key}")
+    } else {
+        format!("{prefix}.\"{key}\"")
+    }
+}
+
+fn check_keys(fd: &mut FileDiags<'_>, table: &DeTable<'_>, prefix: &str, allowed: &[&str]) {
+    for key in table.keys() {
+        let k: &str = key.get_ref();
+        if !allowed.contains(&k) {
+            let hint = did_you_mean(k, allowed.iter().copied());
+            let help = if hint.is_empty() {
+                format!("; known keys: {}", allowed.join(", "))
+            } else {
+                hint
+            };
+            fd.error(
+                Some(key.span()),
+                Some(&join_key(prefix, k)),
+                format!("unknown key{help}"),
+            );
+        }
+    }
+}
+
+fn get<'t, 'i>(table: &'t DeTable<'i>, key: &str) -> Option<&'t Spanned<DeValue<'i>>> {
+    table.get(key)
+}
+
+fn type_error(fd: &mut FileDiags<'_>, v: &Spanned<DeValue<'_>>, key: &str, want: &str) {
+    fd.error(
+        Some(v.span()),
+        Some(key),
+        format!("expected {want}, found {}", v.get_ref().type_str()),
+    );
+}
+
+fn get_str(
+    fd: &mut FileDiags<'_>,
+    t: &DeTable<'_>,
+    prefix: &str,
+    key: &str,
+) -> Option<(String, Range<usize>)> {
+    let v = get(t, key)?;
+    match v.get_ref().as_str() {
+        Some(s) => Some((s.to_string(), v.span())),
+        None => {
+            type_error(fd, v, &join_key(prefix, key), "a string");
+            None
+        }
+    }
+}
+
+fn get_bool(fd: &mut FileDiags<'_>, t: &DeTable<'_>, prefix: &str, key: &str) -> Option<bool> {
+    let v = get(t, key)?;
+    let b = v.get_ref().as_bool();
+    if b.is_none() {
+        type_error(fd, v, &join_key(prefix, key), "true or false");
+    }
+    b
+}
+
+fn get_str_list(
+    fd: &mut FileDiags<'_>,
+    t: &DeTable<'_>,
+    prefix: &str,
+    key: &str,
+) -> Option<Vec<(String, Range<usize>)>> {
+    let v = get(t, key)?;
+    let full = join_key(prefix, key);
+    let Some(arr) = v.get_ref().as_array() else {
+        type_error(fd, v, &full, "an array of strings");
+        return None;
+    };
+    let mut out = Vec::new();
+    for item in arr.iter() {
+        match item.get_ref().as_str() {
+            Some(s) => out.push((s.to_string(), item.span())),
+            None => type_error(fd, item, &full, "a string"),
+        }
+    }
+    Some(out)
+}
+
+fn get_table<'t, 'i>(
+    fd: &mut FileDiags<'_>,
+    t: &'t DeTable<'i>,
+    prefix: &str,
+    key: &str,
+) -> Option<&'t DeTable<'i>> {
+    let v = get(t, key)?;
+    let table = v.get_ref().as_table();
+    if table.is_none() {
+        type_error(fd, v, &join_key(prefix, key), "a table");
+    }
+    table
+}
+
+fn missing(fd: &mut FileDiags<'_>, span: Range<usize>, key: &str, what_to_do: &str) {
+    fd.error(
+        Some(span),
+        Some(key),
+        format!("missing required key; {what_to_do}"),
+    );
+}
+
+fn is_lower_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.ends_with('-')
+}
+
+fn check_globs(fd: &mut FileDiags<'_>, key: &str, globs: &[(String, Range<usize>)]) {
+    for (g, span) in globs {
+        if let Err(e) = Glob::new(g) {
+            fd.error(
+                Some(span.clone()),
+                Some(key),
+                format!("invalid glob `{g}`: {}", e.kind()),
+            );
+        } else if g.starts_with('/') || g.split('/').any(|s| s == "..") {
+            fd.error(
+                Some(span.clone()),
+                Some(key),
+                format!("`{g}` must be relative to the repository root, without `..`"),
+            );
+        }
+    }
+}
+
+fn read_project(
+    fd: &mut FileDiags<'_>,
+    doc: &DeTable<'_>,
+    doc_span: &Range<usize>,
+) -> Option<Project> {
+    let Some(p) = get_table(fd, doc, "", "project") else {
+        if get(doc, "project").is_none() {
+            missing(
+                fd,
+                doc_span.clone(),
+                "project",
+                "add a [project] table with at least `name = \"…\"`",
+            );
+        }
+        return None;
+    };
+    let span = get(doc, "project").map(Spanned::span).unwrap_or_default();
+    check_keys(fd, p, "project", PROJECT_KEYS);
+    let name = get_str(fd, p, "project", "name");
+    let name = match name {
+        None => {
+            if get(p, "name").is_none() {
+                missing(
+                    fd,
+                    span,
+                    "project.name",
+                    "name the project with lowercase letters, digits and '-', e.g. name = \"shop\"",
+                );
+            }
+            None
+        }
+        Some((n, sp)) if !is_lower_name(&n) => {
+            fd.error(Some(sp), Some("project.name"), format!("`{n}` is not a valid project name; use lowercase letters, digits and '-', starting with a letter"));
+            None
+        }
+        Some((n, _)) => Some(n),
+    };
+    let stack_name = match get_str(fd, p, "project", "stack-name") {
+        Some((s, sp)) => {
+            check_stack_pattern(fd, &s, sp);
+            s
+        }
+        None => "{service}-{stage}".to_string(),
+    };
+    let services = get_str_list(fd, p, "project", "services")
+        .unwrap_or_else(|| vec![("services/*".into(), 0..0)]);
+    check_globs(fd, "project.services", &services);
+    let global_inputs = get_str_list(fd, p, "project", "global-inputs")
+        .unwrap_or_else(|| vec![(PROJECT_FILE.into(), 0..0)]);
+    check_globs(fd, "project.global-inputs", &global_inputs);
+    Some(Project {
+        name: name?,
+        stack_name,
+        services: services.into_iter().map(|(s, _)| s).collect(),
+        global_inputs: global_inputs.into_iter().map(|(s, _)| s).collect(),
+    })
+}
+
+fn check_stack_pattern(fd: &mut FileDiags<'_>, pattern: &str, span: Range<usize>) {
+    let mut rest = pattern;
+    let mut literal = String::new();
+    while let Some(open) = rest.find('{') {
+        literal.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            fd.error(
+                Some(span),
+                Some("project.stack-name"),
+                format!("unclosed `{{` in `{pattern}`"),
+            );
+            return;
+        };
+        let ph = &rest[open + 1..open + close];
+        if !["project", "service", "stage"].contains(&ph) {
+            fd.error(
+                Some(span.clone()),
+                Some("project.stack-name"),
+                format!(
+                    "unknown placeholder `{{{ph}}}`; use {{project}}, {{service}} and {{stage}}"
+                ),
+            );
+        }
+        rest = &rest[open + close + 1..];
+    }
+    literal.push_str(rest);
+    if !pattern.contains("{service}") || !pattern.contains("{stage}") {
+        fd.error(Some(span.clone()), Some("project.stack-name"), format!("`{pattern}` must contain {{service}} and {{stage}}, or stacks of different services or stages would share a name"));
+    }
+    if !literal
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        fd.error(Some(span), Some("project.stack-name"), format!("`{pattern}` has characters a stack name cannot hold; use letters, digits and '-' around the placeholders"));
+    }
+}
+
+fn read_stages(
+    fd: &mut FileDiags<'_>,
+    doc: &DeTable<'_>,
+) -> (BTreeMap<String, StageConfig>, Option<StageConfig>) {
+    let mut named = BTreeMap::new();
+    let mut default = None;
+    let Some(stages) = get_table(fd, doc, "", "stages") else {
+        if get(doc, "stages").is_none() {
+            fd.error(
+                Some(0..0),
+                Some("stages"),
+                "no stage is configured; add e.g. [stages.dev] with region = \"us-east-1\"",
+            );
+        }
+        return (named, default);
+    };
+    for (key, value) in stages.iter() {
+        let name: &str = key.get_ref();
+        let prefix = join_key("stages", name);
+        let Some(t) = value.get_ref().as_table() else {
+            type_error(fd, value, &prefix, "a table");
+            continue;
+        };
+        if name != "*" && !is_valid_stack_name(name) {
+            fd.error(Some(key.span()), Some(&prefix), format!("stage name `{name}` cannot be part of a stack name; use letters, digits and '-', starting with a letter (preview stages such as branches go through [stages.\"*\"])"));
+        }
+        if let Some(cfg) = read_stage(fd, t, &prefix, value.span()) {
+            if name == "*" {
+                default = Some(cfg);
+            } else {
+                named.insert(name.to_string(), cfg);
+            }
+        }
+    }
+    (named, default)
+}
+
+fn read_stage(
+    fd: &mut FileDiags<'_>,
+    t: &DeTable<'_>,
+    prefix: &str,
+    span: Range<usize>,
+) -> Option<StageConfig> {
+    check_keys(fd, t, prefix, STAGE_KEYS);
+    let key = |k: &str| join_key(prefix, k);
+    let region = get_str(fd, t, prefix, "region");
+    if let Some((r, sp)) = &region {
+        let parts: Vec<&str> = r.split('-').collect();
+        let ok = parts.len() >= 3
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            })
+            && parts
+                .last()
+                .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
+        if !ok {
+            fd.error(
+                Some(sp.clone()),
+                Some(&key("region")),
+                format!("`{r}` is not an AWS region name such as us-east-1"),
+            );
+        }
+    } else if get(t, "region").is_none() {
+        missing(
+            fd,
+            span,
+            &key("region"),
+            "set the AWS region of this stage, e.g. region = \"us-east-1\"",
+        );
+    }
+    let account = get_str(fd, t, prefix, "account");
+    if let Some((a, sp)) = &account
+        && (a.len() != 12 || !a.chars().all(|c| c.is_ascii_digit()))
+    {
+        fd.error(Some(sp.clone()), Some(&key("account")), format!("`{a}` is not a 12-digit AWS account id (write it as a string, e.g. \"111111111111\")"));
+    }
+    let role_arn = get_str(fd, t, prefix, "role-arn");
+    if let Some((r, sp)) = &role_arn
+        && !(r.starts_with("arn:") && r.contains(":iam::") && r.contains(":role/"))
+    {
+        fd.error(
+            Some(sp.clone()),
+            Some(&key("role-arn")),
+            format!(
+                "`{r}` is not an IAM role ARN such as arn:aws:iam::111111111111:role/ferry-deployer"
+            ),
+        );
+    }
+    let parameters_path = get_str(fd, t, prefix, "parameters-path");
+    if let Some((p, sp)) = &parameters_path
+        && !p.starts_with('/')
+    {
+        let msg =
+            format!("`{p}` must be an absolute SSM path starting with '/', e.g. \"/shop/dev/\"");
+        fd.error(Some(sp.clone()), Some(&key("parameters-path")), msg);
+    }
+    let method = match get_str(fd, t, prefix, "deployment-method") {
+        None => Some(DeploymentMethod::Changeset),
+        Some((m, _)) if m == "changeset" => Some(DeploymentMethod::Changeset),
+        Some((m, _)) if m == "direct" => Some(DeploymentMethod::Direct),
+        Some((m, sp)) => {
+            fd.error(
+                Some(sp),
+                Some(&key("deployment-method")),
+                format!("`{m}` is not a deployment method; use \"changeset\" or \"direct\""),
+            );
+            None
+        }
+    };
+    let protected = get_bool(fd, t, prefix, "protected").unwrap_or(false);
+    let artifact_bucket = get_str(fd, t, prefix, "artifact-bucket");
+    Some(StageConfig {
+        region: region?.0,
+        account: account.map(|a| a.0),
+        role_arn: role_arn.map(|a| a.0),
+        external_id: get_str(fd, t, prefix, "external-id").map(|a| a.0),
+        parameters_path: parameters_path.map(|a| a.0),
+        deployment_method: method?,
+        protected,
+        artifact_bucket: artifact_bucket.map(|a| a.0),
+    })
+}
+
+/// Expands the service globs to folders that hold a `service.toml`, repository relative.
+fn discover_services(root: &Path, globs: &[String], fd: &mut FileDiags<'_>) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for pattern in globs {
+        if Glob::new(pattern).is_err() {
+            continue; // already reported
+        }
+        let mut dirs = Vec::new();
+        expand(
+            root,
+            PathBuf::new(),
+            &pattern
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>(),
+            &mut dirs,
+        );
+        let before = found.len();
+        for d in dirs {
+            if root.join(&d).join(SERVICE_FILE).is_file() {
+                found.insert(d.to_string_lossy().replace('\\', "/"));
+            }
+        }
+        if found.len() == before && !globs.is_empty() {
+            fd.error(
+                None,
+                Some("project.services"),
+                format!("`{pattern}` matches no folder with a {SERVICE_FILE}"),
+            );
+        }
+    }
+    found
+}
+
+fn expand(root: &Path, rel: PathBuf, segments: &[&str], out: &mut Vec<PathBuf>) {
+    let Some((first, rest)) = segments.split_first() else {
+        out.push(rel);
+        return;
+    };
+    if *first == "**" {
+        expand(root, rel.clone(), rest, out);
+        for child in subdirs(&root.join(&rel)) {
+            expand(root, rel.join(&child), segments, out);
+        }
+    } else if first.contains(['*', '?', '[', '{']) {
+        let Ok(m) = GlobBuilder::new(first)
+            .literal_separator(true)
+            .build()
+            .map(|g| g.compile_matcher())
+        else {
+            return;
+        };
+        for child in subdirs(&root.join(&rel)) {
+            if m.is_match(&child) {
+                expand(root, rel.join(&child), rest, out);
+            }
+        }
+    } else if root.join(&rel).join(first).is_dir() {
+        expand(root, rel.join(first), rest, out);
+    }
+}
+
+fn subdirs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.') && n != "target" && n != "node_modules")
+        .collect();
+    v.sort();
+    v
+}
+
+fn read_service(root: &Path, dir: &str, diags: &mut Vec<Diagnostic>) -> Option<ServiceDraft> {
+    let file = PathBuf::from(format!("{dir}/{SERVICE_FILE}"));
+    let src = match fs::read_to_string(root.join(&file)) {
+        Ok(s) => s,
+        Err(e) => {
+            diags.push(Diagnostic {
+                file,
+                line: None,
+                key: None,
+                message: format!("cannot read: {e}"),
+            });
+            return None;
+        }
+    };
+    let mut fd = FileDiags::new(&file, &src, diags);
+    let doc = parse(&mut fd, &src)?;
+    let doc_t = doc.get_ref();
+    check_keys(&mut fd, doc_t, "", SERVICE_ROOT_KEYS);
+    let folder = dir.rsplit('/').next().unwrap_or(dir).to_string();
+    let mut dep_sites = BTreeMap::new();
+
+    let Some(s) = get_table(&mut fd, doc_t, "", "service") else {
+        if get(doc_t, "service").is_none() {
+            missing(
+                &mut fd,
+                0..0,
+                "service",
+                "add a [service] table with `template = \"template.yaml\"`",
+            );
+        }
+        return None;
+    };
+    let s_span = get(doc_t, "service").map(Spanned::span).unwrap_or_default();
+    check_keys(&mut fd, s, "service", SERVICE_KEYS);
+
+    let (name, name_span) = match get_str(&mut fd, s, "service", "name") {
+        Some((n, sp)) => (n, Some(sp)),
+        None => (folder.clone(), None),
+    };
+    if !is_lower_name(&name) {
+        let what = if name_span.is_some() {
+            "service.name"
+        } else {
+            "service (folder name)"
+        };
+        fd.error(name_span.clone().or(Some(s_span.clone())), Some(what), format!("`{name}` is not a valid service name; use lowercase letters, digits and '-', starting with a letter (set service.name to override the folder name)"));
+    }
+
+    let template = match get_str(&mut fd, s, "service", "template") {
+        Some((t, sp)) => {
+            let path = root.join(dir).join(&t);
+            let ext_ok = Path::new(&t)
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e));
+            if !path.is_file() {
+                fd.error(Some(sp), Some("service.template"), format!("template file `{dir}/{t}` does not exist; the path is relative to the service folder"));
+            } else if !ext_ok {
+                fd.error(Some(sp), Some("service.template"), format!("`{t}` is not a CloudFormation template; use a .yaml, .yml, .json or .template file"));
+            }
+            Some(t)
+        }
+        None => {
+            if get(s, "template").is_none() {
+                missing(
+                    &mut fd,
+                    s_span.clone(),
+                    "service.template",
+                    "set the CloudFormation template's path relative to the service folder, e.g. template = \"template.yaml\"",
+                );
+            }
+            None
+        }
+    };
+
+    let depends_on = get_str_list(&mut fd, s, "service", "depends-on").unwrap_or_default();
+    for (d, sp) in &depends_on {
+        dep_sites
+            .entry(d.clone())
+            .or_insert((sp.clone(), "service.depends-on".to_string()));
+    }
+    let inputs = get_str_list(&mut fd, s, "service", "inputs").unwrap_or_default();
+    check_globs(&mut fd, "service.inputs", &inputs);
+
+    let mut parameters = BTreeMap::new();
+    if let Some(p) = get_table(&mut fd, doc_t, "", "parameters") {
+        for (k, v) in p.iter() {
+            let key_name: &str = k.get_ref();
+            let key = join_key("parameters", key_name);
+            if !key_name.chars().all(|c| c.is_ascii_alphanumeric()) {
+                fd.error(
+                    Some(k.span()),
+                    Some(&key),
+                    "CloudFormation parameter names hold only letters and digits",
+                );
+            }
+            let text = match v.get_ref() {
+                DeValue::String(s) => s.to_string(),
+                DeValue::Integer(i) => i.as_str().to_string(),
+                DeValue::Boolean(b) => b.to_string(),
+                _ => {
+                    type_error(&mut fd, v, &key, "a string, integer or boolean");
+                    continue;
+                }
+            };
+            match Template::parse(&text) {
+                Ok(t) => {
+                    for svc in t.output_services() {
+                        dep_sites
+                            .entry(svc.to_string())
+                            .or_insert((v.span(), key.clone()));
+                    }
+                    parameters.insert(key_name.to_string(), t);
+                }
+                Err(e) => fd.error(Some(v.span()), Some(&key), e.to_string()),
+            }
+        }
+    }
+
+    let service = Service {
+        name,
+        dir: dir.to_string(),
+        template: template?,
+        depends_on: depends_on.into_iter().map(|(d, _)| d).collect(),
+        inputs: inputs.into_iter().map(|(d, _)| d).collect(),
+        parameters,
+    };
+    Some(ServiceDraft {
+        service,
+        dep_sites,
+        name_span,
+        src,
+    })
+}
+
+fn diag_at(d: &ServiceDraft, span: Option<Range<usize>>, key: &str, message: String) -> Diagnostic {
+    let mut out = Vec::new();
+    FileDiags::new(Path::new(&d.service.manifest_path()), &d.src, &mut out).error(
+        span,
+        Some(key),
+        message,
+    );
+    out.pop().expect("one diagnostic")
+}
+
+fn check_duplicates(drafts: &[ServiceDraft], diags: &mut Vec<Diagnostic>) {
+    for pair in drafts.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if a.service.name == b.service.name {
+            for (this, other) in [(a, b), (b, a)] {
+                diags.push(diag_at(
+                    this,
+                    this.name_span.clone(),
+                    "service.name",
+                    format!("service name `{}` is also used by {}; service names must be unique (set service.name in one of them)", this.service.name, other.service.manifest_path()),
+                ));
+            }
+        }
+    }
+}
+
+fn check_graph(drafts: &[ServiceDraft], diags: &mut Vec<Diagnostic>) -> Option<DepGraph> {
+    let mut seen = BTreeSet::new();
+    let unique: Vec<&ServiceDraft> = drafts
+        .iter()
+        .filter(|d| seen.insert(d.service.name.clone()))
+        .collect();
+    let names: Vec<&str> = unique.iter().map(|d| d.service.name.as_str()).collect();
+    let errors = match DepGraph::new(
+        unique
+            .iter()
+            .map(|d| (d.service.name.clone(), d.service.dependencies())),
+    ) {
+        Ok(g) => return Some(g),
+        Err(e) => e,
+    };
+    let by_name: BTreeMap<&str, &ServiceDraft> = unique
+        .iter()
+        .map(|d| (d.service.name.as_str(), *d))
+        .collect();
+    for e in errors {
+        let diag = match &e {
+            GraphError::UnknownDependency { node, dependency } => {
+                let d = by_name[node.as_str()];
+                let (span, key) = d.dep_sites.get(dependency).cloned().unzip();
+                let hint = did_you_mean(dependency, names.iter().copied());
+                diag_at(
+                    d,
+                    span,
+                    key.as_deref().unwrap_or("service.depends-on"),
+                    format!(
+                        "unknown service `{dependency}`{hint}; known services: {}",
+                        names.join(", ")
+                    ),
+                )
+            }
+            GraphError::SelfDependency { node } => {
+                let d = by_name[node.as_str()];
+                let (span, key) = d.dep_sites.get(node).cloned().unzip();
+                diag_at(
+                    d,
+                    span,
+                    key.as_deref().unwrap_or("service.depends-on"),
+                    format!(
+                        "service `{node}` depends on itself; remove it from its own dependencies"
+                    ),
+                )
+            }
+            GraphError::Cycle { path } => {
+                let d = by_name[path[0].as_str()];
+                let (span, key) = d.dep_sites.get(&path[1]).cloned().unzip();
+                diag_at(
+                    d,
+                    span,
+                    key.as_deref().unwrap_or("service.depends-on"),
+                    format!(
+                        "dependency cycle {}; a service cannot depend on itself through others, remove one of these dependencies",
+                        path.join(" -> ")
+                    ),
+                )
+            }
+            other => diag_at(by_name[names[0]], None, "service", other.to_string()),
+        };
+        diags.push(diag);
+    }
+    None
+}
+
+fn check_stack_names(
+    project: &Project,
+    stages: &BTreeMap<String, StageConfig>,
+    drafts: &[ServiceDraft],
+    diags: &mut Vec<Diagnostic>,
+) {
+    for stage in stages.keys().filter(|s| is_valid_stack_name(s)) {
+        for d in drafts {
+            let name =
+                render_stack_name(&project.stack_name, &project.name, &d.service.name, stage);
+            if !is_valid_stack_name(&name) {
+                let why = if name.len() > MAX_STACK_NAME {
+                    format!(
+                        "is {} characters long (at most {MAX_STACK_NAME})",
+                        name.len()
+                    )
+                } else {
+                    "is not of the form [A-Za-z][-A-Za-z0-9]*".to_string()
+                };
+                diags.push(Diagnostic {
+                    file: PROJECT_FILE.into(),
+                    line: None,
+                    key: Some(join_key("stages", stage)),
+                    message: format!("stack name `{name}` of service `{}` {why}; shorten the stage or service name, or change project.stack-name", d.service.name),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use ferry_graph::DepGraph;
+use serde::Serialize;
+
+use crate::reference::Template;
+
+/// A loaded, validated repository: the project, its stages and its services.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    /// Absolute path of the repository root (the folder holding `ferry.toml`).
+    pub root: PathBuf,
+    pub project: Project,
+    /// Named stages, `[stages.<name>]`.
+    pub stages: BTreeMap<String, StageConfig>,
+    /// `[stages."*"]`: the configuration of any other stage name (preview stages).
+    pub default_stage: Option<StageConfig>,
+    /// Sorted by name.
+    pub services: Vec<Service>,
+    pub(crate) graph: DepGraph,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Project {
+    pub name: String,
+    /// Stack name pattern with `{project}`, `{service}` and `{stage}`.
+    pub stack_name: String,
+    /// Globs of service folders, repository relative.
+    pub services: Vec<String>,
+    /// Repository-relative globs; a change to a matching file affects every service.
+    pub global_inputs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentMethod {
+    #[default]
+    Changeset,
+    Direct,
+}
+
+/// `[stages.<name>]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StageConfig {
+    pub region: String,
+    pub account: Option<String>,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    pub parameters_path: Option<String>,
+    pub deployment_method: DeploymentMethod,
+    pub protected: bool,
+    pub artifact_bucket: Option<String>,
+}
+
+/// One service: a folder with a `service.toml` and a CloudFormation template.
+#[derive(Debug, Clone, Serialize)]
+pub struct Service {
+    pub name: String,
+    /// Repository-relative folder, `/`-separated, e.g. `services/api`.
+    pub dir: String,
+    /// Template path relative to `dir`.
+    pub template: String,
+    /// Explicit `depends-on`, as written.
+    pub depends_on: Vec<String>,
+    /// Extra repository-relative input globs.
+    pub inputs: Vec<String>,
+    /// CloudFormation parameters, parsed.
+    #[serde(serialize_with = "ser_params")]
+    pub parameters: BTreeMap<String, Template>,
+}
+
+fn ser_params<S: serde::Serializer>(
+    p: &BTreeMap<String, Template>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(p.iter().map(|(k, v)| (k, v.to_string())))
+}
+
+impl Service {
+    /// Explicit dependencies plus those implied by `${output:service.Key}` references (same stage).
+    pub fn dependencies(&self) -> BTreeSet<String> {
+        let implied = self
+            .parameters
+            .values()
+            .flat_map(|t| t.output_services().map(String::from));
+        self.depends_on.iter().cloned().chain(implied).collect()
+    }
+
+    /// Repository-relative path of the template.
+    pub fn template_path(&self) -> String {
+        format!("{}/{}", self.dir, self.template)
+    }
+
+    /// Repository-relative path of the manifest.
+    pub fn manifest_path(&self) -> String {
+        format!("{}/service.toml", self.dir)
+    }
+}
+
+impl Workspace {
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The dependency graph of all services (validated when the workspace was loaded).
+    pub fn graph(&self) -> &DepGraph {
+        &self.graph
+    }
+}

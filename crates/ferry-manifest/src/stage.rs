@@ -1,0 +1,166 @@
+//! Stage resolution: named stages, the `*` default for preview stages, and stack names.
+
+use crate::diag::did_you_mean;
+use crate::model::{StageConfig, Workspace};
+
+/// A stage as a run uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    /// The name asked for, e.g. `feature/Login`.
+    pub name: String,
+    /// The name used in stack names and `${stage}`: the name itself for named stages, the
+    /// sanitised name (`feature-login`) for preview stages.
+    pub id: String,
+    /// True when the configuration came from `[stages."*"]`.
+    pub preview: bool,
+    pub config: StageConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StageError {
+    #[error(
+        "stage `{name}` is not configured in ferry.toml{hint}; add [stages.{name}] or a [stages.\"*\"] default for preview stages (configured: {configured})"
+    )]
+    NotConfigured {
+        name: String,
+        configured: String,
+        hint: String,
+    },
+    #[error("stage name `{name}` has no letter or digit to form a stack name from")]
+    Unusable { name: String },
+}
+
+/// Largest stack name CloudFormation accepts.
+pub const MAX_STACK_NAME: usize = 128;
+
+/// Whether `name` is a valid CloudFormation stack name: `[A-Za-z][-A-Za-z0-9]*`, ≤ 128 characters.
+pub fn is_valid_stack_name(name: &str) -> bool {
+    name.len() <= MAX_STACK_NAME
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// Turns any name (a branch such as `feature/Login_form`) into a stack-name-safe stage id:
+/// lowercase, runs of other characters become one `-`, no leading or trailing `-`. Names longer
+/// than `max` are cut and given an 8-digit hash of the full name so that two long branches with a
+/// common prefix stay apart.
+pub fn sanitize_stage_name(name: &str, max: usize) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_matches('-').to_string();
+    if out.len() <= max {
+        return out;
+    }
+    let hash = format!("{:08x}", fnv1a(name.as_bytes()) as u32);
+    let keep = max.saturating_sub(hash.len() + 1);
+    format!("{}-{hash}", out[..keep].trim_end_matches('-'))
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Fills `{project}`, `{service}` and `{stage}` of a stack name pattern.
+pub fn render_stack_name(pattern: &str, project: &str, service: &str, stage: &str) -> String {
+    pattern
+        .replace("{project}", project)
+        .replace("{service}", service)
+        .replace("{stage}", stage)
+}
+
+impl Workspace {
+    /// Resolves a stage name: a named stage, or any other name through `[stages."*"]`.
+    pub fn stage(&self, name: &str) -> Result<Stage, StageError> {
+        if let Some(config) = self.stages.get(name) {
+            return Ok(Stage {
+                name: name.into(),
+                id: name.into(),
+                preview: false,
+                config: config.clone(),
+            });
+        }
+        let Some(config) = &self.default_stage else {
+            let configured = self.stages.keys().cloned().collect::<Vec<_>>().join(", ");
+            return Err(StageError::NotConfigured {
+                name: name.into(),
+                hint: did_you_mean(name, self.stages.keys().map(String::as_str)),
+                configured,
+            });
+        };
+        let id = sanitize_stage_name(name, self.max_stage_len());
+        if id.is_empty() {
+            return Err(StageError::Unusable { name: name.into() });
+        }
+        Ok(Stage {
+            name: name.into(),
+            id,
+            preview: true,
+            config: config.clone(),
+        })
+    }
+
+    /// The longest stage id for which every service's stack name stays within 128 characters.
+    pub fn max_stage_len(&self) -> usize {
+        let longest = self
+            .services
+            .iter()
+            .map(|s| {
+                render_stack_name(&self.project.stack_name, &self.project.name, &s.name, "").len()
+            })
+            .max()
+            .unwrap_or(0);
+        MAX_STACK_NAME.saturating_sub(longest)
+    }
+
+    /// The CloudFormation stack name of `service` in `stage`.
+    pub fn stack_name(&self, service: &str, stage: &Stage) -> String {
+        render_stack_name(
+            &self.project.stack_name,
+            &self.project.name,
+            service,
+            &stage.id,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_names_become_stack_safe_ids() {
+        assert_eq!(sanitize_stage_name("feature/login", 64), "feature-login");
+        assert_eq!(
+            sanitize_stage_name("Feature/Login_Form--v2", 64),
+            "feature-login-form-v2"
+        );
+        assert_eq!(sanitize_stage_name("/refs/heads/x/", 64), "refs-heads-x");
+        assert_eq!(sanitize_stage_name("ü", 64), "");
+        let long_a = sanitize_stage_name(&format!("{}a", "x".repeat(100)), 40);
+        let long_b = sanitize_stage_name(&format!("{}b", "x".repeat(100)), 40);
+        assert_eq!(long_a.len(), 40);
+        assert_ne!(long_a, long_b);
+        assert!(is_valid_stack_name(&format!("api-{long_a}")));
+    }
+
+    #[test]
+    fn stack_name_rules() {
+        assert!(is_valid_stack_name("api-dev"));
+        assert!(!is_valid_stack_name("1api"));
+        assert!(!is_valid_stack_name("api_dev"));
+        assert!(!is_valid_stack_name(&"a".repeat(129)));
+        assert_eq!(
+            render_stack_name("{project}-{service}-{stage}", "shop", "api", "dev"),
+            "shop-api-dev"
+        );
+    }
+}

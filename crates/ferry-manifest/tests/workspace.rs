@@ -1,0 +1,142 @@
+//! What a valid workspace loads into: the typed model, stage resolution and stack names.
+
+use std::fs;
+use std::path::Path;
+
+use ferry_manifest::{DeploymentMethod, Reference, Segment, load};
+
+fn write(root: &Path, rel: &str, body: &str) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, body).unwrap();
+}
+
+fn example(root: &Path) {
+    write(
+        root,
+        "ferry.toml",
+        r#"
+[project]
+name = "shop"
+services = ["services/*", "apps/**"]
+global-inputs = ["ferry.toml", "Cargo.lock"]
+
+[stages.dev]
+region = "us-east-1"
+parameters-path = "/shop/dev/"
+
+[stages.prod]
+region = "eu-west-1"
+account = "111111111111"
+role-arn = "arn:aws:iam::111111111111:role/ferry-deployer"
+deployment-method = "direct"
+protected = true
+
+[stages."*"]
+region = "us-west-2"
+"#,
+    );
+    for svc in ["database", "events"] {
+        write(
+            root,
+            &format!("services/{svc}/template.yaml"),
+            "Resources: {}\n",
+        );
+        write(
+            root,
+            &format!("services/{svc}/service.toml"),
+            "[service]\ntemplate = \"template.yaml\"\n",
+        );
+    }
+    write(root, "apps/web/site/template.json", "{}");
+    write(
+        root,
+        "apps/web/site/service.toml",
+        "[service]\nname = \"frontend\"\ntemplate = \"template.json\"\ndepends-on = [\"events\"]\n\n[parameters]\nTable = \"${output:database.TableName}\"\nOld = \"${output:prod:database.TableName}\"\nMail = \"${ssm:admin-email}\"\n",
+    );
+}
+
+#[test]
+fn loads_the_typed_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    let ws = load(tmp.path()).unwrap();
+    let names: Vec<&str> = ws.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["database", "events", "frontend"]);
+    let fe = ws.service("frontend").unwrap();
+    assert_eq!(fe.dir, "apps/web/site");
+    assert_eq!(fe.template_path(), "apps/web/site/template.json");
+    // explicit `events` plus `database` implied by a same-stage output reference; the prod
+    // reference implies nothing.
+    assert_eq!(
+        fe.dependencies().into_iter().collect::<Vec<_>>(),
+        ["database", "events"]
+    );
+    assert_eq!(
+        ws.graph().waves(),
+        vec![vec!["database", "events"], vec!["frontend"]]
+    );
+    assert_eq!(
+        fe.parameters["Mail"].segments,
+        vec![Segment::Ref(Reference::Ssm {
+            name: ferry_manifest::Template::parse("admin-email").unwrap()
+        })]
+    );
+    assert_eq!(ws.project.global_inputs, ["ferry.toml", "Cargo.lock"]);
+    assert_eq!(
+        ws.stages["prod"].deployment_method,
+        DeploymentMethod::Direct
+    );
+    assert!(ws.stages["prod"].protected);
+    assert_eq!(
+        ws.stages["dev"].deployment_method,
+        DeploymentMethod::Changeset
+    );
+}
+
+#[test]
+fn stages_resolve_named_then_preview() {
+    let tmp = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    let ws = load(tmp.path()).unwrap();
+
+    let prod = ws.stage("prod").unwrap();
+    assert!(!prod.preview);
+    assert_eq!(ws.stack_name("database", &prod), "database-prod");
+
+    let preview = ws.stage("feature/Login_Form").unwrap();
+    assert!(preview.preview);
+    assert_eq!(preview.id, "feature-login-form");
+    assert_eq!(preview.config.region, "us-west-2");
+    assert_eq!(
+        ws.stack_name("frontend", &preview),
+        "frontend-feature-login-form"
+    );
+
+    let long = ws.stage(&"x".repeat(300)).unwrap();
+    assert!(ferry_manifest::is_valid_stack_name(
+        &ws.stack_name("frontend", &long)
+    ));
+    assert_eq!(
+        ws.stack_name("frontend", &long).len(),
+        ferry_manifest::MAX_STACK_NAME
+    );
+}
+
+#[test]
+fn unknown_stage_without_default_names_the_configured_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    let text = fs::read_to_string(tmp.path().join("ferry.toml")).unwrap();
+    write(
+        tmp.path(),
+        "ferry.toml",
+        &text.replace("[stages.\"*\"]\nregion = \"us-west-2\"\n", ""),
+    );
+    let ws = load(tmp.path()).unwrap();
+    let err = ws.stage("prd").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "stage `prd` is not configured in ferry.toml; did you mean `prod`?; add [stages.prd] or a [stages.\"*\"] default for preview stages (configured: dev, prod)"
+    );
+}

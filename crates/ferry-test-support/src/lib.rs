@@ -1,0 +1,140 @@
+//! Helpers for Ferry's tests, never for production code.
+//!
+//! - [`TestRepo`]: a real git repository in a temporary folder, with scripted edits and commits.
+//! - [`moto`]: one local AWS emulator per test binary, started on first use on a free loopback
+//!   port, stopped when the test binary exits (however it exits). Tests that share it use unique
+//!   resource names.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ferry_local::{AttachedServer, Emulator};
+use git2::{IndexAddOption, Oid, Repository, Signature};
+
+/// The Ferry workspace root (where `Cargo.toml` and `ferry.toml` are).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root exists")
+}
+
+/// The emulator shared by this test binary. Installs the pinned moto on first use if
+/// `cargo xtask test` has not already done so.
+pub fn moto() -> &'static AttachedServer {
+    static SERVER: OnceLock<AttachedServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let emu = Emulator::for_repository(&workspace_root());
+        emu.ensure_installed(|step| eprintln!("test support: {step}"))
+            .unwrap_or_else(|e| panic!("cannot install the local AWS emulator for tests: {e}"));
+        emu.spawn_attached()
+            .unwrap_or_else(|e| panic!("cannot start the local AWS emulator for tests: {e}"))
+    })
+}
+
+/// A git repository in a temporary folder, deleted on drop.
+pub struct TestRepo {
+    dir: tempfile::TempDir,
+    pub repo: Repository,
+}
+
+impl Default for TestRepo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestRepo {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let repo = Repository::init(dir.path()).expect("git init");
+        {
+            let mut cfg = repo.config().expect("repository config");
+            cfg.set_str("user.name", "Ferry Test").unwrap();
+            cfg.set_str("user.email", "test@ferry.invalid").unwrap();
+        }
+        TestRepo { dir, repo }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file (creating folders), relative to the repository root.
+    pub fn write(&self, rel: &str, content: &str) -> &Self {
+        let p = self.path().join(rel);
+        fs::create_dir_all(p.parent().expect("has a parent")).unwrap();
+        fs::write(p, content).unwrap();
+        self
+    }
+
+    /// Removes a file or a whole folder.
+    pub fn remove(&self, rel: &str) -> &Self {
+        let p = self.path().join(rel);
+        if p.is_dir() {
+            fs::remove_dir_all(p).unwrap()
+        } else {
+            fs::remove_file(p).unwrap()
+        }
+        self
+    }
+
+    pub fn rename(&self, from: &str, to: &str) -> &Self {
+        let to_path = self.path().join(to);
+        fs::create_dir_all(to_path.parent().expect("has a parent")).unwrap();
+        fs::rename(self.path().join(from), to_path).unwrap();
+        self
+    }
+
+    /// Stages every change (additions, edits, deletions) and commits it.
+    pub fn commit(&self, message: &str) -> Oid {
+        let mut index = self.repo.index().unwrap();
+        index.add_all(["*"], IndexAddOption::DEFAULT, None).unwrap();
+        index.update_all(["*"], None).unwrap();
+        index.write().unwrap();
+        let tree_id = index.write_tree().unwrap();
+        let tree = self.repo.find_tree(tree_id).unwrap();
+        let sig = Signature::now("Ferry Test", "test@ferry.invalid").unwrap();
+        let parent = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        self.repo
+            .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .unwrap()
+    }
+
+    pub fn head(&self) -> Oid {
+        self.repo.head().unwrap().peel_to_commit().unwrap().id()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_record_additions_edits_and_deletions() {
+        let r = TestRepo::new();
+        r.write("a.txt", "1").write("dir/b.txt", "2");
+        let first = r.commit("first");
+        r.write("a.txt", "changed").remove("dir");
+        let second = r.commit("second");
+        assert_ne!(first, second);
+        let tree = r.repo.find_commit(second).unwrap().tree().unwrap();
+        assert!(tree.get_path(Path::new("a.txt")).is_ok());
+        assert!(tree.get_path(Path::new("dir/b.txt")).is_err());
+        assert_eq!(
+            r.repo.find_commit(second).unwrap().parent_id(0).unwrap(),
+            first
+        );
+    }
+
+    #[test]
+    fn the_shared_emulator_answers_on_loopback() {
+        let server = moto();
+        assert!(server.endpoint().starts_with("http://127.0.0.1:"));
+        assert!(ferry_local::answers(server.port));
+        // The same server for the whole binary.
+        assert_eq!(moto().port, server.port);
+    }
+}

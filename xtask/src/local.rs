@@ -1,0 +1,92 @@
+//! `local up|down|status|env`.
+
+use anyhow::Context as _;
+use ferry_local::Status;
+
+use crate::Ctx;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum LocalCmd {
+    /// Install the pinned moto server (once) and start it on 127.0.0.1; does nothing if it runs
+    Up {
+        /// Port to listen on; 0 picks a free one
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// Stop the emulator started by `local up` (only that process)
+    Down,
+    /// Say whether the emulator runs, and where
+    Status,
+    /// Print the environment a shell needs to use the emulator: eval "$(cargo xtask local env)"
+    Env {
+        /// Region to put in AWS_REGION
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+    },
+}
+
+pub fn run(ctx: &Ctx, cmd: &LocalCmd) -> anyhow::Result<()> {
+    let emu = ctx.emulator();
+    match cmd {
+        LocalCmd::Up { port } => {
+            emu.ensure_installed(|step| eprintln!("local: {step}"))
+                .context("failed to install the local AWS emulator")?;
+            let (state, started) = emu
+                .up(*port)
+                .context("failed to start the local AWS emulator")?;
+            let what = if started {
+                "started"
+            } else {
+                "already running"
+            };
+            println!(
+                "local AWS emulator {what} at {} (pid {}, moto {})",
+                state.endpoint(),
+                state.pid,
+                state.moto_version
+            );
+            eprintln!("use it with --local, or in a shell: eval \"$(cargo xtask local env)\"");
+        }
+        LocalCmd::Down => match emu
+            .down()
+            .context("failed to stop the local AWS emulator")?
+        {
+            Some(state) => println!(
+                "local AWS emulator stopped (pid {}, was at {})",
+                state.pid,
+                state.endpoint()
+            ),
+            None => println!("local AWS emulator is not running"),
+        },
+        LocalCmd::Status => match emu.status()? {
+            Status::Running(state) => println!(
+                "local AWS emulator running at {} (pid {}, moto {}, log {})",
+                state.endpoint(),
+                state.pid,
+                state.moto_version,
+                emu.log_path().display()
+            ),
+            Status::Stale(state) => println!(
+                "local AWS emulator is not running (pid {} recorded at port {} is gone; `cargo xtask local up` starts a new one)",
+                state.pid, state.port
+            ),
+            Status::NotStarted => {
+                println!("local AWS emulator is not running (`cargo xtask local up` starts it)")
+            }
+        },
+        LocalCmd::Env { region } => {
+            let Status::Running(state) = emu.status()? else {
+                anyhow::bail!(
+                    "the local AWS emulator is not running; start it with `cargo xtask local up`"
+                );
+            };
+            for (key, value) in ferry_local::client_env(&state.endpoint(), region) {
+                println!("export {key}={value}");
+            }
+            for key in ferry_local::CLEARED_ENV {
+                println!("unset {key}");
+            }
+        }
+    }
+    Ok(())
+}

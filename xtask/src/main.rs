@@ -1,0 +1,116 @@
+//! `cargo xtask`: Ferry's command line.
+//!
+//! This binary parses arguments and composes the `ferry-*` crates; logic lives in the crates.
+//! Exit codes: 0 success, 1 failure, 2 usage error.
+
+mod local;
+mod services;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+/// Ferry deploys a monorepo of serverless services: it finds what changed, deploys it in
+/// dependency order with each stage's credentials, and proves each stage with acceptance tests.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    max_term_width = 100
+)]
+struct Cli {
+    /// Repository to operate on (the folder holding ferry.toml) [default: this workspace]
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Use the local AWS emulator for this run (started if it is not running): its endpoint and
+    /// dummy credentials, never a real account
+    #[arg(long, global = true)]
+    local: bool,
+    /// Say more: the commands Ferry runs and why it decides what it decides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the services of the monorepo: name, folder, dependencies, template
+    Services(services::ServicesArgs),
+    /// Check ferry.toml and every service.toml; report every problem at once (exit 1 if any)
+    Validate,
+    /// Start, stop and inspect the local AWS emulator (moto server on 127.0.0.1)
+    #[command(subcommand)]
+    Local(local::LocalCmd),
+    /// Run the project's own checks, as CI does: formatting, clippy -D warnings, all tests
+    Test(test::TestArgs),
+}
+
+/// What every command gets: where to work and how.
+#[derive(Debug)]
+pub struct Ctx {
+    pub root: PathBuf,
+    pub local: bool,
+    pub verbose: u8,
+}
+
+impl Ctx {
+    pub fn workspace(&self) -> anyhow::Result<ferry_manifest::Workspace> {
+        ferry_manifest::load(&self.root).with_context(|| {
+            format!(
+                "failed to load the Ferry configuration of {}",
+                self.root.display()
+            )
+        })
+    }
+
+    /// The local emulator of this Ferry installation (`FERRY_LOCAL_DIR` moves its state).
+    pub fn emulator(&self) -> ferry_local::Emulator {
+        let emu = ferry_local::Emulator::for_repository(&project_root());
+        match std::env::var_os("FERRY_LOCAL_DIR") {
+            Some(dir) => emu.with_state_dir(dir),
+            None => emu,
+        }
+    }
+}
+
+/// The Ferry workspace this binary was built from.
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let root = cli.root.clone().unwrap_or_else(project_root);
+    let ctx = Ctx {
+        root,
+        local: cli.local,
+        verbose: cli.verbose,
+    };
+    let result = match cli.command {
+        Command::Services(args) => services::run(&ctx, &args),
+        Command::Validate => services::validate(&ctx),
+        Command::Local(cmd) => local::run(&ctx, &cmd),
+        Command::Test(args) => test::run(&ctx, &args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! `services` and `validate`.
+
+use crate::Ctx;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Default)]
+pub enum ListFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServicesArgs {
+    /// Output format; json is a stable contract for scripts
+    #[arg(long, value_enum, default_value_t)]
+    format: ListFormat,
+}
+
+pub fn run(ctx: &Ctx, args: &ServicesArgs) -> anyhow::Result<()> {
+    let ws = ctx.workspace()?;
+    match args.format {
+        ListFormat::Json => {
+            let list: Vec<serde_json::Value> = ws
+                .services
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "name": s.name,
+                        "dir": s.dir,
+                        "template": s.template_path(),
+                        "depends_on": s.dependencies(),
+                        "inputs": s.inputs,
+                        "parameters": s.parameters.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.to_string()))).collect::<serde_json::Map<_, _>>(),
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        }
+        ListFormat::Text => {
+            let rows: Vec<[String; 4]> = ws
+                .services
+                .iter()
+                .map(|s| {
+                    let deps: Vec<String> = s.dependencies().into_iter().collect();
+                    let deps = if deps.is_empty() {
+                        "-".to_string()
+                    } else {
+                        deps.join(", ")
+                    };
+                    [s.name.clone(), s.dir.clone(), deps, s.template.clone()]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(["NAME", "FOLDER", "DEPENDS ON", "TEMPLATE"], &rows)
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
+    let ws = ctx.workspace()?;
+    let stages: Vec<&str> = ws
+        .stages
+        .keys()
+        .map(String::as_str)
+        .chain(ws.default_stage.as_ref().map(|_| "*"))
+        .collect();
+    println!(
+        "ok: project `{}`, {} service(s), stage(s) {}",
+        ws.project.name,
+        ws.services.len(),
+        stages.join(", ")
+    );
+    Ok(())
+}
+
+/// A plain left-aligned table, two spaces between columns.
+pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
