@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 failure, 2 usage error.
 
 mod local;
+mod plan;
 mod services;
 mod test;
 
@@ -43,6 +44,10 @@ enum Command {
     Services(services::ServicesArgs),
     /// Check ferry.toml and every service.toml; report every problem at once (exit 1 if any)
     Validate,
+    /// Show what a deploy of a stage would do: each service deploy or skip, with reasons, in waves
+    Plan(plan::PlanArgs),
+    /// Print the dependency graph of the services (Mermaid, DOT or JSON)
+    Graph(plan::GraphArgs),
     /// Start, stop and inspect the local AWS emulator (moto server on 127.0.0.1)
     #[command(subcommand)]
     Local(local::LocalCmd),
@@ -100,6 +105,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Services(args) => services::run(&ctx, &args),
         Command::Validate => services::validate(&ctx),
+        Command::Plan(args) => plan::run(&ctx, &args),
+        Command::Graph(args) => plan::graph(&ctx, &args),
         Command::Local(cmd) => local::run(&ctx, &cmd),
         Command::Test(args) => test::run(&ctx, &args),
     };

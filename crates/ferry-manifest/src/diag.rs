@@ -104,10 +104,8 @@ pub(crate) fn suggest<'c>(
         .map(|(_, c)| c)
 }
 
-pub(crate) fn did_you_mean<'c>(
-    input: &str,
-    candidates: impl IntoIterator<Item = &'c str>,
-) -> String {
+/// `"; did you mean `x`?"` for the closest candidate, or an empty string.
+pub fn did_you_mean<'c>(input: &str, candidates: impl IntoIterator<Item = &'c str>) -> String {
     match suggest(input, candidates) {
         Some(s) => format!("; did you mean `{s}`?"),
         None => String::new(),

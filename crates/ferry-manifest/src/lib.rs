@@ -11,8 +11,8 @@ mod model;
 pub mod reference;
 mod stage;
 
-pub use diag::{Diagnostic, ManifestErrors};
-pub use load::{PROJECT_FILE, SERVICE_FILE, load};
+pub use diag::{Diagnostic, ManifestErrors, did_you_mean};
+pub use load::{PROJECT_FILE, SERVICE_FILE, declared_service_name, load};
 pub use model::{DeploymentMethod, Project, Service, StageConfig, Workspace};
 pub use reference::{Reference, ReferenceError, Segment, Template};
 pub use stage::{

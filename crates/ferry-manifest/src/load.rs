@@ -36,6 +36,14 @@ const SERVICE_ROOT_KEYS: &[&str] = &["service", "parameters", "package", "accept
 const SERVICE_KEYS: &[&str] = &["name", "template", "depends-on", "inputs"];
 const TEMPLATE_EXTENSIONS: &[&str] = &["yaml", "yml", "json", "template"];
 
+/// The `service.name` a manifest declares, if it parses and declares one (e.g. to name a service
+/// whose folder is gone, from its manifest at an older commit).
+pub fn declared_service_name(manifest: &str) -> Option<String> {
+    let doc = DeTable::parse(manifest).ok()?;
+    let service = doc.get_ref().get("service")?.get_ref().as_table()?;
+    service.get("name")?.get_ref().as_str().map(String::from)
+}
+
 /// Loads and validates the workspace rooted at `root`.
 pub fn load(root: &Path) -> Result<Workspace, ManifestErrors> {
     let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());

@@ -37,6 +37,7 @@ pub fn moto() -> &'static AttachedServer {
 pub struct TestRepo {
     dir: tempfile::TempDir,
     pub repo: Repository,
+    commits: std::cell::Cell<i64>,
 }
 
 impl Default for TestRepo {
@@ -54,7 +55,11 @@ impl TestRepo {
             cfg.set_str("user.name", "Ferry Test").unwrap();
             cfg.set_str("user.email", "test@ferry.invalid").unwrap();
         }
-        TestRepo { dir, repo }
+        TestRepo {
+            dir,
+            repo,
+            commits: std::cell::Cell::new(0),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -87,7 +92,8 @@ impl TestRepo {
         self
     }
 
-    /// Stages every change (additions, edits, deletions) and commits it.
+    /// Stages every change (additions, edits, deletions) and commits it. Commit times are fixed
+    /// (one minute apart from a fixed epoch), so the same script gives the same commit ids.
     pub fn commit(&self, message: &str) -> Oid {
         let mut index = self.repo.index().unwrap();
         index.add_all(["*"], IndexAddOption::DEFAULT, None).unwrap();
@@ -95,7 +101,10 @@ impl TestRepo {
         index.write().unwrap();
         let tree_id = index.write_tree().unwrap();
         let tree = self.repo.find_tree(tree_id).unwrap();
-        let sig = Signature::now("Ferry Test", "test@ferry.invalid").unwrap();
+        let n = self.commits.get();
+        self.commits.set(n + 1);
+        let when = git2::Time::new(1_700_000_000 + 60 * n, 0);
+        let sig = Signature::new("Ferry Test", "test@ferry.invalid", &when).unwrap();
         let parent = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
         let parents: Vec<&git2::Commit> = parent.iter().collect();
         self.repo

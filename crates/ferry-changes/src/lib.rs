@@ -1,0 +1,17 @@
+//! Change detection for a monorepo.
+//!
+//! - [`Repo::changed_paths`]: the paths that differ between a base commit and a head (a commit,
+//!   or the working tree with its index and untracked files). A name-only tree-to-tree diff:
+//!   unchanged subtrees are skipped by object id and no file content is loaded. A rename yields
+//!   both paths; deletions count.
+//! - A base that cannot be used is a typed [`BaseUnavailable`], never a silent fallback: the
+//!   caller decides whether that means "everything changed" or an error.
+//! - [`Owners`]: which services a path affects (deepest service folder, declared input globs,
+//!   global inputs).
+
+mod owners;
+mod repo;
+
+pub use git2::Oid;
+pub use owners::{Affected, Owners, OwnersError, ServiceSpec};
+pub use repo::{BaseUnavailable, ChangedPaths, ChangesError, Head, Repo, short};

@@ -1,0 +1,237 @@
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+/// What [`Owners`] needs to know of one service.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// Repository-relative folder, `/`-separated.
+    pub dir: String,
+    /// Extra input globs, repository relative.
+    pub inputs: Vec<String>,
+    /// Exact files that belong to the service although they may sit outside its folder (its
+    /// manifest and template).
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid input glob `{glob}` of {owner}: {source}")]
+pub struct OwnersError {
+    glob: String,
+    owner: String,
+    source: globset::Error,
+}
+
+/// Maps changed paths to the services they affect.
+#[derive(Debug)]
+pub struct Owners {
+    names: Vec<String>,
+    dirs: HashMap<String, usize>,
+    files: HashMap<String, Vec<usize>>,
+    inputs: GlobSet,
+    input_owner: Vec<usize>,
+    global: GlobSet,
+}
+
+/// Changed paths sorted by who they affect.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Affected {
+    /// Service → its own changed paths (folder, manifest, template, declared inputs).
+    pub services: BTreeMap<String, BTreeSet<String>>,
+    /// Changed paths that match a global input: they affect every service.
+    pub global: BTreeSet<String>,
+    /// Changed paths that belong to no service and no global input.
+    pub unowned: BTreeSet<String>,
+}
+
+impl Owners {
+    pub fn new(
+        services: impl IntoIterator<Item = ServiceSpec>,
+        global_inputs: &[String],
+    ) -> Result<Owners, OwnersError> {
+        let mut names = Vec::new();
+        let mut dirs = HashMap::new();
+        let mut files: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut inputs = GlobSetBuilder::new();
+        let mut input_owner = Vec::new();
+        for (i, s) in services.into_iter().enumerate() {
+            dirs.insert(s.dir.trim_end_matches('/').to_string(), i);
+            for f in &s.files {
+                files.entry(normalize(f)).or_default().push(i);
+            }
+            for g in &s.inputs {
+                inputs.add(glob(g, &s.name)?);
+                input_owner.push(i);
+            }
+            names.push(s.name);
+        }
+        let mut global = GlobSetBuilder::new();
+        for g in global_inputs {
+            global.add(glob(g, "global-inputs")?);
+        }
+        let build = |b: GlobSetBuilder, owner: &str| {
+            b.build().map_err(|source| OwnersError {
+                glob: String::new(),
+                owner: owner.to_string(),
+                source,
+            })
+        };
+        Ok(Owners {
+            names,
+            dirs,
+            files,
+            inputs: build(inputs, "services")?,
+            input_owner,
+            global: build(global, "global-inputs")?,
+        })
+    }
+
+    /// The services that own `path`: the deepest service folder containing it, plus every
+    /// service whose inputs or files name it. Sorted, without duplicates.
+    pub fn services_of(&self, path: &str) -> Vec<&str> {
+        let mut found: BTreeSet<usize> = BTreeSet::new();
+        let mut dir = path;
+        while let Some(pos) = dir.rfind('/') {
+            dir = &dir[..pos];
+            if let Some(&i) = self.dirs.get(dir) {
+                found.insert(i);
+                break;
+            }
+        }
+        if let Some(owners) = self.files.get(path) {
+            found.extend(owners);
+        }
+        if !self.inputs.is_empty() {
+            found.extend(
+                self.inputs
+                    .matches(path)
+                    .into_iter()
+                    .map(|m| self.input_owner[m]),
+            );
+        }
+        let mut names: Vec<&str> = found.into_iter().map(|i| self.names[i].as_str()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    pub fn is_global(&self, path: &str) -> bool {
+        self.global.is_match(path)
+    }
+
+    /// Sorts every changed path by who it affects.
+    pub fn classify<'p>(&self, paths: impl IntoIterator<Item = &'p String>) -> Affected {
+        let mut out = Affected::default();
+        for p in paths {
+            let owners = self.services_of(p);
+            let global = self.is_global(p);
+            for o in &owners {
+                out.services
+                    .entry((*o).to_string())
+                    .or_default()
+                    .insert(p.clone());
+            }
+            if global {
+                out.global.insert(p.clone());
+            }
+            if owners.is_empty() && !global {
+                out.unowned.insert(p.clone());
+            }
+        }
+        out
+    }
+}
+
+fn glob(g: &str, owner: &str) -> Result<Glob, OwnersError> {
+    globset::GlobBuilder::new(g)
+        .literal_separator(true)
+        .build()
+        .map_err(|source| OwnersError {
+            glob: g.to_string(),
+            owner: owner.to_string(),
+            source,
+        })
+}
+
+/// `a/./b/../c` → `a/c` (templates may be named relative to their folder).
+fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    parts.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owners() -> Owners {
+        let spec = |name: &str, dir: &str, inputs: &[&str], files: &[&str]| ServiceSpec {
+            name: name.into(),
+            dir: dir.into(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            files: files.iter().map(|s| s.to_string()).collect(),
+        };
+        Owners::new(
+            [
+                spec(
+                    "api",
+                    "services/api",
+                    &["shared/lib/**"],
+                    &["services/api/service.toml"],
+                ),
+                spec("admin", "services/api/admin", &[], &[]),
+                spec(
+                    "web",
+                    "apps/web",
+                    &["shared/lib/ui/*.ts"],
+                    &["apps/web/../templates/web.yaml"],
+                ),
+            ],
+            &["ferry.toml".to_string(), "*.lock".to_string()],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn deepest_folder_wins_and_inputs_add_owners() {
+        let o = owners();
+        assert_eq!(o.services_of("services/api/src/handler.py"), ["api"]);
+        assert_eq!(o.services_of("services/api/admin/index.js"), ["admin"]);
+        assert_eq!(o.services_of("services/apiary/x"), Vec::<&str>::new());
+        assert_eq!(o.services_of("shared/lib/ui/button.ts"), ["api", "web"]);
+        assert_eq!(o.services_of("shared/lib/ui/deep/button.ts"), ["api"]);
+        assert_eq!(o.services_of("apps/templates/web.yaml"), ["web"]);
+        assert!(o.is_global("ferry.toml"));
+        assert!(o.is_global("Cargo.lock"));
+        assert!(
+            !o.is_global("sub/Cargo.lock"),
+            "globs are anchored at the root"
+        );
+    }
+
+    #[test]
+    fn classify_keeps_unowned_paths_for_explain() {
+        let o = owners();
+        let paths: BTreeSet<String> = [
+            "services/api/a.py",
+            "ferry.toml",
+            "docs/readme.md",
+            "apps/web/index.ts",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let a = o.classify(&paths);
+        assert_eq!(a.services.keys().collect::<Vec<_>>(), ["api", "web"]);
+        assert_eq!(a.global.iter().collect::<Vec<_>>(), ["ferry.toml"]);
+        assert_eq!(a.unowned.iter().collect::<Vec<_>>(), ["docs/readme.md"]);
+    }
+}

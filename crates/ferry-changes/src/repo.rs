@@ -1,0 +1,274 @@
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use git2::{Delta, DiffOptions, Oid, Repository, RepositoryOpenFlags};
+use serde::Serialize;
+
+/// What to compare the base with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Head {
+    /// A revision: a commit id, branch, tag, `HEAD~3`, …
+    Rev(String),
+    /// The working tree: committed changes, staged and unstaged edits, untracked (not ignored)
+    /// files.
+    WorkingTree,
+}
+
+/// Why a base commit cannot be used for change detection. Each says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "cause", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum BaseUnavailable {
+    #[error(
+        "base `{base}` is not in the repository (was history rewritten by a force push, or is the name wrong?)"
+    )]
+    NotFound { base: String },
+    #[error(
+        "base `{base}` is hidden by the shallow clone's history boundary; deepen it with `git fetch --unshallow` (CodeBuild: a full clone, git-clone-depth 0; GitHub Actions: fetch-depth: 0)"
+    )]
+    Shallow { base: String },
+    #[error("{} is not a git repository (e.g. a CodePipeline source zip); give the build a git clone (CodeBuild: CODEBUILD_CLONE_REF output format)", .root.display())]
+    NoRepository { root: PathBuf },
+    #[error(
+        "base `{base}` is not an ancestor of head `{head}` (history diverged, e.g. after a force push)"
+    )]
+    NotAncestor { base: String, head: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChangesError {
+    #[error(transparent)]
+    BaseUnavailable(#[from] BaseUnavailable),
+    #[error("head `{head}` is not a commit of the repository at {}: {source}", .root.display())]
+    HeadNotFound {
+        head: String,
+        root: PathBuf,
+        source: git2::Error,
+    },
+    #[error("failed to {action} in {}: {source}", .root.display())]
+    Git {
+        action: &'static str,
+        root: PathBuf,
+        source: git2::Error,
+    },
+}
+
+/// The result of a diff.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangedPaths {
+    /// Every path that differs, repository relative with `/`; both sides of a rename.
+    pub paths: BTreeSet<String>,
+    /// The paths that exist at the base but not at the head.
+    pub deleted: BTreeSet<String>,
+}
+
+/// A repository opened for change detection.
+pub struct Repo {
+    repo: Repository,
+    root: PathBuf,
+}
+
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repo").field("root", &self.root).finish()
+    }
+}
+
+impl Repo {
+    /// Opens the repository whose work tree is exactly `root` (no search upwards: a service
+    /// folder inside another repository must not borrow its history).
+    pub fn open(root: &Path) -> Result<Repo, BaseUnavailable> {
+        let repo = Repository::open_ext(
+            root,
+            RepositoryOpenFlags::NO_SEARCH,
+            std::iter::empty::<&std::ffi::OsStr>(),
+        )
+        .map_err(|_| BaseUnavailable::NoRepository {
+            root: root.to_path_buf(),
+        })?;
+        Ok(Repo {
+            repo,
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn is_shallow(&self) -> bool {
+        self.repo.is_shallow()
+    }
+
+    fn git(&self, action: &'static str) -> impl FnOnce(git2::Error) -> ChangesError + '_ {
+        move |source| ChangesError::Git {
+            action,
+            root: self.root.clone(),
+            source,
+        }
+    }
+
+    /// Resolves a revision to a commit id.
+    pub fn resolve(&self, rev: &str) -> Option<Oid> {
+        self.repo
+            .revparse_single(rev)
+            .ok()?
+            .peel_to_commit()
+            .ok()
+            .map(|c| c.id())
+    }
+
+    /// The commit HEAD points at, if any (an empty repository has none).
+    pub fn head_commit(&self) -> Option<Oid> {
+        self.repo.head().ok()?.peel_to_commit().ok().map(|c| c.id())
+    }
+
+    /// Resolves a base, or says why it cannot be used.
+    pub fn resolve_base(&self, base: &str) -> Result<Oid, BaseUnavailable> {
+        match self.resolve(base) {
+            Some(oid) => Ok(oid),
+            None if self.is_shallow() => Err(BaseUnavailable::Shallow {
+                base: base.to_string(),
+            }),
+            None => Err(BaseUnavailable::NotFound {
+                base: base.to_string(),
+            }),
+        }
+    }
+
+    fn resolve_head(&self, head: &str) -> Result<Oid, ChangesError> {
+        self.repo
+            .revparse_single(head)
+            .and_then(|o| o.peel_to_commit())
+            .map(|c| c.id())
+            .map_err(|source| ChangesError::HeadNotFound {
+                head: head.to_string(),
+                root: self.root.clone(),
+                source,
+            })
+    }
+
+    /// Whether the working tree differs from HEAD (staged, unstaged or untracked files).
+    pub fn is_dirty(&self) -> Result<bool, ChangesError> {
+        let Some(head) = self.head_commit() else {
+            return Ok(true);
+        };
+        let changed = self.diff_to_workdir(head)?;
+        Ok(!changed.paths.is_empty())
+    }
+
+    /// The paths that differ between `base` and `head`.
+    pub fn changed_paths(&self, base: &str, head: &Head) -> Result<ChangedPaths, ChangesError> {
+        let base_oid = self.resolve_base(base)?;
+        let (head_name, head_oid) = match head {
+            Head::Rev(rev) => (rev.clone(), Some(self.resolve_head(rev)?)),
+            Head::WorkingTree => ("the working tree".to_string(), self.head_commit()),
+        };
+        if let Some(head_oid) = head_oid
+            && head_oid != base_oid
+            && !self
+                .repo
+                .graph_descendant_of(head_oid, base_oid)
+                .map_err(self.git("walk history"))?
+        {
+            // In a shallow clone a base outside the boundary may still be present as an object
+            // while the history that links it to head is cut.
+            if self.is_shallow() {
+                return Err(BaseUnavailable::Shallow {
+                    base: base.to_string(),
+                }
+                .into());
+            }
+            return Err(BaseUnavailable::NotAncestor {
+                base: base.to_string(),
+                head: head_name,
+            }
+            .into());
+        }
+        match head {
+            Head::Rev(_) => self.diff_trees(base_oid, head_oid.expect("resolved")),
+            Head::WorkingTree => self.diff_to_workdir(base_oid),
+        }
+    }
+
+    fn tree(&self, commit: Oid) -> Result<git2::Tree<'_>, ChangesError> {
+        self.repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(self.git("read a commit's tree"))
+    }
+
+    fn options() -> DiffOptions {
+        let mut o = DiffOptions::new();
+        // Name-only: never look into blobs.
+        o.skip_binary_check(true)
+            .include_typechange(true)
+            .ignore_submodules(true);
+        o
+    }
+
+    fn diff_trees(&self, base: Oid, head: Oid) -> Result<ChangedPaths, ChangesError> {
+        if base == head {
+            return Ok(ChangedPaths::default());
+        }
+        let (old, new) = (self.tree(base)?, self.tree(head)?);
+        let diff = self
+            .repo
+            .diff_tree_to_tree(Some(&old), Some(&new), Some(&mut Self::options()))
+            .map_err(self.git("diff two commits"))?;
+        Ok(collect(&diff))
+    }
+
+    fn diff_to_workdir(&self, base: Oid) -> Result<ChangedPaths, ChangesError> {
+        let old = self.tree(base)?;
+        let mut opts = Self::options();
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_ignored(false);
+        let diff = self
+            .repo
+            .diff_tree_to_workdir_with_index(Some(&old), Some(&mut opts))
+            .map_err(self.git("diff the working tree"))?;
+        Ok(collect(&diff))
+    }
+
+    /// The text of `path` at `commit`, if it exists and is UTF-8.
+    pub fn file_at(&self, commit: Oid, path: &str) -> Option<String> {
+        let tree = self.repo.find_commit(commit).ok()?.tree().ok()?;
+        let entry = tree.get_path(Path::new(path)).ok()?;
+        let blob = self.repo.find_blob(entry.id()).ok()?;
+        String::from_utf8(blob.content().to_vec()).ok()
+    }
+
+    /// The id of the tree at `path` in `commit` (for "did this folder change" checks by id).
+    pub fn tree_id_at(&self, commit: Oid, path: &str) -> Option<Oid> {
+        let tree = self.repo.find_commit(commit).ok()?.tree().ok()?;
+        if path.is_empty() {
+            return Some(tree.id());
+        }
+        tree.get_path(Path::new(path)).ok().map(|e| e.id())
+    }
+}
+
+/// Short form of a commit id for messages (7 hex digits, as git shows it by default).
+pub fn short(oid: Oid) -> String {
+    oid.to_string()[..7].to_string()
+}
+
+fn collect(diff: &git2::Diff<'_>) -> ChangedPaths {
+    let mut out = ChangedPaths::default();
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            if let Some(p) = file.path().and_then(Path::to_str) {
+                out.paths.insert(p.replace('\\', "/"));
+            }
+        }
+        if delta.status() == Delta::Deleted
+            && let Some(p) = delta.old_file().path().and_then(Path::to_str)
+        {
+            out.deleted.insert(p.replace('\\', "/"));
+        }
+    }
+    out
+}

@@ -1,0 +1,194 @@
+//! Change detection on real git repositories in temporary folders.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use ferry_changes::{BaseUnavailable, ChangesError, Head, Repo};
+use ferry_test_support::TestRepo;
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn seeded() -> (TestRepo, String) {
+    let r = TestRepo::new();
+    r.write("ferry.toml", "[project]\n")
+        .write("services/a/service.toml", "[service]\n")
+        .write("services/a/x.txt", "x\n")
+        .write("services/b/service.toml", "[service]\n")
+        .write("services/c/service.toml", "[service]\nname = \"gamma\"\n")
+        .write("services/c/main.py", "print(1)\n")
+        .write(".gitignore", "*.log\nbuild/\n");
+    let base = r.commit("base").to_string();
+    (r, base)
+}
+
+fn changed(r: &TestRepo, base: &str, head: Head) -> ferry_changes::ChangedPaths {
+    Repo::open(r.path())
+        .unwrap()
+        .changed_paths(base, &head)
+        .unwrap()
+}
+
+#[test]
+fn a_rename_across_services_yields_both_paths() {
+    let (r, base) = seeded();
+    r.rename("services/a/x.txt", "services/b/x.txt");
+    r.commit("move x");
+    let c = changed(&r, &base, Head::Rev("HEAD".into()));
+    assert_eq!(c.paths, set(&["services/a/x.txt", "services/b/x.txt"]));
+    assert_eq!(c.deleted, set(&["services/a/x.txt"]));
+}
+
+#[test]
+fn deleted_files_and_service_folders_count() {
+    let (r, base) = seeded();
+    r.remove("services/c");
+    r.commit("drop c");
+    let c = changed(&r, &base, Head::Rev("HEAD".into()));
+    assert_eq!(
+        c.paths,
+        set(&["services/c/main.py", "services/c/service.toml"])
+    );
+    assert_eq!(c.deleted, c.paths);
+    let repo = Repo::open(r.path()).unwrap();
+    let base_oid = repo.resolve(&base).unwrap();
+    assert_eq!(
+        repo.file_at(base_oid, "services/c/service.toml").unwrap(),
+        "[service]\nname = \"gamma\"\n"
+    );
+}
+
+#[test]
+fn the_working_tree_counts_staged_unstaged_and_untracked_but_not_ignored_files() {
+    let (r, base) = seeded();
+    r.write("services/a/x.txt", "committed\n");
+    r.commit("edit a");
+    r.write(
+        "services/b/new/deep/file.txt",
+        "untracked in a new folder\n",
+    )
+    .write("services/c/main.py", "print(2)\n")
+    .write("services/a/debug.log", "ignored\n")
+    .write("services/b/build/out.bin", "ignored folder\n");
+    // Stage one edit through the index, leave the others unstaged / untracked.
+    r.write("ferry.toml", "[project]\nname = \"x\"\n");
+    let mut index = r.repo.index().unwrap();
+    index.add_path(std::path::Path::new("ferry.toml")).unwrap();
+    index.write().unwrap();
+
+    let c = changed(&r, &base, Head::WorkingTree);
+    assert_eq!(
+        c.paths,
+        set(&[
+            "ferry.toml",
+            "services/a/x.txt",
+            "services/b/new/deep/file.txt",
+            "services/c/main.py"
+        ])
+    );
+    // The same base against the HEAD commit sees only what was committed.
+    assert_eq!(
+        changed(&r, &base, Head::Rev("HEAD".into())).paths,
+        set(&["services/a/x.txt"])
+    );
+    assert!(Repo::open(r.path()).unwrap().is_dirty().unwrap());
+}
+
+#[test]
+fn an_unchanged_head_has_no_changes_and_a_clean_tree_is_not_dirty() {
+    let (r, base) = seeded();
+    assert!(changed(&r, &base, Head::Rev(base.clone())).paths.is_empty());
+    assert!(changed(&r, &base, Head::WorkingTree).paths.is_empty());
+    assert!(!Repo::open(r.path()).unwrap().is_dirty().unwrap());
+}
+
+fn base_error(r: &Repo, base: &str, head: Head) -> BaseUnavailable {
+    match r.changed_paths(base, &head) {
+        Err(ChangesError::BaseUnavailable(b)) => b,
+        other => panic!("expected an unavailable base, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_unknown_base_is_not_found() {
+    let (r, _) = seeded();
+    let repo = Repo::open(r.path()).unwrap();
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    assert_eq!(
+        base_error(&repo, missing, Head::WorkingTree),
+        BaseUnavailable::NotFound {
+            base: missing.into()
+        }
+    );
+    let msg = base_error(&repo, "no-such-branch", Head::Rev("HEAD".into())).to_string();
+    assert!(msg.contains("force push"), "{msg}");
+}
+
+#[test]
+fn a_base_hidden_by_a_shallow_clone_says_how_to_deepen() {
+    let (r, base) = seeded();
+    r.write("services/a/x.txt", "2\n");
+    r.commit("second");
+    r.write("services/a/x.txt", "3\n");
+    r.commit("third");
+    let clone = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", r.path().display());
+    let status = Command::new("git")
+        .args(["clone", "--quiet", "--depth", "1", &url])
+        .arg(clone.path().join("c"))
+        .status()
+        .expect("git runs");
+    assert!(status.success());
+    let repo = Repo::open(&clone.path().join("c")).unwrap();
+    assert!(repo.is_shallow());
+    let err = base_error(&repo, &base, Head::Rev("HEAD".into()));
+    assert_eq!(err, BaseUnavailable::Shallow { base: base.clone() });
+    assert!(err.to_string().contains("git fetch --unshallow"), "{err}");
+}
+
+#[test]
+fn a_folder_without_git_is_no_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ferry.toml"), "").unwrap();
+    let err = Repo::open(dir.path()).unwrap_err();
+    assert_eq!(
+        err,
+        BaseUnavailable::NoRepository {
+            root: dir.path().to_path_buf()
+        }
+    );
+    assert!(err.to_string().contains("CodePipeline"), "{err}");
+}
+
+#[test]
+fn a_service_folder_inside_another_repository_does_not_borrow_its_history() {
+    let (r, _) = seeded();
+    assert!(matches!(
+        Repo::open(&r.path().join("services/a")),
+        Err(BaseUnavailable::NoRepository { .. })
+    ));
+}
+
+#[test]
+fn a_base_on_a_diverged_history_is_not_an_ancestor() {
+    let (r, base) = seeded();
+    r.write("services/a/x.txt", "on main\n");
+    let gone = r.commit("later rewritten");
+    // Rewrite history: move HEAD back to base and commit something else (a force push).
+    let base_commit = r
+        .repo
+        .find_commit(git2::Oid::from_str(&base).unwrap())
+        .unwrap();
+    r.repo
+        .reset(base_commit.as_object(), git2::ResetType::Hard, None)
+        .unwrap();
+    r.write("services/b/y.txt", "rewritten\n");
+    r.commit("rewritten");
+    let repo = Repo::open(r.path()).unwrap();
+    let err = base_error(&repo, &gone.to_string(), Head::Rev("HEAD".into()));
+    assert!(
+        matches!(err, BaseUnavailable::NotAncestor { .. }),
+        "{err:?}"
+    );
+}

@@ -1,0 +1,228 @@
+//! Where Ferry runs, read from environment variables.
+//!
+//! [`CiContext::from_vars`] is a pure function of a variable lookup, so every CI's conventions are
+//! tested without touching the process environment; [`CiContext::from_env`] reads the real one.
+//! Facts: `shared/reference/ci.md`.
+
+use serde::Serialize;
+
+/// The CI system, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    CodeBuild,
+    GithubActions,
+    /// `CI=true` from some other system.
+    OtherCi,
+    /// A developer's machine.
+    Local,
+}
+
+/// What triggered the build, where the CI says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Trigger {
+    PullRequest { id: String },
+    Branch { name: String },
+    Tag { name: String },
+    Unknown,
+}
+
+/// A typed view of where Ferry runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CiContext {
+    pub provider: Provider,
+    pub trigger: Trigger,
+    /// The commit being built, as the CI reports it (a fresh checkout needs no working-tree scan).
+    pub commit: Option<String>,
+    /// The build id, e.g. `project:uuid` on CodeBuild or the run id on GitHub.
+    pub build_id: Option<String>,
+    /// The variable the trigger was read from, for messages (`CODEBUILD_WEBHOOK_TRIGGER=pr/42`).
+    pub trigger_source: Option<String>,
+    /// `FORCE_DEPLOY_ALL=true`, as in the scripts Ferry replaces.
+    pub force_deploy_all: bool,
+}
+
+impl CiContext {
+    /// Reads the process environment.
+    pub fn from_env() -> Self {
+        Self::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// Reads variables through `var`; empty values count as unset.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |k: &str| var(k).filter(|v| !v.trim().is_empty());
+        let truthy = |k: &str| {
+            get(k).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+        };
+        let force_deploy_all = truthy("FORCE_DEPLOY_ALL");
+
+        if get("CODEBUILD_BUILD_ID").is_some() || get("CODEBUILD_RESOLVED_SOURCE_VERSION").is_some()
+        {
+            let raw = get("CODEBUILD_WEBHOOK_TRIGGER");
+            let trigger = match raw.as_deref() {
+                Some(t) if t.starts_with("pr/") => Trigger::PullRequest {
+                    id: t[3..].to_string(),
+                },
+                Some(t) if t.starts_with("branch/") => Trigger::Branch {
+                    name: t[7..].to_string(),
+                },
+                Some(t) if t.starts_with("tag/") => Trigger::Tag {
+                    name: t[4..].to_string(),
+                },
+                _ => Trigger::Unknown,
+            };
+            return CiContext {
+                provider: Provider::CodeBuild,
+                trigger,
+                commit: get("CODEBUILD_RESOLVED_SOURCE_VERSION"),
+                build_id: get("CODEBUILD_BUILD_ID"),
+                trigger_source: raw.map(|r| format!("CODEBUILD_WEBHOOK_TRIGGER={r}")),
+                force_deploy_all,
+            };
+        }
+        if truthy("GITHUB_ACTIONS") {
+            let event = get("GITHUB_EVENT_NAME");
+            let ref_name = get("GITHUB_REF_NAME").unwrap_or_default();
+            let trigger = match (event.as_deref(), get("GITHUB_REF_TYPE").as_deref()) {
+                (Some("pull_request" | "pull_request_target"), _) => {
+                    let id = get("GITHUB_REF").and_then(|r| {
+                        r.strip_prefix("refs/pull/")
+                            .map(|p| p.trim_end_matches("/merge").to_string())
+                    });
+                    Trigger::PullRequest {
+                        id: id.unwrap_or(ref_name),
+                    }
+                }
+                (_, Some("tag")) => Trigger::Tag { name: ref_name },
+                (_, Some("branch")) => Trigger::Branch { name: ref_name },
+                _ => Trigger::Unknown,
+            };
+            return CiContext {
+                provider: Provider::GithubActions,
+                trigger,
+                commit: get("GITHUB_SHA"),
+                build_id: get("GITHUB_RUN_ID"),
+                trigger_source: event.map(|e| format!("GITHUB_EVENT_NAME={e}")),
+                force_deploy_all,
+            };
+        }
+        CiContext {
+            provider: if truthy("CI") {
+                Provider::OtherCi
+            } else {
+                Provider::Local
+            },
+            trigger: Trigger::Unknown,
+            commit: None,
+            build_id: None,
+            trigger_source: None,
+            force_deploy_all,
+        }
+    }
+
+    pub fn is_ci(&self) -> bool {
+        self.provider != Provider::Local
+    }
+
+    pub fn is_pull_request(&self) -> bool {
+        matches!(self.trigger, Trigger::PullRequest { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(vars: &[(&str, &str)]) -> CiContext {
+        CiContext::from_vars(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn codebuild_pull_request_branch_and_tag() {
+        let pr = ctx(&[
+            ("CODEBUILD_BUILD_ID", "shop:1234"),
+            ("CODEBUILD_RESOLVED_SOURCE_VERSION", "abc123"),
+            ("CODEBUILD_WEBHOOK_TRIGGER", "pr/42"),
+        ]);
+        assert_eq!(pr.provider, Provider::CodeBuild);
+        assert_eq!(pr.trigger, Trigger::PullRequest { id: "42".into() });
+        assert!(pr.is_pull_request());
+        assert_eq!(pr.commit.as_deref(), Some("abc123"));
+        assert_eq!(pr.build_id.as_deref(), Some("shop:1234"));
+        assert_eq!(
+            pr.trigger_source.as_deref(),
+            Some("CODEBUILD_WEBHOOK_TRIGGER=pr/42")
+        );
+
+        let branch = ctx(&[
+            ("CODEBUILD_BUILD_ID", "x:1"),
+            ("CODEBUILD_WEBHOOK_TRIGGER", "branch/main"),
+        ]);
+        assert_eq!(
+            branch.trigger,
+            Trigger::Branch {
+                name: "main".into()
+            }
+        );
+        let tag = ctx(&[
+            ("CODEBUILD_BUILD_ID", "x:1"),
+            ("CODEBUILD_WEBHOOK_TRIGGER", "tag/v1.2"),
+        ]);
+        assert_eq!(
+            tag.trigger,
+            Trigger::Tag {
+                name: "v1.2".into()
+            }
+        );
+        let manual = ctx(&[("CODEBUILD_BUILD_ID", "x:1")]);
+        assert_eq!(manual.trigger, Trigger::Unknown);
+        assert!(!manual.is_pull_request());
+    }
+
+    #[test]
+    fn github_actions_events() {
+        let pr = ctx(&[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_EVENT_NAME", "pull_request"),
+            ("GITHUB_REF", "refs/pull/7/merge"),
+            ("GITHUB_SHA", "def456"),
+            ("GITHUB_RUN_ID", "99"),
+        ]);
+        assert_eq!(pr.provider, Provider::GithubActions);
+        assert_eq!(pr.trigger, Trigger::PullRequest { id: "7".into() });
+        assert_eq!(pr.commit.as_deref(), Some("def456"));
+        let push = ctx(&[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_EVENT_NAME", "push"),
+            ("GITHUB_REF_TYPE", "branch"),
+            ("GITHUB_REF_NAME", "main"),
+        ]);
+        assert_eq!(
+            push.trigger,
+            Trigger::Branch {
+                name: "main".into()
+            }
+        );
+    }
+
+    #[test]
+    fn developer_machine_and_generic_ci() {
+        let dev = ctx(&[]);
+        assert_eq!(dev.provider, Provider::Local);
+        assert!(!dev.is_ci());
+        let ci = ctx(&[("CI", "true"), ("FORCE_DEPLOY_ALL", "TRUE")]);
+        assert_eq!(ci.provider, Provider::OtherCi);
+        assert!(ci.force_deploy_all);
+        assert!(!ctx(&[("FORCE_DEPLOY_ALL", "false")]).force_deploy_all);
+        // Empty values count as unset.
+        assert_eq!(
+            ctx(&[("CODEBUILD_BUILD_ID", " ")]).provider,
+            Provider::Local
+        );
+    }
+}

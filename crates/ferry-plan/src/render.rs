@@ -1,0 +1,217 @@
+//! Plan renderings besides JSON: text for people, CodeBuild batch and GitHub matrix for CI.
+
+use std::fmt::Write as _;
+
+use crate::{Action, Plan, Reason};
+
+const MAX_PATHS: usize = 3;
+
+fn paths(p: &[String]) -> String {
+    let shown = p
+        .iter()
+        .take(MAX_PATHS)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if p.len() > MAX_PATHS {
+        format!("{shown} (+{} more)", p.len() - MAX_PATHS)
+    } else {
+        shown
+    }
+}
+
+/// One line of text per reason.
+pub fn reason_text(r: &Reason) -> String {
+    match r {
+        Reason::Changed { paths: p } => format!("changed: {}", paths(p)),
+        Reason::GlobalInput { paths: p } => format!("global input changed: {}", paths(p)),
+        Reason::NotDeployed => {
+            "not deployed yet (no deployment record; --since sets a base)".into()
+        }
+        Reason::Forced { by } => format!("forced by {by}"),
+        Reason::BaseUnavailable { message, .. } => format!("treated as changed: {message}"),
+        Reason::Removed { dir } => format!("removed: {dir} is gone; its stack is left in place"),
+        Reason::Dependent { of } => format!("dependent of {} (--with-dependents)", of.join(", ")),
+        Reason::Unchanged { since } => format!("unchanged since {since}"),
+    }
+}
+
+/// The plan for people: waves of deploys, then the skips, each with its reasons.
+pub fn text(plan: &Plan, explain: bool) -> String {
+    let mut out = String::new();
+    let stage = if plan.preview {
+        format!("{} (preview, id {})", plan.stage, plan.stage_id)
+    } else {
+        plan.stage.clone()
+    };
+    let _ = writeln!(out, "plan for stage {stage} in {}", plan.region);
+    let head = match (&plan.head.rev, &plan.head.commit) {
+        (Some(rev), Some(c)) => format!("{rev} ({})", &c[..7]),
+        (Some(rev), None) => rev.clone(),
+        (None, Some(c)) => format!("working tree (HEAD {})", &c[..7]),
+        (None, None) => "working tree".into(),
+    };
+    let _ = writeln!(out, "  head: {head}");
+    for b in &plan.bases {
+        let base = match b.commit.as_deref() {
+            Some(c) if c == b.base => c[..7].to_string(),
+            Some(c) => format!("{} ({})", b.base, &c[..7]),
+            None => b.base.clone(),
+        };
+        let status = b
+            .unavailable
+            .as_deref()
+            .map(|u| format!(": unusable, {u}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  base: {base} for {}{status}", b.services.join(", "));
+    }
+    for note in &plan.notes {
+        let _ = writeln!(out, "  note: {note}");
+    }
+    let width = plan
+        .services
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0);
+    let line = |out: &mut String, name: &str| {
+        let s = plan.service(name).expect("planned service");
+        let action = match s.action {
+            Action::Deploy => "deploy",
+            Action::Skip => "skip",
+        };
+        let reasons: Vec<String> = s.reasons.iter().map(reason_text).collect();
+        let _ = writeln!(
+            out,
+            "    {action:<6}  {name:<width$}  {}",
+            reasons.join("; ")
+        );
+    };
+    for (i, wave) in plan.waves.iter().enumerate() {
+        let _ = writeln!(out, "  wave {}", i + 1);
+        for name in wave {
+            line(&mut out, name);
+        }
+    }
+    let skips: Vec<&str> = plan
+        .services
+        .iter()
+        .filter(|s| s.action == Action::Skip)
+        .map(|s| s.name.as_str())
+        .collect();
+    if !skips.is_empty() {
+        let _ = writeln!(out, "  skipped");
+        for name in &skips {
+            line(&mut out, name);
+        }
+    }
+    if explain {
+        for b in &plan.bases {
+            let Some(paths) = &b.paths else { continue };
+            let since = b.commit.as_deref().map_or(b.base.as_str(), |c| &c[..7]);
+            let _ = writeln!(out, "  changed paths since {since} ({}):", paths.len());
+            for p in paths {
+                let mut owners = p.services.clone();
+                if p.global {
+                    owners.push("every service (global input)".into());
+                }
+                let owners = if owners.is_empty() {
+                    "no service".to_string()
+                } else {
+                    owners.join(", ")
+                };
+                let _ = writeln!(out, "    {} -> {owners}", p.path);
+            }
+        }
+    }
+    let deploys = plan.order.len();
+    let _ = writeln!(
+        out,
+        "{deploys} to deploy in {} wave(s), {} to skip{}",
+        plan.waves.len(),
+        skips.len(),
+        if plan.pull_request.is_some() {
+            " (pull request: nothing will be deployed)"
+        } else {
+            ""
+        }
+    );
+    out
+}
+
+/// A CodeBuild identifier: letters, digits and underscores only.
+fn identifier(service: &str) -> String {
+    service
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// A buildspec `batch:` section with one build per service to deploy, `depend-on` following the
+/// graph (only edges between deployed services: the others are up to date).
+pub fn codebuild_batch(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Generated by `cargo xtask plan {} --format codebuild-batch`",
+        plan.stage
+    );
+    let _ = writeln!(out, "batch:");
+    let _ = writeln!(out, "  fast-fail: false");
+    if plan.order.is_empty() || plan.pull_request.is_some() {
+        let _ = writeln!(out, "  build-graph: []");
+        return out;
+    }
+    let _ = writeln!(out, "  build-graph:");
+    for name in &plan.order {
+        let s = plan.service(name).expect("planned service");
+        let _ = writeln!(out, "    - identifier: {}", identifier(name));
+        let deps: Vec<&String> = s
+            .depends_on
+            .iter()
+            .filter(|d| plan.order.contains(d))
+            .collect();
+        if !deps.is_empty() {
+            let _ = writeln!(out, "      depend-on:");
+            for d in deps {
+                let _ = writeln!(out, "        - {}", identifier(d));
+            }
+        }
+        let _ = writeln!(out, "      env:");
+        let _ = writeln!(out, "        variables:");
+        let _ = writeln!(out, "          SERVICE: {name}");
+        let _ = writeln!(out, "          STAGE: {}", yaml_scalar(&plan.stage));
+    }
+    out
+}
+
+fn yaml_scalar(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !s.is_empty()
+    {
+        s.to_string()
+    } else {
+        serde_json::to_string(s).expect("a string serialises")
+    }
+}
+
+/// JSON waves for a GitHub Actions job matrix: one job per wave, each wave a matrix
+/// (`strategy.matrix: ${{ fromJSON(needs.plan.outputs.plan).waves[0] }}`).
+pub fn github_matrix(plan: &Plan) -> String {
+    let waves: Vec<serde_json::Value> = if plan.pull_request.is_some() {
+        Vec::new()
+    } else {
+        plan.waves
+            .iter()
+            .map(|w| {
+                let include: Vec<serde_json::Value> = w
+                    .iter()
+                    .map(|s| serde_json::json!({"service": s, "stage": plan.stage}))
+                    .collect();
+                serde_json::json!({ "include": include })
+            })
+            .collect()
+    };
+    serde_json::json!({"stage": plan.stage, "count": plan.order.len(), "waves": waves}).to_string()
+}

@@ -1,0 +1,383 @@
+//! Plans of a small monorepo in real temporary git repositories.
+
+use std::fs;
+use std::path::Path;
+
+use ferry_changes::{BaseUnavailable, Head, Repo};
+use ferry_ci::CiContext;
+use ferry_plan::{Action, Plan, PlanError, PlanRequest, Reason};
+use ferry_test_support::TestRepo;
+
+/// database, events; api (database, events, inputs shared/lib/**); frontend (api); worker (events).
+fn monorepo() -> (TestRepo, String) {
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\nglobal-inputs = [\"ferry.toml\", \"shared/config/*.json\"]\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.\"*\"]\nregion = \"eu-west-1\"\n",
+    );
+    let svc = |name: &str, extra: &str| {
+        r.write(&format!("services/{name}/template.yaml"), "Resources: {}\n");
+        r.write(
+            &format!("services/{name}/service.toml"),
+            &format!("[service]\ntemplate = \"template.yaml\"\n{extra}"),
+        );
+        r.write(&format!("services/{name}/src/main.py"), "print(1)\n");
+    };
+    svc("database", "");
+    svc("events", "");
+    svc(
+        "api",
+        "depends-on = [\"database\"]\ninputs = [\"shared/lib/**\"]\n\n[parameters]\nTopic = \"${output:events.TopicArn}\"\n",
+    );
+    svc("frontend", "depends-on = [\"api\"]\n");
+    svc("worker", "depends-on = [\"events\"]\n");
+    r.write("shared/lib/util.py", "x = 1\n")
+        .write("shared/config/app.json", "{}\n")
+        .write("docs/readme.md", "docs\n");
+    let base = r.commit("base").to_string();
+    (r, base)
+}
+
+fn request(stage: &str, since: Option<&str>) -> PlanRequest {
+    let mut req = PlanRequest::new(
+        stage,
+        Head::Rev("HEAD".into()),
+        CiContext::from_vars(|_| None),
+    );
+    req.since = since.map(String::from);
+    req
+}
+
+fn plan_of(r: &TestRepo, req: &PlanRequest) -> Result<Plan, PlanError> {
+    let ws = ferry_manifest::load(r.path()).unwrap();
+    let repo = Repo::open(r.path());
+    ferry_plan::plan(&ws, repo.as_ref(), req)
+}
+
+fn actions(p: &Plan) -> Vec<(String, Action)> {
+    p.services
+        .iter()
+        .map(|s| (s.name.clone(), s.action))
+        .collect()
+}
+
+fn deploying(p: &Plan) -> Vec<&str> {
+    p.to_deploy().map(|s| s.name.as_str()).collect()
+}
+
+#[test]
+fn a_change_in_one_service_deploys_only_it() {
+    let (r, base) = monorepo();
+    r.write("services/api/src/main.py", "print(2)\n");
+    r.commit("edit api");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert_eq!(deploying(&p), ["api"]);
+    assert_eq!(
+        p.service("api").unwrap().reasons,
+        vec![Reason::Changed {
+            paths: vec!["services/api/src/main.py".into()]
+        }]
+    );
+    assert!(matches!(
+        p.service("frontend").unwrap().reasons[..],
+        [Reason::Unchanged { .. }]
+    ));
+    assert_eq!(p.order, ["api"]);
+    assert_eq!(
+        p.services
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        ["database", "events", "api", "worker", "frontend"]
+    );
+}
+
+#[test]
+fn global_inputs_affect_every_service_and_input_globs_their_owner() {
+    let (r, base) = monorepo();
+    r.write("shared/config/app.json", "{\"a\": 1}\n");
+    r.commit("config");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert_eq!(p.order.len(), 5);
+    assert_eq!(
+        p.service("worker").unwrap().reasons,
+        vec![Reason::GlobalInput {
+            paths: vec!["shared/config/app.json".into()]
+        }]
+    );
+    assert_eq!(
+        p.waves,
+        vec![
+            vec!["database", "events"],
+            vec!["api", "worker"],
+            vec!["frontend"]
+        ]
+    );
+
+    let (r, base) = monorepo();
+    r.write("shared/lib/util.py", "x = 2\n")
+        .write("docs/readme.md", "more docs\n");
+    r.commit("lib");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert_eq!(deploying(&p), ["api"]);
+}
+
+#[test]
+fn a_rename_across_two_services_affects_both() {
+    let (r, base) = monorepo();
+    r.rename(
+        "services/database/src/main.py",
+        "services/worker/src/moved.py",
+    );
+    r.commit("move");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert_eq!(deploying(&p), ["database", "worker"]);
+}
+
+#[test]
+fn manifest_and_template_edits_affect_their_service() {
+    let (r, base) = monorepo();
+    r.write(
+        "services/events/template.yaml",
+        "Resources: {}\nOutputs: {}\n",
+    );
+    r.commit("template");
+    assert_eq!(
+        deploying(&plan_of(&r, &request("dev", Some(&base))).unwrap()),
+        ["events"]
+    );
+}
+
+#[test]
+fn service_selection_brings_dependencies_as_candidates_and_with_dependents_extends() {
+    let (r, base) = monorepo();
+    r.write("services/events/src/main.py", "print(3)\n");
+    r.commit("events");
+    let mut req = request("dev", Some(&base));
+    req.services = vec!["api".into()];
+    let p = plan_of(&r, &req).unwrap();
+    assert_eq!(
+        actions(&p)
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["database", "events", "api"]
+    );
+    assert_eq!(deploying(&p), ["events"]);
+
+    req.services.clear();
+    req.with_dependents = true;
+    let p = plan_of(&r, &req).unwrap();
+    assert_eq!(p.order, ["events", "api", "worker", "frontend"]);
+    assert_eq!(
+        p.service("frontend").unwrap().reasons,
+        vec![Reason::Dependent {
+            of: vec!["events".into()]
+        }]
+    );
+}
+
+#[test]
+fn forced_and_not_deployed() {
+    let (r, _) = monorepo();
+    let mut req = request("dev", None);
+    let p = plan_of(&r, &req).unwrap();
+    assert!(
+        p.services
+            .iter()
+            .all(|s| s.reasons == vec![Reason::NotDeployed]),
+        "no base: every service is not deployed"
+    );
+    assert_eq!(p.order.len(), 5);
+    req.force = Some("FORCE_DEPLOY_ALL=true".into());
+    let p = plan_of(&r, &req).unwrap();
+    assert!(p.services.iter().all(|s| s.reasons
+        == vec![Reason::Forced {
+            by: "FORCE_DEPLOY_ALL=true".into()
+        }]));
+}
+
+#[test]
+fn per_service_bases_share_one_diff_per_base() {
+    let (r, base) = monorepo();
+    r.write("services/api/src/main.py", "print(2)\n");
+    let second = r.commit("api").to_string();
+    r.write("services/worker/src/main.py", "print(2)\n");
+    r.commit("worker");
+    let mut req = request("dev", None);
+    for s in ["database", "events", "worker"] {
+        req.bases.insert(s.into(), base.clone());
+    }
+    req.bases.insert("api".into(), second.clone());
+    let p = plan_of(&r, &req).unwrap();
+    assert_eq!(p.bases.len(), 2);
+    assert_eq!(
+        deploying(&p),
+        ["worker", "frontend"],
+        "api is unchanged since its own base; frontend has no record"
+    );
+    assert_eq!(
+        p.service("frontend").unwrap().reasons,
+        vec![Reason::NotDeployed]
+    );
+}
+
+#[test]
+fn an_unusable_base_treats_its_services_as_changed_or_fails_when_strict() {
+    let (r, _) = monorepo();
+    let mut req = request("dev", Some("0123456789abcdef0123456789abcdef01234567"));
+    let p = plan_of(&r, &req).unwrap();
+    assert_eq!(p.order.len(), 5);
+    match &p.service("api").unwrap().reasons[..] {
+        [
+            Reason::BaseUnavailable {
+                cause: BaseUnavailable::NotFound { .. },
+                ..
+            },
+        ] => {}
+        other => panic!("{other:?}"),
+    }
+    req.strict = true;
+    let err = plan_of(&r, &req).unwrap_err().to_string();
+    assert!(err.contains("--strict"), "{err}");
+
+    // No repository at all (a source zip): the cause is named.
+    let dir = tempfile::tempdir().unwrap();
+    for entry in ["ferry.toml", "services"] {
+        copy(&r.path().join(entry), &dir.path().join(entry));
+    }
+    let ws = ferry_manifest::load(dir.path()).unwrap();
+    let repo = Repo::open(dir.path());
+    let p = ferry_plan::plan(&ws, repo.as_ref(), &request("dev", Some("main"))).unwrap();
+    let json = p.to_json();
+    assert!(json.contains("\"cause\": \"no-repository\""), "{json}");
+}
+
+fn copy(from: &Path, to: &Path) {
+    if from.is_dir() {
+        fs::create_dir_all(to).unwrap();
+        for e in fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            copy(&e.path(), &to.join(e.file_name()));
+        }
+    } else {
+        fs::copy(from, to).unwrap();
+    }
+}
+
+#[test]
+fn a_deleted_service_folder_is_reported_as_removed_not_deployed() {
+    let (r, base) = monorepo();
+    r.write("services/worker/service.toml", "[service]\nname = \"old-worker\"\ntemplate = \"template.yaml\"\ndepends-on = [\"events\"]\n");
+    let base2 = r.commit("rename worker service").to_string();
+    let _ = base;
+    r.remove("services/worker");
+    r.commit("drop worker");
+    let p = plan_of(&r, &request("dev", Some(&base2))).unwrap();
+    let removed = p.service("old-worker").unwrap();
+    assert_eq!(removed.action, Action::Skip);
+    assert_eq!(
+        removed.reasons,
+        vec![Reason::Removed {
+            dir: "services/worker".into()
+        }]
+    );
+    assert!(
+        p.notes.iter().any(|n| n.contains("old-worker")),
+        "{:?}",
+        p.notes
+    );
+    assert!(deploying(&p).is_empty());
+}
+
+#[test]
+fn pull_requests_and_preview_stages_are_named_in_the_notes() {
+    let (r, base) = monorepo();
+    let mut req = request("feature/Login", Some(&base));
+    req.ci = CiContext::from_vars(|k| match k {
+        "CODEBUILD_BUILD_ID" => Some("shop:1".into()),
+        "CODEBUILD_WEBHOOK_TRIGGER" => Some("pr/42".into()),
+        _ => None,
+    });
+    let p = plan_of(&r, &req).unwrap();
+    assert_eq!(p.stage_id, "feature-login");
+    assert!(p.preview);
+    assert_eq!(p.region, "eu-west-1");
+    assert_eq!(p.pull_request.as_ref().unwrap().id, "42");
+    assert!(
+        p.notes[0]
+            .contains("deployment is skipped for pull requests (CODEBUILD_WEBHOOK_TRIGGER=pr/42)"),
+        "{:?}",
+        p.notes
+    );
+    assert_eq!(p.service("api").unwrap().stack_name, "api-feature-login");
+}
+
+#[test]
+fn unknown_services_and_stages_are_errors_with_hints() {
+    let (r, _) = monorepo();
+    let mut req = request("dev", None);
+    req.services = vec!["apj".into()];
+    let err = plan_of(&r, &req).unwrap_err().to_string();
+    assert!(
+        err.starts_with("unknown service `apj`; did you mean `api`?"),
+        "{err}"
+    );
+    // `*` makes any name a preview stage; a near miss of a named stage is pointed out.
+    let p = plan_of(&r, &request("dve", None)).unwrap();
+    assert!(
+        p.notes.iter().any(|n| n.ends_with("; did you mean `dev`?")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
+fn working_tree_head_sees_uncommitted_and_untracked_edits() {
+    let (r, base) = monorepo();
+    r.write("services/frontend/src/new.js", "untracked\n");
+    let mut req = request("dev", Some(&base));
+    req.head = Head::WorkingTree;
+    assert_eq!(deploying(&plan_of(&r, &req).unwrap()), ["frontend"]);
+}
+
+/// Golden files of every output format; `FERRY_BLESS=1` rewrites them for review.
+#[test]
+fn output_formats_match_their_golden_files() {
+    let (r, base) = monorepo();
+    r.write("services/events/src/main.py", "print(9)\n")
+        .write("docs/readme.md", "new\n");
+    r.commit("events");
+    let mut req = request("dev", Some(&base));
+    req.explain = true;
+    req.with_dependents = true;
+    let p = plan_of(&r, &req).unwrap();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let outputs = [
+        ("plan.txt", ferry_plan::text(&p, true)),
+        ("plan.json", p.to_json() + "\n"),
+        ("plan.codebuild-batch.yml", ferry_plan::codebuild_batch(&p)),
+        (
+            "plan.github-matrix.json",
+            ferry_plan::github_matrix(&p) + "\n",
+        ),
+    ];
+    let mut diffs = Vec::new();
+    for (file, actual) in outputs {
+        let path = golden.join(file);
+        if std::env::var_os("FERRY_BLESS").is_some() {
+            fs::write(&path, &actual).unwrap();
+        }
+        let expected = fs::read_to_string(&path).unwrap_or_default();
+        if expected != actual {
+            diffs.push(format!(
+                "{file}:\n--- expected\n{expected}\n--- actual\n{actual}"
+            ));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "golden files differ (FERRY_BLESS=1 rewrites them):\n{}",
+        diffs.join("\n")
+    );
+}

@@ -1,0 +1,110 @@
+//! `plan` and `graph`.
+
+use anyhow::Context as _;
+use ferry_changes::{Head, Repo};
+use ferry_ci::CiContext;
+use ferry_plan::PlanRequest;
+
+use crate::Ctx;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Default)]
+pub enum PlanFormat {
+    #[default]
+    Text,
+    /// The stable JSON contract (see README)
+    Json,
+    /// A buildspec `batch: build-graph:` section, one build per service to deploy
+    CodebuildBatch,
+    /// JSON waves for GitHub Actions job matrices
+    GithubMatrix,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The stage: a name from ferry.toml, or any other name for a preview stage (e.g. a branch)
+    stage: String,
+    /// Compare every service with this commit, branch or tag (no AWS call at all). Without it,
+    /// each service's base is its deployment record; services without one are `not-deployed`
+    #[arg(long, value_name = "REF")]
+    since: Option<String>,
+    /// Plan only these services and their dependencies (repeatable)
+    #[arg(long = "service", value_name = "NAME")]
+    services: Vec<String>,
+    /// Compare with this commit instead of the default: the working tree on a developer's
+    /// machine, the built commit in CI
+    #[arg(long, value_name = "REF")]
+    head: Option<String>,
+    /// Also deploy the dependents of every service that deploys
+    #[arg(long)]
+    with_dependents: bool,
+    /// Deploy every service (also FORCE_DEPLOY_ALL=true)
+    #[arg(long)]
+    all: bool,
+    /// Fail when a base cannot be used, instead of treating its services as changed
+    #[arg(long)]
+    strict: bool,
+    /// List every changed path and the services it affects
+    #[arg(long)]
+    explain: bool,
+    #[arg(long, value_enum, default_value_t)]
+    format: PlanFormat,
+}
+
+pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
+    let ws = ctx.workspace()?;
+    let ci = CiContext::from_env();
+    let mut req = PlanRequest::new(&args.stage, ferry_plan::default_head(&ci), ci.clone());
+    if let Some(head) = &args.head {
+        req.head = Head::Rev(head.clone());
+    }
+    req.since = args.since.clone();
+    req.services = args.services.clone();
+    req.with_dependents = args.with_dependents;
+    req.strict = args.strict;
+    req.explain = args.explain;
+    req.force = if args.all {
+        Some("--all".into())
+    } else if ci.force_deploy_all {
+        Some("FORCE_DEPLOY_ALL=true".into())
+    } else {
+        None
+    };
+    let repo = Repo::open(&ws.root);
+    let plan = ferry_plan::plan(&ws, repo.as_ref(), &req)
+        .with_context(|| format!("failed to plan stage `{}`", args.stage))?;
+    match args.format {
+        PlanFormat::Text => print!("{}", ferry_plan::text(&plan, args.explain)),
+        PlanFormat::Json => println!("{}", plan.to_json()),
+        PlanFormat::CodebuildBatch => print!("{}", ferry_plan::codebuild_batch(&plan)),
+        PlanFormat::GithubMatrix => println!("{}", ferry_plan::github_matrix(&plan)),
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Default)]
+pub enum GraphFormat {
+    #[default]
+    Mermaid,
+    Dot,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GraphArgs {
+    #[arg(long, value_enum, default_value_t)]
+    format: GraphFormat,
+}
+
+pub fn graph(ctx: &Ctx, args: &GraphArgs) -> anyhow::Result<()> {
+    let ws = ctx.workspace()?;
+    let g = ws.graph();
+    match args.format {
+        GraphFormat::Mermaid => print!("{}", ferry_graph::render::mermaid(g)),
+        GraphFormat::Dot => print!("{}", ferry_graph::render::dot(g)),
+        GraphFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&ferry_graph::render::json(g))?
+        ),
+    }
+    Ok(())
+}
