@@ -3,6 +3,7 @@
 //! This binary parses arguments and composes the `ferry-*` crates; logic lives in the crates.
 //! Exit codes: 0 success, 1 failure, 2 usage error.
 
+mod bench;
 mod local;
 mod plan;
 mod services;
@@ -44,7 +45,7 @@ enum Command {
     Services(services::ServicesArgs),
     /// Check ferry.toml and every service.toml; report every problem at once (exit 1 if any)
     Validate,
-    /// Show what a deploy of a stage would do: each service deploy or skip, with reasons, in waves
+    /// Show what a deploy of a stage would do: each service deploy or skip, and why
     Plan(plan::PlanArgs),
     /// Print the dependency graph of the services (Mermaid, DOT or JSON)
     Graph(plan::GraphArgs),
@@ -53,6 +54,8 @@ enum Command {
     Local(local::LocalCmd),
     /// Run the project's own checks, as CI does: formatting, clippy -D warnings, all tests
     Test(test::TestArgs),
+    /// Run a benchmark and print its figures (release build): plan, scheduler
+    Bench(bench::BenchArgs),
 }
 
 /// What every command gets: where to work and how.
@@ -71,6 +74,11 @@ impl Ctx {
                 self.root.display()
             )
         })
+    }
+
+    /// The root as an absolute path without symlinks (as the workspace records it).
+    pub fn canonical_root(&self) -> PathBuf {
+        std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone())
     }
 
     /// The local emulator of this Ferry installation (`FERRY_LOCAL_DIR` moves its state).
@@ -109,6 +117,7 @@ fn main() -> ExitCode {
         Command::Graph(args) => plan::graph(&ctx, &args),
         Command::Local(cmd) => local::run(&ctx, &cmd),
         Command::Test(args) => test::run(&ctx, &args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

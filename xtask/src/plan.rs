@@ -51,12 +51,23 @@ pub struct PlanArgs {
 }
 
 pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
-    let ws = ctx.workspace()?;
     let ci = CiContext::from_env();
     let mut req = PlanRequest::new(&args.stage, ferry_plan::default_head(&ci), ci.clone());
     if let Some(head) = &args.head {
         req.head = Head::Rev(head.clone());
     }
+    let root = ctx.canonical_root();
+    let repo = Repo::open(&root);
+    // A commit head is planned with the configuration of that commit.
+    let ws = match (&req.head, &repo) {
+        (Head::Rev(rev), Ok(r)) => ferry_plan::workspace_at(r, rev).with_context(|| {
+            format!(
+                "failed to load the Ferry configuration of {} at `{rev}`",
+                root.display()
+            )
+        })?,
+        _ => ctx.workspace()?,
+    };
     req.since = args.since.clone();
     req.services = args.services.clone();
     req.with_dependents = args.with_dependents;
@@ -69,7 +80,6 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let repo = Repo::open(&ws.root);
     let plan = ferry_plan::plan(&ws, repo.as_ref(), &req)
         .with_context(|| format!("failed to plan stage `{}`", args.stage))?;
     match args.format {

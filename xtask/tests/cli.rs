@@ -5,9 +5,24 @@ use std::process::{Command, Output};
 
 use ferry_test_support::{TestRepo, workspace_root};
 
+/// Variables that change what Ferry decides (CI context, forced deploys): cleared for every
+/// test so that results do not depend on where the tests run; tests that need one set it.
+const CONTEXT_VARS: &[&str] = &[
+    "CI",
+    "CODEBUILD_BUILD_ID",
+    "CODEBUILD_RESOLVED_SOURCE_VERSION",
+    "CODEBUILD_WEBHOOK_TRIGGER",
+    "GITHUB_ACTIONS",
+    "GITHUB_EVENT_NAME",
+    "FORCE_DEPLOY_ALL",
+];
+
 fn xtask(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
     c.args(args).current_dir(workspace_root());
+    for v in CONTEXT_VARS {
+        c.env_remove(v);
+    }
     c
 }
 
@@ -28,7 +43,7 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
 fn help_lists_every_command_with_one_line() {
     let (code, out, _) = run(&mut xtask(&["--help"]));
     assert_eq!(code, 0);
-    for cmd in ["services", "validate", "local", "test"] {
+    for cmd in ["services", "validate", "plan", "graph", "local", "test"] {
         let line = out
             .lines()
             .find(|l| l.trim_start().starts_with(&format!("{cmd} ")))
@@ -230,6 +245,8 @@ fn readme_documents_every_command_and_ci_runs_the_test_command() {
         .skip_while(|l| !l.starts_with("Commands:"))
         .skip(1)
         .take_while(|l| l.starts_with("  "))
+        // A command name stands at column 2; wrapped descriptions are indented further.
+        .filter(|l| !l[2..].starts_with(' '))
         .filter_map(|l| l.split_whitespace().next())
         .filter(|c| *c != "help")
         .collect();
@@ -249,4 +266,190 @@ fn readme_documents_every_command_and_ci_runs_the_test_command() {
         ci.lines().any(|l| l.trim() == "exec cargo xtask test"),
         ".ci/run must run `cargo xtask test`:\n{ci}"
     );
+}
+
+#[test]
+fn graph_renders_the_example_monorepo() {
+    let (code, out, err) = run(&mut xtask(&["graph"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "graph LR\n  n0[\"api\"]\n  n1[\"database\"]\n  n2[\"events\"]\n  n3[\"frontend\"]\n  n1 --> n0\n  n2 --> n0\n  n0 --> n3\n"
+    );
+    let (_, dot, _) = run(&mut xtask(&["graph", "--format", "dot"]));
+    assert!(dot.contains("\"api\" -> \"frontend\";"), "{dot}");
+    let (_, json, _) = run(&mut xtask(&["graph", "--format", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v["waves"],
+        serde_json::json!([["database", "events"], ["api"], ["frontend"]])
+    );
+}
+
+/// A copy of the example monorepo (ferry.toml and services/) committed to a temporary repository.
+fn example_repo() -> (TestRepo, String) {
+    let repo = TestRepo::new();
+    copy_tree(
+        &workspace_root().join("services"),
+        &repo.path().join("services"),
+    );
+    std::fs::copy(
+        workspace_root().join("ferry.toml"),
+        repo.path().join("ferry.toml"),
+    )
+    .unwrap();
+    let base = repo.commit("example").to_string();
+    (repo, base)
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn plan(repo: &TestRepo, args: &[&str]) -> Command {
+    let mut full = vec!["plan", "--root", repo.path().to_str().unwrap()];
+    full.extend_from_slice(args);
+    xtask(&full)
+}
+
+#[test]
+fn plan_deploys_what_changed_in_the_working_tree_and_at_a_commit() {
+    let (repo, base) = example_repo();
+    repo.write("services/api/src/handler.py", "# edited\n");
+    // Working tree (the default on a developer's machine).
+    let (code, out, err) = run(&mut plan(&repo, &["dev", "--since", &base]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("deploy  api       changed: services/api/src/handler.py"),
+        "{out}"
+    );
+    assert!(out.contains("1 to deploy in 1 wave(s), 3 to skip"), "{out}");
+
+    // At a commit, with the configuration of that commit.
+    repo.commit("edit api");
+    let (code, out, err) = run(&mut plan(
+        &repo,
+        &[
+            "dev", "--since", &base, "--head", "HEAD", "--format", "json",
+        ],
+    ));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["order"], serde_json::json!(["api"]));
+    assert_eq!(v["head"]["kind"], "commit");
+    let api = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "api")
+        .unwrap();
+    assert_eq!(api["reasons"][0]["kind"], "changed");
+    assert_eq!(api["stack_name"], "shop-api-dev");
+
+    // --with-dependents brings frontend; --service frontend alone plans its dependencies too.
+    let (_, out, _) = run(&mut plan(
+        &repo,
+        &[
+            "dev",
+            "--since",
+            &base,
+            "--with-dependents",
+            "--format",
+            "json",
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["order"], serde_json::json!(["api", "frontend"]));
+    let (_, out, _) = run(&mut plan(
+        &repo,
+        &[
+            "dev",
+            "--since",
+            &base,
+            "--service",
+            "api",
+            "--format",
+            "json",
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["services"].as_array().unwrap().len(),
+        3,
+        "api, database, events"
+    );
+}
+
+#[test]
+fn plan_without_a_base_deploys_everything_with_a_named_reason() {
+    let (repo, _) = example_repo();
+    let (code, out, _) = run(&mut plan(&repo, &["dev"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("4 to deploy in 3 wave(s), 0 to skip"), "{out}");
+    assert!(out.contains("not deployed yet"), "{out}");
+    let (_, out, _) =
+        run(plan(&repo, &["dev", "--format", "json"]).env("FORCE_DEPLOY_ALL", "true"));
+    assert!(out.contains("\"by\": \"FORCE_DEPLOY_ALL=true\""), "{out}");
+}
+
+#[test]
+fn plan_strict_fails_on_an_unusable_base_and_unknown_services_get_a_hint() {
+    let (repo, _) = example_repo();
+    let (code, out, _) = run(&mut plan(
+        &repo,
+        &["dev", "--since", "no-such-ref", "--format", "json"],
+    ));
+    assert_eq!(code, 0);
+    assert!(out.contains("\"cause\": \"not-found\""), "{out}");
+    let (code, _, err) = run(&mut plan(
+        &repo,
+        &["dev", "--since", "no-such-ref", "--strict"],
+    ));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("base `no-such-ref` is not in the repository") && err.contains("--strict"),
+        "{err}"
+    );
+    let (code, _, err) = run(&mut plan(&repo, &["dev", "--service", "fronted"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unknown service `fronted`; did you mean `frontend`?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plan_on_a_pull_request_build_says_nothing_will_be_deployed() {
+    let (repo, base) = example_repo();
+    let head = repo.head().to_string();
+    let mut cmd = plan(&repo, &["dev", "--since", &base]);
+    cmd.env("CODEBUILD_BUILD_ID", "shop:42")
+        .env("CODEBUILD_RESOLVED_SOURCE_VERSION", &head)
+        .env("CODEBUILD_WEBHOOK_TRIGGER", "pr/7");
+    let (code, out, err) = run(&mut cmd);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("deployment is skipped for pull requests (CODEBUILD_WEBHOOK_TRIGGER=pr/7)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("head: {head} ({})", &head[..7])),
+        "CI plans the built commit: {out}"
+    );
+    let mut cmd = plan(
+        &repo,
+        &["dev", "--since", &base, "--format", "codebuild-batch"],
+    );
+    cmd.env("CODEBUILD_BUILD_ID", "shop:42")
+        .env("CODEBUILD_WEBHOOK_TRIGGER", "pr/7");
+    let (_, out, _) = run(&mut cmd);
+    assert!(out.contains("build-graph: []"), "{out}");
 }

@@ -8,10 +8,14 @@
 //!   caller decides whether that means "everything changed" or an error.
 //! - [`Owners`]: which services a path affects (deepest service folder, declared input globs,
 //!   global inputs).
+//! - [`CommitSource`]: the files of a commit as a `ferry_manifest::Source`, with tree ids as
+//!   content ids, so configuration can be loaded as it is at that commit.
 
 mod owners;
 mod repo;
+mod source;
 
 pub use git2::Oid;
 pub use owners::{Affected, Owners, OwnersError, ServiceSpec};
 pub use repo::{BaseUnavailable, ChangedPaths, ChangesError, Head, Repo, short};
+pub use source::CommitSource;

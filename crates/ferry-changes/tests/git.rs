@@ -192,3 +192,113 @@ fn a_base_on_a_diverged_history_is_not_an_ancestor() {
         "{err:?}"
     );
 }
+
+/// The working-tree scan gives the same answer through `git status` and through libgit2.
+#[test]
+fn git_cli_and_libgit2_working_tree_scans_agree() {
+    let (r, base) = seeded();
+    r.write("services/a/x.txt", "committed\n")
+        .remove("services/c/main.py");
+    r.commit("edit");
+    r.write("services/b/new/file.txt", "untracked\n")
+        .write("services/a/debug.log", "ignored\n")
+        .remove("services/b/service.toml")
+        .write("services/c/main.py", "back again\n");
+    r.rename("ferry.toml", "root.toml");
+    let cli = Repo::open(r.path())
+        .unwrap()
+        .changed_paths(&base, &Head::WorkingTree)
+        .unwrap();
+    let lib = Repo::open(r.path())
+        .unwrap()
+        .use_git_cli(false)
+        .changed_paths(&base, &Head::WorkingTree)
+        .unwrap();
+    assert_eq!(cli, lib);
+    assert_eq!(
+        cli.paths,
+        // main.py: deleted in a commit, back with other content in the working tree.
+        set(&[
+            "ferry.toml",
+            "root.toml",
+            "services/a/x.txt",
+            "services/b/new/file.txt",
+            "services/b/service.toml",
+            "services/c/main.py"
+        ])
+    );
+    assert_eq!(cli.deleted, set(&["ferry.toml", "services/b/service.toml"]));
+}
+
+/// The tree walk reports exactly what `git diff --name-only` reports, over random histories
+/// with nested folders, additions, edits, deletions and file/folder swaps.
+#[test]
+fn the_tree_walk_matches_git_diff_on_random_edits() {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let r = TestRepo::new();
+    let paths: Vec<String> = (0..60)
+        .map(|i| format!("d{}/e{}/f{i}.txt", i % 4, i % 3))
+        .collect();
+    for p in &paths {
+        r.write(p, "0\n");
+    }
+    let mut commits = vec![r.commit("c0").to_string()];
+    for c in 1..12 {
+        for _ in 0..rng.usize(1..6) {
+            let p = &paths[rng.usize(0..paths.len())];
+            let full = r.path().join(p);
+            match rng.u8(0..4) {
+                0 if full.exists() => {
+                    r.remove(p);
+                }
+                1 => {
+                    // A file where a folder was, or the reverse.
+                    let dir = p.rsplit_once('/').unwrap().0;
+                    if r.path().join(dir).is_dir() {
+                        r.remove(dir);
+                        r.write(dir, "now a file\n");
+                    } else {
+                        if r.path().join(dir).exists() {
+                            r.remove(dir);
+                        }
+                        r.write(p, "folder again\n");
+                    }
+                }
+                _ => {
+                    if full.parent().unwrap().is_file() {
+                        r.remove(p.rsplit_once('/').unwrap().0);
+                    }
+                    r.write(p, &format!("{c}\n"));
+                }
+            }
+        }
+        commits.push(r.commit(&format!("c{c}")).to_string());
+    }
+    let repo = Repo::open(r.path()).unwrap();
+    for _ in 0..30 {
+        let (a, b) = (rng.usize(0..commits.len()), rng.usize(0..commits.len()));
+        let (a, b) = (a.min(b), a.max(b));
+        let ours = repo
+            .changed_paths(&commits[a], &Head::Rev(commits[b].clone()))
+            .unwrap();
+        let out = Command::new("git")
+            .args([
+                "diff",
+                "--name-only",
+                "--no-renames",
+                "-z",
+                &commits[a],
+                &commits[b],
+            ])
+            .current_dir(r.path())
+            .output()
+            .unwrap();
+        let theirs: BTreeSet<String> = out
+            .stdout
+            .split(|c| *c == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8(s.to_vec()).unwrap())
+            .collect();
+        assert_eq!(ours.paths, theirs, "c{a}..c{b}");
+    }
+}

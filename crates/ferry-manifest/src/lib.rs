@@ -9,12 +9,14 @@ mod diag;
 mod load;
 mod model;
 pub mod reference;
+mod source;
 mod stage;
 
 pub use diag::{Diagnostic, ManifestErrors, did_you_mean};
-pub use load::{PROJECT_FILE, SERVICE_FILE, declared_service_name, load};
+pub use load::{PROJECT_FILE, SERVICE_FILE, declared_service_name, load, load_from};
 pub use model::{DeploymentMethod, Project, Service, StageConfig, Workspace};
 pub use reference::{Reference, ReferenceError, Segment, Template};
+pub use source::{FsSource, ManifestCache, Source, skipped_folder};
 pub use stage::{
     MAX_STACK_NAME, Stage, StageError, is_valid_stack_name, render_stack_name, sanitize_stage_name,
 };

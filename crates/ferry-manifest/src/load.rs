@@ -14,6 +14,7 @@ use toml::de::{DeTable, DeValue};
 use crate::diag::{Diagnostic, FileDiags, ManifestErrors, did_you_mean};
 use crate::model::{DeploymentMethod, Project, Service, StageConfig, Workspace};
 use crate::reference::Template;
+use crate::source::{FsSource, ManifestCache, Source};
 use crate::stage::{MAX_STACK_NAME, is_valid_stack_name, render_stack_name};
 
 pub const PROJECT_FILE: &str = "ferry.toml";
@@ -44,11 +45,22 @@ pub fn declared_service_name(manifest: &str) -> Option<String> {
     service.get("name")?.get_ref().as_str().map(String::from)
 }
 
-/// Loads and validates the workspace rooted at `root`.
+/// Loads and validates the workspace rooted at `root`, from the files on disk.
 pub fn load(root: &Path) -> Result<Workspace, ManifestErrors> {
     let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    load_from(&root, &FsSource::new(&root), None)
+}
+
+/// Loads and validates a workspace whose files come from `source` (e.g. a commit). `root` is
+/// recorded as the workspace's root. With a `cache`, folders whose content id is known are not
+/// read again.
+pub fn load_from(
+    root: &Path,
+    source: &dyn Source,
+    cache: Option<&mut ManifestCache>,
+) -> Result<Workspace, ManifestErrors> {
     let mut diags = Vec::new();
-    let ws = load_inner(&root, &mut diags);
+    let ws = load_inner(root, source, cache, &mut diags);
     diags.sort();
     diags.dedup();
     match ws {
@@ -57,7 +69,16 @@ pub fn load(root: &Path) -> Result<Workspace, ManifestErrors> {
     }
 }
 
+/// Where a service's manifest text comes from.
+enum Manifest {
+    Read,
+    /// From the cache: known valid, template present.
+    Cached(String),
+}
+
 struct ServiceDraft {
+    /// Came from the cache (nothing to store again).
+    cached: bool,
     service: Service,
     /// dependency → where it was declared (span, key) in the service file.
     dep_sites: BTreeMap<String, (Range<usize>, String)>,
@@ -65,9 +86,14 @@ struct ServiceDraft {
     src: String,
 }
 
-fn load_inner(root: &Path, diags: &mut Vec<Diagnostic>) -> Option<Workspace> {
+fn load_inner(
+    root: &Path,
+    source: &dyn Source,
+    mut cache: Option<&mut ManifestCache>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Workspace> {
     let project_path = Path::new(PROJECT_FILE);
-    let src = match fs::read_to_string(root.join(PROJECT_FILE)) {
+    let src = match source.read(PROJECT_FILE) {
         Ok(s) => s,
         Err(e) => {
             diags.push(Diagnostic {
@@ -92,11 +118,44 @@ fn load_inner(root: &Path, diags: &mut Vec<Diagnostic>) -> Option<Workspace> {
     let project = project?;
 
     let mut drafts: Vec<ServiceDraft> = Vec::new();
-    for dir in discover_services(root, &project.services, &mut fd) {
-        if let Some(d) = read_service(root, &dir, diags) {
+    let mut manifests = BTreeSet::new();
+    for (dir, id) in discover_services(source, &project.services) {
+        let cached = match (&mut cache, &id) {
+            (Some(c), Some(id)) => c.get(&dir, id).map(|m| m.map(String::from)),
+            _ => None,
+        };
+        let manifest = match cached {
+            Some(None) => continue,
+            Some(Some(text)) => Manifest::Cached(text),
+            None if !source.is_file(&format!("{dir}/{SERVICE_FILE}")) => {
+                if let (Some(c), Some(id)) = (&mut cache, &id) {
+                    c.put(&dir, id, None);
+                }
+                continue;
+            }
+            None => Manifest::Read,
+        };
+        manifests.insert(dir.clone());
+        let before = diags.len();
+        if let Some(d) = read_service(source, &dir, manifest, diags) {
+            // Cacheable: no problem of its own, template inside the folder (covered by its id).
+            let inside = !d.service.template.split('/').any(|s| s == "..");
+            let clean = diags.len() == before;
+            if let (Some(c), Some(id)) = (&mut cache, &id)
+                && clean
+                && inside
+                && !d.cached
+            {
+                c.put(&dir, id, Some(d.src.clone()));
+            }
             drafts.push(d);
         }
     }
+    check_globs_matched(
+        &project.services,
+        &manifests,
+        &mut FileDiags::new(project_path, &src, diags),
+    );
     drafts.sort_by(|a, b| {
         a.service
             .name
@@ -488,30 +547,26 @@ fn read_stage(
     })
 }
 
-/// Expands the service globs to folders that hold a `service.toml`, repository relative.
-fn discover_services(root: &Path, globs: &[String], fd: &mut FileDiags<'_>) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
+/// Expands the service globs to candidate folders (repository relative, with their content id
+/// when the source has one). Whether a folder holds a `service.toml` is decided by the caller,
+/// so that a cached folder needs no look-up.
+fn discover_services(source: &dyn Source, globs: &[String]) -> BTreeMap<String, Option<String>> {
+    let mut found = BTreeMap::new();
+    for pattern in globs.iter().filter(|p| Glob::new(p).is_ok()) {
+        let segments: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
+        expand(source, String::new(), None, &segments, &mut found);
+    }
+    found
+}
+
+/// Reports each service glob that matched no folder holding a manifest.
+fn check_globs_matched(globs: &[String], manifests: &BTreeSet<String>, fd: &mut FileDiags<'_>) {
     for pattern in globs {
-        if Glob::new(pattern).is_err() {
-            continue; // already reported
-        }
-        let mut dirs = Vec::new();
-        expand(
-            root,
-            PathBuf::new(),
-            &pattern
-                .split('/')
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>(),
-            &mut dirs,
-        );
-        let before = found.len();
-        for d in dirs {
-            if root.join(&d).join(SERVICE_FILE).is_file() {
-                found.insert(d.to_string_lossy().replace('\\', "/"));
-            }
-        }
-        if found.len() == before && !globs.is_empty() {
+        let Ok(glob) = GlobBuilder::new(pattern).literal_separator(true).build() else {
+            continue;
+        };
+        let m = glob.compile_matcher();
+        if !manifests.iter().any(|d| m.is_match(d)) {
             fd.error(
                 None,
                 Some("project.services"),
@@ -519,18 +574,33 @@ fn discover_services(root: &Path, globs: &[String], fd: &mut FileDiags<'_>) -> B
             );
         }
     }
-    found
 }
 
-fn expand(root: &Path, rel: PathBuf, segments: &[&str], out: &mut Vec<PathBuf>) {
+fn join(rel: &str, child: &str) -> String {
+    if rel.is_empty() {
+        child.to_string()
+    } else {
+        format!("{rel}/{child}")
+    }
+}
+
+fn expand(
+    source: &dyn Source,
+    rel: String,
+    id: Option<String>,
+    segments: &[&str],
+    out: &mut BTreeMap<String, Option<String>>,
+) {
     let Some((first, rest)) = segments.split_first() else {
-        out.push(rel);
+        if !rel.is_empty() {
+            out.insert(rel, id);
+        }
         return;
     };
     if *first == "**" {
-        expand(root, rel.clone(), rest, out);
-        for child in subdirs(&root.join(&rel)) {
-            expand(root, rel.join(&child), segments, out);
+        expand(source, rel.clone(), id, rest, out);
+        for (child, cid) in source.subdirs(&rel) {
+            expand(source, join(&rel, &child), cid, segments, out);
         }
     } else if first.contains(['*', '?', '[', '{']) {
         let Ok(m) = GlobBuilder::new(first)
@@ -540,32 +610,40 @@ fn expand(root: &Path, rel: PathBuf, segments: &[&str], out: &mut Vec<PathBuf>) 
         else {
             return;
         };
-        for child in subdirs(&root.join(&rel)) {
+        for (child, cid) in source.subdirs(&rel) {
             if m.is_match(&child) {
-                expand(root, rel.join(&child), rest, out);
+                expand(source, join(&rel, &child), cid, rest, out);
             }
         }
-    } else if root.join(&rel).join(first).is_dir() {
-        expand(root, rel.join(first), rest, out);
+    } else {
+        let path = join(&rel, first);
+        if source.is_dir(&path) {
+            let cid = if rest.is_empty() {
+                source
+                    .subdirs(&rel)
+                    .into_iter()
+                    .find(|(n, _)| n == first)
+                    .and_then(|(_, i)| i)
+            } else {
+                None
+            };
+            expand(source, path, cid, rest, out);
+        }
     }
 }
 
-fn subdirs(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| !n.starts_with('.') && n != "target" && n != "node_modules")
-        .collect();
-    v.sort();
-    v
-}
-
-fn read_service(root: &Path, dir: &str, diags: &mut Vec<Diagnostic>) -> Option<ServiceDraft> {
+fn read_service(
+    source: &dyn Source,
+    dir: &str,
+    manifest: Manifest,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ServiceDraft> {
     let file = PathBuf::from(format!("{dir}/{SERVICE_FILE}"));
-    let src = match fs::read_to_string(root.join(&file)) {
+    let (cached, read) = match manifest {
+        Manifest::Cached(text) => (true, Ok(text)),
+        Manifest::Read => (false, source.read(&format!("{dir}/{SERVICE_FILE}"))),
+    };
+    let src = match read {
         Ok(s) => s,
         Err(e) => {
             diags.push(Diagnostic {
@@ -613,12 +691,12 @@ fn read_service(root: &Path, dir: &str, diags: &mut Vec<Diagnostic>) -> Option<S
 
     let template = match get_str(&mut fd, s, "service", "template") {
         Some((t, sp)) => {
-            let path = root.join(dir).join(&t);
+            let exists = cached || source.is_file(&format!("{dir}/{t}"));
             let ext_ok = Path::new(&t)
                 .extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e));
-            if !path.is_file() {
+            if !exists {
                 fd.error(Some(sp), Some("service.template"), format!("template file `{dir}/{t}` does not exist; the path is relative to the service folder"));
             } else if !ext_ok {
                 fd.error(Some(sp), Some("service.template"), format!("`{t}` is not a CloudFormation template; use a .yaml, .yml, .json or .template file"));
@@ -691,6 +769,7 @@ fn read_service(root: &Path, dir: &str, diags: &mut Vec<Diagnostic>) -> Option<S
         parameters,
     };
     Some(ServiceDraft {
+        cached,
         service,
         dep_sites,
         name_span,

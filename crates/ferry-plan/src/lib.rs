@@ -57,6 +57,28 @@ impl PlanRequest {
     }
 }
 
+/// The workspace as it is at commit `rev`: configuration read from the object database, with
+/// folders cached by tree id in the repository's cache folder (`.git/ferry/`), so that an
+/// unchanged service folder costs no read at all.
+pub fn workspace_at(repo: &Repo, rev: &str) -> Result<Workspace, WorkspaceAtError> {
+    let source = repo.source_at(rev)?;
+    let cache_path = repo.cache_dir().join("manifest-cache.json");
+    let mut cache = ferry_manifest::ManifestCache::read(&cache_path);
+    let ws = ferry_manifest::load_from(repo.root(), &source, Some(&mut cache))?;
+    // A cache that cannot be written only costs speed next time.
+    let _ = cache.write(&cache_path);
+    Ok(ws)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkspaceAtError {
+    #[error(transparent)]
+    Head(#[from] ChangesError),
+    #[error(transparent)]
+    Manifest(#[from] ferry_manifest::ManifestErrors),
+}
+
 /// The head Ferry compares with by default: the working tree on a developer's machine; in CI
 /// the built commit (a fresh checkout needs no scan of the working tree).
 pub fn default_head(ci: &CiContext) -> Head {
@@ -376,10 +398,14 @@ pub fn plan(
     }
 
     let deploying = deploys(&reasons);
-    let all: BTreeSet<String> = reasons.keys().cloned().collect();
-    let mut services: Vec<ServicePlan> = graph
-        .subgraph(&all)
-        .topo_order()
+    let order = if reasons.len() == graph.len() {
+        graph.topo_order()
+    } else {
+        graph
+            .subgraph(&reasons.keys().cloned().collect())
+            .topo_order()
+    };
+    let mut services: Vec<ServicePlan> = order
         .into_iter()
         .map(|name| {
             let r = reasons.remove(&name).unwrap_or_default();
@@ -477,7 +503,12 @@ fn owners(ws: &Workspace) -> Result<Owners, PlanError> {
         name: s.name.clone(),
         dir: s.dir.clone(),
         inputs: s.inputs.clone(),
-        files: vec![s.manifest_path(), s.template_path()],
+        // Files inside the folder are owned through it already; only a template outside it
+        // needs naming.
+        files: Some(s.template_path())
+            .filter(|t| t.split('/').any(|seg| seg == ".."))
+            .into_iter()
+            .collect(),
     });
     Ok(Owners::new(specs, &ws.project.global_inputs)?)
 }

@@ -1,0 +1,290 @@
+//! Plan benchmark: the real `xtask plan` binary (release build) against git on one generated
+//! monorepo, in the same run.
+//!
+//! The repository: N services × 100 files (1,000 and 5,000 services), 2,000 commits; the head
+//! commit changes 50 files in 10 services plus one shared input that several services declare.
+//! Printed: median wall time of
+//! - `plan dev --since BASE --head HEAD --format json` vs `git diff --name-only BASE HEAD`,
+//! - `plan dev --since BASE --format json` (working tree) vs `git status --porcelain`,
+//!
+//! their ratios, and the peak RSS of each plan. Generated repositories are kept under
+//! `target/ferry/bench/` and reused.
+//!
+//! Run: `cargo bench -p xtask --bench plan` (or `cargo xtask bench plan`); `-- 1000` for one size.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FILES_PER_SERVICE: usize = 100;
+const COMMITS: usize = 2_000;
+const RUNS: usize = 11;
+
+fn main() {
+    // cargo passes `--bench`; everything else is ours.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.first().map(String::as_str) == Some("rss-of") {
+        return rss_of(&args[1..]);
+    }
+    let sizes: Vec<usize> = if args.is_empty() {
+        vec![1_000, 5_000]
+    } else {
+        args.iter().filter_map(|a| a.parse().ok()).collect()
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ferry/bench");
+    for services in sizes {
+        let repo = root.join(format!("plan-{services}"));
+        let (base, head) = generate(&repo, services);
+        report(&repo, services, &base, &head);
+    }
+}
+
+/// Child mode: run one command, print its peak RSS in KiB (the only child of this process).
+fn rss_of(cmd: &[String]) {
+    let status = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .stdout(Stdio::null())
+        .status()
+        .expect("command runs");
+    assert!(status.success(), "{cmd:?} failed");
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .expect("getrusage");
+    println!("{}", usage.max_rss());
+}
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn service_files(i: usize) -> Vec<String> {
+    let dir = format!("services/svc-{i:04}");
+    let mut files = vec![
+        format!("{dir}/service.toml"),
+        format!("{dir}/template.yaml"),
+    ];
+    for f in 0..FILES_PER_SERVICE - 2 {
+        files.push(format!("{dir}/src/m{}/f{f:03}.py", f % 7));
+    }
+    files
+}
+
+fn manifest(i: usize, rng: &mut fastrand::Rng) -> String {
+    let mut deps: Vec<String> = if i == 0 {
+        vec![]
+    } else {
+        (0..rng.usize(0..=2))
+            .map(|_| format!("\"svc-{:04}\"", rng.usize(0..i)))
+            .collect()
+    };
+    deps.sort();
+    deps.dedup();
+    let inputs = if i.is_multiple_of(20) {
+        "inputs = [\"shared/lib/**\"]\n"
+    } else {
+        ""
+    };
+    format!(
+        "[service]\ntemplate = \"template.yaml\"\ndepends-on = [{}]\n{inputs}\n[parameters]\nStage = \"${{stage}}\"\n",
+        deps.join(", ")
+    )
+}
+
+/// Writes the repository with `git fast-import` (seconds, not minutes) and checks it out.
+/// Returns (BASE, HEAD) commit ids. Reuses an existing repository of the same shape.
+fn generate(repo: &Path, services: usize) -> (String, String) {
+    let marker = repo.join(".git/ferry-bench-done");
+    if marker.exists() {
+        let base = git(repo, &["rev-parse", "HEAD~1"]).trim().to_string();
+        let head = git(repo, &["rev-parse", "HEAD"]).trim().to_string();
+        return (base, head);
+    }
+    let t0 = Instant::now();
+    let _ = std::fs::remove_dir_all(repo);
+    std::fs::create_dir_all(repo).unwrap();
+    git(repo, &["init", "--quiet"]);
+    let mut rng = fastrand::Rng::with_seed(services as u64);
+    let mut child = Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .current_dir(repo)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("git fast-import runs");
+    let mut w = std::io::BufWriter::new(child.stdin.take().unwrap());
+    let mut commit_no = 0usize;
+    let mut commit = |w: &mut dyn std::io::Write, files: &[(String, String)]| {
+        commit_no += 1;
+        let mut s = String::new();
+        let message = format!("commit {commit_no}");
+        let _ = write!(
+            s,
+            "commit refs/heads/main\nmark :{commit_no}\ncommitter Bench <b@ferry.invalid> {} +0000\ndata {}\n{message}\n",
+            1_700_000_000 + commit_no,
+            message.len()
+        );
+        if commit_no > 1 {
+            let _ = writeln!(s, "from :{}", commit_no - 1);
+        }
+        w.write_all(s.as_bytes()).unwrap();
+        for (path, body) in files {
+            write!(w, "M 100644 inline {path}\ndata {}\n{body}\n", body.len()).unwrap();
+        }
+        w.write_all(b"\n").unwrap();
+    };
+    let mut first = vec![
+        ("ferry.toml".to_string(), "[project]\nname = \"bench\"\nglobal-inputs = [\"ferry.toml\"]\n\n[stages.dev]\nregion = \"us-east-1\"\n".to_string()),
+    ];
+    for l in 0..10 {
+        first.push((format!("shared/lib/l{l}.py"), format!("LIB = {l}\n")));
+    }
+    for i in 0..services {
+        for f in service_files(i) {
+            let body = if f.ends_with("service.toml") {
+                manifest(i, &mut rng)
+            } else if f.ends_with("template.yaml") {
+                "Resources: {}\n".to_string()
+            } else {
+                format!("# {f}\nVALUE = 0\n")
+            };
+            first.push((f, body));
+        }
+    }
+    commit(&mut w, &first);
+    for c in 1..COMMITS - 1 {
+        let i = rng.usize(0..services);
+        let f = &service_files(i)[2 + rng.usize(0..FILES_PER_SERVICE - 2)];
+        commit(&mut w, &[(f.clone(), format!("# {f}\nVALUE = {c}\n"))]);
+    }
+    // HEAD: 50 files in 10 services, plus one shared input.
+    let mut last = Vec::new();
+    for k in 0..10 {
+        let i = (k * 97 + 13) % services;
+        for f in service_files(i).into_iter().skip(2).take(5) {
+            last.push((f.clone(), format!("# {f}\nVALUE = head\n")));
+        }
+    }
+    last.push(("shared/lib/l3.py".into(), "LIB = 'head'\n".into()));
+    commit(&mut w, &last);
+    drop(w);
+    assert!(child.wait().unwrap().success());
+    git(repo, &["checkout", "--quiet", "-f", "main"]);
+    git(repo, &["status", "--porcelain"]);
+    std::fs::write(&marker, "").unwrap();
+    let base = git(repo, &["rev-parse", "HEAD~1"]).trim().to_string();
+    let head = git(repo, &["rev-parse", "HEAD"]).trim().to_string();
+    let count = git(repo, &["ls-files"]).lines().count();
+    println!(
+        "generated {} with {count} files and {COMMITS} commits in {:.1}s",
+        repo.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    (base, head)
+}
+
+/// A command with CI variables removed, so the plan's default head is the working tree.
+fn command(program: &str, args: &[&str], repo: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.args(args).current_dir(repo).stdout(Stdio::null());
+    for v in [
+        "CI",
+        "CODEBUILD_BUILD_ID",
+        "CODEBUILD_RESOLVED_SOURCE_VERSION",
+        "GITHUB_ACTIONS",
+        "FORCE_DEPLOY_ALL",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+fn median_time(mut make: impl FnMut() -> Command) -> Duration {
+    for _ in 0..2 {
+        assert!(make().status().unwrap().success());
+    }
+    let mut times: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let t = Instant::now();
+            let status = make().status().unwrap();
+            let d = t.elapsed();
+            assert!(status.success());
+            d
+        })
+        .collect();
+    times.sort();
+    times[RUNS / 2]
+}
+
+fn peak_rss_mb(program: &str, args: &[&str], repo: &Path) -> f64 {
+    let me = std::env::current_exe().unwrap();
+    let out = command(
+        me.to_str().unwrap(),
+        &[&["rss-of", program], args].concat(),
+        repo,
+    )
+    .stdout(Stdio::piped())
+    .output()
+    .unwrap();
+    let kib: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("rss in KiB");
+    kib / 1024.0
+}
+
+fn report(repo: &Path, services: usize, base: &str, head: &str) {
+    let xtask = env!("CARGO_BIN_EXE_xtask");
+    let root = repo.to_str().unwrap();
+    let commit_plan: Vec<&str> = vec![
+        "--root", root, "plan", "dev", "--since", base, "--head", head, "--format", "json",
+    ];
+    let tree_plan: Vec<&str> = vec![
+        "--root", root, "plan", "dev", "--since", base, "--format", "json",
+    ];
+
+    // Sanity: the plan finds exactly what the head commit changed.
+    let out = command(xtask, &commit_plan, repo)
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    let deploys = plan["order"].as_array().unwrap().len();
+
+    let t_diff = median_time(|| command("git", &["diff", "--name-only", base, head], repo));
+    let t_plan = median_time(|| command(xtask, &commit_plan, repo));
+    let t_status = median_time(|| command("git", &["status", "--porcelain"], repo));
+    let t_tree = median_time(|| command(xtask, &tree_plan, repo));
+    let rss_commit = peak_rss_mb(xtask, &commit_plan, repo);
+    let rss_tree = peak_rss_mb(xtask, &tree_plan, repo);
+
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "plan benchmark: {services} services x {FILES_PER_SERVICE} files, {COMMITS} commits; head changes 50 files in 10 services + 1 shared input ({deploys} services to deploy)"
+    );
+    println!(
+        "  plan --head HEAD      {:>8.1} ms   git diff --name-only {:>8.1} ms   ratio {:.2} (target <= 3.0)   peak RSS {:.1} MB",
+        ms(t_plan),
+        ms(t_diff),
+        ms(t_plan) / ms(t_diff),
+        rss_commit
+    );
+    println!(
+        "  plan (working tree)   {:>8.1} ms   git status --porcelain {:>6.1} ms   ratio {:.2} (target <= 1.5)   peak RSS {:.1} MB",
+        ms(t_tree),
+        ms(t_status),
+        ms(t_tree) / ms(t_status),
+        rss_tree
+    );
+}

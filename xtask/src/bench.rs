@@ -1,0 +1,39 @@
+//! `bench`: runs the benchmark targets, which print their own figures.
+
+use xshell::{Shell, cmd};
+
+use crate::project_root;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Benchmark {
+    /// `plan` against `git diff` / `git status` on generated monorepos (1,000 and 5,000 services)
+    Plan,
+    /// Ferry's DAG scheduler against wave-by-wave scheduling on random graphs
+    Scheduler,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[arg(value_enum)]
+    benchmark: Benchmark,
+    /// Arguments for the benchmark (plan: the service counts, e.g. `-- 1000`)
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let sh = Shell::new()?;
+    sh.change_dir(project_root());
+    let extra = &args.args;
+    match args.benchmark {
+        Benchmark::Plan => {
+            cmd!(sh, "cargo bench --package xtask --bench plan -- {extra...}").run()?
+        }
+        Benchmark::Scheduler => cmd!(
+            sh,
+            "cargo bench --package ferry-graph --bench scheduler -- {extra...}"
+        )
+        .run()?,
+    }
+    Ok(())
+}
