@@ -3,6 +3,7 @@
 //! This binary parses arguments and composes the `ferry-*` crates; logic lives in the crates.
 //! Exit codes: 0 success, 1 failure, 2 usage error.
 
+mod aws;
 mod bench;
 mod local;
 mod plan;
@@ -49,6 +50,14 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Print the dependency graph of the services (Mermaid, DOT or JSON)
     Graph(plan::GraphArgs),
+    /// Show who a stage's credentials are: account, ARN (after assuming its role), region, endpoint
+    Whoami(aws::WhoamiArgs),
+    /// Read and write the stage's SSM parameters (values are read from standard input)
+    #[command(subcommand)]
+    Param(aws::ParamCmd),
+    /// Run a command with a stage's credentials, region and parameters in its environment only;
+    /// its output is masked
+    Exec(aws::ExecArgs),
     /// Start, stop and inspect the local AWS emulator (moto server on 127.0.0.1)
     #[command(subcommand)]
     Local(local::LocalCmd),
@@ -91,6 +100,13 @@ impl Ctx {
     }
 }
 
+/// The one masker of this run: every secret value and credential Ferry loads is registered with
+/// it, and everything Ferry prints that could hold one goes through it.
+pub fn masker() -> &'static ferry_credentials::Masker {
+    static MASKER: std::sync::OnceLock<ferry_credentials::Masker> = std::sync::OnceLock::new();
+    MASKER.get_or_init(ferry_credentials::Masker::new)
+}
+
 /// The Ferry workspace this binary was built from.
 pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -115,6 +131,9 @@ fn main() -> ExitCode {
         Command::Validate => services::validate(&ctx),
         Command::Plan(args) => plan::run(&ctx, &args),
         Command::Graph(args) => plan::graph(&ctx, &args),
+        Command::Whoami(args) => aws::whoami(&ctx, &args),
+        Command::Param(cmd) => aws::param(&ctx, &cmd),
+        Command::Exec(args) => aws::exec(&ctx, &args),
         Command::Local(cmd) => local::run(&ctx, &cmd),
         Command::Test(args) => test::run(&ctx, &args),
         Command::Bench(args) => bench::run(&args),
@@ -122,9 +141,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // Errors can quote anything (SDK messages, child output): mask them like all output.
+            let m = masker();
+            eprintln!("error: {}", m.mask(&e.to_string()));
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!("  caused by: {}", m.mask(&cause.to_string()));
             }
             ExitCode::FAILURE
         }

@@ -172,8 +172,11 @@ fn local(state: &Path, args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn local_emulator_lifecycle() {
-    let state = tempfile::tempdir().unwrap();
-    let (code, out, _) = local(state.path(), &["status"]);
+    let tmp = tempfile::tempdir().unwrap();
+    // A state folder that does not exist yet is created.
+    let state = tmp.path().join("fresh/state");
+    let state = &state;
+    let (code, out, _) = local(state, &["status"]);
     assert_eq!(
         (code, out.trim()),
         (
@@ -181,14 +184,14 @@ fn local_emulator_lifecycle() {
             "local AWS emulator is not running (`cargo xtask local up` starts it)"
         )
     );
-    let (code, _, err) = local(state.path(), &["env"]);
+    let (code, _, err) = local(state, &["env"]);
     assert_eq!(code, 1);
     assert!(
         err.contains("start it with `cargo xtask local up`"),
         "{err}"
     );
 
-    let (code, out, err) = local(state.path(), &["up"]);
+    let (code, out, err) = local(state, &["up"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.starts_with("local AWS emulator started at http://127.0.0.1:"),
@@ -199,7 +202,7 @@ fn local_emulator_lifecycle() {
     assert!(ferry_local::answers(port));
 
     // Idempotent: a second `up` finds the same server.
-    let (code, out, _) = local(state.path(), &["up"]);
+    let (code, out, _) = local(state, &["up"]);
     assert_eq!(code, 0);
     assert!(
         out.starts_with(&format!(
@@ -208,12 +211,12 @@ fn local_emulator_lifecycle() {
         "{out}"
     );
 
-    let (_, out, _) = local(state.path(), &["status"]);
+    let (_, out, _) = local(state, &["status"]);
     assert!(
         out.starts_with(&format!("local AWS emulator running at {endpoint} ")),
         "{out}"
     );
-    let (code, out, _) = local(state.path(), &["env", "--region", "eu-west-1"]);
+    let (code, out, _) = local(state, &["env", "--region", "eu-west-1"]);
     assert_eq!(code, 0);
     assert!(
         out.contains(&format!("export AWS_ENDPOINT_URL={endpoint}\n")),
@@ -222,14 +225,14 @@ fn local_emulator_lifecycle() {
     assert!(out.contains("export AWS_REGION=eu-west-1\n"), "{out}");
     assert!(out.contains("unset AWS_SESSION_TOKEN\n"), "{out}");
 
-    let (code, out, _) = local(state.path(), &["down"]);
+    let (code, out, _) = local(state, &["down"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("local AWS emulator stopped"), "{out}");
     assert!(
         !ferry_local::answers(port),
         "the server still answers after down"
     );
-    let (code, out, _) = local(state.path(), &["down"]);
+    let (code, out, _) = local(state, &["down"]);
     assert_eq!((code, out.trim()), (0, "local AWS emulator is not running"));
 }
 

@@ -252,6 +252,7 @@ impl Emulator {
 
     fn launch(&self, port: u16, attached: bool) -> Result<(Child, u16), LocalError> {
         self.ensure_installed(|_| {})?;
+        fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
         // Attached servers of parallel test binaries share one appended log; the detached
         // server's log starts afresh with each start.
         let log_path = if attached {

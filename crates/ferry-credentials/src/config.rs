@@ -1,0 +1,167 @@
+//! The SDK config of a stage.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use ferry_manifest::Stage;
+
+use crate::error::{Kind, classify};
+use crate::{CredentialsError, Identity, caller_identity};
+
+/// Role sessions are asked for one hour: the most STS grants when the caller is itself a role
+/// (role chaining, e.g. from CodeBuild's service role). The provider refreshes before expiry, so
+/// longer deploys keep working.
+pub const ROLE_SESSION: Duration = Duration::from_secs(3600);
+
+/// Where AWS calls go for a run.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// The local emulator's endpoint: dummy credentials, never a real account.
+    pub local_endpoint: Option<String>,
+}
+
+/// The default chain for `region`, honouring `AWS_ENDPOINT_URL`, with adaptive retries (the SDK
+/// backs off on throttling across all calls of the client).
+pub async fn base_config(region: &str, target: &Target) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .retry_config(RetryConfig::adaptive().with_max_attempts(5));
+    if let Some(endpoint) = &target.local_endpoint {
+        loader = loader
+            .endpoint_url(endpoint)
+            .credentials_provider(Credentials::new(
+                ferry_local_key(),
+                ferry_local_key(),
+                None,
+                None,
+                "ferry-local",
+            ));
+    }
+    loader.load().await
+}
+
+/// Dummy key for the emulator (not a credential).
+fn ferry_local_key() -> &'static str {
+    "ferry-local"
+}
+
+/// A role session name: `ferry-<stage>-<build id>`, reduced to STS's characters
+/// (`[\w+=,.@-]`) and 64 characters.
+pub fn session_name(stage_id: &str, build_id: Option<&str>) -> String {
+    let raw = match build_id {
+        Some(b) => format!("ferry-{stage_id}-{b}"),
+        None => format!("ferry-{stage_id}"),
+    };
+    let clean: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    clean.chars().take(64).collect()
+}
+
+/// A stage's AWS access: its config (with the assumed role, if any) and who it is.
+#[derive(Debug, Clone)]
+pub struct StageAws {
+    pub stage: String,
+    pub config: SdkConfig,
+    pub identity: Identity,
+    pub role_arn: Option<String>,
+}
+
+/// The config of `stage` from the `base` config: its role assumed when it has `role-arn` (with
+/// `external-id`, a one-hour refreshing session), then one identity check, which enforces the
+/// stage's `account`.
+pub async fn stage_config(
+    stage: &Stage,
+    base: &SdkConfig,
+    build_id: Option<&str>,
+) -> Result<StageAws, CredentialsError> {
+    let config = match &stage.config.role_arn {
+        None => base.clone(),
+        Some(role) => {
+            let mut builder = AssumeRoleProvider::builder(role)
+                .session_name(session_name(&stage.id, build_id))
+                .session_length(ROLE_SESSION)
+                .configure(base);
+            if let Some(id) = &stage.config.external_id {
+                builder = builder.external_id(id);
+            }
+            let provider = builder.build().await;
+            // Assume once now: a denied role is reported here, with the caller named.
+            if let Err(e) = provider.provide_credentials().await {
+                return Err(assume_error(stage, role, base, &e).await);
+            }
+            base.to_builder()
+                .credentials_provider(SharedCredentialsProvider::new(provider))
+                .build()
+        }
+    };
+    let identity = caller_identity(&config, &stage.name).await?;
+    crate::check_account(stage, &identity)?;
+    Ok(StageAws {
+        stage: stage.name.clone(),
+        config,
+        identity,
+        role_arn: stage.config.role_arn.clone(),
+    })
+}
+
+async fn assume_error(
+    stage: &Stage,
+    role: &str,
+    base: &SdkConfig,
+    e: &aws_credential_types::provider::error::CredentialsError,
+) -> CredentialsError {
+    match classify(e) {
+        (Kind::Denied, _) => {
+            let caller = match caller_identity(base, &stage.name).await {
+                Ok(id) => id.arn,
+                Err(_) => "the current credentials".to_string(),
+            };
+            let external_id_hint = if stage.config.external_id.is_some() {
+                " and that the external id matches its condition".to_string()
+            } else {
+                "; if the trust policy requires an external id, set external-id for the stage"
+                    .to_string()
+            };
+            CredentialsError::AssumeRoleDenied {
+                stage: stage.name.clone(),
+                role: role.to_string(),
+                caller,
+                external_id_hint,
+            }
+        }
+        _ => crate::error::from_sdk(&stage.name, "AssumeRole", e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names_fit_sts() {
+        assert_eq!(session_name("dev", None), "ferry-dev");
+        assert_eq!(
+            session_name("dev", Some("shop:1b2c-3d4e")),
+            "ferry-dev-shop-1b2c-3d4e"
+        );
+        let long = session_name("feature-x", Some(&"y".repeat(100)));
+        assert_eq!(long.len(), 64);
+        assert!(
+            session_name("a b/c", Some("é"))
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+        );
+    }
+}

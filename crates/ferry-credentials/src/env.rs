@@ -1,0 +1,106 @@
+//! The environment of a child process (build commands, acceptance tests): the stage's current
+//! credentials and region, in the child's environment only (never argv, never a file), resolved
+//! afresh at each start so a refreshed role session reaches later children.
+
+use aws_config::SdkConfig;
+use aws_credential_types::provider::ProvideCredentials;
+
+use crate::error::from_sdk;
+use crate::{CredentialsError, Masker};
+
+/// Variables for a child of `stage`. The secret parts are registered with `masker`.
+pub async fn child_env(
+    config: &SdkConfig,
+    stage: &str,
+    masker: &Masker,
+) -> Result<Vec<(String, String)>, CredentialsError> {
+    let mut vars = Vec::new();
+    if let Some(region) = config.region() {
+        vars.push(("AWS_REGION".to_string(), region.to_string()));
+        vars.push(("AWS_DEFAULT_REGION".to_string(), region.to_string()));
+    }
+    if let Some(endpoint) = config.endpoint_url() {
+        vars.push(("AWS_ENDPOINT_URL".to_string(), endpoint.to_string()));
+    }
+    if let Some(provider) = config.credentials_provider() {
+        let creds = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| from_sdk(stage, "loading credentials", &e))?;
+        masker.register(creds.secret_access_key());
+        vars.push((
+            "AWS_ACCESS_KEY_ID".to_string(),
+            creds.access_key_id().to_string(),
+        ));
+        vars.push((
+            "AWS_SECRET_ACCESS_KEY".to_string(),
+            creds.secret_access_key().to_string(),
+        ));
+        if let Some(token) = creds.session_token() {
+            masker.register(token);
+            vars.push(("AWS_SESSION_TOKEN".to_string(), token.to_string()));
+        }
+    }
+    Ok(vars)
+}
+
+/// Variables a child must not inherit from Ferry's own environment, because [`child_env`]
+/// replaces them (a profile would override the explicit keys).
+pub const REPLACED: &[&str] = &[
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+];
+
+/// Runs `command` with its standard output and error captured line by line, masked, and
+/// written to `out` / `err` as they arrive. Returns the child's exit status and the last
+/// `tail_lines` lines it printed (masked), for error messages.
+pub fn run_masked(
+    command: &mut std::process::Command,
+    masker: &Masker,
+    out: impl std::io::Write + Send,
+    err: impl std::io::Write + Send,
+    tail_lines: usize,
+) -> std::io::Result<(std::process::ExitStatus, Vec<String>)> {
+    use std::io::{BufRead, BufReader};
+    use std::sync::Mutex;
+
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let tail = Mutex::new(std::collections::VecDeque::with_capacity(tail_lines + 1));
+    let pump = |reader: Box<dyn std::io::Read + Send>,
+                mut sink: Box<dyn std::io::Write + Send + '_>| {
+        let mut lines = BufReader::new(reader);
+        let mut buf = Vec::new();
+        while lines.read_until(b'\n', &mut buf).unwrap_or(0) > 0 {
+            let line = masker.mask(&String::from_utf8_lossy(&buf));
+            let _ = sink.write_all(line.as_bytes());
+            let _ = sink.flush();
+            let mut t = tail.lock().expect("tail lock");
+            t.push_back(line.trim_end().to_string());
+            if t.len() > tail_lines {
+                t.pop_front();
+            }
+            buf.clear();
+        }
+    };
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    std::thread::scope(|s| {
+        s.spawn(|| pump(Box::new(stdout), Box::new(out)));
+        s.spawn(|| pump(Box::new(stderr), Box::new(err)));
+    });
+    let status = child.wait()?;
+    Ok((
+        status,
+        tail.into_inner().expect("tail lock").into_iter().collect(),
+    ))
+}

@@ -1,0 +1,173 @@
+//! SSM Parameter Store.
+
+use aws_sdk_ssm::Client;
+use aws_sdk_ssm::types::ParameterType;
+
+use crate::error::{Kind, classify, from_sdk};
+use crate::{CredentialsError, Masker};
+
+/// One parameter. `Debug` never shows a SecureString's value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Parameter {
+    pub name: String,
+    pub value: String,
+    pub secure: bool,
+    pub version: i64,
+}
+
+impl std::fmt::Debug for Parameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = if self.secure {
+            crate::mask::MASK
+        } else {
+            &self.value
+        };
+        f.debug_struct("Parameter")
+            .field("name", &self.name)
+            .field("value", &value)
+            .field("secure", &self.secure)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// A parameter name relative to `parameters_path` unless it is absolute.
+pub fn absolute_name(parameters_path: Option<&str>, name: &str) -> String {
+    if name.starts_with('/') {
+        return name.to_string();
+    }
+    match parameters_path {
+        Some(p) => format!("{}/{name}", p.trim_end_matches('/')),
+        None => format!("/{name}"),
+    }
+}
+
+fn from_api(p: &aws_sdk_ssm::types::Parameter, masker: &Masker) -> Parameter {
+    let secure = p.r#type() == Some(&ParameterType::SecureString);
+    let value = p.value().unwrap_or_default().to_string();
+    if secure {
+        masker.register(&value);
+    }
+    Parameter {
+        name: p.name().unwrap_or_default().to_string(),
+        value,
+        secure,
+        version: p.version(),
+    }
+}
+
+/// Every parameter under `path` (recursive, decrypted; pages of 10 followed to the end), sorted
+/// by name. SecureString values are registered with `masker`.
+pub async fn load_path(
+    client: &Client,
+    stage: &str,
+    path: &str,
+    masker: &Masker,
+) -> Result<Vec<Parameter>, CredentialsError> {
+    let mut out = Vec::new();
+    let mut pages = client
+        .get_parameters_by_path()
+        .path(path)
+        .recursive(true)
+        .with_decryption(true)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| from_sdk(stage, "GetParametersByPath", &e))?;
+        out.extend(page.parameters().iter().map(|p| from_api(p, masker)));
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// One parameter, decrypted.
+pub async fn get(
+    client: &Client,
+    stage: &str,
+    name: &str,
+    masker: &Masker,
+) -> Result<Parameter, CredentialsError> {
+    match client
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+    {
+        Ok(out) => out.parameter().map(|p| from_api(p, masker)).ok_or_else(|| {
+            CredentialsError::ParameterNotFound {
+                name: name.to_string(),
+            }
+        }),
+        Err(e) => Err(match classify(&e).0 {
+            Kind::NotFound => CredentialsError::ParameterNotFound {
+                name: name.to_string(),
+            },
+            _ => from_sdk(stage, "GetParameter", &e),
+        }),
+    }
+}
+
+/// Writes a parameter (String or SecureString). Without `overwrite` an existing name is an error
+/// (SSM refuses it atomically, which also makes this usable as a lock). Returns the new version.
+pub async fn put(
+    client: &Client,
+    stage: &str,
+    name: &str,
+    value: &str,
+    secure: bool,
+    overwrite: bool,
+) -> Result<i64, CredentialsError> {
+    let kind = if secure {
+        ParameterType::SecureString
+    } else {
+        ParameterType::String
+    };
+    match client
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(kind)
+        .overwrite(overwrite)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.version()),
+        Err(e) => Err(match classify(&e).0 {
+            Kind::Exists => CredentialsError::ParameterExists {
+                name: name.to_string(),
+            },
+            _ => from_sdk(stage, "PutParameter", &e),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_relative_to_the_stage_path_unless_absolute() {
+        assert_eq!(
+            absolute_name(Some("/shop/dev/"), "admin-email"),
+            "/shop/dev/admin-email"
+        );
+        assert_eq!(
+            absolute_name(Some("/shop/dev"), "db/password"),
+            "/shop/dev/db/password"
+        );
+        assert_eq!(absolute_name(Some("/shop/dev/"), "/global/x"), "/global/x");
+        assert_eq!(absolute_name(None, "x"), "/x");
+    }
+
+    #[test]
+    fn debug_never_shows_a_secure_value() {
+        let p = Parameter {
+            name: "/a".into(),
+            value: "s3cret".into(),
+            secure: true,
+            version: 1,
+        };
+        assert!(!format!("{p:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,229 @@
+//! `whoami`, `param` and `exec` through the real binary against the local emulator.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use ferry_test_support::{TestRepo, moto};
+
+/// A repository whose stages keep their parameters under a path of their own.
+fn repo(tag: &str) -> TestRepo {
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\nparameters-path = \"/cli-{tag}/dev/\"\n\n\
+             [stages.staging]\nregion = \"us-east-1\"\naccount = \"123456789012\"\nrole-arn = \"arn:aws:iam::123456789012:role/ferry-deployer\"\nexternal-id = \"x\"\n\n\
+             [stages.prod]\nregion = \"us-east-1\"\naccount = \"111111111111\"\n"
+        ),
+    )
+    .write("services/a/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write("services/a/t.yaml", "Resources: {}\n");
+    r
+}
+
+/// The binary, pointed at the shared emulator through the standard variables (no --local), with
+/// nothing of the caller's own AWS setup leaking in.
+fn xtask(repo: &TestRepo, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.arg("--root").arg(repo.path()).args(args);
+    for v in [
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "CI",
+        "CODEBUILD_BUILD_ID",
+        "GITHUB_ACTIONS",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("AWS_ENDPOINT_URL", moto().endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test-key")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("HOME", repo.path());
+    c
+}
+
+fn run(c: &mut Command, stdin: Option<&str>) -> (i32, String, String) {
+    c.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn whoami_shows_the_identity_and_the_assumed_role() {
+    let r = repo("whoami");
+    let (code, out, err) = run(&mut xtask(&r, &["whoami", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("account   123456789012\n"), "{out}");
+    assert!(
+        out.contains(&format!("endpoint  {}\n", moto().endpoint())),
+        "{out}"
+    );
+    let (code, out, err) = run(
+        xtask(&r, &["whoami", "staging"]).env("CODEBUILD_BUILD_ID", "shop:abc-123"),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("arn       arn:aws:sts::123456789012:assumed-role/ferry-deployer/ferry-staging-shop-abc-123\n"), "{out}");
+    assert!(
+        out.contains("role      arn:aws:iam::123456789012:role/ferry-deployer (assumed)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn whoami_refuses_another_account_and_explains_missing_credentials() {
+    let r = repo("account");
+    let (code, _, err) = run(&mut xtask(&r, &["whoami", "prod"]), None);
+    assert_eq!(code, 1);
+    assert!(err.contains("must be deployed to account 111111111111, but the credentials belong to account 123456789012"), "{err}");
+
+    let mut c = xtask(&r, &["whoami", "dev"]);
+    c.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY");
+    let (code, _, err) = run(&mut c, None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no AWS credentials were found for stage `dev`") && err.contains("--local"),
+        "{err}"
+    );
+}
+
+#[test]
+fn param_set_reads_standard_input_and_secure_values_stay_hidden() {
+    let r = repo("param");
+    let secret = "pa55-w0rd-from-stdin";
+    let (code, out, err) = run(
+        &mut xtask(&r, &["param", "set", "dev", "db/password", "--secure"]),
+        Some(&format!("{secret}\n")),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "/cli-param/dev/db/password written (SecureString, version 1)\n"
+    );
+    run(
+        &mut xtask(&r, &["param", "set", "dev", "admin-email"]),
+        Some("ops@example.com"),
+    );
+
+    let (_, out, _) = run(
+        &mut xtask(&r, &["param", "get", "dev", "db/password"]),
+        None,
+    );
+    assert_eq!(out, "(secure; --show-secrets to show)\n");
+    let (_, out, _) = run(
+        &mut xtask(
+            &r,
+            &["param", "get", "dev", "db/password", "--show-secrets"],
+        ),
+        None,
+    );
+    assert_eq!(
+        out,
+        format!("{secret}\n"),
+        "stored without the trailing newline"
+    );
+    let (_, out, _) = run(&mut xtask(&r, &["param", "list", "dev"]), None);
+    assert!(
+        out.contains("/cli-param/dev/admin-email  String        1        ops@example.com"),
+        "{out}"
+    );
+    assert!(!out.contains(secret), "{out}");
+
+    let (code, _, err) = run(
+        &mut xtask(&r, &["param", "set", "dev", "db/password", "--secure"]),
+        Some("other"),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("exists already; pass --overwrite"), "{err}");
+    assert!(
+        !err.contains("other"),
+        "the refused value is not echoed: {err}"
+    );
+    let (code, _, err) = run(&mut xtask(&r, &["param", "set", "dev", "empty"]), Some(""));
+    assert_eq!(code, 1);
+    assert!(err.contains("no value on standard input"), "{err}");
+}
+
+#[test]
+fn a_secret_appears_in_no_output_even_from_a_failing_child() {
+    let r = repo("mask");
+    let secret = "sup3r-secret-t0ken";
+    run(
+        &mut xtask(&r, &["param", "set", "dev", "api-token", "--secure"]),
+        Some(secret),
+    );
+    let script = r#"echo "stdout: $FERRY_PARAM_API_TOKEN in $FERRY_STAGE/$FERRY_REGION"; echo "stderr: $FERRY_PARAM_API_TOKEN $AWS_SECRET_ACCESS_KEY" >&2; exit 7"#;
+    let (code, out, err) = run(
+        &mut xtask(&r, &["exec", "dev", "--", "sh", "-c", script]),
+        None,
+    );
+    assert_eq!(code, 1);
+    assert_eq!(out, "stdout: **** in dev/us-east-1\n");
+    assert!(err.contains("stderr: **** ****\n"), "{err}");
+    assert!(err.contains("exit status: 7"), "{err}");
+    for (name, text) in [("stdout", &out), ("stderr", &err)] {
+        assert!(
+            !text.contains(secret),
+            "the secret leaked into {name}: {text}"
+        );
+        assert!(
+            !text.contains("test-secret"),
+            "the AWS secret key leaked into {name}: {text}"
+        );
+    }
+    // The child got the real values (in its environment only).
+    let check = format!(
+        "test \"$FERRY_PARAM_API_TOKEN\" = '{secret}' && test -n \"$AWS_SESSION_TOKEN$AWS_ACCESS_KEY_ID\""
+    );
+    let (code, _, err) = run(
+        &mut xtask(&r, &["exec", "dev", "--", "sh", "-c", &check]),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn local_starts_the_emulator_for_the_run() {
+    let r = repo("local");
+    let state = tempfile::tempdir().unwrap();
+    let mut c = xtask(&r, &["--local", "whoami", "dev"]);
+    c.env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("FERRY_LOCAL_DIR", state.path());
+    let (code, out, err) = run(&mut c, None);
+    let down = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["local", "down"])
+        .env("FERRY_LOCAL_DIR", state.path())
+        .output()
+        .unwrap();
+    assert!(down.status.success());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("local: started the AWS emulator at http://127.0.0.1:"),
+        "{err}"
+    );
+    assert!(out.contains("(local emulator)"), "{out}");
+}
