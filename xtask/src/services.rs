@@ -20,18 +20,30 @@ pub fn run(ctx: &Ctx, args: &ServicesArgs) -> anyhow::Result<()> {
     let ws = ctx.workspace()?;
     match args.format {
         ListFormat::Json => {
-            let list: Vec<serde_json::Value> = ws
+            // A struct keeps the documented field order whatever serde_json's features are.
+            #[derive(serde::Serialize)]
+            struct Entry<'s> {
+                name: &'s str,
+                dir: &'s str,
+                template: String,
+                depends_on: std::collections::BTreeSet<String>,
+                inputs: &'s [String],
+                parameters: std::collections::BTreeMap<&'s str, String>,
+            }
+            let list: Vec<Entry<'_>> = ws
                 .services
                 .iter()
-                .map(|s| {
-                    serde_json::json!({
-                        "name": s.name,
-                        "dir": s.dir,
-                        "template": s.template_path(),
-                        "depends_on": s.dependencies(),
-                        "inputs": s.inputs,
-                        "parameters": s.parameters.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.to_string()))).collect::<serde_json::Map<_, _>>(),
-                    })
+                .map(|s| Entry {
+                    name: &s.name,
+                    dir: &s.dir,
+                    template: s.template_path(),
+                    depends_on: s.dependencies(),
+                    inputs: &s.inputs,
+                    parameters: s
+                        .parameters
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.to_string()))
+                        .collect(),
                 })
                 .collect();
             println!("{}", serde_json::to_string_pretty(&list)?);

@@ -199,19 +199,42 @@ fn yaml_scalar(s: &str) -> String {
 /// JSON waves for a GitHub Actions job matrix: one job per wave, each wave a matrix
 /// (`strategy.matrix: ${{ fromJSON(needs.plan.outputs.plan).waves[0] }}`).
 pub fn github_matrix(plan: &Plan) -> String {
-    let waves: Vec<serde_json::Value> = if plan.pull_request.is_some() {
+    // Structs, not `json!` maps: the field order must not depend on serde_json's features.
+    #[derive(serde::Serialize)]
+    struct Matrix<'p> {
+        stage: &'p str,
+        count: usize,
+        waves: Vec<Wave<'p>>,
+    }
+    #[derive(serde::Serialize)]
+    struct Wave<'p> {
+        include: Vec<Job<'p>>,
+    }
+    #[derive(serde::Serialize)]
+    struct Job<'p> {
+        service: &'p str,
+        stage: &'p str,
+    }
+    let waves = if plan.pull_request.is_some() {
         Vec::new()
     } else {
         plan.waves
             .iter()
-            .map(|w| {
-                let include: Vec<serde_json::Value> = w
+            .map(|w| Wave {
+                include: w
                     .iter()
-                    .map(|s| serde_json::json!({"service": s, "stage": plan.stage}))
-                    .collect();
-                serde_json::json!({ "include": include })
+                    .map(|s| Job {
+                        service: s,
+                        stage: &plan.stage,
+                    })
+                    .collect(),
             })
             .collect()
     };
-    serde_json::json!({"stage": plan.stage, "count": plan.order.len(), "waves": waves}).to_string()
+    let m = Matrix {
+        stage: &plan.stage,
+        count: plan.order.len(),
+        waves,
+    };
+    serde_json::to_string(&m).expect("a matrix serialises")
 }
