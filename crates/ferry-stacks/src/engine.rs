@@ -1,0 +1,781 @@
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use aws_sdk_cloudformation::Client;
+use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, ChangeSetType, Parameter, Tag};
+use tokio::time::{Instant, sleep};
+
+use crate::status::{Disposition, disposition, in_progress};
+use crate::{MAX_INLINE_TEMPLATE, StackError};
+
+/// How to create and update stacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
+    /// CreateChangeSet + ExecuteChangeSet (reviewable; the default).
+    #[default]
+    ChangeSet,
+    /// CreateStack / UpdateStack.
+    Direct,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateSource {
+    Body(String),
+    /// An S3 URL, for templates above 51,200 bytes.
+    Url(String),
+}
+
+/// What to deploy.
+#[derive(Debug, Clone)]
+pub struct StackSpec {
+    pub name: String,
+    pub template: TemplateSource,
+    /// Resolved parameter values.
+    pub parameters: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+    pub method: Method,
+    /// Turn on termination protection (protected stages).
+    pub termination_protection: bool,
+}
+
+/// Waits and recovery choices.
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    /// How long an operation of ours may take.
+    pub timeout: Duration,
+    /// How long to wait for another operation that is running on the stack.
+    pub busy_timeout: Duration,
+    /// First poll interval; doubles up to `poll_max`.
+    pub poll_initial: Duration,
+    pub poll_max: Duration,
+    /// Call ContinueUpdateRollback on an UPDATE_ROLLBACK_FAILED stack instead of stopping.
+    pub continue_rollback: bool,
+}
+
+impl Default for DeployOptions {
+    fn default() -> Self {
+        DeployOptions {
+            timeout: Duration::from_secs(60 * 60),
+            busy_timeout: Duration::from_secs(30 * 60),
+            poll_initial: Duration::from_millis(500),
+            poll_max: Duration::from_secs(10),
+            continue_rollback: false,
+        }
+    }
+}
+
+/// One stack event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackEvent {
+    pub id: String,
+    pub logical_id: String,
+    pub resource_type: String,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+impl StackEvent {
+    pub fn is_failure(&self) -> bool {
+        self.status.ends_with("_FAILED")
+    }
+}
+
+/// What the engine reports while it works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    Event(StackEvent),
+    /// A decision worth telling the user ("deleting … before re-creating it").
+    Note(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Created,
+    Updated,
+    /// The first creation had failed: the stack was deleted and created again.
+    Recreated,
+    /// Nothing to change.
+    Unchanged,
+}
+
+/// A successful deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployed {
+    pub stack_name: String,
+    pub stack_id: String,
+    pub action: Action,
+    pub status: String,
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// What one operation has seen of the stack's events: ids already streamed, and the failures.
+#[derive(Debug, Default)]
+struct Watch {
+    seen: HashSet<String>,
+    failures: Vec<StackEvent>,
+}
+
+/// The current state of a stack.
+#[derive(Debug, Clone)]
+struct Current {
+    id: String,
+    status: String,
+    outputs: BTreeMap<String, String>,
+}
+
+/// Deploys and deletes stacks with one CloudFormation client.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    client: Client,
+    options: DeployOptions,
+}
+
+fn is_no_change(message: &str) -> bool {
+    message.contains("No updates are to be performed") || message.contains("didn't contain changes")
+}
+
+fn describe_error<E: ProvideErrorMetadata + std::error::Error>(e: &E) -> (Option<String>, String) {
+    let message = e
+        .message()
+        .map(String::from)
+        .unwrap_or_else(|| DisplayErrorContext(e).to_string());
+    (e.code().map(String::from), message)
+}
+
+impl Engine {
+    pub fn new(client: Client, options: DeployOptions) -> Self {
+        Engine { client, options }
+    }
+
+    fn api<E: ProvideErrorMetadata + std::error::Error>(
+        &self,
+        stack: &str,
+        operation: &'static str,
+        e: &E,
+    ) -> StackError {
+        let (code, message) = describe_error(e);
+        match code.as_deref() {
+            Some(
+                "ValidationError"
+                | "InsufficientCapabilitiesException"
+                | "AlreadyExistsException"
+                | "LimitExceededException",
+            ) => StackError::Rejected {
+                stack: stack.to_string(),
+                operation,
+                message,
+            },
+            _ => StackError::Api {
+                stack: stack.to_string(),
+                operation,
+                message,
+            },
+        }
+    }
+
+    /// The stack's id, status and outputs; `None` when it does not exist.
+    async fn current(&self, name: &str) -> Result<Option<Current>, StackError> {
+        match self.client.describe_stacks().stack_name(name).send().await {
+            Ok(out) => Ok(out.stacks().first().map(|s| Current {
+                id: s.stack_id().unwrap_or(name).to_string(),
+                status: s
+                    .stack_status()
+                    .map(|x| x.as_str().to_string())
+                    .unwrap_or_default(),
+                outputs: s
+                    .outputs()
+                    .iter()
+                    .filter_map(|o| {
+                        Some((
+                            o.output_key()?.to_string(),
+                            o.output_value().unwrap_or_default().to_string(),
+                        ))
+                    })
+                    .collect(),
+            })),
+            Err(e) => {
+                let (_, message) = describe_error(&e);
+                if message.contains("does not exist") {
+                    Ok(None)
+                } else {
+                    Err(self.api(name, "DescribeStacks", &e))
+                }
+            }
+        }
+    }
+
+    /// The stack's outputs (one DescribeStacks call); `None` when it does not exist.
+    pub async fn outputs(
+        &self,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, StackError> {
+        Ok(self.current(name).await?.map(|c| c.outputs))
+    }
+
+    /// The stack's status; `None` when it does not exist.
+    pub async fn status(&self, name: &str) -> Result<Option<String>, StackError> {
+        Ok(self.current(name).await?.map(|c| c.status))
+    }
+
+    /// A watch that knows the events the stack has now, so that only newer ones are streamed.
+    async fn watch(&self, name: &str) -> Watch {
+        let seen = match self
+            .client
+            .describe_stack_events()
+            .stack_name(name)
+            .send()
+            .await
+        {
+            Ok(out) => out
+                .stack_events()
+                .iter()
+                .filter_map(|e| e.event_id().map(String::from))
+                .collect(),
+            Err(_) => HashSet::new(),
+        };
+        Watch {
+            seen,
+            failures: Vec::new(),
+        }
+    }
+
+    /// Emits the events not seen yet, oldest first, and keeps the failures.
+    async fn stream_events(
+        &self,
+        stack_id: &str,
+        watch: &mut Watch,
+        on: &(dyn Fn(Progress) + Send + Sync),
+    ) {
+        let Ok(out) = self
+            .client
+            .describe_stack_events()
+            .stack_name(stack_id)
+            .send()
+            .await
+        else {
+            return;
+        };
+        let mut new: Vec<StackEvent> = out
+            .stack_events()
+            .iter()
+            .filter_map(|e| {
+                let id = e.event_id()?.to_string();
+                if watch.seen.contains(&id) {
+                    return None;
+                }
+                Some(StackEvent {
+                    id,
+                    logical_id: e.logical_resource_id().unwrap_or_default().to_string(),
+                    resource_type: e.resource_type().unwrap_or_default().to_string(),
+                    status: e
+                        .resource_status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    reason: e.resource_status_reason().map(String::from),
+                })
+            })
+            .collect();
+        new.reverse();
+        for e in new {
+            watch.seen.insert(e.id.clone());
+            if e.is_failure() && e.reason.is_some() {
+                watch.failures.push(e.clone());
+            }
+            on(Progress::Event(e));
+        }
+    }
+
+    /// Polls until the stack leaves `*_IN_PROGRESS` (or disappears), streaming events.
+    async fn wait(
+        &self,
+        name: &str,
+        stack_id: &str,
+        limit: Duration,
+        watch: &mut Watch,
+        on: &(dyn Fn(Progress) + Send + Sync),
+        busy: bool,
+    ) -> Result<Option<Current>, StackError> {
+        let start = Instant::now();
+        let mut delay = self.options.poll_initial;
+        loop {
+            // Deleted stacks are only found by id.
+            let current = self.current(stack_id).await?;
+            self.stream_events(stack_id, watch, on).await;
+            match current {
+                Some(c) if in_progress(&c.status) => {
+                    if start.elapsed() >= limit {
+                        let waited_secs = start.elapsed().as_secs();
+                        return Err(if busy {
+                            StackError::Busy {
+                                stack: name.to_string(),
+                                status: c.status,
+                                waited_secs,
+                            }
+                        } else {
+                            StackError::Timeout {
+                                stack: name.to_string(),
+                                status: c.status,
+                                waited_secs,
+                            }
+                        });
+                    }
+                }
+                other => return Ok(other),
+            }
+            sleep(delay.min(limit.saturating_sub(start.elapsed()))).await;
+            delay = (delay * 2).min(self.options.poll_max);
+        }
+    }
+
+    /// Deploys `spec`: create, update or re-create as its status requires; waits for the end.
+    pub async fn deploy(
+        &self,
+        spec: &StackSpec,
+        on: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<Deployed, StackError> {
+        if let TemplateSource::Body(b) = &spec.template
+            && b.len() > MAX_INLINE_TEMPLATE
+        {
+            return Err(StackError::TemplateTooLarge {
+                stack: spec.name.clone(),
+                size: b.len(),
+                max: MAX_INLINE_TEMPLATE,
+            });
+        }
+        let name = spec.name.as_str();
+        let mut recreated = false;
+        let mut rolled_back = false;
+        loop {
+            let current = self.current(name).await?;
+            let status = current.as_ref().map(|c| c.status.clone());
+            match disposition(status.as_deref()) {
+                Disposition::Create => {
+                    let d = self.create(spec, on).await?;
+                    return Ok(Deployed {
+                        action: if recreated {
+                            Action::Recreated
+                        } else {
+                            Action::Created
+                        },
+                        ..d
+                    });
+                }
+                Disposition::Update => {
+                    return self
+                        .update(spec, current.expect("a stable stack exists"), on)
+                        .await;
+                }
+                Disposition::Recreate if !recreated => {
+                    let c = current.expect("a stack to delete exists");
+                    on(Progress::Note(format!(
+                        "stack {name} is {}: it can only be deleted; deleting it, then creating it again",
+                        c.status
+                    )));
+                    self.delete_and_wait(name, &c.id, on).await?;
+                    recreated = true;
+                }
+                Disposition::Wait => {
+                    let c = current.expect("a busy stack exists");
+                    on(Progress::Note(format!(
+                        "stack {name} is {}; waiting for that operation to finish",
+                        c.status
+                    )));
+                    let mut watch = self.watch(&c.id).await;
+                    self.wait(name, &c.id, self.options.busy_timeout, &mut watch, on, true)
+                        .await?;
+                }
+                Disposition::UpdateRollbackFailed
+                    if self.options.continue_rollback && !rolled_back =>
+                {
+                    on(Progress::Note(format!(
+                        "stack {name} is UPDATE_ROLLBACK_FAILED; calling ContinueUpdateRollback"
+                    )));
+                    let c = current.expect("a stuck stack exists");
+                    let mut watch = self.watch(&c.id).await;
+                    self.client
+                        .continue_update_rollback()
+                        .stack_name(name)
+                        .send()
+                        .await
+                        .map_err(|e| self.api(name, "ContinueUpdateRollback", &e))?;
+                    let after = self
+                        .wait(name, &c.id, self.options.timeout, &mut watch, on, false)
+                        .await?;
+                    let after_status = after.map(|a| a.status).unwrap_or_default();
+                    if after_status != "UPDATE_ROLLBACK_COMPLETE" {
+                        return Err(StackError::Failed {
+                            stack: name.to_string(),
+                            status: after_status,
+                            failures: watch.failures,
+                        });
+                    }
+                    rolled_back = true;
+                }
+                Disposition::UpdateRollbackFailed => {
+                    return Err(StackError::UpdateRollbackFailed {
+                        stack: name.to_string(),
+                    });
+                }
+                Disposition::Paused => {
+                    return Err(StackError::Paused {
+                        stack: name.to_string(),
+                        status: status.unwrap_or_default(),
+                    });
+                }
+                Disposition::DeleteFailed | Disposition::Recreate => {
+                    // A re-creation whose delete left the stack behind.
+                    let status = status.unwrap_or_default();
+                    if status == "DELETE_FAILED" {
+                        return Err(StackError::DeleteFailed {
+                            stack: name.to_string(),
+                            failures: Vec::new(),
+                        });
+                    }
+                    return Err(StackError::Failed {
+                        stack: name.to_string(),
+                        status,
+                        failures: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn parameters(spec: &StackSpec) -> Vec<Parameter> {
+        spec.parameters
+            .iter()
+            .map(|(k, v)| {
+                Parameter::builder()
+                    .parameter_key(k)
+                    .parameter_value(v)
+                    .build()
+            })
+            .collect()
+    }
+
+    fn tags(spec: &StackSpec) -> Vec<Tag> {
+        spec.tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect()
+    }
+
+    const CAPABILITIES: [Capability; 3] = [
+        Capability::CapabilityIam,
+        Capability::CapabilityNamedIam,
+        Capability::CapabilityAutoExpand,
+    ];
+
+    async fn create(
+        &self,
+        spec: &StackSpec,
+        on: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<Deployed, StackError> {
+        let name = spec.name.as_str();
+        let stack_id = match spec.method {
+            Method::Direct => {
+                let mut req = self
+                    .client
+                    .create_stack()
+                    .stack_name(name)
+                    .set_parameters(Some(Self::parameters(spec)))
+                    .set_tags(Some(Self::tags(spec)))
+                    .set_capabilities(Some(Self::CAPABILITIES.to_vec()))
+                    .enable_termination_protection(spec.termination_protection);
+                req = match &spec.template {
+                    TemplateSource::Body(b) => req.template_body(b),
+                    TemplateSource::Url(u) => req.template_url(u),
+                };
+                let out = req
+                    .send()
+                    .await
+                    .map_err(|e| self.api(name, "CreateStack", &e))?;
+                out.stack_id().unwrap_or(name).to_string()
+            }
+            Method::ChangeSet => match self.change_set(spec, ChangeSetType::Create).await? {
+                Some(id) => id,
+                None => {
+                    return Err(StackError::Rejected {
+                        stack: name.to_string(),
+                        operation: "CreateChangeSet",
+                        message:
+                            "an empty change set for a new stack: the template has no resources"
+                                .to_string(),
+                    });
+                }
+            },
+        };
+        let mut watch = Watch::default();
+        let end = self
+            .wait(name, &stack_id, self.options.timeout, &mut watch, on, false)
+            .await?;
+        match end {
+            Some(c) if c.status == "CREATE_COMPLETE" => {
+                if spec.termination_protection && spec.method == Method::ChangeSet {
+                    self.protect(name).await?;
+                }
+                Ok(Deployed {
+                    stack_name: name.to_string(),
+                    stack_id: c.id,
+                    action: Action::Created,
+                    status: c.status,
+                    outputs: c.outputs,
+                })
+            }
+            Some(c) => Err(StackError::Failed {
+                stack: name.to_string(),
+                status: c.status,
+                failures: watch.failures,
+            }),
+            None => Err(StackError::Failed {
+                stack: name.to_string(),
+                status: "DELETE_COMPLETE".into(),
+                failures: watch.failures,
+            }),
+        }
+    }
+
+    async fn protect(&self, name: &str) -> Result<(), StackError> {
+        self.client
+            .update_termination_protection()
+            .stack_name(name)
+            .enable_termination_protection(true)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.api(name, "UpdateTerminationProtection", &e))
+    }
+
+    async fn update(
+        &self,
+        spec: &StackSpec,
+        current: Current,
+        on: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<Deployed, StackError> {
+        let name = spec.name.as_str();
+        let unchanged = |c: Current| Deployed {
+            stack_name: name.to_string(),
+            stack_id: c.id,
+            action: Action::Unchanged,
+            status: c.status,
+            outputs: c.outputs,
+        };
+        let mut watch = self.watch(&current.id).await;
+        match spec.method {
+            Method::Direct => {
+                let mut req = self
+                    .client
+                    .update_stack()
+                    .stack_name(name)
+                    .set_parameters(Some(Self::parameters(spec)))
+                    .set_tags(Some(Self::tags(spec)))
+                    .set_capabilities(Some(Self::CAPABILITIES.to_vec()));
+                req = match &spec.template {
+                    TemplateSource::Body(b) => req.template_body(b),
+                    TemplateSource::Url(u) => req.template_url(u),
+                };
+                if let Err(e) = req.send().await {
+                    let (_, message) = describe_error(&e);
+                    if is_no_change(&message) {
+                        self.protect_if(spec).await?;
+                        return Ok(unchanged(current));
+                    }
+                    return Err(self.api(name, "UpdateStack", &e));
+                }
+            }
+            Method::ChangeSet => {
+                if self
+                    .change_set(spec, ChangeSetType::Update)
+                    .await?
+                    .is_none()
+                {
+                    self.protect_if(spec).await?;
+                    return Ok(unchanged(current));
+                }
+            }
+        }
+        let end = self
+            .wait(
+                name,
+                &current.id,
+                self.options.timeout,
+                &mut watch,
+                on,
+                false,
+            )
+            .await?;
+        match end {
+            Some(c) if c.status == "UPDATE_COMPLETE" => {
+                self.protect_if(spec).await?;
+                Ok(Deployed {
+                    stack_name: name.to_string(),
+                    stack_id: c.id,
+                    action: Action::Updated,
+                    status: c.status,
+                    outputs: c.outputs,
+                })
+            }
+            Some(c) => Err(StackError::Failed {
+                stack: name.to_string(),
+                status: c.status,
+                failures: watch.failures,
+            }),
+            None => Err(StackError::Failed {
+                stack: name.to_string(),
+                status: "DELETE_COMPLETE".into(),
+                failures: watch.failures,
+            }),
+        }
+    }
+
+    async fn protect_if(&self, spec: &StackSpec) -> Result<(), StackError> {
+        if spec.termination_protection {
+            self.protect(&spec.name).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Creates a change set, waits for it and executes it. `Ok(None)`: nothing to change (an
+    /// empty change set, refused at creation as the local emulator does, or FAILED as AWS does).
+    /// `Ok(Some(stack id))`: executing.
+    async fn change_set(
+        &self,
+        spec: &StackSpec,
+        kind: ChangeSetType,
+    ) -> Result<Option<String>, StackError> {
+        let name = spec.name.as_str();
+        let cs_name = format!(
+            "ferry-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        );
+        let mut req = self
+            .client
+            .create_change_set()
+            .stack_name(name)
+            .change_set_name(&cs_name)
+            .change_set_type(kind)
+            .set_parameters(Some(Self::parameters(spec)))
+            .set_tags(Some(Self::tags(spec)))
+            .set_capabilities(Some(Self::CAPABILITIES.to_vec()));
+        req = match &spec.template {
+            TemplateSource::Body(b) => req.template_body(b),
+            TemplateSource::Url(u) => req.template_url(u),
+        };
+        let created = match req.send().await {
+            Ok(o) => o,
+            Err(e) => {
+                let (_, message) = describe_error(&e);
+                if is_no_change(&message) {
+                    return Ok(None);
+                }
+                return Err(self.api(name, "CreateChangeSet", &e));
+            }
+        };
+        let cs_id = created.id().unwrap_or(&cs_name).to_string();
+        let stack_id = created.stack_id().unwrap_or(name).to_string();
+        let start = Instant::now();
+        let mut delay = self.options.poll_initial;
+        loop {
+            let d = self
+                .client
+                .describe_change_set()
+                .change_set_name(&cs_id)
+                .stack_name(name)
+                .send()
+                .await
+                .map_err(|e| self.api(name, "DescribeChangeSet", &e))?;
+            match d.status() {
+                Some(ChangeSetStatus::CreateComplete) => break,
+                Some(ChangeSetStatus::Failed) => {
+                    let reason = d.status_reason().unwrap_or_default().to_string();
+                    let _ = self
+                        .client
+                        .delete_change_set()
+                        .change_set_name(&cs_id)
+                        .stack_name(name)
+                        .send()
+                        .await;
+                    if is_no_change(&reason) {
+                        return Ok(None);
+                    }
+                    return Err(StackError::Rejected {
+                        stack: name.to_string(),
+                        operation: "CreateChangeSet",
+                        message: reason,
+                    });
+                }
+                _ if start.elapsed() >= self.options.timeout => {
+                    return Err(StackError::Timeout {
+                        stack: name.to_string(),
+                        status: "change set CREATE_IN_PROGRESS".into(),
+                        waited_secs: start.elapsed().as_secs(),
+                    });
+                }
+                _ => {
+                    sleep(delay).await;
+                    delay = (delay * 2).min(self.options.poll_max);
+                }
+            }
+        }
+        self.client
+            .execute_change_set()
+            .change_set_name(&cs_id)
+            .stack_name(name)
+            .send()
+            .await
+            .map_err(|e| self.api(name, "ExecuteChangeSet", &e))?;
+        Ok(Some(stack_id))
+    }
+
+    async fn delete_and_wait(
+        &self,
+        name: &str,
+        stack_id: &str,
+        on: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<(), StackError> {
+        let mut watch = self.watch(stack_id).await;
+        self.client
+            .delete_stack()
+            .stack_name(stack_id)
+            .send()
+            .await
+            .map_err(|e| self.api(name, "DeleteStack", &e))?;
+        match self
+            .wait(name, stack_id, self.options.timeout, &mut watch, on, false)
+            .await?
+        {
+            None => Ok(()),
+            Some(c) if c.status == "DELETE_COMPLETE" => Ok(()),
+            Some(c) if c.status == "DELETE_FAILED" => Err(StackError::DeleteFailed {
+                stack: name.to_string(),
+                failures: watch.failures,
+            }),
+            Some(c) => Err(StackError::Failed {
+                stack: name.to_string(),
+                status: c.status,
+                failures: watch.failures,
+            }),
+        }
+    }
+
+    /// Deletes a stack and waits. `Ok(false)` when there was none.
+    pub async fn delete(
+        &self,
+        name: &str,
+        on: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<bool, StackError> {
+        let Some(c) = self.current(name).await? else {
+            return Ok(false);
+        };
+        if c.status == "DELETE_COMPLETE" {
+            return Ok(false);
+        }
+        self.delete_and_wait(name, &c.id, on).await?;
+        Ok(true)
+    }
+}

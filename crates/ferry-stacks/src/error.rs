@@ -1,0 +1,81 @@
+use crate::engine::StackEvent;
+
+fn render_failures(events: &[StackEvent]) -> String {
+    if events.is_empty() {
+        return String::new();
+    }
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "  {} ({}): {} {}",
+                e.logical_id,
+                e.resource_type,
+                e.status,
+                e.reason.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    format!("; failing resources:\n{}", lines.join("\n"))
+}
+
+/// Why a stack operation failed, with what to do. The failing events are kept.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StackError {
+    #[error("stack {stack} ended in {status}{}", render_failures(.failures))]
+    Failed {
+        stack: String,
+        status: String,
+        failures: Vec<StackEvent>,
+    },
+    #[error(
+        "stack {stack} is still {status} after waiting {waited_secs}s for another operation to finish; run again later, or look at the stack's events in the console"
+    )]
+    Busy {
+        stack: String,
+        status: String,
+        waited_secs: u64,
+    },
+    #[error(
+        "stack {stack} is UPDATE_ROLLBACK_FAILED; fix the resources that could not roll back, then deploy with --continue-rollback to call ContinueUpdateRollback"
+    )]
+    UpdateRollbackFailed { stack: String },
+    #[error(
+        "stack {stack} is {status} (created with rollback disabled, paused after a failure); roll it back or delete it, then deploy again"
+    )]
+    Paused { stack: String, status: String },
+    #[error("stack {stack} is DELETE_FAILED; remove or retain the resources that could not be deleted, then delete the stack and deploy again{}", render_failures(.failures))]
+    DeleteFailed {
+        stack: String,
+        failures: Vec<StackEvent>,
+    },
+    #[error(
+        "stack {stack} did not finish within {waited_secs}s (still {status}); raise the timeout or look at the stack's events"
+    )]
+    Timeout {
+        stack: String,
+        status: String,
+        waited_secs: u64,
+    },
+    #[error("CloudFormation refused {operation} for stack {stack}: {message}")]
+    Rejected {
+        stack: String,
+        operation: &'static str,
+        message: String,
+    },
+    #[error(
+        "the template of stack {stack} is {size} bytes, above the {max} bytes CloudFormation accepts inline; upload it and deploy it by URL"
+    )]
+    TemplateTooLarge {
+        stack: String,
+        size: usize,
+        max: usize,
+    },
+    #[error("{operation} failed for stack {stack}: {message}")]
+    Api {
+        stack: String,
+        operation: &'static str,
+        message: String,
+    },
+}

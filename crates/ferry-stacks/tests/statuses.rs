@@ -1,0 +1,519 @@
+//! Every stack status path, with scripted CloudFormation responses (aws-smithy-mocks): the
+//! statuses the local emulator cannot produce on demand.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_sdk_cloudformation::Client;
+use aws_sdk_cloudformation::error::ErrorMetadata;
+use aws_sdk_cloudformation::operation::continue_update_rollback::ContinueUpdateRollbackOutput;
+use aws_sdk_cloudformation::operation::create_change_set::{
+    CreateChangeSetError, CreateChangeSetOutput,
+};
+use aws_sdk_cloudformation::operation::create_stack::CreateStackOutput;
+use aws_sdk_cloudformation::operation::delete_change_set::DeleteChangeSetOutput;
+use aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput;
+use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
+use aws_sdk_cloudformation::operation::describe_stack_events::DescribeStackEventsOutput;
+use aws_sdk_cloudformation::operation::describe_stacks::{
+    DescribeStacksError, DescribeStacksOutput,
+};
+use aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput;
+use aws_sdk_cloudformation::operation::update_stack::{UpdateStackError, UpdateStackOutput};
+use aws_sdk_cloudformation::operation::update_termination_protection::UpdateTerminationProtectionOutput;
+use aws_sdk_cloudformation::primitives::DateTime;
+use aws_sdk_cloudformation::types::{
+    ChangeSetStatus, Output, ResourceStatus, Stack, StackEvent, StackStatus,
+};
+use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use ferry_stacks::{
+    Action, DeployOptions, Engine, Method, Progress, StackError, StackSpec, TemplateSource,
+};
+
+const ID: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/api-dev/1";
+
+fn stack(status: &str) -> DescribeStacksOutput {
+    let s = Stack::builder()
+        .stack_name("api-dev")
+        .stack_id(ID)
+        .stack_status(StackStatus::from(status))
+        .creation_time(DateTime::from_secs(0))
+        .outputs(
+            Output::builder()
+                .output_key("Url")
+                .output_value(format!("https://{status}"))
+                .build(),
+        )
+        .build();
+    DescribeStacksOutput::builder().stacks(s).build()
+}
+
+fn missing() -> DescribeStacksError {
+    DescribeStacksError::generic(
+        ErrorMetadata::builder()
+            .code("ValidationError")
+            .message("Stack with id api-dev does not exist")
+            .build(),
+    )
+}
+
+fn event(id: &str, logical: &str, status: &str, reason: Option<&str>) -> StackEvent {
+    StackEvent::builder()
+        .stack_id(ID)
+        .stack_name("api-dev")
+        .event_id(id)
+        .logical_resource_id(logical)
+        .resource_type("AWS::Lambda::Function")
+        .resource_status(ResourceStatus::from(status))
+        .set_resource_status_reason(reason.map(String::from))
+        .timestamp(DateTime::from_secs(1))
+        .build()
+}
+
+fn events(list: Vec<StackEvent>) -> DescribeStackEventsOutput {
+    DescribeStackEventsOutput::builder()
+        .set_stack_events(Some(list))
+        .build()
+}
+
+fn spec(method: Method) -> StackSpec {
+    StackSpec {
+        name: "api-dev".into(),
+        template: TemplateSource::Body("Resources: {}\n".into()),
+        parameters: BTreeMap::from([("Stage".into(), "dev".into())]),
+        tags: BTreeMap::from([("ferry:service".into(), "api".into())]),
+        method,
+        termination_protection: false,
+    }
+}
+
+fn options() -> DeployOptions {
+    DeployOptions {
+        timeout: Duration::from_secs(2),
+        busy_timeout: Duration::from_millis(200),
+        poll_initial: Duration::from_millis(1),
+        poll_max: Duration::from_millis(5),
+        continue_rollback: false,
+    }
+}
+
+fn no_events() -> Rule {
+    mock!(Client::describe_stack_events)
+        .sequence()
+        .output(|| events(vec![]))
+        .repeatedly()
+        .build()
+}
+
+struct Run {
+    result: Result<ferry_stacks::Deployed, StackError>,
+    progress: Vec<Progress>,
+}
+
+async fn deploy(rules: &[&Rule], spec: &StackSpec, options: DeployOptions) -> Run {
+    let client = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, rules);
+    let seen = Mutex::new(Vec::new());
+    let result = Engine::new(client, options)
+        .deploy(spec, &|p| seen.lock().unwrap().push(p))
+        .await;
+    Run {
+        result,
+        progress: seen.into_inner().unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn no_stack_is_created_and_its_events_streamed() {
+    let describe = mock!(Client::describe_stacks)
+        .sequence()
+        .error(missing)
+        .output(|| stack("CREATE_IN_PROGRESS"))
+        .output(|| stack("CREATE_COMPLETE"))
+        .build();
+    let create = mock!(Client::create_stack)
+        .then_output(|| CreateStackOutput::builder().stack_id(ID).build());
+    let evs = mock!(Client::describe_stack_events)
+        .sequence()
+        .output(|| events(vec![event("e1", "Fn", "CREATE_IN_PROGRESS", None)]))
+        .output(|| {
+            events(vec![
+                event("e2", "Fn", "CREATE_COMPLETE", None),
+                event("e1", "Fn", "CREATE_IN_PROGRESS", None),
+            ])
+        })
+        .build();
+    let run = deploy(
+        &[&describe, &create, &evs],
+        &spec(Method::Direct),
+        options(),
+    )
+    .await;
+    let d = run.result.unwrap();
+    assert_eq!(d.action, Action::Created);
+    assert_eq!(d.outputs["Url"], "https://CREATE_COMPLETE");
+    let statuses: Vec<String> = run
+        .progress
+        .iter()
+        .filter_map(|p| match p {
+            Progress::Event(e) => Some(e.status.clone()),
+            Progress::Note(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        ["CREATE_IN_PROGRESS", "CREATE_COMPLETE"],
+        "each event once, oldest first"
+    );
+    assert_eq!(create.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn an_unchanged_direct_update_is_a_success() {
+    let describe = mock!(Client::describe_stacks).then_output(|| stack("UPDATE_COMPLETE"));
+    let update = mock!(Client::update_stack).then_error(|| {
+        UpdateStackError::generic(
+            ErrorMetadata::builder()
+                .code("ValidationError")
+                .message("No updates are to be performed.")
+                .build(),
+        )
+    });
+    let run = deploy(
+        &[&describe, &update, &no_events()],
+        &spec(Method::Direct),
+        options(),
+    )
+    .await;
+    let d = run.result.unwrap();
+    assert_eq!(d.action, Action::Unchanged);
+    assert_eq!(d.outputs["Url"], "https://UPDATE_COMPLETE");
+}
+
+#[tokio::test]
+async fn an_empty_change_set_is_a_success_whether_failed_or_refused() {
+    // AWS: the change set is created, then FAILED with "didn't contain changes"; it is deleted.
+    let describe = mock!(Client::describe_stacks).then_output(|| stack("CREATE_COMPLETE"));
+    let create = mock!(Client::create_change_set).then_output(|| {
+        CreateChangeSetOutput::builder()
+            .id("cs-1")
+            .stack_id(ID)
+            .build()
+    });
+    let describe_cs = mock!(Client::describe_change_set).then_output(|| {
+        DescribeChangeSetOutput::builder()
+            .status(ChangeSetStatus::Failed)
+            .status_reason("The submitted information didn't contain changes. Submit different information to create a change set.")
+            .build()
+    });
+    let delete_cs =
+        mock!(Client::delete_change_set).then_output(|| DeleteChangeSetOutput::builder().build());
+    let execute =
+        mock!(Client::execute_change_set).then_output(|| ExecuteChangeSetOutput::builder().build());
+    let run = deploy(
+        &[
+            &describe,
+            &create,
+            &describe_cs,
+            &delete_cs,
+            &execute,
+            &no_events(),
+        ],
+        &spec(Method::ChangeSet),
+        options(),
+    )
+    .await;
+    assert_eq!(run.result.unwrap().action, Action::Unchanged);
+    assert_eq!(delete_cs.num_calls(), 1, "the empty change set is removed");
+    assert_eq!(execute.num_calls(), 0);
+
+    // The local emulator: CreateChangeSet itself answers "No updates are to be performed".
+    let refused = mock!(Client::create_change_set).then_error(|| {
+        CreateChangeSetError::generic(
+            ErrorMetadata::builder()
+                .code("ValidationError")
+                .message("No updates are to be performed.")
+                .build(),
+        )
+    });
+    let run = deploy(
+        &[&describe, &refused, &no_events()],
+        &spec(Method::ChangeSet),
+        options(),
+    )
+    .await;
+    assert_eq!(run.result.unwrap().action, Action::Unchanged);
+}
+
+#[tokio::test]
+async fn a_change_set_update_is_executed_and_awaited() {
+    let describe = mock!(Client::describe_stacks)
+        .sequence()
+        .output(|| stack("UPDATE_COMPLETE"))
+        .output(|| stack("UPDATE_IN_PROGRESS"))
+        .output(|| stack("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"))
+        .output(|| stack("UPDATE_COMPLETE"))
+        .build();
+    let create = mock!(Client::create_change_set).then_output(|| {
+        CreateChangeSetOutput::builder()
+            .id("cs-1")
+            .stack_id(ID)
+            .build()
+    });
+    let describe_cs = mock!(Client::describe_change_set)
+        .sequence()
+        .output(|| {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::CreateInProgress)
+                .build()
+        })
+        .output(|| {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::CreateComplete)
+                .build()
+        })
+        .build();
+    let execute =
+        mock!(Client::execute_change_set).then_output(|| ExecuteChangeSetOutput::builder().build());
+    let protect = mock!(Client::update_termination_protection)
+        .then_output(|| UpdateTerminationProtectionOutput::builder().build());
+    let mut s = spec(Method::ChangeSet);
+    s.termination_protection = true;
+    let run = deploy(
+        &[
+            &describe,
+            &create,
+            &describe_cs,
+            &execute,
+            &protect,
+            &no_events(),
+        ],
+        &s,
+        options(),
+    )
+    .await;
+    let d = run.result.unwrap();
+    assert_eq!(d.action, Action::Updated);
+    assert_eq!(execute.num_calls(), 1);
+    assert_eq!(
+        protect.num_calls(),
+        1,
+        "protected stages get termination protection"
+    );
+}
+
+#[tokio::test]
+async fn rollback_complete_is_deleted_and_created_again_with_a_note() {
+    let describe = mock!(Client::describe_stacks)
+        .sequence()
+        .output(|| stack("ROLLBACK_COMPLETE"))
+        .output(|| stack("DELETE_IN_PROGRESS"))
+        .output(|| stack("DELETE_COMPLETE"))
+        .error(missing)
+        .output(|| stack("CREATE_COMPLETE"))
+        .build();
+    let delete = mock!(Client::delete_stack).then_output(|| DeleteStackOutput::builder().build());
+    let create = mock!(Client::create_stack)
+        .then_output(|| CreateStackOutput::builder().stack_id(ID).build());
+    let run = deploy(
+        &[&describe, &delete, &create, &no_events()],
+        &spec(Method::Direct),
+        options(),
+    )
+    .await;
+    let d = run.result.unwrap();
+    assert_eq!(d.action, Action::Recreated);
+    assert_eq!((delete.num_calls(), create.num_calls()), (1, 1));
+    assert!(
+        run.progress.iter().any(|p| matches!(p, Progress::Note(n) if n.contains("ROLLBACK_COMPLETE") && n.contains("deleting it"))),
+        "{:?}",
+        run.progress
+    );
+}
+
+#[tokio::test]
+async fn a_busy_stack_is_awaited_then_updated_and_a_stuck_one_is_a_bounded_error() {
+    let describe = mock!(Client::describe_stacks)
+        .sequence()
+        .output(|| stack("UPDATE_IN_PROGRESS"))
+        .output(|| stack("UPDATE_IN_PROGRESS"))
+        .output(|| stack("UPDATE_COMPLETE"))
+        .output(|| stack("UPDATE_COMPLETE"))
+        .build();
+    let update = mock!(Client::update_stack).then_error(|| {
+        UpdateStackError::generic(
+            ErrorMetadata::builder()
+                .code("ValidationError")
+                .message("No updates are to be performed.")
+                .build(),
+        )
+    });
+    let run = deploy(
+        &[&describe, &update, &no_events()],
+        &spec(Method::Direct),
+        options(),
+    )
+    .await;
+    assert_eq!(run.result.unwrap().action, Action::Unchanged);
+    assert_eq!(
+        update.num_calls(),
+        1,
+        "decided again once the other operation ended"
+    );
+
+    let stuck = mock!(Client::describe_stacks)
+        .sequence()
+        .output(|| stack("CREATE_IN_PROGRESS"))
+        .repeatedly()
+        .build();
+    let run = deploy(&[&stuck, &no_events()], &spec(Method::Direct), options()).await;
+    let err = run.result.unwrap_err();
+    assert!(matches!(err, StackError::Busy { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("still CREATE_IN_PROGRESS"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn update_rollback_failed_stops_or_continues_the_rollback_when_asked() {
+    let describe = || {
+        mock!(Client::describe_stacks)
+            .sequence()
+            .output(|| stack("UPDATE_ROLLBACK_FAILED"))
+            .output(|| stack("UPDATE_ROLLBACK_IN_PROGRESS"))
+            .output(|| stack("UPDATE_ROLLBACK_COMPLETE"))
+            .output(|| stack("UPDATE_ROLLBACK_COMPLETE"))
+            .output(|| stack("UPDATE_COMPLETE"))
+            .build()
+    };
+    let d = describe();
+    let run = deploy(&[&d, &no_events()], &spec(Method::Direct), options()).await;
+    let err = run.result.unwrap_err();
+    assert!(matches!(err, StackError::UpdateRollbackFailed { .. }));
+    assert!(
+        err.to_string().contains("--continue-rollback")
+            && err.to_string().contains("ContinueUpdateRollback")
+    );
+
+    let d = describe();
+    let cont = mock!(Client::continue_update_rollback)
+        .then_output(|| ContinueUpdateRollbackOutput::builder().build());
+    let update = mock!(Client::update_stack)
+        .then_output(|| UpdateStackOutput::builder().stack_id(ID).build());
+    let mut o = options();
+    o.continue_rollback = true;
+    let run = deploy(
+        &[&d, &cont, &update, &no_events()],
+        &spec(Method::Direct),
+        o,
+    )
+    .await;
+    assert_eq!(run.result.unwrap().action, Action::Updated);
+    assert_eq!(cont.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn paused_and_delete_failed_stacks_are_clear_errors() {
+    for (status, expect) in [
+        ("CREATE_FAILED", "rollback disabled"),
+        ("UPDATE_FAILED", "rollback disabled"),
+        ("DELETE_FAILED", "DELETE_FAILED"),
+    ] {
+        let describe = mock!(Client::describe_stacks).then_output(move || stack(status));
+        let run = deploy(&[&describe, &no_events()], &spec(Method::Direct), options()).await;
+        let err = run.result.unwrap_err().to_string();
+        assert!(
+            err.contains(status) && err.contains(expect),
+            "{status}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failed_update_reports_its_failing_resources() {
+    let describe = mock!(Client::describe_stacks)
+        .sequence()
+        .output(|| stack("UPDATE_COMPLETE"))
+        .output(|| stack("UPDATE_ROLLBACK_IN_PROGRESS"))
+        .output(|| stack("UPDATE_ROLLBACK_COMPLETE"))
+        .build();
+    let update = mock!(Client::update_stack)
+        .then_output(|| UpdateStackOutput::builder().stack_id(ID).build());
+    let old = || event("old", "Fn", "CREATE_COMPLETE", None);
+    let evs = mock!(Client::describe_stack_events)
+        .sequence()
+        .output(move || events(vec![old()]))
+        .output(move || {
+            events(vec![
+                event(
+                    "e2",
+                    "Fn",
+                    "UPDATE_FAILED",
+                    Some("Memory size 99999 is above the limit"),
+                ),
+                event("e1", "Fn", "UPDATE_IN_PROGRESS", None),
+                old(),
+            ])
+        })
+        .repeatedly()
+        .build();
+    let run = deploy(
+        &[&describe, &update, &evs],
+        &spec(Method::Direct),
+        options(),
+    )
+    .await;
+    match run.result.unwrap_err() {
+        StackError::Failed {
+            status, failures, ..
+        } => {
+            assert_eq!(status, "UPDATE_ROLLBACK_COMPLETE");
+            assert_eq!(failures.len(), 1);
+            assert_eq!(
+                failures[0].reason.as_deref(),
+                Some("Memory size 99999 is above the limit")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The event from before the operation is not streamed again.
+    assert!(
+        !run.progress
+            .iter()
+            .any(|p| matches!(p, Progress::Event(e) if e.id == "old"))
+    );
+}
+
+#[tokio::test]
+async fn an_operation_that_never_ends_times_out_and_large_templates_are_refused() {
+    let describe = mock!(Client::describe_stacks)
+        .sequence()
+        .error(missing)
+        .output(|| stack("CREATE_IN_PROGRESS"))
+        .repeatedly()
+        .build();
+    let create = mock!(Client::create_stack)
+        .then_output(|| CreateStackOutput::builder().stack_id(ID).build());
+    let mut o = options();
+    o.timeout = Duration::from_millis(100);
+    let run = deploy(
+        &[&describe, &create, &no_events()],
+        &spec(Method::Direct),
+        o,
+    )
+    .await;
+    assert!(matches!(
+        run.result.unwrap_err(),
+        StackError::Timeout { .. }
+    ));
+
+    let mut big = spec(Method::Direct);
+    big.template = TemplateSource::Body("x".repeat(ferry_stacks::MAX_INLINE_TEMPLATE + 1));
+    let run = deploy(&[], &big, options()).await;
+    let err = run.result.unwrap_err().to_string();
+    assert!(
+        err.contains("51201 bytes") && err.contains("by URL"),
+        "{err}"
+    );
+}
