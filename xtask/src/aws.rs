@@ -149,7 +149,7 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
             }
             rt.block_on(async {
                 let (stage, aws) = stage_aws(ctx, stage).await?;
-                let full = ssm::absolute_name(stage.config.parameters_path.as_deref(), name);
+                let full = stage.config.parameter_name(name);
                 let client = aws_sdk_ssm::Client::new(&aws.config);
                 let version = ssm::put(&client, &stage.name, &full, value, *secure, *overwrite).await?;
                 let kind = if *secure { "SecureString" } else { "String" };
@@ -159,7 +159,7 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
         }
         ParamCmd::Get { stage, name, show_secrets } => rt.block_on(async {
             let (stage, aws) = stage_aws(ctx, stage).await?;
-            let full = ssm::absolute_name(stage.config.parameters_path.as_deref(), name);
+            let full = stage.config.parameter_name(name);
             let client = aws_sdk_ssm::Client::new(&aws.config);
             let p = ssm::get(&client, &stage.name, &full, masker()).await?;
             println!("{}", shown(&p, *show_secrets));

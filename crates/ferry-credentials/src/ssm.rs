@@ -31,17 +31,6 @@ impl std::fmt::Debug for Parameter {
     }
 }
 
-/// A parameter name relative to `parameters_path` unless it is absolute.
-pub fn absolute_name(parameters_path: Option<&str>, name: &str) -> String {
-    if name.starts_with('/') {
-        return name.to_string();
-    }
-    match parameters_path {
-        Some(p) => format!("{}/{name}", p.trim_end_matches('/')),
-        None => format!("/{name}"),
-    }
-}
-
 fn from_api(p: &aws_sdk_ssm::types::Parameter, masker: &Masker) -> Parameter {
     let secure = p.r#type() == Some(&ParameterType::SecureString);
     let value = p.value().unwrap_or_default().to_string();
@@ -145,20 +134,6 @@ pub async fn put(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_are_relative_to_the_stage_path_unless_absolute() {
-        assert_eq!(
-            absolute_name(Some("/shop/dev/"), "admin-email"),
-            "/shop/dev/admin-email"
-        );
-        assert_eq!(
-            absolute_name(Some("/shop/dev"), "db/password"),
-            "/shop/dev/db/password"
-        );
-        assert_eq!(absolute_name(Some("/shop/dev/"), "/global/x"), "/global/x");
-        assert_eq!(absolute_name(None, "x"), "/x");
-    }
 
     #[test]
     fn debug_never_shows_a_secure_value() {

@@ -54,6 +54,20 @@ pub struct StageConfig {
     pub artifact_bucket: Option<String>,
 }
 
+impl StageConfig {
+    /// An SSM parameter name: relative names are under `parameters-path` (or `/`), absolute ones
+    /// stay as they are.
+    pub fn parameter_name(&self, name: &str) -> String {
+        if name.starts_with('/') {
+            return name.to_string();
+        }
+        match &self.parameters_path {
+            Some(p) => format!("{}/{name}", p.trim_end_matches('/')),
+            None => format!("/{name}"),
+        }
+    }
+}
+
 /// One service: a folder with a `service.toml` and a CloudFormation template.
 #[derive(Debug, Clone, Serialize)]
 pub struct Service {

@@ -140,3 +140,19 @@ fn unknown_stage_without_default_names_the_configured_ones() {
         "stage `prd` is not configured in ferry.toml; did you mean `prod`?; add [stages.prd] or a [stages.\"*\"] default for preview stages (configured: dev, prod)"
     );
 }
+
+#[test]
+fn parameter_names_are_relative_to_the_stage_path_unless_absolute() {
+    let tmp = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    let ws = load(tmp.path()).unwrap();
+    let dev = &ws.stages["dev"];
+    assert_eq!(dev.parameter_name("admin-email"), "/shop/dev/admin-email");
+    assert_eq!(dev.parameter_name("db/password"), "/shop/dev/db/password");
+    assert_eq!(dev.parameter_name("/global/x"), "/global/x");
+    assert_eq!(
+        ws.stages["prod"].parameter_name("x"),
+        "/x",
+        "no parameters-path: the root"
+    );
+}
