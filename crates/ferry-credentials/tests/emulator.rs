@@ -19,6 +19,7 @@ fn stage(name: &str, role: Option<&str>, account: Option<&str>) -> Stage {
             deployment_method: DeploymentMethod::Direct,
             protected: false,
             artifact_bucket: None,
+            records_path: None,
         },
     }
 }

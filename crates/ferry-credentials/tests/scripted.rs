@@ -30,6 +30,7 @@ fn prod(external_id: Option<&str>) -> Stage {
             deployment_method: DeploymentMethod::Changeset,
             protected: true,
             artifact_bucket: None,
+            records_path: None,
         },
     }
 }

@@ -31,6 +31,7 @@ const STAGE_KEYS: &[&str] = &[
     "deployment-method",
     "protected",
     "artifact-bucket",
+    "records-path",
 ];
 /// `package` and `acceptance` are reserved for the packaging and acceptance sections.
 const SERVICE_ROOT_KEYS: &[&str] = &["service", "parameters", "package", "acceptance"];
@@ -534,6 +535,15 @@ fn read_stage(
         }
     };
     let protected = get_bool(fd, t, prefix, "protected").unwrap_or(false);
+    let records_path = get_str(fd, t, prefix, "records-path");
+    if let Some((p, sp)) = &records_path
+        && !p.starts_with('/')
+    {
+        let msg = format!(
+            "`{p}` must be an absolute SSM path starting with '/', e.g. \"/ferry/shop/dev/\""
+        );
+        fd.error(Some(sp.clone()), Some(&key("records-path")), msg);
+    }
     let artifact_bucket = get_str(fd, t, prefix, "artifact-bucket");
     Some(StageConfig {
         region: region?.0,
@@ -544,6 +554,7 @@ fn read_stage(
         deployment_method: method?,
         protected,
         artifact_bucket: artifact_bucket.map(|a| a.0),
+        records_path: records_path.map(|a| a.0),
     })
 }
 

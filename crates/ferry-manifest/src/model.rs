@@ -52,6 +52,9 @@ pub struct StageConfig {
     pub deployment_method: DeploymentMethod,
     pub protected: bool,
     pub artifact_bucket: Option<String>,
+    /// Where deployment records and the stage lock live in SSM; default
+    /// `/ferry/<project>/<stage id>/`.
+    pub records_path: Option<String>,
 }
 
 impl StageConfig {

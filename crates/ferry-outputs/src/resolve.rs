@@ -175,6 +175,7 @@ mod tests {
                 deployment_method: DeploymentMethod::Direct,
                 protected: false,
                 artifact_bucket: None,
+                records_path: None,
             },
         }
     }
