@@ -5,6 +5,7 @@
 
 mod aws;
 mod bench;
+mod deploy;
 mod local;
 mod plan;
 mod services;
@@ -48,6 +49,12 @@ enum Command {
     Validate,
     /// Show what a deploy of a stage would do: each service deploy or skip, and why
     Plan(plan::PlanArgs),
+    /// Deploy a stage: the services that need it, in dependency order, with their records
+    Deploy(deploy::DeployArgs),
+    /// Delete a stage's stacks in reverse dependency order (e.g. a preview stage), and records
+    Remove(deploy::RemoveArgs),
+    /// Print the stack outputs of a stage's services
+    Outputs(deploy::OutputsArgs),
     /// Print the dependency graph of the services (Mermaid, DOT or JSON)
     Graph(plan::GraphArgs),
     /// Show who a stage's credentials are: account, ARN (after assuming its role), region, endpoint
@@ -131,6 +138,9 @@ fn main() -> ExitCode {
         Command::Validate => services::validate(&ctx),
         Command::Plan(args) => plan::run(&ctx, &args),
         Command::Graph(args) => plan::graph(&ctx, &args),
+        Command::Deploy(args) => deploy::deploy(&ctx, &args),
+        Command::Remove(args) => deploy::remove(&ctx, &args),
+        Command::Outputs(args) => deploy::outputs(&ctx, &args),
         Command::Whoami(args) => aws::whoami(&ctx, &args),
         Command::Param(cmd) => aws::param(&ctx, &cmd),
         Command::Exec(args) => aws::exec(&ctx, &args),

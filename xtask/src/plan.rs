@@ -19,30 +19,56 @@ pub enum PlanFormat {
     GithubMatrix,
 }
 
+/// Which services a plan (and a deploy) considers.
+#[derive(Debug, clap::Args)]
+pub struct SelectArgs {
+    /// Compare every service with this commit, branch or tag. Without it, each service's base is
+    /// its deployment record (plan --since makes no AWS call at all)
+    #[arg(long, value_name = "REF")]
+    pub since: Option<String>,
+    /// Only these services and their dependencies (repeatable)
+    #[arg(long = "service", value_name = "NAME")]
+    pub services: Vec<String>,
+    /// Also deploy the dependents of every service that deploys
+    #[arg(long)]
+    pub with_dependents: bool,
+    /// Deploy every service (also FORCE_DEPLOY_ALL=true)
+    #[arg(long)]
+    pub all: bool,
+    /// Fail when a base cannot be used, instead of treating its services as changed
+    #[arg(long)]
+    pub strict: bool,
+}
+
+impl SelectArgs {
+    /// A plan request for `stage` with these choices.
+    pub fn request(&self, stage: &str, ci: &CiContext) -> PlanRequest {
+        let mut req = PlanRequest::new(stage, ferry_plan::default_head(ci), ci.clone());
+        req.since = self.since.clone();
+        req.services = self.services.clone();
+        req.with_dependents = self.with_dependents;
+        req.strict = self.strict;
+        req.force = if self.all {
+            Some("--all".into())
+        } else if ci.force_deploy_all {
+            Some("FORCE_DEPLOY_ALL=true".into())
+        } else {
+            None
+        };
+        req
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
     /// The stage: a name from ferry.toml, or any other name for a preview stage (e.g. a branch)
     stage: String,
-    /// Compare every service with this commit, branch or tag (no AWS call at all). Without it,
-    /// each service's base is its deployment record; services without one are `not-deployed`
-    #[arg(long, value_name = "REF")]
-    since: Option<String>,
-    /// Plan only these services and their dependencies (repeatable)
-    #[arg(long = "service", value_name = "NAME")]
-    services: Vec<String>,
+    #[command(flatten)]
+    select: SelectArgs,
     /// Compare with this commit instead of the default: the working tree on a developer's
     /// machine, the built commit in CI
     #[arg(long, value_name = "REF")]
     head: Option<String>,
-    /// Also deploy the dependents of every service that deploys
-    #[arg(long)]
-    with_dependents: bool,
-    /// Deploy every service (also FORCE_DEPLOY_ALL=true)
-    #[arg(long)]
-    all: bool,
-    /// Fail when a base cannot be used, instead of treating its services as changed
-    #[arg(long)]
-    strict: bool,
     /// List every changed path and the services it affects
     #[arg(long)]
     explain: bool,
@@ -52,7 +78,7 @@ pub struct PlanArgs {
 
 pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
     let ci = CiContext::from_env();
-    let mut req = PlanRequest::new(&args.stage, ferry_plan::default_head(&ci), ci.clone());
+    let mut req = args.select.request(&args.stage, &ci);
     if let Some(head) = &args.head {
         req.head = Head::Rev(head.clone());
     }
@@ -68,18 +94,7 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
         })?,
         _ => ctx.workspace()?,
     };
-    req.since = args.since.clone();
-    req.services = args.services.clone();
-    req.with_dependents = args.with_dependents;
-    req.strict = args.strict;
     req.explain = args.explain;
-    req.force = if args.all {
-        Some("--all".into())
-    } else if ci.force_deploy_all {
-        Some("FORCE_DEPLOY_ALL=true".into())
-    } else {
-        None
-    };
     let plan = ferry_plan::plan(&ws, repo.as_ref(), &req)
         .with_context(|| format!("failed to plan stage `{}`", args.stage))?;
     match args.format {

@@ -15,7 +15,7 @@ use ferry_ci::CiContext;
 use ferry_manifest::{SERVICE_FILE, Workspace};
 use serde::Serialize;
 
-pub use render::{codebuild_batch, github_matrix, text};
+pub use render::{codebuild_batch, github_matrix, reason_text, text};
 
 /// What to plan.
 #[derive(Debug, Clone)]

@@ -48,7 +48,14 @@ pub struct Record {
     pub duration_ms: u64,
     #[serde(default)]
     pub acceptance: Option<Acceptance>,
+    /// The stack's outputs after the deploy (for the outputs file of runs that skip it); left
+    /// out when they would push the record past SSM's 4 KB limit.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
 }
+
+/// SSM standard parameters hold at most 4 KB.
+const MAX_RECORD: usize = 4096;
 
 /// Who holds a stage's lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,7 +217,14 @@ impl RecordStore {
 
     /// Writes (replaces) a service's record.
     pub async fn write(&self, record: &Record) -> Result<(), RecordError> {
-        let value = serde_json::to_string(record).expect("a record serialises");
+        let mut value = serde_json::to_string(record).expect("a record serialises");
+        if value.len() > MAX_RECORD {
+            let slim = Record {
+                outputs: BTreeMap::new(),
+                ..record.clone()
+            };
+            value = serde_json::to_string(&slim).expect("a record serialises");
+        }
         self.client
             .put_parameter()
             .name(self.record_name(&record.service))

@@ -36,6 +36,7 @@ fn record(service: &str, commit: &str) -> Record {
         deployed_at: 1,
         duration_ms: 1500,
         acceptance: None,
+        outputs: BTreeMap::from([("Url".to_string(), format!("https://{service}"))]),
     }
 }
 

@@ -763,6 +763,18 @@ impl Engine {
         }
     }
 
+    /// Turns termination protection off (before deleting a protected stage's stack on request).
+    pub async fn unprotect(&self, name: &str) -> Result<(), StackError> {
+        self.client
+            .update_termination_protection()
+            .stack_name(name)
+            .enable_termination_protection(false)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.api(name, "UpdateTerminationProtection", &e))
+    }
+
     /// Deletes a stack and waits. `Ok(false)` when there was none.
     pub async fn delete(
         &self,

@@ -1,0 +1,605 @@
+//! Deploys one stage.
+//!
+//! [`deploy`] takes a [`Plan`] and runs its services on the graph scheduler: each service starts
+//! the moment its dependencies are done. For each one it resolves the parameters (outputs of this
+//! run's deploys, or read once from the stacks; SSM values), then either deploys the stack or,
+//! for a dependent whose own files did not change, skips it when its template and resolved
+//! parameters equal its record — so a dependent redeploys only when what it receives really
+//! changed. A record is written only after the stack reached a COMPLETE state; a failure skips
+//! only the failed service's dependents, everything independent finishes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::SdkConfig;
+use ferry_credentials::{Masker, ssm};
+use ferry_graph::{Cancel, Outcome, ScheduleOptions};
+use ferry_manifest::{Reference, Service, Stage, Workspace};
+use ferry_outputs::{Lookups, OutputCache, Outputs, OutputsFile};
+use ferry_plan::{Action as PlanAction, Plan};
+use ferry_records::{Record, RecordStore, parameters_hash, sha256_hex};
+use ferry_stacks::{Action, Engine, Method, Progress, StackEvent, StackSpec, TemplateSource};
+
+/// How to deploy.
+#[derive(Debug, Clone, Default)]
+pub struct DeployOptions {
+    /// At most this many stack operations at once; `None` = no limit.
+    pub concurrency: Option<NonZeroUsize>,
+    pub engine: ferry_stacks::DeployOptions,
+    /// Overrides the stage's `deployment-method` (the local emulator needs `Direct`).
+    pub method: Option<Method>,
+}
+
+/// The commit being deployed.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub commit: String,
+    pub dirty: bool,
+}
+
+/// Everything a deploy needs besides the plan.
+pub struct DeployContext<'a> {
+    pub ws: &'a Workspace,
+    pub stage: &'a Stage,
+    pub config: &'a SdkConfig,
+    pub records: &'a RecordStore,
+    /// Records read before planning, by service.
+    pub previous: &'a BTreeMap<String, Record>,
+    pub source: Source,
+    pub masker: &'a Masker,
+    pub cancel: &'a Cancel,
+}
+
+impl std::fmt::Display for ServiceResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServiceResult::Deployed {
+                action: Action::Created,
+            } => f.write_str("created"),
+            ServiceResult::Deployed {
+                action: Action::Updated,
+            } => f.write_str("updated"),
+            ServiceResult::Deployed {
+                action: Action::Recreated,
+            } => f.write_str("re-created"),
+            ServiceResult::Deployed {
+                action: Action::Unchanged,
+            } => f.write_str("no changes"),
+            ServiceResult::UpToDate { .. } => f.write_str("skipped (up to date)"),
+            ServiceResult::Failed { .. } => f.write_str("FAILED"),
+            ServiceResult::Skipped { failed_dependency } => {
+                write!(f, "skipped ({failed_dependency} failed)")
+            }
+            ServiceResult::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+/// What happened to one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceResult {
+    Deployed {
+        action: Action,
+    },
+    /// Nothing to do: `why`.
+    UpToDate {
+        why: String,
+    },
+    Failed {
+        error: String,
+        failures: Vec<StackEvent>,
+    },
+    Skipped {
+        failed_dependency: String,
+    },
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceReport {
+    pub name: String,
+    pub stack: String,
+    pub result: ServiceResult,
+    pub duration: Duration,
+    /// Why it was considered (plan reasons, or "dependent of X").
+    pub why: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeployReport {
+    pub services: Vec<ServiceReport>,
+    /// All outputs of the stage's services known after the deploy.
+    pub outputs: OutputsFile,
+    /// DescribeStacks calls made to read outputs.
+    pub output_reads: usize,
+}
+
+impl DeployReport {
+    pub fn succeeded(&self) -> bool {
+        self.services.iter().all(|s| {
+            matches!(
+                s.result,
+                ServiceResult::Deployed { .. } | ServiceResult::UpToDate { .. }
+            )
+        })
+    }
+}
+
+/// What a deploy reports while it runs.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started {
+        service: String,
+        stack: String,
+    },
+    Stack {
+        service: String,
+        progress: Progress,
+    },
+    Finished {
+        service: String,
+        result: ServiceResult,
+        duration: Duration,
+    },
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn plan_reason(plan: &Plan, service: &str) -> String {
+    plan.service(service)
+        .map(|s| {
+            s.reasons
+                .iter()
+                .map(ferry_plan::reason_text)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default()
+}
+
+/// Deploys the plan's services (and checks their dependents). Never fails as a whole for one
+/// service: the report says what happened to each.
+pub async fn deploy(
+    ctx: &DeployContext<'_>,
+    plan: &Plan,
+    options: &DeployOptions,
+    on: &(dyn Fn(Event) + Send + Sync),
+) -> DeployReport {
+    let graph = ctx.ws.graph();
+    let to_deploy: BTreeSet<String> = plan.order.iter().cloned().collect();
+    // Dependents of what deploys are checked too: they redeploy only if what they receive changed.
+    let mut candidates = graph.with_dependents(to_deploy.iter().map(String::as_str));
+    candidates.retain(|s| ctx.ws.service(s).is_some());
+    let sub = graph.subgraph(&candidates);
+
+    let cfn = aws_sdk_cloudformation::Client::new(ctx.config);
+    let ssm_client = aws_sdk_ssm::Client::new(ctx.config);
+    let engine = Engine::new(cfn, options.engine.clone());
+    let cache = OutputCache::new(engine.clone());
+    let method = options
+        .method
+        .unwrap_or(match ctx.stage.config.deployment_method {
+            ferry_manifest::DeploymentMethod::Changeset => Method::ChangeSet,
+            ferry_manifest::DeploymentMethod::Direct => Method::Direct,
+        });
+    let estimates = ctx
+        .previous
+        .iter()
+        .map(|(k, r)| (k.clone(), r.duration_ms.max(1)))
+        .collect();
+    let schedule = ScheduleOptions {
+        concurrency: options.concurrency,
+        estimates,
+    };
+    let started: Mutex<BTreeMap<String, Instant>> = Mutex::new(BTreeMap::new());
+
+    let report = ferry_graph::schedule::run(&sub, &schedule, ctx.cancel, |name| {
+        let service = ctx
+            .ws
+            .service(&name)
+            .expect("planned services exist")
+            .clone();
+        let stack = ctx.ws.stack_name(&name, ctx.stage);
+        let why = if to_deploy.contains(&name) {
+            plan_reason(plan, &name)
+        } else {
+            let deps: Vec<&str> = graph
+                .dependencies(&name)
+                .into_iter()
+                .filter(|d| candidates.contains(*d))
+                .collect();
+            format!("dependent of {}", deps.join(", "))
+        };
+        let (engine, cache, ssm_client, started) = (&engine, &cache, &ssm_client, &started);
+        let must_deploy = to_deploy.contains(&name);
+        async move {
+            started
+                .lock()
+                .expect("lock")
+                .insert(name.clone(), Instant::now());
+            on(Event::Started {
+                service: name.clone(),
+                stack: stack.clone(),
+            });
+            let t0 = Instant::now();
+            let result = deploy_one(
+                ctx,
+                &service,
+                &stack,
+                must_deploy,
+                method,
+                engine,
+                cache,
+                ssm_client,
+                on,
+            )
+            .await;
+            let duration = t0.elapsed();
+            let r = match &result {
+                Ok(r) => r.clone(),
+                Err(e) => ServiceResult::Failed {
+                    error: ctx.masker.mask(&e.message),
+                    failures: e.failures.clone(),
+                },
+            };
+            on(Event::Finished {
+                service: name.clone(),
+                result: r.clone(),
+                duration,
+            });
+            match result {
+                Ok(r) => Ok((r, duration, why)),
+                Err(e) => Err((
+                    ServiceResult::Failed {
+                        error: ctx.masker.mask(&e.message),
+                        failures: e.failures,
+                    },
+                    duration,
+                    why,
+                )),
+            }
+        }
+    })
+    .await;
+
+    let mut services = Vec::new();
+    for name in sub.topo_order() {
+        let stack = ctx.ws.stack_name(&name, ctx.stage);
+        let (result, duration, why) = match report.outcomes.get(&name) {
+            Some(Outcome::Succeeded((r, d, w))) => (r.clone(), *d, w.clone()),
+            Some(Outcome::Failed((r, d, w))) => (r.clone(), *d, w.clone()),
+            Some(Outcome::Skipped { failed_dependency }) => (
+                ServiceResult::Skipped {
+                    failed_dependency: failed_dependency.clone(),
+                },
+                Duration::ZERO,
+                plan_reason(plan, &name),
+            ),
+            Some(Outcome::Cancelled) | None => (
+                ServiceResult::Cancelled,
+                Duration::ZERO,
+                plan_reason(plan, &name),
+            ),
+        };
+        services.push(ServiceReport {
+            name,
+            stack,
+            result,
+            duration,
+            why,
+        });
+    }
+    // Services the plan skipped, for a complete summary.
+    for s in plan
+        .services
+        .iter()
+        .filter(|s| s.action == PlanAction::Skip && !candidates.contains(&s.name))
+    {
+        let why = s
+            .reasons
+            .iter()
+            .map(ferry_plan::reason_text)
+            .collect::<Vec<_>>()
+            .join("; ");
+        services.push(ServiceReport {
+            name: s.name.clone(),
+            stack: s.stack_name.clone(),
+            result: ServiceResult::UpToDate { why: why.clone() },
+            duration: Duration::ZERO,
+            why,
+        });
+    }
+
+    // Outputs known in this run (deployed or read), else those recorded by the last deploy.
+    let mut outputs = OutputsFile {
+        stage: ctx.stage.name.clone(),
+        services: BTreeMap::new(),
+    };
+    for s in &ctx.ws.services {
+        let known = match cache.known(&ctx.ws.stack_name(&s.name, ctx.stage)).await {
+            Some(Some(o)) => Some(o),
+            _ => ctx
+                .previous
+                .get(&s.name)
+                .map(|r| r.outputs.clone())
+                .filter(|o| !o.is_empty()),
+        };
+        if let Some(o) = known {
+            outputs.services.insert(s.name.clone(), o);
+        }
+    }
+    DeployReport {
+        services,
+        outputs,
+        output_reads: cache.calls(),
+    }
+}
+
+/// A failure of one service, with its failing stack events.
+struct Failure {
+    message: String,
+    failures: Vec<StackEvent>,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            message: e.to_string(),
+            failures: Vec::new(),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn deploy_one(
+    ctx: &DeployContext<'_>,
+    service: &Service,
+    stack: &str,
+    must_deploy: bool,
+    method: Method,
+    engine: &Engine,
+    cache: &OutputCache,
+    ssm_client: &aws_sdk_ssm::Client,
+    on: &(dyn Fn(Event) + Send + Sync),
+) -> Result<ServiceResult, Failure> {
+    let template_path = ctx.ws.root.join(service.template_path());
+    let template = std::fs::read_to_string(&template_path)
+        .map_err(|e| format!("cannot read template {}: {e}", template_path.display()))?;
+    let parameters = resolve_parameters(ctx, service, cache, ssm_client).await?;
+    let template_hash = sha256_hex(template.as_bytes());
+    let params_hash = parameters_hash(&parameters);
+
+    if !must_deploy {
+        match ctx.previous.get(&service.name) {
+            Some(r) if r.template_hash == template_hash && r.parameters_hash == params_hash => {
+                // Its outputs may still be needed by dependents: they come from the stack on demand.
+                return Ok(ServiceResult::UpToDate {
+                    why: "template and parameters unchanged since its record".into(),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    let tags = BTreeMap::from([
+        ("ferry:project".to_string(), ctx.ws.project.name.clone()),
+        ("ferry:service".to_string(), service.name.clone()),
+        ("ferry:stage".to_string(), ctx.stage.id.clone()),
+    ]);
+    let spec = StackSpec {
+        name: stack.to_string(),
+        template: TemplateSource::Body(template),
+        parameters,
+        tags,
+        method,
+        termination_protection: ctx.stage.config.protected,
+    };
+    let name = service.name.clone();
+    let t0 = Instant::now();
+    let deployed = engine
+        .deploy(&spec, &|p| {
+            on(Event::Stack {
+                service: name.clone(),
+                progress: p,
+            })
+        })
+        .await
+        .map_err(|e| {
+            let failures = match &e {
+                ferry_stacks::StackError::Failed { failures, .. }
+                | ferry_stacks::StackError::DeleteFailed { failures, .. } => failures.clone(),
+                _ => Vec::new(),
+            };
+            Failure {
+                message: e.to_string(),
+                failures,
+            }
+        })?;
+    cache.set(stack, deployed.outputs.clone()).await;
+    let record = Record {
+        service: service.name.clone(),
+        stack: stack.to_string(),
+        commit: ctx.source.commit.clone(),
+        dirty: ctx.source.dirty,
+        template_hash,
+        parameters_hash: params_hash,
+        artifacts: BTreeMap::new(),
+        deployed_at: now_secs(),
+        duration_ms: t0.elapsed().as_millis() as u64,
+        acceptance: None,
+        outputs: deployed.outputs.clone(),
+    };
+    ctx.records.write(&record).await?;
+    Ok(ServiceResult::Deployed {
+        action: deployed.action,
+    })
+}
+
+/// Resolves a service's parameters: dependency outputs (this run's, or read once from stacks),
+/// outputs of other stages, SSM values (registered with the masker when secure).
+async fn resolve_parameters(
+    ctx: &DeployContext<'_>,
+    service: &Service,
+    cache: &OutputCache,
+    ssm_client: &aws_sdk_ssm::Client,
+) -> Result<BTreeMap<String, String>, Failure> {
+    let mut outputs: BTreeMap<(Option<String>, String), Option<Outputs>> = BTreeMap::new();
+    for r in service.parameters.values().flat_map(|t| t.references()) {
+        if let Reference::Output {
+            stage,
+            service: from,
+            ..
+        } = r
+        {
+            let key = (stage.clone(), from.clone());
+            if outputs.contains_key(&key) {
+                continue;
+            }
+            let stack = match stage {
+                None => ctx.ws.stack_name(from, ctx.stage),
+                Some(other) => ctx.ws.stack_name(from, &ctx.ws.stage(other)?),
+            };
+            outputs.insert(key, cache.get(&stack).await?);
+        }
+    }
+    let lookups_base = Lookups {
+        project: &ctx.ws.project.name,
+        stage: ctx.stage,
+        outputs: &|_, _| None,
+        ssm: &|_| None,
+    };
+    let mut ssm_values = BTreeMap::new();
+    for name in ferry_outputs::ssm_names(service, &lookups_base) {
+        match ssm::get(ssm_client, &ctx.stage.name, &name, ctx.masker).await {
+            Ok(p) => {
+                ssm_values.insert(name, p.value);
+            }
+            Err(ferry_credentials::CredentialsError::ParameterNotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let out_lookup = |stage: Option<&str>, from: &str| {
+        outputs
+            .get(&(stage.map(String::from), from.to_string()))
+            .cloned()
+            .flatten()
+    };
+    let ssm_lookup = |name: &str| ssm_values.get(name).cloned();
+    let lookups = Lookups {
+        project: &ctx.ws.project.name,
+        stage: ctx.stage,
+        outputs: &out_lookup,
+        ssm: &ssm_lookup,
+    };
+    ferry_outputs::resolve(service, &lookups).map_err(|errors| Failure {
+        message: errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+        failures: Vec::new(),
+    })
+}
+
+/// Why a deploy does not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PreflightError {
+    #[error(
+        "stage `{stage}` is protected and the working tree has uncommitted changes; commit or stash them, so that what is deployed is a commit"
+    )]
+    DirtyProtected { stage: String },
+}
+
+/// What to do before deploying: `Ok(Some(note))` means stop here successfully (pull requests).
+pub fn preflight(
+    plan: &Plan,
+    stage: &Stage,
+    dirty: bool,
+) -> Result<Option<String>, PreflightError> {
+    if let Some(pr) = &plan.pull_request {
+        return Ok(Some(format!(
+            "deployment is skipped for pull requests ({}); nothing was deployed",
+            pr.source.as_deref().unwrap_or("pull request build")
+        )));
+    }
+    if stage.config.protected && dirty {
+        return Err(PreflightError::DirtyProtected {
+            stage: stage.name.clone(),
+        });
+    }
+    Ok(None)
+}
+
+/// The summary table: service, action, result, duration, reason; then the failing resources.
+pub fn summary(report: &DeployReport) -> String {
+    let mut rows: Vec<[String; 4]> = Vec::new();
+    let mut details = Vec::new();
+    for s in &report.services {
+        let result = s.result.to_string();
+        let why = match &s.result {
+            ServiceResult::UpToDate { why } => why.clone(),
+            _ => s.why.clone(),
+        };
+        let duration = if s.duration.is_zero() {
+            "-".to_string()
+        } else {
+            format!("{:.1}s", s.duration.as_secs_f64())
+        };
+        rows.push([s.name.clone(), result, duration, why]);
+        if let ServiceResult::Failed { error, failures } = &s.result {
+            details.push(format!("{}: {error}", s.name));
+            for f in failures {
+                details.push(format!(
+                    "  {} ({}): {} {}",
+                    f.logical_id,
+                    f.resource_type,
+                    f.status,
+                    f.reason.as_deref().unwrap_or("")
+                ));
+            }
+        }
+    }
+    let widths: Vec<usize> = (0..3)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .max()
+                .unwrap_or(0)
+                .max(["SERVICE", "RESULT", "TIME"][i].len())
+        })
+        .collect();
+    let mut out = format!(
+        "{:<w0$}  {:<w1$}  {:<w2$}  REASON\n",
+        "SERVICE",
+        "RESULT",
+        "TIME",
+        w0 = widths[0],
+        w1 = widths[1],
+        w2 = widths[2]
+    );
+    for r in &rows {
+        out.push_str(&format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}\n",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        ));
+    }
+    for d in details {
+        out.push_str(&d);
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,281 @@
+//! `deploy`, `remove`, `outputs`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use ferry_changes::Repo;
+use ferry_ci::CiContext;
+use ferry_deploy::{DeployContext, DeployOptions, Event, Source};
+use ferry_graph::Cancel;
+use ferry_outputs::OutputCache;
+use ferry_records::{LockHolder, RecordStore};
+use ferry_stacks::{Engine, Method, Progress};
+
+use crate::aws::{runtime, stage_aws};
+use crate::plan::SelectArgs;
+use crate::{Ctx, masker};
+
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// The stage: a name from ferry.toml, or any other name for a preview stage (e.g. a branch)
+    stage: String,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// At most this many stack operations at once [default: no limit]
+    #[arg(long, value_name = "N")]
+    concurrency: Option<NonZeroUsize>,
+    /// On a stack in UPDATE_ROLLBACK_FAILED, call ContinueUpdateRollback instead of stopping
+    #[arg(long)]
+    continue_rollback: bool,
+    /// Take over the stage's lock from a deploy that died
+    #[arg(long)]
+    force_unlock: bool,
+    /// How long one stack operation may take, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    timeout: u64,
+}
+
+fn holder(ci: &CiContext) -> LockHolder {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    LockHolder {
+        who: env("USER")
+            .or_else(|| env("USERNAME"))
+            .unwrap_or_else(|| "unknown".into()),
+        host: env("HOSTNAME")
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into()),
+        build: ci.build_id.clone(),
+        pid: std::process::id(),
+        since: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    }
+}
+
+/// Prints progress as plain timestamped lines (readable in CI logs and on terminals alike).
+fn printer(t0: Instant) -> impl Fn(Event) + Send + Sync {
+    move |e: Event| {
+        let at = format!("[{:>6.1}s]", t0.elapsed().as_secs_f64());
+        let line = match e {
+            Event::Started { service, stack } => format!("{at} {service}: deploying stack {stack}"),
+            Event::Stack {
+                service,
+                progress: Progress::Event(ev),
+            } => {
+                let reason = ev.reason.map(|r| format!(" ({r})")).unwrap_or_default();
+                format!("{at} {service}: {} {}{reason}", ev.logical_id, ev.status)
+            }
+            Event::Stack {
+                service,
+                progress: Progress::Note(n),
+            } => format!("{at} {service}: {n}"),
+            Event::Finished {
+                service,
+                result,
+                duration,
+            } => format!("{at} {service}: {result} in {:.1}s", duration.as_secs_f64()),
+        };
+        eprintln!("{}", masker().mask(&line));
+    }
+}
+
+pub fn deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let t0 = Instant::now();
+        let ws = ctx.workspace()?;
+        let ci = CiContext::from_env();
+        let (stage, aws) = stage_aws(ctx, &args.stage).await?;
+        let records = RecordStore::new(
+            aws_sdk_ssm::Client::new(&aws.config),
+            &ws.project.name,
+            &stage.name,
+            &stage.id,
+            stage.config.records_path.as_deref(),
+        );
+        let previous = records.read_all().await.context("failed to read the stage's deployment records")?;
+        let repo = Repo::open(&ws.root);
+        let mut req = args.select.request(&args.stage, &ci);
+        req.bases = previous.iter().map(|(k, r)| (k.clone(), r.commit.clone())).collect();
+        let plan = ferry_plan::plan(&ws, repo.as_ref(), &req).with_context(|| format!("failed to plan stage `{}`", stage.name))?;
+        let (commit, dirty) = match &repo {
+            Ok(r) => (r.head_commit().map(|c| c.to_string()).unwrap_or_default(), r.is_dirty().unwrap_or(true)),
+            Err(_) => (ci.commit.clone().unwrap_or_default(), false),
+        };
+        if let Some(note) = ferry_deploy::preflight(&plan, &stage, dirty)? {
+            println!("{note}");
+            return Ok(());
+        }
+        eprint!("{}", ferry_plan::text(&plan, false));
+        let orphans: Vec<&String> = previous.keys().filter(|s| ws.service(s).is_none()).collect();
+        if !orphans.is_empty() {
+            eprintln!("note: records of services that no longer exist: {} (`cargo xtask remove {} --orphans` deletes them and their stacks)", orphans.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "), stage.name);
+        }
+
+        records.lock(&holder(&ci), args.force_unlock).await?;
+        let cancel = Cancel::new();
+        let deploy_ctx = DeployContext {
+            ws: &ws,
+            stage: &stage,
+            config: &aws.config,
+            records: &records,
+            previous: &previous,
+            source: Source { commit, dirty },
+            masker: masker(),
+            cancel: &cancel,
+        };
+        let options = DeployOptions {
+            concurrency: args.concurrency,
+            engine: ferry_stacks::DeployOptions {
+                timeout: Duration::from_secs(args.timeout),
+                continue_rollback: args.continue_rollback,
+                ..Default::default()
+            },
+            // The emulator publishes no outputs after a change set: always direct with --local.
+            method: ctx.local.then_some(Method::Direct),
+        };
+        let print = printer(t0);
+        let run = ferry_deploy::deploy(&deploy_ctx, &plan, &options, &print);
+        tokio::pin!(run);
+        let report = tokio::select! {
+            r = &mut run => r,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("interrupted: starting nothing new, letting running stack operations finish (Ctrl-C again to abort)");
+                cancel.cancel();
+                run.await
+            }
+        };
+        let unlocked = records.unlock().await;
+
+        let dir = ws.root.join("target").join("ferry");
+        let outputs_path = report.outputs.write(&dir, &stage.id).with_context(|| format!("failed to write the outputs file under {}", dir.display()))?;
+        println!("{}", masker().mask(&ferry_deploy::summary(&report)));
+        println!("outputs: {} ({} stack output reads); {:.1}s in all", outputs_path.display(), report.output_reads, t0.elapsed().as_secs_f64());
+        unlocked.context("failed to release the stage's lock; release it with --force-unlock on the next deploy")?;
+        if !report.succeeded() {
+            anyhow::bail!("the deploy of stage `{}` did not complete; fix the failures above and run it again (it redoes only what is missing)", stage.name);
+        }
+        Ok(())
+    })
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RemoveArgs {
+    /// The stage whose stacks to delete
+    stage: String,
+    /// Only services whose folder is gone but whose record remains
+    #[arg(long)]
+    orphans: bool,
+    /// Allow removing a protected stage (turns termination protection off first)
+    #[arg(long)]
+    allow_protected: bool,
+}
+
+pub fn remove(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let ws = ctx.workspace()?;
+        let (stage, aws) = stage_aws(ctx, &args.stage).await?;
+        if stage.config.protected && !args.allow_protected {
+            anyhow::bail!("stage `{}` is protected; removing its stacks needs --allow-protected", stage.name);
+        }
+        let records = RecordStore::new(aws_sdk_ssm::Client::new(&aws.config), &ws.project.name, &stage.name, &stage.id, stage.config.records_path.as_deref());
+        let previous = records.read_all().await?;
+        // (service, stack) in the order to delete: dependents before their dependencies.
+        let targets: Vec<(String, String)> = if args.orphans {
+            previous.iter().filter(|(s, _)| ws.service(s).is_none()).map(|(s, r)| (s.clone(), r.stack.clone())).collect()
+        } else {
+            let mut order = ws.graph().topo_order();
+            order.reverse();
+            order.into_iter().map(|s| (s.clone(), ws.stack_name(&s, &stage))).collect()
+        };
+        let engine = Engine::new(aws_sdk_cloudformation::Client::new(&aws.config), ferry_stacks::DeployOptions::default());
+        let t0 = Instant::now();
+        let mut removed = 0;
+        for (service, stack) in &targets {
+            if stage.config.protected && engine.status(stack).await?.is_some() {
+                engine.unprotect(stack).await?;
+            }
+            let print = printer(t0);
+            let existed = engine
+                .delete(stack, &|p| print(Event::Stack { service: service.clone(), progress: p }))
+                .await
+                .with_context(|| format!("failed to delete stack {stack} of `{service}`; the stacks after it were not touched"))?;
+            records.delete(service).await?;
+            if existed {
+                removed += 1;
+                println!("deleted {stack} ({service})");
+            }
+        }
+        println!("{removed} stack(s) deleted from stage `{}`", stage.name);
+        Ok(())
+    })
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Default)]
+pub enum OutputsFormat {
+    #[default]
+    Text,
+    Json,
+    /// FERRY_OUTPUT_<SERVICE>_<KEY>=value lines
+    Env,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct OutputsArgs {
+    stage: String,
+    /// Only these services (repeatable)
+    #[arg(long = "service", value_name = "NAME")]
+    services: Vec<String>,
+    #[arg(long, value_enum, default_value_t)]
+    format: OutputsFormat,
+}
+
+pub fn outputs(ctx: &Ctx, args: &OutputsArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let ws = ctx.workspace()?;
+        let (stage, aws) = stage_aws(ctx, &args.stage).await?;
+        for s in &args.services {
+            if ws.service(s).is_none() {
+                anyhow::bail!(
+                    "unknown service `{s}`{}",
+                    ferry_manifest::did_you_mean(s, ws.services.iter().map(|x| x.name.as_str()))
+                );
+            }
+        }
+        let cache = OutputCache::new(Engine::new(
+            aws_sdk_cloudformation::Client::new(&aws.config),
+            ferry_stacks::DeployOptions::default(),
+        ));
+        let mut file = ferry_outputs::OutputsFile {
+            stage: stage.name.clone(),
+            services: BTreeMap::new(),
+        };
+        for s in ws
+            .services
+            .iter()
+            .filter(|s| args.services.is_empty() || args.services.contains(&s.name))
+        {
+            if let Some(o) = cache.get(&ws.stack_name(&s.name, &stage)).await? {
+                file.services.insert(s.name.clone(), o);
+            }
+        }
+        let text = match args.format {
+            OutputsFormat::Text => file.text(),
+            OutputsFormat::Json => file.json(),
+            OutputsFormat::Env => file.env(),
+        };
+        print!("{text}");
+        if file.services.is_empty() && std::io::stderr().is_terminal() {
+            eprintln!("no stacks of stage `{}` exist yet", stage.name);
+        }
+        Ok(())
+    })
+}
