@@ -1,8 +1,10 @@
 //! `whoami`, `param` and `exec` through the real binary against the local emulator.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
 
+use std::process::Command;
+
+use common::{run, xtask};
 use ferry_test_support::{TestRepo, moto};
 
 /// A repository whose stages keep their parameters under a path of their own.
@@ -19,54 +21,6 @@ fn repo(tag: &str) -> TestRepo {
     .write("services/a/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
     .write("services/a/t.yaml", "Resources: {}\n");
     r
-}
-
-/// The binary, pointed at the shared emulator through the standard variables (no --local), with
-/// nothing of the caller's own AWS setup leaking in.
-fn xtask(repo: &TestRepo, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    c.arg("--root").arg(repo.path()).args(args);
-    for v in [
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "CI",
-        "CODEBUILD_BUILD_ID",
-        "GITHUB_ACTIONS",
-    ] {
-        c.env_remove(v);
-    }
-    c.env("AWS_ENDPOINT_URL", moto().endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test-key")
-        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("HOME", repo.path());
-    c
-}
-
-fn run(c: &mut Command, stdin: Option<&str>) -> (i32, String, String) {
-    c.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 #[test]

@@ -1,0 +1,261 @@
+//! `deploy`, `remove` and `outputs` end to end: the real binary on temporary git repositories,
+//! against the local emulator.
+
+mod common;
+
+use common::{run, xtask};
+use ferry_test_support::TestRepo;
+
+const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
+const TOPIC: &str =
+    "Resources:\n  T:\n    Type: AWS::SNS::Topic\nOutputs:\n  TopicArn:\n    Value: !Ref T\n";
+const WIRING: &str = "Parameters:\n  Queue: {Type: String}\n  Topic: {Type: String}\n  Stage: {Type: String}\nResources:\n  P:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub \"/wiring/${AWS::StackName}\"\n      Type: String\n      Value: !Sub \"${Queue} ${Topic} ${Stage}\"\nOutputs:\n  Wiring:\n    Value: !Ref P\n";
+
+/// queue, topic; consumer (queue, topic outputs); lone (independent). Stacks are named after the
+/// project, so tests sharing one emulator never meet.
+fn monorepo(project: &str) -> TestRepo {
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n\n\
+             [stages.prod]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nprotected = true\n\n\
+             [stages.\"*\"]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n"
+        ),
+    )
+    .write("services/queue/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write("services/queue/t.yaml", QUEUE)
+    .write("services/topic/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write("services/topic/t.yaml", TOPIC)
+    .write(
+        "services/consumer/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nQueue = \"${output:queue.QueueArn}\"\nTopic = \"${output:topic.TopicArn}\"\nStage = \"${stage}\"\n",
+    )
+    .write("services/consumer/t.yaml", WIRING)
+    .write("services/lone/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write("services/lone/t.yaml", TOPIC);
+    r.commit("services");
+    r
+}
+
+fn row<'a>(out: &'a str, service: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(&format!("{service} ")))
+        .unwrap_or_else(|| panic!("no row for {service} in:\n{out}"))
+}
+
+#[test]
+fn deploy_then_skip_then_redeploy_only_what_changed() {
+    let r = monorepo("e2e-skip");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    for s in ["queue", "topic", "consumer", "lone"] {
+        assert!(row(&out, s).contains(" created "), "{out}");
+    }
+    assert!(
+        err.contains("consumer: deploying stack e2e-skip-consumer-dev"),
+        "{err}"
+    );
+    let outputs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(r.path().join("target/ferry/outputs-dev.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        outputs["services"]["queue"]["QueueArn"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:sqs:")
+    );
+
+    // Nothing changed: nothing deploys, no stack is touched.
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("0 to deploy"), "{err}");
+    assert!(!err.contains("deploying stack"), "{err}");
+    for s in ["queue", "topic", "consumer", "lone"] {
+        assert!(row(&out, s).contains("skipped (up to date)"), "{out}");
+    }
+    let outputs_again =
+        std::fs::read_to_string(r.path().join("target/ferry/outputs-dev.json")).unwrap();
+    assert!(
+        outputs_again.contains("QueueArn"),
+        "a skipping run keeps every output in the file"
+    );
+
+    // An edit to one service redeploys it alone.
+    r.write(
+        "services/consumer/t.yaml",
+        &WIRING.replace("Wiring:", "Wiring:\n    Description: the wiring"),
+    );
+    r.commit("consumer");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(row(&out, "consumer").contains("updated"), "{out}");
+    assert!(row(&out, "queue").contains("skipped (up to date)"), "{out}");
+
+    // A dependency that redeploys with the same outputs leaves its dependent alone.
+    r.write("services/queue/t.yaml", &format!("{QUEUE}# a comment\n"));
+    r.commit("queue comment");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        row(&out, "queue").contains("changed: services/queue/t.yaml"),
+        "{out}"
+    );
+    let consumer = row(&out, "consumer");
+    assert!(
+        consumer.contains("skipped (up to date)") && consumer.contains("parameters unchanged"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_failure_in_the_middle_skips_dependents_finishes_the_rest_and_a_rerun_completes() {
+    let r = monorepo("e2e-fail");
+    // topic's output asks for an attribute an SNS topic does not have: refused at CreateStack.
+    r.write(
+        "services/topic/t.yaml",
+        &TOPIC.replace("Value: !Ref T", "Value: !GetAtt T.Nope"),
+    );
+    r.commit("broken topic");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(row(&out, "topic").contains("FAILED"), "{out}");
+    assert!(
+        row(&out, "consumer").contains("skipped (topic failed)"),
+        "{out}"
+    );
+    assert!(
+        row(&out, "queue").contains("created") && row(&out, "lone").contains("created"),
+        "{out}"
+    );
+    assert!(
+        out.contains("topic: CloudFormation refused CreateStack"),
+        "the failure is explained: {out}"
+    );
+    assert!(err.contains("did not complete"), "{err}");
+
+    r.write("services/topic/t.yaml", TOPIC);
+    r.commit("fix topic");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(row(&out, "topic").contains("created"), "{out}");
+    assert!(row(&out, "consumer").contains("created"), "{out}");
+    assert!(
+        row(&out, "queue").contains("skipped") && row(&out, "lone").contains("skipped"),
+        "only what was missing: {out}"
+    );
+}
+
+#[test]
+fn a_second_deploy_of_a_locked_stage_fails_fast_naming_the_holder() {
+    let r = monorepo("e2e-lock");
+    let holder = r#"{"who":"bob","host":"ci-runner","build":"shop:77","pid":9,"since":1795312984}"#;
+    let (code, _, err) = run(
+        &mut xtask(&r, &["param", "set", "dev", "/ferry/e2e-lock/dev/lock"]),
+        Some(holder),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 1);
+    assert!(err.contains("stage `dev` is locked by bob on ci-runner (pid 9, build shop:77) since 2026-11-22 02:03:04 UTC"), "{err}");
+    assert!(err.contains("--force-unlock"), "{err}");
+    let (code, _, err) = run(&mut xtask(&r, &["deploy", "dev", "--force-unlock"]), None);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(
+        &mut xtask(&r, &["param", "get", "dev", "/ferry/e2e-lock/dev/lock"]),
+        None,
+    );
+    assert_eq!(code, 1, "released after the deploy: {err}");
+}
+
+#[test]
+fn protected_stages_refuse_a_dirty_tree_and_pull_requests_deploy_nothing() {
+    let r = monorepo("e2e-guard");
+    r.write("services/lone/notes.txt", "uncommitted\n");
+    let (code, _, err) = run(&mut xtask(&r, &["deploy", "prod"]), None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("stage `prod` is protected and the working tree has uncommitted changes"),
+        "{err}"
+    );
+
+    let mut pr = xtask(&r, &["deploy", "dev"]);
+    pr.env("CODEBUILD_BUILD_ID", "shop:1")
+        .env("CODEBUILD_WEBHOOK_TRIGGER", "pr/12");
+    let (code, out, err) = run(&mut pr, None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("deployment is skipped for pull requests (CODEBUILD_WEBHOOK_TRIGGER=pr/12)"),
+        "{out}"
+    );
+    let (_, outputs, _) = run(
+        &mut xtask(&r, &["outputs", "dev", "--format", "json"]),
+        None,
+    );
+    assert!(
+        !outputs.contains("queue"),
+        "nothing was deployed: {outputs}"
+    );
+}
+
+#[test]
+fn a_reference_to_a_missing_output_names_the_key_and_the_keys_that_exist() {
+    let r = monorepo("e2e-ref");
+    r.write(
+        "services/consumer/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nQueue = \"${output:queue.QueueUrl}\"\nTopic = \"${output:topic.TopicArn}\"\nStage = \"${stage}\"\n",
+    );
+    r.commit("wrong key");
+    let (code, out, _) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("parameter Queue of `consumer` needs output `QueueUrl` of `queue`, which has none by that name; its outputs are: QueueArn"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_preview_stage_is_removed_with_its_records() {
+    let r = monorepo("e2e-remove");
+    let (code, _, err) = run(&mut xtask(&r, &["deploy", "feature/Login"]), None);
+    assert_eq!(code, 0, "{err}");
+    let (_, outputs, _) = run(
+        &mut xtask(&r, &["outputs", "feature/Login", "--format", "env"]),
+        None,
+    );
+    assert!(
+        outputs.contains("FERRY_OUTPUT_QUEUE_QUEUEARN=arn:aws:sqs:"),
+        "{outputs}"
+    );
+
+    let (code, _, err) = run(&mut xtask(&r, &["remove", "prod"]), None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("protected") && err.contains("--allow-protected"),
+        "{err}"
+    );
+
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "feature/Login"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("deleted e2e-remove-consumer-feature-login (consumer)"),
+        "{out}"
+    );
+    assert!(out.contains("4 stack(s) deleted"), "{out}");
+    let consumer_at = out.find("consumer)").unwrap();
+    assert!(
+        consumer_at < out.find("(queue)").unwrap(),
+        "dependents go first: {out}"
+    );
+    let (_, outputs, _) = run(
+        &mut xtask(&r, &["outputs", "feature/Login", "--format", "json"]),
+        None,
+    );
+    assert!(!outputs.contains("QueueArn"), "{outputs}");
+    // Records are gone: the next deploy finds nothing deployed.
+    let (code, out, _) = run(&mut xtask(&r, &["deploy", "feature/Login"]), None);
+    assert_eq!(code, 0);
+    assert!(row(&out, "queue").contains("created"), "{out}");
+}
