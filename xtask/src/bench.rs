@@ -10,6 +10,8 @@ pub enum Benchmark {
     Plan,
     /// Ferry's DAG scheduler against wave-by-wave scheduling on random graphs
     Scheduler,
+    /// First and no-op deploys of 50 services against an `aws cloudformation deploy` loop
+    Deploy,
 }
 
 #[derive(Debug, clap::Args)]
@@ -29,6 +31,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Benchmark::Plan => {
             cmd!(sh, "cargo bench --package xtask --bench plan -- {extra...}").run()?
         }
+        Benchmark::Deploy => cmd!(
+            sh,
+            "cargo bench --package xtask --bench deploy -- {extra...}"
+        )
+        .run()?,
         Benchmark::Scheduler => cmd!(
             sh,
             "cargo bench --package ferry-graph --bench scheduler -- {extra...}"
