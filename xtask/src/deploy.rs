@@ -60,30 +60,80 @@ fn holder(ci: &CiContext) -> LockHolder {
     }
 }
 
-/// Prints progress as plain timestamped lines (readable in CI logs and on terminals alike).
+/// One line of progress text for an event.
+fn describe(e: &Event) -> String {
+    match e {
+        Event::Started { service, stack } => format!("{service}: deploying stack {stack}"),
+        Event::Stack {
+            service,
+            progress: Progress::Event(ev),
+        } => {
+            let reason = ev
+                .reason
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            format!("{service}: {} {}{reason}", ev.logical_id, ev.status)
+        }
+        Event::Stack {
+            service,
+            progress: Progress::Note(n),
+        } => format!("{service}: {n}"),
+        Event::Finished {
+            service,
+            result,
+            duration,
+        } => format!("{service}: {result} in {:.1}s", duration.as_secs_f64()),
+    }
+}
+
+/// Progress for people: on a terminal (and not in CI), one live line per running service with its
+/// latest event, replaced by its result when it finishes; otherwise plain timestamped lines.
+fn progress(t0: Instant) -> Box<dyn Fn(Event) + Send + Sync> {
+    let live = std::io::stderr().is_terminal() && !CiContext::from_env().is_ci();
+    if !live {
+        return Box::new(printer(t0));
+    }
+    let bars = indicatif::MultiProgress::new();
+    let lines: std::sync::Mutex<BTreeMap<String, indicatif::ProgressBar>> = Default::default();
+    let style = indicatif::ProgressStyle::with_template("{spinner} [{elapsed:>4}] {msg}")
+        .expect("valid template");
+    Box::new(move |e: Event| {
+        let text = masker().mask(&describe(&e));
+        let mut lines = lines.lock().expect("progress lock");
+        match &e {
+            Event::Started { service, .. } => {
+                let bar = bars.add(
+                    indicatif::ProgressBar::new_spinner()
+                        .with_style(style.clone())
+                        .with_message(text),
+                );
+                bar.enable_steady_tick(Duration::from_millis(120));
+                lines.insert(service.clone(), bar);
+            }
+            Event::Stack { service, .. } => {
+                if let Some(bar) = lines.get(service) {
+                    bar.set_message(text);
+                }
+            }
+            Event::Finished { service, .. } => {
+                if let Some(bar) = lines.remove(service) {
+                    bar.finish_and_clear();
+                }
+                let _ = bars.println(format!("[{:>6.1}s] {text}", t0.elapsed().as_secs_f64()));
+            }
+        }
+    })
+}
+
+/// Prints progress as plain timestamped lines (CI logs, pipes).
 fn printer(t0: Instant) -> impl Fn(Event) + Send + Sync {
     move |e: Event| {
-        let at = format!("[{:>6.1}s]", t0.elapsed().as_secs_f64());
-        let line = match e {
-            Event::Started { service, stack } => format!("{at} {service}: deploying stack {stack}"),
-            Event::Stack {
-                service,
-                progress: Progress::Event(ev),
-            } => {
-                let reason = ev.reason.map(|r| format!(" ({r})")).unwrap_or_default();
-                format!("{at} {service}: {} {}{reason}", ev.logical_id, ev.status)
-            }
-            Event::Stack {
-                service,
-                progress: Progress::Note(n),
-            } => format!("{at} {service}: {n}"),
-            Event::Finished {
-                service,
-                result,
-                duration,
-            } => format!("{at} {service}: {result} in {:.1}s", duration.as_secs_f64()),
-        };
-        eprintln!("{}", masker().mask(&line));
+        eprintln!(
+            "[{:>6.1}s] {}",
+            t0.elapsed().as_secs_f64(),
+            masker().mask(&describe(&e))
+        )
     }
 }
 
@@ -142,8 +192,8 @@ pub fn deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
             // The emulator publishes no outputs after a change set: always direct with --local.
             method: ctx.local.then_some(Method::Direct),
         };
-        let print = printer(t0);
-        let run = ferry_deploy::deploy(&deploy_ctx, &plan, &options, &print);
+        let print = progress(t0);
+        let run = ferry_deploy::deploy(&deploy_ctx, &plan, &options, &*print);
         tokio::pin!(run);
         let report = tokio::select! {
             r = &mut run => r,
