@@ -131,6 +131,50 @@ pub struct Engine {
     options: DeployOptions,
 }
 
+/// The end of an operation: `success` reached, or a failure with the failing events.
+fn conclude(
+    name: &str,
+    end: Option<Current>,
+    failures: Vec<StackEvent>,
+    success: &str,
+    action: Action,
+) -> Result<Deployed, StackError> {
+    match end {
+        Some(c) if c.status == success => Ok(Deployed {
+            stack_name: name.to_string(),
+            stack_id: c.id,
+            action,
+            status: c.status,
+            outputs: c.outputs,
+        }),
+        Some(c) => Err(StackError::Failed {
+            stack: name.to_string(),
+            status: c.status,
+            failures,
+        }),
+        None => Err(StackError::Failed {
+            stack: name.to_string(),
+            status: "DELETE_COMPLETE".into(),
+            failures,
+        }),
+    }
+}
+
+/// Parameters, tags, capabilities and template of `spec` on any of the three stack requests
+/// (CreateStack, UpdateStack, CreateChangeSet: distinct builder types with the same setters).
+macro_rules! with_stack_input {
+    ($req:expr, $spec:expr) => {{
+        let req = $req
+            .set_parameters(Some(Engine::parameters($spec)))
+            .set_tags(Some(Engine::tags($spec)))
+            .set_capabilities(Some(Engine::CAPABILITIES.to_vec()));
+        match &$spec.template {
+            TemplateSource::Body(b) => req.template_body(b),
+            TemplateSource::Url(u) => req.template_url(u),
+        }
+    }};
+}
+
 fn is_no_change(message: &str) -> bool {
     message.contains("No updates are to be performed") || message.contains("didn't contain changes")
 }
@@ -475,19 +519,12 @@ impl Engine {
         let name = spec.name.as_str();
         let stack_id = match spec.method {
             Method::Direct => {
-                let mut req = self
+                let req = self
                     .client
                     .create_stack()
                     .stack_name(name)
-                    .set_parameters(Some(Self::parameters(spec)))
-                    .set_tags(Some(Self::tags(spec)))
-                    .set_capabilities(Some(Self::CAPABILITIES.to_vec()))
                     .enable_termination_protection(spec.termination_protection);
-                req = match &spec.template {
-                    TemplateSource::Body(b) => req.template_body(b),
-                    TemplateSource::Url(u) => req.template_url(u),
-                };
-                let out = req
+                let out = with_stack_input!(req, spec)
                     .send()
                     .await
                     .map_err(|e| self.api(name, "CreateStack", &e))?;
@@ -510,30 +547,18 @@ impl Engine {
         let end = self
             .wait(name, &stack_id, self.options.timeout, &mut watch, on, false)
             .await?;
-        match end {
-            Some(c) if c.status == "CREATE_COMPLETE" => {
-                if spec.termination_protection && spec.method == Method::ChangeSet {
-                    self.protect(name).await?;
-                }
-                Ok(Deployed {
-                    stack_name: name.to_string(),
-                    stack_id: c.id,
-                    action: Action::Created,
-                    status: c.status,
-                    outputs: c.outputs,
-                })
-            }
-            Some(c) => Err(StackError::Failed {
-                stack: name.to_string(),
-                status: c.status,
-                failures: watch.failures,
-            }),
-            None => Err(StackError::Failed {
-                stack: name.to_string(),
-                status: "DELETE_COMPLETE".into(),
-                failures: watch.failures,
-            }),
+        let created = conclude(
+            name,
+            end,
+            watch.failures,
+            "CREATE_COMPLETE",
+            Action::Created,
+        )?;
+        // CreateStack set protection itself; a change set cannot.
+        if spec.termination_protection && spec.method == Method::ChangeSet {
+            self.protect(name).await?;
         }
+        Ok(created)
     }
 
     async fn protect(&self, name: &str) -> Result<(), StackError> {
@@ -564,18 +589,8 @@ impl Engine {
         let mut watch = self.watch(&current.id).await;
         match spec.method {
             Method::Direct => {
-                let mut req = self
-                    .client
-                    .update_stack()
-                    .stack_name(name)
-                    .set_parameters(Some(Self::parameters(spec)))
-                    .set_tags(Some(Self::tags(spec)))
-                    .set_capabilities(Some(Self::CAPABILITIES.to_vec()));
-                req = match &spec.template {
-                    TemplateSource::Body(b) => req.template_body(b),
-                    TemplateSource::Url(u) => req.template_url(u),
-                };
-                if let Err(e) = req.send().await {
+                let req = self.client.update_stack().stack_name(name);
+                if let Err(e) = with_stack_input!(req, spec).send().await {
                     let (_, message) = describe_error(&e);
                     if is_no_change(&message) {
                         self.protect_if(spec).await?;
@@ -605,28 +620,15 @@ impl Engine {
                 false,
             )
             .await?;
-        match end {
-            Some(c) if c.status == "UPDATE_COMPLETE" => {
-                self.protect_if(spec).await?;
-                Ok(Deployed {
-                    stack_name: name.to_string(),
-                    stack_id: c.id,
-                    action: Action::Updated,
-                    status: c.status,
-                    outputs: c.outputs,
-                })
-            }
-            Some(c) => Err(StackError::Failed {
-                stack: name.to_string(),
-                status: c.status,
-                failures: watch.failures,
-            }),
-            None => Err(StackError::Failed {
-                stack: name.to_string(),
-                status: "DELETE_COMPLETE".into(),
-                failures: watch.failures,
-            }),
-        }
+        let updated = conclude(
+            name,
+            end,
+            watch.failures,
+            "UPDATE_COMPLETE",
+            Action::Updated,
+        )?;
+        self.protect_if(spec).await?;
+        Ok(updated)
     }
 
     async fn protect_if(&self, spec: &StackSpec) -> Result<(), StackError> {
@@ -653,20 +655,13 @@ impl Engine {
                 .map(|d| d.as_millis())
                 .unwrap_or(0)
         );
-        let mut req = self
+        let req = self
             .client
             .create_change_set()
             .stack_name(name)
             .change_set_name(&cs_name)
-            .change_set_type(kind)
-            .set_parameters(Some(Self::parameters(spec)))
-            .set_tags(Some(Self::tags(spec)))
-            .set_capabilities(Some(Self::CAPABILITIES.to_vec()));
-        req = match &spec.template {
-            TemplateSource::Body(b) => req.template_body(b),
-            TemplateSource::Url(u) => req.template_url(u),
-        };
-        let created = match req.send().await {
+            .change_set_type(kind);
+        let created = match with_stack_input!(req, spec).send().await {
             Ok(o) => o,
             Err(e) => {
                 let (_, message) = describe_error(&e);
