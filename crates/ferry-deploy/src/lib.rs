@@ -242,28 +242,21 @@ pub async fn deploy(
             )
             .await;
             let duration = t0.elapsed();
-            let r = match &result {
-                Ok(r) => r.clone(),
-                Err(e) => ServiceResult::Failed {
-                    error: ctx.masker.mask(&e.message),
-                    failures: e.failures.clone(),
-                },
-            };
+            let failed = result.is_err();
+            let r = result.unwrap_or_else(|e| ServiceResult::Failed {
+                error: ctx.masker.mask(&e.message),
+                failures: e.failures,
+            });
             on(Event::Finished {
                 service: name.clone(),
                 result: r.clone(),
                 duration,
             });
-            match result {
-                Ok(r) => Ok((r, duration, why)),
-                Err(e) => Err((
-                    ServiceResult::Failed {
-                        error: ctx.masker.mask(&e.message),
-                        failures: e.failures,
-                    },
-                    duration,
-                    why,
-                )),
+            // The scheduler skips the dependents of a job that returns Err.
+            if failed {
+                Err((r, duration, why))
+            } else {
+                Ok((r, duration, why))
             }
         }
     })
