@@ -251,7 +251,7 @@ pub fn remove(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<()> {
         let mut removed = 0;
         for (service, stack) in &targets {
             if stage.config.protected && engine.status(stack).await?.is_some() {
-                engine.unprotect(stack).await?;
+                engine.set_protection(stack, false).await?;
             }
             let print = printer(t0);
             let existed = engine

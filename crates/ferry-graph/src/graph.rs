@@ -300,17 +300,21 @@ impl DepGraph {
     }
 }
 
+/// A graph from `(node, dependencies)` literals, for this crate's tests.
+#[cfg(test)]
+pub(crate) fn graph_of(edges: &[(&str, &[&str])]) -> Result<DepGraph, Vec<GraphError>> {
+    DepGraph::new(
+        edges
+            .iter()
+            .map(|(n, d)| (n.to_string(), d.iter().map(|s| s.to_string()))),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn graph(edges: &[(&str, &[&str])]) -> Result<DepGraph, Vec<GraphError>> {
-        DepGraph::new(
-            edges
-                .iter()
-                .map(|(n, d)| (n.to_string(), d.iter().map(|s| s.to_string()))),
-        )
-    }
+    use super::graph_of as graph;
 
     fn set(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| s.to_string()).collect()

@@ -169,12 +169,7 @@ mod tests {
     use super::*;
 
     fn graph(edges: &[(&str, &[&str])]) -> DepGraph {
-        DepGraph::new(
-            edges
-                .iter()
-                .map(|(n, d)| (n.to_string(), d.iter().map(|s| s.to_string()))),
-        )
-        .unwrap()
+        crate::graph::graph_of(edges).expect("a valid test graph")
     }
 
     fn opts(cap: Option<usize>) -> ScheduleOptions {

@@ -556,16 +556,18 @@ impl Engine {
         )?;
         // CreateStack set protection itself; a change set cannot.
         if spec.termination_protection && spec.method == Method::ChangeSet {
-            self.protect(name).await?;
+            self.set_protection(name, true).await?;
         }
         Ok(created)
     }
 
-    async fn protect(&self, name: &str) -> Result<(), StackError> {
+    /// Turns termination protection on or off (off before deleting a protected stage's stack on
+    /// request).
+    pub async fn set_protection(&self, name: &str, on: bool) -> Result<(), StackError> {
         self.client
             .update_termination_protection()
             .stack_name(name)
-            .enable_termination_protection(true)
+            .enable_termination_protection(on)
             .send()
             .await
             .map(|_| ())
@@ -633,7 +635,7 @@ impl Engine {
 
     async fn protect_if(&self, spec: &StackSpec) -> Result<(), StackError> {
         if spec.termination_protection {
-            self.protect(&spec.name).await
+            self.set_protection(&spec.name, true).await
         } else {
             Ok(())
         }
@@ -756,18 +758,6 @@ impl Engine {
                 failures: watch.failures,
             }),
         }
-    }
-
-    /// Turns termination protection off (before deleting a protected stage's stack on request).
-    pub async fn unprotect(&self, name: &str) -> Result<(), StackError> {
-        self.client
-            .update_termination_protection()
-            .stack_name(name)
-            .enable_termination_protection(false)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.api(name, "UpdateTerminationProtection", &e))
     }
 
     /// Deletes a stack and waits. `Ok(false)` when there was none.
