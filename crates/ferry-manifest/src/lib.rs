@@ -14,7 +14,10 @@ mod stage;
 
 pub use diag::{Diagnostic, ManifestErrors, did_you_mean};
 pub use load::{PROJECT_FILE, SERVICE_FILE, declared_service_name, load, load_from};
-pub use model::{DeploymentMethod, Project, Service, StageConfig, Workspace};
+pub use model::{
+    Acceptance, Artifact, DEFAULT_ACCEPTANCE_TIMEOUT, DeploymentMethod, Package, Project, Service,
+    Site, StageConfig, Workspace,
+};
 pub use reference::{Reference, ReferenceError, Segment, Template};
 pub use source::{FsSource, ManifestCache, Source, skipped_folder};
 pub use stage::{

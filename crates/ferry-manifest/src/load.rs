@@ -12,7 +12,10 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::diag::{Diagnostic, FileDiags, ManifestErrors, did_you_mean};
-use crate::model::{DeploymentMethod, Project, Service, StageConfig, Workspace};
+use crate::model::{
+    Acceptance, Artifact, DEFAULT_ACCEPTANCE_TIMEOUT, DeploymentMethod, Package, Project, Service,
+    Site, StageConfig, Workspace,
+};
 use crate::reference::Template;
 use crate::source::{FsSource, ManifestCache, Source};
 use crate::stage::{MAX_STACK_NAME, is_valid_stack_name, render_stack_name};
@@ -33,9 +36,12 @@ const STAGE_KEYS: &[&str] = &[
     "artifact-bucket",
     "records-path",
 ];
-/// `package` and `acceptance` are reserved for the packaging and acceptance sections.
 const SERVICE_ROOT_KEYS: &[&str] = &["service", "parameters", "package", "acceptance"];
 const SERVICE_KEYS: &[&str] = &["name", "template", "depends-on", "inputs"];
+const PACKAGE_KEYS: &[&str] = &["build", "exclude", "artifacts", "site"];
+const ARTIFACT_KEYS: &[&str] = &["path", "exclude"];
+const SITE_KEYS: &[&str] = &["path", "bucket-output", "prefix", "config-file", "exclude"];
+const ACCEPTANCE_KEYS: &[&str] = &["command", "timeout", "env"];
 const TEMPLATE_EXTENSIONS: &[&str] = &["yaml", "yml", "json", "template"];
 
 /// The `service.name` a manifest declares, if it parses and declares one (e.g. to name a service
@@ -771,6 +777,9 @@ fn read_service(
         }
     }
 
+    let package = read_package(&mut fd, doc_t);
+    let acceptance = read_acceptance(&mut fd, doc_t);
+
     let service = Service {
         name,
         dir: dir.to_string(),
@@ -778,6 +787,8 @@ fn read_service(
         depends_on: depends_on.into_iter().map(|(d, _)| d).collect(),
         inputs: inputs.into_iter().map(|(d, _)| d).collect(),
         parameters,
+        package,
+        acceptance,
     };
     Some(ServiceDraft {
         cached,
@@ -785,6 +796,240 @@ fn read_service(
         dep_sites,
         name_span,
         src,
+    })
+}
+
+/// A path inside the service folder: relative, `/`-separated, without `..`.
+fn check_service_path(fd: &mut FileDiags<'_>, key: &str, (p, span): &(String, Range<usize>)) {
+    let bad =
+        p.is_empty() || p.starts_with('/') || p.contains('\\') || p.split('/').any(|s| s == "..");
+    if bad {
+        fd.error(
+            Some(span.clone()),
+            Some(key),
+            format!("`{p}` must be a path inside the service folder, relative to it, `/`-separated and without `..`"),
+        );
+    }
+}
+
+/// A non-empty argv list.
+fn get_argv(
+    fd: &mut FileDiags<'_>,
+    t: &DeTable<'_>,
+    prefix: &str,
+    key: &str,
+    example: &str,
+) -> Vec<String> {
+    let Some(argv) = get_str_list(fd, t, prefix, key) else {
+        return Vec::new();
+    };
+    if argv.first().is_none_or(|(a, _)| a.trim().is_empty()) {
+        let span = get(t, key).map(Spanned::span);
+        fd.error(
+            span,
+            Some(&join_key(prefix, key)),
+            format!(
+                "the command is empty; give the program and its arguments as a list, e.g. {example}"
+            ),
+        );
+        return Vec::new();
+    }
+    argv.into_iter().map(|(a, _)| a).collect()
+}
+
+fn get_excludes(fd: &mut FileDiags<'_>, t: &DeTable<'_>, prefix: &str) -> Vec<String> {
+    let globs = get_str_list(fd, t, prefix, "exclude").unwrap_or_default();
+    for (g, span) in &globs {
+        if let Err(e) = Glob::new(g) {
+            fd.error(
+                Some(span.clone()),
+                Some(&join_key(prefix, "exclude")),
+                format!("invalid glob `{g}`: {}", e.kind()),
+            );
+        }
+    }
+    globs.into_iter().map(|(g, _)| g).collect()
+}
+
+fn read_package(fd: &mut FileDiags<'_>, doc: &DeTable<'_>) -> Package {
+    let Some(p) = get_table(fd, doc, "", "package") else {
+        return Package::default();
+    };
+    check_keys(fd, p, "package", PACKAGE_KEYS);
+    let build = get_argv(fd, p, "package", "build", r#"build = ["make", "dist"]"#);
+    let exclude = get_excludes(fd, p, "package");
+    let mut artifacts = BTreeMap::new();
+    if let Some(a) = get_table(fd, p, "package", "artifacts") {
+        for (k, v) in a.iter() {
+            let resource: &str = k.get_ref();
+            let key = join_key("package.artifacts", resource);
+            if !resource.chars().all(|c| c.is_ascii_alphanumeric()) {
+                fd.error(
+                    Some(k.span()),
+                    Some(&key),
+                    "keys are template resource logical ids: letters and digits only",
+                );
+            }
+            let artifact = match v.get_ref() {
+                DeValue::String(s) => Some(Artifact {
+                    path: s.to_string(),
+                    exclude: Vec::new(),
+                })
+                .inspect(|a| check_service_path(fd, &key, &(a.path.clone(), v.span()))),
+                DeValue::Table(t) => {
+                    check_keys(fd, t, &key, ARTIFACT_KEYS);
+                    let path = get_str(fd, t, &key, "path");
+                    if path.is_none() && get(t, "path").is_none() {
+                        missing(
+                            fd,
+                            v.span(),
+                            &join_key(&key, "path"),
+                            "name the folder or file to zip, relative to the service folder",
+                        );
+                    }
+                    let exclude = get_excludes(fd, t, &key);
+                    path.map(|p| {
+                        check_service_path(fd, &join_key(&key, "path"), &p);
+                        Artifact { path: p.0, exclude }
+                    })
+                }
+                _ => {
+                    type_error(
+                        fd,
+                        v,
+                        &key,
+                        r#"a path or a table such as { path = "src", exclude = ["tests/**"] }"#,
+                    );
+                    None
+                }
+            };
+            if let Some(a) = artifact {
+                artifacts.insert(resource.to_string(), a);
+            }
+        }
+    }
+    let mut site = None;
+    if let Some(t) = get_table(fd, p, "package", "site") {
+        check_keys(fd, t, "package.site", SITE_KEYS);
+        let span = get(p, "site").map(Spanned::span).unwrap_or_default();
+        let path = get_str(fd, t, "package.site", "path");
+        if let Some(p) = &path {
+            check_service_path(fd, "package.site.path", p);
+        } else if get(t, "path").is_none() {
+            missing(
+                fd,
+                span.clone(),
+                "package.site.path",
+                "name the folder to upload, relative to the service folder",
+            );
+        }
+        let bucket_output = get_str(fd, t, "package.site", "bucket-output");
+        if bucket_output.is_none() && get(t, "bucket-output").is_none() {
+            missing(
+                fd,
+                span,
+                "package.site.bucket-output",
+                "name the stack output that holds the bucket's name",
+            );
+        }
+        let prefix = get_str(fd, t, "package.site", "prefix")
+            .map(|p| p.0)
+            .unwrap_or_default();
+        let config_file = get_str(fd, t, "package.site", "config-file");
+        if let Some(c) = &config_file {
+            check_service_path(fd, "package.site.config-file", c);
+        }
+        let exclude = get_excludes(fd, t, "package.site");
+        if let (Some(path), Some(bucket_output)) = (path, bucket_output) {
+            site = Some(Site {
+                path: path.0,
+                bucket_output: bucket_output.0,
+                prefix: prefix.trim_matches('/').to_string(),
+                config_file: config_file.map(|c| c.0),
+                exclude,
+            });
+        }
+    }
+    Package {
+        build,
+        exclude,
+        artifacts,
+        site,
+    }
+}
+
+fn read_acceptance(fd: &mut FileDiags<'_>, doc: &DeTable<'_>) -> Option<Acceptance> {
+    let t = get_table(fd, doc, "", "acceptance")?;
+    check_keys(fd, t, "acceptance", ACCEPTANCE_KEYS);
+    let span = get(doc, "acceptance")
+        .map(Spanned::span)
+        .unwrap_or_default();
+    if get(t, "command").is_none() {
+        missing(
+            fd,
+            span,
+            "acceptance.command",
+            r#"give the test command as a list, e.g. command = ["cargo", "test", "-p", "orders-acceptance"]"#,
+        );
+    }
+    let command = get_argv(
+        fd,
+        t,
+        "acceptance",
+        "command",
+        r#"command = ["pytest", "tests"]"#,
+    );
+    let timeout_secs = match get(t, "timeout") {
+        None => DEFAULT_ACCEPTANCE_TIMEOUT,
+        Some(v) => match v.get_ref() {
+            DeValue::Integer(i) => match i.as_str().parse::<u64>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    fd.error(
+                        Some(v.span()),
+                        Some("acceptance.timeout"),
+                        "expected a positive number of seconds",
+                    );
+                    DEFAULT_ACCEPTANCE_TIMEOUT
+                }
+            },
+            _ => {
+                type_error(fd, v, "acceptance.timeout", "a number of seconds");
+                DEFAULT_ACCEPTANCE_TIMEOUT
+            }
+        },
+    };
+    let mut env = BTreeMap::new();
+    if let Some(e) = get_table(fd, t, "acceptance", "env") {
+        for (k, v) in e.iter() {
+            let name: &str = k.get_ref();
+            let key = join_key("acceptance.env", name);
+            let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                fd.error(Some(k.span()), Some(&key), "environment variable names hold letters, digits and '_', not starting with a digit");
+            } else if name.starts_with("FERRY_") || name.starts_with("AWS_") {
+                fd.error(
+                    Some(k.span()),
+                    Some(&key),
+                    "FERRY_* and AWS_* variables are set by Ferry; choose another name",
+                );
+            }
+            match v.get_ref().as_str() {
+                Some(s) => {
+                    env.insert(name.to_string(), s.to_string());
+                }
+                None => type_error(fd, v, &key, "a string"),
+            }
+        }
+    }
+    if command.is_empty() {
+        return None;
+    }
+    Some(Acceptance {
+        command,
+        timeout_secs,
+        env,
     })
 }
 

@@ -86,7 +86,70 @@ pub struct Service {
     /// CloudFormation parameters, parsed.
     #[serde(serialize_with = "ser_params")]
     pub parameters: BTreeMap<String, Template>,
+    /// `[package]`: how the service's artifacts are built and zipped.
+    pub package: Package,
+    /// `[acceptance]`: the command that tests a deployed stage of the service.
+    pub acceptance: Option<Acceptance>,
 }
+
+/// `[package]` of a service manifest. Paths are relative to the service folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Package {
+    /// Build command (argv), run in the service folder before zipping; empty: none.
+    pub build: Vec<String>,
+    /// Globs (relative to each artifact's folder) left out of every artifact.
+    pub exclude: Vec<String>,
+    /// Template resource (logical id) → the folder or file zipped for it.
+    pub artifacts: BTreeMap<String, Artifact>,
+    /// A static site uploaded after the stack deploys.
+    pub site: Option<Site>,
+}
+
+impl Package {
+    /// Whether anything is packaged besides the template.
+    pub fn is_empty(&self) -> bool {
+        self.artifacts.is_empty() && self.site.is_none()
+    }
+}
+
+/// `[package.artifacts]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Artifact {
+    /// Folder or file, relative to the service folder.
+    pub path: String,
+    /// Globs relative to `path`, in addition to `package.exclude`.
+    pub exclude: Vec<String>,
+}
+
+/// `[package.site]`: a folder uploaded, after the stack deploys, to the bucket one of the stack's
+/// outputs names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Site {
+    /// Folder, relative to the service folder.
+    pub path: String,
+    /// The stack output holding the bucket name.
+    pub bucket_output: String,
+    /// Key prefix in the bucket ("" for the root).
+    pub prefix: String,
+    /// A JSON file written into the site with the stack outputs of the service's dependencies.
+    pub config_file: Option<String>,
+    pub exclude: Vec<String>,
+}
+
+/// `[acceptance]` of a service manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Acceptance {
+    /// Test command (argv), run in the service folder.
+    pub command: Vec<String>,
+    /// Seconds before the command is stopped and counted as failed.
+    pub timeout_secs: u64,
+    /// Extra environment variables for the command.
+    pub env: BTreeMap<String, String>,
+}
+
+/// Default `[acceptance] timeout`, in seconds.
+pub const DEFAULT_ACCEPTANCE_TIMEOUT: u64 = 600;
 
 fn ser_params<S: serde::Serializer>(
     p: &BTreeMap<String, Template>,

@@ -191,6 +191,8 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), Template::parse(v).unwrap()))
                 .collect(),
+            package: Default::default(),
+            acceptance: None,
         }
     }
 

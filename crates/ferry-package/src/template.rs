@@ -1,0 +1,257 @@
+//! Template rewriting: a resource's local code path becomes the S3 location of its zip.
+//!
+//! YAML templates are read with their short-form tags and normalised to the long form
+//! (`!Ref X` → `{"Ref": "X"}`, `!GetAtt A.B` → `{"Fn::GetAtt": ["A", "B"]}`, `!Sub` →
+//! `{"Fn::Sub": …}`), and a rewritten template is written as JSON, which CloudFormation reads as
+//! it reads YAML. The bucket is not written into the template: the rewrite adds the parameter
+//! [`BUCKET_PARAMETER`] and refers to it, so one packaged template, byte for byte, serves every
+//! stage and account (each passes its own artifact bucket).
+
+use serde_json::{Map, Value, json};
+
+use crate::TemplateError;
+
+/// The parameter a packaged template takes its artifact bucket from.
+pub const BUCKET_PARAMETER: &str = "FerryArtifactBucket";
+
+/// A code property that holds a zip: (resource type, property, bucket field, key field).
+const CODE_PROPERTIES: &[(&str, &str, &str, &str)] = &[
+    ("AWS::Lambda::Function", "Code", "S3Bucket", "S3Key"),
+    ("AWS::Lambda::LayerVersion", "Content", "S3Bucket", "S3Key"),
+    ("AWS::Serverless::Function", "CodeUri", "Bucket", "Key"),
+    (
+        "AWS::Serverless::LayerVersion",
+        "ContentUri",
+        "Bucket",
+        "Key",
+    ),
+];
+
+/// Short-form tags and the long form they stand for.
+const TAGS: &[(&str, &str)] = &[
+    ("Ref", "Ref"),
+    ("Condition", "Condition"),
+    ("GetAtt", "Fn::GetAtt"),
+    ("Sub", "Fn::Sub"),
+    ("Join", "Fn::Join"),
+    ("Select", "Fn::Select"),
+    ("Split", "Fn::Split"),
+    ("FindInMap", "Fn::FindInMap"),
+    ("Base64", "Fn::Base64"),
+    ("Cidr", "Fn::Cidr"),
+    ("GetAZs", "Fn::GetAZs"),
+    ("ImportValue", "Fn::ImportValue"),
+    ("If", "Fn::If"),
+    ("Equals", "Fn::Equals"),
+    ("And", "Fn::And"),
+    ("Or", "Fn::Or"),
+    ("Not", "Fn::Not"),
+    ("Transform", "Fn::Transform"),
+    ("ToJsonString", "Fn::ToJsonString"),
+    ("Length", "Fn::Length"),
+];
+
+/// Parses a JSON or YAML template into JSON, short-form tags in their long form.
+pub fn parse(text: &str) -> Result<Value, TemplateError> {
+    if text.trim_start().starts_with('{') {
+        return serde_json::from_str(text).map_err(|e| TemplateError::Parse(e.to_string()));
+    }
+    let yaml: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| TemplateError::Parse(e.to_string()))?;
+    to_json(yaml)
+}
+
+fn to_json(v: serde_yaml_ng::Value) -> Result<Value, TemplateError> {
+    use serde_yaml_ng::Value as Y;
+    Ok(match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                json!(i)
+            } else if let Some(u) = n.as_u64() {
+                json!(u)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .ok_or_else(|| TemplateError::Parse(format!("number {n} has no JSON form")))?
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => {
+            Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?)
+        }
+        Y::Mapping(m) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                let key = match k {
+                    Y::String(s) => s,
+                    Y::Number(n) => n.to_string(),
+                    Y::Bool(b) => b.to_string(),
+                    other => {
+                        return Err(TemplateError::Parse(format!(
+                            "mapping key {other:?} is not a string"
+                        )));
+                    }
+                };
+                out.insert(key, to_json(v)?);
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(t) => {
+            let tag = t.tag.to_string();
+            let short = tag.trim_start_matches('!');
+            let Some((_, long)) = TAGS.iter().find(|(s, _)| *s == short) else {
+                return Err(TemplateError::Parse(format!(
+                    "unknown tag {tag}; CloudFormation's short forms are {}",
+                    TAGS.iter()
+                        .map(|(s, _)| format!("!{s}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            };
+            let value = to_json(t.value)?;
+            let value = match (short, value) {
+                // `!GetAtt Resource.Attribute` (the attribute may itself hold dots).
+                ("GetAtt", Value::String(s)) => match s.split_once('.') {
+                    Some((r, a)) => json!([r, a]),
+                    None => Value::String(s),
+                },
+                (_, v) => v,
+            };
+            json!({ *long: value })
+        }
+    })
+}
+
+/// The code properties of a template's resources that hold a local path (a string that is not
+/// an `s3://` URI): (logical id, resource type, property).
+pub fn local_code_paths(template: &Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let Some(resources) = template.get("Resources").and_then(Value::as_object) else {
+        return out;
+    };
+    for (id, r) in resources {
+        let Some(ty) = r.get("Type").and_then(Value::as_str) else {
+            continue;
+        };
+        for (t, prop, _, _) in CODE_PROPERTIES {
+            if ty == *t
+                && let Some(Value::String(s)) = r.get("Properties").and_then(|p| p.get(*prop))
+                && !s.starts_with("s3://")
+            {
+                out.push((id.clone(), ty.to_string(), prop.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Points `resource`'s code property at `key` in the bucket given by [`BUCKET_PARAMETER`];
+/// returns the property's name.
+pub fn point_at(template: &mut Value, resource: &str, key: &str) -> Result<String, TemplateError> {
+    let resources = template
+        .get_mut("Resources")
+        .and_then(Value::as_object_mut)
+        .ok_or(TemplateError::NoResources)?;
+    let known: Vec<String> = resources.keys().cloned().collect();
+    let r = resources
+        .get_mut(resource)
+        .ok_or_else(|| TemplateError::UnknownResource {
+            resource: resource.to_string(),
+            known: known.join(", "),
+        })?;
+    let ty = r
+        .get("Type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let Some((_, prop, bucket, key_field)) = CODE_PROPERTIES.iter().find(|(t, ..)| *t == ty) else {
+        return Err(TemplateError::UnsupportedType {
+            resource: resource.to_string(),
+            ty,
+            supported: CODE_PROPERTIES
+                .iter()
+                .map(|(t, ..)| *t)
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    };
+    let props = r
+        .as_object_mut()
+        .expect("a resource with a Type is a mapping")
+        .entry("Properties")
+        .or_insert_with(|| json!({}));
+    let Some(props) = props.as_object_mut() else {
+        return Err(TemplateError::Parse(format!(
+            "{resource}.Properties is not a mapping"
+        )));
+    };
+    props.insert(
+        prop.to_string(),
+        json!({ *bucket: { "Ref": BUCKET_PARAMETER }, *key_field: key }),
+    );
+    Ok(prop.to_string())
+}
+
+/// Adds the artifact bucket parameter.
+pub fn add_bucket_parameter(template: &mut Value) -> Result<(), TemplateError> {
+    let Some(root) = template.as_object_mut() else {
+        return Err(TemplateError::Parse("the template is not a mapping".into()));
+    };
+    let params = root.entry("Parameters").or_insert_with(|| json!({}));
+    let Some(params) = params.as_object_mut() else {
+        return Err(TemplateError::Parse("Parameters is not a mapping".into()));
+    };
+    params.insert(
+        BUCKET_PARAMETER.to_string(),
+        json!({
+            "Type": "String",
+            "Description": "Bucket holding this service's packaged artifacts (set by Ferry per stage)"
+        }),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_tags_become_long_form() {
+        let t = parse(
+            "A: !Ref X\nB: !GetAtt Role.Arn\nC: !GetAtt [R, Outputs.Url]\nD: !Sub '${AWS::Region}-x'\nE: !If [C, !Ref Y, !Ref AWS::NoValue]\nF: !Condition IsProd\nG: !GetAtt Stack.Outputs.Url\n",
+        )
+        .unwrap();
+        assert_eq!(
+            t,
+            json!({
+                "A": {"Ref": "X"},
+                "B": {"Fn::GetAtt": ["Role", "Arn"]},
+                "C": {"Fn::GetAtt": ["R", "Outputs.Url"]},
+                "D": {"Fn::Sub": "${AWS::Region}-x"},
+                "E": {"Fn::If": ["C", {"Ref": "Y"}, {"Ref": "AWS::NoValue"}]},
+                "F": {"Condition": "IsProd"},
+                "G": {"Fn::GetAtt": ["Stack", "Outputs.Url"]},
+            })
+        );
+    }
+
+    #[test]
+    fn key_order_and_scalars_are_kept() {
+        let t =
+            parse("Zeta: 1\nAlpha: '2012-10-17'\nMid: 2012-10-17\nBool: true\nF: 1.5\n").unwrap();
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"Zeta":1,"Alpha":"2012-10-17","Mid":"2012-10-17","Bool":true,"F":1.5}"#
+        );
+    }
+
+    #[test]
+    fn unknown_tags_are_refused_with_the_known_ones() {
+        let e = parse("A: !Reference X\n").unwrap_err().to_string();
+        assert!(e.contains("unknown tag !Reference"), "{e}");
+        assert!(e.contains("!GetAtt"), "{e}");
+    }
+}

@@ -1,0 +1,763 @@
+//! Packaging real folders: reproducible archives, excludes, template rewrites of every supported
+//! resource type, build failures, missing folders, reuse by input key; uploads and sites against
+//! the local emulator's S3.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use ferry_package::{Event, PackageError, PackageRequest, UploadError, package};
+use serde_json::Value;
+
+/// A workspace folder with `ferry.toml` and the given files.
+fn workspace(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    for (rel, body) in files {
+        write(dir.path(), rel, body);
+    }
+    dir
+}
+
+fn write(root: &Path, rel: &str, body: &str) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, body).unwrap();
+}
+
+const FUNCTION: &str = "Resources:\n  Role:\n    Type: AWS::IAM::Role\n    Properties:\n      AssumeRolePolicyDocument: {}\n  Fn:\n    Type: AWS::Lambda::Function\n    Properties:\n      Runtime: python3.12\n      Handler: app.handle\n      Role: !GetAtt Role.Arn\n      Code: src\n";
+
+fn request(id: &str, services: &[&str]) -> PackageRequest {
+    PackageRequest {
+        id: id.into(),
+        commit: "0".repeat(40),
+        dirty: false,
+        services: services.iter().map(|s| s.to_string()).collect(),
+        input_keys: BTreeMap::new(),
+    }
+}
+
+fn no_mask(s: &str) -> String {
+    s.to_string()
+}
+
+/// Packages `services` of the workspace at `root` into `out`, collecting events.
+fn run(
+    root: &Path,
+    out: &Path,
+    req: &PackageRequest,
+) -> (
+    Result<ferry_package::PackageManifest, PackageError>,
+    Vec<Event>,
+) {
+    let ws = ferry_manifest::load(root).unwrap();
+    let events = RefCell::new(Vec::new());
+    let r = package(&ws, out, req, &no_mask, &|e| events.borrow_mut().push(e));
+    (r, events.into_inner())
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The listing Python's zipfile reads from an archive: name, mode, date, and the check of every
+/// entry's CRC.
+fn inspect(zip: &Path) -> Vec<String> {
+    let script = r#"
+import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+assert z.testzip() is None, "bad CRC"
+for i in z.infolist():
+    print(i.filename, oct(i.external_attr >> 16), i.date_time, len(z.read(i)))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(zip)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn service_files(template: &str, manifest: &str) -> Vec<(String, String)> {
+    vec![
+        ("services/api/template.yaml".into(), template.into()),
+        ("services/api/service.toml".into(), manifest.into()),
+    ]
+}
+
+const API_MANIFEST: &str =
+    "[service]\ntemplate = \"template.yaml\"\n\n[package.artifacts]\nFn = \"src\"\n";
+
+#[test]
+fn the_same_files_give_byte_identical_archives_whatever_their_modes_times_and_creation_order() {
+    let files = service_files(FUNCTION, API_MANIFEST);
+    let a = workspace(
+        &files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let b = workspace(
+        &files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let sources = [
+        (
+            "app.py",
+            "def handle(event, context):\n    return 1\n".repeat(50),
+        ),
+        ("lib/util.py", "X = 1\n".into()),
+        ("lib/zeta/deep.txt", "deep\n".into()),
+        ("run.sh", "#!/bin/sh\necho run\n".into()),
+        (
+            "noise.bin",
+            (0..5000u32)
+                .map(|i| char::from(b'a' + (i * 7919 % 26) as u8))
+                .collect(),
+        ),
+    ];
+    // Created in opposite orders, with different permissions and times.
+    for (rel, body) in &sources {
+        write(a.path(), &format!("services/api/src/{rel}"), body);
+    }
+    for (rel, body) in sources.iter().rev() {
+        write(b.path(), &format!("services/api/src/{rel}"), body);
+    }
+    for (root, plain, exec, age) in [
+        (a.path(), 0o600, 0o700, 0),
+        (b.path(), 0o664, 0o775, 86_400 * 400),
+    ] {
+        let src = root.join("services/api/src");
+        for (rel, _) in &sources {
+            let p = src.join(rel);
+            set_mode(&p, if rel.ends_with(".sh") { exec } else { plain });
+            let f = fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(SystemTime::now() - Duration::from_secs(age))
+                .unwrap();
+        }
+    }
+    let (out_a, out_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ma = run(a.path(), out_a.path(), &request("c1", &["api"]))
+        .0
+        .unwrap();
+    let mb = run(b.path(), out_b.path(), &request("c1", &["api"]))
+        .0
+        .unwrap();
+    let (za, zb) = (
+        &ma.services["api"].artifacts[0],
+        &mb.services["api"].artifacts[0],
+    );
+    assert_eq!(za.sha256, zb.sha256);
+    let bytes_a = fs::read(ferry_package::artifact_path(out_a.path(), &za.sha256)).unwrap();
+    let bytes_b = fs::read(ferry_package::artifact_path(out_b.path(), &zb.sha256)).unwrap();
+    assert_eq!(bytes_a, bytes_b, "archives differ");
+    assert_eq!(ferry_package::sha256_hex(&bytes_a), za.sha256);
+    assert_eq!(za.key, format!("shop/api/{}.zip", za.sha256));
+    assert_eq!(za.files, 5);
+    // Sorted names, normalised modes, the fixed date, and every CRC right.
+    assert_eq!(
+        inspect(&ferry_package::artifact_path(out_a.path(), &za.sha256)),
+        [
+            "app.py 0o100644 (1980, 1, 1, 0, 0, 0) 2050",
+            "lib/util.py 0o100644 (1980, 1, 1, 0, 0, 0) 6",
+            "lib/zeta/deep.txt 0o100644 (1980, 1, 1, 0, 0, 0) 5",
+            "noise.bin 0o100644 (1980, 1, 1, 0, 0, 0) 5000",
+            "run.sh 0o100755 (1980, 1, 1, 0, 0, 0) 19",
+        ]
+    );
+    // `unzip` (Info-ZIP) reads it too.
+    let t = Command::new("unzip")
+        .arg("-tq")
+        .arg(ferry_package::artifact_path(out_a.path(), &za.sha256))
+        .output()
+        .unwrap();
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stdout));
+    // The packaged templates are identical too.
+    assert_eq!(
+        ma.services["api"].template_sha256,
+        mb.services["api"].template_sha256
+    );
+}
+
+#[test]
+fn excludes_apply_to_every_artifact_and_per_artifact() {
+    let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package]\nexclude = [\"__pycache__\", \"*.pyc\"]\n\n[package.artifacts]\nFn = { path = \"src\", exclude = [\"tests/**\", \"/README.md\"] }\n";
+    let ws = workspace(&[
+        ("services/api/template.yaml", FUNCTION),
+        ("services/api/service.toml", manifest),
+        ("services/api/src/app.py", "x = 1\n"),
+        ("services/api/src/README.md", "docs\n"),
+        (
+            "services/api/src/lib/README.md",
+            "kept: the exclude is relative to src\n",
+        ),
+        ("services/api/src/app.pyc", "bytecode"),
+        (
+            "services/api/src/__pycache__/app.cpython-312.pyc",
+            "bytecode",
+        ),
+        ("services/api/src/lib/__pycache__/x.pyc", "bytecode"),
+        ("services/api/src/tests/test_app.py", "def test(): pass\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path(), &request("c1", &["api"]))
+        .0
+        .unwrap();
+    let a = &m.services["api"].artifacts[0];
+    let names: Vec<String> = inspect(&ferry_package::artifact_path(out.path(), &a.sha256))
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["app.py", "lib/README.md"]);
+}
+
+#[test]
+fn every_supported_resource_type_is_rewritten_to_the_bucket_parameter() {
+    let template = r#"AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Role:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument: {}
+  Plain:
+    Type: AWS::Lambda::Function
+    Properties:
+      Role: !GetAtt Role.Arn
+      Code: fn
+  Layer:
+    Type: AWS::Lambda::LayerVersion
+    Properties:
+      Content: layer
+  Sam:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn/handler.py
+      Environment:
+        Variables:
+          NAME: !Sub "${AWS::StackName}-x"
+  SamLayer:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: layer
+Outputs:
+  Arn:
+    Value: !GetAtt Plain.Arn
+"#;
+    let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package.artifacts]\nPlain = \"fn\"\nLayer = \"layer\"\nSam = \"fn/handler.py\"\nSamLayer = \"layer\"\n";
+    let ws = workspace(&[
+        ("services/api/template.yaml", template),
+        ("services/api/service.toml", manifest),
+        ("services/api/fn/handler.py", "def handle(e, c): pass\n"),
+        ("services/api/layer/python/lib.py", "LIB = 1\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path(), &request("c1", &["api"]))
+        .0
+        .unwrap();
+    let sp = &m.services["api"];
+    let key = |r: &str| {
+        sp.artifacts
+            .iter()
+            .find(|a| a.resource == r)
+            .unwrap()
+            .key
+            .clone()
+    };
+    let t: Value =
+        serde_json::from_slice(&fs::read(out.path().join(&sp.template)).unwrap()).unwrap();
+    let r = &t["Resources"];
+    let bucket = serde_json::json!({"Ref": "FerryArtifactBucket"});
+    assert_eq!(
+        r["Plain"]["Properties"]["Code"],
+        serde_json::json!({"S3Bucket": bucket, "S3Key": key("Plain")})
+    );
+    assert_eq!(
+        r["Layer"]["Properties"]["Content"],
+        serde_json::json!({"S3Bucket": bucket, "S3Key": key("Layer")})
+    );
+    assert_eq!(
+        r["Sam"]["Properties"]["CodeUri"],
+        serde_json::json!({"Bucket": bucket, "Key": key("Sam")})
+    );
+    assert_eq!(
+        r["SamLayer"]["Properties"]["ContentUri"],
+        serde_json::json!({"Bucket": bucket, "Key": key("SamLayer")})
+    );
+    // Two resources with the same folder share one archive.
+    assert_eq!(key("Layer"), key("SamLayer"));
+    assert_eq!(t["Parameters"]["FerryArtifactBucket"]["Type"], "String");
+    // Short forms normalised; everything else as written, in order.
+    assert_eq!(
+        r["Plain"]["Properties"]["Role"],
+        serde_json::json!({"Fn::GetAtt": ["Role", "Arn"]})
+    );
+    assert_eq!(
+        r["Sam"]["Properties"]["Environment"]["Variables"]["NAME"],
+        serde_json::json!({"Fn::Sub": "${AWS::StackName}-x"})
+    );
+    assert_eq!(t["Transform"], "AWS::Serverless-2016-10-31");
+    let keys: Vec<&String> = t.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "AWSTemplateFormatVersion",
+            "Transform",
+            "Resources",
+            "Outputs",
+            "Parameters"
+        ]
+    );
+    assert!(sp.template.ends_with(".json"));
+}
+
+#[test]
+fn a_template_without_artifacts_is_deployed_as_written() {
+    let template = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    let ws = workspace(&[
+        ("services/api/template.yaml", template),
+        (
+            "services/api/service.toml",
+            "[service]\ntemplate = \"template.yaml\"\n",
+        ),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path(), &request("c1", &["api"]))
+        .0
+        .unwrap();
+    let sp = &m.services["api"];
+    assert!(sp.artifacts.is_empty());
+    assert_eq!(
+        fs::read_to_string(out.path().join(&sp.template)).unwrap(),
+        template
+    );
+    assert_eq!(
+        sp.template_sha256,
+        ferry_package::sha256_hex(template.as_bytes())
+    );
+}
+
+#[test]
+fn a_local_code_path_that_is_not_declared_is_refused_before_anything_runs() {
+    let ws = workspace(&[
+        ("services/api/template.yaml", FUNCTION),
+        (
+            "services/api/service.toml",
+            "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"touch built\"]\n",
+        ),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let e = run(ws.path(), out.path(), &request("c1", &["api"]))
+        .0
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "api: resource `Fn` has a local path in Code (\"src\"), which CloudFormation cannot read; declare it in services/api/service.toml as [package.artifacts] Fn = \"src\""
+    );
+    assert!(
+        !ws.path().join("services/api/built").exists(),
+        "the build ran"
+    );
+}
+
+#[test]
+fn a_declared_resource_the_template_lacks_or_cannot_take_code_is_refused() {
+    let ws = workspace(&[
+        ("services/api/template.yaml", FUNCTION),
+        (
+            "services/api/service.toml",
+            "[service]\ntemplate = \"template.yaml\"\n\n[package.artifacts]\nFn = \"src\"\nFunction = \"src\"\n",
+        ),
+        ("services/api/src/app.py", "x\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let e = run(ws.path(), out.path(), &request("c1", &["api"]))
+        .0
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "api: template services/api/template.yaml: it has no resource `Function` (resources: Role, Fn)"
+    );
+
+    write(
+        ws.path(),
+        "services/api/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\n\n[package.artifacts]\nFn = \"src\"\nRole = \"src\"\n",
+    );
+    let e = run(ws.path(), out.path(), &request("c1", &["api"]))
+        .0
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("resource `Role` is of type AWS::IAM::Role, which takes no code package"),
+        "{e}"
+    );
+}
+
+fn nothing_packaged(out: &Path) {
+    assert!(
+        !out.join("c1/manifest.json").exists(),
+        "a manifest was written"
+    );
+    let zips: Vec<PathBuf> = fs::read_dir(out.join("artifacts"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert!(zips.is_empty(), "archives were written: {zips:?}");
+}
+
+#[test]
+fn a_missing_artifact_folder_names_the_resource_and_the_folder() {
+    let ws = workspace(
+        &service_files(FUNCTION, API_MANIFEST)
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let out = tempfile::tempdir().unwrap();
+    let e = run(ws.path(), out.path(), &request("c1", &["api"]))
+        .0
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "api: artifact src of resource `Fn` does not exist; the path is relative to services/api (if the build command makes it, check what it writes)"
+    );
+    nothing_packaged(out.path());
+}
+
+#[test]
+fn a_failing_build_shows_its_last_lines_masked_and_packages_nothing() {
+    let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"for i in $(seq 1 30); do echo line $i; done; echo token=hunter22-secret; echo compile error >&2; exit 3\"]\n\n[package.artifacts]\nFn = \"src\"\n";
+    let ws = workspace(&[
+        ("services/api/template.yaml", FUNCTION),
+        ("services/api/service.toml", manifest),
+        ("services/api/src/app.py", "x\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let loaded = ferry_manifest::load(ws.path()).unwrap();
+    let mask = |s: &str| s.replace("hunter22-secret", "****");
+    let e = package(
+        &loaded,
+        out.path(),
+        &request("c1", &["api"]),
+        &mask,
+        &|_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("api: build command `sh -c for i in"), "{e}");
+    assert!(
+        e.contains("failed (exit status: 3); nothing was packaged"),
+        "{e}"
+    );
+    assert!(e.contains("  | token=****\n  | compile error"), "{e}");
+    assert!(e.contains("  | line 30\n"), "{e}");
+    assert!(!e.contains("line 11\n"), "more than the last 20 lines: {e}");
+    assert!(!e.contains("hunter22"), "secret shown: {e}");
+    nothing_packaged(out.path());
+}
+
+#[test]
+fn the_build_runs_in_the_service_folder_and_its_output_is_zipped() {
+    let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"mkdir -p dist && cp app.py dist/ && echo \\\"$FERRY_SERVICE $SOURCE_DATE_EPOCH\\\" > dist/built.txt\"]\n\n[package.artifacts]\nFn = \"dist\"\n";
+    let template = FUNCTION.replace("Code: src", "Code: dist");
+    let ws = workspace(&[
+        ("services/api/template.yaml", &template),
+        ("services/api/service.toml", manifest),
+        ("services/api/app.py", "x = 1\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let (m, events) = run(ws.path(), out.path(), &request("c1", &["api"]));
+    let m = m.unwrap();
+    assert!(matches!(&events[0], Event::Building { service, .. } if service == "api"));
+    assert_eq!(
+        fs::read_to_string(ws.path().join("services/api/dist/built.txt")).unwrap(),
+        "api 315532800\n"
+    );
+    assert_eq!(m.services["api"].artifacts[0].files, 2);
+}
+
+#[test]
+fn a_known_input_key_reuses_the_package_without_building_or_zipping() {
+    let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"echo run >> ../build.log\"]\n\n[package.artifacts]\nFn = \"src\"\n";
+    let ws = workspace(&[
+        ("services/api/template.yaml", FUNCTION),
+        ("services/api/service.toml", manifest),
+        ("services/api/src/app.py", "x\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let mut req = request("c1", &["api"]);
+    req.input_keys.insert("api".into(), "tree-1".into());
+    let (first, events) = run(ws.path(), out.path(), &req);
+    let first = first.unwrap();
+    assert!(events.iter().any(|e| matches!(e, Event::Zipped { .. })));
+
+    // Another commit, same tree: nothing is built or zipped, the package is the same.
+    let mut again = req.clone();
+    again.id = "c2".into();
+    let (second, events) = run(ws.path(), out.path(), &again);
+    assert_eq!(
+        events,
+        [Event::Reused {
+            service: "api".into()
+        }]
+    );
+    assert_eq!(second.unwrap().services["api"], first.services["api"]);
+    assert_eq!(
+        fs::read_to_string(ws.path().join("services/build.log")).unwrap(),
+        "run\n"
+    );
+
+    // The same id again keeps what it has.
+    let (_, events) = run(ws.path(), out.path(), &again);
+    assert_eq!(
+        events,
+        [Event::Kept {
+            service: "api".into()
+        }]
+    );
+
+    // A different key packages again.
+    let mut other = req.clone();
+    other.id = "c3".into();
+    other.input_keys.insert("api".into(), "tree-2".into());
+    let (_, events) = run(ws.path(), out.path(), &other);
+    assert!(events.iter().any(|e| matches!(e, Event::Zipped { .. })));
+}
+
+// --- Against the emulator's S3 ---------------------------------------------------------------
+
+async fn s3() -> aws_sdk_s3::Client {
+    let config = ferry_credentials::base_config(
+        "us-east-1",
+        &ferry_credentials::config::Target {
+            local_endpoint: Some(ferry_test_support::moto().endpoint()),
+        },
+    )
+    .await;
+    ferry_package::s3_client(&config)
+}
+
+async fn bucket(s3: &aws_sdk_s3::Client, name: &str) {
+    s3.create_bucket().bucket(name).send().await.unwrap();
+}
+
+async fn object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> (Vec<u8>, Option<String>) {
+    let o = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    let ct = o.content_type().map(String::from);
+    (o.body.collect().await.unwrap().into_bytes().to_vec(), ct)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_puts_each_archive_once_and_skips_what_the_bucket_has() {
+    let ws = workspace(&[
+        ("services/api/template.yaml", FUNCTION),
+        ("services/api/service.toml", API_MANIFEST),
+        ("services/api/src/app.py", "x = 1\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path(), &request("c1", &["api"]))
+        .0
+        .unwrap();
+    let s3 = s3().await;
+    bucket(&s3, "ferry-test-upload-once").await;
+    let services = vec!["api".to_string()];
+    let first = ferry_package::upload(&s3, "ferry-test-upload-once", out.path(), &m, &services)
+        .await
+        .unwrap();
+    assert_eq!((first.uploaded, first.present), (1, 0));
+    let a = &m.services["api"].artifacts[0];
+    assert_eq!(first.bytes, a.size);
+    let (body, ct) = object(&s3, "ferry-test-upload-once", &a.key).await;
+    assert_eq!(ferry_package::sha256_hex(&body), a.sha256);
+    assert_eq!(ct.as_deref(), Some("application/zip"));
+
+    let second = ferry_package::upload(&s3, "ferry-test-upload-once", out.path(), &m, &services)
+        .await
+        .unwrap();
+    assert_eq!((second.uploaded, second.present, second.bytes), (0, 1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_is_named_with_what_to_do() {
+    let ws = workspace(&[
+        ("services/api/template.yaml", FUNCTION),
+        ("services/api/service.toml", API_MANIFEST),
+        ("services/api/src/app.py", "x = 1\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path(), &request("c1", &["api"]))
+        .0
+        .unwrap();
+    let e = ferry_package::upload(
+        &s3().await,
+        "ferry-test-no-such-bucket",
+        out.path(),
+        &m,
+        &["api".into()],
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, UploadError::Bucket { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("artifact bucket `ferry-test-no-such-bucket` is not usable:"),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("set `artifact-bucket` for the stage"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_over_the_inline_limit_is_uploaded_and_deployed_by_url() {
+    // 400 queues with long logical ids: well over 51,200 bytes.
+    let mut template = String::from("Resources:\n");
+    for i in 0..400 {
+        template.push_str(&format!("  QueueNumber{i:04}WithAQuiteLongLogicalIdForSize:\n    Type: AWS::SQS::Queue\n    Properties:\n      VisibilityTimeout: 30\n      MessageRetentionPeriod: 345600\n"));
+    }
+    template.push_str("Outputs:\n  First:\n    Value: !GetAtt QueueNumber0000WithAQuiteLongLogicalIdForSize.QueueName\n");
+    assert!(template.len() > 51_200);
+    let ws = workspace(&[
+        ("services/big/template.yaml", &template),
+        (
+            "services/big/service.toml",
+            "[service]\ntemplate = \"template.yaml\"\n",
+        ),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path(), &request("c1", &["big"]))
+        .0
+        .unwrap();
+    let s3 = s3().await;
+    bucket(&s3, "ferry-test-large-template").await;
+    let r = ferry_package::upload(
+        &s3,
+        "ferry-test-large-template",
+        out.path(),
+        &m,
+        &["big".into()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.uploaded, 1);
+    let url = &r.template_urls["big"];
+    let sha = &m.services["big"].template_sha256;
+    assert_eq!(
+        url,
+        &format!(
+            "https://s3.us-east-1.amazonaws.com/ferry-test-large-template/shop/big/{sha}.template.yaml"
+        )
+    );
+    let (body, _) = object(
+        &s3,
+        "ferry-test-large-template",
+        &format!("shop/big/{sha}.template.yaml"),
+    )
+    .await;
+    assert_eq!(body, template.as_bytes());
+
+    // CloudFormation reads it from the URL.
+    let config = ferry_credentials::base_config(
+        "us-east-1",
+        &ferry_credentials::config::Target {
+            local_endpoint: Some(ferry_test_support::moto().endpoint()),
+        },
+    )
+    .await;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    cfn.create_stack()
+        .stack_name("ferry-test-large-template")
+        .template_url(url)
+        .send()
+        .await
+        .unwrap();
+    let stacks = cfn
+        .describe_stacks()
+        .stack_name("ferry-test-large-template")
+        .send()
+        .await
+        .unwrap();
+    let outputs = stacks.stacks()[0].outputs();
+    assert_eq!(outputs.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_is_snapshotted_at_package_time_and_published_with_its_config_file() {
+    let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package.site]\npath = \"site\"\nbucket-output = \"BucketName\"\nprefix = \"app/\"\nconfig-file = \"config.json\"\nexclude = [\"*.map\"]\n";
+    let ws = workspace(&[
+        (
+            "services/web/template.yaml",
+            "Resources:\n  B:\n    Type: AWS::S3::Bucket\n",
+        ),
+        ("services/web/service.toml", manifest),
+        ("services/web/site/index.html", "<h1>shop</h1>\n"),
+        ("services/web/site/css/app.css", "h1 { color: red }\n"),
+        ("services/web/site/app.js.map", "{}"),
+        ("services/web/site/config.json", "{\"stale\": true}"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path(), &request("c1", &["web"]))
+        .0
+        .unwrap();
+    let site = m.services["web"].site.clone().unwrap();
+    let names: Vec<&str> = site.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["css/app.css", "index.html"]);
+    // Edited after packaging: the package still publishes what it snapshotted.
+    write(
+        ws.path(),
+        "services/web/site/index.html",
+        "<h1>edited</h1>\n",
+    );
+
+    let s3 = s3().await;
+    bucket(&s3, "ferry-test-site").await;
+    let n = ferry_package::upload_site(
+        &s3,
+        out.path(),
+        &site,
+        "ferry-test-site",
+        Some(b"{\"api\":{\"Url\":\"x\"}}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 3);
+    let (body, ct) = object(&s3, "ferry-test-site", "app/index.html").await;
+    assert_eq!(
+        (body.as_slice(), ct.as_deref()),
+        (&b"<h1>shop</h1>\n"[..], Some("text/html; charset=utf-8"))
+    );
+    let (_, ct) = object(&s3, "ferry-test-site", "app/css/app.css").await;
+    assert_eq!(ct.as_deref(), Some("text/css; charset=utf-8"));
+    let (body, _) = object(&s3, "ferry-test-site", "app/config.json").await;
+    assert_eq!(body, b"{\"api\":{\"Url\":\"x\"}}");
+}
