@@ -170,6 +170,27 @@ pub fn deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
             eprintln!("note: records of services that no longer exist: {} (`cargo xtask remove {} --orphans` deletes them and their stacks)", orphans.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "), stage.name);
         }
 
+        // The package of this commit: made once, reused by every stage; uploaded where missing.
+        let to_package: Vec<String> = ferry_deploy::candidates(&ws, &plan).into_iter().collect();
+        let prepared = if to_package.is_empty() {
+            None
+        } else {
+            let dir = crate::package::package_dir(&ws);
+            let options = ferry_deploy::PrepareOptions {
+                request: crate::package::request(&ws, to_package, &ci)?,
+                dir: &dir,
+                create_bucket: ctx.local,
+            };
+            let mask = |s: &str| masker().mask(s);
+            let p = ferry_deploy::prepare(&ws, &stage, &aws.config, &options, &mask, &crate::package::print_event(t0))
+                .await
+                .context("packaging failed; nothing was deployed")?;
+            if p.upload.uploaded + p.upload.present > 0 {
+                eprintln!("[{:>6.1}s] artifacts: {} uploaded ({}), {} already in s3://{}", t0.elapsed().as_secs_f64(), p.upload.uploaded, crate::package::human(p.upload.bytes), p.upload.present, p.bucket.as_deref().unwrap_or_default());
+            }
+            Some(p)
+        };
+
         records.lock(&holder(&ci), args.force_unlock).await?;
         let cancel = Cancel::new();
         let deploy_ctx = DeployContext {
@@ -181,6 +202,7 @@ pub fn deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
             source: Source { commit, dirty },
             masker: masker(),
             cancel: &cancel,
+            package: prepared.as_ref(),
         };
         let options = DeployOptions {
             concurrency: args.concurrency,

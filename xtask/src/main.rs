@@ -7,6 +7,7 @@ mod aws;
 mod bench;
 mod deploy;
 mod local;
+mod package;
 mod plan;
 mod services;
 mod test;
@@ -49,6 +50,8 @@ enum Command {
     Validate,
     /// Show what a deploy of a stage would do: each service deploy or skip, and why
     Plan(plan::PlanArgs),
+    /// Build, zip and hash the services' artifacts for the current commit (stage independent)
+    Package(package::PackageArgs),
     /// Deploy a stage: the services that need it, in dependency order, with their records
     Deploy(deploy::DeployArgs),
     /// Delete a stage's stacks in reverse dependency order (e.g. a preview stage), and records
@@ -138,6 +141,7 @@ fn main() -> ExitCode {
         Command::Validate => services::validate(&ctx),
         Command::Plan(args) => plan::run(&ctx, &args),
         Command::Graph(args) => plan::graph(&ctx, &args),
+        Command::Package(args) => package::run(&ctx, &args),
         Command::Deploy(args) => deploy::deploy(&ctx, &args),
         Command::Remove(args) => deploy::remove(&ctx, &args),
         Command::Outputs(args) => deploy::outputs(&ctx, &args),

@@ -13,9 +13,11 @@
 
 mod owners;
 mod repo;
+mod snapshot;
 mod source;
 
 pub use git2::Oid;
 pub use owners::{Affected, Owners, OwnersError, ServiceSpec};
 pub use repo::{BaseUnavailable, ChangedPaths, ChangesError, Head, Repo, short};
+pub use snapshot::{ServiceInputs, Snapshot};
 pub use source::CommitSource;

@@ -46,6 +46,8 @@ pub enum ChangesError {
         root: PathBuf,
         source: git2::Error,
     },
+    #[error("the repository at {} has no commit yet; commit first: a package is made from a commit", .root.display())]
+    NoCommit { root: PathBuf },
     #[error("failed to {action} in {}: {source}", .root.display())]
     Git {
         action: &'static str,
@@ -289,7 +291,7 @@ impl Repo {
 
     /// `base` against the working tree: the committed part by tree ids, then what the index and
     /// the working tree add on top of HEAD.
-    fn diff_to_workdir(&self, base: Oid) -> Result<ChangedPaths, ChangesError> {
+    pub(crate) fn diff_to_workdir(&self, base: Oid) -> Result<ChangedPaths, ChangesError> {
         let mut out = match self.head_commit() {
             Some(head) => self.diff_trees(base, head)?,
             None => ChangedPaths::default(),

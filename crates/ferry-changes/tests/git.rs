@@ -302,3 +302,103 @@ fn the_tree_walk_matches_git_diff_on_random_edits() {
         assert_eq!(ours.paths, theirs, "c{a}..c{b}");
     }
 }
+
+fn inputs() -> Vec<ferry_changes::ServiceInputs> {
+    vec![
+        ferry_changes::ServiceInputs {
+            name: "a".into(),
+            dir: "services/a".into(),
+            inputs: vec!["shared/lib/**".into()],
+        },
+        ferry_changes::ServiceInputs {
+            name: "gamma".into(),
+            dir: "services/c".into(),
+            inputs: vec![],
+        },
+    ]
+}
+
+#[test]
+fn a_clean_tree_is_named_by_its_commit_and_every_service_has_a_key_from_tree_ids() {
+    let (r, base) = seeded();
+    let repo = Repo::open(r.path()).unwrap();
+    let s = repo.snapshot(&inputs(), &["ferry.toml".into()]).unwrap();
+    assert_eq!(
+        (s.id.as_str(), s.commit.as_str(), s.dirty),
+        (base.as_str(), base.as_str(), false)
+    );
+    assert_eq!(s.input_keys.len(), 2);
+    assert!(
+        s.input_keys["a"].contains("services/a:"),
+        "{:?}",
+        s.input_keys
+    );
+    assert!(
+        s.input_keys["a"].contains("shared/lib:none"),
+        "{:?}",
+        s.input_keys
+    );
+
+    // A commit that touches neither service keeps their keys; one that touches a's input
+    // folder changes a's key only.
+    r.write("services/b/new.txt", "b\n").commit("b only");
+    let s2 = Repo::open(r.path())
+        .unwrap()
+        .snapshot(&inputs(), &["ferry.toml".into()])
+        .unwrap();
+    assert_ne!(s2.id, s.id);
+    assert_eq!(s2.input_keys, s.input_keys);
+    r.write("shared/lib/util.py", "U = 1\n").commit("shared");
+    let s3 = Repo::open(r.path())
+        .unwrap()
+        .snapshot(&inputs(), &["ferry.toml".into()])
+        .unwrap();
+    assert_ne!(s3.input_keys["a"], s.input_keys["a"]);
+    assert_eq!(s3.input_keys["gamma"], s.input_keys["gamma"]);
+}
+
+#[test]
+fn a_dirty_tree_gets_its_own_id_per_content_and_dirty_services_lose_their_key() {
+    let (r, base) = seeded();
+    r.write("services/a/x.txt", "edited\n");
+    let s = Repo::open(r.path())
+        .unwrap()
+        .snapshot(&inputs(), &[])
+        .unwrap();
+    assert!(s.dirty);
+    assert!(s.id.starts_with(&format!("{base}-dirty-")), "{}", s.id);
+    assert_eq!(s.id.len(), 40 + "-dirty-".len() + 12);
+    assert_eq!(s.commit, base);
+    assert!(!s.input_keys.contains_key("a"));
+    assert!(s.input_keys.contains_key("gamma"));
+
+    // Same edit, same id; another edit, another id; untracked files count.
+    let again = Repo::open(r.path())
+        .unwrap()
+        .snapshot(&inputs(), &[])
+        .unwrap();
+    assert_eq!(again.id, s.id);
+    r.write("services/a/x.txt", "edited twice\n");
+    let other = Repo::open(r.path())
+        .unwrap()
+        .snapshot(&inputs(), &[])
+        .unwrap();
+    assert_ne!(other.id, s.id);
+    r.write("services/a/x.txt", "x\n")
+        .write("services/c/untracked.py", "u\n");
+    let untracked = Repo::open(r.path())
+        .unwrap()
+        .snapshot(&inputs(), &[])
+        .unwrap();
+    assert!(untracked.dirty);
+    assert!(untracked.input_keys.contains_key("a"));
+    assert!(!untracked.input_keys.contains_key("gamma"));
+    // Ignored files do not make a tree dirty.
+    r.remove("services/c/untracked.py")
+        .write("services/c/build/out.bin", "b");
+    let ignored = Repo::open(r.path())
+        .unwrap()
+        .snapshot(&inputs(), &[])
+        .unwrap();
+    assert_eq!(ignored.id, base);
+}

@@ -13,11 +13,14 @@ use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::path::{Path, PathBuf};
+
 use aws_config::SdkConfig;
 use ferry_credentials::{Masker, ssm};
 use ferry_graph::{Cancel, Outcome, ScheduleOptions};
 use ferry_manifest::{Reference, Service, Stage, Workspace};
 use ferry_outputs::{Lookups, OutputCache, Outputs, OutputsFile};
+use ferry_package::{PackageManifest, ServicePackage, UploadReport};
 use ferry_plan::{Action as PlanAction, Plan};
 use ferry_records::{Record, RecordStore, parameters_hash, sha256_hex};
 use ferry_stacks::{Action, Engine, Method, Progress, StackEvent, StackSpec, TemplateSource};
@@ -50,6 +53,113 @@ pub struct DeployContext<'a> {
     pub source: Source,
     pub masker: &'a Masker,
     pub cancel: &'a Cancel,
+    /// The package to deploy (see [`prepare`]); without one, templates are read from the
+    /// working tree as they are (for templates that need no packaging).
+    pub package: Option<&'a Prepared>,
+}
+
+/// The services a deploy of `plan` may touch: those it deploys, and their dependents (which are
+/// checked and redeploy only when what they receive changed).
+pub fn candidates(ws: &Workspace, plan: &Plan) -> BTreeSet<String> {
+    let mut c = ws
+        .graph()
+        .with_dependents(plan.order.iter().map(String::as_str));
+    c.retain(|s| ws.service(s).is_some());
+    c
+}
+
+/// A package made (or reused) for this deploy and uploaded to the stage's artifact bucket.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub manifest: PackageManifest,
+    /// The local package folder (`target/ferry/package`).
+    pub dir: PathBuf,
+    /// The stage's artifact bucket, when a service needs one.
+    pub bucket: Option<String>,
+    pub upload: UploadReport,
+    pub s3: aws_sdk_s3::Client,
+}
+
+/// Why a package could not be made or uploaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Package(#[from] ferry_package::PackageError),
+    #[error(transparent)]
+    Upload(#[from] ferry_package::UploadError),
+    #[error(
+        "stage `{stage}` has no artifact bucket, and {services} need one (packaged code, or a template over 51,200 bytes); set `artifact-bucket` under [stages.{stage}] in ferry.toml"
+    )]
+    NoBucket { stage: String, services: String },
+    #[error("failed to create the local artifact bucket `{bucket}`: {message}")]
+    LocalBucket { bucket: String, message: String },
+}
+
+/// How [`prepare`] packages.
+pub struct PrepareOptions<'a> {
+    pub request: ferry_package::PackageRequest,
+    /// `target/ferry/package` of the repository.
+    pub dir: &'a Path,
+    /// Create the artifact bucket when missing (the local emulator), named
+    /// `ferry-artifacts-<project>` unless the stage names one.
+    pub create_bucket: bool,
+}
+
+/// Packages the request's services (reusing what the package id, or an input key, already has)
+/// and uploads what the stage's bucket lacks.
+pub async fn prepare(
+    ws: &Workspace,
+    stage: &Stage,
+    config: &SdkConfig,
+    options: &PrepareOptions<'_>,
+    mask: &(dyn Fn(&str) -> String + Sync),
+    on: &dyn Fn(ferry_package::Event),
+) -> Result<Prepared, PrepareError> {
+    let manifest = ferry_package::package(ws, options.dir, &options.request, mask, on)?;
+    let s3 = ferry_package::s3_client(config);
+    let needing: Vec<&str> = options
+        .request
+        .services
+        .iter()
+        .filter(|s| {
+            manifest.services.get(*s).is_some_and(|p| {
+                !p.artifacts.is_empty() || p.template_size > ferry_package::MAX_INLINE_TEMPLATE
+            })
+        })
+        .map(String::as_str)
+        .collect();
+    let mut bucket = stage.config.artifact_bucket.clone();
+    if bucket.is_none() && options.create_bucket {
+        bucket = Some(format!("ferry-artifacts-{}", ws.project.name));
+    }
+    let mut upload = UploadReport::default();
+    if !needing.is_empty() {
+        let Some(b) = &bucket else {
+            return Err(PrepareError::NoBucket {
+                stage: stage.name.clone(),
+                services: needing.join(", "),
+            });
+        };
+        if options.create_bucket && s3.head_bucket().bucket(b).send().await.is_err() {
+            s3.create_bucket()
+                .bucket(b)
+                .send()
+                .await
+                .map_err(|e| PrepareError::LocalBucket {
+                    bucket: b.clone(),
+                    message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+                })?;
+        }
+        upload = ferry_package::upload(&s3, b, options.dir, &manifest, &options.request.services)
+            .await?;
+    }
+    Ok(Prepared {
+        manifest,
+        dir: options.dir.to_path_buf(),
+        bucket,
+        upload,
+        s3,
+    })
 }
 
 impl std::fmt::Display for ServiceResult {
@@ -175,8 +285,7 @@ pub async fn deploy(
     let graph = ctx.ws.graph();
     let to_deploy: BTreeSet<String> = plan.order.iter().cloned().collect();
     // Dependents of what deploys are checked too: they redeploy only if what they receive changed.
-    let mut candidates = graph.with_dependents(to_deploy.iter().map(String::as_str));
-    candidates.retain(|s| ctx.ws.service(s).is_some());
+    let candidates = candidates(ctx.ws, plan);
     let sub = graph.subgraph(&candidates);
 
     let cfn = aws_sdk_cloudformation::Client::new(ctx.config);
@@ -362,11 +471,53 @@ async fn deploy_one(
     ssm_client: &aws_sdk_ssm::Client,
     on: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<ServiceResult, Failure> {
-    let template_path = ctx.ws.root.join(service.template_path());
-    let template = std::fs::read_to_string(&template_path)
-        .map_err(|e| format!("cannot read template {}: {e}", template_path.display()))?;
-    let parameters = resolve_parameters(ctx, service, cache, ssm_client).await?;
-    let template_hash = sha256_hex(template.as_bytes());
+    let packaged = match ctx.package {
+        Some(p) => Some(p.manifest.services.get(&service.name).ok_or_else(|| {
+            format!(
+                "service {} is not in package {}; package it (`cargo xtask package --service {}`)",
+                service.name, p.manifest.id, service.name
+            )
+        })?),
+        None => None,
+    };
+    let (template, fingerprint) = match (ctx.package, packaged) {
+        (Some(p), Some(sp)) => {
+            let source = match p.upload.template_urls.get(&service.name) {
+                Some(url) => TemplateSource::Url(url.clone()),
+                None => {
+                    let path = p.dir.join(&sp.template);
+                    TemplateSource::Body(std::fs::read_to_string(&path).map_err(|e| {
+                        format!("cannot read packaged template {}: {e}", path.display())
+                    })?)
+                }
+            };
+            (source, sp.fingerprint())
+        }
+        _ => {
+            let path = ctx.ws.root.join(service.template_path());
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read template {}: {e}", path.display()))?;
+            let hash = sha256_hex(text.as_bytes());
+            (TemplateSource::Body(text), hash)
+        }
+    };
+    let mut parameters = resolve_parameters(ctx, service, cache, ssm_client).await?;
+    if packaged.is_some_and(|sp| !sp.artifacts.is_empty()) {
+        let bucket = ctx
+            .package
+            .and_then(|p| p.bucket.clone())
+            .unwrap_or_default();
+        parameters.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket);
+    }
+    // The site's config file holds the dependencies' outputs: a change there is a change too.
+    let site_config = match packaged.and_then(|sp| sp.site.as_ref()) {
+        Some(site) if site.config_file.is_some() => Some(site_config(ctx, service, cache).await?),
+        _ => None,
+    };
+    let template_hash = match &site_config {
+        Some(c) => sha256_hex(format!("{fingerprint}:{}", sha256_hex(c)).as_bytes()),
+        None => fingerprint,
+    };
     let params_hash = parameters_hash(&parameters);
 
     if !must_deploy {
@@ -374,7 +525,7 @@ async fn deploy_one(
             Some(r) if r.template_hash == template_hash && r.parameters_hash == params_hash => {
                 // Its outputs may still be needed by dependents: they come from the stack on demand.
                 return Ok(ServiceResult::UpToDate {
-                    why: "template and parameters unchanged since its record".into(),
+                    why: "template, artifacts and parameters unchanged since its record".into(),
                 });
             }
             _ => {}
@@ -388,7 +539,7 @@ async fn deploy_one(
     ]);
     let spec = StackSpec {
         name: stack.to_string(),
-        template: TemplateSource::Body(template),
+        template,
         parameters,
         tags,
         method,
@@ -416,6 +567,18 @@ async fn deploy_one(
             }
         })?;
     cache.set(stack, deployed.outputs.clone()).await;
+    if let (Some(p), Some(site)) = (ctx.package, packaged.and_then(|sp| sp.site.as_ref())) {
+        publish_site(
+            ctx,
+            p,
+            service,
+            site,
+            &deployed.outputs,
+            site_config.as_deref(),
+            on,
+        )
+        .await?;
+    }
     let record = Record {
         service: service.name.clone(),
         stack: stack.to_string(),
@@ -423,7 +586,9 @@ async fn deploy_one(
         dirty: ctx.source.dirty,
         template_hash,
         parameters_hash: params_hash,
-        artifacts: BTreeMap::new(),
+        artifacts: packaged
+            .map(ServicePackage::artifact_keys)
+            .unwrap_or_default(),
         deployed_at: now_secs(),
         duration_ms: t0.elapsed().as_millis() as u64,
         acceptance: None,
@@ -433,6 +598,53 @@ async fn deploy_one(
     Ok(ServiceResult::Deployed {
         action: deployed.action,
     })
+}
+
+/// The content of a site's config file: the stack outputs of the service's dependencies, by
+/// service, as JSON.
+async fn site_config(
+    ctx: &DeployContext<'_>,
+    service: &Service,
+    cache: &OutputCache,
+) -> Result<Vec<u8>, Failure> {
+    let mut all: BTreeMap<String, Outputs> = BTreeMap::new();
+    for dep in service.dependencies() {
+        let stack = ctx.ws.stack_name(&dep, ctx.stage);
+        all.insert(dep, cache.get(&stack).await?.unwrap_or_default());
+    }
+    let mut bytes = serde_json::to_vec_pretty(&all).expect("outputs serialize");
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Uploads a service's static site to the bucket its stack output names.
+async fn publish_site(
+    ctx: &DeployContext<'_>,
+    p: &Prepared,
+    service: &Service,
+    site: &ferry_package::PackagedSite,
+    outputs: &Outputs,
+    config: Option<&[u8]>,
+    on: &(dyn Fn(Event) + Send + Sync),
+) -> Result<(), Failure> {
+    let bucket = outputs.get(&site.bucket_output).ok_or_else(|| {
+        format!(
+            "[package.site] bucket-output `{}` is not an output of stack {} (outputs: {}); add it to {}",
+            site.bucket_output,
+            ctx.ws.stack_name(&service.name, ctx.stage),
+            outputs.keys().cloned().collect::<Vec<_>>().join(", "),
+            service.template_path()
+        )
+    })?;
+    let n = ferry_package::upload_site(&p.s3, &p.dir, site, bucket, config).await?;
+    on(Event::Stack {
+        service: service.name.clone(),
+        progress: Progress::Note(format!(
+            "site: {n} files published to s3://{bucket}/{}",
+            site.prefix
+        )),
+    });
+    Ok(())
 }
 
 /// Resolves a service's parameters: dependency outputs (this run's, or read once from stacks),

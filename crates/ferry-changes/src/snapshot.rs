@@ -1,0 +1,135 @@
+//! What a package is made from: the head commit, whether the working tree differs from it, a
+//! package id, and for each service an exact key of its inputs when git already knows them.
+//!
+//! A clean service's inputs are named by git tree ids: its folder's, and those of the literal
+//! folders its `inputs` and the project's `global-inputs` start with (`shared/lib/**` →
+//! `shared/lib`). Equal keys mean equal files, so a package made under a key can be reused
+//! without reading a file. A service with a modified, added or deleted file among its inputs
+//! has no key and is always packaged again.
+//!
+//! A dirty tree gets its own id, `<commit>-dirty-<hash of the changed paths and contents>`, so
+//! its package is never mistaken for the commit's.
+
+use std::collections::BTreeMap;
+
+use git2::{ObjectType, Oid};
+
+use crate::{ChangesError, Repo};
+
+/// One service's inputs, as the manifest declares them.
+#[derive(Debug, Clone)]
+pub struct ServiceInputs {
+    pub name: String,
+    /// Repository-relative folder.
+    pub dir: String,
+    /// Extra repository-relative globs.
+    pub inputs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Package id: the commit, or `<commit>-dirty-<12 hex>`.
+    pub id: String,
+    pub commit: String,
+    pub dirty: bool,
+    /// Service → exact input key (only for services whose inputs are all clean).
+    pub input_keys: BTreeMap<String, String>,
+}
+
+/// The folder a glob's matches all lie in: its leading components without wildcards.
+fn literal_prefix(glob: &str) -> String {
+    glob.split('/')
+        .take_while(|c| !c.contains(['*', '?', '[', '{']))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn under(path: &str, prefix: &str) -> bool {
+    prefix.is_empty()
+        || path == prefix
+        || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
+}
+
+impl Repo {
+    /// The snapshot of the working tree for `services`.
+    pub fn snapshot(
+        &self,
+        services: &[ServiceInputs],
+        global_inputs: &[String],
+    ) -> Result<Snapshot, ChangesError> {
+        let head = self.head_commit().ok_or_else(|| ChangesError::NoCommit {
+            root: self.root().to_path_buf(),
+        })?;
+        let changed = self.diff_to_workdir(head)?;
+        let dirty = !changed.paths.is_empty();
+        let id = if dirty {
+            format!("{head}-dirty-{}", &self.fingerprint(&changed.paths)[..12])
+        } else {
+            head.to_string()
+        };
+        let globals: Vec<String> = global_inputs.iter().map(|g| literal_prefix(g)).collect();
+        let mut input_keys = BTreeMap::new();
+        for s in services {
+            let mut prefixes = vec![s.dir.clone()];
+            prefixes.extend(s.inputs.iter().map(|g| literal_prefix(g)));
+            prefixes.extend(globals.iter().cloned());
+            prefixes.sort();
+            prefixes.dedup();
+            let touched = changed
+                .paths
+                .iter()
+                .any(|p| prefixes.iter().any(|pre| under(p, pre)));
+            if touched {
+                continue;
+            }
+            let key = prefixes
+                .iter()
+                .map(|p| {
+                    let id = self
+                        .tree_id_at(head, p)
+                        .map_or_else(|| "none".to_string(), |o| o.to_string());
+                    format!("{p}:{id}")
+                })
+                .collect::<Vec<_>>()
+                .join(";");
+            input_keys.insert(s.name.clone(), key);
+        }
+        Ok(Snapshot {
+            id,
+            commit: head.to_string(),
+            dirty,
+            input_keys,
+        })
+    }
+
+    /// A hash of changed paths and their working-tree contents (or their absence).
+    fn fingerprint(&self, paths: &std::collections::BTreeSet<String>) -> String {
+        let mut text = String::new();
+        for p in paths {
+            let content = match std::fs::read(self.root().join(p)) {
+                Ok(bytes) => Oid::hash_object(ObjectType::Blob, &bytes)
+                    .map_or_else(|_| "?".to_string(), |o| o.to_string()),
+                Err(_) => "-".to_string(),
+            };
+            text.push_str(&format!("{p}\0{content}\n"));
+        }
+        Oid::hash_object(ObjectType::Blob, text.as_bytes())
+            .map_or_else(|_| "0".repeat(40), |o| o.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_prefixes() {
+        assert_eq!(literal_prefix("shared/lib/**"), "shared/lib");
+        assert_eq!(literal_prefix("shared/*.py"), "shared");
+        assert_eq!(literal_prefix("**/*.py"), "");
+        assert_eq!(literal_prefix("ferry.toml"), "ferry.toml");
+        assert!(under("services/api/x", "services/api"));
+        assert!(!under("services/api2/x", "services/api"));
+        assert!(under("anything", ""));
+    }
+}
