@@ -1,0 +1,187 @@
+//! The README's main job, end to end, on a temporary copy of this repository's example monorepo:
+//! `cargo xtask deploy dev --local` with an emulator of its own (started by `--local`, stopped at
+//! the end), then a second run that skips everything, then an edit to `api` that redeploys only
+//! `api`.
+
+#[allow(dead_code)] // only `run` is needed here
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::run;
+use ferry_test_support::{TestRepo, workspace_root};
+
+/// A git repository holding this repository's `ferry.toml` and `services/`, as committed.
+fn example_copy() -> TestRepo {
+    let root = workspace_root();
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args(["ls-files", "-z", "ferry.toml", "services"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let r = TestRepo::new();
+    for rel in String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .filter(|s| !s.is_empty())
+    {
+        let text = std::fs::read_to_string(root.join(rel)).unwrap();
+        r.write(rel, &text);
+    }
+    r.write(".gitignore", "target/\n");
+    r.commit("example monorepo");
+    r
+}
+
+/// Stops the copy's emulator however the test ends.
+struct Emulator<'a>(&'a Path);
+
+impl Drop for Emulator<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["local", "down"])
+            .env("FERRY_LOCAL_DIR", self.0)
+            .output();
+    }
+}
+
+fn local(r: &TestRepo, state: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.arg("--root").arg(r.path()).arg("--local").args(args);
+    for v in [
+        "AWS_ENDPOINT_URL",
+        "AWS_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "CI",
+        "CODEBUILD_BUILD_ID",
+        "GITHUB_ACTIONS",
+        "GITHUB_EVENT_NAME",
+        "CODEBUILD_WEBHOOK_TRIGGER",
+        "CODEBUILD_RESOLVED_SOURCE_VERSION",
+        "FORCE_DEPLOY_ALL",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("FERRY_LOCAL_DIR", state).env("HOME", r.path());
+    run(&mut c, None)
+}
+
+fn row<'a>(out: &'a str, service: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(&format!("{service} ")))
+        .unwrap_or_else(|| panic!("no row for {service} in:\n{out}"))
+}
+
+/// The endpoint the copy's emulator listens on, from `local env`.
+fn endpoint(r: &TestRepo, state: &Path) -> String {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.arg("--root")
+        .arg(r.path())
+        .args(["local", "env"])
+        .env("FERRY_LOCAL_DIR", state);
+    let (code, out, err) = run(&mut c, None);
+    assert_eq!(code, 0, "{err}");
+    out.lines()
+        .find_map(|l| l.strip_prefix("export AWS_ENDPOINT_URL="))
+        .unwrap_or_else(|| panic!("no endpoint in {out}"))
+        .trim_matches(['\'', '"'])
+        .to_string()
+}
+
+#[test]
+fn the_main_job_deploys_the_examples_then_skips_them_then_redeploys_only_what_changed() {
+    let r = example_copy();
+    let state = tempfile::tempdir().unwrap();
+    let _down = Emulator(state.path());
+
+    // 1. Everything is created, the api's code uploaded, the site published.
+    let (code, out, err) = local(&r, state.path(), &["deploy", "dev"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for s in ["database", "events", "api", "frontend"] {
+        assert!(row(&out, s).contains(" created "), "{out}");
+    }
+    assert!(err.contains("artifacts: 1 uploaded"), "{err}");
+    assert!(
+        err.contains("frontend: site: 2 files published to s3://"),
+        "{err}"
+    );
+    let outputs: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(r.path().join("target/ferry/outputs-dev.json")).unwrap(),
+    )
+    .unwrap();
+    let function = outputs["services"]["api"]["FunctionName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let site_bucket = outputs["services"]["frontend"]["BucketName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The published config file holds api's real outputs.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = endpoint(&r, state.path());
+    let config: serde_json::Value = rt.block_on(async {
+        let conf = ferry_credentials::base_config(
+            "us-east-1",
+            &ferry_credentials::config::Target {
+                local_endpoint: Some(url),
+            },
+        )
+        .await;
+        let s3 = ferry_package::s3_client(&conf);
+        let o = s3
+            .get_object()
+            .bucket(&site_bucket)
+            .key("config.json")
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_slice(&o.body.collect().await.unwrap().into_bytes()).unwrap()
+    });
+    assert_eq!(config["api"]["FunctionName"], function.as_str());
+
+    // 2. Nothing changed: nothing deploys, nothing is packaged or uploaded again.
+    let (code, out, err) = local(&r, state.path(), &["deploy", "dev"]);
+    assert_eq!(code, 0, "{err}");
+    for s in ["database", "events", "api", "frontend"] {
+        assert!(row(&out, s).contains("skipped (up to date)"), "{out}");
+    }
+    assert!(out.contains("0 stack output reads"), "{out}");
+
+    // 3. An edit to api's code: api redeploys with a new archive; frontend receives the same
+    // outputs and is skipped by its record.
+    r.write(
+        "services/api/src/handler.py",
+        &(std::fs::read_to_string(r.path().join("services/api/src/handler.py")).unwrap()
+            + "\n# edited\n"),
+    );
+    r.commit("edit api");
+    let (code, out, err) = local(&r, state.path(), &["deploy", "dev"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(row(&out, "api").contains(" updated "), "{out}");
+    assert!(
+        row(&out, "api").contains("changed: services/api/src/handler.py"),
+        "{out}"
+    );
+    assert!(
+        row(&out, "frontend").contains("skipped (up to date)"),
+        "{out}"
+    );
+    assert!(
+        row(&out, "frontend").contains("unchanged since its record"),
+        "{out}"
+    );
+    for s in ["database", "events"] {
+        assert!(row(&out, s).contains("skipped (up to date)"), "{out}");
+    }
+    assert!(err.contains("artifacts: 1 uploaded"), "{err}");
+}
