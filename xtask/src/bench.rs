@@ -12,6 +12,8 @@ pub enum Benchmark {
     Scheduler,
     /// First and no-op deploys of 50 services against an `aws cloudformation deploy` loop
     Deploy,
+    /// Packaging 2,000 files / 100 MB against `zip -rX` + `sha256sum`; re-package; reproducibility
+    Package,
 }
 
 #[derive(Debug, clap::Args)]
@@ -34,6 +36,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Benchmark::Deploy => cmd!(
             sh,
             "cargo bench --package xtask --bench deploy -- {extra...}"
+        )
+        .run()?,
+        Benchmark::Package => cmd!(
+            sh,
+            "cargo bench --package xtask --bench package -- {extra...}"
         )
         .run()?,
         Benchmark::Scheduler => cmd!(
