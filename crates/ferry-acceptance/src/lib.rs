@@ -1,0 +1,364 @@
+//! Acceptance tests against what a stage really runs.
+//!
+//! [`Harness::run_one`] runs a service's `[acceptance] command` in its folder with the stage's
+//! identity in the child's environment only:
+//!
+//! - `FERRY_STAGE`, `FERRY_STAGE_ID`, `FERRY_REGION`, `FERRY_PROJECT`, `FERRY_SERVICE`;
+//! - `FERRY_OUTPUTS_FILE`: a JSON file `{"<service>": {"<Key>": "<value>"}, …}` holding the stack
+//!   outputs of the service and of each service it depends on, and the same values as
+//!   `FERRY_OUTPUT_<SERVICE>_<KEY>` variables (upper case, other characters as `_`);
+//! - the stage's credentials and region (`AWS_*`), `AWS_ENDPOINT_URL` when local;
+//! - the manifest's `[acceptance] env`.
+//!
+//! Output is captured and masked; a command that outlives its timeout is killed. When the
+//! command prints libtest's lines (`test name ... ok`), each test becomes a case of the report;
+//! otherwise the service is one case. [`run`] runs many services on the graph scheduler (a
+//! service's tests wait for its dependencies' tests; a failure skips its dependents), and
+//! [`junit`] renders the JUnit XML CodeBuild's `reports:` reads.
+
+mod junit;
+mod libtest;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferry_credentials::Masker;
+use ferry_graph::{Cancel, Outcome, ScheduleOptions};
+use ferry_manifest::{Service, Stage, Workspace};
+use ferry_outputs::{Outputs, env_name};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+pub use junit::junit;
+pub use libtest::parse as parse_libtest;
+
+/// Lines of a command's output kept for the report (the last ones).
+const KEPT_LINES: usize = 200;
+
+/// One test case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Case {
+    pub name: String,
+    pub status: CaseStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseStatus {
+    Passed,
+    Failed,
+    Ignored,
+}
+
+/// What happened to one service's tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Passed,
+    /// The command exited non-zero (or could not start).
+    Failed {
+        message: String,
+    },
+    TimedOut {
+        after: Duration,
+    },
+    /// A dependency's tests failed.
+    Skipped {
+        failed_dependency: String,
+    },
+    /// The service has no `[acceptance]` section.
+    NoTests,
+    Cancelled,
+}
+
+impl Status {
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Status::Failed { .. } | Status::TimedOut { .. } | Status::Skipped { .. }
+        )
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Passed => f.write_str("passed"),
+            Status::Failed { message } => write!(f, "FAILED ({message})"),
+            Status::TimedOut { after } => write!(f, "TIMED OUT after {}s", after.as_secs()),
+            Status::Skipped { failed_dependency } => {
+                write!(f, "skipped ({failed_dependency} failed)")
+            }
+            Status::NoTests => f.write_str("no tests ([acceptance] not set)"),
+            Status::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+/// The outcome of one service's tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestOutcome {
+    pub service: String,
+    pub status: Status,
+    pub duration: Duration,
+    /// Cases reported by the command (libtest lines); empty when it reports none.
+    pub cases: Vec<Case>,
+    /// The last lines the command printed, masked.
+    pub output: Vec<String>,
+}
+
+/// What a test run needs of its stage.
+pub struct Harness<'a> {
+    pub ws: &'a Workspace,
+    pub stage: &'a Stage,
+    /// Variables for every command: the stage's credentials, region, endpoint (see
+    /// `ferry_credentials::env::child_env`).
+    pub env: Vec<(String, String)>,
+    pub masker: &'a Masker,
+    /// Where the outputs files are written (`target/ferry/acceptance/<stage id>`).
+    pub work_dir: PathBuf,
+}
+
+/// Progress of a run.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started { service: String },
+    Finished(TestOutcome),
+}
+
+impl Harness<'_> {
+    /// The outputs a service's tests see: its own and its dependencies', by service.
+    pub fn outputs_for(
+        &self,
+        service: &Service,
+        known: &BTreeMap<String, Outputs>,
+    ) -> BTreeMap<String, Outputs> {
+        std::iter::once(service.name.clone())
+            .chain(service.dependencies())
+            .filter_map(|s| known.get(&s).map(|o| (s, o.clone())))
+            .collect()
+    }
+
+    /// Runs one service's acceptance command.
+    pub async fn run_one(
+        &self,
+        service: &Service,
+        outputs: &BTreeMap<String, Outputs>,
+    ) -> TestOutcome {
+        let t0 = Instant::now();
+        let outcome = |status, cases, output| TestOutcome {
+            service: service.name.clone(),
+            status,
+            duration: t0.elapsed(),
+            cases,
+            output,
+        };
+        let Some(acc) = &service.acceptance else {
+            return outcome(Status::NoTests, Vec::new(), Vec::new());
+        };
+        let mine = self.outputs_for(service, outputs);
+        let file = self.work_dir.join(format!("{}.outputs.json", service.name));
+        let written = std::fs::create_dir_all(&self.work_dir).and_then(|_| {
+            let mut bytes = serde_json::to_vec_pretty(&mine).expect("outputs serialize");
+            bytes.push(b'\n');
+            std::fs::write(&file, bytes)
+        });
+        if let Err(e) = written {
+            let message = format!("cannot write {}: {e}", file.display());
+            return outcome(Status::Failed { message }, Vec::new(), Vec::new());
+        }
+
+        let mut cmd = tokio::process::Command::new(&acc.command[0]);
+        cmd.args(&acc.command[1..])
+            .current_dir(self.ws.root.join(&service.dir))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a timeout stops the command and everything it started.
+            .process_group(0)
+            .kill_on_drop(true);
+        for var in ferry_credentials::env::REPLACED {
+            cmd.env_remove(var);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("FERRY_STAGE", &self.stage.name)
+            .env("FERRY_STAGE_ID", &self.stage.id)
+            .env("FERRY_REGION", &self.stage.config.region)
+            .env("FERRY_PROJECT", &self.ws.project.name)
+            .env("FERRY_SERVICE", &service.name)
+            .env("FERRY_OUTPUTS_FILE", &file);
+        for (svc, o) in &mine {
+            for (k, v) in o {
+                cmd.env(env_name(svc, k), v);
+            }
+        }
+        cmd.envs(&acc.env);
+
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                let message = format!(
+                    "`{}` could not start: {e}; is it installed and on PATH?",
+                    acc.command[0]
+                );
+                return outcome(Status::Failed { message }, Vec::new(), Vec::new());
+            }
+        };
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let pump = |r: Box<dyn tokio::io::AsyncRead + Send + Unpin>| {
+            let lines = lines.clone();
+            tokio::spawn(async move {
+                let mut r = BufReader::new(r).lines();
+                while let Ok(Some(l)) = r.next_line().await {
+                    lines.lock().expect("lines").push(l);
+                }
+            })
+        };
+        let out = pump(Box::new(child.stdout.take().expect("piped")));
+        let err = pump(Box::new(child.stderr.take().expect("piped")));
+        let limit = Duration::from_secs(acc.timeout_secs);
+        let waited = tokio::time::timeout(limit, child.wait()).await;
+        // Stop what is left of the group (all of it on a timeout; stray background processes
+        // otherwise), which also closes the pipes the readers wait on.
+        if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+        if waited.is_err() {
+            let _ = child.kill().await;
+        }
+        let _ = out.await;
+        let _ = err.await;
+        let all = std::mem::take(&mut *lines.lock().expect("lines"));
+        let cases = libtest::parse(&all);
+        let start = all.len().saturating_sub(KEPT_LINES);
+        let output: Vec<String> = all[start..].iter().map(|l| self.masker.mask(l)).collect();
+        let status = match waited {
+            Err(_) => Status::TimedOut { after: limit },
+            Ok(Err(e)) => Status::Failed {
+                message: format!("waiting for it failed: {e}"),
+            },
+            Ok(Ok(s)) if s.success() => Status::Passed,
+            Ok(Ok(s)) => Status::Failed {
+                message: format!("`{}` {s}", acc.command.join(" ")),
+            },
+        };
+        outcome(status, cases, output)
+    }
+}
+
+/// A run over many services.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// In dependency order.
+    pub outcomes: Vec<TestOutcome>,
+}
+
+impl Report {
+    pub fn succeeded(&self) -> bool {
+        !self.outcomes.iter().any(|o| o.status.is_failure())
+    }
+}
+
+/// Runs the tests of `services` (dependencies first; at most `concurrency` at once). Outputs
+/// come from `outputs` (by service).
+pub async fn run(
+    h: &Harness<'_>,
+    services: &BTreeSet<String>,
+    outputs: &BTreeMap<String, Outputs>,
+    concurrency: Option<NonZeroUsize>,
+    cancel: &Cancel,
+    on: &(dyn Fn(Event) + Send + Sync),
+) -> Report {
+    let sub = h.ws.graph().subgraph(services);
+    let options = ScheduleOptions {
+        concurrency,
+        estimates: BTreeMap::new(),
+    };
+    let report = ferry_graph::schedule::run(&sub, &options, cancel, |name| async move {
+        let service = h.ws.service(&name).expect("selected services exist");
+        on(Event::Started {
+            service: name.clone(),
+        });
+        let o = h.run_one(service, outputs).await;
+        on(Event::Finished(o.clone()));
+        if o.status.is_failure() { Err(o) } else { Ok(o) }
+    })
+    .await;
+    let outcomes = sub
+        .topo_order()
+        .into_iter()
+        .map(|name| match report.outcomes.get(&name) {
+            Some(Outcome::Succeeded(o)) | Some(Outcome::Failed(o)) => o.clone(),
+            Some(Outcome::Skipped { failed_dependency }) => TestOutcome {
+                service: name,
+                status: Status::Skipped {
+                    failed_dependency: failed_dependency.clone(),
+                },
+                duration: Duration::ZERO,
+                cases: Vec::new(),
+                output: Vec::new(),
+            },
+            Some(Outcome::Cancelled) | None => TestOutcome {
+                service: name,
+                status: Status::Cancelled,
+                duration: Duration::ZERO,
+                cases: Vec::new(),
+                output: Vec::new(),
+            },
+        })
+        .collect();
+    Report { outcomes }
+}
+
+/// The summary table.
+pub fn summary(report: &Report) -> String {
+    let width = report
+        .outcomes
+        .iter()
+        .map(|o| o.service.len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
+    let mut out = format!(
+        "{:<width$}  {:>6}  {:>6}  RESULT\n",
+        "SERVICE", "TESTS", "TIME"
+    );
+    for o in &report.outcomes {
+        let tests = if o.cases.is_empty() {
+            "-".to_string()
+        } else {
+            let passed = o
+                .cases
+                .iter()
+                .filter(|c| c.status == CaseStatus::Passed)
+                .count();
+            format!("{passed}/{}", o.cases.len())
+        };
+        out.push_str(&format!(
+            "{:<width$}  {tests:>6}  {:>5.1}s  {}\n",
+            o.service,
+            o.duration.as_secs_f64(),
+            o.status
+        ));
+    }
+    for o in report
+        .outcomes
+        .iter()
+        .filter(|o| matches!(o.status, Status::Failed { .. } | Status::TimedOut { .. }))
+    {
+        out.push_str(&format!("\n{} failed; its last lines:\n", o.service));
+        for l in o.output.iter().rev().take(25).rev() {
+            out.push_str(&format!("  | {l}\n"));
+        }
+    }
+    out
+}
+
+/// Writes `text` to `path`, creating its folder.
+pub fn write_report(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, text)
+}

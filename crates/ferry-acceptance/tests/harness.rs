@@ -1,0 +1,151 @@
+//! The harness on real commands: environment and outputs, libtest cases, failure with masked
+//! output, dependents skipped, timeouts, JUnit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ferry_acceptance::{CaseStatus, Harness, Status, junit, run, summary};
+use ferry_credentials::Masker;
+use ferry_graph::Cancel;
+
+fn write(root: &Path, rel: &str, body: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, body).unwrap();
+}
+
+fn service(root: &Path, name: &str, extra: &str, command: &str) {
+    write(root, &format!("services/{name}/t.yaml"), "Resources: {}\n");
+    write(
+        root,
+        &format!("services/{name}/service.toml"),
+        &format!(
+            "[service]\ntemplate = \"t.yaml\"\n{extra}\n[acceptance]\ncommand = [\"sh\", \"-c\", {command:?}]\ntimeout = 2\nenv = {{ GREETING = \"hi\" }}\n"
+        ),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_reports_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "ferry.toml",
+        "[project]\nname = \"acc\"\n\n[stages.dev]\nregion = \"eu-west-1\"\n",
+    );
+    service(
+        root,
+        "db",
+        "",
+        "echo \"$FERRY_SERVICE $FERRY_STAGE $FERRY_REGION $GREETING $FERRY_OUTPUT_DB_TABLENAME\"; cat \"$FERRY_OUTPUTS_FILE\"; pwd; echo 'test db::write ... ok'; echo 'test db::read ... ok'",
+    );
+    service(
+        root,
+        "api",
+        "depends-on = [\"db\"]",
+        "echo \"token $FERRY_OUTPUT_API_TOKEN\"; echo 'test api::call ... FAILED'; exit 1",
+    );
+    service(root, "web", "depends-on = [\"api\"]", "echo never");
+    service(root, "slow", "", "sleep 30");
+    write(root, "services/plain/t.yaml", "Resources: {}\n");
+    write(
+        root,
+        "services/plain/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    let ws = ferry_manifest::load(root).unwrap();
+    let stage = ws.stage("dev").unwrap();
+    let masker = Masker::new();
+    masker.register("s3cr3t-token");
+    let h = Harness {
+        ws: &ws,
+        stage: &stage,
+        env: vec![("AWS_REGION".into(), "eu-west-1".into())],
+        masker: &masker,
+        work_dir: root.join("target/ferry/acceptance/dev"),
+    };
+    let outputs = BTreeMap::from([
+        (
+            "db".to_string(),
+            BTreeMap::from([("TableName".to_string(), "orders-dev".to_string())]),
+        ),
+        (
+            "api".to_string(),
+            BTreeMap::from([("Token".to_string(), "s3cr3t-token".to_string())]),
+        ),
+        ("web".to_string(), BTreeMap::new()),
+    ]);
+    let selected: BTreeSet<String> = ["db", "api", "web", "slow", "plain"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let t0 = Instant::now();
+    let report = run(&h, &selected, &outputs, None, &Cancel::new(), &|_| {}).await;
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    let by = |s: &str| report.outcomes.iter().find(|o| o.service == s).unwrap();
+
+    let db = by("db");
+    assert_eq!(db.status, Status::Passed);
+    assert_eq!(db.output[0], "db dev eu-west-1 hi orders-dev");
+    let file: serde_json::Value =
+        serde_json::from_str(&db.output[1..db.output.len() - 3].join("\n")).unwrap();
+    assert_eq!(file, serde_json::json!({"db": {"TableName": "orders-dev"}}));
+    assert!(
+        db.output[db.output.len() - 3].ends_with("services/db"),
+        "{:?}",
+        db.output
+    );
+    assert_eq!(db.cases.len(), 2);
+    assert!(db.cases.iter().all(|c| c.status == CaseStatus::Passed));
+
+    let api = by("api");
+    assert!(
+        matches!(&api.status, Status::Failed { message } if message.contains("exit status: 1")),
+        "{:?}",
+        api.status
+    );
+    assert_eq!(api.output[0], "token ****");
+    assert_eq!(
+        by("web").status,
+        Status::Skipped {
+            failed_dependency: "api".into()
+        }
+    );
+    assert_eq!(
+        by("slow").status,
+        Status::TimedOut {
+            after: Duration::from_secs(2)
+        }
+    );
+    assert_eq!(by("plain").status, Status::NoTests);
+    assert!(!report.succeeded());
+
+    let table = summary(&report);
+    assert!(
+        table.contains("api failed; its last lines:\n  | token ****"),
+        "{table}"
+    );
+    assert!(!table.contains("s3cr3t"), "{table}");
+
+    let xml = junit(&report, "dev");
+    assert!(!xml.contains("s3cr3t"));
+    let path = root.join("report.xml");
+    std::fs::write(&path, &xml).unwrap();
+    // Well-formed, with the expected counts.
+    let check = std::process::Command::new("python3")
+        .args(["-c", "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(r.get('tests'), r.get('failures'), [(s.get('name'), s.get('tests'), s.get('failures')) for s in r])"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(check.stdout).unwrap().trim(),
+        "5 3 [('db', '2', '0'), ('slow', '1', '1'), ('api', '1', '1'), ('web', '1', '1')]"
+    );
+}
