@@ -33,6 +33,10 @@ pub struct DeployArgs {
     /// Take over the stage's lock from a deploy that died
     #[arg(long)]
     force_unlock: bool,
+    /// Run each deployed service's acceptance tests right after it deploys (its dependents wait
+    /// for them), then those of services deployed at this commit that have not passed yet
+    #[arg(long)]
+    test: bool,
     /// How long one stack operation may take, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     timeout: u64,
@@ -160,6 +164,7 @@ pub fn deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
             Ok(r) => (r.head_commit().map(|c| c.to_string()).unwrap_or_default(), r.is_dirty().unwrap_or(true)),
             Err(_) => (ci.commit.clone().unwrap_or_default(), false),
         };
+        let ctx_commit = commit.clone();
         if let Some(note) = ferry_deploy::preflight(&plan, &stage, dirty)? {
             println!("{note}");
             return Ok(());
@@ -213,6 +218,7 @@ pub fn deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
             },
             // The emulator publishes no outputs after a change set: always direct with --local.
             method: ctx.local.then_some(Method::Direct),
+            test: args.test,
         };
         let print = progress(t0);
         let run = ferry_deploy::deploy(&deploy_ctx, &plan, &options, &*print);
@@ -225,6 +231,21 @@ pub fn deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
                 run.await
             }
         };
+        // With --test: then the services deployed at this commit whose tests have not passed
+        // (e.g. they failed last time and nothing changed since).
+        let mut tests = None;
+        if args.test && !cancel.is_cancelled() {
+            let mut t = ferry_acceptance::Report { outcomes: report.tests.clone() };
+            let tested: Vec<String> = t.outcomes.iter().map(|o| o.service.clone()).collect();
+            let now = records.read_all().await.context("failed to read the stage's deployment records")?;
+            let mut rest = ferry_acceptance::select(&ws, &stage.name, &now, &ctx_commit, &[], false)?;
+            rest.retain(|s| !tested.contains(s) && ws.service(s).is_some_and(|s| s.acceptance.is_some()));
+            if !rest.is_empty() {
+                let more = crate::acceptance::run_selected(&ws, &stage, &aws.config, &records, &now, &rest, args.concurrency, t0).await?;
+                t.outcomes.extend(more.outcomes);
+            }
+            tests = Some(t);
+        }
         let unlocked = records.unlock().await;
 
         let dir = ws.root.join("target").join("ferry");
@@ -232,6 +253,16 @@ pub fn deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
         println!("{}", masker().mask(&ferry_deploy::summary(&report)));
         println!("outputs: {} ({} stack output reads); {:.1}s in all", outputs_path.display(), report.output_reads, t0.elapsed().as_secs_f64());
         unlocked.context("failed to release the stage's lock; release it with --force-unlock on the next deploy")?;
+        if let Some(t) = &tests {
+            if t.outcomes.is_empty() {
+                println!("acceptance: no tests to run (no deployed service with [acceptance] is waiting for them)");
+            } else {
+                let outcome = crate::acceptance::finish(&ws, &stage, t);
+                if report.succeeded() {
+                    outcome?;
+                }
+            }
+        }
         if !report.succeeded() {
             anyhow::bail!("the deploy of stage `{}` did not complete; fix the failures above and run it again (it redoes only what is missing)", stage.name);
         }

@@ -3,6 +3,7 @@
 //! This binary parses arguments and composes the `ferry-*` crates; logic lives in the crates.
 //! Exit codes: 0 success, 1 failure, 2 usage error.
 
+mod acceptance;
 mod aws;
 mod bench;
 mod deploy;
@@ -52,6 +53,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Build, zip and hash the services' artifacts for the current commit (stage independent)
     Package(package::PackageArgs),
+    /// Run the acceptance tests of a deployed stage against its real stack outputs
+    TestAcceptance(acceptance::AcceptanceArgs),
     /// Deploy a stage: the services that need it, in dependency order, with their records
     Deploy(deploy::DeployArgs),
     /// Delete a stage's stacks in reverse dependency order (e.g. a preview stage), and records
@@ -143,6 +146,7 @@ fn main() -> ExitCode {
         Command::Graph(args) => plan::graph(&ctx, &args),
         Command::Package(args) => package::run(&ctx, &args),
         Command::Deploy(args) => deploy::deploy(&ctx, &args),
+        Command::TestAcceptance(args) => acceptance::run(&ctx, &args),
         Command::Remove(args) => deploy::remove(&ctx, &args),
         Command::Outputs(args) => deploy::outputs(&ctx, &args),
         Command::Whoami(args) => aws::whoami(&ctx, &args),

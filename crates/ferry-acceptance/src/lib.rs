@@ -15,9 +15,13 @@
 //! otherwise the service is one case. [`run`] runs many services on the graph scheduler (a
 //! service's tests wait for its dependencies' tests; a failure skips its dependents), and
 //! [`junit`] renders the JUnit XML CodeBuild's `reports:` reads.
+//!
+//! [`kit`] is the library for writing such tests (its AWS checks are behind features).
 
 mod junit;
+pub mod kit;
 mod libtest;
+mod select;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroUsize;
@@ -34,6 +38,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub use junit::junit;
 pub use libtest::parse as parse_libtest;
+pub use select::{SelectError, mark, select};
 
 /// Lines of a command's output kept for the report (the last ones).
 const KEPT_LINES: usize = 200;
@@ -221,7 +226,10 @@ impl Harness<'_> {
         let waited = tokio::time::timeout(limit, child.wait()).await;
         // Stop what is left of the group (all of it on a timeout; stray background processes
         // otherwise), which also closes the pipes the readers wait on.
-        if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+        if let Some(pid) = child
+            .id()
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        {
             let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         }
         if waited.is_err() {

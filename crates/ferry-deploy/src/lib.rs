@@ -33,6 +33,9 @@ pub struct DeployOptions {
     pub engine: ferry_stacks::DeployOptions,
     /// Overrides the stage's `deployment-method` (the local emulator needs `Direct`).
     pub method: Option<Method>,
+    /// Run each deployed service's acceptance tests right after it deploys; its dependents wait
+    /// for them, and a failure skips them.
+    pub test: bool,
 }
 
 /// The commit being deployed.
@@ -220,6 +223,8 @@ pub struct ServiceReport {
 #[derive(Debug, Clone)]
 pub struct DeployReport {
     pub services: Vec<ServiceReport>,
+    /// Acceptance tests run during the deploy (`DeployOptions::test`), in the order they ran.
+    pub tests: Vec<ferry_acceptance::TestOutcome>,
     /// All outputs of the stage's services known after the deploy.
     pub outputs: OutputsFile,
     /// DescribeStacks calls made to read outputs.
@@ -308,6 +313,7 @@ pub async fn deploy(
         estimates,
     };
     let started: Mutex<BTreeMap<String, Instant>> = Mutex::new(BTreeMap::new());
+    let tests: Mutex<Vec<ferry_acceptance::TestOutcome>> = Mutex::new(Vec::new());
 
     let report = ferry_graph::schedule::run(&sub, &schedule, ctx.cancel, |name| {
         let service = ctx
@@ -326,7 +332,9 @@ pub async fn deploy(
                 .collect();
             format!("dependent of {}", deps.join(", "))
         };
-        let (engine, cache, ssm_client, started) = (&engine, &cache, &ssm_client, &started);
+        let (engine, cache, ssm_client, started, tests) =
+            (&engine, &cache, &ssm_client, &started, &tests);
+        let test = options.test;
         let must_deploy = to_deploy.contains(&name);
         async move {
             started
@@ -350,6 +358,12 @@ pub async fn deploy(
                 on,
             )
             .await;
+            let result = match result {
+                Ok(ServiceResult::Deployed { action }) if test => {
+                    run_tests(ctx, &service, cache, tests, action, on).await
+                }
+                other => other,
+            };
             let duration = t0.elapsed();
             let failed = result.is_err();
             let r = result.unwrap_or_else(|e| ServiceResult::Failed {
@@ -439,6 +453,7 @@ pub async fn deploy(
     }
     DeployReport {
         services,
+        tests: tests.into_inner().expect("tests lock"),
         outputs,
         output_reads: cache.calls(),
     }
@@ -598,6 +613,79 @@ async fn deploy_one(
     Ok(ServiceResult::Deployed {
         action: deployed.action,
     })
+}
+
+/// Runs a just-deployed service's acceptance tests and marks its record. A failure fails the
+/// service, so its dependents are skipped.
+async fn run_tests(
+    ctx: &DeployContext<'_>,
+    service: &Service,
+    cache: &OutputCache,
+    tests: &Mutex<Vec<ferry_acceptance::TestOutcome>>,
+    action: Action,
+    on: &(dyn Fn(Event) + Send + Sync),
+) -> Result<ServiceResult, Failure> {
+    if service.acceptance.is_none() {
+        return Ok(ServiceResult::Deployed { action });
+    }
+    on(Event::Stack {
+        service: service.name.clone(),
+        progress: Progress::Note("running its acceptance tests".into()),
+    });
+    let env = ferry_credentials::env::child_env(ctx.config, &ctx.stage.name, ctx.masker).await?;
+    let harness = ferry_acceptance::Harness {
+        ws: ctx.ws,
+        stage: ctx.stage,
+        env,
+        masker: ctx.masker,
+        work_dir: acceptance_dir(ctx.ws, ctx.stage),
+    };
+    let mut outputs = BTreeMap::new();
+    for s in std::iter::once(service.name.clone()).chain(service.dependencies()) {
+        let stack = ctx.ws.stack_name(&s, ctx.stage);
+        if let Some(o) = cache.get(&stack).await? {
+            outputs.insert(s, o);
+        }
+    }
+    let outcome = harness.run_one(service, &outputs).await;
+    tests.lock().expect("tests lock").push(outcome.clone());
+    on(Event::Stack {
+        service: service.name.clone(),
+        progress: Progress::Note(format!(
+            "acceptance tests {} in {:.1}s",
+            outcome.status,
+            outcome.duration.as_secs_f64()
+        )),
+    });
+    let record = ctx
+        .records
+        .read_all()
+        .await?
+        .remove(&service.name)
+        .ok_or_else(|| format!("the record of {} just written is gone", service.name))?;
+    if let Some(marked) = ferry_acceptance::mark(&record, &outcome, now_secs()) {
+        ctx.records.write(&marked).await?;
+    }
+    if outcome.status.is_failure() {
+        return Err(Failure {
+            message: format!(
+                "deployed ({}), but its acceptance tests {}",
+                ServiceResult::Deployed { action },
+                outcome.status
+            ),
+            failures: Vec::new(),
+        });
+    }
+    Ok(ServiceResult::Deployed { action })
+}
+
+/// Where acceptance runs write their outputs files: `target/ferry/acceptance/<stage id>`.
+pub fn acceptance_dir(ws: &Workspace, stage: &Stage) -> PathBuf {
+    ws.root
+        .join("target")
+        .join("ferry")
+        .join("acceptance")
+        .join(&stage.id)
 }
 
 /// The content of a site's config file: the stack outputs of the service's dependencies, by
