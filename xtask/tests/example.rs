@@ -1,7 +1,8 @@
-//! The README's main job, end to end, on a temporary copy of this repository's example monorepo:
-//! `cargo xtask deploy dev --local` with an emulator of its own (started by `--local`, stopped at
-//! the end), then a second run that skips everything, then an edit to `api` that redeploys only
-//! `api`.
+//! The README's main job, end to end, on a temporary copy of this repository (the example
+//! monorepo and the cargo workspace its acceptance tests build in): `cargo xtask deploy dev
+//! --local --test` with an emulator of its own (started by `--local`, stopped at the end): the
+//! first run deploys and passes; a second run skips everything; an edit to `api` redeploys and
+//! retests only `api`; a broken acceptance test gives exit 1 and leaves the record not passed.
 
 #[allow(dead_code)] // only `run` is needed here
 mod common;
@@ -12,13 +13,13 @@ use std::process::Command;
 use common::run;
 use ferry_test_support::{TestRepo, workspace_root};
 
-/// A git repository holding this repository's `ferry.toml` and `services/`, as committed.
+/// A git repository holding this repository's tracked files, as they are in the working tree.
 fn example_copy() -> TestRepo {
     let root = workspace_root();
     let out = Command::new("git")
         .arg("-C")
         .arg(&root)
-        .args(["ls-files", "-z", "ferry.toml", "services"])
+        .args(["ls-files", "-z"])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -67,7 +68,12 @@ fn local(r: &TestRepo, state: &Path, args: &[&str]) -> (i32, String, String) {
     ] {
         c.env_remove(v);
     }
-    c.env("FERRY_LOCAL_DIR", state).env("HOME", r.path());
+    c.env("FERRY_LOCAL_DIR", state);
+    // The acceptance tests build in the copy's cargo workspace: sharing this build's target
+    // folder reuses every compiled dependency.
+    if std::env::var_os("CARGO_TARGET_DIR").is_none() {
+        c.env("CARGO_TARGET_DIR", workspace_root().join("target"));
+    }
     run(&mut c, None)
 }
 
@@ -93,14 +99,20 @@ fn endpoint(r: &TestRepo, state: &Path) -> String {
         .to_string()
 }
 
+fn edit(r: &TestRepo, rel: &str, from: &str, to: &str) {
+    let text = std::fs::read_to_string(r.path().join(rel)).unwrap();
+    assert!(text.contains(from), "{rel} lacks {from:?}");
+    r.write(rel, &text.replacen(from, to, 1));
+}
+
 #[test]
-fn the_main_job_deploys_the_examples_then_skips_them_then_redeploys_only_what_changed() {
+fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what_changed() {
     let r = example_copy();
     let state = tempfile::tempdir().unwrap();
     let _down = Emulator(state.path());
 
-    // 1. Everything is created, the api's code uploaded, the site published.
-    let (code, out, err) = local(&r, state.path(), &["deploy", "dev"]);
+    // 1. Everything is created and passes its tests; the api's code uploaded, the site published.
+    let (code, out, err) = local(&r, state.path(), &["deploy", "dev", "--test"]);
     assert_eq!(code, 0, "{out}\n{err}");
     for s in ["database", "events", "api", "frontend"] {
         assert!(row(&out, s).contains(" created "), "{out}");
@@ -109,6 +121,24 @@ fn the_main_job_deploys_the_examples_then_skips_them_then_redeploys_only_what_ch
     assert!(
         err.contains("frontend: site: 2 files published to s3://"),
         "{err}"
+    );
+    for (s, n) in [
+        ("database", "1/1"),
+        ("events", "2/2"),
+        ("api", "1/1"),
+        ("frontend", "1/1"),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{s} ")) && l.ends_with("passed"));
+        assert!(line.is_some_and(|l| l.contains(n)), "{s}: {out}");
+    }
+    let junit =
+        std::fs::read_to_string(r.path().join("target/ferry/reports/acceptance-dev.xml")).unwrap();
+    assert!(junit.contains("tests=\"5\" failures=\"0\""), "{junit}");
+    assert!(
+        junit.contains("name=\"events::a_published_order_event_reaches_the_order_queue\""),
+        "{junit}"
     );
     let outputs: serde_json::Value = serde_json::from_slice(
         &std::fs::read(r.path().join("target/ferry/outputs-dev.json")).unwrap(),
@@ -149,31 +179,29 @@ fn the_main_job_deploys_the_examples_then_skips_them_then_redeploys_only_what_ch
     });
     assert_eq!(config["api"]["FunctionName"], function.as_str());
 
-    // 2. Nothing changed: nothing deploys, nothing is packaged or uploaded again.
-    let (code, out, err) = local(&r, state.path(), &["deploy", "dev"]);
+    // 2. Nothing changed: nothing deploys, nothing is tested again.
+    let (code, out, err) = local(&r, state.path(), &["deploy", "dev", "--test"]);
     assert_eq!(code, 0, "{err}");
     for s in ["database", "events", "api", "frontend"] {
         assert!(row(&out, s).contains("skipped (up to date)"), "{out}");
     }
     assert!(out.contains("0 stack output reads"), "{out}");
+    assert!(out.contains("acceptance: no tests to run"), "{out}");
 
-    // 3. An edit to api's code: api redeploys with a new archive; frontend receives the same
-    // outputs and is skipped by its record.
-    r.write(
+    // 3. An edit to api's code: api redeploys with a new archive and is retested; frontend
+    // receives the same outputs and is skipped by its record.
+    edit(
+        &r,
         "services/api/src/handler.py",
-        &(std::fs::read_to_string(r.path().join("services/api/src/handler.py")).unwrap()
-            + "\n# edited\n"),
+        "def handle(",
+        "# edited\ndef handle(",
     );
     r.commit("edit api");
-    let (code, out, err) = local(&r, state.path(), &["deploy", "dev"]);
+    let (code, out, err) = local(&r, state.path(), &["deploy", "dev", "--test"]);
     assert_eq!(code, 0, "{err}");
     assert!(row(&out, "api").contains(" updated "), "{out}");
     assert!(
         row(&out, "api").contains("changed: services/api/src/handler.py"),
-        "{out}"
-    );
-    assert!(
-        row(&out, "frontend").contains("skipped (up to date)"),
         "{out}"
     );
     assert!(
@@ -184,4 +212,51 @@ fn the_main_job_deploys_the_examples_then_skips_them_then_redeploys_only_what_ch
         assert!(row(&out, s).contains("skipped (up to date)"), "{out}");
     }
     assert!(err.contains("artifacts: 1 uploaded"), "{err}");
+    let tested: Vec<&str> = out.lines().filter(|l| l.ends_with("passed")).collect();
+    assert_eq!(tested.len(), 1, "{out}");
+    assert!(tested[0].starts_with("api "), "{out}");
+
+    // 4. A broken acceptance test: exit 1, the record stays not passed, and the next run tests
+    // it again (and fails again) although nothing is redeployed.
+    edit(
+        &r,
+        "services/acceptance/tests/acceptance/api.rs",
+        "Some(stage.stage_id.as_str())",
+        "Some(\"not-this-stage\")",
+    );
+    r.commit("break api's test");
+    let (code, out, err) = local(&r, state.path(), &["deploy", "dev", "--test"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(row(&out, "api").contains(" FAILED "), "{out}");
+    assert!(
+        out.contains("api: deployed (no changes), but its acceptance tests FAILED"),
+        "{out}"
+    );
+    assert!(
+        row(&out, "frontend").contains("skipped (api failed)"),
+        "{out}"
+    );
+    assert!(out.contains("api failed; its output from the first panic:\n  | thread 'api::the_function_holds_this_stages_table_and_topic'"), "{out}");
+    assert!(out.contains("not-this-stage"), "{out}");
+    assert!(
+        err.contains("the deploy of stage `dev` did not complete"),
+        "{err}"
+    );
+    let (code, out, _) = local(
+        &r,
+        state.path(),
+        &["param", "get", "dev", "/ferry/shop/dev/records/api"],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("\"acceptance\":{\"passed\":false"), "{out}");
+    let (code, out, _) = local(&r, state.path(), &["test-acceptance", "dev"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(row(&out, "api").contains("FAILED"), "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("FAILED") || l.ends_with("passed"))
+            .count(),
+        1,
+        "{out}"
+    );
 }

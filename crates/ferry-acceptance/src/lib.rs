@@ -355,8 +355,14 @@ pub fn summary(report: &Report) -> String {
         .iter()
         .filter(|o| matches!(o.status, Status::Failed { .. } | Status::TimedOut { .. }))
     {
-        out.push_str(&format!("\n{} failed; its last lines:\n", o.service));
-        for l in o.output.iter().rev().take(25).rev() {
+        // From the first panic message when there is one (a backtrace after it is noise),
+        // else the last lines.
+        let (start, from) = match o.output.iter().position(|l| l.contains("panicked at")) {
+            Some(i) => (i, "its output from the first panic"),
+            None => (o.output.len().saturating_sub(25), "its last lines"),
+        };
+        out.push_str(&format!("\n{} failed; {from}:\n", o.service));
+        for l in o.output.iter().skip(start).take(25) {
             out.push_str(&format!("  | {l}\n"));
         }
     }
