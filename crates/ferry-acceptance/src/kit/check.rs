@@ -1,7 +1,9 @@
 //! Polling checks: distributed systems converge, so a check is retried until it holds.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// How long the checks of this library wait by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
