@@ -14,6 +14,8 @@ pub enum Benchmark {
     Deploy,
     /// Packaging 2,000 files / 100 MB against `zip -rX` + `sha256sum`; re-package; reproducibility
     Package,
+    /// Acceptance harness overhead: 20 services whose test command is `true`
+    Acceptance,
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,6 +43,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Benchmark::Package => cmd!(
             sh,
             "cargo bench --package xtask --bench package -- {extra...}"
+        )
+        .run()?,
+        Benchmark::Acceptance => cmd!(
+            sh,
+            "cargo bench --package xtask --bench acceptance -- {extra...}"
         )
         .run()?,
         Benchmark::Scheduler => cmd!(

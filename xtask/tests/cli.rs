@@ -456,3 +456,54 @@ fn plan_on_a_pull_request_build_says_nothing_will_be_deployed() {
     let (_, out, _) = run(&mut cmd);
     assert!(out.contains("build-graph: []"), "{out}");
 }
+
+/// buildspec.yml is valid YAML with CodeBuild's phases, every `cargo xtask …` it calls exists,
+/// and its reports read where Ferry writes JUnit.
+#[test]
+fn buildspec_is_valid_and_calls_only_existing_commands() {
+    let root = workspace_root();
+    let text = std::fs::read_to_string(root.join("buildspec.yml")).unwrap();
+    let spec: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("buildspec.yml is YAML");
+    assert_eq!(spec["version"].as_f64(), Some(0.2));
+    let mut calls = Vec::new();
+    for phase in ["install", "pre_build", "build"] {
+        let commands = spec["phases"][phase]["commands"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("phase {phase} has no commands"));
+        for c in commands {
+            let c = c.as_str().expect("commands are strings");
+            if let Some(rest) = c.split("cargo xtask ").nth(1) {
+                calls.push(rest.split_whitespace().next().unwrap().to_string());
+            }
+        }
+    }
+    for expected in ["validate", "test", "package", "deploy", "test-acceptance"] {
+        assert!(
+            calls.iter().any(|c| c == expected),
+            "buildspec does not call `{expected}`: {calls:?}"
+        );
+    }
+    for c in &calls {
+        let (code, _, err) = run(&mut xtask(&[c, "--help"]));
+        assert_eq!(
+            code, 0,
+            "buildspec calls `cargo xtask {c}`, which does not exist: {err}"
+        );
+    }
+    // The JUnit files the build writes are where the reports look for them.
+    assert!(text.contains("cargo xtask test --junit target/ferry/reports/unit.xml"));
+    for group in ["unit-tests", "acceptance-tests"] {
+        let g = &spec["reports"][group];
+        assert_eq!(
+            g["base-directory"].as_str(),
+            Some("target/ferry/reports"),
+            "{group}"
+        );
+        assert_eq!(g["file-format"].as_str(), Some("JUNITXML"), "{group}");
+    }
+    assert!(
+        spec["cache"]["paths"]
+            .as_sequence()
+            .is_some_and(|p| p.iter().any(|p| p.as_str() == Some("target/**/*")))
+    );
+}
