@@ -1,8 +1,13 @@
-//! The README's main job, end to end, on a temporary copy of this repository (the example
-//! monorepo and the cargo workspace its acceptance tests build in): `cargo xtask deploy dev
-//! --local --test` with an emulator of its own (started by `--local`, stopped at the end): the
-//! first run deploys and passes; a second run skips everything; an edit to `api` redeploys and
-//! retests only `api`; a broken acceptance test gives exit 1 and leaves the record not passed.
+//! The README's main job, end to end, on a temporary copy of this repository's example monorepo:
+//! `cargo xtask deploy dev --local --test` with an emulator of its own (started by `--local`,
+//! stopped at the end): the first run deploys and passes; a second run skips everything; an edit
+//! to `api` redeploys and retests only `api`; a deploy that breaks what `api`'s acceptance test
+//! checks gives exit 1 and leaves the record not passed.
+//!
+//! The copy lives under this workspace's `target/`, so the example's test command
+//! (`cargo test --workspace --test acceptance …`) finds this cargo workspace by searching upwards
+//! and runs the test binary this build already compiled, with the same features: a second cargo
+//! workspace sharing the target folder would overwrite this build's artifacts.
 
 #[allow(dead_code)] // only `run` is needed here
 mod common;
@@ -13,17 +18,18 @@ use std::process::Command;
 use common::run;
 use ferry_test_support::{TestRepo, workspace_root};
 
-/// A git repository holding this repository's tracked files, as they are in the working tree.
+/// A git repository under `target/ferry/e2e/` holding this repository's `ferry.toml` and
+/// `services/` as they are in the working tree.
 fn example_copy() -> TestRepo {
     let root = workspace_root();
     let out = Command::new("git")
         .arg("-C")
         .arg(&root)
-        .args(["ls-files", "-z"])
+        .args(["ls-files", "-z", "ferry.toml", "services"])
         .output()
         .unwrap();
     assert!(out.status.success());
-    let r = TestRepo::new();
+    let r = TestRepo::new_in(&root.join("target/ferry/e2e"));
     for rel in String::from_utf8(out.stdout)
         .unwrap()
         .split('\0')
@@ -69,11 +75,6 @@ fn local(r: &TestRepo, state: &Path, args: &[&str]) -> (i32, String, String) {
         c.env_remove(v);
     }
     c.env("FERRY_LOCAL_DIR", state);
-    // The acceptance tests build in the copy's cargo workspace: sharing this build's target
-    // folder reuses every compiled dependency.
-    if std::env::var_os("CARGO_TARGET_DIR").is_none() {
-        c.env("CARGO_TARGET_DIR", workspace_root().join("target"));
-    }
     run(&mut c, None)
 }
 
@@ -216,20 +217,21 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
     assert_eq!(tested.len(), 1, "{out}");
     assert!(tested[0].starts_with("api "), "{out}");
 
-    // 4. A broken acceptance test: exit 1, the record stays not passed, and the next run tests
-    // it again (and fails again) although nothing is redeployed.
+    // 4. A deploy that breaks what api's acceptance test checks (the function no longer gets
+    // this stage's table): exit 1, the record stays not passed, and the next run tests it again
+    // (and fails again) although nothing is redeployed.
     edit(
         &r,
-        "services/acceptance/tests/acceptance/api.rs",
-        "Some(stage.stage_id.as_str())",
-        "Some(\"not-this-stage\")",
+        "services/api/template.yaml",
+        "TABLE_NAME: !Ref TableName",
+        "TABLE_NAME: orders-of-another-stage",
     );
-    r.commit("break api's test");
+    r.commit("wire api to the wrong table");
     let (code, out, err) = local(&r, state.path(), &["deploy", "dev", "--test"]);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(row(&out, "api").contains(" FAILED "), "{out}");
     assert!(
-        out.contains("api: deployed (no changes), but its acceptance tests FAILED"),
+        out.contains("api: deployed (updated), but its acceptance tests FAILED"),
         "{out}"
     );
     assert!(
@@ -237,7 +239,7 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
         "{out}"
     );
     assert!(out.contains("api failed; its output from the first panic:\n  | thread 'api::the_function_holds_this_stages_table_and_topic'"), "{out}");
-    assert!(out.contains("not-this-stage"), "{out}");
+    assert!(out.contains("orders-of-another-stage"), "{out}");
     assert!(
         err.contains("the deploy of stage `dev` did not complete"),
         "{err}"

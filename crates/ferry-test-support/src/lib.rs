@@ -48,7 +48,16 @@ impl Default for TestRepo {
 
 impl TestRepo {
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temporary folder");
+        Self::with_dir(tempfile::tempdir().expect("temporary folder"))
+    }
+
+    /// A repository in a new folder under `parent` (created if missing).
+    pub fn new_in(parent: &Path) -> Self {
+        fs::create_dir_all(parent).expect("parent folder");
+        Self::with_dir(tempfile::tempdir_in(parent).expect("temporary folder"))
+    }
+
+    fn with_dir(dir: tempfile::TempDir) -> Self {
         let repo = Repository::init(dir.path()).expect("git init");
         {
             let mut cfg = repo.config().expect("repository config");
