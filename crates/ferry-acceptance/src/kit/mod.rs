@@ -6,13 +6,16 @@
 //!   `AWS_ENDPOINT_URL` from the environment Ferry sets);
 //! - checks per AWS service, each behind its own feature so a test crate compiles only the
 //!   clients it uses: `dynamodb`, `s3`, `sqs`, `sns` (a temporary queue subscribed to a topic),
-//!   `lambda`. Every failed check says what it expected and the last value it saw.
+//!   `lambda`; and `http` (an HTTP response has a status and a body). Every failed check says
+//!   what it expected and the last value it saw.
 
 mod check;
 mod env;
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 #[cfg(feature = "s3")]
