@@ -89,10 +89,29 @@ pub async fn run_selected(
         masker: masker(),
         work_dir: ferry_deploy::acceptance_dir(ws, stage),
     };
-    let outputs: BTreeMap<String, ferry_outputs::Outputs> = previous
+    // Outputs as recorded at deploy time; read from the stack (once each) where a record left
+    // them out (records stay under SSM's 4 KB).
+    let mut outputs: BTreeMap<String, ferry_outputs::Outputs> = previous
         .iter()
+        .filter(|(_, r)| !r.outputs.is_empty())
         .map(|(k, r)| (k.clone(), r.outputs.clone()))
         .collect();
+    let cache = ferry_outputs::OutputCache::new(ferry_stacks::Engine::new(
+        aws_sdk_cloudformation::Client::new(config),
+        ferry_stacks::DeployOptions::default(),
+    ));
+    let needed: std::collections::BTreeSet<String> = selected
+        .iter()
+        .filter_map(|s| ws.service(s))
+        .flat_map(|s| std::iter::once(s.name.clone()).chain(s.dependencies()))
+        .collect();
+    for s in needed {
+        if !outputs.contains_key(&s)
+            && let Some(o) = cache.get(&ws.stack_name(&s, stage)).await?
+        {
+            outputs.insert(s, o);
+        }
+    }
     let cancel = Cancel::new();
     let report = ferry_acceptance::run(
         &harness,
