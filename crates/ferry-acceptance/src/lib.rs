@@ -11,7 +11,8 @@
 //! - the manifest's `[acceptance] env`.
 //!
 //! Output is captured and masked; a command that outlives its timeout is killed. When the
-//! command prints libtest's lines (`test name ... ok`), each test becomes a case of the report;
+//! command prints libtest's (`test name ... ok`) or nextest's (`PASS [ 0.1s] name`) lines, each
+//! test becomes a case of the report;
 //! otherwise the service is one case. [`run`] runs many services on the graph scheduler (a
 //! service's tests wait for its dependencies' tests; a failure skips its dependents), and
 //! [`junit`] renders the JUnit XML CodeBuild's `reports:` reads.

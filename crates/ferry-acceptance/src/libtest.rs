@@ -1,5 +1,6 @@
-//! Test cases from libtest's output (`cargo test`, also what nextest prints per test with
-//! `--no-capture` off): lines `test <name> ... ok|FAILED|ignored`.
+//! Test cases from a command's output: libtest's lines (`cargo test`):
+//! `test <name> ... ok|FAILED|ignored`, and nextest's status lines:
+//! `PASS [   0.004s] <binary> <name>`, `FAIL [ … ] …`, `SKIP [ … ] …`.
 
 use crate::{Case, CaseStatus};
 
@@ -7,17 +8,8 @@ use crate::{Case, CaseStatus};
 pub fn parse(lines: &[String]) -> Vec<Case> {
     let mut cases: Vec<Case> = Vec::new();
     for l in lines {
-        let Some(rest) = l.trim_end().strip_prefix("test ") else {
+        let Some((name, status)) = libtest_line(l).or_else(|| nextest_line(l)) else {
             continue;
-        };
-        let Some((name, result)) = rest.rsplit_once(" ... ") else {
-            continue;
-        };
-        let status = match result {
-            "ok" => CaseStatus::Passed,
-            "FAILED" => CaseStatus::Failed,
-            r if r.starts_with("ignored") => CaseStatus::Ignored,
-            _ => continue,
         };
         match cases.iter_mut().find(|c| c.name == name) {
             Some(c) => c.status = status,
@@ -30,9 +22,64 @@ pub fn parse(lines: &[String]) -> Vec<Case> {
     cases
 }
 
+fn libtest_line(l: &str) -> Option<(&str, CaseStatus)> {
+    let rest = l.trim_end().strip_prefix("test ")?;
+    let (name, result) = rest.rsplit_once(" ... ")?;
+    let status = match result {
+        "ok" => CaseStatus::Passed,
+        "FAILED" => CaseStatus::Failed,
+        r if r.starts_with("ignored") => CaseStatus::Ignored,
+        _ => return None,
+    };
+    Some((name, status))
+}
+
+fn nextest_line(l: &str) -> Option<(&str, CaseStatus)> {
+    let t = l.trim();
+    let (word, rest) = t.split_once(' ')?;
+    let status = match word {
+        "PASS" => CaseStatus::Passed,
+        "FAIL" | "TIMEOUT" | "SIGSEGV" | "SIGABRT" => CaseStatus::Failed,
+        "SKIP" => CaseStatus::Ignored,
+        _ => return None,
+    };
+    let rest = rest.trim_start().strip_prefix('[')?;
+    let (_, name) = rest.split_once("] ")?;
+    let name = name.trim();
+    (!name.is_empty()).then_some((name, status))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_nextest_status_lines() {
+        let out: Vec<String> = [
+            "    Starting 3 tests across 1 binary",
+            "        PASS [   0.004s] shop-acceptance::acceptance database::write",
+            "        FAIL [   1.204s] shop-acceptance::acceptance api::wired",
+            "        SKIP [         ] shop-acceptance::acceptance slow",
+            "     Summary [   1.210s] 3 tests run: 1 passed, 1 failed, 1 skipped",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let cases = parse(&out);
+        let got: Vec<(&str, CaseStatus)> =
+            cases.iter().map(|c| (c.name.as_str(), c.status)).collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "shop-acceptance::acceptance database::write",
+                    CaseStatus::Passed
+                ),
+                ("shop-acceptance::acceptance api::wired", CaseStatus::Failed),
+                ("shop-acceptance::acceptance slow", CaseStatus::Ignored),
+            ]
+        );
+    }
 
     #[test]
     fn reads_libtest_lines_and_nothing_else() {
