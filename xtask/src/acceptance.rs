@@ -165,13 +165,7 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         let (stage, aws) = stage_aws(ctx, &args.stage).await?;
-        let records = RecordStore::new(
-            aws_sdk_ssm::Client::new(&aws.config),
-            &ws.project.name,
-            &stage.name,
-            &stage.id,
-            stage.config.records_path.as_deref(),
-        );
+        let records = crate::aws::record_store(&ws, &stage, &aws.config);
         let previous = records
             .read_all()
             .await

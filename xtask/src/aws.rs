@@ -40,6 +40,21 @@ pub fn target(ctx: &Ctx) -> anyhow::Result<Target> {
     })
 }
 
+/// The stage's deployment records and lock (SSM, under its `records-path`).
+pub fn record_store(
+    ws: &ferry_manifest::Workspace,
+    stage: &Stage,
+    config: &aws_config::SdkConfig,
+) -> ferry_records::RecordStore {
+    ferry_records::RecordStore::new(
+        aws_sdk_ssm::Client::new(config),
+        &ws.project.name,
+        &stage.name,
+        &stage.id,
+        stage.config.records_path.as_deref(),
+    )
+}
+
 /// The stage and its AWS access (role assumed, identity checked).
 pub async fn stage_aws(ctx: &Ctx, stage: &str) -> anyhow::Result<(Stage, StageAws)> {
     let ws = ctx.workspace()?;

@@ -11,7 +11,7 @@ use ferry_ci::CiContext;
 use ferry_deploy::{DeployContext, DeployOptions, Event, Source};
 use ferry_graph::Cancel;
 use ferry_outputs::OutputCache;
-use ferry_records::{LockHolder, RecordStore};
+use ferry_records::LockHolder;
 use ferry_stacks::{Engine, Method, Progress};
 
 use crate::aws::{runtime, stage_aws};
@@ -148,13 +148,7 @@ pub fn deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
         let ws = ctx.workspace()?;
         let ci = CiContext::from_env();
         let (stage, aws) = stage_aws(ctx, &args.stage).await?;
-        let records = RecordStore::new(
-            aws_sdk_ssm::Client::new(&aws.config),
-            &ws.project.name,
-            &stage.name,
-            &stage.id,
-            stage.config.records_path.as_deref(),
-        );
+        let records = crate::aws::record_store(&ws, &stage, &aws.config);
         let previous = records.read_all().await.context("failed to read the stage's deployment records")?;
         let repo = Repo::open(&ws.root);
         let mut req = args.select.request(&args.stage, &ci);
@@ -164,7 +158,6 @@ pub fn deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
             Ok(r) => (r.head_commit().map(|c| c.to_string()).unwrap_or_default(), r.is_dirty().unwrap_or(true)),
             Err(_) => (ci.commit.clone().unwrap_or_default(), false),
         };
-        let ctx_commit = commit.clone();
         if let Some(note) = ferry_deploy::preflight(&plan, &stage, dirty)? {
             println!("{note}");
             return Ok(());
@@ -238,7 +231,7 @@ pub fn deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
             let mut t = ferry_acceptance::Report { outcomes: report.tests.clone() };
             let tested: Vec<String> = t.outcomes.iter().map(|o| o.service.clone()).collect();
             let now = records.read_all().await.context("failed to read the stage's deployment records")?;
-            let mut rest = ferry_acceptance::select(&ws, &stage.name, &now, &ctx_commit, &[], false)?;
+            let mut rest = ferry_acceptance::select(&ws, &stage.name, &now, &deploy_ctx.source.commit, &[], false)?;
             rest.retain(|s| !tested.contains(s) && ws.service(s).is_some_and(|s| s.acceptance.is_some()));
             if !rest.is_empty() {
                 let more = crate::acceptance::run_selected(&ws, &stage, &aws.config, &records, &now, &rest, args.concurrency, t0).await?;
@@ -289,7 +282,7 @@ pub fn remove(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<()> {
         if stage.config.protected && !args.allow_protected {
             anyhow::bail!("stage `{}` is protected; removing its stacks needs --allow-protected", stage.name);
         }
-        let records = RecordStore::new(aws_sdk_ssm::Client::new(&aws.config), &ws.project.name, &stage.name, &stage.id, stage.config.records_path.as_deref());
+        let records = crate::aws::record_store(&ws, &stage, &aws.config);
         let previous = records.read_all().await?;
         // (service, stack) in the order to delete: dependents before their dependencies.
         let targets: Vec<(String, String)> = if args.orphans {

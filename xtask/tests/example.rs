@@ -9,13 +9,13 @@
 //! and runs the test binary this build already compiled, with the same features: a second cargo
 //! workspace sharing the target folder would overwrite this build's artifacts.
 
-#[allow(dead_code)] // only `run` is needed here
+#[allow(dead_code)] // `xtask` (for the shared emulator) is not used here
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::run;
+use common::{clear_env, run};
 use ferry_test_support::{TestRepo, workspace_root};
 
 /// A git repository under `target/ferry/e2e/` holding this repository's `ferry.toml` and
@@ -58,22 +58,7 @@ impl Drop for Emulator<'_> {
 fn local(r: &TestRepo, state: &Path, args: &[&str]) -> (i32, String, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
     c.arg("--root").arg(r.path()).arg("--local").args(args);
-    for v in [
-        "AWS_ENDPOINT_URL",
-        "AWS_PROFILE",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "CI",
-        "CODEBUILD_BUILD_ID",
-        "GITHUB_ACTIONS",
-        "GITHUB_EVENT_NAME",
-        "CODEBUILD_WEBHOOK_TRIGGER",
-        "CODEBUILD_RESOLVED_SOURCE_VERSION",
-        "FORCE_DEPLOY_ALL",
-    ] {
-        c.env_remove(v);
-    }
+    clear_env(&mut c);
     c.env("FERRY_LOCAL_DIR", state);
     run(&mut c, None)
 }

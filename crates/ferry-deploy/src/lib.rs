@@ -334,7 +334,7 @@ pub async fn deploy(
         };
         let (engine, cache, ssm_client, started, tests) =
             (&engine, &cache, &ssm_client, &started, &tests);
-        let test = options.test;
+        let tests = options.test.then_some(tests);
         let must_deploy = to_deploy.contains(&name);
         async move {
             started
@@ -355,15 +355,10 @@ pub async fn deploy(
                 engine,
                 cache,
                 ssm_client,
+                tests,
                 on,
             )
             .await;
-            let result = match result {
-                Ok(ServiceResult::Deployed { action }) if test => {
-                    run_tests(ctx, &service, cache, tests, action, on).await
-                }
-                other => other,
-            };
             let duration = t0.elapsed();
             let failed = result.is_err();
             let r = result.unwrap_or_else(|e| ServiceResult::Failed {
@@ -484,6 +479,7 @@ async fn deploy_one(
     engine: &Engine,
     cache: &OutputCache,
     ssm_client: &aws_sdk_ssm::Client,
+    tests: Option<&Mutex<Vec<ferry_acceptance::TestOutcome>>>,
     on: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<ServiceResult, Failure> {
     let packaged = match ctx.package {
@@ -610,18 +606,22 @@ async fn deploy_one(
         outputs: deployed.outputs.clone(),
     };
     ctx.records.write(&record).await?;
-    Ok(ServiceResult::Deployed {
-        action: deployed.action,
-    })
+    match tests {
+        Some(tests) => run_tests(ctx, service, cache, tests, &record, deployed.action, on).await,
+        None => Ok(ServiceResult::Deployed {
+            action: deployed.action,
+        }),
+    }
 }
 
-/// Runs a just-deployed service's acceptance tests and marks its record. A failure fails the
-/// service, so its dependents are skipped.
+/// Runs a just-deployed service's acceptance tests and marks its `record` (just written). A
+/// failure fails the service, so its dependents are skipped.
 async fn run_tests(
     ctx: &DeployContext<'_>,
     service: &Service,
     cache: &OutputCache,
     tests: &Mutex<Vec<ferry_acceptance::TestOutcome>>,
+    record: &Record,
     action: Action,
     on: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<ServiceResult, Failure> {
@@ -657,13 +657,7 @@ async fn run_tests(
             outcome.duration.as_secs_f64()
         )),
     });
-    let record = ctx
-        .records
-        .read_all()
-        .await?
-        .remove(&service.name)
-        .ok_or_else(|| format!("the record of {} just written is gone", service.name))?;
-    if let Some(marked) = ferry_acceptance::mark(&record, &outcome, now_secs()) {
+    if let Some(marked) = ferry_acceptance::mark(record, &outcome, now_secs()) {
         ctx.records.write(&marked).await?;
     }
     if outcome.status.is_failure() {

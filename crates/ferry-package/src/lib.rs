@@ -469,6 +469,19 @@ fn run_build(
     Ok(())
 }
 
+/// The files of `src` (a folder or a file) minus the exclude globs of `service`'s manifest.
+fn files_of(
+    service: &Service,
+    src: &Path,
+    globs: &[&str],
+) -> Result<Vec<zip::Entry>, PackageError> {
+    let set = files::exclude_set(globs).map_err(|e| PackageError::Io {
+        path: service.manifest_path(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    files::collect(src, &set).map_err(io_err(src))
+}
+
 fn package_service(
     ws: &Workspace,
     service: &Service,
@@ -530,11 +543,7 @@ fn package_service(
             .chain(&a.exclude)
             .map(String::as_str)
             .collect();
-        let set = files::exclude_set(&globs).map_err(|e| PackageError::Io {
-            path: service.manifest_path(),
-            source: io::Error::other(e.to_string()),
-        })?;
-        let entries = files::collect(&src, &set).map_err(io_err(&src))?;
+        let entries = files_of(service, &src, &globs)?;
         if entries.is_empty() {
             return Err(PackageError::EmptyArtifact {
                 service: service.name.clone(),
@@ -631,11 +640,7 @@ fn snapshot_site(
     if let Some(c) = &site.config_file {
         globs.push(c);
     }
-    let set = files::exclude_set(&globs).map_err(|e| PackageError::Io {
-        path: service.manifest_path(),
-        source: io::Error::other(e.to_string()),
-    })?;
-    let entries = files::collect(&src, &set).map_err(io_err(&src))?;
+    let entries = files_of(service, &src, &globs)?;
     let mut files = Vec::new();
     let mut all = Sha256::new();
     for e in entries {

@@ -10,9 +10,23 @@ use ferry_test_support::{TestRepo, moto};
 pub fn xtask(repo: &TestRepo, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
     c.arg("--root").arg(repo.path()).args(args);
+    clear_env(&mut c);
+    c.env("AWS_ENDPOINT_URL", moto().endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test-key")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("HOME", repo.path());
+    c
+}
+
+/// Removes what would leak the caller's AWS setup or CI context into the binary's run.
+pub fn clear_env(c: &mut Command) {
     for v in [
+        "AWS_ENDPOINT_URL",
         "AWS_PROFILE",
         "AWS_DEFAULT_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
         "CI",
         "CODEBUILD_BUILD_ID",
@@ -24,12 +38,6 @@ pub fn xtask(repo: &TestRepo, args: &[&str]) -> Command {
     ] {
         c.env_remove(v);
     }
-    c.env("AWS_ENDPOINT_URL", moto().endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test-key")
-        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("HOME", repo.path());
-    c
 }
 
 pub fn run(c: &mut Command, stdin: Option<&str>) -> (i32, String, String) {
