@@ -7,8 +7,10 @@
 //! - `plan dev --since BASE --head HEAD --format json` vs `git diff --name-only BASE HEAD`,
 //! - `plan dev --since BASE --format json` (working tree) vs `git status --porcelain`,
 //!
-//! their ratios, and the peak RSS of each plan. Generated repositories are kept under
-//! `target/ferry/bench/` and reused.
+//! their ratios, and the peak RSS of each plan. The commit plan is also timed without the
+//! workspace memo of the head (a commit planned for the first time) and without any cache (the
+//! first plan in a fresh clone), so the figures show what the caches buy. Generated repositories
+//! are kept under `target/ferry/bench/` and reused.
 //!
 //! Run: `cargo bench -p xtask --bench plan` (or `cargo xtask bench plan`); `-- 1000` for one size.
 
@@ -210,12 +212,19 @@ fn command(program: &str, args: &[&str], repo: &Path) -> Command {
     c
 }
 
-fn median_time(mut make: impl FnMut() -> Command) -> Duration {
+fn median_time(make: impl FnMut() -> Command) -> Duration {
+    median_time_after(|| {}, make)
+}
+
+/// Like [`median_time`], with `prepare` run (untimed) before every run.
+fn median_time_after(mut prepare: impl FnMut(), mut make: impl FnMut() -> Command) -> Duration {
     for _ in 0..2 {
+        prepare();
         assert!(make().status().unwrap().success());
     }
     let mut times: Vec<Duration> = (0..RUNS)
         .map(|_| {
+            prepare();
             let t = Instant::now();
             let status = make().status().unwrap();
             let d = t.elapsed();
@@ -264,6 +273,22 @@ fn report(repo: &Path, services: usize, base: &str, head: &str) {
 
     let t_diff = median_time(|| command("git", &["diff", "--name-only", base, head], repo));
     let t_plan = median_time(|| command(xtask, &commit_plan, repo));
+    // The same plan without the workspace memo of the head commit (a commit planned for the
+    // first time; unchanged service folders still come from the folder cache), and with no
+    // cache at all (the first plan in a fresh clone).
+    let cache = repo.join(".git/ferry");
+    let t_new_commit = median_time_after(
+        || {
+            let _ = std::fs::remove_file(cache.join("workspace-memo.bin"));
+        },
+        || command(xtask, &commit_plan, repo),
+    );
+    let t_no_cache = median_time_after(
+        || {
+            let _ = std::fs::remove_dir_all(&cache);
+        },
+        || command(xtask, &commit_plan, repo),
+    );
     let t_status = median_time(|| command("git", &["status", "--porcelain"], repo));
     let t_tree = median_time(|| command(xtask, &tree_plan, repo));
     let rss_commit = peak_rss_mb(xtask, &commit_plan, repo);
@@ -279,6 +304,13 @@ fn report(repo: &Path, services: usize, base: &str, head: &str) {
         ms(t_diff),
         ms(t_plan) / ms(t_diff),
         rss_commit
+    );
+    println!(
+        "    a commit planned for the first time {:>8.1} ms   ratio {:.2};   no cache at all (fresh clone) {:>8.1} ms   ratio {:.2}",
+        ms(t_new_commit),
+        ms(t_new_commit) / ms(t_diff),
+        ms(t_no_cache),
+        ms(t_no_cache) / ms(t_diff),
     );
     println!(
         "  plan (working tree)   {:>8.1} ms   git status --porcelain {:>6.1} ms   ratio {:.2} (target <= 1.5)   peak RSS {:.1} MB",

@@ -103,6 +103,9 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
         PlanFormat::CodebuildBatch => print!("{}", ferry_plan::codebuild_batch(&plan)),
         PlanFormat::GithubMatrix => println!("{}", ferry_plan::github_matrix(&plan)),
     }
+    // The process ends right after; freeing a thousand services and the repository handle one
+    // by one would cost more than printing the plan.
+    std::mem::forget((ws, repo, plan));
     Ok(())
 }
 

@@ -30,7 +30,9 @@ pub struct Owners {
     dirs: HashMap<String, usize>,
     files: HashMap<String, Vec<usize>>,
     inputs: GlobSet,
-    input_owner: Vec<usize>,
+    /// Glob `k` of `inputs` → the services that declared it (a shared input is often declared
+    /// by many services, and is compiled and matched once).
+    input_owners: Vec<Vec<usize>>,
     global: GlobSet,
 }
 
@@ -54,15 +56,24 @@ impl Owners {
         let mut dirs = HashMap::new();
         let mut files: HashMap<String, Vec<usize>> = HashMap::new();
         let mut inputs = GlobSetBuilder::new();
-        let mut input_owner = Vec::new();
+        let mut input_index: HashMap<String, usize> = HashMap::new();
+        let mut input_owners: Vec<Vec<usize>> = Vec::new();
         for (i, s) in services.into_iter().enumerate() {
             dirs.insert(s.dir.trim_end_matches('/').to_string(), i);
             for f in &s.files {
                 files.entry(normalize(f)).or_default().push(i);
             }
             for g in &s.inputs {
-                inputs.add(glob(g, &s.name)?);
-                input_owner.push(i);
+                let k = match input_index.get(g.as_str()) {
+                    Some(&k) => k,
+                    None => {
+                        inputs.add(glob(g, &s.name)?);
+                        input_owners.push(Vec::new());
+                        input_index.insert(g.clone(), input_owners.len() - 1);
+                        input_owners.len() - 1
+                    }
+                };
+                input_owners[k].push(i);
             }
             names.push(s.name);
         }
@@ -82,7 +93,7 @@ impl Owners {
             dirs,
             files,
             inputs: build(inputs, "services")?,
-            input_owner,
+            input_owners,
             global: build(global, "global-inputs")?,
         })
     }
@@ -107,7 +118,7 @@ impl Owners {
                 self.inputs
                     .matches(path)
                     .into_iter()
-                    .map(|m| self.input_owner[m]),
+                    .flat_map(|m| self.input_owners[m].iter().copied()),
             );
         }
         let mut names: Vec<&str> = found.into_iter().map(|i| self.names[i].as_str()).collect();
@@ -187,7 +198,7 @@ mod tests {
                     &["shared/lib/**"],
                     &["services/api/service.toml"],
                 ),
-                spec("admin", "services/api/admin", &[], &[]),
+                spec("admin", "services/api/admin", &["shared/lib/**"], &[]),
                 spec(
                     "web",
                     "apps/web",
@@ -206,8 +217,15 @@ mod tests {
         assert_eq!(o.services_of("services/api/src/handler.py"), ["api"]);
         assert_eq!(o.services_of("services/api/admin/index.js"), ["admin"]);
         assert_eq!(o.services_of("services/apiary/x"), Vec::<&str>::new());
-        assert_eq!(o.services_of("shared/lib/ui/button.ts"), ["api", "web"]);
-        assert_eq!(o.services_of("shared/lib/ui/deep/button.ts"), ["api"]);
+        assert_eq!(
+            o.services_of("shared/lib/ui/button.ts"),
+            ["admin", "api", "web"],
+            "one glob declared by two services gives both"
+        );
+        assert_eq!(
+            o.services_of("shared/lib/ui/deep/button.ts"),
+            ["admin", "api"]
+        );
         assert_eq!(o.services_of("apps/templates/web.yaml"), ["web"]);
         assert!(o.is_global("ferry.toml"));
         assert!(o.is_global("Cargo.lock"));

@@ -1,3 +1,4 @@
+use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -244,34 +245,55 @@ impl Repo {
         Ok(out)
     }
 
-    fn walk_pair(
+    fn walk_pair<'t>(
         &self,
-        old: Option<&git2::Tree<'_>>,
-        new: Option<&git2::Tree<'_>>,
+        old: Option<&'t git2::Tree<'_>>,
+        new: Option<&'t git2::Tree<'_>>,
         prefix: &str,
         out: &mut ChangedPaths,
     ) -> Result<(), git2::Error> {
-        let mut names: std::collections::BTreeMap<Vec<u8>, [Option<Item>; 2]> = Default::default();
-        for (side, tree) in [old, new].into_iter().enumerate() {
-            for e in tree.into_iter().flat_map(|t| t.iter()) {
-                let item = Item {
-                    id: e.id(),
-                    is_tree: e.kind() == Some(git2::ObjectType::Tree),
-                };
-                names.entry(e.name_bytes().to_vec()).or_default()[side] = Some(item);
-            }
-        }
-        for (name, [o, n]) in names {
-            if o == n {
-                continue; // same id and kind: nothing below differs
-            }
-            let path = format!("{prefix}{}", String::from_utf8_lossy(&name));
-            let is_blob = |i: Option<Item>| i.is_some_and(|i| !i.is_tree);
-            // A blob on either side is a changed path; a blob replaced by a folder (or back) is
-            // both that path and the folder's files.
-            if is_blob(o) || is_blob(n) {
+        // Both trees list their entries in git's order, so one merge pass pairs them up.
+        let entries = |t: Option<&'t git2::Tree<'_>>| -> Vec<git2::TreeEntry<'t>> {
+            t.into_iter().flat_map(|t| t.iter()).collect()
+        };
+        let (olds, news) = (entries(old), entries(new));
+        let item = |e: &git2::TreeEntry<'_>| Item {
+            id: e.id(),
+            is_tree: e.kind() == Some(git2::ObjectType::Tree),
+        };
+        let (mut i, mut j) = (0, 0);
+        while i < olds.len() || j < news.len() {
+            let order = match (olds.get(i), news.get(j)) {
+                (Some(a), Some(b)) => git_order(a, b),
+                (Some(_), None) => Ordering::Less,
+                _ => Ordering::Greater,
+            };
+            let (name, o, n) = match order {
+                Ordering::Less => {
+                    i += 1;
+                    (olds[i - 1].name_bytes(), Some(item(&olds[i - 1])), None)
+                }
+                Ordering::Greater => {
+                    j += 1;
+                    (news[j - 1].name_bytes(), None, Some(item(&news[j - 1])))
+                }
+                Ordering::Equal => {
+                    i += 1;
+                    j += 1;
+                    let (o, n) = (item(&olds[i - 1]), item(&news[j - 1]));
+                    if o == n {
+                        continue; // same id and kind: nothing below differs
+                    }
+                    (olds[i - 1].name_bytes(), Some(o), Some(n))
+                }
+            };
+            let path = format!("{prefix}{}", String::from_utf8_lossy(name));
+            // A name that is a file on one side and a folder on the other comes as two entries
+            // (git orders a folder as if its name ended in `/`): the file is a changed (and
+            // maybe deleted) path, the folder's files are walked.
+            if o.is_some_and(|i| !i.is_tree) || n.is_some_and(|i| !i.is_tree) {
                 out.paths.insert(path.clone());
-                if is_blob(o) && !is_blob(n) {
+                if n.is_none() {
                     out.deleted.insert(path.clone());
                 }
             }
@@ -387,6 +409,23 @@ impl Repo {
 struct Item {
     id: Oid,
     is_tree: bool,
+}
+
+/// Git's order of tree entries: by name, a folder's name compared as if it ended in `/`.
+fn git_order(a: &git2::TreeEntry<'_>, b: &git2::TreeEntry<'_>) -> Ordering {
+    let (x, y) = (a.name_bytes(), b.name_bytes());
+    let n = x.len().min(y.len());
+    match x[..n].cmp(&y[..n]) {
+        Ordering::Equal => {
+            let next = |name: &[u8], e: &git2::TreeEntry<'_>| {
+                name.get(n)
+                    .copied()
+                    .or((e.kind() == Some(git2::ObjectType::Tree)).then_some(b'/'))
+            };
+            next(x, a).cmp(&next(y, b))
+        }
+        other => other,
+    }
 }
 
 /// Short form of a commit id for messages (7 hex digits, as git shows it by default).

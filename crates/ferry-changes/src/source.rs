@@ -45,6 +45,13 @@ impl Repo {
 }
 
 impl<'r> CommitSource<'r> {
+    /// The id of the commit's root tree: equal ids mean equal files.
+    pub fn tree_id(&self) -> String {
+        self.tree("")
+            .map(|t| t.id().to_string())
+            .expect("the root tree is read when the source is made")
+    }
+
     /// The tree of a folder, read at most once.
     fn tree(&self, dir: &str) -> Option<Tree<'r>> {
         if let Some(t) = self.trees.borrow().get(dir) {

@@ -236,15 +236,29 @@ fn git_cli_and_libgit2_working_tree_scans_agree() {
 fn the_tree_walk_matches_git_diff_on_random_edits() {
     let mut rng = fastrand::Rng::with_seed(7);
     let r = TestRepo::new();
-    let paths: Vec<String> = (0..60)
+    let mut paths: Vec<String> = (0..60)
         .map(|i| format!("d{}/e{}/f{i}.txt", i % 4, i % 3))
         .collect();
+    // Names that git orders between a file `e1` and a folder `e1/` (`.` and `-` sort before
+    // `/`): the walk must still pair each name with itself.
+    paths.extend((0..12).map(|i| format!("d{}/e{}.{i}", i % 4, i % 3)));
+    paths.extend((0..12).map(|i| format!("d{}/e{}-{i}/g.txt", i % 4, i % 3)));
     for p in &paths {
         r.write(p, "0\n");
     }
     let mut commits = vec![r.commit("c0").to_string()];
-    for c in 1..12 {
-        for _ in 0..rng.usize(1..6) {
+    // Files where `p` needs folders go.
+    let clear_ancestors = |p: &str| {
+        let mut dir = p;
+        while let Some((parent, _)) = dir.rsplit_once('/') {
+            if r.path().join(parent).is_file() {
+                r.remove(parent);
+            }
+            dir = parent;
+        }
+    };
+    for c in 1..16 {
+        for _ in 0..rng.usize(1..8) {
             let p = &paths[rng.usize(0..paths.len())];
             let full = r.path().join(p);
             match rng.u8(0..4) {
@@ -258,16 +272,12 @@ fn the_tree_walk_matches_git_diff_on_random_edits() {
                         r.remove(dir);
                         r.write(dir, "now a file\n");
                     } else {
-                        if r.path().join(dir).exists() {
-                            r.remove(dir);
-                        }
+                        clear_ancestors(p);
                         r.write(p, "folder again\n");
                     }
                 }
                 _ => {
-                    if full.parent().unwrap().is_file() {
-                        r.remove(p.rsplit_once('/').unwrap().0);
-                    }
+                    clear_ancestors(p);
                     r.write(p, &format!("{c}\n"));
                 }
             }
@@ -275,7 +285,7 @@ fn the_tree_walk_matches_git_diff_on_random_edits() {
         commits.push(r.commit(&format!("c{c}")).to_string());
     }
     let repo = Repo::open(r.path()).unwrap();
-    for _ in 0..30 {
+    for _ in 0..60 {
         let (a, b) = (rng.usize(0..commits.len()), rng.usize(0..commits.len()));
         let (a, b) = (a.min(b), a.max(b));
         let ours = repo

@@ -1,4 +1,5 @@
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use petgraph::Direction;
 use petgraph::algo::tarjan_scc;
@@ -20,7 +21,8 @@ pub enum GraphError {
 }
 
 /// A validated, acyclic dependency graph. Edges point from a dependency to its dependent, so a
-/// topological order is an order in which the nodes can be deployed.
+/// topological order is an order in which the nodes can be deployed. Nodes are added in name
+/// order, so comparing indices compares names.
 #[derive(Debug, Clone)]
 pub struct DepGraph {
     graph: DiGraph<String, ()>,
@@ -220,25 +222,24 @@ impl DepGraph {
     /// dependency is in wave k-1. Names within a wave are sorted. For display; the scheduler does
     /// not wait for whole waves.
     pub fn waves(&self) -> Vec<Vec<String>> {
-        let mut depth: BTreeMap<NodeIndex, usize> = BTreeMap::new();
+        let mut depth = vec![0usize; self.graph.node_count()];
+        let mut waves: Vec<Vec<String>> = Vec::new();
         for n in self.topo_indices() {
             let d = self
                 .graph
                 .neighbors_directed(n, Direction::Incoming)
-                .map(|m| depth[&m] + 1)
+                .map(|m| depth[m.index()] + 1)
                 .max()
                 .unwrap_or(0);
-            depth.insert(n, d);
+            depth[n.index()] = d;
         }
-        let mut waves: Vec<Vec<String>> = Vec::new();
-        for (n, d) in depth {
+        // Nodes are indexed in name order, so each wave fills already sorted.
+        for n in self.graph.node_indices() {
+            let d = depth[n.index()];
             if waves.len() <= d {
                 waves.resize_with(d + 1, Vec::new);
             }
             waves[d].push(self.graph[n].clone());
-        }
-        for w in &mut waves {
-            w.sort();
         }
         waves
     }
@@ -248,33 +249,32 @@ impl DepGraph {
         self.waves().into_iter().flatten().collect()
     }
 
-    /// Kahn's algorithm with a name-ordered ready set: deterministic.
+    /// Kahn's algorithm with a name-ordered ready set: deterministic. Nodes are indexed in name
+    /// order, so the smallest ready index is the alphabetically first ready node.
     fn topo_indices(&self) -> Vec<NodeIndex> {
-        let mut indegree: BTreeMap<NodeIndex, usize> = self
+        let mut indegree: Vec<usize> = self
             .graph
             .node_indices()
             .map(|n| {
-                (
-                    n,
-                    self.graph
-                        .neighbors_directed(n, Direction::Incoming)
-                        .count(),
-                )
+                self.graph
+                    .neighbors_directed(n, Direction::Incoming)
+                    .count()
             })
             .collect();
-        let mut ready: BTreeSet<(&str, NodeIndex)> = indegree
-            .iter()
-            .filter(|(_, d)| **d == 0)
-            .map(|(&n, _)| (self.graph[n].as_str(), n))
+        let mut ready: BinaryHeap<Reverse<NodeIndex>> = self
+            .graph
+            .node_indices()
+            .filter(|n| indegree[n.index()] == 0)
+            .map(Reverse)
             .collect();
         let mut order = Vec::with_capacity(self.graph.node_count());
-        while let Some((_, n)) = ready.pop_first() {
+        while let Some(Reverse(n)) = ready.pop() {
             order.push(n);
             for m in self.graph.neighbors_directed(n, Direction::Outgoing) {
-                let d = indegree.get_mut(&m).expect("known node");
+                let d = &mut indegree[m.index()];
                 *d -= 1;
                 if *d == 0 {
-                    ready.insert((self.graph[m].as_str(), m));
+                    ready.push(Reverse(m));
                 }
             }
         }
@@ -300,6 +300,80 @@ impl DepGraph {
     }
 }
 
+/// The stored form of a [`DepGraph`]: names sorted, edges as (dependency, dependent) positions.
+/// Reading it back checks what [`DepGraph::new`] guarantees (unique sorted names, known ends,
+/// no cycle) in linear time, without the work of reporting every problem.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredGraph {
+    nodes: Vec<String>,
+    edges: Vec<(u32, u32)>,
+}
+
+impl serde::Serialize for DepGraph {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Nodes are added in name order, so a node's index is its position among the names.
+        let stored = StoredGraph {
+            nodes: self.graph.node_weights().cloned().collect(),
+            edges: self
+                .graph
+                .raw_edges()
+                .iter()
+                .map(|e| (e.source().index() as u32, e.target().index() as u32))
+                .collect(),
+        };
+        stored.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DepGraph {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let stored = StoredGraph::deserialize(d)?;
+        if !stored.nodes.windows(2).all(|w| w[0] < w[1]) {
+            return Err(D::Error::custom("graph nodes are not unique and sorted"));
+        }
+        let n = stored.nodes.len();
+        let mut indegree = vec![0usize; n];
+        let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for &(from, to) in &stored.edges {
+            let (from, to) = (from as usize, to as usize);
+            if from >= n || to >= n || from == to {
+                return Err(D::Error::custom("graph edge out of range"));
+            }
+            indegree[to] += 1;
+            out[from].push(to);
+        }
+        let mut ready: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+        let mut visited = 0;
+        while let Some(i) = ready.pop() {
+            visited += 1;
+            for &j in &out[i] {
+                indegree[j] -= 1;
+                if indegree[j] == 0 {
+                    ready.push(j);
+                }
+            }
+        }
+        if visited != n {
+            return Err(D::Error::custom("graph has a cycle"));
+        }
+        let mut graph = DiGraph::with_capacity(n, stored.edges.len());
+        let index = stored
+            .nodes
+            .into_iter()
+            .map(|name| (name.clone(), graph.add_node(name)))
+            .collect();
+        for (from, to) in stored.edges {
+            graph.add_edge(
+                NodeIndex::new(from as usize),
+                NodeIndex::new(to as usize),
+                (),
+            );
+        }
+        Ok(DepGraph { graph, index })
+    }
+}
+
 /// A graph from `(node, dependencies)` literals, for this crate's tests.
 #[cfg(test)]
 pub(crate) fn graph_of(edges: &[(&str, &[&str])]) -> Result<DepGraph, Vec<GraphError>> {
@@ -318,6 +392,40 @@ mod tests {
 
     fn set(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_stored_graph_reads_back_the_same_and_a_broken_one_is_refused() {
+        let g = graph(&[
+            ("api", &["database", "events"]),
+            ("events", &[]),
+            ("database", &[]),
+            ("frontend", &["api"]),
+        ])
+        .unwrap();
+        let json = serde_json::to_string(&g).unwrap();
+        let back: DepGraph = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.waves(), g.waves());
+        assert_eq!(back.dependencies("api"), ["database", "events"]);
+        assert_eq!(back.dependents("api"), ["frontend"]);
+        assert_eq!(
+            back.nodes().collect::<Vec<_>>(),
+            g.nodes().collect::<Vec<_>>()
+        );
+
+        for (broken, why) in [
+            (r#"{"nodes":["b","a"],"edges":[]}"#, "not unique and sorted"),
+            (r#"{"nodes":["a","a"],"edges":[]}"#, "not unique and sorted"),
+            (r#"{"nodes":["a","b"],"edges":[[0,2]]}"#, "out of range"),
+            (r#"{"nodes":["a","b"],"edges":[[1,1]]}"#, "out of range"),
+            (
+                r#"{"nodes":["a","b","c"],"edges":[[0,1],[1,2],[2,0]]}"#,
+                "cycle",
+            ),
+        ] {
+            let err = serde_json::from_str::<DepGraph>(broken).unwrap_err();
+            assert!(err.to_string().contains(why), "{broken}: {err}");
+        }
     }
 
     #[test]

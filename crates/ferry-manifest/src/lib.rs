@@ -7,6 +7,7 @@
 
 mod diag;
 mod load;
+mod memo;
 mod model;
 pub mod reference;
 mod source;
@@ -14,6 +15,7 @@ mod stage;
 
 pub use diag::{Diagnostic, ManifestErrors, did_you_mean};
 pub use load::{PROJECT_FILE, SERVICE_FILE, declared_service_name, load, load_from};
+pub use memo::{read_memo, write_memo};
 pub use model::{
     Acceptance, Artifact, DEFAULT_ACCEPTANCE_TIMEOUT, DeploymentMethod, Package, Project, Service,
     Site, StageConfig, Workspace,

@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use ferry_graph::DepGraph;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::reference::Template;
 
@@ -21,7 +21,7 @@ pub struct Workspace {
     pub(crate) graph: DepGraph,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Project {
     pub name: String,
     /// Stack name pattern with `{project}`, `{service}` and `{stage}`.
@@ -32,7 +32,7 @@ pub struct Project {
     pub global_inputs: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeploymentMethod {
     #[default]
@@ -41,7 +41,7 @@ pub enum DeploymentMethod {
 }
 
 /// `[stages.<name>]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct StageConfig {
     pub region: String,
@@ -72,7 +72,7 @@ impl StageConfig {
 }
 
 /// One service: a folder with a `service.toml` and a CloudFormation template.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Service {
     pub name: String,
     /// Repository-relative folder, `/`-separated, e.g. `services/api`.
@@ -84,7 +84,7 @@ pub struct Service {
     /// Extra repository-relative input globs.
     pub inputs: Vec<String>,
     /// CloudFormation parameters, parsed.
-    #[serde(serialize_with = "ser_params")]
+    #[serde(serialize_with = "ser_params", deserialize_with = "de_params")]
     pub parameters: BTreeMap<String, Template>,
     /// `[package]`: how the service's artifacts are built and zipped.
     pub package: Package,
@@ -93,7 +93,7 @@ pub struct Service {
 }
 
 /// `[package]` of a service manifest. Paths are relative to the service folder.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Package {
     /// Build command (argv), run in the service folder before zipping; empty: none.
     pub build: Vec<String>,
@@ -113,7 +113,7 @@ impl Package {
 }
 
 /// `[package.artifacts]` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Artifact {
     /// Folder or file, relative to the service folder.
     pub path: String,
@@ -123,7 +123,7 @@ pub struct Artifact {
 
 /// `[package.site]`: a folder uploaded, after the stack deploys, to the bucket one of the stack's
 /// outputs names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Site {
     /// Folder, relative to the service folder.
@@ -138,7 +138,7 @@ pub struct Site {
 }
 
 /// `[acceptance]` of a service manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Acceptance {
     /// Test command (argv), run in the service folder.
     pub command: Vec<String>,
@@ -146,6 +146,18 @@ pub struct Acceptance {
     pub timeout_secs: u64,
     /// Extra environment variables for the command.
     pub env: BTreeMap<String, String>,
+}
+
+fn de_params<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Template>, D::Error> {
+    let raw = BTreeMap::<String, String>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| {
+            let t = Template::parse(&v).map_err(serde::de::Error::custom)?;
+            Ok((k, t))
+        })
+        .collect()
 }
 
 /// Default `[acceptance] timeout`, in seconds.

@@ -71,10 +71,27 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// Fills `{project}`, `{service}` and `{stage}` of a stack name pattern.
 pub fn render_stack_name(pattern: &str, project: &str, service: &str, stage: &str) -> String {
-    pattern
-        .replace("{project}", project)
-        .replace("{service}", service)
-        .replace("{stage}", stage)
+    // One pass: a plan renders a name for every service.
+    let mut out =
+        String::with_capacity(pattern.len() + project.len() + service.len() + stage.len());
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let tail = &rest[open..];
+        let (value, len) = if tail.starts_with("{project}") {
+            (project, "{project}".len())
+        } else if tail.starts_with("{service}") {
+            (service, "{service}".len())
+        } else if tail.starts_with("{stage}") {
+            (stage, "{stage}".len())
+        } else {
+            ("{", 1)
+        };
+        out.push_str(value);
+        rest = &tail[len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Workspace {
@@ -161,6 +178,11 @@ mod tests {
         assert_eq!(
             render_stack_name("{project}-{service}-{stage}", "shop", "api", "dev"),
             "shop-api-dev"
+        );
+        assert_eq!(
+            render_stack_name("{x}{service}-{stage}{", "shop", "api", "dev"),
+            "{x}api-dev{",
+            "anything that is no placeholder stays as written"
         );
     }
 }

@@ -59,14 +59,21 @@ impl PlanRequest {
 
 /// The workspace as it is at commit `rev`: configuration read from the object database, with
 /// folders cached by tree id in the repository's cache folder (`.git/ferry/`), so that an
-/// unchanged service folder costs no read at all.
+/// unchanged service folder costs no read at all, and the whole result of the last commit loaded
+/// kept by its root tree id, so that loading the same files again costs one read.
 pub fn workspace_at(repo: &Repo, rev: &str) -> Result<Workspace, WorkspaceAtError> {
     let source = repo.source_at(rev)?;
+    let tree = source.tree_id();
+    let memo_path = repo.cache_dir().join("workspace-memo.bin");
+    if let Some(ws) = ferry_manifest::read_memo(&memo_path, &tree, repo.root()) {
+        return Ok(ws);
+    }
     let cache_path = repo.cache_dir().join("manifest-cache.json");
     let mut cache = ferry_manifest::ManifestCache::read(&cache_path);
     let ws = ferry_manifest::load_from(repo.root(), &source, Some(&mut cache))?;
-    // A cache that cannot be written only costs speed next time.
+    // Caches that cannot be written only cost speed next time.
     let _ = cache.write(&cache_path);
+    let _ = ferry_manifest::write_memo(&memo_path, &tree, &ws);
     Ok(ws)
 }
 

@@ -381,3 +381,39 @@ fn output_formats_match_their_golden_files() {
         diffs.join("\n")
     );
 }
+
+#[test]
+fn the_workspace_of_a_commit_is_its_own_and_the_memo_of_another_is_never_used() {
+    let (r, base) = monorepo();
+    let repo = Repo::open(r.path()).unwrap();
+    let memo = repo.cache_dir().join("workspace-memo.bin");
+
+    let first = ferry_plan::workspace_at(&repo, &base).unwrap();
+    assert!(memo.is_file(), "the load is kept for the next one");
+    assert_eq!(first.service("frontend").unwrap().depends_on, ["api"]);
+
+    // The next commit changes a manifest: its workspace must not come from the memo of `base`.
+    r.write(
+        "services/frontend/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\ndepends-on = [\"api\", \"worker\"]\n",
+    );
+    let head = r.commit("frontend needs worker").to_string();
+    let second = ferry_plan::workspace_at(&repo, &head).unwrap();
+    assert_eq!(
+        second.service("frontend").unwrap().depends_on,
+        ["api", "worker"]
+    );
+    assert_eq!(second.graph().dependencies("frontend"), ["api", "worker"]);
+
+    // Loading `head` again comes from the memo, and gives the same workspace.
+    let again = ferry_plan::workspace_at(&repo, &head).unwrap();
+    assert_eq!(
+        format!("{:?}", again.services),
+        format!("{:?}", second.services)
+    );
+    assert_eq!(again.graph().waves(), second.graph().waves());
+    // And `base` is its own again.
+    let back = ferry_plan::workspace_at(&repo, &base).unwrap();
+    assert_eq!(back.service("frontend").unwrap().depends_on, ["api"]);
+    assert_eq!(back.root, first.root);
+}
