@@ -35,6 +35,20 @@ fn write(root: &Path, rel: &str, body: &str) {
 
 const FUNCTION: &str = "Resources:\n  Role:\n    Type: AWS::IAM::Role\n    Properties:\n      AssumeRolePolicyDocument: {}\n  Fn:\n    Type: AWS::Lambda::Function\n    Properties:\n      Runtime: python3.12\n      Handler: app.handle\n      Role: !GetAtt Role.Arn\n      Code: src\n";
 
+/// A workspace whose one service, `api`, zips `src` for its function.
+fn api_workspace() -> tempfile::TempDir {
+    workspace(&[
+        ("services/api/template.yaml", FUNCTION),
+        ("services/api/service.toml", API_MANIFEST),
+        ("services/api/src/app.py", "x = 1\n"),
+    ])
+}
+
+/// Packages `services` of the workspace at `root` into `out` as package `c1`.
+fn packaged(root: &Path, out: &Path, services: &[&str]) -> ferry_package::PackageManifest {
+    run(root, out, &request("c1", services)).0.unwrap()
+}
+
 fn request(id: &str, services: &[&str]) -> PackageRequest {
     PackageRequest {
         id: id.into(),
@@ -219,9 +233,7 @@ fn excludes_apply_to_every_artifact_and_per_artifact() {
         ("services/api/src/tests/test_app.py", "def test(): pass\n"),
     ]);
     let out = tempfile::tempdir().unwrap();
-    let m = run(ws.path(), out.path(), &request("c1", &["api"]))
-        .0
-        .unwrap();
+    let m = packaged(ws.path(), out.path(), &["api"]);
     let a = &m.services["api"].artifacts[0];
     let names: Vec<String> = inspect(&ferry_package::artifact_path(out.path(), &a.sha256))
         .iter()
@@ -271,9 +283,7 @@ Outputs:
         ("services/api/layer/python/lib.py", "LIB = 1\n"),
     ]);
     let out = tempfile::tempdir().unwrap();
-    let m = run(ws.path(), out.path(), &request("c1", &["api"]))
-        .0
-        .unwrap();
+    let m = packaged(ws.path(), out.path(), &["api"]);
     let sp = &m.services["api"];
     let key = |r: &str| {
         sp.artifacts
@@ -341,9 +351,7 @@ fn a_template_without_artifacts_is_deployed_as_written() {
         ),
     ]);
     let out = tempfile::tempdir().unwrap();
-    let m = run(ws.path(), out.path(), &request("c1", &["api"]))
-        .0
-        .unwrap();
+    let m = packaged(ws.path(), out.path(), &["api"]);
     let sp = &m.services["api"];
     assert!(sp.artifacts.is_empty());
     assert_eq!(
@@ -577,15 +585,9 @@ async fn object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> (Vec<u8>, O
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_puts_each_archive_once_and_skips_what_the_bucket_has() {
-    let ws = workspace(&[
-        ("services/api/template.yaml", FUNCTION),
-        ("services/api/service.toml", API_MANIFEST),
-        ("services/api/src/app.py", "x = 1\n"),
-    ]);
+    let ws = api_workspace();
     let out = tempfile::tempdir().unwrap();
-    let m = run(ws.path(), out.path(), &request("c1", &["api"]))
-        .0
-        .unwrap();
+    let m = packaged(ws.path(), out.path(), &["api"]);
     let s3 = s3().await;
     bucket(&s3, "ferry-test-upload-once").await;
     let services = vec!["api".to_string()];
@@ -607,15 +609,9 @@ async fn upload_puts_each_archive_once_and_skips_what_the_bucket_has() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_bucket_is_named_with_what_to_do() {
-    let ws = workspace(&[
-        ("services/api/template.yaml", FUNCTION),
-        ("services/api/service.toml", API_MANIFEST),
-        ("services/api/src/app.py", "x = 1\n"),
-    ]);
+    let ws = api_workspace();
     let out = tempfile::tempdir().unwrap();
-    let m = run(ws.path(), out.path(), &request("c1", &["api"]))
-        .0
-        .unwrap();
+    let m = packaged(ws.path(), out.path(), &["api"]);
     let e = ferry_package::upload(
         &s3().await,
         "ferry-test-no-such-bucket",
@@ -655,9 +651,7 @@ async fn a_template_over_the_inline_limit_is_uploaded_and_deployed_by_url() {
         ),
     ]);
     let out = tempfile::tempdir().unwrap();
-    let m = run(ws.path(), out.path(), &request("c1", &["big"]))
-        .0
-        .unwrap();
+    let m = packaged(ws.path(), out.path(), &["big"]);
     let s3 = s3().await;
     bucket(&s3, "ferry-test-large-template").await;
     let r = ferry_package::upload(
@@ -726,9 +720,7 @@ async fn a_site_is_snapshotted_at_package_time_and_published_with_its_config_fil
         ("services/web/site/config.json", "{\"stale\": true}"),
     ]);
     let out = tempfile::tempdir().unwrap();
-    let m = run(ws.path(), out.path(), &request("c1", &["web"]))
-        .0
-        .unwrap();
+    let m = packaged(ws.path(), out.path(), &["web"]);
     let site = m.services["web"].site.clone().unwrap();
     let names: Vec<&str> = site.files.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["css/app.css", "index.html"]);

@@ -49,13 +49,32 @@ fn stack(status: &str) -> DescribeStacksOutput {
     DescribeStacksOutput::builder().stacks(s).build()
 }
 
+/// CloudFormation's answer to what it refuses: a `ValidationError` with `message`.
+fn validation_error(message: &str) -> ErrorMetadata {
+    ErrorMetadata::builder()
+        .code("ValidationError")
+        .message(message)
+        .build()
+}
+
+/// In `describes`: the stack does not exist (yet, or any more).
+const MISSING: &str = "";
+
+/// DescribeStacks answering with these stack statuses in turn (`MISSING`: no such stack).
+fn describes(statuses: &[&'static str]) -> Rule {
+    let mut seq = mock!(Client::describe_stacks).sequence();
+    for &status in statuses {
+        seq = if status == MISSING {
+            seq.error(missing)
+        } else {
+            seq.output(move || stack(status))
+        };
+    }
+    seq.build()
+}
+
 fn missing() -> DescribeStacksError {
-    DescribeStacksError::generic(
-        ErrorMetadata::builder()
-            .code("ValidationError")
-            .message("Stack with id api-dev does not exist")
-            .build(),
-    )
+    DescribeStacksError::generic(validation_error("Stack with id api-dev does not exist"))
 }
 
 fn event(id: &str, logical: &str, status: &str, reason: Option<&str>) -> StackEvent {
@@ -125,12 +144,7 @@ async fn deploy(rules: &[&Rule], spec: &StackSpec, options: DeployOptions) -> Ru
 
 #[tokio::test]
 async fn no_stack_is_created_and_its_events_streamed() {
-    let describe = mock!(Client::describe_stacks)
-        .sequence()
-        .error(missing)
-        .output(|| stack("CREATE_IN_PROGRESS"))
-        .output(|| stack("CREATE_COMPLETE"))
-        .build();
+    let describe = describes(&[MISSING, "CREATE_IN_PROGRESS", "CREATE_COMPLETE"]);
     let create = mock!(Client::create_stack)
         .then_output(|| CreateStackOutput::builder().stack_id(ID).build());
     let evs = mock!(Client::describe_stack_events)
@@ -172,12 +186,7 @@ async fn no_stack_is_created_and_its_events_streamed() {
 async fn an_unchanged_direct_update_is_a_success() {
     let describe = mock!(Client::describe_stacks).then_output(|| stack("UPDATE_COMPLETE"));
     let update = mock!(Client::update_stack).then_error(|| {
-        UpdateStackError::generic(
-            ErrorMetadata::builder()
-                .code("ValidationError")
-                .message("No updates are to be performed.")
-                .build(),
-        )
+        UpdateStackError::generic(validation_error("No updates are to be performed."))
     });
     let run = deploy(
         &[&describe, &update, &no_events()],
@@ -229,12 +238,7 @@ async fn an_empty_change_set_is_a_success_whether_failed_or_refused() {
 
     // The local emulator: CreateChangeSet itself answers "No updates are to be performed".
     let refused = mock!(Client::create_change_set).then_error(|| {
-        CreateChangeSetError::generic(
-            ErrorMetadata::builder()
-                .code("ValidationError")
-                .message("No updates are to be performed.")
-                .build(),
-        )
+        CreateChangeSetError::generic(validation_error("No updates are to be performed."))
     });
     let run = deploy(
         &[&describe, &refused, &no_events()],
@@ -247,13 +251,12 @@ async fn an_empty_change_set_is_a_success_whether_failed_or_refused() {
 
 #[tokio::test]
 async fn a_change_set_update_is_executed_and_awaited() {
-    let describe = mock!(Client::describe_stacks)
-        .sequence()
-        .output(|| stack("UPDATE_COMPLETE"))
-        .output(|| stack("UPDATE_IN_PROGRESS"))
-        .output(|| stack("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"))
-        .output(|| stack("UPDATE_COMPLETE"))
-        .build();
+    let describe = describes(&[
+        "UPDATE_COMPLETE",
+        "UPDATE_IN_PROGRESS",
+        "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+        "UPDATE_COMPLETE",
+    ]);
     let create = mock!(Client::create_change_set).then_output(|| {
         CreateChangeSetOutput::builder()
             .id("cs-1")
@@ -304,14 +307,13 @@ async fn a_change_set_update_is_executed_and_awaited() {
 
 #[tokio::test]
 async fn rollback_complete_is_deleted_and_created_again_with_a_note() {
-    let describe = mock!(Client::describe_stacks)
-        .sequence()
-        .output(|| stack("ROLLBACK_COMPLETE"))
-        .output(|| stack("DELETE_IN_PROGRESS"))
-        .output(|| stack("DELETE_COMPLETE"))
-        .error(missing)
-        .output(|| stack("CREATE_COMPLETE"))
-        .build();
+    let describe = describes(&[
+        "ROLLBACK_COMPLETE",
+        "DELETE_IN_PROGRESS",
+        "DELETE_COMPLETE",
+        MISSING,
+        "CREATE_COMPLETE",
+    ]);
     let delete = mock!(Client::delete_stack).then_output(|| DeleteStackOutput::builder().build());
     let create = mock!(Client::create_stack)
         .then_output(|| CreateStackOutput::builder().stack_id(ID).build());
@@ -333,20 +335,14 @@ async fn rollback_complete_is_deleted_and_created_again_with_a_note() {
 
 #[tokio::test]
 async fn a_busy_stack_is_awaited_then_updated_and_a_stuck_one_is_a_bounded_error() {
-    let describe = mock!(Client::describe_stacks)
-        .sequence()
-        .output(|| stack("UPDATE_IN_PROGRESS"))
-        .output(|| stack("UPDATE_IN_PROGRESS"))
-        .output(|| stack("UPDATE_COMPLETE"))
-        .output(|| stack("UPDATE_COMPLETE"))
-        .build();
+    let describe = describes(&[
+        "UPDATE_IN_PROGRESS",
+        "UPDATE_IN_PROGRESS",
+        "UPDATE_COMPLETE",
+        "UPDATE_COMPLETE",
+    ]);
     let update = mock!(Client::update_stack).then_error(|| {
-        UpdateStackError::generic(
-            ErrorMetadata::builder()
-                .code("ValidationError")
-                .message("No updates are to be performed.")
-                .build(),
-        )
+        UpdateStackError::generic(validation_error("No updates are to be performed."))
     });
     let run = deploy(
         &[&describe, &update, &no_events()],
@@ -378,14 +374,13 @@ async fn a_busy_stack_is_awaited_then_updated_and_a_stuck_one_is_a_bounded_error
 #[tokio::test]
 async fn update_rollback_failed_stops_or_continues_the_rollback_when_asked() {
     let describe = || {
-        mock!(Client::describe_stacks)
-            .sequence()
-            .output(|| stack("UPDATE_ROLLBACK_FAILED"))
-            .output(|| stack("UPDATE_ROLLBACK_IN_PROGRESS"))
-            .output(|| stack("UPDATE_ROLLBACK_COMPLETE"))
-            .output(|| stack("UPDATE_ROLLBACK_COMPLETE"))
-            .output(|| stack("UPDATE_COMPLETE"))
-            .build()
+        describes(&[
+            "UPDATE_ROLLBACK_FAILED",
+            "UPDATE_ROLLBACK_IN_PROGRESS",
+            "UPDATE_ROLLBACK_COMPLETE",
+            "UPDATE_ROLLBACK_COMPLETE",
+            "UPDATE_COMPLETE",
+        ])
     };
     let d = describe();
     let run = deploy(&[&d, &no_events()], &spec(Method::Direct), options()).await;
@@ -432,12 +427,11 @@ async fn paused_and_delete_failed_stacks_are_clear_errors() {
 
 #[tokio::test]
 async fn a_failed_update_reports_its_failing_resources() {
-    let describe = mock!(Client::describe_stacks)
-        .sequence()
-        .output(|| stack("UPDATE_COMPLETE"))
-        .output(|| stack("UPDATE_ROLLBACK_IN_PROGRESS"))
-        .output(|| stack("UPDATE_ROLLBACK_COMPLETE"))
-        .build();
+    let describe = describes(&[
+        "UPDATE_COMPLETE",
+        "UPDATE_ROLLBACK_IN_PROGRESS",
+        "UPDATE_ROLLBACK_COMPLETE",
+    ]);
     let update = mock!(Client::update_stack)
         .then_output(|| UpdateStackOutput::builder().stack_id(ID).build());
     let old = || event("old", "Fn", "CREATE_COMPLETE", None);

@@ -14,10 +14,11 @@ pub struct TempQueue {
     sqs: aws_sdk_sqs::Client,
 }
 
-fn failed(what: &str, message: String) -> CheckError {
-    CheckError::Failed {
+/// Maps an SDK error (SNS or SQS) to a failed check of `what`.
+fn failed<E: std::error::Error>(what: &str) -> impl FnOnce(E) -> CheckError + '_ {
+    move |e| CheckError::Failed {
         what: what.to_string(),
-        message,
+        message: DisplayErrorContext(&e).to_string(),
     }
 }
 
@@ -36,12 +37,7 @@ impl TempQueue {
             .queue_name(name)
             .send()
             .await
-            .map_err(|e| {
-                failed(
-                    &what,
-                    aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
-                )
-            })?
+            .map_err(failed(&what))?
             .queue_url
             .unwrap_or_default();
         let attrs = sqs
@@ -50,12 +46,7 @@ impl TempQueue {
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
             .send()
             .await
-            .map_err(|e| {
-                failed(
-                    &what,
-                    aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
-                )
-            })?;
+            .map_err(failed(&what))?;
         let arn = attrs
             .attributes()
             .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
@@ -80,12 +71,7 @@ impl TempQueue {
             )
             .send()
             .await
-            .map_err(|e| {
-                failed(
-                    &what,
-                    aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
-                )
-            })?;
+            .map_err(failed(&what))?;
         let sub = sns
             .subscribe()
             .topic_arn(topic_arn)
@@ -93,7 +79,7 @@ impl TempQueue {
             .endpoint(&arn)
             .send()
             .await
-            .map_err(|e| failed(&what, DisplayErrorContext(&e).to_string()))?;
+            .map_err(failed(&what))?;
         Ok(TempQueue {
             url,
             arn,
@@ -111,18 +97,13 @@ impl TempQueue {
             .subscription_arn(&self.subscription_arn)
             .send()
             .await
-            .map_err(|e| failed(&what, DisplayErrorContext(&e).to_string()))?;
+            .map_err(failed(&what))?;
         self.sqs
             .delete_queue()
             .queue_url(&self.url)
             .send()
             .await
-            .map_err(|e| {
-                failed(
-                    &what,
-                    aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
-                )
-            })?;
+            .map_err(failed(&what))?;
         Ok(())
     }
 }
