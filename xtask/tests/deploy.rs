@@ -259,3 +259,58 @@ fn a_preview_stage_is_removed_with_its_records() {
     assert_eq!(code, 0);
     assert!(row(&out, "queue").contains("created"), "{out}");
 }
+
+#[test]
+fn a_secure_parameter_is_hashed_by_name_and_version_never_by_value() {
+    let r = monorepo("e2e-secret");
+    r.write(
+        "services/vault/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nToken = \"${ssm:/e2e-secret/token}\"\n",
+    )
+    .write(
+        "services/vault/t.yaml",
+        "Parameters:\n  Token: {Type: String, NoEcho: true}\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    r.commit("vault");
+    let secret = "hunter2";
+    let set = |overwrite: bool| {
+        let mut args = vec!["param", "set", "dev", "/e2e-secret/token", "--secure"];
+        if overwrite {
+            args.push("--overwrite");
+        }
+        let (code, _, err) = run(&mut xtask(&r, &args), Some(secret));
+        assert_eq!(code, 0, "{err}");
+    };
+    set(false);
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(row(&out, "vault").contains(" created "), "{out}");
+    assert!(!out.contains(secret) && !err.contains(secret));
+
+    let (code, record, err) = run(
+        &mut xtask(
+            &r,
+            &["param", "get", "dev", "/ferry/e2e-secret/dev/records/vault"],
+        ),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let record: serde_json::Value = serde_json::from_str(record.trim()).unwrap();
+    let hash = record["parameters_hash"].as_str().unwrap();
+    let by_value = ferry_records::parameters_hash(&[("Token".into(), secret.into())].into());
+    let by_version = ferry_records::parameters_hash(
+        &[("Token".into(), "ssm-secure:/e2e-secret/token@1".into())].into(),
+    );
+    assert_ne!(hash, by_value, "a record never holds a hash of a secret");
+    assert_eq!(hash, by_version);
+
+    // Unchanged: skipped. A new version of the secret (even with the same value): deployed.
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(row(&out, "vault").contains("skipped (up to date)"), "{out}");
+    set(true);
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(!row(&out, "vault").contains("skipped"), "{out}");
+    assert!(row(&out, "queue").contains("skipped (up to date)"), "{out}");
+}

@@ -61,12 +61,27 @@ pub struct DeployContext<'a> {
     pub package: Option<&'a Prepared>,
 }
 
-/// The services a deploy of `plan` may touch: those it deploys, and their dependents (which are
-/// checked and redeploy only when what they receive changed).
+/// The services a deploy of `plan` may touch: those it deploys, the services of the plan that
+/// read SSM parameters (a value outside git may have changed since their record), and the
+/// dependents of both. All but the first are checked and redeploy only when what they receive
+/// changed.
 pub fn candidates(ws: &Workspace, plan: &Plan) -> BTreeSet<String> {
+    let reads_ssm = |name: &str| {
+        ws.service(name).is_some_and(|s| {
+            s.parameters
+                .values()
+                .flat_map(|t| t.references())
+                .any(|r| matches!(r, Reference::Ssm { .. }))
+        })
+    };
+    let checked = plan
+        .services
+        .iter()
+        .filter(|s| s.action == ferry_plan::Action::Skip && reads_ssm(&s.name))
+        .map(|s| s.name.as_str());
     let mut c = ws
         .graph()
-        .with_dependents(plan.order.iter().map(String::as_str));
+        .with_dependents(plan.order.iter().map(String::as_str).chain(checked));
     c.retain(|s| ws.service(s).is_some());
     c
 }
@@ -512,12 +527,16 @@ async fn deploy_one(
             (TemplateSource::Body(text), hash)
         }
     };
-    let mut parameters = resolve_parameters(ctx, service, cache, ssm_client).await?;
+    let Resolved {
+        mut parameters,
+        mut hashed,
+    } = resolve_parameters(ctx, service, cache, ssm_client).await?;
     if packaged.is_some_and(|sp| !sp.artifacts.is_empty()) {
         let bucket = ctx
             .package
             .and_then(|p| p.bucket.clone())
             .unwrap_or_default();
+        hashed.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket.clone());
         parameters.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket);
     }
     // The site's config file holds the dependencies' outputs: a change there is a change too.
@@ -529,7 +548,7 @@ async fn deploy_one(
         Some(c) => sha256_hex(format!("{fingerprint}:{}", sha256_hex(c)).as_bytes()),
         None => fingerprint,
     };
-    let params_hash = parameters_hash(&parameters);
+    let params_hash = parameters_hash(&hashed);
 
     if !must_deploy {
         match ctx.previous.get(&service.name) {
@@ -736,7 +755,7 @@ async fn resolve_parameters(
     service: &Service,
     cache: &OutputCache,
     ssm_client: &aws_sdk_ssm::Client,
-) -> Result<BTreeMap<String, String>, Failure> {
+) -> Result<Resolved, Failure> {
     let mut outputs: BTreeMap<(Option<String>, String), Option<Outputs>> = BTreeMap::new();
     for r in service.parameters.values().flat_map(|t| t.references()) {
         if let Reference::Output {
@@ -762,11 +781,11 @@ async fn resolve_parameters(
         outputs: &|_, _| None,
         ssm: &|_| None,
     };
-    let mut ssm_values = BTreeMap::new();
+    let mut ssm_values: BTreeMap<String, ssm::Parameter> = BTreeMap::new();
     for name in ferry_outputs::ssm_names(service, &lookups_base) {
         match ssm::get(ssm_client, &ctx.stage.name, &name, ctx.masker).await {
             Ok(p) => {
-                ssm_values.insert(name, p.value);
+                ssm_values.insert(name, p);
             }
             Err(ferry_credentials::CredentialsError::ParameterNotFound { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -778,21 +797,56 @@ async fn resolve_parameters(
             .cloned()
             .flatten()
     };
-    let ssm_lookup = |name: &str| ssm_values.get(name).cloned();
-    let lookups = Lookups {
-        project: &ctx.ws.project.name,
-        stage: ctx.stage,
-        outputs: &out_lookup,
-        ssm: &ssm_lookup,
-    };
-    ferry_outputs::resolve(service, &lookups).map_err(|errors| Failure {
+    let ssm_lookup = |name: &str| ssm_values.get(name).map(|p| p.value.clone());
+    let failure = |errors: Vec<ferry_outputs::ResolveError>| Failure {
         message: errors
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; "),
         failures: Vec::new(),
-    })
+    };
+    let parameters = ferry_outputs::resolve(
+        service,
+        &Lookups {
+            project: &ctx.ws.project.name,
+            stage: ctx.stage,
+            outputs: &out_lookup,
+            ssm: &ssm_lookup,
+        },
+    )
+    .map_err(failure)?;
+    let stand_in = |name: &str| ssm_values.get(name).map(secure_stand_in);
+    let hashed = ferry_outputs::resolve(
+        service,
+        &Lookups {
+            project: &ctx.ws.project.name,
+            stage: ctx.stage,
+            outputs: &out_lookup,
+            ssm: &stand_in,
+        },
+    )
+    .map_err(failure)?;
+    Ok(Resolved { parameters, hashed })
+}
+
+/// A service's parameters as CloudFormation gets them, and the view of them that is hashed into
+/// its record.
+struct Resolved {
+    parameters: BTreeMap<String, String>,
+    hashed: BTreeMap<String, String>,
+}
+
+/// What stands in for an SSM value in the hashed view: a SecureString by its name and version,
+/// never its value (records are readable by whoever may read the stage's records, and an
+/// unsalted hash of a short secret can be guessed offline). A new version of the secret still
+/// changes the hash, so rotating it redeploys.
+fn secure_stand_in(p: &ssm::Parameter) -> String {
+    if p.secure {
+        format!("ssm-secure:{}@{}", p.name, p.version)
+    } else {
+        p.value.clone()
+    }
 }
 
 /// Why a deploy does not start.
