@@ -99,7 +99,9 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
         .with_context(|| format!("failed to plan stage `{}`", args.stage))?;
     match args.format {
         PlanFormat::Text => print!("{}", ferry_plan::text(&plan, args.explain)),
-        PlanFormat::Json => println!("{}", plan.to_json()),
+        PlanFormat::Json => plan
+            .write_json(std::io::BufWriter::new(std::io::stdout().lock()))
+            .context("failed to write the plan to standard output")?,
         PlanFormat::CodebuildBatch => print!("{}", ferry_plan::codebuild_batch(&plan)),
         PlanFormat::GithubMatrix => println!("{}", ferry_plan::github_matrix(&plan)),
     }

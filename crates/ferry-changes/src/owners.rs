@@ -2,14 +2,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-/// What [`Owners`] needs to know of one service.
+/// What [`Owners`] needs to know of one service (borrowed: a plan builds one for every service).
 #[derive(Debug, Clone)]
-pub struct ServiceSpec {
-    pub name: String,
+pub struct ServiceSpec<'a> {
+    pub name: &'a str,
     /// Repository-relative folder, `/`-separated.
-    pub dir: String,
+    pub dir: &'a str,
     /// Extra input globs, repository relative.
-    pub inputs: Vec<String>,
+    pub inputs: &'a [String],
     /// Exact files that belong to the service although they may sit outside its folder (its
     /// manifest and template).
     pub files: Vec<String>,
@@ -25,9 +25,9 @@ pub struct OwnersError {
 
 /// Maps changed paths to the services they affect.
 #[derive(Debug)]
-pub struct Owners {
-    names: Vec<String>,
-    dirs: HashMap<String, usize>,
+pub struct Owners<'a> {
+    names: Vec<&'a str>,
+    dirs: HashMap<&'a str, usize>,
     files: HashMap<String, Vec<usize>>,
     inputs: GlobSet,
     /// Glob `k` of `inputs` → the services that declared it (a shared input is often declared
@@ -47,29 +47,29 @@ pub struct Affected {
     pub unowned: BTreeSet<String>,
 }
 
-impl Owners {
+impl<'a> Owners<'a> {
     pub fn new(
-        services: impl IntoIterator<Item = ServiceSpec>,
+        services: impl IntoIterator<Item = ServiceSpec<'a>>,
         global_inputs: &[String],
-    ) -> Result<Owners, OwnersError> {
+    ) -> Result<Owners<'a>, OwnersError> {
         let mut names = Vec::new();
         let mut dirs = HashMap::new();
         let mut files: HashMap<String, Vec<usize>> = HashMap::new();
         let mut inputs = GlobSetBuilder::new();
-        let mut input_index: HashMap<String, usize> = HashMap::new();
+        let mut input_index: HashMap<&str, usize> = HashMap::new();
         let mut input_owners: Vec<Vec<usize>> = Vec::new();
         for (i, s) in services.into_iter().enumerate() {
-            dirs.insert(s.dir.trim_end_matches('/').to_string(), i);
+            dirs.insert(s.dir.trim_end_matches('/'), i);
             for f in &s.files {
                 files.entry(normalize(f)).or_default().push(i);
             }
-            for g in &s.inputs {
+            for g in s.inputs {
                 let k = match input_index.get(g.as_str()) {
                     Some(&k) => k,
                     None => {
-                        inputs.add(glob(g, &s.name)?);
+                        inputs.add(glob(g, s.name)?);
                         input_owners.push(Vec::new());
-                        input_index.insert(g.clone(), input_owners.len() - 1);
+                        input_index.insert(g, input_owners.len() - 1);
                         input_owners.len() - 1
                     }
                 };
@@ -121,7 +121,7 @@ impl Owners {
                     .flat_map(|m| self.input_owners[m].iter().copied()),
             );
         }
-        let mut names: Vec<&str> = found.into_iter().map(|i| self.names[i].as_str()).collect();
+        let mut names: Vec<&str> = found.into_iter().map(|i| self.names[i]).collect();
         names.sort_unstable();
         names
     }
@@ -183,13 +183,18 @@ fn normalize(path: &str) -> String {
 mod tests {
     use super::*;
 
-    fn owners() -> Owners {
-        let spec = |name: &str, dir: &str, inputs: &[&str], files: &[&str]| ServiceSpec {
-            name: name.into(),
-            dir: dir.into(),
-            inputs: inputs.iter().map(|s| s.to_string()).collect(),
-            files: files.iter().map(|s| s.to_string()).collect(),
-        };
+    fn owners() -> Owners<'static> {
+        let spec =
+            |name: &'static str, dir: &'static str, inputs: &[&str], files: &[&str]| ServiceSpec {
+                name,
+                dir,
+                inputs: inputs
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .leak(),
+                files: files.iter().map(|s| s.to_string()).collect(),
+            };
         Owners::new(
             [
                 spec(

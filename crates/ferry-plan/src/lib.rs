@@ -210,6 +210,14 @@ impl Plan {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a plan serialises")
     }
+
+    /// The JSON of [`Plan::to_json`] and a newline, written straight to `w` (with thousands of
+    /// services it is megabytes: no copy of it is built first).
+    pub fn write_json(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut w, self).map_err(std::io::Error::from)?;
+        w.write_all(b"\n")?;
+        w.flush()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -505,17 +513,18 @@ fn is_deploy_reason(r: &Reason) -> bool {
 
 /// Who owns which paths, for every service of the workspace (not only the candidates: a path of
 /// a nested service must not be attributed to the folder around it).
-fn owners(ws: &Workspace) -> Result<Owners, PlanError> {
+fn owners(ws: &Workspace) -> Result<Owners<'_>, PlanError> {
     let specs = ws.services.iter().map(|s| ServiceSpec {
-        name: s.name.clone(),
-        dir: s.dir.clone(),
-        inputs: s.inputs.clone(),
+        name: &s.name,
+        dir: &s.dir,
+        inputs: &s.inputs,
         // Files inside the folder are owned through it already; only a template outside it
         // needs naming.
-        files: Some(s.template_path())
-            .filter(|t| t.split('/').any(|seg| seg == ".."))
-            .into_iter()
-            .collect(),
+        files: if s.template.split('/').any(|seg| seg == "..") {
+            vec![s.template_path()]
+        } else {
+            Vec::new()
+        },
     });
     Ok(Owners::new(specs, &ws.project.global_inputs)?)
 }
