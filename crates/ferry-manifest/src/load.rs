@@ -76,21 +76,21 @@ pub fn load_from(
     }
 }
 
-/// Where a service's manifest text comes from.
-enum Manifest {
-    Read,
-    /// From the cache: known valid, template present.
-    Cached(String),
-}
-
 struct ServiceDraft {
-    /// Came from the cache (nothing to store again).
-    cached: bool,
     service: Service,
     /// dependency → where it was declared (span, key) in the service file.
     dep_sites: BTreeMap<String, (Range<usize>, String)>,
     name_span: Option<Range<usize>>,
     src: String,
+}
+
+/// What a valid `service.toml` parsed to, as the folder cache keeps it: all that the checks
+/// across services need, so a cached folder is neither read nor parsed again.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Parsed {
+    service: Service,
+    dep_sites: BTreeMap<String, (Range<usize>, String)>,
+    name_span: Option<Range<usize>>,
 }
 
 fn load_inner(
@@ -128,32 +128,47 @@ fn load_inner(
     let mut manifests = BTreeSet::new();
     for (dir, id) in discover_services(source, &project.services) {
         let cached = match (&mut cache, &id) {
-            (Some(c), Some(id)) => c.get(&dir, id).map(|m| m.map(String::from)),
+            (Some(c), Some(id)) => c.get(&dir, id).map(|hit| {
+                hit.map(|(text, p)| ServiceDraft {
+                    service: p.service.clone(),
+                    dep_sites: p.dep_sites.clone(),
+                    name_span: p.name_span.clone(),
+                    src: text.to_string(),
+                })
+            }),
             _ => None,
         };
-        let manifest = match cached {
+        match cached {
             Some(None) => continue,
-            Some(Some(text)) => Manifest::Cached(text),
+            Some(Some(d)) => {
+                manifests.insert(dir);
+                drafts.push(d);
+                continue;
+            }
             None if !source.is_file(&format!("{dir}/{SERVICE_FILE}")) => {
                 if let (Some(c), Some(id)) = (&mut cache, &id) {
                     c.put(&dir, id, None);
                 }
                 continue;
             }
-            None => Manifest::Read,
-        };
+            None => {}
+        }
         manifests.insert(dir.clone());
         let before = diags.len();
-        if let Some(d) = read_service(source, &dir, manifest, diags) {
+        if let Some(d) = read_service(source, &dir, diags) {
             // Cacheable: no problem of its own, template inside the folder (covered by its id).
             let inside = !d.service.template.split('/').any(|s| s == "..");
             let clean = diags.len() == before;
             if let (Some(c), Some(id)) = (&mut cache, &id)
                 && clean
                 && inside
-                && !d.cached
             {
-                c.put(&dir, id, Some(d.src.clone()));
+                let parsed = Parsed {
+                    service: d.service.clone(),
+                    dep_sites: d.dep_sites.clone(),
+                    name_span: d.name_span.clone(),
+                };
+                c.put(&dir, id, Some((d.src.clone(), parsed)));
             }
             drafts.push(d);
         }
@@ -652,15 +667,10 @@ fn expand(
 fn read_service(
     source: &dyn Source,
     dir: &str,
-    manifest: Manifest,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ServiceDraft> {
     let file = PathBuf::from(format!("{dir}/{SERVICE_FILE}"));
-    let (cached, read) = match manifest {
-        Manifest::Cached(text) => (true, Ok(text)),
-        Manifest::Read => (false, source.read(&format!("{dir}/{SERVICE_FILE}"))),
-    };
-    let src = match read {
+    let src = match source.read(&format!("{dir}/{SERVICE_FILE}")) {
         Ok(s) => s,
         Err(e) => {
             diags.push(Diagnostic {
@@ -708,7 +718,7 @@ fn read_service(
 
     let template = match get_str(&mut fd, s, "service", "template") {
         Some((t, sp)) => {
-            let exists = cached || source.is_file(&format!("{dir}/{t}"));
+            let exists = source.is_file(&format!("{dir}/{t}"));
             let ext_ok = Path::new(&t)
                 .extension()
                 .and_then(|e| e.to_str())
@@ -791,7 +801,6 @@ fn read_service(
         acceptance,
     };
     Some(ServiceDraft {
-        cached,
         service,
         dep_sites,
         name_span,

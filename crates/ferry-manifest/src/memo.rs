@@ -46,7 +46,7 @@ struct Stored {
 }
 
 /// Identifies this build of Ferry: a memo written by another build is never used.
-fn build_id() -> String {
+pub(crate) fn build_id() -> String {
     let exe = std::env::current_exe()
         .and_then(fs::metadata)
         .map(|m| {

@@ -78,16 +78,22 @@ impl Source for FsSource {
 enum Entry {
     /// No `service.toml` in it.
     NotAService,
-    /// A valid service; its manifest text (parsing it again is cheap, reading it is not).
-    Service { manifest: String },
+    /// A valid service: its manifest text (for the line numbers of a later problem, e.g. an
+    /// unknown dependency) and what it parsed to.
+    Service {
+        manifest: String,
+        parsed: crate::load::Parsed,
+    },
 }
 
 /// Parsed-folder cache keyed by `(folder, content id)`, for sources that have content ids. A
-/// folder whose id is unchanged needs no read at all. Only services that loaded without a
-/// problem and whose template lies inside their folder are kept.
+/// folder whose id is unchanged needs no read and no parse. Only services that loaded without a
+/// problem and whose template lies inside their folder are kept. A cache written by another
+/// build of Ferry is not used (the rules that parsed it may differ).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ManifestCache {
     version: u32,
+    build: String,
     entries: HashMap<String, Entry>,
     #[serde(skip)]
     used: HashSet<String>,
@@ -95,17 +101,20 @@ pub struct ManifestCache {
     changed: bool,
 }
 
-const CACHE_VERSION: u32 = 1;
+const CACHE_VERSION: u32 = 2;
 
 impl ManifestCache {
-    /// Reads a cache file; a missing, unreadable or outdated one gives an empty cache.
+    /// Reads a cache file; a missing, unreadable or outdated one, or one of another build, gives
+    /// an empty cache.
     pub fn read(path: &Path) -> ManifestCache {
+        let build = crate::memo::build_id();
         fs::read(path)
             .ok()
-            .and_then(|b| serde_json::from_slice::<ManifestCache>(&b).ok())
-            .filter(|c| c.version == CACHE_VERSION)
+            .and_then(|b| postcard::from_bytes::<ManifestCache>(&b).ok())
+            .filter(|c| c.version == CACHE_VERSION && c.build == build)
             .unwrap_or_else(|| ManifestCache {
                 version: CACHE_VERSION,
+                build,
                 ..Default::default()
             })
     }
@@ -126,7 +135,7 @@ impl ManifestCache {
         let tmp = path.with_extension("tmp");
         fs::write(
             &tmp,
-            serde_json::to_vec(self).map_err(std::io::Error::other)?,
+            postcard::to_stdvec(self).map_err(std::io::Error::other)?,
         )?;
         fs::rename(tmp, path)?;
         self.changed = false;
@@ -137,22 +146,31 @@ impl ManifestCache {
         format!("{dir}\t{id}")
     }
 
-    /// `Some(None)`: known not to be a service; `Some(Some(text))`: a cached manifest.
-    pub(crate) fn get(&mut self, dir: &str, id: &str) -> Option<Option<&str>> {
+    /// `Some(None)`: known not to be a service; `Some(Some((text, parsed)))`: a cached service.
+    pub(crate) fn get(
+        &mut self,
+        dir: &str,
+        id: &str,
+    ) -> Option<Option<(&str, &crate::load::Parsed)>> {
         let key = Self::key(dir, id);
         let entry = self.entries.get(&key)?;
         self.used.insert(key);
         Some(match entry {
             Entry::NotAService => None,
-            Entry::Service { manifest } => Some(manifest.as_str()),
+            Entry::Service { manifest, parsed } => Some((manifest.as_str(), parsed)),
         })
     }
 
-    pub(crate) fn put(&mut self, dir: &str, id: &str, manifest: Option<String>) {
+    pub(crate) fn put(
+        &mut self,
+        dir: &str,
+        id: &str,
+        service: Option<(String, crate::load::Parsed)>,
+    ) {
         let key = Self::key(dir, id);
         self.used.insert(key.clone());
-        let entry = match manifest {
-            Some(manifest) => Entry::Service { manifest },
+        let entry = match service {
+            Some((manifest, parsed)) => Entry::Service { manifest, parsed },
             None => Entry::NotAService,
         };
         self.entries.insert(key, entry);

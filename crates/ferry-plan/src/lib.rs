@@ -68,7 +68,7 @@ pub fn workspace_at(repo: &Repo, rev: &str) -> Result<Workspace, WorkspaceAtErro
     if let Some(ws) = ferry_manifest::read_memo(&memo_path, &tree, repo.root()) {
         return Ok(ws);
     }
-    let cache_path = repo.cache_dir().join("manifest-cache.json");
+    let cache_path = repo.cache_dir().join("manifest-cache.bin");
     let mut cache = ferry_manifest::ManifestCache::read(&cache_path);
     let ws = ferry_manifest::load_from(repo.root(), &source, Some(&mut cache))?;
     // Caches that cannot be written only cost speed next time.

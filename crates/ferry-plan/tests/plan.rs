@@ -417,3 +417,52 @@ fn the_workspace_of_a_commit_is_its_own_and_the_memo_of_another_is_never_used() 
     assert_eq!(back.service("frontend").unwrap().depends_on, ["api"]);
     assert_eq!(back.root, first.root);
 }
+
+#[test]
+fn folders_from_the_cache_give_the_same_workspace_and_the_same_problems_with_their_lines() {
+    let (r, base) = monorepo();
+    let repo = Repo::open(r.path()).unwrap();
+    let fresh = |rev: &str| {
+        let source = repo.source_at(rev).unwrap();
+        ferry_manifest::load_from(repo.root(), &source, None)
+    };
+    let first = ferry_plan::workspace_at(&repo, &base).unwrap();
+    assert!(repo.cache_dir().join("manifest-cache.bin").is_file());
+
+    // A new commit: only `frontend` changed, so the other four folders come from the cache.
+    r.write(
+        "services/frontend/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\ndepends-on = [\"api\"]\n\n[parameters]\nStage = \"${stage}\"\n",
+    );
+    let head = r.commit("frontend parameter").to_string();
+    let cached = ferry_plan::workspace_at(&repo, &head).unwrap();
+    let uncached = fresh(&head).unwrap();
+    assert_eq!(
+        format!("{:?}", cached.services),
+        format!("{:?}", uncached.services)
+    );
+    assert_eq!(cached.graph().waves(), uncached.graph().waves());
+    assert_ne!(
+        format!("{:?}", cached.services),
+        format!("{:?}", first.services)
+    );
+
+    // `events` goes; `worker` (unchanged, cached) still depends on it. The problem is reported
+    // exactly as without a cache: worker's file, line and key.
+    fs::remove_dir_all(r.path().join("services/events")).unwrap();
+    r.write(
+        "services/api/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\ndepends-on = [\"database\"]\n",
+    );
+    let broken = r.commit("events removed").to_string();
+    let with_cache = ferry_plan::workspace_at(&repo, &broken)
+        .unwrap_err()
+        .to_string();
+    let without = fresh(&broken).unwrap_err().to_string();
+    assert_eq!(with_cache, without);
+    assert!(
+        with_cache.contains("services/worker/service.toml:3")
+            && with_cache.contains("unknown service `events`"),
+        "{with_cache}"
+    );
+}
