@@ -806,28 +806,19 @@ async fn resolve_parameters(
             .join("; "),
         failures: Vec::new(),
     };
-    let parameters = ferry_outputs::resolve(
-        service,
-        &Lookups {
+    let resolve_with = |ssm: &dyn Fn(&str) -> Option<String>| {
+        let lookups = Lookups {
             project: &ctx.ws.project.name,
             stage: ctx.stage,
             outputs: &out_lookup,
-            ssm: &ssm_lookup,
-        },
-    )
-    .map_err(failure)?;
-    let stand_in = |name: &str| ssm_values.get(name).map(secure_stand_in);
-    let hashed = ferry_outputs::resolve(
-        service,
-        &Lookups {
-            project: &ctx.ws.project.name,
-            stage: ctx.stage,
-            outputs: &out_lookup,
-            ssm: &stand_in,
-        },
-    )
-    .map_err(failure)?;
-    Ok(Resolved { parameters, hashed })
+            ssm,
+        };
+        ferry_outputs::resolve(service, &lookups).map_err(failure)
+    };
+    Ok(Resolved {
+        parameters: resolve_with(&ssm_lookup)?,
+        hashed: resolve_with(&|name: &str| ssm_values.get(name).map(secure_stand_in))?,
+    })
 }
 
 /// A service's parameters as CloudFormation gets them, and the view of them that is hashed into

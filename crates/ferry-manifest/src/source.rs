@@ -82,7 +82,7 @@ enum Entry {
     /// unknown dependency) and what it parsed to.
     Service {
         manifest: String,
-        parsed: crate::load::Parsed,
+        parsed: Box<crate::load::Parsed>,
     },
 }
 
@@ -170,7 +170,10 @@ impl ManifestCache {
         let key = Self::key(dir, id);
         self.used.insert(key.clone());
         let entry = match service {
-            Some((manifest, parsed)) => Entry::Service { manifest, parsed },
+            Some((manifest, parsed)) => Entry::Service {
+                manifest,
+                parsed: Box::new(parsed),
+            },
             None => Entry::NotAService,
         };
         self.entries.insert(key, entry);
