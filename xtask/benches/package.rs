@@ -30,7 +30,7 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let state = tmp.path().join("emulator");
-    let _stop = Stop(state.clone());
+    let _stop = ferry_test_support::StopEmulatorOnDrop(state.clone());
     let src = repo.join("services/big/src");
 
     // Reference: zip -rX + sha256sum, best of 3.
@@ -179,17 +179,6 @@ fn xtask(root: &Path, state: &Path, args: &[&str]) -> (serde_json::Value, String
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "xtask {args:?} failed:\n{err}");
     (serde_json::from_slice(&out.stdout).unwrap(), err)
-}
-
-struct Stop(std::path::PathBuf);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["local", "down"])
-            .env("FERRY_LOCAL_DIR", &self.0)
-            .output();
-    }
 }
 
 /// A repository with one service whose `src` holds `files` files of `bytes` in all: half of the

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{run, xtask};
+use common::{row, run, xtask};
 use ferry_test_support::TestRepo;
 
 const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
@@ -37,12 +37,6 @@ fn monorepo(project: &str) -> TestRepo {
     .write("services/lone/t.yaml", TOPIC);
     r.commit("services");
     r
-}
-
-fn row<'a>(out: &'a str, service: &str) -> &'a str {
-    out.lines()
-        .find(|l| l.starts_with(&format!("{service} ")))
-        .unwrap_or_else(|| panic!("no row for {service} in:\n{out}"))
 }
 
 #[test]

@@ -15,7 +15,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{clear_env, run};
+use common::{clear_env, row, run};
 use ferry_test_support::{TestRepo, workspace_root};
 
 /// A git repository under `target/ferry/e2e/` holding this repository's `ferry.toml` and
@@ -43,30 +43,12 @@ fn example_copy() -> TestRepo {
     r
 }
 
-/// Stops the copy's emulator however the test ends.
-struct Emulator<'a>(&'a Path);
-
-impl Drop for Emulator<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["local", "down"])
-            .env("FERRY_LOCAL_DIR", self.0)
-            .output();
-    }
-}
-
 fn local(r: &TestRepo, state: &Path, args: &[&str]) -> (i32, String, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
     c.arg("--root").arg(r.path()).arg("--local").args(args);
     clear_env(&mut c);
     c.env("FERRY_LOCAL_DIR", state);
     run(&mut c, None)
-}
-
-fn row<'a>(out: &'a str, service: &str) -> &'a str {
-    out.lines()
-        .find(|l| l.starts_with(&format!("{service} ")))
-        .unwrap_or_else(|| panic!("no row for {service} in:\n{out}"))
 }
 
 /// The endpoint the copy's emulator listens on, from `local env`.
@@ -95,7 +77,7 @@ fn edit(r: &TestRepo, rel: &str, from: &str, to: &str) {
 fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what_changed() {
     let r = example_copy();
     let state = tempfile::tempdir().unwrap();
-    let _down = Emulator(state.path());
+    let _down = ferry_test_support::StopEmulatorOnDrop(state.path().to_path_buf());
 
     // 1. Everything is created and passes its tests; the api's code uploaded, the site published.
     let (code, out, err) = local(&r, state.path(), &["deploy", "dev", "--test"]);

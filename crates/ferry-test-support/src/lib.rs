@@ -33,6 +33,18 @@ pub fn moto() -> &'static AttachedServer {
     })
 }
 
+/// Stops the detached emulator whose state lives in this folder (the `FERRY_LOCAL_DIR` a test or
+/// benchmark gave the binary) when dropped, however the test or benchmark ends.
+pub struct StopEmulatorOnDrop(pub PathBuf);
+
+impl Drop for StopEmulatorOnDrop {
+    fn drop(&mut self) {
+        let _ = Emulator::for_repository(&workspace_root())
+            .with_state_dir(&self.0)
+            .down();
+    }
+}
+
 /// A git repository in a temporary folder, deleted on drop.
 pub struct TestRepo {
     dir: tempfile::TempDir,

@@ -64,3 +64,14 @@ pub fn run(c: &mut Command, stdin: Option<&str>) -> (i32, String, String) {
         String::from_utf8(out.stderr).unwrap(),
     )
 }
+
+/// The summary-table line of `service` in a command's standard output.
+#[allow(
+    dead_code,
+    reason = "only the test files that deploy read a summary table"
+)]
+pub fn row<'a>(out: &'a str, service: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(&format!("{service} ")))
+        .unwrap_or_else(|| panic!("no row for {service} in:\n{out}"))
+}
