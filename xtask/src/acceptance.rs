@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use ferry_acceptance::{Event, Harness, Report};
+use ferry_acceptance::{Event, Report};
 use ferry_ci::CiContext;
-use ferry_graph::Cancel;
 use ferry_manifest::{Stage, Workspace};
 use ferry_records::{Record, RecordStore};
 
@@ -69,7 +68,7 @@ pub fn report_path(ws: &Workspace, stage: &Stage) -> PathBuf {
         .join(format!("acceptance-{}.xml", stage.id))
 }
 
-/// Runs the selected services' tests, marks their records, writes the JUnit report.
+/// Runs the selected deployed services' tests and marks their records.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_selected(
     ws: &Workspace,
@@ -81,62 +80,19 @@ pub async fn run_selected(
     concurrency: Option<NonZeroUsize>,
     t0: Instant,
 ) -> anyhow::Result<Report> {
-    let env = ferry_credentials::env::child_env(config, &stage.name, masker()).await?;
-    let harness = Harness {
+    ferry_deploy::test_deployed(
         ws,
         stage,
-        env,
-        masker: masker(),
-        work_dir: ferry_deploy::acceptance_dir(ws, stage),
-    };
-    // Outputs as recorded at deploy time; read from the stack (once each) where a record left
-    // them out (records stay under SSM's 4 KB).
-    let mut outputs: BTreeMap<String, ferry_outputs::Outputs> = previous
-        .iter()
-        .filter(|(_, r)| !r.outputs.is_empty())
-        .map(|(k, r)| (k.clone(), r.outputs.clone()))
-        .collect();
-    let cache = ferry_outputs::OutputCache::new(ferry_stacks::Engine::new(
-        aws_sdk_cloudformation::Client::new(config),
-        ferry_stacks::DeployOptions::default(),
-    ));
-    let needed: std::collections::BTreeSet<String> = selected
-        .iter()
-        .filter_map(|s| ws.service(s))
-        .flat_map(|s| std::iter::once(s.name.clone()).chain(s.dependencies()))
-        .collect();
-    for s in needed {
-        if !outputs.contains_key(&s)
-            && let Some(o) = cache.get(&ws.stack_name(&s, stage)).await?
-        {
-            outputs.insert(s, o);
-        }
-    }
-    let cancel = Cancel::new();
-    let report = ferry_acceptance::run(
-        &harness,
+        config,
+        records,
+        previous,
         selected,
-        &outputs,
         concurrency,
-        &cancel,
+        masker(),
         &print_event(t0),
     )
-    .await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    for o in &report.outcomes {
-        if let Some(r) = previous.get(&o.service)
-            && let Some(marked) = ferry_acceptance::mark(r, o, now)
-        {
-            records
-                .write(&marked)
-                .await
-                .with_context(|| format!("failed to mark the record of `{}`", o.service))?;
-        }
-    }
-    Ok(report)
+    .await
+    .with_context(|| format!("acceptance tests of stage `{}` could not run", stage.name))
 }
 
 /// Writes the JUnit report and prints the summary; fails when a test failed.

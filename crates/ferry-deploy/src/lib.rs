@@ -651,14 +651,7 @@ async fn run_tests(
         service: service.name.clone(),
         progress: Progress::Note("running its acceptance tests".into()),
     });
-    let env = ferry_credentials::env::child_env(ctx.config, &ctx.stage.name, ctx.masker).await?;
-    let harness = ferry_acceptance::Harness {
-        ws: ctx.ws,
-        stage: ctx.stage,
-        env,
-        masker: ctx.masker,
-        work_dir: acceptance_dir(ctx.ws, ctx.stage),
-    };
+    let harness = harness(ctx.ws, ctx.stage, ctx.config, ctx.masker).await?;
     let mut outputs = BTreeMap::new();
     for s in std::iter::once(service.name.clone()).chain(service.dependencies()) {
         let stack = ctx.ws.stack_name(&s, ctx.stage);
@@ -690,6 +683,111 @@ async fn run_tests(
         });
     }
     Ok(ServiceResult::Deployed { action })
+}
+
+/// The acceptance harness of a stage: its commands get the stage's credentials.
+async fn harness<'a>(
+    ws: &'a Workspace,
+    stage: &'a Stage,
+    config: &SdkConfig,
+    masker: &'a Masker,
+) -> Result<ferry_acceptance::Harness<'a>, ferry_credentials::CredentialsError> {
+    Ok(ferry_acceptance::Harness {
+        ws,
+        stage,
+        env: ferry_credentials::env::child_env(config, &stage.name, masker).await?,
+        masker,
+        work_dir: acceptance_dir(ws, stage),
+    })
+}
+
+/// Why acceptance tests of deployed services could not run or be recorded (a failing test is
+/// not an error: it is in the report).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TestError {
+    #[error(transparent)]
+    Credentials(#[from] ferry_credentials::CredentialsError),
+    #[error("failed to read the outputs of stack {stack}: {source}")]
+    Outputs {
+        stack: String,
+        source: ferry_stacks::StackError,
+    },
+    #[error("failed to mark the record of `{service}`: {source}")]
+    Mark {
+        service: String,
+        source: ferry_records::RecordError,
+    },
+}
+
+/// Runs the acceptance tests of deployed services outside a deploy (`test-acceptance`, and the
+/// services `deploy --test` still owes tests), on the scheduler with at most `concurrency` at
+/// once. Outputs are those the records hold, read from the stack (once each) where a record left
+/// them out (records stay under SSM's 4 KB). Marks each tested record passed or failed.
+#[allow(clippy::too_many_arguments)]
+pub async fn test_deployed(
+    ws: &Workspace,
+    stage: &Stage,
+    config: &SdkConfig,
+    records: &RecordStore,
+    previous: &BTreeMap<String, Record>,
+    selected: &BTreeSet<String>,
+    concurrency: Option<NonZeroUsize>,
+    masker: &Masker,
+    on: &(dyn Fn(ferry_acceptance::Event) + Send + Sync),
+) -> Result<ferry_acceptance::Report, TestError> {
+    let harness = harness(ws, stage, config, masker).await?;
+    let mut outputs: BTreeMap<String, Outputs> = previous
+        .iter()
+        .filter(|(_, r)| !r.outputs.is_empty())
+        .map(|(k, r)| (k.clone(), r.outputs.clone()))
+        .collect();
+    let cache = OutputCache::new(Engine::new(
+        aws_sdk_cloudformation::Client::new(config),
+        ferry_stacks::DeployOptions::default(),
+    ));
+    let needed: BTreeSet<String> = selected
+        .iter()
+        .filter_map(|s| ws.service(s))
+        .flat_map(|s| std::iter::once(s.name.clone()).chain(s.dependencies()))
+        .collect();
+    for s in needed {
+        if outputs.contains_key(&s) {
+            continue;
+        }
+        let stack = ws.stack_name(&s, stage);
+        let found = cache
+            .get(&stack)
+            .await
+            .map_err(|source| TestError::Outputs { stack, source })?;
+        if let Some(o) = found {
+            outputs.insert(s, o);
+        }
+    }
+    let report = ferry_acceptance::run(
+        &harness,
+        selected,
+        &outputs,
+        concurrency,
+        &Cancel::new(),
+        on,
+    )
+    .await;
+    let now = now_secs();
+    for o in &report.outcomes {
+        if let Some(r) = previous.get(&o.service)
+            && let Some(marked) = ferry_acceptance::mark(r, o, now)
+        {
+            records
+                .write(&marked)
+                .await
+                .map_err(|source| TestError::Mark {
+                    service: o.service.clone(),
+                    source,
+                })?;
+        }
+    }
+    Ok(report)
 }
 
 /// Where acceptance runs write their outputs files: `target/ferry/acceptance/<stage id>`.
