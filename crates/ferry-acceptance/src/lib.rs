@@ -38,7 +38,7 @@ use ferry_outputs::{Outputs, env_name};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub use junit::junit;
-pub use libtest::parse as parse_libtest;
+pub use libtest::{cargo_test_report, parse as parse_libtest};
 pub use select::{SelectError, mark, select};
 
 /// Lines of a command's output kept for the report (the last ones).

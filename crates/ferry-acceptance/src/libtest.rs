@@ -2,7 +2,7 @@
 //! `test <name> ... ok|FAILED|ignored`, and nextest's status lines:
 //! `PASS [   0.004s] <binary> <name>`, `FAIL [ … ] …`, `SKIP [ … ] …`.
 
-use crate::{Case, CaseStatus};
+use crate::{Case, CaseStatus, Report, Status, TestOutcome};
 
 /// The cases a command's output reports, in order; a name reported twice keeps its last status.
 pub fn parse(lines: &[String]) -> Vec<Case> {
@@ -47,6 +47,57 @@ fn nextest_line(l: &str) -> Option<(&str, CaseStatus)> {
     let (_, name) = rest.split_once("] ")?;
     let name = name.trim();
     (!name.is_empty()).then_some((name, status))
+}
+
+/// The output of a whole `cargo test` run as a report of one suite per test binary (cargo's
+/// `Running …` / `Doc-tests …` lines start them), for `cargo xtask test --junit`.
+pub fn cargo_test_report(lines: &[String]) -> Report {
+    let mut suites: Vec<(String, Vec<String>)> = Vec::new();
+    for l in lines {
+        let t = l.trim();
+        if let Some(rest) = t.strip_prefix("Running ") {
+            // `tests/git.rs (target/debug/deps/git-85b0…)` → `tests/git.rs (git)`
+            let name = match rest.rsplit_once(" (") {
+                Some((what, bin)) => {
+                    let stem = bin.trim_end_matches(')').rsplit('/').next().unwrap_or(bin);
+                    let stem = stem.rsplit_once('-').map_or(stem, |(s, _)| s);
+                    format!("{what} ({stem})")
+                }
+                None => rest.to_string(),
+            };
+            suites.push((name, Vec::new()));
+        } else if let Some(krate) = t.strip_prefix("Doc-tests ") {
+            suites.push((format!("doctests ({krate})"), Vec::new()));
+        } else if let Some((_, body)) = suites.last_mut() {
+            body.push(l.clone());
+        }
+    }
+    let outcomes = suites
+        .into_iter()
+        .map(|(name, body)| {
+            let cases = parse(&body);
+            let failed = cases
+                .iter()
+                .filter(|c| c.status == CaseStatus::Failed)
+                .count();
+            TestOutcome {
+                service: name,
+                status: if failed == 0 {
+                    Status::Passed
+                } else {
+                    Status::Failed {
+                        message: format!("{failed} test(s) failed"),
+                    }
+                },
+                duration: std::time::Duration::ZERO,
+                cases,
+                output: body.iter().rev().take(200).rev().cloned().collect(),
+            }
+        })
+        // Binaries without tests (most doc-tests) are no cases.
+        .filter(|o| !o.cases.is_empty())
+        .collect();
+    Report { outcomes }
 }
 
 #[cfg(test)]
@@ -111,5 +162,31 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn one_suite_per_binary_with_its_cases() {
+        let out: Vec<String> = [
+            "     Running unittests src/lib.rs (target/debug/deps/ferry_ci-0d476aefcd31a2b7)",
+            "running 1 test",
+            "test tests::ci ... ok",
+            "     Running tests/git.rs (target/debug/deps/git-85b0c33fd5b8a909)",
+            "test a ... ok",
+            "test b ... FAILED",
+            "   Doc-tests ferry_ci",
+            "running 0 tests",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let r = cargo_test_report(&out);
+        let names: Vec<&str> = r.outcomes.iter().map(|o| o.service.as_str()).collect();
+        assert_eq!(
+            names,
+            ["unittests src/lib.rs (ferry_ci)", "tests/git.rs (git)"]
+        );
+        assert_eq!(r.outcomes[1].cases.len(), 2);
+        assert!(r.outcomes[1].status.is_failure());
+        assert!(!r.outcomes[0].status.is_failure());
     }
 }
