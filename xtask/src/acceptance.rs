@@ -11,7 +11,7 @@ use ferry_ci::CiContext;
 use ferry_manifest::{Stage, Workspace};
 use ferry_records::{Record, RecordStore};
 
-use crate::aws::{runtime, stage_aws};
+use crate::aws::{aws_of, runtime};
 use crate::{Ctx, masker};
 
 #[derive(Debug, clap::Args)]
@@ -28,6 +28,9 @@ pub struct AcceptanceArgs {
     /// At most this many test commands at once [default: no limit]
     #[arg(long, value_name = "N")]
     concurrency: Option<NonZeroUsize>,
+    /// Take over the stage's lock if it is stale (see `deploy --help`)
+    #[arg(long)]
+    force_unlock: bool,
 }
 
 /// The commit being tested: the checkout's HEAD, else the CI's.
@@ -62,8 +65,7 @@ pub fn print_event(t0: Instant) -> impl Fn(Event) + Send + Sync {
 /// The JUnit report path of a stage: `target/ferry/reports/acceptance-<stage id>.xml`.
 pub fn report_path(ws: &Workspace, stage: &Stage) -> PathBuf {
     ws.root
-        .join("target")
-        .join("ferry")
+        .join(ferry_manifest::OUTPUT_DIR)
         .join("reports")
         .join(format!("acceptance-{}.xml", stage.id))
 }
@@ -112,48 +114,71 @@ pub fn finish(ws: &Workspace, stage: &Stage, report: &Report) -> anyhow::Result<
 }
 
 pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let ws = ctx.workspace()?;
+    let ci = CiContext::from_env();
+    if ci.is_pull_request() {
+        println!("acceptance tests skipped: this is a pull-request build, which deploys nothing");
+        return Ok(());
+    }
+    let stage = ws.stage(&args.stage)?;
     runtime()?.block_on(async {
-        let t0 = Instant::now();
-        let ws = ctx.workspace()?;
-        let ci = CiContext::from_env();
-        if ci.is_pull_request() {
-            println!("acceptance tests skipped: this is a pull-request build, which deploys nothing");
-            return Ok(());
-        }
-        let (stage, aws) = stage_aws(ctx, &args.stage).await?;
-        let records = crate::aws::record_store(&ws, &stage, &aws.config);
-        let previous = records
-            .read_all()
+        let aws = aws_of(ctx, &stage).await?;
+        // A stack output may echo a secret the services read: masked in every report.
+        ferry_deploy::register_secrets(&ws, &stage, &aws.config, masker())
             .await
-            .context("failed to read the stage's deployment records")?;
-        let commit = head_commit(&ws, &ci);
-        let selected = ferry_acceptance::select(
-            &ws,
-            &stage.name,
-            &previous,
-            &commit,
-            &args.services,
-            args.all,
-        )?;
-        if selected.is_empty() {
-            println!(
-                "nothing to test in stage `{}`: no service deployed at {} is waiting for its acceptance tests (--all tests every deployed service)",
-                stage.name,
-                &commit[..commit.len().min(7)]
-            );
-            return Ok(());
-        }
-        let report = run_selected(
-            &ws,
-            &stage,
-            &aws.config,
+            .context("failed to read the SSM parameters the services reference")?;
+        ferry_changes::prepare_output_dir(&ws.root).with_context(|| {
+            format!(
+                "failed to create {}",
+                ws.root.join(ferry_manifest::OUTPUT_DIR).display()
+            )
+        })?;
+        let records = crate::aws::record_store(&ws, &stage, &aws.config);
+        let cancel = ferry_graph::Cancel::new();
+        // Marking records writes them: the stage's lock is held meanwhile.
+        crate::lock::with_lock(
             &records,
-            &previous,
-            &selected,
-            args.concurrency,
-            t0,
+            &stage,
+            "test-acceptance",
+            args.force_unlock,
+            &cancel,
+            async {
+                let previous = records
+                    .read_all()
+                    .await
+                    .context("failed to read the stage's deployment records")?;
+                let commit = head_commit(&ws, &ci);
+                let selected = ferry_acceptance::select(
+                    &ws,
+                    &stage.name,
+                    &previous,
+                    &commit,
+                    &args.services,
+                    args.all,
+                )?;
+                if selected.is_empty() {
+                    println!(
+                        "nothing to test in stage `{}`: no service deployed at {} is waiting for its acceptance tests (--all tests every deployed service)",
+                        stage.name,
+                        &commit[..commit.len().min(7)]
+                    );
+                    return Ok(());
+                }
+                let report = run_selected(
+                    &ws,
+                    &stage,
+                    &aws.config,
+                    &records,
+                    &previous,
+                    &selected,
+                    args.concurrency,
+                    t0,
+                )
+                .await?;
+                finish(&ws, &stage, &report)
+            },
         )
-        .await?;
-        finish(&ws, &stage, &report)
+        .await
     })
 }

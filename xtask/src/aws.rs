@@ -40,7 +40,7 @@ pub fn target(ctx: &Ctx) -> anyhow::Result<Target> {
     })
 }
 
-/// The stage's deployment records and lock (SSM, under its `records-path`).
+/// The stage's deployment records and lock (SSM, under its records path).
 pub fn record_store(
     ws: &ferry_manifest::Workspace,
     stage: &Stage,
@@ -48,24 +48,30 @@ pub fn record_store(
 ) -> ferry_records::RecordStore {
     ferry_records::RecordStore::new(
         aws_sdk_ssm::Client::new(config),
-        &ws.project.name,
         &stage.name,
-        &stage.id,
-        stage.config.records_path.as_deref(),
+        &ws.records_path(stage),
     )
 }
 
 /// The stage and its AWS access (role assumed, identity checked).
-pub async fn stage_aws(ctx: &Ctx, stage: &str) -> anyhow::Result<(Stage, StageAws)> {
-    let ws = ctx.workspace()?;
+pub async fn stage_aws(
+    ctx: &Ctx,
+    ws: &ferry_manifest::Workspace,
+    stage: &str,
+) -> anyhow::Result<(Stage, StageAws)> {
     let stage = ws.stage(stage)?;
+    let aws = aws_of(ctx, &stage).await?;
+    Ok((stage, aws))
+}
+
+/// The AWS access of a resolved stage.
+pub async fn aws_of(ctx: &Ctx, stage: &Stage) -> anyhow::Result<StageAws> {
     let target = target(ctx)?;
     let base = ferry_credentials::base_config(&stage.config.region, &target).await;
     let build_id = ferry_ci::CiContext::from_env().build_id;
-    let aws = ferry_credentials::stage_config(&stage, &base, build_id.as_deref())
+    ferry_credentials::stage_config(stage, &base, build_id.as_deref())
         .await
-        .with_context(|| format!("failed to get AWS access for stage `{}`", stage.name))?;
-    Ok((stage, aws))
+        .with_context(|| format!("failed to get AWS access for stage `{}`", stage.name))
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,8 +81,9 @@ pub struct WhoamiArgs {
 }
 
 pub fn whoami(ctx: &Ctx, args: &WhoamiArgs) -> anyhow::Result<()> {
+    let ws = ctx.workspace()?;
     runtime()?.block_on(async {
-        let (stage, aws) = stage_aws(ctx, &args.stage).await?;
+        let (stage, aws) = stage_aws(ctx, &ws, &args.stage).await?;
         let endpoint = match aws.config.endpoint_url() {
             Some(e) if ctx.local => format!("{e} (local emulator)"),
             Some(e) => e.to_string(),
@@ -148,8 +155,23 @@ fn shown(p: &ssm::Parameter, show_secrets: bool) -> String {
 
 pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
     let rt = runtime()?;
+    let ws = ctx.workspace()?;
+    // A parameter's full name under the stage's path; checked before anything is read or sent.
+    let full_name = |stage: &Stage, name: &str| -> anyhow::Result<String> {
+        if !name.starts_with('/') && stage.config.parameters_path.is_none() {
+            return Err(ferry_credentials::CredentialsError::NoParametersPath {
+                stage: stage.name.clone(),
+                name: name.to_string(),
+            }
+            .into());
+        }
+        let full = stage.config.parameter_name(name);
+        ferry_manifest::check_ssm_name(&full, false)?;
+        Ok(full)
+    };
     match cmd {
         ParamCmd::Set { stage, name, secure, overwrite } => {
+            full_name(&ws.stage(stage)?, name)?;
             if std::io::stdin().is_terminal() {
                 eprintln!("type the value, then Ctrl-D (or pipe it in: printf %s \"$VALUE\" | cargo xtask param set …)");
             }
@@ -163,8 +185,8 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
                 masker().register(value);
             }
             rt.block_on(async {
-                let (stage, aws) = stage_aws(ctx, stage).await?;
-                let full = stage.config.parameter_name(name);
+                let (stage, aws) = stage_aws(ctx, &ws, stage).await?;
+                let full = full_name(&stage, name)?;
                 let client = aws_sdk_ssm::Client::new(&aws.config);
                 let version = ssm::put(&client, &stage.name, &full, value, *secure, *overwrite).await?;
                 let kind = if *secure { "SecureString" } else { "String" };
@@ -173,15 +195,16 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
             })
         }
         ParamCmd::Get { stage, name, show_secrets } => rt.block_on(async {
-            let (stage, aws) = stage_aws(ctx, stage).await?;
-            let full = stage.config.parameter_name(name);
+            full_name(&ws.stage(stage)?, name)?;
+            let (stage, aws) = stage_aws(ctx, &ws, stage).await?;
+            let full = full_name(&stage, name)?;
             let client = aws_sdk_ssm::Client::new(&aws.config);
             let p = ssm::get(&client, &stage.name, &full, masker()).await?;
             println!("{}", shown(&p, *show_secrets));
             Ok(())
         }),
         ParamCmd::List { stage, show_secrets } => rt.block_on(async {
-            let (stage, aws) = stage_aws(ctx, stage).await?;
+            let (stage, aws) = stage_aws(ctx, &ws, stage).await?;
             let path = stage.config.parameters_path.clone().with_context(|| {
                 format!("stage `{}` has no parameters-path; set it in ferry.toml, e.g. parameters-path = \"/shop/{}/\"", stage.name, stage.id)
             })?;
@@ -231,8 +254,9 @@ fn param_var(path: &str, name: &str) -> String {
 
 pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
+    let ws = ctx.workspace()?;
     let (stage, env) = rt.block_on(async {
-        let (stage, aws) = stage_aws(ctx, &args.stage).await?;
+        let (stage, aws) = stage_aws(ctx, &ws, &args.stage).await?;
         let mut env = ferry_credentials::env::child_env(&aws.config, &stage.name, masker()).await?;
         env.push(("FERRY_STAGE".into(), stage.name.clone()));
         env.push(("FERRY_STAGE_ID".into(), stage.id.clone()));

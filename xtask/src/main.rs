@@ -8,6 +8,7 @@ mod aws;
 mod bench;
 mod deploy;
 mod local;
+mod lock;
 mod package;
 mod plan;
 mod services;

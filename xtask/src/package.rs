@@ -27,7 +27,7 @@ pub struct PackageArgs {
 
 /// Where packages live: `target/ferry/package` of the repository.
 pub fn package_dir(ws: &Workspace) -> PathBuf {
-    ws.root.join("target").join("ferry").join("package")
+    ws.root.join(ferry_manifest::OUTPUT_DIR).join("package")
 }
 
 /// The package request for `services` of the working tree: the commit's id when the tree is
@@ -141,12 +141,18 @@ pub fn run(ctx: &Ctx, args: &PackageArgs) -> anyhow::Result<()> {
     };
     let ci = CiContext::from_env();
     let req = request(&ws, services, &ci)?;
+    ferry_changes::prepare_output_dir(&ws.root).with_context(|| {
+        format!(
+            "failed to create {}",
+            ws.root.join(ferry_manifest::OUTPUT_DIR).display()
+        )
+    })?;
     let dir = package_dir(&ws);
     let manifest = match &args.upload {
         None => ferry_package::package(&ws, &dir, &req, &mask, &print_event(t0))
             .context("packaging failed; nothing was uploaded")?,
         Some(stage) => runtime()?.block_on(async {
-            let (stage, aws) = stage_aws(ctx, stage).await?;
+            let (stage, aws) = stage_aws(ctx, &ws, stage).await?;
             let options = ferry_deploy::PrepareOptions {
                 request: req.clone(),
                 dir: &dir,

@@ -72,6 +72,10 @@ pub struct PlanArgs {
     /// List every changed path and the services it affects
     #[arg(long)]
     explain: bool,
+    /// Make no AWS call: without --since, plan as if nothing were deployed (by default the plan
+    /// reads the stage's records and checks its stacks, read only, as a deploy does)
+    #[arg(long)]
+    offline: bool,
     #[arg(long, value_enum, default_value_t)]
     format: PlanFormat,
 }
@@ -95,6 +99,9 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
         _ => ctx.workspace()?,
     };
     req.explain = args.explain;
+    if args.select.since.is_none() && !args.offline {
+        read_stage_state(ctx, &ws, &args.stage, &mut req);
+    }
     let plan = ferry_plan::plan(&ws, repo.as_ref(), &req)
         .with_context(|| format!("failed to plan stage `{}`", args.stage))?;
     match args.format {
@@ -109,6 +116,49 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
     // by one would cost more than printing the plan.
     std::mem::forget((ws, repo, plan));
     Ok(())
+}
+
+/// Fills the request's bases from the stage's records and what its stacks say, as a deploy
+/// would (read only: no lock). When AWS cannot be reached, says why and plans without them.
+fn read_stage_state(ctx: &Ctx, ws: &ferry_manifest::Workspace, stage: &str, req: &mut PlanRequest) {
+    let Ok(stage) = ws.stage(stage) else {
+        return; // the plan reports it
+    };
+    let read = crate::aws::runtime().and_then(|rt| {
+        rt.block_on(async {
+            let aws = crate::aws::aws_of(ctx, &stage).await?;
+            let records = crate::aws::record_store(ws, &stage, &aws.config);
+            let state = ferry_deploy::state::read(ws, &stage, &aws.config, &records).await?;
+            anyhow::Ok((records.path().to_string(), state))
+        })
+    });
+    match read {
+        Ok((path, state)) => {
+            eprintln!(
+                "plan: bases from the {} deployment record(s) of stage `{}` ({path}records), stacks checked with {} ListStacks call(s)",
+                state.records.len(),
+                stage.name,
+                state.list_calls
+            );
+            req.bases = state
+                .records
+                .iter()
+                .map(|(k, r)| (k.clone(), r.commit.clone()))
+                .collect();
+            req.stacks = state.drift;
+        }
+        Err(e) => {
+            let causes: Vec<String> = e
+                .chain()
+                .map(|c| crate::masker().mask(&c.to_string()))
+                .collect();
+            eprintln!(
+                "warning: could not read the deployment records of stage `{}` ({}); planning as if nothing were deployed (--offline skips this; --since sets a base)",
+                stage.name,
+                causes.join(": ")
+            );
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum, Default)]

@@ -73,6 +73,16 @@ pub fn run(ctx: &Ctx, args: &ServicesArgs) -> anyhow::Result<()> {
 
 pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     let ws = ctx.workspace()?;
+    let problems = ferry_package::check_templates(&ws, &ws.services);
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        anyhow::bail!(
+            "{} problem(s) in the services' templates (the configuration itself is valid)",
+            problems.len()
+        );
+    }
     let stages: Vec<&str> = ws
         .stages
         .keys()

@@ -163,7 +163,19 @@ impl Harness<'_> {
         let Some(acc) = &service.acceptance else {
             return outcome(Status::NoTests, Vec::new(), Vec::new());
         };
-        let mine = self.outputs_for(service, outputs);
+        // What the command is given is masked like all output: a stack output that echoes a
+        // secret reaches neither the outputs file nor the variables in clear.
+        let mine: BTreeMap<String, Outputs> = self
+            .outputs_for(service, outputs)
+            .into_iter()
+            .map(|(s, o)| {
+                let o = o
+                    .iter()
+                    .map(|(k, v)| (k.clone(), self.masker.mask(v)))
+                    .collect();
+                (s, o)
+            })
+            .collect();
         let file = self.work_dir.join(format!("{}.outputs.json", service.name));
         let written = std::fs::create_dir_all(&self.work_dir).and_then(|_| {
             let mut bytes = serde_json::to_vec_pretty(&mine).expect("outputs serialize");

@@ -18,6 +18,8 @@ mod source;
 
 pub use git2::Oid;
 pub use owners::{Affected, Owners, OwnersError, ServiceSpec};
-pub use repo::{BaseUnavailable, ChangedPaths, ChangesError, Head, Repo, short};
+pub use repo::{
+    BaseUnavailable, ChangedPaths, ChangesError, Head, Repo, prepare_output_dir, short,
+};
 pub use snapshot::{ServiceInputs, Snapshot};
 pub use source::CommitSource;

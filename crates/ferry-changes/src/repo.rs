@@ -66,6 +66,28 @@ pub struct ChangedPaths {
     pub deleted: BTreeSet<String>,
 }
 
+/// Whether a repository-relative path is in Ferry's output folder (or is that folder).
+fn in_output_dir(path: &str) -> bool {
+    path.strip_prefix(ferry_manifest::OUTPUT_DIR)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Creates Ferry's output folder under `root` with a `.gitignore` that ignores all of it, so
+/// that what Ferry writes never shows in `git status`, whether or not the repository ignores
+/// `target/`. Returns the folder.
+pub fn prepare_output_dir(root: &Path) -> std::io::Result<PathBuf> {
+    let dir = root.join(ferry_manifest::OUTPUT_DIR);
+    std::fs::create_dir_all(&dir)?;
+    let ignore = dir.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::write(
+            &ignore,
+            "# Written by Ferry: everything here is made by Ferry and never committed.\n*\n",
+        )?;
+    }
+    Ok(dir)
+}
+
 /// A repository opened for change detection.
 pub struct Repo {
     repo: Repository,
@@ -175,11 +197,16 @@ impl Repo {
 
     /// Whether the working tree differs from HEAD (staged, unstaged or untracked files).
     pub fn is_dirty(&self) -> Result<bool, ChangesError> {
+        Ok(!self.dirty_paths()?.is_empty())
+    }
+
+    /// The paths by which the working tree differs from HEAD (staged, unstaged or untracked),
+    /// leaving out Ferry's own output folder. A repository without a commit is all dirty: `.`.
+    pub fn dirty_paths(&self) -> Result<BTreeSet<String>, ChangesError> {
         let Some(head) = self.head_commit() else {
-            return Ok(true);
+            return Ok(BTreeSet::from([".".to_string()]));
         };
-        let changed = self.diff_to_workdir(head)?;
-        Ok(!changed.paths.is_empty())
+        Ok(self.diff_to_workdir(head)?.paths)
     }
 
     /// The paths that differ between `base` and `head`.
@@ -325,8 +352,11 @@ impl Repo {
             Some(local) => local,
             None => self.libgit2_status()?,
         };
-        out.paths.extend(local.paths);
-        out.deleted.extend(local.deleted);
+        // What Ferry writes itself (packages, outputs, reports) is never a change: in a
+        // repository that does not ignore `target/`, it would make every tree dirty.
+        let ours = |p: &String| !in_output_dir(p);
+        out.paths.extend(local.paths.into_iter().filter(ours));
+        out.deleted.extend(local.deleted.into_iter().filter(ours));
         // Deleted means gone now: a path deleted in a commit may be back in the working tree.
         out.deleted
             .retain(|p| self.root.join(p).symlink_metadata().is_err());

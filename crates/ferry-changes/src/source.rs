@@ -118,4 +118,35 @@ impl Source for CommitSource<'_> {
         out.sort();
         out
     }
+
+    fn non_utf8_subdirs(&self, path: &str) -> Vec<String> {
+        let Some(tree) = self.tree(path) else {
+            return Vec::new();
+        };
+        tree.iter()
+            .filter(|e| e.kind() == Some(ObjectType::Tree) && e.name().is_err())
+            .map(|e| String::from_utf8_lossy(e.name_bytes()).into_owned())
+            .collect()
+    }
+
+    /// A symlink in a commit is a blob holding its target: it is inside when the target,
+    /// resolved against the link's folder, stays inside the tree.
+    fn inside(&self, path: &str) -> bool {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let Some(tree) = self.tree(parent) else {
+            return true;
+        };
+        let Some(entry) = tree.get_name(name) else {
+            return true;
+        };
+        if entry.filemode() != 0o120_000 {
+            return true;
+        }
+        let Ok(target) = self.repo.find_blob(entry.id()) else {
+            return true;
+        };
+        let target = String::from_utf8_lossy(target.content());
+        !target.starts_with('/')
+            && ferry_manifest::normalize_relative(&format!("{parent}/{target}")).is_some()
+    }
 }

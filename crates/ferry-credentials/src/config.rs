@@ -9,7 +9,6 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use ferry_manifest::Stage;
 
-use crate::error::{Kind, classify};
 use crate::{CredentialsError, Identity, caller_identity};
 
 /// Role sessions are asked for one hour: the most STS grants when the caller is itself a role
@@ -24,12 +23,26 @@ pub struct Target {
     pub local_endpoint: Option<String>,
 }
 
+/// How long one attempt of a call may wait for an answer, and a whole call with its retries.
+/// Every CloudFormation, SSM and STS call Ferry makes is small: an endpoint that accepts a
+/// connection and never answers must not hang a deploy. (S3 uploads get longer; see
+/// `ferry_package::s3_client`.)
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// The default chain for `region`, honouring `AWS_ENDPOINT_URL`, with adaptive retries (the SDK
-/// backs off on throttling across all calls of the client).
+/// backs off on throttling across all calls of the client) and bounded waits. Tells
+/// `ferry_aws` where calls go, for its messages.
 pub async fn base_config(region: &str, target: &Target) -> SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(READ_TIMEOUT)
+        .operation_timeout(CALL_TIMEOUT)
+        .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
-        .retry_config(RetryConfig::adaptive().with_max_attempts(5));
+        .retry_config(RetryConfig::adaptive().with_max_attempts(5))
+        .timeout_config(timeouts);
     if let Some(endpoint) = &target.local_endpoint {
         loader = loader
             .endpoint_url(endpoint)
@@ -41,7 +54,13 @@ pub async fn base_config(region: &str, target: &Target) -> SdkConfig {
                 "ferry-local",
             ));
     }
-    loader.load().await
+    let config = loader.load().await;
+    ferry_aws::set_endpoint(match (&target.local_endpoint, config.endpoint_url()) {
+        (Some(e), _) => format!("the local AWS emulator at {e}"),
+        (None, Some(e)) => format!("{e} (AWS_ENDPOINT_URL)"),
+        (None, None) => format!("AWS ({region})"),
+    });
+    config
 }
 
 /// Dummy key for the emulator (not a credential).
@@ -122,8 +141,9 @@ async fn assume_error(
     base: &SdkConfig,
     e: &aws_credential_types::provider::error::CredentialsError,
 ) -> CredentialsError {
-    match classify(e) {
-        (Kind::Denied, _) => {
+    let explained = ferry_aws::explain_error("AssumeRole", e);
+    match explained.kind {
+        ferry_aws::Kind::Denied => {
             let caller = match caller_identity(base, &stage.name).await {
                 Ok(id) => id.arn,
                 Err(_) => "the current credentials".to_string(),
@@ -141,7 +161,7 @@ async fn assume_error(
                 external_id_hint,
             }
         }
-        _ => crate::error::from_sdk(&stage.name, "AssumeRole", e),
+        _ => crate::error::from_aws(&stage.name, explained),
     }
 }
 

@@ -5,7 +5,6 @@
 use aws_config::SdkConfig;
 use aws_credential_types::provider::ProvideCredentials;
 
-use crate::error::from_sdk;
 use crate::{CredentialsError, Masker};
 
 /// Variables for a child of `stage`. The secret parts are registered with `masker`.
@@ -26,7 +25,7 @@ pub async fn child_env(
         let creds = provider
             .provide_credentials()
             .await
-            .map_err(|e| from_sdk(stage, "loading credentials", &e))?;
+            .map_err(|e| CredentialsError::from_provider(stage, "loading credentials", &e))?;
         masker.register(creds.secret_access_key());
         vars.push((
             "AWS_ACCESS_KEY_ID".to_string(),

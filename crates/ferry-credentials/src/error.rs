@@ -1,13 +1,13 @@
-use aws_sdk_sts::error::DisplayErrorContext;
+use ferry_aws::{AwsError, Kind};
 
 /// Why AWS access failed, with what to do about it. Messages never contain a secret.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CredentialsError {
     #[error(
-        "no AWS credentials were found for stage `{stage}`; configure a profile (AWS_PROFILE, or `aws sso login` for SSO), export credentials in the environment, or use --local for the local emulator"
+        "no AWS credentials were found for stage `{stage}` ({detail}); configure a profile (AWS_PROFILE, or `aws sso login` for SSO), export credentials in the environment, or use --local for the local emulator"
     )]
-    NoCredentials { stage: String },
+    NoCredentials { stage: String, detail: String },
     #[error(
         "the AWS credentials for stage `{stage}` have expired; refresh them (e.g. `aws sso login`, or a new session) and run again"
     )]
@@ -38,81 +38,53 @@ pub enum CredentialsError {
     ParameterNotFound { name: String },
     #[error("SSM parameter `{name}` exists already; pass --overwrite to replace it")]
     ParameterExists { name: String },
-    #[error("{operation} failed: {message}")]
-    Api {
-        operation: &'static str,
-        message: String,
-    },
-}
-
-/// The kind of failure an SDK error chain describes, read from its codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    NoCredentials,
-    Expired,
-    Denied,
-    Throttled,
-    NotFound,
-    Exists,
-    Other,
-}
-
-pub(crate) fn classify<E: std::error::Error>(e: &E) -> (Kind, String) {
-    let text = DisplayErrorContext(e).to_string();
-    let has = |codes: &[&str]| codes.iter().any(|c| text.contains(c));
-    let kind = if has(&["ExpiredToken", "RequestExpired", "TokenRefreshRequired"]) {
-        Kind::Expired
-    } else if has(&["AccessDenied", "not authorized to perform"]) {
-        Kind::Denied
-    } else if has(&[
-        "Throttling",
-        "TooManyRequests",
-        "RequestLimitExceeded",
-        "ThrottledException",
-    ]) {
-        Kind::Throttled
-    } else if has(&["ParameterNotFound"]) {
-        Kind::NotFound
-    } else if has(&["ParameterAlreadyExists"]) {
-        Kind::Exists
-    } else if has(&[
-        "no providers in chain provided credentials",
-        "CredentialsNotLoaded",
-        "failed to load credentials",
-        "the credential provider was not enabled",
-    ]) {
-        Kind::NoCredentials
-    } else {
-        Kind::Other
-    };
-    (kind, text)
+    #[error(transparent)]
+    BadName(#[from] ferry_manifest::SsmNameError),
+    #[error(
+        "`{name}` is relative, and stage `{stage}` has no parameters-path, so it would be written at the root of the account's parameters; give an absolute name (/…), or set parameters-path under [stages.{stage}] in ferry.toml"
+    )]
+    NoParametersPath { stage: String, name: String },
+    #[error(transparent)]
+    Aws(#[from] AwsError),
 }
 
 impl CredentialsError {
     /// The typed error an SDK error of `operation` means for the user: missing or expired
-    /// credentials and throttling are recognised by their codes anywhere in the error chain.
-    pub fn from_sdk<E: std::error::Error>(
+    /// credentials and throttling get their own variants; anything else is an [`AwsError`] that
+    /// says what failed and what to do.
+    pub fn from_sdk<E>(
         stage: &str,
         operation: &'static str,
-        e: &E,
+        e: &aws_sdk_sts::error::SdkError<E>,
+    ) -> CredentialsError
+    where
+        E: aws_sdk_sts::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        from_aws(stage, ferry_aws::explain(operation, e))
+    }
+
+    /// The same for an error that is not an SDK call's (a credentials provider's).
+    pub fn from_provider(
+        stage: &str,
+        operation: &'static str,
+        e: &(dyn std::error::Error + 'static),
     ) -> CredentialsError {
-        from_sdk(stage, operation, e)
+        from_aws(stage, ferry_aws::explain_error(operation, e))
     }
 }
 
-pub(crate) fn from_sdk<E: std::error::Error>(
-    stage: &str,
-    operation: &'static str,
-    e: &E,
-) -> CredentialsError {
-    match classify(e) {
-        (Kind::NoCredentials, _) => CredentialsError::NoCredentials {
+pub(crate) fn from_aws(stage: &str, e: AwsError) -> CredentialsError {
+    match e.kind {
+        Kind::NoCredentials => CredentialsError::NoCredentials {
+            stage: stage.to_string(),
+            detail: e.detail,
+        },
+        Kind::Expired => CredentialsError::Expired {
             stage: stage.to_string(),
         },
-        (Kind::Expired, _) => CredentialsError::Expired {
-            stage: stage.to_string(),
+        Kind::Throttled => CredentialsError::Throttled {
+            operation: e.operation,
         },
-        (Kind::Throttled, _) => CredentialsError::Throttled { operation },
-        (_, message) => CredentialsError::Api { operation, message },
+        _ => CredentialsError::Aws(e),
     }
 }

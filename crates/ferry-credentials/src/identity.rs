@@ -4,7 +4,6 @@ use aws_config::SdkConfig;
 use ferry_manifest::Stage;
 
 use crate::CredentialsError;
-use crate::error::from_sdk;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -22,7 +21,7 @@ pub async fn caller_identity(
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| from_sdk(stage, "GetCallerIdentity", &e))?;
+        .map_err(|e| CredentialsError::from_sdk(stage, "GetCallerIdentity", &e))?;
     Ok(Identity {
         account: out.account().unwrap_or_default().to_string(),
         arn: out.arn().unwrap_or_default().to_string(),

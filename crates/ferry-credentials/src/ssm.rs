@@ -3,8 +3,20 @@
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::ParameterType;
 
-use crate::error::{Kind, classify, from_sdk};
+use aws_sdk_ssm::error::ProvideErrorMetadata;
+
 use crate::{CredentialsError, Masker};
+
+fn from_sdk<E>(
+    stage: &str,
+    op: &'static str,
+    e: &aws_sdk_ssm::error::SdkError<E>,
+) -> CredentialsError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    CredentialsError::from_sdk(stage, op, e)
+}
 
 /// One parameter. `Debug` never shows a SecureString's value.
 #[derive(Clone, PartialEq, Eq)]
@@ -53,6 +65,7 @@ pub async fn load_path(
     path: &str,
     masker: &Masker,
 ) -> Result<Vec<Parameter>, CredentialsError> {
+    ferry_manifest::check_ssm_name(path, true)?;
     let mut out = Vec::new();
     let mut pages = client
         .get_parameters_by_path()
@@ -76,6 +89,7 @@ pub async fn get(
     name: &str,
     masker: &Masker,
 ) -> Result<Parameter, CredentialsError> {
+    ferry_manifest::check_ssm_name(name, false)?;
     match client
         .get_parameter()
         .name(name)
@@ -88,12 +102,12 @@ pub async fn get(
                 name: name.to_string(),
             }
         }),
-        Err(e) => Err(match classify(&e).0 {
-            Kind::NotFound => CredentialsError::ParameterNotFound {
+        Err(e) if e.code() == Some("ParameterNotFound") => {
+            Err(CredentialsError::ParameterNotFound {
                 name: name.to_string(),
-            },
-            _ => from_sdk(stage, "GetParameter", &e),
-        }),
+            })
+        }
+        Err(e) => Err(from_sdk(stage, "GetParameter", &e)),
     }
 }
 
@@ -107,6 +121,7 @@ pub async fn put(
     secure: bool,
     overwrite: bool,
 ) -> Result<i64, CredentialsError> {
+    ferry_manifest::check_ssm_name(name, false)?;
     let kind = if secure {
         ParameterType::SecureString
     } else {
@@ -122,12 +137,12 @@ pub async fn put(
         .await
     {
         Ok(out) => Ok(out.version()),
-        Err(e) => Err(match classify(&e).0 {
-            Kind::Exists => CredentialsError::ParameterExists {
+        Err(e) if e.code() == Some("ParameterAlreadyExists") => {
+            Err(CredentialsError::ParameterExists {
                 name: name.to_string(),
-            },
-            _ => from_sdk(stage, "PutParameter", &e),
-        }),
+            })
+        }
+        Err(e) => Err(from_sdk(stage, "PutParameter", &e)),
     }
 }
 

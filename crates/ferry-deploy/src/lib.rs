@@ -23,7 +23,28 @@ use ferry_outputs::{Lookups, OutputCache, Outputs, OutputsFile};
 use ferry_package::{PackageManifest, ServicePackage, UploadReport};
 use ferry_plan::{Action as PlanAction, Plan};
 use ferry_records::{Record, RecordStore, parameters_hash, sha256_hex};
-use ferry_stacks::{Action, Engine, Method, Progress, StackEvent, StackSpec, TemplateSource};
+use ferry_stacks::{
+    Action, Engine, Method, Ownership, Progress, StackEvent, StackSpec, TemplateSource,
+};
+
+mod outputs;
+mod remove;
+pub mod state;
+
+pub use outputs::{StageOutputs, stage_outputs};
+pub use remove::{RemoveContext, RemoveError, RemoveOptions, RemoveReport, remove};
+pub use state::{StageState, StateError};
+
+/// Who `service`'s stack in `stage` belongs to: what its tags say, and what Ferry checks
+/// before it updates, deletes or reads it.
+pub fn ownership(ws: &Workspace, stage: &Stage, service: &str) -> Ownership {
+    Ownership {
+        project: ws.project.name.clone(),
+        stage_id: stage.id.clone(),
+        stage: stage.name.clone(),
+        service: service.to_string(),
+    }
+}
 
 /// How to deploy.
 #[derive(Debug, Clone, Default)]
@@ -59,6 +80,8 @@ pub struct DeployContext<'a> {
     /// The package to deploy (see [`prepare`]); without one, templates are read from the
     /// working tree as they are (for templates that need no packaging).
     pub package: Option<&'a Prepared>,
+    /// Take over existing stacks that have no Ferry tags.
+    pub adopt: bool,
 }
 
 /// The services a deploy of `plan` may touch: those it deploys, the services of the plan that
@@ -461,6 +484,7 @@ pub async fn deploy(
             outputs.services.insert(s.name.clone(), o);
         }
     }
+    let outputs = outputs.masked(&|v| ctx.masker.mask(v));
     DeployReport {
         services,
         tests: tests.into_inner().expect("tests lock"),
@@ -562,18 +586,16 @@ async fn deploy_one(
         }
     }
 
-    let tags = BTreeMap::from([
-        ("ferry:project".to_string(), ctx.ws.project.name.clone()),
-        ("ferry:service".to_string(), service.name.clone()),
-        ("ferry:stage".to_string(), ctx.stage.id.clone()),
-    ]);
+    warn_secrets_without_no_echo(ctx, service, packaged, &template, &hashed, on);
     let spec = StackSpec {
         name: stack.to_string(),
         template,
         parameters,
-        tags,
+        tags: BTreeMap::new(),
         method,
         termination_protection: ctx.stage.config.protected,
+        owner: Some(ownership(ctx.ws, ctx.stage, &service.name)),
+        adopt: ctx.adopt,
     };
     let name = service.name.clone();
     let t0 = Instant::now();
@@ -611,6 +633,7 @@ async fn deploy_one(
     }
     let record = Record {
         service: service.name.clone(),
+        stage: Some(ctx.stage.name.clone()),
         stack: stack.to_string(),
         commit: ctx.source.commit.clone(),
         dirty: ctx.source.dirty,
@@ -622,7 +645,14 @@ async fn deploy_one(
         deployed_at: now_secs(),
         duration_ms: t0.elapsed().as_millis() as u64,
         acceptance: None,
-        outputs: deployed.outputs.clone(),
+        // A stack output may echo a secret (a SecureString passed in): records never hold one.
+        outputs: deployed
+            .outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), ctx.masker.mask(v)))
+            .collect(),
+        stack_id: Some(deployed.stack_id.clone()),
+        stack_updated: deployed.last_updated,
     };
     ctx.records.write(&record).await?;
     match tests {
@@ -655,7 +685,8 @@ async fn run_tests(
     let mut outputs = BTreeMap::new();
     for s in std::iter::once(service.name.clone()).chain(service.dependencies()) {
         let stack = ctx.ws.stack_name(&s, ctx.stage);
-        if let Some(o) = cache.get(&stack).await? {
+        let owner = ownership(ctx.ws, ctx.stage, &s);
+        if let Some(o) = cache.get(&stack, Some(&owner)).await? {
             outputs.insert(s, o);
         }
     }
@@ -757,7 +788,7 @@ pub async fn test_deployed(
         }
         let stack = ws.stack_name(&s, stage);
         let found = cache
-            .get(&stack)
+            .get(&stack, Some(&ownership(ws, stage, &s)))
             .await
             .map_err(|source| TestError::Outputs { stack, source })?;
         if let Some(o) = found {
@@ -809,7 +840,11 @@ async fn site_config(
     let mut all: BTreeMap<String, Outputs> = BTreeMap::new();
     for dep in service.dependencies() {
         let stack = ctx.ws.stack_name(&dep, ctx.stage);
-        all.insert(dep, cache.get(&stack).await?.unwrap_or_default());
+        let owner = ownership(ctx.ws, ctx.stage, &dep);
+        all.insert(
+            dep,
+            cache.get(&stack, Some(&owner)).await?.unwrap_or_default(),
+        );
     }
     let mut bytes = serde_json::to_vec_pretty(&all).expect("outputs serialize");
     bytes.push(b'\n');
@@ -866,11 +901,13 @@ async fn resolve_parameters(
             if outputs.contains_key(&key) {
                 continue;
             }
-            let stack = match stage {
-                None => ctx.ws.stack_name(from, ctx.stage),
-                Some(other) => ctx.ws.stack_name(from, &ctx.ws.stage(other)?),
+            let of_stage = match stage {
+                None => ctx.stage.clone(),
+                Some(other) => ctx.ws.stage(other)?,
             };
-            outputs.insert(key, cache.get(&stack).await?);
+            let stack = ctx.ws.stack_name(from, &of_stage);
+            let owner = ownership(ctx.ws, &of_stage, from);
+            outputs.insert(key, cache.get(&stack, Some(&owner)).await?);
         }
     }
     let lookups_base = Lookups {
@@ -926,6 +963,90 @@ struct Resolved {
     hashed: BTreeMap<String, String>,
 }
 
+/// The SecureString names a hashed parameter value stands in for (see [`secure_stand_in`]).
+fn secure_names(hashed: &str) -> Vec<&str> {
+    hashed
+        .split("ssm-secure:")
+        .skip(1)
+        .filter_map(|rest| rest.rsplit_once('@').map(|(name, _)| name))
+        .collect()
+}
+
+/// Warns about each parameter that receives a SecureString while the template does not declare
+/// it `NoEcho: true`: CloudFormation would show the value in the console and to DescribeStacks.
+fn warn_secrets_without_no_echo(
+    ctx: &DeployContext<'_>,
+    service: &Service,
+    packaged: Option<&ServicePackage>,
+    template: &TemplateSource,
+    hashed: &BTreeMap<String, String>,
+    on: &(dyn Fn(Event) + Send + Sync),
+) {
+    let secure: Vec<(&String, Vec<&str>)> = hashed
+        .iter()
+        .map(|(k, v)| (k, secure_names(v)))
+        .filter(|(_, names)| !names.is_empty())
+        .collect();
+    if secure.is_empty() {
+        return;
+    }
+    let text = match (template, ctx.package, packaged) {
+        (TemplateSource::Body(b), ..) => Some(b.clone()),
+        (TemplateSource::Url(_), Some(p), Some(sp)) => {
+            std::fs::read_to_string(p.dir.join(&sp.template)).ok()
+        }
+        _ => None,
+    };
+    let Some(parsed) = text.and_then(|t| ferry_package::parse_template(&t).ok()) else {
+        return;
+    };
+    for (key, names) in secure {
+        if !ferry_package::is_no_echo(&parsed, key) {
+            on(Event::Stack {
+                service: service.name.clone(),
+                progress: Progress::Note(format!(
+                    "warning: parameter {key} receives SecureString {}, but {} does not declare it `NoEcho: true`; CloudFormation shows its value in the console and to DescribeStacks: add NoEcho: true to it",
+                    names.join(", "),
+                    service.template_path()
+                )),
+            });
+        }
+    }
+}
+
+/// Registers with `masker` every SecureString value the stage's services reference (one
+/// GetParameter per name), so that wherever one reappears (a stack output that echoes it, a
+/// test's output) it is masked. Returns how many names were read.
+pub async fn register_secrets(
+    ws: &Workspace,
+    stage: &Stage,
+    config: &SdkConfig,
+    masker: &Masker,
+) -> Result<usize, ferry_credentials::CredentialsError> {
+    let lookups = Lookups {
+        project: &ws.project.name,
+        stage,
+        outputs: &|_, _| None,
+        ssm: &|_| None,
+    };
+    let names: BTreeSet<String> = ws
+        .services
+        .iter()
+        .flat_map(|s| ferry_outputs::ssm_names(s, &lookups))
+        .collect();
+    if names.is_empty() {
+        return Ok(0);
+    }
+    let client = aws_sdk_ssm::Client::new(config);
+    for name in &names {
+        match ssm::get(&client, &stage.name, name, masker).await {
+            Ok(_) | Err(ferry_credentials::CredentialsError::ParameterNotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(names.len())
+}
+
 /// What stands in for an SSM value in the hashed view: a SecureString by its name and version,
 /// never its value (records are readable by whoever may read the stage's records, and an
 /// unsalted hash of a short secret can be guessed offline). A new version of the secret still
@@ -943,16 +1064,30 @@ fn secure_stand_in(p: &ssm::Parameter) -> String {
 #[non_exhaustive]
 pub enum PreflightError {
     #[error(
-        "stage `{stage}` is protected and the working tree has uncommitted changes; commit or stash them, so that what is deployed is a commit"
+        "stage `{stage}` is protected and the working tree has uncommitted changes ({paths}); commit or stash them, so that what is deployed is a commit"
     )]
-    DirtyProtected { stage: String },
+    DirtyProtected { stage: String, paths: String },
+    #[error(
+        "stage `{stage}` is protected and {root} is not a git repository, so nothing tells which commit would be deployed; deploy it from a git checkout"
+    )]
+    NotARepository { stage: String, root: String },
+}
+
+/// The working tree a deploy starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tree {
+    /// A git checkout, with the paths that differ from its HEAD (Ferry's own output left out).
+    Git { dirty: Vec<String> },
+    /// Not a git repository (e.g. a CodePipeline source zip).
+    NotGit,
 }
 
 /// What to do before deploying: `Ok(Some(note))` means stop here successfully (pull requests).
 pub fn preflight(
     plan: &Plan,
+    ws: &Workspace,
     stage: &Stage,
-    dirty: bool,
+    tree: &Tree,
 ) -> Result<Option<String>, PreflightError> {
     if let Some(pr) = &plan.pull_request {
         return Ok(Some(format!(
@@ -960,12 +1095,38 @@ pub fn preflight(
             pr.source.as_deref().unwrap_or("pull request build")
         )));
     }
-    if stage.config.protected && dirty {
-        return Err(PreflightError::DirtyProtected {
-            stage: stage.name.clone(),
-        });
+    preflight_tree(ws, stage, tree).map(|()| None)
+}
+
+/// A protected stage deploys only a commit: from a git checkout without uncommitted changes
+/// (Ferry's own output aside), named when there are some.
+pub fn preflight_tree(ws: &Workspace, stage: &Stage, tree: &Tree) -> Result<(), PreflightError> {
+    if !stage.config.protected {
+        return Ok(());
     }
-    Ok(None)
+    match tree {
+        Tree::NotGit => Err(PreflightError::NotARepository {
+            stage: stage.name.clone(),
+            root: ws.root.display().to_string(),
+        }),
+        Tree::Git { dirty } if !dirty.is_empty() => {
+            const SHOWN: usize = 10;
+            let mut paths = dirty
+                .iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if dirty.len() > SHOWN {
+                paths.push_str(&format!(" and {} more", dirty.len() - SHOWN));
+            }
+            Err(PreflightError::DirtyProtected {
+                stage: stage.name.clone(),
+                paths,
+            })
+        }
+        Tree::Git { .. } => Ok(()),
+    }
 }
 
 /// The summary table: service, action, result, duration, reason; then the failing resources.

@@ -11,6 +11,7 @@ mod memo;
 mod model;
 pub mod reference;
 mod source;
+mod ssm_name;
 mod stage;
 
 pub use diag::{Diagnostic, ManifestErrors, did_you_mean};
@@ -21,7 +22,14 @@ pub use model::{
     Site, StageConfig, Workspace,
 };
 pub use reference::{Reference, ReferenceError, Segment, Template};
-pub use source::{FsSource, ManifestCache, Source, skipped_folder};
+pub use source::{FsSource, ManifestCache, Source, normalize_relative, skipped_folder};
+pub use ssm_name::{MAX_SSM_LEVELS, MAX_SSM_NAME, SsmNameError, check_ssm_name};
 pub use stage::{
-    MAX_STACK_NAME, Stage, StageError, is_valid_stack_name, render_stack_name, sanitize_stage_name,
+    MAX_STACK_NAME, Stage, StageError, is_valid_stack_name, records_path, render_stack_name,
+    sanitize_stage_name,
 };
+
+/// Where Ferry writes what it makes in a repository (packages, outputs files, reports, the
+/// emulator's state), relative to the repository root. Ferry keeps it out of `git status` (a
+/// `.gitignore` inside it) and out of every dirty-tree decision.
+pub const OUTPUT_DIR: &str = "target/ferry";

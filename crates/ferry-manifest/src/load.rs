@@ -17,8 +17,9 @@ use crate::model::{
     Site, StageConfig, Workspace,
 };
 use crate::reference::Template;
-use crate::source::{FsSource, ManifestCache, Source};
-use crate::stage::{MAX_STACK_NAME, is_valid_stack_name, render_stack_name};
+use crate::source::{FsSource, ManifestCache, Source, normalize_relative};
+use crate::ssm_name::check_ssm_name;
+use crate::stage::{MAX_STACK_NAME, is_valid_stack_name, records_path, render_stack_name};
 
 pub const PROJECT_FILE: &str = "ferry.toml";
 pub const SERVICE_FILE: &str = "service.toml";
@@ -123,10 +124,11 @@ fn load_inner(
     let project = read_project(&mut fd, doc.get_ref(), &doc.span());
     let (stages, default_stage) = read_stages(&mut fd, doc.get_ref());
     let project = project?;
+    check_records_paths(&mut fd, doc.get_ref(), &project.name, &stages);
 
     let mut drafts: Vec<ServiceDraft> = Vec::new();
     let mut manifests = BTreeSet::new();
-    for (dir, id) in discover_services(source, &project.services) {
+    for (dir, id) in discover_services(source, &project.services, diags) {
         let cached = match (&mut cache, &id) {
             (Some(c), Some(id)) => c.get(&dir, id).map(|hit| {
                 hit.map(|(text, p)| ServiceDraft {
@@ -535,12 +537,19 @@ fn read_stage(
         );
     }
     let parameters_path = get_str(fd, t, prefix, "parameters-path");
-    if let Some((p, sp)) = &parameters_path
-        && !p.starts_with('/')
-    {
-        let msg =
-            format!("`{p}` must be an absolute SSM path starting with '/', e.g. \"/shop/dev/\"");
-        fd.error(Some(sp.clone()), Some(&key("parameters-path")), msg);
+    if let Some((p, sp)) = &parameters_path {
+        if !p.starts_with('/') {
+            let msg = format!(
+                "`{p}` must be an absolute SSM path starting with '/', e.g. \"/shop/dev/\""
+            );
+            fd.error(Some(sp.clone()), Some(&key("parameters-path")), msg);
+        } else if let Err(e) = check_ssm_name(&format!("{}/", p.trim_end_matches('/')), true) {
+            fd.error(
+                Some(sp.clone()),
+                Some(&key("parameters-path")),
+                e.to_string(),
+            );
+        }
     }
     let method = match get_str(fd, t, prefix, "deployment-method") {
         None => Some(DeploymentMethod::Changeset),
@@ -557,13 +566,20 @@ fn read_stage(
     };
     let protected = get_bool(fd, t, prefix, "protected").unwrap_or(false);
     let records_path = get_str(fd, t, prefix, "records-path");
-    if let Some((p, sp)) = &records_path
-        && !p.starts_with('/')
-    {
-        let msg = format!(
-            "`{p}` must be an absolute SSM path starting with '/', e.g. \"/ferry/shop/dev/\""
-        );
-        fd.error(Some(sp.clone()), Some(&key("records-path")), msg);
+    if let Some((p, sp)) = &records_path {
+        let path = format!("{}/", p.replace("{stage}", "stage").trim_end_matches('/'));
+        if !p.starts_with('/') {
+            let msg = format!(
+                "`{p}` must be an absolute SSM path starting with '/', e.g. \"/ferry/shop/dev/\""
+            );
+            fd.error(Some(sp.clone()), Some(&key("records-path")), msg);
+        } else if let Err(e) = check_ssm_name(&path, true) {
+            let msg = format!("{e} ({{stage}} is the only placeholder it takes)");
+            fd.error(Some(sp.clone()), Some(&key("records-path")), msg);
+        } else if prefix == "stages.\"*\"" && !p.contains("{stage}") {
+            // Every preview stage would read and write the same records and lock.
+            fd.error(Some(sp.clone()), Some(&key("records-path")), format!("`{p}` would be shared by every preview stage; put {{stage}} in it (e.g. \"{}/{{stage}}/\"), or leave it out for /ferry/<project>/<stage id>/", p.trim_end_matches('/')));
+        }
     }
     let artifact_bucket = get_str(fd, t, prefix, "artifact-bucket");
     Some(StageConfig {
@@ -579,16 +595,68 @@ fn read_stage(
     })
 }
 
+/// No two named stages may keep their records (and lock) at one SSM path: each would read the
+/// other's records as its own, skip services that were never deployed to it, and share a lock.
+fn check_records_paths(
+    fd: &mut FileDiags<'_>,
+    doc: &DeTable<'_>,
+    project: &str,
+    stages: &BTreeMap<String, StageConfig>,
+) {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for (name, config) in stages {
+        let path = records_path(project, config, name);
+        let Some(first) = seen.get(&path) else {
+            seen.insert(path, name);
+            continue;
+        };
+        let table = get(doc, "stages")
+            .and_then(|s| s.get_ref().as_table())
+            .and_then(|s| get(s, name));
+        let span = table
+            .and_then(|t| t.get_ref().as_table())
+            .and_then(|t| get(t, "records-path"))
+            .or(table)
+            .map(Spanned::span);
+        let prefix = join_key("stages", name);
+        fd.error(span, Some(&join_key(&prefix, "records-path")), format!("`{path}` is also the records path of stage `{first}`; two stages sharing records would read each other's records as their own and share one lock; give each stage its own records-path"));
+    }
+}
+
 /// Expands the service globs to candidate folders (repository relative, with their content id
 /// when the source has one). Whether a folder holds a `service.toml` is decided by the caller,
 /// so that a cached folder needs no look-up.
-fn discover_services(source: &dyn Source, globs: &[String]) -> BTreeMap<String, Option<String>> {
+fn discover_services(
+    source: &dyn Source,
+    globs: &[String],
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, Option<String>> {
     let mut found = BTreeMap::new();
+    let mut not_utf8 = BTreeSet::new();
     for pattern in globs.iter().filter(|p| Glob::new(p).is_ok()) {
         let segments: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
-        expand(source, String::new(), None, &segments, &mut found);
+        let mut out = Found {
+            dirs: &mut found,
+            not_utf8: &mut not_utf8,
+        };
+        expand(source, String::new(), None, &segments, &mut out);
+    }
+    for dir in not_utf8 {
+        diags.push(Diagnostic {
+            file: PathBuf::from(&dir),
+            line: None,
+            key: None,
+            message: "folder name is not valid UTF-8 (shown with \u{fffd}); Ferry names services and stacks after folders: rename it".to_string(),
+        });
     }
     found
+}
+
+/// What the service globs matched: folders (with content ids), and folders whose names are not
+/// UTF-8.
+struct Found<'a> {
+    dirs: &'a mut BTreeMap<String, Option<String>>,
+    not_utf8: &'a mut BTreeSet<String>,
 }
 
 /// Reports each service glob that matched no folder holding a manifest.
@@ -621,14 +689,19 @@ fn expand(
     rel: String,
     id: Option<String>,
     segments: &[&str],
-    out: &mut BTreeMap<String, Option<String>>,
+    out: &mut Found<'_>,
 ) {
     let Some((first, rest)) = segments.split_first() else {
         if !rel.is_empty() {
-            out.insert(rel, id);
+            out.dirs.insert(rel, id);
         }
         return;
     };
+    if first.contains(['*', '?', '[', '{']) {
+        for bad in source.non_utf8_subdirs(&rel) {
+            out.not_utf8.insert(join(&rel, &bad));
+        }
+    }
     if *first == "**" {
         expand(source, rel.clone(), id, rest, out);
         for (child, cid) in source.subdirs(&rel) {
@@ -718,12 +791,17 @@ fn read_service(
 
     let template = match get_str(&mut fd, s, "service", "template") {
         Some((t, sp)) => {
-            let exists = source.is_file(&format!("{dir}/{t}"));
+            let path = normalize_relative(&format!("{dir}/{t}"));
+            let exists = path.as_deref().is_some_and(|p| source.is_file(p));
             let ext_ok = Path::new(&t)
                 .extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e));
-            if !exists {
+            if path.is_none() || t.starts_with('/') || t.contains('\\') {
+                fd.error(Some(sp), Some("service.template"), format!("`{t}` lies outside the repository; a template must be versioned with the repository (its edits are what Ferry deploys), so give a path inside it, relative to the service folder"));
+            } else if exists && !path.as_deref().is_some_and(|p| source.inside(p)) {
+                fd.error(Some(sp), Some("service.template"), format!("`{dir}/{t}` is a symlink to a file outside the repository; its edits would never be seen: move the file into the repository"));
+            } else if !exists {
                 fd.error(Some(sp), Some("service.template"), format!("template file `{dir}/{t}` does not exist; the path is relative to the service folder"));
             } else if !ext_ok {
                 fd.error(Some(sp), Some("service.template"), format!("`{t}` is not a CloudFormation template; use a .yaml, .yml, .json or .template file"));

@@ -16,6 +16,16 @@ pub trait Source {
     /// The subfolders of a folder, sorted by name, each with a content id when the source has
     /// one (a git tree id): equal ids mean equal contents.
     fn subdirs(&self, path: &str) -> Vec<(String, Option<String>)>;
+    /// The subfolders of a folder whose names are not UTF-8, decoded lossily (for messages):
+    /// Ferry cannot name a service or a stack after them, so they are reported, never skipped.
+    fn non_utf8_subdirs(&self, _path: &str) -> Vec<String> {
+        Vec::new()
+    }
+    /// Whether a file lies inside the repository once symlinks on its way are followed: a file
+    /// outside it is not versioned with it, so its edits would never be seen.
+    fn inside(&self, _path: &str) -> bool {
+        true
+    }
 }
 
 /// The working tree on disk.
@@ -71,6 +81,45 @@ impl Source for FsSource {
         v.sort();
         v
     }
+
+    fn non_utf8_subdirs(&self, path: &str) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.path(path))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name())
+            .filter(|n| n.to_str().is_none())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn inside(&self, path: &str) -> bool {
+        let root = fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        match fs::canonicalize(self.path(path)) {
+            Ok(real) => real.starts_with(&root),
+            // Missing files are reported as missing elsewhere.
+            Err(_) => true,
+        }
+    }
+}
+
+/// `path` with `.` and `..` resolved lexically; `None` when it climbs above its start (out of
+/// the repository, for a repository-relative path).
+pub fn normalize_relative(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            s => parts.push(s),
+        }
+    }
+    Some(parts.join("/"))
 }
 
 /// What is known of a folder with a given content id.

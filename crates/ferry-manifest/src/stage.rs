@@ -29,6 +29,14 @@ pub enum StageError {
     },
     #[error("stage name `{name}` has no letter or digit to form a stack name from")]
     Unusable { name: String },
+    #[error(
+        "stage `{name}` is not configured in ferry.toml, and as a preview stage its id would be `{id}`, the id of the named stage `{named}`: it would deploy over that stage's stacks, records and lock without its settings or protection; use `{named}` itself, or a preview name whose id differs"
+    )]
+    ShadowsNamedStage {
+        name: String,
+        id: String,
+        named: String,
+    },
 }
 
 /// Largest stack name CloudFormation accepts.
@@ -67,6 +75,14 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// The records path of a stage with this configuration and id (see [`Workspace::records_path`]).
+pub fn records_path(project: &str, config: &StageConfig, stage_id: &str) -> String {
+    match &config.records_path {
+        Some(p) => format!("{}/", p.replace("{stage}", stage_id).trim_end_matches('/')),
+        None => format!("/ferry/{project}/{stage_id}/"),
+    }
 }
 
 /// Fills `{project}`, `{service}` and `{stage}` of a stack name pattern.
@@ -117,6 +133,15 @@ impl Workspace {
         if id.is_empty() {
             return Err(StageError::Unusable { name: name.into() });
         }
+        // `PROD`, `prod/` and ` Prod` all sanitise to `prod`: never let a preview name stand in
+        // for a named stage (case-insensitively: S3 and users do not tell `Prod` from `prod`).
+        if let Some(named) = self.stages.keys().find(|n| n.eq_ignore_ascii_case(&id)) {
+            return Err(StageError::ShadowsNamedStage {
+                name: name.into(),
+                id,
+                named: named.clone(),
+            });
+        }
         Ok(Stage {
             name: name.into(),
             id,
@@ -136,6 +161,13 @@ impl Workspace {
             .max()
             .unwrap_or(0);
         MAX_STACK_NAME.saturating_sub(longest)
+    }
+
+    /// The SSM path under which `stage`'s deployment records and lock live, ending with '/':
+    /// its `records-path` with `{stage}` filled in by the stage id, or
+    /// `/ferry/<project>/<stage id>/`.
+    pub fn records_path(&self, stage: &Stage) -> String {
+        records_path(&self.project.name, &stage.config, &stage.id)
     }
 
     /// The CloudFormation stack name of `service` in `stage`.

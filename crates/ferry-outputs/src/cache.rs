@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use ferry_stacks::{Engine, StackError};
+use ferry_stacks::{Engine, Ownership, StackError};
 use tokio::sync::Mutex;
 
 use crate::Outputs;
@@ -23,14 +23,19 @@ impl OutputCache {
         }
     }
 
-    /// The outputs of `stack`; `None` when it does not exist.
-    pub async fn get(&self, stack: &str) -> Result<Option<Outputs>, StackError> {
+    /// The outputs of `stack`; `None` when it does not exist. With an `owner`, a stack whose
+    /// Ferry tags name another owner is an error (its outputs are not this stage's).
+    pub async fn get(
+        &self,
+        stack: &str,
+        owner: Option<&Ownership>,
+    ) -> Result<Option<Outputs>, StackError> {
         if let Some(o) = self.known.lock().await.get(stack) {
             return Ok(o.clone());
         }
         self.calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let outputs = self.engine.outputs(stack).await?;
+        let outputs = self.engine.outputs(stack, owner).await?;
         self.known
             .lock()
             .await

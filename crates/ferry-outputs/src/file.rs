@@ -30,6 +30,22 @@ pub fn env_name(service: &str, key: &str) -> String {
 }
 
 impl OutputsFile {
+    /// The same outputs with `mask` applied to every value (secrets a stack output echoes must
+    /// not reach a file, a terminal or a record).
+    pub fn masked(&self, mask: &dyn Fn(&str) -> String) -> OutputsFile {
+        OutputsFile {
+            stage: self.stage.clone(),
+            services: self
+                .services
+                .iter()
+                .map(|(s, o)| {
+                    let o = o.iter().map(|(k, v)| (k.clone(), mask(v))).collect();
+                    (s.clone(), o)
+                })
+                .collect(),
+        }
+    }
+
     pub fn json(&self) -> String {
         serde_json::to_string_pretty(self).expect("outputs serialise") + "\n"
     }

@@ -28,21 +28,29 @@ async fn outputs_are_read_once_per_stack() {
         tags: BTreeMap::new(),
         method: Method::Direct,
         termination_protection: false,
+        owner: None,
+        adopt: false,
     };
     engine.deploy(&spec, &|_| {}).await.unwrap();
 
     let cache = OutputCache::new(engine);
-    let first = cache.get("outputs-once").await.unwrap().unwrap();
+    let first = cache.get("outputs-once", None).await.unwrap().unwrap();
     assert!(first["QueueUrl"].contains("outputs-once"));
-    assert_eq!(cache.get("outputs-once").await.unwrap().unwrap(), first);
+    assert_eq!(
+        cache.get("outputs-once", None).await.unwrap().unwrap(),
+        first
+    );
     assert_eq!(cache.calls(), 1, "the second read comes from the cache");
-    assert_eq!(cache.get("outputs-missing").await.unwrap(), None);
-    assert_eq!(cache.get("outputs-missing").await.unwrap(), None);
+    assert_eq!(cache.get("outputs-missing", None).await.unwrap(), None);
+    assert_eq!(cache.get("outputs-missing", None).await.unwrap(), None);
     assert_eq!(cache.calls(), 2, "a missing stack is remembered too");
     cache
         .set("outputs-new", BTreeMap::from([("K".into(), "v".into())]))
         .await;
-    assert_eq!(cache.get("outputs-new").await.unwrap().unwrap()["K"], "v");
+    assert_eq!(
+        cache.get("outputs-new", None).await.unwrap().unwrap()["K"],
+        "v"
+    );
     assert_eq!(
         cache.calls(),
         2,

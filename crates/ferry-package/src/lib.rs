@@ -35,19 +35,48 @@ use sha2::{Digest, Sha256};
 pub use s3::{
     MAX_INLINE_TEMPLATE, UploadError, UploadReport, client as s3_client, upload, upload_site,
 };
-pub use template::{BUCKET_PARAMETER, parse as parse_template};
+pub use template::{
+    BUCKET_PARAMETER, MAX_FLOW_DEPTH, MAX_TEMPLATE, is_no_echo, parse as parse_template,
+};
 
 /// Bumped when the package layout or the archive format changes: old cache entries are then
 /// never reused.
 const FORMAT: u32 = 1;
 
-/// A template that cannot be read or rewritten.
+/// A template that cannot be read, deployed or rewritten.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TemplateError {
     #[error("not a valid template: {0}")]
     Parse(String),
+    #[error(
+        "it starts with a UTF-8 byte-order mark, which CloudFormation does not read; save the file as UTF-8 without a BOM"
+    )]
+    ByteOrderMark,
+    #[error("it is empty; a template needs at least a Resources mapping with one resource")]
+    Empty,
+    #[error("it is {size} bytes; CloudFormation accepts templates of at most {max} bytes")]
+    TooLarge { size: usize, max: usize },
+    #[error(
+        "its flow collections ([…], {{…}}) nest deeper than {max} levels at line {line}; no CloudFormation template needs that many"
+    )]
+    TooDeep { line: usize, max: usize },
+    #[error("it is {found}, not a mapping with a Resources section")]
+    NotAMapping { found: &'static str },
     #[error("it has no Resources mapping")]
     NoResources,
+    #[error("its Resources is {found}; it must be a mapping of logical ids to resources")]
+    ResourcesNotAMapping { found: &'static str },
+    #[error("its Resources mapping is empty; CloudFormation needs at least one resource")]
+    EmptyResources,
+    #[error(
+        "[parameters] passes `{key}`, which the template does not declare (declared: {declared}); declare it under Parameters or remove it from service.toml"
+    )]
+    UndeclaredParameter { key: String, declared: String },
+    #[error(
+        "it declares parameter `{key}` without a Default, and service.toml's [parameters] gives it no value; add `{key} = \"…\"` under [parameters] or a Default to the template"
+    )]
+    MissingParameter { key: String },
     #[error("it has no resource `{resource}` (resources: {known})")]
     UnknownResource { resource: String, known: String },
     #[error(
@@ -390,6 +419,46 @@ fn read_cache(out: &Path, service: &str, key: &str) -> Option<ServicePackage> {
     present.then_some(sp)
 }
 
+/// Checks `service`'s template as a deploy needs it (see [`template::check`]): the parameters
+/// it passes are declared, the ones without a default are passed.
+fn check_parameters(service: &Service, parsed: &serde_json::Value) -> Result<(), TemplateError> {
+    let passed: Vec<&str> = service.parameters.keys().map(String::as_str).collect();
+    let provided = if service.package.artifacts.is_empty() {
+        &[][..]
+    } else {
+        &[BUCKET_PARAMETER][..]
+    };
+    template::check(parsed, &passed, provided)
+}
+
+/// Reads and checks the template of each of `services` without packaging anything (what
+/// `validate` and a deploy do before any AWS call); every problem, one per service.
+pub fn check_templates<'a>(
+    ws: &Workspace,
+    services: impl IntoIterator<Item = &'a Service>,
+) -> Vec<PackageError> {
+    let mut problems = Vec::new();
+    for service in services {
+        let path = ws.root.join(service.template_path());
+        let checked = fs::read_to_string(&path)
+            .map_err(io_err(&path))
+            .and_then(|text| {
+                let parsed = template::parse(&text);
+                parsed
+                    .and_then(|p| check_parameters(service, &p))
+                    .map_err(|source| PackageError::Template {
+                        service: service.name.clone(),
+                        path: service.template_path(),
+                        source,
+                    })
+            });
+        if let Err(e) = checked {
+            problems.push(e);
+        }
+    }
+    problems
+}
+
 /// Where a zip is kept locally.
 pub fn artifact_path(out: &Path, sha256: &str) -> PathBuf {
     out.join("artifacts").join(format!("{sha256}.zip"))
@@ -501,6 +570,7 @@ fn package_service(
 
     // Check the template before running anything: an undeclared local path fails fast.
     let mut parsed = template::parse(&text).map_err(template_err)?;
+    check_parameters(service, &parsed).map_err(template_err)?;
     for (resource, _ty, property) in template::local_code_paths(&parsed) {
         if !spec.artifacts.contains_key(&resource) {
             let path = parsed["Resources"][&resource]["Properties"][&property]

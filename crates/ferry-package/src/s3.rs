@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use futures_util::{StreamExt, TryStreamExt, stream};
 
@@ -17,7 +16,12 @@ pub const MAX_INLINE_TEMPLATE: u64 = 51_200;
 /// An S3 client for `config`. With a custom endpoint (the local emulator), bucket names go in
 /// the path: `<bucket>.127.0.0.1` resolves nowhere.
 pub fn client(config: &aws_config::SdkConfig) -> Client {
-    let mut b = aws_sdk_s3::config::Builder::from(config);
+    // Uploads of large archives take longer than the run's default read timeout allows.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(std::time::Duration::from_secs(15 * 60))
+        .build();
+    let mut b = aws_sdk_s3::config::Builder::from(config).timeout_config(timeouts);
     if config.endpoint_url().is_some() {
         b = b.force_path_style(true);
     }
@@ -33,7 +37,7 @@ pub enum UploadError {
         "artifact bucket `{bucket}` is not usable: {message}; create it (versioning and encryption on, public access blocked) or set `artifact-bucket` for the stage in ferry.toml"
     )]
     Bucket { bucket: String, message: String },
-    #[error("{op} s3://{bucket}/{key} failed: {message}")]
+    #[error("s3://{bucket}/{key}: {message}")]
     S3 {
         op: &'static str,
         bucket: String,
@@ -106,7 +110,7 @@ pub async fn upload(
     if let Err(e) = s3.head_bucket().bucket(bucket).send().await {
         return Err(UploadError::Bucket {
             bucket: bucket.to_string(),
-            message: DisplayErrorContext(&e).to_string(),
+            message: ferry_aws::explain("HeadBucket", &e).to_string(),
         });
     }
     let results: Vec<Option<u64>> = stream::iter(objects)
@@ -151,7 +155,7 @@ async fn put_unless_present(
                 op: "HeadObject",
                 bucket: bucket.into(),
                 key: o.key,
-                message: DisplayErrorContext(&e).to_string(),
+                message: ferry_aws::explain("HeadObject", &e).to_string(),
             });
         }
     }
@@ -190,7 +194,7 @@ async fn put(
             op: "PutObject",
             bucket: bucket.into(),
             key: key.into(),
-            message: DisplayErrorContext(&e).to_string(),
+            message: ferry_aws::explain("PutObject", &e).to_string(),
         })?;
     Ok(size)
 }
@@ -264,7 +268,7 @@ pub async fn upload_site(
                 op: "PutObject",
                 bucket: bucket.into(),
                 key,
-                message: DisplayErrorContext(&e).to_string(),
+                message: ferry_aws::explain("PutObject", &e).to_string(),
             })?;
         written += 1;
     }

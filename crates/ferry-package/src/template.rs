@@ -51,14 +51,161 @@ const TAGS: &[(&str, &str)] = &[
     ("Length", "Fn::Length"),
 ];
 
-/// Parses a JSON or YAML template into JSON, short-form tags in their long form.
+/// Largest template CloudFormation accepts (from S3; inline bodies stop at 51,200 bytes).
+pub const MAX_TEMPLATE: usize = 1_048_576;
+
+/// Deepest nesting of YAML flow collections (`[…]`, `{…}`) a template may have. Real templates
+/// stay far below it; the YAML parser takes quadratic time on deep flow nesting (20,000 levels
+/// of `{a: …}` take a second), so deeper input is refused before it is parsed.
+pub const MAX_FLOW_DEPTH: usize = 100;
+
+/// Parses a JSON or YAML template into JSON, short-form tags in their long form. Input a
+/// deploy cannot use is refused first, each with its own error: a byte-order mark, more than
+/// [`MAX_TEMPLATE`] bytes, an empty file, flow nesting deeper than [`MAX_FLOW_DEPTH`].
 pub fn parse(text: &str) -> Result<Value, TemplateError> {
+    if text.starts_with('\u{feff}') {
+        return Err(TemplateError::ByteOrderMark);
+    }
+    if text.len() > MAX_TEMPLATE {
+        return Err(TemplateError::TooLarge {
+            size: text.len(),
+            max: MAX_TEMPLATE,
+        });
+    }
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err(TemplateError::Empty);
+    }
     if text.trim_start().starts_with('{') {
+        // serde_json refuses nesting past 128 levels on its own, in linear time.
         return serde_json::from_str(text).map_err(|e| TemplateError::Parse(e.to_string()));
+    }
+    if let Some(line) = flow_too_deep(text, MAX_FLOW_DEPTH) {
+        return Err(TemplateError::TooDeep {
+            line,
+            max: MAX_FLOW_DEPTH,
+        });
     }
     let yaml: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(text).map_err(|e| TemplateError::Parse(e.to_string()))?;
     to_json(yaml)
+}
+
+/// The line at which YAML flow collections nest deeper than `max`, if they do. Brackets in
+/// quoted scalars and comments do not count; a close never takes the depth below zero.
+fn flow_too_deep(text: &str, max: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                // '' is an escaped quote inside a single-quoted scalar.
+                (Some('\''), '\'') if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                }
+                (Some('"'), '\\') => {
+                    chars.next();
+                }
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '#') if prev.is_whitespace() => break,
+                (None, '\'' | '"') if prev.is_whitespace() || "[{,:".contains(prev) => {
+                    quote = Some(c)
+                }
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > max {
+                        return Some(n + 1);
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+        }
+    }
+    None
+}
+
+/// Checks a parsed template against what a deploy of it needs: a mapping with a non-empty
+/// `Resources` mapping, a declaration for every parameter the service passes (`passed`, its
+/// `[parameters]` keys), and a value passed for every declared parameter without a `Default`.
+/// `provided` are parameters Ferry passes itself (the artifact bucket).
+pub fn check(template: &Value, passed: &[&str], provided: &[&str]) -> Result<(), TemplateError> {
+    let Some(root) = template.as_object() else {
+        return Err(TemplateError::NotAMapping {
+            found: kind(template),
+        });
+    };
+    match root.get("Resources") {
+        None => return Err(TemplateError::NoResources),
+        Some(Value::Object(r)) if r.is_empty() => return Err(TemplateError::EmptyResources),
+        Some(Value::Object(_)) => {}
+        Some(other) => {
+            return Err(TemplateError::ResourcesNotAMapping { found: kind(other) });
+        }
+    }
+    let declared = match root.get("Parameters") {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(p)) => p.clone(),
+        Some(other) => {
+            return Err(TemplateError::Parse(format!(
+                "Parameters must be a mapping of parameter declarations, found {}",
+                kind(other)
+            )));
+        }
+    };
+    let names = || {
+        if declared.is_empty() {
+            "none".to_string()
+        } else {
+            declared.keys().cloned().collect::<Vec<_>>().join(", ")
+        }
+    };
+    for key in passed {
+        if !declared.contains_key(*key) {
+            return Err(TemplateError::UndeclaredParameter {
+                key: key.to_string(),
+                declared: names(),
+            });
+        }
+    }
+    for (key, decl) in &declared {
+        let has_default = decl.get("Default").is_some_and(|d| !d.is_null());
+        if !has_default && !passed.contains(&key.as_str()) && !provided.contains(&key.as_str()) {
+            return Err(TemplateError::MissingParameter { key: key.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// Whether the template declares parameter `key` with `NoEcho: true` (CloudFormation then
+/// shows `****` for it in the console and in DescribeStacks).
+pub fn is_no_echo(template: &Value, key: &str) -> bool {
+    match template
+        .get("Parameters")
+        .and_then(|p| p.get(key))
+        .and_then(|d| d.get("NoEcho"))
+    {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing (null)",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
 }
 
 fn to_json(v: serde_yaml_ng::Value) -> Result<Value, TemplateError> {

@@ -38,6 +38,10 @@ pub struct PlanRequest {
     /// Keep every changed path with its owners in the plan.
     pub explain: bool,
     pub ci: CiContext,
+    /// What the stacks themselves say, by service (from the caller's one ListStacks pass
+    /// against the records): each named candidate deploys with this reason
+    /// ([`Reason::StackMissing`], [`Reason::StackFailed`], [`Reason::Drifted`]).
+    pub stacks: BTreeMap<String, Reason>,
 }
 
 impl PlanRequest {
@@ -53,6 +57,7 @@ impl PlanRequest {
             strict: false,
             explain: false,
             ci,
+            stacks: BTreeMap::new(),
         }
     }
 }
@@ -129,6 +134,13 @@ pub enum Reason {
     Dependent { of: Vec<String> },
     /// Nothing of the service changed since `since`.
     Unchanged { since: String },
+    /// The stack is gone though the service's record says it was deployed (deleted outside
+    /// Ferry).
+    StackMissing { stack: String },
+    /// The stack is in a failed state (e.g. `ROLLBACK_COMPLETE`, `UPDATE_ROLLBACK_FAILED`).
+    StackFailed { stack: String, status: String },
+    /// The stack changed outside Ferry since its record (updated, replaced, or busy).
+    Drifted { stack: String, detail: String },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -385,6 +397,16 @@ pub fn plan(
                 unavailable: None,
                 paths,
             });
+        }
+    }
+
+    // What the stacks say comes on top of what git says: a stack deleted or changed outside
+    // Ferry deploys whatever its files did.
+    for (service, reason) in &req.stacks {
+        if candidates.contains(service) {
+            let r = reasons.entry(service.clone()).or_default();
+            r.retain(|x| !matches!(x, Reason::Unchanged { .. }));
+            r.push(reason.clone());
         }
     }
 

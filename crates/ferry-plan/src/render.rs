@@ -33,6 +33,11 @@ pub fn reason_text(r: &Reason) -> String {
         Reason::Removed { dir } => format!("removed: {dir} is gone; its stack is left in place"),
         Reason::Dependent { of } => format!("dependent of {} (--with-dependents)", of.join(", ")),
         Reason::Unchanged { since } => format!("unchanged since {since}"),
+        Reason::StackMissing { stack } => {
+            format!("stack-missing: {stack} is gone though its record says deployed")
+        }
+        Reason::StackFailed { stack, status } => format!("stack-failed: {stack} is {status}"),
+        Reason::Drifted { stack, detail } => format!("drifted: {stack} {detail}"),
     }
 }
 

@@ -1,22 +1,28 @@
 //! Deployment records and the stage lock, in SSM Parameter Store.
 //!
 //! One small JSON record per (stage, service) under the stage's records path
-//! (`/ferry/<project>/<stage id>/records/<service>` by default): the commit deployed, whether the
-//! tree was dirty, the hashes of the template and of the resolved parameters, the artifacts, the
-//! time, and whether acceptance passed. Written only after a stack reached a COMPLETE state; a
-//! failed service keeps its old record. All records of a stage are read with a few
-//! GetParametersByPath calls.
+//! (`/ferry/<project>/<stage id>/records/<service>` by default): the stage and stack it belongs
+//! to, the commit deployed, whether the tree was dirty, the hashes of the template and of the
+//! resolved parameters, the artifacts, the stack's id and last-update time as CloudFormation
+//! reported them, the time, and whether acceptance passed. Written only after a stack reached a
+//! COMPLETE state; a failed service keeps its old record. All records of a stage are read with a
+//! few GetParametersByPath calls, and a record that names another stage is an error, never read
+//! as this stage's.
 //!
-//! The lock is a parameter created with overwrite off (SSM refuses a second one atomically),
-//! holding who, where and since when.
+//! The stage lock ([`lock`]) is a parameter created with overwrite off, holding who holds it and
+//! a token of the run; only that run renews and releases it.
+
+pub mod lock;
 
 use std::collections::BTreeMap;
 
 use aws_sdk_ssm::Client;
-use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ssm::error::ProvideErrorMetadata;
 use aws_sdk_ssm::types::ParameterType;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub use lock::{Acquired, LOCK_TTL, LockHolder, RENEW_EVERY, Released, Stale};
 
 /// Acceptance tests of a deployed service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +36,9 @@ pub struct Acceptance {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub service: String,
+    /// The stage name the record belongs to (records written before it was kept have none).
+    #[serde(default)]
+    pub stage: Option<String>,
     pub stack: String,
     /// The commit deployed (the HEAD commit when the tree was dirty).
     pub commit: String,
@@ -49,34 +58,28 @@ pub struct Record {
     #[serde(default)]
     pub acceptance: Option<Acceptance>,
     /// The stack's outputs after the deploy (for the outputs file of runs that skip it); left
-    /// out when they would push the record past SSM's 4 KB limit.
+    /// out when they would push the record past SSM's 4 KB limit. Values that hold a secret are
+    /// masked before they get here.
     #[serde(default)]
     pub outputs: BTreeMap<String, String>,
+    /// The stack's id after the deploy: another id means the stack was deleted and made again.
+    #[serde(default)]
+    pub stack_id: Option<String>,
+    /// The stack's last update (else creation) time after the deploy, milliseconds since the
+    /// epoch, as CloudFormation reports it: a later one means a change made outside Ferry.
+    #[serde(default)]
+    pub stack_updated: Option<i64>,
 }
 
 /// SSM standard parameters hold at most 4 KB.
 const MAX_RECORD: usize = 4096;
 
-/// Who holds a stage's lock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockHolder {
-    pub who: String,
-    pub host: String,
-    /// E.g. a CodeBuild build id.
-    pub build: Option<String>,
-    pub pid: u32,
-    /// Seconds since the Unix epoch.
-    pub since: u64,
-}
-
-impl std::fmt::Display for LockHolder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} on {} (pid {}", self.who, self.host, self.pid)?;
-        if let Some(b) = &self.build {
-            write!(f, ", build {b}")?;
-        }
-        write!(f, ") since {} UTC", format_time(self.since))
-    }
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// `2026-11-22 02:03:04` from seconds since the epoch (no time zone database needed).
@@ -100,9 +103,36 @@ pub fn format_time(secs: u64) -> String {
 #[non_exhaustive]
 pub enum RecordError {
     #[error(
-        "stage `{stage}` is locked by {holder}; wait for that deploy to finish, or take over a stale lock with --force-unlock"
+        "stage `{stage}` is locked by {holder}{}",
+        match stale {
+            Some(why) => format!("; that lock is stale ({why}): take it over with --force-unlock"),
+            None => "; wait for that run to finish (a lock not renewed for 5 minutes, or whose process is gone from this host, is stale and --force-unlock takes it over)".to_string(),
+        }
     )]
-    Locked { stage: String, holder: LockHolder },
+    Locked {
+        stage: String,
+        holder: Box<LockHolder>,
+        stale: Option<Stale>,
+    },
+    #[error(
+        "refusing to take over the lock of stage `{stage}` from {holder}: it was renewed {renewed_secs_ago}s ago, so that run is alive; stop it or wait for it to finish (--force-unlock takes over only a stale lock: not renewed for 5 minutes, or its process gone from this host)"
+    )]
+    LockedLive {
+        stage: String,
+        holder: Box<LockHolder>,
+        renewed_secs_ago: u64,
+    },
+    #[error(
+        "the lock of stage `{stage}` is no longer this run's ({}); stopping: start nothing new, and check what the other run does",
+        match holder {
+            Some(h) => format!("held by {h} now"),
+            None => "it was deleted".to_string(),
+        }
+    )]
+    LockLost {
+        stage: String,
+        holder: Option<Box<LockHolder>>,
+    },
     #[error(
         "the deployment record of `{service}` at {name} is not valid JSON ({reason}); delete the parameter to start afresh"
     )]
@@ -110,6 +140,15 @@ pub enum RecordError {
         service: String,
         name: String,
         reason: String,
+    },
+    #[error(
+        "the deployment record of `{service}` at {name} belongs to stage `{owner}`, not `{stage}`: the two stages share one records path or stage id; give each stage its own records-path, or remove stage `{owner}` first"
+    )]
+    OtherStage {
+        service: String,
+        name: String,
+        owner: String,
+        stage: String,
     },
     #[error(transparent)]
     Aws(#[from] ferry_credentials::CredentialsError),
@@ -137,29 +176,26 @@ pub fn parameters_hash(parameters: &BTreeMap<String, String>) -> String {
 #[derive(Debug, Clone)]
 pub struct RecordStore {
     client: Client,
+    /// The stage name.
     stage: String,
     /// Ends with `/`.
     path: String,
 }
 
 impl RecordStore {
-    /// `records_path` as configured, or `/ferry/<project>/<stage id>/`.
-    pub fn new(
-        client: Client,
-        project: &str,
-        stage: &str,
-        stage_id: &str,
-        records_path: Option<&str>,
-    ) -> Self {
-        let path = match records_path {
-            Some(p) => format!("{}/", p.trim_end_matches('/')),
-            None => format!("/ferry/{project}/{stage_id}/"),
-        };
+    /// The records of `stage` (its name) under `path` (see
+    /// `ferry_manifest::Workspace::records_path`).
+    pub fn new(client: Client, stage: &str, path: &str) -> Self {
         RecordStore {
             client,
             stage: stage.to_string(),
-            path,
+            path: format!("{}/", path.trim_end_matches('/')),
         }
+    }
+
+    /// The SSM path the records and the lock live under.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     fn records_dir(&self) -> String {
@@ -170,15 +206,10 @@ impl RecordStore {
         format!("{}/{service}", self.records_dir())
     }
 
-    fn lock_name(&self) -> String {
-        format!("{}lock", self.path)
-    }
-
-    fn aws<E: ProvideErrorMetadata + std::error::Error>(
-        &self,
-        op: &'static str,
-        e: &E,
-    ) -> RecordError {
+    fn aws<E>(&self, op: &'static str, e: &aws_sdk_ssm::error::SdkError<E>) -> RecordError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
         RecordError::Aws(ferry_credentials::CredentialsError::from_sdk(
             &self.stage,
             op,
@@ -186,7 +217,7 @@ impl RecordStore {
         ))
     }
 
-    /// Every record of the stage, by service.
+    /// Every record of the stage, by service. A record that names another stage is an error.
     pub async fn read_all(&self) -> Result<BTreeMap<String, Record>, RecordError> {
         let mut out = BTreeMap::new();
         let mut pages = self
@@ -209,15 +240,27 @@ impl RecordStore {
                             reason: e.to_string(),
                         }
                     })?;
+                if let Some(owner) = record.stage.as_ref().filter(|o| **o != self.stage) {
+                    return Err(RecordError::OtherStage {
+                        service,
+                        name,
+                        owner: owner.clone(),
+                        stage: self.stage.clone(),
+                    });
+                }
                 out.insert(service, record);
             }
         }
         Ok(out)
     }
 
-    /// Writes (replaces) a service's record.
+    /// Writes (replaces) a service's record, stamped with this stage's name.
     pub async fn write(&self, record: &Record) -> Result<(), RecordError> {
-        let mut value = serde_json::to_string(record).expect("a record serialises");
+        let record = Record {
+            stage: Some(self.stage.clone()),
+            ..record.clone()
+        };
+        let mut value = serde_json::to_string(&record).expect("a record serialises");
         if value.len() > MAX_RECORD {
             let slim = Record {
                 outputs: BTreeMap::new(),
@@ -225,9 +268,46 @@ impl RecordStore {
             };
             value = serde_json::to_string(&slim).expect("a record serialises");
         }
+        self.put_value(&self.record_name(&record.service), &value)
+            .await
+    }
+
+    /// Deletes a service's record (absent is fine).
+    pub async fn delete(&self, service: &str) -> Result<(), RecordError> {
+        self.delete_parameter(&self.record_name(service)).await
+    }
+
+    /// The value of a parameter, `None` when absent.
+    async fn get_value(&self, name: &str) -> Result<Option<String>, RecordError> {
+        match self.client.get_parameter().name(name).send().await {
+            Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(String::from)),
+            Err(e) if e.code() == Some("ParameterNotFound") => Ok(None),
+            Err(e) => Err(self.aws("GetParameter", &e)),
+        }
+    }
+
+    /// Creates a parameter unless it exists (atomically); `false` when it exists.
+    async fn create(&self, name: &str, value: &str) -> Result<bool, RecordError> {
+        match self
+            .client
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(ParameterType::String)
+            .overwrite(false)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ParameterAlreadyExists") => Ok(false),
+            Err(e) => Err(self.aws("PutParameter", &e)),
+        }
+    }
+
+    async fn put_value(&self, name: &str, value: &str) -> Result<(), RecordError> {
         self.client
             .put_parameter()
-            .name(self.record_name(&record.service))
+            .name(name)
             .value(value)
             .r#type(ParameterType::String)
             .overwrite(true)
@@ -237,75 +317,9 @@ impl RecordStore {
         Ok(())
     }
 
-    /// Deletes a service's record (absent is fine).
-    pub async fn delete(&self, service: &str) -> Result<(), RecordError> {
-        match self
-            .client
-            .delete_parameter()
-            .name(self.record_name(service))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ParameterNotFound") => Ok(()),
-            Err(e) => Err(self.aws("DeleteParameter", &e)),
-        }
-    }
-
-    /// Takes the stage's lock, or says who holds it. `force` replaces a stale lock.
-    pub async fn lock(&self, holder: &LockHolder, force: bool) -> Result<(), RecordError> {
-        if force {
-            self.unlock().await?;
-        }
-        let value = serde_json::to_string(holder).expect("a holder serialises");
-        let put = self
-            .client
-            .put_parameter()
-            .name(self.lock_name())
-            .value(value)
-            .r#type(ParameterType::String)
-            .overwrite(false)
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ParameterAlreadyExists") => {
-                let current = self
-                    .client
-                    .get_parameter()
-                    .name(self.lock_name())
-                    .send()
-                    .await
-                    .map_err(|e| self.aws("GetParameter", &e))?;
-                let text = current
-                    .parameter()
-                    .and_then(|p| p.value())
-                    .unwrap_or_default();
-                let holder = serde_json::from_str(text).unwrap_or(LockHolder {
-                    who: format!("an unreadable lock ({})", DisplayErrorContext(&e)),
-                    host: "?".into(),
-                    build: None,
-                    pid: 0,
-                    since: 0,
-                });
-                Err(RecordError::Locked {
-                    stage: self.stage.clone(),
-                    holder,
-                })
-            }
-            Err(e) => Err(self.aws("PutParameter", &e)),
-        }
-    }
-
-    /// Releases the lock (absent is fine).
-    pub async fn unlock(&self) -> Result<(), RecordError> {
-        match self
-            .client
-            .delete_parameter()
-            .name(self.lock_name())
-            .send()
-            .await
-        {
+    /// Deletes a parameter (absent is fine).
+    async fn delete_parameter(&self, name: &str) -> Result<(), RecordError> {
+        match self.client.delete_parameter().name(name).send().await {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("ParameterNotFound") => Ok(()),
             Err(e) => Err(self.aws("DeleteParameter", &e)),

@@ -8,6 +8,10 @@ use ferry_records::{Acceptance, LockHolder, Record, RecordError, RecordStore};
 use ferry_test_support::moto;
 
 async fn store(stage: &str) -> RecordStore {
+    store_at(stage, &format!("/ferry/records-test/{stage}/")).await
+}
+
+async fn store_at(stage: &str, path: &str) -> RecordStore {
     let config = base_config(
         "us-east-1",
         &Target {
@@ -15,18 +19,13 @@ async fn store(stage: &str) -> RecordStore {
         },
     )
     .await;
-    RecordStore::new(
-        aws_sdk_ssm::Client::new(&config),
-        "records-test",
-        stage,
-        stage,
-        None,
-    )
+    RecordStore::new(aws_sdk_ssm::Client::new(&config), stage, path)
 }
 
 fn record(service: &str, commit: &str) -> Record {
     Record {
         service: service.into(),
+        stage: None,
         stack: format!("{service}-dev"),
         commit: commit.into(),
         dirty: false,
@@ -37,6 +36,8 @@ fn record(service: &str, commit: &str) -> Record {
         duration_ms: 1500,
         acceptance: None,
         outputs: BTreeMap::from([("Url".to_string(), format!("https://{service}"))]),
+        stack_id: Some(format!("arn:{service}")),
+        stack_updated: Some(1_700_000_000_000),
     }
 }
 
@@ -57,7 +58,14 @@ async fn records_of_a_stage_are_written_read_together_and_deleted() {
     s.write(&r).await.unwrap();
     let all = s.read_all().await.unwrap();
     assert_eq!(all.len(), 14, "every page");
-    assert_eq!(all["svc-03"], r, "overwritten");
+    assert_eq!(
+        all["svc-03"],
+        Record {
+            stage: Some("rec".into()),
+            ..r
+        },
+        "overwritten, and stamped with its stage"
+    );
     s.delete("svc-03").await.unwrap();
     s.delete("svc-03").await.unwrap();
     assert_eq!(s.read_all().await.unwrap().len(), 13);
@@ -73,35 +81,126 @@ async fn records_of_a_stage_are_written_read_together_and_deleted() {
 }
 
 #[tokio::test]
-async fn a_second_lock_fails_naming_the_holder_until_released_or_forced() {
-    let s = store("lock").await;
-    let me = LockHolder {
-        who: "alice".into(),
-        host: "laptop".into(),
+async fn a_record_of_another_stage_is_never_read_as_this_stages() {
+    // `feature/login` and `feature-login` share the id `feature-login`, so one records path.
+    let path = "/ferry/records-test/feature-login/";
+    let first = store_at("feature/login", path).await;
+    first.write(&record("api", "abc")).await.unwrap();
+    let second = store_at("feature-login", path).await;
+    let err = second.read_all().await.unwrap_err();
+    assert!(matches!(err, RecordError::OtherStage { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("belongs to stage `feature/login`, not `feature-login`"),
+        "{err}"
+    );
+    assert_eq!(first.read_all().await.unwrap().len(), 1);
+}
+
+fn holder(who: &str, host: &str, pid: u32, since: u64) -> LockHolder {
+    let none = |_: &str| None;
+    LockHolder {
+        who: who.into(),
+        host: host.into(),
+        pid,
+        since,
         build: None,
-        pid: 42,
-        since: 1_795_312_984,
-    };
-    let other = LockHolder {
-        who: "codebuild".into(),
-        host: "ip-10-0-0-1".into(),
-        build: Some("shop:9".into()),
-        pid: 7,
-        since: 1_795_313_000,
-    };
-    s.lock(&me, false).await.unwrap();
+        ..LockHolder::for_this_process(&none, "deploy", "lock", None)
+    }
+}
+
+#[tokio::test]
+async fn the_lock_names_its_holder_releases_only_its_own_and_force_takes_only_a_stale_one() {
+    let s = store("lock").await;
+    let now = ferry_records::now_secs();
+    let me = holder("alice", "laptop", 42, now);
+    let other = holder("codebuild", "ip-10-0-0-1", 7, now);
+    assert_eq!(s.lock(&me, false).await.unwrap().displaced, None);
+
+    // A second run fails, naming the holder; the lock is live, so force does not take it.
     let err = s.lock(&other, false).await.unwrap_err();
     match &err {
-        RecordError::Locked { holder, .. } => assert_eq!(holder, &me),
+        RecordError::Locked { holder, stale, .. } => {
+            assert_eq!(**holder, me);
+            assert_eq!(*stale, None);
+        }
         e => panic!("{e:?}"),
     }
-    assert_eq!(
-        err.to_string(),
-        "stage `lock` is locked by alice on laptop (pid 42) since 2026-11-22 02:03:04 UTC; wait for that deploy to finish, or take over a stale lock with --force-unlock"
+    assert!(
+        err.to_string()
+            .starts_with("stage `lock` is locked by alice on laptop (pid 42, `deploy`) since "),
+        "{err}"
     );
-    s.lock(&other, true).await.unwrap();
-    s.unlock().await.unwrap();
-    s.unlock().await.unwrap();
-    s.lock(&me, false).await.unwrap();
-    s.unlock().await.unwrap();
+    assert!(
+        err.to_string().contains("wait for that run to finish"),
+        "{err}"
+    );
+    let err = s.lock(&other, true).await.unwrap_err();
+    assert!(matches!(err, RecordError::LockedLive { .. }), "{err:?}");
+    assert!(err.to_string().contains("so that run is alive"), "{err}");
+
+    // Only the holder renews and releases it.
+    s.renew(&me).await.unwrap();
+    assert!(matches!(
+        s.renew(&other).await.unwrap_err(),
+        RecordError::LockLost { .. }
+    ));
+    assert!(matches!(
+        s.unlock(&other).await.unwrap(),
+        ferry_records::Released::NotOurs(h) if h.token == me.token
+    ));
+    assert_eq!(s.lock_holder().await.unwrap().unwrap().token, me.token);
+    assert_eq!(
+        s.unlock(&me).await.unwrap(),
+        ferry_records::Released::Released
+    );
+    assert_eq!(s.unlock(&me).await.unwrap(), ferry_records::Released::Gone);
+
+    // A lock not renewed for longer than the TTL is stale: named so, and force takes it over,
+    // saying whose it was.
+    let old = holder("bob", "ci-runner", 9, now - 3600);
+    s.lock(&old, false).await.unwrap();
+    let err = s.lock(&me, false).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("that lock is stale (not renewed for 60 min")
+            && err.to_string().contains("--force-unlock"),
+        "{err}"
+    );
+    let taken = s.lock(&me, true).await.unwrap();
+    let (displaced, why) = taken.displaced.unwrap();
+    assert_eq!(displaced, old);
+    assert!(matches!(why, ferry_records::Stale::Expired { .. }));
+    // The displaced run finds out at its next renewal.
+    assert!(matches!(
+        s.renew(&old).await.unwrap_err(),
+        RecordError::LockLost { .. }
+    ));
+    s.unlock(&me).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_lock_left_by_a_dead_process_on_this_host_is_stale() {
+    let s = store("lock-dead").await;
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    let none = |_: &str| None;
+    let dead = LockHolder {
+        pid,
+        started: None,
+        ..LockHolder::for_this_process(&none, "deploy", "lock-dead", None)
+    };
+    s.lock(&dead, false).await.unwrap();
+    let me = LockHolder::for_this_process(&none, "deploy", "lock-dead", None);
+    let err = s.lock(&me, false).await.unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "that lock is stale (pid {pid} is no longer running on this host)"
+        )),
+        "{err}"
+    );
+    let (displaced, _) = s.lock(&me, true).await.unwrap().displaced.unwrap();
+    assert_eq!(displaced.pid, pid);
+    s.unlock(&me).await.unwrap();
 }

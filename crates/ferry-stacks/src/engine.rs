@@ -2,10 +2,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_cloudformation::Client;
-use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, ChangeSetType, Parameter, Tag};
 use tokio::time::{Instant, sleep};
 
+use crate::ownership::{Ownership, Verdict, check};
 use crate::status::{Disposition, disposition, in_progress};
 use crate::{MAX_INLINE_TEMPLATE, StackError};
 
@@ -33,19 +34,24 @@ pub struct StackSpec {
     pub template: TemplateSource,
     /// Resolved parameter values.
     pub parameters: BTreeMap<String, String>,
+    /// Tags besides the ownership tags, which `owner` adds.
     pub tags: BTreeMap<String, String>,
     pub method: Method,
     /// Turn on termination protection (protected stages).
     pub termination_protection: bool,
+    /// Who the stack belongs to: an existing stack's tags must say the same (see
+    /// [`crate::ownership`]), and the stack is tagged so. `None`: no check, no tags added.
+    pub owner: Option<Ownership>,
+    /// Take over an existing stack that has no Ferry tags (first deployed by another tool).
+    pub adopt: bool,
 }
 
 /// Waits and recovery choices.
 #[derive(Debug, Clone)]
 pub struct DeployOptions {
-    /// How long an operation of ours may take.
+    /// How long one [`Engine::deploy`] or [`Engine::delete`] may wait in all: for another
+    /// operation running on the stack, for a change set, and for its own operation.
     pub timeout: Duration,
-    /// How long to wait for another operation that is running on the stack.
-    pub busy_timeout: Duration,
     /// First poll interval; doubles up to `poll_max`.
     pub poll_initial: Duration,
     pub poll_max: Duration,
@@ -57,7 +63,6 @@ impl Default for DeployOptions {
     fn default() -> Self {
         DeployOptions {
             timeout: Duration::from_secs(60 * 60),
-            busy_timeout: Duration::from_secs(30 * 60),
             poll_initial: Duration::from_millis(500),
             poll_max: Duration::from_secs(10),
             continue_rollback: false,
@@ -107,6 +112,9 @@ pub struct Deployed {
     pub action: Action,
     pub status: String,
     pub outputs: BTreeMap<String, String>,
+    /// When CloudFormation last changed the stack (its creation time if never updated), in
+    /// milliseconds since the epoch: what a later run compares to notice changes made outside.
+    pub last_updated: Option<i64>,
 }
 
 /// What one operation has seen of the stack's events: ids already streamed, and the failures.
@@ -116,12 +124,40 @@ struct Watch {
     failures: Vec<StackEvent>,
 }
 
-/// The current state of a stack.
-#[derive(Debug, Clone)]
-struct Current {
-    id: String,
-    status: String,
-    outputs: BTreeMap<String, String>,
+/// A stack as DescribeStacks shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackInfo {
+    pub id: String,
+    pub status: String,
+    pub outputs: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+    /// Last update (else creation), milliseconds since the epoch.
+    pub last_updated: Option<i64>,
+}
+
+type Current = StackInfo;
+
+/// One stack of a ListStacks pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackSummary {
+    pub name: String,
+    pub id: String,
+    pub status: String,
+    /// Last update (else creation), milliseconds since the epoch.
+    pub last_updated: Option<i64>,
+}
+
+/// Every stack of the account and region that is not deleted, by name, from one paginated
+/// ListStacks pass.
+#[derive(Debug, Clone, Default)]
+pub struct StackList {
+    pub stacks: BTreeMap<String, StackSummary>,
+    /// ListStacks calls made (one per page of up to 100 stacks).
+    pub calls: usize,
+}
+
+fn millis(t: Option<&aws_sdk_cloudformation::primitives::DateTime>) -> Option<i64> {
+    t.and_then(|t| t.to_millis().ok())
 }
 
 /// Deploys and deletes stacks with one CloudFormation client.
@@ -146,6 +182,7 @@ fn conclude(
             action,
             status: c.status,
             outputs: c.outputs,
+            last_updated: c.last_updated,
         }),
         Some(c) => Err(StackError::Failed {
             stack: name.to_string(),
@@ -179,12 +216,9 @@ fn is_no_change(message: &str) -> bool {
     message.contains("No updates are to be performed") || message.contains("didn't contain changes")
 }
 
-fn describe_error<E: ProvideErrorMetadata + std::error::Error>(e: &E) -> (Option<String>, String) {
-    let message = e
-        .message()
-        .map(String::from)
-        .unwrap_or_else(|| DisplayErrorContext(e).to_string());
-    (e.code().map(String::from), message)
+/// The service's own message of an error (empty when it sent none).
+fn service_message<E: ProvideErrorMetadata>(e: &E) -> String {
+    e.message().unwrap_or_default().to_string()
 }
 
 impl Engine {
@@ -192,14 +226,17 @@ impl Engine {
         Engine { client, options }
     }
 
-    fn api<E: ProvideErrorMetadata + std::error::Error>(
+    fn api<E>(
         &self,
         stack: &str,
         operation: &'static str,
-        e: &E,
-    ) -> StackError {
-        let (code, message) = describe_error(e);
-        match code.as_deref() {
+        e: &aws_sdk_cloudformation::error::SdkError<E>,
+    ) -> StackError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let explained = ferry_aws::explain(operation, e);
+        match explained.code.as_deref() {
             Some(
                 "ValidationError"
                 | "InsufficientCapabilitiesException"
@@ -208,17 +245,16 @@ impl Engine {
             ) => StackError::Rejected {
                 stack: stack.to_string(),
                 operation,
-                message,
+                message: service_message(e),
             },
             _ => StackError::Api {
                 stack: stack.to_string(),
-                operation,
-                message,
+                source: explained,
             },
         }
     }
 
-    /// The stack's id, status and outputs; `None` when it does not exist.
+    /// The stack's id, status, outputs and tags; `None` when it does not exist.
     async fn current(&self, name: &str) -> Result<Option<Current>, StackError> {
         match self.client.describe_stacks().stack_name(name).send().await {
             Ok(out) => Ok(out.stacks().first().map(|s| Current {
@@ -237,10 +273,15 @@ impl Engine {
                         ))
                     })
                     .collect(),
+                tags: s
+                    .tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                    .collect(),
+                last_updated: millis(s.last_updated_time().or(s.creation_time())),
             })),
             Err(e) => {
-                let (_, message) = describe_error(&e);
-                if message.contains("does not exist") {
+                if service_message(&e).contains("does not exist") {
                     Ok(None)
                 } else {
                     Err(self.api(name, "DescribeStacks", &e))
@@ -249,12 +290,67 @@ impl Engine {
         }
     }
 
-    /// The stack's outputs (one DescribeStacks call); `None` when it does not exist.
+    /// The stack as DescribeStacks shows it (one call); `None` when it does not exist.
+    pub async fn describe(&self, name: &str) -> Result<Option<StackInfo>, StackError> {
+        Ok(self
+            .current(name)
+            .await?
+            .filter(|c| c.status != "DELETE_COMPLETE"))
+    }
+
+    /// The stack's outputs (one DescribeStacks call); `None` when it does not exist. With an
+    /// `owner`, a stack whose tags name another owner is an error: its outputs are not this
+    /// stage's (a stack without Ferry's tags is read).
     pub async fn outputs(
         &self,
         name: &str,
+        owner: Option<&Ownership>,
     ) -> Result<Option<BTreeMap<String, String>>, StackError> {
-        Ok(self.current(name).await?.map(|c| c.outputs))
+        let Some(c) = self.describe(name).await? else {
+            return Ok(None);
+        };
+        verify(name, &c, owner, true)?;
+        Ok(Some(c.outputs))
+    }
+
+    /// Every stack of the account and region that is not deleted (one paginated ListStacks
+    /// pass: one call per 100 stacks, against one DescribeStacks per stack).
+    pub async fn list(&self) -> Result<StackList, StackError> {
+        use aws_sdk_cloudformation::types::StackStatus;
+        let live: Vec<StackStatus> = StackStatus::values()
+            .iter()
+            .map(|v| StackStatus::from(*v))
+            .filter(|s| *s != StackStatus::DeleteComplete)
+            .collect();
+        let mut out = StackList::default();
+        let mut pages = self
+            .client
+            .list_stacks()
+            .set_stack_status_filter(Some(live))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            out.calls += 1;
+            let page = page.map_err(|e| self.api("(every stack)", "ListStacks", &e))?;
+            for s in page.stack_summaries() {
+                let (Some(name), Some(status)) = (s.stack_name(), s.stack_status()) else {
+                    continue;
+                };
+                if *status == StackStatus::DeleteComplete {
+                    continue;
+                }
+                out.stacks.insert(
+                    name.to_string(),
+                    StackSummary {
+                        name: name.to_string(),
+                        id: s.stack_id().unwrap_or(name).to_string(),
+                        status: status.as_str().to_string(),
+                        last_updated: millis(s.last_updated_time().or(s.creation_time())),
+                    },
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// The stack's status; `None` when it does not exist.
@@ -330,12 +426,13 @@ impl Engine {
         }
     }
 
-    /// Polls until the stack leaves `*_IN_PROGRESS` (or disappears), streaming events.
+    /// Polls until the stack leaves `*_IN_PROGRESS` (or disappears), streaming events; gives up
+    /// at `deadline`.
     async fn wait(
         &self,
         name: &str,
         stack_id: &str,
-        limit: Duration,
+        deadline: Instant,
         watch: &mut Watch,
         on: &(dyn Fn(Progress) + Send + Sync),
         busy: bool,
@@ -348,7 +445,7 @@ impl Engine {
             self.stream_events(stack_id, watch, on).await;
             match current {
                 Some(c) if in_progress(&c.status) => {
-                    if start.elapsed() >= limit {
+                    if Instant::now() >= deadline {
                         let waited_secs = start.elapsed().as_secs();
                         return Err(if busy {
                             StackError::Busy {
@@ -367,7 +464,7 @@ impl Engine {
                 }
                 other => return Ok(other),
             }
-            sleep(delay.min(limit.saturating_sub(start.elapsed()))).await;
+            sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
             delay = (delay * 2).min(self.options.poll_max);
         }
     }
@@ -388,14 +485,22 @@ impl Engine {
             });
         }
         let name = spec.name.as_str();
+        // One bound for everything this deploy waits for, another operation's end included.
+        let deadline = Instant::now() + self.options.timeout;
         let mut recreated = false;
         let mut rolled_back = false;
         loop {
-            let current = self.current(name).await?;
+            let current = self
+                .current(name)
+                .await?
+                .filter(|c| c.status != "DELETE_COMPLETE");
+            if let Some(c) = &current {
+                verify(name, c, spec.owner.as_ref(), spec.adopt)?;
+            }
             let status = current.as_ref().map(|c| c.status.clone());
             match disposition(status.as_deref()) {
                 Disposition::Create => {
-                    let d = self.create(spec, on).await?;
+                    let d = self.create(spec, deadline, on).await?;
                     return Ok(Deployed {
                         action: if recreated {
                             Action::Recreated
@@ -407,7 +512,7 @@ impl Engine {
                 }
                 Disposition::Update => {
                     return self
-                        .update(spec, current.expect("a stable stack exists"), on)
+                        .update(spec, current.expect("a stable stack exists"), deadline, on)
                         .await;
                 }
                 Disposition::Recreate if !recreated => {
@@ -416,7 +521,7 @@ impl Engine {
                         "stack {name} is {}: it can only be deleted; deleting it, then creating it again",
                         c.status
                     )));
-                    self.delete_and_wait(name, &c.id, on).await?;
+                    self.delete_and_wait(name, &c.id, deadline, on).await?;
                     recreated = true;
                 }
                 Disposition::Wait => {
@@ -426,7 +531,7 @@ impl Engine {
                         c.status
                     )));
                     let mut watch = self.watch(&c.id).await;
-                    self.wait(name, &c.id, self.options.busy_timeout, &mut watch, on, true)
+                    self.wait(name, &c.id, deadline, &mut watch, on, true)
                         .await?;
                 }
                 Disposition::UpdateRollbackFailed
@@ -444,7 +549,7 @@ impl Engine {
                         .await
                         .map_err(|e| self.api(name, "ContinueUpdateRollback", &e))?;
                     let after = self
-                        .wait(name, &c.id, self.options.timeout, &mut watch, on, false)
+                        .wait(name, &c.id, deadline, &mut watch, on, false)
                         .await?;
                     let after_status = after.map(|a| a.status).unwrap_or_default();
                     if after_status != "UPDATE_ROLLBACK_COMPLETE" {
@@ -499,8 +604,11 @@ impl Engine {
     }
 
     fn tags(spec: &StackSpec) -> Vec<Tag> {
-        spec.tags
-            .iter()
+        let mut tags = spec.tags.clone();
+        if let Some(o) = &spec.owner {
+            tags.extend(o.tags());
+        }
+        tags.iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect()
     }
@@ -514,6 +622,7 @@ impl Engine {
     async fn create(
         &self,
         spec: &StackSpec,
+        deadline: Instant,
         on: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<Deployed, StackError> {
         let name = spec.name.as_str();
@@ -530,7 +639,10 @@ impl Engine {
                     .map_err(|e| self.api(name, "CreateStack", &e))?;
                 out.stack_id().unwrap_or(name).to_string()
             }
-            Method::ChangeSet => match self.change_set(spec, ChangeSetType::Create).await? {
+            Method::ChangeSet => match self
+                .change_set(spec, ChangeSetType::Create, deadline)
+                .await?
+            {
                 Some(id) => id,
                 None => {
                     return Err(StackError::Rejected {
@@ -545,7 +657,7 @@ impl Engine {
         };
         let mut watch = Watch::default();
         let end = self
-            .wait(name, &stack_id, self.options.timeout, &mut watch, on, false)
+            .wait(name, &stack_id, deadline, &mut watch, on, false)
             .await?;
         let created = conclude(
             name,
@@ -578,6 +690,7 @@ impl Engine {
         &self,
         spec: &StackSpec,
         current: Current,
+        deadline: Instant,
         on: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<Deployed, StackError> {
         let name = spec.name.as_str();
@@ -587,14 +700,14 @@ impl Engine {
             action: Action::Unchanged,
             status: c.status,
             outputs: c.outputs,
+            last_updated: c.last_updated,
         };
         let mut watch = self.watch(&current.id).await;
         match spec.method {
             Method::Direct => {
                 let req = self.client.update_stack().stack_name(name);
                 if let Err(e) = with_stack_input!(req, spec).send().await {
-                    let (_, message) = describe_error(&e);
-                    if is_no_change(&message) {
+                    if is_no_change(&service_message(&e)) {
                         self.protect_if(spec).await?;
                         return Ok(unchanged(current));
                     }
@@ -603,7 +716,7 @@ impl Engine {
             }
             Method::ChangeSet => {
                 if self
-                    .change_set(spec, ChangeSetType::Update)
+                    .change_set(spec, ChangeSetType::Update, deadline)
                     .await?
                     .is_none()
                 {
@@ -613,14 +726,7 @@ impl Engine {
             }
         }
         let end = self
-            .wait(
-                name,
-                &current.id,
-                self.options.timeout,
-                &mut watch,
-                on,
-                false,
-            )
+            .wait(name, &current.id, deadline, &mut watch, on, false)
             .await?;
         let updated = conclude(
             name,
@@ -648,6 +754,7 @@ impl Engine {
         &self,
         spec: &StackSpec,
         kind: ChangeSetType,
+        deadline: Instant,
     ) -> Result<Option<String>, StackError> {
         let name = spec.name.as_str();
         let cs_name = format!(
@@ -666,8 +773,7 @@ impl Engine {
         let created = match with_stack_input!(req, spec).send().await {
             Ok(o) => o,
             Err(e) => {
-                let (_, message) = describe_error(&e);
-                if is_no_change(&message) {
+                if is_no_change(&service_message(&e)) {
                     return Ok(None);
                 }
                 return Err(self.api(name, "CreateChangeSet", &e));
@@ -706,7 +812,7 @@ impl Engine {
                         message: reason,
                     });
                 }
-                _ if start.elapsed() >= self.options.timeout => {
+                _ if Instant::now() >= deadline => {
                     return Err(StackError::Timeout {
                         stack: name.to_string(),
                         status: "change set CREATE_IN_PROGRESS".into(),
@@ -714,7 +820,7 @@ impl Engine {
                     });
                 }
                 _ => {
-                    sleep(delay).await;
+                    sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
                     delay = (delay * 2).min(self.options.poll_max);
                 }
             }
@@ -733,6 +839,7 @@ impl Engine {
         &self,
         name: &str,
         stack_id: &str,
+        deadline: Instant,
         on: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<(), StackError> {
         let mut watch = self.watch(stack_id).await;
@@ -743,7 +850,7 @@ impl Engine {
             .await
             .map_err(|e| self.api(name, "DeleteStack", &e))?;
         match self
-            .wait(name, stack_id, self.options.timeout, &mut watch, on, false)
+            .wait(name, stack_id, deadline, &mut watch, on, false)
             .await?
         {
             None => Ok(()),
@@ -761,18 +868,49 @@ impl Engine {
     }
 
     /// Deletes a stack and waits. `Ok(false)` when there was none.
+    /// With an `owner`, a stack whose tags name another owner is refused, and so is one
+    /// without Ferry's tags unless `adopt`.
     pub async fn delete(
         &self,
         name: &str,
+        owner: Option<&Ownership>,
+        adopt: bool,
         on: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<bool, StackError> {
-        let Some(c) = self.current(name).await? else {
+        let Some(c) = self.describe(name).await? else {
             return Ok(false);
         };
-        if c.status == "DELETE_COMPLETE" {
-            return Ok(false);
-        }
-        self.delete_and_wait(name, &c.id, on).await?;
+        verify(name, &c, owner, adopt)?;
+        let deadline = Instant::now() + self.options.timeout;
+        self.delete_and_wait(name, &c.id, deadline, on).await?;
         Ok(true)
+    }
+}
+
+/// Refuses a stack whose tags name another owner than `owner`, and, unless `adopt`, one without
+/// Ferry's tags. No owner: no check.
+pub fn verify(
+    name: &str,
+    stack: &StackInfo,
+    owner: Option<&Ownership>,
+    adopt: bool,
+) -> Result<(), StackError> {
+    let Some(expected) = owner else {
+        return Ok(());
+    };
+    match check(expected, &stack.tags) {
+        Verdict::Ours => Ok(()),
+        Verdict::Unmanaged if adopt => Ok(()),
+        Verdict::Unmanaged => Err(StackError::Unmanaged {
+            stack: name.to_string(),
+        }),
+        Verdict::Foreign { owner } => Err(StackError::Foreign {
+            stack: name.to_string(),
+            owner,
+            expected: format!(
+                "service `{}` of stage `{}` of project `{}`",
+                expected.service, expected.stage, expected.project
+            ),
+        }),
     }
 }

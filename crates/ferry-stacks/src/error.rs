@@ -72,10 +72,21 @@ pub enum StackError {
         size: usize,
         max: usize,
     },
-    #[error("{operation} failed for stack {stack}: {message}")]
+    #[error(
+        "refusing to touch stack {stack}: its Ferry tags say it belongs to {owner}, not to {expected}; give this project's stacks other names (stack-name in ferry.toml, e.g. \"{{project}}-{{service}}-{{stage}}\"), or use another stage name"
+    )]
+    Foreign {
+        stack: String,
+        owner: String,
+        expected: String,
+    },
+    #[error(
+        "stack {stack} exists but has no Ferry tags (it was made by another tool or by hand); pass --adopt to take it over (Ferry tags it, then updates or deletes it), or give this project's stacks other names (stack-name in ferry.toml)"
+    )]
+    Unmanaged { stack: String },
+    #[error("stack {stack}: {source}")]
     Api {
         stack: String,
-        operation: &'static str,
-        message: String,
+        source: ferry_aws::AwsError,
     },
 }

@@ -1,8 +1,10 @@
 //! The deploy engine for one CloudFormation stack.
 //!
-//! [`Engine::deploy`] looks at the stack's status and does what `shared/reference/cloudformation.md`
-//! says for it: create, update, delete and re-create a stack whose first creation failed, wait for
-//! another operation to finish, or stop with an error that says what to do. Both methods are
+//! [`Engine::deploy`] looks at the stack's status and does what the table in [`status`] says for
+//! it: create, update, delete and re-create a stack whose first creation failed, wait for
+//! another operation to finish, or stop with an error that says what to do. Before it touches an
+//! existing stack it checks the stack's ownership tags ([`ownership`]): a stack of another
+//! project or stage is never updated, deleted or read as this one's. Both methods are
 //! supported (change sets, and direct create/update, ~40% faster and the only one whose outputs
 //! the local emulator publishes). Every form of "nothing to do" is a success: an empty change set
 //! (FAILED status or an error at creation) and "No updates are to be performed". Waits are
@@ -10,14 +12,19 @@
 
 mod engine;
 mod error;
-mod status;
+pub mod ownership;
+pub mod status;
 
 pub use engine::{
-    Action, DeployOptions, Deployed, Engine, Method, Progress, StackEvent, StackSpec,
-    TemplateSource,
+    Action, DeployOptions, Deployed, Engine, Method, Progress, StackEvent, StackInfo, StackList,
+    StackSpec, StackSummary, TemplateSource, verify,
 };
 pub use error::StackError;
-pub use status::{Disposition, disposition};
+pub use ownership::{Ownership, Verdict};
+pub use status::{Disposition, disposition, is_stable};
 
+/// Bounds every wait of one stack deploy (`DeployOptions::timeout`, `--timeout`): waiting for
+/// another operation, a change set and our own operation all count against one deadline.
+///
 /// Largest template CloudFormation accepts inline; larger ones must be given as an S3 URL.
 pub const MAX_INLINE_TEMPLATE: usize = 51_200;

@@ -1,6 +1,16 @@
 //! What a deploy must do, given the status a stack is in before it.
+//!
+//! | status before deploy | meaning | the engine |
+//! |---|---|---|
+//! | none, `DELETE_COMPLETE` | never created, or deleted (the name is free) | creates |
+//! | `CREATE_COMPLETE`, `UPDATE_COMPLETE`, `UPDATE_ROLLBACK_COMPLETE`, `IMPORT_COMPLETE` | stable | updates (or finds nothing to do) |
+//! | `ROLLBACK_COMPLETE`, `ROLLBACK_FAILED`, `REVIEW_IN_PROGRESS` | first creation failed, or only an unexecuted CREATE change set: can only be deleted | deletes, waits, creates (and says so) |
+//! | `*_IN_PROGRESS` | another operation runs | waits (within the deploy's deadline), then decides again |
+//! | `UPDATE_ROLLBACK_FAILED` | stuck | stops naming ContinueUpdateRollback, or calls it when asked |
+//! | `CREATE_FAILED`, `UPDATE_FAILED` | paused (rollback disabled) | stops: roll back or delete it |
+//! | `DELETE_FAILED` | stuck | stops |
 
-/// The decision for one status (see the table in `shared/reference/cloudformation.md`).
+/// The decision for one status (the table above).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
     /// No stack (or a deleted one, whose name is free again): create.
@@ -44,6 +54,12 @@ pub fn disposition(status: Option<&str>) -> Disposition {
 
 pub(crate) fn in_progress(status: &str) -> bool {
     status.ends_with("_IN_PROGRESS")
+}
+
+/// Whether a stack in `status` is in a stable, usable state that a successful deploy leaves
+/// (what a record of a successful deploy expects to find).
+pub fn is_stable(status: &str) -> bool {
+    disposition(Some(status)) == Disposition::Update
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ fn spec(name: &str, body: &str, method: Method, retention: &str) -> StackSpec {
         tags: BTreeMap::from([("ferry:stage".into(), "test".into())]),
         method,
         termination_protection: false,
+        owner: None,
+        adopt: false,
     }
 }
 
@@ -95,10 +97,16 @@ async fn create_update_and_no_op_with_the_direct_method() {
     assert_eq!(same.action, Action::Unchanged);
     assert_eq!(same.outputs["Retention"], "7200");
 
-    assert!(e.delete("stacks-direct", &quiet).await.unwrap());
+    assert!(
+        e.delete("stacks-direct", None, false, &quiet)
+            .await
+            .unwrap()
+    );
     assert_eq!(e.status("stacks-direct").await.unwrap(), None);
     assert!(
-        !e.delete("stacks-direct", &quiet).await.unwrap(),
+        !e.delete("stacks-direct", None, false, &quiet)
+            .await
+            .unwrap(),
         "deleting nothing is fine"
     );
 }
@@ -153,7 +161,6 @@ async fn a_template_cloudformation_refuses_is_a_clear_error_and_leaves_no_stack(
 async fn a_stack_stuck_in_progress_is_a_bounded_wait_with_a_clear_error() {
     let e = engine(DeployOptions {
         timeout: Duration::from_secs(1),
-        busy_timeout: Duration::from_secs(1),
         ..fast()
     })
     .await;
@@ -167,10 +174,7 @@ async fn a_stack_stuck_in_progress_is_a_bounded_wait_with_a_clear_error() {
     assert!(
         matches!(
             first,
-            StackError::Api {
-                operation: "CreateStack",
-                ..
-            }
+            StackError::Api { ref source, .. } if source.operation == "CreateStack"
         ),
         "{first:?}"
     );
@@ -193,7 +197,7 @@ async fn a_stack_stuck_in_progress_is_a_bounded_wait_with_a_clear_error() {
     );
     assert!(
         started.elapsed() < Duration::from_secs(10),
-        "the wait is bounded by busy_timeout"
+        "the wait is bounded by the deploy's timeout"
     );
 }
 
@@ -223,6 +227,8 @@ async fn the_example_templates_deploy_in_dependency_order() {
         tags: BTreeMap::new(),
         method: Method::Direct,
         termination_protection: false,
+        owner: None,
+        adopt: false,
     };
     let db = e
         .deploy(
@@ -291,6 +297,8 @@ async fn aws_sdk_s3_free_upload(_config: &aws_config::SdkConfig) -> (String, Str
                 tags: BTreeMap::new(),
                 method: Method::Direct,
                 termination_protection: false,
+                owner: None,
+                adopt: false,
             },
             &quiet,
         )

@@ -104,13 +104,14 @@ fn spec(method: Method) -> StackSpec {
         tags: BTreeMap::from([("ferry:service".into(), "api".into())]),
         method,
         termination_protection: false,
+        owner: None,
+        adopt: false,
     }
 }
 
 fn options() -> DeployOptions {
     DeployOptions {
-        timeout: Duration::from_secs(2),
-        busy_timeout: Duration::from_millis(200),
+        timeout: Duration::from_secs(1),
         poll_initial: Duration::from_millis(1),
         poll_max: Duration::from_millis(5),
         continue_rollback: false,

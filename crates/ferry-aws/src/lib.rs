@@ -1,0 +1,403 @@
+//! What an AWS SDK error means, in one readable line that says what to do.
+//!
+//! The SDK's own rendering of a failed call is either a bare "dispatch failure" or, through
+//! `DisplayErrorContext`, the whole chain with a Rust `Debug` dump of it (hyper internals, the
+//! HTML body an unexpected server answered). [`explain`] turns an `SdkError` into an
+//! [`AwsError`]: a [`Kind`] (unreachable endpoint, not an AWS answer, no credentials, throttled,
+//! a server error, a refusal with its code, …), the operation, and a message naming the endpoint
+//! and what to do. Every Ferry crate that calls AWS words its errors through here.
+//!
+//! The endpoint in messages is what [`set_endpoint`] was last told (the credentials crate says
+//! it when it builds a run's configuration: the local emulator, `AWS_ENDPOINT_URL`, or AWS).
+
+use std::error::Error;
+use std::sync::RwLock;
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// What kind of failure an AWS call met.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kind {
+    /// Nothing answered at the endpoint (refused, unknown host, reset).
+    Unreachable,
+    /// The endpoint is not a usable URL.
+    BadEndpoint,
+    /// No answer in time.
+    Timeout,
+    /// Something answered, but not as AWS does (an HTML page, a proxy's error page).
+    NotAws { status: u16 },
+    /// No credentials could be loaded.
+    NoCredentials,
+    /// The credentials have expired.
+    Expired,
+    /// The caller may not do this.
+    Denied,
+    /// Throttled even after the SDK's retries.
+    Throttled,
+    /// The service failed internally (HTTP 5xx).
+    ServerError { status: u16 },
+    /// The service refused the request with an error code.
+    Service,
+    /// Anything else.
+    Other,
+}
+
+/// One failed AWS call, worded for a user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct AwsError {
+    pub operation: &'static str,
+    pub kind: Kind,
+    /// The service's error code, when it answered with one (`ValidationError`, …).
+    pub code: Option<String>,
+    /// The service's own message, or the most specific cause, without advice.
+    pub detail: String,
+    /// The whole sentence: what failed, on what, and what to do.
+    pub message: String,
+}
+
+static ENDPOINT: RwLock<Option<String>> = RwLock::new(None);
+
+/// Says where this process's AWS calls go, for messages: e.g. "the local AWS emulator at
+/// http://127.0.0.1:5000", "AWS_ENDPOINT_URL http://…", "AWS (us-east-1)".
+pub fn set_endpoint(description: impl Into<String>) {
+    *ENDPOINT.write().unwrap_or_else(|e| e.into_inner()) = Some(description.into());
+}
+
+fn endpoint() -> String {
+    ENDPOINT
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_else(|| "the AWS endpoint".to_string())
+}
+
+const THROTTLED: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequests",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ThrottledException",
+    "SlowDown",
+];
+const EXPIRED: &[&str] = &["ExpiredToken", "ExpiredTokenException", "RequestExpired"];
+const DENIED: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+];
+
+/// Wrapper messages that say nothing a user can act on.
+fn is_wrapper(m: &str) -> bool {
+    matches!(
+        m,
+        "dispatch failure"
+            | "response error"
+            | "service error"
+            | "construction failure"
+            | "timeout"
+            | "io error"
+            | "other"
+            | "user error"
+            | "timeout error"
+            | "client error (Connect)"
+            | "client error (SendRequest)"
+    )
+}
+
+/// The messages of an error and its causes, first lines only, wrappers dropped.
+fn causes(e: &(dyn Error + 'static)) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        let first = text.lines().next().unwrap_or_default().trim().to_string();
+        if !first.is_empty() && !is_wrapper(&first) && !out.contains(&first) {
+            out.push(first);
+        }
+        next = err.source();
+    }
+    out
+}
+
+fn contains_any(text: &str, needles: &[&str]) -> bool {
+    needles.iter().any(|n| text.contains(n))
+}
+
+/// The kind of failure a text describes, when the text alone tells (credentials, connections).
+fn kind_of_text(text: &str) -> Option<Kind> {
+    if contains_any(
+        text,
+        &[
+            "failed to apply endpoint",
+            "endpoint is not a valid URI",
+            "invalid endpoint",
+        ],
+    ) {
+        Some(Kind::BadEndpoint)
+    } else if contains_any(text, EXPIRED) || text.contains("TokenRefreshRequired") {
+        Some(Kind::Expired)
+    } else if contains_any(text, DENIED) || text.contains("not authorized to perform") {
+        Some(Kind::Denied)
+    } else if contains_any(text, THROTTLED) {
+        Some(Kind::Throttled)
+    } else if contains_any(
+        text,
+        &[
+            "no credentials found in chain",
+            "credential provider was not enabled",
+            "no providers in chain provided credentials",
+            "while loading credentials",
+            "failed to load credentials",
+            "CredentialsNotLoaded",
+            "IMDS session token",
+        ],
+    ) {
+        Some(Kind::NoCredentials)
+    } else if contains_any(
+        text,
+        &[
+            "tcp connect error",
+            "Connection refused",
+            "connection refused",
+            "dns error",
+            "failed to lookup address",
+            "Connection reset",
+            "connection reset",
+            "connection closed before message completed",
+            "error trying to connect",
+            "broken pipe",
+        ],
+    ) {
+        Some(Kind::Unreachable)
+    } else if contains_any(text, &["timed out", "timeout"]) {
+        Some(Kind::Timeout)
+    } else {
+        None
+    }
+}
+
+fn code_kind(code: &str) -> Option<Kind> {
+    if THROTTLED.contains(&code) {
+        Some(Kind::Throttled)
+    } else if EXPIRED.contains(&code) {
+        Some(Kind::Expired)
+    } else if DENIED.contains(&code) {
+        Some(Kind::Denied)
+    } else {
+        None
+    }
+}
+
+/// The first `n` characters of a body, on one line.
+fn snippet(body: &[u8], n: usize) -> String {
+    let text = String::from_utf8_lossy(body);
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > n {
+        format!("{}…", flat.chars().take(n).collect::<String>())
+    } else {
+        flat
+    }
+}
+
+impl AwsError {
+    fn new(operation: &'static str, kind: Kind, code: Option<String>, detail: String) -> Self {
+        let at = endpoint();
+        let message = match &kind {
+            Kind::Unreachable => format!(
+                "{operation} could not reach {at}: {detail}; with --local Ferry starts the emulator itself, otherwise check AWS_ENDPOINT_URL, the network and any proxy"
+            ),
+            Kind::BadEndpoint => format!(
+                "{operation} was not sent: {detail}; set AWS_ENDPOINT_URL to a URL such as http://127.0.0.1:5000, or unset it to use AWS"
+            ),
+            Kind::Timeout => format!(
+                "{operation} got no answer in time from {at} ({detail}); check the network, then run again"
+            ),
+            Kind::NotAws { status } => format!(
+                "{operation}: {at} answered HTTP {status} with something that is not an AWS response ({detail}); is AWS_ENDPOINT_URL an AWS endpoint or the emulator (--local)?"
+            ),
+            Kind::NoCredentials => format!(
+                "{operation} found no AWS credentials ({detail}); configure a profile (AWS_PROFILE, or `aws sso login` for SSO), export credentials in the environment, or use --local for the local emulator"
+            ),
+            Kind::Expired => format!(
+                "{operation}: the AWS credentials have expired ({detail}); refresh them (e.g. `aws sso login`, or a new session) and run again"
+            ),
+            Kind::Denied => {
+                format!("{operation} was denied ({detail}); the caller's policy must allow it")
+            }
+            Kind::Throttled => format!(
+                "AWS throttled {operation} even after retries ({detail}); run again later or lower --concurrency"
+            ),
+            Kind::ServerError { status } => format!(
+                "{operation} failed inside {at} (HTTP {status}: {detail}); run again; with the local emulator, its log is named by `cargo xtask local status`"
+            ),
+            Kind::Service | Kind::Other => format!("{operation} failed: {detail}"),
+        };
+        AwsError {
+            operation,
+            kind,
+            code,
+            detail,
+            message,
+        }
+    }
+}
+
+/// Explains a failed SDK call of `operation`.
+pub fn explain<E>(operation: &'static str, err: &SdkError<E, Response>) -> AwsError
+where
+    E: ProvideErrorMetadata + Error + 'static,
+{
+    let code = err.code().map(String::from);
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    match err {
+        SdkError::ServiceError(_) => {
+            let message = err.message().unwrap_or_default().to_string();
+            let detail = match (&code, message.is_empty()) {
+                (Some(c), false) => format!("{c}: {message}"),
+                (Some(c), true) => c.clone(),
+                (None, _) => causes(err).join(": "),
+            };
+            let kind = code
+                .as_deref()
+                .and_then(code_kind)
+                .or_else(|| kind_of_text(&detail).filter(|k| *k != Kind::Unreachable))
+                .unwrap_or(match status {
+                    Some(s) if s >= 500 => Kind::ServerError { status: s },
+                    _ => Kind::Service,
+                });
+            AwsError::new(operation, kind, code, detail)
+        }
+        SdkError::ResponseError(_) => {
+            let raw = err.raw_response();
+            let status = status.unwrap_or(0);
+            let content_type = raw
+                .and_then(|r| r.headers().get("content-type"))
+                .unwrap_or("no content type")
+                .to_string();
+            let body = raw
+                .and_then(|r| r.body().bytes())
+                .map(|b| snippet(b, 80))
+                .unwrap_or_default();
+            let detail = if body.is_empty() {
+                format!("{content_type}, empty body")
+            } else {
+                format!("{content_type}: `{body}`")
+            };
+            let kind = if status >= 500 {
+                Kind::ServerError { status }
+            } else {
+                Kind::NotAws { status }
+            };
+            AwsError::new(operation, kind, None, detail)
+        }
+        SdkError::TimeoutError(_) => {
+            AwsError::new(operation, Kind::Timeout, None, causes(err).join(": "))
+        }
+        SdkError::DispatchFailure(d) => {
+            let detail = causes(err).join(": ");
+            let kind = kind_of_text(&detail).unwrap_or(if d.is_io() {
+                Kind::Unreachable
+            } else if d.is_timeout() {
+                Kind::Timeout
+            } else {
+                Kind::Other
+            });
+            AwsError::new(operation, kind, None, detail)
+        }
+        _ => {
+            let detail = causes(err).join(": ");
+            let kind = kind_of_text(&detail).unwrap_or(Kind::Other);
+            AwsError::new(operation, kind, code, detail)
+        }
+    }
+}
+
+/// Explains an error that is not an `SdkError` (e.g. a credentials provider's), by its causes.
+pub fn explain_error(operation: &'static str, err: &(dyn Error + 'static)) -> AwsError {
+    let detail = causes(err).join(": ");
+    let kind = kind_of_text(&detail).unwrap_or(Kind::Other);
+    AwsError::new(operation, kind, None, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Chain(&'static str, Option<Box<Chain>>);
+    impl std::fmt::Display for Chain {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl Error for Chain {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            self.1.as_deref().map(|c| c as &(dyn Error + 'static))
+        }
+    }
+
+    fn chain(parts: &[&'static str]) -> Chain {
+        parts
+            .iter()
+            .rev()
+            .fold(None, |next, p| Some(Chain(p, next.map(Box::new))))
+            .unwrap()
+    }
+
+    #[test]
+    fn texts_are_classified_and_wrappers_dropped() {
+        let e = explain_error(
+            "GetCallerIdentity",
+            &chain(&[
+                "dispatch failure",
+                "other",
+                "an error occurred while loading credentials",
+                "failed to load IMDS session token",
+                "service error",
+                "request forbidden: IMDS is disabled or the caller has insufficient permissions.",
+            ]),
+        );
+        assert_eq!(e.kind, Kind::NoCredentials);
+        assert!(
+            e.message.starts_with("GetCallerIdentity found no AWS credentials (an error occurred while loading credentials: failed to load IMDS session token: request forbidden"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("dispatch failure"), "{}", e.message);
+        let e = explain_error(
+            "ListStacks",
+            &chain(&[
+                "dispatch failure",
+                "io error",
+                "client error (Connect)",
+                "tcp connect error",
+                "Connection refused (os error 111)",
+            ]),
+        );
+        assert_eq!(e.kind, Kind::Unreachable);
+        assert!(
+            e.message.contains(
+                "could not reach the AWS endpoint: tcp connect error: Connection refused"
+            ),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            explain_error("X", &chain(&["failed to apply endpoint `x`"])).kind,
+            Kind::BadEndpoint
+        );
+        assert_eq!(
+            explain_error("X", &chain(&["Throttling: Rate exceeded"])).kind,
+            Kind::Throttled
+        );
+        assert_eq!(snippet(b"<html>\n  <b>x</b>\n</html>", 10), "<html> <b>…");
+    }
+}

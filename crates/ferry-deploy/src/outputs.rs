@@ -1,0 +1,61 @@
+//! The stack outputs of a stage's services, read from their stacks (`cargo xtask outputs`).
+
+use std::collections::BTreeMap;
+
+use aws_config::SdkConfig;
+use ferry_manifest::{Stage, Workspace};
+use ferry_outputs::{OutputCache, OutputsFile};
+use ferry_records::Record;
+use ferry_stacks::{Engine, StackError};
+
+use crate::ownership;
+
+/// The outputs of a stage, and the services whose stack is missing.
+#[derive(Debug, Clone)]
+pub struct StageOutputs {
+    pub file: OutputsFile,
+    /// Services whose stack does not exist although their record says it was deployed
+    /// (deleted outside Ferry): (service, stack, record).
+    pub missing: Vec<(String, String, Record)>,
+}
+
+/// Reads the outputs of `services` (all when empty) of `stage`, one DescribeStacks each; a
+/// stack whose Ferry tags name another owner is an error, never read as this stage's.
+pub async fn stage_outputs(
+    ws: &Workspace,
+    stage: &Stage,
+    config: &SdkConfig,
+    records: &BTreeMap<String, Record>,
+    services: &[String],
+) -> Result<StageOutputs, StackError> {
+    let cache = OutputCache::new(Engine::new(
+        aws_sdk_cloudformation::Client::new(config),
+        ferry_stacks::DeployOptions::default(),
+    ));
+    let mut out = StageOutputs {
+        file: OutputsFile {
+            stage: stage.name.clone(),
+            services: BTreeMap::new(),
+        },
+        missing: Vec::new(),
+    };
+    for s in ws
+        .services
+        .iter()
+        .filter(|s| services.is_empty() || services.contains(&s.name))
+    {
+        let stack = ws.stack_name(&s.name, stage);
+        let owner = ownership(ws, stage, &s.name);
+        match cache.get(&stack, Some(&owner)).await? {
+            Some(o) => {
+                out.file.services.insert(s.name.clone(), o);
+            }
+            None => {
+                if let Some(r) = records.get(&s.name) {
+                    out.missing.push((s.name.clone(), stack, r.clone()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}

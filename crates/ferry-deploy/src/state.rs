@@ -1,0 +1,230 @@
+//! What a stage holds before a run: its deployment records, and what its stacks say against
+//! them.
+//!
+//! A record says what Ferry last deployed; the stack may since have been deleted, left in a
+//! failed state, or changed outside Ferry. [`read`] reads the records (one GetParametersByPath
+//! per 10 records), checks that each belongs to this stage and names this stage's stack, and
+//! compares them with one paginated ListStacks pass (one call per 100 stacks of the account and
+//! region, however many services there are). [`drift`] is the pure rule: a missing, failed,
+//! busy, replaced or out-of-band updated stack deploys again with a named reason.
+
+use std::collections::BTreeMap;
+
+use aws_config::SdkConfig;
+use ferry_manifest::{Stage, Workspace};
+use ferry_plan::Reason;
+use ferry_records::{Record, RecordError, RecordStore};
+use ferry_stacks::{Engine, StackList, StackSummary};
+
+/// The records of a stage and what its stacks say about them.
+#[derive(Debug, Clone, Default)]
+pub struct StageState {
+    /// Records by service (including services whose folder is gone).
+    pub records: BTreeMap<String, Record>,
+    /// Per recorded service whose stack does not match its record: why it must deploy.
+    pub drift: BTreeMap<String, Reason>,
+    /// ListStacks calls made.
+    pub list_calls: usize,
+}
+
+/// Why a stage's state could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    #[error(transparent)]
+    Records(#[from] RecordError),
+    #[error(
+        "the deployment record of `{service}` in stage `{stage}` names stack {recorded}, but this stage's stack of `{service}` is {expected}: the record belongs to another stage or project (a shared records-path), or the stack-name pattern changed; give each stage its own records-path, or remove the stage with the old pattern first"
+    )]
+    OtherStack {
+        service: String,
+        stage: String,
+        recorded: String,
+        expected: String,
+    },
+    #[error("failed to list the stacks of stage `{stage}`: {source}")]
+    List {
+        stage: String,
+        source: Box<ferry_stacks::StackError>,
+    },
+}
+
+/// Reads the stage's records and checks them against its stacks.
+pub async fn read(
+    ws: &Workspace,
+    stage: &Stage,
+    config: &SdkConfig,
+    records: &RecordStore,
+) -> Result<StageState, StateError> {
+    let records = records.read_all().await?;
+    check_stacks(ws, stage, &records)?;
+    let engine = Engine::new(
+        aws_sdk_cloudformation::Client::new(config),
+        ferry_stacks::DeployOptions::default(),
+    );
+    let list = engine.list().await.map_err(|source| StateError::List {
+        stage: stage.name.clone(),
+        source: Box::new(source),
+    })?;
+    Ok(StageState {
+        drift: drifts(&records, &list),
+        list_calls: list.calls,
+        records,
+    })
+}
+
+/// A record of a service of the workspace must name the stack this stage gives that service:
+/// anything else is another stage's or project's record (or the pattern changed), and writing
+/// ours over it would lose it.
+pub fn check_stacks(
+    ws: &Workspace,
+    stage: &Stage,
+    records: &BTreeMap<String, Record>,
+) -> Result<(), StateError> {
+    for (service, r) in records {
+        if ws.service(service).is_none() {
+            continue;
+        }
+        let expected = ws.stack_name(service, stage);
+        if r.stack != expected {
+            return Err(StateError::OtherStack {
+                service: service.clone(),
+                stage: stage.name.clone(),
+                recorded: r.stack.clone(),
+                expected,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The drift of every recorded service against the stack list.
+pub fn drifts(records: &BTreeMap<String, Record>, list: &StackList) -> BTreeMap<String, Reason> {
+    records
+        .iter()
+        .filter_map(|(service, r)| {
+            drift(r, list.stacks.get(&r.stack)).map(|reason| (service.clone(), reason))
+        })
+        .collect()
+}
+
+/// Whether the stack of `record` still is what the record says (`None`), or why it must deploy.
+pub fn drift(record: &Record, stack: Option<&StackSummary>) -> Option<Reason> {
+    let name = || record.stack.clone();
+    let Some(s) = stack else {
+        return Some(Reason::StackMissing { stack: name() });
+    };
+    if s.status.ends_with("_IN_PROGRESS") {
+        return Some(Reason::Drifted {
+            stack: name(),
+            detail: format!(
+                "is {}: an operation outside Ferry is running on it",
+                s.status
+            ),
+        });
+    }
+    if !ferry_stacks::is_stable(&s.status) {
+        return Some(Reason::StackFailed {
+            stack: name(),
+            status: s.status.clone(),
+        });
+    }
+    if record.stack_id.as_ref().is_some_and(|id| *id != s.id) {
+        return Some(Reason::Drifted {
+            stack: name(),
+            detail: "was deleted and created again outside Ferry".to_string(),
+        });
+    }
+    match (record.stack_updated, s.last_updated) {
+        (Some(recorded), Some(now)) if recorded != now => Some(Reason::Drifted {
+            stack: name(),
+            detail: format!(
+                "was changed outside Ferry at {} UTC (the record has {} UTC)",
+                ferry_records::format_time((now / 1000).max(0) as u64),
+                ferry_records::format_time((recorded / 1000).max(0) as u64)
+            ),
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        Record {
+            service: "api".into(),
+            stage: Some("dev".into()),
+            stack: "api-dev".into(),
+            commit: "c".into(),
+            dirty: false,
+            template_hash: "t".into(),
+            parameters_hash: "p".into(),
+            artifacts: BTreeMap::new(),
+            deployed_at: 1,
+            duration_ms: 1,
+            acceptance: None,
+            outputs: BTreeMap::new(),
+            stack_id: Some("id-1".into()),
+            stack_updated: Some(1_700_000_000_000),
+        }
+    }
+
+    fn stack(status: &str, id: &str, updated: i64) -> StackSummary {
+        StackSummary {
+            name: "api-dev".into(),
+            id: id.into(),
+            status: status.into(),
+            last_updated: Some(updated),
+        }
+    }
+
+    #[test]
+    fn every_row_of_the_drift_rule() {
+        let r = record();
+        let t = 1_700_000_000_000;
+        assert_eq!(drift(&r, Some(&stack("UPDATE_COMPLETE", "id-1", t))), None);
+        assert_eq!(
+            drift(&r, None),
+            Some(Reason::StackMissing {
+                stack: "api-dev".into()
+            })
+        );
+        assert_eq!(
+            drift(&r, Some(&stack("ROLLBACK_COMPLETE", "id-1", t))),
+            Some(Reason::StackFailed {
+                stack: "api-dev".into(),
+                status: "ROLLBACK_COMPLETE".into()
+            })
+        );
+        for failed in ["UPDATE_ROLLBACK_FAILED", "DELETE_FAILED", "UPDATE_FAILED"] {
+            assert!(matches!(
+                drift(&r, Some(&stack(failed, "id-1", t))),
+                Some(Reason::StackFailed { .. })
+            ));
+        }
+        assert!(matches!(
+            drift(&r, Some(&stack("UPDATE_IN_PROGRESS", "id-1", t))),
+            Some(Reason::Drifted { detail, .. }) if detail.contains("UPDATE_IN_PROGRESS")
+        ));
+        assert!(matches!(
+            drift(&r, Some(&stack("CREATE_COMPLETE", "id-2", t))),
+            Some(Reason::Drifted { detail, .. }) if detail.contains("created again")
+        ));
+        assert!(matches!(
+            drift(&r, Some(&stack("UPDATE_COMPLETE", "id-1", t + 60_000))),
+            Some(Reason::Drifted { detail, .. }) if detail.contains("changed outside Ferry")
+        ));
+        // A record from before ids and times were kept: only what the status says.
+        let old = Record {
+            stack_id: None,
+            stack_updated: None,
+            ..record()
+        };
+        assert_eq!(
+            drift(&old, Some(&stack("UPDATE_COMPLETE", "id-9", t + 1))),
+            None
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! SSM Parameter Store's naming rules, checked before any call: a name SSM would refuse (or, for
+//! a relative name without a `parameters-path`, one that would land at the root of the account's
+//! parameters) is an error that says how to write it.
+
+/// Longest fully qualified parameter name SSM accepts.
+pub const MAX_SSM_NAME: usize = 1011;
+/// Deepest hierarchy SSM accepts.
+pub const MAX_SSM_LEVELS: usize = 15;
+
+/// Why a parameter name (or a path) cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SsmNameError {
+    #[error(
+        "SSM name `{name}` must be absolute (start with '/'), e.g. /shop/dev/{}",
+        name.trim_start_matches('/')
+    )]
+    NotAbsolute { name: String },
+    #[error(
+        "SSM name `{name}` has `{ch}`; SSM names hold only letters, digits, '_', '.', '-' and '/'"
+    )]
+    BadCharacter { name: String, ch: char },
+    #[error("SSM name `{name}` has an empty level (`//`); remove the doubled '/'")]
+    EmptyLevel { name: String },
+    #[error("SSM name `{name}` has {len} characters; SSM accepts at most {MAX_SSM_NAME}")]
+    TooLong { name: String, len: usize },
+    #[error("SSM name `{name}` has {levels} levels; SSM accepts at most {MAX_SSM_LEVELS}")]
+    TooDeep { name: String, levels: usize },
+    #[error(
+        "SSM name `{name}` starts with `{prefix}`, which AWS reserves (names may not begin with aws or ssm, in any case)"
+    )]
+    Reserved { name: String, prefix: String },
+}
+
+/// Checks an absolute parameter name (`/shop/dev/db/password`) or, with `path = true`, a path
+/// that ends with '/' (`/shop/dev/`).
+pub fn check_ssm_name(name: &str, path: bool) -> Result<(), SsmNameError> {
+    let err_name = || name.to_string();
+    let Some(rest) = name.strip_prefix('/') else {
+        return Err(SsmNameError::NotAbsolute { name: err_name() });
+    };
+    let body = if path {
+        rest.strip_suffix('/').unwrap_or(rest)
+    } else {
+        rest
+    };
+    if let Some(ch) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.-/".contains(*c)))
+    {
+        return Err(SsmNameError::BadCharacter {
+            name: err_name(),
+            ch,
+        });
+    }
+    // A path is "/" alone, or levels separated by single slashes.
+    if !(path && body.is_empty()) && body.split('/').any(str::is_empty) {
+        return Err(SsmNameError::EmptyLevel { name: err_name() });
+    }
+    if name.len() > MAX_SSM_NAME {
+        return Err(SsmNameError::TooLong {
+            name: err_name(),
+            len: name.len(),
+        });
+    }
+    let levels = body.split('/').filter(|s| !s.is_empty()).count();
+    if levels > MAX_SSM_LEVELS {
+        return Err(SsmNameError::TooDeep {
+            name: err_name(),
+            levels,
+        });
+    }
+    let first = body.split('/').next().unwrap_or_default();
+    for reserved in ["aws", "ssm"] {
+        if first.len() >= 3 && first[..3].eq_ignore_ascii_case(reserved) {
+            return Err(SsmNameError::Reserved {
+                name: err_name(),
+                prefix: first[..3].to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_ssm_accepts_and_refuses() {
+        assert_eq!(check_ssm_name("/shop/dev/db-password_2.x", false), Ok(()));
+        assert_eq!(check_ssm_name("/shop/dev/", true), Ok(()));
+        assert_eq!(check_ssm_name("/", true), Ok(()));
+        assert!(matches!(
+            check_ssm_name("shop/dev", false),
+            Err(SsmNameError::NotAbsolute { .. })
+        ));
+        assert!(matches!(
+            check_ssm_name("/shop/dev/a b", false),
+            Err(SsmNameError::BadCharacter { ch: ' ', .. })
+        ));
+        assert!(matches!(
+            check_ssm_name("/shop//x", false),
+            Err(SsmNameError::EmptyLevel { .. })
+        ));
+        assert!(matches!(
+            check_ssm_name("/shop/x/", false),
+            Err(SsmNameError::EmptyLevel { .. })
+        ));
+        assert!(matches!(
+            check_ssm_name(&format!("/{}", "a/".repeat(16)), true),
+            Err(SsmNameError::TooDeep { levels: 16, .. })
+        ));
+        assert!(matches!(
+            check_ssm_name(&format!("/{}", "a".repeat(1100)), false),
+            Err(SsmNameError::TooLong { .. })
+        ));
+        assert!(matches!(
+            check_ssm_name("/AWS/service/x", false),
+            Err(SsmNameError::Reserved { .. })
+        ));
+        assert!(matches!(
+            check_ssm_name("/ssmthing", false),
+            Err(SsmNameError::Reserved { .. })
+        ));
+        assert_eq!(check_ssm_name("/ss/x", false), Ok(()));
+    }
+}

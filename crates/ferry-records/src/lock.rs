@@ -1,0 +1,475 @@
+//! The stage lock: one SSM parameter, `<records path>lock`, created with overwrite off (SSM
+//! refuses a second one atomically), holding who holds it, where, since when, and a token that
+//! is this run's alone.
+//!
+//! - A run releases only a lock whose token is its own: a lock another run took over is left.
+//! - The holder renews the lock every [`RENEW_EVERY`]; a lock not renewed for [`LOCK_TTL`] is
+//!   stale, and so is one whose process is gone from this very host (same host name and boot,
+//!   pid not running or running another program). [`staleness`] is the pure rule.
+//! - `force` takes over a stale lock only, saying whom it displaced; a live lock is refused.
+//! - SSM has no compare-and-delete: two runs forcing one stale lock in the same instant can both
+//!   believe they hold it. The loser finds the other token at its next renewal and stops.
+
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{RecordError, RecordStore, format_time, now_secs};
+
+/// How often a holder renews its lock.
+pub const RENEW_EVERY: Duration = Duration::from_secs(60);
+/// A lock not renewed for this long is stale.
+pub const LOCK_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// Who holds a stage's lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+    pub who: String,
+    pub host: String,
+    /// E.g. a CodeBuild build id.
+    pub build: Option<String>,
+    pub pid: u32,
+    /// Seconds since the Unix epoch.
+    pub since: u64,
+    /// The command holding it (`deploy`, `remove`, `test-acceptance`).
+    #[serde(default)]
+    pub command: Option<String>,
+    /// The stage name as the holder wrote it.
+    #[serde(default)]
+    pub stage: Option<String>,
+    /// This run's own id: only a run with this token releases or renews the lock.
+    #[serde(default)]
+    pub token: String,
+    /// Last renewal, seconds since the Unix epoch.
+    #[serde(default)]
+    pub renewed: Option<u64>,
+    /// The holder's boot (Linux `boot_id`): a pid is only comparable within one boot.
+    #[serde(default)]
+    pub boot: Option<String>,
+    /// When the holder's process started (clock ticks since boot), so a reused pid is told apart.
+    #[serde(default)]
+    pub started: Option<u64>,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} on {} (pid {}", self.who, self.host, self.pid)?;
+        if let Some(b) = &self.build {
+            write!(f, ", build {b}")?;
+        }
+        if let Some(c) = &self.command {
+            write!(f, ", `{c}`")?;
+        }
+        write!(f, ") since {} UTC", format_time(self.since))
+    }
+}
+
+/// Why a lock is stale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stale {
+    /// Its process is not running on this host any more.
+    DeadProcess { pid: u32 },
+    /// Its host has restarted since it was taken.
+    Rebooted,
+    /// Not renewed for `idle_secs` (more than [`LOCK_TTL`]).
+    Expired { idle_secs: u64 },
+}
+
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stale::DeadProcess { pid } => write!(f, "pid {pid} is no longer running on this host"),
+            Stale::Rebooted => f.write_str("this host has restarted since it was taken"),
+            Stale::Expired { idle_secs } => write!(
+                f,
+                "not renewed for {}, more than the {} a live holder allows",
+                human(*idle_secs),
+                human(LOCK_TTL.as_secs())
+            ),
+        }
+    }
+}
+
+fn human(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{} h", s / 3600),
+    }
+}
+
+/// What this host and process look like, for [`staleness`]: the host name, the boot, and which
+/// processes run.
+pub struct Here<'a> {
+    pub host: String,
+    pub boot: Option<String>,
+    /// Whether `pid` runs and, when a start time is given, started then.
+    pub alive: &'a dyn Fn(u32, Option<u64>) -> bool,
+}
+
+/// Whether `holder`'s lock is stale at `now` (seconds since the epoch), seen from `here`.
+pub fn staleness(holder: &LockHolder, now: u64, here: &Here<'_>) -> Option<Stale> {
+    if holder.host == here.host {
+        match (&holder.boot, &here.boot) {
+            (Some(a), Some(b)) if a != b => return Some(Stale::Rebooted),
+            _ => {}
+        }
+        if !(here.alive)(holder.pid, holder.started) {
+            return Some(Stale::DeadProcess { pid: holder.pid });
+        }
+    }
+    let idle_secs = now.saturating_sub(holder.renewed.unwrap_or(holder.since));
+    (idle_secs > LOCK_TTL.as_secs()).then_some(Stale::Expired { idle_secs })
+}
+
+/// What taking the lock did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acquired {
+    /// With `force`: the stale lock that was replaced, and why it was stale.
+    pub displaced: Option<(LockHolder, Stale)>,
+}
+
+/// What releasing the lock found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Released {
+    Released,
+    /// There was no lock any more.
+    Gone,
+    /// Another run holds it now (it took the lock over): left in place.
+    NotOurs(Box<LockHolder>),
+}
+
+/// This process: its host, boot and start time, and liveness of others on this host.
+pub mod process {
+    /// The host name: the kernel's node name.
+    pub fn host() -> String {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// The current boot's id (Linux), so pids of an earlier boot are never compared.
+    pub fn boot() -> Option<String> {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// When process `pid` started, in clock ticks since boot (Linux).
+    pub fn started(pid: u32) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Field 22; the command name (field 2) may hold spaces and parentheses.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        rest.split_whitespace().nth(19)?.parse().ok()
+    }
+
+    /// Whether `pid` runs (and, when `start` is known and readable, is the process that
+    /// started then rather than a later one that reused the pid).
+    pub fn alive(pid: u32, start: Option<u64>) -> bool {
+        let Some(p) = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            return false;
+        };
+        let exists = match rustix::process::test_kill_process(p) {
+            Ok(()) => true,
+            Err(e) => e == rustix::io::Errno::PERM,
+        };
+        exists
+            && match (start, started(pid)) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
+/// A token no other run has: this process, this instant and the process's random hash keys.
+fn new_token() -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("{:016x}", h.finish())
+}
+
+impl LockHolder {
+    /// The holder for this process running `command` on `stage`. `var` looks up environment
+    /// variables: who is `USER` (or `USERNAME`, `LOGNAME`, the CI's actor `GITHUB_ACTOR` /
+    /// `CODEBUILD_INITIATOR`), else the name of this uid in /etc/passwd, else `uid <n>`.
+    pub fn for_this_process(
+        var: &dyn Fn(&str) -> Option<String>,
+        command: &str,
+        stage: &str,
+        build: Option<String>,
+    ) -> LockHolder {
+        let var = |k: &str| var(k).filter(|v| !v.trim().is_empty());
+        let uid = rustix::process::getuid().as_raw();
+        let who = [
+            "USER",
+            "USERNAME",
+            "LOGNAME",
+            "GITHUB_ACTOR",
+            "CODEBUILD_INITIATOR",
+        ]
+        .iter()
+        .find_map(|k| var(k))
+        .or_else(|| user_name(uid))
+        .unwrap_or_else(|| format!("uid {uid}"));
+        let pid = std::process::id();
+        LockHolder {
+            who,
+            host: process::host(),
+            build,
+            pid,
+            since: now_secs(),
+            command: Some(command.to_string()),
+            stage: Some(stage.to_string()),
+            token: new_token(),
+            renewed: None,
+            boot: process::boot(),
+            started: process::started(pid),
+        }
+    }
+}
+
+/// The name of `uid` in /etc/passwd.
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+    })
+}
+
+impl RecordStore {
+    fn lock_name(&self) -> String {
+        format!("{}lock", self.path)
+    }
+
+    /// The lock's current holder, if there is a lock (an unreadable one is described as such).
+    pub async fn lock_holder(&self) -> Result<Option<LockHolder>, RecordError> {
+        Ok(self
+            .get_value(&self.lock_name())
+            .await?
+            .map(|text| parse_holder(&text)))
+    }
+
+    /// Takes the stage's lock for `holder`, or says who holds it (and whether that lock is
+    /// stale). With `force`, a stale lock is taken over and named in the result; a live one is
+    /// still refused.
+    pub async fn lock(&self, holder: &LockHolder, force: bool) -> Result<Acquired, RecordError> {
+        let value = serde_json::to_string(holder).expect("a holder serialises");
+        if self.create(&self.lock_name(), &value).await? {
+            return Ok(Acquired { displaced: None });
+        }
+        let Some(text) = self.get_value(&self.lock_name()).await? else {
+            // Released between our two calls: try once more.
+            return if self.create(&self.lock_name(), &value).await? {
+                Ok(Acquired { displaced: None })
+            } else {
+                Err(self.locked(self.lock_holder().await?.unwrap_or_else(unreadable)))
+            };
+        };
+        let current = parse_holder(&text);
+        let here = Here {
+            host: process::host(),
+            boot: process::boot(),
+            alive: &process::alive,
+        };
+        let stale = staleness(&current, now_secs(), &here);
+        match (force, stale) {
+            (true, Some(why)) => {
+                // Delete only the lock just read (a run that took it meanwhile keeps it).
+                if self.get_value(&self.lock_name()).await?.as_deref() == Some(text.as_str()) {
+                    self.delete_parameter(&self.lock_name()).await?;
+                }
+                if self.create(&self.lock_name(), &value).await? {
+                    Ok(Acquired {
+                        displaced: Some((current, why)),
+                    })
+                } else {
+                    Err(self.locked(self.lock_holder().await?.unwrap_or_else(unreadable)))
+                }
+            }
+            (true, None) => Err(RecordError::LockedLive {
+                stage: self.stage.clone(),
+                renewed_secs_ago: now_secs()
+                    .saturating_sub(current.renewed.unwrap_or(current.since)),
+                holder: Box::new(current),
+            }),
+            (false, stale) => Err(RecordError::Locked {
+                stage: self.stage.clone(),
+                holder: Box::new(current),
+                stale,
+            }),
+        }
+    }
+
+    fn locked(&self, holder: LockHolder) -> RecordError {
+        RecordError::Locked {
+            stage: self.stage.clone(),
+            holder: Box::new(holder),
+            stale: None,
+        }
+    }
+
+    /// Renews `holder`'s lock. An error says the lock is another run's now (or gone): the
+    /// caller should start nothing new.
+    pub async fn renew(&self, holder: &LockHolder) -> Result<(), RecordError> {
+        let current = self.lock_holder().await?;
+        match current {
+            Some(c) if c.token == holder.token => {
+                let renewed = LockHolder {
+                    renewed: Some(now_secs()),
+                    ..holder.clone()
+                };
+                let value = serde_json::to_string(&renewed).expect("a holder serialises");
+                self.put_value(&self.lock_name(), &value).await
+            }
+            other => Err(RecordError::LockLost {
+                stage: self.stage.clone(),
+                holder: other.map(Box::new),
+            }),
+        }
+    }
+
+    /// Renews `holder`'s lock every [`RENEW_EVERY`] for as long as it is polled; returns only
+    /// when the lock is lost (taken over, deleted), or when renewing has failed for longer than
+    /// half of [`LOCK_TTL`] (then others may soon see it as stale).
+    pub async fn keep(&self, holder: &LockHolder) -> RecordError {
+        let mut failing_since: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::time::sleep(RENEW_EVERY).await;
+            match self.renew(holder).await {
+                Ok(()) => failing_since = None,
+                Err(e @ RecordError::LockLost { .. }) => return e,
+                Err(e) => {
+                    let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() > LOCK_TTL / 2 {
+                        return e;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Releases `holder`'s lock: only if it is still its own.
+    pub async fn unlock(&self, holder: &LockHolder) -> Result<Released, RecordError> {
+        match self.lock_holder().await? {
+            None => Ok(Released::Gone),
+            Some(c) if c.token == holder.token => {
+                self.delete_parameter(&self.lock_name()).await?;
+                Ok(Released::Released)
+            }
+            Some(c) => Ok(Released::NotOurs(Box::new(c))),
+        }
+    }
+}
+
+fn parse_holder(text: &str) -> LockHolder {
+    serde_json::from_str(text).unwrap_or_else(|e| LockHolder {
+        who: format!("an unreadable lock ({e})"),
+        ..unreadable()
+    })
+}
+
+fn unreadable() -> LockHolder {
+    LockHolder {
+        who: "an unreadable lock".into(),
+        host: "?".into(),
+        build: None,
+        pid: 0,
+        since: 0,
+        command: None,
+        stage: None,
+        token: String::new(),
+        renewed: None,
+        boot: None,
+        started: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(host: &str, pid: u32, since: u64) -> LockHolder {
+        LockHolder {
+            host: host.into(),
+            pid,
+            since,
+            boot: Some("b1".into()),
+            ..unreadable()
+        }
+    }
+
+    #[test]
+    fn every_row_of_the_staleness_rule() {
+        let alive = |pid: u32, _: Option<u64>| pid == 1;
+        let here = Here {
+            host: "me".into(),
+            boot: Some("b1".into()),
+            alive: &alive,
+        };
+        let now = 10_000;
+        // Live on this host.
+        assert_eq!(staleness(&holder("me", 1, now - 10), now, &here), None);
+        // Dead process on this host.
+        assert_eq!(
+            staleness(&holder("me", 2, now - 10), now, &here),
+            Some(Stale::DeadProcess { pid: 2 })
+        );
+        // This host restarted since.
+        let mut h = holder("me", 1, now - 10);
+        h.boot = Some("b0".into());
+        assert_eq!(staleness(&h, now, &here), Some(Stale::Rebooted));
+        // Another host: only the TTL tells, from the last renewal.
+        assert_eq!(staleness(&holder("ci", 2, now - 60), now, &here), None);
+        assert_eq!(
+            staleness(&holder("ci", 2, now - 301), now, &here),
+            Some(Stale::Expired { idle_secs: 301 })
+        );
+        let mut renewed = holder("ci", 2, now - 3600);
+        renewed.renewed = Some(now - 30);
+        assert_eq!(staleness(&renewed, now, &here), None);
+        // Even a live process on this host that stopped renewing is stale past the TTL.
+        assert_eq!(
+            staleness(&holder("me", 1, now - 1000), now, &here),
+            Some(Stale::Expired { idle_secs: 1000 })
+        );
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_reused_pid_is_not() {
+        let me = std::process::id();
+        let start = process::started(me);
+        assert!(process::alive(me, start));
+        if let Some(s) = start {
+            assert!(!process::alive(me, Some(s + 1)), "another start time");
+        }
+        assert!(!process::alive(u32::MAX / 2, None));
+    }
+
+    #[test]
+    fn the_holder_is_named_without_user() {
+        let none = |_: &str| None;
+        let h = LockHolder::for_this_process(&none, "deploy", "dev", None);
+        assert!(!h.who.is_empty() && h.who != "unknown", "{}", h.who);
+        let ci = |k: &str| (k == "GITHUB_ACTOR").then(|| "octocat".to_string());
+        assert_eq!(
+            LockHolder::for_this_process(&ci, "deploy", "dev", None).who,
+            "octocat"
+        );
+        let a = LockHolder::for_this_process(&none, "deploy", "dev", None);
+        assert_ne!(a.token, h.token);
+    }
+}
