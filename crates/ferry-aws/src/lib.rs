@@ -196,9 +196,23 @@ fn code_kind(code: &str) -> Option<Kind> {
     }
 }
 
-/// The first `n` characters of a body, on one line.
+/// The first `n` characters of a body's text, on one line, markup left out (an HTML error page
+/// says what it is in its text: "502 Bad Gateway", "Welcome to nginx!").
 fn snippet(body: &[u8], n: usize) -> String {
-    let text = String::from_utf8_lossy(body);
+    let raw = String::from_utf8_lossy(body);
+    let mut text = String::with_capacity(raw.len());
+    let mut in_tag = false;
+    for c in raw.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                text.push(' ');
+            }
+            '>' if in_tag => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() > n {
         format!("{}…", flat.chars().take(n).collect::<String>())
@@ -258,16 +272,15 @@ where
     let code = err.code().map(String::from);
     let status = err.raw_response().map(|r| r.status().as_u16());
     match err {
-        SdkError::ServiceError(_) => {
+        SdkError::ServiceError(_) if code.is_some() => {
             let message = err.message().unwrap_or_default().to_string();
-            let detail = match (&code, message.is_empty()) {
-                (Some(c), false) => format!("{c}: {message}"),
-                (Some(c), true) => c.clone(),
-                (None, _) => causes(err).join(": "),
+            let c = code.clone().unwrap_or_default();
+            let detail = if message.is_empty() {
+                c.clone()
+            } else {
+                format!("{c}: {message}")
             };
-            let kind = code
-                .as_deref()
-                .and_then(code_kind)
+            let kind = code_kind(&c)
                 .or_else(|| kind_of_text(&detail).filter(|k| *k != Kind::Unreachable))
                 .unwrap_or(match status {
                     Some(s) if s >= 500 => Kind::ServerError { status: s },
@@ -275,7 +288,8 @@ where
                 });
             AwsError::new(operation, kind, code, detail)
         }
-        SdkError::ResponseError(_) => {
+        // An answer the SDK could not read as the service's: say what it was instead.
+        SdkError::ServiceError(_) | SdkError::ResponseError(_) => {
             let raw = err.raw_response();
             let status = status.unwrap_or(0);
             let content_type = raw
@@ -398,6 +412,13 @@ mod tests {
             explain_error("X", &chain(&["Throttling: Rate exceeded"])).kind,
             Kind::Throttled
         );
-        assert_eq!(snippet(b"<html>\n  <b>x</b>\n</html>", 10), "<html> <b>…");
+        assert_eq!(
+            snippet(b"<html>\n  <b>Bad</b> Gateway\n</html>", 80),
+            "Bad Gateway"
+        );
+        assert_eq!(
+            snippet(b"{\"message\": \"a long one\"}", 10),
+            "{\"message\"…"
+        );
     }
 }

@@ -164,8 +164,8 @@ pub async fn remove(
             stack: stack.clone(),
             source,
         };
-        if existing.contains_key(service) {
-            if stage.config.protected {
+        if let Some(info) = existing.get(service) {
+            if info.protected {
                 engine.set_protection(stack, false).await.map_err(fail)?;
             }
             let owner = ownership(ws, stage, service);

@@ -18,7 +18,7 @@ use crate::model::{
 };
 use crate::reference::Template;
 use crate::source::{FsSource, ManifestCache, Source, normalize_relative};
-use crate::ssm_name::check_ssm_name;
+use crate::ssm_name::{SsmNameError, check_ssm_name};
 use crate::stage::{MAX_STACK_NAME, is_valid_stack_name, records_path, render_stack_name};
 
 pub const PROJECT_FILE: &str = "ferry.toml";
@@ -574,7 +574,12 @@ fn read_stage(
             );
             fd.error(Some(sp.clone()), Some(&key("records-path")), msg);
         } else if let Err(e) = check_ssm_name(&path, true) {
-            let msg = format!("{e} ({{stage}} is the only placeholder it takes)");
+            let msg = match e {
+                SsmNameError::BadCharacter { ch: '{' | '}', .. } => {
+                    format!("{e} ({{stage}} is the only placeholder it takes)")
+                }
+                e => e.to_string(),
+            };
             fd.error(Some(sp.clone()), Some(&key("records-path")), msg);
         } else if prefix == "stages.\"*\"" && !p.contains("{stage}") {
             // Every preview stage would read and write the same records and lock.

@@ -1,6 +1,7 @@
-//! Data-driven tests: each `corpus/*.case` file is a small repository (`--- path` starts a file)
-//! preceded by the exact diagnostics it must produce (`# expect: …` lines, in order). A case with
-//! no expect line must load cleanly.
+//! Data-driven tests: each `corpus/*.case` file is a small repository (`--- path` starts a file,
+//! `--> path -> target` makes a symbolic link, `\xNN` in a path is a raw byte, for names that are
+//! not UTF-8) preceded by the exact diagnostics it must produce (`# expect: …` lines, in order). A
+//! case with no expect line must load cleanly.
 //!
 //! `FERRY_BLESS=1 cargo test -p ferry-manifest --test corpus` rewrites the expect lines to what the
 //! loader says now: review the diff before committing it.
@@ -11,13 +12,37 @@ use std::path::Path;
 struct Case {
     expect: Vec<String>,
     files: Vec<(String, String)>,
+    links: Vec<(String, String)>,
+}
+
+/// A repository-relative path with `\xNN` escapes as raw bytes.
+#[cfg(unix)]
+fn raw_path(root: &Path, rel: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let mut bytes = Vec::new();
+    let mut rest = rel.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'\\' && tail.first() == Some(&b'x') && tail.len() >= 3 {
+            let hex = std::str::from_utf8(&tail[1..3]).unwrap();
+            bytes.push(u8::from_str_radix(hex, 16).unwrap());
+            rest = &tail[3..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    root.join(std::ffi::OsString::from_vec(bytes))
 }
 
 fn parse_case(text: &str) -> Case {
     let mut expect = Vec::new();
     let mut files: Vec<(String, String)> = Vec::new();
+    let mut links = Vec::new();
     for line in text.lines() {
-        if let Some(path) = line.strip_prefix("--- ") {
+        if let Some(link) = line.strip_prefix("--> ") {
+            let (path, target) = link.split_once(" -> ").expect("--> path -> target");
+            links.push((path.trim().to_string(), target.trim().to_string()));
+        } else if let Some(path) = line.strip_prefix("--- ") {
             files.push((path.trim().to_string(), String::new()));
         } else if let Some((_, body)) = files.last_mut() {
             body.push_str(line);
@@ -26,7 +51,11 @@ fn parse_case(text: &str) -> Case {
             expect.push(e.to_string());
         }
     }
-    Case { expect, files }
+    Case {
+        expect,
+        files,
+        links,
+    }
 }
 
 #[test]
@@ -48,9 +77,14 @@ fn corpus() {
         assert!(!case.files.is_empty(), "{} has no files", path.display());
         let tmp = tempfile::tempdir().unwrap();
         for (rel, body) in &case.files {
-            let p = tmp.path().join(rel);
+            let p = raw_path(tmp.path(), rel);
             fs::create_dir_all(p.parent().unwrap()).unwrap();
             fs::write(p, body).unwrap();
+        }
+        for (rel, target) in &case.links {
+            let p = raw_path(tmp.path(), rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(target, p).unwrap();
         }
         let actual: Vec<String> = match ferry_manifest::load(tmp.path()) {
             Ok(_) => Vec::new(),
@@ -58,7 +92,16 @@ fn corpus() {
         };
         if actual != case.expect && std::env::var_os("FERRY_BLESS").is_some() {
             let text = fs::read_to_string(path).unwrap();
-            let body = &text[text.find("--- ").unwrap()..];
+            let mut offset = 0;
+            let start = text
+                .lines()
+                .find_map(|l| {
+                    let here = offset;
+                    offset += l.len() + 1;
+                    l.starts_with("--").then_some(here)
+                })
+                .unwrap();
+            let body = &text[start..];
             let head: String = actual.iter().map(|a| format!("# expect: {a}\n")).collect();
             fs::write(path, format!("{head}{body}")).unwrap();
         } else if actual != case.expect {

@@ -133,6 +133,8 @@ pub struct StackInfo {
     pub tags: BTreeMap<String, String>,
     /// Last update (else creation), milliseconds since the epoch.
     pub last_updated: Option<i64>,
+    /// Termination protection is on.
+    pub protected: bool,
 }
 
 type Current = StackInfo;
@@ -279,6 +281,7 @@ impl Engine {
                     .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
                     .collect(),
                 last_updated: millis(s.last_updated_time().or(s.creation_time())),
+                protected: s.enable_termination_protection().unwrap_or(false),
             })),
             Err(e) => {
                 if service_message(&e).contains("does not exist") {
@@ -694,6 +697,7 @@ impl Engine {
         on: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<Deployed, StackError> {
         let name = spec.name.as_str();
+        let was_protected = current.protected;
         let unchanged = |c: Current| Deployed {
             stack_name: name.to_string(),
             stack_id: c.id,
@@ -708,7 +712,7 @@ impl Engine {
                 let req = self.client.update_stack().stack_name(name);
                 if let Err(e) = with_stack_input!(req, spec).send().await {
                     if is_no_change(&service_message(&e)) {
-                        self.protect_if(spec).await?;
+                        self.protect_if(spec, was_protected).await?;
                         return Ok(unchanged(current));
                     }
                     return Err(self.api(name, "UpdateStack", &e));
@@ -720,7 +724,7 @@ impl Engine {
                     .await?
                     .is_none()
                 {
-                    self.protect_if(spec).await?;
+                    self.protect_if(spec, was_protected).await?;
                     return Ok(unchanged(current));
                 }
             }
@@ -735,12 +739,13 @@ impl Engine {
             "UPDATE_COMPLETE",
             Action::Updated,
         )?;
-        self.protect_if(spec).await?;
+        self.protect_if(spec, was_protected).await?;
         Ok(updated)
     }
 
-    async fn protect_if(&self, spec: &StackSpec) -> Result<(), StackError> {
-        if spec.termination_protection {
+    /// Turns protection on when the spec asks for it and the stack does not have it yet.
+    async fn protect_if(&self, spec: &StackSpec, protected: bool) -> Result<(), StackError> {
+        if spec.termination_protection && !protected {
             self.set_protection(&spec.name, true).await
         } else {
             Ok(())

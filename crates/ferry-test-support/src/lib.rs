@@ -4,10 +4,14 @@
 //! - [`moto`]: one local AWS emulator per test binary, started on first use on a free loopback
 //!   port, stopped when the test binary exits (however it exits). Tests that share it use unique
 //!   resource names.
+//! - [`proxy`]: a scripted HTTP proxy in front of it, for faults the emulator does not make
+//!   (rewritten answers, HTTP 500, HTML pages, delays, dropped connections).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+pub mod proxy;
 
 use ferry_local::{AttachedServer, Emulator};
 use git2::{IndexAddOption, Oid, Repository, Signature};

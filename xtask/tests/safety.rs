@@ -1,0 +1,854 @@
+//! Safety through the real binary against the local emulator (and, for what the emulator does
+//! not do on its own, a scripted proxy in front of it): no stage, project or branch touches
+//! another's stacks or records; locks mean what they say; stacks deleted or changed outside
+//! Ferry are noticed; secrets stay out of outputs and records; AWS failures read as one sentence.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{row, run, xtask};
+use ferry_stacks::{Engine, Method, StackSpec, TemplateSource};
+use ferry_test_support::proxy::{Proxy, Request, Rule};
+use ferry_test_support::{TestRepo, moto};
+
+const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
+const TOPIC: &str = "Parameters:\n  Queue: {Type: String}\nResources:\n  T:\n    Type: AWS::SNS::Topic\nOutputs:\n  TopicArn:\n    Value: !Ref T\n  Queue:\n    Value: !Ref Queue\n";
+/// Two SSM parameters with one name: the emulator answers CreateStack with an error and leaves
+/// the stack CREATE_IN_PROGRESS for good (a stack busy with an operation that never ends).
+const STUCK: &str = "Resources:\n  A:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub \"/${AWS::StackName}/same\"\n      Type: String\n      Value: a\n  B:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub \"/${AWS::StackName}/same\"\n      Type: String\n      Value: b\n";
+
+/// `project` with stages dev, prod (protected) and previews; services `<prefix>a` (a queue)
+/// and `<prefix>b` (a topic that takes a's queue ARN).
+fn two_services(project: &str, stack_name: &str, prefix: &str) -> TestRepo {
+    let r = TestRepo::new();
+    r.write(".gitignore", "target/\n");
+    write_config(&r, project, stack_name, "");
+    r.write(
+        &format!("services/{prefix}a/service.toml"),
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write(&format!("services/{prefix}a/t.yaml"), QUEUE)
+    .write(
+        &format!("services/{prefix}b/service.toml"),
+        &format!("[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nQueue = \"${{output:{prefix}a.QueueArn}}\"\n"),
+    )
+    .write(&format!("services/{prefix}b/t.yaml"), TOPIC);
+    r.commit("services");
+    r
+}
+
+fn write_config(r: &TestRepo, project: &str, stack_name: &str, preview_extra: &str) {
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\nstack-name = \"{stack_name}\"\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n\n\
+             [stages.prod]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nprotected = true\n\n\
+             [stages.\"*\"]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n{preview_extra}"
+        ),
+    );
+}
+
+/// The engine on the shared emulator, for what a person does by hand in the console.
+fn by_hand() -> Engine {
+    let config = tokio_rt().block_on(ferry_credentials::base_config(
+        "us-east-1",
+        &ferry_credentials::config::Target {
+            local_endpoint: Some(moto().endpoint()),
+        },
+    ));
+    Engine::new(
+        aws_sdk_cloudformation::Client::new(&config),
+        ferry_stacks::DeployOptions::default(),
+    )
+}
+
+fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn quiet(_: ferry_stacks::Progress) {}
+
+fn ok(c: &mut Command) -> (String, String) {
+    let (code, out, err) = run(c, None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    (out, err)
+}
+
+fn fails(c: &mut Command) -> (String, String) {
+    let (code, out, err) = run(c, None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    (out, err)
+}
+
+// 1. A preview name can never become a named stage, nor another preview.
+
+#[test]
+fn preview_names_sharing_an_id_never_share_records_or_stacks() {
+    let r = two_services("ids", "{project}-{service}-{stage}", "");
+    ok(&mut xtask(&r, &["deploy", "feature/login"]));
+
+    // `feature-login` and `Feature_Login` have the same id, so the same records path: refused.
+    let (_, err) = fails(&mut xtask(&r, &["deploy", "feature-login"]));
+    assert!(
+        err.contains("belongs to stage `feature/login`, not `feature-login`"),
+        "{err}"
+    );
+    let (_, err) = fails(&mut xtask(&r, &["remove", "Feature_Login"]));
+    assert!(
+        err.contains("belongs to stage `feature/login`, not `Feature_Login`"),
+        "{err}"
+    );
+    let (_, err) = fails(&mut xtask(&r, &["outputs", "feature-login"]));
+    assert!(err.contains("belongs to stage `feature/login`"), "{err}");
+
+    // Even with records apart, the stacks themselves say whose they are.
+    write_config(
+        &r,
+        "ids",
+        "{project}-{service}-{stage}",
+        "records-path = \"/ids-elsewhere/{stage}/\"\n",
+    );
+    r.commit("records elsewhere");
+    let (out, _) = fails(&mut xtask(&r, &["deploy", "feature-login"]));
+    assert!(row(&out, "a").contains("FAILED"), "{out}");
+    assert!(
+        out.contains("refusing to touch stack ids-a-feature-login: its Ferry tags say it belongs to service `a` of stage `feature/login` of project `ids`, not to service `a` of stage `feature-login`"),
+        "{out}"
+    );
+    let (_, err) = fails(&mut xtask(&r, &["remove", "feature-login"]));
+    assert!(err.contains("nothing was deleted: 2 stack(s)"), "{err}");
+
+    // Its owner still has it all.
+    write_config(&r, "ids", "{project}-{service}-{stage}", "");
+    r.commit("records back");
+    let (out, _) = ok(&mut xtask(
+        &r,
+        &["outputs", "feature/login", "--format", "env"],
+    ));
+    assert!(out.contains("FERRY_OUTPUT_A_QUEUEARN="), "{out}");
+    let (out, _) = ok(&mut xtask(&r, &["remove", "feature/login"]));
+    assert!(out.contains("2 stack(s) deleted"), "{out}");
+}
+
+// 2. Another project's stacks.
+
+#[test]
+fn another_projects_stacks_are_never_updated_deleted_or_read() {
+    // Both projects keep the default `{service}-{stage}`: their stacks have the same names.
+    let rel = two_services("rel", "{service}-{stage}", "owned-");
+    let other = two_services("other", "{service}-{stage}", "owned-");
+    ok(&mut xtask(&rel, &["deploy", "dev"]));
+
+    let (out, _) = fails(&mut xtask(&other, &["deploy", "dev"]));
+    assert!(
+        out.contains("refusing to touch stack owned-a-dev: its Ferry tags say it belongs to service `owned-a` of stage `dev` of project `rel`"),
+        "{out}"
+    );
+    assert!(
+        row(&out, "owned-b").contains("skipped (owned-a failed)"),
+        "{out}"
+    );
+    let (_, err) = fails(&mut xtask(&other, &["remove", "dev"]));
+    assert!(err.contains("nothing was deleted"), "{err}");
+    let (_, err) = fails(&mut xtask(&other, &["outputs", "dev"]));
+    assert!(err.contains("project `rel`"), "{err}");
+
+    // rel's stacks are as rel left them: nothing to redeploy, the tags unchanged.
+    let (out, _) = ok(&mut xtask(&rel, &["deploy", "dev"]));
+    assert!(
+        row(&out, "owned-a").contains("skipped (up to date)"),
+        "{out}"
+    );
+    let tags = tokio_rt()
+        .block_on(by_hand().describe("owned-a-dev"))
+        .unwrap()
+        .unwrap()
+        .tags;
+    assert_eq!(tags["ferry:project"], "rel");
+    let (out, _) = ok(&mut xtask(&rel, &["remove", "dev"]));
+    assert!(out.contains("2 stack(s) deleted"), "{out}");
+}
+
+#[test]
+fn a_stack_without_ferry_tags_is_adopted_only_when_asked() {
+    let r = two_services("adopt", "{project}-{service}-{stage}", "");
+    // First deployed by another tool: no Ferry tags.
+    let spec = StackSpec {
+        name: "adopt-a-dev".into(),
+        template: TemplateSource::Body(QUEUE.into()),
+        parameters: BTreeMap::new(),
+        tags: BTreeMap::from([("made-by".to_string(), "serverless".to_string())]),
+        method: Method::Direct,
+        termination_protection: false,
+        owner: None,
+        adopt: false,
+    };
+    tokio_rt()
+        .block_on(by_hand().deploy(&spec, &quiet))
+        .unwrap();
+
+    let (out, _) = fails(&mut xtask(&r, &["deploy", "dev"]));
+    assert!(
+        out.contains("stack adopt-a-dev exists but has no Ferry tags")
+            && out.contains("pass --adopt to take it over"),
+        "{out}"
+    );
+    let (_, err) = fails(&mut xtask(&r, &["remove", "dev"]));
+    assert!(err.contains("has no Ferry tags"), "{err}");
+
+    let (out, _) = ok(&mut xtask(&r, &["deploy", "dev", "--adopt"]));
+    assert!(
+        row(&out, "a").contains("updated") || row(&out, "a").contains("no changes"),
+        "{out}"
+    );
+    let tags = tokio_rt()
+        .block_on(by_hand().describe("adopt-a-dev"))
+        .unwrap()
+        .unwrap()
+        .tags;
+    assert_eq!(tags["ferry:project"], "adopt");
+    assert_eq!(tags["ferry:stage-name"], "dev");
+    ok(&mut xtask(&r, &["remove", "dev"]));
+}
+
+// 3. Locks that mean what they say.
+
+/// A lock held by `pid` on this host, renewed just now, as another run would hold it.
+fn lock_json(who: &str, pid: u32, since: u64) -> String {
+    let host = ferry_records::lock::process::host();
+    let started =
+        ferry_records::lock::process::started(pid).map_or("null".to_string(), |s| s.to_string());
+    format!(
+        r#"{{"who":"{who}","host":"{host}","build":null,"pid":{pid},"since":{since},"command":"deploy","token":"another-run","renewed":{since},"boot":null,"started":{started}}}"#
+    )
+}
+
+#[test]
+fn locks_name_live_and_stale_holders_and_force_takes_over_only_a_stale_one() {
+    let r = two_services("lk", "{project}-{service}-{stage}", "");
+    let lock = "/ferry/lk/dev/lock";
+    let now = ferry_records::now_secs();
+    let host = ferry_records::lock::process::host();
+    // A live run on this host: this test process.
+    let live = lock_json("carol", std::process::id(), now);
+    let (code, _, err) = run(&mut xtask(&r, &["param", "set", "dev", lock]), Some(&live));
+    assert_eq!(code, 0, "{err}");
+
+    let holder = format!(
+        "locked by carol on {host} (pid {}, `deploy`)",
+        std::process::id()
+    );
+    for args in [
+        &["deploy", "dev"][..],
+        &["remove", "dev"],
+        &["test-acceptance", "dev", "--all"],
+    ] {
+        let (_, err) = fails(&mut xtask(&r, args));
+        assert!(
+            err.contains(&holder) && err.contains("wait for that run to finish"),
+            "{args:?}: {err}"
+        );
+    }
+    let (_, err) = fails(&mut xtask(&r, &["deploy", "dev", "--force-unlock"]));
+    assert!(
+        err.contains("refusing to take over the lock of stage `dev` from carol")
+            && err.contains("so that run is alive"),
+        "{err}"
+    );
+    let (out, _) = ok(&mut xtask(&r, &["param", "get", "dev", lock]));
+    assert!(out.contains("another-run"), "still carol's: {out}");
+
+    // A lock whose process is gone from this host is stale: named so, and taken over on request.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let (code, _, err) = run(
+        &mut xtask(&r, &["param", "set", "dev", lock, "--overwrite"]),
+        Some(&lock_json("dave", dead, now)),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, err) = fails(&mut xtask(&r, &["deploy", "dev"]));
+    assert!(
+        err.contains(&format!(
+            "that lock is stale (pid {dead} is no longer running on this host): take it over with --force-unlock"
+        )),
+        "{err}"
+    );
+    let (_, err) = ok(&mut xtask(&r, &["deploy", "dev", "--force-unlock"]));
+    assert!(
+        err.contains(&format!(
+            "took over the lock of stage `dev` from dave on {host} (pid {dead}, `deploy`)"
+        )) && err.contains("it was stale (pid"),
+        "{err}"
+    );
+    let (code, _, _) = run(&mut xtask(&r, &["param", "get", "dev", lock]), None);
+    assert_eq!(code, 1, "released after the deploy");
+}
+
+/// Starts `deploy` in the background; its standard error arrives line by line.
+fn spawn_deploy(r: &TestRepo, args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut c = xtask(r, args);
+    for v in ["USER", "USERNAME", "LOGNAME"] {
+        c.env_remove(v);
+    }
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for a line containing `text`; all lines seen so far are kept in `seen`.
+fn wait_for(rx: &mpsc::Receiver<String>, text: &str, seen: &mut Vec<String>) {
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("no line with `{text}` in:\n{}", seen.join("\n")));
+        let hit = line.contains(text);
+        seen.push(line);
+        if hit {
+            return;
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    assert!(
+        Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+fn busy_repo(project: &str) -> TestRepo {
+    let r = TestRepo::new();
+    r.write(".gitignore", "target/\n");
+    write_config(&r, project, "{project}-{service}-{stage}", "");
+    r.write(
+        "services/stuck/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write("services/stuck/t.yaml", STUCK);
+    r.commit("a stack that never finishes");
+    // The first deploy leaves the stack CREATE_IN_PROGRESS for good.
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev", "--timeout", "2"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    r
+}
+
+// 4. Stuck operations: --timeout bounds the whole wait.
+
+#[test]
+fn a_stack_busy_with_another_operation_is_awaited_at_most_the_timeout() {
+    let r = busy_repo("busy");
+    let (out, _) = fails(&mut xtask(&r, &["deploy", "dev", "--timeout", "3"]));
+    assert!(
+        out.contains("stack busy-stuck-dev is still CREATE_IN_PROGRESS after waiting 3s for another operation to finish"),
+        "{out}"
+    );
+}
+
+#[test]
+fn sigterm_starts_nothing_new_a_second_one_aborts_and_the_lock_is_released() {
+    let r = busy_repo("sig");
+    let (mut child, rx) = spawn_deploy(&r, &["deploy", "dev", "--timeout", "300"]);
+    let mut seen = Vec::new();
+    wait_for(&rx, "waiting for that operation to finish", &mut seen);
+
+    // A second run meets the lock, and its holder is named though USER was unset.
+    let (_, err) = fails(&mut xtask(&r, &["deploy", "dev"]));
+    let host = ferry_records::lock::process::host();
+    assert!(
+        err.contains(&format!(" on {host} (pid {}, `deploy`)", child.id())),
+        "{err}"
+    );
+    assert!(!err.contains("locked by unknown"), "{err}");
+
+    signal(child.id(), "-TERM");
+    wait_for(
+        &rx,
+        "interrupted (SIGTERM): starting nothing new",
+        &mut seen,
+    );
+    signal(child.id(), "-TERM");
+    wait_for(&rx, "aborted (SIGTERM again)", &mut seen);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{}", seen.join("\n"));
+    let (code, _, _) = run(
+        &mut xtask(&r, &["param", "get", "dev", "/ferry/sig/dev/lock"]),
+        None,
+    );
+    assert_eq!(code, 1, "the lock is released: {}", seen.join("\n"));
+}
+
+// 5. Stacks deleted or changed outside Ferry; 6. plan and deploy agree.
+
+#[test]
+fn a_stack_deleted_outside_ferry_is_noticed_by_outputs_plan_and_deploy() {
+    let r = two_services("gone", "{project}-{service}-{stage}", "");
+    ok(&mut xtask(&r, &["deploy", "dev"]));
+    let (out, err) = ok(&mut xtask(&r, &["plan", "dev"]));
+    assert!(
+        err.contains("bases from the 2 deployment record(s) of stage `dev`")
+            && err.contains("1 ListStacks call(s)"),
+        "{err}"
+    );
+    assert!(
+        out.contains("0 to deploy"),
+        "plan agrees with deploy: {out}"
+    );
+    let (out, _) = ok(&mut xtask(&r, &["plan", "dev", "--offline"]));
+    assert!(out.contains("not deployed yet"), "{out}");
+
+    // Deleted by hand.
+    assert!(
+        tokio_rt()
+            .block_on(by_hand().delete("gone-a-dev", None, false, &quiet))
+            .unwrap()
+    );
+    let (_, err) = fails(&mut xtask(&r, &["outputs", "dev"]));
+    assert!(
+        err.contains("the stacks of a (stack gone-a-dev, recorded as deployed at")
+            && err.contains("`cargo xtask deploy dev` creates them again"),
+        "{err}"
+    );
+    let (out, _) = ok(&mut xtask(&r, &["plan", "dev"]));
+    assert!(
+        out.contains("stack-missing: gone-a-dev is gone though its record says deployed"),
+        "{out}"
+    );
+    // Asked for its dependent only, the missing dependency is made again first.
+    let (out, _) = ok(&mut xtask(&r, &["deploy", "dev", "--service", "b"]));
+    assert!(
+        row(&out, "a").contains(" created ") && row(&out, "a").contains("stack-missing"),
+        "{out}"
+    );
+    let (out, _) = ok(&mut xtask(&r, &["deploy", "dev"]));
+    assert!(row(&out, "a").contains("skipped (up to date)"), "{out}");
+    ok(&mut xtask(&r, &["remove", "dev"]));
+}
+
+/// Rewrites the ListStacks member of `stack` in a ListStacks answer.
+fn rewrite_member(xml: &str, stack: &str, f: impl Fn(&str) -> String) -> String {
+    let name = format!("<StackName>{stack}</StackName>");
+    xml.split_inclusive("</member>")
+        .map(|m| {
+            if m.contains(&name) {
+                f(m)
+            } else {
+                m.to_string()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_failed_or_changed_stack_is_redeployed_with_a_named_reason() {
+    let r = two_services("drift", "{project}-{service}-{stage}", "");
+    ok(&mut xtask(&r, &["deploy", "dev"]));
+    let upstream = format!("127.0.0.1:{}", moto().port);
+    let deploy_through = |proxy: &Proxy| {
+        let mut c = xtask(&r, &["deploy", "dev"]);
+        c.env("AWS_ENDPOINT_URL", proxy.endpoint());
+        c
+    };
+
+    // ListStacks says a's stack is ROLLBACK_COMPLETE (as after a failed create by another tool).
+    let failed = Proxy::start(&upstream, |req: &Request| {
+        if req.action() != "ListStacks" {
+            return Rule::Forward;
+        }
+        Rule::Rewrite(Box::new(|xml| {
+            rewrite_member(&xml, "drift-a-dev", |m| {
+                m.replace("CREATE_COMPLETE", "ROLLBACK_COMPLETE")
+                    .replace("UPDATE_COMPLETE", "ROLLBACK_COMPLETE")
+            })
+        }))
+    });
+    let (out, _) = ok(&mut deploy_through(&failed));
+    assert!(
+        row(&out, "a").contains("stack-failed: drift-a-dev is ROLLBACK_COMPLETE"),
+        "{out}"
+    );
+    assert!(!row(&out, "a").contains("skipped"), "{out}");
+
+    // ListStacks says b's stack was updated after its record was written.
+    let changed = Proxy::start(&upstream, |req: &Request| {
+        if req.action() != "ListStacks" {
+            return Rule::Forward;
+        }
+        Rule::Rewrite(Box::new(|xml| {
+            rewrite_member(&xml, "drift-b-dev", |m| {
+                m.replace(
+                    "</StackName>",
+                    "</StackName><LastUpdatedTime>2030-01-01T00:00:00Z</LastUpdatedTime>",
+                )
+            })
+        }))
+    });
+    let (out, _) = ok(&mut deploy_through(&changed));
+    assert!(
+        row(&out, "b")
+            .contains("drifted: drift-b-dev was changed outside Ferry at 2030-01-01 00:00:00 UTC"),
+        "{out}"
+    );
+    assert!(row(&out, "a").contains("skipped (up to date)"), "{out}");
+    ok(&mut xtask(&r, &["remove", "dev"]));
+}
+
+// 7. Records shared between stages.
+
+#[test]
+fn a_record_naming_another_stack_is_never_read_as_this_stages() {
+    let r = two_services("rec", "{project}-{service}-{stage}", "");
+    ok(&mut xtask(&r, &["deploy", "dev"]));
+    let path = "/ferry/rec/dev/records/a";
+    let (_, record, _) = run(&mut xtask(&r, &["param", "get", "dev", path]), None);
+    let forged = record.trim().replace("\"rec-a-dev\"", "\"rec-a-staging\"");
+    let (code, _, err) = run(
+        &mut xtask(&r, &["param", "set", "dev", path, "--overwrite"]),
+        Some(&forged),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, err) = fails(&mut xtask(&r, &["deploy", "dev"]));
+    assert!(
+        err.contains("the deployment record of `a` in stage `dev` names stack rec-a-staging, but this stage's stack of `a` is rec-a-dev"),
+        "{err}"
+    );
+    let (code, _, err) = run(
+        &mut xtask(&r, &["param", "set", "dev", path, "--overwrite"]),
+        Some(&record),
+    );
+    assert_eq!(code, 0, "{err}");
+    ok(&mut xtask(&r, &["remove", "dev"]));
+}
+
+// 8. Ferry never dirties the tree it guards.
+
+#[test]
+fn ferrys_output_never_makes_a_protected_tree_dirty_and_real_changes_are_named() {
+    let r = two_services("tidy", "{project}-{service}-{stage}", "");
+    // No `target/` in .gitignore: Ferry's own output lands in the working tree.
+    r.remove(".gitignore");
+    r.commit("no gitignore");
+    ok(&mut xtask(&r, &["deploy", "prod"]));
+    assert!(r.path().join("target/ferry/outputs-prod.json").is_file());
+    let (out, _) = ok(&mut xtask(&r, &["deploy", "prod"]));
+    assert!(row(&out, "a").contains("skipped (up to date)"), "{out}");
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(r.path())
+        .args(["status", "--porcelain"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout),
+        "",
+        "git status stays clean"
+    );
+
+    r.write("services/a/notes.txt", "uncommitted\n");
+    let (_, err) = fails(&mut xtask(&r, &["deploy", "prod"]));
+    assert!(
+        err.contains("the working tree has uncommitted changes (services/a/notes.txt)"),
+        "{err}"
+    );
+    // (The emulator does not implement UpdateTerminationProtection, so the protected stacks
+    // stay until it stops.)
+}
+
+// 9. Inputs outside the repository, names that are not UTF-8, templates that never end.
+
+#[test]
+fn a_template_symlinked_from_outside_and_a_folder_name_that_is_not_utf8_are_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("t.yaml"), QUEUE).unwrap();
+    let r = two_services("links", "{project}-{service}-{stage}", "");
+    r.remove("services/a/t.yaml");
+    std::os::unix::fs::symlink(
+        outside.path().join("t.yaml"),
+        r.path().join("services/a/t.yaml"),
+    )
+    .unwrap();
+    let (_, err) = fails(&mut xtask(&r, &["validate"]));
+    assert!(
+        err.contains("services/a/service.toml:2: service.template: `services/a/t.yaml` is a symlink to a file outside the repository"),
+        "{err}"
+    );
+
+    let r = two_services("utf", "{project}-{service}-{stage}", "");
+    use std::os::unix::ffi::OsStrExt;
+    let bad = r
+        .path()
+        .join("services")
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(
+        bad.join("service.toml"),
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .unwrap();
+    let (_, err) = fails(&mut xtask(&r, &["validate"]));
+    assert!(
+        err.contains("services/caf\u{fffd}: folder name is not valid UTF-8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_template_nested_200000_levels_deep_is_refused_before_it_is_parsed() {
+    let r = two_services("deep", "{project}-{service}-{stage}", "");
+    let depth = 200_000;
+    r.write(
+        "services/a/t.yaml",
+        &format!(
+            "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Metadata: {}1{}\n",
+            "{a: ".repeat(depth),
+            "}".repeat(depth)
+        ),
+    );
+    let (_, err) = fails(&mut xtask(&r, &["validate"]));
+    assert!(
+        err.contains("its flow collections ([…], {…}) nest deeper than 100 levels at line 4"),
+        "{err}"
+    );
+}
+
+// 10. Secrets through outputs.
+
+#[test]
+fn a_secret_a_stack_output_echoes_is_masked_everywhere_and_never_recorded() {
+    let r = TestRepo::new();
+    r.write(".gitignore", "target/\n");
+    write_config(&r, "vault", "{project}-{service}-{stage}", "");
+    r.write(
+        "services/vault/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nToken = \"${ssm:/vault-test/token}\"\n\n\
+         [acceptance]\ncommand = [\"sh\", \"-c\", \"echo token is $FERRY_OUTPUT_VAULT_ECHO; cat $FERRY_OUTPUTS_FILE\"]\n",
+    )
+    // No NoEcho, and an output that hands the value back.
+    .write(
+        "services/vault/t.yaml",
+        "Parameters:\n  Token: {Type: String}\nResources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  Echo:\n    Value: !Ref Token\n",
+    );
+    r.commit("vault");
+    let secret = "correct-horse-battery";
+    let (code, _, err) = run(
+        &mut xtask(
+            &r,
+            &["param", "set", "dev", "/vault-test/token", "--secure"],
+        ),
+        Some(secret),
+    );
+    assert_eq!(code, 0, "{err}");
+
+    let (out, err) = ok(&mut xtask(&r, &["deploy", "dev", "--test"]));
+    assert!(
+        err.contains("warning: parameter Token receives SecureString /vault-test/token, but services/vault/t.yaml does not declare it `NoEcho: true`"),
+        "{err}"
+    );
+    let mut seen = vec![out, err];
+    for format in ["text", "json", "env"] {
+        let (out, _) = ok(&mut xtask(&r, &["outputs", "dev", "--format", format]));
+        assert!(out.contains("****"), "{format}: {out}");
+        seen.push(out);
+    }
+    let (out, err) = ok(&mut xtask(&r, &["test-acceptance", "dev", "--all"]));
+    assert!(out.contains("passed"), "{out}\n{err}");
+    seen.extend([out, err]);
+    let (record, _) = ok(&mut xtask(
+        &r,
+        &["param", "get", "dev", "/ferry/vault/dev/records/vault"],
+    ));
+    assert!(record.contains("\"Echo\":\"****\""), "{record}");
+    seen.push(record);
+    for file in [
+        "target/ferry/outputs-dev.json",
+        "target/ferry/acceptance/dev/vault.outputs.json",
+        "target/ferry/reports/acceptance-dev.xml",
+    ] {
+        seen.push(std::fs::read_to_string(r.path().join(file)).unwrap());
+    }
+    for text in &seen {
+        assert!(!text.contains(secret), "the secret leaked:\n{text}");
+    }
+    ok(&mut xtask(&r, &["remove", "dev"]));
+}
+
+// 11. AWS failures read as one sentence that says what to do.
+
+#[test]
+fn aws_failures_read_as_one_sentence_with_the_endpoint_and_what_to_do() {
+    let r = two_services("errs", "{project}-{service}-{stage}", "");
+    let html = Proxy::answering(
+        200,
+        "text/html",
+        "<html><body><h1>Welcome to nginx!</h1></body></html>",
+    );
+    let html404 = Proxy::answering(404, "text/html", "<html><body>Not Found</body></html>");
+    let broken = Proxy::answering(
+        500,
+        "text/html",
+        "<!doctype html><title>500 Internal Server Error</title>",
+    );
+    let dropped = Proxy::start("127.0.0.1:9", |_| Rule::Drop);
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            "http://127.0.0.1:9".to_string(),
+            &[
+                "GetCallerIdentity could not reach http://127.0.0.1:9 (AWS_ENDPOINT_URL)",
+                "Connection refused",
+                "with --local Ferry starts the emulator itself",
+            ],
+        ),
+        (
+            "not a url".to_string(),
+            &[
+                "GetCallerIdentity was not sent",
+                "`not a url`",
+                "set AWS_ENDPOINT_URL to a URL such as http://127.0.0.1:5000",
+            ],
+        ),
+        (
+            html.endpoint(),
+            &[
+                "answered HTTP 200 with something that is not an AWS response (text/html: `Welcome to nginx!`)",
+                "is AWS_ENDPOINT_URL an AWS endpoint or the emulator (--local)?",
+            ],
+        ),
+        (
+            html404.endpoint(),
+            &[
+                "answered HTTP 404 with something that is not an AWS response (text/html: `Not Found`)",
+            ],
+        ),
+        (
+            broken.endpoint(),
+            &[
+                "GetCallerIdentity failed inside",
+                "(HTTP 500: text/html: `500 Internal Server Error`)",
+                "run again",
+            ],
+        ),
+        (
+            dropped.endpoint(),
+            &[
+                "GetCallerIdentity could not reach",
+                "check AWS_ENDPOINT_URL, the network and any proxy",
+            ],
+        ),
+    ];
+    for (endpoint, expected) in &cases {
+        let mut c = xtask(&r, &["whoami", "dev"]);
+        c.env("AWS_ENDPOINT_URL", endpoint);
+        let (_, err) = fails(&mut c);
+        for e in *expected {
+            assert!(err.contains(e), "{endpoint}: `{e}` missing in:\n{err}");
+        }
+        for dump in [
+            "DispatchFailure",
+            "ConnectorError",
+            "hyper",
+            "<html",
+            "<title",
+            "Response {",
+        ] {
+            assert!(
+                !err.contains(dump),
+                "{endpoint}: a debug dump ({dump}):\n{err}"
+            );
+        }
+        assert!(err.lines().count() <= 3, "{endpoint}: {err}");
+    }
+
+    // Instance metadata that refuses (403) when no other credentials exist.
+    let imds = Proxy::answering(403, "text/plain", "Forbidden");
+    let mut c = xtask(&r, &["whoami", "dev"]);
+    c.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint());
+    let (_, err) = fails(&mut c);
+    assert!(
+        err.contains("no AWS credentials were found for stage `dev`")
+            && err.contains("IMDS")
+            && err.contains("or use --local for the local emulator"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("DispatchFailure") && !err.contains("ProviderError"),
+        "{err}"
+    );
+
+    // The emulator failing one call (HTTP 500) in the middle of a deploy.
+    let upstream = format!("127.0.0.1:{}", moto().port);
+    let fault = Proxy::start(&upstream, |req: &Request| {
+        if req.action() == "ListStacks" {
+            Rule::Respond {
+                status: 500,
+                content_type: "text/html".into(),
+                body: "<html><body>Internal Server Error</body></html>".into(),
+            }
+        } else {
+            Rule::Forward
+        }
+    });
+    let mut c = xtask(&r, &["deploy", "dev"]);
+    c.env("AWS_ENDPOINT_URL", fault.endpoint());
+    let (_, err) = fails(&mut c);
+    assert!(
+        err.contains("ListStacks failed inside")
+            && err.contains("HTTP 500: text/html: `Internal Server Error`"),
+        "{err}"
+    );
+    assert!(!err.contains("<html"), "{err}");
+}
+
+#[test]
+fn a_deploy_killed_outright_leaves_a_lock_the_next_run_names_as_stale() {
+    let r = busy_repo("killed");
+    let (mut child, rx) = spawn_deploy(&r, &["deploy", "dev", "--timeout", "300"]);
+    let mut seen = Vec::new();
+    wait_for(&rx, "waiting for that operation to finish", &mut seen);
+    let pid = child.id();
+    signal(pid, "-KILL");
+    child.wait().unwrap();
+    let (_, err) = fails(&mut xtask(&r, &["deploy", "dev", "--timeout", "1"]));
+    assert!(
+        err.contains(&format!(
+            "that lock is stale (pid {pid} is no longer running on this host)"
+        )),
+        "{err}"
+    );
+    let (out, err) = fails(&mut xtask(
+        &r,
+        &["deploy", "dev", "--timeout", "1", "--force-unlock"],
+    ));
+    assert!(err.contains("took over the lock of stage `dev`"), "{err}");
+    assert!(out.contains("still CREATE_IN_PROGRESS"), "{out}");
+    let (code, _, _) = run(
+        &mut xtask(&r, &["param", "get", "dev", "/ferry/killed/dev/lock"]),
+        None,
+    );
+    assert_eq!(code, 1, "released by the run that took it over");
+}
