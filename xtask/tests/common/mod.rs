@@ -7,6 +7,10 @@ use ferry_test_support::{TestRepo, moto};
 
 /// The binary, pointed at the shared emulator through the standard variables (no --local), with
 /// nothing of the caller's own AWS setup leaking in.
+#[allow(
+    dead_code,
+    reason = "the bad-input corpus runs the binary without the emulator"
+)]
 pub fn xtask(repo: &TestRepo, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
     c.arg("--root").arg(repo.path()).args(args);
