@@ -116,7 +116,7 @@ fn main() {
         s(loop_first) / s(first)
     );
     println!(
-        "  no-op deploy   ferry {:>7.2} s ({noop_calls} API calls for {n} services: identity, lock, unlock and one page of records per 10 services; target <= 1.5 s)   build.sh loop {:>7.2} s   ratio {:.0}x faster (target >= 20x)",
+        "  no-op deploy   ferry {:>7.2} s ({noop_calls} API calls for {n} services: identity, lock, one page of records per 10 services, one ListStacks page per 100 stacks (the drift check), release (read, delete); target <= 1.5 s)   build.sh loop {:>7.2} s   ratio {:.0}x faster (target >= 20x)",
         s(noop),
         s(loop_noop),
         s(loop_noop) / s(noop)

@@ -257,12 +257,7 @@ fn plan_of(
 ) -> anyhow::Result<ferry_plan::Plan> {
     let repo = Repo::open(&ws.root);
     let mut req = select.request(&stage.name, ci);
-    req.bases = state
-        .records
-        .iter()
-        .map(|(k, r)| (k.clone(), r.commit.clone()))
-        .collect();
-    req.stacks = state.drift.clone();
+    state.apply(&mut req);
     ferry_plan::plan(ws, repo.as_ref(), &req)
         .with_context(|| format!("failed to plan stage `{}`", stage.name))
 }
@@ -457,12 +452,13 @@ pub struct RemoveArgs {
 pub fn remove(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<()> {
     let ws = ctx.workspace()?;
     let stage = ws.stage(&args.stage)?;
-    if stage.config.protected && !args.allow_protected {
-        anyhow::bail!(
-            "stage `{}` is protected; removing its stacks needs --allow-protected",
-            stage.name
-        );
-    }
+    let options = ferry_deploy::RemoveOptions {
+        orphans: args.orphans,
+        allow_protected: args.allow_protected,
+        adopt: args.adopt,
+        timeout: Duration::from_secs(args.timeout),
+    };
+    ferry_deploy::check_removable(&stage, &options)?;
     runtime()?.block_on(async {
         let aws = aws_of(ctx, &stage).await?;
         let records = crate::aws::record_store(&ws, &stage, &aws.config);
@@ -477,12 +473,6 @@ pub fn remove(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<()> {
                 records: &records,
                 previous: &previous,
                 cancel: &cancel,
-            };
-            let options = ferry_deploy::RemoveOptions {
-                orphans: args.orphans,
-                allow_protected: args.allow_protected,
-                adopt: args.adopt,
-                timeout: Duration::from_secs(args.timeout),
             };
             let report = ferry_deploy::remove(&rctx, &options, &printer(t0)).await?;
             for (service, stack) in &report.deleted {

@@ -140,12 +140,7 @@ fn read_stage_state(ctx: &Ctx, ws: &ferry_manifest::Workspace, stage: &str, req:
                 stage.name,
                 state.list_calls
             );
-            req.bases = state
-                .records
-                .iter()
-                .map(|(k, r)| (k.clone(), r.commit.clone()))
-                .collect();
-            req.stacks = state.drift;
+            state.apply(req);
         }
         Err(e) => {
             let causes: Vec<String> = e

@@ -32,7 +32,9 @@ mod remove;
 pub mod state;
 
 pub use outputs::{StageOutputs, stage_outputs};
-pub use remove::{RemoveContext, RemoveError, RemoveOptions, RemoveReport, remove};
+pub use remove::{
+    RemoveContext, RemoveError, RemoveOptions, RemoveReport, check_removable, remove,
+};
 pub use state::{StageState, StateError};
 
 /// Who `service`'s stack in `stage` belongs to: what its tags say, and what Ferry checks

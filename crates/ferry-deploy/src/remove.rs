@@ -58,13 +58,24 @@ pub enum RemoveError {
     Stack {
         service: String,
         stack: String,
-        source: StackError,
+        source: Box<StackError>,
     },
     #[error("failed to delete the record of `{service}`: {source}")]
     Record {
         service: String,
-        source: RecordError,
+        source: Box<RecordError>,
     },
+}
+
+/// Whether `stage` may be removed at all (before any AWS call): a protected stage needs
+/// `allow_protected`.
+pub fn check_removable(stage: &Stage, options: &RemoveOptions) -> Result<(), RemoveError> {
+    if stage.config.protected && !options.allow_protected {
+        return Err(RemoveError::Protected {
+            stage: stage.name.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// The stage a remove works on.
@@ -93,11 +104,7 @@ pub async fn remove(
         previous,
         cancel,
     } = *ctx;
-    if stage.config.protected && !options.allow_protected {
-        return Err(RemoveError::Protected {
-            stage: stage.name.clone(),
-        });
-    }
+    check_removable(stage, options)?;
     // (service, stack) in the order to delete.
     let targets: Vec<(String, String)> = if options.orphans {
         previous
@@ -134,7 +141,7 @@ pub async fn remove(
             .map_err(|source| RemoveError::Stack {
                 service: service.clone(),
                 stack: stack.clone(),
-                source,
+                source: Box::new(source),
             })?;
         if let Some(info) = info {
             let owner = ownership(ws, stage, service);
@@ -162,7 +169,7 @@ pub async fn remove(
         let fail = |source| RemoveError::Stack {
             service: service.clone(),
             stack: stack.clone(),
-            source,
+            source: Box::new(source),
         };
         if let Some(info) = existing.get(service) {
             if info.protected {
@@ -192,7 +199,7 @@ pub async fn remove(
             .await
             .map_err(|source| RemoveError::Record {
                 service: service.clone(),
-                source,
+                source: Box::new(source),
             })?;
     }
     Ok(report)

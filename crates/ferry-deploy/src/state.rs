@@ -27,6 +27,19 @@ pub struct StageState {
     pub list_calls: usize,
 }
 
+impl StageState {
+    /// Plans from this state, as `deploy` and `plan` both do: each recorded service's base is
+    /// its record's commit, and what the stacks say comes on top.
+    pub fn apply(&self, req: &mut ferry_plan::PlanRequest) {
+        req.bases = self
+            .records
+            .iter()
+            .map(|(k, r)| (k.clone(), r.commit.clone()))
+            .collect();
+        req.stacks = self.drift.clone();
+    }
+}
+
 /// Why a stage's state could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::kit::{CheckError, DEFAULT_TIMEOUT, eventually};
@@ -45,7 +44,7 @@ pub async fn get(
     req.send()
         .await
         .map(|o| o.item)
-        .map_err(|e| DisplayErrorContext(&e).to_string())
+        .map_err(|e| ferry_aws::explain("GetItem", &e).to_string())
 }
 
 async fn wait_for(

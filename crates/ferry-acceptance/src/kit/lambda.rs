@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_lambda::Client;
-use aws_sdk_lambda::error::DisplayErrorContext;
 
 use crate::kit::CheckError;
 
@@ -19,7 +18,7 @@ pub async fn function_environment(
         .await
         .map_err(|e| CheckError::Failed {
             what: format!("function {name} exists"),
-            message: DisplayErrorContext(&e).to_string(),
+            message: ferry_aws::explain("GetFunctionConfiguration", &e).to_string(),
         })?;
     Ok(c.environment()
         .and_then(|e| e.variables())

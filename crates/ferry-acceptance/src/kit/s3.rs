@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::DisplayErrorContext;
 
 use crate::kit::{CheckError, DEFAULT_TIMEOUT, eventually};
 
@@ -28,7 +27,7 @@ async fn get(client: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, String
         .await
         .map_err(|e| match e.as_service_error() {
             Some(s) if s.is_no_such_key() => "no such object".to_string(),
-            _ => DisplayErrorContext(&e).to_string(),
+            _ => ferry_aws::explain("GetObject", &e).to_string(),
         })?;
     o.body
         .collect()

@@ -1,6 +1,6 @@
 //! A temporary SQS queue subscribed to an SNS topic: see what a topic publishes, then remove it.
 
-use aws_sdk_sns::error::DisplayErrorContext;
+use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
 
 use crate::kit::CheckError;
 
@@ -15,10 +15,13 @@ pub struct TempQueue {
 }
 
 /// Maps an SDK error (SNS or SQS) to a failed check of `what`.
-fn failed<E: std::error::Error>(what: &str) -> impl FnOnce(E) -> CheckError + '_ {
+fn failed<E>(what: &str) -> impl FnOnce(SdkError<E>) -> CheckError + '_
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
     move |e| CheckError::Failed {
         what: what.to_string(),
-        message: DisplayErrorContext(&e).to_string(),
+        message: ferry_aws::explain("an SNS or SQS call", &e).to_string(),
     }
 }
 

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::DisplayErrorContext;
 
 use crate::kit::{CheckError, DEFAULT_TIMEOUT};
 
@@ -38,7 +37,7 @@ async fn receive(
         .visibility_timeout(1)
         .send()
         .await
-        .map_err(|e| DisplayErrorContext(&e).to_string())?;
+        .map_err(|e| ferry_aws::explain("ReceiveMessage", &e).to_string())?;
     let (mut taken, mut seen) = (Vec::new(), Vec::new());
     for m in out.messages() {
         let body = unwrap_sns(m.body().unwrap_or_default());
