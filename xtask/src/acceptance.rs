@@ -125,15 +125,8 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let aws = aws_of(ctx, &stage).await?;
         // A stack output may echo a secret the services read: masked in every report.
-        ferry_deploy::register_secrets(&ws, &stage, &aws.config, masker())
-            .await
-            .context("failed to read the SSM parameters the services reference")?;
-        ferry_changes::prepare_output_dir(&ws.root).with_context(|| {
-            format!(
-                "failed to create {}",
-                ws.root.join(ferry_manifest::OUTPUT_DIR).display()
-            )
-        })?;
+        crate::aws::register_secrets(&ws, &stage, &aws.config).await?;
+        crate::output_dir(&ws)?;
         let records = crate::aws::record_store(&ws, &stage, &aws.config);
         let cancel = ferry_graph::Cancel::new();
         // Marking records writes them: the stage's lock is held meanwhile.

@@ -53,6 +53,20 @@ pub fn record_store(
     )
 }
 
+/// Registers every SecureString the stage's services reference with the masker, so that a
+/// secret that reappears (a stack output that echoes it) is masked in everything printed or
+/// written.
+pub async fn register_secrets(
+    ws: &ferry_manifest::Workspace,
+    stage: &Stage,
+    config: &aws_config::SdkConfig,
+) -> anyhow::Result<()> {
+    ferry_deploy::register_secrets(ws, stage, config, masker())
+        .await
+        .context("failed to read the SSM parameters the services reference")?;
+    Ok(())
+}
+
 /// The stage and its AWS access (role assumed, identity checked).
 pub async fn stage_aws(
     ctx: &Ctx,

@@ -207,15 +207,8 @@ pub fn deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         // Secrets the services read are masked wherever they reappear (outputs, reports).
-        ferry_deploy::register_secrets(&ws, &stage, &aws.config, masker())
-            .await
-            .context("failed to read the SSM parameters the services reference")?;
-        ferry_changes::prepare_output_dir(&ws.root).with_context(|| {
-            format!(
-                "failed to create {}",
-                ws.root.join(ferry_manifest::OUTPUT_DIR).display()
-            )
-        })?;
+        crate::aws::register_secrets(&ws, &stage, &aws.config).await?;
+        crate::output_dir(&ws)?;
         let cancel = Cancel::new();
         let run = Run {
             ws: &ws,
@@ -521,9 +514,7 @@ pub fn outputs(ctx: &Ctx, args: &OutputsArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let aws = aws_of(ctx, &stage).await?;
         // A stack output may echo a secret the services read: masked like all output.
-        ferry_deploy::register_secrets(&ws, &stage, &aws.config, masker())
-            .await
-            .context("failed to read the SSM parameters the services reference")?;
+        crate::aws::register_secrets(&ws, &stage, &aws.config).await?;
         let records = crate::aws::record_store(&ws, &stage, &aws.config)
             .read_all()
             .await

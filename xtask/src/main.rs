@@ -114,6 +114,17 @@ impl Ctx {
     }
 }
 
+/// Ferry's output folder of the repository (`target/ferry`), made with the `.gitignore` that keeps
+/// it out of `git status`.
+pub fn output_dir(ws: &ferry_manifest::Workspace) -> anyhow::Result<PathBuf> {
+    ferry_changes::prepare_output_dir(&ws.root).with_context(|| {
+        format!(
+            "failed to create {}",
+            ws.root.join(ferry_manifest::OUTPUT_DIR).display()
+        )
+    })
+}
+
 /// The one masker of this run: every secret value and credential Ferry loads is registered with
 /// it, and everything Ferry prints that could hold one goes through it.
 pub fn masker() -> &'static ferry_credentials::Masker {

@@ -141,12 +141,7 @@ pub fn run(ctx: &Ctx, args: &PackageArgs) -> anyhow::Result<()> {
     };
     let ci = CiContext::from_env();
     let req = request(&ws, services, &ci)?;
-    ferry_changes::prepare_output_dir(&ws.root).with_context(|| {
-        format!(
-            "failed to create {}",
-            ws.root.join(ferry_manifest::OUTPUT_DIR).display()
-        )
-    })?;
+    crate::output_dir(&ws)?;
     let dir = package_dir(&ws);
     let manifest = match &args.upload {
         None => ferry_package::package(&ws, &dir, &req, &mask, &print_event(t0))
