@@ -3,7 +3,9 @@
 use anyhow::Context as _;
 use xshell::{Shell, cmd};
 
-use crate::{Ctx, project_root};
+use ferry_cli::Ctx;
+
+use crate::project_root;
 
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {

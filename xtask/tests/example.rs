@@ -5,7 +5,7 @@
 //! checks gives exit 1 and leaves the record not passed.
 //!
 //! The copy lives under this workspace's `target/`, so the example's test command
-//! (`cargo test --workspace --test acceptance …`) finds this cargo workspace by searching upwards
+//! (`cargo test -p shop-acceptance --test acceptance …`) finds this cargo workspace by searching upwards
 //! and runs the test binary this build already compiled, with the same features: a second cargo
 //! workspace sharing the target folder would overwrite this build's artifacts.
 

@@ -17,10 +17,10 @@
 //! service's tests wait for its dependencies' tests; a failure skips its dependents), and
 //! [`junit`] renders the JUnit XML CodeBuild's `reports:` reads.
 //!
-//! [`kit`] is the library for writing such tests (its AWS checks are behind features).
+//! Tests themselves are written with the `ferry-kit` crate; the variables they read are
+//! defined once, in `ferry-env`.
 
 mod junit;
-pub mod kit;
 mod libtest;
 mod select;
 
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use ferry_credentials::Masker;
 use ferry_graph::{Cancel, Outcome, ScheduleOptions};
 use ferry_manifest::{Service, Stage, Workspace};
-use ferry_outputs::{Outputs, env_name};
+use ferry_outputs::Outputs;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub use junit::junit;
@@ -129,8 +129,32 @@ pub struct Harness<'a> {
 /// Progress of a run.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Started { service: String },
+    Started {
+        service: String,
+    },
+    /// Still running after `elapsed` (every [`HEARTBEAT`]), so that a long test build or run is
+    /// never silent.
+    Running {
+        service: String,
+        elapsed: Duration,
+    },
     Finished(TestOutcome),
+}
+
+/// How often a running test command is reported as still running.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// Awaits `work`, calling `beat` with the time elapsed every [`HEARTBEAT`] until it is done.
+pub async fn with_heartbeat<T>(work: impl Future<Output = T>, beat: impl Fn(Duration)) -> T {
+    let t0 = Instant::now();
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = ticks.tick() => beat(t0.elapsed()),
+        }
+    }
 }
 
 impl Harness<'_> {
@@ -200,15 +224,12 @@ impl Harness<'_> {
             cmd.env_remove(var);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("FERRY_STAGE", &self.stage.name)
-            .env("FERRY_STAGE_ID", &self.stage.id)
-            .env("FERRY_REGION", &self.stage.config.region)
-            .env("FERRY_PROJECT", &self.ws.project.name)
-            .env("FERRY_SERVICE", &service.name)
-            .env("FERRY_OUTPUTS_FILE", &file);
+            .envs(self.stage.vars(&self.ws.project.name))
+            .env(ferry_env::SERVICE, &service.name)
+            .env(ferry_env::OUTPUTS_FILE, &file);
         for (svc, o) in &mine {
             for (k, v) in o {
-                cmd.env(env_name(svc, k), v);
+                cmd.env(ferry_env::output_var(svc, k), v);
             }
         }
         cmd.envs(&acc.env);
@@ -301,7 +322,13 @@ pub async fn run(
         on(Event::Started {
             service: name.clone(),
         });
-        let o = h.run_one(service, outputs).await;
+        let o = with_heartbeat(h.run_one(service, outputs), |elapsed| {
+            on(Event::Running {
+                service: service.name.clone(),
+                elapsed,
+            })
+        })
+        .await;
         on(Event::Finished(o.clone()));
         if o.status.is_failure() { Err(o) } else { Ok(o) }
     })
@@ -332,19 +359,24 @@ pub async fn run(
     Report { outcomes }
 }
 
-/// The summary table.
-pub fn summary(report: &Report) -> String {
-    let width = report
-        .outcomes
-        .iter()
-        .map(|o| o.service.len())
-        .max()
-        .unwrap_or(0)
-        .max(7);
-    let mut out = format!(
-        "{:<width$}  {:>6}  {:>6}  RESULT\n",
-        "SERVICE", "TESTS", "TIME"
-    );
+/// The summary of an acceptance run: rows for a table (the caller renders and masks them), and
+/// the output of each failed service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// [`Summary::HEADER`] columns: service, passed/all cases, time, result.
+    pub rows: Vec<[String; 4]>,
+    /// For each failed or timed-out service, its output from the first panic, else its last
+    /// lines.
+    pub details: String,
+}
+
+impl Summary {
+    pub const HEADER: [&'static str; 4] = ["SERVICE", "TESTS", "TIME", "RESULT"];
+}
+
+/// The summary of `report`.
+pub fn summary(report: &Report) -> Summary {
+    let mut rows = Vec::new();
     for o in &report.outcomes {
         let tests = if o.cases.is_empty() {
             "-".to_string()
@@ -356,13 +388,14 @@ pub fn summary(report: &Report) -> String {
                 .count();
             format!("{passed}/{}", o.cases.len())
         };
-        out.push_str(&format!(
-            "{:<width$}  {tests:>6}  {:>5.1}s  {}\n",
-            o.service,
-            o.duration.as_secs_f64(),
-            o.status
-        ));
+        rows.push([
+            o.service.clone(),
+            tests,
+            format!("{:.1}s", o.duration.as_secs_f64()),
+            o.status.to_string(),
+        ]);
     }
+    let mut out = String::new();
     for o in report
         .outcomes
         .iter()
@@ -379,7 +412,7 @@ pub fn summary(report: &Report) -> String {
             out.push_str(&format!("  | {l}\n"));
         }
     }
-    out
+    Summary { rows, details: out }
 }
 
 /// Writes `text` to `path`, creating its folder.

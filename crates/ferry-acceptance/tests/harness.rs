@@ -122,7 +122,7 @@ async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_r
     assert_eq!(by("plain").status, Status::NoTests);
     assert!(!report.succeeded());
 
-    let table = summary(&report);
+    let table = summary(&report).details;
     assert!(
         table.contains("api failed; its last lines:\n  | token ****"),
         "{table}"

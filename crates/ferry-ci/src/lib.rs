@@ -2,7 +2,7 @@
 //!
 //! [`CiContext::from_vars`] is a pure function of a variable lookup, so every CI's conventions are
 //! tested without touching the process environment; [`CiContext::from_env`] reads the real one.
-//! Facts: `shared/reference/ci.md`.
+//! The variables each CI sets are listed beside the code that reads them.
 
 use serde::Serialize;
 

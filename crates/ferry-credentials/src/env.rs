@@ -43,6 +43,27 @@ pub async fn child_env(
     Ok(vars)
 }
 
+/// The environment of `ferry exec`: the stage's credentials and region ([`child_env`]), the
+/// stage variables of `ferry-env` (`FERRY_STAGE`, `FERRY_STAGE_ID`, `FERRY_REGION`,
+/// `FERRY_PROJECT`), and `FERRY_PARAM_<NAME>` for each SSM parameter under the stage's
+/// `parameters-path` (SecureString values registered with `masker`).
+pub async fn exec_env(
+    config: &SdkConfig,
+    project: &str,
+    stage: &ferry_manifest::Stage,
+    masker: &Masker,
+) -> Result<Vec<(String, String)>, CredentialsError> {
+    let mut env = child_env(config, &stage.name, masker).await?;
+    env.extend(stage.vars(project).map(|(k, v)| (k.to_string(), v)));
+    if let Some(path) = &stage.config.parameters_path {
+        let client = crate::ssm::client(config);
+        for p in crate::ssm::load_path(&client, &stage.name, path, masker).await? {
+            env.push((ferry_env::param_var(path, &p.name), p.value));
+        }
+    }
+    Ok(env)
+}
+
 /// Variables a child must not inherit from Ferry's own environment, because [`child_env`]
 /// replaces them (a profile would override the explicit keys).
 pub const REPLACED: &[&str] = &[

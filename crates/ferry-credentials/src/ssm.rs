@@ -7,6 +7,27 @@ use aws_sdk_ssm::error::ProvideErrorMetadata;
 
 use crate::{CredentialsError, Masker};
 
+/// An SSM client for a stage's SDK config.
+pub fn client(config: &aws_config::SdkConfig) -> Client {
+    Client::new(config)
+}
+
+/// A parameter's full name for `stage`: `name` when absolute, else under the stage's
+/// `parameters-path`. A relative name without one is refused (it would land at the root of the
+/// account's parameters), and the full name is checked against SSM's rules before anything is
+/// read or sent.
+pub fn full_name(stage: &ferry_manifest::Stage, name: &str) -> Result<String, CredentialsError> {
+    if !name.starts_with('/') && stage.config.parameters_path.is_none() {
+        return Err(CredentialsError::NoParametersPath {
+            stage: stage.name.clone(),
+            name: name.to_string(),
+        });
+    }
+    let full = stage.config.parameter_name(name);
+    ferry_manifest::check_ssm_name(&full, false)?;
+    Ok(full)
+}
+
 fn from_sdk<E>(
     stage: &str,
     op: &'static str,

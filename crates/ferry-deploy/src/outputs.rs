@@ -19,6 +19,30 @@ pub struct StageOutputs {
     pub missing: Vec<(String, String, Record)>,
 }
 
+/// Stacks whose records say they were deployed, but which do not exist.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the stacks of {} do not exist, though their records say they were deployed (deleted outside Ferry?); `cargo xtask deploy {stage}` creates them again",
+    .missing.iter().map(|(s, stack, r)| format!("{s} (stack {stack}, recorded as deployed at {} UTC)", ferry_records::format_time(r.deployed_at))).collect::<Vec<_>>().join(", ")
+)]
+pub struct MissingStacks {
+    pub stage: String,
+    pub missing: Vec<(String, String, Record)>,
+}
+
+impl StageOutputs {
+    /// An error naming the missing stacks, if any.
+    pub fn check_complete(&self) -> Result<(), MissingStacks> {
+        if self.missing.is_empty() {
+            return Ok(());
+        }
+        Err(MissingStacks {
+            stage: self.file.stage.clone(),
+            missing: self.missing.clone(),
+        })
+    }
+}
+
 /// Reads the outputs of `services` (all when empty) of `stage`, one DescribeStacks each; a
 /// stack whose Ferry tags name another owner is an error, never read as this stage's.
 pub async fn stage_outputs(

@@ -5,8 +5,8 @@
 //! its log. A *detached* server (`cargo xtask local up`) outlives the command that started it; an
 //! *attached* server ([`Emulator::spawn_attached`], for tests) exits when its parent does.
 //!
-//! Known gaps of the emulator are in `shared/reference/local-aws.md`; the code that depends on one
-//! says so where it does.
+//! The emulator's known gaps are listed in the README (section "Credentials", `--local`);
+//! the code that depends on one says so where it does.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -156,7 +156,7 @@ impl Emulator {
 
     /// `<root>/target/ferry/local`.
     pub fn for_repository(root: &Path) -> Self {
-        Emulator::new(root.join("target").join("ferry").join("local"))
+        Emulator::new(ferry_manifest::Layout::new(root).local())
     }
 
     /// Keeps the venv, moves state and log to `dir` (e.g. one emulator per test folder without

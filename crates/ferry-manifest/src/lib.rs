@@ -5,16 +5,22 @@
 //! and returns a typed [`Workspace`], or every problem at once as [`ManifestErrors`], each with
 //! file, line, key and what to do. This crate reads files only: no git, no network.
 
+mod cache;
 mod diag;
+mod layout;
 mod load;
 mod memo;
 mod model;
+mod parsed;
 pub mod reference;
 mod source;
+mod spanned;
 mod ssm_name;
 mod stage;
 
+pub use cache::ManifestCache;
 pub use diag::{Diagnostic, ManifestErrors, did_you_mean};
+pub use layout::{Layout, OUTPUT_DIR};
 pub use load::{PROJECT_FILE, SERVICE_FILE, declared_service_name, load, load_from};
 pub use memo::{read_memo, write_memo};
 pub use model::{
@@ -22,14 +28,9 @@ pub use model::{
     Site, StageConfig, Workspace,
 };
 pub use reference::{Reference, ReferenceError, Segment, Template};
-pub use source::{FsSource, ManifestCache, Source, normalize_relative, skipped_folder};
+pub use source::{FsSource, Source, normalize_relative, skipped_folder};
 pub use ssm_name::{MAX_SSM_LEVELS, MAX_SSM_NAME, SsmNameError, check_ssm_name};
 pub use stage::{
     MAX_STACK_NAME, Stage, StageError, is_valid_stack_name, records_path, render_stack_name,
     sanitize_stage_name,
 };
-
-/// Where Ferry writes what it makes in a repository (packages, outputs files, reports, the
-/// emulator's state), relative to the repository root. Ferry keeps it out of `git status` (a
-/// `.gitignore` inside it) and out of every dirty-tree decision.
-pub const OUTPUT_DIR: &str = "target/ferry";

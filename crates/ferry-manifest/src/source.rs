@@ -1,11 +1,8 @@
 //! Where configuration files come from: the file system, or any other tree of files (a commit,
 //! through `ferry-changes`). Paths are repository relative with `/`.
 
-use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
 
 /// A read-only tree of files.
 pub trait Source {
@@ -120,120 +117,4 @@ pub fn normalize_relative(path: &str) -> Option<String> {
         }
     }
     Some(parts.join("/"))
-}
-
-/// What is known of a folder with a given content id.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum Entry {
-    /// No `service.toml` in it.
-    NotAService,
-    /// A valid service: its manifest text (for the line numbers of a later problem, e.g. an
-    /// unknown dependency) and what it parsed to.
-    Service {
-        manifest: String,
-        parsed: Box<crate::load::Parsed>,
-    },
-}
-
-/// Parsed-folder cache keyed by `(folder, content id)`, for sources that have content ids. A
-/// folder whose id is unchanged needs no read and no parse. Only services that loaded without a
-/// problem and whose template lies inside their folder are kept. A cache written by another
-/// build of Ferry is not used (the rules that parsed it may differ).
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct ManifestCache {
-    version: u32,
-    build: String,
-    entries: HashMap<String, Entry>,
-    #[serde(skip)]
-    used: HashSet<String>,
-    #[serde(skip)]
-    changed: bool,
-}
-
-const CACHE_VERSION: u32 = 2;
-
-impl ManifestCache {
-    /// Reads a cache file; a missing, unreadable or outdated one, or one of another build, gives
-    /// an empty cache.
-    pub fn read(path: &Path) -> ManifestCache {
-        let build = crate::memo::build_id();
-        fs::read(path)
-            .ok()
-            .and_then(|b| postcard::from_bytes::<ManifestCache>(&b).ok())
-            .filter(|c| c.version == CACHE_VERSION && c.build == build)
-            .unwrap_or_else(|| ManifestCache {
-                version: CACHE_VERSION,
-                build,
-                ..Default::default()
-            })
-    }
-
-    /// Writes the cache (only the entries used by the last load) when it changed. Atomic: a
-    /// temporary file renamed into place.
-    pub fn write(&mut self, path: &Path) -> std::io::Result<()> {
-        let unused = self.entries.len() != self.used.len();
-        if !self.changed && !unused {
-            return Ok(());
-        }
-        let used = std::mem::take(&mut self.used);
-        self.entries.retain(|k, _| used.contains(k));
-        self.used = used;
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("tmp");
-        fs::write(
-            &tmp,
-            postcard::to_stdvec(self).map_err(std::io::Error::other)?,
-        )?;
-        fs::rename(tmp, path)?;
-        self.changed = false;
-        Ok(())
-    }
-
-    fn key(dir: &str, id: &str) -> String {
-        format!("{dir}\t{id}")
-    }
-
-    /// `Some(None)`: known not to be a service; `Some(Some((text, parsed)))`: a cached service.
-    pub(crate) fn get(
-        &mut self,
-        dir: &str,
-        id: &str,
-    ) -> Option<Option<(&str, &crate::load::Parsed)>> {
-        let key = Self::key(dir, id);
-        let entry = self.entries.get(&key)?;
-        self.used.insert(key);
-        Some(match entry {
-            Entry::NotAService => None,
-            Entry::Service { manifest, parsed } => Some((manifest.as_str(), parsed)),
-        })
-    }
-
-    pub(crate) fn put(
-        &mut self,
-        dir: &str,
-        id: &str,
-        service: Option<(String, crate::load::Parsed)>,
-    ) {
-        let key = Self::key(dir, id);
-        self.used.insert(key.clone());
-        let entry = match service {
-            Some((manifest, parsed)) => Entry::Service {
-                manifest,
-                parsed: Box::new(parsed),
-            },
-            None => Entry::NotAService,
-        };
-        self.entries.insert(key, entry);
-        self.changed = true;
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }

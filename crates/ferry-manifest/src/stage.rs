@@ -16,6 +16,20 @@ pub struct Stage {
     pub config: StageConfig,
 }
 
+impl Stage {
+    /// The variables every child process of this stage gets (`FERRY_PROJECT`, `FERRY_STAGE`,
+    /// `FERRY_STAGE_ID`, `FERRY_REGION`; see `ferry-env`).
+    pub fn vars(&self, project: &str) -> [(&'static str, String); 4] {
+        ferry_env::StageVars {
+            project,
+            stage: &self.name,
+            stage_id: &self.id,
+            region: &self.config.region,
+        }
+        .vars()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StageError {

@@ -1,5 +1,5 @@
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -11,22 +11,6 @@ use crate::Outputs;
 pub struct OutputsFile {
     pub stage: String,
     pub services: BTreeMap<String, Outputs>,
-}
-
-/// `FERRY_OUTPUT_<SERVICE>_<KEY>`: uppercase, other characters as `_`.
-pub fn env_name(service: &str, key: &str) -> String {
-    let up = |s: &str| {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect::<String>()
-    };
-    format!("FERRY_OUTPUT_{}_{}", up(service), up(key))
 }
 
 impl OutputsFile {
@@ -54,7 +38,7 @@ impl OutputsFile {
         let mut out = String::new();
         for (service, outputs) in &self.services {
             for (k, v) in outputs {
-                out.push_str(&format!("{}={v}\n", env_name(service, k)));
+                out.push_str(&format!("{}={v}\n", ferry_env::output_var(service, k)));
             }
         }
         out
@@ -71,14 +55,15 @@ impl OutputsFile {
         out
     }
 
-    /// `<dir>/outputs-<stage id>.json`, written atomically.
-    pub fn write(&self, dir: &Path, stage_id: &str) -> std::io::Result<PathBuf> {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join(format!("outputs-{stage_id}.json"));
+    /// Writes the JSON to `path` (see `Layout::outputs_file`) atomically: a reader sees the old
+    /// file or the new one, never half of one.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, self.json())?;
-        std::fs::rename(&tmp, &path)?;
-        Ok(path)
+        std::fs::rename(&tmp, path)
     }
 }
 
@@ -96,12 +81,12 @@ mod tests {
             )]),
         };
         assert_eq!(f.env(), "FERRY_OUTPUT_API_FUNCTIONNAME=fn-1\n");
-        assert_eq!(env_name("my-svc", "Url"), "FERRY_OUTPUT_MY_SVC_URL");
         assert_eq!(f.text(), "api\n  FunctionName = fn-1\n");
         let tmp = tempfile::tempdir().unwrap();
-        let p = f.write(tmp.path(), "dev").unwrap();
+        let p = tmp.path().join("outputs-dev.json");
+        f.write(&p).unwrap();
         let back: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
         assert_eq!(back["services"]["api"]["FunctionName"], "fn-1");
     }
 }

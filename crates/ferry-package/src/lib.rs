@@ -469,12 +469,6 @@ pub fn blob_path(out: &Path, sha256: &str) -> PathBuf {
     out.join("blobs").join(sha256)
 }
 
-/// The environment variables a build does not see: the stage's (credentials, region, profile)
-/// are no business of a stage-independent build.
-fn stage_variable(name: &str) -> bool {
-    name.starts_with("AWS_") || name.starts_with("FERRY_STAGE") || name == "FERRY_REGION"
-}
-
 /// Last `n` lines of a command's output.
 fn tail(stdout: &[u8], stderr: &[u8], n: usize) -> String {
     let text = format!(
@@ -512,13 +506,13 @@ fn run_build(
     sh.change_dir(dir);
     let mut cmd = sh.cmd(&argv[0]).args(&argv[1..]).quiet().ignore_status();
     for (k, _) in std::env::vars_os() {
-        if k.to_str().is_some_and(stage_variable) {
+        if k.to_str().is_some_and(ferry_env::is_stage_variable) {
             cmd = cmd.env_remove(k);
         }
     }
     let output = cmd
-        .env("FERRY_PROJECT", &ws.project.name)
-        .env("FERRY_SERVICE", &service.name)
+        .env(ferry_env::PROJECT, &ws.project.name)
+        .env(ferry_env::SERVICE, &service.name)
         // 1980-01-01, the earliest time a zip holds: tools that honour it embed no build time.
         .env("SOURCE_DATE_EPOCH", "315532800")
         .output()

@@ -6,14 +6,20 @@
 //! deployment records that the caller has already read. Every "deploy everything" fallback carries
 //! a named reason.
 
+mod bases;
+mod diff;
+mod reasons;
 mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ferry_changes::{BaseUnavailable, ChangesError, Head, Owners, Repo, ServiceSpec};
+use ferry_changes::{BaseUnavailable, ChangesError, Head, Repo};
 use ferry_ci::CiContext;
-use ferry_manifest::{SERVICE_FILE, Workspace};
+use ferry_manifest::{Stage, Workspace};
 use serde::Serialize;
+
+use crate::diff::Compared;
+use crate::reasons::Reasons;
 
 pub use render::{codebuild_batch, github_matrix, reason_text, text};
 
@@ -260,181 +266,54 @@ pub fn plan(
 ) -> Result<Plan, PlanError> {
     let stage = ws.stage(&req.stage)?;
     let graph = ws.graph();
-    let known: Vec<&str> = graph.nodes().collect();
-    for s in &req.services {
-        if !graph.contains(s) {
-            let hint = ferry_manifest::did_you_mean(s, known.iter().copied());
-            return Err(PlanError::UnknownService {
-                name: s.clone(),
-                hint,
-                known: known.join(", "),
-            });
+    let candidates = reasons::candidates(graph, &req.services)?;
+
+    let mut reasons = Reasons::new();
+    let Compared { bases, removed } = match &req.force {
+        Some(by) => {
+            reasons::forced(&candidates, by, &mut reasons);
+            Compared::default()
         }
-    }
-    let candidates: BTreeSet<String> = if req.services.is_empty() {
-        known.iter().map(|s| s.to_string()).collect()
-    } else {
-        graph.with_dependencies(req.services.iter().map(String::as_str))
+        None => {
+            let groups = bases::group_by_base(&candidates, req.since.as_deref(), &req.bases);
+            reasons::not_deployed(&groups.no_base, &mut reasons);
+            diff::compare_bases(ws, repo, req, groups.by_base, &mut reasons)?
+        }
     };
-
-    let mut reasons: BTreeMap<String, Vec<Reason>> = BTreeMap::new();
-    let mut bases = Vec::new();
-    let mut removed: BTreeMap<String, String> = BTreeMap::new();
-    let head_commit = match (&req.head, repo) {
-        (Head::Rev(rev), Ok(r)) => r.resolve(rev),
-        (Head::WorkingTree, Ok(r)) => r.head_commit(),
-        (_, Err(_)) => None,
-    };
-
-    if let Some(by) = &req.force {
-        for c in &candidates {
-            reasons
-                .entry(c.clone())
-                .or_default()
-                .push(Reason::Forced { by: by.clone() });
-        }
-    } else {
-        // Group candidates by base: services that share a base share one diff.
-        let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for c in &candidates {
-            match req
-                .since
-                .as_deref()
-                .or(req.bases.get(c).map(String::as_str))
-            {
-                Some(base) => groups.entry(base).or_default().push(c),
-                None => reasons
-                    .entry(c.clone())
-                    .or_default()
-                    .push(Reason::NotDeployed),
-            }
-        }
-        let owners = if groups.is_empty() {
-            None
-        } else {
-            Some(owners(ws)?)
-        };
-        for (base, members) in groups {
-            let outcome = match repo {
-                Ok(r) => r
-                    .changed_paths(base, &req.head)
-                    .map(|c| (r.resolve(base), c)),
-                Err(cause) => Err(ChangesError::BaseUnavailable(cause.clone())),
-            };
-            let (base_commit, changed) = match outcome {
-                Ok(ok) => ok,
-                Err(ChangesError::BaseUnavailable(cause)) => {
-                    if req.strict {
-                        return Err(PlanError::Strict { cause });
-                    }
-                    let message = cause.to_string();
-                    for m in &members {
-                        reasons
-                            .entry(m.to_string())
-                            .or_default()
-                            .push(Reason::BaseUnavailable {
-                                base: Some(base.to_string()),
-                                cause: cause.clone(),
-                                message: message.clone(),
-                            });
-                    }
-                    bases.push(BaseInfo {
-                        base: base.to_string(),
-                        commit: None,
-                        services: members.iter().map(|m| m.to_string()).collect(),
-                        unavailable: Some(message),
-                        paths: None,
-                    });
-                    continue;
-                }
-                Err(e) => return Err(PlanError::Changes(e)),
-            };
-            let owners = owners.as_ref().expect("built when there are groups");
-            let affected = owners.classify(&changed.paths);
-            let since = base_commit.map_or_else(|| base.to_string(), ferry_changes::short);
-            for m in &members {
-                let r = reasons.entry(m.to_string()).or_default();
-                if let Some(paths) = affected.services.get(*m) {
-                    r.push(Reason::Changed {
-                        paths: paths.iter().cloned().collect(),
-                    });
-                }
-                if !affected.global.is_empty() {
-                    r.push(Reason::GlobalInput {
-                        paths: affected.global.iter().cloned().collect(),
-                    });
-                }
-                if r.is_empty() {
-                    r.push(Reason::Unchanged {
-                        since: since.clone(),
-                    });
-                }
-            }
-            if let (Ok(r), Some(commit)) = (repo, base_commit) {
-                for (dir, name) in removed_services(ws, r, commit, &changed.deleted) {
-                    removed.entry(name).or_insert(dir);
-                }
-            }
-            let paths = req.explain.then(|| {
-                changed
-                    .paths
-                    .iter()
-                    .map(|p| PathOwners {
-                        path: p.clone(),
-                        services: owners
-                            .services_of(p)
-                            .into_iter()
-                            .map(String::from)
-                            .collect(),
-                        global: owners.is_global(p),
-                    })
-                    .collect()
-            });
-            bases.push(BaseInfo {
-                base: base.to_string(),
-                commit: base_commit.map(|c| c.to_string()),
-                services: members.iter().map(|m| m.to_string()).collect(),
-                unavailable: None,
-                paths,
-            });
-        }
-    }
-
-    // What the stacks say comes on top of what git says: a stack deleted or changed outside
-    // Ferry deploys whatever its files did.
-    for (service, reason) in &req.stacks {
-        if candidates.contains(service) {
-            let r = reasons.entry(service.clone()).or_default();
-            r.retain(|x| !matches!(x, Reason::Unchanged { .. }));
-            r.push(reason.clone());
-        }
-    }
-
-    let deploys = |reasons: &BTreeMap<String, Vec<Reason>>| -> BTreeSet<String> {
-        reasons
-            .iter()
-            .filter(|(_, r)| r.iter().any(is_deploy_reason))
-            .map(|(n, _)| n.clone())
-            .collect()
-    };
+    reasons::from_stacks(&req.stacks, &candidates, &mut reasons);
     if req.with_dependents {
-        let deploying = deploys(&reasons);
-        for dependent in graph.with_dependents(deploying.iter().map(String::as_str)) {
-            if deploying.contains(&dependent) {
-                continue;
-            }
-            let of: Vec<String> = graph
-                .with_dependencies([dependent.as_str()])
-                .intersection(&deploying)
-                .cloned()
-                .collect();
-            let r = reasons.entry(dependent).or_default();
-            r.retain(|x| !matches!(x, Reason::Unchanged { .. }));
-            r.push(Reason::Dependent { of });
-        }
+        reasons::dependents(graph, &mut reasons);
     }
 
-    let deploying = deploys(&reasons);
+    let deploying = reasons::deploying(&reasons);
+    let services = service_plans(ws, &stage, reasons, &deploying, &removed);
+    let deploy_graph = graph.subgraph(&deploying);
+    let (pull_request, notes) = notes(ws, &stage, &req.ci, &removed);
+    Ok(Plan {
+        stage: stage.name.clone(),
+        stage_id: stage.id.clone(),
+        preview: stage.preview,
+        region: stage.config.region.clone(),
+        head: head_info(repo, &req.head),
+        bases,
+        order: deploy_graph.topo_order(),
+        waves: deploy_graph.waves(),
+        services,
+        pull_request,
+        notes,
+    })
+}
+
+/// Every service that has reasons, in execution order, deploying when it is in `deploying`;
+/// then the removed services (name → folder), which always skip.
+fn service_plans(
+    ws: &Workspace,
+    stage: &Stage,
+    mut reasons: Reasons,
+    deploying: &BTreeSet<String>,
+    removed: &BTreeMap<String, String>,
+) -> Vec<ServicePlan> {
+    let graph = ws.graph();
     let order = if reasons.len() == graph.len() {
         graph.topo_order()
     } else {
@@ -447,7 +326,7 @@ pub fn plan(
         .map(|name| {
             let r = reasons.remove(&name).unwrap_or_default();
             ServicePlan {
-                stack_name: ws.stack_name(&name, &stage),
+                stack_name: ws.stack_name(&name, stage),
                 action: if deploying.contains(&name) {
                     Action::Deploy
                 } else {
@@ -463,21 +342,51 @@ pub fn plan(
             }
         })
         .collect();
-    for (name, dir) in &removed {
+    for (name, dir) in removed {
         services.push(ServicePlan {
             name: name.clone(),
-            stack_name: ws.stack_name(name, &stage),
+            stack_name: ws.stack_name(name, stage),
             action: Action::Skip,
             reasons: vec![Reason::Removed { dir: dir.clone() }],
             depends_on: Vec::new(),
         });
     }
-    let deploy_graph = graph.subgraph(&deploying);
+    services
+}
 
+/// The head as given, and the commit it is at.
+fn head_info(repo: Result<&Repo, &BaseUnavailable>, head: &Head) -> HeadInfo {
+    let commit = match (head, repo) {
+        (Head::Rev(rev), Ok(r)) => r.resolve(rev),
+        (Head::WorkingTree, Ok(r)) => r.head_commit(),
+        (_, Err(_)) => None,
+    };
+    HeadInfo {
+        kind: match head {
+            Head::WorkingTree => "working-tree",
+            Head::Rev(_) => "commit",
+        },
+        commit: commit.map(|c| c.to_string()),
+        rev: match head {
+            Head::Rev(r) => Some(r.clone()),
+            Head::WorkingTree => None,
+        },
+    }
+}
+
+/// The pull request of a pull-request build (nothing deploys), and the plan's notes: that
+/// pull-request builds skip deployment, that the stage is a preview stage, that removed
+/// services keep their stacks.
+fn notes(
+    ws: &Workspace,
+    stage: &Stage,
+    ci: &CiContext,
+    removed: &BTreeMap<String, String>,
+) -> (Option<PullRequest>, Vec<String>) {
     let mut notes = Vec::new();
-    let pull_request = match &req.ci.trigger {
+    let pull_request = match &ci.trigger {
         ferry_ci::Trigger::PullRequest { id } => {
-            let source = req.ci.trigger_source.clone();
+            let source = ci.trigger_source.clone();
             notes.push(format!(
                 "deployment is skipped for pull requests ({}); the plan shows what a deploy would do",
                 source.as_deref().unwrap_or("pull request build")
@@ -503,73 +412,5 @@ pub fn plan(
             removed.keys().cloned().collect::<Vec<_>>().join(", ")
         ));
     }
-
-    Ok(Plan {
-        stage: stage.name.clone(),
-        stage_id: stage.id.clone(),
-        preview: stage.preview,
-        region: stage.config.region.clone(),
-        head: HeadInfo {
-            kind: match req.head {
-                Head::WorkingTree => "working-tree",
-                Head::Rev(_) => "commit",
-            },
-            commit: head_commit.map(|c| c.to_string()),
-            rev: match &req.head {
-                Head::Rev(r) => Some(r.clone()),
-                Head::WorkingTree => None,
-            },
-        },
-        bases,
-        order: deploy_graph.topo_order(),
-        waves: deploy_graph.waves(),
-        services,
-        pull_request,
-        notes,
-    })
-}
-
-fn is_deploy_reason(r: &Reason) -> bool {
-    !matches!(r, Reason::Unchanged { .. } | Reason::Removed { .. })
-}
-
-/// Who owns which paths, for every service of the workspace (not only the candidates: a path of
-/// a nested service must not be attributed to the folder around it).
-fn owners(ws: &Workspace) -> Result<Owners<'_>, PlanError> {
-    let specs = ws.services.iter().map(|s| ServiceSpec {
-        name: &s.name,
-        dir: &s.dir,
-        inputs: &s.inputs,
-        // Files inside the folder are owned through it already; only a template outside it
-        // needs naming.
-        files: if s.template.split('/').any(|seg| seg == "..") {
-            vec![s.template_path()]
-        } else {
-            Vec::new()
-        },
-    });
-    Ok(Owners::new(specs, &ws.project.global_inputs)?)
-}
-
-/// Services whose manifest was deleted and whose folder is no service at head: `(dir, name)`.
-fn removed_services(
-    ws: &Workspace,
-    repo: &Repo,
-    base: ferry_changes::Oid,
-    deleted: &BTreeSet<String>,
-) -> Vec<(String, String)> {
-    deleted
-        .iter()
-        .filter_map(|p| p.strip_suffix(&format!("/{SERVICE_FILE}")))
-        .filter(|dir| !ws.services.iter().any(|s| s.dir == *dir))
-        .map(|dir| {
-            let folder = dir.rsplit('/').next().unwrap_or(dir).to_string();
-            let name = repo
-                .file_at(base, &format!("{dir}/{SERVICE_FILE}"))
-                .and_then(|src| ferry_manifest::declared_service_name(&src))
-                .unwrap_or(folder);
-            (dir.to_string(), name)
-        })
-        .filter(|(_, name)| ws.service(name).is_none())
-        .collect()
+    (pull_request, notes)
 }

@@ -224,6 +224,14 @@ fn service_message<E: ProvideErrorMetadata>(e: &E) -> String {
 }
 
 impl Engine {
+    /// How long an operation that hit its deadline waited, as the user set it: every deadline is
+    /// the start of the whole stack operation plus `timeout`, so `--timeout 3` reports 3s even
+    /// when the last wait began after earlier calls (and the poll that noticed came a little
+    /// later).
+    fn waited_secs(&self) -> u64 {
+        self.options.timeout.as_secs()
+    }
+
     pub fn new(client: Client, options: DeployOptions) -> Self {
         Engine { client, options }
     }
@@ -440,7 +448,6 @@ impl Engine {
         on: &(dyn Fn(Progress) + Send + Sync),
         busy: bool,
     ) -> Result<Option<Current>, StackError> {
-        let start = Instant::now();
         let mut delay = self.options.poll_initial;
         loop {
             // Deleted stacks are only found by id.
@@ -449,7 +456,7 @@ impl Engine {
             match current {
                 Some(c) if in_progress(&c.status) => {
                     if Instant::now() >= deadline {
-                        let waited_secs = start.elapsed().as_secs();
+                        let waited_secs = self.waited_secs();
                         return Err(if busy {
                             StackError::Busy {
                                 stack: name.to_string(),
@@ -786,7 +793,6 @@ impl Engine {
         };
         let cs_id = created.id().unwrap_or(&cs_name).to_string();
         let stack_id = created.stack_id().unwrap_or(name).to_string();
-        let start = Instant::now();
         let mut delay = self.options.poll_initial;
         loop {
             let d = self
@@ -821,7 +827,7 @@ impl Engine {
                     return Err(StackError::Timeout {
                         stack: name.to_string(),
                         status: "change set CREATE_IN_PROGRESS".into(),
-                        waited_secs: start.elapsed().as_secs(),
+                        waited_secs: self.waited_secs(),
                     });
                 }
                 _ => {

@@ -1,6 +1,6 @@
 //! `api`: the function is deployed and wired to this stage's table and topic.
 
-use ferry_acceptance::kit::{lambda, sdk_config};
+use ferry_kit::{lambda, sdk_config};
 
 use crate::stage;
 

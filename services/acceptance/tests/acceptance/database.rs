@@ -1,7 +1,7 @@
 //! `database`: the orders table accepts and returns an order.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use ferry_acceptance::kit::{dynamodb, sdk_config};
+use ferry_kit::{dynamodb, sdk_config};
 
 use crate::{stage, unique};
 

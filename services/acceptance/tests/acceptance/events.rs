@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use ferry_acceptance::kit::sns::TempQueue;
-use ferry_acceptance::kit::{sdk_config, sqs};
+use ferry_kit::sns::TempQueue;
+use ferry_kit::{sdk_config, sqs};
 
 use crate::{stage, unique};
 

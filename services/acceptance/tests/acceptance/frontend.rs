@@ -1,6 +1,6 @@
 //! `frontend`: the site is published, with a config file holding `api`'s real outputs.
 
-use ferry_acceptance::kit::{s3, sdk_config};
+use ferry_kit::{s3, sdk_config};
 
 use crate::stage;
 

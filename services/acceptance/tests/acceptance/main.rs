@@ -7,7 +7,7 @@ mod database;
 mod events;
 mod frontend;
 
-use ferry_acceptance::kit::StageEnv;
+use ferry_kit::StageEnv;
 
 /// The stage under test.
 pub fn stage() -> StageEnv {

@@ -1,0 +1,135 @@
+//! `test-acceptance`: the acceptance tests of a deployed stage.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
+
+use anyhow::Context as _;
+use ferry_acceptance::Report;
+use ferry_ci::CiContext;
+use ferry_deploy::StageAccess;
+use ferry_manifest::Stage;
+use ferry_records::Record;
+
+use crate::Ctx;
+use crate::context::runtime;
+use crate::ui::{Clock, acceptance_event, mask, masker, table};
+
+#[derive(Debug, clap::Args)]
+pub struct AcceptanceArgs {
+    /// The stage whose deployed services to test
+    stage: String,
+    /// Only these services (repeatable)
+    #[arg(long = "service", value_name = "NAME")]
+    services: Vec<String>,
+    /// Every deployed service, passed or not [default: those deployed at this commit whose
+    /// record is not yet marked as passed]
+    #[arg(long, conflicts_with = "services")]
+    all: bool,
+    /// At most this many test commands at once [default: no limit]
+    #[arg(long, value_name = "N")]
+    concurrency: Option<NonZeroUsize>,
+    /// Take over the stage's lock if it is stale (see `deploy --help`)
+    #[arg(long)]
+    force_unlock: bool,
+}
+
+/// Runs the selected deployed services' tests and marks their records.
+pub async fn run_selected(
+    access: &StageAccess<'_>,
+    previous: &BTreeMap<String, Record>,
+    selected: &BTreeSet<String>,
+    concurrency: Option<NonZeroUsize>,
+    clock: Clock,
+) -> anyhow::Result<Report> {
+    let on = |e: ferry_acceptance::Event| clock.say(&acceptance_event(&e));
+    ferry_deploy::test_deployed(access, previous, selected, concurrency, &on)
+        .await
+        .with_context(|| {
+            format!(
+                "acceptance tests of stage `{}` could not run",
+                access.stage.name
+            )
+        })
+}
+
+/// Writes the JUnit report and prints the summary; fails when a test failed.
+pub fn finish(ctx: &Ctx, stage: &Stage, report: &Report) -> anyhow::Result<()> {
+    let path = ctx.workspace()?.layout().acceptance_report(&stage.id);
+    ferry_acceptance::write_report(&path, &ferry_acceptance::junit(report, &stage.name))
+        .with_context(|| format!("failed to write the JUnit report {}", path.display()))?;
+    let summary = ferry_acceptance::summary(report);
+    print!(
+        "{}",
+        mask(&table(ferry_acceptance::Summary::HEADER, &summary.rows))
+    );
+    println!("{}", mask(&summary.details));
+    println!("JUnit report: {}", path.display());
+    if !report.succeeded() {
+        anyhow::bail!(
+            "acceptance tests of stage `{}` failed; their records stay not passed",
+            stage.name
+        );
+    }
+    Ok(())
+}
+
+pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
+    let clock = Clock::start();
+    let ws = ctx.workspace()?;
+    let ci = CiContext::from_env();
+    if ci.is_pull_request() {
+        println!("acceptance tests skipped: this is a pull-request build, which deploys nothing");
+        return Ok(());
+    }
+    let stage = ws.stage(&args.stage)?;
+    runtime()?.block_on(async {
+        let aws = ctx.aws(&stage).await?;
+        // A stack output may echo a secret the services read: masked in every report.
+        ctx.register_secrets(&stage, &aws).await?;
+        ctx.output_dir()?;
+        let records = ctx.records(&stage, &aws)?;
+        let cancel = ferry_graph::Cancel::new();
+        // Marking records writes them: the stage's lock is held meanwhile.
+        crate::lock::with_lock(
+            &records,
+            &stage,
+            "test-acceptance",
+            args.force_unlock,
+            &cancel,
+            async {
+                let previous = records
+                    .read_all()
+                    .await
+                    .context("failed to read the stage's deployment records")?;
+                let commit = ferry_deploy::head_commit(ws, &ci);
+                let selected = ferry_acceptance::select(
+                    ws,
+                    &stage.name,
+                    &previous,
+                    &commit,
+                    &args.services,
+                    args.all,
+                )?;
+                if selected.is_empty() {
+                    println!(
+                        "nothing to test in stage `{}`: no service deployed at {} is waiting for its acceptance tests (--all tests every deployed service)",
+                        stage.name,
+                        &commit[..commit.len().min(7)]
+                    );
+                    return Ok(());
+                }
+                let access = StageAccess {
+                    ws,
+                    stage: &stage,
+                    config: &aws.config,
+                    records: &records,
+                    masker: masker(),
+                };
+                let report =
+                    run_selected(&access, &previous, &selected, args.concurrency, clock).await?;
+                finish(ctx, &stage, &report)
+            },
+        )
+        .await
+    })
+}

@@ -1,0 +1,11 @@
+//! One module per command: arguments, crate calls, output.
+
+pub mod acceptance;
+pub mod deploy;
+pub mod local;
+pub mod outputs;
+pub mod package;
+pub mod plan;
+pub mod remove;
+pub mod services;
+pub mod stage;

@@ -1,0 +1,59 @@
+//! `outputs`: the stack outputs of a stage's services.
+
+use std::io::IsTerminal;
+
+use anyhow::Context as _;
+
+use crate::Ctx;
+use crate::context::runtime;
+use crate::ui::mask;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Default)]
+pub enum OutputsFormat {
+    #[default]
+    Text,
+    Json,
+    /// FERRY_OUTPUT_<SERVICE>_<KEY>=value lines
+    Env,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct OutputsArgs {
+    stage: String,
+    /// Only these services (repeatable)
+    #[arg(long = "service", value_name = "NAME")]
+    services: Vec<String>,
+    #[arg(long, value_enum, default_value_t)]
+    format: OutputsFormat,
+}
+
+pub fn run(ctx: &Ctx, args: &OutputsArgs) -> anyhow::Result<()> {
+    let ws = ctx.workspace()?;
+    let stage = ws.stage(&args.stage)?;
+    ctx.check_services(&args.services)?;
+    runtime()?.block_on(async {
+        let aws = ctx.aws(&stage).await?;
+        // A stack output may echo a secret the services read: masked like all output.
+        ctx.register_secrets(&stage, &aws).await?;
+        let records = ctx
+            .records(&stage, &aws)?
+            .read_all()
+            .await
+            .context("failed to read the stage's deployment records")?;
+        let found = ferry_deploy::stage_outputs(ws, &stage, &aws.config, &records, &args.services)
+            .await
+            .with_context(|| format!("failed to read the outputs of stage `{}`", stage.name))?;
+        let file = found.file.masked(&mask);
+        let text = match args.format {
+            OutputsFormat::Text => file.text(),
+            OutputsFormat::Json => file.json(),
+            OutputsFormat::Env => file.env(),
+        };
+        print!("{text}");
+        if file.services.is_empty() && found.missing.is_empty() && std::io::stderr().is_terminal() {
+            eprintln!("no stacks of stage `{}` exist yet", stage.name);
+        }
+        found.check_complete()?;
+        Ok(())
+    })
+}

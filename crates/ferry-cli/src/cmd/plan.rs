@@ -1,0 +1,185 @@
+//! `plan` and `graph`.
+
+use anyhow::Context as _;
+use ferry_changes::{Head, Repo};
+use ferry_ci::CiContext;
+use ferry_plan::PlanRequest;
+
+use crate::Ctx;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Default)]
+pub enum PlanFormat {
+    #[default]
+    Text,
+    /// The stable JSON contract (see README)
+    Json,
+    /// A buildspec `batch: build-graph:` section, one build per service to deploy
+    CodebuildBatch,
+    /// JSON waves for GitHub Actions job matrices
+    GithubMatrix,
+}
+
+/// Which services a plan (and a deploy) considers.
+#[derive(Debug, clap::Args)]
+pub struct SelectArgs {
+    /// Compare every service with this commit, branch or tag. Without it, each service's base is
+    /// its deployment record (plan --since makes no AWS call at all)
+    #[arg(long, value_name = "REF")]
+    pub since: Option<String>,
+    /// Only these services and their dependencies (repeatable)
+    #[arg(long = "service", value_name = "NAME")]
+    pub services: Vec<String>,
+    /// Also deploy the dependents of every service that deploys
+    #[arg(long)]
+    pub with_dependents: bool,
+    /// Deploy every service (also FORCE_DEPLOY_ALL=true)
+    #[arg(long)]
+    pub all: bool,
+    /// Fail when a base cannot be used, instead of treating its services as changed
+    #[arg(long)]
+    pub strict: bool,
+}
+
+impl SelectArgs {
+    /// A plan request for `stage` with these choices.
+    pub fn request(&self, stage: &str, ci: &CiContext) -> PlanRequest {
+        let mut req = PlanRequest::new(stage, ferry_plan::default_head(ci), ci.clone());
+        req.since = self.since.clone();
+        req.services = self.services.clone();
+        req.with_dependents = self.with_dependents;
+        req.strict = self.strict;
+        req.force = if self.all {
+            Some("--all".into())
+        } else if ci.force_deploy_all {
+            Some("FORCE_DEPLOY_ALL=true".into())
+        } else {
+            None
+        };
+        req
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The stage: a name from ferry.toml, or any other name for a preview stage (e.g. a branch)
+    stage: String,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Compare with this commit instead of the default: the working tree on a developer's
+    /// machine, the built commit in CI
+    #[arg(long, value_name = "REF")]
+    head: Option<String>,
+    /// List every changed path and the services it affects
+    #[arg(long)]
+    explain: bool,
+    /// Make no AWS call: without --since, plan as if nothing were deployed (by default the plan
+    /// reads the stage's records and checks its stacks, read only, as a deploy does)
+    #[arg(long)]
+    offline: bool,
+    #[arg(long, value_enum, default_value_t)]
+    format: PlanFormat,
+}
+
+pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
+    let ci = CiContext::from_env();
+    let mut req = args.select.request(&args.stage, &ci);
+    if let Some(head) = &args.head {
+        req.head = Head::Rev(head.clone());
+    }
+    let root = ctx.canonical_root();
+    let repo = Repo::open(&root);
+    // A commit head is planned with the configuration of that commit.
+    let mut at_head = None;
+    let ws = match (&req.head, &repo) {
+        (Head::Rev(rev), Ok(r)) => {
+            &*at_head.insert(ferry_plan::workspace_at(r, rev).with_context(|| {
+                format!(
+                    "failed to load the Ferry configuration of {} at `{rev}`",
+                    root.display()
+                )
+            })?)
+        }
+        _ => ctx.workspace()?,
+    };
+    req.explain = args.explain;
+    if args.select.since.is_none() && !args.offline {
+        read_stage_state(ctx, ws, &args.stage, &mut req);
+    }
+    let plan = ferry_plan::plan(ws, repo.as_ref(), &req)
+        .with_context(|| format!("failed to plan stage `{}`", args.stage))?;
+    match args.format {
+        PlanFormat::Text => print!("{}", ferry_plan::text(&plan, args.explain)),
+        PlanFormat::Json => plan
+            .write_json(std::io::BufWriter::new(std::io::stdout().lock()))
+            .context("failed to write the plan to standard output")?,
+        PlanFormat::CodebuildBatch => print!("{}", ferry_plan::codebuild_batch(&plan)),
+        PlanFormat::GithubMatrix => println!("{}", ferry_plan::github_matrix(&plan)),
+    }
+    // The process ends right after; freeing a thousand services and the repository handle one
+    // by one would cost more than printing the plan.
+    std::mem::forget((at_head, repo, plan));
+    Ok(())
+}
+
+/// Fills the request's bases from the stage's records and what its stacks say, as a deploy
+/// would (read only: no lock). When AWS cannot be reached, says why and plans without them.
+fn read_stage_state(ctx: &Ctx, ws: &ferry_manifest::Workspace, stage: &str, req: &mut PlanRequest) {
+    let Ok(stage) = ws.stage(stage) else {
+        return; // the plan reports it
+    };
+    let read = crate::context::runtime().and_then(|rt| {
+        rt.block_on(async {
+            let aws = ctx.aws(&stage).await?;
+            let records = ferry_deploy::record_store(ws, &stage, &aws.config);
+            let state = ferry_deploy::state::read(ws, &stage, &aws.config, &records).await?;
+            anyhow::Ok((records.path().to_string(), state))
+        })
+    });
+    match read {
+        Ok((path, state)) => {
+            eprintln!(
+                "plan: bases from the {} deployment record(s) of stage `{}` ({path}records), stacks checked with {} ListStacks call(s)",
+                state.records.len(),
+                stage.name,
+                state.list_calls
+            );
+            state.apply(req);
+        }
+        Err(e) => {
+            let causes: Vec<String> = e.chain().map(|c| crate::ui::mask(&c.to_string())).collect();
+            eprintln!(
+                "warning: could not read the deployment records of stage `{}` ({}); planning as if nothing were deployed (--offline skips this; --since sets a base)",
+                stage.name,
+                causes.join(": ")
+            );
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Default)]
+pub enum GraphFormat {
+    #[default]
+    Mermaid,
+    Dot,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GraphArgs {
+    #[arg(long, value_enum, default_value_t)]
+    format: GraphFormat,
+}
+
+pub fn graph(ctx: &Ctx, args: &GraphArgs) -> anyhow::Result<()> {
+    let ws = ctx.workspace()?;
+    let g = ws.graph();
+    match args.format {
+        GraphFormat::Mermaid => print!("{}", ferry_graph::render::mermaid(g)),
+        GraphFormat::Dot => print!("{}", ferry_graph::render::dot(g)),
+        GraphFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&ferry_graph::render::json(g))?
+        ),
+    }
+    Ok(())
+}

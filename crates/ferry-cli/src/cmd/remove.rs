@@ -1,0 +1,71 @@
+//! `remove`: a stage's stacks deleted in reverse dependency order, with their records.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ferry_graph::Cancel;
+
+use crate::Ctx;
+use crate::cmd::deploy::describe;
+use crate::context::runtime;
+use crate::ui::Clock;
+
+#[derive(Debug, clap::Args)]
+pub struct RemoveArgs {
+    /// The stage whose stacks to delete
+    stage: String,
+    /// Only services whose folder is gone but whose record remains
+    #[arg(long)]
+    orphans: bool,
+    /// Allow removing a protected stage (turns termination protection off first)
+    #[arg(long)]
+    allow_protected: bool,
+    /// Also delete stacks of this stage's names that have no Ferry tags
+    #[arg(long)]
+    adopt: bool,
+    /// Take over the stage's lock if it is stale (see `deploy --help`)
+    #[arg(long)]
+    force_unlock: bool,
+    /// How long Ferry waits for one stack's delete, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+}
+
+pub fn run(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<()> {
+    let ws = ctx.workspace()?;
+    let stage = ws.stage(&args.stage)?;
+    let options = ferry_deploy::RemoveOptions {
+        orphans: args.orphans,
+        allow_protected: args.allow_protected,
+        adopt: args.adopt,
+        timeout: Duration::from_secs(args.timeout),
+    };
+    ferry_deploy::check_removable(&stage, &options)?;
+    runtime()?.block_on(async {
+        let aws = ctx.aws(&stage).await?;
+        let records = ctx.records(&stage, &aws)?;
+        let cancel = Cancel::new();
+        let clock = Clock::start();
+        crate::lock::with_lock(&records, &stage, "remove", args.force_unlock, &cancel, async {
+            let previous = records.read_all().await.context("failed to read the stage's deployment records")?;
+            let rctx = ferry_deploy::RemoveContext {
+                ws,
+                stage: &stage,
+                config: &aws.config,
+                records: &records,
+                previous: &previous,
+                cancel: &cancel,
+            };
+            let report = ferry_deploy::remove(&rctx, &options, &|e| clock.say(&describe(&e))).await?;
+            for (service, stack) in &report.deleted {
+                println!("deleted {stack} ({service})");
+            }
+            println!("{} stack(s) deleted from stage `{}`", report.deleted.len(), stage.name);
+            if report.cancelled {
+                anyhow::bail!("interrupted: the stacks not reached were left in place with their records; run `remove` again to finish");
+            }
+            Ok(())
+        })
+        .await
+    })
+}

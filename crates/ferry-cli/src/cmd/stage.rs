@@ -1,0 +1,188 @@
+//! Commands about one stage's AWS access: `whoami`, `param`, `exec`.
+
+use std::io::{IsTerminal, Read};
+
+use anyhow::Context as _;
+use ferry_credentials::ssm;
+
+use crate::Ctx;
+use crate::context::runtime;
+use crate::ui::{masker, table};
+
+#[derive(Debug, clap::Args)]
+pub struct WhoamiArgs {
+    /// The stage whose identity to show
+    stage: String,
+}
+
+pub fn whoami(ctx: &Ctx, args: &WhoamiArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let (stage, aws) = ctx.stage_aws(&args.stage).await?;
+        let endpoint = match aws.config.endpoint_url() {
+            Some(e) if ctx.local => format!("{e} (local emulator)"),
+            Some(e) => e.to_string(),
+            None => "AWS (default endpoints)".to_string(),
+        };
+        let role = match &aws.role_arn {
+            Some(r) => format!("{r} (assumed)"),
+            None => "-".to_string(),
+        };
+        let rows = [
+            [
+                "stage".to_string(),
+                if stage.preview {
+                    format!("{} (preview, id {})", stage.name, stage.id)
+                } else {
+                    stage.name.clone()
+                },
+            ],
+            ["account".to_string(), aws.identity.account.clone()],
+            ["arn".to_string(), aws.identity.arn.clone()],
+            ["region".to_string(), stage.config.region.clone()],
+            ["endpoint".to_string(), endpoint],
+            ["role".to_string(), role],
+        ];
+        for [k, v] in rows {
+            println!("{k:<9} {}", masker().mask(&v));
+        }
+        Ok(())
+    })
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ParamCmd {
+    /// Write a parameter; the value is read from standard input, never from the command line
+    /// (e.g. `printf %s "$TOKEN" | cargo xtask param set dev api-token --secure`)
+    Set {
+        stage: String,
+        /// Name relative to the stage's parameters-path, or absolute (starting with '/')
+        name: String,
+        /// Store it encrypted (SecureString)
+        #[arg(long)]
+        secure: bool,
+        /// Replace an existing value
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Print one parameter's value (SecureString values hidden unless --show-secrets)
+    Get {
+        stage: String,
+        name: String,
+        #[arg(long)]
+        show_secrets: bool,
+    },
+    /// List the parameters under the stage's parameters-path
+    List {
+        stage: String,
+        #[arg(long)]
+        show_secrets: bool,
+    },
+}
+
+fn shown(p: &ssm::Parameter, show_secrets: bool) -> String {
+    if p.secure && !show_secrets {
+        "(secure; --show-secrets to show)".to_string()
+    } else {
+        p.value.clone()
+    }
+}
+
+pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    let ws = ctx.workspace()?;
+    match cmd {
+        ParamCmd::Set { stage, name, secure, overwrite } => {
+            // The name is checked before the value is read or anything is sent.
+            ssm::full_name(&ws.stage(stage)?, name)?;
+            if std::io::stdin().is_terminal() {
+                eprintln!("type the value, then Ctrl-D (or pipe it in: printf %s \"$VALUE\" | {} param set …)", ctx.app.name);
+            }
+            let mut value = String::new();
+            std::io::stdin().read_to_string(&mut value).context("failed to read the value from standard input")?;
+            let value = value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value);
+            if value.is_empty() {
+                anyhow::bail!("no value on standard input; pipe it in, e.g. printf %s \"$VALUE\" | {} param set {stage} {name}", ctx.app.name);
+            }
+            if *secure {
+                masker().register(value);
+            }
+            rt.block_on(async {
+                let (stage, aws) = ctx.stage_aws(stage).await?;
+                let full = ssm::full_name(&stage, name)?;
+                let client = ssm::client(&aws.config);
+                let version = ssm::put(&client, &stage.name, &full, value, *secure, *overwrite).await?;
+                let kind = if *secure { "SecureString" } else { "String" };
+                println!("{full} written ({kind}, version {version})");
+                Ok(())
+            })
+        }
+        ParamCmd::Get { stage, name, show_secrets } => rt.block_on(async {
+            ssm::full_name(&ws.stage(stage)?, name)?;
+            let (stage, aws) = ctx.stage_aws(stage).await?;
+            let full = ssm::full_name(&stage, name)?;
+            let client = ssm::client(&aws.config);
+            let p = ssm::get(&client, &stage.name, &full, masker()).await?;
+            println!("{}", shown(&p, *show_secrets));
+            Ok(())
+        }),
+        ParamCmd::List { stage, show_secrets } => rt.block_on(async {
+            let (stage, aws) = ctx.stage_aws(stage).await?;
+            let path = stage.config.parameters_path.clone().with_context(|| {
+                format!("stage `{}` has no parameters-path; set it in ferry.toml, e.g. parameters-path = \"/shop/{}/\"", stage.name, stage.id)
+            })?;
+            let client = ssm::client(&aws.config);
+            let params = ssm::load_path(&client, &stage.name, &path, masker()).await?;
+            let rows: Vec<[String; 4]> = params
+                .iter()
+                .map(|p| {
+                    let kind = if p.secure { "SecureString" } else { "String" };
+                    [p.name.clone(), kind.to_string(), p.version.to_string(), shown(p, *show_secrets)]
+                })
+                .collect();
+            print!("{}", table(["NAME", "TYPE", "VERSION", "VALUE"], &rows));
+            eprintln!("{} parameter(s) under {path}", params.len());
+            Ok(())
+        }),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// The stage whose credentials, region and parameters the command gets
+    stage: String,
+    /// The command and its arguments
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<()> {
+    let project = &ctx.workspace()?.project.name;
+    let (stage, env) = runtime()?.block_on(async {
+        let (stage, aws) = ctx.stage_aws(&args.stage).await?;
+        let env = ferry_credentials::env::exec_env(&aws.config, project, &stage, masker()).await?;
+        anyhow::Ok((stage, env))
+    })?;
+    let (program, rest) = args.command.split_first().expect("clap requires a command");
+    let mut command = std::process::Command::new(program);
+    command.args(rest);
+    for var in ferry_credentials::env::REPLACED {
+        command.env_remove(var);
+    }
+    command.envs(env);
+    let (status, tail) = ferry_credentials::env::run_masked(
+        &mut command,
+        masker(),
+        std::io::stdout(),
+        std::io::stderr(),
+        10,
+    )
+    .with_context(|| format!("failed to run `{program}` for stage `{}`", stage.name))?;
+    if !status.success() {
+        anyhow::bail!(
+            "`{}` {status}; its last lines:\n  {}",
+            args.command.join(" "),
+            tail.join("\n  ")
+        );
+    }
+    Ok(())
+}

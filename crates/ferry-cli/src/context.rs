@@ -1,0 +1,167 @@
+//! What every command gets: the repository, its workspace (loaded once), the runtime for AWS
+//! calls, and a stage's AWS access.
+
+use std::cell::OnceCell;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use ferry_credentials::StageAws;
+use ferry_credentials::config::Target;
+use ferry_manifest::{Stage, Workspace};
+use ferry_records::RecordStore;
+
+use crate::{App, Global};
+
+/// Where to work and how, for one command.
+#[derive(Debug)]
+pub struct Ctx {
+    pub app: App,
+    pub root: PathBuf,
+    pub local: bool,
+    pub verbose: u8,
+    workspace: OnceCell<Workspace>,
+}
+
+/// The nearest folder at or above `dir` holding `ferry.toml`, else `dir`.
+fn discover(dir: &Path) -> PathBuf {
+    dir.ancestors()
+        .find(|d| d.join(ferry_manifest::PROJECT_FILE).is_file())
+        .unwrap_or(dir)
+        .to_path_buf()
+}
+
+impl Ctx {
+    pub fn new(app: &App, global: &Global) -> Ctx {
+        let root = match (&global.root, &app.default_root) {
+            (Some(root), _) => root.clone(),
+            (None, Some(root)) => root.clone(),
+            (None, None) => discover(&std::env::current_dir().unwrap_or_else(|_| ".".into())),
+        };
+        Ctx {
+            app: app.clone(),
+            root,
+            local: global.local,
+            verbose: global.verbose,
+            workspace: OnceCell::new(),
+        }
+    }
+
+    /// The workspace of the repository: loaded and validated once per command.
+    pub fn workspace(&self) -> anyhow::Result<&Workspace> {
+        if let Some(ws) = self.workspace.get() {
+            return Ok(ws);
+        }
+        let ws = ferry_manifest::load(&self.root).with_context(|| {
+            format!(
+                "failed to load the Ferry configuration of {}",
+                self.root.display()
+            )
+        })?;
+        Ok(self.workspace.get_or_init(|| ws))
+    }
+
+    /// The root as an absolute path without symlinks (as the workspace records it).
+    pub fn canonical_root(&self) -> PathBuf {
+        std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone())
+    }
+
+    /// The local emulator (`FERRY_LOCAL_DIR` moves its state, keeping the installation).
+    pub fn emulator(&self) -> ferry_local::Emulator {
+        let home = self.app.emulator_home.as_deref().unwrap_or(&self.root);
+        let emu = ferry_local::Emulator::for_repository(home);
+        match std::env::var_os("FERRY_LOCAL_DIR") {
+            Some(dir) => emu.with_state_dir(dir),
+            None => emu,
+        }
+    }
+
+    /// Ferry's output folder of the repository (`target/ferry`), made with the `.gitignore` that
+    /// keeps it out of `git status`.
+    pub fn output_dir(&self) -> anyhow::Result<PathBuf> {
+        let ws = self.workspace()?;
+        ferry_changes::prepare_output_dir(&ws.root)
+            .with_context(|| format!("failed to create {}", ws.layout().dir().display()))
+    }
+
+    /// Where this run's AWS calls go: the local emulator with `--local` (started if needed),
+    /// else the default chain (which honours `AWS_ENDPOINT_URL`).
+    fn target(&self) -> anyhow::Result<Target> {
+        if !self.local {
+            return Ok(Target::default());
+        }
+        let emu = self.emulator();
+        emu.ensure_installed(|step| eprintln!("local: {step}"))
+            .context("failed to install the local AWS emulator")?;
+        let (state, started) = emu
+            .up(0)
+            .context("failed to start the local AWS emulator")?;
+        if started {
+            eprintln!(
+                "local: started the AWS emulator at {} (stop it with `{} local down`)",
+                state.endpoint(),
+                self.app.name
+            );
+        }
+        Ok(Target {
+            local_endpoint: Some(state.endpoint()),
+        })
+    }
+
+    /// The AWS access of a stage: its role assumed, its identity checked.
+    pub async fn aws(&self, stage: &Stage) -> anyhow::Result<StageAws> {
+        let target = self.target()?;
+        let base = ferry_credentials::base_config(&stage.config.region, &target).await;
+        let build_id = ferry_ci::CiContext::from_env().build_id;
+        ferry_credentials::stage_config(stage, &base, build_id.as_deref())
+            .await
+            .with_context(|| format!("failed to get AWS access for stage `{}`", stage.name))
+    }
+
+    /// The named stage and its AWS access.
+    pub async fn stage_aws(&self, name: &str) -> anyhow::Result<(Stage, StageAws)> {
+        let stage = self.workspace()?.stage(name)?;
+        let aws = self.aws(&stage).await?;
+        Ok((stage, aws))
+    }
+
+    /// The stage's deployment records and lock.
+    pub fn records(&self, stage: &Stage, aws: &StageAws) -> anyhow::Result<RecordStore> {
+        Ok(ferry_deploy::record_store(
+            self.workspace()?,
+            stage,
+            &aws.config,
+        ))
+    }
+
+    /// Registers every SecureString the stage's services reference with the masker, so that a
+    /// secret that reappears (a stack output that echoes it) is masked in everything printed or
+    /// written.
+    pub async fn register_secrets(&self, stage: &Stage, aws: &StageAws) -> anyhow::Result<()> {
+        ferry_deploy::register_secrets(self.workspace()?, stage, &aws.config, crate::ui::masker())
+            .await
+            .context("failed to read the SSM parameters the services reference")?;
+        Ok(())
+    }
+
+    /// Checks that every name in `services` is a service of the workspace.
+    pub fn check_services(&self, services: &[String]) -> anyhow::Result<()> {
+        let ws = self.workspace()?;
+        for s in services {
+            if ws.service(s).is_none() {
+                anyhow::bail!(
+                    "unknown service `{s}`{}",
+                    ferry_manifest::did_you_mean(s, ws.services.iter().map(|x| x.name.as_str()))
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A runtime for one command's AWS calls.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")
+}

@@ -1,0 +1,170 @@
+#![doc = include_str!("../README.md")]
+//!
+//! ## Modules
+//!
+//! The modules: [`context`] (the repository, the workspace loaded once, the runtime, a stage's
+//! AWS access), [`ui`] (the masker, the progress line, tables, sizes), `lock` (a command's work
+//! under its stage's lock, and the signals that stop it), and one module per command under
+//! `cmd`, which calls crate functions and prints. Nothing here decides anything a deploy tool
+//! needs: that is in the crates.
+
+mod cmd;
+pub mod context;
+mod lock;
+pub mod ui;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+
+pub use context::Ctx;
+
+/// How Ferry is called here: its name in help and hints, and where it works by default.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// `cargo xtask` or `ferry`.
+    pub name: &'static str,
+    /// The repository when `--root` is not given; `None`: the nearest folder at or above the
+    /// current one that holds `ferry.toml`.
+    pub default_root: Option<PathBuf>,
+    /// Where the local emulator is installed (`target/ferry/local` of this folder); `None`: the
+    /// repository's own.
+    pub emulator_home: Option<PathBuf>,
+}
+
+impl App {
+    /// A Rust workspace's `cargo xtask`: works on `workspace_root` (the xtask's parent folder)
+    /// unless `--root` says otherwise, and installs the emulator there once.
+    pub fn xtask(workspace_root: impl Into<PathBuf>) -> App {
+        let root = workspace_root.into();
+        App {
+            name: "cargo xtask",
+            default_root: Some(root.clone()),
+            emulator_home: Some(root),
+        }
+    }
+
+    /// The `ferry` binary: works on the repository around the current folder.
+    pub fn ferry() -> App {
+        App {
+            name: "ferry",
+            default_root: None,
+            emulator_home: None,
+        }
+    }
+}
+
+/// Ferry deploys a monorepo of serverless services: it finds what changed, deploys it in
+/// dependency order with each stage's credentials, and proves each stage with acceptance tests.
+#[derive(Debug, Parser)]
+#[command(version, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The options every command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Repository to operate on (the folder holding ferry.toml) [default: this workspace, or for
+    /// `ferry` the nearest folder at or above the current one that holds ferry.toml]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Use the local AWS emulator for this run (started if it is not running): its endpoint and
+    /// dummy credentials, never a real account
+    #[arg(long, global = true)]
+    pub local: bool,
+    /// Say more: the commands Ferry runs and why it decides what it decides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Ferry's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the services of the monorepo: name, folder, dependencies, template
+    Services(cmd::services::ServicesArgs),
+    /// Check ferry.toml and every service.toml; report every problem at once (exit 1 if any)
+    Validate,
+    /// Show what a deploy of a stage would do: each service deploy or skip, and why
+    Plan(cmd::plan::PlanArgs),
+    /// Build, zip and hash the services' artifacts for the current commit (stage independent)
+    Package(cmd::package::PackageArgs),
+    /// Run the acceptance tests of a deployed stage against its real stack outputs
+    TestAcceptance(cmd::acceptance::AcceptanceArgs),
+    /// Deploy a stage: the services that need it, in dependency order, with their records
+    Deploy(cmd::deploy::DeployArgs),
+    /// Delete a stage's stacks in reverse dependency order (e.g. a preview stage), and records
+    Remove(cmd::remove::RemoveArgs),
+    /// Print the stack outputs of a stage's services
+    Outputs(cmd::outputs::OutputsArgs),
+    /// Print the dependency graph of the services (Mermaid, DOT or JSON)
+    Graph(cmd::plan::GraphArgs),
+    /// Show who a stage's credentials are: account, ARN (after assuming its role), region, endpoint
+    Whoami(cmd::stage::WhoamiArgs),
+    /// Read and write the stage's SSM parameters (values are read from standard input)
+    #[command(subcommand)]
+    Param(cmd::stage::ParamCmd),
+    /// Run a command with a stage's credentials, region and parameters in its environment only;
+    /// its output is masked
+    Exec(cmd::stage::ExecArgs),
+    /// Start, stop and inspect the local AWS emulator (moto server on 127.0.0.1)
+    #[command(subcommand)]
+    Local(cmd::local::LocalCmd),
+}
+
+/// Parses the command line as `app` and runs it. Exit codes: 0 success, 1 failure, 2 usage.
+pub fn main(app: &App) -> ExitCode {
+    let matches = Cli::command()
+        .name(app.name)
+        .bin_name(app.name)
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    exit(run(app, &cli.global, cli.command))
+}
+
+/// Runs one of Ferry's commands.
+pub fn run(app: &App, global: &Global, command: Command) -> anyhow::Result<()> {
+    let ctx = Ctx::new(app, global);
+    let result = match command {
+        Command::Services(args) => cmd::services::run(&ctx, &args),
+        Command::Validate => cmd::services::validate(&ctx),
+        Command::Plan(args) => cmd::plan::run(&ctx, &args),
+        Command::Graph(args) => cmd::plan::graph(&ctx, &args),
+        Command::Package(args) => cmd::package::run(&ctx, &args),
+        Command::Deploy(args) => cmd::deploy::run(&ctx, &args),
+        Command::TestAcceptance(args) => cmd::acceptance::run(&ctx, &args),
+        Command::Remove(args) => cmd::remove::run(&ctx, &args),
+        Command::Outputs(args) => cmd::outputs::run(&ctx, &args),
+        Command::Whoami(args) => cmd::stage::whoami(&ctx, &args),
+        Command::Param(cmd) => cmd::stage::param(&ctx, &cmd),
+        Command::Exec(args) => cmd::stage::exec(&ctx, &args),
+        Command::Local(cmd) => cmd::local::run(&ctx, &cmd),
+    };
+    // The process ends right after a command; freeing a thousand services one by one would
+    // cost more than planning them.
+    std::mem::forget(ctx);
+    result
+}
+
+/// The exit code of a command's result; an error is printed, masked, with its causes.
+pub fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Errors can quote anything (SDK messages, child output): mask them like all output.
+            let m = ui::masker();
+            eprintln!("error: {}", m.mask(&e.to_string()));
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {}", m.mask(&cause.to_string()));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

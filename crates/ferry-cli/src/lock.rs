@@ -1,0 +1,98 @@
+//! Running a command's work while it holds its stage's lock, and the signals that stop it.
+//!
+//! The first Ctrl-C or SIGTERM (a CI cancel, `timeout`) starts nothing new and lets running stack
+//! operations finish; a second one aborts. If another run takes the lock over, the work is
+//! cancelled the same way. Whatever happens, the lock is released afterwards, and only if it is
+//! still this run's.
+
+use std::future::Future;
+
+use anyhow::Context as _;
+use ferry_graph::Cancel;
+use ferry_manifest::Stage;
+use ferry_records::{LockHolder, RecordStore, Released};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Runs `work` holding `stage`'s lock for `command`. `force` takes over a stale lock (and says
+/// whose). `cancel` is what `work` watches to start nothing new.
+pub async fn with_lock<T>(
+    records: &RecordStore,
+    stage: &Stage,
+    command: &str,
+    force: bool,
+    cancel: &Cancel,
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let build = ferry_ci::CiContext::from_env().build_id;
+    let holder =
+        LockHolder::for_this_process(&|k| std::env::var(k).ok(), command, &stage.name, build);
+    let acquired = records
+        .lock(&holder, force)
+        .await
+        .with_context(|| format!("failed to lock stage `{}`", stage.name))?;
+    if let Some((old, why)) = acquired.displaced {
+        eprintln!(
+            "took over the lock of stage `{}` from {old}: it was stale ({why})",
+            stage.name
+        );
+    }
+    let outcome = interruptible(records, &holder, cancel, work).await;
+    match records.unlock(&holder).await {
+        Ok(Released::Released | Released::Gone) => {}
+        Ok(Released::NotOurs(other)) => eprintln!(
+            "warning: the lock of stage `{}` is held by {other} now; left it in place",
+            stage.name
+        ),
+        Err(e) => eprintln!(
+            "warning: failed to release the lock of stage `{}`: {}; once it is stale (5 minutes), --force-unlock takes it over",
+            stage.name,
+            crate::ui::mask(&e.to_string())
+        ),
+    }
+    outcome
+}
+
+async fn interruptible<T>(
+    records: &RecordStore,
+    holder: &LockHolder,
+    cancel: &Cancel,
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let mut int = signal(SignalKind::interrupt()).context("failed to watch for Ctrl-C")?;
+    let mut term = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
+    tokio::pin!(work);
+    let keep = records.keep(holder);
+    tokio::pin!(keep);
+    let mut lost = None;
+    let mut signals = 0;
+    loop {
+        let name = tokio::select! {
+            r = &mut work => {
+                return match lost {
+                    Some(e) => Err(anyhow::Error::new(e)).context("the run lost its lock while it worked"),
+                    None => r,
+                };
+            }
+            e = &mut keep, if lost.is_none() => {
+                eprintln!("error: {e}");
+                cancel.cancel();
+                lost = Some(e);
+                continue;
+            }
+            _ = int.recv() => "Ctrl-C",
+            _ = term.recv() => "SIGTERM",
+        };
+        signals += 1;
+        if signals == 1 {
+            eprintln!(
+                "interrupted ({name}): starting nothing new, letting running stack operations finish (Ctrl-C again to abort)"
+            );
+            cancel.cancel();
+        } else {
+            eprintln!(
+                "aborted ({name} again): stack operations already started go on in CloudFormation; their services are not recorded, and the next run redoes them"
+            );
+            anyhow::bail!("aborted by a second interrupt; the lock is released");
+        }
+    }
+}

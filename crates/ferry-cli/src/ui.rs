@@ -1,0 +1,143 @@
+//! How Ferry prints: one masker for everything, one progress-line format, one table renderer,
+//! one way to write sizes.
+
+use std::time::Instant;
+
+/// The one masker of this run: every secret value and credential Ferry loads is registered with
+/// it, and everything Ferry prints that could hold one goes through it.
+pub fn masker() -> &'static ferry_credentials::Masker {
+    static MASKER: std::sync::OnceLock<ferry_credentials::Masker> = std::sync::OnceLock::new();
+    MASKER.get_or_init(ferry_credentials::Masker::new)
+}
+
+/// Masks `text` with [`masker`].
+pub fn mask(text: &str) -> String {
+    masker().mask(text)
+}
+
+/// The clock of one command: every progress line starts with the seconds since it began.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    t0: Instant,
+}
+
+impl Clock {
+    pub fn start() -> Clock {
+        Clock { t0: Instant::now() }
+    }
+
+    pub fn seconds(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64()
+    }
+
+    /// `[  12.3s] text`, masked: the one progress-line format.
+    pub fn line(&self, text: &str) -> String {
+        format!("[{:>6.1}s] {}", self.seconds(), mask(text))
+    }
+
+    /// Prints [`Clock::line`] to standard error.
+    pub fn say(&self, text: &str) {
+        eprintln!("{}", self.line(text));
+    }
+}
+
+/// A plain left-aligned table, two spaces between columns; the last column is not padded.
+pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                s.push_str(cell);
+            } else {
+                s.push_str(cell);
+                s.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 2));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header);
+    for row in rows {
+        out.push_str(&line(row.each_ref().map(String::as_str)));
+    }
+    out
+}
+
+/// A size for people: `512 B`, `3.4 KiB`, `12.0 MiB`.
+pub fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+/// A progress line for a packaging event (package and deploy).
+pub fn package_event(e: &ferry_package::Event) -> String {
+    use ferry_package::Event;
+    match e {
+        Event::Kept { service } => format!("{service}: already in this package"),
+        Event::Reused { service } => {
+            format!("{service}: inputs unchanged (same git trees): package reused, nothing built")
+        }
+        Event::Building { service, command } => format!("{service}: building: {command}"),
+        Event::Zipped {
+            service,
+            resource,
+            files,
+            size,
+            sha256,
+        } => format!(
+            "{service}: {resource}: {files} files, {} ({})",
+            human(*size),
+            &sha256[..12]
+        ),
+        Event::Packaged { service } => format!("{service}: packaged"),
+    }
+}
+
+/// A progress line for an acceptance event (test-acceptance and deploy --test).
+pub fn acceptance_event(e: &ferry_acceptance::Event) -> String {
+    use ferry_acceptance::Event;
+    match e {
+        Event::Started { service } => format!("{service}: testing"),
+        Event::Running { service, elapsed } => {
+            format!("{service}: tests still running ({}s)", elapsed.as_secs())
+        }
+        Event::Finished(o) => format!(
+            "{}: tests {} in {:.1}s",
+            o.service,
+            o.status,
+            o.duration.as_secs_f64()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_on_characters_and_leave_the_last_column_alone() {
+        let rows = [
+            ["api".to_string(), "créé".to_string(), "x".to_string()],
+            ["database".to_string(), "-".to_string(), "y  ".to_string()],
+        ];
+        assert_eq!(
+            table(["NAME", "RESULT", "WHY"], &rows),
+            "NAME      RESULT  WHY\napi       créé    x\ndatabase  -       y\n"
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(3 * 1024 + 400), "3.4 KiB");
+        assert_eq!(human(12 << 20), "12.0 MiB");
+    }
+}

@@ -1,0 +1,147 @@
+//! Acceptance tests of deployed services: the harness with the stage's credentials, the tests
+//! of a stage outside a deploy, and those a `deploy --test` still owes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
+
+use aws_config::SdkConfig;
+use ferry_credentials::Masker;
+use ferry_graph::Cancel;
+use ferry_manifest::{Stage, Workspace};
+use ferry_outputs::{OutputCache, Outputs};
+use ferry_records::{Record, RecordStore};
+use ferry_stacks::Engine;
+
+use crate::ownership;
+
+/// What a command that works on one stage's deployed services holds.
+#[derive(Clone, Copy)]
+pub struct StageAccess<'a> {
+    pub ws: &'a Workspace,
+    pub stage: &'a Stage,
+    pub config: &'a SdkConfig,
+    pub records: &'a RecordStore,
+    pub masker: &'a Masker,
+}
+
+/// The acceptance harness of a stage: its commands get the stage's credentials.
+pub(crate) async fn harness<'a>(
+    ws: &'a Workspace,
+    stage: &'a Stage,
+    config: &SdkConfig,
+    masker: &'a Masker,
+) -> Result<ferry_acceptance::Harness<'a>, ferry_credentials::CredentialsError> {
+    Ok(ferry_acceptance::Harness {
+        ws,
+        stage,
+        env: ferry_credentials::env::child_env(config, &stage.name, masker).await?,
+        masker,
+        work_dir: ws.layout().acceptance(&stage.id),
+    })
+}
+
+/// Why acceptance tests of deployed services could not run or be recorded (a failing test is
+/// not an error: it is in the report).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TestError {
+    #[error(transparent)]
+    Credentials(#[from] ferry_credentials::CredentialsError),
+    #[error("failed to read the outputs of stack {stack}: {source}")]
+    Outputs {
+        stack: String,
+        source: ferry_stacks::StackError,
+    },
+    #[error("failed to mark the record of `{service}`: {source}")]
+    Mark {
+        service: String,
+        source: ferry_records::RecordError,
+    },
+}
+
+/// Runs the acceptance tests of deployed services outside a deploy (`test-acceptance`, and the
+/// services `deploy --test` still owes tests), on the scheduler with at most `concurrency` at
+/// once. Outputs are those the records hold, read from the stack (once each) where a record left
+/// them out (records stay under SSM's 4 KB). Marks each tested record passed or failed.
+pub async fn test_deployed(
+    stage: &StageAccess<'_>,
+    previous: &BTreeMap<String, Record>,
+    selected: &BTreeSet<String>,
+    concurrency: Option<NonZeroUsize>,
+    on: &(dyn Fn(ferry_acceptance::Event) + Send + Sync),
+) -> Result<ferry_acceptance::Report, TestError> {
+    let StageAccess {
+        ws,
+        stage,
+        config,
+        records,
+        masker,
+    } = *stage;
+    let harness = harness(ws, stage, config, masker).await?;
+    let mut outputs: BTreeMap<String, Outputs> = previous
+        .iter()
+        .filter(|(_, r)| !r.outputs.is_empty())
+        .map(|(k, r)| (k.clone(), r.outputs.clone()))
+        .collect();
+    let cache = OutputCache::new(Engine::new(
+        aws_sdk_cloudformation::Client::new(config),
+        ferry_stacks::DeployOptions::default(),
+    ));
+    let needed: BTreeSet<String> = selected
+        .iter()
+        .filter_map(|s| ws.service(s))
+        .flat_map(|s| std::iter::once(s.name.clone()).chain(s.dependencies()))
+        .collect();
+    for s in needed {
+        if outputs.contains_key(&s) {
+            continue;
+        }
+        let stack = ws.stack_name(&s, stage);
+        let found = cache
+            .get(&stack, Some(&ownership(ws, stage, &s)))
+            .await
+            .map_err(|source| TestError::Outputs { stack, source })?;
+        if let Some(o) = found {
+            outputs.insert(s, o);
+        }
+    }
+    let report = ferry_acceptance::run(
+        &harness,
+        selected,
+        &outputs,
+        concurrency,
+        &Cancel::new(),
+        on,
+    )
+    .await;
+    let now = ferry_records::now_secs();
+    for o in &report.outcomes {
+        if let Some(r) = previous.get(&o.service)
+            && let Some(marked) = ferry_acceptance::mark(r, o, now)
+        {
+            records
+                .write(&marked)
+                .await
+                .map_err(|source| TestError::Mark {
+                    service: o.service.clone(),
+                    source,
+                })?;
+        }
+    }
+    Ok(report)
+}
+
+/// The services deployed at `commit` whose acceptance tests have not passed and did not run in
+/// this deploy (`tested`): e.g. they failed last time and nothing changed since. `deploy --test`
+/// runs them after its own.
+pub fn tests_owed(
+    ws: &Workspace,
+    stage: &Stage,
+    records: &BTreeMap<String, Record>,
+    commit: &str,
+    tested: &[String],
+) -> Result<BTreeSet<String>, ferry_acceptance::SelectError> {
+    let mut rest = ferry_acceptance::select(ws, &stage.name, records, commit, &[], false)?;
+    rest.retain(|s| !tested.contains(s) && ws.service(s).is_some_and(|s| s.acceptance.is_some()));
+    Ok(rest)
+}

@@ -1,0 +1,63 @@
+//! Why one service failed to deploy: a typed error with its source, kept in the report.
+
+use std::path::PathBuf;
+
+use ferry_stacks::{Action, StackError, StackEvent};
+
+/// Why one service did not deploy. Its dependents are skipped; independent services go on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    #[error(
+        "service {service} is not in package {package}; package it (`cargo xtask package --service {service}`)"
+    )]
+    NotPackaged { service: String, package: String },
+    #[error("cannot read template {}: {source}", .path.display())]
+    Template {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Stage(#[from] ferry_manifest::StageError),
+    #[error(transparent)]
+    Stack(#[from] StackError),
+    #[error(transparent)]
+    Credentials(#[from] ferry_credentials::CredentialsError),
+    /// Every parameter that could not be resolved, at once.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Parameters(Vec<ferry_outputs::ResolveError>),
+    #[error(transparent)]
+    Record(#[from] ferry_records::RecordError),
+    #[error(
+        "[package.site] bucket-output `{output}` is not an output of stack {stack} (outputs: {known}); add it to {template}"
+    )]
+    SiteBucket {
+        output: String,
+        stack: String,
+        known: String,
+        template: String,
+    },
+    #[error(transparent)]
+    Site(#[from] ferry_package::UploadError),
+    #[error("deployed ({action}), but its acceptance tests {status}")]
+    TestsFailed { action: String, status: String },
+}
+
+impl ServiceError {
+    /// The stack events that failed, when CloudFormation reported some.
+    pub fn failures(&self) -> &[StackEvent] {
+        match self {
+            ServiceError::Stack(
+                StackError::Failed { failures, .. } | StackError::DeleteFailed { failures, .. },
+            ) => failures,
+            _ => &[],
+        }
+    }
+
+    pub(crate) fn tests_failed(action: Action, status: &impl std::fmt::Display) -> ServiceError {
+        ServiceError::TestsFailed {
+            action: crate::ServiceResult::Deployed { action }.to_string(),
+            status: status.to_string(),
+        }
+    }
+}

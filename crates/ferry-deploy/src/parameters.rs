@@ -1,0 +1,183 @@
+//! A service's parameters: dependency outputs, other stages' outputs and SSM values resolved;
+//! the hashed view its record keeps (never a secret); secrets registered with the masker.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_config::SdkConfig;
+use ferry_credentials::{Masker, ssm};
+use ferry_manifest::{Reference, Service, Stage, Workspace};
+use ferry_outputs::{Lookups, OutputCache, Outputs};
+use ferry_package::ServicePackage;
+use ferry_stacks::{Progress, TemplateSource};
+
+use crate::{DeployContext, Event, ServiceError, ownership};
+
+/// Resolves a service's parameters: dependency outputs (this run's, or read once from stacks),
+/// outputs of other stages, SSM values (registered with the masker when secure).
+pub(crate) async fn resolve_parameters(
+    ctx: &DeployContext<'_>,
+    service: &Service,
+    cache: &OutputCache,
+    ssm_client: &aws_sdk_ssm::Client,
+) -> Result<Resolved, ServiceError> {
+    let mut outputs: BTreeMap<(Option<String>, String), Option<Outputs>> = BTreeMap::new();
+    for r in service.parameters.values().flat_map(|t| t.references()) {
+        if let Reference::Output {
+            stage,
+            service: from,
+            ..
+        } = r
+        {
+            let key = (stage.clone(), from.clone());
+            if outputs.contains_key(&key) {
+                continue;
+            }
+            let of_stage = match stage {
+                None => ctx.stage.clone(),
+                Some(other) => ctx.ws.stage(other)?,
+            };
+            let stack = ctx.ws.stack_name(from, &of_stage);
+            let owner = ownership(ctx.ws, &of_stage, from);
+            outputs.insert(key, cache.get(&stack, Some(&owner)).await?);
+        }
+    }
+    let lookups_base = Lookups {
+        project: &ctx.ws.project.name,
+        stage: ctx.stage,
+        outputs: &|_, _| None,
+        ssm: &|_| None,
+    };
+    let mut ssm_values: BTreeMap<String, ssm::Parameter> = BTreeMap::new();
+    for name in ferry_outputs::ssm_names(service, &lookups_base) {
+        match ssm::get(ssm_client, &ctx.stage.name, &name, ctx.masker).await {
+            Ok(p) => {
+                ssm_values.insert(name, p);
+            }
+            Err(ferry_credentials::CredentialsError::ParameterNotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let out_lookup = |stage: Option<&str>, from: &str| {
+        outputs
+            .get(&(stage.map(String::from), from.to_string()))
+            .cloned()
+            .flatten()
+    };
+    let ssm_lookup = |name: &str| ssm_values.get(name).map(|p| p.value.clone());
+    let resolve_with = |ssm: &dyn Fn(&str) -> Option<String>| {
+        let lookups = Lookups {
+            project: &ctx.ws.project.name,
+            stage: ctx.stage,
+            outputs: &out_lookup,
+            ssm,
+        };
+        ferry_outputs::resolve(service, &lookups).map_err(ServiceError::Parameters)
+    };
+    Ok(Resolved {
+        parameters: resolve_with(&ssm_lookup)?,
+        hashed: resolve_with(&|name: &str| ssm_values.get(name).map(secure_stand_in))?,
+    })
+}
+
+/// A service's parameters as CloudFormation gets them, and the view of them that is hashed into
+/// its record.
+pub(crate) struct Resolved {
+    pub parameters: BTreeMap<String, String>,
+    pub hashed: BTreeMap<String, String>,
+}
+
+/// The SecureString names a hashed parameter value stands in for (see [`secure_stand_in`]).
+fn secure_names(hashed: &str) -> Vec<&str> {
+    hashed
+        .split("ssm-secure:")
+        .skip(1)
+        .filter_map(|rest| rest.rsplit_once('@').map(|(name, _)| name))
+        .collect()
+}
+
+/// Warns about each parameter that receives a SecureString while the template does not declare
+/// it `NoEcho: true`: CloudFormation would show the value in the console and to DescribeStacks.
+pub(crate) fn warn_secrets_without_no_echo(
+    ctx: &DeployContext<'_>,
+    service: &Service,
+    packaged: Option<&ServicePackage>,
+    template: &TemplateSource,
+    hashed: &BTreeMap<String, String>,
+    on: &(dyn Fn(Event) + Send + Sync),
+) {
+    let secure: Vec<(&String, Vec<&str>)> = hashed
+        .iter()
+        .map(|(k, v)| (k, secure_names(v)))
+        .filter(|(_, names)| !names.is_empty())
+        .collect();
+    if secure.is_empty() {
+        return;
+    }
+    let text = match (template, ctx.package, packaged) {
+        (TemplateSource::Body(b), ..) => Some(b.clone()),
+        (TemplateSource::Url(_), Some(p), Some(sp)) => {
+            std::fs::read_to_string(p.dir.join(&sp.template)).ok()
+        }
+        _ => None,
+    };
+    let Some(parsed) = text.and_then(|t| ferry_package::parse_template(&t).ok()) else {
+        return;
+    };
+    for (key, names) in secure {
+        if !ferry_package::is_no_echo(&parsed, key) {
+            on(Event::Stack {
+                service: service.name.clone(),
+                progress: Progress::Note(format!(
+                    "warning: parameter {key} receives SecureString {}, but {} does not declare it `NoEcho: true`; CloudFormation shows its value in the console and to DescribeStacks: add NoEcho: true to it",
+                    names.join(", "),
+                    service.template_path()
+                )),
+            });
+        }
+    }
+}
+
+/// Registers with `masker` every SecureString value the stage's services reference (one
+/// GetParameter per name), so that wherever one reappears (a stack output that echoes it, a
+/// test's output) it is masked. Returns how many names were read.
+pub async fn register_secrets(
+    ws: &Workspace,
+    stage: &Stage,
+    config: &SdkConfig,
+    masker: &Masker,
+) -> Result<usize, ferry_credentials::CredentialsError> {
+    let lookups = Lookups {
+        project: &ws.project.name,
+        stage,
+        outputs: &|_, _| None,
+        ssm: &|_| None,
+    };
+    let names: BTreeSet<String> = ws
+        .services
+        .iter()
+        .flat_map(|s| ferry_outputs::ssm_names(s, &lookups))
+        .collect();
+    if names.is_empty() {
+        return Ok(0);
+    }
+    let client = aws_sdk_ssm::Client::new(config);
+    for name in &names {
+        match ssm::get(&client, &stage.name, name, masker).await {
+            Ok(_) | Err(ferry_credentials::CredentialsError::ParameterNotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(names.len())
+}
+
+/// What stands in for an SSM value in the hashed view: a SecureString by its name and version,
+/// never its value (records are readable by whoever may read the stage's records, and an
+/// unsalted hash of a short secret can be guessed offline). A new version of the secret still
+/// changes the hash, so rotating it redeploys.
+fn secure_stand_in(p: &ssm::Parameter) -> String {
+    if p.secure {
+        format!("ssm-secure:{}@{}", p.name, p.version)
+    } else {
+        p.value.clone()
+    }
+}

@@ -1,0 +1,124 @@
+//! What must hold before a deploy starts: the working tree a protected stage deploys from, and
+//! the commit a deploy records.
+
+use ferry_changes::Repo;
+use ferry_ci::CiContext;
+use ferry_manifest::{Stage, Workspace};
+use ferry_plan::Plan;
+
+use crate::Source;
+
+/// Why a deploy does not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PreflightError {
+    #[error(
+        "stage `{stage}` is protected and the working tree has uncommitted changes ({paths}); commit or stash them, so that what is deployed is a commit"
+    )]
+    DirtyProtected { stage: String, paths: String },
+    #[error(
+        "stage `{stage}` is protected and {root} is not a git repository, so nothing tells which commit would be deployed; deploy it from a git checkout"
+    )]
+    NotARepository { stage: String, root: String },
+}
+
+/// The working tree a deploy starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tree {
+    /// A git checkout, with the paths that differ from its HEAD (Ferry's own output left out).
+    Git { dirty: Vec<String> },
+    /// Not a git repository (e.g. a CodePipeline source zip).
+    NotGit,
+}
+
+/// What to do before deploying: `Ok(Some(note))` means stop here successfully (pull requests).
+pub fn preflight(
+    plan: &Plan,
+    ws: &Workspace,
+    stage: &Stage,
+    tree: &Tree,
+) -> Result<Option<String>, PreflightError> {
+    if let Some(pr) = &plan.pull_request {
+        return Ok(Some(format!(
+            "deployment is skipped for pull requests ({}); nothing was deployed",
+            pr.source.as_deref().unwrap_or("pull request build")
+        )));
+    }
+    preflight_tree(ws, stage, tree).map(|()| None)
+}
+
+/// A protected stage deploys only a commit: from a git checkout without uncommitted changes
+/// (Ferry's own output aside), named when there are some.
+pub fn preflight_tree(ws: &Workspace, stage: &Stage, tree: &Tree) -> Result<(), PreflightError> {
+    if !stage.config.protected {
+        return Ok(());
+    }
+    match tree {
+        Tree::NotGit => Err(PreflightError::NotARepository {
+            stage: stage.name.clone(),
+            root: ws.root.display().to_string(),
+        }),
+        Tree::Git { dirty } if !dirty.is_empty() => {
+            const SHOWN: usize = 10;
+            let mut paths = dirty
+                .iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if dirty.len() > SHOWN {
+                paths.push_str(&format!(" and {} more", dirty.len() - SHOWN));
+            }
+            Err(PreflightError::DirtyProtected {
+                stage: stage.name.clone(),
+                paths,
+            })
+        }
+        Tree::Git { .. } => Ok(()),
+    }
+}
+
+/// Why the working tree could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to read the state of the working tree of {}: {source}", .root.display())]
+pub struct TreeError {
+    root: std::path::PathBuf,
+    source: ferry_changes::ChangesError,
+}
+
+impl Tree {
+    /// The working tree of `ws` and the commit a deploy from it records: HEAD of a git checkout
+    /// (dirty when a path other than Ferry's own output differs), else the CI's commit.
+    pub fn read(ws: &Workspace, ci: &CiContext) -> Result<(Tree, Source), TreeError> {
+        let Ok(repo) = Repo::open(&ws.root) else {
+            let source = Source {
+                commit: ci.commit.clone().unwrap_or_default(),
+                dirty: false,
+            };
+            return Ok((Tree::NotGit, source));
+        };
+        let dirty: Vec<String> = repo
+            .dirty_paths()
+            .map_err(|source| TreeError {
+                root: ws.root.clone(),
+                source,
+            })?
+            .into_iter()
+            .collect();
+        let source = Source {
+            commit: head_commit(ws, ci),
+            dirty: !dirty.is_empty(),
+        };
+        Ok((Tree::Git { dirty }, source))
+    }
+}
+
+/// The commit of the checkout: its HEAD, else the CI's (a source zip), else empty.
+pub fn head_commit(ws: &Workspace, ci: &CiContext) -> String {
+    Repo::open(&ws.root)
+        .ok()
+        .and_then(|r| r.head_commit())
+        .map(|c| c.to_string())
+        .or_else(|| ci.commit.clone())
+        .unwrap_or_default()
+}

@@ -1,0 +1,204 @@
+//! The package a deploy deploys: which services it may touch, the package request of the
+//! working tree, packaging it and uploading what the stage's bucket lacks.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use aws_config::SdkConfig;
+use ferry_changes::{Repo, ServiceInputs};
+use ferry_ci::CiContext;
+use ferry_manifest::{Reference, Stage, Workspace};
+use ferry_package::{PackageManifest, PackageRequest, UploadReport};
+use ferry_plan::Plan;
+
+/// The services a deploy of `plan` may touch: those it deploys, the services of the plan that
+/// read SSM parameters (a value outside git may have changed since their record), and the
+/// dependents of both. All but the first are checked and redeploy only when what they receive
+/// changed.
+pub fn candidates(ws: &Workspace, plan: &Plan) -> BTreeSet<String> {
+    let reads_ssm = |name: &str| {
+        ws.service(name).is_some_and(|s| {
+            s.parameters
+                .values()
+                .flat_map(|t| t.references())
+                .any(|r| matches!(r, Reference::Ssm { .. }))
+        })
+    };
+    let checked = plan
+        .services
+        .iter()
+        .filter(|s| s.action == ferry_plan::Action::Skip && reads_ssm(&s.name))
+        .map(|s| s.name.as_str());
+    let mut c = ws
+        .graph()
+        .with_dependents(plan.order.iter().map(String::as_str).chain(checked));
+    c.retain(|s| ws.service(s).is_some());
+    c
+}
+
+/// A package made (or reused) for this deploy and uploaded to the stage's artifact bucket.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub manifest: PackageManifest,
+    /// The local package folder (`target/ferry/package`).
+    pub dir: PathBuf,
+    /// The stage's artifact bucket, when a service needs one.
+    pub bucket: Option<String>,
+    pub upload: UploadReport,
+    pub s3: aws_sdk_s3::Client,
+}
+
+/// Why a package could not be made or uploaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Package(#[from] ferry_package::PackageError),
+    #[error(transparent)]
+    Upload(#[from] ferry_package::UploadError),
+    #[error(
+        "stage `{stage}` has no artifact bucket, and {services} need one (packaged code, or a template over 51,200 bytes); set `artifact-bucket` under [stages.{stage}] in ferry.toml"
+    )]
+    NoBucket { stage: String, services: String },
+    #[error("failed to create the local artifact bucket `{bucket}`: {message}")]
+    LocalBucket { bucket: String, message: String },
+}
+
+/// How [`prepare`] packages.
+pub struct PrepareOptions<'a> {
+    pub request: ferry_package::PackageRequest,
+    /// `target/ferry/package` of the repository.
+    pub dir: &'a Path,
+    /// Create the artifact bucket when missing (the local emulator), named
+    /// `ferry-artifacts-<project>` unless the stage names one.
+    pub create_bucket: bool,
+}
+
+/// Packages the request's services (reusing what the package id, or an input key, already has)
+/// and uploads what the stage's bucket lacks.
+pub async fn prepare(
+    ws: &Workspace,
+    stage: &Stage,
+    config: &SdkConfig,
+    options: &PrepareOptions<'_>,
+    mask: &(dyn Fn(&str) -> String + Sync),
+    on: &dyn Fn(ferry_package::Event),
+) -> Result<Prepared, PrepareError> {
+    let manifest = ferry_package::package(ws, options.dir, &options.request, mask, on)?;
+    let s3 = ferry_package::s3_client(config);
+    let needing: Vec<&str> = options
+        .request
+        .services
+        .iter()
+        .filter(|s| {
+            manifest.services.get(*s).is_some_and(|p| {
+                !p.artifacts.is_empty() || p.template_size > ferry_package::MAX_INLINE_TEMPLATE
+            })
+        })
+        .map(String::as_str)
+        .collect();
+    let mut bucket = stage.config.artifact_bucket.clone();
+    if bucket.is_none() && options.create_bucket {
+        bucket = Some(format!("ferry-artifacts-{}", ws.project.name));
+    }
+    let mut upload = UploadReport::default();
+    if !needing.is_empty() {
+        let Some(b) = &bucket else {
+            return Err(PrepareError::NoBucket {
+                stage: stage.name.clone(),
+                services: needing.join(", "),
+            });
+        };
+        if options.create_bucket && s3.head_bucket().bucket(b).send().await.is_err() {
+            s3.create_bucket()
+                .bucket(b)
+                .send()
+                .await
+                .map_err(|e| PrepareError::LocalBucket {
+                    bucket: b.clone(),
+                    message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+                })?;
+        }
+        upload = ferry_package::upload(&s3, b, options.dir, &manifest, &options.request.services)
+            .await?;
+    }
+    Ok(Prepared {
+        manifest,
+        dir: options.dir.to_path_buf(),
+        bucket,
+        upload,
+        s3,
+    })
+}
+
+/// Why the working tree's package request could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to read the state of the working tree of {}: {source}", .root.display())]
+pub struct RequestError {
+    root: PathBuf,
+    source: ferry_changes::ChangesError,
+}
+
+/// The package request for `services` of the working tree: the commit's id when the tree is
+/// clean, a distinct one when it is dirty; input keys from git tree ids where they are exact.
+/// Without a repository (e.g. a CodePipeline source zip) nothing tells whether files changed, so
+/// the package is made afresh under an id of its own.
+pub fn package_request(
+    ws: &Workspace,
+    services: Vec<String>,
+    ci: &CiContext,
+) -> Result<PackageRequest, RequestError> {
+    let Ok(repo) = Repo::open(&ws.root) else {
+        let commit = ci.commit.clone().unwrap_or_else(|| "unversioned".into());
+        return Ok(PackageRequest {
+            id: format!("{commit}-nogit-{}", ferry_records::now_secs()),
+            commit,
+            dirty: false,
+            services,
+            input_keys: Default::default(),
+        });
+    };
+    let inputs: Vec<ServiceInputs> = ws
+        .services
+        .iter()
+        .map(|s| ServiceInputs {
+            name: s.name.clone(),
+            dir: s.dir.clone(),
+            inputs: s.inputs.clone(),
+        })
+        .collect();
+    let snap = repo
+        .snapshot(&inputs, &ws.project.global_inputs)
+        .map_err(|source| RequestError {
+            root: ws.root.clone(),
+            source,
+        })?;
+    Ok(PackageRequest {
+        id: snap.id,
+        commit: snap.commit,
+        dirty: snap.dirty,
+        services,
+        input_keys: snap.input_keys,
+    })
+}
+
+/// Template problems found before any AWS call.
+#[derive(Debug, thiserror::Error)]
+#[error("{} template problem(s); nothing was deployed:\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+pub struct TemplateProblems(pub Vec<ferry_package::PackageError>);
+
+/// Checks the templates a deploy of `services` (all when empty) and their dependencies reads,
+/// before any AWS call.
+pub fn check_templates(ws: &Workspace, services: &[String]) -> Result<(), TemplateProblems> {
+    let names: BTreeSet<String> = if services.is_empty() {
+        ws.services.iter().map(|s| s.name.clone()).collect()
+    } else {
+        ws.graph()
+            .with_dependencies(services.iter().map(String::as_str))
+    };
+    let problems = ferry_package::check_templates(ws, names.iter().filter_map(|n| ws.service(n)));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(TemplateProblems(problems))
+    }
+}

@@ -1,0 +1,578 @@
+//! One deploy run: the plan's services on the graph scheduler, each deployed (or found up to
+//! date), recorded, and with `--test` tested, while independent services go on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use ferry_credentials::Masker;
+use ferry_graph::{Cancel, Outcome, ScheduleOptions};
+use ferry_manifest::{Service, Stage, Workspace};
+use ferry_outputs::{OutputCache, OutputsFile};
+use ferry_package::ServicePackage;
+use ferry_plan::{Action as PlanAction, Plan};
+use ferry_records::{Record, RecordStore, parameters_hash, sha256_hex};
+use ferry_stacks::{Action, Engine, Method, Progress, StackSpec, TemplateSource};
+
+use crate::parameters::{Resolved, resolve_parameters, warn_secrets_without_no_echo};
+use crate::site::{publish_site, site_config};
+use crate::{Prepared, ServiceError, candidates, ownership};
+
+/// How to deploy.
+#[derive(Debug, Clone, Default)]
+pub struct DeployOptions {
+    /// At most this many stack operations at once; `None` = no limit.
+    pub concurrency: Option<NonZeroUsize>,
+    pub engine: ferry_stacks::DeployOptions,
+    /// Overrides the stage's `deployment-method` (the local emulator needs `Direct`).
+    pub method: Option<Method>,
+    /// Run each deployed service's acceptance tests right after it deploys; its dependents wait
+    /// for them, and a failure skips them.
+    pub test: bool,
+}
+
+/// The commit being deployed.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub commit: String,
+    pub dirty: bool,
+}
+
+/// Everything a deploy needs besides the plan.
+pub struct DeployContext<'a> {
+    pub ws: &'a Workspace,
+    pub stage: &'a Stage,
+    pub config: &'a SdkConfig,
+    pub records: &'a RecordStore,
+    /// Records read before planning, by service.
+    pub previous: &'a BTreeMap<String, Record>,
+    pub source: Source,
+    pub masker: &'a Masker,
+    pub cancel: &'a Cancel,
+    /// The package to deploy (see [`prepare`]); without one, templates are read from the
+    /// working tree as they are (for templates that need no packaging).
+    pub package: Option<&'a Prepared>,
+    /// Take over existing stacks that have no Ferry tags.
+    pub adopt: bool,
+}
+
+impl std::fmt::Display for ServiceResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServiceResult::Deployed {
+                action: Action::Created,
+            } => f.write_str("created"),
+            ServiceResult::Deployed {
+                action: Action::Updated,
+            } => f.write_str("updated"),
+            ServiceResult::Deployed {
+                action: Action::Recreated,
+            } => f.write_str("re-created"),
+            ServiceResult::Deployed {
+                action: Action::Unchanged,
+            } => f.write_str("no changes"),
+            ServiceResult::UpToDate { .. } => f.write_str("skipped (up to date)"),
+            ServiceResult::Failed { .. } => f.write_str("FAILED"),
+            ServiceResult::Skipped { failed_dependency } => {
+                write!(f, "skipped ({failed_dependency} failed)")
+            }
+            ServiceResult::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+/// What happened to one service.
+#[derive(Debug, Clone)]
+pub enum ServiceResult {
+    Deployed {
+        action: Action,
+    },
+    /// Nothing to do: `why`.
+    UpToDate {
+        why: String,
+    },
+    /// Why it failed; the report keeps the typed error (its `Display` may quote what AWS said:
+    /// mask it before printing).
+    Failed {
+        error: Arc<ServiceError>,
+    },
+    Skipped {
+        failed_dependency: String,
+    },
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceReport {
+    pub name: String,
+    pub stack: String,
+    pub result: ServiceResult,
+    /// How long its own deploy (or check) took: parameters, stack operation, site, record.
+    pub duration: Duration,
+    /// How long its acceptance tests took, when they ran during the deploy.
+    pub tests: Option<Duration>,
+    /// Why it was considered (plan reasons, or "dependent of X").
+    pub why: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeployReport {
+    pub services: Vec<ServiceReport>,
+    /// Acceptance tests run during the deploy (`DeployOptions::test`), in the order they ran.
+    pub tests: Vec<ferry_acceptance::TestOutcome>,
+    /// All outputs of the stage's services known after the deploy.
+    pub outputs: OutputsFile,
+    /// DescribeStacks calls made to read outputs.
+    pub output_reads: usize,
+}
+
+impl DeployReport {
+    pub fn succeeded(&self) -> bool {
+        self.services.iter().all(|s| {
+            matches!(
+                s.result,
+                ServiceResult::Deployed { .. } | ServiceResult::UpToDate { .. }
+            )
+        })
+    }
+}
+
+/// What a deploy reports while it runs.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started {
+        service: String,
+        stack: String,
+    },
+    Stack {
+        service: String,
+        progress: Progress,
+    },
+    Finished {
+        service: String,
+        result: ServiceResult,
+        duration: Duration,
+    },
+}
+
+/// What every service's job in one run shares.
+struct Run<'a> {
+    ctx: &'a DeployContext<'a>,
+    method: Method,
+    engine: Engine,
+    cache: OutputCache,
+    ssm: aws_sdk_ssm::Client,
+    /// With `--test`: the outcomes of the tests run so far.
+    tests: Option<Mutex<Vec<ferry_acceptance::TestOutcome>>>,
+    on: &'a (dyn Fn(Event) + Send + Sync),
+}
+
+/// One finished job, as the scheduler hands it back.
+#[derive(Debug, Clone)]
+struct Done {
+    result: ServiceResult,
+    duration: Duration,
+    tests: Option<Duration>,
+    why: String,
+}
+
+fn plan_reason(plan: &Plan, service: &str) -> String {
+    plan.service(service)
+        .map(|s| {
+            s.reasons
+                .iter()
+                .map(ferry_plan::reason_text)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default()
+}
+
+/// Deploys the plan's services (and checks their dependents). Never fails as a whole for one
+/// service: the report says what happened to each.
+pub async fn deploy(
+    ctx: &DeployContext<'_>,
+    plan: &Plan,
+    options: &DeployOptions,
+    on: &(dyn Fn(Event) + Send + Sync),
+) -> DeployReport {
+    let graph = ctx.ws.graph();
+    let to_deploy: BTreeSet<String> = plan.order.iter().cloned().collect();
+    // Dependents of what deploys are checked too: they redeploy only if what they receive changed.
+    let candidates = candidates(ctx.ws, plan);
+    let sub = graph.subgraph(&candidates);
+
+    let cfn = aws_sdk_cloudformation::Client::new(ctx.config);
+    let engine = Engine::new(cfn, options.engine.clone());
+    let run = Run {
+        ctx,
+        method: options
+            .method
+            .unwrap_or(match ctx.stage.config.deployment_method {
+                ferry_manifest::DeploymentMethod::Changeset => Method::ChangeSet,
+                ferry_manifest::DeploymentMethod::Direct => Method::Direct,
+            }),
+        cache: OutputCache::new(engine.clone()),
+        engine,
+        ssm: aws_sdk_ssm::Client::new(ctx.config),
+        tests: options.test.then(Mutex::default),
+        on,
+    };
+    let estimates = ctx
+        .previous
+        .iter()
+        .map(|(k, r)| (k.clone(), r.duration_ms.max(1)))
+        .collect();
+    let schedule = ScheduleOptions {
+        concurrency: options.concurrency,
+        estimates,
+    };
+
+    let report = ferry_graph::schedule::run(&sub, &schedule, ctx.cancel, |name| {
+        let service = ctx
+            .ws
+            .service(&name)
+            .expect("planned services exist")
+            .clone();
+        let stack = ctx.ws.stack_name(&name, ctx.stage);
+        let why = if to_deploy.contains(&name) {
+            plan_reason(plan, &name)
+        } else {
+            let deps: Vec<&str> = graph
+                .dependencies(&name)
+                .into_iter()
+                .filter(|d| candidates.contains(*d))
+                .collect();
+            format!("dependent of {}", deps.join(", "))
+        };
+        let run = &run;
+        let must_deploy = to_deploy.contains(&name);
+        async move {
+            on(Event::Started {
+                service: name.clone(),
+                stack: stack.clone(),
+            });
+            let t0 = Instant::now();
+            let deployed = deploy_one(run, &service, &stack, must_deploy).await;
+            let duration = t0.elapsed();
+            let (result, tests) = match deployed {
+                Ok(Deployed::Stack { action, record }) => {
+                    let t1 = Instant::now();
+                    let r = run_tests(run, &service, &record, action).await;
+                    let tests =
+                        (service.acceptance.is_some() && run.tests.is_some()).then(|| t1.elapsed());
+                    (r, tests)
+                }
+                Ok(Deployed::UpToDate { why }) => (Ok(ServiceResult::UpToDate { why }), None),
+                Err(e) => (Err(e), None),
+            };
+            let failed = result.is_err();
+            let r = result.unwrap_or_else(|e| ServiceResult::Failed { error: Arc::new(e) });
+            on(Event::Finished {
+                service: name.clone(),
+                result: r.clone(),
+                duration: duration + tests.unwrap_or_default(),
+            });
+            // The scheduler skips the dependents of a job that returns Err.
+            let done = Done {
+                result: r,
+                duration,
+                tests,
+                why,
+            };
+            if failed { Err(done) } else { Ok(done) }
+        }
+    })
+    .await;
+
+    let mut services = Vec::new();
+    for name in sub.topo_order() {
+        let stack = ctx.ws.stack_name(&name, ctx.stage);
+        let done = match report.outcomes.get(&name) {
+            Some(Outcome::Succeeded(d) | Outcome::Failed(d)) => d.clone(),
+            Some(Outcome::Skipped { failed_dependency }) => Done {
+                result: ServiceResult::Skipped {
+                    failed_dependency: failed_dependency.clone(),
+                },
+                duration: Duration::ZERO,
+                tests: None,
+                why: plan_reason(plan, &name),
+            },
+            Some(Outcome::Cancelled) | None => Done {
+                result: ServiceResult::Cancelled,
+                duration: Duration::ZERO,
+                tests: None,
+                why: plan_reason(plan, &name),
+            },
+        };
+        services.push(ServiceReport {
+            name,
+            stack,
+            result: done.result,
+            duration: done.duration,
+            tests: done.tests,
+            why: done.why,
+        });
+    }
+    // Services the plan skipped, for a complete summary.
+    for s in plan
+        .services
+        .iter()
+        .filter(|s| s.action == PlanAction::Skip && !candidates.contains(&s.name))
+    {
+        let why = s
+            .reasons
+            .iter()
+            .map(ferry_plan::reason_text)
+            .collect::<Vec<_>>()
+            .join("; ");
+        services.push(ServiceReport {
+            name: s.name.clone(),
+            stack: s.stack_name.clone(),
+            result: ServiceResult::UpToDate { why: why.clone() },
+            duration: Duration::ZERO,
+            tests: None,
+            why,
+        });
+    }
+
+    // Outputs known in this run (deployed or read), else those recorded by the last deploy.
+    let mut outputs = OutputsFile {
+        stage: ctx.stage.name.clone(),
+        services: BTreeMap::new(),
+    };
+    for s in &ctx.ws.services {
+        let known = match run
+            .cache
+            .known(&ctx.ws.stack_name(&s.name, ctx.stage))
+            .await
+        {
+            Some(Some(o)) => Some(o),
+            _ => ctx
+                .previous
+                .get(&s.name)
+                .map(|r| r.outputs.clone())
+                .filter(|o| !o.is_empty()),
+        };
+        if let Some(o) = known {
+            outputs.services.insert(s.name.clone(), o);
+        }
+    }
+    let outputs = outputs.masked(&|v| ctx.masker.mask(v));
+    DeployReport {
+        services,
+        output_reads: run.cache.calls(),
+        tests: run
+            .tests
+            .map(|t| t.into_inner().expect("tests lock"))
+            .unwrap_or_default(),
+        outputs,
+    }
+}
+
+/// What one service's deploy did, before its tests.
+enum Deployed {
+    Stack { action: Action, record: Box<Record> },
+    UpToDate { why: String },
+}
+
+/// Deploys one service, or finds it up to date. `must_deploy`: the plan deploys it (else it is
+/// a dependent or SSM reader, checked against its record).
+async fn deploy_one(
+    run: &Run<'_>,
+    service: &Service,
+    stack: &str,
+    must_deploy: bool,
+) -> Result<Deployed, ServiceError> {
+    let ctx = run.ctx;
+    let on = run.on;
+    let packaged = match ctx.package {
+        Some(p) => Some(p.manifest.services.get(&service.name).ok_or_else(|| {
+            ServiceError::NotPackaged {
+                service: service.name.clone(),
+                package: p.manifest.id.clone(),
+            }
+        })?),
+        None => None,
+    };
+    let (template, fingerprint) = match (ctx.package, packaged) {
+        (Some(p), Some(sp)) => {
+            let source = match p.upload.template_urls.get(&service.name) {
+                Some(url) => TemplateSource::Url(url.clone()),
+                None => {
+                    let path = p.dir.join(&sp.template);
+                    TemplateSource::Body(
+                        std::fs::read_to_string(&path)
+                            .map_err(|source| ServiceError::Template { path, source })?,
+                    )
+                }
+            };
+            (source, sp.fingerprint())
+        }
+        _ => {
+            let path = ctx.ws.root.join(service.template_path());
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| ServiceError::Template { path, source })?;
+            let hash = sha256_hex(text.as_bytes());
+            (TemplateSource::Body(text), hash)
+        }
+    };
+    let Resolved {
+        mut parameters,
+        mut hashed,
+    } = resolve_parameters(ctx, service, &run.cache, &run.ssm).await?;
+    if packaged.is_some_and(|sp| !sp.artifacts.is_empty()) {
+        let bucket = ctx
+            .package
+            .and_then(|p| p.bucket.clone())
+            .unwrap_or_default();
+        hashed.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket.clone());
+        parameters.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket);
+    }
+    // The site's config file holds the dependencies' outputs: a change there is a change too.
+    let site_config = match packaged.and_then(|sp| sp.site.as_ref()) {
+        Some(site) if site.config_file.is_some() => {
+            Some(site_config(ctx, service, &run.cache).await?)
+        }
+        _ => None,
+    };
+    let template_hash = match &site_config {
+        Some(c) => sha256_hex(format!("{fingerprint}:{}", sha256_hex(c)).as_bytes()),
+        None => fingerprint,
+    };
+    let params_hash = parameters_hash(&hashed);
+
+    if !must_deploy {
+        match ctx.previous.get(&service.name) {
+            Some(r) if r.template_hash == template_hash && r.parameters_hash == params_hash => {
+                // Its outputs may still be needed by dependents: they come from the stack on demand.
+                return Ok(Deployed::UpToDate {
+                    why: "template, artifacts and parameters unchanged since its record".into(),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    warn_secrets_without_no_echo(ctx, service, packaged, &template, &hashed, on);
+    let spec = StackSpec {
+        name: stack.to_string(),
+        template,
+        parameters,
+        tags: BTreeMap::new(),
+        method: run.method,
+        termination_protection: ctx.stage.config.protected,
+        owner: Some(ownership(ctx.ws, ctx.stage, &service.name)),
+        adopt: ctx.adopt,
+    };
+    let name = service.name.clone();
+    let t0 = Instant::now();
+    let deployed = run
+        .engine
+        .deploy(&spec, &|p| {
+            on(Event::Stack {
+                service: name.clone(),
+                progress: p,
+            })
+        })
+        .await?;
+    run.cache.set(stack, deployed.outputs.clone()).await;
+    if let (Some(p), Some(site)) = (ctx.package, packaged.and_then(|sp| sp.site.as_ref())) {
+        publish_site(
+            ctx,
+            p,
+            service,
+            site,
+            &deployed.outputs,
+            site_config.as_deref(),
+            on,
+        )
+        .await?;
+    }
+    let record = Record {
+        service: service.name.clone(),
+        stage: Some(ctx.stage.name.clone()),
+        stack: stack.to_string(),
+        commit: ctx.source.commit.clone(),
+        dirty: ctx.source.dirty,
+        template_hash,
+        parameters_hash: params_hash,
+        artifacts: packaged
+            .map(ServicePackage::artifact_keys)
+            .unwrap_or_default(),
+        deployed_at: ferry_records::now_secs(),
+        duration_ms: t0.elapsed().as_millis() as u64,
+        acceptance: None,
+        // A stack output may echo a secret (a SecureString passed in): records never hold one.
+        outputs: deployed
+            .outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), ctx.masker.mask(v)))
+            .collect(),
+        stack_id: Some(deployed.stack_id.clone()),
+        stack_updated: deployed.last_updated,
+    };
+    ctx.records.write(&record).await?;
+    Ok(Deployed::Stack {
+        action: deployed.action,
+        record: Box::new(record),
+    })
+}
+
+/// With `--test`: runs a just-deployed service's acceptance tests and marks its `record` (just
+/// written). A failure fails the service, so its dependents are skipped.
+async fn run_tests(
+    run: &Run<'_>,
+    service: &Service,
+    record: &Record,
+    action: Action,
+) -> Result<ServiceResult, ServiceError> {
+    let (ctx, on) = (run.ctx, run.on);
+    let Some(tests) = &run.tests else {
+        return Ok(ServiceResult::Deployed { action });
+    };
+    if service.acceptance.is_none() {
+        return Ok(ServiceResult::Deployed { action });
+    }
+    on(Event::Stack {
+        service: service.name.clone(),
+        progress: Progress::Note("running its acceptance tests".into()),
+    });
+    let harness = crate::acceptance::harness(ctx.ws, ctx.stage, ctx.config, ctx.masker).await?;
+    let mut outputs = BTreeMap::new();
+    for s in std::iter::once(service.name.clone()).chain(service.dependencies()) {
+        let stack = ctx.ws.stack_name(&s, ctx.stage);
+        let owner = ownership(ctx.ws, ctx.stage, &s);
+        if let Some(o) = run.cache.get(&stack, Some(&owner)).await? {
+            outputs.insert(s, o);
+        }
+    }
+    let outcome = ferry_acceptance::with_heartbeat(harness.run_one(service, &outputs), |t| {
+        on(Event::Stack {
+            service: service.name.clone(),
+            progress: Progress::Note(format!(
+                "still running its acceptance tests ({}s; a first run compiles them)",
+                t.as_secs()
+            )),
+        })
+    })
+    .await;
+    tests.lock().expect("tests lock").push(outcome.clone());
+    on(Event::Stack {
+        service: service.name.clone(),
+        progress: Progress::Note(format!(
+            "acceptance tests {} in {:.1}s",
+            outcome.status,
+            outcome.duration.as_secs_f64()
+        )),
+    });
+    if let Some(marked) = ferry_acceptance::mark(record, &outcome, ferry_records::now_secs()) {
+        ctx.records.write(&marked).await?;
+    }
+    if outcome.status.is_failure() {
+        return Err(ServiceError::tests_failed(action, &outcome.status));
+    }
+    Ok(ServiceResult::Deployed { action })
+}

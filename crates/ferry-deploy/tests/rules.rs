@@ -1,0 +1,264 @@
+//! The deploy rules, at the crate level, against the local emulator: a service skips by its
+//! record; a dependent is re-checked and redeploys only when what it receives changed; a new
+//! version of an SSM value redeploys its reader though no file changed; one failure skips only
+//! its dependents.
+
+use std::collections::BTreeMap;
+
+use aws_config::SdkConfig;
+use ferry_changes::{Head, Repo};
+use ferry_ci::CiContext;
+use ferry_credentials::Masker;
+use ferry_deploy::{
+    DeployContext, DeployOptions, DeployReport, ServiceError, ServiceResult, Source,
+};
+use ferry_graph::Cancel;
+use ferry_plan::PlanRequest;
+use ferry_stacks::Method;
+use ferry_test_support::{TestRepo, moto};
+
+// The output is a fixed value: the emulator may replace a topic on update (a new ARN), which
+// would change what the reader receives.
+const TOPIC: &str = "Resources:\n  T:\n    Type: AWS::SNS::Topic\nOutputs:\n  TopicArn:\n    Value: !Sub \"${AWS::StackName}-topic\"\n";
+const TOPIC_AND_QUEUE: &str = "Resources:\n  T:\n    Type: AWS::SNS::Topic\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  TopicArn:\n    Value: !Sub \"${AWS::StackName}-topic\"\n";
+const TOPIC_RENAMED_OUTPUT: &str = "Resources:\n  T:\n    Type: AWS::SNS::Topic\nOutputs:\n  TopicArn:\n    Value: !Sub \"${AWS::StackName}-topic-v2\"\n";
+const READER: &str = "Parameters:\n  Topic: {Type: String}\nResources:\n  P:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub \"/wiring/${AWS::StackName}\"\n      Type: String\n      Value: !Ref Topic\n";
+const SECRET_READER: &str = "Parameters:\n  Token: {Type: String, NoEcho: true}\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+// An attribute an SNS topic does not have: refused at CreateStack.
+const BROKEN: &str =
+    "Resources:\n  T:\n    Type: AWS::SNS::Topic\nOutputs:\n  X:\n    Value: !GetAtt T.Nope\n";
+const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+
+async fn config() -> SdkConfig {
+    ferry_credentials::base_config(
+        "us-east-1",
+        &ferry_credentials::config::Target {
+            local_endpoint: Some(moto().endpoint()),
+        },
+    )
+    .await
+}
+
+/// A repository of project `project` with stage `dev` and `services`: (name, template, extra
+/// service.toml lines).
+fn repo(project: &str, services: &[(&str, &str, &str)]) -> TestRepo {
+    let r = TestRepo::new();
+    r.write(".gitignore", "target/\n").write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\n\n[stages.dev]\nregion = \"us-east-1\"\nparameters-path = \"/{project}/dev/\"\n"
+        ),
+    );
+    for (name, template, extra) in services {
+        r.write(&format!("services/{name}/t.yaml"), template).write(
+            &format!("services/{name}/service.toml"),
+            &format!("[service]\ntemplate = \"t.yaml\"\n{extra}"),
+        );
+    }
+    r.commit("services");
+    r
+}
+
+/// One deploy of stage `dev`, planned from its records as `cargo xtask deploy dev` plans it.
+async fn deploy(r: &TestRepo, config: &SdkConfig) -> DeployReport {
+    let ws = ferry_manifest::load(r.path()).unwrap();
+    let stage = ws.stage("dev").unwrap();
+    let records = ferry_deploy::record_store(&ws, &stage, config);
+    let state = ferry_deploy::state::read(&ws, &stage, config, &records)
+        .await
+        .unwrap();
+    let repo = Repo::open(r.path());
+    let mut req = PlanRequest::new(
+        "dev",
+        Head::Rev("HEAD".into()),
+        CiContext::from_vars(|_| None),
+    );
+    state.apply(&mut req);
+    let plan = ferry_plan::plan(&ws, repo.as_ref(), &req).unwrap();
+    let commit = repo.unwrap().head_commit().unwrap().to_string();
+    let (masker, cancel) = (Masker::new(), Cancel::new());
+    let ctx = DeployContext {
+        ws: &ws,
+        stage: &stage,
+        config,
+        records: &records,
+        previous: &state.records,
+        source: Source {
+            commit,
+            dirty: false,
+        },
+        masker: &masker,
+        cancel: &cancel,
+        package: None,
+        adopt: false,
+    };
+    let options = DeployOptions {
+        // The emulator publishes no outputs after a change set.
+        method: Some(Method::Direct),
+        ..Default::default()
+    };
+    ferry_deploy::deploy(&ctx, &plan, &options, &|_| {}).await
+}
+
+fn results(report: &DeployReport) -> BTreeMap<String, String> {
+    report
+        .services
+        .iter()
+        .map(|s| (s.name.clone(), s.result.to_string()))
+        .collect()
+}
+
+fn expect(report: &DeployReport, want: &[(&str, &str)]) {
+    let want: BTreeMap<String, String> = want
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(results(report), want, "{report:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_redeploys_only_when_what_it_receives_changed() {
+    let config = config().await;
+    let r = repo(
+        "rules-dep",
+        &[
+            ("topic", TOPIC, ""),
+            (
+                "reader",
+                READER,
+                "depends-on = [\"topic\"]\n\n[parameters]\nTopic = \"${output:topic.TopicArn}\"\n",
+            ),
+        ],
+    );
+    let first = deploy(&r, &config).await;
+    expect(&first, &[("topic", "created"), ("reader", "created")]);
+    assert!(first.succeeded());
+
+    // Nothing changed: both skip by their records, without a stack operation.
+    let again = deploy(&r, &config).await;
+    expect(
+        &again,
+        &[
+            ("topic", "skipped (up to date)"),
+            ("reader", "skipped (up to date)"),
+        ],
+    );
+
+    // The topic's template changes, its output does not: the reader is checked and skips.
+    r.write("services/topic/t.yaml", TOPIC_AND_QUEUE);
+    r.commit("a queue beside the topic");
+    let report = deploy(&r, &config).await;
+    expect(
+        &report,
+        &[("topic", "updated"), ("reader", "skipped (up to date)")],
+    );
+    let reader = report.services.iter().find(|s| s.name == "reader").unwrap();
+    assert!(
+        matches!(&reader.result, ServiceResult::UpToDate { why } if why.contains("parameters unchanged")),
+        "{reader:?}"
+    );
+
+    // Now the output the reader receives changes: the reader redeploys.
+    r.write("services/topic/t.yaml", TOPIC_RENAMED_OUTPUT);
+    r.commit("the output changes");
+    let report = deploy(&r, &config).await;
+    expect(&report, &[("topic", "updated"), ("reader", "updated")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_of_an_ssm_value_redeploys_its_reader_and_no_record_holds_it() {
+    let config = config().await;
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let put = |value: &'static str| {
+        ssm.put_parameter()
+            .name("/rules-ssm/dev/token")
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+    };
+    put("first-s3cr3t").await.unwrap();
+    let r = repo(
+        "rules-ssm",
+        &[
+            (
+                "app",
+                SECRET_READER,
+                "[parameters]\nToken = \"${ssm:token}\"\n",
+            ),
+            ("other", QUEUE, ""),
+        ],
+    );
+    expect(
+        &deploy(&r, &config).await,
+        &[("app", "created"), ("other", "created")],
+    );
+    // Same version: the reader is checked (its value lives outside git) and skips.
+    expect(
+        &deploy(&r, &config).await,
+        &[
+            ("app", "skipped (up to date)"),
+            ("other", "skipped (up to date)"),
+        ],
+    );
+    // A new version, no file changed: the reader redeploys, nothing else does.
+    put("second-s3cr3t").await.unwrap();
+    expect(
+        &deploy(&r, &config).await,
+        &[("app", "updated"), ("other", "skipped (up to date)")],
+    );
+    // The record names the secret by version, never by value or a hash of it.
+    let record = ssm
+        .get_parameter()
+        .name("/ferry/rules-ssm/dev/records/app")
+        .send()
+        .await
+        .unwrap();
+    let text = record.parameter().and_then(|p| p.value()).unwrap();
+    assert!(!text.contains("s3cr3t"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failure_skips_only_its_dependents() {
+    let config = config().await;
+    let r = repo(
+        "rules-fail",
+        &[
+            ("broken", BROKEN, ""),
+            ("after", QUEUE, "depends-on = [\"broken\"]\n"),
+            ("independent", QUEUE, ""),
+        ],
+    );
+    let report = deploy(&r, &config).await;
+    expect(
+        &report,
+        &[
+            ("broken", "FAILED"),
+            ("after", "skipped (broken failed)"),
+            ("independent", "created"),
+        ],
+    );
+    assert!(!report.succeeded());
+    let broken = report.services.iter().find(|s| s.name == "broken").unwrap();
+    let ServiceResult::Failed { error } = &broken.result else {
+        panic!("{broken:?}");
+    };
+    // The failure is typed, with its source: the stack operation.
+    assert!(
+        matches!(error.as_ref(), ServiceError::Stack(_)),
+        "{error:?}"
+    );
+
+    // The next run redoes exactly what is missing: the failed service and its dependent.
+    r.write("services/broken/t.yaml", QUEUE);
+    r.commit("fixed");
+    let report = deploy(&r, &config).await;
+    expect(
+        &report,
+        &[
+            ("broken", "created"),
+            ("after", "created"),
+            ("independent", "skipped (up to date)"),
+        ],
+    );
+}

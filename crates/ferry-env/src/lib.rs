@@ -1,0 +1,120 @@
+#![doc = include_str!("../README.md")]
+
+/// The stage's name as given (`dev`, or a branch name for a preview stage).
+pub const STAGE: &str = "FERRY_STAGE";
+/// The stage's id: what stack and resource names contain (a preview stage's sanitised name).
+pub const STAGE_ID: &str = "FERRY_STAGE_ID";
+/// The stage's region.
+pub const REGION: &str = "FERRY_REGION";
+/// The project's name (`[project] name` of `ferry.toml`).
+pub const PROJECT: &str = "FERRY_PROJECT";
+/// The service whose command runs.
+pub const SERVICE: &str = "FERRY_SERVICE";
+/// A JSON file `{"<service>": {"<Key>": "<value>"}}`: the stack outputs of the service under test
+/// and of each service it depends on.
+pub const OUTPUTS_FILE: &str = "FERRY_OUTPUTS_FILE";
+/// Prefix of one variable per stack output: `FERRY_OUTPUT_<SERVICE>_<KEY>`.
+pub const OUTPUT_PREFIX: &str = "FERRY_OUTPUT_";
+/// Prefix of one variable per SSM parameter under the stage's path (`exec` only):
+/// `FERRY_PARAM_<NAME>`.
+pub const PARAM_PREFIX: &str = "FERRY_PARAM_";
+
+/// Who a child runs for: the variables every child of a stage gets.
+#[derive(Debug, Clone, Copy)]
+pub struct StageVars<'a> {
+    pub project: &'a str,
+    pub stage: &'a str,
+    pub stage_id: &'a str,
+    pub region: &'a str,
+}
+
+impl StageVars<'_> {
+    /// `FERRY_PROJECT`, `FERRY_STAGE`, `FERRY_STAGE_ID`, `FERRY_REGION`.
+    pub fn vars(&self) -> [(&'static str, String); 4] {
+        [
+            (PROJECT, self.project.to_string()),
+            (STAGE, self.stage.to_string()),
+            (STAGE_ID, self.stage_id.to_string()),
+            (REGION, self.region.to_string()),
+        ]
+    }
+}
+
+/// A name part as a variable name part: ASCII letters and digits upper-cased, anything else `_`.
+fn upper(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `FERRY_OUTPUT_<SERVICE>_<KEY>` of one stack output.
+pub fn output_var(service: &str, key: &str) -> String {
+    format!("{OUTPUT_PREFIX}{}_{}", upper(service), upper(key))
+}
+
+/// `FERRY_PARAM_<NAME>` of an SSM parameter `name` under the stage's `path`:
+/// `/shop/dev/db/password` under `/shop/dev/` → `FERRY_PARAM_DB_PASSWORD`.
+pub fn param_var(path: &str, name: &str) -> String {
+    let rel = name
+        .strip_prefix(path.trim_end_matches('/'))
+        .unwrap_or(name)
+        .trim_start_matches('/');
+    format!("{PARAM_PREFIX}{}", upper(rel))
+}
+
+/// Whether `name` belongs to a stage: its credentials, region or profile (`AWS_*`) or Ferry's
+/// stage variables. A stage-independent child (a package build) must not inherit these from
+/// Ferry's own environment.
+pub fn is_stage_variable(name: &str) -> bool {
+    name.starts_with("AWS_")
+        || [STAGE, STAGE_ID, REGION, PROJECT, SERVICE, OUTPUTS_FILE].contains(&name)
+        || name.starts_with(OUTPUT_PREFIX)
+        || name.starts_with(PARAM_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(output_var("api", "Url"), "FERRY_OUTPUT_API_URL");
+        assert_eq!(
+            output_var("order-events", "topic.arn"),
+            "FERRY_OUTPUT_ORDER_EVENTS_TOPIC_ARN"
+        );
+        assert_eq!(
+            param_var("/shop/dev/", "/shop/dev/db/password"),
+            "FERRY_PARAM_DB_PASSWORD"
+        );
+        assert_eq!(
+            param_var("/shop/dev/", "/shop/dev/admin-email"),
+            "FERRY_PARAM_ADMIN_EMAIL"
+        );
+        // A name outside the path keeps all of its parts.
+        assert_eq!(param_var("/shop/dev", "/other/x"), "FERRY_PARAM_OTHER_X");
+    }
+
+    #[test]
+    fn stage_variables() {
+        for name in [
+            "AWS_PROFILE",
+            "FERRY_STAGE",
+            "FERRY_STAGE_ID",
+            "FERRY_REGION",
+            "FERRY_OUTPUT_API_URL",
+            "FERRY_PARAM_X",
+        ] {
+            assert!(is_stage_variable(name), "{name}");
+        }
+        for name in ["PATH", "HOME", "FERRY_LOCAL_DIR", "CARGO_HOME", "AWSX"] {
+            assert!(!is_stage_variable(name), "{name}");
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Where Ferry writes in a repository: everything under [`OUTPUT_DIR`], by one type.
+
+use std::path::{Path, PathBuf};
+
+/// Where Ferry writes what it makes in a repository (packages, outputs files, reports, the
+/// emulator's state), relative to the repository root. Ferry keeps it out of `git status` (a
+/// `.gitignore` inside it) and out of every dirty-tree decision.
+pub const OUTPUT_DIR: &str = "target/ferry";
+
+/// The paths under a repository's `target/ferry/`. Every path Ferry writes in a repository comes
+/// from here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    /// The layout of the repository at `root`.
+    pub fn new(root: &Path) -> Layout {
+        Layout {
+            dir: root.join(OUTPUT_DIR),
+        }
+    }
+
+    /// `target/ferry` itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Packages: `package/<id>/manifest.json`, `package/artifacts/<sha256>.zip`, ….
+    pub fn package(&self) -> PathBuf {
+        self.dir.join("package")
+    }
+
+    /// The outputs file a deploy writes: `outputs-<stage id>.json`.
+    pub fn outputs_file(&self, stage_id: &str) -> PathBuf {
+        self.dir.join(format!("outputs-{stage_id}.json"))
+    }
+
+    /// The outputs files acceptance tests read: `acceptance/<stage id>/<service>.outputs.json`.
+    pub fn acceptance(&self, stage_id: &str) -> PathBuf {
+        self.dir.join("acceptance").join(stage_id)
+    }
+
+    /// The JUnit report of a stage's acceptance tests: `reports/acceptance-<stage id>.xml`.
+    pub fn acceptance_report(&self, stage_id: &str) -> PathBuf {
+        self.dir
+            .join("reports")
+            .join(format!("acceptance-{stage_id}.xml"))
+    }
+
+    /// The local emulator's virtual environment, state file and log: `local/`.
+    pub fn local(&self) -> PathBuf {
+        self.dir.join("local")
+    }
+}
+
+impl crate::Workspace {
+    /// Where Ferry writes in this workspace's repository.
+    pub fn layout(&self) -> Layout {
+        Layout::new(&self.root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let l = Layout::new(Path::new("/repo"));
+        assert_eq!(l.dir(), Path::new("/repo/target/ferry"));
+        assert_eq!(l.package(), Path::new("/repo/target/ferry/package"));
+        assert_eq!(
+            l.outputs_file("feature-x"),
+            Path::new("/repo/target/ferry/outputs-feature-x.json")
+        );
+        assert_eq!(
+            l.acceptance("dev"),
+            Path::new("/repo/target/ferry/acceptance/dev")
+        );
+        assert_eq!(
+            l.acceptance_report("dev"),
+            Path::new("/repo/target/ferry/reports/acceptance-dev.xml")
+        );
+        assert_eq!(l.local(), Path::new("/repo/target/ferry/local"));
+    }
+}

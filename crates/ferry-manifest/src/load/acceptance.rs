@@ -1,0 +1,89 @@
+//! The `[acceptance]` table of a `service.toml`: the acceptance test command, its timeout and
+//! environment.
+
+use std::collections::BTreeMap;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::diag::FileDiags;
+use crate::model::{Acceptance, DEFAULT_ACCEPTANCE_TIMEOUT};
+use crate::spanned::{check_keys, get, get_argv, get_table, join_key, missing, type_error};
+
+const ACCEPTANCE_KEYS: &[&str] = &["command", "timeout", "env"];
+
+/// The `[acceptance]` table; `None` when there is none or its command is unusable.
+pub(super) fn read_acceptance(fd: &mut FileDiags<'_>, doc: &DeTable<'_>) -> Option<Acceptance> {
+    let t = get_table(fd, doc, "", "acceptance")?;
+    check_keys(fd, t, "acceptance", ACCEPTANCE_KEYS);
+    let span = get(doc, "acceptance")
+        .map(Spanned::span)
+        .unwrap_or_default();
+    if get(t, "command").is_none() {
+        missing(
+            fd,
+            span,
+            "acceptance.command",
+            r#"give the test command as a list, e.g. command = ["cargo", "test", "-p", "orders-acceptance"]"#,
+        );
+    }
+    let command = get_argv(
+        fd,
+        t,
+        "acceptance",
+        "command",
+        r#"command = ["pytest", "tests"]"#,
+    );
+    let timeout_secs = match get(t, "timeout") {
+        None => DEFAULT_ACCEPTANCE_TIMEOUT,
+        Some(v) => match v.get_ref() {
+            DeValue::Integer(i) => match i.as_str().parse::<u64>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    fd.error(
+                        Some(v.span()),
+                        Some("acceptance.timeout"),
+                        "expected a positive number of seconds",
+                    );
+                    DEFAULT_ACCEPTANCE_TIMEOUT
+                }
+            },
+            _ => {
+                type_error(fd, v, "acceptance.timeout", "a number of seconds");
+                DEFAULT_ACCEPTANCE_TIMEOUT
+            }
+        },
+    };
+    let mut env = BTreeMap::new();
+    if let Some(e) = get_table(fd, t, "acceptance", "env") {
+        for (k, v) in e.iter() {
+            let name: &str = k.get_ref();
+            let key = join_key("acceptance.env", name);
+            let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                fd.error(Some(k.span()), Some(&key), "environment variable names hold letters, digits and '_', not starting with a digit");
+            } else if name.starts_with("FERRY_") || name.starts_with("AWS_") {
+                fd.error(
+                    Some(k.span()),
+                    Some(&key),
+                    "FERRY_* and AWS_* variables are set by Ferry; choose another name",
+                );
+            }
+            match v.get_ref().as_str() {
+                Some(s) => {
+                    env.insert(name.to_string(), s.to_string());
+                }
+                None => type_error(fd, v, &key, "a string"),
+            }
+        }
+    }
+    if command.is_empty() {
+        return None;
+    }
+    Some(Acceptance {
+        command,
+        timeout_secs,
+        env,
+    })
+}

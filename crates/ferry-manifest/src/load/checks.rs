@@ -1,0 +1,146 @@
+//! Checks across services, once every manifest is read: unique names, a dependency graph
+//! without unknown services or cycles, and stack names that CloudFormation accepts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::Path;
+
+use ferry_graph::{DepGraph, GraphError};
+
+use super::PROJECT_FILE;
+use crate::diag::{Diagnostic, FileDiags, did_you_mean};
+use crate::model::{Project, StageConfig};
+use crate::parsed::ServiceDraft;
+use crate::spanned::join_key;
+use crate::stage::{MAX_STACK_NAME, is_valid_stack_name, render_stack_name};
+
+/// A diagnostic in the manifest of `d`.
+fn diag_at(d: &ServiceDraft, span: Option<Range<usize>>, key: &str, message: String) -> Diagnostic {
+    let mut out = Vec::new();
+    FileDiags::new(Path::new(&d.service.manifest_path()), &d.src, &mut out).error(
+        span,
+        Some(key),
+        message,
+    );
+    out.pop().expect("one diagnostic")
+}
+
+/// Reports every pair of services with one name, in both manifests. `drafts` is sorted by name.
+pub(super) fn check_duplicates(drafts: &[ServiceDraft], diags: &mut Vec<Diagnostic>) {
+    for pair in drafts.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if a.service.name == b.service.name {
+            for (this, other) in [(a, b), (b, a)] {
+                diags.push(diag_at(
+                    this,
+                    this.name_span.clone(),
+                    "service.name",
+                    format!("service name `{}` is also used by {}; service names must be unique (set service.name in one of them)", this.service.name, other.service.manifest_path()),
+                ));
+            }
+        }
+    }
+}
+
+/// The dependency graph of the services (the first of each name); `None` when it has unknown
+/// services, self-dependencies or cycles (reported at the declaring key).
+pub(super) fn check_graph(
+    drafts: &[ServiceDraft],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<DepGraph> {
+    let mut seen = BTreeSet::new();
+    let unique: Vec<&ServiceDraft> = drafts
+        .iter()
+        .filter(|d| seen.insert(d.service.name.clone()))
+        .collect();
+    let names: Vec<&str> = unique.iter().map(|d| d.service.name.as_str()).collect();
+    let errors = match DepGraph::new(
+        unique
+            .iter()
+            .map(|d| (d.service.name.clone(), d.service.dependencies())),
+    ) {
+        Ok(g) => return Some(g),
+        Err(e) => e,
+    };
+    let by_name: BTreeMap<&str, &ServiceDraft> = unique
+        .iter()
+        .map(|d| (d.service.name.as_str(), *d))
+        .collect();
+    for e in errors {
+        let diag = match &e {
+            GraphError::UnknownDependency { node, dependency } => {
+                let d = by_name[node.as_str()];
+                let (span, key) = d.dep_sites.get(dependency).cloned().unzip();
+                let hint = did_you_mean(dependency, names.iter().copied());
+                diag_at(
+                    d,
+                    span,
+                    key.as_deref().unwrap_or("service.depends-on"),
+                    format!(
+                        "unknown service `{dependency}`{hint}; known services: {}",
+                        names.join(", ")
+                    ),
+                )
+            }
+            GraphError::SelfDependency { node } => {
+                let d = by_name[node.as_str()];
+                let (span, key) = d.dep_sites.get(node).cloned().unzip();
+                diag_at(
+                    d,
+                    span,
+                    key.as_deref().unwrap_or("service.depends-on"),
+                    format!(
+                        "service `{node}` depends on itself; remove it from its own dependencies"
+                    ),
+                )
+            }
+            GraphError::Cycle { path } => {
+                let d = by_name[path[0].as_str()];
+                let (span, key) = d.dep_sites.get(&path[1]).cloned().unzip();
+                diag_at(
+                    d,
+                    span,
+                    key.as_deref().unwrap_or("service.depends-on"),
+                    format!(
+                        "dependency cycle {}; a service cannot depend on itself through others, remove one of these dependencies",
+                        path.join(" -> ")
+                    ),
+                )
+            }
+            other => diag_at(by_name[names[0]], None, "service", other.to_string()),
+        };
+        diags.push(diag);
+    }
+    None
+}
+
+/// Reports every stack name, for each valid stage and service, that CloudFormation would refuse.
+pub(super) fn check_stack_names(
+    project: &Project,
+    stages: &BTreeMap<String, StageConfig>,
+    drafts: &[ServiceDraft],
+    diags: &mut Vec<Diagnostic>,
+) {
+    for stage in stages.keys().filter(|s| is_valid_stack_name(s)) {
+        for d in drafts {
+            let name =
+                render_stack_name(&project.stack_name, &project.name, &d.service.name, stage);
+            if !is_valid_stack_name(&name) {
+                let why = if name.len() > MAX_STACK_NAME {
+                    format!(
+                        "is {} characters long (at most {MAX_STACK_NAME})",
+                        name.len()
+                    )
+                } else {
+                    "is not of the form [A-Za-z][-A-Za-z0-9]*".to_string()
+                };
+                diags.push(Diagnostic {
+                    file: PROJECT_FILE.into(),
+                    line: None,
+                    key: Some(join_key("stages", stage)),
+                    message: format!("stack name `{name}` of service `{}` {why}; shorten the stage or service name, or change project.stack-name", d.service.name),
+                });
+            }
+        }
+    }
+}

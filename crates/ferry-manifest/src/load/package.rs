@@ -1,0 +1,155 @@
+//! The `[package]` table of a `service.toml`: the build command, excludes, artifacts and the
+//! static site.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use globset::Glob;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::diag::FileDiags;
+use crate::model::{Artifact, Package, Site};
+use crate::spanned::{
+    check_keys, get, get_argv, get_str, get_str_list, get_table, join_key, missing, type_error,
+};
+
+const PACKAGE_KEYS: &[&str] = &["build", "exclude", "artifacts", "site"];
+const ARTIFACT_KEYS: &[&str] = &["path", "exclude"];
+const SITE_KEYS: &[&str] = &["path", "bucket-output", "prefix", "config-file", "exclude"];
+
+/// The `[package]` table; the default package when there is none.
+pub(super) fn read_package(fd: &mut FileDiags<'_>, doc: &DeTable<'_>) -> Package {
+    let Some(p) = get_table(fd, doc, "", "package") else {
+        return Package::default();
+    };
+    check_keys(fd, p, "package", PACKAGE_KEYS);
+    let build = get_argv(fd, p, "package", "build", r#"build = ["make", "dist"]"#);
+    let exclude = get_excludes(fd, p, "package");
+    let mut artifacts = BTreeMap::new();
+    if let Some(a) = get_table(fd, p, "package", "artifacts") {
+        for (k, v) in a.iter() {
+            let resource: &str = k.get_ref();
+            let key = join_key("package.artifacts", resource);
+            if !resource.chars().all(|c| c.is_ascii_alphanumeric()) {
+                fd.error(
+                    Some(k.span()),
+                    Some(&key),
+                    "keys are template resource logical ids: letters and digits only",
+                );
+            }
+            let artifact = match v.get_ref() {
+                DeValue::String(s) => Some(Artifact {
+                    path: s.to_string(),
+                    exclude: Vec::new(),
+                })
+                .inspect(|a| check_service_path(fd, &key, &(a.path.clone(), v.span()))),
+                DeValue::Table(t) => {
+                    check_keys(fd, t, &key, ARTIFACT_KEYS);
+                    let path = get_str(fd, t, &key, "path");
+                    if path.is_none() && get(t, "path").is_none() {
+                        missing(
+                            fd,
+                            v.span(),
+                            &join_key(&key, "path"),
+                            "name the folder or file to zip, relative to the service folder",
+                        );
+                    }
+                    let exclude = get_excludes(fd, t, &key);
+                    path.map(|p| {
+                        check_service_path(fd, &join_key(&key, "path"), &p);
+                        Artifact { path: p.0, exclude }
+                    })
+                }
+                _ => {
+                    type_error(
+                        fd,
+                        v,
+                        &key,
+                        r#"a path or a table such as { path = "src", exclude = ["tests/**"] }"#,
+                    );
+                    None
+                }
+            };
+            if let Some(a) = artifact {
+                artifacts.insert(resource.to_string(), a);
+            }
+        }
+    }
+    let mut site = None;
+    if let Some(t) = get_table(fd, p, "package", "site") {
+        check_keys(fd, t, "package.site", SITE_KEYS);
+        let span = get(p, "site").map(Spanned::span).unwrap_or_default();
+        let path = get_str(fd, t, "package.site", "path");
+        if let Some(p) = &path {
+            check_service_path(fd, "package.site.path", p);
+        } else if get(t, "path").is_none() {
+            missing(
+                fd,
+                span.clone(),
+                "package.site.path",
+                "name the folder to upload, relative to the service folder",
+            );
+        }
+        let bucket_output = get_str(fd, t, "package.site", "bucket-output");
+        if bucket_output.is_none() && get(t, "bucket-output").is_none() {
+            missing(
+                fd,
+                span,
+                "package.site.bucket-output",
+                "name the stack output that holds the bucket's name",
+            );
+        }
+        let prefix = get_str(fd, t, "package.site", "prefix")
+            .map(|p| p.0)
+            .unwrap_or_default();
+        let config_file = get_str(fd, t, "package.site", "config-file");
+        if let Some(c) = &config_file {
+            check_service_path(fd, "package.site.config-file", c);
+        }
+        let exclude = get_excludes(fd, t, "package.site");
+        if let (Some(path), Some(bucket_output)) = (path, bucket_output) {
+            site = Some(Site {
+                path: path.0,
+                bucket_output: bucket_output.0,
+                prefix: prefix.trim_matches('/').to_string(),
+                config_file: config_file.map(|c| c.0),
+                exclude,
+            });
+        }
+    }
+    Package {
+        build,
+        exclude,
+        artifacts,
+        site,
+    }
+}
+
+/// A path inside the service folder: relative, `/`-separated, without `..`.
+fn check_service_path(fd: &mut FileDiags<'_>, key: &str, (p, span): &(String, Range<usize>)) {
+    let bad =
+        p.is_empty() || p.starts_with('/') || p.contains('\\') || p.split('/').any(|s| s == "..");
+    if bad {
+        fd.error(
+            Some(span.clone()),
+            Some(key),
+            format!("`{p}` must be a path inside the service folder, relative to it, `/`-separated and without `..`"),
+        );
+    }
+}
+
+/// The `exclude` globs of a table, each checked.
+fn get_excludes(fd: &mut FileDiags<'_>, t: &DeTable<'_>, prefix: &str) -> Vec<String> {
+    let globs = get_str_list(fd, t, prefix, "exclude").unwrap_or_default();
+    for (g, span) in &globs {
+        if let Err(e) = Glob::new(g) {
+            fd.error(
+                Some(span.clone()),
+                Some(&join_key(prefix, "exclude")),
+                format!("invalid glob `{g}`: {}", e.kind()),
+            );
+        }
+    }
+    globs.into_iter().map(|(g, _)| g).collect()
+}

@@ -1,0 +1,368 @@
+//! `ferry.toml`: the `[project]` table, the `[stages.*]` tables, and the records paths that
+//! stages must not share.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+
+use toml::Spanned;
+use toml::de::DeTable;
+
+use super::PROJECT_FILE;
+use super::rules::{check_globs, is_lower_name};
+use crate::diag::{Diagnostic, FileDiags};
+use crate::model::{DeploymentMethod, Project, StageConfig};
+use crate::source::Source;
+use crate::spanned::{
+    check_keys, get, get_bool, get_str, get_str_list, get_table, join_key, missing, parse,
+    type_error,
+};
+use crate::ssm_name::{SsmNameError, check_ssm_name};
+use crate::stage::{is_valid_stack_name, records_path};
+
+const ROOT_KEYS: &[&str] = &["project", "stages"];
+const PROJECT_KEYS: &[&str] = &["name", "stack-name", "services", "global-inputs"];
+const STAGE_KEYS: &[&str] = &[
+    "region",
+    "account",
+    "role-arn",
+    "external-id",
+    "parameters-path",
+    "deployment-method",
+    "protected",
+    "artifact-bucket",
+    "records-path",
+];
+
+/// What `ferry.toml` holds, checked.
+pub(super) struct ProjectFile {
+    pub project: Project,
+    /// The named stages.
+    pub stages: BTreeMap<String, StageConfig>,
+    /// `[stages."*"]`: the configuration of preview stages.
+    pub default_stage: Option<StageConfig>,
+    /// The file's text, for the line numbers of later problems.
+    pub src: String,
+}
+
+/// Reads and checks `ferry.toml`; `None` when it cannot be read or parsed, or has no usable
+/// `[project]` (reported).
+pub(super) fn read_project_file(
+    source: &dyn Source,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ProjectFile> {
+    let project_path = Path::new(PROJECT_FILE);
+    let src = match source.read(PROJECT_FILE) {
+        Ok(s) => s,
+        Err(e) => {
+            diags.push(Diagnostic {
+                file: project_path.into(),
+                line: None,
+                key: None,
+                message: if e.kind() == std::io::ErrorKind::NotFound {
+                    "not found at the repository root; run Ferry inside a repository that has one, or pass --root <DIR>".to_string()
+                } else {
+                    format!("cannot be read: {e}")
+                },
+            });
+            return None;
+        }
+    };
+    let mut fd = FileDiags::new(project_path, &src, diags);
+    let doc = parse(&mut fd, &src)?;
+    check_keys(&mut fd, doc.get_ref(), "", ROOT_KEYS);
+
+    let project = read_project(&mut fd, doc.get_ref(), &doc.span());
+    let (stages, default_stage) = read_stages(&mut fd, doc.get_ref());
+    let project = project?;
+    check_records_paths(&mut fd, doc.get_ref(), &project.name, &stages);
+    Some(ProjectFile {
+        project,
+        stages,
+        default_stage,
+        src,
+    })
+}
+
+/// The `[project]` table; `None` when it is missing or its name is unusable (reported).
+fn read_project(
+    fd: &mut FileDiags<'_>,
+    doc: &DeTable<'_>,
+    doc_span: &Range<usize>,
+) -> Option<Project> {
+    let Some(p) = get_table(fd, doc, "", "project") else {
+        if get(doc, "project").is_none() {
+            missing(
+                fd,
+                doc_span.clone(),
+                "project",
+                "add a [project] table with at least `name = \"…\"`",
+            );
+        }
+        return None;
+    };
+    let span = get(doc, "project").map(Spanned::span).unwrap_or_default();
+    check_keys(fd, p, "project", PROJECT_KEYS);
+    let name = get_str(fd, p, "project", "name");
+    let name = match name {
+        None => {
+            if get(p, "name").is_none() {
+                missing(
+                    fd,
+                    span,
+                    "project.name",
+                    "name the project with lowercase letters, digits and '-', e.g. name = \"shop\"",
+                );
+            }
+            None
+        }
+        Some((n, sp)) if !is_lower_name(&n) => {
+            fd.error(Some(sp), Some("project.name"), format!("`{n}` is not a valid project name; use lowercase letters, digits and '-', starting with a letter"));
+            None
+        }
+        Some((n, _)) => Some(n),
+    };
+    let stack_name = match get_str(fd, p, "project", "stack-name") {
+        Some((s, sp)) => {
+            check_stack_pattern(fd, &s, sp);
+            s
+        }
+        None => "{service}-{stage}".to_string(),
+    };
+    let services = get_str_list(fd, p, "project", "services")
+        .unwrap_or_else(|| vec![("services/*".into(), 0..0)]);
+    check_globs(fd, "project.services", &services);
+    let global_inputs = get_str_list(fd, p, "project", "global-inputs")
+        .unwrap_or_else(|| vec![(PROJECT_FILE.into(), 0..0)]);
+    check_globs(fd, "project.global-inputs", &global_inputs);
+    Some(Project {
+        name: name?,
+        stack_name,
+        services: services.into_iter().map(|(s, _)| s).collect(),
+        global_inputs: global_inputs.into_iter().map(|(s, _)| s).collect(),
+    })
+}
+
+/// Reports a `project.stack-name` pattern with an unknown placeholder, without `{service}` and
+/// `{stage}`, or with characters a stack name cannot hold.
+fn check_stack_pattern(fd: &mut FileDiags<'_>, pattern: &str, span: Range<usize>) {
+    let mut rest = pattern;
+    let mut literal = String::new();
+    while let Some(open) = rest.find('{') {
+        literal.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            fd.error(
+                Some(span),
+                Some("project.stack-name"),
+                format!("unclosed `{{` in `{pattern}`"),
+            );
+            return;
+        };
+        let ph = &rest[open + 1..open + close];
+        if !["project", "service", "stage"].contains(&ph) {
+            fd.error(
+                Some(span.clone()),
+                Some("project.stack-name"),
+                format!(
+                    "unknown placeholder `{{{ph}}}`; use {{project}}, {{service}} and {{stage}}"
+                ),
+            );
+        }
+        rest = &rest[open + close + 1..];
+    }
+    literal.push_str(rest);
+    if !pattern.contains("{service}") || !pattern.contains("{stage}") {
+        fd.error(Some(span.clone()), Some("project.stack-name"), format!("`{pattern}` must contain {{service}} and {{stage}}, or stacks of different services or stages would share a name"));
+    }
+    if !literal
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        fd.error(Some(span), Some("project.stack-name"), format!("`{pattern}` has characters a stack name cannot hold; use letters, digits and '-' around the placeholders"));
+    }
+}
+
+/// The `[stages.*]` tables: the named stages, and the default for preview stages
+/// (`[stages."*"]`).
+fn read_stages(
+    fd: &mut FileDiags<'_>,
+    doc: &DeTable<'_>,
+) -> (BTreeMap<String, StageConfig>, Option<StageConfig>) {
+    let mut named = BTreeMap::new();
+    let mut default = None;
+    let Some(stages) = get_table(fd, doc, "", "stages") else {
+        if get(doc, "stages").is_none() {
+            fd.error(
+                Some(0..0),
+                Some("stages"),
+                "no stage is configured; add e.g. [stages.dev] with region = \"us-east-1\"",
+            );
+        }
+        return (named, default);
+    };
+    for (key, value) in stages.iter() {
+        let name: &str = key.get_ref();
+        let prefix = join_key("stages", name);
+        let Some(t) = value.get_ref().as_table() else {
+            type_error(fd, value, &prefix, "a table");
+            continue;
+        };
+        if name != "*" && !is_valid_stack_name(name) {
+            fd.error(Some(key.span()), Some(&prefix), format!("stage name `{name}` cannot be part of a stack name; use letters, digits and '-', starting with a letter (preview stages such as branches go through [stages.\"*\"])"));
+        }
+        if let Some(cfg) = read_stage(fd, t, &prefix, value.span()) {
+            if name == "*" {
+                default = Some(cfg);
+            } else {
+                named.insert(name.to_string(), cfg);
+            }
+        }
+    }
+    (named, default)
+}
+
+/// One stage table; `None` when a required value is missing or unusable (reported).
+fn read_stage(
+    fd: &mut FileDiags<'_>,
+    t: &DeTable<'_>,
+    prefix: &str,
+    span: Range<usize>,
+) -> Option<StageConfig> {
+    check_keys(fd, t, prefix, STAGE_KEYS);
+    let key = |k: &str| join_key(prefix, k);
+    let region = get_str(fd, t, prefix, "region");
+    if let Some((r, sp)) = &region {
+        let parts: Vec<&str> = r.split('-').collect();
+        let ok = parts.len() >= 3
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            })
+            && parts
+                .last()
+                .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
+        if !ok {
+            fd.error(
+                Some(sp.clone()),
+                Some(&key("region")),
+                format!("`{r}` is not an AWS region name such as us-east-1"),
+            );
+        }
+    } else if get(t, "region").is_none() {
+        missing(
+            fd,
+            span,
+            &key("region"),
+            "set the AWS region of this stage, e.g. region = \"us-east-1\"",
+        );
+    }
+    let account = get_str(fd, t, prefix, "account");
+    if let Some((a, sp)) = &account
+        && (a.len() != 12 || !a.chars().all(|c| c.is_ascii_digit()))
+    {
+        fd.error(Some(sp.clone()), Some(&key("account")), format!("`{a}` is not a 12-digit AWS account id (write it as a string, e.g. \"111111111111\")"));
+    }
+    let role_arn = get_str(fd, t, prefix, "role-arn");
+    if let Some((r, sp)) = &role_arn
+        && !(r.starts_with("arn:") && r.contains(":iam::") && r.contains(":role/"))
+    {
+        fd.error(
+            Some(sp.clone()),
+            Some(&key("role-arn")),
+            format!(
+                "`{r}` is not an IAM role ARN such as arn:aws:iam::111111111111:role/ferry-deployer"
+            ),
+        );
+    }
+    let parameters_path = get_str(fd, t, prefix, "parameters-path");
+    if let Some((p, sp)) = &parameters_path {
+        if !p.starts_with('/') {
+            let msg = format!(
+                "`{p}` must be an absolute SSM path starting with '/', e.g. \"/shop/dev/\""
+            );
+            fd.error(Some(sp.clone()), Some(&key("parameters-path")), msg);
+        } else if let Err(e) = check_ssm_name(&format!("{}/", p.trim_end_matches('/')), true) {
+            fd.error(
+                Some(sp.clone()),
+                Some(&key("parameters-path")),
+                e.to_string(),
+            );
+        }
+    }
+    let method = match get_str(fd, t, prefix, "deployment-method") {
+        None => Some(DeploymentMethod::Changeset),
+        Some((m, _)) if m == "changeset" => Some(DeploymentMethod::Changeset),
+        Some((m, _)) if m == "direct" => Some(DeploymentMethod::Direct),
+        Some((m, sp)) => {
+            fd.error(
+                Some(sp),
+                Some(&key("deployment-method")),
+                format!("`{m}` is not a deployment method; use \"changeset\" or \"direct\""),
+            );
+            None
+        }
+    };
+    let protected = get_bool(fd, t, prefix, "protected").unwrap_or(false);
+    let records_path = get_str(fd, t, prefix, "records-path");
+    if let Some((p, sp)) = &records_path {
+        let path = format!("{}/", p.replace("{stage}", "stage").trim_end_matches('/'));
+        if !p.starts_with('/') {
+            let msg = format!(
+                "`{p}` must be an absolute SSM path starting with '/', e.g. \"/ferry/shop/dev/\""
+            );
+            fd.error(Some(sp.clone()), Some(&key("records-path")), msg);
+        } else if let Err(e) = check_ssm_name(&path, true) {
+            let msg = match e {
+                SsmNameError::BadCharacter { ch: '{' | '}', .. } => {
+                    format!("{e} ({{stage}} is the only placeholder it takes)")
+                }
+                e => e.to_string(),
+            };
+            fd.error(Some(sp.clone()), Some(&key("records-path")), msg);
+        } else if prefix == "stages.\"*\"" && !p.contains("{stage}") {
+            // Every preview stage would read and write the same records and lock.
+            fd.error(Some(sp.clone()), Some(&key("records-path")), format!("`{p}` would be shared by every preview stage; put {{stage}} in it (e.g. \"{}/{{stage}}/\"), or leave it out for /ferry/<project>/<stage id>/", p.trim_end_matches('/')));
+        }
+    }
+    let artifact_bucket = get_str(fd, t, prefix, "artifact-bucket");
+    Some(StageConfig {
+        region: region?.0,
+        account: account.map(|a| a.0),
+        role_arn: role_arn.map(|a| a.0),
+        external_id: get_str(fd, t, prefix, "external-id").map(|a| a.0),
+        parameters_path: parameters_path.map(|a| a.0),
+        deployment_method: method?,
+        protected,
+        artifact_bucket: artifact_bucket.map(|a| a.0),
+        records_path: records_path.map(|a| a.0),
+    })
+}
+
+/// No two named stages may keep their records (and lock) at one SSM path: each would read the
+/// other's records as its own, skip services that were never deployed to it, and share a lock.
+fn check_records_paths(
+    fd: &mut FileDiags<'_>,
+    doc: &DeTable<'_>,
+    project: &str,
+    stages: &BTreeMap<String, StageConfig>,
+) {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for (name, config) in stages {
+        let path = records_path(project, config, name);
+        let Some(first) = seen.get(&path) else {
+            seen.insert(path, name);
+            continue;
+        };
+        let table = get(doc, "stages")
+            .and_then(|s| s.get_ref().as_table())
+            .and_then(|s| get(s, name));
+        let span = table
+            .and_then(|t| t.get_ref().as_table())
+            .and_then(|t| get(t, "records-path"))
+            .or(table)
+            .map(Spanned::span);
+        let prefix = join_key("stages", name);
+        fd.error(span, Some(&join_key(&prefix, "records-path")), format!("`{path}` is also the records path of stage `{first}`; two stages sharing records would read each other's records as their own and share one lock; give each stage its own records-path"));
+    }
+}

@@ -1,0 +1,207 @@
+//! One `service.toml`: the `[service]` table (name, template, dependencies, inputs) and
+//! `[parameters]`, into a [`ServiceDraft`]; `[package]` and `[acceptance]` are read by their own
+//! modules.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::SERVICE_FILE;
+use super::acceptance::read_acceptance;
+use super::package::read_package;
+use super::rules::{check_globs, is_lower_name};
+use crate::diag::{Diagnostic, FileDiags};
+use crate::model::Service;
+use crate::parsed::ServiceDraft;
+use crate::reference::Template;
+use crate::source::{Source, normalize_relative};
+use crate::spanned::{
+    check_keys, get, get_str, get_str_list, get_table, join_key, missing, parse, type_error,
+};
+
+const SERVICE_ROOT_KEYS: &[&str] = &["service", "parameters", "package", "acceptance"];
+const SERVICE_KEYS: &[&str] = &["name", "template", "depends-on", "inputs"];
+const TEMPLATE_EXTENSIONS: &[&str] = &["yaml", "yml", "json", "template"];
+
+/// Reads and checks the manifest of the service folder `dir`; `None` when it cannot be read or
+/// lacks what a service needs (reported).
+pub(super) fn read_service(
+    source: &dyn Source,
+    dir: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ServiceDraft> {
+    let file = PathBuf::from(format!("{dir}/{SERVICE_FILE}"));
+    let src = match source.read(&format!("{dir}/{SERVICE_FILE}")) {
+        Ok(s) => s,
+        Err(e) => {
+            diags.push(Diagnostic {
+                file,
+                line: None,
+                key: None,
+                message: format!("cannot read: {e}"),
+            });
+            return None;
+        }
+    };
+    let mut fd = FileDiags::new(&file, &src, diags);
+    let doc = parse(&mut fd, &src)?;
+    let doc_t = doc.get_ref();
+    check_keys(&mut fd, doc_t, "", SERVICE_ROOT_KEYS);
+    let folder = dir.rsplit('/').next().unwrap_or(dir).to_string();
+    let mut dep_sites = BTreeMap::new();
+
+    let Some(s) = get_table(&mut fd, doc_t, "", "service") else {
+        if get(doc_t, "service").is_none() {
+            missing(
+                &mut fd,
+                0..0,
+                "service",
+                "add a [service] table with `template = \"template.yaml\"`",
+            );
+        }
+        return None;
+    };
+    let s_span = get(doc_t, "service").map(Spanned::span).unwrap_or_default();
+    check_keys(&mut fd, s, "service", SERVICE_KEYS);
+
+    let (name, name_span) = match get_str(&mut fd, s, "service", "name") {
+        Some((n, sp)) => (n, Some(sp)),
+        None => (folder.clone(), None),
+    };
+    if !is_lower_name(&name) {
+        let what = if name_span.is_some() {
+            "service.name"
+        } else {
+            "service (folder name)"
+        };
+        fd.error(name_span.clone().or(Some(s_span.clone())), Some(what), format!("`{name}` is not a valid service name; use lowercase letters, digits and '-', starting with a letter (set service.name to override the folder name)"));
+    }
+
+    let template = match get_str(&mut fd, s, "service", "template") {
+        Some((t, sp)) => {
+            check_template(&mut fd, source, dir, &t, sp);
+            Some(t)
+        }
+        None => {
+            if get(s, "template").is_none() {
+                missing(
+                    &mut fd,
+                    s_span.clone(),
+                    "service.template",
+                    "set the CloudFormation template's path relative to the service folder, e.g. template = \"template.yaml\"",
+                );
+            }
+            None
+        }
+    };
+
+    let depends_on = get_str_list(&mut fd, s, "service", "depends-on").unwrap_or_default();
+    for (d, sp) in &depends_on {
+        dep_sites
+            .entry(d.clone())
+            .or_insert((sp.clone(), "service.depends-on".to_string()));
+    }
+    let inputs = get_str_list(&mut fd, s, "service", "inputs").unwrap_or_default();
+    check_globs(&mut fd, "service.inputs", &inputs);
+
+    let parameters = read_parameters(&mut fd, doc_t, &mut dep_sites);
+
+    let package = read_package(&mut fd, doc_t);
+    let acceptance = read_acceptance(&mut fd, doc_t);
+
+    let service = Service {
+        name,
+        dir: dir.to_string(),
+        template: template?,
+        depends_on: depends_on.into_iter().map(|(d, _)| d).collect(),
+        inputs: inputs.into_iter().map(|(d, _)| d).collect(),
+        parameters,
+        package,
+        acceptance,
+    };
+    Some(ServiceDraft {
+        service,
+        dep_sites,
+        name_span,
+        src,
+    })
+}
+
+/// Reports a `service.template` path that lies outside the repository, is a symlink out of it,
+/// does not exist, or is not a template file.
+fn check_template(
+    fd: &mut FileDiags<'_>,
+    source: &dyn Source,
+    dir: &str,
+    t: &str,
+    sp: Range<usize>,
+) {
+    let path = normalize_relative(&format!("{dir}/{t}"));
+    let exists = path.as_deref().is_some_and(|p| source.is_file(p));
+    let ext_ok = Path::new(t)
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e));
+    if path.is_none() || t.starts_with('/') || t.contains('\\') {
+        fd.error(Some(sp), Some("service.template"), format!("`{t}` lies outside the repository; a template must be versioned with the repository (its edits are what Ferry deploys), so give a path inside it, relative to the service folder"));
+    } else if exists && !path.as_deref().is_some_and(|p| source.inside(p)) {
+        fd.error(Some(sp), Some("service.template"), format!("`{dir}/{t}` is a symlink to a file outside the repository; its edits would never be seen: move the file into the repository"));
+    } else if !exists {
+        fd.error(Some(sp), Some("service.template"), format!("template file `{dir}/{t}` does not exist; the path is relative to the service folder"));
+    } else if !ext_ok {
+        fd.error(
+            Some(sp),
+            Some("service.template"),
+            format!(
+                "`{t}` is not a CloudFormation template; use a .yaml, .yml, .json or .template file"
+            ),
+        );
+    }
+}
+
+/// The `[parameters]` table: each value parsed as a [`Template`]; the services whose outputs it
+/// reads are added to `dep_sites` (where not declared already).
+fn read_parameters(
+    fd: &mut FileDiags<'_>,
+    doc: &DeTable<'_>,
+    dep_sites: &mut BTreeMap<String, (Range<usize>, String)>,
+) -> BTreeMap<String, Template> {
+    let mut parameters = BTreeMap::new();
+    if let Some(p) = get_table(fd, doc, "", "parameters") {
+        for (k, v) in p.iter() {
+            let key_name: &str = k.get_ref();
+            let key = join_key("parameters", key_name);
+            if !key_name.chars().all(|c| c.is_ascii_alphanumeric()) {
+                fd.error(
+                    Some(k.span()),
+                    Some(&key),
+                    "CloudFormation parameter names hold only letters and digits",
+                );
+            }
+            let text = match v.get_ref() {
+                DeValue::String(s) => s.to_string(),
+                DeValue::Integer(i) => i.as_str().to_string(),
+                DeValue::Boolean(b) => b.to_string(),
+                _ => {
+                    type_error(fd, v, &key, "a string, integer or boolean");
+                    continue;
+                }
+            };
+            match Template::parse(&text) {
+                Ok(t) => {
+                    for svc in t.output_services() {
+                        dep_sites
+                            .entry(svc.to_string())
+                            .or_insert((v.span(), key.clone()));
+                    }
+                    parameters.insert(key_name.to_string(), t);
+                }
+                Err(e) => fd.error(Some(v.span()), Some(&key), e.to_string()),
+            }
+        }
+    }
+    parameters
+}

@@ -1,0 +1,139 @@
+//! Diffing: for each distinct base, the paths changed between it and the head, and the services
+//! those paths affect (and the services removed since).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferry_changes::{BaseUnavailable, ChangesError, Owners, Repo, ServiceSpec};
+use ferry_manifest::{SERVICE_FILE, Workspace};
+
+use crate::reasons::{self, Reasons};
+use crate::{BaseInfo, PathOwners, PlanError, PlanRequest};
+
+/// What comparing the bases found, besides the services' reasons.
+#[derive(Default)]
+pub(crate) struct Compared {
+    /// Every distinct base, in order, with what it was compared with.
+    pub bases: Vec<BaseInfo>,
+    /// Services removed since a base: name → folder.
+    pub removed: BTreeMap<String, String>,
+}
+
+/// Diffs each base of `by_base` against the head, once for all the services that share it, and
+/// gives each of those services its reasons ([`reasons::from_changes`], or
+/// [`reasons::base_unavailable`] when the base cannot be used; with `req.strict` that is an
+/// error instead).
+pub(crate) fn compare_bases(
+    ws: &Workspace,
+    repo: Result<&Repo, &BaseUnavailable>,
+    req: &PlanRequest,
+    by_base: BTreeMap<&str, Vec<&str>>,
+    reasons: &mut Reasons,
+) -> Result<Compared, PlanError> {
+    let mut out = Compared::default();
+    if by_base.is_empty() {
+        return Ok(out);
+    }
+    let owners = owners(ws)?;
+    for (base, members) in by_base {
+        let outcome = match repo {
+            Ok(r) => r
+                .changed_paths(base, &req.head)
+                .map(|c| (r.resolve(base), c)),
+            Err(cause) => Err(ChangesError::BaseUnavailable(cause.clone())),
+        };
+        let (base_commit, changed) = match outcome {
+            Ok(ok) => ok,
+            Err(ChangesError::BaseUnavailable(cause)) => {
+                if req.strict {
+                    return Err(PlanError::Strict { cause });
+                }
+                let message = cause.to_string();
+                reasons::base_unavailable(&members, base, &cause, &message, reasons);
+                out.bases.push(BaseInfo {
+                    base: base.to_string(),
+                    commit: None,
+                    services: members.iter().map(|m| m.to_string()).collect(),
+                    unavailable: Some(message),
+                    paths: None,
+                });
+                continue;
+            }
+            Err(e) => return Err(PlanError::Changes(e)),
+        };
+        let affected = owners.classify(&changed.paths);
+        let since = base_commit.map_or_else(|| base.to_string(), ferry_changes::short);
+        reasons::from_changes(&members, &affected, &since, reasons);
+        if let (Ok(r), Some(commit)) = (repo, base_commit) {
+            for (dir, name) in removed_services(ws, r, commit, &changed.deleted) {
+                out.removed.entry(name).or_insert(dir);
+            }
+        }
+        let paths = req.explain.then(|| path_owners(&owners, &changed.paths));
+        out.bases.push(BaseInfo {
+            base: base.to_string(),
+            commit: base_commit.map(|c| c.to_string()),
+            services: members.iter().map(|m| m.to_string()).collect(),
+            unavailable: None,
+            paths,
+        });
+    }
+    Ok(out)
+}
+
+/// Who owns which paths, for every service of the workspace (not only the candidates: a path of
+/// a nested service must not be attributed to the folder around it).
+fn owners(ws: &Workspace) -> Result<Owners<'_>, PlanError> {
+    let specs = ws.services.iter().map(|s| ServiceSpec {
+        name: &s.name,
+        dir: &s.dir,
+        inputs: &s.inputs,
+        // Files inside the folder are owned through it already; only a template outside it
+        // needs naming.
+        files: if s.template.split('/').any(|seg| seg == "..") {
+            vec![s.template_path()]
+        } else {
+            Vec::new()
+        },
+    });
+    Ok(Owners::new(specs, &ws.project.global_inputs)?)
+}
+
+/// Every changed path with the services that own it and whether it is a global input (for
+/// `explain`).
+fn path_owners(owners: &Owners<'_>, paths: &BTreeSet<String>) -> Vec<PathOwners> {
+    paths
+        .iter()
+        .map(|p| PathOwners {
+            path: p.clone(),
+            services: owners
+                .services_of(p)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            global: owners.is_global(p),
+        })
+        .collect()
+}
+
+/// Services whose manifest was deleted and whose folder is no service at head: `(dir, name)`.
+fn removed_services(
+    ws: &Workspace,
+    repo: &Repo,
+    base: ferry_changes::Oid,
+    deleted: &BTreeSet<String>,
+) -> Vec<(String, String)> {
+    deleted
+        .iter()
+        .filter_map(|p| p.strip_suffix(&format!("/{SERVICE_FILE}")))
+        .filter(|dir| !ws.services.iter().any(|s| s.dir == *dir))
+        .map(|dir| {
+            let folder = dir.rsplit('/').next().unwrap_or(dir).to_string();
+            let name = repo
+                .file_at(base, &format!("{dir}/{SERVICE_FILE}"))
+                .and_then(|src| ferry_manifest::declared_service_name(&src))
+                .unwrap_or(folder);
+            (dir.to_string(), name)
+        })
+        .filter(|(_, name)| ws.service(name).is_none())
+        .collect()
+}

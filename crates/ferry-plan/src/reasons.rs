@@ -1,0 +1,155 @@
+//! Reason assignment: why each service deploys or skips. The candidates come from the selection;
+//! each gets its reasons from `--all` (forced), from its base (not deployed, changed, global
+//! input, unchanged, base unavailable), then from its stack, then from its dependencies
+//! (`--with-dependents`). A service deploys when any of its reasons says so.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferry_changes::{Affected, BaseUnavailable};
+use ferry_graph::DepGraph;
+
+use crate::{PlanError, Reason};
+
+/// Each service's reasons, by name.
+pub(crate) type Reasons = BTreeMap<String, Vec<Reason>>;
+
+/// The selection: every service when `services` is empty, else the named services and their
+/// transitive dependencies. An unknown name is an error.
+pub(crate) fn candidates(
+    graph: &DepGraph,
+    services: &[String],
+) -> Result<BTreeSet<String>, PlanError> {
+    let known: Vec<&str> = graph.nodes().collect();
+    for s in services {
+        if !graph.contains(s) {
+            let hint = ferry_manifest::did_you_mean(s, known.iter().copied());
+            return Err(PlanError::UnknownService {
+                name: s.clone(),
+                hint,
+                known: known.join(", "),
+            });
+        }
+    }
+    Ok(if services.is_empty() {
+        known.iter().map(|s| s.to_string()).collect()
+    } else {
+        graph.with_dependencies(services.iter().map(String::as_str))
+    })
+}
+
+/// Every candidate deploys, forced by `by` (`--all`, `FORCE_DEPLOY_ALL=true`): no base is
+/// compared.
+pub(crate) fn forced(candidates: &BTreeSet<String>, by: &str, reasons: &mut Reasons) {
+    for c in candidates {
+        reasons
+            .entry(c.clone())
+            .or_default()
+            .push(Reason::Forced { by: by.to_string() });
+    }
+}
+
+/// Services with no base to compare with deploy: they were never deployed.
+pub(crate) fn not_deployed(services: &[&str], reasons: &mut Reasons) {
+    for s in services {
+        reasons
+            .entry(s.to_string())
+            .or_default()
+            .push(Reason::NotDeployed);
+    }
+}
+
+/// The services of a base that cannot be used count as changed.
+pub(crate) fn base_unavailable(
+    members: &[&str],
+    base: &str,
+    cause: &BaseUnavailable,
+    message: &str,
+    reasons: &mut Reasons,
+) {
+    for m in members {
+        reasons
+            .entry(m.to_string())
+            .or_default()
+            .push(Reason::BaseUnavailable {
+                base: Some(base.to_string()),
+                cause: cause.clone(),
+                message: message.to_string(),
+            });
+    }
+}
+
+/// The services of one base, from what its diff affected: their own changed paths, the changed
+/// global inputs, or else unchanged since `since`.
+pub(crate) fn from_changes(
+    members: &[&str],
+    affected: &Affected,
+    since: &str,
+    reasons: &mut Reasons,
+) {
+    for m in members {
+        let r = reasons.entry(m.to_string()).or_default();
+        if let Some(paths) = affected.services.get(*m) {
+            r.push(Reason::Changed {
+                paths: paths.iter().cloned().collect(),
+            });
+        }
+        if !affected.global.is_empty() {
+            r.push(Reason::GlobalInput {
+                paths: affected.global.iter().cloned().collect(),
+            });
+        }
+        if r.is_empty() {
+            r.push(Reason::Unchanged {
+                since: since.to_string(),
+            });
+        }
+    }
+}
+
+/// What the stacks say comes on top of what git says: a stack deleted or changed outside Ferry
+/// deploys whatever its files did. Only candidates take a stack's reason.
+pub(crate) fn from_stacks(
+    stacks: &BTreeMap<String, Reason>,
+    candidates: &BTreeSet<String>,
+    reasons: &mut Reasons,
+) {
+    for (service, reason) in stacks {
+        if candidates.contains(service) {
+            let r = reasons.entry(service.clone()).or_default();
+            r.retain(|x| !matches!(x, Reason::Unchanged { .. }));
+            r.push(reason.clone());
+        }
+    }
+}
+
+/// `--with-dependents`: every dependent of a deploying service deploys too, naming the
+/// deploying services it depends on.
+pub(crate) fn dependents(graph: &DepGraph, reasons: &mut Reasons) {
+    let deploying = deploying(reasons);
+    for dependent in graph.with_dependents(deploying.iter().map(String::as_str)) {
+        if deploying.contains(&dependent) {
+            continue;
+        }
+        let of: Vec<String> = graph
+            .with_dependencies([dependent.as_str()])
+            .intersection(&deploying)
+            .cloned()
+            .collect();
+        let r = reasons.entry(dependent).or_default();
+        r.retain(|x| !matches!(x, Reason::Unchanged { .. }));
+        r.push(Reason::Dependent { of });
+    }
+}
+
+/// The services with a reason to deploy.
+pub(crate) fn deploying(reasons: &Reasons) -> BTreeSet<String> {
+    reasons
+        .iter()
+        .filter(|(_, r)| r.iter().any(is_deploy_reason))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+fn is_deploy_reason(r: &Reason) -> bool {
+    !matches!(r, Reason::Unchanged { .. } | Reason::Removed { .. })
+}
