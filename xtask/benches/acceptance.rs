@@ -80,6 +80,7 @@ fn main() {
         env: vec![("AWS_REGION".into(), "us-east-1".into())],
         masker: &masker,
         work_dir: root.join("target/ferry/acceptance/dev"),
+        builds: None,
     };
     println!(
         "acceptance harness overhead: {n} services, test command `true` (best of 5 runs each)"

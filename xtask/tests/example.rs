@@ -4,10 +4,11 @@
 //! to `api` redeploys and retests only `api`; a deploy that breaks what `api`'s acceptance test
 //! checks gives exit 1 and leaves the record not passed.
 //!
-//! The copy lives under this workspace's `target/`, so the example's test command
-//! (`cargo test -p shop-acceptance --test acceptance …`) finds this cargo workspace by searching upwards
-//! and runs the test binary this build already compiled, with the same features: a second cargo
-//! workspace sharing the target folder would overwrite this build's artifacts.
+//! The copy lives under this workspace's `target/`, so the example's build and test commands
+//! (`cargo test -p shop-acceptance --test acceptance …`) find this cargo workspace by searching
+//! upwards and build into its target folder (a `-p` build: its own feature set, so its artifacts
+//! sit beside this build's instead of replacing them); a second cargo workspace sharing the
+//! target folder would overwrite this build's artifacts.
 
 #[allow(dead_code)] // `xtask` (for the shared emulator) is not used here
 mod common;
@@ -86,6 +87,15 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
         assert!(row(&out, s).contains(" created "), "{out}");
     }
     assert!(err.contains("artifacts: 1 uploaded"), "{err}");
+    // The tests' build starts before any stack deploys, and finishes.
+    let build = err
+        .find("acceptance build started in services/")
+        .unwrap_or_else(|| panic!("{err}"));
+    let first_stack = err
+        .find(": deploying stack")
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(build < first_stack, "{err}");
+    assert!(err.contains("acceptance build done in"), "{err}");
     assert!(
         err.contains("frontend: site: 2 files published to s3://"),
         "{err}"

@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Acceptance tests against what a stage really runs.
 //!
 //! [`Harness::run_one`] runs a service's `[acceptance] command` in its folder with the stage's
@@ -20,6 +21,7 @@
 //! Tests themselves are written with the `ferry-kit` crate; the variables they read are
 //! defined once, in `ferry-env`.
 
+mod build;
 mod junit;
 mod libtest;
 mod select;
@@ -37,6 +39,7 @@ use ferry_manifest::{Service, Stage, Workspace};
 use ferry_outputs::Outputs;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+pub use build::{BuildEvent, Builds, Built};
 pub use junit::junit;
 pub use libtest::{cargo_test_report, parse as parse_libtest};
 pub use select::{SelectError, mark, select};
@@ -124,6 +127,9 @@ pub struct Harness<'a> {
     pub masker: &'a Masker,
     /// Where the outputs files are written (`target/ferry/acceptance/<stage id>`).
     pub work_dir: PathBuf,
+    /// The `[acceptance] build` commands started for this run: a service's tests wait for its
+    /// build, and fail with its output when it failed.
+    pub builds: Option<&'a Builds>,
 }
 
 /// Progress of a run.
@@ -187,6 +193,13 @@ impl Harness<'_> {
         let Some(acc) = &service.acceptance else {
             return outcome(Status::NoTests, Vec::new(), Vec::new());
         };
+        if let Some(Built::Failed { message, output }) = match self.builds {
+            Some(b) => b.wait(&service.name).await,
+            None => None,
+        } {
+            let message = format!("its acceptance build failed: {message}");
+            return outcome(Status::Failed { message }, Vec::new(), output);
+        }
         // What the command is given is masked like all output: a stack output that echoes a
         // secret reaches neither the outputs file nor the variables in clear.
         let mine: BTreeMap<String, Outputs> = self

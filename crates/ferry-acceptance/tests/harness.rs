@@ -65,6 +65,7 @@ async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_r
         env: vec![("AWS_REGION".into(), "eu-west-1".into())],
         masker: &masker,
         work_dir: root.join("target/ferry/acceptance/dev"),
+        builds: None,
     };
     let outputs = BTreeMap::from([
         (
@@ -148,4 +149,98 @@ async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_r
         String::from_utf8(check.stdout).unwrap().trim(),
         "5 3 [('db', '2', '0'), ('slow', '1', '1'), ('api', '1', '1'), ('web', '1', '1')]"
     );
+}
+
+/// A service with `[acceptance] build`: (name, build script, test script).
+fn built_service(root: &Path, name: &str, build: &str, command: &str) {
+    write(root, &format!("services/{name}/t.yaml"), "Resources: {}\n");
+    write(
+        root,
+        &format!("services/{name}/service.toml"),
+        &format!(
+            "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\nbuild = [\"sh\", \"-c\", {build:?}]\ncommand = [\"sh\", \"-c\", {command:?}]\ntimeout = 5\n"
+        ),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tests_wait_for_their_build_and_a_failed_build_fails_them_with_its_masked_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "ferry.toml",
+        "[project]\nname = \"acc\"\n\n[stages.dev]\nregion = \"eu-west-1\"\n",
+    );
+    // The test only passes if the build finished before it started; the build sees no stage
+    // variable (it is stage independent) but knows the project.
+    built_service(
+        root,
+        "slowbuild",
+        "sleep 1; echo \"$FERRY_PROJECT ${FERRY_STAGE:-none} ${AWS_REGION:-none}\" > built.txt",
+        "test \"$(cat built.txt)\" = 'acc none none'",
+    );
+    built_service(root, "badbuild", "cat compiler.out; exit 3", "echo never");
+    write(
+        root,
+        "services/badbuild/compiler.out",
+        "error: cannot compile, token s3cr3t-token\n",
+    );
+    let ws = ferry_manifest::load(root).unwrap();
+    let stage = ws.stage("dev").unwrap();
+    let masker = Masker::new();
+    masker.register("s3cr3t-token");
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let builds = ferry_acceptance::Builds::start(
+        &ws,
+        ["slowbuild", "badbuild", "plain"],
+        &masker,
+        move |e| seen.lock().unwrap().push(format!("{e:?}")),
+    );
+    assert!(!builds.is_empty());
+    let h = Harness {
+        ws: &ws,
+        stage: &stage,
+        env: vec![("AWS_REGION".into(), "eu-west-1".into())],
+        masker: &masker,
+        work_dir: root.join("target/ferry/acceptance/dev"),
+        builds: Some(&builds),
+    };
+    let selected = BTreeSet::from(["slowbuild".to_string(), "badbuild".to_string()]);
+    let report = run(
+        &h,
+        &selected,
+        &BTreeMap::new(),
+        None,
+        &Cancel::new(),
+        &|_| {},
+    )
+    .await;
+    let by = |n: &str| report.outcomes.iter().find(|o| o.service == n).unwrap();
+    assert_eq!(by("slowbuild").status, Status::Passed, "{report:#?}");
+    let bad = by("badbuild");
+    match &bad.status {
+        Status::Failed { message } => assert!(
+            message.starts_with("its acceptance build failed: `sh -c ")
+                && message.contains("exit status: 3"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        bad.output,
+        vec!["error: cannot compile, token ****".to_string()]
+    );
+    // The test command of a service whose build failed never ran.
+    let details = summary(&report).details;
+    assert!(
+        !details.contains("never") && !details.contains("s3cr3t"),
+        "{details}"
+    );
+    // Each build reported its start and its end.
+    let events = events.lock().unwrap().join("\n");
+    assert_eq!(events.matches("Started").count(), 2, "{events}");
+    assert_eq!(events.matches("Finished").count(), 2, "{events}");
+    assert!(!events.contains("s3cr3t"), "{events}");
 }

@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! What an AWS SDK error means, in one readable line that says what to do.
 //!
 //! The SDK's own rendering of a failed call is either a bare "dispatch failure" or, through
@@ -9,6 +10,10 @@
 //!
 //! The endpoint in messages is what [`set_endpoint`] was last told (the credentials crate says
 //! it when it builds a run's configuration: the local emulator, `AWS_ENDPOINT_URL`, or AWS).
+
+/// Largest template CloudFormation accepts inline (TemplateBody), in bytes; a larger one must be
+/// uploaded and passed by URL.
+pub const MAX_INLINE_TEMPLATE: usize = 51_200;
 
 use std::error::Error;
 use std::sync::RwLock;

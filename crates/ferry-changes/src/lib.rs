@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Change detection for a monorepo.
 //!
 //! - [`Repo::changed_paths`]: the paths that differ between a base commit and a head (a commit,

@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Where Ferry runs, read from environment variables.
 //!
 //! [`CiContext::from_vars`] is a pure function of a variable lookup, so every CI's conventions are

@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Per-stage AWS identity, without a credential on disk, in argv or in a log.
 //!
 //! - [`config`]: the SDK config of a stage: the default chain (environment, profiles with SSO,

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroUsize;
 
 use aws_config::SdkConfig;
+use ferry_acceptance::Builds;
 use ferry_credentials::Masker;
 use ferry_graph::Cancel;
 use ferry_manifest::{Stage, Workspace};
@@ -30,6 +31,7 @@ pub(crate) async fn harness<'a>(
     stage: &'a Stage,
     config: &SdkConfig,
     masker: &'a Masker,
+    builds: Option<&'a Builds>,
 ) -> Result<ferry_acceptance::Harness<'a>, ferry_credentials::CredentialsError> {
     Ok(ferry_acceptance::Harness {
         ws,
@@ -37,6 +39,7 @@ pub(crate) async fn harness<'a>(
         env: ferry_credentials::env::child_env(config, &stage.name, masker).await?,
         masker,
         work_dir: ws.layout().acceptance(&stage.id),
+        builds,
     })
 }
 
@@ -77,7 +80,7 @@ pub async fn test_deployed(
         records,
         masker,
     } = *stage;
-    let harness = harness(ws, stage, config, masker).await?;
+    let harness = harness(ws, stage, config, masker, None).await?;
     let mut outputs: BTreeMap<String, Outputs> = previous
         .iter()
         .filter(|(_, r)| !r.outputs.is_empty())

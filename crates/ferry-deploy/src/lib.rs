@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Deploys one stage.
 //!
 //! [`deploy`] takes a [`Plan`](ferry_plan::Plan) and runs its services on the graph scheduler:

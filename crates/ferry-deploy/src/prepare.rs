@@ -91,7 +91,8 @@ pub async fn prepare(
         .iter()
         .filter(|s| {
             manifest.services.get(*s).is_some_and(|p| {
-                !p.artifacts.is_empty() || p.template_size > ferry_package::MAX_INLINE_TEMPLATE
+                !p.artifacts.is_empty()
+                    || p.template_size > ferry_package::MAX_INLINE_TEMPLATE as u64
             })
         })
         .map(String::as_str)
@@ -115,7 +116,7 @@ pub async fn prepare(
                 .await
                 .map_err(|e| PrepareError::LocalBucket {
                     bucket: b.clone(),
-                    message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+                    message: ferry_aws::explain("CreateBucket", &e).to_string(),
                 })?;
         }
         upload = ferry_package::upload(&s3, b, options.dir, &manifest, &options.request.services)

@@ -56,6 +56,9 @@ pub struct DeployContext<'a> {
     pub package: Option<&'a Prepared>,
     /// Take over existing stacks that have no Ferry tags.
     pub adopt: bool,
+    /// With `DeployOptions::test`: the `[acceptance] build` commands started before the deploy
+    /// (see `ferry_acceptance::Builds`); each service's tests wait for its build.
+    pub builds: Option<&'a ferry_acceptance::Builds>,
 }
 
 impl std::fmt::Display for ServiceResult {
@@ -540,7 +543,8 @@ async fn run_tests(
         service: service.name.clone(),
         progress: Progress::Note("running its acceptance tests".into()),
     });
-    let harness = crate::acceptance::harness(ctx.ws, ctx.stage, ctx.config, ctx.masker).await?;
+    let harness =
+        crate::acceptance::harness(ctx.ws, ctx.stage, ctx.config, ctx.masker, ctx.builds).await?;
     let mut outputs = BTreeMap::new();
     for s in std::iter::once(service.name.clone()).chain(service.dependencies()) {
         let stack = ctx.ws.stack_name(&s, ctx.stage);

@@ -91,6 +91,7 @@ async fn deploy(r: &TestRepo, config: &SdkConfig) -> DeployReport {
         cancel: &cancel,
         package: None,
         adopt: false,
+        builds: None,
     };
     let options = DeployOptions {
         // The emulator publishes no outputs after a change set.

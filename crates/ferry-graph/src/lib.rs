@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Dependency graphs of named nodes.
 //!
 //! `ferry-graph` knows nothing about services, manifests or AWS: nodes are names, edges go from a

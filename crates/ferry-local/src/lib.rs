@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! The local AWS emulator: moto's server on loopback.
 //!
 //! [`Emulator`] owns one folder (by default `target/ferry/local` of the repository): a virtual

@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Ferry's configuration model.
 //!
 //! `ferry.toml` at the repository root holds the project and its stages;

@@ -146,6 +146,9 @@ pub struct Acceptance {
     pub timeout_secs: u64,
     /// Extra environment variables for the command.
     pub env: BTreeMap<String, String>,
+    /// The command that compiles the tests (argv, run in the service folder), if any: a deploy
+    /// with `--test` starts it before anything deploys, and the test command waits for it.
+    pub build: Option<Vec<String>>,
 }
 
 fn de_params<'de, D: serde::Deserializer<'de>>(

@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Stack outputs.
 //!
 //! - [`resolve`]: a service's parameters with every reference filled in (`${stage}`,

@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! One immutable, reproducible package per commit.
 //!
 //! [`package`] builds each service (its `[package] build` command, in its folder, with a

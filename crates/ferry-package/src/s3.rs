@@ -11,7 +11,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use crate::{PackageManifest, PackagedSite, artifact_path, blob_path};
 
 /// CloudFormation's limit for a template passed inline; larger ones are deployed by URL.
-pub const MAX_INLINE_TEMPLATE: u64 = 51_200;
+pub use ferry_aws::MAX_INLINE_TEMPLATE;
 
 /// An S3 client for `config`. With a custom endpoint (the local emulator), bucket names go in
 /// the path: `<bucket>.127.0.0.1` resolves nowhere.
@@ -88,7 +88,7 @@ pub async fn upload(
                 content_type: "application/zip",
             });
         }
-        if sp.template_size > MAX_INLINE_TEMPLATE {
+        if sp.template_size > MAX_INLINE_TEMPLATE as u64 {
             let ext = sp.template.rsplit('.').next().unwrap_or("json");
             let key = format!(
                 "{}/{name}/{}.template.{ext}",

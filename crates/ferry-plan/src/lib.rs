@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! The plan of a deploy: for every candidate service of a stage, `deploy` or `skip`, with typed
 //! reasons, in execution order and waves.
 //!

@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Deployment records and the stage lock, in SSM Parameter Store.
 //!
 //! One small JSON record per (stage, service) under the stage's records path

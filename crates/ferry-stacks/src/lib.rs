@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! The deploy engine for one CloudFormation stack.
 //!
 //! [`Engine::deploy`] looks at the stack's status and does what the table in [`status`] says for
@@ -23,8 +24,6 @@ pub use error::StackError;
 pub use ownership::{Ownership, Verdict};
 pub use status::{Disposition, disposition, is_stable};
 
-/// Bounds every wait of one stack deploy (`DeployOptions::timeout`, `--timeout`): waiting for
-/// another operation, a change set and our own operation all count against one deadline.
-///
-/// Largest template CloudFormation accepts inline; larger ones must be given as an S3 URL.
-pub const MAX_INLINE_TEMPLATE: usize = 51_200;
+/// Largest template CloudFormation accepts inline, in bytes; larger ones must be given as an S3
+/// URL. Defined once, in `ferry-aws`, for this crate and packaging alike.
+pub use ferry_aws::MAX_INLINE_TEMPLATE;

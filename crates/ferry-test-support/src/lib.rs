@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Helpers for Ferry's tests, never for production code.
 //!
 //! - [`TestRepo`]: a real git repository in a temporary folder, with scripted edits and commits.

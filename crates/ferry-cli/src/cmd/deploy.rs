@@ -77,6 +77,27 @@ pub fn describe(e: &Event) -> String {
     }
 }
 
+/// A progress line for an acceptance build.
+fn build_event(e: &ferry_acceptance::BuildEvent) -> String {
+    use ferry_acceptance::{BuildEvent, Built};
+    match e {
+        BuildEvent::Started { command, dir } => {
+            format!("acceptance build started in {dir}: {command}")
+        }
+        BuildEvent::Finished {
+            command,
+            built: Built::Ok { took },
+        } => format!(
+            "acceptance build done in {:.1}s: {command}",
+            took.as_secs_f64()
+        ),
+        BuildEvent::Finished {
+            command,
+            built: Built::Failed { message, .. },
+        } => format!("acceptance build FAILED ({message}): {command}"),
+    }
+}
+
 /// Progress for people: on a terminal (and not in CI), one live line per running service with its
 /// latest event, replaced by its result when it finishes; otherwise plain timestamped lines.
 fn progress(clock: Clock) -> Box<dyn Fn(Event) + Send + Sync> {
@@ -225,8 +246,18 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         );
     }
 
-    // The package of this commit: made once, reused by every stage; uploaded where missing.
     let to_package: Vec<String> = ferry_deploy::candidates(ws, &plan).into_iter().collect();
+    // With --test, the services' test builds start now: they compile while the stacks deploy.
+    let builds = args.test.then(|| {
+        ferry_acceptance::Builds::start(
+            ws,
+            to_package.iter().map(String::as_str),
+            masker(),
+            move |e| clock.say(&build_event(&e)),
+        )
+    });
+
+    // The package of this commit: made once, reused by every stage; uploaded where missing.
     let prepared = if to_package.is_empty() {
         None
     } else {
@@ -263,6 +294,7 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         cancel,
         package: prepared.as_ref(),
         adopt: args.adopt,
+        builds: builds.as_ref(),
     };
     let options = DeployOptions {
         concurrency: args.concurrency,

@@ -1,5 +1,5 @@
-//! The `[acceptance]` table of a `service.toml`: the acceptance test command, its timeout and
-//! environment.
+//! The `[acceptance]` table of a `service.toml`: the acceptance test command, the command that
+//! builds the tests, the timeout and the environment.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +10,7 @@ use crate::diag::FileDiags;
 use crate::model::{Acceptance, DEFAULT_ACCEPTANCE_TIMEOUT};
 use crate::spanned::{check_keys, get, get_argv, get_table, join_key, missing, type_error};
 
-const ACCEPTANCE_KEYS: &[&str] = &["command", "timeout", "env"];
+const ACCEPTANCE_KEYS: &[&str] = &["command", "build", "timeout", "env"];
 
 /// The `[acceptance]` table; `None` when there is none or its command is unusable.
 pub(super) fn read_acceptance(fd: &mut FileDiags<'_>, doc: &DeTable<'_>) -> Option<Acceptance> {
@@ -34,6 +34,15 @@ pub(super) fn read_acceptance(fd: &mut FileDiags<'_>, doc: &DeTable<'_>) -> Opti
         "command",
         r#"command = ["pytest", "tests"]"#,
     );
+    let build = get(t, "build").map(|_| {
+        get_argv(
+            fd,
+            t,
+            "acceptance",
+            "build",
+            r#"build = ["cargo", "test", "-p", "orders-acceptance", "--no-run"]"#,
+        )
+    });
     let timeout_secs = match get(t, "timeout") {
         None => DEFAULT_ACCEPTANCE_TIMEOUT,
         Some(v) => match v.get_ref() {
@@ -85,5 +94,6 @@ pub(super) fn read_acceptance(fd: &mut FileDiags<'_>, doc: &DeTable<'_>) -> Opti
         command,
         timeout_secs,
         env,
+        build: build.filter(|b| !b.is_empty()),
     })
 }

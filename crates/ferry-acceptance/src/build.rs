@@ -1,0 +1,179 @@
+//! `[acceptance] build`: the commands that compile a service's tests. A deploy with `--test`
+//! starts them before it packages anything, so that they compile while the stacks deploy; a
+//! service's tests then wait only for what is left of its build.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_credentials::Masker;
+use ferry_manifest::Workspace;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::watch;
+
+/// Lines of a failed build's output kept for its message (the last ones).
+const KEPT_LINES: usize = 30;
+
+/// How a build ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Built {
+    Ok {
+        took: Duration,
+    },
+    /// The command failed or could not start (`message`, one line), and the last lines it
+    /// printed (masked).
+    Failed {
+        message: String,
+        output: Vec<String>,
+    },
+}
+
+/// What the builds report while they run.
+#[derive(Debug, Clone)]
+pub enum BuildEvent {
+    Started { command: String, dir: String },
+    Finished { command: String, built: Built },
+}
+
+/// The builds of one run, by service. Dropping it leaves running builds to the runtime, which
+/// stops them when it shuts down (each build is its own process group, killed on drop).
+#[derive(Debug, Default)]
+pub struct Builds {
+    by_service: BTreeMap<String, watch::Receiver<Option<Built>>>,
+}
+
+impl Builds {
+    /// Starts the `[acceptance] build` commands of `services`, one after another in the
+    /// background (on the current tokio runtime): each distinct command and folder once, even
+    /// when several services share it. Services without one are not waited for.
+    pub fn start<'s>(
+        ws: &Workspace,
+        services: impl IntoIterator<Item = &'s str>,
+        masker: &Masker,
+        on: impl Fn(BuildEvent) + Send + Sync + 'static,
+    ) -> Builds {
+        let mut jobs: Vec<(Vec<String>, String, watch::Sender<Option<Built>>)> = Vec::new();
+        let mut by_service = BTreeMap::new();
+        for name in services {
+            let Some(service) = ws.service(name) else {
+                continue;
+            };
+            let Some(argv) = service.acceptance.as_ref().and_then(|a| a.build.clone()) else {
+                continue;
+            };
+            let rx = match jobs
+                .iter()
+                .find(|(a, d, _)| *a == argv && *d == service.dir)
+            {
+                Some((.., tx)) => tx.subscribe(),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    jobs.push((argv, service.dir.clone(), tx));
+                    rx
+                }
+            };
+            by_service.insert(name.to_string(), rx);
+        }
+        if jobs.is_empty() {
+            return Builds::default();
+        }
+        let root = ws.root.clone();
+        let project = ws.project.name.clone();
+        let masker = masker.clone();
+        tokio::spawn(async move {
+            for (argv, dir, tx) in jobs {
+                let command = argv.join(" ");
+                on(BuildEvent::Started {
+                    command: command.clone(),
+                    dir: dir.clone(),
+                });
+                let built = run(&argv, &root.join(&dir), &project, &masker).await;
+                on(BuildEvent::Finished {
+                    command,
+                    built: built.clone(),
+                });
+                let _ = tx.send(Some(built));
+            }
+        });
+        Builds { by_service }
+    }
+
+    /// Whether any build was started.
+    pub fn is_empty(&self) -> bool {
+        self.by_service.is_empty()
+    }
+
+    /// Waits for `service`'s build; `None` when it has none (or the builds were dropped).
+    pub async fn wait(&self, service: &str) -> Option<Built> {
+        let mut rx = self.by_service.get(service)?.clone();
+        let done = rx.wait_for(Option::is_some).await.ok()?;
+        done.clone()
+    }
+}
+
+/// Runs one build command in `dir`: without the stage's variables (a build is stage
+/// independent), its output captured and masked.
+async fn run(argv: &[String], dir: &std::path::Path, project: &str, masker: &Masker) -> Built {
+    let t0 = Instant::now();
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(ferry_env::is_stage_variable) {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env(ferry_env::PROJECT, project);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Built::Failed {
+                message: format!(
+                    "`{}` could not start: {e}; is it installed and on PATH?",
+                    argv[0]
+                ),
+                output: Vec::new(),
+            };
+        }
+    };
+    let lines = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    let pump = |r: Box<dyn tokio::io::AsyncRead + Send + Unpin>| {
+        let lines = lines.clone();
+        tokio::spawn(async move {
+            let mut r = BufReader::new(r).lines();
+            while let Ok(Some(l)) = r.next_line().await {
+                let mut kept = lines.lock().expect("lines");
+                kept.push_back(l);
+                if kept.len() > KEPT_LINES {
+                    kept.pop_front();
+                }
+            }
+        })
+    };
+    let out = pump(Box::new(child.stdout.take().expect("piped")));
+    let err = pump(Box::new(child.stderr.take().expect("piped")));
+    let status = child.wait().await;
+    let _ = (out.await, err.await);
+    match status {
+        Ok(s) if s.success() => Built::Ok { took: t0.elapsed() },
+        Ok(s) => Built::Failed {
+            message: format!("`{}` {s}", argv.join(" ")),
+            output: lines
+                .lock()
+                .expect("lines")
+                .iter()
+                .map(|l| masker.mask(l))
+                .collect(),
+        },
+        Err(e) => Built::Failed {
+            message: format!("`{}` could not be awaited: {e}", argv.join(" ")),
+            output: Vec::new(),
+        },
+    }
+}
