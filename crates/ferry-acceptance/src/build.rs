@@ -104,11 +104,28 @@ impl Builds {
         self.by_service.is_empty()
     }
 
+    /// Whether `service`'s build is still running (or waiting for another build to finish).
+    pub fn pending(&self, service: &str) -> bool {
+        self.by_service
+            .get(service)
+            .is_some_and(|rx| rx.borrow().is_none())
+    }
+
     /// Waits for `service`'s build; `None` when it has none (or the builds were dropped).
     pub async fn wait(&self, service: &str) -> Option<Built> {
         let mut rx = self.by_service.get(service)?.clone();
         let done = rx.wait_for(Option::is_some).await.ok()?;
         done.clone()
+    }
+}
+
+/// Kills a process group when dropped.
+struct KillGroupOnDrop(rustix::process::Pid);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        // The group is gone when the build finished: nothing to do then.
+        let _ = rustix::process::kill_process_group(self.0, rustix::process::Signal::KILL);
     }
 }
 
@@ -142,6 +159,12 @@ async fn run(argv: &[String], dir: &std::path::Path, project: &str, masker: &Mas
             };
         }
     };
+    // A run that ends (or is aborted) before its build does stops the whole build: cargo and
+    // the compilers it started share the child's process group.
+    let _group = child
+        .id()
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        .map(KillGroupOnDrop);
     let lines = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
     let pump = |r: Box<dyn tokio::io::AsyncRead + Send + Unpin>| {
         let lines = lines.clone();

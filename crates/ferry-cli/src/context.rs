@@ -158,9 +158,12 @@ impl Ctx {
     }
 }
 
-/// A runtime for one command's AWS calls.
+/// A runtime for one command's AWS calls. Two worker threads: what runs in the background (the
+/// tests' builds, the lock's renewal) goes on while the command itself blocks, e.g. while the
+/// local emulator is installed.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("failed to start the async runtime")

@@ -554,12 +554,14 @@ async fn run_tests(
         }
     }
     let outcome = ferry_acceptance::with_heartbeat(harness.run_one(service, &outputs), |t| {
+        let building = ctx.builds.is_some_and(|b| b.pending(&service.name));
         on(Event::Stack {
             service: service.name.clone(),
-            progress: Progress::Note(format!(
-                "still running its acceptance tests ({}s; a first run compiles them)",
-                t.as_secs()
-            )),
+            progress: Progress::Note(if building {
+                format!("waiting for its acceptance build ({}s)", t.as_secs())
+            } else {
+                format!("still running its acceptance tests ({}s)", t.as_secs())
+            }),
         })
     })
     .await;

@@ -237,7 +237,11 @@ impl Emulator {
             "creating a virtual environment in {}",
             venv.display()
         ));
-        run_step(&venv, Command::new(python).args(["-m", "venv"]).arg(&venv))?;
+        run_step(
+            &venv,
+            Command::new(python).args(["-m", "venv"]).arg(&venv),
+            &mut progress,
+        )?;
         progress(&format!(
             "installing moto[server]=={MOTO_VERSION} (once per checkout)"
         ));
@@ -246,6 +250,7 @@ impl Emulator {
             Command::new(venv.join("bin").join("pip"))
                 .args(["install", "--quiet", "--disable-pip-version-check"])
                 .arg(format!("moto[server]=={MOTO_VERSION}")),
+            &mut progress,
         )?;
         File::create(self.marker()).map_err(io("create", &self.marker()))?;
         Ok(())
@@ -404,14 +409,47 @@ impl Emulator {
     }
 }
 
-fn run_step(venv: &Path, cmd: &mut Command) -> Result<(), LocalError> {
+/// How often a long install step is reported as still running.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// Runs one install step, saying every [`HEARTBEAT`] that it still runs (a pip install takes
+/// most of a minute, and is otherwise silent).
+fn run_step(
+    venv: &Path,
+    cmd: &mut Command,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), LocalError> {
     let step = format!("{cmd:?}").replace('"', "");
-    let out = cmd.output().map_err(|e| LocalError::Install {
+    let failed = |e: std::io::Error| LocalError::Install {
         venv: venv.to_path_buf(),
         step: step.clone(),
         status: e.to_string(),
         tail: String::new(),
-    })?;
+    };
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(failed)?;
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let t0 = Instant::now();
+    let waiter = std::thread::spawn(move || child.wait_with_output());
+    let mut next = HEARTBEAT;
+    while !waiter.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+        if t0.elapsed() >= next {
+            progress(&format!(
+                "still running {program} ({}s)",
+                t0.elapsed().as_secs()
+            ));
+            next += HEARTBEAT;
+        }
+    }
+    let out = waiter
+        .join()
+        .expect("the waiting thread does not panic")
+        .map_err(failed)?;
     if out.status.success() {
         return Ok(());
     }

@@ -150,6 +150,22 @@ pub fn run(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
         ferry_deploy::preflight_tree(ws, &stage, &tree)?;
     }
     runtime()?.block_on(async {
+        // With --test, the tests' builds start first: they compile while the emulator installs,
+        // credentials load and the stacks deploy (a build that is up to date costs a second).
+        let builds = (args.test && !ci.is_pull_request()).then(|| {
+            let selected = if args.select.services.is_empty() {
+                ws.services.iter().map(|s| s.name.clone()).collect()
+            } else {
+                ws.graph()
+                    .with_dependencies(args.select.services.iter().map(String::as_str))
+            };
+            ferry_acceptance::Builds::start(
+                ws,
+                selected.iter().map(String::as_str),
+                masker(),
+                move |e| clock.say(&build_event(&e)),
+            )
+        });
         let aws = ctx.aws(&stage).await?;
         let records = ctx.records(&stage, &aws)?;
         if ci.is_pull_request() {
@@ -174,6 +190,7 @@ pub fn run(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
             records: &records,
             cancel: &cancel,
             clock,
+            builds: builds.as_ref(),
         };
         crate::lock::with_lock(
             &records,
@@ -196,6 +213,8 @@ struct Run<'a> {
     records: &'a RecordStore,
     cancel: &'a Cancel,
     clock: Clock,
+    /// With --test: the tests' builds, started before anything else.
+    builds: Option<&'a ferry_acceptance::Builds>,
 }
 
 /// The plan of a stage from its state: bases from the records, drifted stacks deploy.
@@ -223,6 +242,7 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         records,
         cancel,
         clock,
+        builds,
     } = *run;
     let config = &aws.config;
     let ci = CiContext::from_env();
@@ -247,15 +267,6 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
     }
 
     let to_package: Vec<String> = ferry_deploy::candidates(ws, &plan).into_iter().collect();
-    // With --test, the services' test builds start now: they compile while the stacks deploy.
-    let builds = args.test.then(|| {
-        ferry_acceptance::Builds::start(
-            ws,
-            to_package.iter().map(String::as_str),
-            masker(),
-            move |e| clock.say(&build_event(&e)),
-        )
-    });
 
     // The package of this commit: made once, reused by every stage; uploaded where missing.
     let prepared = if to_package.is_empty() {
@@ -294,7 +305,7 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         cancel,
         package: prepared.as_ref(),
         adopt: args.adopt,
-        builds: builds.as_ref(),
+        builds,
     };
     let options = DeployOptions {
         concurrency: args.concurrency,
