@@ -62,10 +62,7 @@ fn by_hand() -> Engine {
             local_endpoint: Some(moto().endpoint()),
         },
     ));
-    Engine::new(
-        aws_sdk_cloudformation::Client::new(&config),
-        ferry_stacks::DeployOptions::default(),
-    )
+    Engine::for_config(&config, ferry_stacks::DeployOptions::default())
 }
 
 fn tokio_rt() -> tokio::runtime::Runtime {

@@ -232,6 +232,11 @@ impl Engine {
         self.options.timeout.as_secs()
     }
 
+    /// An engine whose CloudFormation client is made from `config` (e.g. a stage's).
+    pub fn for_config(config: &aws_config::SdkConfig, options: DeployOptions) -> Self {
+        Engine::new(Client::new(config), options)
+    }
+
     pub fn new(client: Client, options: DeployOptions) -> Self {
         Engine { client, options }
     }
