@@ -86,8 +86,8 @@ pub async fn test_deployed(
         .filter(|(_, r)| !r.outputs.is_empty())
         .map(|(k, r)| (k.clone(), r.outputs.clone()))
         .collect();
-    let cache = OutputCache::new(Engine::new(
-        aws_sdk_cloudformation::Client::new(config),
+    let cache = OutputCache::new(Engine::for_config(
+        config,
         ferry_stacks::DeployOptions::default(),
     ));
     let needed: BTreeSet<String> = selected

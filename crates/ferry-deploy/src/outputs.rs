@@ -52,8 +52,8 @@ pub async fn stage_outputs(
     records: &BTreeMap<String, Record>,
     services: &[String],
 ) -> Result<StageOutputs, StackError> {
-    let cache = OutputCache::new(Engine::new(
-        aws_sdk_cloudformation::Client::new(config),
+    let cache = OutputCache::new(Engine::for_config(
+        config,
         ferry_stacks::DeployOptions::default(),
     ));
     let mut out = StageOutputs {

@@ -106,7 +106,7 @@ impl Tree {
             .into_iter()
             .collect();
         let source = Source {
-            commit: head_commit(ws, ci),
+            commit: commit_of(Some(&repo), ci),
             dirty: !dirty.is_empty(),
         };
         Ok((Tree::Git { dirty }, source))
@@ -115,9 +115,12 @@ impl Tree {
 
 /// The commit of the checkout: its HEAD, else the CI's (a source zip), else empty.
 pub fn head_commit(ws: &Workspace, ci: &CiContext) -> String {
-    Repo::open(&ws.root)
-        .ok()
-        .and_then(|r| r.head_commit())
+    commit_of(Repo::open(&ws.root).ok().as_ref(), ci)
+}
+
+/// HEAD of `repo`, else the CI's commit, else empty.
+fn commit_of(repo: Option<&Repo>, ci: &CiContext) -> String {
+    repo.and_then(|r| r.head_commit())
         .map(|c| c.to_string())
         .or_else(|| ci.commit.clone())
         .unwrap_or_default()

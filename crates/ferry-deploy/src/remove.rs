@@ -123,8 +123,8 @@ pub async fn remove(
             })
             .collect()
     };
-    let engine = Engine::new(
-        aws_sdk_cloudformation::Client::new(config),
+    let engine = Engine::for_config(
+        config,
         ferry_stacks::DeployOptions {
             timeout: options.timeout,
             ..Default::default()

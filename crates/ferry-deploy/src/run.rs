@@ -207,8 +207,7 @@ pub async fn deploy(
     let candidates = candidates(ctx.ws, plan);
     let sub = graph.subgraph(&candidates);
 
-    let cfn = aws_sdk_cloudformation::Client::new(ctx.config);
-    let engine = Engine::new(cfn, options.engine.clone());
+    let engine = Engine::for_config(ctx.config, options.engine.clone());
     let run = Run {
         ctx,
         method: options

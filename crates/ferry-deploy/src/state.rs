@@ -71,10 +71,7 @@ pub async fn read(
 ) -> Result<StageState, StateError> {
     let records = records.read_all().await?;
     check_stacks(ws, stage, &records)?;
-    let engine = Engine::new(
-        aws_sdk_cloudformation::Client::new(config),
-        ferry_stacks::DeployOptions::default(),
-    );
+    let engine = Engine::for_config(config, ferry_stacks::DeployOptions::default());
     let list = engine.list().await.map_err(|source| StateError::List {
         stage: stage.name.clone(),
         source: Box::new(source),
