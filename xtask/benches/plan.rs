@@ -9,7 +9,9 @@
 //!
 //! their ratios, and the peak RSS of each plan. The commit plan is also timed without the
 //! workspace memo of the head (a commit planned for the first time) and without any cache (the
-//! first plan in a fresh clone), so the figures show what the caches buy. Generated repositories
+//! first plan in a fresh clone), so the figures show what the caches buy; beside that, git itself
+//! reading every manifest such a plan must read (`git cat-file --batch`), the floor of any
+//! fresh-clone plan. Generated repositories
 //! are kept under `target/ferry/bench/` and reused.
 //!
 //! Run: `cargo bench -p xtask --bench plan` (or `cargo xtask bench plan`); `-- 1000` for one size.
@@ -289,6 +291,19 @@ fn report(repo: &Path, services: usize, base: &str, head: &str) {
         },
         || command(xtask, &commit_plan, repo),
     );
+    // What any tool pays to read the manifests a plan must read in a fresh clone: git itself
+    // looking up and printing every service's `service.toml` at the head commit (one process,
+    // each path resolved through its folder's tree).
+    let manifests = repo.join(".git/ferry-bench-manifests.txt");
+    let names: String = (0..services)
+        .map(|i| format!("{head}:services/svc-{i:04}/service.toml\n"))
+        .collect();
+    std::fs::write(&manifests, names).unwrap();
+    let t_cat = median_time(|| {
+        let mut c = command("git", &["cat-file", "--batch"], repo);
+        c.stdin(std::fs::File::open(&manifests).unwrap());
+        c
+    });
     let t_status = median_time(|| command("git", &["status", "--porcelain"], repo));
     let t_tree = median_time(|| command(xtask, &tree_plan, repo));
     let rss_commit = peak_rss_mb(xtask, &commit_plan, repo);
@@ -311,6 +326,12 @@ fn report(repo: &Path, services: usize, base: &str, head: &str) {
         ms(t_new_commit) / ms(t_diff),
         ms(t_no_cache),
         ms(t_no_cache) / ms(t_diff),
+    );
+    println!(
+        "    floor of a fresh-clone plan: git cat-file --batch of the {services} manifests {:>8.1} ms   ratio to git diff {:.2};   plan with no cache / that read {:.2}",
+        ms(t_cat),
+        ms(t_cat) / ms(t_diff),
+        ms(t_no_cache) / ms(t_cat),
     );
     println!(
         "  plan (working tree)   {:>8.1} ms   git status --porcelain {:>6.1} ms   ratio {:.2} (target <= 1.5)   peak RSS {:.1} MB",
