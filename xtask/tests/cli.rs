@@ -71,11 +71,12 @@ fn services_lists_the_example_monorepo() {
     assert_eq!(
         out,
         "\
-NAME      FOLDER             DEPENDS ON        TEMPLATE
-api       services/api       database, events  template.yaml
-database  services/database  -                 template.yaml
-events    services/events    -                 template.yaml
-frontend  services/frontend  api               template.yaml
+NAME        KIND            FOLDER               DEPENDS ON        TEMPLATE
+api         cloudformation  services/api         database, events  template.yaml
+database    cloudformation  services/database    -                 template.yaml
+events      cloudformation  services/events      -                 template.yaml
+frontend    cloudformation  services/frontend    api               template.yaml
+fulfilment  sam             services/fulfilment  database, events  template.yaml
 "
     );
 }
@@ -92,6 +93,7 @@ fn services_json_is_machine_readable() {
         .find(|s| s["name"] == "api")
         .unwrap();
     assert_eq!(api["dir"], "services/api");
+    assert_eq!(api["kind"], "cloudformation");
     assert_eq!(api["template"], "services/api/template.yaml");
     assert_eq!(api["depends_on"], serde_json::json!(["database", "events"]));
     assert_eq!(
@@ -106,7 +108,7 @@ fn validate_accepts_the_example_monorepo() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out,
-        "ok: project `shop`, 4 service(s), stage(s) dev, prod, staging, *\n"
+        "ok: project `shop`, 5 service(s), stage(s) dev, prod, staging, *\n"
     );
 }
 
@@ -277,16 +279,28 @@ fn graph_renders_the_example_monorepo() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out,
-        "graph LR\n  n0[\"api\"]\n  n1[\"database\"]\n  n2[\"events\"]\n  n3[\"frontend\"]\n  n1 --> n0\n  n2 --> n0\n  n0 --> n3\n"
+        "graph LR\n  n0[\"api (cloudformation)\"]\n  n1[\"database (cloudformation)\"]\n  n2[\"events (cloudformation)\"]\n  n3[\"frontend (cloudformation)\"]\n  n4[\"fulfilment (sam)\"]\n  n1 --> n0\n  n2 --> n0\n  n0 --> n3\n  n1 --> n4\n  n2 --> n4\n"
     );
     let (_, dot, _) = run(&mut xtask(&["graph", "--format", "dot"]));
     assert!(dot.contains("\"api\" -> \"frontend\";"), "{dot}");
+    assert!(
+        dot.contains("\"fulfilment\" [label=\"fulfilment (sam)\"];"),
+        "{dot}"
+    );
     let (_, json, _) = run(&mut xtask(&["graph", "--format", "json"]));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(
         v["waves"],
-        serde_json::json!([["database", "events"], ["api"], ["frontend"]])
+        serde_json::json!([["database", "events"], ["api", "fulfilment"], ["frontend"]])
     );
+    let kinds: Vec<(&str, &str)> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["name"].as_str().unwrap(), n["kind"].as_str().unwrap()))
+        .collect();
+    assert!(kinds.contains(&("fulfilment", "sam")), "{kinds:?}");
+    assert!(kinds.contains(&("api", "cloudformation")), "{kinds:?}");
 }
 
 /// A copy of the example monorepo (ferry.toml and services/) committed to a temporary repository.
@@ -331,10 +345,14 @@ fn plan_deploys_what_changed_in_the_working_tree_and_at_a_commit() {
     let (code, out, err) = run(&mut plan(&repo, &["dev", "--since", &base]));
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("deploy  api       changed: services/api/src/handler.py"),
+        out.contains("deploy  api               changed: services/api/src/handler.py"),
         "{out}"
     );
-    assert!(out.contains("1 to deploy in 1 wave(s), 3 to skip"), "{out}");
+    assert!(
+        out.contains("skip    fulfilment (sam)  unchanged since"),
+        "the kind beside a service that is not plain CloudFormation: {out}"
+    );
+    assert!(out.contains("1 to deploy in 1 wave(s), 4 to skip"), "{out}");
 
     // At a commit, with the configuration of that commit.
     repo.commit("edit api");
@@ -356,6 +374,7 @@ fn plan_deploys_what_changed_in_the_working_tree_and_at_a_commit() {
         .unwrap();
     assert_eq!(api["reasons"][0]["kind"], "changed");
     assert_eq!(api["stack_name"], "shop-api-dev");
+    assert_eq!(api["kind"], "cloudformation");
 
     // --with-dependents brings frontend; --service frontend alone plans its dependencies too.
     let (_, out, _) = run(&mut plan(
@@ -396,7 +415,7 @@ fn plan_without_a_base_deploys_everything_with_a_named_reason() {
     let (repo, _) = example_repo();
     let (code, out, _) = run(&mut plan(&repo, &["dev"]));
     assert_eq!(code, 0);
-    assert!(out.contains("4 to deploy in 3 wave(s), 0 to skip"), "{out}");
+    assert!(out.contains("5 to deploy in 3 wave(s), 0 to skip"), "{out}");
     assert!(out.contains("not deployed yet"), "{out}");
     let (_, out, _) =
         run(plan(&repo, &["dev", "--format", "json"]).env("FORCE_DEPLOY_ALL", "true"));

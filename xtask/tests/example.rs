@@ -83,10 +83,16 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
     // 1. Everything is created and passes its tests; the api's code uploaded, the site published.
     let (code, out, err) = local(&r, state.path(), &["deploy", "dev", "--test"]);
     assert_eq!(code, 0, "{out}\n{err}");
-    for s in ["database", "events", "api", "frontend"] {
+    for s in ["database", "events", "api", "frontend", "fulfilment"] {
         assert!(row(&out, s).contains(" created "), "{out}");
     }
-    assert!(err.contains("artifacts: 1 uploaded"), "{err}");
+    assert!(row(&out, "fulfilment").contains(" sam "), "the kind: {out}");
+    assert!(
+        row(&out, "api").contains(" cloudformation "),
+        "the kind: {out}"
+    );
+    // api's archive, and the SAM service's Globals.Function code.
+    assert!(err.contains("artifacts: 2 uploaded"), "{err}");
     // The tests' build starts before any stack deploys, and finishes.
     let build = err
         .find("acceptance build started in services/")
@@ -105,6 +111,7 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
         ("events", "2/2"),
         ("api", "1/1"),
         ("frontend", "1/1"),
+        ("fulfilment", "2/2"),
     ] {
         let line = out
             .lines()
@@ -113,7 +120,11 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
     }
     let junit =
         std::fs::read_to_string(r.path().join("target/ferry/reports/acceptance-dev.xml")).unwrap();
-    assert!(junit.contains("tests=\"5\" failures=\"0\""), "{junit}");
+    assert!(junit.contains("tests=\"7\" failures=\"0\""), "{junit}");
+    assert!(
+        junit.contains("name=\"fulfilment::this_stages_order_topic_may_invoke_the_function\""),
+        "{junit}"
+    );
     assert!(
         junit.contains("name=\"events::a_published_order_event_reaches_the_order_queue\""),
         "{junit}"
@@ -160,7 +171,7 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
     // 2. Nothing changed: nothing deploys, nothing is tested again.
     let (code, out, err) = local(&r, state.path(), &["deploy", "dev", "--test"]);
     assert_eq!(code, 0, "{err}");
-    for s in ["database", "events", "api", "frontend"] {
+    for s in ["database", "events", "api", "frontend", "fulfilment"] {
         assert!(row(&out, s).contains("skipped (up to date)"), "{out}");
     }
     assert!(out.contains("0 stack output reads"), "{out}");

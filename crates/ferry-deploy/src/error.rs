@@ -39,6 +39,8 @@ pub enum ServiceError {
     },
     #[error(transparent)]
     Site(#[from] ferry_package::UploadError),
+    #[error("{service}: its SAM template could not be expanded for the local emulator: {message}")]
+    Expand { service: String, message: String },
     #[error("deployed ({action}), but its acceptance tests {status}")]
     TestsFailed { action: String, status: String },
 }

@@ -43,7 +43,8 @@ pub use remove::{
 };
 pub use report::{Summary, summary};
 pub use run::{
-    DeployContext, DeployOptions, DeployReport, Event, ServiceReport, ServiceResult, Source, deploy,
+    DeployContext, DeployOptions, DeployReport, Event, ExpandSam, ServiceReport, ServiceResult,
+    Source, deploy,
 };
 pub use state::{StageState, StateError};
 

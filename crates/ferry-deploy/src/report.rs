@@ -6,14 +6,15 @@ use crate::{DeployReport, ServiceResult};
 /// A deploy's summary: one row per service, and the details of each failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
-    /// [`Summary::HEADER`] columns: service, result, deploy time, test time, reason.
-    pub rows: Vec<[String; 5]>,
+    /// [`Summary::HEADER`] columns: service, kind, result, deploy time, test time, reason.
+    pub rows: Vec<[String; 6]>,
     /// Each failure's error, then its failing stack events (resource, type, status, reason).
     pub details: Vec<String>,
 }
 
 impl Summary {
-    pub const HEADER: [&'static str; 5] = ["SERVICE", "RESULT", "DEPLOY", "TESTS", "REASON"];
+    pub const HEADER: [&'static str; 6] =
+        ["SERVICE", "KIND", "RESULT", "DEPLOY", "TESTS", "REASON"];
 }
 
 fn seconds(d: std::time::Duration) -> String {
@@ -36,7 +37,15 @@ pub fn summary(report: &DeployReport) -> Summary {
             seconds(s.duration)
         };
         let tests = s.tests.map(seconds).unwrap_or_else(|| "-".to_string());
-        rows.push([s.name.clone(), s.result.to_string(), deploy, tests, why]);
+        let kind = s.kind.map_or_else(|| "-".to_string(), |k| k.to_string());
+        rows.push([
+            s.name.clone(),
+            kind,
+            s.result.to_string(),
+            deploy,
+            tests,
+            why,
+        ]);
         if let ServiceResult::Failed { error } = &s.result {
             details.push(format!("{}: {error}", s.name));
             for f in error.failures() {

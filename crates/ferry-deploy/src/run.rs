@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use ferry_credentials::Masker;
 use ferry_graph::{Cancel, Outcome, ScheduleOptions};
-use ferry_manifest::{Service, Stage, Workspace};
+use ferry_manifest::{Service, ServiceKind, Stage, Workspace};
 use ferry_outputs::{OutputCache, OutputsFile};
 use ferry_package::ServicePackage;
 use ferry_plan::{Action as PlanAction, Plan};
@@ -59,6 +59,21 @@ pub struct DeployContext<'a> {
     /// With `DeployOptions::test`: the `[acceptance] build` commands started before the deploy
     /// (see `ferry_acceptance::Builds`); each service's tests wait for its build.
     pub builds: Option<&'a ferry_acceptance::Builds>,
+    /// Expands SAM templates before they deploy, for a target that does not run the transform
+    /// itself (the local emulator, which would create a SAM stack with its functions silently
+    /// left out). `None` on AWS, where CloudFormation expands them.
+    pub expand_sam: Option<&'a dyn ExpandSam>,
+}
+
+/// Turns a packaged SAM template into plain CloudFormation, given the stack's parameter values
+/// (the values may be secrets: an implementation keeps them out of argv and output).
+pub trait ExpandSam: Sync {
+    /// The expanded template's text, or why it could not be expanded.
+    fn expand(
+        &self,
+        template: &serde_json::Value,
+        parameters: &BTreeMap<String, String>,
+    ) -> Result<String, String>;
 }
 
 impl std::fmt::Display for ServiceResult {
@@ -110,6 +125,8 @@ pub enum ServiceResult {
 #[derive(Debug, Clone)]
 pub struct ServiceReport {
     pub name: String,
+    /// What the service is written in (`None` for a service removed since its base).
+    pub kind: Option<ServiceKind>,
     pub stack: String,
     pub result: ServiceResult,
     /// How long its own deploy (or check) took: parameters, stack operation, site, record.
@@ -310,6 +327,7 @@ pub async fn deploy(
             },
         };
         services.push(ServiceReport {
+            kind: ctx.ws.service(&name).map(|s| s.kind),
             name,
             stack,
             result: done.result,
@@ -332,6 +350,7 @@ pub async fn deploy(
             .join("; ");
         services.push(ServiceReport {
             name: s.name.clone(),
+            kind: s.kind,
             stack: s.stack_name.clone(),
             result: ServiceResult::UpToDate { why: why.clone() },
             duration: Duration::ZERO,
@@ -378,6 +397,45 @@ pub async fn deploy(
 enum Deployed {
     Stack { action: Action, record: Box<Record> },
     UpToDate { why: String },
+}
+
+/// `template` expanded by `expander` (read from the package when it was to go by URL).
+fn expand_sam(
+    ctx: &DeployContext<'_>,
+    service: &Service,
+    packaged: Option<&ServicePackage>,
+    template: TemplateSource,
+    parameters: &BTreeMap<String, String>,
+    expander: &dyn ExpandSam,
+) -> Result<TemplateSource, ServiceError> {
+    let text = match (template, ctx.package, packaged) {
+        (TemplateSource::Body(text), _, _) => text,
+        (TemplateSource::Url(_), Some(p), Some(sp)) => {
+            let path = p.dir.join(&sp.template);
+            std::fs::read_to_string(&path)
+                .map_err(|source| ServiceError::Template { path, source })?
+        }
+        (TemplateSource::Url(url), _, _) => {
+            return Err(ServiceError::Expand {
+                service: service.name.clone(),
+                message: format!("its template is at {url}, not in a local package"),
+            });
+        }
+    };
+    let expand_err = |message: String| ServiceError::Expand {
+        service: service.name.clone(),
+        message,
+    };
+    let parsed = ferry_package::parse_template(&text).map_err(|e| expand_err(e.to_string()))?;
+    let run = || expander.expand(&parsed, parameters);
+    // The translator is a child process: on a multi-threaded runtime, let other services'
+    // jobs move to another worker meanwhile.
+    let expanded = match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
+        _ => run(),
+    }
+    .map_err(|e| expand_err(ctx.masker.mask(&e)))?;
+    Ok(TemplateSource::Body(expanded))
 }
 
 /// Deploys one service, or finds it up to date. `must_deploy`: the plan deploys it (else it is
@@ -459,6 +517,12 @@ async fn deploy_one(
     }
 
     warn_secrets_without_no_echo(ctx, service, packaged, &template, &hashed, on);
+    let template = match (service.kind, ctx.expand_sam) {
+        (ServiceKind::Sam, Some(expander)) => {
+            expand_sam(ctx, service, packaged, template, &parameters, expander)?
+        }
+        (_, _) => template,
+    };
     let spec = StackSpec {
         name: stack.to_string(),
         template,
@@ -515,6 +579,7 @@ async fn deploy_one(
             .collect(),
         stack_id: Some(deployed.stack_id.clone()),
         stack_updated: deployed.last_updated,
+        kind: Some(service.kind.to_string()),
     };
     ctx.records.write(&record).await?;
     Ok(Deployed::Stack {

@@ -178,6 +178,7 @@ mod tests {
             outputs: BTreeMap::new(),
             stack_id: Some("id-1".into()),
             stack_updated: Some(1_700_000_000_000),
+            kind: None,
         }
     }
 
@@ -230,6 +231,7 @@ mod tests {
         let old = Record {
             stack_id: None,
             stack_updated: None,
+            kind: None,
             ..record()
         };
         assert_eq!(

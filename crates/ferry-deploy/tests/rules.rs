@@ -92,6 +92,7 @@ async fn deploy(r: &TestRepo, config: &SdkConfig) -> DeployReport {
         package: None,
         adopt: false,
         builds: None,
+        expand_sam: None,
     };
     let options = DeployOptions {
         // The emulator publishes no outputs after a change set.

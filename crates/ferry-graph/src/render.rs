@@ -7,11 +7,17 @@ use crate::DepGraph;
 /// `graph LR` with an edge from each dependency to its dependent. Node ids are positional
 /// (`n0`, `n1`, …) with the name as label, so any name renders.
 pub fn mermaid(g: &DepGraph) -> String {
+    mermaid_with(g, &|n| n.to_string())
+}
+
+/// [`mermaid`] with each node labelled `label(name)` (quotes in a label are dropped).
+pub fn mermaid_with(g: &DepGraph, label: &dyn Fn(&str) -> String) -> String {
     let names: Vec<&str> = g.nodes().collect();
     let id = |n: &str| names.iter().position(|m| *m == n).expect("known node");
     let mut out = String::from("graph LR\n");
     for (i, n) in names.iter().enumerate() {
-        out.push_str(&format!("  n{i}[\"{n}\"]\n"));
+        let l = label(n).replace('"', "");
+        out.push_str(&format!("  n{i}[\"{l}\"]\n"));
     }
     for n in &names {
         for d in g.dependencies(n) {
@@ -23,9 +29,20 @@ pub fn mermaid(g: &DepGraph) -> String {
 
 /// Graphviz DOT, dependencies pointing at dependents.
 pub fn dot(g: &DepGraph) -> String {
+    dot_with(g, None)
+}
+
+/// [`dot`] with each node labelled `label(name)` (quotes in a label are dropped).
+pub fn dot_with(g: &DepGraph, label: Option<&dyn Fn(&str) -> String>) -> String {
     let mut out = String::from("digraph ferry {\n  rankdir=LR;\n");
     for n in g.nodes() {
-        out.push_str(&format!("  \"{n}\";\n"));
+        match label {
+            Some(label) => {
+                let l = label(n).replace('"', "");
+                out.push_str(&format!("  \"{n}\" [label=\"{l}\"];\n"));
+            }
+            None => out.push_str(&format!("  \"{n}\";\n")),
+        }
     }
     for n in g.nodes() {
         for d in g.dependencies(n) {
@@ -92,6 +109,17 @@ mod tests {
             dot(&example()),
             "digraph ferry {\n  rankdir=LR;\n  \"api\";\n  \"database\";\n  \"events\";\n  \"frontend\";\n  \"database\" -> \"api\";\n  \"events\" -> \"api\";\n  \"api\" -> \"frontend\";\n}\n"
         );
+    }
+
+    #[test]
+    fn labels_name_nodes_without_changing_their_ids() {
+        let label = |n: &str| format!("{n} (\"sam\")");
+        let m = mermaid_with(&example(), &label);
+        assert!(m.contains("  n0[\"api (sam)\"]\n"), "{m}");
+        assert!(m.contains("  n1 --> n0\n"), "{m}");
+        let d = dot_with(&example(), Some(&label));
+        assert!(d.contains("  \"api\" [label=\"api (sam)\"];\n"), "{d}");
+        assert!(d.contains("  \"database\" -> \"api\";\n"), "{d}");
     }
 
     #[test]

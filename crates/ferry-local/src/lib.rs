@@ -21,6 +21,12 @@ use serde::{Deserialize, Serialize};
 
 /// The moto release Ferry is tested against.
 pub const MOTO_VERSION: &str = "5.2.5";
+/// The `aws-sam-translator` release installed beside moto: the emulator does not run the SAM
+/// transform, so `--local` expands SAM templates with it before they are deployed.
+pub const SAM_TRANSLATOR_VERSION: &str = "1.115.0";
+/// Expands one SAM template offline (no AWS call: managed policy names come from the list
+/// bundled with the translator); JSON request on stdin, the template on stdout.
+const SAM_EXPAND: &str = include_str!("sam_expand.py");
 /// Access key the local emulator is given: not a credential, any value works with moto.
 pub const DUMMY_KEY: &str = "ferry-local";
 const LAUNCHER: &str = include_str!("launcher.py");
@@ -30,11 +36,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 #[non_exhaustive]
 pub enum LocalError {
     #[error(
-        "`{python}` was not found; the local emulator needs Python 3.9 or newer with venv (e.g. `apt-get install python3 python3-venv`), or set FERRY_PYTHON to a python executable"
+        "`{python}` was not found; the local emulator needs Python 3.10 or newer with venv (e.g. `apt-get install python3 python3-venv`), or set FERRY_PYTHON to a python executable"
     )]
     PythonMissing { python: String },
     #[error(
-        "failed to install moto[server]=={MOTO_VERSION} into {venv}: `{step}` exited with {status}; its last lines:\n{tail}"
+        "failed to install moto[server]=={MOTO_VERSION} and aws-sam-translator=={SAM_TRANSLATOR_VERSION} into {venv}: `{step}` exited with {status}; its last lines:\n{tail}"
     )]
     Install {
         venv: PathBuf,
@@ -42,6 +48,10 @@ pub enum LocalError {
         status: String,
         tail: String,
     },
+    #[error(
+        "the SAM template could not be expanded for the emulator (aws-sam-translator {SAM_TRANSLATOR_VERSION}):\n{errors}"
+    )]
+    SamExpand { errors: String },
     #[error("failed to start the emulator: {reason}; see {log}")]
     Start { reason: String, log: PathBuf },
     #[error("failed to stop the emulator (pid {pid}): {source}")]
@@ -188,6 +198,14 @@ impl Emulator {
     }
 
     fn marker(&self) -> PathBuf {
+        self.venv().join(format!(
+            ".ferry-moto-{MOTO_VERSION}-sam-{SAM_TRANSLATOR_VERSION}"
+        ))
+    }
+
+    /// The marker of a venv that holds the pinned moto without the translator (made before
+    /// Ferry expanded SAM templates): only the translator is added to it.
+    fn moto_only_marker(&self) -> PathBuf {
         self.venv().join(format!(".ferry-moto-{MOTO_VERSION}"))
     }
 
@@ -230,6 +248,20 @@ impl Emulator {
             });
         }
         let venv = self.venv();
+        if self.moto_only_marker().is_file() {
+            progress(&format!(
+                "adding aws-sam-translator=={SAM_TRANSLATOR_VERSION} to the emulator's venv"
+            ));
+            run_step(
+                &venv,
+                Command::new(venv.join("bin").join("pip"))
+                    .args(["install", "--quiet", "--disable-pip-version-check"])
+                    .arg(format!("aws-sam-translator=={SAM_TRANSLATOR_VERSION}")),
+                &mut progress,
+            )?;
+            File::create(self.marker()).map_err(io("create", &self.marker()))?;
+            return Ok(());
+        }
         if venv.exists() {
             fs::remove_dir_all(&venv).map_err(io("remove", &venv))?;
         }
@@ -243,17 +275,63 @@ impl Emulator {
             &mut progress,
         )?;
         progress(&format!(
-            "installing moto[server]=={MOTO_VERSION} (once per checkout)"
+            "installing moto[server]=={MOTO_VERSION} and aws-sam-translator=={SAM_TRANSLATOR_VERSION} (once per checkout)"
         ));
         run_step(
             &venv,
             Command::new(venv.join("bin").join("pip"))
                 .args(["install", "--quiet", "--disable-pip-version-check"])
-                .arg(format!("moto[server]=={MOTO_VERSION}")),
+                .arg(format!("moto[server]=={MOTO_VERSION}"))
+                .arg(format!("aws-sam-translator=={SAM_TRANSLATOR_VERSION}")),
             &mut progress,
         )?;
         File::create(self.marker()).map_err(io("create", &self.marker()))?;
         Ok(())
+    }
+
+    /// Expands a SAM template (JSON or YAML text, as CloudFormation would read it; Ferry's
+    /// packaged templates are JSON) into plain CloudFormation for the emulator, with the stack's
+    /// parameter values and region. Nothing leaves the machine; the values go to the translator
+    /// on its standard input, never in its arguments. Installs the translator when needed.
+    pub fn expand_sam(
+        &self,
+        template: &serde_json::Value,
+        parameters: &std::collections::BTreeMap<String, String>,
+        region: &str,
+    ) -> Result<String, LocalError> {
+        self.ensure_installed(|_| {})?;
+        let request = serde_json::json!({
+            "template": template,
+            "parameters": parameters,
+            "region": region,
+        });
+        let mut child = Command::new(self.python())
+            .args(["-c", SAM_EXPAND])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io("run", &self.python()))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let body = serde_json::to_vec(&request).expect("JSON values serialize");
+        // Written from a thread: a large template must not block on a full pipe while the
+        // translator's answer fills the other one.
+        let writer = std::thread::spawn(move || stdin.write_all(&body));
+        let out = child
+            .wait_with_output()
+            .map_err(io("run", &self.python()))?;
+        let _ = writer.join();
+        if !out.status.success() {
+            let errors = String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Err(LocalError::SamExpand { errors });
+        }
+        String::from_utf8(out.stdout).map_err(|e| LocalError::SamExpand {
+            errors: format!("  the translator's output is not UTF-8: {e}"),
+        })
     }
 
     fn launch(&self, port: u16, attached: bool) -> Result<(Child, u16), LocalError> {

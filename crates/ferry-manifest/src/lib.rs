@@ -26,7 +26,7 @@ pub use load::{PROJECT_FILE, SERVICE_FILE, declared_service_name, load, load_fro
 pub use memo::{read_memo, write_memo};
 pub use model::{
     Acceptance, Artifact, DEFAULT_ACCEPTANCE_TIMEOUT, DeploymentMethod, Package, Project, Service,
-    Site, StageConfig, Workspace,
+    ServiceKind, Site, StageConfig, Workspace,
 };
 pub use reference::{Reference, ReferenceError, Segment, Template};
 pub use source::{FsSource, Source, normalize_relative, skipped_folder};

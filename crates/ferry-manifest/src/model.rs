@@ -71,12 +71,56 @@ impl StageConfig {
     }
 }
 
-/// One service: a folder with a `service.toml` and a CloudFormation template.
+/// What a service is written in, and so how Ferry makes the CloudFormation template it deploys.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKind {
+    /// A hand-written CloudFormation template; local code paths are declared in
+    /// `[package.artifacts]`.
+    #[default]
+    Cloudformation,
+    /// An AWS SAM template (`Transform: AWS::Serverless-2016-10-31`): every local path its
+    /// resources name (`CodeUri`, also in `Globals`, `ContentUri`, `DefinitionUri`, an
+    /// application's `Location`) is packaged.
+    Sam,
+}
+
+impl ServiceKind {
+    /// Every kind, in the order `--help` and messages list them.
+    pub const ALL: &[ServiceKind] = &[ServiceKind::Cloudformation, ServiceKind::Sam];
+
+    /// The name `service.toml` and every output use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Cloudformation => "cloudformation",
+            ServiceKind::Sam => "sam",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ServiceKind> {
+        ServiceKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for ServiceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One service: a folder with a `service.toml` and a CloudFormation or SAM template.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Service {
     pub name: String,
     /// Repository-relative folder, `/`-separated, e.g. `services/api`.
     pub dir: String,
+    /// `[service] kind`.
+    pub kind: ServiceKind,
     /// Template path relative to `dir`.
     pub template: String,
     /// Explicit `depends-on`, as written.

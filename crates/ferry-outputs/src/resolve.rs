@@ -184,6 +184,7 @@ mod tests {
         Service {
             name: "api".into(),
             dir: "services/api".into(),
+            kind: Default::default(),
             template: "template.yaml".into(),
             depends_on: vec![],
             inputs: vec![],

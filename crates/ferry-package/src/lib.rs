@@ -21,6 +21,7 @@
 
 mod files;
 mod s3;
+mod sam;
 mod template;
 pub mod zip;
 
@@ -29,13 +30,14 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use ferry_manifest::{Service, Workspace};
+use ferry_manifest::{Service, ServiceKind, Workspace};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use s3::{
     MAX_INLINE_TEMPLATE, UploadError, UploadReport, client as s3_client, upload, upload_site,
 };
+pub use sam::{SAM_TRANSFORM, is_sam};
 pub use template::{
     BUCKET_PARAMETER, MAX_FLOW_DEPTH, MAX_TEMPLATE, is_no_echo, parse as parse_template,
 };
@@ -78,6 +80,26 @@ pub enum TemplateError {
         "it declares parameter `{key}` without a Default, and service.toml's [parameters] gives it no value; add `{key} = \"…\"` under [parameters] or a Default to the template"
     )]
     MissingParameter { key: String },
+    #[error(
+        "service.toml says kind = \"sam\", but the template has no `Transform: {transform}`; add it, or set kind = \"cloudformation\""
+    )]
+    NotSam { transform: &'static str },
+    #[error(
+        "{at} names {path:?}, which lies outside the service folder; Ferry deploys a service again when its folder changes, so code outside it would go stale: move it into the folder, or copy it there with [package] build"
+    )]
+    PathOutside {
+        /// `<resource>.<property>`, e.g. `Fn.CodeUri`.
+        at: String,
+        path: String,
+    },
+    #[error(
+        "{site}.Location names {path:?}, and nested applications go at most {max} levels deep; is an application nested in itself?"
+    )]
+    NestedTooDeep {
+        site: String,
+        path: String,
+        max: usize,
+    },
     #[error("it has no resource `{resource}` (resources: {known})")]
     UnknownResource { resource: String, known: String },
     #[error(
@@ -133,6 +155,15 @@ pub enum PackageError {
         resource: String,
         path: String,
         dir: String,
+    },
+    #[error(
+        "{service}: {resource}.{property} names {path}, a folder; a definition or a nested template is one file"
+    )]
+    NotAFile {
+        service: String,
+        resource: String,
+        property: String,
+        path: String,
     },
     #[error("{service}: artifact {path} of resource `{resource}` holds no files (after excludes)")]
     EmptyArtifact {
@@ -205,10 +236,14 @@ impl ServicePackage {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackagedArtifact {
-    /// Template resource (logical id).
+    /// Template resource (logical id), or `Globals.<section>` for a SAM template's globals.
     pub resource: String,
-    /// The property rewritten (`Code`, `Content`, `CodeUri`, `ContentUri`).
+    /// The property rewritten (`Code`, `Content`, `CodeUri`, `ContentUri`, `DefinitionUri`,
+    /// `Location`).
     pub property: String,
+    /// A zip, or one file uploaded as it is (a definition, a nested template).
+    #[serde(default)]
+    pub format: ArtifactFormat,
     /// Source folder or file, relative to the service folder.
     pub source: String,
     /// `<project>/<service>/<sha256>.zip`.
@@ -216,6 +251,27 @@ pub struct PackagedArtifact {
     pub sha256: String,
     pub size: u64,
     pub files: usize,
+}
+
+/// What an artifact's bytes are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactFormat {
+    /// A zip (kept under `artifacts/`).
+    #[default]
+    Zip,
+    /// A file uploaded as it is (kept under `blobs/`).
+    File,
+}
+
+impl PackagedArtifact {
+    /// Where the artifact's bytes are kept under the package folder `out`.
+    pub fn local_path(&self, out: &Path) -> PathBuf {
+        match self.format {
+            ArtifactFormat::Zip => artifact_path(out, &self.sha256),
+            ArtifactFormat::File => blob_path(out, &self.sha256),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -396,8 +452,8 @@ fn cache_key(project: &str, service: &Service, input_key: &str) -> String {
     let config = serde_json::to_string(&service.package).expect("serializable");
     sha256_hex(
         format!(
-            "ferry-package-{FORMAT}\0{project}\0{}\0{}\0{input_key}\0{config}",
-            service.name, service.template
+            "ferry-package-{FORMAT}\0{project}\0{}\0{}\0{}\0{input_key}\0{config}",
+            service.name, service.kind, service.template
         )
         .as_bytes(),
     )
@@ -408,10 +464,7 @@ fn read_cache(out: &Path, service: &str, key: &str) -> Option<ServicePackage> {
     let text = fs::read(out.join("cache").join(service).join(format!("{key}.json"))).ok()?;
     let sp: ServicePackage = serde_json::from_slice(&text).ok()?;
     let present = out.join(&sp.template).is_file()
-        && sp
-            .artifacts
-            .iter()
-            .all(|a| artifact_path(out, &a.sha256).is_file())
+        && sp.artifacts.iter().all(|a| a.local_path(out).is_file())
         && sp
             .site
             .iter()
@@ -424,12 +477,49 @@ fn read_cache(out: &Path, service: &str, key: &str) -> Option<ServicePackage> {
 /// it passes are declared, the ones without a default are passed.
 fn check_parameters(service: &Service, parsed: &serde_json::Value) -> Result<(), TemplateError> {
     let passed: Vec<&str> = service.parameters.keys().map(String::as_str).collect();
-    let provided = if service.package.artifacts.is_empty() {
+    let provided = if service.package.artifacts.is_empty() && service.kind != ServiceKind::Sam {
         &[][..]
     } else {
         &[BUCKET_PARAMETER][..]
     };
-    template::check(parsed, &passed, provided)
+    template::check(parsed, &passed, provided)?;
+    if service.kind == ServiceKind::Sam {
+        if !sam::is_sam(parsed) {
+            return Err(TemplateError::NotSam {
+                transform: sam::SAM_TRANSFORM,
+            });
+        }
+        let base = template_dir(service);
+        for l in sam::local_paths(parsed) {
+            inside_service(&base, &l)?;
+        }
+    }
+    Ok(())
+}
+
+/// The folder of `service`'s template, relative to the service folder ("" for the folder itself).
+fn template_dir(service: &Service) -> String {
+    service
+        .template
+        .rsplit_once('/')
+        .map_or(String::new(), |(d, _)| d.to_string())
+}
+
+/// `l`'s path relative to the service folder (it is written relative to `base`, the folder of
+/// its template); an error when it leaves the service folder.
+fn inside_service(base: &str, l: &sam::LocalPath) -> Result<String, TemplateError> {
+    let joined = if base.is_empty() {
+        l.path.clone()
+    } else {
+        format!("{base}/{}", l.path)
+    };
+    ferry_manifest::normalize_relative(&joined)
+        .filter(|_| !l.path.starts_with('/') && !l.path.contains('\\'))
+        .map(|p| if p.is_empty() { ".".to_string() } else { p })
+        .ok_or_else(|| TemplateError::PathOutside {
+            at: format!("{}.{}", l.site.label(), l.site.property()),
+            path: l.path.clone(),
+        })
 }
 
 /// Reads and checks the template of each of `services` without packaging anything (what
@@ -566,88 +656,77 @@ fn package_service(
     // Check the template before running anything: an undeclared local path fails fast.
     let mut parsed = template::parse(&text).map_err(template_err)?;
     check_parameters(service, &parsed).map_err(template_err)?;
-    for (resource, _ty, property) in template::local_code_paths(&parsed) {
-        if !spec.artifacts.contains_key(&resource) {
-            let path = parsed["Resources"][&resource]["Properties"][&property]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            return Err(PackageError::Undeclared {
-                service: service.name.clone(),
-                resource,
-                property,
-                path,
-                manifest: service.manifest_path(),
-            });
+    if service.kind == ServiceKind::Cloudformation {
+        for (resource, _ty, property) in template::local_code_paths(&parsed) {
+            if !spec.artifacts.contains_key(&resource) {
+                let path = parsed["Resources"][&resource]["Properties"][&property]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                return Err(PackageError::Undeclared {
+                    service: service.name.clone(),
+                    resource,
+                    property,
+                    path,
+                    manifest: service.manifest_path(),
+                });
+            }
         }
-    }
-
-    // Every declared resource exists and takes a code package (checked before the build runs).
-    for resource in spec.artifacts.keys() {
-        template::point_at(&mut parsed, resource, "").map_err(template_err)?;
+        // Every declared resource exists and takes a code package (checked before the build runs).
+        for resource in spec.artifacts.keys() {
+            template::point_at(&mut parsed, resource, "").map_err(template_err)?;
+        }
     }
 
     if !spec.build.is_empty() {
         run_build(ws, service, &dir, mask, on)?;
     }
 
-    let mut artifacts = Vec::new();
-    for (resource, a) in &spec.artifacts {
-        let src = dir.join(&a.path);
-        if !src.exists() {
-            return Err(PackageError::MissingArtifact {
-                service: service.name.clone(),
-                resource: resource.clone(),
-                path: a.path.clone(),
-                dir: service.dir.clone(),
-            });
+    let store = Store {
+        ws,
+        service,
+        dir: &dir,
+        out,
+        on,
+    };
+    let artifacts = match service.kind {
+        ServiceKind::Cloudformation => {
+            let mut artifacts = Vec::new();
+            for (resource, a) in &spec.artifacts {
+                let globs: Vec<&str> = spec
+                    .exclude
+                    .iter()
+                    .chain(&a.exclude)
+                    .map(String::as_str)
+                    .collect();
+                let (sha256, size, files) = store.zip(resource, &a.path, &globs)?;
+                let key = store.key(&sha256, "zip");
+                let property =
+                    template::point_at(&mut parsed, resource, &key).map_err(template_err)?;
+                artifacts.push(PackagedArtifact {
+                    resource: resource.clone(),
+                    property,
+                    format: ArtifactFormat::Zip,
+                    source: a.path.clone(),
+                    key,
+                    sha256,
+                    size,
+                    files,
+                });
+            }
+            artifacts
         }
-        let globs: Vec<&str> = spec
-            .exclude
-            .iter()
-            .chain(&a.exclude)
-            .map(String::as_str)
-            .collect();
-        let entries = files_of(service, &src, &globs)?;
-        if entries.is_empty() {
-            return Err(PackageError::EmptyArtifact {
-                service: service.name.clone(),
-                resource: resource.clone(),
-                path: a.path.clone(),
-            });
+        ServiceKind::Sam => {
+            let mut artifacts = Vec::new();
+            store
+                .sam(&mut parsed, &template_dir(service), 0, &mut artifacts)
+                .map_err(|e| match e {
+                    Nested::Template(source) => template_err(source),
+                    Nested::Package(p) => *p,
+                })?;
+            artifacts
         }
-        let dest_dir = out.join("artifacts");
-        fs::create_dir_all(&dest_dir).map_err(io_err(&dest_dir))?;
-        let tmp = dest_dir.join(format!(
-            ".{}-{resource}.{}.tmp",
-            service.name,
-            std::process::id()
-        ));
-        let written = zip::write(&entries, &tmp).map_err(io_err(&src))?;
-        let dest = artifact_path(out, &written.sha256);
-        fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
-        on(Event::Zipped {
-            service: service.name.clone(),
-            resource: resource.clone(),
-            files: written.entries,
-            size: written.size,
-            sha256: written.sha256.clone(),
-        });
-        let key = format!(
-            "{}/{}/{}.zip",
-            ws.project.name, service.name, written.sha256
-        );
-        let property = template::point_at(&mut parsed, resource, &key).map_err(template_err)?;
-        artifacts.push(PackagedArtifact {
-            resource: resource.clone(),
-            property,
-            source: a.path.clone(),
-            key,
-            sha256: written.sha256,
-            size: written.size,
-            files: written.entries,
-        });
-    }
+    };
 
     // Without artifacts the template is deployed exactly as written.
     let (bytes, ext) = if artifacts.is_empty() {
@@ -682,6 +761,213 @@ fn package_service(
         site,
         input_key: None,
     })
+}
+
+/// Where one service's artifacts go: zips under `artifacts/`, files under `blobs/`, keys
+/// `<project>/<service>/<sha256>.<ext>`.
+struct Store<'a> {
+    ws: &'a Workspace,
+    service: &'a Service,
+    /// The service folder on disk.
+    dir: &'a Path,
+    out: &'a Path,
+    on: &'a dyn Fn(Event),
+}
+
+/// Nested applications go at most this deep.
+const MAX_NESTING: usize = 5;
+
+/// A failure while packaging a (possibly nested) SAM template.
+enum Nested {
+    Template(TemplateError),
+    Package(Box<PackageError>),
+}
+
+impl From<PackageError> for Nested {
+    fn from(e: PackageError) -> Self {
+        Nested::Package(Box::new(e))
+    }
+}
+
+impl From<TemplateError> for Nested {
+    fn from(e: TemplateError) -> Self {
+        Nested::Template(e)
+    }
+}
+
+impl Store<'_> {
+    fn key(&self, sha256: &str, ext: &str) -> String {
+        format!(
+            "{}/{}/{sha256}.{ext}",
+            self.ws.project.name, self.service.name
+        )
+    }
+
+    /// Zips `rel` (relative to the service folder) into the store: (sha256, size, files). A
+    /// `.zip` or `.jar` file is stored as it is.
+    fn zip(
+        &self,
+        label: &str,
+        rel: &str,
+        globs: &[&str],
+    ) -> Result<(String, u64, usize), PackageError> {
+        let service = self.service;
+        let src = self.dir.join(rel);
+        if !src.exists() {
+            return Err(PackageError::MissingArtifact {
+                service: service.name.clone(),
+                resource: label.to_string(),
+                path: rel.to_string(),
+                dir: service.dir.clone(),
+            });
+        }
+        let dest_dir = self.out.join("artifacts");
+        fs::create_dir_all(&dest_dir).map_err(io_err(&dest_dir))?;
+        let archive = src.is_file()
+            && Path::new(rel)
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("zip") || e.eq_ignore_ascii_case("jar"));
+        let (sha256, size, files) = if archive {
+            let bytes = fs::read(&src).map_err(io_err(&src))?;
+            let sha = sha256_hex(&bytes);
+            let dest = artifact_path(self.out, &sha);
+            if !dest.is_file() {
+                write_atomic(&dest, &bytes)?;
+            }
+            (sha, bytes.len() as u64, 1)
+        } else {
+            let entries = files_of(service, &src, globs)?;
+            if entries.is_empty() {
+                return Err(PackageError::EmptyArtifact {
+                    service: service.name.clone(),
+                    resource: label.to_string(),
+                    path: rel.to_string(),
+                });
+            }
+            let tmp = dest_dir.join(format!(
+                ".{}-{label}.{}.tmp",
+                service.name,
+                std::process::id()
+            ));
+            let written = zip::write(&entries, &tmp).map_err(io_err(&src))?;
+            let dest = artifact_path(self.out, &written.sha256);
+            fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+            (written.sha256, written.size, written.entries)
+        };
+        (self.on)(Event::Zipped {
+            service: service.name.clone(),
+            resource: label.to_string(),
+            files,
+            size,
+            sha256: sha256.clone(),
+        });
+        Ok((sha256, size, files))
+    }
+
+    /// Keeps `bytes` in the blob store: (sha256, size).
+    fn file(&self, bytes: &[u8]) -> Result<(String, u64), PackageError> {
+        let sha = sha256_hex(bytes);
+        let dest = blob_path(self.out, &sha);
+        if !dest.is_file() {
+            write_atomic(&dest, bytes)?;
+        }
+        Ok((sha, bytes.len() as u64))
+    }
+
+    /// Packages every local path of the SAM (or nested) template `template`, whose folder is
+    /// `base` (relative to the service folder), and points each at its key.
+    fn sam(
+        &self,
+        template: &mut serde_json::Value,
+        base: &str,
+        depth: usize,
+        artifacts: &mut Vec<PackagedArtifact>,
+    ) -> Result<(), Nested> {
+        let spec = &self.service.package;
+        let excludes: Vec<&str> = spec.exclude.iter().map(String::as_str).collect();
+        for l in sam::local_paths(template) {
+            let rel = inside_service(base, &l)?;
+            let label = l.site.label();
+            let property = l.site.property().to_string();
+            let not_a_file = || PackageError::NotAFile {
+                service: self.service.name.clone(),
+                resource: label.clone(),
+                property: property.clone(),
+                path: rel.clone(),
+            };
+            let missing = || PackageError::MissingArtifact {
+                service: self.service.name.clone(),
+                resource: label.clone(),
+                path: rel.clone(),
+                dir: self.service.dir.clone(),
+            };
+            let (format, sha256, size, files, ext) = match l.packing {
+                sam::Packing::Zip => {
+                    let (sha, size, files) = self.zip(&label, &rel, &excludes)?;
+                    (ArtifactFormat::Zip, sha, size, files, "zip".to_string())
+                }
+                sam::Packing::File => {
+                    let path = self.dir.join(&rel);
+                    if path.is_dir() {
+                        return Err(not_a_file().into());
+                    }
+                    let bytes = fs::read(&path).map_err(|_| missing())?;
+                    let (sha, size) = self.file(&bytes)?;
+                    let ext = Path::new(&rel)
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .unwrap_or("txt")
+                        .to_string();
+                    (ArtifactFormat::File, sha, size, 1, ext)
+                }
+                sam::Packing::Template => {
+                    if depth >= MAX_NESTING {
+                        return Err(TemplateError::NestedTooDeep {
+                            site: label,
+                            path: l.path.clone(),
+                            max: MAX_NESTING,
+                        }
+                        .into());
+                    }
+                    let path = self.dir.join(&rel);
+                    if path.is_dir() {
+                        return Err(not_a_file().into());
+                    }
+                    let text = fs::read_to_string(&path).map_err(|_| missing())?;
+                    let mut nested = template::parse(&text)?;
+                    let nested_base = rel.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+                    self.sam(&mut nested, &nested_base, depth + 1, artifacts)?;
+                    // The stack passes the bucket down whether or not it uses it.
+                    template::add_bucket_parameter(&mut nested)?;
+                    let mut bytes =
+                        serde_json::to_vec_pretty(&nested).expect("JSON values serialize");
+                    bytes.push(b'\n');
+                    let (sha, size) = self.file(&bytes)?;
+                    (
+                        ArtifactFormat::File,
+                        sha,
+                        size,
+                        1,
+                        "template.json".to_string(),
+                    )
+                }
+            };
+            let key = self.key(&sha256, &ext);
+            sam::point_at(template, &l, &key)?;
+            artifacts.push(PackagedArtifact {
+                resource: label,
+                property,
+                format,
+                source: rel,
+                key,
+                sha256,
+                size,
+                files,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Copies a site's files into the content-addressed blob store: the package keeps the exact

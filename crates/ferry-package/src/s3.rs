@@ -8,7 +8,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use futures_util::{StreamExt, TryStreamExt, stream};
 
-use crate::{PackageManifest, PackagedSite, artifact_path, blob_path};
+use crate::{ArtifactFormat, PackageManifest, PackagedSite, blob_path};
 
 /// CloudFormation's limit for a template passed inline; larger ones are deployed by URL.
 pub use ferry_aws::MAX_INLINE_TEMPLATE;
@@ -84,8 +84,11 @@ pub async fn upload(
         for a in &sp.artifacts {
             objects.push(Object {
                 key: a.key.clone(),
-                path: artifact_path(out, &a.sha256),
-                content_type: "application/zip",
+                path: a.local_path(out),
+                content_type: match a.format {
+                    ArtifactFormat::Zip => "application/zip",
+                    ArtifactFormat::File => "text/plain",
+                },
             });
         }
         if sp.template_size > MAX_INLINE_TEMPLATE as u64 {

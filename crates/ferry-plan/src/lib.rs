@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_changes::{BaseUnavailable, ChangesError, Head, Repo};
 use ferry_ci::CiContext;
-use ferry_manifest::{Stage, Workspace};
+use ferry_manifest::{ServiceKind, Stage, Workspace};
 use serde::Serialize;
 
 use crate::diff::Compared;
@@ -153,6 +153,8 @@ pub enum Reason {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServicePlan {
     pub name: String,
+    /// What the service is written in (`null` for a service removed since its base).
+    pub kind: Option<ServiceKind>,
     pub stack_name: String,
     pub action: Action,
     pub reasons: Vec<Reason>,
@@ -327,6 +329,7 @@ fn service_plans(
         .map(|name| {
             let r = reasons.remove(&name).unwrap_or_default();
             ServicePlan {
+                kind: ws.service(&name).map(|s| s.kind),
                 stack_name: ws.stack_name(&name, stage),
                 action: if deploying.contains(&name) {
                     Action::Deploy
@@ -346,6 +349,7 @@ fn service_plans(
     for (name, dir) in removed {
         services.push(ServicePlan {
             name: name.clone(),
+            kind: None,
             stack_name: ws.stack_name(name, stage),
             action: Action::Skip,
             reasons: vec![Reason::Removed { dir: dir.clone() }],

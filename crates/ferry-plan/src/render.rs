@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use ferry_manifest::ServiceKind;
+
 use crate::{Action, Plan, Reason};
 
 const MAX_PATHS: usize = 3;
@@ -73,10 +75,15 @@ pub fn text(plan: &Plan, explain: bool) -> String {
     for note in &plan.notes {
         let _ = writeln!(out, "  note: {note}");
     }
+    // The kind beside the name, when it is not plain CloudFormation.
+    let label = |s: &crate::ServicePlan| match s.kind {
+        Some(k) if k != ServiceKind::Cloudformation => format!("{} ({k})", s.name),
+        _ => s.name.clone(),
+    };
     let width = plan
         .services
         .iter()
-        .map(|s| s.name.len())
+        .map(|s| label(s).len())
         .max()
         .unwrap_or(0);
     let line = |out: &mut String, name: &str| {
@@ -88,7 +95,8 @@ pub fn text(plan: &Plan, explain: bool) -> String {
         let reasons: Vec<String> = s.reasons.iter().map(reason_text).collect();
         let _ = writeln!(
             out,
-            "    {action:<6}  {name:<width$}  {}",
+            "    {action:<6}  {:<width$}  {}",
+            label(s),
             reasons.join("; ")
         );
     };

@@ -70,6 +70,10 @@ pub struct Record {
     /// epoch, as CloudFormation reports it: a later one means a change made outside Ferry.
     #[serde(default)]
     pub stack_updated: Option<i64>,
+    /// What the service is written in (`cloudformation`, `sam`); records written before it was
+    /// kept have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// SSM standard parameters hold at most 4 KB.

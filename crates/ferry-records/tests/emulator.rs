@@ -38,6 +38,7 @@ fn record(service: &str, commit: &str) -> Record {
         outputs: BTreeMap::from([("Url".to_string(), format!("https://{service}"))]),
         stack_id: Some(format!("arn:{service}")),
         stack_updated: Some(1_700_000_000_000),
+        kind: Some("sam".into()),
     }
 }
 

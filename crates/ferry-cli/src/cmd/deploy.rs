@@ -294,6 +294,11 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         Some(p)
     };
 
+    // The emulator does not run the SAM transform: --local expands SAM templates itself.
+    let local_sam = ctx.local.then(|| LocalSam {
+        emulator: ctx.emulator(),
+        region: stage.config.region.clone(),
+    });
     let deploy_ctx = DeployContext {
         ws,
         stage,
@@ -306,6 +311,9 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         package: prepared.as_ref(),
         adopt: args.adopt,
         builds,
+        expand_sam: local_sam
+            .as_ref()
+            .map(|l| l as &dyn ferry_deploy::ExpandSam),
     };
     let options = DeployOptions {
         concurrency: args.concurrency,
@@ -389,4 +397,22 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         );
     }
     Ok(())
+}
+
+/// SAM expansion for the local emulator, with the translator installed beside it.
+struct LocalSam {
+    emulator: ferry_local::Emulator,
+    region: String,
+}
+
+impl ferry_deploy::ExpandSam for LocalSam {
+    fn expand(
+        &self,
+        template: &serde_json::Value,
+        parameters: &std::collections::BTreeMap<String, String>,
+    ) -> Result<String, String> {
+        self.emulator
+            .expand_sam(template, parameters, &self.region)
+            .map_err(|e| e.to_string())
+    }
 }

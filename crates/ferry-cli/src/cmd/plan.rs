@@ -173,13 +173,19 @@ pub struct GraphArgs {
 pub fn graph(ctx: &Ctx, args: &GraphArgs) -> anyhow::Result<()> {
     let ws = ctx.workspace()?;
     let g = ws.graph();
+    let kind = |n: &str| ws.service(n).map(|s| s.kind).unwrap_or_default();
+    let label = |n: &str| format!("{n} ({})", kind(n));
     match args.format {
-        GraphFormat::Mermaid => print!("{}", ferry_graph::render::mermaid(g)),
-        GraphFormat::Dot => print!("{}", ferry_graph::render::dot(g)),
-        GraphFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&ferry_graph::render::json(g))?
-        ),
+        GraphFormat::Mermaid => print!("{}", ferry_graph::render::mermaid_with(g, &label)),
+        GraphFormat::Dot => print!("{}", ferry_graph::render::dot_with(g, Some(&label))),
+        GraphFormat::Json => {
+            let mut json = serde_json::to_value(ferry_graph::render::json(g))?;
+            for node in json["nodes"].as_array_mut().into_iter().flatten() {
+                let k = kind(node["name"].as_str().unwrap_or_default());
+                node["kind"] = serde_json::json!(k);
+            }
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ pub fn run(ctx: &Ctx, args: &ServicesArgs) -> anyhow::Result<()> {
             struct Entry<'s> {
                 name: &'s str,
                 dir: &'s str,
+                kind: ferry_manifest::ServiceKind,
                 template: String,
                 depends_on: std::collections::BTreeSet<String>,
                 inputs: &'s [String],
@@ -37,6 +38,7 @@ pub fn run(ctx: &Ctx, args: &ServicesArgs) -> anyhow::Result<()> {
                 .map(|s| Entry {
                     name: &s.name,
                     dir: &s.dir,
+                    kind: s.kind,
                     template: s.template_path(),
                     depends_on: s.dependencies(),
                     inputs: &s.inputs,
@@ -50,7 +52,7 @@ pub fn run(ctx: &Ctx, args: &ServicesArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&list)?);
         }
         ListFormat::Text => {
-            let rows: Vec<[String; 4]> = ws
+            let rows: Vec<[String; 5]> = ws
                 .services
                 .iter()
                 .map(|s| {
@@ -60,12 +62,18 @@ pub fn run(ctx: &Ctx, args: &ServicesArgs) -> anyhow::Result<()> {
                     } else {
                         deps.join(", ")
                     };
-                    [s.name.clone(), s.dir.clone(), deps, s.template.clone()]
+                    [
+                        s.name.clone(),
+                        s.kind.to_string(),
+                        s.dir.clone(),
+                        deps,
+                        s.template.clone(),
+                    ]
                 })
                 .collect();
             print!(
                 "{}",
-                table(["NAME", "FOLDER", "DEPENDS ON", "TEMPLATE"], &rows)
+                table(["NAME", "KIND", "FOLDER", "DEPENDS ON", "TEMPLATE"], &rows)
             );
         }
     }

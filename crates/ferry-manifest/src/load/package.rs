@@ -9,7 +9,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::diag::FileDiags;
-use crate::model::{Artifact, Package, Site};
+use crate::model::{Artifact, Package, ServiceKind, Site};
 use crate::spanned::{
     check_keys, get, get_argv, get_str, get_str_list, get_table, join_key, missing, type_error,
 };
@@ -19,7 +19,11 @@ const ARTIFACT_KEYS: &[&str] = &["path", "exclude"];
 const SITE_KEYS: &[&str] = &["path", "bucket-output", "prefix", "config-file", "exclude"];
 
 /// The `[package]` table; the default package when there is none.
-pub(super) fn read_package(fd: &mut FileDiags<'_>, doc: &DeTable<'_>) -> Package {
+pub(super) fn read_package(
+    fd: &mut FileDiags<'_>,
+    doc: &DeTable<'_>,
+    kind: ServiceKind,
+) -> Package {
     let Some(p) = get_table(fd, doc, "", "package") else {
         return Package::default();
     };
@@ -27,7 +31,15 @@ pub(super) fn read_package(fd: &mut FileDiags<'_>, doc: &DeTable<'_>) -> Package
     let build = get_argv(fd, p, "package", "build", r#"build = ["make", "dist"]"#);
     let exclude = get_excludes(fd, p, "package");
     let mut artifacts = BTreeMap::new();
-    if let Some(a) = get_table(fd, p, "package", "artifacts") {
+    if kind == ServiceKind::Sam
+        && let Some(a) = get(p, "artifacts")
+    {
+        fd.error(
+            Some(a.span()),
+            Some("package.artifacts"),
+            "a SAM service's code paths come from its template (CodeUri, also in Globals, ContentUri, DefinitionUri, an application's Location), and Ferry packages each of them: remove [package.artifacts]",
+        );
+    } else if let Some(a) = get_table(fd, p, "package", "artifacts") {
         for (k, v) in a.iter() {
             let resource: &str = k.get_ref();
             let key = join_key("package.artifacts", resource);

@@ -14,7 +14,7 @@ use super::acceptance::read_acceptance;
 use super::package::read_package;
 use super::rules::{check_globs, is_lower_name};
 use crate::diag::{Diagnostic, FileDiags};
-use crate::model::Service;
+use crate::model::{Service, ServiceKind};
 use crate::parsed::ServiceDraft;
 use crate::reference::Template;
 use crate::source::{Source, normalize_relative};
@@ -23,7 +23,9 @@ use crate::spanned::{
 };
 
 const SERVICE_ROOT_KEYS: &[&str] = &["service", "parameters", "package", "acceptance"];
-const SERVICE_KEYS: &[&str] = &["name", "template", "depends-on", "inputs"];
+const SERVICE_KEYS: &[&str] = &["name", "kind", "template", "depends-on", "inputs"];
+/// The template a SAM service has when `service.template` is not set (what `sam init` writes).
+const SAM_TEMPLATE: &str = "template.yaml";
 const TEMPLATE_EXTENSIONS: &[&str] = &["yaml", "yml", "json", "template"];
 
 /// Reads and checks the manifest of the service folder `dir`; `None` when it cannot be read or
@@ -80,10 +82,19 @@ pub(super) fn read_service(
         fd.error(name_span.clone().or(Some(s_span.clone())), Some(what), format!("`{name}` is not a valid service name; use lowercase letters, digits and '-', starting with a letter (set service.name to override the folder name)"));
     }
 
+    let kind = read_kind(&mut fd, s);
     let template = match get_str(&mut fd, s, "service", "template") {
         Some((t, sp)) => {
             check_template(&mut fd, source, dir, &t, sp);
             Some(t)
+        }
+        None if kind == ServiceKind::Sam && get(s, "template").is_none() => {
+            if source.is_file(&format!("{dir}/{SAM_TEMPLATE}")) {
+                check_template(&mut fd, source, dir, SAM_TEMPLATE, s_span.clone());
+            } else {
+                fd.error(Some(s_span.clone()), Some("service.template"), format!("a SAM service's template is `{SAM_TEMPLATE}` in its folder unless service.template names another, and `{dir}/{SAM_TEMPLATE}` does not exist: add it, or set service.template"));
+            }
+            Some(SAM_TEMPLATE.to_string())
         }
         None => {
             if get(s, "template").is_none() {
@@ -109,12 +120,13 @@ pub(super) fn read_service(
 
     let parameters = read_parameters(&mut fd, doc_t, &mut dep_sites);
 
-    let package = read_package(&mut fd, doc_t);
+    let package = read_package(&mut fd, doc_t, kind);
     let acceptance = read_acceptance(&mut fd, doc_t);
 
     let service = Service {
         name,
         dir: dir.to_string(),
+        kind,
         template: template?,
         depends_on: depends_on.into_iter().map(|(d, _)| d).collect(),
         inputs: inputs.into_iter().map(|(d, _)| d).collect(),
@@ -127,6 +139,29 @@ pub(super) fn read_service(
         dep_sites,
         name_span,
         src,
+    })
+}
+
+/// `service.kind`; the default kind when it is not set (or is not a kind: reported).
+fn read_kind(fd: &mut FileDiags<'_>, s: &DeTable<'_>) -> ServiceKind {
+    let Some((name, span)) = get_str(fd, s, "service", "kind") else {
+        return ServiceKind::default();
+    };
+    ServiceKind::from_name(&name).unwrap_or_else(|| {
+        let known: Vec<String> = ServiceKind::ALL
+            .iter()
+            .map(|k| format!("\"{k}\""))
+            .collect();
+        fd.error(
+            Some(span),
+            Some("service.kind"),
+            format!(
+                "`{name}` is not a kind of service; use one of {} (the default is \"{}\")",
+                known.join(", "),
+                ServiceKind::default()
+            ),
+        );
+        ServiceKind::default()
     })
 }
 

@@ -6,6 +6,7 @@ mod api;
 mod database;
 mod events;
 mod frontend;
+mod fulfilment;
 
 use ferry_kit::StageEnv;
 

@@ -1,0 +1,108 @@
+//! Expanding SAM templates for the emulator with the pinned aws-sam-translator, installed into
+//! the repository's emulator venv like moto (offline: no AWS call, no credentials).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ferry_local::{Emulator, LocalError};
+use serde_json::{Value, json};
+
+fn emulator() -> Emulator {
+    Emulator::for_repository(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
+fn function(policies: Value, events: Value) -> Value {
+    json!({
+        "Transform": "AWS::Serverless-2016-10-31",
+        "Parameters": {
+            "FerryArtifactBucket": {"Type": "String"},
+            "Table": {"Type": "String"},
+            "Queue": {"Type": "String"},
+        },
+        "Resources": {
+            "Worker": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {
+                    "CodeUri": {"Bucket": {"Ref": "FerryArtifactBucket"}, "Key": "shop/worker/abc.zip"},
+                    "Handler": "app.handler",
+                    "Runtime": "python3.12",
+                    "Environment": {"Variables": {"TABLE": {"Ref": "Table"}}},
+                    "Policies": policies,
+                    "Events": events,
+                }
+            }
+        }
+    })
+}
+
+fn parameters() -> BTreeMap<String, String> {
+    [
+        ("FerryArtifactBucket", "ferry-artifacts"),
+        ("Table", "orders"),
+        ("Queue", "arn:aws:sqs:eu-west-1:123456789012:orders"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[test]
+fn a_sam_function_expands_into_plain_cloudformation_with_its_references_kept() {
+    let template = function(
+        json!(["AWSLambdaBasicExecutionRole", {"DynamoDBCrudPolicy": {"TableName": {"Ref": "Table"}}}]),
+        json!({"Orders": {"Type": "SQS", "Properties": {"Queue": {"Ref": "Queue"}}}}),
+    );
+    let out = emulator()
+        .expand_sam(&template, &parameters(), "eu-west-1")
+        .unwrap();
+    let t: Value = serde_json::from_str(&out).unwrap();
+    assert!(t.get("Transform").is_none(), "expanded: {out}");
+    let resources = t["Resources"].as_object().unwrap();
+    let types: Vec<&str> = resources
+        .values()
+        .map(|r| r["Type"].as_str().unwrap())
+        .collect();
+    for ty in [
+        "AWS::Lambda::Function",
+        "AWS::IAM::Role",
+        "AWS::Lambda::EventSourceMapping",
+    ] {
+        assert!(types.contains(&ty), "{ty} in {types:?}");
+    }
+    assert_eq!(
+        t["Resources"]["Worker"]["Properties"]["Code"],
+        json!({"S3Bucket": {"Ref": "FerryArtifactBucket"}, "S3Key": "shop/worker/abc.zip"})
+    );
+    assert_eq!(
+        t["Resources"]["Worker"]["Properties"]["Environment"]["Variables"]["TABLE"],
+        json!({"Ref": "Table"})
+    );
+    let role = serde_json::to_string(&t["Resources"]["WorkerRole"]).unwrap();
+    assert!(
+        role.contains("arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"),
+        "managed policy resolved offline: {role}"
+    );
+}
+
+#[test]
+fn templates_the_translator_refuses_are_errors_that_say_why() {
+    let emu = emulator();
+    let unknown = function(json!(["NoSuchPolicyXyz"]), json!({}));
+    let e = emu
+        .expand_sam(&unknown, &parameters(), "us-east-1")
+        .unwrap_err();
+    assert!(matches!(e, LocalError::SamExpand { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("Unknown AWS managed policy name 'NoSuchPolicyXyz'"),
+        "{text}"
+    );
+    assert!(text.contains("aws-sam-translator 1.115.0"), "{text}");
+
+    let bad_event = function(json!([]), json!({"Bad": {"Type": "Nope"}}));
+    let text = emu
+        .expand_sam(&bad_event, &parameters(), "us-east-1")
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("Event with id [Bad] is invalid"), "{text}");
+}

@@ -1,0 +1,496 @@
+//! SAM templates (`kind = "sam"`): every local path their resources name, found and pointed at
+//! the artifact bucket, as `sam package` does, but content addressed.
+//!
+//! Local paths are strings that are not `s3://` or `http(s)://` locations, relative to the
+//! template's folder:
+//! - zipped: `CodeUri` of `AWS::Serverless::Function` (also in `Globals.Function`, and `.` when a
+//!   zip function names none, as the SAM CLI does), `ContentUri` of `AWS::Serverless::LayerVersion`,
+//!   `Code` / `Content` of `AWS::Lambda::Function` / `AWS::Lambda::LayerVersion`; a path that
+//!   already is a `.zip` or `.jar` file is uploaded as it is;
+//! - uploaded as files: `DefinitionUri` of `AWS::Serverless::Api`, `AWS::Serverless::HttpApi`
+//!   (also in `Globals.Api` / `Globals.HttpApi`) and `AWS::Serverless::StateMachine`;
+//! - packaged as templates: `Location` of `AWS::Serverless::Application` (its own local paths
+//!   relative to its folder, recursively); the resource becomes the `AWS::CloudFormation::Stack`
+//!   SAM would make of it, with its template URL in the bucket and the bucket passed down.
+
+use serde_json::{Map, Value, json};
+
+use crate::TemplateError;
+use crate::template::BUCKET_PARAMETER;
+
+/// The transform that makes a template a SAM template.
+pub const SAM_TRANSFORM: &str = "AWS::Serverless-2016-10-31";
+
+/// How a local path is packaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Packing {
+    /// A folder (or a single file) zipped; a `.zip` / `.jar` file is taken as it is.
+    Zip,
+    /// One file uploaded as it is (an OpenAPI or state machine definition).
+    File,
+    /// A nested SAM or CloudFormation template, packaged in turn.
+    Template,
+}
+
+/// Where a local path sits in the template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Site {
+    /// `Resources.<id>.Properties.<property>`.
+    Resource { id: String, property: &'static str },
+    /// `Globals.<section>.<property>`.
+    Globals {
+        section: &'static str,
+        property: &'static str,
+    },
+}
+
+impl Site {
+    /// The name a package and its records give the artifact: the logical id, or
+    /// `Globals.<section>`.
+    pub fn label(&self) -> String {
+        match self {
+            Site::Resource { id, .. } => id.clone(),
+            Site::Globals { section, .. } => format!("Globals.{section}"),
+        }
+    }
+
+    pub fn property(&self) -> &'static str {
+        match self {
+            Site::Resource { property, .. } | Site::Globals { property, .. } => property,
+        }
+    }
+}
+
+/// A local path of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LocalPath {
+    pub site: Site,
+    /// As written (or `.` for a function that names no code).
+    pub path: String,
+    pub packing: Packing,
+    /// The S3 location's field names: (bucket, key).
+    fields: (&'static str, &'static str),
+}
+
+/// (resource type, property, packing, bucket field, key field).
+const PROPERTIES: &[(&str, &str, Packing, &str, &str)] = &[
+    (
+        "AWS::Serverless::Function",
+        "CodeUri",
+        Packing::Zip,
+        "Bucket",
+        "Key",
+    ),
+    (
+        "AWS::Serverless::LayerVersion",
+        "ContentUri",
+        Packing::Zip,
+        "Bucket",
+        "Key",
+    ),
+    (
+        "AWS::Lambda::Function",
+        "Code",
+        Packing::Zip,
+        "S3Bucket",
+        "S3Key",
+    ),
+    (
+        "AWS::Lambda::LayerVersion",
+        "Content",
+        Packing::Zip,
+        "S3Bucket",
+        "S3Key",
+    ),
+    (
+        "AWS::Serverless::Api",
+        "DefinitionUri",
+        Packing::File,
+        "Bucket",
+        "Key",
+    ),
+    (
+        "AWS::Serverless::HttpApi",
+        "DefinitionUri",
+        Packing::File,
+        "Bucket",
+        "Key",
+    ),
+    (
+        "AWS::Serverless::StateMachine",
+        "DefinitionUri",
+        Packing::File,
+        "Bucket",
+        "Key",
+    ),
+    (
+        "AWS::Serverless::Application",
+        "Location",
+        Packing::Template,
+        "",
+        "",
+    ),
+];
+
+/// `Globals` sections and the property of each that may hold a local path.
+const GLOBALS: &[(&str, &str, Packing)] = &[
+    ("Function", "CodeUri", Packing::Zip),
+    ("Api", "DefinitionUri", Packing::File),
+    ("HttpApi", "DefinitionUri", Packing::File),
+];
+
+/// Whether `template` declares the SAM transform (alone or in a list).
+pub fn is_sam(template: &Value) -> bool {
+    match template.get("Transform") {
+        Some(Value::String(s)) => s == SAM_TRANSFORM,
+        Some(Value::Array(items)) => items.iter().any(|t| t.as_str() == Some(SAM_TRANSFORM)),
+        _ => false,
+    }
+}
+
+/// A string that names something on the local disk (not `s3://…` nor `http(s)://…`).
+fn local(v: &Value) -> Option<&str> {
+    let s = v.as_str()?;
+    let remote = ["s3://", "https://", "http://"]
+        .iter()
+        .any(|p| s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)));
+    (!remote).then_some(s)
+}
+
+/// Every local path of `template`, resources in template order, then `Globals`.
+pub(crate) fn local_paths(template: &Value) -> Vec<LocalPath> {
+    let mut out = Vec::new();
+    let globals_code = template
+        .pointer("/Globals/Function/CodeUri")
+        .filter(|v| !v.is_null())
+        .is_some();
+    let resources = template.get("Resources").and_then(Value::as_object);
+    for (id, r) in resources.into_iter().flatten() {
+        let Some(ty) = r.get("Type").and_then(Value::as_str) else {
+            continue;
+        };
+        let props = r.get("Properties");
+        for (t, prop, packing, bucket, key) in PROPERTIES {
+            if ty != *t {
+                continue;
+            }
+            let value = props.and_then(|p| p.get(*prop));
+            let path = match value {
+                Some(v) => local(v).map(str::to_string),
+                // The SAM CLI packages the template's folder for a zip function that names no
+                // code of its own and inherits none.
+                None if ty == "AWS::Serverless::Function" && !globals_code => {
+                    let names_other = |k: &str| props.and_then(|p| p.get(k)).is_some();
+                    let image = props
+                        .and_then(|p| p.get("PackageType"))
+                        .and_then(Value::as_str)
+                        == Some("Image");
+                    (!image && !names_other("InlineCode") && !names_other("ImageUri"))
+                        .then(|| ".".to_string())
+                }
+                None => None,
+            };
+            if let Some(path) = path {
+                out.push(LocalPath {
+                    site: Site::Resource {
+                        id: id.clone(),
+                        property: prop,
+                    },
+                    path,
+                    packing: *packing,
+                    fields: (bucket, key),
+                });
+            }
+        }
+    }
+    for (section, prop, packing) in GLOBALS {
+        let pointer = format!("/Globals/{section}/{prop}");
+        if let Some(path) = template.pointer(&pointer).and_then(local) {
+            out.push(LocalPath {
+                site: Site::Globals {
+                    section,
+                    property: prop,
+                },
+                path: path.to_string(),
+                packing: *packing,
+                fields: ("Bucket", "Key"),
+            });
+        }
+    }
+    out
+}
+
+/// Points a local path at `key` in the bucket given by [`BUCKET_PARAMETER`]. An application
+/// becomes the nested stack SAM would make of it, reading its packaged template from the bucket.
+pub(crate) fn point_at(
+    template: &mut Value,
+    at: &LocalPath,
+    key: &str,
+) -> Result<(), TemplateError> {
+    let location =
+        |fields: (&str, &str)| json!({ fields.0: { "Ref": BUCKET_PARAMETER }, fields.1: key });
+    match (&at.site, at.packing) {
+        (Site::Resource { id, .. }, Packing::Template) => to_nested_stack(template, id, key),
+        (Site::Resource { id, property }, _) => {
+            let props = properties(template, id)?;
+            props.insert(property.to_string(), location(at.fields));
+            Ok(())
+        }
+        (Site::Globals { section, property }, _) => {
+            let section = template
+                .pointer_mut(&format!("/Globals/{section}"))
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| {
+                    TemplateError::Parse(format!("Globals.{section} is not a mapping"))
+                })?;
+            section.insert(property.to_string(), location(at.fields));
+            Ok(())
+        }
+    }
+}
+
+fn properties<'t>(
+    template: &'t mut Value,
+    id: &str,
+) -> Result<&'t mut Map<String, Value>, TemplateError> {
+    let r = template
+        .pointer_mut(&format!(
+            "/Resources/{}",
+            id.replace('~', "~0").replace('/', "~1")
+        ))
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| TemplateError::Parse(format!("resource {id} is not a mapping")))?;
+    r.entry("Properties")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .ok_or_else(|| TemplateError::Parse(format!("{id}.Properties is not a mapping")))
+}
+
+/// `AWS::Serverless::Application` `id` → `AWS::CloudFormation::Stack` reading `key` from the
+/// bucket, as the SAM transform itself converts an application with a template URL: `Location`
+/// → `TemplateURL`; `Parameters`, `NotificationARNs`, `TimeoutInMinutes` kept; `Tags` (a map)
+/// → a list of `Key` / `Value`; the bucket passed to the nested template.
+fn to_nested_stack(template: &mut Value, id: &str, key: &str) -> Result<(), TemplateError> {
+    let props = properties(template, id)?;
+    let mut stack = Map::new();
+    stack.insert(
+        "TemplateURL".into(),
+        json!({ "Fn::Sub": format!("https://s3.${{AWS::Region}}.${{AWS::URLSuffix}}/${{{BUCKET_PARAMETER}}}/{key}") }),
+    );
+    let mut parameters = match props.get("Parameters") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(p)) => p.clone(),
+        Some(_) => {
+            return Err(TemplateError::Parse(format!(
+                "{id}.Properties.Parameters is not a mapping"
+            )));
+        }
+    };
+    parameters.insert(BUCKET_PARAMETER.into(), json!({ "Ref": BUCKET_PARAMETER }));
+    stack.insert("Parameters".into(), Value::Object(parameters));
+    for kept in ["NotificationARNs", "TimeoutInMinutes"] {
+        if let Some(v) = props.get(kept) {
+            stack.insert(kept.into(), v.clone());
+        }
+    }
+    match props.get("Tags") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(tags)) => {
+            let list: Vec<Value> = tags
+                .iter()
+                .map(|(k, v)| json!({ "Key": k, "Value": v }))
+                .collect();
+            stack.insert("Tags".into(), Value::Array(list));
+        }
+        Some(_) => {
+            return Err(TemplateError::Parse(format!(
+                "{id}.Properties.Tags is not a mapping of tag names to values"
+            )));
+        }
+    }
+    *props = stack;
+    let r = template
+        .pointer_mut(&format!(
+            "/Resources/{}",
+            id.replace('~', "~0").replace('/', "~1")
+        ))
+        .and_then(Value::as_object_mut)
+        .expect("properties() found the resource");
+    r.insert("Type".into(), json!("AWS::CloudFormation::Stack"));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::parse;
+
+    const TEMPLATE: &str = r#"
+Transform: AWS::Serverless-2016-10-31
+Globals:
+  Function:
+    Runtime: python3.12
+  Api:
+    DefinitionUri: api/openapi.yaml
+Resources:
+  Worker:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: src/worker
+      Handler: app.handler
+  Inline:
+    Type: AWS::Serverless::Function
+    Properties:
+      InlineCode: "def handler(e, c): pass"
+      Handler: index.handler
+  Image:
+    Type: AWS::Serverless::Function
+    Properties:
+      PackageType: Image
+      ImageUri: 123.dkr.ecr.us-east-1.amazonaws.com/x:1
+  Bare:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: app.handler
+  Remote:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: s3://bucket/code.zip
+  Deps:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: layers/deps
+  Flow:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      DefinitionUri: statemachine/flow.asl.json
+  Child:
+    Type: AWS::Serverless::Application
+    Condition: IsProd
+    Properties:
+      Location: nested/app.yaml
+      Parameters:
+        Name: !Ref AWS::StackName
+      Tags:
+        team: shop
+  Plain:
+    Type: AWS::Lambda::Function
+    Properties:
+      Code: legacy
+  Table:
+    Type: AWS::DynamoDB::Table
+"#;
+
+    #[test]
+    fn every_local_path_is_found_and_remote_ones_are_not() {
+        let t = parse(TEMPLATE).unwrap();
+        assert!(is_sam(&t));
+        let paths = local_paths(&t);
+        let found: Vec<(String, &str, &str, Packing)> = paths
+            .iter()
+            .map(|l| {
+                (
+                    l.site.label(),
+                    l.site.property(),
+                    l.path.as_str(),
+                    l.packing,
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("Worker".into(), "CodeUri", "src/worker", Packing::Zip),
+                ("Bare".into(), "CodeUri", ".", Packing::Zip),
+                ("Deps".into(), "ContentUri", "layers/deps", Packing::Zip),
+                (
+                    "Flow".into(),
+                    "DefinitionUri",
+                    "statemachine/flow.asl.json",
+                    Packing::File
+                ),
+                (
+                    "Child".into(),
+                    "Location",
+                    "nested/app.yaml",
+                    Packing::Template
+                ),
+                ("Plain".into(), "Code", "legacy", Packing::Zip),
+                (
+                    "Globals.Api".into(),
+                    "DefinitionUri",
+                    "api/openapi.yaml",
+                    Packing::File
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_function_inherits_its_code_from_globals() {
+        let t = parse(
+            "Transform: [AWS::Serverless-2016-10-31]\nGlobals:\n  Function:\n    CodeUri: src\nResources:\n  A:\n    Type: AWS::Serverless::Function\n  B:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: other\n",
+        )
+        .unwrap();
+        assert!(is_sam(&t));
+        let found: Vec<String> = local_paths(&t)
+            .iter()
+            .map(|l| format!("{}:{}", l.site.label(), l.path))
+            .collect();
+        assert_eq!(found, ["B:other", "Globals.Function:src"]);
+    }
+
+    #[test]
+    fn paths_point_at_the_bucket_and_an_application_becomes_a_stack() {
+        let mut t = parse(TEMPLATE).unwrap();
+        for (n, l) in local_paths(&t).iter().enumerate() {
+            point_at(&mut t, l, &format!("p/s/{n}")).unwrap();
+        }
+        assert_eq!(
+            t["Resources"]["Worker"]["Properties"]["CodeUri"],
+            json!({"Bucket": {"Ref": "FerryArtifactBucket"}, "Key": "p/s/0"})
+        );
+        assert_eq!(
+            t["Resources"]["Bare"]["Properties"]["CodeUri"]["Key"],
+            json!("p/s/1")
+        );
+        assert_eq!(
+            t["Resources"]["Plain"]["Properties"]["Code"],
+            json!({"S3Bucket": {"Ref": "FerryArtifactBucket"}, "S3Key": "p/s/5"})
+        );
+        assert_eq!(
+            t["Globals"]["Api"]["DefinitionUri"],
+            json!({"Bucket": {"Ref": "FerryArtifactBucket"}, "Key": "p/s/6"})
+        );
+        assert_eq!(
+            t["Resources"]["Child"],
+            json!({
+                "Type": "AWS::CloudFormation::Stack",
+                "Condition": "IsProd",
+                "Properties": {
+                    "TemplateURL": {"Fn::Sub": "https://s3.${AWS::Region}.${AWS::URLSuffix}/${FerryArtifactBucket}/p/s/4"},
+                    "Parameters": {"Name": {"Ref": "AWS::StackName"}, "FerryArtifactBucket": {"Ref": "FerryArtifactBucket"}},
+                    "Tags": [{"Key": "team", "Value": "shop"}],
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn only_the_serverless_transform_makes_a_sam_template() {
+        for (text, sam) in [
+            ("Resources: {}\n", false),
+            (
+                "Transform: AWS::Serverless-2016-10-31\nResources: {}\n",
+                true,
+            ),
+            ("Transform: AWS::LanguageExtensions\nResources: {}\n", false),
+            (
+                "Transform: [AWS::LanguageExtensions, AWS::Serverless-2016-10-31]\nResources: {}\n",
+                true,
+            ),
+        ] {
+            assert_eq!(is_sam(&parse(text).unwrap()), sam, "{text}");
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! Packaging `kind = "sam"` services: every local path of the template found (CodeUri, also in
+//! Globals, ContentUri, DefinitionUri, an application's Location, recursively), zipped or kept
+//! as a file, content addressed; and the refusals (no transform, a path out of the folder, a
+//! missing or misplaced file, a nested application in itself), each before anything is written.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use ferry_package::{ArtifactFormat, PackageError, PackageRequest, package};
+use serde_json::{Value, json};
+
+fn workspace(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec![(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    )];
+    all.extend_from_slice(files);
+    for (rel, body) in all {
+        let p = dir.path().join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, body).unwrap();
+    }
+    dir
+}
+
+/// Packages the workspace's `worker`; an error as its message.
+fn run(root: &Path, out: &Path) -> Result<ferry_package::PackageManifest, String> {
+    let ws = ferry_manifest::load(root).unwrap();
+    let req = PackageRequest {
+        id: "c1".into(),
+        commit: "0".repeat(40),
+        dirty: false,
+        services: vec!["worker".into()],
+        input_keys: BTreeMap::new(),
+    };
+    package(&ws, out, &req, &|s| s.to_string(), &|_| {}).map_err(|e: PackageError| e.to_string())
+}
+
+const MANIFEST: &str =
+    "[service]\nkind = \"sam\"\n\n[package]\nexclude = [\"**/__pycache__/**\"]\n";
+
+const TEMPLATE: &str = r#"Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Table:
+    Type: String
+Globals:
+  Function:
+    Runtime: python3.12
+    CodeUri: src/
+Resources:
+  Writer:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: writer.handler
+  Reader:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: reader.handler
+      CodeUri: reader
+  Deps:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: layer/
+  Flow:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      DefinitionUri: flow.asl.json
+  Child:
+    Type: AWS::Serverless::Application
+    Properties:
+      Location: nested/child.yaml
+      Parameters:
+        Table: !Ref Table
+"#;
+
+const CHILD: &str = r#"Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Table:
+    Type: String
+Resources:
+  Cleaner:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: clean.handler
+      Runtime: python3.12
+      CodeUri: code
+"#;
+
+fn sam_workspace() -> tempfile::TempDir {
+    workspace(&[
+        (
+            "services/worker/service.toml",
+            &format!("{MANIFEST}\n[parameters]\nTable = \"orders\"\n"),
+        ),
+        ("services/worker/template.yaml", TEMPLATE),
+        (
+            "services/worker/src/writer.py",
+            "def handler(e, c): return 1\n",
+        ),
+        ("services/worker/src/__pycache__/writer.pyc", "junk"),
+        (
+            "services/worker/reader/reader.py",
+            "def handler(e, c): return 2\n",
+        ),
+        ("services/worker/layer/python/lib.py", "X = 1\n"),
+        (
+            "services/worker/flow.asl.json",
+            "{\"StartAt\": \"A\", \"States\": {\"A\": {\"Type\": \"Pass\", \"End\": true}}}\n",
+        ),
+        ("services/worker/nested/child.yaml", CHILD),
+        (
+            "services/worker/nested/code/clean.py",
+            "def handler(e, c): return 3\n",
+        ),
+    ])
+}
+
+#[test]
+fn every_local_path_of_a_sam_template_is_packaged_and_pointed_at_the_bucket() {
+    let ws = sam_workspace();
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path()).unwrap();
+    let sp = &m.services["worker"];
+
+    let found: Vec<(&str, &str, &str, ArtifactFormat)> = sp
+        .artifacts
+        .iter()
+        .map(|a| {
+            (
+                a.resource.as_str(),
+                a.property.as_str(),
+                a.source.as_str(),
+                a.format,
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("Reader", "CodeUri", "reader", ArtifactFormat::Zip),
+            ("Deps", "ContentUri", "layer", ArtifactFormat::Zip),
+            (
+                "Flow",
+                "DefinitionUri",
+                "flow.asl.json",
+                ArtifactFormat::File
+            ),
+            // The nested template's own code, then the nested template itself.
+            ("Cleaner", "CodeUri", "nested/code", ArtifactFormat::Zip),
+            (
+                "Child",
+                "Location",
+                "nested/child.yaml",
+                ArtifactFormat::File
+            ),
+            ("Globals.Function", "CodeUri", "src", ArtifactFormat::Zip),
+        ]
+    );
+    for a in &sp.artifacts {
+        assert!(a.local_path(out.path()).is_file(), "{a:?} is kept");
+        assert!(a.key.starts_with("shop/worker/"), "{}", a.key);
+        assert!(a.key.contains(&a.sha256), "content addressed: {}", a.key);
+    }
+
+    let template: Value =
+        serde_json::from_slice(&fs::read(out.path().join(&sp.template)).unwrap()).unwrap();
+    assert_eq!(
+        template["Transform"], "AWS::Serverless-2016-10-31",
+        "SAM expands it"
+    );
+    assert!(template["Parameters"]["FerryArtifactBucket"].is_object());
+    let key_of = |resource: &str| {
+        sp.artifacts
+            .iter()
+            .find(|a| a.resource == resource)
+            .unwrap()
+            .key
+            .clone()
+    };
+    assert_eq!(
+        template["Globals"]["Function"]["CodeUri"],
+        json!({"Bucket": {"Ref": "FerryArtifactBucket"}, "Key": key_of("Globals.Function")})
+    );
+    assert!(
+        template["Resources"]["Writer"]["Properties"]
+            .get("CodeUri")
+            .is_none(),
+        "Writer still inherits its code from Globals"
+    );
+    assert_eq!(
+        template["Resources"]["Flow"]["Properties"]["DefinitionUri"]["Key"],
+        json!(key_of("Flow"))
+    );
+    assert_eq!(
+        template["Resources"]["Child"]["Type"],
+        "AWS::CloudFormation::Stack"
+    );
+    assert_eq!(
+        template["Resources"]["Child"]["Properties"]["Parameters"],
+        json!({"Table": {"Ref": "Table"}, "FerryArtifactBucket": {"Ref": "FerryArtifactBucket"}})
+    );
+    let url = template["Resources"]["Child"]["Properties"]["TemplateURL"]["Fn::Sub"]
+        .as_str()
+        .unwrap();
+    assert!(url.ends_with(&key_of("Child")), "{url}");
+
+    // The nested template points at its own code and takes the bucket.
+    let child = sp.artifacts.iter().find(|a| a.resource == "Child").unwrap();
+    let nested: Value =
+        serde_json::from_slice(&fs::read(child.local_path(out.path())).unwrap()).unwrap();
+    assert_eq!(
+        nested["Resources"]["Cleaner"]["Properties"]["CodeUri"]["Key"],
+        json!(key_of("Cleaner"))
+    );
+    assert!(nested["Parameters"]["FerryArtifactBucket"].is_object());
+
+    // Excludes apply to SAM zips; the definition is kept byte for byte.
+    let globals = sp
+        .artifacts
+        .iter()
+        .find(|a| a.resource == "Globals.Function")
+        .unwrap();
+    assert_eq!(globals.files, 1, "__pycache__ left out");
+    let flow = sp.artifacts.iter().find(|a| a.resource == "Flow").unwrap();
+    assert_eq!(
+        fs::read(flow.local_path(out.path())).unwrap(),
+        fs::read(ws.path().join("services/worker/flow.asl.json")).unwrap()
+    );
+
+    // The same files package to the same keys in another checkout.
+    let ws2 = sam_workspace();
+    let out2 = tempfile::tempdir().unwrap();
+    let m2 = run(ws2.path(), out2.path()).unwrap();
+    assert_eq!(m2.services["worker"].artifacts, sp.artifacts);
+    assert_eq!(m2.services["worker"].template_sha256, sp.template_sha256);
+}
+
+#[test]
+fn a_function_that_names_no_code_packages_the_template_folder_as_the_sam_cli_does() {
+    let ws = workspace(&[
+        ("services/worker/service.toml", MANIFEST),
+        (
+            "services/worker/template.yaml",
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Handler: app.handler\n      Runtime: python3.12\n  Inline:\n    Type: AWS::Serverless::Function\n    Properties:\n      Handler: index.handler\n      Runtime: python3.12\n      InlineCode: \"def handler(e, c): pass\"\n",
+        ),
+        ("services/worker/app.py", "def handler(e, c): pass\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path()).unwrap();
+    let a = &m.services["worker"].artifacts;
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!((a[0].resource.as_str(), a[0].source.as_str()), ("Fn", "."));
+    assert_eq!(a[0].files, 3, "app.py, service.toml, template.yaml");
+}
+
+#[test]
+fn a_prebuilt_zip_is_uploaded_as_it_is() {
+    let ws = workspace(&[
+        ("services/worker/service.toml", MANIFEST),
+        (
+            "services/worker/template.yaml",
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Handler: app.handler\n      Runtime: java21\n      CodeUri: build/fn.jar\n",
+        ),
+        ("services/worker/build/fn.jar", "PK not really a jar"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path()).unwrap();
+    let a = &m.services["worker"].artifacts[0];
+    assert_eq!(
+        fs::read(a.local_path(out.path())).unwrap(),
+        b"PK not really a jar"
+    );
+}
+
+/// Packages a one-service workspace and returns the error's text.
+fn refused(template: &str, extra: &[(&str, &str)]) -> String {
+    let mut files = vec![
+        ("services/worker/service.toml", MANIFEST),
+        ("services/worker/template.yaml", template),
+    ];
+    files.extend_from_slice(extra);
+    let ws = workspace(&files);
+    let out = tempfile::tempdir().unwrap();
+    let e = run(ws.path(), out.path()).unwrap_err();
+    assert!(
+        !out.path().join("c1").exists(),
+        "nothing packaged after: {e}"
+    );
+    e
+}
+
+#[test]
+fn bad_sam_templates_are_refused_naming_the_service_the_file_and_what_to_do() {
+    let function = |code: &str| {
+        format!(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Handler: a.h\n      Runtime: python3.12\n      CodeUri: {code}\n"
+        )
+    };
+    let e = refused(
+        "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: src\n",
+        &[],
+    );
+    assert!(
+        e.contains("worker: template services/worker/template.yaml"),
+        "{e}"
+    );
+    assert!(
+        e.contains("no `Transform: AWS::Serverless-2016-10-31`"),
+        "{e}"
+    );
+    assert!(e.contains("kind = \"cloudformation\""), "{e}");
+
+    for outside in ["../shared", "/opt/code", "src/../../x"] {
+        let e = refused(&function(outside), &[]);
+        assert!(e.contains("Fn.CodeUri names"), "{e}");
+        assert!(e.contains("outside the service folder"), "{e}");
+    }
+
+    let e = refused(&function("missing"), &[]);
+    assert!(
+        e.contains("worker: artifact missing of resource `Fn` does not exist"),
+        "{e}"
+    );
+
+    let e = refused(
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Api:\n    Type: AWS::Serverless::Api\n    Properties:\n      StageName: v1\n      DefinitionUri: api\n",
+        &[("services/worker/api/openapi.yaml", "openapi: 3.0.0\n")],
+    );
+    assert!(e.contains("Api.DefinitionUri names api, a folder"), "{e}");
+
+    let e = refused(
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  App:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: template.yaml\n",
+        &[],
+    );
+    assert!(
+        e.contains("nested applications go at most 5 levels deep"),
+        "{e}"
+    );
+}
