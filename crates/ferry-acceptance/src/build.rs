@@ -3,14 +3,13 @@
 //! service's tests then wait only for what is left of its build.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_credentials::Masker;
 use ferry_manifest::Workspace;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::watch;
+
+use crate::process::Ended;
 
 /// Lines of a failed build's output kept for its message (the last ones).
 const KEPT_LINES: usize = 30;
@@ -119,36 +118,21 @@ impl Builds {
     }
 }
 
-/// Kills a process group when dropped.
-struct KillGroupOnDrop(rustix::process::Pid);
-
-impl Drop for KillGroupOnDrop {
-    fn drop(&mut self) {
-        // The group is gone when the build finished: nothing to do then.
-        let _ = rustix::process::kill_process_group(self.0, rustix::process::Signal::KILL);
-    }
-}
-
 /// Runs one build command in `dir`: without the stage's variables (a build is stage
-/// independent), its output captured and masked.
+/// independent), its output captured and masked. A run that ends (or is aborted) before its
+/// build does stops the whole build: cargo and the compilers it started share a process group.
 async fn run(argv: &[String], dir: &std::path::Path, project: &str, masker: &Masker) -> Built {
     let t0 = Instant::now();
     let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+    cmd.args(&argv[1..]).current_dir(dir);
     for (k, _) in std::env::vars_os() {
         if k.to_str().is_some_and(ferry_env::is_stage_variable) {
             cmd.env_remove(k);
         }
     }
     cmd.env(ferry_env::PROJECT, project);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
+    let ran = match crate::process::run_captured(cmd, None, KEPT_LINES).await {
+        Ok(r) => r,
         Err(e) => {
             return Built::Failed {
                 message: format!(
@@ -159,43 +143,14 @@ async fn run(argv: &[String], dir: &std::path::Path, project: &str, masker: &Mas
             };
         }
     };
-    // A run that ends (or is aborted) before its build does stops the whole build: cargo and
-    // the compilers it started share the child's process group.
-    let _group = child
-        .id()
-        .and_then(|p| rustix::process::Pid::from_raw(p as i32))
-        .map(KillGroupOnDrop);
-    let lines = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
-    let pump = |r: Box<dyn tokio::io::AsyncRead + Send + Unpin>| {
-        let lines = lines.clone();
-        tokio::spawn(async move {
-            let mut r = BufReader::new(r).lines();
-            while let Ok(Some(l)) = r.next_line().await {
-                let mut kept = lines.lock().expect("lines");
-                kept.push_back(l);
-                if kept.len() > KEPT_LINES {
-                    kept.pop_front();
-                }
-            }
-        })
-    };
-    let out = pump(Box::new(child.stdout.take().expect("piped")));
-    let err = pump(Box::new(child.stderr.take().expect("piped")));
-    let status = child.wait().await;
-    let _ = (out.await, err.await);
-    match status {
-        Ok(s) if s.success() => Built::Ok { took: t0.elapsed() },
-        Ok(s) => Built::Failed {
+    match ran.ended {
+        Ended::Exited(s) if s.success() => Built::Ok { took: t0.elapsed() },
+        Ended::Exited(s) => Built::Failed {
             message: format!("`{}` {s}", argv.join(" ")),
-            output: lines
-                .lock()
-                .expect("lines")
-                .iter()
-                .map(|l| masker.mask(l))
-                .collect(),
+            output: ran.lines.iter().map(|l| masker.mask(l)).collect(),
         },
-        Err(e) => Built::Failed {
-            message: format!("`{}` could not be awaited: {e}", argv.join(" ")),
+        Ended::TimedOut(_) | Ended::Lost(_) => Built::Failed {
+            message: format!("`{}` could not be awaited", argv.join(" ")),
             output: Vec::new(),
         },
     }

@@ -20,7 +20,8 @@ fn esc(s: &str) -> String {
 }
 
 /// One `<testsuite>` per service: one `<testcase>` per reported test, or one for the service.
-pub fn junit(report: &Report, stage: &str) -> String {
+/// `run` names the run in `<testsuites name="ferry <run>">` (`acceptance dev`, `run lint`).
+pub fn junit(report: &Report, run: &str) -> String {
     let mut suites = String::new();
     let (mut total, mut failed_total) = (0, 0);
     for o in &report.outcomes {
@@ -92,7 +93,7 @@ pub fn junit(report: &Report, stage: &str) -> String {
         ));
     }
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"ferry acceptance {}\" tests=\"{total}\" failures=\"{failed_total}\">\n{suites}</testsuites>\n",
-        esc(stage)
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"ferry {}\" tests=\"{total}\" failures=\"{failed_total}\">\n{suites}</testsuites>\n",
+        esc(run)
     )
 }

@@ -24,20 +24,19 @@
 mod build;
 mod junit;
 mod libtest;
+mod process;
+pub mod scripts;
 mod select;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_credentials::Masker;
 use ferry_graph::{Cancel, Outcome, ScheduleOptions};
 use ferry_manifest::{Service, Stage, Workspace};
 use ferry_outputs::Outputs;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub use build::{BuildEvent, Builds, Built};
 pub use junit::junit;
@@ -226,13 +225,7 @@ impl Harness<'_> {
 
         let mut cmd = tokio::process::Command::new(&acc.command[0]);
         cmd.args(&acc.command[1..])
-            .current_dir(self.ws.root.join(&service.dir))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group: a timeout stops the command and everything it started.
-            .process_group(0)
-            .kill_on_drop(true);
+            .current_dir(self.ws.root.join(&service.dir));
         for var in ferry_credentials::env::REPLACED {
             cmd.env_remove(var);
         }
@@ -247,8 +240,10 @@ impl Harness<'_> {
         }
         cmd.envs(&acc.env);
 
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
+        let limit = Duration::from_secs(acc.timeout_secs);
+        // Every line: the test cases are read from all of them.
+        let ran = match process::run_captured(cmd, Some(limit), usize::MAX).await {
+            Ok(r) => r,
             Err(e) => {
                 let message = format!(
                     "`{}` could not start: {e}; is it installed and on PATH?",
@@ -257,44 +252,17 @@ impl Harness<'_> {
                 return outcome(Status::Failed { message }, Vec::new(), Vec::new());
             }
         };
-        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-        let pump = |r: Box<dyn tokio::io::AsyncRead + Send + Unpin>| {
-            let lines = lines.clone();
-            tokio::spawn(async move {
-                let mut r = BufReader::new(r).lines();
-                while let Ok(Some(l)) = r.next_line().await {
-                    lines.lock().expect("lines").push(l);
-                }
-            })
-        };
-        let out = pump(Box::new(child.stdout.take().expect("piped")));
-        let err = pump(Box::new(child.stderr.take().expect("piped")));
-        let limit = Duration::from_secs(acc.timeout_secs);
-        let waited = tokio::time::timeout(limit, child.wait()).await;
-        // Stop what is left of the group (all of it on a timeout; stray background processes
-        // otherwise), which also closes the pipes the readers wait on.
-        if let Some(pid) = child
-            .id()
-            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
-        {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
-        if waited.is_err() {
-            let _ = child.kill().await;
-        }
-        let _ = out.await;
-        let _ = err.await;
-        let all = std::mem::take(&mut *lines.lock().expect("lines"));
+        let all = ran.lines;
         let cases = libtest::parse(&all);
         let start = all.len().saturating_sub(KEPT_LINES);
         let output: Vec<String> = all[start..].iter().map(|l| self.masker.mask(l)).collect();
-        let status = match waited {
-            Err(_) => Status::TimedOut { after: limit },
-            Ok(Err(e)) => Status::Failed {
+        let status = match ran.ended {
+            process::Ended::TimedOut(after) => Status::TimedOut { after },
+            process::Ended::Lost(e) => Status::Failed {
                 message: format!("waiting for it failed: {e}"),
             },
-            Ok(Ok(s)) if s.success() => Status::Passed,
-            Ok(Ok(s)) => Status::Failed {
+            process::Ended::Exited(s) if s.success() => Status::Passed,
+            process::Ended::Exited(s) => Status::Failed {
                 message: format!("`{}` {s}", acc.command.join(" ")),
             },
         };
@@ -346,6 +314,14 @@ pub async fn run(
         if o.status.is_failure() { Err(o) } else { Ok(o) }
     })
     .await;
+    report_in_order(&sub, report)
+}
+
+/// The outcomes of a scheduler run in dependency order, skipped and cancelled services included.
+fn report_in_order(
+    sub: &ferry_graph::DepGraph,
+    report: ferry_graph::schedule::Report<TestOutcome, TestOutcome>,
+) -> Report {
     let outcomes = sub
         .topo_order()
         .into_iter()

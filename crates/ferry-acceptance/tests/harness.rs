@@ -130,7 +130,7 @@ async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_r
     );
     assert!(!table.contains("s3cr3t"), "{table}");
 
-    let xml = junit(&report, "dev");
+    let xml = junit(&report, "acceptance dev");
     assert!(!xml.contains("s3cr3t"));
     let path = root.join("report.xml");
     std::fs::write(&path, &xml).unwrap();

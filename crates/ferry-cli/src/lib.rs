@@ -95,6 +95,9 @@ pub enum Command {
     Package(cmd::package::PackageArgs),
     /// Run the acceptance tests of a deployed stage against its real stack outputs
     TestAcceptance(cmd::acceptance::AcceptanceArgs),
+    /// Run a `[scripts]` command (lint, unit tests, …) of every service a plan selects: the
+    /// changed ones and their dependents, in dependency order, in parallel
+    Run(cmd::scripts::RunArgs),
     /// Deploy a stage: the services that need it, in dependency order, with their records
     Deploy(cmd::deploy::DeployArgs),
     /// Delete a stage's stacks in reverse dependency order (e.g. a preview stage), and records
@@ -140,6 +143,7 @@ pub fn run(app: &App, global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Package(args) => cmd::package::run(&ctx, &args),
         Command::Deploy(args) => cmd::deploy::run(&ctx, &args),
         Command::TestAcceptance(args) => cmd::acceptance::run(&ctx, &args),
+        Command::Run(args) => cmd::scripts::run(&ctx, &args),
         Command::Remove(args) => cmd::remove::run(&ctx, &args),
         Command::Outputs(args) => cmd::outputs::run(&ctx, &args),
         Command::Whoami(args) => cmd::stage::whoami(&ctx, &args),

@@ -49,6 +49,13 @@ impl Layout {
             .join(format!("acceptance-{stage_id}.xml"))
     }
 
+    /// The JUnit report of a `run <script>`: `reports/script-<script>.xml`.
+    pub fn script_report(&self, script: &str) -> PathBuf {
+        self.dir
+            .join("reports")
+            .join(format!("script-{script}.xml"))
+    }
+
     /// The local emulator's virtual environment, state file and log: `local/`.
     pub fn local(&self) -> PathBuf {
         self.dir.join("local")

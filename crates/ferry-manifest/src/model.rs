@@ -134,6 +134,9 @@ pub struct Service {
     pub package: Package,
     /// `[acceptance]`: the command that tests a deployed stage of the service.
     pub acceptance: Option<Acceptance>,
+    /// `[scripts]`: named commands (argv) run in the service folder by `run <script>`, e.g.
+    /// `lint`, `test`.
+    pub scripts: BTreeMap<String, Vec<String>>,
 }
 
 /// `[package]` of a service manifest. Paths are relative to the service folder.

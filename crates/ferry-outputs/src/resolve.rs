@@ -194,6 +194,7 @@ mod tests {
                 .collect(),
             package: Default::default(),
             acceptance: None,
+            scripts: Default::default(),
         }
     }
 

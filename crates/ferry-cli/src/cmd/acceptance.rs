@@ -55,8 +55,11 @@ pub async fn run_selected(
 /// Writes the JUnit report and prints the summary; fails when a test failed.
 pub fn finish(ctx: &Ctx, stage: &Stage, report: &Report) -> anyhow::Result<()> {
     let path = ctx.workspace()?.layout().acceptance_report(&stage.id);
-    ferry_acceptance::write_report(&path, &ferry_acceptance::junit(report, &stage.name))
-        .with_context(|| format!("failed to write the JUnit report {}", path.display()))?;
+    ferry_acceptance::write_report(
+        &path,
+        &ferry_acceptance::junit(report, &format!("acceptance {}", stage.name)),
+    )
+    .with_context(|| format!("failed to write the JUnit report {}", path.display()))?;
     let summary = ferry_acceptance::summary(report);
     print!(
         "{}",

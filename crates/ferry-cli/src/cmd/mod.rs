@@ -7,5 +7,6 @@ pub mod outputs;
 pub mod package;
 pub mod plan;
 pub mod remove;
+pub mod scripts;
 pub mod services;
 pub mod stage;

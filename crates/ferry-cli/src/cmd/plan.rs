@@ -86,9 +86,32 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
     if let Some(head) = &args.head {
         req.head = Head::Rev(head.clone());
     }
+    req.explain = args.explain;
+    let plan = plan_at(ctx, &mut req, args.select.since.is_none() && !args.offline)?;
+    match args.format {
+        PlanFormat::Text => print!("{}", ferry_plan::text(&plan, args.explain)),
+        PlanFormat::Json => plan
+            .write_json(std::io::BufWriter::new(std::io::stdout().lock()))
+            .context("failed to write the plan to standard output")?,
+        PlanFormat::CodebuildBatch => print!("{}", ferry_plan::codebuild_batch(&plan)),
+        PlanFormat::GithubMatrix => println!("{}", ferry_plan::github_matrix(&plan)),
+    }
+    // The process ends right after; freeing a thousand services one by one would cost more
+    // than printing the plan.
+    std::mem::forget(plan);
+    Ok(())
+}
+
+/// The plan of `req`, with the configuration of its head (a commit head is planned with the
+/// configuration of that commit), and, with `read_state`, bases from the stage's records and
+/// what its stacks say (read only; without AWS it says why and plans without them).
+pub(crate) fn plan_at(
+    ctx: &Ctx,
+    req: &mut PlanRequest,
+    read_state: bool,
+) -> anyhow::Result<ferry_plan::Plan> {
     let root = ctx.canonical_root();
     let repo = Repo::open(&root);
-    // A commit head is planned with the configuration of that commit.
     let mut at_head = None;
     let ws = match (&req.head, &repo) {
         (Head::Rev(rev), Ok(r)) => {
@@ -101,24 +124,16 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
         }
         _ => ctx.workspace()?,
     };
-    req.explain = args.explain;
-    if args.select.since.is_none() && !args.offline {
-        read_stage_state(ctx, ws, &args.stage, &mut req);
+    if read_state {
+        let stage = req.stage.clone();
+        read_stage_state(ctx, ws, &stage, req);
     }
-    let plan = ferry_plan::plan(ws, repo.as_ref(), &req)
-        .with_context(|| format!("failed to plan stage `{}`", args.stage))?;
-    match args.format {
-        PlanFormat::Text => print!("{}", ferry_plan::text(&plan, args.explain)),
-        PlanFormat::Json => plan
-            .write_json(std::io::BufWriter::new(std::io::stdout().lock()))
-            .context("failed to write the plan to standard output")?,
-        PlanFormat::CodebuildBatch => print!("{}", ferry_plan::codebuild_batch(&plan)),
-        PlanFormat::GithubMatrix => println!("{}", ferry_plan::github_matrix(&plan)),
-    }
-    // The process ends right after; freeing a thousand services and the repository handle one
-    // by one would cost more than printing the plan.
-    std::mem::forget((at_head, repo, plan));
-    Ok(())
+    let plan = ferry_plan::plan(ws, repo.as_ref(), req)
+        .with_context(|| format!("failed to plan stage `{}`", req.stage))?;
+    // The process ends soon after; freeing a thousand services and the repository handle one
+    // by one would cost more than the plan.
+    std::mem::forget((at_head, repo));
+    Ok(plan)
 }
 
 /// Fills the request's bases from the stage's records and what its stacks say, as a deploy

@@ -19,10 +19,11 @@ use crate::parsed::ServiceDraft;
 use crate::reference::Template;
 use crate::source::{Source, normalize_relative};
 use crate::spanned::{
-    check_keys, get, get_str, get_str_list, get_table, join_key, missing, parse, type_error,
+    check_keys, get, get_argv, get_str, get_str_list, get_table, join_key, missing, parse,
+    type_error,
 };
 
-const SERVICE_ROOT_KEYS: &[&str] = &["service", "parameters", "package", "acceptance"];
+const SERVICE_ROOT_KEYS: &[&str] = &["service", "parameters", "package", "acceptance", "scripts"];
 const SERVICE_KEYS: &[&str] = &["name", "kind", "template", "depends-on", "inputs"];
 /// The template a SAM service has when `service.template` is not set (what `sam init` writes).
 const SAM_TEMPLATE: &str = "template.yaml";
@@ -122,6 +123,7 @@ pub(super) fn read_service(
 
     let package = read_package(&mut fd, doc_t, kind);
     let acceptance = read_acceptance(&mut fd, doc_t);
+    let scripts = read_scripts(&mut fd, doc_t);
 
     let service = Service {
         name,
@@ -133,6 +135,7 @@ pub(super) fn read_service(
         parameters,
         package,
         acceptance,
+        scripts,
     };
     Some(ServiceDraft {
         service,
@@ -140,6 +143,31 @@ pub(super) fn read_service(
         name_span,
         src,
     })
+}
+
+/// `[scripts]`: name → command (argv), e.g. `lint = ["npm", "run", "lint"]`.
+fn read_scripts(fd: &mut FileDiags<'_>, doc: &DeTable<'_>) -> BTreeMap<String, Vec<String>> {
+    let mut scripts = BTreeMap::new();
+    let Some(t) = get_table(fd, doc, "", "scripts") else {
+        return scripts;
+    };
+    for (k, _) in t.iter() {
+        let name: &str = k.get_ref();
+        let key = join_key("scripts", name);
+        if !is_lower_name(name) {
+            fd.error(
+                Some(k.span()),
+                Some(&key),
+                format!("`{name}` is not a valid script name; use lowercase letters, digits and '-', starting with a letter (it is what `run <script>` names)"),
+            );
+            continue;
+        }
+        let argv = get_argv(fd, t, "scripts", name, r#"lint = ["npm", "run", "lint"]"#);
+        if !argv.is_empty() {
+            scripts.insert(name.to_string(), argv);
+        }
+    }
+    scripts
 }
 
 /// `service.kind`; the default kind when it is not set (or is not a kind: reported).
