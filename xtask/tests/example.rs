@@ -39,7 +39,7 @@ fn example_copy() -> TestRepo {
         let text = std::fs::read_to_string(root.join(rel)).unwrap();
         r.write(rel, &text);
     }
-    r.write(".gitignore", "target/\n");
+    r.write(".gitignore", "target/\nnode_modules/\n");
     r.commit("example monorepo");
     r
 }
@@ -83,10 +83,27 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
     // 1. Everything is created and passes its tests; the api's code uploaded, the site published.
     let (code, out, err) = local(&r, state.path(), &["deploy", "dev", "--test"]);
     assert_eq!(code, 0, "{out}\n{err}");
-    for s in ["database", "events", "api", "frontend", "fulfilment"] {
+    for s in [
+        "database",
+        "events",
+        "api",
+        "frontend",
+        "fulfilment",
+        "notifier",
+    ] {
         assert!(row(&out, s).contains(" created "), "{out}");
     }
     assert!(row(&out, "fulfilment").contains(" sam "), "the kind: {out}");
+    assert!(
+        row(&out, "notifier").contains(" serverless "),
+        "the kind: {out}"
+    );
+    // The Serverless service keeps the framework's own stack name, compiled by its CLI.
+    assert!(
+        err.contains("notifier: deploying stack shop-notifications-dev"),
+        "{err}"
+    );
+    assert!(err.contains("notifier: compiled: 1 archive(s)"), "{err}");
     assert!(
         row(&out, "api").contains(" cloudformation "),
         "the kind: {out}"
@@ -112,6 +129,7 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
         ("api", "1/1"),
         ("frontend", "1/1"),
         ("fulfilment", "2/2"),
+        ("notifier", "2/2"),
     ] {
         let line = out
             .lines()
@@ -120,7 +138,7 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
     }
     let junit =
         std::fs::read_to_string(r.path().join("target/ferry/reports/acceptance-dev.xml")).unwrap();
-    assert!(junit.contains("tests=\"7\" failures=\"0\""), "{junit}");
+    assert!(junit.contains("tests=\"9\" failures=\"0\""), "{junit}");
     assert!(
         junit.contains("name=\"fulfilment::this_stages_order_topic_may_invoke_the_function\""),
         "{junit}"
@@ -171,7 +189,14 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
     // 2. Nothing changed: nothing deploys, nothing is tested again.
     let (code, out, err) = local(&r, state.path(), &["deploy", "dev", "--test"]);
     assert_eq!(code, 0, "{err}");
-    for s in ["database", "events", "api", "frontend", "fulfilment"] {
+    for s in [
+        "database",
+        "events",
+        "api",
+        "frontend",
+        "fulfilment",
+        "notifier",
+    ] {
         assert!(row(&out, s).contains("skipped (up to date)"), "{out}");
     }
     assert!(out.contains("0 stack output reads"), "{out}");

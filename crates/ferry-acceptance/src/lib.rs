@@ -24,7 +24,7 @@
 mod build;
 mod junit;
 mod libtest;
-mod process;
+pub mod process;
 pub mod scripts;
 mod select;
 

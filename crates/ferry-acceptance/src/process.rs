@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How a command ended.
 #[derive(Debug)]
-pub(crate) enum Ended {
+pub enum Ended {
     Exited(ExitStatus),
     /// Still running after the timeout: killed, with its whole group.
     TimedOut(Duration),
@@ -23,7 +23,7 @@ pub(crate) enum Ended {
 /// A finished command: how it ended and the lines it printed (both streams, in the order they
 /// were read; at most the last `keep` of them), not yet masked.
 #[derive(Debug)]
-pub(crate) struct Ran {
+pub struct Ran {
     pub ended: Ended,
     pub lines: Vec<String>,
 }
@@ -42,7 +42,7 @@ impl Drop for KillGroupOnDrop {
 
 /// Runs `cmd` (its program, arguments, folder and environment already set) to its end or to
 /// `timeout`. `Err` when it cannot start.
-pub(crate) async fn run_captured(
+pub async fn run_captured(
     mut cmd: tokio::process::Command,
     timeout: Option<Duration>,
     keep: usize,

@@ -98,6 +98,9 @@ pub fn package_event(e: &ferry_package::Event) -> String {
             &sha256[..12]
         ),
         Event::Packaged { service } => format!("{service}: packaged"),
+        Event::PerStage { service } => {
+            format!("{service}: compiled by its framework for each stage, when it deploys")
+        }
     }
 }
 

@@ -39,6 +39,16 @@ pub enum ServiceError {
     },
     #[error(transparent)]
     Site(#[from] ferry_package::UploadError),
+    #[error(transparent)]
+    Serverless(#[from] ferry_serverless::ServerlessError),
+    #[error(
+        "{service}: its framework names the stack `{framework}`, but Ferry read `{ferry}` from its configuration before compiling; set service.stack-name in its service.toml to the framework's name (with {{stage}} for the stage)"
+    )]
+    StackNameDiffers {
+        service: String,
+        framework: String,
+        ferry: String,
+    },
     #[error("{service}: its SAM template could not be expanded for the local emulator: {message}")]
     Expand { service: String, message: String },
     #[error("deployed ({action}), but its acceptance tests {status}")]

@@ -46,6 +46,9 @@ pub struct Prepared {
     pub bucket: Option<String>,
     pub upload: UploadReport,
     pub s3: aws_sdk_s3::Client,
+    /// Exact keys of the services' inputs (git tree ids of a clean tree): a Serverless
+    /// Framework service's compile for a stage is reused under it.
+    pub input_keys: std::collections::BTreeMap<String, String>,
 }
 
 /// Why a package could not be made or uploaded.
@@ -90,10 +93,15 @@ pub async fn prepare(
         .services
         .iter()
         .filter(|s| {
-            manifest.services.get(*s).is_some_and(|p| {
-                !p.artifacts.is_empty()
-                    || p.template_size > ferry_package::MAX_INLINE_TEMPLATE as u64
-            })
+            // A Serverless Framework service's archives go to the bucket when it deploys.
+            let compiled_per_stage = ws
+                .service(s)
+                .is_some_and(|s| s.kind == ferry_manifest::ServiceKind::Serverless);
+            compiled_per_stage
+                || manifest.services.get(*s).is_some_and(|p| {
+                    !p.artifacts.is_empty()
+                        || p.template_size > ferry_package::MAX_INLINE_TEMPLATE as u64
+                })
         })
         .map(String::as_str)
         .collect();
@@ -128,6 +136,7 @@ pub async fn prepare(
         bucket,
         upload,
         s3,
+        input_keys: options.request.input_keys.clone(),
     })
 }
 

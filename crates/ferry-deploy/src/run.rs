@@ -399,6 +399,80 @@ enum Deployed {
     UpToDate { why: String },
 }
 
+/// How long a framework may take to compile one service.
+const COMPILE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Compiles a Serverless Framework service for this stage with its resolved `parameters` (or
+/// reuses the compile of the same inputs), uploads what the stage's bucket lacks, and gives the
+/// template to deploy.
+async fn compile_serverless(
+    run: &Run<'_>,
+    service: &Service,
+    parameters: &BTreeMap<String, String>,
+) -> Result<(TemplateSource, ferry_serverless::Compiled), ServiceError> {
+    let ctx = run.ctx;
+    let Some(p) = ctx.package else {
+        return Err(ServiceError::NotPackaged {
+            service: service.name.clone(),
+            package: "(none: a Serverless Framework service deploys from a package run)".into(),
+        });
+    };
+    let env = ferry_credentials::env::child_env(ctx.config, &ctx.stage.name, ctx.masker).await?;
+    let mask = |s: &str| ctx.masker.mask(s);
+    let compile = ferry_serverless::Compile {
+        root: &ctx.ws.root,
+        project: &ctx.ws.project.name,
+        service,
+        stage_id: &ctx.stage.id,
+        region: &ctx.stage.config.region,
+        parameters,
+        env: &env,
+        out: &p.dir,
+        input_key: p.input_keys.get(&service.name).map(String::as_str),
+        mask: &mask,
+        timeout: COMPILE_TIMEOUT,
+    };
+    (run.on)(Event::Stack {
+        service: service.name.clone(),
+        progress: Progress::Note("compiling with its Serverless Framework CLI".into()),
+    });
+    let compiled = ferry_serverless::compile(&compile).await?;
+    (run.on)(Event::Stack {
+        service: service.name.clone(),
+        progress: Progress::Note(if compiled.reused {
+            "compiled before with the same inputs, stage and parameters: reused".into()
+        } else {
+            format!("compiled: {} archive(s)", compiled.artifacts.len())
+        }),
+    });
+    let bucket = p.bucket.clone().unwrap_or_default();
+    let upload = ferry_package::upload_services(
+        &p.s3,
+        &bucket,
+        &p.dir,
+        &ctx.ws.project.name,
+        &[ferry_package::ServiceUpload {
+            service: &service.name,
+            artifacts: &compiled.artifacts,
+            template: &compiled.template,
+            template_sha256: &compiled.template_sha256,
+            template_size: compiled.template_size,
+        }],
+    )
+    .await?;
+    let template = match upload.template_urls.get(&service.name) {
+        Some(url) => TemplateSource::Url(url.clone()),
+        None => {
+            let path = p.dir.join(&compiled.template);
+            TemplateSource::Body(
+                std::fs::read_to_string(&path)
+                    .map_err(|source| ServiceError::Template { path, source })?,
+            )
+        }
+    };
+    Ok((template, compiled))
+}
+
 /// `template` expanded by `expander` (read from the package when it was to go by URL).
 fn expand_sam(
     ctx: &DeployContext<'_>,
@@ -448,49 +522,81 @@ async fn deploy_one(
 ) -> Result<Deployed, ServiceError> {
     let ctx = run.ctx;
     let on = run.on;
-    let packaged = match ctx.package {
-        Some(p) => Some(p.manifest.services.get(&service.name).ok_or_else(|| {
-            ServiceError::NotPackaged {
-                service: service.name.clone(),
-                package: p.manifest.id.clone(),
-            }
-        })?),
-        None => None,
-    };
-    let (template, fingerprint) = match (ctx.package, packaged) {
-        (Some(p), Some(sp)) => {
-            let source = match p.upload.template_urls.get(&service.name) {
-                Some(url) => TemplateSource::Url(url.clone()),
-                None => {
-                    let path = p.dir.join(&sp.template);
-                    TemplateSource::Body(
-                        std::fs::read_to_string(&path)
-                            .map_err(|source| ServiceError::Template { path, source })?,
-                    )
-                }
-            };
-            (source, sp.fingerprint())
-        }
-        _ => {
-            let path = ctx.ws.root.join(service.template_path());
-            let text = std::fs::read_to_string(&path)
-                .map_err(|source| ServiceError::Template { path, source })?;
-            let hash = sha256_hex(text.as_bytes());
-            (TemplateSource::Body(text), hash)
-        }
-    };
     let Resolved {
         mut parameters,
         mut hashed,
     } = resolve_parameters(ctx, service, &run.cache, &run.ssm).await?;
-    if packaged.is_some_and(|sp| !sp.artifacts.is_empty()) {
-        let bucket = ctx
-            .package
-            .and_then(|p| p.bucket.clone())
-            .unwrap_or_default();
-        hashed.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket.clone());
-        parameters.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket);
-    }
+    let mut artifact_keys = BTreeMap::new();
+    let (packaged, template, fingerprint) = if service.kind == ServiceKind::Serverless {
+        let (template, compiled) = compile_serverless(run, service, &parameters).await?;
+        if let Some(theirs) = compiled.stack_name.as_deref().filter(|n| *n != stack) {
+            return Err(ServiceError::StackNameDiffers {
+                service: service.name.clone(),
+                framework: theirs.to_string(),
+                ferry: stack.to_string(),
+            });
+        }
+        // The framework took the parameters (`--param`); the stack takes only the bucket.
+        parameters.clear();
+        if !compiled.artifacts.is_empty() {
+            let bucket = ctx
+                .package
+                .and_then(|p| p.bucket.clone())
+                .unwrap_or_default();
+            hashed.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket.clone());
+            parameters.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket);
+        }
+        artifact_keys = compiled
+            .artifacts
+            .iter()
+            .map(|a| (a.resource.clone(), a.key.clone()))
+            .collect();
+        (None, template, compiled.template_sha256)
+    } else {
+        let packaged = match ctx.package {
+            Some(p) => Some(p.manifest.services.get(&service.name).ok_or_else(|| {
+                ServiceError::NotPackaged {
+                    service: service.name.clone(),
+                    package: p.manifest.id.clone(),
+                }
+            })?),
+            None => None,
+        };
+        let (template, fingerprint) = match (ctx.package, packaged) {
+            (Some(p), Some(sp)) => {
+                let source = match p.upload.template_urls.get(&service.name) {
+                    Some(url) => TemplateSource::Url(url.clone()),
+                    None => {
+                        let path = p.dir.join(&sp.template);
+                        TemplateSource::Body(
+                            std::fs::read_to_string(&path)
+                                .map_err(|source| ServiceError::Template { path, source })?,
+                        )
+                    }
+                };
+                (source, sp.fingerprint())
+            }
+            _ => {
+                let path = ctx.ws.root.join(service.template_path());
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| ServiceError::Template { path, source })?;
+                let hash = sha256_hex(text.as_bytes());
+                (TemplateSource::Body(text), hash)
+            }
+        };
+        if let Some(sp) = packaged {
+            artifact_keys = sp.artifact_keys();
+            if !sp.artifacts.is_empty() {
+                let bucket = ctx
+                    .package
+                    .and_then(|p| p.bucket.clone())
+                    .unwrap_or_default();
+                hashed.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket.clone());
+                parameters.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket);
+            }
+        }
+        (packaged, template, fingerprint)
+    };
     // The site's config file holds the dependencies' outputs: a change there is a change too.
     let site_config = match packaged.and_then(|sp| sp.site.as_ref()) {
         Some(site) if site.config_file.is_some() => {
@@ -565,9 +671,7 @@ async fn deploy_one(
         dirty: ctx.source.dirty,
         template_hash,
         parameters_hash: params_hash,
-        artifacts: packaged
-            .map(ServicePackage::artifact_keys)
-            .unwrap_or_default(),
+        artifacts: artifact_keys,
         deployed_at: ferry_records::now_secs(),
         duration_ms: t0.elapsed().as_millis() as u64,
         acceptance: None,

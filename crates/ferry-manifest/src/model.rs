@@ -85,17 +85,25 @@ pub enum ServiceKind {
     /// resources name (`CodeUri`, also in `Globals`, `ContentUri`, `DefinitionUri`, an
     /// application's `Location`) is packaged.
     Sam,
+    /// A Serverless Framework service (`serverless.yml`): compiled by the framework's own CLI
+    /// for each stage, then deployed by Ferry.
+    Serverless,
 }
 
 impl ServiceKind {
     /// Every kind, in the order `--help` and messages list them.
-    pub const ALL: &[ServiceKind] = &[ServiceKind::Cloudformation, ServiceKind::Sam];
+    pub const ALL: &[ServiceKind] = &[
+        ServiceKind::Cloudformation,
+        ServiceKind::Sam,
+        ServiceKind::Serverless,
+    ];
 
     /// The name `service.toml` and every output use.
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceKind::Cloudformation => "cloudformation",
             ServiceKind::Sam => "sam",
+            ServiceKind::Serverless => "serverless",
         }
     }
 
@@ -121,8 +129,16 @@ pub struct Service {
     pub dir: String,
     /// `[service] kind`.
     pub kind: ServiceKind,
-    /// Template path relative to `dir`.
+    /// Template path relative to `dir`; for a Serverless Framework service, its configuration
+    /// file (`serverless.yml`).
     pub template: String,
+    /// The service's own stack name pattern (`{stage}` for the stage id), where its kind names
+    /// its stack itself: a Serverless Framework service's `<service>-<stage>` or
+    /// `provider.stackName`. `None`: the project's `stack-name`.
+    pub stack_name: Option<String>,
+    /// `[service] serverless-command`: the framework CLI (argv) of a Serverless Framework
+    /// service, when it is not found as `node_modules/.bin/serverless` or on PATH.
+    pub serverless_command: Option<Vec<String>>,
     /// Explicit `depends-on`, as written.
     pub depends_on: Vec<String>,
     /// Extra repository-relative input globs.
@@ -243,7 +259,11 @@ impl Service {
 
 impl Workspace {
     pub fn service(&self, name: &str) -> Option<&Service> {
-        self.services.iter().find(|s| s.name == name)
+        // Sorted by name, and names are unique in a loaded workspace.
+        self.services
+            .binary_search_by(|s| s.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.services[i])
     }
 
     /// The dependency graph of all services (validated when the workspace was loaded).

@@ -186,12 +186,11 @@ impl Workspace {
 
     /// The CloudFormation stack name of `service` in `stage`.
     pub fn stack_name(&self, service: &str, stage: &Stage) -> String {
-        render_stack_name(
-            &self.project.stack_name,
-            &self.project.name,
-            service,
-            &stage.id,
-        )
+        let pattern = self
+            .service(service)
+            .and_then(|s| s.stack_name.as_deref())
+            .unwrap_or(&self.project.stack_name);
+        render_stack_name(pattern, &self.project.name, service, &stage.id)
     }
 }
 

@@ -156,3 +156,59 @@ fn parameter_names_are_relative_to_the_stage_path_unless_absolute() {
         "no parameters-path: the root"
     );
 }
+
+#[test]
+fn a_serverless_service_keeps_the_stack_name_its_framework_gives_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(
+        root,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.\"*\"]\nregion = \"us-east-1\"\n",
+    );
+    for (dir, config, manifest) in [
+        ("notifier", "serverless.yml", "service: orders-notifier\n"),
+        (
+            "named",
+            "serverless.yaml",
+            "service:\n  name: legacy\nprovider:\n  stackName: legacy-${opt:stage, 'dev'}-stack\n",
+        ),
+        ("typed", "serverless.ts", "export default {};\n"),
+    ] {
+        write(root, &format!("services/{dir}/{config}"), manifest);
+        let extra = if dir == "typed" {
+            "stack-name = \"typed-{stage}\"\n"
+        } else {
+            ""
+        };
+        write(
+            root,
+            &format!("services/{dir}/service.toml"),
+            &format!("[service]\nkind = \"serverless\"\n{extra}"),
+        );
+    }
+    write(root, "services/plain/template.yaml", "Resources: {}\n");
+    write(
+        root,
+        "services/plain/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\n",
+    );
+    let ws = load(root).unwrap();
+    let dev = ws.stage("dev").unwrap();
+    let preview = ws.stage("feature/Login").unwrap();
+    assert_eq!(ws.stack_name("notifier", &dev), "orders-notifier-dev");
+    assert_eq!(
+        ws.stack_name("notifier", &preview),
+        "orders-notifier-feature-login"
+    );
+    assert_eq!(ws.stack_name("named", &dev), "legacy-dev-stack");
+    assert_eq!(ws.stack_name("typed", &dev), "typed-dev");
+    assert_eq!(
+        ws.stack_name("plain", &dev),
+        "plain-dev",
+        "the project's pattern"
+    );
+    let notifier = ws.service("notifier").unwrap();
+    assert_eq!(notifier.template, "serverless.yml");
+    assert_eq!(ws.service("typed").unwrap().template, "serverless.ts");
+}

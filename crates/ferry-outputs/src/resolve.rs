@@ -195,6 +195,8 @@ mod tests {
             package: Default::default(),
             acceptance: None,
             scripts: Default::default(),
+            stack_name: None,
+            serverless_command: None,
         }
     }
 

@@ -35,11 +35,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use s3::{
-    MAX_INLINE_TEMPLATE, UploadError, UploadReport, client as s3_client, upload, upload_site,
+    MAX_INLINE_TEMPLATE, ServiceUpload, UploadError, UploadReport, client as s3_client, upload,
+    upload_services, upload_site,
 };
 pub use sam::{SAM_TRANSFORM, is_sam};
 pub use template::{
-    BUCKET_PARAMETER, MAX_FLOW_DEPTH, MAX_TEMPLATE, is_no_echo, parse as parse_template,
+    BUCKET_PARAMETER, MAX_FLOW_DEPTH, MAX_TEMPLATE, add_bucket_parameter, is_no_echo,
+    parse as parse_template,
 };
 
 /// Bumped when the package layout or the archive format changes: old cache entries are then
@@ -177,6 +179,10 @@ pub enum PackageError {
         path: String,
         dir: String,
     },
+    #[error(
+        "{service} is a Serverless Framework service: its framework compiles it for each stage when it deploys (`deploy <stage>`), not ahead of the stage"
+    )]
+    PerStage { service: String },
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
     #[error("package manifest {path} is not readable: {message}; delete it to package again")]
@@ -332,6 +338,10 @@ pub enum Event {
     Packaged {
         service: String,
     },
+    /// A Serverless Framework service: compiled for each stage when it deploys.
+    PerStage {
+        service: String,
+    },
 }
 
 /// Lowercase hex SHA-256.
@@ -399,6 +409,12 @@ pub fn package(
             .unwrap_or_else(|| panic!("the caller checked that service {name} exists"));
         if manifest.services.contains_key(name) {
             on(Event::Kept {
+                service: name.clone(),
+            });
+            continue;
+        }
+        if service.kind == ServiceKind::Serverless {
+            on(Event::PerStage {
                 service: name.clone(),
             });
             continue;
@@ -529,7 +545,11 @@ pub fn check_templates<'a>(
     services: impl IntoIterator<Item = &'a Service>,
 ) -> Vec<PackageError> {
     let mut problems = Vec::new();
-    for service in services {
+    // A framework's configuration is not a template: the framework checks it when it compiles.
+    for service in services
+        .into_iter()
+        .filter(|s| s.kind != ServiceKind::Serverless)
+    {
         let path = ws.root.join(service.template_path());
         let checked = fs::read_to_string(&path)
             .map_err(io_err(&path))
@@ -548,6 +568,40 @@ pub fn check_templates<'a>(
         }
     }
     problems
+}
+
+/// Zips every file under `dir` reproducibly (see [`zip`]) into the artifact store under `out`,
+/// as a package does; the archive is then at [`artifact_path`]. For archives another tool
+/// wrote: unpacked into `dir`, they get the bytes Ferry would give the same files.
+pub fn store_folder(out: &Path, dir: &Path) -> Result<zip::Written, PackageError> {
+    let entries = files::collect(dir, &globset::GlobSet::empty()).map_err(io_err(dir))?;
+    let dest_dir = out.join("artifacts");
+    fs::create_dir_all(&dest_dir).map_err(io_err(&dest_dir))?;
+    let tmp = dest_dir.join(format!(
+        ".folder-{}-{}.tmp",
+        std::process::id(),
+        dir.file_name().and_then(|n| n.to_str()).unwrap_or("x")
+    ));
+    let written = zip::write(&entries, &tmp).map_err(io_err(dir))?;
+    let dest = artifact_path(out, &written.sha256);
+    fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+    Ok(written)
+}
+
+/// Keeps `bytes` in the content-addressed template store under `out`: the path relative to
+/// `out` (`templates/<sha256>.<ext>`) and the hash.
+pub fn store_template(
+    out: &Path,
+    bytes: &[u8],
+    ext: &str,
+) -> Result<(String, String), PackageError> {
+    let sha = sha256_hex(bytes);
+    let rel = format!("templates/{sha}.{ext}");
+    let dest = out.join(&rel);
+    if !dest.is_file() {
+        write_atomic(&dest, bytes)?;
+    }
+    Ok((rel, sha))
 }
 
 /// Where a zip is kept locally.
@@ -715,6 +769,11 @@ fn package_service(
                 });
             }
             artifacts
+        }
+        ServiceKind::Serverless => {
+            return Err(PackageError::PerStage {
+                service: service.name.clone(),
+            });
         }
         ServiceKind::Sam => {
             let mut artifacts = Vec::new();

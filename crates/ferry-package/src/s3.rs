@@ -8,7 +8,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use futures_util::{StreamExt, TryStreamExt, stream};
 
-use crate::{ArtifactFormat, PackageManifest, PackagedSite, blob_path};
+use crate::{ArtifactFormat, PackageManifest, PackagedArtifact, PackagedSite, blob_path};
 
 /// CloudFormation's limit for a template passed inline; larger ones are deployed by URL.
 pub use ferry_aws::MAX_INLINE_TEMPLATE;
@@ -66,6 +66,17 @@ struct Object {
     content_type: &'static str,
 }
 
+/// What one service deploys from the bucket: its archives and files, and its template (put
+/// there only when it is too large to pass inline).
+pub struct ServiceUpload<'a> {
+    pub service: &'a str,
+    pub artifacts: &'a [PackagedArtifact],
+    /// Relative to the package store.
+    pub template: &'a str,
+    pub template_sha256: &'a str,
+    pub template_size: u64,
+}
+
 /// Uploads the artifacts (and templates over [`MAX_INLINE_TEMPLATE`]) of `services` in
 /// `manifest` to `bucket`, skipping objects already there.
 pub async fn upload(
@@ -75,13 +86,35 @@ pub async fn upload(
     manifest: &PackageManifest,
     services: &[String],
 ) -> Result<UploadReport, UploadError> {
+    let uploads: Vec<ServiceUpload<'_>> = services
+        .iter()
+        .filter_map(|name| {
+            let sp = manifest.services.get(name)?;
+            Some(ServiceUpload {
+                service: name,
+                artifacts: &sp.artifacts,
+                template: &sp.template,
+                template_sha256: &sp.template_sha256,
+                template_size: sp.template_size,
+            })
+        })
+        .collect();
+    upload_services(s3, bucket, out, &manifest.project, &uploads).await
+}
+
+/// Uploads what `uploads` deploy from `bucket` (project `project`), skipping objects already
+/// there; a template over [`MAX_INLINE_TEMPLATE`] gets its URL in the report.
+pub async fn upload_services(
+    s3: &Client,
+    bucket: &str,
+    out: &Path,
+    project: &str,
+    uploads: &[ServiceUpload<'_>],
+) -> Result<UploadReport, UploadError> {
     let mut objects = Vec::new();
     let mut report = UploadReport::default();
-    for name in services {
-        let Some(sp) = manifest.services.get(name) else {
-            continue;
-        };
-        for a in &sp.artifacts {
+    for u in uploads {
+        for a in u.artifacts {
             objects.push(Object {
                 key: a.key.clone(),
                 path: a.local_path(out),
@@ -91,18 +124,18 @@ pub async fn upload(
                 },
             });
         }
-        if sp.template_size > MAX_INLINE_TEMPLATE as u64 {
-            let ext = sp.template.rsplit('.').next().unwrap_or("json");
+        if u.template_size > MAX_INLINE_TEMPLATE as u64 {
+            let ext = u.template.rsplit('.').next().unwrap_or("json");
             let key = format!(
-                "{}/{name}/{}.template.{ext}",
-                manifest.project, sp.template_sha256
+                "{project}/{}/{}.template.{ext}",
+                u.service, u.template_sha256
             );
             report
                 .template_urls
-                .insert(name.clone(), template_url(s3, bucket, &key));
+                .insert(u.service.to_string(), template_url(s3, bucket, &key));
             objects.push(Object {
                 key,
-                path: out.join(&sp.template),
+                path: out.join(u.template),
                 content_type: "text/plain",
             });
         }

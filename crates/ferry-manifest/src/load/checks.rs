@@ -123,8 +123,12 @@ pub(super) fn check_stack_names(
 ) {
     for stage in stages.keys().filter(|s| is_valid_stack_name(s)) {
         for d in drafts {
-            let name =
-                render_stack_name(&project.stack_name, &project.name, &d.service.name, stage);
+            let pattern = d
+                .service
+                .stack_name
+                .as_deref()
+                .unwrap_or(&project.stack_name);
+            let name = render_stack_name(pattern, &project.name, &d.service.name, stage);
             if !is_valid_stack_name(&name) {
                 let why = if name.len() > MAX_STACK_NAME {
                     format!(
@@ -138,7 +142,7 @@ pub(super) fn check_stack_names(
                     file: PROJECT_FILE.into(),
                     line: None,
                     key: Some(join_key("stages", stage)),
-                    message: format!("stack name `{name}` of service `{}` {why}; shorten the stage or service name, or change project.stack-name", d.service.name),
+                    message: format!("stack name `{name}` of service `{}` {why}; shorten the stage or service name, or change {}", d.service.name, if d.service.stack_name.is_some() { "the service's stack name" } else { "project.stack-name" }),
                 });
             }
         }

@@ -11,6 +11,7 @@ mod discover;
 mod package;
 mod project;
 mod rules;
+mod serverless;
 mod service;
 
 use std::collections::BTreeSet;

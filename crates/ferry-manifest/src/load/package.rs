@@ -31,14 +31,17 @@ pub(super) fn read_package(
     let build = get_argv(fd, p, "package", "build", r#"build = ["make", "dist"]"#);
     let exclude = get_excludes(fd, p, "package");
     let mut artifacts = BTreeMap::new();
-    if kind == ServiceKind::Sam
-        && let Some(a) = get(p, "artifacts")
-    {
-        fd.error(
-            Some(a.span()),
-            Some("package.artifacts"),
+    let artifacts_of_its_own = match kind {
+        ServiceKind::Cloudformation => None,
+        ServiceKind::Sam => Some(
             "a SAM service's code paths come from its template (CodeUri, also in Globals, ContentUri, DefinitionUri, an application's Location), and Ferry packages each of them: remove [package.artifacts]",
-        );
+        ),
+        ServiceKind::Serverless => Some(
+            "a Serverless Framework service's functions are packaged by the framework (its `package` settings in serverless.yml), and Ferry stores each archive it writes: remove [package.artifacts]",
+        ),
+    };
+    if let (Some(why), Some(a)) = (artifacts_of_its_own, get(p, "artifacts")) {
+        fd.error(Some(a.span()), Some("package.artifacts"), why);
     } else if let Some(a) = get_table(fd, p, "package", "artifacts") {
         for (k, v) in a.iter() {
             let resource: &str = k.get_ref();
@@ -89,7 +92,15 @@ pub(super) fn read_package(
         }
     }
     let mut site = None;
-    if let Some(t) = get_table(fd, p, "package", "site") {
+    if kind == ServiceKind::Serverless
+        && let Some(t) = get(p, "site")
+    {
+        fd.error(
+            Some(t.span()),
+            Some("package.site"),
+            "a Serverless Framework service cannot publish a site through Ferry yet: give the site a service of its own (kind = \"cloudformation\" with [package.site]) that depends on this one",
+        );
+    } else if let Some(t) = get_table(fd, p, "package", "site") {
         check_keys(fd, t, "package.site", SITE_KEYS);
         let span = get(p, "site").map(Spanned::span).unwrap_or_default();
         let path = get_str(fd, t, "package.site", "path");

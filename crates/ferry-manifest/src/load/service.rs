@@ -13,6 +13,7 @@ use super::SERVICE_FILE;
 use super::acceptance::read_acceptance;
 use super::package::read_package;
 use super::rules::{check_globs, is_lower_name};
+use super::serverless;
 use crate::diag::{Diagnostic, FileDiags};
 use crate::model::{Service, ServiceKind};
 use crate::parsed::ServiceDraft;
@@ -24,7 +25,15 @@ use crate::spanned::{
 };
 
 const SERVICE_ROOT_KEYS: &[&str] = &["service", "parameters", "package", "acceptance", "scripts"];
-const SERVICE_KEYS: &[&str] = &["name", "kind", "template", "depends-on", "inputs"];
+const SERVICE_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "template",
+    "depends-on",
+    "inputs",
+    "stack-name",
+    "serverless-command",
+];
 /// The template a SAM service has when `service.template` is not set (what `sam init` writes).
 const SAM_TEMPLATE: &str = "template.yaml";
 const TEMPLATE_EXTENSIONS: &[&str] = &["yaml", "yml", "json", "template"];
@@ -84,7 +93,48 @@ pub(super) fn read_service(
     }
 
     let kind = read_kind(&mut fd, s);
+    // Problems in the framework's configuration file, reported once this manifest's are.
+    let mut config_diags = Vec::new();
+    let stack_name_key = get_str(&mut fd, s, "service", "stack-name");
+    let serverless_command = get(s, "serverless-command").and_then(|_| {
+        let argv = get_argv(
+            &mut fd,
+            s,
+            "service",
+            "serverless-command",
+            r#"serverless-command = ["npx", "serverless"]"#,
+        );
+        (!argv.is_empty()).then_some(argv)
+    });
+    if kind != ServiceKind::Serverless {
+        for (key, present) in [
+            ("stack-name", stack_name_key.is_some()),
+            ("serverless-command", serverless_command.is_some()),
+        ] {
+            if present {
+                let span = get(s, key).map(Spanned::span);
+                fd.error(span, Some(&format!("service.{key}")), format!("only a Serverless Framework service (kind = \"serverless\") takes {key}; this one is kind = \"{kind}\""));
+            }
+        }
+    }
+    let mut stack_name = None;
     let template = match get_str(&mut fd, s, "service", "template") {
+        Some((_, sp)) if kind == ServiceKind::Serverless => {
+            fd.error(Some(sp), Some("service.template"), "a Serverless Framework service is compiled from its serverless.yml, which Ferry finds in the service folder: remove service.template");
+            None
+        }
+        None if kind == ServiceKind::Serverless => serverless::read_framework(
+            &mut fd,
+            &mut config_diags,
+            source,
+            dir,
+            s_span.clone(),
+            stack_name_key,
+        )
+        .map(|framework| {
+            stack_name = Some(framework.stack_name);
+            framework.config
+        }),
         Some((t, sp)) => {
             check_template(&mut fd, source, dir, &t, sp);
             Some(t)
@@ -125,6 +175,8 @@ pub(super) fn read_service(
     let acceptance = read_acceptance(&mut fd, doc_t);
     let scripts = read_scripts(&mut fd, doc_t);
 
+    drop(fd);
+    diags.extend(config_diags);
     let service = Service {
         name,
         dir: dir.to_string(),
@@ -136,6 +188,8 @@ pub(super) fn read_service(
         package,
         acceptance,
         scripts,
+        stack_name,
+        serverless_command,
     };
     Some(ServiceDraft {
         service,

@@ -7,6 +7,7 @@ mod database;
 mod events;
 mod frontend;
 mod fulfilment;
+mod notifier;
 
 use ferry_kit::StageEnv;
 

@@ -1,0 +1,188 @@
+//! A Serverless Framework service (`kind = "serverless"`): which configuration file it has, and
+//! the stack name the framework gives it (`<service>-<stage>`, or `provider.stackName`), so
+//! that a stack first deployed by `serverless deploy` is the one Ferry updates.
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use crate::diag::{Diagnostic, FileDiags};
+use crate::source::Source;
+
+/// The configuration files Ferry reads, in the framework's own order of preference.
+pub(super) const CONFIG_FILES: &[&str] = &["serverless.yml", "serverless.yaml", "serverless.json"];
+/// Configurations that are programs: the stack name cannot be read without running them.
+const PROGRAM_CONFIGS: &[&str] = &[
+    "serverless.ts",
+    "serverless.js",
+    "serverless.cjs",
+    "serverless.mjs",
+];
+
+/// What Ferry needs of a framework configuration before the framework runs.
+pub(super) struct Framework {
+    /// The configuration file, relative to the service folder.
+    pub config: String,
+    /// The stack name pattern, `{stage}` standing for the stage id.
+    pub stack_name: String,
+}
+
+/// Finds and reads the configuration of the service folder `dir`. `stack_name` is the
+/// manifest's `service.stack-name` (with its span), which wins over what the configuration says.
+pub(super) fn read_framework(
+    fd: &mut FileDiags<'_>,
+    diags_of_config: &mut Vec<Diagnostic>,
+    source: &dyn Source,
+    dir: &str,
+    service_span: Range<usize>,
+    stack_name: Option<(String, Range<usize>)>,
+) -> Option<Framework> {
+    let Some(config) = CONFIG_FILES
+        .iter()
+        .find(|f| source.is_file(&format!("{dir}/{f}")))
+    else {
+        let program = PROGRAM_CONFIGS
+            .iter()
+            .find(|f| source.is_file(&format!("{dir}/{f}")));
+        if let (Some(p), Some((pattern, _))) = (program, &stack_name) {
+            return Some(Framework {
+                config: p.to_string(),
+                stack_name: pattern.clone(),
+            });
+        }
+        let message = match program {
+            Some(p) => format!(
+                "`{dir}/{p}` is a program, and Ferry reads the stack name from serverless.yml, .yaml or .json before the framework runs: set service.stack-name (e.g. \"my-service-{{stage}}\") to name the stack"
+            ),
+            None => format!(
+                "kind = \"serverless\" needs the framework's configuration in the service folder, and `{dir}` has no serverless.yml (nor .yaml, .json)"
+            ),
+        };
+        fd.error(Some(service_span), Some("service.kind"), message);
+        return None;
+    };
+    if let Some((pattern, span)) = stack_name {
+        if !pattern.contains("{stage}") {
+            fd.error(
+                Some(span),
+                Some("service.stack-name"),
+                format!("`{pattern}` has no {{stage}}: every stage would deploy the same stack; add {{stage}} where the framework puts the stage"),
+            );
+        }
+        return Some(Framework {
+            config: config.to_string(),
+            stack_name: pattern,
+        });
+    }
+    let path = format!("{dir}/{config}");
+    let file = PathBuf::from(&path);
+    let text = match source.read(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            diags_of_config.push(Diagnostic {
+                file,
+                line: None,
+                key: None,
+                message: format!("cannot read: {e}"),
+            });
+            return None;
+        }
+    };
+    let doc: serde_yaml_ng::Value = match serde_yaml_ng::from_str(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            diags_of_config.push(Diagnostic {
+                file,
+                line: e.location().map(|l| l.line()),
+                key: None,
+                message: format!("not valid YAML: {e}; the framework could not read it either"),
+            });
+            return None;
+        }
+    };
+    let mut problem = |key: &str, message: String| {
+        diags_of_config.push(Diagnostic {
+            file: file.clone(),
+            line: None,
+            key: Some(key.to_string()),
+            message,
+        });
+    };
+    let service = match doc.get("service") {
+        Some(serde_yaml_ng::Value::String(s)) => Some(s.clone()),
+        Some(serde_yaml_ng::Value::Mapping(m)) => {
+            m.get("name").and_then(|n| n.as_str()).map(String::from)
+        }
+        _ => None,
+    };
+    let named = doc
+        .get("provider")
+        .and_then(|p| p.get("stackName"))
+        .and_then(|n| n.as_str());
+    let (key, raw) = match (named, service) {
+        (Some(n), _) => ("provider.stackName", n.to_string()),
+        (None, Some(s)) => ("service", format!("{s}-${{sls:stage}}")),
+        (None, None) => {
+            problem(
+                "service",
+                "missing: the framework names the stack `<service>-<stage>`; add `service: <name>`"
+                    .into(),
+            );
+            return None;
+        }
+    };
+    match stage_pattern(&raw) {
+        Some(pattern) => Some(Framework {
+            config: config.to_string(),
+            stack_name: pattern,
+        }),
+        None => {
+            problem(
+                key,
+                format!(
+                    "`{raw}` holds variables Ferry cannot resolve before the framework runs (only the stage: ${{sls:stage}}, ${{opt:stage}}, ${{self:provider.stage}}); set service.stack-name in service.toml to the stack name, with {{stage}} for the stage"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `raw` with every reference to the stage as `{stage}`; `None` when another variable remains.
+fn stage_pattern(raw: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = raw;
+    while let Some(open) = rest.find("${") {
+        out.push_str(&rest[..open]);
+        let tail = &rest[open + 2..];
+        let close = tail.find('}')?;
+        let var = tail[..close].trim();
+        let first = var.split(',').next().unwrap_or_default().trim();
+        if !matches!(first, "sls:stage" | "opt:stage" | "self:provider.stage") {
+            return None;
+        }
+        out.push_str("{stage}");
+        rest = &tail[close + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stage_pattern;
+
+    #[test]
+    fn stage_variables_become_the_stage_placeholder_and_others_are_refused() {
+        assert_eq!(
+            stage_pattern("orders-${sls:stage}").as_deref(),
+            Some("orders-{stage}")
+        );
+        assert_eq!(
+            stage_pattern("x-${opt:stage, 'dev'}-${self:provider.stage}").as_deref(),
+            Some("x-{stage}-{stage}")
+        );
+        assert_eq!(stage_pattern("plain").as_deref(), Some("plain"));
+        assert_eq!(stage_pattern("x-${env:TEAM}-${sls:stage}"), None);
+        assert_eq!(stage_pattern("x-${sls:stage"), None);
+    }
+}

@@ -1,0 +1,170 @@
+//! Finding and running the framework's CLI.
+
+use std::path::Path;
+
+use ferry_acceptance::process::{Ended, run_captured};
+use ferry_manifest::Service;
+
+use crate::{Compile, ServerlessError, TAIL};
+
+/// The CLI that compiles `service`, as a user expects it to be found: `serverless-command` from
+/// its service.toml; else `node_modules/.bin/serverless` in the service folder or a folder above
+/// it, up to the repository root; else `serverless` on PATH.
+pub fn find_cli(root: &Path, service: &Service) -> Result<Vec<String>, ServerlessError> {
+    if let Some(argv) = &service.serverless_command {
+        return Ok(argv.clone());
+    }
+    let mut dir = root.join(&service.dir);
+    loop {
+        let bin = dir.join("node_modules/.bin/serverless");
+        if bin.is_file() {
+            return Ok(vec![bin.to_string_lossy().into_owned()]);
+        }
+        if dir == root || !dir.pop() || !dir.starts_with(root) {
+            break;
+        }
+    }
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("serverless").is_file()));
+    if on_path {
+        return Ok(vec!["serverless".into()]);
+    }
+    Err(ServerlessError::NoCli {
+        service: service.name.clone(),
+        dir: service.dir.clone(),
+    })
+}
+
+/// Runs the service's `[package] build` (e.g. `npm install`, which may install the CLI) in its
+/// folder, without the stage's variables and credentials, as a package build runs.
+pub(crate) async fn build(c: &Compile<'_>) -> Result<(), ServerlessError> {
+    let argv = &c.service.package.build;
+    let shown = (c.mask)(&argv.join(" "));
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(c.root.join(&c.service.dir));
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(ferry_env::is_stage_variable) {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env(ferry_env::PROJECT, c.project)
+        .env(ferry_env::SERVICE, &c.service.name);
+    let ran =
+        run_captured(cmd, Some(c.timeout), 200)
+            .await
+            .map_err(|e| ServerlessError::NotStarted {
+                service: c.service.name.clone(),
+                command: argv[0].clone(),
+                message: e.to_string(),
+            })?;
+    match ran.ended {
+        Ended::Exited(s) if s.success() => Ok(()),
+        ended => Err(ServerlessError::BuildFailed {
+            service: c.service.name.clone(),
+            command: shown,
+            status: match ended {
+                Ended::Exited(s) => s.to_string(),
+                Ended::TimedOut(t) => format!("stopped after {} s", t.as_secs()),
+                Ended::Lost(e) => format!("waiting for it failed: {e}"),
+            },
+            tail: tail(&ran.lines, c.mask),
+        }),
+    }
+}
+
+/// The last lines of a command's output, masked, for a message.
+fn tail(lines: &[String], mask: &(dyn Fn(&str) -> String + Sync)) -> String {
+    let start = lines.len().saturating_sub(TAIL);
+    lines[start..]
+        .iter()
+        .map(|l| format!("  | {}", mask(l)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs `argv package …` for `c`, writing into `package_dir`.
+pub(crate) async fn run(
+    c: &Compile<'_>,
+    argv: &[String],
+    package_dir: &Path,
+) -> Result<(), ServerlessError> {
+    let service = &c.service.name;
+    let mut args: Vec<String> = argv[1..].to_vec();
+    args.extend([
+        "package".into(),
+        "--stage".into(),
+        c.stage_id.into(),
+        "--region".into(),
+        c.region.into(),
+        "--package".into(),
+        package_dir.to_string_lossy().into_owned(),
+    ]);
+    for (k, v) in c.parameters {
+        args.push("--param".into());
+        args.push(format!("{k}={v}"));
+    }
+    let shown = (c.mask)(&format!("{} {}", argv[0], args.join(" ")));
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&args).current_dir(c.root.join(&c.service.dir));
+    for var in ferry_credentials::env::REPLACED {
+        cmd.env_remove(var);
+    }
+    cmd.envs(c.env.iter().map(|(k, v)| (k, v)))
+        .env(ferry_env::PROJECT, c.project)
+        .env(ferry_env::SERVICE, service)
+        .env("SLS_TELEMETRY_DISABLED", "1")
+        .env("SLS_NOTIFICATIONS_MODE", "off")
+        .env("SLS_INTERACTIVE_SETUP_DISABLE", "1")
+        // The AWS SDK inside the CLI warns about Node versions on every call.
+        .env("AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED", "true")
+        // Archives whose tools honour it embed no build time.
+        .env("SOURCE_DATE_EPOCH", "315532800");
+    let ran =
+        run_captured(cmd, Some(c.timeout), 200)
+            .await
+            .map_err(|e| ServerlessError::NotStarted {
+                service: service.clone(),
+                command: argv[0].clone(),
+                message: e.to_string(),
+            })?;
+    let tail = || tail(&ran.lines, c.mask);
+    match &ran.ended {
+        Ended::Exited(s) if s.success() => Ok(()),
+        Ended::Exited(s) => Err(ServerlessError::Failed {
+            service: service.clone(),
+            command: shown,
+            status: s.to_string(),
+            tail: tail(),
+        }),
+        Ended::Lost(e) => Err(ServerlessError::Failed {
+            service: service.clone(),
+            command: shown,
+            status: format!("waiting for it failed: {e}"),
+            tail: tail(),
+        }),
+        Ended::TimedOut(after) => Err(ServerlessError::TimedOut {
+            service: service.clone(),
+            command: shown,
+            secs: after.as_secs(),
+            tail: tail(),
+        }),
+    }
+}
+
+/// The stack name the framework used, from the `serverless-state.json` it wrote:
+/// `provider.stackName`, else `<service>-<stage>`.
+pub(crate) fn stack_name_of(package_dir: &Path) -> Option<String> {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(package_dir.join("serverless-state.json")).ok()?)
+            .ok()?;
+    let service = &state["service"];
+    if let Some(n) = service["provider"]["stackName"].as_str() {
+        return Some(n.to_string());
+    }
+    let name = service["service"]
+        .as_str()
+        .or_else(|| service["service"]["name"].as_str())?;
+    let stage = service["provider"]["stage"].as_str()?;
+    Some(format!("{name}-{stage}"))
+}

@@ -1,0 +1,290 @@
+#![doc = include_str!("../README.md")]
+//! Serverless Framework services (`kind = "serverless"`).
+//!
+//! The framework resolves stage-specific values while it packages, so a Serverless service is
+//! compiled for each stage, by the framework's own CLI ([`find_cli`]):
+//! `package --stage <stage id> --region <region> --package <dir> --param Key=value…`, in the
+//! service folder, with the stage's credentials in the child's environment only (for `${ssm:…}`,
+//! `${cf:…}`), its output captured and masked. [`compile`] then takes what it wrote:
+//!
+//! - every archive a function or layer names is unpacked and zipped again the way Ferry zips
+//!   (sorted names, fixed dates, normalised modes), so the same files give the same bytes on
+//!   every run and in every stage, and stored content-addressed: `<project>/<service>/<sha256>.zip`
+//!   in the stage's artifact bucket (not the framework's deployment bucket with timestamped keys);
+//! - the compiled template (`cloudformation-template-update-stack.json`) points each function at
+//!   its key in the bucket given by the `FerryArtifactBucket` parameter; a function version's
+//!   `CodeSha256` and logical id follow the new archive, so they too are the same on every run;
+//!   the framework's deployment bucket resource stays (a stack first deployed by
+//!   `serverless deploy` holds it, and an update must not delete it).
+//!
+//! A compile is reused when the service's inputs (git tree ids), the stage, the region, the
+//! parameters and the CLI are the same as an earlier one's.
+
+mod cli;
+mod rewrite;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferry_manifest::Service;
+use ferry_package::PackagedArtifact;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use cli::find_cli;
+pub use rewrite::rewrite;
+
+/// Bumped when what a compile keeps changes: older compiles are then never reused.
+const FORMAT: u32 = 1;
+/// Lines of the framework's output shown when it fails.
+const TAIL: usize = 20;
+
+/// What to compile.
+pub struct Compile<'a> {
+    /// The repository root.
+    pub root: &'a Path,
+    pub project: &'a str,
+    pub service: &'a Service,
+    /// The stage id (`--stage`).
+    pub stage_id: &'a str,
+    pub region: &'a str,
+    /// The service's `[parameters]`, resolved (`--param Key=value`).
+    pub parameters: &'a BTreeMap<String, String>,
+    /// The stage's credentials and region for the child (`ferry_credentials::env::child_env`).
+    pub env: &'a [(String, String)],
+    /// The package store (`target/ferry/package`).
+    pub out: &'a Path,
+    /// An exact key of the service's inputs (git tree ids of a clean tree), for reuse.
+    pub input_key: Option<&'a str>,
+    pub mask: &'a (dyn Fn(&str) -> String + Sync),
+    /// How long the framework may take before it is stopped.
+    pub timeout: Duration,
+}
+
+/// A compiled stage of a service, kept under the package store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compiled {
+    /// The template to deploy, relative to the package store (`templates/<sha256>.json`).
+    pub template: String,
+    pub template_sha256: String,
+    pub template_size: u64,
+    /// The archives, content-addressed.
+    pub artifacts: Vec<PackagedArtifact>,
+    /// The stack name the framework gave (`provider.stackName`, else `<service>-<stage>`).
+    pub stack_name: Option<String>,
+    /// Taken from an earlier compile with the same inputs.
+    #[serde(skip)]
+    pub reused: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerlessError {
+    #[error(
+        "{service}: no Serverless Framework CLI found: not `node_modules/.bin/serverless` in {dir} or a folder above it up to the repository, nor `serverless` on PATH. Install one in the repository (`npm install --save-dev osls`, the open-source v3-compatible CLI that needs no account; Node.js 18 or newer), or set serverless-command in its service.toml"
+    )]
+    NoCli { service: String, dir: String },
+    #[error(
+        "{service}: `{command}` could not start: {message}; the Serverless Framework CLI needs Node.js (18 or newer) on PATH"
+    )]
+    NotStarted {
+        service: String,
+        command: String,
+        message: String,
+    },
+    #[error(
+        "{service}: parameter `{key}` holds a secret (an SSM SecureString), and the framework takes parameters on its command line, where other processes can read them; read the value in serverless.yml with ${{ssm:…}} instead"
+    )]
+    SecretParameter { service: String, key: String },
+    #[error(
+        "{service}: build command `{command}` failed ({status}); nothing was compiled or deployed. Its last lines:\n{tail}"
+    )]
+    BuildFailed {
+        service: String,
+        command: String,
+        status: String,
+        tail: String,
+    },
+    #[error(
+        "{service}: `{command}` failed ({status}); nothing was deployed. Its last lines:\n{tail}"
+    )]
+    Failed {
+        service: String,
+        command: String,
+        status: String,
+        tail: String,
+    },
+    #[error(
+        "{service}: `{command}` did not finish within {secs} s and was stopped; nothing was deployed. Its last lines:\n{tail}"
+    )]
+    TimedOut {
+        service: String,
+        command: String,
+        secs: u64,
+        tail: String,
+    },
+    #[error(
+        "{service}: `{command}` exited successfully but wrote no {file}; is it a Serverless Framework CLI (v3 or a compatible fork)?"
+    )]
+    NoTemplate {
+        service: String,
+        command: String,
+        file: String,
+    },
+    #[error("{service}: the compiled template is not usable: {message}")]
+    Template { service: String, message: String },
+    #[error(
+        "{service}: resource `{resource}` names the archive {archive}, which the framework did not write into its package folder"
+    )]
+    MissingArchive {
+        service: String,
+        resource: String,
+        archive: String,
+    },
+    #[error("{service}: archive {archive} cannot be read: {message}")]
+    BadArchive {
+        service: String,
+        archive: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Package(Box<ferry_package::PackageError>),
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl From<ferry_package::PackageError> for ServerlessError {
+    fn from(e: ferry_package::PackageError) -> Self {
+        ServerlessError::Package(Box::new(e))
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServerlessError + '_ {
+    move |source| ServerlessError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The template the framework writes for an update (what `serverless deploy` deploys).
+pub const TEMPLATE_FILE: &str = "cloudformation-template-update-stack.json";
+
+/// Compiles `c.service` for its stage, or reuses an earlier compile of the same inputs.
+pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
+    let service = &c.service.name;
+    for (key, value) in c.parameters {
+        if (c.mask)(value) != *value {
+            return Err(ServerlessError::SecretParameter {
+                service: service.clone(),
+                key: key.clone(),
+            });
+        }
+    }
+    let reuse_path = c.input_key.map(|k| {
+        c.out
+            .join("serverless")
+            .join(service)
+            .join(format!("{}.json", reuse_key(c, k)))
+    });
+    if let Some(compiled) = reuse_path.as_deref().and_then(|p| read_reused(c.out, p)) {
+        return Ok(compiled);
+    }
+    // The build may install the CLI (`npm install`): it runs first.
+    if !c.service.package.build.is_empty() {
+        cli::build(c).await?;
+    }
+    let argv = find_cli(c.root, c.service)?;
+
+    let work = tempfile::Builder::new()
+        .prefix(".serverless-")
+        .tempdir_in(ensure_dir(c.out)?)
+        .map_err(io_err(c.out))?;
+    let package_dir = work.path().join("package");
+    cli::run(c, &argv, &package_dir).await?;
+
+    let template_path = package_dir.join(TEMPLATE_FILE);
+    let text =
+        std::fs::read_to_string(&template_path).map_err(|_| ServerlessError::NoTemplate {
+            service: service.clone(),
+            command: (c.mask)(&argv.join(" ")),
+            file: TEMPLATE_FILE.into(),
+        })?;
+    let mut template: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ServerlessError::Template {
+            service: service.clone(),
+            message: format!("{TEMPLATE_FILE} is not JSON: {e}"),
+        })?;
+    let artifacts = rewrite(
+        &mut template,
+        &package_dir,
+        c.out,
+        &format!("{}/{service}", c.project),
+        service,
+    )?;
+    let mut bytes = serde_json::to_vec_pretty(&template).expect("JSON values serialize");
+    bytes.push(b'\n');
+    let (rel, sha) = ferry_package::store_template(c.out, &bytes, "json")?;
+    let compiled = Compiled {
+        template: rel,
+        template_sha256: sha,
+        template_size: bytes.len() as u64,
+        artifacts,
+        stack_name: cli::stack_name_of(&package_dir),
+        reused: false,
+    };
+    if let Some(p) = reuse_path {
+        let mut json = serde_json::to_vec_pretty(&compiled).expect("serializable");
+        json.push(b'\n');
+        let dir = ensure_dir(p.parent().expect("has a parent"))?;
+        let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+        std::fs::write(&tmp, json).map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &p).map_err(io_err(&p))?;
+    }
+    Ok(compiled)
+}
+
+fn ensure_dir(dir: &Path) -> Result<&Path, ServerlessError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    Ok(dir)
+}
+
+/// Everything a compile depends on besides the files the input key covers.
+fn reuse_key(c: &Compile<'_>, input_key: &str) -> String {
+    let cli = c
+        .service
+        .serverless_command
+        .as_ref()
+        .map_or_else(|| "found".to_string(), |a| a.join("\u{1f}"));
+    let mut h = Sha256::new();
+    h.update(
+        format!(
+            "ferry-serverless-{FORMAT}\0{}\0{}\0{}\0{}\0{input_key}\0{cli}\0{}\0",
+            c.project,
+            c.service.name,
+            c.stage_id,
+            c.region,
+            c.service.package.build.join("\u{1f}")
+        )
+        .as_bytes(),
+    );
+    for (k, v) in c.parameters {
+        h.update(format!("{k}\0{v}\0").as_bytes());
+    }
+    ferry_package::zip::hex(&h.finalize())
+}
+
+/// An earlier compile whose files are all still present.
+fn read_reused(out: &Path, path: &Path) -> Option<Compiled> {
+    let mut compiled: Compiled = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let present = out.join(&compiled.template).is_file()
+        && compiled
+            .artifacts
+            .iter()
+            .all(|a| a.local_path(out).is_file());
+    compiled.reused = true;
+    present.then_some(compiled)
+}

@@ -1,0 +1,292 @@
+//! `compile` with stand-in CLIs (shell scripts that behave like the framework's `package`, or
+//! misbehave): the arguments and environment it gets, reuse of an earlier compile, and every
+//! failure it can have, each naming the service and saying what to do. The real CLI is driven
+//! by the example monorepo's tests.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use ferry_serverless::{Compile, ServerlessError, compile};
+
+/// A workspace with one Serverless service, `notifier`, whose CLI is `script` (a shell script
+/// written to the service folder as `fake-sls`).
+fn workspace(script: &str, extra_manifest: &str) -> (tempfile::TempDir, ferry_manifest::Workspace) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(
+        root.join("ferry.toml"),
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"eu-west-1\"\n",
+    )
+    .unwrap();
+    let svc = root.join("services/notifier");
+    std::fs::create_dir_all(&svc).unwrap();
+    std::fs::write(svc.join("serverless.yml"), "service: shop-notifications\n").unwrap();
+    std::fs::write(
+        svc.join("service.toml"),
+        format!("[service]\nkind = \"serverless\"\nserverless-command = [\"./fake-sls\"]\n{extra_manifest}"),
+    )
+    .unwrap();
+    let cli = svc.join("fake-sls");
+    std::fs::write(&cli, format!("#!/bin/sh\n{script}")).unwrap();
+    std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ws = ferry_manifest::load(root).unwrap();
+    (dir, ws)
+}
+
+/// A stand-in for `package`: records its arguments and environment, writes a template naming
+/// one archive and the archive itself (zipped by Python), and the state file.
+const PACKAGE: &str = r#"
+all="$*"
+while [ $# -gt 0 ]; do
+  case "$1" in --package) out="$2"; shift;; esac; shift
+done
+mkdir -p "$out"
+python3 -c "
+import zipfile,sys
+with zipfile.ZipFile(sys.argv[1],'w') as z: z.writestr('src/notify.py','def handle(e,c): return 1\n')
+" "$out/shop-notifications.zip"
+cat > "$out/cloudformation-template-update-stack.json" <<'T'
+{"Resources": {
+  "ServerlessDeploymentBucket": {"Type": "AWS::S3::Bucket"},
+  "NotifyLambdaFunction": {"Type": "AWS::Lambda::Function", "Properties": {
+    "Code": {"S3Bucket": {"Ref": "ServerlessDeploymentBucket"}, "S3Key": "serverless/shop-notifications/dev/1-x/shop-notifications.zip"}}}}}
+T
+cat > "$out/serverless-state.json" <<'T'
+{"service": {"service": "shop-notifications", "provider": {"stage": "dev"}}}
+T
+echo "compiled $all" >> calls.log
+echo "${AWS_REGION:-none} ${FERRY_SERVICE:-none}" > env.txt
+"#;
+
+fn request<'a>(
+    ws: &'a ferry_manifest::Workspace,
+    out: &'a Path,
+    parameters: &'a BTreeMap<String, String>,
+    env: &'a [(String, String)],
+    mask: &'a (dyn Fn(&str) -> String + Sync),
+    input_key: Option<&'a str>,
+) -> Compile<'a> {
+    Compile {
+        root: &ws.root,
+        project: &ws.project.name,
+        service: ws.service("notifier").unwrap(),
+        stage_id: "dev",
+        region: "eu-west-1",
+        parameters,
+        env,
+        out,
+        input_key,
+        mask,
+        timeout: Duration::from_secs(20),
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn no_mask(s: &str) -> String {
+    s.to_string()
+}
+
+#[test]
+fn a_compile_passes_the_stage_region_and_parameters_and_is_reused_for_the_same_inputs() {
+    let (dir, ws) = workspace(PACKAGE, "");
+    let out = dir.path().join("target/ferry/package");
+    let params: BTreeMap<String, String> =
+        [("TableName".to_string(), "orders-dev".to_string())].into();
+    let env = vec![("AWS_REGION".to_string(), "eu-west-1".to_string())];
+    let c = request(&ws, &out, &params, &env, &no_mask, Some("tree-1"));
+    let first = rt().block_on(compile(&c)).unwrap();
+    assert!(!first.reused);
+    assert_eq!(first.stack_name.as_deref(), Some("shop-notifications-dev"));
+    assert_eq!(first.artifacts.len(), 1);
+    let calls = std::fs::read_to_string(dir.path().join("services/notifier/calls.log")).unwrap();
+    assert!(
+        calls.starts_with("compiled package --stage dev --region eu-west-1 --package "),
+        "{calls}"
+    );
+    assert!(
+        calls.trim_end().ends_with("--param TableName=orders-dev"),
+        "{calls}"
+    );
+
+    // The same inputs: nothing runs again.
+    let again = rt().block_on(compile(&c)).unwrap();
+    assert!(again.reused);
+    assert_eq!(again.template_sha256, first.template_sha256);
+    let calls = std::fs::read_to_string(dir.path().join("services/notifier/calls.log")).unwrap();
+    assert_eq!(calls.lines().count(), 1, "reused: {calls}");
+
+    // Another parameter value, or no input key (a dirty tree): compiled again.
+    let other: BTreeMap<String, String> =
+        [("TableName".to_string(), "orders-2".to_string())].into();
+    let c2 = request(&ws, &out, &other, &env, &no_mask, Some("tree-1"));
+    assert!(!rt().block_on(compile(&c2)).unwrap().reused);
+    let c3 = request(&ws, &out, &params, &env, &no_mask, None);
+    assert!(!rt().block_on(compile(&c3)).unwrap().reused);
+    let calls = std::fs::read_to_string(dir.path().join("services/notifier/calls.log")).unwrap();
+    assert_eq!(calls.lines().count(), 3, "{calls}");
+}
+
+/// Compiles with `script` as the CLI and returns the error's text.
+fn failure(
+    script: &str,
+    extra_manifest: &str,
+    params: &[(&str, &str)],
+    secret: Option<&str>,
+) -> String {
+    let (dir, ws) = workspace(script, extra_manifest);
+    let out = dir.path().join("target/ferry/package");
+    let params: BTreeMap<String, String> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let secret = secret.map(String::from);
+    let mask = move |s: &str| match &secret {
+        Some(x) => s.replace(x.as_str(), "****"),
+        None => s.to_string(),
+    };
+    let c = request(&ws, &out, &params, &[], &mask, Some("tree-1"));
+    let e = rt().block_on(compile(&c)).unwrap_err();
+    assert!(
+        !out.join("serverless").exists(),
+        "nothing kept after a failure: {e}"
+    );
+    e.to_string()
+}
+
+#[test]
+fn a_framework_that_fails_shows_its_last_lines_masked() {
+    let e = failure(
+        "for i in $(seq 1 30); do echo line $i; done; echo 'Cannot resolve variable at \"provider.x\": token s3cr3t'; exit 1\n",
+        "",
+        &[],
+        Some("s3cr3t"),
+    );
+    assert!(
+        e.starts_with("notifier: `./fake-sls package --stage dev --region eu-west-1 --package "),
+        "{e}"
+    );
+    assert!(
+        e.contains("failed (exit status: 1); nothing was deployed. Its last lines:"),
+        "{e}"
+    );
+    assert!(
+        e.contains("  | Cannot resolve variable at \"provider.x\": token ****"),
+        "{e}"
+    );
+    assert!(!e.contains("line 10\n"), "only the last 20 lines: {e}");
+    assert!(e.contains("  | line 30"), "{e}");
+}
+
+#[test]
+fn a_framework_that_succeeds_without_a_template_is_an_error() {
+    let e = failure("exit 0\n", "", &[], None);
+    assert_eq!(
+        e,
+        "notifier: `./fake-sls` exited successfully but wrote no cloudformation-template-update-stack.json; is it a Serverless Framework CLI (v3 or a compatible fork)?"
+    );
+}
+
+#[test]
+fn a_missing_cli_or_node_says_how_to_get_one() {
+    let e = failure("", "", &[], None).to_string();
+    // The script is empty but runs: it writes nothing.
+    assert!(
+        e.contains("wrote no cloudformation-template-update-stack.json"),
+        "{e}"
+    );
+
+    let (dir, ws) = workspace("", "");
+    let mut service = ws.service("notifier").unwrap().clone();
+    service.serverless_command = Some(vec!["/nonexistent/node-cli".into()]);
+    let out = dir.path().join("out");
+    let params = BTreeMap::new();
+    let c = Compile {
+        service: &service,
+        ..request(&ws, &out, &params, &[], &no_mask, None)
+    };
+    let e = rt().block_on(compile(&c)).unwrap_err();
+    assert!(matches!(e, ServerlessError::NotStarted { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("needs Node.js (18 or newer) on PATH"),
+        "{e}"
+    );
+
+    service.serverless_command = None;
+    let found = ferry_serverless::find_cli(&ws.root, &service);
+    match found {
+        Ok(argv) => assert_eq!(
+            argv,
+            ["serverless"],
+            "a `serverless` on this machine's PATH"
+        ),
+        Err(e) => {
+            let e = e.to_string();
+            assert!(e.contains("npm install --save-dev osls"), "{e}");
+            assert!(e.contains("serverless-command"), "{e}");
+        }
+    }
+    // Found above the service folder, up to the repository root.
+    let bin = ws.root.join("node_modules/.bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("serverless"), "#!/bin/sh\n").unwrap();
+    assert_eq!(
+        ferry_serverless::find_cli(&ws.root, &service).unwrap(),
+        [bin.join("serverless").to_string_lossy().to_string()]
+    );
+}
+
+#[test]
+fn a_secret_parameter_never_reaches_the_command_line() {
+    let e = failure(
+        PACKAGE,
+        "",
+        &[("ApiKey", "s3cr3t-value")],
+        Some("s3cr3t-value"),
+    );
+    assert_eq!(
+        e,
+        "notifier: parameter `ApiKey` holds a secret (an SSM SecureString), and the framework takes parameters on its command line, where other processes can read them; read the value in serverless.yml with ${ssm:…} instead"
+    );
+}
+
+#[test]
+fn a_failing_build_stops_before_the_framework_runs() {
+    let e = failure(
+        PACKAGE,
+        "\n[package]\nbuild = [\"sh\", \"-c\", \"echo npm ERR! network; exit 3\"]\n",
+        &[],
+        None,
+    );
+    assert!(e.starts_with("notifier: build command `sh -c echo npm ERR! network; exit 3` failed (exit status: 3); nothing was compiled or deployed"), "{e}");
+    assert!(e.contains("  | npm ERR! network"), "{e}");
+}
+
+#[test]
+fn a_framework_that_hangs_is_stopped() {
+    let (dir, ws) = workspace("sleep 30\n", "");
+    let out = dir.path().join("out");
+    let params = BTreeMap::new();
+    let c = Compile {
+        timeout: Duration::from_secs(1),
+        ..request(&ws, &out, &params, &[], &no_mask, None)
+    };
+    let t0 = std::time::Instant::now();
+    let e = rt().block_on(compile(&c)).unwrap_err().to_string();
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "stopped at the timeout"
+    );
+    assert!(
+        e.contains("did not finish within 1 s and was stopped; nothing was deployed"),
+        "{e}"
+    );
+}
