@@ -77,6 +77,7 @@ database    cloudformation  services/database    -                 template.yaml
 events      cloudformation  services/events      -                 template.yaml
 frontend    cloudformation  services/frontend    api               template.yaml
 fulfilment  sam             services/fulfilment  database, events  template.yaml
+notifier    serverless      services/notifier    database, events  serverless.yml
 "
     );
 }
@@ -108,7 +109,7 @@ fn validate_accepts_the_example_monorepo() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out,
-        "ok: project `shop`, 5 service(s), stage(s) dev, prod, staging, *\n"
+        "ok: project `shop`, 6 service(s), stage(s) dev, prod, staging, *\n"
     );
 }
 
@@ -279,7 +280,7 @@ fn graph_renders_the_example_monorepo() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out,
-        "graph LR\n  n0[\"api (cloudformation)\"]\n  n1[\"database (cloudformation)\"]\n  n2[\"events (cloudformation)\"]\n  n3[\"frontend (cloudformation)\"]\n  n4[\"fulfilment (sam)\"]\n  n1 --> n0\n  n2 --> n0\n  n0 --> n3\n  n1 --> n4\n  n2 --> n4\n"
+        "graph LR\n  n0[\"api (cloudformation)\"]\n  n1[\"database (cloudformation)\"]\n  n2[\"events (cloudformation)\"]\n  n3[\"frontend (cloudformation)\"]\n  n4[\"fulfilment (sam)\"]\n  n5[\"notifier (serverless)\"]\n  n1 --> n0\n  n2 --> n0\n  n0 --> n3\n  n1 --> n4\n  n2 --> n4\n  n1 --> n5\n  n2 --> n5\n"
     );
     let (_, dot, _) = run(&mut xtask(&["graph", "--format", "dot"]));
     assert!(dot.contains("\"api\" -> \"frontend\";"), "{dot}");
@@ -291,7 +292,11 @@ fn graph_renders_the_example_monorepo() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(
         v["waves"],
-        serde_json::json!([["database", "events"], ["api", "fulfilment"], ["frontend"]])
+        serde_json::json!([
+            ["database", "events"],
+            ["api", "fulfilment", "notifier"],
+            ["frontend"]
+        ])
     );
     let kinds: Vec<(&str, &str)> = v["nodes"]
         .as_array()
@@ -300,6 +305,7 @@ fn graph_renders_the_example_monorepo() {
         .map(|n| (n["name"].as_str().unwrap(), n["kind"].as_str().unwrap()))
         .collect();
     assert!(kinds.contains(&("fulfilment", "sam")), "{kinds:?}");
+    assert!(kinds.contains(&("notifier", "serverless")), "{kinds:?}");
     assert!(kinds.contains(&("api", "cloudformation")), "{kinds:?}");
 }
 
@@ -319,10 +325,14 @@ fn example_repo() -> (TestRepo, String) {
     (repo, base)
 }
 
+/// Copies a folder, leaving out installed packages (`node_modules`, which git ignores).
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
+        if e.file_name() == "node_modules" {
+            continue;
+        }
         if e.file_type().unwrap().is_dir() {
             copy_tree(&e.path(), &to.join(e.file_name()));
         } else {
@@ -345,14 +355,14 @@ fn plan_deploys_what_changed_in_the_working_tree_and_at_a_commit() {
     let (code, out, err) = run(&mut plan(&repo, &["dev", "--since", &base]));
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("deploy  api               changed: services/api/src/handler.py"),
+        out.contains("deploy  api                    changed: services/api/src/handler.py"),
         "{out}"
     );
     assert!(
-        out.contains("skip    fulfilment (sam)  unchanged since"),
+        out.contains("skip    fulfilment (sam)       unchanged since"),
         "the kind beside a service that is not plain CloudFormation: {out}"
     );
-    assert!(out.contains("1 to deploy in 1 wave(s), 4 to skip"), "{out}");
+    assert!(out.contains("1 to deploy in 1 wave(s), 5 to skip"), "{out}");
 
     // At a commit, with the configuration of that commit.
     repo.commit("edit api");
@@ -415,7 +425,7 @@ fn plan_without_a_base_deploys_everything_with_a_named_reason() {
     let (repo, _) = example_repo();
     let (code, out, _) = run(&mut plan(&repo, &["dev"]));
     assert_eq!(code, 0);
-    assert!(out.contains("5 to deploy in 3 wave(s), 0 to skip"), "{out}");
+    assert!(out.contains("6 to deploy in 3 wave(s), 0 to skip"), "{out}");
     assert!(out.contains("not deployed yet"), "{out}");
     let (_, out, _) =
         run(plan(&repo, &["dev", "--format", "json"]).env("FORCE_DEPLOY_ALL", "true"));
