@@ -89,6 +89,9 @@ pub enum Command {
     Services(cmd::services::ServicesArgs),
     /// Check ferry.toml and every service.toml; report every problem at once (exit 1 if any)
     Validate,
+    /// Adopt Ferry on an existing repository: find its services (Serverless Framework, SAM,
+    /// CloudFormation), infer their links, write ferry.toml, service.toml files and a runner
+    Init(cmd::init::InitArgs),
     /// Show what a deploy of a stage would do: each service deploy or skip, and why
     Plan(cmd::plan::PlanArgs),
     /// Build, zip and hash the services' artifacts for the current commit (stage independent)
@@ -138,6 +141,7 @@ pub fn run(app: &App, global: &Global, command: Command) -> anyhow::Result<()> {
     let result = match command {
         Command::Services(args) => cmd::services::run(&ctx, &args),
         Command::Validate => cmd::services::validate(&ctx),
+        Command::Init(args) => cmd::init::run(&ctx, &args),
         Command::Plan(args) => cmd::plan::run(&ctx, &args),
         Command::Graph(args) => cmd::plan::graph(&ctx, &args),
         Command::Package(args) => cmd::package::run(&ctx, &args),

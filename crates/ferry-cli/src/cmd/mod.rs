@@ -2,6 +2,7 @@
 
 pub mod acceptance;
 pub mod deploy;
+pub mod init;
 pub mod local;
 pub mod outputs;
 pub mod package;

@@ -1,0 +1,118 @@
+//! `init`: adopting Ferry on an existing repository.
+
+use anyhow::Context as _;
+use ferry_init::Runner;
+
+use crate::Ctx;
+use crate::ui::table;
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Overwrite files that exist (ferry.toml, service.toml, the runner's files)
+    #[arg(long)]
+    force: bool,
+    /// Write only ferry.toml and the service.toml files, not the `cargo xtask` runner (xtask/,
+    /// .cargo/config.toml, Cargo.toml, buildspec.yml)
+    #[arg(long)]
+    no_runner: bool,
+    /// The runner depends on Ferry's repository at this path (absolute, or relative to the
+    /// repository) [default: the Ferry source this command was built from]
+    #[arg(long, value_name = "PATH", conflicts_with = "ferry_git")]
+    ferry_path: Option<String>,
+    /// The runner depends on Ferry's repository at this git URL
+    #[arg(long, value_name = "URL")]
+    ferry_git: Option<String>,
+    /// With --ferry-git: the revision (commit, tag) to use
+    #[arg(long, value_name = "REV", requires = "ferry_git")]
+    ferry_rev: Option<String>,
+    /// Print what would be written; write nothing
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// The Ferry source this binary was built from (its workspace root).
+fn own_source() -> String {
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    crate_dir
+        .parent()
+        .and_then(|p| p.parent())
+        .unwrap_or(crate_dir)
+        .display()
+        .to_string()
+}
+
+pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
+    let root = &ctx.root;
+    let scan = ferry_init::scan(root)?;
+    let rows: Vec<[String; 4]> = scan
+        .services
+        .iter()
+        .map(|s| {
+            let deps: Vec<&str> = s.depends_on.keys().map(String::as_str).collect();
+            [
+                s.name.clone(),
+                s.kind.to_string(),
+                s.dir.clone(),
+                if deps.is_empty() {
+                    "-".into()
+                } else {
+                    deps.join(", ")
+                },
+            ]
+        })
+        .collect();
+    println!(
+        "found {} service(s) in {}:",
+        scan.services.len(),
+        root.display()
+    );
+    print!("{}", table(["NAME", "KIND", "FOLDER", "DEPENDS ON"], &rows));
+    for s in &scan.services {
+        for (d, why) in &s.depends_on {
+            println!("  {} depends on {d}: {why}", s.name);
+        }
+        for (i, why) in &s.inputs {
+            println!("  {} also changes with {i}: {why}", s.name);
+        }
+    }
+    let mut files = ferry_init::render(&scan, root);
+    let mut todo = scan.notes.clone();
+    if !args.no_runner {
+        let runner = match (&args.ferry_git, &args.ferry_path) {
+            (Some(url), _) => Runner::Git {
+                url: url.clone(),
+                rev: args.ferry_rev.clone(),
+            },
+            (None, Some(path)) => Runner::Path(path.clone()),
+            (None, None) => Runner::Path(own_source()),
+        };
+        let (runner_files, notes) = ferry_init::runner(root, &runner);
+        files.extend(runner_files);
+        todo.extend(notes);
+    }
+    if !todo.is_empty() {
+        println!("not inferred, to check by hand:");
+        for n in &todo {
+            println!("  - {n}");
+        }
+    }
+    if args.dry_run {
+        for (path, text) in &files {
+            println!("--- {path}\n{text}");
+        }
+        println!("dry run: nothing written");
+        return Ok(());
+    }
+    let written = ferry_init::write(root, &files, args.force).with_context(|| {
+        format!(
+            "failed to write Ferry's configuration into {}",
+            root.display()
+        )
+    })?;
+    println!("wrote {}", written.written.join(", "));
+    println!(
+        "next: `{} validate`, then `{} plan dev`",
+        ctx.app.name, ctx.app.name
+    );
+    Ok(())
+}

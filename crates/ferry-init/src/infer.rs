@@ -1,0 +1,360 @@
+//! What the services say of each other: dependencies and inputs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ferry_manifest::ServiceKind;
+use serde_yaml_ng::Value;
+
+use crate::Found;
+
+/// What one service's files say.
+#[derive(Default)]
+struct Said {
+    /// The framework's service name (Serverless).
+    framework_name: Option<String>,
+    /// Export names its outputs declare, as written.
+    exports: Vec<String>,
+    /// Names it imports (`Fn::ImportValue`), as written.
+    imports: Vec<String>,
+    /// Stacks it reads outputs of (`${cf:<stack>.<Output>}`), as written.
+    cf_stacks: Vec<String>,
+    /// Files it reads (`${file(…)}`), as written.
+    files: Vec<String>,
+    region: Option<String>,
+}
+
+/// Fills in `depends_on`, `inputs` and `region` of every service of `services`.
+pub(crate) fn links(
+    root: &Path,
+    services: &mut [Found],
+    packages: &BTreeMap<String, String>,
+    notes: &mut Vec<String>,
+) {
+    let said: Vec<Said> = services.iter().map(|s| read(root, s, notes)).collect();
+    // Who exports what, by skeleton (the literal text left when variables are taken out).
+    let mut exporters: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
+    for (i, s) in said.iter().enumerate() {
+        for e in &s.exports {
+            let resolved = resolve_self(e, s.framework_name.as_deref());
+            if let Some(k) = skeleton(&resolved) {
+                exporters.entry(k).or_default().push((i, e.clone()));
+            }
+        }
+    }
+    // Serverless stacks by skeleton: `<service>-${sls:stage}` or provider.stackName.
+    let stacks: BTreeMap<String, usize> = said
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let name = s.framework_name.as_deref()?;
+            skeleton(&format!("{name}-${{sls:stage}}")).map(|k| (k, i))
+        })
+        .collect();
+
+    for i in 0..services.len() {
+        let mut deps: BTreeMap<String, String> = BTreeMap::new();
+        let mut inputs: BTreeMap<String, String> = BTreeMap::new();
+        let s = &said[i];
+        for import in &s.imports {
+            let Some(k) = skeleton(&resolve_self(import, s.framework_name.as_deref())) else {
+                notes.push(format!(
+                    "{}: imports `{import}`, a name made only of variables: not matched to a service",
+                    services[i].dir
+                ));
+                continue;
+            };
+            match exporters.get(&k).map(Vec::as_slice) {
+                Some([(j, export)]) if *j != i => {
+                    deps.entry(services[*j].name.clone()).or_insert(
+                        format!("imports `{import}`, which {} exports as `{export}`", services[*j].name),
+                    );
+                }
+                Some([_]) => {}
+                Some(many) => notes.push(format!(
+                    "{}: imports `{import}`, which several services export ({}): depends-on not inferred",
+                    services[i].dir,
+                    many.iter().map(|(j, _)| services[*j].name.as_str()).collect::<Vec<_>>().join(", ")
+                )),
+                None => notes.push(format!(
+                    "{}: imports `{import}`, which no service of this repository exports: left out of depends-on",
+                    services[i].dir
+                )),
+            }
+        }
+        for stack in &s.cf_stacks {
+            match skeleton(stack).and_then(|k| stacks.get(&k)) {
+                Some(&j) if j != i => {
+                    deps.entry(services[j].name.clone()).or_insert(format!(
+                        "reads outputs of stack `{stack}` (${{cf:…}}), the stack of {}",
+                        services[j].name
+                    ));
+                }
+                Some(_) => {}
+                None => notes.push(format!(
+                    "{}: reads outputs of stack `{stack}` (${{cf:…}}), which is no Serverless service of this repository: left out of depends-on",
+                    services[i].dir
+                )),
+            }
+        }
+        let dir = services[i].dir.clone();
+        for file in &s.files {
+            let rel = format!("{dir}/{file}");
+            let Some(path) = ferry_manifest::normalize_relative(&rel) else {
+                notes.push(format!(
+                    "{dir}: reads `{file}`, outside the repository: Ferry cannot see its changes"
+                ));
+                continue;
+            };
+            let inside = path.starts_with(&format!("{dir}/"));
+            if inside {
+                continue;
+            }
+            let glob = if path.contains("${") {
+                // A path with variables (e.g. the stage): its folder.
+                let folder = path[..path.find("${").unwrap_or(path.len())]
+                    .rsplit_once('/')
+                    .map_or(String::new(), |(d, _)| d.to_string());
+                format!("{folder}/**")
+            } else {
+                path.clone()
+            };
+            inputs.insert(glob, format!("reads `{file}` (${{file(…)}})"));
+        }
+        // Workspace packages the service's package.json depends on.
+        if let Some(pkg) = std::fs::read(root.join(&dir).join("package.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        {
+            for section in ["dependencies", "devDependencies"] {
+                for name in pkg[section]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                {
+                    if let Some(pdir) = packages.get(name)
+                        && *pdir != dir
+                        && !services.iter().any(|s| s.dir == *pdir)
+                    {
+                        inputs.insert(
+                            format!("{pdir}/**"),
+                            format!("depends on the workspace package `{name}`"),
+                        );
+                    }
+                }
+            }
+        }
+        let region = said[i].region.clone();
+        let svc = &mut services[i];
+        svc.depends_on = deps;
+        svc.inputs = inputs;
+        svc.region = region;
+    }
+}
+
+/// `${self:service}` (and the object form's name) replaced by the service's name.
+fn resolve_self(s: &str, name: Option<&str>) -> String {
+    match name {
+        Some(n) => s
+            .replace("${self:service}", n)
+            .replace("${self:service.name}", n),
+        None => s.to_string(),
+    }
+}
+
+/// The literal text of `s` with every `${…}` (nested ones too) taken out, when enough of it is
+/// left to tell names apart (three letters or digits).
+fn skeleton(s: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut depth = 0usize;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek() == Some(&'{') {
+            chars.next();
+            if depth == 0 {
+                out.push('*');
+            }
+            depth += 1;
+        } else if c == '}' && depth > 0 {
+            depth -= 1;
+        } else if depth == 0 {
+            out.push(c);
+        }
+    }
+    (out.chars().filter(char::is_ascii_alphanumeric).count() >= 3).then_some(out)
+}
+
+/// The framework's service name, exports, imports, `${cf:…}` stacks and `${file(…)}` paths of
+/// one service's file.
+fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
+    let path = root.join(&s.dir).join(&s.file);
+    let shown = format!("{}/{}", s.dir, s.file);
+    if [".ts", ".js", ".cjs", ".mjs"]
+        .iter()
+        .any(|e| s.file.ends_with(e))
+    {
+        notes.push(format!(
+            "{shown} is a program: its links to other services and its stack name were not read; check depends-on and stack-name in its service.toml"
+        ));
+        return Said::default();
+    }
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Said::default();
+    };
+    let doc: Value = match serde_yaml_ng::from_str(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            notes.push(format!(
+                "{shown}: not read as YAML or JSON ({e}); its links to other services were not inferred"
+            ));
+            return Said::default();
+        }
+    };
+    let mut said = Said::default();
+    if s.kind == ServiceKind::Serverless {
+        said.framework_name = match doc.get("service") {
+            Some(Value::String(n)) => Some(n.clone()),
+            Some(Value::Mapping(m)) => m.get("name").and_then(Value::as_str).map(String::from),
+            _ => None,
+        };
+        said.region = doc
+            .get("provider")
+            .and_then(|p| p.get("region"))
+            .and_then(Value::as_str)
+            .filter(|r| !r.contains("${"))
+            .map(String::from);
+    }
+    let outputs = match s.kind {
+        ServiceKind::Serverless => doc.get("resources").and_then(|r| r.get("Outputs")),
+        _ => doc.get("Outputs"),
+    };
+    if let Some(Value::Mapping(outputs)) = outputs {
+        for (_, o) in outputs {
+            if let Some(name) = o
+                .get("Export")
+                .and_then(|e| e.get("Name"))
+                .and_then(text_of)
+            {
+                said.exports.push(name);
+            }
+        }
+    }
+    walk(&doc, &mut said);
+    said
+}
+
+/// The string a scalar, `!Sub "…"`, `{"Fn::Sub": "…"}` or `{"Fn::Sub": ["…", {…}]}` holds.
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Tagged(t) if t.tag == "!Sub" => text_of(&t.value),
+        Value::Sequence(items) => items.first().and_then(text_of),
+        Value::Mapping(m) => m.get("Fn::Sub").and_then(text_of),
+        _ => None,
+    }
+}
+
+/// Collects imports, `${cf:…}` and `${file(…)}` from every value of `v`.
+fn walk(v: &Value, said: &mut Said) {
+    match v {
+        Value::String(s) => scan_variables(s, said),
+        Value::Tagged(t) => {
+            if t.tag == "!ImportValue"
+                && let Some(name) = text_of(&t.value)
+            {
+                said.imports.push(name);
+            }
+            walk(&t.value, said);
+        }
+        Value::Sequence(items) => items.iter().for_each(|i| walk(i, said)),
+        Value::Mapping(m) => {
+            for (k, val) in m {
+                if k.as_str() == Some("Fn::ImportValue")
+                    && let Some(name) = text_of(val)
+                {
+                    said.imports.push(name);
+                }
+                walk(val, said);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `${cf:<stack>.<Output>}` (also `${cf(<region>):…}`) and `${file(<path>)…}` in one string.
+fn scan_variables(s: &str, said: &mut Said) {
+    let mut rest = s;
+    while let Some(at) = rest.find("${") {
+        let inner_start = at + 2;
+        // The variable's extent, nested `${…}` included.
+        let mut depth = 1usize;
+        let mut end = None;
+        let bytes = rest.as_bytes();
+        let mut i = inner_start;
+        while i < bytes.len() {
+            if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'{') {
+                depth += 1;
+                i += 2;
+                continue;
+            }
+            if bytes[i] == b'}' {
+                depth -= 1;
+                if depth == 0 {
+                    end = Some(i);
+                    break;
+                }
+            }
+            i += 1;
+        }
+        let Some(end) = end else { return };
+        let inner = &rest[inner_start..end];
+        if let Some(cf) = inner.strip_prefix("cf:").or_else(|| {
+            inner
+                .strip_prefix("cf(")
+                .and_then(|r| r.split_once("):").map(|(_, x)| x))
+        }) {
+            let reference = cf.split(',').next().unwrap_or(cf).trim();
+            if let Some((stack, _output)) = reference.rsplit_once('.') {
+                said.cf_stacks.push(stack.to_string());
+            }
+        } else if let Some(f) = inner.strip_prefix("file(")
+            && let Some((path, _)) = f.split_once(')')
+        {
+            {
+                said.files
+                    .push(path.trim().trim_matches(['"', '\'']).to_string());
+            }
+        }
+        rest = &rest[inner_start..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skeletons_take_variables_out() {
+        assert_eq!(
+            skeleton("orders-${sls:stage}-TableName").as_deref(),
+            Some("orders-*-TableName")
+        );
+        assert_eq!(
+            skeleton("orders-${opt:stage, ${self:provider.stage}}-x").as_deref(),
+            Some("orders-*-x")
+        );
+        assert_eq!(skeleton("${sls:stage}-${x}"), None, "too little left");
+    }
+
+    #[test]
+    fn cf_and_file_variables_are_found_in_any_string() {
+        let mut said = Said::default();
+        scan_variables(
+            "${cf:orders-${sls:stage}.TableName} and ${cf(eu-west-1):users-dev.Arn} ${file(../shared/config.${sls:stage}.yml):db}",
+            &mut said,
+        );
+        assert_eq!(said.cf_stacks, ["orders-${sls:stage}", "users-dev"]);
+        assert_eq!(said.files, ["../shared/config.${sls:stage}.yml"]);
+    }
+}

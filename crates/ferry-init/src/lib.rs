@@ -1,0 +1,206 @@
+#![doc = include_str!("../README.md")]
+//! Adopting Ferry on an existing repository.
+//!
+//! [`scan`] walks a repository and finds its services: folders holding a Serverless Framework
+//! configuration (`serverless.yml`, …), an AWS SAM template, or a CloudFormation template,
+//! among the packages of its npm/yarn workspaces or `lerna.json` when it has them. For each it
+//! infers what Ferry needs — the kind, the name, `depends-on` from what the services say of each
+//! other (an `Fn::ImportValue` of a name another service exports, a `${cf:<stack>.<Output>}` of
+//! another service's stack), and `inputs` from paths into other folders (`${file(../…)}`, a
+//! workspace package the service depends on) — and says what it could not infer. [`render`]
+//! turns a scan into `ferry.toml` and one `service.toml` per service; [`runner`] into the files
+//! that make `cargo xtask …` work in the repository; [`write`] writes them, never over an
+//! existing file unless told to.
+//!
+//! Reads files only: no network, no git, no environment.
+
+mod infer;
+mod render;
+mod walk;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use ferry_manifest::ServiceKind;
+
+pub use render::{Runner, render, runner};
+
+/// One service found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Repository-relative folder, `/`-separated.
+    pub dir: String,
+    /// The service name Ferry will use (the folder name, made valid).
+    pub name: String,
+    pub kind: ServiceKind,
+    /// The template (cloudformation, sam) or configuration (serverless), relative to `dir`.
+    pub file: String,
+    /// Inferred dependencies, each with why.
+    pub depends_on: BTreeMap<String, String>,
+    /// Inferred extra inputs (repository-relative globs), each with why.
+    pub inputs: BTreeMap<String, String>,
+    /// The region the service's own files name (`provider.region`), if any.
+    pub region: Option<String>,
+}
+
+/// What [`scan`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// The project name: the root `package.json`'s name, else the folder's, made valid.
+    pub project: String,
+    pub services: Vec<Found>,
+    /// What could not be inferred, for the user to finish by hand.
+    pub notes: Vec<String>,
+}
+
+impl Scan {
+    /// The region most services name, else `us-east-1`.
+    pub fn region(&self) -> String {
+        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &self.services {
+            if let Some(r) = &s.region {
+                *count.entry(r).or_default() += 1;
+            }
+        }
+        count
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .map_or_else(|| "us-east-1".to_string(), |(r, _)| r.to_string())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    #[error("{} is not a folder", .0.display())]
+    NotAFolder(PathBuf),
+    #[error(
+        "no service found in {}: Ferry looks for folders holding serverless.yml (or .yaml, .json, .ts, .js), a SAM template (Transform: AWS::Serverless-2016-10-31) or a CloudFormation template; add one, or write ferry.toml and service.toml by hand (see README)",
+        .0.display()
+    )]
+    NothingFound(PathBuf),
+    #[error(
+        "{} exists; `init` never overwrites a file (--force does), and these would be written: {}",
+        .existing.display(),
+        .all.join(", ")
+    )]
+    Exists { existing: PathBuf, all: Vec<String> },
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Finds the services of the repository at `root`.
+pub fn scan(root: &Path) -> Result<Scan, InitError> {
+    if !root.is_dir() {
+        return Err(InitError::NotAFolder(root.to_path_buf()));
+    }
+    let workspace = walk::workspace_packages(root);
+    let (candidates, walk_notes) = walk::candidates(root);
+    let mut notes = workspace.notes;
+    notes.extend(walk_notes);
+    let mut services = Vec::new();
+    let mut names = BTreeSet::new();
+    for c in candidates {
+        let mut name = valid_name(c.dir.rsplit('/').next().unwrap_or(&c.dir));
+        if !names.insert(name.clone()) {
+            let unique = valid_name(&c.dir.replace('/', "-"));
+            notes.push(format!(
+                "{}: its folder name `{name}` is taken by another service: named `{unique}`",
+                c.dir
+            ));
+            name = unique;
+            names.insert(name.clone());
+        }
+        notes.extend(c.notes);
+        services.push(Found {
+            dir: c.dir,
+            name,
+            kind: c.kind,
+            file: c.file,
+            depends_on: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+            region: None,
+        });
+    }
+    if services.is_empty() {
+        return Err(InitError::NothingFound(root.to_path_buf()));
+    }
+    infer::links(root, &mut services, &workspace.packages, &mut notes);
+    let project = walk::project_name(root);
+    Ok(Scan {
+        project,
+        services,
+        notes,
+    })
+}
+
+/// `s` as a Ferry name: lowercase letters, digits and `-`, starting with a letter.
+pub fn valid_name(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let out = out.trim_matches('-').to_string();
+    match out.chars().next() {
+        Some(c) if c.is_ascii_lowercase() => out,
+        Some(_) => format!("s-{out}"),
+        None => "service".to_string(),
+    }
+}
+
+/// What [`write`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    pub written: Vec<String>,
+    /// Existing files left as they are (only without `force`, for files `init` merely offers).
+    pub kept: Vec<String>,
+}
+
+/// Writes `files` (repository-relative path → text) under `root`. Without `force`, an
+/// existing file stops everything before anything is written.
+pub fn write(root: &Path, files: &[(String, String)], force: bool) -> Result<Written, InitError> {
+    let all: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
+    if !force && let Some((p, _)) = files.iter().find(|(p, _)| root.join(p).exists()) {
+        return Err(InitError::Exists {
+            existing: root.join(p),
+            all,
+        });
+    }
+    let mut done = Written::default();
+    for (rel, text) in files {
+        let path = root.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| InitError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        std::fs::write(&path, text).map_err(|source| InitError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        done.written.push(rel.clone());
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_name;
+
+    #[test]
+    fn folder_names_become_valid_service_names() {
+        assert_eq!(valid_name("Orders_Service"), "orders-service");
+        assert_eq!(valid_name("2fa"), "s-2fa");
+        assert_eq!(valid_name("--"), "service");
+        assert_eq!(valid_name("api.v2"), "api-v2");
+    }
+}

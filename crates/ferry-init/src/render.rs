@@ -1,0 +1,197 @@
+//! The files `init` writes: Ferry's configuration, and the runner that makes `cargo xtask …`
+//! work in the repository.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use ferry_manifest::ServiceKind;
+
+use crate::Scan;
+
+/// Where the adopted repository's xtask gets Ferry from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runner {
+    /// A path to Ferry's repository (absolute, or relative to the adopted repository's root).
+    Path(String),
+    /// A git URL of Ferry's repository, optionally at a revision.
+    Git { url: String, rev: Option<String> },
+}
+
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialize")
+}
+
+/// `ferry.toml` and one `service.toml` per service: (repository-relative path, text).
+pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
+    let region = scan.region();
+    let mut files = Vec::new();
+    let mut project = String::new();
+    let _ = writeln!(
+        project,
+        "# Written by `init` from what the repository holds: check it, then run `validate`.\n[project]\nname = {}",
+        quoted(&scan.project)
+    );
+    let dirs: Vec<String> = scan.services.iter().map(|s| quoted(&s.dir)).collect();
+    let _ = writeln!(
+        project,
+        "# The service folders, one by one.\nservices = [{}]",
+        dirs.join(", ")
+    );
+    let mut global = vec![quoted("ferry.toml")];
+    for lock in ["package-lock.json", "yarn.lock", "pnpm-lock.yaml"] {
+        if root.join(lock).is_file() {
+            global.push(quoted(lock));
+        }
+    }
+    let _ = writeln!(
+        project,
+        "# A change to these redeploys every service.\nglobal-inputs = [{}]\n",
+        global.join(", ")
+    );
+    let _ = writeln!(
+        project,
+        "[stages.dev]\nregion = {r}\n\n[stages.staging]\nregion = {r}\n\n[stages.prod]\nregion = {r}\nprotected = true\n\n# Any other stage name (a branch, a pull request) is a preview stage.\n[stages.\"*\"]\nregion = {r}",
+        r = quoted(&region)
+    );
+    files.push(("ferry.toml".to_string(), project));
+
+    for s in &scan.services {
+        let mut text = String::from("[service]\n");
+        if s.dir.rsplit('/').next() != Some(s.name.as_str()) {
+            let _ = writeln!(text, "name = {}", quoted(&s.name));
+        }
+        let _ = writeln!(text, "kind = {}", quoted(s.kind.as_str()));
+        match s.kind {
+            ServiceKind::Serverless
+                if [".ts", ".js", ".cjs", ".mjs"]
+                    .iter()
+                    .any(|e| s.file.ends_with(e)) =>
+            {
+                let _ = writeln!(
+                    text,
+                    "# {} is a program: check that this is the stack name the framework gives it.\nstack-name = {}",
+                    s.file,
+                    quoted(&format!("{}-{{stage}}", s.name))
+                );
+            }
+            ServiceKind::Serverless => {}
+            ServiceKind::Sam if s.file == "template.yaml" => {}
+            _ => {
+                let _ = writeln!(text, "template = {}", quoted(&s.file));
+            }
+        }
+        if !s.depends_on.is_empty() {
+            let _ = writeln!(text, "# Inferred:");
+            for (d, why) in &s.depends_on {
+                let _ = writeln!(text, "#   {d}: {why}");
+            }
+            let list: Vec<String> = s.depends_on.keys().map(|d| quoted(d)).collect();
+            let _ = writeln!(text, "depends-on = [{}]", list.join(", "));
+        }
+        if !s.inputs.is_empty() {
+            let _ = writeln!(text, "# Inferred:");
+            for (i, why) in &s.inputs {
+                let _ = writeln!(text, "#   {i}: {why}");
+            }
+            let list: Vec<String> = s.inputs.keys().map(|i| quoted(i)).collect();
+            let _ = writeln!(text, "inputs = [{}]", list.join(", "));
+        }
+        if s.kind != ServiceKind::Serverless {
+            let params = required_parameters(&root.join(&s.dir).join(&s.file));
+            if !params.is_empty() {
+                let _ = writeln!(
+                    text,
+                    "\n# The template's parameters without a default: give each its value.\n[parameters]"
+                );
+                for p in params {
+                    let stage_like = matches!(
+                        p.to_ascii_lowercase().as_str(),
+                        "stage" | "stagename" | "env" | "environment"
+                    );
+                    let value = if stage_like { "${stage}" } else { "" };
+                    let _ = writeln!(text, "{p} = {}", quoted(value));
+                }
+            }
+        }
+        files.push((format!("{}/service.toml", s.dir), text));
+    }
+    files
+}
+
+/// The parameters a template declares without a `Default`.
+fn required_parameters(path: &Path) -> Vec<String> {
+    let Some(doc) = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&t).ok())
+    else {
+        return Vec::new();
+    };
+    let Some(serde_yaml_ng::Value::Mapping(params)) = doc.get("Parameters") else {
+        return Vec::new();
+    };
+    params
+        .iter()
+        .filter(|(_, decl)| decl.get("Default").is_none())
+        .filter_map(|(k, _)| k.as_str().map(String::from))
+        .filter(|k| k.chars().all(|c| c.is_ascii_alphanumeric()))
+        .collect()
+}
+
+/// The files that make `cargo xtask …` run Ferry in the repository: a thin `xtask` crate, the
+/// cargo alias, a root workspace manifest (when the repository has none) and a
+/// `buildspec.yml`. Returns them and what the user must still do.
+pub fn runner(root: &Path, runner: &Runner) -> (Vec<(String, String)>, Vec<String>) {
+    let mut files = Vec::new();
+    let mut notes = Vec::new();
+    let dependency = match runner {
+        Runner::Path(p) => format!(
+            "ferry-cli = {{ path = {} }}",
+            quoted(&format!("{}/crates/ferry-cli", p.trim_end_matches('/')))
+        ),
+        Runner::Git {
+            url,
+            rev: Some(rev),
+        } => {
+            format!(
+                "ferry-cli = {{ git = {}, rev = {} }}",
+                quoted(url),
+                quoted(rev)
+            )
+        }
+        Runner::Git { url, rev: None } => format!("ferry-cli = {{ git = {} }}", quoted(url)),
+    };
+    files.push((
+        "xtask/Cargo.toml".to_string(),
+        format!(
+            "# `cargo xtask …`: Ferry's command line for this repository (written by `init`).\n[package]\nname = \"xtask\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[dependencies]\n{dependency}\n"
+        ),
+    ));
+    files.push((
+        "xtask/src/main.rs".to_string(),
+        "//! `cargo xtask`: Ferry's command line, working on this repository (the folder above).\n\nfn main() -> std::process::ExitCode {\n    let root = std::path::Path::new(env!(\"CARGO_MANIFEST_DIR\"))\n        .parent()\n        .expect(\"xtask lives in the repository\")\n        .to_path_buf();\n    ferry_cli::main(&ferry_cli::App::xtask(root))\n}\n".to_string(),
+    ));
+    files.push((
+        ".cargo/config.toml".to_string(),
+        "[alias]\nxtask = \"run --quiet --package xtask --\"\n".to_string(),
+    ));
+    if root.join("Cargo.toml").is_file() {
+        notes.push("Cargo.toml exists: add \"xtask\" to its [workspace] members".to_string());
+    } else {
+        files.push((
+            "Cargo.toml".to_string(),
+            "# Only for `cargo xtask` (Ferry's command line); the services are not Rust.\n[workspace]\nmembers = [\"xtask\"]\nresolver = \"3\"\n\n# Quicker builds of `cargo xtask`: line tables only, no debug info for dependencies (the\n# settings of Ferry's own workspace).\n[profile.dev]\ndebug = \"line-tables-only\"\n\n[profile.dev.package.\"*\"]\ndebug = false\n".to_string(),
+        ));
+    }
+    files.push((
+        "buildspec.yml".to_string(),
+        "# CodeBuild, one project per stage (STAGE on the project): every phase calls Ferry.\nversion: 0.2\n\nenv:\n  variables:\n    STAGE: dev\n    CI: \"true\"\n\nphases:\n  install:\n    commands:\n      - command -v cargo || (curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal)\n      - export PATH=\"$HOME/.cargo/bin:$PATH\"\n  pre_build:\n    commands:\n      - export PATH=\"$HOME/.cargo/bin:$PATH\"\n      - cargo xtask validate\n      - cargo xtask plan \"$STAGE\"\n  build:\n    commands:\n      - export PATH=\"$HOME/.cargo/bin:$PATH\"\n      - cargo xtask deploy \"$STAGE\"\n      - cargo xtask test-acceptance \"$STAGE\"\n\nreports:\n  acceptance-tests:\n    files:\n      - \"acceptance-*.xml\"\n    base-directory: target/ferry/reports\n    file-format: JUNITXML\n".to_string(),
+    ));
+    let ignore = std::fs::read_to_string(root.join(".gitignore")).unwrap_or_default();
+    if !ignore
+        .lines()
+        .any(|l| matches!(l.trim(), "target" | "target/" | "/target" | "/target/"))
+    {
+        notes.push("add `target/` to .gitignore (cargo's and Ferry's output)".to_string());
+    }
+    (files, notes)
+}

@@ -1,0 +1,268 @@
+//! Finding candidate service folders and the packages of npm/yarn workspaces or lerna.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use ferry_manifest::ServiceKind;
+use globset::{GlobBuilder, GlobSetBuilder};
+
+/// Folders never searched: tools' output and dependencies.
+const SKIPPED: &[&str] = &[
+    "node_modules",
+    "target",
+    ".serverless",
+    ".aws-sam",
+    "cdk.out",
+    "__pycache__",
+    ".venv",
+    "venv",
+    "dist",
+    "coverage",
+];
+/// How deep the search goes below the root.
+const MAX_DEPTH: usize = 8;
+
+/// Serverless Framework configurations, in the framework's order of preference.
+pub(crate) const SERVERLESS_CONFIGS: &[&str] = &[
+    "serverless.yml",
+    "serverless.yaml",
+    "serverless.json",
+    "serverless.ts",
+    "serverless.js",
+    "serverless.cjs",
+    "serverless.mjs",
+];
+/// Template names preferred when a folder holds several templates.
+const PREFERRED_TEMPLATES: &[&str] = &[
+    "template.yaml",
+    "template.yml",
+    "template.json",
+    "cloudformation.yaml",
+    "cloudformation.yml",
+];
+const TEMPLATE_EXTENSIONS: &[&str] = &["yaml", "yml", "json", "template"];
+const SAM_TRANSFORM: &str = "AWS::Serverless-2016-10-31";
+
+pub(crate) struct Candidate {
+    pub dir: String,
+    pub kind: ServiceKind,
+    pub file: String,
+    pub notes: Vec<String>,
+}
+
+pub(crate) struct WorkspacePackages {
+    /// Package name → folder.
+    pub packages: BTreeMap<String, String>,
+    pub notes: Vec<String>,
+}
+
+fn read_json(path: &Path) -> Option<serde_json::Value> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+/// The packages of the root `package.json`'s `workspaces` (npm, yarn) and of `lerna.json`.
+pub(crate) fn workspace_packages(root: &Path) -> WorkspacePackages {
+    let mut globs: Vec<String> = Vec::new();
+    let mut notes = Vec::new();
+    if let Some(pkg) = read_json(&root.join("package.json")) {
+        let ws = pkg.get("workspaces");
+        let list = ws.and_then(|w| w.as_array()).or_else(|| {
+            ws.and_then(|w| w.get("packages"))
+                .and_then(|p| p.as_array())
+        });
+        globs.extend(
+            list.into_iter()
+                .flatten()
+                .filter_map(|g| g.as_str())
+                .map(String::from),
+        );
+    }
+    if let Some(lerna) = read_json(&root.join("lerna.json")) {
+        match lerna.get("packages").and_then(|p| p.as_array()) {
+            Some(list) => globs.extend(list.iter().filter_map(|g| g.as_str()).map(String::from)),
+            None => globs.push("packages/*".into()),
+        }
+    }
+    let mut set = GlobSetBuilder::new();
+    for g in &globs {
+        match GlobBuilder::new(g.trim_end_matches('/'))
+            .literal_separator(true)
+            .build()
+        {
+            Ok(glob) => {
+                set.add(glob);
+            }
+            Err(e) => notes.push(format!(
+                "workspace glob `{g}` does not parse ({e}): ignored"
+            )),
+        }
+    }
+    let set = set.build().unwrap_or_default();
+    let mut packages = BTreeMap::new();
+    if !globs.is_empty() {
+        visit(root, "", 0, &mut |rel, _files| {
+            if set.is_match(rel)
+                && root.join(rel).join("package.json").is_file()
+                && let Some(name) = read_json(&root.join(rel).join("package.json"))
+                    .and_then(|p| p.get("name").and_then(|n| n.as_str()).map(String::from))
+            {
+                packages.insert(name, rel.to_string());
+            }
+        });
+    }
+    WorkspacePackages { packages, notes }
+}
+
+/// Calls `f` with every folder under `root` (repository relative, `""` for the root) and its
+/// file names, depth first in name order, skipping tools' output and hidden folders.
+fn visit(root: &Path, rel: &str, depth: usize, f: &mut dyn FnMut(&str, &[String])) {
+    let dir = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return;
+    };
+    let mut files = Vec::new();
+    let mut subdirs = Vec::new();
+    for e in entries.flatten() {
+        let Ok(name) = e.file_name().into_string() else {
+            continue;
+        };
+        let Ok(ty) = e.file_type() else { continue };
+        if ty.is_dir() {
+            if !name.starts_with('.') && !SKIPPED.contains(&name.as_str()) {
+                subdirs.push(name);
+            }
+        } else if ty.is_file() {
+            files.push(name);
+        }
+    }
+    files.sort();
+    subdirs.sort();
+    f(rel, &files);
+    if depth >= MAX_DEPTH {
+        return;
+    }
+    for d in subdirs {
+        let child = if rel.is_empty() {
+            d
+        } else {
+            format!("{rel}/{d}")
+        };
+        visit(root, &child, depth + 1, f);
+    }
+}
+
+/// Whether `text` is a CloudFormation template: it says so, or it declares resources of AWS
+/// types.
+fn is_cloudformation(text: &str) -> bool {
+    text.contains("AWSTemplateFormatVersion")
+        || (text.contains("Resources")
+            && (text.contains("Type: AWS::")
+                || text.contains("Type: \"AWS::")
+                || text.contains("\"Type\": \"AWS::")
+                || text.contains("Type: 'AWS::")))
+}
+
+/// Every folder that holds a service, with its kind and file; notes on what was left out.
+pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    visit(root, "", 0, &mut |rel, files| {
+        if rel.is_empty() {
+            // A service is a folder of its own: the root holds the project.
+            let at_root: Vec<&String> = files
+                .iter()
+                .filter(|f| {
+                    SERVERLESS_CONFIGS.contains(&f.as_str()) || f.as_str() == "template.yaml"
+                })
+                .collect();
+            if !at_root.is_empty() {
+                notes.push(format!(
+                    "{} at the repository root: Ferry deploys services from folders of their own (the root holds ferry.toml); move it into one and run init again",
+                    at_root.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            return;
+        }
+        if let Some(config) = SERVERLESS_CONFIGS
+            .iter()
+            .find(|c| files.iter().any(|f| f == *c))
+        {
+            out.push(Candidate {
+                dir: rel.to_string(),
+                kind: ServiceKind::Serverless,
+                file: config.to_string(),
+                notes: Vec::new(),
+            });
+            return;
+        }
+        let mut templates: Vec<(String, bool)> = files
+            .iter()
+            .filter(|f| {
+                Path::new(f)
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e))
+                    && !f.starts_with("package")
+                    && !f.starts_with("samconfig")
+                    && !f.starts_with("tsconfig")
+                    && f.as_str() != "buildspec.yml"
+            })
+            .filter_map(|f| {
+                let text = fs::read_to_string(root.join(rel).join(f)).ok()?;
+                is_cloudformation(&text).then(|| (f.clone(), text.contains(SAM_TRANSFORM)))
+            })
+            .collect();
+        if templates.is_empty() {
+            return;
+        }
+        templates.sort_by_key(|(f, sam)| {
+            (
+                !*sam,
+                PREFERRED_TEMPLATES
+                    .iter()
+                    .position(|p| p == f)
+                    .unwrap_or(usize::MAX),
+                f.clone(),
+            )
+        });
+        let (file, sam) = templates[0].clone();
+        let mut notes = Vec::new();
+        if templates.len() > 1 {
+            let others: Vec<&str> = templates[1..].iter().map(|(f, _)| f.as_str()).collect();
+            notes.push(format!(
+                "{rel}: several templates ({file} taken; {} left out): Ferry deploys one template per service, so give each its own folder",
+                others.join(", ")
+            ));
+        }
+        out.push(Candidate {
+            dir: rel.to_string(),
+            kind: if sam {
+                ServiceKind::Sam
+            } else {
+                ServiceKind::Cloudformation
+            },
+            file,
+            notes,
+        });
+    });
+    (out, notes)
+}
+
+/// The project's name: the root `package.json`'s (without a scope), else the folder's.
+pub(crate) fn project_name(root: &Path) -> String {
+    let from_package = read_json(&root.join("package.json"))
+        .and_then(|p| p.get("name").and_then(|n| n.as_str()).map(String::from))
+        .map(|n| n.rsplit('/').next().unwrap_or(&n).to_string());
+    let name = from_package.unwrap_or_else(|| {
+        root.canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "project".into())
+    });
+    crate::valid_name(&name)
+}

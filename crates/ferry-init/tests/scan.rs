@@ -1,0 +1,238 @@
+//! `init` on a small lerna monorepo shaped like the ones it is for: Serverless services linked
+//! by `Fn::ImportValue`, `${cf:…}` and `${file(…)}`, a shared workspace package, a SAM app and
+//! a CloudFormation stack; what it writes loads and its templates pass Ferry's checks.
+
+use std::fs;
+use std::path::Path;
+
+use ferry_init::{Runner, render, runner, scan, write};
+use ferry_manifest::ServiceKind;
+
+fn file(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+}
+
+fn monorepo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "package.json",
+        r#"{"name": "@acme/shop", "private": true, "workspaces": ["packages/*", "services/*"]}"#,
+    );
+    file(r, "package-lock.json", "{}");
+    file(
+        r,
+        "lerna.json",
+        r#"{"packages": ["packages/*", "services/*"], "version": "1.0.0"}"#,
+    );
+    file(
+        r,
+        "packages/common/package.json",
+        r#"{"name": "@acme/common"}"#,
+    );
+    file(r, "packages/common/index.js", "module.exports = {};\n");
+    file(r, "config/dev.yml", "table: orders\n");
+    file(
+        r,
+        "services/orders/serverless.yml",
+        r#"service: orders
+provider:
+  name: aws
+  region: eu-west-1
+functions:
+  get:
+    handler: handler.get
+resources:
+  Resources:
+    Table:
+      Type: AWS::DynamoDB::Table
+  Outputs:
+    TableName:
+      Value: !Ref Table
+      Export:
+        Name: ${self:service}-${sls:stage}-TableName
+"#,
+    );
+    file(
+        r,
+        "services/payments/serverless.yml",
+        r#"service: payments
+provider:
+  name: aws
+  region: eu-west-1
+  environment:
+    ORDERS_TABLE: !ImportValue orders-${sls:stage}-TableName
+    ORDERS_ARN: ${cf:orders-${sls:stage}.TableArn}
+    SETTINGS: ${file(../../config/${sls:stage}.yml):table}
+    LEGACY: ${cf:billing-legacy-prod.Queue}
+functions:
+  pay:
+    handler: handler.pay
+"#,
+    );
+    file(
+        r,
+        "services/payments/package.json",
+        r#"{"name": "@acme/payments", "dependencies": {"@acme/common": "1.0.0", "uuid": "9"}}"#,
+    );
+    file(
+        r,
+        "apps/Reports_SAM/template.yaml",
+        "Transform: AWS::Serverless-2016-10-31\nParameters:\n  Stage:\n    Type: String\n  Retention:\n    Type: Number\n    Default: 7\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: src/\n      Handler: app.handler\n      Runtime: python3.12\n      Environment:\n        Variables:\n          TABLE:\n            Fn::ImportValue: !Sub \"orders-${Stage}-TableName\"\n",
+    );
+    file(
+        r,
+        "apps/Reports_SAM/src/app.py",
+        "def handler(e, c): pass\n",
+    );
+    file(
+        r,
+        "infra/network/vpc.yml",
+        "AWSTemplateFormatVersion: '2010-09-09'\nParameters:\n  CidrBlock:\n    Type: String\nResources:\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: !Ref CidrBlock\nOutputs:\n  VpcId:\n    Value: !Ref Vpc\n    Export:\n      Name: !Sub '${AWS::StackName}-VpcId'\n",
+    );
+    file(r, "infra/network/notes.yml", "just: yaml\n");
+    file(
+        r,
+        "node_modules/some-lib/serverless.yml",
+        "service: not-ours\n",
+    );
+    dir
+}
+
+#[test]
+fn a_lerna_monorepo_is_found_with_its_links_and_what_could_not_be_inferred() {
+    let dir = monorepo();
+    let s = scan(dir.path()).unwrap();
+    assert_eq!(s.project, "shop");
+    let found: Vec<(&str, &str, ServiceKind, &str)> = s
+        .services
+        .iter()
+        .map(|f| (f.dir.as_str(), f.name.as_str(), f.kind, f.file.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "apps/Reports_SAM",
+                "reports-sam",
+                ServiceKind::Sam,
+                "template.yaml"
+            ),
+            (
+                "infra/network",
+                "network",
+                ServiceKind::Cloudformation,
+                "vpc.yml"
+            ),
+            (
+                "services/orders",
+                "orders",
+                ServiceKind::Serverless,
+                "serverless.yml"
+            ),
+            (
+                "services/payments",
+                "payments",
+                ServiceKind::Serverless,
+                "serverless.yml"
+            ),
+        ],
+        "node_modules is never searched"
+    );
+    let payments = &s.services[3];
+    assert_eq!(payments.depends_on.keys().collect::<Vec<_>>(), ["orders"]);
+    assert!(
+        payments.depends_on["orders"].contains("imports `orders-${sls:stage}-TableName`"),
+        "{:?}",
+        payments.depends_on
+    );
+    assert_eq!(
+        payments.inputs.keys().collect::<Vec<_>>(),
+        ["config/**", "packages/common/**"]
+    );
+    let reports = &s.services[0];
+    assert_eq!(
+        reports.depends_on.keys().collect::<Vec<_>>(),
+        ["orders"],
+        "a !Sub import matches too"
+    );
+    assert_eq!(s.region(), "eu-west-1");
+    let notes = s.notes.join("\n");
+    assert!(notes.contains("billing-legacy-prod"), "{notes}");
+
+    // What it writes loads, and the templates pass the checks a deploy makes.
+    let mut files = render(&s, dir.path());
+    let (runner_files, runner_notes) = runner(dir.path(), &Runner::Path("../ferry".into()));
+    files.extend(runner_files);
+    let written = write(dir.path(), &files, false).unwrap();
+    assert!(written.written.contains(&"ferry.toml".to_string()));
+    assert!(
+        runner_notes.iter().any(|n| n.contains(".gitignore")),
+        "{runner_notes:?}"
+    );
+    let ws = ferry_manifest::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ws.services.len(), 4);
+    assert_eq!(
+        ws.service("payments")
+            .unwrap()
+            .dependencies()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["orders"]
+    );
+    let problems = ferry_package::check_templates(&ws, &ws.services);
+    assert!(problems.is_empty(), "{problems:?}");
+    let network = fs::read_to_string(dir.path().join("infra/network/service.toml")).unwrap();
+    assert!(network.contains("template = \"vpc.yml\""), "{network}");
+    assert!(network.contains("CidrBlock = \"\""), "{network}");
+    let reports = fs::read_to_string(dir.path().join("apps/Reports_SAM/service.toml")).unwrap();
+    assert!(reports.contains("Stage = \"${stage}\""), "{reports}");
+    assert!(!reports.contains("Retention"), "has a default: {reports}");
+    let xtask = fs::read_to_string(dir.path().join("xtask/Cargo.toml")).unwrap();
+    assert!(
+        xtask.contains("ferry-cli = { path = \"../ferry/crates/ferry-cli\" }"),
+        "{xtask}"
+    );
+
+    // A second run changes nothing without --force.
+    let e = write(dir.path(), &files, false).unwrap_err().to_string();
+    assert!(
+        e.contains("ferry.toml exists; `init` never overwrites a file (--force does)"),
+        "{e}"
+    );
+    assert!(write(dir.path(), &files, true).is_ok());
+}
+
+#[test]
+fn a_repository_without_services_says_what_it_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    file(dir.path(), "README.md", "nothing here\n");
+    let e = scan(dir.path()).unwrap_err().to_string();
+    assert!(e.starts_with("no service found in "), "{e}");
+    assert!(e.contains("serverless.yml"), "{e}");
+    let e = scan(&dir.path().join("missing")).unwrap_err().to_string();
+    assert!(e.ends_with("is not a folder"), "{e}");
+}
+
+#[test]
+fn a_broken_configuration_is_noted_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    file(dir.path(), "a/serverless.yml", "service: [unclosed\n");
+    file(
+        dir.path(),
+        "b/serverless.ts",
+        "export default {service: 'b'};\n",
+    );
+    let s = scan(dir.path()).unwrap();
+    assert_eq!(s.services.len(), 2);
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.starts_with("a/serverless.yml: not read as YAML")),
+        "{:?}",
+        s.notes
+    );
+}

@@ -1,0 +1,114 @@
+//! `init` through the binary: a small serverless monorepo is adopted in one command, and the
+//! runner it writes works right away (`cargo xtask plan` inside the adopted repository, built
+//! against this workspace's Ferry).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{clear_env, run};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn file(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn xtask(root: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.arg("--root").arg(root).args(args);
+    clear_env(&mut c);
+    c
+}
+
+#[test]
+fn init_adopts_a_monorepo_and_its_runner_plans_right_away() {
+    let dir = tempfile::tempdir_in(workspace_root().join("target")).unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "package.json",
+        r#"{"name": "acme", "workspaces": ["services/*"]}"#,
+    );
+    file(
+        r,
+        "services/orders/serverless.yml",
+        "service: orders\nprovider:\n  name: aws\n  region: eu-west-1\nresources:\n  Outputs:\n    TableName:\n      Value: x\n      Export:\n        Name: orders-${sls:stage}-TableName\n",
+    );
+    file(
+        r,
+        "services/payments/serverless.yml",
+        "service: payments\nprovider:\n  name: aws\n  environment:\n    TABLE: !ImportValue orders-${sls:stage}-TableName\n",
+    );
+    file(
+        r,
+        "infra/queue/template.yaml",
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    file(r, ".gitignore", "target/\n");
+
+    let (code, out, err) = run(
+        &mut xtask(
+            r,
+            &["init", "--ferry-path", workspace_root().to_str().unwrap()],
+        ),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("found 3 service(s)"), "{out}");
+    assert!(
+        out.contains("payments depends on orders: imports `orders-${sls:stage}-TableName`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("wrote ferry.toml, infra/queue/service.toml"),
+        "{out}"
+    );
+
+    // What it wrote is valid, and a second init changes nothing.
+    let (code, out, err) = run(&mut xtask(r, &["validate"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("ok: project `acme`, 3 service(s)"), "{out}");
+    let (code, _, err) = run(&mut xtask(r, &["init"]), None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("ferry.toml exists; `init` never overwrites a file (--force does)"),
+        "{err}"
+    );
+
+    // `cargo xtask plan dev` in the adopted repository, built against this workspace (its lock
+    // file and target folder, so nothing is downloaded or built twice).
+    std::fs::copy(workspace_root().join("Cargo.lock"), r.join("Cargo.lock")).unwrap();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
+        .args(["xtask", "plan", "dev", "--offline"])
+        .current_dir(r)
+        .env("CARGO_TARGET_DIR", target);
+    clear_env(&mut cargo);
+    let (code, out, err) = run(&mut cargo, None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("3 to deploy in 2 wave(s)"), "{out}");
+    assert!(out.contains("payments (serverless)"), "{out}");
+}
+
+#[test]
+fn init_in_a_folder_without_services_says_what_it_looks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    file(dir.path(), "README.md", "docs only\n");
+    let (code, _, err) = run(&mut xtask(dir.path(), &["init"]), None);
+    assert_eq!(code, 1);
+    assert!(err.contains("no service found in"), "{err}");
+    assert!(err.contains("serverless.yml"), "{err}");
+    assert!(!dir.path().join("ferry.toml").exists());
+}
