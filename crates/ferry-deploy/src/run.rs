@@ -501,6 +501,25 @@ fn expand_sam(
         message,
     };
     let parsed = ferry_package::parse_template(&text).map_err(|e| expand_err(e.to_string()))?;
+    // Nested templates reach the emulator from the bucket, unexpanded: it would create their
+    // stacks with the SAM resources silently left out.
+    if let (Some(p), Some(sp)) = (ctx.package, packaged) {
+        for a in sp
+            .artifacts
+            .iter()
+            .filter(|a| a.property == "Location" || a.property == "TemplateURL")
+        {
+            let nested = std::fs::read_to_string(a.local_path(&p.dir))
+                .ok()
+                .and_then(|t| ferry_package::parse_template(&t).ok());
+            if nested.as_ref().is_some_and(ferry_package::is_sam) {
+                return Err(expand_err(format!(
+                    "its nested template {} ({}) is a SAM template, which the emulator does not expand and Ferry does not expand for it yet; make it a service of its own (kind = \"sam\") to deploy it locally",
+                    a.source, a.resource
+                )));
+            }
+        }
+    }
     let run = || expander.expand(&parsed, parameters);
     // The translator is a child process: on a multi-threaded runtime, let other services'
     // jobs move to another worker meanwhile.

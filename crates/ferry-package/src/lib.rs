@@ -94,6 +94,8 @@ pub enum TemplateError {
         at: String,
         path: String,
     },
+    #[error("{at}: {what}")]
+    Unsupported { at: String, what: String },
     #[error(
         "{site}.Location names {path:?}, and nested applications go at most {max} levels deep; is an application nested in itself?"
     )]
@@ -508,6 +510,9 @@ fn check_parameters(service: &Service, parsed: &serde_json::Value) -> Result<(),
         let base = template_dir(service);
         for l in sam::local_paths(parsed) {
             inside_service(&base, &l)?;
+        }
+        if let Some((at, what)) = sam::unsupported(parsed).into_iter().next() {
+            return Err(TemplateError::Unsupported { at, what });
         }
     }
     Ok(())
@@ -966,7 +971,7 @@ impl Store<'_> {
                     let (sha, size, files) = self.zip(&label, &rel, &excludes)?;
                     (ArtifactFormat::Zip, sha, size, files, "zip".to_string())
                 }
-                sam::Packing::File => {
+                sam::Packing::File | sam::Packing::S3Uri => {
                     let path = self.dir.join(&rel);
                     if path.is_dir() {
                         return Err(not_a_file().into());
@@ -995,6 +1000,13 @@ impl Store<'_> {
                     }
                     let text = fs::read_to_string(&path).map_err(|_| missing())?;
                     let mut nested = template::parse(&text)?;
+                    if let Some((at, what)) = sam::unsupported(&nested).into_iter().next() {
+                        return Err(TemplateError::Unsupported {
+                            at: format!("{rel}: {at}"),
+                            what,
+                        }
+                        .into());
+                    }
                     let nested_base = rel.rsplit_once('/').map_or("", |(d, _)| d).to_string();
                     self.sam(&mut nested, &nested_base, depth + 1, artifacts)?;
                     // The stack passes the bucket down whether or not it uses it.

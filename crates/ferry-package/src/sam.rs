@@ -30,6 +30,8 @@ pub(crate) enum Packing {
     File,
     /// A nested SAM or CloudFormation template, packaged in turn.
     Template,
+    /// One file uploaded as it is, named by an `s3://bucket/key` string (AppSync's locations).
+    S3Uri,
 }
 
 /// Where a local path sits in the template.
@@ -130,14 +132,95 @@ const PROPERTIES: &[(&str, &str, Packing, &str, &str)] = &[
         "",
         "",
     ),
+    (
+        "AWS::CloudFormation::Stack",
+        "TemplateURL",
+        Packing::Template,
+        "",
+        "",
+    ),
+    (
+        "AWS::StepFunctions::StateMachine",
+        "DefinitionS3Location",
+        Packing::File,
+        "Bucket",
+        "Key",
+    ),
+    (
+        "AWS::ApiGateway::RestApi",
+        "BodyS3Location",
+        Packing::File,
+        "Bucket",
+        "Key",
+    ),
+    (
+        "AWS::ApiGatewayV2::Api",
+        "BodyS3Location",
+        Packing::File,
+        "Bucket",
+        "Key",
+    ),
+    (
+        "AWS::Serverless::GraphQLApi",
+        "SchemaUri",
+        Packing::S3Uri,
+        "",
+        "",
+    ),
+    (
+        "AWS::AppSync::GraphQLSchema",
+        "DefinitionS3Location",
+        Packing::S3Uri,
+        "",
+        "",
+    ),
+    (
+        "AWS::AppSync::Resolver",
+        "CodeS3Location",
+        Packing::S3Uri,
+        "",
+        "",
+    ),
+    (
+        "AWS::AppSync::Resolver",
+        "RequestMappingTemplateS3Location",
+        Packing::S3Uri,
+        "",
+        "",
+    ),
+    (
+        "AWS::AppSync::Resolver",
+        "ResponseMappingTemplateS3Location",
+        Packing::S3Uri,
+        "",
+        "",
+    ),
+    (
+        "AWS::AppSync::FunctionConfiguration",
+        "CodeS3Location",
+        Packing::S3Uri,
+        "",
+        "",
+    ),
+    (
+        "AWS::AppSync::FunctionConfiguration",
+        "RequestMappingTemplateS3Location",
+        Packing::S3Uri,
+        "",
+        "",
+    ),
+    (
+        "AWS::AppSync::FunctionConfiguration",
+        "ResponseMappingTemplateS3Location",
+        Packing::S3Uri,
+        "",
+        "",
+    ),
 ];
 
-/// `Globals` sections and the property of each that may hold a local path.
-const GLOBALS: &[(&str, &str, Packing)] = &[
-    ("Function", "CodeUri", Packing::Zip),
-    ("Api", "DefinitionUri", Packing::File),
-    ("HttpApi", "DefinitionUri", Packing::File),
-];
+/// `Globals` sections and the property of each that may hold a local path (the SAM
+/// transform takes no `DefinitionUri` in `Globals`).
+const GLOBALS: &[(&str, &str, Packing)] = &[("Function", "CodeUri", Packing::Zip)];
 
 /// Whether `template` declares the SAM transform (alone or in a list).
 pub fn is_sam(template: &Value) -> bool {
@@ -220,6 +303,79 @@ pub(crate) fn local_paths(template: &Value) -> Vec<LocalPath> {
     out
 }
 
+/// What a template holds that Ferry cannot package, each as (where, what to do): an
+/// `AWS::Include` of a local file (its `Location` must be a literal S3 URI, which a package that
+/// names no bucket cannot give), a container-image function, a Glue job's local script.
+pub(crate) fn unsupported(template: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    find_includes(template, "", &mut out);
+    let resources = template.get("Resources").and_then(Value::as_object);
+    for (id, r) in resources.into_iter().flatten() {
+        let ty = r.get("Type").and_then(Value::as_str).unwrap_or_default();
+        let props = r.get("Properties");
+        let image = props
+            .and_then(|p| p.get("PackageType"))
+            .and_then(Value::as_str)
+            == Some("Image");
+        if ty == "AWS::Serverless::Function"
+            && image
+            && props
+                .and_then(|p| p.get("ImageUri"))
+                .is_none_or(|u| local(u).is_some_and(|s| !s.contains(".dkr.ecr.")))
+        {
+            out.push((
+                format!("{id} (PackageType: Image)"),
+                "Ferry does not build or push container images: push the image yourself and give its ImageUri in the ECR registry".into(),
+            ));
+        }
+        if ty == "AWS::Glue::Job"
+            && let Some(script) = props
+                .and_then(|p| p.pointer("/Command/ScriptLocation"))
+                .and_then(local)
+        {
+            out.push((
+                format!("{id}.Command.ScriptLocation ({script})"),
+                "Ferry does not package Glue scripts: upload it and give its s3:// location".into(),
+            ));
+        }
+    }
+    out
+}
+
+/// `Fn::Transform: {Name: AWS::Include, Parameters: {Location: <local path>}}` anywhere.
+fn find_includes(v: &Value, at: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(t) = map.get("Fn::Transform")
+                && t.get("Name").and_then(Value::as_str) == Some("AWS::Include")
+                && let Some(path) = t.pointer("/Parameters/Location").and_then(local)
+            {
+                out.push((
+                    format!("{at} (AWS::Include of {path})"),
+                    "an included file is named by a literal s3:// location, which a package for every stage cannot give: put its content in the template, or use DefinitionUri".into(),
+                ));
+            }
+            for (k, child) in map {
+                find_includes(
+                    child,
+                    &if at.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{at}.{k}")
+                    },
+                    out,
+                );
+            }
+        }
+        Value::Array(items) => {
+            for (n, child) in items.iter().enumerate() {
+                find_includes(child, &format!("{at}[{n}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Points a local path at `key` in the bucket given by [`BUCKET_PARAMETER`]. An application
 /// becomes the nested stack SAM would make of it, reading its packaged template from the bucket.
 pub(crate) fn point_at(
@@ -230,6 +386,20 @@ pub(crate) fn point_at(
     let location =
         |fields: (&str, &str)| json!({ fields.0: { "Ref": BUCKET_PARAMETER }, fields.1: key });
     match (&at.site, at.packing) {
+        (Site::Resource { id, property }, Packing::Template) if *property == "TemplateURL" => {
+            let props = properties(template, id)?;
+            props.insert("TemplateURL".into(), template_url(key));
+            pass_bucket(props, id)
+        }
+        (Site::Resource { id, property }, Packing::S3Uri) => {
+            let props = properties(template, id)?;
+            props.insert(
+                property.to_string(),
+                json!({ "Fn::Sub": format!("s3://${{{BUCKET_PARAMETER}}}/{key}") }),
+            );
+            Ok(())
+        }
+        (Site::Globals { .. }, Packing::S3Uri) => Ok(()),
         (Site::Resource { id, .. }, Packing::Template) => to_nested_stack(template, id, key),
         (Site::Resource { id, property }, _) => {
             let props = properties(template, id)?;
@@ -247,6 +417,23 @@ pub(crate) fn point_at(
             Ok(())
         }
     }
+}
+
+/// Where CloudFormation reads a nested template packaged under `key`.
+fn template_url(key: &str) -> Value {
+    json!({ "Fn::Sub": format!("https://s3.${{AWS::Region}}.${{AWS::URLSuffix}}/${{{BUCKET_PARAMETER}}}/{key}") })
+}
+
+/// Passes the artifact bucket down to a nested stack, whose own packaged template declares it.
+fn pass_bucket(props: &mut Map<String, Value>, id: &str) -> Result<(), TemplateError> {
+    let params = props.entry("Parameters").or_insert_with(|| json!({}));
+    let Some(params) = params.as_object_mut() else {
+        return Err(TemplateError::Parse(format!(
+            "{id}.Properties.Parameters is not a mapping"
+        )));
+    };
+    params.insert(BUCKET_PARAMETER.into(), json!({ "Ref": BUCKET_PARAMETER }));
+    Ok(())
 }
 
 fn properties<'t>(
@@ -273,10 +460,7 @@ fn properties<'t>(
 fn to_nested_stack(template: &mut Value, id: &str, key: &str) -> Result<(), TemplateError> {
     let props = properties(template, id)?;
     let mut stack = Map::new();
-    stack.insert(
-        "TemplateURL".into(),
-        json!({ "Fn::Sub": format!("https://s3.${{AWS::Region}}.${{AWS::URLSuffix}}/${{{BUCKET_PARAMETER}}}/{key}") }),
-    );
+    stack.insert("TemplateURL".into(), template_url(key));
     let mut parameters = match props.get("Parameters") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(p)) => p.clone(),
@@ -330,8 +514,6 @@ Transform: AWS::Serverless-2016-10-31
 Globals:
   Function:
     Runtime: python3.12
-  Api:
-    DefinitionUri: api/openapi.yaml
 Resources:
   Worker:
     Type: AWS::Serverless::Function
@@ -416,12 +598,6 @@ Resources:
                     Packing::Template
                 ),
                 ("Plain".into(), "Code", "legacy", Packing::Zip),
-                (
-                    "Globals.Api".into(),
-                    "DefinitionUri",
-                    "api/openapi.yaml",
-                    Packing::File
-                ),
             ]
         );
     }
@@ -457,10 +633,6 @@ Resources:
         assert_eq!(
             t["Resources"]["Plain"]["Properties"]["Code"],
             json!({"S3Bucket": {"Ref": "FerryArtifactBucket"}, "S3Key": "p/s/5"})
-        );
-        assert_eq!(
-            t["Globals"]["Api"]["DefinitionUri"],
-            json!({"Bucket": {"Ref": "FerryArtifactBucket"}, "Key": "p/s/6"})
         );
         assert_eq!(
             t["Resources"]["Child"],

@@ -88,8 +88,11 @@ pub fn parse(text: &str) -> Result<Value, TemplateError> {
             max: MAX_FLOW_DEPTH,
         });
     }
-    let yaml: serde_yaml_ng::Value =
+    let mut yaml: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(text).map_err(|e| TemplateError::Parse(e.to_string()))?;
+    // `<<: *anchor` merge keys, as CloudFormation's own YAML reader applies them.
+    yaml.apply_merge()
+        .map_err(|e| TemplateError::Parse(format!("a `<<` merge key cannot be applied: {e}")))?;
     to_json(yaml)
 }
 
@@ -392,6 +395,18 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&t).unwrap(),
             r#"{"Zeta":1,"Alpha":"2012-10-17","Mid":"2012-10-17","Bool":true,"F":1.5}"#
+        );
+    }
+
+    #[test]
+    fn merge_keys_are_applied() {
+        let t = parse(
+            "Resources:\n  A:\n    Properties: &props {CodeUri: src, Handler: a.h}\n  B:\n    Properties:\n      <<: *props\n      Timeout: 5\n",
+        )
+        .unwrap();
+        assert_eq!(
+            t["Resources"]["B"]["Properties"],
+            json!({"CodeUri": "src", "Handler": "a.h", "Timeout": 5})
         );
     }
 

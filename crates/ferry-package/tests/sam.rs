@@ -339,3 +339,126 @@ fn bad_sam_templates_are_refused_naming_the_service_the_file_and_what_to_do() {
         "{e}"
     );
 }
+
+#[test]
+fn plain_cloudformation_locations_in_a_sam_template_are_packaged_too() {
+    let ws = workspace(&[
+        ("services/worker/service.toml", MANIFEST),
+        (
+            "services/worker/template.yaml",
+            r#"Transform: AWS::Serverless-2016-10-31
+Resources:
+  Network:
+    Type: AWS::CloudFormation::Stack
+    Properties:
+      TemplateURL: nested/vpc.yaml
+  Flow:
+    Type: AWS::StepFunctions::StateMachine
+    Properties:
+      RoleArn: arn:aws:iam::123456789012:role/x
+      DefinitionS3Location: flow.asl.json
+  Rest:
+    Type: AWS::ApiGateway::RestApi
+    Properties:
+      BodyS3Location: api.yaml
+  Resolver:
+    Type: AWS::AppSync::Resolver
+    Properties:
+      ApiId: x
+      TypeName: Query
+      FieldName: get
+      CodeS3Location: resolvers/get.js
+  Base: &base
+    Type: AWS::Serverless::Function
+    Properties: &props
+      CodeUri: src
+      Handler: a.h
+      Runtime: python3.12
+  Merged:
+    Type: AWS::Serverless::Function
+    Properties:
+      <<: *props
+      Timeout: 5
+"#,
+        ),
+        (
+            "services/worker/nested/vpc.yaml",
+            "Resources:\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: 10.0.0.0/16\n",
+        ),
+        (
+            "services/worker/flow.asl.json",
+            "{\"StartAt\": \"A\", \"States\": {\"A\": {\"Type\": \"Pass\", \"End\": true}}}\n",
+        ),
+        ("services/worker/api.yaml", "openapi: 3.0.1\n"),
+        (
+            "services/worker/resolvers/get.js",
+            "export function request() {}\n",
+        ),
+        ("services/worker/src/a.py", "def h(e, c): pass\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path()).unwrap();
+    let sp = &m.services["worker"];
+    let t: Value =
+        serde_json::from_slice(&fs::read(out.path().join(&sp.template)).unwrap()).unwrap();
+    let key = |r: &str| {
+        sp.artifacts
+            .iter()
+            .find(|a| a.resource == r)
+            .unwrap_or_else(|| panic!("{r} packaged: {:?}", sp.artifacts))
+            .key
+            .clone()
+    };
+    let url = t["Resources"]["Network"]["Properties"]["TemplateURL"]["Fn::Sub"]
+        .as_str()
+        .unwrap();
+    assert!(url.ends_with(&key("Network")), "{url}");
+    assert_eq!(
+        t["Resources"]["Network"]["Properties"]["Parameters"]["FerryArtifactBucket"],
+        json!({"Ref": "FerryArtifactBucket"})
+    );
+    assert_eq!(
+        t["Resources"]["Flow"]["Properties"]["DefinitionS3Location"],
+        json!({"Bucket": {"Ref": "FerryArtifactBucket"}, "Key": key("Flow")})
+    );
+    assert_eq!(
+        t["Resources"]["Rest"]["Properties"]["BodyS3Location"]["Key"],
+        json!(key("Rest"))
+    );
+    assert_eq!(
+        t["Resources"]["Resolver"]["Properties"]["CodeS3Location"],
+        json!({"Fn::Sub": format!("s3://${{FerryArtifactBucket}}/{}", key("Resolver"))})
+    );
+    // A merge key brings the base's CodeUri: the same archive, not the whole folder.
+    assert_eq!(key("Merged"), key("Base"));
+    assert!(t["Resources"]["Merged"]["Properties"].get("<<").is_none());
+    assert_eq!(t["Resources"]["Merged"]["Properties"]["Timeout"], json!(5));
+}
+
+#[test]
+fn what_ferry_cannot_package_is_refused_by_name() {
+    let e = refused(
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Api:\n    Type: AWS::Serverless::Api\n    Properties:\n      StageName: v1\n      DefinitionBody:\n        Fn::Transform:\n          Name: AWS::Include\n          Parameters:\n            Location: ./api.yaml\n",
+        &[("services/worker/api.yaml", "openapi: 3.0.1\n")],
+    );
+    assert!(e.contains("AWS::Include of ./api.yaml"), "{e}");
+    assert!(
+        e.contains("put its content in the template, or use DefinitionUri"),
+        "{e}"
+    );
+
+    let e = refused(
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Img:\n    Type: AWS::Serverless::Function\n    Properties:\n      PackageType: Image\n    Metadata:\n      Dockerfile: Dockerfile\n",
+        &[],
+    );
+    assert!(
+        e.contains("Img (PackageType: Image): Ferry does not build or push container images"),
+        "{e}"
+    );
+
+    let e = refused(
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Job:\n    Type: AWS::Glue::Job\n    Properties:\n      Role: x\n      Command:\n        Name: glueetl\n        ScriptLocation: job.py\n",
+        &[],
+    );
+    assert!(e.contains("Job.Command.ScriptLocation (job.py)"), "{e}");
+}
