@@ -16,6 +16,9 @@ pub enum Benchmark {
     Package,
     /// Acceptance harness overhead: 20 services whose test command is `true`
     Acceptance,
+    /// 20 Serverless Framework services: Ferry's compile (first, and with nothing changed)
+    /// against a loop of the framework's own `package`
+    Serverless,
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,6 +51,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Benchmark::Acceptance => cmd!(
             sh,
             "cargo bench --package xtask --bench acceptance -- {extra...}"
+        )
+        .run()?,
+        Benchmark::Serverless => cmd!(
+            sh,
+            "cargo bench --package xtask --bench serverless -- {extra...}"
         )
         .run()?,
         Benchmark::Scheduler => cmd!(
