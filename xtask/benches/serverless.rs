@@ -10,6 +10,10 @@
 //!   deploy: the git tree ids of the service's folder and inputs, the stage, the region, the
 //!   parameters); the framework compiles every service again. Target ≥ 20×.
 //!
+//! - no-op deploy of the mixed example (CloudFormation, SAM and Serverless services), deployed
+//!   once to a dedicated local emulator: the wall time of deploying it again with nothing
+//!   changed; target ≤ 1 s.
+//!
 //! Run: `cargo bench -p xtask --bench serverless` (or `cargo xtask bench serverless`); `-- N` for
 //! another number of services.
 
@@ -43,6 +47,8 @@ fn main() {
     assert_eq!(reused_first, 0, "a first compile reuses nothing");
     assert_eq!(reused_noop, n, "nothing changed: every compile is reused");
 
+    let noop_deploy = example_noop_deploy(&workspace);
+
     let s = |d: Duration| d.as_secs_f64();
     println!("serverless benchmark: {n} Serverless Framework services, osls 4.3.1, {cores} cores");
     println!(
@@ -57,6 +63,77 @@ fn main() {
         s(loop_noop),
         s(loop_noop) / s(ferry_noop)
     );
+    println!(
+        "  no-op deploy of the mixed example (6 services: cloudformation, sam, serverless)   {:>6.2} s (target <= 1)",
+        s(noop_deploy)
+    );
+}
+
+/// The example monorepo (its committed files) in a new repository, deployed to a dedicated
+/// emulator, then deployed again with nothing changed: the second deploy's wall time.
+fn example_noop_deploy(workspace: &Path) -> Duration {
+    let tmp = tempfile::tempdir_in(workspace.join("target")).unwrap();
+    let repo = tmp.path().join("example");
+    std::fs::create_dir_all(&repo).unwrap();
+    let files = Command::new("git")
+        .args(["ls-files", "-z", "ferry.toml", "services"])
+        .current_dir(workspace)
+        .output()
+        .unwrap();
+    for rel in String::from_utf8(files.stdout)
+        .unwrap()
+        .split('\0')
+        .filter(|s| !s.is_empty())
+    {
+        let to = repo.join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(workspace.join(rel), to).unwrap();
+    }
+    std::fs::write(repo.join(".gitignore"), "target/\nnode_modules/\n").unwrap();
+    for args in [
+        &["init", "--quiet"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=b@ferry.invalid",
+            "commit",
+            "--quiet",
+            "-m",
+            "example",
+        ],
+    ] {
+        assert!(
+            Command::new("git")
+                .args(args)
+                .current_dir(&repo)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let state = tmp.path().join("emulator");
+    let _stop = ferry_test_support::StopEmulatorOnDrop(state.clone());
+    let deploy = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        c.arg("--root")
+            .arg(&repo)
+            .args(["--local", "deploy", "dev"])
+            .env("FERRY_LOCAL_DIR", &state)
+            .env_remove("CI")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let t = Instant::now();
+        assert!(c.status().unwrap().success(), "the example's deploy failed");
+        t.elapsed()
+    };
+    let first = deploy();
+    eprintln!(
+        "bench: the example's first deploy took {:.1}s",
+        first.as_secs_f64()
+    );
+    deploy()
 }
 
 /// A monorepo of `n` Serverless services sharing one pinned CLI (reused when it exists).
