@@ -321,10 +321,8 @@ fn scan_variables(s: &str, said: &mut Said) {
         } else if let Some(f) = inner.strip_prefix("file(")
             && let Some((path, _)) = f.split_once(')')
         {
-            {
-                said.files
-                    .push(path.trim().trim_matches(['"', '\'']).to_string());
-            }
+            said.files
+                .push(path.trim().trim_matches(['"', '\'']).to_string());
         }
         rest = &rest[inner_start..];
     }
