@@ -89,8 +89,9 @@ pub enum Command {
     Services(cmd::services::ServicesArgs),
     /// Check ferry.toml and every service.toml; report every problem at once (exit 1 if any)
     Validate,
-    /// Adopt Ferry on an existing repository: find its services (Serverless Framework, SAM,
-    /// CloudFormation), infer their links, write ferry.toml, service.toml files and a runner
+    /// Adopt Ferry on an existing repository (--root, or for `ferry` the current folder): find its
+    /// services (Serverless Framework, SAM, CloudFormation), infer their links, write ferry.toml,
+    /// service.toml files and a runner
     Init(cmd::init::InitArgs),
     /// Show what a deploy of a stage would do: each service deploy or skip, and why
     Plan(cmd::plan::PlanArgs),
