@@ -546,6 +546,7 @@ async fn deploy_one(
         mut hashed,
     } = resolve_parameters(ctx, service, &run.cache, &run.ssm).await?;
     let mut artifact_keys = BTreeMap::new();
+    let mut needs_bucket = false;
     let (packaged, template, fingerprint) = if service.kind == ServiceKind::Serverless {
         let (template, compiled) = compile_serverless(run, service, &parameters).await?;
         if let Some(theirs) = compiled.stack_name.as_deref().filter(|n| *n != stack) {
@@ -557,14 +558,7 @@ async fn deploy_one(
         }
         // The framework took the parameters (`--param`); the stack takes only the bucket.
         parameters.clear();
-        if !compiled.artifacts.is_empty() {
-            let bucket = ctx
-                .package
-                .and_then(|p| p.bucket.clone())
-                .unwrap_or_default();
-            hashed.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket.clone());
-            parameters.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket);
-        }
+        needs_bucket = !compiled.artifacts.is_empty();
         artifact_keys = compiled
             .artifacts
             .iter()
@@ -605,17 +599,18 @@ async fn deploy_one(
         };
         if let Some(sp) = packaged {
             artifact_keys = sp.artifact_keys();
-            if !sp.artifacts.is_empty() {
-                let bucket = ctx
-                    .package
-                    .and_then(|p| p.bucket.clone())
-                    .unwrap_or_default();
-                hashed.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket.clone());
-                parameters.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket);
-            }
+            needs_bucket = !sp.artifacts.is_empty();
         }
         (packaged, template, fingerprint)
     };
+    if needs_bucket {
+        let bucket = ctx
+            .package
+            .and_then(|p| p.bucket.clone())
+            .unwrap_or_default();
+        hashed.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket.clone());
+        parameters.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket);
+    }
     // The site's config file holds the dependencies' outputs: a change there is a change too.
     let site_config = match packaged.and_then(|sp| sp.site.as_ref()) {
         Some(site) if site.config_file.is_some() => {
