@@ -19,6 +19,9 @@ pub enum Benchmark {
     /// 20 Serverless Framework services: Ferry's compile (first, and with nothing changed)
     /// against a loop of the framework's own `package`
     Serverless,
+    /// 50 services: a promote where every service is already at the promoted package (against a
+    /// no-op deploy of the same stage), and a rollback where 5 differ (stacks touched, API calls)
+    Release,
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +59,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Benchmark::Serverless => cmd!(
             sh,
             "cargo bench --package xtask --bench serverless -- {extra...}"
+        )
+        .run()?,
+        Benchmark::Release => cmd!(
+            sh,
+            "cargo bench --package xtask --bench release -- {extra...}"
         )
         .run()?,
         Benchmark::Scheduler => cmd!(

@@ -506,7 +506,7 @@ fn buildspec_is_valid_and_calls_only_existing_commands() {
             }
         }
     }
-    for expected in ["validate", "test", "package", "deploy", "test-acceptance"] {
+    for expected in ["validate", "test", "package", "deploy"] {
         assert!(
             calls.iter().any(|c| c == expected),
             "buildspec does not call `{expected}`: {calls:?}"
@@ -517,6 +517,26 @@ fn buildspec_is_valid_and_calls_only_existing_commands() {
         assert_eq!(
             code, 0,
             "buildspec calls `cargo xtask {c}`, which does not exist: {err}"
+        );
+    }
+    // The stage comes from the trigger: ferry.toml's [ci] maps main to staging, a tag to prod.
+    assert!(
+        text.contains("cargo xtask deploy --from-ci --test"),
+        "{text}"
+    );
+    for (trigger, stage) in [
+        ("branch/main", "staging"),
+        ("branch/x", "dev"),
+        ("tag/v1", "prod"),
+    ] {
+        let mut c = xtask(&["plan", "--from-ci", "--offline"]);
+        c.env("CODEBUILD_BUILD_ID", "shop:1")
+            .env("CODEBUILD_WEBHOOK_TRIGGER", trigger);
+        let (code, _, err) = run(&mut c);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            err.contains(&format!("ci: stage `{stage}` from [ci]")),
+            "{trigger}: {err}"
         );
     }
     // The JUnit files the build writes are where the reports look for them.

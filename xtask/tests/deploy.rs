@@ -308,3 +308,75 @@ fn a_secure_parameter_is_hashed_by_name_and_version_never_by_value() {
     assert!(!row(&out, "vault").contains("skipped"), "{out}");
     assert!(row(&out, "queue").contains("skipped (up to date)"), "{out}");
 }
+
+#[test]
+fn another_stages_outputs_are_read_with_that_stages_region() {
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"e2e-cross\"\nstack-name = \"{project}-{service}-{stage}\"\n\n\
+         [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n\n\
+         [stages.eu]\nregion = \"eu-west-1\"\ndeployment-method = \"direct\"\n",
+    )
+    .write("services/queue/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write("services/queue/t.yaml", QUEUE)
+    .write(
+        "services/reader/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nShared = \"${output:dev:queue.QueueArn}\"\n",
+    )
+    .write(
+        "services/reader/t.yaml",
+        "Parameters:\n  Shared: {Type: String}\nResources:\n  T:\n    Type: AWS::SNS::Topic\nOutputs:\n  Got:\n    Value: !Ref Shared\n",
+    );
+    r.commit("services");
+    let (code, _, err) = run(
+        &mut xtask(&r, &["deploy", "dev", "--service", "queue"]),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    // eu reads dev's queue from dev's region, not its own (where dev has no stack).
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "eu"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let outputs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(r.path().join("target/ferry/outputs-eu.json")).unwrap(),
+    )
+    .unwrap();
+    let got = outputs["services"]["reader"]["Got"].as_str().unwrap();
+    assert!(got.starts_with("arn:aws:sqs:us-east-1:"), "{got}");
+    let own = outputs["services"]["queue"]["QueueArn"].as_str().unwrap();
+    assert!(own.starts_with("arn:aws:sqs:eu-west-1:"), "{own}");
+}
+
+#[test]
+fn a_stage_variable_names_the_shared_stage_every_preview_reads() {
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"e2e-shared\"\nstack-name = \"{project}-{service}-{stage}\"\n\n\
+         [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nvariables = { data = \"dev\" }\n\n\
+         [stages.\"*\"]\nregion = \"eu-west-1\"\ndeployment-method = \"direct\"\nvariables = { data = \"dev\" }\n",
+    )
+    .write("services/queue/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write("services/queue/t.yaml", QUEUE)
+    .write(
+        "services/reader/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nShared = \"${output:${var:data}:queue.QueueArn}\"\n",
+    )
+    .write(
+        "services/reader/t.yaml",
+        "Parameters:\n  Shared: {Type: String}\nResources:\n  T:\n    Type: AWS::SNS::Topic\nOutputs:\n  Got:\n    Value: !Ref Shared\n",
+    );
+    r.commit("services");
+    // In dev the variable names dev itself: reader waits for queue.
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // A preview (in another region) reads dev's queue, with dev's region.
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "feature/x"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let outputs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(r.path().join("target/ferry/outputs-feature-x.json")).unwrap(),
+    )
+    .unwrap();
+    let got = outputs["services"]["reader"]["Got"].as_str().unwrap();
+    assert!(got.starts_with("arn:aws:sqs:us-east-1:"), "{got}");
+}

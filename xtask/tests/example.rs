@@ -108,8 +108,10 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
         row(&out, "api").contains(" cloudformation "),
         "the kind: {out}"
     );
-    // api's archive, and the SAM service's Globals.Function code.
-    assert!(err.contains("artifacts: 2 uploaded"), "{err}");
+    // Every package whole, so that a release can be deployed again from the bucket: api's and
+    // the SAM service's archives (2), the five templates and package entries (10), frontend's
+    // site file (1); notifier's compile goes up when it deploys.
+    assert!(err.contains("artifacts: 13 uploaded"), "{err}");
     // The tests' build starts before any stack deploys, and finishes.
     let build = err
         .find("acceptance build started in services/")
@@ -225,10 +227,42 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
     for s in ["database", "events"] {
         assert!(row(&out, s).contains("skipped (up to date)"), "{out}");
     }
-    assert!(err.contains("artifacts: 1 uploaded"), "{err}");
+    // api's new archive, template and package entry.
+    assert!(err.contains("artifacts: 3 uploaded"), "{err}");
     let tested: Vec<&str> = out.lines().filter(|l| l.ends_with("passed")).collect();
     assert_eq!(tested.len(), 1, "{out}");
     assert!(tested[0].starts_with("api "), "{out}");
+
+    // 3b. The release path of the example: staging with its tests, then prod (promote-from =
+    // "staging") takes exactly those packages, every kind included: the SAM service's packaged
+    // template, the site, and the Serverless service compiled for prod with archives
+    // byte-identical to the ones that passed in staging.
+    let (code, out, err) = local(&r, state.path(), &["deploy", "staging", "--test"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = local(&r, state.path(), &["promote", "staging", "prod", "--test"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for s in [
+        "database",
+        "events",
+        "api",
+        "frontend",
+        "fulfilment",
+        "notifier",
+    ] {
+        assert!(row(&out, s).contains(" created "), "{out}");
+    }
+    assert!(
+        err.contains("notifier: deploying stack shop-notifications-prod"),
+        "{err}"
+    );
+    let (code, out, err) = local(&r, state.path(), &["status", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for row in status["services"].as_array().unwrap() {
+        let prod = &row["stages"]["prod"];
+        assert_eq!(prod["same_as_previous"], true, "{row}");
+        assert_eq!(prod["tests"], "passed", "{row}");
+    }
 
     // 4. A deploy that breaks what api's acceptance test checks (the function no longer gets
     // this stage's table): exit 1, the record stays not passed, and the next run tests it again

@@ -5,7 +5,11 @@
 //! tested without touching the process environment; [`CiContext::from_env`] reads the real one.
 //! The variables each CI sets are listed beside the code that reads them.
 
+mod rules;
+
 use serde::Serialize;
+
+pub use rules::{NoRule, StageMatch, StageRules, glob_match};
 
 /// The CI system, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

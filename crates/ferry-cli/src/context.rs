@@ -124,6 +124,27 @@ impl Ctx {
         Ok((stage, aws))
     }
 
+    /// The AWS access of every other stage whose outputs the services read in `stage`
+    /// (`${output:STAGE:service.Key}`): each with its own credentials and region.
+    pub async fn other_stages(
+        &self,
+        stage: &Stage,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, ferry_credentials::SdkConfig>> {
+        let ws = self.workspace()?;
+        let mut out = std::collections::BTreeMap::new();
+        for name in ferry_deploy::stages_read(ws, stage) {
+            let other = ws.stage(&name)?;
+            let aws = self.aws(&other).await.with_context(|| {
+                format!(
+                    "stage `{}` reads outputs of stage `{name}`, which needs its access",
+                    stage.name
+                )
+            })?;
+            out.insert(name, aws.config);
+        }
+        Ok(out)
+    }
+
     /// The stage's deployment records and lock.
     pub fn records(&self, stage: &Stage, aws: &StageAws) -> anyhow::Result<RecordStore> {
         Ok(ferry_deploy::record_store(

@@ -104,6 +104,17 @@ pub enum Command {
     Run(cmd::scripts::RunArgs),
     /// Deploy a stage: the services that need it, in dependency order, with their records
     Deploy(cmd::deploy::DeployArgs),
+    /// Deploy to a stage exactly the packages that passed in the stage it promotes from
+    /// (`promote-from`), verified by hash, with the target stage's own parameters and credentials
+    Promote(cmd::release::PromoteArgs),
+    /// Deploy a stage's earlier release again (default: the newest one before the current one
+    /// whose tests passed), from its stored packages, only for the services that differ
+    Rollback(cmd::release::RollbackArgs),
+    /// Show every service in every stage: commit, tests, when, and what differs between stages
+    Status(cmd::release::StatusArgs),
+    /// Deploy exactly what a review (`deploy --review`, `promote --review`) showed, recording
+    /// who approved it; refused when a reviewed stack changed since
+    Approve(cmd::release::ApproveArgs),
     /// Delete a stage's stacks in reverse dependency order (e.g. a preview stage), and records
     Remove(cmd::remove::RemoveArgs),
     /// Print the stack outputs of a stage's services
@@ -149,6 +160,10 @@ pub fn run(app: &App, global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Deploy(args) => cmd::deploy::run(&ctx, &args),
         Command::TestAcceptance(args) => cmd::acceptance::run(&ctx, &args),
         Command::Run(args) => cmd::scripts::run(&ctx, &args),
+        Command::Promote(args) => cmd::release::promote(&ctx, &args),
+        Command::Rollback(args) => cmd::release::rollback(&ctx, &args),
+        Command::Status(args) => cmd::release::status(&ctx, &args),
+        Command::Approve(args) => cmd::release::approve(&ctx, &args),
         Command::Remove(args) => cmd::remove::run(&ctx, &args),
         Command::Outputs(args) => cmd::outputs::run(&ctx, &args),
         Command::Whoami(args) => cmd::stage::whoami(&ctx, &args),

@@ -43,19 +43,26 @@ impl Clock {
 
 /// A plain left-aligned table, two spaces between columns; the last column is not padded.
 pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
-    let mut widths = header.map(|h| h.chars().count());
+    let rows: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|r| r.iter().map(String::as_str).collect())
+        .collect();
+    columns(&header, &rows)
+}
+
+/// [`table`] with as many columns as the header has (e.g. one per stage).
+pub fn columns(header: &[&str], rows: &[Vec<&str>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; N]| {
+    let line = |cells: &[&str]| {
         let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == N {
-                s.push_str(cell);
-            } else {
-                s.push_str(cell);
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            s.push_str(cell);
+            if i + 1 < cells.len() {
                 s.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 2));
             }
         }
@@ -63,7 +70,7 @@ pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String 
     };
     let mut out = line(header);
     for row in rows {
-        out.push_str(&line(row.each_ref().map(String::as_str)));
+        out.push_str(&line(row));
     }
     out
 }

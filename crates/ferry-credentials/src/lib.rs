@@ -19,6 +19,8 @@ pub mod identity;
 pub mod mask;
 pub mod ssm;
 
+/// The SDK's configuration, as every function here takes and gives it.
+pub use aws_config::SdkConfig;
 pub use config::{StageAws, base_config, session_name, stage_config};
 pub use error::CredentialsError;
 pub use identity::{Identity, caller_identity, check_account};

@@ -20,6 +20,10 @@ fn stage(name: &str, role: Option<&str>, account: Option<&str>) -> Stage {
             protected: false,
             artifact_bucket: None,
             records_path: None,
+            promote_from: None,
+            on_test_failure: Default::default(),
+            approval: false,
+            variables: Default::default(),
         },
     }
 }

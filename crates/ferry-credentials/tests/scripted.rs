@@ -31,6 +31,10 @@ fn prod(external_id: Option<&str>) -> Stage {
             protected: true,
             artifact_bucket: None,
             records_path: None,
+            promote_from: None,
+            on_test_failure: Default::default(),
+            approval: false,
+            variables: Default::default(),
         },
     }
 }

@@ -19,6 +19,10 @@ pub enum ServiceError {
     },
     #[error(transparent)]
     Stage(#[from] ferry_manifest::StageError),
+    #[error(
+        "{service} reads outputs of stage `{stage}`, and this run has no AWS access to `{stage}` (another stage is read with its own credentials and region); run it where `{stage}`'s credentials are available"
+    )]
+    NoStageAccess { service: String, stage: String },
     #[error(transparent)]
     Stack(#[from] StackError),
     #[error(transparent)]
@@ -49,8 +53,30 @@ pub enum ServiceError {
         framework: String,
         ferry: String,
     },
+    #[error(
+        "{service}: a review keeps exactly what would deploy in the stage's artifact bucket, and stage `{stage}` has none; set `artifact-bucket` under [stages.{stage}] in ferry.toml"
+    )]
+    NotStored { service: String, stage: String },
+    #[error(
+        "{service}: SSM parameter `{name}` is at version {now}, not version {reviewed} as reviewed; review again"
+    )]
+    SecretMoved {
+        service: String,
+        name: String,
+        reviewed: String,
+        now: String,
+    },
     #[error("{service}: its SAM template could not be expanded for the local emulator: {message}")]
     Expand { service: String, message: String },
+    #[error(
+        "{service}: compiled for this stage, its archive for {resource} is {got}, but {expected} is what passed in the stage it is promoted from; the code differs from what was tested: check out the commit that passed, or deploy and test it there first"
+    )]
+    ArchiveDiffers {
+        service: String,
+        resource: String,
+        expected: String,
+        got: String,
+    },
     #[error("deployed ({action}), but its acceptance tests {status}")]
     TestsFailed { action: String, status: String },
 }

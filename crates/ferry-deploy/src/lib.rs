@@ -12,7 +12,8 @@
 //! The crate by concern: [`preflight`](mod@preflight) (the tree a deploy starts from),
 //! [`prepare`](mod@prepare) (the package), `run` (the scheduler run and one service's deploy),
 //! `parameters`, `site`, [`acceptance`](mod@acceptance) (tests of deployed services),
-//! [`report`](mod@report), [`remove`](mod@remove), [`state`] (records and stacks as they are).
+//! [`report`](mod@report), [`remove`](mod@remove), [`state`] (records and stacks as they are),
+//! [`release`](mod@release) (releases; promote and rollback of stored packages).
 
 pub mod acceptance;
 mod error;
@@ -20,6 +21,7 @@ mod outputs;
 mod parameters;
 pub mod preflight;
 pub mod prepare;
+pub mod release;
 pub mod remove;
 pub mod report;
 mod run;
@@ -32,19 +34,19 @@ use ferry_stacks::Ownership;
 pub use acceptance::{StageAccess, TestError, test_deployed, tests_owed};
 pub use error::ServiceError;
 pub use outputs::{MissingStacks, StageOutputs, stage_outputs};
-pub use parameters::register_secrets;
+pub use parameters::{register_secrets, stages_read};
 pub use preflight::{PreflightError, Tree, TreeError, head_commit, preflight, preflight_tree};
 pub use prepare::{
-    PrepareError, PrepareOptions, Prepared, RequestError, TemplateProblems, candidates,
-    check_templates, package_request, prepare,
+    Origin, PrepareError, PrepareOptions, Prepared, RequestError, TemplateProblems, candidates,
+    check_templates, package_request, prepare, stage_bucket,
 };
 pub use remove::{
     RemoveContext, RemoveError, RemoveOptions, RemoveReport, check_removable, remove,
 };
 pub use report::{Summary, summary};
 pub use run::{
-    DeployContext, DeployOptions, DeployReport, Event, ExpandSam, ServiceReport, ServiceResult,
-    Source, deploy,
+    DeployContext, DeployOptions, DeployReport, Event, ExpandSam, Selection, ServiceReport,
+    ServiceResult, Source, deploy, deploy_selection,
 };
 pub use state::{StageState, StateError};
 

@@ -12,12 +12,28 @@ use ferry_stacks::{Progress, TemplateSource};
 
 use crate::{DeployContext, Event, ServiceError, ownership};
 
+/// The other stages whose outputs the services of `ws` read (`${output:STAGE:service.Key}`),
+/// besides `stage` itself: each is read with its own credentials and region.
+pub fn stages_read(ws: &Workspace, stage: &Stage) -> BTreeSet<String> {
+    ws.services
+        .iter()
+        .flat_map(|s| s.parameters.values())
+        .flat_map(|t| t.references())
+        .filter_map(|r| match r {
+            Reference::Output { stage: Some(s), .. } => Workspace::output_stage(stage, s),
+            _ => None,
+        })
+        .filter(|other| *other != stage.name)
+        .collect()
+}
+
 /// Resolves a service's parameters: dependency outputs (this run's, or read once from stacks),
 /// outputs of other stages, SSM values (registered with the masker when secure).
 pub(crate) async fn resolve_parameters(
     ctx: &DeployContext<'_>,
     service: &Service,
     cache: &OutputCache,
+    others: &BTreeMap<String, OutputCache>,
     ssm_client: &aws_sdk_ssm::Client,
 ) -> Result<Resolved, ServiceError> {
     let mut outputs: BTreeMap<(Option<String>, String), Option<Outputs>> = BTreeMap::new();
@@ -28,13 +44,30 @@ pub(crate) async fn resolve_parameters(
             ..
         } = r
         {
+            // A variable the stage does not define: resolution says so.
+            let stage = match stage {
+                None => None,
+                Some(s) => match Workspace::output_stage(ctx.stage, s) {
+                    Some(name) => Some(name),
+                    None => continue,
+                },
+            };
             let key = (stage.clone(), from.clone());
             if outputs.contains_key(&key) {
                 continue;
             }
-            let of_stage = match stage {
-                None => ctx.stage.clone(),
-                Some(other) => ctx.ws.stage(other)?,
+            // Another stage is read with its own credentials and region, never this stage's.
+            let (of_stage, cache) = match &stage {
+                Some(other) if *other != ctx.stage.name => {
+                    let cache = others
+                        .get(other)
+                        .ok_or_else(|| ServiceError::NoStageAccess {
+                            service: service.name.clone(),
+                            stage: other.clone(),
+                        })?;
+                    (ctx.ws.stage(other)?, cache)
+                }
+                _ => (ctx.stage.clone(), cache),
             };
             let stack = ctx.ws.stack_name(from, &of_stage);
             let owner = ownership(ctx.ws, &of_stage, from);
@@ -174,6 +207,47 @@ pub async fn register_secrets(
 /// never its value (records are readable by whoever may read the stage's records, and an
 /// unsalted hash of a short secret can be guessed offline). A new version of the secret still
 /// changes the hash, so rotating it redeploys.
+/// The parameters of an approval: exactly the reviewed ones, each SecureString stand-in
+/// (`ssm-secure:<name>@<version>`) replaced by its value, which must still be at that version.
+pub(crate) async fn reviewed_parameters(
+    ctx: &DeployContext<'_>,
+    service: &Service,
+    fixed: &BTreeMap<String, String>,
+    ssm_client: &aws_sdk_ssm::Client,
+) -> Result<Resolved, ServiceError> {
+    let mut parameters = BTreeMap::new();
+    for (key, value) in fixed {
+        let mut out = String::new();
+        let mut rest = value.as_str();
+        while let Some(i) = rest.find("ssm-secure:") {
+            out.push_str(&rest[..i]);
+            let tail = &rest[i + "ssm-secure:".len()..];
+            let name_end = tail.find('@').unwrap_or(tail.len());
+            let name = &tail[..name_end];
+            let after = tail.get(name_end + 1..).unwrap_or_default();
+            let digits = after.chars().take_while(char::is_ascii_digit).count();
+            let version = &after[..digits];
+            let p = ssm::get(ssm_client, &ctx.stage.name, name, ctx.masker).await?;
+            if p.version.to_string() != version {
+                return Err(ServiceError::SecretMoved {
+                    service: service.name.clone(),
+                    name: name.to_string(),
+                    reviewed: version.to_string(),
+                    now: p.version.to_string(),
+                });
+            }
+            out.push_str(&p.value);
+            rest = &after[digits..];
+        }
+        out.push_str(rest);
+        parameters.insert(key.clone(), out);
+    }
+    Ok(Resolved {
+        parameters,
+        hashed: fixed.clone(),
+    })
+}
+
 fn secure_stand_in(p: &ssm::Parameter) -> String {
     if p.secure {
         format!("ssm-secure:{}@{}", p.name, p.version)

@@ -49,6 +49,18 @@ pub struct Prepared {
     /// Exact keys of the services' inputs (git tree ids of a clean tree): a Serverless
     /// Framework service's compile for a stage is reused under it.
     pub input_keys: std::collections::BTreeMap<String, String>,
+    /// Where a service's package came from, where it is not this package's own commit (a
+    /// package put together from stored ones, for a promote or rollback).
+    pub origins: std::collections::BTreeMap<String, Origin>,
+}
+
+/// The package a stored service package was made as: what its record says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The package id.
+    pub package: String,
+    pub commit: String,
+    pub dirty: bool,
 }
 
 /// Why a package could not be made or uploaded.
@@ -105,27 +117,19 @@ pub async fn prepare(
         })
         .map(String::as_str)
         .collect();
-    let mut bucket = stage.config.artifact_bucket.clone();
-    if bucket.is_none() && options.create_bucket {
-        bucket = Some(format!("ferry-artifacts-{}", ws.project.name));
-    }
+    let bucket = stage_bucket(ws, stage, options.create_bucket);
     let mut upload = UploadReport::default();
-    if !needing.is_empty() {
-        let Some(b) = &bucket else {
-            return Err(PrepareError::NoBucket {
-                stage: stage.name.clone(),
-                services: needing.join(", "),
-            });
-        };
-        if options.create_bucket && s3.head_bucket().bucket(b).send().await.is_err() {
-            s3.create_bucket()
-                .bucket(b)
-                .send()
-                .await
-                .map_err(|e| PrepareError::LocalBucket {
-                    bucket: b.clone(),
-                    message: ferry_aws::explain("CreateBucket", &e).to_string(),
-                })?;
+    if !needing.is_empty() && bucket.is_none() {
+        return Err(PrepareError::NoBucket {
+            stage: stage.name.clone(),
+            services: needing.join(", "),
+        });
+    }
+    // With a bucket, every service's package goes there (not only the archives it needs), so
+    // that what this deploy records can be promoted and rolled back to without a rebuild.
+    if let Some(b) = &bucket {
+        if options.create_bucket {
+            ensure_local_bucket(&s3, b).await?;
         }
         upload = ferry_package::upload(&s3, b, options.dir, &manifest, &options.request.services)
             .await?;
@@ -137,7 +141,36 @@ pub async fn prepare(
         upload,
         s3,
         input_keys: options.request.input_keys.clone(),
+        origins: Default::default(),
     })
+}
+
+/// Creates the emulator's artifact bucket when it is missing.
+pub(crate) async fn ensure_local_bucket(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<(), PrepareError> {
+    if s3.head_bucket().bucket(bucket).send().await.is_err() {
+        s3.create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| PrepareError::LocalBucket {
+                bucket: bucket.to_string(),
+                message: ferry_aws::explain("CreateBucket", &e).to_string(),
+            })?;
+    }
+    Ok(())
+}
+
+/// The artifact bucket of `stage`: its `artifact-bucket`, else with `local` the emulator's
+/// `ferry-artifacts-<project>`.
+pub fn stage_bucket(ws: &Workspace, stage: &Stage, local: bool) -> Option<String> {
+    stage
+        .config
+        .artifact_bucket
+        .clone()
+        .or_else(|| local.then(|| format!("ferry-artifacts-{}", ws.project.name)))
 }
 
 /// Why the working tree's package request could not be made.

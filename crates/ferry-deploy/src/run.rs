@@ -14,6 +14,8 @@ use ferry_outputs::{OutputCache, OutputsFile};
 use ferry_package::ServicePackage;
 use ferry_plan::{Action as PlanAction, Plan};
 use ferry_records::{Record, RecordStore, parameters_hash, sha256_hex};
+use ferry_releases::Reviewed;
+use ferry_releases::review::StackReview;
 use ferry_stacks::{Action, Engine, Method, Progress, StackSpec, TemplateSource};
 
 use crate::parameters::{Resolved, resolve_parameters, warn_secrets_without_no_echo};
@@ -31,6 +33,10 @@ pub struct DeployOptions {
     /// Run each deployed service's acceptance tests right after it deploys; its dependents wait
     /// for them, and a failure skips them.
     pub test: bool,
+    /// Deploy nothing: for each service that would change, say what would change (the diff of
+    /// its deployed template and parameters against the ones it would deploy) and keep exactly
+    /// what would deploy, for an approval (see [`DeployReport::reviews`]).
+    pub review: bool,
 }
 
 /// The commit being deployed.
@@ -63,6 +69,22 @@ pub struct DeployContext<'a> {
     /// itself (the local emulator, which would create a SAM stack with its functions silently
     /// left out). `None` on AWS, where CloudFormation expands them.
     pub expand_sam: Option<&'a dyn ExpandSam>,
+    /// The release this run makes: every record it writes names it.
+    pub release: Option<&'a str>,
+    /// Services compiled per stage (the Serverless Framework) whose archives must come out of
+    /// their compile byte for byte as these (resource → key): what passed in the stage a
+    /// promote takes them from. A difference fails the service before its stack is touched.
+    pub expected_archives: Option<&'a BTreeMap<String, BTreeMap<String, String>>>,
+    /// Deploy only the parameters the template declares (a stored package of an older commit
+    /// may declare fewer than the working tree's service.toml gives).
+    pub declared_parameters_only: bool,
+    /// The AWS access of every other stage whose outputs the services read
+    /// (`${output:STAGE:service.Key}`, see [`stages_read`](crate::stages_read)), by name.
+    pub other_stages: &'a BTreeMap<String, SdkConfig>,
+    /// An approval: each service's parameters exactly as reviewed (SecureStrings as
+    /// `ssm-secure:<name>@<version>`, read again and refused if their version moved), instead
+    /// of resolving them afresh.
+    pub fixed_parameters: Option<&'a BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 /// Turns a packaged SAM template into plain CloudFormation, given the stack's parameter values
@@ -97,6 +119,10 @@ impl std::fmt::Display for ServiceResult {
                 write!(f, "skipped ({failed_dependency} failed)")
             }
             ServiceResult::Cancelled => f.write_str("cancelled"),
+            ServiceResult::WouldChange { create: true, .. } => f.write_str("would create"),
+            ServiceResult::WouldChange { resources, .. } => {
+                write!(f, "would change ({resources} resource(s))")
+            }
         }
     }
 }
@@ -120,6 +146,11 @@ pub enum ServiceResult {
         failed_dependency: String,
     },
     Cancelled,
+    /// A review: this would deploy (a new stack, or `resources` resources changing).
+    WouldChange {
+        create: bool,
+        resources: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +177,9 @@ pub struct DeployReport {
     pub outputs: OutputsFile,
     /// DescribeStacks calls made to read outputs.
     pub output_reads: usize,
+    /// A review (`DeployOptions::review`): what each service that would change would change,
+    /// and exactly what it would deploy, by service.
+    pub reviews: BTreeMap<String, (StackReview, Reviewed)>,
 }
 
 impl DeployReport {
@@ -153,7 +187,9 @@ impl DeployReport {
         self.services.iter().all(|s| {
             matches!(
                 s.result,
-                ServiceResult::Deployed { .. } | ServiceResult::UpToDate { .. }
+                ServiceResult::Deployed { .. }
+                    | ServiceResult::UpToDate { .. }
+                    | ServiceResult::WouldChange { .. }
             )
         })
     }
@@ -165,6 +201,8 @@ pub enum Event {
     Started {
         service: String,
         stack: String,
+        /// A review: nothing deploys.
+        review: bool,
     },
     Stack {
         service: String,
@@ -183,9 +221,13 @@ struct Run<'a> {
     method: Method,
     engine: Engine,
     cache: OutputCache,
+    /// Outputs of other stages, each read with that stage's own access.
+    others: BTreeMap<String, OutputCache>,
     ssm: aws_sdk_ssm::Client,
     /// With `--test`: the outcomes of the tests run so far.
     tests: Option<Mutex<Vec<ferry_acceptance::TestOutcome>>>,
+    /// With `review`: what each service would change.
+    reviews: Option<Mutex<BTreeMap<String, (StackReview, Reviewed)>>>,
     on: &'a (dyn Fn(Event) + Send + Sync),
 }
 
@@ -210,6 +252,18 @@ fn plan_reason(plan: &Plan, service: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Which services a run touches.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Services deployed whatever their record says.
+    pub deploy: BTreeSet<String>,
+    /// Every service the run checks: `deploy`, and services that redeploy only when their
+    /// template or parameters differ from their record (e.g. dependents of what deploys).
+    pub candidates: BTreeSet<String>,
+    /// Why a service was selected (a dependent without an entry gets "dependent of …").
+    pub why: BTreeMap<String, String>,
+}
+
 /// Deploys the plan's services (and checks their dependents). Never fails as a whole for one
 /// service: the report says what happened to each.
 pub async fn deploy(
@@ -218,11 +272,54 @@ pub async fn deploy(
     options: &DeployOptions,
     on: &(dyn Fn(Event) + Send + Sync),
 ) -> DeployReport {
-    let graph = ctx.ws.graph();
-    let to_deploy: BTreeSet<String> = plan.order.iter().cloned().collect();
     // Dependents of what deploys are checked too: they redeploy only if what they receive changed.
-    let candidates = candidates(ctx.ws, plan);
-    let sub = graph.subgraph(&candidates);
+    let selection = Selection {
+        deploy: plan.order.iter().cloned().collect(),
+        candidates: candidates(ctx.ws, plan),
+        why: plan
+            .order
+            .iter()
+            .map(|s| (s.clone(), plan_reason(plan, s)))
+            .collect(),
+    };
+    let mut report = deploy_selection(ctx, &selection, options, on).await;
+    // Services the plan skipped, for a complete summary.
+    for s in plan
+        .services
+        .iter()
+        .filter(|s| s.action == PlanAction::Skip && !selection.candidates.contains(&s.name))
+    {
+        let why = s
+            .reasons
+            .iter()
+            .map(ferry_plan::reason_text)
+            .collect::<Vec<_>>()
+            .join("; ");
+        report.services.push(ServiceReport {
+            name: s.name.clone(),
+            kind: s.kind,
+            stack: s.stack_name.clone(),
+            result: ServiceResult::UpToDate { why: why.clone() },
+            duration: Duration::ZERO,
+            tests: None,
+            why,
+        });
+    }
+    report
+}
+
+/// Deploys `selection` on the graph scheduler (see [`deploy`]).
+pub async fn deploy_selection(
+    ctx: &DeployContext<'_>,
+    selection: &Selection,
+    options: &DeployOptions,
+    on: &(dyn Fn(Event) + Send + Sync),
+) -> DeployReport {
+    let graph = ctx.ws.graph();
+    let to_deploy = &selection.deploy;
+    let candidates = &selection.candidates;
+    let sub = graph.subgraph(candidates);
+    let reason = |name: &str| selection.why.get(name).cloned().unwrap_or_default();
 
     let engine = Engine::for_config(ctx.config, options.engine.clone());
     let run = Run {
@@ -234,9 +331,18 @@ pub async fn deploy(
                 ferry_manifest::DeploymentMethod::Direct => Method::Direct,
             }),
         cache: OutputCache::new(engine.clone()),
+        others: ctx
+            .other_stages
+            .iter()
+            .map(|(name, config)| {
+                let engine = Engine::for_config(config, options.engine.clone());
+                (name.clone(), OutputCache::new(engine))
+            })
+            .collect(),
         engine,
         ssm: aws_sdk_ssm::Client::new(ctx.config),
-        tests: options.test.then(Mutex::default),
+        tests: (options.test && !options.review).then(Mutex::default),
+        reviews: options.review.then(Mutex::default),
         on,
     };
     let estimates = ctx
@@ -256,8 +362,8 @@ pub async fn deploy(
             .expect("planned services exist")
             .clone();
         let stack = ctx.ws.stack_name(&name, ctx.stage);
-        let why = if to_deploy.contains(&name) {
-            plan_reason(plan, &name)
+        let why = if let Some(why) = selection.why.get(&name) {
+            why.clone()
         } else {
             let deps: Vec<&str> = graph
                 .dependencies(&name)
@@ -272,6 +378,7 @@ pub async fn deploy(
             on(Event::Started {
                 service: name.clone(),
                 stack: stack.clone(),
+                review: run.reviews.is_some(),
             });
             let t0 = Instant::now();
             let deployed = deploy_one(run, &service, &stack, must_deploy).await;
@@ -285,6 +392,9 @@ pub async fn deploy(
                     (r, tests)
                 }
                 Ok(Deployed::UpToDate { why }) => (Ok(ServiceResult::UpToDate { why }), None),
+                Ok(Deployed::Reviewed { create, resources }) => {
+                    (Ok(ServiceResult::WouldChange { create, resources }), None)
+                }
                 Err(e) => (Err(e), None),
             };
             let failed = result.is_err();
@@ -317,13 +427,13 @@ pub async fn deploy(
                 },
                 duration: Duration::ZERO,
                 tests: None,
-                why: plan_reason(plan, &name),
+                why: reason(&name),
             },
             Some(Outcome::Cancelled) | None => Done {
                 result: ServiceResult::Cancelled,
                 duration: Duration::ZERO,
                 tests: None,
-                why: plan_reason(plan, &name),
+                why: reason(&name),
             },
         };
         services.push(ServiceReport {
@@ -336,29 +446,6 @@ pub async fn deploy(
             why: done.why,
         });
     }
-    // Services the plan skipped, for a complete summary.
-    for s in plan
-        .services
-        .iter()
-        .filter(|s| s.action == PlanAction::Skip && !candidates.contains(&s.name))
-    {
-        let why = s
-            .reasons
-            .iter()
-            .map(ferry_plan::reason_text)
-            .collect::<Vec<_>>()
-            .join("; ");
-        services.push(ServiceReport {
-            name: s.name.clone(),
-            kind: s.kind,
-            stack: s.stack_name.clone(),
-            result: ServiceResult::UpToDate { why: why.clone() },
-            duration: Duration::ZERO,
-            tests: None,
-            why,
-        });
-    }
-
     // Outputs known in this run (deployed or read), else those recorded by the last deploy.
     let mut outputs = OutputsFile {
         stage: ctx.stage.name.clone(),
@@ -389,18 +476,41 @@ pub async fn deploy(
             .tests
             .map(|t| t.into_inner().expect("tests lock"))
             .unwrap_or_default(),
+        reviews: run
+            .reviews
+            .map(|r| r.into_inner().expect("reviews lock"))
+            .unwrap_or_default(),
         outputs,
     }
 }
 
 /// What one service's deploy did, before its tests.
 enum Deployed {
-    Stack { action: Action, record: Box<Record> },
-    UpToDate { why: String },
+    Stack {
+        action: Action,
+        record: Box<Record>,
+    },
+    UpToDate {
+        why: String,
+    },
+    /// A review: what would change is in the run's reviews.
+    Reviewed {
+        create: bool,
+        resources: usize,
+    },
 }
 
 /// How long a framework may take to compile one service.
 const COMPILE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// A Serverless Framework service compiled for the stage.
+struct CompiledHere {
+    template: TemplateSource,
+    package: ServicePackage,
+    /// Its package entry's key in the stage's bucket.
+    entry_key: Option<String>,
+    stack_name: Option<String>,
+}
 
 /// Compiles a Serverless Framework service for this stage with its resolved `parameters` (or
 /// reuses the compile of the same inputs), uploads what the stage's bucket lacks, and gives the
@@ -409,7 +519,7 @@ async fn compile_serverless(
     run: &Run<'_>,
     service: &Service,
     parameters: &BTreeMap<String, String>,
-) -> Result<(TemplateSource, ferry_serverless::Compiled), ServiceError> {
+) -> Result<CompiledHere, ServiceError> {
     let ctx = run.ctx;
     let Some(p) = ctx.package else {
         return Err(ServiceError::NotPackaged {
@@ -445,6 +555,28 @@ async fn compile_serverless(
             format!("compiled: {} archive(s)", compiled.artifacts.len())
         }),
     });
+    let package = compiled.package();
+    if let Some(expected) = ctx.expected_archives.and_then(|e| e.get(&service.name)) {
+        let got = package.artifact_keys();
+        if let Some((resource, _)) = expected
+            .iter()
+            .find(|(r, k)| got.get(*r) != Some(*k))
+            .or_else(|| got.iter().find(|(r, _)| !expected.contains_key(*r)))
+        {
+            return Err(ServiceError::ArchiveDiffers {
+                service: service.name.clone(),
+                resource: resource.clone(),
+                expected: expected
+                    .get(resource)
+                    .cloned()
+                    .unwrap_or_else(|| "(none)".into()),
+                got: got
+                    .get(resource)
+                    .cloned()
+                    .unwrap_or_else(|| "(none)".into()),
+            });
+        }
+    }
     let bucket = p.bucket.clone().unwrap_or_default();
     let upload = ferry_package::upload_services(
         &p.s3,
@@ -453,24 +585,159 @@ async fn compile_serverless(
         &ctx.ws.project.name,
         &[ferry_package::ServiceUpload {
             service: &service.name,
-            artifacts: &compiled.artifacts,
-            template: &compiled.template,
-            template_sha256: &compiled.template_sha256,
-            template_size: compiled.template_size,
+            package: &package,
         }],
     )
     .await?;
-    let template = match upload.template_urls.get(&service.name) {
+    let template = template_source(p, &upload, &service.name, &package)?;
+    Ok(CompiledHere {
+        template,
+        entry_key: upload.entries.get(&service.name).cloned(),
+        package,
+        stack_name: compiled.stack_name,
+    })
+}
+
+/// Where the engine reads a packaged template: its URL when it was uploaded for being too large
+/// to pass inline, else its text.
+fn template_source(
+    p: &Prepared,
+    upload: &ferry_package::UploadReport,
+    service: &str,
+    sp: &ServicePackage,
+) -> Result<TemplateSource, ServiceError> {
+    Ok(match upload.template_urls.get(service) {
         Some(url) => TemplateSource::Url(url.clone()),
         None => {
-            let path = p.dir.join(&compiled.template);
+            let path = p.dir.join(&sp.template);
             TemplateSource::Body(
                 std::fs::read_to_string(&path)
                     .map_err(|source| ServiceError::Template { path, source })?,
             )
         }
+    })
+}
+
+/// In a review: the dependencies of `service` that the review creates or changes (their
+/// outputs are not known until they deploy).
+fn pending_dependencies(run: &Run<'_>, service: &Service) -> Vec<String> {
+    let Some(reviews) = &run.reviews else {
+        return Vec::new();
     };
-    Ok((template, compiled))
+    let reviews = reviews.lock().expect("reviews lock");
+    service
+        .dependencies()
+        .into_iter()
+        .filter(|d| reviews.contains_key(d))
+        .collect()
+}
+
+/// The commit a service's package was made from: its origin in a stored package, else this run's.
+fn origin_commit(ctx: &DeployContext<'_>, service: &Service) -> String {
+    ctx.package
+        .and_then(|p| p.origins.get(&service.name))
+        .map_or_else(|| ctx.source.commit.clone(), |o| o.commit.clone())
+}
+
+/// What deploying `template` with `parameters` would change in `stack`: the diff against the
+/// template and parameters it runs (GetTemplate, DescribeStacks), parameter values masked; and
+/// the stack's state, which an approval checks again.
+async fn review_stack(
+    run: &Run<'_>,
+    service: &Service,
+    packaged: Option<&ServicePackage>,
+    spec: &StackSpec,
+    mut reviewed: Reviewed,
+) -> Result<(StackReview, Reviewed), ServiceError> {
+    let ctx = run.ctx;
+    let (stack, template, parameters) = (spec.name.as_str(), &spec.template, &spec.parameters);
+    let text = match (template, ctx.package, packaged) {
+        (TemplateSource::Body(b), ..) => b.clone(),
+        (TemplateSource::Url(_), Some(p), Some(sp)) => {
+            let path = p.dir.join(&sp.template);
+            std::fs::read_to_string(&path)
+                .map_err(|source| ServiceError::Template { path, source })?
+        }
+        (TemplateSource::Url(url), ..) => {
+            return Err(ServiceError::Expand {
+                service: service.name.clone(),
+                message: format!("its template is at {url}, not in a local package"),
+            });
+        }
+    };
+    let parse = |t: &str| {
+        ferry_package::parse_template(t).map_err(|e| ServiceError::Expand {
+            service: service.name.clone(),
+            message: e.to_string(),
+        })
+    };
+    let after = parse(&text)?;
+    let current = run.engine.describe(stack).await?;
+    let deployed = match &current {
+        Some(_) => run.engine.template(stack).await?,
+        None => None,
+    };
+    let before = deployed.as_deref().map(parse).transpose()?;
+    let mask = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        m.iter()
+            .map(|(k, v)| (k.clone(), ctx.masker.mask(v)))
+            .collect()
+    };
+    let before_parameters = current
+        .as_ref()
+        .map(|c| mask(&c.parameters))
+        .unwrap_or_default();
+    reviewed.stack = current.as_ref().map(|c| ferry_releases::StackState {
+        id: c.id.clone(),
+        template_sha256: sha256_hex(deployed.as_deref().unwrap_or_default().as_bytes()),
+        parameters_hash: parameters_hash(&c.parameters),
+    });
+    let mut resources = ferry_releases::review::diff_resources(before.as_ref(), &after);
+    let parameter_changes =
+        ferry_releases::review::diff_parameters(&before_parameters, &mask(parameters));
+    // On AWS (change sets), CloudFormation's own replacement details, and the resources a new
+    // parameter value reaches; the emulator's change sets say nothing useful about
+    // replacements, so a direct deploy (--local) keeps Ferry's table.
+    let changes = !resources.is_empty() || !parameter_changes.is_empty();
+    if current.is_some()
+        && run.method == Method::ChangeSet
+        && changes
+        && !reviewed.resolve_when_approved
+        && let Some(cs) = run.engine.replacements(spec).await?
+    {
+        ferry_releases::review::with_change_set(&mut resources, &cs, &after);
+    }
+    let review = StackReview {
+        service: service.name.clone(),
+        stack: stack.to_string(),
+        create: current.is_none(),
+        resources,
+        parameters: parameter_changes,
+        parameters_after: Vec::new(),
+    };
+    Ok((review, reviewed))
+}
+
+/// The parameter names a template declares (none when it cannot be read).
+fn declared_parameters(
+    ctx: &DeployContext<'_>,
+    packaged: Option<&ServicePackage>,
+    template: &TemplateSource,
+) -> BTreeSet<String> {
+    let text = match (template, ctx.package, packaged) {
+        (TemplateSource::Body(b), ..) => Some(b.clone()),
+        (TemplateSource::Url(_), Some(p), Some(sp)) => {
+            std::fs::read_to_string(p.dir.join(&sp.template)).ok()
+        }
+        _ => None,
+    };
+    text.and_then(|t| ferry_package::parse_template(&t).ok())
+        .and_then(|v| {
+            v.get("Parameters")
+                .and_then(|p| p.as_object())
+                .map(|o| o.keys().cloned().collect())
+        })
+        .unwrap_or_default()
 }
 
 /// `template` expanded by `expander` (read from the package when it was to go by URL).
@@ -544,65 +811,84 @@ async fn deploy_one(
     let Resolved {
         mut parameters,
         mut hashed,
-    } = resolve_parameters(ctx, service, &run.cache, &run.ssm).await?;
-    let mut artifact_keys = BTreeMap::new();
-    let mut needs_bucket = false;
-    let (packaged, template, fingerprint) = if service.kind == ServiceKind::Serverless {
-        let (template, compiled) = compile_serverless(run, service, &parameters).await?;
-        if let Some(theirs) = compiled.stack_name.as_deref().filter(|n| *n != stack) {
-            return Err(ServiceError::StackNameDiffers {
+    } = match ctx.fixed_parameters.and_then(|f| f.get(&service.name)) {
+        Some(fixed) => {
+            crate::parameters::reviewed_parameters(ctx, service, fixed, &run.ssm).await?
+        }
+        None => match resolve_parameters(ctx, service, &run.cache, &run.others, &run.ssm).await {
+            Ok(r) => r,
+            // A review: outputs of a dependency this review creates or changes are not known.
+            Err(ServiceError::Parameters(_)) if !pending_dependencies(run, service).is_empty() => {
+                Resolved {
+                    parameters: BTreeMap::new(),
+                    hashed: BTreeMap::new(),
+                }
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    let parameters_after = pending_dependencies(run, service);
+    let stored = ctx
+        .package
+        .and_then(|p| p.manifest.services.get(&service.name));
+    let compiled;
+    let (packaged, template, entry_key) = match (ctx.package, stored) {
+        // Compiled now for this stage, unless a stored compile of it is what deploys (a rollback).
+        (Some(_), None) if service.kind == ServiceKind::Serverless => {
+            compiled = compile_serverless(run, service, &parameters).await?;
+            if let Some(theirs) = compiled.stack_name.as_deref().filter(|n| *n != stack) {
+                return Err(ServiceError::StackNameDiffers {
+                    service: service.name.clone(),
+                    framework: theirs.to_string(),
+                    ferry: stack.to_string(),
+                });
+            }
+            (
+                Some(&compiled.package),
+                compiled.template.clone(),
+                compiled.entry_key.clone(),
+            )
+        }
+        (Some(p), Some(sp)) => (
+            Some(sp),
+            template_source(p, &p.upload, &service.name, sp)?,
+            p.upload.entries.get(&service.name).cloned(),
+        ),
+        (Some(p), None) => {
+            return Err(ServiceError::NotPackaged {
                 service: service.name.clone(),
-                framework: theirs.to_string(),
-                ferry: stack.to_string(),
+                package: p.manifest.id.clone(),
             });
         }
+        (None, _) if service.kind == ServiceKind::Serverless => {
+            return Err(ServiceError::NotPackaged {
+                service: service.name.clone(),
+                package: "(none: a Serverless Framework service deploys from a package run)".into(),
+            });
+        }
+        (None, _) => {
+            let path = ctx.ws.root.join(service.template_path());
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| ServiceError::Template { path, source })?;
+            (None, TemplateSource::Body(text), None)
+        }
+    };
+    if service.kind == ServiceKind::Serverless {
         // The framework took the parameters (`--param`); the stack takes only the bucket.
         parameters.clear();
-        needs_bucket = !compiled.artifacts.is_empty();
-        artifact_keys = compiled
-            .artifacts
-            .iter()
-            .map(|a| (a.resource.clone(), a.key.clone()))
-            .collect();
-        (None, template, compiled.template_sha256)
-    } else {
-        let packaged = match ctx.package {
-            Some(p) => Some(p.manifest.services.get(&service.name).ok_or_else(|| {
-                ServiceError::NotPackaged {
-                    service: service.name.clone(),
-                    package: p.manifest.id.clone(),
-                }
-            })?),
-            None => None,
-        };
-        let (template, fingerprint) = match (ctx.package, packaged) {
-            (Some(p), Some(sp)) => {
-                let source = match p.upload.template_urls.get(&service.name) {
-                    Some(url) => TemplateSource::Url(url.clone()),
-                    None => {
-                        let path = p.dir.join(&sp.template);
-                        TemplateSource::Body(
-                            std::fs::read_to_string(&path)
-                                .map_err(|source| ServiceError::Template { path, source })?,
-                        )
-                    }
-                };
-                (source, sp.fingerprint())
-            }
-            _ => {
-                let path = ctx.ws.root.join(service.template_path());
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|source| ServiceError::Template { path, source })?;
-                let hash = sha256_hex(text.as_bytes());
-                (TemplateSource::Body(text), hash)
-            }
-        };
-        if let Some(sp) = packaged {
-            artifact_keys = sp.artifact_keys();
-            needs_bucket = !sp.artifacts.is_empty();
-        }
-        (packaged, template, fingerprint)
+    }
+    let fingerprint = match (packaged, &template) {
+        (Some(sp), _) => sp.fingerprint(),
+        (None, TemplateSource::Body(text)) => sha256_hex(text.as_bytes()),
+        (None, TemplateSource::Url(url)) => sha256_hex(url.as_bytes()),
     };
+    let artifact_keys = packaged.map(|sp| sp.artifact_keys()).unwrap_or_default();
+    let needs_bucket = packaged.is_some_and(|sp| !sp.artifacts.is_empty());
+    if ctx.declared_parameters_only {
+        let declared = declared_parameters(ctx, packaged, &template);
+        parameters.retain(|k, _| declared.contains(k));
+        hashed.retain(|k, _| declared.contains(k));
+    }
     if needs_bucket {
         let bucket = ctx
             .package
@@ -638,6 +924,8 @@ async fn deploy_one(
 
     warn_secrets_without_no_echo(ctx, service, packaged, &template, &hashed, on);
     let template = match (service.kind, ctx.expand_sam) {
+        // Parameters known only when approved: the review shows the template unexpanded.
+        (ServiceKind::Sam, Some(_)) if !parameters_after.is_empty() => template,
         (ServiceKind::Sam, Some(expander)) => {
             expand_sam(ctx, service, packaged, template, &parameters, expander)?
         }
@@ -653,6 +941,38 @@ async fn deploy_one(
         owner: Some(ownership(ctx.ws, ctx.stage, &service.name)),
         adopt: ctx.adopt,
     };
+    if let Some(reviews) = &run.reviews {
+        let reviewed = Reviewed {
+            kind: Some(service.kind.to_string()),
+            package_key: entry_key.clone().ok_or_else(|| ServiceError::NotStored {
+                service: service.name.clone(),
+                stage: ctx.stage.name.clone(),
+            })?,
+            fingerprint: packaged
+                .map(ServicePackage::fingerprint)
+                .unwrap_or_default(),
+            package: ctx
+                .package
+                .map(|p| p.manifest.id.clone())
+                .unwrap_or_default(),
+            commit: origin_commit(ctx, service),
+            dirty: ctx.source.dirty,
+            parameters: hashed.clone(),
+            resolve_when_approved: !parameters_after.is_empty(),
+            stack: None,
+        };
+        let (mut review, reviewed) = review_stack(run, service, packaged, &spec, reviewed).await?;
+        review.parameters_after = parameters_after;
+        let result = Deployed::Reviewed {
+            create: review.create,
+            resources: review.resources.len(),
+        };
+        reviews
+            .lock()
+            .expect("reviews lock")
+            .insert(service.name.clone(), (review, reviewed));
+        return Ok(result);
+    }
     let name = service.name.clone();
     let t0 = Instant::now();
     let deployed = run
@@ -677,12 +997,13 @@ async fn deploy_one(
         )
         .await?;
     }
+    let origin = ctx.package.and_then(|p| p.origins.get(&service.name));
     let record = Record {
         service: service.name.clone(),
         stage: Some(ctx.stage.name.clone()),
         stack: stack.to_string(),
-        commit: ctx.source.commit.clone(),
-        dirty: ctx.source.dirty,
+        commit: origin.map_or_else(|| ctx.source.commit.clone(), |o| o.commit.clone()),
+        dirty: origin.map_or(ctx.source.dirty, |o| o.dirty),
         template_hash,
         parameters_hash: params_hash,
         artifacts: artifact_keys,
@@ -698,6 +1019,12 @@ async fn deploy_one(
         stack_id: Some(deployed.stack_id.clone()),
         stack_updated: deployed.last_updated,
         kind: Some(service.kind.to_string()),
+        package: ctx
+            .package
+            .map(|p| origin.map_or_else(|| p.manifest.id.clone(), |o| o.package.clone())),
+        package_key: entry_key,
+        release: ctx.release.map(String::from),
+        package_fingerprint: packaged.map(ServicePackage::fingerprint),
     };
     ctx.records.write(&record).await?;
     Ok(Deployed::Stack {

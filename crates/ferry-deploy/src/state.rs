@@ -179,6 +179,7 @@ mod tests {
             stack_id: Some("id-1".into()),
             stack_updated: Some(1_700_000_000_000),
             kind: None,
+            ..Default::default()
         }
     }
 

@@ -93,6 +93,11 @@ async fn deploy(r: &TestRepo, config: &SdkConfig) -> DeployReport {
         adopt: false,
         builds: None,
         expand_sam: None,
+        release: None,
+        expected_archives: None,
+        declared_parameters_only: false,
+        other_stages: &BTreeMap::new(),
+        fixed_parameters: None,
     };
     let options = DeployOptions {
         // The emulator publishes no outputs after a change set.

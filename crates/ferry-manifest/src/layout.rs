@@ -43,6 +43,14 @@ impl Layout {
     }
 
     /// The JUnit report of a stage's acceptance tests: `reports/acceptance-<stage id>.xml`.
+    /// A review of a stage (`deploy --review`): `reports/review-<stage id>-<release>.<ext>`
+    /// (`json` and `md`).
+    pub fn review_report(&self, stage_id: &str, release: &str, ext: &str) -> PathBuf {
+        self.dir
+            .join("reports")
+            .join(format!("review-{stage_id}-{release}.{ext}"))
+    }
+
     pub fn acceptance_report(&self, stage_id: &str) -> PathBuf {
         self.dir
             .join("reports")

@@ -25,10 +25,10 @@ pub use layout::{Layout, OUTPUT_DIR};
 pub use load::{PROJECT_FILE, SERVICE_FILE, declared_service_name, load, load_from};
 pub use memo::{read_memo, write_memo};
 pub use model::{
-    Acceptance, Artifact, DEFAULT_ACCEPTANCE_TIMEOUT, DeploymentMethod, Package, Project, Service,
-    ServiceKind, Site, StageConfig, Workspace,
+    Acceptance, Artifact, DEFAULT_ACCEPTANCE_TIMEOUT, DeploymentMethod, OnTestFailure, Package,
+    Project, Service, ServiceKind, Site, StageConfig, Workspace,
 };
-pub use reference::{Reference, ReferenceError, Segment, Template};
+pub use reference::{OutputStage, Reference, ReferenceError, Segment, Template};
 pub use source::{FsSource, Source, normalize_relative, skipped_folder};
 pub use ssm_name::{MAX_SSM_LEVELS, MAX_SSM_NAME, SsmNameError, check_ssm_name};
 pub use stage::{

@@ -30,6 +30,9 @@ pub struct Project {
     pub services: Vec<String>,
     /// Repository-relative globs; a change to a matching file affects every service.
     pub global_inputs: Vec<String>,
+    /// `[ci]`: which stage a CI build deploys (`deploy --from-ci`), by what triggered it.
+    #[serde(default)]
+    pub ci: ferry_ci::StageRules,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -55,6 +58,34 @@ pub struct StageConfig {
     /// Where deployment records and the stage lock live in SSM; default
     /// `/ferry/<project>/<stage id>/`.
     pub records_path: Option<String>,
+    /// `promote-from`: the named stage whose passed packages this stage takes (`promote`); a
+    /// plain `deploy` of a package that has not passed there is refused unless overridden.
+    #[serde(default)]
+    pub promote_from: Option<String>,
+    /// `on-test-failure`: what `deploy --test` / `promote --test` do when acceptance tests
+    /// fail in this stage.
+    #[serde(default)]
+    pub on_test_failure: OnTestFailure,
+    /// `approval`: a deploy or promote of this stage must be reviewed (`--review`) and approved
+    /// (`approve`) by a person.
+    #[serde(default)]
+    pub approval: bool,
+    /// `variables`: values services read as `${var:NAME}`, also as the stage of an output
+    /// (`${output:${var:NAME}:service.Key}`).
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+/// What a deploy with `--test` does when a service's acceptance tests fail in a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTestFailure {
+    /// Leave what deployed in place (its record says the tests failed).
+    #[default]
+    Keep,
+    /// Deploy the failed services, and the dependents deployed in the same run, back to the
+    /// stage's previous release whose tests passed.
+    Rollback,
 }
 
 impl StageConfig {

@@ -4,6 +4,8 @@
 //! ${stage} ${region} ${project} ${service}      values of the run
 //! ${output:SERVICE.KEY}                         a stack output of another service, same stage
 //! ${output:STAGE:SERVICE.KEY}                   … of another stage (no dependency implied)
+//! ${output:${var:NAME}:SERVICE.KEY}             … of the stage a variable of this stage names
+//! ${var:NAME}                                   a variable of the stage (`variables` in ferry.toml)
 //! ${ssm:NAME}                                   an SSM parameter; NAME may contain ${stage} etc.;
 //!                                               relative names are under the stage's parameters-path
 //! $${                                           a literal `${`
@@ -19,13 +21,32 @@ pub enum Reference {
     Project,
     Service,
     Output {
-        stage: Option<String>,
+        stage: Option<OutputStage>,
         service: String,
         key: String,
     },
     Ssm {
         name: Template,
     },
+    /// A variable of the stage (`[stages.<name>] variables`).
+    Var(String),
+}
+
+/// The stage an output reference reads: named, or named by a variable of the stage deploying
+/// (so that every preview stage can read one shared stage without naming it in each service).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OutputStage {
+    Named(String),
+    Var(String),
+}
+
+impl fmt::Display for OutputStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutputStage::Named(s) => f.write_str(s),
+            OutputStage::Var(v) => write!(f, "${{var:{v}}}"),
+        }
+    }
 }
 
 /// A piece of a parameter value.
@@ -61,15 +82,27 @@ pub enum ReferenceError {
         "`${{{0}}}` cannot contain another reference; output references name a service and key literally"
     )]
     NestedInOutput(String),
+    #[error(
+        "`${{{0}}}` needs a variable name (letters, digits, '-' and '_'), e.g. `${{var:data-stage}}`, defined under [stages.<name>] variables in ferry.toml"
+    )]
+    BadVar(String),
     #[error("`${{ssm:}}` needs a parameter name, e.g. `${{ssm:/shop/${{stage}}/admin-email}}`")]
     EmptySsm,
     #[error("`${{{0}}}` may only contain ${{stage}}, ${{region}}, ${{project}} or ${{service}}")]
     NestedInSsm(String),
 }
 
-const HELP: &str =
-    "use ${stage}, ${region}, ${project}, ${service}, ${output:SERVICE.KEY} or ${ssm:NAME}";
-const KINDS: [&str; 6] = ["stage", "region", "project", "service", "output", "ssm"];
+const HELP: &str = "use ${stage}, ${region}, ${project}, ${service}, ${output:SERVICE.KEY}, ${ssm:NAME} or ${var:NAME}";
+const KINDS: [&str; 7] = [
+    "stage", "region", "project", "service", "output", "ssm", "var",
+];
+
+/// A variable name: letters, digits, '-' and '_'.
+fn is_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
 
 impl Template {
     pub fn parse(input: &str) -> Result<Template, ReferenceError> {
@@ -110,11 +143,12 @@ impl Template {
         })
     }
 
-    /// Services of the same stage whose outputs this value needs.
+    /// Services of the same stage whose outputs this value needs (a stage variable may name
+    /// the deploying stage itself, so its references order the services too).
     pub fn output_services(&self) -> impl Iterator<Item = &str> {
         self.references().filter_map(|r| match r {
             Reference::Output {
-                stage: None,
+                stage: None | Some(OutputStage::Var(_)),
                 service,
                 ..
             } => Some(service.as_str()),
@@ -170,6 +204,8 @@ fn parse_reference(body: &str) -> Result<Reference, ReferenceError> {
         ("project", None) => Ok(Reference::Project),
         ("service", None) => Ok(Reference::Service),
         ("output", Some(arg)) => parse_output(body, arg),
+        ("var", Some(name)) if is_word(name.trim()) => Ok(Reference::Var(name.trim().to_string())),
+        ("var", _) => Err(ReferenceError::BadVar(body.to_string())),
         ("ssm", Some(arg)) => {
             if arg.trim().is_empty() {
                 return Err(ReferenceError::EmptySsm);
@@ -193,12 +229,29 @@ fn parse_reference(body: &str) -> Result<Reference, ReferenceError> {
 }
 
 fn parse_output(body: &str, arg: &str) -> Result<Reference, ReferenceError> {
+    // The stage may be a variable of the stage: `${output:${var:NAME}:SERVICE.KEY}`.
+    let (var, arg) = match arg.trim_start().strip_prefix("${var:") {
+        Some(rest) => {
+            let (name, after) = rest
+                .split_once('}')
+                .ok_or_else(|| ReferenceError::BadOutput(body.to_string()))?;
+            let after = after
+                .strip_prefix(':')
+                .ok_or_else(|| ReferenceError::BadOutput(body.to_string()))?;
+            if !is_word(name.trim()) {
+                return Err(ReferenceError::BadVar(format!("var:{name}")));
+            }
+            (Some(name.trim().to_string()), after)
+        }
+        None => (None, arg),
+    };
     if arg.contains("${") {
         return Err(ReferenceError::NestedInOutput(body.to_string()));
     }
-    let (stage, rest) = match arg.split_once(':') {
-        Some((s, r)) => (Some(s.trim()), r),
-        None => (None, arg),
+    let (stage, rest) = match (&var, arg.split_once(':')) {
+        (Some(_), _) => (None, arg),
+        (None, Some((s, r))) => (Some(s.trim()), r),
+        (None, None) => (None, arg),
     };
     let bad = || ReferenceError::BadOutput(body.to_string());
     let (service, key) = rest.split_once('.').ok_or_else(bad)?;
@@ -212,7 +265,10 @@ fn parse_output(body: &str, arg: &str) -> Result<Reference, ReferenceError> {
         return Err(bad());
     }
     Ok(Reference::Output {
-        stage: stage.map(String::from),
+        stage: match var {
+            Some(v) => Some(OutputStage::Var(v)),
+            None => stage.map(|s| OutputStage::Named(s.to_string())),
+        },
         service: service.to_string(),
         key: key.to_string(),
     })
@@ -236,6 +292,7 @@ impl fmt::Display for Reference {
                 key,
             } => write!(f, "${{output:{service}.{key}}}"),
             Reference::Ssm { name } => write!(f, "${{ssm:{name}}}"),
+            Reference::Var(v) => write!(f, "${{var:{v}}}"),
         }
     }
 }
@@ -267,6 +324,8 @@ mod tests {
             "table-${project}-${stage}",
             "${output:database.TableName}",
             "${output:prod:api.ApiUrl}",
+            "${output:${var:shared}:database.TableName}",
+            "prefix-${var:data-stage}",
             "${ssm:/shop/${stage}/admin-email}",
             "cost $5 and $${literal}",
             "",
@@ -294,6 +353,24 @@ mod tests {
     }
 
     #[test]
+    fn a_stage_variable_names_the_stage_of_an_output() {
+        let t = Template::parse("${output:${var:shared}:database.TableName}").unwrap();
+        assert_eq!(
+            t.segments,
+            vec![Segment::Ref(Reference::Output {
+                stage: Some(OutputStage::Var("shared".into())),
+                service: "database".into(),
+                key: "TableName".into(),
+            })]
+        );
+        assert_eq!(
+            t.output_services().collect::<Vec<_>>(),
+            ["database"],
+            "the variable may name this stage: ordered as a dependency"
+        );
+    }
+
+    #[test]
     fn output_services_are_same_stage_only() {
         let t = Template::parse("${output:api.Url},${output:prod:db.Name},${output:events.Arn}")
             .unwrap();
@@ -312,6 +389,12 @@ mod tests {
         assert!(err("${ssm:}").contains("needs a parameter name"));
         assert!(err("${ssm:/a/${output:x.Y}}").contains("may only contain"));
         assert!(err("${ssm:/a/${nope}}").contains("unknown reference `${nope}`"));
+        assert!(err("${var:}").contains("needs a variable name"));
+        assert!(err("${var:a b}").contains("needs a variable name"));
+        assert!(err("${output:${var:x}api.Url}").contains("needs SERVICE.KEY"));
+        assert!(
+            err("${output:${var:x}:${stage}.Url}").contains("cannot contain another reference")
+        );
     }
 
     #[test]

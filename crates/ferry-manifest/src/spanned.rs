@@ -25,9 +25,10 @@ pub(crate) fn parse<'s>(fd: &mut FileDiags<'_>, src: &'s str) -> Option<Spanned<
 pub(crate) fn join_key(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         key.to_string()
-    } else if key
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    } else if !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         format!("{prefix}.{key}")
     } else {

@@ -126,6 +126,44 @@ pub fn render_stack_name(pattern: &str, project: &str, service: &str, stage: &st
 
 impl Workspace {
     /// Resolves a stage name: a named stage, or any other name through `[stages."*"]`.
+    /// The name of the stage an output reference of `stage` reads: a named stage, or the value
+    /// of `stage`'s variable (`None` when it has no such variable).
+    pub fn output_stage(stage: &Stage, of: &crate::OutputStage) -> Option<String> {
+        match of {
+            crate::OutputStage::Named(s) => Some(s.clone()),
+            crate::OutputStage::Var(v) => stage.config.variables.get(v).cloned(),
+        }
+    }
+
+    /// The named stages in promotion order: a stage after the one it promotes from, otherwise
+    /// by name (e.g. dev, staging, prod).
+    pub fn stages_in_promotion_order(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        while out.len() < self.stages.len() {
+            let before = out.len();
+            for (name, config) in &self.stages {
+                let ready = config
+                    .promote_from
+                    .as_deref()
+                    .is_none_or(|f| out.contains(&f) || !self.stages.contains_key(f));
+                if ready && !out.contains(&name.as_str()) {
+                    out.push(name);
+                }
+            }
+            if out.len() == before {
+                // A cycle (refused by load): the rest by name.
+                out.extend(
+                    self.stages
+                        .keys()
+                        .map(String::as_str)
+                        .filter(|n| !out.contains(n))
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        out
+    }
+
     pub fn stage(&self, name: &str) -> Result<Stage, StageError> {
         if let Some(config) = self.stages.get(name) {
             return Ok(Stage {

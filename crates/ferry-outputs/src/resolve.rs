@@ -9,6 +9,15 @@ use crate::Outputs;
 #[non_exhaustive]
 pub enum ResolveError {
     #[error(
+        "parameter {parameter} of `{service}` reads `{var}`, which stage `{stage}` does not define; add it under [stages.{stage}] variables in ferry.toml (or [stages.\"*\"] for preview stages)"
+    )]
+    MissingVar {
+        service: String,
+        parameter: String,
+        stage: String,
+        var: String,
+    },
+    #[error(
         "parameter {parameter} of `{service}` needs output `{key}` of `{from}`, which has none by that name; its outputs are: {available}"
     )]
     MissingOutput {
@@ -53,6 +62,7 @@ fn plain(r: &Reference, service: &str, l: &Lookups<'_>) -> Option<String> {
         Reference::Region => l.stage.config.region.clone(),
         Reference::Project => l.project.to_string(),
         Reference::Service => service.to_string(),
+        Reference::Var(v) => l.stage.config.variables.get(v)?.clone(),
         _ => return None,
     })
 }
@@ -69,11 +79,30 @@ pub fn resolve_value(
             return Ok(v);
         }
         match r {
+            Reference::Var(v) => Err(ResolveError::MissingVar {
+                service: service.to_string(),
+                parameter: parameter.to_string(),
+                stage: l.stage.name.clone(),
+                var: v.clone(),
+            }),
             Reference::Output {
                 stage,
                 service: from,
                 key,
             } => {
+                let stage = match stage {
+                    None => None,
+                    Some(s) => Some(
+                        ferry_manifest::Workspace::output_stage(l.stage, s).ok_or_else(|| {
+                            ResolveError::MissingVar {
+                                service: service.to_string(),
+                                parameter: parameter.to_string(),
+                                stage: l.stage.name.clone(),
+                                var: s.to_string(),
+                            }
+                        })?,
+                    ),
+                };
                 let Some(outputs) = (l.outputs)(stage.as_deref(), from) else {
                     return Err(ResolveError::NoStack {
                         service: service.to_string(),
@@ -176,6 +205,10 @@ mod tests {
                 protected: false,
                 artifact_bucket: None,
                 records_path: None,
+                promote_from: None,
+                on_test_failure: Default::default(),
+                approval: false,
+                variables: Default::default(),
             },
         }
     }

@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use s3::{
-    MAX_INLINE_TEMPLATE, ServiceUpload, UploadError, UploadReport, client as s3_client, upload,
-    upload_services, upload_site,
+    MAX_INLINE_TEMPLATE, ServiceUpload, UploadError, UploadReport, client as s3_client, entry_key,
+    fetch_package, site_file_key, template_key, upload, upload_services, upload_site,
 };
 pub use sam::{SAM_TRANSFORM, is_sam};
 pub use template::{
@@ -46,7 +46,7 @@ pub use template::{
 
 /// Bumped when the package layout or the archive format changes: old cache entries are then
 /// never reused.
-const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 1;
 
 /// A template that cannot be read, deployed or rewritten.
 #[derive(Debug, thiserror::Error)]
@@ -231,6 +231,12 @@ impl ServicePackage {
             None => self.template_sha256.clone(),
             Some(s) => sha256_hex(format!("{}:{}", self.template_sha256, s.sha256).as_bytes()),
         }
+    }
+
+    /// The entry as the artifact bucket keeps it: the SHA-256 of its JSON, and the JSON.
+    pub fn stored(&self) -> (String, Vec<u8>) {
+        let json = serde_json::to_vec(self).expect("a package entry serialises");
+        (sha256_hex(&json), json)
     }
 
     /// Artifact keys by resource, for deployment records.

@@ -1,5 +1,11 @@
-//! Uploads: content-addressed artifacts and large templates to a stage's artifact bucket, and
-//! static sites to the bucket a stack created.
+//! The artifact bucket: content-addressed archives, templates, site files and package entries
+//! put there (so a recorded package can be deployed again without the source tree), fetched back
+//! and verified by hash; and static sites published to the bucket a stack created.
+//!
+//! Keys under `<project>/<service>/`: `<sha256>.zip` (archives), `<sha256>.template.<ext>`,
+//! `site/<sha256>` (site files) and `<sha256>.package.json` (the service's package entry, which
+//! names all the others). The name of every object is the hash of its bytes, so an object
+//! present under its key holds those bytes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,7 +14,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use futures_util::{StreamExt, TryStreamExt, stream};
 
-use crate::{ArtifactFormat, PackageManifest, PackagedArtifact, PackagedSite, blob_path};
+use crate::{ArtifactFormat, PackageManifest, PackagedSite, ServicePackage, blob_path, sha256_hex};
 
 /// CloudFormation's limit for a template passed inline; larger ones are deployed by URL.
 pub use ferry_aws::MAX_INLINE_TEMPLATE;
@@ -46,6 +52,23 @@ pub enum UploadError {
     },
     #[error("{path}: {message}; package again (`cargo xtask package`)")]
     Local { path: String, message: String },
+    #[error(
+        "s3://{bucket}/{key} is missing: the stored package of {what} is gone from the artifact bucket (deleted, or never uploaded by this version of Ferry); deploy that commit again to store it"
+    )]
+    Missing {
+        bucket: String,
+        key: String,
+        what: String,
+    },
+    #[error(
+        "s3://{bucket}/{key} does not hold the bytes its name promises (SHA-256 {got}, expected {expected}); someone wrote over it: nothing was deployed from it"
+    )]
+    Mismatch {
+        bucket: String,
+        key: String,
+        expected: String,
+        got: String,
+    },
 }
 
 /// What [`upload`] did.
@@ -57,24 +80,46 @@ pub struct UploadReport {
     pub bytes: u64,
     /// Service → URL of its template, for templates too large to pass inline.
     pub template_urls: BTreeMap<String, String>,
+    /// Service → key of its stored package entry (see [`entry_key`]).
+    pub entries: BTreeMap<String, String>,
+}
+
+/// What an object's bytes come from.
+enum Body {
+    File(std::path::PathBuf),
+    Bytes(Vec<u8>),
 }
 
 /// An object to put unless present.
 struct Object {
     key: String,
-    path: std::path::PathBuf,
+    body: Body,
     content_type: &'static str,
 }
 
-/// What one service deploys from the bucket: its archives and files, and its template (put
-/// there only when it is too large to pass inline).
+/// What one service deploys from the bucket: its package (archives, files, template, site).
 pub struct ServiceUpload<'a> {
     pub service: &'a str,
-    pub artifacts: &'a [PackagedArtifact],
-    /// Relative to the package store.
-    pub template: &'a str,
-    pub template_sha256: &'a str,
-    pub template_size: u64,
+    pub package: &'a ServicePackage,
+}
+
+/// The key of a service's template in the artifact bucket.
+pub fn template_key(project: &str, service: &str, package: &ServicePackage) -> String {
+    let ext = package.template.rsplit('.').next().unwrap_or("json");
+    format!(
+        "{project}/{service}/{}.template.{ext}",
+        package.template_sha256
+    )
+}
+
+/// The key of a site file in the artifact bucket.
+pub fn site_file_key(project: &str, service: &str, sha256: &str) -> String {
+    format!("{project}/{service}/site/{sha256}")
+}
+
+/// The key of a package entry (its JSON, [`ServicePackage::stored`]) in the artifact bucket.
+pub fn entry_key(project: &str, service: &str, sha256: &str) -> String {
+    format!("{project}/{service}/{sha256}.package.json")
 }
 
 /// Uploads the artifacts (and templates over [`MAX_INLINE_TEMPLATE`]) of `services` in
@@ -89,13 +134,9 @@ pub async fn upload(
     let uploads: Vec<ServiceUpload<'_>> = services
         .iter()
         .filter_map(|name| {
-            let sp = manifest.services.get(name)?;
             Some(ServiceUpload {
                 service: name,
-                artifacts: &sp.artifacts,
-                template: &sp.template,
-                template_sha256: &sp.template_sha256,
-                template_size: sp.template_size,
+                package: manifest.services.get(name)?,
             })
         })
         .collect();
@@ -103,7 +144,9 @@ pub async fn upload(
 }
 
 /// Uploads what `uploads` deploy from `bucket` (project `project`), skipping objects already
-/// there; a template over [`MAX_INLINE_TEMPLATE`] gets its URL in the report.
+/// there: archives, the template, site files and the package entry, so that the package can be
+/// deployed again from the bucket alone. A template over [`MAX_INLINE_TEMPLATE`] gets its URL in
+/// the report.
 pub async fn upload_services(
     s3: &Client,
     bucket: &str,
@@ -114,31 +157,43 @@ pub async fn upload_services(
     let mut objects = Vec::new();
     let mut report = UploadReport::default();
     for u in uploads {
-        for a in u.artifacts {
+        let sp = u.package;
+        for a in &sp.artifacts {
             objects.push(Object {
                 key: a.key.clone(),
-                path: a.local_path(out),
+                body: Body::File(a.local_path(out)),
                 content_type: match a.format {
                     ArtifactFormat::Zip => "application/zip",
                     ArtifactFormat::File => "text/plain",
                 },
             });
         }
-        if u.template_size > MAX_INLINE_TEMPLATE as u64 {
-            let ext = u.template.rsplit('.').next().unwrap_or("json");
-            let key = format!(
-                "{project}/{}/{}.template.{ext}",
-                u.service, u.template_sha256
-            );
+        let key = template_key(project, u.service, sp);
+        if sp.template_size > MAX_INLINE_TEMPLATE as u64 {
             report
                 .template_urls
                 .insert(u.service.to_string(), template_url(s3, bucket, &key));
+        }
+        objects.push(Object {
+            key,
+            body: Body::File(out.join(&sp.template)),
+            content_type: "text/plain",
+        });
+        for f in sp.site.iter().flat_map(|s| &s.files) {
             objects.push(Object {
-                key,
-                path: out.join(u.template),
-                content_type: "text/plain",
+                key: site_file_key(project, u.service, &f.sha256),
+                body: Body::File(blob_path(out, &f.sha256)),
+                content_type: "application/octet-stream",
             });
         }
+        let (sha, json) = sp.stored();
+        let key = entry_key(project, u.service, &sha);
+        report.entries.insert(u.service.to_string(), key.clone());
+        objects.push(Object {
+            key,
+            body: Body::Bytes(json),
+            content_type: "application/json",
+        });
     }
     if objects.is_empty() {
         return Ok(report);
@@ -195,9 +250,160 @@ async fn put_unless_present(
             });
         }
     }
-    put(s3, bucket, &o.key, &o.path, o.content_type)
+    match o.body {
+        Body::File(path) => put(s3, bucket, &o.key, &path, o.content_type)
+            .await
+            .map(Some),
+        Body::Bytes(bytes) => put_bytes(s3, bucket, &o.key, bytes, o.content_type)
+            .await
+            .map(Some),
+    }
+}
+
+async fn put_bytes(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    bytes: Vec<u8>,
+    content_type: &str,
+) -> Result<u64, UploadError> {
+    let size = bytes.len() as u64;
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type(content_type)
+        .body(ByteStream::from(bytes))
+        .send()
         .await
-        .map(Some)
+        .map_err(|e| UploadError::S3 {
+            op: "PutObject",
+            bucket: bucket.into(),
+            key: key.into(),
+            message: ferry_aws::explain("PutObject", &e).to_string(),
+        })?;
+    Ok(size)
+}
+
+/// The bytes of `key`, checked against `sha256`; `what` names the package in errors.
+async fn get_verified(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    sha256: &str,
+    what: &str,
+) -> Result<Vec<u8>, UploadError> {
+    let out = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => out,
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+            return Err(UploadError::Missing {
+                bucket: bucket.into(),
+                key: key.into(),
+                what: what.into(),
+            });
+        }
+        Err(e) => {
+            return Err(UploadError::S3 {
+                op: "GetObject",
+                bucket: bucket.into(),
+                key: key.into(),
+                message: ferry_aws::explain("GetObject", &e).to_string(),
+            });
+        }
+    };
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| UploadError::S3 {
+            op: "GetObject",
+            bucket: bucket.into(),
+            key: key.into(),
+            message: e.to_string(),
+        })?
+        .into_bytes()
+        .to_vec();
+    let got = sha256_hex(&bytes);
+    if got != sha256 {
+        return Err(UploadError::Mismatch {
+            bucket: bucket.into(),
+            key: key.into(),
+            expected: sha256.into(),
+            got,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Puts `bytes` at `path` unless a file with those bytes is there (checked by hash).
+fn keep_local(path: &Path, bytes: &[u8]) -> Result<(), UploadError> {
+    let local = |e: std::io::Error| UploadError::Local {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(local)?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(local)?;
+    std::fs::rename(&tmp, path).map_err(local)
+}
+
+/// Whether `path` holds bytes with this hash.
+fn local_ok(path: &Path, sha256: &str) -> bool {
+    std::fs::read(path).is_ok_and(|b| sha256_hex(&b) == sha256)
+}
+
+/// Fetches the package entry stored at `key` (see [`entry_key`]) from `bucket` into the local
+/// package store `out`: the entry, its template and site files and, with `archives`, the
+/// archives the store lacks. Every object is checked against the hash its name holds; what the
+/// store already has with the right hash is not fetched again. `what` names the package in errors.
+pub async fn fetch_package(
+    s3: &Client,
+    bucket: &str,
+    out: &Path,
+    project: &str,
+    service: &str,
+    key: &str,
+    archives: bool,
+) -> Result<ServicePackage, UploadError> {
+    let what = format!("{service} ({key})");
+    let sha = key
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.strip_suffix(".package.json"))
+        .unwrap_or_default()
+        .to_string();
+    let bytes = get_verified(s3, bucket, key, &sha, &what).await?;
+    let sp: ServicePackage = serde_json::from_slice(&bytes).map_err(|e| UploadError::S3 {
+        op: "GetObject",
+        bucket: bucket.into(),
+        key: key.into(),
+        message: format!("not a package entry: {e}"),
+    })?;
+    let template = out.join(&sp.template);
+    if !local_ok(&template, &sp.template_sha256) {
+        let k = template_key(project, service, &sp);
+        let b = get_verified(s3, bucket, &k, &sp.template_sha256, &what).await?;
+        keep_local(&template, &b)?;
+    }
+    for f in sp.site.iter().flat_map(|s| &s.files) {
+        let path = blob_path(out, &f.sha256);
+        if !local_ok(&path, &f.sha256) {
+            let k = site_file_key(project, service, &f.sha256);
+            let b = get_verified(s3, bucket, &k, &f.sha256, &what).await?;
+            keep_local(&path, &b)?;
+        }
+    }
+    if archives {
+        for a in &sp.artifacts {
+            let path = a.local_path(out);
+            if !local_ok(&path, &a.sha256) {
+                let b = get_verified(s3, bucket, &a.key, &a.sha256, &what).await?;
+                keep_local(&path, &b)?;
+            }
+        }
+    }
+    Ok(sp)
 }
 
 async fn put(
@@ -277,15 +483,17 @@ pub async fn upload_site(
     let objects: Vec<_> = site
         .files
         .iter()
-        .map(|f| Object {
-            key: site_key(&site.prefix, &f.name),
-            path: blob_path(out, &f.sha256),
-            content_type: content_type(&f.name),
+        .map(|f| {
+            (
+                site_key(&site.prefix, &f.name),
+                blob_path(out, &f.sha256),
+                content_type(&f.name),
+            )
         })
         .collect();
     let n = objects.len();
     stream::iter(objects)
-        .map(|o| async move { put(s3, bucket, &o.key, &o.path, o.content_type).await })
+        .map(|(key, path, ct)| async move { put(s3, bucket, &key, &path, ct).await })
         .buffer_unordered(PARALLEL_UPLOADS)
         .try_collect::<Vec<_>>()
         .await?;

@@ -594,9 +594,11 @@ async fn upload_puts_each_archive_once_and_skips_what_the_bucket_has() {
     let first = ferry_package::upload(&s3, "ferry-test-upload-once", out.path(), &m, &services)
         .await
         .unwrap();
-    assert_eq!((first.uploaded, first.present), (1, 0));
-    let a = &m.services["api"].artifacts[0];
-    assert_eq!(first.bytes, a.size);
+    // The archive, the template and the package entry naming both.
+    assert_eq!((first.uploaded, first.present), (3, 0));
+    let sp = &m.services["api"];
+    let a = &sp.artifacts[0];
+    assert!(first.bytes > a.size + sp.template_size);
     let (body, ct) = object(&s3, "ferry-test-upload-once", &a.key).await;
     assert_eq!(ferry_package::sha256_hex(&body), a.sha256);
     assert_eq!(ct.as_deref(), Some("application/zip"));
@@ -604,7 +606,76 @@ async fn upload_puts_each_archive_once_and_skips_what_the_bucket_has() {
     let second = ferry_package::upload(&s3, "ferry-test-upload-once", out.path(), &m, &services)
         .await
         .unwrap();
-    assert_eq!((second.uploaded, second.present, second.bytes), (0, 1, 0));
+    assert_eq!((second.uploaded, second.present, second.bytes), (0, 3, 0));
+
+    // The stored package comes back whole into an empty store, every object checked by hash.
+    let entry = &first.entries["api"];
+    let fresh = tempfile::tempdir().unwrap();
+    let fetched = ferry_package::fetch_package(
+        &s3,
+        "ferry-test-upload-once",
+        fresh.path(),
+        "shop",
+        "api",
+        entry,
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(&fetched, sp);
+    assert_eq!(
+        std::fs::read(fresh.path().join(&sp.template)).unwrap(),
+        std::fs::read(out.path().join(&sp.template)).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(a.local_path(fresh.path())).unwrap(),
+        std::fs::read(a.local_path(out.path())).unwrap()
+    );
+    // Bytes written over the template, or a package entry gone: refused, naming the object.
+    let template_key = ferry_package::template_key("shop", "api", sp);
+    s3.put_object()
+        .bucket("ferry-test-upload-once")
+        .key(&template_key)
+        .body(b"Resources: {}\n".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let e = ferry_package::fetch_package(
+        &s3,
+        "ferry-test-upload-once",
+        other.path(),
+        "shop",
+        "api",
+        entry,
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, UploadError::Mismatch { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("does not hold the bytes its name promises"),
+        "{e}"
+    );
+    s3.delete_object()
+        .bucket("ferry-test-upload-once")
+        .key(entry)
+        .send()
+        .await
+        .unwrap();
+    let e = ferry_package::fetch_package(
+        &s3,
+        "ferry-test-upload-once",
+        other.path(),
+        "shop",
+        "api",
+        entry,
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, UploadError::Missing { .. }), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -663,7 +734,8 @@ async fn a_template_over_the_inline_limit_is_uploaded_and_deployed_by_url() {
     )
     .await
     .unwrap();
-    assert_eq!(r.uploaded, 1);
+    // The template and the package entry.
+    assert_eq!(r.uploaded, 2);
     let url = &r.template_urls["big"];
     let sha = &m.services["big"].template_sha256;
     assert_eq!(

@@ -34,7 +34,7 @@ pub struct Acceptance {
 }
 
 /// What was deployed for one service of one stage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Record {
     pub service: String,
     /// The stage name the record belongs to (records written before it was kept have none).
@@ -74,6 +74,29 @@ pub struct Record {
     /// kept have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The package id it was deployed from (the commit, or a dirty tree's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// The key of its package entry in the stage's artifact bucket: what a promote or rollback
+    /// deploys again, byte for byte. `None` when the stage keeps no bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_key: Option<String>,
+    /// The release (one run of deploy, promote or rollback) that deployed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// The fingerprint of the package alone (template, archives, site files), which is the same
+    /// in every stage; `template_hash` also covers what the stage adds (a site's config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_fingerprint: Option<String>,
+}
+
+impl Record {
+    /// What identifies the package it deployed, across stages.
+    pub fn fingerprint(&self) -> &str {
+        self.package_fingerprint
+            .as_deref()
+            .unwrap_or(&self.template_hash)
+    }
 }
 
 /// SSM standard parameters hold at most 4 KB.

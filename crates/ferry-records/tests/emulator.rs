@@ -39,6 +39,7 @@ fn record(service: &str, commit: &str) -> Record {
         stack_id: Some(format!("arn:{service}")),
         stack_updated: Some(1_700_000_000_000),
         kind: Some("sam".into()),
+        ..Default::default()
     }
 }
 

@@ -153,8 +153,9 @@ pub(crate) async fn run(
 }
 
 /// The stack name the framework used, from the `serverless-state.json` it wrote:
-/// `provider.stackName`, else `<service>-<stage>`.
-pub(crate) fn stack_name_of(package_dir: &Path) -> Option<String> {
+/// `provider.stackName`, else `<service>-<stage>`, where the stage is the `--stage` Ferry passed
+/// (the state's `provider.stage` keeps the configuration's default, `dev`, whatever the option).
+pub(crate) fn stack_name_of(package_dir: &Path, stage: &str) -> Option<String> {
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(package_dir.join("serverless-state.json")).ok()?)
             .ok()?;
@@ -165,6 +166,5 @@ pub(crate) fn stack_name_of(package_dir: &Path) -> Option<String> {
     let name = service["service"]
         .as_str()
         .or_else(|| service["service"]["name"].as_str())?;
-    let stage = service["provider"]["stage"].as_str()?;
     Some(format!("{name}-{stage}"))
 }

@@ -36,7 +36,8 @@ pub use cli::find_cli;
 pub use rewrite::rewrite;
 
 /// Bumped when what a compile keeps changes: older compiles are then never reused.
-const FORMAT: u32 = 1;
+/// Bumped when what a compile keeps changes (2: the stack name takes the stage Ferry passed).
+const FORMAT: u32 = 2;
 /// Lines of the framework's output shown when it fails.
 const TAIL: usize = 20;
 
@@ -76,6 +77,21 @@ pub struct Compiled {
     /// Taken from an earlier compile with the same inputs.
     #[serde(skip)]
     pub reused: bool,
+}
+
+impl Compiled {
+    /// The compile as a package entry: what the artifact bucket keeps of it, so that the stage
+    /// can be rolled back to it without compiling again.
+    pub fn package(&self) -> ferry_package::ServicePackage {
+        ferry_package::ServicePackage {
+            template: self.template.clone(),
+            template_sha256: self.template_sha256.clone(),
+            template_size: self.template_size,
+            artifacts: self.artifacts.clone(),
+            site: None,
+            input_key: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,7 +249,7 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
         template_sha256: sha,
         template_size: bytes.len() as u64,
         artifacts,
-        stack_name: cli::stack_name_of(&package_dir),
+        stack_name: cli::stack_name_of(&package_dir, c.stage_id),
         reused: false,
     };
     if let Some(p) = reuse_path {

@@ -135,6 +135,8 @@ pub struct StackInfo {
     pub last_updated: Option<i64>,
     /// Termination protection is on.
     pub protected: bool,
+    /// The stack's parameters as DescribeStacks shows them (NoEcho values as `****`).
+    pub parameters: BTreeMap<String, String>,
 }
 
 type Current = StackInfo;
@@ -295,6 +297,16 @@ impl Engine {
                     .collect(),
                 last_updated: millis(s.last_updated_time().or(s.creation_time())),
                 protected: s.enable_termination_protection().unwrap_or(false),
+                parameters: s
+                    .parameters()
+                    .iter()
+                    .filter_map(|p| {
+                        Some((
+                            p.parameter_key()?.to_string(),
+                            p.parameter_value().unwrap_or_default().to_string(),
+                        ))
+                    })
+                    .collect(),
             })),
             Err(e) => {
                 if service_message(&e).contains("does not exist") {
@@ -303,6 +315,24 @@ impl Engine {
                     Err(self.api(name, "DescribeStacks", &e))
                 }
             }
+        }
+    }
+
+    /// The template the stack runs (GetTemplate, as processed: a SAM template expanded); `None`
+    /// when the stack does not exist.
+    pub async fn template(&self, name: &str) -> Result<Option<String>, StackError> {
+        use aws_sdk_cloudformation::types::TemplateStage;
+        match self
+            .client
+            .get_template()
+            .stack_name(name)
+            .template_stage(TemplateStage::Processed)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.template_body().map(String::from)),
+            Err(e) if service_message(&e).contains("does not exist") => Ok(None),
+            Err(e) => Err(self.api(name, "GetTemplate", &e)),
         }
     }
 
@@ -774,6 +804,91 @@ impl Engine {
         deadline: Instant,
     ) -> Result<Option<String>, StackError> {
         let name = spec.name.as_str();
+        let Some((cs_id, stack_id)) = self.create_change_set(spec, kind, deadline).await? else {
+            return Ok(None);
+        };
+        self.client
+            .execute_change_set()
+            .change_set_name(&cs_id)
+            .stack_name(name)
+            .send()
+            .await
+            .map_err(|e| self.api(name, "ExecuteChangeSet", &e))?;
+        Ok(Some(stack_id))
+    }
+
+    /// What CloudFormation says an update of an existing stack to `spec` would replace: each
+    /// changing resource's logical id and its `Replacement` (`True`, `False`, `Conditional`),
+    /// from a change set that is created, read and deleted, never executed. `Ok(None)`: nothing
+    /// would change.
+    pub async fn replacements(
+        &self,
+        spec: &StackSpec,
+    ) -> Result<Option<BTreeMap<String, String>>, StackError> {
+        let name = spec.name.as_str();
+        // A change set is made only on a stack that is ours (as an update would be).
+        let Some(current) = self.describe(name).await? else {
+            return Ok(None);
+        };
+        verify(name, &current, spec.owner.as_ref(), spec.adopt)?;
+        let deadline = Instant::now() + self.options.timeout;
+        let Some((cs_id, _)) = self
+            .create_change_set(spec, ChangeSetType::Update, deadline)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut out = BTreeMap::new();
+        let mut token: Option<String> = None;
+        let read = loop {
+            let page = self
+                .client
+                .describe_change_set()
+                .change_set_name(&cs_id)
+                .stack_name(name)
+                .set_next_token(token.clone())
+                .send()
+                .await;
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => break Err(self.api(name, "DescribeChangeSet", &e)),
+            };
+            for c in page.changes() {
+                if let Some(rc) = c.resource_change()
+                    && let Some(id) = rc.logical_resource_id()
+                {
+                    let replacement = rc
+                        .replacement()
+                        .map(|r| r.as_str().to_string())
+                        .unwrap_or_else(|| "False".into());
+                    out.insert(id.to_string(), replacement);
+                }
+            }
+            match page.next_token() {
+                Some(t) => token = Some(t.to_string()),
+                None => break Ok(()),
+            }
+        };
+        // Never left behind, whatever happened reading it.
+        let _ = self
+            .client
+            .delete_change_set()
+            .change_set_name(&cs_id)
+            .stack_name(name)
+            .send()
+            .await;
+        read.map(|()| Some(out))
+    }
+
+    /// Creates a change set and waits until it is ready: `Ok(Some((change set id, stack id)))`,
+    /// or `Ok(None)` when it would change nothing (then it is deleted).
+    async fn create_change_set(
+        &self,
+        spec: &StackSpec,
+        kind: ChangeSetType,
+        deadline: Instant,
+    ) -> Result<Option<(String, String)>, StackError> {
+        let name = spec.name.as_str();
         let cs_name = format!(
             "ferry-{}",
             std::time::SystemTime::now()
@@ -841,14 +956,7 @@ impl Engine {
                 }
             }
         }
-        self.client
-            .execute_change_set()
-            .change_set_name(&cs_id)
-            .stack_name(name)
-            .send()
-            .await
-            .map_err(|e| self.api(name, "ExecuteChangeSet", &e))?;
-        Ok(Some(stack_id))
+        Ok(Some((cs_id, stack_id)))
     }
 
     async fn delete_and_wait(

@@ -512,3 +512,86 @@ async fn an_operation_that_never_ends_times_out_and_large_templates_are_refused(
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_review_reads_replacements_from_a_change_set_it_never_executes() {
+    use aws_sdk_cloudformation::types::{Change, Replacement, ResourceChange};
+    let describe = describes(&["UPDATE_COMPLETE"]);
+    let create = mock!(Client::create_change_set).then_output(|| {
+        CreateChangeSetOutput::builder()
+            .id("cs-review")
+            .stack_id(ID)
+            .build()
+    });
+    let change = |id: &str, r: Replacement| {
+        Change::builder()
+            .resource_change(
+                ResourceChange::builder()
+                    .logical_resource_id(id)
+                    .replacement(r)
+                    .build(),
+            )
+            .build()
+    };
+    // Two pages of changes, after the change set is ready.
+    let describe_cs = mock!(Client::describe_change_set)
+        .sequence()
+        .output(|| {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::CreateComplete)
+                .build()
+        })
+        .output(move || {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::CreateComplete)
+                .changes(change("Table", Replacement::True))
+                .next_token("page-2")
+                .build()
+        })
+        .output(move || {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::CreateComplete)
+                .changes(change("Fn", Replacement::Conditional))
+                .build()
+        })
+        .build();
+    let delete =
+        mock!(Client::delete_change_set).then_output(|| DeleteChangeSetOutput::builder().build());
+    let execute =
+        mock!(Client::execute_change_set).then_output(|| ExecuteChangeSetOutput::builder().build());
+    let client = mock_client!(
+        aws_sdk_cloudformation,
+        RuleMode::MatchAny,
+        [&describe, &create, &describe_cs, &delete, &execute]
+    );
+    let got = Engine::new(client, options())
+        .replacements(&spec(Method::ChangeSet))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got,
+        BTreeMap::from([
+            ("Fn".to_string(), "Conditional".to_string()),
+            ("Table".to_string(), "True".to_string()),
+        ])
+    );
+    assert_eq!(execute.num_calls(), 0, "a review never executes");
+    assert_eq!(delete.num_calls(), 1, "and leaves no change set behind");
+
+    // Nothing would change: the empty change set is refused, nothing to read.
+    let describe = describes(&["UPDATE_COMPLETE"]);
+    let refused = mock!(Client::create_change_set).then_error(|| {
+        CreateChangeSetError::generic(validation_error("No updates are to be performed."))
+    });
+    let client = mock_client!(
+        aws_sdk_cloudformation,
+        RuleMode::MatchAny,
+        [&describe, &refused]
+    );
+    let none = Engine::new(client, options())
+        .replacements(&spec(Method::ChangeSet))
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+}

@@ -130,6 +130,14 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                 };
                 let report =
                     run_selected(&access, &previous, &selected, args.concurrency, clock).await?;
+                // The outcomes go into the stage's newest release too: rollback looks for the
+                // newest release whose tests passed.
+                let now: Vec<Record> = records.read_all().await?.into_values().collect();
+                let store =
+                    ferry_deploy::release::release_store(ws, &stage, &aws.config, ctx.local);
+                ferry_deploy::release::mark_latest(store.as_ref(), &now)
+                    .await
+                    .context("failed to mark the stage's newest release with the tests' outcomes")?;
                 finish(ctx, &stage, &report)
             },
         )

@@ -9,10 +9,12 @@ use anyhow::Context as _;
 use ferry_changes::Repo;
 use ferry_ci::CiContext;
 use ferry_credentials::StageAws;
+use ferry_deploy::release::ReleaseInfo;
 use ferry_deploy::{DeployContext, DeployOptions, Event, Source, StageAccess, Tree};
 use ferry_graph::Cancel;
 use ferry_manifest::{Stage, Workspace};
 use ferry_records::RecordStore;
+use ferry_releases::ReleaseKind;
 use ferry_stacks::{Method, Progress};
 
 use crate::Ctx;
@@ -23,7 +25,13 @@ use crate::ui::{Clock, human, mask, masker, package_event, table};
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
     /// The stage: a name from ferry.toml, or any other name for a preview stage (e.g. a branch)
-    stage: String,
+    #[arg(required_unless_present = "from_ci")]
+    stage: Option<String>,
+    /// Take the stage from the CI build's trigger through the [ci] rules of ferry.toml (branch,
+    /// tag or pull request), saying which rule matched; a pull request's build deploys its
+    /// preview stage only with a `pull-requests` rule
+    #[arg(long, conflicts_with = "stage")]
+    from_ci: bool,
     #[command(flatten)]
     select: SelectArgs,
     /// At most this many stack operations at once [default: no limit]
@@ -48,12 +56,43 @@ pub struct DeployArgs {
     /// it, for a change set, and for its own operation
     #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
+    /// In a stage with `promote-from`, deploy packages that have not passed in the source stage
+    /// anyway; the reason and who gave it (the caller's AWS identity) go into the release
+    #[arg(long, value_name = "REASON", value_parser = nonempty_reason)]
+    override_gate: Option<String>,
+    /// Deploy nothing: print and write (target/ferry/reports/review-*.md and .json) what would
+    /// change in each stack, and keep it as a pending release for `approve`
+    #[arg(long)]
+    review: bool,
+}
+
+/// A reason someone can read later: not empty, one line.
+fn nonempty_reason(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(
+            "give a reason, e.g. --override-gate \"hotfix for INC-123, tested by hand\"".into(),
+        );
+    }
+    if t.contains(['\n', '\r']) || t.chars().count() > 500 {
+        return Err("the reason must be one line of at most 500 characters".into());
+    }
+    Ok(t.to_string())
 }
 
 /// One line of progress text for a deploy (or remove) event.
 pub fn describe(e: &Event) -> String {
     match e {
-        Event::Started { service, stack } => format!("{service}: deploying stack {stack}"),
+        Event::Started {
+            service,
+            stack,
+            review: false,
+        } => format!("{service}: deploying stack {stack}"),
+        Event::Started {
+            service,
+            stack,
+            review: true,
+        } => format!("{service}: reviewing stack {stack}"),
         Event::Stack {
             service,
             progress: Progress::Event(ev),
@@ -78,7 +117,7 @@ pub fn describe(e: &Event) -> String {
 }
 
 /// A progress line for an acceptance build.
-fn build_event(e: &ferry_acceptance::BuildEvent) -> String {
+pub(crate) fn build_event(e: &ferry_acceptance::BuildEvent) -> String {
     use ferry_acceptance::{BuildEvent, Built};
     match e {
         BuildEvent::Started { command, dir } => {
@@ -142,17 +181,33 @@ pub fn run(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
     let ws = ctx.workspace()?;
     let ci = CiContext::from_env();
     // Everything that needs no AWS call first: the stage, the templates, the tree.
-    let stage = ws.stage(&args.stage)?;
+    let (stage, from_ci) = match &args.stage {
+        Some(name) => (ws.stage(name)?, false),
+        None => (crate::cmd::release::stage_from_ci(ws, &ci)?, true),
+    };
+    if stage.config.approval && !args.review {
+        anyhow::bail!(
+            "stage `{}` needs review and approval (approval = true in ferry.toml): run `{} deploy {} --review`, then `{} approve {} <release>`",
+            stage.name,
+            ctx.app.name,
+            stage.name,
+            ctx.app.name,
+            stage.name
+        );
+    }
+    // A pull request's build only plans, unless [ci] gives pull requests a preview stage and
+    // the stage came from it.
+    let plan_only = ci.is_pull_request() && !from_ci;
     ctx.check_services(&args.select.services)?;
     ferry_deploy::check_templates(ws, &args.select.services)?;
     let (tree, source) = Tree::read(ws, &ci)?;
-    if !ci.is_pull_request() {
+    if !plan_only {
         ferry_deploy::preflight_tree(ws, &stage, &tree)?;
     }
     runtime()?.block_on(async {
         // With --test, the tests' builds start first: they compile while the emulator installs,
         // credentials load and the stacks deploy (a build that is up to date costs a second).
-        let builds = (args.test && !ci.is_pull_request()).then(|| {
+        let builds = (args.test && !plan_only && !args.review).then(|| {
             let selected = if args.select.services.is_empty() {
                 ws.services.iter().map(|s| s.name.clone()).collect()
             } else {
@@ -168,7 +223,7 @@ pub fn run(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
         });
         let aws = ctx.aws(&stage).await?;
         let records = ctx.records(&stage, &aws)?;
-        if ci.is_pull_request() {
+        if plan_only {
             // Plan what a deploy would do (read only, no lock), and stop.
             let state = ferry_deploy::state::read(ws, &stage, &aws.config, &records).await?;
             let plan = plan_of(ws, &args.select, &stage, &ci, &state)?;
@@ -204,17 +259,17 @@ pub fn run(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
     })
 }
 
-/// What a deploy works with once it has its stage's AWS access.
-struct Run<'a> {
-    ctx: &'a Ctx,
-    ws: &'a Workspace,
-    stage: &'a Stage,
-    aws: &'a StageAws,
-    records: &'a RecordStore,
-    cancel: &'a Cancel,
-    clock: Clock,
+/// What a deploy (or promote, or rollback) works with once it has its stage's AWS access.
+pub(crate) struct Run<'a> {
+    pub ctx: &'a Ctx,
+    pub ws: &'a Workspace,
+    pub stage: &'a Stage,
+    pub aws: &'a StageAws,
+    pub records: &'a RecordStore,
+    pub cancel: &'a Cancel,
+    pub clock: Clock,
     /// With --test: the tests' builds, started before anything else.
-    builds: Option<&'a ferry_acceptance::Builds>,
+    pub builds: Option<&'a ferry_acceptance::Builds>,
 }
 
 /// The plan of a stage from its state: bases from the records, drifted stacks deploy.
@@ -294,11 +349,17 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         Some(p)
     };
 
+    // A stage with promote-from takes only what passed in its source stage.
+    let (gate_override, archives) = match &stage.config.promote_from {
+        Some(from) => gate(args, run, &plan, prepared.as_ref(), previous, from).await?,
+        None => (None, None),
+    };
+    let release_id = ferry_releases::new_id(now_ms(), &source.commit);
+    let other_stages = ctx.other_stages(stage).await?;
+    let commit = source.commit.clone();
+
     // The emulator does not run the SAM transform: --local expands SAM templates itself.
-    let local_sam = ctx.local.then(|| LocalSam {
-        emulator: ctx.emulator(),
-        region: stage.config.region.clone(),
-    });
+    let local_sam = local_sam(ctx, stage);
     let deploy_ctx = DeployContext {
         ws,
         stage,
@@ -314,6 +375,11 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         expand_sam: local_sam
             .as_ref()
             .map(|l| l as &dyn ferry_deploy::ExpandSam),
+        release: Some(&release_id),
+        expected_archives: archives.as_ref(),
+        declared_parameters_only: false,
+        other_stages: &other_stages,
+        fixed_parameters: None,
     };
     let options = DeployOptions {
         concurrency: args.concurrency,
@@ -324,10 +390,25 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         },
         // The emulator publishes no outputs after a change set: always direct with --local.
         method: ctx.local.then_some(Method::Direct),
-        test: args.test,
+        test: args.test && !args.review,
+        review: args.review,
     };
     let print = progress(clock);
     let report = ferry_deploy::deploy(&deploy_ctx, &plan, &options, &*print).await;
+    if args.review {
+        print_summary(ws, stage, &report, state.list_calls, clock)?;
+        let info = ReleaseInfo {
+            id: release_id,
+            kind: ReleaseKind::Deploy,
+            commit,
+            by: Some(aws.identity.arn.clone()),
+            from: None,
+            restores: None,
+            gate_override,
+            approval: None,
+        };
+        return crate::cmd::release::finish_review(run, info, &report).await;
+    }
     // With --test: then the services deployed at this commit whose tests have not passed
     // (e.g. they failed last time and nothing changed since).
     let mut tests = None;
@@ -357,12 +438,47 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         tests = Some(t);
     }
 
+    print_summary(ws, stage, &report, state.list_calls, clock)?;
+    let release = crate::cmd::release::finish_release(
+        run,
+        ReleaseInfo {
+            id: release_id,
+            kind: ReleaseKind::Deploy,
+            commit,
+            by: Some(aws.identity.arn.clone()),
+            from: None,
+            restores: None,
+            approval: None,
+            gate_override,
+        },
+        tests.is_some(),
+    )
+    .await?;
+    crate::cmd::release::end_of_run(
+        run,
+        "deploy",
+        &report,
+        tests.as_ref(),
+        release.as_ref(),
+        args.concurrency,
+    )
+    .await
+}
+
+/// Writes the outputs file and prints the summary of a run.
+pub(crate) fn print_summary(
+    ws: &Workspace,
+    stage: &Stage,
+    report: &ferry_deploy::DeployReport,
+    list_calls: usize,
+    clock: Clock,
+) -> anyhow::Result<()> {
     let outputs_path = ws.layout().outputs_file(&stage.id);
     report
         .outputs
         .write(&outputs_path)
         .with_context(|| format!("failed to write {}", outputs_path.display()))?;
-    let summary = ferry_deploy::summary(&report);
+    let summary = ferry_deploy::summary(report);
     print!(
         "{}",
         mask(&table(ferry_deploy::Summary::HEADER, &summary.rows))
@@ -375,32 +491,95 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         "outputs: {} ({} stack output reads, {} ListStacks); {:.1}s in all",
         outputs_path.display(),
         report.output_reads,
-        state.list_calls,
+        list_calls,
         clock.seconds()
     );
-    if let Some(t) = &tests {
-        if t.outcomes.is_empty() {
-            println!(
-                "acceptance: no tests to run (no deployed service with [acceptance] is waiting for them)"
-            );
-        } else {
-            let outcome = crate::cmd::acceptance::finish(ctx, stage, t);
-            if report.succeeded() {
-                outcome?;
-            }
-        }
-    }
-    if !report.succeeded() {
-        anyhow::bail!(
-            "the deploy of stage `{}` did not complete; fix the failures above and run it again (it redoes only what is missing)",
-            stage.name
-        );
-    }
     Ok(())
 }
 
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The gate of a stage with `promote-from`: every service this deploy would change must have
+/// passed in the source stage (read with that stage's own credentials). Gives the override to
+/// record (with --override-gate) and the archives services compiled per stage must reproduce.
+async fn gate(
+    args: &DeployArgs,
+    run: &Run<'_>,
+    plan: &ferry_plan::Plan,
+    prepared: Option<&ferry_deploy::Prepared>,
+    current: &BTreeMap<String, ferry_records::Record>,
+    from: &str,
+) -> anyhow::Result<(
+    Option<ferry_releases::GateOverride>,
+    Option<BTreeMap<String, BTreeMap<String, String>>>,
+)> {
+    let Run { ctx, ws, stage, .. } = *run;
+    let candidates = ferry_deploy::release::gate_candidates(ws, plan, prepared, current);
+    if candidates.is_empty() {
+        return Ok((None, None));
+    }
+    let source = ws.stage(from)?;
+    let source_aws = ctx.aws(&source).await?;
+    let source_records = ctx
+        .records(&source, &source_aws)?
+        .read_all()
+        .await
+        .with_context(|| format!("failed to read the records of stage `{from}` for the gate"))?;
+    let untested = ferry_deploy::release::untested(ws);
+    let passed = ferry_releases::check_gate(
+        from,
+        &source_records,
+        &|s| untested.contains(s),
+        &candidates,
+    );
+    let archives = Some(passed.archives.clone());
+    if passed.refused.is_empty() {
+        run.clock.say(&format!(
+            "gate: {} service(s) passed in `{from}`",
+            candidates.len()
+        ));
+        return Ok((None, archives));
+    }
+    let Some(reason) = &args.override_gate else {
+        return Err(ferry_deploy::release::gate_error(stage, from, passed).into());
+    };
+    let services: Vec<String> = passed.refused.iter().map(|r| r.service.clone()).collect();
+    run.clock.say(&format!(
+        "gate OVERRIDDEN by {}: {} had not passed in `{from}` ({reason})",
+        run.aws.identity.arn,
+        services.join(", ")
+    ));
+    // Overridden: compiled-per-stage services deploy whatever they compile to.
+    let mut archives = archives;
+    if let Some(a) = archives.as_mut() {
+        a.retain(|s, _| !services.contains(s));
+    }
+    Ok((
+        Some(ferry_releases::GateOverride {
+            by: run.aws.identity.arn.clone(),
+            reason: reason.clone(),
+            services,
+        }),
+        archives,
+    ))
+}
+
+/// SAM expansion for `--local`, where the emulator does not run the transform.
+pub(crate) fn local_sam(ctx: &Ctx, stage: &Stage) -> Option<LocalSam> {
+    ctx.local.then(|| LocalSam {
+        emulator: ctx.emulator(),
+        region: stage.config.region.clone(),
+    })
+}
+
 /// SAM expansion for the local emulator, with the translator installed beside it.
-struct LocalSam {
+pub(crate) struct LocalSam {
     emulator: ferry_local::Emulator,
     region: String,
 }

@@ -7,6 +7,7 @@ pub mod local;
 pub mod outputs;
 pub mod package;
 pub mod plan;
+pub mod release;
 pub mod remove;
 pub mod scripts;
 pub mod services;

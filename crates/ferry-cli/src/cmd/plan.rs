@@ -62,7 +62,11 @@ impl SelectArgs {
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
     /// The stage: a name from ferry.toml, or any other name for a preview stage (e.g. a branch)
-    stage: String,
+    #[arg(required_unless_present = "from_ci")]
+    stage: Option<String>,
+    /// Take the stage from the CI build's trigger through the [ci] rules (see `deploy --help`)
+    #[arg(long, conflicts_with = "stage")]
+    from_ci: bool,
     #[command(flatten)]
     select: SelectArgs,
     /// Compare with this commit instead of the default: the working tree on a developer's
@@ -82,7 +86,11 @@ pub struct PlanArgs {
 
 pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
     let ci = CiContext::from_env();
-    let mut req = args.select.request(&args.stage, &ci);
+    let stage = match &args.stage {
+        Some(s) => s.clone(),
+        None => crate::cmd::release::stage_from_ci(ctx.workspace()?, &ci)?.name,
+    };
+    let mut req = args.select.request(&stage, &ci);
     if let Some(head) = &args.head {
         req.head = Head::Rev(head.clone());
     }

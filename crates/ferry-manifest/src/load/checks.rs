@@ -148,3 +148,59 @@ pub(super) fn check_stack_names(
         }
     }
 }
+
+/// Every `${var:NAME}` a service reads (as a value, in an SSM name, or as the stage of an
+/// output) is defined by every stage it can deploy to: each named stage and the preview default.
+pub(super) fn check_variables(
+    stages: &BTreeMap<String, StageConfig>,
+    default_stage: Option<&StageConfig>,
+    drafts: &[ServiceDraft],
+    diags: &mut Vec<Diagnostic>,
+) {
+    use crate::reference::{OutputStage, Reference, Template};
+    fn vars(t: &Template, out: &mut BTreeSet<String>) {
+        for r in t.references() {
+            match r {
+                Reference::Var(v)
+                | Reference::Output {
+                    stage: Some(OutputStage::Var(v)),
+                    ..
+                } => {
+                    out.insert(v.clone());
+                }
+                Reference::Ssm { name } => vars(name, out),
+                _ => {}
+            }
+        }
+    }
+    let all: Vec<(String, &StageConfig)> = stages
+        .iter()
+        .map(|(n, c)| (format!("[stages.{n}]"), c))
+        .chain(default_stage.map(|c| ("[stages.\"*\"]".to_string(), c)))
+        .collect();
+    for d in drafts {
+        for (param, t) in &d.service.parameters {
+            let mut used = BTreeSet::new();
+            vars(t, &mut used);
+            for v in used {
+                let missing: Vec<&str> = all
+                    .iter()
+                    .filter(|(_, c)| !c.variables.contains_key(&v))
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                if !missing.is_empty() {
+                    diags.push(diag_at(
+                        d,
+                        None,
+                        &join_key("parameters", param),
+                        format!(
+                            "reads `${{var:{v}}}`, which {} of ferry.toml {} not define; add `variables = {{ {v} = \"…\" }}` there",
+                            missing.join(", "),
+                            if missing.len() == 1 { "does" } else { "do" }
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}

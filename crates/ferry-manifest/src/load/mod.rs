@@ -20,7 +20,7 @@ use std::path::Path;
 
 use toml::de::DeTable;
 
-use self::checks::{check_duplicates, check_graph, check_stack_names};
+use self::checks::{check_duplicates, check_graph, check_stack_names, check_variables};
 use self::discover::{check_globs_matched, discover_services};
 use self::project::{ProjectFile, read_project_file};
 use self::service::read_service;
@@ -89,6 +89,7 @@ fn load_inner(
     check_duplicates(&drafts, diags);
     let graph = check_graph(&drafts, diags);
     check_stack_names(&project, &stages, &drafts, diags);
+    check_variables(&stages, default_stage.as_ref(), &drafts, diags);
 
     let services = drafts.into_iter().map(|d| d.service).collect();
     Some(Workspace {

@@ -11,7 +11,7 @@ use toml::de::DeTable;
 use super::PROJECT_FILE;
 use super::rules::{check_globs, is_lower_name};
 use crate::diag::{Diagnostic, FileDiags};
-use crate::model::{DeploymentMethod, Project, StageConfig};
+use crate::model::{DeploymentMethod, OnTestFailure, Project, StageConfig};
 use crate::source::Source;
 use crate::spanned::{
     check_keys, get, get_bool, get_str, get_str_list, get_table, join_key, missing, parse,
@@ -20,7 +20,8 @@ use crate::spanned::{
 use crate::ssm_name::{SsmNameError, check_ssm_name};
 use crate::stage::{is_valid_stack_name, records_path};
 
-const ROOT_KEYS: &[&str] = &["project", "stages"];
+const ROOT_KEYS: &[&str] = &["project", "stages", "ci"];
+const CI_KEYS: &[&str] = &["branches", "tags", "pull-requests"];
 const PROJECT_KEYS: &[&str] = &["name", "stack-name", "services", "global-inputs"];
 const STAGE_KEYS: &[&str] = &[
     "region",
@@ -32,6 +33,10 @@ const STAGE_KEYS: &[&str] = &[
     "protected",
     "artifact-bucket",
     "records-path",
+    "promote-from",
+    "on-test-failure",
+    "approval",
+    "variables",
 ];
 
 /// What `ferry.toml` holds, checked.
@@ -74,8 +79,10 @@ pub(super) fn read_project_file(
 
     let project = read_project(&mut fd, doc.get_ref(), &doc.span());
     let (stages, default_stage) = read_stages(&mut fd, doc.get_ref());
-    let project = project?;
+    let mut project = project?;
+    project.ci = read_ci(&mut fd, doc.get_ref(), &stages, default_stage.is_some());
     check_records_paths(&mut fd, doc.get_ref(), &project.name, &stages);
+    check_promote_from(&mut fd, doc.get_ref(), &stages, default_stage.as_ref());
     Some(ProjectFile {
         project,
         stages,
@@ -140,7 +147,94 @@ fn read_project(
         stack_name,
         services: services.into_iter().map(|(s, _)| s).collect(),
         global_inputs: global_inputs.into_iter().map(|(s, _)| s).collect(),
+        ci: Default::default(),
     })
+}
+
+/// `[ci]`: branch and tag patterns → stages, and the pull requests' stage. A stage must be a
+/// named stage, or (with a `[stages."*"]` default) a preview stage name.
+fn read_ci(
+    fd: &mut FileDiags<'_>,
+    doc: &DeTable<'_>,
+    stages: &BTreeMap<String, StageConfig>,
+    previews: bool,
+) -> ferry_ci::StageRules {
+    let mut rules = ferry_ci::StageRules::default();
+    let Some(v) = get(doc, "ci") else {
+        return rules;
+    };
+    let Some(t) = v.get_ref().as_table() else {
+        type_error(fd, v, "ci", "a table");
+        return rules;
+    };
+    check_keys(fd, t, "ci", CI_KEYS);
+    let check_stage = |fd: &mut FileDiags<'_>, stage: &str, span: Range<usize>, key: &str| {
+        let lower = stage.to_ascii_lowercase();
+        let named = stages.contains_key(stage);
+        let preview_ok = previews
+            && !stage.is_empty()
+            && stage.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '_' | '.' | '{' | '}')
+            })
+            && !stages.contains_key(&lower);
+        if !named && !preview_ok {
+            let known: Vec<&str> = stages.keys().map(String::as_str).collect();
+            fd.error(
+                Some(span),
+                Some(key),
+                format!(
+                    "`{stage}` is not a stage of ferry.toml (stages: {}){}",
+                    known.join(", "),
+                    if previews {
+                        ""
+                    } else {
+                        "; a preview stage name needs a [stages.\"*\"] default"
+                    }
+                ),
+            );
+        }
+    };
+    for (key, out) in [("branches", &mut rules.branches), ("tags", &mut rules.tags)] {
+        let Some(v) = get(t, key) else { continue };
+        let Some(map) = v.get_ref().as_table() else {
+            type_error(
+                fd,
+                v,
+                &join_key("ci", key),
+                "a table of pattern = \"stage\"",
+            );
+            continue;
+        };
+        for (pattern, stage) in map.iter() {
+            let pattern: &str = pattern.get_ref();
+            let full = join_key(&join_key("ci", key), pattern);
+            let Some(name) = stage.get_ref().as_str() else {
+                type_error(fd, stage, &full, "a stage name");
+                continue;
+            };
+            if pattern.is_empty() {
+                fd.error(
+                    Some(stage.span()),
+                    Some(&full),
+                    "an empty pattern matches nothing; use \"*\" for every name".to_string(),
+                );
+                continue;
+            }
+            check_stage(fd, name, stage.span(), &full);
+            out.push((pattern.to_string(), name.to_string()));
+        }
+    }
+    if let Some((p, sp)) = get_str(fd, t, "ci", "pull-requests") {
+        if !p.contains("{number}") {
+            fd.error(Some(sp.clone()), Some("ci.pull-requests"), format!("`{p}` would give every pull request the same stage; put {{number}} in it, e.g. \"pr-{{number}}\""));
+        } else if !previews {
+            fd.error(Some(sp.clone()), Some("ci.pull-requests"), "pull requests deploy preview stages, which need a [stages.\"*\"] default in ferry.toml".to_string());
+        } else {
+            check_stage(fd, &p.replace("{number}", "1"), sp, "ci.pull-requests");
+            rules.pull_requests = Some(p);
+        }
+    }
+    rules
 }
 
 /// Reports a `project.stack-name` pattern with an unknown placeholder, without `{service}` and
@@ -326,6 +420,20 @@ fn read_stage(
         }
     }
     let artifact_bucket = get_str(fd, t, prefix, "artifact-bucket");
+    // An unusable value is reported; the stage stays, so its other keys are still checked.
+    let on_test_failure = match get_str(fd, t, prefix, "on-test-failure") {
+        None => OnTestFailure::Keep,
+        Some((m, _)) if m == "keep" => OnTestFailure::Keep,
+        Some((m, _)) if m == "rollback" => OnTestFailure::Rollback,
+        Some((m, sp)) => {
+            fd.error(
+                Some(sp),
+                Some(&key("on-test-failure")),
+                format!("`{m}` is not what to do on a test failure; use \"keep\" (the default) or \"rollback\""),
+            );
+            OnTestFailure::Keep
+        }
+    };
     Some(StageConfig {
         region: region?.0,
         account: account.map(|a| a.0),
@@ -336,7 +444,100 @@ fn read_stage(
         protected,
         artifact_bucket: artifact_bucket.map(|a| a.0),
         records_path: records_path.map(|a| a.0),
+        promote_from: get_str(fd, t, prefix, "promote-from").map(|a| a.0),
+        on_test_failure,
+        approval: get_bool(fd, t, prefix, "approval").unwrap_or(false),
+        variables: read_variables(fd, t, prefix),
     })
+}
+
+/// `variables = { NAME = "value" }` of a stage.
+fn read_variables(
+    fd: &mut FileDiags<'_>,
+    t: &DeTable<'_>,
+    prefix: &str,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let key = join_key(prefix, "variables");
+    let Some(v) = get(t, "variables") else {
+        return out;
+    };
+    let Some(table) = v.get_ref().as_table() else {
+        type_error(fd, v, &key, "a table of NAME = \"value\"");
+        return out;
+    };
+    for (name, value) in table.iter() {
+        let name: &str = name.get_ref();
+        let full = join_key(&key, name);
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            fd.error(
+                Some(value.span()),
+                Some(&full),
+                "a variable name holds letters, digits, '-' and '_'".to_string(),
+            );
+            continue;
+        }
+        match value.get_ref().as_str() {
+            Some(s) => {
+                out.insert(name.to_string(), s.to_string());
+            }
+            None => type_error(fd, value, &full, "a string"),
+        }
+    }
+    out
+}
+
+/// `promote-from` names another named stage, and following it never comes back to a stage.
+fn check_promote_from(
+    fd: &mut FileDiags<'_>,
+    doc: &DeTable<'_>,
+    stages: &BTreeMap<String, StageConfig>,
+    default: Option<&StageConfig>,
+) {
+    let span_of = |name: &str| {
+        let table = get(doc, "stages")
+            .and_then(|s| s.get_ref().as_table())
+            .and_then(|s| get(s, name));
+        table
+            .and_then(|t| t.get_ref().as_table())
+            .and_then(|t| get(t, "promote-from"))
+            .or(table)
+            .map(Spanned::span)
+    };
+    let mut all: Vec<(&str, &StageConfig)> = stages.iter().map(|(n, c)| (n.as_str(), c)).collect();
+    if let Some(d) = default {
+        all.push(("*", d));
+    }
+    for (name, config) in all {
+        let Some(from) = &config.promote_from else {
+            continue;
+        };
+        let key = join_key(&join_key("stages", name), "promote-from");
+        if from == name {
+            fd.error(span_of(name), Some(&key), format!("stage `{name}` cannot promote from itself; name the stage whose tested packages it takes, e.g. \"staging\""));
+            continue;
+        }
+        if !stages.contains_key(from) {
+            let known: Vec<&str> = stages.keys().map(String::as_str).collect();
+            fd.error(span_of(name), Some(&key), format!("`{from}` is not a stage of ferry.toml (stages: {}); promote-from names a stage under [stages]", known.join(", ")));
+            continue;
+        }
+        // Follow the chain: it must end, never return.
+        let mut seen = vec![name];
+        let mut at = from.as_str();
+        while let Some(next) = stages.get(at).and_then(|c| c.promote_from.as_deref()) {
+            seen.push(at);
+            if seen.contains(&next) {
+                fd.error(span_of(name), Some(&key), format!("promote-from goes round in a circle: {} → {next}; one stage must come first", seen.join(" → ")));
+                break;
+            }
+            at = next;
+        }
+    }
 }
 
 /// No two named stages may keep their records (and lock) at one SSM path: each would read the

@@ -1,0 +1,986 @@
+//! The release path: `promote` (another stage's passed packages), `rollback` (an earlier
+//! release), `status` (every service in every stage), and what deploy, promote and rollback do
+//! after their run: the release, the tests' summary, `on-test-failure = "rollback"`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ferry_ci::CiContext;
+use ferry_deploy::release::{ReleaseInfo, StageTarget, StoredPackages};
+use ferry_deploy::{DeployContext, DeployOptions, DeployReport, Prepared, Selection, Source};
+use ferry_manifest::OnTestFailure;
+use ferry_records::Record;
+use ferry_releases::{Release, ReleaseKind, ReleaseStore};
+use ferry_stacks::Method;
+
+use crate::Ctx;
+use crate::cmd::deploy::{Run, local_sam, print_summary};
+use crate::context::runtime;
+use crate::ui::{Clock, columns, masker};
+
+/// How a run that deploys stored packages deploys.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Run each deployed service's acceptance tests right after it deploys (its dependents wait
+    /// for them)
+    #[arg(long)]
+    test: bool,
+    /// At most this many stack operations at once [default: no limit]
+    #[arg(long, value_name = "N")]
+    concurrency: Option<NonZeroUsize>,
+    /// Take over the stage's lock if it is stale (see `deploy --help`)
+    #[arg(long)]
+    force_unlock: bool,
+    /// How long Ferry waits for one stack in all, in seconds (see `deploy --help`)
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// The stage whose passed packages to take (the target's `promote-from`)
+    #[arg(required_unless_present = "from_ci")]
+    from: Option<String>,
+    /// The stage to deploy them to
+    #[arg(required_unless_present = "from_ci")]
+    to: Option<String>,
+    /// Deploy nothing: print and write what would change, kept as a pending release for
+    /// `approve` (see `deploy --help`)
+    #[arg(long)]
+    review: bool,
+    /// Take the target stage from the CI build's trigger through the [ci] rules of ferry.toml,
+    /// and the source from its promote-from
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    from_ci: bool,
+    /// Only these services (repeatable) [default: every service deployed in FROM]
+    #[arg(long = "service", value_name = "NAME")]
+    services: Vec<String>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The stage to roll back
+    stage: String,
+    /// The release to go back to: its id, or a commit (at least 7 hex digits; the newest release
+    /// made at it) [default: the newest release before the current one whose tests passed]
+    #[arg(long, value_name = "RELEASE|COMMIT")]
+    to: Option<String>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    /// The stage the review is of
+    stage: String,
+    /// The review's release id (printed by `--review`)
+    release: String,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The stages to show [default: every named stage, in promotion order]
+    stages: Vec<String>,
+    /// `json` is a stable contract: {"stages": [{"name", "id", "release", "error"}],
+    /// "services": [{"service", "stages": {STAGE: null | {"commit", "dirty", "package",
+    /// "template_hash", "deployed_at", "tests", "release", "same_as_previous"}}}]}
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    format: StatusFormat,
+}
+
+/// The stage the [ci] rules choose for this build; says which rule matched.
+pub(crate) fn stage_from_ci(
+    ws: &ferry_manifest::Workspace,
+    ci: &CiContext,
+) -> anyhow::Result<ferry_manifest::Stage> {
+    let m = ws
+        .project
+        .ci
+        .stage_for(ci)
+        .context("--from-ci found no stage for this build")?;
+    eprintln!("ci: stage `{}` from {}", m.stage, m.rule);
+    Ok(ws.stage(&m.stage)?)
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The releases of the run's stage, when it keeps a bucket.
+fn store_of(run: &Run<'_>) -> Option<ReleaseStore> {
+    ferry_deploy::release::release_store(run.ws, run.stage, &run.aws.config, run.ctx.local)
+}
+
+/// Writes the release of a run and says so. When the run wrote no record but ran tests (tests
+/// owed by an earlier release), their outcomes go into the stage's newest release instead.
+pub(crate) async fn finish_release(
+    run: &Run<'_>,
+    info: ReleaseInfo,
+    tested: bool,
+) -> anyhow::Result<Option<Release>> {
+    let store = store_of(run);
+    let release =
+        ferry_deploy::release::write_release(run.ws, run.stage, run.records, store.as_ref(), info)
+            .await
+            .context(
+                "failed to write the release of this run (the stacks and records are deployed)",
+            )?;
+    match &release {
+        Some(r) => println!(
+            "release: {} ({} of stage `{}`: {} deployed)",
+            r.id,
+            r.kind,
+            run.stage.name,
+            r.deployed.join(", ")
+        ),
+        None if store.is_none() => println!(
+            "release: none kept (stage `{}` has no artifact-bucket, so it cannot be promoted from or rolled back)",
+            run.stage.name
+        ),
+        None if tested => {
+            let now = run.records.read_all().await?;
+            let marked: Vec<Record> = now.into_values().collect();
+            ferry_deploy::release::mark_latest(store.as_ref(), &marked)
+                .await
+                .context("failed to mark the stage's newest release with the tests' outcomes")?;
+        }
+        None => {}
+    }
+    Ok(release)
+}
+
+/// After a run: the tests' summary, `on-test-failure = "rollback"`, and the exit status.
+pub(crate) async fn end_of_run(
+    run: &Run<'_>,
+    what: &str,
+    report: &DeployReport,
+    tests: Option<&ferry_acceptance::Report>,
+    release: Option<&Release>,
+    concurrency: Option<NonZeroUsize>,
+) -> anyhow::Result<()> {
+    let stage = run.stage;
+    let mut tests_ok = true;
+    if let Some(t) = tests {
+        if t.outcomes.is_empty() {
+            println!(
+                "acceptance: no tests to run (no deployed service with [acceptance] is waiting for them)"
+            );
+        } else {
+            tests_ok = crate::cmd::acceptance::finish(run.ctx, stage, t).is_ok();
+        }
+    }
+    let failed: BTreeSet<String> = tests
+        .map(|t| {
+            t.outcomes
+                .iter()
+                .filter(|o| o.status.is_failure())
+                .map(|o| o.service.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    if stage.config.on_test_failure == OnTestFailure::Rollback && !failed.is_empty() {
+        let Some(release) = release else {
+            anyhow::bail!(
+                "acceptance tests failed in stage `{}` ({}), and on-test-failure = \"rollback\", but this run made no release to roll back from (the stage keeps no artifact bucket, or the failed services were deployed earlier)",
+                stage.name,
+                failed.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+        };
+        let said = roll_back_failures(run, release, &failed, concurrency).await?;
+        anyhow::bail!(
+            "acceptance tests failed in stage `{}` ({}); on-test-failure = \"rollback\": {said}",
+            stage.name,
+            failed.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    if !report.succeeded() {
+        anyhow::bail!(
+            "the {what} of stage `{}` did not complete; fix the failures above and run it again (it redoes only what is missing)",
+            stage.name
+        );
+    }
+    if !tests_ok {
+        anyhow::bail!(
+            "acceptance tests of stage `{}` failed; their records stay not passed",
+            stage.name
+        );
+    }
+    Ok(())
+}
+
+/// Rolls the services whose tests failed in `release`, and the dependents it deployed, back to
+/// the stage's previous release whose tests passed. Says what it did.
+async fn roll_back_failures(
+    run: &Run<'_>,
+    release: &Release,
+    failed: &BTreeSet<String>,
+    concurrency: Option<NonZeroUsize>,
+) -> anyhow::Result<String> {
+    let deployed: BTreeSet<String> = release.deployed.iter().cloned().collect();
+    let mut affected = run
+        .ws
+        .graph()
+        .with_dependents(failed.iter().map(String::as_str));
+    affected.retain(|s| deployed.contains(s));
+    if affected.is_empty() {
+        return Ok(
+            "nothing to roll back: the failed services were not deployed by this run".into(),
+        );
+    }
+    run.clock.say(&format!(
+        "on-test-failure = \"rollback\": rolling {} back",
+        affected.iter().cloned().collect::<Vec<_>>().join(", ")
+    ));
+    let store = store_of(run).context("the stage keeps no releases")?;
+    let rb = rollback_to(run, &store, None, Some(&affected), concurrency, 3600)
+        .await
+        .context("the rollback after the failed tests failed")?;
+    Ok(rb)
+}
+
+/// Rolls `run`'s stage back (see [`prepare_rollback`](ferry_deploy::release::prepare_rollback))
+/// and records the release; says what it did.
+async fn rollback_to(
+    run: &Run<'_>,
+    store: &ReleaseStore,
+    to: Option<&str>,
+    only: Option<&BTreeSet<String>>,
+    concurrency: Option<NonZeroUsize>,
+    timeout: u64,
+) -> anyhow::Result<String> {
+    let (ws, stage) = (run.ws, run.stage);
+    let current = run
+        .records
+        .read_all()
+        .await
+        .context("failed to read the stage's deployment records")?;
+    let dir = ws.layout().package();
+    let target = StageTarget {
+        ws,
+        stage,
+        config: &run.aws.config,
+        local: run.ctx.local,
+        dir: &dir,
+    };
+    let rb = ferry_deploy::release::prepare_rollback(&target, store, &current, to, only)
+        .await
+        .with_context(|| format!("cannot roll back stage `{}`", stage.name))?;
+    for s in &rb.left {
+        run.clock.say(&format!(
+            "{s}: not in release {}: left as it is",
+            rb.target.id
+        ));
+    }
+    if rb.selection.deploy.is_empty() {
+        return Ok(format!(
+            "nothing to do: every service already runs what release {} holds",
+            rb.target.id
+        ));
+    }
+    let head = ferry_deploy::head_commit(ws, &CiContext::from_env());
+    let id = ferry_releases::new_id(now_ms(), &head);
+    let options = untested(run.ctx, concurrency, timeout);
+    let other_stages = run.ctx.other_stages(stage).await?;
+    let report = deploy_stored(
+        run,
+        &Stored {
+            prepared: rb.prepared.as_ref(),
+            selection: &rb.selection,
+            previous: &current,
+            release: &id,
+            archives: None,
+            other_stages: &other_stages,
+            fixed: None,
+        },
+        &options,
+    )
+    .await;
+    print_summary(ws, stage, &report, 0, run.clock)?;
+    let names: Vec<String> = rb.selection.deploy.iter().cloned().collect();
+    finish_release(
+        run,
+        ReleaseInfo {
+            id,
+            kind: ReleaseKind::Rollback,
+            commit: head,
+            by: Some(run.aws.identity.arn.clone()),
+            from: rb.from.clone(),
+            restores: Some(rb.target.id.clone()),
+            approval: None,
+            gate_override: None,
+        },
+        false,
+    )
+    .await?;
+    if !report.succeeded() {
+        anyhow::bail!(
+            "the rollback of stage `{}` to release {} did not complete; fix the failures above and run it again",
+            stage.name,
+            rb.target.id
+        );
+    }
+    Ok(format!(
+        "rolled {} back to release {}",
+        names.join(", "),
+        rb.target.id
+    ))
+}
+
+/// Stored packages to deploy.
+struct Stored<'a> {
+    prepared: Option<&'a Prepared>,
+    selection: &'a Selection,
+    previous: &'a BTreeMap<String, Record>,
+    release: &'a str,
+    archives: Option<&'a BTreeMap<String, BTreeMap<String, String>>>,
+    other_stages: &'a BTreeMap<String, ferry_credentials::SdkConfig>,
+    /// An approval: the reviewed parameters.
+    fixed: Option<&'a BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+fn options(ctx: &Ctx, args: &RunArgs, review: bool) -> DeployOptions {
+    DeployOptions {
+        test: args.test && !review,
+        review,
+        ..untested(ctx, args.concurrency, args.timeout)
+    }
+}
+
+/// How a rollback deploys: no tests (what it deploys passed before), no review.
+fn untested(ctx: &Ctx, concurrency: Option<NonZeroUsize>, timeout: u64) -> DeployOptions {
+    DeployOptions {
+        concurrency,
+        engine: ferry_stacks::DeployOptions {
+            timeout: Duration::from_secs(timeout),
+            ..Default::default()
+        },
+        method: ctx.local.then_some(Method::Direct),
+        test: false,
+        review: false,
+    }
+}
+
+/// Deploys stored packages on the scheduler, as a deploy does.
+async fn deploy_stored(
+    run: &Run<'_>,
+    stored: &Stored<'_>,
+    options: &DeployOptions,
+) -> DeployReport {
+    let ci = CiContext::from_env();
+    let local_sam = local_sam(run.ctx, run.stage);
+    let ctx = DeployContext {
+        ws: run.ws,
+        stage: run.stage,
+        config: &run.aws.config,
+        records: run.records,
+        previous: stored.previous,
+        source: Source {
+            commit: ferry_deploy::head_commit(run.ws, &ci),
+            dirty: false,
+        },
+        masker: masker(),
+        cancel: run.cancel,
+        package: stored.prepared,
+        adopt: false,
+        builds: run.builds,
+        expand_sam: local_sam
+            .as_ref()
+            .map(|l| l as &dyn ferry_deploy::ExpandSam),
+        release: Some(stored.release),
+        expected_archives: stored.archives,
+        declared_parameters_only: true,
+        other_stages: stored.other_stages,
+        fixed_parameters: stored.fixed,
+    };
+    let clock = run.clock;
+    let print = move |e: ferry_deploy::Event| clock.say(&crate::cmd::deploy::describe(&e));
+    ferry_deploy::deploy_selection(&ctx, stored.selection, options, &print).await
+}
+
+/// The tests' builds of `services` (all when empty) and their dependencies, started before
+/// anything deploys.
+fn start_builds(
+    ws: &ferry_manifest::Workspace,
+    services: &[String],
+    clock: Clock,
+) -> ferry_acceptance::Builds {
+    let selected: BTreeSet<String> = if services.is_empty() {
+        ws.services.iter().map(|s| s.name.clone()).collect()
+    } else {
+        ws.graph()
+            .with_dependencies(services.iter().map(String::as_str))
+    };
+    let on = move |e| clock.say(&crate::cmd::deploy::build_event(&e));
+    ferry_acceptance::Builds::start(ws, selected.iter().map(String::as_str), masker(), on)
+}
+
+/// The source stage of a promote: its records and where it keeps its packages.
+struct SourceStage {
+    stage: ferry_manifest::Stage,
+    records: BTreeMap<String, Record>,
+    packages: StoredPackages,
+}
+
+async fn source_stage(ctx: &Ctx, from: ferry_manifest::Stage) -> anyhow::Result<SourceStage> {
+    let ws = ctx.workspace()?;
+    let aws = ctx.aws(&from).await?;
+    let records = ctx
+        .records(&from, &aws)?
+        .read_all()
+        .await
+        .with_context(|| format!("failed to read the records of stage `{}`", from.name))?;
+    let bucket = ferry_deploy::stage_bucket(ws, &from, ctx.local).with_context(|| {
+        format!(
+            "stage `{}` has no artifact-bucket: it keeps no packages to promote; set one in ferry.toml",
+            from.name
+        )
+    })?;
+    Ok(SourceStage {
+        packages: StoredPackages {
+            s3: ferry_package::s3_client(&aws.config),
+            bucket,
+            stage: from.name.clone(),
+        },
+        stage: from,
+        records,
+    })
+}
+
+pub fn promote(ctx: &Ctx, args: &PromoteArgs) -> anyhow::Result<()> {
+    let clock = Clock::start();
+    let ws = ctx.workspace()?;
+    let (from, to) = match (&args.from, &args.to) {
+        (Some(from), Some(to)) => (ws.stage(from)?, ws.stage(to)?),
+        _ => {
+            let to = stage_from_ci(ws, &CiContext::from_env())?;
+            let Some(from) = to.config.promote_from.clone() else {
+                anyhow::bail!(ferry_deploy::release::ReleaseRunError::NoPromoteFrom {
+                    stage: to.name.clone(),
+                    from: "<stage>".into(),
+                });
+            };
+            (ws.stage(&from)?, to)
+        }
+    };
+    // Checked before any AWS call.
+    ferry_deploy::release::check_promote_from(&to, &from.name)?;
+    if to.config.approval && !args.review {
+        anyhow::bail!(
+            "stage `{}` needs review and approval (approval = true in ferry.toml): run `{} promote {} {} --review`, then `{} approve {} <release>`",
+            to.name,
+            ctx.app.name,
+            from.name,
+            to.name,
+            ctx.app.name,
+            to.name
+        );
+    }
+    ctx.check_services(&args.services)?;
+    runtime()?.block_on(async {
+        let builds = args
+            .run
+            .test
+            .then(|| start_builds(ws, &args.services, clock));
+        let source = source_stage(ctx, from).await?;
+        let session = Session::open(ctx, &to).await?;
+        let run = session.run(ctx, &to, clock, builds.as_ref());
+        session
+            .locked("promote", &args.run, promote_locked(args, &run, &source))
+            .await
+    })
+}
+
+/// What a command that writes one stage holds while it runs: the stage's AWS access (its
+/// secrets registered with the masker), its records and lock, and the cancel signal.
+struct Session<'s> {
+    stage: &'s ferry_manifest::Stage,
+    aws: ferry_credentials::StageAws,
+    records: ferry_records::RecordStore,
+    cancel: ferry_graph::Cancel,
+}
+
+impl<'s> Session<'s> {
+    async fn open(ctx: &Ctx, stage: &'s ferry_manifest::Stage) -> anyhow::Result<Session<'s>> {
+        let aws = ctx.aws(stage).await?;
+        ctx.register_secrets(stage, &aws).await?;
+        ctx.output_dir()?;
+        let records = ctx.records(stage, &aws)?;
+        Ok(Session {
+            stage,
+            aws,
+            records,
+            cancel: ferry_graph::Cancel::new(),
+        })
+    }
+
+    fn run<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        stage: &'a ferry_manifest::Stage,
+        clock: Clock,
+        builds: Option<&'a ferry_acceptance::Builds>,
+    ) -> Run<'a> {
+        Run {
+            ctx,
+            ws: ctx.workspace().expect("loaded before the session"),
+            stage,
+            aws: &self.aws,
+            records: &self.records,
+            cancel: &self.cancel,
+            clock,
+            builds,
+        }
+    }
+
+    /// Runs `work` holding the stage's lock (see `lock::with_lock`).
+    async fn locked(
+        &self,
+        command: &str,
+        args: &RunArgs,
+        work: impl std::future::Future<Output = anyhow::Result<()>>,
+    ) -> anyhow::Result<()> {
+        crate::lock::with_lock(
+            &self.records,
+            self.stage,
+            command,
+            args.force_unlock,
+            &self.cancel,
+            work,
+        )
+        .await
+    }
+}
+
+/// The promote itself, while the target stage's lock is held.
+async fn promote_locked(
+    args: &PromoteArgs,
+    run: &Run<'_>,
+    source: &SourceStage,
+) -> anyhow::Result<()> {
+    let (ctx, ws, to, clock) = (run.ctx, run.ws, run.stage, run.clock);
+    let from = &source.stage;
+    let current = run
+        .records
+        .read_all()
+        .await
+        .context("failed to read the stage's deployment records")?;
+    let req = ferry_deploy::release::PromoteRequest {
+        from,
+        from_records: &source.records,
+        from_packages: source.packages.clone(),
+        services: &args.services,
+    };
+    let dir = ws.layout().package();
+    let target = StageTarget {
+        ws,
+        stage: to,
+        config: &run.aws.config,
+        local: ctx.local,
+        dir: &dir,
+    };
+    let p = ferry_deploy::release::prepare_promote(&target, &current, &req)
+        .await
+        .with_context(|| format!("cannot promote `{}` to `{}`", from.name, to.name))?;
+    for (s, why) in &p.skipped {
+        clock.say(&format!("{s}: skipped ({why})"));
+    }
+    if p.selection.candidates.is_empty() {
+        println!(
+            "nothing to promote: every selected service of `{}` already runs in `{}` the package that passed in `{}`",
+            from.name, to.name, from.name
+        );
+        return Ok(());
+    }
+    let head = ferry_deploy::head_commit(ws, &CiContext::from_env());
+    let id = ferry_releases::new_id(now_ms(), &head);
+    let options = options(ctx, &args.run, args.review);
+    let other_stages = ctx.other_stages(to).await?;
+    let stored = Stored {
+        prepared: p.prepared.as_ref(),
+        selection: &p.selection,
+        previous: &current,
+        release: &id,
+        archives: Some(&p.archives),
+        other_stages: &other_stages,
+        fixed: None,
+    };
+    let report = deploy_stored(run, &stored, &options).await;
+    print_summary(ws, to, &report, 0, clock)?;
+    if args.review {
+        let info = ReleaseInfo {
+            id,
+            kind: ReleaseKind::Promote,
+            commit: head,
+            by: Some(run.aws.identity.arn.clone()),
+            from: Some(from.name.clone()),
+            restores: None,
+            gate_override: None,
+            approval: None,
+        };
+        return finish_review(run, info, &report).await;
+    }
+    let tests = args.run.test.then(|| ferry_acceptance::Report {
+        outcomes: report.tests.clone(),
+    });
+    let info = ReleaseInfo {
+        id,
+        kind: ReleaseKind::Promote,
+        commit: head,
+        by: Some(run.aws.identity.arn.clone()),
+        from: Some(from.name.clone()),
+        restores: None,
+        approval: None,
+        gate_override: None,
+    };
+    let release = finish_release(run, info, args.run.test).await?;
+    end_of_run(
+        run,
+        "promote",
+        &report,
+        tests.as_ref(),
+        release.as_ref(),
+        args.run.concurrency,
+    )
+    .await
+}
+
+pub fn rollback(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<()> {
+    let clock = Clock::start();
+    let ws = ctx.workspace()?;
+    let stage = ws.stage(&args.stage)?;
+    if let Some(to) = &args.to
+        && !ferry_releases::valid_id(to)
+    {
+        anyhow::bail!(ferry_releases::ReleaseError::BadId { id: to.clone() });
+    }
+    runtime()?.block_on(async {
+        let session = Session::open(ctx, &stage).await?;
+        let builds = args.run.test.then(|| start_builds(ws, &[], clock));
+        let run = session.run(ctx, &stage, clock, builds.as_ref());
+        let store = store_of(&run).with_context(|| {
+            format!(
+                "stage `{}` keeps no releases (no artifact-bucket): nothing to roll back to",
+                stage.name
+            )
+        })?;
+        let (to, concurrency, timeout) =
+            (args.to.as_deref(), args.run.concurrency, args.run.timeout);
+        let work = async {
+            let said = rollback_to(&run, &store, to, None, concurrency, timeout).await?;
+            println!("{said}");
+            Ok(())
+        };
+        session.locked("rollback", &args.run, work).await
+    })
+}
+
+/// One stage's column of the status matrix.
+#[derive(Debug, serde::Serialize)]
+struct StageStatus {
+    name: String,
+    id: String,
+    /// Its newest release, what made it, and (a rollback) the release it restored.
+    release: Option<String>,
+    kind: Option<ReleaseKind>,
+    restores: Option<String>,
+    /// Why it could not be read.
+    error: Option<String>,
+}
+
+pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<()> {
+    let ws = ctx.workspace()?;
+    let names: Vec<String> = if args.stages.is_empty() {
+        ws.stages_in_promotion_order()
+            .into_iter()
+            .map(String::from)
+            .collect()
+    } else {
+        args.stages.clone()
+    };
+    let stages = names
+        .iter()
+        .map(|n| ws.stage(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (columns_read, statuses) = runtime()?.block_on(async {
+        let mut columns_read = Vec::new();
+        let mut statuses = Vec::new();
+        for stage in &stages {
+            let read = async {
+                let aws = ctx.aws(stage).await?;
+                let records = ctx.records(stage, &aws)?.read_all().await?;
+                let store = ferry_deploy::release::release_store(ws, stage, &aws.config, ctx.local);
+                let latest = match &store {
+                    Some(s) => match s.ids().await?.into_iter().next() {
+                        Some(id) => s.get(&id).await?,
+                        None => None,
+                    },
+                    None => None,
+                };
+                anyhow::Ok((records, latest))
+            };
+            let (records, latest, error) = match read.await {
+                Ok((r, l)) => (r, l, None),
+                Err(e) => (
+                    BTreeMap::new(),
+                    None,
+                    Some(crate::ui::mask(&format!("{e:#}"))),
+                ),
+            };
+            columns_read.push((stage.name.clone(), records));
+            statuses.push(StageStatus {
+                name: stage.name.clone(),
+                id: stage.id.clone(),
+                release: latest.as_ref().map(|r| r.id.clone()),
+                kind: latest.as_ref().map(|r| r.kind),
+                restores: latest.and_then(|r| r.restores),
+                error,
+            });
+        }
+        anyhow::Ok((columns_read, statuses))
+    })?;
+    let untested = ferry_deploy::release::untested(ws);
+    let services: Vec<String> = ws.services.iter().map(|s| s.name.clone()).collect();
+    let m = ferry_releases::matrix(&columns_read, &services, &|s| untested.contains(s));
+    match args.format {
+        StatusFormat::Json => {
+            let doc = serde_json::json!({ "stages": statuses, "services": m.services });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).expect("serialisable")
+            );
+        }
+        StatusFormat::Text => {
+            let mut header = vec!["service"];
+            header.extend(m.stages.iter().map(String::as_str));
+            let cells: Vec<Vec<String>> = m
+                .services
+                .iter()
+                .map(|row| {
+                    let mut line = vec![row.service.clone()];
+                    for stage in &m.stages {
+                        line.push(match row.stages.get(stage).and_then(Option::as_ref) {
+                            None => "-".into(),
+                            Some(c) => format!(
+                                "{}{}{} {} {}",
+                                if c.same_as_previous == Some(false) {
+                                    "≠ "
+                                } else {
+                                    ""
+                                },
+                                c.commit.get(..7).unwrap_or(&c.commit),
+                                if c.dirty { "+dirty" } else { "" },
+                                c.tests,
+                                ferry_records::format_time(c.deployed_at)
+                                    .get(5..16)
+                                    .unwrap_or_default(),
+                            ),
+                        });
+                    }
+                    line
+                })
+                .collect();
+            let rows: Vec<Vec<&str>> = cells
+                .iter()
+                .map(|r| r.iter().map(String::as_str).collect())
+                .collect();
+            print!("{}", columns(&header, &rows));
+            println!(
+                "(commit, tests, deployed at UTC; ≠: another package than in the stage to its left; -: not deployed)"
+            );
+            for s in &statuses {
+                match (&s.error, &s.release) {
+                    (Some(e), _) => println!("{}: could not be read: {e}", s.name),
+                    (None, Some(r)) => println!("{}: newest release {r}", s.name),
+                    (None, None) => println!("{}: no releases", s.name),
+                }
+            }
+        }
+    }
+    if statuses.iter().any(|s| s.error.is_some()) {
+        anyhow::bail!("some stages could not be read (see above)");
+    }
+    Ok(())
+}
+
+/// After a review: the pending release kept for `approve`, the reports written, the review
+/// printed.
+pub(crate) async fn finish_review(
+    run: &Run<'_>,
+    info: ReleaseInfo,
+    report: &DeployReport,
+) -> anyhow::Result<()> {
+    let (ws, stage) = (run.ws, run.stage);
+    let Some(pending) = ferry_deploy::release::pending_release(ws, stage, info, report) else {
+        println!("review: nothing would change in stage `{}`", stage.name);
+        return Ok(());
+    };
+    let store = store_of(run).with_context(|| {
+        format!(
+            "stage `{}` has no artifact-bucket, where a review is kept for its approval; set one in ferry.toml",
+            stage.name
+        )
+    })?;
+    store
+        .put_pending(&pending)
+        .await
+        .context("failed to keep the review for its approval")?;
+    let md = crate::ui::mask(&ferry_releases::review::markdown(
+        &stage.name,
+        &pending.id,
+        &pending.reviews,
+    ));
+    let json = crate::ui::mask(
+        &serde_json::to_string_pretty(&serde_json::json!({
+            "stage": stage.name,
+            "release": pending.id,
+            "kind": pending.kind,
+            "from": pending.from,
+            "reviews": pending.reviews,
+        }))
+        .expect("serialisable"),
+    );
+    let layout = ws.layout();
+    for (ext, text) in [("md", &md), ("json", &json)] {
+        let path = layout.review_report(&stage.id, &pending.id, ext);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("failed to create {}", dir.display()))?;
+        }
+        std::fs::write(&path, text)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+    }
+    println!();
+    print!("{md}");
+    println!();
+    println!(
+        "review: {} (reports: {}); approve with `{} approve {} {}`",
+        pending.id,
+        layout.review_report(&stage.id, &pending.id, "md").display(),
+        run.ctx.app.name,
+        stage.name,
+        pending.id
+    );
+    Ok(())
+}
+
+pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> anyhow::Result<()> {
+    let clock = Clock::start();
+    let ws = ctx.workspace()?;
+    let stage = ws.stage(&args.stage)?;
+    if !ferry_releases::valid_id(&args.release) {
+        anyhow::bail!(ferry_releases::ReleaseError::BadId {
+            id: args.release.clone()
+        });
+    }
+    runtime()?.block_on(async {
+        let session = Session::open(ctx, &stage).await?;
+        let builds = args.run.test.then(|| start_builds(ws, &[], clock));
+        let run = session.run(ctx, &stage, clock, builds.as_ref());
+        let store = store_of(&run).with_context(|| {
+            format!(
+                "stage `{}` keeps no reviews (no artifact-bucket): nothing to approve",
+                stage.name
+            )
+        })?;
+        session
+            .locked("approve", &args.run, approve_locked(args, &run, &store))
+            .await
+    })
+}
+
+/// The approval itself, while the stage's lock is held.
+async fn approve_locked(
+    args: &ApproveArgs,
+    run: &Run<'_>,
+    store: &ReleaseStore,
+) -> anyhow::Result<()> {
+    let (ctx, ws, stage, clock) = (run.ctx, run.ws, run.stage, run.clock);
+    let dir = ws.layout().package();
+    let target = StageTarget {
+        ws,
+        stage,
+        config: &run.aws.config,
+        local: ctx.local,
+        dir: &dir,
+    };
+    let plan = ferry_deploy::release::prepare_approval(&target, store, &args.release)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot approve `{}` in stage `{}`",
+                args.release, stage.name
+            )
+        })?;
+    let current = run
+        .records
+        .read_all()
+        .await
+        .context("failed to read the stage's deployment records")?;
+    let head = ferry_deploy::head_commit(ws, &CiContext::from_env());
+    let id = ferry_releases::new_id(now_ms(), &head);
+    let by = run.aws.identity.arn.clone();
+    clock.say(&format!("approved by {by}: review {}", args.release));
+    let other_stages = ctx.other_stages(stage).await?;
+    let stored = Stored {
+        prepared: Some(&plan.prepared),
+        selection: &plan.selection,
+        previous: &current,
+        release: &id,
+        archives: None,
+        other_stages: &other_stages,
+        fixed: Some(&plan.parameters),
+    };
+    let report = deploy_stored(run, &stored, &options(ctx, &args.run, false)).await;
+    print_summary(ws, stage, &report, 0, clock)?;
+    let approval = ferry_releases::Approval {
+        review: args.release.clone(),
+        by: by.clone(),
+        at: ferry_records::now_secs(),
+        release: id.clone(),
+    };
+    let mut pending = plan.pending;
+    pending.approved = Some(approval.clone());
+    store
+        .put_pending(&pending)
+        .await
+        .context("failed to mark the review approved")?;
+    let info = ReleaseInfo {
+        id,
+        kind: pending.kind,
+        commit: head,
+        by: Some(by),
+        from: pending.from.clone(),
+        restores: None,
+        gate_override: None,
+        approval: Some(approval),
+    };
+    let release = finish_release(run, info, args.run.test).await?;
+    let tests = args.run.test.then(|| ferry_acceptance::Report {
+        outcomes: report.tests.clone(),
+    });
+    end_of_run(
+        run,
+        "approval",
+        &report,
+        tests.as_ref(),
+        release.as_ref(),
+        args.run.concurrency,
+    )
+    .await
+}

@@ -1,0 +1,886 @@
+//! Releases: what each run left in a stage (kept in its artifact bucket), and the runs that
+//! deploy stored packages again: `promote` (another stage's passed packages, through the gate)
+//! and `rollback` (an earlier release of the same stage). Both put the stored packages together
+//! into a [`Prepared`] package and deploy it with [`deploy_selection`](crate::deploy_selection),
+//! so outputs, dependents, records and tests work as in a deploy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use aws_config::SdkConfig;
+use ferry_manifest::{ServiceKind, Stage, Workspace};
+use ferry_package::{PackageManifest, ServicePackage};
+use ferry_plan::Plan;
+use ferry_records::{Record, RecordStore};
+use ferry_releases::{
+    Candidate, GateOverride, GateRefusal, Passed, Release, ReleaseKind, ReleaseStore, TargetError,
+};
+
+use crate::prepare::{Origin, ensure_local_bucket, stage_bucket};
+use crate::{PrepareError, Prepared, Selection};
+
+/// Why a release could not be read, written, or deployed again.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReleaseRunError {
+    #[error(transparent)]
+    Releases(#[from] ferry_releases::ReleaseError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Records(#[from] ferry_records::RecordError),
+    #[error(transparent)]
+    Stored(Box<ferry_package::UploadError>),
+    #[error(transparent)]
+    Prepare(Box<PrepareError>),
+    #[error(
+        "stage `{stage}` keeps no releases: it has no artifact bucket; set `artifact-bucket` under [stages.{stage}] in ferry.toml (releases and packages are kept there)"
+    )]
+    NoBucket { stage: String },
+    #[error(
+        "{service}: its record in stage `{stage}` names no stored package (it was deployed by an older Ferry, or while the stage had no artifact bucket); deploy it to `{stage}` again to store one"
+    )]
+    NotStored { service: String, stage: String },
+    #[error(
+        "{service}: the stored package {key} is not the one its record in `{stage}` names (fingerprint {got}, record {expected}); nothing was deployed"
+    )]
+    PackageDiffers {
+        service: String,
+        stage: String,
+        key: String,
+        expected: String,
+        got: String,
+    },
+    #[error(
+        "stage `{stage}` has no promote-from; set `promote-from = \"{from}\"` under [stages.{stage}] in ferry.toml to take packages from `{from}`"
+    )]
+    NoPromoteFrom { stage: String, from: String },
+    #[error(
+        "stage `{stage}` promotes from `{configured}`, not `{from}` (its promote-from in ferry.toml)"
+    )]
+    OtherSource {
+        stage: String,
+        configured: String,
+        from: String,
+    },
+    #[error(
+        "{} service(s) did not pass in `{from}`, so `{stage}` refuses them; nothing was deployed:\n  {}\n(test them in `{from}` first, or name the others with --service{})",
+        .refused.len(),
+        .refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "),
+        if *.overridable { "; `--override-gate \"<reason>\"` deploys anyway and records who and why" } else { "" }
+    )]
+    Gate {
+        stage: String,
+        from: String,
+        refused: Vec<GateRefusal>,
+        overridable: bool,
+    },
+    #[error(
+        "{} was deployed to `{from}` from a tree with uncommitted changes; protected stage `{stage}` takes only packages of a commit: commit, deploy and test in `{from}`, then promote",
+        .services.join(", ")
+    )]
+    Dirty {
+        stage: String,
+        from: String,
+        services: Vec<String>,
+    },
+    #[error(
+        "{} not in this repository's configuration any more; check out a commit that has {} to deploy {} again",
+        .services.join(", "),
+        if .services.len() == 1 { "it" } else { "them" },
+        if .services.len() == 1 { "it" } else { "them" }
+    )]
+    Gone { services: Vec<String> },
+    #[error(
+        "stage `{stage}` has no review `{id}` waiting for approval (`deploy {stage} --review` or `promote … {stage} --review` makes one; a review of another stage is kept with that stage)"
+    )]
+    NoReview { stage: String, id: String },
+    #[error(
+        "review `{id}` was approved already, by {by} at {at} UTC (release {release}); review again to deploy what changed since"
+    )]
+    AlreadyApproved {
+        id: String,
+        by: String,
+        at: String,
+        release: String,
+    },
+    #[error(
+        "review `{id}` of stage `{stage}` is stale: {} changed since the review (another template or parameters, or a stack made or deleted); nothing was deployed; review again",
+        .stacks.join(", ")
+    )]
+    StaleReview {
+        id: String,
+        stage: String,
+        stacks: Vec<String>,
+    },
+    #[error(transparent)]
+    Stack(#[from] Box<ferry_stacks::StackError>),
+    #[error("`{service}` is not deployed in `{stage}`; services there: {known}")]
+    UnknownService {
+        service: String,
+        stage: String,
+        known: String,
+    },
+}
+
+impl From<ferry_package::UploadError> for ReleaseRunError {
+    fn from(e: ferry_package::UploadError) -> Self {
+        ReleaseRunError::Stored(Box::new(e))
+    }
+}
+
+impl From<PrepareError> for ReleaseRunError {
+    fn from(e: PrepareError) -> Self {
+        ReleaseRunError::Prepare(Box::new(e))
+    }
+}
+
+/// The stage a promote or rollback deploys to, and where its packages are put together.
+pub struct StageTarget<'a> {
+    pub ws: &'a Workspace,
+    pub stage: &'a Stage,
+    /// The stage's AWS access.
+    pub config: &'a SdkConfig,
+    /// `--local`: the emulator's bucket, created when missing.
+    pub local: bool,
+    /// The local package store (`target/ferry/package`).
+    pub dir: &'a Path,
+}
+
+/// The releases of `stage`, when it has an artifact bucket (with `local`, the emulator's).
+pub fn release_store(
+    ws: &Workspace,
+    stage: &Stage,
+    config: &SdkConfig,
+    local: bool,
+) -> Option<ReleaseStore> {
+    stage_bucket(ws, stage, local).map(|b| {
+        ReleaseStore::new(
+            ferry_package::s3_client(config),
+            &b,
+            &ws.project.name,
+            &stage.id,
+        )
+    })
+}
+
+/// The services of the workspace without acceptance tests.
+pub fn untested(ws: &Workspace) -> BTreeSet<String> {
+    ws.services
+        .iter()
+        .filter(|s| s.acceptance.is_none())
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// What a run says about the release it makes.
+#[derive(Debug, Clone)]
+pub struct ReleaseInfo {
+    pub id: String,
+    pub kind: ReleaseKind,
+    pub commit: String,
+    pub by: Option<String>,
+    pub from: Option<String>,
+    pub restores: Option<String>,
+    pub gate_override: Option<GateOverride>,
+    /// The review this run deploys, when it is an approval.
+    pub approval: Option<ferry_releases::Approval>,
+}
+
+/// Checks that `stage` takes packages from `from` (its `promote-from`), before anything else.
+pub fn check_promote_from(stage: &Stage, from: &str) -> Result<(), ReleaseRunError> {
+    match &stage.config.promote_from {
+        None => Err(ReleaseRunError::NoPromoteFrom {
+            stage: stage.name.clone(),
+            from: from.to_string(),
+        }),
+        Some(c) if c != from => Err(ReleaseRunError::OtherSource {
+            stage: stage.name.clone(),
+            configured: c.clone(),
+            from: from.to_string(),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Writes the release a run made: every record of the stage after it. `None` when the run wrote
+/// no record (nothing deployed) or the stage keeps no bucket.
+pub async fn write_release(
+    ws: &Workspace,
+    stage: &Stage,
+    records: &RecordStore,
+    store: Option<&ReleaseStore>,
+    info: ReleaseInfo,
+) -> Result<Option<Release>, ReleaseRunError> {
+    let Some(store) = store else {
+        return Ok(None);
+    };
+    let now = records.read_all().await?;
+    let deployed: Vec<String> = now
+        .values()
+        .filter(|r| r.release.as_deref() == Some(info.id.as_str()))
+        .map(|r| r.service.clone())
+        .collect();
+    if deployed.is_empty() {
+        return Ok(None);
+    }
+    let release = Release {
+        format: ferry_releases::FORMAT,
+        id: info.id,
+        project: ws.project.name.clone(),
+        stage: stage.name.clone(),
+        kind: info.kind,
+        commit: info.commit,
+        created_at: ferry_records::now_secs(),
+        by: info.by,
+        from: info.from,
+        restores: info.restores,
+        gate_override: info.gate_override,
+        deployed,
+        untested: untested(ws),
+        services: now,
+        approval: info.approval,
+    };
+    store.put(&release).await?;
+    Ok(Some(release))
+}
+
+/// Puts acceptance outcomes marked on `marked` records into the stage's newest release (the
+/// one that holds those deploys), so that rollback knows which releases passed.
+pub async fn mark_latest(
+    store: Option<&ReleaseStore>,
+    marked: &[Record],
+) -> Result<(), ReleaseRunError> {
+    let Some(store) = store else {
+        return Ok(());
+    };
+    if marked.is_empty() {
+        return Ok(());
+    }
+    let Some(id) = store.ids().await?.into_iter().next() else {
+        return Ok(());
+    };
+    let Some(mut latest) = store.get(&id).await? else {
+        return Ok(());
+    };
+    let mut changed = false;
+    for r in marked {
+        changed |= latest.mark(r);
+    }
+    if changed {
+        store.put(&latest).await?;
+    }
+    Ok(())
+}
+
+/// Where stored packages are read from: a stage's artifact bucket.
+#[derive(Debug, Clone)]
+pub struct StoredPackages {
+    pub s3: aws_sdk_s3::Client,
+    pub bucket: String,
+    /// The stage they were recorded in (for messages).
+    pub stage: String,
+}
+
+/// Puts the stored packages `records` name together into a package for `target`: each package
+/// entry fetched from `from`, checked against the record's fingerprint, its template and files
+/// kept in the local package store, and everything put in the target stage's bucket where it is
+/// missing (archives fetched from `from` and checked by hash first when the buckets differ).
+/// With `compile_per_stage`, Serverless Framework services are left out: they are compiled for
+/// the target stage when they deploy.
+pub async fn stored_package(
+    target: &StageTarget<'_>,
+    from: &StoredPackages,
+    records: &BTreeMap<String, &Record>,
+    compile_per_stage: bool,
+) -> Result<Prepared, ReleaseRunError> {
+    let StageTarget {
+        ws,
+        stage,
+        config,
+        local,
+        dir,
+    } = *target;
+    let bucket = stage_bucket(ws, stage, local).ok_or_else(|| ReleaseRunError::NoBucket {
+        stage: stage.name.clone(),
+    })?;
+    let s3 = ferry_package::s3_client(config);
+    if local {
+        ensure_local_bucket(&s3, &bucket).await?;
+    }
+    let mut services = BTreeMap::new();
+    let mut origins = BTreeMap::new();
+    for (name, r) in records {
+        if compile_per_stage && r.kind.as_deref() == Some(ServiceKind::Serverless.as_str()) {
+            continue;
+        }
+        let key = r
+            .package_key
+            .as_deref()
+            .ok_or_else(|| ReleaseRunError::NotStored {
+                service: name.clone(),
+                stage: from.stage.clone(),
+            })?;
+        let sp = ferry_package::fetch_package(
+            &from.s3,
+            &from.bucket,
+            dir,
+            &ws.project.name,
+            name,
+            key,
+            from.bucket != bucket,
+        )
+        .await?;
+        check_fingerprint(name, &from.stage, key, &sp, r)?;
+        origins.insert(
+            name.clone(),
+            Origin {
+                package: r.package.clone().unwrap_or_else(|| r.commit.clone()),
+                commit: r.commit.clone(),
+                dirty: r.dirty,
+            },
+        );
+        services.insert(name.clone(), sp);
+    }
+    let manifest = PackageManifest {
+        format: ferry_package::FORMAT,
+        id: "stored".into(),
+        commit: String::new(),
+        dirty: false,
+        project: ws.project.name.clone(),
+        services,
+    };
+    let names: Vec<String> = manifest.services.keys().cloned().collect();
+    let upload = ferry_package::upload(&s3, &bucket, dir, &manifest, &names).await?;
+    Ok(Prepared {
+        manifest,
+        dir: dir.to_path_buf(),
+        bucket: Some(bucket),
+        upload,
+        s3,
+        input_keys: BTreeMap::new(),
+        origins,
+    })
+}
+
+fn check_fingerprint(
+    service: &str,
+    stage: &str,
+    key: &str,
+    sp: &ServicePackage,
+    r: &Record,
+) -> Result<(), ReleaseRunError> {
+    let got = sp.fingerprint();
+    if got == r.fingerprint() {
+        Ok(())
+    } else {
+        Err(ReleaseRunError::PackageDiffers {
+            service: service.into(),
+            stage: stage.into(),
+            key: key.into(),
+            expected: r.fingerprint().to_string(),
+            got,
+        })
+    }
+}
+
+/// The services a run may touch given the ones that must deploy: those and their dependents
+/// among `within`.
+fn with_dependents(
+    ws: &Workspace,
+    deploy: &BTreeSet<String>,
+    within: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut c = ws
+        .graph()
+        .with_dependents(deploy.iter().map(String::as_str));
+    c.retain(|s| within.contains(s) && ws.service(s).is_some());
+    c
+}
+
+/// A promote, worked out.
+#[derive(Debug)]
+pub struct Promotion {
+    pub selection: Selection,
+    /// Services already at the package that passed: skipped, with why.
+    pub skipped: Vec<(String, String)>,
+    /// The archives compiled-per-stage services must reproduce.
+    pub archives: BTreeMap<String, BTreeMap<String, String>>,
+    /// The packages to deploy; `None` when nothing differs.
+    pub prepared: Option<Prepared>,
+}
+
+/// What a promote takes.
+pub struct PromoteRequest<'a> {
+    /// The source stage and its records (read with its own credentials).
+    pub from: &'a Stage,
+    pub from_records: &'a BTreeMap<String, Record>,
+    /// Where the source stage keeps its packages.
+    pub from_packages: StoredPackages,
+    /// Only these services (all of the source stage's when empty).
+    pub services: &'a [String],
+}
+
+/// Works out a promote of `req.from`'s passed packages to the target stage (whose records are
+/// `current`): checks promote-from, the gate (every selected service passed in the source
+/// stage) and, for a protected stage, that no package came from a dirty tree; skips services
+/// already at their package; fetches and stores the others' packages. Nothing is deployed.
+pub async fn prepare_promote(
+    target: &StageTarget<'_>,
+    current: &BTreeMap<String, Record>,
+    req: &PromoteRequest<'_>,
+) -> Result<Promotion, ReleaseRunError> {
+    let (ws, stage) = (target.ws, target.stage);
+    let from = &req.from.name;
+    check_promote_from(stage, from)?;
+    let selected: Vec<&Record> = if req.services.is_empty() {
+        req.from_records
+            .values()
+            .filter(|r| ws.service(&r.service).is_some())
+            .collect()
+    } else {
+        req.services
+            .iter()
+            .map(|s| {
+                req.from_records
+                    .get(s)
+                    .ok_or_else(|| ReleaseRunError::UnknownService {
+                        service: s.clone(),
+                        stage: from.clone(),
+                        known: req
+                            .from_records
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let gone: Vec<String> = selected
+        .iter()
+        .filter(|r| ws.service(&r.service).is_none())
+        .map(|r| r.service.clone())
+        .collect();
+    if !gone.is_empty() {
+        return Err(ReleaseRunError::Gone { services: gone });
+    }
+    let untested = untested(ws);
+    let candidates: Vec<Candidate> = selected
+        .iter()
+        .map(|r| Candidate {
+            service: r.service.clone(),
+            // What passed is what goes: the gate checks its tests.
+            fingerprint: Some(r.fingerprint().to_string()),
+        })
+        .collect();
+    let gate = ferry_releases::check_gate(
+        from,
+        req.from_records,
+        &|s| untested.contains(s),
+        &candidates,
+    );
+    if !gate.refused.is_empty() {
+        return Err(ReleaseRunError::Gate {
+            stage: stage.name.clone(),
+            from: from.clone(),
+            refused: gate.refused,
+            overridable: false,
+        });
+    }
+    if stage.config.protected {
+        let dirty: Vec<String> = selected
+            .iter()
+            .filter(|r| r.dirty)
+            .map(|r| r.service.clone())
+            .collect();
+        if !dirty.is_empty() {
+            return Err(ReleaseRunError::Dirty {
+                stage: stage.name.clone(),
+                from: from.clone(),
+                services: dirty,
+            });
+        }
+    }
+    let mut deploy = BTreeSet::new();
+    let mut skipped = Vec::new();
+    for r in &selected {
+        match current.get(&r.service) {
+            Some(c) if ferry_releases::same_package(r, c) => skipped.push((
+                r.service.clone(),
+                format!("already at the package that passed in `{from}`"),
+            )),
+            _ => {
+                deploy.insert(r.service.clone());
+            }
+        }
+    }
+    let within: BTreeSet<String> = selected.iter().map(|r| r.service.clone()).collect();
+    let candidates = with_dependents(ws, &deploy, &within);
+    skipped.retain(|(s, _)| !candidates.contains(s));
+    let why = candidates
+        .iter()
+        .filter(|s| deploy.contains(*s))
+        .map(|s| {
+            let r = &req.from_records[s];
+            (
+                s.clone(),
+                format!(
+                    "passed in `{from}` at {}",
+                    r.commit.get(..12).unwrap_or(&r.commit)
+                ),
+            )
+        })
+        .collect();
+    let prepared = if candidates.is_empty() {
+        None
+    } else {
+        let records: BTreeMap<String, &Record> = candidates
+            .iter()
+            .map(|s| (s.clone(), &req.from_records[s]))
+            .collect();
+        Some(stored_package(target, &req.from_packages, &records, true).await?)
+    };
+    let archives = gate
+        .archives
+        .into_iter()
+        .filter(|(s, _)| candidates.contains(s))
+        .collect();
+    Ok(Promotion {
+        selection: Selection {
+            deploy,
+            candidates,
+            why,
+        },
+        skipped,
+        archives,
+        prepared,
+    })
+}
+
+/// A rollback, worked out.
+#[derive(Debug)]
+pub struct Rollback {
+    /// The release whose packages deploy again.
+    pub target: Release,
+    /// The stage's newest release when the rollback started.
+    pub from: Option<String>,
+    pub selection: Selection,
+    /// Services the stage runs that the target release does not have: left as they are.
+    pub left: Vec<String>,
+    pub prepared: Option<Prepared>,
+}
+
+/// Works out a rollback of the stage `dest` (records `current`) to the release `to` names,
+/// else the newest release before the newest one whose tests passed; with `only`, only those
+/// services. Services that differ deploy; their dependents in the release are checked. Nothing
+/// is deployed.
+pub async fn prepare_rollback(
+    dest: &StageTarget<'_>,
+    store: &ReleaseStore,
+    current: &BTreeMap<String, Record>,
+    to: Option<&str>,
+    only: Option<&BTreeSet<String>>,
+) -> Result<Rollback, ReleaseRunError> {
+    let (ws, stage) = (dest.ws, dest.stage);
+    if let Some(to) = to
+        && !ferry_releases::valid_id(to)
+    {
+        return Err(ferry_releases::ReleaseError::BadId { id: to.into() }.into());
+    }
+    let ids = store.ids().await?;
+    let newest = ids.first().cloned();
+    // Load newest first, only as far as the target.
+    let mut loaded = Vec::new();
+    let mut target = None;
+    let mut last_err = TargetError::NoReleases {
+        stage: stage.name.clone(),
+    };
+    for id in &ids {
+        if let Some(r) = store.get(id).await? {
+            loaded.push(r);
+        }
+        match ferry_releases::rollback_target(&stage.name, &loaded, to) {
+            Ok(r) => {
+                target = Some(r.clone());
+                break;
+            }
+            Err(e @ TargetError::OtherStage { .. }) => return Err(e.into()),
+            Err(e) => last_err = e,
+        }
+    }
+    let Some(target) = target else {
+        return Err(last_err.into());
+    };
+    let mut differs: BTreeSet<String> = ferry_releases::differing(&target.services, current)
+        .into_iter()
+        .collect();
+    if let Some(only) = only {
+        differs.retain(|s| only.contains(s));
+    }
+    let gone: Vec<String> = differs
+        .iter()
+        .filter(|s| ws.service(s).is_none())
+        .cloned()
+        .collect();
+    if !gone.is_empty() {
+        return Err(ReleaseRunError::Gone { services: gone });
+    }
+    let within: BTreeSet<String> = target.services.keys().cloned().collect();
+    let candidates = with_dependents(ws, &differs, &within);
+    let left = current
+        .keys()
+        .filter(|s| !target.services.contains_key(*s) && only.is_none_or(|o| o.contains(*s)))
+        .cloned()
+        .collect();
+    let why = differs
+        .iter()
+        .map(|s| {
+            let r = &target.services[s];
+            (
+                s.clone(),
+                format!(
+                    "back to release {} (commit {})",
+                    target.id,
+                    r.commit.get(..12).unwrap_or(&r.commit)
+                ),
+            )
+        })
+        .collect();
+    let prepared = if candidates.is_empty() {
+        None
+    } else {
+        let from = StoredPackages {
+            s3: ferry_package::s3_client(dest.config),
+            bucket: store.bucket().to_string(),
+            stage: stage.name.clone(),
+        };
+        let records: BTreeMap<String, &Record> = candidates
+            .iter()
+            .map(|s| (s.clone(), &target.services[s]))
+            .collect();
+        Some(stored_package(dest, &from, &records, false).await?)
+    };
+    Ok(Rollback {
+        from: newest,
+        selection: Selection {
+            deploy: differs,
+            candidates,
+            why,
+        },
+        left,
+        prepared,
+        target,
+    })
+}
+
+/// The services a deploy of `plan` would change in a stage with `promote-from`, as the gate
+/// sees them: every service the plan deploys, and every checked service whose package differs
+/// from its record (`current`). Serverless Framework services have no package before they
+/// compile: their archives are compared afterwards.
+pub fn gate_candidates(
+    ws: &Workspace,
+    plan: &Plan,
+    prepared: Option<&Prepared>,
+    current: &BTreeMap<String, Record>,
+) -> Vec<Candidate> {
+    let must: BTreeSet<&str> = plan.order.iter().map(String::as_str).collect();
+    crate::candidates(ws, plan)
+        .into_iter()
+        .filter_map(|name| {
+            let kind = ws.service(&name)?.kind;
+            let fingerprint = if kind == ServiceKind::Serverless {
+                None
+            } else {
+                Some(
+                    prepared
+                        .and_then(|p| p.manifest.services.get(&name))
+                        .map(ServicePackage::fingerprint)?,
+                )
+            };
+            let changes = must.contains(name.as_str())
+                || match (&fingerprint, current.get(&name)) {
+                    (Some(fp), Some(r)) => fp != r.fingerprint(),
+                    (None, _) => true,
+                    (_, None) => true,
+                };
+            changes.then_some(Candidate {
+                service: name,
+                fingerprint,
+            })
+        })
+        .collect()
+}
+
+/// The error of a deploy to `stage` that the gate of `from` refused (`--override-gate` goes past
+/// it).
+pub fn gate_error(stage: &Stage, from: &str, passed: Passed) -> ReleaseRunError {
+    ReleaseRunError::Gate {
+        stage: stage.name.clone(),
+        from: from.to_string(),
+        refused: passed.refused,
+        overridable: true,
+    }
+}
+
+/// An approval, worked out: the review it deploys and how.
+#[derive(Debug)]
+pub struct ApprovalPlan {
+    pub pending: ferry_releases::PendingRelease,
+    pub selection: Selection,
+    /// The reviewed packages, put together for the stage.
+    pub prepared: Prepared,
+    /// The reviewed parameters, by service.
+    pub parameters: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Works out the approval of review `id` of the stage `dest`: refused when there is no such
+/// review in this stage, when it was approved already, or when a reviewed stack changed since
+/// the review (another template or parameters, or it appeared or went). Nothing is deployed.
+pub async fn prepare_approval(
+    dest: &StageTarget<'_>,
+    store: &ReleaseStore,
+    id: &str,
+) -> Result<ApprovalPlan, ReleaseRunError> {
+    let stage = dest.stage;
+    let Some(pending) = store.get_pending(id).await? else {
+        return Err(ReleaseRunError::NoReview {
+            stage: stage.name.clone(),
+            id: id.to_string(),
+        });
+    };
+    if pending.stage != stage.name {
+        return Err(TargetError::OtherStage {
+            id: id.to_string(),
+            owner: pending.stage.clone(),
+            stage: stage.name.clone(),
+        }
+        .into());
+    }
+    if let Some(a) = &pending.approved {
+        return Err(ReleaseRunError::AlreadyApproved {
+            id: id.to_string(),
+            by: a.by.clone(),
+            at: ferry_records::format_time(a.at),
+            release: a.release.clone(),
+        });
+    }
+    let engine = ferry_stacks::Engine::for_config(dest.config, Default::default());
+    let mut changed = Vec::new();
+    for (service, reviewed) in &pending.services {
+        let stack = dest.ws.stack_name(service, stage);
+        let now = match engine.describe(&stack).await.map_err(Box::new)? {
+            None => None,
+            Some(c) => {
+                let body = engine
+                    .template(&stack)
+                    .await
+                    .map_err(Box::new)?
+                    .unwrap_or_default();
+                Some(ferry_releases::StackState {
+                    id: c.id,
+                    template_sha256: ferry_records::sha256_hex(body.as_bytes()),
+                    parameters_hash: ferry_records::parameters_hash(&c.parameters),
+                })
+            }
+        };
+        if now != reviewed.stack {
+            changed.push(stack);
+        }
+    }
+    if !changed.is_empty() {
+        return Err(ReleaseRunError::StaleReview {
+            id: id.to_string(),
+            stage: stage.name.clone(),
+            stacks: changed,
+        });
+    }
+    let gone: Vec<String> = pending
+        .services
+        .keys()
+        .filter(|s| dest.ws.service(s).is_none())
+        .cloned()
+        .collect();
+    if !gone.is_empty() {
+        return Err(ReleaseRunError::Gone { services: gone });
+    }
+    let records: BTreeMap<String, Record> = pending
+        .services
+        .iter()
+        .map(|(s, r)| {
+            (
+                s.clone(),
+                Record {
+                    service: s.clone(),
+                    template_hash: r.fingerprint.clone(),
+                    package_fingerprint: Some(r.fingerprint.clone()),
+                    package_key: Some(r.package_key.clone()),
+                    package: Some(r.package.clone()),
+                    commit: r.commit.clone(),
+                    dirty: r.dirty,
+                    kind: r.kind.clone(),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    let from = StoredPackages {
+        s3: ferry_package::s3_client(dest.config),
+        bucket: store.bucket().to_string(),
+        stage: stage.name.clone(),
+    };
+    let refs: BTreeMap<String, &Record> = records.iter().map(|(k, v)| (k.clone(), v)).collect();
+    let prepared = stored_package(dest, &from, &refs, false).await?;
+    let names: BTreeSet<String> = pending.services.keys().cloned().collect();
+    // Parameters that needed outputs of what the review also deploys resolve as in a deploy.
+    let parameters = pending
+        .services
+        .iter()
+        .filter(|(_, r)| !r.resolve_when_approved)
+        .map(|(s, r)| (s.clone(), r.parameters.clone()))
+        .collect();
+    Ok(ApprovalPlan {
+        selection: Selection {
+            why: names
+                .iter()
+                .map(|s| (s.clone(), format!("approved review {id}")))
+                .collect(),
+            deploy: names.clone(),
+            candidates: names,
+        },
+        prepared,
+        parameters,
+        pending,
+    })
+}
+
+/// A review of a run: what it would change and exactly what it would deploy, kept as a pending
+/// release for `approve`. `None` when nothing would change.
+pub fn pending_release(
+    ws: &Workspace,
+    stage: &Stage,
+    info: ReleaseInfo,
+    report: &crate::DeployReport,
+) -> Option<ferry_releases::PendingRelease> {
+    if report.reviews.is_empty() {
+        return None;
+    }
+    Some(ferry_releases::PendingRelease {
+        format: ferry_releases::FORMAT,
+        id: info.id,
+        project: ws.project.name.clone(),
+        stage: stage.name.clone(),
+        kind: info.kind,
+        commit: info.commit,
+        created_at: ferry_records::now_secs(),
+        by: info.by,
+        from: info.from,
+        services: report
+            .reviews
+            .iter()
+            .map(|(s, (_, r))| (s.clone(), r.clone()))
+            .collect(),
+        reviews: report.reviews.values().map(|(r, _)| r.clone()).collect(),
+        approved: None,
+    })
+}

@@ -1,0 +1,316 @@
+#![doc = include_str!("../README.md")]
+
+mod gate;
+pub mod review;
+mod status;
+mod store;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferry_records::Record;
+use serde::{Deserialize, Serialize};
+
+pub use gate::{Candidate, GateRefusal, Passed, check_gate};
+pub use status::{Cell, Matrix, Row, Tests, matrix, same_package};
+pub use store::{ReleaseError, ReleaseStore};
+
+/// The format of a stored release.
+pub const FORMAT: u32 = 1;
+
+/// What made a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseKind {
+    Deploy,
+    Promote,
+    Rollback,
+}
+
+impl std::fmt::Display for ReleaseKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReleaseKind::Deploy => "deploy",
+            ReleaseKind::Promote => "promote",
+            ReleaseKind::Rollback => "rollback",
+        })
+    }
+}
+
+/// A deploy that went past the promote gate: who, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateOverride {
+    /// The caller's identity (an ARN).
+    pub by: String,
+    pub reason: String,
+    /// The services that had not passed in the source stage.
+    pub services: Vec<String>,
+}
+
+/// What one run left in a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub format: u32,
+    pub id: String,
+    pub project: String,
+    pub stage: String,
+    pub kind: ReleaseKind,
+    /// The commit checked out when it ran.
+    pub commit: String,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+    /// Who ran it (the caller's ARN), when known.
+    #[serde(default)]
+    pub by: Option<String>,
+    /// A promote: the stage it took the packages from. A rollback: the release it went back from.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// A rollback: the release whose packages it deployed again.
+    #[serde(default)]
+    pub restores: Option<String>,
+    #[serde(default)]
+    pub gate_override: Option<GateOverride>,
+    /// The services this run deployed.
+    pub deployed: Vec<String>,
+    /// Services that have no acceptance tests (nothing to wait for).
+    #[serde(default)]
+    pub untested: BTreeSet<String>,
+    /// Every service's record after the run, by service.
+    pub services: BTreeMap<String, Record>,
+    /// The review this run deployed, once approved.
+    #[serde(default)]
+    pub approval: Option<Approval>,
+}
+
+/// Who approved a review, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The pending release (the review) that was approved.
+    pub review: String,
+    /// The approver's identity (an ARN).
+    pub by: String,
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    /// The release that deployed it.
+    pub release: String,
+}
+
+/// The stack of a reviewed service as it was at the review: an approval refuses to go on when
+/// it changed since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackState {
+    pub id: String,
+    /// SHA-256 of the template the stack ran.
+    pub template_sha256: String,
+    /// Hash of its parameters as DescribeStacks showed them.
+    pub parameters_hash: String,
+}
+
+/// One reviewed service: exactly what its approval deploys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reviewed {
+    pub kind: Option<String>,
+    /// The key of its stored package entry, and that package's fingerprint.
+    pub package_key: String,
+    pub fingerprint: String,
+    /// The package id, and the commit it was made from.
+    pub package: String,
+    pub commit: String,
+    pub dirty: bool,
+    /// The parameters to deploy: SecureStrings as `ssm-secure:<name>@<version>` (read again at
+    /// that exact version when approved), every other value as resolved.
+    pub parameters: BTreeMap<String, String>,
+    /// The parameters need outputs of stacks the same review creates or changes: they are
+    /// resolved when approved, after those deploy (`parameters` is empty then).
+    #[serde(default)]
+    pub resolve_when_approved: bool,
+    /// The stack as it was; `None` when it did not exist.
+    pub stack: Option<StackState>,
+}
+
+/// A reviewed run waiting for approval (`deploy --review`, `promote --review`), kept as
+/// `<project>/releases/<stage id>/pending/<id>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRelease {
+    pub format: u32,
+    pub id: String,
+    pub project: String,
+    pub stage: String,
+    /// What the approval's release will be (`deploy` or `promote`).
+    pub kind: ReleaseKind,
+    pub commit: String,
+    pub created_at: u64,
+    /// Who asked for the review.
+    pub by: Option<String>,
+    /// A promote: its source stage.
+    pub from: Option<String>,
+    pub services: BTreeMap<String, Reviewed>,
+    pub reviews: Vec<review::StackReview>,
+    /// Set once, by the approval.
+    pub approved: Option<Approval>,
+}
+
+/// A release id: the time (sortable, UTC to the millisecond) and the commit's first 7 digits,
+/// e.g. `20261202-130512.123-3e18202`.
+pub fn new_id(now_ms: u64, commit: &str) -> String {
+    let time = ferry_records::format_time(now_ms / 1000);
+    let compact: String = time
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == ' ')
+        .collect::<String>()
+        .replace(' ', "-");
+    let short: String = commit.chars().take(7).collect();
+    format!("{compact}.{:03}-{short}", now_ms % 1000)
+}
+
+/// Whether a release id is well formed (so it can name an S3 key and nothing else).
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        && !id.starts_with('.')
+}
+
+impl Release {
+    /// Where its services' tests stand: failed if any failed, else not run if any tested
+    /// service has no outcome, else passed.
+    pub fn tests(&self) -> Tests {
+        let mut failed = Vec::new();
+        let mut pending = Vec::new();
+        for (name, r) in &self.services {
+            match &r.acceptance {
+                Some(a) if a.passed => {}
+                Some(_) => failed.push(name.clone()),
+                None if self.untested.contains(name) => {}
+                None => pending.push(name.clone()),
+            }
+        }
+        if !failed.is_empty() {
+            Tests::Failed(failed)
+        } else if !pending.is_empty() {
+            Tests::NotRun(pending)
+        } else {
+            Tests::Passed
+        }
+    }
+
+    /// Puts a record marked by acceptance tests into the release, when it is the deploy the
+    /// release holds for its service (same stack id and deploy time). Returns whether it did.
+    pub fn mark(&mut self, record: &Record) -> bool {
+        match self.services.get_mut(&record.service) {
+            Some(r)
+                if r.deployed_at == record.deployed_at
+                    && r.stack_id == record.stack_id
+                    && r.acceptance != record.acceptance =>
+            {
+                r.acceptance = record.acceptance.clone();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Why no release can be rolled back to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error(
+        "stage `{stage}` has no release `{to}` (releases: {known}); `status {stage}` lists them"
+    )]
+    Unknown {
+        stage: String,
+        to: String,
+        known: String,
+    },
+    #[error(
+        "stage `{stage}` has no release before `{current}` whose tests passed; name one with --to <release id | commit>"
+    )]
+    NonePassed { stage: String, current: String },
+    #[error("stage `{stage}` has no releases yet: nothing to roll back to")]
+    NoReleases { stage: String },
+    #[error(
+        "release `{id}` belongs to stage `{owner}`, not `{stage}`: the bucket holds it under the wrong stage; name a release of `{stage}`"
+    )]
+    OtherStage {
+        id: String,
+        owner: String,
+        stage: String,
+    },
+}
+
+/// The release a rollback of `stage` deploys: the one `to` names (a release id, or a commit
+/// of at least 7 hex digits: the newest release made at it), else the newest release older than
+/// the newest one whose tests passed. `releases` in any order.
+pub fn rollback_target<'a>(
+    stage: &str,
+    releases: &'a [Release],
+    to: Option<&str>,
+) -> Result<&'a Release, TargetError> {
+    let mut sorted: Vec<&Release> = releases.iter().collect();
+    sorted.sort_by(|a, b| b.id.cmp(&a.id));
+    let Some(current) = sorted.first() else {
+        return Err(TargetError::NoReleases {
+            stage: stage.into(),
+        });
+    };
+    let found = match to {
+        Some(to) => {
+            let by_commit = to.len() >= 7 && to.chars().all(|c| c.is_ascii_hexdigit());
+            sorted
+                .iter()
+                .find(|r| r.id == to || (by_commit && r.commit.starts_with(to)))
+                .copied()
+                .ok_or_else(|| TargetError::Unknown {
+                    stage: stage.into(),
+                    to: to.into(),
+                    known: sorted
+                        .iter()
+                        .take(10)
+                        .map(|r| r.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?
+        }
+        None => sorted
+            .iter()
+            .skip(1)
+            .find(|r| r.tests() == Tests::Passed)
+            .copied()
+            .ok_or_else(|| TargetError::NonePassed {
+                stage: stage.into(),
+                current: current.id.clone(),
+            })?,
+    };
+    if found.stage != stage {
+        return Err(TargetError::OtherStage {
+            id: found.id.clone(),
+            owner: found.stage.clone(),
+            stage: stage.into(),
+        });
+    }
+    Ok(found)
+}
+
+/// The services whose record in `target` names another deploy than `current` holds: another
+/// template (or package) or other parameters, or no record at all. Services only `current` has
+/// are not in it (a rollback leaves them as they are).
+pub fn differing(
+    target: &BTreeMap<String, Record>,
+    current: &BTreeMap<String, Record>,
+) -> Vec<String> {
+    target
+        .iter()
+        .filter(|(name, t)| {
+            current.get(*name).is_none_or(|c| {
+                c.template_hash != t.template_hash
+                    || c.parameters_hash != t.parameters_hash
+                    || c.artifacts != t.artifacts
+            })
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,514 @@
+//! What a deploy would change in one stack, computed from the deployed template and parameters
+//! and the ones that would deploy (as `cdk diff` does), so that it works on the emulator too:
+//! resources added, modified and removed, with replacements and security-sensitive changes
+//! called out, and parameter changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What happens to one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Add,
+    Modify,
+    Remove,
+}
+
+/// Whether a modified resource is replaced (a new physical resource: data in the old one is
+/// gone, names change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "replacement", content = "because")]
+pub enum Replacement {
+    No,
+    /// Replaced because of these properties (or its type).
+    Yes(Vec<String>),
+    /// Replaced depending on values known only when it deploys (CloudFormation's change set).
+    Conditional,
+    /// Ferry's table does not know this type: AWS's change set says (on AWS).
+    Unknown,
+}
+
+/// One resource that changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceChange {
+    pub logical_id: String,
+    pub change: Change,
+    pub resource_type: String,
+    /// For `modify`: the properties (and `DependsOn`, `Condition`, … when they change).
+    #[serde(default)]
+    pub properties: Vec<String>,
+    pub replacement: Replacement,
+    /// `IAM`, `resource policy` or `security group`: a change of who may do what.
+    pub security: Option<String>,
+}
+
+/// One parameter that changes (values as the caller shows them: secrets masked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParameterChange {
+    pub name: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// What a deploy would change in one service's stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackReview {
+    pub service: String,
+    pub stack: String,
+    /// The stack does not exist yet.
+    pub create: bool,
+    pub resources: Vec<ResourceChange>,
+    pub parameters: Vec<ParameterChange>,
+    /// Dependencies this review creates or changes, whose outputs the parameters need: they
+    /// are known only when approved.
+    #[serde(default)]
+    pub parameters_after: Vec<String>,
+}
+
+/// Properties whose change replaces the resource, by type (the common ones of serverless
+/// stacks; from CloudFormation's resource reference, "Update requires: Replacement").
+const REPLACING: &[(&str, &[&str])] = &[
+    (
+        "AWS::DynamoDB::Table",
+        &["TableName", "KeySchema", "LocalSecondaryIndexes"],
+    ),
+    ("AWS::S3::Bucket", &["BucketName", "ObjectLockEnabled"]),
+    ("AWS::SQS::Queue", &["QueueName", "FifoQueue"]),
+    ("AWS::SNS::Topic", &["TopicName", "FifoTopic"]),
+    (
+        "AWS::SNS::Subscription",
+        &["Endpoint", "Protocol", "TopicArn"],
+    ),
+    ("AWS::Lambda::Function", &["FunctionName", "PackageType"]),
+    (
+        "AWS::Lambda::Permission",
+        &[
+            "Action",
+            "FunctionName",
+            "Principal",
+            "SourceArn",
+            "SourceAccount",
+            "EventSourceToken",
+        ],
+    ),
+    (
+        "AWS::Lambda::EventSourceMapping",
+        &["EventSourceArn", "StartingPosition"],
+    ),
+    ("AWS::IAM::Role", &["RoleName", "Path"]),
+    ("AWS::IAM::Policy", &[]),
+    ("AWS::IAM::ManagedPolicy", &["ManagedPolicyName", "Path"]),
+    ("AWS::SSM::Parameter", &["Name"]),
+    ("AWS::Logs::LogGroup", &["LogGroupName"]),
+    ("AWS::ApiGateway::RestApi", &[]),
+    ("AWS::Events::Rule", &["Name", "EventBusName"]),
+    (
+        "AWS::StepFunctions::StateMachine",
+        &["StateMachineName", "StateMachineType"],
+    ),
+    (
+        "AWS::EC2::SecurityGroup",
+        &["GroupDescription", "GroupName", "VpcId"],
+    ),
+    (
+        "AWS::EC2::SecurityGroupIngress",
+        &[
+            "GroupId",
+            "IpProtocol",
+            "FromPort",
+            "ToPort",
+            "CidrIp",
+            "SourceSecurityGroupId",
+        ],
+    ),
+    (
+        "AWS::EC2::SecurityGroupEgress",
+        &[
+            "GroupId",
+            "IpProtocol",
+            "FromPort",
+            "ToPort",
+            "CidrIp",
+            "DestinationSecurityGroupId",
+        ],
+    ),
+    ("AWS::S3::BucketPolicy", &["Bucket"]),
+    ("AWS::SNS::TopicPolicy", &[]),
+    ("AWS::SQS::QueuePolicy", &[]),
+];
+
+/// Why a resource type matters for security, if it does.
+fn security_of(resource_type: &str, properties: &[String]) -> Option<String> {
+    if resource_type.starts_with("AWS::IAM::") {
+        return Some("IAM".into());
+    }
+    if resource_type.starts_with("AWS::EC2::SecurityGroup") {
+        return Some("security group".into());
+    }
+    if matches!(
+        resource_type,
+        "AWS::Lambda::Permission"
+            | "AWS::S3::BucketPolicy"
+            | "AWS::SNS::TopicPolicy"
+            | "AWS::SQS::QueuePolicy"
+            | "AWS::Lambda::LayerVersionPermission"
+    ) {
+        return Some("resource policy".into());
+    }
+    let touches = |p: &str| properties.iter().any(|x| x == p);
+    if touches("Policies") || touches("Role") || touches("ManagedPolicyArns") {
+        return Some("IAM".into());
+    }
+    if touches("SecurityGroupIds") || touches("VpcConfig") {
+        return Some("security group".into());
+    }
+    None
+}
+
+fn resources(template: Option<&Value>) -> BTreeMap<String, &Value> {
+    template
+        .and_then(|t| t.get("Resources"))
+        .and_then(Value::as_object)
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), v)).collect())
+        .unwrap_or_default()
+}
+
+fn type_of(r: &Value) -> String {
+    r.get("Type")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// The resources that change from `before` (the deployed template; `None`: no stack yet) to
+/// `after`, in logical-id order.
+pub fn diff_resources(before: Option<&Value>, after: &Value) -> Vec<ResourceChange> {
+    let (old, new) = (resources(before), resources(Some(after)));
+    let ids: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    let mut out = Vec::new();
+    for id in ids {
+        let change = match (old.get(id), new.get(id)) {
+            (None, Some(n)) => {
+                let t = type_of(n);
+                ResourceChange {
+                    logical_id: id.clone(),
+                    change: Change::Add,
+                    security: security_of(&t, &[]),
+                    resource_type: t,
+                    properties: Vec::new(),
+                    replacement: Replacement::No,
+                }
+            }
+            (Some(o), None) => {
+                let t = type_of(o);
+                ResourceChange {
+                    logical_id: id.clone(),
+                    change: Change::Remove,
+                    security: security_of(&t, &[]),
+                    resource_type: t,
+                    properties: Vec::new(),
+                    replacement: Replacement::No,
+                }
+            }
+            (Some(o), Some(n)) if o != n => {
+                let (ot, nt) = (type_of(o), type_of(n));
+                let mut properties: Vec<String> = Vec::new();
+                let empty = serde_json::Map::new();
+                let props = |v: &Value| -> serde_json::Map<String, Value> {
+                    v.get("Properties")
+                        .and_then(Value::as_object)
+                        .unwrap_or(&empty)
+                        .clone()
+                };
+                let (op, np) = (props(o), props(n));
+                let keys: BTreeSet<&String> = op.keys().chain(np.keys()).collect();
+                for k in keys {
+                    if op.get(k) != np.get(k) {
+                        properties.push(k.clone());
+                    }
+                }
+                for attr in [
+                    "DependsOn",
+                    "Condition",
+                    "DeletionPolicy",
+                    "UpdateReplacePolicy",
+                    "Metadata",
+                ] {
+                    if o.get(attr) != n.get(attr) {
+                        properties.push(attr.to_string());
+                    }
+                }
+                let replacement = if ot != nt {
+                    Replacement::Yes(vec!["Type".into()])
+                } else {
+                    match REPLACING.iter().find(|(t, _)| *t == nt) {
+                        Some((_, replacing)) => {
+                            let why: Vec<String> = properties
+                                .iter()
+                                .filter(|p| replacing.contains(&p.as_str()))
+                                .cloned()
+                                .collect();
+                            if why.is_empty() {
+                                Replacement::No
+                            } else {
+                                Replacement::Yes(why)
+                            }
+                        }
+                        None => Replacement::Unknown,
+                    }
+                };
+                ResourceChange {
+                    logical_id: id.clone(),
+                    change: Change::Modify,
+                    security: security_of(&nt, &properties),
+                    resource_type: nt,
+                    properties,
+                    replacement,
+                }
+            }
+            _ => continue,
+        };
+        out.push(change);
+    }
+    out
+}
+
+/// Adds what a CloudFormation change set says (logical id → `True`, `False`, `Conditional`) to
+/// `changes`: its replacement decides; a resource it changes that the template diff did not show
+/// (a parameter's new value reaching it) is added as modified by its parameters.
+pub fn with_change_set(
+    changes: &mut Vec<ResourceChange>,
+    change_set: &BTreeMap<String, String>,
+    after: &Value,
+) {
+    for (id, replacement) in change_set {
+        let decided = match replacement.as_str() {
+            "True" => Replacement::Yes(vec!["CloudFormation's change set".into()]),
+            "Conditional" => Replacement::Conditional,
+            _ => Replacement::No,
+        };
+        match changes.iter_mut().find(|c| c.logical_id == *id) {
+            Some(c) if c.change == Change::Modify => c.replacement = decided,
+            Some(_) => {}
+            None => {
+                let t = resources(Some(after))
+                    .get(id)
+                    .map(|r| type_of(r))
+                    .unwrap_or_else(|| "?".into());
+                changes.push(ResourceChange {
+                    logical_id: id.clone(),
+                    change: Change::Modify,
+                    security: security_of(&t, &[]),
+                    resource_type: t,
+                    properties: vec!["(through its parameters)".into()],
+                    replacement: decided,
+                });
+            }
+        }
+    }
+    changes.sort_by(|a, b| a.logical_id.cmp(&b.logical_id));
+}
+
+/// The parameters that change from `before` to `after` (values as given: mask them first).
+pub fn diff_parameters(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> Vec<ParameterChange> {
+    let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    names
+        .into_iter()
+        .filter(|n| before.get(*n) != after.get(*n))
+        .map(|n| ParameterChange {
+            name: n.clone(),
+            before: before.get(n).cloned(),
+            after: after.get(n).cloned(),
+        })
+        .collect()
+}
+
+/// The review as Markdown: what a pull-request comment or a CodePipeline approval shows.
+pub fn markdown(stage: &str, release: &str, reviews: &[StackReview]) -> String {
+    let mut md = format!("## Ferry review: stage `{stage}`, release `{release}`\n\n");
+    if reviews.is_empty() {
+        md.push_str("Nothing would change.\n");
+        return md;
+    }
+    let replaced: usize = reviews
+        .iter()
+        .flat_map(|r| &r.resources)
+        .filter(|c| matches!(c.replacement, Replacement::Yes(_)))
+        .count();
+    let security: usize = reviews
+        .iter()
+        .flat_map(|r| &r.resources)
+        .filter(|c| c.security.is_some())
+        .count();
+    md.push_str(&format!(
+        "{} stack(s) change; {replaced} resource replacement(s); {security} security-sensitive change(s).\n\nApprove with `approve {stage} {release}`.\n",
+        reviews.len()
+    ));
+    for r in reviews {
+        md.push_str(&format!(
+            "\n### {} (`{}`{})\n\n",
+            r.service,
+            r.stack,
+            if r.create { ", new stack" } else { "" }
+        ));
+        if r.resources.is_empty() {
+            md.push_str("No resource changes.\n");
+        } else {
+            md.push_str(
+                "| change | resource | type | replacement | note |\n|---|---|---|---|---|\n",
+            );
+            for c in &r.resources {
+                let change = match c.change {
+                    Change::Add => "add",
+                    Change::Modify => "modify",
+                    Change::Remove => "**remove**",
+                };
+                let replacement = match &c.replacement {
+                    Replacement::No => "no".to_string(),
+                    Replacement::Yes(why) => format!("**yes** ({})", why.join(", ")),
+                    Replacement::Conditional => "conditional".to_string(),
+                    Replacement::Unknown => "unknown".to_string(),
+                };
+                let mut note = Vec::new();
+                if let Some(s) = &c.security {
+                    note.push(format!("**{s}**"));
+                }
+                if !c.properties.is_empty() {
+                    note.push(c.properties.join(", "));
+                }
+                md.push_str(&format!(
+                    "| {change} | {} | {} | {replacement} | {} |\n",
+                    c.logical_id,
+                    c.resource_type,
+                    note.join("; ")
+                ));
+            }
+        }
+        if !r.parameters_after.is_empty() {
+            md.push_str(&format!(
+                "\nParameters come from {}, which this review also changes: resolved when approved.\n",
+                r.parameters_after.join(", ")
+            ));
+        }
+        if !r.parameters.is_empty() {
+            md.push_str("\n| parameter | before | after |\n|---|---|---|\n");
+            for p in &r.parameters {
+                md.push_str(&format!(
+                    "| {} | {} | {} |\n",
+                    p.name,
+                    p.before.as_deref().unwrap_or("(none)"),
+                    p.after.as_deref().unwrap_or("(none)")
+                ));
+            }
+        }
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn adds_modifies_removes_and_calls_out_what_matters() {
+        let before = json!({"Resources": {
+            "Table": {"Type": "AWS::DynamoDB::Table", "Properties": {"TableName": "a", "BillingMode": "PAY_PER_REQUEST"}},
+            "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"Code": {"S3Key": "x"}, "Role": "r1"}},
+            "Old": {"Type": "AWS::SQS::Queue"},
+            "Same": {"Type": "AWS::SNS::Topic"},
+            "Thing": {"Type": "Custom::Thing", "Properties": {"A": 1}}
+        }});
+        let after = json!({"Resources": {
+            "Table": {"Type": "AWS::DynamoDB::Table", "Properties": {"TableName": "b", "BillingMode": "PAY_PER_REQUEST"}},
+            "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"Code": {"S3Key": "y"}, "Role": "r2"}},
+            "Perm": {"Type": "AWS::Lambda::Permission", "Properties": {}},
+            "Same": {"Type": "AWS::SNS::Topic"},
+            "Thing": {"Type": "Custom::Thing", "Properties": {"A": 2}}
+        }});
+        let d = diff_resources(Some(&before), &after);
+        let by = |id: &str| d.iter().find(|c| c.logical_id == id).unwrap().clone();
+        assert_eq!(d.len(), 5, "{d:?}");
+        assert_eq!(
+            by("Table").replacement,
+            Replacement::Yes(vec!["TableName".into()])
+        );
+        assert_eq!(by("Fn").replacement, Replacement::No);
+        assert_eq!(by("Fn").properties, vec!["Code", "Role"]);
+        assert_eq!(by("Fn").security.as_deref(), Some("IAM"));
+        assert_eq!(by("Perm").change, Change::Add);
+        assert_eq!(by("Perm").security.as_deref(), Some("resource policy"));
+        assert_eq!(by("Old").change, Change::Remove);
+        assert_eq!(by("Thing").replacement, Replacement::Unknown);
+        // A new stack: everything is added.
+        assert!(
+            diff_resources(None, &after)
+                .iter()
+                .all(|c| c.change == Change::Add)
+        );
+    }
+
+    #[test]
+    fn parameters_and_markdown() {
+        let before = BTreeMap::from([
+            ("A".to_string(), "1".to_string()),
+            ("S".to_string(), "****".to_string()),
+        ]);
+        let after = BTreeMap::from([
+            ("A".to_string(), "2".to_string()),
+            ("S".to_string(), "****".to_string()),
+            ("B".to_string(), "x".to_string()),
+        ]);
+        let p = diff_parameters(&before, &after);
+        assert_eq!(p.len(), 2);
+        let review = StackReview {
+            service: "api".into(),
+            stack: "shop-api-prod".into(),
+            create: false,
+            resources: diff_resources(
+                Some(
+                    &json!({"Resources": {"T": {"Type": "AWS::DynamoDB::Table", "Properties": {"TableName": "a"}}}}),
+                ),
+                &json!({"Resources": {"T": {"Type": "AWS::DynamoDB::Table", "Properties": {"TableName": "b"}}}}),
+            ),
+            parameters: p,
+            parameters_after: vec![],
+        };
+        let md = markdown("prod", "r1", std::slice::from_ref(&review));
+        // AWS's change set decides replacements, and names what parameters change.
+        let mut with = review.resources.clone();
+        let after = json!({"Resources": {
+            "T": {"Type": "AWS::DynamoDB::Table"},
+            "Fn": {"Type": "AWS::Lambda::Function"}
+        }});
+        with_change_set(
+            &mut with,
+            &BTreeMap::from([
+                ("T".to_string(), "Conditional".to_string()),
+                ("Fn".to_string(), "False".to_string()),
+            ]),
+            &after,
+        );
+        assert_eq!(with[0].logical_id, "Fn");
+        assert_eq!(with[0].properties, vec!["(through its parameters)"]);
+        assert_eq!(with[0].replacement, Replacement::No);
+        assert_eq!(with[1].replacement, Replacement::Conditional);
+        assert!(
+            md.contains("1 stack(s) change; 1 resource replacement(s)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| modify | T | AWS::DynamoDB::Table | **yes** (TableName) | TableName |"),
+            "{md}"
+        );
+        assert!(md.contains("| A | 1 | 2 |"), "{md}");
+        assert!(md.contains("| B | (none) | x |"), "{md}");
+        assert!(md.contains("`approve prod r1`"), "{md}");
+    }
+}

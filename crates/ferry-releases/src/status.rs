@@ -1,0 +1,117 @@
+//! Where every service stands in every stage: the matrix `status` prints.
+
+use std::collections::BTreeMap;
+
+use ferry_records::Record;
+use serde::Serialize;
+
+/// Where a release's (or a service's) acceptance tests stand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "state", content = "services")]
+pub enum Tests {
+    Passed,
+    /// These services' tests failed.
+    Failed(Vec<String>),
+    /// These services' tests have not run since they deployed.
+    NotRun(Vec<String>),
+}
+
+/// One service in one stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cell {
+    pub commit: String,
+    pub dirty: bool,
+    /// The package id it deployed from, when recorded.
+    pub package: Option<String>,
+    /// The fingerprint of what it deployed (template, and the archives it names).
+    pub template_hash: String,
+    /// Seconds since the Unix epoch.
+    pub deployed_at: u64,
+    /// `passed`, `failed`, `not-run`, or `none` (the service has no acceptance tests).
+    pub tests: &'static str,
+    pub release: Option<String>,
+    /// Whether it runs the same package as in the stage before it in the matrix (`None` in the
+    /// first stage, or when the stage before has no record of it).
+    pub same_as_previous: Option<bool>,
+}
+
+/// One service across the stages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Row {
+    pub service: String,
+    /// Stage → its cell, `None` where the service is not deployed.
+    pub stages: BTreeMap<String, Option<Cell>>,
+}
+
+/// Services × stages, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Matrix {
+    pub stages: Vec<String>,
+    pub services: Vec<Row>,
+}
+
+fn tests_of(r: &Record, untested: bool) -> &'static str {
+    match &r.acceptance {
+        Some(a) if a.passed => "passed",
+        Some(_) => "failed",
+        None if untested => "none",
+        None => "not-run",
+    }
+}
+
+/// Whether two stages run the same package of a service: the same template and archives, or
+/// for a service compiled per stage (whose templates differ by stage), the same archives.
+pub fn same_package(a: &Record, b: &Record) -> bool {
+    let per_stage = a.kind.as_deref() == Some("serverless");
+    (per_stage || a.fingerprint() == b.fingerprint()) && a.artifacts == b.artifacts
+}
+
+/// The matrix of `services` (plus any service only a record names) × `stages` (name and records,
+/// in promotion order).
+pub fn matrix(
+    stages: &[(String, BTreeMap<String, Record>)],
+    services: &[String],
+    untested: &dyn Fn(&str) -> bool,
+) -> Matrix {
+    let mut names: Vec<String> = services.to_vec();
+    for (_, records) in stages {
+        for name in records.keys() {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    let rows = names
+        .into_iter()
+        .map(|service| {
+            let mut cells = BTreeMap::new();
+            let mut previous: Option<Option<&Record>> = None;
+            for (stage, records) in stages {
+                let r = records.get(&service);
+                let cell = r.map(|r| Cell {
+                    commit: r.commit.clone(),
+                    dirty: r.dirty,
+                    package: r.package.clone(),
+                    template_hash: r.template_hash.clone(),
+                    deployed_at: r.deployed_at,
+                    tests: tests_of(r, untested(&service)),
+                    release: r.release.clone(),
+                    same_as_previous: match previous {
+                        Some(Some(p)) => Some(same_package(p, r)),
+                        _ => None,
+                    },
+                });
+                cells.insert(stage.clone(), cell);
+                previous = Some(r);
+            }
+            Row {
+                service,
+                stages: cells,
+            }
+        })
+        .collect();
+    Matrix {
+        stages: stages.iter().map(|(s, _)| s.clone()).collect(),
+        services: rows,
+    }
+}

@@ -1,0 +1,199 @@
+//! Releases in the stage's artifact bucket: `<project>/releases/<stage id>/<release id>.json`.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{PendingRelease, Release, valid_id};
+
+/// Why releases could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    #[error("s3://{bucket}/{key}: {op} failed: {message}")]
+    S3 {
+        op: &'static str,
+        bucket: String,
+        key: String,
+        message: String,
+    },
+    #[error(
+        "s3://{bucket}/{key} is not a release Ferry can read ({reason}); delete it, or upgrade Ferry if a newer version wrote it"
+    )]
+    Corrupt {
+        bucket: String,
+        key: String,
+        reason: String,
+    },
+    #[error(
+        "`{id}` is not a release id (letters, digits, '-', '.' and '_', such as 20261202-130512.123-3e18202); `status` lists a stage's releases"
+    )]
+    BadId { id: String },
+}
+
+/// The releases of one stage.
+#[derive(Debug, Clone)]
+pub struct ReleaseStore {
+    s3: Client,
+    bucket: String,
+    /// Ends with `/`.
+    prefix: String,
+}
+
+impl ReleaseStore {
+    /// The releases of the stage with id `stage_id` of `project`, in `bucket`.
+    pub fn new(s3: Client, bucket: &str, project: &str, stage_id: &str) -> ReleaseStore {
+        ReleaseStore {
+            s3,
+            bucket: bucket.to_string(),
+            prefix: format!("{project}/releases/{stage_id}/"),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn key(&self, id: &str) -> String {
+        format!("{}{id}.json", self.prefix)
+    }
+
+    fn pending_key(&self, id: &str) -> String {
+        format!("{}pending/{id}.json", self.prefix)
+    }
+
+    /// Writes (replaces) a release.
+    pub async fn put(&self, release: &Release) -> Result<(), ReleaseError> {
+        self.put_json(self.key(&release.id), release).await
+    }
+
+    /// Writes (replaces) a pending release (a review).
+    pub async fn put_pending(&self, pending: &PendingRelease) -> Result<(), ReleaseError> {
+        self.put_json(self.pending_key(&pending.id), pending).await
+    }
+
+    /// A pending release by id; `None` when there is none.
+    pub async fn get_pending(&self, id: &str) -> Result<Option<PendingRelease>, ReleaseError> {
+        if !valid_id(id) {
+            return Err(ReleaseError::BadId { id: id.into() });
+        }
+        self.get_json(self.pending_key(id)).await
+    }
+
+    async fn put_json(&self, key: String, value: &impl Serialize) -> Result<(), ReleaseError> {
+        let body = serde_json::to_vec_pretty(value).expect("a release serialises");
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| ReleaseError::S3 {
+                op: "PutObject",
+                bucket: self.bucket.clone(),
+                key,
+                message: ferry_aws::explain("PutObject", &e).to_string(),
+            })?;
+        Ok(())
+    }
+
+    /// A release by id; `None` when there is none.
+    pub async fn get(&self, id: &str) -> Result<Option<Release>, ReleaseError> {
+        if !valid_id(id) {
+            return Err(ReleaseError::BadId { id: id.into() });
+        }
+        self.get_json(self.key(id)).await
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, key: String) -> Result<Option<T>, ReleaseError> {
+        let out = match self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(ReleaseError::S3 {
+                    op: "GetObject",
+                    bucket: self.bucket.clone(),
+                    key,
+                    message: ferry_aws::explain("GetObject", &e).to_string(),
+                });
+            }
+        };
+        let bytes = out.body.collect().await.map_err(|e| ReleaseError::S3 {
+            op: "GetObject",
+            bucket: self.bucket.clone(),
+            key: key.clone(),
+            message: e.to_string(),
+        })?;
+        serde_json::from_slice(&bytes.into_bytes())
+            .map(Some)
+            .map_err(|e| ReleaseError::Corrupt {
+                bucket: self.bucket.clone(),
+                key,
+                reason: e.to_string(),
+            })
+    }
+
+    /// The ids of every release, newest first. A stage without a bucket yet has none.
+    pub async fn ids(&self) -> Result<Vec<String>, ReleaseError> {
+        let mut ids = Vec::new();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(p) => p,
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_bucket()) => {
+                    return Ok(Vec::new());
+                }
+                Err(e) => {
+                    return Err(ReleaseError::S3 {
+                        op: "ListObjectsV2",
+                        bucket: self.bucket.clone(),
+                        key: self.prefix.clone(),
+                        message: ferry_aws::explain("ListObjectsV2", &e).to_string(),
+                    });
+                }
+            };
+            for o in page.contents() {
+                if let Some(id) = o
+                    .key()
+                    .and_then(|k| k.strip_prefix(&self.prefix))
+                    .and_then(|k| k.strip_suffix(".json"))
+                    .filter(|id| valid_id(id))
+                {
+                    ids.push(id.to_string());
+                }
+            }
+        }
+        ids.sort_by(|a, b| b.cmp(a));
+        Ok(ids)
+    }
+
+    /// The newest `limit` releases, newest first.
+    pub async fn recent(&self, limit: usize) -> Result<Vec<Release>, ReleaseError> {
+        let mut out = Vec::new();
+        for id in self.ids().await?.into_iter().take(limit) {
+            if let Some(r) = self.get(&id).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,211 @@
+use super::*;
+use ferry_records::Acceptance;
+
+fn record(service: &str, template: &str, passed: Option<bool>) -> Record {
+    Record {
+        service: service.into(),
+        stage: Some("prod".into()),
+        stack: format!("shop-{service}-prod"),
+        commit: "3e18202aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into(),
+        template_hash: template.into(),
+        parameters_hash: "p".into(),
+        deployed_at: 10,
+        acceptance: passed.map(|passed| Acceptance { passed, at: 11 }),
+        stack_id: Some(format!("arn:{service}")),
+        ..Default::default()
+    }
+}
+
+fn release(id: &str, commit: &str, services: &[(&str, &str, Option<bool>)]) -> Release {
+    Release {
+        format: FORMAT,
+        id: id.into(),
+        project: "shop".into(),
+        stage: "prod".into(),
+        kind: ReleaseKind::Deploy,
+        commit: commit.into(),
+        created_at: 1,
+        by: None,
+        from: None,
+        restores: None,
+        gate_override: None,
+        deployed: vec![],
+        untested: ["web".to_string()].into(),
+        services: services
+            .iter()
+            .map(|(s, t, p)| (s.to_string(), record(s, t, *p)))
+            .collect(),
+        approval: None,
+    }
+}
+
+#[test]
+fn ids_sort_by_time_and_name_the_commit() {
+    let id = new_id(1_795_312_984_123, "3e18202deadbeef");
+    assert_eq!(id, "20261122-020304.123-3e18202");
+    assert!(valid_id(&id));
+    assert!(new_id(1_795_312_984_124, "0") > id);
+    for bad in ["", "../x", "a/b", ".hidden", "x y", &"a".repeat(65)] {
+        assert!(!valid_id(bad), "{bad:?} must be refused");
+    }
+}
+
+#[test]
+fn a_release_passes_when_every_tested_service_passed() {
+    let r = release("1", "c", &[("api", "t", Some(true)), ("web", "t", None)]);
+    assert_eq!(r.tests(), Tests::Passed);
+    let r = release("1", "c", &[("api", "t", Some(false)), ("db", "t", None)]);
+    assert_eq!(r.tests(), Tests::Failed(vec!["api".into()]));
+    let r = release("1", "c", &[("api", "t", Some(true)), ("db", "t", None)]);
+    assert_eq!(r.tests(), Tests::NotRun(vec!["db".into()]));
+}
+
+#[test]
+fn marks_only_the_deploy_it_holds() {
+    let mut r = release("1", "c", &[("api", "t", None)]);
+    let mut other = record("api", "t", Some(true));
+    other.deployed_at = 99;
+    assert!(
+        !r.mark(&other),
+        "a later deploy's outcome is not this release's"
+    );
+    assert!(r.mark(&record("api", "t", Some(true))));
+    assert_eq!(r.tests(), Tests::Passed);
+    assert!(!r.mark(&record("api", "t", Some(true))), "nothing new");
+}
+
+#[test]
+fn rollback_goes_to_the_newest_older_release_that_passed() {
+    let rs = vec![
+        release("3", "ccccccc1", &[("api", "t3", Some(false))]),
+        release("1", "aaaaaaa1", &[("api", "t1", Some(true))]),
+        release("2", "bbbbbbb1", &[("api", "t2", None)]),
+    ];
+    assert_eq!(rollback_target("prod", &rs, None).unwrap().id, "1");
+    assert_eq!(rollback_target("prod", &rs, Some("2")).unwrap().id, "2");
+    assert_eq!(
+        rollback_target("prod", &rs, Some("bbbbbbb")).unwrap().id,
+        "2",
+        "a commit names the newest release made at it"
+    );
+    let err = rollback_target("prod", &rs, Some("9")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "stage `prod` has no release `9` (releases: 3, 2, 1); `status prod` lists them"
+    );
+    // The newest release passed: go back to the one before it that passed.
+    let rs = vec![
+        release("2", "b", &[("api", "t2", Some(true))]),
+        release("1", "a", &[("api", "t1", Some(true))]),
+    ];
+    assert_eq!(rollback_target("prod", &rs, None).unwrap().id, "1");
+    let only = vec![release("1", "a", &[("api", "t1", Some(true))])];
+    assert!(matches!(
+        rollback_target("prod", &only, None),
+        Err(TargetError::NonePassed { .. })
+    ));
+    assert!(matches!(
+        rollback_target("prod", &[], None),
+        Err(TargetError::NoReleases { .. })
+    ));
+    let mut foreign = release("0", "a", &[("api", "t1", Some(true))]);
+    foreign.stage = "staging".into();
+    let rs = vec![release("1", "b", &[]), foreign];
+    assert!(matches!(
+        rollback_target("prod", &rs, Some("0")),
+        Err(TargetError::OtherStage { .. })
+    ));
+}
+
+#[test]
+fn differing_names_what_another_deploy_changed() {
+    let target = release(
+        "1",
+        "a",
+        &[("api", "t1", None), ("db", "d", None), ("web", "w", None)],
+    )
+    .services;
+    let mut current = release("2", "b", &[("api", "t2", None), ("db", "d", None)]).services;
+    current.insert("extra".into(), record("extra", "x", None));
+    assert_eq!(differing(&target, &current), vec!["api", "web"]);
+    let mut params = current.clone();
+    params.get_mut("db").unwrap().parameters_hash = "other".into();
+    assert_eq!(differing(&target, &params), vec!["api", "db", "web"]);
+}
+
+#[test]
+fn the_gate_takes_only_packages_that_passed_in_the_source_stage() {
+    let source: BTreeMap<String, Record> = [
+        ("api", "t1", Some(true)),
+        ("db", "d1", Some(false)),
+        ("queue", "q1", None),
+        ("web", "w1", None),
+        ("notifier", "n-staging", Some(true)),
+    ]
+    .iter()
+    .map(|(s, t, p)| (s.to_string(), record(s, t, *p)))
+    .collect();
+    let c = |s: &str, fp: Option<&str>| Candidate {
+        service: s.into(),
+        fingerprint: fp.map(String::from),
+    };
+    let untested = |s: &str| s == "web";
+    let out = check_gate(
+        "staging",
+        &source,
+        &untested,
+        &[
+            c("api", Some("t1")),
+            c("db", Some("d1")),
+            c("queue", Some("q1")),
+            c("web", Some("w1")),
+            c("new", Some("x")),
+            c("notifier", None),
+        ],
+    );
+    let refused: Vec<String> = out.refused.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        refused,
+        vec![
+            "db: its acceptance tests failed in `staging`",
+            "queue: its acceptance tests have not run in `staging` (`test-acceptance staging`)",
+            "new: it is not deployed in `staging`",
+        ]
+    );
+    assert_eq!(out.archives.keys().collect::<Vec<_>>(), vec!["notifier"]);
+    let out = check_gate("staging", &source, &untested, &[c("api", Some("t2"))]);
+    assert_eq!(
+        out.refused[0].to_string(),
+        "api: `staging` has another package of it (template t1 from commit 3e18202aaaaa), not this one (t2)"
+    );
+}
+
+#[test]
+fn the_matrix_says_what_differs_from_the_stage_before() {
+    let dev: BTreeMap<String, Record> = [("api", "t2", Some(true)), ("db", "d", None)]
+        .iter()
+        .map(|(s, t, p)| (s.to_string(), record(s, t, *p)))
+        .collect();
+    let staging: BTreeMap<String, Record> = [("api", "t1", Some(false)), ("db", "d", None)]
+        .iter()
+        .map(|(s, t, p)| (s.to_string(), record(s, t, *p)))
+        .collect();
+    let m = matrix(
+        &[
+            ("dev".into(), dev),
+            ("staging".into(), staging),
+            ("prod".into(), BTreeMap::new()),
+        ],
+        &["api".into(), "db".into(), "web".into()],
+        &|s| s == "db",
+    );
+    let cell = |svc: usize, stage: &str| m.services[svc].stages[stage].clone();
+    assert_eq!(cell(0, "dev").unwrap().same_as_previous, None);
+    assert_eq!(cell(0, "staging").unwrap().same_as_previous, Some(false));
+    assert_eq!(cell(0, "staging").unwrap().tests, "failed");
+    assert_eq!(cell(1, "staging").unwrap().same_as_previous, Some(true));
+    assert_eq!(cell(1, "staging").unwrap().tests, "none");
+    assert_eq!(cell(0, "prod"), None);
+    assert_eq!(m.services[2].service, "web");
+    assert!(m.services[2].stages.values().all(Option::is_none));
+}

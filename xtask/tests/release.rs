@@ -1,0 +1,553 @@
+//! The release path end to end: the real binary on temporary git repositories against the
+//! shared emulator. dev → staging with tests → promote to prod (exactly staging's bytes, into
+//! prod's own bucket) → the gate refusing what did not pass → a failing prod test rolled back by
+//! `on-test-failure = "rollback"` → `rollback` after the working tree moved on → a missing stored
+//! package refused.
+//!
+//! Acceptance tests here are `sh` one-liners that fail when a verdict file
+//! `<VERDICTS>/<stage>-<service>` exists, so each test decides which stage's tests fail.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::{row, run, xtask};
+use ferry_records::{Record, RecordStore};
+use ferry_test_support::{TestRepo, moto};
+
+const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
+/// A function whose code is packaged from `src`, reading the queue's ARN.
+const APP: &str = "Parameters:\n  Queue: {Type: String}\n  FerryArtifactBucket: {Type: String}\nResources:\n  Role:\n    Type: AWS::IAM::Role\n    Properties:\n      AssumeRolePolicyDocument:\n        Version: \"2012-10-17\"\n        Statement:\n          - Effect: Allow\n            Principal: {Service: lambda.amazonaws.com}\n            Action: sts:AssumeRole\n  Fn:\n    Type: AWS::Lambda::Function\n    Properties:\n      Runtime: python3.12\n      Handler: app.handle\n      Role: !GetAtt Role.Arn\n      Code: src\n      Environment:\n        Variables:\n          QUEUE: !Ref Queue\nOutputs:\n  FunctionName:\n    Value: !Ref Fn\n";
+const TOPIC: &str =
+    "Resources:\n  T:\n    Type: AWS::SNS::Topic\nOutputs:\n  TopicArn:\n    Value: !Ref T\n";
+
+/// Fails when `$VERDICTS/<stage>-<service>` exists.
+const ACCEPTANCE: &str = "\n[acceptance]\ncommand = [\"sh\", \"-c\", \"test ! -e \\\"$VERDICTS/$FERRY_STAGE-$FERRY_SERVICE\\\"\"]\n";
+
+fn bucket(project: &str, stage: &str) -> String {
+    format!("{project}-{stage}-artifacts")
+}
+
+/// base (a queue), app (code in src/, reads base's output), web (no acceptance tests). prod is
+/// protected, promotes from staging, rolls back on test failure, and keeps its own bucket.
+fn monorepo(project: &str) -> TestRepo {
+    let r = TestRepo::new();
+    let stage = |name: &str, extra: &str| {
+        format!(
+            "[stages.{name}]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{}\"\n{extra}\n",
+            bucket(project, name)
+        )
+    };
+    r.write(
+        "ferry.toml",
+        &(format!(
+            "[project]\nname = \"{project}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n{}{}{}",
+            stage("dev", ""),
+            stage("staging", ""),
+            stage(
+                "prod",
+                "protected = true\npromote-from = \"staging\"\non-test-failure = \"rollback\"\n"
+            ),
+        ) + &format!(
+            "[stages.\"*\"]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{}\"\n\n\
+             [ci]\nbranches = {{ main = \"staging\" }}\ntags = {{ \"v*\" = \"prod\" }}\npull-requests = \"pr-{{number}}\"\n",
+            bucket(project, "preview")
+        )),
+    )
+    .write(
+        "services/base/service.toml",
+        &format!("[service]\ntemplate = \"t.yaml\"\n{ACCEPTANCE}"),
+    )
+    .write("services/base/t.yaml", QUEUE)
+    .write(
+        "services/app/service.toml",
+        &format!(
+            "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nQueue = \"${{output:base.QueueArn}}\"\n\n[package.artifacts]\nFn = \"src\"\n{ACCEPTANCE}"
+        ),
+    )
+    .write("services/app/t.yaml", APP)
+    .write("services/app/src/app.py", "def handle(e, c):\n    return 1\n")
+    .write("services/web/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write("services/web/t.yaml", TOPIC);
+    r.commit("services");
+    let rt = tokio_rt();
+    let s3 = ferry_package::s3_client(&config());
+    for stage in ["dev", "staging", "prod", "preview"] {
+        rt.block_on(s3.create_bucket().bucket(bucket(project, stage)).send())
+            .unwrap();
+    }
+    r
+}
+
+fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn config() -> aws_config::SdkConfig {
+    tokio_rt().block_on(ferry_credentials::base_config(
+        "us-east-1",
+        &ferry_credentials::config::Target {
+            local_endpoint: Some(moto().endpoint()),
+        },
+    ))
+}
+
+/// The binary with the verdicts folder in its environment.
+fn ferry(r: &TestRepo, verdicts: &Path, args: &[&str]) -> Command {
+    let mut c = xtask(r, args);
+    c.env("VERDICTS", verdicts);
+    c
+}
+
+fn ok(r: &TestRepo, verdicts: &Path, args: &[&str]) -> (String, String) {
+    let (code, out, err) = run(&mut ferry(r, verdicts, args), None);
+    assert_eq!(code, 0, "{args:?}\n{out}\n{err}");
+    (out, err)
+}
+
+fn fails(r: &TestRepo, verdicts: &Path, args: &[&str]) -> (String, String) {
+    let (code, out, err) = run(&mut ferry(r, verdicts, args), None);
+    assert_eq!(code, 1, "{args:?} must fail\n{out}\n{err}");
+    (out, err)
+}
+
+/// The records of a stage, as the binary wrote them.
+fn records(project: &str, stage: &str) -> BTreeMap<String, Record> {
+    let store = RecordStore::new(
+        aws_sdk_ssm::Client::new(&config()),
+        stage,
+        &format!("/ferry/{project}/{stage}"),
+    );
+    tokio_rt().block_on(store.read_all()).unwrap()
+}
+
+fn status(r: &TestRepo, verdicts: &Path) -> serde_json::Value {
+    let (out, _) = ok(r, verdicts, &["status", "--format", "json"]);
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn promote_deploys_exactly_what_passed_and_the_gate_refuses_the_rest() {
+    let p = "rel-promote";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+
+    ok(&r, v, &["deploy", "dev", "--test"]);
+    // app's tests fail in staging.
+    std::fs::write(v.join("staging-app"), "").unwrap();
+    let (out, _) = fails(&r, v, &["deploy", "staging", "--test"]);
+    assert!(row(&out, "app").contains("FAILED"), "{out}");
+
+    // Neither promote nor a plain deploy of prod takes what did not pass; nothing deploys.
+    let (_, err) = fails(&r, v, &["promote", "staging", "prod"]);
+    assert!(
+        err.contains("app: its acceptance tests failed in `staging`"),
+        "{err}"
+    );
+    assert!(!err.contains("deploying stack"), "{err}");
+    let (_, err) = fails(&r, v, &["deploy", "prod"]);
+    assert!(
+        err.contains("app: its acceptance tests failed in `staging`")
+            && err.contains("--override-gate"),
+        "{err}"
+    );
+    assert!(!err.contains("deploying stack"), "{err}");
+    assert!(records(p, "prod").is_empty());
+    let s = status(&r, v);
+    let app = &s["services"][0];
+    assert_eq!(app["service"], "app");
+    assert_eq!(app["stages"]["staging"]["tests"], "failed");
+    assert_eq!(app["stages"]["prod"], serde_json::Value::Null);
+
+    // Fixed (the test's environment): test-acceptance passes, promote takes it.
+    std::fs::remove_file(v.join("staging-app")).unwrap();
+    ok(&r, v, &["test-acceptance", "staging"]);
+    let (out, err) = ok(&r, v, &["promote", "staging", "prod", "--test"]);
+    for s in ["base", "app", "web"] {
+        assert!(row(&out, s).contains("created"), "{out}\n{err}");
+    }
+    assert!(out.contains("release: "), "{out}");
+
+    // prod holds the same template and archive bytes as staging, in its own bucket.
+    let (staging, prod) = (records(p, "staging"), records(p, "prod"));
+    for s in ["base", "app", "web"] {
+        assert_eq!(staging[s].template_hash, prod[s].template_hash, "{s}");
+        assert_eq!(staging[s].artifacts, prod[s].artifacts, "{s}");
+        assert_eq!(prod[s].commit, staging[s].commit);
+        // web has no acceptance tests: nothing marks it.
+        let tested = (s != "web").then_some(true);
+        assert_eq!(prod[s].acceptance.as_ref().map(|a| a.passed), tested, "{s}");
+    }
+    let key = &prod["app"].artifacts["Fn"];
+    let s3 = ferry_package::s3_client(&config());
+    let rt = tokio_rt();
+    let get = |b: String| {
+        rt.block_on(async {
+            let o = s3.get_object().bucket(b).key(key).send().await.unwrap();
+            o.body.collect().await.unwrap().into_bytes().to_vec()
+        })
+    };
+    let (in_staging, in_prod) = (get(bucket(p, "staging")), get(bucket(p, "prod")));
+    assert_eq!(in_staging, in_prod);
+    assert!(key.contains(&ferry_package::sha256_hex(&in_prod)));
+
+    // Again: everything is at its package, nothing deploys.
+    let (out, err) = ok(&r, v, &["promote", "staging", "prod"]);
+    assert!(out.contains("nothing to promote"), "{out}");
+    assert!(!err.contains("deploying stack"), "{err}");
+    let s = status(&r, v);
+    for row in s["services"].as_array().unwrap() {
+        assert_eq!(row["stages"]["prod"]["same_as_previous"], true, "{row}");
+    }
+
+    // A new commit of app that staging has not seen: the gate refuses it; an override with a
+    // reason deploys it and the release says who and why.
+    r.write(
+        "services/app/src/app.py",
+        "def handle(e, c):\n    return 2\n",
+    );
+    r.commit("app 2");
+    let (_, err) = fails(&r, v, &["deploy", "prod"]);
+    assert!(
+        err.contains("app: `staging` has another package of it"),
+        "{err}"
+    );
+    let (out, err) = ok(
+        &r,
+        v,
+        &[
+            "deploy",
+            "prod",
+            "--override-gate",
+            "hotfix INC-1, checked by hand",
+        ],
+    );
+    assert!(err.contains("gate OVERRIDDEN"), "{err}");
+    assert!(row(&out, "app").contains("updated"), "{out}");
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("release: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let release: serde_json::Value = rt.block_on(async {
+        let o = s3
+            .get_object()
+            .bucket(bucket(p, "prod"))
+            .key(format!("{p}/releases/prod/{id}.json"))
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_slice(&o.body.collect().await.unwrap().into_bytes()).unwrap()
+    });
+    assert_eq!(
+        release["gate_override"]["reason"],
+        "hotfix INC-1, checked by hand"
+    );
+    assert_eq!(release["gate_override"]["services"][0], "app");
+    assert!(
+        release["gate_override"]["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:")
+    );
+}
+
+#[test]
+fn a_failed_prod_test_rolls_back_and_rollback_works_after_the_tree_moved_on() {
+    let p = "rel-rollback";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    let (out, _) = ok(&r, v, &["promote", "staging", "prod", "--test"]);
+    let first = records(p, "prod");
+    assert!(out.contains("release: "), "{out}");
+
+    // A new app passes in staging but fails in prod: prod goes back to the first release.
+    r.write(
+        "services/app/src/app.py",
+        "def handle(e, c):\n    return 2\n",
+    );
+    r.commit("app 2");
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    std::fs::write(v.join("prod-app"), "").unwrap();
+    let (out, err) = fails(&r, v, &["promote", "staging", "prod", "--test"]);
+    assert!(
+        err.contains("on-test-failure = \"rollback\": rolled app back to release "),
+        "{out}\n{err}"
+    );
+    let after = records(p, "prod");
+    assert_eq!(after["app"].template_hash, first["app"].template_hash);
+    assert_eq!(after["app"].artifacts, first["app"].artifacts);
+    assert_eq!(after["base"], first["base"], "base was not touched");
+    let s = status(&r, v);
+    let prod = s["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "prod")
+        .unwrap();
+    assert_eq!(prod["kind"], "rollback", "{prod}");
+    std::fs::remove_file(v.join("prod-app")).unwrap();
+
+    // The tree moves on: app reads a parameter its first release does not declare.
+    r.write(
+        "services/app/service.toml",
+        &format!(
+            "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nQueue = \"${{output:base.QueueArn}}\"\nLevel = \"3\"\n\n[package.artifacts]\nFn = \"src\"\n{ACCEPTANCE}"
+        ),
+    );
+    r.write(
+        "services/app/t.yaml",
+        &APP.replace(
+            "  Queue: {Type: String}\n",
+            "  Queue: {Type: String}\n  Level: {Type: String}\n",
+        ),
+    );
+    r.commit("app 3");
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    ok(&r, v, &["promote", "staging", "prod", "--test"]);
+    let third = records(p, "prod");
+    assert_ne!(third["app"].template_hash, first["app"].template_hash);
+    // Back to the newest release before this one whose tests passed: the first promote.
+    let (out, err) = ok(&r, v, &["rollback", "prod"]);
+    assert!(out.contains("rolled app back to release "), "{out}\n{err}");
+    assert!(!err.contains("base: deploying"), "only what differs: {err}");
+    assert_eq!(
+        records(p, "prod")["app"].template_hash,
+        first["app"].template_hash
+    );
+
+    // Bad input: a release that does not exist, an id that is not one; nothing deployed.
+    let (_, err) = fails(
+        &r,
+        v,
+        &["rollback", "prod", "--to", "20200101-000000.000-0000000"],
+    );
+    assert!(
+        err.contains("stage `prod` has no release `20200101-000000.000-0000000`"),
+        "{err}"
+    );
+    let (_, err) = fails(&r, v, &["rollback", "prod", "--to", "../staging/x"]);
+    assert!(err.contains("is not a release id"), "{err}");
+
+    // A stored package gone from the bucket: refused by name before anything deploys.
+    let key = third["app"].package_key.clone().unwrap();
+    let s3 = ferry_package::s3_client(&config());
+    tokio_rt()
+        .block_on(
+            s3.delete_object()
+                .bucket(bucket(p, "prod"))
+                .key(&key)
+                .send(),
+        )
+        .unwrap();
+    let to = third["app"].release.clone().unwrap();
+    let (_, err) = fails(&r, v, &["rollback", "prod", "--to", &to]);
+    assert!(err.contains(&format!("{key} is missing")), "{err}");
+    assert!(!err.contains("deploying stack"), "{err}");
+}
+
+/// The binary as a CodeBuild build started by `trigger` would run it.
+fn in_codebuild(r: &TestRepo, verdicts: &Path, trigger: &str, args: &[&str]) -> (String, String) {
+    let mut c = ferry(r, verdicts, args);
+    c.env("CODEBUILD_BUILD_ID", "rel:1")
+        .env("CODEBUILD_WEBHOOK_TRIGGER", trigger);
+    let (code, out, err) = run(&mut c, None);
+    assert_eq!(code, 0, "{trigger} {args:?}\n{out}\n{err}");
+    (out, err)
+}
+
+#[test]
+fn the_ci_event_chooses_the_stage() {
+    let p = "rel-ci";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    // A push to main deploys staging; a tag promotes staging to prod; a pull request deploys
+    // its preview stage.
+    let (_, err) = in_codebuild(&r, v, "branch/main", &["deploy", "--from-ci", "--test"]);
+    assert!(
+        err.contains(
+            "ci: stage `staging` from [ci] branches \"main\" = \"staging\" (CODEBUILD_WEBHOOK_TRIGGER=branch/main)"
+        ),
+        "{err}"
+    );
+    assert_eq!(records(p, "staging").len(), 3);
+    let (out, err) = in_codebuild(&r, v, "tag/v1.0.0", &["promote", "--from-ci"]);
+    assert!(
+        err.contains("ci: stage `prod` from [ci] tags \"v*\""),
+        "{err}"
+    );
+    assert!(row(&out, "app").contains("created"), "{out}");
+    let (out, err) = in_codebuild(&r, v, "pr/7", &["deploy", "--from-ci"]);
+    assert!(
+        err.contains("ci: stage `pr-7` from [ci] pull-requests"),
+        "{err}"
+    );
+    assert!(row(&out, "app").contains("created"), "{out}");
+    // Without --from-ci a pull request's build only plans.
+    let (out, err) = in_codebuild(&r, v, "pr/8", &["deploy", "pr-8"]);
+    assert!(!err.contains("deploying stack"), "{out}\n{err}");
+    // A branch no rule names: refused, saying what to add.
+    let mut c = ferry(&r, v, &["deploy", "--from-ci"]);
+    c.env("CODEBUILD_BUILD_ID", "rel:2")
+        .env("CODEBUILD_WEBHOOK_TRIGGER", "branch/feature/x");
+    let (code, _, err) = run(&mut c, None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no [ci] rule of ferry.toml matches branch `feature/x`"),
+        "{err}"
+    );
+}
+
+/// The review id a `--review` printed.
+fn review_id(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("review: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no review id in:\n{out}"))
+        .to_string()
+}
+
+#[test]
+fn a_review_is_approved_once_and_deploys_exactly_what_it_showed() {
+    let p = "rel-review";
+    let r = monorepo(p);
+    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    r.write(
+        "ferry.toml",
+        &toml.replace(
+            "on-test-failure = \"rollback\"\n",
+            "on-test-failure = \"rollback\"\napproval = true\n",
+        ),
+    );
+    r.commit("prod needs approval");
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "staging", "--test"]);
+
+    // prod takes nothing without a review, and a review deploys nothing.
+    let (_, err) = fails(&r, v, &["promote", "staging", "prod"]);
+    assert!(err.contains("needs review and approval"), "{err}");
+    let (out, err) = ok(&r, v, &["promote", "staging", "prod", "--review"]);
+    assert!(!err.contains("deploying stack"), "{err}");
+    assert!(row(&out, "app").contains("would create"), "{out}");
+    assert!(out.contains("## Ferry review: stage `prod`"), "{out}");
+    let first = review_id(&out);
+    assert!(records(p, "prod").is_empty());
+    let md = std::fs::read_to_string(
+        r.path()
+            .join(format!("target/ferry/reports/review-prod-{first}.md")),
+    )
+    .unwrap();
+    assert!(
+        md.contains("| add | Fn | AWS::Lambda::Function | no |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| add | Role | AWS::IAM::Role | no | **IAM** |"),
+        "{md}"
+    );
+
+    // Approved: exactly the reviewed packages deploy, and the release says who approved.
+    let (out, err) = ok(&r, v, &["approve", "prod", &first, "--test"]);
+    assert!(row(&out, "app").contains("created"), "{out}\n{err}");
+    let (staging, prod) = (records(p, "staging"), records(p, "prod"));
+    for s in ["base", "app", "web"] {
+        assert_eq!(staging[s].template_hash, prod[s].template_hash, "{s}");
+        assert_eq!(staging[s].artifacts, prod[s].artifacts, "{s}");
+    }
+    let (_, err) = fails(&r, v, &["approve", "prod", &first]);
+    assert!(
+        err.contains(&format!(
+            "review `{first}` was approved already, by arn:aws:"
+        )),
+        "{err}"
+    );
+
+    // A change of app: two reviews of it; approving one makes the other stale.
+    r.write(
+        "services/app/t.yaml",
+        &APP.replace(
+            "      Handler: app.handle\n",
+            "      Handler: app.handle\n      Description: v2\n",
+        ),
+    );
+    r.commit("app v2");
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    let (out, err) = ok(&r, v, &["promote", "staging", "prod", "--review"]);
+    let second = review_id(&out);
+    assert!(
+        out.contains("| modify | Fn | AWS::Lambda::Function | no | Description |"),
+        "{out}"
+    );
+    assert!(
+        err.contains("base: skipped (already at the package"),
+        "only what changes: {err}"
+    );
+    assert!(
+        row(&out, "app").contains("would change (1 resource(s))"),
+        "{out}"
+    );
+    let (out, _) = ok(&r, v, &["promote", "staging", "prod", "--review"]);
+    let third = review_id(&out);
+    ok(&r, v, &["approve", "prod", &third]);
+    let (_, err) = fails(&r, v, &["approve", "prod", &second]);
+    assert!(
+        err.contains(&format!("review `{second}` of stage `prod` is stale: rel-review-app-prod changed since the review")),
+        "{err}"
+    );
+    assert!(!err.contains("deploying stack"), "{err}");
+
+    // A review that does not exist, or of another stage.
+    let (_, err) = fails(&r, v, &["approve", "prod", "20200101-000000.000-0000000"]);
+    assert!(
+        err.contains("stage `prod` has no review `20200101-000000.000-0000000`"),
+        "{err}"
+    );
+    let (_, err) = fails(&r, v, &["approve", "staging", &second]);
+    assert!(
+        err.contains(&format!("stage `staging` has no review `{second}`")),
+        "{err}"
+    );
+}
+
+#[test]
+fn promote_rollback_and_approve_write_nothing_while_another_run_holds_the_stage() {
+    let p = "rel-locked";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    let holder = r#"{"who":"bob","host":"ci-runner","build":"shop:77","pid":9,"since":1795312984}"#;
+    let (code, _, err) = run(
+        &mut ferry(
+            &r,
+            v,
+            &["param", "set", "prod", &format!("/ferry/{p}/prod/lock")],
+        ),
+        Some(holder),
+    );
+    assert_eq!(code, 0, "{err}");
+    for args in [
+        vec!["promote", "staging", "prod"],
+        vec!["rollback", "prod"],
+        vec!["approve", "prod", "20261202-000000.000-0000000"],
+    ] {
+        let (_, err) = fails(&r, v, &args);
+        assert!(
+            err.contains("stage `prod` is locked by bob on ci-runner"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("deploying stack"), "{err}");
+    }
+    assert!(records(p, "prod").is_empty());
+}
