@@ -632,13 +632,6 @@ fn pending_dependencies(run: &Run<'_>, service: &Service) -> Vec<String> {
         .collect()
 }
 
-/// The commit a service's package was made from: its origin in a stored package, else this run's.
-fn origin_commit(ctx: &DeployContext<'_>, service: &Service) -> String {
-    ctx.package
-        .and_then(|p| p.origins.get(&service.name))
-        .map_or_else(|| ctx.source.commit.clone(), |o| o.commit.clone())
-}
-
 /// What deploying `template` with `parameters` would change in `stack`: the diff against the
 /// template and parameters it runs (GetTemplate, DescribeStacks), parameter values masked; and
 /// the stack's state, which an approval checks again.
@@ -942,6 +935,11 @@ async fn deploy_one(
         adopt: ctx.adopt,
     };
     if let Some(reviews) = &run.reviews {
+        // A value that holds a secret (a stack output echoing one) is never kept in the
+        // bucket: such a service's parameters resolve again when approved.
+        let holds_secret = hashed.values().any(|v| ctx.masker.mask(v) != *v);
+        let resolve_when_approved = holds_secret || !parameters_after.is_empty();
+        let origin = ctx.package.and_then(|p| p.origins.get(&service.name));
         let reviewed = Reviewed {
             kind: Some(service.kind.to_string()),
             package_key: entry_key.clone().ok_or_else(|| ServiceError::NotStored {
@@ -951,14 +949,21 @@ async fn deploy_one(
             fingerprint: packaged
                 .map(ServicePackage::fingerprint)
                 .unwrap_or_default(),
-            package: ctx
-                .package
-                .map(|p| p.manifest.id.clone())
-                .unwrap_or_default(),
-            commit: origin_commit(ctx, service),
-            dirty: ctx.source.dirty,
-            parameters: hashed.clone(),
-            resolve_when_approved: !parameters_after.is_empty(),
+            package: match origin {
+                Some(o) => o.package.clone(),
+                None => ctx
+                    .package
+                    .map(|p| p.manifest.id.clone())
+                    .unwrap_or_default(),
+            },
+            commit: origin.map_or_else(|| ctx.source.commit.clone(), |o| o.commit.clone()),
+            dirty: origin.map_or(ctx.source.dirty, |o| o.dirty),
+            parameters: if resolve_when_approved {
+                BTreeMap::new()
+            } else {
+                hashed.clone()
+            },
+            resolve_when_approved,
             stack: None,
         };
         let (mut review, reviewed) = review_stack(run, service, packaged, &spec, reviewed).await?;
