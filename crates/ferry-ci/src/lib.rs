@@ -91,10 +91,14 @@ impl CiContext {
             let ref_name = get("GITHUB_REF_NAME").unwrap_or_default();
             let trigger = match (event.as_deref(), get("GITHUB_REF_TYPE").as_deref()) {
                 (Some("pull_request" | "pull_request_target"), _) => {
-                    let id = get("GITHUB_REF").and_then(|r| {
-                        r.strip_prefix("refs/pull/")
-                            .map(|p| p.trim_end_matches("/merge").to_string())
-                    });
+                    // `pull_request_target` runs on the base branch (GITHUB_REF names it): the
+                    // pull request's own head branch tells pull requests apart then.
+                    let id = get("GITHUB_REF")
+                        .and_then(|r| {
+                            r.strip_prefix("refs/pull/")
+                                .map(|p| p.trim_end_matches("/merge").to_string())
+                        })
+                        .or_else(|| get("GITHUB_HEAD_REF"));
                     Trigger::PullRequest {
                         id: id.unwrap_or(ref_name),
                     }
@@ -201,6 +205,20 @@ mod tests {
         assert_eq!(pr.provider, Provider::GithubActions);
         assert_eq!(pr.trigger, Trigger::PullRequest { id: "7".into() });
         assert_eq!(pr.commit.as_deref(), Some("def456"));
+        // pull_request_target runs on the base branch: the head branch tells PRs apart.
+        let target = ctx(&[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_EVENT_NAME", "pull_request_target"),
+            ("GITHUB_REF", "refs/heads/main"),
+            ("GITHUB_REF_NAME", "main"),
+            ("GITHUB_HEAD_REF", "feature/login"),
+        ]);
+        assert_eq!(
+            target.trigger,
+            Trigger::PullRequest {
+                id: "feature/login".into()
+            }
+        );
         let push = ctx(&[
             ("GITHUB_ACTIONS", "true"),
             ("GITHUB_EVENT_NAME", "push"),

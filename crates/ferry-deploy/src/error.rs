@@ -58,14 +58,10 @@ pub enum ServiceError {
     )]
     NotStored { service: String, stage: String },
     #[error(
-        "{service}: SSM parameter `{name}` is at version {now}, not version {reviewed} as reviewed; review again"
+        "{service}: its parameters {} resolve to other values than the review showed (an output, an SSM parameter or its version, or service.toml changed since); nothing of it was deployed; review again",
+        .names.join(", ")
     )]
-    SecretMoved {
-        service: String,
-        name: String,
-        reviewed: String,
-        now: String,
-    },
+    ParametersChanged { service: String, names: Vec<String> },
     #[error("{service}: its SAM template could not be expanded for the local emulator: {message}")]
     Expand { service: String, message: String },
     #[error(

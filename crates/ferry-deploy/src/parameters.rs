@@ -207,47 +207,6 @@ pub async fn register_secrets(
 /// never its value (records are readable by whoever may read the stage's records, and an
 /// unsalted hash of a short secret can be guessed offline). A new version of the secret still
 /// changes the hash, so rotating it redeploys.
-/// The parameters of an approval: exactly the reviewed ones, each SecureString stand-in
-/// (`ssm-secure:<name>@<version>`) replaced by its value, which must still be at that version.
-pub(crate) async fn reviewed_parameters(
-    ctx: &DeployContext<'_>,
-    service: &Service,
-    fixed: &BTreeMap<String, String>,
-    ssm_client: &aws_sdk_ssm::Client,
-) -> Result<Resolved, ServiceError> {
-    let mut parameters = BTreeMap::new();
-    for (key, value) in fixed {
-        let mut out = String::new();
-        let mut rest = value.as_str();
-        while let Some(i) = rest.find("ssm-secure:") {
-            out.push_str(&rest[..i]);
-            let tail = &rest[i + "ssm-secure:".len()..];
-            let name_end = tail.find('@').unwrap_or(tail.len());
-            let name = &tail[..name_end];
-            let after = tail.get(name_end + 1..).unwrap_or_default();
-            let digits = after.chars().take_while(char::is_ascii_digit).count();
-            let version = &after[..digits];
-            let p = ssm::get(ssm_client, &ctx.stage.name, name, ctx.masker).await?;
-            if p.version.to_string() != version {
-                return Err(ServiceError::SecretMoved {
-                    service: service.name.clone(),
-                    name: name.to_string(),
-                    reviewed: version.to_string(),
-                    now: p.version.to_string(),
-                });
-            }
-            out.push_str(&p.value);
-            rest = &after[digits..];
-        }
-        out.push_str(rest);
-        parameters.insert(key.clone(), out);
-    }
-    Ok(Resolved {
-        parameters,
-        hashed: fixed.clone(),
-    })
-}
-
 fn secure_stand_in(p: &ssm::Parameter) -> String {
     if p.secure {
         format!("ssm-secure:{}@{}", p.name, p.version)

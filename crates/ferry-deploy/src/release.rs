@@ -56,7 +56,7 @@ pub enum ReleaseRunError {
     )]
     NoPromoteFrom { stage: String, from: String },
     #[error(
-        "stage `{stage}` promotes from `{configured}`, not `{from}` (its promote-from in ferry.toml)"
+        "stage `{stage}` promotes from `{configured}`, not `{from}` (its promote-from in ferry.toml); run `promote {configured} {stage}`"
     )]
     OtherSource {
         stage: String,
@@ -311,7 +311,14 @@ pub async fn stored_package(
     let mut services = BTreeMap::new();
     let mut origins = BTreeMap::new();
     for (name, r) in records {
+        let origin = Origin {
+            package: r.package.clone().unwrap_or_else(|| r.commit.clone()),
+            commit: r.commit.clone(),
+            dirty: r.dirty,
+        };
         if compile_per_stage && r.kind.as_deref() == Some(ServiceKind::Serverless.as_str()) {
+            // Compiled for the stage when it deploys; its record names the commit that passed.
+            origins.insert(name.clone(), origin);
             continue;
         }
         let key = r
@@ -332,14 +339,7 @@ pub async fn stored_package(
         )
         .await?;
         check_fingerprint(name, &from.stage, key, &sp, r)?;
-        origins.insert(
-            name.clone(),
-            Origin {
-                package: r.package.clone().unwrap_or_else(|| r.commit.clone()),
-                commit: r.commit.clone(),
-                dirty: r.dirty,
-            },
-        );
+        origins.insert(name.clone(), origin);
         services.insert(name.clone(), sp);
     }
     let manifest = PackageManifest {
@@ -470,8 +470,10 @@ pub async fn prepare_promote(
         .iter()
         .map(|r| Candidate {
             service: r.service.clone(),
-            // What passed is what goes: the gate checks its tests.
-            fingerprint: Some(r.fingerprint().to_string()),
+            // What passed is what goes: the gate checks its tests. A service compiled per stage
+            // has no package before it compiles: the gate gives the archives it must reproduce.
+            fingerprint: (r.kind.as_deref() != Some(ServiceKind::Serverless.as_str()))
+                .then(|| r.fingerprint().to_string()),
         })
         .collect();
     let gate = ferry_releases::check_gate(
@@ -875,6 +877,7 @@ pub fn pending_release(
         created_at: ferry_records::now_secs(),
         by: info.by,
         from: info.from,
+        gate_override: info.gate_override,
         services: report
             .reviews
             .iter()

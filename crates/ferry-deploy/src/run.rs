@@ -81,9 +81,9 @@ pub struct DeployContext<'a> {
     /// The AWS access of every other stage whose outputs the services read
     /// (`${output:STAGE:service.Key}`, see [`stages_read`](crate::stages_read)), by name.
     pub other_stages: &'a BTreeMap<String, SdkConfig>,
-    /// An approval: each service's parameters exactly as reviewed (SecureStrings as
-    /// `ssm-secure:<name>@<version>`, read again and refused if their version moved), instead
-    /// of resolving them afresh.
+    /// An approval: each service's parameters, resolved afresh, must be exactly the reviewed
+    /// ones (compared in the view a record hashes: a SecureString by name and version, never
+    /// by value), else the service fails before its stack is touched.
     pub fixed_parameters: Option<&'a BTreeMap<String, BTreeMap<String, String>>>,
 }
 
@@ -618,6 +618,18 @@ fn template_source(
     })
 }
 
+/// Whether every error is a missing stack or output of one of `pending` (dependencies a review
+/// creates or changes), so that the parameters can be known only once those deploy.
+fn only_pending_outputs(errors: &[ferry_outputs::ResolveError], pending: &[String]) -> bool {
+    use ferry_outputs::ResolveError;
+    !pending.is_empty()
+        && errors.iter().all(|e| match e {
+            ResolveError::NoStack { from, stage, .. } => stage.is_empty() && pending.contains(from),
+            ResolveError::MissingOutput { from, .. } => pending.contains(from),
+            _ => false,
+        })
+}
+
 /// In a review: the dependencies of `service` that the review creates or changes (their
 /// outputs are not known until they deploy).
 fn pending_dependencies(run: &Run<'_>, service: &Service) -> Vec<String> {
@@ -640,6 +652,7 @@ async fn review_stack(
     service: &Service,
     packaged: Option<&ServicePackage>,
     spec: &StackSpec,
+    secure: &BTreeSet<String>,
     mut reviewed: Reviewed,
 ) -> Result<(StackReview, Reviewed), ServiceError> {
     let ctx = run.ctx;
@@ -671,9 +684,18 @@ async fn review_stack(
         None => None,
     };
     let before = deployed.as_deref().map(parse).transpose()?;
+    // A parameter that takes a SecureString is never shown, before or after: its old value may
+    // be a secret the masker no longer knows (rotated since).
     let mask = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
         m.iter()
-            .map(|(k, v)| (k.clone(), ctx.masker.mask(v)))
+            .map(|(k, v)| {
+                let shown = if secure.contains(k) {
+                    "****".to_string()
+                } else {
+                    ctx.masker.mask(v)
+                };
+                (k.clone(), shown)
+            })
             .collect()
     };
     let before_parameters = current
@@ -804,21 +826,19 @@ async fn deploy_one(
     let Resolved {
         mut parameters,
         mut hashed,
-    } = match ctx.fixed_parameters.and_then(|f| f.get(&service.name)) {
-        Some(fixed) => {
-            crate::parameters::reviewed_parameters(ctx, service, fixed, &run.ssm).await?
-        }
-        None => match resolve_parameters(ctx, service, &run.cache, &run.others, &run.ssm).await {
-            Ok(r) => r,
-            // A review: outputs of a dependency this review creates or changes are not known.
-            Err(ServiceError::Parameters(_)) if !pending_dependencies(run, service).is_empty() => {
-                Resolved {
-                    parameters: BTreeMap::new(),
-                    hashed: BTreeMap::new(),
-                }
+    } = match resolve_parameters(ctx, service, &run.cache, &run.others, &run.ssm).await {
+        Ok(r) => r,
+        // A review: outputs of a dependency this review creates or changes are not known yet.
+        // Only those errors; any other (a missing SSM parameter, a wrong key) is reported.
+        Err(ServiceError::Parameters(errors))
+            if only_pending_outputs(&errors, &pending_dependencies(run, service)) =>
+        {
+            Resolved {
+                parameters: BTreeMap::new(),
+                hashed: BTreeMap::new(),
             }
-            Err(e) => return Err(e),
-        },
+        }
+        Err(e) => return Err(e),
     };
     let parameters_after = pending_dependencies(run, service);
     let stored = ctx
@@ -924,6 +944,20 @@ async fn deploy_one(
         }
         (_, _) => template,
     };
+    // An approval: what resolves now must be what was reviewed (else the review is stale).
+    if let Some(reviewed) = ctx.fixed_parameters.and_then(|f| f.get(&service.name))
+        && *reviewed != hashed
+    {
+        let names: BTreeSet<&String> = reviewed.keys().chain(hashed.keys()).collect();
+        return Err(ServiceError::ParametersChanged {
+            service: service.name.clone(),
+            names: names
+                .into_iter()
+                .filter(|n| reviewed.get(*n) != hashed.get(*n))
+                .cloned()
+                .collect(),
+        });
+    }
     let spec = StackSpec {
         name: stack.to_string(),
         template,
@@ -966,7 +1000,13 @@ async fn deploy_one(
             resolve_when_approved,
             stack: None,
         };
-        let (mut review, reviewed) = review_stack(run, service, packaged, &spec, reviewed).await?;
+        let secure: BTreeSet<String> = hashed
+            .iter()
+            .filter(|(_, v)| v.contains("ssm-secure:"))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let (mut review, reviewed) =
+            review_stack(run, service, packaged, &spec, &secure, reviewed).await?;
         review.parameters_after = parameters_after;
         let result = Deployed::Reviewed {
             create: review.create,

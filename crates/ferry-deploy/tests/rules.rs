@@ -61,6 +61,15 @@ fn repo(project: &str, services: &[(&str, &str, &str)]) -> TestRepo {
 
 /// One deploy of stage `dev`, planned from its records as `cargo xtask deploy dev` plans it.
 async fn deploy(r: &TestRepo, config: &SdkConfig) -> DeployReport {
+    deploy_reviewed(r, config, None).await
+}
+
+/// [`deploy`] as an approval does it: each service's parameters must resolve to `reviewed`.
+async fn deploy_reviewed(
+    r: &TestRepo,
+    config: &SdkConfig,
+    reviewed: Option<&BTreeMap<String, BTreeMap<String, String>>>,
+) -> DeployReport {
     let ws = ferry_manifest::load(r.path()).unwrap();
     let stage = ws.stage("dev").unwrap();
     let records = ferry_deploy::record_store(&ws, &stage, config);
@@ -97,7 +106,7 @@ async fn deploy(r: &TestRepo, config: &SdkConfig) -> DeployReport {
         expected_archives: None,
         declared_parameters_only: false,
         other_stages: &BTreeMap::new(),
-        fixed_parameters: None,
+        fixed_parameters: reviewed,
     };
     let options = DeployOptions {
         // The emulator publishes no outputs after a change set.
@@ -268,4 +277,66 @@ async fn one_failure_skips_only_its_dependents() {
             ("independent", "skipped (up to date)"),
         ],
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_deploys_only_the_parameters_that_were_reviewed() {
+    let config = config().await;
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let put = |value: &'static str| {
+        ssm.put_parameter()
+            .name("/rules-approve/dev/token")
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+    };
+    put("reviewed-s3cr3t").await.unwrap();
+    let r = repo(
+        "rules-approve",
+        &[(
+            "approved",
+            SECRET_READER,
+            "[parameters]\nToken = \"${ssm:token}\"\n",
+        )],
+    );
+    // What the review kept: the SecureString by name and version, never its value.
+    let reviewed = BTreeMap::from([(
+        "approved".to_string(),
+        BTreeMap::from([(
+            "Token".to_string(),
+            "ssm-secure:/rules-approve/dev/token@1".to_string(),
+        )]),
+    )]);
+    expect(
+        &deploy_reviewed(&r, &config, Some(&reviewed)).await,
+        &[("approved", "created")],
+    );
+    // The secret moved to another version since the review: refused, nothing deployed.
+    put("rotated-s3cr3t").await.unwrap();
+    r.write(
+        "services/approved/t.yaml",
+        &format!("{SECRET_READER}# v2\n"),
+    );
+    r.commit("approved v2");
+    let report = deploy_reviewed(&r, &config, Some(&reviewed)).await;
+    let app = report
+        .services
+        .iter()
+        .find(|s| s.name == "approved")
+        .unwrap();
+    let ServiceResult::Failed { error } = &app.result else {
+        panic!("{:?}", app.result);
+    };
+    assert!(
+        matches!(**error, ServiceError::ParametersChanged { .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().starts_with(
+            "approved: its parameters Token resolve to other values than the review showed"
+        ),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("s3cr3t"), "{error}");
 }

@@ -378,7 +378,9 @@ pub async fn fetch_package(
         op: "GetObject",
         bucket: bucket.into(),
         key: key.into(),
-        message: format!("not a package entry: {e}"),
+        message: format!(
+            "not a package entry Ferry can read ({e}); delete it and deploy that commit again"
+        ),
     })?;
     let template = out.join(&sp.template);
     if !local_ok(&template, &sp.template_sha256) {

@@ -143,6 +143,10 @@ pub struct PendingRelease {
     pub by: Option<String>,
     /// A promote: its source stage.
     pub from: Option<String>,
+    /// A review of a deploy that went past the promote gate: who and why, carried into the
+    /// release its approval makes.
+    #[serde(default)]
+    pub gate_override: Option<GateOverride>,
     pub services: BTreeMap<String, Reviewed>,
     pub reviews: Vec<review::StackReview>,
     /// Set once, by the approval.
@@ -216,7 +220,7 @@ impl Release {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     #[error(
-        "stage `{stage}` has no release `{to}` (releases: {known}); `status {stage}` lists them"
+        "stage `{stage}` has no release `{to}` (its newest releases: {known}); name one of them, or a commit, with --to"
     )]
     Unknown {
         stage: String,
@@ -224,9 +228,13 @@ pub enum TargetError {
         known: String,
     },
     #[error(
-        "stage `{stage}` has no release before `{current}` whose tests passed; name one with --to <release id | commit>"
+        "stage `{stage}` has no release before `{current}` whose tests passed (its newest releases: {known}); name one with --to <release id | commit>"
     )]
-    NonePassed { stage: String, current: String },
+    NonePassed {
+        stage: String,
+        current: String,
+        known: String,
+    },
     #[error("stage `{stage}` has no releases yet: nothing to roll back to")]
     NoReleases { stage: String },
     #[error(
@@ -237,6 +245,16 @@ pub enum TargetError {
         owner: String,
         stage: String,
     },
+}
+
+/// The ids of the newest ten of `sorted` (newest first), for messages.
+fn newest(sorted: &[&Release]) -> String {
+    sorted
+        .iter()
+        .take(10)
+        .map(|r| r.id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The release a rollback of `stage` deploys: the one `to` names (a release id, or a commit
@@ -264,12 +282,7 @@ pub fn rollback_target<'a>(
                 .ok_or_else(|| TargetError::Unknown {
                     stage: stage.into(),
                     to: to.into(),
-                    known: sorted
-                        .iter()
-                        .take(10)
-                        .map(|r| r.id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    known: newest(&sorted),
                 })?
         }
         None => sorted
@@ -280,6 +293,7 @@ pub fn rollback_target<'a>(
             .ok_or_else(|| TargetError::NonePassed {
                 stage: stage.into(),
                 current: current.id.clone(),
+                known: newest(&sorted),
             })?,
     };
     if found.stage != stage {
@@ -292,9 +306,10 @@ pub fn rollback_target<'a>(
     Ok(found)
 }
 
-/// The services whose record in `target` names another deploy than `current` holds: another
-/// template (or package) or other parameters, or no record at all. Services only `current` has
-/// are not in it (a rollback leaves them as they are).
+/// The services whose record in `target` names another package than `current` holds (another
+/// template or archives), or that `current` lacks. Parameters do not count: a rollback deploys
+/// the old package with today's parameters, so comparing them would redeploy a service on
+/// every rollback. Services only `current` has are not in it (a rollback leaves them).
 pub fn differing(
     target: &BTreeMap<String, Record>,
     current: &BTreeMap<String, Record>,
@@ -302,11 +317,9 @@ pub fn differing(
     target
         .iter()
         .filter(|(name, t)| {
-            current.get(*name).is_none_or(|c| {
-                c.template_hash != t.template_hash
-                    || c.parameters_hash != t.parameters_hash
-                    || c.artifacts != t.artifacts
-            })
+            current
+                .get(*name)
+                .is_none_or(|c| c.fingerprint() != t.fingerprint() || c.artifacts != t.artifacts)
         })
         .map(|(name, _)| name.clone())
         .collect()

@@ -28,7 +28,7 @@ pub enum ReleaseError {
         reason: String,
     },
     #[error(
-        "`{id}` is not a release id (letters, digits, '-', '.' and '_', such as 20261202-130512.123-3e18202); `status` lists a stage's releases"
+        "`{id}` is not a release id (letters, digits, '-', '.' and '_', such as 20261202-130512.123-3e18202: the run that made a release prints its id, and `status` the newest of each stage)"
     )]
     BadId { id: String },
 }

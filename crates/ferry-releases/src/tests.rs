@@ -91,7 +91,7 @@ fn rollback_goes_to_the_newest_older_release_that_passed() {
     let err = rollback_target("prod", &rs, Some("9")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "stage `prod` has no release `9` (releases: 3, 2, 1); `status prod` lists them"
+        "stage `prod` has no release `9` (its newest releases: 3, 2, 1); name one of them, or a commit, with --to"
     );
     // The newest release passed: go back to the one before it that passed.
     let rs = vec![
@@ -128,9 +128,16 @@ fn differing_names_what_another_deploy_changed() {
     let mut current = release("2", "b", &[("api", "t2", None), ("db", "d", None)]).services;
     current.insert("extra".into(), record("extra", "x", None));
     assert_eq!(differing(&target, &current), vec!["api", "web"]);
+    // Other parameters alone are not another package: a rollback could not restore them.
     let mut params = current.clone();
     params.get_mut("db").unwrap().parameters_hash = "other".into();
-    assert_eq!(differing(&target, &params), vec!["api", "db", "web"]);
+    assert_eq!(differing(&target, &params), vec!["api", "web"]);
+    let mut code = current.clone();
+    code.get_mut("db")
+        .unwrap()
+        .artifacts
+        .insert("Fn".into(), "shop/db/new.zip".into());
+    assert_eq!(differing(&target, &code), vec!["api", "db", "web"]);
 }
 
 #[test]

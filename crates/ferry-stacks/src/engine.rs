@@ -869,15 +869,17 @@ impl Engine {
                 None => break Ok(()),
             }
         };
-        // Never left behind, whatever happened reading it.
-        let _ = self
+        // Never left behind, whatever happened reading it; a failed delete is said.
+        let deleted = self
             .client
             .delete_change_set()
             .change_set_name(&cs_id)
             .stack_name(name)
             .send()
             .await;
-        read.map(|()| Some(out))
+        read?;
+        deleted.map_err(|e| self.api(name, "DeleteChangeSet", &e))?;
+        Ok(Some(out))
     }
 
     /// Creates a change set and waits until it is ready: `Ok(Some((change set id, stack id)))`,

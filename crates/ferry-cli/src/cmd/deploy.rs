@@ -183,7 +183,10 @@ pub fn run(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
     // Everything that needs no AWS call first: the stage, the templates, the tree.
     let (stage, from_ci) = match &args.stage {
         Some(name) => (ws.stage(name)?, false),
-        None => (crate::cmd::release::stage_from_ci(ws, &ci)?, true),
+        None => match crate::cmd::release::stage_from_ci(ws, &ci)? {
+            Some(stage) => (stage, true),
+            None => return Ok(()),
+        },
     };
     if stage.config.approval && !args.review {
         anyhow::bail!(
@@ -439,7 +442,7 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
     }
 
     print_summary(ws, stage, &report, state.list_calls, clock)?;
-    let release = crate::cmd::release::finish_release(
+    let written = crate::cmd::release::finish_release(
         run,
         ReleaseInfo {
             id: release_id,
@@ -453,7 +456,8 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         },
         tests.is_some(),
     )
-    .await?;
+    .await;
+    let (release, unwritten) = crate::cmd::release::keep_going(written);
     crate::cmd::release::end_of_run(
         run,
         "deploy",
@@ -462,7 +466,8 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         release.as_ref(),
         args.concurrency,
     )
-    .await
+    .await?;
+    unwritten.map_or(Ok(()), Err)
 }
 
 /// Writes the outputs file and prints the summary of a run.

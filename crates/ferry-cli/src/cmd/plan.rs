@@ -88,7 +88,10 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
     let ci = CiContext::from_env();
     let stage = match &args.stage {
         Some(s) => s.clone(),
-        None => crate::cmd::release::stage_from_ci(ctx.workspace()?, &ci)?.name,
+        None => match crate::cmd::release::stage_from_ci(ctx.workspace()?, &ci)? {
+            Some(stage) => stage.name,
+            None => return Ok(()),
+        },
     };
     let mut req = args.select.request(&stage, &ci);
     if let Some(head) = &args.head {

@@ -100,18 +100,26 @@ pub struct StatusArgs {
     format: StatusFormat,
 }
 
-/// The stage the [ci] rules choose for this build; says which rule matched.
+/// The stage the [ci] rules choose for this build; says which rule matched. `None`: a pull
+/// request's build while [ci] gives pull requests no stage: it deploys nothing (said).
 pub(crate) fn stage_from_ci(
     ws: &ferry_manifest::Workspace,
     ci: &CiContext,
-) -> anyhow::Result<ferry_manifest::Stage> {
+) -> anyhow::Result<Option<ferry_manifest::Stage>> {
+    if ci.is_pull_request() && ws.project.ci.pull_requests.is_none() {
+        println!(
+            "ci: a pull request's build ({}) and [ci] gives pull requests no stage: nothing to deploy",
+            ci.trigger_source.as_deref().unwrap_or("?")
+        );
+        return Ok(None);
+    }
     let m = ws
         .project
         .ci
         .stage_for(ci)
         .context("--from-ci found no stage for this build")?;
     eprintln!("ci: stage `{}` from {}", m.stage, m.rule);
-    Ok(ws.stage(&m.stage)?)
+    Ok(Some(ws.stage(&m.stage)?))
 }
 
 /// Milliseconds since the Unix epoch.
@@ -165,6 +173,20 @@ pub(crate) async fn finish_release(
     Ok(release)
 }
 
+/// A release that could not be written does not stop the tests' summary or a rollback on
+/// failed tests: it is said now and returned as the command's error after them.
+pub(crate) fn keep_going(
+    written: anyhow::Result<Option<Release>>,
+) -> (Option<Release>, Option<anyhow::Error>) {
+    match written {
+        Ok(r) => (r, None),
+        Err(e) => {
+            eprintln!("{}", crate::ui::mask(&format!("error: {e:#}")));
+            (None, Some(e))
+        }
+    }
+}
+
 /// After a run: the tests' summary, `on-test-failure = "rollback"`, and the exit status.
 pub(crate) async fn end_of_run(
     run: &Run<'_>,
@@ -210,6 +232,12 @@ pub(crate) async fn end_of_run(
         );
     }
     if !report.succeeded() {
+        if what == "approval" {
+            anyhow::bail!(
+                "the approval of stage `{}` did not complete; fix the failures above, then review again (`--review`) and approve the new review: it shows what is left",
+                stage.name
+            );
+        }
         anyhow::bail!(
             "the {what} of stage `{}` did not complete; fix the failures above and run it again (it redoes only what is missing)",
             stage.name
@@ -248,7 +276,7 @@ async fn roll_back_failures(
         affected.iter().cloned().collect::<Vec<_>>().join(", ")
     ));
     let store = store_of(run).context("the stage keeps no releases")?;
-    let rb = rollback_to(run, &store, None, Some(&affected), concurrency, 3600)
+    let rb = rollback_to(run, &store, None, Some(&affected), concurrency, 3600, false)
         .await
         .context("the rollback after the failed tests failed")?;
     Ok(rb)
@@ -263,6 +291,7 @@ async fn rollback_to(
     only: Option<&BTreeSet<String>>,
     concurrency: Option<NonZeroUsize>,
     timeout: u64,
+    test: bool,
 ) -> anyhow::Result<String> {
     let (ws, stage) = (run.ws, run.stage);
     let current = run
@@ -295,7 +324,10 @@ async fn rollback_to(
     }
     let head = ferry_deploy::head_commit(ws, &CiContext::from_env());
     let id = ferry_releases::new_id(now_ms(), &head);
-    let options = untested(run.ctx, concurrency, timeout);
+    let options = DeployOptions {
+        test,
+        ..untested(run.ctx, concurrency, timeout)
+    };
     let other_stages = run.ctx.other_stages(stage).await?;
     let report = deploy_stored(
         run,
@@ -325,10 +357,15 @@ async fn rollback_to(
             approval: None,
             gate_override: None,
         },
-        false,
+        test,
     )
     .await?;
-    if !report.succeeded() {
+    let tests = ferry_acceptance::Report {
+        outcomes: report.tests.clone(),
+    };
+    let tests_ok =
+        tests.outcomes.is_empty() || crate::cmd::acceptance::finish(run.ctx, stage, &tests).is_ok();
+    if !report.succeeded() || !tests_ok {
         anyhow::bail!(
             "the rollback of stage `{}` to release {} did not complete; fix the failures above and run it again",
             stage.name,
@@ -468,7 +505,9 @@ pub fn promote(ctx: &Ctx, args: &PromoteArgs) -> anyhow::Result<()> {
     let (from, to) = match (&args.from, &args.to) {
         (Some(from), Some(to)) => (ws.stage(from)?, ws.stage(to)?),
         _ => {
-            let to = stage_from_ci(ws, &CiContext::from_env())?;
+            let Some(to) = stage_from_ci(ws, &CiContext::from_env())? else {
+                return Ok(());
+            };
             let Some(from) = to.config.promote_from.clone() else {
                 anyhow::bail!(ferry_deploy::release::ReleaseRunError::NoPromoteFrom {
                     stage: to.name.clone(),
@@ -648,7 +687,7 @@ async fn promote_locked(
         approval: None,
         gate_override: None,
     };
-    let release = finish_release(run, info, args.run.test).await?;
+    let (release, unwritten) = keep_going(finish_release(run, info, args.run.test).await);
     end_of_run(
         run,
         "promote",
@@ -657,7 +696,8 @@ async fn promote_locked(
         release.as_ref(),
         args.run.concurrency,
     )
-    .await
+    .await?;
+    unwritten.map_or(Ok(()), Err)
 }
 
 pub fn rollback(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<()> {
@@ -679,10 +719,14 @@ pub fn rollback(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<()> {
                 stage.name
             )
         })?;
-        let (to, concurrency, timeout) =
-            (args.to.as_deref(), args.run.concurrency, args.run.timeout);
+        let (to, concurrency, timeout, test) = (
+            args.to.as_deref(),
+            args.run.concurrency,
+            args.run.timeout,
+            args.run.test,
+        );
         let work = async {
-            let said = rollback_to(&run, &store, to, None, concurrency, timeout).await?;
+            let said = rollback_to(&run, &store, to, None, concurrency, timeout, test).await?;
             println!("{said}");
             Ok(())
         };
@@ -955,11 +999,15 @@ async fn approve_locked(
         release: id.clone(),
     };
     let mut pending = plan.pending;
-    pending.approved = Some(approval.clone());
-    store
-        .put_pending(&pending)
-        .await
-        .context("failed to mark the review approved")?;
+    // Approved once it deployed whole; after a partial failure the stacks moved, so the review
+    // is stale and a new review shows what is left.
+    if report.succeeded() {
+        pending.approved = Some(approval.clone());
+        store
+            .put_pending(&pending)
+            .await
+            .context("failed to mark the review approved")?;
+    }
     let info = ReleaseInfo {
         id,
         kind: pending.kind,
@@ -967,7 +1015,7 @@ async fn approve_locked(
         by: Some(by),
         from: pending.from.clone(),
         restores: None,
-        gate_override: None,
+        gate_override: pending.gate_override.clone(),
         approval: Some(approval),
     };
     let release = finish_release(run, info, args.run.test).await?;
