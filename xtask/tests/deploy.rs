@@ -42,8 +42,22 @@ fn monorepo(project: &str) -> TestRepo {
 #[test]
 fn deploy_then_skip_then_redeploy_only_what_changed() {
     let r = monorepo("e2e-skip");
-    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    let step = tempfile::NamedTempFile::new().unwrap();
+    let mut first = xtask(&r, &["deploy", "dev"]);
+    first.env("GITHUB_STEP_SUMMARY", step.path());
+    let (code, out, err) = run(&mut first, None);
     assert_eq!(code, 0, "{err}");
+    // The deploy as Markdown, for a pull-request comment or the job's summary.
+    let md = std::fs::read_to_string(r.path().join("target/ferry/reports/deploy-dev.md")).unwrap();
+    assert!(
+        md.starts_with("## Ferry: deploy of `dev` succeeded"),
+        "{md}"
+    );
+    assert!(md.contains("| queue | cloudformation | created |"), "{md}");
+    assert_eq!(
+        std::fs::read_to_string(step.path()).unwrap().trim(),
+        md.trim()
+    );
     for s in ["queue", "topic", "consumer", "lone"] {
         assert!(row(&out, s).contains(" created "), "{out}");
     }
@@ -116,6 +130,12 @@ fn a_failure_in_the_middle_skips_dependents_finishes_the_rest_and_a_rerun_comple
     let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(row(&out, "topic").contains("FAILED"), "{out}");
+    let md = std::fs::read_to_string(r.path().join("target/ferry/reports/deploy-dev.md")).unwrap();
+    assert!(
+        md.starts_with("## Ferry: deploy of `dev` **failed**"),
+        "{md}"
+    );
+    assert!(md.contains("topic: "), "the failure below the table: {md}");
     assert!(
         row(&out, "consumer").contains("skipped (topic failed)"),
         "{out}"

@@ -43,7 +43,7 @@ pub use prepare::{
 pub use remove::{
     RemoveContext, RemoveError, RemoveOptions, RemoveReport, check_removable, remove,
 };
-pub use report::{Summary, summary};
+pub use report::{Summary, markdown, summary};
 pub use run::{
     DeployContext, DeployOptions, DeployReport, Event, ExpandSam, Selection, ServiceReport,
     ServiceResult, Source, deploy, deploy_selection,

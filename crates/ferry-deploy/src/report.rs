@@ -61,3 +61,75 @@ pub fn summary(report: &DeployReport) -> Summary {
     }
     Summary { rows, details }
 }
+
+/// A table cell of Markdown: `|` escaped, one line.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// The deploy as Markdown, for a pull-request comment or `$GITHUB_STEP_SUMMARY`: the summary
+/// table, each failure, the outputs that are web addresses (a preview's URL), and the tests'
+/// outcomes. `release` names the release the run made. The caller masks it.
+pub fn markdown(
+    stage: &str,
+    report: &DeployReport,
+    tests: Option<&ferry_acceptance::Report>,
+    release: Option<&str>,
+) -> String {
+    let s = summary(report);
+    let verdict = if report.succeeded() && tests.is_none_or(|t| t.succeeded()) {
+        "succeeded"
+    } else {
+        "**failed**"
+    };
+    let mut md = format!("## Ferry: deploy of `{stage}` {verdict}\n\n");
+    if let Some(r) = release {
+        md.push_str(&format!("Release `{r}`.\n\n"));
+    }
+    md.push_str(
+        "| service | kind | result | deploy | tests | reason |\n|---|---|---|---|---|---|\n",
+    );
+    for row in &s.rows {
+        let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
+        md.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    if !s.details.is_empty() {
+        md.push_str("\n```text\n");
+        for d in &s.details {
+            md.push_str(&format!("{}\n", d.replace("```", "'''")));
+        }
+        md.push_str("```\n");
+    }
+    let links: Vec<String> = report
+        .outputs
+        .services
+        .iter()
+        .flat_map(|(service, outputs)| {
+            outputs
+                .iter()
+                .filter(|(_, v)| v.starts_with("https://") || v.starts_with("http://"))
+                .map(move |(k, v)| format!("- {service} `{k}`: {}", cell(v)))
+        })
+        .collect();
+    if !links.is_empty() {
+        md.push_str("\nAddresses:\n\n");
+        md.push_str(&links.join("\n"));
+        md.push('\n');
+    }
+    if let Some(t) = tests.filter(|t| !t.outcomes.is_empty()) {
+        let failed = t.outcomes.iter().filter(|o| o.status.is_failure()).count();
+        md.push_str(&format!(
+            "\nAcceptance tests: {} service(s), {} passed, {failed} failed.\n",
+            t.outcomes.len(),
+            t.outcomes.len() - failed
+        ));
+        for o in t.outcomes.iter().filter(|o| o.status.is_failure()) {
+            md.push_str(&format!(
+                "- {}: {}\n",
+                o.service,
+                cell(&o.status.to_string())
+            ));
+        }
+    }
+    md
+}

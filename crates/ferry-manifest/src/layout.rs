@@ -43,6 +43,13 @@ impl Layout {
     }
 
     /// The JUnit report of a stage's acceptance tests: `reports/acceptance-<stage id>.xml`.
+    /// The Markdown summary of a stage's last deploy: `reports/deploy-<stage id>.md`.
+    pub fn deploy_summary(&self, stage_id: &str) -> PathBuf {
+        self.dir
+            .join("reports")
+            .join(format!("deploy-{stage_id}.md"))
+    }
+
     /// A review of a stage (`deploy --review`): `reports/review-<stage id>-<release>.<ext>`
     /// (`json` and `md`).
     pub fn review_report(&self, stage_id: &str, release: &str, ext: &str) -> PathBuf {

@@ -458,6 +458,7 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
     )
     .await;
     let (release, unwritten) = crate::cmd::release::keep_going(written);
+    write_markdown(ws, stage, &report, tests.as_ref(), release.as_ref())?;
     crate::cmd::release::end_of_run(
         run,
         "deploy",
@@ -499,6 +500,44 @@ pub(crate) fn print_summary(
         list_calls,
         clock.seconds()
     );
+    Ok(())
+}
+
+/// The deploy as Markdown (masked): `target/ferry/reports/deploy-<stage id>.md`, and appended
+/// to `$GITHUB_STEP_SUMMARY` when GitHub Actions names one.
+fn write_markdown(
+    ws: &Workspace,
+    stage: &Stage,
+    report: &ferry_deploy::DeployReport,
+    tests: Option<&ferry_acceptance::Report>,
+    release: Option<&ferry_releases::Release>,
+) -> anyhow::Result<()> {
+    let md = mask(&ferry_deploy::markdown(
+        &stage.name,
+        report,
+        tests,
+        release.map(|r| r.id.as_str()),
+    ));
+    let path = ws.layout().deploy_summary(&stage.id);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+    }
+    std::fs::write(&path, &md).with_context(|| format!("failed to write {}", path.display()))?;
+    if let Some(step) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&step)
+            .with_context(|| {
+                format!(
+                    "failed to open $GITHUB_STEP_SUMMARY ({})",
+                    step.to_string_lossy()
+                )
+            })?;
+        writeln!(f, "{md}").context("failed to append to $GITHUB_STEP_SUMMARY")?;
+    }
     Ok(())
 }
 
