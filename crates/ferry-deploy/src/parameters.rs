@@ -120,7 +120,7 @@ pub(crate) struct Resolved {
 }
 
 /// The SecureString names a hashed parameter value stands in for (see [`secure_stand_in`]).
-fn secure_names(hashed: &str) -> Vec<&str> {
+pub(crate) fn secure_names(hashed: &str) -> Vec<&str> {
     hashed
         .split("ssm-secure:")
         .skip(1)
@@ -146,13 +146,7 @@ pub(crate) fn warn_secrets_without_no_echo(
     if secure.is_empty() {
         return;
     }
-    let text = match (template, ctx.package, packaged) {
-        (TemplateSource::Body(b), ..) => Some(b.clone()),
-        (TemplateSource::Url(_), Some(p), Some(sp)) => {
-            std::fs::read_to_string(p.dir.join(&sp.template)).ok()
-        }
-        _ => None,
-    };
+    let text = crate::run::template_text(ctx, service, packaged, template).ok();
     let Some(parsed) = text.and_then(|t| ferry_package::parse_template(&t).ok()) else {
         return;
     };

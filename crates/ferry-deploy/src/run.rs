@@ -656,21 +656,8 @@ async fn review_stack(
     mut reviewed: Reviewed,
 ) -> Result<(StackReview, Reviewed), ServiceError> {
     let ctx = run.ctx;
-    let (stack, template, parameters) = (spec.name.as_str(), &spec.template, &spec.parameters);
-    let text = match (template, ctx.package, packaged) {
-        (TemplateSource::Body(b), ..) => b.clone(),
-        (TemplateSource::Url(_), Some(p), Some(sp)) => {
-            let path = p.dir.join(&sp.template);
-            std::fs::read_to_string(&path)
-                .map_err(|source| ServiceError::Template { path, source })?
-        }
-        (TemplateSource::Url(url), ..) => {
-            return Err(ServiceError::Expand {
-                service: service.name.clone(),
-                message: format!("its template is at {url}, not in a local package"),
-            });
-        }
-    };
+    let (stack, parameters) = (spec.name.as_str(), &spec.parameters);
+    let text = template_text(ctx, service, packaged, &spec.template)?;
     let parse = |t: &str| {
         ferry_package::parse_template(t).map_err(|e| ServiceError::Expand {
             service: service.name.clone(),
@@ -733,19 +720,35 @@ async fn review_stack(
     Ok((review, reviewed))
 }
 
+/// The text of the template a service deploys: its body, or (when it goes by URL) the packaged
+/// file it was uploaded from.
+pub(crate) fn template_text(
+    ctx: &DeployContext<'_>,
+    service: &Service,
+    packaged: Option<&ServicePackage>,
+    template: &TemplateSource,
+) -> Result<String, ServiceError> {
+    match (template, ctx.package, packaged) {
+        (TemplateSource::Body(b), ..) => Ok(b.clone()),
+        (TemplateSource::Url(_), Some(p), Some(sp)) => {
+            let path = p.dir.join(&sp.template);
+            std::fs::read_to_string(&path).map_err(|source| ServiceError::Template { path, source })
+        }
+        (TemplateSource::Url(url), ..) => Err(ServiceError::Expand {
+            service: service.name.clone(),
+            message: format!("its template is at {url}, not in a local package"),
+        }),
+    }
+}
+
 /// The parameter names a template declares (none when it cannot be read).
 fn declared_parameters(
     ctx: &DeployContext<'_>,
+    service: &Service,
     packaged: Option<&ServicePackage>,
     template: &TemplateSource,
 ) -> BTreeSet<String> {
-    let text = match (template, ctx.package, packaged) {
-        (TemplateSource::Body(b), ..) => Some(b.clone()),
-        (TemplateSource::Url(_), Some(p), Some(sp)) => {
-            std::fs::read_to_string(p.dir.join(&sp.template)).ok()
-        }
-        _ => None,
-    };
+    let text = template_text(ctx, service, packaged, template).ok();
     text.and_then(|t| ferry_package::parse_template(&t).ok())
         .and_then(|v| {
             v.get("Parameters")
@@ -764,20 +767,7 @@ fn expand_sam(
     parameters: &BTreeMap<String, String>,
     expander: &dyn ExpandSam,
 ) -> Result<TemplateSource, ServiceError> {
-    let text = match (template, ctx.package, packaged) {
-        (TemplateSource::Body(text), _, _) => text,
-        (TemplateSource::Url(_), Some(p), Some(sp)) => {
-            let path = p.dir.join(&sp.template);
-            std::fs::read_to_string(&path)
-                .map_err(|source| ServiceError::Template { path, source })?
-        }
-        (TemplateSource::Url(url), _, _) => {
-            return Err(ServiceError::Expand {
-                service: service.name.clone(),
-                message: format!("its template is at {url}, not in a local package"),
-            });
-        }
-    };
+    let text = template_text(ctx, service, packaged, &template)?;
     let expand_err = |message: String| ServiceError::Expand {
         service: service.name.clone(),
         message,
@@ -823,15 +813,17 @@ async fn deploy_one(
 ) -> Result<Deployed, ServiceError> {
     let ctx = run.ctx;
     let on = run.on;
+    // A review: dependencies it creates or changes, whose outputs are not known yet.
+    let parameters_after = pending_dependencies(run, service);
     let Resolved {
         mut parameters,
         mut hashed,
     } = match resolve_parameters(ctx, service, &run.cache, &run.others, &run.ssm).await {
         Ok(r) => r,
-        // A review: outputs of a dependency this review creates or changes are not known yet.
-        // Only those errors; any other (a missing SSM parameter, a wrong key) is reported.
+        // Only those outputs' errors; any other (a missing SSM parameter, a wrong key) is
+        // reported.
         Err(ServiceError::Parameters(errors))
-            if only_pending_outputs(&errors, &pending_dependencies(run, service)) =>
+            if only_pending_outputs(&errors, &parameters_after) =>
         {
             Resolved {
                 parameters: BTreeMap::new(),
@@ -840,7 +832,6 @@ async fn deploy_one(
         }
         Err(e) => return Err(e),
     };
-    let parameters_after = pending_dependencies(run, service);
     let stored = ctx
         .package
         .and_then(|p| p.manifest.services.get(&service.name));
@@ -895,10 +886,17 @@ async fn deploy_one(
         (None, TemplateSource::Body(text)) => sha256_hex(text.as_bytes()),
         (None, TemplateSource::Url(url)) => sha256_hex(url.as_bytes()),
     };
+    // Where the package came from: a stored one names its own package id and commit.
+    let origin = ctx.package.and_then(|p| p.origins.get(&service.name));
+    let package_id = ctx
+        .package
+        .map(|p| origin.map_or_else(|| p.manifest.id.clone(), |o| o.package.clone()));
+    let commit = origin.map_or_else(|| ctx.source.commit.clone(), |o| o.commit.clone());
+    let dirty = origin.map_or(ctx.source.dirty, |o| o.dirty);
     let artifact_keys = packaged.map(|sp| sp.artifact_keys()).unwrap_or_default();
     let needs_bucket = packaged.is_some_and(|sp| !sp.artifacts.is_empty());
     if ctx.declared_parameters_only {
-        let declared = declared_parameters(ctx, packaged, &template);
+        let declared = declared_parameters(ctx, service, packaged, &template);
         parameters.retain(|k, _| declared.contains(k));
         hashed.retain(|k, _| declared.contains(k));
     }
@@ -973,7 +971,6 @@ async fn deploy_one(
         // bucket: such a service's parameters resolve again when approved.
         let holds_secret = hashed.values().any(|v| ctx.masker.mask(v) != *v);
         let resolve_when_approved = holds_secret || !parameters_after.is_empty();
-        let origin = ctx.package.and_then(|p| p.origins.get(&service.name));
         let reviewed = Reviewed {
             kind: Some(service.kind.to_string()),
             package_key: entry_key.clone().ok_or_else(|| ServiceError::NotStored {
@@ -983,15 +980,9 @@ async fn deploy_one(
             fingerprint: packaged
                 .map(ServicePackage::fingerprint)
                 .unwrap_or_default(),
-            package: match origin {
-                Some(o) => o.package.clone(),
-                None => ctx
-                    .package
-                    .map(|p| p.manifest.id.clone())
-                    .unwrap_or_default(),
-            },
-            commit: origin.map_or_else(|| ctx.source.commit.clone(), |o| o.commit.clone()),
-            dirty: origin.map_or(ctx.source.dirty, |o| o.dirty),
+            package: package_id.clone().unwrap_or_default(),
+            commit: commit.clone(),
+            dirty,
             parameters: if resolve_when_approved {
                 BTreeMap::new()
             } else {
@@ -1002,7 +993,7 @@ async fn deploy_one(
         };
         let secure: BTreeSet<String> = hashed
             .iter()
-            .filter(|(_, v)| v.contains("ssm-secure:"))
+            .filter(|(_, v)| !crate::parameters::secure_names(v).is_empty())
             .map(|(k, _)| k.clone())
             .collect();
         let (mut review, reviewed) =
@@ -1042,13 +1033,12 @@ async fn deploy_one(
         )
         .await?;
     }
-    let origin = ctx.package.and_then(|p| p.origins.get(&service.name));
     let record = Record {
         service: service.name.clone(),
         stage: Some(ctx.stage.name.clone()),
         stack: stack.to_string(),
-        commit: origin.map_or_else(|| ctx.source.commit.clone(), |o| o.commit.clone()),
-        dirty: origin.map_or(ctx.source.dirty, |o| o.dirty),
+        commit,
+        dirty,
         template_hash,
         parameters_hash: params_hash,
         artifacts: artifact_keys,
@@ -1064,9 +1054,7 @@ async fn deploy_one(
         stack_id: Some(deployed.stack_id.clone()),
         stack_updated: deployed.last_updated,
         kind: Some(service.kind.to_string()),
-        package: ctx
-            .package
-            .map(|p| origin.map_or_else(|| p.manifest.id.clone(), |o| o.package.clone())),
+        package: package_id,
         package_key: entry_key,
         release: ctx.release.map(String::from),
         package_fingerprint: packaged.map(ServicePackage::fingerprint),

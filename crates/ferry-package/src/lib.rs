@@ -381,7 +381,7 @@ pub fn load(out: &Path, id: &str) -> Result<Option<PackageManifest>, PackageErro
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename: readers never see half a file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PackageError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PackageError> {
     let dir = path.parent().expect("paths here have a parent");
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let tmp = dir.join(format!(

@@ -268,19 +268,7 @@ async fn put_bytes(
     content_type: &str,
 ) -> Result<u64, UploadError> {
     let size = bytes.len() as u64;
-    s3.put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_type(content_type)
-        .body(ByteStream::from(bytes))
-        .send()
-        .await
-        .map_err(|e| UploadError::S3 {
-            op: "PutObject",
-            bucket: bucket.into(),
-            key: key.into(),
-            message: ferry_aws::explain("PutObject", &e).to_string(),
-        })?;
+    put_body(s3, bucket, key, ByteStream::from(bytes), content_type).await?;
     Ok(size)
 }
 
@@ -334,18 +322,12 @@ async fn get_verified(
     Ok(bytes)
 }
 
-/// Puts `bytes` at `path` unless a file with those bytes is there (checked by hash).
+/// Puts fetched `bytes` at `path` in the local store, atomically (as a package writes it).
 fn keep_local(path: &Path, bytes: &[u8]) -> Result<(), UploadError> {
-    let local = |e: std::io::Error| UploadError::Local {
+    crate::write_atomic(path, bytes).map_err(|e| UploadError::Local {
         path: path.display().to_string(),
         message: e.to_string(),
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(local)?;
-    }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(local)?;
-    std::fs::rename(&tmp, path).map_err(local)
+    })
 }
 
 /// Whether `path` holds bytes with this hash.
@@ -427,6 +409,18 @@ async fn put(
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
+    put_body(s3, bucket, key, body, content_type).await?;
+    Ok(size)
+}
+
+/// One PutObject.
+async fn put_body(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    body: ByteStream,
+    content_type: &str,
+) -> Result<(), UploadError> {
     s3.put_object()
         .bucket(bucket)
         .key(key)
@@ -440,7 +434,7 @@ async fn put(
             key: key.into(),
             message: ferry_aws::explain("PutObject", &e).to_string(),
         })?;
-    Ok(size)
+    Ok(())
 }
 
 /// The Content-Type of a site file, by extension.

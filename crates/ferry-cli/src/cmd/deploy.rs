@@ -357,7 +357,7 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         Some(from) => gate(args, run, &plan, prepared.as_ref(), previous, from).await?,
         None => (None, None),
     };
-    let release_id = ferry_releases::new_id(now_ms(), &source.commit);
+    let release_id = ferry_releases::new_id(ferry_records::now_millis(), &source.commit);
     let other_stages = ctx.other_stages(stage).await?;
     let commit = source.commit.clone();
 
@@ -539,14 +539,6 @@ fn write_markdown(
         writeln!(f, "{md}").context("failed to append to $GITHUB_STEP_SUMMARY")?;
     }
     Ok(())
-}
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The gate of a stage with `promote-from`: every service this deploy would change must have

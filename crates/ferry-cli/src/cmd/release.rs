@@ -122,12 +122,31 @@ pub(crate) fn stage_from_ci(
     Ok(Some(ws.stage(&m.stage)?))
 }
 
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// The deployment records of the run's stage.
+async fn current_records(run: &Run<'_>) -> anyhow::Result<BTreeMap<String, Record>> {
+    run.records
+        .read_all()
+        .await
+        .context("failed to read the stage's deployment records")
+}
+
+/// The run's stage as a promote, rollback or approval deploys to it, with `dir` the local
+/// package store.
+fn stage_target<'a>(run: &Run<'a>, dir: &'a std::path::Path) -> StageTarget<'a> {
+    StageTarget {
+        ws: run.ws,
+        stage: run.stage,
+        config: &run.aws.config,
+        local: run.ctx.local,
+        dir,
+    }
+}
+
+/// The commit checked out and the id of a new release made at it.
+fn new_release(ws: &ferry_manifest::Workspace) -> (String, String) {
+    let head = ferry_deploy::head_commit(ws, &CiContext::from_env());
+    let id = ferry_releases::new_id(ferry_records::now_millis(), &head);
+    (head, id)
 }
 
 /// The releases of the run's stage, when it keeps a bucket.
@@ -294,19 +313,9 @@ async fn rollback_to(
     test: bool,
 ) -> anyhow::Result<String> {
     let (ws, stage) = (run.ws, run.stage);
-    let current = run
-        .records
-        .read_all()
-        .await
-        .context("failed to read the stage's deployment records")?;
+    let current = current_records(run).await?;
     let dir = ws.layout().package();
-    let target = StageTarget {
-        ws,
-        stage,
-        config: &run.aws.config,
-        local: run.ctx.local,
-        dir: &dir,
-    };
+    let target = stage_target(run, &dir);
     let rb = ferry_deploy::release::prepare_rollback(&target, store, &current, to, only)
         .await
         .with_context(|| format!("cannot roll back stage `{}`", stage.name))?;
@@ -322,13 +331,11 @@ async fn rollback_to(
             rb.target.id
         ));
     }
-    let head = ferry_deploy::head_commit(ws, &CiContext::from_env());
-    let id = ferry_releases::new_id(now_ms(), &head);
+    let (head, id) = new_release(ws);
     let options = DeployOptions {
         test,
         ..untested(run.ctx, concurrency, timeout)
     };
-    let other_stages = run.ctx.other_stages(stage).await?;
     let report = deploy_stored(
         run,
         &Stored {
@@ -337,12 +344,11 @@ async fn rollback_to(
             previous: &current,
             release: &id,
             archives: None,
-            other_stages: &other_stages,
             fixed: None,
         },
         &options,
     )
-    .await;
+    .await?;
     print_summary(ws, stage, &report, 0, run.clock)?;
     let names: Vec<String> = rb.selection.deploy.iter().cloned().collect();
     finish_release(
@@ -386,7 +392,6 @@ struct Stored<'a> {
     previous: &'a BTreeMap<String, Record>,
     release: &'a str,
     archives: Option<&'a BTreeMap<String, BTreeMap<String, String>>>,
-    other_stages: &'a BTreeMap<String, ferry_credentials::SdkConfig>,
     /// An approval: the reviewed parameters.
     fixed: Option<&'a BTreeMap<String, BTreeMap<String, String>>>,
 }
@@ -413,12 +418,14 @@ fn untested(ctx: &Ctx, concurrency: Option<NonZeroUsize>, timeout: u64) -> Deplo
     }
 }
 
-/// Deploys stored packages on the scheduler, as a deploy does.
+/// Deploys stored packages on the scheduler, as a deploy does (other stages the services read
+/// with their own access).
 async fn deploy_stored(
     run: &Run<'_>,
     stored: &Stored<'_>,
     options: &DeployOptions,
-) -> DeployReport {
+) -> anyhow::Result<DeployReport> {
+    let other_stages = run.ctx.other_stages(run.stage).await?;
     let ci = CiContext::from_env();
     let local_sam = local_sam(run.ctx, run.stage);
     let ctx = DeployContext {
@@ -442,12 +449,12 @@ async fn deploy_stored(
         release: Some(stored.release),
         expected_archives: stored.archives,
         declared_parameters_only: true,
-        other_stages: stored.other_stages,
+        other_stages: &other_stages,
         fixed_parameters: stored.fixed,
     };
     let clock = run.clock;
     let print = move |e: ferry_deploy::Event| clock.say(&crate::cmd::deploy::describe(&e));
-    ferry_deploy::deploy_selection(&ctx, stored.selection, options, &print).await
+    Ok(ferry_deploy::deploy_selection(&ctx, stored.selection, options, &print).await)
 }
 
 /// The tests' builds of `services` (all when empty) and their dependencies, started before
@@ -614,11 +621,7 @@ async fn promote_locked(
 ) -> anyhow::Result<()> {
     let (ctx, ws, to, clock) = (run.ctx, run.ws, run.stage, run.clock);
     let from = &source.stage;
-    let current = run
-        .records
-        .read_all()
-        .await
-        .context("failed to read the stage's deployment records")?;
+    let current = current_records(run).await?;
     let req = ferry_deploy::release::PromoteRequest {
         from,
         from_records: &source.records,
@@ -626,13 +629,7 @@ async fn promote_locked(
         services: &args.services,
     };
     let dir = ws.layout().package();
-    let target = StageTarget {
-        ws,
-        stage: to,
-        config: &run.aws.config,
-        local: ctx.local,
-        dir: &dir,
-    };
+    let target = stage_target(run, &dir);
     let p = ferry_deploy::release::prepare_promote(&target, &current, &req)
         .await
         .with_context(|| format!("cannot promote `{}` to `{}`", from.name, to.name))?;
@@ -646,37 +643,18 @@ async fn promote_locked(
         );
         return Ok(());
     }
-    let head = ferry_deploy::head_commit(ws, &CiContext::from_env());
-    let id = ferry_releases::new_id(now_ms(), &head);
+    let (head, id) = new_release(ws);
     let options = options(ctx, &args.run, args.review);
-    let other_stages = ctx.other_stages(to).await?;
     let stored = Stored {
         prepared: p.prepared.as_ref(),
         selection: &p.selection,
         previous: &current,
         release: &id,
         archives: Some(&p.archives),
-        other_stages: &other_stages,
         fixed: None,
     };
-    let report = deploy_stored(run, &stored, &options).await;
+    let report = deploy_stored(run, &stored, &options).await?;
     print_summary(ws, to, &report, 0, clock)?;
-    if args.review {
-        let info = ReleaseInfo {
-            id,
-            kind: ReleaseKind::Promote,
-            commit: head,
-            by: Some(run.aws.identity.arn.clone()),
-            from: Some(from.name.clone()),
-            restores: None,
-            gate_override: None,
-            approval: None,
-        };
-        return finish_review(run, info, &report).await;
-    }
-    let tests = args.run.test.then(|| ferry_acceptance::Report {
-        outcomes: report.tests.clone(),
-    });
     let info = ReleaseInfo {
         id,
         kind: ReleaseKind::Promote,
@@ -684,9 +662,15 @@ async fn promote_locked(
         by: Some(run.aws.identity.arn.clone()),
         from: Some(from.name.clone()),
         restores: None,
-        approval: None,
         gate_override: None,
+        approval: None,
     };
+    if args.review {
+        return finish_review(run, info, &report).await;
+    }
+    let tests = args.run.test.then(|| ferry_acceptance::Report {
+        outcomes: report.tests.clone(),
+    });
     let (release, unwritten) = keep_going(finish_release(run, info, args.run.test).await);
     end_of_run(
         run,
@@ -956,13 +940,7 @@ async fn approve_locked(
 ) -> anyhow::Result<()> {
     let (ctx, ws, stage, clock) = (run.ctx, run.ws, run.stage, run.clock);
     let dir = ws.layout().package();
-    let target = StageTarget {
-        ws,
-        stage,
-        config: &run.aws.config,
-        local: ctx.local,
-        dir: &dir,
-    };
+    let target = stage_target(run, &dir);
     let plan = ferry_deploy::release::prepare_approval(&target, store, &args.release)
         .await
         .with_context(|| {
@@ -971,26 +949,19 @@ async fn approve_locked(
                 args.release, stage.name
             )
         })?;
-    let current = run
-        .records
-        .read_all()
-        .await
-        .context("failed to read the stage's deployment records")?;
-    let head = ferry_deploy::head_commit(ws, &CiContext::from_env());
-    let id = ferry_releases::new_id(now_ms(), &head);
+    let current = current_records(run).await?;
+    let (head, id) = new_release(ws);
     let by = run.aws.identity.arn.clone();
     clock.say(&format!("approved by {by}: review {}", args.release));
-    let other_stages = ctx.other_stages(stage).await?;
     let stored = Stored {
         prepared: Some(&plan.prepared),
         selection: &plan.selection,
         previous: &current,
         release: &id,
         archives: None,
-        other_stages: &other_stages,
         fixed: Some(&plan.parameters),
     };
-    let report = deploy_stored(run, &stored, &options(ctx, &args.run, false)).await;
+    let report = deploy_stored(run, &stored, &options(ctx, &args.run, false)).await?;
     print_summary(ws, stage, &report, 0, clock)?;
     let approval = ferry_releases::Approval {
         review: args.release.clone(),
