@@ -22,6 +22,9 @@ pub enum Benchmark {
     /// 50 services: a promote where every service is already at the promoted package (against a
     /// no-op deploy of the same stage), and a rollback where 5 differ (stacks touched, API calls)
     Release,
+    /// 50 services deployed on one machine against the nodes of a batch build-graph run as
+    /// separate processes; the overhead of one node that finds its service up to date
+    Batch,
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,6 +67,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Benchmark::Release => cmd!(
             sh,
             "cargo bench --package xtask --bench release -- {extra...}"
+        )
+        .run()?,
+        Benchmark::Batch => cmd!(
+            sh,
+            "cargo bench --package xtask --bench batch -- {extra...}"
         )
         .run()?,
         Benchmark::Scheduler => cmd!(

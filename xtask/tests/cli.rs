@@ -556,3 +556,111 @@ fn buildspec_is_valid_and_calls_only_existing_commands() {
             .is_some_and(|p| p.iter().any(|p| p.as_str() == Some("target/**/*")))
     );
 }
+
+/// The batch CI files in the repository are what the graph generates, they are valid YAML, and
+/// their build-graph and waves follow the services' dependencies; a changed graph makes them
+/// stale and `batch files` rewrites them.
+#[test]
+fn batch_ci_files_follow_the_graph_and_cannot_drift() {
+    let root = workspace_root();
+    let (code, out, err) = run(&mut xtask(&["batch", "files", "--check"]));
+    assert_eq!(
+        code, 0,
+        "the committed batch files are stale:\n{out}\n{err}"
+    );
+
+    // buildspec-batch.yml: one node per service, depend-on = its dependencies, then finish.
+    let text = std::fs::read_to_string(root.join("buildspec-batch.yml")).unwrap();
+    let spec: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("YAML");
+    assert_eq!(spec["version"].as_f64(), Some(0.2));
+    let nodes = spec["batch"]["build-graph"].as_sequence().unwrap();
+    let (_, services, _) = run(&mut xtask(&["services", "--format", "json"]));
+    let services: serde_json::Value = serde_json::from_str(&services).unwrap();
+    let services = services.as_array().unwrap();
+    assert_eq!(nodes.len(), services.len() + 1);
+    let ids = |v: &serde_yaml_ng::Value| -> Vec<String> {
+        v.as_sequence()
+            .map(|s| s.iter().map(|i| i.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let mut seen = Vec::new();
+    for n in nodes {
+        let id = n["identifier"].as_str().unwrap().to_string();
+        assert!(
+            id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{id}"
+        );
+        for d in ids(&n["depend-on"]) {
+            assert!(seen.contains(&d), "{id} depends on {d}, which comes later");
+        }
+        let service = n["env"]["variables"]["SERVICE"].as_str().unwrap();
+        if let Some(s) = services.iter().find(|s| s["name"] == service) {
+            let mut want: Vec<String> = s["depends_on"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_str().unwrap().replace('-', "_"))
+                .collect();
+            let mut got = ids(&n["depend-on"]);
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "{service}");
+        } else {
+            assert_eq!(service, "", "the last node finishes the batch");
+            assert_eq!(ids(&n["depend-on"]).len(), services.len());
+        }
+        seen.push(id);
+    }
+    let build = spec["phases"]["build"]["commands"][0].as_str().unwrap();
+    assert!(
+        build.contains("cargo xtask batch node --from-ci \"$SERVICE\" --test"),
+        "{build}"
+    );
+    assert!(
+        build.contains("cargo xtask batch finish --from-ci"),
+        "{build}"
+    );
+
+    // The workflow: plan, one job per wave chained by needs, finish after all of them.
+    let text = std::fs::read_to_string(root.join(".github/workflows/deploy.yml")).unwrap();
+    let wf: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("YAML");
+    let jobs = wf["jobs"].as_mapping().unwrap();
+    let (_, graph, _) = run(&mut xtask(&["graph", "--format", "json"]));
+    let graph: serde_json::Value = serde_json::from_str(&graph).unwrap();
+    let waves = graph["waves"].as_array().map_or(0, Vec::len);
+    assert!(waves >= 2, "{graph}");
+    assert_eq!(jobs.len(), waves + 2, "{text}");
+    for w in 1..waves {
+        let job = &wf["jobs"][format!("wave-{w}").as_str()];
+        assert!(ids(&job["needs"]).contains(&format!("wave-{}", w - 1)));
+        assert_eq!(
+            job["strategy"]["matrix"].as_str().unwrap(),
+            format!("${{{{ fromJSON(needs.plan.outputs.plan).waves[{w}] }}}}")
+        );
+    }
+    assert_eq!(ids(&wf["jobs"]["finish"]["needs"]).len(), waves + 1);
+
+    // A copy whose graph changed: stale, named; `batch files` writes them; then up to date.
+    let (repo, _) = example_repo();
+    let at = |args: &[&str]| {
+        let mut full = vec!["batch", "files", "--root", repo.path().to_str().unwrap()];
+        full.extend_from_slice(args);
+        run(&mut xtask(&full))
+    };
+    let (code, _, err) = at(&["--check"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("stale: buildspec-batch.yml, .github/workflows/deploy.yml"),
+        "{err}"
+    );
+    assert_eq!(at(&[]).0, 0);
+    assert_eq!(at(&["--check"]).0, 0);
+    std::fs::write(
+        repo.path().join("buildspec-batch.yml"),
+        std::fs::read_to_string(repo.path().join("buildspec-batch.yml")).unwrap() + "# edited\n",
+    )
+    .unwrap();
+    let (code, _, err) = at(&["--check"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("stale: buildspec-batch.yml (the"), "{err}");
+}

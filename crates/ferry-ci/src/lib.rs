@@ -46,6 +46,12 @@ pub struct CiContext {
     pub trigger_source: Option<String>,
     /// `FORCE_DEPLOY_ALL=true`, as in the scripts Ferry replaces.
     pub force_deploy_all: bool,
+    /// The batch this build is a node of (one deploy spread over many CI machines), shared by
+    /// every node: `FERRY_BATCH_ID` when set; on GitHub Actions `github-<GITHUB_RUN_ID>` (all the
+    /// jobs of a workflow run, and its re-runs); on a CodeBuild batch build
+    /// (`CODEBUILD_BATCH_BUILD_IDENTIFIER` set) `codebuild-<commit>`, since CodeBuild gives the
+    /// nodes no shared batch id: two batch builds of one commit to one stage share a lock.
+    pub batch_id: Option<String>,
 }
 
 impl CiContext {
@@ -61,6 +67,7 @@ impl CiContext {
             get(k).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
         };
         let force_deploy_all = truthy("FORCE_DEPLOY_ALL");
+        let explicit_batch = get("FERRY_BATCH_ID").map(|b| b.trim().to_string());
 
         if get("CODEBUILD_BUILD_ID").is_some() || get("CODEBUILD_RESOLVED_SOURCE_VERSION").is_some()
         {
@@ -84,6 +91,10 @@ impl CiContext {
                 build_id: get("CODEBUILD_BUILD_ID"),
                 trigger_source: raw.map(|r| format!("CODEBUILD_WEBHOOK_TRIGGER={r}")),
                 force_deploy_all,
+                batch_id: explicit_batch.or_else(|| {
+                    get("CODEBUILD_BATCH_BUILD_IDENTIFIER")?;
+                    get("CODEBUILD_RESOLVED_SOURCE_VERSION").map(|c| format!("codebuild-{c}"))
+                }),
             };
         }
         if truthy("GITHUB_ACTIONS") {
@@ -114,6 +125,8 @@ impl CiContext {
                 build_id: get("GITHUB_RUN_ID"),
                 trigger_source: event.map(|e| format!("GITHUB_EVENT_NAME={e}")),
                 force_deploy_all,
+                batch_id: explicit_batch
+                    .or_else(|| get("GITHUB_RUN_ID").map(|r| format!("github-{r}"))),
             };
         }
         CiContext {
@@ -127,6 +140,7 @@ impl CiContext {
             build_id: None,
             trigger_source: None,
             force_deploy_all,
+            batch_id: explicit_batch,
         }
     }
 
@@ -149,6 +163,37 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         })
+    }
+
+    #[test]
+    fn the_batch_a_build_belongs_to() {
+        // A CodeBuild build that is no batch node belongs to no batch.
+        assert_eq!(
+            ctx(&[
+                ("CODEBUILD_BUILD_ID", "x:1"),
+                ("CODEBUILD_RESOLVED_SOURCE_VERSION", "abc")
+            ])
+            .batch_id,
+            None
+        );
+        let node = ctx(&[
+            ("CODEBUILD_BUILD_ID", "x:1"),
+            ("CODEBUILD_RESOLVED_SOURCE_VERSION", "abc"),
+            ("CODEBUILD_BATCH_BUILD_IDENTIFIER", "api"),
+        ]);
+        assert_eq!(node.batch_id.as_deref(), Some("codebuild-abc"));
+        let gh = ctx(&[("GITHUB_ACTIONS", "true"), ("GITHUB_RUN_ID", "991")]);
+        assert_eq!(gh.batch_id.as_deref(), Some("github-991"));
+        // FERRY_BATCH_ID wins everywhere, also outside CI.
+        for extra in [
+            &[][..],
+            &[("GITHUB_ACTIONS", "true"), ("GITHUB_RUN_ID", "991")][..],
+        ] {
+            let mut vars = vec![("FERRY_BATCH_ID", " mine ")];
+            vars.extend_from_slice(extra);
+            assert_eq!(ctx(&vars).batch_id.as_deref(), Some("mine"));
+        }
+        assert_eq!(ctx(&[]).batch_id, None);
     }
 
     #[test]

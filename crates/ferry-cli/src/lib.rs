@@ -104,6 +104,9 @@ pub enum Command {
     Run(cmd::scripts::RunArgs),
     /// Deploy a stage: the services that need it, in dependency order, with their records
     Deploy(cmd::deploy::DeployArgs),
+    /// One deploy spread over many CI machines: a node per service, a shared lock, the CI files
+    #[command(subcommand)]
+    Batch(cmd::batch::BatchCmd),
     /// Deploy to a stage exactly the packages that passed in the stage it promotes from
     /// (`promote-from`), verified by hash, with the target stage's own parameters and credentials
     Promote(cmd::release::PromoteArgs),
@@ -160,6 +163,7 @@ pub fn run(app: &App, global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Deploy(args) => cmd::deploy::run(&ctx, &args),
         Command::TestAcceptance(args) => cmd::acceptance::run(&ctx, &args),
         Command::Run(args) => cmd::scripts::run(&ctx, &args),
+        Command::Batch(cmd) => cmd::batch::run(&ctx, &cmd),
         Command::Promote(args) => cmd::release::promote(&ctx, &args),
         Command::Rollback(args) => cmd::release::rollback(&ctx, &args),
         Command::Status(args) => cmd::release::status(&ctx, &args),

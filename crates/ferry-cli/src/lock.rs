@@ -52,6 +52,45 @@ pub async fn with_lock<T>(
     outcome
 }
 
+/// Runs `work` as a node of `batch`, sharing the stage's lock with the batch's other nodes
+/// (taking it if it is free). `work` gets when the batch took the lock (seconds since the
+/// epoch), which names the batch's release. The lock stays when the node ends: the batch's last
+/// step (`batch finish`) releases it, or it goes stale 5 minutes after the last node renewed it.
+pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
+    records: &RecordStore,
+    stage: &Stage,
+    batch: &str,
+    cancel: &Cancel,
+    work: impl FnOnce(u64) -> F,
+) -> anyhow::Result<T> {
+    let build = ferry_ci::CiContext::from_env().build_id;
+    let mut holder =
+        LockHolder::for_this_process(&|k| std::env::var(k).ok(), "batch node", &stage.name, build)
+            .in_batch(batch);
+    let joined = records.join(&holder).await.with_context(|| {
+        format!(
+            "failed to join the lock of stage `{}` for batch `{batch}`",
+            stage.name
+        )
+    })?;
+    match joined {
+        ferry_records::Joined::Took => eprintln!(
+            "lock: stage `{}` taken for batch `{batch}` (its nodes share it; `batch finish` releases it)",
+            stage.name
+        ),
+        ferry_records::Joined::Joined { since } => {
+            holder.since = since;
+            eprintln!(
+                "lock: joined batch `{batch}`, which holds stage `{}` since {} UTC",
+                stage.name,
+                ferry_records::format_time(since)
+            );
+        }
+    }
+    let since = holder.since;
+    interruptible(records, &holder, cancel, work(since)).await
+}
+
 async fn interruptible<T>(
     records: &RecordStore,
     holder: &LockHolder,

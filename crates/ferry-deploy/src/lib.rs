@@ -13,9 +13,11 @@
 //! [`prepare`](mod@prepare) (the package), `run` (the scheduler run and one service's deploy),
 //! `parameters`, `site`, [`acceptance`](mod@acceptance) (tests of deployed services),
 //! [`report`](mod@report), [`remove`](mod@remove), [`state`] (records and stacks as they are),
-//! [`release`](mod@release) (releases; promote and rollback of stored packages).
+//! [`release`](mod@release) (releases; promote and rollback of stored packages),
+//! [`batch`](mod@batch) (one service deployed as a node of a deploy spread over CI machines).
 
 pub mod acceptance;
+pub mod batch;
 mod error;
 mod outputs;
 mod parameters;

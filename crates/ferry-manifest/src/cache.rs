@@ -68,7 +68,8 @@ impl ManifestCache {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
-        let tmp = path.with_extension("tmp");
+        // Per process: two runs in one checkout (batch nodes on one machine) may write at once.
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
         fs::write(
             &tmp,
             postcard::to_stdvec(self).map_err(std::io::Error::other)?,

@@ -8,6 +8,7 @@
 //! a named reason.
 
 mod bases;
+pub mod ci_files;
 mod diff;
 mod reasons;
 mod render;

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use ferry_manifest::ServiceKind;
 
+use crate::ci_files::identifier;
 use crate::{Action, Plan, Reason};
 
 const MAX_PATHS: usize = 3;
@@ -150,14 +151,6 @@ pub fn text(plan: &Plan, explain: bool) -> String {
         }
     );
     out
-}
-
-/// A CodeBuild identifier: letters, digits and underscores only.
-fn identifier(service: &str) -> String {
-    service
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
 }
 
 /// A buildspec `batch:` section with one build per service to deploy, `depend-on` following the

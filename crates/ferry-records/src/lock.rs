@@ -9,6 +9,11 @@
 //! - `force` takes over a stale lock only, saying whom it displaced; a live lock is refused.
 //! - SSM has no compare-and-delete: two runs forcing one stale lock in the same instant can both
 //!   believe they hold it. The loser finds the other token at its next renewal and stops.
+//! - A batch (one deploy spread over many CI machines) holds the lock as a whole: its holder
+//!   names the batch, and its token is derived from the batch id, so every node of the batch
+//!   joins the lock ([`RecordStore::join`]) while its siblings run, and any node (or the batch's
+//!   last step) renews or releases it. Nodes come and go, so a batch's lock is stale only by
+//!   age, never because one node's process ended.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
@@ -50,10 +55,16 @@ pub struct LockHolder {
     /// When the holder's process started (clock ticks since boot), so a reused pid is told apart.
     #[serde(default)]
     pub started: Option<u64>,
+    /// The batch holding the lock (one deploy spread over CI machines), joined by its nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
 }
 
 impl std::fmt::Display for LockHolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(b) = &self.batch {
+            write!(f, "batch {b}: ")?;
+        }
         write!(f, "{} on {} (pid {}", self.who, self.host, self.pid)?;
         if let Some(b) = &self.build {
             write!(f, ", build {b}")?;
@@ -110,7 +121,8 @@ pub struct Here<'a> {
 
 /// Whether `holder`'s lock is stale at `now` (seconds since the epoch), seen from `here`.
 pub fn staleness(holder: &LockHolder, now: u64, here: &Here<'_>) -> Option<Stale> {
-    if holder.host == here.host {
+    // A batch's nodes end one by one while the batch goes on: only its age counts.
+    if holder.host == here.host && holder.batch.is_none() {
         match (&holder.boot, &here.boot) {
             (Some(a), Some(b)) if a != b => return Some(Stale::Rebooted),
             _ => {}
@@ -128,6 +140,16 @@ pub fn staleness(holder: &LockHolder, now: u64, here: &Here<'_>) -> Option<Stale
 pub struct Acquired {
     /// With `force`: the stale lock that was replaced, and why it was stale.
     pub displaced: Option<(LockHolder, Stale)>,
+}
+
+/// What joining a batch's lock did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Joined {
+    /// The lock was free: this node took it for its batch.
+    Took,
+    /// Another node of the same batch holds it: this node shares it. `since` is when the batch
+    /// took it.
+    Joined { since: u64 },
 }
 
 /// What releasing the lock found.
@@ -236,6 +258,21 @@ impl LockHolder {
             renewed: None,
             boot: process::boot(),
             started: process::started(pid),
+            batch: None,
+        }
+    }
+
+    /// This holder as a node of `batch`: every node of one batch on one stage gets the same
+    /// token, so any of them renews or releases the batch's lock.
+    pub fn in_batch(self, batch: &str) -> LockHolder {
+        use sha2::Digest as _;
+        let stage = self.stage.clone().unwrap_or_default();
+        let digest = sha2::Sha256::digest(format!("{stage}\0{batch}").as_bytes());
+        let token: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        LockHolder {
+            token: format!("batch-{token}"),
+            batch: Some(batch.to_string()),
+            ..self
         }
     }
 }
@@ -312,6 +349,48 @@ impl RecordStore {
                 stale,
             }),
         }
+    }
+
+    /// Joins the lock for `holder`'s batch: takes it if it is free, shares it if another node
+    /// of the same batch holds it (renewing it), and otherwise says who holds it, like
+    /// [`lock`](Self::lock). A stale lock of another run is not taken over here.
+    pub async fn join(&self, holder: &LockHolder) -> Result<Joined, RecordError> {
+        assert!(holder.batch.is_some(), "join is for a batch's nodes");
+        let value = serde_json::to_string(holder).expect("a holder serialises");
+        for _ in 0..2 {
+            if self.create(&self.lock_name(), &value).await? {
+                return Ok(Joined::Took);
+            }
+            let Some(text) = self.get_value(&self.lock_name()).await? else {
+                // Released between our two calls: try once more.
+                continue;
+            };
+            let current = parse_holder(&text);
+            if current.batch == holder.batch && current.token == holder.token {
+                let joined = LockHolder {
+                    since: current.since,
+                    renewed: Some(now_secs()),
+                    ..holder.clone()
+                };
+                let value = serde_json::to_string(&joined).expect("a holder serialises");
+                self.put_value(&self.lock_name(), &value).await?;
+                return Ok(Joined::Joined {
+                    since: current.since,
+                });
+            }
+            let here = Here {
+                host: process::host(),
+                boot: process::boot(),
+                alive: &process::alive,
+            };
+            let stale = staleness(&current, now_secs(), &here);
+            return Err(RecordError::Locked {
+                stage: self.stage.clone(),
+                holder: Box::new(current),
+                stale,
+            });
+        }
+        Err(self.locked(self.lock_holder().await?.unwrap_or_else(unreadable)))
     }
 
     fn locked(&self, holder: LockHolder) -> RecordError {
@@ -395,6 +474,7 @@ fn unreadable() -> LockHolder {
         renewed: None,
         boot: None,
         started: None,
+        batch: None,
     }
 }
 
@@ -444,6 +524,20 @@ mod tests {
         // Even a live process on this host that stopped renewing is stale past the TTL.
         assert_eq!(
             staleness(&holder("me", 1, now - 1000), now, &here),
+            Some(Stale::Expired { idle_secs: 1000 })
+        );
+        // A batch's lock outlives the node that took it: only its age counts.
+        let batch = LockHolder {
+            batch: Some("run-1".into()),
+            ..holder("me", 99, now - 10)
+        };
+        assert_eq!(staleness(&batch, now, &here), None);
+        let old = LockHolder {
+            batch: Some("run-1".into()),
+            ..holder("me", 99, now - 1000)
+        };
+        assert_eq!(
+            staleness(&old, now, &here),
             Some(Stale::Expired { idle_secs: 1000 })
         );
     }

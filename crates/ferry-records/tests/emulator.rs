@@ -206,3 +206,59 @@ async fn a_lock_left_by_a_dead_process_on_this_host_is_stale() {
     assert_eq!(displaced.pid, pid);
     s.unlock(&me).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_nodes_of_one_batch_share_the_lock_and_any_other_run_is_refused() {
+    let s = store("lock-batch").await;
+    let none = |_: &str| None;
+    let node = |pid: u32, batch: &str| LockHolder {
+        pid,
+        host: format!("node-{pid}"),
+        ..LockHolder::for_this_process(&none, "batch node", "lock-batch", None).in_batch(batch)
+    };
+    let (a, b) = (node(11, "run-1"), node(12, "run-1"));
+    assert_eq!(a.token, b.token, "one batch, one token");
+    assert_ne!(a.token, node(13, "run-2").token);
+    assert_eq!(s.join(&a).await.unwrap(), ferry_records::Joined::Took);
+    let since = s.lock_holder().await.unwrap().unwrap().since;
+    assert_eq!(
+        s.join(&b).await.unwrap(),
+        ferry_records::Joined::Joined { since }
+    );
+
+    // Another batch, and a plain run, are refused naming the batch.
+    for other in [
+        node(13, "run-2"),
+        LockHolder::for_this_process(&none, "deploy", "lock-batch", None),
+    ] {
+        let err = match other.batch {
+            Some(_) => s.join(&other).await.unwrap_err(),
+            None => s.lock(&other, false).await.unwrap_err(),
+        };
+        assert!(
+            matches!(&err, RecordError::Locked { holder, stale: None, .. } if holder.batch.as_deref() == Some("run-1")),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("batch run-1: "), "{err}");
+    }
+
+    // Any node renews it; the node whose process is gone does not make it stale.
+    s.renew(&a).await.unwrap();
+    s.renew(&b).await.unwrap();
+    let plain = LockHolder::for_this_process(&none, "deploy", "lock-batch", None);
+    assert!(matches!(
+        s.lock(&plain, true).await.unwrap_err(),
+        RecordError::LockedLive { .. }
+    ));
+    // The batch's last step releases it, as any node of the batch may.
+    assert_eq!(
+        s.unlock(&b).await.unwrap(),
+        ferry_records::Released::Released
+    );
+    assert_eq!(
+        s.join(&node(13, "run-2")).await.unwrap(),
+        ferry_records::Joined::Took
+    );
+    s.unlock(&node(14, "run-2")).await.unwrap();
+    assert_eq!(s.lock_holder().await.unwrap(), None);
+}

@@ -39,6 +39,10 @@ pub fn clear_env(c: &mut Command) {
         "CODEBUILD_WEBHOOK_TRIGGER",
         "CODEBUILD_RESOLVED_SOURCE_VERSION",
         "FORCE_DEPLOY_ALL",
+        "FERRY_BATCH_ID",
+        "GITHUB_RUN_ID",
+        "CODEBUILD_BATCH_BUILD_IDENTIFIER",
+        "GITHUB_STEP_SUMMARY",
     ] {
         c.env_remove(v);
     }

@@ -176,7 +176,51 @@ fn progress(clock: Clock) -> Box<dyn Fn(Event) + Send + Sync> {
     })
 }
 
+/// A batch node's deploy: `service` alone, as a node of `batch` (see `batch node --help`).
+pub(crate) struct Node {
+    pub service: String,
+    pub batch: String,
+}
+
+impl DeployArgs {
+    /// The deploy a batch node runs: `service` of `stage` (or the stage from CI), with its
+    /// dependencies planned from the records so that a pending one stops it.
+    pub(crate) fn for_node(
+        stage: Option<String>,
+        service: &str,
+        test: bool,
+        timeout: u64,
+        adopt: bool,
+        continue_rollback: bool,
+    ) -> DeployArgs {
+        DeployArgs {
+            from_ci: stage.is_none(),
+            stage,
+            select: SelectArgs {
+                since: None,
+                services: vec![service.to_string()],
+                with_dependents: false,
+                all: false,
+                strict: false,
+            },
+            concurrency: None,
+            continue_rollback,
+            force_unlock: false,
+            adopt,
+            test,
+            timeout,
+            override_gate: None,
+            review: false,
+        }
+    }
+}
+
 pub fn run(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
+    run_with(ctx, args, None)
+}
+
+/// A deploy, or with `node` one batch node's deploy of one service under its batch's lock.
+pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> anyhow::Result<()> {
     let clock = Clock::start();
     let ws = ctx.workspace()?;
     let ci = CiContext::from_env();
@@ -211,7 +255,9 @@ pub fn run(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
         // With --test, the tests' builds start first: they compile while the emulator installs,
         // credentials load and the stacks deploy (a build that is up to date costs a second).
         let builds = (args.test && !plan_only && !args.review).then(|| {
-            let selected = if args.select.services.is_empty() {
+            let selected = if let Some(n) = node {
+                std::collections::BTreeSet::from([n.service.clone()])
+            } else if args.select.services.is_empty() {
                 ws.services.iter().map(|s| s.name.clone()).collect()
             } else {
                 ws.graph()
@@ -250,15 +296,25 @@ pub fn run(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
             clock,
             builds: builds.as_ref(),
         };
-        crate::lock::with_lock(
-            &records,
-            &stage,
-            "deploy",
-            args.force_unlock,
-            &cancel,
-            async { deploy_locked(args, &run, source).await },
-        )
-        .await
+        match node {
+            None => {
+                crate::lock::with_lock(
+                    &records,
+                    &stage,
+                    "deploy",
+                    args.force_unlock,
+                    &cancel,
+                    async { deploy_locked(args, &run, source, None).await },
+                )
+                .await
+            }
+            Some(node) => {
+                crate::lock::with_batch_lock(&records, &stage, &node.batch, &cancel, |since| {
+                    deploy_locked(args, &run, source, Some((node, since)))
+                })
+                .await
+            }
+        }
     })
 }
 
@@ -290,8 +346,14 @@ fn plan_of(
         .with_context(|| format!("failed to plan stage `{}`", stage.name))
 }
 
-/// The deploy itself, while the stage's lock is held.
-async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyhow::Result<()> {
+/// The deploy itself, while the stage's lock is held. A batch node (with when its batch took
+/// the lock) deploys its service alone and leaves the release to `batch finish`.
+async fn deploy_locked(
+    args: &DeployArgs,
+    run: &Run<'_>,
+    source: Source,
+    node: Option<(&Node, u64)>,
+) -> anyhow::Result<()> {
     let Run {
         ctx,
         ws,
@@ -324,7 +386,13 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         );
     }
 
-    let to_package: Vec<String> = ferry_deploy::candidates(ws, &plan).into_iter().collect();
+    let selection = node
+        .map(|(n, _)| ferry_deploy::batch::node_selection(ws, &plan, &n.service))
+        .transpose()?;
+    let to_package: Vec<String> = match &selection {
+        Some(s) => s.candidates.iter().cloned().collect(),
+        None => ferry_deploy::candidates(ws, &plan).into_iter().collect(),
+    };
 
     // The package of this commit: made once, reused by every stage; uploaded where missing.
     let prepared = if to_package.is_empty() {
@@ -357,7 +425,11 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         Some(from) => gate(args, run, &plan, prepared.as_ref(), previous, from).await?,
         None => (None, None),
     };
-    let release_id = ferry_releases::new_id(ferry_records::now_millis(), &source.commit);
+    // The nodes of a batch make one release: its id from when the batch took the lock.
+    let release_id = match node {
+        Some((_, since)) => ferry_releases::new_id(since * 1000, &source.commit),
+        None => ferry_releases::new_id(ferry_records::now_millis(), &source.commit),
+    };
     let other_stages = ctx.other_stages(stage).await?;
     let commit = source.commit.clone();
 
@@ -397,7 +469,10 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
         review: args.review,
     };
     let print = progress(clock);
-    let report = ferry_deploy::deploy(&deploy_ctx, &plan, &options, &*print).await;
+    let report = match &selection {
+        Some(s) => ferry_deploy::deploy_selection(&deploy_ctx, s, &options, &*print).await,
+        None => ferry_deploy::deploy(&deploy_ctx, &plan, &options, &*print).await,
+    };
     if args.review {
         print_summary(ws, stage, &report, state.list_calls, clock)?;
         let info = ReleaseInfo {
@@ -424,7 +499,11 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
             .read_all()
             .await
             .context("failed to read the stage's deployment records")?;
-        let owed = ferry_deploy::tests_owed(ws, stage, &now, &deploy_ctx.source.commit, &tested)?;
+        let mut owed =
+            ferry_deploy::tests_owed(ws, stage, &now, &deploy_ctx.source.commit, &tested)?;
+        if let Some((n, _)) = node {
+            owed.retain(|s| *s == n.service);
+        }
         if !owed.is_empty() {
             let access = StageAccess {
                 ws,
@@ -442,6 +521,10 @@ async fn deploy_locked(args: &DeployArgs, run: &Run<'_>, source: Source) -> anyh
     }
 
     print_summary(ws, stage, &report, state.list_calls, clock)?;
+    if let Some((n, _)) = node {
+        write_markdown(ws, stage, &report, tests.as_ref(), None)?;
+        return crate::cmd::batch::end_of_node(run, n, &report, tests.as_ref());
+    }
     let written = crate::cmd::release::finish_release(
         run,
         ReleaseInfo {

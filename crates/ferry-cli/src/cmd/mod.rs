@@ -1,6 +1,7 @@
 //! One module per command: arguments, crate calls, output.
 
 pub mod acceptance;
+pub mod batch;
 pub mod deploy;
 pub mod init;
 pub mod local;

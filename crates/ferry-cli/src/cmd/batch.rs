@@ -1,0 +1,321 @@
+//! `batch`: one deploy spread over many CI machines. `batch node` deploys one service as a node
+//! of a batch (sharing the stage's lock with its siblings), `batch finish` writes the batch's
+//! release and releases the lock, `batch files` writes the CI files that run them.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use ferry_ci::CiContext;
+use ferry_deploy::release::ReleaseInfo;
+use ferry_releases::ReleaseKind;
+
+use crate::Ctx;
+use crate::cmd::deploy::{DeployArgs, Node, Run};
+use crate::context::runtime;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BatchCmd {
+    /// Deploy exactly one service as a node of a batch: its dependencies must be deployed
+    /// already (their nodes ran); their outputs are read from their stacks. The node shares the
+    /// stage's lock with the batch's other nodes, so siblings run at once while another run of
+    /// the stage is refused. Up to date (e.g. a retried batch): nothing happens
+    Node(NodeArgs),
+    /// The batch's last step: write its release (what its nodes deployed) and release the
+    /// stage's lock it held
+    Finish(FinishArgs),
+    /// Write (or with --check, compare) the CI files that run a batch: buildspec-batch.yml
+    /// (CodeBuild build-graph) and .github/workflows/deploy.yml (GitHub Actions, a matrix per wave)
+    Files(FilesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BatchId {
+    /// The batch this node belongs to: every node of one deploy gives the same id [default:
+    /// FERRY_BATCH_ID; on GitHub Actions `github-<GITHUB_RUN_ID>`; in a CodeBuild batch build
+    /// `codebuild-<commit>`]
+    #[arg(long, value_name = "ID", value_parser = batch_id)]
+    batch: Option<String>,
+}
+
+impl BatchId {
+    fn resolve(&self) -> anyhow::Result<String> {
+        match self
+            .batch
+            .clone()
+            .or_else(|| CiContext::from_env().batch_id)
+        {
+            Some(b) => batch_id(&b).map_err(|e| anyhow::anyhow!("FERRY_BATCH_ID: {e}")),
+            None => anyhow::bail!(
+                "no batch id: give --batch ID (the same for every node of one deploy), or set FERRY_BATCH_ID"
+            ),
+        }
+    }
+}
+
+/// A batch id: up to 128 characters of letters, digits, `-`, `_`, `.`, `:` and `/`.
+fn batch_id(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty()
+        || t.len() > 128
+        || !t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'))
+    {
+        return Err(format!(
+            "`{s}` is not a batch id: 1 to 128 letters, digits, '-', '_', '.', ':' or '/'"
+        ));
+    }
+    Ok(t.to_string())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// The stage (omit with --from-ci)
+    #[arg(required_unless_present = "from_ci")]
+    stage: Option<String>,
+    /// The service this node deploys
+    #[arg(value_name = "SERVICE")]
+    service_arg: Option<String>,
+    /// Take the stage from the CI build's trigger through the [ci] rules of ferry.toml; the one
+    /// positional argument is then the service
+    #[arg(long)]
+    from_ci: bool,
+    #[command(flatten)]
+    batch: BatchId,
+    /// Run the service's acceptance tests after it deploys (or if they have not passed at this
+    /// commit); a failure fails the node, so its dependents do not run
+    #[arg(long)]
+    test: bool,
+    /// How long Ferry waits for the stack, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+    /// Take over an existing stack of this name that has no Ferry tags
+    #[arg(long)]
+    adopt: bool,
+    /// On a stack in UPDATE_ROLLBACK_FAILED, call ContinueUpdateRollback instead of stopping
+    #[arg(long)]
+    continue_rollback: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FinishArgs {
+    /// The stage (omit with --from-ci)
+    #[arg(required_unless_present = "from_ci", conflicts_with = "from_ci")]
+    stage: Option<String>,
+    /// Take the stage from the CI build's trigger through the [ci] rules of ferry.toml
+    #[arg(long)]
+    from_ci: bool,
+    #[command(flatten)]
+    batch: BatchId,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FilesArgs {
+    /// Compare the files with what they would be and fail, naming each stale one, instead of
+    /// writing them
+    #[arg(long)]
+    check: bool,
+}
+
+pub fn run(ctx: &Ctx, cmd: &BatchCmd) -> anyhow::Result<()> {
+    match cmd {
+        BatchCmd::Node(args) => node(ctx, args),
+        BatchCmd::Finish(args) => finish(ctx, args),
+        BatchCmd::Files(args) => files(ctx, args),
+    }
+}
+
+fn node(ctx: &Ctx, args: &NodeArgs) -> anyhow::Result<()> {
+    // `batch node STAGE SERVICE`, or `batch node --from-ci SERVICE`.
+    let (stage, service) = match (args.from_ci, &args.stage, &args.service_arg) {
+        (false, Some(stage), Some(service)) => (Some(stage.clone()), service.clone()),
+        (true, Some(service), None) => (None, service.clone()),
+        (false, _, _) => {
+            anyhow::bail!("give the stage and the service: `batch node STAGE SERVICE`")
+        }
+        (true, _, _) => {
+            anyhow::bail!("with --from-ci, give only the service: `batch node --from-ci SERVICE`")
+        }
+    };
+    ctx.check_services(std::slice::from_ref(&service))?;
+    let node = Node {
+        service: service.clone(),
+        batch: args.batch.resolve()?,
+    };
+    let deploy = DeployArgs::for_node(
+        stage,
+        &service,
+        args.test,
+        args.timeout,
+        args.adopt,
+        args.continue_rollback,
+    );
+    crate::cmd::deploy::run_with(ctx, &deploy, Some(&node))
+}
+
+fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
+    let ws = ctx.workspace()?;
+    let ci = CiContext::from_env();
+    let stage = match &args.stage {
+        Some(name) => ws.stage(name)?,
+        None => match crate::cmd::release::stage_from_ci(ws, &ci)? {
+            Some(stage) => stage,
+            None => return Ok(()),
+        },
+    };
+    let batch = args.batch.resolve()?;
+    runtime()?.block_on(async {
+        let aws = ctx.aws(&stage).await?;
+        let records = ctx.records(&stage, &aws)?;
+        let holder = ferry_records::LockHolder::for_this_process(
+            &|k| std::env::var(k).ok(),
+            "batch finish",
+            &stage.name,
+            ci.build_id.clone(),
+        )
+        .in_batch(&batch);
+        let current = records
+            .lock_holder()
+            .await
+            .with_context(|| format!("failed to read the lock of stage `{}`", stage.name))?;
+        let since = match current {
+            Some(c) if c.token == holder.token => c.since,
+            Some(other) => anyhow::bail!(
+                "stage `{}` is not held by batch `{batch}` but by {other}: its release is not written and that lock is left in place",
+                stage.name
+            ),
+            None => anyhow::bail!(
+                "stage `{}` is not locked by batch `{batch}` (no lock): no node of it ran, or the lock was released or taken over; nothing to finish",
+                stage.name
+            ),
+        };
+        // The commit the nodes deployed: this build's.
+        let (_, source) = ferry_deploy::Tree::read(ws, &ci)?;
+        let cancel = ferry_graph::Cancel::new();
+        let clock = crate::ui::Clock::start();
+        let run = Run {
+            ctx,
+            ws,
+            stage: &stage,
+            aws: &aws,
+            records: &records,
+            cancel: &cancel,
+            clock,
+            builds: None,
+        };
+        let info = ReleaseInfo {
+            id: ferry_releases::new_id(since * 1000, &source.commit),
+            kind: ReleaseKind::Deploy,
+            commit: source.commit.clone(),
+            by: Some(aws.identity.arn.clone()),
+            from: None,
+            restores: None,
+            gate_override: None,
+            approval: None,
+        };
+        let written = crate::cmd::release::finish_release(&run, info, false).await;
+        let released = records.unlock(&holder).await;
+        let release = written?;
+        if release.is_none() {
+            println!("batch `{batch}`: no node deployed anything");
+        }
+        match released.with_context(|| format!("failed to release the lock of stage `{}`", stage.name))? {
+            ferry_records::Released::Released => println!("lock: stage `{}` released by batch `{batch}`", stage.name),
+            ferry_records::Released::Gone => println!("lock: stage `{}` was not locked any more", stage.name),
+            ferry_records::Released::NotOurs(other) => println!("lock: stage `{}` is held by {other} now; left in place", stage.name),
+        }
+        Ok(())
+    })
+}
+
+fn files(ctx: &Ctx, args: &FilesArgs) -> anyhow::Result<()> {
+    let ws = ctx.workspace()?;
+    let graph = ws.graph();
+    let setup: &[&str] = if ctx.app.name == "cargo xtask" {
+        &[
+            "command -v cargo >/dev/null || (curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal)",
+            "export PATH=\"$HOME/.cargo/bin:$PATH\" && cargo build --locked --package xtask",
+        ]
+    } else {
+        &["command -v ferry"]
+    };
+    let runner = ferry_plan::ci_files::Runner {
+        command: ctx.app.name,
+        setup,
+    };
+    let wanted: [(PathBuf, String); 2] = [
+        (
+            ws.root.join("buildspec-batch.yml"),
+            ferry_plan::ci_files::buildspec_batch(graph, &runner),
+        ),
+        (
+            ws.root.join(".github/workflows/deploy.yml"),
+            ferry_plan::ci_files::github_workflow(graph, &runner),
+        ),
+    ];
+    let mut stale = Vec::new();
+    for (path, text) in &wanted {
+        let shown = path
+            .strip_prefix(&ws.root)
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        let now = std::fs::read_to_string(path).ok();
+        if now.as_deref() == Some(text.as_str()) {
+            println!("{shown}: up to date");
+            continue;
+        }
+        if args.check {
+            stale.push(shown);
+            continue;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("failed to create {}", dir.display()))?;
+        }
+        std::fs::write(path, text)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+        println!("{shown}: written");
+    }
+    if !stale.is_empty() {
+        anyhow::bail!(
+            "stale: {} (the services' graph changed since they were generated); run `{} batch files` and commit the result",
+            stale.join(", "),
+            ctx.app.name
+        );
+    }
+    Ok(())
+}
+
+/// After a node's deploy: its tests' summary and its exit status (a failure stops its
+/// dependents' nodes). A node writes no release: `batch finish` writes the batch's.
+pub(crate) fn end_of_node(
+    run: &Run<'_>,
+    node: &Node,
+    report: &ferry_deploy::DeployReport,
+    tests: Option<&ferry_acceptance::Report>,
+) -> anyhow::Result<()> {
+    let tests_ok = match tests {
+        Some(t) if !t.outcomes.is_empty() => {
+            crate::cmd::acceptance::finish(run.ctx, run.stage, t).is_ok()
+        }
+        _ => true,
+    };
+    if !report.succeeded() {
+        anyhow::bail!(
+            "node `{}` of batch `{}` failed in stage `{}`; the nodes of its dependents must not run. Fix it and retry the batch: it redoes only what is missing",
+            node.service,
+            node.batch,
+            run.stage.name
+        );
+    }
+    if !tests_ok {
+        anyhow::bail!(
+            "the acceptance tests of `{}` failed in stage `{}` (batch `{}`); its record stays not passed and its dependents' nodes must not run",
+            node.service,
+            run.stage.name,
+            node.batch
+        );
+    }
+    Ok(())
+}

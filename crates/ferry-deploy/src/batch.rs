@@ -1,0 +1,96 @@
+//! One deploy spread over many CI machines: each machine (a node of a CodeBuild batch
+//! build-graph, a job of a GitHub Actions matrix) deploys exactly one service.
+//!
+//! A node plans its service together with its dependencies, from the stage's records as every
+//! deploy does, but deploys only its own service: a dependency that still has something to
+//! deploy (its node has not run, or failed) stops the node before anything happens, since its
+//! outputs would be the old ones. Its own service deploys when its files changed since its
+//! record, or, like a dependent on one machine, when what it receives (its resolved parameters)
+//! differs from its record — so a node that runs again after success finds it up to date, and a
+//! rerun of a batch redoes only what is missing. The dependencies' outputs are read from their
+//! stacks.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferry_manifest::Workspace;
+use ferry_plan::{Action, Plan};
+
+use crate::Selection;
+
+/// Why a node may not deploy its service.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeError {
+    #[error("there is no service `{service}` in this workspace (the node's SERVICE)")]
+    UnknownService { service: String },
+    #[error(
+        "`{service}` was not deployed: its dependency {} still has something to deploy in stage `{stage}` ({}), so its outputs are not the ones `{service}` must receive. Its node must succeed first: in a batch build, run the nodes in the order of the build-graph (a node's `depend-on`); on one machine, `deploy {stage} --service {service}` deploys both",
+        pending.keys().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", "),
+        pending.iter().map(|(d, why)| format!("{d}: {why}")).collect::<Vec<_>>().join("; ")
+    )]
+    DependencyPending {
+        service: String,
+        stage: String,
+        /// Dependency → why the plan would deploy it.
+        pending: BTreeMap<String, String>,
+    },
+}
+
+/// What a node deploys: `service` alone, from a plan of it and its dependencies. Checked
+/// against its record unless the plan deploys it; refused while a dependency has anything to
+/// deploy.
+pub fn node_selection(ws: &Workspace, plan: &Plan, service: &str) -> Result<Selection, NodeError> {
+    if ws.service(service).is_none() {
+        return Err(NodeError::UnknownService {
+            service: service.to_string(),
+        });
+    }
+    let dependencies: BTreeSet<String> = ws
+        .graph()
+        .with_dependencies([service])
+        .into_iter()
+        .filter(|s| s != service)
+        .collect();
+    let pending: BTreeMap<String, String> = plan
+        .services
+        .iter()
+        .filter(|s| s.action == Action::Deploy && dependencies.contains(&s.name))
+        .map(|s| {
+            let why = s
+                .reasons
+                .iter()
+                .map(ferry_plan::reason_text)
+                .collect::<Vec<_>>()
+                .join("; ");
+            (s.name.clone(), why)
+        })
+        .collect();
+    if !pending.is_empty() {
+        return Err(NodeError::DependencyPending {
+            service: service.to_string(),
+            stage: plan.stage.clone(),
+            pending,
+        });
+    }
+    let planned = plan.service(service);
+    let deploys = planned.is_some_and(|s| s.action == Action::Deploy);
+    let why = planned
+        .map(|s| {
+            s.reasons
+                .iter()
+                .map(ferry_plan::reason_text)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "a batch node: checked against its record".into());
+    Ok(Selection {
+        deploy: if deploys {
+            BTreeSet::from([service.to_string()])
+        } else {
+            BTreeSet::new()
+        },
+        candidates: BTreeSet::from([service.to_string()]),
+        why: BTreeMap::from([(service.to_string(), why)]),
+    })
+}

@@ -1,0 +1,397 @@
+//! One deploy spread over many machines, end to end: the nodes of the generated CodeBuild
+//! build-graph (`batch files`) run as separate processes of the real binary, each as soon as
+//! the nodes it depends on succeeded and siblings at the same time, as CodeBuild runs them; they
+//! share the stage's lock for their batch while any other run is refused; the end is the same as
+//! a single-machine deploy; a failed node's dependents do not run, a dependency not yet deployed
+//! stops a node, and a retried batch redoes only what is missing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::{run, xtask};
+use ferry_records::{Record, RecordStore};
+use ferry_test_support::{TestRepo, moto};
+
+const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
+/// Reads `In`, exposes it (so a dependent of this one receives it).
+const RELAY: &str = "Parameters:\n  In: {Type: String}\nResources:\n  P:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub \"/batch-test/${AWS::StackName}\"\n      Type: String\n      Value: !Ref In\nOutputs:\n  Out:\n    Value: !Ref In\n";
+
+/// base ← left, right ← top: a diamond, so `left` and `right` are siblings.
+fn diamond(project: &str) -> TestRepo {
+    let r = TestRepo::new();
+    let stage = |name: &str| {
+        format!(
+            "[stages.{name}]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{project}-{name}-artifacts\"\n"
+        )
+    };
+    r.write(".gitignore", "target/\n").write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n{}\n{}",
+            stage("one"),
+            stage("many")
+        ),
+    );
+    r.write(
+        "services/base/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write("services/base/t.yaml", QUEUE);
+    for side in ["left", "right"] {
+        r.write(
+            &format!("services/{side}/service.toml"),
+            "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nIn = \"${output:base.QueueArn}\"\n",
+        )
+        .write(&format!("services/{side}/t.yaml"), RELAY);
+    }
+    r.write(
+        "services/top/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\ndepends-on = [\"right\"]\n\n[parameters]\nIn = \"${output:left.Out}\"\n",
+    )
+    .write("services/top/t.yaml", RELAY);
+    r.commit("services");
+    let rt = rt();
+    let s3 = ferry_package::s3_client(&config());
+    for stage in ["one", "many"] {
+        rt.block_on(
+            s3.create_bucket()
+                .bucket(format!("{project}-{stage}-artifacts"))
+                .send(),
+        )
+        .unwrap();
+    }
+    r
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn config() -> aws_config::SdkConfig {
+    rt().block_on(ferry_credentials::base_config(
+        "us-east-1",
+        &ferry_credentials::config::Target {
+            local_endpoint: Some(moto().endpoint()),
+        },
+    ))
+}
+
+fn records(project: &str, stage: &str) -> BTreeMap<String, Record> {
+    let store = RecordStore::new(
+        aws_sdk_ssm::Client::new(&config()),
+        stage,
+        &format!("/ferry/{project}/{stage}"),
+    );
+    rt().block_on(store.read_all()).unwrap()
+}
+
+/// A node of the build-graph: its identifier, service ("" for the finishing node), depend-on.
+struct GraphNode {
+    id: String,
+    service: String,
+    depends_on: Vec<String>,
+}
+
+fn build_graph(r: &TestRepo) -> Vec<GraphNode> {
+    let (code, out, err) = run(&mut xtask(r, &["batch", "files"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let text = std::fs::read_to_string(r.path().join("buildspec-batch.yml")).unwrap();
+    let spec: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    spec["batch"]["build-graph"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|n| GraphNode {
+            id: n["identifier"].as_str().unwrap().into(),
+            service: n["env"]["variables"]["SERVICE"].as_str().unwrap().into(),
+            depends_on: n["depend-on"]
+                .as_sequence()
+                .map(|d| d.iter().map(|i| i.as_str().unwrap().into()).collect())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// What one node did: exit code, output, when it ran (relative to the batch's start).
+#[derive(Debug)]
+struct Ran {
+    code: i32,
+    out: String,
+    start: Duration,
+    end: Duration,
+}
+
+/// Runs `graph` as CodeBuild runs a batch: a node starts when every node it depends on
+/// succeeded (all ready ones at once, each a process of the binary with the batch's id); a node
+/// whose dependency failed or was skipped is skipped. Gives each node's run (None: skipped).
+fn run_batch(
+    r: &TestRepo,
+    graph: &[GraphNode],
+    stage: &str,
+    batch: &str,
+) -> BTreeMap<String, Option<Ran>> {
+    let t0 = Instant::now();
+    let mut done: BTreeMap<String, Option<Ran>> = BTreeMap::new();
+    let mut running: Vec<(String, Child, Duration, std::path::PathBuf)> = Vec::new();
+    let logs = tempfile::tempdir().unwrap();
+    while done.len() < graph.len() {
+        for n in graph {
+            if done.contains_key(&n.id) || running.iter().any(|(id, ..)| *id == n.id) {
+                continue;
+            }
+            let deps: Vec<Option<bool>> = n
+                .depends_on
+                .iter()
+                .map(|d| done.get(d).map(|r| r.as_ref().is_some_and(|r| r.code == 0)))
+                .collect();
+            if deps.contains(&Some(false)) {
+                done.insert(n.id.clone(), None);
+                continue;
+            }
+            if deps.iter().all(|d| *d == Some(true)) {
+                let args: Vec<&str> = if n.service.is_empty() {
+                    vec!["batch", "finish", stage]
+                } else {
+                    vec!["batch", "node", stage, &n.service]
+                };
+                let log = logs.path().join(&n.id);
+                let file = std::fs::File::create(&log).unwrap();
+                let child = xtask(r, &args)
+                    .env("FERRY_BATCH_ID", batch)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(file.try_clone().unwrap())
+                    .stderr(file)
+                    .spawn()
+                    .unwrap();
+                running.push((n.id.clone(), child, t0.elapsed(), log));
+            }
+        }
+        let mut i = 0;
+        while i < running.len() {
+            if let Some(status) = running[i].1.try_wait().unwrap() {
+                let (id, _, start, log) = running.remove(i);
+                done.insert(
+                    id,
+                    Some(Ran {
+                        code: status.code().unwrap(),
+                        out: std::fs::read_to_string(log).unwrap(),
+                        start,
+                        end: t0.elapsed(),
+                    }),
+                );
+            } else {
+                i += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done
+}
+
+fn ran<'a>(batch: &'a BTreeMap<String, Option<Ran>>, id: &str) -> &'a Ran {
+    batch[id]
+        .as_ref()
+        .unwrap_or_else(|| panic!("{id} was skipped: {batch:#?}"))
+}
+
+#[test]
+fn the_nodes_of_a_build_graph_deploy_like_one_machine_and_retry_only_what_is_missing() {
+    let p = "batch-e2e";
+    let r = diamond(p);
+    let graph = build_graph(&r);
+    let ids: Vec<&str> = graph.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["base", "left", "right", "top", "finish_batch"]);
+
+    // The same commit on one machine.
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "one"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // A node whose dependency is not deployed yet stops before anything happens.
+    let (code, _, err) = run(
+        &mut xtask(&r, &["batch", "node", "many", "top", "--batch", "early"]),
+        None,
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("`top` was not deployed: its dependency `base`, `left`, `right` still has something to deploy in stage `many`"),
+        "{err}"
+    );
+    assert!(records(p, "many").is_empty());
+    // That node took the lock for its batch "early"; the batch finishes it (nothing deployed).
+    let (code, out, err) = run(
+        &mut xtask(&r, &["batch", "finish", "many", "--batch", "early"]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("batch `early`: no node deployed anything"),
+        "{out}"
+    );
+
+    let batch = run_batch(&r, &graph, "many", "b1");
+    for (id, n) in &batch {
+        let n = n.as_ref().unwrap_or_else(|| panic!("{id} skipped"));
+        assert_eq!(n.code, 0, "{id}:\n{}", n.out);
+    }
+    // Siblings ran at the same time, sharing the batch's lock.
+    let (left, right) = (ran(&batch, "left"), ran(&batch, "right"));
+    assert!(
+        left.start < right.end && right.start < left.end,
+        "left {left:?} and right {right:?} did not overlap"
+    );
+    assert!(
+        ran(&batch, "base")
+            .out
+            .contains("lock: stage `many` taken for batch `b1`")
+    );
+    assert!(left.out.contains("lock: joined batch `b1`"), "{}", left.out);
+    // Each node deployed its own service only.
+    assert!(left.out.contains("left: created"), "{}", left.out);
+    assert!(!left.out.contains("base: deploying"), "{}", left.out);
+    // The last node wrote one release of the whole batch and released the lock.
+    let finish = &ran(&batch, "finish_batch").out;
+    assert!(
+        finish.contains("(deploy of stage `many`: base, left, right, top deployed)"),
+        "{finish}"
+    );
+    assert!(
+        finish.contains("lock: stage `many` released by batch `b1`"),
+        "{finish}"
+    );
+
+    // The same records and stacks as the single-machine deploy.
+    let (one, many) = (records(p, "one"), records(p, "many"));
+    assert_eq!(
+        one.keys().collect::<Vec<_>>(),
+        many.keys().collect::<Vec<_>>()
+    );
+    for (service, a) in &one {
+        let b = &many[service];
+        assert_eq!(a.commit, b.commit, "{service}");
+        assert_eq!(a.template_hash, b.template_hash, "{service}");
+        assert_eq!(
+            a.outputs.keys().collect::<Vec<_>>(),
+            b.outputs.keys().collect::<Vec<_>>(),
+            "{service}"
+        );
+        assert_eq!(b.stack, format!("{p}-{service}-many"));
+    }
+    // What top received went through left from base, in its own stage.
+    assert_eq!(many["top"].outputs["Out"], many["base"].outputs["QueueArn"]);
+    assert!(many["top"].outputs["Out"].contains("batch-e2e-base-many"));
+
+    // A batch retried: every node finds its service up to date; nothing is deployed.
+    let again = run_batch(&r, &graph, "many", "b2");
+    for id in ["base", "left", "right", "top"] {
+        let n = ran(&again, id);
+        assert_eq!(n.code, 0, "{}", n.out);
+        assert!(
+            n.out.contains(&format!("{id}: skipped (up to date)")),
+            "{}",
+            n.out
+        );
+    }
+    let after = records(p, "many");
+    for (s, rec) in &many {
+        assert_eq!(rec.deployed_at, after[s].deployed_at, "{s} was redeployed");
+    }
+
+    // A broken `right` (it reads an SSM parameter that does not exist): its node fails, `top`
+    // (its dependent) never runs, `left` deploys.
+    r.write(
+        "services/right/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nIn = \"${ssm:/batch-e2e/missing}\"\n",
+    )
+    .write("services/left/t.yaml", &format!("{RELAY}# v2\n"));
+    r.commit("break right");
+    let broken = run_batch(&r, &graph, "many", "b3");
+    assert_eq!(ran(&broken, "base").code, 0);
+    assert_eq!(ran(&broken, "left").code, 0);
+    let right = ran(&broken, "right");
+    assert_eq!(right.code, 1, "{}", right.out);
+    assert!(
+        right
+            .out
+            .contains("node `right` of batch `b3` failed in stage `many`"),
+        "{}",
+        right.out
+    );
+    assert!(broken["top"].is_none() && broken["finish_batch"].is_none());
+    // The batch holds the stage: another run is refused, naming it.
+    let (code, _, err) = run(&mut xtask(&r, &["deploy", "many"]), None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("stage `many` is locked by batch b3: "),
+        "{err}"
+    );
+    let (code, _, err) = run(
+        &mut xtask(&r, &["batch", "node", "many", "base", "--batch", "other"]),
+        None,
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("stage `many` is locked by batch b3: "),
+        "{err}"
+    );
+
+    // Fixed and retried as the same batch: only right and top deploy.
+    r.write(
+        "services/right/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nIn = \"${output:base.QueueArn}\"\n",
+    )
+    .write("services/right/t.yaml", &format!("{RELAY}# fixed\n"));
+    r.commit("fix right");
+    let retried = run_batch(&r, &graph, "many", "b3");
+    for (id, n) in &retried {
+        let n = n
+            .as_ref()
+            .unwrap_or_else(|| panic!("{id} skipped: {retried:#?}"));
+        assert_eq!(n.code, 0, "{id}:\n{}", n.out);
+    }
+    assert!(
+        ran(&retried, "base")
+            .out
+            .contains("base: skipped (up to date)")
+    );
+    assert!(
+        ran(&retried, "left")
+            .out
+            .contains("left: skipped (up to date)")
+    );
+    assert!(
+        ran(&retried, "right").out.contains("right: updated in"),
+        "{}",
+        ran(&retried, "right").out
+    );
+    let finish = &ran(&retried, "finish_batch").out;
+    assert!(
+        finish.contains("lock: stage `many` released by batch `b3`"),
+        "{finish}"
+    );
+    // What top receives did not change (left's and right's outputs are the same values): it
+    // stays as deployed by b1, like a dependent on one machine.
+    assert!(
+        ran(&retried, "top")
+            .out
+            .contains("top: skipped (up to date)"),
+        "{}",
+        ran(&retried, "top").out
+    );
+    let fixed = records(p, "many");
+    assert_eq!(fixed["base"].commit, many["base"].commit);
+    assert_eq!(fixed["top"].deployed_at, many["top"].deployed_at);
+    assert_ne!(
+        fixed["left"].commit, many["left"].commit,
+        "left deployed by b3's first run"
+    );
+    assert_ne!(
+        fixed["right"].commit, fixed["left"].commit,
+        "right deployed at the fix"
+    );
+}
