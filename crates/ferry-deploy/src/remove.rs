@@ -2,6 +2,13 @@
 //! records. Every stack is checked before the first is deleted: one that belongs to another
 //! project or stage (by its tags), or that Ferry did not make (unless adopted), stops the remove
 //! before anything is gone.
+//!
+//! CloudFormation cannot delete a bucket that holds objects, so before a stack's delete the S3
+//! buckets it owns are emptied, every object version and delete marker (a bucket the template
+//! keeps with `DeletionPolicy: Retain` is left whole: it outlives the stack). A stack that fails
+//! to delete is reported with its reason, its dependencies are kept (they still serve it), the
+//! others go on; at the end every deleted stack is looked up again, and one still there is a
+//! failure too. A record is deleted only once its stack is confirmed gone.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,14 +35,58 @@ pub struct RemoveOptions {
 }
 
 /// What a remove did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct RemoveReport {
-    /// (service, stack) deleted, in order.
+    /// (service, stack) deleted and confirmed gone, in order.
     pub deleted: Vec<(String, String)>,
     /// Services whose stack did not exist (their records, if any, are deleted too).
     pub absent: Vec<String>,
+    /// Buckets emptied before their stack's delete: (service, bucket, objects and versions
+    /// deleted).
+    pub emptied: Vec<(String, String, usize)>,
+    /// Buckets a template retains (`DeletionPolicy: Retain`): (service, bucket), left whole.
+    pub retained: Vec<(String, String)>,
+    /// Stacks that failed to delete (or are still there after their delete), with why. Their
+    /// records stay.
+    pub failed: Vec<RemoveFailure>,
+    /// Services not deleted because a stack that depends on them failed to delete: (service,
+    /// the failed dependent).
+    pub kept: Vec<(String, String)>,
     /// Interrupted: the services not reached keep their stacks and records.
     pub cancelled: bool,
+}
+
+impl RemoveReport {
+    /// Every stack is gone (and nothing was interrupted).
+    pub fn complete(&self) -> bool {
+        self.failed.is_empty() && self.kept.is_empty() && !self.cancelled
+    }
+}
+
+/// A stack that did not go.
+#[derive(Debug, thiserror::Error)]
+#[error("stack {stack} of `{service}` was not deleted: {reason}")]
+pub struct RemoveFailure {
+    pub service: String,
+    pub stack: String,
+    pub reason: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Why emptying a stack's bucket failed.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to empty bucket {bucket} before deleting its stack: {message}")]
+pub struct EmptyBucketError {
+    pub bucket: String,
+    pub message: String,
+}
+
+/// The stack is still there after its delete.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "it still exists after its delete, in status {status}; see its events in the CloudFormation console"
+)]
+pub struct StillThere {
+    pub status: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,47 +211,237 @@ pub async fn remove(
         });
     }
 
+    let s3 = ferry_package::s3_client(config);
+    let graph = ws.graph();
     let mut report = RemoveReport::default();
     for (service, stack) in &targets {
         if cancel.is_cancelled() {
             report.cancelled = true;
             break;
         }
-        let fail = |source| RemoveError::Stack {
+        // A stack that depends on this one failed to delete: this one still serves it.
+        if let Some(f) = report.failed.iter().find(|f| {
+            graph
+                .with_dependencies([f.service.as_str()])
+                .contains(service)
+        }) {
+            report.kept.push((service.clone(), f.service.clone()));
+            continue;
+        }
+        let Some(info) = existing.get(service) else {
+            report.absent.push(service.clone());
+            delete_record(records, service).await?;
+            continue;
+        };
+        let print = |p| {
+            on(Event::Stack {
+                service: service.clone(),
+                progress: p,
+            })
+        };
+        let fail = |reason: Box<dyn std::error::Error + Send + Sync>| RemoveFailure {
             service: service.clone(),
             stack: stack.clone(),
-            source: Box::new(source),
+            reason,
         };
-        if let Some(info) = existing.get(service) {
-            if info.protected {
-                engine.set_protection(stack, false).await.map_err(fail)?;
-            }
-            let owner = ownership(ws, stage, service);
-            let print = |p| {
-                on(Event::Stack {
-                    service: service.clone(),
-                    progress: p,
-                })
-            };
-            let existed = engine
-                .delete(stack, Some(&owner), options.adopt, &print)
-                .await
-                .map_err(fail)?;
-            if existed {
-                report.deleted.push((service.clone(), stack.clone()));
-            } else {
-                report.absent.push(service.clone());
-            }
-        } else {
-            report.absent.push(service.clone());
+        if info.protected
+            && let Err(e) = engine.set_protection(stack, false).await
+        {
+            report.failed.push(fail(Box::new(e)));
+            continue;
         }
-        records
-            .delete(service)
+        match empty_buckets(&engine, &s3, stack, &print).await {
+            Ok(buckets) => {
+                for (bucket, emptied) in buckets {
+                    match emptied {
+                        Some(n) => report.emptied.push((service.clone(), bucket, n)),
+                        None => report.retained.push((service.clone(), bucket)),
+                    }
+                }
+            }
+            Err(e) => {
+                report.failed.push(fail(Box::new(e)));
+                continue;
+            }
+        }
+        let owner = ownership(ws, stage, service);
+        match engine
+            .delete(stack, Some(&owner), options.adopt, &print)
             .await
-            .map_err(|source| RemoveError::Record {
-                service: service.clone(),
-                source: Box::new(source),
-            })?;
+        {
+            Ok(true) => report.deleted.push((service.clone(), stack.clone())),
+            Ok(false) => report.absent.push(service.clone()),
+            Err(e) => report.failed.push(fail(Box::new(e))),
+        }
+    }
+    // Confirmed: every stack deleted is gone; only then its record goes.
+    let mut confirmed = Vec::new();
+    for (service, stack) in std::mem::take(&mut report.deleted) {
+        match engine.describe(&stack).await {
+            Ok(None) => {
+                delete_record(records, &service).await?;
+                confirmed.push((service, stack));
+            }
+            Ok(Some(info)) => report.failed.push(RemoveFailure {
+                service,
+                stack,
+                reason: Box::new(StillThere {
+                    status: info.status,
+                }),
+            }),
+            Err(e) => report.failed.push(RemoveFailure {
+                service,
+                stack,
+                reason: Box::new(e),
+            }),
+        }
+    }
+    report.deleted = confirmed;
+    for service in &report.absent {
+        delete_record(records, service).await?;
     }
     Ok(report)
+}
+
+async fn delete_record(records: &RecordStore, service: &str) -> Result<(), RemoveError> {
+    records
+        .delete(service)
+        .await
+        .map_err(|source| RemoveError::Record {
+            service: service.to_string(),
+            source: Box::new(source),
+        })
+}
+
+/// Empties the S3 buckets `stack` owns (every version and delete marker), except those its
+/// template retains. Gives each bucket with the count deleted, or `None` when retained.
+async fn empty_buckets(
+    engine: &Engine,
+    s3: &aws_sdk_s3::Client,
+    stack: &str,
+    on: &(dyn Fn(ferry_stacks::Progress) + Send + Sync),
+) -> Result<Vec<(String, Option<usize>)>, EmptyBucketError> {
+    let wrap = |bucket: &str, e: &dyn std::fmt::Display| EmptyBucketError {
+        bucket: bucket.to_string(),
+        message: e.to_string(),
+    };
+    let buckets: Vec<_> = engine
+        .resources(stack)
+        .await
+        .map_err(|e| wrap("(listing the stack's resources)", &e))?
+        .into_iter()
+        .filter(|r| r.resource_type == "AWS::S3::Bucket" && !r.physical_id.is_empty())
+        .collect();
+    if buckets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let template = engine
+        .template(stack)
+        .await
+        .map_err(|e| wrap("(reading the stack's template)", &e))?
+        .unwrap_or_default();
+    let retained = retained_resources(&template);
+    let mut out = Vec::new();
+    for b in buckets {
+        if retained.contains("*") || retained.contains(&b.logical_id) {
+            on(ferry_stacks::Progress::Note(format!(
+                "bucket {} is kept (DeletionPolicy: Retain): its objects stay",
+                b.physical_id
+            )));
+            out.push((b.physical_id, None));
+            continue;
+        }
+        let n = empty_bucket(s3, &b.physical_id)
+            .await
+            .map_err(|e| wrap(&b.physical_id, &e))?;
+        if n > 0 {
+            on(ferry_stacks::Progress::Note(format!(
+                "bucket {} emptied: {n} object version(s) and delete marker(s)",
+                b.physical_id
+            )));
+        }
+        out.push((b.physical_id, Some(n)));
+    }
+    Ok(out)
+}
+
+/// Logical ids of the resources a template keeps when its stack is deleted (`DeletionPolicy`
+/// `Retain` or `RetainExceptOnCreate`). A template that cannot be read retains everything it
+/// might: nothing is emptied on a guess.
+pub fn retained_resources(template: &str) -> std::collections::BTreeSet<String> {
+    let Ok(t) = ferry_package::parse_template(template) else {
+        return std::iter::once("*".to_string()).collect();
+    };
+    t.get("Resources")
+        .and_then(|r| r.as_object())
+        .map(|r| {
+            r.iter()
+                .filter(|(_, v)| {
+                    matches!(
+                        v.get("DeletionPolicy").and_then(|p| p.as_str()),
+                        Some("Retain" | "RetainExceptOnCreate")
+                    )
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Deletes every object version and delete marker of `bucket`; gives how many. A bucket that
+/// is gone already counts 0.
+async fn empty_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<usize, String> {
+    use aws_sdk_s3::error::ProvideErrorMetadata as _;
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    let mut deleted = 0;
+    loop {
+        let page = match s3.list_object_versions().bucket(bucket).send().await {
+            Ok(p) => p,
+            Err(e) if e.code() == Some("NoSuchBucket") => return Ok(deleted),
+            Err(e) => return Err(ferry_aws::explain("ListObjectVersions", &e).to_string()),
+        };
+        let ids: Vec<ObjectIdentifier> = page
+            .versions()
+            .iter()
+            .filter_map(|v| Some((v.key()?, v.version_id())))
+            .chain(
+                page.delete_markers()
+                    .iter()
+                    .filter_map(|m| Some((m.key()?, m.version_id()))),
+            )
+            .filter_map(|(key, version)| {
+                ObjectIdentifier::builder()
+                    .key(key)
+                    .set_version_id(version.map(String::from))
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if ids.is_empty() {
+            return Ok(deleted);
+        }
+        // A page holds at most 1,000 entries, DeleteObjects takes as many.
+        let n = ids.len();
+        let delete = Delete::builder()
+            .set_objects(Some(ids))
+            .quiet(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let out = s3
+            .delete_objects()
+            .bucket(bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| ferry_aws::explain("DeleteObjects", &e).to_string())?;
+        if let Some(err) = out.errors().first() {
+            return Err(format!(
+                "DeleteObjects refused {}: {} ({})",
+                err.key().unwrap_or("?"),
+                err.message().unwrap_or("no message"),
+                err.code().unwrap_or("?")
+            ));
+        }
+        deleted += n;
+    }
 }

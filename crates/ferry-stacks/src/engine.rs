@@ -336,6 +336,33 @@ impl Engine {
         }
     }
 
+    /// The stack's resources as (logical id, type, physical id) (ListStackResources, every
+    /// page); empty when the stack does not exist. A resource without a physical id yet has "".
+    pub async fn resources(&self, name: &str) -> Result<Vec<StackResource>, StackError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_stack_resources()
+            .stack_name(name)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(p) => p,
+                Err(e) if service_message(&e).contains("does not exist") => return Ok(Vec::new()),
+                Err(e) => return Err(self.api(name, "ListStackResources", &e)),
+            };
+            for r in page.stack_resource_summaries() {
+                out.push(StackResource {
+                    logical_id: r.logical_resource_id().unwrap_or_default().to_string(),
+                    resource_type: r.resource_type().unwrap_or_default().to_string(),
+                    physical_id: r.physical_resource_id().unwrap_or_default().to_string(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// The stack as DescribeStacks shows it (one call); `None` when it does not exist.
     pub async fn describe(&self, name: &str) -> Result<Option<StackInfo>, StackError> {
         Ok(self
@@ -1011,6 +1038,14 @@ impl Engine {
         self.delete_and_wait(name, &c.id, deadline, on).await?;
         Ok(true)
     }
+}
+
+/// One resource of a stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackResource {
+    pub logical_id: String,
+    pub resource_type: String,
+    pub physical_id: String,
 }
 
 /// Refuses a stack whose tags name another owner than `owner`, and, unless `adopt`, one without

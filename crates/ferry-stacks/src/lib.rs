@@ -18,7 +18,7 @@ pub mod status;
 
 pub use engine::{
     Action, DeployOptions, Deployed, Engine, Method, Progress, StackEvent, StackInfo, StackList,
-    StackSpec, StackSummary, TemplateSource, verify,
+    StackResource, StackSpec, StackSummary, TemplateSource, verify,
 };
 pub use error::StackError;
 pub use ownership::{Ownership, Verdict};

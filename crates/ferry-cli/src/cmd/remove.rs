@@ -57,12 +57,31 @@ pub fn run(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<()> {
                 cancel: &cancel,
             };
             let report = ferry_deploy::remove(&rctx, &options, &|e| clock.say(&describe(&e))).await?;
+            for (service, bucket, n) in &report.emptied {
+                println!("emptied bucket {bucket} ({service}): {n} object version(s) and delete marker(s)");
+            }
+            for (service, bucket) in &report.retained {
+                println!("kept bucket {bucket} ({service}): its template retains it (DeletionPolicy: Retain)");
+            }
             for (service, stack) in &report.deleted {
                 println!("deleted {stack} ({service})");
             }
-            println!("{} stack(s) deleted from stage `{}`", report.deleted.len(), stage.name);
+            println!("{} stack(s) deleted from stage `{}`, each confirmed gone", report.deleted.len(), stage.name);
+            for f in &report.failed {
+                eprintln!("{}", crate::ui::mask(&format!("error: {f}")));
+            }
+            for (service, because) in &report.kept {
+                eprintln!("kept {service}: `{because}`, which depends on it, was not deleted");
+            }
             if report.cancelled {
                 anyhow::bail!("interrupted: the stacks not reached were left in place with their records; run `remove` again to finish");
+            }
+            if !report.complete() {
+                anyhow::bail!(
+                    "{} stack(s) of stage `{}` were not deleted (their records stay); fix what is named above and run `remove` again: it deletes only what is left",
+                    report.failed.len() + report.kept.len(),
+                    stage.name
+                );
             }
             Ok(())
         })

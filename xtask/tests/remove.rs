@@ -1,0 +1,233 @@
+//! `remove` end to end against the local emulator: the buckets a stack owns are emptied (every
+//! version and delete marker) before its delete, a bucket the template retains is left whole, a
+//! stack that cannot be deleted is reported with its reason and exit 1 while its dependencies
+//! are kept and the rest goes, and every deleted stack is confirmed gone.
+//!
+//! The emulator deletes a stack whose bucket still holds objects and silently leaves the bucket
+//! behind (AWS would fail the delete), so a bucket missing after `remove` shows it was emptied.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{run, xtask};
+use ferry_records::{Record, RecordStore};
+use ferry_test_support::{TestRepo, moto};
+
+const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
+const STORE: &str = "Resources:\n  B:\n    Type: AWS::S3::Bucket\n  R:\n    Type: AWS::S3::Bucket\n    DeletionPolicy: Retain\nOutputs:\n  Bucket:\n    Value: !Ref B\n  Kept:\n    Value: !Ref R\n";
+const LOCKED: &str = "Parameters:\n  Queue: {Type: String}\nResources:\n  B:\n    Type: AWS::S3::Bucket\nOutputs:\n  Bucket:\n    Value: !Ref B\n";
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn config() -> aws_config::SdkConfig {
+    rt().block_on(ferry_credentials::base_config(
+        "us-east-1",
+        &ferry_credentials::config::Target {
+            local_endpoint: Some(moto().endpoint()),
+        },
+    ))
+}
+
+fn records(project: &str) -> BTreeMap<String, Record> {
+    let store = RecordStore::new(
+        aws_sdk_ssm::Client::new(&config()),
+        "dev",
+        &format!("/ferry/{project}/dev"),
+    );
+    rt().block_on(store.read_all()).unwrap()
+}
+
+fn buckets() -> Vec<String> {
+    let s3 = ferry_package::s3_client(&config());
+    rt().block_on(s3.list_buckets().send())
+        .unwrap()
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name().map(String::from))
+        .collect()
+}
+
+#[test]
+fn remove_empties_buckets_reports_a_stack_it_cannot_delete_and_keeps_what_it_serves() {
+    let p = "rm-buckets";
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n[stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n"
+        ),
+    )
+    .write("services/store/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write("services/store/t.yaml", STORE)
+    .write("services/base/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write("services/base/t.yaml", QUEUE)
+    .write(
+        "services/locked/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nQueue = \"${output:base.QueueArn}\"\n",
+    )
+    .write("services/locked/t.yaml", LOCKED);
+    r.commit("services");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let recs = records(p);
+    let (store, kept, locked) = (
+        recs["store"].outputs["Bucket"].clone(),
+        recs["store"].outputs["Kept"].clone(),
+        recs["locked"].outputs["Bucket"].clone(),
+    );
+
+    // store's bucket: versioned, two versions of a key and a delete marker, and a second key;
+    // its retained bucket holds an object; locked's bucket holds an object under legal hold.
+    let s3 = ferry_package::s3_client(&config());
+    let rt = rt();
+    rt.block_on(async {
+        use aws_sdk_s3::types::{
+            BucketVersioningStatus, ObjectLockConfiguration, ObjectLockEnabled,
+            ObjectLockLegalHoldStatus, VersioningConfiguration,
+        };
+        let versioned = VersioningConfiguration::builder()
+            .status(BucketVersioningStatus::Enabled)
+            .build();
+        for b in [&store, &locked] {
+            s3.put_bucket_versioning()
+                .bucket(b)
+                .versioning_configuration(versioned.clone())
+                .send()
+                .await
+                .unwrap();
+        }
+        for body in ["1", "2"] {
+            s3.put_object()
+                .bucket(&store)
+                .key("k")
+                .body(body.as_bytes().to_vec().into())
+                .send()
+                .await
+                .unwrap();
+        }
+        s3.delete_object()
+            .bucket(&store)
+            .key("k")
+            .send()
+            .await
+            .unwrap();
+        s3.put_object()
+            .bucket(&store)
+            .key("other")
+            .body(b"x".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+        s3.put_object()
+            .bucket(&kept)
+            .key("keep")
+            .body(b"x".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+        s3.put_object_lock_configuration()
+            .bucket(&locked)
+            .object_lock_configuration(
+                ObjectLockConfiguration::builder()
+                    .object_lock_enabled(ObjectLockEnabled::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        s3.put_object()
+            .bucket(&locked)
+            .key("evidence")
+            .body(b"x".to_vec().into())
+            .object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On)
+            .send()
+            .await
+            .unwrap();
+    });
+
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev"]), None);
+    assert_eq!(
+        code, 1,
+        "a stack that was not deleted is a failure\n{out}\n{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "error: stack {p}-locked-dev of `locked` was not deleted: failed to empty bucket {locked} before deleting its stack: DeleteObjects refused evidence: Access Denied because object protected by object lock. (AccessDenied)"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("kept base: `locked`, which depends on it, was not deleted"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 stack(s) of stage `dev` were not deleted (their records stay)"),
+        "{err}"
+    );
+    assert!(
+        out.contains(&format!(
+            "emptied bucket {store} (store): 4 object version(s) and delete marker(s)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "kept bucket {kept} (store): its template retains it (DeletionPolicy: Retain)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("deleted {p}-store-dev (store)")),
+        "{out}"
+    );
+    let now = buckets();
+    assert!(!now.contains(&store), "store's bucket is gone: {now:?}");
+    assert!(now.contains(&kept), "the retained bucket stays: {now:?}");
+    let left: Vec<String> = records(p).into_keys().collect();
+    assert_eq!(
+        left,
+        ["base", "locked"],
+        "records of what was not deleted stay"
+    );
+
+    // The hold released, a second remove deletes what is left, dependents first.
+    rt.block_on(async {
+        let versions = s3
+            .list_object_versions()
+            .bucket(&locked)
+            .send()
+            .await
+            .unwrap();
+        let v = versions.versions()[0].version_id().unwrap().to_string();
+        s3.put_object_legal_hold()
+            .bucket(&locked)
+            .key("evidence")
+            .version_id(v)
+            .legal_hold(
+                aws_sdk_s3::types::ObjectLockLegalHold::builder()
+                    .status(aws_sdk_s3::types::ObjectLockLegalHoldStatus::Off)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("2 stack(s) deleted from stage `dev`, each confirmed gone"),
+        "{out}"
+    );
+    assert!(
+        out.find("(locked)").unwrap() < out.find("(base)").unwrap(),
+        "{out}"
+    );
+    assert!(records(p).is_empty());
+    assert!(!buckets().contains(&locked));
+}
