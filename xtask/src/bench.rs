@@ -25,6 +25,9 @@ pub enum Benchmark {
     /// 50 services deployed on one machine against the nodes of a batch build-graph run as
     /// separate processes; the overhead of one node that finds its service up to date
     Batch,
+    /// 20 preview stages of 4 services (buckets holding objects), then `previews prune`: its
+    /// time, and what is left in the emulator (target: nothing)
+    Previews,
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,6 +75,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Benchmark::Batch => cmd!(
             sh,
             "cargo bench --package xtask --bench batch -- {extra...}"
+        )
+        .run()?,
+        Benchmark::Previews => cmd!(
+            sh,
+            "cargo bench --package xtask --bench previews -- {extra...}"
         )
         .run()?,
         Benchmark::Scheduler => cmd!(

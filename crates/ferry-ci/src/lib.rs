@@ -5,10 +5,12 @@
 //! tested without touching the process environment; [`CiContext::from_env`] reads the real one.
 //! The variables each CI sets are listed beside the code that reads them.
 
+pub mod refs;
 mod rules;
 
 use serde::Serialize;
 
+pub use refs::{Ended, LiveRefs, ended};
 pub use rules::{NoRule, StageMatch, StageRules, glob_match};
 
 /// The CI system, or none.

@@ -120,6 +120,10 @@ pub enum Command {
     Approve(cmd::release::ApproveArgs),
     /// Delete a stage's stacks in reverse dependency order (e.g. a preview stage), and records
     Remove(cmd::remove::RemoveArgs),
+    /// The preview stages that exist (list), and removing those whose branch or pull request is
+    /// gone or that are older than a TTL (prune)
+    #[command(subcommand)]
+    Previews(cmd::previews::PreviewsCmd),
     /// Print the stack outputs of a stage's services
     Outputs(cmd::outputs::OutputsArgs),
     /// Print the dependency graph of the services (Mermaid, DOT or JSON)
@@ -169,6 +173,7 @@ pub fn run(app: &App, global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Status(args) => cmd::release::status(&ctx, &args),
         Command::Approve(args) => cmd::release::approve(&ctx, &args),
         Command::Remove(args) => cmd::remove::run(&ctx, &args),
+        Command::Previews(cmd) => cmd::previews::run(&ctx, &cmd),
         Command::Outputs(args) => cmd::outputs::run(&ctx, &args),
         Command::Whoami(args) => cmd::stage::whoami(&ctx, &args),
         Command::Param(cmd) => cmd::stage::param(&ctx, &cmd),

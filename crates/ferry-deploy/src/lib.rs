@@ -14,7 +14,8 @@
 //! `parameters`, `site`, [`acceptance`](mod@acceptance) (tests of deployed services),
 //! [`report`](mod@report), [`remove`](mod@remove), [`state`] (records and stacks as they are),
 //! [`release`](mod@release) (releases; promote and rollback of stored packages),
-//! [`batch`](mod@batch) (one service deployed as a node of a deploy spread over CI machines).
+//! [`batch`](mod@batch) (one service deployed as a node of a deploy spread over CI machines),
+//! [`previews`](mod@previews) (preview stages found from stacks and records; which are gone).
 
 pub mod acceptance;
 pub mod batch;
@@ -23,6 +24,7 @@ mod outputs;
 mod parameters;
 pub mod preflight;
 pub mod prepare;
+pub mod previews;
 pub mod release;
 pub mod remove;
 pub mod report;

@@ -205,6 +205,61 @@ pub fn parameters_hash(parameters: &BTreeMap<String, String>) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The records of every stage whose records path is `<root><stage id>/`, by stage id then
+/// service, from one recursive listing of `root` (e.g. `/ferry/shop/`, for the previews a
+/// project's `"*"` stage makes). Parameters that are not records (a lock, something else under
+/// the root) are passed over; so is a record that is not valid JSON (named in `unreadable`).
+pub async fn list_stages(client: &Client, root: &str) -> Result<StageRecords, RecordError> {
+    let root = format!("{}/", root.trim_end_matches('/'));
+    let mut out = StageRecords::default();
+    let mut pages = client
+        .get_parameters_by_path()
+        .path(&root)
+        .recursive(true)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            RecordError::Aws(ferry_credentials::CredentialsError::from_sdk(
+                "(every stage)",
+                "GetParametersByPath",
+                &e,
+            ))
+        })?;
+        for p in page.parameters() {
+            let name = p.name().unwrap_or_default();
+            let Some(rest) = name.strip_prefix(&root) else {
+                continue;
+            };
+            let mut parts = rest.split('/');
+            let (Some(id), Some("records"), Some(service), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            match serde_json::from_str::<Record>(p.value().unwrap_or_default()) {
+                Ok(r) => {
+                    out.stages
+                        .entry(id.to_string())
+                        .or_default()
+                        .insert(service.to_string(), r);
+                }
+                Err(_) => out.unreadable.push(name.to_string()),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What [`list_stages`] found.
+#[derive(Debug, Clone, Default)]
+pub struct StageRecords {
+    /// Stage id → service → record.
+    pub stages: BTreeMap<String, BTreeMap<String, Record>>,
+    /// Parameters in a record's place that are not records.
+    pub unreadable: Vec<String>,
+}
+
 /// Records and lock of one stage.
 #[derive(Debug, Clone)]
 pub struct RecordStore {

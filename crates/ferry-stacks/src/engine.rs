@@ -160,6 +160,44 @@ pub struct StackList {
     pub calls: usize,
 }
 
+/// A stack as DescribeStacks shows it.
+fn stack_info(s: &aws_sdk_cloudformation::types::Stack, name: &str) -> StackInfo {
+    StackInfo {
+        id: s.stack_id().unwrap_or(name).to_string(),
+        status: s
+            .stack_status()
+            .map(|x| x.as_str().to_string())
+            .unwrap_or_default(),
+        outputs: s
+            .outputs()
+            .iter()
+            .filter_map(|o| {
+                Some((
+                    o.output_key()?.to_string(),
+                    o.output_value().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect(),
+        tags: s
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect(),
+        last_updated: millis(s.last_updated_time().or(s.creation_time())),
+        protected: s.enable_termination_protection().unwrap_or(false),
+        parameters: s
+            .parameters()
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.parameter_key()?.to_string(),
+                    p.parameter_value().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect(),
+    }
+}
+
 fn millis(t: Option<&aws_sdk_cloudformation::primitives::DateTime>) -> Option<i64> {
     t.and_then(|t| t.to_millis().ok())
 }
@@ -274,40 +312,7 @@ impl Engine {
     /// The stack's id, status, outputs and tags; `None` when it does not exist.
     async fn current(&self, name: &str) -> Result<Option<Current>, StackError> {
         match self.client.describe_stacks().stack_name(name).send().await {
-            Ok(out) => Ok(out.stacks().first().map(|s| Current {
-                id: s.stack_id().unwrap_or(name).to_string(),
-                status: s
-                    .stack_status()
-                    .map(|x| x.as_str().to_string())
-                    .unwrap_or_default(),
-                outputs: s
-                    .outputs()
-                    .iter()
-                    .filter_map(|o| {
-                        Some((
-                            o.output_key()?.to_string(),
-                            o.output_value().unwrap_or_default().to_string(),
-                        ))
-                    })
-                    .collect(),
-                tags: s
-                    .tags()
-                    .iter()
-                    .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-                    .collect(),
-                last_updated: millis(s.last_updated_time().or(s.creation_time())),
-                protected: s.enable_termination_protection().unwrap_or(false),
-                parameters: s
-                    .parameters()
-                    .iter()
-                    .filter_map(|p| {
-                        Some((
-                            p.parameter_key()?.to_string(),
-                            p.parameter_value().unwrap_or_default().to_string(),
-                        ))
-                    })
-                    .collect(),
-            })),
+            Ok(out) => Ok(out.stacks().first().map(|s| stack_info(s, name))),
             Err(e) => {
                 if service_message(&e).contains("does not exist") {
                     Ok(None)
@@ -358,6 +363,24 @@ impl Engine {
                     resource_type: r.resource_type().unwrap_or_default().to_string(),
                     physical_id: r.physical_resource_id().unwrap_or_default().to_string(),
                 });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every stack of the account and region that is not deleted, with its tags and outputs, by
+    /// name (DescribeStacks without a name, every page).
+    pub async fn describe_all(&self) -> Result<BTreeMap<String, StackInfo>, StackError> {
+        let mut out = BTreeMap::new();
+        let mut pages = self.client.describe_stacks().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.api("(every stack)", "DescribeStacks", &e))?;
+            for s in page.stacks() {
+                let name = s.stack_name().unwrap_or_default();
+                let info = stack_info(s, name);
+                if info.status != "DELETE_COMPLETE" {
+                    out.insert(name.to_string(), info);
+                }
             }
         }
         Ok(out)

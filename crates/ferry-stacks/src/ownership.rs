@@ -70,6 +70,24 @@ pub fn encode_tag_value(text: &str) -> String {
     cut + &suffix
 }
 
+/// The text a tag value written by [`encode_tag_value`] holds; `None` for a value cut short (its
+/// end is a hash) or one that is not such an encoding.
+pub fn decode_tag_value(value: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(value.len());
+    let mut rest = value.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'=' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -145,6 +163,19 @@ mod tests {
         assert_eq!(long_a.chars().count(), MAX_TAG_VALUE);
         assert_ne!(long_a, long_b);
         assert!(encode_tag_value(&"#".repeat(300)).chars().count() <= MAX_TAG_VALUE);
+        for name in ["feature/login", "a=b", "a#b", "ü", "pr-42", "x y"] {
+            assert_eq!(
+                decode_tag_value(&encode_tag_value(name)).as_deref(),
+                Some(name)
+            );
+        }
+        assert_eq!(
+            decode_tag_value(&long_a),
+            None,
+            "a cut value is not decoded"
+        );
+        assert_eq!(decode_tag_value("a=4"), None);
+        assert_eq!(decode_tag_value("a=FF"), None, "not UTF-8");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod local;
 pub mod outputs;
 pub mod package;
 pub mod plan;
+pub mod previews;
 pub mod release;
 pub mod remove;
 pub mod scripts;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ferry_graph::Cancel;
+use ferry_manifest::Stage;
 
 use crate::Ctx;
 use crate::cmd::deploy::describe;
@@ -41,50 +42,72 @@ pub fn run(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs(args.timeout),
     };
     ferry_deploy::check_removable(&stage, &options)?;
-    runtime()?.block_on(async {
-        let aws = ctx.aws(&stage).await?;
-        let records = ctx.records(&stage, &aws)?;
-        let cancel = Cancel::new();
-        let clock = Clock::start();
-        crate::lock::with_lock(&records, &stage, "remove", args.force_unlock, &cancel, async {
-            let previous = records.read_all().await.context("failed to read the stage's deployment records")?;
-            let rctx = ferry_deploy::RemoveContext {
-                ws,
-                stage: &stage,
-                config: &aws.config,
-                records: &records,
-                previous: &previous,
-                cancel: &cancel,
-            };
-            let report = ferry_deploy::remove(&rctx, &options, &|e| clock.say(&describe(&e))).await?;
-            for (service, bucket, n) in &report.emptied {
-                println!("emptied bucket {bucket} ({service}): {n} object version(s) and delete marker(s)");
-            }
-            for (service, bucket) in &report.retained {
-                println!("kept bucket {bucket} ({service}): its template retains it (DeletionPolicy: Retain)");
-            }
-            for (service, stack) in &report.deleted {
-                println!("deleted {stack} ({service})");
-            }
-            println!("{} stack(s) deleted from stage `{}`, each confirmed gone", report.deleted.len(), stage.name);
-            for f in &report.failed {
-                eprintln!("{}", crate::ui::mask(&format!("error: {f}")));
-            }
-            for (service, because) in &report.kept {
-                eprintln!("kept {service}: `{because}`, which depends on it, was not deleted");
-            }
-            if report.cancelled {
-                anyhow::bail!("interrupted: the stacks not reached were left in place with their records; run `remove` again to finish");
-            }
-            if !report.complete() {
-                anyhow::bail!(
-                    "{} stack(s) of stage `{}` were not deleted (their records stay); fix what is named above and run `remove` again: it deletes only what is left",
-                    report.failed.len() + report.kept.len(),
-                    stage.name
-                );
-            }
-            Ok(())
-        })
-        .await
+    runtime()?.block_on(remove_stage(ctx, &stage, &options, args.force_unlock))
+}
+
+/// Removes `stage` under its lock, printing what happened; an error when anything is left.
+pub(crate) async fn remove_stage(
+    ctx: &Ctx,
+    stage: &Stage,
+    options: &ferry_deploy::RemoveOptions,
+    force_unlock: bool,
+) -> anyhow::Result<()> {
+    let ws = ctx.workspace()?;
+    let aws = ctx.aws(stage).await?;
+    let records = ctx.records(stage, &aws)?;
+    let cancel = Cancel::new();
+    let clock = Clock::start();
+    crate::lock::with_lock(&records, stage, "remove", force_unlock, &cancel, async {
+        let previous = records
+            .read_all()
+            .await
+            .context("failed to read the stage's deployment records")?;
+        let rctx = ferry_deploy::RemoveContext {
+            ws,
+            stage,
+            config: &aws.config,
+            records: &records,
+            previous: &previous,
+            cancel: &cancel,
+        };
+        let report = ferry_deploy::remove(&rctx, options, &|e| clock.say(&describe(&e))).await?;
+        for (service, bucket, n) in &report.emptied {
+            println!(
+                "emptied bucket {bucket} ({service}): {n} object version(s) and delete marker(s)"
+            );
+        }
+        for (service, bucket) in &report.retained {
+            println!(
+                "kept bucket {bucket} ({service}): its template retains it (DeletionPolicy: Retain)"
+            );
+        }
+        for (service, stack) in &report.deleted {
+            println!("deleted {stack} ({service})");
+        }
+        println!(
+            "{} stack(s) deleted from stage `{}`, each confirmed gone",
+            report.deleted.len(),
+            stage.name
+        );
+        for f in &report.failed {
+            eprintln!("{}", crate::ui::mask(&format!("error: {f}")));
+        }
+        for (service, because) in &report.kept {
+            eprintln!("kept {service}: `{because}`, which depends on it, was not deleted");
+        }
+        if report.cancelled {
+            anyhow::bail!(
+                "interrupted: the stacks not reached were left in place with their records; run `remove` again to finish"
+            );
+        }
+        if !report.complete() {
+            anyhow::bail!(
+                "{} stack(s) of stage `{}` were not deleted (their records stay); fix what is named above and run `remove` again: it deletes only what is left",
+                report.failed.len() + report.kept.len(),
+                stage.name
+            );
+        }
+        Ok(())
     })
+    .await
 }

@@ -1,0 +1,176 @@
+//! Which branches and pull requests are still alive, for pruning the preview stages of those
+//! that are gone: from a list of live refs the user passes (e.g. `git ls-remote --heads origin`,
+//! or pull request numbers from the forge's API), or from a CI event that ends one (a pull
+//! request closed or merged, a branch deleted).
+
+use std::collections::BTreeSet;
+
+/// Live branches and pull requests, from a list. A list that names no pull request at all says
+/// nothing about pull requests (and likewise for branches): nothing is judged gone on absent
+/// evidence.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveRefs {
+    /// `None`: the list named no branch.
+    pub branches: Option<BTreeSet<String>>,
+    /// Pull request numbers; `None`: the list named no pull request.
+    pub pull_requests: Option<BTreeSet<String>>,
+}
+
+impl LiveRefs {
+    /// One ref per line, its last field counted (so `git ls-remote` output works as is):
+    /// `refs/heads/<branch>` or a plain `<branch>`; `refs/pull/<n>/head`, `refs/pull/<n>/merge`,
+    /// `pr/<n>` or `#<n>` for a pull request. Tags and other `refs/…` are passed over, as are
+    /// empty lines.
+    pub fn parse(text: &str) -> LiveRefs {
+        let mut branches = BTreeSet::new();
+        let mut prs = BTreeSet::new();
+        for line in text.lines() {
+            let Some(r) = line.split_whitespace().last() else {
+                continue;
+            };
+            if let Some(b) = r.strip_prefix("refs/heads/") {
+                branches.insert(b.to_string());
+            } else if let Some(rest) = r.strip_prefix("refs/pull/") {
+                if let Some((n, _)) = rest.split_once('/').filter(|(n, _)| number(n)) {
+                    prs.insert(n.to_string());
+                }
+            } else if r.starts_with("refs/") {
+                // Tags, notes, …: not branches.
+            } else if let Some(n) = r
+                .strip_prefix("pr/")
+                .or_else(|| r.strip_prefix('#'))
+                .filter(|n| number(n))
+            {
+                prs.insert(n.to_string());
+            } else {
+                branches.insert(r.to_string());
+            }
+        }
+        LiveRefs {
+            branches: (!branches.is_empty()).then_some(branches),
+            pull_requests: (!prs.is_empty()).then_some(prs),
+        }
+    }
+}
+
+fn number(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A branch or pull request that a CI event says is gone.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Ended {
+    Branch(String),
+    PullRequest(String),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Branch(b) => write!(f, "branch `{b}` was deleted"),
+            Ended::PullRequest(n) => write!(f, "pull request #{n} was closed"),
+        }
+    }
+}
+
+/// What this CI build's event ends, read through `var` (environment variables) and `event` (the
+/// text of GitHub's event file, `GITHUB_EVENT_PATH`): a CodeBuild `PULL_REQUEST_MERGED` or
+/// `PULL_REQUEST_CLOSED` (`CODEBUILD_WEBHOOK_TRIGGER=pr/<n>`); a GitHub `pull_request` event
+/// whose action is `closed`; a GitHub `delete` event of a branch.
+pub fn ended(var: &dyn Fn(&str) -> Option<String>, event: Option<&str>) -> Vec<Ended> {
+    let get = |k: &str| var(k).filter(|v| !v.trim().is_empty());
+    if let Some(e) = get("CODEBUILD_WEBHOOK_EVENT") {
+        let closing = matches!(e.as_str(), "PULL_REQUEST_MERGED" | "PULL_REQUEST_CLOSED");
+        return match get("CODEBUILD_WEBHOOK_TRIGGER") {
+            Some(t) if closing => t
+                .strip_prefix("pr/")
+                .filter(|n| number(n))
+                .map(|n| vec![Ended::PullRequest(n.to_string())])
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+    }
+    let Some(name) = get("GITHUB_EVENT_NAME") else {
+        return Vec::new();
+    };
+    let Some(json) = event.and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()) else {
+        return Vec::new();
+    };
+    match name.as_str() {
+        "pull_request" | "pull_request_target" if json["action"] == "closed" => json["number"]
+            .as_u64()
+            .map(|n| vec![Ended::PullRequest(n.to_string())])
+            .unwrap_or_default(),
+        "delete" if json["ref_type"] == "branch" => json["ref"]
+            .as_str()
+            .map(|r| {
+                vec![Ended::Branch(
+                    r.trim_start_matches("refs/heads/").to_string(),
+                )]
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[&str]) -> Option<BTreeSet<String>> {
+        Some(items.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn live_refs_from_ls_remote_and_lists() {
+        let ls = "3e18202\trefs/heads/main\nabc\trefs/heads/feature/login\n\
+                  def\trefs/tags/v1\n0a1\trefs/pull/42/head\n0a2\trefs/pull/7/merge\n\
+                  0a3\trefs/pull/x/head\n\n";
+        let live = LiveRefs::parse(ls);
+        assert_eq!(live.branches, set(&["feature/login", "main"]));
+        assert_eq!(live.pull_requests, set(&["42", "7"]));
+        let plain = LiveRefs::parse("main\n#12\npr/13\n");
+        assert_eq!(plain.branches, set(&["main"]));
+        assert_eq!(plain.pull_requests, set(&["12", "13"]));
+        // Only branches: nothing is said about pull requests, and the other way round.
+        assert_eq!(LiveRefs::parse("a\trefs/heads/main\n").pull_requests, None);
+        assert_eq!(LiveRefs::parse("#5\n").branches, None);
+        assert_eq!(LiveRefs::parse(""), LiveRefs::default());
+    }
+
+    #[test]
+    fn the_events_that_end_a_branch_or_pull_request() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let cb = vars(&[
+            ("CODEBUILD_WEBHOOK_EVENT", "PULL_REQUEST_MERGED"),
+            ("CODEBUILD_WEBHOOK_TRIGGER", "pr/42"),
+        ]);
+        assert_eq!(ended(&cb, None), [Ended::PullRequest("42".into())]);
+        let open = vars(&[
+            ("CODEBUILD_WEBHOOK_EVENT", "PULL_REQUEST_UPDATED"),
+            ("CODEBUILD_WEBHOOK_TRIGGER", "pr/42"),
+        ]);
+        assert!(ended(&open, None).is_empty());
+        let gh = vars(&[("GITHUB_EVENT_NAME", "pull_request")]);
+        assert_eq!(
+            ended(&gh, Some(r#"{"action": "closed", "number": 9}"#)),
+            [Ended::PullRequest("9".into())]
+        );
+        assert!(ended(&gh, Some(r#"{"action": "synchronize", "number": 9}"#)).is_empty());
+        assert!(ended(&gh, Some("not json")).is_empty());
+        let del = vars(&[("GITHUB_EVENT_NAME", "delete")]);
+        assert_eq!(
+            ended(&del, Some(r#"{"ref": "feature/x", "ref_type": "branch"}"#)),
+            [Ended::Branch("feature/x".into())]
+        );
+        assert!(ended(&del, Some(r#"{"ref": "v1", "ref_type": "tag"}"#)).is_empty());
+        assert!(ended(&vars(&[]), None).is_empty());
+    }
+}

@@ -1,0 +1,255 @@
+//! `previews`: the preview stages that exist (`list`), and removing those whose branch or pull
+//! request is gone or that were not deployed for longer than a TTL (`prune`).
+
+use std::io::Read as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ferry_deploy::previews::{Evidence, Preview};
+
+use crate::Ctx;
+use crate::context::runtime;
+use crate::ui::table;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PreviewsCmd {
+    /// The preview stages that the project's stacks (by their Ferry tags) and records say exist:
+    /// name, pull request, services, stacks, last deploy
+    List(ListArgs),
+    /// Remove the preview stages whose branch or pull request is gone (from the CI event, or a
+    /// list of live refs), or that were not deployed for longer than a TTL; each as `remove`
+    /// does it (buckets emptied, every stack confirmed gone)
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Output; `json` is a contract: [{"name", "id", "pull_request", "services", "stacks",
+    /// "recorded", "deployed_at"}]
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// A file of live refs, one per line (`-`: standard input), e.g. `git ls-remote --heads
+    /// origin` (branches) or open pull requests as `#12` / `pr/12` / `refs/pull/12/head`. A
+    /// preview named after a branch not listed is gone, and one of a pull request not listed;
+    /// when the list names no pull request at all, pull-request previews are not judged (and
+    /// likewise for branches)
+    #[arg(long, value_name = "FILE")]
+    live_refs: Option<String>,
+    /// Take what is gone from this CI build's event: a pull request closed or merged (CodeBuild
+    /// PULL_REQUEST_CLOSED/MERGED, GitHub `pull_request` closed), a branch deleted (GitHub
+    /// `delete`)
+    #[arg(long)]
+    from_ci: bool,
+    /// Also prune previews not deployed for longer than this: `7d`, `36h`, `90m` (a bare number
+    /// is days)
+    #[arg(long, value_name = "AGE", value_parser = ferry_deploy::previews::parse_ttl)]
+    ttl: Option<u64>,
+    /// Say what would be removed, and remove nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Take over a preview's lock if it is stale (see `deploy --help`)
+    #[arg(long)]
+    force_unlock: bool,
+    /// How long Ferry waits for one stack's delete, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+}
+
+pub fn run(ctx: &Ctx, cmd: &PreviewsCmd) -> anyhow::Result<()> {
+    match cmd {
+        PreviewsCmd::List(args) => list(ctx, args),
+        PreviewsCmd::Prune(args) => prune(ctx, args),
+    }
+}
+
+/// The previews that exist, read with the `"*"` stage's access.
+fn find(ctx: &Ctx) -> anyhow::Result<Vec<Preview>> {
+    let ws = ctx.workspace()?;
+    let access = ferry_deploy::previews::preview_access(ws)?;
+    runtime()?.block_on(async {
+        let aws = ctx.aws(&access).await?;
+        ferry_deploy::previews::find(ws, &aws.config)
+            .await
+            .context("failed to find the preview stages")
+    })
+}
+
+fn age(p: &Preview, now: u64) -> String {
+    p.deployed_at.map_or_else(
+        || "-".into(),
+        |t| {
+            format!(
+                "{} ago",
+                ferry_deploy::previews::duration(now.saturating_sub(t))
+            )
+        },
+    )
+}
+
+fn list(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<()> {
+    let previews = find(ctx)?;
+    let now = ferry_records::now_secs();
+    match args.format {
+        Format::Json => {
+            let v: Vec<serde_json::Value> = previews
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "name": p.name,
+                        "id": p.id,
+                        "pull_request": p.pull_request,
+                        "services": p.services,
+                        "stacks": p.stacks,
+                        "recorded": p.recorded,
+                        "deployed_at": p.deployed_at,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+        }
+        Format::Text => {
+            if previews.is_empty() {
+                println!("no preview stages: no stack or record of this project names one");
+                return Ok(());
+            }
+            let rows: Vec<[String; 5]> = previews
+                .iter()
+                .map(|p| {
+                    [
+                        p.name.clone(),
+                        p.pull_request
+                            .as_ref()
+                            .map_or_else(|| "branch".into(), |n| format!("pull request #{n}")),
+                        p.services.iter().cloned().collect::<Vec<_>>().join(", "),
+                        format!(
+                            "{} stack(s), {} record(s)",
+                            p.stacks.len(),
+                            p.recorded.len()
+                        ),
+                        age(p, now),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(["STAGE", "FOR", "SERVICES", "EXISTS", "LAST DEPLOY"], &rows)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
+    if args.live_refs.is_none() && !args.from_ci && args.ttl.is_none() {
+        anyhow::bail!(
+            "say what is gone: --live-refs FILE (e.g. `git ls-remote --heads origin | {} previews prune --live-refs -`), --from-ci, or --ttl AGE",
+            ctx.app.name
+        );
+    }
+    let ws = ctx.workspace()?;
+    let live = match &args.live_refs {
+        None => None,
+        Some(path) => {
+            let mut text = String::new();
+            if path == "-" {
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("failed to read the live refs from standard input")?;
+            } else {
+                text = std::fs::read_to_string(path)
+                    .with_context(|| format!("failed to read the live refs from {path}"))?;
+            }
+            let live = ferry_ci::LiveRefs::parse(&text);
+            if live == ferry_ci::LiveRefs::default() {
+                anyhow::bail!(
+                    "{path} names no branch and no pull request: with it, every preview would be judged gone; pass refs such as `refs/heads/main` or `#12`"
+                );
+            }
+            Some(live)
+        }
+    };
+    let ended = if args.from_ci {
+        let event =
+            std::env::var_os("GITHUB_EVENT_PATH").and_then(|p| std::fs::read_to_string(p).ok());
+        let ended = ferry_ci::ended(&|k| std::env::var(k).ok(), event.as_deref());
+        if ended.is_empty() {
+            println!("ci: this build's event ends no branch or pull request");
+        }
+        ended
+    } else {
+        Vec::new()
+    };
+    let previews = find(ctx)?;
+    let now = ferry_records::now_secs();
+    let evidence = Evidence {
+        live,
+        ended,
+        ttl_secs: args.ttl,
+        now,
+    };
+    let gone = ferry_deploy::previews::to_prune(ws, &previews, &evidence);
+    println!(
+        "{} preview stage(s), {} to prune{}",
+        previews.len(),
+        gone.len(),
+        if args.dry_run { " (dry run)" } else { "" }
+    );
+    for (p, why) in &gone {
+        println!("  {}: {why} ({} stack(s))", p.name, p.stacks.len());
+    }
+    if args.dry_run || gone.is_empty() {
+        return Ok(());
+    }
+    let options = ferry_deploy::RemoveOptions {
+        orphans: false,
+        allow_protected: false,
+        adopt: false,
+        timeout: Duration::from_secs(args.timeout),
+    };
+    let mut failed = Vec::new();
+    for (p, _) in &gone {
+        println!("pruning `{}`", p.name);
+        let outcome = ws
+            .stage(&p.name)
+            .map_err(anyhow::Error::from)
+            .and_then(|stage| {
+                ferry_deploy::check_removable(&stage, &options)?;
+                runtime()?.block_on(crate::cmd::remove::remove_stage(
+                    ctx,
+                    &stage,
+                    &options,
+                    args.force_unlock,
+                ))
+            });
+        if let Err(e) = outcome {
+            eprintln!(
+                "{}",
+                crate::ui::mask(&format!("error: `{}`: {e:#}", p.name))
+            );
+            failed.push(p.name.clone());
+        }
+    }
+    println!(
+        "pruned {} of {} preview stage(s)",
+        gone.len() - failed.len(),
+        gone.len()
+    );
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} preview stage(s) were not removed completely: {}; run `previews prune` again to finish",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}

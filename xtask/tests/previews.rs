@@ -1,0 +1,175 @@
+//! Preview stages end to end against the local emulator: `previews list` finds them from the
+//! project's stacks and records, `previews prune` removes those a CI event ends, those a list of
+//! live refs leaves out, and those older than a TTL, and nothing else; none is left behind.
+
+mod common;
+
+use common::{run, xtask};
+use ferry_test_support::{TestRepo, moto};
+
+const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
+const READER: &str =
+    "Parameters:\n  Queue: {Type: String}\nResources:\n  T:\n    Type: AWS::SNS::Topic\n";
+
+fn repo(project: &str) -> TestRepo {
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n\n\
+             [stages.\"*\"]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n\n\
+             [ci]\npull-requests = \"pr-{{number}}\"\n"
+        ),
+    )
+    .write("services/a/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write("services/a/t.yaml", QUEUE)
+    .write(
+        "services/b/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nQueue = \"${output:a.QueueArn}\"\n",
+    )
+    .write("services/b/t.yaml", READER);
+    r.commit("services");
+    r
+}
+
+/// The project's stack names that exist in the emulator.
+fn stacks(project: &str) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = rt.block_on(ferry_credentials::base_config(
+        "us-east-1",
+        &ferry_credentials::config::Target {
+            local_endpoint: Some(moto().endpoint()),
+        },
+    ));
+    let engine = ferry_stacks::Engine::for_config(&config, Default::default());
+    rt.block_on(engine.describe_all())
+        .unwrap()
+        .into_keys()
+        .filter(|n| n.starts_with(&format!("{project}-")))
+        .collect()
+}
+
+fn list(r: &TestRepo) -> serde_json::Value {
+    let (code, out, err) = run(
+        &mut xtask(r, &["previews", "list", "--format", "json"]),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn names(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn previews_are_listed_and_pruned_by_ci_event_live_refs_and_ttl() {
+    let p = "pv-prune";
+    let r = repo(p);
+    for stage in ["dev", "pr-1", "pr-2", "feature/Login", "old-branch"] {
+        let (code, out, err) = run(&mut xtask(&r, &["deploy", stage]), None);
+        assert_eq!(code, 0, "{stage}\n{out}\n{err}");
+    }
+    let found = list(&r);
+    assert_eq!(
+        names(&found),
+        ["feature/Login", "old-branch", "pr-1", "pr-2"]
+    );
+    let pr1 = &found[2];
+    assert_eq!(pr1["id"], "pr-1");
+    assert_eq!(pr1["pull_request"], "1");
+    assert_eq!(pr1["services"], serde_json::json!(["a", "b"]));
+    assert_eq!(
+        pr1["stacks"],
+        serde_json::json!([format!("{p}-a-pr-1"), format!("{p}-b-pr-1")])
+    );
+    assert!(pr1["deployed_at"].as_u64().unwrap() > 0);
+    assert_eq!(found[0]["id"], "feature-login");
+    let (_, text, _) = run(&mut xtask(&r, &["previews", "list"]), None);
+    assert!(text.contains("pull request #2"), "{text}");
+
+    // No evidence: refused; a list naming nothing: refused.
+    let (code, _, err) = run(&mut xtask(&r, &["previews", "prune"]), None);
+    assert_eq!(code, 1);
+    assert!(err.contains("say what is gone: --live-refs FILE"), "{err}");
+    let (code, _, err) = run(
+        &mut xtask(&r, &["previews", "prune", "--live-refs", "-"]),
+        Some("\n"),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("names no branch and no pull request"), "{err}");
+
+    // Live branches from `git ls-remote --heads`: old-branch is gone; a dry run removes nothing.
+    let heads = "1\trefs/heads/main\n2\trefs/heads/feature/login\n";
+    let (code, out, err) = run(
+        &mut xtask(&r, &["previews", "prune", "--live-refs", "-", "--dry-run"]),
+        Some(heads),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("4 preview stage(s), 1 to prune (dry run)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("old-branch: branch `old-branch` is not among the live refs (2 stack(s))"),
+        "{out}"
+    );
+    assert_eq!(stacks(p).len(), 10);
+
+    // A merged pull request's build (CodeBuild) prunes its preview.
+    let mut merged = xtask(&r, &["previews", "prune", "--from-ci"]);
+    merged
+        .env("CODEBUILD_BUILD_ID", "shop:1")
+        .env("CODEBUILD_WEBHOOK_EVENT", "PULL_REQUEST_MERGED")
+        .env("CODEBUILD_WEBHOOK_TRIGGER", "pr/1");
+    let (code, out, err) = run(&mut merged, None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("pr-1: pull request #1 was closed"), "{out}");
+    assert!(out.contains("pruned 1 of 1 preview stage(s)"), "{out}");
+    assert_eq!(names(&list(&r)), ["feature/Login", "old-branch", "pr-2"]);
+
+    // A GitHub `delete` event of a branch.
+    let event = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        event.path(),
+        r#"{"ref": "old-branch", "ref_type": "branch"}"#,
+    )
+    .unwrap();
+    let mut deleted = xtask(&r, &["previews", "prune", "--from-ci"]);
+    deleted
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_EVENT_NAME", "delete")
+        .env("GITHUB_EVENT_PATH", event.path());
+    let (code, out, err) = run(&mut deleted, None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("old-branch: branch `old-branch` was deleted"),
+        "{out}"
+    );
+
+    // Open pull requests only: branches are not judged, pr-2 is live.
+    let (code, out, _) = run(
+        &mut xtask(&r, &["previews", "prune", "--live-refs", "-"]),
+        Some("#2\n"),
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("2 preview stage(s), 0 to prune"), "{out}");
+
+    // Everything older than nothing: the rest goes; dev is no preview and stays.
+    let (code, out, err) = run(&mut xtask(&r, &["previews", "prune", "--ttl", "0s"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("pruned 2 of 2 preview stage(s)"), "{out}");
+    assert_eq!(names(&list(&r)), Vec::<&str>::new());
+    assert_eq!(stacks(p), [format!("{p}-a-dev"), format!("{p}-b-dev")]);
+    let (code, _, err) = run(&mut xtask(&r, &["previews", "prune", "--ttl", "7w"]), None);
+    assert_eq!(code, 2);
+    assert!(err.contains("`7w` is not a TTL"), "{err}");
+}
