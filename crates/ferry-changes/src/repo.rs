@@ -165,6 +165,18 @@ impl Repo {
             .map(|c| c.id())
     }
 
+    /// The author of `rev` as `Name <email>` (or whichever of the two it has).
+    pub fn author_of(&self, rev: &str) -> Option<String> {
+        let commit = self.repo.revparse_single(rev).ok()?.peel_to_commit().ok()?;
+        let a = commit.author();
+        match (a.name().ok(), a.email().ok()) {
+            (Some(n), Some(e)) if !n.is_empty() && !e.is_empty() => Some(format!("{n} <{e}>")),
+            (Some(n), _) if !n.is_empty() => Some(n.to_string()),
+            (_, Some(e)) if !e.is_empty() => Some(e.to_string()),
+            _ => None,
+        }
+    }
+
     /// The commit HEAD points at, if any (an empty repository has none).
     pub fn head_commit(&self) -> Option<Oid> {
         self.repo.head().ok()?.peel_to_commit().ok().map(|c| c.id())

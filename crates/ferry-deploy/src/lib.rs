@@ -15,11 +15,13 @@
 //! [`report`](mod@report), [`remove`](mod@remove), [`state`] (records and stacks as they are),
 //! [`release`](mod@release) (releases; promote and rollback of stored packages),
 //! [`batch`](mod@batch) (one service deployed as a node of a deploy spread over CI machines),
-//! [`previews`](mod@previews) (preview stages found from stacks and records; which are gone).
+//! [`previews`](mod@previews) (preview stages found from stacks and records; which are gone),
+//! [`notify`](mod@notify) (a run's changes of state announced).
 
 pub mod acceptance;
 pub mod batch;
 mod error;
+pub mod notify;
 mod outputs;
 mod parameters;
 pub mod preflight;

@@ -33,6 +33,45 @@ pub struct Project {
     /// `[ci]`: which stage a CI build deploys (`deploy --from-ci`), by what triggered it.
     #[serde(default)]
     pub ci: ferry_ci::StageRules,
+    /// `[notifications]`: where a stage's changes of state are announced.
+    #[serde(default)]
+    pub notifications: Notifications,
+}
+
+/// `[notifications]` of `ferry.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notifications {
+    /// Where to POST a Slack-compatible message: each an https URL, or the name of an SSM
+    /// parameter holding one (a webhook URL is a secret).
+    pub webhooks: Vec<Webhook>,
+    /// An SNS topic ARN to publish to.
+    pub sns_topic: Option<String>,
+    /// Only these stages (`"*"`: every preview stage); `None`: every stage.
+    pub stages: Option<Vec<String>>,
+}
+
+impl Notifications {
+    pub fn is_empty(&self) -> bool {
+        self.webhooks.is_empty() && self.sns_topic.is_none()
+    }
+
+    /// Whether `stage` (its name; `preview` for a stage of `[stages."*"]`) is announced.
+    pub fn covers(&self, stage: &str, preview: bool) -> bool {
+        !self.is_empty()
+            && self
+                .stages
+                .as_ref()
+                .is_none_or(|s| s.iter().any(|n| n == stage || (preview && n == "*")))
+    }
+}
+
+/// One webhook of `[notifications]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Webhook {
+    /// The URL itself (not a secret one).
+    Url(String),
+    /// `ssm:<name>`: the URL is read from this SSM parameter with the stage's credentials.
+    Ssm(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

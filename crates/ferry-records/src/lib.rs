@@ -260,6 +260,25 @@ pub struct StageRecords {
     pub unreadable: Vec<String>,
 }
 
+/// Whether a service works in its stage, as far as its last run showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Deployed, and its acceptance tests passed (or it has none).
+    Passing,
+    /// Its deploy or its acceptance tests failed.
+    Failing,
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Health::Passing => "passing",
+            Health::Failing => "failing",
+        })
+    }
+}
+
 /// Records and lock of one stage.
 #[derive(Debug, Clone)]
 pub struct RecordStore {
@@ -357,6 +376,23 @@ impl RecordStore {
             value = serde_json::to_string(&slim).expect("a record serialises");
         }
         self.put_value(&self.record_name(&record.service), &value)
+            .await
+    }
+
+    /// Each service's last known health (`<path>health`), for announcing changes of state;
+    /// empty when none was written (or it cannot be read as such).
+    pub async fn health(&self) -> Result<BTreeMap<String, Health>, RecordError> {
+        Ok(self
+            .get_value(&format!("{}health", self.path))
+            .await?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default())
+    }
+
+    /// Replaces the services' health.
+    pub async fn write_health(&self, health: &BTreeMap<String, Health>) -> Result<(), RecordError> {
+        let value = serde_json::to_string(health).expect("health serialises");
+        self.put_value(&format!("{}health", self.path), &value)
             .await
     }
 

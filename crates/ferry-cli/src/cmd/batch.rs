@@ -289,12 +289,13 @@ fn files(ctx: &Ctx, args: &FilesArgs) -> anyhow::Result<()> {
 
 /// After a node's deploy: its tests' summary and its exit status (a failure stops its
 /// dependents' nodes). A node writes no release: `batch finish` writes the batch's.
-pub(crate) fn end_of_node(
+pub(crate) async fn end_of_node(
     run: &Run<'_>,
     node: &Node,
     report: &ferry_deploy::DeployReport,
     tests: Option<&ferry_acceptance::Report>,
 ) -> anyhow::Result<()> {
+    crate::cmd::release::announce(run, report, tests, None).await;
     let tests_ok = match tests {
         Some(t) if !t.outcomes.is_empty() => {
             crate::cmd::acceptance::finish(run.ctx, run.stage, t).is_ok()

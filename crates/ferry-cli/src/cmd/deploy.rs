@@ -523,7 +523,7 @@ async fn deploy_locked(
     print_summary(ws, stage, &report, state.list_calls, clock)?;
     if let Some((n, _)) = node {
         write_markdown(ws, stage, &report, tests.as_ref(), None)?;
-        return crate::cmd::batch::end_of_node(run, n, &report, tests.as_ref());
+        return crate::cmd::batch::end_of_node(run, n, &report, tests.as_ref()).await;
     }
     let written = crate::cmd::release::finish_release(
         run,

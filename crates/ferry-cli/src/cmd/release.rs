@@ -216,6 +216,7 @@ pub(crate) async fn end_of_run(
     concurrency: Option<NonZeroUsize>,
 ) -> anyhow::Result<()> {
     let stage = run.stage;
+    announce(run, report, tests, release).await;
     let mut tests_ok = true;
     if let Some(t) = tests {
         if t.outcomes.is_empty() {
@@ -269,6 +270,50 @@ pub(crate) async fn end_of_run(
         );
     }
     Ok(())
+}
+
+/// Announces the run's changes of state (`[notifications]`), saying where it sent them; a failed
+/// webhook or topic is a warning, never the run's failure.
+pub(crate) async fn announce(
+    run: &Run<'_>,
+    report: &DeployReport,
+    tests: Option<&ferry_acceptance::Report>,
+    release: Option<&Release>,
+) {
+    if !run
+        .ws
+        .project
+        .notifications
+        .covers(&run.stage.name, run.stage.preview)
+    {
+        return;
+    }
+    let commit = release.map_or_else(
+        || ferry_deploy::head_commit(run.ws, &CiContext::from_env()),
+        |r| r.commit.clone(),
+    );
+    let access = ferry_deploy::StageAccess {
+        ws: run.ws,
+        stage: run.stage,
+        config: &run.aws.config,
+        records: run.records,
+        masker: crate::ui::masker(),
+    };
+    let done = ferry_deploy::notify::announce(&access, report, tests, release, &commit).await;
+    if let Some(n) = &done.notice {
+        run.clock.say(&crate::ui::mask(&format!(
+            "notified {}: {}",
+            if done.sent.is_empty() {
+                "nobody".to_string()
+            } else {
+                done.sent.join(", ")
+            },
+            n.subject()
+        )));
+    }
+    for f in &done.failed {
+        eprintln!("warning: {f}");
+    }
 }
 
 /// Rolls the services whose tests failed in `release`, and the dependents it deployed, back to

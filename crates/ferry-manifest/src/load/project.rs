@@ -11,7 +11,7 @@ use toml::de::DeTable;
 use super::PROJECT_FILE;
 use super::rules::{check_globs, is_lower_name};
 use crate::diag::{Diagnostic, FileDiags};
-use crate::model::{DeploymentMethod, OnTestFailure, Project, StageConfig};
+use crate::model::{DeploymentMethod, Notifications, OnTestFailure, Project, StageConfig, Webhook};
 use crate::source::Source;
 use crate::spanned::{
     check_keys, get, get_bool, get_str, get_str_list, get_table, join_key, missing, parse,
@@ -20,7 +20,8 @@ use crate::spanned::{
 use crate::ssm_name::{SsmNameError, check_ssm_name};
 use crate::stage::{is_valid_stack_name, records_path};
 
-const ROOT_KEYS: &[&str] = &["project", "stages", "ci"];
+const ROOT_KEYS: &[&str] = &["project", "stages", "ci", "notifications"];
+const NOTIFICATION_KEYS: &[&str] = &["webhooks", "sns-topic", "stages"];
 const CI_KEYS: &[&str] = &["branches", "tags", "pull-requests"];
 const PROJECT_KEYS: &[&str] = &["name", "stack-name", "services", "global-inputs"];
 const STAGE_KEYS: &[&str] = &[
@@ -81,6 +82,8 @@ pub(super) fn read_project_file(
     let (stages, default_stage) = read_stages(&mut fd, doc.get_ref());
     let mut project = project?;
     project.ci = read_ci(&mut fd, doc.get_ref(), &stages, default_stage.is_some());
+    project.notifications =
+        read_notifications(&mut fd, doc.get_ref(), &stages, default_stage.is_some());
     check_records_paths(&mut fd, doc.get_ref(), &project.name, &stages);
     check_promote_from(&mut fd, doc.get_ref(), &stages, default_stage.as_ref());
     Some(ProjectFile {
@@ -148,7 +151,138 @@ fn read_project(
         services: services.into_iter().map(|(s, _)| s).collect(),
         global_inputs: global_inputs.into_iter().map(|(s, _)| s).collect(),
         ci: Default::default(),
+        notifications: Default::default(),
     })
+}
+
+/// `[notifications]`: webhooks (https URLs, or `ssm:<name>` of a parameter holding one: a
+/// webhook URL that carries its own token must not sit in the repository), an SNS topic ARN,
+/// and the stages announced.
+fn read_notifications(
+    fd: &mut FileDiags<'_>,
+    doc: &DeTable<'_>,
+    stages: &BTreeMap<String, StageConfig>,
+    previews: bool,
+) -> Notifications {
+    let mut out = Notifications::default();
+    let Some(t) = get_table(fd, doc, "", "notifications") else {
+        return out;
+    };
+    check_keys(fd, t, "notifications", NOTIFICATION_KEYS);
+    for (hook, span) in get_str_list(fd, t, "notifications", "webhooks").unwrap_or_default() {
+        match webhook(&hook) {
+            Ok(w) => out.webhooks.push(w),
+            Err(why) => fd.error(Some(span), Some("notifications.webhooks"), why),
+        }
+    }
+    if let Some((arn, span)) = get_str(fd, t, "notifications", "sns-topic") {
+        if sns_topic_arn(&arn) {
+            out.sns_topic = Some(arn);
+        } else {
+            fd.error(
+                Some(span),
+                Some("notifications.sns-topic"),
+                format!("`{arn}` is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)"),
+            );
+        }
+    }
+    if let Some(list) = get_str_list(fd, t, "notifications", "stages") {
+        let mut names = Vec::new();
+        for (name, span) in list {
+            let known = stages.contains_key(&name) || (name == "*" && previews);
+            if !known {
+                let all: Vec<&str> = stages.keys().map(String::as_str).collect();
+                fd.error(
+                    Some(span),
+                    Some("notifications.stages"),
+                    format!(
+                        "`{name}` is not a stage of ferry.toml (stages: {}{})",
+                        all.join(", "),
+                        if previews {
+                            ", and \"*\" for every preview"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+                continue;
+            }
+            names.push(name);
+        }
+        out.stages = Some(names);
+    }
+    out
+}
+
+/// A webhook entry, or why it is refused.
+fn webhook(text: &str) -> Result<Webhook, String> {
+    if let Some(name) = text.strip_prefix("ssm:") {
+        return match check_ssm_name(name, false) {
+            Ok(()) => Ok(Webhook::Ssm(name.to_string())),
+            Err(e) => Err(format!(
+                "{e}; name the SSM parameter that holds the URL by its full path, e.g. ssm:/shop/notify/slack"
+            )),
+        };
+    }
+    let lower = text.to_ascii_lowercase();
+    let (scheme, rest) = lower
+        .split_once("://")
+        .ok_or_else(|| format!("`{text}` is neither an https URL nor ssm:<parameter name>"))?;
+    let host = rest
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default()
+        .rsplit_once('@')
+        .map_or_else(
+            || rest.split(['/', '?', '#']).next().unwrap_or_default(),
+            |(_, h)| h,
+        );
+    let host_name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let loopback = matches!(host_name, "127.0.0.1" | "localhost" | "[::1]");
+    match scheme {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(format!(
+                "`{text}` is plain http: a webhook carries the stage's news and its token in clear text; use https (http only to a loopback address)"
+            ));
+        }
+        _ => return Err(format!("`{text}` is not an https URL")),
+    }
+    if host_name.is_empty() {
+        return Err(format!("`{text}` names no host"));
+    }
+    let secret_hosts = [
+        "hooks.slack.com",
+        "discord.com",
+        "discordapp.com",
+        "outlook.office.com",
+    ];
+    if secret_hosts
+        .iter()
+        .any(|h| host_name == *h || host_name.ends_with(&format!(".{h}")))
+    {
+        return Err(format!(
+            "this {host_name} webhook URL is a secret (its path is the token): keep it in SSM as a SecureString (`param set <stage> notify/webhook --secure`) and name it here as ssm:/<path>"
+        ));
+    }
+    Ok(Webhook::Url(text.to_string()))
+}
+
+fn sns_topic_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "sns"
+        && !parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && !parts[5].is_empty()
+        && parts[5].len() <= 256
+        && parts[5]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
 /// `[ci]`: branch and tag patterns → stages, and the pull requests' stage. A stage must be a

@@ -1,0 +1,171 @@
+//! Announcing a run's changes of state (`[notifications]`): each service's health after the run
+//! from its report and tests, compared with the health the stage keeps (`RecordStore::health`);
+//! a failure, a recovery, a promote or a rollback goes to the webhooks and the SNS topic. A
+//! webhook or topic that fails is reported and never fails the run.
+
+use std::collections::BTreeMap;
+
+use ferry_manifest::{Webhook, Workspace};
+use ferry_notify::{Notice, ReleaseNote};
+use ferry_records::Health;
+use ferry_releases::{Release, ReleaseKind};
+
+use crate::{DeployReport, ServiceResult, StageAccess};
+
+/// What announcing did.
+#[derive(Debug, Default)]
+pub struct Announced {
+    /// The notice, when there was news.
+    pub notice: Option<Notice>,
+    /// Where it went (webhooks as configured: a URL, or `ssm:<name>`; `sns:<arn>`).
+    pub sent: Vec<String>,
+    /// What failed, each a sentence (masked).
+    pub failed: Vec<String>,
+}
+
+/// Each service's health as this run shows it, and why: a failed deploy or failed tests is
+/// failing; a deploy followed by passing tests, or of a service without tests, is passing. A
+/// service the run did not deploy or test (up to date, skipped, cancelled) shows nothing.
+pub fn health_after(
+    ws: &Workspace,
+    report: &DeployReport,
+    tests: Option<&ferry_acceptance::Report>,
+) -> BTreeMap<String, (Health, String)> {
+    let mut out = BTreeMap::new();
+    for s in &report.services {
+        let has_tests = ws.service(&s.name).is_some_and(|x| x.acceptance.is_some());
+        match &s.result {
+            ServiceResult::Failed { .. } => {
+                out.insert(s.name.clone(), (Health::Failing, "deploy failed".into()));
+            }
+            ServiceResult::Deployed { .. } if !has_tests => {
+                out.insert(s.name.clone(), (Health::Passing, "deployed".into()));
+            }
+            _ => {}
+        }
+    }
+    for o in tests.map(|t| t.outcomes.as_slice()).unwrap_or_default() {
+        let entry = match &o.status {
+            ferry_acceptance::Status::Passed => (Health::Passing, "tests passed".to_string()),
+            s if s.is_failure() => (Health::Failing, "tests failed".to_string()),
+            _ => continue,
+        };
+        out.insert(o.service.clone(), entry);
+    }
+    out
+}
+
+/// Announces what `report` (and `tests`, `release`) changed in `stage`, when `[notifications]`
+/// covers it: updates the stage's health, and sends a notice when there is news.
+pub async fn announce(
+    access: &StageAccess<'_>,
+    report: &DeployReport,
+    tests: Option<&ferry_acceptance::Report>,
+    release: Option<&Release>,
+    commit: &str,
+) -> Announced {
+    let StageAccess {
+        ws,
+        stage,
+        config,
+        records,
+        masker,
+    } = *access;
+    let n = &ws.project.notifications;
+    let mut out = Announced::default();
+    if !n.covers(&stage.name, stage.preview) {
+        return out;
+    }
+    let after = health_after(ws, report, tests);
+    let before = match records.health().await {
+        Ok(h) => h,
+        Err(e) => {
+            out.failed.push(masker.mask(&format!(
+                "notifications: failed to read the stage's health, so nothing was announced: {e}"
+            )));
+            return out;
+        }
+    };
+    let changes = ferry_notify::changes(&before, &after);
+    // Kept whenever it moved, a first passing too, so that a later failure is a change.
+    let mut now = before.clone();
+    now.extend(after.iter().map(|(s, (h, _))| (s.clone(), *h)));
+    if now != before
+        && let Err(e) = records.write_health(&now).await
+    {
+        out.failed.push(masker.mask(&format!(
+            "notifications: failed to keep the stage's health (the next run may announce these changes again): {e}"
+        )));
+    }
+    let release = release
+        .filter(|r| matches!(r.kind, ReleaseKind::Promote | ReleaseKind::Rollback))
+        .map(|r| ReleaseNote {
+            kind: r.kind.to_string(),
+            id: r.id.clone(),
+            from: r.from.clone().or_else(|| r.restores.clone()),
+            services: r.deployed.clone(),
+        });
+    let repo = ferry_changes::Repo::open(&ws.root).ok();
+    let notice = Notice {
+        project: ws.project.name.clone(),
+        stage: stage.name.clone(),
+        changes,
+        release,
+        commit: commit.to_string(),
+        author: repo.and_then(|r| r.author_of(commit)),
+        build_url: ferry_notify::build_url(&|k| std::env::var(k).ok()),
+    };
+    if !notice.is_news() {
+        return out;
+    }
+    let body = masker.mask(&notice.slack_body());
+    let ssm = aws_sdk_ssm::Client::new(config);
+    for hook in &n.webhooks {
+        let (url, shown) = match hook {
+            Webhook::Url(u) => (u.clone(), u.clone()),
+            Webhook::Ssm(name) => {
+                let shown = format!("ssm:{name}");
+                match ssm
+                    .get_parameter()
+                    .name(name)
+                    .with_decryption(true)
+                    .send()
+                    .await
+                {
+                    Ok(p) => match p.parameter().and_then(|p| p.value()) {
+                        Some(v) => {
+                            // The URL is a secret: masked wherever it could reappear.
+                            masker.register(v);
+                            (v.to_string(), shown)
+                        }
+                        None => {
+                            out.failed
+                                .push(format!("webhook {shown}: the parameter is empty"));
+                            continue;
+                        }
+                    },
+                    Err(e) => {
+                        out.failed.push(format!(
+                            "webhook {shown}: {}",
+                            ferry_aws::explain("GetParameter", &e)
+                        ));
+                        continue;
+                    }
+                }
+            }
+        };
+        match ferry_notify::post(&url, &body, &shown).await {
+            Ok(_) => out.sent.push(shown),
+            Err(e) => out.failed.push(masker.mask(&e.to_string())),
+        }
+    }
+    if let Some(topic) = &n.sns_topic {
+        let sns = aws_sdk_sns::Client::new(config);
+        match ferry_notify::publish(&sns, topic, &notice).await {
+            Ok(()) => out.sent.push(format!("sns:{topic}")),
+            Err(e) => out.failed.push(masker.mask(&e.to_string())),
+        }
+    }
+    out.notice = Some(notice);
+    out
+}

@@ -1,0 +1,270 @@
+//! `[notifications]` end to end: a local HTTP receiver on 127.0.0.1 stands for the chat
+//! webhooks (one URL in ferry.toml, one kept in SSM as a SecureString) and the emulator's SNS
+//! delivers to an SQS queue. A first green deploy says nothing; a failure and the recovery are
+//! announced to every target with the stage, service, commit and author; an unchanged deploy
+//! says nothing; a webhook that fails is a warning and never fails the deploy; the URL kept in
+//! SSM never appears in the output.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{run, xtask};
+use ferry_test_support::{TestRepo, moto};
+
+/// Requests (path, body) a receiver on 127.0.0.1 got; it answers 200.
+type Got = Arc<Mutex<Vec<(String, String)>>>;
+
+fn receiver() -> (String, Got) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    let got: Got = Arc::default();
+    let keep = got.clone();
+    std::thread::spawn(move || {
+        for stream in l.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let (path, body) = loop {
+                let n = s.read(&mut chunk).unwrap_or(0);
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len || n == 0 {
+                        let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                        break (path, body.to_string());
+                    }
+                } else if n == 0 {
+                    break (String::new(), String::new());
+                }
+            };
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            keep.lock().unwrap().push((path, body));
+        }
+    });
+    (base, got)
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn config() -> aws_config::SdkConfig {
+    rt().block_on(ferry_credentials::base_config(
+        "us-east-1",
+        &ferry_credentials::config::Target {
+            local_endpoint: Some(moto().endpoint()),
+        },
+    ))
+}
+
+/// A topic, and a queue subscribed to it: (topic ARN, queue URL).
+fn topic_and_queue(name: &str) -> (String, String) {
+    let c = config();
+    let (sns, sqs) = (aws_sdk_sns::Client::new(&c), aws_sdk_sqs::Client::new(&c));
+    rt().block_on(async {
+        let topic = sns.create_topic().name(name).send().await.unwrap();
+        let topic = topic.topic_arn().unwrap().to_string();
+        let q = sqs.create_queue().queue_name(name).send().await.unwrap();
+        let url = q.queue_url().unwrap().to_string();
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap();
+        let arn =
+            attrs.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
+        sns.subscribe()
+            .topic_arn(&topic)
+            .protocol("sqs")
+            .endpoint(arn)
+            .send()
+            .await
+            .unwrap();
+        (topic, url)
+    })
+}
+
+/// Messages the queue holds now (SNS envelopes: their Subject and Message).
+fn drain(queue: &str) -> Vec<serde_json::Value> {
+    let sqs = aws_sdk_sqs::Client::new(&config());
+    rt().block_on(async {
+        let mut out = Vec::new();
+        loop {
+            let got = sqs
+                .receive_message()
+                .queue_url(queue)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            if got.messages().is_empty() {
+                return out;
+            }
+            for m in got.messages() {
+                out.push(serde_json::from_str(m.body().unwrap()).unwrap());
+                sqs.delete_message()
+                    .queue_url(queue)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    })
+}
+
+fn put_secret(name: &str, value: &str) {
+    let ssm = aws_sdk_ssm::Client::new(&config());
+    rt().block_on(
+        ssm.put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send(),
+    )
+    .unwrap();
+}
+
+/// Waits up to 5 s for `n` requests (1 s when none is expected: a notification is sent before
+/// the command exits, so this only catches one arriving late).
+fn wait_for(got: &Got, n: usize) -> Vec<(String, String)> {
+    let t = Instant::now();
+    let limit = Duration::from_secs(if n == 0 { 1 } else { 5 });
+    while got.lock().unwrap().len() < n.max(1) && t.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::mem::take(&mut *got.lock().unwrap())
+}
+
+const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+
+fn deploy(r: &TestRepo, verdicts: &Path) -> (i32, String, String) {
+    let mut c = xtask(r, &["deploy", "dev", "--test"]);
+    c.env("VERDICTS", verdicts);
+    run(&mut c, None)
+}
+
+#[test]
+fn changes_of_state_are_announced_once_to_every_target_and_green_builds_say_nothing() {
+    let p = "nt-state";
+    let (base, got) = receiver();
+    let (topic, queue) = topic_and_queue(p);
+    let secret_path = "/nt-state/notify/chat";
+    let secret_url = format!("{base}/hook-held-in-ssm-T0KEN");
+    put_secret(secret_path, &secret_url);
+    // A port nothing listens on: that webhook fails.
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/dead", l.local_addr().unwrap())
+    };
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n\n\
+             [notifications]\nwebhooks = [\"{base}/hook\", \"ssm:{secret_path}\", \"{dead}\"]\nsns-topic = \"{topic}\"\n"
+        ),
+    )
+    .write(
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"sh\", \"-c\", \"test ! -e \\\"$VERDICTS/fail\\\"\"]\n",
+    )
+    .write("services/api/t.yaml", QUEUE);
+    r.commit("services");
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+
+    // The first green deploy is no news.
+    let (code, out, err) = deploy(&r, v);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(wait_for(&got, 0).is_empty());
+    assert!(drain(&queue).is_empty());
+
+    // The tests fail: announced to both live webhooks and the topic; the dead one is a
+    // warning, the deploy's exit is the tests' (1), not the webhook's.
+    std::fs::write(v.join("fail"), "").unwrap();
+    r.write("services/api/t.yaml", &format!("{QUEUE}# v2\n"));
+    let commit = r.commit("api v2").to_string();
+    let (code, out, err) = deploy(&r, v);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let sent = wait_for(&got, 2);
+    let mut paths: Vec<&str> = sent.iter().map(|(p, _)| p.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/hook", "/hook-held-in-ssm-T0KEN"]);
+    let body: serde_json::Value = serde_json::from_str(&sent[0].1).unwrap();
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("*Ferry: nt-state dev: 1 failing*"),
+        "{text}"
+    );
+    assert!(
+        text.contains("✗ `api`: passing → failing (tests failed)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("commit `{}`", &commit[..12])),
+        "{text}"
+    );
+    assert!(text.contains(" by "), "the author: {text}");
+    let all = format!("{out}{err}");
+    assert!(all.contains("warning: webhook http://127.0.0.1:"), "{all}");
+    assert!(
+        all.contains(&format!(
+            "notified {base}/hook, ssm:{secret_path}, sns:{topic}"
+        )),
+        "{all}"
+    );
+    assert!(
+        !all.contains("T0KEN"),
+        "the URL kept in SSM is masked: {all}"
+    );
+    let messages = drain(&queue);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["Subject"], "Ferry: nt-state dev: 1 failing");
+    assert!(
+        messages[0]["Message"]
+            .as_str()
+            .unwrap()
+            .contains("passing → failing"),
+        "{messages:?}"
+    );
+
+    // Fixed: the recovery is announced; then an unchanged deploy says nothing.
+    std::fs::remove_file(v.join("fail")).unwrap();
+    r.write("services/api/t.yaml", &format!("{QUEUE}# v3\n"));
+    r.commit("api v3");
+    let (code, out, err) = deploy(&r, v);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let sent = wait_for(&got, 2);
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent[0].1.contains("failing → passing (tests passed)"),
+        "{sent:?}"
+    );
+    assert_eq!(drain(&queue).len(), 1);
+    let (code, _, _) = deploy(&r, v);
+    assert_eq!(code, 0);
+    assert!(wait_for(&got, 0).is_empty());
+    assert!(drain(&queue).is_empty());
+}
