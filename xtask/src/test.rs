@@ -28,10 +28,13 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> anyhow::Result<()> {
         &[]
     };
 
-    eprintln!("test: installing what the tests need (the local AWS emulator)");
+    eprintln!("test: installing what the tests need (the local AWS emulator, cfn-lint)");
     ctx.emulator()
         .ensure_installed(|step| eprintln!("test: {step}"))
         .context("failed to install the local AWS emulator that the tests use")?;
+    ctx.emulator()
+        .ensure_cfn_lint(|step| eprintln!("test: {step}"))
+        .context("failed to install cfn-lint, which the tests check generated templates with")?;
 
     eprintln!("test: formatting");
     cmd!(sh, "cargo fmt --all -- --check")

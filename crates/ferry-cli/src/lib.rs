@@ -104,6 +104,10 @@ pub enum Command {
     Run(cmd::scripts::RunArgs),
     /// Deploy a stage: the services that need it, in dependency order, with their records
     Deploy(cmd::deploy::DeployArgs),
+    /// Deploy the stack a stage needs before Ferry deploys to it: artifact bucket, deployer role
+    /// (permissions derived from the stage's templates, printed for review), notification topic,
+    /// optionally a CodeBuild project; unchanged, nothing is written. --print writes the template
+    Bootstrap(cmd::bootstrap::BootstrapArgs),
     /// One deploy spread over many CI machines: a node per service, a shared lock, the CI files
     #[command(subcommand)]
     Batch(cmd::batch::BatchCmd),
@@ -168,6 +172,7 @@ pub fn run(app: &App, global: &Global, command: Command) -> anyhow::Result<()> {
         Command::TestAcceptance(args) => cmd::acceptance::run(&ctx, &args),
         Command::Run(args) => cmd::scripts::run(&ctx, &args),
         Command::Batch(cmd) => cmd::batch::run(&ctx, &cmd),
+        Command::Bootstrap(args) => cmd::bootstrap::run(&ctx, &args),
         Command::Promote(args) => cmd::release::promote(&ctx, &args),
         Command::Rollback(args) => cmd::release::rollback(&ctx, &args),
         Command::Status(args) => cmd::release::status(&ctx, &args),

@@ -24,6 +24,9 @@ pub const MOTO_VERSION: &str = "5.2.5";
 /// The `aws-sam-translator` release installed beside moto: the emulator does not run the SAM
 /// transform, so `--local` expands SAM templates with it before they are deployed.
 pub const SAM_TRANSLATOR_VERSION: &str = "1.115.0";
+/// The `cfn-lint` release the project's tests check generated templates with: in a venv of its
+/// own beside the emulator's (it pins its own aws-sam-translator).
+pub const CFN_LINT_VERSION: &str = "1.58.0";
 /// Expands one SAM template offline (no AWS call: managed policy names come from the list
 /// bundled with the translator); JSON request on stdin, the template on stdout.
 const SAM_EXPAND: &str = include_str!("sam_expand.py");
@@ -211,6 +214,46 @@ impl Emulator {
 
     pub fn is_installed(&self) -> bool {
         self.marker().is_file()
+    }
+
+    /// The pinned `cfn-lint`, installed once into `<dir>/cfn-lint` (a venv of its own) under the
+    /// install lock; gives the program's path.
+    pub fn ensure_cfn_lint(&self, mut progress: impl FnMut(&str)) -> Result<PathBuf, LocalError> {
+        let venv = self.dir.join("cfn-lint");
+        let program = venv.join("bin").join("cfn-lint");
+        let marker = venv.join(format!(".ferry-cfn-lint-{CFN_LINT_VERSION}"));
+        if marker.is_file() {
+            return Ok(program);
+        }
+        fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
+        let lock_path = self.dir.join("install.lock");
+        let lock = File::create(&lock_path).map_err(io("create", &lock_path))?;
+        lock.lock().map_err(io("lock", &lock_path))?;
+        if marker.is_file() {
+            return Ok(program);
+        }
+        let python = std::env::var("FERRY_PYTHON").unwrap_or_else(|_| "python3".to_string());
+        if venv.exists() {
+            fs::remove_dir_all(&venv).map_err(io("remove", &venv))?;
+        }
+        progress(&format!(
+            "installing cfn-lint=={CFN_LINT_VERSION} into {}",
+            venv.display()
+        ));
+        run_step(
+            &venv,
+            Command::new(&python).args(["-m", "venv"]).arg(&venv),
+            &mut progress,
+        )?;
+        run_step(
+            &venv,
+            Command::new(venv.join("bin").join("pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .arg(format!("cfn-lint=={CFN_LINT_VERSION}")),
+            &mut progress,
+        )?;
+        File::create(&marker).map_err(io("create", &marker))?;
+        Ok(program)
     }
 
     /// Installs the pinned moto into the venv unless it is there already. Safe to call from

@@ -2,6 +2,7 @@
 
 pub mod acceptance;
 pub mod batch;
+pub mod bootstrap;
 pub mod deploy;
 pub mod init;
 pub mod local;

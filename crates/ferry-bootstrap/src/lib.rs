@@ -1,0 +1,953 @@
+#![doc = include_str!("../README.md")]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferry_manifest::{ServiceKind, Stage, Workspace};
+use serde_json::{Value, json};
+
+/// The service name the bootstrap stack is tagged with (`ferry:service`): no service of a
+/// workspace can have it (service names start with a letter).
+pub const BOOTSTRAP_SERVICE: &str = "_bootstrap";
+
+/// What to put into the stack besides the bucket, role and topic.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Principal ARNs the deployer role trusts (a CI role, an account root).
+    pub trust: Vec<String>,
+    /// Also a CodeBuild project building this repository (its source location, e.g.
+    /// `https://github.com/acme/shop.git`), triggered by the `[ci]` rules that name the stage.
+    pub codebuild: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BootstrapError {
+    #[error(
+        "the deployer role must trust someone: give --trust <principal ARN> (the role or user your CI or you deploy as, e.g. arn:aws:iam::111111111111:role/ci), or --codebuild <repository URL> (its CodeBuild project's role is then trusted)"
+    )]
+    NoTrust,
+    #[error("`{arn}` is not an IAM principal ARN (arn:aws:iam::<account>:root, :role/…, :user/…)")]
+    BadPrincipal { arn: String },
+    #[error("role-arn `{arn}` of stage `{stage}` is not an IAM role ARN")]
+    BadRoleArn { stage: String, arn: String },
+    #[error(
+        "`{url}` is not a repository URL CodeBuild can build (https://github.com/…, https://bitbucket.org/…, https://gitlab.com/…)"
+    )]
+    BadRepository { url: String },
+}
+
+/// One permission the deployer role gets, for review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permission {
+    /// What needs it: `CloudFormation`, `records (SSM)`, or a resource type a template uses.
+    pub why: String,
+    pub actions: Vec<String>,
+    /// Resource ARNs (`Fn::Sub` patterns) or `*`.
+    pub resources: Vec<String>,
+}
+
+/// The bootstrap stack of a stage.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    pub stack_name: String,
+    /// The CloudFormation template (JSON).
+    pub template: Value,
+    /// The deployer role's permissions, as granted.
+    pub permissions: Vec<Permission>,
+    /// What a reader should know: resource types without a table entry, settings to copy
+    /// into `ferry.toml`, `[ci]` rules a webhook filter cannot express.
+    pub notes: Vec<String>,
+}
+
+impl Bootstrap {
+    /// The template as deployed: pretty JSON, stable for the same inputs.
+    pub fn body(&self) -> String {
+        serde_json::to_string_pretty(&self.template).expect("a template serialises") + "\n"
+    }
+}
+
+/// The name of the bootstrap stack of `stage`: `ferry-<project>-<stage id>`, or
+/// `ferry-<project>-previews` for the preview stages (they share one configuration).
+pub fn stack_name(ws: &Workspace, stage: &Stage) -> String {
+    let id = if stage.preview { "previews" } else { &stage.id };
+    format!("ferry-{}-{id}", ws.project.name)
+}
+
+/// The stage's service stack names (`*` for the stage id of the preview stages).
+fn stack_names(ws: &Workspace, stage: &Stage) -> Vec<String> {
+    let mut at = stage.clone();
+    if stage.preview {
+        at.id = "*".into();
+    }
+    let names: BTreeSet<String> = ws
+        .services
+        .iter()
+        .map(|s| ws.stack_name(&s.name, &at))
+        .collect();
+    names.into_iter().collect()
+}
+
+/// How much of a stack name a role CloudFormation names after it surely starts with: the name
+/// `<stack>-<logical id>-<random>` is cut to 64 characters, from the stack name's end first.
+const ROLE_PREFIX: usize = 16;
+
+fn principal_ok(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && (parts[5] == "root" || parts[5].starts_with("role/") || parts[5].starts_with("user/"))
+}
+
+/// The role name and path of a role ARN (`arn:aws:iam::1:role/ci/ferry` → (`ferry`, `/ci/`)).
+fn role_name(arn: &str) -> Option<(String, String)> {
+    let rest = arn.split_once(":role/")?.1;
+    let (path, name) = match rest.rsplit_once('/') {
+        Some((p, n)) => (format!("/{p}/"), n.to_string()),
+        None => ("/".to_string(), rest.to_string()),
+    };
+    (!name.is_empty()).then_some((name, path))
+}
+
+/// A `[ci]` glob as a webhook filter's regular expression.
+fn glob_regex(glob: &str) -> String {
+    let mut out = String::from("^");
+    for c in glob.chars() {
+        match c {
+            '*' => out.push_str(".*"),
+            c if c.is_ascii_alphanumeric() || c == '/' || c == '-' || c == '_' => out.push(c),
+            c => {
+                out.push('\\');
+                out.push(c);
+            }
+        }
+    }
+    out.push('$');
+    out
+}
+
+/// The stack of `stage`: artifact bucket, deployer role, topic, and optionally a CodeBuild
+/// project. Everything account-specific is `AWS::AccountId` and `AWS::Region`, so the template
+/// is the same for every account and needs no AWS call to make.
+pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstrap, BootstrapError> {
+    for t in &options.trust {
+        if !principal_ok(t) {
+            return Err(BootstrapError::BadPrincipal { arn: t.clone() });
+        }
+    }
+    if options.trust.is_empty() && options.codebuild.is_none() {
+        return Err(BootstrapError::NoTrust);
+    }
+    if let Some(url) = &options.codebuild
+        && ![
+            "https://github.com/",
+            "https://bitbucket.org/",
+            "https://gitlab.com/",
+        ]
+        .iter()
+        .any(|p| url.starts_with(p) && url.len() > p.len())
+    {
+        return Err(BootstrapError::BadRepository { url: url.clone() });
+    }
+    let project = &ws.project.name;
+    let id = if stage.preview {
+        "previews"
+    } else {
+        stage.id.as_str()
+    };
+    let mut notes = Vec::new();
+    let mut resources = serde_json::Map::new();
+    let mut outputs = serde_json::Map::new();
+
+    // The artifact bucket: kept when the stack goes (it holds every release's packages).
+    let mut bucket_props = json!({
+        "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": true}
+        ]},
+        "PublicAccessBlockConfiguration": {
+            "BlockPublicAcls": true, "BlockPublicPolicy": true,
+            "IgnorePublicAcls": true, "RestrictPublicBuckets": true
+        },
+        "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "LifecycleConfiguration": {"Rules": [
+            {"Id": "old-versions", "Status": "Enabled",
+             "NoncurrentVersionExpiration": {"NoncurrentDays": 30}},
+            {"Id": "unfinished-uploads", "Status": "Enabled",
+             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}}
+        ]}
+    });
+    match &stage.config.artifact_bucket {
+        Some(name) => bucket_props["BucketName"] = json!(name),
+        None => notes.push(
+            "ferry.toml names no artifact-bucket for this stage: CloudFormation names the bucket; set artifact-bucket to the ArtifactBucket output".into(),
+        ),
+    }
+    resources.insert(
+        "ArtifactBucket".into(),
+        json!({
+            "Type": "AWS::S3::Bucket",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": bucket_props
+        }),
+    );
+    resources.insert(
+        "ArtifactBucketPolicy".into(),
+        json!({
+            "Type": "AWS::S3::BucketPolicy",
+            "Properties": {
+                "Bucket": {"Ref": "ArtifactBucket"},
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                    "Sid": "TlsOnly",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [
+                        {"Fn::GetAtt": ["ArtifactBucket", "Arn"]},
+                        {"Fn::Sub": "${ArtifactBucket.Arn}/*"}
+                    ],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+                }]}
+            }
+        }),
+    );
+    outputs.insert(
+        "ArtifactBucket".into(),
+        json!({"Description": "artifact-bucket in ferry.toml", "Value": {"Ref": "ArtifactBucket"}}),
+    );
+
+    resources.insert(
+        "NotificationTopic".into(),
+        json!({
+            "Type": "AWS::SNS::Topic",
+            "Properties": {
+                "TopicName": format!("ferry-{project}-{id}"),
+                "KmsMasterKeyId": "alias/aws/sns"
+            }
+        }),
+    );
+    outputs.insert(
+        "NotificationTopic".into(),
+        json!({"Description": "[notifications] sns-topic in ferry.toml", "Value": {"Ref": "NotificationTopic"}}),
+    );
+
+    // The deployer role.
+    let (role, path) = match &stage.config.role_arn {
+        Some(arn) => role_name(arn).ok_or_else(|| BootstrapError::BadRoleArn {
+            stage: stage.name.clone(),
+            arn: arn.clone(),
+        })?,
+        None => {
+            notes.push(
+                "ferry.toml names no role-arn for this stage: set it to the DeployerRole output, so that deploys assume it".into(),
+            );
+            (format!("ferry-{project}-{id}-deployer"), "/".into())
+        }
+    };
+    let permissions = permissions(ws, stage, &mut notes);
+    let mut principals: Vec<Value> = options.trust.iter().map(|t| json!(t)).collect();
+    if options.codebuild.is_some() {
+        principals.push(json!({"Fn::GetAtt": ["CodeBuildRole", "Arn"]}));
+    }
+    let mut trust = json!({
+        "Effect": "Allow",
+        "Principal": {"AWS": principals},
+        "Action": "sts:AssumeRole"
+    });
+    if let Some(ext) = &stage.config.external_id {
+        trust["Condition"] = json!({"StringEquals": {"sts:ExternalId": ext}});
+    }
+    let statements: Vec<Value> = permissions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let res: Vec<Value> = p
+                .resources
+                .iter()
+                .map(|r| if r == "*" { json!("*") } else { json!({"Fn::Sub": r}) })
+                .collect();
+            json!({"Sid": format!("P{i:02}"), "Effect": "Allow", "Action": p.actions, "Resource": res})
+        })
+        .collect();
+    resources.insert(
+        "DeployerRole".into(),
+        json!({
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": role,
+                "Path": path,
+                "Description": format!("Ferry deploys stage {} of {project} with this role", stage.name),
+                "MaxSessionDuration": 3600,
+                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [trust]},
+                "Policies": [{
+                    "PolicyName": "ferry-deploy",
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}
+                }]
+            }
+        }),
+    );
+    outputs.insert(
+        "DeployerRole".into(),
+        json!({"Description": "role-arn in ferry.toml", "Value": {"Fn::GetAtt": ["DeployerRole", "Arn"]}}),
+    );
+
+    if let Some(url) = &options.codebuild {
+        codebuild(ws, stage, url, &mut resources, &mut outputs, &mut notes);
+    }
+
+    let template = json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": format!("Ferry bootstrap of {project}, stage {}: artifact bucket, deployer role, notification topic", stage.name),
+        "Resources": resources,
+        "Outputs": outputs
+    });
+    Ok(Bootstrap {
+        stack_name: stack_name(ws, stage),
+        template,
+        permissions,
+        notes,
+    })
+}
+
+/// The CodeBuild project, its role, and webhook filter groups from the `[ci]` rules that name
+/// this stage.
+fn codebuild(
+    ws: &Workspace,
+    stage: &Stage,
+    url: &str,
+    resources: &mut serde_json::Map<String, Value>,
+    outputs: &mut serde_json::Map<String, Value>,
+    notes: &mut Vec<String>,
+) {
+    let project = &ws.project.name;
+    let id = if stage.preview {
+        "previews"
+    } else {
+        stage.id.as_str()
+    };
+    let name = format!("ferry-{project}-{id}");
+    let rules = &ws.project.ci;
+    let mut groups: Vec<Value> = Vec::new();
+    let mine =
+        |target: &str| target == stage.name || (stage.preview && !ws.stages.contains_key(target));
+    for (kind, list) in [("heads", &rules.branches), ("tags", &rules.tags)] {
+        for (pattern, target) in list {
+            if !mine(target) {
+                continue;
+            }
+            let head = glob_regex(&format!("refs/{kind}/{pattern}"));
+            groups.push(json!([
+                {"Type": "EVENT", "Pattern": "PUSH"},
+                {"Type": "HEAD_REF", "Pattern": head}
+            ]));
+            // A more specific rule sends some of these refs to another stage.
+            let shadowed: Vec<&str> = list
+                .iter()
+                .filter(|(p, t)| p != pattern && t != target && ferry_ci::glob_match(pattern, p))
+                .map(|(p, _)| p.as_str())
+                .collect();
+            if !shadowed.is_empty() {
+                notes.push(format!(
+                    "the webhook filter {kind} `{pattern}` also starts builds of {} (which [ci] sends to other stages): that project's build deploys the stage [ci] picks, with this stage's role, and fails if the role cannot; prefer patterns that do not overlap",
+                    shadowed.join(", ")
+                ));
+            }
+        }
+    }
+    if stage.preview && rules.pull_requests.is_some() {
+        groups.push(json!([{
+            "Type": "EVENT",
+            "Pattern": "PULL_REQUEST_CREATED,PULL_REQUEST_UPDATED,PULL_REQUEST_REOPENED,PULL_REQUEST_MERGED,PULL_REQUEST_CLOSED"
+        }]));
+    }
+    if groups.is_empty() {
+        notes.push(format!(
+            "no [ci] rule names stage `{}`: the CodeBuild project has no webhook; start its builds yourself",
+            stage.name
+        ));
+    }
+    resources.insert(
+        "CodeBuildRole".into(),
+        json!({
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"Service": "codebuild.amazonaws.com"},
+                    "Action": "sts:AssumeRole"
+                }]},
+                "Policies": [{
+                    "PolicyName": "ferry-build",
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+                        {"Effect": "Allow",
+                         "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                         "Resource": {"Fn::Sub": format!("arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/codebuild/{name}*")}},
+                        {"Effect": "Allow",
+                         "Action": ["codebuild:CreateReportGroup", "codebuild:CreateReport", "codebuild:UpdateReport", "codebuild:BatchPutTestCases"],
+                         "Resource": {"Fn::Sub": format!("arn:${{AWS::Partition}}:codebuild:${{AWS::Region}}:${{AWS::AccountId}}:report-group/{name}-*")}},
+                        {"Effect": "Allow",
+                         "Action": ["codebuild:StartBuild", "codebuild:RetryBuild", "codebuild:BatchGetBuilds"],
+                         "Resource": {"Fn::Sub": format!("arn:${{AWS::Partition}}:codebuild:${{AWS::Region}}:${{AWS::AccountId}}:project/{name}")}}
+                    ]}
+                }]
+            }
+        }),
+    );
+    let mut source = json!({
+        "Type": if url.starts_with("https://github.com/") { "GITHUB" } else if url.starts_with("https://gitlab.com/") { "GITLAB" } else { "BITBUCKET" },
+        "Location": url,
+        "BuildSpec": "buildspec.yml",
+        "GitCloneDepth": 0,
+        "ReportBuildStatus": true
+    });
+    if groups.is_empty() {
+        source["ReportBuildStatus"] = json!(false);
+    }
+    let mut cb = json!({
+        "Type": "AWS::CodeBuild::Project",
+        "Properties": {
+            "Name": name,
+            "Description": format!("Ferry: deploys stage {} of {project}", stage.name),
+            "ServiceRole": {"Fn::GetAtt": ["CodeBuildRole", "Arn"]},
+            "Source": source,
+            "Artifacts": {"Type": "NO_ARTIFACTS"},
+            "Environment": {
+                "Type": "LINUX_CONTAINER",
+                "ComputeType": "BUILD_GENERAL1_MEDIUM",
+                "Image": "aws/codebuild/standard:7.0",
+                "EnvironmentVariables": [{"Name": "CI", "Value": "true", "Type": "PLAINTEXT"}]
+            },
+            "Cache": {"Type": "LOCAL", "Modes": ["LOCAL_SOURCE_CACHE", "LOCAL_CUSTOM_CACHE"]},
+            "TimeoutInMinutes": 90
+        }
+    });
+    if !groups.is_empty() {
+        cb["Properties"]["Triggers"] = json!({"Webhook": true, "FilterGroups": groups});
+    }
+    resources.insert("CodeBuildProject".into(), cb);
+    outputs.insert(
+        "CodeBuildProject".into(),
+        json!({"Description": "the CodeBuild project that deploys this stage", "Value": {"Ref": "CodeBuildProject"}}),
+    );
+}
+
+/// What the deployer role may do: CloudFormation on the stage's stacks, its records and
+/// parameters, the artifact bucket, the topic, and per resource type its templates use.
+pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Vec<Permission> {
+    let stacks = stack_names(ws, stage);
+    let arn = |service: &str, rest: &str| {
+        format!("arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{rest}")
+    };
+    let mut out = vec![
+        Permission {
+            why: "CloudFormation: the stage's stacks".into(),
+            actions: strings(&[
+                "cloudformation:CreateStack",
+                "cloudformation:UpdateStack",
+                "cloudformation:DeleteStack",
+                "cloudformation:DescribeStacks",
+                "cloudformation:DescribeStackEvents",
+                "cloudformation:ListStackResources",
+                "cloudformation:GetTemplate",
+                "cloudformation:CreateChangeSet",
+                "cloudformation:DescribeChangeSet",
+                "cloudformation:ExecuteChangeSet",
+                "cloudformation:DeleteChangeSet",
+                "cloudformation:ContinueUpdateRollback",
+                "cloudformation:UpdateTerminationProtection",
+            ]),
+            resources: stacks
+                .iter()
+                .map(|s| arn("cloudformation", &format!("stack/{s}/*")))
+                .collect(),
+        },
+        Permission {
+            why: "CloudFormation: listing (drift, previews)".into(),
+            actions: strings(&[
+                "cloudformation:ListStacks",
+                "cloudformation:DescribeStacks",
+                "cloudformation:ValidateTemplate",
+            ]),
+            resources: vec!["*".into()],
+        },
+    ];
+    let records = ws.records_path(stage);
+    let records = if stage.preview {
+        // Every preview's records: the part before the stage id.
+        records
+            .split(&stage.id)
+            .next()
+            .unwrap_or("/ferry/")
+            .to_string()
+            + "*"
+    } else {
+        format!("{records}*")
+    };
+    out.push(Permission {
+        why: "records and lock (SSM)".into(),
+        actions: strings(&[
+            "ssm:GetParameter",
+            "ssm:GetParameters",
+            "ssm:GetParametersByPath",
+            "ssm:PutParameter",
+            "ssm:DeleteParameter",
+        ]),
+        resources: vec![arn("ssm", &format!("parameter{records}"))],
+    });
+    if let Some(p) = &stage.config.parameters_path {
+        out.push(Permission {
+            why: "the stage's parameters (SSM, SecureStrings through SSM only)".into(),
+            actions: strings(&[
+                "ssm:GetParameter",
+                "ssm:GetParameters",
+                "ssm:GetParametersByPath",
+            ]),
+            resources: vec![arn("ssm", &format!("parameter{p}*"))],
+        });
+    }
+    out.push(Permission {
+        why: "artifact bucket: packages and releases".into(),
+        actions: strings(&[
+            "s3:GetObject",
+            "s3:PutObject",
+            "s3:ListBucket",
+            "s3:GetBucketLocation",
+        ]),
+        resources: vec![
+            "${ArtifactBucket.Arn}".into(),
+            "${ArtifactBucket.Arn}/*".into(),
+        ],
+    });
+    out.push(Permission {
+        why: "notifications".into(),
+        actions: strings(&["sns:Publish"]),
+        resources: vec!["${NotificationTopic}".into()],
+    });
+
+    // Per resource type of the stage's templates.
+    let mut types: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut sam = false;
+    for s in &ws.services {
+        match s.kind {
+            ServiceKind::Serverless => {
+                for t in [
+                    "AWS::Lambda::Function",
+                    "AWS::Lambda::Version",
+                    "AWS::IAM::Role",
+                    "AWS::Logs::LogGroup",
+                    "AWS::S3::Bucket",
+                ] {
+                    types.entry(t.into()).or_default().insert(s.name.clone());
+                }
+                notes.push(format!(
+                    "`{}` is a Serverless Framework service: its compiled template is known only when it is packaged; granted what a function with its role, log group and deployment bucket needs; add what its `resources:` and events use",
+                    s.name
+                ));
+            }
+            _ => {
+                let path = ws.root.join(s.template_path());
+                let Some(t) = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|text| ferry_package::parse_template(&text).ok())
+                else {
+                    notes.push(format!(
+                        "`{}`: its template {} could not be read; its resource types are not covered",
+                        s.name,
+                        path.display()
+                    ));
+                    continue;
+                };
+                sam |= ferry_package::is_sam(&t);
+                for r in t["Resources"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|m| m.values())
+                {
+                    if let Some(ty) = r["Type"].as_str() {
+                        types
+                            .entry(ty.to_string())
+                            .or_default()
+                            .insert(s.name.clone());
+                    }
+                }
+            }
+        }
+    }
+    if sam {
+        out.push(Permission {
+            why: "the SAM transform".into(),
+            actions: strings(&["cloudformation:CreateChangeSet"]),
+            resources: vec![
+                "arn:${AWS::Partition}:cloudformation:${AWS::Region}:aws:transform/Serverless-2016-10-31"
+                    .into(),
+            ],
+        });
+    }
+    // SAM resources stand for the plain resources the transform makes.
+    let expand: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        (
+            "AWS::Serverless::Function",
+            &[
+                "AWS::Lambda::Function",
+                "AWS::IAM::Role",
+                "AWS::Lambda::Permission",
+                "AWS::Lambda::EventSourceMapping",
+            ][..],
+        ),
+        ("AWS::Serverless::Api", &["AWS::ApiGateway::RestApi"][..]),
+        ("AWS::Serverless::HttpApi", &["AWS::ApiGatewayV2::Api"][..]),
+        (
+            "AWS::Serverless::SimpleTable",
+            &["AWS::DynamoDB::Table"][..],
+        ),
+        (
+            "AWS::Serverless::LayerVersion",
+            &["AWS::Lambda::LayerVersion"][..],
+        ),
+        (
+            "AWS::Serverless::StateMachine",
+            &["AWS::StepFunctions::StateMachine", "AWS::IAM::Role"][..],
+        ),
+    ]);
+    let mut plain: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (ty, users) in types {
+        match expand.get(ty.as_str()) {
+            Some(list) => {
+                for t in *list {
+                    plain
+                        .entry((*t).to_string())
+                        .or_default()
+                        .extend(users.iter().cloned());
+                }
+            }
+            None => {
+                plain.entry(ty).or_default().extend(users);
+            }
+        }
+    }
+    for (ty, users) in plain {
+        let users = users.into_iter().collect::<Vec<_>>().join(", ");
+        match actions_of(&ty) {
+            Some((actions, scoped)) => out.push(Permission {
+                why: format!("{ty} ({users})"),
+                actions: strings(actions),
+                resources: match scoped {
+                    Scope::Any => vec!["*".to_string()],
+                    Scope::StackRoles => stacks
+                        .iter()
+                        .map(|s| {
+                            let start: String = s
+                                .split('*')
+                                .next()
+                                .unwrap_or_default()
+                                .chars()
+                                .take(ROLE_PREFIX)
+                                .collect();
+                            format!(
+                                "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{start}*"
+                            )
+                        })
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect(),
+                },
+            }),
+            None => {
+                let service = ty
+                    .split("::")
+                    .nth(1)
+                    .map(str::to_ascii_lowercase)
+                    .unwrap_or_default();
+                if ty.starts_with("Custom::") || ty == "AWS::CloudFormation::CustomResource" {
+                    notes.push(format!(
+                        "{ty} ({users}): a custom resource runs with its own function's role; nothing added"
+                    ));
+                    continue;
+                }
+                if service.is_empty() {
+                    continue;
+                }
+                notes.push(format!(
+                    "{ty} ({users}) has no entry in Ferry's table: granted {service}:* on *; narrow it to the actions CloudFormation needs for it before you deploy this to a real account"
+                ));
+                out.push(Permission {
+                    why: format!("{ty} ({users}), not in the table"),
+                    actions: vec![format!("{service}:*")],
+                    resources: vec!["*".into()],
+                });
+            }
+        }
+    }
+    out
+}
+
+enum Scope {
+    Any,
+    /// Roles named after the stage's stacks (CloudFormation names them so).
+    StackRoles,
+}
+
+fn strings(s: &[&str]) -> Vec<String> {
+    s.iter().map(|x| (*x).to_string()).collect()
+}
+
+/// The actions CloudFormation needs to create, update and delete a resource type.
+fn actions_of(ty: &str) -> Option<(&'static [&'static str], Scope)> {
+    Some(match ty {
+        "AWS::SQS::Queue" => (
+            &[
+                "sqs:CreateQueue",
+                "sqs:DeleteQueue",
+                "sqs:GetQueueAttributes",
+                "sqs:SetQueueAttributes",
+                "sqs:GetQueueUrl",
+                "sqs:TagQueue",
+                "sqs:UntagQueue",
+                "sqs:ListQueueTags",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::SQS::QueuePolicy" => (
+            &["sqs:SetQueueAttributes", "sqs:GetQueueAttributes"][..],
+            Scope::Any,
+        ),
+        "AWS::SNS::Topic" => (
+            &[
+                "sns:CreateTopic",
+                "sns:DeleteTopic",
+                "sns:GetTopicAttributes",
+                "sns:SetTopicAttributes",
+                "sns:TagResource",
+                "sns:UntagResource",
+                "sns:ListTagsForResource",
+                "sns:Subscribe",
+                "sns:Unsubscribe",
+                "sns:ListSubscriptionsByTopic",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::SNS::Subscription" => (
+            &[
+                "sns:Subscribe",
+                "sns:Unsubscribe",
+                "sns:GetSubscriptionAttributes",
+                "sns:SetSubscriptionAttributes",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::SNS::TopicPolicy" => (
+            &["sns:SetTopicAttributes", "sns:GetTopicAttributes"][..],
+            Scope::Any,
+        ),
+        "AWS::S3::Bucket" => (
+            &[
+                "s3:CreateBucket",
+                "s3:DeleteBucket",
+                "s3:GetBucketLocation",
+                "s3:ListBucket",
+                "s3:ListBucketVersions",
+                "s3:PutBucketTagging",
+                "s3:GetBucketTagging",
+                "s3:PutEncryptionConfiguration",
+                "s3:GetEncryptionConfiguration",
+                "s3:PutBucketVersioning",
+                "s3:GetBucketVersioning",
+                "s3:PutLifecycleConfiguration",
+                "s3:PutBucketPublicAccessBlock",
+                "s3:PutBucketOwnershipControls",
+                "s3:PutBucketWebsite",
+                "s3:PutBucketCORS",
+                "s3:PutBucketNotification",
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:DeleteObject",
+                "s3:DeleteObjectVersion",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::S3::BucketPolicy" => (
+            &[
+                "s3:PutBucketPolicy",
+                "s3:GetBucketPolicy",
+                "s3:DeleteBucketPolicy",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::DynamoDB::Table" => (
+            &[
+                "dynamodb:CreateTable",
+                "dynamodb:DeleteTable",
+                "dynamodb:DescribeTable",
+                "dynamodb:UpdateTable",
+                "dynamodb:TagResource",
+                "dynamodb:UntagResource",
+                "dynamodb:ListTagsOfResource",
+                "dynamodb:DescribeContinuousBackups",
+                "dynamodb:UpdateContinuousBackups",
+                "dynamodb:DescribeTimeToLive",
+                "dynamodb:UpdateTimeToLive",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::Lambda::Function" => (
+            &[
+                "lambda:CreateFunction",
+                "lambda:DeleteFunction",
+                "lambda:GetFunction",
+                "lambda:GetFunctionConfiguration",
+                "lambda:UpdateFunctionCode",
+                "lambda:UpdateFunctionConfiguration",
+                "lambda:TagResource",
+                "lambda:UntagResource",
+                "lambda:ListTags",
+                "lambda:PutFunctionConcurrency",
+                "lambda:DeleteFunctionConcurrency",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::Lambda::Version" => (
+            &[
+                "lambda:PublishVersion",
+                "lambda:GetFunction",
+                "lambda:DeleteFunction",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::Lambda::Permission" => (
+            &["lambda:AddPermission", "lambda:RemovePermission"][..],
+            Scope::Any,
+        ),
+        "AWS::Lambda::EventSourceMapping" => (
+            &[
+                "lambda:CreateEventSourceMapping",
+                "lambda:DeleteEventSourceMapping",
+                "lambda:GetEventSourceMapping",
+                "lambda:UpdateEventSourceMapping",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::Lambda::LayerVersion" => (
+            &[
+                "lambda:PublishLayerVersion",
+                "lambda:DeleteLayerVersion",
+                "lambda:GetLayerVersion",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::IAM::Role" => (
+            &[
+                "iam:CreateRole",
+                "iam:DeleteRole",
+                "iam:GetRole",
+                "iam:PassRole",
+                "iam:UpdateRole",
+                "iam:UpdateAssumeRolePolicy",
+                "iam:PutRolePolicy",
+                "iam:GetRolePolicy",
+                "iam:DeleteRolePolicy",
+                "iam:AttachRolePolicy",
+                "iam:DetachRolePolicy",
+                "iam:TagRole",
+                "iam:UntagRole",
+            ][..],
+            Scope::StackRoles,
+        ),
+        "AWS::Logs::LogGroup" => (
+            &[
+                "logs:CreateLogGroup",
+                "logs:DeleteLogGroup",
+                "logs:DescribeLogGroups",
+                "logs:PutRetentionPolicy",
+                "logs:DeleteRetentionPolicy",
+                "logs:TagResource",
+                "logs:UntagResource",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::SSM::Parameter" => (
+            &[
+                "ssm:PutParameter",
+                "ssm:DeleteParameter",
+                "ssm:GetParameter",
+                "ssm:GetParameters",
+                "ssm:AddTagsToResource",
+                "ssm:RemoveTagsFromResource",
+                "ssm:ListTagsForResource",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::Events::Rule" => (
+            &[
+                "events:PutRule",
+                "events:DeleteRule",
+                "events:DescribeRule",
+                "events:PutTargets",
+                "events:RemoveTargets",
+                "events:EnableRule",
+                "events:DisableRule",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::StepFunctions::StateMachine" => (
+            &[
+                "states:CreateStateMachine",
+                "states:DeleteStateMachine",
+                "states:DescribeStateMachine",
+                "states:UpdateStateMachine",
+                "states:TagResource",
+                "states:UntagResource",
+            ][..],
+            Scope::Any,
+        ),
+        t if t.starts_with("AWS::ApiGateway::") || t.starts_with("AWS::ApiGatewayV2::") => (
+            &[
+                "apigateway:GET",
+                "apigateway:POST",
+                "apigateway:PUT",
+                "apigateway:PATCH",
+                "apigateway:DELETE",
+            ][..],
+            Scope::Any,
+        ),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_filters_and_names() {
+        assert_eq!(glob_regex("refs/heads/main"), "^refs/heads/main$");
+        assert_eq!(
+            glob_regex("refs/heads/release/*"),
+            "^refs/heads/release/.*$"
+        );
+        assert_eq!(glob_regex("refs/tags/v1.*"), "^refs/tags/v1\\..*$");
+        assert_eq!(
+            role_name("arn:aws:iam::111111111111:role/ci/ferry-deployer"),
+            Some(("ferry-deployer".into(), "/ci/".into()))
+        );
+        assert_eq!(
+            role_name("arn:aws:iam::111111111111:role/ferry"),
+            Some(("ferry".into(), "/".into()))
+        );
+        assert_eq!(role_name("arn:aws:iam::111111111111:user/x"), None);
+        assert!(principal_ok("arn:aws:iam::111111111111:root"));
+        assert!(principal_ok("arn:aws:iam::111111111111:role/ci"));
+        for bad in [
+            "*",
+            "arn:aws:iam::1:root",
+            "arn:aws:s3:::bucket",
+            "arn:aws:iam::111111111111:group/x",
+        ] {
+            assert!(!principal_ok(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! `bootstrap`: the stack a stage needs before Ferry deploys to it (artifact bucket, deployer
+//! role, notification topic, optionally a CodeBuild project), deployed with Ferry's own engine
+//! and left alone when it is already what it should be.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ferry_manifest::Stage;
+use ferry_stacks::{Engine, Method, StackSpec, TemplateSource};
+
+use crate::Ctx;
+use crate::context::runtime;
+use crate::ui::{Clock, table};
+
+#[derive(Debug, clap::Args)]
+pub struct BootstrapArgs {
+    /// The stage, or `*` for the preview stages (they share [stages."*"])
+    stage: String,
+    /// A principal the deployer role trusts (repeatable): the role or user your CI or you
+    /// deploy as, e.g. arn:aws:iam::111111111111:role/ci
+    #[arg(long, value_name = "ARN")]
+    trust: Vec<String>,
+    /// Also make a CodeBuild project building this repository (e.g.
+    /// https://github.com/acme/shop.git), triggered by the [ci] rules that name the stage
+    #[arg(long, value_name = "REPOSITORY")]
+    codebuild: Option<String>,
+    /// Write the template to standard output instead of deploying it (no AWS call)
+    #[arg(long)]
+    print: bool,
+    /// How long Ferry waits for the stack, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+}
+
+pub fn run(ctx: &Ctx, args: &BootstrapArgs) -> anyhow::Result<()> {
+    let ws = ctx.workspace()?;
+    let stage = if args.stage == "*" {
+        ferry_deploy::previews::preview_access(ws)?
+    } else {
+        ws.stage(&args.stage)?
+    };
+    let options = ferry_bootstrap::Options {
+        trust: args.trust.clone(),
+        codebuild: args.codebuild.clone(),
+    };
+    let b = ferry_bootstrap::plan(ws, &stage, &options)?;
+    let body = b.body();
+    // The permissions, for review, every time.
+    let rows: Vec<[String; 3]> = b
+        .permissions
+        .iter()
+        .map(|p| [p.why.clone(), p.actions.join(" "), p.resources.join(" ")])
+        .collect();
+    eprint!("{}", table(["DEPLOYER ROLE MAY", "ACTIONS", "ON"], &rows));
+    for n in &b.notes {
+        eprintln!("note: {n}");
+    }
+    if args.print {
+        print!("{body}");
+        return Ok(());
+    }
+    runtime()?.block_on(deploy(ctx, &stage, &b, &body, args.timeout))
+}
+
+async fn deploy(
+    ctx: &Ctx,
+    stage: &Stage,
+    b: &ferry_bootstrap::Bootstrap,
+    body: &str,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    let ws = ctx.workspace()?;
+    let clock = Clock::start();
+    // The role does not exist before its bootstrap: the base credentials deploy it.
+    let mut base = stage.clone();
+    base.config.role_arn = None;
+    base.config.external_id = None;
+    let aws = ctx.aws(&base).await?;
+    let engine = Engine::for_config(
+        &aws.config,
+        ferry_stacks::DeployOptions {
+            timeout: Duration::from_secs(timeout),
+            ..Default::default()
+        },
+    );
+    let owner = ferry_stacks::Ownership {
+        project: ws.project.name.clone(),
+        stage_id: if stage.preview {
+            "previews".into()
+        } else {
+            stage.id.clone()
+        },
+        stage: stage.name.clone(),
+        service: ferry_bootstrap::BOOTSTRAP_SERVICE.into(),
+    };
+    let name = &b.stack_name;
+    let current = engine
+        .describe(name)
+        .await
+        .with_context(|| format!("failed to read stack {name}"))?;
+    let same = match &current {
+        Some(info) if info.status.ends_with("_COMPLETE") && !info.status.contains("ROLLBACK") => {
+            ferry_stacks::verify(name, info, Some(&owner), false)?;
+            let deployed = engine
+                .template(name)
+                .await
+                .with_context(|| format!("failed to read the template of stack {name}"))?;
+            let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).ok();
+            deployed.as_deref().and_then(parse) == parse(body)
+        }
+        _ => false,
+    };
+    let outputs = if same {
+        clock.say(&format!("{name}: up to date: nothing written"));
+        current.map(|c| c.outputs).unwrap_or_default()
+    } else {
+        let spec = StackSpec {
+            name: name.clone(),
+            template: TemplateSource::Body(body.to_string()),
+            parameters: Default::default(),
+            tags: Default::default(),
+            // CreateStack sets termination protection itself; the template is reviewed with
+            // --print, and an unchanged one is never sent.
+            method: Method::Direct,
+            termination_protection: true,
+            owner: Some(owner),
+            adopt: false,
+        };
+        let done = engine
+            .deploy(&spec, &|p| {
+                if let ferry_stacks::Progress::Event(e) = &p {
+                    clock.say(&format!("{name}: {} {}", e.logical_id, e.status));
+                }
+            })
+            .await
+            .with_context(|| format!("the bootstrap of stage `{}` failed", stage.name))?;
+        clock.say(&format!("{name}: {:?}", done.action).to_lowercase());
+        done.outputs
+    };
+    for (k, v) in &outputs {
+        println!("{k} = {v}");
+    }
+    let cfg = &stage.config;
+    let mut settings = Vec::new();
+    if let Some(bucket) = outputs.get("ArtifactBucket")
+        && cfg.artifact_bucket.as_deref() != Some(bucket)
+    {
+        settings.push(format!("artifact-bucket = \"{bucket}\""));
+    }
+    if let Some(role) = outputs.get("DeployerRole")
+        && cfg.role_arn.as_deref() != Some(role)
+    {
+        settings.push(format!("role-arn = \"{role}\""));
+    }
+    if !settings.is_empty() {
+        println!(
+            "set in ferry.toml under [stages.{}]: {}",
+            if stage.preview {
+                "\"*\"".to_string()
+            } else {
+                stage.name.clone()
+            },
+            settings.join(", ")
+        );
+    }
+    if let Some(topic) = outputs.get("NotificationTopic")
+        && ws.project.notifications.sns_topic.as_deref() != Some(topic)
+    {
+        println!("announce to it with [notifications] sns-topic = \"{topic}\"");
+    }
+    Ok(())
+}

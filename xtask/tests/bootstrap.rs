@@ -1,0 +1,301 @@
+//! `bootstrap` end to end: the template (`--print`) of the example monorepo holds what a stage
+//! needs and passes cfn-lint; against the emulator the stack is created, a second run makes no
+//! write call (counted by the emulator's own request recorder), and a new resource type in a
+//! service's template updates the deployer role.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use common::{run, xtask};
+use ferry_test_support::{TestRepo, moto, workspace_root};
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() == "node_modules" || e.file_name() == ".serverless" {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The example's services under project `project`, staging with a role and an external id.
+fn example(project: &str) -> TestRepo {
+    let r = TestRepo::new();
+    copy_tree(
+        &workspace_root().join("services"),
+        &r.path().join("services"),
+    );
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\nparameters-path = \"/{project}/dev/\"\n\n\
+             [stages.staging]\nregion = \"us-east-1\"\nparameters-path = \"/{project}/staging/\"\n\
+             artifact-bucket = \"{project}-staging-artifacts\"\n\
+             role-arn = \"arn:aws:iam::123456789012:role/deploy/{project}-deployer\"\nexternal-id = \"x-{project}\"\n\n\
+             [ci]\nbranches = {{ main = \"staging\", \"*\" = \"dev\" }}\n"
+        ),
+    );
+    r.commit("example");
+    r
+}
+
+const CI_ROLE: &str = "arn:aws:iam::111111111111:role/ci";
+
+/// A request to the emulator's own API (`/moto-api/…`): the body of its answer.
+fn moto_api(method: &str, path: &str) -> String {
+    let endpoint = moto().endpoint();
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// The CloudFormation actions of recorded requests that name `stack`.
+fn recorded_actions(stack: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let text = moto_api("GET", "/moto-api/recorder/download-recording");
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|e| {
+            let body = e["body"].as_str().unwrap_or_default();
+            let body = if e["body_encoded"] == true {
+                String::from_utf8(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(body)
+                        .ok()?,
+                )
+                .ok()?
+            } else {
+                body.to_string()
+            };
+            body.contains(stack).then(|| {
+                body.split('&')
+                    .find_map(|kv| kv.strip_prefix("Action="))
+                    .unwrap_or("?")
+                    .to_string()
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn bootstrap_prints_a_template_cfn_lint_accepts_and_a_second_run_writes_nothing() {
+    let p = "bs-e2e";
+    let r = example(p);
+
+    // The template: what a stage needs, least privilege, no AWS call.
+    let (code, out, err) = run(
+        &mut xtask(&r, &["bootstrap", "staging", "--trust", CI_ROLE, "--print"]),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let t: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let res = &t["Resources"];
+    let bucket = &res["ArtifactBucket"];
+    assert_eq!(bucket["DeletionPolicy"], "Retain");
+    assert_eq!(
+        bucket["Properties"]["BucketName"],
+        format!("{p}-staging-artifacts")
+    );
+    assert_eq!(
+        bucket["Properties"]["VersioningConfiguration"]["Status"],
+        "Enabled"
+    );
+    assert_eq!(
+        bucket["Properties"]["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"],
+        true
+    );
+    assert!(bucket["Properties"]["BucketEncryption"].is_object());
+    assert!(
+        bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 2
+    );
+    let tls = &res["ArtifactBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(tls["Effect"], "Deny");
+    assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"], "false");
+    let role = &res["DeployerRole"]["Properties"];
+    assert_eq!(role["RoleName"], format!("{p}-deployer"));
+    assert_eq!(role["Path"], "/deploy/");
+    let trust = &role["AssumeRolePolicyDocument"]["Statement"][0];
+    assert_eq!(trust["Principal"]["AWS"][0], CI_ROLE);
+    assert_eq!(
+        trust["Condition"]["StringEquals"]["sts:ExternalId"],
+        format!("x-{p}")
+    );
+    let statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap();
+    let actions: Vec<&str> = statements
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap())
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        !actions.iter().any(|a| *a == "*" || a.ends_with(":*")),
+        "{actions:?}"
+    );
+    for needed in [
+        "cloudformation:CreateChangeSet",
+        "dynamodb:CreateTable",
+        "sqs:CreateQueue",
+        "lambda:CreateFunction",
+        "iam:PassRole",
+        "sns:Publish",
+    ] {
+        assert!(actions.contains(&needed), "{needed} in {actions:?}");
+    }
+    // CloudFormation only on the stage's own stacks.
+    let cfn = &statements[0]["Resource"];
+    assert!(
+        cfn.to_string()
+            .contains(&format!("stack/{p}-api-staging/*")),
+        "{cfn}"
+    );
+    assert!(!cfn.to_string().contains("stack/*"), "{cfn}");
+    assert!(res["NotificationTopic"].is_object());
+    assert!(
+        err.contains("AWS::DynamoDB::Table (database)"),
+        "the permissions are printed: {err}"
+    );
+
+    // cfn-lint accepts it, and the one with a CodeBuild project.
+    let lint = ferry_local::Emulator::for_repository(&workspace_root())
+        .ensure_cfn_lint(|s| eprintln!("{s}"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, with_cb, err) = run(
+        &mut xtask(
+            &r,
+            &[
+                "bootstrap",
+                "dev",
+                "--trust",
+                CI_ROLE,
+                "--codebuild",
+                "https://github.com/acme/shop.git",
+                "--print",
+            ],
+        ),
+        None,
+    );
+    assert!(
+        err.contains("also starts builds of main"),
+        "the overlap is said: {err}"
+    );
+    let cb: serde_json::Value = serde_json::from_str(&with_cb).unwrap();
+    let groups = &cb["Resources"]["CodeBuildProject"]["Properties"]["Triggers"]["FilterGroups"];
+    assert_eq!(groups[0][1]["Pattern"], "^refs/heads/.*$");
+    for (name, text) in [("staging.json", &out), ("dev-codebuild.json", &with_cb)] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let o = std::process::Command::new(&lint)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "cfn-lint {name}:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    // Against the emulator (the base credentials: the role does not exist yet).
+    let stack = format!("ferry-{p}-staging");
+    let (code, out, err) = run(
+        &mut xtask(&r, &["bootstrap", "staging", "--trust", CI_ROLE]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains(&format!("{stack}: created")), "{err}");
+    assert!(
+        out.contains(&format!("ArtifactBucket = {p}-staging-artifacts")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "DeployerRole = arn:aws:iam::123456789012:role/deploy/{p}-deployer"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("announce to it with [notifications] sns-topic"),
+        "{out}"
+    );
+
+    // A second run: nothing written, by the emulator's own record of the requests.
+    moto_api("POST", "/moto-api/recorder/reset-recording");
+    moto_api("POST", "/moto-api/recorder/start-recording");
+    let (code, _, err) = run(
+        &mut xtask(&r, &["bootstrap", "staging", "--trust", CI_ROLE]),
+        None,
+    );
+    moto_api("POST", "/moto-api/recorder/stop-recording");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("{stack}: up to date: nothing written")),
+        "{err}"
+    );
+    let second = recorded_actions(&stack);
+    eprintln!(
+        "bootstrap, second run: {} request(s) naming the stack: {second:?}",
+        second.len()
+    );
+    assert!(!second.is_empty(), "the recorder saw the run");
+    assert!(
+        second
+            .iter()
+            .all(|a| a == "DescribeStacks" || a == "GetTemplate"),
+        "only reads: {second:?}"
+    );
+
+    // A resource type the templates did not use: the role gets its actions, the stack updates.
+    let events = std::fs::read_to_string(r.path().join("services/events/template.yaml")).unwrap();
+    let events = events.replacen(
+        "Resources:\n",
+        "Resources:\n  Nightly:\n    Type: AWS::Events::Rule\n    Properties:\n      ScheduleExpression: rate(1 day)\n",
+        1,
+    );
+    r.write("services/events/template.yaml", &events);
+    let (code, out, err) = run(
+        &mut xtask(&r, &["bootstrap", "staging", "--trust", CI_ROLE]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("AWS::Events::Rule (events)"), "{err}");
+    assert!(err.contains(&format!("{stack}: updated")), "{err}");
+
+    // Bad input: nobody to trust, a wildcard principal.
+    let (code, _, err) = run(&mut xtask(&r, &["bootstrap", "staging"]), None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("the deployer role must trust someone: give --trust"),
+        "{err}"
+    );
+    let (code, _, err) = run(
+        &mut xtask(&r, &["bootstrap", "staging", "--trust", "*"]),
+        None,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("`*` is not an IAM principal ARN"), "{err}");
+}
