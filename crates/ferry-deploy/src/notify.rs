@@ -10,7 +10,7 @@ use ferry_notify::{Notice, ReleaseNote};
 use ferry_records::Health;
 use ferry_releases::{Release, ReleaseKind};
 
-use crate::{DeployReport, ServiceResult, StageAccess};
+use crate::{ServiceReport, ServiceResult, StageAccess};
 
 /// What announcing did.
 #[derive(Debug, Default)]
@@ -28,11 +28,11 @@ pub struct Announced {
 /// service the run did not deploy or test (up to date, skipped, cancelled) shows nothing.
 pub fn health_after(
     ws: &Workspace,
-    report: &DeployReport,
+    services: &[ServiceReport],
     tests: Option<&ferry_acceptance::Report>,
 ) -> BTreeMap<String, (Health, String)> {
     let mut out = BTreeMap::new();
-    for s in &report.services {
+    for s in services {
         let has_tests = ws.service(&s.name).is_some_and(|x| x.acceptance.is_some());
         match &s.result {
             ServiceResult::Failed { .. } => {
@@ -55,11 +55,12 @@ pub fn health_after(
     out
 }
 
-/// Announces what `report` (and `tests`, `release`) changed in `stage`, when `[notifications]`
-/// covers it: updates the stage's health, and sends a notice when there is news.
+/// Announces what a run's `services` (and `tests`, `release`) changed in the stage, when
+/// `[notifications]` covers it: updates the stage's health, and sends a notice when there is
+/// news. A run that only tested (`test-acceptance`) gives no services.
 pub async fn announce(
     access: &StageAccess<'_>,
-    report: &DeployReport,
+    services: &[ServiceReport],
     tests: Option<&ferry_acceptance::Report>,
     release: Option<&Release>,
     commit: &str,
@@ -76,7 +77,7 @@ pub async fn announce(
     if !n.covers(&stage.name, stage.preview) {
         return out;
     }
-    let after = health_after(ws, report, tests);
+    let after = health_after(ws, services, tests);
     let before = match records.health().await {
         Ok(h) => h,
         Err(e) => {

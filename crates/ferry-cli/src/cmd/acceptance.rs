@@ -138,6 +138,7 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                 ferry_deploy::release::mark_latest(store.as_ref(), &now)
                     .await
                     .context("failed to mark the stage's newest release with the tests' outcomes")?;
+                crate::cmd::release::announce_with(&access, clock, &[], Some(&report), None).await;
                 finish(ctx, &stage, &report)
             },
         )

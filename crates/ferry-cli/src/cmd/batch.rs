@@ -295,7 +295,7 @@ pub(crate) async fn end_of_node(
     report: &ferry_deploy::DeployReport,
     tests: Option<&ferry_acceptance::Report>,
 ) -> anyhow::Result<()> {
-    crate::cmd::release::announce(run, report, tests, None).await;
+    crate::cmd::release::announce(run, &report.services, tests, None).await;
     let tests_ok = match tests {
         Some(t) if !t.outcomes.is_empty() => {
             crate::cmd::acceptance::finish(run.ctx, run.stage, t).is_ok()

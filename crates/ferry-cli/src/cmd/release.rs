@@ -216,7 +216,7 @@ pub(crate) async fn end_of_run(
     concurrency: Option<NonZeroUsize>,
 ) -> anyhow::Result<()> {
     let stage = run.stage;
-    announce(run, report, tests, release).await;
+    announce(run, &report.services, tests, release).await;
     let mut tests_ok = true;
     if let Some(t) = tests {
         if t.outcomes.is_empty() {
@@ -276,22 +276,10 @@ pub(crate) async fn end_of_run(
 /// webhook or topic is a warning, never the run's failure.
 pub(crate) async fn announce(
     run: &Run<'_>,
-    report: &DeployReport,
+    services: &[ferry_deploy::ServiceReport],
     tests: Option<&ferry_acceptance::Report>,
     release: Option<&Release>,
 ) {
-    if !run
-        .ws
-        .project
-        .notifications
-        .covers(&run.stage.name, run.stage.preview)
-    {
-        return;
-    }
-    let commit = release.map_or_else(
-        || ferry_deploy::head_commit(run.ws, &CiContext::from_env()),
-        |r| r.commit.clone(),
-    );
     let access = ferry_deploy::StageAccess {
         ws: run.ws,
         stage: run.stage,
@@ -299,9 +287,32 @@ pub(crate) async fn announce(
         records: run.records,
         masker: crate::ui::masker(),
     };
-    let done = ferry_deploy::notify::announce(&access, report, tests, release, &commit).await;
+    announce_with(&access, run.clock, services, tests, release).await;
+}
+
+/// [`announce`] with a stage's access.
+pub(crate) async fn announce_with(
+    access: &ferry_deploy::StageAccess<'_>,
+    clock: crate::ui::Clock,
+    services: &[ferry_deploy::ServiceReport],
+    tests: Option<&ferry_acceptance::Report>,
+    release: Option<&Release>,
+) {
+    if !access
+        .ws
+        .project
+        .notifications
+        .covers(&access.stage.name, access.stage.preview)
+    {
+        return;
+    }
+    let commit = release.map_or_else(
+        || ferry_deploy::head_commit(access.ws, &CiContext::from_env()),
+        |r| r.commit.clone(),
+    );
+    let done = ferry_deploy::notify::announce(access, services, tests, release, &commit).await;
     if let Some(n) = &done.notice {
-        run.clock.say(&crate::ui::mask(&format!(
+        clock.say(&crate::ui::mask(&format!(
             "notified {}: {}",
             if done.sent.is_empty() {
                 "nobody".to_string()
