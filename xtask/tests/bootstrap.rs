@@ -41,6 +41,7 @@ fn example(project: &str) -> TestRepo {
              [stages.staging]\nregion = \"us-east-1\"\nparameters-path = \"/{project}/staging/\"\n\
              artifact-bucket = \"{project}-staging-artifacts\"\n\
              role-arn = \"arn:aws:iam::123456789012:role/deploy/{project}-deployer\"\nexternal-id = \"x-{project}\"\n\n\
+             [stages.\"*\"]\nregion = \"us-east-1\"\n\n\
              [ci]\nbranches = {{ main = \"staging\", \"*\" = \"dev\" }}\n"
         ),
     );
@@ -147,9 +148,40 @@ fn bootstrap_prints_a_template_cfn_lint_accepts_and_a_second_run_writes_nothing(
         .unwrap();
     let actions: Vec<&str> = statements
         .iter()
+        .filter(|s| s["Effect"] == "Allow")
         .flat_map(|s| s["Action"].as_array().unwrap())
         .map(|a| a.as_str().unwrap())
         .collect();
+    // Denials: its own role, Ferry's stacks, the administrator policies.
+    let denied: Vec<String> = statements
+        .iter()
+        .filter(|s| s["Effect"] == "Deny")
+        .map(|s| s.to_string())
+        .collect();
+    assert!(
+        denied
+            .iter()
+            .any(|d| d.contains(&format!("role/deploy/{p}-deployer"))),
+        "{denied:?}"
+    );
+    assert!(
+        denied
+            .iter()
+            .any(|d| d.contains("policy/AdministratorAccess")),
+        "{denied:?}"
+    );
+    // Buckets (and their objects) only of the stage's stacks.
+    let s3 = statements
+        .iter()
+        .find(|s| s["Action"].to_string().contains("s3:DeleteObjectVersion"))
+        .unwrap();
+    assert!(!s3["Resource"].to_string().contains("\"*\""), "{s3}");
+    assert!(
+        s3["Resource"]
+            .to_string()
+            .contains(&format!("s3:::{p}-frontend-")),
+        "{s3}"
+    );
     assert!(
         !actions.iter().any(|a| *a == "*" || a.ends_with(":*")),
         "{actions:?}"
@@ -176,6 +208,25 @@ fn bootstrap_prints_a_template_cfn_lint_accepts_and_a_second_run_writes_nothing(
     assert!(
         err.contains("AWS::DynamoDB::Table (database)"),
         "the permissions are printed: {err}"
+    );
+
+    // The previews' role: denied every named stage's stacks and records.
+    let (code, previews, err) = run(
+        &mut xtask(&r, &["bootstrap", "*", "--trust", CI_ROLE, "--print"]),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        previews.contains(&format!("stack/{p}-api-staging/*")),
+        "named stacks denied"
+    );
+    assert!(
+        previews.contains(&format!("parameter/ferry/{p}/staging/*")),
+        "named records denied"
+    );
+    assert!(
+        err.contains("DENY never (previews): a named stage's stacks"),
+        "{err}"
     );
 
     // cfn-lint accepts it, and the one with a CodeBuild project.
@@ -205,7 +256,11 @@ fn bootstrap_prints_a_template_cfn_lint_accepts_and_a_second_run_writes_nothing(
     let cb: serde_json::Value = serde_json::from_str(&with_cb).unwrap();
     let groups = &cb["Resources"]["CodeBuildProject"]["Properties"]["Triggers"]["FilterGroups"];
     assert_eq!(groups[0][1]["Pattern"], "^refs/heads/.*$");
-    for (name, text) in [("staging.json", &out), ("dev-codebuild.json", &with_cb)] {
+    for (name, text) in [
+        ("staging.json", &out),
+        ("dev-codebuild.json", &with_cb),
+        ("previews.json", &previews),
+    ] {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         let o = std::process::Command::new(&lint)

@@ -124,12 +124,44 @@ fn previews_are_listed_and_pruned_by_ci_event_live_refs_and_ttl() {
     );
     assert_eq!(stacks(p).len(), 10);
 
-    // A merged pull request's build (CodeBuild) prunes its preview.
+    // Ferry's own previews stack (`bootstrap '*'`) is no preview.
+    let (code, _, err) = run(
+        &mut xtask(
+            &r,
+            &[
+                "bootstrap",
+                "*",
+                "--trust",
+                "arn:aws:iam::111111111111:root",
+            ],
+        ),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        names(&list(&r)),
+        ["feature/Login", "old-branch", "pr-1", "pr-2"]
+    );
+
+    // A merged pull request's build deploys nothing (its preview is to go) ...
+    let merged_env = |c: &mut std::process::Command| {
+        c.env("CODEBUILD_BUILD_ID", "shop:1")
+            .env("CODEBUILD_WEBHOOK_EVENT", "PULL_REQUEST_MERGED")
+            .env("CODEBUILD_WEBHOOK_TRIGGER", "pr/1");
+    };
+    let mut deploy = xtask(&r, &["deploy", "--from-ci"]);
+    merged_env(&mut deploy);
+    let (code, out, err) = run(&mut deploy, None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("ci: pull request #1 was closed: nothing to deploy"),
+        "{out}"
+    );
+    assert!(!err.contains("deploying stack"), "{err}");
+
+    // ... and prunes it.
     let mut merged = xtask(&r, &["previews", "prune", "--from-ci"]);
-    merged
-        .env("CODEBUILD_BUILD_ID", "shop:1")
-        .env("CODEBUILD_WEBHOOK_EVENT", "PULL_REQUEST_MERGED")
-        .env("CODEBUILD_WEBHOOK_TRIGGER", "pr/1");
+    merged_env(&mut merged);
     let (code, out, err) = run(&mut merged, None);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("pr-1: pull request #1 was closed"), "{out}");
@@ -168,7 +200,11 @@ fn previews_are_listed_and_pruned_by_ci_event_live_refs_and_ttl() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("pruned 2 of 2 preview stage(s)"), "{out}");
     assert_eq!(names(&list(&r)), Vec::<&str>::new());
-    assert_eq!(stacks(p), [format!("{p}-a-dev"), format!("{p}-b-dev")]);
+    assert_eq!(
+        stacks(p),
+        [format!("{p}-a-dev"), format!("{p}-b-dev")],
+        "the previews are gone, dev stays"
+    );
     let (code, _, err) = run(&mut xtask(&r, &["previews", "prune", "--ttl", "7w"]), None);
     assert_eq!(code, 2);
     assert!(err.contains("`7w` is not a TTL"), "{err}");

@@ -36,14 +36,18 @@ pub enum BootstrapError {
     BadRepository { url: String },
 }
 
-/// One permission the deployer role gets, for review.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One statement of the deployer role's policy, for review.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Permission {
     /// What needs it: `CloudFormation`, `records (SSM)`, or a resource type a template uses.
     pub why: String,
+    /// A denial: what the role may never do, whatever else allows it.
+    pub deny: bool,
     pub actions: Vec<String>,
     /// Resource ARNs (`Fn::Sub` patterns) or `*`.
     pub resources: Vec<String>,
+    /// A condition (JSON), when the statement has one.
+    pub condition: Option<Value>,
 }
 
 /// The bootstrap stack of a stage.
@@ -249,7 +253,8 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
             (format!("ferry-{project}-{id}-deployer"), "/".into())
         }
     };
-    let permissions = permissions(ws, stage, &mut notes);
+    let mut permissions = permissions(ws, stage, &mut notes);
+    permissions.extend(denials(ws, stage, &role, &path));
     let mut principals: Vec<Value> = options.trust.iter().map(|t| json!(t)).collect();
     if options.codebuild.is_some() {
         principals.push(json!({"Fn::GetAtt": ["CodeBuildRole", "Arn"]}));
@@ -269,9 +274,24 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
             let res: Vec<Value> = p
                 .resources
                 .iter()
-                .map(|r| if r == "*" { json!("*") } else { json!({"Fn::Sub": r}) })
+                .map(|r| {
+                    if r == "*" {
+                        json!("*")
+                    } else {
+                        json!({"Fn::Sub": r})
+                    }
+                })
                 .collect();
-            json!({"Sid": format!("P{i:02}"), "Effect": "Allow", "Action": p.actions, "Resource": res})
+            let mut st = json!({
+                "Sid": format!("{}{i:02}", if p.deny { "D" } else { "P" }),
+                "Effect": if p.deny { "Deny" } else { "Allow" },
+                "Action": p.actions,
+                "Resource": res
+            });
+            if let Some(c) = &p.condition {
+                st["Condition"] = c.clone();
+            }
+            st
         })
         .collect();
     resources.insert(
@@ -298,7 +318,15 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
 
     if let Some(url) = &options.codebuild {
         codebuild(ws, stage, url, &mut resources, &mut outputs, &mut notes);
+        if stage.preview && ws.project.ci.pull_requests.is_some() {
+            notes.push(
+                "pull-request builds run the pull request's own code with the previews' role: whoever can open a pull request can deploy (and remove) preview stacks; the role is denied every named stage's stacks, records, roles and buckets".into(),
+            );
+        }
     }
+    notes.push(
+        "the role may write inline policies on roles named like the stage's stacks (CloudFormation needs that for the functions' roles), so a template deployed with it can give its own functions broad rights; review templates as you review code, or add a permissions boundary to the role by hand".into(),
+    );
 
     let template = json!({
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -465,6 +493,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 .iter()
                 .map(|s| arn("cloudformation", &format!("stack/{s}/*")))
                 .collect(),
+            ..Default::default()
         },
         Permission {
             why: "CloudFormation: listing (drift, previews)".into(),
@@ -474,6 +503,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 "cloudformation:ValidateTemplate",
             ]),
             resources: vec!["*".into()],
+            ..Default::default()
         },
     ];
     let records = ws.records_path(stage);
@@ -498,6 +528,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
             "ssm:DeleteParameter",
         ]),
         resources: vec![arn("ssm", &format!("parameter{records}"))],
+        ..Default::default()
     });
     if let Some(p) = &stage.config.parameters_path {
         out.push(Permission {
@@ -508,6 +539,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 "ssm:GetParametersByPath",
             ]),
             resources: vec![arn("ssm", &format!("parameter{p}*"))],
+            ..Default::default()
         });
     }
     out.push(Permission {
@@ -522,11 +554,13 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
             "${ArtifactBucket.Arn}".into(),
             "${ArtifactBucket.Arn}/*".into(),
         ],
+        ..Default::default()
     });
     out.push(Permission {
         why: "notifications".into(),
         actions: strings(&["sns:Publish"]),
         resources: vec!["${NotificationTopic}".into()],
+        ..Default::default()
     });
 
     // Per resource type of the stage's templates.
@@ -586,6 +620,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 "arn:${AWS::Partition}:cloudformation:${AWS::Region}:aws:transform/Serverless-2016-10-31"
                     .into(),
             ],
+            ..Default::default()
         });
     }
     // SAM resources stand for the plain resources the transform makes.
@@ -641,21 +676,29 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                     Scope::StackRoles => stacks
                         .iter()
                         .map(|s| {
-                            let start: String = s
-                                .split('*')
-                                .next()
-                                .unwrap_or_default()
-                                .chars()
-                                .take(ROLE_PREFIX)
-                                .collect();
                             format!(
-                                "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{start}*"
+                                "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{}*",
+                                name_start(s)
                             )
                         })
                         .collect::<BTreeSet<_>>()
                         .into_iter()
                         .collect(),
+                    // CloudFormation names a bucket after its stack, lowercased.
+                    Scope::StackBuckets => stacks
+                        .iter()
+                        .flat_map(|s| {
+                            let start = name_start(s).to_ascii_lowercase();
+                            [
+                                format!("arn:${{AWS::Partition}}:s3:::{start}*"),
+                                format!("arn:${{AWS::Partition}}:s3:::{start}*/*"),
+                            ]
+                        })
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect(),
                 },
+                ..Default::default()
             }),
             None => {
                 let service = ty
@@ -672,6 +715,12 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 if service.is_empty() {
                     continue;
                 }
+                if SENSITIVE.contains(&service.as_str()) {
+                    notes.push(format!(
+                        "{ty} ({users}) is not in Ferry's table, and {service} actions are never granted wholesale: nothing added; grant the few actions it needs by hand after review"
+                    ));
+                    continue;
+                }
                 notes.push(format!(
                     "{ty} ({users}) has no entry in Ferry's table: granted {service}:* on *; narrow it to the actions CloudFormation needs for it before you deploy this to a real account"
                 ));
@@ -679,6 +728,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                     why: format!("{ty} ({users}), not in the table"),
                     actions: vec![format!("{service}:*")],
                     resources: vec!["*".into()],
+                    ..Default::default()
                 });
             }
         }
@@ -690,6 +740,122 @@ enum Scope {
     Any,
     /// Roles named after the stage's stacks (CloudFormation names them so).
     StackRoles,
+    /// Buckets (and their objects) named after the stage's stacks.
+    StackBuckets,
+}
+
+/// The start of `stack` a name CloudFormation makes from it surely has (before any `*`).
+fn name_start(stack: &str) -> String {
+    stack
+        .split('*')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(ROLE_PREFIX)
+        .collect()
+}
+
+/// Services whose actions are never granted wholesale for a type Ferry's table lacks: they
+/// grant identities and keys.
+const SENSITIVE: &[&str] = &[
+    "iam",
+    "sts",
+    "organizations",
+    "kms",
+    "account",
+    "sso",
+    "identitystore",
+];
+
+/// What the role may never do, whatever else allows it: touch its own role or Ferry's own
+/// stacks, attach the administrator policies AWS ships, and, for the preview stages' role, touch
+/// any named stage's stacks, records, roles or buckets.
+pub fn denials(ws: &Workspace, stage: &Stage, role: &str, path: &str) -> Vec<Permission> {
+    let project = &ws.project.name;
+    let mut out = vec![
+        Permission {
+            why: "never: its own role, Ferry's own stacks".into(),
+            deny: true,
+            actions: strings(&["iam:*"]),
+            resources: vec![format!(
+                "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role{path}{role}"
+            )],
+            ..Default::default()
+        },
+        Permission {
+            why: "never: Ferry's own stacks".into(),
+            deny: true,
+            actions: strings(&["cloudformation:*"]),
+            resources: vec![format!(
+                "arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/ferry-{project}-*/*"
+            )],
+            ..Default::default()
+        },
+        Permission {
+            why: "never: attach an administrator policy to a role".into(),
+            deny: true,
+            actions: strings(&["iam:AttachRolePolicy", "iam:PutRolePermissionsBoundary"]),
+            resources: vec!["*".into()],
+            condition: Some(json!({"ArnLike": {"iam:PolicyARN": [
+                "arn:aws:iam::aws:policy/AdministratorAccess",
+                "arn:aws:iam::aws:policy/PowerUserAccess",
+                "arn:aws:iam::aws:policy/IAMFullAccess",
+                "arn:aws:iam::aws:policy/*FullAccess"
+            ]}})),
+        },
+    ];
+    if stage.preview {
+        // Preview names are patterns: keep them off every named stage.
+        let mut stacks = BTreeSet::new();
+        let mut records = BTreeSet::new();
+        for name in ws.stages.keys() {
+            let Ok(named) = ws.stage(name) else { continue };
+            stacks.extend(ws.services.iter().map(|s| ws.stack_name(&s.name, &named)));
+            records.insert(ws.records_path(&named));
+        }
+        if !stacks.is_empty() {
+            let arn = |rest: String| rest;
+            out.push(Permission {
+                why: "never (previews): a named stage's stacks".into(),
+                deny: true,
+                actions: strings(&["cloudformation:*"]),
+                resources: stacks
+                    .iter()
+                    .map(|s| arn(format!("arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{s}/*")))
+                    .collect(),
+                ..Default::default()
+            });
+            out.push(Permission {
+                why: "never (previews): a named stage's roles and buckets".into(),
+                deny: true,
+                actions: strings(&["iam:*", "s3:*"]),
+                resources: stacks
+                    .iter()
+                    .flat_map(|s| {
+                        let lower = s.to_ascii_lowercase();
+                        [
+                            format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{s}*"),
+                            format!("arn:${{AWS::Partition}}:s3:::{lower}*"),
+                        ]
+                    })
+                    .collect(),
+                ..Default::default()
+            });
+        }
+        if !records.is_empty() {
+            out.push(Permission {
+                why: "never (previews): a named stage's records".into(),
+                deny: true,
+                actions: strings(&["ssm:*"]),
+                resources: records
+                    .iter()
+                    .map(|r| format!("arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{r}*"))
+                    .collect(),
+                ..Default::default()
+            });
+        }
+    }
+    out
 }
 
 fn strings(s: &[&str]) -> Vec<String> {
@@ -768,7 +934,7 @@ fn actions_of(ty: &str) -> Option<(&'static [&'static str], Scope)> {
                 "s3:DeleteObject",
                 "s3:DeleteObjectVersion",
             ][..],
-            Scope::Any,
+            Scope::StackBuckets,
         ),
         "AWS::S3::BucketPolicy" => (
             &[
@@ -776,7 +942,7 @@ fn actions_of(ty: &str) -> Option<(&'static [&'static str], Scope)> {
                 "s3:GetBucketPolicy",
                 "s3:DeleteBucketPolicy",
             ][..],
-            Scope::Any,
+            Scope::StackBuckets,
         ),
         "AWS::DynamoDB::Table" => (
             &[

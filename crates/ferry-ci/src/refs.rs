@@ -19,7 +19,8 @@ pub struct LiveRefs {
 impl LiveRefs {
     /// One ref per line, its last field counted (so `git ls-remote` output works as is):
     /// `refs/heads/<branch>` or a plain `<branch>`; `refs/pull/<n>/head`, `refs/pull/<n>/merge`,
-    /// `pr/<n>` or `#<n>` for a pull request. Tags and other `refs/…` are passed over, as are
+    /// `pr/<n>`, `#<n>` or a bare number (as `gh pr list --json number -q '.[].number'` prints)
+    /// for a pull request. Tags and other `refs/…` are passed over, as are
     /// empty lines.
     pub fn parse(text: &str) -> LiveRefs {
         let mut branches = BTreeSet::new();
@@ -39,6 +40,7 @@ impl LiveRefs {
             } else if let Some(n) = r
                 .strip_prefix("pr/")
                 .or_else(|| r.strip_prefix('#'))
+                .or_else(|| number(r).then_some(r))
                 .filter(|n| number(n))
             {
                 prs.insert(n.to_string());
@@ -129,9 +131,11 @@ mod tests {
         let live = LiveRefs::parse(ls);
         assert_eq!(live.branches, set(&["feature/login", "main"]));
         assert_eq!(live.pull_requests, set(&["42", "7"]));
-        let plain = LiveRefs::parse("main\n#12\npr/13\n");
+        let plain = LiveRefs::parse("main\n#12\npr/13\n14\n");
         assert_eq!(plain.branches, set(&["main"]));
-        assert_eq!(plain.pull_requests, set(&["12", "13"]));
+        assert_eq!(plain.pull_requests, set(&["12", "13", "14"]));
+        // What `gh pr list --json number -q '.[].number'` prints: pull requests only.
+        assert_eq!(LiveRefs::parse("12\n7\n").branches, None);
         // Only branches: nothing is said about pull requests, and the other way round.
         assert_eq!(LiveRefs::parse("a\trefs/heads/main\n").pull_requests, None);
         assert_eq!(LiveRefs::parse("#5\n").branches, None);

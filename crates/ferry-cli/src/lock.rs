@@ -60,6 +60,7 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     records: &RecordStore,
     stage: &Stage,
     batch: &str,
+    force: bool,
     cancel: &Cancel,
     work: impl FnOnce(u64) -> F,
 ) -> anyhow::Result<T> {
@@ -67,7 +68,23 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     let mut holder =
         LockHolder::for_this_process(&|k| std::env::var(k).ok(), "batch node", &stage.name, build)
             .in_batch(batch);
-    let joined = records.join(&holder).await.with_context(|| {
+    let joined = match records.join(&holder).await {
+        // Another run's stale lock, and --force-unlock: taken over for this batch.
+        Err(ferry_records::RecordError::Locked { stale: Some(_), .. }) if force => {
+            let acquired = records.lock(&holder, true).await.with_context(|| {
+                format!("failed to take over the lock of stage `{}`", stage.name)
+            })?;
+            if let Some((old, why)) = acquired.displaced {
+                eprintln!(
+                    "took over the lock of stage `{}` from {old}: it was stale ({why})",
+                    stage.name
+                );
+            }
+            Ok(ferry_records::Joined::Took)
+        }
+        other => other,
+    };
+    let joined = joined.with_context(|| {
         format!(
             "failed to join the lock of stage `{}` for batch `{batch}`",
             stage.name

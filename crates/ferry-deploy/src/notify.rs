@@ -88,15 +88,17 @@ pub async fn announce(
         }
     };
     let changes = ferry_notify::changes(&before, &after);
-    // Kept whenever it moved, a first passing too, so that a later failure is a change.
-    let mut now = before.clone();
-    now.extend(after.iter().map(|(s, (h, _))| (s.clone(), *h)));
-    if now != before
-        && let Err(e) = records.write_health(&now).await
-    {
-        out.failed.push(masker.mask(&format!(
-            "notifications: failed to keep the stage's health (the next run may announce these changes again): {e}"
-        )));
+    // Kept whenever it moved, a first passing too, so that a later failure is a change; one
+    // parameter per service, so siblings deploying at once never undo each other's.
+    for (service, (h, _)) in &after {
+        if before.get(service) == Some(h) {
+            continue;
+        }
+        if let Err(e) = records.write_health(service, *h).await {
+            out.failed.push(masker.mask(&format!(
+                "notifications: failed to keep the health of `{service}` (the next run may announce its change again): {e}"
+            )));
+        }
     }
     let release = release
         .filter(|r| matches!(r.kind, ReleaseKind::Promote | ReleaseKind::Rollback))
@@ -123,7 +125,7 @@ pub async fn announce(
     let ssm = aws_sdk_ssm::Client::new(config);
     for hook in &n.webhooks {
         let (url, shown) = match hook {
-            Webhook::Url(u) => (u.clone(), u.clone()),
+            Webhook::Url(u) => (u.clone(), ferry_notify::shown_url(u)),
             Webhook::Ssm(name) => {
                 let shown = format!("ssm:{name}");
                 match ssm

@@ -112,6 +112,10 @@ pub async fn find(ws: &Workspace, config: &SdkConfig) -> Result<Vec<Preview>, Pr
         let Some(id) = tag(ferry_stacks::ownership::TAG_STAGE) else {
             continue;
         };
+        // Ferry's own stacks (`bootstrap '*'`, service `_bootstrap`) are no preview.
+        if tag(ferry_stacks::ownership::TAG_SERVICE).is_some_and(|s| s.starts_with('_')) {
+            continue;
+        }
         if entry(&mut found, &id).is_none() {
             continue;
         }

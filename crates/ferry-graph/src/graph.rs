@@ -281,6 +281,25 @@ impl DepGraph {
         order
     }
 
+    /// The graph of `keep` in which a kept node depends on every kept node it reaches, directly
+    /// or through nodes left out (so an order of it never runs a node before an indirect
+    /// dependency). Unknown names are ignored.
+    pub fn reachability_subgraph(&self, keep: &BTreeSet<String>) -> DepGraph {
+        let nodes: Vec<(String, Vec<String>)> = keep
+            .iter()
+            .filter(|n| self.contains(n))
+            .map(|n| {
+                let deps = self
+                    .with_dependencies([n.as_str()])
+                    .into_iter()
+                    .filter(|d| d != n && keep.contains(d))
+                    .collect();
+                (n.clone(), deps)
+            })
+            .collect();
+        DepGraph::new(nodes).expect("a subgraph of a valid graph is valid")
+    }
+
     /// The subgraph induced by `keep` (edges between kept nodes only). Unknown names are ignored.
     pub fn subgraph(&self, keep: &BTreeSet<String>) -> DepGraph {
         let nodes: Vec<(String, Vec<String>)> = keep
@@ -392,6 +411,22 @@ mod tests {
 
     fn set(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_reachability_subgraph_keeps_indirect_dependencies() {
+        let g = graph(&[
+            ("api", &["database"]),
+            ("database", &[]),
+            ("frontend", &["api"]),
+        ])
+        .unwrap();
+        let keep = set(&["database", "frontend"]);
+        // The induced subgraph loses frontend → api → database; reachability keeps it.
+        assert_eq!(g.subgraph(&keep).waves(), [vec!["database", "frontend"]]);
+        let r = g.reachability_subgraph(&keep);
+        assert_eq!(r.waves(), [vec!["database"], vec!["frontend"]]);
+        assert_eq!(r.dependencies("frontend"), ["database"]);
     }
 
     #[test]

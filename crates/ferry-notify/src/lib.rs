@@ -183,6 +183,18 @@ pub enum NotifyError {
     Sns { topic: String, message: String },
 }
 
+/// How a webhook URL written in `ferry.toml` is shown: its scheme and host only (its path may
+/// still identify a channel).
+pub fn shown_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            format!("{scheme}://{host}/…")
+        }
+        None => "(a webhook)".into(),
+    }
+}
+
 /// How long one webhook may take.
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -212,25 +224,31 @@ pub async fn post(url: &str, body: &str, shown: &str) -> Result<u16, NotifyError
         .header("user-agent", "ferry")
         .body(Full::new(Bytes::from(body.to_string())))
         .map_err(|_| fail("not a usable URL".into()))?;
-    let resp = tokio::time::timeout(WEBHOOK_TIMEOUT, client.request(request))
-        .await
-        .map_err(|_| fail(format!("no answer within {}s", WEBHOOK_TIMEOUT.as_secs())))?
-        .map_err(|e| fail(format!("the request failed: {}", causes(&e))))?;
-    let status = resp.status().as_u16();
-    if !(200..300).contains(&status) {
-        let text: String = resp
-            .into_body()
-            .collect()
+    // One limit for the whole exchange, the answer's body included (read at most 4 KB of it).
+    let exchange = async {
+        let resp = client
+            .request(request)
             .await
-            .map(|b| {
-                String::from_utf8_lossy(&b.to_bytes())
-                    .chars()
-                    .take(200)
-                    .collect()
-            })
-            .unwrap_or_default();
-        return Err(fail(format!("answered HTTP {status}: {text:?}")));
-    }
+            .map_err(|e| fail(format!("the request failed: {}", causes(&e))))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text: String = http_body_util::Limited::new(resp.into_body(), 4096)
+                .collect()
+                .await
+                .map(|b| {
+                    String::from_utf8_lossy(&b.to_bytes())
+                        .chars()
+                        .take(200)
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(fail(format!("answered HTTP {status}: {text:?}")));
+        }
+        Ok(status)
+    };
+    let status = tokio::time::timeout(WEBHOOK_TIMEOUT, exchange)
+        .await
+        .map_err(|_| fail(format!("no answer within {}s", WEBHOOK_TIMEOUT.as_secs())))??;
     Ok(status)
 }
 

@@ -5,9 +5,14 @@
 //!   service: the graph is fixed in the file, and a node whose service is up to date finishes in
 //!   seconds), `depend-on` following the graph, so CodeBuild skips the dependents of a failed
 //!   node; and a last node that writes the batch's release and releases its lock.
-//! - `.github/workflows/deploy.yml`: a plan job, then one matrix job per wave of the graph
-//!   (legs of one matrix cannot depend on each other), each wave's matrix taken from the plan
-//!   (`plan --format github-matrix`), and a last job that finishes the batch.
+//! - `.github/workflows/deploy.yml`: one matrix job per wave of the graph (legs of one matrix
+//!   cannot depend on each other; a wave holds every service whose deepest dependency is in the
+//!   wave before, so every dependency, however indirect, is in an earlier wave), each leg a
+//!   service, and a last job that finishes the batch when every wave succeeded.
+//!
+//! Every service gets a node in both, not only those a plan would deploy: a node whose service
+//! is up to date finishes in well under a second, and a dependent whose inputs changed (which a
+//! plan does not list) is checked like on one machine.
 //!
 //! Both run `<runner> batch node` per service, taking the stage from the build's trigger
 //! (`--from-ci`).
@@ -92,7 +97,7 @@ batch:
         }
         let _ = writeln!(out, "      env:");
         let _ = writeln!(out, "        variables:");
-        let _ = writeln!(out, "          SERVICE: {name}");
+        let _ = writeln!(out, "          SERVICE: \"{name}\"");
     }
     let _ = writeln!(out, "    - identifier: {finish}");
     if !order.is_empty() {
@@ -141,7 +146,7 @@ reports:
 /// `.github/workflows/deploy.yml` for the graph `g`.
 pub fn github_workflow(g: &DepGraph, runner: &Runner<'_>) -> String {
     let mut out = header(runner);
-    let waves = g.waves().len().max(1);
+    let waves = g.waves();
     let command = runner.command;
     let mut setup = String::new();
     for c in runner.setup {
@@ -150,12 +155,13 @@ pub fn github_workflow(g: &DepGraph, runner: &Runner<'_>) -> String {
     let _ = write!(
         out,
         "#
-# One deploy spread over GitHub Actions jobs: a plan job, then one matrix job per wave of the
-# dependency graph (a wave's services in parallel, each `batch node` deploying one service), then
-# a job that writes the batch's release and releases the stage's lock, which the jobs of this run
-# share (batch `github-<run id>`). A failed wave stops the later ones; re-running the failed jobs
-# redoes only what is missing. The stage comes from the trigger ([ci] in ferry.toml); AWS access
-# comes from the repository variable FERRY_ROLE_ARN (a role trusting GitHub's OIDC provider).
+# One deploy spread over GitHub Actions jobs: one matrix job per wave of the dependency graph (a
+# wave's services in parallel, each `batch node` deploying one service when it needs it), then a
+# job that writes the batch's release and releases the stage's lock, which the jobs of this run
+# share (batch `github-<run id>`). A failed wave stops the later ones and the finish; re-running
+# the failed jobs (the same run id) redoes only what is missing. The stage comes from the
+# trigger ([ci] in ferry.toml); AWS access comes from the repository variable FERRY_ROLE_ARN (a
+# role trusting GitHub's OIDC provider) and AWS_REGION.
 name: deploy
 
 on:
@@ -168,16 +174,19 @@ permissions:
   id-token: write
   contents: read
 
+concurrency:
+  group: ferry-deploy-${{{{ github.ref }}}}
+  cancel-in-progress: false
+
 env:
   CARGO_TERM_COLOR: never
   CI: \"true\"
 
-jobs:
-  plan:
-    runs-on: ubuntu-latest
-    outputs:
-      plan: ${{{{ steps.plan.outputs.plan }}}}
-    steps:
+jobs:"
+    );
+    let steps = |run: &str| {
+        format!(
+            "    steps:
       - uses: actions/checkout@v4
         with:
           fetch-depth: 0
@@ -185,58 +194,49 @@ jobs:
         with:
           role-to-assume: ${{{{ vars.FERRY_ROLE_ARN }}}}
           aws-region: ${{{{ vars.AWS_REGION }}}}
-{setup}      - id: plan
-        run: echo \"plan=$({command} plan --from-ci --format github-matrix)\" >> \"$GITHUB_OUTPUT\"
+{setup}      - run: {run}
 "
-    );
-    for w in 0..waves {
+        )
+    };
+    for (w, services) in waves.iter().enumerate() {
         let needs = if w == 0 {
-            "plan".to_string()
+            String::new()
         } else {
-            format!("[plan, wave-{}]", w - 1)
+            format!("    needs: wave-{}\n", w - 1)
         };
+        let list = services
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         let _ = write!(
             out,
             "
   wave-{w}:
-    needs: {needs}
-    if: ${{{{ fromJSON(needs.plan.outputs.plan).waves[{w}] != null }}}}
-    strategy:
+{needs}    strategy:
       fail-fast: false
-      matrix: ${{{{ fromJSON(needs.plan.outputs.plan).waves[{w}] }}}}
+      matrix:
+        service: [{list}]
     runs-on: ubuntu-latest
     env:
-      STAGE: ${{{{ matrix.stage }}}}
       SERVICE: ${{{{ matrix.service }}}}
-    steps:
-      - uses: actions/checkout@v4
-        with:
-          fetch-depth: 0
-      - uses: aws-actions/configure-aws-credentials@v4
-        with:
-          role-to-assume: ${{{{ vars.FERRY_ROLE_ARN }}}}
-          aws-region: ${{{{ vars.AWS_REGION }}}}
-{setup}      - run: {command} batch node \"$STAGE\" \"$SERVICE\" --test
-"
+{}",
+            steps(&format!(
+                "{command} batch node --from-ci \"$SERVICE\" --test"
+            ))
         );
     }
-    let all: Vec<String> = (0..waves).map(|w| format!("wave-{w}")).collect();
+    let needs = match waves.len() {
+        0 => String::new(),
+        n => format!("    needs: wave-{}\n", n - 1),
+    };
     let _ = write!(
         out,
         "
   finish:
-    needs: [plan, {}]
-    if: ${{{{ always() && needs.plan.result == 'success' && fromJSON(needs.plan.outputs.plan).count > 0 }}}}
-    runs-on: ubuntu-latest
-    steps:
-      - uses: actions/checkout@v4
-      - uses: aws-actions/configure-aws-credentials@v4
-        with:
-          role-to-assume: ${{{{ vars.FERRY_ROLE_ARN }}}}
-          aws-region: ${{{{ vars.AWS_REGION }}}}
-{setup}      - run: {command} batch finish --from-ci
-",
-        all.join(", ")
+{needs}    runs-on: ubuntu-latest
+{}",
+        steps(&format!("{command} batch finish --from-ci"))
     );
     out
 }

@@ -291,7 +291,8 @@ pub fn plan(
 
     let deploying = reasons::deploying(&reasons);
     let services = service_plans(ws, &stage, reasons, &deploying, &removed);
-    let deploy_graph = graph.subgraph(&deploying);
+    // Indirect dependencies count: a service waits for one it reaches through a skipped one.
+    let deploy_graph = graph.reachability_subgraph(&deploying);
     let (pull_request, notes) = notes(ws, &stage, &req.ci, &removed);
     Ok(Plan {
         stage: stage.name.clone(),

@@ -153,8 +153,30 @@ pub fn text(plan: &Plan, explain: bool) -> String {
     out
 }
 
+/// Every service `name` depends on, directly or through others (by the plan's services).
+fn indirect_dependencies(plan: &Plan, name: &str) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut todo: Vec<String> = plan
+        .service(name)
+        .map(|s| s.depends_on.clone())
+        .unwrap_or_default();
+    while let Some(d) = todo.pop() {
+        if seen.contains(&d) {
+            continue;
+        }
+        if let Some(s) = plan.service(&d) {
+            todo.extend(s.depends_on.iter().cloned());
+        }
+        seen.push(d);
+    }
+    seen.sort();
+    seen
+}
+
 /// A buildspec `batch:` section with one build per service to deploy, `depend-on` following the
-/// graph (only edges between deployed services: the others are up to date).
+/// graph (edges between deployed services, also through services that skip: the others are up
+/// to date). It lists what the plan deploys only; `batch files` makes the build-graph of every
+/// service, which also checks dependents whose inputs change.
 pub fn codebuild_batch(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -170,17 +192,15 @@ pub fn codebuild_batch(plan: &Plan) -> String {
     }
     let _ = writeln!(out, "  build-graph:");
     for name in &plan.order {
-        let s = plan.service(name).expect("planned service");
         let _ = writeln!(out, "    - identifier: {}", identifier(name));
-        let deps: Vec<&String> = s
-            .depends_on
-            .iter()
+        let deps: Vec<String> = indirect_dependencies(plan, name)
+            .into_iter()
             .filter(|d| plan.order.contains(d))
             .collect();
         if !deps.is_empty() {
             let _ = writeln!(out, "      depend-on:");
             for d in deps {
-                let _ = writeln!(out, "        - {}", identifier(d));
+                let _ = writeln!(out, "        - {}", identifier(&d));
             }
         }
         let _ = writeln!(out, "      env:");

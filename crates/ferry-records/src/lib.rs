@@ -379,26 +379,47 @@ impl RecordStore {
             .await
     }
 
-    /// Each service's last known health (`<path>health`), for announcing changes of state;
-    /// empty when none was written (or it cannot be read as such).
+    /// Each service's last known health (one parameter per service under `<path>health/`, so
+    /// that batch nodes deploying siblings at once never overwrite each other's), for
+    /// announcing changes of state; a value that is not a health is passed over.
     pub async fn health(&self) -> Result<BTreeMap<String, Health>, RecordError> {
-        Ok(self
-            .get_value(&format!("{}health", self.path))
-            .await?
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default())
+        let mut out = BTreeMap::new();
+        let mut pages = self
+            .client
+            .get_parameters_by_path()
+            .path(format!("{}health", self.path))
+            .recursive(false)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.aws("GetParametersByPath", &e))?;
+            for p in page.parameters() {
+                let service = p
+                    .name()
+                    .unwrap_or_default()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default();
+                if let Ok(h) = serde_json::from_str(p.value().unwrap_or_default()) {
+                    out.insert(service.to_string(), h);
+                }
+            }
+        }
+        Ok(out)
     }
 
-    /// Replaces the services' health.
-    pub async fn write_health(&self, health: &BTreeMap<String, Health>) -> Result<(), RecordError> {
-        let value = serde_json::to_string(health).expect("health serialises");
-        self.put_value(&format!("{}health", self.path), &value)
+    /// Keeps `service`'s health.
+    pub async fn write_health(&self, service: &str, health: Health) -> Result<(), RecordError> {
+        let value = serde_json::to_string(&health).expect("health serialises");
+        self.put_value(&format!("{}health/{service}", self.path), &value)
             .await
     }
 
-    /// Deletes a service's record (absent is fine).
+    /// Deletes a service's record and its kept health (absent is fine).
     pub async fn delete(&self, service: &str) -> Result<(), RecordError> {
-        self.delete_parameter(&self.record_name(service)).await
+        self.delete_parameter(&self.record_name(service)).await?;
+        self.delete_parameter(&format!("{}health/{service}", self.path))
+            .await
     }
 
     /// The value of a parameter, `None` when absent.

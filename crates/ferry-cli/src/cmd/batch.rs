@@ -95,6 +95,9 @@ pub struct NodeArgs {
     /// On a stack in UPDATE_ROLLBACK_FAILED, call ContinueUpdateRollback instead of stopping
     #[arg(long)]
     continue_rollback: bool,
+    /// Take over the stage's lock if another run's lock is stale (see `deploy --help`)
+    #[arg(long)]
+    force_unlock: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -149,6 +152,7 @@ fn node(ctx: &Ctx, args: &NodeArgs) -> anyhow::Result<()> {
         args.timeout,
         args.adopt,
         args.continue_rollback,
+        args.force_unlock,
     );
     crate::cmd::deploy::run_with(ctx, &deploy, Some(&node))
 }
@@ -213,9 +217,9 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
             gate_override: None,
             approval: None,
         };
-        let written = crate::cmd::release::finish_release(&run, info, false).await;
+        // The lock stays while the release is unwritten: a retry of `batch finish` writes it.
+        let release = crate::cmd::release::finish_release(&run, info, false).await?;
         let released = records.unlock(&holder).await;
-        let release = written?;
         if release.is_none() {
             println!("batch `{batch}`: no node deployed anything");
         }

@@ -49,7 +49,18 @@ pub fn run(ctx: &Ctx, args: &BootstrapArgs) -> anyhow::Result<()> {
     let rows: Vec<[String; 3]> = b
         .permissions
         .iter()
-        .map(|p| [p.why.clone(), p.actions.join(" "), p.resources.join(" ")])
+        .map(|p| {
+            let why = if p.deny {
+                format!("DENY {}", p.why)
+            } else {
+                p.why.clone()
+            };
+            let on = match &p.condition {
+                Some(c) => format!("{} when {c}", p.resources.join(" ")),
+                None => p.resources.join(" "),
+            };
+            [why, p.actions.join(" "), on]
+        })
         .collect();
     eprint!("{}", table(["DEPLOYER ROLE MAY", "ACTIONS", "ON"], &rows));
     for n in &b.notes {

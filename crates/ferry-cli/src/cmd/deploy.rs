@@ -192,6 +192,7 @@ impl DeployArgs {
         timeout: u64,
         adopt: bool,
         continue_rollback: bool,
+        force_unlock: bool,
     ) -> DeployArgs {
         DeployArgs {
             from_ci: stage.is_none(),
@@ -205,7 +206,7 @@ impl DeployArgs {
             },
             concurrency: None,
             continue_rollback,
-            force_unlock: false,
+            force_unlock,
             adopt,
             test,
             timeout,
@@ -309,9 +310,14 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
                 .await
             }
             Some(node) => {
-                crate::lock::with_batch_lock(&records, &stage, &node.batch, &cancel, |since| {
-                    deploy_locked(args, &run, source, Some((node, since)))
-                })
+                crate::lock::with_batch_lock(
+                    &records,
+                    &stage,
+                    &node.batch,
+                    args.force_unlock,
+                    &cancel,
+                    |since| deploy_locked(args, &run, source, Some((node, since))),
+                )
                 .await
             }
         }

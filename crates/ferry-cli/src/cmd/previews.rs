@@ -39,7 +39,7 @@ pub struct ListArgs {
 #[derive(Debug, clap::Args)]
 pub struct PruneArgs {
     /// A file of live refs, one per line (`-`: standard input), e.g. `git ls-remote --heads
-    /// origin` (branches) or open pull requests as `#12` / `pr/12` / `refs/pull/12/head`. A
+    /// origin` (branches) or open pull requests as `12` / `#12` / `pr/12` / `refs/pull/12/head`. A
     /// preview named after a branch not listed is gone, and one of a pull request not listed;
     /// when the list names no pull request at all, pull-request previews are not judged (and
     /// likewise for branches)
@@ -189,6 +189,10 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
+    if ended.is_empty() && live.is_none() && args.ttl.is_none() {
+        // Only the CI event could say something, and it says nothing: no AWS call.
+        return Ok(());
+    }
     let previews = find(ctx)?;
     let now = ferry_records::now_secs();
     let evidence = Evidence {

@@ -106,6 +106,17 @@ pub(crate) fn stage_from_ci(
     ws: &ferry_manifest::Workspace,
     ci: &CiContext,
 ) -> anyhow::Result<Option<ferry_manifest::Stage>> {
+    // A pull request merged or closed: its preview is to be removed, never deployed again.
+    let event = std::env::var_os("GITHUB_EVENT_PATH").and_then(|p| std::fs::read_to_string(p).ok());
+    if let Some(ended) = ferry_ci::ended(&|k| std::env::var(k).ok(), event.as_deref())
+        .into_iter()
+        .find(|e| matches!(e, ferry_ci::Ended::PullRequest(_)))
+    {
+        println!(
+            "ci: {ended}: nothing to deploy (`previews prune --from-ci` removes its preview stage)"
+        );
+        return Ok(None);
+    }
     if ci.is_pull_request() && ws.project.ci.pull_requests.is_none() {
         println!(
             "ci: a pull request's build ({}) and [ci] gives pull requests no stage: nothing to deploy",
@@ -407,7 +418,7 @@ async fn rollback_to(
     .await?;
     print_summary(ws, stage, &report, 0, run.clock)?;
     let names: Vec<String> = rb.selection.deploy.iter().cloned().collect();
-    finish_release(
+    let written = finish_release(
         run,
         ReleaseInfo {
             id,
@@ -425,6 +436,14 @@ async fn rollback_to(
     let tests = ferry_acceptance::Report {
         outcomes: report.tests.clone(),
     };
+    // A rollback is news (by `rollback` or by on-test-failure), with what it restored.
+    announce(
+        run,
+        &report.services,
+        test.then_some(&tests),
+        written.as_ref(),
+    )
+    .await;
     let tests_ok =
         tests.outcomes.is_empty() || crate::cmd::acceptance::finish(run.ctx, stage, &tests).is_ok();
     if !report.succeeded() || !tests_ok {

@@ -252,18 +252,29 @@ fn webhook(text: &str) -> Result<Webhook, String> {
     if host_name.is_empty() {
         return Err(format!("`{text}` names no host"));
     }
+    let keep_in_ssm = "keep it in SSM as a SecureString (`param set <stage> notify/webhook --secure`) and name it here as ssm:/<path>";
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(format!("this webhook URL holds credentials: {keep_in_ssm}"));
+    }
+    if rest.contains('?') {
+        return Err(format!(
+            "this webhook URL has a query string, which often carries its token: {keep_in_ssm}"
+        ));
+    }
     let secret_hosts = [
         "hooks.slack.com",
         "discord.com",
         "discordapp.com",
-        "outlook.office.com",
+        "office.com",
+        "chat.googleapis.com",
     ];
     if secret_hosts
         .iter()
         .any(|h| host_name == *h || host_name.ends_with(&format!(".{h}")))
     {
         return Err(format!(
-            "this {host_name} webhook URL is a secret (its path is the token): keep it in SSM as a SecureString (`param set <stage> notify/webhook --secure`) and name it here as ssm:/<path>"
+            "this {host_name} webhook URL is a secret (its path is the token): {keep_in_ssm}"
         ));
     }
     Ok(Webhook::Url(text.to_string()))
