@@ -394,4 +394,37 @@ fn the_nodes_of_a_build_graph_deploy_like_one_machine_and_retry_only_what_is_mis
         fixed["right"].commit, fixed["left"].commit,
         "right deployed at the fix"
     );
+    // A crashed run's stale lock: a node is refused naming it; --force-unlock takes it over.
+    let store = RecordStore::new(
+        aws_sdk_ssm::Client::new(&config()),
+        "many",
+        &format!("/ferry/{p}/many"),
+    );
+    let none = |_: &str| None;
+    let crashed = ferry_records::LockHolder {
+        host: "gone-machine".into(),
+        since: ferry_records::now_secs() - 3600,
+        ..ferry_records::LockHolder::for_this_process(&none, "deploy", "many", None)
+    };
+    rt().block_on(store.lock(&crashed, false)).unwrap();
+    let node = |extra: &[&str]| {
+        let mut args = vec!["batch", "node", "many", "base", "--batch", "b9"];
+        args.extend_from_slice(extra);
+        run(&mut xtask(&r, &args), None)
+    };
+    let (code, _, err) = node(&[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("that lock is stale"), "{err}");
+    let (code, out, err) = node(&["--force-unlock"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("took over the lock of stage `many`"), "{err}");
+    let (code, out, err) = run(
+        &mut xtask(&r, &["batch", "finish", "many", "--batch", "b9"]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("lock: stage `many` released by batch `b9`"),
+        "{out}"
+    );
 }

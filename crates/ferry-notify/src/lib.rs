@@ -201,6 +201,16 @@ pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// POSTs `body` (JSON) to `url`; an answer other than 2xx is an error. `shown` is how the
 /// webhook is named in errors (never the URL itself when it came from a secret).
 pub async fn post(url: &str, body: &str, shown: &str) -> Result<u16, NotifyError> {
+    post_within(url, body, shown, WEBHOOK_TIMEOUT).await
+}
+
+/// [`post`] with its own limit for the whole exchange.
+pub async fn post_within(
+    url: &str,
+    body: &str,
+    shown: &str,
+    limit: Duration,
+) -> Result<u16, NotifyError> {
     use http_body_util::{BodyExt, Full};
     use hyper::body::Bytes;
     use hyper_util::client::legacy::Client;
@@ -246,9 +256,9 @@ pub async fn post(url: &str, body: &str, shown: &str) -> Result<u16, NotifyError
         }
         Ok(status)
     };
-    let status = tokio::time::timeout(WEBHOOK_TIMEOUT, exchange)
+    let status = tokio::time::timeout(limit, exchange)
         .await
-        .map_err(|_| fail(format!("no answer within {}s", WEBHOOK_TIMEOUT.as_secs())))??;
+        .map_err(|_| fail(format!("no answer within {:.1}s", limit.as_secs_f64())))??;
     Ok(status)
 }
 
@@ -431,6 +441,30 @@ mod tests {
             String::from_utf8_lossy(&got).into_owned()
         });
         (url, h)
+    }
+
+    #[tokio::test]
+    async fn a_webhook_that_stalls_in_its_answer_is_cut_off() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        let _server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            // Headers of a refusal with a long body, then nothing.
+            s.write_all(b"HTTP/1.1 500 X\r\ncontent-length: 100000\r\n\r\nstart")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let t = std::time::Instant::now();
+        let e = post_within(&url, "{}", "slow", Duration::from_millis(300))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "webhook slow: no answer within 0.3s");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
 
     #[tokio::test]
