@@ -217,7 +217,7 @@ fn bootstrap_prints_a_template_cfn_lint_accepts_and_a_second_run_writes_nothing(
     );
     assert_eq!(code, 0, "{err}");
     assert!(
-        previews.contains(&format!("stack/{p}-api-staging/*")),
+        previews.contains(&format!("stack/{p}-*-staging/*")),
         "named stacks denied"
     );
     assert!(

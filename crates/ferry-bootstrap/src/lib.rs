@@ -5,6 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use ferry_manifest::{ServiceKind, Stage, Workspace};
 use serde_json::{Value, json};
 
+/// The most characters IAM takes in a role's inline policies, together.
+pub const MAX_INLINE_POLICY: usize = 10_240;
+
 /// The service name the bootstrap stack is tagged with (`ferry:service`): no service of a
 /// workspace can have it (service names start with a letter).
 pub const BOOTSTRAP_SERVICE: &str = "_bootstrap";
@@ -30,6 +33,10 @@ pub enum BootstrapError {
     BadPrincipal { arn: String },
     #[error("role-arn `{arn}` of stage `{stage}` is not an IAM role ARN")]
     BadRoleArn { stage: String, arn: String },
+    #[error(
+        "the deployer role's policy would be {size} characters, over IAM's {max} for a role's inline policies: the stage has too many services or named stages for one policy; split the services over stages, or write the role by hand from `--print`"
+    )]
+    PolicyTooLarge { size: usize, max: usize },
     #[error(
         "`{url}` is not a repository URL CodeBuild can build (https://github.com/…, https://bitbucket.org/…, https://gitlab.com/…)"
     )]
@@ -294,6 +301,16 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
             st
         })
         .collect();
+    // IAM counts a role's inline policies without whitespace.
+    let size = serde_json::to_string(&json!({"Version": "2012-10-17", "Statement": statements}))
+        .expect("a policy serialises")
+        .len();
+    if size > MAX_INLINE_POLICY {
+        return Err(BootstrapError::PolicyTooLarge {
+            size,
+            max: MAX_INLINE_POLICY,
+        });
+    }
     resources.insert(
         "DeployerRole".into(),
         json!({
@@ -689,10 +706,8 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                         .iter()
                         .flat_map(|s| {
                             let start = name_start(s).to_ascii_lowercase();
-                            [
-                                format!("arn:${{AWS::Partition}}:s3:::{start}*"),
-                                format!("arn:${{AWS::Partition}}:s3:::{start}*/*"),
-                            ]
+                            // `{start}*` covers the buckets' objects too.
+                            [format!("arn:${{AWS::Partition}}:s3:::{start}*")]
                         })
                         .collect::<BTreeSet<_>>()
                         .into_iter()
@@ -756,7 +771,7 @@ fn name_start(stack: &str) -> String {
 }
 
 /// Services whose actions are never granted wholesale for a type Ferry's table lacks: they
-/// grant identities and keys.
+/// grant identities and keys, or the policy scopes them to the stage elsewhere.
 const SENSITIVE: &[&str] = &[
     "iam",
     "sts",
@@ -765,6 +780,12 @@ const SENSITIVE: &[&str] = &[
     "account",
     "sso",
     "identitystore",
+    // Scoped elsewhere in the policy: a wildcard would undo that.
+    "cloudformation",
+    "s3",
+    "ssm",
+    "lambda",
+    "secretsmanager",
 ];
 
 /// What the role may never do, whatever else allows it: touch its own role or Ferry's own
@@ -794,52 +815,58 @@ pub fn denials(ws: &Workspace, stage: &Stage, role: &str, path: &str) -> Vec<Per
         Permission {
             why: "never: attach an administrator policy to a role".into(),
             deny: true,
-            actions: strings(&["iam:AttachRolePolicy", "iam:PutRolePermissionsBoundary"]),
+            actions: strings(&["iam:AttachRolePolicy"]),
             resources: vec!["*".into()],
             condition: Some(json!({"ArnLike": {"iam:PolicyARN": [
-                "arn:aws:iam::aws:policy/AdministratorAccess",
-                "arn:aws:iam::aws:policy/PowerUserAccess",
-                "arn:aws:iam::aws:policy/IAMFullAccess",
-                "arn:aws:iam::aws:policy/*FullAccess"
+                {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AdministratorAccess*"},
+                {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/PowerUserAccess"},
+                {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/IAMFullAccess"},
+                {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/*FullAccess"}
             ]}})),
         },
     ];
     if stage.preview {
-        // Preview names are patterns: keep them off every named stage.
+        // Preview names are patterns: keep them off every named stage. Stacks and records by
+        // name (one pattern per named stage); roles and buckets by the stage tag CloudFormation
+        // passes on from the stack (their names are cut short, so names cannot tell).
         let mut stacks = BTreeSet::new();
         let mut records = BTreeSet::new();
+        let mut ids = BTreeSet::new();
         for name in ws.stages.keys() {
             let Ok(named) = ws.stage(name) else { continue };
-            stacks.extend(ws.services.iter().map(|s| ws.stack_name(&s.name, &named)));
+            stacks.insert(ferry_manifest::render_stack_name(
+                &ws.project.stack_name,
+                project,
+                "*",
+                &named.id,
+            ));
+            for s in ws.services.iter().filter(|s| s.stack_name.is_some()) {
+                stacks.insert(ws.stack_name(&s.name, &named));
+            }
             records.insert(ws.records_path(&named));
+            ids.insert(named.id.clone());
         }
         if !stacks.is_empty() {
-            let arn = |rest: String| rest;
             out.push(Permission {
                 why: "never (previews): a named stage's stacks".into(),
                 deny: true,
                 actions: strings(&["cloudformation:*"]),
                 resources: stacks
                     .iter()
-                    .map(|s| arn(format!("arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{s}/*")))
+                    .map(|s| format!("arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{s}/*"))
                     .collect(),
                 ..Default::default()
             });
             out.push(Permission {
-                why: "never (previews): a named stage's roles and buckets".into(),
+                why:
+                    "never (previews): a named stage's roles and buckets (by their ferry:stage tag)"
+                        .into(),
                 deny: true,
                 actions: strings(&["iam:*", "s3:*"]),
-                resources: stacks
-                    .iter()
-                    .flat_map(|s| {
-                        let lower = s.to_ascii_lowercase();
-                        [
-                            format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{s}*"),
-                            format!("arn:${{AWS::Partition}}:s3:::{lower}*"),
-                        ]
-                    })
-                    .collect(),
-                ..Default::default()
+                resources: vec!["*".into()],
+                condition: Some(json!({"StringEquals": {
+                    format!("aws:ResourceTag/{}", "ferry:stage"): ids.iter().collect::<Vec<_>>()
+                }})),
             });
         }
         if !records.is_empty() {

@@ -19,12 +19,19 @@ pub struct LiveRefs {
 impl LiveRefs {
     /// One ref per line, its last field counted (so `git ls-remote` output works as is):
     /// `refs/heads/<branch>` or a plain `<branch>`; `refs/pull/<n>/head`, `refs/pull/<n>/merge`,
-    /// `pr/<n>`, `#<n>` or a bare number (as `gh pr list --json number -q '.[].number'` prints)
-    /// for a pull request. Tags and other `refs/…` are passed over, as are
+    /// `pr/<n>`, `#<n>`, or, in a list of nothing but numbers (as `gh pr list --json number -q
+    /// '.[].number'` prints), a bare number for a pull request. Tags and other `refs/…` are passed over, as are
     /// empty lines.
     pub fn parse(text: &str) -> LiveRefs {
         let mut branches = BTreeSet::new();
         let mut prs = BTreeSet::new();
+        // Bare numbers are pull requests only in a list of nothing else (`gh pr list` output);
+        // among branch names, `1234` is a branch.
+        let lasts: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().last())
+            .collect();
+        let numbers_only = !lasts.is_empty() && lasts.iter().all(|r| number(r));
         for line in text.lines() {
             let Some(r) = line.split_whitespace().last() else {
                 continue;
@@ -40,7 +47,7 @@ impl LiveRefs {
             } else if let Some(n) = r
                 .strip_prefix("pr/")
                 .or_else(|| r.strip_prefix('#'))
-                .or_else(|| number(r).then_some(r))
+                .or_else(|| (numbers_only && number(r)).then_some(r))
                 .filter(|n| number(n))
             {
                 prs.insert(n.to_string());
@@ -131,11 +138,16 @@ mod tests {
         let live = LiveRefs::parse(ls);
         assert_eq!(live.branches, set(&["feature/login", "main"]));
         assert_eq!(live.pull_requests, set(&["42", "7"]));
-        let plain = LiveRefs::parse("main\n#12\npr/13\n14\n");
-        assert_eq!(plain.branches, set(&["main"]));
-        assert_eq!(plain.pull_requests, set(&["12", "13", "14"]));
+        let plain = LiveRefs::parse("main\n#12\npr/13\n1234\n");
+        assert_eq!(
+            plain.branches,
+            set(&["1234", "main"]),
+            "among names, a number is a branch"
+        );
+        assert_eq!(plain.pull_requests, set(&["12", "13"]));
         // What `gh pr list --json number -q '.[].number'` prints: pull requests only.
         assert_eq!(LiveRefs::parse("12\n7\n").branches, None);
+        assert_eq!(LiveRefs::parse("12\n7\n").pull_requests, set(&["12", "7"]));
         // Only branches: nothing is said about pull requests, and the other way round.
         assert_eq!(LiveRefs::parse("a\trefs/heads/main\n").pull_requests, None);
         assert_eq!(LiveRefs::parse("#5\n").branches, None);

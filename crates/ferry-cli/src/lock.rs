@@ -69,18 +69,21 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
         LockHolder::for_this_process(&|k| std::env::var(k).ok(), "batch node", &stage.name, build)
             .in_batch(batch);
     let joined = match records.join(&holder).await {
-        // Another run's stale lock, and --force-unlock: taken over for this batch.
+        // Another run's stale lock, and --force-unlock: taken over for this batch (or, when a
+        // sibling node took it over first, joined).
         Err(ferry_records::RecordError::Locked { stale: Some(_), .. }) if force => {
-            let acquired = records.lock(&holder, true).await.with_context(|| {
-                format!("failed to take over the lock of stage `{}`", stage.name)
-            })?;
-            if let Some((old, why)) = acquired.displaced {
-                eprintln!(
-                    "took over the lock of stage `{}` from {old}: it was stale ({why})",
-                    stage.name
-                );
+            match records.lock(&holder, true).await {
+                Ok(acquired) => {
+                    if let Some((old, why)) = acquired.displaced {
+                        eprintln!(
+                            "took over the lock of stage `{}` from {old}: it was stale ({why})",
+                            stage.name
+                        );
+                    }
+                    Ok(ferry_records::Joined::Took)
+                }
+                Err(_) => records.join(&holder).await,
             }
-            Ok(ferry_records::Joined::Took)
         }
         other => other,
     };
@@ -93,6 +96,10 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     match joined {
         ferry_records::Joined::Took => eprintln!(
             "lock: stage `{}` taken for batch `{batch}` (its nodes share it; `batch finish` releases it)",
+            stage.name
+        ),
+        ferry_records::Joined::TookOver { from, why } => eprintln!(
+            "lock: stage `{}` taken for batch `{batch}` over {from}: it was stale ({why})",
             stage.name
         ),
         ferry_records::Joined::Joined { since } => {

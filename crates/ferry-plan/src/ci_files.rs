@@ -8,7 +8,8 @@
 //! - `.github/workflows/deploy.yml`: one matrix job per wave of the graph (legs of one matrix
 //!   cannot depend on each other; a wave holds every service whose deepest dependency is in the
 //!   wave before, so every dependency, however indirect, is in an earlier wave), each leg a
-//!   service, and a last job that finishes the batch when every wave succeeded.
+//!   service, and a last job that always finishes the batch (its release says what deployed; the
+//!   lock is released even after a failure).
 //!
 //! Every service gets a node in both, not only those a plan would deploy: a node whose service
 //! is up to date finishes in well under a second, and a dependent whose inputs changed (which a
@@ -158,8 +159,9 @@ pub fn github_workflow(g: &DepGraph, runner: &Runner<'_>) -> String {
 # One deploy spread over GitHub Actions jobs: one matrix job per wave of the dependency graph (a
 # wave's services in parallel, each `batch node` deploying one service when it needs it), then a
 # job that writes the batch's release and releases the stage's lock, which the jobs of this run
-# share (batch `github-<run id>`). A failed wave stops the later ones and the finish; re-running
-# the failed jobs (the same run id) redoes only what is missing. The stage comes from the
+# share (batch `github-<run id>`). A failed wave stops the later ones; the finish always runs (the
+# release says what was deployed, the lock never outlives the run); re-running the failed jobs
+# (the same run id) redoes only what is missing. The stage comes from the
 # trigger ([ci] in ferry.toml); AWS access comes from the repository variable FERRY_ROLE_ARN (a
 # role trusting GitHub's OIDC provider) and AWS_REGION.
 name: deploy
@@ -226,9 +228,11 @@ jobs:"
             ))
         );
     }
+    // Always, also after a failed or cancelled wave: the release says what the batch deployed,
+    // and the lock must not outlive the run.
     let needs = match waves.len() {
         0 => String::new(),
-        n => format!("    needs: wave-{}\n", n - 1),
+        n => format!("    needs: wave-{}\n    if: ${{{{ always() }}}}\n", n - 1),
     };
     let _ = write!(
         out,

@@ -205,21 +205,15 @@ pub fn codebuild_batch(plan: &Plan) -> String {
         }
         let _ = writeln!(out, "      env:");
         let _ = writeln!(out, "        variables:");
-        let _ = writeln!(out, "          SERVICE: {name}");
+        let _ = writeln!(out, "          SERVICE: {}", yaml_scalar(name));
         let _ = writeln!(out, "          STAGE: {}", yaml_scalar(&plan.stage));
     }
     out
 }
 
 fn yaml_scalar(s: &str) -> String {
-    if s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && !s.is_empty()
-    {
-        s.to_string()
-    } else {
-        serde_json::to_string(s).expect("a string serialises")
-    }
+    // Always quoted: `on`, `no`, `null` are names too.
+    serde_json::to_string(s).expect("a string serialises")
 }
 
 /// JSON waves for a GitHub Actions job matrix: one job per wave, each wave a matrix

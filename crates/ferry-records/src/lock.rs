@@ -150,6 +150,9 @@ pub enum Joined {
     /// Another node of the same batch holds it: this node shares it. `since` is when the batch
     /// took it.
     Joined { since: u64 },
+    /// Another batch's lock, not renewed for [`LOCK_TTL`] (that batch is over: a failed batch
+    /// build never runs its finishing node), was taken over for this batch.
+    TookOver { from: Box<LockHolder>, why: Stale },
 }
 
 /// What releasing the lock found.
@@ -352,8 +355,9 @@ impl RecordStore {
     }
 
     /// Joins the lock for `holder`'s batch: takes it if it is free, shares it if another node
-    /// of the same batch holds it (renewing it), and otherwise says who holds it, like
-    /// [`lock`](Self::lock). A stale lock of another run is not taken over here.
+    /// of the same batch holds it (renewing it), takes over another batch's lock that nobody
+    /// renewed for [`LOCK_TTL`], and otherwise says who holds it, like [`lock`](Self::lock). A
+    /// stale lock of a plain run is not taken over here.
     pub async fn join(&self, holder: &LockHolder) -> Result<Joined, RecordError> {
         assert!(holder.batch.is_some(), "join is for a batch's nodes");
         let value = serde_json::to_string(holder).expect("a holder serialises");
@@ -384,6 +388,19 @@ impl RecordStore {
                 alive: &process::alive,
             };
             let stale = staleness(&current, now_secs(), &here);
+            if let (Some(_), Some(why @ Stale::Expired { .. })) = (&current.batch, &stale) {
+                // Delete only the lock just read (a run that took it meanwhile keeps it).
+                if self.get_value(&self.lock_name()).await?.as_deref() == Some(text.as_str()) {
+                    self.delete_parameter(&self.lock_name()).await?;
+                }
+                if self.create(&self.lock_name(), &value).await? {
+                    return Ok(Joined::TookOver {
+                        from: Box::new(current),
+                        why: why.clone(),
+                    });
+                }
+                continue;
+            }
             return Err(RecordError::Locked {
                 stage: self.stage.clone(),
                 holder: Box::new(current),

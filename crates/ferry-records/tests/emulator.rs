@@ -261,4 +261,34 @@ async fn the_nodes_of_one_batch_share_the_lock_and_any_other_run_is_refused() {
     );
     s.unlock(&node(14, "run-2")).await.unwrap();
     assert_eq!(s.lock_holder().await.unwrap(), None);
+
+    // A batch whose nodes stopped renewing (a failed batch build never finishes): the next
+    // batch takes its lock over; a plain run's stale lock it does not.
+    let old = LockHolder {
+        since: ferry_records::now_secs() - 3600,
+        ..node(15, "run-3")
+    };
+    s.lock(&old, false).await.unwrap();
+    match s.join(&node(16, "run-4")).await.unwrap() {
+        ferry_records::Joined::TookOver { from, why } => {
+            assert_eq!(from.batch.as_deref(), Some("run-3"));
+            assert!(
+                matches!(why, ferry_records::Stale::Expired { .. }),
+                "{why:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    s.unlock(&node(16, "run-4")).await.unwrap();
+    let plain = LockHolder {
+        since: ferry_records::now_secs() - 3600,
+        host: "gone".into(),
+        ..LockHolder::for_this_process(&none, "deploy", "lock-batch", None)
+    };
+    s.lock(&plain, false).await.unwrap();
+    assert!(matches!(
+        s.join(&node(17, "run-5")).await.unwrap_err(),
+        RecordError::Locked { stale: Some(_), .. }
+    ));
+    s.unlock(&plain).await.unwrap();
 }

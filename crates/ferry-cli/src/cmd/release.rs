@@ -106,11 +106,12 @@ pub(crate) fn stage_from_ci(
     ws: &ferry_manifest::Workspace,
     ci: &CiContext,
 ) -> anyhow::Result<Option<ferry_manifest::Stage>> {
-    // A pull request merged or closed: its preview is to be removed, never deployed again.
+    // A pull request merged or closed, a branch deleted: its preview is to be removed, never
+    // deployed again (and a delete event's ref is the default branch, not the deleted one).
     let event = std::env::var_os("GITHUB_EVENT_PATH").and_then(|p| std::fs::read_to_string(p).ok());
     if let Some(ended) = ferry_ci::ended(&|k| std::env::var(k).ok(), event.as_deref())
         .into_iter()
-        .find(|e| matches!(e, ferry_ci::Ended::PullRequest(_)))
+        .next()
     {
         println!(
             "ci: {ended}: nothing to deploy (`previews prune --from-ci` removes its preview stage)"
