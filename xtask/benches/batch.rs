@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{LocalAws, count, git};
+use common::{LocalAws, commit_all, count};
 
 fn main() {
     let n = count(50);
@@ -153,7 +153,5 @@ fn generate(repo: &Path, n: usize) {
         )
         .unwrap();
     }
-    git(repo, &["init", "--quiet"]);
-    git(repo, &["add", "-A"]);
-    git(repo, &["commit", "--quiet", "-m", "services"]);
+    commit_all(repo, "services");
 }

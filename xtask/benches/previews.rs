@@ -10,10 +10,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use common::{LocalAws, count, git};
+use common::{LocalAws, commit_all, count, python};
 
 fn main() {
     let n = count(20);
@@ -92,19 +91,6 @@ print(stacks, records, buckets)
     (v[0], v[1], v[2])
 }
 
-fn python(aws: &LocalAws, script: &str) -> String {
-    let out = Command::new(aws.emu.venv().join("bin/python"))
-        .args(["-c", script, &aws.endpoint])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn generate(repo: &Path) {
     let write = |path: &str, text: &str| {
         let p = repo.join(path);
@@ -143,7 +129,5 @@ fn generate(repo: &Path) {
             "Parameters:\n  Queue: {Type: String}\nResources:\n  T:\n    Type: AWS::SNS::Topic\n",
         );
     }
-    git(repo, &["init", "--quiet"]);
-    git(repo, &["add", "-A"]);
-    git(repo, &["commit", "--quiet", "-m", "services"]);
+    commit_all(repo, "services");
 }

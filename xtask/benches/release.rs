@@ -10,61 +10,26 @@
 //! Run: `cargo bench -p xtask --bench release` (or `cargo xtask bench release`); `-- N` for
 //! another number of services.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_local::Emulator;
+use common::{LocalAws, commit_all, count, git, python};
 
 fn main() {
-    let n: usize = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(50);
+    let n = count(50);
     let changed = 5.min(n);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
     let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("emulator");
-    let emu = Emulator::for_repository(&root).with_state_dir(&state);
-    emu.ensure_installed(|s| eprintln!("bench: {s}")).unwrap();
-    let (running, _) = emu.up(0).unwrap();
-    let _stop = Stop(emu.clone());
-    let requests = || {
-        std::fs::read_to_string(emu.log_path())
-            .map(|t| {
-                t.lines()
-                    .filter(|l| l.contains("\" 200 ") || l.contains("\" 400 "))
-                    .count()
-            })
-            .unwrap_or(0)
-    };
-
+    let aws = LocalAws::start(tmp.path());
     let repo = tmp.path().join("repo");
     generate(&repo, n);
     let ferry = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
-        c.args(["--root", repo.to_str().unwrap(), "--local"])
-            .args(args)
-            .env("FERRY_LOCAL_DIR", &state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for v in [
-            "AWS_PROFILE",
-            "AWS_DEFAULT_PROFILE",
-            "CI",
-            "AWS_ENDPOINT_URL",
-        ] {
-            c.env_remove(v);
-        }
-        let (before, t) = (requests(), Instant::now());
-        let ok = c.status().unwrap().success();
+        let (before, t) = (aws.requests(), Instant::now());
+        let ok = aws.ferry(&repo, args).status().unwrap().success();
         assert!(ok, "ferry {args:?} failed");
-        (t.elapsed(), requests() - before)
+        (t.elapsed(), aws.requests() - before)
     };
 
     ferry(&["deploy", "staging", "--test"]);
@@ -91,9 +56,9 @@ fn main() {
     git(&repo, &["commit", "--quiet", "-am", "five services change"]);
     ferry(&["deploy", "staging", "--test"]);
     ferry(&["promote", "staging", "prod", "--test"]);
-    let before = event_counts(&emu, &running.endpoint(), n);
+    let before = event_counts(&aws, n);
     let (rollback, rollback_calls) = ferry(&["rollback", "prod"]);
-    let after = event_counts(&emu, &running.endpoint(), n);
+    let after = event_counts(&aws, n);
     let touched = before
         .iter()
         .filter(|(stack, t)| after.get(*stack) != Some(t))
@@ -113,17 +78,10 @@ fn main() {
     );
 }
 
-struct Stop(Emulator);
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = self.0.down();
-    }
-}
-
 /// How many events each prod stack has, read by boto3 from the emulator's own venv (not by
 /// Ferry): every stack operation adds events, so a stack whose count moved was touched. (The
 /// emulator keeps no LastUpdatedTime.)
-fn event_counts(emu: &Emulator, endpoint: &str, n: usize) -> BTreeMap<String, u64> {
+fn event_counts(aws: &LocalAws, n: usize) -> BTreeMap<String, u64> {
     let script = r#"
 import json, sys, boto3
 c = boto3.client("cloudformation", endpoint_url=sys.argv[1], region_name="us-east-1",
@@ -137,30 +95,9 @@ for page in c.get_paginator("list_stacks").paginate():
             out[name] = sum(len(p["StackEvents"]) for p in events)
 print(json.dumps(out))
 "#;
-    let out = Command::new(emu.venv().join("bin/python"))
-        .args(["-c", script, endpoint])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let counts: BTreeMap<String, u64> = serde_json::from_slice(&out.stdout).unwrap();
+    let counts: BTreeMap<String, u64> = serde_json::from_str(&python(aws, script)).unwrap();
     assert_eq!(counts.len(), n, "every prod stack is listed");
     counts
-}
-
-fn git(repo: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(["-c", "user.name=b", "-c", "user.email=b@b"])
-        .args(args)
-        .current_dir(repo)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "git {args:?} failed");
 }
 
 fn generate(repo: &Path, n: usize) {
@@ -186,7 +123,5 @@ fn generate(repo: &Path, n: usize) {
         )
         .unwrap();
     }
-    git(repo, &["init", "--quiet"]);
-    git(repo, &["add", "-A"]);
-    git(repo, &["commit", "--quiet", "-m", "services"]);
+    commit_all(repo, "services");
 }

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{run, xtask};
-use ferry_records::{Record, RecordStore};
-use ferry_test_support::{TestRepo, moto};
+use common::{config, records, rt, run, xtask};
+use ferry_records::RecordStore;
+use ferry_test_support::TestRepo;
 
 const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
 /// Reads `In`, exposes it (so a dependent of this one receives it).
@@ -64,31 +64,6 @@ fn diamond(project: &str) -> TestRepo {
         .unwrap();
     }
     r
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn config() -> aws_config::SdkConfig {
-    rt().block_on(ferry_credentials::base_config(
-        "us-east-1",
-        &ferry_credentials::config::Target {
-            local_endpoint: Some(moto().endpoint()),
-        },
-    ))
-}
-
-fn records(project: &str, stage: &str) -> BTreeMap<String, Record> {
-    let store = RecordStore::new(
-        aws_sdk_ssm::Client::new(&config()),
-        stage,
-        &format!("/ferry/{project}/{stage}"),
-    );
-    rt().block_on(store.read_all()).unwrap()
 }
 
 /// A node of the build-graph: its identifier, service ("" for the finishing node), depend-on.

@@ -6,25 +6,9 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::Path;
 
-use common::{run, xtask};
+use common::{copy_tree, run, xtask};
 use ferry_test_support::{TestRepo, moto, workspace_root};
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() == "node_modules" || e.file_name() == ".serverless" {
-            continue;
-        }
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
 
 /// The example's services under project `project`, staging with a role and an external id.
 fn example(project: &str) -> TestRepo {

@@ -1,5 +1,8 @@
 //! The real `xtask` binary on the example monorepo and on temporary repositories.
 
+mod common;
+
+use common::copy_tree;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -323,22 +326,6 @@ fn example_repo() -> (TestRepo, String) {
     .unwrap();
     let base = repo.commit("example").to_string();
     (repo, base)
-}
-
-/// Copies a folder, leaving out installed packages (`node_modules`, which git ignores).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() == "node_modules" {
-            continue;
-        }
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 fn plan(repo: &TestRepo, args: &[&str]) -> Command {

@@ -10,7 +10,6 @@
 //! sit beside this build's instead of replacing them); a second cargo workspace sharing the
 //! target folder would overwrite this build's artifacts.
 
-#[allow(dead_code)] // `xtask` (for the shared emulator) is not used here
 mod common;
 
 use std::path::Path;

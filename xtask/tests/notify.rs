@@ -13,8 +13,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{run, xtask};
-use ferry_test_support::{TestRepo, moto};
+use common::{config, rt, run, xtask};
+use ferry_test_support::TestRepo;
 
 /// Requests (path, body) a receiver on 127.0.0.1 got; it answers 200.
 type Got = Arc<Mutex<Vec<(String, String)>>>;
@@ -56,22 +56,6 @@ fn receiver() -> (String, Got) {
         }
     });
     (base, got)
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn config() -> aws_config::SdkConfig {
-    rt().block_on(ferry_credentials::base_config(
-        "us-east-1",
-        &ferry_credentials::config::Target {
-            local_endpoint: Some(moto().endpoint()),
-        },
-    ))
 }
 
 /// A topic, and a queue subscribed to it: (topic ARN, queue URL).

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{run, xtask};
-use ferry_test_support::{TestRepo, moto};
+use common::{config, rt, run, xtask};
+use ferry_test_support::TestRepo;
 
 const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
 const READER: &str =
@@ -35,18 +35,8 @@ fn repo(project: &str) -> TestRepo {
 
 /// The project's stack names that exist in the emulator.
 fn stacks(project: &str) -> Vec<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let config = rt.block_on(ferry_credentials::base_config(
-        "us-east-1",
-        &ferry_credentials::config::Target {
-            local_endpoint: Some(moto().endpoint()),
-        },
-    ));
-    let engine = ferry_stacks::Engine::for_config(&config, Default::default());
-    rt.block_on(engine.describe_all())
+    let engine = ferry_stacks::Engine::for_config(&config(), Default::default());
+    rt().block_on(engine.describe_all())
         .unwrap()
         .into_keys()
         .filter(|n| n.starts_with(&format!("{project}-")))

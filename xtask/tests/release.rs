@@ -9,13 +9,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::{row, run, xtask};
-use ferry_records::{Record, RecordStore};
-use ferry_test_support::{TestRepo, moto};
+use common::{config, records, row, rt, run, xtask};
+use ferry_test_support::TestRepo;
 
 const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
 /// A function whose code is packaged from `src`, reading the queue's ARN.
@@ -72,29 +70,13 @@ fn monorepo(project: &str) -> TestRepo {
     .write("services/web/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
     .write("services/web/t.yaml", TOPIC);
     r.commit("services");
-    let rt = tokio_rt();
+    let rt = rt();
     let s3 = ferry_package::s3_client(&config());
     for stage in ["dev", "staging", "prod", "preview"] {
         rt.block_on(s3.create_bucket().bucket(bucket(project, stage)).send())
             .unwrap();
     }
     r
-}
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn config() -> aws_config::SdkConfig {
-    tokio_rt().block_on(ferry_credentials::base_config(
-        "us-east-1",
-        &ferry_credentials::config::Target {
-            local_endpoint: Some(moto().endpoint()),
-        },
-    ))
 }
 
 /// The binary with the verdicts folder in its environment.
@@ -114,16 +96,6 @@ fn fails(r: &TestRepo, verdicts: &Path, args: &[&str]) -> (String, String) {
     let (code, out, err) = run(&mut ferry(r, verdicts, args), None);
     assert_eq!(code, 1, "{args:?} must fail\n{out}\n{err}");
     (out, err)
-}
-
-/// The records of a stage, as the binary wrote them.
-fn records(project: &str, stage: &str) -> BTreeMap<String, Record> {
-    let store = RecordStore::new(
-        aws_sdk_ssm::Client::new(&config()),
-        stage,
-        &format!("/ferry/{project}/{stage}"),
-    );
-    tokio_rt().block_on(store.read_all()).unwrap()
 }
 
 fn status(r: &TestRepo, verdicts: &Path) -> serde_json::Value {
@@ -186,7 +158,7 @@ fn promote_deploys_exactly_what_passed_and_the_gate_refuses_the_rest() {
     }
     let key = &prod["app"].artifacts["Fn"];
     let s3 = ferry_package::s3_client(&config());
-    let rt = tokio_rt();
+    let rt = rt();
     let get = |b: String| {
         rt.block_on(async {
             let o = s3.get_object().bucket(b).key(key).send().await.unwrap();
@@ -341,14 +313,13 @@ fn a_failed_prod_test_rolls_back_and_rollback_works_after_the_tree_moved_on() {
     // A stored package gone from the bucket: refused by name before anything deploys.
     let key = third["app"].package_key.clone().unwrap();
     let s3 = ferry_package::s3_client(&config());
-    tokio_rt()
-        .block_on(
-            s3.delete_object()
-                .bucket(bucket(p, "prod"))
-                .key(&key)
-                .send(),
-        )
-        .unwrap();
+    rt().block_on(
+        s3.delete_object()
+            .bucket(bucket(p, "prod"))
+            .key(&key)
+            .send(),
+    )
+    .unwrap();
     let to = third["app"].release.clone().unwrap();
     let (_, err) = fails(&r, v, &["rollback", "prod", "--to", &to]);
     assert!(err.contains(&format!("{key} is missing")), "{err}");

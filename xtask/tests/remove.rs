@@ -8,40 +8,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
-use common::{run, xtask};
-use ferry_records::{Record, RecordStore};
-use ferry_test_support::{TestRepo, moto};
+use common::{config, records, rt, run, xtask};
+use ferry_test_support::TestRepo;
 
 const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
 const STORE: &str = "Resources:\n  B:\n    Type: AWS::S3::Bucket\n  R:\n    Type: AWS::S3::Bucket\n    DeletionPolicy: Retain\nOutputs:\n  Bucket:\n    Value: !Ref B\n  Kept:\n    Value: !Ref R\n";
 const LOCKED: &str = "Parameters:\n  Queue: {Type: String}\nResources:\n  B:\n    Type: AWS::S3::Bucket\nOutputs:\n  Bucket:\n    Value: !Ref B\n";
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn config() -> aws_config::SdkConfig {
-    rt().block_on(ferry_credentials::base_config(
-        "us-east-1",
-        &ferry_credentials::config::Target {
-            local_endpoint: Some(moto().endpoint()),
-        },
-    ))
-}
-
-fn records(project: &str) -> BTreeMap<String, Record> {
-    let store = RecordStore::new(
-        aws_sdk_ssm::Client::new(&config()),
-        "dev",
-        &format!("/ferry/{project}/dev"),
-    );
-    rt().block_on(store.read_all()).unwrap()
-}
 
 fn buckets() -> Vec<String> {
     let s3 = ferry_package::s3_client(&config());
@@ -75,7 +47,7 @@ fn remove_empties_buckets_reports_a_stack_it_cannot_delete_and_keeps_what_it_ser
     r.commit("services");
     let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
-    let recs = records(p);
+    let recs = records(p, "dev");
     let (store, kept, locked) = (
         recs["store"].outputs["Bucket"].clone(),
         recs["store"].outputs["Kept"].clone(),
@@ -189,7 +161,7 @@ fn remove_empties_buckets_reports_a_stack_it_cannot_delete_and_keeps_what_it_ser
     let now = buckets();
     assert!(!now.contains(&store), "store's bucket is gone: {now:?}");
     assert!(now.contains(&kept), "the retained bucket stays: {now:?}");
-    let left: Vec<String> = records(p).into_keys().collect();
+    let left: Vec<String> = records(p, "dev").into_keys().collect();
     assert_eq!(
         left,
         ["base", "locked"],
@@ -228,6 +200,6 @@ fn remove_empties_buckets_reports_a_stack_it_cannot_delete_and_keeps_what_it_ser
         out.find("(locked)").unwrap() < out.find("(base)").unwrap(),
         "{out}"
     );
-    assert!(records(p).is_empty());
+    assert!(records(p, "dev").is_empty());
     assert!(!buckets().contains(&locked));
 }

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{row, run, xtask};
+use common::{row, rt, run, xtask};
 use ferry_stacks::{Engine, Method, StackSpec, TemplateSource};
 use ferry_test_support::proxy::{Proxy, Request, Rule};
 use ferry_test_support::{TestRepo, moto};
@@ -56,20 +56,13 @@ fn write_config(r: &TestRepo, project: &str, stack_name: &str, preview_extra: &s
 
 /// The engine on the shared emulator, for what a person does by hand in the console.
 fn by_hand() -> Engine {
-    let config = tokio_rt().block_on(ferry_credentials::base_config(
+    let config = rt().block_on(ferry_credentials::base_config(
         "us-east-1",
         &ferry_credentials::config::Target {
             local_endpoint: Some(moto().endpoint()),
         },
     ));
     Engine::for_config(&config, ferry_stacks::DeployOptions::default())
-}
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn quiet(_: ferry_stacks::Progress) {}
@@ -165,7 +158,7 @@ fn another_projects_stacks_are_never_updated_deleted_or_read() {
         row(&out, "owned-a").contains("skipped (up to date)"),
         "{out}"
     );
-    let tags = tokio_rt()
+    let tags = rt()
         .block_on(by_hand().describe("owned-a-dev"))
         .unwrap()
         .unwrap()
@@ -189,9 +182,7 @@ fn a_stack_without_ferry_tags_is_adopted_only_when_asked() {
         owner: None,
         adopt: false,
     };
-    tokio_rt()
-        .block_on(by_hand().deploy(&spec, &quiet))
-        .unwrap();
+    rt().block_on(by_hand().deploy(&spec, &quiet)).unwrap();
 
     let (out, _) = fails(&mut xtask(&r, &["deploy", "dev"]));
     assert!(
@@ -207,7 +198,7 @@ fn a_stack_without_ferry_tags_is_adopted_only_when_asked() {
         row(&out, "a").contains("updated") || row(&out, "a").contains("no changes"),
         "{out}"
     );
-    let tags = tokio_rt()
+    let tags = rt()
         .block_on(by_hand().describe("adopt-a-dev"))
         .unwrap()
         .unwrap()
@@ -419,8 +410,7 @@ fn a_stack_deleted_outside_ferry_is_noticed_by_outputs_plan_and_deploy() {
 
     // Deleted by hand.
     assert!(
-        tokio_rt()
-            .block_on(by_hand().delete("gone-a-dev", None, false, &quiet))
+        rt().block_on(by_hand().delete("gone-a-dev", None, false, &quiet))
             .unwrap()
     );
     let (_, err) = fails(&mut xtask(&r, &["outputs", "dev"]));

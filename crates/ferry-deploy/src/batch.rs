@@ -16,6 +16,7 @@ use ferry_manifest::Workspace;
 use ferry_plan::{Action, Plan};
 
 use crate::Selection;
+use crate::run::plan_reason;
 
 /// Why a node may not deploy its service.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -55,15 +56,7 @@ pub fn node_selection(ws: &Workspace, plan: &Plan, service: &str) -> Result<Sele
         .services
         .iter()
         .filter(|s| s.action == Action::Deploy && dependencies.contains(&s.name))
-        .map(|s| {
-            let why = s
-                .reasons
-                .iter()
-                .map(ferry_plan::reason_text)
-                .collect::<Vec<_>>()
-                .join("; ");
-            (s.name.clone(), why)
-        })
+        .map(|s| (s.name.clone(), plan_reason(plan, &s.name)))
         .collect();
     if !pending.is_empty() {
         return Err(NodeError::DependencyPending {
@@ -72,16 +65,10 @@ pub fn node_selection(ws: &Workspace, plan: &Plan, service: &str) -> Result<Sele
             pending,
         });
     }
-    let planned = plan.service(service);
-    let deploys = planned.is_some_and(|s| s.action == Action::Deploy);
-    let why = planned
-        .map(|s| {
-            s.reasons
-                .iter()
-                .map(ferry_plan::reason_text)
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
+    let deploys = plan
+        .service(service)
+        .is_some_and(|s| s.action == Action::Deploy);
+    let why = Some(plan_reason(plan, service))
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "a batch node: checked against its record".into());
     Ok(Selection {

@@ -240,7 +240,8 @@ struct Done {
     why: String,
 }
 
-fn plan_reason(plan: &Plan, service: &str) -> String {
+/// Why the plan has `service` where it is: its reasons, joined.
+pub(crate) fn plan_reason(plan: &Plan, service: &str) -> String {
     plan.service(service)
         .map(|s| {
             s.reasons

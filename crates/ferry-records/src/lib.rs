@@ -327,36 +327,45 @@ impl RecordStore {
     /// Every record of the stage, by service. A record that names another stage is an error.
     pub async fn read_all(&self) -> Result<BTreeMap<String, Record>, RecordError> {
         let mut out = BTreeMap::new();
+        for (name, value) in self.values_under(&self.records_dir()).await? {
+            let service = name.rsplit('/').next().unwrap_or_default().to_string();
+            let record: Record =
+                serde_json::from_str(&value).map_err(|e| RecordError::Corrupt {
+                    service: service.clone(),
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?;
+            if let Some(owner) = record.stage.as_ref().filter(|o| **o != self.stage) {
+                return Err(RecordError::OtherStage {
+                    service,
+                    name,
+                    owner: owner.clone(),
+                    stage: self.stage.clone(),
+                });
+            }
+            out.insert(service, record);
+        }
+        Ok(out)
+    }
+
+    /// The parameters directly under `path`, as (name, value), every page.
+    async fn values_under(&self, path: &str) -> Result<Vec<(String, String)>, RecordError> {
+        let mut out = Vec::new();
         let mut pages = self
             .client
             .get_parameters_by_path()
-            .path(self.records_dir())
+            .path(path)
             .recursive(false)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.aws("GetParametersByPath", &e))?;
-            for p in page.parameters() {
-                let name = p.name().unwrap_or_default().to_string();
-                let service = name.rsplit('/').next().unwrap_or_default().to_string();
-                let record: Record =
-                    serde_json::from_str(p.value().unwrap_or_default()).map_err(|e| {
-                        RecordError::Corrupt {
-                            service: service.clone(),
-                            name: name.clone(),
-                            reason: e.to_string(),
-                        }
-                    })?;
-                if let Some(owner) = record.stage.as_ref().filter(|o| **o != self.stage) {
-                    return Err(RecordError::OtherStage {
-                        service,
-                        name,
-                        owner: owner.clone(),
-                        stage: self.stage.clone(),
-                    });
-                }
-                out.insert(service, record);
-            }
+            out.extend(page.parameters().iter().map(|p| {
+                (
+                    p.name().unwrap_or_default().to_string(),
+                    p.value().unwrap_or_default().to_string(),
+                )
+            }));
         }
         Ok(out)
     }
@@ -383,29 +392,15 @@ impl RecordStore {
     /// that batch nodes deploying siblings at once never overwrite each other's), for
     /// announcing changes of state; a value that is not a health is passed over.
     pub async fn health(&self) -> Result<BTreeMap<String, Health>, RecordError> {
-        let mut out = BTreeMap::new();
-        let mut pages = self
-            .client
-            .get_parameters_by_path()
-            .path(format!("{}health", self.path))
-            .recursive(false)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.aws("GetParametersByPath", &e))?;
-            for p in page.parameters() {
-                let service = p
-                    .name()
-                    .unwrap_or_default()
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default();
-                if let Ok(h) = serde_json::from_str(p.value().unwrap_or_default()) {
-                    out.insert(service.to_string(), h);
-                }
-            }
-        }
-        Ok(out)
+        Ok(self
+            .values_under(&format!("{}health", self.path))
+            .await?
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let service = name.rsplit('/').next().unwrap_or_default().to_string();
+                serde_json::from_str(&value).ok().map(|h| (service, h))
+            })
+            .collect())
     }
 
     /// Keeps `service`'s health.

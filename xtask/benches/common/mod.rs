@@ -90,3 +90,25 @@ pub fn git(repo: &Path, args: &[&str]) {
         .success();
     assert!(ok, "git {args:?} failed");
 }
+
+/// Makes `repo` a git repository whose one commit holds every file in it.
+pub fn commit_all(repo: &Path, message: &str) {
+    git(repo, &["init", "--quiet"]);
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "--quiet", "-m", message]);
+}
+
+/// Runs a Python script with the emulator's own venv (boto3 is there), the endpoint as its
+/// first argument; gives its standard output.
+pub fn python(aws: &LocalAws, script: &str) -> String {
+    let out = Command::new(aws.emu.venv().join("bin/python"))
+        .args(["-c", script, &aws.endpoint])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -1,16 +1,17 @@
 //! Helpers shared by the test files that run the binary against the local emulator.
 
+#![allow(dead_code, reason = "each test file uses what it needs")]
+
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
+use ferry_records::{Record, RecordStore};
 use ferry_test_support::{TestRepo, moto};
 
 /// The binary, pointed at the shared emulator through the standard variables (no --local), with
 /// nothing of the caller's own AWS setup leaking in.
-#[allow(
-    dead_code,
-    reason = "the bad-input corpus runs the binary without the emulator"
-)]
 pub fn xtask(repo: &TestRepo, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
     c.arg("--root").arg(repo.path()).args(args);
@@ -74,12 +75,53 @@ pub fn run(c: &mut Command, stdin: Option<&str>) -> (i32, String, String) {
 }
 
 /// The summary-table line of `service` in a command's standard output.
-#[allow(
-    dead_code,
-    reason = "only the test files that deploy read a summary table"
-)]
 pub fn row<'a>(out: &'a str, service: &str) -> &'a str {
     out.lines()
         .find(|l| l.starts_with(&format!("{service} ")))
         .unwrap_or_else(|| panic!("no row for {service} in:\n{out}"))
+}
+
+/// A runtime for the tests' own AWS calls.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// An SDK config pointed at the shared emulator.
+pub fn config() -> aws_config::SdkConfig {
+    rt().block_on(ferry_credentials::base_config(
+        "us-east-1",
+        &ferry_credentials::config::Target {
+            local_endpoint: Some(moto().endpoint()),
+        },
+    ))
+}
+
+/// The records of `stage` of `project` (the default records path), as the binary wrote them.
+pub fn records(project: &str, stage: &str) -> BTreeMap<String, Record> {
+    let store = RecordStore::new(
+        aws_sdk_ssm::Client::new(&config()),
+        stage,
+        &format!("/ferry/{project}/{stage}"),
+    );
+    rt().block_on(store.read_all()).unwrap()
+}
+
+/// Copies a folder, leaving out installed packages (`node_modules`, which git ignores) and the
+/// Serverless Framework's output.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() == "node_modules" || e.file_name() == ".serverless" {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
 }

@@ -479,18 +479,18 @@ async fn deploy_locked(
         Some(s) => ferry_deploy::deploy_selection(&deploy_ctx, s, &options, &*print).await,
         None => ferry_deploy::deploy(&deploy_ctx, &plan, &options, &*print).await,
     };
+    let info = ReleaseInfo {
+        id: release_id.clone(),
+        kind: ReleaseKind::Deploy,
+        commit,
+        by: Some(aws.identity.arn.clone()),
+        from: None,
+        restores: None,
+        gate_override,
+        approval: None,
+    };
     if args.review {
         print_summary(ws, stage, &report, state.list_calls, clock)?;
-        let info = ReleaseInfo {
-            id: release_id,
-            kind: ReleaseKind::Deploy,
-            commit,
-            by: Some(aws.identity.arn.clone()),
-            from: None,
-            restores: None,
-            gate_override,
-            approval: None,
-        };
         return crate::cmd::release::finish_review(run, info, &report).await;
     }
     // With --test: then the services deployed at this commit whose tests have not passed
@@ -531,21 +531,7 @@ async fn deploy_locked(
         write_markdown(ws, stage, &report, tests.as_ref(), None)?;
         return crate::cmd::batch::end_of_node(run, n, &report, tests.as_ref()).await;
     }
-    let written = crate::cmd::release::finish_release(
-        run,
-        ReleaseInfo {
-            id: release_id,
-            kind: ReleaseKind::Deploy,
-            commit,
-            by: Some(aws.identity.arn.clone()),
-            from: None,
-            restores: None,
-            approval: None,
-            gate_override,
-        },
-        tests.is_some(),
-    )
-    .await;
+    let written = crate::cmd::release::finish_release(run, info, tests.is_some()).await;
     let (release, unwritten) = crate::cmd::release::keep_going(written);
     write_markdown(ws, stage, &report, tests.as_ref(), release.as_ref())?;
     crate::cmd::release::end_of_run(
