@@ -406,6 +406,12 @@ impl Emulator {
             })
             .stdout(Stdio::piped())
             .stderr(log);
+        // Its request recorder (`/moto-api/recorder/…`, off unless started) writes beside its
+        // log, never into the folder it was started from.
+        cmd.env(
+            "MOTO_RECORDER_FILEPATH",
+            self.dir.join("moto-recording.jsonl"),
+        );
         // moto answers requests for any region; keep real endpoints and profiles out of it.
         for var in ["AWS_ENDPOINT_URL", "AWS_PROFILE"] {
             cmd.env_remove(var);
