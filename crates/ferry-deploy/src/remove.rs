@@ -229,8 +229,8 @@ pub async fn remove(
             continue;
         }
         let Some(info) = existing.get(service) else {
+            // No stack: its record goes with the others' below.
             report.absent.push(service.clone());
-            delete_record(records, service).await?;
             continue;
         };
         let print = |p| {

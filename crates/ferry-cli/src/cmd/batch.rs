@@ -194,7 +194,7 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
             ),
         };
         // The commit the nodes deployed: this build's.
-        let (_, source) = ferry_deploy::Tree::read(ws, &ci)?;
+        let commit = ferry_deploy::head_commit(ws, &ci);
         let cancel = ferry_graph::Cancel::new();
         let clock = crate::ui::Clock::start();
         let run = Run {
@@ -208,9 +208,9 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
             builds: None,
         };
         let info = ReleaseInfo {
-            id: ferry_releases::new_id(since * 1000, &source.commit),
+            id: ferry_releases::new_id(since * 1000, &commit),
             kind: ReleaseKind::Deploy,
-            commit: source.commit.clone(),
+            commit,
             by: Some(aws.identity.arn.clone()),
             from: None,
             restores: None,

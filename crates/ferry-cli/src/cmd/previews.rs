@@ -221,28 +221,25 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs(args.timeout),
     };
     let mut failed = Vec::new();
-    for (p, _) in &gone {
-        println!("pruning `{}`", p.name);
-        let outcome = ws
-            .stage(&p.name)
-            .map_err(anyhow::Error::from)
-            .and_then(|stage| {
+    // One runtime for every preview's removal.
+    runtime()?.block_on(async {
+        for (p, _) in &gone {
+            println!("pruning `{}`", p.name);
+            let outcome: anyhow::Result<()> = async {
+                let stage = ws.stage(&p.name)?;
                 ferry_deploy::check_removable(&stage, &options)?;
-                runtime()?.block_on(crate::cmd::remove::remove_stage(
-                    ctx,
-                    &stage,
-                    &options,
-                    args.force_unlock,
-                ))
-            });
-        if let Err(e) = outcome {
-            eprintln!(
-                "{}",
-                crate::ui::mask(&format!("error: `{}`: {e:#}", p.name))
-            );
-            failed.push(p.name.clone());
+                crate::cmd::remove::remove_stage(ctx, &stage, &options, args.force_unlock).await
+            }
+            .await;
+            if let Err(e) = outcome {
+                eprintln!(
+                    "{}",
+                    crate::ui::mask(&format!("error: `{}`: {e:#}", p.name))
+                );
+                failed.push(p.name.clone());
+            }
         }
-    }
+    });
     println!(
         "pruned {} of {} preview stage(s)",
         gone.len() - failed.len(),
