@@ -32,7 +32,7 @@ enum Command {
     /// Run the project's own checks, as CI does: formatting, clippy -D warnings, all tests
     Test(test::TestArgs),
     /// Run a benchmark and print its figures (release build): plan, scheduler, deploy, package,
-    /// acceptance
+    /// acceptance, serverless, release, batch, previews
     Bench(bench::BenchArgs),
 }
 

@@ -489,6 +489,32 @@ fn a_review_is_approved_once_and_deploys_exactly_what_it_showed() {
         err.contains(&format!("stage `staging` has no review `{second}`")),
         "{err}"
     );
+
+    // A review in which a service fails (here: a parameter that does not exist) and its
+    // dependents are skipped keeps nothing to approve, and fails.
+    r.write(
+        "services/base/service.toml",
+        &format!(
+            "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nMissing = \"${{ssm:/rel-review/none}}\"\n{ACCEPTANCE}"
+        ),
+    );
+    r.write(
+        "services/base/t.yaml",
+        &format!("Parameters:\n  Missing: {{Type: String}}\n{QUEUE}"),
+    );
+    r.commit("base reads a parameter nobody wrote");
+    let (out, err) = fails(&r, v, &["deploy", "dev", "--review"]);
+    assert!(
+        err.contains("the review is incomplete: base, app could not be reviewed"),
+        "{out}\n{err}"
+    );
+    let reviews: Vec<_> = std::fs::read_dir(r.path().join("target/ferry/reports"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("review-dev-"))
+        .collect();
+    assert!(reviews.is_empty(), "no review kept: {reviews:?}");
+    assert!(!out.contains("approve with"), "{out}");
 }
 
 #[test]

@@ -602,7 +602,7 @@ pub async fn prepare_rollback(
         if let Some(r) = store.get(id).await? {
             loaded.push(r);
         }
-        match ferry_releases::rollback_target(&stage.name, &loaded, to) {
+        match ferry_releases::rollback_target(&stage.name, &loaded, to, current, only) {
             Ok(r) => {
                 target = Some(r.clone());
                 break;
@@ -856,18 +856,48 @@ pub async fn prepare_approval(
     })
 }
 
+/// A review in which some services could not be reviewed: approving the rest would deploy a
+/// part of the change nobody saw whole, so no pending release is made.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the review is incomplete: {} could not be reviewed (see above), so nothing was kept for approval; fix {} and review again",
+    .unreviewed.join(", "),
+    if .unreviewed.len() == 1 { "it" } else { "them" }
+)]
+pub struct ReviewIncomplete {
+    /// The services that failed, were skipped for a failed dependency, or were cancelled.
+    pub unreviewed: Vec<String>,
+}
+
 /// A review of a run: what it would change and exactly what it would deploy, kept as a pending
-/// release for `approve`. `None` when nothing would change.
+/// release for `approve`. `Ok(None)` when nothing would change; an error when any service
+/// failed, was skipped or was cancelled (a partial review is never kept).
 pub fn pending_release(
     ws: &Workspace,
     stage: &Stage,
     info: ReleaseInfo,
     report: &crate::DeployReport,
-) -> Option<ferry_releases::PendingRelease> {
-    if report.reviews.is_empty() {
-        return None;
+) -> Result<Option<ferry_releases::PendingRelease>, ReviewIncomplete> {
+    if !report.succeeded() {
+        let unreviewed = report
+            .services
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.result,
+                    crate::ServiceResult::Failed { .. }
+                        | crate::ServiceResult::Skipped { .. }
+                        | crate::ServiceResult::Cancelled
+                )
+            })
+            .map(|s| s.name.clone())
+            .collect();
+        return Err(ReviewIncomplete { unreviewed });
     }
-    Some(ferry_releases::PendingRelease {
+    if report.reviews.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(ferry_releases::PendingRelease {
         format: ferry_releases::FORMAT,
         id: info.id,
         project: ws.project.name.clone(),
@@ -885,5 +915,5 @@ pub fn pending_release(
             .collect(),
         reviews: report.reviews.values().map(|(r, _)| r.clone()).collect(),
         approved: None,
-    })
+    }))
 }

@@ -896,8 +896,10 @@ async fn deploy_one(
     let dirty = origin.map_or(ctx.source.dirty, |o| o.dirty);
     let artifact_keys = packaged.map(|sp| sp.artifact_keys()).unwrap_or_default();
     let needs_bucket = packaged.is_some_and(|sp| !sp.artifacts.is_empty());
-    if ctx.declared_parameters_only {
-        let declared = declared_parameters(ctx, service, packaged, &template);
+    let declared = ctx
+        .declared_parameters_only
+        .then(|| declared_parameters(ctx, service, packaged, &template));
+    if let Some(declared) = &declared {
         parameters.retain(|k, _| declared.contains(k));
         hashed.retain(|k, _| declared.contains(k));
     }
@@ -943,9 +945,23 @@ async fn deploy_one(
         }
         (_, _) => template,
     };
-    // An approval: what resolves now must be what was reviewed (else the review is stale).
-    if let Some(reviewed) = ctx.fixed_parameters.and_then(|f| f.get(&service.name))
-        && *reviewed != hashed
+    // An approval: what resolves now must be what was reviewed (else the review is stale),
+    // both seen as the stored template takes them: a review resolved every parameter, while a
+    // stored package takes only those its template declares (a Serverless Framework service's
+    // compiled template declares only the artifact bucket; its parameters went into the
+    // compile, which is deployed as reviewed).
+    let reviewed = ctx
+        .fixed_parameters
+        .and_then(|f| f.get(&service.name))
+        .map(|r| {
+            let mut r = r.clone();
+            if let Some(declared) = &declared {
+                r.retain(|k, _| declared.contains(k) || k == ferry_package::BUCKET_PARAMETER);
+            }
+            r
+        });
+    if let Some(reviewed) = reviewed
+        && reviewed != hashed
     {
         let names: BTreeSet<&String> = reviewed.keys().chain(hashed.keys()).collect();
         return Err(ServiceError::ParametersChanged {

@@ -180,9 +180,18 @@ impl Release {
     /// Where its services' tests stand: failed if any failed, else not run if any tested
     /// service has no outcome, else passed.
     pub fn tests(&self) -> Tests {
+        self.tests_of(None)
+    }
+
+    /// Like [`tests`](Self::tests), over the services in `only` (all when `None`).
+    pub fn tests_of(&self, only: Option<&BTreeSet<String>>) -> Tests {
         let mut failed = Vec::new();
         let mut pending = Vec::new();
-        for (name, r) in &self.services {
+        for (name, r) in self
+            .services
+            .iter()
+            .filter(|(name, _)| only.is_none_or(|o| o.contains(*name)))
+        {
             match &r.acceptance {
                 Some(a) if a.passed => {}
                 Some(_) => failed.push(name.clone()),
@@ -228,7 +237,7 @@ pub enum TargetError {
         known: String,
     },
     #[error(
-        "stage `{stage}` has no release before `{current}` whose tests passed (its newest releases: {known}); name one with --to <release id | commit>"
+        "stage `{stage}` has no release other than what runs whose tests passed (its newest release: `{current}`; newest releases: {known}); name one with --to <release id | commit>"
     )]
     NonePassed {
         stage: String,
@@ -258,16 +267,22 @@ fn newest(sorted: &[&Release]) -> String {
 }
 
 /// The release a rollback of `stage` deploys: the one `to` names (a release id, or a commit
-/// of at least 7 hex digits: the newest release made at it), else the newest release older than
-/// the newest one whose tests passed. `releases` in any order.
+/// of at least 7 hex digits: the newest release made at it), else the newest release that holds
+/// other packages than `current` (the stage's records: what runs) and whose tests passed, both
+/// judged over the services in `only` (all when `None`). What runs decides, not the newest
+/// release: a run can move stacks and records and stop before its release is written, and a
+/// rollback leaves other services' test outcomes unset, which must not disqualify a release for
+/// the services being rolled back. `releases` in any order.
 pub fn rollback_target<'a>(
     stage: &str,
     releases: &'a [Release],
     to: Option<&str>,
+    current: &BTreeMap<String, Record>,
+    only: Option<&BTreeSet<String>>,
 ) -> Result<&'a Release, TargetError> {
     let mut sorted: Vec<&Release> = releases.iter().collect();
     sorted.sort_by(|a, b| b.id.cmp(&a.id));
-    let Some(current) = sorted.first() else {
+    let Some(newest_release) = sorted.first() else {
         return Err(TargetError::NoReleases {
             stage: stage.into(),
         });
@@ -287,12 +302,16 @@ pub fn rollback_target<'a>(
         }
         None => sorted
             .iter()
-            .skip(1)
-            .find(|r| r.tests() == Tests::Passed)
+            .filter(|r| {
+                differing(&r.services, current)
+                    .iter()
+                    .any(|s| only.is_none_or(|o| o.contains(s)))
+            })
+            .find(|r| r.tests_of(only) == Tests::Passed)
             .copied()
             .ok_or_else(|| TargetError::NonePassed {
                 stage: stage.into(),
-                current: current.id.clone(),
+                current: newest_release.id.clone(),
                 known: newest(&sorted),
             })?,
     };

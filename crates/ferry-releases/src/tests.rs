@@ -74,21 +74,28 @@ fn marks_only_the_deploy_it_holds() {
     assert!(!r.mark(&record("api", "t", Some(true))), "nothing new");
 }
 
+/// What runs in the stage when release `r` is the last one applied.
+fn running(r: &Release) -> BTreeMap<String, Record> {
+    r.services.clone()
+}
+
 #[test]
-fn rollback_goes_to_the_newest_older_release_that_passed() {
+fn rollback_goes_to_the_newest_other_release_that_passed() {
     let rs = vec![
         release("3", "ccccccc1", &[("api", "t3", Some(false))]),
         release("1", "aaaaaaa1", &[("api", "t1", Some(true))]),
         release("2", "bbbbbbb1", &[("api", "t2", None)]),
     ];
-    assert_eq!(rollback_target("prod", &rs, None).unwrap().id, "1");
-    assert_eq!(rollback_target("prod", &rs, Some("2")).unwrap().id, "2");
+    let now = running(&rs[0]);
+    let target = |to| rollback_target("prod", &rs, to, &now, None);
+    assert_eq!(target(None).unwrap().id, "1");
+    assert_eq!(target(Some("2")).unwrap().id, "2");
     assert_eq!(
-        rollback_target("prod", &rs, Some("bbbbbbb")).unwrap().id,
+        target(Some("bbbbbbb")).unwrap().id,
         "2",
         "a commit names the newest release made at it"
     );
-    let err = rollback_target("prod", &rs, Some("9")).unwrap_err();
+    let err = target(Some("9")).unwrap_err();
     assert_eq!(
         err.to_string(),
         "stage `prod` has no release `9` (its newest releases: 3, 2, 1); name one of them, or a commit, with --to"
@@ -98,22 +105,82 @@ fn rollback_goes_to_the_newest_older_release_that_passed() {
         release("2", "b", &[("api", "t2", Some(true))]),
         release("1", "a", &[("api", "t1", Some(true))]),
     ];
-    assert_eq!(rollback_target("prod", &rs, None).unwrap().id, "1");
+    let now = running(&rs[0]);
+    assert_eq!(
+        rollback_target("prod", &rs, None, &now, None).unwrap().id,
+        "1"
+    );
     let only = vec![release("1", "a", &[("api", "t1", Some(true))])];
     assert!(matches!(
-        rollback_target("prod", &only, None),
+        rollback_target("prod", &only, None, &running(&only[0]), None),
         Err(TargetError::NonePassed { .. })
     ));
     assert!(matches!(
-        rollback_target("prod", &[], None),
+        rollback_target("prod", &[], None, &BTreeMap::new(), None),
         Err(TargetError::NoReleases { .. })
     ));
     let mut foreign = release("0", "a", &[("api", "t1", Some(true))]);
     foreign.stage = "staging".into();
     let rs = vec![release("1", "b", &[]), foreign];
     assert!(matches!(
-        rollback_target("prod", &rs, Some("0")),
+        rollback_target("prod", &rs, Some("0"), &BTreeMap::new(), None),
         Err(TargetError::OtherStage { .. })
+    ));
+}
+
+#[test]
+fn rollback_judges_what_runs_not_the_newest_release() {
+    // A run moved api to t3 and stopped before writing its release: the newest release (2)
+    // is no longer what runs, and it passed, so it is the target.
+    let rs = vec![
+        release("2", "b", &[("api", "t2", Some(true))]),
+        release("1", "a", &[("api", "t1", Some(true))]),
+    ];
+    let mut now = running(&rs[0]);
+    now.insert("api".into(), record("api", "t3", None));
+    assert_eq!(
+        rollback_target("prod", &rs, None, &now, None).unwrap().id,
+        "2"
+    );
+}
+
+#[test]
+fn rollback_of_some_services_judges_only_their_tests() {
+    // 1: a1 b1 passed. 2: a2 failed. 3: the rollback of a (a1, untested since). 4: b2 passed,
+    // a1 still untested. 5: b3 failed. Rolling b back goes to 4 (b2), not to 1 (b1).
+    let rs = vec![
+        release("5", "e", &[("a", "a1", None), ("b", "b3", Some(false))]),
+        release("4", "d", &[("a", "a1", None), ("b", "b2", Some(true))]),
+        release("3", "c", &[("a", "a1", None), ("b", "b1", Some(true))]),
+        release(
+            "2",
+            "b",
+            &[("a", "a2", Some(false)), ("b", "b1", Some(true))],
+        ),
+        release(
+            "1",
+            "a",
+            &[("a", "a1", Some(true)), ("b", "b1", Some(true))],
+        ),
+    ];
+    let now = running(&rs[0]);
+    let b: BTreeSet<String> = ["b".to_string()].into();
+    assert_eq!(
+        rollback_target("prod", &rs, None, &now, Some(&b))
+            .unwrap()
+            .id,
+        "4"
+    );
+    // The whole stage: 4 and 3 hold an untested a, 2 failed; 1 passed whole.
+    assert_eq!(
+        rollback_target("prod", &rs, None, &now, None).unwrap().id,
+        "1"
+    );
+    // For a, every release holds what runs (a1) except 2, which failed: nothing to go back to.
+    let a: BTreeSet<String> = ["a".to_string()].into();
+    assert!(matches!(
+        rollback_target("prod", &rs, None, &now, Some(&a)),
+        Err(TargetError::NonePassed { .. })
     ));
 }
 

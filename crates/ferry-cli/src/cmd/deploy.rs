@@ -539,7 +539,7 @@ async fn deploy_locked(
         "deploy",
         &report,
         tests.as_ref(),
-        release.as_ref(),
+        (&release_id, release.as_ref()),
         args.concurrency,
     )
     .await?;

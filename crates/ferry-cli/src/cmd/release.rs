@@ -93,7 +93,8 @@ pub enum StatusFormat {
 pub struct StatusArgs {
     /// The stages to show [default: every named stage, in promotion order]
     stages: Vec<String>,
-    /// `json` is a stable contract: {"stages": [{"name", "id", "release", "error"}],
+    /// `json` is a stable contract: {"stages": [{"name", "id", "release", "kind", "restores",
+    /// "error"}],
     /// "services": [{"service", "stages": {STAGE: null | {"commit", "dirty", "package",
     /// "template_hash", "deployed_at", "tests", "release", "same_as_previous"}}}]}
     #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
@@ -219,24 +220,26 @@ pub(crate) fn keep_going(
 }
 
 /// After a run: the tests' summary, `on-test-failure = "rollback"`, and the exit status.
+/// `run_release` is the id of the release the run made (its records name it), written or not.
 pub(crate) async fn end_of_run(
     run: &Run<'_>,
     what: &str,
     report: &DeployReport,
     tests: Option<&ferry_acceptance::Report>,
-    release: Option<&Release>,
+    (run_release, release): (&str, Option<&Release>),
     concurrency: Option<NonZeroUsize>,
 ) -> anyhow::Result<()> {
     let stage = run.stage;
     announce(run, &report.services, tests, release).await;
-    let mut tests_ok = true;
+    // Failed tests, or a report that could not be written: said after the rollback, if any.
+    let mut tests_err = None;
     if let Some(t) = tests {
         if t.outcomes.is_empty() {
             println!(
                 "acceptance: no tests to run (no deployed service with [acceptance] is waiting for them)"
             );
         } else {
-            tests_ok = crate::cmd::acceptance::finish(run.ctx, stage, t).is_ok();
+            tests_err = crate::cmd::acceptance::finish(run.ctx, stage, t).err();
         }
     }
     let failed: BTreeSet<String> = tests
@@ -249,14 +252,7 @@ pub(crate) async fn end_of_run(
         })
         .unwrap_or_default();
     if stage.config.on_test_failure == OnTestFailure::Rollback && !failed.is_empty() {
-        let Some(release) = release else {
-            anyhow::bail!(
-                "acceptance tests failed in stage `{}` ({}), and on-test-failure = \"rollback\", but this run made no release to roll back from (the stage keeps no artifact bucket, or the failed services were deployed earlier)",
-                stage.name,
-                failed.iter().cloned().collect::<Vec<_>>().join(", ")
-            );
-        };
-        let said = roll_back_failures(run, release, &failed, concurrency).await?;
+        let said = roll_back_failures(run, run_release, &failed, concurrency).await?;
         anyhow::bail!(
             "acceptance tests failed in stage `{}` ({}); on-test-failure = \"rollback\": {said}",
             stage.name,
@@ -275,13 +271,7 @@ pub(crate) async fn end_of_run(
             stage.name
         );
     }
-    if !tests_ok {
-        anyhow::bail!(
-            "acceptance tests of stage `{}` failed; their records stay not passed",
-            stage.name
-        );
-    }
-    Ok(())
+    tests_err.map_or(Ok(()), Err)
 }
 
 /// Announces the run's changes of state (`[notifications]`), saying where it sent them; a failed
@@ -339,15 +329,23 @@ pub(crate) async fn announce_with(
     }
 }
 
-/// Rolls the services whose tests failed in `release`, and the dependents it deployed, back to
-/// the stage's previous release whose tests passed. Says what it did.
+/// Rolls the services whose tests failed after this run, and the dependents it deployed, back
+/// to the stage's newest other release whose tests passed for them. Says what it did.
 async fn roll_back_failures(
     run: &Run<'_>,
-    release: &Release,
+    run_release: &str,
     failed: &BTreeSet<String>,
     concurrency: Option<NonZeroUsize>,
 ) -> anyhow::Result<String> {
-    let deployed: BTreeSet<String> = release.deployed.iter().cloned().collect();
+    // What this run deployed: the records that name its release. The rollback needs no written
+    // release of this run (its target is judged against what runs), so a release that could
+    // not be written stops nothing.
+    let deployed: BTreeSet<String> = current_records(run)
+        .await?
+        .into_values()
+        .filter(|r| r.release.as_deref() == Some(run_release))
+        .map(|r| r.service)
+        .collect();
     let mut affected = run
         .ws
         .graph()
@@ -362,7 +360,9 @@ async fn roll_back_failures(
         "on-test-failure = \"rollback\": rolling {} back",
         affected.iter().cloned().collect::<Vec<_>>().join(", ")
     ));
-    let store = store_of(run).context("the stage keeps no releases")?;
+    let store = store_of(run).context(
+        "the stage keeps no releases (no artifact-bucket), so there is nothing to roll back to",
+    )?;
     let rb = rollback_to(run, &store, None, Some(&affected), concurrency, 3600, false)
         .await
         .context("the rollback after the failed tests failed")?;
@@ -720,6 +720,7 @@ async fn promote_locked(
         return Ok(());
     }
     let (head, id) = new_release(ws);
+    let run_release = id.clone();
     let options = options(ctx, &args.run, args.review);
     let stored = Stored {
         prepared: p.prepared.as_ref(),
@@ -753,7 +754,7 @@ async fn promote_locked(
         "promote",
         &report,
         tests.as_ref(),
-        release.as_ref(),
+        (&run_release, release.as_ref()),
         args.run.concurrency,
     )
     .await?;
@@ -930,7 +931,7 @@ pub(crate) async fn finish_review(
     report: &DeployReport,
 ) -> anyhow::Result<()> {
     let (ws, stage) = (run.ws, run.stage);
-    let Some(pending) = ferry_deploy::release::pending_release(ws, stage, info, report) else {
+    let Some(pending) = ferry_deploy::release::pending_release(ws, stage, info, report)? else {
         println!("review: nothing would change in stage `{}`", stage.name);
         return Ok(());
     };
@@ -1046,15 +1047,6 @@ async fn approve_locked(
         release: id.clone(),
     };
     let mut pending = plan.pending;
-    // Approved once it deployed whole; after a partial failure the stacks moved, so the review
-    // is stale and a new review shows what is left.
-    if report.succeeded() {
-        pending.approved = Some(approval.clone());
-        store
-            .put_pending(&pending)
-            .await
-            .context("failed to mark the review approved")?;
-    }
     let info = ReleaseInfo {
         id,
         kind: pending.kind,
@@ -1063,9 +1055,26 @@ async fn approve_locked(
         from: pending.from.clone(),
         restores: None,
         gate_override: pending.gate_override.clone(),
-        approval: Some(approval),
+        approval: Some(approval.clone()),
     };
-    let release = finish_release(run, info, args.run.test).await?;
+    // The stacks moved: whatever fails from here on, the run goes on to its tests' summary and
+    // on-test-failure rollback, and says the failure at the end.
+    let (release, unwritten) = keep_going(finish_release(run, info, args.run.test).await);
+    // Approved once it deployed whole, after its release (which the approval names) is written;
+    // after a partial failure the stacks moved, so the review is stale and a new review shows
+    // what is left.
+    let mut unmarked = None;
+    if report.succeeded() && unwritten.is_none() {
+        pending.approved = Some(approval.clone());
+        unmarked = keep_going(
+            store
+                .put_pending(&pending)
+                .await
+                .context("failed to mark the review approved")
+                .map(|()| None),
+        )
+        .1;
+    }
     let tests = args.run.test.then(|| ferry_acceptance::Report {
         outcomes: report.tests.clone(),
     });
@@ -1074,8 +1083,9 @@ async fn approve_locked(
         "approval",
         &report,
         tests.as_ref(),
-        release.as_ref(),
+        (&approval.release, release.as_ref()),
         args.run.concurrency,
     )
-    .await
+    .await?;
+    unwritten.or(unmarked).map_or(Ok(()), Err)
 }
