@@ -130,6 +130,37 @@ fn packaging_again_reuses_by_tree_id_and_a_dirty_tree_packages_under_its_own_id(
 }
 
 #[test]
+fn a_template_outside_the_service_folder_is_an_input_of_its_package() {
+    let r = repo();
+    r.write(
+        "services/db/service.toml",
+        "[service]\ntemplate = \"../../templates/db.yaml\"\n",
+    )
+    .write(
+        "templates/db.yaml",
+        "Resources:\n  T:\n    Type: AWS::SQS::Queue\n",
+    )
+    .commit("db's template lives outside its folder");
+    let first = package(r.path(), "UTC");
+
+    // Only the shared template changes: db is packaged again, not reused.
+    r.write(
+        "templates/db.yaml",
+        "Resources:\n  T:\n    Type: AWS::SQS::Queue\n    Properties: {DelaySeconds: 5}\n",
+    )
+    .commit("db's template changes");
+    let mut c = xtask(&r, &["package"]);
+    let (code, _, err) = run(&mut c, None);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("db: inputs unchanged"), "{err}");
+    let second = package(r.path(), "UTC");
+    assert_ne!(
+        first["services"]["db"]["template_sha256"], second["services"]["db"]["template_sha256"],
+        "{second}"
+    );
+}
+
+#[test]
 fn package_names_an_unknown_service_with_a_suggestion() {
     let r = repo();
     let (code, _, err) = run(&mut xtask(&r, &["package", "--service", "apii"]), None);

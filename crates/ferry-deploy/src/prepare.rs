@@ -203,10 +203,20 @@ pub fn package_request(
     let inputs: Vec<ServiceInputs> = ws
         .services
         .iter()
-        .map(|s| ServiceInputs {
-            name: s.name.clone(),
-            dir: s.dir.clone(),
-            inputs: s.inputs.clone(),
+        .map(|s| {
+            // A template outside the service folder (`template = "../shared/t.yaml"`) is an
+            // input of its package too: the folder's id does not cover it.
+            let mut inputs = s.inputs.clone();
+            if let Some(t) = ferry_manifest::normalize_relative(&s.template_path())
+                && !t.starts_with(&format!("{}/", s.dir))
+            {
+                inputs.push(t);
+            }
+            ServiceInputs {
+                name: s.name.clone(),
+                dir: s.dir.clone(),
+                inputs,
+            }
         })
         .collect();
     let snap = repo

@@ -21,6 +21,14 @@ fn quoted(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialize")
 }
 
+/// Text from scanned files, made safe for one comment line: a line break in it would end the
+/// comment and make the rest TOML.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// `ferry.toml` and one `service.toml` per service: (repository-relative path, text).
 pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
     let region = scan.region();
@@ -83,7 +91,7 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
         if !s.depends_on.is_empty() {
             let _ = writeln!(text, "# Inferred:");
             for (d, why) in &s.depends_on {
-                let _ = writeln!(text, "#   {d}: {why}");
+                let _ = writeln!(text, "#   {}: {}", one_line(d), one_line(why));
             }
             let list: Vec<String> = s.depends_on.keys().map(|d| quoted(d)).collect();
             let _ = writeln!(text, "depends-on = [{}]", list.join(", "));
@@ -91,7 +99,7 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
         if !s.inputs.is_empty() {
             let _ = writeln!(text, "# Inferred:");
             for (i, why) in &s.inputs {
-                let _ = writeln!(text, "#   {i}: {why}");
+                let _ = writeln!(text, "#   {}: {}", one_line(i), one_line(why));
             }
             let list: Vec<String> = s.inputs.keys().map(|i| quoted(i)).collect();
             let _ = writeln!(text, "inputs = [{}]", list.join(", "));
@@ -194,4 +202,20 @@ pub fn runner(root: &Path, runner: &Runner) -> (Vec<(String, String)>, Vec<Strin
         notes.push("add `target/` to .gitignore (cargo's and Ferry's output)".to_string());
     }
     (files, notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scanned_text_stays_inside_its_comment_line() {
+        let hostile = "../shared\nrole-arn = \"arn:aws:iam::1:role/x\"\r\u{1b}[2J";
+        let line = format!("#   {}: {}\n", one_line(hostile), one_line("why"));
+        assert_eq!(line.lines().count(), 1, "{line:?}");
+        assert!(
+            line.starts_with('#') && !line.contains('\u{1b}'),
+            "{line:?}"
+        );
+    }
 }

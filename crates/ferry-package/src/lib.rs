@@ -585,7 +585,8 @@ pub fn check_templates<'a>(
 /// as a package does; the archive is then at [`artifact_path`]. For archives another tool
 /// wrote: unpacked into `dir`, they get the bytes Ferry would give the same files.
 pub fn store_folder(out: &Path, dir: &Path) -> Result<zip::Written, PackageError> {
-    let entries = files::collect(dir, &globset::GlobSet::empty()).map_err(io_err(dir))?;
+    // An unpacked archive: its own links stay inside it.
+    let entries = files::collect(dir, &globset::GlobSet::empty(), dir).map_err(io_err(dir))?;
     let dest_dir = out.join("artifacts");
     fs::create_dir_all(&dest_dir).map_err(io_err(&dest_dir))?;
     let tmp = dest_dir.join(format!(
@@ -688,8 +689,10 @@ fn run_build(
     Ok(())
 }
 
-/// The files of `src` (a folder or a file) minus the exclude globs of `service`'s manifest.
+/// The files of `src` (a folder or a file) minus the exclude globs of `service`'s manifest;
+/// symbolic links may lead anywhere inside the repository `root`, not out of it.
 fn files_of(
+    root: &Path,
     service: &Service,
     src: &Path,
     globs: &[&str],
@@ -698,7 +701,7 @@ fn files_of(
         path: service.manifest_path(),
         source: io::Error::other(e.to_string()),
     })?;
-    files::collect(src, &set).map_err(io_err(src))
+    files::collect(src, &set, root).map_err(io_err(src))
 }
 
 fn package_service(
@@ -820,7 +823,7 @@ fn package_service(
     }
 
     let site = match &spec.site {
-        Some(s) => Some(snapshot_site(service, &dir, s, out)?),
+        Some(s) => Some(snapshot_site(&ws.root, service, &dir, s, out)?),
         None => None,
     };
     Ok(ServicePackage {
@@ -907,7 +910,7 @@ impl Store<'_> {
             }
             (sha, bytes.len() as u64, 1)
         } else {
-            let entries = files_of(service, &src, globs)?;
+            let entries = files_of(&self.ws.root, service, &src, globs)?;
             if entries.is_empty() {
                 return Err(PackageError::EmptyArtifact {
                     service: service.name.clone(),
@@ -1050,6 +1053,7 @@ impl Store<'_> {
 /// Copies a site's files into the content-addressed blob store: the package keeps the exact
 /// bytes that every stage will publish.
 fn snapshot_site(
+    root: &Path,
     service: &Service,
     dir: &Path,
     site: &ferry_manifest::Site,
@@ -1064,11 +1068,17 @@ fn snapshot_site(
         });
     }
     let mut globs: Vec<&str> = site.exclude.iter().map(String::as_str).collect();
-    // The generated config file is written at upload time, never taken from the folder.
-    if let Some(c) = &site.config_file {
+    // The generated config file is written at upload time, never taken from the folder: that
+    // path exactly (anchored, its name not read as a pattern), not files of the same name in
+    // subfolders.
+    let config = site
+        .config_file
+        .as_ref()
+        .map(|c| format!("/{}", globset::escape(c.trim_start_matches('/'))));
+    if let Some(c) = &config {
         globs.push(c);
     }
-    let entries = files_of(service, &src, &globs)?;
+    let entries = files_of(root, service, &src, &globs)?;
     let mut files = Vec::new();
     let mut all = Sha256::new();
     for e in entries {

@@ -790,12 +790,14 @@ async fn a_site_is_snapshotted_at_package_time_and_published_with_its_config_fil
         ("services/web/site/css/app.css", "h1 { color: red }\n"),
         ("services/web/site/app.js.map", "{}"),
         ("services/web/site/config.json", "{\"stale\": true}"),
+        // Same name in a subfolder: a file of the site, not the generated one.
+        ("services/web/site/vendor/config.json", "{\"vendor\": true}"),
     ]);
     let out = tempfile::tempdir().unwrap();
     let m = packaged(ws.path(), out.path(), &["web"]);
     let site = m.services["web"].site.clone().unwrap();
     let names: Vec<&str> = site.files.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names, ["css/app.css", "index.html"]);
+    assert_eq!(names, ["css/app.css", "index.html", "vendor/config.json"]);
     // Edited after packaging: the package still publishes what it snapshotted.
     write(
         ws.path(),
@@ -814,7 +816,7 @@ async fn a_site_is_snapshotted_at_package_time_and_published_with_its_config_fil
     )
     .await
     .unwrap();
-    assert_eq!(n, 3);
+    assert_eq!(n, 4);
     let (body, ct) = object(&s3, "ferry-test-site", "app/index.html").await;
     assert_eq!(
         (body.as_slice(), ct.as_deref()),
