@@ -200,7 +200,13 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
             });
         }
     }
-    let reuse_path = c.input_key.map(|k| {
+    // A configuration that reads values from outside the repository (SSM, other stacks, the
+    // environment, S3) compiles to something else when they change, which no input key sees:
+    // it is compiled every time.
+    let config = std::fs::read_to_string(c.root.join(&c.service.dir).join(&c.service.template))
+        .unwrap_or_default();
+    let input_key = c.input_key.filter(|_| !reads_outside_values(&config));
+    let reuse_path = input_key.map(|k| {
         c.out
             .join("serverless")
             .join(service)
@@ -268,6 +274,23 @@ fn ensure_dir(dir: &Path) -> Result<&Path, ServerlessError> {
     Ok(dir)
 }
 
+/// The variable sources of the framework that resolve outside the repository at compile time.
+const OUTSIDE_SOURCES: &[&str] = &[
+    "${ssm:",
+    "${ssm(",
+    "${cf:",
+    "${cf(",
+    "${env:",
+    "${aws:",
+    "${s3:",
+    "${sls:instanceId",
+];
+
+/// Whether a framework configuration reads a value from outside the repository.
+fn reads_outside_values(config: &str) -> bool {
+    OUTSIDE_SOURCES.iter().any(|s| config.contains(s))
+}
+
 /// Everything a compile depends on besides the files the input key covers.
 fn reuse_key(c: &Compile<'_>, input_key: &str) -> String {
     let cli = c
@@ -303,4 +326,29 @@ fn read_reused(out: &Path, path: &Path) -> Option<Compiled> {
             .all(|a| a.local_path(out).is_file());
     compiled.reused = true;
     present.then_some(compiled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_read_from_outside_the_repository_prevent_reuse() {
+        for outside in [
+            "custom:\n  key: ${ssm:/shop/key}\n",
+            "custom:\n  key: ${ssm(eu-west-1):/shop/key}\n",
+            "custom:\n  arn: ${cf:db-${sls:stage}.TableArn}\n",
+            "custom:\n  who: ${env:USER}\n",
+            "custom:\n  account: ${aws:accountId}\n",
+            "custom:\n  blob: ${s3:bucket/key}\n",
+        ] {
+            assert!(reads_outside_values(outside), "{outside}");
+        }
+        for inside in [
+            "service: api\nprovider:\n  stage: ${opt:stage}\n",
+            "custom:\n  table: ${param:Table}\n  file: ${file(./config.yml)}\n  self: ${self:service}\n",
+        ] {
+            assert!(!reads_outside_values(inside), "{inside}");
+        }
+    }
 }
