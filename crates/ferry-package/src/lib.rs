@@ -689,15 +689,33 @@ fn run_build(
     Ok(())
 }
 
-/// The files of `src` (a folder or a file) minus the exclude globs of `service`'s manifest;
-/// symbolic links may lead anywhere inside the repository `root`, not out of it.
+/// The files of `src` (a folder or a file) minus the exclude globs of `service`'s manifest and
+/// minus the folders of services nested in it (their files are theirs: an edit there deploys
+/// them, not `service`); symbolic links may lead anywhere inside the repository, not out of it.
 fn files_of(
-    root: &Path,
+    ws: &Workspace,
     service: &Service,
     src: &Path,
     globs: &[&str],
 ) -> Result<Vec<zip::Entry>, PackageError> {
-    let set = files::exclude_set(globs).map_err(|e| PackageError::Io {
+    let inner = format!("{}/", service.dir);
+    let nested: Vec<String> = ws
+        .services
+        .iter()
+        .filter(|o| o.dir.starts_with(&inner))
+        .filter_map(|o| {
+            let rel = ws.root.join(&o.dir);
+            let rel = rel.strip_prefix(src).ok()?.to_str()?;
+            (!rel.is_empty()).then(|| format!("/{}", globset::escape(rel)))
+        })
+        .collect();
+    let globs: Vec<&str> = globs
+        .iter()
+        .copied()
+        .chain(nested.iter().map(String::as_str))
+        .collect();
+    let root = &ws.root;
+    let set = files::exclude_set(&globs).map_err(|e| PackageError::Io {
         path: service.manifest_path(),
         source: io::Error::other(e.to_string()),
     })?;
@@ -823,7 +841,7 @@ fn package_service(
     }
 
     let site = match &spec.site {
-        Some(s) => Some(snapshot_site(&ws.root, service, &dir, s, out)?),
+        Some(s) => Some(snapshot_site(ws, service, &dir, s, out)?),
         None => None,
     };
     Ok(ServicePackage {
@@ -910,7 +928,7 @@ impl Store<'_> {
             }
             (sha, bytes.len() as u64, 1)
         } else {
-            let entries = files_of(&self.ws.root, service, &src, globs)?;
+            let entries = files_of(self.ws, service, &src, globs)?;
             if entries.is_empty() {
                 return Err(PackageError::EmptyArtifact {
                     service: service.name.clone(),
@@ -1053,7 +1071,7 @@ impl Store<'_> {
 /// Copies a site's files into the content-addressed blob store: the package keeps the exact
 /// bytes that every stage will publish.
 fn snapshot_site(
-    root: &Path,
+    ws: &Workspace,
     service: &Service,
     dir: &Path,
     site: &ferry_manifest::Site,
@@ -1078,7 +1096,7 @@ fn snapshot_site(
     if let Some(c) = &config {
         globs.push(c);
     }
-    let entries = files_of(root, service, &src, &globs)?;
+    let entries = files_of(ws, service, &src, &globs)?;
     let mut files = Vec::new();
     let mut all = Sha256::new();
     for e in entries {

@@ -243,6 +243,42 @@ fn excludes_apply_to_every_artifact_and_per_artifact() {
 }
 
 #[test]
+fn a_service_nested_in_an_artifact_folder_is_left_to_itself() {
+    // `services/**` finds api and the service nested in its code folder, src/admin: admin's
+    // files are admin's (an edit there deploys admin), so api's archive leaves them out.
+    let ws = workspace(&[
+        ("services/api/template.yaml", FUNCTION),
+        ("services/api/service.toml", API_MANIFEST),
+        ("services/api/src/app.py", "x = 1\n"),
+        (
+            "services/api/src/admin/service.toml",
+            "[service]\ntemplate = \"t.yaml\"\n",
+        ),
+        (
+            "services/api/src/admin/t.yaml",
+            "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+        ),
+        (
+            "services/api/src/admin-notes.txt",
+            "kept: not a service folder\n",
+        ),
+    ]);
+    write(
+        ws.path(),
+        "ferry.toml",
+        "[project]\nname = \"shop\"\nservices = [\"services/**\"]\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let m = packaged(ws.path(), out.path(), &["api", "admin"]);
+    let a = &m.services["api"].artifacts[0];
+    let names: Vec<String> = inspect(&ferry_package::artifact_path(out.path(), &a.sha256))
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["admin-notes.txt", "app.py"]);
+}
+
+#[test]
 fn every_supported_resource_type_is_rewritten_to_the_bucket_parameter() {
     let template = r#"AWSTemplateFormatVersion: "2010-09-09"
 Transform: AWS::Serverless-2016-10-31

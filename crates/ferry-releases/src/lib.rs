@@ -208,6 +208,17 @@ impl Release {
         }
     }
 
+    /// Whether the release ran at commit `prefix`, or deployed packages built from it (a
+    /// promote runs from whatever is checked out, its packages come from an earlier commit).
+    pub fn made_at(&self, prefix: &str) -> bool {
+        self.commit.starts_with(prefix)
+            || self.deployed.iter().any(|s| {
+                self.services
+                    .get(s)
+                    .is_some_and(|r| r.commit.starts_with(prefix))
+            })
+    }
+
     /// Puts a record marked by acceptance tests into the release, when it is the deploy the
     /// release holds for its service (same stack id and deploy time). Returns whether it did.
     pub fn mark(&mut self, record: &Record) -> bool {
@@ -267,7 +278,8 @@ fn newest(sorted: &[&Release]) -> String {
 }
 
 /// The release a rollback of `stage` deploys: the one `to` names (a release id, or a commit
-/// of at least 7 hex digits: the newest release made at it), else the newest release that holds
+/// of at least 7 hex digits: the newest release made at it or deploying packages built from
+/// it), else the newest release that holds
 /// other packages than `current` (the stage's records: what runs) and whose tests passed, both
 /// judged over the services in `only` (all when `None`). What runs decides, not the newest
 /// release: a run can move stacks and records and stop before its release is written, and a
@@ -292,7 +304,7 @@ pub fn rollback_target<'a>(
             let by_commit = to.len() >= 7 && to.chars().all(|c| c.is_ascii_hexdigit());
             sorted
                 .iter()
-                .find(|r| r.id == to || (by_commit && r.commit.starts_with(to)))
+                .find(|r| r.id == to || (by_commit && r.made_at(to)))
                 .copied()
                 .ok_or_else(|| TargetError::Unknown {
                     stage: stage.into(),

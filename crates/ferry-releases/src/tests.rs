@@ -129,6 +129,28 @@ fn rollback_goes_to_the_newest_other_release_that_passed() {
 }
 
 #[test]
+fn a_commit_names_the_release_run_at_it_or_deploying_its_packages() {
+    // A promote run from a later checkout (ddddddd) deployed api's packages of bbbbbbb.
+    let mut promote = release("2", "ddddddd1", &[("api", "t2", Some(true))]);
+    promote.deployed = vec!["api".into()];
+    promote.services.get_mut("api").unwrap().commit = "bbbbbbb2".into();
+    let rs = vec![
+        release("3", "eeeeeee1", &[("api", "t3", None)]),
+        promote,
+        release("1", "aaaaaaa1", &[("api", "t1", Some(true))]),
+    ];
+    let now = running(&rs[0]);
+    let to = |c| rollback_target("prod", &rs, Some(c), &now, None).map(|r| r.id.clone());
+    assert_eq!(to("bbbbbbb").unwrap(), "2", "by its packages' commit");
+    assert_eq!(to("ddddddd").unwrap(), "2", "by the commit it ran at");
+    // Records of services a release did not deploy (they carry older commits) do not count.
+    assert!(matches!(
+        rollback_target("prod", &rs, Some("3e18202"), &now, None),
+        Err(TargetError::Unknown { .. })
+    ));
+}
+
+#[test]
 fn rollback_judges_what_runs_not_the_newest_release() {
     // A run moved api to t3 and stopped before writing its release: the newest release (2)
     // is no longer what runs, and it passed, so it is the target.

@@ -66,7 +66,8 @@ pub struct RollbackArgs {
     /// The stage to roll back
     stage: String,
     /// The release to go back to: its id, or a commit (at least 7 hex digits; the newest release
-    /// made at it) [default: the newest release before the current one whose tests passed]
+    /// run at it or deploying packages built from it) [default: the newest release that holds
+    /// other packages than what runs and whose tests passed]
     #[arg(long, value_name = "RELEASE|COMMIT")]
     to: Option<String>,
     #[command(flatten)]
