@@ -795,7 +795,7 @@ pub fn denials(ws: &Workspace, stage: &Stage, role: &str, path: &str) -> Vec<Per
     let project = &ws.project.name;
     let mut out = vec![
         Permission {
-            why: "never: its own role, Ferry's own stacks".into(),
+            why: "never: its own role".into(),
             deny: true,
             actions: strings(&["iam:*"]),
             resources: vec![format!(

@@ -204,14 +204,9 @@ pub fn package_request(
         .services
         .iter()
         .map(|s| {
-            // A template outside the service folder (`template = "../shared/t.yaml"`) is an
-            // input of its package too: the folder's id does not cover it.
+            // A template outside the service folder is an input of its package too.
             let mut inputs = s.inputs.clone();
-            if let Some(t) = ferry_manifest::normalize_relative(&s.template_path())
-                && !t.starts_with(&format!("{}/", s.dir))
-            {
-                inputs.push(t);
-            }
+            inputs.extend(s.template_outside());
             ServiceInputs {
                 name: s.name.clone(),
                 dir: s.dir.clone(),

@@ -882,14 +882,7 @@ pub fn pending_release(
         let unreviewed = report
             .services
             .iter()
-            .filter(|s| {
-                matches!(
-                    s.result,
-                    crate::ServiceResult::Failed { .. }
-                        | crate::ServiceResult::Skipped { .. }
-                        | crate::ServiceResult::Cancelled
-                )
-            })
+            .filter(|s| !s.result.succeeded())
             .map(|s| s.name.clone())
             .collect();
         return Err(ReviewIncomplete { unreviewed });

@@ -182,16 +182,21 @@ pub struct DeployReport {
     pub reviews: BTreeMap<String, (StackReview, Reviewed)>,
 }
 
+impl ServiceResult {
+    /// Deployed, up to date, or (a review) would change: not failed, skipped or cancelled.
+    pub fn succeeded(&self) -> bool {
+        matches!(
+            self,
+            ServiceResult::Deployed { .. }
+                | ServiceResult::UpToDate { .. }
+                | ServiceResult::WouldChange { .. }
+        )
+    }
+}
+
 impl DeployReport {
     pub fn succeeded(&self) -> bool {
-        self.services.iter().all(|s| {
-            matches!(
-                s.result,
-                ServiceResult::Deployed { .. }
-                    | ServiceResult::UpToDate { .. }
-                    | ServiceResult::WouldChange { .. }
-            )
-        })
+        self.services.iter().all(|s| s.result.succeeded())
     }
 }
 

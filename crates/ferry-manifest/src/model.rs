@@ -321,6 +321,14 @@ impl Service {
         format!("{}/{}", self.dir, self.template)
     }
 
+    /// The template's repository-relative path when it lies outside the service folder
+    /// (`template = "../shared/t.yaml"`): the folder's content id does not cover it, so whatever
+    /// keys on the folder (change owners, package input keys, the folder cache) must name it.
+    pub fn template_outside(&self) -> Option<String> {
+        let path = crate::normalize_relative(&self.template_path())?;
+        (!path.starts_with(&format!("{}/", self.dir))).then_some(path)
+    }
+
     /// Repository-relative path of the manifest.
     pub fn manifest_path(&self) -> String {
         format!("{}/service.toml", self.dir)

@@ -89,11 +89,7 @@ fn owners(ws: &Workspace) -> Result<Owners<'_>, PlanError> {
         inputs: &s.inputs,
         // Files inside the folder are owned through it already; only a template outside it
         // needs naming.
-        files: if s.template.split('/').any(|seg| seg == "..") {
-            vec![s.template_path()]
-        } else {
-            Vec::new()
-        },
+        files: s.template_outside().into_iter().collect(),
     });
     Ok(Owners::new(specs, &ws.project.global_inputs)?)
 }

@@ -279,9 +279,9 @@ fn newest(sorted: &[&Release]) -> String {
 
 /// The release a rollback of `stage` deploys: the one `to` names (a release id, or a commit
 /// of at least 7 hex digits: the newest release made at it or deploying packages built from
-/// it), else the newest release that holds
-/// other packages than `current` (the stage's records: what runs) and whose tests passed, both
-/// judged over the services in `only` (all when `None`). What runs decides, not the newest
+/// it), else the newest release that holds other packages than `current` (the stage's records:
+/// what runs) and whose tests passed, both judged over the services in `only` (all when
+/// `None`). What runs decides, not the newest
 /// release: a run can move stacks and records and stop before its release is written, and a
 /// rollback leaves other services' test outcomes unset, which must not disqualify a release for
 /// the services being rolled back. `releases` in any order.

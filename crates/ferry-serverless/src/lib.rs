@@ -203,9 +203,10 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
     // A configuration that reads values from outside the repository (SSM, other stacks, the
     // environment, S3) compiles to something else when they change, which no input key sees:
     // it is compiled every time.
-    let config = std::fs::read_to_string(c.root.join(&c.service.dir).join(&c.service.template))
-        .unwrap_or_default();
-    let input_key = c.input_key.filter(|_| !reads_outside_values(&config));
+    let input_key = c.input_key.filter(|_| {
+        let path = c.root.join(&c.service.dir).join(&c.service.template);
+        !reads_outside_values(&std::fs::read_to_string(path).unwrap_or_default())
+    });
     let reuse_path = input_key.map(|k| {
         c.out
             .join("serverless")

@@ -140,7 +140,7 @@ fn read_services(
         let before = diags.len();
         if let Some(d) = read_service(source, &dir, diags) {
             // Cacheable: no problem of its own, template inside the folder (covered by its id).
-            let inside = !d.service.template.split('/').any(|s| s == "..");
+            let inside = d.service.template_outside().is_none();
             let clean = diags.len() == before;
             if let (Some(c), Some(id)) = (&mut cache, &id)
                 && clean
