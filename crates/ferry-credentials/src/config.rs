@@ -7,6 +7,8 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use ferry_manifest::Stage;
 
 use crate::{CredentialsError, Identity, caller_identity};
@@ -40,6 +42,7 @@ pub async fn base_config(region: &str, target: &Target) -> SdkConfig {
         .operation_timeout(CALL_TIMEOUT)
         .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .region(Region::new(region.to_string()))
         .retry_config(RetryConfig::adaptive().with_max_attempts(5))
         .timeout_config(timeouts);
@@ -61,6 +64,19 @@ pub async fn base_config(region: &str, target: &Target) -> SdkConfig {
         (None, None) => format!("AWS ({region})"),
     });
     config
+}
+
+/// The HTTP(S) client of every SDK config Ferry makes: the SDK's own hyper client, with rustls
+/// on the ring crypto provider and the system's root certificates. (The SDK's default client is
+/// the same on aws-lc, whose C build is the largest single step of a cold `cargo xtask` build.)
+/// Configs made without it have no HTTP client at all: their first call fails with "no HTTP
+/// client", so a config must come from [`base_config`] or carry this client.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 /// Dummy key for the emulator (not a credential).

@@ -21,7 +21,7 @@ pub mod ssm;
 
 /// The SDK's configuration, as every function here takes and gives it.
 pub use aws_config::SdkConfig;
-pub use config::{StageAws, base_config, session_name, stage_config};
+pub use config::{StageAws, base_config, https_client, session_name, stage_config};
 pub use error::CredentialsError;
 pub use identity::{Identity, caller_identity, check_account};
 pub use mask::Masker;

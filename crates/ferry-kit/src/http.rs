@@ -36,7 +36,7 @@ pub async fn get(url: &str) -> Result<Response, String> {
     // The provider named here rather than through hyper-rustls's own feature: the tests' build
     // then shares the AWS SDK's hyper-rustls with the xtask's instead of compiling it again.
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
+        .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
         .map_err(|e| format!("no root certificates: {e}"))?
         .https_or_http()
         .enable_http1()

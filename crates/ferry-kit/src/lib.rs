@@ -23,7 +23,14 @@ pub use env::{EnvError, Outputs, StageEnv};
 /// (`AWS_ENDPOINT_URL` when local) from the environment Ferry gives the test.
 #[cfg(feature = "aws")]
 pub async fn sdk_config(stage: &StageEnv) -> aws_config::SdkConfig {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    // The SDK's own client on ring, as Ferry's: the workspace builds the SDK without its default
+    // client (rustls on aws-lc), so a config must name one.
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https)
         .region(aws_config::Region::new(stage.region.clone()))
         .load()
         .await

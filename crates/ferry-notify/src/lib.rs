@@ -223,7 +223,7 @@ pub async fn post_within(
     // The provider named here rather than through hyper-rustls's own feature, so that the AWS
     // SDK's hyper-rustls build is shared.
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
+        .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
         .map_err(|e| fail(format!("no root certificates: {e}")))?
         .https_or_http()
         .enable_http1()

@@ -29,6 +29,7 @@ fn release(id: &str) -> Release {
 #[tokio::test]
 async fn releases_round_trip_newest_first() {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(ferry_credentials::https_client())
         .endpoint_url(moto().endpoint())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
