@@ -254,6 +254,8 @@ fn ferry_compile(
                     input_key: Some(&key),
                     mask: &|s: &str| s.to_string(),
                     timeout: Duration::from_secs(300),
+                    prebuilt: None,
+                    on_step: &|_| {},
                 };
                 ferry_serverless::compile(&c)
                     .await

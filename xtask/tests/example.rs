@@ -103,6 +103,24 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
         "{err}"
     );
     assert!(err.contains("notifier: compiled: 1 archive(s)"), "{err}");
+    // Its `npm install` starts with the run, before its dependencies deploy; the compile waits
+    // for it rather than running it again, then says the framework's command.
+    let started = err
+        .find("notifier: started its build `npm install --no-audit --no-fund --prefer-offline` ahead of its compile")
+        .unwrap_or_else(|| panic!("{err}"));
+    let database = err
+        .find("database: deploying stack")
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(started < database, "{err}");
+    assert!(
+        err.contains("notifier: waiting for its build `npm install --no-audit --no-fund --prefer-offline` (started ahead)"),
+        "{err}"
+    );
+    assert!(!err.contains("notifier: running its build"), "{err}");
+    assert!(
+        err.contains("/node_modules/.bin/serverless package`"),
+        "{err}"
+    );
     assert!(
         row(&out, "api").contains(" cloudformation "),
         "the kind: {out}"

@@ -233,6 +233,8 @@ struct Run<'a> {
     tests: Option<Mutex<Vec<ferry_acceptance::TestOutcome>>>,
     /// With `review`: what each service would change.
     reviews: Option<Mutex<BTreeMap<String, (StackReview, Reviewed)>>>,
+    /// The `[package] build` of each Serverless service that deploys, started with the run.
+    prebuilds: ferry_serverless::Prebuilds,
     on: &'a (dyn Fn(Event) + Send + Sync),
 }
 
@@ -328,8 +330,31 @@ pub async fn deploy_selection(
     let reason = |name: &str| selection.why.get(name).cloned().unwrap_or_default();
 
     let engine = Engine::for_config(ctx.config, options.engine.clone());
+    // A Serverless service compiles when its dependencies have deployed (it needs their
+    // outputs), but its build (`npm install`) needs nothing of the stage: it starts now.
+    let prebuilds = match ctx.package {
+        Some(_) => ferry_serverless::Prebuilds::start(
+            ctx.ws,
+            to_deploy.iter().map(String::as_str),
+            ctx.masker,
+            COMPILE_TIMEOUT,
+        ),
+        None => ferry_serverless::Prebuilds::default(),
+    };
+    for service in prebuilds.services() {
+        let build = ctx
+            .ws
+            .service(service)
+            .map(|s| ctx.masker.mask(&s.package.build.join(" ")))
+            .unwrap_or_default();
+        on(Event::Stack {
+            service: service.to_string(),
+            progress: Progress::Note(format!("started its build `{build}` ahead of its compile")),
+        });
+    }
     let run = Run {
         ctx,
+        prebuilds,
         method: options
             .method
             .unwrap_or(match ctx.stage.config.deployment_method {
@@ -421,6 +446,11 @@ pub async fn deploy_selection(
         }
     })
     .await;
+    // A build whose service never compiled (a dependency failed) is not cut off half done
+    // (a half-written node_modules), unless the run was cancelled.
+    if !ctx.cancel.is_cancelled() {
+        run.prebuilds.finish().await;
+    }
 
     let mut services = Vec::new();
     for name in sub.topo_order() {
@@ -535,6 +565,8 @@ async fn compile_serverless(
     };
     let env = ferry_credentials::env::child_env(ctx.config, &ctx.stage.name, ctx.masker).await?;
     let mask = |s: &str| ctx.masker.mask(s);
+    // The step the compile is in, for the heartbeat.
+    let step_now = Mutex::new(String::from("compiling with its Serverless Framework CLI"));
     let compile = ferry_serverless::Compile {
         root: &ctx.ws.root,
         project: &ctx.ws.project.name,
@@ -547,12 +579,27 @@ async fn compile_serverless(
         input_key: p.input_keys.get(&service.name).map(String::as_str),
         mask: &mask,
         timeout: COMPILE_TIMEOUT,
+        prebuilt: Some(&run.prebuilds),
+        on_step: &|step: &str| {
+            *step_now.lock().expect("step lock") = step.to_string();
+            (run.on)(Event::Stack {
+                service: service.name.clone(),
+                progress: Progress::Note(step.to_string()),
+            });
+        },
     };
     (run.on)(Event::Stack {
         service: service.name.clone(),
         progress: Progress::Note("compiling with its Serverless Framework CLI".into()),
     });
-    let compiled = ferry_serverless::compile(&compile).await?;
+    let compiled = ferry_acceptance::with_heartbeat(ferry_serverless::compile(&compile), |t| {
+        let step = step_now.lock().expect("step lock").clone();
+        (run.on)(Event::Stack {
+            service: service.name.clone(),
+            progress: Progress::Note(format!("still {step} ({}s)", t.as_secs())),
+        });
+    })
+    .await?;
     (run.on)(Event::Stack {
         service: service.name.clone(),
         progress: Progress::Note(if compiled.reused {

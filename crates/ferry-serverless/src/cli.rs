@@ -1,6 +1,7 @@
 //! Finding and running the framework's CLI.
 
 use std::path::Path;
+use std::time::Duration;
 
 use ferry_acceptance::process::{Ended, run_captured};
 use ferry_manifest::Service;
@@ -35,40 +36,45 @@ pub fn find_cli(root: &Path, service: &Service) -> Result<Vec<String>, Serverles
     })
 }
 
-/// Runs the service's `[package] build` (e.g. `npm install`, which may install the CLI) in its
+/// Runs `service`'s `[package] build` (e.g. `npm install`, which may install the CLI) in its
 /// folder, without the stage's variables and credentials, as a package build runs.
-pub(crate) async fn build(c: &Compile<'_>) -> Result<(), ServerlessError> {
-    let argv = &c.service.package.build;
-    let shown = (c.mask)(&argv.join(" "));
+pub(crate) async fn build(
+    root: &Path,
+    project: &str,
+    service: &Service,
+    mask: &(dyn Fn(&str) -> String + Sync),
+    timeout: Duration,
+) -> Result<(), ServerlessError> {
+    let argv = &service.package.build;
+    let shown = mask(&argv.join(" "));
     let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .current_dir(c.root.join(&c.service.dir));
+    cmd.args(&argv[1..]).current_dir(root.join(&service.dir));
     for (k, _) in std::env::vars_os() {
         if k.to_str().is_some_and(ferry_env::is_stage_variable) {
             cmd.env_remove(k);
         }
     }
-    cmd.env(ferry_env::PROJECT, c.project)
-        .env(ferry_env::SERVICE, &c.service.name);
+    cmd.env(ferry_env::PROJECT, project)
+        .env(ferry_env::SERVICE, &service.name);
     let ran =
-        run_captured(cmd, Some(c.timeout), 200)
+        run_captured(cmd, Some(timeout), 200)
             .await
             .map_err(|e| ServerlessError::NotStarted {
-                service: c.service.name.clone(),
+                service: service.name.clone(),
                 command: argv[0].clone(),
                 message: e.to_string(),
             })?;
     match ran.ended {
         Ended::Exited(s) if s.success() => Ok(()),
         ended => Err(ServerlessError::BuildFailed {
-            service: c.service.name.clone(),
+            service: service.name.clone(),
             command: shown,
             status: match ended {
                 Ended::Exited(s) => s.to_string(),
                 Ended::TimedOut(t) => format!("stopped after {} s", t.as_secs()),
                 Ended::Lost(e) => format!("waiting for it failed: {e}"),
             },
-            tail: tail(&ran.lines, c.mask),
+            tail: tail(&ran.lines, mask),
         }),
     }
 }

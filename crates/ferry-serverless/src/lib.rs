@@ -25,12 +25,14 @@ mod rewrite;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_manifest::Service;
 use ferry_package::PackagedArtifact;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 pub use cli::find_cli;
 pub use rewrite::rewrite;
@@ -61,6 +63,86 @@ pub struct Compile<'a> {
     pub mask: &'a (dyn Fn(&str) -> String + Sync),
     /// How long the framework may take before it is stopped.
     pub timeout: Duration,
+    /// Builds started ahead of their compiles ([`Prebuilds`]): the service's is awaited instead
+    /// of run again.
+    pub prebuilt: Option<&'a Prebuilds>,
+    /// Hears each step that runs a command ("running its build `npm install`", "running
+    /// `serverless package`"), for progress lines.
+    pub on_step: &'a (dyn Fn(&str) + Sync),
+}
+
+/// How a shared build ended: `Err` holds its error for every compile that waits for it.
+type BuildResult = Result<(), Arc<ServerlessError>>;
+
+/// The `[package] build` commands (e.g. `npm install`) of Serverless services, started in the
+/// background at the beginning of a run, each in its service's folder as [`compile`] would run
+/// it. The build needs no stage value, so it runs while the stacks the service depends on
+/// deploy; the compile, which needs their outputs, then waits only for what is left of it.
+/// Dropping it leaves running builds to the runtime, which stops them when it shuts down; a run
+/// that ends normally calls [`Prebuilds::finish`] so that none is cut off half done.
+#[derive(Debug, Default)]
+pub struct Prebuilds {
+    by_service: BTreeMap<String, watch::Receiver<Option<BuildResult>>>,
+}
+
+impl Prebuilds {
+    /// Starts the builds of those of `services` that are Serverless services with a `[package]
+    /// build`, one task each, on the current tokio runtime. `masker` hides secrets in what a
+    /// failed build printed.
+    pub fn start<'s>(
+        ws: &ferry_manifest::Workspace,
+        services: impl IntoIterator<Item = &'s str>,
+        masker: &ferry_credentials::Masker,
+        timeout: Duration,
+    ) -> Prebuilds {
+        let mut by_service = BTreeMap::new();
+        for name in services {
+            let Some(service) = ws.service(name) else {
+                continue;
+            };
+            if service.kind != ferry_manifest::ServiceKind::Serverless
+                || service.package.build.is_empty()
+            {
+                continue;
+            }
+            let (tx, rx) = watch::channel(None);
+            let (root, project, service) =
+                (ws.root.clone(), ws.project.name.clone(), service.clone());
+            let masker = masker.clone();
+            tokio::spawn(async move {
+                let mask = move |s: &str| masker.mask(s);
+                let built = cli::build(&root, &project, &service, &mask, timeout).await;
+                let _ = tx.send(Some(built.map_err(Arc::new)));
+            });
+            by_service.insert(name.to_string(), rx);
+        }
+        Prebuilds { by_service }
+    }
+
+    /// The services whose builds were started.
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        self.by_service.keys().map(String::as_str)
+    }
+
+    /// Whether `service`'s build was started ahead.
+    pub fn has(&self, service: &str) -> bool {
+        self.by_service.contains_key(service)
+    }
+
+    /// How `service`'s build ended, once it has; `None` when none was started for it or its
+    /// task was lost (the caller then runs the build itself).
+    pub async fn wait(&self, service: &str) -> Option<BuildResult> {
+        let mut rx = self.by_service.get(service)?.clone();
+        let done = rx.wait_for(Option::is_some).await.ok()?;
+        done.clone()
+    }
+
+    /// Waits for every build still running.
+    pub async fn finish(&self) {
+        for service in self.by_service.keys() {
+            let _ = self.wait(service).await;
+        }
+    }
 }
 
 /// A compiled stage of a service, kept under the package store.
@@ -166,6 +248,9 @@ pub enum ServerlessError {
     },
     #[error(transparent)]
     Package(Box<ferry_package::PackageError>),
+    /// The build started ahead of the compile ([`Prebuilds`]) failed: its own error.
+    #[error(transparent)]
+    Prebuilt(Arc<ServerlessError>),
     #[error("{}: {source}", .path.display())]
     Io {
         path: PathBuf,
@@ -216,11 +301,26 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
     if let Some(compiled) = reuse_path.as_deref().and_then(|p| read_reused(c.out, p)) {
         return Ok(compiled);
     }
-    // The build may install the CLI (`npm install`): it runs first.
+    // The build may install the CLI (`npm install`): it runs first, or was started ahead.
     if !c.service.package.build.is_empty() {
-        cli::build(c).await?;
+        let shown = (c.mask)(&c.service.package.build.join(" "));
+        let ahead = match c.prebuilt {
+            Some(p) if p.has(service) => {
+                (c.on_step)(&format!("waiting for its build `{shown}` (started ahead)"));
+                p.wait(service).await
+            }
+            _ => None,
+        };
+        match ahead {
+            Some(result) => result.map_err(ServerlessError::Prebuilt)?,
+            None => {
+                (c.on_step)(&format!("running its build `{shown}`"));
+                cli::build(c.root, c.project, c.service, c.mask, c.timeout).await?;
+            }
+        }
     }
     let argv = find_cli(c.root, c.service)?;
+    (c.on_step)(&format!("running `{} package`", (c.mask)(&argv.join(" "))));
 
     let work = tempfile::Builder::new()
         .prefix(".serverless-")

@@ -80,6 +80,8 @@ fn request<'a>(
         input_key,
         mask,
         timeout: Duration::from_secs(20),
+        prebuilt: None,
+        on_step: &|_| {},
     }
 }
 
@@ -288,5 +290,85 @@ fn a_framework_that_hangs_is_stopped() {
     assert!(
         e.contains("did not finish within 1 s and was stopped; nothing was deployed"),
         "{e}"
+    );
+}
+
+/// Compiles with the build started ahead ([`ferry_serverless::Prebuilds`]), collecting the
+/// steps the compile reports. The masker hides `secret`.
+fn compile_with_prebuild(
+    ws: &ferry_manifest::Workspace,
+    out: &Path,
+    secret: &str,
+) -> (
+    Result<ferry_serverless::Compiled, ServerlessError>,
+    Vec<String>,
+) {
+    let masker = ferry_credentials::Masker::new();
+    masker.register(secret);
+    let steps = std::sync::Mutex::new(Vec::new());
+    let params = BTreeMap::new();
+    let mask = |s: &str| masker.mask(s);
+    let result = rt().block_on(async {
+        let prebuilds =
+            ferry_serverless::Prebuilds::start(ws, ["notifier"], &masker, Duration::from_secs(20));
+        assert_eq!(prebuilds.services().collect::<Vec<_>>(), ["notifier"]);
+        let on_step = |s: &str| steps.lock().unwrap().push(s.to_string());
+        let c = Compile {
+            prebuilt: Some(&prebuilds),
+            on_step: &on_step,
+            ..request(ws, out, &params, &[], &mask, None)
+        };
+        let result = compile(&c).await;
+        prebuilds.finish().await;
+        result
+    });
+    (result, steps.into_inner().unwrap())
+}
+
+#[test]
+fn a_build_started_ahead_runs_once_and_its_compile_waits_for_it() {
+    // The build is slow and leaves a mark; the stand-in CLI fails unless the mark is there.
+    let (dir, ws) = workspace(
+        &format!("[ -f built.mark ] || exit 9\n{PACKAGE}"),
+        "\n[package]\nbuild = [\"sh\", \"-c\", \"sleep 1; echo built >> built.mark\"]\n",
+    );
+    let out = dir.path().join("target/ferry/package");
+    let (result, steps) = compile_with_prebuild(&ws, &out, "unused-secret");
+    let compiled = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(compiled.artifacts.len(), 1);
+    let marks = std::fs::read_to_string(dir.path().join("services/notifier/built.mark")).unwrap();
+    assert_eq!(
+        marks, "built\n",
+        "the build ran once, not again in the compile"
+    );
+    assert_eq!(
+        steps,
+        [
+            "waiting for its build `sh -c sleep 1; echo built >> built.mark` (started ahead)",
+            "running `./fake-sls package`",
+        ]
+    );
+}
+
+#[test]
+fn a_build_started_ahead_that_fails_fails_the_compile_with_its_own_masked_error() {
+    let (dir, ws) = workspace(
+        PACKAGE,
+        "\n[package]\nbuild = [\"sh\", \"-c\", \"echo token tok-123; exit 4\"]\n",
+    );
+    let out = dir.path().join("target/ferry/package");
+    let (result, _) = compile_with_prebuild(&ws, &out, "tok-123");
+    let e = result.unwrap_err();
+    assert!(matches!(e, ServerlessError::Prebuilt(_)), "{e:?}");
+    let e = e.to_string();
+    assert!(
+        e.starts_with("notifier: build command `sh -c echo token ****; exit 4` failed (exit status: 4); nothing was compiled or deployed"),
+        "{e}"
+    );
+    assert!(e.contains("  | token ****"), "{e}");
+    assert!(!e.contains("tok-123"), "{e}");
+    assert!(
+        !dir.path().join("services/notifier/calls.log").exists(),
+        "the framework never ran"
     );
 }
