@@ -19,7 +19,7 @@ use common::{clear_env, row, run};
 use ferry_test_support::{TestRepo, workspace_root};
 
 /// A git repository under `target/ferry/e2e/` holding this repository's `ferry.toml` and
-/// `services/` as they are in the working tree.
+/// `services/` as they are in the working tree, except the tests' `Cargo.toml`.
 fn example_copy() -> TestRepo {
     let root = workspace_root();
     let out = Command::new("git")
@@ -34,6 +34,10 @@ fn example_copy() -> TestRepo {
         .unwrap()
         .split('\0')
         .filter(|s| !s.is_empty())
+        // Not the tests' package manifest: cargo, run in the copy's `services/acceptance` (the
+        // services' build-dir), would take it for a package outside this workspace; without it
+        // cargo finds this workspace there too.
+        .filter(|s| *s != "services/acceptance/Cargo.toml")
     {
         let text = std::fs::read_to_string(root.join(rel)).unwrap();
         r.write(rel, &text);
@@ -138,6 +142,16 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
         .unwrap_or_else(|| panic!("{err}"));
     assert!(build < first_stack, "{err}");
     assert!(err.contains("acceptance build done in"), "{err}");
+    // The six services name one build and one build-dir: it runs once.
+    assert_eq!(
+        err.matches("acceptance build started in").count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("acceptance build started in services/acceptance: cargo test"),
+        "{err}"
+    );
     assert!(
         err.contains("frontend: site: 2 files published to s3://"),
         "{err}"

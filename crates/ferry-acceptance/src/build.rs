@@ -31,8 +31,15 @@ pub enum Built {
 /// What the builds report while they run.
 #[derive(Debug, Clone)]
 pub enum BuildEvent {
-    Started { command: String, dir: String },
-    Finished { command: String, built: Built },
+    /// `dir`: relative to the repository root (`""` is the root).
+    Started {
+        command: String,
+        dir: String,
+    },
+    Finished {
+        command: String,
+        built: Built,
+    },
 }
 
 /// The builds of one run, by service. Dropping it leaves running builds to the runtime, which
@@ -58,17 +65,18 @@ impl Builds {
             let Some(service) = ws.service(name) else {
                 continue;
             };
-            let Some(argv) = service.acceptance.as_ref().and_then(|a| a.build.clone()) else {
+            let Some(acceptance) = service.acceptance.as_ref() else {
                 continue;
             };
-            let rx = match jobs
-                .iter()
-                .find(|(a, d, _)| *a == argv && *d == service.dir)
-            {
+            let Some(argv) = acceptance.build.clone() else {
+                continue;
+            };
+            let dir = acceptance.build_folder(&service.dir);
+            let rx = match jobs.iter().find(|(a, d, _)| *a == argv && d == dir) {
                 Some((.., tx)) => tx.subscribe(),
                 None => {
                     let (tx, rx) = watch::channel(None);
-                    jobs.push((argv, service.dir.clone(), tx));
+                    jobs.push((argv, dir.to_string(), tx));
                     rx
                 }
             };
@@ -123,6 +131,15 @@ impl Builds {
 /// build does stops the whole build: cargo and the compilers it started share a process group.
 async fn run(argv: &[String], dir: &std::path::Path, project: &str, masker: &Masker) -> Built {
     let t0 = Instant::now();
+    if !dir.is_dir() {
+        return Built::Failed {
+            message: format!(
+                "its folder {} does not exist: fix the service's acceptance.build-dir",
+                dir.display()
+            ),
+            output: Vec::new(),
+        };
+    }
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..]).current_dir(dir);
     for (k, _) in std::env::vars_os() {

@@ -244,3 +244,84 @@ async fn tests_wait_for_their_build_and_a_failed_build_fails_them_with_its_maske
     assert_eq!(events.matches("Finished").count(), 2, "{events}");
     assert!(!events.contains("s3cr3t"), "{events}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_naming_one_build_and_build_dir_share_one_build_and_a_missing_folder_fails_theirs()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "ferry.toml",
+        "[project]\nname = \"acc\"\n\n[stages.dev]\nregion = \"eu-west-1\"\n",
+    );
+    // Each run of the build appends a line to `runs` in the folder it ran in.
+    let shared = |name: &str, build_dir: &str| {
+        write(root, &format!("services/{name}/t.yaml"), "Resources: {}\n");
+        write(
+            root,
+            &format!("services/{name}/service.toml"),
+            &format!(
+                "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\nbuild = [\"sh\", \"-c\", \"echo x >> runs\"]\nbuild-dir = {build_dir:?}\ncommand = [\"sh\", \"-c\", \"test -f ../tests/runs\"]\n"
+            ),
+        );
+    };
+    for name in ["a", "b", "c"] {
+        shared(name, "../tests");
+    }
+    shared("lost", "../absent");
+    std::fs::create_dir_all(root.join("services/tests")).unwrap();
+    let ws = ferry_manifest::load(root).unwrap();
+    let stage = ws.stage("dev").unwrap();
+    let masker = Masker::new();
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let builds = ferry_acceptance::Builds::start(&ws, ["a", "b", "c", "lost"], &masker, move |e| {
+        seen.lock().unwrap().push(e)
+    });
+    let h = Harness {
+        ws: &ws,
+        stage: &stage,
+        env: Vec::new(),
+        masker: &masker,
+        work_dir: root.join("target/ferry/acceptance/dev"),
+        builds: Some(&builds),
+    };
+    let selected: BTreeSet<String> = ["a", "b", "c", "lost"].map(String::from).into();
+    let report = run(
+        &h,
+        &selected,
+        &BTreeMap::new(),
+        None,
+        &Cancel::new(),
+        &|_| {},
+    )
+    .await;
+    let by = |n: &str| report.outcomes.iter().find(|o| o.service == n).unwrap();
+    for name in ["a", "b", "c"] {
+        assert_eq!(by(name).status, Status::Passed, "{report:#?}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(root.join("services/tests/runs")).unwrap(),
+        "x\n",
+        "one build for the three services, in their build-dir"
+    );
+    match &by("lost").status {
+        Status::Failed { message } => assert!(
+            message.contains("services/absent does not exist")
+                && message.contains("acceptance.build-dir"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let started: Vec<String> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            ferry_acceptance::BuildEvent::Started { dir, .. } => Some(dir.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, ["services/tests", "services/absent"]);
+}

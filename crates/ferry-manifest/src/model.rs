@@ -279,9 +279,21 @@ pub struct Acceptance {
     pub timeout_secs: u64,
     /// Extra environment variables for the command.
     pub env: BTreeMap<String, String>,
-    /// The command that compiles the tests (argv, run in the service folder), if any: a deploy
-    /// with `--test` starts it before anything deploys, and the test command waits for it.
+    /// The command that compiles the tests (argv, run in [`Acceptance::build_dir`]), if any: a
+    /// deploy with `--test` starts it before anything deploys, and the test command waits for it.
     pub build: Option<Vec<String>>,
+    /// Where `build` runs, relative to the repository root (`""` is the root), from the
+    /// manifest's `build-dir` (relative to the service folder); `None`: the service folder.
+    /// Services that name the same `build` and folder share one build in a run.
+    pub build_dir: Option<String>,
+}
+
+impl Acceptance {
+    /// The folder `build` runs in, relative to the repository root, for a service in
+    /// `service_dir`.
+    pub fn build_folder<'a>(&'a self, service_dir: &'a str) -> &'a str {
+        self.build_dir.as_deref().unwrap_or(service_dir)
+    }
 }
 
 fn de_params<'de, D: serde::Deserializer<'de>>(

@@ -212,3 +212,49 @@ fn a_serverless_service_keeps_the_stack_name_its_framework_gives_it() {
     assert_eq!(notifier.template, "serverless.yml");
     assert_eq!(ws.service("typed").unwrap().template, "serverless.ts");
 }
+
+#[test]
+fn an_acceptance_build_runs_in_its_build_dir_relative_to_the_service_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    let with = |dir: &str| {
+        format!(
+            "[service]\ntemplate = \"template.yaml\"\n\n[acceptance]\ncommand = [\"cargo\", \"test\"]\nbuild = [\"cargo\", \"test\", \"--no-run\"]\n{dir}"
+        )
+    };
+    write(
+        tmp.path(),
+        "services/database/service.toml",
+        &with("build-dir = \"../tests/./shop\"\n"),
+    );
+    write(
+        tmp.path(),
+        "services/events/service.toml",
+        &with("build-dir = \"../..\"\n"),
+    );
+    // The folder need not exist when the manifest is read: the build says so when it runs.
+    let ws = load(tmp.path()).unwrap();
+    let folder = |s: &str| {
+        let svc = ws.service(s).unwrap();
+        svc.acceptance
+            .as_ref()
+            .unwrap()
+            .build_folder(&svc.dir)
+            .to_string()
+    };
+    assert_eq!(folder("database"), "services/tests/shop");
+    assert_eq!(folder("events"), "", "the repository root");
+
+    write(tmp.path(), "services/events/service.toml", &with(""));
+    let ws = load(tmp.path()).unwrap();
+    let events = ws.service("events").unwrap();
+    assert_eq!(
+        events
+            .acceptance
+            .as_ref()
+            .unwrap()
+            .build_folder(&events.dir),
+        "services/events",
+        "without build-dir: the service folder"
+    );
+}

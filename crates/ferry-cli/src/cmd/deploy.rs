@@ -121,6 +121,11 @@ pub(crate) fn build_event(e: &ferry_acceptance::BuildEvent) -> String {
     use ferry_acceptance::{BuildEvent, Built};
     match e {
         BuildEvent::Started { command, dir } => {
+            let dir = if dir.is_empty() {
+                "the repository root"
+            } else {
+                dir.as_str()
+            };
             format!("acceptance build started in {dir}: {command}")
         }
         BuildEvent::Finished {

@@ -8,12 +8,18 @@ use toml::de::{DeTable, DeValue};
 
 use crate::diag::FileDiags;
 use crate::model::{Acceptance, DEFAULT_ACCEPTANCE_TIMEOUT};
+use crate::source::normalize_relative;
 use crate::spanned::{check_keys, get, get_argv, get_table, join_key, missing, type_error};
 
-const ACCEPTANCE_KEYS: &[&str] = &["command", "build", "timeout", "env"];
+const ACCEPTANCE_KEYS: &[&str] = &["command", "build", "build-dir", "timeout", "env"];
 
-/// The `[acceptance]` table; `None` when there is none or its command is unusable.
-pub(super) fn read_acceptance(fd: &mut FileDiags<'_>, doc: &DeTable<'_>) -> Option<Acceptance> {
+/// The `[acceptance]` table of the service in folder `dir`; `None` when there is none or its
+/// command is unusable.
+pub(super) fn read_acceptance(
+    fd: &mut FileDiags<'_>,
+    doc: &DeTable<'_>,
+    dir: &str,
+) -> Option<Acceptance> {
     let t = get_table(fd, doc, "", "acceptance")?;
     check_keys(fd, t, "acceptance", ACCEPTANCE_KEYS);
     let span = get(doc, "acceptance")
@@ -43,6 +49,7 @@ pub(super) fn read_acceptance(fd: &mut FileDiags<'_>, doc: &DeTable<'_>) -> Opti
             r#"build = ["cargo", "test", "-p", "orders-acceptance", "--no-run"]"#,
         )
     });
+    let build_dir = read_build_dir(fd, t, dir, build.is_some());
     let timeout_secs = match get(t, "timeout") {
         None => DEFAULT_ACCEPTANCE_TIMEOUT,
         Some(v) => match v.get_ref() {
@@ -95,5 +102,47 @@ pub(super) fn read_acceptance(fd: &mut FileDiags<'_>, doc: &DeTable<'_>) -> Opti
         timeout_secs,
         env,
         build: build.filter(|b| !b.is_empty()),
+        build_dir,
     })
+}
+
+/// `acceptance.build-dir`: a folder relative to the service folder, inside the repository,
+/// normalized to a repository-relative path. Whether it exists is found out when the build
+/// runs (the manifest's reading depends on the service's own files only).
+fn read_build_dir(
+    fd: &mut FileDiags<'_>,
+    t: &DeTable<'_>,
+    dir: &str,
+    has_build: bool,
+) -> Option<String> {
+    let v = get(t, "build-dir")?;
+    let Some(raw) = v.get_ref().as_str() else {
+        type_error(fd, v, "acceptance.build-dir", "a folder path");
+        return None;
+    };
+    let normalized = normalize_relative(&format!("{dir}/{raw}"));
+    if !has_build {
+        fd.error(
+            Some(v.span()),
+            Some("acceptance.build-dir"),
+            "build-dir says where acceptance.build runs, and there is no build: add build or remove build-dir",
+        );
+        None
+    } else if raw.is_empty() {
+        fd.error(
+            Some(v.span()),
+            Some("acceptance.build-dir"),
+            "build-dir is empty: name a folder relative to the service folder, e.g. build-dir = \"../acceptance\", or remove it to build in the service folder",
+        );
+        None
+    } else if raw.starts_with('/') || raw.contains('\\') || normalized.is_none() {
+        fd.error(
+            Some(v.span()),
+            Some("acceptance.build-dir"),
+            format!("`{raw}` is not a folder inside the repository: give one relative to the service folder, `/`-separated, e.g. build-dir = \"../acceptance\""),
+        );
+        None
+    } else {
+        normalized
+    }
 }

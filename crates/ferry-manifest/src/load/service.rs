@@ -172,7 +172,7 @@ pub(super) fn read_service(
     let parameters = read_parameters(&mut fd, doc_t, &mut dep_sites);
 
     let package = read_package(&mut fd, doc_t, kind);
-    let acceptance = read_acceptance(&mut fd, doc_t);
+    let acceptance = read_acceptance(&mut fd, doc_t, dir);
     let scripts = read_scripts(&mut fd, doc_t);
 
     drop(fd);
