@@ -337,7 +337,6 @@ pub async fn deploy_selection(
             ctx.ws,
             to_deploy.iter().map(String::as_str),
             ctx.masker,
-            COMPILE_TIMEOUT,
         ),
         None => ferry_serverless::Prebuilds::default(),
     };

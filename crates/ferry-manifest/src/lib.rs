@@ -25,8 +25,9 @@ pub use layout::{Layout, OUTPUT_DIR};
 pub use load::{PROJECT_FILE, SERVICE_FILE, declared_service_name, load, load_from};
 pub use memo::{read_memo, write_memo};
 pub use model::{
-    Acceptance, Artifact, DEFAULT_ACCEPTANCE_TIMEOUT, DeploymentMethod, Notifications,
-    OnTestFailure, Package, Project, Service, ServiceKind, Site, StageConfig, Webhook, Workspace,
+    Acceptance, Artifact, DEFAULT_ACCEPTANCE_TIMEOUT, DEFAULT_BUILD_TIMEOUT, DeploymentMethod,
+    Notifications, OnTestFailure, Package, Project, Service, ServiceKind, Site, StageConfig,
+    Webhook, Workspace,
 };
 pub use reference::{OutputStage, Reference, ReferenceError, Segment, Template};
 pub use source::{FsSource, Source, normalize_relative, skipped_folder};

@@ -230,6 +230,9 @@ pub struct Service {
 pub struct Package {
     /// Build command (argv), run in the service folder before zipping; empty: none.
     pub build: Vec<String>,
+    /// `timeout`: seconds the build may take before it is stopped and fails; `None`: the
+    /// default ([`Package::build_timeout`]).
+    pub timeout_secs: Option<u64>,
     /// Globs (relative to each artifact's folder) left out of every artifact.
     pub exclude: Vec<String>,
     /// Template resource (logical id) → the folder or file zipped for it.
@@ -238,7 +241,15 @@ pub struct Package {
     pub site: Option<Site>,
 }
 
+/// Default `[package] timeout`, in seconds.
+pub const DEFAULT_BUILD_TIMEOUT: u64 = 30 * 60;
+
 impl Package {
+    /// How long `build` may run.
+    pub fn build_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_secs.unwrap_or(DEFAULT_BUILD_TIMEOUT))
+    }
+
     /// Whether anything is packaged besides the template.
     pub fn is_empty(&self) -> bool {
         self.artifacts.is_empty() && self.site.is_none()

@@ -180,3 +180,32 @@ pub(crate) fn missing(fd: &mut FileDiags<'_>, span: Range<usize>, key: &str, wha
         format!("missing required key; {what_to_do}"),
     );
 }
+
+/// `key` of `table` as a positive whole number of seconds (`prefix.key` in messages); `None`
+/// when it is absent or was reported.
+pub(crate) fn get_secs(
+    fd: &mut FileDiags<'_>,
+    table: &DeTable<'_>,
+    prefix: &str,
+    key: &str,
+) -> Option<u64> {
+    let v = get(table, key)?;
+    let full = join_key(prefix, key);
+    match v.get_ref() {
+        DeValue::Integer(i) => match i.as_str().parse::<u64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                fd.error(
+                    Some(v.span()),
+                    Some(&full),
+                    "expected a positive number of seconds",
+                );
+                None
+            }
+        },
+        _ => {
+            type_error(fd, v, &full, "a number of seconds");
+            None
+        }
+    }
+}

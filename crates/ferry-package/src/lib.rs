@@ -19,6 +19,7 @@
 //!
 //! The only network I/O is in [`upload`] and [`upload_site`], through the S3 client given.
 
+mod build;
 mod files;
 mod s3;
 mod sam;
@@ -626,22 +627,8 @@ pub fn blob_path(out: &Path, sha256: &str) -> PathBuf {
     out.join("blobs").join(sha256)
 }
 
-/// Last `n` lines of a command's output.
-fn tail(stdout: &[u8], stderr: &[u8], n: usize) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(stdout),
-        String::from_utf8_lossy(stderr)
-    );
-    let lines: Vec<&str> = text.lines().collect();
-    let start = lines.len().saturating_sub(n);
-    lines[start..]
-        .iter()
-        .map(|l| format!("  | {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
+/// Runs `service`'s `[package] build` in `dir` (see [`build::run`]): stage variables removed,
+/// the project and service named, stopped after its `timeout`.
 fn run_build(
     ws: &Workspace,
     service: &Service,
@@ -655,38 +642,45 @@ fn run_build(
         service: service.name.clone(),
         command: command.clone(),
     });
-    let sh = xshell::Shell::new().map_err(|e| PackageError::BuildNotStarted {
-        service: service.name.clone(),
-        command: command.clone(),
-        message: e.to_string(),
-    })?;
-    sh.change_dir(dir);
-    let mut cmd = sh.cmd(&argv[0]).args(&argv[1..]).quiet().ignore_status();
-    for (k, _) in std::env::vars_os() {
-        if k.to_str().is_some_and(ferry_env::is_stage_variable) {
-            cmd = cmd.env_remove(k);
-        }
-    }
-    let output = cmd
-        .env(ferry_env::PROJECT, &ws.project.name)
-        .env(ferry_env::SERVICE, &service.name)
+    let remove: Vec<std::ffi::OsString> = std::env::vars_os()
+        .map(|(k, _)| k)
+        .filter(|k| k.to_str().is_some_and(ferry_env::is_stage_variable))
+        .collect();
+    let env = [
+        (ferry_env::PROJECT, ws.project.name.as_str()),
+        (ferry_env::SERVICE, service.name.as_str()),
         // 1980-01-01, the earliest time a zip holds: tools that honour it embed no build time.
-        .env("SOURCE_DATE_EPOCH", "315532800")
-        .output()
-        .map_err(|e| PackageError::BuildNotStarted {
+        ("SOURCE_DATE_EPOCH", "315532800"),
+    ];
+    let timeout = service.package.build_timeout();
+    let output = build::run(argv, dir, &env, &remove, timeout, 20).map_err(|e| {
+        PackageError::BuildNotStarted {
             service: service.name.clone(),
             command: command.clone(),
             message: mask(&e.to_string()),
-        })?;
-    if !output.status.success() {
-        return Err(PackageError::BuildFailed {
-            service: service.name.clone(),
-            command,
-            status: output.status.to_string(),
-            tail: mask(&tail(&output.stdout, &output.stderr, 20)),
-        });
-    }
-    Ok(())
+        }
+    })?;
+    let status = match output.ran {
+        build::Ran::Exited(s) if s.success() => return Ok(()),
+        build::Ran::Exited(s) => s.to_string(),
+        build::Ran::TimedOut(t) => format!(
+            "stopped after {} s; package.timeout in {} sets how long it may run",
+            t.as_secs(),
+            service.manifest_path()
+        ),
+    };
+    let tail = output
+        .lines
+        .iter()
+        .map(|l| format!("  | {}", mask(l)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Err(PackageError::BuildFailed {
+        service: service.name.clone(),
+        command,
+        status,
+        tail,
+    })
 }
 
 /// The files of `src` (a folder or a file) minus the exclude globs of `service`'s manifest and

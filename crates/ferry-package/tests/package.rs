@@ -523,6 +523,34 @@ fn a_failing_build_shows_its_last_lines_masked_and_packages_nothing() {
 }
 
 #[test]
+fn a_build_past_its_timeout_is_stopped_and_fails_with_what_it_printed() {
+    // The build prints, then waits on standard input (null: it ends at once) and sleeps far
+    // past its timeout of 1 s.
+    let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"echo resolving; cat; exec sleep 60\"]\ntimeout = 1\n\n[package.artifacts]\nFn = \"src\"\n";
+    let ws = workspace(&[
+        ("services/api/template.yaml", FUNCTION),
+        ("services/api/service.toml", manifest),
+        ("services/api/src/app.py", "x\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let t0 = std::time::Instant::now();
+    let e = run(ws.path(), out.path(), &request("c1", &["api"]))
+        .0
+        .unwrap_err()
+        .to_string();
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(30),
+        "not stopped: {e}"
+    );
+    assert!(
+        e.contains("failed (stopped after 1 s; package.timeout in services/api/service.toml sets how long it may run); nothing was packaged"),
+        "{e}"
+    );
+    assert!(e.contains("  | resolving"), "{e}");
+    nothing_packaged(out.path());
+}
+
+#[test]
 fn the_build_runs_in_the_service_folder_and_its_output_is_zipped() {
     let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"mkdir -p dist && cp app.py dist/ && echo \\\"$FERRY_SERVICE $SOURCE_DATE_EPOCH\\\" > dist/built.txt\"]\n\n[package.artifacts]\nFn = \"dist\"\n";
     let template = FUNCTION.replace("Code: src", "Code: dist");

@@ -1,7 +1,6 @@
 //! Finding and running the framework's CLI.
 
 use std::path::Path;
-use std::time::Duration;
 
 use ferry_acceptance::process::{Ended, run_captured};
 use ferry_manifest::Service;
@@ -37,14 +36,15 @@ pub fn find_cli(root: &Path, service: &Service) -> Result<Vec<String>, Serverles
 }
 
 /// Runs `service`'s `[package] build` (e.g. `npm install`, which may install the CLI) in its
-/// folder, without the stage's variables and credentials, as a package build runs.
+/// folder, without the stage's variables and credentials, as a package build runs, stopped
+/// after its `[package] timeout`.
 pub(crate) async fn build(
     root: &Path,
     project: &str,
     service: &Service,
     mask: &(dyn Fn(&str) -> String + Sync),
-    timeout: Duration,
 ) -> Result<(), ServerlessError> {
+    let timeout = service.package.build_timeout();
     let argv = &service.package.build;
     let shown = mask(&argv.join(" "));
     let mut cmd = tokio::process::Command::new(&argv[0]);

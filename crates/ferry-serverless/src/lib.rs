@@ -61,7 +61,8 @@ pub struct Compile<'a> {
     /// An exact key of the service's inputs (git tree ids of a clean tree), for reuse.
     pub input_key: Option<&'a str>,
     pub mask: &'a (dyn Fn(&str) -> String + Sync),
-    /// How long the framework may take before it is stopped.
+    /// How long the framework's `package` may take before it is stopped (the service's
+    /// `[package] build` has its own `[package] timeout`).
     pub timeout: Duration,
     /// Builds started ahead of their compiles ([`Prebuilds`]): the service's is awaited instead
     /// of run again.
@@ -88,12 +89,11 @@ pub struct Prebuilds {
 impl Prebuilds {
     /// Starts the builds of those of `services` that are Serverless services with a `[package]
     /// build`, one task each, on the current tokio runtime. `masker` hides secrets in what a
-    /// failed build printed.
+    /// failed build printed. Each build is stopped after its service's `[package] timeout`.
     pub fn start<'s>(
         ws: &ferry_manifest::Workspace,
         services: impl IntoIterator<Item = &'s str>,
         masker: &ferry_credentials::Masker,
-        timeout: Duration,
     ) -> Prebuilds {
         let mut by_service = BTreeMap::new();
         for name in services {
@@ -111,7 +111,7 @@ impl Prebuilds {
             let masker = masker.clone();
             tokio::spawn(async move {
                 let mask = move |s: &str| masker.mask(s);
-                let built = cli::build(&root, &project, &service, &mask, timeout).await;
+                let built = cli::build(&root, &project, &service, &mask).await;
                 let _ = tx.send(Some(built.map_err(Arc::new)));
             });
             by_service.insert(name.to_string(), rx);
@@ -315,7 +315,7 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
             Some(result) => result.map_err(ServerlessError::Prebuilt)?,
             None => {
                 (c.on_step)(&format!("running its build `{shown}`"));
-                cli::build(c.root, c.project, c.service, c.mask, c.timeout).await?;
+                cli::build(c.root, c.project, c.service, c.mask).await?;
             }
         }
     }

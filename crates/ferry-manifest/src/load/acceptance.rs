@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 
 use toml::Spanned;
-use toml::de::{DeTable, DeValue};
+use toml::de::DeTable;
 
 use crate::diag::FileDiags;
 use crate::model::{Acceptance, DEFAULT_ACCEPTANCE_TIMEOUT};
 use crate::source::normalize_relative;
-use crate::spanned::{check_keys, get, get_argv, get_table, join_key, missing, type_error};
+use crate::spanned::{
+    check_keys, get, get_argv, get_secs, get_table, join_key, missing, type_error,
+};
 
 const ACCEPTANCE_KEYS: &[&str] = &["command", "build", "build-dir", "timeout", "env"];
 
@@ -50,26 +52,8 @@ pub(super) fn read_acceptance(
         )
     });
     let build_dir = read_build_dir(fd, t, dir, build.is_some());
-    let timeout_secs = match get(t, "timeout") {
-        None => DEFAULT_ACCEPTANCE_TIMEOUT,
-        Some(v) => match v.get_ref() {
-            DeValue::Integer(i) => match i.as_str().parse::<u64>() {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    fd.error(
-                        Some(v.span()),
-                        Some("acceptance.timeout"),
-                        "expected a positive number of seconds",
-                    );
-                    DEFAULT_ACCEPTANCE_TIMEOUT
-                }
-            },
-            _ => {
-                type_error(fd, v, "acceptance.timeout", "a number of seconds");
-                DEFAULT_ACCEPTANCE_TIMEOUT
-            }
-        },
-    };
+    let timeout_secs =
+        get_secs(fd, t, "acceptance", "timeout").unwrap_or(DEFAULT_ACCEPTANCE_TIMEOUT);
     let mut env = BTreeMap::new();
     if let Some(e) = get_table(fd, t, "acceptance", "env") {
         for (k, v) in e.iter() {

@@ -11,10 +11,11 @@ use toml::de::{DeTable, DeValue};
 use crate::diag::FileDiags;
 use crate::model::{Artifact, Package, ServiceKind, Site};
 use crate::spanned::{
-    check_keys, get, get_argv, get_str, get_str_list, get_table, join_key, missing, type_error,
+    check_keys, get, get_argv, get_secs, get_str, get_str_list, get_table, join_key, missing,
+    type_error,
 };
 
-const PACKAGE_KEYS: &[&str] = &["build", "exclude", "artifacts", "site"];
+const PACKAGE_KEYS: &[&str] = &["build", "timeout", "exclude", "artifacts", "site"];
 const ARTIFACT_KEYS: &[&str] = &["path", "exclude"];
 const SITE_KEYS: &[&str] = &["path", "bucket-output", "prefix", "config-file", "exclude"];
 
@@ -29,6 +30,14 @@ pub(super) fn read_package(
     };
     check_keys(fd, p, "package", PACKAGE_KEYS);
     let build = get_argv(fd, p, "package", "build", r#"build = ["make", "dist"]"#);
+    let timeout_secs = get_secs(fd, p, "package", "timeout");
+    if let (Some(_), true, Some(v)) = (timeout_secs, build.is_empty(), get(p, "timeout")) {
+        fd.error(
+            Some(v.span()),
+            Some("package.timeout"),
+            "timeout bounds package.build, and there is no build: add build or remove timeout",
+        );
+    }
     let exclude = get_excludes(fd, p, "package");
     let mut artifacts = BTreeMap::new();
     let artifacts_of_its_own = match kind {
@@ -143,6 +152,7 @@ pub(super) fn read_package(
     }
     Package {
         build,
+        timeout_secs,
         exclude,
         artifacts,
         site,
