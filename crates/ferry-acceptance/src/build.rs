@@ -95,7 +95,13 @@ impl Builds {
                     command: command.clone(),
                     dir: dir.clone(),
                 });
-                let built = run(&argv, &root.join(&dir), &project, &masker).await;
+                let built = match inside(&root, &dir) {
+                    Ok(folder) => run(&argv, &folder, &project, &masker).await,
+                    Err(message) => Built::Failed {
+                        message,
+                        output: Vec::new(),
+                    },
+                };
                 on(BuildEvent::Finished {
                     command,
                     built: built.clone(),
@@ -126,20 +132,38 @@ impl Builds {
     }
 }
 
+/// The folder `dir` (relative to `root`) as a real path, when it is a folder inside the
+/// repository; a symbolic link out of it is refused, as a template outside it is.
+fn inside(root: &std::path::Path, dir: &str) -> Result<std::path::PathBuf, String> {
+    let folder = root.join(dir);
+    let shown = if dir.is_empty() { "." } else { dir };
+    let real = match folder.canonicalize() {
+        Ok(p) => p,
+        Err(_) => {
+            return Err(format!(
+                "its folder {shown} does not exist: fix the service's acceptance.build-dir"
+            ));
+        }
+    };
+    if !real.is_dir() {
+        return Err(format!(
+            "{shown} is not a folder: fix the service's acceptance.build-dir"
+        ));
+    }
+    match root.canonicalize() {
+        Ok(r) if real.starts_with(&r) => Ok(real),
+        _ => Err(format!(
+            "its folder {shown} leads out of the repository (to {}): a build runs inside it",
+            real.display()
+        )),
+    }
+}
+
 /// Runs one build command in `dir`: without the stage's variables (a build is stage
 /// independent), its output captured and masked. A run that ends (or is aborted) before its
 /// build does stops the whole build: cargo and the compilers it started share a process group.
 async fn run(argv: &[String], dir: &std::path::Path, project: &str, masker: &Masker) -> Built {
     let t0 = Instant::now();
-    if !dir.is_dir() {
-        return Built::Failed {
-            message: format!(
-                "its folder {} does not exist: fix the service's acceptance.build-dir",
-                dir.display()
-            ),
-            output: Vec::new(),
-        };
-    }
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..]).current_dir(dir);
     for (k, _) in std::env::vars_os() {

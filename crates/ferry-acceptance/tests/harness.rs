@@ -270,15 +270,20 @@ async fn services_naming_one_build_and_build_dir_share_one_build_and_a_missing_f
         shared(name, "../tests");
     }
     shared("lost", "../absent");
+    // A link out of the repository is refused, as a template's is.
+    shared("away", "../link");
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), root.join("services/link")).unwrap();
     std::fs::create_dir_all(root.join("services/tests")).unwrap();
     let ws = ferry_manifest::load(root).unwrap();
     let stage = ws.stage("dev").unwrap();
     let masker = Masker::new();
     let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = events.clone();
-    let builds = ferry_acceptance::Builds::start(&ws, ["a", "b", "c", "lost"], &masker, move |e| {
-        seen.lock().unwrap().push(e)
-    });
+    let builds =
+        ferry_acceptance::Builds::start(&ws, ["a", "b", "c", "lost", "away"], &masker, move |e| {
+            seen.lock().unwrap().push(e)
+        });
     let h = Harness {
         ws: &ws,
         stage: &stage,
@@ -287,7 +292,7 @@ async fn services_naming_one_build_and_build_dir_share_one_build_and_a_missing_f
         work_dir: root.join("target/ferry/acceptance/dev"),
         builds: Some(&builds),
     };
-    let selected: BTreeSet<String> = ["a", "b", "c", "lost"].map(String::from).into();
+    let selected: BTreeSet<String> = ["a", "b", "c", "lost", "away"].map(String::from).into();
     let report = run(
         &h,
         &selected,
@@ -314,6 +319,20 @@ async fn services_naming_one_build_and_build_dir_share_one_build_and_a_missing_f
         ),
         other => panic!("{other:?}"),
     }
+    match &by("away").status {
+        Status::Failed { message } => assert!(
+            message.contains("services/link leads out of the repository"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        std::fs::read_dir(elsewhere.path())
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing ran out there"
+    );
     let started: Vec<String> = events
         .lock()
         .unwrap()
@@ -323,5 +342,8 @@ async fn services_naming_one_build_and_build_dir_share_one_build_and_a_missing_f
             _ => None,
         })
         .collect();
-    assert_eq!(started, ["services/tests", "services/absent"]);
+    assert_eq!(
+        started,
+        ["services/tests", "services/absent", "services/link"]
+    );
 }

@@ -332,11 +332,17 @@ pub async fn deploy_selection(
     let engine = Engine::for_config(ctx.config, options.engine.clone());
     // A Serverless service compiles when its dependencies have deployed (it needs their
     // outputs), but its build (`npm install`) needs nothing of the stage: it starts now.
+    // Only the services this run compiles: one whose compile the package holds already (a
+    // rollback's) deploys that.
     let prebuilds = match ctx.package {
-        Some(_) => ferry_serverless::Prebuilds::start(
+        Some(p) => ferry_serverless::Prebuilds::start(
             ctx.ws,
-            to_deploy.iter().map(String::as_str),
+            to_deploy
+                .iter()
+                .filter(|s| !p.manifest.services.contains_key(*s))
+                .map(String::as_str),
             ctx.masker,
+            options.concurrency,
         ),
         None => ferry_serverless::Prebuilds::default(),
     };

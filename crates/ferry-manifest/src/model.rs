@@ -348,6 +348,11 @@ impl Service {
     /// (`template = "../shared/t.yaml"`): the folder's content id does not cover it, so whatever
     /// keys on the folder (change owners, package input keys, the folder cache) must name it.
     pub fn template_outside(&self) -> Option<String> {
+        // A path that never climbs stays inside the (normalized) folder: no need to build it.
+        // Plans call this for every service.
+        if !self.template.split('/').any(|seg| seg == "..") {
+            return None;
+        }
         let path = crate::normalize_relative(&self.template_path())?;
         (!path.starts_with(&format!("{}/", self.dir))).then_some(path)
     }

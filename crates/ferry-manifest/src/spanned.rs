@@ -192,7 +192,8 @@ pub(crate) fn get_secs(
     let v = get(table, key)?;
     let full = join_key(prefix, key);
     match v.get_ref() {
-        DeValue::Integer(i) => match i.as_str().parse::<u64>() {
+        // `0x`/`0o`/`0b` integers come without their prefix, with their radix.
+        DeValue::Integer(i) => match u64::from_str_radix(i.as_str(), i.radix()) {
             Ok(n) if n > 0 => Some(n),
             _ => {
                 fd.error(

@@ -258,3 +258,64 @@ fn an_acceptance_build_runs_in_its_build_dir_relative_to_the_service_folder() {
         "without build-dir: the service folder"
     );
 }
+
+#[test]
+fn a_template_outside_its_service_folder_is_named_and_one_inside_is_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    write(tmp.path(), "services/shared/t.yaml", "Resources: {}\n");
+    write(
+        tmp.path(),
+        "services/database/sub/t.yaml",
+        "Resources: {}\n",
+    );
+    let manifest = |t: &str| format!("[service]\ntemplate = \"{t}\"\n");
+    write(
+        tmp.path(),
+        "services/database/service.toml",
+        &manifest("../shared/t.yaml"),
+    );
+    write(
+        tmp.path(),
+        "services/events/service.toml",
+        &manifest("../events/./template.yaml"),
+    );
+    let ws = load(tmp.path()).unwrap();
+    let outside = |s: &str| ws.service(s).unwrap().template_outside();
+    assert_eq!(
+        outside("database").as_deref(),
+        Some("services/shared/t.yaml")
+    );
+    assert_eq!(outside("events"), None, "climbs, but back into its folder");
+    assert_eq!(outside("frontend"), None);
+
+    write(
+        tmp.path(),
+        "services/database/service.toml",
+        &manifest("sub/t.yaml"),
+    );
+    let ws = load(tmp.path()).unwrap();
+    assert_eq!(ws.service("database").unwrap().template_outside(), None);
+}
+
+#[test]
+fn hexadecimal_octal_and_binary_integers_keep_their_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    write(
+        tmp.path(),
+        "services/database/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\n\n[parameters]\nHex = 0x10\nOct = 0o17\nBin = 0b101\nDec = 1_000\n\n[package]\nbuild = [\"make\"]\ntimeout = 0x3c\n",
+    );
+    let ws = load(tmp.path()).unwrap();
+    let db = ws.service("database").unwrap();
+    let text = |k: &str| match db.parameters[k].segments.as_slice() {
+        [Segment::Literal(s)] => s.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        [text("Hex"), text("Oct"), text("Bin"), text("Dec")],
+        ["16", "15", "5", "1000"]
+    );
+    assert_eq!(db.package.timeout_secs, Some(60));
+}

@@ -1,6 +1,11 @@
 //! Running a service's `[package] build`: in its folder, without the stage's variables, no
 //! standard input, its output captured (the last lines kept for a failure's message), and
 //! stopped when it runs past its `timeout`.
+//!
+//! The build stays in Ferry's process group, so that a Ctrl-C in the terminal reaches it as it
+//! reaches Ferry (packaging is synchronous and cannot watch a run's cancellation). The cost: a
+//! timeout kills the build's own process only, and processes it started (`sh -c "npm ci &&
+//! make"` runs `npm` under `sh`) run on to their end; Ferry does not wait for them.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -14,6 +19,8 @@ pub(crate) enum Ran {
     Exited(ExitStatus),
     /// It ran past its timeout and was killed.
     TimedOut(Duration),
+    /// Waiting for it failed; it was killed.
+    Lost(String),
 }
 
 /// What a build printed, last lines only.
@@ -74,8 +81,14 @@ pub(crate) fn run(
     let t0 = Instant::now();
     let mut pause = Duration::from_millis(1);
     let ran = loop {
-        if let Some(status) = child.try_wait()? {
-            break Ran::Exited(status);
+        match child.try_wait() {
+            Ok(Some(status)) => break Ran::Exited(status),
+            Ok(None) => {}
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Ran::Lost(e.to_string());
+            }
         }
         let elapsed = t0.elapsed();
         if elapsed >= timeout {

@@ -668,6 +668,7 @@ fn run_build(
             t.as_secs(),
             service.manifest_path()
         ),
+        build::Ran::Lost(e) => format!("waiting for it failed: {e}"),
     };
     let tail = output
         .lines

@@ -524,9 +524,10 @@ fn a_failing_build_shows_its_last_lines_masked_and_packages_nothing() {
 
 #[test]
 fn a_build_past_its_timeout_is_stopped_and_fails_with_what_it_printed() {
-    // The build prints, then waits on standard input (null: it ends at once) and sleeps far
-    // past its timeout of 1 s.
-    let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"echo resolving; cat; exec sleep 60\"]\ntimeout = 1\n\n[package.artifacts]\nFn = \"src\"\n";
+    // The build prints, reads standard input to its end (null: at once), prints again and
+    // sleeps far past its timeout of 1 s (as its own process: a timeout kills the build's
+    // process, not what it started).
+    let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"echo resolving; cat; echo stdin-ended; exec sleep 60\"]\ntimeout = 1\n\n[package.artifacts]\nFn = \"src\"\n";
     let ws = workspace(&[
         ("services/api/template.yaml", FUNCTION),
         ("services/api/service.toml", manifest),
@@ -546,7 +547,7 @@ fn a_build_past_its_timeout_is_stopped_and_fails_with_what_it_printed() {
         e.contains("failed (stopped after 1 s; package.timeout in services/api/service.toml sets how long it may run); nothing was packaged"),
         "{e}"
     );
-    assert!(e.contains("  | resolving"), "{e}");
+    assert!(e.contains("  | resolving\n  | stdin-ended"), "{e}");
     nothing_packaged(out.path());
 }
 

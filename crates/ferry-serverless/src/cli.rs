@@ -71,7 +71,11 @@ pub(crate) async fn build(
             command: shown,
             status: match ended {
                 Ended::Exited(s) => s.to_string(),
-                Ended::TimedOut(t) => format!("stopped after {} s", t.as_secs()),
+                Ended::TimedOut(t) => format!(
+                    "stopped after {} s; package.timeout in {} sets how long it may run",
+                    t.as_secs(),
+                    service.manifest_path()
+                ),
                 Ended::Lost(e) => format!("waiting for it failed: {e}"),
             },
             tail: tail(&ran.lines, mask),

@@ -89,12 +89,15 @@ pub struct Prebuilds {
 impl Prebuilds {
     /// Starts the builds of those of `services` that are Serverless services with a `[package]
     /// build`, one task each, on the current tokio runtime. `masker` hides secrets in what a
-    /// failed build printed. Each build is stopped after its service's `[package] timeout`.
+    /// failed build printed. Each build is stopped after its service's `[package] timeout`;
+    /// `concurrency` builds run at once (`None`: all).
     pub fn start<'s>(
         ws: &ferry_manifest::Workspace,
         services: impl IntoIterator<Item = &'s str>,
         masker: &ferry_credentials::Masker,
+        concurrency: Option<std::num::NonZeroUsize>,
     ) -> Prebuilds {
+        let slots = concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n.get())));
         let mut by_service = BTreeMap::new();
         for name in services {
             let Some(service) = ws.service(name) else {
@@ -109,7 +112,12 @@ impl Prebuilds {
             let (root, project, service) =
                 (ws.root.clone(), ws.project.name.clone(), service.clone());
             let masker = masker.clone();
+            let slots = slots.clone();
             tokio::spawn(async move {
+                let _slot = match &slots {
+                    Some(s) => Some(s.clone().acquire_owned().await),
+                    None => None,
+                };
                 let mask = move |s: &str| masker.mask(s);
                 let built = cli::build(&root, &project, &service, &mask).await;
                 let _ = tx.send(Some(built.map_err(Arc::new)));

@@ -309,7 +309,7 @@ fn compile_with_prebuild(
     let params = BTreeMap::new();
     let mask = |s: &str| masker.mask(s);
     let result = rt().block_on(async {
-        let prebuilds = ferry_serverless::Prebuilds::start(ws, ["notifier"], &masker);
+        let prebuilds = ferry_serverless::Prebuilds::start(ws, ["notifier"], &masker, None);
         assert_eq!(prebuilds.services().collect::<Vec<_>>(), ["notifier"]);
         let on_step = |s: &str| steps.lock().unwrap().push(s.to_string());
         let c = Compile {

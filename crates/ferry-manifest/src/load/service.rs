@@ -300,7 +300,9 @@ fn read_parameters(
             }
             let text = match v.get_ref() {
                 DeValue::String(s) => s.to_string(),
-                DeValue::Integer(i) => i.as_str().to_string(),
+                // `0x10` is 16: the digits come without their prefix, with their radix.
+                DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                    .map_or_else(|_| i.as_str().to_string(), |n| n.to_string()),
                 DeValue::Boolean(b) => b.to_string(),
                 _ => {
                     type_error(fd, v, &key, "a string, integer or boolean");
