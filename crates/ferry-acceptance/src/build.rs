@@ -166,10 +166,8 @@ async fn run(argv: &[String], dir: &std::path::Path, project: &str, masker: &Mas
     let t0 = Instant::now();
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..]).current_dir(dir);
-    for (k, _) in std::env::vars_os() {
-        if k.to_str().is_some_and(ferry_env::is_stage_variable) {
-            cmd.env_remove(k);
-        }
+    for k in ferry_env::inherited_stage_variables() {
+        cmd.env_remove(k);
     }
     cmd.env(ferry_env::PROJECT, project);
     let ran = match crate::process::run_captured(cmd, None, KEPT_LINES).await {

@@ -70,10 +70,8 @@ impl Scripts<'_> {
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .current_dir(self.ws.root.join(&service.dir));
-        for (k, _) in std::env::vars_os() {
-            if k.to_str().is_some_and(ferry_env::is_stage_variable) {
-                cmd.env_remove(k);
-            }
+        for k in ferry_env::inherited_stage_variables() {
+            cmd.env_remove(k);
         }
         cmd.env(ferry_env::PROJECT, &self.ws.project.name)
             .env(ferry_env::SERVICE, &service.name);

@@ -571,7 +571,8 @@ async fn compile_serverless(
     let env = ferry_credentials::env::child_env(ctx.config, &ctx.stage.name, ctx.masker).await?;
     let mask = |s: &str| ctx.masker.mask(s);
     // The step the compile is in, for the heartbeat.
-    let step_now = Mutex::new(String::from("compiling with its Serverless Framework CLI"));
+    let first_step = "compiling with its Serverless Framework CLI";
+    let step_now = Mutex::new(first_step.to_string());
     let compile = ferry_serverless::Compile {
         root: &ctx.ws.root,
         project: &ctx.ws.project.name,
@@ -595,7 +596,7 @@ async fn compile_serverless(
     };
     (run.on)(Event::Stack {
         service: service.name.clone(),
-        progress: Progress::Note("compiling with its Serverless Framework CLI".into()),
+        progress: Progress::Note(first_step.into()),
     });
     let compiled = ferry_acceptance::with_heartbeat(ferry_serverless::compile(&compile), |t| {
         let step = step_now.lock().expect("step lock").clone();

@@ -78,6 +78,15 @@ pub fn is_stage_variable(name: &str) -> bool {
         || name.starts_with(PARAM_PREFIX)
 }
 
+/// The stage variables ([`is_stage_variable`]) in this process's environment: what a
+/// stage-independent child (a build, a script) has removed from what it inherits.
+pub fn inherited_stage_variables() -> Vec<std::ffi::OsString> {
+    std::env::vars_os()
+        .map(|(k, _)| k)
+        .filter(|k| k.to_str().is_some_and(is_stage_variable))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

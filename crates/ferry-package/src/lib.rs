@@ -642,10 +642,7 @@ fn run_build(
         service: service.name.clone(),
         command: command.clone(),
     });
-    let remove: Vec<std::ffi::OsString> = std::env::vars_os()
-        .map(|(k, _)| k)
-        .filter(|k| k.to_str().is_some_and(ferry_env::is_stage_variable))
-        .collect();
+    let remove = ferry_env::inherited_stage_variables();
     let env = [
         (ferry_env::PROJECT, ws.project.name.as_str()),
         (ferry_env::SERVICE, service.name.as_str()),

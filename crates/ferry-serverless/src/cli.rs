@@ -49,10 +49,8 @@ pub(crate) async fn build(
     let shown = mask(&argv.join(" "));
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..]).current_dir(root.join(&service.dir));
-    for (k, _) in std::env::vars_os() {
-        if k.to_str().is_some_and(ferry_env::is_stage_variable) {
-            cmd.env_remove(k);
-        }
+    for k in ferry_env::inherited_stage_variables() {
+        cmd.env_remove(k);
     }
     cmd.env(ferry_env::PROJECT, project)
         .env(ferry_env::SERVICE, &service.name);
