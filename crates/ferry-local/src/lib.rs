@@ -498,8 +498,12 @@ impl Emulator {
     /// Starts the detached server unless it already runs; `port` 0 picks a free port.
     /// Returns the state and whether it was started now.
     pub fn up(&self, port: u16) -> Result<(ServerState, bool), LocalError> {
-        if let Status::Running(state) = self.status()? {
-            return Ok((state, false));
+        match self.status()? {
+            Status::Running(state) => return Ok((state, false)),
+            // Ours but not answering (too busy, or hung): stopped, not left running unrecorded
+            // once a new one's state replaces its own.
+            Status::Stale(state) if is_our_process(state.pid) => terminate(state.pid)?,
+            Status::Stale(_) | Status::NotStarted => {}
         }
         let (child, port) = self.launch(port, false)?;
         let state = ServerState {
@@ -539,6 +543,11 @@ impl Emulator {
     pub fn down(&self) -> Result<Option<ServerState>, LocalError> {
         let stopped = match self.status()? {
             Status::NotStarted => return Ok(None),
+            // A recorded server that is alive but does not answer is still ours to stop.
+            Status::Stale(state) if is_our_process(state.pid) => {
+                terminate(state.pid)?;
+                Some(state)
+            }
             Status::Stale(_) => None,
             Status::Running(state) => {
                 terminate(state.pid)?;
@@ -707,6 +716,34 @@ mod tests {
         assert_eq!(emu.status().unwrap(), Status::Stale(state));
         assert_eq!(emu.down().unwrap(), None);
         assert_eq!(emu.status().unwrap(), Status::NotStarted);
+    }
+
+    #[test]
+    fn down_stops_a_recorded_server_that_lives_but_does_not_answer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let emu = Emulator::new(tmp.path());
+        // A process whose command line is the launcher's, listening nowhere (a moto too busy
+        // to answer looks the same).
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 60; echo 'ferry-moto ready'"])
+            .spawn()
+            .unwrap();
+        let state = ServerState {
+            pid: child.id(),
+            port: 1,
+            started_at: 0,
+            moto_version: MOTO_VERSION.into(),
+        };
+        fs::write(
+            tmp.path().join("server.json"),
+            serde_json::to_string(&state).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(emu.status().unwrap(), Status::Stale(state.clone()));
+        assert_eq!(emu.down().unwrap(), Some(state));
+        assert_eq!(emu.status().unwrap(), Status::NotStarted);
+        let ended = child.wait().unwrap();
+        assert!(!ended.success(), "stopped by a signal: {ended:?}");
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub fn run(ctx: &Ctx, cmd: &LocalCmd) -> anyhow::Result<()> {
                 emu.log_path().display()
             ),
             Status::Stale(state) => println!(
-                "local AWS emulator is not running (pid {} recorded at port {} is gone; `cargo xtask local up` starts a new one)",
+                "local AWS emulator is not running (pid {} recorded at port {} is gone or does not answer; `cargo xtask local up` stops it if it is ours and starts a new one)",
                 state.pid, state.port
             ),
             Status::NotStarted => {
