@@ -728,6 +728,12 @@ mod tests {
             .args(["-c", "sleep 60; echo 'ferry-moto ready'"])
             .spawn()
             .unwrap();
+        // Until the child has exec'd `sh`, its command line is still this test's.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !is_our_process(child.id()) {
+            assert!(Instant::now() < deadline, "the child never ran its command");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let state = ServerState {
             pid: child.id(),
             port: 1,
