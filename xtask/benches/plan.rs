@@ -9,9 +9,10 @@
 //!
 //! their ratios, and the peak RSS of each plan. The commit plan is also timed without the
 //! workspace memo of the head (a commit planned for the first time) and without any cache (the
-//! first plan in a fresh clone), so the figures show what the caches buy; beside that, git itself
-//! reading every manifest such a plan must read (`git cat-file --batch`), the floor of any
-//! fresh-clone plan. Generated repositories
+//! first plan in a fresh clone), so the figures show what the caches buy; beside that, the floor
+//! of any fresh-clone plan: this binary's start-up (`xtask --version`) plus git itself reading, by
+//! object id, every object such a plan must read (each service folder's tree and its
+//! `service.toml`, one `git cat-file --batch`). Generated repositories
 //! are kept under `target/ferry/bench/` and reused.
 //!
 //! Run: `cargo bench -p xtask --bench plan` (or `cargo xtask bench plan`); `-- 1000` for one size.
@@ -291,19 +292,32 @@ fn report(repo: &Path, services: usize, base: &str, head: &str) {
         },
         || command(xtask, &commit_plan, repo),
     );
-    // What any tool pays to read the manifests a plan must read in a fresh clone: git itself
-    // looking up and printing every service's `service.toml` at the head commit (one process,
-    // each path resolved through its folder's tree).
-    let manifests = repo.join(".git/ferry-bench-manifests.txt");
-    let names: String = (0..services)
-        .map(|i| format!("{head}:services/svc-{i:04}/service.toml\n"))
+    // The floor of any fresh-clone plan: the objects it cannot avoid reading (each service
+    // folder's tree, to find its manifest, and the manifest), read by git itself by object id in
+    // one process (the ids are listed beforehand, untimed), plus this binary's own start-up.
+    let objects = repo.join(".git/ferry-bench-objects.txt");
+    let listing = git(repo, &["ls-tree", "-r", "-t", head, "services/"]);
+    let ids: String = listing
+        .lines()
+        .filter_map(|l| {
+            let (meta, path) = l.split_once('\t')?;
+            let id = meta.split_whitespace().nth(2)?;
+            let folder = path.matches('/').count() == 1 && meta.contains(" tree ");
+            (folder || path.ends_with("/service.toml")).then(|| format!("{id}\n"))
+        })
         .collect();
-    std::fs::write(&manifests, names).unwrap();
+    assert_eq!(
+        ids.lines().count(),
+        2 * services,
+        "a tree and a manifest per service"
+    );
+    std::fs::write(&objects, ids).unwrap();
     let t_cat = median_time(|| {
         let mut c = command("git", &["cat-file", "--batch"], repo);
-        c.stdin(std::fs::File::open(&manifests).unwrap());
+        c.stdin(std::fs::File::open(&objects).unwrap());
         c
     });
+    let t_start = median_time(|| command(xtask, &["--version"], repo));
     let t_status = median_time(|| command("git", &["status", "--porcelain"], repo));
     let t_tree = median_time(|| command(xtask, &tree_plan, repo));
     let rss_commit = peak_rss_mb(xtask, &commit_plan, repo);
@@ -327,11 +341,15 @@ fn report(repo: &Path, services: usize, base: &str, head: &str) {
         ms(t_no_cache),
         ms(t_no_cache) / ms(t_diff),
     );
+    let floor = ms(t_start) + ms(t_cat);
     println!(
-        "    floor of a fresh-clone plan: git cat-file --batch of the {services} manifests {:>8.1} ms   ratio to git diff {:.2};   plan with no cache / that read {:.2}",
+        "    floor of a fresh-clone plan: xtask start-up {:>6.1} ms (ratio {:.2}) + git cat-file --batch of the {services} folder trees and manifests by id {:>6.1} ms (ratio {:.2}) = ratio {:.2};   plan with no cache / that floor {:.2}",
+        ms(t_start),
+        ms(t_start) / ms(t_diff),
         ms(t_cat),
         ms(t_cat) / ms(t_diff),
-        ms(t_no_cache) / ms(t_cat),
+        floor / ms(t_diff),
+        ms(t_no_cache) / floor,
     );
     println!(
         "  plan (working tree)   {:>8.1} ms   git status --porcelain {:>6.1} ms   ratio {:.2} (target <= 1.5)   peak RSS {:.1} MB",
