@@ -104,6 +104,16 @@ pub fn package_event(e: &ferry_package::Event) -> String {
             human(*size),
             &sha256[..12]
         ),
+        Event::Withheld {
+            service,
+            what,
+            files,
+        } => format!(
+            "{service}: {what}: left out {} {} (credential files are never packaged): {}",
+            files.len(),
+            if files.len() == 1 { "file" } else { "files" },
+            files.join(", ")
+        ),
         Event::Packaged { service } => format!("{service}: packaged"),
         Event::PerStage { service } => {
             format!("{service}: compiled by its framework for each stage, when it deploys")

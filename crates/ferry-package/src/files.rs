@@ -1,5 +1,6 @@
-//! The files of an artifact: a folder walked recursively (or one file), minus exclude globs,
-//! sorted by name so the archive does not depend on the order the file system lists them in.
+//! The files of an artifact: a folder walked recursively (or one file), minus exclude globs and
+//! credential files, sorted by name so the archive does not depend on the order the file system
+//! lists them in.
 
 use std::fs;
 use std::io;
@@ -31,6 +32,43 @@ pub fn exclude_set(globs: &[&str]) -> Result<GlobSet, globset::Error> {
     b.build()
 }
 
+/// Names that hold credentials by convention (dotenv and direnv files, package-registry and
+/// git credentials, AWS, SSH and Docker configuration folders). Such a file is often ignored by
+/// git and so never reviewed, and nothing at run time needs it: a function's settings belong in
+/// its template or in SSM. Ferry never packages one, at any depth, whatever the exclude globs say.
+pub const CREDENTIAL_NAMES: &[&str] = &[
+    ".env",
+    ".env.*",
+    ".envrc",
+    ".npmrc",
+    ".yarnrc.yml",
+    ".pypirc",
+    ".netrc",
+    ".git-credentials",
+    ".git",
+    ".aws",
+    ".ssh",
+    ".docker",
+];
+
+/// Whether a file or folder named `name` holds credentials by convention ([`CREDENTIAL_NAMES`];
+/// letter case ignored, as on a case-insensitive file system).
+pub fn is_credential_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    CREDENTIAL_NAMES.iter().any(|c| match c.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == *c,
+    })
+}
+
+/// What [`collect`] found: the files to package, and the credential files left out (their
+/// names relative to the folder walked, sorted), for the caller to report.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub entries: Vec<Entry>,
+    pub withheld: Vec<String>,
+}
+
 #[cfg(unix)]
 fn is_executable(meta: &fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -47,19 +85,31 @@ fn is_executable(_: &fs::Metadata) -> bool {
 /// `boundary` (the repository): a link out of it is refused, since it would package a file that
 /// is not versioned with the repository (a credentials file, say) and whose changes nobody
 /// sees; a broken link and a link that loops back into a folder being walked are refused too.
-pub fn collect(root: &Path, exclude: &GlobSet, boundary: &Path) -> io::Result<Vec<Entry>> {
+/// Credential files ([`is_credential_name`]) are left out and listed in
+/// [`Collected::withheld`]; one named as the artifact itself is refused.
+pub fn collect(root: &Path, exclude: &GlobSet, boundary: &Path) -> io::Result<Collected> {
     let boundary = fs::canonicalize(boundary)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", boundary.display())))?;
     let real = resolve(root, &boundary)?;
     let meta = fs::metadata(&real)?;
-    let mut out = Vec::new();
+    let mut out = Collected::default();
     if meta.is_file() {
         let name = root
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| io::Error::other("file name is not UTF-8"))?
             .to_string();
-        out.push(Entry {
+        if is_credential_name(&name) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is a credential file by its name ({}): Ferry never packages one; put the function's settings in its template or in SSM",
+                    root.display(),
+                    CREDENTIAL_NAMES.join(", ")
+                ),
+            ));
+        }
+        out.entries.push(Entry {
             name,
             path: root.to_path_buf(),
             executable: is_executable(&meta),
@@ -73,7 +123,9 @@ pub fn collect(root: &Path, exclude: &GlobSet, boundary: &Path) -> io::Result<Ve
         out: &mut out,
     };
     walk.dir(root, &real, "")?;
-    out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    out.entries
+        .sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    out.withheld.sort();
     Ok(out)
 }
 
@@ -108,7 +160,7 @@ struct Walk<'a> {
     /// The real paths of the folders being walked, outermost first: a link back into one of
     /// them is a loop.
     open: Vec<PathBuf>,
-    out: &'a mut Vec<Entry>,
+    out: &'a mut Collected,
 }
 
 impl Walk<'_> {
@@ -129,6 +181,11 @@ impl Walk<'_> {
                 format!("{prefix}/{name}")
             };
             if self.exclude.is_match(&rel) {
+                continue;
+            }
+            // Before a link is followed: a `.env` linked from elsewhere is still a `.env`.
+            if is_credential_name(name) {
+                self.out.withheld.push(rel);
                 continue;
             }
             let path = entry.path();
@@ -152,7 +209,7 @@ impl Walk<'_> {
                 self.dir(&path, &target, &rel)?;
                 self.open.pop();
             } else if meta.is_file() {
-                self.out.push(Entry {
+                self.out.entries.push(Entry {
                     name: rel,
                     path,
                     executable: is_executable(&meta),
@@ -201,22 +258,26 @@ mod tests {
         let none = exclude_set(&[]).unwrap();
         let names: Vec<String> = collect(&svc.join("src"), &none, repo.path())
             .unwrap()
+            .entries
             .into_iter()
             .map(|e| e.name)
             .collect();
         assert_eq!(names, ["app.py", "shared/lib.py"]);
 
-        symlink(outside.path().join("credentials"), svc.join("src/.env")).unwrap();
+        symlink(outside.path().join("credentials"), svc.join("src/creds")).unwrap();
         let err = collect(&svc.join("src"), &none, repo.path()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
         assert!(err.to_string().contains("outside the repository"), "{err}");
         // Excluded, it is not looked at.
-        let env = exclude_set(&[".env"]).unwrap();
+        let creds = exclude_set(&["creds"]).unwrap();
         assert_eq!(
-            collect(&svc.join("src"), &env, repo.path()).unwrap().len(),
+            collect(&svc.join("src"), &creds, repo.path())
+                .unwrap()
+                .entries
+                .len(),
             2
         );
-        fs::remove_file(svc.join("src/.env")).unwrap();
+        fs::remove_file(svc.join("src/creds")).unwrap();
 
         // A link back into a folder being walked, and a broken link.
         symlink("..", svc.join("src/up")).unwrap();
@@ -232,5 +293,76 @@ mod tests {
         symlink(outside.path(), svc.join("out")).unwrap();
         let err = collect(&svc.join("out"), &none, repo.path()).unwrap_err();
         assert!(err.to_string().contains("outside the repository"), "{err}");
+    }
+
+    #[test]
+    fn credential_names_are_known_by_name_whatever_their_case() {
+        for hit in [
+            ".env",
+            ".env.local",
+            ".env.production",
+            ".ENV",
+            ".envrc",
+            ".npmrc",
+            ".yarnrc.yml",
+            ".pypirc",
+            ".netrc",
+            ".git-credentials",
+            ".git",
+            ".aws",
+            ".ssh",
+            ".docker",
+        ] {
+            assert!(is_credential_name(hit), "{hit} holds credentials");
+        }
+        for miss in [
+            "env",
+            ".environment.json",
+            "app.env",
+            ".env-not",
+            ".gitignore",
+            ".npmignore",
+            "aws",
+            ".well-known",
+            "config.json",
+        ] {
+            assert!(!is_credential_name(miss), "{miss} does not");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn credential_files_are_left_out_at_any_depth_and_refused_as_an_artifact() {
+        use std::os::unix::fs::symlink;
+        let repo = tempfile::tempdir().unwrap();
+        let src = repo.path().join("svc/src");
+        fs::create_dir_all(src.join("lib/.aws")).unwrap();
+        fs::write(src.join("app.py"), "A = 1").unwrap();
+        fs::write(src.join(".env"), "DB_PASSWORD=hunter2").unwrap();
+        fs::write(src.join("lib/.env.production"), "TOKEN=t").unwrap();
+        fs::write(src.join("lib/.aws/credentials"), "[default]").unwrap();
+        fs::write(src.join("lib/util.py"), "U = 1").unwrap();
+        // A link named like a credential file is left out without being followed, even when
+        // it leads out of the repository (which would otherwise stop the package).
+        let outside = tempfile::tempdir().unwrap();
+        symlink(outside.path(), src.join(".npmrc")).unwrap();
+        let none = exclude_set(&[]).unwrap();
+        let got = collect(&src, &none, repo.path()).unwrap();
+        let names: Vec<&str> = got.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["app.py", "lib/util.py"]);
+        assert_eq!(
+            got.withheld,
+            [".env", ".npmrc", "lib/.aws", "lib/.env.production"]
+        );
+        // Excluded by a glob, it is not reported.
+        let env = exclude_set(&[".env"]).unwrap();
+        let got = collect(&src, &env, repo.path()).unwrap();
+        assert_eq!(got.withheld, [".npmrc", "lib/.aws", "lib/.env.production"]);
+
+        // Named as the artifact itself: refused, not zipped as a one-file archive.
+        let err = collect(&src.join(".env"), &none, repo.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("credential file"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 }

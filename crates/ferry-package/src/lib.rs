@@ -26,6 +26,8 @@ mod sam;
 mod template;
 pub mod zip;
 
+pub use files::{CREDENTIAL_NAMES, is_credential_name};
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
@@ -344,6 +346,13 @@ pub enum Event {
         size: u64,
         sha256: String,
     },
+    /// Credential files ([`CREDENTIAL_NAMES`]) left out of an artifact (`what`: its
+    /// resource) or of the site (`what` = "site"), relative to its folder.
+    Withheld {
+        service: String,
+        what: String,
+        files: Vec<String>,
+    },
     Packaged {
         service: String,
     },
@@ -584,10 +593,13 @@ pub fn check_templates<'a>(
 
 /// Zips every file under `dir` reproducibly (see [`zip`]) into the artifact store under `out`,
 /// as a package does; the archive is then at [`artifact_path`]. For archives another tool
-/// wrote: unpacked into `dir`, they get the bytes Ferry would give the same files.
-pub fn store_folder(out: &Path, dir: &Path) -> Result<zip::Written, PackageError> {
+/// wrote: unpacked into `dir`, they get the bytes Ferry would give the same files. Credential
+/// files are left out as from any artifact; the second value lists them, for the caller to
+/// report.
+pub fn store_folder(out: &Path, dir: &Path) -> Result<(zip::Written, Vec<String>), PackageError> {
     // An unpacked archive: its own links stay inside it.
-    let entries = files::collect(dir, &globset::GlobSet::empty(), dir).map_err(io_err(dir))?;
+    let files::Collected { entries, withheld } =
+        files::collect(dir, &globset::GlobSet::empty(), dir).map_err(io_err(dir))?;
     let dest_dir = out.join("artifacts");
     fs::create_dir_all(&dest_dir).map_err(io_err(&dest_dir))?;
     let tmp = dest_dir.join(format!(
@@ -598,7 +610,7 @@ pub fn store_folder(out: &Path, dir: &Path) -> Result<zip::Written, PackageError
     let written = zip::write(&entries, &tmp).map_err(io_err(dir))?;
     let dest = artifact_path(out, &written.sha256);
     fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
-    Ok(written)
+    Ok((written, withheld))
 }
 
 /// Keeps `bytes` in the content-addressed template store under `out`: the path relative to
@@ -681,14 +693,17 @@ fn run_build(
     })
 }
 
-/// The files of `src` (a folder or a file) minus the exclude globs of `service`'s manifest and
-/// minus the folders of services nested in it (their files are theirs: an edit there deploys
-/// them, not `service`); symbolic links may lead anywhere inside the repository, not out of it.
+/// The files of `src` (a folder or a file) minus the exclude globs of `service`'s manifest, minus
+/// credential files (reported through `on` as [`Event::Withheld`] of `what`), and minus the
+/// folders of services nested in it (their files are theirs: an edit there deploys them, not
+/// `service`); symbolic links may lead anywhere inside the repository, not out of it.
 fn files_of(
     ws: &Workspace,
     service: &Service,
     src: &Path,
     globs: &[&str],
+    what: &str,
+    on: &dyn Fn(Event),
 ) -> Result<Vec<zip::Entry>, PackageError> {
     let inner = format!("{}/", service.dir);
     let nested: Vec<String> = ws
@@ -711,7 +726,15 @@ fn files_of(
         path: service.manifest_path(),
         source: io::Error::other(e.to_string()),
     })?;
-    files::collect(src, &set, root).map_err(io_err(src))
+    let found = files::collect(src, &set, root).map_err(io_err(src))?;
+    if !found.withheld.is_empty() {
+        on(Event::Withheld {
+            service: service.name.clone(),
+            what: what.to_string(),
+            files: found.withheld,
+        });
+    }
+    Ok(found.entries)
 }
 
 fn package_service(
@@ -833,7 +856,7 @@ fn package_service(
     }
 
     let site = match &spec.site {
-        Some(s) => Some(snapshot_site(ws, service, &dir, s, out)?),
+        Some(s) => Some(snapshot_site(ws, service, &dir, s, out, on)?),
         None => None,
     };
     Ok(ServicePackage {
@@ -920,7 +943,7 @@ impl Store<'_> {
             }
             (sha, bytes.len() as u64, 1)
         } else {
-            let entries = files_of(self.ws, service, &src, globs)?;
+            let entries = files_of(self.ws, service, &src, globs, label, self.on)?;
             if entries.is_empty() {
                 return Err(PackageError::EmptyArtifact {
                     service: service.name.clone(),
@@ -1068,6 +1091,7 @@ fn snapshot_site(
     dir: &Path,
     site: &ferry_manifest::Site,
     out: &Path,
+    on: &dyn Fn(Event),
 ) -> Result<PackagedSite, PackageError> {
     let src = dir.join(&site.path);
     if !src.is_dir() {
@@ -1088,7 +1112,7 @@ fn snapshot_site(
     if let Some(c) = &config {
         globs.push(c);
     }
-    let entries = files_of(ws, service, &src, &globs)?;
+    let entries = files_of(ws, service, &src, &globs, "site", on)?;
     let mut files = Vec::new();
     let mut all = Sha256::new();
     for e in entries {

@@ -243,6 +243,86 @@ fn excludes_apply_to_every_artifact_and_per_artifact() {
 }
 
 #[test]
+fn credential_files_are_never_packaged_into_an_artifact_or_a_site_and_are_reported() {
+    let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package.artifacts]\nFn = \"src\"\n\n[package.site]\npath = \"site\"\nbucket-output = \"BucketName\"\n";
+    let ws = workspace(&[
+        ("services/api/template.yaml", FUNCTION),
+        ("services/api/service.toml", manifest),
+        ("services/api/src/app.py", "x = 1\n"),
+        ("services/api/src/.env", "DB_PASSWORD=hunter2\n"),
+        ("services/api/src/lib/.aws/credentials", "[default]\n"),
+        ("services/api/site/index.html", "<h1>shop</h1>\n"),
+        ("services/api/site/.env.production", "API_KEY=k\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let (m, events) = run(ws.path(), out.path(), &request("c1", &["api"]));
+    let m = m.unwrap();
+    let a = &m.services["api"].artifacts[0];
+    let names: Vec<String> = inspect(&ferry_package::artifact_path(out.path(), &a.sha256))
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["app.py"]);
+    let site = m.services["api"].site.clone().unwrap();
+    let site_names: Vec<&str> = site.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(site_names, ["index.html"]);
+    let withheld: Vec<(String, Vec<String>)> = events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Withheld { what, files, .. } => Some((what, files)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        withheld,
+        [
+            (
+                "Fn".to_string(),
+                vec![".env".to_string(), "lib/.aws".to_string()]
+            ),
+            ("site".to_string(), vec![".env.production".to_string()]),
+        ]
+    );
+    // Nothing in the store holds the secret.
+    for entry in walk(out.path()) {
+        let bytes = fs::read(&entry).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("hunter2"),
+            "{} holds the secret",
+            entry.display()
+        );
+    }
+
+    // Named as the artifact itself, it stops the package with its name.
+    write(
+        ws.path(),
+        "services/api/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\n\n[package.artifacts]\nFn = \"src/.env\"\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let err = run(ws.path(), out.path(), &request("c2", &["api"]))
+        .0
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("src/.env is a credential file"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
 fn a_service_nested_in_an_artifact_folder_is_left_to_itself() {
     // `services/**` finds api and the service nested in its code folder, src/admin: admin's
     // files are admin's (an edit there deploys admin), so api's archive leaves them out.

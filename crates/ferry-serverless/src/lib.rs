@@ -355,6 +355,7 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
         c.out,
         &format!("{}/{service}", c.project),
         service,
+        &|line: &str| (c.on_step)(line),
     )?;
     let mut bytes = serde_json::to_vec_pretty(&template).expect("JSON values serialize");
     bytes.push(b'\n');

@@ -25,6 +25,7 @@ pub fn rewrite(
     out: &Path,
     prefix: &str,
     service: &str,
+    on_step: &dyn Fn(&str),
 ) -> Result<Vec<PackagedArtifact>, ServerlessError> {
     let bad = |message: String| ServerlessError::Template {
         service: service.to_string(),
@@ -36,7 +37,7 @@ pub fn rewrite(
         .ok_or_else(|| bad("it has no Resources mapping".into()))?;
 
     // Archive file name → what it became (several functions may share one).
-    let mut zipped: BTreeMap<String, (String, u64, usize)> = BTreeMap::new();
+    let mut zipped: BTreeMap<String, Zipped> = BTreeMap::new();
     let mut artifacts = Vec::new();
     // Function logical id → the SHA-256 of its archive.
     let mut code_of: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -55,7 +56,15 @@ pub fn rewrite(
         let (sha, size, files) = match zipped.get(&archive) {
             Some(z) => z.clone(),
             None => {
-                let z = rezip(&package_dir.join(&archive), out, service, id, &archive)?;
+                let (z, withheld) = rezip(&package_dir.join(&archive), out, service, id, &archive)?;
+                if !withheld.is_empty() {
+                    on_step(&format!(
+                        "left out of {archive} {} {} (credential files are never packaged): {}",
+                        withheld.len(),
+                        if withheld.len() == 1 { "file" } else { "files" },
+                        withheld.join(", ")
+                    ));
+                }
                 zipped.insert(archive.clone(), z.clone());
                 z
             }
@@ -137,14 +146,17 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Unpacks `archive` and zips its files again as Ferry zips: (sha256, size, files).
+/// What an archive became: (sha256, size, files).
+type Zipped = (String, u64, usize);
+
+/// Unpacks `archive` and zips its files again as Ferry zips, and the credential files left out.
 fn rezip(
     archive: &Path,
     out: &Path,
     service: &str,
     resource: &str,
     name: &str,
-) -> Result<(String, u64, usize), ServerlessError> {
+) -> Result<(Zipped, Vec<String>), ServerlessError> {
     let bad = |message: String| ServerlessError::BadArchive {
         service: service.to_string(),
         archive: name.to_string(),
@@ -163,6 +175,6 @@ fn rezip(
     // `extract` refuses names that climb out of the folder, and keeps Unix modes.
     zip.extract(unpacked.path())
         .map_err(|e| bad(e.to_string()))?;
-    let written = ferry_package::store_folder(out, unpacked.path())?;
-    Ok((written.sha256, written.size, written.entries))
+    let (written, withheld) = ferry_package::store_folder(out, unpacked.path())?;
+    Ok(((written.sha256, written.size, written.entries), withheld))
 }

@@ -83,8 +83,15 @@ fn the_same_function_files_give_the_same_archive_key_and_version_whatever_the_fr
         let pkg = tempfile::tempdir().unwrap();
         framework_zip(&pkg.path().join("orders-notifier.zip"), &files, year);
         let mut t = compiled(stamp, version);
-        let artifacts =
-            rewrite(&mut t, pkg.path(), out.path(), "shop/notifier", "notifier").unwrap();
+        let artifacts = rewrite(
+            &mut t,
+            pkg.path(),
+            out.path(),
+            "shop/notifier",
+            "notifier",
+            &|_| {},
+        )
+        .unwrap();
         results.push((t, artifacts));
     }
     let (t, artifacts) = &results[0];
@@ -145,6 +152,7 @@ fn the_same_function_files_give_the_same_archive_key_and_version_whatever_the_fr
         out.path(),
         "shop/notifier",
         "notifier",
+        &|_| {},
     )
     .unwrap();
     assert_ne!(changed[0].sha256, a.sha256);
@@ -156,7 +164,15 @@ fn an_archive_the_framework_did_not_write_or_cannot_be_read_is_an_error_naming_i
     let out = tempfile::tempdir().unwrap();
     let pkg = tempfile::tempdir().unwrap();
     let mut t = compiled("x", "NotifyLambdaVersionAAAA");
-    let e = rewrite(&mut t, pkg.path(), out.path(), "shop/notifier", "notifier").unwrap_err();
+    let e = rewrite(
+        &mut t,
+        pkg.path(),
+        out.path(),
+        "shop/notifier",
+        "notifier",
+        &|_| {},
+    )
+    .unwrap_err();
     assert!(matches!(e, ServerlessError::MissingArchive { .. }), "{e}");
     assert_eq!(
         e.to_string(),
@@ -164,7 +180,15 @@ fn an_archive_the_framework_did_not_write_or_cannot_be_read_is_an_error_naming_i
     );
 
     std::fs::write(pkg.path().join("orders-notifier.zip"), "not a zip").unwrap();
-    let e = rewrite(&mut t, pkg.path(), out.path(), "shop/notifier", "notifier").unwrap_err();
+    let e = rewrite(
+        &mut t,
+        pkg.path(),
+        out.path(),
+        "shop/notifier",
+        "notifier",
+        &|_| {},
+    )
+    .unwrap_err();
     assert!(
         e.to_string()
             .starts_with("notifier: archive orders-notifier.zip cannot be read"),
@@ -182,7 +206,14 @@ fn an_archive_the_framework_did_not_write_or_cannot_be_read_is_an_error_naming_i
             .unwrap()
             .success()
     );
-    let r = rewrite(&mut t, pkg.path(), out.path(), "shop/notifier", "notifier");
+    let r = rewrite(
+        &mut t,
+        pkg.path(),
+        out.path(),
+        "shop/notifier",
+        "notifier",
+        &|_| {},
+    );
     assert!(!out.path().parent().unwrap().join("escape.py").exists());
     if let Ok(a) = r {
         let names = std::fs::read(a[0].local_path(out.path())).unwrap();
@@ -193,9 +224,54 @@ fn an_archive_the_framework_did_not_write_or_cannot_be_read_is_an_error_naming_i
     }
 
     let mut no_resources = json!({"Outputs": {}});
-    let e = rewrite(&mut no_resources, pkg.path(), out.path(), "p/s", "notifier").unwrap_err();
+    let e = rewrite(
+        &mut no_resources,
+        pkg.path(),
+        out.path(),
+        "p/s",
+        "notifier",
+        &|_| {},
+    )
+    .unwrap_err();
     assert_eq!(
         e.to_string(),
         "notifier: the compiled template is not usable: it has no Resources mapping"
     );
+}
+
+#[test]
+fn credential_files_the_framework_packaged_are_left_out_and_reported() {
+    let out = tempfile::tempdir().unwrap();
+    let pkg = tempfile::tempdir().unwrap();
+    framework_zip(
+        &pkg.path().join("orders-notifier.zip"),
+        &[
+            ("notify.py", "def handle(e, c):\n    return 1\n"),
+            (".env", "SLACK_TOKEN=xoxb-secret\n"),
+            ("node_modules/dep/.npmrc", "//registry/:_authToken=t\n"),
+        ],
+        2024,
+    );
+    let mut t = compiled("x", "NotifyLambdaVersionAAAA");
+    let lines = std::sync::Mutex::new(Vec::new());
+    let artifacts = rewrite(
+        &mut t,
+        pkg.path(),
+        out.path(),
+        "shop/notifier",
+        "notifier",
+        &|l: &str| lines.lock().unwrap().push(l.to_string()),
+    )
+    .unwrap();
+    assert_eq!(artifacts[0].files, 1, "only notify.py is packaged");
+    assert_eq!(
+        lines.into_inner().unwrap(),
+        [
+            "left out of orders-notifier.zip 2 files (credential files are never packaged): .env, node_modules/dep/.npmrc"
+        ]
+    );
+    // The stored archive holds no trace of them.
+    let stored = std::fs::read(artifacts[0].local_path(out.path())).unwrap();
+    let text = String::from_utf8_lossy(&stored);
+    assert!(!text.contains(".env") && !text.contains(".npmrc"));
 }
