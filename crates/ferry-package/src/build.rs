@@ -3,9 +3,10 @@
 //! stopped when it runs past its `timeout`.
 //!
 //! The build stays in Ferry's process group, so that a Ctrl-C in the terminal reaches it as it
-//! reaches Ferry (packaging is synchronous and cannot watch a run's cancellation). The cost: a
-//! timeout kills the build's own process only, and processes it started (`sh -c "npm ci &&
-//! make"` runs `npm` under `sh`) run on to their end; Ferry does not wait for them.
+//! reaches Ferry (packaging is synchronous and cannot watch a run's cancellation). A timeout
+//! therefore cannot kill a group: it stops the build's process tree instead, every process
+//! whose parent chain leads to the build (`sh -c "npm ci && make"` runs `npm` under `sh`), found
+//! through `/proc`. Where there is no `/proc` (macOS), only the build's own process is killed.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -85,6 +86,7 @@ pub(crate) fn run(
             Ok(Some(status)) => break Ran::Exited(status),
             Ok(None) => {}
             Err(e) => {
+                kill_tree(child.id());
                 let _ = child.kill();
                 let _ = child.wait();
                 break Ran::Lost(e.to_string());
@@ -92,6 +94,7 @@ pub(crate) fn run(
         }
         let elapsed = t0.elapsed();
         if elapsed >= timeout {
+            kill_tree(child.id());
             let _ = child.kill();
             let _ = child.wait();
             break Ran::TimedOut(timeout);
@@ -102,4 +105,69 @@ pub(crate) fn run(
     let _ = done_rx.recv_timeout(DRAIN);
     let lines = lines.lock().expect("output lock").iter().cloned().collect();
     Ok(Output { ran, lines })
+}
+
+/// Kills `root` and every process descended from it. Each found process is stopped first and
+/// the tree read again until no new one appears, so that none forks a child that escapes (a
+/// child of a killed parent would be adopted by init and no longer look like a descendant);
+/// then all are killed. Without `/proc`, nothing is found and the caller kills `root` alone.
+fn kill_tree(root: u32) {
+    use rustix::process::{Pid, Signal, kill_process};
+    let mut stopped: Vec<u32> = Vec::new();
+    for _ in 0..10 {
+        let tree = descendants(root);
+        let new: Vec<u32> = tree.into_iter().filter(|p| !stopped.contains(p)).collect();
+        if new.is_empty() {
+            break;
+        }
+        for pid in &new {
+            if let Some(p) = Pid::from_raw(*pid as i32) {
+                let _ = kill_process(p, Signal::STOP);
+            }
+        }
+        stopped.extend(new);
+    }
+    for pid in stopped.iter().rev() {
+        if let Some(p) = Pid::from_raw(*pid as i32) {
+            let _ = kill_process(p, Signal::KILL);
+        }
+    }
+}
+
+/// `root` and its descendants, parents before children, read from `/proc/<pid>/stat` (empty
+/// without `/proc`).
+fn descendants(root: u32) -> Vec<u32> {
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Some(ppid) = parent_of(pid) {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        if let Some(c) = children.get(&out[i]) {
+            out.extend(c);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The parent of `pid`: the field after the command name in `/proc/<pid>/stat` (the name is in
+/// parentheses and may hold spaces and parentheses itself, so it is skipped from its last `)`).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
 }

@@ -605,8 +605,7 @@ fn a_failing_build_shows_its_last_lines_masked_and_packages_nothing() {
 #[test]
 fn a_build_past_its_timeout_is_stopped_and_fails_with_what_it_printed() {
     // The build prints, reads standard input to its end (null: at once), prints again and
-    // sleeps far past its timeout of 1 s (as its own process: a timeout kills the build's
-    // process, not what it started).
+    // sleeps far past its timeout of 1 s.
     let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"echo resolving; cat; echo stdin-ended; exec sleep 60\"]\ntimeout = 1\n\n[package.artifacts]\nFn = \"src\"\n";
     let ws = workspace(&[
         ("services/api/template.yaml", FUNCTION),
@@ -629,6 +628,51 @@ fn a_build_past_its_timeout_is_stopped_and_fails_with_what_it_printed() {
     );
     assert!(e.contains("  | resolving\n  | stdin-ended"), "{e}");
     nothing_packaged(out.path());
+}
+
+/// Whether process `pid` is gone (or a zombie waiting to be reaped).
+fn gone(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat[stat.rfind(')').unwrap() + 1..]
+            .trim_start()
+            .starts_with('Z'),
+    }
+}
+
+#[test]
+fn a_timeout_stops_the_processes_the_build_started_too() {
+    // `sh` starts a sleep in the background, notes its pid and waits for it: the sleep is the
+    // build's child's child, and holds the output pipe open.
+    let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"sleep 60 & echo $! > grandchild.pid; wait\"]\ntimeout = 1\n\n[package.artifacts]\nFn = \"src\"\n";
+    let ws = workspace(&[
+        ("services/api/template.yaml", FUNCTION),
+        ("services/api/service.toml", manifest),
+        ("services/api/src/app.py", "x\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let e = run(ws.path(), out.path(), &request("c1", &["api"]))
+        .0
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("stopped after 1 s"), "{e}");
+    let pid: u32 = fs::read_to_string(ws.path().join("services/api/grandchild.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !gone(pid) && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let alive = !gone(pid);
+    if alive {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    assert!(
+        !alive,
+        "the build's background sleep {pid} outlived its timeout"
+    );
 }
 
 #[test]
