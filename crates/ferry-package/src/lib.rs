@@ -403,6 +403,64 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PackageError
     fs::rename(&tmp, path).map_err(io_err(path))
 }
 
+/// Files up to this size are read whole to be stored; larger ones are streamed.
+const READ_WHOLE: u64 = 8 << 20;
+
+/// Copies the file `src` into the content-addressed store: the path for a hash comes from
+/// `dest`. Returns the hash and the size. A small file is read whole and written only when the
+/// store lacks its bytes; a large one is hashed as it streams to a temporary file beside its
+/// destination (never held in memory), which is renamed into place unless the store already
+/// holds those bytes.
+fn store_file(
+    src: &Path,
+    dest_dir: &Path,
+    dest: impl Fn(&str) -> PathBuf,
+) -> Result<(String, u64), PackageError> {
+    if fs::metadata(src).map_err(io_err(src))?.len() <= READ_WHOLE {
+        let bytes = fs::read(src).map_err(io_err(src))?;
+        let sha = sha256_hex(&bytes);
+        let path = dest(&sha);
+        if !path.is_file() {
+            write_atomic(&path, &bytes)?;
+        }
+        return Ok((sha, bytes.len() as u64));
+    }
+    struct Hashing<W> {
+        inner: W,
+        hash: Sha256,
+    }
+    impl<W: io::Write> io::Write for Hashing<W> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = self.inner.write(buf)?;
+            self.hash.update(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.inner.flush()
+        }
+    }
+    fs::create_dir_all(dest_dir).map_err(io_err(dest_dir))?;
+    let tmp = tempfile::NamedTempFile::new_in(dest_dir).map_err(io_err(dest_dir))?;
+    let mut from = fs::File::open(src).map_err(io_err(src))?;
+    let (sha, size) = {
+        let mut to = Hashing {
+            inner: io::BufWriter::new(tmp.as_file()),
+            hash: Sha256::new(),
+        };
+        let size = io::copy(&mut from, &mut to).map_err(io_err(src))?;
+        io::Write::flush(&mut to).map_err(io_err(tmp.path()))?;
+        (zip::hex(&to.hash.finalize()), size)
+    };
+    let path = dest(&sha);
+    if !path.is_file() {
+        tmp.persist(&path).map_err(|e| PackageError::Io {
+            path: path.display().to_string(),
+            source: e.error,
+        })?;
+    }
+    Ok((sha, size))
+}
+
 /// Packages the requested services of `ws` into `out` and returns the manifest of the id. A
 /// failure packages nothing further and leaves earlier packages untouched.
 pub fn package(
@@ -935,13 +993,8 @@ impl Store<'_> {
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| e.eq_ignore_ascii_case("zip") || e.eq_ignore_ascii_case("jar"));
         let (sha256, size, files) = if archive {
-            let bytes = fs::read(&src).map_err(io_err(&src))?;
-            let sha = sha256_hex(&bytes);
-            let dest = artifact_path(self.out, &sha);
-            if !dest.is_file() {
-                write_atomic(&dest, &bytes)?;
-            }
-            (sha, bytes.len() as u64, 1)
+            let (sha, size) = store_file(&src, &dest_dir, |sha| artifact_path(self.out, sha))?;
+            (sha, size, 1)
         } else {
             let entries = files_of(self.ws, service, &src, globs, label, self.on)?;
             if entries.is_empty() {
@@ -1115,18 +1168,14 @@ fn snapshot_site(
     let entries = files_of(ws, service, &src, &globs, "site", on)?;
     let mut files = Vec::new();
     let mut all = Sha256::new();
+    let blobs = out.join("blobs");
     for e in entries {
-        let bytes = fs::read(&e.path).map_err(io_err(&e.path))?;
-        let sha = sha256_hex(&bytes);
-        let blob = blob_path(out, &sha);
-        if !blob.is_file() {
-            write_atomic(&blob, &bytes)?;
-        }
+        let (sha, size) = store_file(&e.path, &blobs, |sha| blob_path(out, sha))?;
         all.update(format!("{}\0{sha}\n", e.name).as_bytes());
         files.push(SiteFile {
             name: e.name,
             sha256: sha,
-            size: bytes.len() as u64,
+            size,
         });
     }
     all.update(format!("{:?}{:?}", site.prefix, site.config_file).as_bytes());

@@ -323,6 +323,64 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
+fn a_prebuilt_archive_is_stored_byte_for_byte_under_its_hash() {
+    let manifest =
+        "[service]\ntemplate = \"template.yaml\"\n\n[package.artifacts]\nFn = \"build/app.jar\"\n";
+    let ws = workspace(&[
+        ("services/api/template.yaml", FUNCTION),
+        ("services/api/service.toml", manifest),
+    ]);
+    // Not a valid archive: Ferry does not look inside one it did not write.
+    // Over 8 MiB, so that it is streamed into the store rather than read whole.
+    let bytes: Vec<u8> = (0..9_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let jar = ws.path().join("services/api/build/app.jar");
+    fs::create_dir_all(jar.parent().unwrap()).unwrap();
+    fs::write(&jar, &bytes).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let m = packaged(ws.path(), out.path(), &["api"]);
+    let a = &m.services["api"].artifacts[0];
+    assert_eq!(a.sha256, ferry_package::sha256_hex(&bytes));
+    assert_eq!((a.size, a.files), (bytes.len() as u64, 1));
+    assert_eq!(
+        fs::read(ferry_package::artifact_path(out.path(), &a.sha256)).unwrap(),
+        bytes
+    );
+    // No temporary file is left beside it.
+    let left: Vec<_> = fs::read_dir(out.path().join("artifacts"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
+
+#[test]
+fn files_too_large_for_an_archive_are_refused_before_they_are_read() {
+    // Sparse files: 5 GiB and 2 × 3 GiB that take no disk and would take that much memory
+    // if they were read.
+    for sizes in [&[5u64 << 30][..], &[3u64 << 30, 3u64 << 30][..]] {
+        let ws = api_workspace();
+        for (i, size) in sizes.iter().enumerate() {
+            let f =
+                fs::File::create(ws.path().join(format!("services/api/src/big{i}.bin"))).unwrap();
+            f.set_len(*size).unwrap();
+        }
+        let out = tempfile::tempdir().unwrap();
+        let t0 = std::time::Instant::now();
+        let e = run(ws.path(), out.path(), &request("c1", &["api"]))
+            .0
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too large for a zip without zip64"), "{e}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "read before refused: {e}"
+        );
+        nothing_packaged(out.path());
+    }
+}
+
+#[test]
 fn a_service_nested_in_an_artifact_folder_is_left_to_itself() {
     // `services/**` finds api and the service nested in its code folder, src/admin: admin's
     // files are admin's (an edit there deploys admin), so api's archive leaves them out.
