@@ -195,7 +195,7 @@ impl Repo {
         }
     }
 
-    fn resolve_head(&self, head: &str) -> Result<Oid, ChangesError> {
+    pub(crate) fn resolve_head(&self, head: &str) -> Result<Oid, ChangesError> {
         self.repo
             .revparse_single(head)
             .and_then(|o| o.peel_to_commit())

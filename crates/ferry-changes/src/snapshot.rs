@@ -44,6 +44,17 @@ fn literal_prefix(glob: &str) -> String {
         .join("/")
 }
 
+/// The folders (and files) a service's inputs lie in, sorted: its own folder, and the literal
+/// prefixes of its `inputs` and of the project's `global-inputs`.
+fn input_prefixes(s: &ServiceInputs, global_inputs: &[String]) -> Vec<String> {
+    let mut prefixes = vec![s.dir.clone()];
+    prefixes.extend(s.inputs.iter().map(|g| literal_prefix(g)));
+    prefixes.extend(global_inputs.iter().map(|g| literal_prefix(g)));
+    prefixes.sort();
+    prefixes.dedup();
+    prefixes
+}
+
 fn under(path: &str, prefix: &str) -> bool {
     prefix.is_empty()
         || path == prefix
@@ -67,14 +78,9 @@ impl Repo {
         } else {
             head.to_string()
         };
-        let globals: Vec<String> = global_inputs.iter().map(|g| literal_prefix(g)).collect();
         let mut input_keys = BTreeMap::new();
         for s in services {
-            let mut prefixes = vec![s.dir.clone()];
-            prefixes.extend(s.inputs.iter().map(|g| literal_prefix(g)));
-            prefixes.extend(globals.iter().cloned());
-            prefixes.sort();
-            prefixes.dedup();
+            let prefixes = input_prefixes(s, global_inputs);
             let touched = changed
                 .paths
                 .iter()
@@ -82,17 +88,7 @@ impl Repo {
             if touched {
                 continue;
             }
-            let key = prefixes
-                .iter()
-                .map(|p| {
-                    let id = self
-                        .tree_id_at(head, p)
-                        .map_or_else(|| "none".to_string(), |o| o.to_string());
-                    format!("{p}:{id}")
-                })
-                .collect::<Vec<_>>()
-                .join(";");
-            input_keys.insert(s.name.clone(), key);
+            input_keys.insert(s.name.clone(), self.key_at(head, &prefixes));
         }
         Ok(Snapshot {
             id,
@@ -100,6 +96,33 @@ impl Repo {
             dirty,
             input_keys,
         })
+    }
+
+    /// The input key `service` has at commit `rev`: the key [`Repo::snapshot`] gives it when
+    /// the working tree is clean at that commit. Equal keys mean equal inputs, so comparing this
+    /// with a snapshot's key tells whether the checkout holds exactly what was built at `rev`.
+    pub fn input_key_at(
+        &self,
+        rev: &str,
+        service: &ServiceInputs,
+        global_inputs: &[String],
+    ) -> Result<String, ChangesError> {
+        let commit = self.resolve_head(rev)?;
+        Ok(self.key_at(commit, &input_prefixes(service, global_inputs)))
+    }
+
+    /// The key of the folders `prefixes` at `commit`: each with its tree (or blob) id.
+    fn key_at(&self, commit: Oid, prefixes: &[String]) -> String {
+        prefixes
+            .iter()
+            .map(|p| {
+                let id = self
+                    .tree_id_at(commit, p)
+                    .map_or_else(|| "none".to_string(), |o| o.to_string());
+                format!("{p}:{id}")
+            })
+            .collect::<Vec<_>>()
+            .join(";")
     }
 
     /// A hash of changed paths and their working-tree contents (or their absence).

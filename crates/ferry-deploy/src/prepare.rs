@@ -200,20 +200,7 @@ pub fn package_request(
             input_keys: Default::default(),
         });
     };
-    let inputs: Vec<ServiceInputs> = ws
-        .services
-        .iter()
-        .map(|s| {
-            // A template outside the service folder is an input of its package too.
-            let mut inputs = s.inputs.clone();
-            inputs.extend(s.template_outside());
-            ServiceInputs {
-                name: s.name.clone(),
-                dir: s.dir.clone(),
-                inputs,
-            }
-        })
-        .collect();
+    let inputs: Vec<ServiceInputs> = ws.services.iter().map(service_inputs).collect();
     let snap = repo
         .snapshot(&inputs, &ws.project.global_inputs)
         .map_err(|source| RequestError {
@@ -227,6 +214,18 @@ pub fn package_request(
         services,
         input_keys: snap.input_keys,
     })
+}
+
+/// What a service's package is made from, for change detection: its folder and `inputs`, and a
+/// template outside the folder.
+pub(crate) fn service_inputs(s: &ferry_manifest::Service) -> ServiceInputs {
+    let mut inputs = s.inputs.clone();
+    inputs.extend(s.template_outside());
+    ServiceInputs {
+        name: s.name.clone(),
+        dir: s.dir.clone(),
+        inputs,
+    }
 }
 
 /// Template problems found before any AWS call.

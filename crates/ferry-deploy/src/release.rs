@@ -85,6 +85,12 @@ pub enum ReleaseRunError {
         services: Vec<String>,
     },
     #[error(
+        "{} Serverless Framework service(s) would deploy what did not pass in `{from}`: the framework compiles them for each stage from this checkout, whose inputs for them are not those that passed; nothing was deployed:\n  {}\n(check out the commit that passed and promote from there, or leave them out with --service)",
+        .services.len(),
+        .services.join("\n  ")
+    )]
+    CheckoutDiffers { from: String, services: Vec<String> },
+    #[error(
         "{} not in this repository's configuration any more; check out a commit that has {} to deploy {} again",
         .services.join(", "),
         if .services.len() == 1 { "it" } else { "them" },
@@ -280,6 +286,95 @@ pub struct StoredPackages {
     pub bucket: String,
     /// The stage they were recorded in (for messages).
     pub stage: String,
+}
+
+/// Checks that this checkout holds, for each Serverless Framework service among `records` (the
+/// records of stage `from` about to be promoted), exactly the inputs of the commit that passed
+/// there: such a service is compiled for each stage from the checkout, so another checkout
+/// would compile configuration (IAM, environment, events) that never ran in `from`, although
+/// its code archives are checked byte for byte. Inputs are compared by git tree ids, as package
+/// input keys are (a service with uncommitted changes among its inputs differs). A record made
+/// from a tree with uncommitted changes names no commit that holds what passed, and is not
+/// checked (protected stages refuse it anyway). Other kinds deploy their stored packages and
+/// need no check.
+pub fn check_checkout(
+    ws: &Workspace,
+    from: &str,
+    records: &[&Record],
+) -> Result<(), ReleaseRunError> {
+    let compiled: Vec<&Record> = records
+        .iter()
+        .copied()
+        .filter(|r| r.kind.as_deref() == Some(ServiceKind::Serverless.as_str()) && !r.dirty)
+        .collect();
+    if compiled.is_empty() {
+        return Ok(());
+    }
+    let differs = |why: String| ReleaseRunError::CheckoutDiffers {
+        from: from.to_string(),
+        services: vec![why],
+    };
+    let repo = ferry_changes::Repo::open(&ws.root).map_err(|e| {
+        differs(format!(
+            "{}: this checkout's inputs cannot be compared with the commit that passed: {e}",
+            compiled
+                .iter()
+                .map(|r| r.service.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let inputs: Vec<ferry_changes::ServiceInputs> = compiled
+        .iter()
+        .filter_map(|r| ws.service(&r.service))
+        .map(crate::prepare::service_inputs)
+        .collect();
+    let snap = repo
+        .snapshot(&inputs, &ws.project.global_inputs)
+        .map_err(|e| differs(format!("this checkout cannot be read: {e}")))?;
+    let mut problems = Vec::new();
+    for (r, i) in compiled.iter().zip(&inputs) {
+        let short = r.commit.get(..12).unwrap_or(&r.commit);
+        let passed = match repo.input_key_at(&r.commit, i, &ws.project.global_inputs) {
+            Ok(k) => k,
+            Err(_) => {
+                problems.push(format!(
+                    "{}: passed at {short}, a commit this clone does not have (fetch it; a shallow clone lacks history)",
+                    r.service
+                ));
+                continue;
+            }
+        };
+        match snap.input_keys.get(&r.service) {
+            Some(here) if *here == passed => {}
+            Some(_) => problems.push(format!(
+                "{}: passed at {short}; its inputs ({}) differ in this checkout",
+                r.service,
+                input_list(i)
+            )),
+            None => problems.push(format!(
+                "{}: passed at {short}; its inputs ({}) have uncommitted changes in this checkout",
+                r.service,
+                input_list(i)
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ReleaseRunError::CheckoutDiffers {
+            from: from.to_string(),
+            services: problems,
+        })
+    }
+}
+
+/// A service's inputs for a message: its folder and its `inputs` globs.
+fn input_list(i: &ferry_changes::ServiceInputs) -> String {
+    std::iter::once(format!("{}/", i.dir))
+        .chain(i.inputs.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Puts the stored packages `records` name together into a package for `target`: each package
@@ -519,6 +614,8 @@ pub async fn prepare_promote(
     }
     let within: BTreeSet<String> = selected.iter().map(|r| r.service.clone()).collect();
     let candidates = with_dependents(ws, &deploy, &within);
+    let compiled: Vec<&Record> = candidates.iter().map(|s| &req.from_records[s]).collect();
+    check_checkout(ws, from, &compiled)?;
     skipped.retain(|(s, _)| !candidates.contains(s));
     let why = candidates
         .iter()

@@ -1,0 +1,204 @@
+//! A promote compiles each Serverless Framework service for the target stage from the checkout,
+//! so it must refuse a checkout whose inputs for that service are not those of the commit that
+//! passed in the source stage. Real git repositories; no AWS call is made before the refusal.
+
+use std::collections::BTreeMap;
+
+use ferry_deploy::release::{
+    PromoteRequest, ReleaseRunError, StageTarget, StoredPackages, check_checkout, prepare_promote,
+};
+use ferry_records::Record;
+use ferry_test_support::TestRepo;
+
+/// A project with stages `staging` and `prod` (promoted from staging), a Serverless service
+/// `notifier`, a CloudFormation service `queue`, and a shared library the notifier declares.
+fn repo() -> TestRepo {
+    let r = TestRepo::new();
+    r.write(".gitignore", "target/\nnode_modules/\n")
+        .write(
+            "ferry.toml",
+            "[project]\nname = \"shop\"\n\n[stages.staging]\nregion = \"us-east-1\"\nartifact-bucket = \"b-staging\"\n\n[stages.prod]\nregion = \"us-east-1\"\nartifact-bucket = \"b-prod\"\npromote-from = \"staging\"\n",
+        )
+        .write(
+            "services/notifier/service.toml",
+            "[service]\nkind = \"serverless\"\ninputs = [\"shared/lib/**\"]\n",
+        )
+        .write(
+            "services/notifier/serverless.yml",
+            "service: notifier\nframeworkVersion: \"4\"\nprovider:\n  name: aws\n  runtime: python3.12\nfunctions:\n  notify:\n    handler: h.handle\n",
+        )
+        .write("services/notifier/h.py", "def handle(e, c):\n    return 1\n")
+        .write("shared/lib/util.py", "U = 1\n")
+        .write("services/queue/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+        .write(
+            "services/queue/t.yaml",
+            "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+        );
+    r.commit("services");
+    r
+}
+
+/// What staging recorded for `service` of `kind`, deployed and passed at `commit`.
+fn record(service: &str, kind: &str, commit: &str) -> Record {
+    Record {
+        service: service.into(),
+        stage: Some("staging".into()),
+        stack: format!("shop-{service}-staging"),
+        commit: commit.into(),
+        kind: Some(kind.into()),
+        acceptance: Some(ferry_records::Acceptance {
+            passed: true,
+            at: 1,
+        }),
+        ..Record::default()
+    }
+}
+
+fn check(r: &TestRepo, records: &[Record]) -> Result<(), ReleaseRunError> {
+    let ws = ferry_manifest::load(r.path()).unwrap();
+    let refs: Vec<&Record> = records.iter().collect();
+    check_checkout(&ws, "staging", &refs)
+}
+
+fn refusal(r: &TestRepo, records: &[Record]) -> String {
+    let e = check(r, records).unwrap_err();
+    assert!(
+        matches!(e, ReleaseRunError::CheckoutDiffers { .. }),
+        "{e:?}"
+    );
+    e.to_string()
+}
+
+#[test]
+fn the_checkout_of_the_commit_that_passed_is_accepted_and_any_other_is_refused_by_name() {
+    let r = repo();
+    let passed = r.head().to_string();
+    let records = [
+        record("notifier", "serverless", &passed),
+        record("queue", "cloudformation", &passed),
+    ];
+    check(&r, &records).unwrap();
+
+    // A later commit that changes nothing the notifier reads: still what passed.
+    r.write(
+        "services/queue/t.yaml",
+        "Resources:\n  Q2:\n    Type: AWS::SQS::Queue\n",
+    );
+    r.commit("queue only");
+    check(&r, &records).unwrap();
+
+    // Its configuration changed since: refused, naming the service, the commit and its inputs.
+    r.write(
+        "services/notifier/serverless.yml",
+        "service: notifier\nframeworkVersion: \"4\"\nprovider:\n  name: aws\n  runtime: python3.12\n  iam:\n    role:\n      statements:\n        - Effect: Allow\n          Action: \"*\"\n          Resource: \"*\"\nfunctions:\n  notify:\n    handler: h.handle\n",
+    );
+    r.commit("widen the notifier's role");
+    let e = refusal(&r, &records);
+    assert!(
+        e.contains(&format!(
+            "notifier: passed at {}; its inputs (services/notifier/, shared/lib/**) differ in this checkout",
+            &passed[..12]
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains("would deploy what did not pass in `staging`"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("queue"),
+        "only compiled services are checked: {e}"
+    );
+
+    // Checked out again at the commit that passed: accepted.
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(r.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["checkout", "-q", &passed]);
+    check(&r, &records).unwrap();
+
+    // An input it declares outside its folder, edited and not committed: refused.
+    r.write("shared/lib/util.py", "U = 2\n");
+    let e = refusal(&r, &records);
+    assert!(
+        e.contains("have uncommitted changes in this checkout"),
+        "{e}"
+    );
+    git(&["checkout", "-q", "--", "shared/lib/util.py"]);
+    check(&r, &records).unwrap();
+
+    // A commit this clone does not have.
+    let unknown = [record("notifier", "serverless", &"ab".repeat(20))];
+    let e = refusal(&r, &unknown);
+    assert!(e.contains("a commit this clone does not have"), "{e}");
+
+    // A record made from a dirty tree names no commit holding what passed: not checked.
+    let mut dirty = record("notifier", "serverless", &"ab".repeat(20));
+    dirty.dirty = true;
+    check(&r, &[dirty]).unwrap();
+}
+
+#[tokio::test]
+async fn a_promote_refuses_the_checkout_before_any_aws_call() {
+    let r = repo();
+    let passed = r.head().to_string();
+    r.write(
+        "services/notifier/h.py",
+        "def handle(e, c):\n    return 2\n",
+    );
+    r.commit("change the notifier after it passed");
+    let ws = ferry_manifest::load(r.path()).unwrap();
+    // Nothing listens here: an AWS call would fail with a connection error, not this refusal.
+    let config = ferry_credentials::base_config(
+        "us-east-1",
+        &ferry_credentials::config::Target {
+            local_endpoint: Some("http://127.0.0.1:9".into()),
+        },
+    )
+    .await;
+    let (staging, prod) = (ws.stage("staging").unwrap(), ws.stage("prod").unwrap());
+    let from_records: BTreeMap<String, Record> = [
+        (
+            "notifier".to_string(),
+            record("notifier", "serverless", &passed),
+        ),
+        (
+            "queue".to_string(),
+            record("queue", "cloudformation", &passed),
+        ),
+    ]
+    .into();
+    let dir = tempfile::tempdir().unwrap();
+    let target = StageTarget {
+        ws: &ws,
+        stage: &prod,
+        config: &config,
+        local: false,
+        dir: dir.path(),
+    };
+    let req = PromoteRequest {
+        from: &staging,
+        from_records: &from_records,
+        from_packages: StoredPackages {
+            s3: ferry_package::s3_client(&config),
+            bucket: "b-staging".into(),
+            stage: "staging".into(),
+        },
+        services: &[],
+    };
+    let e = match prepare_promote(&target, &BTreeMap::new(), &req).await {
+        Ok(_) => panic!("promoted a notifier that did not pass"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(e, ReleaseRunError::CheckoutDiffers { .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("notifier: passed at"), "{e}");
+}
