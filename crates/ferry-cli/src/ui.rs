@@ -109,10 +109,8 @@ pub fn package_event(e: &ferry_package::Event) -> String {
             what,
             files,
         } => format!(
-            "{service}: {what}: left out {} {} (credential files are never packaged): {}",
-            files.len(),
-            if files.len() == 1 { "file" } else { "files" },
-            files.join(", ")
+            "{service}: {what}: left out {}",
+            ferry_package::withheld_summary(files)
         ),
         Event::Packaged { service } => format!("{service}: packaged"),
         Event::PerStage { service } => {

@@ -61,6 +61,27 @@ pub fn is_credential_name(name: &str) -> bool {
     })
 }
 
+/// How a progress line names the credential files left out: their count and the first five
+/// (`2 files (credential files are never packaged): .env, lib/.npmrc`; a dependency folder can
+/// hold many).
+pub fn withheld_summary(files: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let noun = if files.len() == 1 { "file" } else { "files" };
+    let mut names = files
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if files.len() > SHOWN {
+        names.push_str(&format!(" and {} more", files.len() - SHOWN));
+    }
+    format!(
+        "{} {noun} (credential files are never packaged): {names}",
+        files.len()
+    )
+}
+
 /// What [`collect`] found: the files to package, and the credential files left out (their
 /// names relative to the folder walked, sorted), for the caller to report.
 #[derive(Debug, Default)]
@@ -293,6 +314,19 @@ mod tests {
         symlink(outside.path(), svc.join("out")).unwrap();
         let err = collect(&svc.join("out"), &none, repo.path()).unwrap_err();
         assert!(err.to_string().contains("outside the repository"), "{err}");
+    }
+
+    #[test]
+    fn a_summary_names_the_first_five_files_left_out() {
+        let files: Vec<String> = (1..=7).map(|i| format!("m{i}/.npmrc")).collect();
+        assert_eq!(
+            withheld_summary(&files[..1]),
+            "1 file (credential files are never packaged): m1/.npmrc"
+        );
+        assert_eq!(
+            withheld_summary(&files),
+            "7 files (credential files are never packaged): m1/.npmrc, m2/.npmrc, m3/.npmrc, m4/.npmrc, m5/.npmrc and 2 more"
+        );
     }
 
     #[test]

@@ -59,10 +59,8 @@ pub fn rewrite(
                 let (z, withheld) = rezip(&package_dir.join(&archive), out, service, id, &archive)?;
                 if !withheld.is_empty() {
                     on_step(&format!(
-                        "left out of {archive} {} {} (credential files are never packaged): {}",
-                        withheld.len(),
-                        if withheld.len() == 1 { "file" } else { "files" },
-                        withheld.join(", ")
+                        "left out of {archive} {}",
+                        ferry_package::withheld_summary(&withheld)
                     ));
                 }
                 zipped.insert(archive.clone(), z.clone());
