@@ -11,8 +11,8 @@
 //! workspace memo of the head (a commit planned for the first time) and without any cache (the
 //! first plan in a fresh clone), so the figures show what the caches buy; beside that, the floor
 //! of any fresh-clone plan: this binary's start-up (`xtask --version`) plus git itself reading, by
-//! object id, every object such a plan must read (each service folder's tree and its
-//! `service.toml`, one `git cat-file --batch`). Generated repositories
+//! object id, every object such a plan must read (the root and `services` trees, each service
+//! folder's tree and its `service.toml`, one `git cat-file --batch`). Generated repositories
 //! are kept under `target/ferry/bench/` and reused.
 //!
 //! Run: `cargo bench -p xtask --bench plan` (or `cargo xtask bench plan`); `-- 1000` for one size.
@@ -292,12 +292,17 @@ fn report(repo: &Path, services: usize, base: &str, head: &str) {
         },
         || command(xtask, &commit_plan, repo),
     );
-    // The floor of any fresh-clone plan: the objects it cannot avoid reading (each service
-    // folder's tree, to find its manifest, and the manifest), read by git itself by object id in
-    // one process (the ids are listed beforehand, untimed), plus this binary's own start-up.
+    // The floor of any fresh-clone plan: the objects it cannot avoid reading (the root and
+    // `services` trees, to find the folders; each service folder's tree, to find its manifest;
+    // and the manifest), read by git itself by object id in one process (the ids are listed
+    // beforehand, untimed), plus this binary's own start-up.
     let objects = repo.join(".git/ferry-bench-objects.txt");
+    let mut ids: String = [format!("{head}^{{tree}}"), format!("{head}:services")]
+        .iter()
+        .map(|rev| format!("{}\n", git(repo, &["rev-parse", rev]).trim()))
+        .collect();
     let listing = git(repo, &["ls-tree", "-r", "-t", head, "services/"]);
-    let ids: String = listing
+    ids += &listing
         .lines()
         .filter_map(|l| {
             let (meta, path) = l.split_once('\t')?;
@@ -305,11 +310,11 @@ fn report(repo: &Path, services: usize, base: &str, head: &str) {
             let folder = path.matches('/').count() == 1 && meta.contains(" tree ");
             (folder || path.ends_with("/service.toml")).then(|| format!("{id}\n"))
         })
-        .collect();
+        .collect::<String>();
     assert_eq!(
         ids.lines().count(),
-        2 * services,
-        "a tree and a manifest per service"
+        2 * services + 2,
+        "the root and services trees, and a tree and a manifest per service"
     );
     std::fs::write(&objects, ids).unwrap();
     let t_cat = median_time(|| {
@@ -343,7 +348,7 @@ fn report(repo: &Path, services: usize, base: &str, head: &str) {
     );
     let floor = ms(t_start) + ms(t_cat);
     println!(
-        "    floor of a fresh-clone plan: xtask start-up {:>6.1} ms (ratio {:.2}) + git cat-file --batch of the {services} folder trees and manifests by id {:>6.1} ms (ratio {:.2}) = ratio {:.2};   plan with no cache / that floor {:.2}",
+        "    floor of a fresh-clone plan: xtask start-up {:>6.1} ms (ratio {:.2}) + git cat-file --batch of 2 + {services} trees and {services} manifests by id {:>6.1} ms (ratio {:.2}) = ratio {:.2};   plan with no cache / that floor {:.2}",
         ms(t_start),
         ms(t_start) / ms(t_diff),
         ms(t_cat),

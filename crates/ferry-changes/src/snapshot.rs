@@ -36,6 +36,20 @@ pub struct Snapshot {
     pub input_keys: BTreeMap<String, String>,
 }
 
+/// How a service's inputs in the working tree compare with its inputs at a commit
+/// ([`Repo::compare_inputs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputsAt {
+    /// The same files: none has an uncommitted change, and every input folder (or file) has
+    /// the same git id at HEAD as at the commit.
+    Same,
+    /// Committed differences: the input folders (or files, `""` for the repository root) whose
+    /// ids differ.
+    Differ(Vec<String>),
+    /// Uncommitted changes (staged, unstaged or untracked) among the inputs: the paths.
+    Uncommitted(Vec<String>),
+}
+
 /// The folder a glob's matches all lie in: its leading components without wildcards.
 fn literal_prefix(glob: &str) -> String {
     glob.split('/')
@@ -98,17 +112,43 @@ impl Repo {
         })
     }
 
-    /// The input key `service` has at commit `rev`: the key [`Repo::snapshot`] gives it when
-    /// the working tree is clean at that commit. Equal keys mean equal inputs, so comparing this
-    /// with a snapshot's key tells whether the checkout holds exactly what was built at `rev`.
-    pub fn input_key_at(
+    /// How the working tree's inputs of each service compare with its inputs at a commit: each
+    /// `(rev, service)` gets its [`InputsAt`], or an error when `rev` is not in the repository.
+    /// The outer error is a working tree that cannot be read.
+    pub fn compare_inputs(
         &self,
-        rev: &str,
-        service: &ServiceInputs,
+        services: &[(&str, &ServiceInputs)],
         global_inputs: &[String],
-    ) -> Result<String, ChangesError> {
-        let commit = self.resolve_head(rev)?;
-        Ok(self.key_at(commit, &input_prefixes(service, global_inputs)))
+    ) -> Result<Vec<Result<InputsAt, ChangesError>>, ChangesError> {
+        let head = self.head_commit().ok_or_else(|| ChangesError::NoCommit {
+            root: self.root().to_path_buf(),
+        })?;
+        let dirty = self.diff_to_workdir(head)?.paths;
+        Ok(services
+            .iter()
+            .map(|(rev, s)| {
+                let commit = self.resolve_head(rev)?;
+                let prefixes = input_prefixes(s, global_inputs);
+                let uncommitted: Vec<String> = dirty
+                    .iter()
+                    .filter(|p| prefixes.iter().any(|pre| under(p, pre)))
+                    .cloned()
+                    .collect();
+                if !uncommitted.is_empty() {
+                    return Ok(InputsAt::Uncommitted(uncommitted));
+                }
+                let differ: Vec<String> = prefixes
+                    .iter()
+                    .filter(|p| self.tree_id_at(head, p) != self.tree_id_at(commit, p))
+                    .cloned()
+                    .collect();
+                Ok(if differ.is_empty() {
+                    InputsAt::Same
+                } else {
+                    InputsAt::Differ(differ)
+                })
+            })
+            .collect())
     }
 
     /// The key of the folders `prefixes` at `commit`: each with its tree (or blob) id.

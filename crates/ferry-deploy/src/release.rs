@@ -91,6 +91,15 @@ pub enum ReleaseRunError {
     )]
     CheckoutDiffers { from: String, services: Vec<String> },
     #[error(
+        "cannot check that this checkout holds what passed in `{from}` for {} (Serverless Framework services, compiled for each stage from the checkout): {why}; nothing was deployed (promote from a git checkout of the commit that passed, or leave them out with --service)",
+        .services.join(", ")
+    )]
+    CheckoutUnverifiable {
+        from: String,
+        services: Vec<String>,
+        why: String,
+    },
+    #[error(
         "{} not in this repository's configuration any more; check out a commit that has {} to deploy {} again",
         .services.join(", "),
         if .services.len() == 1 { "it" } else { "them" },
@@ -310,52 +319,45 @@ pub fn check_checkout(
     if compiled.is_empty() {
         return Ok(());
     }
-    let differs = |why: String| ReleaseRunError::CheckoutDiffers {
-        from: from.to_string(),
-        services: vec![why],
+    let names = || {
+        compiled
+            .iter()
+            .map(|r| r.service.clone())
+            .collect::<Vec<_>>()
     };
-    let repo = ferry_changes::Repo::open(&ws.root).map_err(|e| {
-        differs(format!(
-            "{}: this checkout's inputs cannot be compared with the commit that passed: {e}",
-            compiled
-                .iter()
-                .map(|r| r.service.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
-    let inputs: Vec<ferry_changes::ServiceInputs> = compiled
+    let unverifiable = |why: String| ReleaseRunError::CheckoutUnverifiable {
+        from: from.to_string(),
+        services: names(),
+        why,
+    };
+    let repo = ferry_changes::Repo::open(&ws.root).map_err(|e| unverifiable(e.to_string()))?;
+    // Records of services missing from the workspace were refused earlier (`Gone`); here they
+    // have nothing to compile.
+    let pairs: Vec<(&Record, ferry_changes::ServiceInputs)> = compiled
         .iter()
-        .filter_map(|r| ws.service(&r.service))
-        .map(crate::prepare::service_inputs)
+        .filter_map(|r| Some((*r, crate::prepare::service_inputs(ws.service(&r.service)?))))
         .collect();
-    let snap = repo
-        .snapshot(&inputs, &ws.project.global_inputs)
-        .map_err(|e| differs(format!("this checkout cannot be read: {e}")))?;
+    let asked: Vec<(&str, &ferry_changes::ServiceInputs)> =
+        pairs.iter().map(|(r, i)| (r.commit.as_str(), i)).collect();
+    let compared = repo
+        .compare_inputs(&asked, &ws.project.global_inputs)
+        .map_err(|e| unverifiable(e.to_string()))?;
     let mut problems = Vec::new();
-    for (r, i) in compiled.iter().zip(&inputs) {
+    for ((r, _), found) in pairs.iter().zip(compared) {
         let short = r.commit.get(..12).unwrap_or(&r.commit);
-        let passed = match repo.input_key_at(&r.commit, i, &ws.project.global_inputs) {
-            Ok(k) => k,
-            Err(_) => {
-                problems.push(format!(
-                    "{}: passed at {short}, a commit this clone does not have (fetch it; a shallow clone lacks history)",
-                    r.service
-                ));
-                continue;
-            }
-        };
-        match snap.input_keys.get(&r.service) {
-            Some(here) if *here == passed => {}
-            Some(_) => problems.push(format!(
-                "{}: passed at {short}; its inputs ({}) differ in this checkout",
-                r.service,
-                input_list(i)
+        let service = &r.service;
+        match found {
+            Ok(ferry_changes::InputsAt::Same) => {}
+            Ok(ferry_changes::InputsAt::Differ(parts)) => problems.push(format!(
+                "{service}: passed at {short}; these inputs differ in this checkout: {}",
+                first_few(&parts)
             )),
-            None => problems.push(format!(
-                "{}: passed at {short}; its inputs ({}) have uncommitted changes in this checkout",
-                r.service,
-                input_list(i)
+            Ok(ferry_changes::InputsAt::Uncommitted(paths)) => problems.push(format!(
+                "{service}: passed at {short}; its inputs have uncommitted changes in this checkout: {} (a build that rewrites a tracked file, such as `npm install` rewriting package-lock.json, does this: use `npm ci`)",
+                first_few(&paths)
+            )),
+            Err(_) => problems.push(format!(
+                "{service}: passed at {short}, a commit this clone does not have (fetch it; a shallow clone lacks history)"
             )),
         }
     }
@@ -369,12 +371,19 @@ pub fn check_checkout(
     }
 }
 
-/// A service's inputs for a message: its folder and its `inputs` globs.
-fn input_list(i: &ferry_changes::ServiceInputs) -> String {
-    std::iter::once(format!("{}/", i.dir))
-        .chain(i.inputs.iter().cloned())
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The first five of `items` for a message (`""`, the repository root, as `/`), and how many
+/// more.
+fn first_few(items: &[String]) -> String {
+    let shown: Vec<&str> = items
+        .iter()
+        .take(5)
+        .map(|i| if i.is_empty() { "/" } else { i.as_str() })
+        .collect();
+    let mut text = shown.join(", ");
+    if items.len() > 5 {
+        text.push_str(&format!(" and {} more", items.len() - 5));
+    }
+    text
 }
 
 /// Puts the stored packages `records` name together into a package for `target`: each package

@@ -17,7 +17,7 @@ fn repo() -> TestRepo {
     r.write(".gitignore", "target/\nnode_modules/\n")
         .write(
             "ferry.toml",
-            "[project]\nname = \"shop\"\n\n[stages.staging]\nregion = \"us-east-1\"\nartifact-bucket = \"b-staging\"\n\n[stages.prod]\nregion = \"us-east-1\"\nartifact-bucket = \"b-prod\"\npromote-from = \"staging\"\n",
+            "[project]\nname = \"shop\"\nglobal-inputs = [\"ferry.toml\"]\n\n[stages.staging]\nregion = \"us-east-1\"\nartifact-bucket = \"b-staging\"\n\n[stages.prod]\nregion = \"us-east-1\"\nartifact-bucket = \"b-prod\"\npromote-from = \"staging\"\n",
         )
         .write(
             "services/notifier/service.toml",
@@ -69,6 +69,16 @@ fn refusal(r: &TestRepo, records: &[Record]) -> String {
     e.to_string()
 }
 
+fn git(r: &TestRepo, args: &[&str]) {
+    let ok = std::process::Command::new("git")
+        .args(args)
+        .current_dir(r.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
 #[test]
 fn the_checkout_of_the_commit_that_passed_is_accepted_and_any_other_is_refused_by_name() {
     let r = repo();
@@ -87,7 +97,7 @@ fn the_checkout_of_the_commit_that_passed_is_accepted_and_any_other_is_refused_b
     r.commit("queue only");
     check(&r, &records).unwrap();
 
-    // Its configuration changed since: refused, naming the service, the commit and its inputs.
+    // Its configuration changed since: refused, naming the service, the commit and the input.
     r.write(
         "services/notifier/serverless.yml",
         "service: notifier\nframeworkVersion: \"4\"\nprovider:\n  name: aws\n  runtime: python3.12\n  iam:\n    role:\n      statements:\n        - Effect: Allow\n          Action: \"*\"\n          Resource: \"*\"\nfunctions:\n  notify:\n    handler: h.handle\n",
@@ -96,7 +106,7 @@ fn the_checkout_of_the_commit_that_passed_is_accepted_and_any_other_is_refused_b
     let e = refusal(&r, &records);
     assert!(
         e.contains(&format!(
-            "notifier: passed at {}; its inputs (services/notifier/, shared/lib/**) differ in this checkout",
+            "notifier: passed at {}; these inputs differ in this checkout: services/notifier\n",
             &passed[..12]
         )),
         "{e}"
@@ -111,27 +121,36 @@ fn the_checkout_of_the_commit_that_passed_is_accepted_and_any_other_is_refused_b
     );
 
     // Checked out again at the commit that passed: accepted.
-    let git = |args: &[&str]| {
-        let ok = std::process::Command::new("git")
-            .args(args)
-            .current_dir(r.path())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "git {args:?}");
-    };
-    git(&["checkout", "-q", &passed]);
+    git(&r, &["checkout", "-q", &passed]);
     check(&r, &records).unwrap();
 
-    // An input it declares outside its folder, edited and not committed: refused.
+    // An input it declares outside its folder, edited and not committed, and a new file a
+    // build left in its folder (not ignored): refused, naming the paths.
     r.write("shared/lib/util.py", "U = 2\n");
+    r.write("services/notifier/.esbuild/out.js", "x");
     let e = refusal(&r, &records);
     assert!(
-        e.contains("have uncommitted changes in this checkout"),
+        e.contains("its inputs have uncommitted changes in this checkout: services/notifier/.esbuild/out.js, shared/lib/util.py (a build that rewrites a tracked file"),
         "{e}"
     );
-    git(&["checkout", "-q", "--", "shared/lib/util.py"]);
+    git(&r, &["checkout", "-q", "--", "shared/lib/util.py"]);
+    r.remove("services/notifier/.esbuild");
     check(&r, &records).unwrap();
+
+    // A global input changed since (every service's package depends on it): named.
+    git(&r, &["checkout", "-q", "-b", "later"]);
+    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    r.write(
+        "ferry.toml",
+        &format!("{toml}\n[stages.qa]\nregion = \"us-east-1\"\n"),
+    );
+    r.commit("a qa stage");
+    let e = refusal(&r, &records);
+    assert!(
+        e.contains("these inputs differ in this checkout: ferry.toml"),
+        "{e}"
+    );
+    git(&r, &["checkout", "-q", &passed]);
 
     // A commit this clone does not have.
     let unknown = [record("notifier", "serverless", &"ab".repeat(20))];
@@ -142,6 +161,31 @@ fn the_checkout_of_the_commit_that_passed_is_accepted_and_any_other_is_refused_b
     let mut dirty = record("notifier", "serverless", &"ab".repeat(20));
     dirty.dirty = true;
     check(&r, &[dirty]).unwrap();
+}
+
+#[test]
+fn a_checkout_without_git_cannot_be_checked_and_is_refused_as_such() {
+    let r = repo();
+    let passed = r.head().to_string();
+    std::fs::remove_dir_all(r.path().join(".git")).unwrap();
+    let e = check(&r, &[record("notifier", "serverless", &passed)]).unwrap_err();
+    assert!(
+        matches!(e, ReleaseRunError::CheckoutUnverifiable { .. }),
+        "{e:?}"
+    );
+    let e = e.to_string();
+    assert!(
+        e.starts_with(
+            "cannot check that this checkout holds what passed in `staging` for notifier"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("promote from a git checkout of the commit that passed"),
+        "{e}"
+    );
+    // Services that deploy their stored packages need no checkout.
+    check(&r, &[record("queue", "cloudformation", &passed)]).unwrap();
 }
 
 #[tokio::test]

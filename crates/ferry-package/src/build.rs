@@ -110,34 +110,43 @@ pub(crate) fn run(
 /// Kills `root` and every process descended from it. Each found process is stopped first and
 /// the tree read again until no new one appears, so that none forks a child that escapes (a
 /// child of a killed parent would be adopted by init and no longer look like a descendant);
-/// then all are killed. Without `/proc`, nothing is found and the caller kills `root` alone.
+/// then all are killed. A process is signalled only while its start time is still the one read
+/// with its parent, so a pid that ended and was reused by an unrelated process is left alone.
+/// Processes that left the tree themselves (a daemon that forked twice) are not found. Without
+/// `/proc`, nothing is found and the caller kills `root` alone.
 fn kill_tree(root: u32) {
     use rustix::process::{Pid, Signal, kill_process};
-    let mut stopped: Vec<u32> = Vec::new();
+    let signal = |(pid, started): (u32, u64), sig: Signal| {
+        if let Some(p) = Pid::from_raw(pid as i32)
+            && stat_of(pid).is_some_and(|s| s.started == started)
+        {
+            let _ = kill_process(p, sig);
+        }
+    };
+    let mut stopped: Vec<(u32, u64)> = Vec::new();
     for _ in 0..10 {
-        let tree = descendants(root);
-        let new: Vec<u32> = tree.into_iter().filter(|p| !stopped.contains(p)).collect();
+        let new: Vec<(u32, u64)> = descendants(root)
+            .into_iter()
+            .filter(|p| !stopped.contains(p))
+            .collect();
         if new.is_empty() {
             break;
         }
-        for pid in &new {
-            if let Some(p) = Pid::from_raw(*pid as i32) {
-                let _ = kill_process(p, Signal::STOP);
-            }
+        for p in &new {
+            signal(*p, Signal::STOP);
         }
         stopped.extend(new);
     }
-    for pid in stopped.iter().rev() {
-        if let Some(p) = Pid::from_raw(*pid as i32) {
-            let _ = kill_process(p, Signal::KILL);
-        }
+    for p in stopped.iter().rev() {
+        signal(*p, Signal::KILL);
     }
 }
 
-/// `root` and its descendants, parents before children, read from `/proc/<pid>/stat` (empty
-/// without `/proc`).
-fn descendants(root: u32) -> Vec<u32> {
-    let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+/// `root` and its descendants (pid and start time), parents before children, read from
+/// `/proc/<pid>/stat` (empty without `/proc`).
+fn descendants(root: u32) -> Vec<(u32, u64)> {
+    let mut children: std::collections::HashMap<u32, Vec<(u32, u64)>> = Default::default();
+    let mut root_started = None;
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -149,14 +158,23 @@ fn descendants(root: u32) -> Vec<u32> {
         else {
             continue;
         };
-        if let Some(ppid) = parent_of(pid) {
-            children.entry(ppid).or_default().push(pid);
+        if let Some(stat) = stat_of(pid) {
+            if pid == root {
+                root_started = Some(stat.started);
+            }
+            children
+                .entry(stat.parent)
+                .or_default()
+                .push((pid, stat.started));
         }
     }
-    let mut out = vec![root];
+    let Some(started) = root_started else {
+        return Vec::new();
+    };
+    let mut out = vec![(root, started)];
     let mut i = 0;
     while i < out.len() {
-        if let Some(c) = children.get(&out[i]) {
+        if let Some(c) = children.get(&out[i].0) {
             out.extend(c);
         }
         i += 1;
@@ -164,10 +182,62 @@ fn descendants(root: u32) -> Vec<u32> {
     out
 }
 
-/// The parent of `pid`: the field after the command name in `/proc/<pid>/stat` (the name is in
-/// parentheses and may hold spaces and parentheses itself, so it is skipped from its last `)`).
-fn parent_of(pid: u32) -> Option<u32> {
+/// What `/proc/<pid>/stat` says of a process: its parent and its start time (clock ticks after
+/// boot).
+struct Stat {
+    parent: u32,
+    started: u64,
+}
+
+/// Reads `/proc/<pid>/stat`. The command name is in parentheses and may hold spaces and
+/// parentheses itself, so fields are counted from its last `)`: state, parent, …, and the
+/// start time, the 22nd field of the line.
+fn stat_of(pid: u32) -> Option<Stat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(1)?.parse().ok()
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    // fields[0] is the 3rd field of the line (state).
+    Some(Stat {
+        parent: fields.get(1)?.parse().ok()?,
+        started: fields.get(19)?.parse().ok()?,
+    })
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_tree_is_read_from_proc_with_parents_and_start_times() {
+        let me = std::process::id();
+        let stat = stat_of(me).expect("this process has a stat");
+        assert_eq!(
+            stat.parent,
+            rustix::process::getppid().unwrap().as_raw_nonzero().get() as u32
+        );
+        // A child whose command name (the file it runs) holds a space and a parenthesis.
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("a) b");
+        std::os::unix::fs::symlink("/bin/sleep", &odd).unwrap();
+        let mut child = Command::new(&odd).arg("30").spawn().unwrap();
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() != "a) b")
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .unwrap()
+                .trim(),
+            "a) b"
+        );
+        let child_stat = stat_of(pid).expect("the child has a stat");
+        assert_eq!(child_stat.parent, me);
+        assert!(child_stat.started >= stat.started);
+        assert!(descendants(me).contains(&(pid, child_stat.started)));
+        kill_tree(pid);
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "killed: {status:?}");
+    }
 }

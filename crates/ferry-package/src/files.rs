@@ -114,17 +114,17 @@ pub fn collect(root: &Path, exclude: &GlobSet, boundary: &Path) -> io::Result<Co
     let real = resolve(root, &boundary)?;
     let meta = fs::metadata(&real)?;
     let mut out = Collected::default();
-    if meta.is_file() {
+    if meta.is_file() || in_credential_place(&real, &boundary) {
         let name = root
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| io::Error::other("file name is not UTF-8"))?
             .to_string();
-        if is_credential_name(&name) {
+        if is_credential_name(&name) || in_credential_place(&real, &boundary) {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 format!(
-                    "{} is a credential file by its name ({}): Ferry never packages one; put the function's settings in its template or in SSM",
+                    "{} is (or leads to) a credential file or folder by its name ({}): Ferry never packages one; put the function's settings in its template or in SSM",
                     root.display(),
                     CREDENTIAL_NAMES.join(", ")
                 ),
@@ -148,6 +148,15 @@ pub fn collect(root: &Path, exclude: &GlobSet, boundary: &Path) -> io::Result<Co
         .sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     out.withheld.sort();
     Ok(out)
+}
+
+/// Whether the real path `real` (inside the canonical `boundary`) is, or lies in, a file or
+/// folder with a credential name, counted from `boundary`.
+fn in_credential_place(real: &Path, boundary: &Path) -> bool {
+    real.strip_prefix(boundary).is_ok_and(|rel| {
+        rel.components()
+            .any(|c| c.as_os_str().to_str().is_some_and(is_credential_name))
+    })
 }
 
 /// Where `path` really is, refused when that is outside `boundary` (already canonical).
@@ -216,6 +225,11 @@ impl Walk<'_> {
             } else {
                 real.join(name)
             };
+            // A link to a credential file or into a credential folder (`config -> ../.env`).
+            if link && in_credential_place(&target, self.boundary) {
+                self.out.withheld.push(rel);
+                continue;
+            }
             let meta = fs::metadata(&path)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
             if meta.is_dir() {
@@ -376,6 +390,30 @@ mod tests {
             got.withheld,
             [".env", ".npmrc", "lib/.aws", "lib/.env.production"]
         );
+        // Links inside the repository that lead to a credential file or into a credential
+        // folder are left out under their own names.
+        fs::create_dir_all(repo.path().join(".aws")).unwrap();
+        fs::write(repo.path().join(".aws/credentials"), "[default]").unwrap();
+        fs::write(repo.path().join("svc/.env"), "TOKEN=t").unwrap();
+        symlink("../.env", src.join("config.txt")).unwrap();
+        symlink("../../.aws", src.join("settings")).unwrap();
+        let got = collect(&src, &none, repo.path()).unwrap();
+        let names: Vec<&str> = got.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["app.py", "lib/util.py"]);
+        assert_eq!(
+            got.withheld,
+            [
+                ".env",
+                ".npmrc",
+                "config.txt",
+                "lib/.aws",
+                "lib/.env.production",
+                "settings"
+            ]
+        );
+        fs::remove_file(src.join("config.txt")).unwrap();
+        fs::remove_file(src.join("settings")).unwrap();
+
         // Excluded by a glob, it is not reported.
         let env = exclude_set(&[".env"]).unwrap();
         let got = collect(&src, &env, repo.path()).unwrap();
@@ -386,5 +424,17 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
         assert!(err.to_string().contains("credential file"), "{err}");
         assert!(!err.to_string().contains("hunter2"), "{err}");
+        // So is a credential folder named as the artifact, or a link to one.
+        let err = collect(&src.join("lib/.aws"), &none, repo.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("credential file or folder"),
+            "{err}"
+        );
+        symlink("../.aws", repo.path().join("svc/aws-config")).unwrap();
+        let err = collect(&repo.path().join("svc/aws-config"), &none, repo.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("credential file or folder"),
+            "{err}"
+        );
     }
 }

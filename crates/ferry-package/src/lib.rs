@@ -178,6 +178,15 @@ pub enum PackageError {
         resource: String,
         path: String,
     },
+    #[error(
+        "{service}: the prebuilt archive {path} of resource `{resource}` {problem}; nothing was packaged"
+    )]
+    PrebuiltArchive {
+        service: String,
+        resource: String,
+        path: String,
+        problem: String,
+    },
     #[error("{service}: site folder {path} does not exist; the path is relative to {dir}")]
     MissingSite {
         service: String,
@@ -403,6 +412,34 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PackageError
     fs::rename(&tmp, path).map_err(io_err(path))
 }
 
+/// Checks a `.zip` or `.jar` another tool built, which is stored as it is: it must be an
+/// archive, and no entry may be a credential file or lie in a credential folder (the rule
+/// Ferry's own archives follow, [`CREDENTIAL_NAMES`]); only its directory is read. `Err` says
+/// what is wrong.
+fn check_prebuilt(path: &Path) -> Result<(), String> {
+    let file = fs::File::open(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let archive = ::zip::ZipArchive::new(io::BufReader::new(file))
+        .map_err(|e| format!("is not a zip archive Ferry can read ({e})"))?;
+    let names: Vec<String> = archive
+        .file_names()
+        .map(|n| n.map(|n| n.into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("has an entry whose name cannot be read ({e})"))?;
+    let found: Vec<String> = names
+        .into_iter()
+        .filter(|name| name.split(['/', '\\']).any(files::is_credential_name))
+        .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    let mut sorted = found;
+    sorted.sort();
+    Err(format!(
+        "holds {}; leave them out where the archive is built",
+        files::withheld_summary(&sorted)
+    ))
+}
+
 /// Files up to this size are read whole to be stored; larger ones are streamed.
 const READ_WHOLE: u64 = 8 << 20;
 
@@ -453,6 +490,13 @@ fn store_file(
     };
     let path = dest(&sha);
     if !path.is_file() {
+        // A temporary file is private (0600); stored files are readable as any other (0644).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))
+                .map_err(io_err(tmp.path()))?;
+        }
         tmp.persist(&path).map_err(|e| PackageError::Io {
             path: path.display().to_string(),
             source: e.error,
@@ -539,12 +583,17 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     s
 }
 
+/// Bumped when the rules of which files go into an archive change (1: credential files are
+/// left out), so that no package cached under older rules is reused: input keys are git tree
+/// ids, which do not see the git-ignored files such rules are about.
+const FILE_RULES: u32 = 1;
+
 /// The cache key of a service: its exact input key plus everything else its package depends on.
 fn cache_key(project: &str, service: &Service, input_key: &str) -> String {
     let config = serde_json::to_string(&service.package).expect("serializable");
     sha256_hex(
         format!(
-            "ferry-package-{FORMAT}\0{project}\0{}\0{}\0{}\0{input_key}\0{config}",
+            "ferry-package-{FORMAT}-{FILE_RULES}\0{project}\0{}\0{}\0{}\0{input_key}\0{config}",
             service.name, service.kind, service.template
         )
         .as_bytes(),
@@ -993,6 +1042,12 @@ impl Store<'_> {
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| e.eq_ignore_ascii_case("zip") || e.eq_ignore_ascii_case("jar"));
         let (sha256, size, files) = if archive {
+            check_prebuilt(&src).map_err(|problem| PackageError::PrebuiltArchive {
+                service: service.name.clone(),
+                resource: label.to_string(),
+                path: rel.to_string(),
+                problem,
+            })?;
             let (sha, size) = store_file(&src, &dest_dir, |sha| artifact_path(self.out, sha))?;
             (sha, size, 1)
         } else {

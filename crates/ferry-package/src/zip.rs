@@ -124,8 +124,9 @@ fn write_inner(entries: &[Entry], out: &Path) -> io::Result<Written> {
     if entries.len() >= u16::MAX as usize {
         return Err(too_big(&format!("{} files", entries.len())));
     }
-    // Sizes are checked before any file is read: each file is read whole to be deflated.
-    let mut total: u64 = 0;
+    // Each file's size is checked before any file is read (each is read whole to be deflated):
+    // a zip without zip64 cannot hold a file over 4 GiB. The archive's own size is checked as it
+    // is written.
     for e in entries {
         let len = std::fs::metadata(&e.path)
             .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", e.path.display())))?
@@ -133,13 +134,6 @@ fn write_inner(entries: &[Entry], out: &Path) -> io::Result<Written> {
         if len > u32::MAX as u64 {
             return Err(too_big(&format!("{} is {len} bytes", e.name)));
         }
-        total += len;
-    }
-    if total > u32::MAX as u64 {
-        return Err(too_big(&format!(
-            "{} files of {total} bytes in all",
-            entries.len()
-        )));
     }
     let file = File::create(out)?;
     let mut w = Hashing {

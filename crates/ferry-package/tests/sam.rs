@@ -255,6 +255,8 @@ fn a_function_that_names_no_code_packages_the_template_folder_as_the_sam_cli_doe
     assert_eq!(a[0].files, 3, "app.py, service.toml, template.yaml");
 }
 
+const EMPTY_ZIP: &str = "PK\u{5}\u{6}\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+
 #[test]
 fn a_prebuilt_zip_is_uploaded_as_it_is() {
     let ws = workspace(&[
@@ -263,14 +265,15 @@ fn a_prebuilt_zip_is_uploaded_as_it_is() {
             "services/worker/template.yaml",
             "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Handler: app.handler\n      Runtime: java21\n      CodeUri: build/fn.jar\n",
         ),
-        ("services/worker/build/fn.jar", "PK not really a jar"),
+        // The smallest archive there is: an end-of-directory record, no entry.
+        ("services/worker/build/fn.jar", EMPTY_ZIP),
     ]);
     let out = tempfile::tempdir().unwrap();
     let m = run(ws.path(), out.path()).unwrap();
     let a = &m.services["worker"].artifacts[0];
     assert_eq!(
         fs::read(a.local_path(out.path())).unwrap(),
-        b"PK not really a jar"
+        EMPTY_ZIP.as_bytes()
     );
 }
 

@@ -37,9 +37,9 @@ use tokio::sync::watch;
 pub use cli::find_cli;
 pub use rewrite::rewrite;
 
-/// Bumped when what a compile keeps changes: older compiles are then never reused.
-/// Bumped when what a compile keeps changes (2: the stack name takes the stage Ferry passed).
-const FORMAT: u32 = 2;
+/// Bumped when what a compile keeps changes, so that older compiles are never reused (2: the
+/// stack name takes the stage Ferry passed; 3: credential files are left out of archives).
+const FORMAT: u32 = 3;
 /// Lines of the framework's output shown when it fails.
 const TAIL: usize = 20;
 
