@@ -2,14 +2,12 @@
 //! starts them before it packages anything, so that they compile while the stacks deploy; a
 //! service's tests then wait only for what is left of its build.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::awaited::{Awaited, Publisher};
+use crate::process::Ended;
 use ferry_credentials::Masker;
 use ferry_manifest::Workspace;
-use tokio::sync::watch;
-
-use crate::process::Ended;
 
 /// Lines of a failed build's output kept for its message (the last ones).
 const KEPT_LINES: usize = 30;
@@ -46,7 +44,7 @@ pub enum BuildEvent {
 /// stops them when it shuts down (each build is its own process group, killed on drop).
 #[derive(Debug, Default)]
 pub struct Builds {
-    by_service: BTreeMap<String, watch::Receiver<Option<Built>>>,
+    by_service: Awaited<Built>,
 }
 
 impl Builds {
@@ -59,8 +57,8 @@ impl Builds {
         masker: &Masker,
         on: impl Fn(BuildEvent) + Send + Sync + 'static,
     ) -> Builds {
-        let mut jobs: Vec<(Vec<String>, String, watch::Sender<Option<Built>>)> = Vec::new();
-        let mut by_service = BTreeMap::new();
+        let mut jobs: Vec<(Vec<String>, String, Publisher<Built>)> = Vec::new();
+        let mut by_service = Awaited::default();
         for name in services {
             let Some(service) = ws.service(name) else {
                 continue;
@@ -72,15 +70,13 @@ impl Builds {
                 continue;
             };
             let dir = acceptance.build_folder(&service.dir);
-            let rx = match jobs.iter().find(|(a, d, _)| *a == argv && d == dir) {
-                Some((.., tx)) => tx.subscribe(),
+            match jobs.iter().find(|(a, d, _)| *a == argv && d == dir) {
+                Some((.., job)) => by_service.share(name, job),
                 None => {
-                    let (tx, rx) = watch::channel(None);
-                    jobs.push((argv, dir.to_string(), tx));
-                    rx
+                    let job = by_service.expect(name);
+                    jobs.push((argv, dir.to_string(), job));
                 }
-            };
-            by_service.insert(name.to_string(), rx);
+            }
         }
         if jobs.is_empty() {
             return Builds::default();
@@ -89,7 +85,7 @@ impl Builds {
         let project = ws.project.name.clone();
         let masker = masker.clone();
         tokio::spawn(async move {
-            for (argv, dir, tx) in jobs {
+            for (argv, dir, job) in jobs {
                 let command = argv.join(" ");
                 on(BuildEvent::Started {
                     command: command.clone(),
@@ -106,7 +102,7 @@ impl Builds {
                     command,
                     built: built.clone(),
                 });
-                let _ = tx.send(Some(built));
+                job.publish(built);
             }
         });
         Builds { by_service }
@@ -119,16 +115,12 @@ impl Builds {
 
     /// Whether `service`'s build is still running (or waiting for another build to finish).
     pub fn pending(&self, service: &str) -> bool {
-        self.by_service
-            .get(service)
-            .is_some_and(|rx| rx.borrow().is_none())
+        self.by_service.pending(service)
     }
 
     /// Waits for `service`'s build; `None` when it has none (or the builds were dropped).
     pub async fn wait(&self, service: &str) -> Option<Built> {
-        let mut rx = self.by_service.get(service)?.clone();
-        let done = rx.wait_for(Option::is_some).await.ok()?;
-        done.clone()
+        self.by_service.wait(service).await
     }
 }
 

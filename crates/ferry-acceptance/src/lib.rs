@@ -21,6 +21,7 @@
 //! Tests themselves are written with the `ferry-kit` crate; the variables they read are
 //! defined once, in `ferry-env`.
 
+mod awaited;
 mod build;
 mod junit;
 mod libtest;
@@ -38,6 +39,7 @@ use ferry_graph::{Cancel, Outcome, ScheduleOptions};
 use ferry_manifest::{Service, Stage, Workspace};
 use ferry_outputs::Outputs;
 
+pub use awaited::{Awaited, Publisher};
 pub use build::{BuildEvent, Builds, Built};
 pub use junit::junit;
 pub use libtest::{cargo_test_report, parse as parse_libtest};

@@ -32,7 +32,6 @@ use ferry_manifest::Service;
 use ferry_package::PackagedArtifact;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
 
 pub use cli::find_cli;
 pub use rewrite::rewrite;
@@ -83,7 +82,7 @@ type BuildResult = Result<(), Arc<ServerlessError>>;
 /// that ends normally calls [`Prebuilds::finish`] so that none is cut off half done.
 #[derive(Debug, Default)]
 pub struct Prebuilds {
-    by_service: BTreeMap<String, watch::Receiver<Option<BuildResult>>>,
+    by_service: ferry_acceptance::Awaited<BuildResult>,
 }
 
 impl Prebuilds {
@@ -98,7 +97,7 @@ impl Prebuilds {
         concurrency: Option<std::num::NonZeroUsize>,
     ) -> Prebuilds {
         let slots = concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n.get())));
-        let mut by_service = BTreeMap::new();
+        let mut by_service = ferry_acceptance::Awaited::default();
         for name in services {
             let Some(service) = ws.service(name) else {
                 continue;
@@ -108,7 +107,7 @@ impl Prebuilds {
             {
                 continue;
             }
-            let (tx, rx) = watch::channel(None);
+            let job = by_service.expect(name);
             let (root, project, service) =
                 (ws.root.clone(), ws.project.name.clone(), service.clone());
             let masker = masker.clone();
@@ -120,36 +119,31 @@ impl Prebuilds {
                 };
                 let mask = move |s: &str| masker.mask(s);
                 let built = cli::build(&root, &project, &service, &mask).await;
-                let _ = tx.send(Some(built.map_err(Arc::new)));
+                job.publish(built.map_err(Arc::new));
             });
-            by_service.insert(name.to_string(), rx);
         }
         Prebuilds { by_service }
     }
 
     /// The services whose builds were started.
     pub fn services(&self) -> impl Iterator<Item = &str> {
-        self.by_service.keys().map(String::as_str)
+        self.by_service.names()
     }
 
     /// Whether `service`'s build was started ahead.
     pub fn has(&self, service: &str) -> bool {
-        self.by_service.contains_key(service)
+        self.by_service.has(service)
     }
 
     /// How `service`'s build ended, once it has; `None` when none was started for it or its
     /// task was lost (the caller then runs the build itself).
     pub async fn wait(&self, service: &str) -> Option<BuildResult> {
-        let mut rx = self.by_service.get(service)?.clone();
-        let done = rx.wait_for(Option::is_some).await.ok()?;
-        done.clone()
+        self.by_service.wait(service).await
     }
 
     /// Waits for every build still running.
     pub async fn finish(&self) {
-        for service in self.by_service.keys() {
-            let _ = self.wait(service).await;
-        }
+        self.by_service.finish().await
     }
 }
 
