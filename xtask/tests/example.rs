@@ -270,6 +270,21 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
     // byte-identical to the ones that passed in staging.
     let (code, out, err) = local(&r, state.path(), &["deploy", "staging", "--test"]);
     assert_eq!(code, 0, "{out}\n{err}");
+    // The Serverless service's record keeps the key of the inputs it was compiled from, which
+    // the promote compares this checkout with.
+    let (code, out, _) = local(
+        &r,
+        state.path(),
+        &[
+            "param",
+            "get",
+            "staging",
+            "/ferry/shop/staging/records/notifier",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("\"input_key\":\"ferry.toml:"), "{out}");
+    assert!(out.contains(";services/notifier:"), "{out}");
     let (code, out, err) = local(&r, state.path(), &["promote", "staging", "prod", "--test"]);
     assert_eq!(code, 0, "{out}\n{err}");
     for s in [

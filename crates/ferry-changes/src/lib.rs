@@ -22,5 +22,5 @@ pub use owners::{Affected, Owners, OwnersError, ServiceSpec};
 pub use repo::{
     BaseUnavailable, ChangedPaths, ChangesError, Head, Repo, prepare_output_dir, short,
 };
-pub use snapshot::{InputsAt, ServiceInputs, Snapshot};
+pub use snapshot::{InputsAt, Made, ServiceInputs, Snapshot, key_differences};
 pub use source::CommitSource;

@@ -50,6 +50,35 @@ pub enum InputsAt {
     Uncommitted(Vec<String>),
 }
 
+/// What a package was made from, to compare a working tree with ([`Repo::compare_inputs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Made<'a> {
+    /// The input key [`Repo::snapshot`] gave the service then: needs no history.
+    Key(&'a str),
+    /// A commit whose inputs were clean then: needs the commit in the repository.
+    Commit(&'a str),
+}
+
+/// The input folders (or files) whose ids differ between two input keys, or that only one of
+/// them has.
+pub fn key_differences(a: &str, b: &str) -> Vec<String> {
+    let parse = |key: &str| -> BTreeMap<String, String> {
+        key.split(';')
+            .filter_map(|part| part.rsplit_once(':'))
+            .map(|(p, id)| (p.to_string(), id.to_string()))
+            .collect()
+    };
+    let (a, b) = (parse(a), parse(b));
+    let mut out: Vec<String> = a
+        .iter()
+        .filter(|(p, id)| b.get(*p) != Some(*id))
+        .map(|(p, _)| p.clone())
+        .chain(b.keys().filter(|p| !a.contains_key(*p)).cloned())
+        .collect();
+    out.sort();
+    out
+}
+
 /// The folder a glob's matches all lie in: its leading components without wildcards.
 fn literal_prefix(glob: &str) -> String {
     glob.split('/')
@@ -112,12 +141,13 @@ impl Repo {
         })
     }
 
-    /// How the working tree's inputs of each service compare with its inputs at a commit: each
-    /// `(rev, service)` gets its [`InputsAt`], or an error when `rev` is not in the repository.
-    /// The outer error is a working tree that cannot be read.
+    /// How the working tree's inputs of each service compare with what a package was made
+    /// from ([`Made`]: an input key, or a commit): each gets its [`InputsAt`], or an error when
+    /// its commit is not in the repository. The outer error is a working tree that cannot be
+    /// read.
     pub fn compare_inputs(
         &self,
-        services: &[(&str, &ServiceInputs)],
+        services: &[(Made<'_>, &ServiceInputs)],
         global_inputs: &[String],
     ) -> Result<Vec<Result<InputsAt, ChangesError>>, ChangesError> {
         let head = self.head_commit().ok_or_else(|| ChangesError::NoCommit {
@@ -126,8 +156,7 @@ impl Repo {
         let dirty = self.diff_to_workdir(head)?.paths;
         Ok(services
             .iter()
-            .map(|(rev, s)| {
-                let commit = self.resolve_head(rev)?;
+            .map(|(made, s)| {
                 let prefixes = input_prefixes(s, global_inputs);
                 let uncommitted: Vec<String> = dirty
                     .iter()
@@ -137,11 +166,17 @@ impl Repo {
                 if !uncommitted.is_empty() {
                     return Ok(InputsAt::Uncommitted(uncommitted));
                 }
-                let differ: Vec<String> = prefixes
-                    .iter()
-                    .filter(|p| self.tree_id_at(head, p) != self.tree_id_at(commit, p))
-                    .cloned()
-                    .collect();
+                let differ = match made {
+                    Made::Key(key) => key_differences(key, &self.key_at(head, &prefixes)),
+                    Made::Commit(rev) => {
+                        let commit = self.resolve_head(rev)?;
+                        prefixes
+                            .iter()
+                            .filter(|p| self.tree_id_at(head, p) != self.tree_id_at(commit, p))
+                            .cloned()
+                            .collect()
+                    }
+                };
                 Ok(if differ.is_empty() {
                     InputsAt::Same
                 } else {
@@ -184,6 +219,21 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_differences_name_changed_added_and_removed_inputs() {
+        let a = "ferry.toml:1;services/api:2;shared:3";
+        assert!(key_differences(a, a).is_empty());
+        assert_eq!(
+            key_differences(a, "ferry.toml:1;services/api:9;lib:4"),
+            ["lib", "services/api", "shared"]
+        );
+        // The repository root, from a glob that starts with a wildcard, is the empty prefix.
+        assert_eq!(
+            key_differences(":1;services/api:2", ":5;services/api:2"),
+            [""]
+        );
+    }
 
     #[test]
     fn literal_prefixes() {

@@ -298,23 +298,27 @@ pub struct StoredPackages {
 }
 
 /// Checks that this checkout holds, for each Serverless Framework service among `records` (the
-/// records of stage `from` about to be promoted), exactly the inputs of the commit that passed
-/// there: such a service is compiled for each stage from the checkout, so another checkout
-/// would compile configuration (IAM, environment, events) that never ran in `from`, although
-/// its code archives are checked byte for byte. Inputs are compared by git tree ids, as package
-/// input keys are (a service with uncommitted changes among its inputs differs). A record made
-/// from a tree with uncommitted changes names no commit that holds what passed, and is not
-/// checked (protected stages refuse it anyway). Other kinds deploy their stored packages and
-/// need no check.
+/// records of stage `from` about to be promoted), exactly the inputs that passed there: such a
+/// service is compiled for each stage from the checkout, so another checkout would compile
+/// configuration (IAM, environment, events) that never ran in `from`, although its code
+/// archives are checked byte for byte. Inputs are compared by git tree ids: with the input key
+/// the record keeps (`Record::input_key`, no history needed), else with the tree of the commit
+/// it names (which the clone must have). A service with uncommitted changes among its inputs
+/// differs. A record without a key made from a tree with uncommitted changes names no commit
+/// that holds what passed, and is not checked (protected stages refuse it anyway). Other kinds
+/// deploy their stored packages and need no check.
 pub fn check_checkout(
     ws: &Workspace,
     from: &str,
     records: &[&Record],
 ) -> Result<(), ReleaseRunError> {
+    // A record with an input key is compared by it; one without, by its commit when its tree
+    // was clean (a dirty tree's commit does not hold what was compiled).
     let compiled: Vec<&Record> = records
         .iter()
         .copied()
-        .filter(|r| r.kind.as_deref() == Some(ServiceKind::Serverless.as_str()) && !r.dirty)
+        .filter(|r| r.kind.as_deref() == Some(ServiceKind::Serverless.as_str()))
+        .filter(|r| r.input_key.is_some() || !r.dirty)
         .collect();
     if compiled.is_empty() {
         return Ok(());
@@ -337,8 +341,16 @@ pub fn check_checkout(
         .iter()
         .filter_map(|r| Some((*r, crate::prepare::service_inputs(ws.service(&r.service)?))))
         .collect();
-    let asked: Vec<(&str, &ferry_changes::ServiceInputs)> =
-        pairs.iter().map(|(r, i)| (r.commit.as_str(), i)).collect();
+    let asked: Vec<(ferry_changes::Made<'_>, &ferry_changes::ServiceInputs)> = pairs
+        .iter()
+        .map(|(r, i)| {
+            let made = match &r.input_key {
+                Some(key) => ferry_changes::Made::Key(key),
+                None => ferry_changes::Made::Commit(&r.commit),
+            };
+            (made, i)
+        })
+        .collect();
     let compared = repo
         .compare_inputs(&asked, &ws.project.global_inputs)
         .map_err(|e| unverifiable(e.to_string()))?;

@@ -895,9 +895,12 @@ async fn deploy_one(
         .package
         .and_then(|p| p.manifest.services.get(&service.name));
     let compiled;
+    // What a compile for this stage was made from, for a promote to compare its checkout with.
+    let mut input_key = None;
     let (packaged, template, entry_key) = match (ctx.package, stored) {
         // Compiled now for this stage, unless a stored compile of it is what deploys (a rollback).
-        (Some(_), None) if service.kind == ServiceKind::Serverless => {
+        (Some(p), None) if service.kind == ServiceKind::Serverless => {
+            input_key = p.input_keys.get(&service.name).cloned();
             compiled = compile_serverless(run, service, &parameters).await?;
             if let Some(theirs) = compiled.stack_name.as_deref().filter(|n| *n != stack) {
                 return Err(ServiceError::StackNameDiffers {
@@ -1133,6 +1136,7 @@ async fn deploy_one(
         package_key: entry_key,
         release: ctx.release.map(String::from),
         package_fingerprint: packaged.map(ServicePackage::fingerprint),
+        input_key,
     };
     ctx.records.write(&record).await?;
     Ok(Deployed::Stack {

@@ -163,6 +163,63 @@ fn the_checkout_of_the_commit_that_passed_is_accepted_and_any_other_is_refused_b
     check(&r, &[dirty]).unwrap();
 }
 
+/// The input key of `service` in the working tree of `r` (clean), as a deploy records it.
+fn key_of(r: &TestRepo, service: &str) -> String {
+    let ws = ferry_manifest::load(r.path()).unwrap();
+    let s = ws.service(service).unwrap();
+    let inputs = ferry_changes::ServiceInputs {
+        name: s.name.clone(),
+        dir: s.dir.clone(),
+        inputs: s.inputs.clone(),
+    };
+    let snap = ferry_changes::Repo::open(r.path())
+        .unwrap()
+        .snapshot(&[inputs], &ws.project.global_inputs)
+        .unwrap();
+    snap.input_keys[service].clone()
+}
+
+#[test]
+fn a_record_with_an_input_key_is_checked_without_the_history_of_its_commit() {
+    let r = repo();
+    // The commit is one this clone lacks (a shallow clone), and the record holds the key of
+    // the inputs that passed.
+    let mut passed = record("notifier", "serverless", &"cd".repeat(20));
+    passed.input_key = Some(key_of(&r, "notifier"));
+    check(&r, std::slice::from_ref(&passed)).unwrap();
+
+    // A later commit that leaves its inputs alone: still accepted.
+    r.write(
+        "services/queue/t.yaml",
+        "Resources:\n  Q2:\n    Type: AWS::SQS::Queue\n",
+    );
+    r.commit("queue only");
+    check(&r, std::slice::from_ref(&passed)).unwrap();
+
+    // Its shared library changed: named.
+    r.write("shared/lib/util.py", "U = 3\n");
+    r.commit("shared library");
+    let e = refusal(&r, std::slice::from_ref(&passed));
+    assert!(
+        e.contains("these inputs differ in this checkout: shared/lib"),
+        "{e}"
+    );
+
+    // A key recorded from a tree with uncommitted changes elsewhere is checked all the same.
+    passed.input_key = Some(key_of(&r, "notifier"));
+    passed.dirty = true;
+    check(&r, std::slice::from_ref(&passed)).unwrap();
+    r.write(
+        "services/notifier/h.py",
+        "def handle(e, c):\n    return 9\n",
+    );
+    let e = refusal(&r, std::slice::from_ref(&passed));
+    assert!(
+        e.contains("uncommitted changes in this checkout: services/notifier/h.py"),
+        "{e}"
+    );
+}
+
 #[test]
 fn a_checkout_without_git_cannot_be_checked_and_is_refused_as_such() {
     let r = repo();

@@ -88,6 +88,12 @@ pub struct Record {
     /// in every stage; `template_hash` also covers what the stage adds (a site's config file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_fingerprint: Option<String>,
+    /// For a service compiled for each stage from the checkout (the Serverless Framework): the
+    /// exact key of the inputs it was compiled from (git tree ids, `ferry_changes::Snapshot`),
+    /// when they were all committed. A promote compares the checkout with it, without needing
+    /// the commit's history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_key: Option<String>,
 }
 
 impl Record {
