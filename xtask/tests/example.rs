@@ -301,6 +301,25 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
         err.contains("notifier: deploying stack shop-notifications-prod"),
         "{err}"
     );
+    // Prod's record keeps the key staging's had (the checkout was checked against it), so a
+    // later stage can be promoted from prod's the same way.
+    let record_of = |stage: &str| {
+        let (code, out, _) = local(
+            &r,
+            state.path(),
+            &[
+                "param",
+                "get",
+                stage,
+                &format!("/ferry/shop/{stage}/records/notifier"),
+            ],
+        );
+        assert_eq!(code, 0);
+        let record: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        record["input_key"].clone()
+    };
+    assert!(record_of("prod").is_string());
+    assert_eq!(record_of("prod"), record_of("staging"));
     let (code, out, err) = local(&r, state.path(), &["status", "--format", "json"]);
     assert_eq!(code, 0, "{err}");
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();

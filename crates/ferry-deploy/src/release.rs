@@ -426,6 +426,7 @@ pub async fn stored_package(
     }
     let mut services = BTreeMap::new();
     let mut origins = BTreeMap::new();
+    let mut input_keys = BTreeMap::new();
     for (name, r) in records {
         let origin = Origin {
             package: r.package.clone().unwrap_or_else(|| r.commit.clone()),
@@ -433,8 +434,13 @@ pub async fn stored_package(
             dirty: r.dirty,
         };
         if compile_per_stage && r.kind.as_deref() == Some(ServiceKind::Serverless.as_str()) {
-            // Compiled for the stage when it deploys; its record names the commit that passed.
+            // Compiled for the stage when it deploys; its record names the commit that passed,
+            // and the key of the inputs it was compiled from, which the checkout was checked
+            // against (`check_checkout`): the compile and the new record keep it.
             origins.insert(name.clone(), origin);
+            if let Some(k) = &r.input_key {
+                input_keys.insert(name.clone(), k.clone());
+            }
             continue;
         }
         let key = r
@@ -474,7 +480,7 @@ pub async fn stored_package(
         bucket: Some(bucket),
         upload,
         s3,
-        input_keys: BTreeMap::new(),
+        input_keys,
         origins,
     })
 }
