@@ -329,6 +329,47 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
         assert_eq!(prod["tests"], "passed", "{row}");
     }
 
+    // 3c. A change to the Serverless service's configuration alone (its archives stay the
+    // same) is another package: staging runs it and prod does not. Rolling staging back
+    // deploys the stored compile, and its record gets back the input key it was compiled from.
+    let passed_key = record_of("staging");
+    edit(
+        &r,
+        "services/notifier/serverless.yml",
+        "timeout: 10",
+        "timeout: 12",
+    );
+    r.commit("a longer notifier timeout");
+    let (code, out, err) = local(&r, state.path(), &["deploy", "staging", "--test"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(row(&out, "notifier").contains(" updated "), "{out}");
+    assert_ne!(record_of("staging"), passed_key);
+    let notifier_in_prod = |r: &TestRepo| {
+        let (code, out, err) = local(r, state.path(), &["status", "--format", "json"]);
+        assert_eq!(code, 0, "{err}");
+        let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let row = status["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["service"] == "notifier")
+            .cloned()
+            .unwrap();
+        row["stages"]["prod"]["same_as_previous"].clone()
+    };
+    assert_eq!(notifier_in_prod(&r), false);
+    let (code, out, err) = local(&r, state.path(), &["rollback", "staging"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(record_of("staging"), passed_key);
+    assert_eq!(notifier_in_prod(&r), true);
+    edit(
+        &r,
+        "services/notifier/serverless.yml",
+        "timeout: 12",
+        "timeout: 10",
+    );
+    r.commit("the notifier's timeout back");
+
     // 4. A deploy that breaks what api's acceptance test checks (the function no longer gets
     // this stage's table): exit 1, the record stays not passed, and the next run tests it again
     // (and fails again) although nothing is redeployed.

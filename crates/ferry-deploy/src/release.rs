@@ -433,14 +433,16 @@ pub async fn stored_package(
             commit: r.commit.clone(),
             dirty: r.dirty,
         };
+        // The key of the inputs a Serverless service was compiled from goes on into the new
+        // record: when it is compiled again for the target stage (a promote, whose checkout was
+        // checked against the key by `check_checkout`, and whose compile may reuse one under
+        // it), and when its stored compile deploys as it is (a rollback, an approval).
+        if let Some(k) = &r.input_key {
+            input_keys.insert(name.clone(), k.clone());
+        }
         if compile_per_stage && r.kind.as_deref() == Some(ServiceKind::Serverless.as_str()) {
-            // Compiled for the stage when it deploys; its record names the commit that passed,
-            // and the key of the inputs it was compiled from, which the checkout was checked
-            // against (`check_checkout`): the compile and the new record keep it.
+            // Compiled for the stage when it deploys; its record names the commit that passed.
             origins.insert(name.clone(), origin);
-            if let Some(k) = &r.input_key {
-                input_keys.insert(name.clone(), k.clone());
-            }
             continue;
         }
         let key = r

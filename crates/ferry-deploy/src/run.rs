@@ -915,11 +915,17 @@ async fn deploy_one(
                 compiled.entry_key.clone(),
             )
         }
-        (Some(p), Some(sp)) => (
-            Some(sp),
-            template_source(p, &p.upload, &service.name, sp)?,
-            p.upload.entries.get(&service.name).cloned(),
-        ),
+        (Some(p), Some(sp)) => {
+            if service.kind == ServiceKind::Serverless {
+                // A stored compile deploying as it is (a rollback, an approval).
+                input_key = p.input_keys.get(&service.name).cloned();
+            }
+            (
+                Some(sp),
+                template_source(p, &p.upload, &service.name, sp)?,
+                p.upload.entries.get(&service.name).cloned(),
+            )
+        }
         (Some(p), None) => {
             return Err(ServiceError::NotPackaged {
                 service: service.name.clone(),

@@ -51,14 +51,20 @@ pub const CREDENTIAL_NAMES: &[&str] = &[
     ".docker",
 ];
 
-/// Whether a file or folder named `name` holds credentials by convention ([`CREDENTIAL_NAMES`];
-/// letter case ignored, as on a case-insensitive file system).
+/// Dotenv files that by convention hold no value, only the names a real one must set (a tool
+/// such as dotenv-safe reads one at run time): not credential files.
+pub const DOTENV_TEMPLATES: &[&str] =
+    &[".env.example", ".env.sample", ".env.template", ".env.dist"];
+
+/// Whether a file or folder named `name` holds credentials by convention ([`CREDENTIAL_NAMES`],
+/// except [`DOTENV_TEMPLATES`]; letter case ignored, as on a case-insensitive file system).
 pub fn is_credential_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    CREDENTIAL_NAMES.iter().any(|c| match c.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => name == *c,
-    })
+    !DOTENV_TEMPLATES.contains(&name.as_str())
+        && CREDENTIAL_NAMES.iter().any(|c| match c.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == *c,
+        })
 }
 
 /// How a progress line names the credential files left out: their count and the first five
@@ -353,6 +359,10 @@ mod tests {
         }
         for miss in [
             "env",
+            ".env.example",
+            ".ENV.SAMPLE",
+            ".env.template",
+            ".env.dist",
             ".environment.json",
             "app.env",
             ".env-not",

@@ -26,7 +26,7 @@ mod sam;
 mod template;
 pub mod zip;
 
-pub use files::{CREDENTIAL_NAMES, is_credential_name, withheld_summary};
+pub use files::{CREDENTIAL_NAMES, DOTENV_TEMPLATES, is_credential_name, withheld_summary};
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -96,6 +96,25 @@ pub struct Record {
     pub input_key: Option<String>,
 }
 
+/// The JSON of `record` within SSM's limit (`MAX_RECORD`): whole when it fits, else without its
+/// outputs (read again from the stack when needed), else without its input key too (a promote
+/// then compares with its commit instead).
+fn fitted(record: &Record) -> String {
+    let mut value = serde_json::to_string(record).expect("a record serialises");
+    if value.len() > MAX_RECORD {
+        let mut slim = Record {
+            outputs: BTreeMap::new(),
+            ..record.clone()
+        };
+        value = serde_json::to_string(&slim).expect("a record serialises");
+        if value.len() > MAX_RECORD {
+            slim.input_key = None;
+            value = serde_json::to_string(&slim).expect("a record serialises");
+        }
+    }
+    value
+}
+
 impl Record {
     /// What identifies the package it deployed, across stages.
     pub fn fingerprint(&self) -> &str {
@@ -382,15 +401,7 @@ impl RecordStore {
             stage: Some(self.stage.clone()),
             ..record.clone()
         };
-        let mut value = serde_json::to_string(&record).expect("a record serialises");
-        if value.len() > MAX_RECORD {
-            let slim = Record {
-                outputs: BTreeMap::new(),
-                ..record.clone()
-            };
-            value = serde_json::to_string(&slim).expect("a record serialises");
-        }
-        self.put_value(&self.record_name(&record.service), &value)
+        self.put_value(&self.record_name(&record.service), &fitted(&record))
             .await
     }
 
@@ -476,6 +487,43 @@ impl RecordStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_too_large_for_ssm_drops_its_outputs_then_its_input_key() {
+        let small = Record {
+            service: "notifier".into(),
+            input_key: Some("services/notifier:1".into()),
+            outputs: BTreeMap::from([("Url".to_string(), "u".to_string())]),
+            ..Record::default()
+        };
+        assert_eq!(fitted(&small), serde_json::to_string(&small).unwrap());
+        let big_outputs = Record {
+            outputs: (0..100)
+                .map(|i| (format!("Output{i}"), "v".repeat(40)))
+                .collect(),
+            ..small.clone()
+        };
+        let v: Record = serde_json::from_str(&fitted(&big_outputs)).unwrap();
+        assert!(v.outputs.is_empty());
+        assert_eq!(v.input_key, small.input_key);
+        // Many artifacts and a long key: the key goes too, and the record fits.
+        let big_key = Record {
+            artifacts: (0..30)
+                .map(|i| (format!("Fn{i}"), "a".repeat(64)))
+                .collect(),
+            input_key: Some(
+                (0..40)
+                    .map(|i| format!("shared/lib{i}:{}", "0".repeat(40)))
+                    .collect::<Vec<_>>()
+                    .join(";"),
+            ),
+            ..big_outputs
+        };
+        let text = fitted(&big_key);
+        assert!(text.len() <= MAX_RECORD, "{}", text.len());
+        let v: Record = serde_json::from_str(&text).unwrap();
+        assert_eq!((v.input_key, v.artifacts.len()), (None, 30));
+    }
 
     #[test]
     fn hashes_and_times() {

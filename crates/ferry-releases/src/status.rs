@@ -60,10 +60,16 @@ fn tests_of(r: &Record, untested: bool) -> &'static str {
 }
 
 /// Whether two stages run the same package of a service: the same template and archives, or
-/// for a service compiled per stage (whose templates differ by stage), the same archives.
+/// for a service compiled per stage (whose templates differ by stage), the same archives and,
+/// when both records keep one, the same input key (a change to its configuration alone, such
+/// as its role or events, leaves the archives as they were).
 pub fn same_package(a: &Record, b: &Record) -> bool {
     let per_stage = a.kind.as_deref() == Some("serverless");
-    (per_stage || a.fingerprint() == b.fingerprint()) && a.artifacts == b.artifacts
+    let same_inputs = match (&a.input_key, &b.input_key) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    };
+    ((per_stage && same_inputs) || a.fingerprint() == b.fingerprint()) && a.artifacts == b.artifacts
 }
 
 /// The matrix of `services` (plus any service only a record names) × `stages` (name and records,

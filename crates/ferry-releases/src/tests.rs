@@ -305,3 +305,37 @@ fn the_matrix_says_what_differs_from_the_stage_before() {
     assert_eq!(m.services[2].service, "web");
     assert!(m.services[2].stages.values().all(Option::is_none));
 }
+
+#[test]
+fn a_serverless_service_is_the_same_package_only_with_the_same_archives_and_inputs() {
+    let compiled = |stage_template: &str, archive: &str, key: Option<&str>| Record {
+        kind: Some("serverless".into()),
+        artifacts: [("NotifyLambdaFunction".to_string(), archive.to_string())].into(),
+        input_key: key.map(String::from),
+        ..record("notifier", stage_template, Some(true))
+    };
+    // Templates differ by stage; the archives and the inputs decide.
+    let staging = compiled("t-staging", "a1", Some("services/notifier:1"));
+    assert!(same_package(
+        &compiled("t-prod", "a1", Some("services/notifier:1")),
+        &staging
+    ));
+    assert!(!same_package(
+        &compiled("t-prod", "a2", Some("services/notifier:1")),
+        &staging
+    ));
+    // Only its configuration changed (a wider role): the archives are equal, the inputs not.
+    assert!(!same_package(
+        &compiled("t-prod", "a1", Some("services/notifier:2")),
+        &staging
+    ));
+    // A record from before input keys were kept: the archives alone decide.
+    assert!(same_package(&compiled("t-prod", "a1", None), &staging));
+    // Other kinds: the package's fingerprint and archives.
+    let cf = |t: &str| Record {
+        artifacts: [("Fn".to_string(), "a1".to_string())].into(),
+        ..record("api", t, Some(true))
+    };
+    assert!(same_package(&cf("t1"), &cf("t1")));
+    assert!(!same_package(&cf("t1"), &cf("t2")));
+}
