@@ -947,6 +947,7 @@ pub async fn prepare_approval(
                     commit: r.commit.clone(),
                     dirty: r.dirty,
                     kind: r.kind.clone(),
+                    input_key: r.input_key.clone(),
                     ..Default::default()
                 },
             )

@@ -1074,6 +1074,7 @@ async fn deploy_one(
             },
             resolve_when_approved,
             stack: None,
+            input_key: input_key.clone(),
         };
         let secure: BTreeSet<String> = hashed
             .iter()

@@ -125,6 +125,10 @@ pub struct Reviewed {
     pub resolve_when_approved: bool,
     /// The stack as it was; `None` when it did not exist.
     pub stack: Option<StackState>,
+    /// A service compiled for each stage: the key of the inputs it was compiled from
+    /// (`Record::input_key`), for the record its approval writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_key: Option<String>,
 }
 
 /// A reviewed run waiting for approval (`deploy --review`, `promote --review`), kept as

@@ -339,3 +339,25 @@ fn a_serverless_service_is_the_same_package_only_with_the_same_archives_and_inpu
     assert!(same_package(&cf("t1"), &cf("t1")));
     assert!(!same_package(&cf("t1"), &cf("t2")));
 }
+
+#[test]
+fn a_reviewed_service_keeps_its_input_key_and_older_reviews_read_without_one() {
+    let reviewed = Reviewed {
+        kind: Some("serverless".into()),
+        package_key: "shop/notifier/abc.package.json".into(),
+        fingerprint: "f".into(),
+        package: "3e18202".into(),
+        commit: "3e18202".into(),
+        dirty: false,
+        parameters: BTreeMap::new(),
+        resolve_when_approved: false,
+        stack: None,
+        input_key: Some("services/notifier:1".into()),
+    };
+    let text = serde_json::to_string(&reviewed).unwrap();
+    assert_eq!(serde_json::from_str::<Reviewed>(&text).unwrap(), reviewed);
+    let older = text.replace(",\"input_key\":\"services/notifier:1\"", "");
+    assert!(!older.contains("input_key"), "{older}");
+    let read: Reviewed = serde_json::from_str(&older).unwrap();
+    assert_eq!(read.input_key, None);
+}
