@@ -58,22 +58,10 @@ pub fn preflight_tree(ws: &Workspace, stage: &Stage, tree: &Tree) -> Result<(), 
             stage: stage.name.clone(),
             root: ws.root.display().to_string(),
         }),
-        Tree::Git { dirty } if !dirty.is_empty() => {
-            const SHOWN: usize = 10;
-            let mut paths = dirty
-                .iter()
-                .take(SHOWN)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ");
-            if dirty.len() > SHOWN {
-                paths.push_str(&format!(" and {} more", dirty.len() - SHOWN));
-            }
-            Err(PreflightError::DirtyProtected {
-                stage: stage.name.clone(),
-                paths,
-            })
-        }
+        Tree::Git { dirty } if !dirty.is_empty() => Err(PreflightError::DirtyProtected {
+            stage: stage.name.clone(),
+            paths: ferry_manifest::first_few(dirty, 10),
+        }),
         Tree::Git { .. } => Ok(()),
     }
 }

@@ -388,14 +388,9 @@ pub fn check_checkout(
 fn first_few(items: &[String]) -> String {
     let shown: Vec<&str> = items
         .iter()
-        .take(5)
         .map(|i| if i.is_empty() { "/" } else { i.as_str() })
         .collect();
-    let mut text = shown.join(", ");
-    if items.len() > 5 {
-        text.push_str(&format!(" and {} more", items.len() - 5));
-    }
-    text
+    ferry_manifest::first_few(&shown, 5)
 }
 
 /// Puts the stored packages `records` name together into a package for `target`: each package

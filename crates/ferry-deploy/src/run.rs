@@ -895,12 +895,15 @@ async fn deploy_one(
         .package
         .and_then(|p| p.manifest.services.get(&service.name));
     let compiled;
-    // What a compile for this stage was made from, for a promote to compare its checkout with.
-    let mut input_key = None;
+    // What a Serverless service (compiled now, or a stored compile deploying as it is: a
+    // rollback, an approval) was compiled from, for a promote to compare its checkout with.
+    let input_key = ctx
+        .package
+        .filter(|_| service.kind == ServiceKind::Serverless)
+        .and_then(|p| p.input_keys.get(&service.name).cloned());
     let (packaged, template, entry_key) = match (ctx.package, stored) {
         // Compiled now for this stage, unless a stored compile of it is what deploys (a rollback).
-        (Some(p), None) if service.kind == ServiceKind::Serverless => {
-            input_key = p.input_keys.get(&service.name).cloned();
+        (Some(_), None) if service.kind == ServiceKind::Serverless => {
             compiled = compile_serverless(run, service, &parameters).await?;
             if let Some(theirs) = compiled.stack_name.as_deref().filter(|n| *n != stack) {
                 return Err(ServiceError::StackNameDiffers {
@@ -915,17 +918,11 @@ async fn deploy_one(
                 compiled.entry_key.clone(),
             )
         }
-        (Some(p), Some(sp)) => {
-            if service.kind == ServiceKind::Serverless {
-                // A stored compile deploying as it is (a rollback, an approval).
-                input_key = p.input_keys.get(&service.name).cloned();
-            }
-            (
-                Some(sp),
-                template_source(p, &p.upload, &service.name, sp)?,
-                p.upload.entries.get(&service.name).cloned(),
-            )
-        }
+        (Some(p), Some(sp)) => (
+            Some(sp),
+            template_source(p, &p.upload, &service.name, sp)?,
+            p.upload.entries.get(&service.name).cloned(),
+        ),
         (Some(p), None) => {
             return Err(ServiceError::NotPackaged {
                 service: service.name.clone(),

@@ -697,22 +697,28 @@ mod tests {
         assert_eq!(emu.down().unwrap(), None);
     }
 
-    #[test]
-    fn a_state_file_of_a_dead_process_is_stale_and_down_forgets_it_without_killing() {
-        let tmp = tempfile::tempdir().unwrap();
-        let emu = Emulator::new(tmp.path());
-        // Our own pid is alive but is not a moto server: it must never be signalled.
+    /// Records process `pid` in `dir` as the emulator's server, listening nowhere (port 1).
+    fn recorded_server(dir: &Path, pid: u32) -> ServerState {
         let state = ServerState {
-            pid: std::process::id(),
+            pid,
             port: 1,
             started_at: 0,
             moto_version: MOTO_VERSION.into(),
         };
         fs::write(
-            tmp.path().join("server.json"),
+            dir.join("server.json"),
             serde_json::to_string(&state).unwrap(),
         )
         .unwrap();
+        state
+    }
+
+    #[test]
+    fn a_state_file_of_a_dead_process_is_stale_and_down_forgets_it_without_killing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let emu = Emulator::new(tmp.path());
+        // Our own pid is alive but is not a moto server: it must never be signalled.
+        let state = recorded_server(tmp.path(), std::process::id());
         assert_eq!(emu.status().unwrap(), Status::Stale(state));
         assert_eq!(emu.down().unwrap(), None);
         assert_eq!(emu.status().unwrap(), Status::NotStarted);
@@ -734,17 +740,7 @@ mod tests {
             assert!(Instant::now() < deadline, "the child never ran its command");
             std::thread::sleep(Duration::from_millis(10));
         }
-        let state = ServerState {
-            pid: child.id(),
-            port: 1,
-            started_at: 0,
-            moto_version: MOTO_VERSION.into(),
-        };
-        fs::write(
-            tmp.path().join("server.json"),
-            serde_json::to_string(&state).unwrap(),
-        )
-        .unwrap();
+        let state = recorded_server(tmp.path(), child.id());
         assert_eq!(emu.status().unwrap(), Status::Stale(state.clone()));
         assert_eq!(emu.down().unwrap(), Some(state));
         assert_eq!(emu.status().unwrap(), Status::NotStarted);

@@ -112,6 +112,21 @@ pub fn did_you_mean<'c>(input: &str, candidates: impl IntoIterator<Item = &'c st
     }
 }
 
+/// The first `shown` of `items` joined with `, `, and ` and N more` when there are others: how
+/// a message names a list that may be long (paths, files).
+pub fn first_few<S: AsRef<str>>(items: &[S], shown: usize) -> String {
+    let mut text = items
+        .iter()
+        .take(shown)
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > shown {
+        text.push_str(&format!(" and {} more", items.len() - shown));
+    }
+    text
+}
+
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
@@ -129,6 +144,17 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_few_names_the_first_ones_and_counts_the_rest() {
+        assert_eq!(first_few::<&str>(&[], 3), "");
+        assert_eq!(first_few(&["a", "b"], 3), "a, b");
+        assert_eq!(first_few(&["a", "b", "c"], 3), "a, b, c");
+        assert_eq!(
+            first_few(&["a", "b", "c", "d", "e"], 3),
+            "a, b, c and 2 more"
+        );
+    }
 
     #[test]
     fn suggestions_catch_near_misses_only() {

@@ -20,7 +20,7 @@ mod ssm_name;
 mod stage;
 
 pub use cache::ManifestCache;
-pub use diag::{Diagnostic, ManifestErrors, did_you_mean};
+pub use diag::{Diagnostic, ManifestErrors, did_you_mean, first_few};
 pub use layout::{Layout, OUTPUT_DIR};
 pub use load::{PROJECT_FILE, SERVICE_FILE, declared_service_name, load, load_from};
 pub use memo::{read_memo, write_memo};

@@ -71,20 +71,11 @@ pub fn is_credential_name(name: &str) -> bool {
 /// (`2 files (credential files are never packaged): .env, lib/.npmrc`; a dependency folder can
 /// hold many).
 pub fn withheld_summary(files: &[String]) -> String {
-    const SHOWN: usize = 5;
     let noun = if files.len() == 1 { "file" } else { "files" };
-    let mut names = files
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if files.len() > SHOWN {
-        names.push_str(&format!(" and {} more", files.len() - SHOWN));
-    }
     format!(
-        "{} {noun} (credential files are never packaged): {names}",
-        files.len()
+        "{} {noun} (credential files are never packaged): {}",
+        files.len(),
+        ferry_manifest::first_few(files, 5)
     )
 }
 
@@ -120,13 +111,14 @@ pub fn collect(root: &Path, exclude: &GlobSet, boundary: &Path) -> io::Result<Co
     let real = resolve(root, &boundary)?;
     let meta = fs::metadata(&real)?;
     let mut out = Collected::default();
-    if meta.is_file() || in_credential_place(&real, &boundary) {
+    let credential_place = in_credential_place(&real, &boundary);
+    if meta.is_file() || credential_place {
         let name = root
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| io::Error::other("file name is not UTF-8"))?
             .to_string();
-        if is_credential_name(&name) || in_credential_place(&real, &boundary) {
+        if is_credential_name(&name) || credential_place {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 format!(

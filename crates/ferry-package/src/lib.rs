@@ -425,18 +425,17 @@ fn check_prebuilt(path: &Path) -> Result<(), String> {
         .map(|n| n.map(|n| n.into_owned()))
         .collect::<Result<_, _>>()
         .map_err(|e| format!("has an entry whose name cannot be read ({e})"))?;
-    let found: Vec<String> = names
+    let mut found: Vec<String> = names
         .into_iter()
         .filter(|name| name.split(['/', '\\']).any(files::is_credential_name))
         .collect();
     if found.is_empty() {
         return Ok(());
     }
-    let mut sorted = found;
-    sorted.sort();
+    found.sort();
     Err(format!(
         "holds {}; leave them out where the archive is built",
-        files::withheld_summary(&sorted)
+        files::withheld_summary(&found)
     ))
 }
 
@@ -462,28 +461,11 @@ fn store_file(
         }
         return Ok((sha, bytes.len() as u64));
     }
-    struct Hashing<W> {
-        inner: W,
-        hash: Sha256,
-    }
-    impl<W: io::Write> io::Write for Hashing<W> {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            let n = self.inner.write(buf)?;
-            self.hash.update(&buf[..n]);
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            self.inner.flush()
-        }
-    }
     fs::create_dir_all(dest_dir).map_err(io_err(dest_dir))?;
     let tmp = tempfile::NamedTempFile::new_in(dest_dir).map_err(io_err(dest_dir))?;
     let mut from = fs::File::open(src).map_err(io_err(src))?;
     let (sha, size) = {
-        let mut to = Hashing {
-            inner: io::BufWriter::new(tmp.as_file()),
-            hash: Sha256::new(),
-        };
+        let mut to = zip::Hashing::new(io::BufWriter::new(tmp.as_file()));
         let size = io::copy(&mut from, &mut to).map_err(io_err(src))?;
         io::Write::flush(&mut to).map_err(io_err(tmp.path()))?;
         (zip::hex(&to.hash.finalize()), size)

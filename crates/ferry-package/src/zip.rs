@@ -102,10 +102,20 @@ fn too_big(what: &str) -> io::Error {
 }
 
 /// A writer that hashes and counts what passes through it.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-    written: u64,
+pub(crate) struct Hashing<W> {
+    pub(crate) inner: W,
+    pub(crate) hash: Sha256,
+    pub(crate) written: u64,
+}
+
+impl<W> Hashing<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            hash: Sha256::new(),
+            written: 0,
+        }
+    }
 }
 
 impl<W: Write> Write for Hashing<W> {
@@ -136,11 +146,7 @@ fn write_inner(entries: &[Entry], out: &Path) -> io::Result<Written> {
         }
     }
     let file = File::create(out)?;
-    let mut w = Hashing {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        hash: Sha256::new(),
-        written: 0,
-    };
+    let mut w = Hashing::new(BufWriter::with_capacity(1 << 20, file));
     let mut central = Vec::with_capacity(entries.len() * 64);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
