@@ -4,10 +4,56 @@
 
 mod common;
 
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 
 use common::{clear_env, run};
+
+/// The binary under test. One test below builds the adopted repository's runner, also a package
+/// named `xtask`, in this workspace's target folder, where cargo puts it at this very path; the
+/// tests of this file take turns so that none runs that runner by mistake.
+const BINARY: &str = env!("CARGO_BIN_EXE_xtask");
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Keeps this workspace's binary aside (a hard link beside it) while a build that would replace
+/// it runs, and puts it back (an atomic rename) however the test ends. Without it, the tests that
+/// run after this file, and a user's `./target/debug/xtask` after `cargo xtask test`, ran the
+/// adopted repository's runner, whose project root is a deleted temporary folder (so `local down`
+/// found no emulator to stop).
+struct KeepBinary {
+    path: PathBuf,
+    kept: PathBuf,
+}
+
+impl KeepBinary {
+    fn new(path: &Path) -> Self {
+        let kept = path.with_file_name(format!(".xtask-kept-{}", std::process::id()));
+        let _ = std::fs::remove_file(&kept);
+        std::fs::hard_link(path, &kept).expect("a hard link beside the binary");
+        KeepBinary {
+            path: path.to_path_buf(),
+            kept,
+        }
+    }
+}
+
+impl Drop for KeepBinary {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::rename(&self.kept, &self.path) {
+            eprintln!(
+                "could not put {} back from {}: {e}",
+                self.path.display(),
+                self.kept.display()
+            );
+        }
+    }
+}
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -23,7 +69,7 @@ fn file(root: &Path, rel: &str, text: &str) {
 }
 
 fn xtask(root: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut c = Command::new(BINARY);
     c.arg("--root").arg(root).args(args);
     clear_env(&mut c);
     c
@@ -31,6 +77,7 @@ fn xtask(root: &Path, args: &[&str]) -> Command {
 
 #[test]
 fn init_adopts_a_monorepo_and_its_runner_plans_right_away() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir_in(workspace_root().join("target")).unwrap();
     let r = dir.path();
     file(
@@ -85,7 +132,10 @@ fn init_adopts_a_monorepo_and_its_runner_plans_right_away() {
     );
 
     // `cargo xtask plan dev` in the adopted repository, built against this workspace (its lock
-    // file and target folder, so nothing is downloaded or built twice).
+    // file and target folder, so nothing is downloaded or built twice), with this workspace's
+    // binary kept aside meanwhile.
+    let ours = std::fs::metadata(BINARY).unwrap().ino();
+    let keep = KeepBinary::new(Path::new(BINARY));
     std::fs::copy(workspace_root().join("Cargo.lock"), r.join("Cargo.lock")).unwrap();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -100,10 +150,17 @@ fn init_adopts_a_monorepo_and_its_runner_plans_right_away() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("3 to deploy in 2 wave(s)"), "{out}");
     assert!(out.contains("payments (serverless)"), "{out}");
+    drop(keep);
+    assert_eq!(
+        std::fs::metadata(BINARY).unwrap().ino(),
+        ours,
+        "{BINARY} is this workspace's binary again"
+    );
 }
 
 #[test]
 fn init_in_a_folder_without_services_says_what_it_looks_for() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     file(dir.path(), "README.md", "docs only\n");
     let (code, _, err) = run(&mut xtask(dir.path(), &["init"]), None);
