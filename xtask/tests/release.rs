@@ -548,3 +548,77 @@ fn promote_rollback_and_approve_write_nothing_while_another_run_holds_the_stage(
     }
     assert!(records(p, "prod").is_empty());
 }
+
+/// The id on the `release: …` line of a run's output.
+fn release_id(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("release: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no release line in {out}"))
+        .to_string()
+}
+
+/// A step that fails after the stacks moved (here the outputs file, whose path a folder takes)
+/// is said, and the run still writes its release and its report, then exits 1 naming the step.
+/// Before, a deploy or promote stopped there: its records named a release that was never
+/// written. Once the cause is gone, the next run finds nothing to redo.
+#[test]
+fn a_failure_after_the_stacks_moved_still_writes_the_release() {
+    let p = "rel-after";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "dev"]);
+    let ferry_dir = r.path().join("target/ferry");
+    let stage_release = |stage: &str| -> serde_json::Value {
+        let s = status(&r, v);
+        let st = s["stages"].as_array().unwrap();
+        let st = st.iter().find(|x| x["name"] == stage).unwrap();
+        st["release"].clone()
+    };
+
+    for (stage, args) in [
+        ("staging", vec!["deploy", "staging", "--test"]),
+        ("prod", vec!["promote", "staging", "prod", "--test"]),
+    ] {
+        let blocked = ferry_dir.join(format!("outputs-{stage}.json"));
+        std::fs::create_dir_all(blocked.join("taken")).unwrap();
+        let (out, err) = fails(&r, v, &args);
+        assert!(
+            err.contains("error: failed to write")
+                && err.contains(&format!("outputs-{stage}.json")),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "the stacks are deployed and recorded, but a step after them failed (said above): writing the outputs file"
+            ),
+            "{err}"
+        );
+        for s in ["base", "app", "web"] {
+            assert!(row(&out, s).contains("created"), "{out}\n{err}");
+        }
+        let id = release_id(&out);
+        assert_eq!(stage_release(stage), serde_json::json!(id), "{stage}");
+        let report = std::fs::read_to_string(ferry_dir.join(format!("reports/deploy-{stage}.md")))
+            .unwrap_or_default();
+        assert_eq!(stage == "staging", report.contains(&id), "{report}");
+        let recorded = records(p, stage);
+        assert_eq!(recorded.len(), 3, "{recorded:?}");
+        assert!(
+            recorded
+                .values()
+                .all(|rec| rec.release.as_deref() == Some(id.as_str()))
+        );
+
+        std::fs::remove_dir_all(&blocked).unwrap();
+        let (out, _) = ok(&r, v, &args);
+        if stage == "staging" {
+            for s in ["base", "app", "web"] {
+                assert!(row(&out, s).contains("skipped (up to date)"), "{out}");
+            }
+        } else {
+            assert!(out.contains("nothing to promote"), "{out}");
+        }
+    }
+}

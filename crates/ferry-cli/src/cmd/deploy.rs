@@ -19,6 +19,7 @@ use ferry_stacks::{Method, Progress};
 
 use crate::Ctx;
 use crate::cmd::plan::SelectArgs;
+use crate::cmd::release::AfterMoved;
 use crate::context::runtime;
 use crate::ui::{Clock, human, mask, masker, package_event, table};
 
@@ -499,47 +500,48 @@ async fn deploy_locked(
         return crate::cmd::release::finish_review(run, info, &report).await;
     }
     // With --test: then the services deployed at this commit whose tests have not passed
-    // (e.g. they failed last time and nothing changed since).
+    // (e.g. they failed last time and nothing changed since). From here on the stacks moved:
+    // whatever fails, the run goes on to its release, reports and on-test-failure rollback.
+    let mut after = AfterMoved::default();
     let mut tests = None;
     if args.test && !cancel.is_cancelled() {
         let mut t = ferry_acceptance::Report {
             outcomes: report.tests.clone(),
         };
         let tested: Vec<String> = t.outcomes.iter().map(|o| o.service.clone()).collect();
-        let now = records
-            .read_all()
-            .await
-            .context("failed to read the stage's deployment records")?;
-        let mut owed =
-            ferry_deploy::tests_owed(ws, stage, &now, &deploy_ctx.source.commit, &tested)?;
-        if let Some((n, _)) = node {
-            owed.retain(|s| *s == n.service);
-        }
-        if !owed.is_empty() {
-            let access = StageAccess {
-                ws,
-                stage,
-                config,
-                records,
-                masker: masker(),
-            };
-            let more =
-                crate::cmd::acceptance::run_selected(&access, &now, &owed, args.concurrency, clock)
-                    .await?;
+        let only = node.map(|(n, _)| n.service.as_str());
+        let more = owed_tests(
+            run,
+            &deploy_ctx.source.commit,
+            &tested,
+            only,
+            args.concurrency,
+        );
+        if let Some(more) = after.keep("the acceptance tests still owed", more.await) {
             t.outcomes.extend(more.outcomes);
         }
         tests = Some(t);
     }
 
-    print_summary(ws, stage, &report, state.list_calls, clock)?;
+    after.keep(
+        "writing the outputs file",
+        print_summary(ws, stage, &report, state.list_calls, clock),
+    );
     if let Some((n, _)) = node {
-        write_markdown(ws, stage, &report, tests.as_ref(), None)?;
-        return crate::cmd::batch::end_of_node(run, n, &report, tests.as_ref()).await;
+        after.keep(
+            "writing the Markdown report",
+            write_markdown(ws, stage, &report, tests.as_ref(), None),
+        );
+        let end = crate::cmd::batch::end_of_node(run, n, &report, tests.as_ref()).await;
+        return after.finish(end);
     }
     let written = crate::cmd::release::finish_release(run, info, tests.is_some()).await;
-    let (release, unwritten) = crate::cmd::release::keep_going(written);
-    write_markdown(ws, stage, &report, tests.as_ref(), release.as_ref())?;
-    crate::cmd::release::end_of_run(
+    let release = after.keep("writing the release", written).flatten();
+    after.keep(
+        "writing the Markdown report",
+        write_markdown(ws, stage, &report, tests.as_ref(), release.as_ref()),
+    );
+    let end = crate::cmd::release::end_of_run(
         run,
         "deploy",
         &report,
@@ -547,11 +549,43 @@ async fn deploy_locked(
         (&release_id, release.as_ref()),
         args.concurrency,
     )
-    .await?;
-    unwritten.map_or(Ok(()), Err)
+    .await;
+    after.finish(end)
 }
 
-/// Writes the outputs file and prints the summary of a run.
+/// The acceptance tests of the services deployed at `commit` that have not passed and were not
+/// just `tested` (only `only`'s, for a batch node), run now.
+async fn owed_tests(
+    run: &Run<'_>,
+    commit: &str,
+    tested: &[String],
+    only: Option<&str>,
+    concurrency: Option<NonZeroUsize>,
+) -> anyhow::Result<ferry_acceptance::Report> {
+    let now = run
+        .records
+        .read_all()
+        .await
+        .context("failed to read the stage's deployment records")?;
+    let mut owed = ferry_deploy::tests_owed(run.ws, run.stage, &now, commit, tested)?;
+    if let Some(only) = only {
+        owed.retain(|s| s == only);
+    }
+    if owed.is_empty() {
+        return Ok(ferry_acceptance::Report::default());
+    }
+    let access = StageAccess {
+        ws: run.ws,
+        stage: run.stage,
+        config: &run.aws.config,
+        records: run.records,
+        masker: masker(),
+    };
+    crate::cmd::acceptance::run_selected(&access, &now, &owed, concurrency, run.clock).await
+}
+
+/// Writes the outputs file and prints the summary of a run (also when the file cannot be
+/// written: then the error is returned after it).
 pub(crate) fn print_summary(
     ws: &Workspace,
     stage: &Stage,
@@ -560,10 +594,11 @@ pub(crate) fn print_summary(
     clock: Clock,
 ) -> anyhow::Result<()> {
     let outputs_path = ws.layout().outputs_file(&stage.id);
-    report
+    // The table is printed even when the outputs file cannot be written.
+    let written = report
         .outputs
         .write(&outputs_path)
-        .with_context(|| format!("failed to write {}", outputs_path.display()))?;
+        .with_context(|| format!("failed to write {}", outputs_path.display()));
     let summary = ferry_deploy::summary(report);
     print!(
         "{}",
@@ -575,12 +610,16 @@ pub(crate) fn print_summary(
     println!();
     println!(
         "outputs: {} ({} stack output reads, {} ListStacks); {:.1}s in all",
-        outputs_path.display(),
+        if written.is_ok() {
+            outputs_path.display().to_string()
+        } else {
+            "not written".to_string()
+        },
         report.output_reads,
         list_calls,
         clock.seconds()
     );
-    Ok(())
+    written
 }
 
 /// The deploy as Markdown (masked): `target/ferry/reports/deploy-<stage id>.md`, and appended

@@ -206,17 +206,39 @@ pub(crate) async fn finish_release(
     Ok(release)
 }
 
-/// A release that could not be written does not stop the tests' summary or a rollback on
-/// failed tests: it is said now and returned as the command's error after them.
-pub(crate) fn keep_going(
-    written: anyhow::Result<Option<Release>>,
-) -> (Option<Release>, Option<anyhow::Error>) {
-    match written {
-        Ok(r) => (r, None),
-        Err(e) => {
-            eprintln!("{}", crate::ui::mask(&format!("error: {e:#}")));
-            (None, Some(e))
+/// What fails after a run's stacks moved does not stop the run: each failure is said when it
+/// happens, and the run still writes its outputs, its release (its records name it), its
+/// reports, its notifications and its `on-test-failure` rollback, then ends with an error that
+/// names the failed steps.
+#[derive(Default)]
+pub(crate) struct AfterMoved {
+    failed: Vec<String>,
+}
+
+impl AfterMoved {
+    /// The value, or `None` after saying the failure and keeping it for the end.
+    pub(crate) fn keep<T>(&mut self, step: &str, result: anyhow::Result<T>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                eprintln!("{}", crate::ui::mask(&format!("error: {e:#}")));
+                self.failed.push(step.to_string());
+                None
+            }
         }
+    }
+
+    /// The run's outcome: `result`'s error first (failed services or tests), else an error
+    /// naming every step kept as failed.
+    pub(crate) fn finish(self, result: anyhow::Result<()>) -> anyhow::Result<()> {
+        result?;
+        if self.failed.is_empty() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "the stacks are deployed and recorded, but a step after them failed (said above): {}",
+            ferry_manifest::first_few(&self.failed, 5)
+        )
     }
 }
 
@@ -418,7 +440,11 @@ async fn rollback_to(
         &options,
     )
     .await?;
-    print_summary(ws, stage, &report, 0, run.clock)?;
+    let mut after = AfterMoved::default();
+    after.keep(
+        "writing the outputs file",
+        print_summary(ws, stage, &report, 0, run.clock),
+    );
     let names: Vec<String> = rb.selection.deploy.iter().cloned().collect();
     let written = finish_release(
         run,
@@ -434,7 +460,8 @@ async fn rollback_to(
         },
         test,
     )
-    .await?;
+    .await;
+    let written = after.keep("writing the release", written).flatten();
     let tests = ferry_acceptance::Report {
         outcomes: report.tests.clone(),
     };
@@ -455,6 +482,7 @@ async fn rollback_to(
             rb.target.id
         );
     }
+    after.finish(Ok(()))?;
     Ok(format!(
         "rolled {} back to release {}",
         names.join(", "),
@@ -732,7 +760,11 @@ async fn promote_locked(
         fixed: None,
     };
     let report = deploy_stored(run, &stored, &options).await?;
-    print_summary(ws, to, &report, 0, clock)?;
+    let mut after = AfterMoved::default();
+    after.keep(
+        "writing the outputs file",
+        print_summary(ws, to, &report, 0, clock),
+    );
     let info = ReleaseInfo {
         id,
         kind: ReleaseKind::Promote,
@@ -744,13 +776,14 @@ async fn promote_locked(
         approval: None,
     };
     if args.review {
-        return finish_review(run, info, &report).await;
+        return after.finish(finish_review(run, info, &report).await);
     }
     let tests = args.run.test.then(|| ferry_acceptance::Report {
         outcomes: report.tests.clone(),
     });
-    let (release, unwritten) = keep_going(finish_release(run, info, args.run.test).await);
-    end_of_run(
+    let written = finish_release(run, info, args.run.test).await;
+    let release = after.keep("writing the release", written).flatten();
+    let end = end_of_run(
         run,
         "promote",
         &report,
@@ -758,8 +791,8 @@ async fn promote_locked(
         (&run_release, release.as_ref()),
         args.run.concurrency,
     )
-    .await?;
-    unwritten.map_or(Ok(()), Err)
+    .await;
+    after.finish(end)
 }
 
 pub fn rollback(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<()> {
@@ -1040,7 +1073,13 @@ async fn approve_locked(
         fixed: Some(&plan.parameters),
     };
     let report = deploy_stored(run, &stored, &options(ctx, &args.run, false)).await?;
-    print_summary(ws, stage, &report, 0, clock)?;
+    // The stacks moved: whatever fails from here on, the run goes on to its tests' summary and
+    // on-test-failure rollback, and says the failure at the end.
+    let mut after = AfterMoved::default();
+    after.keep(
+        "writing the outputs file",
+        print_summary(ws, stage, &report, 0, clock),
+    );
     let approval = ferry_releases::Approval {
         review: args.release.clone(),
         by: by.clone(),
@@ -1058,28 +1097,24 @@ async fn approve_locked(
         gate_override: pending.gate_override.clone(),
         approval: Some(approval.clone()),
     };
-    // The stacks moved: whatever fails from here on, the run goes on to its tests' summary and
-    // on-test-failure rollback, and says the failure at the end.
-    let (release, unwritten) = keep_going(finish_release(run, info, args.run.test).await);
+    let written = finish_release(run, info, args.run.test).await;
+    let wrote = written.is_ok();
+    let release = after.keep("writing the release", written).flatten();
     // Approved once it deployed whole, after its release (which the approval names) is written;
     // after a partial failure the stacks moved, so the review is stale and a new review shows
     // what is left.
-    let mut unmarked = None;
-    if report.succeeded() && unwritten.is_none() {
+    if report.succeeded() && wrote {
         pending.approved = Some(approval.clone());
-        unmarked = keep_going(
-            store
-                .put_pending(&pending)
-                .await
-                .context("failed to mark the review approved")
-                .map(|()| None),
-        )
-        .1;
+        let marked = store
+            .put_pending(&pending)
+            .await
+            .context("failed to mark the review approved");
+        after.keep("marking the review approved", marked);
     }
     let tests = args.run.test.then(|| ferry_acceptance::Report {
         outcomes: report.tests.clone(),
     });
-    end_of_run(
+    let end = end_of_run(
         run,
         "approval",
         &report,
@@ -1087,6 +1122,6 @@ async fn approve_locked(
         (&approval.release, release.as_ref()),
         args.run.concurrency,
     )
-    .await?;
-    unwritten.or(unmarked).map_or(Ok(()), Err)
+    .await;
+    after.finish(end)
 }
