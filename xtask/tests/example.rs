@@ -358,9 +358,40 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
         row["stages"]["prod"]["same_as_previous"].clone()
     };
     assert_eq!(notifier_in_prod(&r), false);
+    // Reviewed and approved into prod: the Serverless service (its parameters read the
+    // database's and events' outputs) deploys its stored compile, and prod's record gets the
+    // input key staging's has, through the pending review.
+    let (code, out, err) = local(
+        &r,
+        state.path(),
+        &["promote", "staging", "prod", "--review"],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(row(&out, "notifier").contains("would change"), "{out}");
+    assert!(
+        out.contains("| modify | NotifyLambdaFunction | AWS::Lambda::Function | no | Timeout |"),
+        "{out}"
+    );
+    let review = out
+        .lines()
+        .find_map(|l| l.strip_prefix("review: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no review id in {out}"))
+        .to_string();
+    let (code, out, err) = local(&r, state.path(), &["approve", "prod", &review, "--test"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(row(&out, "notifier").contains(" updated "), "{out}");
+    assert_eq!(record_of("prod"), record_of("staging"));
+    assert_eq!(notifier_in_prod(&r), true);
+    // Staging rolled back gets the stored compile and the key it was compiled from; prod,
+    // rolled back, goes to its newest passed release that runs something else: the promote.
     let (code, out, err) = local(&r, state.path(), &["rollback", "staging"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(record_of("staging"), passed_key);
+    assert_eq!(notifier_in_prod(&r), false);
+    let (code, out, err) = local(&r, state.path(), &["rollback", "prod"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(record_of("prod"), passed_key);
     assert_eq!(notifier_in_prod(&r), true);
     edit(
         &r,
