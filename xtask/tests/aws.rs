@@ -162,6 +162,7 @@ fn a_secret_appears_in_no_output_even_from_a_failing_child() {
 fn local_starts_the_emulator_for_the_run() {
     let r = repo("local");
     let state = tempfile::tempdir().unwrap();
+    let _down = ferry_test_support::StopEmulatorOnDrop(state.path().to_path_buf());
     let mut c = xtask(&r, &["--local", "whoami", "dev"]);
     c.env_remove("AWS_ENDPOINT_URL")
         .env_remove("AWS_ACCESS_KEY_ID")

@@ -20,12 +20,17 @@ const CONTEXT_VARS: &[&str] = &[
     "FORCE_DEPLOY_ALL",
 ];
 
+/// The binary in this workspace, with no CI context and no way to reach AWS: whatever the
+/// caller's setup (a CodeBuild role, a profile), a call goes to a closed loopback port, so a
+/// command that would read a stage's records plans as if nothing were deployed.
 fn xtask(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
     c.args(args).current_dir(workspace_root());
-    for v in CONTEXT_VARS {
+    for v in CONTEXT_VARS.iter().chain(common::AWS_SETUP) {
         c.env_remove(v);
     }
+    c.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
     c
 }
 
@@ -181,6 +186,9 @@ fn local_emulator_lifecycle() {
     let tmp = tempfile::tempdir().unwrap();
     // A state folder that does not exist yet is created.
     let state = tmp.path().join("fresh/state");
+    // Stopped however the test ends (a failed assert would leave it running otherwise, its
+    // state file gone with the temporary folder).
+    let _down = ferry_test_support::StopEmulatorOnDrop(state.clone());
     let state = &state;
     let (code, out, _) = local(state, &["status"]);
     assert_eq!(

@@ -52,6 +52,9 @@ impl Drop for KeepBinary {
                 self.kept.display()
             );
         }
+        // When cargo never replaced the binary (its build failed first), both names are one
+        // file and the rename above did nothing.
+        let _ = std::fs::remove_file(&self.kept);
     }
 }
 

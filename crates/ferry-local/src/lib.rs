@@ -291,8 +291,11 @@ impl Emulator {
         if self.is_installed() {
             return Ok(());
         }
-        fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
-        let lock_path = self.dir.join("install.lock");
+        // Beside the venv, not in the state folder: emulators with state folders of their own
+        // (`with_state_dir`) share the venv, so they must share its lock too.
+        let home = self.venv.parent().unwrap_or(&self.dir).to_path_buf();
+        fs::create_dir_all(&home).map_err(io("create", &home))?;
+        let lock_path = home.join("install.lock");
         let lock = File::create(&lock_path).map_err(io("create", &lock_path))?;
         lock.lock().map_err(io("lock", &lock_path))?;
         if self.is_installed() {

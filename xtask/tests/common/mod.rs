@@ -24,15 +24,34 @@ pub fn xtask(repo: &TestRepo, args: &[&str]) -> Command {
     c
 }
 
-/// Removes what would leak the caller's AWS setup or CI context into the binary's run.
+/// Every variable through which the caller's AWS setup (credentials, profiles, config files,
+/// a CodeBuild or EKS role) could reach the binary's run.
+pub const AWS_SETUP: &[&str] = &[
+    "AWS_ENDPOINT_URL",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+];
+
+/// Removes what would leak the caller's AWS setup or CI context into the binary's run (in
+/// CodeBuild the container's role would otherwise answer for the tests), and keeps the SDK
+/// off instance metadata.
 pub fn clear_env(c: &mut Command) {
+    for v in AWS_SETUP {
+        c.env_remove(v);
+    }
+    c.env("AWS_EC2_METADATA_DISABLED", "true");
     for v in [
-        "AWS_ENDPOINT_URL",
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
         "CI",
         "CODEBUILD_BUILD_ID",
         "GITHUB_ACTIONS",
