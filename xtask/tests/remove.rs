@@ -10,6 +10,8 @@ mod common;
 
 use common::{config, records, rt, run, xtask};
 use ferry_test_support::TestRepo;
+use ferry_test_support::moto;
+use ferry_test_support::proxy::{Proxy, Request, Rule};
 
 const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
 const STORE: &str = "Resources:\n  B:\n    Type: AWS::S3::Bucket\n  R:\n    Type: AWS::S3::Bucket\n    DeletionPolicy: Retain\nOutputs:\n  Bucket:\n    Value: !Ref B\n  Kept:\n    Value: !Ref R\n";
@@ -202,4 +204,70 @@ fn remove_empties_buckets_reports_a_stack_it_cannot_delete_and_keeps_what_it_ser
     );
     assert!(records(p, "dev").is_empty());
     assert!(!buckets().contains(&locked));
+}
+
+/// A record that cannot be deleted (SSM refusing) after its stack is gone does not hide the
+/// rest: every deleted stack is said, the record's error too, exit 1; the next `remove` deletes
+/// the record left (its stack is absent by then).
+#[test]
+fn a_record_left_behind_is_reported_with_the_rest_and_the_next_remove_deletes_it() {
+    let p = "rm-records";
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n[stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n"
+        ),
+    );
+    for s in ["a", "b"] {
+        r.write(
+            &format!("services/{s}/service.toml"),
+            "[service]\ntemplate = \"t.yaml\"\n",
+        )
+        .write(&format!("services/{s}/t.yaml"), QUEUE);
+    }
+    r.commit("services");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    let upstream = format!("127.0.0.1:{}", moto().port);
+    let refusing = Proxy::start(&upstream, |req: &Request| {
+        if req.action() == "DeleteParameter"
+            && String::from_utf8_lossy(&req.body).contains("/records/b\"")
+        {
+            Rule::Respond {
+                status: 400,
+                content_type: "application/x-amz-json-1.1".into(),
+                body: r#"{"__type":"AccessDeniedException","message":"not allowed here"}"#.into(),
+            }
+        } else {
+            Rule::Forward
+        }
+    });
+    let (code, out, err) = run(
+        xtask(&r, &["remove", "dev"]).env("AWS_ENDPOINT_URL", refusing.endpoint()),
+        None,
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    for s in ["a", "b"] {
+        assert!(out.contains(&format!("deleted {p}-{s}-dev ({s})")), "{out}");
+    }
+    assert!(
+        out.contains("2 stack(s) deleted from stage `dev`, each confirmed gone"),
+        "{out}"
+    );
+    assert!(
+        err.contains("error: failed to delete the record of `b`")
+            && err.contains("not allowed here"),
+        "{err}"
+    );
+    assert!(
+        err.contains("and 1 record(s) of deleted stacks were left"),
+        "{err}"
+    );
+    assert_eq!(records(p, "dev").into_keys().collect::<Vec<_>>(), ["b"]);
+
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(records(p, "dev").is_empty());
 }

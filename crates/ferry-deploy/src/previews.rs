@@ -282,6 +282,18 @@ pub fn to_prune<'p>(
         .collect()
 }
 
+/// When a record of the preview's stage, read under its lock just before its removal, shows a
+/// deploy newer than what [`to_prune`] judged (a push to its branch between the judging and the
+/// removal, which can be minutes apart when several previews go): that newest time. Such a
+/// preview is not gone; removing it would delete what was just deployed.
+pub fn deployed_since(
+    judged: &Preview,
+    records: &BTreeMap<String, ferry_records::Record>,
+) -> Option<u64> {
+    let newest = records.values().map(|r| r.deployed_at).max()?;
+    (newest > judged.deployed_at.unwrap_or(0)).then_some(newest)
+}
+
 /// A TTL such as `7d`, `36h`, `90m`, `45s` (a bare number is days), in seconds.
 pub fn parse_ttl(text: &str) -> Result<u64, String> {
     let t = text.trim();
@@ -407,6 +419,32 @@ mod tests {
             })
             .is_empty()
         );
+    }
+
+    #[test]
+    fn a_preview_deployed_after_it_was_judged_is_left_alone() {
+        let (_d, ws) = ws();
+        let record = |at: u64| ferry_records::Record {
+            deployed_at: at,
+            ..Default::default()
+        };
+        let judged = preview(&ws, "pr-8", Some(1_000));
+        let records = |times: &[u64]| -> BTreeMap<String, ferry_records::Record> {
+            times
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("s{i}"), record(*t)))
+                .collect()
+        };
+        assert_eq!(deployed_since(&judged, &records(&[])), None);
+        assert_eq!(deployed_since(&judged, &records(&[900, 1_000])), None);
+        assert_eq!(
+            deployed_since(&judged, &records(&[900, 1_001])),
+            Some(1_001)
+        );
+        // Judged from its stacks alone (no record then): any record now is a new deploy.
+        let unrecorded = preview(&ws, "pr-9", None);
+        assert_eq!(deployed_since(&unrecorded, &records(&[5])), Some(5));
     }
 
     #[test]

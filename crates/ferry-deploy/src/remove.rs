@@ -54,12 +54,18 @@ pub struct RemoveReport {
     pub kept: Vec<(String, String)>,
     /// Interrupted: the services not reached keep their stacks and records.
     pub cancelled: bool,
+    /// Records that could not be deleted although their stack is gone (the next `remove`
+    /// deletes them: their stacks are absent then).
+    pub records_left: Vec<RemoveError>,
 }
 
 impl RemoveReport {
     /// Every stack is gone (and nothing was interrupted).
     pub fn complete(&self) -> bool {
-        self.failed.is_empty() && self.kept.is_empty() && !self.cancelled
+        self.failed.is_empty()
+            && self.kept.is_empty()
+            && !self.cancelled
+            && self.records_left.is_empty()
     }
 }
 
@@ -279,7 +285,9 @@ pub async fn remove(
     for (service, stack) in std::mem::take(&mut report.deleted) {
         match engine.describe(&stack).await {
             Ok(None) => {
-                delete_record(records, &service).await?;
+                if let Err(e) = delete_record(records, &service).await {
+                    report.records_left.push(e);
+                }
                 confirmed.push((service, stack));
             }
             Ok(Some(info)) => report.failed.push(RemoveFailure {
@@ -298,7 +306,9 @@ pub async fn remove(
     }
     report.deleted = confirmed;
     for service in &report.absent {
-        delete_record(records, service).await?;
+        if let Err(e) = delete_record(records, service).await {
+            report.records_left.push(e);
+        }
     }
     Ok(report)
 }

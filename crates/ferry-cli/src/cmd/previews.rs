@@ -221,29 +221,41 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs(args.timeout),
     };
     let mut failed = Vec::new();
-    // One runtime for every preview's removal.
+    let mut redeployed = 0;
+    // One runtime for every preview's removal. Each is judged again under its lock: one
+    // deployed since the judging above is left in place.
     runtime()?.block_on(async {
         for (p, _) in &gone {
             println!("pruning `{}`", p.name);
-            let outcome: anyhow::Result<()> = async {
+            let outcome: anyhow::Result<bool> = async {
                 let stage = ws.stage(&p.name)?;
                 ferry_deploy::check_removable(&stage, &options)?;
-                crate::cmd::remove::remove_stage(ctx, &stage, &options, args.force_unlock).await
+                crate::cmd::remove::remove_stage(ctx, &stage, &options, args.force_unlock, Some(p))
+                    .await
             }
             .await;
-            if let Err(e) = outcome {
-                eprintln!(
-                    "{}",
-                    crate::ui::mask(&format!("error: `{}`: {e:#}", p.name))
-                );
-                failed.push(p.name.clone());
+            match outcome {
+                Ok(true) => {}
+                Ok(false) => redeployed += 1,
+                Err(e) => {
+                    eprintln!(
+                        "{}",
+                        crate::ui::mask(&format!("error: `{}`: {e:#}", p.name))
+                    );
+                    failed.push(p.name.clone());
+                }
             }
         }
     });
     println!(
-        "pruned {} of {} preview stage(s)",
-        gone.len() - failed.len(),
-        gone.len()
+        "pruned {} of {} preview stage(s){}",
+        gone.len() - failed.len() - redeployed,
+        gone.len(),
+        if redeployed > 0 {
+            format!("; {redeployed} deployed again meanwhile, left in place")
+        } else {
+            String::new()
+        }
     );
     if !failed.is_empty() {
         anyhow::bail!(

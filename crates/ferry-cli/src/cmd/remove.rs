@@ -42,16 +42,21 @@ pub fn run(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs(args.timeout),
     };
     ferry_deploy::check_removable(&stage, &options)?;
-    runtime()?.block_on(remove_stage(ctx, &stage, &options, args.force_unlock))
+    runtime()?
+        .block_on(remove_stage(ctx, &stage, &options, args.force_unlock, None))
+        .map(drop)
 }
 
 /// Removes `stage` under its lock, printing what happened; an error when anything is left.
+/// With `judged` (a preview judged gone by `previews prune`), the stage is left in place when
+/// its records show a deploy newer than that judgement: `Ok(false)`.
 pub(crate) async fn remove_stage(
     ctx: &Ctx,
     stage: &Stage,
     options: &ferry_deploy::RemoveOptions,
     force_unlock: bool,
-) -> anyhow::Result<()> {
+    judged: Option<&ferry_deploy::previews::Preview>,
+) -> anyhow::Result<bool> {
     let ws = ctx.workspace()?;
     let aws = ctx.aws(stage).await?;
     let records = ctx.records(stage, &aws)?;
@@ -62,6 +67,15 @@ pub(crate) async fn remove_stage(
             .read_all()
             .await
             .context("failed to read the stage's deployment records")?;
+        if let Some(at) = judged.and_then(|p| ferry_deploy::previews::deployed_since(p, &previous))
+        {
+            println!(
+                "left `{}` in place: deployed again (at {}) since it was judged gone",
+                stage.name,
+                ferry_records::format_time(at)
+            );
+            return Ok(false);
+        }
         let rctx = ferry_deploy::RemoveContext {
             ws,
             stage,
@@ -92,6 +106,9 @@ pub(crate) async fn remove_stage(
         for f in &report.failed {
             eprintln!("{}", crate::ui::mask(&format!("error: {f}")));
         }
+        for e in &report.records_left {
+            eprintln!("{}", crate::ui::mask(&format!("error: {e}")));
+        }
         for (service, because) in &report.kept {
             eprintln!("kept {service}: `{because}`, which depends on it, was not deleted");
         }
@@ -102,12 +119,13 @@ pub(crate) async fn remove_stage(
         }
         if !report.complete() {
             anyhow::bail!(
-                "{} stack(s) of stage `{}` were not deleted (their records stay); fix what is named above and run `remove` again: it deletes only what is left",
+                "{} stack(s) of stage `{}` were not deleted (their records stay), and {} record(s) of deleted stacks were left; fix what is named above and run `remove` again: it deletes only what is left",
                 report.failed.len() + report.kept.len(),
-                stage.name
+                stage.name,
+                report.records_left.len()
             );
         }
-        Ok(())
+        Ok(true)
     })
     .await
 }
