@@ -591,7 +591,7 @@ fn a_failure_after_the_stacks_moved_still_writes_the_release() {
         );
         assert!(
             err.contains(
-                "the stacks are deployed and recorded, but a step after them failed (said above): writing the outputs file"
+                "the stacks are deployed and recorded, but a step failed (said above): writing the outputs file"
             ),
             "{err}"
         );

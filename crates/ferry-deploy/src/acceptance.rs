@@ -62,17 +62,26 @@ pub enum TestError {
     },
 }
 
+/// The outcome of [`test_deployed`]: the report of every test that ran, and the records whose
+/// outcome could not be written (each such service is tested again by the next run).
+#[derive(Debug, Default)]
+pub struct Tested {
+    pub report: ferry_acceptance::Report,
+    pub unmarked: Vec<TestError>,
+}
+
 /// Runs the acceptance tests of deployed services outside a deploy (`test-acceptance`, and the
 /// services `deploy --test` still owes tests), on the scheduler with at most `concurrency` at
 /// once. Outputs are those the records hold, read from the stack (once each) where a record left
-/// them out (records stay under SSM's 4 KB). Marks each tested record passed or failed.
+/// them out (records stay under SSM's 4 KB). Marks each tested record passed or failed; a record
+/// that cannot be written does not lose the others' marks or the report.
 pub async fn test_deployed(
     stage: &StageAccess<'_>,
     previous: &BTreeMap<String, Record>,
     selected: &BTreeSet<String>,
     concurrency: Option<NonZeroUsize>,
     on: &(dyn Fn(ferry_acceptance::Event) + Send + Sync),
-) -> Result<ferry_acceptance::Report, TestError> {
+) -> Result<Tested, TestError> {
     let StageAccess {
         ws,
         stage,
@@ -118,20 +127,19 @@ pub async fn test_deployed(
     )
     .await;
     let now = ferry_records::now_secs();
+    let mut unmarked = Vec::new();
     for o in &report.outcomes {
         if let Some(r) = previous.get(&o.service)
             && let Some(marked) = ferry_acceptance::mark(r, o, now)
+            && let Err(source) = records.write(&marked).await
         {
-            records
-                .write(&marked)
-                .await
-                .map_err(|source| TestError::Mark {
-                    service: o.service.clone(),
-                    source,
-                })?;
+            unmarked.push(TestError::Mark {
+                service: o.service.clone(),
+                source,
+            });
         }
     }
-    Ok(report)
+    Ok(Tested { report, unmarked })
 }
 
 /// The services deployed at `commit` whose acceptance tests have not passed and did not run in

@@ -11,6 +11,7 @@ use ferry_manifest::Stage;
 use ferry_records::Record;
 
 use crate::Ctx;
+use crate::cmd::release::AfterMoved;
 use crate::context::runtime;
 use crate::ui::{Clock, acceptance_event, mask, masker, table};
 
@@ -40,7 +41,7 @@ pub async fn run_selected(
     selected: &BTreeSet<String>,
     concurrency: Option<NonZeroUsize>,
     clock: Clock,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<ferry_deploy::Tested> {
     let on = |e: ferry_acceptance::Event| clock.say(&acceptance_event(&e));
     ferry_deploy::test_deployed(access, previous, selected, concurrency, &on)
         .await
@@ -52,28 +53,39 @@ pub async fn run_selected(
         })
 }
 
-/// Writes the JUnit report and prints the summary; fails when a test failed.
-pub fn finish(ctx: &Ctx, stage: &Stage, report: &Report) -> anyhow::Result<()> {
-    let path = ctx.workspace()?.layout().acceptance_report(&stage.id);
-    ferry_acceptance::write_report(
-        &path,
-        &ferry_acceptance::junit(report, &format!("acceptance {}", stage.name)),
-    )
-    .with_context(|| format!("failed to write the JUnit report {}", path.display()))?;
+/// Prints the summary and writes the JUnit report; fails only when the report cannot be
+/// written.
+pub fn report(ctx: &Ctx, stage: &Stage, report: &Report) -> anyhow::Result<()> {
     let summary = ferry_acceptance::summary(report);
     print!(
         "{}",
         mask(&table(ferry_acceptance::Summary::HEADER, &summary.rows))
     );
     println!("{}", mask(&summary.details));
+    let path = ctx.workspace()?.layout().acceptance_report(&stage.id);
+    ferry_acceptance::write_report(
+        &path,
+        &ferry_acceptance::junit(report, &format!("acceptance {}", stage.name)),
+    )
+    .with_context(|| format!("failed to write the JUnit report {}", path.display()))?;
     println!("JUnit report: {}", path.display());
-    if !report.succeeded() {
+    Ok(())
+}
+
+/// [`report`], then fails when a test failed (a report that could not be written is said
+/// first), else when the report could not be written.
+pub fn finish(ctx: &Ctx, stage: &Stage, tests: &Report) -> anyhow::Result<()> {
+    let written = report(ctx, stage, tests);
+    if !tests.succeeded() {
+        if let Err(e) = &written {
+            eprintln!("{}", mask(&format!("error: {e:#}")));
+        }
         anyhow::bail!(
             "acceptance tests of stage `{}` failed; their records stay not passed",
             stage.name
         );
     }
-    Ok(())
+    written
 }
 
 pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
@@ -128,18 +140,34 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                     records: &records,
                     masker: masker(),
                 };
-                let report =
+                let tested =
                     run_selected(&access, &previous, &selected, args.concurrency, clock).await?;
+                // From here on the tests ran: whatever fails, their summary, report and
+                // notifications still come.
+                let mut after = AfterMoved::tested();
+                for e in tested.unmarked {
+                    after.keep("recording a test outcome", Err::<(), _>(e.into()));
+                }
                 // The outcomes go into the stage's newest release too: rollback looks for the
                 // newest release whose tests passed.
-                let now: Vec<Record> = records.read_all().await?.into_values().collect();
-                let store =
-                    ferry_deploy::release::release_store(ws, &stage, &aws.config, ctx.local);
-                ferry_deploy::release::mark_latest(store.as_ref(), &now)
+                let now = records
+                    .read_all()
                     .await
-                    .context("failed to mark the stage's newest release with the tests' outcomes")?;
-                crate::cmd::release::announce_with(&access, clock, &[], Some(&report), None).await;
-                finish(ctx, &stage, &report)
+                    .context("failed to read the stage's deployment records again");
+                if let Some(now) = after.keep("marking the newest release", now) {
+                    let now: Vec<Record> = now.into_values().collect();
+                    let store =
+                        ferry_deploy::release::release_store(ws, &stage, &aws.config, ctx.local);
+                    let marked = ferry_deploy::release::mark_latest(store.as_ref(), &now)
+                        .await
+                        .context(
+                            "failed to mark the stage's newest release with the tests' outcomes",
+                        );
+                    after.keep("marking the newest release", marked);
+                }
+                let report = &tested.report;
+                crate::cmd::release::announce_with(&access, clock, &[], Some(report), None).await;
+                after.finish(finish(ctx, &stage, report))
             },
         )
         .await

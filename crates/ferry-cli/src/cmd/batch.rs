@@ -300,9 +300,12 @@ pub(crate) async fn end_of_node(
     tests: Option<&ferry_acceptance::Report>,
 ) -> anyhow::Result<()> {
     crate::cmd::release::announce(run, &report.services, tests, None).await;
+    let mut after = crate::cmd::release::AfterMoved::deployed();
     let tests_ok = match tests {
         Some(t) if !t.outcomes.is_empty() => {
-            crate::cmd::acceptance::finish(run.ctx, run.stage, t).is_ok()
+            let written = crate::cmd::acceptance::report(run.ctx, run.stage, t);
+            after.keep("writing the JUnit report", written);
+            t.succeeded()
         }
         _ => true,
     };
@@ -322,5 +325,5 @@ pub(crate) async fn end_of_node(
             node.batch
         );
     }
-    Ok(())
+    after.finish(Ok(()))
 }

@@ -496,13 +496,17 @@ async fn deploy_locked(
         approval: None,
     };
     if args.review {
-        print_summary(ws, stage, &report, state.list_calls, clock)?;
-        return crate::cmd::release::finish_review(run, info, &report).await;
+        let mut after = AfterMoved::reviewed();
+        after.keep(
+            "writing the outputs file",
+            print_summary(ws, stage, &report, state.list_calls, clock),
+        );
+        return after.finish(crate::cmd::release::finish_review(run, info, &report).await);
     }
     // With --test: then the services deployed at this commit whose tests have not passed
     // (e.g. they failed last time and nothing changed since). From here on the stacks moved:
     // whatever fails, the run goes on to its release, reports and on-test-failure rollback.
-    let mut after = AfterMoved::default();
+    let mut after = AfterMoved::deployed();
     let mut tests = None;
     if args.test && !cancel.is_cancelled() {
         let mut t = ferry_acceptance::Report {
@@ -518,7 +522,10 @@ async fn deploy_locked(
             args.concurrency,
         );
         if let Some(more) = after.keep("the acceptance tests still owed", more.await) {
-            t.outcomes.extend(more.outcomes);
+            for e in more.unmarked {
+                after.keep("recording a test outcome", Err::<(), _>(e.into()));
+            }
+            t.outcomes.extend(more.report.outcomes);
         }
         tests = Some(t);
     }
@@ -561,7 +568,7 @@ async fn owed_tests(
     tested: &[String],
     only: Option<&str>,
     concurrency: Option<NonZeroUsize>,
-) -> anyhow::Result<ferry_acceptance::Report> {
+) -> anyhow::Result<ferry_deploy::Tested> {
     let now = run
         .records
         .read_all()
@@ -572,7 +579,7 @@ async fn owed_tests(
         owed.retain(|s| s == only);
     }
     if owed.is_empty() {
-        return Ok(ferry_acceptance::Report::default());
+        return Ok(ferry_deploy::Tested::default());
     }
     let access = StageAccess {
         ws: run.ws,

@@ -209,13 +209,38 @@ pub(crate) async fn finish_release(
 /// What fails after a run's stacks moved does not stop the run: each failure is said when it
 /// happens, and the run still writes its outputs, its release (its records name it), its
 /// reports, its notifications and its `on-test-failure` rollback, then ends with an error that
-/// names the failed steps.
-#[derive(Default)]
+/// names the failed steps. A review (nothing deployed) goes on to store itself the same way.
 pub(crate) struct AfterMoved {
+    /// What stands although a step failed, for the final error.
+    done: &'static str,
     failed: Vec<String>,
 }
 
 impl AfterMoved {
+    /// After stacks moved.
+    pub(crate) fn deployed() -> Self {
+        AfterMoved {
+            done: "the stacks are deployed and recorded",
+            failed: Vec::new(),
+        }
+    }
+
+    /// After acceptance tests ran outside a deploy.
+    pub(crate) fn tested() -> Self {
+        AfterMoved {
+            done: "the tests ran (their outcomes are above)",
+            failed: Vec::new(),
+        }
+    }
+
+    /// After a review's change sets were made (nothing deployed).
+    pub(crate) fn reviewed() -> Self {
+        AfterMoved {
+            done: "nothing was deployed and the review is kept",
+            failed: Vec::new(),
+        }
+    }
+
     /// The value, or `None` after saying the failure and keeping it for the end.
     pub(crate) fn keep<T>(&mut self, step: &str, result: anyhow::Result<T>) -> Option<T> {
         match result {
@@ -228,17 +253,20 @@ impl AfterMoved {
         }
     }
 
-    /// The run's outcome: `result`'s error first (failed services or tests), else an error
-    /// naming every step kept as failed.
+    /// The run's outcome: `result`'s error first (failed services or tests; the failed steps
+    /// are then named beside it), else an error naming every step kept as failed.
     pub(crate) fn finish(self, result: anyhow::Result<()>) -> anyhow::Result<()> {
-        result?;
+        let steps = ferry_manifest::first_few(&self.failed, 5);
+        if let Err(e) = result {
+            if !self.failed.is_empty() {
+                eprintln!("also failed (said above): {steps}");
+            }
+            return Err(e);
+        }
         if self.failed.is_empty() {
             return Ok(());
         }
-        anyhow::bail!(
-            "the stacks are deployed and recorded, but a step after them failed (said above): {}",
-            ferry_manifest::first_few(&self.failed, 5)
-        )
+        anyhow::bail!("{}, but a step failed (said above): {steps}", self.done)
     }
 }
 
@@ -440,7 +468,7 @@ async fn rollback_to(
         &options,
     )
     .await?;
-    let mut after = AfterMoved::default();
+    let mut after = AfterMoved::deployed();
     after.keep(
         "writing the outputs file",
         print_summary(ws, stage, &report, 0, run.clock),
@@ -473,8 +501,11 @@ async fn rollback_to(
         written.as_ref(),
     )
     .await;
-    let tests_ok =
-        tests.outcomes.is_empty() || crate::cmd::acceptance::finish(run.ctx, stage, &tests).is_ok();
+    if !tests.outcomes.is_empty() {
+        let written = crate::cmd::acceptance::report(run.ctx, stage, &tests);
+        after.keep("writing the JUnit report", written);
+    }
+    let tests_ok = tests.succeeded();
     if !report.succeeded() || !tests_ok {
         anyhow::bail!(
             "the rollback of stage `{}` to release {} did not complete; fix the failures above and run it again",
@@ -760,7 +791,11 @@ async fn promote_locked(
         fixed: None,
     };
     let report = deploy_stored(run, &stored, &options).await?;
-    let mut after = AfterMoved::default();
+    let mut after = if args.review {
+        AfterMoved::reviewed()
+    } else {
+        AfterMoved::deployed()
+    };
     after.keep(
         "writing the outputs file",
         print_summary(ws, to, &report, 0, clock),
@@ -1075,7 +1110,7 @@ async fn approve_locked(
     let report = deploy_stored(run, &stored, &options(ctx, &args.run, false)).await?;
     // The stacks moved: whatever fails from here on, the run goes on to its tests' summary and
     // on-test-failure rollback, and says the failure at the end.
-    let mut after = AfterMoved::default();
+    let mut after = AfterMoved::deployed();
     after.keep(
         "writing the outputs file",
         print_summary(ws, stage, &report, 0, clock),
