@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::error::ProvideErrorMetadata;
-use aws_sdk_ssm::types::ParameterType;
+use aws_sdk_ssm::types::{ParameterTier, ParameterType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -96,23 +96,38 @@ pub struct Record {
     pub input_key: Option<String>,
 }
 
-/// The JSON of `record` within SSM's limit (`MAX_RECORD`): whole when it fits, else without its
-/// outputs (read again from the stack when needed), else without its input key too (a promote
-/// then compares with its commit instead).
-fn fitted(record: &Record) -> String {
-    let mut value = serde_json::to_string(record).expect("a record serialises");
-    if value.len() > MAX_RECORD {
-        let mut slim = Record {
-            outputs: BTreeMap::new(),
-            ..record.clone()
-        };
-        value = serde_json::to_string(&slim).expect("a record serialises");
-        if value.len() > MAX_RECORD {
-            slim.input_key = None;
-            value = serde_json::to_string(&slim).expect("a record serialises");
+/// The JSON of `record` as it is written: within a standard parameter's 4 KB (`MAX_RECORD`)
+/// whole, else without its outputs (read again from the stack when needed), else without its
+/// input key too (a promote then compares with its commit instead). A record that still does
+/// not fit (many archives: one key each) is written whole as an advanced parameter (8 KB,
+/// `MAX_ADVANCED_RECORD`), flagged by the second value; beyond that, an error.
+fn fitted(record: &Record) -> Result<(String, bool), RecordError> {
+    let whole = serde_json::to_string(record).expect("a record serialises");
+    if whole.len() <= MAX_RECORD {
+        return Ok((whole, false));
+    }
+    let mut slim = Record {
+        outputs: BTreeMap::new(),
+        ..record.clone()
+    };
+    let value = serde_json::to_string(&slim).expect("a record serialises");
+    if value.len() <= MAX_RECORD {
+        return Ok((value, false));
+    }
+    slim.input_key = None;
+    let slimmest = serde_json::to_string(&slim).expect("a record serialises");
+    if slimmest.len() <= MAX_RECORD {
+        return Ok((slimmest, false));
+    }
+    for value in [whole, slimmest] {
+        if value.len() <= MAX_ADVANCED_RECORD {
+            return Ok((value, true));
         }
     }
-    value
+    Err(RecordError::TooLarge {
+        service: record.service.clone(),
+        artifacts: record.artifacts.len(),
+    })
 }
 
 impl Record {
@@ -126,6 +141,8 @@ impl Record {
 
 /// SSM standard parameters hold at most 4 KB.
 const MAX_RECORD: usize = 4096;
+/// SSM advanced parameters hold at most 8 KB.
+const MAX_ADVANCED_RECORD: usize = 8192;
 
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
@@ -208,6 +225,10 @@ pub enum RecordError {
         owner: String,
         stage: String,
     },
+    #[error(
+        "the deployment record of `{service}` does not fit in an SSM parameter (8 KB) even without its outputs: its {artifacts} archive key(s) take too much; package fewer archives (e.g. one for the service instead of one per function)"
+    )]
+    TooLarge { service: String, artifacts: usize },
     #[error(transparent)]
     Aws(#[from] ferry_credentials::CredentialsError),
 }
@@ -401,8 +422,24 @@ impl RecordStore {
             stage: Some(self.stage.clone()),
             ..record.clone()
         };
-        self.put_value(&self.record_name(&record.service), &fitted(&record))
+        let (value, advanced) = fitted(&record)?;
+        let name = self.record_name(&record.service);
+        if !advanced {
+            return self.put_value(&name, &value).await;
+        }
+        // Intelligent-Tiering makes it advanced (billed per parameter per month) only because
+        // it must be.
+        self.client
+            .put_parameter()
+            .name(&name)
+            .value(value)
+            .r#type(ParameterType::String)
+            .tier(ParameterTier::IntelligentTiering)
+            .overwrite(true)
+            .send()
             .await
+            .map_err(|e| self.aws("PutParameter", &e))?;
+        Ok(())
     }
 
     /// Each service's last known health (one parameter per service under `<path>health/`, so
@@ -489,22 +526,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_record_too_large_for_ssm_drops_its_outputs_then_its_input_key() {
+    fn a_record_too_large_for_ssm_drops_its_outputs_then_its_input_key_then_goes_advanced() {
         let small = Record {
             service: "notifier".into(),
             input_key: Some("services/notifier:1".into()),
             outputs: BTreeMap::from([("Url".to_string(), "u".to_string())]),
             ..Record::default()
         };
-        assert_eq!(fitted(&small), serde_json::to_string(&small).unwrap());
+        assert_eq!(
+            fitted(&small).unwrap(),
+            (serde_json::to_string(&small).unwrap(), false)
+        );
         let big_outputs = Record {
             outputs: (0..100)
                 .map(|i| (format!("Output{i}"), "v".repeat(40)))
                 .collect(),
             ..small.clone()
         };
-        let v: Record = serde_json::from_str(&fitted(&big_outputs)).unwrap();
-        assert!(v.outputs.is_empty());
+        let (text, advanced) = fitted(&big_outputs).unwrap();
+        let v: Record = serde_json::from_str(&text).unwrap();
+        assert!(v.outputs.is_empty() && !advanced);
         assert_eq!(v.input_key, small.input_key);
         // Many artifacts and a long key: the key goes too, and the record fits.
         let big_key = Record {
@@ -517,12 +558,41 @@ mod tests {
                     .collect::<Vec<_>>()
                     .join(";"),
             ),
-            ..big_outputs
+            ..big_outputs.clone()
         };
-        let text = fitted(&big_key);
-        assert!(text.len() <= MAX_RECORD, "{}", text.len());
+        let (text, advanced) = fitted(&big_key).unwrap();
+        assert!(text.len() <= MAX_RECORD && !advanced, "{}", text.len());
         let v: Record = serde_json::from_str(&text).unwrap();
         assert_eq!((v.input_key, v.artifacts.len()), (None, 30));
+        // Forty archives with their real keys (one per function): no standard parameter holds
+        // them, an advanced one holds the whole record; two hundred fit nowhere.
+        let archives = |n: usize| -> BTreeMap<String, String> {
+            (0..n)
+                .map(|i| {
+                    (
+                        format!("Function{i}LambdaFunction"),
+                        format!("shop/notifier/{}.zip", "a".repeat(64)),
+                    )
+                })
+                .collect()
+        };
+        let many = Record {
+            artifacts: archives(40),
+            ..small.clone()
+        };
+        let (text, advanced) = fitted(&many).unwrap();
+        assert!(advanced && text.len() > MAX_RECORD && text.len() <= MAX_ADVANCED_RECORD);
+        assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), many);
+        let too_many = Record {
+            artifacts: archives(200),
+            ..small
+        };
+        let err = fitted(&too_many).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`notifier` does not fit in an SSM parameter (8 KB) even without its outputs: its 200 archive key(s)"),
+            "{err}"
+        );
     }
 
     #[test]

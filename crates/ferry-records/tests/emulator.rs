@@ -82,6 +82,55 @@ async fn records_of_a_stage_are_written_read_together_and_deleted() {
     );
 }
 
+/// A record too large for a standard parameter (forty archives) is written whole through
+/// Intelligent-Tiering, which makes only such a parameter advanced; others stay standard.
+#[tokio::test]
+async fn a_record_of_many_archives_is_written_whole_as_an_advanced_parameter() {
+    let s = store("rec-tier").await;
+    let mut many = record("many", "abc");
+    many.artifacts = (0..40)
+        .map(|i| {
+            (
+                format!("Function{i}LambdaFunction"),
+                format!("shop/many/{}.zip", "b".repeat(64)),
+            )
+        })
+        .collect();
+    s.write(&many).await.unwrap();
+    s.write(&record("few", "abc")).await.unwrap();
+    let all = s.read_all().await.unwrap();
+    assert_eq!(all["many"].artifacts, many.artifacts);
+    assert_eq!(all["many"].outputs, many.outputs, "kept whole");
+    let config = base_config(
+        "us-east-1",
+        &Target {
+            local_endpoint: Some(moto().endpoint()),
+        },
+    )
+    .await;
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let tier = |name: &'static str| {
+        let ssm = ssm.clone();
+        async move {
+            let out = ssm
+                .describe_parameters()
+                .parameter_filters(
+                    aws_sdk_ssm::types::ParameterStringFilter::builder()
+                        .key("Name")
+                        .values(format!("/ferry/records-test/rec-tier/records/{name}"))
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+            out.parameters()[0].tier().map(|t| t.as_str().to_string())
+        }
+    };
+    assert_eq!(tier("many").await.as_deref(), Some("Intelligent-Tiering"));
+    assert_eq!(tier("few").await.as_deref(), Some("Standard"));
+}
+
 #[tokio::test]
 async fn a_record_of_another_stage_is_never_read_as_this_stages() {
     // `feature/login` and `feature-login` share the id `feature-login`, so one records path.
