@@ -30,6 +30,8 @@ fn xtask(args: &[&str]) -> Command {
         c.env_remove(v);
     }
     c.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("AWS_EC2_METADATA_DISABLED", "true");
     c
 }

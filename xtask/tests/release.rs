@@ -559,7 +559,8 @@ fn release_id(out: &str) -> String {
 }
 
 /// A step that fails after the stacks moved (here the outputs file, whose path a folder takes)
-/// is said, and the run still writes its release and its report, then exits 1 naming the step.
+/// is said, and the run still writes its release (and a deploy its Markdown report), then exits
+/// 1 naming the step.
 /// Before, a deploy or promote stopped there: its records named a release that was never
 /// written. Once the cause is gone, the next run finds nothing to redo.
 #[test]
@@ -591,7 +592,7 @@ fn a_failure_after_the_stacks_moved_still_writes_the_release() {
         );
         assert!(
             err.contains(
-                "the stacks are deployed and recorded, but a step failed (said above): writing the outputs file"
+                "every stack that deployed is recorded, but a step failed (said above): writing the outputs file"
             ),
             "{err}"
         );

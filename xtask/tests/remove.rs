@@ -262,7 +262,9 @@ fn a_record_left_behind_is_reported_with_the_rest_and_the_next_remove_deletes_it
         "{err}"
     );
     assert!(
-        err.contains("and 1 record(s) of deleted stacks were left"),
+        err.contains(
+            "1 record(s) of deleted stacks of stage `dev` were left; fix what is named above"
+        ),
         "{err}"
     );
     assert_eq!(records(p, "dev").into_keys().collect::<Vec<_>>(), ["b"]);

@@ -198,6 +198,13 @@ impl Emulator {
         self.venv.clone()
     }
 
+    /// Where the installations live (the venv's folder), with their install lock: not the
+    /// state folder, since emulators with state folders of their own (`with_state_dir`) share
+    /// the installations, so they must share the lock too.
+    fn home(&self) -> PathBuf {
+        self.venv.parent().unwrap_or(&self.dir).to_path_buf()
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("moto.log")
     }
@@ -238,14 +245,15 @@ impl Emulator {
     /// The pinned `cfn-lint`, installed once into `<dir>/cfn-lint` (a venv of its own) under the
     /// install lock; gives the program's path.
     pub fn ensure_cfn_lint(&self, mut progress: impl FnMut(&str)) -> Result<PathBuf, LocalError> {
-        let venv = self.dir.join("cfn-lint");
+        let home = self.home();
+        let venv = home.join("cfn-lint");
         let program = venv.join("bin").join("cfn-lint");
         let marker = venv.join(format!(".ferry-cfn-lint-{CFN_LINT_VERSION}"));
         if marker.is_file() {
             return Ok(program);
         }
-        fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
-        let lock_path = self.dir.join("install.lock");
+        fs::create_dir_all(&home).map_err(io("create", &home))?;
+        let lock_path = home.join("install.lock");
         let lock = File::create(&lock_path).map_err(io("create", &lock_path))?;
         lock.lock().map_err(io("lock", &lock_path))?;
         if marker.is_file() {
@@ -291,9 +299,7 @@ impl Emulator {
         if self.is_installed() {
             return Ok(());
         }
-        // Beside the venv, not in the state folder: emulators with state folders of their own
-        // (`with_state_dir`) share the venv, so they must share its lock too.
-        let home = self.venv.parent().unwrap_or(&self.dir).to_path_buf();
+        let home = self.home();
         fs::create_dir_all(&home).map_err(io("create", &home))?;
         let lock_path = home.join("install.lock");
         let lock = File::create(&lock_path).map_err(io("create", &lock_path))?;

@@ -99,29 +99,23 @@ pub struct Record {
 /// The JSON of `record` as it is written: within a standard parameter's 4 KB (`MAX_RECORD`)
 /// whole, else without its outputs (read again from the stack when needed), else without its
 /// input key too (a promote then compares with its commit instead). A record that still does
-/// not fit (many archives: one key each) is written whole as an advanced parameter (8 KB,
-/// `MAX_ADVANCED_RECORD`), flagged by the second value; beyond that, an error.
-fn fitted(record: &Record) -> Result<(String, bool), RecordError> {
+/// not fit (many archives: one key each) is written as it fits an advanced parameter's 8 KB
+/// (`MAX_ADVANCED_RECORD`): whole, else without outputs, else without the key; beyond that, an
+/// error. Records are written with Intelligent-Tiering, so only such a one becomes advanced.
+fn fitted(record: &Record) -> Result<String, RecordError> {
     let whole = serde_json::to_string(record).expect("a record serialises");
-    if whole.len() <= MAX_RECORD {
-        return Ok((whole, false));
-    }
     let mut slim = Record {
         outputs: BTreeMap::new(),
         ..record.clone()
     };
-    let value = serde_json::to_string(&slim).expect("a record serialises");
-    if value.len() <= MAX_RECORD {
-        return Ok((value, false));
-    }
+    let no_outputs = serde_json::to_string(&slim).expect("a record serialises");
     slim.input_key = None;
     let slimmest = serde_json::to_string(&slim).expect("a record serialises");
-    if slimmest.len() <= MAX_RECORD {
-        return Ok((slimmest, false));
-    }
-    for value in [whole, slimmest] {
-        if value.len() <= MAX_ADVANCED_RECORD {
-            return Ok((value, true));
+    for limit in [MAX_RECORD, MAX_ADVANCED_RECORD] {
+        for value in [&whole, &no_outputs, &slimmest] {
+            if value.len() <= limit {
+                return Ok(value.clone());
+            }
         }
     }
     Err(RecordError::TooLarge {
@@ -422,16 +416,13 @@ impl RecordStore {
             stage: Some(self.stage.clone()),
             ..record.clone()
         };
-        let (value, advanced) = fitted(&record)?;
-        let name = self.record_name(&record.service);
-        if !advanced {
-            return self.put_value(&name, &value).await;
-        }
-        // Intelligent-Tiering makes it advanced (billed per parameter per month) only because
-        // it must be.
+        let value = fitted(&record)?;
+        // Intelligent-Tiering: a standard parameter while the record fits 4 KB, advanced
+        // (billed per parameter per month) only when it must be; a parameter once advanced
+        // stays so (AWS refuses to write one back as standard, which the default tier would ask).
         self.client
             .put_parameter()
-            .name(&name)
+            .name(self.record_name(&record.service))
             .value(value)
             .r#type(ParameterType::String)
             .tier(ParameterTier::IntelligentTiering)
@@ -535,7 +526,7 @@ mod tests {
         };
         assert_eq!(
             fitted(&small).unwrap(),
-            (serde_json::to_string(&small).unwrap(), false)
+            serde_json::to_string(&small).unwrap()
         );
         let big_outputs = Record {
             outputs: (0..100)
@@ -543,9 +534,8 @@ mod tests {
                 .collect(),
             ..small.clone()
         };
-        let (text, advanced) = fitted(&big_outputs).unwrap();
-        let v: Record = serde_json::from_str(&text).unwrap();
-        assert!(v.outputs.is_empty() && !advanced);
+        let v: Record = serde_json::from_str(&fitted(&big_outputs).unwrap()).unwrap();
+        assert!(v.outputs.is_empty());
         assert_eq!(v.input_key, small.input_key);
         // Many artifacts and a long key: the key goes too, and the record fits.
         let big_key = Record {
@@ -560,12 +550,13 @@ mod tests {
             ),
             ..big_outputs.clone()
         };
-        let (text, advanced) = fitted(&big_key).unwrap();
-        assert!(text.len() <= MAX_RECORD && !advanced, "{}", text.len());
+        let text = fitted(&big_key).unwrap();
+        assert!(text.len() <= MAX_RECORD, "{}", text.len());
         let v: Record = serde_json::from_str(&text).unwrap();
         assert_eq!((v.input_key, v.artifacts.len()), (None, 30));
         // Forty archives with their real keys (one per function): no standard parameter holds
-        // them, an advanced one holds the whole record; two hundred fit nowhere.
+        // them, an advanced one holds the whole record; with many outputs too, it keeps its
+        // input key and drops the outputs; two hundred archives fit nowhere.
         let archives = |n: usize| -> BTreeMap<String, String> {
             (0..n)
                 .map(|i| {
@@ -580,9 +571,16 @@ mod tests {
             artifacts: archives(40),
             ..small.clone()
         };
-        let (text, advanced) = fitted(&many).unwrap();
-        assert!(advanced && text.len() > MAX_RECORD && text.len() <= MAX_ADVANCED_RECORD);
+        let text = fitted(&many).unwrap();
+        assert!(text.len() > MAX_RECORD && text.len() <= MAX_ADVANCED_RECORD);
         assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), many);
+        let many_outputs = Record {
+            artifacts: archives(40),
+            ..big_outputs
+        };
+        let v: Record = serde_json::from_str(&fitted(&many_outputs).unwrap()).unwrap();
+        assert!(v.outputs.is_empty());
+        assert_eq!(v.input_key, small.input_key);
         let too_many = Record {
             artifacts: archives(200),
             ..small

@@ -82,10 +82,13 @@ async fn records_of_a_stage_are_written_read_together_and_deleted() {
     );
 }
 
-/// A record too large for a standard parameter (forty archives) is written whole through
-/// Intelligent-Tiering, which makes only such a parameter advanced; others stay standard.
+/// A record too large for a standard parameter (forty archives) is written whole, and every
+/// record is written with Intelligent-Tiering (AWS then keeps it standard unless it needs the
+/// advanced tier, and never asks to write an advanced one back as standard). The emulator
+/// neither enforces the 4 KB and 8 KB limits nor picks a tier: it reports the tier asked for,
+/// which is what this test checks; real SSM would report `Standard` or `Advanced`.
 #[tokio::test]
-async fn a_record_of_many_archives_is_written_whole_as_an_advanced_parameter() {
+async fn every_record_is_written_with_intelligent_tiering_and_a_large_one_whole() {
     let s = store("rec-tier").await;
     let mut many = record("many", "abc");
     many.artifacts = (0..40)
@@ -127,8 +130,9 @@ async fn a_record_of_many_archives_is_written_whole_as_an_advanced_parameter() {
             out.parameters()[0].tier().map(|t| t.as_str().to_string())
         }
     };
-    assert_eq!(tier("many").await.as_deref(), Some("Intelligent-Tiering"));
-    assert_eq!(tier("few").await.as_deref(), Some("Standard"));
+    for name in ["many", "few"] {
+        assert_eq!(tier(name).await.as_deref(), Some("Intelligent-Tiering"));
+    }
 }
 
 #[tokio::test]

@@ -24,8 +24,8 @@ pub fn xtask(repo: &TestRepo, args: &[&str]) -> Command {
     c
 }
 
-/// Every variable through which the caller's AWS setup (credentials, profiles, config files,
-/// a CodeBuild or EKS role) could reach the binary's run.
+/// The variables through which the caller's AWS setup (credentials, profiles, a CodeBuild or
+/// EKS role) could reach the binary's run; [`clear_env`] also points the config files away.
 pub const AWS_SETUP: &[&str] = &[
     "AWS_ENDPOINT_URL",
     "AWS_PROFILE",
@@ -33,8 +33,6 @@ pub const AWS_SETUP: &[&str] = &[
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
-    "AWS_CONFIG_FILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
@@ -50,7 +48,10 @@ pub fn clear_env(c: &mut Command) {
     for v in AWS_SETUP {
         c.env_remove(v);
     }
-    c.env("AWS_EC2_METADATA_DISABLED", "true");
+    // Set, not removed: removed, the SDK would read ~/.aws/config and ~/.aws/credentials.
+    c.env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
     for v in [
         "CI",
         "CODEBUILD_BUILD_ID",

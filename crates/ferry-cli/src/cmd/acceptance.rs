@@ -53,6 +53,19 @@ pub async fn run_selected(
         })
 }
 
+/// Says each record whose tests' outcome could not be written, and keeps it for the end.
+pub(crate) fn keep_unmarked(after: &mut AfterMoved, unmarked: Vec<ferry_deploy::TestError>) {
+    for e in unmarked {
+        let step = match &e {
+            ferry_deploy::TestError::Mark { service, .. } => {
+                format!("recording the tests' outcome of `{service}`")
+            }
+            _ => "recording a tests' outcome".to_string(),
+        };
+        after.keep(&step, Err::<(), _>(e.into()));
+    }
+}
+
 /// Prints the summary and writes the JUnit report; fails only when the report cannot be
 /// written.
 pub fn report(ctx: &Ctx, stage: &Stage, report: &Report) -> anyhow::Result<()> {
@@ -145,9 +158,7 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                 // From here on the tests ran: whatever fails, their summary, report and
                 // notifications still come.
                 let mut after = AfterMoved::tested();
-                for e in tested.unmarked {
-                    after.keep("recording a test outcome", Err::<(), _>(e.into()));
-                }
+                keep_unmarked(&mut after, tested.unmarked);
                 // The outcomes go into the stage's newest release too: rollback looks for the
                 // newest release whose tests passed.
                 let now = records

@@ -310,20 +310,20 @@ pub(crate) async fn end_of_node(
         _ => true,
     };
     if !report.succeeded() {
-        anyhow::bail!(
+        return after.finish(Err(anyhow::anyhow!(
             "node `{}` of batch `{}` failed in stage `{}`; the nodes of its dependents must not run. Fix it and retry the batch: it redoes only what is missing",
             node.service,
             node.batch,
             run.stage.name
-        );
+        )));
     }
     if !tests_ok {
-        anyhow::bail!(
+        return after.finish(Err(anyhow::anyhow!(
             "the acceptance tests of `{}` failed in stage `{}` (batch `{}`); its record stays not passed and its dependents' nodes must not run",
             node.service,
             run.stage.name,
             node.batch
-        );
+        )));
     }
     after.finish(Ok(()))
 }

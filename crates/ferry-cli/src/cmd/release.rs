@@ -220,7 +220,7 @@ impl AfterMoved {
     /// After stacks moved.
     pub(crate) fn deployed() -> Self {
         AfterMoved {
-            done: "the stacks are deployed and recorded",
+            done: "every stack that deployed is recorded",
             failed: Vec::new(),
         }
     }
@@ -236,7 +236,7 @@ impl AfterMoved {
     /// After a review's change sets were made (nothing deployed).
     pub(crate) fn reviewed() -> Self {
         AfterMoved {
-            done: "nothing was deployed and the review is kept",
+            done: "nothing was deployed",
             failed: Vec::new(),
         }
     }
@@ -282,15 +282,16 @@ pub(crate) async fn end_of_run(
 ) -> anyhow::Result<()> {
     let stage = run.stage;
     announce(run, &report.services, tests, release).await;
-    // Failed tests, or a report that could not be written: said after the rollback, if any.
-    let mut tests_err = None;
+    // A report that could not be written is said now and named at the end.
+    let mut after = AfterMoved::deployed();
     if let Some(t) = tests {
         if t.outcomes.is_empty() {
             println!(
                 "acceptance: no tests to run (no deployed service with [acceptance] is waiting for them)"
             );
         } else {
-            tests_err = crate::cmd::acceptance::finish(run.ctx, stage, t).err();
+            let written = crate::cmd::acceptance::report(run.ctx, stage, t);
+            after.keep("writing the JUnit report", written);
         }
     }
     let failed: BTreeSet<String> = tests
@@ -303,26 +304,37 @@ pub(crate) async fn end_of_run(
         })
         .unwrap_or_default();
     if stage.config.on_test_failure == OnTestFailure::Rollback && !failed.is_empty() {
-        let said = roll_back_failures(run, run_release, &failed, concurrency).await?;
-        anyhow::bail!(
+        let rolled = roll_back_failures(run, run_release, &failed, concurrency).await;
+        let said = after
+            .keep("the rollback after the failed tests", rolled)
+            .unwrap_or_else(|| "the rollback failed (said above)".to_string());
+        return after.finish(Err(anyhow::anyhow!(
             "acceptance tests failed in stage `{}` ({}); on-test-failure = \"rollback\": {said}",
             stage.name,
             failed.iter().cloned().collect::<Vec<_>>().join(", ")
-        );
+        )));
     }
     if !report.succeeded() {
-        if what == "approval" {
-            anyhow::bail!(
+        let why = if what == "approval" {
+            format!(
                 "the approval of stage `{}` did not complete; fix the failures above, then review again (`--review`) and approve the new review: it shows what is left",
                 stage.name
-            );
-        }
-        anyhow::bail!(
-            "the {what} of stage `{}` did not complete; fix the failures above and run it again (it redoes only what is missing)",
-            stage.name
-        );
+            )
+        } else {
+            format!(
+                "the {what} of stage `{}` did not complete; fix the failures above and run it again (it redoes only what is missing)",
+                stage.name
+            )
+        };
+        return after.finish(Err(anyhow::anyhow!(why)));
     }
-    tests_err.map_or(Ok(()), Err)
+    if !failed.is_empty() {
+        return after.finish(Err(anyhow::anyhow!(
+            "acceptance tests of stage `{}` failed; their records stay not passed",
+            stage.name
+        )));
+    }
+    after.finish(Ok(()))
 }
 
 /// Announces the run's changes of state (`[notifications]`), saying where it sent them; a failed
@@ -507,11 +519,13 @@ async fn rollback_to(
     }
     let tests_ok = tests.succeeded();
     if !report.succeeded() || !tests_ok {
-        anyhow::bail!(
-            "the rollback of stage `{}` to release {} did not complete; fix the failures above and run it again",
-            stage.name,
-            rb.target.id
-        );
+        return after
+            .finish(Err(anyhow::anyhow!(
+                "the rollback of stage `{}` to release {} did not complete; fix the failures above and run it again",
+                stage.name,
+                rb.target.id
+            )))
+            .map(|()| String::new());
     }
     after.finish(Ok(()))?;
     Ok(format!(
@@ -1030,27 +1044,34 @@ pub(crate) async fn finish_review(
         .expect("serialisable"),
     );
     let layout = ws.layout();
-    for (ext, text) in [("md", &md), ("json", &json)] {
-        let path = layout.review_report(&stage.id, &pending.id, ext);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("failed to create {}", dir.display()))?;
-        }
-        std::fs::write(&path, text)
-            .with_context(|| format!("failed to write {}", path.display()))?;
-    }
+    // The review is kept: its id and how to approve it are printed even when its report files
+    // cannot be written (that error comes after them).
+    let written = [("md", &md), ("json", &json)]
+        .into_iter()
+        .try_for_each(|(ext, text)| {
+            let path = layout.review_report(&stage.id, &pending.id, ext);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("failed to create {}", dir.display()))?;
+            }
+            std::fs::write(&path, text)
+                .with_context(|| format!("failed to write {}", path.display()))
+        });
     println!();
     print!("{md}");
     println!();
+    let reports = match &written {
+        Ok(()) => format!(
+            "reports: {}",
+            layout.review_report(&stage.id, &pending.id, "md").display()
+        ),
+        Err(_) => "its report files could not be written".to_string(),
+    };
     println!(
-        "review: {} (reports: {}); approve with `{} approve {} {}`",
-        pending.id,
-        layout.review_report(&stage.id, &pending.id, "md").display(),
-        run.ctx.app.name,
-        stage.name,
-        pending.id
+        "review: {} ({reports}); approve with `{} approve {} {}`",
+        pending.id, run.ctx.app.name, stage.name, pending.id
     );
-    Ok(())
+    written
 }
 
 pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> anyhow::Result<()> {

@@ -118,11 +118,24 @@ pub(crate) async fn remove_stage(
             );
         }
         if !report.complete() {
+            let mut left = Vec::new();
+            let stacks = report.failed.len() + report.kept.len();
+            if stacks > 0 {
+                left.push(format!(
+                    "{stacks} stack(s) of stage `{}` were not deleted (their records stay)",
+                    stage.name
+                ));
+            }
+            if !report.records_left.is_empty() {
+                left.push(format!(
+                    "{} record(s) of deleted stacks of stage `{}` were left",
+                    report.records_left.len(),
+                    stage.name
+                ));
+            }
             anyhow::bail!(
-                "{} stack(s) of stage `{}` were not deleted (their records stay), and {} record(s) of deleted stacks were left; fix what is named above and run `remove` again: it deletes only what is left",
-                report.failed.len() + report.kept.len(),
-                stage.name,
-                report.records_left.len()
+                "{}; fix what is named above and run `remove` again: it deletes only what is left",
+                left.join(", and ")
             );
         }
         Ok(true)
