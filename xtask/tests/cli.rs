@@ -526,7 +526,10 @@ fn buildspec_is_valid_and_calls_only_existing_commands() {
         ("branch/x", "dev"),
         ("tag/v1", "prod"),
     ] {
-        let mut c = xtask(&["plan", "--from-ci", "--offline"]);
+        // In a copy: a plan at a commit keeps its cache in the repository's .git, which must
+        // not be this checkout's.
+        let (repo, _) = example_repo();
+        let mut c = plan(&repo, &["--from-ci", "--offline"]);
         c.env("CODEBUILD_BUILD_ID", "shop:1")
             .env("CODEBUILD_WEBHOOK_TRIGGER", trigger);
         let (code, _, err) = run(&mut c);
