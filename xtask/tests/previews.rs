@@ -6,6 +6,8 @@ mod common;
 
 use common::{config, rt, run, xtask};
 use ferry_test_support::TestRepo;
+use ferry_test_support::moto;
+use ferry_test_support::proxy::{Proxy, Request, Rule};
 
 const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
 const READER: &str =
@@ -198,4 +200,61 @@ fn previews_are_listed_and_pruned_by_ci_event_live_refs_and_ttl() {
     let (code, _, err) = run(&mut xtask(&r, &["previews", "prune", "--ttl", "7w"]), None);
     assert_eq!(code, 2);
     assert!(err.contains("`7w` is not a TTL"), "{err}");
+}
+
+/// A preview judged gone is judged again under its lock, just before its removal: one whose
+/// records show a deploy since (a push while earlier previews were being removed) is left in
+/// place. The judging is made to see an old deploy of pr-5 (the recursive listing of the
+/// previews' records is rewritten on its way back); the stage's own records, read under its
+/// lock, say it was deployed just now.
+#[test]
+fn a_preview_deployed_since_it_was_judged_gone_is_left_in_place() {
+    let p = "pv-again";
+    let r = repo(p);
+    for stage in ["pr-5", "pr-6"] {
+        let (code, out, err) = run(&mut xtask(&r, &["deploy", stage]), None);
+        assert_eq!(code, 0, "{stage}\n{out}\n{err}");
+    }
+    let upstream = format!("127.0.0.1:{}", moto().port);
+    let stale_in_listing = Proxy::start(&upstream, |req: &Request| {
+        let body = String::from_utf8_lossy(&req.body);
+        if req.action() != "GetParametersByPath" || !body.contains("\"Recursive\":true") {
+            return Rule::Forward;
+        }
+        Rule::Rewrite(Box::new(|json| {
+            let mut answer: serde_json::Value = serde_json::from_str(&json).unwrap();
+            for parameter in answer["Parameters"].as_array_mut().unwrap() {
+                if !parameter["Name"]
+                    .as_str()
+                    .unwrap()
+                    .contains("/pr-5/records/")
+                {
+                    continue;
+                }
+                let mut record: serde_json::Value =
+                    serde_json::from_str(parameter["Value"].as_str().unwrap()).unwrap();
+                record["deployed_at"] = serde_json::json!(1);
+                parameter["Value"] = serde_json::json!(record.to_string());
+            }
+            answer.to_string()
+        }))
+    });
+    let (code, out, err) = run(
+        xtask(&r, &["previews", "prune", "--ttl", "1d"])
+            .env("AWS_ENDPOINT_URL", stale_in_listing.endpoint()),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("2 preview stage(s), 1 to prune"), "{out}");
+    assert!(out.contains("  pr-5: last deployed"), "{out}");
+    assert!(
+        out.contains("left `pr-5` in place: deployed again (at "),
+        "{out}"
+    );
+    assert!(
+        out.contains("pruned 0 of 1 preview stage(s); 1 deployed again meanwhile, left in place"),
+        "{out}"
+    );
+    assert_eq!(names(&list(&r)), ["pr-5", "pr-6"]);
+    assert_eq!(stacks(p).len(), 4, "{:?}", stacks(p));
 }
