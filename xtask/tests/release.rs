@@ -13,7 +13,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{config, records, row, rt, run, xtask};
-use ferry_test_support::TestRepo;
+use ferry_test_support::proxy::{Proxy, Request, Rule};
+use ferry_test_support::{TestRepo, moto};
 
 const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
 /// A function whose code is packaged from `src`, reading the queue's ARN.
@@ -622,4 +623,55 @@ fn a_failure_after_the_stacks_moved_still_writes_the_release() {
             assert!(out.contains("nothing to promote"), "{out}");
         }
     }
+}
+
+/// `test-acceptance` where one record cannot be marked (SSM refusing its write): the other
+/// record is marked, the summary and the JUnit report still come, the newest release still gets
+/// the outcomes, and the run exits 1 naming the record; the next run tests only that service.
+#[test]
+fn a_record_that_cannot_be_marked_does_not_lose_the_tests_outcomes() {
+    let p = "rel-unmarked";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "staging"]);
+    let upstream = format!("127.0.0.1:{}", moto().port);
+    let refusing = Proxy::start(&upstream, |req: &Request| {
+        if req.action() == "PutParameter"
+            && String::from_utf8_lossy(&req.body).contains("/records/app\"")
+        {
+            Rule::Respond {
+                status: 400,
+                content_type: "application/x-amz-json-1.1".into(),
+                body: r#"{"__type":"AccessDeniedException","message":"not allowed here"}"#.into(),
+            }
+        } else {
+            Rule::Forward
+        }
+    });
+    let mut c = ferry(&r, v, &["test-acceptance", "staging"]);
+    c.env("AWS_ENDPOINT_URL", refusing.endpoint());
+    let (code, out, err) = run(&mut c, None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    for s in ["base", "app"] {
+        assert!(row(&out, s).contains("passed"), "{out}");
+    }
+    assert!(out.contains("JUnit report: "), "{out}");
+    assert!(
+        err.contains("error: failed to mark the record of `app`")
+            && err.contains("not allowed here"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the tests ran (their outcomes are above), but a step failed (said above): recording the tests' outcome of `app`"),
+        "{err}"
+    );
+    let marked = records(p, "staging");
+    assert!(marked["base"].acceptance.as_ref().is_some_and(|a| a.passed));
+    assert!(marked["app"].acceptance.is_none());
+
+    // Without the fault: only app is still waiting for its tests.
+    let (out, _) = ok(&r, v, &["test-acceptance", "staging"]);
+    assert!(row(&out, "app").contains("passed"), "{out}");
+    assert!(!out.contains("base "), "{out}");
 }
