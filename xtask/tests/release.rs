@@ -634,7 +634,8 @@ fn a_record_that_cannot_be_marked_does_not_lose_the_tests_outcomes() {
     let r = monorepo(p);
     let verdicts = tempfile::tempdir().unwrap();
     let v = verdicts.path();
-    ok(&r, v, &["deploy", "staging"]);
+    let (out, _) = ok(&r, v, &["deploy", "staging"]);
+    let id = release_id(&out);
     let upstream = format!("127.0.0.1:{}", moto().port);
     let refusing = Proxy::start(&upstream, |req: &Request| {
         if req.action() == "PutParameter"
@@ -669,6 +670,22 @@ fn a_record_that_cannot_be_marked_does_not_lose_the_tests_outcomes() {
     let marked = records(p, "staging");
     assert!(marked["base"].acceptance.as_ref().is_some_and(|a| a.passed));
     assert!(marked["app"].acceptance.is_none());
+    // The newest release got the outcome that was recorded.
+    let s3 = ferry_package::s3_client(&config());
+    let release: serde_json::Value = rt().block_on(async {
+        let o = s3
+            .get_object()
+            .bucket(bucket(p, "staging"))
+            .key(format!("{p}/releases/staging/{id}.json"))
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_slice(&o.body.collect().await.unwrap().into_bytes()).unwrap()
+    });
+    assert_eq!(
+        release["services"]["base"]["acceptance"]["passed"], true,
+        "{release}"
+    );
 
     // Without the fault: only app is still waiting for its tests.
     let (out, _) = ok(&r, v, &["test-acceptance", "staging"]);

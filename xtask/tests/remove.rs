@@ -267,6 +267,7 @@ fn a_record_left_behind_is_reported_with_the_rest_and_the_next_remove_deletes_it
         ),
         "{err}"
     );
+    assert!(!err.contains("were not deleted"), "no stack is left: {err}");
     assert_eq!(records(p, "dev").into_keys().collect::<Vec<_>>(), ["b"]);
 
     let (code, out, err) = run(&mut xtask(&r, &["remove", "dev"]), None);

@@ -1,7 +1,7 @@
 //! SSM Parameter Store.
 
 use aws_sdk_ssm::Client;
-use aws_sdk_ssm::types::ParameterType;
+use aws_sdk_ssm::types::{ParameterTier, ParameterType};
 
 use aws_sdk_ssm::error::ProvideErrorMetadata;
 
@@ -153,6 +153,9 @@ pub async fn put(
         .name(name)
         .value(value)
         .r#type(kind)
+        // Standard unless the value needs the advanced tier (over 4 KB); a parameter made
+        // advanced elsewhere is updated, not refused as a downgrade.
+        .tier(ParameterTier::IntelligentTiering)
         .overwrite(overwrite)
         .send()
         .await

@@ -101,7 +101,8 @@ pub struct Record {
 /// input key too (a promote then compares with its commit instead). A record that still does
 /// not fit (many archives: one key each) is written as it fits an advanced parameter's 8 KB
 /// (`MAX_ADVANCED_RECORD`): whole, else without outputs, else without the key; beyond that, an
-/// error. Records are written with Intelligent-Tiering, so only such a one becomes advanced.
+/// error. Records are written with Intelligent-Tiering, so such a one becomes advanced (AWS also
+/// makes new parameters advanced once the account's region holds 10,000 standard ones).
 fn fitted(record: &Record) -> Result<String, RecordError> {
     let whole = serde_json::to_string(record).expect("a record serialises");
     let mut slim = Record {

@@ -253,6 +253,11 @@ impl AfterMoved {
         }
     }
 
+    /// Whether no step has failed so far.
+    pub(crate) fn is_clean(&self) -> bool {
+        self.failed.is_empty()
+    }
+
     /// The run's outcome: `result`'s error first (failed services or tests; the failed steps
     /// are then named beside it), else an error naming every step kept as failed.
     pub(crate) fn finish(self, result: anyhow::Result<()>) -> anyhow::Result<()> {
@@ -307,7 +312,7 @@ pub(crate) async fn end_of_run(
         let rolled = roll_back_failures(run, run_release, &failed, concurrency).await;
         let said = after
             .keep("the rollback after the failed tests", rolled)
-            .unwrap_or_else(|| "the rollback failed (said above)".to_string());
+            .unwrap_or_else(|| "the rollback did not finish cleanly (said above)".to_string());
         return after.finish(Err(anyhow::anyhow!(
             "acceptance tests failed in stage `{}` ({}); on-test-failure = \"rollback\": {said}",
             stage.name,
@@ -330,7 +335,7 @@ pub(crate) async fn end_of_run(
     }
     if !failed.is_empty() {
         return after.finish(Err(anyhow::anyhow!(
-            "acceptance tests of stage `{}` failed; their records stay not passed",
+            "acceptance tests of stage `{}` failed; their records say so (but for any named above as not marked)",
             stage.name
         )));
     }
@@ -527,12 +532,17 @@ async fn rollback_to(
             )))
             .map(|()| String::new());
     }
-    after.finish(Ok(()))?;
-    Ok(format!(
+    let rolled = format!(
         "rolled {} back to release {}",
         names.join(", "),
         rb.target.id
-    ))
+    );
+    if !after.is_clean() {
+        // The stacks are back: said before the failed steps end the command.
+        run.clock.say(&rolled);
+    }
+    after.finish(Ok(()))?;
+    Ok(rolled)
 }
 
 /// Stored packages to deploy.
