@@ -15,7 +15,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{clear_env, row, run};
+use common::{clear_env, id_after, row, run};
 use ferry_test_support::{TestRepo, workspace_root};
 
 /// A git repository under `target/ferry/e2e/` holding this repository's `ferry.toml` and
@@ -372,12 +372,7 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
         out.contains("| modify | NotifyLambdaFunction | AWS::Lambda::Function | no | Timeout |"),
         "{out}"
     );
-    let review = out
-        .lines()
-        .find_map(|l| l.strip_prefix("review: "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no review id in {out}"))
-        .to_string();
+    let review = id_after(&out, "review: ");
     let (code, out, err) = local(&r, state.path(), &["approve", "prod", &review, "--test"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(row(&out, "notifier").contains(" updated "), "{out}");

@@ -12,9 +12,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{config, records, row, rt, run, xtask};
-use ferry_test_support::proxy::{Proxy, Request, Rule};
-use ferry_test_support::{TestRepo, moto};
+use common::{config, id_after, records, refusing_ssm, row, rt, run, xtask};
+use ferry_test_support::TestRepo;
 
 const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
 /// A function whose code is packaged from `src`, reading the queue's ARN.
@@ -27,6 +26,21 @@ const ACCEPTANCE: &str = "\n[acceptance]\ncommand = [\"sh\", \"-c\", \"test ! -e
 
 fn bucket(project: &str, stage: &str) -> String {
     format!("{project}-{stage}-artifacts")
+}
+
+/// Release `id` of `stage` as stored in the stage's bucket.
+fn stored_release(project: &str, stage: &str, id: &str) -> serde_json::Value {
+    let s3 = ferry_package::s3_client(&config());
+    rt().block_on(async {
+        let o = s3
+            .get_object()
+            .bucket(bucket(project, stage))
+            .key(format!("{project}/releases/{stage}/{id}.json"))
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_slice(&o.body.collect().await.unwrap().into_bytes()).unwrap()
+    })
 }
 
 /// base (a queue), app (code in src/, reads base's output), web (no acceptance tests). prod is
@@ -203,22 +217,7 @@ fn promote_deploys_exactly_what_passed_and_the_gate_refuses_the_rest() {
     );
     assert!(err.contains("gate OVERRIDDEN"), "{err}");
     assert!(row(&out, "app").contains("updated"), "{out}");
-    let id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("release: "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_string();
-    let release: serde_json::Value = rt.block_on(async {
-        let o = s3
-            .get_object()
-            .bucket(bucket(p, "prod"))
-            .key(format!("{p}/releases/prod/{id}.json"))
-            .send()
-            .await
-            .unwrap();
-        serde_json::from_slice(&o.body.collect().await.unwrap().into_bytes()).unwrap()
-    });
+    let release = stored_release(p, "prod", &id_after(&out, "release: "));
     assert_eq!(
         release["gate_override"]["reason"],
         "hotfix INC-1, checked by hand"
@@ -380,15 +379,6 @@ fn the_ci_event_chooses_the_stage() {
     );
 }
 
-/// The review id a `--review` printed.
-fn review_id(out: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix("review: "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no review id in:\n{out}"))
-        .to_string()
-}
-
 #[test]
 fn a_review_is_approved_once_and_deploys_exactly_what_it_showed() {
     let p = "rel-review";
@@ -413,7 +403,7 @@ fn a_review_is_approved_once_and_deploys_exactly_what_it_showed() {
     assert!(!err.contains("deploying stack"), "{err}");
     assert!(row(&out, "app").contains("would create"), "{out}");
     assert!(out.contains("## Ferry review: stage `prod`"), "{out}");
-    let first = review_id(&out);
+    let first = id_after(&out, "review: ");
     assert!(records(p, "prod").is_empty());
     let md = std::fs::read_to_string(
         r.path()
@@ -456,7 +446,7 @@ fn a_review_is_approved_once_and_deploys_exactly_what_it_showed() {
     r.commit("app v2");
     ok(&r, v, &["deploy", "staging", "--test"]);
     let (out, err) = ok(&r, v, &["promote", "staging", "prod", "--review"]);
-    let second = review_id(&out);
+    let second = id_after(&out, "review: ");
     assert!(
         out.contains("| modify | Fn | AWS::Lambda::Function | no | Description |"),
         "{out}"
@@ -470,7 +460,7 @@ fn a_review_is_approved_once_and_deploys_exactly_what_it_showed() {
         "{out}"
     );
     let (out, _) = ok(&r, v, &["promote", "staging", "prod", "--review"]);
-    let third = review_id(&out);
+    let third = id_after(&out, "review: ");
     ok(&r, v, &["approve", "prod", &third]);
     let (_, err) = fails(&r, v, &["approve", "prod", &second]);
     assert!(
@@ -550,15 +540,6 @@ fn promote_rollback_and_approve_write_nothing_while_another_run_holds_the_stage(
     assert!(records(p, "prod").is_empty());
 }
 
-/// The id on the `release: …` line of a run's output.
-fn release_id(out: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix("release: "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no release line in {out}"))
-        .to_string()
-}
-
 /// A step that fails after the stacks moved (here the outputs file, whose path a folder takes)
 /// is said, and the run still writes its release (and a deploy its Markdown report), then exits
 /// 1 naming the step.
@@ -600,7 +581,7 @@ fn a_failure_after_the_stacks_moved_still_writes_the_release() {
         for s in ["base", "app", "web"] {
             assert!(row(&out, s).contains("created"), "{out}\n{err}");
         }
-        let id = release_id(&out);
+        let id = id_after(&out, "release: ");
         assert_eq!(stage_release(stage), serde_json::json!(id), "{stage}");
         let report = std::fs::read_to_string(ferry_dir.join(format!("reports/deploy-{stage}.md")))
             .unwrap_or_default();
@@ -635,21 +616,8 @@ fn a_record_that_cannot_be_marked_does_not_lose_the_tests_outcomes() {
     let verdicts = tempfile::tempdir().unwrap();
     let v = verdicts.path();
     let (out, _) = ok(&r, v, &["deploy", "staging"]);
-    let id = release_id(&out);
-    let upstream = format!("127.0.0.1:{}", moto().port);
-    let refusing = Proxy::start(&upstream, |req: &Request| {
-        if req.action() == "PutParameter"
-            && String::from_utf8_lossy(&req.body).contains("/records/app\"")
-        {
-            Rule::Respond {
-                status: 400,
-                content_type: "application/x-amz-json-1.1".into(),
-                body: r#"{"__type":"AccessDeniedException","message":"not allowed here"}"#.into(),
-            }
-        } else {
-            Rule::Forward
-        }
-    });
+    let id = id_after(&out, "release: ");
+    let refusing = refusing_ssm("PutParameter", "/records/app");
     let mut c = ferry(&r, v, &["test-acceptance", "staging"]);
     c.env("AWS_ENDPOINT_URL", refusing.endpoint());
     let (code, out, err) = run(&mut c, None);
@@ -671,17 +639,7 @@ fn a_record_that_cannot_be_marked_does_not_lose_the_tests_outcomes() {
     assert!(marked["base"].acceptance.as_ref().is_some_and(|a| a.passed));
     assert!(marked["app"].acceptance.is_none());
     // The newest release got the outcome that was recorded.
-    let s3 = ferry_package::s3_client(&config());
-    let release: serde_json::Value = rt().block_on(async {
-        let o = s3
-            .get_object()
-            .bucket(bucket(p, "staging"))
-            .key(format!("{p}/releases/staging/{id}.json"))
-            .send()
-            .await
-            .unwrap();
-        serde_json::from_slice(&o.body.collect().await.unwrap().into_bytes()).unwrap()
-    });
+    let release = stored_release(p, "staging", &id);
     assert_eq!(
         release["services"]["base"]["acceptance"]["passed"], true,
         "{release}"

@@ -8,10 +8,8 @@
 
 mod common;
 
-use common::{config, records, rt, run, xtask};
+use common::{config, records, refusing_ssm, rt, run, xtask};
 use ferry_test_support::TestRepo;
-use ferry_test_support::moto;
-use ferry_test_support::proxy::{Proxy, Request, Rule};
 
 const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
 const STORE: &str = "Resources:\n  B:\n    Type: AWS::S3::Bucket\n  R:\n    Type: AWS::S3::Bucket\n    DeletionPolicy: Retain\nOutputs:\n  Bucket:\n    Value: !Ref B\n  Kept:\n    Value: !Ref R\n";
@@ -230,20 +228,7 @@ fn a_record_left_behind_is_reported_with_the_rest_and_the_next_remove_deletes_it
     let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
 
-    let upstream = format!("127.0.0.1:{}", moto().port);
-    let refusing = Proxy::start(&upstream, |req: &Request| {
-        if req.action() == "DeleteParameter"
-            && String::from_utf8_lossy(&req.body).contains("/records/b\"")
-        {
-            Rule::Respond {
-                status: 400,
-                content_type: "application/x-amz-json-1.1".into(),
-                body: r#"{"__type":"AccessDeniedException","message":"not allowed here"}"#.into(),
-            }
-        } else {
-            Rule::Forward
-        }
-    });
+    let refusing = refusing_ssm("DeleteParameter", "/records/b");
     let (code, out, err) = run(
         xtask(&r, &["remove", "dev"]).env("AWS_ENDPOINT_URL", refusing.endpoint()),
         None,

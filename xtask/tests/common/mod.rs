@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use ferry_records::{Record, RecordStore};
+use ferry_test_support::proxy::{Proxy, Request, Rule};
 use ferry_test_support::{TestRepo, moto};
 
 /// The binary, pointed at the shared emulator through the standard variables (no --local), with
@@ -144,4 +145,32 @@ pub fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
     }
+}
+
+/// The first word after `prefix` at the start of a line of `out` (a release or review id:
+/// `release: <id> (…)`, `review: <id> (…)`).
+pub fn id_after(out: &str, prefix: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no line starting `{prefix}` in:\n{out}"))
+        .to_string()
+}
+
+/// A proxy in front of the shared emulator that refuses (AccessDenied) the SSM `action` on
+/// the parameter whose name ends with `name_end`, and forwards everything else.
+pub fn refusing_ssm(action: &'static str, name_end: &'static str) -> Proxy {
+    let upstream = format!("127.0.0.1:{}", moto().port);
+    let quoted = format!("{name_end}\"");
+    Proxy::start(&upstream, move |req: &Request| {
+        if req.action() == action && String::from_utf8_lossy(&req.body).contains(&quoted) {
+            Rule::Respond {
+                status: 400,
+                content_type: "application/x-amz-json-1.1".into(),
+                body: r#"{"__type":"AccessDeniedException","message":"not allowed here"}"#.into(),
+            }
+        } else {
+            Rule::Forward
+        }
+    })
 }

@@ -66,9 +66,21 @@ pub(crate) fn keep_unmarked(after: &mut AfterMoved, unmarked: Vec<ferry_deploy::
     }
 }
 
-/// Prints the summary and writes the JUnit report; fails only when the report cannot be
-/// written.
-pub fn report(ctx: &Ctx, stage: &Stage, report: &Report) -> anyhow::Result<()> {
+/// Prints the summary and writes the JUnit report (a report that cannot be written is kept in
+/// `after` as "writing the JUnit report").
+pub(crate) fn report(ctx: &Ctx, stage: &Stage, report: &Report, after: &mut AfterMoved) {
+    after.keep("writing the JUnit report", write_junit(ctx, stage, report));
+}
+
+/// The tests' verdict when one failed.
+pub(crate) fn tests_failed(stage: &Stage) -> anyhow::Error {
+    anyhow::anyhow!(
+        "acceptance tests of stage `{}` failed; their records say so (but for any named above as not marked)",
+        stage.name
+    )
+}
+
+fn write_junit(ctx: &Ctx, stage: &Stage, report: &Report) -> anyhow::Result<()> {
     let summary = ferry_acceptance::summary(report);
     print!(
         "{}",
@@ -143,31 +155,17 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                 // notifications still come.
                 let mut after = AfterMoved::tested();
                 keep_unmarked(&mut after, tested.unmarked);
-                // The outcomes go into the stage's newest release too: rollback looks for the
-                // newest release whose tests passed.
-                let now = records
-                    .read_all()
-                    .await
-                    .context("failed to read the stage's deployment records again");
-                if let Some(now) = after.keep("marking the newest release", now) {
-                    let now: Vec<Record> = now.into_values().collect();
-                    let store =
-                        ferry_deploy::release::release_store(ws, &stage, &aws.config, ctx.local);
-                    let marked = ferry_deploy::release::mark_latest(store.as_ref(), &now)
-                        .await
-                        .context(
-                            "failed to mark the stage's newest release with the tests' outcomes",
-                        );
-                    after.keep("marking the newest release", marked);
-                }
+                // The outcomes go into the stage's newest release too.
+                let store =
+                    ferry_deploy::release::release_store(ws, &stage, &aws.config, ctx.local);
+                let marked =
+                    crate::cmd::release::mark_newest_release(store.as_ref(), &records).await;
+                after.keep("marking the newest release", marked);
                 let report = &tested.report;
                 crate::cmd::release::announce_with(&access, clock, &[], Some(report), None).await;
-                after.keep("writing the JUnit report", self::report(ctx, &stage, report));
+                self::report(ctx, &stage, report, &mut after);
                 if !report.succeeded() {
-                    return after.finish(Err(anyhow::anyhow!(
-                        "acceptance tests of stage `{}` failed; their records say so (but for any named above as not marked)",
-                        stage.name
-                    )));
+                    return after.finish(Err(tests_failed(&stage)));
                 }
                 after.finish(Ok(()))
             },

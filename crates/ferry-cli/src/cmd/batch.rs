@@ -303,8 +303,7 @@ pub(crate) async fn end_of_node(
     let mut after = crate::cmd::release::AfterMoved::deployed();
     let tests_ok = match tests {
         Some(t) if !t.outcomes.is_empty() => {
-            let written = crate::cmd::acceptance::report(run.ctx, run.stage, t);
-            after.keep("writing the JUnit report", written);
+            crate::cmd::acceptance::report(run.ctx, run.stage, t, &mut after);
             t.succeeded()
         }
         _ => true,

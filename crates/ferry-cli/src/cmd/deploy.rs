@@ -497,10 +497,7 @@ async fn deploy_locked(
     };
     if args.review {
         let mut after = AfterMoved::reviewed();
-        after.keep(
-            "writing the outputs file",
-            print_summary(ws, stage, &report, state.list_calls, clock),
-        );
+        print_summary(ws, stage, &report, state.list_calls, clock, &mut after);
         return after.finish(crate::cmd::release::finish_review(run, info, &report).await);
     }
     // With --test: then the services deployed at this commit whose tests have not passed
@@ -528,10 +525,7 @@ async fn deploy_locked(
         tests = Some(t);
     }
 
-    after.keep(
-        "writing the outputs file",
-        print_summary(ws, stage, &report, state.list_calls, clock),
-    );
+    print_summary(ws, stage, &report, state.list_calls, clock, &mut after);
     if let Some((n, _)) = node {
         after.keep(
             "writing the Markdown report",
@@ -590,14 +584,15 @@ async fn owed_tests(
 }
 
 /// Writes the outputs file and prints the summary of a run (also when the file cannot be
-/// written: then the error is returned after it).
+/// written: that failure is kept in `after` as "writing the outputs file").
 pub(crate) fn print_summary(
     ws: &Workspace,
     stage: &Stage,
     report: &ferry_deploy::DeployReport,
     list_calls: usize,
     clock: Clock,
-) -> anyhow::Result<()> {
+    after: &mut AfterMoved,
+) {
     let outputs_path = ws.layout().outputs_file(&stage.id);
     // The table is printed even when the outputs file cannot be written.
     let written = report
@@ -624,7 +619,7 @@ pub(crate) fn print_summary(
         list_calls,
         clock.seconds()
     );
-    written
+    after.keep("writing the outputs file", written);
 }
 
 /// The deploy as Markdown (masked): `target/ferry/reports/deploy-<stage id>.md`, and appended

@@ -194,16 +194,27 @@ pub(crate) async fn finish_release(
             "release: none kept (stage `{}` has no artifact-bucket, so it cannot be promoted from or rolled back)",
             run.stage.name
         ),
-        None if tested => {
-            let now = run.records.read_all().await?;
-            let marked: Vec<Record> = now.into_values().collect();
-            ferry_deploy::release::mark_latest(store.as_ref(), &marked)
-                .await
-                .context("failed to mark the stage's newest release with the tests' outcomes")?;
-        }
+        None if tested => mark_newest_release(store.as_ref(), run.records).await?,
         None => {}
     }
     Ok(release)
+}
+
+/// Marks the stage's newest release with the tests' outcomes its records hold now: rollback
+/// looks for the newest release whose tests passed.
+pub(crate) async fn mark_newest_release(
+    store: Option<&ReleaseStore>,
+    records: &ferry_records::RecordStore,
+) -> anyhow::Result<()> {
+    let now: Vec<Record> = records
+        .read_all()
+        .await
+        .context("failed to read the stage's deployment records")?
+        .into_values()
+        .collect();
+    ferry_deploy::release::mark_latest(store, &now)
+        .await
+        .context("failed to mark the stage's newest release with the tests' outcomes")
 }
 
 /// What fails after a run's stacks moved does not stop the run: each failure is said when it
@@ -217,28 +228,26 @@ pub(crate) struct AfterMoved {
 }
 
 impl AfterMoved {
-    /// After stacks moved.
-    pub(crate) fn deployed() -> Self {
+    fn with(done: &'static str) -> Self {
         AfterMoved {
-            done: "every stack that deployed is recorded",
+            done,
             failed: Vec::new(),
         }
+    }
+
+    /// After stacks moved.
+    pub(crate) fn deployed() -> Self {
+        Self::with("every stack that deployed is recorded")
     }
 
     /// After acceptance tests ran outside a deploy.
     pub(crate) fn tested() -> Self {
-        AfterMoved {
-            done: "the tests ran (their outcomes are above)",
-            failed: Vec::new(),
-        }
+        Self::with("the tests ran (their outcomes are above)")
     }
 
     /// After a review's change sets were made (nothing deployed).
     pub(crate) fn reviewed() -> Self {
-        AfterMoved {
-            done: "nothing was deployed",
-            failed: Vec::new(),
-        }
+        Self::with("nothing was deployed")
     }
 
     /// The value, or `None` after saying the failure and keeping it for the end.
@@ -295,8 +304,7 @@ pub(crate) async fn end_of_run(
                 "acceptance: no tests to run (no deployed service with [acceptance] is waiting for them)"
             );
         } else {
-            let written = crate::cmd::acceptance::report(run.ctx, stage, t);
-            after.keep("writing the JUnit report", written);
+            crate::cmd::acceptance::report(run.ctx, stage, t, &mut after);
         }
     }
     let failed: BTreeSet<String> = tests
@@ -334,10 +342,7 @@ pub(crate) async fn end_of_run(
         return after.finish(Err(anyhow::anyhow!(why)));
     }
     if !failed.is_empty() {
-        return after.finish(Err(anyhow::anyhow!(
-            "acceptance tests of stage `{}` failed; their records say so (but for any named above as not marked)",
-            stage.name
-        )));
+        return after.finish(Err(crate::cmd::acceptance::tests_failed(stage)));
     }
     after.finish(Ok(()))
 }
@@ -486,10 +491,7 @@ async fn rollback_to(
     )
     .await?;
     let mut after = AfterMoved::deployed();
-    after.keep(
-        "writing the outputs file",
-        print_summary(ws, stage, &report, 0, run.clock),
-    );
+    print_summary(ws, stage, &report, 0, run.clock, &mut after);
     let names: Vec<String> = rb.selection.deploy.iter().cloned().collect();
     let written = finish_release(
         run,
@@ -519,8 +521,7 @@ async fn rollback_to(
     )
     .await;
     if !tests.outcomes.is_empty() {
-        let written = crate::cmd::acceptance::report(run.ctx, stage, &tests);
-        after.keep("writing the JUnit report", written);
+        crate::cmd::acceptance::report(run.ctx, stage, &tests, &mut after);
     }
     let tests_ok = tests.succeeded();
     if !report.succeeded() || !tests_ok {
@@ -820,10 +821,7 @@ async fn promote_locked(
     } else {
         AfterMoved::deployed()
     };
-    after.keep(
-        "writing the outputs file",
-        print_summary(ws, to, &report, 0, clock),
-    );
+    print_summary(ws, to, &report, 0, clock, &mut after);
     let info = ReleaseInfo {
         id,
         kind: ReleaseKind::Promote,
@@ -1142,10 +1140,7 @@ async fn approve_locked(
     // The stacks moved: whatever fails from here on, the run goes on to its tests' summary and
     // on-test-failure rollback, and says the failure at the end.
     let mut after = AfterMoved::deployed();
-    after.keep(
-        "writing the outputs file",
-        print_summary(ws, stage, &report, 0, clock),
-    );
+    print_summary(ws, stage, &report, 0, clock, &mut after);
     let approval = ferry_releases::Approval {
         review: args.release.clone(),
         by: by.clone(),
