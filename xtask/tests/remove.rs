@@ -15,6 +15,18 @@ const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  Qu
 const STORE: &str = "Resources:\n  B:\n    Type: AWS::S3::Bucket\n  R:\n    Type: AWS::S3::Bucket\n    DeletionPolicy: Retain\nOutputs:\n  Bucket:\n    Value: !Ref B\n  Kept:\n    Value: !Ref R\n";
 const LOCKED: &str = "Parameters:\n  Queue: {Type: String}\nResources:\n  B:\n    Type: AWS::S3::Bucket\nOutputs:\n  Bucket:\n    Value: !Ref B\n";
 
+/// A repository of project `name` with one stage, dev (stacks `<project>-<service>-dev`).
+fn project(name: &str) -> TestRepo {
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{name}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n[stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n"
+        ),
+    );
+    r
+}
+
 fn buckets() -> Vec<String> {
     let s3 = ferry_package::s3_client(&config());
     rt().block_on(s3.list_buckets().send())
@@ -28,16 +40,16 @@ fn buckets() -> Vec<String> {
 #[test]
 fn remove_empties_buckets_reports_a_stack_it_cannot_delete_and_keeps_what_it_serves() {
     let p = "rm-buckets";
-    let r = TestRepo::new();
+    let r = project(p);
     r.write(
-        "ferry.toml",
-        &format!(
-            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n[stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n"
-        ),
+        "services/store/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
     )
-    .write("services/store/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
     .write("services/store/t.yaml", STORE)
-    .write("services/base/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write(
+        "services/base/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
     .write("services/base/t.yaml", QUEUE)
     .write(
         "services/locked/service.toml",
@@ -210,13 +222,7 @@ fn remove_empties_buckets_reports_a_stack_it_cannot_delete_and_keeps_what_it_ser
 #[test]
 fn a_record_left_behind_is_reported_with_the_rest_and_the_next_remove_deletes_it() {
     let p = "rm-records";
-    let r = TestRepo::new();
-    r.write(
-        "ferry.toml",
-        &format!(
-            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n[stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n"
-        ),
-    );
+    let r = project(p);
     for s in ["a", "b"] {
         r.write(
             &format!("services/{s}/service.toml"),
