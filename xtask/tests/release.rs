@@ -2,7 +2,7 @@
 //! shared emulator. dev → staging with tests → promote to prod (exactly staging's bytes, into
 //! prod's own bucket) → the gate refusing what did not pass → a failing prod test rolled back by
 //! `on-test-failure = "rollback"` → `rollback` after the working tree moved on → a missing stored
-//! package refused.
+//! package refused; a promote of one service checking its dependents with the target's packages.
 //!
 //! Acceptance tests here are `sh` one-liners that fail when a verdict file
 //! `<VERDICTS>/<stage>-<service>` exists, so each test decides which stage's tests fail.
@@ -229,6 +229,88 @@ fn promote_deploys_exactly_what_passed_and_the_gate_refuses_the_rest() {
             .unwrap()
             .starts_with("arn:aws:")
     );
+}
+
+/// A stack of `project`'s in the emulator.
+fn stack(project: &str, service: &str, stage: &str) -> ferry_stacks::StackInfo {
+    let engine = ferry_stacks::Engine::for_config(&config(), Default::default());
+    rt().block_on(engine.describe(&format!("{project}-{service}-{stage}")))
+        .unwrap()
+        .unwrap_or_else(|| panic!("no stack of {service} in {stage}"))
+}
+
+#[test]
+fn promoting_one_service_checks_its_dependents_with_the_packages_the_target_runs() {
+    let p = "rel-dependents";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    ok(&r, v, &["promote", "staging", "prod"]);
+    let before = records(p, "prod");
+    let old_queue = stack(p, "base", "prod").outputs["QueueArn"].clone();
+
+    // staging moves on: a new app (not to be promoted), and base's queue replaced, which
+    // changes the ARN app receives.
+    r.write(
+        "services/app/src/app.py",
+        "def handle(e, c):\n    return 2\n",
+    );
+    r.commit("app 2");
+    r.write(
+        "services/base/t.yaml",
+        &QUEUE.replace("Q:", "Q2:").replace("Q.Arn", "Q2.Arn"),
+    );
+    r.commit("base 2");
+    ok(&r, v, &["deploy", "staging", "--test"]);
+
+    let (out, err) = ok(
+        &r,
+        v,
+        &["promote", "staging", "prod", "--service", "base", "--test"],
+    );
+    assert!(row(&out, "base").contains("updated"), "{out}\n{err}");
+    // app redeploys for its new parameter, with the package prod runs, not staging's app 2.
+    assert!(row(&out, "app").contains("updated"), "{out}\n{err}");
+    assert!(row(&out, "app").contains("dependent of base"), "{out}");
+    let after = records(p, "prod");
+    assert_ne!(after["base"].commit, before["base"].commit);
+    assert_eq!(after["app"].commit, before["app"].commit);
+    assert_eq!(after["app"].artifacts, before["app"].artifacts);
+    assert_eq!(after["app"].template_hash, before["app"].template_hash);
+    assert_eq!(after["web"].commit, before["web"].commit);
+    let queue = stack(p, "base", "prod").outputs["QueueArn"].clone();
+    assert_ne!(queue, old_queue);
+    assert_eq!(stack(p, "app", "prod").parameters["Queue"], queue);
+
+    // Nothing left to do: base is at staging's package, app receives what it has.
+    let (out, err) = ok(&r, v, &["promote", "staging", "prod", "--service", "base"]);
+    assert!(out.contains("nothing to promote"), "{out}");
+    assert!(!err.contains("deploying stack"), "{err}");
+
+    // A dependent whose package prod does not keep (a record without one) cannot be redeployed
+    // as it runs: the promote says it was not checked instead of passing over it in silence.
+    let mut app = after["app"].clone();
+    app.package_key = None;
+    let store = ferry_records::RecordStore::new(
+        aws_sdk_ssm::Client::new(&config()),
+        "prod",
+        &format!("/ferry/{p}/prod"),
+    );
+    rt().block_on(store.write(&app)).unwrap();
+    r.write(
+        "services/base/t.yaml",
+        &QUEUE.replace("Q:", "Q3:").replace("Q.Arn", "Q3.Arn"),
+    );
+    r.commit("base 3");
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    let (out, err) = ok(&r, v, &["promote", "staging", "prod", "--service", "base"]);
+    assert!(row(&out, "base").contains("updated"), "{out}\n{err}");
+    assert!(
+        err.contains("app: skipped (a dependent of what is promoted, not checked: its package in `prod` is not stored; deploy it to check it)"),
+        "{err}"
+    );
+    assert!(!out.lines().any(|l| l.starts_with("app ")), "{out}");
 }
 
 #[test]

@@ -297,6 +297,20 @@ pub struct StoredPackages {
     pub stage: String,
 }
 
+/// Where the target stage keeps its own packages (its artifact bucket).
+fn own_packages(target: &StageTarget<'_>) -> Result<StoredPackages, ReleaseRunError> {
+    let bucket = stage_bucket(target.ws, target.stage, target.local).ok_or_else(|| {
+        ReleaseRunError::NoBucket {
+            stage: target.stage.name.clone(),
+        }
+    })?;
+    Ok(StoredPackages {
+        s3: ferry_package::s3_client(target.config),
+        bucket,
+        stage: target.stage.name.clone(),
+    })
+}
+
 /// Checks that this checkout holds, for each Serverless Framework service among `records` (the
 /// records of stage `from` about to be promoted), exactly the inputs that passed there: such a
 /// service is compiled for each stage from the checkout, so another checkout would compile
@@ -393,36 +407,38 @@ fn first_few(items: &[String]) -> String {
     ferry_manifest::first_few(&shown, 5)
 }
 
-/// Puts the stored packages `records` name together into a package for `target`: each package
-/// entry fetched from `from`, checked against the record's fingerprint, its template and files
-/// kept in the local package store, and everything put in the target stage's bucket where it is
-/// missing (archives fetched from `from` and checked by hash first when the buckets differ).
-/// With `compile_per_stage`, Serverless Framework services are left out: they are compiled for
-/// the target stage when they deploy.
+/// Stored packages to put together, all from one place.
+pub struct StoredSource<'a> {
+    pub from: &'a StoredPackages,
+    /// The records naming the packages, by service.
+    pub records: BTreeMap<String, &'a Record>,
+    /// Serverless Framework services are left out: they are compiled for the target stage when
+    /// they deploy (a promote). Otherwise their stored compile deploys as it is.
+    pub compile_per_stage: bool,
+}
+
+/// Puts the stored packages the `sources`' records name together into a package for `target`:
+/// each package entry fetched from its source, checked against the record's fingerprint, its
+/// template and files kept in the local package store, and everything put in the target stage's
+/// bucket where it is missing (archives fetched from the source and checked by hash first when
+/// the buckets differ).
 pub async fn stored_package(
     target: &StageTarget<'_>,
-    from: &StoredPackages,
-    records: &BTreeMap<String, &Record>,
-    compile_per_stage: bool,
+    sources: &[StoredSource<'_>],
 ) -> Result<Prepared, ReleaseRunError> {
-    let StageTarget {
-        ws,
-        stage,
-        config,
-        local,
-        dir,
-    } = *target;
-    let bucket = stage_bucket(ws, stage, local).ok_or_else(|| ReleaseRunError::NoBucket {
-        stage: stage.name.clone(),
-    })?;
-    let s3 = ferry_package::s3_client(config);
+    let StageTarget { ws, local, dir, .. } = *target;
+    let StoredPackages { s3, bucket, .. } = own_packages(target)?;
     if local {
         ensure_local_bucket(&s3, &bucket).await?;
     }
     let mut services = BTreeMap::new();
     let mut origins = BTreeMap::new();
     let mut input_keys = BTreeMap::new();
-    for (name, r) in records {
+    for (name, r, from, compile_per_stage) in sources.iter().flat_map(|src| {
+        src.records
+            .iter()
+            .map(|(name, r)| (name, *r, src.from, src.compile_per_stage))
+    }) {
         let origin = Origin {
             package: r.package.clone().unwrap_or_else(|| r.commit.clone()),
             commit: r.commit.clone(),
@@ -637,10 +653,30 @@ pub async fn prepare_promote(
         }
     }
     let within: BTreeSet<String> = selected.iter().map(|r| r.service.clone()).collect();
-    let candidates = with_dependents(ws, &deploy, &within);
+    let mut candidates = with_dependents(ws, &deploy, &within);
     let compiled: Vec<&Record> = candidates.iter().map(|s| &req.from_records[s]).collect();
     check_checkout(ws, from, &compiled)?;
     skipped.retain(|(s, _)| !candidates.contains(s));
+    // With `--service`, the dependents of what is promoted that run in the target stage but are
+    // not promoted are checked as in a deploy: each keeps the package the target stage runs and
+    // redeploys only when what it receives (a promoted service's outputs) changed.
+    let running: BTreeSet<String> = current.keys().cloned().collect();
+    let mut kept: BTreeMap<String, &Record> = BTreeMap::new();
+    for s in with_dependents(ws, &deploy, &running).difference(&within) {
+        let r = &current[s];
+        if r.package_key.is_some() {
+            kept.insert(s.clone(), r);
+        } else {
+            skipped.push((
+                s.clone(),
+                format!(
+                    "a dependent of what is promoted, not checked: its package in `{}` is not stored; deploy it to check it",
+                    stage.name
+                ),
+            ));
+        }
+    }
+    candidates.extend(kept.keys().cloned());
     let why = candidates
         .iter()
         .filter(|s| deploy.contains(*s))
@@ -658,11 +694,25 @@ pub async fn prepare_promote(
     let prepared = if candidates.is_empty() {
         None
     } else {
-        let records: BTreeMap<String, &Record> = candidates
+        let promoted = candidates
             .iter()
+            .filter(|s| within.contains(*s))
             .map(|s| (s.clone(), &req.from_records[s]))
             .collect();
-        Some(stored_package(target, &req.from_packages, &records, true).await?)
+        let mut sources = vec![StoredSource {
+            from: &req.from_packages,
+            records: promoted,
+            compile_per_stage: true,
+        }];
+        let own = own_packages(target)?;
+        if !kept.is_empty() {
+            sources.push(StoredSource {
+                from: &own,
+                records: kept,
+                compile_per_stage: false,
+            });
+        }
+        Some(stored_package(target, &sources).await?)
     };
     let archives = gate
         .archives
@@ -778,11 +828,16 @@ pub async fn prepare_rollback(
             bucket: store.bucket().to_string(),
             stage: stage.name.clone(),
         };
-        let records: BTreeMap<String, &Record> = candidates
+        let records = candidates
             .iter()
             .map(|s| (s.clone(), &target.services[s]))
             .collect();
-        Some(stored_package(dest, &from, &records, false).await?)
+        let source = StoredSource {
+            from: &from,
+            records,
+            compile_per_stage: false,
+        };
+        Some(stored_package(dest, &[source]).await?)
     };
     Ok(Rollback {
         from: newest,
@@ -953,8 +1008,12 @@ pub async fn prepare_approval(
         bucket: store.bucket().to_string(),
         stage: stage.name.clone(),
     };
-    let refs: BTreeMap<String, &Record> = records.iter().map(|(k, v)| (k.clone(), v)).collect();
-    let prepared = stored_package(dest, &from, &refs, false).await?;
+    let source = StoredSource {
+        from: &from,
+        records: records.iter().map(|(k, v)| (k.clone(), v)).collect(),
+        compile_per_stage: false,
+    };
+    let prepared = stored_package(dest, &[source]).await?;
     let names: BTreeSet<String> = pending.services.keys().cloned().collect();
     // Parameters that needed outputs of what the review also deploys resolve as in a deploy.
     let parameters = pending

@@ -54,7 +54,9 @@ pub struct PromoteArgs {
     /// and the source from its promote-from
     #[arg(long, conflicts_with_all = ["from", "to"])]
     from_ci: bool,
-    /// Only these services (repeatable) [default: every service deployed in FROM]
+    /// Only these services (repeatable) [default: every service deployed in FROM]. Their
+    /// dependents in TO are checked and redeploy, with the package TO runs, when what they
+    /// receive changed
     #[arg(long = "service", value_name = "NAME")]
     services: Vec<String>,
     #[command(flatten)]
@@ -700,10 +702,17 @@ pub fn promote(ctx: &Ctx, args: &PromoteArgs) -> anyhow::Result<()> {
     }
     ctx.check_services(&args.services)?;
     runtime()?.block_on(async {
-        let builds = args
-            .run
-            .test
-            .then(|| start_builds(ws, &args.services, clock));
+        // With `--service`, dependents the target runs are checked and may redeploy: their
+        // tests' builds start too.
+        let tested: Vec<String> = if args.services.is_empty() {
+            Vec::new()
+        } else {
+            ws.graph()
+                .with_dependents(args.services.iter().map(String::as_str))
+                .into_iter()
+                .collect()
+        };
+        let builds = args.run.test.then(|| start_builds(ws, &tested, clock));
         let source = source_stage(ctx, from).await?;
         let session = Session::open(ctx, &to).await?;
         let run = session.run(ctx, &to, clock, builds.as_ref());
