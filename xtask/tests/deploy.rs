@@ -163,6 +163,59 @@ fn a_failure_in_the_middle_skips_dependents_finishes_the_rest_and_a_rerun_comple
 }
 
 #[test]
+fn a_record_too_large_for_ssm_fails_its_service_before_its_stack_moves() {
+    let p = "e2e-large";
+    let bucket = format!("{p}-artifacts");
+    // 120 functions with one archive each: their keys alone outgrow an SSM parameter's 8 KB.
+    let functions: String = (0..120)
+        .map(|i| {
+            format!(
+                "  F{i}:\n    Type: AWS::Lambda::Function\n    Properties:\n      Runtime: python3.12\n      Handler: app.handle\n      Role: arn:aws:iam::123456789012:role/r\n      Code: src\n"
+            )
+        })
+        .collect();
+    let artifacts: String = (0..120).map(|i| format!("F{i} = \"src\"\n")).collect();
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{bucket}\"\n"
+        ),
+    )
+    .write(
+        "services/many/service.toml",
+        &format!("[service]\ntemplate = \"t.yaml\"\n\n[package.artifacts]\n{artifacts}"),
+    )
+    .write("services/many/t.yaml", &format!("Resources:\n{functions}"))
+    .write("services/many/src/app.py", "def handle(e, c):\n    return 1\n")
+    .write("services/lone/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write("services/lone/t.yaml", TOPIC);
+    r.commit("services");
+    let s3 = ferry_package::s3_client(&common::config());
+    common::rt()
+        .block_on(s3.create_bucket().bucket(&bucket).send())
+        .unwrap();
+
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(row(&out, "many").contains("FAILED"), "{out}");
+    assert!(
+        out.contains("the deployment record of `many` does not fit in an SSM parameter (8 KB) even without its outputs: its 120 archive key(s)"),
+        "{out}"
+    );
+    assert!(row(&out, "lone").contains("created"), "{out}");
+    // Refused before its stack was created: nothing to clean up.
+    let engine = ferry_stacks::Engine::for_config(&common::config(), Default::default());
+    assert!(
+        common::rt()
+            .block_on(engine.describe("e2e-large-many-dev"))
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
 fn a_second_deploy_of_a_locked_stage_fails_fast_naming_the_holder() {
     let r = monorepo("e2e-lock");
     let holder = r#"{"who":"bob","host":"ci-runner","build":"shop:77","pid":9,"since":1795312984}"#;

@@ -1091,6 +1091,36 @@ async fn deploy_one(
             .insert(service.name.clone(), (review, reviewed));
         return Ok(result);
     }
+    // A record too large to write (dozens of archive keys) would fail the service after its
+    // stack moved, and the stack would redeploy on every run: refused before. Checked without
+    // outputs (a record leaves them out when it must), with a stack id and times as long as
+    // the real ones will be.
+    let record = Record {
+        service: service.name.clone(),
+        stage: Some(ctx.stage.name.clone()),
+        stack: stack.to_string(),
+        commit,
+        dirty,
+        template_hash,
+        parameters_hash: params_hash,
+        artifacts: artifact_keys,
+        deployed_at: ferry_records::now_secs(),
+        duration_ms: 99_999_999,
+        acceptance: None,
+        outputs: BTreeMap::new(),
+        stack_id: Some(format!(
+            "arn:aws:cloudformation:{}:000000000000:stack/{stack}/00000000-0000-0000-0000-000000000000",
+            ctx.stage.config.region
+        )),
+        stack_updated: Some(ferry_records::now_millis() as i64),
+        kind: Some(service.kind.to_string()),
+        package: package_id,
+        package_key: entry_key,
+        release: ctx.release.map(String::from),
+        package_fingerprint: packaged.map(ServicePackage::fingerprint),
+        input_key,
+    };
+    ferry_records::check_fits(&record)?;
     let name = service.name.clone();
     let t0 = Instant::now();
     let deployed = run
@@ -1116,17 +1146,8 @@ async fn deploy_one(
         .await?;
     }
     let record = Record {
-        service: service.name.clone(),
-        stage: Some(ctx.stage.name.clone()),
-        stack: stack.to_string(),
-        commit,
-        dirty,
-        template_hash,
-        parameters_hash: params_hash,
-        artifacts: artifact_keys,
         deployed_at: ferry_records::now_secs(),
         duration_ms: t0.elapsed().as_millis() as u64,
-        acceptance: None,
         // A stack output may echo a secret (a SecureString passed in): records never hold one.
         outputs: deployed
             .outputs
@@ -1135,12 +1156,7 @@ async fn deploy_one(
             .collect(),
         stack_id: Some(deployed.stack_id.clone()),
         stack_updated: deployed.last_updated,
-        kind: Some(service.kind.to_string()),
-        package: package_id,
-        package_key: entry_key,
-        release: ctx.release.map(String::from),
-        package_fingerprint: packaged.map(ServicePackage::fingerprint),
-        input_key,
+        ..record
     };
     ctx.records.write(&record).await?;
     Ok(Deployed::Stack {

@@ -125,6 +125,12 @@ fn fitted(record: &Record) -> Result<String, RecordError> {
     })
 }
 
+/// Whether `record` can be written (see [`RecordStore::write`]): a deploy checks this before it
+/// moves a stack, so that a record too large for SSM fails the service before, not after.
+pub fn check_fits(record: &Record) -> Result<(), RecordError> {
+    fitted(record).map(|_| ())
+}
+
 impl Record {
     /// What identifies the package it deployed, across stages.
     pub fn fingerprint(&self) -> &str {
