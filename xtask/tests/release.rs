@@ -249,20 +249,19 @@ fn promoting_one_service_checks_its_dependents_with_the_packages_the_target_runs
     ok(&r, v, &["promote", "staging", "prod"]);
     let before = records(p, "prod");
     let old_queue = stack(p, "base", "prod").outputs["QueueArn"].clone();
-
-    // staging moves on: a new app (not to be promoted), and base's queue replaced, which
-    // changes the ARN app receives.
-    r.write(
-        "services/app/src/app.py",
-        "def handle(e, c):\n    return 2\n",
-    );
-    r.commit("app 2");
-    r.write(
-        "services/base/t.yaml",
-        &QUEUE.replace("Q:", "Q2:").replace("Q.Arn", "Q2.Arn"),
-    );
-    r.commit("base 2");
-    ok(&r, v, &["deploy", "staging", "--test"]);
+    // base's queue is replaced in staging, which changes the ARN app receives.
+    let new_base = |n: &str, message: &str| {
+        r.write(
+            "services/base/t.yaml",
+            &QUEUE
+                .replace("Q:", &format!("{n}:"))
+                .replace("Q.Arn", &format!("{n}.Arn")),
+        );
+        r.commit(message);
+        ok(&r, v, &["deploy", "staging", "--test"]);
+    };
+    let promote_base = || ok(&r, v, &["promote", "staging", "prod", "--service", "base"]);
+    new_base("Q2", "base 2");
 
     let (out, err) = ok(
         &r,
@@ -270,7 +269,7 @@ fn promoting_one_service_checks_its_dependents_with_the_packages_the_target_runs
         &["promote", "staging", "prod", "--service", "base", "--test"],
     );
     assert!(row(&out, "base").contains("updated"), "{out}\n{err}");
-    // app redeploys for its new parameter, with the package prod runs, not staging's app 2.
+    // app redeploys for its new parameter, with the package prod runs.
     assert!(row(&out, "app").contains("updated"), "{out}\n{err}");
     assert!(row(&out, "app").contains("dependent of base"), "{out}");
     let after = records(p, "prod");
@@ -284,7 +283,7 @@ fn promoting_one_service_checks_its_dependents_with_the_packages_the_target_runs
     assert_eq!(stack(p, "app", "prod").parameters["Queue"], queue);
 
     // Nothing left to do: base is at staging's package, app receives what it has.
-    let (out, err) = ok(&r, v, &["promote", "staging", "prod", "--service", "base"]);
+    let (out, err) = promote_base();
     assert!(out.contains("nothing to promote"), "{out}");
     assert!(!err.contains("deploying stack"), "{err}");
 
@@ -298,19 +297,32 @@ fn promoting_one_service_checks_its_dependents_with_the_packages_the_target_runs
         &format!("/ferry/{p}/prod"),
     );
     rt().block_on(store.write(&app)).unwrap();
-    r.write(
-        "services/base/t.yaml",
-        &QUEUE.replace("Q:", "Q3:").replace("Q.Arn", "Q3.Arn"),
-    );
-    r.commit("base 3");
-    ok(&r, v, &["deploy", "staging", "--test"]);
-    let (out, err) = ok(&r, v, &["promote", "staging", "prod", "--service", "base"]);
+    new_base("Q3", "base 3");
+    let (out, err) = promote_base();
     assert!(row(&out, "base").contains("updated"), "{out}\n{err}");
     assert!(
-        err.contains("app: skipped (a dependent of what is promoted, not checked: its package in `prod` is not stored; deploy it to check it)"),
+        err.contains("app: skipped (a dependent of what is promoted, not checked: its package in `prod` is not stored; promote it or deploy it to check it)"),
         "{err}"
     );
     assert!(!out.lines().any(|l| l.starts_with("app ")), "{out}");
+    rt().block_on(store.write(&after["app"])).unwrap();
+
+    // This checkout holds a newer app than prod runs: its parameters and tests here are not
+    // those of prod's package, so it is reported, not redeployed with them.
+    r.write(
+        "services/app/src/app.py",
+        "def handle(e, c):\n    return 2\n",
+    );
+    r.commit("app 2");
+    new_base("Q4", "base 4");
+    let (out, err) = promote_base();
+    assert!(row(&out, "base").contains("updated"), "{out}\n{err}");
+    assert!(
+        err.contains("app: skipped (a dependent of what is promoted, not checked: the package `prod` runs was made from other inputs (these inputs differ in this checkout: services/app); promote it or deploy it to check it)"),
+        "{err}"
+    );
+    assert!(!out.lines().any(|l| l.starts_with("app ")), "{out}");
+    assert_eq!(records(p, "prod")["app"].commit, before["app"].commit);
 }
 
 #[test]

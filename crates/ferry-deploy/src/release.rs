@@ -334,59 +334,22 @@ pub fn check_checkout(
         .filter(|r| r.kind.as_deref() == Some(ServiceKind::Serverless.as_str()))
         .filter(|r| r.input_key.is_some() || !r.dirty)
         .collect();
-    if compiled.is_empty() {
-        return Ok(());
-    }
-    let names = || {
-        compiled
-            .iter()
-            .map(|r| r.service.clone())
-            .collect::<Vec<_>>()
-    };
-    let unverifiable = |why: String| ReleaseRunError::CheckoutUnverifiable {
-        from: from.to_string(),
-        services: names(),
-        why,
-    };
-    let repo = ferry_changes::Repo::open(&ws.root).map_err(|e| unverifiable(e.to_string()))?;
-    // Records of services missing from the workspace were refused earlier (`Gone`); here they
-    // have nothing to compile.
-    let pairs: Vec<(&Record, ferry_changes::ServiceInputs)> = compiled
+    let found =
+        checkout_inputs(ws, &compiled).map_err(|why| ReleaseRunError::CheckoutUnverifiable {
+            from: from.to_string(),
+            services: compiled.iter().map(|r| r.service.clone()).collect(),
+            why,
+        })?;
+    let problems: Vec<String> = compiled
         .iter()
-        .filter_map(|r| Some((*r, crate::prepare::service_inputs(ws.service(&r.service)?))))
-        .collect();
-    let asked: Vec<(ferry_changes::Made<'_>, &ferry_changes::ServiceInputs)> = pairs
-        .iter()
-        .map(|(r, i)| {
-            let made = match &r.input_key {
-                Some(key) => ferry_changes::Made::Key(key),
-                None => ferry_changes::Made::Commit(&r.commit),
-            };
-            (made, i)
+        .zip(found)
+        .filter_map(|(r, f)| {
+            f.map(|why| {
+                let short = r.commit.get(..12).unwrap_or(&r.commit);
+                format!("{}: passed at {short}; {why}", r.service)
+            })
         })
         .collect();
-    let compared = repo
-        .compare_inputs(&asked, &ws.project.global_inputs)
-        .map_err(|e| unverifiable(e.to_string()))?;
-    let mut problems = Vec::new();
-    for ((r, _), found) in pairs.iter().zip(compared) {
-        let short = r.commit.get(..12).unwrap_or(&r.commit);
-        let service = &r.service;
-        match found {
-            Ok(ferry_changes::InputsAt::Same) => {}
-            Ok(ferry_changes::InputsAt::Differ(parts)) => problems.push(format!(
-                "{service}: passed at {short}; these inputs differ in this checkout: {}",
-                first_few(&parts)
-            )),
-            Ok(ferry_changes::InputsAt::Uncommitted(paths)) => problems.push(format!(
-                "{service}: passed at {short}; its inputs have uncommitted changes in this checkout: {} (a build that rewrites a tracked file, such as `npm install` rewriting package-lock.json, does this: use `npm ci`)",
-                first_few(&paths)
-            )),
-            Err(_) => problems.push(format!(
-                "{service}: passed at {short}, a commit this clone does not have (fetch it; a shallow clone lacks history)"
-            )),
-        }
-    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -395,6 +358,58 @@ pub fn check_checkout(
             services: problems,
         })
     }
+}
+
+/// For each of `records`, whether this checkout holds the inputs its package was made from
+/// (compared by git tree ids: with the record's input key, else with the tree of the commit it
+/// names): `None` when it does, else why not. `Err` when the repository cannot be read.
+fn checkout_inputs(ws: &Workspace, records: &[&Record]) -> Result<Vec<Option<String>>, String> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let repo = ferry_changes::Repo::open(&ws.root).map_err(|e| e.to_string())?;
+    // Records of services missing from the workspace were refused earlier (`Gone`); here they
+    // have nothing to compare.
+    let inputs: Vec<Option<ferry_changes::ServiceInputs>> = records
+        .iter()
+        .map(|r| Some(crate::prepare::service_inputs(ws.service(&r.service)?)))
+        .collect();
+    let asked: Vec<(ferry_changes::Made<'_>, &ferry_changes::ServiceInputs)> = records
+        .iter()
+        .zip(&inputs)
+        .filter_map(|(r, i)| {
+            let made = match &r.input_key {
+                Some(key) => ferry_changes::Made::Key(key),
+                None => ferry_changes::Made::Commit(&r.commit),
+            };
+            Some((made, i.as_ref()?))
+        })
+        .collect();
+    let mut compared = repo
+        .compare_inputs(&asked, &ws.project.global_inputs)
+        .map_err(|e| e.to_string())?
+        .into_iter();
+    Ok(inputs
+        .iter()
+        .map(|i| {
+            i.as_ref()?;
+            match compared.next()? {
+                Ok(ferry_changes::InputsAt::Same) => None,
+                Ok(ferry_changes::InputsAt::Differ(parts)) => Some(format!(
+                    "these inputs differ in this checkout: {}",
+                    first_few(&parts)
+                )),
+                Ok(ferry_changes::InputsAt::Uncommitted(paths)) => Some(format!(
+                    "its inputs have uncommitted changes in this checkout: {} (a build that rewrites a tracked file, such as `npm install` rewriting package-lock.json, does this: use `npm ci`)",
+                    first_few(&paths)
+                )),
+                Err(_) => Some(
+                    "made at a commit this clone does not have (fetch it; a shallow clone lacks history)"
+                        .to_string(),
+                ),
+            }
+        })
+        .collect())
 }
 
 /// The first five of `items` for a message (`""`, the repository root, as `/`), and how many
@@ -657,23 +672,46 @@ pub async fn prepare_promote(
     let compiled: Vec<&Record> = candidates.iter().map(|s| &req.from_records[s]).collect();
     check_checkout(ws, from, &compiled)?;
     skipped.retain(|(s, _)| !candidates.contains(s));
-    // With `--service`, the dependents of what is promoted that run in the target stage but are
-    // not promoted are checked as in a deploy: each keeps the package the target stage runs and
-    // redeploys only when what it receives (a promoted service's outputs) changed.
+    // Dependents of what is promoted that run in the target stage but are not promoted (with
+    // `--service`, or running only there) are checked as in a deploy: each keeps the package
+    // the target runs and redeploys only when what it receives (a promoted service's outputs)
+    // changed. Its parameters, tests and (for a Serverless Framework service) compile come from
+    // this checkout, so only one whose inputs here are those its package was made from is
+    // checked; any other is reported, never deployed with another version's configuration.
     let running: BTreeSet<String> = current.keys().cloned().collect();
+    let outside: Vec<&Record> = with_dependents(ws, &deploy, &running)
+        .difference(&within)
+        .map(|s| &current[s])
+        .collect();
+    let not_checked = |why: String| {
+        format!(
+            "a dependent of what is promoted, not checked: {why}; promote it or deploy it to check it"
+        )
+    };
+    let found =
+        checkout_inputs(ws, &outside).map_err(|why| ReleaseRunError::CheckoutUnverifiable {
+            from: stage.name.clone(),
+            services: outside.iter().map(|r| r.service.clone()).collect(),
+            why,
+        })?;
     let mut kept: BTreeMap<String, &Record> = BTreeMap::new();
-    for s in with_dependents(ws, &deploy, &running).difference(&within) {
-        let r = &current[s];
-        if r.package_key.is_some() {
-            kept.insert(s.clone(), r);
-        } else {
-            skipped.push((
-                s.clone(),
-                format!(
-                    "a dependent of what is promoted, not checked: its package in `{}` is not stored; deploy it to check it",
+    for (r, differs) in outside.into_iter().zip(found) {
+        let s = r.service.clone();
+        match (differs, &r.package_key) {
+            (Some(why), _) => skipped.push((
+                s,
+                not_checked(format!(
+                    "the package `{}` runs was made from other inputs ({why})",
                     stage.name
-                ),
-            ));
+                )),
+            )),
+            (None, None) => skipped.push((
+                s,
+                not_checked(format!("its package in `{}` is not stored", stage.name)),
+            )),
+            (None, Some(_)) => {
+                kept.insert(s, r);
+            }
         }
     }
     candidates.extend(kept.keys().cloned());
@@ -708,17 +746,25 @@ pub async fn prepare_promote(
         if !kept.is_empty() {
             sources.push(StoredSource {
                 from: &own,
-                records: kept,
-                compile_per_stage: false,
+                records: kept.clone(),
+                // Compiled for the stage from this checkout, whose inputs were checked above.
+                compile_per_stage: true,
             });
         }
         Some(stored_package(target, &sources).await?)
     };
-    let archives = gate
+    // A compile must reproduce the archives of what runs: what passed, or, for a kept
+    // dependent, what the target stage runs.
+    let mut archives: BTreeMap<String, BTreeMap<String, String>> = gate
         .archives
         .into_iter()
         .filter(|(s, _)| candidates.contains(s))
         .collect();
+    for (s, r) in &kept {
+        if r.kind.as_deref() == Some(ServiceKind::Serverless.as_str()) {
+            archives.insert(s.clone(), r.artifacts.clone());
+        }
+    }
     Ok(Promotion {
         selection: Selection {
             deploy,

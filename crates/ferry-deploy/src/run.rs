@@ -1093,8 +1093,9 @@ async fn deploy_one(
     }
     // A record too large to write (dozens of archive keys) would fail the service after its
     // stack moved, and the stack would redeploy on every run: refused before. Checked without
-    // outputs (a record leaves them out when it must), with a stack id and times as long as
-    // the real ones will be.
+    // outputs (a record leaves them out when it must), with a stack id, times and tests'
+    // outcome as long as the real ones will be.
+    let region = &ctx.stage.config.region;
     let record = Record {
         service: service.name.clone(),
         stage: Some(ctx.stage.name.clone()),
@@ -1106,11 +1107,14 @@ async fn deploy_one(
         artifacts: artifact_keys,
         deployed_at: ferry_records::now_secs(),
         duration_ms: 99_999_999,
-        acceptance: None,
+        acceptance: Some(ferry_records::Acceptance {
+            passed: false,
+            at: ferry_records::now_secs(),
+        }),
         outputs: BTreeMap::new(),
         stack_id: Some(format!(
-            "arn:aws:cloudformation:{}:000000000000:stack/{stack}/00000000-0000-0000-0000-000000000000",
-            ctx.stage.config.region
+            "arn:{}:cloudformation:{region}:000000000000:stack/{stack}/00000000-0000-0000-0000-000000000000",
+            partition(region)
         )),
         stack_updated: Some(ferry_records::now_millis() as i64),
         kind: Some(service.kind.to_string()),
@@ -1148,6 +1152,7 @@ async fn deploy_one(
     let record = Record {
         deployed_at: ferry_records::now_secs(),
         duration_ms: t0.elapsed().as_millis() as u64,
+        acceptance: None,
         // A stack output may echo a secret (a SecureString passed in): records never hold one.
         outputs: deployed
             .outputs
@@ -1163,6 +1168,17 @@ async fn deploy_one(
         action: deployed.action,
         record: Box::new(record),
     })
+}
+
+/// The AWS partition of a region, as its ARNs name it.
+fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
 }
 
 /// With `--test`: runs a just-deployed service's acceptance tests and marks its `record` (just
@@ -1222,4 +1238,17 @@ async fn run_tests(
         return Err(ServiceError::tests_failed(action, &outcome.status));
     }
     Ok(ServiceResult::Deployed { action })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition;
+
+    #[test]
+    fn a_regions_partition_is_the_one_its_arns_name() {
+        assert_eq!(partition("us-east-1"), "aws");
+        assert_eq!(partition("eu-central-2"), "aws");
+        assert_eq!(partition("cn-northwest-1"), "aws-cn");
+        assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+    }
 }

@@ -56,7 +56,7 @@ pub struct PromoteArgs {
     from_ci: bool,
     /// Only these services (repeatable) [default: every service deployed in FROM]. Their
     /// dependents in TO are checked and redeploy, with the package TO runs, when what they
-    /// receive changed
+    /// receive changed (when this checkout holds their inputs; otherwise they are reported)
     #[arg(long = "service", value_name = "NAME")]
     services: Vec<String>,
     #[command(flatten)]
