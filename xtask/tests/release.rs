@@ -698,6 +698,34 @@ fn a_failure_after_the_stacks_moved_still_writes_the_release() {
             assert!(out.contains("nothing to promote"), "{out}");
         }
     }
+
+    // Failed tests, and two steps that fail on the way (one before the end of the run, one
+    // within it): the tests' verdict, and one line naming both steps.
+    std::fs::write(v.join("dev-app"), "").unwrap();
+    r.write(
+        "services/app/src/app.py",
+        "def handle(e, c):\n    return 3\n",
+    );
+    r.commit("app 3");
+    for blocked in ["outputs-dev.json", "reports/acceptance-dev.xml"] {
+        let _ = std::fs::remove_file(ferry_dir.join(blocked));
+        std::fs::create_dir_all(ferry_dir.join(blocked).join("taken")).unwrap();
+    }
+    let (out, err) = fails(&r, v, &["deploy", "dev", "--test"]);
+    assert!(row(&out, "app").contains("FAILED"), "{out}\n{err}");
+    let also: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("also failed"))
+        .collect();
+    assert_eq!(
+        also,
+        ["also failed (said above): writing the outputs file, writing the JUnit report"],
+        "{err}"
+    );
+    assert!(
+        err.contains("error: the deploy of stage `dev` did not complete"),
+        "{err}"
+    );
 }
 
 /// `test-acceptance` where one record cannot be marked (SSM refusing its write): the other

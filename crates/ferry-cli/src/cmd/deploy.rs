@@ -547,6 +547,7 @@ async fn deploy_locked(
         tests.as_ref(),
         (&release_id, release.as_ref()),
         args.concurrency,
+        &mut after,
     )
     .await;
     after.finish(end)

@@ -286,8 +286,10 @@ impl AfterMoved {
     }
 }
 
-/// After a run: the tests' summary, `on-test-failure = "rollback"`, and the exit status.
-/// `run_release` is the id of the release the run made (its records name it), written or not.
+/// After a run: the tests' summary, `on-test-failure = "rollback"`, and the run's verdict (an
+/// error for failed services or tests). Steps that fail on the way are kept in the run's
+/// `after`, whose `finish` then names them all on one line. `run_release` is the id of the
+/// release the run made (its records name it), written or not.
 pub(crate) async fn end_of_run(
     run: &Run<'_>,
     what: &str,
@@ -295,18 +297,18 @@ pub(crate) async fn end_of_run(
     tests: Option<&ferry_acceptance::Report>,
     (run_release, release): (&str, Option<&Release>),
     concurrency: Option<NonZeroUsize>,
+    after: &mut AfterMoved,
 ) -> anyhow::Result<()> {
     let stage = run.stage;
     announce(run, &report.services, tests, release).await;
-    // A report that could not be written is said now and named at the end.
-    let mut after = AfterMoved::deployed();
+    // A report that could not be written is said now and named at the end (by `after`).
     if let Some(t) = tests {
         if t.outcomes.is_empty() {
             println!(
                 "acceptance: no tests to run (no deployed service with [acceptance] is waiting for them)"
             );
         } else {
-            crate::cmd::acceptance::report(run.ctx, stage, t, &mut after);
+            crate::cmd::acceptance::report(run.ctx, stage, t, after);
         }
     }
     let failed: BTreeSet<String> = tests
@@ -323,11 +325,11 @@ pub(crate) async fn end_of_run(
         let said = after
             .keep("the rollback after the failed tests", rolled)
             .unwrap_or_else(|| "the rollback did not finish cleanly (said above)".to_string());
-        return after.finish(Err(anyhow::anyhow!(
+        return Err(anyhow::anyhow!(
             "acceptance tests failed in stage `{}` ({}); on-test-failure = \"rollback\": {said}",
             stage.name,
             failed.iter().cloned().collect::<Vec<_>>().join(", ")
-        )));
+        ));
     }
     if !report.succeeded() {
         let why = if what == "approval" {
@@ -341,12 +343,12 @@ pub(crate) async fn end_of_run(
                 stage.name
             )
         };
-        return after.finish(Err(anyhow::anyhow!(why)));
+        return Err(anyhow::anyhow!(why));
     }
     if !failed.is_empty() {
-        return after.finish(Err(crate::cmd::acceptance::tests_failed(stage)));
+        return Err(crate::cmd::acceptance::tests_failed(stage));
     }
-    after.finish(Ok(()))
+    Ok(())
 }
 
 /// Announces the run's changes of state (`[notifications]`), saying where it sent them; a failed
@@ -856,6 +858,7 @@ async fn promote_locked(
         tests.as_ref(),
         (&run_release, release.as_ref()),
         args.run.concurrency,
+        &mut after,
     )
     .await;
     after.finish(end)
@@ -1191,6 +1194,7 @@ async fn approve_locked(
         tests.as_ref(),
         (&approval.release, release.as_ref()),
         args.run.concurrency,
+        &mut after,
     )
     .await;
     after.finish(end)
