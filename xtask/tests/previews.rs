@@ -208,6 +208,57 @@ fn previews_are_listed_and_pruned_by_ci_event_live_refs_and_ttl() {
 /// previews' records is rewritten on its way back); the stage's own records, read under its
 /// lock, say it was deployed just now.
 #[test]
+fn prune_removes_a_preview_whole_and_never_a_named_stage() {
+    let p = "pv-whole";
+    let r = repo(p);
+    // staging keeps its records under a path of its own: found there under the id `stg`, it
+    // is still no preview.
+    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "{toml}\n[stages.staging]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nrecords-path = \"/ferry/{p}/stg/\"\n"
+        ),
+    );
+    r.commit("staging");
+    let deploy = |stage: &str| {
+        let (code, out, err) = run(&mut xtask(&r, &["deploy", stage]), None);
+        assert_eq!(code, 0, "{stage}\n{out}\n{err}");
+    };
+    deploy("staging");
+    // pr-7's branch adds a service; the checkout that prunes it no longer has it.
+    r.write(
+        "services/c/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write("services/c/t.yaml", QUEUE);
+    r.commit("c");
+    deploy("pr-7");
+    r.remove("services/c");
+    r.commit("back to main");
+    assert_eq!(names(&list(&r)), ["pr-7"]);
+
+    let (code, out, err) = run(&mut xtask(&r, &["previews", "prune", "--ttl", "0s"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("pr-7: "), "{out}");
+    assert!(out.contains("pruned 1 of 1 preview stage(s)"), "{out}");
+    assert!(out.contains(&format!("deleted {p}-c-pr-7 (c)")), "{out}");
+    assert_eq!(names(&list(&r)), Vec::<&str>::new());
+    assert_eq!(
+        stacks(p),
+        [format!("{p}-a-staging"), format!("{p}-b-staging")],
+        "the preview is gone whole, staging stays"
+    );
+    assert!(common::records(p, "pr-7").is_empty());
+    let staging = ferry_records::RecordStore::new(
+        aws_sdk_ssm::Client::new(&config()),
+        "staging",
+        &format!("/ferry/{p}/stg"),
+    );
+    assert_eq!(rt().block_on(staging.read_all()).unwrap().len(), 2);
+}
+
+#[test]
 fn a_preview_deployed_since_it_was_judged_gone_is_left_in_place() {
     let p = "pv-again";
     let r = repo(p);

@@ -24,6 +24,9 @@ pub struct Preview {
     pub services: BTreeSet<String>,
     /// Stack names that exist.
     pub stacks: BTreeSet<String>,
+    /// The stacks that exist, by the service their tags name: removed with the preview though
+    /// the checkout that prunes it lacks the service (a service only its branch added).
+    pub stack_of: BTreeMap<String, String>,
     /// Services that have a record.
     pub recorded: BTreeSet<String>,
     /// The newest deploy (seconds since the epoch): records' times, else stacks' last update.
@@ -96,6 +99,7 @@ pub async fn find(ws: &Workspace, config: &SdkConfig) -> Result<Vec<Preview>, Pr
             pull_request: None,
             services: BTreeSet::new(),
             stacks: BTreeSet::new(),
+            stack_of: BTreeMap::new(),
             recorded: BTreeSet::new(),
             deployed_at: None,
         });
@@ -121,6 +125,7 @@ pub async fn find(ws: &Workspace, config: &SdkConfig) -> Result<Vec<Preview>, Pr
         }
         let p = found.get_mut(&id).expect("just added");
         if let Some(service) = tag(ferry_stacks::ownership::TAG_SERVICE) {
+            p.stack_of.insert(service.clone(), name.clone());
             p.services.insert(service);
         }
         p.stacks.insert(name);
@@ -163,6 +168,9 @@ pub async fn find(ws: &Workspace, config: &SdkConfig) -> Result<Vec<Preview>, Pr
         }
         p.pull_request = pull_request_of(ws.project.ci.pull_requests.as_deref(), &p.name);
     }
+    // A named stage whose id is not its name (its own records-path or stack names) is found
+    // under that id: its records and tags name it, and it is no preview.
+    found.retain(|_, p| !named.contains(&p.name.to_ascii_lowercase()));
     Ok(found.into_values().collect())
 }
 
@@ -345,6 +353,7 @@ mod tests {
             pull_request: pull_request_of(Some("pr-{number}"), name),
             services: BTreeSet::from(["a".to_string()]),
             stacks: BTreeSet::new(),
+            stack_of: BTreeMap::new(),
             recorded: BTreeSet::new(),
             deployed_at: at,
         }

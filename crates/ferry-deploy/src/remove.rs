@@ -10,7 +10,7 @@
 //! others go on; at the end every deleted stack is looked up again, and one still there is a
 //! failure too. A record is deleted only once its stack is confirmed gone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -145,6 +145,10 @@ pub struct RemoveContext<'a> {
     pub previous: &'a BTreeMap<String, Record>,
     /// Cancelled: no further stack is deleted.
     pub cancel: &'a Cancel,
+    /// Every stack of the stage found by its tags (service → stack), for a stage removed
+    /// whole whatever this checkout holds (`previews prune`): these, and the services with a
+    /// record, are removed too when the checkout lacks them, before the checkout's own.
+    pub found: Option<&'a BTreeMap<String, String>>,
 }
 
 /// Deletes the stage's stacks (dependents before their dependencies) and their records.
@@ -160,10 +164,11 @@ pub async fn remove(
         records,
         previous,
         cancel,
+        found,
     } = *ctx;
     check_removable(stage, options)?;
     // (service, stack) in the order to delete.
-    let targets: Vec<(String, String)> = if options.orphans {
+    let mut targets: Vec<(String, String)> = if options.orphans {
         previous
             .iter()
             .filter(|(s, _)| ws.service(s).is_none())
@@ -180,6 +185,18 @@ pub async fn remove(
             })
             .collect()
     };
+    if let Some(found) = found {
+        let known: BTreeSet<String> = targets.iter().map(|(s, _)| s.clone()).collect();
+        let mut extra: BTreeMap<String, String> = previous
+            .iter()
+            .map(|(s, r)| (s.clone(), r.stack.clone()))
+            .chain(found.iter().map(|(s, st)| (s.clone(), st.clone())))
+            .filter(|(s, _)| !known.contains(s))
+            .collect();
+        // Services this checkout lacks have no place in its graph: they go first (nothing
+        // this checkout deploys can depend on them).
+        targets.splice(0..0, std::mem::take(&mut extra));
+    }
     let engine = Engine::for_config(
         config,
         ferry_stacks::DeployOptions {

@@ -228,7 +228,15 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
         for (p, _) in &gone {
             println!("pruning `{}`", p.name);
             let outcome: anyhow::Result<bool> = async {
-                let stage = ws.stage(&p.name)?;
+                let mut stage = ws.stage(&p.name)?;
+                anyhow::ensure!(
+                    stage.preview,
+                    "`{}` is a stage named in ferry.toml, not a preview: prune never removes it (use `remove`)",
+                    p.name
+                );
+                // The id it was deployed under: this checkout may derive another (a longer
+                // service name shortens the room for it).
+                stage.id = p.id.clone();
                 ferry_deploy::check_removable(&stage, &options)?;
                 crate::cmd::remove::remove_stage(ctx, &stage, &options, args.force_unlock, Some(p))
                     .await

@@ -83,6 +83,7 @@ pub(crate) async fn remove_stage(
             records: &records,
             previous: &previous,
             cancel: &cancel,
+            found: judged.map(|p| &p.stack_of),
         };
         let report = ferry_deploy::remove(&rctx, options, &|e| clock.say(&describe(&e))).await?;
         for (service, bucket, n) in &report.emptied {
