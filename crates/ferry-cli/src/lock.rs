@@ -124,7 +124,18 @@ async fn interruptible<T>(
     let mut int = signal(SignalKind::interrupt()).context("failed to watch for Ctrl-C")?;
     let mut term = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
     tokio::pin!(work);
-    let keep = records.keep(holder);
+    // Renewals failing for minutes (SSM unreachable, throttled): nothing new starts, and the
+    // lock is still renewed for what runs.
+    let failing = |e: &ferry_records::RecordError| {
+        eprintln!(
+            "{}",
+            crate::ui::mask(&format!(
+                "error: {e}; the stage's lock could not be renewed for minutes: starting nothing new"
+            ))
+        );
+        cancel.cancel();
+    };
+    let keep = records.keep(holder, &failing);
     tokio::pin!(keep);
     let mut lost = None;
     let mut signals = 0;

@@ -439,19 +439,26 @@ impl RecordStore {
     }
 
     /// Renews `holder`'s lock every [`RENEW_EVERY`] for as long as it is polled; returns only
-    /// when the lock is lost (taken over, deleted), or when renewing has failed for longer than
-    /// half of [`LOCK_TTL`] (then others may soon see it as stale).
-    pub async fn keep(&self, holder: &LockHolder) -> RecordError {
+    /// when the lock is lost (taken over, deleted). When renewing has failed for longer than
+    /// half of [`LOCK_TTL`] (others may soon see the lock as stale), `failing` is told once per
+    /// such spell, so the caller can start nothing new; renewing goes on all the same, since
+    /// what is already running still needs the lock.
+    pub async fn keep(&self, holder: &LockHolder, failing: &dyn Fn(&RecordError)) -> RecordError {
         let mut failing_since: Option<tokio::time::Instant> = None;
+        let mut told = false;
         loop {
             tokio::time::sleep(RENEW_EVERY).await;
             match self.renew(holder).await {
-                Ok(()) => failing_since = None,
+                Ok(()) => {
+                    failing_since = None;
+                    told = false;
+                }
                 Err(e @ RecordError::LockLost { .. }) => return e,
                 Err(e) => {
                     let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
-                    if since.elapsed() > LOCK_TTL / 2 {
-                        return e;
+                    if since.elapsed() > LOCK_TTL / 2 && !told {
+                        told = true;
+                        failing(&e);
                     }
                 }
             }
