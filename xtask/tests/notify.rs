@@ -156,6 +156,9 @@ fn changes_of_state_are_announced_once_to_every_target_and_green_builds_say_noth
     let secret_path = "/nt-state/notify/chat";
     let secret_url = format!("{base}/hook-held-in-ssm-T0KEN");
     put_secret(secret_path, &secret_url);
+    // A URL in SSM that would send its token in clear text: refused like one in ferry.toml.
+    let plain_path = "/nt-state/notify/plain";
+    put_secret(plain_path, "http://198.51.100.7/hook-PLAIN");
     // A port nothing listens on: that webhook fails.
     let dead = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -167,7 +170,7 @@ fn changes_of_state_are_announced_once_to_every_target_and_green_builds_say_noth
         &format!(
             "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
              [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n\n\
-             [notifications]\nwebhooks = [\"{base}/hook\", \"ssm:{secret_path}\", \"{dead}\"]\nsns-topic = \"{topic}\"\n"
+             [notifications]\nwebhooks = [\"{base}/hook\", \"ssm:{secret_path}\", \"ssm:{plain_path}\", \"{dead}\"]\nsns-topic = \"{topic}\"\n"
         ),
     )
     .write(
@@ -213,6 +216,11 @@ fn changes_of_state_are_announced_once_to_every_target_and_green_builds_say_noth
     assert!(text.contains(" by "), "the author: {text}");
     let all = format!("{out}{err}");
     assert!(all.contains("warning: webhook http://127.0.0.1:"), "{all}");
+    assert!(
+        all.contains(&format!("warning: webhook ssm:{plain_path}: the parameter does not hold an https URL (plain http only to a loopback address); nothing was sent to it")),
+        "{all}"
+    );
+    assert!(!all.contains("PLAIN"), "{all}");
     // A URL written in ferry.toml is shown by its host only; the one from SSM by its name.
     assert!(
         all.contains(&format!(

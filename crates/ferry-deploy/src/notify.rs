@@ -139,6 +139,14 @@ pub async fn announce(
                         Some(v) => {
                             // The URL is a secret: masked wherever it could reappear.
                             masker.register(v);
+                            // It goes out only as one in ferry.toml may (its token never in
+                            // clear text); the error leaves the URL out.
+                            if ferry_manifest::check_webhook_url(v).is_err() {
+                                out.failed.push(format!(
+                                    "webhook {shown}: the parameter does not hold an https URL (plain http only to a loopback address); nothing was sent to it"
+                                ));
+                                continue;
+                            }
                             (v.to_string(), shown)
                         }
                         None => {

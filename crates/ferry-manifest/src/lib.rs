@@ -22,7 +22,9 @@ mod stage;
 pub use cache::ManifestCache;
 pub use diag::{Diagnostic, ManifestErrors, did_you_mean, first_few};
 pub use layout::{Layout, OUTPUT_DIR};
-pub use load::{PROJECT_FILE, SERVICE_FILE, declared_service_name, load, load_from};
+pub use load::{
+    PROJECT_FILE, SERVICE_FILE, check_webhook_url, declared_service_name, load, load_from,
+};
 pub use memo::{read_memo, write_memo};
 pub use model::{
     Acceptance, Artifact, DEFAULT_ACCEPTANCE_TIMEOUT, DEFAULT_BUILD_TIMEOUT, DeploymentMethod,

@@ -14,6 +14,8 @@ mod rules;
 mod serverless;
 mod service;
 
+pub use project::check_webhook_url;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;

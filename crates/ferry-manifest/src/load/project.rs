@@ -214,30 +214,14 @@ fn read_notifications(
     out
 }
 
-/// A webhook entry, or why it is refused.
-fn webhook(text: &str) -> Result<Webhook, String> {
-    if let Some(name) = text.strip_prefix("ssm:") {
-        return match check_ssm_name(name, false) {
-            Ok(()) => Ok(Webhook::Ssm(name.to_string())),
-            Err(e) => Err(format!(
-                "{e}; name the SSM parameter that holds the URL by its full path, e.g. ssm:/shop/notify/slack"
-            )),
-        };
-    }
+/// Whether a webhook URL goes out safely: https, or plain http only to a loopback address, and
+/// naming a host. The error quotes `text`: for a URL that is a secret, say something else.
+pub fn check_webhook_url(text: &str) -> Result<(), String> {
     let lower = text.to_ascii_lowercase();
     let (scheme, rest) = lower
         .split_once("://")
         .ok_or_else(|| format!("`{text}` is neither an https URL nor ssm:<parameter name>"))?;
-    let host = rest
-        .split(['/', '?', '#'])
-        .next()
-        .unwrap_or_default()
-        .rsplit_once('@')
-        .map_or_else(
-            || rest.split(['/', '?', '#']).next().unwrap_or_default(),
-            |(_, h)| h,
-        );
-    let host_name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let host_name = host_of(rest);
     let loopback = matches!(host_name, "127.0.0.1" | "localhost" | "[::1]");
     match scheme {
         "https" => {}
@@ -252,6 +236,29 @@ fn webhook(text: &str) -> Result<Webhook, String> {
     if host_name.is_empty() {
         return Err(format!("`{text}` names no host"));
     }
+    Ok(())
+}
+
+/// The host a URL names, given what follows its `://` (no user, no port).
+fn host_of(rest: &str) -> &str {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// A webhook entry, or why it is refused.
+fn webhook(text: &str) -> Result<Webhook, String> {
+    if let Some(name) = text.strip_prefix("ssm:") {
+        return match check_ssm_name(name, false) {
+            Ok(()) => Ok(Webhook::Ssm(name.to_string())),
+            Err(e) => Err(format!(
+                "{e}; name the SSM parameter that holds the URL by its full path, e.g. ssm:/shop/notify/slack"
+            )),
+        };
+    }
+    check_webhook_url(text)?;
+    let lower = text.to_ascii_lowercase();
+    let rest = lower.split_once("://").map_or("", |(_, r)| r);
     let keep_in_ssm = "keep it in SSM as a SecureString (`param set <stage> notify/webhook --secure`) and name it here as ssm:/<path>";
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.contains('@') {
@@ -262,6 +269,7 @@ fn webhook(text: &str) -> Result<Webhook, String> {
             "this webhook URL has a query string, which often carries its token: {keep_in_ssm}"
         ));
     }
+    let host_name = host_of(rest);
     let secret_hosts = [
         "hooks.slack.com",
         "discord.com",
