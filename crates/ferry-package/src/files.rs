@@ -105,10 +105,20 @@ fn is_executable(_: &fs::Metadata) -> bool {
 /// sees; a broken link and a link that loops back into a folder being walked are refused too.
 /// Credential files ([`is_credential_name`]) are left out and listed in
 /// [`Collected::withheld`]; one named as the artifact itself is refused.
-pub fn collect(root: &Path, exclude: &GlobSet, boundary: &Path) -> io::Result<Collected> {
+///
+/// With `watched`, a file reached through a link must lie in what change detection watches for
+/// the service: an edit anywhere else would not redeploy it, and its package would go stale.
+pub fn collect(
+    root: &Path,
+    exclude: &GlobSet,
+    boundary: &Path,
+    watched: Option<&Watched>,
+) -> io::Result<Collected> {
     let boundary = fs::canonicalize(boundary)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", boundary.display())))?;
     let real = resolve(root, &boundary)?;
+    // A folder reached through a link has its files checked as they are walked.
+    let linked = fs::symlink_metadata(root).is_ok_and(|m| m.file_type().is_symlink());
     let meta = fs::metadata(&real)?;
     let mut out = Collected::default();
     let credential_place = in_credential_place(&real, &boundary);
@@ -128,6 +138,11 @@ pub fn collect(root: &Path, exclude: &GlobSet, boundary: &Path) -> io::Result<Co
                 ),
             ));
         }
+        if let Some(w) = watched
+            && linked
+        {
+            w.check(root, &real, &boundary)?;
+        }
         out.entries.push(Entry {
             name,
             path: root.to_path_buf(),
@@ -138,10 +153,11 @@ pub fn collect(root: &Path, exclude: &GlobSet, boundary: &Path) -> io::Result<Co
     let mut walk = Walk {
         exclude,
         boundary: &boundary,
+        watched,
         open: vec![real.clone()],
         out: &mut out,
     };
-    walk.dir(root, &real, "")?;
+    walk.dir(root, &real, "", linked)?;
     out.entries
         .sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     out.withheld.sort();
@@ -182,9 +198,66 @@ fn resolve(path: &Path, boundary: &Path) -> io::Result<PathBuf> {
     Ok(real)
 }
 
+/// What change detection watches for one service: its folder, its declared `inputs` and the
+/// project's global inputs (repository-relative globs).
+#[derive(Debug)]
+pub struct Watched {
+    dir: String,
+    globs: GlobSet,
+}
+
+impl Watched {
+    pub fn new(dir: &str, globs: &[String]) -> Result<Watched, globset::Error> {
+        let mut b = globset::GlobSetBuilder::new();
+        for g in globs {
+            b.add(
+                globset::GlobBuilder::new(g)
+                    .literal_separator(true)
+                    .build()?,
+            );
+        }
+        Ok(Watched {
+            dir: dir.trim_end_matches('/').to_string(),
+            globs: b.build()?,
+        })
+    }
+
+    fn covers(&self, rel: &str) -> bool {
+        // Installed packages (pnpm links each one into the repository's own `node_modules`)
+        // are not versioned: they change through a lockfile, which a service declares as an
+        // input when it packages them.
+        rel.split('/').any(|c| c == "node_modules")
+            || self.dir.is_empty()
+            || rel == self.dir
+            || rel.starts_with(&format!("{}/", self.dir))
+            || self.globs.is_match(rel)
+    }
+
+    /// `path` is really at `real` (inside the canonical `boundary`): refused unless watched.
+    fn check(&self, path: &Path, real: &Path, boundary: &Path) -> io::Result<()> {
+        let rel = real
+            .strip_prefix(boundary)
+            .ok()
+            .and_then(Path::to_str)
+            .unwrap_or_default();
+        if self.covers(rel) {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} leads to {rel}, outside the service's folder and its declared inputs: an edit there would not redeploy the service, so its package would go stale; declare it in the service's `inputs` (e.g. inputs = [\"{}/**\"]), or exclude the link",
+                path.display(),
+                rel.rsplit_once('/').map_or(rel, |(d, _)| d)
+            ),
+        ))
+    }
+}
+
 struct Walk<'a> {
     exclude: &'a GlobSet,
     boundary: &'a Path,
+    watched: Option<&'a Watched>,
     /// The real paths of the folders being walked, outermost first: a link back into one of
     /// them is a loop.
     open: Vec<PathBuf>,
@@ -192,8 +265,9 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// Walks folder `dir` (really at `real`), its entries named under `prefix`.
-    fn dir(&mut self, dir: &Path, real: &Path, prefix: &str) -> io::Result<()> {
+    /// Walks folder `dir` (really at `real`), its entries named under `prefix`; `linked` when
+    /// a link led there.
+    fn dir(&mut self, dir: &Path, real: &Path, prefix: &str, linked: bool) -> io::Result<()> {
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -239,9 +313,14 @@ impl Walk<'_> {
                     )));
                 }
                 self.open.push(target.clone());
-                self.dir(&path, &target, &rel)?;
+                self.dir(&path, &target, &rel, linked || link)?;
                 self.open.pop();
             } else if meta.is_file() {
+                if let Some(w) = self.watched
+                    && (linked || link)
+                {
+                    w.check(&path, &target, self.boundary)?;
+                }
                 self.out.entries.push(Entry {
                     name: rel,
                     path,
@@ -289,7 +368,7 @@ mod tests {
         fs::write(svc.join("src/app.py"), "A = 1").unwrap();
         symlink("../../../shared", svc.join("src/shared")).unwrap();
         let none = exclude_set(&[]).unwrap();
-        let names: Vec<String> = collect(&svc.join("src"), &none, repo.path())
+        let names: Vec<String> = collect(&svc.join("src"), &none, repo.path(), None)
             .unwrap()
             .entries
             .into_iter()
@@ -298,13 +377,13 @@ mod tests {
         assert_eq!(names, ["app.py", "shared/lib.py"]);
 
         symlink(outside.path().join("credentials"), svc.join("src/creds")).unwrap();
-        let err = collect(&svc.join("src"), &none, repo.path()).unwrap_err();
+        let err = collect(&svc.join("src"), &none, repo.path(), None).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
         assert!(err.to_string().contains("outside the repository"), "{err}");
         // Excluded, it is not looked at.
         let creds = exclude_set(&["creds"]).unwrap();
         assert_eq!(
-            collect(&svc.join("src"), &creds, repo.path())
+            collect(&svc.join("src"), &creds, repo.path(), None)
                 .unwrap()
                 .entries
                 .len(),
@@ -314,17 +393,17 @@ mod tests {
 
         // A link back into a folder being walked, and a broken link.
         symlink("..", svc.join("src/up")).unwrap();
-        let err = collect(&svc.join("src"), &none, repo.path()).unwrap_err();
+        let err = collect(&svc.join("src"), &none, repo.path(), None).unwrap_err();
         assert!(err.to_string().contains("would never end"), "{err}");
         fs::remove_file(svc.join("src/up")).unwrap();
         symlink("nowhere", svc.join("src/broken")).unwrap();
-        let err = collect(&svc.join("src"), &none, repo.path()).unwrap_err();
+        let err = collect(&svc.join("src"), &none, repo.path(), None).unwrap_err();
         assert!(err.to_string().contains("broken or looping"), "{err}");
         fs::remove_file(svc.join("src/broken")).unwrap();
 
         // The artifact itself a link out of the repository.
         symlink(outside.path(), svc.join("out")).unwrap();
-        let err = collect(&svc.join("out"), &none, repo.path()).unwrap_err();
+        let err = collect(&svc.join("out"), &none, repo.path(), None).unwrap_err();
         assert!(err.to_string().contains("outside the repository"), "{err}");
     }
 
@@ -370,6 +449,67 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
+    fn a_link_may_lead_only_where_change_detection_looks() {
+        use std::os::unix::fs::symlink;
+        let repo = tempfile::tempdir().unwrap();
+        let svc = repo.path().join("services/api");
+        fs::create_dir_all(svc.join("src")).unwrap();
+        fs::create_dir_all(svc.join("vendor")).unwrap();
+        fs::create_dir_all(repo.path().join("shared/lib")).unwrap();
+        fs::write(repo.path().join("shared/lib/util.py"), "U = 1").unwrap();
+        fs::write(svc.join("vendor/v.py"), "V = 1").unwrap();
+        fs::write(svc.join("src/app.py"), "A = 1").unwrap();
+        // Inside the service's own folder: watched.
+        symlink("../vendor", svc.join("src/vendor")).unwrap();
+        let none = exclude_set(&[]).unwrap();
+        let own = Watched::new("services/api", &[]).unwrap();
+        let got = collect(&svc.join("src"), &none, repo.path(), Some(&own)).unwrap();
+        assert_eq!(got.entries.len(), 2);
+
+        // Elsewhere in the repository: refused unless declared among the inputs.
+        symlink("../../../shared/lib", svc.join("src/lib")).unwrap();
+        let err = collect(&svc.join("src"), &none, repo.path(), Some(&own)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert!(
+            err.to_string().contains("leads to shared/lib/util.py, outside the service's folder and its declared inputs: an edit there would not redeploy the service, so its package would go stale; declare it in the service's `inputs` (e.g. inputs = [\"shared/lib/**\"])"),
+            "{err}"
+        );
+        let declared = Watched::new("services/api", &["shared/lib/**".into()]).unwrap();
+        let names: Vec<String> = collect(&svc.join("src"), &none, repo.path(), Some(&declared))
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["app.py", "lib/util.py", "vendor/v.py"]);
+        // The artifact itself a link to such a place.
+        symlink("../../shared/lib", svc.join("out")).unwrap();
+        let err = collect(&svc.join("out"), &none, repo.path(), Some(&own)).unwrap_err();
+        assert!(err.to_string().contains("leads to shared/lib"), "{err}");
+        assert!(collect(&svc.join("out"), &none, repo.path(), Some(&declared)).is_ok());
+        fs::remove_file(svc.join("out")).unwrap();
+
+        // An installed package linked from the repository's `node_modules` (pnpm) is no
+        // versioned file: followed as before.
+        fs::remove_file(svc.join("src/lib")).unwrap();
+        fs::create_dir_all(repo.path().join("node_modules/.pnpm/left-pad/lib")).unwrap();
+        fs::write(
+            repo.path().join("node_modules/.pnpm/left-pad/lib/index.js"),
+            "1",
+        )
+        .unwrap();
+        fs::create_dir_all(svc.join("src/node_modules")).unwrap();
+        symlink(
+            "../../../../node_modules/.pnpm/left-pad",
+            svc.join("src/node_modules/left-pad"),
+        )
+        .unwrap();
+        let got = collect(&svc.join("src"), &none, repo.path(), Some(&own)).unwrap();
+        assert_eq!(got.entries.len(), 3);
+    }
+
+    #[cfg(unix)]
+    #[test]
     fn credential_files_are_left_out_at_any_depth_and_refused_as_an_artifact() {
         use std::os::unix::fs::symlink;
         let repo = tempfile::tempdir().unwrap();
@@ -385,7 +525,7 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         symlink(outside.path(), src.join(".npmrc")).unwrap();
         let none = exclude_set(&[]).unwrap();
-        let got = collect(&src, &none, repo.path()).unwrap();
+        let got = collect(&src, &none, repo.path(), None).unwrap();
         let names: Vec<&str> = got.entries.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["app.py", "lib/util.py"]);
         assert_eq!(
@@ -399,7 +539,7 @@ mod tests {
         fs::write(repo.path().join("svc/.env"), "TOKEN=t").unwrap();
         symlink("../.env", src.join("config.txt")).unwrap();
         symlink("../../.aws", src.join("settings")).unwrap();
-        let got = collect(&src, &none, repo.path()).unwrap();
+        let got = collect(&src, &none, repo.path(), None).unwrap();
         let names: Vec<&str> = got.entries.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["app.py", "lib/util.py"]);
         assert_eq!(
@@ -418,22 +558,28 @@ mod tests {
 
         // Excluded by a glob, it is not reported.
         let env = exclude_set(&[".env"]).unwrap();
-        let got = collect(&src, &env, repo.path()).unwrap();
+        let got = collect(&src, &env, repo.path(), None).unwrap();
         assert_eq!(got.withheld, [".npmrc", "lib/.aws", "lib/.env.production"]);
 
         // Named as the artifact itself: refused, not zipped as a one-file archive.
-        let err = collect(&src.join(".env"), &none, repo.path()).unwrap_err();
+        let err = collect(&src.join(".env"), &none, repo.path(), None).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
         assert!(err.to_string().contains("credential file"), "{err}");
         assert!(!err.to_string().contains("hunter2"), "{err}");
         // So is a credential folder named as the artifact, or a link to one.
-        let err = collect(&src.join("lib/.aws"), &none, repo.path()).unwrap_err();
+        let err = collect(&src.join("lib/.aws"), &none, repo.path(), None).unwrap_err();
         assert!(
             err.to_string().contains("credential file or folder"),
             "{err}"
         );
         symlink("../.aws", repo.path().join("svc/aws-config")).unwrap();
-        let err = collect(&repo.path().join("svc/aws-config"), &none, repo.path()).unwrap_err();
+        let err = collect(
+            &repo.path().join("svc/aws-config"),
+            &none,
+            repo.path(),
+            None,
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("credential file or folder"),
             "{err}"

@@ -688,7 +688,7 @@ pub fn check_templates<'a>(
 pub fn store_folder(out: &Path, dir: &Path) -> Result<(zip::Written, Vec<String>), PackageError> {
     // An unpacked archive: its own links stay inside it.
     let files::Collected { entries, withheld } =
-        files::collect(dir, &globset::GlobSet::empty(), dir).map_err(io_err(dir))?;
+        files::collect(dir, &globset::GlobSet::empty(), dir, None).map_err(io_err(dir))?;
     let dest_dir = out.join("artifacts");
     fs::create_dir_all(&dest_dir).map_err(io_err(&dest_dir))?;
     let tmp = dest_dir.join(format!(
@@ -815,7 +815,18 @@ fn files_of(
         path: service.manifest_path(),
         source: io::Error::other(e.to_string()),
     })?;
-    let found = files::collect(src, &set, root).map_err(io_err(src))?;
+    let watched_globs: Vec<String> = service
+        .inputs
+        .iter()
+        .chain(&ws.project.global_inputs)
+        .cloned()
+        .collect();
+    let watched =
+        files::Watched::new(&service.dir, &watched_globs).map_err(|e| PackageError::Io {
+            path: service.manifest_path(),
+            source: io::Error::other(e.to_string()),
+        })?;
+    let found = files::collect(src, &set, root, Some(&watched)).map_err(io_err(src))?;
     if !found.withheld.is_empty() {
         on(Event::Withheld {
             service: service.name.clone(),
