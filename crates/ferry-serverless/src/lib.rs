@@ -291,8 +291,8 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
     // environment, S3) compiles to something else when they change, which no input key sees:
     // it is compiled every time.
     let input_key = c.input_key.filter(|_| {
-        let path = c.root.join(&c.service.dir).join(&c.service.template);
-        !reads_outside_values(&std::fs::read_to_string(path).unwrap_or_default())
+        let dir = c.root.join(&c.service.dir);
+        !config_reads_outside(&dir, &dir.join(&c.service.template))
     });
     let reuse_path = input_key.map(|k| {
         c.out
@@ -395,6 +395,54 @@ fn reads_outside_values(config: &str) -> bool {
     OUTSIDE_SOURCES.iter().any(|s| config.contains(s))
 }
 
+/// Whether the configuration at `config` (of the service in `dir`) may read a value from
+/// outside the repository, itself or through the files it includes with `${file(…)}` (read
+/// here, relative to the service's folder, as the framework does). A configuration written as a
+/// program (`serverless.ts`, `.js`), a JavaScript resolver (`${file(./x.js):fn}`), an included
+/// path built from a variable, and a file that cannot be read may read anything: they count as
+/// reading outside.
+fn config_reads_outside(dir: &Path, config: &Path) -> bool {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo = vec![config.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let program = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "js" | "cjs" | "mjs" | "ts" | "mts" | "cts"));
+        if program || seen.len() > 200 {
+            return true;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return true;
+        };
+        if reads_outside_values(&text) {
+            return true;
+        }
+        for included in included_files(&text) {
+            if included.contains("${") {
+                return true;
+            }
+            todo.push(dir.join(included));
+        }
+    }
+    false
+}
+
+/// The paths of the `${file(…)}` references in a configuration's text.
+fn included_files(text: &str) -> Vec<&str> {
+    text.match_indices("${file(")
+        .filter_map(|(i, m)| {
+            let rest = &text[i + m.len()..];
+            let inner = rest.split_once(')')?.0;
+            Some(inner.trim().trim_matches(|c| c == '\'' || c == '"').trim())
+        })
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
 /// Everything a compile depends on besides the files the input key covers.
 fn reuse_key(c: &Compile<'_>, input_key: &str) -> String {
     let cli = c
@@ -454,5 +502,41 @@ mod tests {
         ] {
             assert!(!reads_outside_values(inside), "{inside}");
         }
+    }
+
+    #[test]
+    fn included_files_and_programs_count_as_the_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let write = |name: &str, text: &str| std::fs::write(d.join(name), text).unwrap();
+        let config = d.join("serverless.yml");
+        write(
+            "serverless.yml",
+            "service: api\ncustom: ${file(./custom.yml)}\n",
+        );
+        write("custom.yml", "table: ${file('./deep.yml'):table}\n");
+        write("deep.yml", "table: orders\n");
+        assert!(
+            !config_reads_outside(d, &config),
+            "only files of the service"
+        );
+        // Two includes down, an SSM value.
+        write("deep.yml", "table: ${ssm:/shop/table}\n");
+        assert!(config_reads_outside(d, &config));
+        write("deep.yml", "table: orders\n");
+        // A JavaScript resolver, a path built from a variable, a file that is not there.
+        for custom in [
+            "x: ${file(./resolve.js):value}\n",
+            "x: ${file(./config.${opt:stage}.yml)}\n",
+            "x: ${file(./missing.yml)}\n",
+        ] {
+            write("custom.yml", custom);
+            assert!(config_reads_outside(d, &config), "{custom}");
+        }
+        // A configuration written as a program; an include that includes itself ends.
+        write("serverless.ts", "export default {}\n");
+        assert!(config_reads_outside(d, &d.join("serverless.ts")));
+        write("custom.yml", "again: ${file(./custom.yml)}\n");
+        assert!(!config_reads_outside(d, &config));
     }
 }
