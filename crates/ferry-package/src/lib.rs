@@ -815,18 +815,8 @@ fn files_of(
         path: service.manifest_path(),
         source: io::Error::other(e.to_string()),
     })?;
-    let watched_globs: Vec<String> = service
-        .inputs
-        .iter()
-        .chain(&ws.project.global_inputs)
-        .cloned()
-        .collect();
-    let watched =
-        files::Watched::new(&service.dir, &watched_globs).map_err(|e| PackageError::Io {
-            path: service.manifest_path(),
-            source: io::Error::other(e.to_string()),
-        })?;
-    let found = files::collect(src, &set, root, Some(&watched)).map_err(io_err(src))?;
+    let found =
+        files::collect(src, &set, root, Some(&watched(ws, service)?)).map_err(io_err(src))?;
     if !found.withheld.is_empty() {
         on(Event::Withheld {
             service: service.name.clone(),
@@ -835,6 +825,33 @@ fn files_of(
         });
     }
     Ok(found.entries)
+}
+
+/// What change detection watches for `service` (see [`files::Watched`]).
+fn watched(ws: &Workspace, service: &Service) -> Result<files::Watched, PackageError> {
+    let globs: Vec<String> = service
+        .inputs
+        .iter()
+        .chain(&ws.project.global_inputs)
+        .cloned()
+        .collect();
+    files::Watched::new(&service.dir, &globs).map_err(|e| PackageError::Io {
+        path: service.manifest_path(),
+        source: io::Error::other(e.to_string()),
+    })
+}
+
+/// A single file an artifact names, checked as the files of a folder are: inside the
+/// repository, a link only to what the service's change detection watches, no credential file.
+fn check_single_file(ws: &Workspace, service: &Service, path: &Path) -> Result<(), PackageError> {
+    files::collect(
+        path,
+        &globset::GlobSet::empty(),
+        &ws.root,
+        Some(&watched(ws, service)?),
+    )
+    .map(drop)
+    .map_err(io_err(path))
 }
 
 fn package_service(
@@ -1035,6 +1052,7 @@ impl Store<'_> {
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| e.eq_ignore_ascii_case("zip") || e.eq_ignore_ascii_case("jar"));
         let (sha256, size, files) = if archive {
+            check_single_file(self.ws, service, &src)?;
             check_prebuilt(&src).map_err(|problem| PackageError::PrebuiltArchive {
                 service: service.name.clone(),
                 resource: label.to_string(),
@@ -1119,6 +1137,10 @@ impl Store<'_> {
                     if path.is_dir() {
                         return Err(not_a_file().into());
                     }
+                    if !path.exists() {
+                        return Err(missing().into());
+                    }
+                    check_single_file(self.ws, self.service, &path)?;
                     let bytes = fs::read(&path).map_err(|_| missing())?;
                     let (sha, size) = self.file(&bytes)?;
                     let ext = Path::new(&rel)
@@ -1141,6 +1163,10 @@ impl Store<'_> {
                     if path.is_dir() {
                         return Err(not_a_file().into());
                     }
+                    if !path.exists() {
+                        return Err(missing().into());
+                    }
+                    check_single_file(self.ws, self.service, &path)?;
                     let text = fs::read_to_string(&path).map_err(|_| missing())?;
                     let mut nested = template::parse(&text)?;
                     if let Some((at, what)) = sam::unsupported(&nested).into_iter().next() {

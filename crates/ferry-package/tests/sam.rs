@@ -277,6 +277,79 @@ fn a_prebuilt_zip_is_uploaded_as_it_is() {
     );
 }
 
+#[cfg(unix)]
+#[test]
+fn a_single_file_artifact_is_checked_like_the_files_of_a_folder() {
+    use std::os::unix::fs::symlink;
+    let api = "Transform: AWS::Serverless-2016-10-31\nResources:\n  Api:\n    Type: AWS::Serverless::Api\n    Properties:\n      StageName: v1\n      DefinitionUri: config/openapi.yaml\n";
+    let jar = "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Handler: app.handler\n      Runtime: java21\n      CodeUri: build/fn.jar\n";
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("fn.jar"), EMPTY_ZIP).unwrap();
+    let cases: [(&str, &str, Box<dyn Fn(&Path)>, &str); 4] = [
+        // A credential file named as the artifact.
+        (
+            api,
+            "a credential file",
+            Box::new(|svc: &Path| {
+                fs::write(svc.join("config/.env"), "TOKEN=t").unwrap();
+                symlink(".env", svc.join("config/openapi.yaml")).unwrap();
+            }),
+            "is (or leads to) a credential file",
+        ),
+        // Shared files the service does not declare among its inputs.
+        (
+            api,
+            "shared",
+            Box::new(|svc: &Path| {
+                let shared = svc.join("../../shared");
+                fs::create_dir_all(&shared).unwrap();
+                fs::write(shared.join("openapi.yaml"), "openapi: 3.0.0\n").unwrap();
+                symlink(
+                    "../../../shared/openapi.yaml",
+                    svc.join("config/openapi.yaml"),
+                )
+                .unwrap();
+            }),
+            "outside the service's folder and its declared inputs",
+        ),
+        // A prebuilt archive from outside the repository.
+        (
+            jar,
+            "outside",
+            Box::new({
+                let target = outside.path().join("fn.jar");
+                move |svc: &Path| symlink(&target, svc.join("build/fn.jar")).unwrap()
+            }),
+            "outside the repository",
+        ),
+        // A prebuilt archive shared in the repository, undeclared.
+        (
+            jar,
+            "shared jar",
+            Box::new(|svc: &Path| {
+                let shared = svc.join("../../shared");
+                fs::create_dir_all(&shared).unwrap();
+                fs::write(shared.join("fn.jar"), EMPTY_ZIP).unwrap();
+                symlink("../../../shared/fn.jar", svc.join("build/fn.jar")).unwrap();
+            }),
+            "outside the service's folder and its declared inputs",
+        ),
+    ];
+    for (template, what, arrange, expected) in cases {
+        let ws = workspace(&[
+            ("services/worker/service.toml", MANIFEST),
+            ("services/worker/template.yaml", template),
+        ]);
+        let svc = ws.path().join("services/worker");
+        fs::create_dir_all(svc.join("config")).unwrap();
+        fs::create_dir_all(svc.join("build")).unwrap();
+        arrange(&svc);
+        let out = tempfile::tempdir().unwrap();
+        let e = run(ws.path(), out.path()).unwrap_err();
+        assert!(e.contains(expected), "{what}: {e}");
+    }
+}
+
 /// Packages a one-service workspace and returns the error's text.
 fn refused(template: &str, extra: &[(&str, &str)]) -> String {
     let mut files = vec![
