@@ -285,7 +285,9 @@ fn a_single_file_artifact_is_checked_like_the_files_of_a_folder() {
     let jar = "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Handler: app.handler\n      Runtime: java21\n      CodeUri: build/fn.jar\n";
     let outside = tempfile::tempdir().unwrap();
     fs::write(outside.path().join("fn.jar"), EMPTY_ZIP).unwrap();
-    let cases: [(&str, &str, Box<dyn Fn(&Path)>, &str); 4] = [
+    // (template, what, how the service folder is arranged, the error expected)
+    type Arrange = Box<dyn Fn(&Path)>;
+    let cases: [(&str, &str, Arrange, &str); 4] = [
         // A credential file named as the artifact.
         (
             api,
