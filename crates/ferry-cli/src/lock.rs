@@ -112,7 +112,11 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
         }
     }
     let since = holder.since;
-    interruptible(records, &holder, cancel, work(since)).await
+    let result = interruptible(records, &holder, cancel, work(since)).await;
+    // The next wave's nodes may start minutes later: the batch's lock counts from now. (A lock
+    // another batch took over is not renewed; that batch's nodes find out themselves.)
+    let _ = records.renew(&holder).await;
+    result
 }
 
 async fn interruptible<T>(

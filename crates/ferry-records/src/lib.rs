@@ -23,7 +23,9 @@ use aws_sdk_ssm::types::{ParameterTier, ParameterType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use lock::{Acquired, Joined, LOCK_TTL, LockHolder, RENEW_EVERY, Released, Stale};
+pub use lock::{
+    Acquired, BATCH_LOCK_TTL, Joined, LOCK_TTL, LockHolder, RENEW_EVERY, Released, Stale,
+};
 
 /// Acceptance tests of a deployed service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

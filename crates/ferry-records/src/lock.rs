@@ -26,6 +26,11 @@ use crate::{RecordError, RecordStore, format_time, now_secs};
 pub const RENEW_EVERY: Duration = Duration::from_secs(60);
 /// A lock not renewed for this long is stale.
 pub const LOCK_TTL: Duration = Duration::from_secs(5 * 60);
+/// A batch's lock not renewed for this long is stale. Its nodes renew it only while one runs,
+/// and the next wave's machines may take minutes to be scheduled and to build the task runner;
+/// the batch's own finishing step releases it. A failed batch build, which never finishes,
+/// holds the stage this long.
+pub const BATCH_LOCK_TTL: Duration = Duration::from_secs(60 * 60);
 
 /// Who holds a stage's lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,8 +88,9 @@ pub enum Stale {
     DeadProcess { pid: u32 },
     /// Its host has restarted since it was taken.
     Rebooted,
-    /// Not renewed for `idle_secs` (more than [`LOCK_TTL`]).
-    Expired { idle_secs: u64 },
+    /// Not renewed for `idle_secs`, more than `ttl_secs` ([`LOCK_TTL`], or [`BATCH_LOCK_TTL`]
+    /// for a batch's lock).
+    Expired { idle_secs: u64, ttl_secs: u64 },
 }
 
 impl std::fmt::Display for Stale {
@@ -92,11 +98,14 @@ impl std::fmt::Display for Stale {
         match self {
             Stale::DeadProcess { pid } => write!(f, "pid {pid} is no longer running on this host"),
             Stale::Rebooted => f.write_str("this host has restarted since it was taken"),
-            Stale::Expired { idle_secs } => write!(
+            Stale::Expired {
+                idle_secs,
+                ttl_secs,
+            } => write!(
                 f,
                 "not renewed for {}, more than the {} a live holder allows",
                 human(*idle_secs),
-                human(LOCK_TTL.as_secs())
+                human(*ttl_secs)
             ),
         }
     }
@@ -132,7 +141,16 @@ pub fn staleness(holder: &LockHolder, now: u64, here: &Here<'_>) -> Option<Stale
         }
     }
     let idle_secs = now.saturating_sub(holder.renewed.unwrap_or(holder.since));
-    (idle_secs > LOCK_TTL.as_secs()).then_some(Stale::Expired { idle_secs })
+    let ttl_secs = if holder.batch.is_some() {
+        BATCH_LOCK_TTL
+    } else {
+        LOCK_TTL
+    }
+    .as_secs();
+    (idle_secs > ttl_secs).then_some(Stale::Expired {
+        idle_secs,
+        ttl_secs,
+    })
 }
 
 /// What taking the lock did.
@@ -150,8 +168,8 @@ pub enum Joined {
     /// Another node of the same batch holds it: this node shares it. `since` is when the batch
     /// took it.
     Joined { since: u64 },
-    /// Another batch's lock, not renewed for [`LOCK_TTL`] (that batch is over: a failed batch
-    /// build never runs its finishing node), was taken over for this batch.
+    /// Another batch's lock, not renewed for [`BATCH_LOCK_TTL`] (that batch is over: a failed
+    /// batch build never runs its finishing node), was taken over for this batch.
     TookOver { from: Box<LockHolder>, why: Stale },
 }
 
@@ -540,7 +558,10 @@ mod tests {
         assert_eq!(staleness(&holder("ci", 2, now - 60), now, &here), None);
         assert_eq!(
             staleness(&holder("ci", 2, now - 301), now, &here),
-            Some(Stale::Expired { idle_secs: 301 })
+            Some(Stale::Expired {
+                idle_secs: 301,
+                ttl_secs: 300
+            })
         );
         let mut renewed = holder("ci", 2, now - 3600);
         renewed.renewed = Some(now - 30);
@@ -548,7 +569,10 @@ mod tests {
         // Even a live process on this host that stopped renewing is stale past the TTL.
         assert_eq!(
             staleness(&holder("me", 1, now - 1000), now, &here),
-            Some(Stale::Expired { idle_secs: 1000 })
+            Some(Stale::Expired {
+                idle_secs: 1000,
+                ttl_secs: 300
+            })
         );
         // A batch's lock outlives the node that took it: only its age counts.
         let batch = LockHolder {
@@ -556,13 +580,22 @@ mod tests {
             ..holder("me", 99, now - 10)
         };
         assert_eq!(staleness(&batch, now, &here), None);
-        let old = LockHolder {
+        // Between waves nobody renews it: stale only after the batch TTL.
+        let waiting = LockHolder {
             batch: Some("run-1".into()),
             ..holder("me", 99, now - 1000)
         };
+        assert_eq!(staleness(&waiting, now, &here), None);
+        let old = LockHolder {
+            batch: Some("run-1".into()),
+            ..holder("me", 99, now - 3700)
+        };
         assert_eq!(
             staleness(&old, now, &here),
-            Some(Stale::Expired { idle_secs: 1000 })
+            Some(Stale::Expired {
+                idle_secs: 3700,
+                ttl_secs: 3600
+            })
         );
     }
 

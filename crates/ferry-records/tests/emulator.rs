@@ -318,7 +318,7 @@ async fn the_nodes_of_one_batch_share_the_lock_and_any_other_run_is_refused() {
     // A batch whose nodes stopped renewing (a failed batch build never finishes): the next
     // batch takes its lock over; a plain run's stale lock it does not.
     let old = LockHolder {
-        since: ferry_records::now_secs() - 3600,
+        since: ferry_records::now_secs() - 2 * 3600,
         ..node(15, "run-3")
     };
     s.lock(&old, false).await.unwrap();
