@@ -49,6 +49,12 @@ pub const CREDENTIAL_NAMES: &[&str] = &[
     ".aws",
     ".ssh",
     ".docker",
+    ".pgpass",
+    ".dev.vars",
+    "id_rsa",
+    "id_dsa",
+    "id_ecdsa",
+    "id_ed25519",
 ];
 
 /// Dotenv files that by convention hold no value, only the names a real one must set (a tool
@@ -520,6 +526,12 @@ mod tests {
         fs::write(src.join("lib/.env.production"), "TOKEN=t").unwrap();
         fs::write(src.join("lib/.aws/credentials"), "[default]").unwrap();
         fs::write(src.join("lib/util.py"), "U = 1").unwrap();
+        fs::write(
+            src.join("lib/id_ed25519"),
+            "-----BEGIN OPENSSH PRIVATE KEY-----",
+        )
+        .unwrap();
+        fs::write(src.join(".PGPASS"), "db:5432:*:app:pw").unwrap();
         // A link named like a credential file is left out without being followed, even when
         // it leads out of the repository (which would otherwise stop the package).
         let outside = tempfile::tempdir().unwrap();
@@ -530,7 +542,14 @@ mod tests {
         assert_eq!(names, ["app.py", "lib/util.py"]);
         assert_eq!(
             got.withheld,
-            [".env", ".npmrc", "lib/.aws", "lib/.env.production"]
+            [
+                ".PGPASS",
+                ".env",
+                ".npmrc",
+                "lib/.aws",
+                "lib/.env.production",
+                "lib/id_ed25519"
+            ]
         );
         // Links inside the repository that lead to a credential file or into a credential
         // folder are left out under their own names.
@@ -545,11 +564,13 @@ mod tests {
         assert_eq!(
             got.withheld,
             [
+                ".PGPASS",
                 ".env",
                 ".npmrc",
                 "config.txt",
                 "lib/.aws",
                 "lib/.env.production",
+                "lib/id_ed25519",
                 "settings"
             ]
         );
@@ -559,7 +580,16 @@ mod tests {
         // Excluded by a glob, it is not reported.
         let env = exclude_set(&[".env"]).unwrap();
         let got = collect(&src, &env, repo.path(), None).unwrap();
-        assert_eq!(got.withheld, [".npmrc", "lib/.aws", "lib/.env.production"]);
+        assert_eq!(
+            got.withheld,
+            [
+                ".PGPASS",
+                ".npmrc",
+                "lib/.aws",
+                "lib/.env.production",
+                "lib/id_ed25519"
+            ]
+        );
 
         // Named as the artifact itself: refused, not zipped as a one-file archive.
         let err = collect(&src.join(".env"), &none, repo.path(), None).unwrap_err();
