@@ -3,7 +3,7 @@
 //! delivers to an SQS queue. A first green deploy says nothing; a failure and the recovery are
 //! announced to every target with the stage, service, commit and author; an unchanged deploy
 //! says nothing; a webhook that fails is a warning and never fails the deploy; the URL kept in
-//! SSM never appears in the output.
+//! SSM never appears in the output; news that no target took is announced again by the next run.
 
 mod common;
 
@@ -266,4 +266,63 @@ fn changes_of_state_are_announced_once_to_every_target_and_green_builds_say_noth
         assert!(wait_for(&got, 0).is_empty());
         assert!(drain(&queue).is_empty());
     }
+}
+
+#[test]
+fn news_that_no_target_took_is_announced_again_by_the_next_run() {
+    let p = "nt-again";
+    let (base, got) = receiver();
+    // The one webhook first points at a port nothing listens on.
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/dead", l.local_addr().unwrap())
+    };
+    let r = TestRepo::new();
+    let project = |hook: &str| {
+        format!(
+            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n\n\
+             [notifications]\nwebhooks = [\"{hook}\"]\n"
+        )
+    };
+    r.write("ferry.toml", &project(&dead))
+        .write(
+            "services/api/service.toml",
+            "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"sh\", \"-c\", \"test ! -e \\\"$VERDICTS/fail\\\"\"]\n",
+        )
+        .write("services/api/t.yaml", QUEUE);
+    r.commit("services");
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let (code, out, err) = deploy(&r, v);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // The tests fail and the news reaches nobody: the run says it will be told again.
+    std::fs::write(v.join("fail"), "").unwrap();
+    r.write("services/api/t.yaml", &format!("{QUEUE}# v2\n"));
+    r.commit("api v2");
+    let (code, out, err) = deploy(&r, v);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let all = format!("{out}{err}");
+    assert!(
+        all.contains("no target took the news, so the stage's health was left as it was: the next run announces it again"),
+        "{all}"
+    );
+
+    // The webhook fixed; the tests still fail: the same news goes out now.
+    r.write("ferry.toml", &project(&format!("{base}/hook")));
+    r.commit("webhook fixed");
+    let mut retest = xtask(&r, &["test-acceptance", "dev", "--all"]);
+    retest.env("VERDICTS", v);
+    let (code, out, err) = run(&mut retest, None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let sent = wait_for(&got, 1);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].1.contains("passing → failing"), "{sent:?}");
+    // Told once: no news the time after.
+    let mut again = xtask(&r, &["test-acceptance", "dev", "--all"]);
+    again.env("VERDICTS", v);
+    let (code, _, _) = run(&mut again, None);
+    assert_eq!(code, 1);
+    assert!(wait_for(&got, 0).is_empty());
 }

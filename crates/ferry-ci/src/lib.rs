@@ -57,13 +57,27 @@ pub struct CiContext {
 }
 
 impl CiContext {
-    /// Reads the process environment.
+    /// Reads the process environment (and, on GitHub Actions, the event file
+    /// `GITHUB_EVENT_PATH` names).
     pub fn from_env() -> Self {
-        Self::from_vars(|k| std::env::var(k).ok())
+        let event = std::env::var_os("GITHUB_EVENT_PATH")
+            .filter(|_| std::env::var_os("GITHUB_ACTIONS").is_some())
+            .and_then(|p| std::fs::read_to_string(p).ok());
+        Self::from_vars_and_event(|k| std::env::var(k).ok(), event.as_deref())
     }
 
     /// Reads variables through `var`; empty values count as unset.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        Self::from_vars_and_event(var, None)
+    }
+
+    /// [`from_vars`](Self::from_vars) with the text of GitHub's event file, which gives a
+    /// `pull_request_target` build its pull request's number (its `GITHUB_REF` names the base
+    /// branch).
+    pub fn from_vars_and_event(
+        var: impl Fn(&str) -> Option<String>,
+        event_file: Option<&str>,
+    ) -> Self {
         let get = |k: &str| var(k).filter(|v| !v.trim().is_empty());
         let truthy = |k: &str| {
             get(k).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
@@ -105,12 +119,19 @@ impl CiContext {
             let trigger = match (event.as_deref(), get("GITHUB_REF_TYPE").as_deref()) {
                 (Some("pull_request" | "pull_request_target"), _) => {
                     // `pull_request_target` runs on the base branch (GITHUB_REF names it): the
-                    // pull request's own head branch tells pull requests apart then.
+                    // event's number tells pull requests apart then, else (no event file) the
+                    // pull request's own head branch.
+                    let number = || -> Option<String> {
+                        let text = event_file?;
+                        let json: serde_json::Value = serde_json::from_str(text).ok()?;
+                        Some(json["number"].as_u64()?.to_string())
+                    };
                     let id = get("GITHUB_REF")
                         .and_then(|r| {
                             r.strip_prefix("refs/pull/")
                                 .map(|p| p.trim_end_matches("/merge").to_string())
                         })
+                        .or_else(number)
                         .or_else(|| get("GITHUB_HEAD_REF"));
                     Trigger::PullRequest {
                         id: id.unwrap_or(ref_name),
@@ -266,6 +287,22 @@ mod tests {
                 id: "feature/login".into()
             }
         );
+        // With its event file, the pull request's number, as for `pull_request`.
+        let with_event = CiContext::from_vars_and_event(
+            |k| {
+                [
+                    ("GITHUB_ACTIONS", "true"),
+                    ("GITHUB_EVENT_NAME", "pull_request_target"),
+                    ("GITHUB_REF", "refs/heads/main"),
+                    ("GITHUB_HEAD_REF", "feature/login"),
+                ]
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+            },
+            Some(r#"{"action": "opened", "number": 12, "pull_request": {"number": 12}}"#),
+        );
+        assert_eq!(with_event.trigger, Trigger::PullRequest { id: "12".into() });
         let push = ctx(&[
             ("GITHUB_ACTIONS", "true"),
             ("GITHUB_EVENT_NAME", "push"),

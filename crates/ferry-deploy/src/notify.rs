@@ -55,6 +55,23 @@ pub fn health_after(
     out
 }
 
+/// Keeps the health of the services in `moved`: one parameter per service, so that siblings
+/// deploying at once never undo each other's. A failure is said in `failed`.
+async fn keep_health(
+    records: &ferry_records::RecordStore,
+    masker: &ferry_credentials::Masker,
+    moved: &[(String, Health)],
+    failed: &mut Vec<String>,
+) {
+    for (service, h) in moved {
+        if let Err(e) = records.write_health(service, *h).await {
+            failed.push(masker.mask(&format!(
+                "notifications: failed to keep the health of `{service}` (the next run may announce its change again): {e}"
+            )));
+        }
+    }
+}
+
 /// Announces what a run's `services` (and `tests`, `release`) changed in the stage, when
 /// `[notifications]` covers it: updates the stage's health, and sends a notice when there is
 /// news. A run that only tested (`test-acceptance`) gives no services.
@@ -88,18 +105,14 @@ pub async fn announce(
         }
     };
     let changes = ferry_notify::changes(&before, &after);
-    // Kept whenever it moved, a first passing too, so that a later failure is a change; one
-    // parameter per service, so siblings deploying at once never undo each other's.
-    for (service, (h, _)) in &after {
-        if before.get(service) == Some(h) {
-            continue;
-        }
-        if let Err(e) = records.write_health(service, *h).await {
-            out.failed.push(masker.mask(&format!(
-                "notifications: failed to keep the health of `{service}` (the next run may announce its change again): {e}"
-            )));
-        }
-    }
+    // The services whose health moved, a first passing too, so that a later failure is a
+    // change. Kept only once the news went somewhere: news no target took is announced again
+    // by the next run.
+    let moved: Vec<(String, Health)> = after
+        .iter()
+        .filter(|(service, (h, _))| before.get(*service) != Some(h))
+        .map(|(service, (h, _))| (service.clone(), *h))
+        .collect();
     let release = release
         .filter(|r| matches!(r.kind, ReleaseKind::Promote | ReleaseKind::Rollback))
         .map(|r| ReleaseNote {
@@ -119,6 +132,7 @@ pub async fn announce(
         build_url: ferry_notify::build_url(&|k| std::env::var(k).ok()),
     };
     if !notice.is_news() {
+        keep_health(records, masker, &moved, &mut out.failed).await;
         return out;
     }
     let body = masker.mask(&notice.slack_body());
@@ -176,6 +190,14 @@ pub async fn announce(
             Ok(()) => out.sent.push(format!("sns:{topic}")),
             Err(e) => out.failed.push(masker.mask(&e.to_string())),
         }
+    }
+    let targets = n.webhooks.len() + usize::from(n.sns_topic.is_some());
+    if out.sent.is_empty() && targets > 0 {
+        out.failed.push(
+            "notifications: no target took the news, so the stage's health was left as it was: the next run announces it again".to_string(),
+        );
+    } else {
+        keep_health(records, masker, &moved, &mut out.failed).await;
     }
     out.notice = Some(notice);
     out
