@@ -1252,7 +1252,14 @@ fn snapshot_site(
             size,
         });
     }
-    all.update(format!("{:?}{:?}", site.prefix, site.config_file).as_bytes());
+    // Where it goes counts too: a site pointed at another bucket output publishes again.
+    all.update(
+        format!(
+            "{:?}{:?}{:?}",
+            site.prefix, site.config_file, site.bucket_output
+        )
+        .as_bytes(),
+    );
     Ok(PackagedSite {
         source: site.path.clone(),
         bucket_output: site.bucket_output.clone(),

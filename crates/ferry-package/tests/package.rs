@@ -1095,6 +1095,20 @@ async fn a_site_is_snapshotted_at_package_time_and_published_with_its_config_fil
     let site = m.services["web"].site.clone().unwrap();
     let names: Vec<&str> = site.files.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["css/app.css", "index.html", "vendor/config.json"]);
+    // The same files for another bucket output: another site, published again.
+    let moved = tempfile::tempdir().unwrap();
+    write(
+        ws.path(),
+        "services/web/service.toml",
+        &manifest.replace("BucketName", "OtherBucket"),
+    );
+    let other = packaged(ws.path(), moved.path(), &["web"]).services["web"]
+        .site
+        .clone()
+        .unwrap();
+    assert_eq!(other.files, site.files);
+    assert_ne!(other.sha256, site.sha256);
+    write(ws.path(), "services/web/service.toml", manifest);
     // Edited after packaging: the package still publishes what it snapshotted.
     write(
         ws.path(),
