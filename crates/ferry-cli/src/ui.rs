@@ -116,6 +116,10 @@ pub fn package_event(e: &ferry_package::Event) -> String {
         Event::PerStage { service } => {
             format!("{service}: compiled by its framework for each stage, when it deploys")
         }
+        Event::Waiting { folder } => format!(
+            "waiting for another Ferry process packaging into {} to finish",
+            folder.display()
+        ),
     }
 }
 

@@ -369,6 +369,11 @@ pub enum Event {
     PerStage {
         service: String,
     },
+    /// Another process is packaging into the same folder: this one waits for it (their builds
+    /// and caches would otherwise mix).
+    Waiting {
+        folder: PathBuf,
+    },
 }
 
 /// Lowercase hex SHA-256.
@@ -496,6 +501,7 @@ pub fn package(
     mask: &(dyn Fn(&str) -> String + Sync),
     on: &dyn Fn(Event),
 ) -> Result<PackageManifest, PackageError> {
+    let _lock = lock_folder(out, on)?;
     let mut manifest = load(out, &req.id)?.unwrap_or_else(|| PackageManifest {
         format: FORMAT,
         id: req.id.clone(),
@@ -825,6 +831,32 @@ fn files_of(
         });
     }
     Ok(found.entries)
+}
+
+/// Holds the package folder `out` for this process until dropped: two processes packaging
+/// into one folder (two stages deployed at once from one checkout) would run the same builds
+/// in the same service folders while the other zips them, and cache what they zipped. The lock
+/// is the operating system's (flock), so a process that dies lets go of it.
+fn lock_folder(out: &Path, on: &dyn Fn(Event)) -> Result<fs::File, PackageError> {
+    fs::create_dir_all(out).map_err(io_err(out))?;
+    let path = out.join(".lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            on(Event::Waiting {
+                folder: out.to_path_buf(),
+            });
+            file.lock().map_err(io_err(&path))?;
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+    }
+    Ok(file)
 }
 
 /// What change detection watches for `service` (see [`files::Watched`]).

@@ -1138,3 +1138,46 @@ async fn a_site_is_snapshotted_at_package_time_and_published_with_its_config_fil
     let (body, _) = object(&s3, "ferry-test-site", "app/config.json").await;
     assert_eq!(body, b"{\"api\":{\"Url\":\"x\"}}");
 }
+
+#[test]
+fn a_second_process_packaging_into_the_same_folder_waits_for_the_first() {
+    let ws = api_workspace();
+    let out = tempfile::tempdir().unwrap();
+    // Another process holds the folder (an open file description of its own: flock).
+    fs::create_dir_all(out.path()).unwrap();
+    let held = fs::File::create(out.path().join(".lock")).unwrap();
+    held.lock().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let root = ws.path().to_path_buf();
+    let dir = out.path().to_path_buf();
+    let waiter = std::thread::spawn(move || {
+        let ws = ferry_manifest::load(&root).unwrap();
+        let tx = std::sync::Mutex::new(tx);
+        package(&ws, &dir, &request("c1", &["api"]), &no_mask, &|e| {
+            let _ = tx.lock().unwrap().send(e);
+        })
+        .map_err(|e| e.to_string())
+    });
+    // It says what it waits for, and packages nothing meanwhile.
+    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        first,
+        Event::Waiting {
+            folder: out.path().to_path_buf()
+        }
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        rx.try_recv().is_err(),
+        "nothing happens while the folder is held"
+    );
+    assert!(!out.path().join("c1").exists());
+    // Let go (as a process that ends does): it packages.
+    drop(held);
+    let m = waiter.join().unwrap().unwrap();
+    assert!(m.services.contains_key("api"));
+    let rest: Vec<Event> = rx.try_iter().collect();
+    assert!(rest.contains(&Event::Packaged {
+        service: "api".into()
+    }));
+}
