@@ -515,7 +515,13 @@ pub fn package(
         let service = ws
             .service(name)
             .unwrap_or_else(|| panic!("the caller checked that service {name} exists"));
-        if manifest.services.contains_key(name) {
+        // Kept while its files are all there (a store cleaned by hand packages it again, rather
+        // than fail every upload asking to package again).
+        if manifest
+            .services
+            .get(name)
+            .is_some_and(|sp| all_present(out, sp))
+        {
             on(Event::Kept {
                 service: name.clone(),
             });
@@ -592,14 +598,18 @@ fn cache_key(project: &str, service: &Service, input_key: &str) -> String {
 fn read_cache(out: &Path, service: &str, key: &str) -> Option<ServicePackage> {
     let text = fs::read(out.join("cache").join(service).join(format!("{key}.json"))).ok()?;
     let sp: ServicePackage = serde_json::from_slice(&text).ok()?;
-    let present = out.join(&sp.template).is_file()
+    all_present(out, &sp).then_some(sp)
+}
+
+/// Whether every file a service's package names is in the store under `out`.
+fn all_present(out: &Path, sp: &ServicePackage) -> bool {
+    out.join(&sp.template).is_file()
         && sp.artifacts.iter().all(|a| a.local_path(out).is_file())
         && sp
             .site
             .iter()
             .flat_map(|s| &s.files)
-            .all(|f| blob_path(out, &f.sha256).is_file());
-    present.then_some(sp)
+            .all(|f| blob_path(out, &f.sha256).is_file())
 }
 
 /// Checks `service`'s template as a deploy needs it (see [`template::check`]): the parameters

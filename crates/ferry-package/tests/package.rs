@@ -842,6 +842,20 @@ fn a_known_input_key_reuses_the_package_without_building_or_zipping() {
             service: "api".into()
         }]
     );
+    // Unless its files left the store (cleaned by hand): then it is packaged again, so that
+    // an upload asking to package again is answered.
+    let kept = run(ws.path(), out.path(), &again).0.unwrap();
+    let archive = kept.services["api"].artifacts[0].local_path(out.path());
+    fs::remove_file(&archive).unwrap();
+    let (redone, events) = run(ws.path(), out.path(), &again);
+    assert!(
+        !events.contains(&Event::Kept {
+            service: "api".into()
+        }),
+        "{events:?}"
+    );
+    assert!(archive.is_file());
+    assert_eq!(redone.unwrap().services["api"], kept.services["api"]);
 
     // A different key packages again.
     let mut other = req.clone();
