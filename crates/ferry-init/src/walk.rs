@@ -250,6 +250,26 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
             notes,
         });
     });
+    // A template inside a Serverless Framework or SAM service is a part of it (resources it
+    // includes with `${file(…)}`, a nested application), not a service of its own.
+    let owners: Vec<(String, ServiceKind)> = out
+        .iter()
+        .filter(|c| matches!(c.kind, ServiceKind::Serverless | ServiceKind::Sam))
+        .map(|c| (c.dir.clone(), c.kind))
+        .collect();
+    out.retain(|c| {
+        let Some((owner, kind)) = owners
+            .iter()
+            .find(|(d, _)| c.dir.starts_with(&format!("{d}/")))
+        else {
+            return true;
+        };
+        notes.push(format!(
+            "{}/{}: a template inside the {kind} service {owner}, taken as a part of it (resources it includes, a nested application), not as a service; give it a service.toml of its own if it deploys on its own",
+            c.dir, c.file
+        ));
+        false
+    });
     (out, notes)
 }
 

@@ -99,6 +99,17 @@ functions:
         "node_modules/some-lib/serverless.yml",
         "service: not-ours\n",
     );
+    // Parts of services: resources a Serverless service includes, a SAM nested application.
+    file(
+        r,
+        "services/orders/resources/table.yml",
+        "Resources:\n  Table:\n    Type: AWS::DynamoDB::Table\n",
+    );
+    file(
+        r,
+        "apps/Reports_SAM/nested/app.yaml",
+        "AWSTemplateFormatVersion: \"2010-09-09\"\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
     dir
 }
 
@@ -162,6 +173,13 @@ fn a_lerna_monorepo_is_found_with_its_links_and_what_could_not_be_inferred() {
     assert_eq!(s.region(), "eu-west-1");
     let notes = s.notes.join("\n");
     assert!(notes.contains("billing-legacy-prod"), "{notes}");
+    // Templates inside a Serverless or SAM service are parts of it, never services.
+    for part in [
+        "services/orders/resources/table.yml: a template inside the serverless service services/orders",
+        "apps/Reports_SAM/nested/app.yaml: a template inside the sam service apps/Reports_SAM",
+    ] {
+        assert!(notes.contains(part), "{notes}");
+    }
 
     // What it writes loads, and the templates pass the checks a deploy makes.
     let mut files = render(&s, dir.path());
