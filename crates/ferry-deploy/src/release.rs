@@ -494,6 +494,7 @@ pub async fn stored_package(
     }
     let manifest = PackageManifest {
         format: ferry_package::FORMAT,
+        file_rules: ferry_package::FILE_RULES,
         id: "stored".into(),
         commit: String::new(),
         dirty: false,

@@ -214,6 +214,9 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PackageError + '_ {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackageManifest {
     pub format: u32,
+    /// The [`FILE_RULES`] it was made under: one made under other rules is packaged again.
+    #[serde(default)]
+    pub file_rules: u32,
     pub id: String,
     pub commit: String,
     pub dirty: bool,
@@ -398,7 +401,7 @@ pub fn load(out: &Path, id: &str) -> Result<Option<PackageManifest>, PackageErro
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
-    if m.format != FORMAT {
+    if m.format != FORMAT || m.file_rules != FILE_RULES {
         return Ok(None);
     }
     Ok(Some(m))
@@ -504,6 +507,7 @@ pub fn package(
     let _lock = lock_folder(out, on)?;
     let mut manifest = load(out, &req.id)?.unwrap_or_else(|| PackageManifest {
         format: FORMAT,
+        file_rules: FILE_RULES,
         id: req.id.clone(),
         commit: req.commit.clone(),
         dirty: req.dirty,
@@ -580,7 +584,7 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
 /// Bumped when the rules of which files go into an archive change (1: credential files are
 /// left out), so that no package cached under older rules is reused: input keys are git tree
 /// ids, which do not see the git-ignored files such rules are about.
-const FILE_RULES: u32 = 1;
+pub const FILE_RULES: u32 = 1;
 
 /// The cache key of a service: its exact input key plus everything else its package depends on.
 fn cache_key(project: &str, service: &Service, input_key: &str) -> String {

@@ -856,6 +856,20 @@ fn a_known_input_key_reuses_the_package_without_building_or_zipping() {
     );
     assert!(archive.is_file());
     assert_eq!(redone.unwrap().services["api"], kept.services["api"]);
+    // So is one made under older file rules (before credential files were left out): its
+    // archives may hold what the rules now leave out.
+    let manifest = out.path().join("c2/manifest.json");
+    let mut old: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&manifest).unwrap()).unwrap();
+    old.as_object_mut().unwrap().remove("file_rules");
+    fs::write(&manifest, serde_json::to_string(&old).unwrap()).unwrap();
+    let (_, events) = run(ws.path(), out.path(), &again);
+    assert!(
+        !events.contains(&Event::Kept {
+            service: "api".into()
+        }),
+        "{events:?}"
+    );
 
     // A different key packages again.
     let mut other = req.clone();
