@@ -16,6 +16,9 @@ use ferry_stacks::{Engine, StackError};
 pub struct Preview {
     /// The stage name as deployed (from its records, else its stacks' tags, else its id).
     pub name: String,
+    /// Whether `name` came from its records or tags (else it is only its id: several branch
+    /// names can give one id, such as `feature/login` and `feature-login`).
+    pub name_known: bool,
     /// The stage id in stack names and records paths.
     pub id: String,
     /// The pull request number, when the name is the `[ci] pull-requests` pattern's.
@@ -95,6 +98,7 @@ pub async fn find(ws: &Workspace, config: &SdkConfig) -> Result<Vec<Preview>, Pr
         }
         found.entry(id.to_string()).or_insert_with(|| Preview {
             name: id.to_string(),
+            name_known: false,
             id: id.to_string(),
             pull_request: None,
             services: BTreeSet::new(),
@@ -149,6 +153,7 @@ pub async fn find(ws: &Workspace, config: &SdkConfig) -> Result<Vec<Preview>, Pr
             for (service, r) in records {
                 if let Some(stage) = r.stage {
                     p.name = stage;
+                    p.name_known = true;
                 }
                 let t = record_times.entry(id.clone()).or_default();
                 *t = (*t).max(r.deployed_at);
@@ -162,6 +167,7 @@ pub async fn find(ws: &Workspace, config: &SdkConfig) -> Result<Vec<Preview>, Pr
             && let Some(n) = stack_names.get(&p.id)
         {
             p.name = n.clone();
+            p.name_known = true;
         }
         if let Some(t) = record_times.get(&p.id) {
             p.deployed_at = Some(*t);
@@ -257,7 +263,10 @@ pub fn to_prune<'p>(
         .filter_map(|p| {
             let ended = evidence.ended.iter().find(|e| match (e, &p.pull_request) {
                 (Ended::PullRequest(n), Some(pr)) => n == pr,
-                (Ended::Branch(b), None) => *b == p.name || ws.stage(b).is_ok_and(|s| s.id == p.id),
+                // By its name when known (another branch may share its id); by its id only
+                // when its name is not known.
+                (Ended::Branch(b), None) if p.name_known => b.eq_ignore_ascii_case(&p.name),
+                (Ended::Branch(b), None) => ws.stage(b).is_ok_and(|s| s.id == p.id),
                 _ => false,
             });
             if let Some(e) = ended {
@@ -349,6 +358,7 @@ mod tests {
     fn preview(ws: &Workspace, name: &str, at: Option<u64>) -> Preview {
         Preview {
             name: name.into(),
+            name_known: true,
             id: ws.stage(name).unwrap().id,
             pull_request: pull_request_of(Some("pr-{number}"), name),
             services: BTreeSet::from(["a".to_string()]),
@@ -419,6 +429,31 @@ mod tests {
                 ..Default::default()
             }),
             ["feature/Login: branch `feature/login` was deleted"]
+        );
+        // Another branch with the same stage id is not that branch: by name when the name is
+        // known, by id only when it is not.
+        let twins = [
+            preview(&ws, "feature-login", Some(now - day)),
+            Preview {
+                name_known: false,
+                ..preview(&ws, "feature-signup", Some(now - day))
+            },
+        ];
+        let deleted = |b: &str| {
+            names(&to_prune(
+                &ws,
+                &twins,
+                &Evidence {
+                    ended: vec![Ended::Branch(b.into())],
+                    now,
+                    ..Default::default()
+                },
+            ))
+        };
+        assert!(deleted("feature/login").is_empty());
+        assert_eq!(
+            deleted("feature/signup"),
+            ["feature-signup: branch `feature/signup` was deleted"]
         );
         // No evidence, nothing pruned.
         assert!(
