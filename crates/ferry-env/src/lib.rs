@@ -18,6 +18,9 @@ pub const OUTPUT_PREFIX: &str = "FERRY_OUTPUT_";
 /// Prefix of one variable per SSM parameter under the stage's path (`exec` only):
 /// `FERRY_PARAM_<NAME>`.
 pub const PARAM_PREFIX: &str = "FERRY_PARAM_";
+/// `SOURCE_DATE_EPOCH` for every build and package command: 1980-01-01, the earliest time a zip
+/// holds, so that tools which honour it embed no build time in what they make.
+pub const SOURCE_DATE_EPOCH: (&str, &str) = ("SOURCE_DATE_EPOCH", "315532800");
 
 /// Who a child runs for: the variables every child of a stage gets.
 #[derive(Debug, Clone, Copy)]

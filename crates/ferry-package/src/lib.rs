@@ -767,8 +767,7 @@ fn run_build(
     let env = [
         (ferry_env::PROJECT, ws.project.name.as_str()),
         (ferry_env::SERVICE, service.name.as_str()),
-        // 1980-01-01, the earliest time a zip holds: tools that honour it embed no build time.
-        ("SOURCE_DATE_EPOCH", "315532800"),
+        ferry_env::SOURCE_DATE_EPOCH,
     ];
     let timeout = service.package.build_timeout();
     let output = build::run(argv, dir, &env, &remove, timeout, 20).map_err(|e| {

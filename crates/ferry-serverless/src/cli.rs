@@ -53,7 +53,11 @@ pub(crate) async fn build(
         cmd.env_remove(k);
     }
     cmd.env(ferry_env::PROJECT, project)
-        .env(ferry_env::SERVICE, &service.name);
+        .env(ferry_env::SERVICE, &service.name)
+        .env(
+            ferry_env::SOURCE_DATE_EPOCH.0,
+            ferry_env::SOURCE_DATE_EPOCH.1,
+        );
     let ran =
         run_captured(cmd, Some(timeout), 200)
             .await
@@ -127,7 +131,10 @@ pub(crate) async fn run(
         // The AWS SDK inside the CLI warns about Node versions on every call.
         .env("AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED", "true")
         // Archives whose tools honour it embed no build time.
-        .env("SOURCE_DATE_EPOCH", "315532800");
+        .env(
+            ferry_env::SOURCE_DATE_EPOCH.0,
+            ferry_env::SOURCE_DATE_EPOCH.1,
+        );
     let ran =
         run_captured(cmd, Some(c.timeout), 200)
             .await

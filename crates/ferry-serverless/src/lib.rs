@@ -186,7 +186,7 @@ pub enum ServerlessError {
     )]
     NoCli { service: String, dir: String },
     #[error(
-        "{service}: `{command}` could not start: {message}; the Serverless Framework CLI needs Node.js (18 or newer) on PATH"
+        "{service}: `{command}` could not start: {message}; is it installed and on PATH? (the Serverless Framework CLI needs Node.js 18 or newer)"
     )]
     NotStarted {
         service: String,

@@ -218,7 +218,7 @@ fn a_missing_cli_or_node_says_how_to_get_one() {
     assert!(matches!(e, ServerlessError::NotStarted { .. }), "{e}");
     assert!(
         e.to_string()
-            .contains("needs Node.js (18 or newer) on PATH"),
+            .contains("could not start: No such file or directory (os error 2); is it installed and on PATH? (the Serverless Framework CLI needs Node.js 18 or newer)"),
         "{e}"
     );
 
@@ -329,7 +329,7 @@ fn a_build_started_ahead_runs_once_and_its_compile_waits_for_it() {
     // The build is slow and leaves a mark; the stand-in CLI fails unless the mark is there.
     let (dir, ws) = workspace(
         &format!("[ -f built.mark ] || exit 9\n{PACKAGE}"),
-        "\n[package]\nbuild = [\"sh\", \"-c\", \"sleep 1; echo built >> built.mark\"]\n",
+        "\n[package]\nbuild = [\"sh\", \"-c\", \"sleep 1; echo built $SOURCE_DATE_EPOCH >> built.mark\"]\n",
     );
     let out = dir.path().join("target/ferry/package");
     let (result, steps) = compile_with_prebuild(&ws, &out, "unused-secret");
@@ -337,13 +337,13 @@ fn a_build_started_ahead_runs_once_and_its_compile_waits_for_it() {
     assert_eq!(compiled.artifacts.len(), 1);
     let marks = std::fs::read_to_string(dir.path().join("services/notifier/built.mark")).unwrap();
     assert_eq!(
-        marks, "built\n",
-        "the build ran once, not again in the compile"
+        marks, "built 315532800\n",
+        "the build ran once (not again in the compile), with SOURCE_DATE_EPOCH as every build"
     );
     assert_eq!(
         steps,
         [
-            "waiting for its build `sh -c sleep 1; echo built >> built.mark` (started ahead)",
+            "waiting for its build `sh -c sleep 1; echo built $SOURCE_DATE_EPOCH >> built.mark` (started ahead)",
             "running `./fake-sls package`",
         ]
     );
