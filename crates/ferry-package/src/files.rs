@@ -120,9 +120,33 @@ pub fn collect(
     boundary: &Path,
     watched: Option<&Watched>,
 ) -> io::Result<Collected> {
+    collect_in(root, exclude, boundary, watched, Scope::Repository)
+}
+
+/// The files of `dir`, an archive another tool wrote, unpacked: as [`collect`] with the folder
+/// as the boundary, so a link in the archive must stay inside it; errors name entries by their
+/// place in the archive.
+pub fn collect_unpacked(dir: &Path) -> io::Result<Collected> {
+    collect_in(dir, &GlobSet::empty(), dir, None, Scope::Unpacked)
+}
+
+/// What the boundary of a walk is, for its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Repository,
+    Unpacked,
+}
+
+fn collect_in(
+    root: &Path,
+    exclude: &GlobSet,
+    boundary: &Path,
+    watched: Option<&Watched>,
+    scope: Scope,
+) -> io::Result<Collected> {
     let boundary = fs::canonicalize(boundary)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", boundary.display())))?;
-    let real = resolve(root, &boundary)?;
+    let real = resolve(root, &boundary, scope, ".")?;
     // A folder reached through a link has its files checked as they are walked.
     let linked = fs::symlink_metadata(root).is_ok_and(|m| m.file_type().is_symlink());
     let meta = fs::metadata(&real)?;
@@ -159,6 +183,7 @@ pub fn collect(
     let mut walk = Walk {
         exclude,
         boundary: &boundary,
+        scope,
         watched,
         open: vec![real.clone()],
         out: &mut out,
@@ -180,7 +205,11 @@ fn in_credential_place(real: &Path, boundary: &Path) -> bool {
 }
 
 /// Where `path` really is, refused when that is outside `boundary` (already canonical).
-fn resolve(path: &Path, boundary: &Path) -> io::Result<PathBuf> {
+/// `entry` names it relative to the walk's root.
+fn resolve(path: &Path, boundary: &Path, scope: Scope, entry: &str) -> io::Result<PathBuf> {
+    if scope == Scope::Unpacked {
+        return resolve_unpacked(path, boundary, entry);
+    }
     let real = fs::canonicalize(path).map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -198,6 +227,29 @@ fn resolve(path: &Path, boundary: &Path) -> io::Result<PathBuf> {
                 path.display(),
                 real.display(),
                 boundary.display()
+            ),
+        ));
+    }
+    Ok(real)
+}
+
+/// [`resolve`] inside an unpacked archive: its temporary folder means nothing to the reader, so
+/// the link is named by `entry`, its place in the archive.
+fn resolve_unpacked(path: &Path, boundary: &Path, entry: &str) -> io::Result<PathBuf> {
+    let real = fs::canonicalize(path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("entry {entry} is a broken or looping symbolic link ({e})"),
+        )
+    })?;
+    if !real.starts_with(boundary) {
+        let target = fs::read_link(path)
+            .map(|t| t.display().to_string())
+            .unwrap_or_else(|_| real.display().to_string());
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "entry {entry} is a symbolic link to {target}, outside the archive: Ferry re-zips only what an archive holds; have the framework package the file itself (not a link to it), or exclude it from the package"
             ),
         ));
     }
@@ -263,6 +315,7 @@ impl Watched {
 struct Walk<'a> {
     exclude: &'a GlobSet,
     boundary: &'a Path,
+    scope: Scope,
     watched: Option<&'a Watched>,
     /// The real paths of the folders being walked, outermost first: a link back into one of
     /// them is a loop.
@@ -299,7 +352,7 @@ impl Walk<'_> {
             let path = entry.path();
             let link = entry.file_type().is_ok_and(|t| t.is_symlink());
             let target = if link {
-                resolve(&path, self.boundary)?
+                resolve(&path, self.boundary, self.scope, &rel)?
             } else {
                 real.join(name)
             };
@@ -312,10 +365,23 @@ impl Walk<'_> {
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
             if meta.is_dir() {
                 if self.open.contains(&target) {
+                    let (link, into) = match self.scope {
+                        Scope::Repository => {
+                            (path.display().to_string(), target.display().to_string())
+                        }
+                        // Inside an archive, names in the archive.
+                        Scope::Unpacked => (
+                            format!("entry {rel}"),
+                            match target.strip_prefix(self.boundary) {
+                                Ok(t) if !t.as_os_str().is_empty() => {
+                                    format!("the archive's folder {}", t.display())
+                                }
+                                _ => "the archive's top folder".into(),
+                            },
+                        ),
+                    };
                     return Err(io::Error::other(format!(
-                        "{} is a symbolic link back into {}, a folder that holds it: the walk would never end; remove it or exclude it",
-                        path.display(),
-                        target.display()
+                        "{link} is a symbolic link back into {into}, a folder that holds it: the walk would never end; remove it or exclude it"
                     )));
                 }
                 self.open.push(target.clone());
@@ -358,6 +424,54 @@ mod tests {
         for miss in ["handler.py", "lib/tests/t.py", "lib/docs.md", "pyc"] {
             assert!(!set.is_match(miss), "{miss} should be kept");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_in_an_unpacked_archive_are_named_by_their_place_in_it() {
+        use std::os::unix::fs::symlink;
+        let outside = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("lib")).unwrap();
+        fs::write(dir.path().join("lib/a.py"), "A = 1").unwrap();
+        symlink("a.py", dir.path().join("lib/b.py")).unwrap();
+        let names: Vec<String> = collect_unpacked(dir.path())
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["lib/a.py", "lib/b.py"], "a link inside is followed");
+
+        symlink(outside.path(), dir.path().join("lib/out")).unwrap();
+        let err = collect_unpacked(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "entry lib/out is a symbolic link to {}, outside the archive: Ferry re-zips only what an archive holds; have the framework package the file itself (not a link to it), or exclude it from the package",
+                outside.path().display()
+            )
+        );
+        fs::remove_file(dir.path().join("lib/out")).unwrap();
+
+        symlink("..", dir.path().join("lib/up")).unwrap();
+        let err = collect_unpacked(dir.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "entry lib/up is a symbolic link back into the archive's top folder, a folder that holds it: the walk would never end; remove it or exclude it"
+        );
+        fs::remove_file(dir.path().join("lib/up")).unwrap();
+        symlink("nowhere", dir.path().join("lib/broken")).unwrap();
+        let err = collect_unpacked(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("entry lib/broken is a broken or looping symbolic link ("),
+            "{err}"
+        );
+        assert!(
+            !err.contains(&dir.path().display().to_string()),
+            "the temporary folder is not named: {err}"
+        );
     }
 
     #[cfg(unix)]

@@ -199,6 +199,14 @@ pub enum PackageError {
     PerStage { service: String },
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
+    /// Copying `from` (a file, or a folder as an archive) into the package folder failed:
+    /// `source` names the file read or the one written.
+    #[error("copying {from} into the package folder: {source}")]
+    Store { from: String, source: io::Error },
+    /// The files of an archive another tool wrote, unpacked, cannot be taken as they are (a link
+    /// out of the archive, say): `source` names the entry.
+    #[error("{source}")]
+    Unpacked { source: io::Error },
     #[error("package manifest {path} is not readable: {message}; delete it to package again")]
     Manifest { path: String, message: String },
 }
@@ -206,6 +214,13 @@ pub enum PackageError {
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PackageError + '_ {
     move |source| PackageError::Io {
         path: path.display().to_string(),
+        source,
+    }
+}
+
+fn store_err(from: &Path) -> impl FnOnce(io::Error) -> PackageError + '_ {
+    move |source| PackageError::Store {
+        from: from.display().to_string(),
         source,
     }
 }
@@ -407,7 +422,9 @@ pub fn load(out: &Path, id: &str) -> Result<Option<PackageManifest>, PackageErro
     Ok(Some(m))
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename: readers never see half a file.
+/// Writes `bytes` to `path` through a temporary file, synced to disk, and a rename: readers never
+/// see half a file, and after a crash the name holds either nothing or all of the bytes (the
+/// stores are content-addressed: a name that exists is taken as holding its bytes).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PackageError> {
     let dir = path.parent().expect("paths here have a parent");
     fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -416,7 +433,14 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PackageError
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
         std::process::id()
     ));
-    fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+    let written = fs::File::create(&tmp).and_then(|mut f| {
+        io::Write::write_all(&mut f, bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(&tmp)(e));
+    }
     fs::rename(&tmp, path).map_err(io_err(path))
 }
 
@@ -473,9 +497,18 @@ fn store_file(
     let tmp = tempfile::NamedTempFile::new_in(dest_dir).map_err(io_err(dest_dir))?;
     let mut from = fs::File::open(src).map_err(io_err(src))?;
     let (sha, size) = {
-        let mut to = zip::Hashing::new(io::BufWriter::new(tmp.as_file()));
-        let size = io::copy(&mut from, &mut to).map_err(io_err(src))?;
-        io::Write::flush(&mut to).map_err(io_err(tmp.path()))?;
+        let mut to = zip::Hashing::new(io::BufWriter::new(zip::Named {
+            inner: tmp.as_file(),
+            path: tmp.path(),
+        }));
+        let size = io::copy(&mut from, &mut to).map_err(store_err(src))?;
+        io::Write::flush(&mut to).map_err(store_err(src))?;
+        tmp.as_file().sync_all().map_err(|e| {
+            store_err(src)(io::Error::new(
+                e.kind(),
+                format!("writing {}: {e}", tmp.path().display()),
+            ))
+        })?;
         (zip::hex(&to.hash.finalize()), size)
     };
     let path = dest(&sha);
@@ -708,7 +741,7 @@ pub fn check_templates<'a>(
 pub fn store_folder(out: &Path, dir: &Path) -> Result<(zip::Written, Vec<String>), PackageError> {
     // An unpacked archive: its own links stay inside it.
     let files::Collected { entries, withheld } =
-        files::collect(dir, &globset::GlobSet::empty(), dir, None).map_err(io_err(dir))?;
+        files::collect_unpacked(dir).map_err(|source| PackageError::Unpacked { source })?;
     let dest_dir = out.join("artifacts");
     fs::create_dir_all(&dest_dir).map_err(io_err(&dest_dir))?;
     let tmp = dest_dir.join(format!(
@@ -716,7 +749,7 @@ pub fn store_folder(out: &Path, dir: &Path) -> Result<(zip::Written, Vec<String>
         std::process::id(),
         dir.file_name().and_then(|n| n.to_str()).unwrap_or("x")
     ));
-    let written = zip::write(&entries, &tmp).map_err(io_err(dir))?;
+    let written = zip::write(&entries, &tmp).map_err(store_err(dir))?;
     let dest = artifact_path(out, &written.sha256);
     fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
     Ok((written, withheld))
@@ -1120,7 +1153,7 @@ impl Store<'_> {
                 service.name,
                 std::process::id()
             ));
-            let written = zip::write(&entries, &tmp).map_err(io_err(&src))?;
+            let written = zip::write(&entries, &tmp).map_err(store_err(&src))?;
             let dest = artifact_path(self.out, &written.sha256);
             fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
             (written.sha256, written.size, written.entries)

@@ -85,8 +85,30 @@ fn compress(path: &Path) -> io::Result<Compressed> {
     })
 }
 
+/// A writer whose errors name the file written (a full disk is then reported against the archive
+/// being written, not a source file).
+pub(crate) struct Named<'p, W> {
+    pub(crate) inner: W,
+    pub(crate) path: &'p Path,
+}
+
+impl<W> Named<'_, W> {
+    fn name(&self, e: io::Error) -> io::Error {
+        io::Error::new(e.kind(), format!("writing {}: {e}", self.path.display()))
+    }
+}
+
+impl<W: Write> Write for Named<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).map_err(|e| self.name(e))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().map_err(|e| self.name(e))
+    }
+}
+
 /// Writes `entries` (already in their final order) to `out`. On error the partial file is
-/// removed.
+/// removed. An error reading an entry names the entry's file; one writing names `out`.
 pub fn write(entries: &[Entry], out: &Path) -> io::Result<Written> {
     let result = write_inner(entries, out);
     if result.is_err() {
@@ -145,8 +167,15 @@ fn write_inner(entries: &[Entry], out: &Path) -> io::Result<Written> {
             return Err(too_big(&format!("{} is {len} bytes", e.name)));
         }
     }
-    let file = File::create(out)?;
-    let mut w = Hashing::new(BufWriter::with_capacity(1 << 20, file));
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("writing {}: {e}", out.display()));
+    let file = File::create(out).map_err(named)?;
+    let mut w = Hashing::new(BufWriter::with_capacity(
+        1 << 20,
+        Named {
+            inner: file,
+            path: out,
+        },
+    ));
     let mut central = Vec::with_capacity(entries.len() * 64);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -214,7 +243,9 @@ fn write_inner(entries: &[Entry], out: &Path) -> io::Result<Written> {
     w.inner
         .into_inner()
         .map_err(|e| e.into_error())?
-        .sync_all()?;
+        .inner
+        .sync_all()
+        .map_err(named)?;
     Ok(Written {
         sha256,
         size,
@@ -291,4 +322,67 @@ pub fn hex(bytes: &[u8]) -> String {
             let _ = write!(s, "{b:02x}");
             s
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(dir: &Path, name: &str, bytes: &[u8]) -> Entry {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        Entry {
+            name: name.into(),
+            path,
+            executable: false,
+        }
+    }
+
+    #[test]
+    fn an_error_names_the_file_it_is_about_and_leaves_no_partial_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = entry(dir.path(), "a.txt", b"a");
+        let gone = Entry {
+            name: "gone.txt".into(),
+            path: dir.path().join("gone.txt"),
+            executable: false,
+        };
+        let out = dir.path().join("out.zip");
+        let e = write(&[a.clone(), gone], &out).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: ", dir.path().join("gone.txt").display())),
+            "a file that cannot be read is named: {e}"
+        );
+        assert!(!out.exists(), "no partial archive is left");
+
+        let nowhere = dir.path().join("no-such-folder/out.zip");
+        let e = write(std::slice::from_ref(&a), &nowhere).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("writing {}: ", nowhere.display())),
+            "{e}"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_disk_is_reported_against_the_archive_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = entry(dir.path(), "a.txt", b"some bytes");
+        // A link to /dev/full: every write fails with ENOSPC; on error the link (not the
+        // device) is removed.
+        let out = dir.path().join("full.zip");
+        std::os::unix::fs::symlink("/dev/full", &out).unwrap();
+        let e = write(&[a], &out).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::StorageFull, "{e}");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "writing {}: No space left on device",
+                out.display()
+            )),
+            "{e}"
+        );
+        assert!(Path::new("/dev/full").exists());
+    }
 }

@@ -248,6 +248,12 @@ pub enum ServerlessError {
         archive: String,
         message: String,
     },
+    #[error("{service}: the framework's archive {archive} cannot be re-zipped as it is: {message}")]
+    Rezip {
+        service: String,
+        archive: String,
+        message: String,
+    },
     #[error(transparent)]
     Package(Box<ferry_package::PackageError>),
     /// The build started ahead of the compile ([`Prebuilds`]) failed: its own error.

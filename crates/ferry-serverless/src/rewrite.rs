@@ -173,6 +173,14 @@ fn rezip(
     // `extract` refuses names that climb out of the folder, and keeps Unix modes.
     zip.extract(unpacked.path())
         .map_err(|e| bad(e.to_string()))?;
-    let (written, withheld) = ferry_package::store_folder(out, unpacked.path())?;
+    let (written, withheld) =
+        ferry_package::store_folder(out, unpacked.path()).map_err(|e| match e {
+            ferry_package::PackageError::Unpacked { source } => ServerlessError::Rezip {
+                service: service.to_string(),
+                archive: name.to_string(),
+                message: source.to_string(),
+            },
+            e => e.into(),
+        })?;
     Ok(((written.sha256, written.size, written.entries), withheld))
 }

@@ -195,6 +195,31 @@ fn an_archive_the_framework_did_not_write_or_cannot_be_read_is_an_error_naming_i
         "{e}"
     );
 
+    // A link in the archive that loops back into a folder holding it.
+    let script = "import zipfile,sys\nwith zipfile.ZipFile(sys.argv[1],'w') as z:\n  z.writestr('handler.py','x')\n  i=zipfile.ZipInfo('lib/loop'); i.create_system=3; i.external_attr=0o120777<<16\n  z.writestr(i,'..')\n";
+    let zip = pkg.path().join("orders-notifier.zip");
+    assert!(
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(&zip)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let e = rewrite(
+        &mut t,
+        pkg.path(),
+        out.path(),
+        "shop/notifier",
+        "notifier",
+        &|_| {},
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "notifier: the framework's archive orders-notifier.zip cannot be re-zipped as it is: entry lib/loop is a symbolic link back into the archive's top folder, a folder that holds it: the walk would never end; remove it or exclude it"
+    );
+
     // An entry that climbs out of the folder is refused, not written outside it.
     let script = "import zipfile,sys\nwith zipfile.ZipFile(sys.argv[1],'w') as z: z.writestr('../../escape.py','x')\n";
     let zip = pkg.path().join("orders-notifier.zip");
