@@ -95,6 +95,8 @@ struct Object {
     key: String,
     body: Body,
     content_type: &'static str,
+    /// The SHA-256 (hex) the bytes must have: S3 checks it and refuses other bytes.
+    sha256: String,
 }
 
 /// What one service deploys from the bucket: its package (archives, files, template, site).
@@ -166,6 +168,7 @@ pub async fn upload_services(
                     ArtifactFormat::Zip => "application/zip",
                     ArtifactFormat::File => "text/plain",
                 },
+                sha256: a.sha256.clone(),
             });
         }
         let key = template_key(project, u.service, sp);
@@ -178,12 +181,14 @@ pub async fn upload_services(
             key,
             body: Body::File(out.join(&sp.template)),
             content_type: "text/plain",
+            sha256: sp.template_sha256.clone(),
         });
         for f in sp.site.iter().flat_map(|s| &s.files) {
             objects.push(Object {
                 key: site_file_key(project, u.service, &f.sha256),
                 body: Body::File(blob_path(out, &f.sha256)),
                 content_type: "application/octet-stream",
+                sha256: f.sha256.clone(),
             });
         }
         let (sha, json) = sp.stored();
@@ -193,6 +198,7 @@ pub async fn upload_services(
             key,
             body: Body::Bytes(json),
             content_type: "application/json",
+            sha256: sha,
         });
     }
     if objects.is_empty() {
@@ -251,25 +257,16 @@ async fn put_unless_present(
         }
     }
     match o.body {
-        Body::File(path) => put(s3, bucket, &o.key, &path, o.content_type)
+        Body::File(path) => put(s3, bucket, &o.key, &path, o.content_type, Some(&o.sha256))
             .await
             .map(Some),
-        Body::Bytes(bytes) => put_bytes(s3, bucket, &o.key, bytes, o.content_type)
-            .await
-            .map(Some),
+        Body::Bytes(bytes) => {
+            let size = bytes.len() as u64;
+            let body = ByteStream::from(bytes);
+            put_body(s3, bucket, &o.key, body, o.content_type, Some(&o.sha256)).await?;
+            Ok(Some(size))
+        }
     }
-}
-
-async fn put_bytes(
-    s3: &Client,
-    bucket: &str,
-    key: &str,
-    bytes: Vec<u8>,
-    content_type: &str,
-) -> Result<u64, UploadError> {
-    let size = bytes.len() as u64;
-    put_body(s3, bucket, key, ByteStream::from(bytes), content_type).await?;
-    Ok(size)
 }
 
 /// The bytes of `key`, checked against `sha256`; `what` names the package in errors.
@@ -390,12 +387,14 @@ pub async fn fetch_package(
     Ok(sp)
 }
 
+/// Puts the file at `path`; with `sha256` (hex), S3 refuses bytes that do not have it.
 async fn put(
     s3: &Client,
     bucket: &str,
     key: &str,
     path: &Path,
     content_type: &str,
+    sha256: Option<&str>,
 ) -> Result<u64, UploadError> {
     let size = std::fs::metadata(path)
         .map_err(|e| UploadError::Local {
@@ -409,22 +408,32 @@ async fn put(
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-    put_body(s3, bucket, key, body, content_type).await?;
+    put_body(s3, bucket, key, body, content_type, sha256).await?;
     Ok(size)
 }
 
-/// One PutObject.
+/// One PutObject. With `sha256` (hex) the request carries that checksum and S3 checks the bytes
+/// it receives against it: the bytes stored under a content address are the ones hashed, even
+/// when the local file changed after it was hashed.
 async fn put_body(
     s3: &Client,
     bucket: &str,
     key: &str,
     body: ByteStream,
     content_type: &str,
+    sha256: Option<&str>,
 ) -> Result<(), UploadError> {
+    let checksum = sha256.and_then(checksum_sha256);
     s3.put_object()
         .bucket(bucket)
         .key(key)
         .content_type(content_type)
+        .set_checksum_algorithm(
+            checksum
+                .is_some()
+                .then_some(aws_sdk_s3::types::ChecksumAlgorithm::Sha256),
+        )
+        .set_checksum_sha256(checksum)
         .body(body)
         .send()
         .await
@@ -435,6 +444,20 @@ async fn put_body(
             message: ferry_aws::explain("PutObject", &e).to_string(),
         })?;
     Ok(())
+}
+
+/// S3's form of a SHA-256 (base64 of the digest) from its hex form; `None` for anything that is
+/// not 64 hex digits.
+pub(crate) fn checksum_sha256(hex: &str) -> Option<String> {
+    use base64::Engine as _;
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let digest: Vec<u8> = (0..64)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("checked hex"))
+        .collect();
+    Some(base64::engine::general_purpose::STANDARD.encode(digest))
 }
 
 /// The Content-Type of a site file, by extension.
@@ -484,12 +507,15 @@ pub async fn upload_site(
                 site_key(&site.prefix, &f.name),
                 blob_path(out, &f.sha256),
                 content_type(&f.name),
+                f.sha256.as_str(),
             )
         })
         .collect();
     let n = objects.len();
     stream::iter(objects)
-        .map(|(key, path, ct)| async move { put(s3, bucket, &key, &path, ct).await })
+        .map(
+            |(key, path, ct, sha)| async move { put(s3, bucket, &key, &path, ct, Some(sha)).await },
+        )
         .buffer_unordered(PARALLEL_UPLOADS)
         .try_collect::<Vec<_>>()
         .await?;

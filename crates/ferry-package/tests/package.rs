@@ -933,8 +933,44 @@ async fn upload_puts_each_archive_once_and_skips_what_the_bucket_has() {
         .unwrap();
     assert_eq!((second.uploaded, second.present, second.bytes), (0, 3, 0));
 
-    // The stored package comes back whole into an empty store, every object checked by hash.
+    // Every object went up with the SHA-256 its name holds, for S3 to check the bytes against.
     let entry = &first.entries["api"];
+    let entry_sha = entry
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.strip_suffix(".package.json"))
+        .unwrap();
+    let template = ferry_package::template_key("shop", "api", sp);
+    for (key, sha) in [
+        (a.key.as_str(), a.sha256.as_str()),
+        (template.as_str(), sp.template_sha256.as_str()),
+        (entry.as_str(), entry_sha),
+    ] {
+        let head = s3
+            .head_object()
+            .bucket("ferry-test-upload-once")
+            .key(key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        let digest: Vec<u8> = (0..64)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&sha[i..i + 2], 16).unwrap())
+            .collect();
+        use base64::Engine as _;
+        assert_eq!(
+            head.checksum_sha256(),
+            Some(
+                base64::engine::general_purpose::STANDARD
+                    .encode(digest)
+                    .as_str()
+            ),
+            "{key}"
+        );
+    }
+
+    // The stored package comes back whole into an empty store, every object checked by hash.
     let fresh = tempfile::tempdir().unwrap();
     let fetched = ferry_package::fetch_package(
         &s3,
