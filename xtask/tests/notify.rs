@@ -141,6 +141,18 @@ fn wait_for(got: &Got, n: usize) -> Vec<(String, String)> {
 }
 
 const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+/// A service whose tests fail while `$VERDICTS/fail` exists.
+const API: &str = "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"sh\", \"-c\", \"test ! -e \\\"$VERDICTS/fail\\\"\"]\n";
+
+/// `ferry.toml` of project `p` with a direct `dev` stage and `notifications` (the keys of
+/// `[notifications]`).
+fn project(p: &str, notifications: &str) -> String {
+    format!(
+        "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
+         [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n\n\
+         [notifications]\n{notifications}"
+    )
+}
 
 fn deploy(r: &TestRepo, verdicts: &Path) -> (i32, String, String) {
     let mut c = xtask(r, &["deploy", "dev", "--test"]);
@@ -167,16 +179,14 @@ fn changes_of_state_are_announced_once_to_every_target_and_green_builds_say_noth
     let r = TestRepo::new();
     r.write(
         "ferry.toml",
-        &format!(
-            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
-             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n\n\
-             [notifications]\nwebhooks = [\"{base}/hook\", \"ssm:{secret_path}\", \"ssm:{plain_path}\", \"{dead}\"]\nsns-topic = \"{topic}\"\n"
+        &project(
+            p,
+            &format!(
+                "webhooks = [\"{base}/hook\", \"ssm:{secret_path}\", \"ssm:{plain_path}\", \"{dead}\"]\nsns-topic = \"{topic}\"\n"
+            ),
         ),
     )
-    .write(
-        "services/api/service.toml",
-        "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"sh\", \"-c\", \"test ! -e \\\"$VERDICTS/fail\\\"\"]\n",
-    )
+    .write("services/api/service.toml", API)
     .write("services/api/t.yaml", QUEUE);
     r.commit("services");
     let verdicts = tempfile::tempdir().unwrap();
@@ -278,18 +288,9 @@ fn news_that_no_target_took_is_announced_again_by_the_next_run() {
         format!("http://{}/dead", l.local_addr().unwrap())
     };
     let r = TestRepo::new();
-    let project = |hook: &str| {
-        format!(
-            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
-             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n\n\
-             [notifications]\nwebhooks = [\"{hook}\"]\n"
-        )
-    };
+    let project = |hook: &str| project(p, &format!("webhooks = [\"{hook}\"]\n"));
     r.write("ferry.toml", &project(&dead))
-        .write(
-            "services/api/service.toml",
-            "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"sh\", \"-c\", \"test ! -e \\\"$VERDICTS/fail\\\"\"]\n",
-        )
+        .write("services/api/service.toml", API)
         .write("services/api/t.yaml", QUEUE);
     r.commit("services");
     let verdicts = tempfile::tempdir().unwrap();

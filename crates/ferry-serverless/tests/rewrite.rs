@@ -28,6 +28,19 @@ with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
     assert!(status.success());
 }
 
+/// A zip written by Python's zipfile at `path`, whose entries `lines` (indented Python, `z` the
+/// open archive) write: for archives `framework_zip` cannot shape.
+fn python_zip(path: &Path, lines: &str) {
+    let script =
+        format!("import zipfile,sys\nwith zipfile.ZipFile(sys.argv[1],'w') as z:\n{lines}\n");
+    let status = Command::new("python3")
+        .args(["-c", &script])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// What the framework compiles for one function with a version and an output of it.
 fn compiled(stamp: &str, version_id: &str) -> Value {
     json!({
@@ -164,31 +177,26 @@ fn an_archive_the_framework_did_not_write_or_cannot_be_read_is_an_error_naming_i
     let out = tempfile::tempdir().unwrap();
     let pkg = tempfile::tempdir().unwrap();
     let mut t = compiled("x", "NotifyLambdaVersionAAAA");
-    let e = rewrite(
-        &mut t,
-        pkg.path(),
-        out.path(),
-        "shop/notifier",
-        "notifier",
-        &|_| {},
-    )
-    .unwrap_err();
+    let mut run = || {
+        rewrite(
+            &mut t,
+            pkg.path(),
+            out.path(),
+            "shop/notifier",
+            "notifier",
+            &|_| {},
+        )
+    };
+    let e = run().unwrap_err();
     assert!(matches!(e, ServerlessError::MissingArchive { .. }), "{e}");
     assert_eq!(
         e.to_string(),
         "notifier: resource `NotifyLambdaFunction` names the archive orders-notifier.zip, which the framework did not write into its package folder"
     );
 
-    std::fs::write(pkg.path().join("orders-notifier.zip"), "not a zip").unwrap();
-    let e = rewrite(
-        &mut t,
-        pkg.path(),
-        out.path(),
-        "shop/notifier",
-        "notifier",
-        &|_| {},
-    )
-    .unwrap_err();
+    let zip = pkg.path().join("orders-notifier.zip");
+    std::fs::write(&zip, "not a zip").unwrap();
+    let e = run().unwrap_err();
     assert!(
         e.to_string()
             .starts_with("notifier: archive orders-notifier.zip cannot be read"),
@@ -196,49 +204,18 @@ fn an_archive_the_framework_did_not_write_or_cannot_be_read_is_an_error_naming_i
     );
 
     // A link in the archive that loops back into a folder holding it.
-    let script = "import zipfile,sys\nwith zipfile.ZipFile(sys.argv[1],'w') as z:\n  z.writestr('handler.py','x')\n  i=zipfile.ZipInfo('lib/loop'); i.create_system=3; i.external_attr=0o120777<<16\n  z.writestr(i,'..')\n";
-    let zip = pkg.path().join("orders-notifier.zip");
-    assert!(
-        Command::new("python3")
-            .args(["-c", script])
-            .arg(&zip)
-            .status()
-            .unwrap()
-            .success()
+    python_zip(
+        &zip,
+        "  z.writestr('handler.py','x')\n  i=zipfile.ZipInfo('lib/loop'); i.create_system=3; i.external_attr=0o120777<<16\n  z.writestr(i,'..')",
     );
-    let e = rewrite(
-        &mut t,
-        pkg.path(),
-        out.path(),
-        "shop/notifier",
-        "notifier",
-        &|_| {},
-    )
-    .unwrap_err();
     assert_eq!(
-        e.to_string(),
+        run().unwrap_err().to_string(),
         "notifier: the framework's archive orders-notifier.zip cannot be re-zipped as it is: entry lib/loop is a symbolic link back into the archive's top folder, a folder that holds it: the walk would never end; remove it or exclude it"
     );
 
     // An entry that climbs out of the folder is refused, not written outside it.
-    let script = "import zipfile,sys\nwith zipfile.ZipFile(sys.argv[1],'w') as z: z.writestr('../../escape.py','x')\n";
-    let zip = pkg.path().join("orders-notifier.zip");
-    assert!(
-        Command::new("python3")
-            .args(["-c", script])
-            .arg(&zip)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let r = rewrite(
-        &mut t,
-        pkg.path(),
-        out.path(),
-        "shop/notifier",
-        "notifier",
-        &|_| {},
-    );
+    python_zip(&zip, "  z.writestr('../../escape.py','x')");
+    let r = run();
     assert!(!out.path().parent().unwrap().join("escape.py").exists());
     if let Ok(a) = r {
         let names = std::fs::read(a[0].local_path(out.path())).unwrap();
