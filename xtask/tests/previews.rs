@@ -202,11 +202,6 @@ fn previews_are_listed_and_pruned_by_ci_event_live_refs_and_ttl() {
     assert!(err.contains("`7w` is not a TTL"), "{err}");
 }
 
-/// A preview judged gone is judged again under its lock, just before its removal: one whose
-/// records show a deploy since (a push while earlier previews were being removed) is left in
-/// place. The judging is made to see an old deploy of pr-5 (the recursive listing of the
-/// previews' records is rewritten on its way back); the stage's own records, read under its
-/// lock, say it was deployed just now.
 #[test]
 fn prune_removes_a_preview_whole_and_never_a_named_stage() {
     let p = "pv-whole";
@@ -258,6 +253,11 @@ fn prune_removes_a_preview_whole_and_never_a_named_stage() {
     assert_eq!(rt().block_on(staging.read_all()).unwrap().len(), 2);
 }
 
+/// A preview judged gone is judged again under its lock, just before its removal: one whose
+/// records show a deploy since (a push while earlier previews were being removed) is left in
+/// place. The judging is made to see an old deploy of pr-5 (the recursive listing of the
+/// previews' records is rewritten on its way back); the stage's own records, read under its
+/// lock, say it was deployed just now.
 #[test]
 fn a_preview_deployed_since_it_was_judged_gone_is_left_in_place() {
     let p = "pv-again";

@@ -323,6 +323,23 @@ fn promoting_one_service_checks_its_dependents_with_the_packages_the_target_runs
     );
     assert!(!out.lines().any(|l| l.starts_with("app ")), "{out}");
     assert_eq!(records(p, "prod")["app"].commit, before["app"].commit);
+
+    // A checkout without history (a pipeline's source archive) promotes what it can and says
+    // that it could not check the dependent.
+    new_base("Q5", "base 5");
+    std::fs::rename(r.path().join(".git"), r.path().join(".git-away")).unwrap();
+    let promoted = run(
+        &mut ferry(&r, v, &["promote", "staging", "prod", "--service", "base"]),
+        None,
+    );
+    std::fs::rename(r.path().join(".git-away"), r.path().join(".git")).unwrap();
+    let (code, out, err) = promoted;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(row(&out, "base").contains("updated"), "{out}\n{err}");
+    assert!(
+        err.contains("app: skipped (a dependent of what is promoted, not checked: this checkout's history cannot be read to compare its inputs with those its package was made from ("),
+        "{err}"
+    );
 }
 
 #[test]

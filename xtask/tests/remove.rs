@@ -265,3 +265,35 @@ fn a_record_left_behind_is_reported_with_the_rest_and_the_next_remove_deletes_it
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(records(p, "dev").is_empty());
 }
+
+#[test]
+fn a_stack_deployed_under_another_name_is_removed_by_the_name_its_record_holds() {
+    let p = "rm-renamed";
+    let r = project(p);
+    r.write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write("services/a/t.yaml", QUEUE);
+    r.commit("services");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // The pattern changes after the deploy: this checkout would name the stack otherwise.
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{p}\"\nstack-name = \"{{service}}-{{stage}}-{{project}}\"\n\n[stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n"
+        ),
+    );
+    r.commit("another stack-name pattern");
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("deleted {p}-a-dev (a)")), "{out}");
+    let engine = ferry_stacks::Engine::for_config(&config(), Default::default());
+    for name in [format!("{p}-a-dev"), format!("a-dev-{p}")] {
+        let info = rt().block_on(engine.describe(&name)).unwrap();
+        assert!(info.is_none(), "{name}: {info:?}");
+    }
+    assert!(records(p, "dev").is_empty());
+}

@@ -10,7 +10,7 @@ use std::future::Future;
 use anyhow::Context as _;
 use ferry_graph::Cancel;
 use ferry_manifest::Stage;
-use ferry_records::{LockHolder, RecordStore, Released};
+use ferry_records::{LockHolder, RENEW_EVERY, RecordStore, Released};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Runs `work` holding `stage`'s lock for `command`. `force` takes over a stale lock (and says
@@ -36,7 +36,7 @@ pub async fn with_lock<T>(
             stage.name
         );
     }
-    let outcome = interruptible(records, &holder, cancel, work).await;
+    let outcome = interruptible(records, &holder, cancel, RENEW_EVERY, work).await;
     match records.unlock(&holder).await {
         Ok(Released::Released | Released::Gone) => {}
         Ok(Released::NotOurs(other)) => eprintln!(
@@ -44,7 +44,7 @@ pub async fn with_lock<T>(
             stage.name
         ),
         Err(e) => eprintln!(
-            "warning: failed to release the lock of stage `{}`: {}; once it is stale (5 minutes), --force-unlock takes it over",
+            "warning: failed to release the lock of stage `{}`: {}; once it is stale (not renewed for 5 minutes), --force-unlock takes it over",
             stage.name,
             crate::ui::mask(&e.to_string())
         ),
@@ -55,7 +55,8 @@ pub async fn with_lock<T>(
 /// Runs `work` as a node of `batch`, sharing the stage's lock with the batch's other nodes
 /// (taking it if it is free). `work` gets when the batch took the lock (seconds since the
 /// epoch), which names the batch's release. The lock stays when the node ends: the batch's last
-/// step (`batch finish`) releases it, or it goes stale 5 minutes after the last node renewed it.
+/// step (`batch finish`) releases it, or it goes stale 60 minutes after the last node renewed it
+/// ([`ferry_records::BATCH_LOCK_TTL`]).
 pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     records: &RecordStore,
     stage: &Stage,
@@ -112,35 +113,48 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
         }
     }
     let since = holder.since;
-    let result = interruptible(records, &holder, cancel, work(since)).await;
+    let result = interruptible(records, &holder, cancel, RENEW_EVERY, work(since)).await;
     // The next wave's nodes may start minutes later: the batch's lock counts from now. (A lock
     // another batch took over is not renewed; that batch's nodes find out themselves.)
     let _ = records.renew(&holder).await;
     result
 }
 
+/// Runs `work` while `holder`'s lock is renewed every `every`, turning signals and a lost lock
+/// into `cancel` (a second signal aborts).
 async fn interruptible<T>(
     records: &RecordStore,
     holder: &LockHolder,
     cancel: &Cancel,
+    every: std::time::Duration,
     work: impl Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
     let mut int = signal(SignalKind::interrupt()).context("failed to watch for Ctrl-C")?;
     let mut term = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
     tokio::pin!(work);
-    // Renewals failing for minutes (SSM unreachable, throttled): nothing new starts, and the
-    // lock is still renewed for what runs.
-    let failing = |e: &ferry_records::RecordError| {
-        eprintln!(
-            "{}",
-            crate::ui::mask(&format!(
-                "error: {e}; the stage's lock could not be renewed for minutes: starting nothing new"
-            ))
-        );
-        cancel.cancel();
+    // The lock is renewed by a task of its own, on the runtime's other worker: it goes on while
+    // the work holds its thread (a build inside packaging runs for minutes without yielding).
+    // Renewals failing for minutes (SSM unreachable, throttled): said at once, and nothing new
+    // starts; the lock is still renewed for what runs.
+    let (failing_tx, mut failing_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let keeper = {
+        let records = records.clone();
+        let holder = holder.clone();
+        tokio::spawn(async move {
+            let failing = move |e: &ferry_records::RecordError| {
+                eprintln!(
+                    "{}",
+                    crate::ui::mask(&format!(
+                        "error: {e}; the stage's lock could not be renewed for minutes: starting nothing new"
+                    ))
+                );
+                let _ = failing_tx.send(());
+            };
+            records.keep_every(&holder, &failing, every).await
+        })
     };
-    let keep = records.keep(holder, &failing);
-    tokio::pin!(keep);
+    // Renewing stops when this returns, whichever way.
+    let mut keeper = AbortOnDrop(keeper);
     let mut lost = None;
     let mut signals = 0;
     loop {
@@ -151,10 +165,18 @@ async fn interruptible<T>(
                     None => r,
                 };
             }
-            e = &mut keep, if lost.is_none() => {
+            e = &mut keeper.0, if lost.is_none() => {
+                let e = match e {
+                    Ok(e) => e,
+                    Err(j) => std::panic::resume_unwind(j.into_panic()),
+                };
                 eprintln!("error: {e}");
                 cancel.cancel();
                 lost = Some(e);
+                continue;
+            }
+            Some(()) = failing_rx.recv() => {
+                cancel.cancel();
                 continue;
             }
             _ = int.recv() => "Ctrl-C",
@@ -172,5 +194,72 @@ async fn interruptible<T>(
             );
             anyhow::bail!("aborted by a second interrupt; the lock is released");
         }
+    }
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_lock_is_renewed_while_the_work_holds_its_thread() {
+        let r = ferry_test_support::TestRepo::new();
+        r.write(
+            "ferry.toml",
+            "[project]\nname = \"lock-blocked\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+        )
+        .write(
+            "services/a/service.toml",
+            "[service]\ntemplate = \"t.yaml\"\n",
+        )
+        .write("services/a/t.yaml", "Resources: {}\n");
+        r.commit("project");
+        let ws = ferry_manifest::load(r.path()).unwrap();
+        let stage = ws.stage("dev").unwrap();
+        let rt = crate::context::runtime().unwrap();
+        rt.block_on(async {
+            let config = ferry_credentials::base_config(
+                "us-east-1",
+                &ferry_credentials::config::Target {
+                    local_endpoint: Some(ferry_test_support::moto().endpoint()),
+                },
+            )
+            .await;
+            let records = ferry_deploy::record_store(&ws, &stage, &config);
+            let holder = LockHolder::for_this_process(&|_| None, "deploy", "dev", None);
+            records.lock(&holder, false).await.unwrap();
+            assert_eq!(records.lock_holder().await.unwrap().unwrap().renewed, None);
+            let cancel = Cancel::new();
+            interruptible(
+                &records,
+                &holder,
+                &cancel,
+                Duration::from_millis(100),
+                async {
+                    // Holds its thread, as a build inside packaging does.
+                    std::thread::sleep(Duration::from_millis(1500));
+                    Ok(())
+                },
+            )
+            .await
+            .unwrap();
+            let held = records.lock_holder().await.unwrap().unwrap();
+            assert!(
+                held.renewed.is_some(),
+                "renewed while the work held its thread: {held:?}"
+            );
+            assert!(!cancel.is_cancelled());
+            records.unlock(&holder).await.unwrap();
+        });
     }
 }

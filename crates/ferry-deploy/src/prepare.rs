@@ -98,7 +98,23 @@ pub async fn prepare(
     mask: &(dyn Fn(&str) -> String + Sync),
     on: &dyn Fn(ferry_package::Event),
 ) -> Result<Prepared, PrepareError> {
-    let manifest = ferry_package::package(ws, options.dir, &options.request, mask, on)?;
+    // Waiting for another process's packaging is an await, not a blocked thread: the caller's
+    // lock renewal and signal handling go on meanwhile.
+    let mut waiting = false;
+    let lock = loop {
+        if let Some(lock) = ferry_package::FolderLock::try_take(options.dir)? {
+            break lock;
+        }
+        if !waiting {
+            waiting = true;
+            on(ferry_package::Event::Waiting {
+                folder: options.dir.to_path_buf(),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let manifest = ferry_package::package_held(&lock, ws, &options.request, mask, on)?;
+    drop(lock);
     let s3 = ferry_package::s3_client(config);
     let needing: Vec<&str> = options
         .request

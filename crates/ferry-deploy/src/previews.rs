@@ -265,7 +265,8 @@ pub fn to_prune<'p>(
                 (Ended::PullRequest(n), Some(pr)) => n == pr,
                 // By its name when known (another branch may share its id); by its id only
                 // when its name is not known.
-                (Ended::Branch(b), None) if p.name_known => b.eq_ignore_ascii_case(&p.name),
+                // Git's branch names are case-sensitive: `Fix-X` is not `fix-x`.
+                (Ended::Branch(b), None) if p.name_known => *b == p.name,
                 (Ended::Branch(b), None) => ws.stage(b).is_ok_and(|s| s.id == p.id),
                 _ => false,
             });
@@ -424,11 +425,20 @@ mod tests {
         );
         assert_eq!(
             by(Evidence {
-                ended: vec![Ended::Branch("feature/login".into())],
+                ended: vec![Ended::Branch("feature/Login".into())],
                 now,
                 ..Default::default()
             }),
-            ["feature/Login: branch `feature/login` was deleted"]
+            ["feature/Login: branch `feature/Login` was deleted"]
+        );
+        // Another branch, by git's case-sensitive names, though its stage id is the same.
+        assert!(
+            by(Evidence {
+                ended: vec![Ended::Branch("feature/login".into())],
+                now,
+                ..Default::default()
+            })
+            .is_empty()
         );
         // Another branch with the same stage id is not that branch: by name when the name is
         // known, by id only when it is not.

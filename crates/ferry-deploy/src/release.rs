@@ -689,23 +689,32 @@ pub async fn prepare_promote(
             "a dependent of what is promoted, not checked: {why}; promote it or deploy it to check it"
         )
     };
-    let found =
-        checkout_inputs(ws, &outside).map_err(|why| ReleaseRunError::CheckoutUnverifiable {
-            from: stage.name.clone(),
-            services: outside.iter().map(|r| r.service.clone()).collect(),
-            why,
-        })?;
+    // A checkout whose history cannot be read (no `.git`, as a pipeline's source archive) checks
+    // none of them: each is reported, and the promote goes on as before such checks.
+    let found: Vec<Option<String>> = match checkout_inputs(ws, &outside) {
+        Ok(found) => found
+            .into_iter()
+            .map(|differs| {
+                differs.map(|why| {
+                    format!(
+                        "the package `{}` runs was made from other inputs ({why})",
+                        stage.name
+                    )
+                })
+            })
+            .collect(),
+        Err(why) => vec![
+            Some(format!(
+                "this checkout's history cannot be read to compare its inputs with those its package was made from ({why})"
+            ));
+            outside.len()
+        ],
+    };
     let mut kept: BTreeMap<String, &Record> = BTreeMap::new();
     for (r, differs) in outside.into_iter().zip(found) {
         let s = r.service.clone();
         match (differs, &r.package_key) {
-            (Some(why), _) => skipped.push((
-                s,
-                not_checked(format!(
-                    "the package `{}` runs was made from other inputs ({why})",
-                    stage.name
-                )),
-            )),
+            (Some(why), _) => skipped.push((s, not_checked(why))),
             (None, None) => skipped.push((
                 s,
                 not_checked(format!("its package in `{}` is not stored", stage.name)),

@@ -177,10 +177,16 @@ pub async fn remove(
     } else {
         let mut order = ws.graph().topo_order();
         order.reverse();
+        // The stack a service really has: the one found by its tags, else the one its record
+        // names, and only else the name this checkout would give it (which differs once the
+        // stack-name pattern or a Serverless service's name changed since it deployed).
         order
             .into_iter()
             .map(|s| {
-                let stack = ws.stack_name(&s, stage);
+                let stack = found
+                    .and_then(|f| f.get(&s).cloned())
+                    .or_else(|| previous.get(&s).map(|r| r.stack.clone()))
+                    .unwrap_or_else(|| ws.stack_name(&s, stage));
                 (s, stack)
             })
             .collect()

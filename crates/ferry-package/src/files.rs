@@ -144,11 +144,18 @@ fn collect_in(
     watched: Option<&Watched>,
     scope: Scope,
 ) -> io::Result<Collected> {
+    let given = boundary;
     let boundary = fs::canonicalize(boundary)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", boundary.display())))?;
     let real = resolve(root, &boundary, scope, ".")?;
-    // A folder reached through a link has its files checked as they are walked.
-    let linked = fs::symlink_metadata(root).is_ok_and(|m| m.file_type().is_symlink());
+    // A folder reached through a link has its files checked as they are walked: the root
+    // itself a link, or a folder on its way (`lib -> ../../shared/lib`, the artifact
+    // `lib/handler`), which is when it is not where its path says.
+    let linked = fs::symlink_metadata(root).is_ok_and(|m| m.file_type().is_symlink())
+        || match (root.strip_prefix(given), real.strip_prefix(&boundary)) {
+            (Ok(said), Ok(is)) => said != is,
+            _ => true,
+        };
     let meta = fs::metadata(&real)?;
     let mut out = Collected::default();
     let credential_place = in_credential_place(&real, &boundary);
@@ -426,6 +433,24 @@ mod tests {
         }
     }
 
+    /// A tripwire: an archive cached under older rules would keep what new rules leave out.
+    #[test]
+    fn changing_which_names_are_credentials_bumps_the_file_rules() {
+        let names = crate::sha256_hex(
+            format!(
+                "{}\0{}",
+                CREDENTIAL_NAMES.join("\n"),
+                DOTENV_TEMPLATES.join("\n")
+            )
+            .as_bytes(),
+        );
+        assert_eq!(
+            (crate::FILE_RULES, &names[..16]),
+            (2, "d16f57e67b626fea"),
+            "CREDENTIAL_NAMES or DOTENV_TEMPLATES changed: bump FILE_RULES (so that no package cached under the old names is reused), then put the new hash and number here"
+        );
+    }
+
     #[cfg(unix)]
     #[test]
     fn links_in_an_unpacked_archive_are_named_by_their_place_in_it() {
@@ -608,6 +633,18 @@ mod tests {
         assert!(err.to_string().contains("leads to shared/lib"), "{err}");
         assert!(collect(&svc.join("out"), &none, repo.path(), Some(&declared)).is_ok());
         fs::remove_file(svc.join("out")).unwrap();
+        // A folder on the way to the artifact a link (`shared -> ../../shared`, the artifact
+        // `shared/lib`), and a single file under it: the same.
+        symlink("../../shared", svc.join("shared")).unwrap();
+        for artifact in ["shared/lib", "shared/lib/util.py"] {
+            let err = collect(&svc.join(artifact), &none, repo.path(), Some(&own)).unwrap_err();
+            assert!(
+                err.to_string().contains("leads to shared/lib/util.py"),
+                "{artifact}: {err}"
+            );
+            assert!(collect(&svc.join(artifact), &none, repo.path(), Some(&declared)).is_ok());
+        }
+        fs::remove_file(svc.join("shared")).unwrap();
 
         // An installed package linked from the repository's `node_modules` (pnpm) is no
         // versioned file: followed as before.

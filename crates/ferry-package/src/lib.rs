@@ -529,7 +529,9 @@ fn store_file(
 }
 
 /// Packages the requested services of `ws` into `out` and returns the manifest of the id. A
-/// failure packages nothing further and leaves earlier packages untouched.
+/// failure packages nothing further and leaves earlier packages untouched. Waits (blocking) for
+/// another process packaging into `out` ([`Event::Waiting`]); an async caller takes the folder
+/// with [`FolderLock::try_take`] without blocking and calls [`package_held`].
 pub fn package(
     ws: &Workspace,
     out: &Path,
@@ -537,7 +539,27 @@ pub fn package(
     mask: &(dyn Fn(&str) -> String + Sync),
     on: &dyn Fn(Event),
 ) -> Result<PackageManifest, PackageError> {
-    let _lock = lock_folder(out, on)?;
+    let lock = match FolderLock::try_take(out)? {
+        Some(lock) => lock,
+        None => {
+            on(Event::Waiting {
+                folder: out.to_path_buf(),
+            });
+            FolderLock::take(out)?
+        }
+    };
+    package_held(&lock, ws, req, mask, on)
+}
+
+/// [`package`] into the folder `lock` holds.
+pub fn package_held(
+    lock: &FolderLock,
+    ws: &Workspace,
+    req: &PackageRequest,
+    mask: &(dyn Fn(&str) -> String + Sync),
+    on: &dyn Fn(Event),
+) -> Result<PackageManifest, PackageError> {
+    let out = lock.folder.as_path();
     let mut manifest = load(out, &req.id)?.unwrap_or_else(|| PackageManifest {
         format: FORMAT,
         file_rules: FILE_RULES,
@@ -614,10 +636,12 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     s
 }
 
-/// Bumped when the rules of which files go into an archive change (1: credential files are
-/// left out), so that no package cached under older rules is reused: input keys are git tree
-/// ids, which do not see the git-ignored files such rules are about.
-pub const FILE_RULES: u32 = 1;
+/// Bumped when the rules of which files go into an archive change, so that no package cached
+/// under older rules is reused: input keys are git tree ids, which do not see the git-ignored
+/// files such rules are about. 1: credential files are left out; 2: more credential names
+/// (`.pgpass`, `.dev.vars`, SSH private keys) and links only to files change detection watches.
+/// Every rule in [`CREDENTIAL_NAMES`] or in `files` that changes what an archive holds bumps it.
+pub const FILE_RULES: u32 = 2;
 
 /// The cache key of a service: its exact input key plus everything else its package depends on.
 fn cache_key(project: &str, service: &Service, input_key: &str) -> String {
@@ -879,30 +903,56 @@ fn files_of(
     Ok(found.entries)
 }
 
-/// Holds the package folder `out` for this process until dropped: two processes packaging
-/// into one folder (two stages deployed at once from one checkout) would run the same builds
-/// in the same service folders while the other zips them, and cache what they zipped. The lock
-/// is the operating system's (flock), so a process that dies lets go of it.
-fn lock_folder(out: &Path, on: &dyn Fn(Event)) -> Result<fs::File, PackageError> {
-    fs::create_dir_all(out).map_err(io_err(out))?;
-    let path = out.join(".lock");
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io_err(&path))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            on(Event::Waiting {
-                folder: out.to_path_buf(),
-            });
-            file.lock().map_err(io_err(&path))?;
-        }
-        Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+/// The package folder, held by this process until dropped: two processes packaging into one
+/// folder (two stages deployed at once from one checkout) would run the same builds in the same
+/// service folders while the other zips them, and cache what they zipped. The lock is the
+/// operating system's (flock on `<folder>/.lock`), so a process that dies lets go of it.
+#[derive(Debug)]
+pub struct FolderLock {
+    folder: PathBuf,
+    _file: fs::File,
+}
+
+impl FolderLock {
+    fn open(out: &Path) -> Result<(PathBuf, fs::File), PackageError> {
+        fs::create_dir_all(out).map_err(io_err(out))?;
+        let path = out.join(".lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        Ok((path, file))
     }
-    Ok(file)
+
+    /// Takes the folder `out` unless another process holds it (`None`); never blocks.
+    pub fn try_take(out: &Path) -> Result<Option<FolderLock>, PackageError> {
+        let (path, file) = Self::open(out)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(FolderLock {
+                folder: out.to_path_buf(),
+                _file: file,
+            })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Takes the folder `out`, waiting (blocking the thread) while another process holds it.
+    pub fn take(out: &Path) -> Result<FolderLock, PackageError> {
+        let (path, file) = Self::open(out)?;
+        file.lock().map_err(io_err(&path))?;
+        Ok(FolderLock {
+            folder: out.to_path_buf(),
+            _file: file,
+        })
+    }
+
+    /// The folder held.
+    pub fn folder(&self) -> &Path {
+        &self.folder
+    }
 }
 
 /// What change detection watches for `service` (see [`files::Watched`]).

@@ -73,7 +73,7 @@ pub fn buildspec_batch(g: &DepGraph, runner: &Runner<'_>) -> String {
 # after the nodes of its dependencies; a failed node's dependents are skipped, and a retried
 # batch redoes only what is missing. The nodes share the stage's lock for the batch; the last
 # node writes the batch's release and releases the lock (if a node failed, the lock goes stale
-# 5 minutes after the last node renewed it). The stage comes from the trigger ([ci] in
+# 60 minutes after the last node renewed it). The stage comes from the trigger ([ci] in
 # ferry.toml). The project needs batch builds enabled (a batch service role).
 version: 0.2
 

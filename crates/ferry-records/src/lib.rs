@@ -184,7 +184,7 @@ pub enum RecordError {
         "stage `{stage}` is locked by {holder}{}",
         match stale {
             Some(why) => format!("; that lock is stale ({why}): take it over with --force-unlock"),
-            None => "; wait for that run to finish (a lock not renewed for 5 minutes, or whose process is gone from this host, is stale and --force-unlock takes it over)".to_string(),
+            None => format!("; wait for that run to finish ({}, and --force-unlock takes it over then)", lock::stale_rule(holder)),
         }
     )]
     Locked {
@@ -193,7 +193,8 @@ pub enum RecordError {
         stale: Option<Stale>,
     },
     #[error(
-        "refusing to take over the lock of stage `{stage}` from {holder}: it was renewed {renewed_secs_ago}s ago, so that run is alive; stop it or wait for it to finish (--force-unlock takes over only a stale lock: not renewed for 5 minutes, or its process gone from this host)"
+        "refusing to take over the lock of stage `{stage}` from {holder}: it was renewed {renewed_secs_ago}s ago, so that run is alive; stop it or wait for it to finish (--force-unlock takes over only a stale lock: {})",
+        lock::stale_rule(holder)
     )]
     LockedLive {
         stage: String,

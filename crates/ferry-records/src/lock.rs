@@ -128,6 +128,21 @@ pub struct Here<'a> {
     pub alive: &'a dyn Fn(u32, Option<u64>) -> bool,
 }
 
+/// When `holder`'s lock counts as stale, for messages: a batch's by age only.
+pub fn stale_rule(holder: &LockHolder) -> String {
+    if holder.batch.is_some() {
+        format!(
+            "a batch's lock is stale once not renewed for {}",
+            human(BATCH_LOCK_TTL.as_secs())
+        )
+    } else {
+        format!(
+            "a lock is stale once not renewed for {}, or when its process is gone from this host",
+            human(LOCK_TTL.as_secs())
+        )
+    }
+}
+
 /// Whether `holder`'s lock is stale at `now` (seconds since the epoch), seen from `here`.
 pub fn staleness(holder: &LockHolder, now: u64, here: &Here<'_>) -> Option<Stale> {
     // A batch's nodes end one by one while the batch goes on: only its age counts.
@@ -461,11 +476,25 @@ impl RecordStore {
     /// half of [`LOCK_TTL`] (others may soon see the lock as stale), `failing` is told once per
     /// such spell, so the caller can start nothing new; renewing goes on all the same, since
     /// what is already running still needs the lock.
-    pub async fn keep(&self, holder: &LockHolder, failing: &dyn Fn(&RecordError)) -> RecordError {
+    pub async fn keep(
+        &self,
+        holder: &LockHolder,
+        failing: &(dyn Fn(&RecordError) + Sync),
+    ) -> RecordError {
+        self.keep_every(holder, failing, RENEW_EVERY).await
+    }
+
+    /// [`keep`](Self::keep), renewing every `every` (tests renew faster).
+    pub async fn keep_every(
+        &self,
+        holder: &LockHolder,
+        failing: &(dyn Fn(&RecordError) + Sync),
+        every: Duration,
+    ) -> RecordError {
         let mut failing_since: Option<tokio::time::Instant> = None;
         let mut told = false;
         loop {
-            tokio::time::sleep(RENEW_EVERY).await;
+            tokio::time::sleep(every).await;
             match self.renew(holder).await {
                 Ok(()) => {
                     failing_since = None;

@@ -187,7 +187,7 @@ async fn the_lock_names_its_holder_releases_only_its_own_and_force_takes_only_a_
         "{err}"
     );
     assert!(
-        err.to_string().contains("wait for that run to finish"),
+        err.to_string().ends_with("; wait for that run to finish (a lock is stale once not renewed for 5 min, or when its process is gone from this host, and --force-unlock takes it over then)"),
         "{err}"
     );
     let err = s.lock(&other, true).await.unwrap_err();
@@ -293,16 +293,24 @@ async fn the_nodes_of_one_batch_share_the_lock_and_any_other_run_is_refused() {
             "{err:?}"
         );
         assert!(err.to_string().contains("batch run-1: "), "{err}");
+        assert!(
+            err.to_string()
+                .contains("(a batch's lock is stale once not renewed for 60 min, and"),
+            "a batch's lock goes stale by its own age: {err}"
+        );
     }
 
     // Any node renews it; the node whose process is gone does not make it stale.
     s.renew(&a).await.unwrap();
     s.renew(&b).await.unwrap();
     let plain = LockHolder::for_this_process(&none, "deploy", "lock-batch", None);
-    assert!(matches!(
-        s.lock(&plain, true).await.unwrap_err(),
-        RecordError::LockedLive { .. }
-    ));
+    let err = s.lock(&plain, true).await.unwrap_err();
+    assert!(matches!(err, RecordError::LockedLive { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .ends_with("(--force-unlock takes over only a stale lock: a batch's lock is stale once not renewed for 60 min)"),
+        "{err}"
+    );
     // The batch's last step releases it, as any node of the batch may.
     assert_eq!(
         s.unlock(&b).await.unwrap(),

@@ -1,7 +1,7 @@
 //! The lock's renewal where the emulator cannot help: SSM failing for minutes, with scripted
 //! responses (aws-smithy-mocks) on tokio's paused clock.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_ssm::operation::get_parameter::{GetParameterError, GetParameterOutput};
 use aws_sdk_ssm::types::Parameter;
@@ -41,19 +41,19 @@ async fn renewing_goes_on_after_it_has_failed_for_minutes() {
         .retry_config(aws_sdk_ssm::config::retry::RetryConfig::disabled()));
     let store = RecordStore::new(client, "dev", "/ferry/shop/dev");
 
-    let told = Cell::new(0);
+    let told = AtomicUsize::new(0);
     let lost = store
         .keep(&mine, &|e| {
             assert!(
                 matches!(e, RecordError::Aws(_)),
                 "a renewal's own error: {e:?}"
             );
-            told.set(told.get() + 1);
+            told.fetch_add(1, Ordering::SeqCst);
         })
         .await;
     // Told once, when failures had lasted over half the lock's TTL (the fourth failed renewal,
     // 3 minutes after the first), and still renewing: the sixth renewal finds the lock lost.
-    assert_eq!(told.get(), 1);
+    assert_eq!(told.load(Ordering::SeqCst), 1);
     assert!(matches!(lost, RecordError::LockLost { .. }), "{lost:?}");
     assert_eq!(rule.num_calls(), 6);
 }

@@ -37,7 +37,8 @@ pub use cli::find_cli;
 pub use rewrite::rewrite;
 
 /// Bumped when what a compile keeps changes, so that older compiles are never reused (2: the
-/// stack name takes the stage Ferry passed; 3: credential files are left out of archives).
+/// stack name takes the stage Ferry passed; 3: credential files are left out of archives). The
+/// rules of which files an archive holds count apart, as [`ferry_package::FILE_RULES`].
 const FORMAT: u32 = 3;
 /// Lines of the framework's output shown when it fails.
 const TAIL: usize = 20;
@@ -459,7 +460,8 @@ fn reuse_key(c: &Compile<'_>, input_key: &str) -> String {
     let mut h = Sha256::new();
     h.update(
         format!(
-            "ferry-serverless-{FORMAT}\0{}\0{}\0{}\0{}\0{input_key}\0{cli}\0{}\0",
+            "ferry-serverless-{FORMAT}-{}\0{}\0{}\0{}\0{}\0{input_key}\0{cli}\0{}\0",
+            ferry_package::FILE_RULES,
             c.project,
             c.service.name,
             c.stage_id,

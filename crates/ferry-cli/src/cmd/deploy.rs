@@ -42,7 +42,8 @@ pub struct DeployArgs {
     #[arg(long)]
     continue_rollback: bool,
     /// Take over the stage's lock if it is stale (its process is gone from this host, or it was
-    /// not renewed for 5 minutes), saying whose lock it displaced; a live lock is never taken
+    /// not renewed for 5 minutes; a batch's, 60), saying whose lock it displaced; a live lock is
+    /// never taken
     #[arg(long)]
     force_unlock: bool,
     /// Take over existing stacks of this stage's names that have no Ferry tags (first deployed
