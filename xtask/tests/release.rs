@@ -340,6 +340,29 @@ fn promoting_one_service_checks_its_dependents_with_the_packages_the_target_runs
         err.contains("app: skipped (a dependent of what is promoted, not checked: this checkout's history cannot be read to compare its inputs with those its package was made from ("),
         "{err}"
     );
+
+    // app's package gone from prod's bucket (deleted by hand): reported, not a failed promote.
+    // (prod first takes this checkout's app, so that app is checked at all.)
+    ok(&r, v, &["promote", "staging", "prod"]);
+    let key = records(p, "prod")["app"].package_key.clone().unwrap();
+    let s3 = ferry_package::s3_client(&config());
+    rt().block_on(
+        s3.delete_object()
+            .bucket(bucket(p, "prod"))
+            .key(&key)
+            .send(),
+    )
+    .unwrap();
+    new_base("Q6", "base 6");
+    let (out, err) = promote_base();
+    assert!(row(&out, "base").contains("updated"), "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "app: skipped (a dependent of what is promoted, not checked: its package in `prod` is gone from the bucket (s3://{}/{key} is missing); promote it or deploy it to check it)",
+            bucket(p, "prod")
+        )),
+        "{err}"
+    );
 }
 
 #[test]

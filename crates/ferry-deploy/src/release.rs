@@ -724,6 +724,47 @@ pub async fn prepare_promote(
             }
         }
     }
+    // A package gone from the target's bucket (deleted by hand) cannot be redeployed as it
+    // runs: reported like one never stored, not a failure of the whole promote.
+    let own = if kept.is_empty() {
+        None
+    } else {
+        Some(own_packages(target)?)
+    };
+    let mut gone = Vec::new();
+    if let Some(own) = &own {
+        for (s, r) in &kept {
+            let key = r
+                .package_key
+                .as_deref()
+                .expect("kept only with a package key");
+            let fetched = ferry_package::fetch_package(
+                &own.s3,
+                &own.bucket,
+                target.dir,
+                &ws.project.name,
+                s,
+                key,
+                false,
+            )
+            .await;
+            match fetched {
+                Ok(_) => {}
+                Err(ferry_package::UploadError::Missing { bucket, key, .. }) => gone.push((
+                    s.clone(),
+                    not_checked(format!(
+                        "its package in `{}` is gone from the bucket (s3://{bucket}/{key} is missing)",
+                        stage.name
+                    )),
+                )),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    for (s, why) in gone {
+        kept.remove(&s);
+        skipped.push((s, why));
+    }
     candidates.extend(kept.keys().cloned());
     let why = candidates
         .iter()
@@ -752,10 +793,9 @@ pub async fn prepare_promote(
             records: promoted,
             compile_per_stage: true,
         }];
-        let own = own_packages(target)?;
-        if !kept.is_empty() {
+        if let Some(own) = own.as_ref().filter(|_| !kept.is_empty()) {
             sources.push(StoredSource {
-                from: &own,
+                from: own,
                 records: kept.clone(),
                 // Compiled for the stage from this checkout, whose inputs were checked above.
                 compile_per_stage: true,
