@@ -44,9 +44,10 @@ pub async fn with_lock<T>(
             stage.name
         ),
         Err(e) => eprintln!(
-            "warning: failed to release the lock of stage `{}`: {}; once it is stale (not renewed for 5 minutes), --force-unlock takes it over",
+            "warning: failed to release the lock of stage `{}`: {}; {}, and --force-unlock takes it over then",
             stage.name,
-            crate::ui::mask(&e.to_string())
+            crate::ui::mask(&e.to_string()),
+            ferry_records::lock::stale_rule(&holder)
         ),
     }
     outcome

@@ -193,7 +193,7 @@ pub async fn remove(
     };
     if let Some(found) = found {
         let known: BTreeSet<String> = targets.iter().map(|(s, _)| s.clone()).collect();
-        let mut extra: BTreeMap<String, String> = previous
+        let extra: BTreeMap<String, String> = previous
             .iter()
             .map(|(s, r)| (s.clone(), r.stack.clone()))
             .chain(found.iter().map(|(s, st)| (s.clone(), st.clone())))
@@ -201,7 +201,7 @@ pub async fn remove(
             .collect();
         // Services this checkout lacks have no place in its graph: they go first (nothing
         // this checkout deploys can depend on them).
-        targets.splice(0..0, std::mem::take(&mut extra));
+        targets.splice(0..0, extra);
     }
     let engine = Engine::for_config(
         config,

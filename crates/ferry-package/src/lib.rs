@@ -399,6 +399,20 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     zip::hex(&Sha256::digest(bytes))
 }
 
+/// The base64 of the digest whose hex [`sha256_hex`] gives: the form S3 checksums and Lambda's
+/// `CodeSha256` take. `None` for anything that is not 64 hex digits.
+pub fn sha256_base64(hex: &str) -> Option<String> {
+    use base64::Engine as _;
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let digest: Vec<u8> = (0..64)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("checked hex"))
+        .collect();
+    Some(base64::engine::general_purpose::STANDARD.encode(digest))
+}
+
 /// The folder of package `id` under `out`.
 pub fn package_dir(out: &Path, id: &str) -> PathBuf {
     out.join(id)
@@ -503,12 +517,9 @@ fn store_file(
         }));
         let size = io::copy(&mut from, &mut to).map_err(store_err(src))?;
         io::Write::flush(&mut to).map_err(store_err(src))?;
-        tmp.as_file().sync_all().map_err(|e| {
-            store_err(src)(io::Error::new(
-                e.kind(),
-                format!("writing {}: {e}", tmp.path().display()),
-            ))
-        })?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| store_err(src)(zip::writing(tmp.path(), e)))?;
         (zip::hex(&to.hash.finalize()), size)
     };
     let path = dest(&sha);

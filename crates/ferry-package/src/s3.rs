@@ -257,13 +257,13 @@ async fn put_unless_present(
         }
     }
     match o.body {
-        Body::File(path) => put(s3, bucket, &o.key, &path, o.content_type, Some(&o.sha256))
+        Body::File(path) => put(s3, bucket, &o.key, &path, o.content_type, &o.sha256)
             .await
             .map(Some),
         Body::Bytes(bytes) => {
             let size = bytes.len() as u64;
             let body = ByteStream::from(bytes);
-            put_body(s3, bucket, &o.key, body, o.content_type, Some(&o.sha256)).await?;
+            put_body(s3, bucket, &o.key, body, o.content_type, &o.sha256).await?;
             Ok(Some(size))
         }
     }
@@ -387,14 +387,14 @@ pub async fn fetch_package(
     Ok(sp)
 }
 
-/// Puts the file at `path`; with `sha256` (hex), S3 refuses bytes that do not have it.
+/// Puts the file at `path`; S3 refuses bytes whose SHA-256 is not `sha256` (hex).
 async fn put(
     s3: &Client,
     bucket: &str,
     key: &str,
     path: &Path,
     content_type: &str,
-    sha256: Option<&str>,
+    sha256: &str,
 ) -> Result<u64, UploadError> {
     let size = std::fs::metadata(path)
         .map_err(|e| UploadError::Local {
@@ -412,8 +412,8 @@ async fn put(
     Ok(size)
 }
 
-/// One PutObject. With `sha256` (hex) the request carries that checksum and S3 checks the bytes
-/// it receives against it: the bytes stored under a content address are the ones hashed, even
+/// One PutObject. The request carries `sha256` (hex) as its checksum and S3 checks the bytes it
+/// receives against it: the bytes stored under a content address are the ones hashed, even
 /// when the local file changed after it was hashed.
 async fn put_body(
     s3: &Client,
@@ -421,9 +421,9 @@ async fn put_body(
     key: &str,
     body: ByteStream,
     content_type: &str,
-    sha256: Option<&str>,
+    sha256: &str,
 ) -> Result<(), UploadError> {
-    let checksum = sha256.and_then(checksum_sha256);
+    let checksum = crate::sha256_base64(sha256);
     s3.put_object()
         .bucket(bucket)
         .key(key)
@@ -444,20 +444,6 @@ async fn put_body(
             message: ferry_aws::explain("PutObject", &e).to_string(),
         })?;
     Ok(())
-}
-
-/// S3's form of a SHA-256 (base64 of the digest) from its hex form; `None` for anything that is
-/// not 64 hex digits.
-pub(crate) fn checksum_sha256(hex: &str) -> Option<String> {
-    use base64::Engine as _;
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let digest: Vec<u8> = (0..64)
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("checked hex"))
-        .collect();
-    Some(base64::engine::general_purpose::STANDARD.encode(digest))
 }
 
 /// The Content-Type of a site file, by extension.
@@ -513,9 +499,7 @@ pub async fn upload_site(
         .collect();
     let n = objects.len();
     stream::iter(objects)
-        .map(
-            |(key, path, ct, sha)| async move { put(s3, bucket, &key, &path, ct, Some(sha)).await },
-        )
+        .map(|(key, path, ct, sha)| async move { put(s3, bucket, &key, &path, ct, sha).await })
         .buffer_unordered(PARALLEL_UPLOADS)
         .try_collect::<Vec<_>>()
         .await?;

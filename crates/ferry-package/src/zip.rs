@@ -92,18 +92,17 @@ pub(crate) struct Named<'p, W> {
     pub(crate) path: &'p Path,
 }
 
-impl<W> Named<'_, W> {
-    fn name(&self, e: io::Error) -> io::Error {
-        io::Error::new(e.kind(), format!("writing {}: {e}", self.path.display()))
-    }
+/// `e`, which happened writing `path`, naming it.
+pub(crate) fn writing(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
 }
 
 impl<W: Write> Write for Named<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf).map_err(|e| self.name(e))
+        self.inner.write(buf).map_err(|e| writing(self.path, e))
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush().map_err(|e| self.name(e))
+        self.inner.flush().map_err(|e| writing(self.path, e))
     }
 }
 
@@ -167,8 +166,7 @@ fn write_inner(entries: &[Entry], out: &Path) -> io::Result<Written> {
             return Err(too_big(&format!("{} is {len} bytes", e.name)));
         }
     }
-    let named = |e: io::Error| io::Error::new(e.kind(), format!("writing {}: {e}", out.display()));
-    let file = File::create(out).map_err(named)?;
+    let file = File::create(out).map_err(|e| writing(out, e))?;
     let mut w = Hashing::new(BufWriter::with_capacity(
         1 << 20,
         Named {
@@ -245,7 +243,7 @@ fn write_inner(entries: &[Entry], out: &Path) -> io::Result<Written> {
         .map_err(|e| e.into_error())?
         .inner
         .sync_all()
-        .map_err(named)?;
+        .map_err(|e| writing(out, e))?;
     Ok(Written {
         sha256,
         size,

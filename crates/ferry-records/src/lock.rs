@@ -128,17 +128,23 @@ pub struct Here<'a> {
     pub alive: &'a dyn Fn(u32, Option<u64>) -> bool,
 }
 
+/// How long `holder`'s lock may go without renewal: [`BATCH_LOCK_TTL`] for a batch's.
+fn ttl(holder: &LockHolder) -> Duration {
+    if holder.batch.is_some() {
+        BATCH_LOCK_TTL
+    } else {
+        LOCK_TTL
+    }
+}
+
 /// When `holder`'s lock counts as stale, for messages: a batch's by age only.
 pub fn stale_rule(holder: &LockHolder) -> String {
+    let ttl = human(ttl(holder).as_secs());
     if holder.batch.is_some() {
-        format!(
-            "a batch's lock is stale once not renewed for {}",
-            human(BATCH_LOCK_TTL.as_secs())
-        )
+        format!("a batch's lock is stale once not renewed for {ttl}")
     } else {
         format!(
-            "a lock is stale once not renewed for {}, or when its process is gone from this host",
-            human(LOCK_TTL.as_secs())
+            "a lock is stale once not renewed for {ttl}, or when its process is gone from this host"
         )
     }
 }
@@ -156,12 +162,7 @@ pub fn staleness(holder: &LockHolder, now: u64, here: &Here<'_>) -> Option<Stale
         }
     }
     let idle_secs = now.saturating_sub(holder.renewed.unwrap_or(holder.since));
-    let ttl_secs = if holder.batch.is_some() {
-        BATCH_LOCK_TTL
-    } else {
-        LOCK_TTL
-    }
-    .as_secs();
+    let ttl_secs = ttl(holder).as_secs();
     (idle_secs > ttl_secs).then_some(Stale::Expired {
         idle_secs,
         ttl_secs,

@@ -54,10 +54,7 @@ pub(crate) async fn build(
     }
     cmd.env(ferry_env::PROJECT, project)
         .env(ferry_env::SERVICE, &service.name)
-        .env(
-            ferry_env::SOURCE_DATE_EPOCH.0,
-            ferry_env::SOURCE_DATE_EPOCH.1,
-        );
+        .envs([ferry_env::SOURCE_DATE_EPOCH]);
     let ran =
         run_captured(cmd, Some(timeout), 200)
             .await
@@ -131,10 +128,7 @@ pub(crate) async fn run(
         // The AWS SDK inside the CLI warns about Node versions on every call.
         .env("AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED", "true")
         // Archives whose tools honour it embed no build time.
-        .env(
-            ferry_env::SOURCE_DATE_EPOCH.0,
-            ferry_env::SOURCE_DATE_EPOCH.1,
-        );
+        .envs([ferry_env::SOURCE_DATE_EPOCH]);
     let ran =
         run_captured(cmd, Some(c.timeout), 200)
             .await

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use base64::Engine as _;
 use ferry_package::{ArtifactFormat, BUCKET_PARAMETER, PackagedArtifact};
 use serde_json::{Value, json};
 
@@ -39,8 +38,8 @@ pub fn rewrite(
     // Archive file name → what it became (several functions may share one).
     let mut zipped: BTreeMap<String, Zipped> = BTreeMap::new();
     let mut artifacts = Vec::new();
-    // Function logical id → the SHA-256 of its archive.
-    let mut code_of: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    // Function logical id → its archive's SHA-256 as Lambda's `CodeSha256` (base64).
+    let mut code_of: BTreeMap<String, String> = BTreeMap::new();
     for (id, r) in resources.iter_mut() {
         let ty = r.get("Type").and_then(Value::as_str).unwrap_or_default();
         let Some((_, prop)) = CODE.iter().find(|(t, _)| *t == ty) else {
@@ -72,7 +71,10 @@ pub fn rewrite(
             "S3Bucket": { "Ref": BUCKET_PARAMETER },
             "S3Key": key,
         });
-        code_of.insert(id.clone(), hex_bytes(&sha));
+        code_of.insert(
+            id.clone(),
+            ferry_package::sha256_base64(&sha).expect("an archive's hash is hex"),
+        );
         artifacts.push(PackagedArtifact {
             resource: id.clone(),
             property: prop.to_string(),
@@ -101,8 +103,7 @@ pub fn rewrite(
         let Some(code) = code_of.get(function) else {
             continue;
         };
-        r["Properties"]["CodeSha256"] =
-            json!(base64::engine::general_purpose::STANDARD.encode(code));
+        r["Properties"]["CodeSha256"] = json!(code);
         if let Some(at) = id.find("LambdaVersion") {
             let stem = &id[..at + "LambdaVersion".len()];
             let props = serde_json::to_string(&r["Properties"]).expect("JSON values serialize");
@@ -135,13 +136,6 @@ fn rename_refs(v: &mut Value, old: &str, new: &str) {
         Value::Object(map) => map.values_mut().for_each(|i| rename_refs(i, old, new)),
         _ => {}
     }
-}
-
-fn hex_bytes(hex: &str) -> Vec<u8> {
-    (0..hex.len())
-        .step_by(2)
-        .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
-        .collect()
 }
 
 /// What an archive became: (sha256, size, files).
