@@ -144,6 +144,16 @@ const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n";
 /// A service whose tests fail while `$VERDICTS/fail` exists.
 const API: &str = "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"sh\", \"-c\", \"test ! -e \\\"$VERDICTS/fail\\\"\"]\n";
 
+/// A repository with `ferry_toml` and the service `api`, committed.
+fn api_repo(ferry_toml: &str) -> TestRepo {
+    let r = TestRepo::new();
+    r.write("ferry.toml", ferry_toml)
+        .write("services/api/service.toml", API)
+        .write("services/api/t.yaml", QUEUE);
+    r.commit("services");
+    r
+}
+
 /// `ferry.toml` of project `p` with a direct `dev` stage and `notifications` (the keys of
 /// `[notifications]`).
 fn project(p: &str, notifications: &str) -> String {
@@ -176,19 +186,12 @@ fn changes_of_state_are_announced_once_to_every_target_and_green_builds_say_noth
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}/dead", l.local_addr().unwrap())
     };
-    let r = TestRepo::new();
-    r.write(
-        "ferry.toml",
-        &project(
-            p,
-            &format!(
-                "webhooks = [\"{base}/hook\", \"ssm:{secret_path}\", \"ssm:{plain_path}\", \"{dead}\"]\nsns-topic = \"{topic}\"\n"
-            ),
+    let r = api_repo(&project(
+        p,
+        &format!(
+            "webhooks = [\"{base}/hook\", \"ssm:{secret_path}\", \"ssm:{plain_path}\", \"{dead}\"]\nsns-topic = \"{topic}\"\n"
         ),
-    )
-    .write("services/api/service.toml", API)
-    .write("services/api/t.yaml", QUEUE);
-    r.commit("services");
+    ));
     let verdicts = tempfile::tempdir().unwrap();
     let v = verdicts.path();
 
@@ -287,12 +290,8 @@ fn news_that_no_target_took_is_announced_again_by_the_next_run() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}/dead", l.local_addr().unwrap())
     };
-    let r = TestRepo::new();
     let project = |hook: &str| project(p, &format!("webhooks = [\"{hook}\"]\n"));
-    r.write("ferry.toml", &project(&dead))
-        .write("services/api/service.toml", API)
-        .write("services/api/t.yaml", QUEUE);
-    r.commit("services");
+    let r = api_repo(&project(&dead));
     let verdicts = tempfile::tempdir().unwrap();
     let v = verdicts.path();
     let (code, out, err) = deploy(&r, v);

@@ -261,6 +261,17 @@ fn promoting_one_service_checks_its_dependents_with_the_packages_the_target_runs
         ok(&r, v, &["deploy", "staging", "--test"]);
     };
     let promote_base = || ok(&r, v, &["promote", "staging", "prod", "--service", "base"]);
+    // base was promoted, and app reported as not checked, for `why`, and not deployed.
+    let app_not_checked = |(out, err): (String, String), why: &str| {
+        assert!(row(&out, "base").contains("updated"), "{out}\n{err}");
+        assert!(
+            err.contains(&format!(
+                "app: skipped (a dependent of what is promoted, not checked: {why}"
+            )),
+            "{err}"
+        );
+        assert!(!out.lines().any(|l| l.starts_with("app ")), "{out}");
+    };
     new_base("Q2", "base 2");
 
     let (out, err) = ok(
@@ -298,13 +309,10 @@ fn promoting_one_service_checks_its_dependents_with_the_packages_the_target_runs
     );
     rt().block_on(store.write(&app)).unwrap();
     new_base("Q3", "base 3");
-    let (out, err) = promote_base();
-    assert!(row(&out, "base").contains("updated"), "{out}\n{err}");
-    assert!(
-        err.contains("app: skipped (a dependent of what is promoted, not checked: its package in `prod` is not stored; promote it or deploy it to check it)"),
-        "{err}"
+    app_not_checked(
+        promote_base(),
+        "its package in `prod` is not stored; promote it or deploy it to check it)",
     );
-    assert!(!out.lines().any(|l| l.starts_with("app ")), "{out}");
     rt().block_on(store.write(&after["app"])).unwrap();
 
     // This checkout holds a newer app than prod runs: its parameters and tests here are not
@@ -315,13 +323,10 @@ fn promoting_one_service_checks_its_dependents_with_the_packages_the_target_runs
     );
     r.commit("app 2");
     new_base("Q4", "base 4");
-    let (out, err) = promote_base();
-    assert!(row(&out, "base").contains("updated"), "{out}\n{err}");
-    assert!(
-        err.contains("app: skipped (a dependent of what is promoted, not checked: the package `prod` runs was made from other inputs (these inputs differ in this checkout: services/app); promote it or deploy it to check it)"),
-        "{err}"
+    app_not_checked(
+        promote_base(),
+        "the package `prod` runs was made from other inputs (these inputs differ in this checkout: services/app); promote it or deploy it to check it)",
     );
-    assert!(!out.lines().any(|l| l.starts_with("app ")), "{out}");
     assert_eq!(records(p, "prod")["app"].commit, before["app"].commit);
 
     // A checkout without history (a pipeline's source archive) promotes what it can and says
@@ -335,10 +340,9 @@ fn promoting_one_service_checks_its_dependents_with_the_packages_the_target_runs
     std::fs::rename(r.path().join(".git-away"), r.path().join(".git")).unwrap();
     let (code, out, err) = promoted;
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(row(&out, "base").contains("updated"), "{out}\n{err}");
-    assert!(
-        err.contains("app: skipped (a dependent of what is promoted, not checked: this checkout's history cannot be read to compare its inputs with those its package was made from ("),
-        "{err}"
+    app_not_checked(
+        (out, err),
+        "this checkout's history cannot be read to compare its inputs with those its package was made from (",
     );
 
     // app's package gone from prod's bucket (deleted by hand): reported, not a failed promote.
@@ -354,14 +358,12 @@ fn promoting_one_service_checks_its_dependents_with_the_packages_the_target_runs
     )
     .unwrap();
     new_base("Q6", "base 6");
-    let (out, err) = promote_base();
-    assert!(row(&out, "base").contains("updated"), "{out}\n{err}");
-    assert!(
-        err.contains(&format!(
-            "app: skipped (a dependent of what is promoted, not checked: its package in `prod` is gone from the bucket (s3://{}/{key} is missing); promote it or deploy it to check it)",
+    app_not_checked(
+        promote_base(),
+        &format!(
+            "its package in `prod` is gone from the bucket (s3://{}/{key} is missing); promote it or deploy it to check it)",
             bucket(p, "prod")
-        )),
-        "{err}"
+        ),
     );
 }
 
