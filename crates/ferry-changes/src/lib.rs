@@ -8,17 +8,17 @@
 //! - A base that cannot be used is a typed [`BaseUnavailable`], never a silent fallback: the
 //!   caller decides whether that means "everything changed" or an error.
 //! - [`Owners`]: which services a path affects (deepest service folder, declared input globs,
-//!   global inputs).
+//!   global inputs). The rule lives in `ferry-manifest`, where packaging reads it too; it is
+//!   re-exported here beside the diff it classifies.
 //! - [`CommitSource`]: the files of a commit as a `ferry_manifest::Source`, with tree ids as
 //!   content ids, so configuration can be loaded as it is at that commit.
 
-mod owners;
 mod repo;
 mod snapshot;
 mod source;
 
+pub use ferry_manifest::{Affected, Owners, OwnersError, ServiceSpec};
 pub use git2::Oid;
-pub use owners::{Affected, Owners, OwnersError, ServiceSpec};
 pub use repo::{
     BaseUnavailable, ChangedPaths, ChangesError, Head, Repo, prepare_output_dir, short,
 };

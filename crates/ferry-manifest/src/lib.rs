@@ -12,6 +12,7 @@ mod layout;
 mod load;
 mod memo;
 mod model;
+mod owners;
 mod parsed;
 pub mod reference;
 mod source;
@@ -31,6 +32,7 @@ pub use model::{
     Notifications, OnTestFailure, Package, Project, Service, ServiceKind, Site, StageConfig,
     Webhook, Workspace,
 };
+pub use owners::{Affected, Owners, OwnersError, ServiceSpec};
 pub use reference::{OutputStage, Reference, ReferenceError, Segment, Template};
 pub use source::{FsSource, Source, normalize_relative, skipped_folder};
 pub use ssm_name::{MAX_SSM_LEVELS, MAX_SSM_NAME, SsmNameError, check_ssm_name};

@@ -6,6 +6,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use ferry_manifest::Owners;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::zip::Entry;
@@ -118,7 +119,7 @@ pub fn collect(
     root: &Path,
     exclude: &GlobSet,
     boundary: &Path,
-    watched: Option<&Watched>,
+    watched: Option<&Watched<'_>>,
 ) -> io::Result<Collected> {
     collect_in(root, exclude, boundary, watched, Scope::Repository)
 }
@@ -141,7 +142,7 @@ fn collect_in(
     root: &Path,
     exclude: &GlobSet,
     boundary: &Path,
-    watched: Option<&Watched>,
+    watched: Option<&Watched<'_>>,
     scope: Scope,
 ) -> io::Result<Collected> {
     let given = boundary;
@@ -263,39 +264,27 @@ fn resolve_unpacked(path: &Path, boundary: &Path, entry: &str) -> io::Result<Pat
     Ok(real)
 }
 
-/// What change detection watches for one service: its folder, its declared `inputs` and the
-/// project's global inputs (repository-relative globs).
+/// What change detection watches for one service: the paths whose change redeploys it
+/// ([`Owners::redeploys`]: its folder less the folders of services nested in it, its declared
+/// `inputs`, a template outside its folder, the project's global inputs). The rule is
+/// change detection's own, not a copy of it.
 #[derive(Debug)]
-pub struct Watched {
-    dir: String,
-    globs: GlobSet,
+pub struct Watched<'a> {
+    owners: Owners<'a>,
+    service: &'a str,
 }
 
-impl Watched {
-    pub fn new(dir: &str, globs: &[String]) -> Result<Watched, globset::Error> {
-        let mut b = globset::GlobSetBuilder::new();
-        for g in globs {
-            b.add(
-                globset::GlobBuilder::new(g)
-                    .literal_separator(true)
-                    .build()?,
-            );
-        }
-        Ok(Watched {
-            dir: dir.trim_end_matches('/').to_string(),
-            globs: b.build()?,
-        })
+impl<'a> Watched<'a> {
+    /// What `owners` (every service of the workspace) lets `service` watch.
+    pub fn new(owners: Owners<'a>, service: &'a str) -> Watched<'a> {
+        Watched { owners, service }
     }
 
     fn covers(&self, rel: &str) -> bool {
         // Installed packages (pnpm links each one into the repository's own `node_modules`)
         // are not versioned: they change through a lockfile, which a service declares as an
         // input when it packages them.
-        rel.split('/').any(|c| c == "node_modules")
-            || self.dir.is_empty()
-            || rel == self.dir
-            || rel.starts_with(&format!("{}/", self.dir))
-            || self.globs.is_match(rel)
+        rel.split('/').any(|c| c == "node_modules") || self.owners.redeploys(self.service, rel)
     }
 
     /// `path` is really at `real` (inside the canonical `boundary`): refused unless watched.
@@ -308,10 +297,16 @@ impl Watched {
         if self.covers(rel) {
             return Ok(());
         }
+        let others = self.owners.services_of(rel);
+        let whose = match others.as_slice() {
+            [] => String::new(),
+            [one] => format!(" (a file of service {one})"),
+            many => format!(" (a file of services {})", many.join(", ")),
+        };
         Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "{} leads to {rel}, outside the service's folder and its declared inputs: an edit there would not redeploy the service, so its package would go stale; declare it in the service's `inputs` (e.g. inputs = [\"{}/**\"]), or exclude the link",
+                "{} leads to {rel}, outside the service's folder and its declared inputs{whose}: an edit there would not redeploy the service, so its package would go stale; declare it in the service's `inputs` (e.g. inputs = [\"{}/**\"]), or exclude the link",
                 path.display(),
                 rel.rsplit_once('/').map_or(rel, |(d, _)| d)
             ),
@@ -323,7 +318,7 @@ struct Walk<'a> {
     exclude: &'a GlobSet,
     boundary: &'a Path,
     scope: Scope,
-    watched: Option<&'a Watched>,
+    watched: Option<&'a Watched<'a>>,
     /// The real paths of the folders being walked, outermost first: a link back into one of
     /// them is a loop.
     open: Vec<PathBuf>,
@@ -607,7 +602,7 @@ mod tests {
         // Inside the service's own folder: watched.
         symlink("../vendor", svc.join("src/vendor")).unwrap();
         let none = exclude_set(&[]).unwrap();
-        let own = Watched::new("services/api", &[]).unwrap();
+        let own = api_watched(&[]);
         let got = collect(&svc.join("src"), &none, repo.path(), Some(&own)).unwrap();
         assert_eq!(got.entries.len(), 2);
 
@@ -619,7 +614,8 @@ mod tests {
             err.to_string().contains("leads to shared/lib/util.py, outside the service's folder and its declared inputs: an edit there would not redeploy the service, so its package would go stale; declare it in the service's `inputs` (e.g. inputs = [\"shared/lib/**\"])"),
             "{err}"
         );
-        let declared = Watched::new("services/api", &["shared/lib/**".into()]).unwrap();
+        let inputs = ["shared/lib/**".to_string()];
+        let declared = api_watched(&inputs);
         let names: Vec<String> = collect(&svc.join("src"), &none, repo.path(), Some(&declared))
             .unwrap()
             .entries
@@ -663,6 +659,52 @@ mod tests {
         .unwrap();
         let got = collect(&svc.join("src"), &none, repo.path(), Some(&own)).unwrap();
         assert_eq!(got.entries.len(), 3);
+
+        // Inside the folder of a service nested in this one: that service's file, whose edits
+        // redeploy it, not this one.
+        fs::remove_dir_all(svc.join("src/node_modules")).unwrap();
+        fs::create_dir_all(svc.join("admin")).unwrap();
+        fs::write(svc.join("admin/a.py"), "A = 2").unwrap();
+        symlink("../admin/a.py", svc.join("src/a.py")).unwrap();
+        let specs = [
+            ferry_manifest::ServiceSpec {
+                name: "api",
+                dir: "services/api",
+                inputs: &[],
+                files: Vec::new(),
+            },
+            ferry_manifest::ServiceSpec {
+                name: "admin",
+                dir: "services/api/admin",
+                inputs: &[],
+                files: Vec::new(),
+            },
+        ];
+        let nested = Watched::new(Owners::new(specs, &[]).unwrap(), "api");
+        let err = collect(&svc.join("src"), &none, repo.path(), Some(&nested)).unwrap_err();
+        assert!(
+            err.to_string().contains("leads to services/api/admin/a.py, outside the service's folder and its declared inputs (a file of service admin): an edit there would not redeploy the service"),
+            "{err}"
+        );
+        // Without the nested service, the same file is the folder's own.
+        assert_eq!(
+            collect(&svc.join("src"), &none, repo.path(), Some(&own))
+                .unwrap()
+                .entries
+                .len(),
+            3
+        );
+    }
+
+    /// What service `api` in `services/api`, the only service, watches with `inputs`.
+    fn api_watched(inputs: &[String]) -> Watched<'_> {
+        let spec = ferry_manifest::ServiceSpec {
+            name: "api",
+            dir: "services/api",
+            inputs,
+            files: Vec::new(),
+        };
+        Watched::new(Owners::new([spec], &[]).unwrap(), "api")
     }
 
     #[cfg(unix)]

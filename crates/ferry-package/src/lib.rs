@@ -967,17 +967,15 @@ impl FolderLock {
 }
 
 /// What change detection watches for `service` (see [`files::Watched`]).
-fn watched(ws: &Workspace, service: &Service) -> Result<files::Watched, PackageError> {
-    let globs: Vec<String> = service
-        .inputs
-        .iter()
-        .chain(&ws.project.global_inputs)
-        .cloned()
-        .collect();
-    files::Watched::new(&service.dir, &globs).map_err(|e| PackageError::Io {
+fn watched<'a>(
+    ws: &'a Workspace,
+    service: &'a Service,
+) -> Result<files::Watched<'a>, PackageError> {
+    let owners = ferry_manifest::Owners::of_workspace(ws).map_err(|e| PackageError::Io {
         path: service.manifest_path(),
         source: io::Error::other(e.to_string()),
-    })
+    })?;
+    Ok(files::Watched::new(owners, &service.name))
 }
 
 /// A single file an artifact names, checked as the files of a folder are: inside the

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ferry_changes::{BaseUnavailable, ChangesError, Owners, Repo, ServiceSpec};
+use ferry_changes::{BaseUnavailable, ChangesError, Owners, Repo};
 use ferry_manifest::{SERVICE_FILE, Workspace};
 
 use crate::reasons::{self, Reasons};
@@ -33,7 +33,7 @@ pub(crate) fn compare_bases(
     if by_base.is_empty() {
         return Ok(out);
     }
-    let owners = owners(ws)?;
+    let owners = Owners::of_workspace(ws)?;
     for (base, members) in by_base {
         let outcome = match repo {
             Ok(r) => r
@@ -78,20 +78,6 @@ pub(crate) fn compare_bases(
         });
     }
     Ok(out)
-}
-
-/// Who owns which paths, for every service of the workspace (not only the candidates: a path of
-/// a nested service must not be attributed to the folder around it).
-fn owners(ws: &Workspace) -> Result<Owners<'_>, PlanError> {
-    let specs = ws.services.iter().map(|s| ServiceSpec {
-        name: &s.name,
-        dir: &s.dir,
-        inputs: &s.inputs,
-        // Files inside the folder are owned through it already; only a template outside it
-        // needs naming.
-        files: s.template_outside().into_iter().collect(),
-    });
-    Ok(Owners::new(specs, &ws.project.global_inputs)?)
 }
 
 /// Every changed path with the services that own it and whether it is a global input (for

@@ -1,6 +1,13 @@
+//! Who owns a path: the one rule that says which services a file belongs to. Change detection
+//! uses it to turn changed paths into services to deploy; packaging uses it to refuse a link to
+//! a file that no change would redeploy the service for. Both read it from here, so that what a
+//! package may hold and what redeploys it cannot drift apart.
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::model::Workspace;
 
 /// What [`Owners`] needs to know of one service (borrowed: a plan builds one for every service).
 #[derive(Debug, Clone)]
@@ -48,6 +55,20 @@ pub struct Affected {
 }
 
 impl<'a> Owners<'a> {
+    /// The owners of every service of `ws` (not only some: a path of a nested service must not
+    /// be attributed to the folder around it), with the project's global inputs.
+    pub fn of_workspace(ws: &'a Workspace) -> Result<Owners<'a>, OwnersError> {
+        let specs = ws.services.iter().map(|s| ServiceSpec {
+            name: &s.name,
+            dir: &s.dir,
+            inputs: &s.inputs,
+            // Files inside the folder are owned through it already; only a template outside it
+            // needs naming.
+            files: s.template_outside().into_iter().collect(),
+        });
+        Owners::new(specs, &ws.project.global_inputs)
+    }
+
     pub fn new(
         services: impl IntoIterator<Item = ServiceSpec<'a>>,
         global_inputs: &[String],
@@ -61,7 +82,10 @@ impl<'a> Owners<'a> {
         for (i, s) in services.into_iter().enumerate() {
             dirs.insert(s.dir.trim_end_matches('/'), i);
             for f in &s.files {
-                files.entry(normalize(f)).or_default().push(i);
+                // A path that climbs out of the repository names no file of it.
+                if let Some(f) = crate::normalize_relative(f) {
+                    files.entry(f).or_default().push(i);
+                }
             }
             for g in s.inputs {
                 let k = match input_index.get(g.as_str()) {
@@ -130,6 +154,12 @@ impl<'a> Owners<'a> {
         self.global.is_match(path)
     }
 
+    /// Whether a change to `path` redeploys `service`: the path is its own (see
+    /// [`Owners::services_of`]) or a global input.
+    pub fn redeploys(&self, service: &str, path: &str) -> bool {
+        self.is_global(path) || self.services_of(path).contains(&service)
+    }
+
     /// Sorts every changed path by who it affects.
     pub fn classify<'p>(&self, paths: impl IntoIterator<Item = &'p String>) -> Affected {
         let mut out = Affected::default();
@@ -162,21 +192,6 @@ fn glob(g: &str, owner: &str) -> Result<Glob, OwnersError> {
             owner: owner.to_string(),
             source,
         })
-}
-
-/// `a/./b/../c` → `a/c` (templates may be named relative to their folder).
-fn normalize(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in path.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    parts.join("/")
 }
 
 #[cfg(test)]
@@ -234,6 +249,18 @@ mod tests {
         assert_eq!(o.services_of("apps/templates/web.yaml"), ["web"]);
         assert!(o.is_global("ferry.toml"));
         assert!(o.is_global("Cargo.lock"));
+        // What packaging asks: does an edit there redeploy this service?
+        assert!(o.redeploys("api", "services/api/src/handler.py"));
+        assert!(
+            !o.redeploys("api", "services/api/admin/index.js"),
+            "the nested service's file redeploys it alone"
+        );
+        assert!(o.redeploys("web", "apps/templates/web.yaml"));
+        assert!(
+            o.redeploys("web", "ferry.toml"),
+            "a global input redeploys all"
+        );
+        assert!(!o.redeploys("web", "docs/readme.md"));
         assert!(
             !o.is_global("sub/Cargo.lock"),
             "globs are anchored at the root"
