@@ -650,9 +650,10 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
 /// Bumped when the rules of which files go into an archive change, so that no package cached
 /// under older rules is reused: input keys are git tree ids, which do not see the git-ignored
 /// files such rules are about. 1: credential files are left out; 2: more credential names
-/// (`.pgpass`, `.dev.vars`, SSH private keys) and links only to files change detection watches.
+/// (`.pgpass`, `.dev.vars`, SSH private keys) and links only to files change detection watches;
+/// 3: not into the folder of a service nested in the artifact's (one ownership rule, `Owners`).
 /// Every rule in [`CREDENTIAL_NAMES`] or in `files` that changes what an archive holds bumps it.
-pub const FILE_RULES: u32 = 2;
+pub const FILE_RULES: u32 = 3;
 
 /// The cache key of a service: its exact input key plus everything else its package depends on.
 fn cache_key(project: &str, service: &Service, input_key: &str) -> String {
