@@ -389,6 +389,70 @@ fn sigterm_starts_nothing_new_a_second_one_aborts_and_the_lock_is_released() {
     assert_eq!(code, 1, "the lock is released: {}", seen.join("\n"));
 }
 
+#[test]
+fn sigterm_during_a_build_stops_the_build_at_once_and_releases_the_lock() {
+    let r = TestRepo::new();
+    r.write(".gitignore", "target/\n");
+    write_config(&r, "sigbuild", "{project}-{service}-{stage}", "");
+    // The build never ends on its own, and holds packaging (synchronous) while it runs.
+    r.write(
+        "services/slow/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"echo $$ > ../build.pid; exec sleep 300\"]\n",
+    )
+    .write("services/slow/t.yaml", QUEUE);
+    r.commit("a build that never ends");
+    let (mut child, rx) = spawn_deploy(&r, &["deploy", "dev"]);
+    let mut seen = Vec::new();
+    wait_for(&rx, "slow: building: sh -c", &mut seen);
+    let pid_file = r.path().join("services/build.pid");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let build: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+
+    // Sent to Ferry alone, as a CI runner does: the build is not in the signal's way.
+    let t0 = std::time::Instant::now();
+    signal(child.id(), "-TERM");
+    wait_for(
+        &rx,
+        "interrupted (SIGTERM): starting nothing new",
+        &mut seen,
+    );
+    let status = child.wait().unwrap();
+    seen.extend(rx.iter());
+    let all = seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{all}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(60),
+        "stopped in {:?}, not after the build's 300 s: {all}",
+        t0.elapsed()
+    );
+    assert!(
+        all.contains(
+            "slow: packaging stopped, the run was interrupted (a running build was stopped)"
+        ),
+        "{all}"
+    );
+    let running = std::fs::read_to_string(format!("/proc/{build}/stat"))
+        .is_ok_and(|s| s[s.rfind(')').unwrap() + 1..].split_whitespace().next() != Some("Z"));
+    assert!(!running, "the build (pid {build}) was stopped: {all}");
+    let (code, _, _) = run(
+        &mut xtask(&r, &["param", "get", "dev", "/ferry/sigbuild/dev/lock"]),
+        None,
+    );
+    assert_eq!(code, 1, "the lock is released: {all}");
+}
+
 // 5. Stacks deleted or changed outside Ferry; 6. plan and deploy agree.
 
 #[test]

@@ -133,8 +133,32 @@ async fn interruptible<T>(
     let mut int = signal(SignalKind::interrupt()).context("failed to watch for Ctrl-C")?;
     let mut term = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
     tokio::pin!(work);
-    // The lock is renewed by a task of its own, on the runtime's other worker: it goes on while
-    // the work holds its thread (a build inside packaging runs for minutes without yielding).
+    // Signals are watched by a task of their own, which cancels the run itself: the work may
+    // hold its thread (a build inside packaging runs for minutes without yielding), and the
+    // cancellation is what stops that build. Later signals are passed on, to abort.
+    let (again_tx, mut again_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    let _watcher = AbortOnDrop({
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                let name = tokio::select! {
+                    _ = int.recv() => "Ctrl-C",
+                    _ = term.recv() => "SIGTERM",
+                };
+                if first {
+                    first = false;
+                    eprintln!(
+                        "interrupted ({name}): starting nothing new, letting running stack operations finish (Ctrl-C again to abort)"
+                    );
+                    cancel.cancel();
+                } else if again_tx.send(name).is_err() {
+                    return;
+                }
+            }
+        })
+    });
+    // The lock is renewed by a task of its own too, for the same reason.
     // Renewals failing for minutes (SSM unreachable, throttled): said at once, and nothing new
     // starts; the lock is still renewed for what runs.
     let (failing_tx, mut failing_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -157,9 +181,8 @@ async fn interruptible<T>(
     // Renewing stops when this returns, whichever way.
     let mut keeper = AbortOnDrop(keeper);
     let mut lost = None;
-    let mut signals = 0;
     loop {
-        let name = tokio::select! {
+        tokio::select! {
             r = &mut work => {
                 return match lost {
                     Some(e) => Err(anyhow::Error::new(e)).context("the run lost its lock while it worked"),
@@ -174,26 +197,14 @@ async fn interruptible<T>(
                 eprintln!("error: {e}");
                 cancel.cancel();
                 lost = Some(e);
-                continue;
             }
-            Some(()) = failing_rx.recv() => {
-                cancel.cancel();
-                continue;
+            Some(()) = failing_rx.recv() => cancel.cancel(),
+            Some(name) = again_rx.recv() => {
+                eprintln!(
+                    "aborted ({name} again): stack operations already started go on in CloudFormation; their services are not recorded, and the next run redoes them"
+                );
+                anyhow::bail!("aborted by a second interrupt; the lock is released");
             }
-            _ = int.recv() => "Ctrl-C",
-            _ = term.recv() => "SIGTERM",
-        };
-        signals += 1;
-        if signals == 1 {
-            eprintln!(
-                "interrupted ({name}): starting nothing new, letting running stack operations finish (Ctrl-C again to abort)"
-            );
-            cancel.cancel();
-        } else {
-            eprintln!(
-                "aborted ({name} again): stack operations already started go on in CloudFormation; their services are not recorded, and the next run redoes them"
-            );
-            anyhow::bail!("aborted by a second interrupt; the lock is released");
         }
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use aws_config::SdkConfig;
 use ferry_changes::{Repo, ServiceInputs};
 use ferry_ci::CiContext;
+use ferry_graph::Cancel;
 use ferry_manifest::{Reference, Stage, Workspace};
 use ferry_package::{PackageManifest, PackageRequest, UploadReport};
 use ferry_plan::Plan;
@@ -86,6 +87,9 @@ pub struct PrepareOptions<'a> {
     /// Create the artifact bucket when missing (the local emulator), named
     /// `ferry-artifacts-<project>` unless the stage names one.
     pub create_bucket: bool,
+    /// The run's cancellation: a build running when it is set is stopped, and no further
+    /// service is packaged.
+    pub cancel: &'a Cancel,
 }
 
 /// Packages the request's services (reusing what the package id, or an input key, already has)
@@ -113,7 +117,10 @@ pub async fn prepare(
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
-    let manifest = ferry_package::package_held(&lock, ws, &options.request, mask, on)?;
+    let cancel = options.cancel;
+    let manifest = ferry_package::package_held(&lock, ws, &options.request, mask, on, &|| {
+        cancel.is_cancelled()
+    })?;
     drop(lock);
     let s3 = ferry_package::s3_client(config);
     let needing: Vec<&str> = options

@@ -22,9 +22,10 @@ pub struct ScheduleOptions {
     pub estimates: BTreeMap<String, u64>,
 }
 
-/// Set it to stop starting new nodes; running ones finish.
-#[derive(Debug, Default)]
-pub struct Cancel(AtomicBool);
+/// Set it to stop starting new nodes; running ones finish. Clones share one flag, so a task of
+/// its own (a signal watcher) can cancel what another task runs.
+#[derive(Debug, Default, Clone)]
+pub struct Cancel(std::sync::Arc<AtomicBool>);
 
 impl Cancel {
     pub fn new() -> Self {

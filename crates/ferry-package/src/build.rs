@@ -3,10 +3,11 @@
 //! stopped when it runs past its `timeout`.
 //!
 //! The build stays in Ferry's process group, so that a Ctrl-C in the terminal reaches it as it
-//! reaches Ferry (packaging is synchronous and cannot watch a run's cancellation). A timeout
-//! therefore cannot kill a group: it stops the build's process tree instead, every process
-//! whose parent chain leads to the build (`sh -c "npm ci && make"` runs `npm` under `sh`), found
-//! through `/proc`. Where there is no `/proc` (macOS), only the build's own process is killed.
+//! reaches Ferry. A signal sent to Ferry alone (a CI runner's SIGTERM) reaches the build through
+//! the run's cancellation, which the wait below polls. Neither a timeout nor a cancellation can
+//! kill a group, then: they stop the build's process tree instead, every process whose parent
+//! chain leads to the build (`sh -c "npm ci && make"` runs `npm` under `sh`), found through
+//! `/proc`. Where there is no `/proc` (macOS), only the build's own process is killed.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -20,6 +21,8 @@ pub(crate) enum Ran {
     Exited(ExitStatus),
     /// It ran past its timeout and was killed.
     TimedOut(Duration),
+    /// The run was cancelled while it ran; it was killed.
+    Cancelled,
     /// Waiting for it failed; it was killed.
     Lost(String),
 }
@@ -34,16 +37,28 @@ pub(crate) struct Output {
 /// hold its output open).
 const DRAIN: Duration = Duration::from_secs(2);
 
-/// Runs `argv` in `dir` with `env` set (and `remove` removed), keeping the last `keep` lines
-/// of its output (standard output and error, as they arrive). `Err` when it cannot start.
+/// How a build is run: its time limit, how many of its last lines are kept, and whether the
+/// run has been cancelled (asked while it runs).
+pub(crate) struct Limits<'a> {
+    pub timeout: Duration,
+    pub keep: usize,
+    pub cancelled: &'a dyn Fn() -> bool,
+}
+
+/// Runs `argv` in `dir` with `env` set (and `remove` removed), keeping the last `limits.keep`
+/// lines of its output (standard output and error, as they arrive). `Err` when it cannot start.
 pub(crate) fn run(
     argv: &[String],
     dir: &Path,
     env: &[(&str, &str)],
     remove: &[std::ffi::OsString],
-    timeout: Duration,
-    keep: usize,
+    limits: &Limits<'_>,
 ) -> std::io::Result<Output> {
+    let Limits {
+        timeout,
+        keep,
+        cancelled,
+    } = *limits;
     // Standard output and error share one pipe, so that the kept lines are in the order the
     // build wrote them.
     let (reader, writer) = std::io::pipe()?;
@@ -98,6 +113,12 @@ pub(crate) fn run(
             let _ = child.kill();
             let _ = child.wait();
             break Ran::TimedOut(timeout);
+        }
+        if cancelled() {
+            kill_tree(child.id());
+            let _ = child.kill();
+            let _ = child.wait();
+            break Ran::Cancelled;
         }
         std::thread::sleep(pause.min(timeout - elapsed));
         pause = (pause * 2).min(Duration::from_millis(50));
@@ -239,5 +260,41 @@ mod tests {
         kill_tree(pid);
         let status = child.wait().unwrap();
         assert!(!status.success(), "killed: {status:?}");
+    }
+
+    #[test]
+    fn a_cancelled_run_stops_the_build_and_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Instant::now();
+        let cancelled = || t0.elapsed() >= Duration::from_millis(500);
+        let argv = [
+            "sh",
+            "-c",
+            "sleep 30 & echo $! > child.pid; echo started; wait",
+        ]
+        .map(String::from);
+        let limits = Limits {
+            timeout: Duration::from_secs(60),
+            keep: 5,
+            cancelled: &cancelled,
+        };
+        let out = run(&argv, dir.path(), &[], &[], &limits).unwrap();
+        assert!(matches!(out.ran, Ran::Cancelled), "{:?}", out.lines);
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+        assert_eq!(out.lines, ["started"]);
+        // The build's own child is gone too (or a zombie waiting for init to reap it).
+        let pid = std::fs::read_to_string(dir.path().join("child.pid")).unwrap();
+        let pid: u32 = pid.trim().parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                let state = s[s.rfind(')').unwrap() + 1..].split_whitespace().next();
+                state != Some("Z")
+            })
+        };
+        while running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!running(), "sleep {pid} still runs");
     }
 }

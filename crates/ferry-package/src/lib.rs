@@ -155,6 +155,10 @@ pub enum PackageError {
         tail: String,
     },
     #[error(
+        "{service}: packaging stopped, the run was interrupted (a running build was stopped); what was packaged before is kept for the next run"
+    )]
+    Cancelled { service: String },
+    #[error(
         "{service}: artifact {path} of resource `{resource}` does not exist; the path is relative to {dir} (if the build command makes it, check what it writes)"
     )]
     MissingArtifact {
@@ -559,16 +563,19 @@ pub fn package(
             FolderLock::take(out)?
         }
     };
-    package_held(&lock, ws, req, mask, on)
+    package_held(&lock, ws, req, mask, on, &|| false)
 }
 
-/// [`package`] into the folder `lock` holds.
+/// [`package`] into the folder `lock` holds. Once `cancelled` says so, a running build is
+/// stopped (its process tree killed) and no further service is packaged:
+/// [`PackageError::Cancelled`].
 pub fn package_held(
     lock: &FolderLock,
     ws: &Workspace,
     req: &PackageRequest,
     mask: &(dyn Fn(&str) -> String + Sync),
     on: &dyn Fn(Event),
+    cancelled: &dyn Fn() -> bool,
 ) -> Result<PackageManifest, PackageError> {
     let out = lock.folder.as_path();
     let mut manifest = load(out, &req.id)?.unwrap_or_else(|| PackageManifest {
@@ -582,6 +589,12 @@ pub fn package_held(
     });
     let mut changed = false;
     for name in &req.services {
+        // Like a failure: what was packaged stays in the cache, for the next run to reuse.
+        if cancelled() {
+            return Err(PackageError::Cancelled {
+                service: name.clone(),
+            });
+        }
         let service = ws
             .service(name)
             .unwrap_or_else(|| panic!("the caller checked that service {name} exists"));
@@ -619,7 +632,7 @@ pub fn package_held(
                 sp
             }
             None => {
-                let mut sp = package_service(ws, service, out, mask, on)?;
+                let mut sp = package_service(ws, service, out, mask, on, cancelled)?;
                 sp.input_key = cache_key.clone();
                 if let Some(k) = &cache_key {
                     let path = out.join("cache").join(name).join(format!("{k}.json"));
@@ -825,6 +838,7 @@ fn run_build(
     dir: &Path,
     mask: &(dyn Fn(&str) -> String + Sync),
     on: &dyn Fn(Event),
+    cancelled: &dyn Fn() -> bool,
 ) -> Result<(), PackageError> {
     let argv = &service.package.build;
     let command = mask(&argv.join(" "));
@@ -838,8 +852,12 @@ fn run_build(
         (ferry_env::SERVICE, service.name.as_str()),
         ferry_env::SOURCE_DATE_EPOCH,
     ];
-    let timeout = service.package.build_timeout();
-    let output = build::run(argv, dir, &env, &remove, timeout, 20).map_err(|e| {
+    let limits = build::Limits {
+        timeout: service.package.build_timeout(),
+        keep: 20,
+        cancelled,
+    };
+    let output = build::run(argv, dir, &env, &remove, &limits).map_err(|e| {
         PackageError::BuildNotStarted {
             service: service.name.clone(),
             command: command.clone(),
@@ -855,6 +873,11 @@ fn run_build(
             service.manifest_path()
         ),
         build::Ran::Lost(e) => format!("waiting for it failed: {e}"),
+        build::Ran::Cancelled => {
+            return Err(PackageError::Cancelled {
+                service: service.name.clone(),
+            });
+        }
     };
     let tail = output
         .lines
@@ -998,6 +1021,7 @@ fn package_service(
     out: &Path,
     mask: &(dyn Fn(&str) -> String + Sync),
     on: &dyn Fn(Event),
+    cancelled: &dyn Fn() -> bool,
 ) -> Result<ServicePackage, PackageError> {
     let dir = ws.root.join(&service.dir);
     let spec = &service.package;
@@ -1035,7 +1059,7 @@ fn package_service(
     }
 
     if !spec.build.is_empty() {
-        run_build(ws, service, &dir, mask, on)?;
+        run_build(ws, service, &dir, mask, on, cancelled)?;
     }
 
     let store = Store {

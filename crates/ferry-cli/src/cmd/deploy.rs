@@ -416,6 +416,7 @@ async fn deploy_locked(
             request: ferry_deploy::package_request(ws, to_package, &ci)?,
             dir: &dir,
             create_bucket: ctx.local,
+            cancel: run.cancel,
         };
         let on = |e: ferry_package::Event| clock.say(&package_event(&e));
         let p = ferry_deploy::prepare(ws, stage, config, &options, &mask, &on)

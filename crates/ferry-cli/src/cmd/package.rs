@@ -45,6 +45,8 @@ pub fn run(ctx: &Ctx, args: &PackageArgs) -> anyhow::Result<()> {
                 request: req.clone(),
                 dir: &dir,
                 create_bucket: ctx.local,
+                // No lock and no signal handling here: a signal ends the process.
+                cancel: &ferry_graph::Cancel::new(),
             };
             let p = ferry_deploy::prepare(ws, &stage, &aws.config, &options, &mask, &on)
                 .await
