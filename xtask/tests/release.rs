@@ -644,6 +644,77 @@ fn a_review_is_approved_once_and_deploys_exactly_what_it_showed() {
     assert!(!out.contains("approve with"), "{out}");
 }
 
+/// `src` holds a value it gives as an output; `dst` keeps what it receives in a parameter of
+/// its own and gives it back as `Seen`.
+fn src_template(value: &str) -> String {
+    format!(
+        "Resources:\n  P:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub \"/${{AWS::StackName}}/p\"\n      Type: String\n      Value: {value}\nOutputs:\n  Version:\n    Value: {value}\n"
+    )
+}
+const DST: &str = "Parameters:\n  Version: {Type: String}\nResources:\n  P:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub \"/${AWS::StackName}/p\"\n      Type: String\n      Value: !Ref Version\nOutputs:\n  Seen:\n    Value: !Ref Version\n";
+
+#[test]
+fn an_approval_checks_the_dependents_of_what_it_deploys() {
+    let p = "rel-follow";
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{}\"\napproval = true\n",
+            bucket(p, "dev")
+        ),
+    )
+    .write("services/src/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write("services/src/t.yaml", &src_template("v1"))
+    .write(
+        "services/dst/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nVersion = \"${output:src.Version}\"\n",
+    )
+    .write("services/dst/t.yaml", DST);
+    r.commit("services");
+    let s3 = ferry_package::s3_client(&config());
+    rt().block_on(s3.create_bucket().bucket(bucket(p, "dev")).send())
+        .unwrap();
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
+    let first = id_after(&out, "review: ");
+    ok(&r, v, &["approve", "dev", &first]);
+    assert_eq!(records(p, "dev")["dst"].outputs["Seen"], "v1");
+
+    // src's output changes. The review resolves dst's parameters from src's stack as it runs,
+    // so dst is not in it.
+    r.write("services/src/t.yaml", &src_template("v2"));
+    r.commit("src v2");
+    let (out, err) = ok(&r, v, &["deploy", "dev", "--review"]);
+    assert!(row(&out, "src").contains("would change"), "{out}\n{err}");
+    assert!(!row(&out, "dst").contains("would"), "{out}\n{err}");
+    let second = id_after(&out, "review: ");
+    // Approved: src deploys, then dst, which receives its new output, follows with the
+    // package it runs.
+    let (out, err) = ok(&r, v, &["approve", "dev", &second]);
+    let dev = records(p, "dev");
+    assert_eq!(dev["src"].outputs["Version"], "v2", "{out}\n{err}");
+    assert_eq!(dev["dst"].outputs["Seen"], "v2", "{out}\n{err}");
+    assert!(row(&out, "dst").contains("updated"), "{out}\n{err}");
+
+    // A dependent whose package is gone from the bucket is named, not deployed blind.
+    r.write("services/src/t.yaml", &src_template("v3"));
+    r.commit("src v3");
+    let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
+    let third = id_after(&out, "review: ");
+    let key = dev["dst"].package_key.clone().unwrap();
+    rt().block_on(s3.delete_object().bucket(bucket(p, "dev")).key(&key).send())
+        .unwrap();
+    let (out, err) = ok(&r, v, &["approve", "dev", &third]);
+    assert!(
+        err.contains("dst: skipped (a dependent of what is approved, not checked: its package in `dev` is gone from the bucket"),
+        "{out}\n{err}"
+    );
+    assert_eq!(records(p, "dev")["dst"].outputs["Seen"], "v2");
+}
+
 #[test]
 fn promote_rollback_and_approve_write_nothing_while_another_run_holds_the_stage() {
     let p = "rel-locked";

@@ -549,6 +549,149 @@ fn with_dependents(
     c
 }
 
+/// The dependents of what a run deploys (`deploy`) that run in the target stage (`current`)
+/// but are not part of the run (`within`), checked as in a deploy: each keeps the package the
+/// target runs and redeploys only when what it receives (a deployed service's outputs)
+/// changed. Its parameters, tests and (for a Serverless Framework service) compile come from
+/// this checkout, so only one whose inputs here are those its package was made from is kept;
+/// any other is reported, never deployed with another version's configuration. The kept ones'
+/// packages are fetched from the target's own bucket.
+async fn kept_dependents<'r>(
+    target: &StageTarget<'_>,
+    current: &'r BTreeMap<String, Record>,
+    deploy: &BTreeSet<String>,
+    within: &BTreeSet<String>,
+    what: (&str, &str),
+) -> Result<Kept<'r>, ReleaseRunError> {
+    let (ws, stage) = (target.ws, target.stage);
+    let (deployed, to_check) = what;
+    let running: BTreeSet<String> = current.keys().cloned().collect();
+    let outside: Vec<&Record> = with_dependents(ws, deploy, &running)
+        .difference(within)
+        .map(|s| &current[s])
+        .collect();
+    let not_checked =
+        |why: String| format!("a dependent of what is {deployed}, not checked: {why}; {to_check}");
+    let mut skipped = Vec::new();
+    // A checkout whose history cannot be read (no `.git`, as a pipeline's source archive) checks
+    // none of them: each is reported, and the run goes on as before such checks.
+    let found: Vec<Option<String>> = match checkout_inputs(ws, &outside) {
+        Ok(found) => found
+            .into_iter()
+            .map(|differs| {
+                differs.map(|why| {
+                    format!(
+                        "the package `{}` runs was made from other inputs ({why})",
+                        stage.name
+                    )
+                })
+            })
+            .collect(),
+        Err(why) => vec![
+            Some(format!(
+                "this checkout's history cannot be read to compare its inputs with those its package was made from ({why})"
+            ));
+            outside.len()
+        ],
+    };
+    let mut kept: BTreeMap<String, &Record> = BTreeMap::new();
+    for (r, differs) in outside.into_iter().zip(found) {
+        let s = r.service.clone();
+        match (differs, &r.package_key) {
+            (Some(why), _) => skipped.push((s, not_checked(why))),
+            (None, None) => skipped.push((
+                s,
+                not_checked(format!("its package in `{}` is not stored", stage.name)),
+            )),
+            (None, Some(_)) => {
+                kept.insert(s, r);
+            }
+        }
+    }
+    // A package gone from the target's bucket (deleted by hand) cannot be redeployed as it
+    // runs: reported like one never stored, not a failure of the whole run.
+    let own = if kept.is_empty() {
+        None
+    } else {
+        Some(own_packages(target)?)
+    };
+    let mut gone = Vec::new();
+    if let Some(own) = &own {
+        for (s, r) in &kept {
+            let key = r
+                .package_key
+                .as_deref()
+                .expect("kept only with a package key");
+            let fetched = ferry_package::fetch_package(
+                &own.s3,
+                &own.bucket,
+                target.dir,
+                &ws.project.name,
+                s,
+                key,
+                false,
+            )
+            .await;
+            match fetched {
+                Ok(_) => {}
+                Err(ferry_package::UploadError::Missing { bucket, key, .. }) => gone.push((
+                    s.clone(),
+                    not_checked(format!(
+                        "its package in `{}` is gone from the bucket (s3://{bucket}/{key} is missing)",
+                        stage.name
+                    )),
+                )),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    for (s, why) in gone {
+        kept.remove(&s);
+        skipped.push((s, why));
+    }
+    Ok(Kept { kept, skipped, own })
+}
+
+/// What [`kept_dependents`] found.
+struct Kept<'r> {
+    /// Checked with the package the target runs, by service.
+    kept: BTreeMap<String, &'r Record>,
+    /// Not checked, with why.
+    skipped: Vec<(String, String)>,
+    /// The target's own packages, when any is kept.
+    own: Option<StoredPackages>,
+}
+
+impl Kept<'_> {
+    const PROMOTED: (&'static str, &'static str) =
+        ("promoted", "promote it or deploy it to check it");
+    const APPROVED: (&'static str, &'static str) = (
+        "approved",
+        "review it (`deploy --review`) and approve that to check it",
+    );
+
+    /// Where the kept dependents' packages come from: the target's own bucket.
+    fn source(&self) -> Option<StoredSource<'_>> {
+        let own = self.own.as_ref().filter(|_| !self.kept.is_empty())?;
+        Some(StoredSource {
+            from: own,
+            records: self.kept.clone(),
+            // Compiled for the stage from this checkout, whose inputs were checked.
+            compile_per_stage: true,
+        })
+    }
+
+    /// The archives a kept Serverless Framework service's compile must reproduce: what the
+    /// target stage runs.
+    fn archives(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.kept
+            .iter()
+            .filter(|(_, r)| r.kind.as_deref() == Some(ServiceKind::Serverless.as_str()))
+            .map(|(s, r)| (s.clone(), r.artifacts.clone()))
+            .collect()
+    }
+}
+
 /// A promote, worked out.
 #[derive(Debug)]
 pub struct Promotion {
@@ -673,99 +816,9 @@ pub async fn prepare_promote(
     let compiled: Vec<&Record> = candidates.iter().map(|s| &req.from_records[s]).collect();
     check_checkout(ws, from, &compiled)?;
     skipped.retain(|(s, _)| !candidates.contains(s));
-    // Dependents of what is promoted that run in the target stage but are not promoted (with
-    // `--service`, or running only there) are checked as in a deploy: each keeps the package
-    // the target runs and redeploys only when what it receives (a promoted service's outputs)
-    // changed. Its parameters, tests and (for a Serverless Framework service) compile come from
-    // this checkout, so only one whose inputs here are those its package was made from is
-    // checked; any other is reported, never deployed with another version's configuration.
-    let running: BTreeSet<String> = current.keys().cloned().collect();
-    let outside: Vec<&Record> = with_dependents(ws, &deploy, &running)
-        .difference(&within)
-        .map(|s| &current[s])
-        .collect();
-    let not_checked = |why: String| {
-        format!(
-            "a dependent of what is promoted, not checked: {why}; promote it or deploy it to check it"
-        )
-    };
-    // A checkout whose history cannot be read (no `.git`, as a pipeline's source archive) checks
-    // none of them: each is reported, and the promote goes on as before such checks.
-    let found: Vec<Option<String>> = match checkout_inputs(ws, &outside) {
-        Ok(found) => found
-            .into_iter()
-            .map(|differs| {
-                differs.map(|why| {
-                    format!(
-                        "the package `{}` runs was made from other inputs ({why})",
-                        stage.name
-                    )
-                })
-            })
-            .collect(),
-        Err(why) => vec![
-            Some(format!(
-                "this checkout's history cannot be read to compare its inputs with those its package was made from ({why})"
-            ));
-            outside.len()
-        ],
-    };
-    let mut kept: BTreeMap<String, &Record> = BTreeMap::new();
-    for (r, differs) in outside.into_iter().zip(found) {
-        let s = r.service.clone();
-        match (differs, &r.package_key) {
-            (Some(why), _) => skipped.push((s, not_checked(why))),
-            (None, None) => skipped.push((
-                s,
-                not_checked(format!("its package in `{}` is not stored", stage.name)),
-            )),
-            (None, Some(_)) => {
-                kept.insert(s, r);
-            }
-        }
-    }
-    // A package gone from the target's bucket (deleted by hand) cannot be redeployed as it
-    // runs: reported like one never stored, not a failure of the whole promote.
-    let own = if kept.is_empty() {
-        None
-    } else {
-        Some(own_packages(target)?)
-    };
-    let mut gone = Vec::new();
-    if let Some(own) = &own {
-        for (s, r) in &kept {
-            let key = r
-                .package_key
-                .as_deref()
-                .expect("kept only with a package key");
-            let fetched = ferry_package::fetch_package(
-                &own.s3,
-                &own.bucket,
-                target.dir,
-                &ws.project.name,
-                s,
-                key,
-                false,
-            )
-            .await;
-            match fetched {
-                Ok(_) => {}
-                Err(ferry_package::UploadError::Missing { bucket, key, .. }) => gone.push((
-                    s.clone(),
-                    not_checked(format!(
-                        "its package in `{}` is gone from the bucket (s3://{bucket}/{key} is missing)",
-                        stage.name
-                    )),
-                )),
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    for (s, why) in gone {
-        kept.remove(&s);
-        skipped.push((s, why));
-    }
-    candidates.extend(kept.keys().cloned());
+    let kept = kept_dependents(target, current, &deploy, &within, Kept::PROMOTED).await?;
+    skipped.extend(kept.skipped.iter().cloned());
+    candidates.extend(kept.kept.keys().cloned());
     let why = candidates
         .iter()
         .filter(|s| deploy.contains(*s))
@@ -793,14 +846,7 @@ pub async fn prepare_promote(
             records: promoted,
             compile_per_stage: true,
         }];
-        if let Some(own) = own.as_ref().filter(|_| !kept.is_empty()) {
-            sources.push(StoredSource {
-                from: own,
-                records: kept.clone(),
-                // Compiled for the stage from this checkout, whose inputs were checked above.
-                compile_per_stage: true,
-            });
-        }
+        sources.extend(kept.source());
         Some(stored_package(target, &sources).await?)
     };
     // A compile must reproduce the archives of what runs: what passed, or, for a kept
@@ -810,11 +856,7 @@ pub async fn prepare_promote(
         .into_iter()
         .filter(|(s, _)| candidates.contains(s))
         .collect();
-    for (s, r) in &kept {
-        if r.kind.as_deref() == Some(ServiceKind::Serverless.as_str()) {
-            archives.insert(s.clone(), r.artifacts.clone());
-        }
-    }
+    archives.extend(kept.archives());
     Ok(Promotion {
         selection: Selection {
             deploy,
@@ -1006,15 +1048,26 @@ pub struct ApprovalPlan {
     pub prepared: Prepared,
     /// The reviewed parameters, by service.
     pub parameters: BTreeMap<String, BTreeMap<String, String>>,
+    /// Dependents of what is approved that the stage runs and the review left out (what they
+    /// receive changes only once the approved stacks deploy): not checked, with why. The others
+    /// are candidates, checked with the packages the stage runs.
+    pub skipped: Vec<(String, String)>,
+    /// The archives a kept Serverless Framework dependent's compile must reproduce.
+    pub archives: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-/// Works out the approval of review `id` of the stage `dest`: refused when there is no such
-/// review in this stage, when it was approved already, or when a reviewed stack changed since
-/// the review (another template or parameters, or it appeared or went). Nothing is deployed.
+/// Works out the approval of review `id` of the stage `dest` (whose records are `current`):
+/// refused when there is no such review in this stage, when it was approved already, or when a
+/// reviewed stack changed since the review (another template or parameters, or it appeared or
+/// went). The reviewed services deploy; their dependents that the stage runs are checked after
+/// them as in a deploy ([`kept_dependents`]): a review resolves their parameters from the
+/// stacks as they are, and an approved stack's outputs may change when it deploys. Nothing is
+/// deployed here.
 pub async fn prepare_approval(
     dest: &StageTarget<'_>,
     store: &ReleaseStore,
     id: &str,
+    current: &BTreeMap<String, Record>,
 ) -> Result<ApprovalPlan, ReleaseRunError> {
     let stage = dest.stage;
     let Some(pending) = store.get_pending(id).await? else {
@@ -1104,13 +1157,17 @@ pub async fn prepare_approval(
         bucket: store.bucket().to_string(),
         stage: stage.name.clone(),
     };
-    let source = StoredSource {
+    let names: BTreeSet<String> = pending.services.keys().cloned().collect();
+    let kept = kept_dependents(dest, current, &names, &names, Kept::APPROVED).await?;
+    let mut sources = vec![StoredSource {
         from: &from,
         records: records.iter().map(|(k, v)| (k.clone(), v)).collect(),
         compile_per_stage: false,
-    };
-    let prepared = stored_package(dest, &[source]).await?;
-    let names: BTreeSet<String> = pending.services.keys().cloned().collect();
+    }];
+    sources.extend(kept.source());
+    let prepared = stored_package(dest, &sources).await?;
+    let mut candidates = names.clone();
+    candidates.extend(kept.kept.keys().cloned());
     // Parameters that needed outputs of what the review also deploys resolve as in a deploy.
     let parameters = pending
         .services
@@ -1124,11 +1181,13 @@ pub async fn prepare_approval(
                 .iter()
                 .map(|s| (s.clone(), format!("approved review {id}")))
                 .collect(),
-            deploy: names.clone(),
-            candidates: names,
+            deploy: names,
+            candidates,
         },
         prepared,
         parameters,
+        skipped: kept.skipped.clone(),
+        archives: kept.archives(),
         pending,
     })
 }

@@ -1128,7 +1128,8 @@ async fn approve_locked(
     let (ctx, ws, stage, clock) = (run.ctx, run.ws, run.stage, run.clock);
     let dir = ws.layout().package();
     let target = stage_target(run, &dir);
-    let plan = ferry_deploy::release::prepare_approval(&target, store, &args.release)
+    let current = current_records(run).await?;
+    let plan = ferry_deploy::release::prepare_approval(&target, store, &args.release, &current)
         .await
         .with_context(|| {
             format!(
@@ -1136,16 +1137,18 @@ async fn approve_locked(
                 args.release, stage.name
             )
         })?;
-    let current = current_records(run).await?;
     let (head, id) = new_release(ws);
     let by = run.aws.identity.arn.clone();
     clock.say(&format!("approved by {by}: review {}", args.release));
+    for (s, why) in &plan.skipped {
+        clock.say(&format!("{s}: skipped ({why})"));
+    }
     let stored = Stored {
         prepared: Some(&plan.prepared),
         selection: &plan.selection,
         previous: &current,
         release: &id,
-        archives: None,
+        archives: Some(&plan.archives),
         fixed: Some(&plan.parameters),
     };
     let report = deploy_stored(run, &stored, &options(ctx, &args.run, false)).await?;
