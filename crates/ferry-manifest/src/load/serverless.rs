@@ -130,7 +130,7 @@ pub(super) fn read_framework(
             return None;
         }
     };
-    match stage_pattern(&raw) {
+    match stage_pattern(&raw, &doc) {
         Some(pattern) => Some(Framework {
             config: config.to_string(),
             stack_name: pattern,
@@ -139,7 +139,7 @@ pub(super) fn read_framework(
             problem(
                 key,
                 format!(
-                    "`{raw}` holds variables Ferry cannot resolve before the framework runs (only the stage: ${{sls:stage}}, ${{opt:stage}}, ${{self:provider.stage}}); set service.stack-name in service.toml to the stack name, with {{stage}} for the stage"
+                    "`{raw}` holds variables Ferry cannot resolve before the framework runs (only the stage: ${{sls:stage}}, ${{opt:stage}}, ${{self:provider.stage}}; and ${{self:…}} of a value in the same file); set service.stack-name in service.toml to the stack name, with {{stage}} for the stage"
                 ),
             );
             None
@@ -147,8 +147,22 @@ pub(super) fn read_framework(
     }
 }
 
-/// `raw` with every reference to the stage as `{stage}`; `None` when another variable remains.
-fn stage_pattern(raw: &str) -> Option<String> {
+/// `raw` with every reference to the stage as `{stage}`, and every `${self:a.b}` replaced by
+/// the value at `a.b` of the configuration `doc` (itself resolved the same way; a default,
+/// `${self:a.b, 'x'}`, when there is none), as the framework resolves them; `None` when another
+/// variable remains (the environment, a file, another service's output: known only when the
+/// framework runs).
+fn stage_pattern(raw: &str, doc: &serde_yaml_ng::Value) -> Option<String> {
+    expand(raw, doc, 0)
+}
+
+/// How deep `${self:…}` values that hold references are followed (a loop ends here).
+const MAX_SELF_DEPTH: usize = 10;
+
+fn expand(raw: &str, doc: &serde_yaml_ng::Value, depth: usize) -> Option<String> {
+    if depth > MAX_SELF_DEPTH {
+        return None;
+    }
     let mut out = String::new();
     let mut rest = raw;
     while let Some(open) = rest.find("${") {
@@ -156,33 +170,99 @@ fn stage_pattern(raw: &str) -> Option<String> {
         let tail = &rest[open + 2..];
         let close = tail.find('}')?;
         let var = tail[..close].trim();
-        let first = var.split(',').next().unwrap_or_default().trim();
-        if !matches!(first, "sls:stage" | "opt:stage" | "self:provider.stage") {
-            return None;
+        let mut parts = var.splitn(2, ',');
+        let first = parts.next().unwrap_or_default().trim();
+        if matches!(first, "sls:stage" | "opt:stage" | "self:provider.stage") {
+            out.push_str("{stage}");
+        } else {
+            let path = first.strip_prefix("self:")?;
+            let value = match lookup(doc, path) {
+                Some(v) => expand(&v, doc, depth + 1)?,
+                None => quoted(parts.next()?.trim())?.to_string(),
+            };
+            out.push_str(&value);
         }
-        out.push_str("{stage}");
         rest = &tail[close + 1..];
     }
     out.push_str(rest);
     Some(out)
 }
 
+/// The text of the string or number at the dotted `path` of `doc`.
+fn lookup(doc: &serde_yaml_ng::Value, path: &str) -> Option<String> {
+    let mut at = doc;
+    for key in path.split('.') {
+        at = at.get(key)?;
+    }
+    match at {
+        serde_yaml_ng::Value::String(s) => Some(s.clone()),
+        serde_yaml_ng::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A default given as a quoted literal (`'dev'`, `"dev"`).
+fn quoted(text: &str) -> Option<&str> {
+    ["'", "\""]
+        .iter()
+        .find_map(|q| text.strip_prefix(q)?.strip_suffix(q))
+        .filter(|t| !t.contains(['$', '{', '}']))
+}
+
 #[cfg(test)]
 mod tests {
     use super::stage_pattern;
 
+    fn doc(yaml: &str) -> serde_yaml_ng::Value {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
     #[test]
     fn stage_variables_become_the_stage_placeholder_and_others_are_refused() {
+        let none = doc("{}");
+        let pattern = |raw: &str| stage_pattern(raw, &none);
         assert_eq!(
-            stage_pattern("orders-${sls:stage}").as_deref(),
+            pattern("orders-${sls:stage}").as_deref(),
             Some("orders-{stage}")
         );
         assert_eq!(
-            stage_pattern("x-${opt:stage, 'dev'}-${self:provider.stage}").as_deref(),
+            pattern("x-${opt:stage, 'dev'}-${self:provider.stage}").as_deref(),
             Some("x-{stage}-{stage}")
         );
-        assert_eq!(stage_pattern("plain").as_deref(), Some("plain"));
-        assert_eq!(stage_pattern("x-${env:TEAM}-${sls:stage}"), None);
-        assert_eq!(stage_pattern("x-${sls:stage"), None);
+        assert_eq!(pattern("plain").as_deref(), Some("plain"));
+        assert_eq!(pattern("x-${env:TEAM}-${sls:stage}"), None);
+        assert_eq!(pattern("x-${sls:stage"), None);
+    }
+
+    #[test]
+    fn self_references_resolve_to_values_of_the_same_file() {
+        // As in aws-samples/serverless-patterns: `service: sls-${self:custom.name}-sfp`.
+        let d = doc(
+            "service: sls-${self:custom.name}-sfp\ncustom:\n  name: bb245\n  team: ${self:custom.name}-${sls:stage}\n  version: 2\n  env: ${env:TEAM}\n  loop: ${self:custom.again}\n  again: ${self:custom.loop}\n  list: [a]\n",
+        );
+        let pattern = |raw: &str| stage_pattern(raw, &d);
+        assert_eq!(
+            pattern("sls-${self:custom.name}-sfp-${sls:stage}").as_deref(),
+            Some("sls-bb245-sfp-{stage}")
+        );
+        assert_eq!(
+            pattern("${self:service}-${sls:stage}").as_deref(),
+            Some("sls-bb245-sfp-{stage}"),
+            "a value that holds references is resolved in turn"
+        );
+        assert_eq!(
+            pattern("${self:custom.team}-v${self:custom.version}").as_deref(),
+            Some("bb245-{stage}-v2")
+        );
+        assert_eq!(
+            pattern("x-${self:custom.missing, 'fallback'}").as_deref(),
+            Some("x-fallback")
+        );
+        // What only the framework's run knows, or nothing knows, is refused.
+        assert_eq!(pattern("x-${self:custom.env}"), None, "the environment");
+        assert_eq!(pattern("x-${self:custom.loop}"), None, "a loop ends");
+        assert_eq!(pattern("x-${self:custom.list}"), None, "not a text");
+        assert_eq!(pattern("x-${self:custom.missing}"), None, "no such value");
+        assert_eq!(pattern("x-${self:custom.missing, env:X}"), None);
     }
 }
