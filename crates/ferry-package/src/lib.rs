@@ -718,6 +718,9 @@ fn check_parameters(service: &Service, parsed: &serde_json::Value) -> Result<(),
         for l in sam::local_paths(parsed) {
             inside_service(&base, &l)?;
         }
+        for i in sam::local_includes(parsed) {
+            in_service_folder(&base, &i.path, &i.label())?;
+        }
         if let Some((at, what)) = sam::unsupported(parsed).into_iter().next() {
             return Err(TemplateError::Unsupported { at, what });
         }
@@ -736,17 +739,27 @@ fn template_dir(service: &Service) -> String {
 /// `l`'s path relative to the service folder (it is written relative to `base`, the folder of
 /// its template); an error when it leaves the service folder.
 fn inside_service(base: &str, l: &sam::LocalPath) -> Result<String, TemplateError> {
+    in_service_folder(
+        base,
+        &l.path,
+        &format!("{}.{}", l.site.label(), l.site.property()),
+    )
+}
+
+/// `path` (written relative to `base`, the folder of its template) relative to the service
+/// folder; an error naming `at` when it leaves the service folder.
+fn in_service_folder(base: &str, path: &str, at: &str) -> Result<String, TemplateError> {
     let joined = if base.is_empty() {
-        l.path.clone()
+        path.to_string()
     } else {
-        format!("{base}/{}", l.path)
+        format!("{base}/{path}")
     };
     ferry_manifest::normalize_relative(&joined)
-        .filter(|_| !l.path.starts_with('/') && !l.path.contains('\\'))
+        .filter(|_| !path.starts_with('/') && !path.contains('\\'))
         .map(|p| if p.is_empty() { ".".to_string() } else { p })
         .ok_or_else(|| TemplateError::PathOutside {
-            at: format!("{}.{}", l.site.label(), l.site.property()),
-            path: l.path.clone(),
+            at: at.to_string(),
+            path: path.to_string(),
         })
 }
 
@@ -1069,6 +1082,7 @@ fn package_service(
         out,
         on,
     };
+    let mut included = 0;
     let artifacts = match service.kind {
         ServiceKind::Cloudformation => {
             let mut artifacts = Vec::new();
@@ -1103,18 +1117,21 @@ fn package_service(
         }
         ServiceKind::Sam => {
             let mut artifacts = Vec::new();
+            let base = template_dir(service);
+            let nested = |e| match e {
+                Nested::Template(source) => template_err(source),
+                Nested::Package(p) => *p,
+            };
+            included = store.inline_includes(&mut parsed, &base).map_err(nested)?;
             store
-                .sam(&mut parsed, &template_dir(service), 0, &mut artifacts)
-                .map_err(|e| match e {
-                    Nested::Template(source) => template_err(source),
-                    Nested::Package(p) => *p,
-                })?;
+                .sam(&mut parsed, &base, 0, &mut artifacts)
+                .map_err(nested)?;
             artifacts
         }
     };
 
-    // Without artifacts the template is deployed exactly as written.
-    let (bytes, ext) = if artifacts.is_empty() {
+    // Without artifacts (nor included files) the template is deployed exactly as written.
+    let (bytes, ext) = if artifacts.is_empty() && included == 0 {
         let ext = Path::new(&service.template)
             .extension()
             .and_then(|e| e.to_str())
@@ -1122,7 +1139,10 @@ fn package_service(
             .to_string();
         (text.into_bytes(), ext)
     } else {
-        template::add_bucket_parameter(&mut parsed).map_err(template_err)?;
+        // The bucket is passed only to a template with artifacts.
+        if !artifacts.is_empty() {
+            template::add_bucket_parameter(&mut parsed).map_err(template_err)?;
+        }
         let mut b = serde_json::to_vec_pretty(&parsed).expect("JSON values serialize");
         b.push(b'\n');
         (b, "json".to_string())
@@ -1252,6 +1272,64 @@ impl Store<'_> {
         Ok((sha256, size, files))
     }
 
+    /// Puts the content of each file `template` includes with `AWS::Include` (a local
+    /// `Location`, relative to `base`, the template's folder) in the transform's place, as the
+    /// transform itself would (see [`sam::LocalInclude`]); included files may include others,
+    /// [`MAX_NESTING`] deep. The files are checked as a single-file artifact is (inside the
+    /// service folder, links only to watched files, no credential file). Returns how many were
+    /// put in.
+    fn inline_includes(
+        &self,
+        template: &mut serde_json::Value,
+        base: &str,
+    ) -> Result<usize, Nested> {
+        let mut count = 0;
+        for round in 0.. {
+            let includes = sam::local_includes(template);
+            if includes.is_empty() {
+                break;
+            }
+            if round == MAX_NESTING {
+                return Err(TemplateError::Unsupported {
+                    at: includes[0].at.clone(),
+                    what: format!(
+                        "AWS::Include of {} is included more than {MAX_NESTING} levels deep; does a file include itself?",
+                        includes[0].path
+                    ),
+                }
+                .into());
+            }
+            for i in includes {
+                let at = i.label();
+                let rel = in_service_folder(base, &i.path, &at)?;
+                let path = self.dir.join(&rel);
+                if !path.is_file() {
+                    return Err(PackageError::MissingArtifact {
+                        service: self.service.name.clone(),
+                        resource: at,
+                        path: rel,
+                        dir: self.service.dir.clone(),
+                    }
+                    .into());
+                }
+                check_single_file(self.ws, self.service, &path)?;
+                let shown = format!("{}/{rel}", self.service.dir);
+                let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+                let content = template::parse(&text).map_err(|source| PackageError::Template {
+                    service: self.service.name.clone(),
+                    path: shown,
+                    source,
+                })?;
+                let slot = template
+                    .pointer_mut(&i.pointer)
+                    .expect("found in this template just now");
+                *slot = content;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
     /// Keeps `bytes` in the blob store: (sha256, size).
     fn file(&self, bytes: &[u8]) -> Result<(String, u64), PackageError> {
         let sha = sha256_hex(bytes);
@@ -1339,6 +1417,7 @@ impl Store<'_> {
                         .into());
                     }
                     let nested_base = rel.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+                    self.inline_includes(&mut nested, &nested_base)?;
                     self.sam(&mut nested, &nested_base, depth + 1, artifacts)?;
                     // The stack passes the bucket down whether or not it uses it.
                     template::add_bucket_parameter(&mut nested)?;

@@ -303,12 +303,11 @@ pub(crate) fn local_paths(template: &Value) -> Vec<LocalPath> {
     out
 }
 
-/// What a template holds that Ferry cannot package, each as (where, what to do): an
-/// `AWS::Include` of a local file (its `Location` must be a literal S3 URI, which a package that
-/// names no bucket cannot give), a container-image function, a Glue job's local script.
+/// What a template holds that Ferry cannot package, each as (where, what to do): a
+/// container-image function, a Glue job's local script. (An `AWS::Include` of a local file is
+/// packaged: see [`local_includes`].)
 pub(crate) fn unsupported(template: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    find_includes(template, "", &mut out);
     let resources = template.get("Resources").and_then(Value::as_object);
     for (id, r) in resources.into_iter().flatten() {
         let ty = r.get("Type").and_then(Value::as_str).unwrap_or_default();
@@ -332,6 +331,8 @@ pub(crate) fn unsupported(template: &Value) -> Vec<(String, String)> {
             && let Some(script) = props
                 .and_then(|p| p.pointer("/Command/ScriptLocation"))
                 .and_then(local)
+                // An empty location is a placeholder, not a file (CloudFormation judges it).
+                .filter(|s| !s.is_empty())
         {
             out.push((
                 format!("{id}.Command.ScriptLocation ({script})"),
@@ -342,20 +343,50 @@ pub(crate) fn unsupported(template: &Value) -> Vec<(String, String)> {
     out
 }
 
-/// `Fn::Transform: {Name: AWS::Include, Parameters: {Location: <local path>}}` anywhere.
-fn find_includes(v: &Value, at: &str, out: &mut Vec<(String, String)>) {
+/// An `AWS::Include` of a local file: `Fn::Transform: {Name: AWS::Include, Parameters:
+/// {Location: <path>}}`. CloudFormation takes only a literal `s3://` location there, which a
+/// package made once for every stage (each with its own bucket) cannot name; so a package puts
+/// the file's content in its place, which is what the transform does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LocalInclude {
+    /// Where, for messages: `Resources.Api.Properties.DefinitionBody`.
+    pub at: String,
+    /// The JSON pointer of the mapping that holds `Fn::Transform` (what the content replaces).
+    pub pointer: String,
+    /// As written, relative to the template's folder.
+    pub path: String,
+}
+
+impl LocalInclude {
+    /// Where, for messages: `Resources.Api.Properties.DefinitionBody (AWS::Include)`.
+    pub fn label(&self) -> String {
+        format!("{} (AWS::Include)", self.at)
+    }
+}
+
+/// Every `AWS::Include` of a local file in `template`, in document order.
+pub(crate) fn local_includes(template: &Value) -> Vec<LocalInclude> {
+    let mut out = Vec::new();
+    find_includes(template, "", "", &mut out);
+    out
+}
+
+fn find_includes(v: &Value, at: &str, pointer: &str, out: &mut Vec<LocalInclude>) {
     match v {
         Value::Object(map) => {
             if let Some(t) = map.get("Fn::Transform")
                 && t.get("Name").and_then(Value::as_str) == Some("AWS::Include")
                 && let Some(path) = t.pointer("/Parameters/Location").and_then(local)
             {
-                out.push((
-                    format!("{at} (AWS::Include of {path})"),
-                    "an included file is named by a literal s3:// location, which a package for every stage cannot give: put its content in the template, or use DefinitionUri".into(),
-                ));
+                out.push(LocalInclude {
+                    at: at.to_string(),
+                    pointer: pointer.to_string(),
+                    path: path.to_string(),
+                });
+                return;
             }
             for (k, child) in map {
+                let escaped = k.replace('~', "~0").replace('/', "~1");
                 find_includes(
                     child,
                     &if at.is_empty() {
@@ -363,13 +394,14 @@ fn find_includes(v: &Value, at: &str, out: &mut Vec<(String, String)>) {
                     } else {
                         format!("{at}.{k}")
                     },
+                    &format!("{pointer}/{escaped}"),
                     out,
                 );
             }
         }
         Value::Array(items) => {
             for (n, child) in items.iter().enumerate() {
-                find_includes(child, &format!("{at}[{n}]"), out);
+                find_includes(child, &format!("{at}[{n}]"), &format!("{pointer}/{n}"), out);
             }
         }
         _ => {}

@@ -513,17 +513,112 @@ Resources:
     assert_eq!(t["Resources"]["Merged"]["Properties"]["Timeout"], json!(5));
 }
 
+/// A SAM API whose OpenAPI body is `AWS::Include`d from `location`.
+fn including(location: &str) -> String {
+    format!(
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Api:\n    Type: AWS::Serverless::Api\n    Properties:\n      StageName: v1\n      DefinitionBody:\n        Fn::Transform:\n          Name: AWS::Include\n          Parameters:\n            Location: {location}\n"
+    )
+}
+
+const OPENAPI: &str = "openapi: 3.0.1\ninfo: {title: orders}\npaths:\n  /orders:\n    get:\n      x-amazon-apigateway-integration:\n        uri:\n          Fn::Sub: arn:aws:apigateway:${AWS::Region}:sqs:path/q\n";
+
+#[test]
+fn an_included_file_is_put_in_the_template_as_the_transform_would() {
+    // As in aws-samples/serverless-patterns, where a tenth of the SAM patterns include their
+    // OpenAPI body: `Location: ./api.yaml` (the SAM CLI uploads it to a bucket of its own).
+    let ws = workspace(&[
+        ("services/worker/service.toml", MANIFEST),
+        (
+            "services/worker/template.yaml",
+            &including("./api/../api.yaml"),
+        ),
+        ("services/worker/api.yaml", OPENAPI),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path()).unwrap();
+    let sp = &m.services["worker"];
+    assert!(sp.artifacts.is_empty(), "{:?}", sp.artifacts);
+    let t: Value =
+        serde_json::from_slice(&fs::read(out.path().join(&sp.template)).unwrap()).unwrap();
+    let body = &t["Resources"]["Api"]["Properties"]["DefinitionBody"];
+    assert_eq!(body["info"]["title"], json!("orders"), "{t}");
+    assert_eq!(
+        body.pointer("/paths/~1orders/get/x-amazon-apigateway-integration/uri/Fn::Sub"),
+        Some(&json!("arn:aws:apigateway:${AWS::Region}:sqs:path/q"))
+    );
+    assert!(
+        t.get("Parameters").is_none(),
+        "no bucket parameter without artifacts: {t}"
+    );
+
+    // Beside code: both in one template, and an included file that includes another.
+    let ws = workspace(&[
+        ("services/worker/service.toml", MANIFEST),
+        (
+            "services/worker/template.yaml",
+            &format!(
+                "{}  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Handler: app.handler\n      Runtime: python3.12\n      CodeUri: src\n",
+                including("spec/api.yaml")
+            ),
+        ),
+        (
+            "services/worker/spec/api.yaml",
+            "openapi: 3.0.1\npaths:\n  Fn::Transform:\n    Name: AWS::Include\n    Parameters:\n      Location: spec/paths.yaml\n",
+        ),
+        ("services/worker/spec/paths.yaml", "/health: {get: {}}\n"),
+        ("services/worker/src/app.py", "def handler(e, c): pass\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path()).unwrap();
+    let sp = &m.services["worker"];
+    assert_eq!(sp.artifacts.len(), 1);
+    let t: Value =
+        serde_json::from_slice(&fs::read(out.path().join(&sp.template)).unwrap()).unwrap();
+    assert_eq!(
+        t["Resources"]["Api"]["Properties"]["DefinitionBody"]["paths"],
+        json!({"/health": {"get": {}}})
+    );
+    assert!(t["Parameters"].get("FerryArtifactBucket").is_some(), "{t}");
+}
+
 #[test]
 fn what_ferry_cannot_package_is_refused_by_name() {
-    let e = refused(
-        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Api:\n    Type: AWS::Serverless::Api\n    Properties:\n      StageName: v1\n      DefinitionBody:\n        Fn::Transform:\n          Name: AWS::Include\n          Parameters:\n            Location: ./api.yaml\n",
-        &[("services/worker/api.yaml", "openapi: 3.0.1\n")],
-    );
-    assert!(e.contains("AWS::Include of ./api.yaml"), "{e}");
+    // Included files: missing, outside the service folder, not YAML, including themselves.
+    let e = refused(&including("./api.yaml"), &[]);
     assert!(
-        e.contains("put its content in the template, or use DefinitionUri"),
+        e.contains("worker: artifact api.yaml of resource `Resources.Api.Properties.DefinitionBody (AWS::Include)` does not exist"),
         "{e}"
     );
+    let e = refused(
+        &including("../shared/api.yaml"),
+        &[("services/shared/api.yaml", OPENAPI)],
+    );
+    assert!(
+        e.contains("Resources.Api.Properties.DefinitionBody (AWS::Include)")
+            && e.contains("../shared/api.yaml"),
+        "{e}"
+    );
+    let e = refused(
+        &including("api.yaml"),
+        &[("services/worker/api.yaml", "a: [b\n")],
+    );
+    assert!(
+        e.contains("services/worker/api.yaml"),
+        "names the included file: {e}"
+    );
+    let e = refused(
+        &including("api.yaml"),
+        &[(
+            "services/worker/api.yaml",
+            "Fn::Transform:\n  Name: AWS::Include\n  Parameters:\n    Location: api.yaml\n",
+        )],
+    );
+    assert!(
+        e.contains("is included more than 5 levels deep; does a file include itself?"),
+        "{e}"
+    );
+    let e = refused(&including(".env"), &[("services/worker/.env", "A: b\n")]);
+    assert!(e.contains("credential file"), "{e}");
 
     let e = refused(
         "Transform: AWS::Serverless-2016-10-31\nResources:\n  Img:\n    Type: AWS::Serverless::Function\n    Properties:\n      PackageType: Image\n    Metadata:\n      Dockerfile: Dockerfile\n",
@@ -539,4 +634,14 @@ fn what_ferry_cannot_package_is_refused_by_name() {
         &[],
     );
     assert!(e.contains("Job.Command.ScriptLocation (job.py)"), "{e}");
+    // An empty location names no file (aws-samples/serverless-patterns has one).
+    let ws = workspace(&[
+        ("services/worker/service.toml", MANIFEST),
+        (
+            "services/worker/template.yaml",
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Job:\n    Type: AWS::Glue::Job\n    Properties:\n      Role: x\n      Command:\n        Name: glueetl\n        ScriptLocation: \"\"\n",
+        ),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    run(ws.path(), out.path()).unwrap();
 }
