@@ -439,7 +439,7 @@ fn sigterm_during_a_build_stops_the_build_at_once_and_releases_the_lock() {
     );
     assert!(
         all.contains(
-            "slow: packaging stopped, the run was interrupted (a running build was stopped)"
+            "slow: not packaged: the run was cancelled (interrupted, or its stage lock lost), and a build it was running was stopped"
         ),
         "{all}"
     );

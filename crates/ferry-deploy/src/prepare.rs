@@ -77,6 +77,11 @@ pub enum PrepareError {
     NoBucket { stage: String, services: String },
     #[error("failed to create the local artifact bucket `{bucket}`: {message}")]
     LocalBucket { bucket: String, message: String },
+    #[error(
+        "nothing was packaged: the run was cancelled while another process was packaging into {}",
+        .folder.display()
+    )]
+    Cancelled { folder: PathBuf },
 }
 
 /// How [`prepare`] packages.
@@ -108,6 +113,11 @@ pub async fn prepare(
     let lock = loop {
         if let Some(lock) = ferry_package::FolderLock::try_take(options.dir)? {
             break lock;
+        }
+        if options.cancel.is_cancelled() {
+            return Err(PrepareError::Cancelled {
+                folder: options.dir.to_path_buf(),
+            });
         }
         if !waiting {
             waiting = true;

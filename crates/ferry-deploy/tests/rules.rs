@@ -340,3 +340,56 @@ async fn an_approval_deploys_only_the_parameters_that_were_reviewed() {
     );
     assert!(!error.to_string().contains("s3cr3t"), "{error}");
 }
+
+/// Waiting for another process's packaging of the same folder ends when the run is cancelled:
+/// a Ctrl-C does not wait out the other build.
+#[tokio::test]
+async fn a_cancelled_run_stops_waiting_for_another_process_packaging() {
+    let r = repo("wait-cancel", &[("a", QUEUE, "")]);
+    let ws = ferry_manifest::load(r.path()).unwrap();
+    let stage = ws.stage("dev").unwrap();
+    let dir = r.path().join("target/ferry/package");
+    // Another process holds the folder (its lock is the operating system's: a second open file
+    // of this process conflicts just as another process's does).
+    let _theirs = ferry_package::FolderLock::try_take(&dir).unwrap().unwrap();
+    let cancel = Cancel::new();
+    let options = ferry_deploy::PrepareOptions {
+        request: ferry_deploy::package_request(
+            &ws,
+            vec!["a".into()],
+            &CiContext::from_vars(|_| None),
+        )
+        .unwrap(),
+        dir: &dir,
+        create_bucket: false,
+        cancel: &cancel,
+    };
+    let waited = std::sync::atomic::AtomicBool::new(false);
+    let on = |e: ferry_package::Event| {
+        if matches!(e, ferry_package::Event::Waiting { .. }) {
+            waited.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    };
+    let config = config().await;
+    let prepared = ferry_deploy::prepare(&ws, &stage, &config, &options, &|s| s.to_string(), &on);
+    let canceller = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        cancel.cancel();
+    };
+    let (result, ()) = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        tokio::join!(prepared, canceller)
+    })
+    .await
+    .expect("stops waiting once cancelled");
+    assert!(
+        waited.load(std::sync::atomic::Ordering::SeqCst),
+        "it waited first"
+    );
+    let e = result.unwrap_err().to_string();
+    assert!(
+        e.starts_with(
+            "nothing was packaged: the run was cancelled while another process was packaging into"
+        ),
+        "{e}"
+    );
+}

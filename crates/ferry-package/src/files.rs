@@ -298,15 +298,20 @@ impl<'a> Watched<'a> {
             return Ok(());
         }
         let others = self.owners.services_of(rel);
-        let whose = match others.as_slice() {
-            [] => String::new(),
-            [one] => format!(" (a file of service {one})"),
-            many => format!(" (a file of services {})", many.join(", ")),
+        let place = match others.as_slice() {
+            [] => "outside the service's folder and its declared inputs".to_string(),
+            [one] => {
+                format!("a file of service {one} (not of this service's folder or declared inputs)")
+            }
+            many => format!(
+                "a file of services {} (not of this service's folder or declared inputs)",
+                many.join(", ")
+            ),
         };
         Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "{} leads to {rel}, outside the service's folder and its declared inputs{whose}: an edit there would not redeploy the service, so its package would go stale; declare it in the service's `inputs` (e.g. inputs = [\"{}/**\"]), or exclude the link",
+                "{} leads to {rel}, {place}: an edit there would not redeploy the service, so its package would go stale; declare it in the service's `inputs` (e.g. inputs = [\"{}/**\"]), or exclude the link",
                 path.display(),
                 rel.rsplit_once('/').map_or(rel, |(d, _)| d)
             ),
@@ -683,7 +688,7 @@ mod tests {
         let nested = Watched::new(Owners::new(specs, &[]).unwrap(), "api");
         let err = collect(&svc.join("src"), &none, repo.path(), Some(&nested)).unwrap_err();
         assert!(
-            err.to_string().contains("leads to services/api/admin/a.py, outside the service's folder and its declared inputs (a file of service admin): an edit there would not redeploy the service"),
+            err.to_string().contains("leads to services/api/admin/a.py, a file of service admin (not of this service's folder or declared inputs): an edit there would not redeploy the service"),
             "{err}"
         );
         // Without the nested service, the same file is the folder's own.

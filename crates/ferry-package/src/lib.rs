@@ -155,7 +155,7 @@ pub enum PackageError {
         tail: String,
     },
     #[error(
-        "{service}: packaging stopped, the run was interrupted (a running build was stopped); what was packaged before is kept for the next run"
+        "{service}: not packaged: the run was cancelled (interrupted, or its stage lock lost), and a build it was running was stopped; services packaged from committed files are reused by the next run"
     )]
     Cancelled { service: String },
     #[error(
@@ -879,6 +879,13 @@ fn run_build(
     })?;
     let status = match output.ran {
         build::Ran::Exited(s) if s.success() => return Ok(()),
+        // The terminal's Ctrl-C reaches the build too, which may end before the wait sees the
+        // run's cancellation.
+        build::Ran::Exited(_) if cancelled() => {
+            return Err(PackageError::Cancelled {
+                service: service.name.clone(),
+            });
+        }
         build::Ran::Exited(s) => s.to_string(),
         build::Ran::TimedOut(t) => format!(
             "stopped after {} s; package.timeout in {} sets how long it may run",
@@ -913,6 +920,7 @@ fn run_build(
 fn files_of(
     ws: &Workspace,
     service: &Service,
+    watched: &files::Watched<'_>,
     src: &Path,
     globs: &[&str],
     what: &str,
@@ -939,8 +947,7 @@ fn files_of(
         path: service.manifest_path(),
         source: io::Error::other(e.to_string()),
     })?;
-    let found =
-        files::collect(src, &set, root, Some(&watched(ws, service)?)).map_err(io_err(src))?;
+    let found = files::collect(src, &set, root, Some(watched)).map_err(io_err(src))?;
     if !found.withheld.is_empty() {
         on(Event::Withheld {
             service: service.name.clone(),
@@ -1017,15 +1024,14 @@ fn watched<'a>(
 
 /// A single file an artifact names, checked as the files of a folder are: inside the
 /// repository, a link only to what the service's change detection watches, no credential file.
-fn check_single_file(ws: &Workspace, service: &Service, path: &Path) -> Result<(), PackageError> {
-    files::collect(
-        path,
-        &globset::GlobSet::empty(),
-        &ws.root,
-        Some(&watched(ws, service)?),
-    )
-    .map(drop)
-    .map_err(io_err(path))
+fn check_single_file(
+    ws: &Workspace,
+    watched: &files::Watched<'_>,
+    path: &Path,
+) -> Result<(), PackageError> {
+    files::collect(path, &globset::GlobSet::empty(), &ws.root, Some(watched))
+        .map(drop)
+        .map_err(io_err(path))
 }
 
 fn package_service(
@@ -1078,6 +1084,7 @@ fn package_service(
     let store = Store {
         ws,
         service,
+        watched: watched(ws, service)?,
         dir: &dir,
         out,
         on,
@@ -1155,7 +1162,15 @@ fn package_service(
     }
 
     let site = match &spec.site {
-        Some(s) => Some(snapshot_site(ws, service, &dir, s, out, on)?),
+        Some(s) => Some(snapshot_site(
+            ws,
+            service,
+            &store.watched,
+            &dir,
+            s,
+            out,
+            on,
+        )?),
         None => None,
     };
     Ok(ServicePackage {
@@ -1173,6 +1188,8 @@ fn package_service(
 struct Store<'a> {
     ws: &'a Workspace,
     service: &'a Service,
+    /// What the service's change detection watches: where a link in its files may lead.
+    watched: files::Watched<'a>,
     /// The service folder on disk.
     dir: &'a Path,
     out: &'a Path,
@@ -1234,7 +1251,7 @@ impl Store<'_> {
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| e.eq_ignore_ascii_case("zip") || e.eq_ignore_ascii_case("jar"));
         let (sha256, size, files) = if archive {
-            check_single_file(self.ws, service, &src)?;
+            check_single_file(self.ws, &self.watched, &src)?;
             check_prebuilt(&src).map_err(|problem| PackageError::PrebuiltArchive {
                 service: service.name.clone(),
                 resource: label.to_string(),
@@ -1244,7 +1261,7 @@ impl Store<'_> {
             let (sha, size) = store_file(&src, &dest_dir, |sha| artifact_path(self.out, sha))?;
             (sha, size, 1)
         } else {
-            let entries = files_of(self.ws, service, &src, globs, label, self.on)?;
+            let entries = files_of(self.ws, service, &self.watched, &src, globs, label, self.on)?;
             if entries.is_empty() {
                 return Err(PackageError::EmptyArtifact {
                     service: service.name.clone(),
@@ -1312,7 +1329,7 @@ impl Store<'_> {
                     }
                     .into());
                 }
-                check_single_file(self.ws, self.service, &path)?;
+                check_single_file(self.ws, &self.watched, &path)?;
                 let shown = format!("{}/{rel}", self.service.dir);
                 let text = fs::read_to_string(&path).map_err(io_err(&path))?;
                 let content = template::parse(&text).map_err(|source| PackageError::Template {
@@ -1380,7 +1397,7 @@ impl Store<'_> {
                     if !path.exists() {
                         return Err(missing().into());
                     }
-                    check_single_file(self.ws, self.service, &path)?;
+                    check_single_file(self.ws, &self.watched, &path)?;
                     let bytes = fs::read(&path).map_err(|_| missing())?;
                     let (sha, size) = self.file(&bytes)?;
                     let ext = Path::new(&rel)
@@ -1406,7 +1423,7 @@ impl Store<'_> {
                     if !path.exists() {
                         return Err(missing().into());
                     }
-                    check_single_file(self.ws, self.service, &path)?;
+                    check_single_file(self.ws, &self.watched, &path)?;
                     let text = fs::read_to_string(&path).map_err(|_| missing())?;
                     let mut nested = template::parse(&text)?;
                     if let Some((at, what)) = sam::unsupported(&nested).into_iter().next() {
@@ -1456,6 +1473,7 @@ impl Store<'_> {
 fn snapshot_site(
     ws: &Workspace,
     service: &Service,
+    watched: &files::Watched<'_>,
     dir: &Path,
     site: &ferry_manifest::Site,
     out: &Path,
@@ -1480,7 +1498,7 @@ fn snapshot_site(
     if let Some(c) = &config {
         globs.push(c);
     }
-    let entries = files_of(ws, service, &src, &globs, "site", on)?;
+    let entries = files_of(ws, service, watched, &src, &globs, "site", on)?;
     let mut files = Vec::new();
     let mut all = Sha256::new();
     let blobs = out.join("blobs");
