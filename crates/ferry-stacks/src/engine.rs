@@ -254,6 +254,20 @@ macro_rules! with_stack_input {
     }};
 }
 
+/// A token for one stack operation (`ClientRequestToken`, a change set's `ClientToken`). The SDK
+/// sends the very same request again when it retries one (a timeout, a 5xx, throttling), and
+/// CloudFormation then takes the retry for the request it already has: without a token, a
+/// retried CreateStack whose first attempt went through is refused ("already exists") while
+/// the stack is being created. Unique per operation: this process, this moment, a counter.
+fn request_token() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("ferry-{nanos:x}-{:x}-{n:x}", std::process::id())
+}
+
 fn is_no_change(message: &str) -> bool {
     message.contains("No updates are to be performed") || message.contains("didn't contain changes")
 }
@@ -727,6 +741,7 @@ impl Engine {
                     .client
                     .create_stack()
                     .stack_name(name)
+                    .client_request_token(request_token())
                     .enable_termination_protection(spec.termination_protection);
                 let out = with_stack_input!(req, spec)
                     .send()
@@ -801,7 +816,11 @@ impl Engine {
         let mut watch = self.watch(&current.id).await;
         match spec.method {
             Method::Direct => {
-                let req = self.client.update_stack().stack_name(name);
+                let req = self
+                    .client
+                    .update_stack()
+                    .stack_name(name)
+                    .client_request_token(request_token());
                 if let Err(e) = with_stack_input!(req, spec).send().await {
                     if is_no_change(&service_message(&e)) {
                         self.protect_if(spec, was_protected).await?;
@@ -861,6 +880,7 @@ impl Engine {
             .execute_change_set()
             .change_set_name(&cs_id)
             .stack_name(name)
+            .client_request_token(request_token())
             .send()
             .await
             .map_err(|e| self.api(name, "ExecuteChangeSet", &e))?;
@@ -952,6 +972,7 @@ impl Engine {
             .client
             .create_change_set()
             .stack_name(name)
+            .client_token(request_token())
             .change_set_name(&cs_name)
             .change_set_type(kind);
         let created = match with_stack_input!(req, spec).send().await {
@@ -1022,6 +1043,7 @@ impl Engine {
         self.client
             .delete_stack()
             .stack_name(stack_id)
+            .client_request_token(request_token())
             .send()
             .await
             .map_err(|e| self.api(name, "DeleteStack", &e))?;
@@ -1096,5 +1118,25 @@ pub fn verify(
                 expected.service, expected.stage, expected.project
             ),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_token;
+
+    #[test]
+    fn request_tokens_are_unique_and_of_the_form_cloudformation_takes() {
+        let (a, b) = (request_token(), request_token());
+        assert_ne!(a, b);
+        for t in [&a, &b] {
+            // [a-zA-Z0-9][-a-zA-Z0-9]*, at most 128 characters.
+            assert!(t.len() <= 128, "{t}");
+            assert!(t.starts_with(|c: char| c.is_ascii_alphanumeric()), "{t}");
+            assert!(
+                t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                "{t}"
+            );
+        }
     }
 }

@@ -11,7 +11,7 @@ use aws_sdk_cloudformation::operation::continue_update_rollback::ContinueUpdateR
 use aws_sdk_cloudformation::operation::create_change_set::{
     CreateChangeSetError, CreateChangeSetOutput,
 };
-use aws_sdk_cloudformation::operation::create_stack::CreateStackOutput;
+use aws_sdk_cloudformation::operation::create_stack::{CreateStackError, CreateStackOutput};
 use aws_sdk_cloudformation::operation::delete_change_set::DeleteChangeSetOutput;
 use aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput;
 use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
@@ -181,6 +181,78 @@ async fn no_stack_is_created_and_its_events_streamed() {
         "each event once, oldest first"
     );
     assert_eq!(create.num_calls(), 1);
+}
+
+/// Records the `ClientRequestToken` of every CreateStack request sent (each attempt).
+#[derive(Debug)]
+struct Tokens(std::sync::Arc<Mutex<Vec<String>>>);
+
+impl aws_sdk_cloudformation::config::Intercept for Tokens {
+    fn name(&self) -> &'static str {
+        "Tokens"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_cloudformation::config::interceptors::BeforeTransmitInterceptorContextRef<
+            '_,
+        >,
+        _: &aws_sdk_cloudformation::config::RuntimeComponents,
+        _: &mut aws_sdk_cloudformation::config::ConfigBag,
+    ) -> Result<(), aws_sdk_cloudformation::error::BoxError> {
+        let body = context.request().body().bytes().unwrap_or_default();
+        let body = String::from_utf8_lossy(body);
+        if body.contains("Action=CreateStack") {
+            let token = body
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("ClientRequestToken="))
+                .unwrap_or("(none)");
+            self.0.lock().unwrap().push(token.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// A stack operation carries a token (`ClientRequestToken`) that a retry of it repeats, so that
+/// CloudFormation takes the retry for the request it already has rather than refusing a second
+/// CreateStack of the name.
+#[tokio::test(start_paused = true)]
+async fn a_retried_create_repeats_its_request_token() {
+    let create = mock!(Client::create_stack)
+        .sequence()
+        .error(|| {
+            CreateStackError::generic(
+                ErrorMetadata::builder()
+                    .code("ThrottlingException")
+                    .message("Rate exceeded")
+                    .build(),
+            )
+        })
+        .output(|| CreateStackOutput::builder().stack_id(ID).build())
+        .build();
+    let describe = describes(&[MISSING, "CREATE_IN_PROGRESS", "CREATE_COMPLETE"]);
+    let events = no_events();
+    let sent = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let client = mock_client!(
+        aws_sdk_cloudformation,
+        RuleMode::MatchAny,
+        [&describe, &create, &events],
+        |b| b
+            .retry_config(
+                aws_sdk_cloudformation::config::retry::RetryConfig::standard().with_max_attempts(3)
+            )
+            .interceptor(Tokens(sent.clone()))
+    );
+    let d = Engine::new(client, options())
+        .deploy(&spec(Method::Direct), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(d.action, Action::Created);
+    assert_eq!(create.num_calls(), 2, "throttled once, then retried");
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2, "two attempts sent: {sent:?}");
+    assert!(sent[0].starts_with("ferry-"), "{sent:?}");
+    assert_eq!(sent[0], sent[1], "the retry repeats the token");
 }
 
 #[tokio::test]
