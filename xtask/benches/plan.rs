@@ -15,6 +15,10 @@
 //! folder's tree and its `service.toml`, one `git cat-file --batch`). Generated repositories
 //! are kept under `target/ferry/bench/` and reused.
 //!
+//! Wall time on a shared 2-core machine varies by half from one run to the next, and the ratios
+//! with it; so the same commands are also counted in instructions (valgrind's callgrind, when
+//! it is installed), which repeat exactly whatever else the machine does.
+//!
 //! Run: `cargo bench -p xtask --bench plan` (or `cargo xtask bench plan`); `-- 1000` for one size.
 
 use std::fmt::Write as _;
@@ -239,6 +243,35 @@ fn median_time_after(mut prepare: impl FnMut(), mut make: impl FnMut() -> Comman
     times[RUNS / 2]
 }
 
+/// Instructions `program args` executes (valgrind's callgrind; standard input from `stdin`),
+/// `None` when valgrind is not installed.
+fn instructions(program: &str, args: &[&str], repo: &Path, stdin: Option<&Path>) -> Option<u64> {
+    let mut c = command("valgrind", &[], repo);
+    c.args([
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        program,
+    ])
+    .args(args)
+    .stderr(Stdio::piped());
+    if let Some(f) = stdin {
+        c.stdin(std::fs::File::open(f).unwrap());
+    }
+    let out = c.output().ok()?;
+    assert!(
+        out.status.success(),
+        "{program} {args:?} under valgrind: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find_map(|l| {
+            l.split_once("Collected :")
+                .map(|(_, n)| n.trim().to_string())
+        })
+        .and_then(|n| n.parse().ok())
+}
+
 fn peak_rss_mb(program: &str, args: &[&str], repo: &Path) -> f64 {
     let me = std::env::current_exe().unwrap();
     let out = command(
@@ -325,6 +358,17 @@ fn report(repo: &Path, services: usize, base: &str, head: &str) {
     let t_start = median_time(|| command(xtask, &["--version"], repo));
     let t_status = median_time(|| command("git", &["status", "--porcelain"], repo));
     let t_tree = median_time(|| command(xtask, &tree_plan, repo));
+    // The same, in instructions: the memo, no cache, the floor's two parts, the diff.
+    let counted = (|| {
+        let diff = instructions("git", &["diff", "--name-only", base, head], repo, None)?;
+        instructions(xtask, &commit_plan, repo, None)?;
+        let memo = instructions(xtask, &commit_plan, repo, None)?;
+        let _ = std::fs::remove_dir_all(&cache);
+        let fresh = instructions(xtask, &commit_plan, repo, None)?;
+        let start = instructions(xtask, &["--version"], repo, None)?;
+        let cat = instructions("git", &["cat-file", "--batch"], repo, Some(&objects))?;
+        Some((diff, memo, fresh, start, cat))
+    })();
     let rss_commit = peak_rss_mb(xtask, &commit_plan, repo);
     let rss_tree = peak_rss_mb(xtask, &tree_plan, repo);
 
@@ -356,6 +400,22 @@ fn report(repo: &Path, services: usize, base: &str, head: &str) {
         floor / ms(t_diff),
         ms(t_no_cache) / floor,
     );
+    let m = |n: u64| n as f64 / 1e6;
+    match counted {
+        Some((diff, memo, fresh, start, cat)) => println!(
+            "    in instructions (callgrind): git diff {:.1} M;   plan --head HEAD {:.1} M (ratio {:.2});   no cache {:.1} M (ratio {:.2});   floor {:.1} + {:.1} M (ratio {:.2});   no cache / floor {:.2}",
+            m(diff),
+            m(memo),
+            memo as f64 / diff as f64,
+            m(fresh),
+            fresh as f64 / diff as f64,
+            m(start),
+            m(cat),
+            (start + cat) as f64 / diff as f64,
+            fresh as f64 / (start + cat) as f64,
+        ),
+        None => println!("    in instructions: valgrind is not installed, not counted"),
+    }
     println!(
         "  plan (working tree)   {:>8.1} ms   git status --porcelain {:>6.1} ms   ratio {:.2} (target <= 1.5)   peak RSS {:.1} MB",
         ms(t_tree),
