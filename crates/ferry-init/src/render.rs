@@ -70,19 +70,17 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
         }
         let _ = writeln!(text, "kind = {}", quoted(s.kind.as_str()));
         match s.kind {
-            ServiceKind::Serverless
-                if [".ts", ".js", ".cjs", ".mjs"]
-                    .iter()
-                    .any(|e| s.file.ends_with(e)) =>
-            {
-                let _ = writeln!(
-                    text,
-                    "# {} is a program: check that this is the stack name the framework gives it.\nstack-name = {}",
-                    s.file,
-                    quoted(&format!("{}-{{stage}}", s.name))
-                );
+            ServiceKind::Serverless => {
+                if let Some((stack, why)) = &s.stack_name {
+                    let _ = writeln!(
+                        text,
+                        "# {}: {}.\n# Check that this is the stack name the framework gives it.\nstack-name = {}",
+                        s.file,
+                        one_line(why),
+                        quoted(stack)
+                    );
+                }
             }
-            ServiceKind::Serverless => {}
             ServiceKind::Sam if s.file == "template.yaml" => {}
             _ => {
                 let _ = writeln!(text, "template = {}", quoted(&s.file));

@@ -192,6 +192,18 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
             .iter()
             .find(|c| files.iter().any(|f| f == *c))
         {
+            // The framework deploys to other clouds too (OpenWhisk, Google, Azure): only an AWS
+            // service is Ferry's.
+            if let Some(provider) = fs::read_to_string(root.join(rel).join(config))
+                .ok()
+                .and_then(|text| serverless_provider(&text))
+                .filter(|p| !p.eq_ignore_ascii_case("aws"))
+            {
+                notes.push(format!(
+                    "{rel}/{config}: a Serverless Framework service for provider `{provider}`, not AWS: left out"
+                ));
+                return;
+            }
             out.push(Candidate {
                 dir: rel.to_string(),
                 kind: ServiceKind::Serverless,
@@ -271,6 +283,19 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
         false
     });
     (out, notes)
+}
+
+/// The `provider` a Serverless Framework configuration names (`provider.name`, or `provider`
+/// itself as text in old configurations); `None` when it names none or is not YAML or JSON (a
+/// program).
+fn serverless_provider(config: &str) -> Option<String> {
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(config).ok()?;
+    let provider = doc.get("provider")?;
+    provider
+        .get("name")
+        .unwrap_or(provider)
+        .as_str()
+        .map(String::from)
 }
 
 /// The project's name: the root `package.json`'s (without a scope), else the folder's.

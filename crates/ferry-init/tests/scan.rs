@@ -254,3 +254,67 @@ fn a_broken_configuration_is_noted_not_fatal() {
         s.notes
     );
 }
+
+/// As in serverless/examples: services for other clouds, and stack names from variables only
+/// the framework's run resolves. What init writes still loads.
+#[test]
+fn other_clouds_are_left_out_and_an_unreadable_stack_name_is_guessed_for_review() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "google-http/serverless.yml",
+        "service: google-http\nprovider:\n  name: google\n  runtime: nodejs18\n",
+    );
+    file(
+        r,
+        "whisk/serverless.yml",
+        "service: my_service\nprovider:\n  name: openwhisk\n",
+    );
+    file(
+        r,
+        "graphql/serverless.yml",
+        "service: ${file(./secrets.json):ApiName}\nprovider:\n  name: aws\n",
+    );
+    file(
+        r,
+        "graphql/secrets.json",
+        "{\"ApiName\": \"graphql-api\"}\n",
+    );
+    file(
+        r,
+        "named/serverless.yml",
+        "service: named-${self:custom.team}\ncustom:\n  team: data\nprovider: aws\n",
+    );
+    let s = scan(r).unwrap();
+    let dirs: Vec<&str> = s.services.iter().map(|f| f.dir.as_str()).collect();
+    assert_eq!(dirs, ["graphql", "named"], "{:?}", s.notes);
+    for (d, p) in [("google-http", "google"), ("whisk", "openwhisk")] {
+        assert!(
+            s.notes.contains(&format!(
+                "{d}/serverless.yml: a Serverless Framework service for provider `{p}`, not AWS: left out"
+            )),
+            "{:?}",
+            s.notes
+        );
+    }
+    assert!(
+        s.notes.iter().any(|n| n.starts_with("graphql/serverless.yml: service: `${file(./secrets.json):ApiName}-${sls:stage}` holds variables Ferry cannot resolve")
+            && n.ends_with("its service.toml names the stack `graphql-{stage}`: check that it is the stack name the framework gives it")),
+        "{:?}",
+        s.notes
+    );
+    assert!(s.services[1].stack_name.is_none(), "read from the file");
+
+    let files = render(&s, r);
+    write(r, &files, false).unwrap();
+    let toml = fs::read_to_string(r.join("graphql/service.toml")).unwrap();
+    assert!(
+        toml.contains("# Check that this is the stack name the framework gives it.\nstack-name = \"graphql-{stage}\""),
+        "{toml}"
+    );
+    let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    let dev = ws.stage("dev").unwrap();
+    assert_eq!(ws.stack_name("graphql", &dev), "graphql-dev");
+    assert_eq!(ws.stack_name("named", &dev), "named-data-dev");
+}

@@ -15,6 +15,7 @@ mod serverless;
 mod service;
 
 pub use project::check_webhook_url;
+pub use serverless::serverless_stack_name;
 
 use std::collections::BTreeSet;
 use std::fs;

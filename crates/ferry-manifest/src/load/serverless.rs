@@ -99,14 +99,34 @@ pub(super) fn read_framework(
             return None;
         }
     };
-    let mut problem = |key: &str, message: String| {
-        diags_of_config.push(Diagnostic {
-            file: file.clone(),
-            line: None,
-            key: Some(key.to_string()),
-            message,
-        });
-    };
+    match stack_name_in(&doc) {
+        Ok(pattern) => Some(Framework {
+            config: config.to_string(),
+            stack_name: pattern,
+        }),
+        Err((key, message)) => {
+            diags_of_config.push(Diagnostic {
+                file,
+                line: None,
+                key: Some(key.to_string()),
+                message,
+            });
+            None
+        }
+    }
+}
+
+/// The stack name the framework gives the service a `serverless.yml` (or `.yaml`, `.json`)
+/// configures, `{stage}` standing for the stage: `Err` with why when Ferry cannot read it
+/// before the framework runs (a variable only the framework's run resolves, no `service`).
+pub fn serverless_stack_name(config: &str) -> Result<String, String> {
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(config).map_err(|e| format!("not valid YAML: {e}"))?;
+    stack_name_in(&doc).map_err(|(key, message)| format!("{key}: {message}"))
+}
+
+/// [`serverless_stack_name`] of a parsed configuration; `Err((key, why))`.
+fn stack_name_in(doc: &serde_yaml_ng::Value) -> Result<String, (&'static str, String)> {
     let service = match doc.get("service") {
         Some(serde_yaml_ng::Value::String(s)) => Some(s.clone()),
         Some(serde_yaml_ng::Value::Mapping(m)) => {
@@ -122,28 +142,21 @@ pub(super) fn read_framework(
         (Some(n), _) => ("provider.stackName", n.to_string()),
         (None, Some(s)) => ("service", format!("{s}-${{sls:stage}}")),
         (None, None) => {
-            problem(
+            return Err((
                 "service",
                 "missing: the framework names the stack `<service>-<stage>`; add `service: <name>`"
                     .into(),
-            );
-            return None;
+            ));
         }
     };
-    match stage_pattern(&raw, &doc) {
-        Some(pattern) => Some(Framework {
-            config: config.to_string(),
-            stack_name: pattern,
-        }),
-        None => {
-            problem(
-                key,
-                format!(
-                    "`{raw}` holds variables Ferry cannot resolve before the framework runs (only the stage: ${{sls:stage}}, ${{opt:stage}}, ${{self:provider.stage}}; and ${{self:…}} of a value in the same file); set service.stack-name in service.toml to the stack name, with {{stage}} for the stage"
-                ),
-            );
-            None
-        }
+    match stage_pattern(&raw, doc) {
+        Some(pattern) => Ok(pattern),
+        None => Err((
+            key,
+            format!(
+                "`{raw}` holds variables Ferry cannot resolve before the framework runs (only the stage: ${{sls:stage}}, ${{opt:stage}}, ${{self:provider.stage}}; and ${{self:…}} of a value in the same file); set service.stack-name in service.toml to the stack name, with {{stage}} for the stage"
+            ),
+        )),
     }
 }
 
