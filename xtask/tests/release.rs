@@ -699,6 +699,26 @@ fn an_approval_checks_the_dependents_of_what_it_deploys() {
     assert_eq!(dev["dst"].outputs["Seen"], "v2", "{out}\n{err}");
     assert!(row(&out, "dst").contains("updated"), "{out}\n{err}");
 
+    // src changes, its output does not: dst is checked and left as it is.
+    r.write(
+        "services/src/t.yaml",
+        &src_template("v2").replace(
+            "      Type: String\n",
+            "      Type: String\n      Description: d\n",
+        ),
+    );
+    r.commit("src v2, described");
+    let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
+    let described = id_after(&out, "review: ");
+    let (out, err) = ok(&r, v, &["approve", "dev", &described]);
+    let after = records(p, "dev");
+    assert_eq!(
+        after["dst"].deployed_at, dev["dst"].deployed_at,
+        "{out}\n{err}"
+    );
+    assert!(!row(&out, "dst").contains("updated"), "{out}\n{err}");
+    let dev = after;
+
     // A dependent whose package is gone from the bucket is named, not deployed blind.
     r.write("services/src/t.yaml", &src_template("v3"));
     r.commit("src v3");
