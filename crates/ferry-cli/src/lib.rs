@@ -191,6 +191,23 @@ pub fn run(app: &App, global: &Global, command: Command) -> anyhow::Result<()> {
     result
 }
 
+/// The causes of `e` worth printing under it: each cause's message, left out when the message
+/// before it already quotes it whole (an error that names its cause in its own words needs no
+/// second line saying it again).
+fn causes(e: &anyhow::Error) -> Vec<String> {
+    let mut said = e.to_string();
+    let mut out = Vec::new();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if said.contains(&text) {
+            continue;
+        }
+        out.push(text.clone());
+        said = text;
+    }
+    out
+}
+
 /// The exit code of a command's result; an error is printed, masked, with its causes.
 pub fn exit(result: anyhow::Result<()>) -> ExitCode {
     match result {
@@ -199,10 +216,34 @@ pub fn exit(result: anyhow::Result<()>) -> ExitCode {
             // Errors can quote anything (SDK messages, child output): mask them like all output.
             let m = ui::masker();
             eprintln!("error: {}", m.mask(&e.to_string()));
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {}", m.mask(&cause.to_string()));
+            for cause in causes(&e) {
+                eprintln!("  caused by: {}", m.mask(&cause));
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::causes;
+
+    #[test]
+    fn a_cause_the_message_above_quotes_is_not_printed_again() {
+        let inner = || anyhow::anyhow!("not a valid template: line 3");
+        // The message quotes its cause: nothing more to say.
+        let e = inner().context("template t.yaml: not a valid template: line 3");
+        assert!(causes(&e).is_empty(), "{:?}", causes(&e));
+        // A terse message: its cause follows, once.
+        let e = inner().context("packaging failed");
+        assert_eq!(causes(&e), ["not a valid template: line 3"]);
+        let e = inner()
+            .context("template t.yaml: not a valid template: line 3")
+            .context("packaging failed");
+        assert_eq!(
+            causes(&e),
+            ["template t.yaml: not a valid template: line 3"],
+            "what the printed cause quotes is not printed again either"
+        );
     }
 }
