@@ -351,6 +351,10 @@ pub fn add_bucket_parameter(template: &mut Value) -> Result<(), TemplateError> {
         return Err(TemplateError::Parse("the template is not a mapping".into()));
     };
     let params = root.entry("Parameters").or_insert_with(|| json!({}));
+    // `Parameters:` with nothing under it (as aws-samples/serverless-patterns has) is empty.
+    if params.is_null() {
+        *params = json!({});
+    }
     let Some(params) = params.as_object_mut() else {
         return Err(TemplateError::Parse("Parameters is not a mapping".into()));
     };
@@ -367,6 +371,28 @@ pub fn add_bucket_parameter(template: &mut Value) -> Result<(), TemplateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bucket_parameter_joins_parameters_even_an_empty_section() {
+        for text in [
+            "Resources: {}\n",
+            "Parameters:\nResources: {}\n",
+            "Parameters: {A: {Type: String}}\nResources: {}\n",
+        ] {
+            let mut t = parse(text).unwrap();
+            add_bucket_parameter(&mut t).unwrap();
+            assert_eq!(
+                t["Parameters"][BUCKET_PARAMETER]["Type"],
+                json!("String"),
+                "{text}"
+            );
+        }
+        let mut t = parse("Parameters: [a]\nResources: {}\n").unwrap();
+        assert!(
+            add_bucket_parameter(&mut t).is_err(),
+            "a list is no section of parameters"
+        );
+    }
 
     #[test]
     fn short_tags_become_long_form() {
