@@ -94,6 +94,20 @@ fn monorepo(project: &str) -> TestRepo {
     r
 }
 
+/// Deletes, by hand, the package entry `record` names from `stage`'s bucket; its key.
+fn delete_stored(project: &str, stage: &str, record: &ferry_records::Record) -> String {
+    let key = record.package_key.clone().expect("a stored package");
+    let s3 = ferry_package::s3_client(&config());
+    rt().block_on(
+        s3.delete_object()
+            .bucket(bucket(project, stage))
+            .key(&key)
+            .send(),
+    )
+    .unwrap();
+    key
+}
+
 /// The binary with the verdicts folder in its environment.
 fn ferry(r: &TestRepo, verdicts: &Path, args: &[&str]) -> Command {
     let mut c = xtask(r, args);
@@ -348,15 +362,7 @@ fn promoting_one_service_checks_its_dependents_with_the_packages_the_target_runs
     // app's package gone from prod's bucket (deleted by hand): reported, not a failed promote.
     // (prod first takes this checkout's app, so that app is checked at all.)
     ok(&r, v, &["promote", "staging", "prod"]);
-    let key = records(p, "prod")["app"].package_key.clone().unwrap();
-    let s3 = ferry_package::s3_client(&config());
-    rt().block_on(
-        s3.delete_object()
-            .bucket(bucket(p, "prod"))
-            .key(&key)
-            .send(),
-    )
-    .unwrap();
+    let key = delete_stored(p, "prod", &records(p, "prod")["app"]);
     new_base("Q6", "base 6");
     app_not_checked(
         promote_base(),
@@ -447,15 +453,7 @@ fn a_failed_prod_test_rolls_back_and_rollback_works_after_the_tree_moved_on() {
     assert!(err.contains("is not a release id"), "{err}");
 
     // A stored package gone from the bucket: refused by name before anything deploys.
-    let key = third["app"].package_key.clone().unwrap();
-    let s3 = ferry_package::s3_client(&config());
-    rt().block_on(
-        s3.delete_object()
-            .bucket(bucket(p, "prod"))
-            .key(&key)
-            .send(),
-    )
-    .unwrap();
+    let key = delete_stored(p, "prod", &third["app"]);
     let to = third["app"].release.clone().unwrap();
     let (_, err) = fails(&r, v, &["rollback", "prod", "--to", &to]);
     assert!(err.contains(&format!("{key} is missing")), "{err}");
@@ -724,9 +722,7 @@ fn an_approval_checks_the_dependents_of_what_it_deploys() {
     r.commit("src v3");
     let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
     let third = id_after(&out, "review: ");
-    let key = dev["dst"].package_key.clone().unwrap();
-    rt().block_on(s3.delete_object().bucket(bucket(p, "dev")).key(&key).send())
-        .unwrap();
+    delete_stored(p, "dev", &dev["dst"]);
     let (out, err) = ok(&r, v, &["approve", "dev", &third]);
     assert!(
         err.contains("dst: skipped (a dependent of what is approved, not checked: its package in `dev` is gone from the bucket"),

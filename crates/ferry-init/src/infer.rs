@@ -22,9 +22,12 @@ struct Said {
     /// Files it reads (`${file(…)}`), as written.
     files: Vec<String>,
     region: Option<String>,
+    /// Why Ferry cannot read its stack name before the framework runs (Serverless), if so.
+    unreadable_stack_name: Option<String>,
 }
 
-/// Fills in `depends_on`, `inputs` and `region` of every service of `services`.
+/// Fills in `depends_on`, `inputs`, `region` and (a guess, when it cannot be read) `stack_name`
+/// of every service of `services`.
 pub(crate) fn links(
     root: &Path,
     services: &mut [Found],
@@ -150,6 +153,10 @@ pub(crate) fn links(
         svc.depends_on = deps;
         svc.inputs = inputs;
         svc.region = region;
+        svc.stack_name = said[i]
+            .unreadable_stack_name
+            .clone()
+            .map(|why| (format!("{}-{{stage}}", svc.name), why));
     }
 }
 
@@ -197,7 +204,10 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
         notes.push(format!(
             "{shown} is a program: its links to other services and its stack name were not read; check depends-on and stack-name in its service.toml"
         ));
-        return Said::default();
+        return Said {
+            unreadable_stack_name: Some("a program, whose stack name Ferry cannot read".into()),
+            ..Said::default()
+        };
     }
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Said::default();
@@ -208,10 +218,29 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
             notes.push(format!(
                 "{shown}: not read as YAML or JSON ({e}); its links to other services were not inferred"
             ));
-            return Said::default();
+            // Nor its stack name: the guess keeps what init writes loadable.
+            return Said {
+                unreadable_stack_name: (s.kind == ServiceKind::Serverless)
+                    .then(|| format!("not valid YAML: {e}")),
+                ..Said::default()
+            };
         }
     };
     let mut said = Said::default();
+    if s.kind == ServiceKind::Serverless
+        && let Err(why) = ferry_manifest::serverless_stack_name(&text)
+    {
+        // The loader's advice (set service.stack-name) is what init does with it.
+        let why = why
+            .split_once("; set service.stack-name")
+            .map_or(why.as_str(), |(w, _)| w)
+            .to_string();
+        notes.push(format!(
+            "{shown}: {why}; its service.toml names the stack `{}-{{stage}}`: check that it is the stack name the framework gives it",
+            s.name
+        ));
+        said.unreadable_stack_name = Some(why);
+    }
     if s.kind == ServiceKind::Serverless {
         said.framework_name = match doc.get("service") {
             Some(Value::String(n)) => Some(n.clone()),

@@ -120,16 +120,6 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             names.insert(name.clone());
         }
         notes.extend(c.notes);
-        let stack_name = (c.kind == ServiceKind::Serverless)
-            .then(|| unreadable_stack_name(root, &c.dir, &c.file))
-            .flatten()
-            .map(|why| (format!("{name}-{{stage}}"), why));
-        if let Some((_, why)) = &stack_name {
-            notes.push(format!(
-                "{}/{}: {why}; its service.toml names the stack `{name}-{{stage}}`: check that it is the stack name the framework gives it",
-                c.dir, c.file
-            ));
-        }
         services.push(Found {
             dir: c.dir,
             name,
@@ -138,7 +128,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             depends_on: BTreeMap::new(),
             inputs: BTreeMap::new(),
             region: None,
-            stack_name,
+            stack_name: None,
         });
     }
     if services.is_empty() {
@@ -150,24 +140,6 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         project,
         services,
         notes,
-    })
-}
-
-/// Why Ferry cannot read the stack name of the Serverless Framework service in `dir` from its
-/// configuration `file` before the framework runs; `None` when it can.
-fn unreadable_stack_name(root: &Path, dir: &str, file: &str) -> Option<String> {
-    if [".ts", ".js", ".cjs", ".mjs"]
-        .iter()
-        .any(|e| file.ends_with(e))
-    {
-        return Some("a program, whose stack name Ferry cannot read".into());
-    }
-    let text = std::fs::read_to_string(root.join(dir).join(file)).ok()?;
-    let why = ferry_manifest::serverless_stack_name(&text).err()?;
-    // The loader's advice (set service.stack-name) is what init does here.
-    Some(match why.split_once("; set service.stack-name") {
-        Some((why, _)) => why.to_string(),
-        None => why,
     })
 }
 
