@@ -132,6 +132,28 @@ pub async fn get(
     }
 }
 
+/// The current version of parameter `name`, `None` when it does not exist. Its value is not
+/// decrypted nor kept: this is for parameters CloudFormation reads itself (a template parameter
+/// of an SSM parameter type), whose new version is a change of the stack. `name` is passed as
+/// written (such names need not be hierarchical); SSM checks it.
+pub async fn version(
+    client: &Client,
+    stage: &str,
+    name: &str,
+) -> Result<Option<i64>, CredentialsError> {
+    match client
+        .get_parameter()
+        .name(name)
+        .with_decryption(false)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.parameter().map(|p| p.version())),
+        Err(e) if e.code() == Some("ParameterNotFound") => Ok(None),
+        Err(e) => Err(from_sdk(stage, "GetParameter", &e)),
+    }
+}
+
 /// Writes a parameter (String or SecureString). Without `overwrite` an existing name is an error
 /// (SSM refuses it atomically, which also makes this usable as a lock). Returns the new version.
 pub async fn put(

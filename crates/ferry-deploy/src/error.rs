@@ -62,6 +62,15 @@ pub enum ServiceError {
         .names.join(", ")
     )]
     ParametersChanged { service: String, names: Vec<String> },
+    #[error(
+        "{service}: template parameter `{key}` is of an SSM parameter type and names SSM parameter `{name}`, which does not exist in {region}; CloudFormation would refuse the stack: create the parameter, or pass the name of another under [parameters] in its service.toml"
+    )]
+    SsmTypedParameterMissing {
+        service: String,
+        key: String,
+        name: String,
+        region: String,
+    },
     #[error("{service}: its SAM template could not be expanded for the local emulator: {message}")]
     Expand { service: String, message: String },
     #[error(

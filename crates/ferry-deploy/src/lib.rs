@@ -44,7 +44,7 @@ pub use parameters::{register_secrets, stages_read};
 pub use preflight::{PreflightError, Tree, TreeError, head_commit, preflight, preflight_tree};
 pub use prepare::{
     Origin, PrepareError, PrepareOptions, Prepared, RequestError, TemplateProblems, candidates,
-    check_templates, package_request, prepare, stage_bucket,
+    check_templates, package_request, prepare, reads_outside_git, stage_bucket,
 };
 pub use remove::{
     RemoveContext, RemoveError, RemoveOptions, RemoveReport, check_removable, remove,

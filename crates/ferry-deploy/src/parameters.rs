@@ -112,6 +112,39 @@ pub(crate) async fn resolve_parameters(
     })
 }
 
+/// Puts each parameter that `template` declares with an SSM parameter type into the hashed view
+/// as the SSM parameter's name and current version (the name is the value passed, else the
+/// template's default): CloudFormation reads that parameter at every stack operation, so its new
+/// version is a change of the stack though the name passed is the same. Its value is never read.
+pub(crate) async fn ssm_typed_versions(
+    ctx: &DeployContext<'_>,
+    service: &Service,
+    template: &serde_json::Value,
+    parameters: &BTreeMap<String, String>,
+    ssm_client: &aws_sdk_ssm::Client,
+    hashed: &mut BTreeMap<String, String>,
+) -> Result<(), ServiceError> {
+    for (key, default) in ferry_package::ssm_typed_parameters(template) {
+        let Some(name) = parameters.get(&key).cloned().or(default) else {
+            continue;
+        };
+        match ssm::version(ssm_client, &ctx.stage.name, &name).await? {
+            Some(version) => {
+                hashed.insert(key, format!("ssm-type:{name}@{version}"));
+            }
+            None => {
+                return Err(ServiceError::SsmTypedParameterMissing {
+                    service: service.name.clone(),
+                    key,
+                    name,
+                    region: ctx.stage.config.region.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A service's parameters as CloudFormation gets them, and the view of them that is hashed into
 /// its record.
 pub(crate) struct Resolved {

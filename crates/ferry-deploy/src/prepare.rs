@@ -8,33 +8,52 @@ use aws_config::SdkConfig;
 use ferry_changes::{Repo, ServiceInputs};
 use ferry_ci::CiContext;
 use ferry_graph::Cancel;
-use ferry_manifest::{Reference, Stage, Workspace};
+use ferry_manifest::{Reference, Service, ServiceKind, Stage, Workspace};
 use ferry_package::{PackageManifest, PackageRequest, UploadReport};
 use ferry_plan::Plan;
 
 /// The services a deploy of `plan` may touch: those it deploys, the services of the plan that
-/// read SSM parameters (a value outside git may have changed since their record), and the
-/// dependents of both. All but the first are checked and redeploy only when what they receive
-/// changed.
+/// read values kept outside git ([`reads_outside_git`]: a new value may have changed their stack
+/// since their record), and the dependents of both. All but the first are checked and redeploy
+/// only when what they receive changed.
 pub fn candidates(ws: &Workspace, plan: &Plan) -> BTreeSet<String> {
-    let reads_ssm = |name: &str| {
-        ws.service(name).is_some_and(|s| {
-            s.parameters
-                .values()
-                .flat_map(|t| t.references())
-                .any(|r| matches!(r, Reference::Ssm { .. }))
-        })
-    };
     let checked = plan
         .services
         .iter()
-        .filter(|s| s.action == ferry_plan::Action::Skip && reads_ssm(&s.name))
+        .filter(|s| s.action == ferry_plan::Action::Skip)
+        .filter(|s| {
+            ws.service(&s.name)
+                .is_some_and(|s| reads_outside_git(ws, s))
+        })
         .map(|s| s.name.as_str());
     let mut c = ws
         .graph()
         .with_dependents(plan.order.iter().map(String::as_str).chain(checked));
     c.retain(|s| ws.service(s).is_some());
     c
+}
+
+/// Whether `service` reads a value kept outside git, whose new version changes its stack though
+/// no file changed: `${ssm:…}` in its `[parameters]`; a template parameter of an SSM parameter
+/// type (CloudFormation reads that parameter at every stack operation); a Serverless Framework
+/// configuration reading `${ssm:…}`, `${cf:…}` or `${s3:…}` when it compiles. Reads the
+/// service's template or configuration from the working tree.
+pub fn reads_outside_git(ws: &Workspace, service: &Service) -> bool {
+    let in_parameters = service
+        .parameters
+        .values()
+        .flat_map(|t| t.references())
+        .any(|r| matches!(r, Reference::Ssm { .. }));
+    in_parameters
+        || match service.kind {
+            ServiceKind::Serverless => ferry_serverless::reads_aws_values(&ws.root, service),
+            _ => std::fs::read_to_string(ws.root.join(service.template_path())).is_ok_and(|t| {
+                // Most templates have none: only those that name the type are parsed.
+                t.contains(ferry_package::SSM_PARAMETER_TYPE)
+                    && ferry_package::parse_template(&t)
+                        .is_ok_and(|v| !ferry_package::ssm_typed_parameters(&v).is_empty())
+            }),
+        }
 }
 
 /// A package made (or reused) for this deploy and uploaded to the stage's artifact bucket.

@@ -18,7 +18,9 @@ use ferry_releases::Reviewed;
 use ferry_releases::review::StackReview;
 use ferry_stacks::{Action, Engine, Method, Progress, StackSpec, TemplateSource};
 
-use crate::parameters::{Resolved, resolve_parameters, warn_secrets_without_no_echo};
+use crate::parameters::{
+    Resolved, resolve_parameters, ssm_typed_versions, warn_secrets_without_no_echo,
+};
 use crate::site::{publish_site, site_config};
 use crate::{Prepared, ServiceError, candidates, ownership};
 
@@ -974,6 +976,16 @@ async fn deploy_one(
             .unwrap_or_default();
         hashed.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket.clone());
         parameters.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket);
+    }
+    // A template parameter of an SSM parameter type: CloudFormation reads the parameter itself,
+    // so its version is part of what the stack receives.
+    if service.kind != ServiceKind::Serverless
+        && let Some(parsed) = template_text(ctx, service, packaged, &template)
+            .ok()
+            .filter(|t| t.contains(ferry_package::SSM_PARAMETER_TYPE))
+            .and_then(|t| ferry_package::parse_template(&t).ok())
+    {
+        ssm_typed_versions(ctx, service, &parsed, &parameters, &run.ssm, &mut hashed).await?;
     }
     // The site's config file holds the dependencies' outputs: a change there is a change too.
     let site_config = match packaged.and_then(|sp| sp.site.as_ref()) {

@@ -234,6 +234,90 @@ async fn a_new_version_of_an_ssm_value_redeploys_its_reader_and_no_record_holds_
     assert!(!text.contains("s3cr3t"), "{text}");
 }
 
+// A parameter of an SSM parameter type: CloudFormation reads the parameter it names; the output
+// shows what the stack received.
+const SSM_TYPED: &str = "Parameters:\n  Setting:\n    Type: AWS::SSM::Parameter::Value<String>\n    Default: /rules-ssmtype/dev/setting\nResources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  Setting:\n    Value: !Ref Setting\n";
+
+/// The value of output `Setting` of `service` after a deploy.
+fn setting(report: &DeployReport, service: &str) -> String {
+    report.outputs.services[service]["Setting"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_of_the_parameter_an_ssm_typed_template_parameter_names_redeploys() {
+    let config = config().await;
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let put = |name: &'static str, value: &'static str| {
+        ssm.put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .overwrite(true)
+            .send()
+    };
+    put("/rules-ssmtype/dev/setting", "one").await.unwrap();
+    put("/rules-ssmtype/dev/other", "first").await.unwrap();
+    let r = repo(
+        "rules-ssmtype",
+        &[
+            // The template's default names the parameter.
+            ("bydefault", SSM_TYPED, ""),
+            // service.toml names another.
+            (
+                "byname",
+                SSM_TYPED,
+                "[parameters]\nSetting = \"/rules-ssmtype/${stage}/other\"\n",
+            ),
+        ],
+    );
+    let report = deploy(&r, &config).await;
+    expect(&report, &[("bydefault", "created"), ("byname", "created")]);
+    assert_eq!(setting(&report, "bydefault"), "one");
+    assert_eq!(setting(&report, "byname"), "first");
+    // Same versions: both are checked (the values live outside git) and skip.
+    expect(
+        &deploy(&r, &config).await,
+        &[
+            ("bydefault", "skipped (up to date)"),
+            ("byname", "skipped (up to date)"),
+        ],
+    );
+    // A new version of one of them, no file changed: its stack redeploys and receives it.
+    put("/rules-ssmtype/dev/setting", "two").await.unwrap();
+    let report = deploy(&r, &config).await;
+    expect(
+        &report,
+        &[("bydefault", "updated"), ("byname", "skipped (up to date)")],
+    );
+    assert_eq!(setting(&report, "bydefault"), "two");
+    assert_eq!(setting(&report, "byname"), "first");
+
+    // A name that is no parameter fails that service before any stack operation, naming it.
+    r.write(
+        "services/byname/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n[parameters]\nSetting = \"/rules-ssmtype/${stage}/missing\"\n",
+    );
+    r.commit("a parameter that does not exist");
+    let report = deploy(&r, &config).await;
+    expect(
+        &report,
+        &[("bydefault", "skipped (up to date)"), ("byname", "FAILED")],
+    );
+    let byname = report.services.iter().find(|s| s.name == "byname").unwrap();
+    let ServiceResult::Failed { error } = &byname.result else {
+        panic!("{byname:?}");
+    };
+    assert_eq!(
+        error.to_string(),
+        "byname: template parameter `Setting` is of an SSM parameter type and names SSM parameter `/rules-ssmtype/dev/missing`, which does not exist in us-east-1; CloudFormation would refuse the stack: create the parameter, or pass the name of another under [parameters] in its service.toml"
+    );
+    assert_eq!(
+        setting(&report, "byname"),
+        "first",
+        "its stack was left alone"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_failure_skips_only_its_dependents() {
     let config = config().await;
@@ -391,5 +475,68 @@ async fn a_cancelled_run_stops_waiting_for_another_process_packaging() {
             "nothing was packaged: the run was cancelled while another process was packaging into"
         ),
         "{e}"
+    );
+}
+
+#[test]
+fn a_deploy_checks_the_services_that_read_values_kept_in_aws_though_no_file_changed() {
+    let r = repo(
+        "rules-outside",
+        &[
+            ("plain", QUEUE, ""),
+            ("typed", SSM_TYPED, ""),
+            ("after-typed", QUEUE, "depends-on = [\"typed\"]\n"),
+            (
+                "reader",
+                SECRET_READER,
+                "[parameters]\nToken = \"${ssm:token}\"\n",
+            ),
+        ],
+    );
+    // Serverless Framework services: one reads SSM when it compiles, one another stack's
+    // outputs through an included file, one only the environment (not kept in AWS).
+    for (name, config) in [
+        (
+            "sls-ssm",
+            "service: a\nprovider:\n  name: aws\n  environment:\n    TABLE: ${ssm:/shop/table}\n",
+        ),
+        (
+            "sls-cf",
+            "service: b\nprovider:\n  name: aws\ncustom: ${file(./custom.yml)}\n",
+        ),
+        (
+            "sls-env",
+            "service: c\nprovider:\n  name: aws\n  environment:\n    WHO: ${env:USER}\n",
+        ),
+    ] {
+        r.write(&format!("services/{name}/serverless.yml"), config)
+            .write(
+                &format!("services/{name}/service.toml"),
+                "[service]\nkind = \"serverless\"\n",
+            );
+    }
+    r.write(
+        "services/sls-cf/custom.yml",
+        "queue: ${cf:queues-${sls:stage}.Url}\n",
+    );
+    r.commit("serverless services");
+    let ws = ferry_manifest::load(r.path()).unwrap();
+    let repo = Repo::open(r.path());
+    let mut req = PlanRequest::new(
+        "dev",
+        Head::Rev("HEAD".into()),
+        CiContext::from_vars(|_| None),
+    );
+    req.since = Some("HEAD".into());
+    let plan = ferry_plan::plan(&ws, repo.as_ref(), &req).unwrap();
+    assert!(
+        plan.order.is_empty(),
+        "nothing changed since HEAD: {plan:?}"
+    );
+    let candidates: Vec<String> = ferry_deploy::candidates(&ws, &plan).into_iter().collect();
+    assert_eq!(
+        candidates,
+        ["after-typed", "reader", "sls-cf", "sls-ssm", "typed"],
+        "the readers of values kept in AWS, and their dependents"
     );
 }

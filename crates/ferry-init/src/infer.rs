@@ -21,6 +21,12 @@ struct Said {
     cf_stacks: Vec<String>,
     /// Files it reads (`${file(…)}`), as written.
     files: Vec<String>,
+    /// Names of the SSM parameters its stack writes (`AWS::SSM::Parameter` resources), as
+    /// written.
+    ssm_writes: Vec<String>,
+    /// Names of the SSM parameters it reads, as written: `${ssm:…}`, `{{resolve:ssm:…}}`, the
+    /// default of a parameter of an SSM parameter type.
+    ssm_reads: Vec<String>,
     region: Option<String>,
     /// Why Ferry cannot read its stack name before the framework runs (Serverless), if so.
     unreadable_stack_name: Option<String>,
@@ -45,6 +51,17 @@ pub(crate) fn links(
             }
         }
     }
+    // Who writes which SSM parameter, by skeleton.
+    let writers: Vec<(usize, String, String)> = said
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            s.ssm_writes.iter().filter_map(move |w| {
+                let k = skeleton(&resolve_self(w, s.framework_name.as_deref()))?;
+                Some((i, w.clone(), k))
+            })
+        })
+        .collect();
     // Serverless stacks by skeleton: `<service>-${sls:stage}` or provider.stackName.
     let stacks: BTreeMap<String, usize> = said
         .iter()
@@ -82,6 +99,30 @@ pub(crate) fn links(
                 None => notes.push(format!(
                     "{}: imports `{import}`, which no service of this repository exports: left out of depends-on",
                     services[i].dir
+                )),
+            }
+        }
+        for read in &s.ssm_reads {
+            let Some(k) = skeleton(&resolve_self(read, s.framework_name.as_deref())) else {
+                continue;
+            };
+            let by: Vec<&(usize, String, String)> = writers
+                .iter()
+                .filter(|(_, _, w)| same_name(w, &k))
+                .collect();
+            match by.as_slice() {
+                [(j, written, _)] if *j != i => {
+                    deps.entry(services[*j].name.clone()).or_insert(format!(
+                        "reads SSM parameter `{read}`, which {} writes as `{written}`",
+                        services[*j].name
+                    ));
+                }
+                // Its own, or one written outside the repository (`/aws/service/…`, by hand).
+                [] | [_] => {}
+                many => notes.push(format!(
+                    "{}: reads SSM parameter `{read}`, which several services write ({}): depends-on not inferred",
+                    services[i].dir,
+                    many.iter().map(|(j, _, _)| services[*j].name.as_str()).collect::<Vec<_>>().join(", ")
                 )),
             }
         }
@@ -192,6 +233,27 @@ fn skeleton(s: &str) -> Option<String> {
     (out.chars().filter(char::is_ascii_alphanumeric).count() >= 3).then_some(out)
 }
 
+/// Whether two SSM names' skeletons ([`skeleton`]: `*` where a variable was) can name the same
+/// parameter: equal, or one with variables matches the other's literal text, each `*` standing
+/// for one or more characters within a level (`/shop/*/table` names `/shop/dev/table`).
+fn same_name(a: &str, b: &str) -> bool {
+    fn matches(pattern: &[u8], text: &[u8]) -> bool {
+        match pattern.split_first() {
+            None => text.is_empty(),
+            Some((b'*', rest)) => (1..=text.len())
+                .take_while(|n| text[n - 1] != b'/')
+                .any(|n| matches(rest, &text[n..])),
+            Some((c, rest)) => text.first() == Some(c) && matches(rest, &text[1..]),
+        }
+    }
+    a == b
+        || match (a.contains('*'), b.contains('*')) {
+            (true, false) => matches(a.as_bytes(), b.as_bytes()),
+            (false, true) => matches(b.as_bytes(), a.as_bytes()),
+            _ => false,
+        }
+}
+
 /// The framework's service name, exports, imports, `${cf:…}` stacks and `${file(…)}` paths of
 /// one service's file.
 fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
@@ -269,6 +331,37 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
             }
         }
     }
+    let resources = match s.kind {
+        ServiceKind::Serverless => doc.get("resources").and_then(|r| r.get("Resources")),
+        _ => doc.get("Resources"),
+    };
+    if let Some(Value::Mapping(resources)) = resources {
+        for (_, r) in resources {
+            if r.get("Type").and_then(Value::as_str) == Some("AWS::SSM::Parameter")
+                && let Some(name) = r
+                    .get("Properties")
+                    .and_then(|p| p.get("Name"))
+                    .and_then(text_of)
+            {
+                said.ssm_writes.push(name);
+            }
+        }
+    }
+    if let Some(Value::Mapping(parameters)) = doc.get("Parameters") {
+        for (_, p) in parameters {
+            let ssm_typed = p
+                .get("Type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.starts_with(ferry_manifest::SSM_PARAMETER_TYPE));
+            if let Some(default) = p
+                .get("Default")
+                .and_then(Value::as_str)
+                .filter(|_| ssm_typed)
+            {
+                said.ssm_reads.push(default.to_string());
+            }
+        }
+    }
     walk(&doc, &mut said);
     said
 }
@@ -311,8 +404,37 @@ fn walk(v: &Value, said: &mut Said) {
     }
 }
 
-/// `${cf:<stack>.<Output>}` (also `${cf(<region>):…}`) and `${file(<path>)…}` in one string.
+/// `s` up to the first `sep` outside any nested `${…}`.
+fn top_level_before(s: &str, sep: char) -> &str {
+    let mut depth = 0usize;
+    for (i, c) in s.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            c if c == sep && depth == 0 => return &s[..i],
+            _ => {}
+        }
+    }
+    s
+}
+
+/// CloudFormation's dynamic references to SSM (`{{resolve:ssm:NAME}}`, `…:ssm-secure:…`, with
+/// or without `:VERSION`) in one string: the names.
+fn dynamic_ssm_references(s: &str) -> impl Iterator<Item = &str> {
+    s.split("{{resolve:").skip(1).filter_map(|rest| {
+        let body = rest.split("}}").next()?;
+        let name = body
+            .strip_prefix("ssm:")
+            .or_else(|| body.strip_prefix("ssm-secure:"))?;
+        Some(name.split(':').next().unwrap_or(name))
+    })
+}
+
+/// `${cf:<stack>.<Output>}` (also `${cf(<region>):…}`), `${ssm:<name>}`, `${file(<path>)…}` and
+/// `{{resolve:ssm:<name>}}` in one string.
 fn scan_variables(s: &str, said: &mut Said) {
+    said.ssm_reads
+        .extend(dynamic_ssm_references(s).map(String::from));
     let mut rest = s;
     while let Some(at) = rest.find("${") {
         let inner_start = at + 2;
@@ -347,6 +469,17 @@ fn scan_variables(s: &str, said: &mut Said) {
             if let Some((stack, _output)) = reference.rsplit_once('.') {
                 said.cf_stacks.push(stack.to_string());
             }
+        } else if let Some(name) = inner.strip_prefix("ssm:").or_else(|| {
+            inner
+                .strip_prefix("ssm(")
+                .and_then(|r| r.split_once("):").map(|(_, x)| x))
+        }) {
+            // `${ssm:/a/b, fallback}`, `${ssm:/a/b~true}` (the old decryption suffix).
+            let name = top_level_before(name, ',')
+                .split('~')
+                .next()
+                .unwrap_or_default();
+            said.ssm_reads.push(name.trim().to_string());
         } else if let Some(f) = inner.strip_prefix("file(")
             && let Some((path, _)) = f.split_once(')')
         {
@@ -372,6 +505,23 @@ mod tests {
             Some("orders-*-x")
         );
         assert_eq!(skeleton("${sls:stage}-${x}"), None, "too little left");
+    }
+
+    #[test]
+    fn ssm_names_match_across_variables_within_one_level() {
+        assert!(same_name("/shop/*/bus", "/shop/dev/bus"));
+        assert!(same_name("/shop/dev/bus", "/shop/*/bus"));
+        assert!(same_name("/shop/*/bus", "/shop/*/bus"));
+        assert!(!same_name("/shop/*/bus", "/shop/dev/eu/bus"), "one level");
+        assert!(!same_name("/shop/*/bus", "/shop//bus"), "not empty");
+        assert!(!same_name("/shop/*/bus", "/shop/*-x/bus"), "two patterns");
+        assert!(!same_name("/shop/dev/bus", "/shop/prod/bus"));
+        let mut said = Said::default();
+        scan_variables(
+            "${ssm:/a/${sls:stage}/b, 'x'} ${ssm(eu-west-1):/c~true} {{resolve:ssm:/d:4}} {{resolve:ssm-secure:/e}} {{resolve:secretsmanager:f}}",
+            &mut said,
+        );
+        assert_eq!(said.ssm_reads, ["/d", "/e", "/a/${sls:stage}/b", "/c"]);
     }
 
     #[test]

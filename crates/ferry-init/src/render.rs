@@ -109,7 +109,15 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
                     text,
                     "\n# The template's parameters without a default: give each its value.\n[parameters]"
                 );
-                for p in params {
+                for (p, ssm_type) in params {
+                    if let Some(ty) = ssm_type {
+                        let _ = writeln!(
+                            text,
+                            "# {p} is of type {ty}: give the name of an SSM parameter (e.g. \"/${{project}}/${{stage}}/…\"); CloudFormation reads its value"
+                        );
+                        let _ = writeln!(text, "{p} = \"\"");
+                        continue;
+                    }
                     let stage_like = matches!(
                         p.to_ascii_lowercase().as_str(),
                         "stage" | "stagename" | "env" | "environment"
@@ -124,8 +132,9 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
     files
 }
 
-/// The parameters a template declares without a `Default`.
-fn required_parameters(path: &Path) -> Vec<String> {
+/// The parameters a template declares without a `Default`, each with its SSM parameter type
+/// when it has one (its value is then a parameter's name).
+fn required_parameters(path: &Path) -> Vec<(String, Option<String>)> {
     let Some(doc) = std::fs::read_to_string(path)
         .ok()
         .and_then(|t| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&t).ok())
@@ -138,8 +147,15 @@ fn required_parameters(path: &Path) -> Vec<String> {
     params
         .iter()
         .filter(|(_, decl)| decl.get("Default").is_none())
-        .filter_map(|(k, _)| k.as_str().map(String::from))
-        .filter(|k| k.chars().all(|c| c.is_ascii_alphanumeric()))
+        .filter_map(|(k, decl)| {
+            let ssm_type = decl
+                .get("Type")
+                .and_then(serde_yaml_ng::Value::as_str)
+                .filter(|t| t.starts_with(ferry_manifest::SSM_PARAMETER_TYPE))
+                .map(String::from);
+            Some((k.as_str()?.to_string(), ssm_type))
+        })
+        .filter(|(k, _)| k.chars().all(|c| c.is_ascii_alphanumeric()))
         .collect()
 }
 

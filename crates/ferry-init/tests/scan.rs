@@ -318,3 +318,85 @@ fn other_clouds_are_left_out_and_an_unreadable_stack_name_is_guessed_for_review(
     assert_eq!(ws.stack_name("graphql", &dev), "graphql-dev");
     assert_eq!(ws.stack_name("named", &dev), "named-data-dev");
 }
+
+#[test]
+fn a_service_reading_an_ssm_parameter_another_writes_depends_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    // The platform writes its bus's name to SSM, under the stage.
+    file(
+        r,
+        "platform/template.yaml",
+        "Transform: AWS::Serverless-2016-10-31\nParameters:\n  Environment:\n    Type: String\nResources:\n  Bus:\n    Type: AWS::Events::EventBus\n    Properties:\n      Name: !Sub \"shop-${Environment}\"\n  BusName:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub /shop/${Environment}/platform/bus-name\n      Type: String\n      Value: !Ref Bus\n",
+    );
+    // Orders reads it as a parameter of an SSM type (a default with the stage written out), and
+    // one that has no default, whose name init cannot know.
+    file(
+        r,
+        "orders/template.yaml",
+        "Transform: AWS::Serverless-2016-10-31\nParameters:\n  BusName:\n    Type: AWS::SSM::Parameter::Value<String>\n    Default: /shop/dev/platform/bus-name\n  PaymentsUrl:\n    Type: AWS::SSM::Parameter::Value<String>\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    // A dynamic reference, and a public parameter no service writes.
+    file(
+        r,
+        "billing/template.yaml",
+        "Parameters:\n  Image:\n    Type: AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>\n    Default: /aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: '{{resolve:ssm:/shop/prod/platform/bus-name:3}}'\n",
+    );
+    // A Serverless service reads it with the stage as a variable, and writes its own.
+    file(
+        r,
+        "mailer/serverless.yml",
+        "service: mailer\nprovider:\n  name: aws\n  environment:\n    BUS: ${ssm:/shop/${sls:stage}/platform/bus-name, 'none'}\nresources:\n  Resources:\n    Out:\n      Type: AWS::SSM::Parameter\n      Properties:\n        Name: /shop/${sls:stage}/mailer/topic\n        Type: String\n        Value: x\n",
+    );
+    let s = scan(r).unwrap();
+    let deps = |name: &str| {
+        let f = s.services.iter().find(|f| f.name == name).unwrap();
+        f.depends_on.clone()
+    };
+    for reader in ["orders", "billing", "mailer"] {
+        let d = deps(reader);
+        assert_eq!(
+            d.keys().collect::<Vec<_>>(),
+            ["platform"],
+            "{reader}: {d:?}"
+        );
+        assert!(
+            d["platform"]
+                .contains("which platform writes as `/shop/${Environment}/platform/bus-name`"),
+            "{reader}: {d:?}"
+        );
+    }
+    assert!(
+        deps("platform").is_empty(),
+        "it reads nothing of the others"
+    );
+
+    // What it writes says what a parameter of an SSM type takes, loads, and passes the checks.
+    let files = render(&s, r);
+    write(r, &files, false).unwrap();
+    let orders = fs::read_to_string(r.join("orders/service.toml")).unwrap();
+    assert!(
+        orders.contains("# PaymentsUrl is of type AWS::SSM::Parameter::Value<String>: give the name of an SSM parameter"),
+        "{orders}"
+    );
+    assert!(!orders.contains("BusName ="), "it has a default: {orders}");
+    fs::write(
+        r.join("orders/service.toml"),
+        orders.replace(
+            "PaymentsUrl = \"\"",
+            "PaymentsUrl = \"/shop/${stage}/payments/url\"",
+        ),
+    )
+    .unwrap();
+    let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ws.service("orders")
+            .unwrap()
+            .dependencies()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["platform"]
+    );
+    let problems = ferry_package::check_templates(&ws, &ws.services);
+    assert!(problems.is_empty(), "{problems:?}");
+}

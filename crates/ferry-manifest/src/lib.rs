@@ -36,7 +36,9 @@ pub use model::{
 pub use owners::{Affected, Owners, OwnersError, ServiceSpec};
 pub use reference::{OutputStage, Reference, ReferenceError, Segment, Template};
 pub use source::{FsSource, Source, normalize_relative, skipped_folder};
-pub use ssm_name::{MAX_SSM_LEVELS, MAX_SSM_NAME, SsmNameError, check_ssm_name};
+pub use ssm_name::{
+    MAX_SSM_LEVELS, MAX_SSM_NAME, SSM_PARAMETER_TYPE, SsmNameError, check_ssm_name,
+};
 pub use stage::{
     MAX_STACK_NAME, Stage, StageError, is_valid_stack_name, records_path, render_stack_name,
     sanitize_stage_name,

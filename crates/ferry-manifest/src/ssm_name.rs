@@ -32,6 +32,12 @@ pub enum SsmNameError {
     Reserved { name: String, prefix: String },
 }
 
+/// The start of the parameter types whose value is the name of an SSM parameter
+/// (`AWS::SSM::Parameter::Value<String>`, `…<AWS::EC2::Image::Id>`, …): CloudFormation reads that
+/// parameter itself, at every stack operation, so a new version of it changes the stack though
+/// nothing Ferry passes changed.
+pub const SSM_PARAMETER_TYPE: &str = "AWS::SSM::Parameter::Value<";
+
 /// Checks an absolute parameter name (`/shop/dev/db/password`) or, with `path = true`, a path
 /// that ends with '/' (`/shop/dev/`).
 pub fn check_ssm_name(name: &str, path: bool) -> Result<(), SsmNameError> {

@@ -43,8 +43,8 @@ pub use s3::{
 };
 pub use sam::{SAM_TRANSFORM, is_sam};
 pub use template::{
-    BUCKET_PARAMETER, MAX_FLOW_DEPTH, MAX_TEMPLATE, add_bucket_parameter, is_no_echo,
-    parse as parse_template,
+    BUCKET_PARAMETER, MAX_FLOW_DEPTH, MAX_TEMPLATE, SSM_PARAMETER_TYPE, add_bucket_parameter,
+    is_no_echo, parse as parse_template, ssm_typed_parameters,
 };
 
 /// Bumped when the package layout or the archive format changes: old cache entries are then
@@ -85,6 +85,10 @@ pub enum TemplateError {
         "it declares parameter `{key}` without a Default, and service.toml's [parameters] gives it no value; add `{key} = \"…\"` under [parameters] or a Default to the template"
     )]
     MissingParameter { key: String },
+    #[error(
+        "[parameters] gives `{key}` the value of an SSM parameter (`${{ssm:…}}`), but the template declares it of type {ty}, whose value is the parameter's name: CloudFormation reads the parameter itself; pass the name instead (e.g. `{key} = \"/${{project}}/${{stage}}/…\"`), and Ferry redeploys the service when the parameter gets a new version"
+    )]
+    SsmValueForSsmType { key: String, ty: String },
     #[error(
         "service.toml says kind = \"sam\", but the template has no `Transform: {transform}`; add it, or set kind = \"cloudformation\""
     )]
@@ -708,6 +712,19 @@ fn check_parameters(service: &Service, parsed: &serde_json::Value) -> Result<(),
         &[BUCKET_PARAMETER][..]
     };
     template::check(parsed, &passed, provided)?;
+    for (key, _) in template::ssm_typed_parameters(parsed) {
+        let reads_ssm = service.parameters.get(&key).is_some_and(|v| {
+            v.references()
+                .any(|r| matches!(r, ferry_manifest::Reference::Ssm { .. }))
+        });
+        if reads_ssm {
+            let ty = parsed["Parameters"][&key]["Type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            return Err(TemplateError::SsmValueForSsmType { key, ty });
+        }
+    }
     if service.kind == ServiceKind::Sam {
         if !sam::is_sam(parsed) {
             return Err(TemplateError::NotSam {

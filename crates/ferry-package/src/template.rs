@@ -186,6 +186,28 @@ pub fn check(template: &Value, passed: &[&str], provided: &[&str]) -> Result<(),
     Ok(())
 }
 
+pub use ferry_manifest::SSM_PARAMETER_TYPE;
+
+/// The parameters `template` declares with an SSM parameter type ([`SSM_PARAMETER_TYPE`]), each
+/// with its default: the SSM parameter's name used when none is passed.
+pub fn ssm_typed_parameters(template: &Value) -> Vec<(String, Option<String>)> {
+    template
+        .get("Parameters")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, d)| {
+            d.get("Type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.trim_start().starts_with(SSM_PARAMETER_TYPE))
+        })
+        .map(|(k, d)| {
+            let default = d.get("Default").and_then(Value::as_str).map(String::from);
+            (k.clone(), default)
+        })
+        .collect()
+}
+
 /// Whether the template declares parameter `key` with `NoEcho: true` (CloudFormation then
 /// shows `****` for it in the console and in DescribeStacks).
 pub fn is_no_echo(template: &Value, key: &str) -> bool {

@@ -1245,3 +1245,44 @@ fn a_second_process_packaging_into_the_same_folder_waits_for_the_first() {
         service: "api".into()
     }));
 }
+
+#[test]
+fn an_ssm_value_given_to_a_parameter_of_an_ssm_parameter_type_is_refused() {
+    const SSM_TYPED: &str = "Parameters:\n  Table:\n    Type: AWS::SSM::Parameter::Value<String>\n  Image:\n    Type: 'AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>'\n    Default: /aws/service/ami\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    let ws = workspace(&[
+        ("services/api/template.yaml", SSM_TYPED),
+        (
+            "services/api/service.toml",
+            "[service]\ntemplate = \"template.yaml\"\n\n[parameters]\nTable = \"/shop/${stage}/table\"\n",
+        ),
+    ]);
+    let checked = |root: &Path| {
+        let ws = ferry_manifest::load(root).unwrap();
+        ferry_package::check_templates(&ws, &ws.services)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    // A name: CloudFormation reads the parameter itself.
+    assert_eq!(checked(ws.path()), Vec::<String>::new());
+    // Its value instead of its name.
+    write(
+        ws.path(),
+        "services/api/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\n\n[parameters]\nTable = \"/shop/${stage}/table\"\nImage = \"${ssm:/shop/image}\"\n",
+    );
+    let problems = checked(ws.path());
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("api: template services/api/template.yaml: [parameters] gives `Image` the value of an SSM parameter (`${ssm:…}`), but the template declares it of type AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>, whose value is the parameter's name"),
+        "{problems:?}"
+    );
+    assert_eq!(
+        ferry_package::ssm_typed_parameters(&ferry_package::parse_template(SSM_TYPED).unwrap()),
+        [
+            ("Table".to_string(), None),
+            ("Image".to_string(), Some("/aws/service/ami".to_string()))
+        ],
+        "in the template's order"
+    );
+}

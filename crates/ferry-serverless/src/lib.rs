@@ -297,10 +297,7 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
     // A configuration that reads values from outside the repository (SSM, other stacks, the
     // environment, S3) compiles to something else when they change, which no input key sees:
     // it is compiled every time.
-    let input_key = c.input_key.filter(|_| {
-        let dir = c.root.join(&c.service.dir);
-        !config_reads_outside(&dir, &dir.join(&c.service.template))
-    });
+    let input_key = c.input_key.filter(|_| !reads_outside(c.root, c.service));
     let reuse_path = input_key.map(|k| {
         c.out
             .join("serverless")
@@ -397,18 +394,45 @@ const OUTSIDE_SOURCES: &[&str] = &[
     "${sls:instanceId",
 ];
 
-/// Whether a framework configuration reads a value from outside the repository.
-fn reads_outside_values(config: &str) -> bool {
-    OUTSIDE_SOURCES.iter().any(|s| config.contains(s))
+/// The sources whose values are kept in AWS, where they change without any commit: a service
+/// whose configuration reads one is checked by every deploy of its stage.
+const AWS_SOURCES: &[&str] = &["${ssm:", "${ssm(", "${cf:", "${cf(", "${s3:"];
+
+/// Whether `service`'s configuration (in the repository at `root`) may read a value from
+/// outside the repository when it compiles (`${ssm:…}`, `${cf:…}`, `${env:…}`, …, itself or in a
+/// file it includes): such a service may compile to another template though no file changed, so
+/// its compile is never reused.
+pub fn reads_outside(root: &Path, service: &Service) -> bool {
+    let dir = root.join(&service.dir);
+    config_reads_outside(&dir, &dir.join(&service.template))
 }
 
-/// Whether the configuration at `config` (of the service in `dir`) may read a value from
-/// outside the repository, itself or through the files it includes with `${file(…)}` (read
-/// here, relative to the service's folder, as the framework does). A configuration written as a
-/// program (`serverless.ts`, `.js`), a JavaScript resolver (`${file(./x.js):fn}`), an included
-/// path built from a variable, and a file that cannot be read may read anything: they count as
-/// reading outside.
+/// Whether `service`'s configuration reads a value kept in AWS (`${ssm:…}`, `${cf:…}`,
+/// `${s3:…}`), itself or in a file it includes: a new value there changes its stack though no
+/// file changed, so every deploy of its stage checks it (compiles it and compares the template
+/// with its record). A configuration written as a program, or one that includes a file Ferry
+/// cannot name or read, is not known to: it is checked when its files change.
+pub fn reads_aws_values(root: &Path, service: &Service) -> bool {
+    let dir = root.join(&service.dir);
+    config_reads(&dir, &dir.join(&service.template), AWS_SOURCES).unwrap_or(false)
+}
+
+/// [`config_reads`] of every source outside the repository; when that cannot be known, it may.
 fn config_reads_outside(dir: &Path, config: &Path) -> bool {
+    config_reads(dir, config, OUTSIDE_SOURCES).unwrap_or(true)
+}
+
+/// Whether a configuration's text uses a variable of one of `sources`.
+fn uses(text: &str, sources: &[&str]) -> bool {
+    sources.iter().any(|s| text.contains(s))
+}
+
+/// Whether the configuration at `config` (of the service in `dir`) uses one of `sources`, itself
+/// or through the files it includes with `${file(…)}` (read here, relative to the service's
+/// folder, as the framework does). `None` when that cannot be known: a configuration written as
+/// a program (`serverless.ts`, `.js`), a JavaScript resolver (`${file(./x.js):fn}`), an included
+/// path built from a variable, or a file that cannot be read may read anything.
+fn config_reads(dir: &Path, config: &Path, sources: &[&str]) -> Option<bool> {
     let mut seen = std::collections::BTreeSet::new();
     let mut todo = vec![config.to_path_buf()];
     while let Some(path) = todo.pop() {
@@ -420,22 +444,20 @@ fn config_reads_outside(dir: &Path, config: &Path) -> bool {
             .and_then(|e| e.to_str())
             .is_some_and(|e| matches!(e, "js" | "cjs" | "mjs" | "ts" | "mts" | "cts"));
         if program || seen.len() > 200 {
-            return true;
+            return None;
         }
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            return true;
-        };
-        if reads_outside_values(&text) {
-            return true;
+        let text = std::fs::read_to_string(&path).ok()?;
+        if uses(&text, sources) {
+            return Some(true);
         }
         for included in included_files(&text) {
             if included.contains("${") {
-                return true;
+                return None;
             }
             todo.push(dir.join(included));
         }
     }
-    false
+    Some(false)
 }
 
 /// The paths of the `${file(…)}` references in a configuration's text.
@@ -502,13 +524,13 @@ mod tests {
             "custom:\n  account: ${aws:accountId}\n",
             "custom:\n  blob: ${s3:bucket/key}\n",
         ] {
-            assert!(reads_outside_values(outside), "{outside}");
+            assert!(uses(outside, OUTSIDE_SOURCES), "{outside}");
         }
         for inside in [
             "service: api\nprovider:\n  stage: ${opt:stage}\n",
             "custom:\n  table: ${param:Table}\n  file: ${file(./config.yml)}\n  self: ${self:service}\n",
         ] {
-            assert!(!reads_outside_values(inside), "{inside}");
+            assert!(!uses(inside, OUTSIDE_SOURCES), "{inside}");
         }
     }
 
@@ -528,9 +550,15 @@ mod tests {
             !config_reads_outside(d, &config),
             "only files of the service"
         );
-        // Two includes down, an SSM value.
+        assert_eq!(config_reads(d, &config, AWS_SOURCES), Some(false));
+        // Two includes down, an SSM value: a value kept in AWS, so every deploy checks it.
         write("deep.yml", "table: ${ssm:/shop/table}\n");
         assert!(config_reads_outside(d, &config));
+        assert_eq!(config_reads(d, &config, AWS_SOURCES), Some(true));
+        // The environment is outside the repository, but not kept in AWS.
+        write("deep.yml", "table: ${env:TABLE}\n");
+        assert!(config_reads_outside(d, &config));
+        assert_eq!(config_reads(d, &config, AWS_SOURCES), Some(false));
         write("deep.yml", "table: orders\n");
         // A JavaScript resolver, a path built from a variable, a file that is not there.
         for custom in [
@@ -540,6 +568,7 @@ mod tests {
         ] {
             write("custom.yml", custom);
             assert!(config_reads_outside(d, &config), "{custom}");
+            assert_eq!(config_reads(d, &config, AWS_SOURCES), None, "{custom}");
         }
         // A configuration written as a program; an include that includes itself ends.
         write("serverless.ts", "export default {}\n");
