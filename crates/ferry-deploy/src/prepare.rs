@@ -36,7 +36,7 @@ pub fn candidates(ws: &Workspace, plan: &Plan) -> BTreeSet<String> {
 /// Whether `service` reads a value kept outside git, whose new version changes its stack though
 /// no file changed: `${ssm:…}` in its `[parameters]`; a template parameter of an SSM parameter
 /// type (CloudFormation reads that parameter at every stack operation); a Serverless Framework
-/// configuration reading `${ssm:…}`, `${cf:…}` or `${s3:…}` when it compiles. Reads the
+/// configuration reading `${ssm:…}` or `${s3:…}` when it compiles. Reads the
 /// service's template or configuration from the working tree.
 pub fn reads_outside_git(ws: &Workspace, service: &Service) -> bool {
     let in_parameters = service

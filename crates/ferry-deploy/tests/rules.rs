@@ -493,20 +493,25 @@ fn a_deploy_checks_the_services_that_read_values_kept_in_aws_though_no_file_chan
             ),
         ],
     );
-    // Serverless Framework services: one reads SSM when it compiles, one another stack's
-    // outputs through an included file, one only the environment (not kept in AWS).
+    // Serverless Framework services: one reads SSM when it compiles, one an S3 object through
+    // an included file, one only the environment (not kept in AWS), one another stack's outputs
+    // (that stack's deploy re-checks it when it is a service's).
     for (name, config) in [
         (
             "sls-ssm",
             "service: a\nprovider:\n  name: aws\n  environment:\n    TABLE: ${ssm:/shop/table}\n",
         ),
         (
-            "sls-cf",
+            "sls-s3",
             "service: b\nprovider:\n  name: aws\ncustom: ${file(./custom.yml)}\n",
         ),
         (
             "sls-env",
             "service: c\nprovider:\n  name: aws\n  environment:\n    WHO: ${env:USER}\n",
+        ),
+        (
+            "sls-cf",
+            "service: d\nprovider:\n  name: aws\n  environment:\n    Q: ${cf:queues-${sls:stage}.Url}\n",
         ),
     ] {
         r.write(&format!("services/{name}/serverless.yml"), config)
@@ -516,8 +521,8 @@ fn a_deploy_checks_the_services_that_read_values_kept_in_aws_though_no_file_chan
             );
     }
     r.write(
-        "services/sls-cf/custom.yml",
-        "queue: ${cf:queues-${sls:stage}.Url}\n",
+        "services/sls-s3/custom.yml",
+        "config: ${s3:shop-config/app.json}\n",
     );
     r.commit("serverless services");
     let ws = ferry_manifest::load(r.path()).unwrap();
@@ -536,7 +541,7 @@ fn a_deploy_checks_the_services_that_read_values_kept_in_aws_though_no_file_chan
     let candidates: Vec<String> = ferry_deploy::candidates(&ws, &plan).into_iter().collect();
     assert_eq!(
         candidates,
-        ["after-typed", "reader", "sls-cf", "sls-ssm", "typed"],
+        ["after-typed", "reader", "sls-s3", "sls-ssm", "typed"],
         "the readers of values kept in AWS, and their dependents"
     );
 }

@@ -395,8 +395,11 @@ const OUTSIDE_SOURCES: &[&str] = &[
 ];
 
 /// The sources whose values are kept in AWS, where they change without any commit: a service
-/// whose configuration reads one is checked by every deploy of its stage.
-const AWS_SOURCES: &[&str] = &["${ssm:", "${ssm(", "${cf:", "${cf(", "${s3:"];
+/// whose configuration reads one is checked by every deploy of its stage. Not `${cf:…}`: the
+/// stack of a service of the repository is a dependency, whose deploy re-checks its dependents
+/// already, and compiling every reader of a stack output on every deploy would cost each of them
+/// a compile.
+const AWS_SOURCES: &[&str] = &["${ssm:", "${ssm(", "${s3:"];
 
 /// Whether `service`'s configuration (in the repository at `root`) may read a value from
 /// outside the repository when it compiles (`${ssm:…}`, `${cf:…}`, `${env:…}`, …, itself or in a
@@ -407,8 +410,8 @@ pub fn reads_outside(root: &Path, service: &Service) -> bool {
     config_reads_outside(&dir, &dir.join(&service.template))
 }
 
-/// Whether `service`'s configuration reads a value kept in AWS (`${ssm:…}`, `${cf:…}`,
-/// `${s3:…}`), itself or in a file it includes: a new value there changes its stack though no
+/// Whether `service`'s configuration reads a value kept in AWS (`${ssm:…}`, `${s3:…}`; see
+/// [`AWS_SOURCES`]), itself or in a file it includes: a new value there changes its stack though no
 /// file changed, so every deploy of its stage checks it (compiles it and compares the template
 /// with its record). A configuration written as a program, or one that includes a file Ferry
 /// cannot name or read, is not known to: it is checked when its files change.
