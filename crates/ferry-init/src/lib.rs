@@ -7,13 +7,15 @@
 //! infers what Ferry needs — the kind, the name, `depends-on` from what the services say of each
 //! other (an `Fn::ImportValue` of a name another service exports, a `${cf:<stack>.<Output>}` of
 //! another service's stack), and `inputs` from paths into other folders (`${file(../…)}`, a
-//! workspace package the service depends on) — and says what it could not infer. [`render`]
+//! workspace package the service depends on; the names, links and parameters a
+//! `serverless-compose.yml` gives its services) — and says what it could not infer. [`render`]
 //! turns a scan into `ferry.toml` and one `service.toml` per service; [`runner`] into the files
 //! that make `cargo xtask …` work in the repository; [`write`] writes them, never over an
 //! existing file unless told to.
 //!
 //! Reads files only: no network, no git, no environment.
 
+mod compose;
 mod infer;
 mod render;
 mod walk;
@@ -39,6 +41,9 @@ pub struct Found {
     pub depends_on: BTreeMap<String, String>,
     /// Inferred extra inputs (repository-relative globs), each with why.
     pub inputs: BTreeMap<String, String>,
+    /// Parameters it is known to take (a Serverless Framework service's `params` in
+    /// `serverless-compose.yml`), in Ferry's syntax, each with where it came from.
+    pub parameters: BTreeMap<String, (String, String)>,
     /// The region the service's own files name (`provider.region`), if any.
     pub region: Option<String>,
     /// For a Serverless Framework service whose stack name Ferry cannot read before the
@@ -127,6 +132,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             file: c.file,
             depends_on: BTreeMap::new(),
             inputs: BTreeMap::new(),
+            parameters: BTreeMap::new(),
             region: None,
             stack_name: None,
         });
@@ -134,7 +140,15 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
     if services.is_empty() {
         return Err(InitError::NothingFound(root.to_path_buf()));
     }
+    // A Compose file names the services first: the links below are between those names.
+    let mut compose = compose::read(root, &mut notes);
+    if let Some(c) = &mut compose {
+        compose::names(c, &mut services, &mut notes);
+    }
     infer::links(root, &mut services, &workspace.packages, &mut notes);
+    if let Some(c) = &compose {
+        compose::links(c, &mut services, &mut notes);
+    }
     let project = walk::project_name(root);
     Ok(Scan {
         project,

@@ -102,7 +102,13 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
             let list: Vec<String> = s.inputs.keys().map(|i| quoted(i)).collect();
             let _ = writeln!(text, "inputs = [{}]", list.join(", "));
         }
-        if s.kind != ServiceKind::Serverless {
+        if !s.parameters.is_empty() {
+            let _ = writeln!(text, "\n[parameters]");
+            for (key, (value, why)) in &s.parameters {
+                let _ = writeln!(text, "# {}", one_line(why));
+                let _ = writeln!(text, "{key} = {}", quoted(value));
+            }
+        } else if s.kind != ServiceKind::Serverless {
             let params = required_parameters(&root.join(&s.dir).join(&s.file));
             if !params.is_empty() {
                 let _ = writeln!(

@@ -400,3 +400,111 @@ fn a_service_reading_an_ssm_parameter_another_writes_depends_on_it() {
     let problems = ferry_package::check_templates(&ws, &ws.services);
     assert!(problems.is_empty(), "{problems:?}");
 }
+
+#[test]
+fn a_serverless_compose_file_gives_names_links_and_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "serverless-compose.yml",
+        r#"services:
+  service-a:
+    path: service-a
+  Service_B:
+    path: ./svc-b/
+    dependsOn: service-a
+    params:
+      queueUrl: ${service-a.queueUrl}
+      stageName: app-${sls:stage}
+      retries: 3
+      token: ${env:TOKEN}
+      queue-arn: ${service-a.queueArn}
+  service-c:
+    path: service-c
+    dependsOn: [service-a, Service_B, ghost]
+  web:
+    component: "@serverless-components/website"
+    path: web
+"#,
+    );
+    file(
+        r,
+        "service-a/serverless.yml",
+        "service: service-a\nprovider:\n  name: aws\nresources:\n  Resources:\n    Q:\n      Type: AWS::SQS::Queue\n  Outputs:\n    queueUrl:\n      Value: !Ref Q\n",
+    );
+    file(
+        r,
+        "svc-b/serverless.yml",
+        "service: service-b\nprovider:\n  name: aws\n  environment:\n    QUEUE: ${param:queueUrl}\n",
+    );
+    file(
+        r,
+        "service-c/serverless.yml",
+        "service: service-c\nprovider:\n  name: aws\n",
+    );
+    let s = scan(r).unwrap();
+    let names: Vec<(&str, &str)> = s
+        .services
+        .iter()
+        .map(|f| (f.dir.as_str(), f.name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("service-a", "service-a"),
+            ("service-c", "service-c"),
+            ("svc-b", "service-b"),
+        ],
+        "named after their Compose keys"
+    );
+    let b = &s.services[2];
+    assert_eq!(b.depends_on.keys().collect::<Vec<_>>(), ["service-a"]);
+    let params: Vec<(&str, &str)> = b
+        .parameters
+        .iter()
+        .map(|(k, (v, _))| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        params,
+        [
+            ("queueUrl", "${output:service-a.queueUrl}"),
+            ("retries", "3"),
+            ("stageName", "app-${stage}"),
+        ]
+    );
+    let c = &s.services[1];
+    assert_eq!(
+        c.depends_on.keys().collect::<Vec<_>>(),
+        ["service-a", "service-b"]
+    );
+    let notes = s.notes.join("\n");
+    for said in [
+        "param `token` = `${env:TOKEN}`, which reads environment variable `TOKEN`",
+        "param `queue-arn`, and Ferry's parameter names hold only letters and digits",
+        "depends on `ghost`, which is no service Ferry found",
+        "service `web` is a `@serverless-components/website` component",
+    ] {
+        assert!(notes.contains(said), "{said}\n{notes}");
+    }
+
+    // What it writes loads: the parameters go to the framework as --param.
+    write(r, &render(&s, r), false).unwrap();
+    let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    let b = ws.service("service-b").unwrap();
+    assert_eq!(
+        b.parameters.keys().collect::<Vec<_>>(),
+        ["queueUrl", "retries", "stageName"]
+    );
+    assert_eq!(
+        b.dependencies().into_iter().collect::<Vec<_>>(),
+        ["service-a"]
+    );
+    let toml = fs::read_to_string(r.join("svc-b/service.toml")).unwrap();
+    assert!(
+        toml.contains(
+            "# serverless-compose.yml: params.queueUrl\nqueueUrl = \"${output:service-a.queueUrl}\""
+        ),
+        "{toml}"
+    );
+}
