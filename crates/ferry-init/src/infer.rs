@@ -404,20 +404,6 @@ fn walk(v: &Value, said: &mut Said) {
     }
 }
 
-/// `s` up to the first `sep` outside any nested `${…}`.
-fn top_level_before(s: &str, sep: char) -> &str {
-    let mut depth = 0usize;
-    for (i, c) in s.char_indices() {
-        match c {
-            '{' => depth += 1,
-            '}' => depth = depth.saturating_sub(1),
-            c if c == sep && depth == 0 => return &s[..i],
-            _ => {}
-        }
-    }
-    s
-}
-
 /// CloudFormation's dynamic references to SSM (`{{resolve:ssm:NAME}}`, `…:ssm-secure:…`, with
 /// or without `:VERSION`) in one string: the names.
 fn dynamic_ssm_references(s: &str) -> impl Iterator<Item = &str> {
@@ -431,62 +417,34 @@ fn dynamic_ssm_references(s: &str) -> impl Iterator<Item = &str> {
 }
 
 /// `${cf:<stack>.<Output>}` (also `${cf(<region>):…}`), `${ssm:<name>}`, `${file(<path>)…}` and
-/// `{{resolve:ssm:<name>}}` in one string.
+/// `{{resolve:ssm:<name>}}` in one string, fallbacks included (`${env:X, cf:<stack>.<Output>}`).
 fn scan_variables(s: &str, said: &mut Said) {
     said.ssm_reads
         .extend(dynamic_ssm_references(s).map(String::from));
-    let mut rest = s;
-    while let Some(at) = rest.find("${") {
-        let inner_start = at + 2;
-        // The variable's extent, nested `${…}` included.
-        let mut depth = 1usize;
-        let mut end = None;
-        let bytes = rest.as_bytes();
-        let mut i = inner_start;
-        while i < bytes.len() {
-            if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'{') {
-                depth += 1;
-                i += 2;
-                continue;
-            }
-            if bytes[i] == b'}' {
-                depth -= 1;
-                if depth == 0 {
-                    end = Some(i);
-                    break;
-                }
-            }
-            i += 1;
+    let with_region = |v: &'static str, source: &str| -> Option<String> {
+        let rest = source.strip_prefix(v)?;
+        match rest.strip_prefix(':') {
+            Some(r) => Some(r.to_string()),
+            None => rest
+                .strip_prefix('(')
+                .and_then(|r| r.split_once("):").map(|(_, x)| x.to_string())),
         }
-        let Some(end) = end else { return };
-        let inner = &rest[inner_start..end];
-        if let Some(cf) = inner.strip_prefix("cf:").or_else(|| {
-            inner
-                .strip_prefix("cf(")
-                .and_then(|r| r.split_once("):").map(|(_, x)| x))
-        }) {
-            let reference = cf.split(',').next().unwrap_or(cf).trim();
-            if let Some((stack, _output)) = reference.rsplit_once('.') {
+    };
+    for source in ferry_manifest::serverless_variable_sources(s) {
+        if let Some(cf) = with_region("cf", source) {
+            if let Some((stack, _output)) = cf.trim().rsplit_once('.') {
                 said.cf_stacks.push(stack.to_string());
             }
-        } else if let Some(name) = inner.strip_prefix("ssm:").or_else(|| {
-            inner
-                .strip_prefix("ssm(")
-                .and_then(|r| r.split_once("):").map(|(_, x)| x))
-        }) {
-            // `${ssm:/a/b, fallback}`, `${ssm:/a/b~true}` (the old decryption suffix).
-            let name = top_level_before(name, ',')
-                .split('~')
-                .next()
-                .unwrap_or_default();
+        } else if let Some(name) = with_region("ssm", source) {
+            // `${ssm:/a/b~true}`: the old decryption suffix.
+            let name = name.split('~').next().unwrap_or_default();
             said.ssm_reads.push(name.trim().to_string());
-        } else if let Some(f) = inner.strip_prefix("file(")
+        } else if let Some(f) = source.strip_prefix("file(")
             && let Some((path, _)) = f.split_once(')')
         {
             said.files
                 .push(path.trim().trim_matches(['"', '\'']).to_string());
         }
-        rest = &rest[inner_start..];
     }
 }
 
@@ -532,6 +490,12 @@ mod tests {
             &mut said,
         );
         assert_eq!(said.cf_stacks, ["orders-${sls:stage}", "users-dev"]);
+        // A fallback reads it too.
+        scan_variables(
+            "${env:ARN, cf:db-${self:custom.stage}.StreamArn}",
+            &mut said,
+        );
+        assert_eq!(said.cf_stacks[2], "db-${self:custom.stage}");
         assert_eq!(said.files, ["../shared/config.${sls:stage}.yml"]);
     }
 }

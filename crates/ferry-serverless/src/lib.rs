@@ -384,14 +384,14 @@ fn ensure_dir(dir: &Path) -> Result<&Path, ServerlessError> {
 
 /// The variable sources of the framework that resolve outside the repository at compile time.
 const OUTSIDE_SOURCES: &[&str] = &[
-    "${ssm:",
-    "${ssm(",
-    "${cf:",
-    "${cf(",
-    "${env:",
-    "${aws:",
-    "${s3:",
-    "${sls:instanceId",
+    "ssm:",
+    "ssm(",
+    "cf:",
+    "cf(",
+    "env:",
+    "aws:",
+    "s3:",
+    "sls:instanceId",
 ];
 
 /// The sources whose values are kept in AWS, where they change without any commit: a service
@@ -399,7 +399,15 @@ const OUTSIDE_SOURCES: &[&str] = &[
 /// stack of a service of the repository is a dependency, whose deploy re-checks its dependents
 /// already, and compiling every reader of a stack output on every deploy would cost each of them
 /// a compile.
-const AWS_SOURCES: &[&str] = &["${ssm:", "${ssm(", "${s3:"];
+const AWS_SOURCES: &[&str] = &["ssm:", "ssm(", "s3:"];
+
+/// Whether a configuration's text reads a variable of one of `sources`, as the source of a
+/// variable or of any of its fallbacks (`${env:KEY, ssm:/name}` reads SSM when `KEY` is unset).
+fn uses(text: &str, sources: &[&str]) -> bool {
+    ferry_manifest::serverless_variable_sources(text)
+        .iter()
+        .any(|v| sources.iter().any(|s| v.starts_with(s)))
+}
 
 /// Whether `service`'s configuration (in the repository at `root`) may read a value from
 /// outside the repository when it compiles (`${ssm:…}`, `${cf:…}`, `${env:…}`, …, itself or in a
@@ -423,11 +431,6 @@ pub fn reads_aws_values(root: &Path, service: &Service) -> bool {
 /// [`config_reads`] of every source outside the repository; when that cannot be known, it may.
 fn config_reads_outside(dir: &Path, config: &Path) -> bool {
     config_reads(dir, config, OUTSIDE_SOURCES).unwrap_or(true)
-}
-
-/// Whether a configuration's text uses a variable of one of `sources`.
-fn uses(text: &str, sources: &[&str]) -> bool {
-    sources.iter().any(|s| text.contains(s))
 }
 
 /// Whether the configuration at `config` (of the service in `dir`) uses one of `sources`, itself
@@ -526,9 +529,19 @@ mod tests {
             "custom:\n  who: ${env:USER}\n",
             "custom:\n  account: ${aws:accountId}\n",
             "custom:\n  blob: ${s3:bucket/key}\n",
+            // Only as a fallback (as in Enterprise-CMCS/macpro-mdct-carts).
+            "custom:\n  key: ${param:Key, ssm:/${self:custom.stage}/key, ''}\n",
         ] {
             assert!(uses(outside, OUTSIDE_SOURCES), "{outside}");
         }
+        assert!(uses(
+            "custom:\n  key: ${param:Key, ssm:/shop/key}\n",
+            AWS_SOURCES
+        ));
+        assert!(!uses(
+            "custom:\n  arn: ${param:Arn, cf:db-dev.TableArn}\n  text: 'ssm: is a word'\n",
+            AWS_SOURCES
+        ));
         for inside in [
             "service: api\nprovider:\n  stage: ${opt:stage}\n",
             "custom:\n  table: ${param:Table}\n  file: ${file(./config.yml)}\n  self: ${self:service}\n",

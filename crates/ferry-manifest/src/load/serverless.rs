@@ -201,6 +201,43 @@ fn expand(raw: &str, doc: &serde_yaml_ng::Value, depth: usize) -> Option<String>
     Some(out)
 }
 
+/// Every source a Serverless Framework configuration's variables name, as written: for each
+/// `${…}` in `text` (nested ones too), each of its comma-separated alternatives, trimmed
+/// (`${env:KEY, ssm:/a/${sls:stage}/b, 'x'}` gives `env:KEY`, `ssm:/a/${sls:stage}/b`, `'x'`,
+/// then `sls:stage`). A source read only as a fallback is still a source the configuration
+/// may read.
+pub fn serverless_variable_sources(text: &str) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(at) = text[from..].find("${").map(|i| from + i) {
+        let inner = at + 2;
+        from = inner;
+        // The variable's extent and its top-level commas.
+        let (mut depth, mut i, mut start) = (1usize, inner, inner);
+        while i < bytes.len() && depth > 0 {
+            if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'{') {
+                depth += 1;
+                i += 2;
+                continue;
+            }
+            match bytes[i] {
+                b'}' => depth -= 1,
+                b',' if depth == 1 => {
+                    out.push(text[start..i].trim());
+                    start = i + 1;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        if depth == 0 {
+            out.push(text[start..i - 1].trim());
+        }
+    }
+    out
+}
+
 /// The text of the string or number at the dotted `path` of `doc`.
 fn lookup(doc: &serde_yaml_ng::Value, path: &str) -> Option<String> {
     let mut at = doc;
@@ -224,7 +261,23 @@ fn quoted(text: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::stage_pattern;
+    use super::{serverless_variable_sources, stage_pattern};
+
+    #[test]
+    fn every_alternative_of_every_variable_is_a_source() {
+        assert_eq!(
+            serverless_variable_sources(
+                "a: ${env:KEY, ssm:/a/${sls:stage}/b, 'x'}\nb: ${cf(eu-west-1):s.O}\nc: ${unclosed"
+            ),
+            [
+                "env:KEY",
+                "ssm:/a/${sls:stage}/b",
+                "'x'",
+                "sls:stage",
+                "cf(eu-west-1):s.O"
+            ]
+        );
+    }
 
     fn doc(yaml: &str) -> serde_yaml_ng::Value {
         serde_yaml_ng::from_str(yaml).unwrap()
