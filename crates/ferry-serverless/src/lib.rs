@@ -468,10 +468,10 @@ fn config_reads(dir: &Path, config: &Path, sources: &[&str]) -> Option<bool> {
 
 /// The paths of the `${file(…)}` references in a configuration's text.
 fn included_files(text: &str) -> Vec<&str> {
-    text.match_indices("${file(")
-        .filter_map(|(i, m)| {
-            let rest = &text[i + m.len()..];
-            let inner = rest.split_once(')')?.0;
+    ferry_manifest::serverless_variable_sources(text)
+        .into_iter()
+        .filter_map(|source| {
+            let inner = source.strip_prefix("file(")?.split_once(')')?.0;
             Some(inner.trim().trim_matches(|c| c == '\'' || c == '"').trim())
         })
         .filter(|p| !p.is_empty())
@@ -566,6 +566,15 @@ mod tests {
             !config_reads_outside(d, &config),
             "only files of the service"
         );
+        // An include that is only a fallback is read too.
+        write(
+            "custom.yml",
+            "table: ${param:Table, file('./deep.yml'):table}\n",
+        );
+        write("deep.yml", "table: ${ssm:/shop/table}\n");
+        assert_eq!(config_reads(d, &config, AWS_SOURCES), Some(true));
+        write("custom.yml", "table: ${file('./deep.yml'):table}\n");
+        write("deep.yml", "table: orders\n");
         assert_eq!(config_reads(d, &config, AWS_SOURCES), Some(false));
         // Two includes down, an SSM value: a value kept in AWS, so every deploy checks it.
         write("deep.yml", "table: ${ssm:/shop/table}\n");
