@@ -508,3 +508,65 @@ fn a_serverless_compose_file_gives_names_links_and_parameters() {
         "{toml}"
     );
 }
+
+#[test]
+fn a_hostile_compose_file_is_noted_never_fatal_and_writes_loadable_files() {
+    let cases: &[(&str, &str)] = &[
+        ("services: [a, b]\n", "no `services` mapping"),
+        ("services: {a: {path: [1]\n", "not read as YAML or JSON"),
+        (
+            "services:\n  a:\n    params: {x: 1}\n",
+            "service `a` has no `path`",
+        ),
+        (
+            "services:\n  a:\n    path: ../../etc\n",
+            "names path `../../etc`, where no Serverless Framework configuration was found",
+        ),
+        (
+            "services:\n  \"x\\ny\":\n    path: svc\n    params:\n      Q: \"a\\\"b\\n[c] = 1\"\n      M: {k: v}\n      Deep: ${svc.a.b}\n",
+            "passes param `M` as a list or mapping",
+        ),
+    ];
+    for (compose, said) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        file(r, "serverless-compose.yml", compose);
+        file(
+            r,
+            "svc/serverless.yml",
+            "service: svc\nprovider:\n  name: aws\n",
+        );
+        let s = scan(r).unwrap_or_else(|e| panic!("{compose}: {e}"));
+        let notes = s.notes.join("\n");
+        assert!(notes.contains(said), "{compose}\n{notes}");
+        write(r, &render(&s, r), false).unwrap();
+        let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{compose}: {e}"));
+        if compose.contains("Q:") {
+            // A key with a line break is a valid name; a value with quotes, a line break and
+            // TOML syntax stays one string.
+            let svc = ws.service("x-y").unwrap();
+            assert_eq!(
+                svc.parameters["Q"].to_string(),
+                "a\"b\n[c] = 1",
+                "{compose}"
+            );
+            assert!(
+                notes.contains("reads a nested value `a.b` of `svc`"),
+                "{notes}"
+            );
+        }
+    }
+    // A program is not run.
+    let dir = tempfile::tempdir().unwrap();
+    file(dir.path(), "serverless-compose.ts", "export default {}\n");
+    file(
+        dir.path(),
+        "svc/serverless.yml",
+        "service: svc\nprovider:\n  name: aws\n",
+    );
+    let notes = scan(dir.path()).unwrap().notes.join("\n");
+    assert!(
+        notes.contains("serverless-compose.ts is a program"),
+        "{notes}"
+    );
+}
