@@ -125,6 +125,14 @@ pub enum TemplateError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
+    /// Each service that failed, when more than one did: every service is tried, so that one
+    /// run names every problem.
+    #[error(
+        "{} services failed to package:\n{}",
+        .0.len(),
+        .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n")
+    )]
+    Several(Vec<PackageError>),
     #[error("{service}: template {path}: {source}")]
     Template {
         service: String,
@@ -592,6 +600,7 @@ pub fn package_held(
         services: BTreeMap::new(),
     });
     let mut changed = false;
+    let mut failed = Vec::new();
     for name in &req.services {
         // Like a failure: what was packaged stays in the cache, for the next run to reuse.
         if cancelled() {
@@ -636,7 +645,15 @@ pub fn package_held(
                 sp
             }
             None => {
-                let mut sp = package_service(ws, service, out, mask, on, cancelled)?;
+                let mut sp = match package_service(ws, service, out, mask, on, cancelled) {
+                    Ok(sp) => sp,
+                    Err(e @ PackageError::Cancelled { .. }) => return Err(e),
+                    // The others are still packaged, so that one run names every problem.
+                    Err(e) => {
+                        failed.push(e);
+                        continue;
+                    }
+                };
                 sp.input_key = cache_key.clone();
                 if let Some(k) = &cache_key {
                     let path = out.join("cache").join(name).join(format!("{k}.json"));
@@ -650,6 +667,12 @@ pub fn package_held(
         };
         manifest.services.insert(name.clone(), sp);
         changed = true;
+    }
+    // What was packaged stays in the cache; the package itself is complete or not written.
+    match failed.len() {
+        0 => {}
+        1 => return Err(failed.remove(0)),
+        _ => return Err(PackageError::Several(failed)),
     }
     if changed {
         let path = package_dir(out, &req.id).join("manifest.json");

@@ -1286,3 +1286,59 @@ fn an_ssm_value_given_to_a_parameter_of_an_ssm_parameter_type_is_refused() {
         "in the template's order"
     );
 }
+
+#[test]
+fn every_service_is_tried_and_every_failure_named_in_one_run() {
+    let ws = workspace(&[
+        // A missing artifact folder.
+        ("services/api/template.yaml", FUNCTION),
+        ("services/api/service.toml", API_MANIFEST),
+        // A local path that is not declared.
+        ("services/jobs/template.yaml", FUNCTION),
+        (
+            "services/jobs/service.toml",
+            "[service]\ntemplate = \"template.yaml\"\n",
+        ),
+        // A service that packages.
+        ("services/web/template.yaml", FUNCTION),
+        ("services/web/service.toml", API_MANIFEST),
+        ("services/web/src/app.py", "x = 1\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let (result, events) = run(
+        ws.path(),
+        out.path(),
+        &request("c1", &["api", "jobs", "web"]),
+    );
+    let e = result.unwrap_err();
+    let PackageError::Several(errors) = &e else {
+        panic!("{e:?}");
+    };
+    let text = e.to_string();
+    assert_eq!(errors.len(), 2, "{text}");
+    assert!(
+        text.starts_with(
+            "2 services failed to package:\n  - api: artifact src of resource `Fn` does not exist"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  - jobs: resource `Fn` has a local path in Code"),
+        "{text}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Packaged { service } if service == "web")),
+        "the service that could be packaged was: {events:?}"
+    );
+    assert!(
+        !out.path().join("c1/manifest.json").exists(),
+        "no package is written with services missing"
+    );
+    // One failure alone is that failure.
+    let e = run(ws.path(), out.path(), &request("c1", &["api", "web"]))
+        .0
+        .unwrap_err();
+    assert!(matches!(e, PackageError::MissingArtifact { .. }), "{e:?}");
+}
