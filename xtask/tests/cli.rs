@@ -158,6 +158,42 @@ fn validate_reports_every_problem_and_exits_1() {
 }
 
 #[test]
+fn validate_warns_of_an_ssm_reader_not_ordered_after_the_writer_and_exits_0() {
+    let repo = TestRepo::new();
+    repo.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    )
+    .write(
+        "services/platform/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write(
+        "services/platform/t.yaml",
+        "Resources:\n  Bus:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: /shop/bus\n      Type: String\n      Value: x\n",
+    )
+    .write(
+        "services/orders/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nBus = \"/shop/bus\"\n",
+    )
+    .write(
+        "services/orders/t.yaml",
+        "Parameters:\n  Bus: {Type: 'AWS::SSM::Parameter::Value<String>'}\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    let (code, out, err) = run(&mut xtask(&[
+        "validate",
+        "--root",
+        repo.path().to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "ok: project `shop`, 2 service(s), stage(s) dev\n");
+    assert_eq!(
+        err,
+        "warning: orders: template parameter Bus names SSM parameter `/shop/bus`, which the template of platform writes, and orders does not depend on platform: add \"platform\" to its depends-on, so that platform deploys first\n"
+    );
+}
+
+#[test]
 fn a_folder_without_ferry_toml_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let (code, _, err) = run(&mut xtask(&[

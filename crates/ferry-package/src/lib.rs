@@ -21,12 +21,14 @@
 
 mod build;
 mod files;
+mod links;
 mod s3;
 mod sam;
 mod template;
 pub mod zip;
 
 pub use files::{CREDENTIAL_NAMES, DOTENV_TEMPLATES, is_credential_name, withheld_summary};
+pub use links::{UnlinkedReader, unlinked_ssm_readers};
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1342,3 +1342,65 @@ fn every_service_is_tried_and_every_failure_named_in_one_run() {
         .unwrap_err();
     assert!(matches!(e, PackageError::MissingArtifact { .. }), "{e:?}");
 }
+
+#[test]
+fn a_reader_of_an_ssm_parameter_another_service_writes_is_told_to_depend_on_it() {
+    const WRITER: &str = "Parameters:\n  Environment: {Type: String}\nResources:\n  Bus:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub /shop/${Environment}/bus\n      Type: String\n      Value: x\n  Own:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub [\"/shop/${Stack}/own\", {Stack: !Ref AWS::StackName}]\n      Type: String\n      Value: y\n";
+    const READER: &str = "Parameters:\n  Bus:\n    Type: AWS::SSM::Parameter::Value<String>\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    const BY_DEFAULT: &str = "Parameters:\n  Bus:\n    Type: AWS::SSM::Parameter::Value<String>\n    Default: /shop/dev/bus\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    let ws = workspace(&[
+        ("services/platform/template.yaml", WRITER),
+        (
+            "services/platform/service.toml",
+            "[service]\ntemplate = \"template.yaml\"\n\n[parameters]\nEnvironment = \"${stage}\"\n",
+        ),
+        ("services/orders/template.yaml", READER),
+        (
+            "services/orders/service.toml",
+            "[service]\ntemplate = \"template.yaml\"\n\n[parameters]\nBus = \"/shop/${stage}/bus\"\n",
+        ),
+        ("services/billing/template.yaml", BY_DEFAULT),
+        (
+            "services/billing/service.toml",
+            "[service]\ntemplate = \"template.yaml\"\ndepends-on = [\"platform\"]\n",
+        ),
+        ("services/audit/template.yaml", READER),
+        (
+            "services/audit/service.toml",
+            "[service]\ntemplate = \"template.yaml\"\n\n[parameters]\nBus = \"/shop/${stage}/elsewhere\"\n",
+        ),
+    ]);
+    let unlinked = |root: &Path| {
+        let ws = ferry_manifest::load(root).unwrap();
+        ferry_package::unlinked_ssm_readers(&ws)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        unlinked(ws.path()),
+        [
+            "orders: template parameter Bus names SSM parameter `/shop/dev/bus`, which the template of platform writes, and orders does not depend on platform: add \"platform\" to its depends-on, so that platform deploys first"
+        ],
+        "billing depends on it, audit reads another"
+    );
+    // Read through a stack name (the writer's own parameter), and once the reader depends on it.
+    write(
+        ws.path(),
+        "services/orders/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\ndepends-on = [\"billing\"]\n\n[parameters]\nBus = \"/shop/platform-${stage}/own\"\n",
+    );
+    assert_eq!(
+        unlinked(ws.path()),
+        Vec::<String>::new(),
+        "depending on billing, which depends on platform, orders deploys after it"
+    );
+    write(
+        ws.path(),
+        "services/orders/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\n\n[parameters]\nBus = \"/shop/platform-${stage}/own\"\n",
+    );
+    let told = unlinked(ws.path());
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0].contains("`/shop/platform-dev/own`"), "{told:?}");
+}

@@ -92,6 +92,11 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
             problems.len()
         );
     }
+    // Advice, not errors: a reader of an SSM parameter another service writes, not ordered
+    // after it.
+    for u in ferry_package::unlinked_ssm_readers(ws) {
+        eprintln!("warning: {u}");
+    }
     let stages: Vec<&str> = ws
         .stages
         .keys()

@@ -1,0 +1,202 @@
+//! SSM parameters as links between services: one service's template writes a parameter (an
+//! `AWS::SSM::Parameter` resource), another's reads it through a template parameter of an SSM
+//! parameter type. A reader that does not depend on the writer may deploy before the parameter
+//! exists; `validate` says so.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferry_manifest::{Reference, Service, ServiceKind, Stage, Template, Workspace};
+use serde_json::Value;
+
+use crate::template;
+
+/// A service reading SSM parameters another service's template writes, without depending on
+/// that service.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UnlinkedReader {
+    pub reader: String,
+    pub writer: String,
+    /// The reader's template parameters (of an SSM parameter type) and the names they give, for
+    /// the first stage where the two meet.
+    pub reads: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for UnlinkedReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (keys, names): (Vec<&str>, Vec<String>) = self
+            .reads
+            .iter()
+            .map(|(k, n)| (k.as_str(), format!("`{n}`")))
+            .unzip();
+        let plural = if self.reads.len() == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{reader}: template parameter{plural} {keys} name{verb} SSM parameter{plural} {names}, which the template of {writer} writes, and {reader} does not depend on {writer}: add \"{writer}\" to its depends-on, so that {writer} deploys first",
+            reader = self.reader,
+            keys = keys.join(", "),
+            verb = if plural.is_empty() { "s" } else { "" },
+            names = names.join(", "),
+            writer = self.writer,
+        )
+    }
+}
+
+/// Every reader of an SSM parameter another service's template writes that does not depend on
+/// the writer (directly or not), seen in each named stage of `ws`. Templates that cannot be read,
+/// and names built from what only a deploy knows (another stack's output, the account), are
+/// left out: this is advice, never an error.
+pub fn unlinked_ssm_readers(ws: &Workspace) -> Vec<UnlinkedReader> {
+    let templates: Vec<(&Service, Value)> = ws
+        .services
+        .iter()
+        .filter(|s| s.kind != ServiceKind::Serverless)
+        .filter_map(|s| {
+            let text = std::fs::read_to_string(ws.root.join(s.template_path())).ok()?;
+            let mentions = text.contains("AWS::SSM::Parameter");
+            Some((s, template::parse(&text).ok().filter(|_| mentions)?))
+        })
+        .collect();
+    let graph = ws.graph();
+    // (reader, writer) → (key → name), the first stage's name for each key.
+    let mut found: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
+    for stage in ws.stages.keys().filter_map(|n| ws.stage(n).ok()) {
+        let mut writers: BTreeMap<String, &str> = BTreeMap::new();
+        for (s, t) in &templates {
+            for name in written(ws, &stage, s, t) {
+                writers.insert(name, &s.name);
+            }
+        }
+        for (s, t) in &templates {
+            let depends: BTreeSet<String> = graph.with_dependencies([s.name.as_str()]);
+            for (key, default) in template::ssm_typed_parameters(t) {
+                let name = match s.parameters.get(&key) {
+                    Some(v) => plain(ws, &stage, &s.name, v),
+                    None => default,
+                };
+                let Some(name) = name else { continue };
+                let Some(writer) = writers.get(&name) else {
+                    continue;
+                };
+                if *writer != s.name && !depends.contains(*writer) {
+                    found
+                        .entry((s.name.clone(), writer.to_string()))
+                        .or_default()
+                        .entry(key)
+                        .or_insert(name);
+                }
+            }
+        }
+    }
+    found
+        .into_iter()
+        .map(|((reader, writer), reads)| UnlinkedReader {
+            reader,
+            writer,
+            reads: reads.into_iter().collect(),
+        })
+        .collect()
+}
+
+/// `t` for `service` in `stage`, when it needs nothing a deploy resolves.
+fn plain(ws: &Workspace, stage: &Stage, service: &str, t: &Template) -> Option<String> {
+    t.render(|r| match r {
+        Reference::Stage => Ok(stage.id.clone()),
+        Reference::Region => Ok(stage.config.region.clone()),
+        Reference::Project => Ok(ws.project.name.clone()),
+        Reference::Service => Ok(service.to_string()),
+        _ => Err(()),
+    })
+    .ok()
+}
+
+/// The names of the SSM parameters `template` (of `service`) writes in `stage`, where they can
+/// be told without deploying.
+fn written(ws: &Workspace, stage: &Stage, service: &Service, template: &Value) -> Vec<String> {
+    let parameter = |key: &str| -> Option<String> {
+        match key {
+            "AWS::StackName" => Some(ws.stack_name(&service.name, stage)),
+            "AWS::Region" => Some(stage.config.region.clone()),
+            _ => match service.parameters.get(key) {
+                Some(v) => plain(ws, stage, &service.name, v),
+                None => template
+                    .get("Parameters")?
+                    .get(key)?
+                    .get("Default")?
+                    .as_str()
+                    .map(String::from),
+            },
+        }
+    };
+    template
+        .get("Resources")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some("AWS::SSM::Parameter"))
+        .filter_map(|(_, r)| {
+            let name = r.get("Properties")?.get("Name")?;
+            match name {
+                Value::String(s) => Some(s.clone()),
+                Value::Object(o) => match (o.get("Ref"), o.get("Fn::Sub")) {
+                    (Some(Value::String(p)), _) => parameter(p),
+                    (_, Some(Value::String(text))) => sub(text, &|v| parameter(v)),
+                    (_, Some(Value::Array(pair))) => {
+                        let text = pair.first()?.as_str()?;
+                        let vars = pair.get(1)?.as_object()?;
+                        sub(text, &|v| match vars.get(v) {
+                            Some(Value::String(s)) => Some(s.clone()),
+                            Some(other) => other.get("Ref")?.as_str().and_then(parameter),
+                            None => parameter(v),
+                        })
+                    }
+                    _ => None,
+                },
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// `Fn::Sub`'s text with each `${X}` replaced by `var(X)` (`${!X}` is a literal `${X}`); `None`
+/// when a variable cannot be told.
+fn sub(text: &str, var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let end = after.find('}')?;
+        let name = &after[..end];
+        match name.strip_prefix('!') {
+            Some(literal) => {
+                out.push_str("${");
+                out.push_str(literal);
+                out.push('}');
+            }
+            None => out.push_str(&var(name.trim())?),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sub;
+
+    #[test]
+    fn sub_replaces_variables_and_keeps_literals() {
+        let var = |v: &str| (v == "Env").then(|| "dev".to_string());
+        assert_eq!(
+            sub("/shop/${Env}/bus", &var).as_deref(),
+            Some("/shop/dev/bus")
+        );
+        assert_eq!(
+            sub("/a/${!Literal}", &var).as_deref(),
+            Some("/a/${Literal}")
+        );
+        assert_eq!(sub("/a/${AWS::AccountId}/b", &var), None);
+        assert_eq!(sub("/a/${Env", &var), None);
+    }
+}
