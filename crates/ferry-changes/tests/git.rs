@@ -412,3 +412,79 @@ fn a_dirty_tree_gets_its_own_id_per_content_and_dirty_services_lose_their_key() 
         .unwrap();
     assert_eq!(ignored.id, base);
 }
+
+/// A workspace of 120 services chained by depends-on, and a folder without a manifest.
+fn many_services() -> TestRepo {
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"many\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    for i in 0..120 {
+        let deps = if i > 0 {
+            format!("depends-on = [\"svc-{:03}\"]\n", i / 2)
+        } else {
+            String::new()
+        };
+        r.write(&format!("services/svc-{i:03}/t.yaml"), "Resources: {}\n")
+            .write(
+                &format!("services/svc-{i:03}/service.toml"),
+                &format!("[service]\ntemplate = \"t.yaml\"\n{deps}"),
+            );
+    }
+    r.write("services/notes/readme.md", "no manifest here\n");
+    r.commit("many");
+    r
+}
+
+#[test]
+fn a_commit_and_the_working_tree_load_alike_with_every_problem_named() {
+    let r = many_services();
+    let repo = Repo::open(r.path()).unwrap();
+    let from_commit = |rev: &str| {
+        let source = repo.source_at(rev).unwrap();
+        ferry_manifest::load_from(r.path(), &source, None)
+    };
+    let summary = |ws: &ferry_manifest::Workspace| -> Vec<(String, String, Vec<String>)> {
+        ws.services
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.dir.clone(),
+                    s.dependencies().into_iter().collect(),
+                )
+            })
+            .collect()
+    };
+    let on_disk = ferry_manifest::load(r.path()).unwrap();
+    let committed = from_commit("HEAD").unwrap();
+    assert_eq!(on_disk.services.len(), 120);
+    assert_eq!(summary(&on_disk), summary(&committed));
+    assert_eq!(
+        committed.services[119]
+            .dependencies()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["svc-059"]
+    );
+
+    // Two broken manifests far apart are both reported, from the working tree and the commit.
+    r.write("services/svc-003/service.toml", "[service]\ntemplate = 3\n")
+        .write("services/svc-117/service.toml", "[service\n");
+    r.commit("two broken manifests");
+    let problems = |e: ferry_manifest::ManifestErrors| {
+        e.0.iter()
+            .map(|d| d.file.display().to_string())
+            .collect::<Vec<_>>()
+    };
+    let on_disk = problems(ferry_manifest::load(r.path()).unwrap_err());
+    let committed = problems(from_commit("HEAD").unwrap_err());
+    assert_eq!(on_disk, committed);
+    for broken in [
+        "services/svc-003/service.toml",
+        "services/svc-117/service.toml",
+    ] {
+        assert!(on_disk.iter().any(|f| f == broken), "{broken}: {on_disk:?}");
+    }
+}
