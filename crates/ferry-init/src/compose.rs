@@ -183,9 +183,10 @@ pub(crate) fn links(c: &Compose, services: &mut [Found], notes: &mut Vec<String>
         }
         let mut parameters = BTreeMap::new();
         for (key, value) in &e.params {
-            if !key.chars().all(|c| c.is_ascii_alphanumeric()) || key.is_empty() {
+            let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_');
+            if key.is_empty() || !key.chars().all(valid) {
                 notes.push(format!(
-                    "{file}: service `{}` passes param `{key}`, and Ferry's parameter names hold only letters and digits: left out of its [parameters]; rename it (here and in its ${{param:…}})",
+                    "{file}: service `{}` passes param `{key}`, and Ferry's parameter names hold only letters, digits, `-` and `_`: left out of its [parameters]; rename it (here and in its ${{param:…}})",
                     e.alias
                 ));
                 continue;

@@ -419,7 +419,8 @@ fn a_serverless_compose_file_gives_names_links_and_parameters() {
       stageName: app-${sls:stage}
       retries: 3
       token: ${env:TOKEN}
-      queue-arn: ${service-a.queueArn}
+      queue.arn: ${service-a.queueArn}
+      queue-name: ${service-a.queueName}
   service-c:
     path: service-c
     dependsOn: [service-a, Service_B, ghost]
@@ -468,6 +469,7 @@ fn a_serverless_compose_file_gives_names_links_and_parameters() {
     assert_eq!(
         params,
         [
+            ("queue-name", "${output:service-a.queueName}"),
             ("queueUrl", "${output:service-a.queueUrl}"),
             ("retries", "3"),
             ("stageName", "app-${stage}"),
@@ -481,7 +483,7 @@ fn a_serverless_compose_file_gives_names_links_and_parameters() {
     let notes = s.notes.join("\n");
     for said in [
         "param `token` = `${env:TOKEN}`, which reads environment variable `TOKEN`",
-        "param `queue-arn`, and Ferry's parameter names hold only letters and digits",
+        "param `queue.arn`, and Ferry's parameter names hold only letters, digits, `-` and `_`",
         "depends on `ghost`, which is no service Ferry found",
         "service `web` is a `@serverless-components/website` component",
     ] {
@@ -494,7 +496,7 @@ fn a_serverless_compose_file_gives_names_links_and_parameters() {
     let b = ws.service("service-b").unwrap();
     assert_eq!(
         b.parameters.keys().collect::<Vec<_>>(),
-        ["queueUrl", "retries", "stageName"]
+        ["queue-name", "queueUrl", "retries", "stageName"]
     );
     assert_eq!(
         b.dependencies().into_iter().collect::<Vec<_>>(),

@@ -169,7 +169,7 @@ pub(super) fn read_service(
     let inputs = get_str_list(&mut fd, s, "service", "inputs").unwrap_or_default();
     check_globs(&mut fd, "service.inputs", &inputs);
 
-    let parameters = read_parameters(&mut fd, doc_t, &mut dep_sites);
+    let parameters = read_parameters(&mut fd, doc_t, kind, &mut dep_sites);
 
     let package = read_package(&mut fd, doc_t, kind);
     let acceptance = read_acceptance(&mut fd, doc_t, dir);
@@ -284,6 +284,7 @@ fn check_template(
 fn read_parameters(
     fd: &mut FileDiags<'_>,
     doc: &DeTable<'_>,
+    kind: ServiceKind,
     dep_sites: &mut BTreeMap<String, (Range<usize>, String)>,
 ) -> BTreeMap<String, Template> {
     let mut parameters = BTreeMap::new();
@@ -291,12 +292,20 @@ fn read_parameters(
         for (k, v) in p.iter() {
             let key_name: &str = k.get_ref();
             let key = join_key("parameters", key_name);
-            if !key_name.chars().all(|c| c.is_ascii_alphanumeric()) {
-                fd.error(
-                    Some(k.span()),
-                    Some(&key),
-                    "CloudFormation parameter names hold only letters and digits",
-                );
+            // A Serverless Framework service's go to `--param key=value`, read as
+            // `${param:key}`, whose names may also hold `-` and `_`.
+            let serverless = kind == ServiceKind::Serverless;
+            let valid = !key_name.is_empty()
+                && key_name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || (serverless && matches!(c, '-' | '_')));
+            if !valid {
+                let rule = if serverless {
+                    "a Serverless Framework service's parameter names hold only letters, digits, `-` and `_`"
+                } else {
+                    "CloudFormation parameter names hold only letters and digits"
+                };
+                fd.error(Some(k.span()), Some(&key), rule);
             }
             let text = match v.get_ref() {
                 DeValue::String(s) => s.to_string(),
