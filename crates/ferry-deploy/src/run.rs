@@ -978,8 +978,10 @@ async fn deploy_one(
         parameters.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket);
     }
     // A template parameter of an SSM parameter type: CloudFormation reads the parameter itself,
-    // so its version is part of what the stack receives.
+    // so its version is part of what the stack receives. (Not in a review whose parameters wait
+    // for outputs: they resolve again, versions too, when it is approved.)
     if service.kind != ServiceKind::Serverless
+        && parameters_after.is_empty()
         && let Some(parsed) = template_text(ctx, service, packaged, &template)
             .ok()
             .filter(|t| t.contains(ferry_package::SSM_PARAMETER_TYPE))
