@@ -583,6 +583,10 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     // Per resource type of the stage's templates.
     let mut types: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut sam = false;
+    // SSM parameters the templates name through parameters of an SSM parameter type, outside
+    // the stage's parameters path: CloudFormation reads them with the role, and so does Ferry
+    // (their version).
+    let mut ssm_named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for s in &ws.services {
         match s.kind {
             ServiceKind::Serverless => {
@@ -614,6 +618,31 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                     continue;
                 };
                 sam |= ferry_package::is_sam(&t);
+                for (key, name) in ferry_package::ssm_typed_names(ws, stage, s, &t) {
+                    // Only a name of SSM's characters goes into the policy (whose resources
+                    // are `Fn::Sub` text).
+                    let name = name.filter(|n| {
+                        !n.is_empty()
+                            && n.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c))
+                    });
+                    match name {
+                        Some(n) => {
+                            let covered = stage
+                                .config
+                                .parameters_path
+                                .as_deref()
+                                .is_some_and(|p| n.starts_with(p));
+                            if !covered {
+                                ssm_named.entry(n).or_default().insert(s.name.clone());
+                            }
+                        }
+                        None => notes.push(format!(
+                            "`{}`: template parameter {key} is of an SSM parameter type, and the parameter it names is known only when it deploys (or is no SSM name); grant ssm:GetParameter on it",
+                            s.name
+                        )),
+                    }
+                }
                 for r in t["Resources"]
                     .as_object()
                     .into_iter()
@@ -628,6 +657,29 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 }
             }
         }
+    }
+    if !ssm_named.is_empty() {
+        let users: BTreeSet<&str> = ssm_named.values().flatten().map(String::as_str).collect();
+        out.push(Permission {
+            why: format!(
+                "SSM parameters the templates name in parameters of an SSM parameter type ({})",
+                users.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+            actions: strings(&["ssm:GetParameter", "ssm:GetParameters"]),
+            resources: ssm_named
+                .keys()
+                .map(|n| {
+                    let n = n.trim_start_matches('/');
+                    if n.starts_with("aws/service/") {
+                        // AWS's public parameters belong to no account.
+                        format!("arn:${{AWS::Partition}}:ssm:${{AWS::Region}}::parameter/{n}")
+                    } else {
+                        arn("ssm", &format!("parameter/{n}"))
+                    }
+                })
+                .collect(),
+            ..Default::default()
+        });
     }
     if sam {
         out.push(Permission {

@@ -28,7 +28,7 @@ mod template;
 pub mod zip;
 
 pub use files::{CREDENTIAL_NAMES, DOTENV_TEMPLATES, is_credential_name, withheld_summary};
-pub use links::{UnlinkedReader, unlinked_ssm_readers};
+pub use links::{UnlinkedReader, ssm_typed_names, unlinked_ssm_readers};
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -68,11 +68,7 @@ pub fn unlinked_ssm_readers(ws: &Workspace) -> Vec<UnlinkedReader> {
         }
         for (s, t) in &templates {
             let depends: BTreeSet<String> = graph.with_dependencies([s.name.as_str()]);
-            for (key, default) in template::ssm_typed_parameters(t) {
-                let name = match s.parameters.get(&key) {
-                    Some(v) => plain(ws, &stage, &s.name, v),
-                    None => default,
-                };
+            for (key, name) in ssm_typed_names(ws, &stage, s, t) {
                 let Some(name) = name else { continue };
                 let Some(writer) = writers.get(&name) else {
                     continue;
@@ -93,6 +89,28 @@ pub fn unlinked_ssm_readers(ws: &Workspace) -> Vec<UnlinkedReader> {
             reader,
             writer,
             reads: reads.into_iter().collect(),
+        })
+        .collect()
+}
+
+/// Each template parameter of an SSM parameter type that `template` (of `service`) declares,
+/// with the SSM parameter it names in `stage`: the value `service.toml` passes, else its
+/// default; `None` when that needs what only a deploy resolves (an output, another parameter)
+/// or there is neither.
+pub fn ssm_typed_names(
+    ws: &Workspace,
+    stage: &Stage,
+    service: &Service,
+    template: &Value,
+) -> Vec<(String, Option<String>)> {
+    template::ssm_typed_parameters(template)
+        .into_iter()
+        .map(|(key, default)| {
+            let name = match service.parameters.get(&key) {
+                Some(v) => plain(ws, stage, &service.name, v),
+                None => default,
+            };
+            (key, name)
         })
         .collect()
 }

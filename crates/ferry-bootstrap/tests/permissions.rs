@@ -1,0 +1,53 @@
+//! The deployer role's permissions, from a workspace's templates.
+
+use std::fs;
+use std::path::Path;
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+}
+
+#[test]
+fn the_ssm_parameters_templates_name_outside_the_parameters_path_are_granted_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\nparameters-path = \"/shop/dev/\"\n",
+    );
+    write(
+        r,
+        "services/api/t.yaml",
+        "Parameters:\n  Image:\n    Type: AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>\n    Default: /aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64\n  Bus: {Type: 'AWS::SSM::Parameter::Value<String>'}\n  Inside: {Type: 'AWS::SSM::Parameter::Value<String>'}\n  Weird:\n    Type: AWS::SSM::Parameter::Value<String>\n    Default: '${AWS::AccountId}'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    write(
+        r,
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nBus = \"/platform/${stage}/bus\"\nInside = \"/shop/${stage}/inside\"\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let stage = ws.stage("dev").unwrap();
+    let mut notes = Vec::new();
+    let permissions = ferry_bootstrap::permissions(&ws, &stage, &mut notes);
+    let ssm = permissions
+        .iter()
+        .find(|p| p.why.starts_with("SSM parameters the templates name"))
+        .unwrap_or_else(|| panic!("{permissions:#?}"));
+    assert_eq!(ssm.actions, ["ssm:GetParameter", "ssm:GetParameters"]);
+    assert_eq!(
+        ssm.resources,
+        [
+            "arn:${AWS::Partition}:ssm:${AWS::Region}::parameter/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
+            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/platform/dev/bus",
+        ],
+        "the stage's parameters path is granted already; a public parameter belongs to no account"
+    );
+    let notes = notes.join("\n");
+    assert!(
+        notes.contains("template parameter Weird is of an SSM parameter type"),
+        "a name that is no SSM name never reaches the policy: {notes}"
+    );
+}
