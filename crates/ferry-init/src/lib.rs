@@ -150,11 +150,30 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         compose::links(c, &mut services, &mut notes);
     }
     let project = walk::project_name(root);
-    Ok(Scan {
+    let mut scan = Scan {
         project,
         services,
         notes,
-    })
+    };
+    scan.notes.extend(region_notes(&scan));
+    Ok(scan)
+}
+
+/// One note per service whose own files name a region other than the one `init` gives the
+/// stages: a stage deploys every service to its own region (a Serverless Framework service is
+/// compiled with `--region`), so such a service would move.
+fn region_notes(scan: &Scan) -> Vec<String> {
+    let stages = scan.region();
+    scan.services
+        .iter()
+        .filter_map(|s| {
+            let own = s.region.as_deref().filter(|r| *r != stages)?;
+            Some(format!(
+                "{}/{}: names region `{own}`, but the stages deploy to `{stages}` (the region most services name): every service of a stage deploys to the stage's region, so this one would be deployed to `{stages}`, not `{own}`; set the stages' region in ferry.toml, or keep this service in a Ferry project of its own",
+                s.dir, s.file
+            ))
+        })
+        .collect()
 }
 
 /// `s` as a Ferry name: lowercase letters, digits and `-`, starting with a letter.

@@ -572,3 +572,37 @@ fn a_hostile_compose_file_is_noted_never_fatal_and_writes_loadable_files() {
         "{notes}"
     );
 }
+
+#[test]
+fn a_service_naming_another_region_than_the_stages_is_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    for (name, region) in [
+        ("orders", "region: eu-west-1"),
+        ("payments", "region: eu-west-1"),
+        ("edge", "region: us-east-1"),
+        // A variable is a default the stage's --region overrides: nothing to say.
+        ("reports", "region: ${opt:region, 'ap-south-1'}"),
+        ("plain", "runtime: nodejs20.x"),
+    ] {
+        file(
+            r,
+            &format!("{name}/serverless.yml"),
+            &format!("service: {name}\nprovider:\n  name: aws\n  {region}\n"),
+        );
+    }
+    let s = scan(r).unwrap();
+    assert_eq!(s.region(), "eu-west-1");
+    let moved: Vec<&String> = s
+        .notes
+        .iter()
+        .filter(|n| n.contains("names region"))
+        .collect();
+    assert_eq!(moved.len(), 1, "{:?}", s.notes);
+    assert!(
+        moved[0].starts_with("edge/serverless.yml: names region `us-east-1`")
+            && moved[0].contains("would be deployed to `eu-west-1`"),
+        "{}",
+        moved[0]
+    );
+}
