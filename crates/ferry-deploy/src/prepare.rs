@@ -1,7 +1,7 @@
 //! The package a deploy deploys: which services it may touch, the package request of the
 //! working tree, packaging it and uploading what the stage's bucket lacks.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use aws_config::SdkConfig;
@@ -11,12 +11,21 @@ use ferry_graph::Cancel;
 use ferry_manifest::{Reference, Service, ServiceKind, Stage, Workspace};
 use ferry_package::{PackageManifest, PackageRequest, UploadReport};
 use ferry_plan::Plan;
+use ferry_records::Record;
 
 /// The services a deploy of `plan` may touch: those it deploys, the services of the plan that
 /// read values kept outside git ([`reads_outside_git`]: a new value may have changed their stack
 /// since their record), and the dependents of both. All but the first are checked and redeploy
-/// only when what they receive changed.
-pub fn candidates(ws: &Workspace, plan: &Plan) -> BTreeSet<String> {
+/// only when what they receive changed, so only those with a record in the stage (`records`)
+/// are checked: a service never deployed there receives nothing yet, and creating it is the
+/// plan's decision (`not deployed yet`), never a side effect of deploying what it depends on
+/// (`--service api` must not create every other dependent of `api`'s dependencies, and a
+/// promote must not create a service the gate never saw).
+pub fn candidates(
+    ws: &Workspace,
+    plan: &Plan,
+    records: &BTreeMap<String, Record>,
+) -> BTreeSet<String> {
     let checked = plan
         .services
         .iter()
@@ -29,7 +38,7 @@ pub fn candidates(ws: &Workspace, plan: &Plan) -> BTreeSet<String> {
     let mut c = ws
         .graph()
         .with_dependents(plan.order.iter().map(String::as_str).chain(checked));
-    c.retain(|s| ws.service(s).is_some());
+    c.retain(|s| ws.service(s).is_some() && (plan.order.contains(s) || records.contains_key(s)));
     c
 }
 

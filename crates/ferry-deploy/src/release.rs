@@ -1001,7 +1001,7 @@ pub fn gate_candidates(
     current: &BTreeMap<String, Record>,
 ) -> Vec<Candidate> {
     let must: BTreeSet<&str> = plan.order.iter().map(String::as_str).collect();
-    crate::candidates(ws, plan)
+    crate::candidates(ws, plan, current)
         .into_iter()
         .filter_map(|name| {
             let kind = ws.service(&name)?.kind;

@@ -285,7 +285,7 @@ pub async fn deploy(
     // Dependents of what deploys are checked too: they redeploy only if what they receive changed.
     let selection = Selection {
         deploy: plan.order.iter().cloned().collect(),
-        candidates: candidates(ctx.ws, plan),
+        candidates: candidates(ctx.ws, plan, ctx.previous),
         why: plan
             .order
             .iter()

@@ -61,7 +61,7 @@ fn repo(project: &str, services: &[(&str, &str, &str)]) -> TestRepo {
 
 /// One deploy of stage `dev`, planned from its records as `cargo xtask deploy dev` plans it.
 async fn deploy(r: &TestRepo, config: &SdkConfig) -> DeployReport {
-    deploy_reviewed(r, config, None).await
+    deploy_with(r, config, None, &[]).await
 }
 
 /// [`deploy`] as an approval does it: each service's parameters must resolve to `reviewed`.
@@ -69,6 +69,20 @@ async fn deploy_reviewed(
     r: &TestRepo,
     config: &SdkConfig,
     reviewed: Option<&BTreeMap<String, BTreeMap<String, String>>>,
+) -> DeployReport {
+    deploy_with(r, config, reviewed, &[]).await
+}
+
+/// [`deploy`] of `services` and their dependencies (`deploy dev --service …`).
+async fn deploy_only(r: &TestRepo, config: &SdkConfig, services: &[&str]) -> DeployReport {
+    deploy_with(r, config, None, services).await
+}
+
+async fn deploy_with(
+    r: &TestRepo,
+    config: &SdkConfig,
+    reviewed: Option<&BTreeMap<String, BTreeMap<String, String>>>,
+    services: &[&str],
 ) -> DeployReport {
     let ws = ferry_manifest::load(r.path()).unwrap();
     let stage = ws.stage("dev").unwrap();
@@ -83,6 +97,7 @@ async fn deploy_reviewed(
         CiContext::from_vars(|_| None),
     );
     state.apply(&mut req);
+    req.services = services.iter().map(|s| s.to_string()).collect();
     let plan = ferry_plan::plan(&ws, repo.as_ref(), &req).unwrap();
     let commit = repo.unwrap().head_commit().unwrap().to_string();
     let (masker, cancel) = (Masker::new(), Cancel::new());
@@ -538,10 +553,76 @@ fn a_deploy_checks_the_services_that_read_values_kept_in_aws_though_no_file_chan
         plan.order.is_empty(),
         "nothing changed since HEAD: {plan:?}"
     );
-    let candidates: Vec<String> = ferry_deploy::candidates(&ws, &plan).into_iter().collect();
+    let every: Vec<&str> = ws.services.iter().map(|s| s.name.as_str()).collect();
+    let candidates: Vec<String> = ferry_deploy::candidates(&ws, &plan, &recorded(&every))
+        .into_iter()
+        .collect();
     assert_eq!(
         candidates,
         ["after-typed", "reader", "sls-s3", "sls-ssm", "typed"],
         "the readers of values kept in AWS, and their dependents"
+    );
+    // A service never deployed in the stage is not checked: it receives nothing yet.
+    let candidates: Vec<String> =
+        ferry_deploy::candidates(&ws, &plan, &recorded(&["reader", "typed"]))
+            .into_iter()
+            .collect();
+    assert_eq!(candidates, ["reader", "typed"]);
+}
+
+/// Records (of no consequence but their existence) for `services`.
+fn recorded(services: &[&str]) -> BTreeMap<String, ferry_records::Record> {
+    services
+        .iter()
+        .map(|s| {
+            let record = serde_json::from_value(serde_json::json!({
+                "service": s, "stack": format!("x-{s}-dev"), "commit": "0".repeat(40),
+                "dirty": false, "template_hash": "t", "parameters_hash": "p", "deployed_at": 0,
+            }))
+            .unwrap();
+            (s.to_string(), record)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploying_some_services_never_creates_a_dependent_that_was_not_asked_for() {
+    let config = config().await;
+    let r = repo(
+        "rules-only",
+        &[
+            ("beacon", TOPIC, ""),
+            (
+                "listener",
+                READER,
+                "depends-on = [\"beacon\"]\n\n[parameters]\nTopic = \"${output:beacon.TopicArn}\"\n",
+            ),
+            ("bystander", QUEUE, "depends-on = [\"beacon\"]\n"),
+        ],
+    );
+    // `--service listener`: the beacon (its dependency) and the listener; not the beacon's other
+    // dependent, which was never deployed in the stage.
+    let first = deploy_only(&r, &config, &["listener"]).await;
+    expect(&first, &[("beacon", "created"), ("listener", "created")]);
+    assert!(first.succeeded());
+
+    // Once deployed, a dependent is checked when what it depends on redeploys.
+    expect(
+        &deploy(&r, &config).await,
+        &[
+            ("beacon", "skipped (up to date)"),
+            ("listener", "skipped (up to date)"),
+            ("bystander", "created"),
+        ],
+    );
+    r.write("services/beacon/t.yaml", TOPIC_RENAMED_OUTPUT);
+    r.commit("the output changes");
+    expect(
+        &deploy_only(&r, &config, &["beacon"]).await,
+        &[
+            ("beacon", "updated"),
+            ("listener", "updated"),
+            ("bystander", "skipped (up to date)"),
+        ],
     );
 }

@@ -404,7 +404,9 @@ async fn deploy_locked(
         .transpose()?;
     let to_package: Vec<String> = match &selection {
         Some(s) => s.candidates.iter().cloned().collect(),
-        None => ferry_deploy::candidates(ws, &plan).into_iter().collect(),
+        None => ferry_deploy::candidates(ws, &plan, previous)
+            .into_iter()
+            .collect(),
     };
 
     // The package of this commit: made once, reused by every stage; uploaded where missing.
