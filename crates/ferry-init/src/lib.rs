@@ -46,6 +46,10 @@ pub struct Found {
     pub parameters: BTreeMap<String, (String, String)>,
     /// The region the service's own files name (`provider.region`), if any.
     pub region: Option<String>,
+    /// For a Serverless Framework service with a `package.json` of its own (not a member of the
+    /// root's workspaces): the command that installs its dependencies (the framework's plugins,
+    /// the CLI when it names one) before it compiles, and why that one.
+    pub build: Option<(Vec<String>, String)>,
     /// For a Serverless Framework service whose stack name Ferry cannot read before the
     /// framework runs (a program, a name from a variable): the stack name guessed (the
     /// service's name and the stage), and why it could not be read; written to its service.toml
@@ -135,7 +139,14 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             parameters: BTreeMap::new(),
             region: None,
             stack_name: None,
+            build: None,
         });
+    }
+    for s in services
+        .iter_mut()
+        .filter(|s| s.kind == ServiceKind::Serverless)
+    {
+        s.build = install_step(root, &s.dir, &workspace.members, &mut notes);
     }
     if services.is_empty() {
         return Err(InitError::NothingFound(root.to_path_buf()));
@@ -157,6 +168,54 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
     };
     scan.notes.extend(region_notes(&scan));
     Ok(scan)
+}
+
+/// The command that installs the dependencies of the Node.js package in `dir`, chosen by its
+/// lock file; `None` without a `package.json`, or for a member of the root's workspaces (noted:
+/// its dependencies are installed once, from the root, never by each service at once).
+fn install_step(
+    root: &Path,
+    dir: &str,
+    members: &BTreeSet<String>,
+    notes: &mut Vec<String>,
+) -> Option<(Vec<String>, String)> {
+    let folder = root.join(dir);
+    if !folder.join("package.json").is_file() {
+        return None;
+    }
+    if members.contains(dir) {
+        notes.push(format!(
+            "{dir}: a member of the workspaces of the root's package.json: install them at the root (e.g. `npm ci`) before a deploy compiles it (its service.toml has no build, as each service installing the whole workspace at once would collide)"
+        ));
+        return None;
+    }
+    let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    Some(if folder.join("yarn.lock").is_file() {
+        (
+            argv(&["yarn", "install", "--frozen-lockfile"]),
+            "yarn.lock".into(),
+        )
+    } else if folder.join("pnpm-lock.yaml").is_file() {
+        (
+            argv(&["pnpm", "install", "--frozen-lockfile"]),
+            "pnpm-lock.yaml".into(),
+        )
+    } else {
+        let lock = ["package-lock.json", "npm-shrinkwrap.json"]
+            .into_iter()
+            .find(|l| folder.join(l).is_file())
+            .unwrap_or("package.json, no lock file");
+        (
+            argv(&[
+                "npm",
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefer-offline",
+            ]),
+            lock.into(),
+        )
+    })
 }
 
 /// One note per service whose own files name a region other than the one `init` gives the

@@ -133,6 +133,15 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
                 }
             }
         }
+        if let Some((argv, from)) = &s.build {
+            let list: Vec<String> = argv.iter().map(|a| quoted(a)).collect();
+            let _ = writeln!(
+                text,
+                "\n[package]\n# Installs its dependencies ({}) before it compiles:\n# the framework's plugins, and the CLI when package.json names it (else `serverless` on the PATH).\nbuild = [{}]",
+                one_line(from),
+                list.join(", ")
+            );
+        }
         files.push((format!("{}/service.toml", s.dir), text));
     }
     files

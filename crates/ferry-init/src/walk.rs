@@ -1,6 +1,6 @@
 //! Finding candidate service folders and the packages of npm/yarn workspaces or lerna.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
@@ -54,6 +54,9 @@ pub(crate) struct Candidate {
 pub(crate) struct WorkspacePackages {
     /// Package name → folder.
     pub packages: BTreeMap<String, String>,
+    /// Every folder the workspace globs match that holds a `package.json`, named or not: its
+    /// dependencies are installed from the root, never on their own.
+    pub members: BTreeSet<String>,
     pub notes: Vec<String>,
 }
 
@@ -100,18 +103,25 @@ pub(crate) fn workspace_packages(root: &Path) -> WorkspacePackages {
     }
     let set = set.build().unwrap_or_default();
     let mut packages = BTreeMap::new();
+    let mut members = BTreeSet::new();
     if !globs.is_empty() {
         visit(root, "", 0, &mut |rel, _files| {
-            if set.is_match(rel)
-                && root.join(rel).join("package.json").is_file()
-                && let Some(name) = read_json(&root.join(rel).join("package.json"))
-                    .and_then(|p| p.get("name").and_then(|n| n.as_str()).map(String::from))
+            if !set.is_match(rel) || !root.join(rel).join("package.json").is_file() {
+                return;
+            }
+            members.insert(rel.to_string());
+            if let Some(name) = read_json(&root.join(rel).join("package.json"))
+                .and_then(|p| p.get("name").and_then(|n| n.as_str()).map(String::from))
             {
                 packages.insert(name, rel.to_string());
             }
         });
     }
-    WorkspacePackages { packages, notes }
+    WorkspacePackages {
+        packages,
+        members,
+        notes,
+    }
 }
 
 /// Calls `f` with every folder under `root` (repository relative, `""` for the root) and its

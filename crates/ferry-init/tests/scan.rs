@@ -606,3 +606,63 @@ fn a_service_naming_another_region_than_the_stages_is_noted() {
         moved[0]
     );
 }
+
+#[test]
+fn a_serverless_service_with_a_package_json_installs_its_dependencies_before_it_compiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let config = |name: &str| format!("service: {name}\nprovider:\n  name: aws\n");
+    for (name, files) in [
+        ("npm", &["package.json", "package-lock.json"][..]),
+        ("yarn", &["package.json", "yarn.lock"][..]),
+        ("bare", &["package.json"][..]),
+        ("none", &[][..]),
+    ] {
+        file(r, &format!("{name}/serverless.yml"), &config(name));
+        for f in files {
+            file(r, &format!("{name}/{f}"), "{}");
+        }
+    }
+    // A member of the root's workspaces is installed from the root: no build of its own.
+    file(r, "package.json", r#"{"workspaces": ["members/*"]}"#);
+    file(r, "members/inner/serverless.yml", &config("inner"));
+    file(r, "members/inner/package.json", "{}");
+    let s = scan(r).unwrap();
+    let builds: Vec<(&str, Option<String>)> = s
+        .services
+        .iter()
+        .map(|f| {
+            let argv = f.build.as_ref().map(|(argv, _)| argv.join(" "));
+            (f.dir.as_str(), argv)
+        })
+        .collect();
+    let npm = "npm install --no-audit --no-fund --prefer-offline";
+    assert_eq!(
+        builds,
+        [
+            ("bare", Some(npm.to_string())),
+            ("members/inner", None),
+            ("none", None),
+            ("npm", Some(npm.to_string())),
+            ("yarn", Some("yarn install --frozen-lockfile".to_string())),
+        ]
+    );
+    let notes = s.notes.join("\n");
+    assert!(
+        notes.contains("members/inner: a member of the workspaces"),
+        "{notes}"
+    );
+    // What it writes loads, with the build where it belongs.
+    write(r, &render(&s, r), false).unwrap();
+    let ws = ferry_manifest::load(r).unwrap();
+    assert_eq!(
+        ws.service("yarn").unwrap().package.build,
+        ["yarn", "install", "--frozen-lockfile"]
+    );
+    assert!(ws.service("none").unwrap().package.build.is_empty());
+    let text = std::fs::read_to_string(r.join("npm/service.toml")).unwrap();
+    assert!(
+        text.contains("# Installs its dependencies (package-lock.json) before it compiles"),
+        "{text}"
+    );
+}
