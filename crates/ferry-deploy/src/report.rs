@@ -47,7 +47,16 @@ pub fn summary(report: &DeployReport) -> Summary {
             why,
         ]);
         if let ServiceResult::Failed { error } = &s.result {
-            details.push(format!("{}: {error}", s.name));
+            // Most errors name their service already: it is said once.
+            let text = error.to_string();
+            let named = text
+                .strip_prefix(s.name.as_str())
+                .is_some_and(|rest| rest.starts_with(": "));
+            details.push(if named {
+                text
+            } else {
+                format!("{}: {text}", s.name)
+            });
             for f in error.failures() {
                 details.push(format!(
                     "  {} ({}): {} {}",
@@ -132,4 +141,64 @@ pub fn markdown(
         }
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{ServiceError, ServiceReport};
+
+    fn failed(name: &str, error: ServiceError) -> ServiceReport {
+        ServiceReport {
+            name: name.into(),
+            kind: None,
+            stack: format!("{name}-dev"),
+            result: ServiceResult::Failed {
+                error: Arc::new(error),
+            },
+            duration: Duration::from_millis(100),
+            tests: None,
+            why: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_failure_names_its_service_once() {
+        let report = DeployReport {
+            services: vec![
+                // Its message names the service itself.
+                failed(
+                    "api",
+                    ServiceError::Serverless(ferry_serverless::ServerlessError::NoCli {
+                        service: "api".into(),
+                        dir: "services/api".into(),
+                    }),
+                ),
+                // One that does not; and a service whose name begins another's message.
+                failed(
+                    "ap",
+                    ServiceError::Serverless(ferry_serverless::ServerlessError::NoCli {
+                        service: "api".into(),
+                        dir: "services/api".into(),
+                    }),
+                ),
+            ],
+            tests: Vec::new(),
+            outputs: Default::default(),
+            output_reads: 0,
+            reviews: Default::default(),
+        };
+        let details = summary(&report).details;
+        assert!(
+            details[0].starts_with("api: no Serverless Framework CLI found"),
+            "{details:?}"
+        );
+        assert!(
+            details[1].starts_with("ap: api: no Serverless Framework CLI found"),
+            "{details:?}"
+        );
+    }
 }
