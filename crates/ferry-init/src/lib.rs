@@ -115,19 +115,41 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
     let (candidates, walk_notes) = walk::candidates(root);
     let mut notes = workspace.notes;
     notes.extend(walk_notes);
+    // The stacks Serverless services name themselves: a service whose stack Ferry names after
+    // it (`{service}-{stage}`) must not take one of them.
+    let framework_stack = |c: &walk::Candidate| {
+        (c.kind == ServiceKind::Serverless)
+            .then(|| std::fs::read_to_string(root.join(&c.dir).join(&c.file)).ok())
+            .flatten()
+            .and_then(|text| ferry_manifest::serverless_stack_name(&text).ok())
+    };
+    let reserved: BTreeSet<String> = candidates.iter().filter_map(framework_stack).collect();
     let mut services = Vec::new();
     let mut names = BTreeSet::new();
     for c in candidates {
-        let mut name = valid_name(c.dir.rsplit('/').next().unwrap_or(&c.dir));
-        if !names.insert(name.clone()) {
-            let unique = valid_name(&c.dir.replace('/', "-"));
-            notes.push(format!(
-                "{}: its folder name `{name}` is taken by another service: named `{unique}`",
-                c.dir
-            ));
-            name = unique;
-            names.insert(name.clone());
+        let named_by_framework = framework_stack(&c).is_some();
+        let free = |n: &str, names: &BTreeSet<String>| {
+            !names.contains(n)
+                && (named_by_framework || !reserved.contains(&format!("{n}-{{stage}}")))
+        };
+        let base = valid_name(c.dir.rsplit('/').next().unwrap_or(&c.dir));
+        let mut name = base.clone();
+        if !free(&name, &names) {
+            let from_dir = valid_name(&c.dir.replace('/', "-"));
+            name = from_dir.clone();
+            let mut n = 2;
+            while !free(&name, &names) {
+                name = format!("{from_dir}-{n}");
+                n += 1;
+            }
+            let why = if names.contains(&base) {
+                format!("its folder name `{base}` is taken by another service")
+            } else {
+                format!("stack `{base}-{{stage}}` is a Serverless service's")
+            };
+            notes.push(format!("{}: {why}: named `{name}`", c.dir));
         }
+        names.insert(name.clone());
         notes.extend(c.notes);
         services.push(Found {
             dir: c.dir,
@@ -160,6 +182,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
     if let Some(c) = &compose {
         compose::links(c, &mut services, &mut notes);
     }
+    leave_out_shared_stacks(root, &mut services, &mut notes);
     let project = walk::project_name(root);
     let mut scan = Scan {
         project,
@@ -168,6 +191,85 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
     };
     scan.notes.extend(region_notes(&scan));
     Ok(scan)
+}
+
+/// The stack name pattern a service would deploy (`{stage}` for the stage): a Serverless
+/// Framework service's from its configuration (or the guess written for it), any other's the
+/// project's default, `{service}-{stage}`.
+fn stack_pattern(root: &Path, s: &Found) -> String {
+    if s.kind == ServiceKind::Serverless {
+        if let Some((guess, _)) = &s.stack_name {
+            return guess.clone();
+        }
+        if let Some(pattern) = std::fs::read_to_string(root.join(&s.dir).join(&s.file))
+            .ok()
+            .and_then(|text| ferry_manifest::serverless_stack_name(&text).ok())
+        {
+            return pattern;
+        }
+    }
+    format!("{}-{{stage}}", s.name)
+}
+
+/// Leaves out, with a note, each service that would deploy a stack another one deploys (two
+/// Serverless services of one `service:` name, copied from each other) or one stack in every
+/// stage (a `provider.stackName` without the stage): only its configuration can change the name
+/// the framework gives, and what `init` writes must pass `validate`. Links to a service left out
+/// go with it.
+fn leave_out_shared_stacks(root: &Path, services: &mut Vec<Found>, notes: &mut Vec<String>) {
+    let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    // Service left out → why.
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for s in services.iter() {
+        let pattern = stack_pattern(root, s);
+        let shown = format!("{}/{}", s.dir, s.file);
+        if !pattern.contains("{stage}") {
+            out.insert(
+                s.name.clone(),
+                format!(
+                    "{shown}: its stack is `{pattern}` in every stage (no stage in its name): left out; put `${{sls:stage}}` in provider.stackName"
+                ),
+            );
+        } else if let Some(first) = owners.get(&pattern) {
+            out.insert(
+                s.name.clone(),
+                format!(
+                    "{shown}: would deploy stack `{pattern}`, as {first} does: left out; give it another `service:` name in its configuration"
+                ),
+            );
+        } else {
+            owners.insert(pattern, shown);
+        }
+    }
+    for (name, why) in &out {
+        let s = services.iter().find(|s| s.name == *name).expect("found");
+        let dependents: Vec<&str> = services
+            .iter()
+            .filter(|d| d.depends_on.contains_key(name))
+            .map(|d| d.name.as_str())
+            .collect();
+        let links = if dependents.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", and `{name}` to the depends-on of {}",
+                dependents.join(", ")
+            )
+        };
+        notes.push(format!(
+            "{why}, then add its folder to ferry.toml's services with a service.toml holding `[service]` and `kind = \"{}\"`{links}",
+            s.kind.as_str()
+        ));
+    }
+    services.retain(|s| !out.contains_key(&s.name));
+    for s in services.iter_mut() {
+        s.depends_on.retain(|d, _| !out.contains_key(d));
+        // A Compose param passing its output: passed again once it is back.
+        s.parameters.retain(|_, (value, _)| {
+            !out.keys()
+                .any(|name| value.contains(&format!("${{output:{name}.")))
+        });
+    }
 }
 
 /// The command that installs the dependencies of the Node.js package in `dir`, chosen by its

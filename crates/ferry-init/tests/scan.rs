@@ -666,3 +666,82 @@ fn a_serverless_service_with_a_package_json_installs_its_dependencies_before_it_
         "{text}"
     );
 }
+
+#[test]
+fn services_that_would_share_a_stack_are_left_out_with_a_note_and_the_rest_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let config =
+        |service: &str, extra: &str| format!("service: {service}\nprovider:\n  name: aws\n{extra}");
+    // Copied examples keep the `service:` name they were copied from.
+    file(
+        r,
+        "orders/serverless.yml",
+        &config(
+            "orders",
+            "resources:\n  Outputs:\n    Url:\n      Value: x\n      Export:\n        Name: orders-url\n",
+        ),
+    );
+    file(r, "orders-copy/serverless.yml", &config("orders", ""));
+    // A stack of one name in every stage.
+    file(
+        r,
+        "fixed/serverless.yml",
+        &config("fixed", "  stackName: fixed-stack\n"),
+    );
+    // A CloudFormation service whose default stack name is a Serverless service's.
+    file(
+        r,
+        "payments/serverless.yml",
+        &config(
+            "payments",
+            "  environment:\n    URL: !ImportValue orders-url\n",
+        ),
+    );
+    file(
+        r,
+        "infra/payments/template.yaml",
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    // Folder names that stay taken once made from the whole path.
+    let template =
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    for d in ["api", "x-api", "x/api"] {
+        file(r, &format!("{d}/template.yaml"), template);
+    }
+    let s = scan(r).unwrap();
+    let names: Vec<(&str, &str)> = s
+        .services
+        .iter()
+        .map(|f| (f.dir.as_str(), f.name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("api", "api"),
+            ("infra/payments", "infra-payments"),
+            ("orders", "orders"),
+            ("payments", "payments"),
+            ("x/api", "x-api"),
+            ("x-api", "x-api-2"),
+        ],
+        "{:?}",
+        s.notes
+    );
+    let notes = s.notes.join("\n");
+    for want in [
+        "fixed/serverless.yml: its stack is `fixed-stack` in every stage (no stage in its name): left out",
+        "orders-copy/serverless.yml: would deploy stack `orders-{stage}`, as orders/serverless.yml does: left out",
+        "infra/payments: stack `payments-{stage}` is a Serverless service's: named `infra-payments`",
+        "x-api: its folder name `x-api` is taken by another service: named `x-api-2`",
+    ] {
+        assert!(notes.contains(want), "{want}\n{notes}");
+    }
+    // The links stay: payments imports what orders exports.
+    assert_eq!(
+        s.services[3].depends_on.keys().collect::<Vec<_>>(),
+        ["orders"]
+    );
+    write(r, &render(&s, r), false).unwrap();
+    ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+}

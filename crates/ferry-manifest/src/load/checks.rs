@@ -1,5 +1,6 @@
 //! Checks across services, once every manifest is read: unique names, a dependency graph
-//! without unknown services or cycles, and stack names that CloudFormation accepts.
+//! without unknown services or cycles, and stack names that CloudFormation accepts, one stack per
+//! service and stage.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -121,6 +122,10 @@ pub(super) fn check_stack_names(
     drafts: &[ServiceDraft],
     diags: &mut Vec<Diagnostic>,
 ) {
+    // One stack for two services, or for two stages of one service: reported once per pair,
+    // at the first stage it happens.
+    let mut owners: BTreeMap<String, (&ServiceDraft, &str)> = BTreeMap::new();
+    let mut clashes: BTreeSet<(&str, &str)> = BTreeSet::new();
     for stage in stages.keys().filter(|s| is_valid_stack_name(s)) {
         for d in drafts {
             let pattern = d
@@ -129,6 +134,49 @@ pub(super) fn check_stack_names(
                 .as_deref()
                 .unwrap_or(&project.stack_name);
             let name = render_stack_name(pattern, &project.name, &d.service.name, stage);
+            match owners.get(&name) {
+                // Two services of one name are reported as such (`check_duplicates`).
+                Some((first, _))
+                    if first.service.name == d.service.name && !std::ptr::eq(*first, d) => {}
+                Some((first, first_stage))
+                    if clashes.insert((first.service.name.as_str(), d.service.name.as_str())) =>
+                {
+                    let serverless = d.service.kind == crate::ServiceKind::Serverless;
+                    let message = if std::ptr::eq(*first, d) {
+                        let how = if serverless {
+                            "its stack name must hold the stage (`${sls:stage}` in provider.stackName of its serverless.yml, or {stage} in its stack-name)"
+                        } else {
+                            "its stack-name must hold {stage}"
+                        };
+                        format!(
+                            "service `{}` would deploy stack `{name}` in stage `{first_stage}` and in stage `{stage}`: {how}",
+                            d.service.name
+                        )
+                    } else {
+                        let how = if serverless {
+                            "give one another `service:` in its serverless.yml, or a stack-name in its service.toml"
+                        } else {
+                            "give one a stack-name of its own in its service.toml"
+                        };
+                        let elsewhere = if *first_stage == stage.as_str() {
+                            String::new()
+                        } else {
+                            format!(" in stage `{first_stage}`")
+                        };
+                        format!(
+                            "service `{}` would deploy stack `{name}` in stage `{stage}`, the stack of service `{}` ({}){elsewhere}: {how}",
+                            d.service.name,
+                            first.service.name,
+                            first.service.manifest_path()
+                        )
+                    };
+                    diags.push(diag_at(d, None, "service.stack-name", message));
+                }
+                Some(_) => {}
+                None => {
+                    owners.insert(name.clone(), (d, stage.as_str()));
+                }
+            }
             if !is_valid_stack_name(&name) {
                 let why = if name.len() > MAX_STACK_NAME {
                     format!(
