@@ -194,6 +194,51 @@ fn validate_warns_of_an_ssm_reader_not_ordered_after_the_writer_and_exits_0() {
 }
 
 #[test]
+fn validate_warns_when_git_ignores_ferrys_files() {
+    let repo = TestRepo::new();
+    // A repository ignoring its tools' `*.toml` files (samconfig.toml) ignores Ferry's too.
+    repo.write(".gitignore", "*.toml\n")
+        .write(
+            "ferry.toml",
+            "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+        )
+        .write(
+            "services/api/service.toml",
+            "[service]\ntemplate = \"t.yaml\"\n",
+        )
+        .write(
+            "services/api/t.yaml",
+            "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+        );
+    let root = repo.path().to_str().unwrap();
+    let validate = || run(&mut xtask(&["validate", "--root", root]));
+    let (code, out, err) = validate();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "ok: project `shop`, 1 service(s), stage(s) dev\n");
+    assert!(
+        err.starts_with(
+            "warning: git ignores ferry.toml, services/api/service.toml, which are not tracked: a clone (a CI build) will not have them;"
+        ),
+        "{err}"
+    );
+    // A file committed despite the rule is versioned: only the other is named.
+    let added = std::process::Command::new("git")
+        .args(["-C", root, "add", "-f", "ferry.toml"])
+        .status()
+        .unwrap();
+    assert!(added.success());
+    let (_, _, err) = validate();
+    assert!(
+        err.starts_with("warning: git ignores services/api/service.toml, which is not tracked"),
+        "{err}"
+    );
+    // The rules the warning suggests: nothing to say.
+    repo.write(".gitignore", "*.toml\n!ferry.toml\n!service.toml\n");
+    let (code, _, err) = validate();
+    assert_eq!((code, err.as_str()), (0, ""));
+}
+
+#[test]
 fn a_folder_without_ferry_toml_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let (code, _, err) = run(&mut xtask(&[

@@ -436,6 +436,23 @@ impl Repo {
         String::from_utf8(blob.content().to_vec()).ok()
     }
 
+    /// Those of `paths` (repository relative) that git ignores and does not track: they would
+    /// never be committed, so a clone (a CI build) would not have them.
+    pub fn ignored_untracked<'p>(&self, paths: &[&'p str]) -> Result<Vec<&'p str>, ChangesError> {
+        let index = self.repo.index().map_err(self.git("read the index"))?;
+        let mut out = Vec::new();
+        for &p in paths {
+            let ignored = self
+                .repo
+                .is_path_ignored(Path::new(p))
+                .map_err(self.git("read the ignore rules"))?;
+            if ignored && index.get_path(Path::new(p), 0).is_none() {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
     /// The id of the tree at `path` in `commit` (for "did this folder change" checks by id).
     pub fn tree_id_at(&self, commit: Oid, path: &str) -> Option<Oid> {
         let tree = self.repo.find_commit(commit).ok()?.tree().ok()?;

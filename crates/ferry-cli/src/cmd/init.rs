@@ -110,6 +110,8 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
         )
     })?;
     println!("wrote {}", written.written.join(", "));
+    let paths: Vec<&str> = written.written.iter().map(String::as_str).collect();
+    super::services::warn_if_ignored(root, &paths);
     println!(
         "next: `{} validate`, then `{} plan dev`",
         ctx.app.name, ctx.app.name

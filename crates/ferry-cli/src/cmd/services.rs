@@ -82,6 +82,12 @@ pub fn run(ctx: &Ctx, args: &ServicesArgs) -> anyhow::Result<()> {
 
 pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     let ws = ctx.workspace()?;
+    // Advice first: it holds whatever the templates say.
+    let manifests: Vec<String> = ws.services.iter().map(|s| s.manifest_path()).collect();
+    let files: Vec<&str> = std::iter::once(ferry_manifest::PROJECT_FILE)
+        .chain(manifests.iter().map(String::as_str))
+        .collect();
+    warn_if_ignored(&ctx.root, &files);
     let problems = ferry_package::check_templates(ws, &ws.services);
     if !problems.is_empty() {
         for p in &problems {
@@ -110,4 +116,31 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
         stages.join(", ")
     );
     Ok(())
+}
+
+/// Warns when git ignores some of `files` (repository relative) and does not track them: they
+/// would never reach a clone, so a CI build would find no configuration (a repository ignoring
+/// `*.toml` for its own tools' files, say). Silent outside a git repository.
+pub(crate) fn warn_if_ignored(root: &std::path::Path, files: &[&str]) {
+    let Ok(repo) = ferry_changes::Repo::open(root) else {
+        return;
+    };
+    let Ok(ignored) = repo.ignored_untracked(files) else {
+        return;
+    };
+    if ignored.is_empty() {
+        return;
+    }
+    let shown: Vec<&str> = ignored.iter().take(5).copied().collect();
+    let more = match ignored.len() - shown.len() {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    eprintln!(
+        "warning: git ignores {}{more}, which {} not tracked: a clone (a CI build) will not have {}; add `!ferry.toml` and `!service.toml` to .gitignore after the rule that ignores them (`git check-ignore -v {}` names it), or commit them with `git add -f`",
+        shown.join(", "),
+        if ignored.len() == 1 { "is" } else { "are" },
+        if ignored.len() == 1 { "it" } else { "them" },
+        ignored[0]
+    );
 }
