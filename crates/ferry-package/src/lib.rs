@@ -766,6 +766,11 @@ fn check_parameters(service: &Service, parsed: &serde_json::Value) -> Result<(),
         if let Some((at, what)) = sam::unsupported(parsed).into_iter().next() {
             return Err(TemplateError::Unsupported { at, what });
         }
+        if service.package.build.is_empty()
+            && let Some((at, what)) = sam::needs_build(parsed).into_iter().next()
+        {
+            return Err(TemplateError::Unsupported { at, what });
+        }
     }
     Ok(())
 }

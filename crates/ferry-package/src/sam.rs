@@ -343,6 +343,36 @@ pub(crate) fn unsupported(template: &Value) -> Vec<(String, String)> {
     out
 }
 
+/// The functions and layers a template asks the SAM CLI to build (`Metadata.BuildMethod`:
+/// `makefile`, `esbuild`, a runtime's builder), each as (where, what to do). Ferry zips the
+/// folder `CodeUri` (`ContentUri`) names as it is, so without a build of the service's own such
+/// a function would deploy unbuilt.
+pub(crate) fn needs_build(template: &Value) -> Vec<(String, String)> {
+    let resources = template.get("Resources").and_then(Value::as_object);
+    resources
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| {
+            matches!(
+                r.get("Type").and_then(Value::as_str),
+                Some(
+                    "AWS::Serverless::Function"
+                        | "AWS::Serverless::LayerVersion"
+                        | "AWS::Lambda::Function"
+                        | "AWS::Lambda::LayerVersion"
+                )
+            )
+        })
+        .filter_map(|(id, r)| {
+            let method = r.pointer("/Metadata/BuildMethod")?.as_str()?;
+            Some((
+                format!("{id}.Metadata.BuildMethod ({method})"),
+                "the SAM CLI builds it (`sam build`), while Ferry packages the folder its CodeUri names as it is, so it would deploy unbuilt: give the service a [package] build that writes the built code where its CodeUri points".to_string(),
+            ))
+        })
+        .collect()
+}
+
 /// An `AWS::Include` of a local file: `Fn::Transform: {Name: AWS::Include, Parameters:
 /// {Location: <path>}}`. CloudFormation takes only a literal `s3://` location there, which a
 /// package made once for every stage (each with its own bucket) cannot name; so a package puts

@@ -645,3 +645,27 @@ fn what_ferry_cannot_package_is_refused_by_name() {
     let out = tempfile::tempdir().unwrap();
     run(ws.path(), out.path()).unwrap();
 }
+
+#[test]
+fn a_function_the_sam_cli_would_build_needs_a_build_of_the_service() {
+    let template = "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: src/\n      Handler: app.handler\n      Runtime: provided.al2023\n    Metadata:\n      BuildMethod: makefile\n";
+    let e = refused(template, &[("services/worker/src/Makefile", "build-Fn:\n")]);
+    assert!(
+        e.contains(
+            "Fn.Metadata.BuildMethod (makefile): the SAM CLI builds it (`sam build`), while Ferry packages the folder its CodeUri names as it is"
+        ),
+        "{e}"
+    );
+    // With a build of its own, the service is trusted to write the code where CodeUri points.
+    let ws = workspace(&[
+        (
+            "services/worker/service.toml",
+            "[service]\nkind = \"sam\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"echo built > src/bootstrap\"]\n",
+        ),
+        ("services/worker/template.yaml", template),
+        ("services/worker/src/Makefile", "build-Fn:\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let manifest = run(ws.path(), out.path()).unwrap();
+    assert!(manifest.services.contains_key("worker"));
+}
