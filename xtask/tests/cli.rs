@@ -239,6 +239,69 @@ fn validate_warns_when_git_ignores_ferrys_files() {
 }
 
 #[test]
+fn validate_warns_of_sam_function_dependencies_the_zip_would_lack() {
+    let repo = TestRepo::new();
+    let template = "Transform: AWS::Serverless-2016-10-31\nGlobals:\n  Function:\n    Runtime: python3.12\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: src/\n      Handler: app.handler\n  Js:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ./js\n      Handler: app.handler\n      Runtime: nodejs20.x\n";
+    repo.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    for name in ["needs", "provided", "built"] {
+        let build = if name == "built" {
+            "\n[package]\nbuild = [\"make\"]\n"
+        } else {
+            ""
+        };
+        let requirements = if name == "provided" {
+            "# the runtime has these\nboto3==1.34\nbotocore\n"
+        } else {
+            "requests>=2 # HTTP\nboto3\n"
+        };
+        let node = if name == "provided" {
+            r#"{"dependencies": {}}"#
+        } else {
+            r#"{"dependencies": {"uuid": "9"}}"#
+        };
+        repo.write(
+            &format!("services/{name}/service.toml"),
+            &format!("[service]\nkind = \"sam\"\n{build}"),
+        )
+        .write(&format!("services/{name}/template.yaml"), template)
+        .write(
+            &format!("services/{name}/src/app.py"),
+            "def handler(e, c): pass\n",
+        )
+        .write(
+            &format!("services/{name}/src/requirements.txt"),
+            requirements,
+        )
+        .write(
+            &format!("services/{name}/js/app.js"),
+            "exports.handler = async () => 1;\n",
+        )
+        .write(&format!("services/{name}/js/package.json"), node);
+    }
+    let (code, _, err) = run(&mut xtask(&[
+        "validate",
+        "--root",
+        repo.path().to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let warnings: Vec<&str> = err.lines().collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(
+        warnings[0].starts_with("warning: needs: services/needs/js/package.json declares dependencies, which `sam build` would install into the function and Ferry's zip of services/needs/js lacks"),
+        "{err}"
+    );
+    assert!(
+        warnings[1].starts_with(
+            "warning: needs: services/needs/src/requirements.txt declares dependencies"
+        ) && warnings[1].contains("`pip install -r requirements.txt -t .`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_folder_without_ferry_toml_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let (code, _, err) = run(&mut xtask(&[

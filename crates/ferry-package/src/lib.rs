@@ -20,6 +20,7 @@
 //! The only network I/O is in [`upload`] and [`upload_site`], through the S3 client given.
 
 mod build;
+mod deps;
 mod files;
 mod links;
 mod s3;
@@ -27,6 +28,7 @@ mod sam;
 mod template;
 pub mod zip;
 
+pub use deps::{UnbuiltDependencies, unbuilt_dependencies};
 pub use files::{CREDENTIAL_NAMES, DOTENV_TEMPLATES, is_credential_name, withheld_summary};
 pub use links::{UnlinkedReader, ssm_typed_names, unlinked_ssm_readers};
 

@@ -1,0 +1,118 @@
+//! Dependencies the SAM CLI would install into a function that Ferry's zip of its folder lacks.
+//!
+//! `sam build` installs a Python function's `requirements.txt` and a Node.js function's
+//! `package.json` dependencies into what it deploys; Ferry zips the folder `CodeUri` names as it
+//! is (after the service's own `[package] build`, if any). A SAM service without a build whose
+//! function folder declares dependencies would deploy without them and fail when it runs, so
+//! `validate` warns of it.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use ferry_manifest::{Service, ServiceKind, Workspace, normalize_relative};
+use serde_json::Value;
+
+use crate::{sam, template, template_dir};
+
+/// A function folder of a SAM service without a build that declares dependencies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnbuiltDependencies {
+    pub service: String,
+    /// The folder, repository relative.
+    pub dir: String,
+    /// The file that declares them: `requirements.txt` or `package.json`.
+    pub file: &'static str,
+}
+
+impl std::fmt::Display for UnbuiltDependencies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let install = if self.file == "requirements.txt" {
+            "pip install -r requirements.txt -t ."
+        } else {
+            "npm install --omit=dev"
+        };
+        write!(
+            f,
+            "{}: {}/{} declares dependencies, which `sam build` would install into the function and Ferry's zip of {} lacks (it is zipped as it is): give the service a [package] build that installs them there (e.g. `{install}` in that folder), or it fails when it runs",
+            self.service, self.dir, self.file, self.dir
+        )
+    }
+}
+
+/// Every function folder of a SAM service without `[package] build` whose `requirements.txt`
+/// names a package the Lambda runtime does not provide (boto3 and botocore it does), or whose
+/// `package.json` has `dependencies` and no `node_modules` beside it.
+pub fn unbuilt_dependencies(ws: &Workspace) -> Vec<UnbuiltDependencies> {
+    let mut out = BTreeSet::new();
+    for s in ws
+        .services
+        .iter()
+        .filter(|s| s.kind == ServiceKind::Sam && s.package.build.is_empty())
+    {
+        for dir in code_folders(ws, s) {
+            let folder = ws.root.join(&dir);
+            if requirements(&folder.join("requirements.txt")) {
+                out.insert((s.name.clone(), dir.clone(), "requirements.txt"));
+            }
+            if node_dependencies(&folder) {
+                out.insert((s.name.clone(), dir, "package.json"));
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(service, dir, file)| UnbuiltDependencies { service, dir, file })
+        .collect()
+}
+
+/// The repository-relative folders the functions' `CodeUri` (also in `Globals`) name.
+fn code_folders(ws: &Workspace, s: &Service) -> Vec<String> {
+    let Some(t) = std::fs::read_to_string(ws.root.join(s.template_path()))
+        .ok()
+        .and_then(|text| template::parse(&text).ok())
+    else {
+        return Vec::new();
+    };
+    let base = match template_dir(s) {
+        d if d.is_empty() => s.dir.clone(),
+        d => format!("{}/{d}", s.dir),
+    };
+    sam::local_paths(&t)
+        .into_iter()
+        .filter(|l| l.site.property() == "CodeUri")
+        .filter_map(|l| normalize_relative(&format!("{base}/{}", l.path)))
+        .filter(|d| ws.root.join(d).is_dir())
+        .collect()
+}
+
+/// Whether a `requirements.txt` names a package beyond what the runtime provides.
+fn requirements(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        text.lines()
+            .map(|l| l.split('#').next().unwrap_or_default().trim())
+            .filter(|l| !l.is_empty())
+            .any(|l| {
+                let name: String = l
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    .collect::<String>()
+                    .to_ascii_lowercase();
+                !matches!(name.as_str(), "boto3" | "botocore")
+            })
+    })
+}
+
+/// Whether a folder's `package.json` has dependencies that are not installed beside it.
+fn node_dependencies(folder: &Path) -> bool {
+    if folder.join("node_modules").is_dir() {
+        return false;
+    }
+    std::fs::read(folder.join("package.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| {
+            v.get("dependencies")
+                .and_then(Value::as_object)
+                .map(|d| !d.is_empty())
+        })
+        .unwrap_or(false)
+}
