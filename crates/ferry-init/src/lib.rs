@@ -123,11 +123,16 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             .flatten()
             .and_then(|text| ferry_manifest::serverless_stack_name(&text).ok())
     };
-    let reserved: BTreeSet<String> = candidates.iter().filter_map(framework_stack).collect();
+    // Folder → the stack pattern its configuration gives, read once.
+    let framework: BTreeMap<String, String> = candidates
+        .iter()
+        .filter_map(|c| Some((c.dir.clone(), framework_stack(c)?)))
+        .collect();
+    let reserved: BTreeSet<&String> = framework.values().collect();
     let mut services = Vec::new();
     let mut names = BTreeSet::new();
     for c in candidates {
-        let named_by_framework = framework_stack(&c).is_some();
+        let named_by_framework = framework.contains_key(&c.dir);
         let free = |n: &str, names: &BTreeSet<String>| {
             !names.contains(n)
                 && (named_by_framework || !reserved.contains(&format!("{n}-{{stage}}")))
@@ -182,7 +187,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
     if let Some(c) = &compose {
         compose::links(c, &mut services, &mut notes);
     }
-    leave_out_shared_stacks(root, &mut services, &mut notes);
+    leave_out_shared_stacks(&framework, &mut services, &mut notes);
     let project = walk::project_name(root);
     let mut scan = Scan {
         project,
@@ -194,18 +199,15 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
 }
 
 /// The stack name pattern a service would deploy (`{stage}` for the stage): a Serverless
-/// Framework service's from its configuration (or the guess written for it), any other's the
-/// project's default, `{service}-{stage}`.
-fn stack_pattern(root: &Path, s: &Found) -> String {
+/// Framework service's from its configuration (`framework`, by folder) or the guess written for
+/// it, any other's the project's default, `{service}-{stage}`.
+fn stack_pattern(framework: &BTreeMap<String, String>, s: &Found) -> String {
     if s.kind == ServiceKind::Serverless {
         if let Some((guess, _)) = &s.stack_name {
             return guess.clone();
         }
-        if let Some(pattern) = std::fs::read_to_string(root.join(&s.dir).join(&s.file))
-            .ok()
-            .and_then(|text| ferry_manifest::serverless_stack_name(&text).ok())
-        {
-            return pattern;
+        if let Some(pattern) = framework.get(&s.dir) {
+            return pattern.clone();
         }
     }
     format!("{}-{{stage}}", s.name)
@@ -216,12 +218,16 @@ fn stack_pattern(root: &Path, s: &Found) -> String {
 /// stage (a `provider.stackName` without the stage): only its configuration can change the name
 /// the framework gives, and what `init` writes must pass `validate`. Links to a service left out
 /// go with it.
-fn leave_out_shared_stacks(root: &Path, services: &mut Vec<Found>, notes: &mut Vec<String>) {
+fn leave_out_shared_stacks(
+    framework: &BTreeMap<String, String>,
+    services: &mut Vec<Found>,
+    notes: &mut Vec<String>,
+) {
     let mut owners: BTreeMap<String, String> = BTreeMap::new();
     // Service left out → why.
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     for s in services.iter() {
-        let pattern = stack_pattern(root, s);
+        let pattern = stack_pattern(framework, s);
         let shown = format!("{}/{}", s.dir, s.file);
         if !pattern.contains("{stage}") {
             out.insert(
