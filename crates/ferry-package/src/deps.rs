@@ -9,10 +9,10 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use ferry_manifest::{Service, ServiceKind, Workspace, normalize_relative};
+use ferry_manifest::{Service, ServiceKind, Workspace};
 use serde_json::Value;
 
-use crate::{sam, template, template_dir};
+use crate::{inside_service, sam, template, template_dir};
 
 /// A function folder of a SAM service without a build that declares dependencies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,14 +72,16 @@ fn code_folders(ws: &Workspace, s: &Service) -> Vec<String> {
     else {
         return Vec::new();
     };
-    let base = match template_dir(s) {
-        d if d.is_empty() => s.dir.clone(),
-        d => format!("{}/{d}", s.dir),
-    };
+    let base = template_dir(s);
     sam::local_paths(&t)
         .into_iter()
         .filter(|l| l.site.property() == "CodeUri")
-        .filter_map(|l| normalize_relative(&format!("{base}/{}", l.path)))
+        // A path out of the service folder is refused by the template check already.
+        .filter_map(|l| inside_service(&base, &l).ok())
+        .map(|rel| match rel.as_str() {
+            "." => s.dir.clone(),
+            _ => format!("{}/{rel}", s.dir),
+        })
         .filter(|d| ws.root.join(d).is_dir())
         .collect()
 }
