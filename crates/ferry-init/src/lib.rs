@@ -17,6 +17,7 @@
 
 mod compose;
 mod infer;
+mod layout;
 mod render;
 mod walk;
 
@@ -46,9 +47,12 @@ pub struct Found {
     pub parameters: BTreeMap<String, (String, String)>,
     /// The region the service's own files name (`provider.region`), if any.
     pub region: Option<String>,
-    /// For a Serverless Framework service with a `package.json` of its own (not a member of the
-    /// root's workspaces): the command that installs its dependencies (the framework's plugins,
-    /// the CLI when it names one) before it compiles, and why that one.
+    /// The `[package] build` written for it, and the comment saying why: for a Serverless
+    /// Framework service with a `package.json` of its own (not a member of the root's
+    /// workspaces), the command that installs its dependencies (the framework's plugins, the CLI
+    /// when it names one) before it compiles; for a SAM service whose template names a file the
+    /// repository does not hold (`target/app.jar`), the project's build, guessed from its build
+    /// files (`pom.xml`, a `package.json` build script, …).
     pub build: Option<(Vec<String>, String)>,
     /// For a Serverless Framework service whose stack name Ferry cannot read before the
     /// framework runs (a program, a name from a variable): the stack name guessed (the
@@ -112,9 +116,10 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         return Err(InitError::NotAFolder(root.to_path_buf()));
     }
     let workspace = walk::workspace_packages(root);
-    let (candidates, walk_notes) = walk::candidates(root);
+    let (mut candidates, walk_notes) = walk::candidates(root);
     let mut notes = workspace.notes;
     notes.extend(walk_notes);
+    let umbrellas = layout::settle(root, &mut candidates, &mut notes);
     // The stacks Serverless services name themselves: a service whose stack Ferry names after
     // it (`{service}-{stage}`) must not take one of them.
     let framework_stack = |c: &walk::Candidate| {
@@ -129,6 +134,13 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         .filter_map(|c| Some((c.dir.clone(), framework_stack(c)?)))
         .collect();
     let reserved: BTreeSet<&String> = framework.values().collect();
+    let base_of = |dir: &str| valid_name(dir.rsplit('/').next().unwrap_or(dir));
+    // Folder names several services share: none of them keeps it, so that no one of them
+    // looks like the only one.
+    let mut shared: BTreeMap<String, usize> = BTreeMap::new();
+    for c in &candidates {
+        *shared.entry(base_of(&c.dir)).or_default() += 1;
+    }
     let mut services = Vec::new();
     let mut names = BTreeSet::new();
     for c in candidates {
@@ -137,11 +149,21 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             !names.contains(n)
                 && (named_by_framework || !reserved.contains(&format!("{n}-{{stage}}")))
         };
-        let base = valid_name(c.dir.rsplit('/').next().unwrap_or(&c.dir));
+        let base = base_of(&c.dir);
+        let is_shared = shared[&base] > 1;
         let mut name = base.clone();
-        if !free(&name, &names) {
+        if is_shared || !free(&name, &names) {
+            // The first and last folder (`backend-cicd` for backend/sam/cicd), else the path.
+            let first = c.dir.split('/').next().unwrap_or(&c.dir);
+            let short = valid_name(&format!("{first}-{base}"));
             let from_dir = valid_name(&c.dir.replace('/', "-"));
-            name = from_dir.clone();
+            name = if !c.dir.contains('/') {
+                base.clone()
+            } else if free(&short, &names) {
+                short
+            } else {
+                from_dir.clone()
+            };
             let mut n = 2;
             while !free(&name, &names) {
                 name = format!("{from_dir}-{n}");
@@ -149,10 +171,14 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             }
             let why = if names.contains(&base) {
                 format!("its folder name `{base}` is taken by another service")
+            } else if free(&base, &names) {
+                format!("its folder name `{base}` is other services' too")
             } else {
                 format!("stack `{base}-{{stage}}` is a Serverless service's")
             };
-            notes.push(format!("{}: {why}: named `{name}`", c.dir));
+            if name != base {
+                notes.push(format!("{}: {why}: named `{name}`", c.dir));
+            }
         }
         names.insert(name.clone());
         notes.extend(c.notes);
@@ -166,7 +192,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             parameters: BTreeMap::new(),
             region: None,
             stack_name: None,
-            build: None,
+            build: c.build,
         });
     }
     for s in services
@@ -187,6 +213,9 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
     if let Some(c) = &compose {
         compose::links(c, &mut services, &mut notes);
     }
+    for u in &umbrellas {
+        umbrella_links(u, &mut services);
+    }
     leave_out_shared_stacks(&framework, &mut services, &mut notes);
     let project = walk::project_name(root);
     let mut scan = Scan {
@@ -196,6 +225,43 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
     };
     scan.notes.extend(region_notes(&scan));
     Ok(scan)
+}
+
+/// The order and outputs an umbrella template (left out) gave the applications it nests, as
+/// their `depends-on` and parameters.
+fn umbrella_links(u: &layout::Umbrella, services: &mut [Found]) {
+    let name_of = |id: &str, services: &[Found]| {
+        let template = u.apps.get(id)?;
+        services
+            .iter()
+            .find(|s| format!("{}/{}", s.dir, s.file) == *template)
+            .map(|s| s.name.clone())
+    };
+    for (id, needed, why) in &u.needs {
+        let (Some(me), Some(dep)) = (name_of(id, services), name_of(needed, services)) else {
+            continue;
+        };
+        if me != dep
+            && let Some(s) = services.iter_mut().find(|s| s.name == me)
+        {
+            s.depends_on.entry(dep).or_insert_with(|| why.clone());
+        }
+    }
+    for (id, key, app, output) in &u.passes {
+        let (Some(me), Some(dep)) = (name_of(id, services), name_of(app, services)) else {
+            continue;
+        };
+        if me != dep
+            && let Some(s) = services.iter_mut().find(|s| s.name == me)
+        {
+            s.parameters.entry(key.clone()).or_insert_with(|| {
+                (
+                    format!("${{output:{dep}.{output}}}"),
+                    format!("{}: {id} passes {app}.Outputs.{output}", u.template),
+                )
+            });
+        }
+    }
 }
 
 /// The stack name pattern a service would deploy (`{stage}` for the stage): a Serverless
@@ -298,7 +364,7 @@ fn install_step(
         return None;
     }
     let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    Some(if folder.join("yarn.lock").is_file() {
+    let (argv, lock): (Vec<String>, String) = if folder.join("yarn.lock").is_file() {
         (
             argv(&["yarn", "install", "--frozen-lockfile"]),
             "yarn.lock".into(),
@@ -323,7 +389,13 @@ fn install_step(
             ]),
             lock.into(),
         )
-    })
+    };
+    Some((
+        argv,
+        format!(
+            "Installs its dependencies ({lock}) before it compiles: the framework's plugins, and the CLI when package.json names it (else `serverless` on the PATH)."
+        ),
+    ))
 }
 
 /// One note per service whose own files name a region other than the one `init` gives the

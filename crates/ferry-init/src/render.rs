@@ -133,12 +133,12 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
                 }
             }
         }
-        if let Some((argv, from)) = &s.build {
+        if let Some((argv, why)) = &s.build {
             let list: Vec<String> = argv.iter().map(|a| quoted(a)).collect();
             let _ = writeln!(
                 text,
-                "\n[package]\n# Installs its dependencies ({}) before it compiles:\n# the framework's plugins, and the CLI when package.json names it (else `serverless` on the PATH).\nbuild = [{}]",
-                one_line(from),
+                "\n[package]\n# {}\nbuild = [{}]",
+                one_line(why),
                 list.join(", ")
             );
         }

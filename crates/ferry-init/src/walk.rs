@@ -49,6 +49,9 @@ pub(crate) struct Candidate {
     pub kind: ServiceKind,
     pub file: String,
     pub notes: Vec<String>,
+    /// The command that builds what its template names and the repository does not hold, and
+    /// the comment saying why (see [`crate::layout`]).
+    pub build: Option<(Vec<String>, String)>,
 }
 
 pub(crate) struct WorkspacePackages {
@@ -219,6 +222,7 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
                 kind: ServiceKind::Serverless,
                 file: config.to_string(),
                 notes: Vec::new(),
+                build: None,
             });
             return;
         }
@@ -242,6 +246,34 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
         if templates.is_empty() {
             return;
         }
+        // A template another template of the folder nests (an application's `Location`) is a
+        // part of that one, not a candidate for the service's own.
+        let mut own_notes = Vec::new();
+        if templates.len() > 1 {
+            let nested: Vec<(String, String)> = templates
+                .iter()
+                .filter(|(_, sam)| *sam)
+                .flat_map(|(f, _)| {
+                    let of = format!("{rel}/{f}");
+                    ferry_package::reached(root, &of)
+                        .into_iter()
+                        .filter(move |r| r.nested && r.template == of)
+                        .map(move |r| (r.path, f.clone()))
+                })
+                .collect();
+            templates.retain(|(f, _)| {
+                let path = format!("{rel}/{f}");
+                match nested.iter().find(|(p, by)| *p == path && by != f) {
+                    Some((_, by)) => {
+                        own_notes.push(format!(
+                            "{path}: nested by {rel}/{by} (an application's Location), a part of it"
+                        ));
+                        false
+                    }
+                    None => true,
+                }
+            });
+        }
         templates.sort_by_key(|(f, sam)| {
             (
                 !*sam,
@@ -252,11 +284,16 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
                 f.clone(),
             )
         });
-        let (file, sam) = templates[0].clone();
-        let mut notes = Vec::new();
+        let Some((file, sam)) = templates.first().cloned() else {
+            // Templates that all nest each other: none is the service's own.
+            notes.push(format!(
+                "{rel}: its templates nest each other in a circle: none taken"
+            ));
+            return;
+        };
         if templates.len() > 1 {
             let others: Vec<&str> = templates[1..].iter().map(|(f, _)| f.as_str()).collect();
-            notes.push(format!(
+            own_notes.push(format!(
                 "{rel}: several templates ({file} taken; {} left out): Ferry deploys one template per service, so give each its own folder",
                 others.join(", ")
             ));
@@ -269,7 +306,8 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
                 ServiceKind::Cloudformation
             },
             file,
-            notes,
+            notes: own_notes,
+            build: None,
         });
     });
     // A template inside a Serverless Framework or SAM service is a part of it (resources it

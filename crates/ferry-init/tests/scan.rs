@@ -745,3 +745,169 @@ fn services_that_would_share_a_stack_are_left_out_with_a_note_and_the_rest_valid
     write(r, &render(&s, r), false).unwrap();
     ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// A repository laid out as awslabs/realworld-serverless-application is: each project keeps its
+/// SAM app below it (`backend/sam/app/template.yaml`, nesting a template of the same folder)
+/// pointing back up at what the project builds (`../../target/app.jar`), a pipeline template
+/// beside it (`sam/cicd`), and an umbrella template at `sam/app` nests every project's app.
+#[test]
+fn sam_apps_below_their_projects_move_up_and_an_umbrella_template_gives_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let sam = "AWSTemplateFormatVersion: '2010-09-09'\nTransform: AWS::Serverless-2016-10-31\n";
+    let app = |id: &str, location: &str, extra: &str| {
+        format!(
+            "  {id}:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: {location}\n{extra}"
+        )
+    };
+    file(r, "backend/pom.xml", "<project/>");
+    file(r, "backend/swagger/api.yaml", "openapi: 3.0.0\n");
+    file(
+        r,
+        "backend/sam/app/template.yaml",
+        &format!(
+            "{sam}Resources:\n{}Outputs:\n  ApiUrl:\n    Value: x\n",
+            app("Api", "api.template.yaml", "")
+        ),
+    );
+    file(
+        r,
+        "backend/sam/app/api.template.yaml",
+        &format!(
+            "{sam}Resources:\n  Api:\n    Type: AWS::Serverless::Api\n    Properties:\n      StageName: x\n      DefinitionUri: ../../swagger/api.yaml\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ../../target/app.jar\n      Runtime: java11\n      Handler: a.B\n"
+        ),
+    );
+    let queue = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    file(
+        r,
+        "backend/sam/cicd/template.yaml",
+        &format!("{sam}{queue}"),
+    );
+    file(
+        r,
+        "web/package.json",
+        r#"{"name": "web", "scripts": {"build": "vue-cli-service build"}}"#,
+    );
+    file(r, "web/package-lock.json", "{}");
+    file(
+        r,
+        "web/sam/app/template.yaml",
+        &format!(
+            "{sam}Parameters:\n  ApiUrl:\n    Type: String\nResources:\n  Deploy:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ../../dist/\n      Runtime: python3.12\n      Handler: d.h\n"
+        ),
+    );
+    file(r, "web/sam/cicd/template.yaml", &format!("{sam}{queue}"));
+    file(
+        r,
+        "sam/app/template.yaml",
+        &format!(
+            "{sam}Resources:\n{}{}",
+            app("Backend", "../../backend/sam/app/template.yaml", ""),
+            app(
+                "Web",
+                "../../web/sam/app/template.yaml",
+                "      Parameters:\n        ApiUrl: !GetAtt Backend.Outputs.ApiUrl\n    DependsOn: Backend\n"
+            )
+        ),
+    );
+    // Shared code beside the services, in a folder of no project: the service stays where it
+    // is, and the template check says what to do.
+    file(r, "services/common/util.py", "");
+    file(
+        r,
+        "services/orders/template.yaml",
+        &format!(
+            "{sam}Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ../common\n      Runtime: python3.12\n      Handler: u.h\n"
+        ),
+    );
+    file(r, "services/users/template.yaml", &format!("{sam}{queue}"));
+    // Hostile: two templates of one folder nesting each other, a template nesting itself.
+    file(
+        r,
+        "circle/a.yaml",
+        &format!("{sam}Resources:\n{}", app("B", "b.yaml", "")),
+    );
+    file(
+        r,
+        "circle/b.yaml",
+        &format!("{sam}Resources:\n{}", app("A", "a.yaml", "")),
+    );
+    file(
+        r,
+        "selfish/template.yaml",
+        &format!("{sam}Resources:\n{}", app("Me", "template.yaml", "")),
+    );
+
+    let s = scan(r).unwrap();
+    let found: Vec<(&str, &str, &str, Option<String>)> = s
+        .services
+        .iter()
+        .map(|f| {
+            let build = f.build.as_ref().map(|(argv, _)| argv.join(" "));
+            (f.dir.as_str(), f.name.as_str(), f.file.as_str(), build)
+        })
+        .collect();
+    let mvn = Some("mvn --batch-mode package".to_string());
+    let npm = Some("sh -c npm ci --no-audit --no-fund && npm run build".to_string());
+    assert_eq!(
+        found,
+        [
+            ("backend", "backend", "sam/app/template.yaml", mvn),
+            ("backend/sam/cicd", "backend-cicd", "template.yaml", None),
+            ("selfish", "selfish", "template.yaml", None),
+            ("services/orders", "orders", "template.yaml", None),
+            ("services/users", "users", "template.yaml", None),
+            ("web", "web", "sam/app/template.yaml", npm),
+            ("web/sam/cicd", "web-cicd", "template.yaml", None),
+        ],
+        "{:#?}",
+        s.notes
+    );
+    // The umbrella's order and the output it passes.
+    let web = &s.services[5];
+    assert_eq!(web.depends_on.keys().collect::<Vec<_>>(), ["backend"]);
+    assert_eq!(
+        web.parameters["ApiUrl"].0, "${output:backend.ApiUrl}",
+        "{:?}",
+        web.parameters
+    );
+    let notes = s.notes.join("\n");
+    for want in [
+        "sam/app/template.yaml: nests the templates of other services (backend/sam/app/template.yaml, web/sam/app/template.yaml)",
+        "backend/sam/app/template.yaml: Api.DefinitionUri (in backend/sam/app/api.template.yaml) names backend/swagger/api.yaml outside the template's folder: the service folder is `backend`",
+        "backend: Fn.CodeUri (in backend/sam/app/api.template.yaml) names backend/target/app.jar, which the repository does not hold: its service.toml builds it with `mvn --batch-mode package` (guessed from pom.xml)",
+        "web: Deploy.CodeUri names web/dist, which the repository does not hold: its service.toml builds it with `sh -c \"npm ci --no-audit --no-fund && npm run build\"`",
+        "backend/sam/app/api.template.yaml: nested by backend/sam/app/template.yaml",
+        "circle: its templates nest each other in a circle: none taken",
+        "web/sam/cicd: its folder name `cicd` is other services' too: named `web-cicd`",
+        "backend/sam/cicd: its folder name `cicd` is other services' too: named `backend-cicd`",
+    ] {
+        assert!(notes.contains(want), "{want}\n---\n{notes}");
+    }
+    assert!(!notes.contains("several templates"), "{notes}");
+
+    // What it writes loads; the moved services' templates pass the packager's checks (every
+    // path inside the service folder), the one left where it was is refused for its shared
+    // code, by the check validate runs.
+    write(r, &render(&s, r), false).unwrap();
+    let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ws.service("backend").unwrap().package.build,
+        ["mvn", "--batch-mode", "package"]
+    );
+    let problems: Vec<String> = ferry_package::check_templates(&ws, &ws.services)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].starts_with("orders:") && problems[0].contains("outside the service folder"),
+        "{problems:?}"
+    );
+    let text = fs::read_to_string(r.join("web/service.toml")).unwrap();
+    assert!(
+        text.contains("template = \"sam/app/template.yaml\"")
+            && text.contains("ApiUrl = \"${output:backend.ApiUrl}\""),
+        "{text}"
+    );
+}

@@ -23,6 +23,7 @@ mod build;
 mod deps;
 mod files;
 mod links;
+mod reach;
 mod s3;
 mod sam;
 mod template;
@@ -31,6 +32,7 @@ pub mod zip;
 pub use deps::{UnbuiltDependencies, unbuilt_dependencies};
 pub use files::{CREDENTIAL_NAMES, DOTENV_TEMPLATES, is_credential_name, withheld_summary};
 pub use links::{UnlinkedReader, ssm_typed_names, unlinked_ssm_readers};
+pub use reach::{Reached, reached};
 
 use std::collections::BTreeMap;
 use std::fs;

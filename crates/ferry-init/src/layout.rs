@@ -1,0 +1,319 @@
+//! Where a SAM service's folder is, from what its template reaches on disk.
+//!
+//! Java, Node.js and other projects often keep their SAM template below the project
+//! (`backend/sam/app/template.yaml`) and point it back up at what the project builds
+//! (`CodeUri: ../../target/app.jar`, `Location: ../../swagger/api.yaml`). Ferry deploys a
+//! service again when a file of its folder changes and packages only what lies inside it, so
+//! the service folder is the project (`backend`, template `sam/app/template.yaml`), not the
+//! template's folder. A template that nests other services' templates (an umbrella application
+//! deploying the whole repository as one stack) would deploy their resources twice: it is left
+//! out, and the order it gives them (`DependsOn`, `Fn::GetAtt <App>.Outputs.<Key>`) becomes
+//! their `depends-on` and parameters.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ferry_manifest::ServiceKind;
+use ferry_package::{Reached, reached};
+use serde_json::Value;
+
+use crate::walk::Candidate;
+
+/// A project's build files, in the order a build is chosen by.
+const BUILD_FILES: &[&str] = &[
+    "pom.xml",
+    "build.gradle",
+    "build.gradle.kts",
+    "package.json",
+    "Makefile",
+    "go.mod",
+    "Cargo.toml",
+    "pyproject.toml",
+    "requirements.txt",
+];
+
+/// A template that nests other services' templates.
+pub(crate) struct Umbrella {
+    /// Repository-relative.
+    pub template: String,
+    /// Resource id → the repository-relative template of the service it nests.
+    pub apps: BTreeMap<String, String>,
+    /// (resource id, resource id it needs, why): `DependsOn` and `Fn::GetAtt` between apps.
+    pub needs: Vec<(String, String, String)>,
+    /// (resource id, parameter, resource id, output): a parameter passing another app's output.
+    pub passes: Vec<(String, String, String, String)>,
+}
+
+/// `a` is `b` or lies inside it (`b` may be `""`, the root).
+fn within(a: &str, b: &str) -> bool {
+    b.is_empty() || a == b || a.starts_with(&format!("{b}/"))
+}
+
+/// The deepest folder holding both `a` and `b`.
+fn common(a: &str, b: &str) -> String {
+    a.split('/')
+        .zip(b.split('/'))
+        .take_while(|(x, y)| x == y)
+        .map(|(x, _)| x)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn template_of(c: &Candidate) -> String {
+    format!("{}/{}", c.dir, c.file)
+}
+
+/// Leaves out umbrella templates and moves each SAM service whose template reaches out of its
+/// folder to the project folder holding all it reaches; notes each, and a build for what the
+/// template names and the repository does not hold (a build's output).
+pub(crate) fn settle(
+    root: &Path,
+    candidates: &mut Vec<Candidate>,
+    notes: &mut Vec<String>,
+) -> Vec<Umbrella> {
+    let reach: BTreeMap<String, Vec<Reached>> = candidates
+        .iter()
+        .filter(|c| c.kind == ServiceKind::Sam)
+        .map(|c| (template_of(c), reached(root, &template_of(c))))
+        .collect();
+    // Umbrellas first: the services they nest are moved by their own templates below.
+    let mut umbrellas = Vec::new();
+    for (template, paths) in &reach {
+        let nests = |r: &Reached| {
+            candidates.iter().find(|o| {
+                template_of(o) != *template
+                    && r.nested
+                    && (r.path == template_of(o) || within(&r.path, &o.dir))
+            })
+        };
+        let apps: BTreeMap<String, String> = paths
+            .iter()
+            .filter(|r| r.template == *template)
+            .filter_map(|r| Some((r.site.clone(), template_of(nests(r)?))))
+            .collect();
+        if apps.is_empty() {
+            continue;
+        }
+        let named: Vec<&str> = apps.values().map(String::as_str).collect();
+        notes.push(format!(
+            "{template}: nests the templates of other services ({}): deploying it too would create their resources a second time, so it is left out and they deploy one by one, in the order it gives them",
+            named.join(", ")
+        ));
+        umbrellas.push(links(root, template, apps));
+    }
+    candidates.retain(|c| !umbrellas.iter().any(|u| u.template == template_of(c)));
+    let dirs: Vec<String> = candidates.iter().map(|c| c.dir.clone()).collect();
+    for c in candidates.iter_mut() {
+        let Some(paths) = reach.get(&template_of(c)) else {
+            continue;
+        };
+        let folder = paths
+            .iter()
+            .fold(c.dir.clone(), |acc, r| common(&acc, &r.path));
+        let others_inside = dirs.iter().any(|d| *d != c.dir && within(d, &folder));
+        let project = BUILD_FILES
+            .iter()
+            .any(|f| root.join(&folder).join(f).is_file());
+        if folder != c.dir
+            && !folder.is_empty()
+            && !dirs.iter().any(|d| *d != c.dir && within(&folder, d))
+            && (project || !others_inside)
+        {
+            let top = template_of(c);
+            let out = paths
+                .iter()
+                .find(|r| !within(&r.path, &c.dir))
+                .expect("the folder moved for a path outside it");
+            let file = format!("{}/{}", &c.dir[folder.len() + 1..], c.file);
+            notes.push(format!(
+                "{top}: {} names {} outside the template's folder: the service folder is `{folder}`, which holds all its template reaches (template `{file}`), so that a change to what it packages redeploys it",
+                named_by(out, &top),
+                out.path,
+            ));
+            c.dir = folder;
+            c.file = file;
+        }
+        let top = template_of(c);
+        let missing = paths
+            .iter()
+            .find(|r| within(&r.path, &c.dir) && !root.join(&r.path).exists());
+        if let Some(m) = missing {
+            let what = format!(
+                "{} names {}, which the repository does not hold",
+                named_by(m, &top),
+                m.path
+            );
+            match build_step(root, &c.dir) {
+                Some((argv, from)) => {
+                    notes.push(format!(
+                        "{}: {what}: its service.toml builds it with `{}` (guessed from {from}): check that this makes it",
+                        c.dir,
+                        shown(&argv)
+                    ));
+                    c.build = Some((
+                        argv,
+                        format!("{what}: guessed from {from}; check that this makes it."),
+                    ));
+                }
+                None => notes.push(format!(
+                    "{}: {what}: a build's output? add a [package] build to its service.toml that makes it",
+                    c.dir
+                )),
+            }
+        }
+    }
+    umbrellas
+}
+
+/// `Api.CodeUri`, with the nested template that says it when it is not `top`.
+fn named_by(r: &Reached, top: &str) -> String {
+    if r.template == top {
+        format!("{}.{}", r.site, r.property)
+    } else {
+        format!("{}.{} (in {})", r.site, r.property, r.template)
+    }
+}
+
+/// An argv as a shell would read it back: words with spaces quoted.
+fn shown(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if a.contains(char::is_whitespace) {
+                format!("\"{a}\"")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The links an umbrella gives the applications it nests.
+fn links(root: &Path, template: &str, apps: BTreeMap<String, String>) -> Umbrella {
+    let mut needs = Vec::new();
+    let mut passes = Vec::new();
+    let parsed = std::fs::read_to_string(root.join(template))
+        .ok()
+        .and_then(|t| ferry_package::parse_template(&t).ok());
+    let resources = parsed
+        .as_ref()
+        .and_then(|p| p.get("Resources"))
+        .and_then(Value::as_object);
+    for (id, r) in resources.into_iter().flatten() {
+        if !apps.contains_key(id) {
+            continue;
+        }
+        let depends: Vec<&str> = match r.get("DependsOn") {
+            Some(Value::String(d)) => vec![d.as_str()],
+            Some(Value::Array(ds)) => ds.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for d in depends.into_iter().filter(|d| apps.contains_key(*d)) {
+            needs.push((
+                id.clone(),
+                d.to_string(),
+                format!("{template}: {id} DependsOn {d}"),
+            ));
+        }
+        let params = r
+            .pointer("/Properties/Parameters")
+            .and_then(Value::as_object);
+        for (key, v) in params.into_iter().flatten() {
+            let Some((app, output)) = app_output(v).filter(|(a, _)| apps.contains_key(a)) else {
+                continue;
+            };
+            needs.push((
+                id.clone(),
+                app.clone(),
+                format!("{template}: {id} passes {app}.Outputs.{output} to {key}"),
+            ));
+            passes.push((id.clone(), key.clone(), app, output));
+        }
+    }
+    Umbrella {
+        template: template.to_string(),
+        apps,
+        needs,
+        passes,
+    }
+}
+
+/// `Fn::GetAtt <App>.Outputs.<Key>` (either form) → (app, key).
+fn app_output(v: &Value) -> Option<(String, String)> {
+    let att = v.get("Fn::GetAtt")?;
+    let (app, rest) = match att {
+        Value::String(s) => s.split_once('.')?,
+        Value::Array(a) => (a.first()?.as_str()?, a.get(1)?.as_str()?),
+        _ => return None,
+    };
+    let key = rest.strip_prefix("Outputs.")?;
+    Some((app.to_string(), key.to_string()))
+}
+
+/// The command that builds the project in `dir`, by its build files, and which file chose it.
+fn build_step(root: &Path, dir: &str) -> Option<(Vec<String>, String)> {
+    let folder = root.join(dir);
+    let has = |f: &str| folder.join(f).is_file();
+    let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    if has("pom.xml") {
+        return Some((argv(&["mvn", "--batch-mode", "package"]), "pom.xml".into()));
+    }
+    for gradle in ["build.gradle", "build.gradle.kts"] {
+        if has(gradle) {
+            let tool = if has("gradlew") {
+                "./gradlew"
+            } else {
+                "gradle"
+            };
+            return Some((argv(&[tool, "build"]), gradle.into()));
+        }
+    }
+    let scripts_build = std::fs::read(folder.join("package.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .is_some_and(|p| p.pointer("/scripts/build").is_some());
+    if scripts_build {
+        let line = if has("yarn.lock") {
+            "yarn install --frozen-lockfile && yarn run build"
+        } else if has("pnpm-lock.yaml") {
+            "pnpm install --frozen-lockfile && pnpm run build"
+        } else if has("package-lock.json") || has("npm-shrinkwrap.json") {
+            "npm ci --no-audit --no-fund && npm run build"
+        } else {
+            "npm install --no-audit --no-fund && npm run build"
+        };
+        return Some((
+            argv(&["sh", "-c", line]),
+            "package.json's build script".into(),
+        ));
+    }
+    has("Makefile").then(|| (argv(&["make"]), "Makefile".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_in_common() {
+        assert_eq!(common("backend/sam/app", "backend/target/x.jar"), "backend");
+        assert_eq!(
+            common("backend/sam/app", "backend/sam/app/x"),
+            "backend/sam/app"
+        );
+        assert_eq!(common("a/b", "c/d"), "");
+        assert!(within("a/b", "a") && within("a", "a") && within("a", ""));
+        assert!(!within("ab", "a"));
+    }
+
+    #[test]
+    fn outputs_of_applications_in_both_forms() {
+        let v: Value = serde_json::json!({"Fn::GetAtt": ["Backend", "Outputs.Url"]});
+        assert_eq!(app_output(&v), Some(("Backend".into(), "Url".into())));
+        let v: Value = serde_json::json!({"Fn::GetAtt": "Backend.Outputs.Url"});
+        assert_eq!(app_output(&v), Some(("Backend".into(), "Url".into())));
+        let v: Value = serde_json::json!({"Fn::GetAtt": ["Backend", "Arn"]});
+        assert_eq!(app_output(&v), None);
+        assert_eq!(app_output(&serde_json::json!("x")), None);
+    }
+}

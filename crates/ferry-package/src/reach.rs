@@ -1,0 +1,144 @@
+//! What a SAM template reaches on disk, for tools that read a repository before any service is
+//! configured (`ferry-init`): no service, no workspace, files only. The same tables the
+//! packager packs by ([`crate::sam`]), so the two cannot disagree about what a template names.
+
+use std::path::Path;
+
+use crate::{MAX_NESTING, sam, template};
+
+/// One local path a SAM template names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reached {
+    /// The template that names it, repository-relative.
+    pub template: String,
+    /// The resource that names it (`Backend`), `Globals.Function` or where an `AWS::Include`
+    /// sits.
+    pub site: String,
+    /// The property (`CodeUri`, `Location`, `AWS::Include`).
+    pub property: String,
+    /// Repository-relative and normalised (`.` for the root).
+    pub path: String,
+    /// A nested template (`Location` of an application, `TemplateURL` of a stack), whose own
+    /// paths follow it in the list.
+    pub nested: bool,
+}
+
+/// Every local path the SAM template at `root/template` names and, recursively (at most
+/// [`MAX_NESTING`] deep), those of the templates it nests, in template order, each
+/// repository-relative. A path that leaves the repository, and a template that cannot be read
+/// or parsed (the template check reports those), are passed over.
+pub fn reached(root: &Path, template: &str) -> Vec<Reached> {
+    let mut out = Vec::new();
+    reach(root, template, 0, &mut out);
+    out
+}
+
+fn reach(root: &Path, file: &str, depth: usize, out: &mut Vec<Reached>) {
+    let Some(parsed) = std::fs::read_to_string(root.join(file))
+        .ok()
+        .and_then(|text| template::parse(&text).ok())
+    else {
+        return;
+    };
+    let base = file.rsplit_once('/').map_or("", |(d, _)| d);
+    let resolve = |path: &str| {
+        (!path.starts_with('/') && !path.contains('\\'))
+            .then(|| ferry_manifest::normalize_relative(&format!("{base}/{path}")))
+            .flatten()
+            .map(|p| if p.is_empty() { ".".to_string() } else { p })
+    };
+    for l in sam::local_paths(&parsed) {
+        let Some(path) = resolve(&l.path) else {
+            continue;
+        };
+        let nested = l.packing == sam::Packing::Template;
+        out.push(Reached {
+            template: file.to_string(),
+            site: l.site.label(),
+            property: l.site.property().to_string(),
+            path: path.clone(),
+            nested,
+        });
+        if nested && depth < MAX_NESTING {
+            reach(root, &path, depth + 1, out);
+        }
+    }
+    for i in sam::local_includes(&parsed) {
+        if let Some(path) = resolve(&i.path) {
+            out.push(Reached {
+                template: file.to_string(),
+                site: i.at,
+                property: "AWS::Include".into(),
+                path,
+                nested: false,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_of_nested_templates_are_resolved_from_their_own_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let write = |rel: &str, text: &str| {
+            let p = r.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write(
+            "mod/sam/app/template.yaml",
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Api:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: api.yaml\n  Up:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: ../../../../outside.yaml\n",
+        );
+        write(
+            "mod/sam/app/api.yaml",
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ../../target/app.jar\n      Runtime: java11\n      Handler: x\n",
+        );
+        let got: Vec<(String, String, String, bool)> = reached(r, "mod/sam/app/template.yaml")
+            .into_iter()
+            .map(|x| {
+                (
+                    x.template,
+                    format!("{}.{}", x.site, x.property),
+                    x.path,
+                    x.nested,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "mod/sam/app/template.yaml".to_string(),
+                    "Api.Location".to_string(),
+                    "mod/sam/app/api.yaml".to_string(),
+                    true
+                ),
+                (
+                    "mod/sam/app/api.yaml".to_string(),
+                    "Fn.CodeUri".to_string(),
+                    "mod/target/app.jar".to_string(),
+                    false
+                ),
+            ]
+        );
+        // Unreadable or missing: nothing, no panic.
+        assert!(reached(r, "nowhere.yaml").is_empty());
+        write("bad.yaml", "Resources: [\n");
+        assert!(reached(r, "bad.yaml").is_empty());
+    }
+
+    #[test]
+    fn a_template_nesting_itself_stops_at_the_nesting_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.yaml"),
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Me:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: t.yaml\n",
+        )
+        .unwrap();
+        assert_eq!(reached(dir.path(), "t.yaml").len(), MAX_NESTING + 1);
+    }
+}
