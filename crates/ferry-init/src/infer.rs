@@ -348,17 +348,21 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
         }
     }
     if let Some(Value::Mapping(parameters)) = doc.get("Parameters") {
-        for (_, p) in parameters {
+        for (key, p) in parameters {
             let ssm_typed = p
                 .get("Type")
                 .and_then(Value::as_str)
                 .is_some_and(|t| t.starts_with(ferry_manifest::SSM_PARAMETER_TYPE));
-            if let Some(default) = p
-                .get("Default")
-                .and_then(Value::as_str)
-                .filter(|_| ssm_typed)
-            {
-                said.ssm_reads.push(default.to_string());
+            if !ssm_typed {
+                continue;
+            }
+            // The name its deploy steps pass (see `overrides`), else its default.
+            let passed = key
+                .as_str()
+                .and_then(|k| s.parameters.get(k))
+                .map(|(v, _)| v.as_str());
+            if let Some(name) = passed.or_else(|| p.get("Default").and_then(Value::as_str)) {
+                said.ssm_reads.push(name.to_string());
             }
         }
     }

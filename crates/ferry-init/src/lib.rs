@@ -18,6 +18,7 @@
 mod compose;
 mod infer;
 mod layout;
+mod overrides;
 mod render;
 mod walk;
 
@@ -203,6 +204,15 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
     }
     if services.is_empty() {
         return Err(InitError::NothingFound(root.to_path_buf()));
+    }
+    // What the repository's own deploy steps pass a template (samconfig.toml, a Makefile's
+    // `--parameter-overrides`): read before the links, which follow SSM names among them.
+    for s in services
+        .iter_mut()
+        .filter(|s| s.kind != ServiceKind::Serverless)
+    {
+        let declared = overrides::declared(root, &s.dir, &s.file);
+        s.parameters = overrides::read(root, &s.dir, &declared, &mut notes);
     }
     // A Compose file names the services first: the links below are between those names.
     let mut compose = compose::read(root, &mut notes);

@@ -102,36 +102,43 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
             let list: Vec<String> = s.inputs.keys().map(|i| quoted(i)).collect();
             let _ = writeln!(text, "inputs = [{}]", list.join(", "));
         }
-        if !s.parameters.is_empty() {
+        let required = if s.kind == ServiceKind::Serverless {
+            Vec::new()
+        } else {
+            required_parameters(&root.join(&s.dir).join(&s.file))
+        };
+        let missing: Vec<(String, Option<String>)> = required
+            .into_iter()
+            .filter(|(p, _)| !s.parameters.contains_key(p))
+            .collect();
+        if !s.parameters.is_empty() || !missing.is_empty() {
             let _ = writeln!(text, "\n[parameters]");
-            for (key, (value, why)) in &s.parameters {
-                let _ = writeln!(text, "# {}", one_line(why));
-                let _ = writeln!(text, "{key} = {}", quoted(value));
-            }
-        } else if s.kind != ServiceKind::Serverless {
-            let params = required_parameters(&root.join(&s.dir).join(&s.file));
-            if !params.is_empty() {
+        }
+        for (key, (value, why)) in &s.parameters {
+            let _ = writeln!(text, "# {}", one_line(why));
+            let _ = writeln!(text, "{key} = {}", quoted(value));
+        }
+        if !missing.is_empty() {
+            let _ = writeln!(
+                text,
+                "# The template's parameters without a default: give each its value."
+            );
+        }
+        for (p, ssm_type) in missing {
+            if let Some(ty) = ssm_type {
                 let _ = writeln!(
                     text,
-                    "\n# The template's parameters without a default: give each its value.\n[parameters]"
+                    "# {p} is of type {ty}: give the name of an SSM parameter (e.g. \"/${{project}}/${{stage}}/…\"); CloudFormation reads its value"
                 );
-                for (p, ssm_type) in params {
-                    if let Some(ty) = ssm_type {
-                        let _ = writeln!(
-                            text,
-                            "# {p} is of type {ty}: give the name of an SSM parameter (e.g. \"/${{project}}/${{stage}}/…\"); CloudFormation reads its value"
-                        );
-                        let _ = writeln!(text, "{p} = \"\"");
-                        continue;
-                    }
-                    let stage_like = matches!(
-                        p.to_ascii_lowercase().as_str(),
-                        "stage" | "stagename" | "env" | "environment"
-                    );
-                    let value = if stage_like { "${stage}" } else { "" };
-                    let _ = writeln!(text, "{p} = {}", quoted(value));
-                }
+                let _ = writeln!(text, "{p} = \"\"");
+                continue;
             }
+            let stage_like = matches!(
+                p.to_ascii_lowercase().as_str(),
+                "stage" | "stagename" | "env" | "environment"
+            );
+            let value = if stage_like { "${stage}" } else { "" };
+            let _ = writeln!(text, "{p} = {}", quoted(value));
         }
         if let Some((argv, why)) = &s.build {
             let list: Vec<String> = argv.iter().map(|a| quoted(a)).collect();

@@ -911,3 +911,113 @@ fn sam_apps_below_their_projects_move_up_and_an_umbrella_template_gives_the_orde
         "{text}"
     );
 }
+
+/// A SAM monorepo deployed by Makefiles, as aws-samples/aws-serverless-airline-booking is: each
+/// `make deploy` passes its stack the names of SSM parameters other services write. What the
+/// repository's own deploy steps pass becomes the service's parameters, in Ferry's syntax, and
+/// the SSM names among them link the services.
+#[test]
+fn parameters_the_deploy_scripts_pass_are_taken_and_link_the_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let sam = "AWSTemplateFormatVersion: '2010-09-09'\nTransform: AWS::Serverless-2016-10-31\n";
+    let layer = "Parameters:\n  Stage:\n    Type: String\nResources:\n  Arn:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Type: String\n      Name: !Sub /${Stage}/shared/layer\n      Value: x\n";
+    file(r, "libs/template.yaml", &format!("{sam}{layer}"));
+    file(
+        r,
+        "booking/template.yaml",
+        &format!(
+            "{sam}Parameters:\n  Layer:\n    Type: AWS::SSM::Parameter::Value<String>\n  Stage:\n    Type: String\n  ApiId:\n    Type: String\n  Size:\n    Type: Number\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n"
+        ),
+    );
+    file(
+        r,
+        "booking/Makefile",
+        "invoke:\n\tsam local invoke --parameter-overrides Layer=local-arn\n\n\
+deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy \\\n\t\t--stack-name $${STACK_NAME}-booking-$${AWS_BRANCH} \\\n\t\t--parameter-overrides \\\n\t\t\tLayer=/$${AWS_BRANCH}/shared/layer \\\n\t\t\tStage=$${AWS_BRANCH} \\\n\t\t\tApiId=$${GRAPHQL_API_ID} \\\n\t\t\tUndeclared=1 \\\n\t\t\t\"Size=3\n",
+    );
+    // samconfig.toml: a named environment's literal stage becomes ${stage}.
+    file(
+        r,
+        "orders/template.yaml",
+        &format!(
+            "{sam}Parameters:\n  Layer:\n    Type: AWS::SSM::Parameter::Value<String>\n  Region:\n    Type: String\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n"
+        ),
+    );
+    file(
+        r,
+        "orders/samconfig.toml",
+        "version = 0.1\n[dev.deploy.parameters]\nstack_name = \"orders\"\nparameter_overrides = \"Layer=\\\"/dev/shared/layer\\\" Region=\\\"$AWS_REGION\\\"\"\n",
+    );
+    // Hostile: a samconfig that does not parse, a script that is not text.
+    file(
+        r,
+        "broken/template.yaml",
+        &format!(
+            "{sam}Parameters:\n  A:\n    Type: String\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n"
+        ),
+    );
+    file(r, "broken/samconfig.toml", "[default.deploy.parameters\n");
+    fs::write(r.join("broken/deploy.sh"), [0xff, 0xfe, b'\n']).unwrap();
+
+    let s = scan(r).unwrap();
+    let by_name = |n: &str| s.services.iter().find(|f| f.name == n).unwrap();
+    let params = |n: &str| -> Vec<(String, String)> {
+        by_name(n)
+            .parameters
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect()
+    };
+    let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        params("booking"),
+        pairs(&[
+            ("Layer", "/${stage}/shared/layer"),
+            ("Size", "3"),
+            ("Stage", "${stage}"),
+        ]),
+        "{:#?}",
+        s.notes
+    );
+    assert_eq!(
+        params("orders"),
+        pairs(&[("Layer", "/${stage}/shared/layer"), ("Region", "${region}")])
+    );
+    assert!(params("broken").is_empty());
+    // The SSM names link the services: both read what libs writes.
+    for n in ["booking", "orders"] {
+        assert_eq!(
+            by_name(n).depends_on.keys().collect::<Vec<_>>(),
+            ["libs"],
+            "{n}"
+        );
+    }
+    let notes = s.notes.join("\n");
+    for want in [
+        "booking/Makefile: passes ApiId=$${GRAPHQL_API_ID}, whose `GRAPHQL_API_ID` Ferry cannot know: give ApiId its value in the service.toml",
+        "booking/Makefile: passes Undeclared, which the template does not declare: left out",
+        "broken/samconfig.toml: not read (",
+    ] {
+        assert!(notes.contains(want), "{want}\n---\n{notes}");
+    }
+    // What it writes loads: the parameters the scripts did not give keep their empty value to
+    // fill in, beside the taken ones.
+    write(r, &render(&s, r), false).unwrap();
+    let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    let booking = ws.service("booking").unwrap();
+    assert_eq!(
+        booking.parameters.keys().collect::<Vec<_>>(),
+        ["ApiId", "Layer", "Size", "Stage"]
+    );
+    let text = fs::read_to_string(r.join("booking/service.toml")).unwrap();
+    assert!(
+        text.contains("# as booking/Makefile passes it: /$${AWS_BRANCH}/shared/layer\nLayer = \"/${stage}/shared/layer\"")
+            && text.contains("ApiId = \"\""),
+        "{text}"
+    );
+}

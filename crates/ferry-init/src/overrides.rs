@@ -1,0 +1,357 @@
+//! The parameter values a service's own deploy steps pass its stack: SAM's `samconfig.toml`
+//! (`parameter_overrides`) and a `--parameter-overrides` of `sam deploy` or
+//! `aws cloudformation deploy` in its `Makefile` or shell scripts. What the scripts the
+//! repository deploys with today pass is the best guess of what Ferry should pass: the names of
+//! SSM parameters another service writes (which links the two), the stage.
+//!
+//! Values are translated to Ferry's syntax: a variable naming the stage (`$${AWS_BRANCH}`,
+//! `${STAGE}`, `$(ENV)`) becomes `${stage}`, one naming the region `${region}`; a value with any
+//! other variable is left out with a note, as Ferry cannot know it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use toml::de::DeTable;
+
+/// Files larger than this are not read for parameters (a generated or vendored script).
+const MAX_SCRIPT: u64 = 1 << 20;
+
+/// The parameters the template at `root/dir/file` declares (none when it cannot be read).
+pub(crate) fn declared(root: &Path, dir: &str, file: &str) -> Vec<String> {
+    small_text(&root.join(dir).join(file))
+        .and_then(|t| ferry_package::parse_template(&t).ok())
+        .and_then(|t| {
+            t.get("Parameters")
+                .and_then(|p| p.as_object())
+                .map(|o| o.keys().cloned().collect())
+        })
+        .unwrap_or_default()
+}
+
+/// Parameter → (value in Ferry's syntax, where it came from), for the parameters `declared`
+/// (the template's); what cannot be taken is noted.
+pub(crate) fn read(
+    root: &Path,
+    dir: &str,
+    declared: &[String],
+    notes: &mut Vec<String>,
+) -> BTreeMap<String, (String, String)> {
+    let folder = root.join(dir);
+    let mut found: Vec<(String, String, String)> = Vec::new();
+    let samconfig = folder.join("samconfig.toml");
+    if let Some(text) = small_text(&samconfig) {
+        match samconfig_overrides(&text) {
+            Ok(Some((env, words))) => {
+                let from = format!("{dir}/samconfig.toml [{env}.deploy.parameters]");
+                for (k, v) in words.iter().filter_map(|w| pair(w)) {
+                    let v = if env == "default" {
+                        v
+                    } else {
+                        literal_stage(&v, &env)
+                    };
+                    found.push((k, v, from.clone()));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => notes.push(format!(
+                "{dir}/samconfig.toml: not read ({e}); its parameter_overrides were not taken"
+            )),
+        }
+    }
+    let mut scripts: Vec<String> = std::fs::read_dir(&folder)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| {
+            matches!(n.as_str(), "Makefile" | "makefile" | "GNUmakefile") || n.ends_with(".sh")
+        })
+        .collect();
+    scripts.sort();
+    for name in scripts {
+        let Some(text) = small_text(&folder.join(&name)) else {
+            continue;
+        };
+        let from = format!("{dir}/{name}");
+        for (k, v) in deploy_overrides(&text) {
+            found.push((k, v, from.clone()));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (key, raw, from) in found {
+        if out.contains_key(&key) {
+            continue;
+        }
+        if !declared.contains(&key) {
+            notes.push(format!(
+                "{from}: passes {key}, which the template does not declare: left out"
+            ));
+            continue;
+        }
+        match translate(&raw) {
+            Ok(value) => {
+                out.insert(key, (value, format!("as {from} passes it: {}", raw.trim())));
+            }
+            Err(var) => notes.push(format!(
+                "{from}: passes {key}={raw}, whose `{var}` Ferry cannot know: give {key} its value in the service.toml"
+            )),
+        }
+    }
+    out
+}
+
+fn small_text(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    (meta.is_file() && meta.len() <= MAX_SCRIPT)
+        .then(|| std::fs::read_to_string(path).ok())
+        .flatten()
+}
+
+/// The `parameter_overrides` of `samconfig.toml`'s `default` environment, else its first one
+/// that has some: (environment, the `Key=Value` words).
+fn samconfig_overrides(text: &str) -> Result<Option<(String, Vec<String>)>, String> {
+    let doc = DeTable::parse(text).map_err(|e| e.to_string())?;
+    let mut envs: Vec<(String, Vec<String>)> = Vec::new();
+    for (env, table) in doc.get_ref() {
+        let Some(value) = table
+            .get_ref()
+            .as_table()
+            .and_then(|t| t.get("deploy"))
+            .and_then(|d| d.get_ref().as_table())
+            .and_then(|d| d.get("parameters"))
+            .and_then(|p| p.get_ref().as_table())
+            .and_then(|p| p.get("parameter_overrides"))
+        else {
+            continue;
+        };
+        let words = if let Some(s) = value.get_ref().as_str() {
+            words(s)
+        } else if let Some(items) = value.get_ref().as_array() {
+            items
+                .iter()
+                .filter_map(|i| i.get_ref().as_str())
+                .flat_map(words)
+                .collect()
+        } else {
+            continue;
+        };
+        envs.push((env.get_ref().to_string(), words));
+    }
+    let pick = envs
+        .iter()
+        .position(|(e, _)| e == "default")
+        .unwrap_or_default();
+    Ok((!envs.is_empty()).then(|| envs.swap_remove(pick)))
+}
+
+/// `Key=Value` pairs after `--parameter-overrides` of each deploy command (`sam deploy`,
+/// `aws cloudformation deploy`) of a Makefile or shell script, continued lines joined.
+fn deploy_overrides(text: &str) -> Vec<(String, String)> {
+    let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
+    let mut out = Vec::new();
+    for line in joined.lines() {
+        let w = words(line);
+        if !w.iter().any(|x| x == "deploy") {
+            continue;
+        }
+        let Some(at) = w.iter().position(|x| x == "--parameter-overrides") else {
+            continue;
+        };
+        out.extend(
+            w[at + 1..]
+                .iter()
+                .take_while(|x| {
+                    !x.starts_with("--") && !matches!(x.as_str(), "&&" | "||" | ";" | "|")
+                })
+                .filter_map(|x| pair(x)),
+        );
+    }
+    out
+}
+
+/// A line split into words as a shell would (quotes grouped and removed; an unclosed quote runs
+/// to the end).
+fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"'), '\\') => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if any || !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            (None, '#') if cur.is_empty() && !any => break,
+            (None, c) => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// `Key=Value` (also `ParameterKey=Key,ParameterValue=Value`), the key a template parameter's
+/// name (letters and digits).
+fn pair(word: &str) -> Option<(String, String)> {
+    let (k, v) = match word.strip_prefix("ParameterKey=") {
+        Some(rest) => {
+            let (k, v) = rest.split_once(",ParameterValue=")?;
+            (k, v)
+        }
+        None => word.split_once('=')?,
+    };
+    (!k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric()))
+        .then(|| (k.to_string(), v.to_string()))
+}
+
+/// Whether a variable's name says it holds the stage (`STAGE`, `ENV`, `AWS_BRANCH`, …).
+fn stage_variable(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    n.contains("STAGE")
+        || n.contains("BRANCH")
+        || n == "ENV"
+        || n.starts_with("ENV_")
+        || n.ends_with("_ENV")
+        || n.contains("ENVIRONMENT")
+}
+
+/// A value with its variables in Ferry's syntax, or the first variable it cannot translate.
+fn translate(raw: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = raw;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        // `$$` is make's escape of `$`.
+        let after = rest[at..].trim_start_matches('$');
+        let (name, len) = if let Some(inner) = after.strip_prefix('{') {
+            let end = inner.find('}').ok_or_else(|| raw.to_string())?;
+            (&inner[..end], end + 2)
+        } else if let Some(inner) = after.strip_prefix('(') {
+            let end = inner.find(')').ok_or_else(|| raw.to_string())?;
+            (&inner[..end], end + 2)
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], end)
+        };
+        // `${NAME:-default}` and the like: the name.
+        let var = name
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .next()
+            .unwrap_or_default();
+        if var.is_empty() {
+            return Err(raw.to_string());
+        }
+        if stage_variable(var) {
+            out.push_str("${stage}");
+        } else if var.to_ascii_uppercase().contains("REGION") {
+            out.push_str("${region}");
+        } else {
+            return Err(var.to_string());
+        }
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A value of a named samconfig environment with that name, as a word of its own, written as
+/// the stage (`/dev/table` in `[dev.deploy.parameters]` → `/${stage}/table`).
+fn literal_stage(value: &str, env: &str) -> String {
+    let parts: Vec<&str> = value.split(env).collect();
+    let mut out = String::from(parts[0]);
+    for (i, part) in parts[1..].iter().enumerate() {
+        let before = parts[..=i].join(env);
+        let alone = !before.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && !part.starts_with(|c: char| c.is_ascii_alphanumeric());
+        // Read back by `translate` as the stage variable it is.
+        out.push_str(if alone { "${STAGE}" } else { env });
+        out.push_str(part);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(words(r#"a "b c" 'd e'"#), ["a", "b c", "d e"]);
+        assert_eq!(words(r#"x="a \"q\" b" # note"#), [r#"x=a "q" b"#]);
+        assert_eq!(words("\"unclosed a b"), ["unclosed a b"]);
+        assert_eq!(words(""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn variables_become_ferrys_or_are_refused() {
+        assert_eq!(
+            translate("/$${AWS_BRANCH}/service/x").unwrap(),
+            "/${stage}/service/x"
+        );
+        assert_eq!(translate("$(STAGE)-$REGION").unwrap(), "${stage}-${region}");
+        assert_eq!(translate("${ENV:-dev}").unwrap(), "${stage}");
+        assert_eq!(translate("plain").unwrap(), "plain");
+        assert_eq!(
+            translate("$${GRAPHQL_API_ID}").unwrap_err(),
+            "GRAPHQL_API_ID"
+        );
+        assert!(translate("${unclosed").is_err());
+        assert!(translate("$").is_err());
+    }
+
+    #[test]
+    fn deploy_commands_only_and_continued_lines() {
+        let make = "invoke:\n\tsam local invoke --parameter-overrides A=local\n\
+deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-overrides \\\n\t\t\tA=/$${AWS_BRANCH}/a \\\n\t\t\tStage=$${AWS_BRANCH} \\\n\t\t\tbad-key=1\n";
+        assert_eq!(
+            deploy_overrides(make),
+            [
+                ("A".to_string(), "/$${AWS_BRANCH}/a".to_string()),
+                ("Stage".to_string(), "$${AWS_BRANCH}".to_string()),
+            ]
+        );
+        assert_eq!(
+            pair("ParameterKey=Table,ParameterValue=t1"),
+            Some(("Table".into(), "t1".into()))
+        );
+    }
+
+    #[test]
+    fn samconfig_default_first_and_a_named_environment_s_stage() {
+        let text = "version = 0.1\n[prod.deploy.parameters]\nparameter_overrides = \"Table=\\\"/prod/t\\\"\"\n[default.deploy.parameters]\nparameter_overrides = [\"Table=/d/t\", \"Size=2\"]\n";
+        let (env, w) = samconfig_overrides(text).unwrap().unwrap();
+        assert_eq!(
+            (env.as_str(), w),
+            (
+                "default",
+                vec!["Table=/d/t".to_string(), "Size=2".to_string()]
+            )
+        );
+        let only_prod = "[prod.deploy.parameters]\nparameter_overrides = \"Table=/prod/t\"\n";
+        assert_eq!(samconfig_overrides(only_prod).unwrap().unwrap().0, "prod");
+        assert!(samconfig_overrides("[x\n").is_err());
+        assert_eq!(samconfig_overrides("version = 0.1\n").unwrap(), None);
+        assert_eq!(
+            literal_stage("/prod/t-prod/production", "prod"),
+            "/${STAGE}/t-${STAGE}/production"
+        );
+    }
+}
