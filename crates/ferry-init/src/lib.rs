@@ -55,6 +55,9 @@ pub struct Found {
     /// repository does not hold (`target/app.jar`), the project's build, guessed from its build
     /// files (`pom.xml`, a `package.json` build script, …).
     pub build: Option<(Vec<String>, String)>,
+    /// `built-template`, for a SAM service built with `sam build` (a function with a
+    /// `Metadata.BuildMethod`, or dependencies to install): the template it writes.
+    pub built_template: Option<String>,
     /// For a Serverless Framework service whose stack name Ferry cannot read before the
     /// framework runs (a program, a name from a variable): the stack name guessed (the
     /// service's name and the stage), and why it could not be read; written to its service.toml
@@ -194,6 +197,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             region: None,
             stack_name: None,
             build: c.build,
+            built_template: None,
         });
     }
     for s in services
@@ -201,6 +205,12 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         .filter(|s| s.kind == ServiceKind::Serverless)
     {
         s.build = install_step(root, &s.dir, &workspace.members, &mut notes);
+    }
+    for s in services
+        .iter_mut()
+        .filter(|s| s.kind == ServiceKind::Sam && s.build.is_none())
+    {
+        sam_build(root, s, &mut notes);
     }
     if services.is_empty() {
         return Err(InitError::NothingFound(root.to_path_buf()));
@@ -235,6 +245,30 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
     };
     scan.notes.extend(region_notes(&scan));
     Ok(scan)
+}
+
+/// Where `sam build` writes the template it builds, relative to the folder it runs in.
+const SAM_BUILT_TEMPLATE: &str = ".aws-sam/build/template.yaml";
+
+/// `sam build` for a SAM service whose template wants it (a `Metadata.BuildMethod`, a function
+/// folder's dependencies), packaging what it writes.
+fn sam_build(root: &Path, s: &mut Found, notes: &mut Vec<String>) {
+    let Some(why) = ferry_package::sam_build_wanted(root, &format!("{}/{}", s.dir, s.file)) else {
+        return;
+    };
+    let mut argv = vec!["sam".to_string(), "build".to_string()];
+    if s.file != "template.yaml" {
+        argv.extend(["--template-file".to_string(), s.file.clone()]);
+    }
+    notes.push(format!(
+        "{}: {why} wants `sam build`: its service.toml runs it (the SAM CLI must be on the PATH) and packages what it writes, {SAM_BUILT_TEMPLATE}; keep .aws-sam/ out of git",
+        s.dir
+    ));
+    s.build = Some((
+        argv,
+        format!("{why} wants `sam build`; Ferry packages the template and code it writes."),
+    ));
+    s.built_template = Some(SAM_BUILT_TEMPLATE.to_string());
 }
 
 /// The order and outputs an umbrella template (left out) gave the applications it nests, as

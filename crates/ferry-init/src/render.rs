@@ -148,6 +148,9 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
                 one_line(why),
                 list.join(", ")
             );
+            if let Some(built) = &s.built_template {
+                let _ = writeln!(text, "built-template = {}", quoted(built));
+            }
         }
         files.push((format!("{}/service.toml", s.dir), text));
     }

@@ -1021,3 +1021,79 @@ deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy
         "{text}"
     );
 }
+
+/// A SAM function the SAM CLI builds (`Metadata.BuildMethod`) or whose folder declares
+/// dependencies gets `sam build`, and Ferry packages what it writes; one that wants no build
+/// gets none. What it writes passes the template checks, which refuse such a function without
+/// a build.
+#[test]
+fn a_sam_service_that_wants_sam_build_gets_it_with_the_template_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let function = |code: &str, extra: &str| {
+        format!(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: {code}\n      Handler: app.handler\n      Runtime: python3.12\n{extra}"
+        )
+    };
+    file(
+        r,
+        "go/template.yaml",
+        &function("src/", "    Metadata:\n      BuildMethod: makefile\n"),
+    );
+    file(r, "go/src/Makefile", "build-Fn:\n");
+    file(r, "py/infra.yaml", &function("hello/", ""));
+    file(
+        r,
+        "py/hello/requirements.txt",
+        "boto3\nrequests==2.32.3  # http\n",
+    );
+    file(r, "plain/template.yaml", &function("hello/", ""));
+    file(
+        r,
+        "plain/hello/requirements.txt",
+        "boto3\n# only what the runtime has\n",
+    );
+    let s = scan(r).unwrap();
+    let got: Vec<(&str, Option<String>, Option<&str>)> = s
+        .services
+        .iter()
+        .map(|f| {
+            (
+                f.dir.as_str(),
+                f.build.as_ref().map(|(argv, _)| argv.join(" ")),
+                f.built_template.as_deref(),
+            )
+        })
+        .collect();
+    let built = Some(".aws-sam/build/template.yaml");
+    assert_eq!(
+        got,
+        [
+            ("go", Some("sam build".to_string()), built),
+            ("plain", None, None),
+            (
+                "py",
+                Some("sam build --template-file infra.yaml".to_string()),
+                built
+            ),
+        ]
+    );
+    let notes = s.notes.join("\n");
+    for want in [
+        "go: Fn.Metadata.BuildMethod (makefile) wants `sam build`",
+        "py: py/hello/requirements.txt wants `sam build`",
+    ] {
+        assert!(notes.contains(want), "{want}\n---\n{notes}");
+    }
+    write(r, &render(&s, r), false).unwrap();
+    let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ws.service("go").unwrap().package.built_template.as_deref(),
+        built
+    );
+    let problems: Vec<String> = ferry_package::check_templates(&ws, &ws.services)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+}

@@ -239,6 +239,10 @@ pub struct Package {
     pub artifacts: BTreeMap<String, Artifact>,
     /// A static site uploaded after the stack deploys.
     pub site: Option<Site>,
+    /// `built-template` (SAM only): the template `build` writes, packaged in place of the
+    /// service's own (`.aws-sam/build/template.yaml`, where `sam build` writes it, its code
+    /// paths pointing at the built functions).
+    pub built_template: Option<String>,
 }
 
 /// Default `[package] timeout`, in seconds.

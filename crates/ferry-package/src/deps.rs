@@ -33,7 +33,7 @@ impl std::fmt::Display for UnbuiltDependencies {
         };
         write!(
             f,
-            "{}: {}/{} declares dependencies, which `sam build` would install into the function and Ferry's zip of {} lacks (it is zipped as it is): give the service a [package] build that installs them there (e.g. `{install}` in that folder), or it fails when it runs",
+            "{}: {}/{} declares dependencies, which `sam build` would install into the function and Ferry's zip of {} lacks (it is zipped as it is): give the service a [package] build that installs them there (e.g. `{install}` in that folder) or `sam build` with built-template = \".aws-sam/build/template.yaml\", or it fails when it runs",
             self.service, self.dir, self.file, self.dir
         )
     }
@@ -117,4 +117,30 @@ fn node_dependencies(folder: &Path) -> bool {
                 .map(|d| !d.is_empty())
         })
         .unwrap_or(false)
+}
+
+/// Why the SAM template at `root/template` (repository-relative) wants `sam build`: its first
+/// function or layer with a `Metadata.BuildMethod`, else its first function folder whose
+/// `requirements.txt` or `package.json` declares dependencies to install; `None` when it wants
+/// no build. For tools writing a service's configuration before there is one (`init`).
+pub fn sam_build_wanted(root: &Path, template: &str) -> Option<String> {
+    let parsed = std::fs::read_to_string(root.join(template))
+        .ok()
+        .and_then(|text| template::parse(&text).ok())?;
+    if let Some((at, _)) = sam::needs_build(&parsed).into_iter().next() {
+        return Some(at);
+    }
+    crate::reached(root, template)
+        .into_iter()
+        .filter(|r| r.property == "CodeUri" && root.join(&r.path).is_dir())
+        .find_map(|r| {
+            let folder = root.join(&r.path);
+            if requirements(&folder.join("requirements.txt")) {
+                Some(format!("{}/requirements.txt", r.path))
+            } else if node_dependencies(&folder) {
+                Some(format!("{}/package.json", r.path))
+            } else {
+                None
+            }
+        })
 }

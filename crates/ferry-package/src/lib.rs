@@ -29,7 +29,7 @@ mod sam;
 mod template;
 pub mod zip;
 
-pub use deps::{UnbuiltDependencies, unbuilt_dependencies};
+pub use deps::{UnbuiltDependencies, sam_build_wanted, unbuilt_dependencies};
 pub use files::{CREDENTIAL_NAMES, DOTENV_TEMPLATES, is_credential_name, withheld_summary};
 pub use links::{UnlinkedReader, ssm_typed_names, unlinked_ssm_readers};
 pub use reach::{Reached, reached};
@@ -185,6 +185,10 @@ pub enum PackageError {
         path: String,
         dir: String,
     },
+    #[error(
+        "{service}: its build ran and did not write {path}, the template [package] built-template names; check where the build writes it (`sam build` writes .aws-sam/build/template.yaml in the folder it runs in)"
+    )]
+    BuiltTemplateMissing { service: String, path: String },
     #[error(
         "{service}: {resource}.{property} names {path}, a folder; a definition or a nested template is one file"
     )]
@@ -1131,6 +1135,40 @@ fn package_service(
     if !spec.build.is_empty() {
         run_build(ws, service, &dir, mask, on, cancelled)?;
     }
+    // What a SAM build wrote (`sam build`: every code path pointing at what it built) is
+    // packaged in place of the service's own template, which was checked above.
+    let (text, mut parsed, template_name, base) = match &spec.built_template {
+        Some(built) if service.kind == ServiceKind::Sam => {
+            let rel = format!("{}/{built}", service.dir);
+            let path = ws.root.join(&rel);
+            let text =
+                fs::read_to_string(&path).map_err(|_| PackageError::BuiltTemplateMissing {
+                    service: service.name.clone(),
+                    path: rel.clone(),
+                })?;
+            let built_err = |source| PackageError::Template {
+                service: service.name.clone(),
+                path: rel.clone(),
+                source,
+            };
+            let parsed = template::parse(&text).map_err(built_err)?;
+            if !sam::is_sam(&parsed) {
+                return Err(built_err(TemplateError::NotSam {
+                    transform: sam::SAM_TRANSFORM,
+                }));
+            }
+            let base = built
+                .rsplit_once('/')
+                .map_or(String::new(), |(d, _)| d.to_string());
+            (text, parsed, built.clone(), base)
+        }
+        _ => (
+            text,
+            parsed,
+            service.template.clone(),
+            template_dir(service),
+        ),
+    };
 
     let store = Store {
         ws,
@@ -1175,7 +1213,6 @@ fn package_service(
         }
         ServiceKind::Sam => {
             let mut artifacts = Vec::new();
-            let base = template_dir(service);
             let nested = |e| match e {
                 Nested::Template(source) => template_err(source),
                 Nested::Package(p) => *p,
@@ -1190,7 +1227,7 @@ fn package_service(
 
     // Without artifacts (nor included files) the template is deployed exactly as written.
     let (bytes, ext) = if artifacts.is_empty() && included == 0 {
-        let ext = Path::new(&service.template)
+        let ext = Path::new(&template_name)
             .extension()
             .and_then(|e| e.to_str())
             .unwrap_or("yaml")

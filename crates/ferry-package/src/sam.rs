@@ -367,7 +367,7 @@ pub(crate) fn needs_build(template: &Value) -> Vec<(String, String)> {
             let method = r.pointer("/Metadata/BuildMethod")?.as_str()?;
             Some((
                 format!("{id}.Metadata.BuildMethod ({method})"),
-                "the SAM CLI builds it (`sam build`), while Ferry packages the folder its CodeUri names as it is, so it would deploy unbuilt: give the service a [package] build that writes the built code where its CodeUri points".to_string(),
+                "the SAM CLI builds it (`sam build`), while Ferry packages the folder its CodeUri names as it is, so it would deploy unbuilt: give the service build = [\"sam\", \"build\"] and built-template = \".aws-sam/build/template.yaml\" under [package] (Ferry then packages what sam build wrote), or a build that writes the built code where its CodeUri points".to_string(),
             ))
         })
         .collect()

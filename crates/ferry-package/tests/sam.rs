@@ -669,3 +669,74 @@ fn a_function_the_sam_cli_would_build_needs_a_build_of_the_service() {
     let manifest = run(ws.path(), out.path()).unwrap();
     assert!(manifest.services.contains_key("worker"));
 }
+
+/// What `sam build` writes (`.aws-sam/build/template.yaml`, each function's code with its
+/// dependencies installed in a folder of its own) is packaged in place of the service's template
+/// when `built-template` names it. The build here writes what `sam build` would, so that the
+/// test needs no SAM CLI.
+#[test]
+fn a_sam_build_s_template_is_packaged_with_the_code_it_built() {
+    let source = "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: src/\n      Handler: app.handler\n      Runtime: python3.12\n    Metadata:\n      BuildMethod: python3.12\n";
+    let built = "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: Fn\n      Handler: app.handler\n      Runtime: python3.12\n";
+    let sam_build = format!(
+        "mkdir -p .aws-sam/build/Fn/requests && cp src/app.py .aws-sam/build/Fn/ && echo dep > .aws-sam/build/Fn/requests/__init__.py && printf '%s' '{built}' > .aws-sam/build/template.yaml"
+    );
+    let manifest = |script: &str| {
+        format!(
+            "[service]\nkind = \"sam\"\n\n[package]\nbuild = [\"sh\", \"-c\", {script:?}]\nbuilt-template = \".aws-sam/build/template.yaml\"\n"
+        )
+    };
+    let ws = workspace(&[
+        ("services/worker/service.toml", &manifest(&sam_build)),
+        ("services/worker/template.yaml", source),
+        ("services/worker/src/app.py", "def handler(e, c): pass\n"),
+        ("services/worker/src/requirements.txt", "requests\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path()).unwrap();
+    let sp = &m.services["worker"];
+    let found: Vec<(&str, &str, usize)> = sp
+        .artifacts
+        .iter()
+        .map(|a| (a.resource.as_str(), a.source.as_str(), a.files))
+        .collect();
+    // The built folder, dependency and all, not the source folder.
+    assert_eq!(found, [("Fn", ".aws-sam/build/Fn", 2)]);
+    let template: Value =
+        serde_json::from_slice(&fs::read(out.path().join(&sp.template)).unwrap()).unwrap();
+    assert_eq!(
+        template["Resources"]["Fn"]["Properties"]["CodeUri"]["Key"],
+        json!(sp.artifacts[0].key)
+    );
+
+    // A build that does not write it: the service fails naming the file and where sam build
+    // writes it.
+    let ws = workspace(&[
+        ("services/worker/service.toml", &manifest("true")),
+        ("services/worker/template.yaml", source),
+        ("services/worker/src/app.py", ""),
+    ]);
+    let e = run(ws.path(), tempfile::tempdir().unwrap().path()).unwrap_err();
+    assert!(
+        e.contains("its build ran and did not write services/worker/.aws-sam/build/template.yaml, the template [package] built-template names")
+            && e.contains("`sam build` writes .aws-sam/build/template.yaml"),
+        "{e}"
+    );
+    // One that writes something else than a SAM template.
+    let ws = workspace(&[
+        (
+            "services/worker/service.toml",
+            &manifest(
+                "mkdir -p .aws-sam/build && echo 'Resources: {}' > .aws-sam/build/template.yaml",
+            ),
+        ),
+        ("services/worker/template.yaml", source),
+        ("services/worker/src/app.py", ""),
+    ]);
+    let e = run(ws.path(), tempfile::tempdir().unwrap().path()).unwrap_err();
+    assert!(
+        e.contains("services/worker/.aws-sam/build/template.yaml")
+            && e.contains("AWS::Serverless-2016-10-31"),
+        "{e}"
+    );
+}

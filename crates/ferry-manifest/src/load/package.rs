@@ -15,7 +15,14 @@ use crate::spanned::{
     type_error,
 };
 
-const PACKAGE_KEYS: &[&str] = &["build", "timeout", "exclude", "artifacts", "site"];
+const PACKAGE_KEYS: &[&str] = &[
+    "build",
+    "timeout",
+    "exclude",
+    "artifacts",
+    "site",
+    "built-template",
+];
 const ARTIFACT_KEYS: &[&str] = &["path", "exclude"];
 const SITE_KEYS: &[&str] = &["path", "bucket-output", "prefix", "config-file", "exclude"];
 
@@ -39,6 +46,7 @@ pub(super) fn read_package(
         );
     }
     let exclude = get_excludes(fd, p, "package");
+    let built_template = read_built_template(fd, p, kind, build.is_empty());
     let mut artifacts = BTreeMap::new();
     let artifacts_of_its_own = match kind {
         ServiceKind::Cloudformation => None,
@@ -156,7 +164,50 @@ pub(super) fn read_package(
         exclude,
         artifacts,
         site,
+        built_template,
     }
+}
+
+/// `built-template`: a template path inside the service folder, for a SAM service with a
+/// build.
+fn read_built_template(
+    fd: &mut FileDiags<'_>,
+    p: &DeTable<'_>,
+    kind: ServiceKind,
+    no_build: bool,
+) -> Option<String> {
+    let key = "package.built-template";
+    let (path, span) = get_str(fd, p, "package", "built-template")?;
+    if kind != ServiceKind::Sam {
+        fd.error(
+            Some(span),
+            Some(key),
+            format!(
+                "built-template is the template a SAM build writes (`sam build`: \".aws-sam/build/template.yaml\"), and this service is of kind \"{}\": remove it",
+                kind.as_str()
+            ),
+        );
+        return None;
+    }
+    if no_build {
+        fd.error(
+            Some(span),
+            Some(key),
+            r#"built-template names what the build writes, and there is no build: add build = ["sam", "build"] or remove built-template"#,
+        );
+        return None;
+    }
+    check_service_path(fd, key, &(path.clone(), span.clone()));
+    let ext = path.rsplit_once('.').map(|(_, e)| e).unwrap_or_default();
+    if !matches!(ext, "yaml" | "yml" | "json" | "template") {
+        fd.error(
+            Some(span),
+            Some(key),
+            format!("`{path}` is not a template file (.yaml, .yml, .json or .template)"),
+        );
+        return None;
+    }
+    Some(path)
 }
 
 /// A path inside the service folder: relative, `/`-separated, without `..`.
