@@ -257,7 +257,7 @@ fn same_name(a: &str, b: &str) -> bool {
 /// The framework's service name, exports, imports, `${cf:…}` stacks and `${file(…)}` paths of
 /// one service's file.
 fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
-    let path = root.join(&s.dir).join(&s.file);
+    let path = root.join(crate::template_path(&s.dir, &s.file));
     let shown = format!("{}/{}", s.dir, s.file);
     if [".ts", ".js", ".cjs", ".mjs"]
         .iter()

@@ -60,7 +60,7 @@ fn common(a: &str, b: &str) -> String {
 }
 
 fn template_of(c: &Candidate) -> String {
-    format!("{}/{}", c.dir, c.file)
+    crate::template_path(&c.dir, &c.file)
 }
 
 /// Leaves out umbrella templates and moves each SAM service whose template reaches out of its
@@ -288,6 +288,107 @@ fn build_step(root: &Path, dir: &str) -> Option<(Vec<String>, String)> {
         ));
     }
     has("Makefile").then(|| (argv(&["make"]), "Makefile".into()))
+}
+
+/// Where each of several templates of one folder `rel` deploys from, as (folder, template
+/// relative to it, SAM or not), in `templates`' order, and notes. Ferry deploys one template per
+/// service folder, and a folder of several stacks (`backend/auth.yaml`,
+/// `backend/product-mock.yaml`, …) is common. A SAM template whose code all lies in one subfolder
+/// of its own (`product-mock-service/`) gets that subfolder, its template above it
+/// (`template = "../product-mock.yaml"`); a template naming no local path gets a folder named
+/// after it (`backend/auth`, holding only its service.toml); the first template reaching more of
+/// the folder than one subfolder keeps the folder, and any other such template is left out.
+pub(crate) fn split(
+    root: &Path,
+    rel: &str,
+    templates: &[(String, bool)],
+) -> (Vec<(String, String, bool)>, Vec<String>) {
+    let reach: Vec<Vec<String>> = templates
+        .iter()
+        .map(|(f, sam)| {
+            if !*sam {
+                return Vec::new();
+            }
+            reached(root, &format!("{rel}/{f}"))
+                .into_iter()
+                .map(|r| {
+                    // A file's folder: what a service folder must hold.
+                    match r.path.rsplit_once('/') {
+                        Some((d, _)) if root.join(&r.path).is_file() => d.to_string(),
+                        None if root.join(&r.path).is_file() => String::new(),
+                        _ => r.path,
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let mut placed = Vec::new();
+    let mut notes = Vec::new();
+    let mut kept: Option<&str> = None;
+    for (i, (file, sam)) in templates.iter().enumerate() {
+        let up = |dir: &str| {
+            let depth = dir[rel.len() + 1..].split('/').count();
+            format!("{}{file}", "../".repeat(depth))
+        };
+        if reach[i].is_empty() {
+            let stem = file.rsplit_once('.').map_or(file.as_str(), |(s, _)| s);
+            let dir = format!("{rel}/{}", crate::valid_name(stem));
+            if !root.join(&dir).is_file() {
+                notes.push(format!(
+                    "{rel}/{file}: one of several templates of {rel}, naming no local path: its service folder is `{dir}`, holding only its service.toml (template `{}`)",
+                    up(&dir)
+                ));
+                placed.push((dir.clone(), up(&dir), *sam));
+                continue;
+            }
+        }
+        let folder = reach[i]
+            .iter()
+            .skip(1)
+            .fold(reach[i].first().cloned().unwrap_or_default(), |acc, p| {
+                common(&acc, p)
+            });
+        let own = folder.starts_with(&format!("{rel}/"))
+            && root.join(&folder).is_dir()
+            && reach
+                .iter()
+                .enumerate()
+                .all(|(j, paths)| j == i || !paths.iter().any(|p| within(p, &folder)));
+        if own {
+            notes.push(format!(
+                "{rel}/{file}: one of several templates of {rel}, its code all in {folder}: that is its service folder (template `{}`)",
+                up(&folder)
+            ));
+            placed.push((folder.clone(), up(&folder), *sam));
+        } else if let Some(first) = kept {
+            notes.push(format!(
+                "{rel}/{file}: reaches as much of {rel} as {first}, which keeps the folder: left out; Ferry deploys one template per service folder, so give it a folder of its own holding its code"
+            ));
+        } else {
+            kept = Some(file);
+            placed.push((rel.to_string(), file.clone(), *sam));
+        }
+    }
+    if let Some(kept) = kept {
+        let others: Vec<&str> = templates
+            .iter()
+            .map(|(f, _)| f.as_str())
+            .filter(|f| {
+                *f != kept
+                    && placed
+                        .iter()
+                        .any(|(_, p, _)| p.ends_with(&format!("../{f}")))
+            })
+            .collect();
+        if !others.is_empty() {
+            notes.push(format!(
+                "{rel}: {kept} keeps the folder, which holds {}: a change to {} redeploys its service too",
+                others.join(", "),
+                if others.len() == 1 { "it" } else { "one of them" }
+            ));
+        }
+    }
+    (placed, notes)
 }
 
 #[cfg(test)]

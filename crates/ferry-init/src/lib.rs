@@ -128,7 +128,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
     // it (`{service}-{stage}`) must not take one of them.
     let framework_stack = |c: &walk::Candidate| {
         (c.kind == ServiceKind::Serverless)
-            .then(|| std::fs::read_to_string(root.join(&c.dir).join(&c.file)).ok())
+            .then(|| std::fs::read_to_string(root.join(template_path(&c.dir, &c.file))).ok())
             .flatten()
             .and_then(|text| ferry_manifest::serverless_stack_name(&text).ok())
     };
@@ -247,13 +247,20 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
     Ok(scan)
 }
 
+/// A service's template, repository-relative and normalised (`file` may lead out of `dir`:
+/// `../auth.yaml`).
+pub(crate) fn template_path(dir: &str, file: &str) -> String {
+    let joined = format!("{dir}/{file}");
+    ferry_manifest::normalize_relative(&joined).unwrap_or(joined)
+}
+
 /// Where `sam build` writes the template it builds, relative to the folder it runs in.
 const SAM_BUILT_TEMPLATE: &str = ".aws-sam/build/template.yaml";
 
 /// `sam build` for a SAM service whose template wants it (a `Metadata.BuildMethod`, a function
 /// folder's dependencies), packaging what it writes.
 fn sam_build(root: &Path, s: &mut Found, notes: &mut Vec<String>) {
-    let Some(why) = ferry_package::sam_build_wanted(root, &format!("{}/{}", s.dir, s.file)) else {
+    let Some(why) = ferry_package::sam_build_wanted(root, &template_path(&s.dir, &s.file)) else {
         return;
     };
     let mut argv = vec!["sam".to_string(), "build".to_string()];
@@ -278,7 +285,7 @@ fn umbrella_links(u: &layout::Umbrella, services: &mut [Found]) {
         let template = u.apps.get(id)?;
         services
             .iter()
-            .find(|s| format!("{}/{}", s.dir, s.file) == *template)
+            .find(|s| template_path(&s.dir, &s.file) == *template)
             .map(|s| s.name.clone())
     };
     for (id, needed, why) in &u.needs {

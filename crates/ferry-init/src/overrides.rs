@@ -18,7 +18,7 @@ const MAX_SCRIPT: u64 = 1 << 20;
 
 /// The parameters the template at `root/dir/file` declares (none when it cannot be read).
 pub(crate) fn declared(root: &Path, dir: &str, file: &str) -> Vec<String> {
-    small_text(&root.join(dir).join(file))
+    small_text(&root.join(crate::template_path(dir, file)))
         .and_then(|t| ferry_package::parse_template(&t).ok())
         .and_then(|t| {
             t.get("Parameters")

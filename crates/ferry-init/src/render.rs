@@ -105,7 +105,7 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
         let required = if s.kind == ServiceKind::Serverless {
             Vec::new()
         } else {
-            required_parameters(&root.join(&s.dir).join(&s.file))
+            required_parameters(&root.join(crate::template_path(&s.dir, &s.file)))
         };
         let missing: Vec<(String, Option<String>)> = required
             .into_iter()

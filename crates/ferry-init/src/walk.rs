@@ -292,11 +292,30 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
             return;
         };
         if templates.len() > 1 {
-            let others: Vec<&str> = templates[1..].iter().map(|(f, _)| f.as_str()).collect();
-            own_notes.push(format!(
-                "{rel}: several templates ({file} taken; {} left out): Ferry deploys one template per service, so give each its own folder",
-                others.join(", ")
-            ));
+            // Several stacks in one folder: each gets a folder of its own where it can.
+            let (placed, split_notes) = crate::layout::split(root, rel, &templates);
+            own_notes.extend(split_notes);
+            for (n, (dir, file, sam)) in placed.into_iter().enumerate() {
+                out.push(Candidate {
+                    dir,
+                    kind: if sam {
+                        ServiceKind::Sam
+                    } else {
+                        ServiceKind::Cloudformation
+                    },
+                    file,
+                    notes: if n == 0 {
+                        std::mem::take(&mut own_notes)
+                    } else {
+                        Vec::new()
+                    },
+                    build: None,
+                });
+            }
+            if !own_notes.is_empty() {
+                notes.append(&mut own_notes);
+            }
+            return;
         }
         out.push(Candidate {
             dir: rel.to_string(),
@@ -317,7 +336,32 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
         .filter(|c| matches!(c.kind, ServiceKind::Serverless | ServiceKind::Sam))
         .map(|c| (c.dir.clone(), c.kind))
         .collect();
+    // A template placed in a folder another template was found in (a folder named after it
+    // that holds a template of its own), or two placed in one: the one found there, else the
+    // first, keeps it.
+    let mut keeper: BTreeMap<String, String> = out
+        .iter()
+        .filter(|c| !c.file.starts_with("../"))
+        .map(|c| (c.dir.clone(), crate::template_path(&c.dir, &c.file)))
+        .collect();
     out.retain(|c| {
+        let template = crate::template_path(&c.dir, &c.file);
+        let first = keeper.entry(c.dir.clone()).or_insert_with(|| template.clone());
+        if *first == template {
+            return true;
+        }
+        notes.push(format!(
+            "{template}: its folder {} is {first}'s: left out (the same stack in another format?); give it a folder of its own",
+            c.dir
+        ));
+        false
+    });
+    out.retain(|c| {
+        // A template placed above its folder (one of several of a folder) is a service by
+        // that choice.
+        if c.file.starts_with("../") {
+            return true;
+        }
         let Some((owner, kind)) = owners
             .iter()
             .find(|(d, _)| c.dir.starts_with(&format!("{d}/")))

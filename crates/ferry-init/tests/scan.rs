@@ -1097,3 +1097,106 @@ fn a_sam_service_that_wants_sam_build_gets_it_with_the_template_it_writes() {
         .collect();
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// Several stacks in one folder, as aws-samples/aws-serverless-shopping-cart's `backend/`
+/// (`auth.yaml`, `product-mock.yaml`, `shoppingcart-service.yaml`) and plain CloudFormation
+/// repositories' `infra/` hold them: each template gets a service folder of its own, its
+/// template above it, and what it writes passes the packager's checks.
+#[test]
+fn several_templates_of_one_folder_each_get_a_service_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let sam = "Transform: AWS::Serverless-2016-10-31\n";
+    let function = |id: &str, code: &str| {
+        format!(
+            "  {id}:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: {code}\n      Handler: app.handler\n      Runtime: python3.12\n"
+        )
+    };
+    let writes = |name: &str| {
+        format!(
+            "  P{}:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Type: String\n      Name: {name}\n      Value: x\n",
+            name.len()
+        )
+    };
+    file(
+        r,
+        "backend/auth.yaml",
+        &format!("{sam}Resources:\n{}", writes("/cart/auth/pool-arn")),
+    );
+    file(
+        r,
+        "backend/product-mock.yaml",
+        &format!(
+            "{sam}Resources:\n{}{}",
+            function("Get", "product-mock-service/"),
+            writes("/cart/products/url")
+        ),
+    );
+    file(r, "backend/product-mock-service/app.py", "");
+    file(
+        r,
+        "backend/shoppingcart-service.yaml",
+        &format!(
+            "{sam}Parameters:\n  Pool:\n    Type: AWS::SSM::Parameter::Value<String>\n    Default: /cart/auth/pool-arn\n  Url:\n    Type: AWS::SSM::Parameter::Value<String>\n    Default: /cart/products/url\nResources:\n{}  Layer:\n    Type: AWS::Serverless::LayerVersion\n    Properties:\n      ContentUri: ./layers/\n",
+            function("Add", "shopping-cart-service/")
+        ),
+    );
+    file(r, "backend/shopping-cart-service/app.py", "");
+    file(r, "backend/layers/shared.py", "");
+    // A second template reaching as much of the folder as the first: left out.
+    file(
+        r,
+        "backend/another.yaml",
+        &format!("{sam}Resources:\n{}", function("Other", ".")),
+    );
+    // Plain CloudFormation: one folder of stacks, one of which is named like a folder that
+    // holds a service already.
+    let queue =
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    for t in ["infra/vpc.yaml", "infra/db.yaml", "infra/db/template.yaml"] {
+        file(r, t, queue);
+    }
+
+    let s = scan(r).unwrap();
+    let found: Vec<(&str, &str, &str)> = s
+        .services
+        .iter()
+        .map(|f| (f.dir.as_str(), f.name.as_str(), f.file.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("backend", "backend", "another.yaml"),
+            ("backend/auth", "auth", "../auth.yaml"),
+            (
+                "backend/product-mock-service",
+                "product-mock-service",
+                "../product-mock.yaml"
+            ),
+            ("infra/vpc", "vpc", "../vpc.yaml"),
+            ("infra/db", "db", "template.yaml"),
+        ],
+        "{:#?}",
+        s.notes
+    );
+    let notes = s.notes.join("\n");
+    for want in [
+        "backend/auth.yaml: one of several templates of backend, naming no local path: its service folder is `backend/auth`",
+        "backend/product-mock.yaml: one of several templates of backend, its code all in backend/product-mock-service: that is its service folder (template `../product-mock.yaml`)",
+        "backend/shoppingcart-service.yaml: reaches as much of backend as another.yaml, which keeps the folder: left out",
+        "backend: another.yaml keeps the folder, which holds auth.yaml, product-mock.yaml: a change to one of them redeploys its service too",
+        "infra/db.yaml: its folder infra/db is infra/db/template.yaml's: left out",
+    ] {
+        assert!(notes.contains(want), "{want}\n---\n{notes}");
+    }
+    write(r, &render(&s, r), false).unwrap();
+    let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    let problems: Vec<String> = ferry_package::check_templates(&ws, &ws.services)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The packager finds the moved service's code inside its folder.
+    let ws_mock = ws.service("product-mock-service").unwrap();
+    assert_eq!(ws_mock.template, "../product-mock.yaml");
+}

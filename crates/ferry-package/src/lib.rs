@@ -766,10 +766,10 @@ fn check_parameters(service: &Service, parsed: &serde_json::Value) -> Result<(),
         }
         let base = template_dir(service);
         for l in sam::local_paths(parsed) {
-            inside_service(&base, &l)?;
+            inside_service(&service.dir, &base, &l)?;
         }
         for i in sam::local_includes(parsed) {
-            in_service_folder(&base, &i.path, &i.label())?;
+            in_service_folder(&service.dir, &base, &i.path, &i.label())?;
         }
         if let Some((at, what)) = sam::unsupported(parsed).into_iter().next() {
             return Err(TemplateError::Unsupported { at, what });
@@ -791,27 +791,37 @@ fn template_dir(service: &Service) -> String {
         .map_or(String::new(), |(d, _)| d.to_string())
 }
 
-/// `l`'s path relative to the service folder (it is written relative to `base`, the folder of
-/// its template); an error when it leaves the service folder.
-fn inside_service(base: &str, l: &sam::LocalPath) -> Result<String, TemplateError> {
+/// `l`'s path relative to the service folder `dir` (repository-relative; the path is written
+/// relative to `base`, the folder of its template relative to `dir`); an error when it leaves
+/// the service folder.
+fn inside_service(dir: &str, base: &str, l: &sam::LocalPath) -> Result<String, TemplateError> {
     in_service_folder(
+        dir,
         base,
         &l.path,
         &format!("{}.{}", l.site.label(), l.site.property()),
     )
 }
 
-/// `path` (written relative to `base`, the folder of its template) relative to the service
-/// folder; an error naming `at` when it leaves the service folder.
-fn in_service_folder(base: &str, path: &str, at: &str) -> Result<String, TemplateError> {
-    let joined = if base.is_empty() {
-        path.to_string()
-    } else {
-        format!("{base}/{path}")
-    };
+/// `path` (written relative to `base`, the folder of its template relative to the service
+/// folder `dir`, which may lie above it: `..`) relative to the service folder; an error naming
+/// `at` when it leaves the service folder.
+fn in_service_folder(dir: &str, base: &str, path: &str, at: &str) -> Result<String, TemplateError> {
+    let joined = [dir, base, path]
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/");
     ferry_manifest::normalize_relative(&joined)
         .filter(|_| !path.starts_with('/') && !path.contains('\\'))
-        .map(|p| if p.is_empty() { ".".to_string() } else { p })
+        .and_then(|p| {
+            if p == dir {
+                Some(".".to_string())
+            } else {
+                p.strip_prefix(&format!("{dir}/")).map(str::to_string)
+            }
+        })
         .ok_or_else(|| TemplateError::PathOutside {
             at: at.to_string(),
             path: path.to_string(),
@@ -1406,7 +1416,7 @@ impl Store<'_> {
             }
             for i in includes {
                 let at = i.label();
-                let rel = in_service_folder(base, &i.path, &at)?;
+                let rel = in_service_folder(&self.service.dir, base, &i.path, &at)?;
                 let path = self.dir.join(&rel);
                 if !path.is_file() {
                     return Err(PackageError::MissingArtifact {
@@ -1457,7 +1467,7 @@ impl Store<'_> {
         let spec = &self.service.package;
         let excludes: Vec<&str> = spec.exclude.iter().map(String::as_str).collect();
         for l in sam::local_paths(template) {
-            let rel = inside_service(base, &l)?;
+            let rel = inside_service(&self.service.dir, base, &l)?;
             let label = l.site.label();
             let property = l.site.property().to_string();
             let not_a_file = || PackageError::NotAFile {

@@ -740,3 +740,35 @@ fn a_sam_build_s_template_is_packaged_with_the_code_it_built() {
         "{e}"
     );
 }
+
+/// A template kept above its service folder (one of several stacks of a folder, each given the
+/// folder of its code): its paths lead back into the service folder, and only there.
+#[test]
+fn a_template_above_its_service_folder_packages_the_code_inside_the_folder() {
+    let template = |code: &str| {
+        format!(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: {code}\n      Handler: app.handler\n      Runtime: python3.12\n"
+        )
+    };
+    let manifest = "[service]\nkind = \"sam\"\ntemplate = \"../worker.yaml\"\n";
+    let ws = workspace(&[
+        ("services/worker/service.toml", manifest),
+        ("services/worker.yaml", &template("worker/src")),
+        ("services/worker/src/app.py", "def handler(e, c): pass\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path()).unwrap();
+    let a = &m.services["worker"].artifacts;
+    assert_eq!((a[0].source.as_str(), a[0].files), ("src", 1));
+    // A sibling folder is not the service's.
+    let ws = workspace(&[
+        ("services/worker/service.toml", manifest),
+        ("services/worker.yaml", &template("other/")),
+        ("services/other/app.py", ""),
+    ]);
+    let e = run(ws.path(), tempfile::tempdir().unwrap().path()).unwrap_err();
+    assert!(
+        e.contains("Fn.CodeUri names \"other/\", which lies outside the service folder"),
+        "{e}"
+    );
+}
