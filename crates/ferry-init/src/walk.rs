@@ -274,14 +274,18 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
                 }
             });
         }
+        // SAM first, then the usual names, then by name, YAML before JSON (a stack kept in
+        // both formats is taken as YAML).
         templates.sort_by_key(|(f, sam)| {
+            let (stem, ext) = f.rsplit_once('.').unwrap_or((f.as_str(), ""));
             (
                 !*sam,
                 PREFERRED_TEMPLATES
                     .iter()
                     .position(|p| p == f)
                     .unwrap_or(usize::MAX),
-                f.clone(),
+                stem.to_string(),
+                TEMPLATE_EXTENSIONS.iter().position(|e| *e == ext),
             )
         });
         let Some((file, sam)) = templates.first().cloned() else {

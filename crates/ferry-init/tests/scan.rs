@@ -1153,7 +1153,12 @@ fn several_templates_of_one_folder_each_get_a_service_folder() {
     // holds a service already.
     let queue =
         "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n";
-    for t in ["infra/vpc.yaml", "infra/db.yaml", "infra/db/template.yaml"] {
+    for t in [
+        "infra/vpc.json",
+        "infra/vpc.yaml",
+        "infra/db.yaml",
+        "infra/db/template.yaml",
+    ] {
         file(r, t, queue);
     }
 
@@ -1186,6 +1191,7 @@ fn several_templates_of_one_folder_each_get_a_service_folder() {
         "backend/shoppingcart-service.yaml: reaches as much of backend as another.yaml, which keeps the folder: left out",
         "backend: another.yaml keeps the folder, which holds auth.yaml, product-mock.yaml: a change to one of them redeploys its service too",
         "infra/db.yaml: its folder infra/db is infra/db/template.yaml's: left out",
+        "infra/vpc.json: its folder infra/vpc is infra/vpc.yaml's: left out (the same stack in another format?)",
     ] {
         assert!(notes.contains(want), "{want}\n---\n{notes}");
     }
