@@ -194,6 +194,34 @@ fn validate_warns_of_an_ssm_reader_not_ordered_after_the_writer_and_exits_0() {
 }
 
 #[test]
+fn validate_warns_when_git_does_not_ignore_what_sam_build_writes() {
+    let repo = TestRepo::new();
+    repo.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    )
+    .write(
+        "services/api/service.toml",
+        "[service]\nkind = \"sam\"\n\n[package]\nbuild = [\"sam\", \"build\"]\nbuilt-template = \".aws-sam/build/template.yaml\"\n",
+    )
+    .write(
+        "services/api/template.yaml",
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    let root = repo.path().to_str().unwrap();
+    let validate = || run(&mut xtask(&["validate", "--root", root]));
+    let (code, _, err) = validate();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        err,
+        "warning: git does not ignore services/api/.aws-sam/build/template.yaml, which a build writes: after each build its service looks changed to a plan of the working tree; add .aws-sam/ to .gitignore\n"
+    );
+    repo.write(".gitignore", ".aws-sam/\n");
+    let (code, _, err) = validate();
+    assert_eq!((code, err.as_str()), (0, ""));
+}
+
+#[test]
 fn validate_warns_when_git_ignores_ferrys_files() {
     let repo = TestRepo::new();
     // A repository ignoring its tools' `*.toml` files (samconfig.toml) ignores Ferry's too.

@@ -453,6 +453,23 @@ impl Repo {
         Ok(out)
     }
 
+    /// Those of `paths` (repository relative, existing or not) git's ignore rules do not
+    /// ignore: where a build writes, each would look like a change to a plan of the working
+    /// tree.
+    pub fn not_ignored<'p>(&self, paths: &[&'p str]) -> Result<Vec<&'p str>, ChangesError> {
+        let mut out = Vec::new();
+        for &p in paths {
+            let ignored = self
+                .repo
+                .is_path_ignored(Path::new(p))
+                .map_err(self.git("read the ignore rules"))?;
+            if !ignored {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
     /// The id of the tree at `path` in `commit` (for "did this folder change" checks by id).
     pub fn tree_id_at(&self, commit: Oid, path: &str) -> Option<Oid> {
         let tree = self.repo.find_commit(commit).ok()?.tree().ok()?;

@@ -107,6 +107,7 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     for u in ferry_package::unbuilt_dependencies(ws) {
         eprintln!("warning: {u}");
     }
+    warn_if_build_output_tracked(ws);
     let stages: Vec<&str> = ws
         .stages
         .keys()
@@ -120,6 +121,32 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
         stages.join(", ")
     );
     Ok(())
+}
+
+/// Warns when git does not ignore a `built-template` (what `sam build` writes into the service
+/// folder): after each build the service would look changed to a plan of the working tree, and
+/// the build output could be committed. Silent outside a git repository.
+fn warn_if_build_output_tracked(ws: &ferry_manifest::Workspace) {
+    let Ok(repo) = ferry_changes::Repo::open(&ws.root) else {
+        return;
+    };
+    let built: Vec<String> = ws
+        .services
+        .iter()
+        .filter_map(|s| {
+            let t = s.package.built_template.as_ref()?;
+            Some(format!("{}/{t}", s.dir))
+        })
+        .collect();
+    let paths: Vec<&str> = built.iter().map(String::as_str).collect();
+    for p in repo.not_ignored(&paths).unwrap_or_default() {
+        let folder = p
+            .rsplit_once("/.aws-sam/")
+            .map_or("the build's output folder", |_| ".aws-sam/");
+        eprintln!(
+            "warning: git does not ignore {p}, which a build writes: after each build its service looks changed to a plan of the working tree; add {folder} to .gitignore"
+        );
+    }
 }
 
 /// Warns when git ignores some of `files` (repository relative) and does not track them: they
