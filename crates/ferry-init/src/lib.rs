@@ -410,7 +410,7 @@ fn install_step(
     }
     if members.contains(dir) {
         notes.push(format!(
-            "{dir}: a member of the workspaces of the root's package.json: install them at the root (e.g. `npm ci`) before a deploy compiles it (its service.toml has no build, as each service installing the whole workspace at once would collide)"
+            "{dir}: a member of the workspaces of the root (package.json, pnpm-workspace.yaml or lerna.json): install them at the root (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`) before a deploy compiles it (its service.toml has no build, as each service installing the whole workspace at once would collide)"
         ));
         return None;
     }

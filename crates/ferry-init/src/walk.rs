@@ -67,7 +67,8 @@ fn read_json(path: &Path) -> Option<serde_json::Value> {
     serde_json::from_slice(&fs::read(path).ok()?).ok()
 }
 
-/// The packages of the root `package.json`'s `workspaces` (npm, yarn) and of `lerna.json`.
+/// The packages of the root `package.json`'s `workspaces` (npm, yarn), `pnpm-workspace.yaml`
+/// and `lerna.json`.
 pub(crate) fn workspace_packages(root: &Path) -> WorkspacePackages {
     let mut globs: Vec<String> = Vec::new();
     let mut notes = Vec::new();
@@ -84,12 +85,29 @@ pub(crate) fn workspace_packages(root: &Path) -> WorkspacePackages {
                 .map(String::from),
         );
     }
+    // pnpm's workspace file (`packages:`; a `!` glob excludes, which Ferry leaves to pnpm).
+    let pnpm = fs::read_to_string(root.join("pnpm-workspace.yaml"))
+        .ok()
+        .and_then(|t| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&t).ok());
+    let pnpm_globs: Vec<String> = pnpm
+        .as_ref()
+        .and_then(|d| d.get("packages"))
+        .and_then(|p| p.as_sequence())
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.as_str())
+        .filter(|g| !g.starts_with('!'))
+        .map(String::from)
+        .collect();
     if let Some(lerna) = read_json(&root.join("lerna.json")) {
         match lerna.get("packages").and_then(|p| p.as_array()) {
             Some(list) => globs.extend(list.iter().filter_map(|g| g.as_str()).map(String::from)),
-            None => globs.push("packages/*".into()),
+            // Lerna takes pnpm's workspace when it has one, else `packages/*`.
+            None if pnpm_globs.is_empty() => globs.push("packages/*".into()),
+            None => {}
         }
     }
+    globs.extend(pnpm_globs);
     let mut set = GlobSetBuilder::new();
     for g in &globs {
         match GlobBuilder::new(g.trim_end_matches('/'))
@@ -169,6 +187,26 @@ fn visit(root: &Path, rel: &str, depth: usize, f: &mut dyn FnMut(&str, &[String]
     }
 }
 
+/// Whether a Serverless Framework configuration's name is a program's (`serverless.ts`, …).
+fn is_program(config: &str) -> bool {
+    [".ts", ".js", ".cjs", ".mjs"]
+        .iter()
+        .any(|e| config.ends_with(e))
+}
+
+/// Whether a configuration program names its service: a `service` key (`service: 'orders'`,
+/// `"service": …`, `service,` shorthand).
+fn names_a_service(text: &str) -> bool {
+    text.match_indices("service").any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + "service".len()..]
+            .trim_start_matches(['"', '\''])
+            .trim_start();
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            && (after.starts_with(':') || after.starts_with(',') || after.starts_with('}'))
+    })
+}
+
 /// Whether `text` is a CloudFormation template: it says so, or it declares resources of AWS
 /// types.
 fn is_cloudformation(text: &str) -> bool {
@@ -205,6 +243,17 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
             .iter()
             .find(|c| files.iter().any(|f| f == *c))
         {
+            // A program named like a configuration that holds none (types, helpers): a
+            // configuration names its `service`.
+            if is_program(config)
+                && fs::read_to_string(root.join(rel).join(config))
+                    .is_ok_and(|text| !names_a_service(&text))
+            {
+                notes.push(format!(
+                    "{rel}/{config}: a program that names no `service`, so no Serverless configuration: left out"
+                ));
+                return;
+            }
             // The framework deploys to other clouds too (OpenWhisk, Google, Azure): only an AWS
             // service is Ferry's.
             if let Some(provider) = fs::read_to_string(root.join(rel).join(config))
@@ -406,4 +455,29 @@ pub(crate) fn project_name(root: &Path) -> String {
             .unwrap_or_else(|| "project".into())
     });
     crate::valid_name(&name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_a_service;
+
+    #[test]
+    fn a_configuration_program_names_its_service() {
+        for yes in [
+            "const c = { service: 'orders' }",
+            "module.exports = {\"service\": \"x\"}",
+            "const service = 'x'; export default { service, provider: {} }",
+            "export default { service }",
+        ] {
+            assert!(names_a_service(yes), "{yes}");
+        }
+        for no in [
+            "type P = AWS['provider']",
+            "const services: string[] = []",
+            "const c = { serviceName: 'x' }",
+            "const myservice: string = 'x'",
+        ] {
+            assert!(!names_a_service(no), "{no}");
+        }
+    }
 }

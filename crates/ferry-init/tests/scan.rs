@@ -1206,3 +1206,57 @@ fn several_templates_of_one_folder_each_get_a_service_folder() {
     let ws_mock = ws.service("product-mock-service").unwrap();
     assert_eq!(ws_mock.template, "../product-mock.yaml");
 }
+
+/// A pnpm monorepo (swarmion): the packages of `pnpm-workspace.yaml` are the workspace's (a
+/// service using one changes with it), its services install from the root, and a TypeScript
+/// file named like a configuration that names no service (types) is no service.
+#[test]
+fn a_pnpm_workspace_gives_its_packages_and_a_program_naming_no_service_is_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "pnpm-workspace.yaml",
+        "packages:\n  - 'services/*'\n  - 'contracts/*'\n  - '!**/test/**'\n",
+    );
+    file(
+        r,
+        "lerna.json",
+        r#"{"npmClient": "pnpm", "version": "1.0.0"}"#,
+    );
+    file(
+        r,
+        "contracts/orders/package.json",
+        r#"{"name": "@shop/orders-contracts"}"#,
+    );
+    file(
+        r,
+        "services/orders/package.json",
+        r#"{"name": "@shop/orders", "dependencies": {"@shop/orders-contracts": "workspace:*"}}"#,
+    );
+    file(
+        r,
+        "services/orders/serverless.ts",
+        "const config = {\n  service: `${projectName}-orders`,\n  provider: { name: 'aws' },\n};\nexport default config;\n",
+    );
+    file(
+        r,
+        "packages/helpers/src/types/serverless.ts",
+        "import type { AWS } from '@serverless/typescript';\nexport type Provider = AWS['provider'];\n",
+    );
+    let s = scan(r).unwrap();
+    let found: Vec<(&str, Vec<&String>, bool)> = s
+        .services
+        .iter()
+        .map(|f| (f.dir.as_str(), f.inputs.keys().collect(), f.build.is_some()))
+        .collect();
+    let contracts = "contracts/orders/**".to_string();
+    assert_eq!(found, [("services/orders", vec![&contracts], false)]);
+    let notes = s.notes.join("\n");
+    for want in [
+        "packages/helpers/src/types/serverless.ts: a program that names no `service`, so no Serverless configuration: left out",
+        "services/orders: a member of the workspaces of the root (package.json, pnpm-workspace.yaml or lerna.json)",
+    ] {
+        assert!(notes.contains(want), "{want}\n---\n{notes}");
+    }
+}
