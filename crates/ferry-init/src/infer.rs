@@ -315,6 +315,8 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
             .and_then(Value::as_str)
             .filter(|r| !r.contains("${"))
             .map(String::from);
+    } else {
+        said.region = crate::overrides::samconfig_region(root, &s.dir);
     }
     let outputs = match s.kind {
         ServiceKind::Serverless => doc.get("resources").and_then(|r| r.get("Outputs")),

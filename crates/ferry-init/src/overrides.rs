@@ -107,6 +107,35 @@ fn small_text(path: &Path) -> Option<String> {
         .flatten()
 }
 
+/// The region `samconfig.toml` in `dir` deploys to: its `default` environment's (`deploy` or
+/// `global` parameters), else the first environment's that names one.
+pub(crate) fn samconfig_region(root: &Path, dir: &str) -> Option<String> {
+    let text = small_text(&root.join(dir).join("samconfig.toml"))?;
+    let doc = DeTable::parse(&text).ok()?;
+    let region_of = |env: &toml::Spanned<toml::de::DeValue<'_>>| {
+        let t = env.get_ref().as_table()?;
+        ["deploy", "global"].into_iter().find_map(|cmd| {
+            t.get(cmd)?
+                .get_ref()
+                .as_table()?
+                .get("parameters")?
+                .get_ref()
+                .as_table()?
+                .get("region")?
+                .get_ref()
+                .as_str()
+                .filter(|r| {
+                    !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
+                .map(String::from)
+        })
+    };
+    let doc = doc.get_ref();
+    doc.get("default")
+        .and_then(region_of)
+        .or_else(|| doc.values().find_map(region_of))
+}
+
 /// The `parameter_overrides` of `samconfig.toml`'s `default` environment, else its first one
 /// that has some: (environment, the `Key=Value` words).
 fn samconfig_overrides(text: &str) -> Result<Option<(String, Vec<String>)>, String> {
@@ -332,6 +361,28 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
             pair("ParameterKey=Table,ParameterValue=t1"),
             Some(("Table".into(), "t1".into()))
         );
+    }
+
+    #[test]
+    fn samconfig_names_the_region() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |text: &str| std::fs::write(dir.path().join("samconfig.toml"), text).unwrap();
+        write(
+            "[prod.deploy.parameters]\nregion = \"eu-west-1\"\n[default.global.parameters]\nregion = \"us-west-2\"\n",
+        );
+        assert_eq!(
+            samconfig_region(dir.path(), "").as_deref(),
+            Some("us-west-2")
+        );
+        write("[prod.deploy.parameters]\nregion = \"eu-west-1\"\n");
+        assert_eq!(
+            samconfig_region(dir.path(), "").as_deref(),
+            Some("eu-west-1")
+        );
+        write("[default.deploy.parameters]\nregion = \"eu west; rm\"\n");
+        assert_eq!(samconfig_region(dir.path(), ""), None);
+        write("[default\n");
+        assert_eq!(samconfig_region(dir.path(), ""), None);
     }
 
     #[test]
