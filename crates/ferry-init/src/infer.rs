@@ -316,7 +316,7 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
             .filter(|r| !r.contains("${"))
             .map(String::from);
     } else {
-        said.region = crate::overrides::samconfig_region(root, &s.dir);
+        said.region = crate::overrides::samconfig_region(root, &s.dir, &s.file);
     }
     let outputs = match s.kind {
         ServiceKind::Serverless => doc.get("resources").and_then(|r| r.get("Outputs")),

@@ -79,11 +79,14 @@ pub(crate) fn settle(
     // Umbrellas first: the services they nest are moved by their own templates below.
     let mut umbrellas = Vec::new();
     for (template, paths) in &reach {
+        // Another service's template, or a template inside another service's folder that
+        // does not also hold this one.
         let nests = |r: &Reached| {
             candidates.iter().find(|o| {
                 template_of(o) != *template
                     && r.nested
-                    && (r.path == template_of(o) || within(&r.path, &o.dir))
+                    && (r.path == template_of(o)
+                        || (within(&r.path, &o.dir) && !within(template, &o.dir)))
             })
         };
         let apps: BTreeMap<String, String> = paths
@@ -102,7 +105,8 @@ pub(crate) fn settle(
         umbrellas.push(links(root, template, apps));
     }
     candidates.retain(|c| !umbrellas.iter().any(|u| u.template == template_of(c)));
-    let dirs: Vec<String> = candidates.iter().map(|c| c.dir.clone()).collect();
+    // The service folders, kept up to date as services move: two never move into one.
+    let mut dirs: Vec<String> = candidates.iter().map(|c| c.dir.clone()).collect();
     for c in candidates.iter_mut() {
         let Some(paths) = reach.get(&template_of(c)) else {
             continue;
@@ -130,6 +134,9 @@ pub(crate) fn settle(
                 named_by(out, &top),
                 out.path,
             ));
+            if let Some(d) = dirs.iter_mut().find(|d| **d == c.dir) {
+                *d = folder.clone();
+            }
             c.dir = folder;
             c.file = file;
         }
@@ -322,7 +329,7 @@ pub(crate) fn split(
                 .collect()
         })
         .collect();
-    let mut placed = Vec::new();
+    let mut placed: Vec<(String, String, bool)> = Vec::new();
     let mut notes = Vec::new();
     let mut kept: Option<&str> = None;
     for (i, (file, sam)) in templates.iter().enumerate() {
@@ -333,7 +340,17 @@ pub(crate) fn split(
         if reach[i].is_empty() {
             let stem = file.rsplit_once('.').map_or(file.as_str(), |(s, _)| s);
             let dir = format!("{rel}/{}", crate::valid_name(stem));
-            if !root.join(&dir).is_file() {
+            // The same stack in another format (`vpc.json` beside `vpc.yaml`): the one placed
+            // first (readable, else YAML; see the walk) is it.
+            if let Some((_, twin, _)) = placed.iter().find(|(d, _, _)| *d == dir) {
+                notes.push(format!(
+                    "{rel}/{file}: the same stack as {rel}/{}, in another format: left out",
+                    twin.trim_start_matches("../")
+                ));
+                continue;
+            }
+            // A new folder: an existing one holds files whose changes would redeploy it.
+            if !root.join(&dir).exists() {
                 notes.push(format!(
                     "{rel}/{file}: one of several templates of {rel}, naming no local path: its service folder is `{dir}`, holding only its service.toml (template `{}`)",
                     up(&dir)

@@ -139,8 +139,8 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         .collect();
     let reserved: BTreeSet<&String> = framework.values().collect();
     let base_of = |dir: &str| valid_name(dir.rsplit('/').next().unwrap_or(dir));
-    // Folder names several services share: none of them keeps it, so that no one of them
-    // looks like the only one.
+    // Folder names several services share: only a top-level folder of that name keeps it,
+    // the others are named by their path, so that none of them looks like the only one.
     let mut shared: BTreeMap<String, usize> = BTreeMap::new();
     for c in &candidates {
         *shared.entry(base_of(&c.dir)).or_default() += 1;
@@ -222,7 +222,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         .filter(|s| s.kind != ServiceKind::Serverless)
     {
         let declared = overrides::declared(root, &s.dir, &s.file);
-        s.parameters = overrides::read(root, &s.dir, &declared, &mut notes);
+        s.parameters = overrides::read(root, &s.dir, &s.file, &declared, &mut notes);
     }
     // A Compose file names the services first: the links below are between those names.
     let mut compose = compose::read(root, &mut notes);

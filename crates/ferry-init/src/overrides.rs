@@ -16,65 +16,108 @@ use toml::de::DeTable;
 /// Files larger than this are not read for parameters (a generated or vendored script).
 const MAX_SCRIPT: u64 = 1 << 20;
 
-/// The parameters the template at `root/dir/file` declares (none when it cannot be read).
-pub(crate) fn declared(root: &Path, dir: &str, file: &str) -> Vec<String> {
+/// The parameters the template at `root/dir/file` declares, each with whether its value is a
+/// secret (`NoEcho`, or a name such as `DbPassword`, `ApiToken`); none when it cannot be read.
+pub(crate) fn declared(root: &Path, dir: &str, file: &str) -> Vec<(String, bool)> {
     small_text(&root.join(crate::template_path(dir, file)))
         .and_then(|t| ferry_package::parse_template(&t).ok())
         .and_then(|t| {
-            t.get("Parameters")
-                .and_then(|p| p.as_object())
-                .map(|o| o.keys().cloned().collect())
+            t.get("Parameters").and_then(|p| p.as_object()).map(|o| {
+                o.iter()
+                    .map(|(k, decl)| {
+                        let no_echo =
+                            matches!(decl.get("NoEcho"), Some(serde_json::Value::Bool(true)))
+                                || decl.get("NoEcho").and_then(|v| v.as_str()) == Some("true");
+                        (k.clone(), no_echo || secret_name(k))
+                    })
+                    .collect()
+            })
         })
         .unwrap_or_default()
 }
 
+/// Whether a parameter's name says it holds a secret.
+fn secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "privatekey",
+        "credential",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+/// The folders a service's deploy steps may sit in: its own, and its template's when that is
+/// another (a template kept above its folder, or below it).
+fn folders(dir: &str, file: &str) -> Vec<String> {
+    let template = crate::template_path(dir, file);
+    let of_template = template
+        .rsplit_once('/')
+        .map_or(String::new(), |(d, _)| d.to_string());
+    let mut out = vec![dir.to_string()];
+    if of_template != dir && !of_template.is_empty() {
+        out.push(of_template);
+    }
+    out
+}
+
 /// Parameter → (value in Ferry's syntax, where it came from), for the parameters `declared`
-/// (the template's); what cannot be taken is noted.
+/// (the template's, see [`declared`]); what cannot be taken is noted, a secret never copied nor
+/// shown.
 pub(crate) fn read(
     root: &Path,
     dir: &str,
-    declared: &[String],
+    file: &str,
+    declared: &[(String, bool)],
     notes: &mut Vec<String>,
 ) -> BTreeMap<String, (String, String)> {
-    let folder = root.join(dir);
+    let template_name = file.rsplit('/').next().unwrap_or(file);
     let mut found: Vec<(String, String, String)> = Vec::new();
-    let samconfig = folder.join("samconfig.toml");
-    if let Some(text) = small_text(&samconfig) {
-        match samconfig_overrides(&text) {
-            Ok(Some((env, words))) => {
-                let from = format!("{dir}/samconfig.toml [{env}.deploy.parameters]");
-                for (k, v) in words.iter().filter_map(|w| pair(w)) {
-                    let v = if env == "default" {
-                        v
-                    } else {
-                        literal_stage(&v, &env)
-                    };
-                    found.push((k, v, from.clone()));
+    for at in folders(dir, file) {
+        let folder = root.join(&at);
+        if let Some(text) = small_text(&folder.join("samconfig.toml")) {
+            match samconfig_overrides(&text) {
+                Ok(Some((env, words))) => {
+                    let from = format!("{at}/samconfig.toml [{env}.deploy.parameters]");
+                    for (k, v) in words.iter().filter_map(|w| pair(w)) {
+                        let v = if env == "default" {
+                            v
+                        } else {
+                            literal_stage(&v, &env)
+                        };
+                        found.push((k, v, from.clone()));
+                    }
                 }
+                Ok(None) => {}
+                Err(e) => notes.push(format!(
+                    "{at}/samconfig.toml: not read ({e}); its parameter_overrides were not taken"
+                )),
             }
-            Ok(None) => {}
-            Err(e) => notes.push(format!(
-                "{dir}/samconfig.toml: not read ({e}); its parameter_overrides were not taken"
-            )),
         }
-    }
-    let mut scripts: Vec<String> = std::fs::read_dir(&folder)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| {
-            matches!(n.as_str(), "Makefile" | "makefile" | "GNUmakefile") || n.ends_with(".sh")
-        })
-        .collect();
-    scripts.sort();
-    for name in scripts {
-        let Some(text) = small_text(&folder.join(&name)) else {
-            continue;
-        };
-        let from = format!("{dir}/{name}");
-        for (k, v) in deploy_overrides(&text) {
-            found.push((k, v, from.clone()));
+        let mut scripts: Vec<String> = std::fs::read_dir(&folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| {
+                matches!(n.as_str(), "Makefile" | "makefile" | "GNUmakefile") || n.ends_with(".sh")
+            })
+            .collect();
+        scripts.sort();
+        for name in scripts {
+            let Some(text) = small_text(&folder.join(&name)) else {
+                continue;
+            };
+            let from = format!("{at}/{name}");
+            for (k, v) in deploy_overrides(&text, template_name) {
+                found.push((k, v, from.clone()));
+            }
         }
     }
     let mut out = BTreeMap::new();
@@ -82,9 +125,15 @@ pub(crate) fn read(
         if out.contains_key(&key) {
             continue;
         }
-        if !declared.contains(&key) {
+        let Some((_, secret)) = declared.iter().find(|(k, _)| *k == key) else {
             notes.push(format!(
                 "{from}: passes {key}, which the template does not declare: left out"
+            ));
+            continue;
+        };
+        if *secret {
+            notes.push(format!(
+                "{from}: passes {key}, a secret (NoEcho, or by its name): not copied; keep it in SSM (`param set <stage> <name> --secure`) and give {key} = \"${{ssm:<name>}}\" in the service.toml"
             ));
             continue;
         }
@@ -93,7 +142,7 @@ pub(crate) fn read(
                 out.insert(key, (value, format!("as {from} passes it: {}", raw.trim())));
             }
             Err(var) => notes.push(format!(
-                "{from}: passes {key}={raw}, whose `{var}` Ferry cannot know: give {key} its value in the service.toml"
+                "{from}: passes {key} a value with `{var}`, which Ferry cannot know: give {key} its value in the service.toml"
             )),
         }
     }
@@ -109,7 +158,13 @@ fn small_text(path: &Path) -> Option<String> {
 
 /// The region `samconfig.toml` in `dir` deploys to: its `default` environment's (`deploy` or
 /// `global` parameters), else the first environment's that names one.
-pub(crate) fn samconfig_region(root: &Path, dir: &str) -> Option<String> {
+pub(crate) fn samconfig_region(root: &Path, dir: &str, file: &str) -> Option<String> {
+    folders(dir, file)
+        .iter()
+        .find_map(|at| samconfig_region_in(root, at))
+}
+
+fn samconfig_region_in(root: &Path, dir: &str) -> Option<String> {
     let text = small_text(&root.join(dir).join("samconfig.toml"))?;
     let doc = DeTable::parse(&text).ok()?;
     let region_of = |env: &toml::Spanned<toml::de::DeValue<'_>>| {
@@ -174,13 +229,23 @@ fn samconfig_overrides(text: &str) -> Result<Option<(String, Vec<String>)>, Stri
 }
 
 /// `Key=Value` pairs after `--parameter-overrides` of each deploy command (`sam deploy`,
-/// `aws cloudformation deploy`) of a Makefile or shell script, continued lines joined.
-fn deploy_overrides(text: &str) -> Vec<(String, String)> {
+/// `aws cloudformation deploy`) of a Makefile or shell script, continued lines joined; a
+/// command naming another template file than `template` (`--template-file other.yaml`) is not
+/// this service's.
+fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
     let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
     let mut out = Vec::new();
     for line in joined.lines() {
         let w = words(line);
         if !w.iter().any(|x| x == "deploy") {
+            continue;
+        }
+        let names_another = w.windows(2).any(|p| {
+            matches!(p[0].as_str(), "--template-file" | "--template" | "-t")
+                && !p[1].contains('$')
+                && p[1].rsplit('/').next() != Some(template)
+        });
+        if names_another {
             continue;
         }
         let Some(at) = w.iter().position(|x| x == "--parameter-overrides") else {
@@ -351,7 +416,7 @@ mod tests {
         let make = "invoke:\n\tsam local invoke --parameter-overrides A=local\n\
 deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-overrides \\\n\t\t\tA=/$${AWS_BRANCH}/a \\\n\t\t\tStage=$${AWS_BRANCH} \\\n\t\t\tbad-key=1\n";
         assert_eq!(
-            deploy_overrides(make),
+            deploy_overrides(make, "template.yaml"),
             [
                 ("A".to_string(), "/$${AWS_BRANCH}/a".to_string()),
                 ("Stage".to_string(), "$${AWS_BRANCH}".to_string()),
@@ -371,18 +436,18 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
             "[prod.deploy.parameters]\nregion = \"eu-west-1\"\n[default.global.parameters]\nregion = \"us-west-2\"\n",
         );
         assert_eq!(
-            samconfig_region(dir.path(), "").as_deref(),
+            samconfig_region_in(dir.path(), "").as_deref(),
             Some("us-west-2")
         );
         write("[prod.deploy.parameters]\nregion = \"eu-west-1\"\n");
         assert_eq!(
-            samconfig_region(dir.path(), "").as_deref(),
+            samconfig_region_in(dir.path(), "").as_deref(),
             Some("eu-west-1")
         );
         write("[default.deploy.parameters]\nregion = \"eu west; rm\"\n");
-        assert_eq!(samconfig_region(dir.path(), ""), None);
+        assert_eq!(samconfig_region_in(dir.path(), ""), None);
         write("[default\n");
-        assert_eq!(samconfig_region(dir.path(), ""), None);
+        assert_eq!(samconfig_region_in(dir.path(), ""), None);
     }
 
     #[test]

@@ -323,9 +323,15 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
                 }
             });
         }
-        // SAM first, then the usual names, then by name, YAML before JSON (a stack kept in
-        // both formats is taken as YAML).
-        templates.sort_by_key(|(f, sam)| {
+        // SAM first, then the usual names, then by name; of a stack kept in two formats, the
+        // one Ferry can read (a YAML source with a preprocessor's tags, such as Rain's, beside
+        // the JSON it wrote), else YAML.
+        let readable = |f: &str| {
+            fs::read_to_string(root.join(rel).join(f))
+                .ok()
+                .is_some_and(|t| ferry_package::parse_template(&t).is_ok())
+        };
+        templates.sort_by_cached_key(|(f, sam)| {
             let (stem, ext) = f.rsplit_once('.').unwrap_or((f.as_str(), ""));
             (
                 !*sam,
@@ -334,6 +340,7 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
                     .position(|p| p == f)
                     .unwrap_or(usize::MAX),
                 stem.to_string(),
+                !readable(f),
                 TEMPLATE_EXTENSIONS.iter().position(|e| *e == ext),
             )
         });
@@ -347,8 +354,9 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
         if templates.len() > 1 {
             // Several stacks in one folder: each gets a folder of its own where it can.
             let (placed, split_notes) = crate::layout::split(root, rel, &templates);
-            own_notes.extend(split_notes);
-            for (n, (dir, file, sam)) in placed.into_iter().enumerate() {
+            notes.append(&mut own_notes);
+            notes.extend(split_notes);
+            for (dir, file, sam) in placed {
                 out.push(Candidate {
                     dir,
                     kind: if sam {
@@ -357,16 +365,9 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
                         ServiceKind::Cloudformation
                     },
                     file,
-                    notes: if n == 0 {
-                        std::mem::take(&mut own_notes)
-                    } else {
-                        Vec::new()
-                    },
+                    notes: Vec::new(),
                     build: None,
                 });
-            }
-            if !own_notes.is_empty() {
-                notes.append(&mut own_notes);
             }
             return;
         }
@@ -389,6 +390,32 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
         .filter(|c| matches!(c.kind, ServiceKind::Serverless | ServiceKind::Sam))
         .map(|c| (c.dir.clone(), c.kind))
         .collect();
+    // A template another one nests (an application's `Location`) inside that one's service
+    // folder is a part of it. (One nested from outside is a service's: the nester is an
+    // umbrella, see `layout::settle`.)
+    let nested: BTreeMap<String, String> = out
+        .iter()
+        .filter(|c| c.kind == ServiceKind::Sam)
+        .flat_map(|c| {
+            let of = crate::template_path(&c.dir, &c.file);
+            let inside = format!("{}/", c.dir);
+            ferry_package::reached(root, &of)
+                .into_iter()
+                .filter(|r| r.nested && r.path != of && r.path.starts_with(&inside))
+                .map(|r| (r.path, of.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.retain(|c| {
+        let template = crate::template_path(&c.dir, &c.file);
+        let Some(by) = nested.get(&template) else {
+            return true;
+        };
+        notes.push(format!(
+            "{template}: nested by {by} (an application's Location), a part of it"
+        ));
+        false
+    });
     // A template placed in a folder another template was found in (a folder named after it
     // that holds a template of its own), or two placed in one: the one found there, else the
     // first, keeps it.
@@ -410,20 +437,17 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
         false
     });
     out.retain(|c| {
-        // A template placed above its folder (one of several of a folder) is a service by
-        // that choice.
-        if c.file.starts_with("../") {
-            return true;
-        }
+        // Where the template lies decides, not the folder it was given (one of several
+        // templates of a folder inside a service is still a part of that service).
+        let template = crate::template_path(&c.dir, &c.file);
         let Some((owner, kind)) = owners
             .iter()
-            .find(|(d, _)| c.dir.starts_with(&format!("{d}/")))
+            .find(|(d, _)| template.starts_with(&format!("{d}/")) && template.rsplit_once('/').is_some_and(|(f, _)| f != d))
         else {
             return true;
         };
         notes.push(format!(
-            "{}/{}: a template inside the {kind} service {owner}, taken as a part of it (resources it includes, a nested application), not as a service; give it a service.toml of its own if it deploys on its own",
-            c.dir, c.file
+            "{template}: a template inside the {kind} service {owner}, taken as a part of it (resources it includes, a nested application), not as a service; give it a service.toml of its own if it deploys on its own"
         ));
         false
     });

@@ -927,14 +927,15 @@ fn parameters_the_deploy_scripts_pass_are_taken_and_link_the_services() {
         r,
         "booking/template.yaml",
         &format!(
-            "{sam}Parameters:\n  Layer:\n    Type: AWS::SSM::Parameter::Value<String>\n  Stage:\n    Type: String\n  ApiId:\n    Type: String\n  Size:\n    Type: Number\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n"
+            "{sam}Parameters:\n  Layer:\n    Type: AWS::SSM::Parameter::Value<String>\n  Stage:\n    Type: String\n  ApiId:\n    Type: String\n  Size:\n    Type: Number\n  DbPassword:\n    Type: String\n  Token:\n    Type: String\n    NoEcho: true\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n"
         ),
     );
     file(
         r,
         "booking/Makefile",
-        "invoke:\n\tsam local invoke --parameter-overrides Layer=local-arn\n\n\
-deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy \\\n\t\t--stack-name $${STACK_NAME}-booking-$${AWS_BRANCH} \\\n\t\t--parameter-overrides \\\n\t\t\tLayer=/$${AWS_BRANCH}/shared/layer \\\n\t\t\tStage=$${AWS_BRANCH} \\\n\t\t\tApiId=$${GRAPHQL_API_ID} \\\n\t\t\tUndeclared=1 \\\n\t\t\t\"Size=3\n",
+        "other:\n\tsam deploy --template-file ../other/other.yaml --parameter-overrides Stage=wrong Size=9\n\n\
+invoke:\n\tsam local invoke --parameter-overrides Layer=local-arn\n\n\
+deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy \\\n\t\t--stack-name $${STACK_NAME}-booking-$${AWS_BRANCH} \\\n\t\t--parameter-overrides \\\n\t\t\tLayer=/$${AWS_BRANCH}/shared/layer \\\n\t\t\tStage=$${AWS_BRANCH} \\\n\t\t\tApiId=$${GRAPHQL_API_ID} \\\n\t\t\tUndeclared=1 \\\n\t\t\tDbPassword=hunter2secret \\\n\t\t\tToken=tok-4242 \\\n\t\t\t\"Size=3\n",
     );
     // samconfig.toml: a named environment's literal stage becomes ${stage}.
     file(
@@ -999,7 +1000,9 @@ deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy
     }
     let notes = s.notes.join("\n");
     for want in [
-        "booking/Makefile: passes ApiId=$${GRAPHQL_API_ID}, whose `GRAPHQL_API_ID` Ferry cannot know: give ApiId its value in the service.toml",
+        "booking/Makefile: passes ApiId a value with `GRAPHQL_API_ID`, which Ferry cannot know: give ApiId its value in the service.toml",
+        "booking/Makefile: passes DbPassword, a secret (NoEcho, or by its name): not copied",
+        "booking/Makefile: passes Token, a secret (NoEcho, or by its name): not copied",
         "booking/Makefile: passes Undeclared, which the template does not declare: left out",
         "broken/samconfig.toml: not read (",
     ] {
@@ -1012,8 +1015,16 @@ deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy
     let booking = ws.service("booking").unwrap();
     assert_eq!(
         booking.parameters.keys().collect::<Vec<_>>(),
-        ["ApiId", "Layer", "Size", "Stage"]
+        ["ApiId", "DbPassword", "Layer", "Size", "Stage", "Token"]
     );
+    // A secret is neither copied nor shown, anywhere.
+    let booking_toml = fs::read_to_string(r.join("booking/service.toml")).unwrap();
+    for secret in ["hunter2secret", "tok-4242"] {
+        assert!(
+            !booking_toml.contains(secret) && !notes.contains(secret),
+            "{secret}"
+        );
+    }
     let text = fs::read_to_string(r.join("booking/service.toml")).unwrap();
     assert!(
         text.contains("# as booking/Makefile passes it: /$${AWS_BRANCH}/shared/layer\nLayer = \"/${stage}/shared/layer\"")
@@ -1127,12 +1138,18 @@ fn several_templates_of_one_folder_each_get_a_service_folder() {
         r,
         "backend/product-mock.yaml",
         &format!(
-            "{sam}Resources:\n{}{}",
+            "{sam}Resources:\n{}{}  Nested:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: product-mock-service/stack.yaml\n",
             function("Get", "product-mock-service/"),
             writes("/cart/products/url")
         ),
     );
     file(r, "backend/product-mock-service/app.py", "");
+    // A nested template inside the folder another template keeps: no umbrella.
+    file(
+        r,
+        "backend/product-mock-service/stack.yaml",
+        &format!("{sam}Resources:\n  T:\n    Type: AWS::SQS::Queue\n"),
+    );
     file(
         r,
         "backend/shoppingcart-service.yaml",
@@ -1158,9 +1175,16 @@ fn several_templates_of_one_folder_each_get_a_service_folder() {
         "infra/vpc.yaml",
         "infra/db.yaml",
         "infra/db/template.yaml",
+        "infra/site.json",
     ] {
         file(r, t, queue);
     }
+    // A source with a preprocessor's tags beside the JSON it wrote: the JSON is the stack.
+    file(
+        r,
+        "infra/site.yaml",
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  B:\n    Type: AWS::S3::Bucket\n    Properties:\n      Tags: !Rain::Embed tags.txt\n",
+    );
 
     let s = scan(r).unwrap();
     let found: Vec<(&str, &str, &str)> = s
@@ -1178,6 +1202,9 @@ fn several_templates_of_one_folder_each_get_a_service_folder() {
                 "product-mock-service",
                 "../product-mock.yaml"
             ),
+            // infra/db holds a service already: db.yaml keeps infra itself.
+            ("infra", "infra", "db.yaml"),
+            ("infra/site", "site", "../site.json"),
             ("infra/vpc", "vpc", "../vpc.yaml"),
             ("infra/db", "db", "template.yaml"),
         ],
@@ -1190,8 +1217,9 @@ fn several_templates_of_one_folder_each_get_a_service_folder() {
         "backend/product-mock.yaml: one of several templates of backend, its code all in backend/product-mock-service: that is its service folder (template `../product-mock.yaml`)",
         "backend/shoppingcart-service.yaml: reaches as much of backend as another.yaml, which keeps the folder: left out",
         "backend: another.yaml keeps the folder, which holds auth.yaml, product-mock.yaml: a change to one of them redeploys its service too",
-        "infra/db.yaml: its folder infra/db is infra/db/template.yaml's: left out",
-        "infra/vpc.json: its folder infra/vpc is infra/vpc.yaml's: left out (the same stack in another format?)",
+        "infra: db.yaml keeps the folder, which holds site.json, vpc.yaml: a change to one of them redeploys its service too",
+        "infra/vpc.json: the same stack as infra/vpc.yaml, in another format: left out",
+        "infra/site.yaml: the same stack as infra/site.json, in another format: left out",
     ] {
         assert!(notes.contains(want), "{want}\n---\n{notes}");
     }
@@ -1256,6 +1284,55 @@ fn a_pnpm_workspace_gives_its_packages_and_a_program_naming_no_service_is_none()
     for want in [
         "packages/helpers/src/types/serverless.ts: a program that names no `service`, so no Serverless configuration: left out",
         "services/orders: a member of the workspaces of the root (package.json, pnpm-workspace.yaml or lerna.json)",
+    ] {
+        assert!(notes.contains(want), "{want}\n---\n{notes}");
+    }
+}
+
+/// Layouts that must not turn parts into services nor put two services in one folder: several
+/// resource files of a Serverless service (included with `${file(…)}`), and two SAM apps of one
+/// project both naming its build's output.
+#[test]
+fn parts_stay_parts_and_two_services_never_move_into_one_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "orders/serverless.yml",
+        "service: orders\nprovider:\n  name: aws\nresources:\n  - ${file(resources/table.yml)}\n  - ${file(resources/bucket.yml)}\n",
+    );
+    let part =
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  T:\n    Type: AWS::SQS::Queue\n";
+    file(r, "orders/resources/table.yml", part);
+    file(r, "orders/resources/bucket.yml", part);
+    let jar = |id: &str| {
+        format!(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  {id}:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ../../target/app.jar\n      Handler: a.B\n      Runtime: java21\n"
+        )
+    };
+    file(r, "java/pom.xml", "<project/>");
+    file(r, "java/sam/a/template.yaml", &jar("A"));
+    file(r, "java/sam/b/template.yaml", &jar("B"));
+    let s = scan(r).unwrap();
+    let found: Vec<(&str, &str)> = s
+        .services
+        .iter()
+        .map(|f| (f.dir.as_str(), f.file.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("java", "sam/a/template.yaml"),
+            ("java/sam/b", "template.yaml"),
+            ("orders", "serverless.yml"),
+        ],
+        "{:#?}",
+        s.notes
+    );
+    let notes = s.notes.join("\n");
+    for want in [
+        "orders/resources/table.yml: a template inside the serverless service orders, taken as a part of it",
+        "orders/resources/bucket.yml: a template inside the serverless service orders, taken as a part of it",
     ] {
         assert!(notes.contains(want), "{want}\n---\n{notes}");
     }

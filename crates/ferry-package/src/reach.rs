@@ -24,16 +24,21 @@ pub struct Reached {
 }
 
 /// Every local path the SAM template at `root/template` names and, recursively (at most
-/// [`MAX_NESTING`] deep), those of the templates it nests, in template order, each
-/// repository-relative. A path that leaves the repository, and a template that cannot be read
+/// [`MAX_NESTING`] deep, a template already being read not again, at most 10,000 paths), those
+/// of the templates it nests, in template order, each repository-relative. A path that leaves the repository, and a template that cannot be read
 /// or parsed (the template check reports those), are passed over.
 pub fn reached(root: &Path, template: &str) -> Vec<Reached> {
     let mut out = Vec::new();
-    reach(root, template, 0, &mut out);
+    reach(root, template, &mut vec![template.to_string()], &mut out);
     out
 }
 
-fn reach(root: &Path, file: &str, depth: usize, out: &mut Vec<Reached>) {
+/// At most this many paths are listed: a hostile template nesting itself many times over
+/// would otherwise list `k^MAX_NESTING` of them.
+const MAX_REACHED: usize = 10_000;
+
+/// `path`: the templates being read, outermost first; one already on it is not read again.
+fn reach(root: &Path, file: &str, path: &mut Vec<String>, out: &mut Vec<Reached>) {
     let Some(parsed) = std::fs::read_to_string(root.join(file))
         .ok()
         .and_then(|text| template::parse(&text).ok())
@@ -48,7 +53,10 @@ fn reach(root: &Path, file: &str, depth: usize, out: &mut Vec<Reached>) {
             .map(|p| if p.is_empty() { ".".to_string() } else { p })
     };
     for l in sam::local_paths(&parsed) {
-        let Some(path) = resolve(&l.path) else {
+        if out.len() >= MAX_REACHED {
+            return;
+        }
+        let Some(target) = resolve(&l.path) else {
             continue;
         };
         let nested = l.packing == sam::Packing::Template;
@@ -56,11 +64,13 @@ fn reach(root: &Path, file: &str, depth: usize, out: &mut Vec<Reached>) {
             template: file.to_string(),
             site: l.site.label(),
             property: l.site.property().to_string(),
-            path: path.clone(),
+            path: target.clone(),
             nested,
         });
-        if nested && depth < MAX_NESTING {
-            reach(root, &path, depth + 1, out);
+        if nested && path.len() <= MAX_NESTING && !path.contains(&target) {
+            path.push(target.clone());
+            reach(root, &target, path, out);
+            path.pop();
         }
     }
     for i in sam::local_includes(&parsed) {
@@ -132,13 +142,36 @@ mod tests {
     }
 
     #[test]
-    fn a_template_nesting_itself_stops_at_the_nesting_limit() {
+    fn templates_nesting_each_other_are_read_once_on_a_path() {
         let dir = tempfile::tempdir().unwrap();
+        // Twenty applications of itself: read again each time, 20^5 paths.
+        let apps: String = (0..20)
+            .map(|n| format!("  Me{n}:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: t.yaml\n"))
+            .collect();
         std::fs::write(
             dir.path().join("t.yaml"),
-            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Me:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: t.yaml\n",
+            format!("Transform: AWS::Serverless-2016-10-31\nResources:\n{apps}"),
         )
         .unwrap();
-        assert_eq!(reached(dir.path(), "t.yaml").len(), MAX_NESTING + 1);
+        assert_eq!(reached(dir.path(), "t.yaml").len(), 20);
+        // a → b → a: each once.
+        let app = |to: &str| {
+            format!(
+                "Transform: AWS::Serverless-2016-10-31\nResources:\n  X:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: {to}\n"
+            )
+        };
+        std::fs::write(dir.path().join("a.yaml"), app("b.yaml")).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), app("a.yaml")).unwrap();
+        let got: Vec<(String, String)> = reached(dir.path(), "a.yaml")
+            .into_iter()
+            .map(|r| (r.template, r.path))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a.yaml".to_string(), "b.yaml".to_string()),
+                ("b.yaml".to_string(), "a.yaml".to_string())
+            ]
+        );
     }
 }
