@@ -97,10 +97,15 @@ pub enum InitError {
     #[error("{} is not a folder", .0.display())]
     NotAFolder(PathBuf),
     #[error(
-        "no service found in {}: Ferry looks for folders holding serverless.yml (or .yaml, .json, .ts, .js), a SAM template (Transform: AWS::Serverless-2016-10-31) or a CloudFormation template; add one, or write ferry.toml and service.toml by hand (see README)",
-        .0.display()
+        "no service found in {}: Ferry looks for folders holding serverless.yml (or .yaml, .json, .ts, .js), a SAM template (Transform: AWS::Serverless-2016-10-31) or a CloudFormation template; add one, or write ferry.toml and service.toml by hand (see README){}",
+        .root.display(),
+        cdk_hint(.cdk)
     )]
-    NothingFound(PathBuf),
+    NothingFound {
+        root: PathBuf,
+        /// Folders holding an AWS CDK app (`cdk.json`), which Ferry does not deploy.
+        cdk: Vec<String>,
+    },
     #[error(
         "{} exists; `init` never overwrites a file (--force does), and these would be written: {}",
         .existing.display(),
@@ -114,13 +119,27 @@ pub enum InitError {
     },
 }
 
+fn cdk_hint(cdk: &[String]) -> String {
+    if cdk.is_empty() {
+        return String::new();
+    }
+    format!(
+        ". It holds AWS CDK apps ({}), which Ferry does not deploy: CDK synthesizes templates whose assets only its own tooling publishes",
+        cdk.join(", ")
+    )
+}
+
 /// Finds the services of the repository at `root`.
 pub fn scan(root: &Path) -> Result<Scan, InitError> {
     if !root.is_dir() {
         return Err(InitError::NotAFolder(root.to_path_buf()));
     }
     let workspace = walk::workspace_packages(root);
-    let (mut candidates, walk_notes) = walk::candidates(root);
+    let walk::Walked {
+        mut candidates,
+        notes: walk_notes,
+        cdk,
+    } = walk::candidates(root);
     let mut notes = workspace.notes;
     notes.extend(walk_notes);
     let umbrellas = layout::settle(root, &mut candidates, &mut notes);
@@ -213,7 +232,10 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         sam_build(root, s, &mut notes);
     }
     if services.is_empty() {
-        return Err(InitError::NothingFound(root.to_path_buf()));
+        return Err(InitError::NothingFound {
+            root: root.to_path_buf(),
+            cdk,
+        });
     }
     // What the repository's own deploy steps pass a template (samconfig.toml, a Makefile's
     // `--parameter-overrides`): read before the links, which follow SSM names among them.

@@ -187,6 +187,17 @@ fn visit(root: &Path, rel: &str, depth: usize, f: &mut dyn FnMut(&str, &[String]
     }
 }
 
+/// What [`candidates`] finds.
+pub(crate) struct Walked {
+    pub candidates: Vec<Candidate>,
+    pub notes: Vec<String>,
+    /// Folders holding an AWS CDK app (`cdk.json`).
+    pub cdk: Vec<String>,
+}
+
+/// The note on a folder holding an AWS CDK app (after the folder).
+const CDK_NOTE: &str = ": an AWS CDK app (cdk.json), which Ferry does not deploy: CDK synthesizes templates whose assets only its own tooling publishes; left out";
+
 /// Whether a Serverless Framework configuration's name is a program's (`serverless.ts`, …).
 fn is_program(config: &str) -> bool {
     [".ts", ".js", ".cjs", ".mjs"]
@@ -219,10 +230,16 @@ fn is_cloudformation(text: &str) -> bool {
 }
 
 /// Every folder that holds a service, with its kind and file; notes on what was left out.
-pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
+pub(crate) fn candidates(root: &Path) -> Walked {
     let mut out = Vec::new();
     let mut notes = Vec::new();
+    let mut cdk = Vec::new();
     visit(root, "", 0, &mut |rel, files| {
+        if files.iter().any(|f| f == "cdk.json") {
+            let at = if rel.is_empty() { "." } else { rel };
+            notes.push(format!("{at}{CDK_NOTE}"));
+            cdk.push(at.to_string());
+        }
         if rel.is_empty() {
             // A service is a folder of its own: the root holds the project.
             let at_root: Vec<&String> = files
@@ -451,7 +468,11 @@ pub(crate) fn candidates(root: &Path) -> (Vec<Candidate>, Vec<String>) {
         ));
         false
     });
-    (out, notes)
+    Walked {
+        candidates: out,
+        notes,
+        cdk,
+    }
 }
 
 /// The `provider` a Serverless Framework configuration names (`provider.name`, or `provider`

@@ -1337,3 +1337,29 @@ fn parts_stay_parts_and_two_services_never_move_into_one_folder() {
         assert!(notes.contains(want), "{want}\n---\n{notes}");
     }
 }
+
+/// A repository of AWS CDK apps only: the error says so, naming them.
+#[test]
+fn cdk_apps_are_named_in_the_error_and_in_the_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(r, "infra/cdk.json", r#"{"app": "npx ts-node bin/app.ts"}"#);
+    let e = scan(r).unwrap_err().to_string();
+    assert!(
+        e.contains("It holds AWS CDK apps (infra), which Ferry does not deploy"),
+        "{e}"
+    );
+    file(
+        r,
+        "api/template.yaml",
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    let s = scan(r).unwrap();
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.starts_with("infra: an AWS CDK app (cdk.json), which Ferry does not deploy")),
+        "{:?}",
+        s.notes
+    );
+}
