@@ -251,13 +251,22 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
         let Some(at) = w.iter().position(|x| x == "--parameter-overrides") else {
             continue;
         };
+        // `--parameter-overrides 'A=1 B="x y"'` passes several in one quoted word, as the SAM
+        // CLI takes them: each word is split again.
         out.extend(
             w[at + 1..]
                 .iter()
                 .take_while(|x| {
                     !x.starts_with("--") && !matches!(x.as_str(), "&&" | "||" | ";" | "|")
                 })
-                .filter_map(|x| pair(x)),
+                .flat_map(|x| {
+                    if x.contains(char::is_whitespace) {
+                        words(x)
+                    } else {
+                        vec![x.clone()]
+                    }
+                })
+                .filter_map(|x| pair(&x)),
         );
     }
     out
@@ -420,6 +429,16 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
             [
                 ("A".to_string(), "/$${AWS_BRANCH}/a".to_string()),
                 ("Stage".to_string(), "$${AWS_BRANCH}".to_string()),
+            ]
+        );
+        assert_eq!(
+            deploy_overrides(
+                "sam deploy --parameter-overrides 'Stage=dev Name=\"a b\"' --no-confirm-changeset\n",
+                "template.yaml"
+            ),
+            [
+                ("Stage".to_string(), "dev".to_string()),
+                ("Name".to_string(), "a b".to_string())
             ]
         );
         assert_eq!(
