@@ -30,6 +30,8 @@ struct Said {
     region: Option<String>,
     /// Why Ferry cannot read its stack name before the framework runs (Serverless), if so.
     unreadable_stack_name: Option<String>,
+    /// A configuration program's literal `service` name, the base of its guessed stack name.
+    literal_service: Option<String>,
 }
 
 /// Fills in `depends_on`, `inputs`, `region` and (a guess, when it cannot be read) `stack_name`
@@ -194,11 +196,35 @@ pub(crate) fn links(
         svc.depends_on = deps;
         svc.inputs = inputs;
         svc.region = region;
+        let base = said[i].literal_service.as_deref().unwrap_or(&svc.name);
         svc.stack_name = said[i]
             .unreadable_stack_name
             .clone()
-            .map(|why| (format!("{}-{{stage}}", svc.name), why));
+            .map(|why| (format!("{base}-{{stage}}"), why));
     }
+}
+
+/// The literal name a configuration program gives its `service` (`service: 'orders'`,
+/// `"service": "orders"`); `None` for any other value (a variable, a template literal with
+/// `${…}`, an object).
+fn literal_service(text: &str) -> Option<String> {
+    text.match_indices("service").find_map(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            return None;
+        }
+        let rest = text[at + "service".len()..].trim_start_matches(['"', '\'']);
+        let value = rest.trim_start().strip_prefix(':')?.trim_start();
+        let quote = value
+            .chars()
+            .next()
+            .filter(|q| matches!(q, '\'' | '"' | '`'))?;
+        let name = value[1..].split(quote).next()?;
+        (!name.is_empty()
+            && name.len() <= 128
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .then(|| name.to_string())
+    })
 }
 
 /// `${self:service}` (and the object form's name) replaced by the service's name.
@@ -263,11 +289,29 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
         .iter()
         .any(|e| s.file.ends_with(e))
     {
+        // A literal `service: 'orders'` (and no `stackName` of its own) gives the framework's
+        // stack name, `<service>-<stage>`, as a better guess than the folder's name.
+        let literal = std::fs::read_to_string(&path)
+            .ok()
+            .filter(|t| !t.contains("stackName"))
+            .and_then(|t| literal_service(&t));
+        let (why, read) = match &literal {
+            Some(name) => (
+                format!("a program, whose stack name Ferry cannot read; its `service` is `{name}`"),
+                "its stack name was guessed from its literal `service`",
+            ),
+            None => (
+                "a program, whose stack name Ferry cannot read".to_string(),
+                "its stack name was not read",
+            ),
+        };
         notes.push(format!(
-            "{shown} is a program: its links to other services and its stack name were not read; check depends-on and stack-name in its service.toml"
+            "{shown} is a program: its links to other services were not read and {read}; check depends-on and stack-name in its service.toml"
         ));
         return Said {
-            unreadable_stack_name: Some("a program, whose stack name Ferry cannot read".into()),
+            framework_name: literal.clone(),
+            literal_service: literal,
+            unreadable_stack_name: Some(why),
             ..Said::default()
         };
     }
@@ -457,6 +501,27 @@ fn scan_variables(s: &str, said: &mut Said) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_program_s_literal_service_name() {
+        assert_eq!(
+            literal_service("export default { service: 'orders-api', provider: {} }").as_deref(),
+            Some("orders-api")
+        );
+        assert_eq!(
+            literal_service("module.exports = {\"service\": \"shop\"}").as_deref(),
+            Some("shop")
+        );
+        for none in [
+            "const c = { service: `${projectName}-orchestrator` }",
+            "const c = { service: name }",
+            "const c = { service: { name: 'x' } }",
+            "const services = ['a']",
+            "const c = { service: 'a b' }",
+        ] {
+            assert_eq!(literal_service(none), None, "{none}");
+        }
+    }
 
     #[test]
     fn skeletons_take_variables_out() {

@@ -1363,3 +1363,47 @@ fn cdk_apps_are_named_in_the_error_and_in_the_notes() {
         s.notes
     );
 }
+
+/// A configuration program (`serverless.ts`) naming its service literally: the guessed stack
+/// name is the framework's, `<service>-<stage>`, not the folder's; one naming it through a
+/// variable keeps the folder's guess.
+#[test]
+fn a_program_s_literal_service_name_gives_the_guessed_stack_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "orders/serverless.ts",
+        "const config = {\n  service: 'shop-orders',\n  provider: { name: 'aws' },\n};\nexport default config;\n",
+    );
+    file(
+        r,
+        "users/serverless.ts",
+        "const config = {\n  service: `${prefix}-users`,\n  provider: { name: 'aws' },\n};\nexport default config;\n",
+    );
+    let s = scan(r).unwrap();
+    let guessed: Vec<(&str, &str)> = s
+        .services
+        .iter()
+        .map(|f| {
+            (
+                f.name.as_str(),
+                f.stack_name
+                    .as_ref()
+                    .map(|(n, _)| n.as_str())
+                    .unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        guessed,
+        [
+            ("orders", "shop-orders-{stage}"),
+            ("users", "users-{stage}")
+        ]
+    );
+    write(r, &render(&s, r), false).unwrap();
+    let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    let dev = ws.stage("dev").unwrap();
+    assert_eq!(ws.stack_name("orders", &dev), "shop-orders-dev");
+}
