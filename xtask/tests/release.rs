@@ -688,6 +688,13 @@ fn an_approval_checks_the_dependents_of_what_it_deploys() {
     let (out, err) = ok(&r, v, &["deploy", "dev", "--review"]);
     assert!(row(&out, "src").contains("would change"), "{out}\n{err}");
     assert!(!row(&out, "dst").contains("would"), "{out}\n{err}");
+    // The review says what the approval will check besides what it shows.
+    assert!(
+        out.contains(
+            "After approval, Ferry also checks `dst`, which depends on stacks this review changes"
+        ),
+        "{out}\n{err}"
+    );
     let second = id_after(&out, "review: ");
     // Approved: src deploys, then dst, which receives its new output, follows with the
     // package it runs.

@@ -1243,6 +1243,22 @@ pub fn pending_release(
             .map(|(s, (_, r))| (s.clone(), r.clone()))
             .collect(),
         reviews: report.reviews.values().map(|(r, _)| r.clone()).collect(),
+        dependents: left_out_dependents(ws, report),
         approved: None,
     }))
+}
+
+/// The services of a review's run (each deployed in the stage, checked and found as it runs)
+/// that depend, directly or not, on a service the review changes.
+fn left_out_dependents(ws: &Workspace, report: &crate::DeployReport) -> Vec<String> {
+    let changed = ws
+        .graph()
+        .with_dependents(report.reviews.keys().map(String::as_str));
+    report
+        .services
+        .iter()
+        .filter(|s| !report.reviews.contains_key(&s.name) && changed.contains(&s.name))
+        .filter(|s| matches!(s.result, crate::ServiceResult::UpToDate { .. }))
+        .map(|s| s.name.clone())
+        .collect()
 }

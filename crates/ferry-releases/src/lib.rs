@@ -153,6 +153,12 @@ pub struct PendingRelease {
     pub gate_override: Option<GateOverride>,
     pub services: BTreeMap<String, Reviewed>,
     pub reviews: Vec<review::StackReview>,
+    /// Deployed services the review leaves out that depend on what it changes: the approval
+    /// checks each after the stacks it reads deployed, and redeploys it (with the package it
+    /// runs) only when an output it receives changed. Shown in the review, so that the
+    /// approver sees what may follow.
+    #[serde(default)]
+    pub dependents: Vec<String>,
     /// Set once, by the approval.
     pub approved: Option<Approval>,
 }

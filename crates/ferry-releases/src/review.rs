@@ -329,8 +329,15 @@ pub fn diff_parameters(
         .collect()
 }
 
-/// The review as Markdown: what a pull-request comment or a CodePipeline approval shows.
-pub fn markdown(stage: &str, release: &str, reviews: &[StackReview]) -> String {
+/// The review as Markdown: what a pull-request comment or a CodePipeline approval shows;
+/// `dependents`: deployed services left out of it that the approval checks (see
+/// [`PendingRelease::dependents`](crate::PendingRelease::dependents)).
+pub fn markdown(
+    stage: &str,
+    release: &str,
+    reviews: &[StackReview],
+    dependents: &[String],
+) -> String {
     let mut md = format!("## Ferry review: stage `{stage}`, release `{release}`\n\n");
     if reviews.is_empty() {
         md.push_str("Nothing would change.\n");
@@ -350,6 +357,17 @@ pub fn markdown(stage: &str, release: &str, reviews: &[StackReview]) -> String {
         "{} stack(s) change; {replaced} resource replacement(s); {security} security-sensitive change(s).\n\nApprove with `approve {stage} {release}`.\n",
         reviews.len()
     ));
+    if !dependents.is_empty() {
+        md.push_str(&format!(
+            "\nAfter approval, Ferry also checks {}, which {} on stacks this review changes: each redeploys, with the package it runs, only if an output it receives changes.\n",
+            dependents
+                .iter()
+                .map(|d| format!("`{d}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if dependents.len() == 1 { "depends" } else { "depend" }
+        ));
+    }
     for r in reviews {
         md.push_str(&format!(
             "\n### {} (`{}`{})\n\n",
@@ -480,7 +498,16 @@ mod tests {
             parameters: p,
             parameters_after: vec![],
         };
-        let md = markdown("prod", "r1", std::slice::from_ref(&review));
+        let md = markdown(
+            "prod",
+            "r1",
+            std::slice::from_ref(&review),
+            &["web".to_string()],
+        );
+        assert!(
+            md.contains("After approval, Ferry also checks `web`, which depends on stacks this review changes"),
+            "{md}"
+        );
         // AWS's change set decides replacements, and names what parameters change.
         let mut with = review.resources.clone();
         let after = json!({"Resources": {

@@ -1052,6 +1052,7 @@ pub(crate) async fn finish_review(
         &stage.name,
         &pending.id,
         &pending.reviews,
+        &pending.dependents,
     ));
     let json = crate::ui::mask(
         &serde_json::to_string_pretty(&serde_json::json!({
@@ -1060,6 +1061,7 @@ pub(crate) async fn finish_review(
             "kind": pending.kind,
             "from": pending.from,
             "reviews": pending.reviews,
+            "dependents": pending.dependents,
         }))
         .expect("serialisable"),
     );
