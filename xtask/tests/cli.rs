@@ -194,6 +194,46 @@ fn validate_warns_of_an_ssm_reader_not_ordered_after_the_writer_and_exits_0() {
 }
 
 #[test]
+fn validate_warns_of_an_importer_not_ordered_after_the_exporter_and_exits_0() {
+    let repo = TestRepo::new();
+    repo.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    )
+    .write(
+        "services/database/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write(
+        "services/database/t.yaml",
+        "Resources:\n  T:\n    Type: AWS::SQS::Queue\nOutputs:\n  Name:\n    Value: !Ref T\n    Export:\n      Name: !Sub ${AWS::StackName}-Name\n",
+    )
+    .write(
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nStage = \"${stage}\"\n",
+    )
+    .write(
+        "services/api/t.yaml",
+        "Parameters:\n  Stage: {Type: String}\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !ImportValue\n        Fn::Sub: database-${Stage}-Name\n",
+    );
+    let root = repo.path().to_str().unwrap();
+    let (code, out, err) = run(&mut xtask(&["validate", "--root", root]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "ok: project `shop`, 2 service(s), stage(s) dev\n");
+    assert_eq!(
+        err,
+        "warning: api: imports `database-dev-Name` (Fn::ImportValue), which the template of database exports, and api does not depend on database: add \"database\" to its depends-on, so that database deploys first and is removed last\n"
+    );
+    // Ordered: nothing to say.
+    repo.write(
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\ndepends-on = [\"database\"]\n\n[parameters]\nStage = \"${stage}\"\n",
+    );
+    let (code, _, err) = run(&mut xtask(&["validate", "--root", root]));
+    assert_eq!((code, err.as_str()), (0, ""));
+}
+
+#[test]
 fn validate_warns_when_git_does_not_ignore_what_sam_build_writes() {
     let repo = TestRepo::new();
     repo.write(

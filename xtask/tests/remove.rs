@@ -297,3 +297,43 @@ fn a_stack_deployed_under_another_name_is_removed_by_the_name_its_record_holds()
     }
     assert!(records(p, "dev").is_empty());
 }
+
+/// A service importing another's export without depending on it (validate warns) is removed
+/// before the exporter: CloudFormation refuses to delete an export in use.
+#[test]
+fn an_importer_is_removed_before_the_exporter_it_does_not_depend_on() {
+    let p = "rm-imports";
+    let r = project(p);
+    let exporter = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  Arn:\n    Value: !GetAtt Q.Arn\n    Export:\n      Name: !Sub ${AWS::StackName}-Arn\n";
+    let importer = format!(
+        "Resources:\n  T:\n    Type: AWS::SNS::Topic\n    Properties:\n      DisplayName: !ImportValue {p}-b-dev-Arn\n"
+    );
+    // With no edge between them, the reverse of the graph's order (by name) would remove `b`
+    // first; `a` imports what `b` exports.
+    r.write(
+        "services/b/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write("services/b/t.yaml", exporter)
+    .write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\ndepends-on = [\"b\"]\n",
+    )
+    .write("services/a/t.yaml", &importer);
+    r.commit("services");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // The link is dropped from the configuration; the import stays.
+    r.write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    r.commit("no depends-on");
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let at = |s: &str| {
+        out.find(&format!("deleted {p}-{s}-dev ({s})"))
+            .unwrap_or_else(|| panic!("{s}: {out}"))
+    };
+    assert!(at("a") < at("b"), "{out}");
+}

@@ -191,6 +191,17 @@ pub async fn remove(
             })
             .collect()
     };
+    // Exports imported by a service that does not depend on the exporter (validate warns of
+    // them): the importer goes first, or CloudFormation refuses to delete the export in use.
+    let imports: Vec<(String, String)> = if options.orphans {
+        Vec::new()
+    } else {
+        ferry_package::unlinked_importers(ws)
+            .into_iter()
+            .map(|u| (u.importer, u.exporter))
+            .collect()
+    };
+    importers_first(&mut targets, &imports);
     if let Some(found) = found {
         let known: BTreeSet<String> = targets.iter().map(|(s, _)| s.clone()).collect();
         let extra: BTreeMap<String, String> = previous
@@ -248,11 +259,13 @@ pub async fn remove(
             report.cancelled = true;
             break;
         }
-        // A stack that depends on this one failed to delete: this one still serves it.
+        // A stack that depends on this one (or imports its exports) failed to delete: this one
+        // still serves it.
         if let Some(f) = report.failed.iter().find(|f| {
             graph
                 .with_dependencies([f.service.as_str()])
                 .contains(service)
+                || imports.iter().any(|(i, e)| *i == f.service && e == service)
         }) {
             report.kept.push((service.clone(), f.service.clone()));
             continue;
@@ -334,6 +347,29 @@ pub async fn remove(
         }
     }
     Ok(report)
+}
+
+/// Moves each exporter of `imports` (importer, exporter) after its importer in `targets`,
+/// keeping the rest of the order; a circle of imports is left as it is (CloudFormation could
+/// not delete it either way, and says so).
+fn importers_first(targets: &mut Vec<(String, String)>, imports: &[(String, String)]) {
+    let pos = |t: &[(String, String)], s: &str| t.iter().position(|(n, _)| n == s);
+    for _ in 0..=imports.len() {
+        let mut moved = false;
+        for (importer, exporter) in imports {
+            let (Some(e), Some(i)) = (pos(targets, exporter), pos(targets, importer)) else {
+                continue;
+            };
+            if e < i {
+                let entry = targets.remove(e);
+                targets.insert(i, entry);
+                moved = true;
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
 }
 
 async fn delete_record(records: &RecordStore, service: &str) -> Result<(), RemoveError> {
@@ -476,5 +512,31 @@ async fn empty_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<usize, St
             ));
         }
         deleted += n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn targets(names: &[&str]) -> Vec<(String, String)> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), format!("{n}-dev")))
+            .collect()
+    }
+
+    #[test]
+    fn importers_go_before_their_exporters_and_the_rest_keeps_its_order() {
+        let edge = |i: &str, e: &str| (i.to_string(), e.to_string());
+        let mut t = targets(&["web", "db", "api", "queue"]);
+        super::importers_first(&mut t, &[edge("api", "db"), edge("queue", "web")]);
+        assert_eq!(t, targets(&["api", "db", "queue", "web"]));
+        // A circle ends, as it is.
+        let mut t = targets(&["a", "b"]);
+        super::importers_first(&mut t, &[edge("a", "b"), edge("b", "a")]);
+        assert_eq!(t.len(), 2);
+        // Unknown names change nothing.
+        let mut t = targets(&["a"]);
+        super::importers_first(&mut t, &[edge("x", "a")]);
+        assert_eq!(t, targets(&["a"]));
     }
 }

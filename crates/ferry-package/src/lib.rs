@@ -31,7 +31,9 @@ pub mod zip;
 
 pub use deps::{UnbuiltDependencies, sam_build_wanted, unbuilt_dependencies};
 pub use files::{CREDENTIAL_NAMES, DOTENV_TEMPLATES, is_credential_name, withheld_summary};
-pub use links::{UnlinkedReader, ssm_typed_names, unlinked_ssm_readers};
+pub use links::{
+    UnlinkedImporter, UnlinkedReader, ssm_typed_names, unlinked_importers, unlinked_ssm_readers,
+};
 pub use reach::{Reached, reached};
 
 use std::collections::BTreeMap;

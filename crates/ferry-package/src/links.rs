@@ -1,7 +1,10 @@
-//! SSM parameters as links between services: one service's template writes a parameter (an
-//! `AWS::SSM::Parameter` resource), another's reads it through a template parameter of an SSM
-//! parameter type. A reader that does not depend on the writer may deploy before the parameter
-//! exists; `validate` says so.
+//! Links between services that their templates make and their `depends-on` may miss: SSM
+//! parameters (one service's template writes a parameter, an `AWS::SSM::Parameter` resource;
+//! another's reads it through a template parameter of an SSM parameter type) and exports (one
+//! exports an output, `Export.Name`; another imports it, `Fn::ImportValue`). A reader that does
+//! not depend on the writer may deploy before the value exists, and an exporter removed before
+//! its importer cannot be (CloudFormation refuses to delete an export in use); `validate`
+//! says so.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -93,6 +96,106 @@ pub fn unlinked_ssm_readers(ws: &Workspace) -> Vec<UnlinkedReader> {
         .collect()
 }
 
+/// A service importing an export another service's template declares, without depending on
+/// that service.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UnlinkedImporter {
+    pub importer: String,
+    pub exporter: String,
+    /// The export names imported, for the first stage where the two meet.
+    pub names: Vec<String>,
+}
+
+impl std::fmt::Display for UnlinkedImporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.names.iter().map(|n| format!("`{n}`")).collect();
+        write!(
+            f,
+            "{importer}: imports {names} (Fn::ImportValue), which the template of {exporter} exports, and {importer} does not depend on {exporter}: add \"{exporter}\" to its depends-on, so that {exporter} deploys first and is removed last",
+            importer = self.importer,
+            names = names.join(", "),
+            exporter = self.exporter,
+        )
+    }
+}
+
+/// Every service importing an export another service's template declares that does not
+/// depend on the exporter (directly or not), seen in each named stage of `ws`; names built
+/// from what only a deploy knows are left out (advice, never an error).
+pub fn unlinked_importers(ws: &Workspace) -> Vec<UnlinkedImporter> {
+    let templates: Vec<(&Service, Value)> = ws
+        .services
+        .iter()
+        .filter(|s| s.kind != ServiceKind::Serverless)
+        .filter_map(|s| {
+            let text = std::fs::read_to_string(ws.root.join(s.template_path())).ok()?;
+            let mentions = text.contains("Export") || text.contains("ImportValue");
+            Some((s, template::parse(&text).ok().filter(|_| mentions)?))
+        })
+        .collect();
+    let graph = ws.graph();
+    let mut found: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for stage in ws.stages.keys().filter_map(|n| ws.stage(n).ok()) {
+        let mut exporters: BTreeMap<String, &str> = BTreeMap::new();
+        for (s, t) in &templates {
+            let outputs = t.get("Outputs").and_then(Value::as_object);
+            for o in outputs.into_iter().flatten().map(|(_, o)| o) {
+                if let Some(name) = o
+                    .pointer("/Export/Name")
+                    .and_then(|v| resolve(ws, &stage, s, t, v))
+                {
+                    exporters.insert(name, &s.name);
+                }
+            }
+        }
+        for (s, t) in &templates {
+            let depends: BTreeSet<String> = graph.with_dependencies([s.name.as_str()]);
+            let mut imports = Vec::new();
+            find_imports(t.get("Resources").unwrap_or(&Value::Null), &mut imports);
+            find_imports(t.get("Outputs").unwrap_or(&Value::Null), &mut imports);
+            for v in imports {
+                let Some(name) = resolve(ws, &stage, s, t, v) else {
+                    continue;
+                };
+                match exporters.get(&name) {
+                    Some(exporter) if *exporter != s.name && !depends.contains(*exporter) => {
+                        found
+                            .entry((s.name.clone(), exporter.to_string()))
+                            .or_default()
+                            .insert(name);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    found
+        .into_iter()
+        .map(|((importer, exporter), names)| UnlinkedImporter {
+            importer,
+            exporter,
+            names: names.into_iter().collect(),
+        })
+        .collect()
+}
+
+/// The values of every `Fn::ImportValue` under `v`.
+fn find_imports<'v>(v: &'v Value, out: &mut Vec<&'v Value>) {
+    match v {
+        Value::Object(o) => {
+            for (k, child) in o {
+                if k == "Fn::ImportValue" {
+                    out.push(child);
+                } else {
+                    find_imports(child, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| find_imports(i, out)),
+        _ => {}
+    }
+}
+
 /// Each template parameter of an SSM parameter type that `template` (of `service`) declares,
 /// with the SSM parameter it names in `stage`: the value `service.toml` passes, else its
 /// default; `None` when that needs what only a deploy resolves (an output, another parameter)
@@ -130,6 +233,33 @@ fn plain(ws: &Workspace, stage: &Stage, service: &str, t: &Template) -> Option<S
 /// The names of the SSM parameters `template` (of `service`) writes in `stage`, where they can
 /// be told without deploying.
 fn written(ws: &Workspace, stage: &Stage, service: &Service, template: &Value) -> Vec<String> {
+    template
+        .get("Resources")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some("AWS::SSM::Parameter"))
+        .filter_map(|(_, r)| {
+            resolve(
+                ws,
+                stage,
+                service,
+                template,
+                r.get("Properties")?.get("Name")?,
+            )
+        })
+        .collect()
+}
+
+/// A name as `template` (of `service`) gives it in `stage` — a string, a `Ref` of a parameter
+/// or the stack name, an `Fn::Sub` of those — where it can be told without deploying.
+fn resolve(
+    ws: &Workspace,
+    stage: &Stage,
+    service: &Service,
+    template: &Value,
+    name: &Value,
+) -> Option<String> {
     let parameter = |key: &str| -> Option<String> {
         match key {
             "AWS::StackName" => Some(ws.stack_name(&service.name, stage)),
@@ -145,34 +275,24 @@ fn written(ws: &Workspace, stage: &Stage, service: &Service, template: &Value) -
             },
         }
     };
-    template
-        .get("Resources")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some("AWS::SSM::Parameter"))
-        .filter_map(|(_, r)| {
-            let name = r.get("Properties")?.get("Name")?;
-            match name {
-                Value::String(s) => Some(s.clone()),
-                Value::Object(o) => match (o.get("Ref"), o.get("Fn::Sub")) {
-                    (Some(Value::String(p)), _) => parameter(p),
-                    (_, Some(Value::String(text))) => sub(text, &|v| parameter(v)),
-                    (_, Some(Value::Array(pair))) => {
-                        let text = pair.first()?.as_str()?;
-                        let vars = pair.get(1)?.as_object()?;
-                        sub(text, &|v| match vars.get(v) {
-                            Some(Value::String(s)) => Some(s.clone()),
-                            Some(other) => other.get("Ref")?.as_str().and_then(parameter),
-                            None => parameter(v),
-                        })
-                    }
-                    _ => None,
-                },
-                _ => None,
+    match name {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => match (o.get("Ref"), o.get("Fn::Sub")) {
+            (Some(Value::String(p)), _) => parameter(p),
+            (_, Some(Value::String(text))) => sub(text, &|v| parameter(v)),
+            (_, Some(Value::Array(pair))) => {
+                let text = pair.first()?.as_str()?;
+                let vars = pair.get(1)?.as_object()?;
+                sub(text, &|v| match vars.get(v) {
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(other) => other.get("Ref")?.as_str().and_then(parameter),
+                    None => parameter(v),
+                })
             }
-        })
-        .collect()
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// `Fn::Sub`'s text with each `${X}` replaced by `var(X)` (`${!X}` is a literal `${X}`); `None`

@@ -103,6 +103,10 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     for u in ferry_package::unlinked_ssm_readers(ws) {
         eprintln!("warning: {u}");
     }
+    // An importer of another service's export, not ordered after it.
+    for u in ferry_package::unlinked_importers(ws) {
+        eprintln!("warning: {u}");
+    }
     // A SAM function folder whose dependencies `sam build` would install, and Ferry's zip lacks.
     for u in ferry_package::unbuilt_dependencies(ws) {
         eprintln!("warning: {u}");
