@@ -49,16 +49,7 @@ impl std::fmt::Display for UnlinkedReader {
 /// and names built from what only a deploy knows (another stack's output, the account), are
 /// left out: this is advice, never an error.
 pub fn unlinked_ssm_readers(ws: &Workspace) -> Vec<UnlinkedReader> {
-    let templates: Vec<(&Service, Value)> = ws
-        .services
-        .iter()
-        .filter(|s| s.kind != ServiceKind::Serverless)
-        .filter_map(|s| {
-            let text = std::fs::read_to_string(ws.root.join(s.template_path())).ok()?;
-            let mentions = text.contains("AWS::SSM::Parameter");
-            Some((s, template::parse(&text).ok().filter(|_| mentions)?))
-        })
-        .collect();
+    let templates = templates_mentioning(ws, &["AWS::SSM::Parameter"]);
     let graph = ws.graph();
     // (reader, writer) → (key → name), the first stage's name for each key.
     let mut found: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
@@ -123,16 +114,7 @@ impl std::fmt::Display for UnlinkedImporter {
 /// depend on the exporter (directly or not), seen in each named stage of `ws`; names built
 /// from what only a deploy knows are left out (advice, never an error).
 pub fn unlinked_importers(ws: &Workspace) -> Vec<UnlinkedImporter> {
-    let templates: Vec<(&Service, Value)> = ws
-        .services
-        .iter()
-        .filter(|s| s.kind != ServiceKind::Serverless)
-        .filter_map(|s| {
-            let text = std::fs::read_to_string(ws.root.join(s.template_path())).ok()?;
-            let mentions = text.contains("Export") || text.contains("ImportValue");
-            Some((s, template::parse(&text).ok().filter(|_| mentions)?))
-        })
-        .collect();
+    let templates = templates_mentioning(ws, &["Export", "ImportValue"]);
     let graph = ws.graph();
     let mut found: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for stage in ws.stages.keys().filter_map(|n| ws.stage(n).ok()) {
@@ -175,6 +157,20 @@ pub fn unlinked_importers(ws: &Workspace) -> Vec<UnlinkedImporter> {
             importer,
             exporter,
             names: names.into_iter().collect(),
+        })
+        .collect()
+}
+
+/// The parsed templates of the services (not Serverless ones, whose templates the framework
+/// compiles) whose text holds one of `needles`; templates that cannot be read are left out.
+fn templates_mentioning<'w>(ws: &'w Workspace, needles: &[&str]) -> Vec<(&'w Service, Value)> {
+    ws.services
+        .iter()
+        .filter(|s| s.kind != ServiceKind::Serverless)
+        .filter_map(|s| {
+            let text = std::fs::read_to_string(ws.root.join(s.template_path())).ok()?;
+            let mentions = needles.iter().any(|n| text.contains(n));
+            Some((s, template::parse(&text).ok().filter(|_| mentions)?))
         })
         .collect()
 }
