@@ -266,6 +266,9 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         notes,
     };
     scan.notes.extend(region_notes(&scan));
+    // One note once (a script read for two services of one folder says the same of both).
+    let mut seen = BTreeSet::new();
+    scan.notes.retain(|n| seen.insert(n.clone()));
     Ok(scan)
 }
 
