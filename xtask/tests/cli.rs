@@ -907,3 +907,20 @@ fn batch_ci_files_follow_the_graph_and_cannot_drift() {
     assert_eq!(code, 1);
     assert!(err.contains("stale: buildspec-batch.yml (the"), "{err}");
 }
+
+/// A reader that stops reading (`cargo xtask services | head -1`) ends the command quietly
+/// with 141, as a Unix tool ends on SIGPIPE, not with a panic.
+#[test]
+fn a_closed_standard_output_ends_the_command_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    // Closed before the command writes anything.
+    drop(reader);
+    let out = xtask(&["graph"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -158,8 +158,31 @@ pub fn main(app: &App) -> ExitCode {
     exit(run(app, &cli.global, cli.command))
 }
 
+/// A reader that stops reading (`… | head -1`) ends the command quietly with 141, as a Unix
+/// tool ends on SIGPIPE, not with a panic: Rust ignores SIGPIPE, so printing to a closed pipe
+/// fails, and `println!` panics on that failure.
+fn quiet_on_closed_stdout() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or_default();
+            if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+                std::process::exit(141);
+            }
+            default(info);
+        }));
+    });
+}
+
 /// Runs one of Ferry's commands.
 pub fn run(app: &App, global: &Global, command: Command) -> anyhow::Result<()> {
+    quiet_on_closed_stdout();
     let ctx = Ctx::new(app, global);
     let result = match command {
         Command::Services(args) => cmd::services::run(&ctx, &args),

@@ -104,6 +104,30 @@ pub(crate) fn settle(
         ));
         umbrellas.push(links(root, template, apps));
     }
+    // Two templates nesting each other are no umbrellas of each other: both stay, noted.
+    let mutual: Vec<String> = umbrellas
+        .iter()
+        .filter(|u| {
+            u.apps.values().any(|t| {
+                umbrellas
+                    .iter()
+                    .any(|o| o.template == *t && o.apps.values().any(|b| *b == u.template))
+            })
+        })
+        .map(|u| u.template.clone())
+        .collect();
+    if !mutual.is_empty() {
+        notes.retain(|n| {
+            !mutual
+                .iter()
+                .any(|m| n.starts_with(&format!("{m}: nests the templates")))
+        });
+        notes.push(format!(
+            "{}: nest each other (an application's Location): each is kept as a service; CloudFormation refuses such a circle, so fix the templates",
+            mutual.join(", ")
+        ));
+        umbrellas.retain(|u| !mutual.contains(&u.template));
+    }
     candidates.retain(|c| !umbrellas.iter().any(|u| u.template == template_of(c)));
     // The service folders, kept up to date as services move: two never move into one.
     let mut dirs: Vec<String> = candidates.iter().map(|c| c.dir.clone()).collect();
@@ -118,6 +142,17 @@ pub(crate) fn settle(
         let project = BUILD_FILES
             .iter()
             .any(|f| root.join(&folder).join(f).is_file());
+        let taken = dirs
+            .iter()
+            .find(|d| **d != c.dir && within(&folder, d))
+            .cloned();
+        if folder != c.dir && !folder.is_empty() && taken.is_some() {
+            notes.push(format!(
+                "{}: names paths outside the template's folder, and the folder holding them all, `{folder}`, is (inside) the service folder `{}` already: left where it is, so validate refuses those paths; give the service a folder of its own holding what it names",
+                template_of(c),
+                taken.unwrap_or_default()
+            ));
+        }
         if folder != c.dir
             && !folder.is_empty()
             && !dirs.iter().any(|d| *d != c.dir && within(&folder, d))
@@ -170,6 +205,15 @@ pub(crate) fn settle(
         }
     }
     umbrellas
+}
+
+/// Whether `dir` holds nothing but a `service.toml` (one `init` wrote before: run again, it
+/// finds the folder it made).
+fn holds_only_service_toml(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+        names.len() == 1 && names[0] == "service.toml"
+    })
 }
 
 /// `Api.CodeUri`, with the nested template that says it when it is not `top`.
@@ -350,7 +394,7 @@ pub(crate) fn split(
                 continue;
             }
             // A new folder: an existing one holds files whose changes would redeploy it.
-            if !root.join(&dir).exists() {
+            if !root.join(&dir).exists() || holds_only_service_toml(&root.join(&dir)) {
                 notes.push(format!(
                     "{rel}/{file}: one of several templates of {rel}, naming no local path: its service folder is `{dir}`, holding only its service.toml (template `{}`)",
                     up(&dir)

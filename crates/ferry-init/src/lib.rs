@@ -112,6 +112,11 @@ pub enum InitError {
         .all.join(", ")
     )]
     Exists { existing: PathBuf, all: Vec<String> },
+    #[error(
+        "{} is a symbolic link: init writes only files of the repository itself, never through a link (which may lead out of it); remove the link and run init again",
+        .0.display()
+    )]
+    Symlink(PathBuf),
     #[error("{}: {source}", .path.display())]
     Io {
         path: PathBuf,
@@ -317,7 +322,10 @@ fn umbrella_links(u: &layout::Umbrella, services: &mut [Found]) {
         let (Some(me), Some(dep)) = (name_of(id, services), name_of(needed, services)) else {
             continue;
         };
+        // An umbrella ordering its apps in a circle: the edge closing it is left out, as
+        // Ferry's graph refuses a circle.
         if me != dep
+            && !depends_on(services, &dep, &me)
             && let Some(s) = services.iter_mut().find(|s| s.name == me)
         {
             s.depends_on.entry(dep).or_insert_with(|| why.clone());
@@ -328,6 +336,7 @@ fn umbrella_links(u: &layout::Umbrella, services: &mut [Found]) {
             continue;
         };
         if me != dep
+            && !depends_on(services, &dep, &me)
             && let Some(s) = services.iter_mut().find(|s| s.name == me)
         {
             s.parameters.entry(key.clone()).or_insert_with(|| {
@@ -338,6 +347,23 @@ fn umbrella_links(u: &layout::Umbrella, services: &mut [Found]) {
             });
         }
     }
+}
+
+/// Whether `from` depends on `to`, directly or not, by the `depends-on` found so far.
+fn depends_on(services: &[Found], from: &str, to: &str) -> bool {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![from.to_string()];
+    while let Some(n) = stack.pop() {
+        if n == to {
+            return true;
+        }
+        if seen.insert(n.clone())
+            && let Some(s) = services.iter().find(|s| s.name == n)
+        {
+            stack.extend(s.depends_on.keys().cloned());
+        }
+    }
+    false
 }
 
 /// The stack name pattern a service would deploy (`{stage}` for the stage): a Serverless
@@ -522,11 +548,33 @@ pub struct Written {
 /// existing file stops everything before anything is written.
 pub fn write(root: &Path, files: &[(String, String)], force: bool) -> Result<Written, InitError> {
     let all: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
-    if !force && let Some((p, _)) = files.iter().find(|(p, _)| root.join(p).exists()) {
-        return Err(InitError::Exists {
-            existing: root.join(p),
-            all,
-        });
+    // Everything is checked before anything is written: a refusal leaves the repository as it
+    // was. A symbolic link on the way (a dangling one too) could lead the write out of the
+    // repository, and a folder where a file goes cannot be written.
+    for (rel, _) in files {
+        let mut at = root.to_path_buf();
+        for part in Path::new(rel).components() {
+            at.push(part);
+            let Ok(meta) = std::fs::symlink_metadata(&at) else {
+                break;
+            };
+            if meta.file_type().is_symlink() {
+                return Err(InitError::Symlink(at));
+            }
+        }
+        let path = root.join(rel);
+        if path.is_dir() {
+            return Err(InitError::Io {
+                path,
+                source: std::io::Error::other("a folder is where init writes this file"),
+            });
+        }
+        if !force && path.exists() {
+            return Err(InitError::Exists {
+                existing: path,
+                all,
+            });
+        }
     }
     let mut done = Written::default();
     for (rel, text) in files {

@@ -25,9 +25,12 @@ pub(crate) fn declared(root: &Path, dir: &str, file: &str) -> Vec<(String, bool)
             t.get("Parameters").and_then(|p| p.as_object()).map(|o| {
                 o.iter()
                     .map(|(k, decl)| {
-                        let no_echo =
-                            matches!(decl.get("NoEcho"), Some(serde_json::Value::Bool(true)))
-                                || decl.get("NoEcho").and_then(|v| v.as_str()) == Some("true");
+                        // Any NoEcho but a false one (CloudFormation reads `'TRUE'`, `"True"`).
+                        let no_echo = match decl.get("NoEcho") {
+                            None | Some(serde_json::Value::Bool(false)) => false,
+                            Some(serde_json::Value::String(v)) => !v.eq_ignore_ascii_case("false"),
+                            Some(_) => true,
+                        };
                         (k.clone(), no_echo || secret_name(k))
                     })
                     .collect()
@@ -260,11 +263,10 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
                     !x.starts_with("--") && !matches!(x.as_str(), "&&" | "||" | ";" | "|")
                 })
                 .flat_map(|x| {
-                    if x.contains(char::is_whitespace) {
-                        words(x)
-                    } else {
-                        vec![x.clone()]
-                    }
+                    // Several pairs in one word, not one pair whose value holds spaces.
+                    let pieces = words(x);
+                    let several = pieces.len() > 1 && pieces.iter().all(|p| pair(p).is_some());
+                    if several { pieces } else { vec![x.clone()] }
                 })
                 .filter_map(|x| pair(&x)),
         );
@@ -342,11 +344,13 @@ fn translate(raw: &str) -> Result<String, String> {
         out.push_str(&rest[..at]);
         // `$$` is make's escape of `$`.
         let after = rest[at..].trim_start_matches('$');
+        // What cannot be read is named by what it is, never by the value (it may be secret).
+        let unreadable = || "$ without a variable name".to_string();
         let (name, len) = if let Some(inner) = after.strip_prefix('{') {
-            let end = inner.find('}').ok_or_else(|| raw.to_string())?;
+            let end = inner.find('}').ok_or_else(unreadable)?;
             (&inner[..end], end + 2)
         } else if let Some(inner) = after.strip_prefix('(') {
-            let end = inner.find(')').ok_or_else(|| raw.to_string())?;
+            let end = inner.find(')').ok_or_else(unreadable)?;
             (&inner[..end], end + 2)
         } else {
             let end = after
@@ -360,7 +364,7 @@ fn translate(raw: &str) -> Result<String, String> {
             .next()
             .unwrap_or_default();
         if var.is_empty() {
-            return Err(raw.to_string());
+            return Err(unreadable());
         }
         if stage_variable(var) {
             out.push_str("${stage}");
@@ -418,6 +422,9 @@ mod tests {
         );
         assert!(translate("${unclosed").is_err());
         assert!(translate("$").is_err());
+        // A malformed value is never shown whole.
+        let e = translate("postgres://u:s3cr3t$$@$$HOST/db").unwrap_err();
+        assert!(!e.contains("s3cr3t"), "{e}");
     }
 
     #[test]
@@ -440,6 +447,14 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
                 ("Stage".to_string(), "dev".to_string()),
                 ("Name".to_string(), "a b".to_string())
             ]
+        );
+        // One pair whose value holds spaces stays one.
+        assert_eq!(
+            deploy_overrides(
+                r#"sam deploy --parameter-overrides Quoted="a \"b\" c""#,
+                "template.yaml"
+            ),
+            [("Quoted".to_string(), r#"a "b" c"#.to_string())]
         );
         assert_eq!(
             pair("ParameterKey=Table,ParameterValue=t1"),

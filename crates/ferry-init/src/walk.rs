@@ -226,6 +226,7 @@ fn is_cloudformation(text: &str) -> bool {
             && (text.contains("Type: AWS::")
                 || text.contains("Type: \"AWS::")
                 || text.contains("\"Type\": \"AWS::")
+                || text.contains("\"Type\":\"AWS::")
                 || text.contains("Type: 'AWS::")))
 }
 
@@ -235,6 +236,13 @@ pub(crate) fn candidates(root: &Path) -> Walked {
     let mut notes = Vec::new();
     let mut cdk = Vec::new();
     visit(root, "", 0, &mut |rel, files| {
+        // Ferry's paths are `/`-separated: a name holding `\` cannot be told from a path.
+        if rel.contains('\\') {
+            notes.push(format!(
+                "{rel}: a folder name holding `\\`, which Ferry's `/`-separated paths cannot name: left out; rename it"
+            ));
+            return;
+        }
         if files.iter().any(|f| f == "cdk.json") {
             let at = if rel.is_empty() { "." } else { rel };
             notes.push(format!("{at}{CDK_NOTE}"));
@@ -305,7 +313,12 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                     && f.as_str() != "buildspec.yml"
             })
             .filter_map(|f| {
-                let text = fs::read_to_string(root.join(rel).join(f)).ok()?;
+                let path = root.join(rel).join(f);
+                // Larger than CloudFormation takes (1 MB): data, not a template.
+                if fs::metadata(&path).ok()?.len() > ferry_package::MAX_TEMPLATE as u64 {
+                    return None;
+                }
+                let text = fs::read_to_string(&path).ok()?;
                 is_cloudformation(&text).then(|| (f.clone(), text.contains(SAM_TRANSFORM)))
             })
             .collect();

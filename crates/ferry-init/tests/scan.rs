@@ -1333,6 +1333,7 @@ fn parts_stay_parts_and_two_services_never_move_into_one_folder() {
     for want in [
         "orders/resources/table.yml: a template inside the serverless service orders, taken as a part of it",
         "orders/resources/bucket.yml: a template inside the serverless service orders, taken as a part of it",
+        "java/sam/b/template.yaml: names paths outside the template's folder, and the folder holding them all, `java`, is (inside) the service folder `java` already: left where it is",
     ] {
         assert!(notes.contains(want), "{want}\n---\n{notes}");
     }
@@ -1406,4 +1407,104 @@ fn a_program_s_literal_service_name_gives_the_guessed_stack_name() {
     let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
     let dev = ws.stage("dev").unwrap();
     assert_eq!(ws.stack_name("orders", &dev), "shop-orders-dev");
+}
+
+/// Hostile layouts found by probing: every one ends in files that load, or in a refusal that
+/// writes nothing.
+#[test]
+fn hostile_layouts_end_in_loadable_files_or_a_refusal_that_writes_nothing() {
+    let sam = "Transform: AWS::Serverless-2016-10-31\n";
+    let app = |id: &str, to: &str, extra: &str| {
+        format!(
+            "  {id}:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: {to}\n{extra}"
+        )
+    };
+    let queue =
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+
+    // An umbrella ordering its apps in a circle: the edge closing it is left out.
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let resources = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    file(r, "x/template.yaml", &format!("{sam}{resources}"));
+    file(r, "y/template.yaml", &format!("{sam}{resources}"));
+    file(
+        r,
+        "all/template.yaml",
+        &format!(
+            "{sam}Resources:\n{}{}",
+            app("X", "../x/template.yaml", "    DependsOn: Y\n"),
+            app("Y", "../y/template.yaml", "    DependsOn: X\n")
+        ),
+    );
+    // Two templates of other folders nesting each other: both kept, noted.
+    file(
+        r,
+        "a/template.yaml",
+        &format!("{sam}Resources:\n{}", app("B", "../b/template.yaml", "")),
+    );
+    file(
+        r,
+        "b/template.yaml",
+        &format!("{sam}Resources:\n{}", app("A", "../a/template.yaml", "")),
+    );
+    // A minified JSON SAM template.
+    file(
+        r,
+        "min/template.json",
+        r#"{"Transform":"AWS::Serverless-2016-10-31","Resources":{"Q":{"Type":"AWS::SQS::Queue"}}}"#,
+    );
+    // A folder of two stacks, for running init twice.
+    file(r, "t/one.yaml", queue);
+    file(r, "t/two.yaml", queue);
+    let s = scan(r).unwrap();
+    let dirs: Vec<&str> = s.services.iter().map(|f| f.dir.as_str()).collect();
+    assert_eq!(
+        dirs,
+        ["a", "b", "min", "t/one", "t/two", "x", "y"],
+        "{:#?}",
+        s.notes
+    );
+    let notes = s.notes.join("\n");
+    assert!(
+        notes.contains("a/template.yaml, b/template.yaml: nest each other"),
+        "{notes}"
+    );
+    write(r, &render(&s, r), false).unwrap();
+    ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    // Again, over what it wrote: the same services.
+    let again = scan(r).unwrap();
+    let dirs_again: Vec<&str> = again.services.iter().map(|f| f.dir.as_str()).collect();
+    assert_eq!(dirs_again, dirs, "{:#?}", again.notes);
+
+    // A symbolic link where init writes (a dangling one too): refused, nothing written.
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(r, "api/template.yaml", queue);
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path().join("created.toml"), r.join("ferry.toml")).unwrap();
+    let s = scan(r).unwrap();
+    for force in [false, true] {
+        let e = write(r, &render(&s, r), force).unwrap_err().to_string();
+        assert!(e.contains("ferry.toml is a symbolic link"), "{e}");
+    }
+    assert!(!outside.path().join("created.toml").exists());
+    assert!(!r.join("api/service.toml").exists());
+
+    // A NoEcho of any spelling keeps the value out.
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "db/template.yaml",
+        "AWSTemplateFormatVersion: '2010-09-09'\nParameters:\n  Pass:\n    Type: String\n    NoEcho: 'TRUE'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    file(
+        r,
+        "db/samconfig.toml",
+        "[default.deploy.parameters]\nparameter_overrides = \"Pass=SECRETVAL\"\n",
+    );
+    let s = scan(r).unwrap();
+    assert!(s.services[0].parameters.is_empty());
+    assert!(!s.notes.join("\n").contains("SECRETVAL"));
 }

@@ -39,8 +39,12 @@ const MAX_REACHED: usize = 10_000;
 
 /// `path`: the templates being read, outermost first; one already on it is not read again.
 fn reach(root: &Path, file: &str, path: &mut Vec<String>, out: &mut Vec<Reached>) {
-    let Some(parsed) = std::fs::read_to_string(root.join(file))
-        .ok()
+    // Larger than CloudFormation takes: not a template to follow (and slow to parse).
+    let small =
+        std::fs::metadata(root.join(file)).is_ok_and(|m| m.len() <= crate::MAX_TEMPLATE as u64);
+    let Some(parsed) = small
+        .then(|| std::fs::read_to_string(root.join(file)).ok())
+        .flatten()
         .and_then(|text| template::parse(&text).ok())
     else {
         return;
