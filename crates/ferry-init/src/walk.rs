@@ -146,15 +146,21 @@ pub(crate) fn workspace_packages(root: &Path) -> WorkspacePackages {
 }
 
 /// Calls `f` with every folder under `root` (repository relative, `""` for the root) and its
-/// file names, depth first in name order, skipping tools' output and hidden folders.
-fn visit(root: &Path, rel: &str, depth: usize, f: &mut dyn FnMut(&str, &[String])) {
+/// file names, depth first in name order, skipping tools' output and hidden folders; returns
+/// the first folder left unsearched for lying deeper than [`MAX_DEPTH`].
+fn visit(
+    root: &Path,
+    rel: &str,
+    depth: usize,
+    f: &mut dyn FnMut(&str, &[String]),
+) -> Option<String> {
     let dir = if rel.is_empty() {
         root.to_path_buf()
     } else {
         root.join(rel)
     };
     let Ok(entries) = fs::read_dir(&dir) else {
-        return;
+        return None;
     };
     let mut files = Vec::new();
     let mut subdirs = Vec::new();
@@ -174,17 +180,22 @@ fn visit(root: &Path, rel: &str, depth: usize, f: &mut dyn FnMut(&str, &[String]
     files.sort();
     subdirs.sort();
     f(rel, &files);
-    if depth >= MAX_DEPTH {
-        return;
-    }
-    for d in subdirs {
-        let child = if rel.is_empty() {
-            d
+    let child = |d: &str| {
+        if rel.is_empty() {
+            d.to_string()
         } else {
             format!("{rel}/{d}")
-        };
-        visit(root, &child, depth + 1, f);
+        }
+    };
+    if depth >= MAX_DEPTH {
+        return subdirs.first().map(|d| child(d));
     }
+    let mut cut = None;
+    for d in subdirs {
+        let deeper = visit(root, &child(&d), depth + 1, f);
+        cut = cut.or(deeper);
+    }
+    cut
 }
 
 /// What [`candidates`] finds.
@@ -235,7 +246,7 @@ pub(crate) fn candidates(root: &Path) -> Walked {
     let mut out = Vec::new();
     let mut notes = Vec::new();
     let mut cdk = Vec::new();
-    visit(root, "", 0, &mut |rel, files| {
+    let cut = visit(root, "", 0, &mut |rel, files| {
         // Ferry's paths are `/`-separated: a name holding `\` cannot be told from a path.
         if rel.contains('\\') {
             notes.push(format!(
@@ -299,6 +310,22 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                 build: None,
             });
             return;
+        }
+        let looks_like_template = |f: &&String| {
+            Path::new(f.as_str())
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e))
+        };
+        for f in files.iter().filter(looks_like_template) {
+            let path = root.join(rel).join(f);
+            let small =
+                fs::metadata(&path).is_ok_and(|m| m.len() <= ferry_package::MAX_TEMPLATE as u64);
+            if small && fs::read(&path).is_ok_and(|b| std::str::from_utf8(&b).is_err()) {
+                notes.push(format!(
+                    "{rel}/{f}: not UTF-8 text, so not read (CloudFormation takes UTF-8 templates only)"
+                ));
+            }
         }
         let mut templates: Vec<(String, bool)> = files
             .iter()
@@ -420,6 +447,11 @@ pub(crate) fn candidates(root: &Path) -> Walked {
         .filter(|c| matches!(c.kind, ServiceKind::Serverless | ServiceKind::Sam))
         .map(|c| (c.dir.clone(), c.kind))
         .collect();
+    if let Some(deep) = cut {
+        notes.push(format!(
+            "{deep}: more than {MAX_DEPTH} folders below the root, so neither it nor any folder as deep was searched; add such a service to ferry.toml by hand"
+        ));
+    }
     // A template another one nests (an application's `Location`) inside that one's service
     // folder is a part of it. (One nested from outside is a service's: the nester is an
     // umbrella, see `layout::settle`.)

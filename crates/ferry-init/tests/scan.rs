@@ -1508,3 +1508,28 @@ fn hostile_layouts_end_in_loadable_files_or_a_refusal_that_writes_nothing() {
     assert!(s.services[0].parameters.is_empty());
     assert!(!s.notes.join("\n").contains("SECRETVAL"));
 }
+
+/// What init passes over is said: a template that is not UTF-8, folders too deep to search.
+#[test]
+fn a_template_not_utf8_and_folders_too_deep_are_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let queue =
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    file(r, "api/template.yaml", queue);
+    let mut latin1 = queue.as_bytes().to_vec();
+    latin1.extend_from_slice(b"# caf\xe9\n");
+    fs::create_dir_all(r.join("old")).unwrap();
+    fs::write(r.join("old/template.yaml"), latin1).unwrap();
+    file(r, "a/b/c/d/e/f/g/h/i/template.yaml", queue);
+    let s = scan(r).unwrap();
+    let dirs: Vec<&str> = s.services.iter().map(|f| f.dir.as_str()).collect();
+    assert_eq!(dirs, ["api"]);
+    let notes = s.notes.join("\n");
+    for want in [
+        "old/template.yaml: not UTF-8 text, so not read",
+        "a/b/c/d/e/f/g/h/i: more than 8 folders below the root, so neither it nor any folder as deep was searched",
+    ] {
+        assert!(notes.contains(want), "{want}\n---\n{notes}");
+    }
+}
