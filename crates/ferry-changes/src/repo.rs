@@ -442,11 +442,7 @@ impl Repo {
         let index = self.repo.index().map_err(self.git("read the index"))?;
         let mut out = Vec::new();
         for &p in paths {
-            let ignored = self
-                .repo
-                .is_path_ignored(Path::new(p))
-                .map_err(self.git("read the ignore rules"))?;
-            if ignored && index.get_path(Path::new(p), 0).is_none() {
+            if self.is_ignored(p)? && index.get_path(Path::new(p), 0).is_none() {
                 out.push(p);
             }
         }
@@ -459,15 +455,18 @@ impl Repo {
     pub fn not_ignored<'p>(&self, paths: &[&'p str]) -> Result<Vec<&'p str>, ChangesError> {
         let mut out = Vec::new();
         for &p in paths {
-            let ignored = self
-                .repo
-                .is_path_ignored(Path::new(p))
-                .map_err(self.git("read the ignore rules"))?;
-            if !ignored {
+            if !self.is_ignored(p)? {
                 out.push(p);
             }
         }
         Ok(out)
+    }
+
+    /// Whether git's ignore rules ignore `path` (repository relative, existing or not).
+    fn is_ignored(&self, path: &str) -> Result<bool, ChangesError> {
+        self.repo
+            .is_path_ignored(Path::new(path))
+            .map_err(self.git("read the ignore rules"))
     }
 
     /// The id of the tree at `path` in `commit` (for "did this folder change" checks by id).
