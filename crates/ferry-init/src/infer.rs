@@ -208,13 +208,8 @@ pub(crate) fn links(
 /// `"service": "orders"`); `None` for any other value (a variable, a template literal with
 /// `${…}`, an object).
 fn literal_service(text: &str) -> Option<String> {
-    text.match_indices("service").find_map(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-            return None;
-        }
-        let rest = text[at + "service".len()..].trim_start_matches(['"', '\'']);
-        let value = rest.trim_start().strip_prefix(':')?.trim_start();
+    crate::walk::after_service_words(text).find_map(|after| {
+        let value = after.strip_prefix(':')?.trim_start();
         let quote = value
             .chars()
             .next()

@@ -69,13 +69,16 @@ fn template_of(c: &Candidate) -> String {
 pub(crate) fn settle(
     root: &Path,
     candidates: &mut Vec<Candidate>,
+    mut reach: BTreeMap<String, Vec<Reached>>,
     notes: &mut Vec<String>,
 ) -> Vec<Umbrella> {
-    let reach: BTreeMap<String, Vec<Reached>> = candidates
+    // The walk's reach of the SAM candidates still there (not parts, not left out).
+    let sam: std::collections::BTreeSet<String> = candidates
         .iter()
         .filter(|c| c.kind == ServiceKind::Sam)
-        .map(|c| (template_of(c), reached(root, &template_of(c))))
+        .map(template_of)
         .collect();
+    reach.retain(|t, _| sam.contains(t));
     // Umbrellas first: the services they nest are moved by their own templates below.
     let mut umbrellas = Vec::new();
     for (template, paths) in &reach {
@@ -324,14 +327,11 @@ fn build_step(root: &Path, dir: &str) -> Option<(Vec<String>, String)> {
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
         .is_some_and(|p| p.pointer("/scripts/build").is_some());
     if scripts_build {
-        let line = if has("yarn.lock") {
-            "yarn install --frozen-lockfile && yarn run build"
-        } else if has("pnpm-lock.yaml") {
-            "pnpm install --frozen-lockfile && pnpm run build"
-        } else if has("package-lock.json") || has("npm-shrinkwrap.json") {
-            "npm ci --no-audit --no-fund && npm run build"
-        } else {
-            "npm install --no-audit --no-fund && npm run build"
+        let line = match crate::node_lock(&folder) {
+            Some("yarn.lock") => "yarn install --frozen-lockfile && yarn run build",
+            Some("pnpm-lock.yaml") => "pnpm install --frozen-lockfile && pnpm run build",
+            Some(_) => "npm ci --no-audit --no-fund && npm run build",
+            None => "npm install --no-audit --no-fund && npm run build",
         };
         return Some((
             argv(&["sh", "-c", line]),

@@ -144,10 +144,11 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         mut candidates,
         notes: walk_notes,
         cdk,
+        reach,
     } = walk::candidates(root);
     let mut notes = workspace.notes;
     notes.extend(walk_notes);
-    let umbrellas = layout::settle(root, &mut candidates, &mut notes);
+    let umbrellas = layout::settle(root, &mut candidates, reach, &mut notes);
     // The stacks Serverless services name themselves: a service whose stack Ferry names after
     // it (`{service}-{stage}`) must not take one of them.
     let framework_stack = |c: &walk::Candidate| {
@@ -466,38 +467,38 @@ fn install_step(
         return None;
     }
     let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let (argv, lock): (Vec<String>, String) = if folder.join("yarn.lock").is_file() {
-        (
-            argv(&["yarn", "install", "--frozen-lockfile"]),
-            "yarn.lock".into(),
-        )
-    } else if folder.join("pnpm-lock.yaml").is_file() {
-        (
-            argv(&["pnpm", "install", "--frozen-lockfile"]),
-            "pnpm-lock.yaml".into(),
-        )
-    } else {
-        let lock = ["package-lock.json", "npm-shrinkwrap.json"]
-            .into_iter()
-            .find(|l| folder.join(l).is_file())
-            .unwrap_or("package.json, no lock file");
-        (
-            argv(&[
-                "npm",
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--prefer-offline",
-            ]),
-            lock.into(),
-        )
+    let lock = node_lock(&folder);
+    let argv = match lock {
+        Some("yarn.lock") => argv(&["yarn", "install", "--frozen-lockfile"]),
+        Some("pnpm-lock.yaml") => argv(&["pnpm", "install", "--frozen-lockfile"]),
+        _ => argv(&[
+            "npm",
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--prefer-offline",
+        ]),
     };
+    let lock = lock.unwrap_or("package.json, no lock file");
     Some((
         argv,
         format!(
             "Installs its dependencies ({lock}) before it compiles: the framework's plugins, and the CLI when package.json names it (else `serverless` on the PATH)."
         ),
     ))
+}
+
+/// The lock file of the Node.js package in `folder`, which says its package manager: yarn's,
+/// pnpm's, else npm's (`package-lock.json`, `npm-shrinkwrap.json`); `None` without one.
+pub(crate) fn node_lock(folder: &Path) -> Option<&'static str> {
+    [
+        "yarn.lock",
+        "pnpm-lock.yaml",
+        "package-lock.json",
+        "npm-shrinkwrap.json",
+    ]
+    .into_iter()
+    .find(|l| folder.join(l).is_file())
 }
 
 /// One note per service whose own files name a region other than the one `init` gives the

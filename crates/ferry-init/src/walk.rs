@@ -204,6 +204,9 @@ pub(crate) struct Walked {
     pub notes: Vec<String>,
     /// Folders holding an AWS CDK app (`cdk.json`).
     pub cdk: Vec<String>,
+    /// What each SAM template found reaches on disk (`ferry_package::reached`), by its
+    /// repository-relative path.
+    pub reach: BTreeMap<String, Vec<ferry_package::Reached>>,
 }
 
 /// The note on a folder holding an AWS CDK app (after the folder).
@@ -216,17 +219,24 @@ fn is_program(config: &str) -> bool {
         .any(|e| config.ends_with(e))
 }
 
+/// What follows each word `service` of a configuration program (not a part of a longer name),
+/// its closing quote and spaces taken off: `: 'orders', …` after a key.
+pub(crate) fn after_service_words(text: &str) -> impl Iterator<Item = &str> {
+    text.match_indices("service").filter_map(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        (!before.is_some_and(|c| c.is_alphanumeric() || c == '_')).then(|| {
+            text[at + "service".len()..]
+                .trim_start_matches(['"', '\''])
+                .trim_start()
+        })
+    })
+}
+
 /// Whether a configuration program names its service: a `service` key (`service: 'orders'`,
 /// `"service": …`, `service,` shorthand).
 fn names_a_service(text: &str) -> bool {
-    text.match_indices("service").any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let after = text[at + "service".len()..]
-            .trim_start_matches(['"', '\''])
-            .trim_start();
-        !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
-            && (after.starts_with(':') || after.starts_with(',') || after.starts_with('}'))
-    })
+    after_service_words(text)
+        .any(|after| after.starts_with(':') || after.starts_with(',') || after.starts_with('}'))
 }
 
 /// Whether `text` is a CloudFormation template: it says so, or it declares resources of AWS
@@ -311,44 +321,34 @@ pub(crate) fn candidates(root: &Path) -> Walked {
             });
             return;
         }
-        let looks_like_template = |f: &&String| {
+        // Each file named like a template read once: larger than CloudFormation takes (1 MB)
+        // is data, not a template; not UTF-8 is noted (CloudFormation takes UTF-8 only).
+        let mut templates: Vec<(String, bool)> = Vec::new();
+        for f in files.iter().filter(|f| {
             Path::new(f.as_str())
                 .extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e))
-        };
-        for f in files.iter().filter(looks_like_template) {
+        }) {
             let path = root.join(rel).join(f);
-            let small =
-                fs::metadata(&path).is_ok_and(|m| m.len() <= ferry_package::MAX_TEMPLATE as u64);
-            if small && fs::read(&path).is_ok_and(|b| std::str::from_utf8(&b).is_err()) {
+            if !fs::metadata(&path).is_ok_and(|m| m.len() <= ferry_package::MAX_TEMPLATE as u64) {
+                continue;
+            }
+            let Ok(bytes) = fs::read(&path) else { continue };
+            let Ok(text) = String::from_utf8(bytes) else {
                 notes.push(format!(
                     "{rel}/{f}: not UTF-8 text, so not read (CloudFormation takes UTF-8 templates only)"
                 ));
+                continue;
+            };
+            let tools_file = f.starts_with("package")
+                || f.starts_with("samconfig")
+                || f.starts_with("tsconfig")
+                || f.as_str() == "buildspec.yml";
+            if !tools_file && is_cloudformation(&text) {
+                templates.push((f.clone(), text.contains(SAM_TRANSFORM)));
             }
         }
-        let mut templates: Vec<(String, bool)> = files
-            .iter()
-            .filter(|f| {
-                Path::new(f)
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e))
-                    && !f.starts_with("package")
-                    && !f.starts_with("samconfig")
-                    && !f.starts_with("tsconfig")
-                    && f.as_str() != "buildspec.yml"
-            })
-            .filter_map(|f| {
-                let path = root.join(rel).join(f);
-                // Larger than CloudFormation takes (1 MB): data, not a template.
-                if fs::metadata(&path).ok()?.len() > ferry_package::MAX_TEMPLATE as u64 {
-                    return None;
-                }
-                let text = fs::read_to_string(&path).ok()?;
-                is_cloudformation(&text).then(|| (f.clone(), text.contains(SAM_TRANSFORM)))
-            })
-            .collect();
         if templates.is_empty() {
             return;
         }
@@ -455,16 +455,26 @@ pub(crate) fn candidates(root: &Path) -> Walked {
     // A template another one nests (an application's `Location`) inside that one's service
     // folder is a part of it. (One nested from outside is a service's: the nester is an
     // umbrella, see `layout::settle`.)
+    // What each SAM template reaches, read once: `layout::settle` places services by it.
+    let reach: BTreeMap<String, Vec<ferry_package::Reached>> = out
+        .iter()
+        .filter(|c| c.kind == ServiceKind::Sam)
+        .map(|c| {
+            let of = crate::template_path(&c.dir, &c.file);
+            let paths = ferry_package::reached(root, &of);
+            (of, paths)
+        })
+        .collect();
     let nested: BTreeMap<String, String> = out
         .iter()
         .filter(|c| c.kind == ServiceKind::Sam)
         .flat_map(|c| {
             let of = crate::template_path(&c.dir, &c.file);
             let inside = format!("{}/", c.dir);
-            ferry_package::reached(root, &of)
-                .into_iter()
+            reach[&of]
+                .iter()
                 .filter(|r| r.nested && r.path != of && r.path.starts_with(&inside))
-                .map(|r| (r.path, of.clone()))
+                .map(|r| (r.path.clone(), of.clone()))
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -517,6 +527,7 @@ pub(crate) fn candidates(root: &Path) -> Walked {
         candidates: out,
         notes,
         cdk,
+        reach,
     }
 }
 
