@@ -22,11 +22,14 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> anyhow::Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(project_root());
     // CI builds from the committed lockfile, never a fresh resolution.
-    let locked: &[&str] = if std::env::var("CI").is_ok_and(|v| v == "true") {
-        &["--locked"]
-    } else {
-        &[]
-    };
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let locked: &[&str] = if ci { &["--locked"] } else { &[] };
+    if ci {
+        // A CI build runs once: incremental state would only fill the disk (2.5 GB of
+        // `target/debug/incremental` for clippy and the test builds; a CI machine with little free
+        // space failed to link a test binary for want of it).
+        sh.set_var("CARGO_INCREMENTAL", "0");
+    }
 
     eprintln!("test: installing what the tests need (the local AWS emulator, cfn-lint)");
     ctx.emulator()
@@ -60,6 +63,11 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> anyhow::Result<()> {
     let (reader, writer) = std::io::pipe()?;
     let mut child = std::process::Command::new("cargo")
         .current_dir(project_root())
+        .envs(
+            sh.var("CARGO_INCREMENTAL")
+                .ok()
+                .map(|v| ("CARGO_INCREMENTAL", v)),
+        )
         .args(["test", "--workspace"])
         .args(locked)
         .arg("--")

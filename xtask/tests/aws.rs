@@ -1,10 +1,8 @@
 //! `whoami`, `param` and `exec` through the real binary against the local emulator.
 
-mod common;
-
 use std::process::Command;
 
-use common::{run, xtask};
+use crate::common::{run, xtask};
 use ferry_test_support::{TestRepo, moto};
 
 /// A repository whose stages keep their parameters under a path of their own.

@@ -12,12 +12,10 @@
 //! The binary runs with AWS pointed at a closed loopback port: every case must be refused
 //! before any AWS call, with a message that names the input and says what to do.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
-use common::{clear_env, run};
+use crate::common::{clear_env, run};
 
 struct Case {
     args: Vec<String>,

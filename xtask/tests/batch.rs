@@ -5,13 +5,11 @@
 //! a single-machine deploy; a failed node's dependents do not run, a dependency not yet deployed
 //! stops a node, and a retried batch redoes only what is missing.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{config, records, rt, run, xtask};
+use crate::common::{config, records, rt, run, xtask};
 use ferry_records::RecordStore;
 use ferry_test_support::TestRepo;
 

@@ -3,11 +3,9 @@
 //! write call (counted by the emulator's own request recorder), and a new resource type in a
 //! service's template updates the deployer role.
 
-mod common;
-
 use std::io::{Read, Write};
 
-use common::{copy_tree, run, xtask};
+use crate::common::{copy_tree, run, xtask};
 use ferry_test_support::{TestRepo, moto, workspace_root};
 
 /// The example's services under project `project`, staging with a role and an external id.

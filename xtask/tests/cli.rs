@@ -1,8 +1,6 @@
 //! The real `xtask` binary on the example monorepo and on temporary repositories.
 
-mod common;
-
-use common::copy_tree;
+use crate::common::copy_tree;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -26,7 +24,7 @@ const CONTEXT_VARS: &[&str] = &[
 fn xtask(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
     c.args(args).current_dir(workspace_root());
-    for v in CONTEXT_VARS.iter().chain(common::AWS_SETUP) {
+    for v in CONTEXT_VARS.iter().chain(crate::common::AWS_SETUP) {
         c.env_remove(v);
     }
     c.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")

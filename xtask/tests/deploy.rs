@@ -1,9 +1,7 @@
 //! `deploy`, `remove` and `outputs` end to end: the real binary on temporary git repositories,
 //! against the local emulator.
 
-mod common;
-
-use common::{row, run, xtask};
+use crate::common::{row, run, xtask};
 use ferry_test_support::TestRepo;
 
 const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
@@ -192,8 +190,8 @@ fn a_record_too_large_for_ssm_fails_its_service_before_its_stack_moves() {
     .write("services/lone/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
     .write("services/lone/t.yaml", TOPIC);
     r.commit("services");
-    let s3 = ferry_package::s3_client(&common::config());
-    common::rt()
+    let s3 = ferry_package::s3_client(&crate::common::config());
+    crate::common::rt()
         .block_on(s3.create_bucket().bucket(&bucket).send())
         .unwrap();
 
@@ -206,9 +204,9 @@ fn a_record_too_large_for_ssm_fails_its_service_before_its_stack_moves() {
     );
     assert!(row(&out, "lone").contains("created"), "{out}");
     // Refused before its stack was created: nothing to clean up.
-    let engine = ferry_stacks::Engine::for_config(&common::config(), Default::default());
+    let engine = ferry_stacks::Engine::for_config(&crate::common::config(), Default::default());
     assert!(
-        common::rt()
+        crate::common::rt()
             .block_on(engine.describe("e2e-large-many-dev"))
             .unwrap()
             .is_none()

@@ -10,12 +10,10 @@
 //! sit beside this build's instead of replacing them); a second cargo workspace sharing the
 //! target folder would overwrite this build's artifacts.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{clear_env, id_after, row, run};
+use crate::common::{clear_env, id_after, row, run};
 use ferry_test_support::{TestRepo, workspace_root};
 
 /// A git repository under `target/ferry/e2e/` holding this repository's `ferry.toml` and

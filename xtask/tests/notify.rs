@@ -5,15 +5,13 @@
 //! says nothing; a webhook that fails is a warning and never fails the deploy; the URL kept in
 //! SSM never appears in the output; news that no target took is announced again by the next run.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{config, rt, run, xtask};
+use crate::common::{config, rt, run, xtask};
 use ferry_test_support::TestRepo;
 
 /// Requests (path, body) a receiver on 127.0.0.1 got; it answers 200.

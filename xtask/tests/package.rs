@@ -1,12 +1,10 @@
 //! `cargo xtask package` on real clones: byte-identical archives whatever the umask and timezone,
 //! reuse by git tree ids, and a distinct id for a dirty tree.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{run, xtask};
+use crate::common::{run, xtask};
 use ferry_test_support::TestRepo;
 use serde_json::Value;
 

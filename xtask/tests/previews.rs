@@ -2,9 +2,7 @@
 //! project's stacks and records, `previews prune` removes those a CI event ends, those a list of
 //! live refs leaves out, and those older than a TTL, and nothing else; none is left behind.
 
-mod common;
-
-use common::{config, rt, run, xtask};
+use crate::common::{config, rt, run, xtask};
 use ferry_test_support::TestRepo;
 use ferry_test_support::moto;
 use ferry_test_support::proxy::{Proxy, Request, Rule};
@@ -244,7 +242,7 @@ fn prune_removes_a_preview_whole_and_never_a_named_stage() {
         [format!("{p}-a-staging"), format!("{p}-b-staging")],
         "the preview is gone whole, staging stays"
     );
-    assert!(common::records(p, "pr-7").is_empty());
+    assert!(crate::common::records(p, "pr-7").is_empty());
     let staging = ferry_records::RecordStore::new(
         aws_sdk_ssm::Client::new(&config()),
         "staging",

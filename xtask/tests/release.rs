@@ -7,12 +7,10 @@
 //! Acceptance tests here are `sh` one-liners that fail when a verdict file
 //! `<VERDICTS>/<stage>-<service>` exists, so each test decides which stage's tests fail.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{config, id_after, records, refusing_ssm, row, rt, run, xtask};
+use crate::common::{config, id_after, records, refusing_ssm, row, rt, run, xtask};
 use ferry_test_support::TestRepo;
 
 const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";

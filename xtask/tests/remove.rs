@@ -6,9 +6,7 @@
 //! The emulator deletes a stack whose bucket still holds objects and silently leaves the bucket
 //! behind (AWS would fail the delete), so a bucket missing after `remove` shows it was emptied.
 
-mod common;
-
-use common::{config, records, refusing_ssm, rt, run, xtask};
+use crate::common::{config, records, refusing_ssm, rt, run, xtask};
 use ferry_test_support::TestRepo;
 
 const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";

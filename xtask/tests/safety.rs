@@ -3,15 +3,13 @@
 //! another's stacks or records; locks mean what they say; stacks deleted or changed outside
 //! Ferry are noticed; secrets stay out of outputs and records; AWS failures read as one sentence.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{row, rt, run, xtask};
+use crate::common::{row, rt, run, xtask};
 use ferry_stacks::{Engine, Method, StackSpec, TemplateSource};
 use ferry_test_support::proxy::{Proxy, Request, Rule};
 use ferry_test_support::{TestRepo, moto};

@@ -2,9 +2,7 @@
 //! selects (and their dependents) run their `[scripts]` command in dependency order, a failure
 //! is exit 1 with its output, and a stage's variables never reach a script.
 
-mod common;
-
-use common::{run, xtask};
+use crate::common::{run, xtask};
 use ferry_test_support::TestRepo;
 
 /// A repository of three services: `db` ← `api` ← `web`, and `docs` on its own; `lint` prints
@@ -73,7 +71,7 @@ fn run_lints_what_changed_and_its_dependents_and_a_failure_is_exit_1_with_its_ou
         "{out}"
     );
     assert!(
-        common::row(&out, "web").contains("skipped (api failed)"),
+        crate::common::row(&out, "web").contains("skipped (api failed)"),
         "{out}"
     );
     assert!(err.contains("script `lint` failed for api, web"), "{err}");
