@@ -140,6 +140,25 @@ fn init_adopts_a_monorepo_and_its_runner_plans_right_away() {
     let ours = std::fs::metadata(BINARY).unwrap().ino();
     let keep = KeepBinary::new(Path::new(BINARY));
     std::fs::copy(workspace_root().join("Cargo.lock"), r.join("Cargo.lock")).unwrap();
+    // The runner as written, plus this workspace's feature list, so that its build reuses the
+    // dependency builds already in the target folder instead of compiling the AWS SDK again.
+    let manifest = r.join("xtask/Cargo.toml");
+    let written = std::fs::read_to_string(&manifest).unwrap();
+    assert!(
+        written.contains("\n[dependencies]\nferry-cli = "),
+        "{written}"
+    );
+    std::fs::write(
+        &manifest,
+        written.replace(
+            "\n[dependencies]\n",
+            &format!(
+                "\n[dependencies]\nferry-workspace-hack = {{ path = {:?} }}\n",
+                workspace_root().join("crates/ferry-workspace-hack")
+            ),
+        ),
+    )
+    .unwrap();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
