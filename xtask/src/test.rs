@@ -18,6 +18,13 @@ pub struct TestArgs {
     cargo_test_args: Vec<String>,
 }
 
+/// How a CI run's cargo builds differ from a developer's (see `run`).
+const CI_BUILD: [(&str, &str); 3] = [
+    ("CARGO_INCREMENTAL", "0"),
+    ("CARGO_PROFILE_DEV_DEBUG", "0"),
+    ("CARGO_PROFILE_TEST_DEBUG", "0"),
+];
+
 pub fn run(ctx: &Ctx, args: &TestArgs) -> anyhow::Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(project_root());
@@ -25,10 +32,23 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> anyhow::Result<()> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let locked: &[&str] = if ci { &["--locked"] } else { &[] };
     if ci {
-        // A CI build runs once: incremental state would only fill the disk (2.5 GB of
-        // `target/debug/incremental` for clippy and the test builds; a CI machine with little free
-        // space failed to link a test binary for want of it).
-        sh.set_var("CARGO_INCREMENTAL", "0");
+        // A CI build runs once and is thrown away, on a machine whose free disk is not ours to
+        // choose (one CI run failed to link a test binary for want of space). So: no incremental
+        // state (2.5 GB for clippy and the test builds), none kept from the build of this very
+        // binary (0.4 GB, never read again), and no line tables in the workspace's own crates
+        // (a fifth of each test binary; dependencies carry no debug info in any build, so they
+        // are still shared with that build).
+        for (var, value) in CI_BUILD {
+            sh.set_var(var, value);
+        }
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| project_root().join("target"));
+        let incremental = target.join("debug/incremental");
+        if incremental.is_dir() {
+            std::fs::remove_dir_all(&incremental)
+                .with_context(|| format!("failed to remove {}", incremental.display()))?;
+        }
     }
 
     eprintln!("test: installing what the tests need (the local AWS emulator, cfn-lint)");
@@ -63,11 +83,7 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> anyhow::Result<()> {
     let (reader, writer) = std::io::pipe()?;
     let mut child = std::process::Command::new("cargo")
         .current_dir(project_root())
-        .envs(
-            sh.var("CARGO_INCREMENTAL")
-                .ok()
-                .map(|v| ("CARGO_INCREMENTAL", v)),
-        )
+        .envs(CI_BUILD.iter().filter(|_| ci).copied())
         .args(["test", "--workspace"])
         .args(locked)
         .arg("--")

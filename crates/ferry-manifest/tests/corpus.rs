@@ -3,7 +3,7 @@
 //! not UTF-8) preceded by the exact diagnostics it must produce (`# expect: …` lines, in order). A
 //! case with no expect line must load cleanly.
 //!
-//! `FERRY_BLESS=1 cargo test -p ferry-manifest --test corpus` rewrites the expect lines to what the
+//! `FERRY_BLESS=1 cargo test -p ferry-manifest --test manifest corpus::` rewrites the expect lines to what the
 //! loader says now: review the diff before committing it.
 
 use std::fs;

@@ -1,0 +1,4 @@
+//! The integration tests of `ferry-package`, one module per file, in one test binary.
+
+mod package;
+mod sam;

@@ -1,0 +1,4 @@
+//! The integration tests of `ferry-serverless`, one module per file, in one test binary.
+
+mod compile;
+mod rewrite;
