@@ -906,6 +906,41 @@ fn batch_ci_files_follow_the_graph_and_cannot_drift() {
     assert!(err.contains("stale: buildspec-batch.yml (the"), "{err}");
 }
 
+/// `batch files` never writes through a symbolic link: a `.github` pointing out of the
+/// repository is refused before either file is written.
+#[test]
+fn batch_files_never_write_through_a_link() {
+    let (repo, _) = example_repo();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), repo.path().join(".github")).unwrap();
+    let _ = std::fs::remove_file(repo.path().join("buildspec-batch.yml"));
+    let (code, out, err) = run(&mut xtask(&[
+        "batch",
+        "files",
+        "--root",
+        repo.path().to_str().unwrap(),
+    ]));
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(
+            ".github is a symbolic link: `batch files` writes only files of the repository itself"
+        ),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    assert!(!repo.path().join("buildspec-batch.yml").exists());
+    // Reading through it is harmless: --check compares and writes nothing.
+    let (code, _, err) = run(&mut xtask(&[
+        "batch",
+        "files",
+        "--check",
+        "--root",
+        repo.path().to_str().unwrap(),
+    ]));
+    assert_eq!(code, 1);
+    assert!(err.contains("stale: buildspec-batch.yml"), "{err}");
+}
+
 /// A reader that stops reading (`cargo xtask services | head -1`) ends the command quietly
 /// with 141, as a Unix tool ends on SIGPIPE, not with a panic.
 #[test]

@@ -537,6 +537,21 @@ pub fn valid_name(s: &str) -> String {
     }
 }
 
+/// The first symbolic link (a dangling one too) on the way from `root` to `root/rel`, the file
+/// included: writing there could lead out of the repository. For any command that writes files
+/// into a repository it did not make.
+pub fn link_on_the_way(root: &Path, rel: &Path) -> Option<PathBuf> {
+    let mut at = root.to_path_buf();
+    for part in rel.components() {
+        at.push(part);
+        let meta = std::fs::symlink_metadata(&at).ok()?;
+        if meta.file_type().is_symlink() {
+            return Some(at);
+        }
+    }
+    None
+}
+
 /// What [`write`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Written {
@@ -553,15 +568,8 @@ pub fn write(root: &Path, files: &[(String, String)], force: bool) -> Result<Wri
     // was. A symbolic link on the way (a dangling one too) could lead the write out of the
     // repository, and a folder where a file goes cannot be written.
     for (rel, _) in files {
-        let mut at = root.to_path_buf();
-        for part in Path::new(rel).components() {
-            at.push(part);
-            let Ok(meta) = std::fs::symlink_metadata(&at) else {
-                break;
-            };
-            if meta.file_type().is_symlink() {
-                return Err(InitError::Symlink(at));
-            }
+        if let Some(link) = link_on_the_way(root, Path::new(rel)) {
+            return Err(InitError::Symlink(link));
         }
         let path = root.join(rel);
         if path.is_dir() {

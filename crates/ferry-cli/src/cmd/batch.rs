@@ -257,6 +257,19 @@ fn files(ctx: &Ctx, args: &FilesArgs) -> anyhow::Result<()> {
             ferry_plan::ci_files::github_workflow(graph, &runner),
         ),
     ];
+    if !args.check {
+        // Both files are checked before either is written: a link on the way (`.github` pointing
+        // elsewhere, say) could lead the write out of the repository.
+        for (path, _) in &wanted {
+            let rel = path.strip_prefix(&ws.root).unwrap_or(path);
+            if let Some(link) = ferry_init::link_on_the_way(&ws.root, rel) {
+                anyhow::bail!(
+                    "{} is a symbolic link: `batch files` writes only files of the repository itself, never through a link (which may lead out of it); remove the link and run it again",
+                    link.display()
+                );
+            }
+        }
+    }
     let mut stale = Vec::new();
     for (path, text) in &wanted {
         let shown = path
