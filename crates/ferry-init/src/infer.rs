@@ -280,10 +280,7 @@ fn same_name(a: &str, b: &str) -> bool {
 fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
     let path = root.join(crate::template_path(&s.dir, &s.file));
     let shown = format!("{}/{}", s.dir, s.file);
-    if [".ts", ".js", ".cjs", ".mjs"]
-        .iter()
-        .any(|e| s.file.ends_with(e))
-    {
+    if crate::walk::is_program(&s.file) {
         // A literal `service: 'orders'` (and no `stackName` of its own) gives the framework's
         // stack name, `<service>-<stage>`, as a better guess than the folder's name.
         let literal = std::fs::read_to_string(&path)

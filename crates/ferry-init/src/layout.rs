@@ -145,22 +145,15 @@ pub(crate) fn settle(
         let project = BUILD_FILES
             .iter()
             .any(|f| root.join(&folder).join(f).is_file());
-        let taken = dirs
-            .iter()
-            .find(|d| **d != c.dir && within(&folder, d))
-            .cloned();
+        let taken = dirs.iter().find(|d| **d != c.dir && within(&folder, d));
         if folder != c.dir && !folder.is_empty() && taken.is_some() {
             notes.push(format!(
                 "{}: names paths outside the template's folder, and the folder holding them all, `{folder}`, is (inside) the service folder `{}` already: left where it is, so validate refuses those paths; give the service a folder of its own holding what it names",
                 template_of(c),
-                taken.unwrap_or_default()
+                taken.map_or("", |t| t.as_str())
             ));
         }
-        if folder != c.dir
-            && !folder.is_empty()
-            && !dirs.iter().any(|d| *d != c.dir && within(&folder, d))
-            && (project || !others_inside)
-        {
+        if folder != c.dir && !folder.is_empty() && taken.is_none() && (project || !others_inside) {
             let top = template_of(c);
             let out = paths
                 .iter()

@@ -213,7 +213,7 @@ pub(crate) struct Walked {
 const CDK_NOTE: &str = ": an AWS CDK app (cdk.json), which Ferry does not deploy: CDK synthesizes templates whose assets only its own tooling publishes; left out";
 
 /// Whether a Serverless Framework configuration's name is a program's (`serverless.ts`, …).
-fn is_program(config: &str) -> bool {
+pub(crate) fn is_program(config: &str) -> bool {
     [".ts", ".js", ".cjs", ".mjs"]
         .iter()
         .any(|e| config.ends_with(e))
@@ -289,12 +289,10 @@ pub(crate) fn candidates(root: &Path) -> Walked {
             .iter()
             .find(|c| files.iter().any(|f| f == *c))
         {
+            let text = fs::read_to_string(root.join(rel).join(config)).ok();
             // A program named like a configuration that holds none (types, helpers): a
             // configuration names its `service`.
-            if is_program(config)
-                && fs::read_to_string(root.join(rel).join(config))
-                    .is_ok_and(|text| !names_a_service(&text))
-            {
+            if is_program(config) && text.as_deref().is_some_and(|t| !names_a_service(t)) {
                 notes.push(format!(
                     "{rel}/{config}: a program that names no `service`, so no Serverless configuration: left out"
                 ));
@@ -302,9 +300,9 @@ pub(crate) fn candidates(root: &Path) -> Walked {
             }
             // The framework deploys to other clouds too (OpenWhisk, Google, Azure): only an AWS
             // service is Ferry's.
-            if let Some(provider) = fs::read_to_string(root.join(rel).join(config))
-                .ok()
-                .and_then(|text| serverless_provider(&text))
+            if let Some(provider) = text
+                .as_deref()
+                .and_then(serverless_provider)
                 .filter(|p| !p.eq_ignore_ascii_case("aws"))
             {
                 notes.push(format!(

@@ -761,11 +761,7 @@ fn check_parameters(service: &Service, parsed: &serde_json::Value) -> Result<(),
         }
     }
     if service.kind == ServiceKind::Sam {
-        if !sam::is_sam(parsed) {
-            return Err(TemplateError::NotSam {
-                transform: sam::SAM_TRANSFORM,
-            });
-        }
+        require_sam(parsed)?;
         let base = template_dir(service);
         for l in sam::local_paths(parsed) {
             inside_service(&service.dir, &base, &l)?;
@@ -783,6 +779,17 @@ fn check_parameters(service: &Service, parsed: &serde_json::Value) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// A SAM service's template declares the SAM transform.
+fn require_sam(parsed: &serde_json::Value) -> Result<(), TemplateError> {
+    if sam::is_sam(parsed) {
+        Ok(())
+    } else {
+        Err(TemplateError::NotSam {
+            transform: sam::SAM_TRANSFORM,
+        })
+    }
 }
 
 /// The folder of `service`'s template, relative to the service folder ("" for the folder itself).
@@ -1164,11 +1171,7 @@ fn package_service(
                 source,
             };
             let parsed = template::parse(&text).map_err(built_err)?;
-            if !sam::is_sam(&parsed) {
-                return Err(built_err(TemplateError::NotSam {
-                    transform: sam::SAM_TRANSFORM,
-                }));
-            }
+            require_sam(&parsed).map_err(built_err)?;
             let base = built
                 .rsplit_once('/')
                 .map_or(String::new(), |(d, _)| d.to_string());

@@ -169,8 +169,11 @@ fn templates_mentioning<'w>(ws: &'w Workspace, needles: &[&str]) -> Vec<(&'w Ser
         .filter(|s| s.kind != ServiceKind::Serverless)
         .filter_map(|s| {
             let text = std::fs::read_to_string(ws.root.join(s.template_path())).ok()?;
-            let mentions = needles.iter().any(|n| text.contains(n));
-            Some((s, template::parse(&text).ok().filter(|_| mentions)?))
+            // Only a template that mentions one is parsed.
+            if !needles.iter().any(|n| text.contains(n)) {
+                return None;
+            }
+            Some((s, template::parse(&text).ok()?))
         })
         .collect()
 }

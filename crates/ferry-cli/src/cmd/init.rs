@@ -111,7 +111,10 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     })?;
     println!("wrote {}", written.written.join(", "));
     let paths: Vec<&str> = written.written.iter().map(String::as_str).collect();
-    super::services::warn_if_ignored(root, &paths);
+    // Silent outside a git repository.
+    if let Ok(repo) = ferry_changes::Repo::open(root) {
+        super::services::warn_if_ignored(&repo, &paths);
+    }
     println!(
         "next: `{} validate`, then `{} plan dev`",
         ctx.app.name, ctx.app.name

@@ -87,7 +87,11 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     let files: Vec<&str> = std::iter::once(ferry_manifest::PROJECT_FILE)
         .chain(manifests.iter().map(String::as_str))
         .collect();
-    warn_if_ignored(&ctx.root, &files);
+    // Both git checks read one repository; outside one, they say nothing.
+    let repo = ferry_changes::Repo::open(&ctx.root).ok();
+    if let Some(repo) = &repo {
+        warn_if_ignored(repo, &files);
+    }
     let problems = ferry_package::check_templates(ws, &ws.services);
     if !problems.is_empty() {
         for p in &problems {
@@ -111,7 +115,9 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     for u in ferry_package::unbuilt_dependencies(ws) {
         eprintln!("warning: {u}");
     }
-    warn_if_build_output_tracked(ws);
+    if let Some(repo) = &repo {
+        warn_if_build_output_tracked(repo, ws);
+    }
     let stages: Vec<&str> = ws
         .stages
         .keys()
@@ -129,11 +135,8 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
 
 /// Warns when git does not ignore a `built-template` (what `sam build` writes into the service
 /// folder): after each build the service would look changed to a plan of the working tree, and
-/// the build output could be committed. Silent outside a git repository.
-fn warn_if_build_output_tracked(ws: &ferry_manifest::Workspace) {
-    let Ok(repo) = ferry_changes::Repo::open(&ws.root) else {
-        return;
-    };
+/// the build output could be committed.
+fn warn_if_build_output_tracked(repo: &ferry_changes::Repo, ws: &ferry_manifest::Workspace) {
     let built: Vec<String> = ws
         .services
         .iter()
@@ -155,11 +158,8 @@ fn warn_if_build_output_tracked(ws: &ferry_manifest::Workspace) {
 
 /// Warns when git ignores some of `files` (repository relative) and does not track them: they
 /// would never reach a clone, so a CI build would find no configuration (a repository ignoring
-/// `*.toml` for its own tools' files, say). Silent outside a git repository.
-pub(crate) fn warn_if_ignored(root: &std::path::Path, files: &[&str]) {
-    let Ok(repo) = ferry_changes::Repo::open(root) else {
-        return;
-    };
+/// `*.toml` for its own tools' files, say).
+pub(crate) fn warn_if_ignored(repo: &ferry_changes::Repo, files: &[&str]) {
     let Ok(ignored) = repo.ignored_untracked(files) else {
         return;
     };

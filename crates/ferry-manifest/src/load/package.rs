@@ -199,7 +199,7 @@ fn read_built_template(
     }
     check_service_path(fd, key, &(path.clone(), span.clone()));
     let ext = path.rsplit_once('.').map(|(_, e)| e).unwrap_or_default();
-    if !matches!(ext, "yaml" | "yml" | "json" | "template") {
+    if !super::service::TEMPLATE_EXTENSIONS.contains(&ext) {
         fd.error(
             Some(span),
             Some(key),

@@ -36,7 +36,7 @@ const SERVICE_KEYS: &[&str] = &[
 ];
 /// The template a SAM service has when `service.template` is not set (what `sam init` writes).
 const SAM_TEMPLATE: &str = "template.yaml";
-const TEMPLATE_EXTENSIONS: &[&str] = &["yaml", "yml", "json", "template"];
+pub(super) const TEMPLATE_EXTENSIONS: &[&str] = &["yaml", "yml", "json", "template"];
 
 /// Reads and checks the manifest of the service folder `dir`; `None` when it cannot be read or
 /// lacks what a service needs (reported).
