@@ -22,11 +22,11 @@ pub enum GraphError {
 
 /// A validated, acyclic dependency graph. Edges point from a dependency to its dependent, so a
 /// topological order is an order in which the nodes can be deployed. Nodes are added in name
-/// order, so comparing indices compares names.
+/// order, so comparing indices compares names, and a name is found by binary search over the
+/// nodes (no second copy of every name).
 #[derive(Debug, Clone)]
 pub struct DepGraph {
     graph: DiGraph<String, ()>,
-    index: BTreeMap<String, NodeIndex>,
 }
 
 impl DepGraph {
@@ -56,17 +56,17 @@ impl DepGraph {
             }
         }
 
-        let mut graph = DiGraph::new();
-        let index: BTreeMap<String, NodeIndex> = declared
-            .keys()
-            .map(|name| (name.clone(), graph.add_node(name.clone())))
-            .collect();
-        for (node, deps) in &declared {
+        let mut graph = DiGraph::with_capacity(declared.len(), 0);
+        for name in declared.keys() {
+            graph.add_node(name.clone());
+        }
+        let mut this = DepGraph { graph };
+        for (i, (node, deps)) in declared.iter().enumerate() {
             for dep in deps {
                 if dep == node {
                     errors.push(GraphError::SelfDependency { node: node.clone() });
-                } else if let Some(&from) = index.get(dep) {
-                    graph.add_edge(from, index[node], ());
+                } else if let Some(from) = this.idx(dep) {
+                    this.graph.add_edge(from, NodeIndex::new(i), ());
                 } else {
                     errors.push(GraphError::UnknownDependency {
                         node: node.clone(),
@@ -76,7 +76,6 @@ impl DepGraph {
             }
         }
 
-        let this = DepGraph { graph, index };
         errors.extend(
             this.cycles()
                 .into_iter()
@@ -138,37 +137,58 @@ impl DepGraph {
         unreachable!("a strongly connected component of two or more nodes has a cycle")
     }
 
+    /// Neighbours in name order (indices are in name order).
     fn sorted_neighbors(&self, node: NodeIndex, dir: Direction) -> Vec<NodeIndex> {
         let mut n: Vec<NodeIndex> = self.graph.neighbors_directed(node, dir).collect();
-        n.sort_by(|a, b| self.graph[*a].cmp(&self.graph[*b]));
+        n.sort_unstable();
         n.dedup();
         n
     }
 
     fn idx(&self, name: &str) -> Option<NodeIndex> {
-        self.index.get(name).copied()
+        self.graph
+            .raw_nodes()
+            .binary_search_by(|n| n.weight.as_str().cmp(name))
+            .ok()
+            .map(NodeIndex::new)
     }
 
     /// All node names, sorted.
     pub fn nodes(&self) -> impl Iterator<Item = &str> {
-        self.index.keys().map(String::as_str)
+        self.graph.node_weights().map(String::as_str)
     }
 
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.graph.node_count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.graph.node_count() == 0
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.index.contains_key(name)
+        self.idx(name).is_some()
     }
 
     /// Direct dependencies of `name`, sorted (empty for an unknown name).
     pub fn dependencies(&self, name: &str) -> Vec<&str> {
         self.direct(name, Direction::Incoming)
+    }
+
+    /// The position of `name` among the sorted names ([`DepGraph::nodes`]).
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.idx(name).map(NodeIndex::index)
+    }
+
+    /// Direct dependencies of the node at `position` (see [`DepGraph::position`]), sorted.
+    ///
+    /// # Panics
+    /// If there is no such position.
+    pub fn dependencies_at(&self, position: usize) -> Vec<&str> {
+        self.sorted_neighbors(NodeIndex::new(position), Direction::Incoming)
+            .into_iter()
+            .map(|m| self.graph[m].as_str())
+            .collect()
     }
 
     /// Direct dependents of `name`, sorted (empty for an unknown name).
@@ -222,17 +242,8 @@ impl DepGraph {
     /// dependency is in wave k-1. Names within a wave are sorted. For display; the scheduler does
     /// not wait for whole waves.
     pub fn waves(&self) -> Vec<Vec<String>> {
-        let mut depth = vec![0usize; self.graph.node_count()];
+        let depth = self.depths();
         let mut waves: Vec<Vec<String>> = Vec::new();
-        for n in self.topo_indices() {
-            let d = self
-                .graph
-                .neighbors_directed(n, Direction::Incoming)
-                .map(|m| depth[m.index()] + 1)
-                .max()
-                .unwrap_or(0);
-            depth[n.index()] = d;
-        }
         // Nodes are indexed in name order, so each wave fills already sorted.
         for n in self.graph.node_indices() {
             let d = depth[n.index()];
@@ -244,9 +255,35 @@ impl DepGraph {
         waves
     }
 
+    /// Each node's wave, by position.
+    fn depths(&self) -> Vec<usize> {
+        let mut depth = vec![0usize; self.graph.node_count()];
+        for n in self.topo_indices() {
+            depth[n.index()] = self
+                .graph
+                .neighbors_directed(n, Direction::Incoming)
+                .map(|m| depth[m.index()] + 1)
+                .max()
+                .unwrap_or(0);
+        }
+        depth
+    }
+
     /// A topological order (dependencies first), ties broken by wave then name.
     pub fn topo_order(&self) -> Vec<String> {
-        self.waves().into_iter().flatten().collect()
+        self.topo_positions()
+            .into_iter()
+            .map(|i| self.graph[NodeIndex::new(i)].clone())
+            .collect()
+    }
+
+    /// [`DepGraph::topo_order`] as positions among the sorted names ([`DepGraph::nodes`]), for
+    /// callers that keep something per node in name order.
+    pub fn topo_positions(&self) -> Vec<usize> {
+        let depth = self.depths();
+        let mut order: Vec<usize> = (0..depth.len()).collect();
+        order.sort_by_key(|&i| (depth[i], i));
+        order
     }
 
     /// Kahn's algorithm with a name-ordered ready set: deterministic. Nodes are indexed in name
@@ -377,11 +414,9 @@ impl<'de> serde::Deserialize<'de> for DepGraph {
             return Err(D::Error::custom("graph has a cycle"));
         }
         let mut graph = DiGraph::with_capacity(n, stored.edges.len());
-        let index = stored
-            .nodes
-            .into_iter()
-            .map(|name| (name.clone(), graph.add_node(name)))
-            .collect();
+        for name in stored.nodes {
+            graph.add_node(name);
+        }
         for (from, to) in stored.edges {
             graph.add_edge(
                 NodeIndex::new(from as usize),
@@ -389,7 +424,7 @@ impl<'de> serde::Deserialize<'de> for DepGraph {
                 (),
             );
         }
-        Ok(DepGraph { graph, index })
+        Ok(DepGraph { graph })
     }
 }
 
@@ -427,6 +462,28 @@ mod tests {
         let r = g.reachability_subgraph(&keep);
         assert_eq!(r.waves(), [vec!["database"], vec!["frontend"]]);
         assert_eq!(r.dependencies("frontend"), ["database"]);
+    }
+
+    #[test]
+    fn positions_name_the_same_nodes_as_names_do() {
+        let g = graph(&[
+            ("web", &["api", "auth"]),
+            ("api", &["database", "events"]),
+            ("auth", &[]),
+            ("database", &[]),
+            ("events", &["database"]),
+        ])
+        .unwrap();
+        let names: Vec<&str> = g.nodes().collect();
+        assert_eq!(names, ["api", "auth", "database", "events", "web"]);
+        for (pos, name) in names.iter().enumerate() {
+            assert_eq!(g.position(name), Some(pos));
+            assert_eq!(g.dependencies_at(pos), g.dependencies(name));
+        }
+        assert_eq!(g.position("nope"), None);
+        let by_position: Vec<&str> = g.topo_positions().into_iter().map(|p| names[p]).collect();
+        assert_eq!(by_position, g.topo_order());
+        assert_eq!(g.topo_order(), ["auth", "database", "events", "api", "web"]);
     }
 
     #[test]

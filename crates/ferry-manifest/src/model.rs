@@ -219,7 +219,7 @@ pub struct Service {
     /// `[package]`: how the service's artifacts are built and zipped.
     pub package: Package,
     /// `[acceptance]`: the command that tests a deployed stage of the service.
-    pub acceptance: Option<Acceptance>,
+    pub acceptance: Option<Box<Acceptance>>,
     /// `[scripts]`: named commands (argv) run in the service folder by `run <script>`, e.g.
     /// `lint`, `test`.
     pub scripts: BTreeMap<String, Vec<String>>,
@@ -238,7 +238,7 @@ pub struct Package {
     /// Template resource (logical id) → the folder or file zipped for it.
     pub artifacts: BTreeMap<String, Artifact>,
     /// A static site uploaded after the stack deploys.
-    pub site: Option<Site>,
+    pub site: Option<Box<Site>>,
     /// `built-template` (SAM only): the template `build` writes, packaged in place of the
     /// service's own (`.aws-sam/build/template.yaml`, where `sam build` writes it, its code
     /// paths pointing at the built functions).
@@ -314,13 +314,26 @@ impl Acceptance {
 fn de_params<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, Template>, D::Error> {
-    let raw = BTreeMap::<String, String>::deserialize(d)?;
-    raw.into_iter()
-        .map(|(k, v)| {
-            let t = Template::parse(&v).map_err(serde::de::Error::custom)?;
-            Ok((k, t))
-        })
-        .collect()
+    // Parsed as they are read: the memo reads every service's parameters on every command.
+    struct Params;
+    impl<'de> serde::de::Visitor<'de> for Params {
+        type Value = BTreeMap<String, Template>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of parameter names to templates")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = map.next_entry::<String, String>()? {
+                let t = Template::parse(&v).map_err(serde::de::Error::custom)?;
+                out.insert(k, t);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Params)
 }
 
 /// Default `[acceptance] timeout`, in seconds.

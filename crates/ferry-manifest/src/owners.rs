@@ -73,13 +73,14 @@ impl<'a> Owners<'a> {
         services: impl IntoIterator<Item = ServiceSpec<'a>>,
         global_inputs: &[String],
     ) -> Result<Owners<'a>, OwnersError> {
-        let mut names = Vec::new();
-        let mut dirs = HashMap::new();
+        let services = services.into_iter();
+        let mut names = Vec::with_capacity(services.size_hint().0);
+        let mut dirs = HashMap::with_capacity(services.size_hint().0);
         let mut files: HashMap<String, Vec<usize>> = HashMap::new();
         let mut inputs = GlobSetBuilder::new();
         let mut input_index: HashMap<&str, usize> = HashMap::new();
         let mut input_owners: Vec<Vec<usize>> = Vec::new();
-        for (i, s) in services.into_iter().enumerate() {
+        for (i, s) in services.enumerate() {
             dirs.insert(s.dir.trim_end_matches('/'), i);
             for f in &s.files {
                 // A path that climbs out of the repository names no file of it.

@@ -106,7 +106,9 @@ fn is_word(s: &str) -> bool {
 
 impl Template {
     pub fn parse(input: &str) -> Result<Template, ReferenceError> {
-        let mut segments = Vec::new();
+        // Most values are one segment; a workspace keeps one template per parameter of every
+        // service, so room is given exactly (a vector grown by `push` keeps room for four).
+        let mut segments = Vec::with_capacity(1);
         let mut literal = String::new();
         let mut rest = input;
         while let Some(pos) = rest.find('$') {
@@ -132,6 +134,7 @@ impl Template {
         if !literal.is_empty() {
             segments.push(Segment::Literal(literal));
         }
+        segments.shrink_to_fit();
         Ok(Template { segments })
     }
 

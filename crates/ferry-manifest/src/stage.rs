@@ -1,7 +1,7 @@
 //! Stage resolution: named stages, the `*` default for preview stages, and stack names.
 
 use crate::diag::did_you_mean;
-use crate::model::{StageConfig, Workspace};
+use crate::model::{Service, StageConfig, Workspace};
 
 /// A stage as a run uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,11 +224,24 @@ impl Workspace {
 
     /// The CloudFormation stack name of `service` in `stage`.
     pub fn stack_name(&self, service: &str, stage: &Stage) -> String {
-        let pattern = self
-            .service(service)
-            .and_then(|s| s.stack_name.as_deref())
+        match self.service(service) {
+            Some(s) => self.service_stack_name(s, stage),
+            None => render_stack_name(
+                &self.project.stack_name,
+                &self.project.name,
+                service,
+                &stage.id,
+            ),
+        }
+    }
+
+    /// [`Workspace::stack_name`] of a service already at hand.
+    pub fn service_stack_name(&self, service: &Service, stage: &Stage) -> String {
+        let pattern = service
+            .stack_name
+            .as_deref()
             .unwrap_or(&self.project.stack_name);
-        render_stack_name(pattern, &self.project.name, service, &stage.id)
+        render_stack_name(pattern, &self.project.name, &service.name, &stage.id)
     }
 }
 

@@ -236,7 +236,8 @@ impl Plan {
     /// The JSON of [`Plan::to_json`] and a newline, written straight to `w` (with thousands of
     /// services it is megabytes: no copy of it is built first).
     pub fn write_json(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
-        serde_json::to_writer_pretty(&mut w, self).map_err(std::io::Error::from)?;
+        let mut ser = serde_json::Serializer::with_formatter(&mut w, render::Pretty::default());
+        self.serialize(&mut ser).map_err(std::io::Error::from)?;
         w.write_all(b"\n")?;
         w.flush()
     }
@@ -314,36 +315,63 @@ pub fn plan(
 fn service_plans(
     ws: &Workspace,
     stage: &Stage,
-    mut reasons: Reasons,
+    reasons: Reasons,
     deploying: &BTreeSet<String>,
     removed: &BTreeMap<String, String>,
 ) -> Vec<ServicePlan> {
     let graph = ws.graph();
+    let sub;
     let order = if reasons.len() == graph.len() {
-        graph.topo_order()
-    } else {
         graph
-            .subgraph(&reasons.keys().cloned().collect())
-            .topo_order()
+    } else {
+        sub = graph.subgraph(&reasons.keys().cloned().collect());
+        &sub
     };
+    // `order`'s names are the keys of `reasons`: both sorted, so a name's position in one is
+    // its position in the other. The graph's names are the workspace's services, also sorted,
+    // so with every service planned a position names the service too: a thousand services cost
+    // no search each.
+    let every = order.len() == graph.len();
+    let mut slots: Vec<(String, Vec<Reason>)> = reasons.into_iter().collect();
+    debug_assert!(order.nodes().eq(slots.iter().map(|(n, _)| n.as_str())));
+    let mut deploys = vec![false; graph.len()];
+    for d in deploying {
+        if let Some(at) = graph.position(d) {
+            deploys[at] = true;
+        }
+    }
     let mut services: Vec<ServicePlan> = order
+        .topo_positions()
         .into_iter()
-        .map(|name| {
-            let r = reasons.remove(&name).unwrap_or_default();
+        .map(|pos| {
+            let (name, reasons) = std::mem::take(&mut slots[pos]);
+            let at = if every {
+                Some(pos)
+            } else {
+                graph.position(&name)
+            };
+            let service = at
+                .and_then(|at| ws.services.get(at))
+                .filter(|s| s.name == name)
+                .or_else(|| ws.service(&name));
             ServicePlan {
-                kind: ws.service(&name).map(|s| s.kind),
-                stack_name: ws.stack_name(&name, stage),
-                action: if deploying.contains(&name) {
+                kind: service.map(|s| s.kind),
+                stack_name: match service {
+                    Some(s) => ws.service_stack_name(s, stage),
+                    None => ws.stack_name(&name, stage),
+                },
+                action: if at.is_some_and(|at| deploys[at]) {
                     Action::Deploy
                 } else {
                     Action::Skip
                 },
-                depends_on: graph
-                    .dependencies(&name)
+                depends_on: at
+                    .map(|at| graph.dependencies_at(at))
+                    .unwrap_or_default()
                     .into_iter()
                     .map(String::from)
                     .collect(),
-                reasons: r,
+                reasons,
                 name,
             }
         })

@@ -41,20 +41,14 @@ pub(crate) fn candidates(
 /// compared.
 pub(crate) fn forced(candidates: &BTreeSet<String>, by: &str, reasons: &mut Reasons) {
     for c in candidates {
-        reasons
-            .entry(c.clone())
-            .or_default()
-            .push(Reason::Forced { by: by.to_string() });
+        add(reasons, c, Reason::Forced { by: by.to_string() });
     }
 }
 
 /// Services with no base to compare with deploy: they were never deployed.
 pub(crate) fn not_deployed(services: &[&str], reasons: &mut Reasons) {
     for s in services {
-        reasons
-            .entry(s.to_string())
-            .or_default()
-            .push(Reason::NotDeployed);
+        add(reasons, s, Reason::NotDeployed);
     }
 }
 
@@ -67,43 +61,67 @@ pub(crate) fn base_unavailable(
     reasons: &mut Reasons,
 ) {
     for m in members {
-        reasons
-            .entry(m.to_string())
-            .or_default()
-            .push(Reason::BaseUnavailable {
-                base: Some(base.to_string()),
-                cause: cause.clone(),
-                message: message.to_string(),
-            });
+        let reason = Reason::BaseUnavailable {
+            base: Some(base.to_string()),
+            cause: cause.clone(),
+            message: message.to_string(),
+        };
+        add(reasons, m, reason);
+    }
+}
+
+/// Gives `service` one more reason. A service's first reason is usually its only one: its list
+/// gets room for exactly one (a vector grown by `push` keeps room for four, and a plan keeps a
+/// list for every service).
+fn add(reasons: &mut Reasons, service: &str, reason: Reason) {
+    match reasons.get_mut(service) {
+        Some(r) => r.push(reason),
+        None => {
+            reasons.insert(service.to_string(), vec![reason]);
+        }
     }
 }
 
 /// The services of one base, from what its diff affected: their own changed paths, the changed
-/// global inputs, or else unchanged since `since`.
+/// global inputs, or else unchanged since `since`. `members` are sorted; a service has one base,
+/// so none of them has reasons yet.
 pub(crate) fn from_changes(
     members: &[&str],
     affected: &Affected,
     since: &str,
     reasons: &mut Reasons,
 ) {
-    for m in members {
-        let r = reasons.entry(m.to_string()).or_default();
-        if let Some(paths) = affected.services.get(*m) {
-            r.push(Reason::Changed {
-                paths: paths.iter().cloned().collect(),
-            });
-        }
-        if !affected.global.is_empty() {
-            r.push(Reason::GlobalInput {
-                paths: affected.global.iter().cloned().collect(),
-            });
-        }
-        if r.is_empty() {
-            r.push(Reason::Unchanged {
-                since: since.to_string(),
-            });
-        }
-    }
+    let global: Vec<String> = affected.global.iter().cloned().collect();
+    // Built sorted and appended in one merge: a plan gives every service of the repository its
+    // reasons here, and inserting them one by one costs a search of the map each.
+    let mut fresh: Reasons = members
+        .iter()
+        .map(|m| {
+            let own = affected.services.get(*m);
+            // Room for exactly its reasons (a vector grown by `push` keeps room for four).
+            let mut r = Vec::with_capacity(
+                (usize::from(own.is_some()) + usize::from(!global.is_empty())).max(1),
+            );
+            if let Some(paths) = own {
+                r.push(Reason::Changed {
+                    paths: paths.iter().cloned().collect(),
+                });
+            }
+            if !global.is_empty() {
+                r.push(Reason::GlobalInput {
+                    paths: global.clone(),
+                });
+            }
+            if r.is_empty() {
+                r.push(Reason::Unchanged {
+                    since: since.to_string(),
+                });
+            }
+            (m.to_string(), r)
+        })
+        .collect();
+    debug_assert!(fresh.keys().all(|m| !reasons.contains_key(m)));
+    reasons.append(&mut fresh);
 }
 
 /// What the stacks say comes on top of what git says: a stack deleted or changed outside Ferry

@@ -258,3 +258,130 @@ pub fn github_matrix(plan: &Plan) -> String {
     };
     serde_json::to_string(&m).expect("a matrix serialises")
 }
+
+/// serde_json's pretty layout (two spaces per level), with each line break and its indentation
+/// written in one piece: a plan of a thousand services is some fifteen thousand lines, and the
+/// stock formatter writes the indentation one level at a time. The output is byte for byte
+/// `serde_json::to_writer_pretty`'s.
+#[derive(Default)]
+pub(crate) struct Pretty {
+    depth: usize,
+    has_value: bool,
+}
+
+/// `,` then a line break and room for 64 levels of indentation.
+const BREAK: &[u8; 130] = b",\n                                                                                                                                ";
+
+impl Pretty {
+    /// A line break (after a `,` unless `first`) and the indentation of the current depth.
+    #[inline]
+    fn line<W: ?Sized + std::io::Write>(&self, w: &mut W, first: bool) -> std::io::Result<()> {
+        let start = usize::from(first);
+        let wanted = 2 + 2 * self.depth;
+        if wanted <= BREAK.len() {
+            return w.write_all(&BREAK[start..wanted]);
+        }
+        w.write_all(&BREAK[start..2])?;
+        for _ in 0..self.depth {
+            w.write_all(b"  ")?;
+        }
+        Ok(())
+    }
+
+    fn close<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        bracket: &[u8],
+    ) -> std::io::Result<()> {
+        self.depth -= 1;
+        if self.has_value {
+            self.line(w, true)?;
+        }
+        w.write_all(bracket)
+    }
+}
+
+impl serde_json::ser::Formatter for Pretty {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        w.write_all(b"[")
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.line(w, first)
+    }
+
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        w.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.line(w, first)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pretty;
+    use serde::Serialize;
+
+    fn pretty(v: &serde_json::Value) -> String {
+        let mut out = Vec::new();
+        v.serialize(&mut serde_json::Serializer::with_formatter(
+            &mut out,
+            Pretty::default(),
+        ))
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn pretty_writes_what_serde_json_writes() {
+        let mut deep = serde_json::json!({"leaf": [1, {"x": []}, {}]});
+        for depth in 0..70 {
+            deep = serde_json::json!({ format!("level {depth}"): [deep, "s\"q", null, true, 1.5] });
+        }
+        for v in [
+            serde_json::json!({}),
+            serde_json::json!([]),
+            serde_json::json!({"a": {}, "b": [], "c": [[]], "d": [{}]}),
+            serde_json::json!({"services": [{"name": "api", "depends_on": ["db"]}]}),
+            deep,
+        ] {
+            assert_eq!(pretty(&v), serde_json::to_string_pretty(&v).unwrap());
+        }
+    }
+}

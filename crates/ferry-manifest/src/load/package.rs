@@ -163,7 +163,7 @@ pub(super) fn read_package(
         timeout_secs,
         exclude,
         artifacts,
-        site,
+        site: site.map(Box::new),
         built_template,
     }
 }

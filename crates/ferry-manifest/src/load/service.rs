@@ -186,7 +186,7 @@ pub(super) fn read_service(
         inputs: inputs.into_iter().map(|(d, _)| d).collect(),
         parameters,
         package,
-        acceptance,
+        acceptance: acceptance.map(Box::new),
         scripts,
         stack_name,
         serverless_command,
