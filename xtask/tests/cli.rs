@@ -222,6 +222,14 @@ fn validate_warns_of_an_importer_not_ordered_after_the_exporter_and_exits_0() {
         err,
         "warning: api: imports `database-dev-Name` (Fn::ImportValue), which the template of database exports, and api does not depend on database: add \"database\" to its depends-on, so that database deploys first and is removed last\n"
     );
+    // Another stage repeats the same import under its own name: the warning names the first
+    // stage's only.
+    repo.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.prod]\nregion = \"us-east-1\"\n",
+    );
+    let (code, _, err2) = run(&mut xtask(&["validate", "--root", root]));
+    assert_eq!((code, err2.as_str()), (0, err.as_str()));
     // Ordered: nothing to say.
     repo.write(
         "services/api/service.toml",

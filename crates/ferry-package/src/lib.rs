@@ -1156,7 +1156,7 @@ fn package_service(
     }
     // What a SAM build wrote (`sam build`: every code path pointing at what it built) is
     // packaged in place of the service's own template, which was checked above.
-    let (text, mut parsed, template_name, base) = match &spec.built_template {
+    let (text, mut parsed, template_name, base, packaged) = match &spec.built_template {
         Some(built) if service.kind == ServiceKind::Sam => {
             let rel = format!("{}/{built}", service.dir);
             let path = ws.root.join(&rel);
@@ -1175,14 +1175,22 @@ fn package_service(
             let base = built
                 .rsplit_once('/')
                 .map_or(String::new(), |(d, _)| d.to_string());
-            (text, parsed, built.clone(), base)
+            (text, parsed, built.clone(), base, rel)
         }
         _ => (
             text,
             parsed,
             service.template.clone(),
             template_dir(service),
+            service.template_path(),
         ),
+    };
+    // From here on, a problem of the template names the file packaged (the built one, after a
+    // SAM build).
+    let template_err = |source| PackageError::Template {
+        service: service.name.clone(),
+        path: packaged.clone(),
+        source,
     };
 
     let store = Store {
@@ -1528,19 +1536,30 @@ impl Store<'_> {
                     }
                     check_single_file(self.ws, &self.watched, &path)?;
                     let text = fs::read_to_string(&path).map_err(|_| missing())?;
-                    let mut nested = template::parse(&text)?;
+                    // A problem of the nested template names that file, not the one above it.
+                    let in_nested = |e| match e {
+                        Nested::Template(source) => Nested::from(PackageError::Template {
+                            service: self.service.name.clone(),
+                            path: format!("{}/{rel}", self.service.dir),
+                            source,
+                        }),
+                        other => other,
+                    };
+                    let mut nested = template::parse(&text)
+                        .map_err(Nested::from)
+                        .map_err(in_nested)?;
                     if let Some((at, what)) = sam::unsupported(&nested).into_iter().next() {
-                        return Err(TemplateError::Unsupported {
-                            at: format!("{rel}: {at}"),
-                            what,
-                        }
-                        .into());
+                        return Err(in_nested(TemplateError::Unsupported { at, what }.into()));
                     }
                     let nested_base = rel.rsplit_once('/').map_or("", |(d, _)| d).to_string();
-                    self.inline_includes(&mut nested, &nested_base)?;
-                    self.sam(&mut nested, &nested_base, depth + 1, artifacts)?;
+                    self.inline_includes(&mut nested, &nested_base)
+                        .map_err(in_nested)?;
+                    self.sam(&mut nested, &nested_base, depth + 1, artifacts)
+                        .map_err(in_nested)?;
                     // The stack passes the bucket down whether or not it uses it.
-                    template::add_bucket_parameter(&mut nested)?;
+                    template::add_bucket_parameter(&mut nested)
+                        .map_err(Nested::from)
+                        .map_err(in_nested)?;
                     let mut bytes =
                         serde_json::to_vec_pretty(&nested).expect("JSON values serialize");
                     bytes.push(b'\n');

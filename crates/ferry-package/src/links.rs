@@ -116,8 +116,11 @@ impl std::fmt::Display for UnlinkedImporter {
 pub fn unlinked_importers(ws: &Workspace) -> Vec<UnlinkedImporter> {
     let templates = templates_mentioning(ws, &["Export", "ImportValue"]);
     let graph = ws.graph();
+    // (importer, exporter) → the names imported, in the first stage where the two meet: later
+    // stages repeat the same imports under their own names.
     let mut found: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for stage in ws.stages.keys().filter_map(|n| ws.stage(n).ok()) {
+        let mut this_stage: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
         let mut exporters: BTreeMap<String, &str> = BTreeMap::new();
         for (s, t) in &templates {
             let outputs = t.get("Outputs").and_then(Value::as_object);
@@ -141,7 +144,7 @@ pub fn unlinked_importers(ws: &Workspace) -> Vec<UnlinkedImporter> {
                 };
                 match exporters.get(&name) {
                     Some(exporter) if *exporter != s.name && !depends.contains(*exporter) => {
-                        found
+                        this_stage
                             .entry((s.name.clone(), exporter.to_string()))
                             .or_default()
                             .insert(name);
@@ -149,6 +152,9 @@ pub fn unlinked_importers(ws: &Workspace) -> Vec<UnlinkedImporter> {
                     _ => {}
                 }
             }
+        }
+        for (pair, names) in this_stage {
+            found.entry(pair).or_insert(names);
         }
     }
     found

@@ -772,3 +772,38 @@ fn a_template_above_its_service_folder_packages_the_code_inside_the_folder() {
         "{e}"
     );
 }
+
+/// A problem of a nested template, or of what a SAM build wrote, names that file: the service's
+/// own template may be fine.
+#[test]
+fn a_problem_names_the_template_it_is_in() {
+    let parent = "Transform: AWS::Serverless-2016-10-31\nResources:\n  App:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: nested/child.yaml\n";
+    let child = "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ../../elsewhere\n      Handler: app.handler\n      Runtime: python3.12\n";
+    let e = refused(parent, &[("services/worker/nested/child.yaml", child)]);
+    assert!(
+        e.contains("worker: template services/worker/nested/child.yaml: Fn.CodeUri names \"../../elsewhere\""),
+        "{e}"
+    );
+
+    let built = "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ../../../elsewhere\n      Handler: app.handler\n      Runtime: python3.12\n";
+    let script =
+        format!("mkdir -p .aws-sam/build && printf '%s' '{built}' > .aws-sam/build/template.yaml");
+    let ws = workspace(&[
+        (
+            "services/worker/service.toml",
+            &format!(
+                "[service]\nkind = \"sam\"\n\n[package]\nbuild = [\"sh\", \"-c\", {script:?}]\nbuilt-template = \".aws-sam/build/template.yaml\"\n"
+            ),
+        ),
+        (
+            "services/worker/template.yaml",
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: src/\n      Handler: app.handler\n      Runtime: python3.12\n",
+        ),
+        ("services/worker/src/app.py", ""),
+    ]);
+    let e = run(ws.path(), tempfile::tempdir().unwrap().path()).unwrap_err();
+    assert!(
+        e.contains("worker: template services/worker/.aws-sam/build/template.yaml: Fn.CodeUri names \"../../../elsewhere\""),
+        "{e}"
+    );
+}
