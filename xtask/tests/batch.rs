@@ -373,10 +373,15 @@ fn the_nodes_of_a_build_graph_deploy_like_one_machine_and_retry_only_what_is_mis
         "many",
         &format!("/ferry/{p}/many"),
     );
+    // (Its process is gone from this host: a lock's age is SSM's clock's, and the emulator
+    // stamps every write with the present.)
     let none = |_: &str| None;
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
     let crashed = ferry_records::LockHolder {
-        host: "gone-machine".into(),
-        since: ferry_records::now_secs() - 3600,
+        pid,
+        started: None,
         ..ferry_records::LockHolder::for_this_process(&none, "deploy", "many", None)
     };
     rt().block_on(store.lock(&crashed, false)).unwrap();

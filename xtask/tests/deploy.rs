@@ -1,7 +1,7 @@
 //! `deploy`, `remove` and `outputs` end to end: the real binary on temporary git repositories,
 //! against the local emulator.
 
-use crate::common::{row, run, xtask};
+use crate::common::{config, row, rt, run, xtask};
 use ferry_test_support::TestRepo;
 
 const QUEUE: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n";
@@ -226,7 +226,20 @@ fn a_second_deploy_of_a_locked_stage_fails_fast_naming_the_holder() {
     assert_eq!(code, 1);
     assert!(err.contains("stage `dev` is locked by bob on ci-runner (pid 9, build shop:77) since 2026-11-22 02:03:04 UTC"), "{err}");
     assert!(err.contains("--force-unlock"), "{err}");
+    // SSM wrote the lock just now, whatever date its holder wrote into it: a live lock, which
+    // --force-unlock does not take.
     let (code, _, err) = run(&mut xtask(&r, &["deploy", "dev", "--force-unlock"]), None);
+    assert_eq!(code, 1);
+    assert!(err.contains("so that run is alive"), "{err}");
+    // Its holder finishes; the next deploy runs.
+    rt().block_on(
+        aws_sdk_ssm::Client::new(&config())
+            .delete_parameter()
+            .name("/ferry/e2e-lock/dev/lock")
+            .send(),
+    )
+    .unwrap();
+    let (code, _, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = run(
         &mut xtask(&r, &["param", "get", "dev", "/ferry/e2e-lock/dev/lock"]),

@@ -6,6 +6,10 @@
 //! - The holder renews the lock every [`RENEW_EVERY`]; a lock not renewed for [`LOCK_TTL`] is
 //!   stale, and so is one whose process is gone from this very host (same host name and boot,
 //!   pid not running or running another program). [`staleness`] is the pure rule.
+//! - A lock's age is measured from when SSM last wrote it (the parameter's `LastModifiedDate`,
+//!   SSM's own clock), not from the time the holder wrote into it: the holder's clock may be
+//!   minutes or hours off, which would let a live lock be taken over or keep a dead one for
+//!   hours. Only the reader's clock is left in the comparison.
 //! - `force` takes over a stale lock only, saying whom it displaced; a live lock is refused.
 //! - SSM has no compare-and-delete: two runs forcing one stale lock in the same instant can both
 //!   believe they hold it. The loser finds the other token at its next renewal and stops.
@@ -18,6 +22,7 @@
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+use aws_sdk_ssm::error::ProvideErrorMetadata;
 use serde::{Deserialize, Serialize};
 
 use crate::{RecordError, RecordStore, format_time, now_secs};
@@ -325,6 +330,27 @@ fn user_name(uid: u32) -> Option<String> {
 }
 
 impl RecordStore {
+    /// The stage's lock as stored, with when SSM last wrote it (seconds since the epoch, by
+    /// SSM's clock; `None` if SSM did not say).
+    async fn read_lock(&self) -> Result<Option<(String, Option<u64>)>, RecordError> {
+        match self
+            .client
+            .get_parameter()
+            .name(self.lock_name())
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.parameter().and_then(|p| {
+                let written = p
+                    .last_modified_date()
+                    .and_then(|d| u64::try_from(d.secs()).ok());
+                p.value().map(|v| (v.to_string(), written))
+            })),
+            Err(e) if e.code() == Some("ParameterNotFound") => Ok(None),
+            Err(e) => Err(self.aws("GetParameter", &e)),
+        }
+    }
+
     fn lock_name(&self) -> String {
         format!("{}lock", self.path)
     }
@@ -345,7 +371,7 @@ impl RecordStore {
         if self.create(&self.lock_name(), &value).await? {
             return Ok(Acquired { displaced: None });
         }
-        let Some(text) = self.get_value(&self.lock_name()).await? else {
+        let Some((text, written)) = self.read_lock().await? else {
             // Released between our two calls: try once more.
             return if self.create(&self.lock_name(), &value).await? {
                 Ok(Acquired { displaced: None })
@@ -359,7 +385,8 @@ impl RecordStore {
             boot: process::boot(),
             alive: &process::alive,
         };
-        let stale = staleness(&current, now_secs(), &here);
+        let last = last_write(&current, written);
+        let stale = staleness(&as_written(&current, last), now_secs(), &here);
         match (force, stale) {
             (true, Some(why)) => {
                 // Delete only the lock just read (a run that took it meanwhile keeps it).
@@ -376,8 +403,7 @@ impl RecordStore {
             }
             (true, None) => Err(RecordError::LockedLive {
                 stage: self.stage.clone(),
-                renewed_secs_ago: now_secs()
-                    .saturating_sub(current.renewed.unwrap_or(current.since)),
+                renewed_secs_ago: now_secs().saturating_sub(last),
                 holder: Box::new(current),
             }),
             (false, stale) => Err(RecordError::Locked {
@@ -399,7 +425,7 @@ impl RecordStore {
             if self.create(&self.lock_name(), &value).await? {
                 return Ok(Joined::Took);
             }
-            let Some(text) = self.get_value(&self.lock_name()).await? else {
+            let Some((text, written)) = self.read_lock().await? else {
                 // Released between our two calls: try once more.
                 continue;
             };
@@ -421,7 +447,8 @@ impl RecordStore {
                 boot: process::boot(),
                 alive: &process::alive,
             };
-            let stale = staleness(&current, now_secs(), &here);
+            let last = last_write(&current, written);
+            let stale = staleness(&as_written(&current, last), now_secs(), &here);
             if let (Some(_), Some(why @ Stale::Expired { .. })) = (&current.batch, &stale) {
                 // Delete only the lock just read (a run that took it meanwhile keeps it).
                 if self.get_value(&self.lock_name()).await?.as_deref() == Some(text.as_str()) {
@@ -526,6 +553,20 @@ impl RecordStore {
     }
 }
 
+/// When a lock was last written: by SSM's clock (`written`, its `LastModifiedDate`) when SSM
+/// says, else by the holder's own clock (its renewal, or when it took the lock).
+pub fn last_write(holder: &LockHolder, written: Option<u64>) -> u64 {
+    written.unwrap_or_else(|| holder.renewed.unwrap_or(holder.since))
+}
+
+/// `holder` as last renewed at `last` (for [`staleness`], which reads the renewal).
+fn as_written(holder: &LockHolder, last: u64) -> LockHolder {
+    LockHolder {
+        renewed: Some(last),
+        ..holder.clone()
+    }
+}
+
 fn parse_holder(text: &str) -> LockHolder {
     serde_json::from_str(text).unwrap_or_else(|e| LockHolder {
         who: format!("an unreadable lock ({e})"),
@@ -596,6 +637,20 @@ mod tests {
         let mut renewed = holder("ci", 2, now - 3600);
         renewed.renewed = Some(now - 30);
         assert_eq!(staleness(&renewed, now, &here), None);
+        // The last write is SSM's when SSM says: a holder's clock an hour behind or ahead
+        // changes nothing.
+        assert_eq!(last_write(&renewed, None), now - 30);
+        assert_eq!(last_write(&holder("ci", 2, now - 3600), None), now - 3600);
+        assert_eq!(last_write(&renewed, Some(now - 400)), now - 400);
+        assert_eq!(
+            staleness(&as_written(&renewed, now - 400), now, &here),
+            Some(Stale::Expired {
+                idle_secs: 400,
+                ttl_secs: 300
+            })
+        );
+        let behind = holder("ci", 2, now - 3600);
+        assert_eq!(staleness(&as_written(&behind, now - 5), now, &here), None);
         // Even a live process on this host that stopped renewing is stale past the TTL.
         assert_eq!(
             staleness(&holder("me", 1, now - 1000), now, &here),

@@ -57,3 +57,143 @@ async fn renewing_goes_on_after_it_has_failed_for_minutes() {
     assert!(matches!(lost, RecordError::LockLost { .. }), "{lost:?}");
     assert_eq!(rule.num_calls(), 6);
 }
+
+fn already_exists() -> aws_sdk_ssm::operation::put_parameter::PutParameterError {
+    aws_sdk_ssm::operation::put_parameter::PutParameterError::ParameterAlreadyExists(
+        aws_sdk_ssm::types::error::ParameterAlreadyExists::builder()
+            .message("exists")
+            .meta(
+                aws_sdk_ssm::error::ErrorMetadata::builder()
+                    .code("ParameterAlreadyExists")
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+/// A lock's age is SSM's clock's, not its holder's: the emulator stamps every write with the
+/// present, so a lock that SSM last wrote an hour ago is scripted here. Its holder's clock runs
+/// an hour ahead (it says it renewed the lock just now), and the lock is stale all the same:
+/// refused without force, naming why; force takes it over, saying whose it was.
+#[tokio::test]
+async fn a_lock_ssm_last_wrote_an_hour_ago_is_stale_whatever_its_holder_s_clock_says() {
+    let now = ferry_records::now_secs();
+    let none = |_: &str| None;
+    let theirs = LockHolder {
+        host: "another-host".into(),
+        since: now,
+        renewed: Some(now),
+        ..LockHolder::for_this_process(&none, "deploy", "dev", None)
+    };
+    let mine = LockHolder::for_this_process(&none, "deploy", "dev", None);
+    let text = serde_json::to_string(&theirs).unwrap();
+    let stored = move || {
+        GetParameterOutput::builder()
+            .parameter(
+                Parameter::builder()
+                    .value(text.clone())
+                    .last_modified_date(aws_sdk_ssm::primitives::DateTime::from_secs(
+                        now as i64 - 3600,
+                    ))
+                    .build(),
+            )
+            .build()
+    };
+    let taken = mock!(aws_sdk_ssm::Client::put_parameter).then_error(already_exists);
+    let read = mock!(aws_sdk_ssm::Client::get_parameter).then_output(stored.clone());
+    let client = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&taken, &read]);
+    let err = RecordStore::new(client, "dev", "/ferry/shop/dev")
+        .lock(&mine, false)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("that lock is stale (not renewed for 60 min"),
+        "{err}"
+    );
+
+    let taken = mock!(aws_sdk_ssm::Client::put_parameter).then_error(already_exists);
+    let read = mock!(aws_sdk_ssm::Client::get_parameter).then_output(stored.clone());
+    let again = mock!(aws_sdk_ssm::Client::get_parameter).then_output(stored);
+    let deleted = mock!(aws_sdk_ssm::Client::delete_parameter).then_output(|| {
+        aws_sdk_ssm::operation::delete_parameter::DeleteParameterOutput::builder().build()
+    });
+    let created = mock!(aws_sdk_ssm::Client::put_parameter).then_output(|| {
+        aws_sdk_ssm::operation::put_parameter::PutParameterOutput::builder().build()
+    });
+    let client = mock_client!(
+        aws_sdk_ssm,
+        RuleMode::Sequential,
+        [&taken, &read, &again, &deleted, &created]
+    );
+    let acquired = RecordStore::new(client, "dev", "/ferry/shop/dev")
+        .lock(&mine, true)
+        .await
+        .unwrap();
+    let (displaced, why) = acquired.displaced.unwrap();
+    assert_eq!(displaced, theirs);
+    assert!(
+        matches!(why, ferry_records::Stale::Expired { idle_secs, .. } if idle_secs >= 3600),
+        "{why:?}"
+    );
+    assert_eq!(created.num_calls(), 1, "the lock is written for this run");
+}
+
+/// Another batch's lock that SSM last wrote two hours ago (its nodes stopped renewing: a failed
+/// batch build never finishes) is taken over by the next batch, though its holder's clock says
+/// it renewed it just now.
+#[tokio::test]
+async fn a_batch_takes_over_another_batch_s_lock_ssm_last_wrote_two_hours_ago() {
+    let now = ferry_records::now_secs();
+    let none = |_: &str| None;
+    let node = |batch: &str| LockHolder {
+        host: "node-host".into(),
+        since: now,
+        renewed: Some(now),
+        ..LockHolder::for_this_process(&none, "batch node", "dev", None).in_batch(batch)
+    };
+    let theirs = node("run-3");
+    let mine = node("run-4");
+    let text = serde_json::to_string(&theirs).unwrap();
+    let stored = move || {
+        GetParameterOutput::builder()
+            .parameter(
+                Parameter::builder()
+                    .value(text.clone())
+                    .last_modified_date(aws_sdk_ssm::primitives::DateTime::from_secs(
+                        now as i64 - 2 * 3600,
+                    ))
+                    .build(),
+            )
+            .build()
+    };
+    let taken = mock!(aws_sdk_ssm::Client::put_parameter).then_error(already_exists);
+    let read = mock!(aws_sdk_ssm::Client::get_parameter).then_output(stored.clone());
+    let again = mock!(aws_sdk_ssm::Client::get_parameter).then_output(stored);
+    let deleted = mock!(aws_sdk_ssm::Client::delete_parameter).then_output(|| {
+        aws_sdk_ssm::operation::delete_parameter::DeleteParameterOutput::builder().build()
+    });
+    let created = mock!(aws_sdk_ssm::Client::put_parameter).then_output(|| {
+        aws_sdk_ssm::operation::put_parameter::PutParameterOutput::builder().build()
+    });
+    let client = mock_client!(
+        aws_sdk_ssm,
+        RuleMode::Sequential,
+        [&taken, &read, &again, &deleted, &created]
+    );
+    match RecordStore::new(client, "dev", "/ferry/shop/dev")
+        .join(&mine)
+        .await
+        .unwrap()
+    {
+        ferry_records::Joined::TookOver { from, why } => {
+            assert_eq!(from.batch.as_deref(), Some("run-3"));
+            assert!(
+                matches!(why, ferry_records::Stale::Expired { idle_secs, .. } if idle_secs >= 2 * 3600),
+                "{why:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(created.num_calls(), 1, "the lock is written for this batch");
+}
