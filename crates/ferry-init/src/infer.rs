@@ -216,7 +216,7 @@ fn literal_service(text: &str) -> Option<String> {
             .filter(|q| matches!(q, '\'' | '"' | '`'))?;
         let name = value[1..].split(quote).next()?;
         (!name.is_empty()
-            && name.len() <= 128
+            && name.len() <= ferry_manifest::MAX_STACK_NAME
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         .then(|| name.to_string())
     })

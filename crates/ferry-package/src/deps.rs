@@ -12,7 +12,7 @@ use std::path::Path;
 use ferry_manifest::{Service, ServiceKind, Workspace};
 use serde_json::Value;
 
-use crate::{inside_service, sam, template, template_dir};
+use crate::{inside_service, sam, template_dir};
 
 /// A function folder of a SAM service without a build that declares dependencies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,12 +50,8 @@ pub fn unbuilt_dependencies(ws: &Workspace) -> Vec<UnbuiltDependencies> {
         .filter(|s| s.kind == ServiceKind::Sam && s.package.build.is_empty())
     {
         for dir in code_folders(ws, s) {
-            let folder = ws.root.join(&dir);
-            if requirements(&folder.join("requirements.txt")) {
-                out.insert((s.name.clone(), dir.clone(), "requirements.txt"));
-            }
-            if node_dependencies(&folder) {
-                out.insert((s.name.clone(), dir, "package.json"));
+            for file in declared(&ws.root.join(&dir)) {
+                out.insert((s.name.clone(), dir.clone(), file));
             }
         }
     }
@@ -66,10 +62,7 @@ pub fn unbuilt_dependencies(ws: &Workspace) -> Vec<UnbuiltDependencies> {
 
 /// The repository-relative folders the functions' `CodeUri` (also in `Globals`) name.
 fn code_folders(ws: &Workspace, s: &Service) -> Vec<String> {
-    let Some(t) = std::fs::read_to_string(ws.root.join(s.template_path()))
-        .ok()
-        .and_then(|text| template::parse(&text).ok())
-    else {
+    let Some(t) = crate::reach::read(&ws.root, &s.template_path()) else {
         return Vec::new();
     };
     let base = template_dir(s);
@@ -84,6 +77,14 @@ fn code_folders(ws: &Workspace, s: &Service) -> Vec<String> {
         })
         .filter(|d| ws.root.join(d).is_dir())
         .collect()
+}
+
+/// The files of a function folder that declare dependencies to install: its
+/// `requirements.txt`, then its `package.json`.
+fn declared(folder: &Path) -> impl Iterator<Item = &'static str> {
+    let python = requirements(&folder.join("requirements.txt")).then_some("requirements.txt");
+    let node = node_dependencies(folder).then_some("package.json");
+    python.into_iter().chain(node)
 }
 
 /// Whether a `requirements.txt` names a package beyond what the runtime provides.
@@ -124,23 +125,15 @@ fn node_dependencies(folder: &Path) -> bool {
 /// `requirements.txt` or `package.json` declares dependencies to install; `None` when it wants
 /// no build. For tools writing a service's configuration before there is one (`init`).
 pub fn sam_build_wanted(root: &Path, template: &str) -> Option<String> {
-    let parsed = std::fs::read_to_string(root.join(template))
-        .ok()
-        .and_then(|text| template::parse(&text).ok())?;
+    let parsed = crate::reach::read(root, template)?;
     if let Some((at, _)) = sam::needs_build(&parsed).into_iter().next() {
         return Some(at);
     }
-    crate::reached(root, template)
+    crate::reach::reached_from(root, template, &parsed)
         .into_iter()
         .filter(|r| r.property == "CodeUri" && root.join(&r.path).is_dir())
         .find_map(|r| {
-            let folder = root.join(&r.path);
-            if requirements(&folder.join("requirements.txt")) {
-                Some(format!("{}/requirements.txt", r.path))
-            } else if node_dependencies(&folder) {
-                Some(format!("{}/package.json", r.path))
-            } else {
-                None
-            }
+            let file = declared(&root.join(&r.path)).next()?;
+            Some(format!("{}/{file}", r.path))
         })
 }

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use serde_json::Value;
+
 use crate::{MAX_NESTING, sam, template};
 
 /// One local path a SAM template names.
@@ -28,9 +30,31 @@ pub struct Reached {
 /// of the templates it nests, in template order, each repository-relative. A path that leaves the repository, and a template that cannot be read
 /// or parsed (the template check reports those), are passed over.
 pub fn reached(root: &Path, template: &str) -> Vec<Reached> {
+    read(root, template).map_or_else(Vec::new, |parsed| reached_from(root, template, &parsed))
+}
+
+/// [`reached`] for a template already read and parsed (`parsed`, the text of `root/template`).
+pub(crate) fn reached_from(root: &Path, template: &str, parsed: &Value) -> Vec<Reached> {
     let mut out = Vec::new();
-    reach(root, template, &mut vec![template.to_string()], &mut out);
+    reach_parsed(
+        root,
+        template,
+        parsed,
+        &mut vec![template.to_string()],
+        &mut out,
+    );
     out
+}
+
+/// The template at `root/file`, parsed; `None` if it cannot be read or parsed, or is larger
+/// than CloudFormation takes (not a template to follow, and slow to parse).
+pub(crate) fn read(root: &Path, file: &str) -> Option<Value> {
+    let small =
+        std::fs::metadata(root.join(file)).is_ok_and(|m| m.len() <= crate::MAX_TEMPLATE as u64);
+    small
+        .then(|| std::fs::read_to_string(root.join(file)).ok())
+        .flatten()
+        .and_then(|text| template::parse(&text).ok())
 }
 
 /// At most this many paths are listed: a hostile template nesting itself many times over
@@ -39,16 +63,18 @@ const MAX_REACHED: usize = 10_000;
 
 /// `path`: the templates being read, outermost first; one already on it is not read again.
 fn reach(root: &Path, file: &str, path: &mut Vec<String>, out: &mut Vec<Reached>) {
-    // Larger than CloudFormation takes: not a template to follow (and slow to parse).
-    let small =
-        std::fs::metadata(root.join(file)).is_ok_and(|m| m.len() <= crate::MAX_TEMPLATE as u64);
-    let Some(parsed) = small
-        .then(|| std::fs::read_to_string(root.join(file)).ok())
-        .flatten()
-        .and_then(|text| template::parse(&text).ok())
-    else {
-        return;
-    };
+    if let Some(parsed) = read(root, file) {
+        reach_parsed(root, file, &parsed, path, out);
+    }
+}
+
+fn reach_parsed(
+    root: &Path,
+    file: &str,
+    parsed: &Value,
+    path: &mut Vec<String>,
+    out: &mut Vec<Reached>,
+) {
     let base = file.rsplit_once('/').map_or("", |(d, _)| d);
     let resolve = |path: &str| {
         (!path.starts_with('/') && !path.contains('\\'))
@@ -56,7 +82,7 @@ fn reach(root: &Path, file: &str, path: &mut Vec<String>, out: &mut Vec<Reached>
             .flatten()
             .map(|p| if p.is_empty() { ".".to_string() } else { p })
     };
-    for l in sam::local_paths(&parsed) {
+    for l in sam::local_paths(parsed) {
         if out.len() >= MAX_REACHED {
             return;
         }
@@ -77,7 +103,7 @@ fn reach(root: &Path, file: &str, path: &mut Vec<String>, out: &mut Vec<Reached>
             path.pop();
         }
     }
-    for i in sam::local_includes(&parsed) {
+    for i in sam::local_includes(parsed) {
         if let Some(path) = resolve(&i.path) {
             out.push(Reached {
                 template: file.to_string(),

@@ -71,6 +71,48 @@ fn already_exists() -> aws_sdk_ssm::operation::put_parameter::PutParameterError 
     )
 }
 
+/// `holder`'s lock as SSM returns it, last written by SSM at `written` (seconds since the
+/// epoch).
+fn stored(
+    holder: &LockHolder,
+    written: u64,
+) -> impl Fn() -> GetParameterOutput + Clone + Send + Sync + 'static {
+    let text = serde_json::to_string(holder).unwrap();
+    move || {
+        GetParameterOutput::builder()
+            .parameter(
+                Parameter::builder()
+                    .value(text.clone())
+                    .last_modified_date(aws_sdk_ssm::primitives::DateTime::from_secs(
+                        written as i64,
+                    ))
+                    .build(),
+            )
+            .build()
+    }
+}
+
+/// A client on which `holder`'s stale lock (SSM wrote it at `written`) is taken over: the
+/// create fails, the lock is read, read again before the delete, deleted, and created. Returns
+/// the rule of that last create too, to count it.
+fn taking_over(holder: &LockHolder, written: u64) -> (aws_sdk_ssm::Client, aws_smithy_mocks::Rule) {
+    let taken = mock!(aws_sdk_ssm::Client::put_parameter).then_error(already_exists);
+    let read = mock!(aws_sdk_ssm::Client::get_parameter).then_output(stored(holder, written));
+    let again = mock!(aws_sdk_ssm::Client::get_parameter).then_output(stored(holder, written));
+    let deleted = mock!(aws_sdk_ssm::Client::delete_parameter).then_output(|| {
+        aws_sdk_ssm::operation::delete_parameter::DeleteParameterOutput::builder().build()
+    });
+    let created = mock!(aws_sdk_ssm::Client::put_parameter).then_output(|| {
+        aws_sdk_ssm::operation::put_parameter::PutParameterOutput::builder().build()
+    });
+    let client = mock_client!(
+        aws_sdk_ssm,
+        RuleMode::Sequential,
+        [&taken, &read, &again, &deleted, &created]
+    );
+    (client, created)
+}
+
 /// A lock's age is SSM's clock's, not its holder's: the emulator stamps every write with the
 /// present, so a lock that SSM last wrote an hour ago is scripted here. Its holder's clock runs
 /// an hour ahead (it says it renewed the lock just now), and the lock is stale all the same:
@@ -86,21 +128,8 @@ async fn a_lock_ssm_last_wrote_an_hour_ago_is_stale_whatever_its_holder_s_clock_
         ..LockHolder::for_this_process(&none, "deploy", "dev", None)
     };
     let mine = LockHolder::for_this_process(&none, "deploy", "dev", None);
-    let text = serde_json::to_string(&theirs).unwrap();
-    let stored = move || {
-        GetParameterOutput::builder()
-            .parameter(
-                Parameter::builder()
-                    .value(text.clone())
-                    .last_modified_date(aws_sdk_ssm::primitives::DateTime::from_secs(
-                        now as i64 - 3600,
-                    ))
-                    .build(),
-            )
-            .build()
-    };
     let taken = mock!(aws_sdk_ssm::Client::put_parameter).then_error(already_exists);
-    let read = mock!(aws_sdk_ssm::Client::get_parameter).then_output(stored.clone());
+    let read = mock!(aws_sdk_ssm::Client::get_parameter).then_output(stored(&theirs, now - 3600));
     let client = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&taken, &read]);
     let err = RecordStore::new(client, "dev", "/ferry/shop/dev")
         .lock(&mine, false)
@@ -112,20 +141,7 @@ async fn a_lock_ssm_last_wrote_an_hour_ago_is_stale_whatever_its_holder_s_clock_
         "{err}"
     );
 
-    let taken = mock!(aws_sdk_ssm::Client::put_parameter).then_error(already_exists);
-    let read = mock!(aws_sdk_ssm::Client::get_parameter).then_output(stored.clone());
-    let again = mock!(aws_sdk_ssm::Client::get_parameter).then_output(stored);
-    let deleted = mock!(aws_sdk_ssm::Client::delete_parameter).then_output(|| {
-        aws_sdk_ssm::operation::delete_parameter::DeleteParameterOutput::builder().build()
-    });
-    let created = mock!(aws_sdk_ssm::Client::put_parameter).then_output(|| {
-        aws_sdk_ssm::operation::put_parameter::PutParameterOutput::builder().build()
-    });
-    let client = mock_client!(
-        aws_sdk_ssm,
-        RuleMode::Sequential,
-        [&taken, &read, &again, &deleted, &created]
-    );
+    let (client, created) = taking_over(&theirs, now - 3600);
     let acquired = RecordStore::new(client, "dev", "/ferry/shop/dev")
         .lock(&mine, true)
         .await
@@ -152,37 +168,9 @@ async fn a_batch_takes_over_another_batch_s_lock_ssm_last_wrote_two_hours_ago() 
         renewed: Some(now),
         ..LockHolder::for_this_process(&none, "batch node", "dev", None).in_batch(batch)
     };
-    let theirs = node("run-3");
-    let mine = node("run-4");
-    let text = serde_json::to_string(&theirs).unwrap();
-    let stored = move || {
-        GetParameterOutput::builder()
-            .parameter(
-                Parameter::builder()
-                    .value(text.clone())
-                    .last_modified_date(aws_sdk_ssm::primitives::DateTime::from_secs(
-                        now as i64 - 2 * 3600,
-                    ))
-                    .build(),
-            )
-            .build()
-    };
-    let taken = mock!(aws_sdk_ssm::Client::put_parameter).then_error(already_exists);
-    let read = mock!(aws_sdk_ssm::Client::get_parameter).then_output(stored.clone());
-    let again = mock!(aws_sdk_ssm::Client::get_parameter).then_output(stored);
-    let deleted = mock!(aws_sdk_ssm::Client::delete_parameter).then_output(|| {
-        aws_sdk_ssm::operation::delete_parameter::DeleteParameterOutput::builder().build()
-    });
-    let created = mock!(aws_sdk_ssm::Client::put_parameter).then_output(|| {
-        aws_sdk_ssm::operation::put_parameter::PutParameterOutput::builder().build()
-    });
-    let client = mock_client!(
-        aws_sdk_ssm,
-        RuleMode::Sequential,
-        [&taken, &read, &again, &deleted, &created]
-    );
+    let (client, created) = taking_over(&node("run-3"), now - 2 * 3600);
     match RecordStore::new(client, "dev", "/ferry/shop/dev")
-        .join(&mine)
+        .join(&node("run-4"))
         .await
         .unwrap()
     {
