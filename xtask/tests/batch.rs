@@ -378,10 +378,12 @@ fn the_nodes_of_a_build_graph_deploy_like_one_machine_and_retry_only_what_is_mis
     let none = |_: &str| None;
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let pid = child.id();
+    // (Its start time, read before it is reaped, tells it from a process that reuses the pid.)
+    let started = ferry_records::lock::process::started(pid);
     child.wait().unwrap();
     let crashed = ferry_records::LockHolder {
         pid,
-        started: None,
+        started,
         ..ferry_records::LockHolder::for_this_process(&none, "deploy", "many", None)
     };
     rt().block_on(store.lock(&crashed, false)).unwrap();

@@ -208,11 +208,11 @@ fn a_stack_without_ferry_tags_is_adopted_only_when_asked() {
 
 // 3. Locks that mean what they say.
 
-/// A lock held by `pid` on this host, renewed just now, as another run would hold it.
-fn lock_json(who: &str, pid: u32, since: u64) -> String {
+/// A lock held by `pid` (which started at `started`) on this host, renewed just now, as another
+/// run would hold it.
+fn lock_json(who: &str, pid: u32, started: Option<u64>, since: u64) -> String {
     let host = ferry_records::lock::process::host();
-    let started =
-        ferry_records::lock::process::started(pid).map_or("null".to_string(), |s| s.to_string());
+    let started = started.map_or("null".to_string(), |s| s.to_string());
     format!(
         r#"{{"who":"{who}","host":"{host}","build":null,"pid":{pid},"since":{since},"command":"deploy","token":"another-run","renewed":{since},"boot":null,"started":{started}}}"#
     )
@@ -225,7 +225,8 @@ fn locks_name_live_and_stale_holders_and_force_takes_over_only_a_stale_one() {
     let now = ferry_records::now_secs();
     let host = ferry_records::lock::process::host();
     // A live run on this host: this test process.
-    let live = lock_json("carol", std::process::id(), now);
+    let me = std::process::id();
+    let live = lock_json("carol", me, ferry_records::lock::process::started(me), now);
     let (code, _, err) = run(&mut xtask(&r, &["param", "set", "dev", lock]), Some(&live));
     assert_eq!(code, 0, "{err}");
 
@@ -254,12 +255,14 @@ fn locks_name_live_and_stale_holders_and_force_takes_over_only_a_stale_one() {
     assert!(out.contains("another-run"), "still carol's: {out}");
 
     // A lock whose process is gone from this host is stale: named so, and taken over on request.
+    // (Its start time, read before it is reaped, tells it from a process that reuses the pid.)
     let mut child = Command::new("true").spawn().unwrap();
     let dead = child.id();
+    let started = ferry_records::lock::process::started(dead);
     child.wait().unwrap();
     let (code, _, err) = run(
         &mut xtask(&r, &["param", "set", "dev", lock, "--overwrite"]),
-        Some(&lock_json("dave", dead, now)),
+        Some(&lock_json("dave", dead, started, now)),
     );
     assert_eq!(code, 0, "{err}");
     let (_, err) = fails(&mut xtask(&r, &["deploy", "dev"]));

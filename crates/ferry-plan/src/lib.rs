@@ -333,7 +333,10 @@ fn service_plans(
     // no search each.
     let every = order.len() == graph.len();
     let mut slots: Vec<(String, Vec<Reason>)> = reasons.into_iter().collect();
-    debug_assert!(order.nodes().eq(slots.iter().map(|(n, _)| n.as_str())));
+    assert!(
+        order.nodes().eq(slots.iter().map(|(n, _)| n.as_str())),
+        "the plan's graph and its reasons name the same services"
+    );
     let mut deploys = vec![false; graph.len()];
     for d in deploying {
         if let Some(at) = graph.position(d) {

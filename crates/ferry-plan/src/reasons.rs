@@ -121,7 +121,14 @@ pub(crate) fn from_changes(
         })
         .collect();
     debug_assert!(fresh.keys().all(|m| !reasons.contains_key(m)));
-    reasons.append(&mut fresh);
+    // A merge rebuilds the whole map: worth it for a group at least as large as what is there
+    // (the one group of most plans), not for each of many small ones (a stage whose services
+    // were last deployed at many commits), which are inserted instead.
+    if fresh.len() >= reasons.len() {
+        reasons.append(&mut fresh);
+    } else {
+        reasons.extend(fresh);
+    }
 }
 
 /// What the stacks say comes on top of what git says: a stack deleted or changed outside Ferry

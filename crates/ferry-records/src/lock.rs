@@ -154,8 +154,9 @@ pub fn stale_rule(holder: &LockHolder) -> String {
     }
 }
 
-/// Whether `holder`'s lock is stale at `now` (seconds since the epoch), seen from `here`.
-pub fn staleness(holder: &LockHolder, now: u64, here: &Here<'_>) -> Option<Stale> {
+/// Whether `holder`'s lock, last written at `last_write` (see [`last_write`]), is stale at
+/// `now` (seconds since the epoch), seen from `here`.
+pub fn staleness(holder: &LockHolder, last_write: u64, now: u64, here: &Here<'_>) -> Option<Stale> {
     // A batch's nodes end one by one while the batch goes on: only its age counts.
     if holder.host == here.host && holder.batch.is_none() {
         match (&holder.boot, &here.boot) {
@@ -166,7 +167,7 @@ pub fn staleness(holder: &LockHolder, now: u64, here: &Here<'_>) -> Option<Stale
             return Some(Stale::DeadProcess { pid: holder.pid });
         }
     }
-    let idle_secs = now.saturating_sub(holder.renewed.unwrap_or(holder.since));
+    let idle_secs = now.saturating_sub(last_write);
     let ttl_secs = ttl(holder).as_secs();
     (idle_secs > ttl_secs).then_some(Stale::Expired {
         idle_secs,
@@ -355,6 +356,16 @@ impl RecordStore {
         format!("{}lock", self.path)
     }
 
+    /// The stage's lock, if any, with when it was last written ([`last_write`]: by SSM's
+    /// clock): what [`staleness`] needs.
+    pub async fn lock_state(&self) -> Result<Option<(LockHolder, u64)>, RecordError> {
+        Ok(self.read_lock().await?.map(|(text, written)| {
+            let holder = parse_holder(&text);
+            let last = last_write(&holder, written);
+            (holder, last)
+        }))
+    }
+
     /// The lock's current holder, if there is a lock (an unreadable one is described as such).
     pub async fn lock_holder(&self) -> Result<Option<LockHolder>, RecordError> {
         Ok(self
@@ -386,7 +397,7 @@ impl RecordStore {
             alive: &process::alive,
         };
         let last = last_write(&current, written);
-        let stale = staleness(&as_written(&current, last), now_secs(), &here);
+        let stale = staleness(&current, last, now_secs(), &here);
         match (force, stale) {
             (true, Some(why)) => {
                 // Delete only the lock just read (a run that took it meanwhile keeps it).
@@ -416,7 +427,7 @@ impl RecordStore {
 
     /// Joins the lock for `holder`'s batch: takes it if it is free, shares it if another node
     /// of the same batch holds it (renewing it), takes over another batch's lock that nobody
-    /// renewed for [`LOCK_TTL`], and otherwise says who holds it, like [`lock`](Self::lock). A
+    /// renewed for [`BATCH_LOCK_TTL`], and otherwise says who holds it, like [`lock`](Self::lock). A
     /// stale lock of a plain run is not taken over here.
     pub async fn join(&self, holder: &LockHolder) -> Result<Joined, RecordError> {
         assert!(holder.batch.is_some(), "join is for a batch's nodes");
@@ -448,7 +459,7 @@ impl RecordStore {
                 alive: &process::alive,
             };
             let last = last_write(&current, written);
-            let stale = staleness(&as_written(&current, last), now_secs(), &here);
+            let stale = staleness(&current, last, now_secs(), &here);
             if let (Some(_), Some(why @ Stale::Expired { .. })) = (&current.batch, &stale) {
                 // Delete only the lock just read (a run that took it meanwhile keeps it).
                 if self.get_value(&self.lock_name()).await?.as_deref() == Some(text.as_str()) {
@@ -554,17 +565,10 @@ impl RecordStore {
 }
 
 /// When a lock was last written: by SSM's clock (`written`, its `LastModifiedDate`) when SSM
-/// says, else by the holder's own clock (its renewal, or when it took the lock).
+/// says (it always does; the emulator too), else by the holder's own clock (its renewal, or
+/// when it took the lock).
 pub fn last_write(holder: &LockHolder, written: Option<u64>) -> u64 {
     written.unwrap_or_else(|| holder.renewed.unwrap_or(holder.since))
-}
-
-/// `holder` as last renewed at `last` (for [`staleness`], which reads the renewal).
-fn as_written(holder: &LockHolder, last: u64) -> LockHolder {
-    LockHolder {
-        renewed: Some(last),
-        ..holder.clone()
-    }
 }
 
 fn parse_holder(text: &str) -> LockHolder {
@@ -614,21 +618,23 @@ mod tests {
             alive: &alive,
         };
         let now = 10_000;
+        // By the holder's own clock (what SSM's is, when SSM does not say).
+        let st = |h: &LockHolder| staleness(h, last_write(h, None), now, &here);
         // Live on this host.
-        assert_eq!(staleness(&holder("me", 1, now - 10), now, &here), None);
+        assert_eq!(st(&holder("me", 1, now - 10)), None);
         // Dead process on this host.
         assert_eq!(
-            staleness(&holder("me", 2, now - 10), now, &here),
+            st(&holder("me", 2, now - 10)),
             Some(Stale::DeadProcess { pid: 2 })
         );
         // This host restarted since.
         let mut h = holder("me", 1, now - 10);
         h.boot = Some("b0".into());
-        assert_eq!(staleness(&h, now, &here), Some(Stale::Rebooted));
+        assert_eq!(st(&h), Some(Stale::Rebooted));
         // Another host: only the TTL tells, from the last renewal.
-        assert_eq!(staleness(&holder("ci", 2, now - 60), now, &here), None);
+        assert_eq!(st(&holder("ci", 2, now - 60)), None);
         assert_eq!(
-            staleness(&holder("ci", 2, now - 301), now, &here),
+            st(&holder("ci", 2, now - 301)),
             Some(Stale::Expired {
                 idle_secs: 301,
                 ttl_secs: 300
@@ -636,24 +642,35 @@ mod tests {
         );
         let mut renewed = holder("ci", 2, now - 3600);
         renewed.renewed = Some(now - 30);
-        assert_eq!(staleness(&renewed, now, &here), None);
+        assert_eq!(st(&renewed), None);
         // The last write is SSM's when SSM says: a holder's clock an hour behind or ahead
         // changes nothing.
         assert_eq!(last_write(&renewed, None), now - 30);
         assert_eq!(last_write(&holder("ci", 2, now - 3600), None), now - 3600);
         assert_eq!(last_write(&renewed, Some(now - 400)), now - 400);
         assert_eq!(
-            staleness(&as_written(&renewed, now - 400), now, &here),
+            staleness(&renewed, now - 400, now, &here),
             Some(Stale::Expired {
                 idle_secs: 400,
                 ttl_secs: 300
             })
         );
         let behind = holder("ci", 2, now - 3600);
-        assert_eq!(staleness(&as_written(&behind, now - 5), now, &here), None);
+        assert_eq!(staleness(&behind, now - 5, now, &here), None);
+        // An unreadable lock (it names no time) is as old as SSM says: live for the TTL after
+        // its write, then stale.
+        let garbage = parse_holder("{not json");
+        assert_eq!(
+            staleness(&garbage, last_write(&garbage, Some(now - 10)), now, &here),
+            None
+        );
+        assert!(matches!(
+            staleness(&garbage, last_write(&garbage, Some(now - 400)), now, &here),
+            Some(Stale::Expired { .. })
+        ));
         // Even a live process on this host that stopped renewing is stale past the TTL.
         assert_eq!(
-            staleness(&holder("me", 1, now - 1000), now, &here),
+            st(&holder("me", 1, now - 1000)),
             Some(Stale::Expired {
                 idle_secs: 1000,
                 ttl_secs: 300
@@ -664,19 +681,19 @@ mod tests {
             batch: Some("run-1".into()),
             ..holder("me", 99, now - 10)
         };
-        assert_eq!(staleness(&batch, now, &here), None);
+        assert_eq!(st(&batch), None);
         // Between waves nobody renews it: stale only after the batch TTL.
         let waiting = LockHolder {
             batch: Some("run-1".into()),
             ..holder("me", 99, now - 1000)
         };
-        assert_eq!(staleness(&waiting, now, &here), None);
+        assert_eq!(st(&waiting), None);
         let old = LockHolder {
             batch: Some("run-1".into()),
             ..holder("me", 99, now - 3700)
         };
         assert_eq!(
-            staleness(&old, now, &here),
+            st(&old),
             Some(Stale::Expired {
                 idle_secs: 3700,
                 ttl_secs: 3600

@@ -235,11 +235,13 @@ async fn a_lock_left_by_a_dead_process_on_this_host_is_stale() {
     let s = store("lock-dead").await;
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let pid = child.id();
+    // (Its start time, read before it is reaped, tells it from a process that reuses the pid.)
+    let started = ferry_records::lock::process::started(pid);
     child.wait().unwrap();
     let none = |_: &str| None;
     let dead = LockHolder {
         pid,
-        started: None,
+        started,
         ..LockHolder::for_this_process(&none, "deploy", "lock-dead", None)
     };
     s.lock(&dead, false).await.unwrap();
@@ -325,10 +327,11 @@ async fn the_nodes_of_one_batch_share_the_lock_and_any_other_run_is_refused() {
     // scripted.rs.)
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();
+    let started = ferry_records::lock::process::started(dead);
     child.wait().unwrap();
     let plain = LockHolder {
         pid: dead,
-        started: None,
+        started,
         ..LockHolder::for_this_process(&none, "deploy", "lock-batch", None)
     };
     s.lock(&plain, false).await.unwrap();

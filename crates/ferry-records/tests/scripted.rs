@@ -92,10 +92,14 @@ fn stored(
     }
 }
 
-/// A client on which `holder`'s stale lock (SSM wrote it at `written`) is taken over: the
-/// create fails, the lock is read, read again before the delete, deleted, and created. Returns
-/// the rule of that last create too, to count it.
-fn taking_over(holder: &LockHolder, written: u64) -> (aws_sdk_ssm::Client, aws_smithy_mocks::Rule) {
+/// A client on which `holder`'s stale lock (SSM wrote it at `written`) is taken over for `by`:
+/// the create fails, the lock is read, read again before the delete, deleted, and created; read
+/// after that, it is `by`'s. Returns the rule of that create too, to count it.
+fn taking_over(
+    holder: &LockHolder,
+    written: u64,
+    by: &LockHolder,
+) -> (aws_sdk_ssm::Client, aws_smithy_mocks::Rule) {
     let taken = mock!(aws_sdk_ssm::Client::put_parameter).then_error(already_exists);
     let read = mock!(aws_sdk_ssm::Client::get_parameter).then_output(stored(holder, written));
     let again = mock!(aws_sdk_ssm::Client::get_parameter).then_output(stored(holder, written));
@@ -105,10 +109,12 @@ fn taking_over(holder: &LockHolder, written: u64) -> (aws_sdk_ssm::Client, aws_s
     let created = mock!(aws_sdk_ssm::Client::put_parameter).then_output(|| {
         aws_sdk_ssm::operation::put_parameter::PutParameterOutput::builder().build()
     });
+    let now_theirs = mock!(aws_sdk_ssm::Client::get_parameter)
+        .then_output(stored(by, ferry_records::now_secs()));
     let client = mock_client!(
         aws_sdk_ssm,
         RuleMode::Sequential,
-        [&taken, &read, &again, &deleted, &created]
+        [&taken, &read, &again, &deleted, &created, &now_theirs]
     );
     (client, created)
 }
@@ -141,11 +147,9 @@ async fn a_lock_ssm_last_wrote_an_hour_ago_is_stale_whatever_its_holder_s_clock_
         "{err}"
     );
 
-    let (client, created) = taking_over(&theirs, now - 3600);
-    let acquired = RecordStore::new(client, "dev", "/ferry/shop/dev")
-        .lock(&mine, true)
-        .await
-        .unwrap();
+    let (client, created) = taking_over(&theirs, now - 3600, &mine);
+    let store = RecordStore::new(client, "dev", "/ferry/shop/dev");
+    let acquired = store.lock(&mine, true).await.unwrap();
     let (displaced, why) = acquired.displaced.unwrap();
     assert_eq!(displaced, theirs);
     assert!(
@@ -153,6 +157,12 @@ async fn a_lock_ssm_last_wrote_an_hour_ago_is_stale_whatever_its_holder_s_clock_
         "{why:?}"
     );
     assert_eq!(created.num_calls(), 1, "the lock is written for this run");
+    // The displaced run, should it still run, learns at its next renewal that the lock is
+    // another's.
+    assert!(matches!(
+        store.renew(&theirs).await.unwrap_err(),
+        RecordError::LockLost { .. }
+    ));
 }
 
 /// Another batch's lock that SSM last wrote two hours ago (its nodes stopped renewing: a failed
@@ -168,7 +178,7 @@ async fn a_batch_takes_over_another_batch_s_lock_ssm_last_wrote_two_hours_ago() 
         renewed: Some(now),
         ..LockHolder::for_this_process(&none, "batch node", "dev", None).in_batch(batch)
     };
-    let (client, created) = taking_over(&node("run-3"), now - 2 * 3600);
+    let (client, created) = taking_over(&node("run-3"), now - 2 * 3600, &node("run-4"));
     match RecordStore::new(client, "dev", "/ferry/shop/dev")
         .join(&node("run-4"))
         .await

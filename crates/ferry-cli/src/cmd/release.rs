@@ -417,17 +417,17 @@ async fn roll_back_failures(
     // What this run deployed: the records that name its release. The rollback needs no written
     // release of this run (its target is judged against what runs), so a release that could
     // not be written stops nothing.
-    let deployed: BTreeSet<String> = current_records(run)
-        .await?
-        .into_values()
+    let current = current_records(run).await?;
+    let deployed: BTreeSet<&str> = current
+        .values()
         .filter(|r| r.release.as_deref() == Some(run_release))
-        .map(|r| r.service)
+        .map(|r| r.service.as_str())
         .collect();
     let mut affected = run
         .ws
         .graph()
         .with_dependents(failed.iter().map(String::as_str));
-    affected.retain(|s| deployed.contains(s));
+    affected.retain(|s| deployed.contains(s.as_str()));
     if affected.is_empty() {
         return Ok(
             "nothing to roll back: the failed services were not deployed by this run".into(),
@@ -440,25 +440,26 @@ async fn roll_back_failures(
     let store = store_of(run).context(
         "the stage keeps no releases (no artifact-bucket), so there is nothing to roll back to",
     )?;
-    let rb = rollback_to(run, &store, None, Some(&affected), concurrency, 3600, false)
+    let options = untested(run.ctx, concurrency, 3600);
+    let rb = rollback_to(run, &store, current, None, Some(&affected), &options)
         .await
         .context("the rollback after the failed tests failed")?;
     Ok(rb)
 }
 
-/// Rolls `run`'s stage back (see [`prepare_rollback`](ferry_deploy::release::prepare_rollback))
-/// and records the release; says what it did.
+/// Rolls `run`'s stage, whose records are `current`, back (see
+/// [`prepare_rollback`](ferry_deploy::release::prepare_rollback)) and records the release;
+/// says what it did.
 async fn rollback_to(
     run: &Run<'_>,
     store: &ReleaseStore,
+    current: BTreeMap<String, Record>,
     to: Option<&str>,
     only: Option<&BTreeSet<String>>,
-    concurrency: Option<NonZeroUsize>,
-    timeout: u64,
-    test: bool,
+    options: &DeployOptions,
 ) -> anyhow::Result<String> {
     let (ws, stage) = (run.ws, run.stage);
-    let current = current_records(run).await?;
+    let test = options.test;
     let dir = ws.layout().package();
     let target = stage_target(run, &dir);
     let rb = ferry_deploy::release::prepare_rollback(&target, store, &current, to, only)
@@ -477,10 +478,6 @@ async fn rollback_to(
         ));
     }
     let (head, id) = new_release(ws);
-    let options = DeployOptions {
-        test,
-        ..untested(run.ctx, concurrency, timeout)
-    };
     let report = deploy_stored(
         run,
         &Stored {
@@ -491,7 +488,7 @@ async fn rollback_to(
             archives: None,
             fixed: None,
         },
-        &options,
+        options,
     )
     .await?;
     let mut after = AfterMoved::deployed();
@@ -883,14 +880,14 @@ pub fn rollback(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<()> {
                 stage.name
             )
         })?;
-        let (to, concurrency, timeout, test) = (
-            args.to.as_deref(),
-            args.run.concurrency,
-            args.run.timeout,
-            args.run.test,
-        );
+        let options = DeployOptions {
+            test: args.run.test,
+            ..untested(ctx, args.run.concurrency, args.run.timeout)
+        };
         let work = async {
-            let said = rollback_to(&run, &store, to, None, concurrency, timeout, test).await?;
+            let current = current_records(&run).await?;
+            let said =
+                rollback_to(&run, &store, current, args.to.as_deref(), None, &options).await?;
             println!("{said}");
             Ok(())
         };
