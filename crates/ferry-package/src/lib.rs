@@ -1495,20 +1495,25 @@ impl Store<'_> {
                 path: rel.clone(),
                 dir: self.service.dir.clone(),
             };
+            // A path packed as one file: there, a file, and one the service may read.
+            let single_file = || -> Result<PathBuf, Nested> {
+                let path = self.dir.join(&rel);
+                if path.is_dir() {
+                    return Err(not_a_file().into());
+                }
+                if !path.exists() {
+                    return Err(missing().into());
+                }
+                check_single_file(self.ws, &self.watched, &path)?;
+                Ok(path)
+            };
             let (format, sha256, size, files, ext) = match l.packing {
                 sam::Packing::Zip => {
                     let (sha, size, files) = self.zip(&label, &rel, &excludes)?;
                     (ArtifactFormat::Zip, sha, size, files, "zip".to_string())
                 }
                 sam::Packing::File | sam::Packing::S3Uri => {
-                    let path = self.dir.join(&rel);
-                    if path.is_dir() {
-                        return Err(not_a_file().into());
-                    }
-                    if !path.exists() {
-                        return Err(missing().into());
-                    }
-                    check_single_file(self.ws, &self.watched, &path)?;
+                    let path = single_file()?;
                     let bytes = fs::read(&path).map_err(|_| missing())?;
                     let (sha, size) = self.file(&bytes)?;
                     let ext = Path::new(&rel)
@@ -1527,14 +1532,7 @@ impl Store<'_> {
                         }
                         .into());
                     }
-                    let path = self.dir.join(&rel);
-                    if path.is_dir() {
-                        return Err(not_a_file().into());
-                    }
-                    if !path.exists() {
-                        return Err(missing().into());
-                    }
-                    check_single_file(self.ws, &self.watched, &path)?;
+                    let path = single_file()?;
                     let text = fs::read_to_string(&path).map_err(|_| missing())?;
                     // A problem of the nested template names that file, not the one above it.
                     let in_nested = |e| match e {
