@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use lock::{
-    Acquired, BATCH_LOCK_TTL, Joined, LOCK_TTL, LockHolder, RENEW_EVERY, Released, Stale,
+    Acquired, BATCH_LOCK_TTL, Joined, LOCK_TTL, LockHolder, LockState, RENEW_EVERY, Released, Stale,
 };
 
 /// Acceptance tests of a deployed service.

@@ -6,10 +6,10 @@
 //! - The holder renews the lock every [`RENEW_EVERY`]; a lock not renewed for [`LOCK_TTL`] is
 //!   stale, and so is one whose process is gone from this very host (same host name and boot,
 //!   pid not running or running another program). [`staleness`] is the pure rule.
-//! - A lock's age is measured from when SSM last wrote it (the parameter's `LastModifiedDate`,
-//!   SSM's own clock), not from the time the holder wrote into it: the holder's clock may be
-//!   minutes or hours off, which would let a live lock be taken over or keep a dead one for
-//!   hours. Only the reader's clock is left in the comparison.
+//! - A lock's age is measured by SSM's clock alone: from when SSM last wrote it (the
+//!   parameter's `LastModifiedDate`) to the `Date` of SSM's answer, not from the time the
+//!   holder wrote into it nor to this machine's present. Either machine's clock may be minutes
+//!   or hours off, which would let a live lock be taken over or keep a dead one for hours.
 //! - `force` takes over a stale lock only, saying whom it displaced; a live lock is refused.
 //! - SSM has no compare-and-delete: two runs forcing one stale lock in the same instant can both
 //!   believe they hold it. The loser finds the other token at its next renewal and stops.
@@ -330,14 +330,78 @@ fn user_name(uid: u32) -> Option<String> {
     })
 }
 
+/// A stage's lock as read: its holder, when it was last written ([`last_write`]) and the
+/// present, both by SSM's clock (this machine's when SSM did not say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockState {
+    pub holder: LockHolder,
+    pub last_write: u64,
+    pub now: u64,
+}
+
+/// A lock's text as SSM returned it, with its `LastModifiedDate` and the answer's `Date`.
+struct StoredLock {
+    text: String,
+    written: Option<u64>,
+    now: u64,
+}
+
+/// Keeps the `Date` header of SSM's answer: SSM's present, so that a lock's age compares two
+/// times of one clock (the reader's clock may be off as much as the holder's).
+#[derive(Debug, Clone, Default)]
+struct ServerDate(std::sync::Arc<std::sync::Mutex<Option<u64>>>);
+
+impl ServerDate {
+    fn get(&self) -> Option<u64> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl aws_sdk_ssm::config::Intercept for ServerDate {
+    fn name(&self) -> &'static str {
+        "ferry_records::ServerDate"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &aws_sdk_ssm::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_sdk_ssm::config::RuntimeComponents,
+        _: &mut aws_sdk_ssm::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let date = context
+            .response()
+            .headers()
+            .get("date")
+            .and_then(|d| {
+                aws_sdk_ssm::primitives::DateTime::from_str(
+                    d,
+                    aws_sdk_ssm::primitives::DateTimeFormat::HttpDate,
+                )
+                .ok()
+            })
+            .and_then(|d| u64::try_from(d.secs()).ok());
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = date;
+        Ok(())
+    }
+}
+
 impl RecordStore {
-    /// The stage's lock as stored, with when SSM last wrote it (seconds since the epoch, by
-    /// SSM's clock; `None` if SSM did not say).
-    async fn read_lock(&self) -> Result<Option<(String, Option<u64>)>, RecordError> {
+    /// The stage's lock as stored, with when SSM last wrote it and SSM's present (the `Date`
+    /// of its answer; this machine's when SSM did not say).
+    async fn read_lock(&self) -> Result<Option<StoredLock>, RecordError> {
+        let date = ServerDate::default();
         match self
             .client
             .get_parameter()
             .name(self.lock_name())
+            .customize()
+            .interceptor(date.clone())
             .send()
             .await
         {
@@ -345,7 +409,11 @@ impl RecordStore {
                 let written = p
                     .last_modified_date()
                     .and_then(|d| u64::try_from(d.secs()).ok());
-                p.value().map(|v| (v.to_string(), written))
+                Some(StoredLock {
+                    text: p.value()?.to_string(),
+                    written,
+                    now: date.get().unwrap_or_else(now_secs),
+                })
             })),
             Err(e) if e.code() == Some("ParameterNotFound") => Ok(None),
             Err(e) => Err(self.aws("GetParameter", &e)),
@@ -356,13 +424,16 @@ impl RecordStore {
         format!("{}lock", self.path)
     }
 
-    /// The stage's lock, if any, with when it was last written ([`last_write`]: by SSM's
-    /// clock): what [`staleness`] needs.
-    pub async fn lock_state(&self) -> Result<Option<(LockHolder, u64)>, RecordError> {
-        Ok(self.read_lock().await?.map(|(text, written)| {
-            let holder = parse_holder(&text);
-            let last = last_write(&holder, written);
-            (holder, last)
+    /// The stage's lock, if any, with when it was last written and SSM's present: what
+    /// [`staleness`] needs, both by SSM's clock.
+    pub async fn lock_state(&self) -> Result<Option<LockState>, RecordError> {
+        Ok(self.read_lock().await?.map(|stored| {
+            let holder = parse_holder(&stored.text);
+            LockState {
+                last_write: last_write(&holder, stored.written),
+                now: stored.now,
+                holder,
+            }
         }))
     }
 
@@ -382,7 +453,7 @@ impl RecordStore {
         if self.create(&self.lock_name(), &value).await? {
             return Ok(Acquired { displaced: None });
         }
-        let Some((text, written)) = self.read_lock().await? else {
+        let Some(StoredLock { text, written, now }) = self.read_lock().await? else {
             // Released between our two calls: try once more.
             return if self.create(&self.lock_name(), &value).await? {
                 Ok(Acquired { displaced: None })
@@ -397,7 +468,7 @@ impl RecordStore {
             alive: &process::alive,
         };
         let last = last_write(&current, written);
-        let stale = staleness(&current, last, now_secs(), &here);
+        let stale = staleness(&current, last, now, &here);
         match (force, stale) {
             (true, Some(why)) => {
                 // Delete only the lock just read (a run that took it meanwhile keeps it).
@@ -414,7 +485,7 @@ impl RecordStore {
             }
             (true, None) => Err(RecordError::LockedLive {
                 stage: self.stage.clone(),
-                renewed_secs_ago: now_secs().saturating_sub(last),
+                renewed_secs_ago: now.saturating_sub(last),
                 holder: Box::new(current),
             }),
             (false, stale) => Err(RecordError::Locked {
@@ -436,7 +507,7 @@ impl RecordStore {
             if self.create(&self.lock_name(), &value).await? {
                 return Ok(Joined::Took);
             }
-            let Some((text, written)) = self.read_lock().await? else {
+            let Some(StoredLock { text, written, now }) = self.read_lock().await? else {
                 // Released between our two calls: try once more.
                 continue;
             };
@@ -459,7 +530,7 @@ impl RecordStore {
                 alive: &process::alive,
             };
             let last = last_write(&current, written);
-            let stale = staleness(&current, last, now_secs(), &here);
+            let stale = staleness(&current, last, now, &here);
             if let (Some(_), Some(why @ Stale::Expired { .. })) = (&current.batch, &stale) {
                 // Delete only the lock just read (a run that took it meanwhile keeps it).
                 if self.get_value(&self.lock_name()).await?.as_deref() == Some(text.as_str()) {

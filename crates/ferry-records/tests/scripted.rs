@@ -195,3 +195,94 @@ async fn a_batch_takes_over_another_batch_s_lock_ssm_last_wrote_two_hours_ago() 
     }
     assert_eq!(created.num_calls(), 1, "the lock is written for this batch");
 }
+
+/// SSM's answer to reading `holder`'s lock, as HTTP: the lock last written at `written`, the
+/// answer sent at `date` (its `Date` header), both by SSM's clock.
+fn answered(
+    holder: &LockHolder,
+    written: u64,
+    date: u64,
+) -> aws_sdk_ssm::config::http::HttpResponse {
+    use aws_sdk_ssm::primitives::{DateTime, DateTimeFormat};
+    let body = serde_json::json!({
+        "Parameter": {
+            "Name": "/ferry/shop/dev/lock",
+            "Type": "String",
+            "Value": serde_json::to_string(holder).unwrap(),
+            "Version": 1,
+            "LastModifiedDate": written,
+        }
+    });
+    let mut response = aws_sdk_ssm::config::http::HttpResponse::new(
+        aws_smithy_runtime_api::http::StatusCode::try_from(200).unwrap(),
+        aws_smithy_types::body::SdkBody::from(body.to_string()),
+    );
+    response
+        .headers_mut()
+        .insert("content-type", "application/x-amz-json-1.1");
+    response.headers_mut().insert(
+        "date",
+        DateTime::from_secs(date as i64)
+            .fmt(DateTimeFormat::HttpDate)
+            .unwrap(),
+    );
+    response
+}
+
+/// A lock's age runs to SSM's present (the `Date` of its answer), not this machine's: a reader
+/// whose clock runs two hours ahead of SSM's sees a lock SSM wrote a minute before answering
+/// as live (force does not take it, and says it was renewed a minute ago), and one whose clock
+/// runs an hour behind sees a lock written an hour before SSM's present as stale.
+#[tokio::test]
+async fn a_lock_s_age_runs_to_ssm_s_present_not_the_reader_s() {
+    let local = ferry_records::now_secs();
+    let none = |_: &str| None;
+    let theirs = LockHolder {
+        host: "another-host".into(),
+        ..LockHolder::for_this_process(&none, "deploy", "dev", None)
+    };
+    let mine = LockHolder::for_this_process(&none, "deploy", "dev", None);
+
+    // SSM's clock two hours behind this machine's: by this machine's, the lock is two hours old.
+    let ssm_now = local - 2 * 3600;
+    let (t, h) = (theirs.clone(), ssm_now);
+    let taken = mock!(aws_sdk_ssm::Client::put_parameter).then_error(already_exists);
+    let read = mock!(aws_sdk_ssm::Client::get_parameter)
+        .then_http_response(move || answered(&t, h - 60, h));
+    let client = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&taken, &read]);
+    match RecordStore::new(client, "dev", "/ferry/shop/dev")
+        .lock(&mine, true)
+        .await
+        .unwrap_err()
+    {
+        RecordError::LockedLive {
+            renewed_secs_ago, ..
+        } => assert_eq!(renewed_secs_ago, 60),
+        other => panic!("{other:?}"),
+    }
+
+    // SSM's clock an hour ahead: by this machine's, the lock was written just now.
+    let ssm_now = local + 3600;
+    let (t, h) = (theirs.clone(), ssm_now);
+    let taken = mock!(aws_sdk_ssm::Client::put_parameter).then_error(already_exists);
+    let read = mock!(aws_sdk_ssm::Client::get_parameter)
+        .then_http_response(move || answered(&t, h - 3600, h));
+    let client = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&taken, &read]);
+    let err = RecordStore::new(client, "dev", "/ferry/shop/dev")
+        .lock(&mine, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            RecordError::Locked {
+                stale: Some(ferry_records::Stale::Expired {
+                    idle_secs: 3600,
+                    ..
+                }),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
