@@ -7,6 +7,7 @@
 //! # stderr: …                  text its standard error must contain (any number)
 //! # stdin: …                   standard input (optional)
 //! # git: yes                   make the folder a git repository with one commit (optional)
+//! # env: NAME=value            an environment variable, e.g. a CI's (any number)
 //! ```
 //!
 //! The binary runs with AWS pointed at a closed loopback port: every case must be refused
@@ -23,6 +24,7 @@ struct Case {
     stderr: Vec<String>,
     stdin: Option<String>,
     git: bool,
+    env: Vec<(String, String)>,
     files: Vec<(String, String)>,
 }
 
@@ -33,6 +35,7 @@ fn parse(text: &str) -> Case {
         stderr: Vec::new(),
         stdin: None,
         git: false,
+        env: Vec::new(),
         files: Vec::new(),
     };
     for line in text.lines() {
@@ -51,6 +54,9 @@ fn parse(text: &str) -> Case {
             case.stdin = Some(s.to_string());
         } else if line.trim() == "# git: yes" {
             case.git = true;
+        } else if let Some(e) = line.strip_prefix("# env: ") {
+            let (k, v) = e.split_once('=').expect("# env: NAME=value");
+            case.env.push((k.to_string(), v.to_string()));
         }
     }
     case
@@ -86,7 +92,8 @@ fn every_bad_input_is_refused_before_any_aws_call_with_a_clear_error() {
             .env("AWS_ACCESS_KEY_ID", "test-key")
             .env("AWS_SECRET_ACCESS_KEY", "test-secret")
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("HOME", repo.path());
+            .env("HOME", repo.path())
+            .envs(case.env.iter().map(|(k, v)| (k, v)));
         let (code, out, err) = run(&mut c, case.stdin.as_deref());
         let mut problems = Vec::new();
         if code != case.exit {

@@ -397,7 +397,13 @@ fn the_nodes_of_a_build_graph_deploy_like_one_machine_and_retry_only_what_is_mis
     assert!(err.contains("that lock is stale"), "{err}");
     let (code, out, err) = node(&["--force-unlock"]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(err.contains("took over the lock of stage `many`"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "took over the lock of stage `many` for batch `b9` from {crashed}: it was stale (pid {pid} is no longer running on this host)"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("taken for batch"), "said once: {err}");
     let (code, out, err) = run(
         &mut xtask(&r, &["batch", "finish", "many", "--batch", "b9"]),
         None,

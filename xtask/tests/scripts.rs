@@ -124,6 +124,12 @@ fn run_refuses_what_it_cannot_do_saying_what_to_give() {
     let (code, _, err) = run(&mut xtask(&r, &["run", "lint", "--service", "nope"]), None);
     assert_eq!(code, 1);
     assert!(err.contains("unknown service `nope`"), "{err}");
+    let (code, _, err) = run(&mut xtask(&r, &["run", "lint", "--service", "apj"]), None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unknown service `apj`; did you mean `api`?"),
+        "{err}"
+    );
 
     let (code, _, err) = run(
         &mut xtask(&r, &["run", "lint", "--since", "no-such-ref", "--strict"]),

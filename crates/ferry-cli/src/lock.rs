@@ -70,25 +70,8 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     let mut holder =
         LockHolder::for_this_process(&|k| std::env::var(k).ok(), "batch node", &stage.name, build)
             .in_batch(batch);
-    let joined = match records.join(&holder).await {
-        // Another run's stale lock, and --force-unlock: taken over for this batch (or, when a
-        // sibling node took it over first, joined).
-        Err(ferry_records::RecordError::Locked { stale: Some(_), .. }) if force => {
-            match records.lock(&holder, true).await {
-                Ok(acquired) => {
-                    if let Some((old, why)) = acquired.displaced {
-                        eprintln!(
-                            "took over the lock of stage `{}` from {old}: it was stale ({why})",
-                            stage.name
-                        );
-                    }
-                    Ok(ferry_records::Joined::Took)
-                }
-                Err(_) => records.join(&holder).await,
-            }
-        }
-        other => other,
-    };
+    // With --force-unlock, another run's stale lock is taken over for this batch.
+    let joined = records.join_forcing(&holder, force).await;
     let joined = joined.with_context(|| {
         format!(
             "failed to join the lock of stage `{}` for batch `{batch}`",
@@ -101,7 +84,7 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
             stage.name
         ),
         ferry_records::Joined::TookOver { from, why } => eprintln!(
-            "lock: stage `{}` taken for batch `{batch}` over {from}: it was stale ({why})",
+            "took over the lock of stage `{}` for batch `{batch}` from {from}: it was stale ({why})",
             stage.name
         ),
         ferry_records::Joined::Joined { since } => {

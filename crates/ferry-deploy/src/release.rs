@@ -56,6 +56,10 @@ pub enum ReleaseRunError {
     )]
     NoPromoteFrom { stage: String, from: String },
     #[error(
+        "stage `{stage}`, which the CI event chose, has no promote-from, so there is no stage to promote from: set `promote-from` under [stages.{stage}] in ferry.toml to the stage whose tested packages it takes, or run `promote FROM {stage}`"
+    )]
+    NoPromoteSource { stage: String },
+    #[error(
         "stage `{stage}` promotes from `{configured}`, not `{from}` (its promote-from in ferry.toml); run `promote {configured} {stage}`"
     )]
     OtherSource {

@@ -553,6 +553,36 @@ impl RecordStore {
         Err(self.locked(self.lock_holder().await?.unwrap_or_else(unreadable)))
     }
 
+    /// [`join`](Self::join), and with `force` also taking over for the batch a stale lock of a
+    /// plain run, which `join` leaves (`Joined::TookOver` names it). When a sibling node of the
+    /// same batch took it over first, this node joins it.
+    pub async fn join_forcing(
+        &self,
+        holder: &LockHolder,
+        force: bool,
+    ) -> Result<Joined, RecordError> {
+        match self.join(holder).await {
+            Err(RecordError::Locked { stale: Some(_), .. }) if force => {
+                match self.lock(holder, true).await {
+                    Ok(Acquired {
+                        displaced: Some((from, why)),
+                    }) => Ok(Joined::TookOver {
+                        from: Box::new(from),
+                        why,
+                    }),
+                    Ok(Acquired { displaced: None }) => Ok(Joined::Took),
+                    // Taken meanwhile: by a sibling node (then this node joins it) or by
+                    // another run (then `join` names it).
+                    Err(RecordError::Locked { .. } | RecordError::LockedLive { .. }) => {
+                        self.join(holder).await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
     fn locked(&self, holder: LockHolder) -> RecordError {
         RecordError::Locked {
             stage: self.stage.clone(),

@@ -342,5 +342,19 @@ async fn the_nodes_of_one_batch_share_the_lock_and_any_other_run_is_refused() {
             ..
         }
     ));
-    s.unlock(&plain).await.unwrap();
+    // Unless forced: then the batch takes it over, naming it; a sibling node joins.
+    assert!(matches!(
+        s.join_forcing(&node(17, "run-5"), false).await.unwrap_err(),
+        RecordError::Locked { stale: Some(_), .. }
+    ));
+    match s.join_forcing(&node(17, "run-5"), true).await.unwrap() {
+        ferry_records::Joined::TookOver { from, .. } => assert_eq!(from.pid, dead),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        s.join_forcing(&node(18, "run-5"), true).await.unwrap(),
+        ferry_records::Joined::Joined { .. }
+    ));
+    s.unlock(&node(18, "run-5")).await.unwrap();
+    assert_eq!(s.lock_holder().await.unwrap(), None);
 }

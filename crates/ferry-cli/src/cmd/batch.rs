@@ -44,7 +44,12 @@ impl BatchId {
             .clone()
             .or_else(|| CiContext::from_env().batch_id)
         {
-            Some(b) => batch_id(&b).map_err(|e| anyhow::anyhow!("FERRY_BATCH_ID: {e}")),
+            // (`--batch` is checked as it is parsed: this one is the CI environment's.)
+            Some(b) => batch_id(&b).map_err(|e| {
+                anyhow::anyhow!(
+                    "the CI environment's batch id (FERRY_BATCH_ID, else made of GITHUB_RUN_ID or CODEBUILD_RESOLVED_SOURCE_VERSION): {e}; give --batch ID instead"
+                )
+            }),
             None => anyhow::bail!(
                 "no batch id: give --batch ID (the same for every node of one deploy), or set FERRY_BATCH_ID"
             ),

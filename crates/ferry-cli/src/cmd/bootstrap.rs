@@ -145,7 +145,10 @@ async fn deploy(
             })
             .await
             .with_context(|| format!("the bootstrap of stage `{}` failed", stage.name))?;
-        clock.say(&format!("{name}: {:?}", done.action).to_lowercase());
+        clock.say(&format!(
+            "{name}: {}",
+            format!("{:?}", done.action).to_lowercase()
+        ));
         done.outputs
     };
     for (k, v) in &outputs {

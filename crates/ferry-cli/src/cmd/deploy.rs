@@ -550,7 +550,7 @@ async fn deploy_locked(
         &report,
         tests.as_ref(),
         (&release_id, release.as_ref()),
-        args.concurrency,
+        (args.concurrency, args.timeout),
         &mut after,
     )
     .await;

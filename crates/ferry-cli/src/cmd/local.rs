@@ -45,7 +45,10 @@ pub fn run(ctx: &Ctx, cmd: &LocalCmd) -> anyhow::Result<()> {
                 state.pid,
                 state.moto_version
             );
-            eprintln!("use it with --local, or in a shell: eval \"$(cargo xtask local env)\"");
+            eprintln!(
+                "use it with --local, or in a shell: eval \"$({} local env)\"",
+                ctx.app.name
+            );
         }
         LocalCmd::Down => match emu
             .down()
@@ -67,17 +70,21 @@ pub fn run(ctx: &Ctx, cmd: &LocalCmd) -> anyhow::Result<()> {
                 emu.log_path().display()
             ),
             Status::Stale(state) => println!(
-                "local AWS emulator is not running (pid {} recorded at port {} is gone or does not answer; `cargo xtask local up` stops it if it is ours and starts a new one)",
-                state.pid, state.port
+                "local AWS emulator is not running (pid {} recorded at port {} is gone or does not answer; `{} local up` stops it if it is ours and starts a new one)",
+                state.pid, state.port, ctx.app.name
             ),
             Status::NotStarted => {
-                println!("local AWS emulator is not running (`cargo xtask local up` starts it)")
+                println!(
+                    "local AWS emulator is not running (`{} local up` starts it)",
+                    ctx.app.name
+                )
             }
         },
         LocalCmd::Env { region } => {
             let Status::Running(state) = emu.status()? else {
                 anyhow::bail!(
-                    "the local AWS emulator is not running; start it with `cargo xtask local up`"
+                    "the local AWS emulator is not running; start it with `{} local up`",
+                    ctx.app.name
                 );
             };
             for (key, value) in ferry_local::client_env(&state.endpoint(), region) {

@@ -296,7 +296,7 @@ pub(crate) async fn end_of_run(
     report: &DeployReport,
     tests: Option<&ferry_acceptance::Report>,
     (run_release, release): (&str, Option<&Release>),
-    concurrency: Option<NonZeroUsize>,
+    (concurrency, timeout): (Option<NonZeroUsize>, u64),
     after: &mut AfterMoved,
 ) -> anyhow::Result<()> {
     let stage = run.stage;
@@ -321,7 +321,7 @@ pub(crate) async fn end_of_run(
         })
         .unwrap_or_default();
     if stage.config.on_test_failure == OnTestFailure::Rollback && !failed.is_empty() {
-        let rolled = roll_back_failures(run, run_release, &failed, concurrency).await;
+        let rolled = roll_back_failures(run, run_release, &failed, concurrency, timeout).await;
         let said = after
             .keep("the rollback after the failed tests", rolled)
             .unwrap_or_else(|| "the rollback did not finish cleanly (said above)".to_string());
@@ -413,6 +413,7 @@ async fn roll_back_failures(
     run_release: &str,
     failed: &BTreeSet<String>,
     concurrency: Option<NonZeroUsize>,
+    timeout: u64,
 ) -> anyhow::Result<String> {
     // What this run deployed: the records that name its release. The rollback needs no written
     // release of this run (its target is judged against what runs), so a release that could
@@ -440,7 +441,7 @@ async fn roll_back_failures(
     let store = store_of(run).context(
         "the stage keeps no releases (no artifact-bucket), so there is nothing to roll back to",
     )?;
-    let options = untested(run.ctx, concurrency, 3600);
+    let options = untested(run.ctx, concurrency, timeout);
     let rb = rollback_to(run, &store, current, None, Some(&affected), &options)
         .await
         .context("the rollback after the failed tests failed")?;
@@ -678,9 +679,8 @@ pub fn promote(ctx: &Ctx, args: &PromoteArgs) -> anyhow::Result<()> {
                 return Ok(());
             };
             let Some(from) = to.config.promote_from.clone() else {
-                anyhow::bail!(ferry_deploy::release::ReleaseRunError::NoPromoteFrom {
+                anyhow::bail!(ferry_deploy::release::ReleaseRunError::NoPromoteSource {
                     stage: to.name.clone(),
-                    from: "<stage>".into(),
                 });
             };
             (ws.stage(&from)?, to)
@@ -854,7 +854,7 @@ async fn promote_locked(
         &report,
         tests.as_ref(),
         (&run_release, release.as_ref()),
-        args.run.concurrency,
+        (args.run.concurrency, args.run.timeout),
         &mut after,
     )
     .await;
@@ -1195,7 +1195,7 @@ async fn approve_locked(
         &report,
         tests.as_ref(),
         (&approval.release, release.as_ref()),
-        args.run.concurrency,
+        (args.run.concurrency, args.run.timeout),
         &mut after,
     )
     .await;

@@ -134,11 +134,7 @@ fn select(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<BTreeSet<String>> {
     }
     if args.since.is_none() && args.stage.is_none() {
         // Only --service: those services and their dependencies, changed or not.
-        for s in &args.services {
-            if ws.service(s).is_none() {
-                anyhow::bail!("unknown service `{s}`; `services` lists them");
-            }
-        }
+        ctx.check_services(&args.services)?;
         return Ok(ws
             .graph()
             .with_dependencies(args.services.iter().map(String::as_str)));
