@@ -11,7 +11,7 @@ mod rules;
 use serde::Serialize;
 
 pub use refs::{Ended, LiveRefs, ended};
-pub use rules::{NoRule, StageMatch, StageRules, glob_match};
+pub use rules::{CiStage, NoRule, StageMatch, StageRules, glob_match};
 
 /// The CI system, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,6 +54,10 @@ pub struct CiContext {
     /// (`CODEBUILD_BATCH_BUILD_IDENTIFIER` set) `codebuild-<commit>`, since CodeBuild gives the
     /// nodes no shared batch id: two batch builds of one commit to one stage share a lock.
     pub batch_id: Option<String>,
+    /// The branch or pull request this build's event ends (a pull request merged or closed, a
+    /// branch deleted): its preview is to be removed, never deployed again. Not serialised.
+    #[serde(skip)]
+    pub ended: Vec<Ended>,
 }
 
 impl CiContext {
@@ -83,6 +87,7 @@ impl CiContext {
             get(k).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
         };
         let force_deploy_all = truthy("FORCE_DEPLOY_ALL");
+        let ended = refs::ended(&|k: &str| var(k), event_file);
         let explicit_batch = get("FERRY_BATCH_ID").map(|b| b.trim().to_string());
 
         if get("CODEBUILD_BUILD_ID").is_some() || get("CODEBUILD_RESOLVED_SOURCE_VERSION").is_some()
@@ -111,6 +116,7 @@ impl CiContext {
                     get("CODEBUILD_BATCH_BUILD_IDENTIFIER")?;
                     get("CODEBUILD_RESOLVED_SOURCE_VERSION").map(|c| format!("codebuild-{c}"))
                 }),
+                ended,
             };
         }
         if truthy("GITHUB_ACTIONS") {
@@ -150,6 +156,7 @@ impl CiContext {
                 force_deploy_all,
                 batch_id: explicit_batch
                     .or_else(|| get("GITHUB_RUN_ID").map(|r| format!("github-{r}"))),
+                ended,
             };
         }
         CiContext {
@@ -164,6 +171,7 @@ impl CiContext {
             trigger_source: None,
             force_deploy_all,
             batch_id: explicit_batch,
+            ended,
         }
     }
 

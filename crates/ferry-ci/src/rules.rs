@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CiContext, Trigger};
+use crate::{CiContext, Ended, Trigger};
 
 /// Branch and tag patterns (`*` matches any run of characters, `/` included) and their stages,
 /// and the stage of a pull request's build.
@@ -23,6 +23,19 @@ pub struct StageMatch {
     pub stage: String,
     /// e.g. `[ci] branches "main" = "staging" (CODEBUILD_WEBHOOK_TRIGGER=branch/main)`.
     pub rule: String,
+}
+
+/// What a CI build deploys by the `[ci]` rules ([`StageRules::decide`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CiStage {
+    /// The stage a rule chose.
+    Stage(StageMatch),
+    /// The build's event ends a branch or pull request: nothing to deploy (its preview is to
+    /// be removed).
+    Ended(Ended),
+    /// A pull request's build (named by where its trigger was read) while `[ci]` gives pull
+    /// requests no stage: nothing to deploy.
+    PullRequestWithoutStage(String),
 }
 
 /// Why no stage could be chosen.
@@ -85,6 +98,21 @@ fn best<'a>(rules: &'a [(String, String)], name: &str) -> Option<&'a (String, St
 impl StageRules {
     pub fn is_empty(&self) -> bool {
         self.branches.is_empty() && self.tags.is_empty() && self.pull_requests.is_none()
+    }
+
+    /// What the build `ci` describes deploys: nothing when its event ends a branch or pull
+    /// request, or when it is a pull request's and no rule gives pull requests a stage; else
+    /// [`stage_for`](Self::stage_for).
+    pub fn decide(&self, ci: &CiContext) -> Result<CiStage, NoRule> {
+        if let Some(ended) = ci.ended.first() {
+            return Ok(CiStage::Ended(ended.clone()));
+        }
+        if ci.is_pull_request() && self.pull_requests.is_none() {
+            return Ok(CiStage::PullRequestWithoutStage(
+                ci.trigger_source.clone().unwrap_or_else(|| "?".into()),
+            ));
+        }
+        self.stage_for(ci).map(CiStage::Stage)
     }
 
     /// The stage of the build `ci` describes.
@@ -152,6 +180,40 @@ mod tests {
             tags: vec![("v*".into(), "prod".into())],
             pull_requests: Some("pr-{number}".into()),
         }
+    }
+
+    #[test]
+    fn a_build_whose_event_ends_a_pull_request_or_has_no_rule_for_it_deploys_nothing() {
+        let r = rules();
+        // A merged pull request's build: its preview goes, nothing deploys (a rule matches).
+        let merged = ci(&[
+            ("CODEBUILD_BUILD_ID", "shop:1"),
+            ("CODEBUILD_WEBHOOK_TRIGGER", "pr/7"),
+            ("CODEBUILD_WEBHOOK_EVENT", "PULL_REQUEST_MERGED"),
+        ]);
+        assert_eq!(
+            r.decide(&merged).unwrap(),
+            CiStage::Ended(Ended::PullRequest("7".into()))
+        );
+        // An open pull request: its preview stage; without a pull-requests rule, nothing.
+        let open = codebuild("pr/7");
+        assert!(matches!(r.decide(&open).unwrap(), CiStage::Stage(m) if m.stage == "pr-7"));
+        let no_previews = StageRules {
+            pull_requests: None,
+            ..rules()
+        };
+        assert_eq!(
+            no_previews.decide(&open).unwrap(),
+            CiStage::PullRequestWithoutStage("CODEBUILD_WEBHOOK_TRIGGER=pr/7".into())
+        );
+        // A branch: its rule; an unknown trigger: an error naming it.
+        assert!(
+            matches!(r.decide(&codebuild("branch/main")).unwrap(), CiStage::Stage(m) if m.stage == "staging")
+        );
+        assert!(matches!(
+            r.decide(&ci(&[])).unwrap_err(),
+            NoRule::UnknownTrigger(_)
+        ));
     }
 
     #[test]

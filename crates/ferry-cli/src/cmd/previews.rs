@@ -179,9 +179,7 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
         }
     };
     let ended = if args.from_ci {
-        let event =
-            std::env::var_os("GITHUB_EVENT_PATH").and_then(|p| std::fs::read_to_string(p).ok());
-        let ended = ferry_ci::ended(&|k| std::env::var(k).ok(), event.as_deref());
+        let ended = ferry_ci::CiContext::from_env().ended;
         if ended.is_empty() {
             println!("ci: this build's event ends no branch or pull request");
         }

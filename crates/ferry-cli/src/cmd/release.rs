@@ -110,30 +110,26 @@ pub(crate) fn stage_from_ci(
     ws: &ferry_manifest::Workspace,
     ci: &CiContext,
 ) -> anyhow::Result<Option<ferry_manifest::Stage>> {
-    // A pull request merged or closed, a branch deleted: its preview is to be removed, never
-    // deployed again (and a delete event's ref is the default branch, not the deleted one).
-    let event = std::env::var_os("GITHUB_EVENT_PATH").and_then(|p| std::fs::read_to_string(p).ok());
-    if let Some(ended) = ferry_ci::ended(&|k| std::env::var(k).ok(), event.as_deref())
-        .into_iter()
-        .next()
-    {
-        println!(
-            "ci: {ended}: nothing to deploy (`previews prune --from-ci` removes its preview stage)"
-        );
-        return Ok(None);
-    }
-    if ci.is_pull_request() && ws.project.ci.pull_requests.is_none() {
-        println!(
-            "ci: a pull request's build ({}) and [ci] gives pull requests no stage: nothing to deploy",
-            ci.trigger_source.as_deref().unwrap_or("?")
-        );
-        return Ok(None);
-    }
-    let m = ws
+    let m = match ws
         .project
         .ci
-        .stage_for(ci)
-        .context("--from-ci found no stage for this build")?;
+        .decide(ci)
+        .context("--from-ci found no stage for this build")?
+    {
+        ferry_ci::CiStage::Stage(m) => m,
+        ferry_ci::CiStage::Ended(ended) => {
+            println!(
+                "ci: {ended}: nothing to deploy (`previews prune --from-ci` removes its preview stage)"
+            );
+            return Ok(None);
+        }
+        ferry_ci::CiStage::PullRequestWithoutStage(source) => {
+            println!(
+                "ci: a pull request's build ({source}) and [ci] gives pull requests no stage: nothing to deploy"
+            );
+            return Ok(None);
+        }
+    };
     eprintln!("ci: stage `{}` from {}", m.stage, m.rule);
     Ok(Some(ws.stage(&m.stage)?))
 }
