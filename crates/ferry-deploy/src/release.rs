@@ -1032,6 +1032,51 @@ pub fn gate_candidates(
         .collect()
 }
 
+/// A deploy of a stage with promote-from, past the gate: the archives each gated service is to
+/// deploy (what passed in the source stage), and the override when some had not passed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GateOutcome {
+    pub archives: BTreeMap<String, BTreeMap<String, String>>,
+    pub overridden: Option<GateOverride>,
+}
+
+/// Judges `candidates` ([`gate_candidates`]) against the records of the source stage `from`:
+/// each must have passed there, and then deploys the archives that passed. With `override_by`
+/// (who, and why) the others deploy too, whatever they compile to, and the override names them;
+/// without it they are the error ([`gate_error`]).
+pub fn pass_gate(
+    ws: &Workspace,
+    stage: &Stage,
+    from: &str,
+    source_records: &BTreeMap<String, Record>,
+    candidates: &[Candidate],
+    override_by: Option<(&str, &str)>,
+) -> Result<GateOutcome, ReleaseRunError> {
+    let untested = untested(ws);
+    let passed =
+        ferry_releases::check_gate(from, source_records, &|s| untested.contains(s), candidates);
+    if passed.refused.is_empty() {
+        return Ok(GateOutcome {
+            archives: passed.archives,
+            overridden: None,
+        });
+    }
+    let Some((by, reason)) = override_by else {
+        return Err(gate_error(stage, from, passed));
+    };
+    let services: Vec<String> = passed.refused.iter().map(|r| r.service.clone()).collect();
+    let mut archives = passed.archives;
+    archives.retain(|s, _| !services.contains(s));
+    Ok(GateOutcome {
+        archives,
+        overridden: Some(GateOverride {
+            by: by.to_string(),
+            reason: reason.to_string(),
+            services,
+        }),
+    })
+}
+
 /// The error of a deploy to `stage` that the gate of `from` refused (`--override-gate` goes past
 /// it).
 pub fn gate_error(stage: &Stage, from: &str, passed: Passed) -> ReleaseRunError {

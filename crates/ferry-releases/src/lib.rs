@@ -163,6 +163,13 @@ pub struct PendingRelease {
     pub approved: Option<Approval>,
 }
 
+/// The id of the release a batch makes (one deploy over many CI machines): named by when the
+/// batch took the stage's lock (`lock_since`, seconds since the epoch), which every node and
+/// `batch finish` read from the lock, so that all of them name the same release.
+pub fn batch_release_id(lock_since: u64, commit: &str) -> String {
+    new_id(lock_since * 1000, commit)
+}
+
 /// A release id: the time (sortable, UTC to the millisecond) and the commit's first 7 digits,
 /// e.g. `20261202-130512.123-3e18202`.
 pub fn new_id(now_ms: u64, commit: &str) -> String {

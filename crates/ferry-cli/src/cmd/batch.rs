@@ -213,7 +213,7 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
             builds: None,
         };
         let info = ReleaseInfo {
-            id: ferry_releases::new_id(since * 1000, &commit),
+            id: ferry_releases::batch_release_id(since, &commit),
             kind: ReleaseKind::Deploy,
             commit,
             by: Some(aws.identity.arn.clone()),

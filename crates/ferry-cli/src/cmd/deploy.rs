@@ -443,7 +443,7 @@ async fn deploy_locked(
     };
     // The nodes of a batch make one release: its id from when the batch took the lock.
     let release_id = match node {
-        Some((_, since)) => ferry_releases::new_id(since * 1000, &source.commit),
+        Some((_, since)) => ferry_releases::batch_release_id(since, &source.commit),
         None => ferry_releases::new_id(ferry_records::now_millis(), &source.commit),
     };
     let other_stages = ctx.other_stages(stage).await?;
@@ -691,43 +691,28 @@ async fn gate(
         .read_all()
         .await
         .with_context(|| format!("failed to read the records of stage `{from}` for the gate"))?;
-    let untested = ferry_deploy::release::untested(ws);
-    let passed = ferry_releases::check_gate(
+    let by = run.aws.identity.arn.as_str();
+    let outcome = ferry_deploy::release::pass_gate(
+        ws,
+        stage,
         from,
         &source_records,
-        &|s| untested.contains(s),
         &candidates,
-    );
-    let archives = Some(passed.archives.clone());
-    if passed.refused.is_empty() {
-        run.clock.say(&format!(
+        args.override_gate.as_deref().map(|reason| (by, reason)),
+    )?;
+    match &outcome.overridden {
+        None => run.clock.say(&format!(
             "gate: {} service(s) passed in `{from}`",
             candidates.len()
-        ));
-        return Ok((None, archives));
+        )),
+        Some(o) => run.clock.say(&format!(
+            "gate OVERRIDDEN by {}: {} had not passed in `{from}` ({})",
+            o.by,
+            o.services.join(", "),
+            o.reason
+        )),
     }
-    let Some(reason) = &args.override_gate else {
-        return Err(ferry_deploy::release::gate_error(stage, from, passed).into());
-    };
-    let services: Vec<String> = passed.refused.iter().map(|r| r.service.clone()).collect();
-    run.clock.say(&format!(
-        "gate OVERRIDDEN by {}: {} had not passed in `{from}` ({reason})",
-        run.aws.identity.arn,
-        services.join(", ")
-    ));
-    // Overridden: compiled-per-stage services deploy whatever they compile to.
-    let mut archives = archives;
-    if let Some(a) = archives.as_mut() {
-        a.retain(|s, _| !services.contains(s));
-    }
-    Ok((
-        Some(ferry_releases::GateOverride {
-            by: run.aws.identity.arn.clone(),
-            reason: reason.clone(),
-            services,
-        }),
-        archives,
-    ))
+    Ok((outcome.overridden, Some(outcome.archives)))
 }
 
 /// SAM expansion for `--local`, where the emulator does not run the transform.
