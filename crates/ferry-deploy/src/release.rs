@@ -1032,6 +1032,28 @@ pub fn gate_candidates(
         .collect()
 }
 
+/// What `on-test-failure = "rollback"` rolls back after the run that made release
+/// `run_release` (its records name it) saw `failed` fail their tests: those services and their
+/// dependents, as far as that run deployed them (a service it did not deploy runs what it ran
+/// before). `current` is the stage's records.
+pub fn to_roll_back(
+    ws: &Workspace,
+    current: &BTreeMap<String, Record>,
+    run_release: &str,
+    failed: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let deployed: BTreeSet<&str> = current
+        .values()
+        .filter(|r| r.release.as_deref() == Some(run_release))
+        .map(|r| r.service.as_str())
+        .collect();
+    let mut affected = ws
+        .graph()
+        .with_dependents(failed.iter().map(String::as_str));
+    affected.retain(|s| deployed.contains(s.as_str()));
+    affected
+}
+
 /// A deploy of a stage with promote-from, past the gate: the archives each gated service is to
 /// deploy (what passed in the source stage), and the override when some had not passed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

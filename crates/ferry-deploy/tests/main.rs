@@ -1,4 +1,5 @@
 //! The integration tests of `ferry-deploy`, one module per file, in one test binary.
 
 mod checkout;
+mod rollback;
 mod rules;

@@ -415,16 +415,7 @@ async fn roll_back_failures(
     // release of this run (its target is judged against what runs), so a release that could
     // not be written stops nothing.
     let current = current_records(run).await?;
-    let deployed: BTreeSet<&str> = current
-        .values()
-        .filter(|r| r.release.as_deref() == Some(run_release))
-        .map(|r| r.service.as_str())
-        .collect();
-    let mut affected = run
-        .ws
-        .graph()
-        .with_dependents(failed.iter().map(String::as_str));
-    affected.retain(|s| deployed.contains(s.as_str()));
+    let affected = ferry_deploy::release::to_roll_back(run.ws, &current, run_release, failed);
     if affected.is_empty() {
         return Ok(
             "nothing to roll back: the failed services were not deployed by this run".into(),

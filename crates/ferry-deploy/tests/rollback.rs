@@ -1,0 +1,73 @@
+//! What `on-test-failure = "rollback"` rolls back: the failed services and their dependents, as
+//! far as the failed run deployed them. No AWS call.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferry_deploy::release::to_roll_back;
+use ferry_records::Record;
+use ferry_test_support::TestRepo;
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn the_failed_services_and_the_dependents_the_run_deployed_roll_back() {
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.prod]\nregion = \"us-east-1\"\n",
+    );
+    // web depends on api, api on db; other stands alone.
+    for (name, deps) in [
+        ("db", ""),
+        ("api", "depends-on = [\"db\"]\n"),
+        ("web", "depends-on = [\"api\"]\n"),
+        ("other", ""),
+    ] {
+        r.write(
+            &format!("services/{name}/service.toml"),
+            &format!("[service]\ntemplate = \"t.yaml\"\n{deps}"),
+        )
+        .write(
+            &format!("services/{name}/t.yaml"),
+            "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+        );
+    }
+    r.commit("services");
+    let ws = ferry_manifest::load(r.path()).unwrap();
+    // The failed run (release r2) deployed db, api and other; web still runs release r1's.
+    let current: BTreeMap<String, Record> =
+        [("db", "r2"), ("api", "r2"), ("web", "r1"), ("other", "r2")]
+            .into_iter()
+            .map(|(s, release)| {
+                (
+                    s.to_string(),
+                    Record {
+                        service: s.into(),
+                        release: Some(release.into()),
+                        ..Record::default()
+                    },
+                )
+            })
+            .collect();
+    assert_eq!(
+        to_roll_back(&ws, &current, "r2", &set(&["db"])),
+        set(&["api", "db"]),
+        "web, which the run did not deploy, stays"
+    );
+    assert_eq!(
+        to_roll_back(&ws, &current, "r2", &set(&["other"])),
+        set(&["other"])
+    );
+    assert_eq!(
+        to_roll_back(&ws, &current, "r2", &set(&["web"])),
+        set(&[]),
+        "the run did not deploy it"
+    );
+    assert_eq!(
+        to_roll_back(&ws, &current, "r3", &set(&["db"])),
+        set(&[]),
+        "another run's release"
+    );
+}
