@@ -11,7 +11,7 @@ use ferry_records::Record;
 use serde::{Deserialize, Serialize};
 
 pub use gate::{Candidate, GateRefusal, Passed, check_gate};
-pub use status::{Cell, Matrix, Row, Tests, matrix, same_package};
+pub use status::{Cell, Matrix, Row, StageStatus, StatusDoc, Tests, matrix, same_package};
 pub use store::{ReleaseError, ReleaseStore};
 
 /// The format of a stored release.

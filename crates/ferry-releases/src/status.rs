@@ -50,6 +50,43 @@ pub struct Matrix {
     pub services: Vec<Row>,
 }
 
+/// One stage's column of the status: its newest release, what made it and (a rollback) the
+/// release it restored, or why the stage could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StageStatus {
+    pub name: String,
+    pub id: String,
+    pub release: Option<String>,
+    pub kind: Option<crate::ReleaseKind>,
+    pub restores: Option<String>,
+    /// Why it could not be read (masked of secrets by the caller).
+    pub error: Option<String>,
+}
+
+impl StageStatus {
+    /// Stage `name` (`id`) whose newest release is `latest`.
+    pub fn new(name: &str, id: &str, latest: Option<&crate::Release>) -> StageStatus {
+        StageStatus {
+            name: name.to_string(),
+            id: id.to_string(),
+            release: latest.map(|r| r.id.clone()),
+            kind: latest.map(|r| r.kind),
+            restores: latest.and_then(|r| r.restores.clone()),
+            error: None,
+        }
+    }
+}
+
+/// `status --format json`, a stable contract: `{"stages": [{"name", "id", "release", "kind",
+/// "restores", "error"}], "services": [{"service", "stages": {STAGE: null | {"commit",
+/// "dirty", "package", "template_hash", "deployed_at", "tests", "release",
+/// "same_as_previous"}}}]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusDoc<'a> {
+    pub stages: &'a [StageStatus],
+    pub services: &'a [Row],
+}
+
 fn tests_of(r: &Record, untested: bool) -> &'static str {
     match &r.acceptance {
         Some(a) if a.passed => "passed",

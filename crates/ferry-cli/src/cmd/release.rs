@@ -882,19 +882,6 @@ pub fn rollback(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<()> {
     })
 }
 
-/// One stage's column of the status matrix.
-#[derive(Debug, serde::Serialize)]
-struct StageStatus {
-    name: String,
-    id: String,
-    /// Its newest release, what made it, and (a rollback) the release it restored.
-    release: Option<String>,
-    kind: Option<ReleaseKind>,
-    restores: Option<String>,
-    /// Why it could not be read.
-    error: Option<String>,
-}
-
 pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<()> {
     let ws = ctx.workspace()?;
     let names: Vec<String> = if args.stages.is_empty() {
@@ -935,13 +922,9 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<()> {
                 ),
             };
             columns_read.push((stage.name.clone(), records));
-            statuses.push(StageStatus {
-                name: stage.name.clone(),
-                id: stage.id.clone(),
-                release: latest.as_ref().map(|r| r.id.clone()),
-                kind: latest.as_ref().map(|r| r.kind),
-                restores: latest.and_then(|r| r.restores),
+            statuses.push(ferry_releases::StageStatus {
                 error,
+                ..ferry_releases::StageStatus::new(&stage.name, &stage.id, latest.as_ref())
             });
         }
         anyhow::Ok((columns_read, statuses))
@@ -951,7 +934,10 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<()> {
     let m = ferry_releases::matrix(&columns_read, &services, &|s| untested.contains(s));
     match args.format {
         StatusFormat::Json => {
-            let doc = serde_json::json!({ "stages": statuses, "services": m.services });
+            let doc = ferry_releases::StatusDoc {
+                stages: &statuses,
+                services: &m.services,
+            };
             println!(
                 "{}",
                 serde_json::to_string_pretty(&doc).expect("serialisable")
