@@ -213,6 +213,18 @@ pub enum RecordError {
         holder: Option<Box<LockHolder>>,
     },
     #[error(
+        "stage `{stage}` is not held by batch `{batch}` but by {holder}: its release is not written and that lock is left in place"
+    )]
+    OtherBatch {
+        stage: String,
+        batch: String,
+        holder: Box<LockHolder>,
+    },
+    #[error(
+        "stage `{stage}` is not locked by batch `{batch}` (no lock): no node of it ran, or the lock was released or taken over; nothing to finish"
+    )]
+    BatchNotLocked { stage: String, batch: String },
+    #[error(
         "the deployment record of `{service}` at {name} is not valid JSON ({reason}); delete the parameter to start afresh"
     )]
     Corrupt {

@@ -583,6 +583,25 @@ impl RecordStore {
         }
     }
 
+    /// When `holder`'s batch took the stage's lock (seconds since the epoch), which names the
+    /// batch's release: for its last step, which writes that release and then releases the
+    /// lock. An error when the lock is another's, or there is none.
+    pub async fn batch_since(&self, holder: &LockHolder) -> Result<u64, RecordError> {
+        let batch = holder.batch.clone().expect("a batch's holder");
+        match self.lock_holder().await? {
+            Some(current) if current.token == holder.token => Ok(current.since),
+            Some(other) => Err(RecordError::OtherBatch {
+                stage: self.stage.clone(),
+                batch,
+                holder: Box::new(other),
+            }),
+            None => Err(RecordError::BatchNotLocked {
+                stage: self.stage.clone(),
+                batch,
+            }),
+        }
+    }
+
     fn locked(&self, holder: LockHolder) -> RecordError {
         RecordError::Locked {
             stage: self.stage.clone(),

@@ -276,6 +276,13 @@ async fn the_nodes_of_one_batch_share_the_lock_and_any_other_run_is_refused() {
         s.join(&b).await.unwrap(),
         ferry_records::Joined::Joined { since }
     );
+    // Its last step reads when the batch took the lock; another batch's last step is refused.
+    assert_eq!(s.batch_since(&b).await.unwrap(), since);
+    let err = s.batch_since(&node(13, "run-2")).await.unwrap_err();
+    assert!(
+        matches!(&err, RecordError::OtherBatch { batch, holder, .. } if batch == "run-2" && holder.batch.as_deref() == Some("run-1")),
+        "{err:?}"
+    );
 
     // Another batch, and a plain run, are refused naming the batch.
     for other in [
@@ -320,6 +327,10 @@ async fn the_nodes_of_one_batch_share_the_lock_and_any_other_run_is_refused() {
     );
     s.unlock(&node(14, "run-2")).await.unwrap();
     assert_eq!(s.lock_holder().await.unwrap(), None);
+    assert!(matches!(
+        s.batch_since(&node(14, "run-2")).await.unwrap_err(),
+        RecordError::BatchNotLocked { .. }
+    ));
 
     // A plain run's stale lock (its process is gone from this host) a batch does not take
     // over. (Another batch's lock that nobody renewed for an hour it does: SSM's clock says how

@@ -183,21 +183,7 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
             ci.build_id.clone(),
         )
         .in_batch(&batch);
-        let current = records
-            .lock_holder()
-            .await
-            .with_context(|| format!("failed to read the lock of stage `{}`", stage.name))?;
-        let since = match current {
-            Some(c) if c.token == holder.token => c.since,
-            Some(other) => anyhow::bail!(
-                "stage `{}` is not held by batch `{batch}` but by {other}: its release is not written and that lock is left in place",
-                stage.name
-            ),
-            None => anyhow::bail!(
-                "stage `{}` is not locked by batch `{batch}` (no lock): no node of it ran, or the lock was released or taken over; nothing to finish",
-                stage.name
-            ),
-        };
+        let since = records.batch_since(&holder).await?;
         // The commit the nodes deployed: this build's.
         let commit = ferry_deploy::head_commit(ws, &ci);
         let cancel = ferry_graph::Cancel::new();
@@ -228,10 +214,19 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
         if release.is_none() {
             println!("batch `{batch}`: no node deployed anything");
         }
-        match released.with_context(|| format!("failed to release the lock of stage `{}`", stage.name))? {
-            ferry_records::Released::Released => println!("lock: stage `{}` released by batch `{batch}`", stage.name),
-            ferry_records::Released::Gone => println!("lock: stage `{}` was not locked any more", stage.name),
-            ferry_records::Released::NotOurs(other) => println!("lock: stage `{}` is held by {other} now; left in place", stage.name),
+        match released
+            .with_context(|| format!("failed to release the lock of stage `{}`", stage.name))?
+        {
+            ferry_records::Released::Released => {
+                println!("lock: stage `{}` released by batch `{batch}`", stage.name)
+            }
+            ferry_records::Released::Gone => {
+                println!("lock: stage `{}` was not locked any more", stage.name)
+            }
+            ferry_records::Released::NotOurs(other) => println!(
+                "lock: stage `{}` is held by {other} now; left in place",
+                stage.name
+            ),
         }
         Ok(())
     })
