@@ -301,18 +301,29 @@ pub struct StoredPackages {
     pub stage: String,
 }
 
+impl StoredPackages {
+    /// Where `stage` keeps its packages (its artifact bucket, read with `config`; `local`: the
+    /// emulator's bucket); [`ReleaseRunError::NoBucket`] when it keeps none.
+    pub fn of_stage(
+        ws: &Workspace,
+        stage: &Stage,
+        config: &SdkConfig,
+        local: bool,
+    ) -> Result<StoredPackages, ReleaseRunError> {
+        let bucket = stage_bucket(ws, stage, local).ok_or_else(|| ReleaseRunError::NoBucket {
+            stage: stage.name.clone(),
+        })?;
+        Ok(StoredPackages {
+            s3: ferry_package::s3_client(config),
+            bucket,
+            stage: stage.name.clone(),
+        })
+    }
+}
+
 /// Where the target stage keeps its own packages (its artifact bucket).
 fn own_packages(target: &StageTarget<'_>) -> Result<StoredPackages, ReleaseRunError> {
-    let bucket = stage_bucket(target.ws, target.stage, target.local).ok_or_else(|| {
-        ReleaseRunError::NoBucket {
-            stage: target.stage.name.clone(),
-        }
-    })?;
-    Ok(StoredPackages {
-        s3: ferry_package::s3_client(target.config),
-        bucket,
-        stage: target.stage.name.clone(),
-    })
+    StoredPackages::of_stage(target.ws, target.stage, target.config, target.local)
 }
 
 /// Checks that this checkout holds, for each Serverless Framework service among `records` (the

@@ -639,18 +639,10 @@ async fn source_stage(ctx: &Ctx, from: ferry_manifest::Stage) -> anyhow::Result<
         .read_all()
         .await
         .with_context(|| format!("failed to read the records of stage `{}`", from.name))?;
-    let bucket = ferry_deploy::stage_bucket(ws, &from, ctx.local).with_context(|| {
-        format!(
-            "stage `{}` has no artifact-bucket: it keeps no packages to promote; set one in ferry.toml",
-            from.name
-        )
-    })?;
+    let packages = StoredPackages::of_stage(ws, &from, &aws.config, ctx.local)
+        .with_context(|| format!("cannot promote from stage `{}`", from.name))?;
     Ok(SourceStage {
-        packages: StoredPackages {
-            s3: ferry_package::s3_client(&aws.config),
-            bucket,
-            stage: from.name.clone(),
-        },
+        packages,
         stage: from,
         records,
     })
