@@ -41,6 +41,24 @@ pub struct DeployOptions {
     pub review: bool,
 }
 
+impl DeployOptions {
+    /// A run's options: at most `concurrency` stack operations at once, each within `timeout`;
+    /// on the local emulator (`local`) stacks are updated directly, since the emulator
+    /// publishes no outputs after a change set. No tests, no review.
+    pub fn for_run(concurrency: Option<NonZeroUsize>, timeout: Duration, local: bool) -> Self {
+        DeployOptions {
+            concurrency,
+            engine: ferry_stacks::DeployOptions {
+                timeout,
+                ..Default::default()
+            },
+            method: local.then_some(Method::Direct),
+            test: false,
+            review: false,
+        }
+    }
+}
+
 /// The commit being deployed.
 #[derive(Debug, Clone)]
 pub struct Source {

@@ -15,7 +15,7 @@ use ferry_graph::Cancel;
 use ferry_manifest::{Stage, Workspace};
 use ferry_records::RecordStore;
 use ferry_releases::ReleaseKind;
-use ferry_stacks::{Method, Progress};
+use ferry_stacks::Progress;
 
 use crate::Ctx;
 use crate::cmd::plan::SelectArgs;
@@ -472,18 +472,14 @@ async fn deploy_locked(
         other_stages: &other_stages,
         fixed_parameters: None,
     };
-    let options = DeployOptions {
-        concurrency: args.concurrency,
-        engine: ferry_stacks::DeployOptions {
-            timeout: Duration::from_secs(args.timeout),
-            continue_rollback: args.continue_rollback,
-            ..Default::default()
-        },
-        // The emulator publishes no outputs after a change set: always direct with --local.
-        method: ctx.local.then_some(Method::Direct),
-        test: args.test && !args.review,
-        review: args.review,
-    };
+    let mut options = DeployOptions::for_run(
+        args.concurrency,
+        Duration::from_secs(args.timeout),
+        ctx.local,
+    );
+    options.engine.continue_rollback = args.continue_rollback;
+    options.test = args.test && !args.review;
+    options.review = args.review;
     let print = progress(clock);
     let report = match &selection {
         Some(s) => ferry_deploy::deploy_selection(&deploy_ctx, s, &options, &*print).await,

@@ -13,7 +13,6 @@ use ferry_deploy::{DeployContext, DeployOptions, DeployReport, Prepared, Selecti
 use ferry_manifest::OnTestFailure;
 use ferry_records::Record;
 use ferry_releases::{Release, ReleaseKind, ReleaseStore};
-use ferry_stacks::Method;
 
 use crate::Ctx;
 use crate::cmd::deploy::{Run, local_sam, print_summary};
@@ -556,16 +555,7 @@ fn options(ctx: &Ctx, args: &RunArgs, review: bool) -> DeployOptions {
 
 /// How a rollback deploys: no tests (what it deploys passed before), no review.
 fn untested(ctx: &Ctx, concurrency: Option<NonZeroUsize>, timeout: u64) -> DeployOptions {
-    DeployOptions {
-        concurrency,
-        engine: ferry_stacks::DeployOptions {
-            timeout: Duration::from_secs(timeout),
-            ..Default::default()
-        },
-        method: ctx.local.then_some(Method::Direct),
-        test: false,
-        review: false,
-    }
+    DeployOptions::for_run(concurrency, Duration::from_secs(timeout), ctx.local)
 }
 
 /// Deploys stored packages on the scheduler, as a deploy does (other stages the services read
