@@ -77,11 +77,59 @@ impl Bootstrap {
     }
 }
 
+/// The stage id the bootstrap of `stage` is made for: its own, or `previews` for the preview
+/// stages (they share one configuration, `[stages."*"]`, and one bootstrap).
+pub fn stage_id(stage: &Stage) -> &str {
+    if stage.preview { "previews" } else { &stage.id }
+}
+
 /// The name of the bootstrap stack of `stage`: `ferry-<project>-<stage id>`, or
 /// `ferry-<project>-previews` for the preview stages (they share one configuration).
 pub fn stack_name(ws: &Workspace, stage: &Stage) -> String {
-    let id = if stage.preview { "previews" } else { &stage.id };
-    format!("ferry-{}-{id}", ws.project.name)
+    format!("ferry-{}-{}", ws.project.name, stage_id(stage))
+}
+
+/// What to write into ferry.toml after the bootstrap of `stage` deployed with `outputs`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Suggestions {
+    /// The table to set them under: the stage's, or `"*"` for the preview stages.
+    pub table: String,
+    /// `artifact-bucket = "…"` and `role-arn = "…"`, where ferry.toml does not say so yet.
+    pub settings: Vec<String>,
+    /// The notification topic, where `[notifications] sns-topic` does not name it yet.
+    pub sns_topic: Option<String>,
+}
+
+/// The settings ferry.toml lacks to use what the bootstrap of `stage` made (its `outputs`).
+pub fn suggestions(
+    ws: &Workspace,
+    stage: &Stage,
+    outputs: &std::collections::BTreeMap<String, String>,
+) -> Suggestions {
+    let cfg = &stage.config;
+    let mut settings = Vec::new();
+    if let Some(bucket) = outputs.get("ArtifactBucket")
+        && cfg.artifact_bucket.as_deref() != Some(bucket)
+    {
+        settings.push(format!("artifact-bucket = \"{bucket}\""));
+    }
+    if let Some(role) = outputs.get("DeployerRole")
+        && cfg.role_arn.as_deref() != Some(role)
+    {
+        settings.push(format!("role-arn = \"{role}\""));
+    }
+    Suggestions {
+        table: if stage.preview {
+            "\"*\"".to_string()
+        } else {
+            stage.name.clone()
+        },
+        settings,
+        sns_topic: outputs
+            .get("NotificationTopic")
+            .filter(|t| ws.project.notifications.sns_topic.as_deref() != Some(t.as_str()))
+            .cloned(),
+    }
 }
 
 /// The stage's service stack names (`*` for the stage id of the preview stages).
@@ -165,11 +213,7 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
         return Err(BootstrapError::BadRepository { url: url.clone() });
     }
     let project = &ws.project.name;
-    let id = if stage.preview {
-        "previews"
-    } else {
-        stage.id.as_str()
-    };
+    let id = stage_id(stage);
     let mut notes = Vec::new();
     let mut resources = serde_json::Map::new();
     let mut outputs = serde_json::Map::new();
@@ -370,11 +414,7 @@ fn codebuild(
     notes: &mut Vec<String>,
 ) {
     let project = &ws.project.name;
-    let id = if stage.preview {
-        "previews"
-    } else {
-        stage.id.as_str()
-    };
+    let id = stage_id(stage);
     let name = format!("ferry-{project}-{id}");
     let rules = &ws.project.ci;
     let mut groups: Vec<Value> = Vec::new();

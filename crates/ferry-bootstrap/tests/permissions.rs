@@ -51,3 +51,57 @@ fn the_ssm_parameters_templates_name_outside_the_parameters_path_are_granted_by_
         "a name that is no SSM name never reaches the policy: {notes}"
     );
 }
+
+/// After a bootstrap, what ferry.toml still lacks: the outputs it does not name yet, under the
+/// stage's table (`"*"` for the preview stages).
+#[test]
+fn the_settings_suggested_after_a_bootstrap_are_those_ferry_toml_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\nartifact-bucket = \"shop-artifacts\"\n\n[stages.\"*\"]\nregion = \"us-east-1\"\n\n[notifications]\nsns-topic = \"arn:aws:sns:us-east-1:123456789012:shop\"\n",
+    );
+    write(
+        r,
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    write(
+        r,
+        "services/api/t.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let outputs: std::collections::BTreeMap<String, String> = [
+        ("ArtifactBucket", "shop-artifacts"),
+        ("DeployerRole", "arn:aws:iam::1:role/shop-dev-deployer"),
+        ("NotificationTopic", "arn:aws:sns:us-east-1:123456789012:shop"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let dev = ferry_bootstrap::suggestions(&ws, &ws.stage("dev").unwrap(), &outputs);
+    assert_eq!(dev.table, "dev");
+    assert_eq!(
+        dev.settings,
+        ["role-arn = \"arn:aws:iam::1:role/shop-dev-deployer\""],
+        "the bucket is set already"
+    );
+    assert_eq!(dev.sns_topic, None, "the topic is named already");
+
+    let preview = ws.stage("pr-7").unwrap();
+    assert_eq!(ferry_bootstrap::stage_id(&preview), "previews");
+    let other = [("NotificationTopic", "arn:aws:sns:us-east-1:123456789012:other")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let p = ferry_bootstrap::suggestions(&ws, &preview, &other);
+    assert_eq!(p.table, "\"*\"");
+    assert!(p.settings.is_empty());
+    assert_eq!(
+        p.sns_topic.as_deref(),
+        Some("arn:aws:sns:us-east-1:123456789012:other")
+    );
+}

@@ -20,6 +20,7 @@
 
 pub mod acceptance;
 pub mod batch;
+pub mod bootstrap;
 mod error;
 pub mod notify;
 mod outputs;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ferry_manifest::Stage;
-use ferry_stacks::{Engine, Method, StackSpec, TemplateSource};
+use ferry_stacks::Engine;
 
 use crate::Ctx;
 use crate::context::runtime;
@@ -94,92 +94,30 @@ async fn deploy(
             ..Default::default()
         },
     );
-    let owner = ferry_stacks::Ownership {
-        project: ws.project.name.clone(),
-        stage_id: if stage.preview {
-            "previews".into()
-        } else {
-            stage.id.clone()
-        },
-        stage: stage.name.clone(),
-        service: ferry_bootstrap::BOOTSTRAP_SERVICE.into(),
-    };
     let name = &b.stack_name;
-    let current = engine
-        .describe(name)
-        .await
-        .with_context(|| format!("failed to read stack {name}"))?;
-    let same = match &current {
-        Some(info) if info.status.ends_with("_COMPLETE") && !info.status.contains("ROLLBACK") => {
-            ferry_stacks::verify(name, info, Some(&owner), false)?;
-            let deployed = engine
-                .template(name)
-                .await
-                .with_context(|| format!("failed to read the template of stack {name}"))?;
-            let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).ok();
-            deployed.as_deref().and_then(parse) == parse(body)
+    let applied = ferry_deploy::bootstrap::apply(&engine, ws, stage, b, body, &|p| {
+        if let ferry_stacks::Progress::Event(e) = &p {
+            clock.say(&format!("{name}: {} {}", e.logical_id, e.status));
         }
-        _ => false,
-    };
-    let outputs = if same {
-        clock.say(&format!("{name}: up to date: nothing written"));
-        current.map(|c| c.outputs).unwrap_or_default()
-    } else {
-        let spec = StackSpec {
-            name: name.clone(),
-            template: TemplateSource::Body(body.to_string()),
-            parameters: Default::default(),
-            tags: Default::default(),
-            // CreateStack sets termination protection itself; the template is reviewed with
-            // --print, and an unchanged one is never sent.
-            method: Method::Direct,
-            termination_protection: true,
-            owner: Some(owner),
-            adopt: false,
-        };
-        let done = engine
-            .deploy(&spec, &|p| {
-                if let ferry_stacks::Progress::Event(e) = &p {
-                    clock.say(&format!("{name}: {} {}", e.logical_id, e.status));
-                }
-            })
-            .await
-            .with_context(|| format!("the bootstrap of stage `{}` failed", stage.name))?;
-        clock.say(&format!(
-            "{name}: {}",
-            format!("{:?}", done.action).to_lowercase()
-        ));
-        done.outputs
-    };
-    for (k, v) in &outputs {
+    })
+    .await
+    .with_context(|| format!("the bootstrap of stage `{}` failed", stage.name))?;
+    match applied.action {
+        None => clock.say(&format!("{name}: up to date: nothing written")),
+        Some(action) => clock.say(&format!("{name}: {}", format!("{action:?}").to_lowercase())),
+    }
+    for (k, v) in &applied.outputs {
         println!("{k} = {v}");
     }
-    let cfg = &stage.config;
-    let mut settings = Vec::new();
-    if let Some(bucket) = outputs.get("ArtifactBucket")
-        && cfg.artifact_bucket.as_deref() != Some(bucket)
-    {
-        settings.push(format!("artifact-bucket = \"{bucket}\""));
-    }
-    if let Some(role) = outputs.get("DeployerRole")
-        && cfg.role_arn.as_deref() != Some(role)
-    {
-        settings.push(format!("role-arn = \"{role}\""));
-    }
-    if !settings.is_empty() {
+    let todo = ferry_bootstrap::suggestions(ws, stage, &applied.outputs);
+    if !todo.settings.is_empty() {
         println!(
             "set in ferry.toml under [stages.{}]: {}",
-            if stage.preview {
-                "\"*\"".to_string()
-            } else {
-                stage.name.clone()
-            },
-            settings.join(", ")
+            todo.table,
+            todo.settings.join(", ")
         );
     }
-    if let Some(topic) = outputs.get("NotificationTopic")
-        && ws.project.notifications.sns_topic.as_deref() != Some(topic)
-    {
+    if let Some(topic) = todo.sns_topic {
         println!("announce to it with [notifications] sns-topic = \"{topic}\"");
     }
     Ok(())
