@@ -77,7 +77,10 @@ fn the_settings_suggested_after_a_bootstrap_are_those_ferry_toml_lacks() {
     let outputs: std::collections::BTreeMap<String, String> = [
         ("ArtifactBucket", "shop-artifacts"),
         ("DeployerRole", "arn:aws:iam::1:role/shop-dev-deployer"),
-        ("NotificationTopic", "arn:aws:sns:us-east-1:123456789012:shop"),
+        (
+            "NotificationTopic",
+            "arn:aws:sns:us-east-1:123456789012:shop",
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -93,10 +96,13 @@ fn the_settings_suggested_after_a_bootstrap_are_those_ferry_toml_lacks() {
 
     let preview = ws.stage("pr-7").unwrap();
     assert_eq!(ferry_bootstrap::stage_id(&preview), "previews");
-    let other = [("NotificationTopic", "arn:aws:sns:us-east-1:123456789012:other")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let other = [(
+        "NotificationTopic",
+        "arn:aws:sns:us-east-1:123456789012:other",
+    )]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     let p = ferry_bootstrap::suggestions(&ws, &preview, &other);
     assert_eq!(p.table, "\"*\"");
     assert!(p.settings.is_empty());
