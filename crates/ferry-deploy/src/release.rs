@@ -206,6 +206,23 @@ pub struct ReleaseInfo {
     pub approval: Option<ferry_releases::Approval>,
 }
 
+impl ReleaseInfo {
+    /// Release `id` of `kind` at `commit`, made by `by` (the caller's identity): from no other
+    /// stage, restoring nothing, past no gate, approving nothing.
+    pub fn new(id: String, kind: ReleaseKind, commit: String, by: &str) -> Self {
+        ReleaseInfo {
+            id,
+            kind,
+            commit,
+            by: Some(by.to_string()),
+            from: None,
+            restores: None,
+            gate_override: None,
+            approval: None,
+        }
+    }
+}
+
 /// Checks that `stage` takes packages from `from` (its `promote-from`), before anything else.
 pub fn check_promote_from(stage: &Stage, from: &str) -> Result<(), ReleaseRunError> {
     match &stage.config.promote_from {

@@ -198,16 +198,12 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
             clock,
             builds: None,
         };
-        let info = ReleaseInfo {
-            id: ferry_releases::batch_release_id(since, &commit),
-            kind: ReleaseKind::Deploy,
+        let info = ReleaseInfo::new(
+            ferry_releases::batch_release_id(since, &commit),
+            ReleaseKind::Deploy,
             commit,
-            by: Some(aws.identity.arn.clone()),
-            from: None,
-            restores: None,
-            gate_override: None,
-            approval: None,
-        };
+            &aws.identity.arn,
+        );
         // The lock stays while the release is unwritten: a retry of `batch finish` writes it.
         let release = crate::cmd::release::finish_release(&run, info, false).await?;
         let released = records.unlock(&holder).await;

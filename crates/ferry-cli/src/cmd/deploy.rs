@@ -486,14 +486,13 @@ async fn deploy_locked(
         None => ferry_deploy::deploy(&deploy_ctx, &plan, &options, &*print).await,
     };
     let info = ReleaseInfo {
-        id: release_id.clone(),
-        kind: ReleaseKind::Deploy,
-        commit,
-        by: Some(aws.identity.arn.clone()),
-        from: None,
-        restores: None,
         gate_override,
-        approval: None,
+        ..ReleaseInfo::new(
+            release_id.clone(),
+            ReleaseKind::Deploy,
+            commit,
+            &aws.identity.arn,
+        )
     };
     if args.review {
         let mut after = AfterMoved::reviewed();

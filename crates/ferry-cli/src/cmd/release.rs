@@ -484,14 +484,9 @@ async fn rollback_to(
     let written = finish_release(
         run,
         ReleaseInfo {
-            id,
-            kind: ReleaseKind::Rollback,
-            commit: head,
-            by: Some(run.aws.identity.arn.clone()),
             from: rb.from.clone(),
             restores: Some(rb.target.id.clone()),
-            approval: None,
-            gate_override: None,
+            ..ReleaseInfo::new(id, ReleaseKind::Rollback, head, &run.aws.identity.arn)
         },
         test,
     )
@@ -800,14 +795,8 @@ async fn promote_locked(
     };
     print_summary(ws, to, &report, 0, clock, &mut after);
     let info = ReleaseInfo {
-        id,
-        kind: ReleaseKind::Promote,
-        commit: head,
-        by: Some(run.aws.identity.arn.clone()),
         from: Some(from.name.clone()),
-        restores: None,
-        gate_override: None,
-        approval: None,
+        ..ReleaseInfo::new(id, ReleaseKind::Promote, head, &run.aws.identity.arn)
     };
     if args.review {
         return after.finish(finish_review(run, info, &report).await);
@@ -1118,14 +1107,10 @@ async fn approve_locked(
     };
     let mut pending = plan.pending;
     let info = ReleaseInfo {
-        id,
-        kind: pending.kind,
-        commit: head,
-        by: Some(by),
         from: pending.from.clone(),
-        restores: None,
         gate_override: pending.gate_override.clone(),
         approval: Some(approval.clone()),
+        ..ReleaseInfo::new(id, pending.kind, head, &by)
     };
     let written = finish_release(run, info, args.run.test).await;
     let wrote = written.is_ok();
