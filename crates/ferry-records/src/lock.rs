@@ -133,6 +133,17 @@ pub struct Here<'a> {
     pub alive: &'a dyn Fn(u32, Option<u64>) -> bool,
 }
 
+impl Here<'static> {
+    /// This host, its boot, and its processes.
+    pub fn this_host() -> Self {
+        Here {
+            host: process::host(),
+            boot: process::boot(),
+            alive: &process::alive,
+        }
+    }
+}
+
 /// How long `holder`'s lock may go without renewal: [`BATCH_LOCK_TTL`] for a batch's.
 fn ttl(holder: &LockHolder) -> Duration {
     if holder.batch.is_some() {
@@ -339,11 +350,29 @@ pub struct LockState {
     pub now: u64,
 }
 
+impl LockState {
+    /// Whether the lock is stale, seen from this host ([`staleness`], by SSM's clock).
+    pub fn staleness(&self) -> Option<Stale> {
+        staleness(&self.holder, self.last_write, self.now, &Here::this_host())
+    }
+}
+
 /// A lock's text as SSM returned it, with its `LastModifiedDate` and the answer's `Date`.
 struct StoredLock {
     text: String,
     written: Option<u64>,
     now: u64,
+}
+
+impl StoredLock {
+    fn state(&self) -> LockState {
+        let holder = parse_holder(&self.text);
+        LockState {
+            last_write: last_write(&holder, self.written),
+            now: self.now,
+            holder,
+        }
+    }
 }
 
 /// Keeps the `Date` header of SSM's answer: SSM's present, so that a lock's age compares two
@@ -352,11 +381,14 @@ struct StoredLock {
 struct ServerDate(std::sync::Arc<std::sync::Mutex<Option<u64>>>);
 
 impl ServerDate {
-    fn get(&self) -> Option<u64> {
-        *self
-            .0
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self) -> Option<u64> {
+        *self.slot()
     }
 }
 
@@ -383,10 +415,7 @@ impl aws_sdk_ssm::config::Intercept for ServerDate {
                 .ok()
             })
             .and_then(|d| u64::try_from(d.secs()).ok());
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = date;
+        *self.slot() = date;
         Ok(())
     }
 }
@@ -427,14 +456,7 @@ impl RecordStore {
     /// The stage's lock, if any, with when it was last written and SSM's present: what
     /// [`staleness`] needs, both by SSM's clock.
     pub async fn lock_state(&self) -> Result<Option<LockState>, RecordError> {
-        Ok(self.read_lock().await?.map(|stored| {
-            let holder = parse_holder(&stored.text);
-            LockState {
-                last_write: last_write(&holder, stored.written),
-                now: stored.now,
-                holder,
-            }
-        }))
+        Ok(self.read_lock().await?.map(|stored| stored.state()))
     }
 
     /// The lock's current holder, if there is a lock (an unreadable one is described as such).
@@ -453,7 +475,7 @@ impl RecordStore {
         if self.create(&self.lock_name(), &value).await? {
             return Ok(Acquired { displaced: None });
         }
-        let Some(StoredLock { text, written, now }) = self.read_lock().await? else {
+        let Some(stored) = self.read_lock().await? else {
             // Released between our two calls: try once more.
             return if self.create(&self.lock_name(), &value).await? {
                 Ok(Acquired { displaced: None })
@@ -461,20 +483,16 @@ impl RecordStore {
                 Err(self.locked(self.lock_holder().await?.unwrap_or_else(unreadable)))
             };
         };
-        let current = parse_holder(&text);
-        let here = Here {
-            host: process::host(),
-            boot: process::boot(),
-            alive: &process::alive,
-        };
-        let last = last_write(&current, written);
-        let stale = staleness(&current, last, now, &here);
+        let state = stored.state();
+        let stale = state.staleness();
+        let LockState {
+            holder: current,
+            last_write,
+            now,
+        } = state;
         match (force, stale) {
             (true, Some(why)) => {
-                // Delete only the lock just read (a run that took it meanwhile keeps it).
-                if self.get_value(&self.lock_name()).await?.as_deref() == Some(text.as_str()) {
-                    self.delete_parameter(&self.lock_name()).await?;
-                }
+                self.delete_lock_if_unchanged(&stored.text).await?;
                 if self.create(&self.lock_name(), &value).await? {
                     Ok(Acquired {
                         displaced: Some((current, why)),
@@ -485,7 +503,7 @@ impl RecordStore {
             }
             (true, None) => Err(RecordError::LockedLive {
                 stage: self.stage.clone(),
-                renewed_secs_ago: now.saturating_sub(last),
+                renewed_secs_ago: now.saturating_sub(last_write),
                 holder: Box::new(current),
             }),
             (false, stale) => Err(RecordError::Locked {
@@ -507,11 +525,12 @@ impl RecordStore {
             if self.create(&self.lock_name(), &value).await? {
                 return Ok(Joined::Took);
             }
-            let Some(StoredLock { text, written, now }) = self.read_lock().await? else {
+            let Some(stored) = self.read_lock().await? else {
                 // Released between our two calls: try once more.
                 continue;
             };
-            let current = parse_holder(&text);
+            let state = stored.state();
+            let current = &state.holder;
             if current.batch == holder.batch && current.token == holder.token {
                 let joined = LockHolder {
                     since: current.since,
@@ -524,21 +543,12 @@ impl RecordStore {
                     since: current.since,
                 });
             }
-            let here = Here {
-                host: process::host(),
-                boot: process::boot(),
-                alive: &process::alive,
-            };
-            let last = last_write(&current, written);
-            let stale = staleness(&current, last, now, &here);
+            let stale = state.staleness();
             if let (Some(_), Some(why @ Stale::Expired { .. })) = (&current.batch, &stale) {
-                // Delete only the lock just read (a run that took it meanwhile keeps it).
-                if self.get_value(&self.lock_name()).await?.as_deref() == Some(text.as_str()) {
-                    self.delete_parameter(&self.lock_name()).await?;
-                }
+                self.delete_lock_if_unchanged(&stored.text).await?;
                 if self.create(&self.lock_name(), &value).await? {
                     return Ok(Joined::TookOver {
-                        from: Box::new(current),
+                        from: Box::new(state.holder),
                         why: why.clone(),
                     });
                 }
@@ -546,7 +556,7 @@ impl RecordStore {
             }
             return Err(RecordError::Locked {
                 stage: self.stage.clone(),
-                holder: Box::new(current),
+                holder: Box::new(state.holder),
                 stale,
             });
         }
@@ -600,6 +610,15 @@ impl RecordStore {
                 batch,
             }),
         }
+    }
+
+    /// Deletes the lock if it still holds `text`, the lock just read: a run that took it
+    /// meanwhile keeps it.
+    async fn delete_lock_if_unchanged(&self, text: &str) -> Result<(), RecordError> {
+        if self.get_value(&self.lock_name()).await?.as_deref() == Some(text) {
+            self.delete_parameter(&self.lock_name()).await?;
+        }
+        Ok(())
     }
 
     fn locked(&self, holder: LockHolder) -> RecordError {

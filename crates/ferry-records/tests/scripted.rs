@@ -119,6 +119,23 @@ fn taking_over(
     (client, created)
 }
 
+/// This run's holder, and another run's on another host.
+fn mine_and_theirs() -> (LockHolder, LockHolder) {
+    let none = |_: &str| None;
+    let mine = LockHolder::for_this_process(&none, "deploy", "dev", None);
+    let theirs = LockHolder {
+        host: "another-host".into(),
+        ..LockHolder::for_this_process(&none, "deploy", "dev", None)
+    };
+    (mine, theirs)
+}
+
+/// A client on which the lock is another's: creating it fails, and reading it answers `read`.
+fn taken_then(read: &aws_smithy_mocks::Rule) -> aws_sdk_ssm::Client {
+    let taken = mock!(aws_sdk_ssm::Client::put_parameter).then_error(already_exists);
+    mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&taken, read])
+}
+
 /// A lock's age is SSM's clock's, not its holder's: the emulator stamps every write with the
 /// present, so a lock that SSM last wrote an hour ago is scripted here. Its holder's clock runs
 /// an hour ahead (it says it renewed the lock just now), and the lock is stale all the same:
@@ -126,18 +143,14 @@ fn taking_over(
 #[tokio::test]
 async fn a_lock_ssm_last_wrote_an_hour_ago_is_stale_whatever_its_holder_s_clock_says() {
     let now = ferry_records::now_secs();
-    let none = |_: &str| None;
+    let (mine, theirs) = mine_and_theirs();
     let theirs = LockHolder {
-        host: "another-host".into(),
         since: now,
         renewed: Some(now),
-        ..LockHolder::for_this_process(&none, "deploy", "dev", None)
+        ..theirs
     };
-    let mine = LockHolder::for_this_process(&none, "deploy", "dev", None);
-    let taken = mock!(aws_sdk_ssm::Client::put_parameter).then_error(already_exists);
     let read = mock!(aws_sdk_ssm::Client::get_parameter).then_output(stored(&theirs, now - 3600));
-    let client = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&taken, &read]);
-    let err = RecordStore::new(client, "dev", "/ferry/shop/dev")
+    let err = RecordStore::new(taken_then(&read), "dev", "/ferry/shop/dev")
         .lock(&mine, false)
         .await
         .unwrap_err();
@@ -236,21 +249,14 @@ fn answered(
 #[tokio::test]
 async fn a_lock_s_age_runs_to_ssm_s_present_not_the_reader_s() {
     let local = ferry_records::now_secs();
-    let none = |_: &str| None;
-    let theirs = LockHolder {
-        host: "another-host".into(),
-        ..LockHolder::for_this_process(&none, "deploy", "dev", None)
-    };
-    let mine = LockHolder::for_this_process(&none, "deploy", "dev", None);
+    let (mine, theirs) = mine_and_theirs();
 
     // SSM's clock two hours behind this machine's: by this machine's, the lock is two hours old.
     let ssm_now = local - 2 * 3600;
     let (t, h) = (theirs.clone(), ssm_now);
-    let taken = mock!(aws_sdk_ssm::Client::put_parameter).then_error(already_exists);
     let read = mock!(aws_sdk_ssm::Client::get_parameter)
         .then_http_response(move || answered(&t, h - 60, h));
-    let client = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&taken, &read]);
-    match RecordStore::new(client, "dev", "/ferry/shop/dev")
+    match RecordStore::new(taken_then(&read), "dev", "/ferry/shop/dev")
         .lock(&mine, true)
         .await
         .unwrap_err()
@@ -264,11 +270,9 @@ async fn a_lock_s_age_runs_to_ssm_s_present_not_the_reader_s() {
     // SSM's clock an hour ahead: by this machine's, the lock was written just now.
     let ssm_now = local + 3600;
     let (t, h) = (theirs.clone(), ssm_now);
-    let taken = mock!(aws_sdk_ssm::Client::put_parameter).then_error(already_exists);
     let read = mock!(aws_sdk_ssm::Client::get_parameter)
         .then_http_response(move || answered(&t, h - 3600, h));
-    let client = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&taken, &read]);
-    let err = RecordStore::new(client, "dev", "/ferry/shop/dev")
+    let err = RecordStore::new(taken_then(&read), "dev", "/ferry/shop/dev")
         .lock(&mine, false)
         .await
         .unwrap_err();
