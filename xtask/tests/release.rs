@@ -550,6 +550,27 @@ fn a_review_is_approved_once_and_deploys_exactly_what_it_showed() {
         md.contains("| add | Role | AWS::IAM::Role | no | **IAM** |"),
         "{md}"
     );
+    // Its JSON twin, for tools that post or check reviews.
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            r.path()
+                .join(format!("target/ferry/reports/review-prod-{first}.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["stage"], "prod", "{json}");
+    assert_eq!(json["release"], first.as_str(), "{json}");
+    assert_eq!(json["kind"], "promote", "{json}");
+    assert_eq!(json["from"], "staging", "{json}");
+    assert!(
+        json["reviews"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.to_string().contains("AWS::IAM::Role")),
+        "{json}"
+    );
 
     // Approved: exactly the reviewed packages deploy, and the release says who approved.
     let (out, err) = ok(&r, v, &["approve", "prod", &first, "--test"]);

@@ -20,6 +20,7 @@ pub struct Ctx {
     pub local: bool,
     pub verbose: u8,
     workspace: OnceCell<Workspace>,
+    ci: OnceCell<ferry_ci::CiContext>,
 }
 
 /// The nearest folder at or above `dir` holding `ferry.toml`, else `dir`.
@@ -43,6 +44,7 @@ impl Ctx {
             local: global.local,
             verbose: global.verbose,
             workspace: OnceCell::new(),
+            ci: OnceCell::new(),
         }
     }
 
@@ -58,6 +60,12 @@ impl Ctx {
             )
         })?;
         Ok(self.workspace.get_or_init(|| ws))
+    }
+
+    /// The CI build this command runs in (all unset outside CI): read from the environment, and
+    /// on GitHub Actions from its event file, once per command.
+    pub fn ci(&self) -> &ferry_ci::CiContext {
+        self.ci.get_or_init(ferry_ci::CiContext::from_env)
     }
 
     /// The root as an absolute path without symlinks (as the workspace records it).
@@ -111,8 +119,7 @@ impl Ctx {
     pub async fn aws(&self, stage: &Stage) -> anyhow::Result<StageAws> {
         let target = self.target()?;
         let base = ferry_credentials::base_config(&stage.config.region, &target).await;
-        let build_id = ferry_ci::CiContext::from_env().build_id;
-        ferry_credentials::stage_config(stage, &base, build_id.as_deref())
+        ferry_credentials::stage_config(stage, &base, self.ci().build_id.as_deref())
             .await
             .with_context(|| format!("failed to get AWS access for stage `{}`", stage.name))
     }

@@ -14,8 +14,10 @@ use ferry_records::{LockHolder, RENEW_EVERY, RecordStore, Released};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Runs `work` holding `stage`'s lock for `command`. `force` takes over a stale lock (and says
-/// whose). `cancel` is what `work` watches to start nothing new.
+/// whose). `cancel` is what `work` watches to start nothing new. `build` is the CI build id the
+/// lock names beside this host and process.
 pub async fn with_lock<T>(
+    build: Option<&str>,
     records: &RecordStore,
     stage: &Stage,
     command: &str,
@@ -23,9 +25,12 @@ pub async fn with_lock<T>(
     cancel: &Cancel,
     work: impl Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
-    let build = ferry_ci::CiContext::from_env().build_id;
-    let holder =
-        LockHolder::for_this_process(&|k| std::env::var(k).ok(), command, &stage.name, build);
+    let holder = LockHolder::for_this_process(
+        &|k| std::env::var(k).ok(),
+        command,
+        &stage.name,
+        build.map(str::to_string),
+    );
     let acquired = records
         .lock(&holder, force)
         .await
@@ -59,6 +64,7 @@ pub async fn with_lock<T>(
 /// step (`batch finish`) releases it, or it goes stale 60 minutes after the last node renewed it
 /// ([`ferry_records::BATCH_LOCK_TTL`]).
 pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
+    build: Option<&str>,
     records: &RecordStore,
     stage: &Stage,
     batch: &str,
@@ -66,10 +72,13 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     cancel: &Cancel,
     work: impl FnOnce(u64) -> F,
 ) -> anyhow::Result<T> {
-    let build = ferry_ci::CiContext::from_env().build_id;
-    let mut holder =
-        LockHolder::for_this_process(&|k| std::env::var(k).ok(), "batch node", &stage.name, build)
-            .in_batch(batch);
+    let mut holder = LockHolder::for_this_process(
+        &|k| std::env::var(k).ok(),
+        "batch node",
+        &stage.name,
+        build.map(str::to_string),
+    )
+    .in_batch(batch);
     // With --force-unlock, another run's stale lock is taken over for this batch.
     let joined = records.join_forcing(&holder, force).await;
     let joined = joined.with_context(|| {

@@ -11,13 +11,15 @@ use ferry_manifest::{Stage, Workspace};
 use ferry_records::RecordError;
 use ferry_stacks::{Engine, StackError};
 
-/// One preview stage as its stacks and records show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One preview stage as its stacks and records show it. Serialised, it is the stable JSON of
+/// `previews list --format json` (without `name_known` and `stack_of`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Preview {
     /// The stage name as deployed (from its records, else its stacks' tags, else its id).
     pub name: String,
     /// Whether `name` came from its records or tags (else it is only its id: several branch
     /// names can give one id, such as `feature/login` and `feature-login`).
+    #[serde(skip)]
     pub name_known: bool,
     /// The stage id in stack names and records paths.
     pub id: String,
@@ -29,6 +31,7 @@ pub struct Preview {
     pub stacks: BTreeSet<String>,
     /// The stacks that exist, by the service their tags name: removed with the preview though
     /// the checkout that prunes it lacks the service (a service only its branch added).
+    #[serde(skip)]
     pub stack_of: BTreeMap<String, String>,
     /// Services that have a record.
     pub recorded: BTreeSet<String>,

@@ -1129,7 +1129,7 @@ pub fn pass_gate(
 
 /// The error of a deploy to `stage` that the gate of `from` refused (`--override-gate` goes past
 /// it).
-pub fn gate_error(stage: &Stage, from: &str, passed: Passed) -> ReleaseRunError {
+fn gate_error(stage: &Stage, from: &str, passed: Passed) -> ReleaseRunError {
     ReleaseRunError::Gate {
         stage: stage.name.clone(),
         from: from.to_string(),

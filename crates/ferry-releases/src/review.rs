@@ -329,6 +329,37 @@ pub fn diff_parameters(
         .collect()
 }
 
+/// The review report's JSON (`target/ferry/reports/review-<stage id>-<release>.json`, beside
+/// the [`markdown`]): what a tool that posts or checks reviews reads.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReviewDoc<'a> {
+    /// The stage's name.
+    pub stage: &'a str,
+    /// The pending release's id: what `approve` takes.
+    pub release: &'a str,
+    /// What the approval's release will be (`deploy` or `promote`).
+    pub kind: crate::ReleaseKind,
+    /// A promote's source stage.
+    pub from: Option<&'a str>,
+    pub reviews: &'a [StackReview],
+    /// Deployed services left out of the review that the approval checks.
+    pub dependents: &'a [String],
+}
+
+impl<'a> ReviewDoc<'a> {
+    /// The report of `pending`, a review of the stage named `stage`.
+    pub fn of(stage: &'a str, pending: &'a crate::PendingRelease) -> Self {
+        ReviewDoc {
+            stage,
+            release: &pending.id,
+            kind: pending.kind,
+            from: pending.from.as_deref(),
+            reviews: &pending.reviews,
+            dependents: &pending.dependents,
+        }
+    }
+}
+
 /// The review as Markdown: what a pull-request comment or a CodePipeline approval shows;
 /// `dependents`: deployed services left out of it that the approval checks (see
 /// [`PendingRelease::dependents`](crate::PendingRelease::dependents)).

@@ -5,7 +5,6 @@ use std::num::NonZeroUsize;
 
 use anyhow::Context as _;
 use ferry_acceptance::Report;
-use ferry_ci::CiContext;
 use ferry_deploy::StageAccess;
 use ferry_manifest::Stage;
 use ferry_records::Record;
@@ -100,8 +99,7 @@ fn write_junit(ctx: &Ctx, stage: &Stage, report: &Report) -> anyhow::Result<()> 
 pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
     let clock = Clock::start();
     let ws = ctx.workspace()?;
-    let ci = CiContext::from_env();
-    if ci.is_pull_request() {
+    if ctx.ci().is_pull_request() {
         println!("acceptance tests skipped: this is a pull-request build, which deploys nothing");
         return Ok(());
     }
@@ -115,6 +113,7 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
         let cancel = ferry_graph::Cancel::new();
         // Marking records writes them: the stage's lock is held meanwhile.
         crate::lock::with_lock(
+            ctx.ci().build_id.as_deref(),
             &records,
             &stage,
             "test-acceptance",
@@ -125,7 +124,7 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                     .read_all()
                     .await
                     .context("failed to read the stage's deployment records")?;
-                let commit = ferry_deploy::head_commit(ws, &ci);
+                let commit = ferry_deploy::head_commit(ws, ctx.ci());
                 let selected = ferry_acceptance::select(
                     ws,
                     &stage.name,
@@ -162,7 +161,9 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                     crate::cmd::release::mark_newest_release(store.as_ref(), &records).await;
                 after.keep("marking the newest release", marked);
                 let report = &tested.report;
-                crate::cmd::release::announce_with(&access, clock, &[], Some(report), None).await;
+                let ci = ctx.ci();
+                crate::cmd::release::announce_with(&access, ci, clock, &[], Some(report), None)
+                    .await;
                 self::report(ctx, &stage, report, &mut after);
                 if !report.succeeded() {
                     return after.finish(Err(tests_failed(&stage)));

@@ -38,11 +38,11 @@ pub struct BatchId {
 }
 
 impl BatchId {
-    fn resolve(&self) -> anyhow::Result<String> {
+    fn resolve(&self, ci: &CiContext) -> anyhow::Result<String> {
         match self
             .batch
             .clone()
-            .or_else(|| CiContext::from_env().batch_id)
+            .or_else(|| ci.batch_id.clone())
         {
             // (`--batch` is checked as it is parsed: this one is the CI environment's.)
             Some(b) => batch_id(&b).map_err(|e| {
@@ -148,7 +148,7 @@ fn node(ctx: &Ctx, args: &NodeArgs) -> anyhow::Result<()> {
     ctx.check_services(std::slice::from_ref(&service))?;
     let node = Node {
         service: service.clone(),
-        batch: args.batch.resolve()?,
+        batch: args.batch.resolve(ctx.ci())?,
     };
     let deploy = DeployArgs::for_node(
         stage,
@@ -164,15 +164,15 @@ fn node(ctx: &Ctx, args: &NodeArgs) -> anyhow::Result<()> {
 
 fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
     let ws = ctx.workspace()?;
-    let ci = CiContext::from_env();
+    let ci = ctx.ci();
     let stage = match &args.stage {
         Some(name) => ws.stage(name)?,
-        None => match crate::cmd::release::stage_from_ci(ws, &ci)? {
+        None => match crate::cmd::release::stage_from_ci(ws, ci)? {
             Some(stage) => stage,
             None => return Ok(()),
         },
     };
-    let batch = args.batch.resolve()?;
+    let batch = args.batch.resolve(ctx.ci())?;
     runtime()?.block_on(async {
         let aws = ctx.aws(&stage).await?;
         let records = ctx.records(&stage, &aws)?;
@@ -185,7 +185,7 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
         .in_batch(&batch);
         let since = records.batch_since(&holder).await?;
         // The commit the nodes deployed: this build's.
-        let commit = ferry_deploy::head_commit(ws, &ci);
+        let commit = ferry_deploy::head_commit(ws, ci);
         let cancel = ferry_graph::Cancel::new();
         let clock = crate::ui::Clock::start();
         let run = Run {

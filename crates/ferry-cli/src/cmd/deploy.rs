@@ -146,8 +146,8 @@ pub(crate) fn build_event(e: &ferry_acceptance::BuildEvent) -> String {
 
 /// Progress for people: on a terminal (and not in CI), one live line per running service with its
 /// latest event, replaced by its result when it finishes; otherwise plain timestamped lines.
-fn progress(clock: Clock) -> Box<dyn Fn(Event) + Send + Sync> {
-    let live = std::io::stderr().is_terminal() && !CiContext::from_env().is_ci();
+fn progress(clock: Clock, ci: &CiContext) -> Box<dyn Fn(Event) + Send + Sync> {
+    let live = std::io::stderr().is_terminal() && !ci.is_ci();
     if !live {
         return Box::new(move |e: Event| clock.say(&describe(&e)));
     }
@@ -231,11 +231,11 @@ pub fn run(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
 pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> anyhow::Result<()> {
     let clock = Clock::start();
     let ws = ctx.workspace()?;
-    let ci = CiContext::from_env();
+    let ci = ctx.ci();
     // Everything that needs no AWS call first: the stage, the templates, the tree.
     let (stage, from_ci) = match &args.stage {
         Some(name) => (ws.stage(name)?, false),
-        None => match crate::cmd::release::stage_from_ci(ws, &ci)? {
+        None => match crate::cmd::release::stage_from_ci(ws, ci)? {
             Some(stage) => (stage, true),
             None => return Ok(()),
         },
@@ -255,7 +255,7 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
     let plan_only = ci.is_pull_request() && !from_ci;
     ctx.check_services(&args.select.services)?;
     ferry_deploy::check_templates(ws, &args.select.services)?;
-    let (tree, source) = Tree::read(ws, &ci)?;
+    let (tree, source) = Tree::read(ws, ci)?;
     if !plan_only {
         ferry_deploy::preflight_tree(ws, &stage, &tree)?;
     }
@@ -283,7 +283,7 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
         if plan_only {
             // Plan what a deploy would do (read only, no lock), and stop.
             let state = ferry_deploy::state::read(ws, &stage, &aws.config, &records).await?;
-            let plan = plan_of(ws, &args.select, &stage, &ci, &state)?;
+            let plan = plan_of(ws, &args.select, &stage, ci, &state)?;
             eprint!("{}", ferry_plan::text(&plan, false));
             if let Some(note) = ferry_deploy::preflight(&plan, ws, &stage, &tree)? {
                 println!("{note}");
@@ -307,6 +307,7 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
         match node {
             None => {
                 crate::lock::with_lock(
+                    ci.build_id.as_deref(),
                     &records,
                     &stage,
                     "deploy",
@@ -318,6 +319,7 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
             }
             Some(node) => {
                 crate::lock::with_batch_lock(
+                    ci.build_id.as_deref(),
                     &records,
                     &stage,
                     &node.batch,
@@ -378,12 +380,12 @@ async fn deploy_locked(
         builds,
     } = *run;
     let config = &aws.config;
-    let ci = CiContext::from_env();
+    let ci = ctx.ci();
     let state = ferry_deploy::state::read(ws, stage, config, records)
         .await
         .with_context(|| format!("failed to read the state of stage `{}`", stage.name))?;
     let previous = &state.records;
-    let plan = plan_of(ws, &args.select, stage, &ci, &state)?;
+    let plan = plan_of(ws, &args.select, stage, ci, &state)?;
     eprint!("{}", ferry_plan::text(&plan, false));
     let orphans: Vec<&str> = previous
         .keys()
@@ -415,7 +417,7 @@ async fn deploy_locked(
     } else {
         let dir = ws.layout().package();
         let options = ferry_deploy::PrepareOptions {
-            request: ferry_deploy::package_request(ws, to_package, &ci)?,
+            request: ferry_deploy::package_request(ws, to_package, ci)?,
             dir: &dir,
             create_bucket: ctx.local,
             cancel: run.cancel,
@@ -480,7 +482,7 @@ async fn deploy_locked(
     options.engine.continue_rollback = args.continue_rollback;
     options.test = args.test && !args.review;
     options.review = args.review;
-    let print = progress(clock);
+    let print = progress(clock, ctx.ci());
     let report = match &selection {
         Some(s) => ferry_deploy::deploy_selection(&deploy_ctx, s, &options, &*print).await,
         None => ferry_deploy::deploy(&deploy_ctx, &plan, &options, &*print).await,

@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use ferry_ci::CiContext;
 
 use crate::Ctx;
 use crate::context::runtime;
@@ -31,8 +30,7 @@ pub fn run(ctx: &Ctx, args: &PackageArgs) -> anyhow::Result<()> {
     } else {
         args.services.clone()
     };
-    let ci = CiContext::from_env();
-    let req = ferry_deploy::package_request(ws, services, &ci)?;
+    let req = ferry_deploy::package_request(ws, services, ctx.ci())?;
     ctx.output_dir()?;
     let dir = ws.layout().package();
     let on = |e: ferry_package::Event| clock.say(&package_event(&e));

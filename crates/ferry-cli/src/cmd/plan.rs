@@ -85,15 +85,15 @@ pub struct PlanArgs {
 }
 
 pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
-    let ci = CiContext::from_env();
+    let ci = ctx.ci();
     let stage = match &args.stage {
         Some(s) => s.clone(),
-        None => match crate::cmd::release::stage_from_ci(ctx.workspace()?, &ci)? {
+        None => match crate::cmd::release::stage_from_ci(ctx.workspace()?, ci)? {
             Some(stage) => stage.name,
             None => return Ok(()),
         },
     };
-    let mut req = args.select.request(&stage, &ci);
+    let mut req = args.select.request(&stage, ci);
     if let Some(head) = &args.head {
         req.head = Head::Rev(head.clone());
     }

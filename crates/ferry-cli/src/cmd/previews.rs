@@ -101,21 +101,7 @@ fn list(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<()> {
     let now = ferry_records::now_secs();
     match args.format {
         Format::Json => {
-            let v: Vec<serde_json::Value> = previews
-                .iter()
-                .map(|p| {
-                    serde_json::json!({
-                        "name": p.name,
-                        "id": p.id,
-                        "pull_request": p.pull_request,
-                        "services": p.services,
-                        "stacks": p.stacks,
-                        "recorded": p.recorded,
-                        "deployed_at": p.deployed_at,
-                    })
-                })
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+            println!("{}", serde_json::to_string_pretty(&previews).expect("JSON"));
         }
         Format::Text => {
             if previews.is_empty() {
@@ -179,7 +165,7 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
         }
     };
     let ended = if args.from_ci {
-        let ended = ferry_ci::CiContext::from_env().ended;
+        let ended = ctx.ci().ended.clone();
         if ended.is_empty() {
             println!("ci: this build's event ends no branch or pull request");
         }

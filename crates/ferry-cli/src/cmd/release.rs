@@ -154,8 +154,9 @@ fn stage_target<'a>(run: &Run<'a>, dir: &'a std::path::Path) -> StageTarget<'a> 
 }
 
 /// The commit checked out and the id of a new release made at it.
-fn new_release(ws: &ferry_manifest::Workspace) -> (String, String) {
-    let head = ferry_deploy::head_commit(ws, &CiContext::from_env());
+fn new_release(ctx: &Ctx) -> (String, String) {
+    let ws = ctx.workspace().expect("loaded before a release is made");
+    let head = ferry_deploy::head_commit(ws, ctx.ci());
     let id = ferry_releases::new_id(ferry_records::now_millis(), &head);
     (head, id)
 }
@@ -361,12 +362,13 @@ pub(crate) async fn announce(
         records: run.records,
         masker: crate::ui::masker(),
     };
-    announce_with(&access, run.clock, services, tests, release).await;
+    announce_with(&access, run.ctx.ci(), run.clock, services, tests, release).await;
 }
 
 /// [`announce`] with a stage's access.
 pub(crate) async fn announce_with(
     access: &ferry_deploy::StageAccess<'_>,
+    ci: &CiContext,
     clock: crate::ui::Clock,
     services: &[ferry_deploy::ServiceReport],
     tests: Option<&ferry_acceptance::Report>,
@@ -381,7 +383,7 @@ pub(crate) async fn announce_with(
         return;
     }
     let commit = release.map_or_else(
-        || ferry_deploy::head_commit(access.ws, &CiContext::from_env()),
+        || ferry_deploy::head_commit(access.ws, ci),
         |r| r.commit.clone(),
     );
     let done = ferry_deploy::notify::announce(access, services, tests, release, &commit).await;
@@ -464,7 +466,7 @@ async fn rollback_to(
             rb.target.id
         ));
     }
-    let (head, id) = new_release(ws);
+    let (head, id) = new_release(run.ctx);
     let report = deploy_stored(
         run,
         &Stored {
@@ -561,7 +563,7 @@ async fn deploy_stored(
     options: &DeployOptions,
 ) -> anyhow::Result<DeployReport> {
     let other_stages = run.ctx.other_stages(run.stage).await?;
-    let ci = CiContext::from_env();
+    let ci = run.ctx.ci();
     let local_sam = local_sam(run.ctx, run.stage);
     let ctx = DeployContext {
         ws: run.ws,
@@ -570,7 +572,7 @@ async fn deploy_stored(
         records: run.records,
         previous: stored.previous,
         source: Source {
-            commit: ferry_deploy::head_commit(run.ws, &ci),
+            commit: ferry_deploy::head_commit(run.ws, ci),
             dirty: false,
         },
         masker: masker(),
@@ -639,7 +641,7 @@ pub fn promote(ctx: &Ctx, args: &PromoteArgs) -> anyhow::Result<()> {
     let (from, to) = match (&args.from, &args.to) {
         (Some(from), Some(to)) => (ws.stage(from)?, ws.stage(to)?),
         _ => {
-            let Some(to) = stage_from_ci(ws, &CiContext::from_env())? else {
+            let Some(to) = stage_from_ci(ws, ctx.ci())? else {
                 return Ok(());
             };
             let Some(from) = to.config.promote_from.clone() else {
@@ -692,6 +694,8 @@ struct Session<'s> {
     aws: ferry_credentials::StageAws,
     records: ferry_records::RecordStore,
     cancel: ferry_graph::Cancel,
+    /// The CI build id the lock names.
+    build: Option<String>,
 }
 
 impl<'s> Session<'s> {
@@ -705,6 +709,7 @@ impl<'s> Session<'s> {
             aws,
             records,
             cancel: ferry_graph::Cancel::new(),
+            build: ctx.ci().build_id.clone(),
         })
     }
 
@@ -735,6 +740,7 @@ impl<'s> Session<'s> {
         work: impl std::future::Future<Output = anyhow::Result<()>>,
     ) -> anyhow::Result<()> {
         crate::lock::with_lock(
+            self.build.as_deref(),
             &self.records,
             self.stage,
             command,
@@ -776,7 +782,7 @@ async fn promote_locked(
         );
         return Ok(());
     }
-    let (head, id) = new_release(ws);
+    let (head, id) = new_release(run.ctx);
     let run_release = id.clone();
     let options = options(ctx, &args.run, args.review);
     let stored = Stored {
@@ -996,14 +1002,10 @@ pub(crate) async fn finish_review(
         &pending.dependents,
     ));
     let json = crate::ui::mask(
-        &serde_json::to_string_pretty(&serde_json::json!({
-            "stage": stage.name,
-            "release": pending.id,
-            "kind": pending.kind,
-            "from": pending.from,
-            "reviews": pending.reviews,
-            "dependents": pending.dependents,
-        }))
+        &serde_json::to_string_pretty(&ferry_releases::review::ReviewDoc::of(
+            &stage.name,
+            &pending,
+        ))
         .expect("serialisable"),
     );
     let layout = ws.layout();
@@ -1080,7 +1082,7 @@ async fn approve_locked(
                 args.release, stage.name
             )
         })?;
-    let (head, id) = new_release(ws);
+    let (head, id) = new_release(run.ctx);
     let by = run.aws.identity.arn.clone();
     clock.say(&format!("approved by {by}: review {}", args.release));
     for (s, why) in &plan.skipped {

@@ -62,7 +62,8 @@ pub(crate) async fn remove_stage(
     let records = ctx.records(stage, &aws)?;
     let cancel = Cancel::new();
     let clock = Clock::start();
-    crate::lock::with_lock(&records, stage, "remove", force_unlock, &cancel, async {
+    let build = ctx.ci().build_id.as_deref();
+    crate::lock::with_lock(build, &records, stage, "remove", force_unlock, &cancel, async {
         let previous = records
             .read_all()
             .await

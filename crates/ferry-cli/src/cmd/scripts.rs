@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ferry_acceptance::scripts::{self, Scripts};
-use ferry_ci::CiContext;
 
 use crate::Ctx;
 use crate::context::runtime;
@@ -150,7 +149,7 @@ fn select(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<BTreeSet<String>> {
             .cloned()
             .context("ferry.toml names no stage")?,
     };
-    let ci = CiContext::from_env();
+    let ci = ctx.ci().clone();
     let mut req = ferry_plan::PlanRequest::new(&stage, ferry_plan::default_head(&ci), ci);
     req.since = args.since.clone();
     req.services = args.services.clone();
