@@ -30,8 +30,8 @@ pub use load::{
 pub use memo::{read_memo, write_memo};
 pub use model::{
     Acceptance, Artifact, DEFAULT_ACCEPTANCE_TIMEOUT, DEFAULT_BUILD_TIMEOUT, DeploymentMethod,
-    Notifications, OnTestFailure, Package, Project, Service, ServiceKind, Site, StageConfig,
-    Webhook, Workspace,
+    Notifications, OnTestFailure, Package, Project, Service, ServiceKind, ServiceSummary, Site,
+    StageConfig, Webhook, Workspace,
 };
 pub use owners::{Affected, Owners, OwnersError, ServiceSpec};
 pub use reference::{OutputStage, Reference, ReferenceError, Segment, Template};

@@ -346,7 +346,40 @@ fn ser_params<S: serde::Serializer>(
     s.collect_map(p.iter().map(|(k, v)| (k, v.to_string())))
 }
 
+/// One service as `services --format json` shows it, a stable contract for scripts: a struct
+/// keeps the documented field order whatever serde_json's features are.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceSummary<'s> {
+    pub name: &'s str,
+    pub dir: &'s str,
+    pub kind: ServiceKind,
+    /// The template's repository-relative path.
+    pub template: String,
+    /// Declared and implied dependencies ([`Service::dependencies`]).
+    pub depends_on: BTreeSet<String>,
+    pub inputs: &'s [String],
+    /// Each parameter as written, `${…}` references unresolved.
+    pub parameters: BTreeMap<&'s str, String>,
+}
+
 impl Service {
+    /// What `services --format json` shows of this service.
+    pub fn summary(&self) -> ServiceSummary<'_> {
+        ServiceSummary {
+            name: &self.name,
+            dir: &self.dir,
+            kind: self.kind,
+            template: self.template_path(),
+            depends_on: self.dependencies(),
+            inputs: &self.inputs,
+            parameters: self
+                .parameters
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.to_string()))
+                .collect(),
+        }
+    }
+
     /// Explicit dependencies plus those implied by `${output:service.Key}` references (same stage).
     pub fn dependencies(&self) -> BTreeSet<String> {
         let implied = self

@@ -21,34 +21,7 @@ pub fn run(ctx: &Ctx, args: &ServicesArgs) -> anyhow::Result<()> {
     let ws = ctx.workspace()?;
     match args.format {
         ListFormat::Json => {
-            // A struct keeps the documented field order whatever serde_json's features are.
-            #[derive(serde::Serialize)]
-            struct Entry<'s> {
-                name: &'s str,
-                dir: &'s str,
-                kind: ferry_manifest::ServiceKind,
-                template: String,
-                depends_on: std::collections::BTreeSet<String>,
-                inputs: &'s [String],
-                parameters: std::collections::BTreeMap<&'s str, String>,
-            }
-            let list: Vec<Entry<'_>> = ws
-                .services
-                .iter()
-                .map(|s| Entry {
-                    name: &s.name,
-                    dir: &s.dir,
-                    kind: s.kind,
-                    template: s.template_path(),
-                    depends_on: s.dependencies(),
-                    inputs: &s.inputs,
-                    parameters: s
-                        .parameters
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.to_string()))
-                        .collect(),
-                })
-                .collect();
+            let list: Vec<_> = ws.services.iter().map(|s| s.summary()).collect();
             println!("{}", serde_json::to_string_pretty(&list)?);
         }
         ListFormat::Text => {
