@@ -299,6 +299,7 @@ impl Repo {
         let item = |e: &git2::TreeEntry<'_>| Item {
             id: e.id(),
             is_tree: e.kind() == Some(git2::ObjectType::Tree),
+            mode: e.filemode(),
         };
         let (mut i, mut j) = (0, 0);
         while i < olds.len() || j < news.len() {
@@ -321,7 +322,7 @@ impl Repo {
                     j += 1;
                     let (o, n) = (item(&olds[i - 1]), item(&news[j - 1]));
                     if o == n {
-                        continue; // same id and kind: nothing below differs
+                        continue; // same id, kind and mode: nothing below differs
                     }
                     (olds[i - 1].name_bytes(), Some(o), Some(n))
                 }
@@ -337,7 +338,9 @@ impl Repo {
                 }
             }
             let subtree = |i: Option<Item>| match i {
-                Some(Item { id, is_tree: true }) => self.repo.find_tree(id).map(Some),
+                Some(Item {
+                    id, is_tree: true, ..
+                }) => self.repo.find_tree(id).map(Some),
                 _ => Ok(None),
             };
             let (old_tree, new_tree) = (subtree(o)?, subtree(n)?);
@@ -479,11 +482,13 @@ impl Repo {
     }
 }
 
-/// One side of a tree entry in [`Repo::walk_pair`].
+/// One side of a tree entry in [`Repo::walk_pair`]. The mode counts: a file made executable,
+/// or replaced by a symlink with the same text, keeps its blob id but packages differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Item {
     id: Oid,
     is_tree: bool,
+    mode: i32,
 }
 
 /// Git's order of tree entries: by name, a folder's name compared as if it ended in `/`.

@@ -232,6 +232,31 @@ fn git_cli_and_libgit2_working_tree_scans_agree() {
 
 /// The tree walk reports exactly what `git diff --name-only` reports, over random histories
 /// with nested folders, additions, edits, deletions and file/folder swaps.
+fn toggle_executable(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut perms = std::fs::metadata(path).unwrap().permissions();
+    perms.set_mode(perms.mode() ^ 0o111);
+    std::fs::set_permissions(path, perms).unwrap();
+}
+
+#[test]
+fn a_file_made_executable_or_a_symlink_with_the_same_text_is_changed() {
+    let (r, base) = seeded();
+    toggle_executable(&r.path().join("services/c/main.py"));
+    // `services/a/x.txt` becomes a symlink whose target is its old text: the same blob id.
+    r.remove("services/a/x.txt");
+    std::os::unix::fs::symlink("x\n", r.path().join("services/a/x.txt")).unwrap();
+    r.commit("modes");
+    let c = changed(&r, &base, Head::Rev("HEAD".into()));
+    assert_eq!(c.paths, set(&["services/a/x.txt", "services/c/main.py"]));
+    assert!(c.deleted.is_empty(), "{:?}", c.deleted);
+    // The working tree says the same before the commit.
+    let (r, base) = seeded();
+    toggle_executable(&r.path().join("services/c/main.py"));
+    let c = changed(&r, &base, Head::WorkingTree);
+    assert_eq!(c.paths, set(&["services/c/main.py"]));
+}
+
 #[test]
 fn the_tree_walk_matches_git_diff_on_random_edits() {
     let mut rng = fastrand::Rng::with_seed(7);
@@ -261,10 +286,12 @@ fn the_tree_walk_matches_git_diff_on_random_edits() {
         for _ in 0..rng.usize(1..8) {
             let p = &paths[rng.usize(0..paths.len())];
             let full = r.path().join(p);
-            match rng.u8(0..4) {
+            match rng.u8(0..5) {
                 0 if full.exists() => {
                     r.remove(p);
                 }
+                // Only the mode: the blob id stays.
+                4 if full.is_file() => toggle_executable(&full),
                 1 => {
                     // A file where a folder was, or the reverse.
                     let dir = p.rsplit_once('/').unwrap().0;
