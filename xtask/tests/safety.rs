@@ -667,6 +667,48 @@ fn a_template_symlinked_from_outside_and_a_folder_name_that_is_not_utf8_are_refu
     );
 }
 
+/// A link inside the repository too: the plan sees changes by path, and the link's path does
+/// not change when the linked file does. From a commit as from the working tree.
+#[test]
+fn a_template_or_manifest_linked_inside_the_repository_is_refused_in_commits_too() {
+    let r = two_services("inlinks", "{project}-{service}-{stage}", "");
+    let base = r.head().to_string();
+    r.write("shared/t.yaml", QUEUE)
+        .write("shared/service.toml", "[service]\ntemplate = \"t.yaml\"\n");
+    r.remove("services/a/t.yaml");
+    r.remove("services/b/service.toml");
+    std::os::unix::fs::symlink("../../shared/t.yaml", r.path().join("services/a/t.yaml")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../shared/service.toml",
+        r.path().join("services/b/service.toml"),
+    )
+    .unwrap();
+    r.commit("links");
+    let commit_plan = [
+        "plan",
+        "dev",
+        "--since",
+        &base,
+        "--head",
+        "HEAD",
+        "--offline",
+    ];
+    for args in [&["validate"][..], &commit_plan[..]] {
+        let (_, err) = fails(&mut xtask(&r, args));
+        assert!(
+            err.contains("services/a/service.toml:2: service.template: `services/a/t.yaml` is a symlink to `shared/t.yaml`, whose edits a plan would never see")
+                && err.contains("`template = \"../../shared/t.yaml\"`"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains(
+                "services/b/service.toml: is a symbolic link (to `../../shared/service.toml`)"
+            ),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 #[test]
 fn a_template_nested_200000_levels_deep_is_refused_before_it_is_parsed() {
     let r = two_services("deep", "{project}-{service}-{stage}", "");

@@ -129,24 +129,15 @@ impl Source for CommitSource<'_> {
             .collect()
     }
 
-    /// A symlink in a commit is a blob holding its target: it is inside when the target,
-    /// resolved against the link's folder, stays inside the tree.
-    fn inside(&self, path: &str) -> bool {
+    /// A symlink in a commit is a blob (mode 120000) holding its target.
+    fn link_target(&self, path: &str) -> Option<String> {
         let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-        let Some(tree) = self.tree(parent) else {
-            return true;
-        };
-        let Some(entry) = tree.get_name(name) else {
-            return true;
-        };
+        let tree = self.tree(parent)?;
+        let entry = tree.get_name(name)?;
         if entry.filemode() != 0o120_000 {
-            return true;
+            return None;
         }
-        let Ok(target) = self.repo.find_blob(entry.id()) else {
-            return true;
-        };
-        let target = String::from_utf8_lossy(target.content());
-        !target.starts_with('/')
-            && ferry_manifest::normalize_relative(&format!("{parent}/{target}")).is_some()
+        let target = self.repo.find_blob(entry.id()).ok()?;
+        Some(String::from_utf8_lossy(target.content()).into_owned())
     }
 }

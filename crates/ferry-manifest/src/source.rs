@@ -18,11 +18,20 @@ pub trait Source {
     fn non_utf8_subdirs(&self, _path: &str) -> Vec<String> {
         Vec::new()
     }
-    /// Whether a file lies inside the repository once symlinks on its way are followed: a file
-    /// outside it is not versioned with it, so its edits would never be seen.
-    fn inside(&self, _path: &str) -> bool {
-        true
+    /// The target of `path` when `path` itself is a symbolic link, as written in the link.
+    fn link_target(&self, _path: &str) -> Option<String> {
+        None
     }
+}
+
+/// Where the symbolic link at `path` points, as a repository-relative path; `None` when its
+/// target is absolute or climbs out of the repository.
+pub fn resolve_link(path: &str, target: &str) -> Option<String> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+    normalize_relative(&format!("{parent}/{target}"))
 }
 
 /// The working tree on disk.
@@ -93,13 +102,14 @@ impl Source for FsSource {
         v
     }
 
-    fn inside(&self, path: &str) -> bool {
-        let root = fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
-        match fs::canonicalize(self.path(path)) {
-            Ok(real) => real.starts_with(&root),
-            // Missing files are reported as missing elsewhere.
-            Err(_) => true,
-        }
+    fn link_target(&self, path: &str) -> Option<String> {
+        let full = self.path(path);
+        let meta = fs::symlink_metadata(&full).ok()?;
+        meta.file_type()
+            .is_symlink()
+            .then(|| fs::read_link(&full).ok())
+            .flatten()
+            .map(|t| t.to_string_lossy().into_owned())
     }
 }
 

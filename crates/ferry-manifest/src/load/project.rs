@@ -141,15 +141,15 @@ fn read_project(
     };
     let services = get_str_list(fd, p, "project", "services")
         .unwrap_or_else(|| vec![("services/*".into(), 0..0)]);
-    check_globs(fd, "project.services", &services);
+    let services = check_globs(fd, "project.services", services);
     let global_inputs = get_str_list(fd, p, "project", "global-inputs")
         .unwrap_or_else(|| vec![(PROJECT_FILE.into(), 0..0)]);
-    check_globs(fd, "project.global-inputs", &global_inputs);
+    let global_inputs = check_globs(fd, "project.global-inputs", global_inputs);
     Some(Project {
         name: name?,
         stack_name,
-        services: services.into_iter().map(|(s, _)| s).collect(),
-        global_inputs: global_inputs.into_iter().map(|(s, _)| s).collect(),
+        services,
+        global_inputs,
         ci: Default::default(),
         notifications: Default::default(),
     })

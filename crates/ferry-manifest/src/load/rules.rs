@@ -16,10 +16,19 @@ pub(super) fn is_lower_name(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// Reports each glob that does not parse, or that is absolute or climbs with `..`.
-pub(super) fn check_globs(fd: &mut FileDiags<'_>, key: &str, globs: &[(String, Range<usize>)]) {
+/// Reports each glob that does not parse, that is absolute or climbs with `..`, or that has a
+/// `.` or empty segment (`./services/*`, `a//b`): paths are matched as git names them, so such
+/// a glob would never match a change. Returns the globs that pass, so that one reported bad glob
+/// does not also find folders (and then duplicate services) of its own.
+pub(super) fn check_globs(
+    fd: &mut FileDiags<'_>,
+    key: &str,
+    globs: Vec<(String, Range<usize>)>,
+) -> Vec<String> {
+    let mut good = Vec::with_capacity(globs.len());
     for (g, span) in globs {
-        if let Err(e) = Glob::new(g) {
+        let span = &span;
+        if let Err(e) = Glob::new(&g) {
             fd.error(
                 Some(span.clone()),
                 Some(key),
@@ -31,6 +40,27 @@ pub(super) fn check_globs(fd: &mut FileDiags<'_>, key: &str, globs: &[(String, R
                 Some(key),
                 format!("`{g}` must be relative to the repository root, without `..`"),
             );
+        } else if g.split('/').any(|s| s == "." || s.is_empty()) {
+            let plain = g
+                .split('/')
+                .filter(|s| *s != "." && !s.is_empty())
+                .collect::<Vec<_>>()
+                .join("/");
+            let hint = if plain.is_empty() {
+                "name the folders (e.g. `services/*`)".to_string()
+            } else {
+                format!("write `{plain}`")
+            };
+            fd.error(
+                Some(span.clone()),
+                Some(key),
+                format!(
+                    "`{g}` has a `.` or empty segment, so it would never match a path as git names it: {hint}"
+                ),
+            );
+        } else {
+            good.push(g);
         }
     }
+    good
 }

@@ -46,6 +46,18 @@ pub(super) fn read_service(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ServiceDraft> {
     let file = PathBuf::from(format!("{dir}/{SERVICE_FILE}"));
+    // A commit stores a link as its target's path, and the plan sees edits by path: a linked
+    // manifest would read differently from a commit than from the working tree, and its edits
+    // would go unseen.
+    if let Some(target) = source.link_target(&format!("{dir}/{SERVICE_FILE}")) {
+        diags.push(Diagnostic {
+            file,
+            line: None,
+            key: None,
+            message: format!("is a symbolic link (to `{target}`); a service's {SERVICE_FILE} must be a file in its folder: replace the link with a copy"),
+        });
+        return None;
+    }
     let src = match source.read(&format!("{dir}/{SERVICE_FILE}")) {
         Ok(s) => s,
         Err(e) => {
@@ -167,7 +179,7 @@ pub(super) fn read_service(
             .or_insert((sp.clone(), "service.depends-on".to_string()));
     }
     let inputs = get_str_list(&mut fd, s, "service", "inputs").unwrap_or_default();
-    check_globs(&mut fd, "service.inputs", &inputs);
+    let inputs = check_globs(&mut fd, "service.inputs", inputs);
 
     let parameters = read_parameters(&mut fd, doc_t, kind, &mut dep_sites);
 
@@ -183,7 +195,7 @@ pub(super) fn read_service(
         kind,
         template: template?,
         depends_on: depends_on.into_iter().map(|(d, _)| d).collect(),
-        inputs: inputs.into_iter().map(|(d, _)| d).collect(),
+        inputs,
         parameters,
         package,
         acceptance: acceptance.map(Box::new),
@@ -247,8 +259,10 @@ fn read_kind(fd: &mut FileDiags<'_>, s: &DeTable<'_>) -> ServiceKind {
     })
 }
 
-/// Reports a `service.template` path that lies outside the repository, is a symlink out of it,
-/// does not exist, or is not a template file.
+/// Reports a `service.template` path that lies outside the repository, is a symlink, does not
+/// exist, or is not a template file. A symlink is refused even to a file inside the repository:
+/// the plan sees a service's changes by the paths it owns, and the link's own path never
+/// changes when the file it points to does; `template` can name that file itself.
 fn check_template(
     fd: &mut FileDiags<'_>,
     source: &dyn Source,
@@ -264,8 +278,14 @@ fn check_template(
         .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e));
     if path.is_none() || t.starts_with('/') || t.contains('\\') {
         fd.error(Some(sp), Some("service.template"), format!("`{t}` lies outside the repository; a template must be versioned with the repository (its edits are what Ferry deploys), so give a path inside it, relative to the service folder"));
-    } else if exists && !path.as_deref().is_some_and(|p| source.inside(p)) {
-        fd.error(Some(sp), Some("service.template"), format!("`{dir}/{t}` is a symlink to a file outside the repository; its edits would never be seen: move the file into the repository"));
+    } else if let Some((p, target)) = path
+        .as_deref()
+        .and_then(|p| Some((p, source.link_target(p)?)))
+    {
+        match crate::source::resolve_link(p, &target) {
+            None => fd.error(Some(sp), Some("service.template"), format!("`{p}` is a symlink to a file outside the repository; its edits would never be seen: move the file into the repository")),
+            Some(real) => fd.error(Some(sp), Some("service.template"), format!("`{p}` is a symlink to `{real}`, whose edits a plan would never see (it sees a service's changes by the paths it names): name the file itself, `template = \"{}\"`", relative_to(dir, &real))),
+        }
     } else if !exists {
         fd.error(Some(sp), Some("service.template"), format!("template file `{dir}/{t}` does not exist; the path is relative to the service folder"));
     } else if !ext_ok {
@@ -277,6 +297,16 @@ fn check_template(
             ),
         );
     }
+}
+
+/// `path` (repository relative) as a path relative to the folder `dir`, e.g. `../../shared/t.yaml`.
+fn relative_to(dir: &str, path: &str) -> String {
+    let (d, p): (Vec<&str>, Vec<&str>) = (dir.split('/').collect(), path.split('/').collect());
+    let common = d.iter().zip(&p).take_while(|(a, b)| a == b).count();
+    let ups = std::iter::repeat_n("..", d.len() - common);
+    ups.chain(p[common..].iter().copied())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The `[parameters]` table: each value parsed as a [`Template`]; the services whose outputs it
