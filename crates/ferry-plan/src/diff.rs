@@ -60,7 +60,10 @@ pub(crate) fn compare_bases(
             }
             Err(e) => return Err(PlanError::Changes(e)),
         };
-        let affected = owners.classify(&changed.paths);
+        let mut affected = owners.classify(&changed.paths);
+        if let (Ok(r), Some(commit)) = (repo, base_commit) {
+            nested_services_added(&owners, r, commit, &changed, &mut affected);
+        }
         let since = base_commit.map_or_else(|| base.to_string(), ferry_changes::short);
         reasons::from_changes(&members, &affected, &since, reasons);
         if let (Ok(r), Some(commit)) = (repo, base_commit) {
@@ -95,6 +98,35 @@ fn path_owners(owners: &Owners<'_>, paths: &BTreeSet<String>) -> Vec<PathOwners>
             global: owners.is_global(p),
         })
         .collect()
+}
+
+/// A service folder made inside another service's folder (a `service.toml` added there) takes
+/// its files out of the outer service's package, so the outer service changed too, though none
+/// of its own paths did. Marks it, with the new manifest as the changed path. (A nested service
+/// removed gives its files back, which the head's owners already count as the outer one's.)
+fn nested_services_added(
+    owners: &Owners<'_>,
+    repo: &Repo,
+    base: ferry_changes::Oid,
+    changed: &ferry_changes::ChangedPaths,
+    affected: &mut ferry_manifest::Affected,
+) {
+    for path in &changed.paths {
+        let Some(dir) = path.strip_suffix(&format!("/{SERVICE_FILE}")) else {
+            continue;
+        };
+        if changed.deleted.contains(path) || repo.file_at(base, path).is_some() {
+            continue;
+        }
+        // The owners of the new service's folder itself: the service folders around it.
+        for outer in owners.services_of(dir) {
+            affected
+                .services
+                .entry(outer.to_string())
+                .or_default()
+                .insert(path.clone());
+        }
+    }
 }
 
 /// Services whose manifest was deleted and whose folder is no service at head: `(dir, name)`.

@@ -266,6 +266,44 @@ fn copy(from: &Path, to: &Path) {
 }
 
 #[test]
+fn a_service_made_inside_another_changes_the_outer_one_once() {
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\nservices = [\"services/**\"]\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    let manifest = "[service]\ntemplate = \"template.yaml\"\n";
+    for dir in ["services/api", "services/web"] {
+        r.write(&format!("{dir}/service.toml"), manifest)
+            .write(&format!("{dir}/template.yaml"), "Resources: {}\n");
+    }
+    r.write("services/api/src/admin/handler.py", "x = 1\n");
+    let base = r.commit("base").to_string();
+    // `admin` takes its folder out of api's package: api changed too.
+    r.write("services/api/src/admin/service.toml", manifest)
+        .write("services/api/src/admin/template.yaml", "Resources: {}\n");
+    let second = r.commit("admin").to_string();
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    let mut deploys = deploying(&p);
+    deploys.sort();
+    assert_eq!(deploys, ["admin", "api"]);
+    assert_eq!(
+        p.service("api").unwrap().reasons,
+        vec![Reason::Changed {
+            paths: vec!["services/api/src/admin/service.toml".into()]
+        }]
+    );
+    // An edit of the nested manifest afterwards is admin's alone.
+    r.write(
+        "services/api/src/admin/service.toml",
+        &format!("{manifest}# edited\n"),
+    );
+    r.commit("edit admin");
+    let p = plan_of(&r, &request("dev", Some(&second))).unwrap();
+    assert_eq!(deploying(&p), ["admin"]);
+}
+
+#[test]
 fn a_deleted_service_folder_is_reported_as_removed_not_deployed() {
     let (r, base) = monorepo();
     r.write("services/worker/service.toml", "[service]\nname = \"old-worker\"\ntemplate = \"template.yaml\"\ndepends-on = [\"events\"]\n");
