@@ -130,6 +130,9 @@ fn nested_services_added(
 }
 
 /// Services whose manifest was deleted and whose folder is no service at head: `(dir, name)`.
+/// Only those that were services at the base: on the working tree, a path counts as deleted
+/// when a commit since the base or the working tree removed it, and a service added after the
+/// base and removed again since never had a stack of the base's.
 fn removed_services(
     ws: &Workspace,
     repo: &Repo,
@@ -140,13 +143,11 @@ fn removed_services(
         .iter()
         .filter_map(|p| p.strip_suffix(&format!("/{SERVICE_FILE}")))
         .filter(|dir| !ws.services.iter().any(|s| s.dir == *dir))
-        .map(|dir| {
-            let folder = dir.rsplit('/').next().unwrap_or(dir).to_string();
-            let name = repo
-                .file_at(base, &format!("{dir}/{SERVICE_FILE}"))
-                .and_then(|src| ferry_manifest::declared_service_name(&src))
-                .unwrap_or(folder);
-            (dir.to_string(), name)
+        .filter_map(|dir| {
+            let src = repo.file_at(base, &format!("{dir}/{SERVICE_FILE}"))?;
+            let folder = dir.rsplit('/').next().unwrap_or(dir);
+            let name = ferry_manifest::declared_service_name(&src).unwrap_or(folder.to_string());
+            Some((dir.to_string(), name))
         })
         .filter(|(_, name)| ws.service(name).is_none())
         .collect()

@@ -304,6 +304,28 @@ fn a_service_made_inside_another_changes_the_outer_one_once() {
 }
 
 #[test]
+fn a_service_added_and_removed_since_the_base_is_not_reported_removed() {
+    let (r, base) = monorepo();
+    r.write(
+        "services/extra/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\n",
+    )
+    .write("services/extra/template.yaml", "Resources: {}\n");
+    r.commit("add extra");
+    // Removed again, in the working tree: it never existed at the base.
+    r.remove("services/extra");
+    let mut req = request("dev", Some(&base));
+    req.head = Head::WorkingTree;
+    let p = plan_of(&r, &req).unwrap();
+    assert!(p.service("extra").is_none(), "{:?}", actions(&p));
+    assert!(
+        p.notes.iter().all(|n| !n.contains("extra")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
 fn a_deleted_service_folder_is_reported_as_removed_not_deployed() {
     let (r, base) = monorepo();
     r.write("services/worker/service.toml", "[service]\nname = \"old-worker\"\ntemplate = \"template.yaml\"\ndepends-on = [\"events\"]\n");
