@@ -215,12 +215,14 @@ fn read_notifications(
 }
 
 /// Whether a webhook URL goes out safely: https, or plain http only to a loopback address, and
-/// naming a host. The error quotes `text`: for a URL that is a secret, say something else.
+/// naming a host. The error quotes only the URL's scheme and host ([`shown_url`]): its path,
+/// query or user part may be its token.
 pub fn check_webhook_url(text: &str) -> Result<(), String> {
     let lower = text.to_ascii_lowercase();
+    let shown = shown_url(text);
     let (scheme, rest) = lower
         .split_once("://")
-        .ok_or_else(|| format!("`{text}` is neither an https URL nor ssm:<parameter name>"))?;
+        .ok_or_else(|| format!("`{shown}` is neither an https URL nor ssm:<parameter name>"))?;
     let host_name = host_of(rest);
     let loopback = matches!(host_name, "127.0.0.1" | "localhost" | "[::1]");
     match scheme {
@@ -228,22 +230,41 @@ pub fn check_webhook_url(text: &str) -> Result<(), String> {
         "http" if loopback => {}
         "http" => {
             return Err(format!(
-                "`{text}` is plain http: a webhook carries the stage's news and its token in clear text; use https (http only to a loopback address)"
+                "`{shown}` is plain http: a webhook carries the stage's news and its token in clear text; use https (http only to a loopback address)"
             ));
         }
-        _ => return Err(format!("`{text}` is not an https URL")),
+        _ => return Err(format!("`{shown}` is not an https URL")),
     }
     if host_name.is_empty() {
-        return Err(format!("`{text}` names no host"));
+        return Err(format!("`{shown}` names no host"));
     }
     Ok(())
 }
 
-/// The host a URL names, given what follows its `://` (no user, no port).
+/// A webhook URL as messages may show it: its scheme and host, the rest (path, query, user
+/// part, any of which may be its token) as `…`. A value without `://` shows its first 8
+/// characters.
+pub fn shown_url(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        let head: String = text.chars().take(8).collect();
+        return if head.len() < text.len() {
+            format!("{head}…")
+        } else {
+            head
+        };
+    };
+    let host = host_of(rest);
+    let more = rest.len() > host.len() && !rest.eq_ignore_ascii_case(host);
+    format!("{scheme}://{host}{}", if more { "/…" } else { "" })
+}
+
+/// The host a URL names, given what follows its `://` (no user, no port, no trailing dot:
+/// `hooks.slack.com.` is `hooks.slack.com`).
 fn host_of(rest: &str) -> &str {
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    host.strip_suffix('.').unwrap_or(host)
 }
 
 /// A webhook entry, or why it is refused.
