@@ -200,14 +200,29 @@ impl Repo {
             .join(";")
     }
 
-    /// A hash of changed paths and their working-tree contents (or their absence).
+    /// A hash of changed paths and what each is in the working tree, as git would store it: a
+    /// file's content (streamed) and whether it is executable, a link's target (never followed:
+    /// a link to `/dev/zero` or a pipe would be read forever), or that it is absent, a folder
+    /// or a special file.
     fn fingerprint(&self, paths: &std::collections::BTreeSet<String>) -> String {
         let mut text = String::new();
         for p in paths {
-            let content = match std::fs::read(self.root().join(p)) {
-                Ok(bytes) => Oid::hash_object(ObjectType::Blob, &bytes)
-                    .map_or_else(|_| "?".to_string(), |o| o.to_string()),
+            let full = self.root().join(p);
+            let content = match std::fs::symlink_metadata(&full) {
                 Err(_) => "-".to_string(),
+                Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(&full) {
+                    Ok(target) => format!("link {}", target.display()),
+                    Err(_) => "link ?".to_string(),
+                },
+                Ok(m) if m.is_file() => {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    let exec = m.permissions().mode() & 0o111 != 0;
+                    let id = Oid::hash_file(ObjectType::Blob, &full)
+                        .map_or_else(|_| "?".to_string(), |o| o.to_string());
+                    format!("{} {id}", if exec { "exec" } else { "file" })
+                }
+                Ok(m) if m.is_dir() => "folder".to_string(),
+                Ok(_) => "special".to_string(),
             };
             text.push_str(&format!("{p}\0{content}\n"));
         }

@@ -440,6 +440,38 @@ fn a_dirty_tree_gets_its_own_id_per_content_and_dirty_services_lose_their_key() 
     assert_eq!(ignored.id, base);
 }
 
+/// Links are never followed (one to `/dev/zero` or to a pipe would be read forever) and the
+/// mode counts: a dirty tree's id is what git would store.
+#[test]
+fn a_dirty_tree_id_reads_no_link_target_and_counts_the_mode() {
+    let (r, base) = seeded();
+    let id = || {
+        Repo::open(r.path())
+            .unwrap()
+            .snapshot(&inputs(), &[])
+            .unwrap()
+            .id
+    };
+    std::os::unix::fs::symlink("/dev/zero", r.path().join("services/a/zero")).unwrap();
+    let fifo = r.path().join("services/a/pipe");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::os::unix::fs::symlink(&fifo, r.path().join("services/a/to-pipe")).unwrap();
+    let with_links = id();
+    assert!(
+        with_links.starts_with(&format!("{base}-dirty-")),
+        "{with_links}"
+    );
+    assert_eq!(id(), with_links);
+    toggle_executable(&r.path().join("services/a/x.txt"));
+    assert_ne!(id(), with_links);
+}
+
 /// A workspace of 120 services chained by depends-on, and a folder without a manifest.
 fn many_services() -> TestRepo {
     let r = TestRepo::new();
