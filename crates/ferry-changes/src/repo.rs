@@ -30,6 +30,10 @@ pub enum BaseUnavailable {
     Shallow { base: String },
     #[error("{} is not a git repository (e.g. a CodePipeline source zip); give the build a git clone (CodeBuild: CODEBUILD_CLONE_REF output format)", .root.display())]
     NoRepository { root: PathBuf },
+    #[error("{} is a folder inside the git repository at {}, not its top: Ferry reads changes from the top of a repository (a service folder must not borrow another repository's history); put ferry.toml there, or give --root {}", .root.display(), .top.display(), .top.display())]
+    NotRepositoryRoot { root: PathBuf, top: PathBuf },
+    #[error("{} is a git repository that cannot be opened: {message}", .root.display())]
+    Unopenable { root: PathBuf, message: String },
     #[error(
         "base `{base}` is not an ancestor of head `{head}` (history diverged, e.g. after a force push)"
     )]
@@ -113,14 +117,36 @@ impl Repo {
             RepositoryOpenFlags::NO_SEARCH,
             std::iter::empty::<&std::ffi::OsStr>(),
         )
-        .map_err(|_| BaseUnavailable::NoRepository {
-            root: root.to_path_buf(),
-        })?;
+        .map_err(|e| Self::open_error(root, &e))?;
         Ok(Repo {
             repo,
             root: root.to_path_buf(),
             git_cli: true,
         })
+    }
+
+    /// Why `root` is no repository Ferry can read: none at all, a folder inside one, or one git
+    /// refuses to open (e.g. owned by another user).
+    fn open_error(root: &Path, e: &git2::Error) -> BaseUnavailable {
+        let root = root.to_path_buf();
+        if e.code() != git2::ErrorCode::NotFound {
+            let message = if e.code() == git2::ErrorCode::Owner {
+                format!(
+                    "another user owns it, and git trusts it only once told to: `git config --global --add safe.directory {}`",
+                    root.display()
+                )
+            } else {
+                e.message().to_string()
+            };
+            return BaseUnavailable::Unopenable { root, message };
+        }
+        match Repository::discover(&root)
+            .ok()
+            .and_then(|r| r.workdir().map(Path::to_path_buf))
+        {
+            Some(top) => BaseUnavailable::NotRepositoryRoot { root, top },
+            None => BaseUnavailable::NoRepository { root },
+        }
     }
 
     /// Whether the working-tree scan may use the `git` command (the default; it falls back to

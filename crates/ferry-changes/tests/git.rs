@@ -164,10 +164,29 @@ fn a_folder_without_git_is_no_repository() {
 #[test]
 fn a_service_folder_inside_another_repository_does_not_borrow_its_history() {
     let (r, _) = seeded();
-    assert!(matches!(
-        Repo::open(&r.path().join("services/a")),
-        Err(BaseUnavailable::NoRepository { .. })
-    ));
+    let err = Repo::open(&r.path().join("services/a")).unwrap_err();
+    let BaseUnavailable::NotRepositoryRoot { top, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(
+        top.canonicalize().unwrap(),
+        r.path().canonicalize().unwrap()
+    );
+    assert!(
+        err.to_string()
+            .contains("is a folder inside the git repository at"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_repository_git_refuses_to_open_says_why() {
+    let (r, _) = seeded();
+    // A repository whose configuration git cannot read.
+    std::fs::write(r.path().join(".git/config"), "[core\n  = broken\n").unwrap();
+    let err = Repo::open(r.path()).unwrap_err();
+    assert!(matches!(err, BaseUnavailable::Unopenable { .. }), "{err:?}");
+    assert!(err.to_string().contains("cannot be opened"), "{err}");
 }
 
 #[test]
