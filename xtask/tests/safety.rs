@@ -670,7 +670,7 @@ fn a_template_symlinked_from_outside_and_a_folder_name_that_is_not_utf8_are_refu
 /// A link inside the repository too: the plan sees changes by path, and the link's path does
 /// not change when the linked file does. From a commit as from the working tree.
 #[test]
-fn a_template_or_manifest_linked_inside_the_repository_is_refused_in_commits_too() {
+fn a_template_or_manifest_linked_inside_the_repository_or_not_a_file_is_refused_in_commits_too() {
     let r = two_services("inlinks", "{project}-{service}-{stage}", "");
     let base = r.head().to_string();
     r.write("shared/t.yaml", QUEUE)
@@ -683,6 +683,8 @@ fn a_template_or_manifest_linked_inside_the_repository_is_refused_in_commits_too
         r.path().join("services/b/service.toml"),
     )
     .unwrap();
+    // And a manifest that is a folder.
+    r.write("services/c/service.toml/notes.md", "a folder\n");
     r.commit("links");
     let commit_plan = [
         "plan",
@@ -704,6 +706,10 @@ fn a_template_or_manifest_linked_inside_the_repository_is_refused_in_commits_too
             err.contains(
                 "services/b/service.toml: is a symbolic link (to `../../shared/service.toml`)"
             ),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("services/c/service.toml: is a folder, not a file"),
             "{args:?}: {err}"
         );
     }

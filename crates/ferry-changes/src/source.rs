@@ -129,6 +129,11 @@ impl Source for CommitSource<'_> {
             .collect()
     }
 
+    fn not_a_file(&self, path: &str) -> Option<String> {
+        let (_, kind) = self.entry(path)?;
+        (kind == Some(ObjectType::Tree)).then(|| "is a folder, not a file".to_string())
+    }
+
     /// A symlink in a commit is a blob (mode 120000) holding its target.
     fn link_target(&self, path: &str) -> Option<String> {
         let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));

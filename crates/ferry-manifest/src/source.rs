@@ -22,6 +22,11 @@ pub trait Source {
     fn link_target(&self, _path: &str) -> Option<String> {
         None
     }
+    /// Why `path`, which is not a file ([`is_file`](Self::is_file) is false), is not simply
+    /// absent: a folder, a link that leads nowhere, or a place that cannot be read.
+    fn not_a_file(&self, _path: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Where the symbolic link at `path` points, as a repository-relative path; `None` when its
@@ -100,6 +105,20 @@ impl Source for FsSource {
             .collect();
         v.sort();
         v
+    }
+
+    fn not_a_file(&self, path: &str) -> Option<String> {
+        let full = self.path(path);
+        match fs::symlink_metadata(&full) {
+            Ok(m) if m.file_type().is_symlink() => Some(match fs::read_link(&full) {
+                Ok(t) => format!("is a symbolic link to `{}`, which is no file", t.display()),
+                Err(e) => format!("is a symbolic link that cannot be read: {e}"),
+            }),
+            Ok(m) if m.is_dir() => Some("is a folder, not a file".into()),
+            Ok(_) => Some("is not a regular file".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(format!("cannot be read: {e}")),
+        }
     }
 
     fn link_target(&self, path: &str) -> Option<String> {

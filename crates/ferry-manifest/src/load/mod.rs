@@ -19,7 +19,7 @@ pub use serverless::{serverless_stack_name, serverless_variable_sources};
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
 
@@ -132,7 +132,18 @@ fn read_services(
                 continue;
             }
             None if !source.is_file(&format!("{dir}/{SERVICE_FILE}")) => {
-                if let (Some(c), Some(id)) = (&mut cache, &id) {
+                let manifest = format!("{dir}/{SERVICE_FILE}");
+                // A manifest that is there but no file is a service lost in silence: said.
+                if let Some(why) = source.not_a_file(&manifest) {
+                    diags.push(Diagnostic {
+                        file: PathBuf::from(manifest),
+                        line: None,
+                        key: None,
+                        message: format!(
+                            "{why}; a service's {SERVICE_FILE} must be a file in its folder"
+                        ),
+                    });
+                } else if let (Some(c), Some(id)) = (&mut cache, &id) {
                     c.put(&dir, id, None);
                 }
                 continue;
