@@ -321,17 +321,39 @@ impl DepGraph {
     /// The graph of `keep` in which a kept node depends on every kept node it reaches, directly
     /// or through nodes left out (so an order of it never runs a node before an indirect
     /// dependency). Unknown names are ignored.
+    ///
+    /// Each node gets the kept nodes it reaches first (through left-out nodes only), worked out
+    /// once per node in dependency order: the kept nodes beyond those are reached through them,
+    /// so the order is the same as with every reachable one, and a chain of n kept services
+    /// costs n steps, not n² (a 2,000-service chain took seconds that way).
     pub fn reachability_subgraph(&self, keep: &BTreeSet<String>) -> DepGraph {
-        let nodes: Vec<(String, Vec<String>)> = keep
-            .iter()
-            .filter(|n| self.contains(n))
-            .map(|n| {
-                let deps = self
-                    .with_dependencies([n.as_str()])
-                    .into_iter()
-                    .filter(|d| d != n && keep.contains(d))
+        let kept: Vec<bool> = self
+            .graph
+            .node_indices()
+            .map(|i| keep.contains(&self.graph[i]))
+            .collect();
+        let mut first_kept: Vec<BTreeSet<NodeIndex>> = vec![BTreeSet::new(); kept.len()];
+        for i in self.topo_indices() {
+            let mut reached = BTreeSet::new();
+            for d in self.graph.neighbors_directed(i, Direction::Incoming) {
+                if kept[d.index()] {
+                    reached.insert(d);
+                } else {
+                    reached.extend(first_kept[d.index()].iter().copied());
+                }
+            }
+            first_kept[i.index()] = reached;
+        }
+        let nodes: Vec<(String, Vec<String>)> = self
+            .graph
+            .node_indices()
+            .filter(|i| kept[i.index()])
+            .map(|i| {
+                let deps = first_kept[i.index()]
+                    .iter()
+                    .map(|d| self.graph[*d].clone())
                     .collect();
-                (n.clone(), deps)
+                (self.graph[i].clone(), deps)
             })
             .collect();
         DepGraph::new(nodes).expect("a subgraph of a valid graph is valid")
@@ -462,6 +484,53 @@ mod tests {
         let r = g.reachability_subgraph(&keep);
         assert_eq!(r.waves(), [vec!["database"], vec!["frontend"]]);
         assert_eq!(r.dependencies("frontend"), ["database"]);
+    }
+
+    /// On random graphs and kept sets: the same reachability among kept nodes, order and waves
+    /// as a graph that gives each kept node every kept node it reaches.
+    #[test]
+    fn a_reachability_subgraph_orders_as_the_full_closure_does() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        for _ in 0..200 {
+            let n = rng.usize(1..30);
+            let names: Vec<String> = (0..n).map(|i| format!("s{i:02}")).collect();
+            let nodes: Vec<(String, Vec<String>)> = (0..n)
+                .map(|i| {
+                    let mut deps: Vec<String> = (0..rng.usize(0..=3))
+                        .filter(|_| i > 0)
+                        .map(|_| names[rng.usize(0..i)].clone())
+                        .collect();
+                    deps.sort();
+                    deps.dedup();
+                    (names[i].clone(), deps)
+                })
+                .collect();
+            let g = DepGraph::new(nodes).unwrap();
+            let keep: BTreeSet<String> = names.iter().filter(|_| rng.bool()).cloned().collect();
+            let full = DepGraph::new(
+                keep.iter()
+                    .map(|k| {
+                        let deps: Vec<String> = g
+                            .with_dependencies([k.as_str()])
+                            .into_iter()
+                            .filter(|d| d != k && keep.contains(d))
+                            .collect();
+                        (k.clone(), deps)
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap();
+            let r = g.reachability_subgraph(&keep);
+            assert_eq!(r.topo_order(), full.topo_order());
+            assert_eq!(r.waves(), full.waves());
+            for k in &keep {
+                assert_eq!(
+                    r.with_dependencies([k.as_str()]),
+                    full.with_dependencies([k.as_str()]),
+                    "{k}"
+                );
+            }
+        }
     }
 
     #[test]
