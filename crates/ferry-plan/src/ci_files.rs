@@ -144,8 +144,42 @@ reports:
     out
 }
 
-/// `.github/workflows/deploy.yml` for the graph `g`.
-pub fn github_workflow(g: &DepGraph, runner: &Runner<'_>) -> String {
+/// The `on:` of the GitHub workflow: what `[ci]` deploys from (its branch and tag patterns, and
+/// pull requests when it names their stage), and a run by hand.
+fn github_triggers(rules: &ferry_ci::StageRules) -> String {
+    let list = |rules: &[(String, String)]| {
+        let mut seen = Vec::new();
+        for (pattern, _) in rules {
+            let quoted = serde_json::to_string(pattern).expect("a string");
+            if !seen.contains(&quoted) {
+                seen.push(quoted);
+            }
+        }
+        seen.join(", ")
+    };
+    let mut on = String::from("on:\n");
+    if !rules.branches.is_empty() || !rules.tags.is_empty() {
+        on.push_str("  push:\n");
+        if !rules.branches.is_empty() {
+            let _ = writeln!(on, "    branches: [{}]", list(&rules.branches));
+        }
+        if !rules.tags.is_empty() {
+            let _ = writeln!(on, "    tags: [{}]", list(&rules.tags));
+        }
+    }
+    if rules.pull_requests.is_some() {
+        on.push_str("  pull_request:\n");
+    }
+    if rules.branches.is_empty() && rules.tags.is_empty() && rules.pull_requests.is_none() {
+        on.push_str("  # [ci] in ferry.toml names no branch, tag or pull-request rule, so no event deploys\n  # (and `--from-ci` finds no stage): add rules, then `batch files` again.\n");
+    }
+    on.push_str("  workflow_dispatch:\n");
+    on
+}
+
+/// `.github/workflows/deploy.yml` for the graph `g`, triggered by what `rules` (`[ci]`)
+/// deploys from.
+pub fn github_workflow(g: &DepGraph, runner: &Runner<'_>, rules: &ferry_ci::StageRules) -> String {
     let mut out = header(runner);
     let waves = g.waves();
     let command = runner.command;
@@ -166,12 +200,7 @@ pub fn github_workflow(g: &DepGraph, runner: &Runner<'_>) -> String {
 # role trusting GitHub's OIDC provider) and AWS_REGION.
 name: deploy
 
-on:
-  push:
-    branches: [main]
-    tags: [\"v*\"]
-  workflow_dispatch:
-
+{}
 permissions:
   id-token: write
   contents: read
@@ -184,7 +213,8 @@ env:
   CARGO_TERM_COLOR: never
   CI: \"true\"
 
-jobs:"
+jobs:",
+        github_triggers(rules)
     );
     let steps = |run: &str| {
         format!(
@@ -243,4 +273,54 @@ jobs:"
         steps(&format!("{command} batch finish --from-ci"))
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on(rules: &ferry_ci::StageRules) -> serde_yaml_ng::Value {
+        let g = DepGraph::new(vec![("api".to_string(), vec![])]).unwrap();
+        let runner = Runner {
+            command: "ferry",
+            setup: &[],
+        };
+        let wf: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&github_workflow(&g, &runner, rules)).unwrap();
+        wf["on"].clone()
+    }
+
+    #[test]
+    fn the_workflow_runs_on_what_the_ci_rules_deploy_from() {
+        let rules = ferry_ci::StageRules {
+            branches: vec![
+                ("main".into(), "staging".into()),
+                ("release/**".into(), "prod".into()),
+                ("main".into(), "dev".into()),
+            ],
+            tags: vec![("v*".into(), "prod".into())],
+            pull_requests: Some("pr-{number}".into()),
+        };
+        let on = on(&rules);
+        assert_eq!(
+            on["push"]["branches"],
+            serde_yaml_ng::from_str::<serde_yaml_ng::Value>("[main, 'release/**']").unwrap()
+        );
+        assert_eq!(on["push"]["tags"][0], "v*");
+        assert!(on["pull_request"].is_null() && on.get("pull_request").is_some());
+        assert!(on.get("workflow_dispatch").is_some());
+
+        // Branches only: no tags, no pull requests.
+        let on_branches = self::on(&ferry_ci::StageRules {
+            branches: vec![("main".into(), "dev".into())],
+            ..Default::default()
+        });
+        assert!(on_branches["push"].get("tags").is_none());
+        assert!(on_branches.get("pull_request").is_none());
+
+        // No rules: by hand only.
+        let none = self::on(&ferry_ci::StageRules::default());
+        assert!(none.get("push").is_none() && none.get("pull_request").is_none());
+        assert!(none.get("workflow_dispatch").is_some());
+    }
 }

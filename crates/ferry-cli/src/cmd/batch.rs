@@ -250,7 +250,7 @@ fn files(ctx: &Ctx, args: &FilesArgs) -> anyhow::Result<()> {
         ),
         (
             ws.root.join(".github/workflows/deploy.yml"),
-            ferry_plan::ci_files::github_workflow(graph, &runner),
+            ferry_plan::ci_files::github_workflow(graph, &runner, &ws.project.ci),
         ),
     ];
     if !args.check {
@@ -292,7 +292,7 @@ fn files(ctx: &Ctx, args: &FilesArgs) -> anyhow::Result<()> {
     }
     if !stale.is_empty() {
         anyhow::bail!(
-            "stale: {} (the services' graph changed since they were generated); run `{} batch files` and commit the result",
+            "stale: {} (the services' graph or the [ci] rules changed since they were generated); run `{} batch files` and commit the result",
             stale.join(", "),
             ctx.app.name
         );
