@@ -309,6 +309,67 @@ fn webhook(text: &str) -> Result<Webhook, String> {
     Ok(Webhook::Url(text.to_string()))
 }
 
+/// The account of an IAM role ARN (`arn:<partition>:iam::<account>:role/<path/><name>`), or
+/// what is wrong with it.
+fn role_arn_account(arn: &str) -> Result<&str, String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [a, partition, service, region, account, resource] = parts[..] else {
+        return Err("it has fewer than six `:`-separated parts".into());
+    };
+    if a != "arn" || !partition.starts_with("aws") || service != "iam" || !region.is_empty() {
+        return Err("it must start with arn:aws:iam:: (or another AWS partition)".into());
+    }
+    if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("`{account}` is not a 12-digit account id"));
+    }
+    let Some(rest) = resource.strip_prefix("role/") else {
+        return Err("it names no role (…:role/<name>)".into());
+    };
+    let name = rest.rsplit('/').next().unwrap_or_default();
+    if name.is_empty() || name.len() > 64 {
+        return Err("a role name has 1 to 64 characters".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+    {
+        return Err(format!(
+            "role name `{name}` may hold only letters, digits and +=,.@_-"
+        ));
+    }
+    if rest.len() > 512 || rest.chars().any(|c| !c.is_ascii_graphic()) {
+        return Err("its path must be printable ASCII, at most 512 characters".into());
+    }
+    Ok(account)
+}
+
+/// S3's rules for a bucket name (general purpose buckets).
+fn check_bucket_name(b: &str) -> Result<(), &'static str> {
+    if !(3..=63).contains(&b.len()) {
+        return Err("it has 3 to 63 characters");
+    }
+    if !b
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+    {
+        return Err("only lowercase letters, digits, `.` and `-`");
+    }
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if !edge_ok(b.chars().next()) || !edge_ok(b.chars().last()) {
+        return Err("it starts and ends with a letter or digit");
+    }
+    if b.contains("..") {
+        return Err("no two dots in a row");
+    }
+    if b.split('.').count() == 4 && b.split('.').all(|p| p.parse::<u8>().is_ok()) {
+        return Err("it must not look like an IP address");
+    }
+    if b.starts_with("xn--") || b.starts_with("sthree-") || b.ends_with("-s3alias") {
+        return Err("the prefixes xn-- and sthree- and the suffix -s3alias are reserved");
+    }
+    Ok(())
+}
+
 fn sns_topic_arn(arn: &str) -> bool {
     let parts: Vec<&str> = arn.split(':').collect();
     parts.len() == 6
@@ -532,16 +593,35 @@ fn read_stage(
         fd.error(Some(sp.clone()), Some(&key("account")), format!("`{a}` is not a 12-digit AWS account id (write it as a string, e.g. \"111111111111\")"));
     }
     let role_arn = get_str(fd, t, prefix, "role-arn");
-    if let Some((r, sp)) = &role_arn
-        && !(r.starts_with("arn:") && r.contains(":iam::") && r.contains(":role/"))
-    {
-        fd.error(
-            Some(sp.clone()),
-            Some(&key("role-arn")),
-            format!(
-                "`{r}` is not an IAM role ARN such as arn:aws:iam::111111111111:role/ferry-deployer"
+    if let Some((r, sp)) = &role_arn {
+        match role_arn_account(r) {
+            Err(why) => fd.error(
+                Some(sp.clone()),
+                Some(&key("role-arn")),
+                format!("`{r}` is not an IAM role ARN such as arn:aws:iam::111111111111:role/ferry-deployer: {why}"),
             ),
-        );
+            Ok(in_account) => {
+                if let Some((a, _)) = &account
+                    && a.len() == 12
+                    && in_account != a
+                {
+                    fd.error(Some(sp.clone()), Some(&key("role-arn")), format!("`{r}` is a role of account {in_account}, but the stage's account is {a}: the role assumed must be in the account deployed to"));
+                }
+            }
+        }
+    }
+    if let Some((e, sp)) = get_str(fd, t, prefix, "external-id") {
+        let ok = (2..=1224).contains(&e.len())
+            && e.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c));
+        if !ok {
+            fd.error(
+                Some(sp),
+                Some(&key("external-id")),
+                "is not an STS external id: 2 to 1224 characters of letters, digits and _+=,.@:/-"
+                    .to_string(),
+            );
+        }
     }
     let parameters_path = get_str(fd, t, prefix, "parameters-path");
     if let Some((p, sp)) = &parameters_path {
@@ -550,7 +630,16 @@ fn read_stage(
                 "`{p}` must be an absolute SSM path starting with '/', e.g. \"/shop/dev/\""
             );
             fd.error(Some(sp.clone()), Some(&key("parameters-path")), msg);
-        } else if let Err(e) = check_ssm_name(&format!("{}/", p.trim_end_matches('/')), true) {
+        } else if p.trim_end_matches('/').is_empty() {
+            fd.error(Some(sp.clone()), Some(&key("parameters-path")), format!("`{p}` is every parameter of the account: the stage's deployer role would read each secret of every stage and project; give the stage a path of its own, e.g. \"/shop/dev/\""));
+        } else if let Err(e) = check_ssm_name(
+            &if p.ends_with('/') {
+                p.clone()
+            } else {
+                format!("{p}/")
+            },
+            true,
+        ) {
             fd.error(
                 Some(sp.clone()),
                 Some(&key("parameters-path")),
@@ -594,6 +683,15 @@ fn read_stage(
         }
     }
     let artifact_bucket = get_str(fd, t, prefix, "artifact-bucket");
+    if let Some((b, sp)) = &artifact_bucket
+        && let Err(why) = check_bucket_name(b)
+    {
+        fd.error(
+            Some(sp.clone()),
+            Some(&key("artifact-bucket")),
+            format!("`{b}` is not an S3 bucket name: {why}"),
+        );
+    }
     // An unusable value is reported; the stage stays, so its other keys are still checked.
     let on_test_failure = match get_str(fd, t, prefix, "on-test-failure") {
         None => OnTestFailure::Keep,
