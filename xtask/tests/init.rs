@@ -191,3 +191,34 @@ fn init_in_a_folder_without_services_says_what_it_looks_for() {
     assert!(err.contains("serverless.yml"), "{err}");
     assert!(!dir.path().join("ferry.toml").exists());
 }
+
+/// What init cannot make valid (a Serverless service name CloudFormation refuses in a stack
+/// name) is said right after it writes, with what to change.
+#[test]
+fn init_says_when_what_it_wrote_does_not_validate_yet() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    file(
+        dir.path(),
+        "services/orders/serverless.yml",
+        "service: My_Orders\nprovider:\n  name: aws\n  runtime: nodejs18.x\nfunctions:\n  hello:\n    handler: handler.hello\n",
+    );
+    file(
+        dir.path(),
+        "services/orders/handler.js",
+        "exports.hello = async () => ({});\n",
+    );
+    let (code, out, err) = run(&mut xtask(dir.path(), &["init", "--no-runner"]), None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("does not pass `cargo xtask validate` yet"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "stack name `My_Orders-dev` of service `orders` is not one CloudFormation accepts"
+        ) && out.contains("change the `service:` (or provider.stackName) of its serverless.yml"),
+        "{out}"
+    );
+    assert!(!out.contains("next: "), "{out}");
+}

@@ -115,6 +115,22 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     if let Ok(repo) = ferry_changes::Repo::open(root) {
         super::services::warn_if_ignored(&repo, &paths);
     }
+    // What init cannot make valid by itself (a Serverless service name CloudFormation refuses
+    // in a stack name, a path out of the repository) is said now, not at the first deploy.
+    if let Err(e) = ferry_manifest::load(root) {
+        println!(
+            "the configuration written does not pass `{} validate` yet; fix these by hand (in the service's own files or in what init wrote):",
+            ctx.app.name
+        );
+        for line in crate::ui::mask(&e.to_string()).lines() {
+            println!("  {line}");
+        }
+        println!(
+            "then: `{} validate`, then `{} plan dev`",
+            ctx.app.name, ctx.app.name
+        );
+        return Ok(());
+    }
     println!(
         "next: `{} validate`, then `{} plan dev`",
         ctx.app.name, ctx.app.name

@@ -126,6 +126,8 @@ pub(super) fn check_stack_names(
     // at the first stage it happens.
     let mut owners: BTreeMap<String, (&ServiceDraft, &str)> = BTreeMap::new();
     let mut clashes: BTreeSet<(&str, &str)> = BTreeSet::new();
+    // A bad stack name is reported once per service and kind of problem, at its first stage.
+    let mut bad: BTreeSet<(&str, bool)> = BTreeSet::new();
     for stage in stages.keys().filter(|s| is_valid_stack_name(s)) {
         for d in drafts {
             let pattern = d
@@ -177,20 +179,33 @@ pub(super) fn check_stack_names(
                     owners.insert(name.clone(), (d, stage.as_str()));
                 }
             }
-            if !is_valid_stack_name(&name) {
-                let why = if name.len() > MAX_STACK_NAME {
+            let too_long = name.len() > MAX_STACK_NAME;
+            if !is_valid_stack_name(&name) && bad.insert((d.service.name.as_str(), too_long)) {
+                let serverless = d.service.kind == crate::ServiceKind::Serverless;
+                let setting = if serverless {
+                    "the `service:` (or provider.stackName) of its serverless.yml, or set stack-name in its service.toml"
+                } else if d.service.stack_name.is_some() {
+                    "the service's stack-name"
+                } else {
+                    "project.stack-name, or give the service a stack-name"
+                };
+                let message = if too_long {
                     format!(
-                        "is {} characters long (at most {MAX_STACK_NAME})",
+                        "stack name `{name}` of service `{}` is {} characters long (at most {MAX_STACK_NAME}); shorten the stage or service name, or change {setting}",
+                        d.service.name,
                         name.len()
                     )
                 } else {
-                    "is not of the form [A-Za-z][-A-Za-z0-9]*".to_string()
+                    format!(
+                        "stack name `{name}` of service `{}` is not one CloudFormation accepts (a letter, then letters, digits and '-'); change {setting}",
+                        d.service.name
+                    )
                 };
                 diags.push(Diagnostic {
                     file: PROJECT_FILE.into(),
                     line: None,
                     key: Some(join_key("stages", stage)),
-                    message: format!("stack name `{name}` of service `{}` {why}; shorten the stage or service name, or change {}", d.service.name, if d.service.stack_name.is_some() { "the service's stack name" } else { "project.stack-name" }),
+                    message,
                 });
             }
         }
