@@ -184,8 +184,17 @@ impl<'a> Owners<'a> {
     }
 }
 
+/// An input glob as matched: one without wildcards names a file or a folder, so it also matches
+/// everything under it (`shared/lib` is `shared/lib` and `shared/lib/**`), as packaging keys
+/// take it.
 fn glob(g: &str, owner: &str) -> Result<Glob, OwnersError> {
-    globset::GlobBuilder::new(g)
+    let literal = !g.contains(['*', '?', '[', '{']);
+    let pattern = if literal {
+        format!("{{{g},{g}/**}}")
+    } else {
+        g.to_string()
+    };
+    globset::GlobBuilder::new(&pattern)
         .literal_separator(true)
         .build()
         .map_err(|source| OwnersError {
@@ -230,6 +239,23 @@ mod tests {
             &["ferry.toml".to_string(), "*.lock".to_string()],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn an_input_without_wildcards_is_a_file_or_a_whole_folder() {
+        let spec = ServiceSpec {
+            name: "api",
+            dir: "services/api",
+            inputs: vec!["shared/lib".to_string(), "config.json".to_string()].leak(),
+            files: Vec::new(),
+        };
+        let o = Owners::new([spec], &["tools".to_string()]).unwrap();
+        assert_eq!(o.services_of("shared/lib"), ["api"]);
+        assert_eq!(o.services_of("shared/lib/deep/util.py"), ["api"]);
+        assert_eq!(o.services_of("config.json"), ["api"]);
+        assert!(o.services_of("shared/library/x.py").is_empty());
+        assert!(o.is_global("tools/gen.sh"));
+        assert!(!o.is_global("toolset/gen.sh"));
     }
 
     #[test]
