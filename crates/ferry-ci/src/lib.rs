@@ -60,13 +60,30 @@ pub struct CiContext {
     pub ended: Vec<Ended>,
 }
 
+/// GitHub caps a webhook's payload at 25 MB; an event file is never larger.
+const MAX_EVENT_FILE: u64 = 25 * 1024 * 1024;
+
+/// The text of GitHub's event file: a regular file of at most [`MAX_EVENT_FILE`] bytes (never a
+/// device or a pipe, which could be read forever), else nothing.
+fn read_event_file(path: &std::path::Path) -> Option<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > MAX_EVENT_FILE {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(MAX_EVENT_FILE).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
 impl CiContext {
     /// Reads the process environment (and, on GitHub Actions, the event file
     /// `GITHUB_EVENT_PATH` names).
     pub fn from_env() -> Self {
         let event = std::env::var_os("GITHUB_EVENT_PATH")
             .filter(|_| std::env::var_os("GITHUB_ACTIONS").is_some())
-            .and_then(|p| std::fs::read_to_string(p).ok());
+            .and_then(|p| read_event_file(std::path::Path::new(&p)));
         Self::from_vars_and_event(|k| std::env::var(k).ok(), event.as_deref())
     }
 
@@ -187,6 +204,17 @@ impl CiContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_file_is_read_only_when_it_is_a_regular_file_of_a_sane_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("event.json");
+        std::fs::write(&file, "{\"number\": 7}").unwrap();
+        assert_eq!(read_event_file(&file).as_deref(), Some("{\"number\": 7}"));
+        assert_eq!(read_event_file(std::path::Path::new("/dev/zero")), None);
+        assert_eq!(read_event_file(dir.path()), None);
+        assert_eq!(read_event_file(&dir.path().join("missing")), None);
+    }
 
     fn ctx(vars: &[(&str, &str)]) -> CiContext {
         CiContext::from_vars(|k| {
