@@ -38,6 +38,8 @@ pub enum BaseUnavailable {
         "base `{base}` is not an ancestor of head `{head}` (history diverged, e.g. after a force push)"
     )]
     NotAncestor { base: String, head: String },
+    #[error("the repository at {} has no commit yet, so base `{base}` names nothing: everything counts as changed until the first commit", .root.display())]
+    NoCommitYet { base: String, root: PathBuf },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,11 +47,12 @@ pub enum BaseUnavailable {
 pub enum ChangesError {
     #[error(transparent)]
     BaseUnavailable(#[from] BaseUnavailable),
-    #[error("head `{head}` is not a commit of the repository at {}: {source}", .root.display())]
+    #[error("head `{head}` is not a commit of the repository at {} ({}): give a branch, a tag or a commit id", .root.display(), .cause.message())]
     HeadNotFound {
         head: String,
         root: PathBuf,
-        source: git2::Error,
+        /// git's own reason, of which only the message is shown.
+        cause: git2::Error,
     },
     #[error("the repository at {} has no commit yet; commit first: a package is made from a commit", .root.display())]
     NoCommit { root: PathBuf },
@@ -212,6 +215,10 @@ impl Repo {
     pub fn resolve_base(&self, base: &str) -> Result<Oid, BaseUnavailable> {
         match self.resolve(base) {
             Some(oid) => Ok(oid),
+            None if self.head_commit().is_none() => Err(BaseUnavailable::NoCommitYet {
+                base: base.to_string(),
+                root: self.root.clone(),
+            }),
             None if self.is_shallow() => Err(BaseUnavailable::Shallow {
                 base: base.to_string(),
             }),
@@ -226,10 +233,10 @@ impl Repo {
             .revparse_single(head)
             .and_then(|o| o.peel_to_commit())
             .map(|c| c.id())
-            .map_err(|source| ChangesError::HeadNotFound {
+            .map_err(|cause| ChangesError::HeadNotFound {
                 head: head.to_string(),
                 root: self.root.clone(),
-                source,
+                cause,
             })
     }
 

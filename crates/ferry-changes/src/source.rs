@@ -31,10 +31,10 @@ impl Repo {
             .revparse_single(rev)
             .and_then(|o| o.peel_to_commit())
             .and_then(|c| c.tree())
-            .map_err(|source| ChangesError::HeadNotFound {
+            .map_err(|cause| ChangesError::HeadNotFound {
                 head: rev.to_string(),
                 root: self.root().to_path_buf(),
-                source,
+                cause,
             })?;
         let trees = RefCell::new(HashMap::from([(String::new(), Some(tree))]));
         Ok(CommitSource {

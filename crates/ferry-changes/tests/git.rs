@@ -180,6 +180,30 @@ fn a_service_folder_inside_another_repository_does_not_borrow_its_history() {
 }
 
 #[test]
+fn a_base_in_a_repository_without_commits_says_so() {
+    let r = TestRepo::new();
+    r.write("ferry.toml", "[project]\n");
+    let repo = Repo::open(r.path()).unwrap();
+    let err = repo.resolve_base("HEAD").unwrap_err();
+    assert!(
+        matches!(err, BaseUnavailable::NoCommitYet { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("has no commit yet"), "{err}");
+    // A bad head names itself, with git's reason and no internal codes.
+    let (r, _) = seeded();
+    let err = Repo::open(r.path())
+        .unwrap()
+        .changed_paths("HEAD", &Head::Rev("nope".into()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("head `nope` is not a commit") && !err.contains("class="),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_repository_git_refuses_to_open_says_why() {
     let (r, _) = seeded();
     // A repository whose configuration git cannot read.
