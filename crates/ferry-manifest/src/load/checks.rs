@@ -212,6 +212,45 @@ pub(super) fn check_stack_names(
     }
 }
 
+/// Every stage a service reads outputs of by name (`${output:STAGE:service.Key}`) is one a
+/// deploy could find: a named stage of ferry.toml, or any name when `[stages."*"]` makes
+/// preview stages.
+pub(super) fn check_output_stages(
+    stages: &BTreeMap<String, StageConfig>,
+    previews: bool,
+    drafts: &[ServiceDraft],
+    diags: &mut Vec<Diagnostic>,
+) {
+    use crate::reference::{OutputStage, Reference};
+    if previews {
+        return;
+    }
+    for d in drafts {
+        for (param, t) in &d.service.parameters {
+            for r in t.references() {
+                if let Reference::Output {
+                    stage: Some(OutputStage::Named(s)),
+                    ..
+                } = r
+                    && !stages.contains_key(s)
+                {
+                    let known: Vec<&str> = stages.keys().map(String::as_str).collect();
+                    diags.push(diag_at(
+                        d,
+                        None,
+                        &join_key("parameters", param),
+                        format!(
+                            "reads outputs of stage `{s}`, which is not a stage of ferry.toml (stages: {}){}",
+                            known.join(", "),
+                            crate::diag::did_you_mean(s, known.iter().copied())
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
 /// Every `${var:NAME}` a service reads (as a value, in an SSM name, or as the stage of an
 /// output) is defined by every stage it can deploy to: each named stage and the preview default.
 pub(super) fn check_variables(

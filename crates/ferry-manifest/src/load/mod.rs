@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
 
-use self::checks::{check_duplicates, check_graph, check_stack_names, check_variables};
+use self::checks::{
+    check_duplicates, check_graph, check_output_stages, check_stack_names, check_variables,
+};
 use self::discover::{check_globs_matched, discover_services};
 use self::project::{ProjectFile, read_project_file};
 use self::service::read_service;
@@ -93,6 +95,7 @@ fn load_inner(
     let graph = check_graph(&drafts, diags);
     check_stack_names(&project, &stages, &drafts, diags);
     check_variables(&stages, default_stage.as_ref(), &drafts, diags);
+    check_output_stages(&stages, default_stage.is_some(), &drafts, diags);
 
     let services = drafts.into_iter().map(|d| d.service).collect();
     Some(Workspace {
