@@ -12,7 +12,7 @@ fn repo(tag: &str) -> TestRepo {
         "ferry.toml",
         &format!(
             "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\nparameters-path = \"/cli-{tag}/dev/\"\n\n\
-             [stages.staging]\nregion = \"us-east-1\"\naccount = \"123456789012\"\nrole-arn = \"arn:aws:iam::123456789012:role/ferry-deployer\"\nexternal-id = \"x\"\n\n\
+             [stages.staging]\nregion = \"us-east-1\"\naccount = \"123456789012\"\nrole-arn = \"arn:aws:iam::123456789012:role/ferry-deployer\"\nexternal-id = \"shop-staging\"\n\n\
              [stages.prod]\nregion = \"us-east-1\"\naccount = \"111111111111\"\n"
         ),
     )
