@@ -66,6 +66,12 @@ pub enum TemplateError {
     #[error("not a valid template: {0}")]
     Parse(String),
     #[error(
+        "it is not UTF-8 text (UTF-16, say), which CloudFormation does not read; save it as UTF-8"
+    )]
+    NotUtf8,
+    #[error("it cannot be read: {0}")]
+    Unreadable(io::Error),
+    #[error(
         "it starts with a UTF-8 byte-order mark, which CloudFormation does not read; save the file as UTF-8 without a BOM"
     )]
     ByteOrderMark,
@@ -851,16 +857,16 @@ pub fn check_templates<'a>(
     {
         let path = ws.root.join(service.template_path());
         let checked = fs::read_to_string(&path)
-            .map_err(io_err(&path))
-            .and_then(|text| {
-                let parsed = template::parse(&text);
-                parsed
-                    .and_then(|p| check_parameters(service, &p))
-                    .map_err(|source| PackageError::Template {
-                        service: service.name.clone(),
-                        path: service.template_path(),
-                        source,
-                    })
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidData => TemplateError::NotUtf8,
+                _ => TemplateError::Unreadable(e),
+            })
+            .and_then(|text| template::parse(&text))
+            .and_then(|p| check_parameters(service, &p))
+            .map_err(|source| PackageError::Template {
+                service: service.name.clone(),
+                path: service.template_path(),
+                source,
             });
         if let Err(e) = checked {
             problems.push(e);

@@ -78,18 +78,30 @@ pub fn parse(text: &str) -> Result<Value, TemplateError> {
     {
         return Err(TemplateError::Empty);
     }
-    if text.trim_start().starts_with('{') {
-        // serde_json refuses nesting past 128 levels on its own, in linear time.
-        return serde_json::from_str(text).map_err(|e| TemplateError::Parse(e.to_string()));
-    }
+    // JSON first when it looks like JSON (serde_json refuses nesting past 128 levels on its own,
+    // in linear time); a YAML template written in flow style (`{Resources: …}`) looks the same
+    // and is read as YAML when it is not JSON.
+    let json_error = if text.trim_start().starts_with('{') {
+        match serde_json::from_str(text) {
+            Ok(v) => return Ok(v),
+            Err(e) => Some(e.to_string()),
+        }
+    } else {
+        None
+    };
     if let Some(line) = flow_too_deep(text, MAX_FLOW_DEPTH) {
         return Err(TemplateError::TooDeep {
             line,
             max: MAX_FLOW_DEPTH,
         });
     }
-    let mut yaml: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(text).map_err(|e| TemplateError::Parse(e.to_string()))?;
+    let mut yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        TemplateError::Parse(match &json_error {
+            // Neither: the JSON reading is the one meant.
+            Some(j) => j.clone(),
+            None => e.to_string(),
+        })
+    })?;
     // `<<: *anchor` merge keys, as CloudFormation's own YAML reader applies them.
     yaml.apply_merge()
         .map_err(|e| TemplateError::Parse(format!("a `<<` merge key cannot be applied: {e}")))?;
@@ -414,6 +426,19 @@ mod tests {
             add_bucket_parameter(&mut t).is_err(),
             "a list is no section of parameters"
         );
+    }
+
+    #[test]
+    fn a_yaml_template_in_flow_style_is_read_as_yaml_and_bad_json_says_json() {
+        let t = parse("{Resources: {Q: {Type: 'AWS::SQS::Queue'}}}\n").unwrap();
+        assert_eq!(t["Resources"]["Q"]["Type"], json!("AWS::SQS::Queue"));
+        let t = parse("{\"Resources\": {\"Q\": {\"Type\": \"AWS::SQS::Queue\"}}}").unwrap();
+        assert_eq!(t["Resources"]["Q"]["Type"], json!("AWS::SQS::Queue"));
+        // Neither JSON nor YAML: the JSON error, with its line and column.
+        let Err(TemplateError::Parse(e)) = parse("{\"Resources\": {\"Q\": ]}") else {
+            panic!("parsed");
+        };
+        assert!(e.contains("line 1 column"), "{e}");
     }
 
     #[test]
