@@ -13,6 +13,17 @@ use crate::{ChangesError, Repo};
 pub struct CommitSource<'r> {
     repo: &'r Repository,
     trees: RefCell<HashMap<String, Option<Tree<'r>>>>,
+    /// The last entry looked up: a load asks of one manifest whether it is a file, whether it
+    /// is a link, then reads it.
+    last: RefCell<Option<(String, Option<Entry>)>>,
+}
+
+/// A tree entry: id, kind and mode.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    id: git2::Oid,
+    kind: Option<ObjectType>,
+    mode: i32,
 }
 
 impl std::fmt::Debug for CommitSource<'_> {
@@ -40,6 +51,7 @@ impl Repo {
         Ok(CommitSource {
             repo: self.repository(),
             trees,
+            last: RefCell::new(None),
         })
     }
 }
@@ -72,10 +84,26 @@ impl<'r> CommitSource<'r> {
 
     /// The id and kind of a file or folder.
     fn entry(&self, path: &str) -> Option<(git2::Oid, Option<ObjectType>)> {
+        self.entry_of(path).map(|e| (e.id, e.kind))
+    }
+
+    fn entry_of(&self, path: &str) -> Option<Entry> {
+        if let Some((last, e)) = &*self.last.borrow()
+            && last == path
+        {
+            return *e;
+        }
         let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-        let tree = self.tree(parent)?;
-        let entry = tree.get_name(name)?;
-        Some((entry.id(), entry.kind()))
+        let e = self.tree(parent).and_then(|tree| {
+            let entry = tree.get_name(name)?;
+            Some(Entry {
+                id: entry.id(),
+                kind: entry.kind(),
+                mode: entry.filemode(),
+            })
+        });
+        *self.last.borrow_mut() = Some((path.to_string(), e));
+        e
     }
 }
 
@@ -136,13 +164,11 @@ impl Source for CommitSource<'_> {
 
     /// A symlink in a commit is a blob (mode 120000) holding its target.
     fn link_target(&self, path: &str) -> Option<String> {
-        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-        let tree = self.tree(parent)?;
-        let entry = tree.get_name(name)?;
-        if entry.filemode() != 0o120_000 {
+        let entry = self.entry_of(path)?;
+        if entry.mode != 0o120_000 {
             return None;
         }
-        let target = self.repo.find_blob(entry.id()).ok()?;
+        let target = self.repo.find_blob(entry.id).ok()?;
         Some(String::from_utf8_lossy(target.content()).into_owned())
     }
 }

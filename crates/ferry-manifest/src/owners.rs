@@ -40,7 +40,12 @@ pub struct Owners<'a> {
     /// Glob `k` of `inputs` → the services that declared it (a shared input is often declared
     /// by many services, and is compiled and matched once).
     input_owners: Vec<Vec<usize>>,
+    /// Inputs without wildcards, as folders (`shared/lib/`), with their input `k`: such an
+    /// input names a file or everything under a folder.
+    input_folders: Vec<(String, usize)>,
     global: GlobSet,
+    /// Global inputs without wildcards, as folders.
+    global_folders: Vec<String>,
 }
 
 /// Changed paths sorted by who they affect.
@@ -80,6 +85,7 @@ impl<'a> Owners<'a> {
         let mut inputs = GlobSetBuilder::new();
         let mut input_index: HashMap<&str, usize> = HashMap::new();
         let mut input_owners: Vec<Vec<usize>> = Vec::new();
+        let mut input_folders: Vec<(String, usize)> = Vec::new();
         for (i, s) in services.enumerate() {
             dirs.insert(s.dir.trim_end_matches('/'), i);
             for f in &s.files {
@@ -92,10 +98,14 @@ impl<'a> Owners<'a> {
                 let k = match input_index.get(g.as_str()) {
                     Some(&k) => k,
                     None => {
-                        inputs.add(glob(g, s.name)?);
                         input_owners.push(Vec::new());
-                        input_index.insert(g, input_owners.len() - 1);
-                        input_owners.len() - 1
+                        let k = input_owners.len() - 1;
+                        inputs.add(glob(g, s.name)?);
+                        if let Some(folder) = as_folder(g) {
+                            input_folders.push((folder, k));
+                        }
+                        input_index.insert(g, k);
+                        k
                     }
                 };
                 input_owners[k].push(i);
@@ -103,8 +113,10 @@ impl<'a> Owners<'a> {
             names.push(s.name);
         }
         let mut global = GlobSetBuilder::new();
+        let mut global_folders = Vec::new();
         for g in global_inputs {
             global.add(glob(g, "global-inputs")?);
+            global_folders.extend(as_folder(g));
         }
         let build = |b: GlobSetBuilder, owner: &str| {
             b.build().map_err(|source| OwnersError {
@@ -119,7 +131,9 @@ impl<'a> Owners<'a> {
             files,
             inputs: build(inputs, "services")?,
             input_owners,
+            input_folders,
             global: build(global, "global-inputs")?,
+            global_folders,
         })
     }
 
@@ -146,6 +160,11 @@ impl<'a> Owners<'a> {
                     .flat_map(|m| self.input_owners[m].iter().copied()),
             );
         }
+        for (folder, k) in &self.input_folders {
+            if path.starts_with(folder.as_str()) {
+                found.extend(self.input_owners[*k].iter().copied());
+            }
+        }
         let mut names: Vec<&str> = found.into_iter().map(|i| self.names[i]).collect();
         names.sort_unstable();
         names
@@ -153,6 +172,10 @@ impl<'a> Owners<'a> {
 
     pub fn is_global(&self, path: &str) -> bool {
         self.global.is_match(path)
+            || self
+                .global_folders
+                .iter()
+                .any(|f| path.starts_with(f.as_str()))
     }
 
     /// Whether a change to `path` redeploys `service`: the path is its own (see
@@ -184,17 +207,15 @@ impl<'a> Owners<'a> {
     }
 }
 
-/// An input glob as matched: one without wildcards names a file or a folder, so it also matches
-/// everything under it (`shared/lib` is `shared/lib` and `shared/lib/**`), as packaging keys
-/// take it.
+/// An input without wildcards names a file or a folder, so it also matches everything under it
+/// (`shared/lib` is `shared/lib` and `shared/lib/**`), as packaging keys take it: the folder
+/// form, `shared/lib/`, matched by prefix.
+fn as_folder(g: &str) -> Option<String> {
+    (!g.contains(['*', '?', '[', '{'])).then(|| format!("{}/", g.trim_end_matches('/')))
+}
+
 fn glob(g: &str, owner: &str) -> Result<Glob, OwnersError> {
-    let literal = !g.contains(['*', '?', '[', '{']);
-    let pattern = if literal {
-        format!("{{{g},{g}/**}}")
-    } else {
-        g.to_string()
-    };
-    globset::GlobBuilder::new(&pattern)
+    globset::GlobBuilder::new(g)
         .literal_separator(true)
         .build()
         .map_err(|source| OwnersError {

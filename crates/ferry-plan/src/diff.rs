@@ -115,11 +115,14 @@ fn nested_services_added(
         let Some(dir) = path.strip_suffix(&format!("/{SERVICE_FILE}")) else {
             continue;
         };
-        if changed.deleted.contains(path) || repo.file_at(base, path).is_some() {
+        // The owners of the new service's folder itself: the service folders around it (a
+        // top-level service has none, and needs no look at the base).
+        let outers = owners.services_of(dir);
+        if outers.is_empty() || changed.deleted.contains(path) || repo.file_at(base, path).is_some()
+        {
             continue;
         }
-        // The owners of the new service's folder itself: the service folders around it.
-        for outer in owners.services_of(dir) {
+        for outer in outers {
             affected
                 .services
                 .entry(outer.to_string())
