@@ -87,7 +87,9 @@ pub(super) fn read_framework(
             return None;
         }
     };
-    let doc: serde_yaml_ng::Value = match serde_yaml_ng::from_str(&text) {
+    // The framework's YAML reader skips a byte-order mark; so does this one.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let doc: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
         Ok(d) => d,
         Err(e) => {
             diags_of_config.push(Diagnostic {
