@@ -683,8 +683,11 @@ fn a_template_or_manifest_linked_inside_the_repository_or_not_a_file_is_refused_
         r.path().join("services/b/service.toml"),
     )
     .unwrap();
-    // And a manifest that is a folder.
-    r.write("services/c/service.toml/notes.md", "a folder\n");
+    // And a manifest that is a folder, and a service folder that is a link.
+    r.write("services/c/service.toml/notes.md", "a folder\n")
+        .write("apps/d/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+        .write("apps/d/t.yaml", QUEUE);
+    std::os::unix::fs::symlink("../apps/d", r.path().join("services/d")).unwrap();
     r.commit("links");
     let commit_plan = [
         "plan",
@@ -710,6 +713,10 @@ fn a_template_or_manifest_linked_inside_the_repository_or_not_a_file_is_refused_
         );
         assert!(
             err.contains("services/c/service.toml: is a folder, not a file"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("services/d: is a symbolic link to the service folder `apps/d`"),
             "{args:?}: {err}"
         );
     }

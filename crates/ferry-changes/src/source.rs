@@ -157,6 +157,20 @@ impl Source for CommitSource<'_> {
             .collect()
     }
 
+    fn links_in(&self, path: &str) -> Vec<(String, String)> {
+        let Some(tree) = self.tree(path) else {
+            return Vec::new();
+        };
+        tree.iter()
+            .filter(|e| e.filemode() == 0o120_000)
+            .filter_map(|e| {
+                let name = e.name().ok()?.to_string();
+                let target = self.repo.find_blob(e.id()).ok()?;
+                Some((name, String::from_utf8_lossy(target.content()).into_owned()))
+            })
+            .collect()
+    }
+
     fn not_a_file(&self, path: &str) -> Option<String> {
         let (_, kind) = self.entry(path)?;
         (kind == Some(ObjectType::Tree)).then(|| "is a folder, not a file".to_string())

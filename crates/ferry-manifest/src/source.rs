@@ -22,6 +22,10 @@ pub trait Source {
     fn link_target(&self, _path: &str) -> Option<String> {
         None
     }
+    /// The entries of a folder that are symbolic links, with their targets as written.
+    fn links_in(&self, _path: &str) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// Why `path`, which is not a file ([`is_file`](Self::is_file) is false), is not simply
     /// absent: a folder, a link that leads nowhere, or a place that cannot be read.
     fn not_a_file(&self, _path: &str) -> Option<String> {
@@ -102,6 +106,23 @@ impl Source for FsSource {
             .map(|e| e.file_name())
             .filter(|n| n.to_str().is_none())
             .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn links_in(&self, path: &str) -> Vec<(String, String)> {
+        let dir = self.path(path);
+        let mut v: Vec<(String, String)> = fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_symlink()))
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let target = fs::read_link(e.path()).ok()?;
+                Some((name, target.to_string_lossy().into_owned()))
+            })
             .collect();
         v.sort();
         v

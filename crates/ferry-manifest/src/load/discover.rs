@@ -20,13 +20,23 @@ pub(super) fn discover_services(
 ) -> BTreeMap<String, Option<String>> {
     let mut found = BTreeMap::new();
     let mut not_utf8 = BTreeSet::new();
+    let mut linked = BTreeMap::new();
     for pattern in globs.iter().filter(|p| Glob::new(p).is_ok()) {
         let segments: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
         let mut out = Found {
             dirs: &mut found,
             not_utf8: &mut not_utf8,
+            linked: &mut linked,
         };
         expand(source, String::new(), None, &segments, &mut out);
+    }
+    for (link, real) in linked {
+        diags.push(Diagnostic {
+            file: PathBuf::from(&link),
+            line: None,
+            key: None,
+            message: format!("is a symbolic link to the service folder `{real}`, and Ferry does not follow links to find services (a plan sees a service's changes by its own paths): name `{real}` in project.services, or move the folder here"),
+        });
     }
     for dir in not_utf8 {
         diags.push(Diagnostic {
@@ -44,6 +54,19 @@ pub(super) fn discover_services(
 struct Found<'a> {
     dirs: &'a mut BTreeMap<String, Option<String>>,
     not_utf8: &'a mut BTreeSet<String>,
+    /// Links the globs name that lead to a service folder of the repository: link → folder.
+    linked: &'a mut BTreeMap<String, String>,
+}
+
+/// Notes `rel/name`, a symbolic link a service glob names, when it leads to a folder of the
+/// repository holding a manifest: such a service would otherwise be lost without a word.
+fn note_link(source: &dyn Source, rel: &str, name: &str, target: &str, out: &mut Found<'_>) {
+    let link = join(rel, name);
+    if let Some(real) = crate::source::resolve_link(&link, target)
+        && source.is_file(&format!("{real}/{SERVICE_FILE}"))
+    {
+        out.linked.insert(link, real);
+    }
 }
 
 /// Reports each service glob that matched no folder holding a manifest.
@@ -113,9 +136,21 @@ fn expand(
                 expand(source, join(&rel, &child), cid, rest, out);
             }
         }
+        if rest.is_empty() {
+            for (name, target) in source.links_in(&rel) {
+                if m.is_match(&name) {
+                    note_link(source, &rel, &name, &target, out);
+                }
+            }
+        }
     } else {
         let path = join(&rel, first);
-        if source.is_dir(&path) {
+        if let Some(target) = source.link_target(&path) {
+            // The working tree would follow it, a commit cannot: neither does.
+            if rest.is_empty() {
+                note_link(source, &rel, first, &target, out);
+            }
+        } else if source.is_dir(&path) {
             let cid = if rest.is_empty() {
                 source
                     .subdirs(&rel)
