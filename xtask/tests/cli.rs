@@ -843,9 +843,10 @@ fn batch_ci_files_follow_the_graph_and_cannot_drift() {
     // earlier wave), its matrix the wave's services; finish after the last wave.
     let text = std::fs::read_to_string(root.join(".github/workflows/deploy.yml")).unwrap();
     let wf: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("YAML");
-    // It runs on what the example's [ci] deploys from: branches `main` and `*`, tags `v*`.
-    assert_eq!(ids(&wf["on"]["push"]["branches"]), ["main", "*"], "{text}");
-    assert_eq!(ids(&wf["on"]["push"]["tags"]), ["v*"], "{text}");
+    // It runs on what the example's [ci] deploys from: branches `main` and `*`, tags `v*` (a
+    // `[ci]` `*` matches `/` too, as GitHub's `**`).
+    assert_eq!(ids(&wf["on"]["push"]["branches"]), ["main", "**"], "{text}");
+    assert_eq!(ids(&wf["on"]["push"]["tags"]), ["v**"], "{text}");
     let jobs = wf["jobs"].as_mapping().unwrap();
     let (_, graph, _) = run(&mut xtask(&["graph", "--format", "json"]));
     let graph: serde_json::Value = serde_json::from_str(&graph).unwrap();

@@ -688,6 +688,12 @@ fn a_template_or_manifest_linked_inside_the_repository_or_not_a_file_is_refused_
         .write("apps/d/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
         .write("apps/d/t.yaml", QUEUE);
     std::os::unix::fs::symlink("../apps/d", r.path().join("services/d")).unwrap();
+    // And a template reached through a linked folder.
+    r.write(
+        "services/f/service.toml",
+        "[service]\ntemplate = \"cfn/t.yaml\"\n",
+    );
+    std::os::unix::fs::symlink("../../shared", r.path().join("services/f/cfn")).unwrap();
     r.commit("links");
     let commit_plan = [
         "plan",
@@ -717,6 +723,10 @@ fn a_template_or_manifest_linked_inside_the_repository_or_not_a_file_is_refused_
         );
         assert!(
             err.contains("services/d: is a symbolic link to the service folder `apps/d`"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("`services/f/cfn/t.yaml` is reached through the symlink `services/f/cfn` to `shared/t.yaml`"),
             "{args:?}: {err}"
         );
     }

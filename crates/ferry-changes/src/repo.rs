@@ -143,10 +143,17 @@ impl Repo {
             };
             return BaseUnavailable::Unopenable { root, message };
         }
-        match Repository::discover(&root)
-            .ok()
-            .and_then(|r| r.workdir().map(Path::to_path_buf))
-        {
+        // A folder inside a repository that tracks files in it; not one that merely lies
+        // under some repository (a source zip unpacked in a home folder kept in git).
+        let tracked_top = Repository::discover(&root).ok().and_then(|r| {
+            let top = r.workdir()?.to_path_buf();
+            let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            let rel = real(&root).strip_prefix(real(&top)).ok()?.to_path_buf();
+            let prefix = format!("{}/", rel.to_str()?.trim_end_matches('/'));
+            r.index().ok()?.find_prefix(&prefix).ok()?;
+            Some(top)
+        });
+        match tracked_top {
             Some(top) => BaseUnavailable::NotRepositoryRoot { root, top },
             None => BaseUnavailable::NoRepository { root },
         }
@@ -215,7 +222,7 @@ impl Repo {
     pub fn resolve_base(&self, base: &str) -> Result<Oid, BaseUnavailable> {
         match self.resolve(base) {
             Some(oid) => Ok(oid),
-            None if self.head_commit().is_none() => Err(BaseUnavailable::NoCommitYet {
+            None if self.repo.is_empty().unwrap_or(false) => Err(BaseUnavailable::NoCommitYet {
                 base: base.to_string(),
                 root: self.root.clone(),
             }),

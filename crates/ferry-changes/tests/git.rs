@@ -177,6 +177,13 @@ fn a_service_folder_inside_another_repository_does_not_borrow_its_history() {
             .contains("is a folder inside the git repository at"),
         "{err}"
     );
+    // A folder that only lies under a repository, which tracks nothing in it (a source zip
+    // unpacked in a home folder kept in git), is no repository.
+    r.write("unpacked/zip/ferry.toml", "[project]\n");
+    assert!(matches!(
+        Repo::open(&r.path().join("unpacked/zip")),
+        Err(BaseUnavailable::NoRepository { .. })
+    ));
 }
 
 #[test]
@@ -273,8 +280,7 @@ fn git_cli_and_libgit2_working_tree_scans_agree() {
     assert_eq!(cli.deleted, set(&["ferry.toml", "services/b/service.toml"]));
 }
 
-/// The tree walk reports exactly what `git diff --name-only` reports, over random histories
-/// with nested folders, additions, edits, deletions and file/folder swaps.
+/// Flips a file's executable bits: its mode changes, its blob id does not.
 fn toggle_executable(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt as _;
     let mut perms = std::fs::metadata(path).unwrap().permissions();
@@ -300,6 +306,8 @@ fn a_file_made_executable_or_a_symlink_with_the_same_text_is_changed() {
     assert_eq!(c.paths, set(&["services/c/main.py"]));
 }
 
+/// The tree walk reports exactly what `git diff --name-only` reports, over random histories
+/// with nested folders, additions, edits, deletions, mode flips and file/folder swaps.
 #[test]
 fn the_tree_walk_matches_git_diff_on_random_edits() {
     let mut rng = fastrand::Rng::with_seed(7);

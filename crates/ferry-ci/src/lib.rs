@@ -67,11 +67,12 @@ const MAX_EVENT_FILE: u64 = 25 * 1024 * 1024;
 /// device or a pipe, which could be read forever), else nothing.
 fn read_event_file(path: &std::path::Path) -> Option<String> {
     use std::io::Read as _;
-    let file = std::fs::File::open(path).ok()?;
-    let meta = file.metadata().ok()?;
+    // Looked at before it is opened: opening a named pipe waits for a writer.
+    let meta = std::fs::metadata(path).ok()?;
     if !meta.is_file() || meta.len() > MAX_EVENT_FILE {
         return None;
     }
+    let file = std::fs::File::open(path).ok()?;
     let mut text = String::new();
     file.take(MAX_EVENT_FILE).read_to_string(&mut text).ok()?;
     Some(text)
@@ -213,6 +214,15 @@ mod tests {
         assert_eq!(read_event_file(&file).as_deref(), Some("{\"number\": 7}"));
         assert_eq!(read_event_file(std::path::Path::new("/dev/zero")), None);
         assert_eq!(read_event_file(dir.path()), None);
+        let fifo = dir.path().join("pipe");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert_eq!(read_event_file(&fifo), None);
         assert_eq!(read_event_file(&dir.path().join("missing")), None);
     }
 

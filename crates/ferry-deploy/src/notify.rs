@@ -139,7 +139,7 @@ pub async fn announce(
     let ssm = aws_sdk_ssm::Client::new(config);
     for hook in &n.webhooks {
         let (url, shown) = match hook {
-            Webhook::Url(u) => (u.clone(), ferry_notify::shown_url(u)),
+            Webhook::Url(u) => (u.clone(), ferry_manifest::shown_url(u)),
             Webhook::Ssm(name) => {
                 let shown = format!("ssm:{name}");
                 match ssm

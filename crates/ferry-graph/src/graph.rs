@@ -318,7 +318,7 @@ impl DepGraph {
         order
     }
 
-    /// The graph of `keep` in which a kept node depends on every kept node it reaches, directly
+    /// The graph of `keep` in which a kept node depends on the kept nodes it reaches, directly
     /// or through nodes left out (so an order of it never runs a node before an indirect
     /// dependency). Unknown names are ignored.
     ///

@@ -25,7 +25,7 @@ pub use diag::{Diagnostic, ManifestErrors, did_you_mean, first_few};
 pub use layout::{Layout, OUTPUT_DIR};
 pub use load::{
     PROJECT_FILE, SERVICE_FILE, check_webhook_url, declared_service_name, load, load_from,
-    serverless_stack_name, serverless_variable_sources,
+    serverless_stack_name, serverless_variable_sources, shown_url,
 };
 pub use memo::{read_memo, write_memo};
 pub use model::{

@@ -183,18 +183,6 @@ pub enum NotifyError {
     Sns { topic: String, message: String },
 }
 
-/// How a webhook URL written in `ferry.toml` is shown: its scheme and host only (its path may
-/// still identify a channel).
-pub fn shown_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-            format!("{scheme}://{host}/…")
-        }
-        None => "(a webhook)".into(),
-    }
-}
-
 /// How long one webhook may take.
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 

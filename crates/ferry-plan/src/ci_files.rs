@@ -144,13 +144,36 @@ reports:
     out
 }
 
+/// A `[ci]` pattern as a GitHub branch or tag filter that matches the same names. In `[ci]`
+/// only `*` is special, and it matches `/` too: GitHub's `**`. GitHub's own special characters
+/// (`? + [ ] !`, and `\`) are escaped, so that they match themselves as in `[ci]`.
+fn github_filter(pattern: &str) -> String {
+    let mut out = String::new();
+    let mut star = false;
+    for c in pattern.chars() {
+        if c == '*' {
+            if !star {
+                out.push_str("**");
+            }
+            star = true;
+            continue;
+        }
+        star = false;
+        if matches!(c, '?' | '+' | '[' | ']' | '!' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The `on:` of the GitHub workflow: what `[ci]` deploys from (its branch and tag patterns, and
 /// pull requests when it names their stage), and a run by hand.
 fn github_triggers(rules: &ferry_ci::StageRules) -> String {
     let list = |rules: &[(String, String)]| {
         let mut seen = Vec::new();
         for (pattern, _) in rules {
-            let quoted = serde_json::to_string(pattern).expect("a string");
+            let quoted = serde_json::to_string(&github_filter(pattern)).expect("a string");
             if !seen.contains(&quoted) {
                 seen.push(quoted);
             }
@@ -291,6 +314,24 @@ mod tests {
     }
 
     #[test]
+    fn ci_patterns_become_github_filters_that_match_the_same_names() {
+        assert_eq!(github_filter("main"), "main");
+        assert_eq!(github_filter("*"), "**");
+        assert_eq!(github_filter("release/*"), "release/**");
+        assert_eq!(github_filter("release/**"), "release/**");
+        assert_eq!(github_filter("!wip"), "\\!wip");
+        assert_eq!(github_filter("c++"), "c\\+\\+");
+        assert_eq!(github_filter("v1.?[x]"), "v1.\\?\\[x\\]");
+        // Still one YAML string each.
+        let yaml = format!(
+            "[{}]",
+            serde_json::to_string(&github_filter("!wip")).unwrap()
+        );
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+        assert_eq!(v[0], "\\!wip");
+    }
+
+    #[test]
     fn the_workflow_runs_on_what_the_ci_rules_deploy_from() {
         let rules = ferry_ci::StageRules {
             branches: vec![
@@ -306,7 +347,8 @@ mod tests {
             on["push"]["branches"],
             serde_yaml_ng::from_str::<serde_yaml_ng::Value>("[main, 'release/**']").unwrap()
         );
-        assert_eq!(on["push"]["tags"][0], "v*");
+        // `[ci]`'s `*` matches `/` as GitHub's `**` does.
+        assert_eq!(on["push"]["tags"][0], "v**");
         assert!(on["pull_request"].is_null() && on.get("pull_request").is_some());
         assert!(on.get("workflow_dispatch").is_some());
 

@@ -120,6 +120,13 @@ fn expand(
     }
     if *first == "**" {
         expand(source, rel.clone(), id, rest, out);
+        if rest.is_empty() {
+            for (name, target) in source.links_in(&rel) {
+                if !crate::source::skipped_folder(&name) {
+                    note_link(source, &rel, &name, &target, out);
+                }
+            }
+        }
         for (child, cid) in source.subdirs(&rel) {
             expand(source, join(&rel, &child), cid, segments, out);
         }
@@ -138,7 +145,7 @@ fn expand(
         }
         if rest.is_empty() {
             for (name, target) in source.links_in(&rel) {
-                if m.is_match(&name) {
+                if m.is_match(&name) && !crate::source::skipped_folder(&name) {
                     note_link(source, &rel, &name, &target, out);
                 }
             }

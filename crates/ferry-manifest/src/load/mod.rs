@@ -14,7 +14,7 @@ mod rules;
 mod serverless;
 mod service;
 
-pub use project::check_webhook_url;
+pub use project::{check_webhook_url, shown_url};
 pub use serverless::{serverless_stack_name, serverless_variable_sources};
 
 use std::collections::BTreeSet;

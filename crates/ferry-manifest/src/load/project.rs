@@ -241,8 +241,8 @@ pub fn check_webhook_url(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A webhook URL as messages may show it: its scheme and host, the rest (path, query, user
-/// part, any of which may be its token) as `…`. A value without `://` shows its first 8
+/// A webhook URL as messages may show it: its scheme, host and port, the rest (path, query,
+/// user part, any of which may be its token) as `…`. A value without `://` shows its first 8
 /// characters.
 pub fn shown_url(text: &str) -> String {
     let Some((scheme, rest)) = text.split_once("://") else {
@@ -253,8 +253,10 @@ pub fn shown_url(text: &str) -> String {
             head
         };
     };
-    let host = host_of(rest);
-    let more = rest.len() > host.len() && !rest.eq_ignore_ascii_case(host);
+    // The host and port: never a user part, path, query or fragment.
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let more = rest.len() > host.len();
     format!("{scheme}://{host}{}", if more { "/…" } else { "" })
 }
 
@@ -263,7 +265,11 @@ pub fn shown_url(text: &str) -> String {
 fn host_of(rest: &str) -> &str {
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    // An IPv6 address is bracketed, its own `:` inside: the port follows the `]`.
+    let host = match host.find(']') {
+        Some(end) if host.starts_with('[') => &host[..=end],
+        _ => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
     host.strip_suffix('.').unwrap_or(host)
 }
 
@@ -281,7 +287,8 @@ fn webhook(text: &str) -> Result<Webhook, String> {
     let lower = text.to_ascii_lowercase();
     let rest = lower.split_once("://").map_or("", |(_, r)| r);
     let keep_in_ssm = "keep it in SSM as a SecureString (`param set <stage> notify/webhook --secure`) and name it here as ssm:/<path>";
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // Anything up to the first `/` (a `#` or `?` there may hide a `user:password@`).
+    let authority = rest.split('/').next().unwrap_or_default();
     if authority.contains('@') {
         return Err(format!("this webhook URL holds credentials: {keep_in_ssm}"));
     }
@@ -337,14 +344,26 @@ fn role_arn_account(arn: &str) -> Result<&str, String> {
             "role name `{name}` may hold only letters, digits and +=,.@_-"
         ));
     }
-    if rest.len() > 512 || rest.chars().any(|c| !c.is_ascii_graphic()) {
+    let path_len = rest.len() - name.len();
+    if path_len > 512 || rest.chars().any(|c| !c.is_ascii_graphic()) {
         return Err("its path must be printable ASCII, at most 512 characters".into());
     }
     Ok(account)
 }
 
-/// S3's rules for a bucket name (general purpose buckets).
-fn check_bucket_name(b: &str) -> Result<(), &'static str> {
+/// S3's rules for a bucket name (general purpose buckets). A bucket made in us-east-1 before
+/// March 2018 may have a legacy name (up to 255 letters of either case, digits, `.`, `-`, `_`),
+/// and still exists: such a name passes for a stage in us-east-1.
+fn check_bucket_name(b: &str, region: Option<&str>) -> Result<(), &'static str> {
+    let legacy = |b: &str| {
+        (3..=255).contains(&b.len())
+            && b.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    };
+    let legacy_only = b.len() > 63 || b.chars().any(|c| c.is_ascii_uppercase() || c == '_');
+    if region == Some("us-east-1") && legacy_only && legacy(b) {
+        return Ok(());
+    }
     if !(3..=63).contains(&b.len()) {
         return Err("it has 3 to 63 characters");
     }
@@ -364,8 +383,14 @@ fn check_bucket_name(b: &str) -> Result<(), &'static str> {
     if b.split('.').count() == 4 && b.split('.').all(|p| p.parse::<u8>().is_ok()) {
         return Err("it must not look like an IP address");
     }
-    if b.starts_with("xn--") || b.starts_with("sthree-") || b.ends_with("-s3alias") {
-        return Err("the prefixes xn-- and sthree- and the suffix -s3alias are reserved");
+    let reserved_start = ["xn--", "sthree-", "amzn-s3-demo-"];
+    let reserved_end = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+    if reserved_start.iter().any(|p| b.starts_with(p))
+        || reserved_end.iter().any(|s| b.ends_with(s))
+    {
+        return Err(
+            "S3 reserves the prefixes xn--, sthree-, amzn-s3-demo- and the suffixes -s3alias, --ol-s3, .mrap, --x-s3, --table-s3",
+        );
     }
     Ok(())
 }
@@ -684,7 +709,7 @@ fn read_stage(
     }
     let artifact_bucket = get_str(fd, t, prefix, "artifact-bucket");
     if let Some((b, sp)) = &artifact_bucket
-        && let Err(why) = check_bucket_name(b)
+        && let Err(why) = check_bucket_name(b, region.as_ref().map(|r| r.0.as_str()))
     {
         fd.error(
             Some(sp.clone()),

@@ -278,13 +278,21 @@ fn check_template(
         .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e));
     if path.is_none() || t.starts_with('/') || t.contains('\\') {
         fd.error(Some(sp), Some("service.template"), format!("`{t}` lies outside the repository; a template must be versioned with the repository (its edits are what Ferry deploys), so give a path inside it, relative to the service folder"));
-    } else if let Some((p, target)) = path
-        .as_deref()
-        .and_then(|p| Some((p, source.link_target(p)?)))
+    } else if let Some((link, target, rest)) =
+        path.as_deref().and_then(|p| link_on_path(source, dir, p))
     {
-        match crate::source::resolve_link(p, &target) {
-            None => fd.error(Some(sp), Some("service.template"), format!("`{p}` is a symlink to a file outside the repository; its edits would never be seen: move the file into the repository")),
-            Some(real) => fd.error(Some(sp), Some("service.template"), format!("`{p}` is a symlink to `{real}`, whose edits a plan would never see (it sees a service's changes by the paths it names): name the file itself, `template = \"{}\"`", relative_to(dir, &real))),
+        let p = path.as_deref().unwrap_or_default();
+        let (what, place) = if rest.is_empty() {
+            ("a symlink".to_string(), "a file")
+        } else {
+            (format!("reached through the symlink `{link}`"), "a place")
+        };
+        match crate::source::resolve_link(&link, &target) {
+            None => fd.error(Some(sp), Some("service.template"), format!("`{p}` is {what} to {place} outside the repository; its edits would never be seen: move the file into the repository")),
+            Some(real) => {
+                let real = if rest.is_empty() { real } else { format!("{real}/{rest}") };
+                fd.error(Some(sp), Some("service.template"), format!("`{p}` is {what} to `{real}`, whose edits a plan would never see (it sees a service's changes by the paths it names): name the file itself, `template = \"{}\"`", relative_to(dir, &real)))
+            }
         }
     } else if !exists {
         fd.error(Some(sp), Some("service.template"), format!("template file `{dir}/{t}` does not exist; the path is relative to the service folder"));
@@ -297,6 +305,24 @@ fn check_template(
             ),
         );
     }
+}
+
+/// The first symbolic link on `path` (repository relative, normalised), the file included,
+/// with its target and the rest of the path after it. The folders on the way to the service
+/// folder `dir` are real folders (services are found through folders only), so they are not
+/// looked at again.
+fn link_on_path(source: &dyn Source, dir: &str, path: &str) -> Option<(String, String, String)> {
+    let parts: Vec<&str> = path.split('/').collect();
+    for i in 0..parts.len() {
+        let prefix = parts[..=i].join("/");
+        if dir == prefix || dir.starts_with(&format!("{prefix}/")) {
+            continue;
+        }
+        if let Some(target) = source.link_target(&prefix) {
+            return Some((prefix, target, parts[i + 1..].join("/")));
+        }
+    }
+    None
 }
 
 /// `path` (repository relative) as a path relative to the folder `dir`, e.g. `../../shared/t.yaml`.
