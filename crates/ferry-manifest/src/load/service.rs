@@ -312,14 +312,22 @@ fn check_template(
 /// folder `dir` are real folders (services are found through folders only), so they are not
 /// looked at again.
 fn link_on_path(source: &dyn Source, dir: &str, path: &str) -> Option<(String, String, String)> {
-    let parts: Vec<&str> = path.split('/').collect();
-    for i in 0..parts.len() {
-        let prefix = parts[..=i].join("/");
-        if dir == prefix || dir.starts_with(&format!("{prefix}/")) {
+    // Each prefix ends before a `/` or at the end, taken as a slice: no string is built for the
+    // common case, a template in its folder (one look-up, of the file itself).
+    let ends = path
+        .match_indices('/')
+        .map(|(i, _)| i)
+        .chain(std::iter::once(path.len()));
+    for end in ends {
+        let prefix = &path[..end];
+        let on_the_way = dir == prefix
+            || (dir.starts_with(prefix) && dir.as_bytes().get(prefix.len()) == Some(&b'/'));
+        if on_the_way {
             continue;
         }
-        if let Some(target) = source.link_target(&prefix) {
-            return Some((prefix, target, parts[i + 1..].join("/")));
+        if let Some(target) = source.link_target(prefix) {
+            let rest = path.get(end + 1..).unwrap_or_default();
+            return Some((prefix.to_string(), target, rest.to_string()));
         }
     }
     None
