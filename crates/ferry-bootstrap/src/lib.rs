@@ -151,15 +151,16 @@ fn stack_names(ws: &Workspace, stage: &Stage) -> Vec<String> {
 const ROLE_PREFIX: usize = 16;
 
 fn principal_ok(arn: &str) -> bool {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    parts.len() == 6
-        && parts[0] == "arn"
-        && parts[1].starts_with("aws")
-        && parts[2] == "iam"
-        && parts[3].is_empty()
-        && parts[4].len() == 12
-        && parts[4].bytes().all(|b| b.is_ascii_digit())
-        && (parts[5] == "root" || parts[5].starts_with("role/") || parts[5].starts_with("user/"))
+    let Some([a, partition, service, region, account, resource]) = ferry_manifest::arn_fields(arn)
+    else {
+        return false;
+    };
+    a == "arn"
+        && partition.starts_with("aws")
+        && service == "iam"
+        && region.is_empty()
+        && ferry_manifest::is_account_id(account)
+        && (resource == "root" || resource.starts_with("role/") || resource.starts_with("user/"))
 }
 
 /// The role name and path of a role ARN (`arn:aws:iam::1:role/ci/ferry` → (`ferry`, `/ci/`)).

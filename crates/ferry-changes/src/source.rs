@@ -87,6 +87,12 @@ impl<'r> CommitSource<'r> {
         self.entry_of(path).map(|e| (e.id, e.kind))
     }
 
+    /// What a symbolic link's blob holds: its target, as written.
+    fn link_text(&self, blob: git2::Oid) -> Option<String> {
+        let target = self.repo.find_blob(blob).ok()?;
+        Some(String::from_utf8_lossy(target.content()).into_owned())
+    }
+
     fn entry_of(&self, path: &str) -> Option<Entry> {
         if let Some((last, e)) = &*self.last.borrow()
             && last == path
@@ -163,11 +169,7 @@ impl Source for CommitSource<'_> {
         };
         tree.iter()
             .filter(|e| e.filemode() == 0o120_000)
-            .filter_map(|e| {
-                let name = e.name().ok()?.to_string();
-                let target = self.repo.find_blob(e.id()).ok()?;
-                Some((name, String::from_utf8_lossy(target.content()).into_owned()))
-            })
+            .filter_map(|e| Some((e.name().ok()?.to_string(), self.link_text(e.id())?)))
             .collect()
     }
 
@@ -182,7 +184,6 @@ impl Source for CommitSource<'_> {
         if entry.mode != 0o120_000 {
             return None;
         }
-        let target = self.repo.find_blob(entry.id).ok()?;
-        Some(String::from_utf8_lossy(target.content()).into_owned())
+        self.link_text(entry.id)
     }
 }

@@ -6,6 +6,7 @@
 //! and returns a typed [`Workspace`], or every problem at once as [`ManifestErrors`], each with
 //! file, line, key and what to do. This crate reads files only: no git, no network.
 
+mod arn;
 mod cache;
 mod diag;
 mod layout;
@@ -20,6 +21,7 @@ mod spanned;
 mod ssm_name;
 mod stage;
 
+pub use arn::{arn_fields, is_account_id};
 pub use cache::ManifestCache;
 pub use diag::{Diagnostic, ManifestErrors, did_you_mean, first_few};
 pub use layout::{Layout, OUTPUT_DIR};
@@ -33,7 +35,7 @@ pub use model::{
     Notifications, OnTestFailure, Package, Project, Service, ServiceKind, ServiceSummary, Site,
     StageConfig, Webhook, Workspace,
 };
-pub use owners::{Affected, Owners, OwnersError, ServiceSpec};
+pub use owners::{Affected, Owners, OwnersError, ServiceSpec, has_wildcard};
 pub use reference::{OutputStage, Reference, ReferenceError, Segment, Template};
 pub use source::{FsSource, Source, normalize_relative, skipped_folder};
 pub use ssm_name::{

@@ -207,11 +207,17 @@ impl<'a> Owners<'a> {
     }
 }
 
+/// Whether a glob (or one segment of it) has a wildcard: `*`, `?`, a `[…]` class or `{…}`
+/// alternatives. One without names exactly one path.
+pub fn has_wildcard(glob: &str) -> bool {
+    glob.contains(['*', '?', '[', '{'])
+}
+
 /// An input without wildcards names a file or a folder, so it also matches everything under it
 /// (`shared/lib` is `shared/lib` and `shared/lib/**`), as packaging keys take it: the folder
 /// form, `shared/lib/`, matched by prefix.
 fn as_folder(g: &str) -> Option<String> {
-    (!g.contains(['*', '?', '[', '{'])).then(|| format!("{}/", g.trim_end_matches('/')))
+    (!has_wildcard(g)).then(|| format!("{}/", g.trim_end_matches('/')))
 }
 
 fn glob(g: &str, owner: &str) -> Result<Glob, OwnersError> {

@@ -143,12 +143,9 @@ impl Source for FsSource {
     }
 
     fn link_target(&self, path: &str) -> Option<String> {
-        let full = self.path(path);
-        let meta = fs::symlink_metadata(&full).ok()?;
-        meta.file_type()
-            .is_symlink()
-            .then(|| fs::read_link(&full).ok())
-            .flatten()
+        // Only a symbolic link can be read as one: anything else is an error here.
+        fs::read_link(self.path(path))
+            .ok()
             .map(|t| t.to_string_lossy().into_owned())
     }
 }

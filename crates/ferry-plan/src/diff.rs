@@ -63,14 +63,12 @@ pub(crate) fn compare_bases(
         let mut affected = owners.classify(&changed.paths);
         if let (Ok(r), Some(commit)) = (repo, base_commit) {
             nested_services_added(&owners, r, commit, &changed, &mut affected);
-        }
-        let since = base_commit.map_or_else(|| base.to_string(), ferry_changes::short);
-        reasons::from_changes(&members, &affected, &since, reasons);
-        if let (Ok(r), Some(commit)) = (repo, base_commit) {
             for (dir, name) in removed_services(ws, r, commit, &changed.deleted) {
                 out.removed.entry(name).or_insert(dir);
             }
         }
+        let since = base_commit.map_or_else(|| base.to_string(), ferry_changes::short);
+        reasons::from_changes(&members, &affected, &since, reasons);
         let paths = req.explain.then(|| path_owners(&owners, &changed.paths));
         out.bases.push(BaseInfo {
             base: base.to_string(),
@@ -111,8 +109,9 @@ fn nested_services_added(
     changed: &ferry_changes::ChangedPaths,
     affected: &mut ferry_manifest::Affected,
 ) {
+    let manifest = format!("/{SERVICE_FILE}");
     for path in &changed.paths {
-        let Some(dir) = path.strip_suffix(&format!("/{SERVICE_FILE}")) else {
+        let Some(dir) = path.strip_suffix(&manifest) else {
             continue;
         };
         // The owners of the new service's folder itself: the service folders around it (a
@@ -142,9 +141,10 @@ fn removed_services(
     base: ferry_changes::Oid,
     deleted: &BTreeSet<String>,
 ) -> Vec<(String, String)> {
+    let manifest = format!("/{SERVICE_FILE}");
     deleted
         .iter()
-        .filter_map(|p| p.strip_suffix(&format!("/{SERVICE_FILE}")))
+        .filter_map(|p| p.strip_suffix(manifest.as_str()))
         .filter(|dir| !ws.services.iter().any(|s| s.dir == *dir))
         .filter_map(|dir| {
             let src = repo.file_at(base, &format!("{dir}/{SERVICE_FILE}"))?;

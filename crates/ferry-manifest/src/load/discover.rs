@@ -58,6 +58,16 @@ struct Found<'a> {
     linked: &'a mut BTreeMap<String, String>,
 }
 
+/// Notes each link in folder `rel` whose name the last segment of a service glob matches (and
+/// that is no folder Ferry skips), as [`note_link`] does.
+fn note_links(source: &dyn Source, rel: &str, matches: impl Fn(&str) -> bool, out: &mut Found<'_>) {
+    for (name, target) in source.links_in(rel) {
+        if matches(&name) && !crate::source::skipped_folder(&name) {
+            note_link(source, rel, &name, &target, out);
+        }
+    }
+}
+
 /// Notes `rel/name`, a symbolic link a service glob names, when it leads to a folder of the
 /// repository holding a manifest: such a service would otherwise be lost without a word.
 fn note_link(source: &dyn Source, rel: &str, name: &str, target: &str, out: &mut Found<'_>) {
@@ -113,7 +123,7 @@ fn expand(
         }
         return;
     };
-    if first.contains(['*', '?', '[', '{']) {
+    if crate::has_wildcard(first) {
         for bad in source.non_utf8_subdirs(&rel) {
             out.not_utf8.insert(join(&rel, &bad));
         }
@@ -121,16 +131,12 @@ fn expand(
     if *first == "**" {
         expand(source, rel.clone(), id, rest, out);
         if rest.is_empty() {
-            for (name, target) in source.links_in(&rel) {
-                if !crate::source::skipped_folder(&name) {
-                    note_link(source, &rel, &name, &target, out);
-                }
-            }
+            note_links(source, &rel, |_| true, out);
         }
         for (child, cid) in source.subdirs(&rel) {
             expand(source, join(&rel, &child), cid, segments, out);
         }
-    } else if first.contains(['*', '?', '[', '{']) {
+    } else if crate::has_wildcard(first) {
         let Ok(m) = GlobBuilder::new(first)
             .literal_separator(true)
             .build()
@@ -144,11 +150,7 @@ fn expand(
             }
         }
         if rest.is_empty() {
-            for (name, target) in source.links_in(&rel) {
-                if m.is_match(&name) && !crate::source::skipped_folder(&name) {
-                    note_link(source, &rel, &name, &target, out);
-                }
-            }
+            note_links(source, &rel, |name| m.is_match(name), out);
         }
     } else {
         let path = join(&rel, first);

@@ -319,14 +319,13 @@ fn webhook(text: &str) -> Result<Webhook, String> {
 /// The account of an IAM role ARN (`arn:<partition>:iam::<account>:role/<path/><name>`), or
 /// what is wrong with it.
 fn role_arn_account(arn: &str) -> Result<&str, String> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let [a, partition, service, region, account, resource] = parts[..] else {
+    let Some([a, partition, service, region, account, resource]) = crate::arn_fields(arn) else {
         return Err("it has fewer than six `:`-separated parts".into());
     };
     if a != "arn" || !partition.starts_with("aws") || service != "iam" || !region.is_empty() {
         return Err("it must start with arn:aws:iam:: (or another AWS partition)".into());
     }
-    if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
+    if !crate::is_account_id(account) {
         return Err(format!("`{account}` is not a 12-digit account id"));
     }
     let Some(rest) = resource.strip_prefix("role/") else {
@@ -396,17 +395,17 @@ fn check_bucket_name(b: &str, region: Option<&str>) -> Result<(), &'static str> 
 }
 
 fn sns_topic_arn(arn: &str) -> bool {
-    let parts: Vec<&str> = arn.split(':').collect();
-    parts.len() == 6
-        && parts[0] == "arn"
-        && parts[1].starts_with("aws")
-        && parts[2] == "sns"
-        && !parts[3].is_empty()
-        && parts[4].len() == 12
-        && parts[4].bytes().all(|b| b.is_ascii_digit())
-        && !parts[5].is_empty()
-        && parts[5].len() <= 256
-        && parts[5]
+    let Some([a, partition, service, region, account, name]) = crate::arn_fields(arn) else {
+        return false;
+    };
+    a == "arn"
+        && partition.starts_with("aws")
+        && service == "sns"
+        && !region.is_empty()
+        && crate::is_account_id(account)
+        && !name.is_empty()
+        && name.len() <= 256
+        && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
@@ -613,7 +612,7 @@ fn read_stage(
     }
     let account = get_str(fd, t, prefix, "account");
     if let Some((a, sp)) = &account
-        && (a.len() != 12 || !a.chars().all(|c| c.is_ascii_digit()))
+        && !crate::is_account_id(a)
     {
         fd.error(Some(sp.clone()), Some(&key("account")), format!("`{a}` is not a 12-digit AWS account id (write it as a string, e.g. \"111111111111\")"));
     }
@@ -627,7 +626,7 @@ fn read_stage(
             ),
             Ok(in_account) => {
                 if let Some((a, _)) = &account
-                    && a.len() == 12
+                    && crate::is_account_id(a)
                     && in_account != a
                 {
                     fd.error(Some(sp.clone()), Some(&key("role-arn")), format!("`{r}` is a role of account {in_account}, but the stage's account is {a}: the role assumed must be in the account deployed to"));

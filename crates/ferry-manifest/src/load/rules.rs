@@ -27,7 +27,6 @@ pub(super) fn check_globs(
 ) -> Vec<String> {
     let mut good = Vec::with_capacity(globs.len());
     for (g, span) in globs {
-        let span = &span;
         if let Err(e) = Glob::new(&g) {
             fd.error(
                 Some(span.clone()),

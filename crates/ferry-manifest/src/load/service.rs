@@ -45,11 +45,12 @@ pub(super) fn read_service(
     dir: &str,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ServiceDraft> {
-    let file = PathBuf::from(format!("{dir}/{SERVICE_FILE}"));
+    let path = format!("{dir}/{SERVICE_FILE}");
+    let file = PathBuf::from(&path);
     // A commit stores a link as its target's path, and the plan sees edits by path: a linked
     // manifest would read differently from a commit than from the working tree, and its edits
     // would go unseen.
-    if let Some(target) = source.link_target(&format!("{dir}/{SERVICE_FILE}")) {
+    if let Some(target) = source.link_target(&path) {
         diags.push(Diagnostic {
             file,
             line: None,
@@ -58,7 +59,7 @@ pub(super) fn read_service(
         });
         return None;
     }
-    let src = match source.read(&format!("{dir}/{SERVICE_FILE}")) {
+    let src = match source.read(&path) {
         Ok(s) => s,
         Err(e) => {
             diags.push(Diagnostic {
