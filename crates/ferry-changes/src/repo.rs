@@ -397,7 +397,8 @@ impl Repo {
     }
 
     /// `base` against the working tree: the committed part by tree ids, then what the index and
-    /// the working tree add on top of HEAD.
+    /// the working tree add on top of HEAD, less the paths that the working tree has put back as
+    /// they were at the base.
     pub(crate) fn diff_to_workdir(&self, base: Oid) -> Result<ChangedPaths, ChangesError> {
         let mut out = match self.head_commit() {
             Some(head) => self.diff_trees(base, head)?,
@@ -410,8 +411,30 @@ impl Repo {
         // What Ferry writes itself (packages, outputs, reports) is never a change: in a
         // repository that does not ignore `target/`, it would make every tree dirty.
         let ours = |p: &String| !in_output_dir(p);
+        // A path changed by a commit since the base and changed again in the working tree may be
+        // back as it was at the base (an edit reverted before committing): compare those paths,
+        // and only those, with the base itself, so that a reverted edit deploys nothing.
+        let both: Vec<&str> = local
+            .paths
+            .iter()
+            .filter(|p| out.paths.contains(*p))
+            .map(String::as_str)
+            .collect();
+        let reverted: Vec<String> = if both.is_empty() {
+            Vec::new()
+        } else {
+            let still = self.workdir_against(base, &both)?;
+            both.into_iter()
+                .filter(|p| !still.paths.contains(*p))
+                .map(str::to_string)
+                .collect()
+        };
         out.paths.extend(local.paths.into_iter().filter(ours));
         out.deleted.extend(local.deleted.into_iter().filter(ours));
+        for p in &reverted {
+            out.paths.remove(p);
+            out.deleted.remove(p);
+        }
         // Deleted means gone now: a path deleted in a commit may be back in the working tree.
         out.deleted
             .retain(|p| self.root.join(p).symlink_metadata().is_err());
@@ -468,6 +491,27 @@ impl Repo {
             .repo
             .diff_tree_to_workdir_with_index(head_tree.as_ref(), Some(&mut opts))
             .map_err(self.git("diff the working tree"))?;
+        Ok(collect(&diff))
+    }
+
+    /// `commit` against the working tree itself (not the index: what is on disk is what deploys),
+    /// for the given paths only, taken literally: which of them differ in content, mode or kind.
+    /// (libgit2's tree-to-index-to-workdir diff reports a file edited back to the tree's text as
+    /// still modified, and one restored untracked as added.)
+    fn workdir_against(&self, commit: Oid, paths: &[&str]) -> Result<ChangedPaths, ChangesError> {
+        let tree = self.tree(commit)?;
+        let mut opts = Self::options();
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_ignored(false)
+            .disable_pathspec_match(true);
+        for p in paths {
+            opts.pathspec(p);
+        }
+        let diff = self
+            .repo
+            .diff_tree_to_workdir(Some(&tree), Some(&mut opts))
+            .map_err(self.git("compare the working tree with the base"))?;
         Ok(collect(&diff))
     }
 

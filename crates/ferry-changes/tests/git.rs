@@ -280,6 +280,121 @@ fn git_cli_and_libgit2_working_tree_scans_agree() {
     assert_eq!(cli.deleted, set(&["ferry.toml", "services/b/service.toml"]));
 }
 
+/// An edit committed since the base and then put back in the working tree (edited back,
+/// deleted again, restored as an untracked file) is no change: a reverted edit deploys nothing.
+#[test]
+fn a_committed_edit_put_back_in_the_working_tree_is_no_change() {
+    let (r, base) = seeded();
+    r.write("services/a/x.txt", "committed\n")
+        .write("services/a/new.txt", "new\n")
+        .write("services/c/main.py", "print(2)\n")
+        .remove("services/b/service.toml");
+    r.commit("edits");
+    r.write("services/a/x.txt", "x\n")
+        .remove("services/a/new.txt")
+        .write("services/b/service.toml", "[service]\n")
+        .write("services/c/main.py", "print(3)\n");
+    for cli in [true, false] {
+        let c = Repo::open(r.path())
+            .unwrap()
+            .use_git_cli(cli)
+            .changed_paths(&base, &Head::WorkingTree)
+            .unwrap();
+        assert_eq!(c.paths, set(&["services/c/main.py"]), "git cli: {cli}");
+        assert!(c.deleted.is_empty(), "{:?}", c.deleted);
+    }
+    // A mode put back is no change either; one left flipped is.
+    let (r, base) = seeded();
+    toggle_executable(&r.path().join("services/c/main.py"));
+    toggle_executable(&r.path().join("services/a/x.txt"));
+    r.commit("modes");
+    toggle_executable(&r.path().join("services/c/main.py"));
+    let c = changed(&r, &base, Head::WorkingTree);
+    assert_eq!(c.paths, set(&["services/a/x.txt"]));
+}
+
+/// The tree of everything in the working tree that git does not ignore, as `git add -A` into
+/// a fresh index would record it: what the working tree "is", to diff against.
+fn working_tree_as_tree(r: &TestRepo) -> String {
+    let index = r.path().join(".git/ferry-test-index");
+    let _ = std::fs::remove_file(&index);
+    for args in [&["add", "-A"][..], &["write-tree"]] {
+        let out = Command::new("git")
+            .args(args)
+            .env("GIT_INDEX_FILE", &index)
+            .current_dir(r.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if args == ["write-tree"] {
+            return String::from_utf8(out.stdout).unwrap().trim().to_string();
+        }
+    }
+    unreachable!()
+}
+
+/// Over random histories and random working-tree edits (including edits put back as they were
+/// at the base), the working-tree diff is `git diff --name-only` of the base against a tree of
+/// the working tree, through `git status` and through libgit2 alike.
+#[test]
+fn the_working_tree_diff_matches_git_on_random_edits() {
+    let mut rng = fastrand::Rng::with_seed(11);
+    let r = TestRepo::new();
+    let paths: Vec<String> = (0..24).map(|i| format!("d{}/f{i}.txt", i % 3)).collect();
+    let edit = |rng: &mut fastrand::Rng, p: &str, tag: &str| {
+        let full = r.path().join(p);
+        match rng.u8(0..4) {
+            0 if full.exists() => {
+                r.remove(p);
+            }
+            1 if full.is_file() => toggle_executable(&full),
+            // Few distinct texts, so that an edit often writes back what an older commit had.
+            _ => {
+                r.write(p, &format!("{}{tag}\n", rng.u8(0..2)));
+            }
+        }
+    };
+    for p in &paths {
+        r.write(p, "0\n");
+    }
+    let base = r.commit("base").to_string();
+    for round in 0..12 {
+        for _ in 0..rng.usize(1..6) {
+            let p = paths[rng.usize(0..paths.len())].clone();
+            edit(&mut rng, &p, "");
+        }
+        r.commit(&format!("c{round}"));
+        for _ in 0..rng.usize(1..6) {
+            let p = paths[rng.usize(0..paths.len())].clone();
+            edit(&mut rng, &p, "");
+        }
+        let tree = working_tree_as_tree(&r);
+        let out = Command::new("git")
+            .args(["diff", "--name-only", "--no-renames", "-z", &base, &tree])
+            .current_dir(r.path())
+            .output()
+            .unwrap();
+        let theirs: BTreeSet<String> = out
+            .stdout
+            .split(|c| *c == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8(s.to_vec()).unwrap())
+            .collect();
+        for cli in [true, false] {
+            let ours = Repo::open(r.path())
+                .unwrap()
+                .use_git_cli(cli)
+                .changed_paths(&base, &Head::WorkingTree)
+                .unwrap();
+            assert_eq!(ours.paths, theirs, "round {round}, git cli: {cli}");
+        }
+    }
+}
+
 /// Flips a file's executable bits: its mode changes, its blob id does not.
 fn toggle_executable(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt as _;
