@@ -14,8 +14,18 @@ use crate::{BaseInfo, PathOwners, PlanError, PlanRequest};
 pub(crate) struct Compared {
     /// Every distinct base, in order, with what it was compared with.
     pub bases: Vec<BaseInfo>,
-    /// Services removed since a base: name → folder.
-    pub removed: BTreeMap<String, String>,
+    /// Services removed since a base, by the name they had there.
+    pub removed: BTreeMap<String, RemovedService>,
+}
+
+/// A service of the base that no service of the head carries on: its folder is gone, or the
+/// service in that folder now has another name (and so another stack).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemovedService {
+    /// Its folder at the base.
+    pub dir: String,
+    /// The name the service in that folder has now, when it was renamed.
+    pub renamed_to: Option<String>,
 }
 
 /// Diffs each base of `by_base` against the head, once for all the services that share it, and
@@ -63,8 +73,8 @@ pub(crate) fn compare_bases(
         let mut affected = owners.classify(&changed.paths);
         if let (Ok(r), Some(commit)) = (repo, base_commit) {
             nested_services_added(&owners, r, commit, &changed, &mut affected);
-            for (dir, name) in removed_services(ws, r, commit, &changed.deleted) {
-                out.removed.entry(name).or_insert(dir);
+            for (name, removed) in removed_services(ws, r, commit, &changed) {
+                out.removed.entry(name).or_insert(removed);
             }
         }
         let since = base_commit.map_or_else(|| base.to_string(), ferry_changes::short);
@@ -131,27 +141,44 @@ fn nested_services_added(
     }
 }
 
-/// Services whose manifest was deleted and whose folder is no service at head: `(dir, name)`.
-/// Only those that were services at the base: on the working tree, a path counts as deleted
-/// when a commit since the base or the working tree removed it, and a service added after the
-/// base and removed again since never had a stack of the base's.
+/// Services of the base that the head no longer has, with the name they had there: those
+/// whose manifest was deleted and whose folder is no service at head, and those whose manifest
+/// changed their name (`service.name`), which leaves the old name's stack behind. Only those
+/// that were services at the base: on the working tree, a path counts as deleted when a commit
+/// since the base or the working tree removed it, and a service added after the base and
+/// removed again since never had a stack of the base's.
 fn removed_services(
     ws: &Workspace,
     repo: &Repo,
     base: ferry_changes::Oid,
-    deleted: &BTreeSet<String>,
-) -> Vec<(String, String)> {
+    changed: &ferry_changes::ChangedPaths,
+) -> Vec<(String, RemovedService)> {
     let manifest = format!("/{SERVICE_FILE}");
-    deleted
+    changed
+        .paths
         .iter()
-        .filter_map(|p| p.strip_suffix(manifest.as_str()))
-        .filter(|dir| !ws.services.iter().any(|s| s.dir == *dir))
-        .filter_map(|dir| {
-            let src = repo.file_at(base, &format!("{dir}/{SERVICE_FILE}"))?;
+        .filter_map(|p| Some((p, p.strip_suffix(manifest.as_str())?)))
+        .filter_map(|(path, dir)| {
+            let now = ws.services.iter().find(|s| s.dir == dir);
+            // A manifest that is still there but is no service of the head (outside the
+            // `services` globs) says nothing about what the base's was.
+            if now.is_none() && !changed.deleted.contains(path) {
+                return None;
+            }
+            let src = repo.file_at(base, path)?;
             let folder = dir.rsplit('/').next().unwrap_or(dir);
             let name = ferry_manifest::declared_service_name(&src).unwrap_or(folder.to_string());
-            Some((dir.to_string(), name))
+            let renamed_to = match now {
+                Some(s) if s.name == name => return None,
+                Some(s) => Some(s.name.clone()),
+                None => None,
+            };
+            let removed = RemovedService {
+                dir: dir.to_string(),
+                renamed_to,
+            };
+            Some((name, removed))
         })
-        .filter(|(_, name)| ws.service(name).is_none())
+        .filter(|(name, _)| ws.service(name).is_none())
         .collect()
 }

@@ -20,7 +20,7 @@ use ferry_ci::CiContext;
 use ferry_manifest::{ServiceKind, Stage, Workspace};
 use serde::Serialize;
 
-use crate::diff::Compared;
+use crate::diff::{Compared, RemovedService};
 use crate::reasons::Reasons;
 
 pub use render::{codebuild_batch, github_matrix, reason_text, text};
@@ -135,9 +135,14 @@ pub enum Reason {
         cause: BaseUnavailable,
         message: String,
     },
-    /// The service's folder is gone at head but was there at the base. Ferry never deletes a
-    /// stack on its own.
-    Removed { dir: String },
+    /// The service's folder is gone at head but was there at the base, or the service in it
+    /// has another name now (`renamed_to`), and so another stack. Ferry never deletes a stack
+    /// on its own.
+    Removed {
+        dir: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        renamed_to: Option<String>,
+    },
     /// A dependency deploys and `--with-dependents` was given.
     Dependent { of: Vec<String> },
     /// Nothing of the service changed since `since`.
@@ -317,7 +322,7 @@ fn service_plans(
     stage: &Stage,
     reasons: Reasons,
     deploying: &BTreeSet<String>,
-    removed: &BTreeMap<String, String>,
+    removed: &BTreeMap<String, RemovedService>,
 ) -> Vec<ServicePlan> {
     let graph = ws.graph();
     let sub;
@@ -379,13 +384,16 @@ fn service_plans(
             }
         })
         .collect();
-    for (name, dir) in removed {
+    for (name, removed) in removed {
         services.push(ServicePlan {
             name: name.clone(),
             kind: None,
             stack_name: ws.stack_name(name, stage),
             action: Action::Skip,
-            reasons: vec![Reason::Removed { dir: dir.clone() }],
+            reasons: vec![Reason::Removed {
+                dir: removed.dir.clone(),
+                renamed_to: removed.renamed_to.clone(),
+            }],
             depends_on: Vec::new(),
         });
     }
@@ -419,7 +427,7 @@ fn notes(
     ws: &Workspace,
     stage: &Stage,
     ci: &CiContext,
-    removed: &BTreeMap<String, String>,
+    removed: &BTreeMap<String, RemovedService>,
 ) -> (Option<PullRequest>, Vec<String>) {
     let mut notes = Vec::new();
     let pull_request = match &ci.trigger {
@@ -445,9 +453,17 @@ fn notes(
         ));
     }
     if !removed.is_empty() {
+        let names: Vec<String> = removed
+            .iter()
+            .map(|(name, r)| match &r.renamed_to {
+                Some(now) => format!("{name} (renamed to {now})"),
+                None => name.clone(),
+            })
+            .collect();
         notes.push(format!(
-            "removed service(s) {}: their stacks are not deleted by a deploy; remove them explicitly",
-            removed.keys().cloned().collect::<Vec<_>>().join(", ")
+            "removed service(s) {}: a deploy does not delete their stacks; `remove {} --orphans` does, once the services that replace them are deployed",
+            names.join(", "),
+            stage.name
         ));
     }
     (pull_request, notes)

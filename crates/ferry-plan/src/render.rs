@@ -33,7 +33,16 @@ pub fn reason_text(r: &Reason) -> String {
         }
         Reason::Forced { by } => format!("forced by {by}"),
         Reason::BaseUnavailable { message, .. } => format!("treated as changed: {message}"),
-        Reason::Removed { dir } => format!("removed: {dir} is gone; its stack is left in place"),
+        Reason::Removed {
+            dir,
+            renamed_to: None,
+        } => format!("removed: {dir} is gone; its stack is left in place"),
+        Reason::Removed {
+            dir,
+            renamed_to: Some(now),
+        } => format!(
+            "removed: the service in {dir} is named {now} now; the stack of its old name is left in place"
+        ),
         Reason::Dependent { of } => format!("dependent of {} (--with-dependents)", of.join(", ")),
         Reason::Unchanged { since } => format!("unchanged since {since}"),
         Reason::StackMissing { stack } => {

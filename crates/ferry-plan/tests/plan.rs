@@ -339,7 +339,8 @@ fn a_deleted_service_folder_is_reported_as_removed_not_deployed() {
     assert_eq!(
         removed.reasons,
         vec![Reason::Removed {
-            dir: "services/worker".into()
+            dir: "services/worker".into(),
+            renamed_to: None,
         }]
     );
     assert!(
@@ -348,6 +349,67 @@ fn a_deleted_service_folder_is_reported_as_removed_not_deployed() {
         p.notes
     );
     assert!(deploying(&p).is_empty());
+}
+
+#[test]
+fn a_service_renamed_in_its_manifest_leaves_its_old_name_removed() {
+    let (r, base) = monorepo();
+    r.write(
+        "services/worker/service.toml",
+        "[service]\nname = \"jobs\"\ntemplate = \"template.yaml\"\ndepends-on = [\"events\"]\n",
+    );
+    r.commit("rename worker to jobs");
+    for head in [Head::Rev("HEAD".into()), Head::WorkingTree] {
+        let mut req = request("dev", Some(&base));
+        req.head = head;
+        let p = plan_of(&r, &req).unwrap();
+        assert!(deploying(&p).contains(&"jobs"), "{:?}", actions(&p));
+        let old = p.service("worker").unwrap();
+        assert_eq!(old.action, Action::Skip);
+        assert_eq!(
+            old.reasons,
+            vec![Reason::Removed {
+                dir: "services/worker".into(),
+                renamed_to: Some("jobs".into()),
+            }]
+        );
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.contains("worker (renamed to jobs)")
+                    && n.contains("remove dev --orphans")),
+            "{:?}",
+            p.notes
+        );
+    }
+    // Names swapped between two folders, or a folder moved with its name kept: every old name
+    // is still a service, so nothing is removed.
+    let (r, base) = monorepo();
+    let text = |rel: &str| std::fs::read_to_string(r.path().join(rel)).unwrap();
+    let (events, worker) = (
+        text("services/events/service.toml"),
+        text("services/worker/service.toml"),
+    );
+    r.write(
+        "services/events/service.toml",
+        &events.replace("[service]\n", "[service]\nname = \"worker\"\n"),
+    )
+    .write(
+        "services/worker/service.toml",
+        &worker
+            .replace("[service]\n", "[service]\nname = \"events\"\n")
+            .replace("depends-on = [\"events\"]\n", ""),
+    );
+    r.commit("swap names");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert!(
+        p.services.iter().all(|s| s
+            .reasons
+            .iter()
+            .all(|r| !matches!(r, Reason::Removed { .. }))),
+        "{:?}",
+        actions(&p)
+    );
 }
 
 #[test]
