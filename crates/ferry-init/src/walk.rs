@@ -126,17 +126,25 @@ pub(crate) fn workspace_packages(root: &Path) -> WorkspacePackages {
     let mut packages = BTreeMap::new();
     let mut members = BTreeSet::new();
     if !globs.is_empty() {
-        visit(root, "", 0, &mut |rel, _files| {
-            if !set.is_match(rel) || !root.join(rel).join("package.json").is_file() {
-                return;
-            }
-            members.insert(rel.to_string());
-            if let Some(name) = read_json(&root.join(rel).join("package.json"))
-                .and_then(|p| p.get("name").and_then(|n| n.as_str()).map(String::from))
-            {
-                packages.insert(name, rel.to_string());
-            }
-        });
+        // An unreadable folder is noted by the service search, which walks the same tree.
+        let mut unread = Vec::new();
+        visit(
+            root,
+            "",
+            0,
+            &mut |rel, _files| {
+                if !set.is_match(rel) || !root.join(rel).join("package.json").is_file() {
+                    return;
+                }
+                members.insert(rel.to_string());
+                if let Some(name) = read_json(&root.join(rel).join("package.json"))
+                    .and_then(|p| p.get("name").and_then(|n| n.as_str()).map(String::from))
+                {
+                    packages.insert(name, rel.to_string());
+                }
+            },
+            &mut unread,
+        );
     }
     WorkspacePackages {
         packages,
@@ -147,20 +155,29 @@ pub(crate) fn workspace_packages(root: &Path) -> WorkspacePackages {
 
 /// Calls `f` with every folder under `root` (repository relative, `""` for the root) and its
 /// file names, depth first in name order, skipping tools' output and hidden folders; returns
-/// the first folder left unsearched for lying deeper than [`MAX_DEPTH`].
+/// the first folder left unsearched for lying deeper than [`MAX_DEPTH`]. A folder that cannot
+/// be listed is noted in `unread` (with why), never skipped without a word.
 fn visit(
     root: &Path,
     rel: &str,
     depth: usize,
     f: &mut dyn FnMut(&str, &[String]),
+    unread: &mut Vec<String>,
 ) -> Option<String> {
     let dir = if rel.is_empty() {
         root.to_path_buf()
     } else {
         root.join(rel)
     };
-    let Ok(entries) = fs::read_dir(&dir) else {
-        return None;
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            let at = if rel.is_empty() { "." } else { rel };
+            unread.push(format!(
+                "{at}: a folder that could not be listed ({e}), so not searched; make it readable and run init again, or add its services to ferry.toml by hand"
+            ));
+            return None;
+        }
     };
     let mut files = Vec::new();
     let mut subdirs = Vec::new();
@@ -192,7 +209,7 @@ fn visit(
     }
     let mut cut = None;
     for d in subdirs {
-        let deeper = visit(root, &child(&d), depth + 1, f);
+        let deeper = visit(root, &child(&d), depth + 1, f, unread);
         cut = cut.or(deeper);
     }
     cut
@@ -251,193 +268,231 @@ fn is_cloudformation(text: &str) -> bool {
                 || text.contains("Type: 'AWS::")))
 }
 
+/// Whether the first 64 KB of a file (one too large to read whole) read like a CloudFormation
+/// template.
+fn starts_like_a_template(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut head = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
+        .is_ok()
+        && is_cloudformation(&String::from_utf8_lossy(&head))
+}
+
 /// Every folder that holds a service, with its kind and file; notes on what was left out.
 pub(crate) fn candidates(root: &Path) -> Walked {
     let mut out = Vec::new();
     let mut notes = Vec::new();
     let mut cdk = Vec::new();
-    let cut = visit(root, "", 0, &mut |rel, files| {
-        // Ferry's paths are `/`-separated: a name holding `\` cannot be told from a path.
-        if rel.contains('\\') {
-            notes.push(format!(
+    let mut unread = Vec::new();
+    let cut = visit(
+        root,
+        "",
+        0,
+        &mut |rel, files| {
+            // Ferry's paths are `/`-separated: a name holding `\` cannot be told from a path.
+            if rel.contains('\\') {
+                notes.push(format!(
                 "{rel}: a folder name holding `\\`, which Ferry's `/`-separated paths cannot name: left out; rename it"
             ));
-            return;
-        }
-        if files.iter().any(|f| f == "cdk.json") {
-            let at = if rel.is_empty() { "." } else { rel };
-            notes.push(format!("{at}{CDK_NOTE}"));
-            cdk.push(at.to_string());
-        }
-        if rel.is_empty() {
-            // A service is a folder of its own: the root holds the project.
-            let at_root: Vec<&String> = files
-                .iter()
-                .filter(|f| {
-                    SERVERLESS_CONFIGS.contains(&f.as_str()) || f.as_str() == "template.yaml"
-                })
-                .collect();
-            if !at_root.is_empty() {
-                notes.push(format!(
+                return;
+            }
+            if files.iter().any(|f| f == "cdk.json") {
+                let at = if rel.is_empty() { "." } else { rel };
+                notes.push(format!("{at}{CDK_NOTE}"));
+                cdk.push(at.to_string());
+            }
+            if rel.is_empty() {
+                // A service is a folder of its own: the root holds the project.
+                let at_root: Vec<&String> = files
+                    .iter()
+                    .filter(|f| {
+                        SERVERLESS_CONFIGS.contains(&f.as_str()) || f.as_str() == "template.yaml"
+                    })
+                    .collect();
+                if !at_root.is_empty() {
+                    notes.push(format!(
                     "{} at the repository root: Ferry deploys services from folders of their own (the root holds ferry.toml); move it into one and run init again",
                     at_root.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
                 ));
-            }
-            return;
-        }
-        if let Some(config) = SERVERLESS_CONFIGS
-            .iter()
-            .find(|c| files.iter().any(|f| f == *c))
-        {
-            let text = fs::read_to_string(root.join(rel).join(config)).ok();
-            // A program named like a configuration that holds none (types, helpers): a
-            // configuration names its `service`.
-            if is_program(config) && text.as_deref().is_some_and(|t| !names_a_service(t)) {
-                notes.push(format!(
-                    "{rel}/{config}: a program that names no `service`, so no Serverless configuration: left out"
-                ));
+                }
                 return;
             }
-            // The framework deploys to other clouds too (OpenWhisk, Google, Azure): only an AWS
-            // service is Ferry's.
-            if let Some(provider) = text
-                .as_deref()
-                .and_then(serverless_provider)
-                .filter(|p| !p.eq_ignore_ascii_case("aws"))
+            if let Some(config) = SERVERLESS_CONFIGS
+                .iter()
+                .find(|c| files.iter().any(|f| f == *c))
             {
-                notes.push(format!(
+                let text = fs::read_to_string(root.join(rel).join(config)).ok();
+                // A program named like a configuration that holds none (types, helpers): a
+                // configuration names its `service`.
+                if is_program(config) && text.as_deref().is_some_and(|t| !names_a_service(t)) {
+                    notes.push(format!(
+                    "{rel}/{config}: a program that names no `service`, so no Serverless configuration: left out"
+                ));
+                    return;
+                }
+                // The framework deploys to other clouds too (OpenWhisk, Google, Azure): only an AWS
+                // service is Ferry's.
+                if let Some(provider) = text
+                    .as_deref()
+                    .and_then(serverless_provider)
+                    .filter(|p| !p.eq_ignore_ascii_case("aws"))
+                {
+                    notes.push(format!(
                     "{rel}/{config}: a Serverless Framework service for provider `{provider}`, not AWS: left out"
                 ));
+                    return;
+                }
+                out.push(Candidate {
+                    dir: rel.to_string(),
+                    kind: ServiceKind::Serverless,
+                    file: config.to_string(),
+                    notes: Vec::new(),
+                    build: None,
+                });
+                return;
+            }
+            // Each file named like a template read once: larger than CloudFormation takes (1 MB)
+            // is data, not a template; not UTF-8 is noted (CloudFormation takes UTF-8 only).
+            let mut templates: Vec<(String, bool)> = Vec::new();
+            for f in files.iter().filter(|f| {
+                Path::new(f.as_str())
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e))
+            }) {
+                let path = root.join(rel).join(f);
+                let bytes = match fs::metadata(&path) {
+                    Ok(m) if m.len() > ferry_package::MAX_TEMPLATE as u64 => {
+                        // Most such files are data; one that starts like a template is said.
+                        if starts_like_a_template(&path) {
+                            notes.push(format!(
+                            "{rel}/{f}: reads like a CloudFormation template but is {} bytes, more than CloudFormation takes (1 MB): left out; split it (nested stacks) and run init again",
+                            m.len()
+                        ));
+                        }
+                        continue;
+                    }
+                    Ok(_) => fs::read(&path),
+                    Err(e) => Err(e),
+                };
+                let bytes = match bytes {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        notes.push(format!(
+                        "{rel}/{f}: could not be read ({e}), so not looked at as a template; make it readable and run init again"
+                    ));
+                        continue;
+                    }
+                };
+                let Ok(text) = String::from_utf8(bytes) else {
+                    notes.push(format!(
+                    "{rel}/{f}: not UTF-8 text, so not read (CloudFormation takes UTF-8 templates only)"
+                ));
+                    continue;
+                };
+                let tools_file = f.starts_with("package")
+                    || f.starts_with("samconfig")
+                    || f.starts_with("tsconfig")
+                    || f.as_str() == "buildspec.yml";
+                if !tools_file && is_cloudformation(&text) {
+                    templates.push((f.clone(), text.contains(SAM_TRANSFORM)));
+                }
+            }
+            if templates.is_empty() {
+                return;
+            }
+            // A template another template of the folder nests (an application's `Location`) is a
+            // part of that one, not a candidate for the service's own.
+            let mut own_notes = Vec::new();
+            if templates.len() > 1 {
+                let nested: Vec<(String, String)> = templates
+                    .iter()
+                    .filter(|(_, sam)| *sam)
+                    .flat_map(|(f, _)| {
+                        let of = format!("{rel}/{f}");
+                        ferry_package::reached(root, &of)
+                            .into_iter()
+                            .filter(move |r| r.nested && r.template == of)
+                            .map(move |r| (r.path, f.clone()))
+                    })
+                    .collect();
+                templates.retain(|(f, _)| {
+                    let path = format!("{rel}/{f}");
+                    match nested.iter().find(|(p, by)| *p == path && by != f) {
+                        Some((_, by)) => {
+                            own_notes.push(format!(
+                            "{path}: nested by {rel}/{by} (an application's Location), a part of it"
+                        ));
+                            false
+                        }
+                        None => true,
+                    }
+                });
+            }
+            // SAM first, then the usual names, then by name; of a stack kept in two formats, the
+            // one Ferry can read (a YAML source with a preprocessor's tags, such as Rain's, beside
+            // the JSON it wrote), else YAML.
+            let readable = |f: &str| {
+                fs::read_to_string(root.join(rel).join(f))
+                    .ok()
+                    .is_some_and(|t| ferry_package::parse_template(&t).is_ok())
+            };
+            templates.sort_by_cached_key(|(f, sam)| {
+                let (stem, ext) = f.rsplit_once('.').unwrap_or((f.as_str(), ""));
+                (
+                    !*sam,
+                    PREFERRED_TEMPLATES
+                        .iter()
+                        .position(|p| p == f)
+                        .unwrap_or(usize::MAX),
+                    stem.to_string(),
+                    !readable(f),
+                    TEMPLATE_EXTENSIONS.iter().position(|e| *e == ext),
+                )
+            });
+            let Some((file, sam)) = templates.first().cloned() else {
+                // Templates that all nest each other: none is the service's own.
+                notes.push(format!(
+                    "{rel}: its templates nest each other in a circle: none taken"
+                ));
+                return;
+            };
+            if templates.len() > 1 {
+                // Several stacks in one folder: each gets a folder of its own where it can.
+                let (placed, split_notes) = crate::layout::split(root, rel, &templates);
+                notes.append(&mut own_notes);
+                notes.extend(split_notes);
+                for (dir, file, sam) in placed {
+                    out.push(Candidate {
+                        dir,
+                        kind: if sam {
+                            ServiceKind::Sam
+                        } else {
+                            ServiceKind::Cloudformation
+                        },
+                        file,
+                        notes: Vec::new(),
+                        build: None,
+                    });
+                }
                 return;
             }
             out.push(Candidate {
                 dir: rel.to_string(),
-                kind: ServiceKind::Serverless,
-                file: config.to_string(),
-                notes: Vec::new(),
+                kind: if sam {
+                    ServiceKind::Sam
+                } else {
+                    ServiceKind::Cloudformation
+                },
+                file,
+                notes: own_notes,
                 build: None,
             });
-            return;
-        }
-        // Each file named like a template read once: larger than CloudFormation takes (1 MB)
-        // is data, not a template; not UTF-8 is noted (CloudFormation takes UTF-8 only).
-        let mut templates: Vec<(String, bool)> = Vec::new();
-        for f in files.iter().filter(|f| {
-            Path::new(f.as_str())
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e))
-        }) {
-            let path = root.join(rel).join(f);
-            if !fs::metadata(&path).is_ok_and(|m| m.len() <= ferry_package::MAX_TEMPLATE as u64) {
-                continue;
-            }
-            let Ok(bytes) = fs::read(&path) else { continue };
-            let Ok(text) = String::from_utf8(bytes) else {
-                notes.push(format!(
-                    "{rel}/{f}: not UTF-8 text, so not read (CloudFormation takes UTF-8 templates only)"
-                ));
-                continue;
-            };
-            let tools_file = f.starts_with("package")
-                || f.starts_with("samconfig")
-                || f.starts_with("tsconfig")
-                || f.as_str() == "buildspec.yml";
-            if !tools_file && is_cloudformation(&text) {
-                templates.push((f.clone(), text.contains(SAM_TRANSFORM)));
-            }
-        }
-        if templates.is_empty() {
-            return;
-        }
-        // A template another template of the folder nests (an application's `Location`) is a
-        // part of that one, not a candidate for the service's own.
-        let mut own_notes = Vec::new();
-        if templates.len() > 1 {
-            let nested: Vec<(String, String)> = templates
-                .iter()
-                .filter(|(_, sam)| *sam)
-                .flat_map(|(f, _)| {
-                    let of = format!("{rel}/{f}");
-                    ferry_package::reached(root, &of)
-                        .into_iter()
-                        .filter(move |r| r.nested && r.template == of)
-                        .map(move |r| (r.path, f.clone()))
-                })
-                .collect();
-            templates.retain(|(f, _)| {
-                let path = format!("{rel}/{f}");
-                match nested.iter().find(|(p, by)| *p == path && by != f) {
-                    Some((_, by)) => {
-                        own_notes.push(format!(
-                            "{path}: nested by {rel}/{by} (an application's Location), a part of it"
-                        ));
-                        false
-                    }
-                    None => true,
-                }
-            });
-        }
-        // SAM first, then the usual names, then by name; of a stack kept in two formats, the
-        // one Ferry can read (a YAML source with a preprocessor's tags, such as Rain's, beside
-        // the JSON it wrote), else YAML.
-        let readable = |f: &str| {
-            fs::read_to_string(root.join(rel).join(f))
-                .ok()
-                .is_some_and(|t| ferry_package::parse_template(&t).is_ok())
-        };
-        templates.sort_by_cached_key(|(f, sam)| {
-            let (stem, ext) = f.rsplit_once('.').unwrap_or((f.as_str(), ""));
-            (
-                !*sam,
-                PREFERRED_TEMPLATES
-                    .iter()
-                    .position(|p| p == f)
-                    .unwrap_or(usize::MAX),
-                stem.to_string(),
-                !readable(f),
-                TEMPLATE_EXTENSIONS.iter().position(|e| *e == ext),
-            )
-        });
-        let Some((file, sam)) = templates.first().cloned() else {
-            // Templates that all nest each other: none is the service's own.
-            notes.push(format!(
-                "{rel}: its templates nest each other in a circle: none taken"
-            ));
-            return;
-        };
-        if templates.len() > 1 {
-            // Several stacks in one folder: each gets a folder of its own where it can.
-            let (placed, split_notes) = crate::layout::split(root, rel, &templates);
-            notes.append(&mut own_notes);
-            notes.extend(split_notes);
-            for (dir, file, sam) in placed {
-                out.push(Candidate {
-                    dir,
-                    kind: if sam {
-                        ServiceKind::Sam
-                    } else {
-                        ServiceKind::Cloudformation
-                    },
-                    file,
-                    notes: Vec::new(),
-                    build: None,
-                });
-            }
-            return;
-        }
-        out.push(Candidate {
-            dir: rel.to_string(),
-            kind: if sam {
-                ServiceKind::Sam
-            } else {
-                ServiceKind::Cloudformation
-            },
-            file,
-            notes: own_notes,
-            build: None,
-        });
-    });
+        },
+        &mut unread,
+    );
+    notes.extend(unread);
     // A template inside a Serverless Framework or SAM service is a part of it (resources it
     // includes with `${file(…)}`, a nested application), not a service of its own.
     let owners: Vec<(String, ServiceKind)> = out

@@ -1533,3 +1533,71 @@ fn a_template_not_utf8_and_folders_too_deep_are_noted() {
         assert!(notes.contains(want), "{want}\n---\n{notes}");
     }
 }
+
+/// The test thread's filesystem uid, `nobody`'s until dropped: root reads any folder whatever its
+/// mode (and so would the test), a user other than the owner cannot read one of mode 000. The
+/// filesystem uid is the thread's own, so other tests are untouched.
+struct Nobody;
+
+impl Nobody {
+    fn new() -> Self {
+        nix::unistd::setfsuid(nix::unistd::Uid::from_raw(65534));
+        Nobody
+    }
+}
+
+impl Drop for Nobody {
+    fn drop(&mut self) {
+        nix::unistd::setfsuid(nix::unistd::getuid());
+    }
+}
+
+/// What init cannot read is said, not passed over: a folder it cannot list, a template it
+/// cannot open, and a template larger than CloudFormation takes.
+#[test]
+fn unreadable_folders_and_templates_and_oversized_templates_are_noted() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let queue =
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    file(r, "api/template.yaml", queue);
+    file(r, "locked/inner/template.yaml", queue);
+    file(r, "sealed/template.yaml", queue);
+    let mut big = queue.to_string();
+    while big.len() <= 1_048_576 {
+        big.push_str("# padding padding padding padding padding padding padding padding\n");
+    }
+    file(r, "huge/template.yaml", &big);
+    // Data, not a template: too large, and said nothing of.
+    file(
+        r,
+        "data/fixtures.json",
+        &format!("[{}0]", "0,".repeat(600_000)),
+    );
+    let mode = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+    mode(r, 0o755);
+    mode(&r.join("locked"), 0o000);
+    mode(&r.join("sealed/template.yaml"), 0o000);
+    let s = {
+        let _nobody = Nobody::new();
+        assert!(
+            fs::read_dir(r.join("locked")).is_err()
+                && fs::read(r.join("sealed/template.yaml")).is_err(),
+            "the test needs a folder and a file it cannot read"
+        );
+        scan(r).unwrap()
+    };
+    mode(&r.join("locked"), 0o755);
+    let dirs: Vec<&str> = s.services.iter().map(|f| f.dir.as_str()).collect();
+    assert_eq!(dirs, ["api"]);
+    let notes = s.notes.join("\n");
+    for want in [
+        "locked: a folder that could not be listed (Permission denied",
+        "sealed/template.yaml: could not be read (Permission denied",
+        "huge/template.yaml: reads like a CloudFormation template but is 1048",
+    ] {
+        assert!(notes.contains(want), "{want}\n---\n{notes}");
+    }
+    assert!(!notes.contains("fixtures.json"), "{notes}");
+}
