@@ -110,7 +110,7 @@ pub async fn get(
     name: &str,
     masker: &Masker,
 ) -> Result<Parameter, CredentialsError> {
-    ferry_manifest::check_ssm_name(name, false)?;
+    ferry_manifest::check_ssm_read_name(name)?;
     match client
         .get_parameter()
         .name(name)

@@ -38,10 +38,27 @@ pub enum SsmNameError {
 /// nothing Ferry passes changed.
 pub const SSM_PARAMETER_TYPE: &str = "AWS::SSM::Parameter::Value<";
 
+/// Where Parameter Store serves Secrets Manager secrets, read by their secret names, which may
+/// also hold '+', '=' and '@'.
+pub const SECRETS_MANAGER_REFERENCE: &str = "/aws/reference/secretsmanager/";
+
 /// Checks an absolute parameter name (`/shop/dev/db/password`) or, with `path = true`, a path
-/// that ends with '/' (`/shop/dev/`).
+/// that ends with '/' (`/shop/dev/`), as a name to write (or to write under): names beginning
+/// with `aws` or `ssm` are AWS's.
 pub fn check_ssm_name(name: &str, path: bool) -> Result<(), SsmNameError> {
+    check(name, path, false)
+}
+
+/// Checks an absolute parameter name to read. AWS's own names may be read: public parameters
+/// (`/aws/service/ami-amazon-linux-latest/…`) and Secrets Manager secrets through Parameter
+/// Store ([`SECRETS_MANAGER_REFERENCE`]`my/secret`).
+pub fn check_ssm_read_name(name: &str) -> Result<(), SsmNameError> {
+    check(name, false, true)
+}
+
+fn check(name: &str, path: bool, read: bool) -> Result<(), SsmNameError> {
     let err_name = || name.to_string();
+    let secret = read && name.starts_with(SECRETS_MANAGER_REFERENCE);
     let Some(rest) = name.strip_prefix('/') else {
         return Err(SsmNameError::NotAbsolute { name: err_name() });
     };
@@ -50,10 +67,9 @@ pub fn check_ssm_name(name: &str, path: bool) -> Result<(), SsmNameError> {
     } else {
         rest
     };
-    if let Some(ch) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "_.-/".contains(*c)))
-    {
+    if let Some(ch) = name.chars().find(|c| {
+        !(c.is_ascii_alphanumeric() || "_.-/".contains(*c) || secret && "+=@".contains(*c))
+    }) {
         return Err(SsmNameError::BadCharacter {
             name: err_name(),
             ch,
@@ -77,7 +93,7 @@ pub fn check_ssm_name(name: &str, path: bool) -> Result<(), SsmNameError> {
         });
     }
     let first = body.split('/').next().unwrap_or_default();
-    for reserved in ["aws", "ssm"] {
+    for reserved in ["aws", "ssm"].into_iter().filter(|_| !read) {
         if first.len() >= 3 && first[..3].eq_ignore_ascii_case(reserved) {
             return Err(SsmNameError::Reserved {
                 name: err_name(),
@@ -91,6 +107,29 @@ pub fn check_ssm_name(name: &str, path: bool) -> Result<(), SsmNameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aws_names_may_be_read_not_written() {
+        let ami = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+        assert_eq!(check_ssm_read_name(ami), Ok(()));
+        assert!(matches!(
+            check_ssm_name(ami, false),
+            Err(SsmNameError::Reserved { .. })
+        ));
+        assert_eq!(
+            check_ssm_read_name("/aws/reference/secretsmanager/prod/db+main=1@x"),
+            Ok(())
+        );
+        // Those characters only in a secret's name; the other rules hold for reads too.
+        for bad in [
+            "/shop/dev/db+main",
+            "/aws/service/a b",
+            "shop/x",
+            "/shop//x",
+        ] {
+            assert!(check_ssm_read_name(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn names_ssm_accepts_and_refuses() {

@@ -306,3 +306,66 @@ pub(super) fn check_variables(
         }
     }
 }
+
+/// Every `${ssm:NAME}` a service reads names a parameter SSM accepts, in every stage it can deploy
+/// to: rendered as a deploy would render it (`${stage}` as the stage id, a preview stage's as
+/// `preview`), under the stage's `parameters-path` when relative, and checked against SSM's
+/// naming rules. (A `${var:…}` a stage does not define is [`check_variables`]'s to report.)
+pub(super) fn check_ssm_references(
+    project: &Project,
+    stages: &BTreeMap<String, StageConfig>,
+    default_stage: Option<&StageConfig>,
+    drafts: &[ServiceDraft],
+    diags: &mut Vec<Diagnostic>,
+) {
+    use crate::reference::Reference;
+    let all: Vec<(&str, String, &StageConfig)> = stages
+        .iter()
+        .map(|(n, c)| (n.as_str(), format!("[stages.{n}]"), c))
+        .chain(default_stage.map(|c| ("preview", "[stages.\"*\"]".to_string(), c)))
+        .collect();
+    for d in drafts {
+        for (param, t) in &d.service.parameters {
+            for name in t.references().filter_map(|r| match r {
+                Reference::Ssm { name } => Some(name),
+                _ => None,
+            }) {
+                // The first refusal, with every stage that refuses the name: one message per
+                // reference, however many stages share the problem.
+                let mut first = None;
+                let mut refusing = Vec::new();
+                for (id, table, config) in &all {
+                    let rendered = name.render(|r| {
+                        Ok::<_, ()>(match r {
+                            Reference::Stage => id.to_string(),
+                            Reference::Region => config.region.clone(),
+                            Reference::Project => project.name.clone(),
+                            Reference::Service => d.service.name.clone(),
+                            Reference::Var(v) => config.variables.get(v).cloned().ok_or(())?,
+                            _ => return Err(()),
+                        })
+                    });
+                    // A relative name in a stage without a `parameters-path` is refused when
+                    // that stage deploys (a stage may be one this service never goes to).
+                    let Ok(rendered) = rendered else { continue };
+                    if !rendered.starts_with('/') && config.parameters_path.is_none() {
+                        continue;
+                    }
+                    if let Err(e) =
+                        crate::ssm_name::check_ssm_read_name(&config.parameter_name(&rendered))
+                    {
+                        first.get_or_insert(e);
+                        refusing.push(table.as_str());
+                    }
+                }
+                if let Some(e) = first {
+                    let message = format!(
+                        "reads `${{ssm:{name}}}`, which is no name SSM accepts ({} of ferry.toml): {e}",
+                        refusing.join(", ")
+                    );
+                    diags.push(diag_at(d, None, &join_key("parameters", param), message));
+                }
+            }
+        }
+    }
+}

@@ -17,7 +17,7 @@ use crate::spanned::{
     check_keys, get, get_bool, get_str, get_str_list, get_table, join_key, missing, parse,
     type_error,
 };
-use crate::ssm_name::{SsmNameError, check_ssm_name};
+use crate::ssm_name::{SsmNameError, check_ssm_name, check_ssm_read_name};
 use crate::stage::{is_valid_stack_name, records_path};
 
 const ROOT_KEYS: &[&str] = &["project", "stages", "ci", "notifications"];
@@ -276,7 +276,7 @@ fn host_of(rest: &str) -> &str {
 /// A webhook entry, or why it is refused.
 fn webhook(text: &str) -> Result<Webhook, String> {
     if let Some(name) = text.strip_prefix("ssm:") {
-        return match check_ssm_name(name, false) {
+        return match check_ssm_read_name(name) {
             Ok(()) => Ok(Webhook::Ssm(name.to_string())),
             Err(e) => Err(format!(
                 "{e}; name the SSM parameter that holds the URL by its full path, e.g. ssm:/shop/notify/slack"
