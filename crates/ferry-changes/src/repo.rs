@@ -420,14 +420,10 @@ impl Repo {
             .filter(|p| out.paths.contains(*p))
             .map(String::as_str)
             .collect();
-        let reverted: Vec<String> = if both.is_empty() {
-            Vec::new()
+        let reverted = if both.is_empty() {
+            BTreeSet::new()
         } else {
-            let still = self.workdir_against(base, &both)?;
-            both.into_iter()
-                .filter(|p| !still.paths.contains(*p))
-                .map(str::to_string)
-                .collect()
+            self.as_at(base, &both)?
         };
         out.paths.extend(local.paths.into_iter().filter(ours));
         out.deleted.extend(local.deleted.into_iter().filter(ours));
@@ -494,16 +490,20 @@ impl Repo {
         Ok(collect(&diff))
     }
 
-    /// `commit` against the working tree itself (not the index: what is on disk is what deploys),
-    /// for the given paths only, taken literally: which of them differ in content, mode or kind.
-    /// (libgit2's tree-to-index-to-workdir diff reports a file edited back to the tree's text as
-    /// still modified, and one restored untracked as added.)
-    fn workdir_against(&self, commit: Oid, paths: &[&str]) -> Result<ChangedPaths, ChangesError> {
+    /// Which of `paths` are in the working tree as they are at `commit`: found unmodified
+    /// against its tree (content, mode and kind, through git's filters), or absent from both.
+    /// Only on that evidence: a path the comparison does not name (one git ignores, a name that
+    /// is not UTF-8) stays changed. The working tree itself is compared, not the index: what is
+    /// on disk is what deploys. (libgit2's tree-to-index-to-workdir diff reports a file edited
+    /// back to the tree's text as still modified, and one restored untracked as added.)
+    fn as_at(&self, commit: Oid, paths: &[&str]) -> Result<BTreeSet<String>, ChangesError> {
         let tree = self.tree(commit)?;
         let mut opts = Self::options();
         opts.include_untracked(true)
             .recurse_untracked_dirs(true)
-            .include_ignored(false)
+            .include_ignored(true)
+            .recurse_ignored_dirs(true)
+            .include_unmodified(true)
             .disable_pathspec_match(true);
         for p in paths {
             opts.pathspec(p);
@@ -512,7 +512,30 @@ impl Repo {
             .repo
             .diff_tree_to_workdir(Some(&tree), Some(&mut opts))
             .map_err(self.git("compare the working tree with the base"))?;
-        Ok(collect(&diff))
+        let mut named = BTreeSet::new();
+        let mut same = BTreeSet::new();
+        for delta in diff.deltas() {
+            for file in [delta.old_file(), delta.new_file()] {
+                if let Some(p) = file.path().and_then(Path::to_str) {
+                    named.insert(p.replace('\\', "/"));
+                }
+            }
+            if delta.status() == Delta::Unmodified
+                && let Some(p) = delta.new_file().path().and_then(Path::to_str)
+            {
+                same.insert(p.replace('\\', "/"));
+            }
+        }
+        for p in paths {
+            let absent_at_commit = tree.get_path(Path::new(p)).is_err();
+            if !named.contains(*p)
+                && absent_at_commit
+                && self.root.join(p).symlink_metadata().is_err()
+            {
+                same.insert(p.to_string());
+            }
+        }
+        Ok(same)
     }
 
     /// The text of `path` at `commit`, if it exists and is UTF-8.

@@ -303,6 +303,25 @@ fn a_committed_edit_put_back_in_the_working_tree_is_no_change() {
         assert_eq!(c.paths, set(&["services/c/main.py"]), "git cli: {cli}");
         assert!(c.deleted.is_empty(), "{:?}", c.deleted);
     }
+    // A file git ignores but tracks (added with `git add -f`) since the base, edited again in
+    // the working tree, is a change: only a path found as it was at the base is dropped.
+    let (r, base) = seeded();
+    r.write("services/a/keep.log", "tracked though ignored\n");
+    let mut index = r.repo.index().unwrap();
+    index
+        .add_path(std::path::Path::new("services/a/keep.log"))
+        .unwrap();
+    index.write().unwrap();
+    r.commit("force-add a log");
+    r.write("services/a/keep.log", "edited\n");
+    for cli in [true, false] {
+        let c = Repo::open(r.path())
+            .unwrap()
+            .use_git_cli(cli)
+            .changed_paths(&base, &Head::WorkingTree)
+            .unwrap();
+        assert_eq!(c.paths, set(&["services/a/keep.log"]), "git cli: {cli}");
+    }
     // A mode put back is no change either; one left flipped is.
     let (r, base) = seeded();
     toggle_executable(&r.path().join("services/c/main.py"));
@@ -345,16 +364,36 @@ fn the_working_tree_diff_matches_git_on_random_edits() {
     let mut rng = fastrand::Rng::with_seed(11);
     let r = TestRepo::new();
     let paths: Vec<String> = (0..24).map(|i| format!("d{}/f{i}.txt", i % 3)).collect();
-    let edit = |rng: &mut fastrand::Rng, p: &str, tag: &str| {
+    let edit = |rng: &mut fastrand::Rng, p: &str| {
         let full = r.path().join(p);
-        match rng.u8(0..4) {
-            0 if full.exists() => {
+        let gone = full.symlink_metadata().is_err();
+        match rng.u8(0..6) {
+            0 if !gone => {
                 r.remove(p);
             }
-            1 if full.is_file() => toggle_executable(&full),
+            1 if full.is_file() && !full.is_symlink() => toggle_executable(&full),
+            // A symbolic link whose target is a text a file may hold: same blob, other mode.
+            2 => {
+                if !gone {
+                    r.remove(p);
+                }
+                std::os::unix::fs::symlink(format!("{}\n", rng.u8(0..2)), &full).unwrap();
+            }
+            // A folder where the file was (or the file back).
+            3 => {
+                if !gone {
+                    r.remove(p);
+                }
+                if rng.bool() {
+                    r.write(&format!("{p}/inner.txt"), "0\n");
+                }
+            }
             // Few distinct texts, so that an edit often writes back what an older commit had.
             _ => {
-                r.write(p, &format!("{}{tag}\n", rng.u8(0..2)));
+                if full.is_dir() || full.is_symlink() {
+                    r.remove(p);
+                }
+                r.write(p, &format!("{}\n", rng.u8(0..2)));
             }
         }
     };
@@ -365,12 +404,12 @@ fn the_working_tree_diff_matches_git_on_random_edits() {
     for round in 0..12 {
         for _ in 0..rng.usize(1..6) {
             let p = paths[rng.usize(0..paths.len())].clone();
-            edit(&mut rng, &p, "");
+            edit(&mut rng, &p);
         }
         r.commit(&format!("c{round}"));
         for _ in 0..rng.usize(1..6) {
             let p = paths[rng.usize(0..paths.len())].clone();
-            edit(&mut rng, &p, "");
+            edit(&mut rng, &p);
         }
         let tree = working_tree_as_tree(&r);
         let out = Command::new("git")
