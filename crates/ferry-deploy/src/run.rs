@@ -343,7 +343,12 @@ pub async fn deploy_selection(
     options: &DeployOptions,
     on: &(dyn Fn(Event) + Send + Sync),
 ) -> DeployReport {
-    let graph = ctx.ws.graph();
+    // This stage's graph; a cycle in it stops every command that resolves the stage before
+    // anything deploys (`ferry-cli`'s context checks it), so the fallback is never ordered by.
+    let graph = ctx
+        .ws
+        .graph_for(ctx.stage)
+        .unwrap_or(std::borrow::Cow::Borrowed(ctx.ws.graph()));
     let to_deploy = &selection.deploy;
     let candidates = &selection.candidates;
     let sub = graph.subgraph(candidates);
@@ -698,12 +703,20 @@ fn template_source(
 }
 
 /// Whether every error is a missing stack or output of one of `pending` (dependencies a review
-/// creates or changes), so that the parameters can be known only once those deploy.
-fn only_pending_outputs(errors: &[ferry_outputs::ResolveError], pending: &[String]) -> bool {
+/// creates or changes) in the stage deploying (`stage`: read without naming it, or by naming
+/// it), so that the parameters can be known only once those deploy.
+fn only_pending_outputs(
+    errors: &[ferry_outputs::ResolveError],
+    pending: &[String],
+    stage: &str,
+) -> bool {
     use ferry_outputs::ResolveError;
+    let this_stage = |named: &str| named.is_empty() || named == format!(" in stage `{stage}`");
     !pending.is_empty()
         && errors.iter().all(|e| match e {
-            ResolveError::NoStack { from, stage, .. } => stage.is_empty() && pending.contains(from),
+            ResolveError::NoStack { from, stage, .. } => {
+                this_stage(stage) && pending.contains(from)
+            }
             ResolveError::MissingOutput { from, .. } => pending.contains(from),
             _ => false,
         })
@@ -719,6 +732,11 @@ fn pending_dependencies(run: &Run<'_>, service: &Service) -> Vec<String> {
     service
         .dependencies()
         .into_iter()
+        .chain(
+            service
+                .dependencies_naming(&run.ctx.stage.name)
+                .map(String::from),
+        )
         .filter(|d| reviews.contains_key(d))
         .collect()
 }
@@ -902,7 +920,7 @@ async fn deploy_one(
         // Only those outputs' errors; any other (a missing SSM parameter, a wrong key) is
         // reported.
         Err(ServiceError::Parameters(errors))
-            if only_pending_outputs(&errors, &parameters_after) =>
+            if only_pending_outputs(&errors, &parameters_after, &run.ctx.stage.name) =>
         {
             Resolved {
                 parameters: BTreeMap::new(),
@@ -1274,7 +1292,43 @@ async fn run_tests(
 
 #[cfg(test)]
 mod tests {
-    use super::partition;
+    use super::{only_pending_outputs, partition};
+
+    /// In a review, a dependency the review creates has no stack yet: a read of it defers the
+    /// parameters whether it names the deploying stage or not; one of another stage is an
+    /// error, and so is a stage-less read of a service the review does not create.
+    #[test]
+    fn a_review_defers_reads_of_what_it_creates_in_its_own_stage_only() {
+        use ferry_outputs::ResolveError;
+        let no_stack = |from: &str, stage: &str| ResolveError::NoStack {
+            service: "api".into(),
+            parameter: "P".into(),
+            from: from.into(),
+            stage: stage.into(),
+        };
+        let pending = ["db".to_string()];
+        assert!(only_pending_outputs(
+            &[no_stack("db", "")],
+            &pending,
+            "prod"
+        ));
+        assert!(only_pending_outputs(
+            &[no_stack("db", " in stage `prod`")],
+            &pending,
+            "prod"
+        ));
+        assert!(!only_pending_outputs(
+            &[no_stack("db", " in stage `dev`")],
+            &pending,
+            "prod"
+        ));
+        assert!(!only_pending_outputs(
+            &[no_stack("queue", "")],
+            &pending,
+            "prod"
+        ));
+        assert!(!only_pending_outputs(&[no_stack("db", "")], &[], "prod"));
+    }
 
     #[test]
     fn a_regions_partition_is_the_one_its_arns_name() {

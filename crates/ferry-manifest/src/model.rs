@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -5,6 +6,7 @@ use ferry_graph::DepGraph;
 use serde::{Deserialize, Serialize};
 
 use crate::reference::Template;
+use crate::stage::Stage;
 
 /// A loaded, validated repository: the project, its stages and its services.
 #[derive(Debug, Clone)]
@@ -389,6 +391,46 @@ impl Service {
         self.depends_on.iter().cloned().chain(implied).collect()
     }
 
+    /// The services this one reads outputs of by naming `stage` (`${output:dev:db.Name}`, dev
+    /// deploying): there a same-stage read, which orders them as a dependency does (see
+    /// [`Workspace::graph_for`]). Not the service itself: reading its own stack of the stage it
+    /// deploys gives its outputs as they were.
+    pub fn dependencies_naming<'a>(&'a self, stage: &'a str) -> impl Iterator<Item = &'a str> {
+        self.parameters.values().flat_map(move |t| {
+            t.references().filter_map(move |r| match r {
+                crate::Reference::Output {
+                    stage: Some(crate::OutputStage::Named(s)),
+                    service,
+                    ..
+                } if s == stage && *service != self.name => Some(service.as_str()),
+                _ => None,
+            })
+        })
+    }
+
+    /// The SSM parameters this service reads by `${ssm:…}` when a stage of id `stage_id` and
+    /// settings `config` deploys: each reference's name, and its full name as a deploy renders
+    /// it ([`ssm_full_name`]).
+    pub fn ssm_names_in(
+        &self,
+        project: &str,
+        stage_id: &str,
+        config: &StageConfig,
+    ) -> Vec<(&Template, Option<String>)> {
+        self.parameters
+            .values()
+            .flat_map(|t| t.references())
+            .filter_map(|r| match r {
+                crate::Reference::Ssm { name } => Some(name),
+                _ => None,
+            })
+            .map(|name| {
+                let full = ssm_full_name(name, project, &self.name, stage_id, config);
+                (name, full)
+            })
+            .collect()
+    }
+
     /// Repository-relative path of the template.
     pub fn template_path(&self) -> String {
         format!("{}/{}", self.dir, self.template)
@@ -426,4 +468,70 @@ impl Workspace {
     pub fn graph(&self) -> &DepGraph {
         &self.graph
     }
+
+    /// The dependency graph for deploying `stage`: [`Workspace::graph`] plus an edge for each
+    /// output a service reads by naming that very stage (`${output:dev:db.Name}` while dev
+    /// deploys; [`Service::dependencies_naming`]), which there is a same-stage read. The graph
+    /// itself when there are none, as nearly always. Such edges can close a cycle in this stage
+    /// alone, which is an error for this stage only.
+    pub fn graph_for(&self, stage: &Stage) -> Result<Cow<'_, DepGraph>, StageGraphError> {
+        if !self
+            .services
+            .iter()
+            .any(|s| s.dependencies_naming(&stage.name).next().is_some())
+        {
+            return Ok(Cow::Borrowed(&self.graph));
+        }
+        DepGraph::new(self.services.iter().map(|s| {
+            let mut deps = s.dependencies();
+            deps.extend(s.dependencies_naming(&stage.name).map(String::from));
+            (s.name.clone(), deps)
+        }))
+        .map(Cow::Owned)
+        .map_err(|errors| StageGraphError {
+            stage: stage.name.clone(),
+            problems: errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
+    }
+}
+
+/// The full name of the SSM parameter `${ssm:NAME}` reads in `service` when a stage of id
+/// `stage_id` and settings `config` deploys, as a deploy renders it
+/// ([`StageConfig::parameter_name`]: under the stage's `parameters-path` when relative). `None`
+/// for a variable the stage does not define (refused when it deploys).
+pub fn ssm_full_name(
+    name: &Template,
+    project: &str,
+    service: &str,
+    stage_id: &str,
+    config: &StageConfig,
+) -> Option<String> {
+    use crate::Reference;
+    let rendered = name
+        .render(|r| {
+            Ok::<_, ()>(match r {
+                Reference::Stage => stage_id.to_string(),
+                Reference::Region => config.region.clone(),
+                Reference::Project => project.to_string(),
+                Reference::Service => service.to_string(),
+                Reference::Var(v) => config.variables.get(v).cloned().ok_or(())?,
+                _ => return Err(()),
+            })
+        })
+        .ok()?;
+    Some(config.parameter_name(&rendered))
+}
+
+/// Outputs read by naming the deploying stage make a dependency cycle in that stage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "deploying stage `{stage}`, the `${{output:{stage}:SERVICE.KEY}}` references, same-stage reads there, close a {problems}; no order deploys such services: pass one of the values another way (a stage variable or an SSM parameter)"
+)]
+pub struct StageGraphError {
+    pub stage: String,
+    pub problems: String,
 }

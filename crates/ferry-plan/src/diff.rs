@@ -170,6 +170,9 @@ fn removed_services(
             let name = ferry_manifest::declared_service_name(&src).unwrap_or(folder.to_string());
             let renamed_to = match now {
                 Some(s) if s.name == name => return None,
+                // A stack named by the framework (a Serverless service's `<service>-<stage>`)
+                // does not follow Ferry's name: the renamed service keeps its stack.
+                Some(s) if s.stack_name.is_some() => return None,
                 Some(s) => Some(s.name.clone()),
                 None => None,
             };

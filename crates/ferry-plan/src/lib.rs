@@ -253,6 +253,8 @@ impl Plan {
 pub enum PlanError {
     #[error(transparent)]
     Stage(#[from] ferry_manifest::StageError),
+    #[error(transparent)]
+    StageGraph(#[from] ferry_manifest::StageGraphError),
     #[error("unknown service `{name}`{hint}; known services: {known}")]
     UnknownService {
         name: String,
@@ -275,7 +277,7 @@ pub fn plan(
     req: &PlanRequest,
 ) -> Result<Plan, PlanError> {
     let stage = ws.stage(&req.stage)?;
-    let graph = ws.graph();
+    let graph = &*ws.graph_for(&stage)?;
     let candidates = reasons::candidates(graph, &req.services)?;
 
     let mut reasons = Reasons::new();
@@ -296,7 +298,7 @@ pub fn plan(
     }
 
     let deploying = reasons::deploying(&reasons);
-    let services = service_plans(ws, &stage, reasons, &deploying, &removed);
+    let services = service_plans(ws, graph, &stage, reasons, &deploying, &removed);
     // Indirect dependencies count: a service waits for one it reaches through a skipped one.
     let deploy_graph = graph.reachability_subgraph(&deploying);
     let (pull_request, notes) = notes(ws, &stage, &req.ci, &removed);
@@ -319,12 +321,12 @@ pub fn plan(
 /// then the removed services (name → folder), which always skip.
 fn service_plans(
     ws: &Workspace,
+    graph: &ferry_graph::DepGraph,
     stage: &Stage,
     reasons: Reasons,
     deploying: &BTreeSet<String>,
     removed: &BTreeMap<String, RemovedService>,
 ) -> Vec<ServicePlan> {
-    let graph = ws.graph();
     let sub;
     let order = if reasons.len() == graph.len() {
         graph
@@ -461,9 +463,14 @@ fn notes(
             })
             .collect();
         notes.push(format!(
-            "removed service(s) {}: a deploy does not delete their stacks; `remove {} --orphans` does, once the services that replace them are deployed",
+            "removed service(s) {}: a deploy does not delete their stacks; `remove {} --orphans{}` does, once the services that replace them are deployed",
             names.join(", "),
-            stage.name
+            stage.name,
+            if stage.config.protected {
+                " --allow-protected"
+            } else {
+                ""
+            }
         ));
     }
     (pull_request, notes)

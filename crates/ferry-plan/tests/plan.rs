@@ -412,6 +412,69 @@ fn a_service_renamed_in_its_manifest_leaves_its_old_name_removed() {
     );
 }
 
+/// `${output:STAGE:…}` is a same-stage read where STAGE deploys, and only there: it orders the
+/// services in that stage, a cycle it closes is refused for that stage alone (by `validate` for
+/// a stage of ferry.toml, by the plan for a preview stage), and a service may read its own
+/// stack of another stage.
+#[test]
+fn outputs_read_by_naming_a_stage_order_that_stage_only() {
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"net\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.prod]\nregion = \"us-east-1\"\n\n[stages.ops]\nregion = \"us-east-1\"\n\n[stages.\"*\"]\nregion = \"us-east-1\"\n",
+    );
+    let svc = |name: &str, params: &str| {
+        r.write(&format!("services/{name}/template.yaml"), "Resources: {}\n");
+        r.write(
+            &format!("services/{name}/service.toml"),
+            &format!("[service]\ntemplate = \"template.yaml\"\n\n[parameters]\n{params}"),
+        );
+    };
+    // a reads prod's b, b reads dev's a: a cycle in no stage. c reads its own dev stack (VPC
+    // peering with itself elsewhere). d and e read each other in ops: a cycle there.
+    svc("a", "B = \"${output:prod:b.X}\"\n");
+    svc("b", "A = \"${output:dev:a.Y}\"\n");
+    svc("c", "Peer = \"${output:dev:c.VpcId}\"\n");
+    svc("d", "E = \"${output:ops:e.X}\"\n");
+    svc("e", "D = \"${output:ops:d.X}\"\n");
+    r.commit("services");
+    let err = ferry_manifest::load(r.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("stages.ops")
+            && err.contains("deploying stage `ops`")
+            && err.contains("dependency cycle: d -> e -> d"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("stages.dev") && !err.contains("stages.prod"),
+        "{err}"
+    );
+    // The same two in a preview stage: the plan of that stage refuses them.
+    svc("d", "E = \"${output:pr-7:e.X}\"\n");
+    svc("e", "D = \"${output:pr-7:d.X}\"\n");
+    r.commit("preview");
+    let ws = ferry_manifest::load(r.path()).expect("no cycle within one named stage");
+    let err = plan_of(&r, &request("pr-7", None)).unwrap_err().to_string();
+    assert!(
+        err.contains("deploying stage `pr-7`") && err.contains("dependency cycle: d -> e -> d"),
+        "{err}"
+    );
+    let position = |p: &Plan, s: &str| p.order.iter().position(|o| o == s).unwrap();
+    let prod = plan_of(&r, &request("prod", None)).unwrap();
+    assert!(
+        position(&prod, "b") < position(&prod, "a"),
+        "{:?}",
+        prod.order
+    );
+    let dev = plan_of(&r, &request("dev", None)).unwrap();
+    assert!(position(&dev, "a") < position(&dev, "b"), "{:?}", dev.order);
+    assert_eq!(
+        ws.service("c").unwrap().dependencies_naming("dev").count(),
+        0,
+        "its own stack is no dependency"
+    );
+}
+
 #[test]
 fn pull_requests_and_preview_stages_are_named_in_the_notes() {
     let (r, base) = monorepo();

@@ -335,25 +335,14 @@ pub(super) fn check_ssm_references(
                 let mut first = None;
                 let mut refusing = Vec::new();
                 for (id, table, config) in &all {
-                    let rendered = name.render(|r| {
-                        Ok::<_, ()>(match r {
-                            Reference::Stage => id.to_string(),
-                            Reference::Region => config.region.clone(),
-                            Reference::Project => project.name.clone(),
-                            Reference::Service => d.service.name.clone(),
-                            Reference::Var(v) => config.variables.get(v).cloned().ok_or(())?,
-                            _ => return Err(()),
-                        })
-                    });
-                    // A relative name in a stage without a `parameters-path` is refused when
-                    // that stage deploys (a stage may be one this service never goes to).
-                    let Ok(rendered) = rendered else { continue };
-                    if !rendered.starts_with('/') && config.parameters_path.is_none() {
-                        continue;
-                    }
-                    if let Err(e) =
-                        crate::ssm_name::check_ssm_read_name(&config.parameter_name(&rendered))
-                    {
+                    let full = crate::model::ssm_full_name(
+                        name,
+                        &project.name,
+                        &d.service.name,
+                        id,
+                        config,
+                    );
+                    if let Some(Err(e)) = full.map(|f| crate::ssm_name::check_ssm_read_name(&f)) {
                         first.get_or_insert(e);
                         refusing.push(table.as_str());
                     }
