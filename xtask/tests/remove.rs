@@ -296,6 +296,58 @@ fn a_stack_deployed_under_another_name_is_removed_by_the_name_its_record_holds()
     assert!(records(p, "dev").is_empty());
 }
 
+/// `--orphans` deletes the stacks of records whose service the checkout no longer has (here a
+/// service renamed in its service.toml), and refuses, before anything is deleted, a record
+/// whose stack is a current service's (as a renamed Serverless service's is).
+#[test]
+fn orphans_are_the_records_no_service_has_and_never_a_stack_in_use() {
+    let p = "rm-orphans";
+    let r = project(p);
+    for s in ["a", "b"] {
+        r.write(
+            &format!("services/{s}/service.toml"),
+            "[service]\ntemplate = \"t.yaml\"\n",
+        )
+        .write(&format!("services/{s}/t.yaml"), QUEUE);
+    }
+    r.commit("services");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let store = ferry_records::RecordStore::new(
+        aws_sdk_ssm::Client::new(&config()),
+        "dev",
+        &format!("/ferry/{p}/dev"),
+    );
+    let engine = ferry_stacks::Engine::for_config(&config(), Default::default());
+    let exists = |stack: &str| rt().block_on(engine.describe(stack)).unwrap().is_some();
+
+    // A record of a name no service has, naming a's stack: in use, so nothing is deleted.
+    let mut ghost = records(p, "dev")["a"].clone();
+    ghost.service = "ghost".into();
+    rt().block_on(store.write(&ghost)).unwrap();
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("`ghost` is no service of the checkout")
+            && err.contains(&format!("{p}-a-dev, is the stack of service `a`")),
+        "{err}"
+    );
+    assert!(exists(&format!("{p}-a-dev")) && exists(&format!("{p}-b-dev")));
+    rt().block_on(store.delete("ghost")).unwrap();
+
+    // b renamed: its record and stack are the orphans; a is untouched.
+    r.write(
+        "services/b/service.toml",
+        "[service]\nname = \"bee\"\ntemplate = \"t.yaml\"\n",
+    );
+    r.commit("rename b");
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("deleted {p}-b-dev (b)")), "{out}");
+    assert!(!exists(&format!("{p}-b-dev")) && exists(&format!("{p}-a-dev")));
+    assert_eq!(records(p, "dev").into_keys().collect::<Vec<_>>(), ["a"]);
+}
+
 /// A service importing another's export without depending on it (validate warns) is removed
 /// before the exporter: CloudFormation refuses to delete an export in use.
 #[test]

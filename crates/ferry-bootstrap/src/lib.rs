@@ -699,11 +699,72 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
             }
         }
     }
+    // `${ssm:…}` references outside the stage's parameters path: Ferry reads them with the
+    // role, by the names this stage renders. A Secrets Manager secret read through SSM needs
+    // the secret itself too.
+    let mut secrets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for s in &ws.services {
+        for (name, full) in s.ssm_names_in(&ws.project.name, &stage.id, &stage.config) {
+            let secret = full
+                .as_deref()
+                .and_then(|n| n.strip_prefix(ferry_manifest::SECRETS_MANAGER_REFERENCE));
+            let Some(n) = full.as_ref().filter(|n| {
+                n.chars().all(|c| {
+                    c.is_ascii_alphanumeric()
+                        || "_.-/".contains(c)
+                        || secret.is_some() && "+=@".contains(c)
+                })
+            }) else {
+                notes.push(format!(
+                    "`{}`: `${{ssm:{name}}}` is known only when it deploys (or is no SSM name); grant ssm:GetParameter on it",
+                    s.name
+                ));
+                continue;
+            };
+            let covered = stage
+                .config
+                .parameters_path
+                .as_deref()
+                .is_some_and(|p| n.starts_with(p));
+            if covered {
+                continue;
+            }
+            if let Some(secret) = secret {
+                secrets
+                    .entry(secret.to_string())
+                    .or_default()
+                    .insert(s.name.clone());
+            }
+            ssm_named
+                .entry(n.clone())
+                .or_default()
+                .insert(s.name.clone());
+        }
+    }
+    if !secrets.is_empty() {
+        let users: BTreeSet<&str> = secrets.values().flatten().map(String::as_str).collect();
+        out.push(Permission {
+            why: format!(
+                "Secrets Manager secrets the services read through SSM ({})",
+                users.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+            actions: strings(&["secretsmanager:GetSecretValue"]),
+            // A secret's ARN ends in `-` and six random characters.
+            resources: secrets
+                .keys()
+                .map(|n| arn("secretsmanager", &format!("secret:{n}-??????")))
+                .collect(),
+            ..Default::default()
+        });
+        notes.push(
+            "a secret encrypted with a customer managed KMS key also needs kms:Decrypt on that key, which is not granted".into(),
+        );
+    }
     if !ssm_named.is_empty() {
         let users: BTreeSet<&str> = ssm_named.values().flatten().map(String::as_str).collect();
         out.push(Permission {
             why: format!(
-                "SSM parameters the templates name in parameters of an SSM parameter type ({})",
+                "SSM parameters outside the parameters path that the services read or their templates name ({})",
                 users.into_iter().collect::<Vec<_>>().join(", ")
             ),
             actions: strings(&["ssm:GetParameter", "ssm:GetParameters"]),

@@ -28,22 +28,52 @@ fn the_ssm_parameters_templates_name_outside_the_parameters_path_are_granted_by_
         "services/api/service.toml",
         "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nBus = \"/platform/${stage}/bus\"\nInside = \"/shop/${stage}/inside\"\n",
     );
+    // What a service reads by `${ssm:…}`: under the path (granted already), outside it, a
+    // public parameter, a Secrets Manager secret.
+    write(
+        r,
+        "services/worker/t.yaml",
+        "Parameters:\n  A: {Type: String}\n  B: {Type: String}\n  C: {Type: String}\n  D: {Type: String}\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    write(
+        r,
+        "services/worker/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nA = \"${ssm:token}\"\nB = \"${ssm:/team/${stage}/key}\"\nC = \"${ssm:/aws/service/global-infrastructure/version}\"\nD = \"${ssm:/aws/reference/secretsmanager/prod/db+main}\"\n",
+    );
     let ws = ferry_manifest::load(r).unwrap();
     let stage = ws.stage("dev").unwrap();
     let mut notes = Vec::new();
     let permissions = ferry_bootstrap::permissions(&ws, &stage, &mut notes);
     let ssm = permissions
         .iter()
-        .find(|p| p.why.starts_with("SSM parameters the templates name"))
+        .find(|p| {
+            p.why
+                .starts_with("SSM parameters outside the parameters path")
+        })
         .unwrap_or_else(|| panic!("{permissions:#?}"));
     assert_eq!(ssm.actions, ["ssm:GetParameter", "ssm:GetParameters"]);
+    assert!(ssm.why.ends_with("(api, worker)"), "{}", ssm.why);
     assert_eq!(
         ssm.resources,
         [
+            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/aws/reference/secretsmanager/prod/db+main",
             "arn:${AWS::Partition}:ssm:${AWS::Region}::parameter/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
+            "arn:${AWS::Partition}:ssm:${AWS::Region}::parameter/aws/service/global-infrastructure/version",
             "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/platform/dev/bus",
+            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/team/dev/key",
         ],
         "the stage's parameters path is granted already; a public parameter belongs to no account"
+    );
+    let secrets = permissions
+        .iter()
+        .find(|p| p.why.starts_with("Secrets Manager secrets"))
+        .unwrap_or_else(|| panic!("{permissions:#?}"));
+    assert_eq!(secrets.actions, ["secretsmanager:GetSecretValue"]);
+    assert_eq!(
+        secrets.resources,
+        [
+            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:prod/db+main-??????"
+        ]
     );
     let notes = notes.join("\n");
     assert!(

@@ -17,15 +17,30 @@ pub fn client(config: &aws_config::SdkConfig) -> Client {
 /// account's parameters), and the full name is checked against SSM's rules before anything is
 /// read or sent.
 pub fn full_name(stage: &ferry_manifest::Stage, name: &str) -> Result<String, CredentialsError> {
+    let full = compose(stage, name)?;
+    ferry_manifest::check_ssm_name(&full, false)?;
+    Ok(full)
+}
+
+/// [`full_name`] of a parameter to read, which may be one of AWS's own (a public parameter under
+/// `/aws/service/`, a Secrets Manager secret under `/aws/reference/secretsmanager/`).
+pub fn full_name_to_read(
+    stage: &ferry_manifest::Stage,
+    name: &str,
+) -> Result<String, CredentialsError> {
+    let full = compose(stage, name)?;
+    ferry_manifest::check_ssm_read_name(&full)?;
+    Ok(full)
+}
+
+fn compose(stage: &ferry_manifest::Stage, name: &str) -> Result<String, CredentialsError> {
     if !name.starts_with('/') && stage.config.parameters_path.is_none() {
         return Err(CredentialsError::NoParametersPath {
             stage: stage.name.clone(),
             name: name.to_string(),
         });
     }
-    let full = stage.config.parameter_name(name);
-    ferry_manifest::check_ssm_name(&full, false)?;
-    Ok(full)
+    Ok(stage.config.parameter_name(name))
 }
 
 fn from_sdk<E>(
@@ -46,6 +61,10 @@ pub struct Parameter {
     pub value: String,
     pub secure: bool,
     pub version: i64,
+    /// What changes whenever the value does: the version, or for a Secrets Manager secret read
+    /// through Parameter Store (whose version there is always the same) the secret's
+    /// `VersionId`, so that rotating it is seen.
+    pub revision: String,
 }
 
 impl std::fmt::Debug for Parameter {
@@ -60,6 +79,7 @@ impl std::fmt::Debug for Parameter {
             .field("value", &value)
             .field("secure", &self.secure)
             .field("version", &self.version)
+            .field("revision", &self.revision)
             .finish()
     }
 }
@@ -75,7 +95,21 @@ fn from_api(p: &aws_sdk_ssm::types::Parameter, masker: &Masker) -> Parameter {
         value,
         secure,
         version: p.version(),
+        revision: p
+            .source_result()
+            .and_then(secret_version_id)
+            .unwrap_or_else(|| p.version().to_string()),
     }
+}
+
+/// The `VersionId` of the Secrets Manager answer a reference's `SourceResult` holds (the rest
+/// of it, the secret included, is dropped here).
+fn secret_version_id(source: &str) -> Option<String> {
+    let answer: serde_json::Value = serde_json::from_str(source).ok()?;
+    answer
+        .get("VersionId")?
+        .as_str()
+        .map(|v| format!("secret:{v}"))
 }
 
 /// Every parameter under `path` (recursive, decrypted; pages of 10 followed to the end), sorted
@@ -203,6 +237,7 @@ mod tests {
             value: "s3cret".into(),
             secure: true,
             version: 1,
+            revision: "1".into(),
         };
         assert!(!format!("{p:?}").contains("s3cret"));
     }

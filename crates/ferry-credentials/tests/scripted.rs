@@ -162,3 +162,43 @@ async fn throttling_is_retried_and_reported_when_it_persists() {
         "{err:?}"
     );
 }
+
+/// A Secrets Manager secret read through Parameter Store keeps version 1 there whatever its
+/// rotations: its revision is the secret's VersionId, from the SourceResult, and nothing else of
+/// that answer (the secret is in it) is kept or shown.
+#[tokio::test]
+async fn a_secrets_manager_reference_is_revised_by_its_version_id() {
+    use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
+    let name = "/aws/reference/secretsmanager/prod/db";
+    let answer = |version_id: &'static str| {
+        move || {
+            GetParameterOutput::builder()
+                .parameter(
+                    Parameter::builder()
+                        .name(name)
+                        .value("hunter2")
+                        .version(1)
+                        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                        .source_result(format!(
+                            r#"{{"ARN":"arn:aws:secretsmanager:us-east-1:111111111111:secret:prod/db-AbCdEf","Name":"prod/db","SecretString":"hunter2","VersionId":"{version_id}","VersionStages":["AWSCURRENT"]}}"#
+                        ))
+                        .build(),
+                )
+                .build()
+        }
+    };
+    let rule = mock!(aws_sdk_ssm::Client::get_parameter)
+        .sequence()
+        .output(answer("v-1"))
+        .output(answer("v-2"))
+        .build();
+    let client = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&rule]);
+    let masker = Masker::new();
+    let first = ssm::get(&client, "prod", name, &masker).await.unwrap();
+    let rotated = ssm::get(&client, "prod", name, &masker).await.unwrap();
+    assert_eq!((first.version, rotated.version), (1, 1));
+    assert_eq!(first.revision, "secret:v-1");
+    assert_eq!(rotated.revision, "secret:v-2");
+    assert!(!format!("{first:?}").contains("hunter2"), "{first:?}");
+    assert_eq!(masker.mask("the value hunter2"), "the value ****");
+}

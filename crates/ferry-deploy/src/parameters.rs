@@ -230,13 +230,14 @@ pub async fn register_secrets(
     Ok(names.len())
 }
 
-/// What stands in for an SSM value in the hashed view: a SecureString by its name and version,
-/// never its value (records are readable by whoever may read the stage's records, and an
-/// unsalted hash of a short secret can be guessed offline). A new version of the secret still
-/// changes the hash, so rotating it redeploys.
+/// What stands in for an SSM value in the hashed view: a SecureString by its name and revision
+/// (its version; a Secrets Manager secret's `VersionId`), never its value (records are readable
+/// by whoever may read the stage's records, and an unsalted hash of a short secret can be
+/// guessed offline). A new version of the secret still changes the hash, so rotating it
+/// redeploys.
 fn secure_stand_in(p: &ssm::Parameter) -> String {
     if p.secure {
-        format!("ssm-secure:{}@{}", p.name, p.version)
+        format!("ssm-secure:{}@{}", p.name, p.revision)
     } else {
         p.value.clone()
     }

@@ -24,7 +24,8 @@ use crate::{Event, ownership};
 /// How to remove.
 #[derive(Debug, Clone)]
 pub struct RemoveOptions {
-    /// Only services whose folder is gone but whose record remains.
+    /// Only services whose record remains but which the checkout no longer has (folder gone,
+    /// or renamed).
     pub orphans: bool,
     /// Remove a protected stage (termination protection is turned off first).
     pub allow_protected: bool,
@@ -117,6 +118,14 @@ pub enum RemoveError {
         stack: String,
         source: Box<StackError>,
     },
+    #[error(
+        "nothing was deleted: `{orphan}` is no service of the checkout, but the stack its record names, {stack}, is the stack of service `{service}` (a service renamed whose stack kept its name, as a Serverless Framework service's does): that stack is in use, not an orphan"
+    )]
+    OrphanInUse {
+        orphan: String,
+        stack: String,
+        service: String,
+    },
     #[error("failed to delete the record of `{service}`: {source}")]
     Record {
         service: String,
@@ -169,11 +178,28 @@ pub async fn remove(
     check_removable(stage, options)?;
     // (service, stack) in the order to delete.
     let mut targets: Vec<(String, String)> = if options.orphans {
-        previous
+        let orphans: Vec<(String, String)> = previous
             .iter()
             .filter(|(s, _)| ws.service(s).is_none())
             .map(|(s, r)| (s.clone(), r.stack.clone()))
-            .collect()
+            .collect();
+        // A record of a name no service has any more may still name a live stack: one whose
+        // name does not come from the service's (a Serverless service renamed in service.toml
+        // keeps its framework's stack). Deleting it would take down a running service.
+        for (orphan, stack) in &orphans {
+            if let Some(s) = ws
+                .services
+                .iter()
+                .find(|s| ws.service_stack_name(s, stage) == *stack)
+            {
+                return Err(RemoveError::OrphanInUse {
+                    orphan: orphan.clone(),
+                    stack: stack.clone(),
+                    service: s.name.clone(),
+                });
+            }
+        }
+        orphans
     } else {
         let mut order = ws.graph().topo_order();
         order.reverse();

@@ -322,7 +322,17 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                 .iter()
                 .find(|c| files.iter().any(|f| f == *c))
             {
-                let text = fs::read_to_string(root.join(rel).join(config)).ok();
+                let text = match fs::read_to_string(root.join(rel).join(config)) {
+                    Ok(text) => Some(text),
+                    Err(e) => {
+                        // Still a service (the framework reads it when it deploys); what init
+                        // would learn from it is not known.
+                        notes.push(format!(
+                            "{rel}/{config}: could not be read ({e}); taken as a Serverless Framework service without looking into it: check its provider and stack name"
+                        ));
+                        None
+                    }
+                };
                 // A program named like a configuration that holds none (types, helpers): a
                 // configuration names its `service`.
                 if is_program(config) && text.as_deref().is_some_and(|t| !names_a_service(t)) {
@@ -355,11 +365,19 @@ pub(crate) fn candidates(root: &Path) -> Walked {
             // Each file named like a template read once: larger than CloudFormation takes (1 MB)
             // is data, not a template; not UTF-8 is noted (CloudFormation takes UTF-8 only).
             let mut templates: Vec<(String, bool)> = Vec::new();
+            // Tools' own files (`package.json`, `samconfig.yaml`, …) are never templates.
+            let tools_file = |f: &str| {
+                f.starts_with("package")
+                    || f.starts_with("samconfig")
+                    || f.starts_with("tsconfig")
+                    || f == "buildspec.yml"
+            };
             for f in files.iter().filter(|f| {
-                Path::new(f.as_str())
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e))
+                !tools_file(f)
+                    && Path::new(f.as_str())
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e))
             }) {
                 let path = root.join(rel).join(f);
                 let bytes = match fs::metadata(&path) {
@@ -391,11 +409,7 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                 ));
                     continue;
                 };
-                let tools_file = f.starts_with("package")
-                    || f.starts_with("samconfig")
-                    || f.starts_with("tsconfig")
-                    || f.as_str() == "buildspec.yml";
-                if !tools_file && is_cloudformation(&text) {
+                if is_cloudformation(&text) {
                     templates.push((f.clone(), text.contains(SAM_TRANSFORM)));
                 }
             }

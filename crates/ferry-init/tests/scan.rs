@@ -1564,6 +1564,12 @@ fn unreadable_folders_and_templates_and_oversized_templates_are_noted() {
     file(r, "api/template.yaml", queue);
     file(r, "locked/inner/template.yaml", queue);
     file(r, "sealed/template.yaml", queue);
+    file(r, "sealed/package.json", "{}");
+    file(
+        r,
+        "fw/serverless.yml",
+        "service: fw\nprovider:\n  name: aws\n",
+    );
     let mut big = queue.to_string();
     while big.len() <= 1_048_576 {
         big.push_str("# padding padding padding padding padding padding padding padding\n");
@@ -1579,6 +1585,8 @@ fn unreadable_folders_and_templates_and_oversized_templates_are_noted() {
     mode(r, 0o755);
     mode(&r.join("locked"), 0o000);
     mode(&r.join("sealed/template.yaml"), 0o000);
+    mode(&r.join("sealed/package.json"), 0o000);
+    mode(&r.join("fw/serverless.yml"), 0o000);
     let s = {
         let _nobody = Nobody::new();
         assert!(
@@ -1590,9 +1598,16 @@ fn unreadable_folders_and_templates_and_oversized_templates_are_noted() {
     };
     mode(&r.join("locked"), 0o755);
     let dirs: Vec<&str> = s.services.iter().map(|f| f.dir.as_str()).collect();
-    assert_eq!(dirs, ["api"]);
+    assert_eq!(
+        dirs,
+        ["api", "fw"],
+        "a configuration not read is still a service"
+    );
     let notes = s.notes.join("\n");
+    // A tool's file is never looked at as a template, readable or not.
+    assert!(!notes.contains("package.json"), "{notes}");
     for want in [
+        "fw/serverless.yml: could not be read (Permission denied",
         "locked: a folder that could not be listed (Permission denied",
         "sealed/template.yaml: could not be read (Permission denied",
         "huge/template.yaml: reads like a CloudFormation template but is 1048",

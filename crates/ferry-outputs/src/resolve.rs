@@ -166,21 +166,13 @@ pub fn resolve(
     }
 }
 
-/// The SSM names `service`'s parameters need (absolute), to load them before resolving.
+/// The SSM names `service`'s parameters need (absolute), to load them before resolving
+/// ([`Service::ssm_names_in`]; one whose variable the stage lacks is left out: resolving says so).
 pub fn ssm_names(service: &Service, l: &Lookups<'_>) -> Vec<String> {
     service
-        .parameters
-        .values()
-        .flat_map(|t| t.references())
-        .filter_map(|r| match r {
-            Reference::Ssm { name } => {
-                let n = name
-                    .render(|x| Ok::<_, ()>(plain(x, &service.name, l).unwrap_or_default()))
-                    .ok()?;
-                Some(l.stage.config.parameter_name(&n))
-            }
-            _ => None,
-        })
+        .ssm_names_in(l.project, &l.stage.id, &l.stage.config)
+        .into_iter()
+        .filter_map(|(_, full)| full)
         .collect()
 }
 

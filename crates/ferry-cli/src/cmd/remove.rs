@@ -15,7 +15,8 @@ use crate::ui::Clock;
 pub struct RemoveArgs {
     /// The stage whose stacks to delete
     stage: String,
-    /// Only services whose folder is gone but whose record remains
+    /// Only services whose record remains but which the checkout no longer has (folder gone,
+    /// or renamed); refused if such a record names a current service's stack
     #[arg(long)]
     orphans: bool,
     /// Allow removing a protected stage (turns termination protection off first)

@@ -117,9 +117,9 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
             })
         }
         ParamCmd::Get { stage, name, show_secrets } => rt.block_on(async {
-            ssm::full_name(&ws.stage(stage)?, name)?;
+            ssm::full_name_to_read(&ws.stage(stage)?, name)?;
             let (stage, aws) = ctx.stage_aws(stage).await?;
-            let full = ssm::full_name(&stage, name)?;
+            let full = ssm::full_name_to_read(&stage, name)?;
             let client = ssm::client(&aws.config);
             let p = ssm::get(&client, &stage.name, &full, masker()).await?;
             println!("{}", shown(&p, *show_secrets));
