@@ -705,40 +705,46 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     let mut secrets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for s in &ws.services {
         for (name, full) in s.ssm_names_in(&ws.project.name, &stage.id, &stage.config) {
+            let covered = |n: &str| {
+                stage
+                    .config
+                    .parameters_path
+                    .as_deref()
+                    .is_some_and(|p| n.starts_with(p))
+            };
             let secret = full
                 .as_deref()
                 .and_then(|n| n.strip_prefix(ferry_manifest::SECRETS_MANAGER_REFERENCE));
-            let Some(n) = full.as_ref().filter(|n| {
+            // Only names of SSM's characters go into the policy (whose resources are `Fn::Sub`
+            // text); a secret's may hold `+`, `=` and `@` too.
+            let policy_safe = |n: &str| {
                 n.chars().all(|c| {
                     c.is_ascii_alphanumeric()
                         || "_.-/".contains(c)
                         || secret.is_some() && "+=@".contains(c)
                 })
-            }) else {
-                notes.push(format!(
+            };
+            match full.as_deref() {
+                Some(n) if covered(n) && secret.is_none() => {}
+                Some(n) if policy_safe(n) => {
+                    if let Some(secret) = secret {
+                        secrets
+                            .entry(secret.to_string())
+                            .or_default()
+                            .insert(s.name.clone());
+                    }
+                    if !covered(n) {
+                        ssm_named
+                            .entry(n.to_string())
+                            .or_default()
+                            .insert(s.name.clone());
+                    }
+                }
+                _ => notes.push(format!(
                     "`{}`: `${{ssm:{name}}}` is known only when it deploys (or is no SSM name); grant ssm:GetParameter on it",
                     s.name
-                ));
-                continue;
-            };
-            let covered = stage
-                .config
-                .parameters_path
-                .as_deref()
-                .is_some_and(|p| n.starts_with(p));
-            if covered {
-                continue;
+                )),
             }
-            if let Some(secret) = secret {
-                secrets
-                    .entry(secret.to_string())
-                    .or_default()
-                    .insert(s.name.clone());
-            }
-            ssm_named
-                .entry(n.clone())
-                .or_default()
-                .insert(s.name.clone());
         }
     }
     if !secrets.is_empty() {

@@ -526,11 +526,21 @@ impl Repo {
                 same.insert(p.replace('\\', "/"));
             }
         }
+        // Absent from both: only for a name that is itself (a name that is not UTF-8 reaches
+        // here with U+FFFD in it, and names nothing), and only when the disk says "no such".
+        let absent_on_disk = |p: &str| {
+            self.root.join(p).symlink_metadata().is_err_and(|e| {
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                )
+            })
+        };
         for p in paths {
-            let absent_at_commit = tree.get_path(Path::new(p)).is_err();
             if !named.contains(*p)
-                && absent_at_commit
-                && self.root.join(p).symlink_metadata().is_err()
+                && !p.contains('\u{FFFD}')
+                && tree.get_path(Path::new(p)).is_err()
+                && absent_on_disk(p)
             {
                 same.insert(p.to_string());
             }

@@ -322,6 +322,20 @@ fn a_committed_edit_put_back_in_the_working_tree_is_no_change() {
             .unwrap();
         assert_eq!(c.paths, set(&["services/a/keep.log"]), "git cli: {cli}");
     }
+    // A name that is not UTF-8, added since the base and deleted again: it cannot be looked
+    // up by its (lossy) name, so it stays a change rather than be taken for the base's.
+    let (r, base) = seeded();
+    let latin1 = {
+        use std::os::unix::ffi::OsStrExt as _;
+        r.path()
+            .join("services/a")
+            .join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"))
+    };
+    std::fs::write(&latin1, "x\n").unwrap();
+    r.commit("a latin-1 name");
+    std::fs::remove_file(&latin1).unwrap();
+    let c = changed(&r, &base, Head::WorkingTree);
+    assert_eq!(c.paths, set(&["services/a/caf\u{FFFD}.txt"]));
     // A mode put back is no change either; one left flipped is.
     let (r, base) = seeded();
     toggle_executable(&r.path().join("services/c/main.py"));

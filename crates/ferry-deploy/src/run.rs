@@ -343,12 +343,7 @@ pub async fn deploy_selection(
     options: &DeployOptions,
     on: &(dyn Fn(Event) + Send + Sync),
 ) -> DeployReport {
-    // This stage's graph; a cycle in it stops every command that resolves the stage before
-    // anything deploys (`ferry-cli`'s context checks it), so the fallback is never ordered by.
-    let graph = ctx
-        .ws
-        .graph_for(ctx.stage)
-        .unwrap_or(std::borrow::Cow::Borrowed(ctx.ws.graph()));
+    let graph = ctx.ws.graph();
     let to_deploy = &selection.deploy;
     let candidates = &selection.candidates;
     let sub = graph.subgraph(candidates);
@@ -732,11 +727,6 @@ fn pending_dependencies(run: &Run<'_>, service: &Service) -> Vec<String> {
     service
         .dependencies()
         .into_iter()
-        .chain(
-            service
-                .dependencies_naming(&run.ctx.stage.name)
-                .map(String::from),
-        )
         .filter(|d| reviews.contains_key(d))
         .collect()
 }

@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Project, Service, StageConfig, Workspace};
 
-/// Bump when the meaning of a stored field changes without its shape changing.
-const MEMO_FORMAT: u32 = 1;
+/// Bump when the meaning of a stored field changes without its shape changing (2: the graph
+/// orders a service after those it reads by naming a stage).
+const MEMO_FORMAT: u32 = 2;
 
 #[derive(Serialize)]
 struct StoredRef<'w> {

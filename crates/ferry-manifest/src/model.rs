@@ -1,4 +1,3 @@
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -6,7 +5,6 @@ use ferry_graph::DepGraph;
 use serde::{Deserialize, Serialize};
 
 use crate::reference::Template;
-use crate::stage::Stage;
 
 /// A loaded, validated repository: the project, its stages and its services.
 #[derive(Debug, Clone)]
@@ -382,30 +380,24 @@ impl Service {
         }
     }
 
-    /// Explicit dependencies plus those implied by `${output:service.Key}` references (same stage).
+    /// Explicit dependencies plus those implied by `${output:…}` references
+    /// ([`Template::output_services`]), but for a read of the service's own stack in a stage it
+    /// names (a VPC peering with itself elsewhere): no order can serve that, and where that stage
+    /// deploys, it reads its own outputs as they were.
     pub fn dependencies(&self) -> BTreeSet<String> {
-        let implied = self
-            .parameters
-            .values()
-            .flat_map(|t| t.output_services().map(String::from));
-        self.depends_on.iter().cloned().chain(implied).collect()
-    }
-
-    /// The services this one reads outputs of by naming `stage` (`${output:dev:db.Name}`, dev
-    /// deploying): there a same-stage read, which orders them as a dependency does (see
-    /// [`Workspace::graph_for`]). Not the service itself: reading its own stack of the stage it
-    /// deploys gives its outputs as they were.
-    pub fn dependencies_naming<'a>(&'a self, stage: &'a str) -> impl Iterator<Item = &'a str> {
-        self.parameters.values().flat_map(move |t| {
-            t.references().filter_map(move |r| match r {
-                crate::Reference::Output {
-                    stage: Some(crate::OutputStage::Named(s)),
+        use crate::Reference;
+        let implied = self.parameters.values().flat_map(|t| {
+            t.references().filter_map(|r| match r {
+                Reference::Output {
+                    stage: Some(_),
                     service,
                     ..
-                } if s == stage && *service != self.name => Some(service.as_str()),
+                } if *service == self.name => None,
+                Reference::Output { service, .. } => Some(service.clone()),
                 _ => None,
             })
-        })
+        });
+        self.depends_on.iter().cloned().chain(implied).collect()
     }
 
     /// The SSM parameters this service reads by `${ssm:…}` when a stage of id `stage_id` and
@@ -468,35 +460,6 @@ impl Workspace {
     pub fn graph(&self) -> &DepGraph {
         &self.graph
     }
-
-    /// The dependency graph for deploying `stage`: [`Workspace::graph`] plus an edge for each
-    /// output a service reads by naming that very stage (`${output:dev:db.Name}` while dev
-    /// deploys; [`Service::dependencies_naming`]), which there is a same-stage read. The graph
-    /// itself when there are none, as nearly always. Such edges can close a cycle in this stage
-    /// alone, which is an error for this stage only.
-    pub fn graph_for(&self, stage: &Stage) -> Result<Cow<'_, DepGraph>, StageGraphError> {
-        if !self
-            .services
-            .iter()
-            .any(|s| s.dependencies_naming(&stage.name).next().is_some())
-        {
-            return Ok(Cow::Borrowed(&self.graph));
-        }
-        DepGraph::new(self.services.iter().map(|s| {
-            let mut deps = s.dependencies();
-            deps.extend(s.dependencies_naming(&stage.name).map(String::from));
-            (s.name.clone(), deps)
-        }))
-        .map(Cow::Owned)
-        .map_err(|errors| StageGraphError {
-            stage: stage.name.clone(),
-            problems: errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        })
-    }
 }
 
 /// The full name of the SSM parameter `${ssm:NAME}` reads in `service` when a stage of id
@@ -524,14 +487,4 @@ pub fn ssm_full_name(
         })
         .ok()?;
     Some(config.parameter_name(&rendered))
-}
-
-/// Outputs read by naming the deploying stage make a dependency cycle in that stage.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "deploying stage `{stage}`, the `${{output:{stage}:SERVICE.KEY}}` references, same-stage reads there, close a {problems}; no order deploys such services: pass one of the values another way (a stage variable or an SSM parameter)"
-)]
-pub struct StageGraphError {
-    pub stage: String,
-    pub problems: String,
 }

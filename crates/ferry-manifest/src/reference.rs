@@ -3,8 +3,8 @@
 //! ```text
 //! ${stage} ${region} ${project} ${service}      values of the run
 //! ${output:SERVICE.KEY}                         a stack output of another service, same stage
-//! ${output:STAGE:SERVICE.KEY}                   … of that stage (a dependency only while STAGE
-//!                                               deploys: `Workspace::graph_for`)
+//! ${output:STAGE:SERVICE.KEY}                   … of that stage (ordered as a dependency: when
+//!                                               STAGE deploys, it is a same-stage read)
 //! ${output:${var:NAME}:SERVICE.KEY}             … of the stage a variable of this stage names
 //! ${var:NAME}                                   a variable of the stage (`variables` in ferry.toml)
 //! ${ssm:NAME}                                   an SSM parameter; NAME may contain ${stage} etc.;
@@ -147,15 +147,13 @@ impl Template {
         })
     }
 
-    /// Services of the same stage whose outputs this value needs (a stage variable may name
-    /// the deploying stage itself, so its references order the services too).
+    /// Services whose outputs this value needs, of whatever stage: the dependency graph is
+    /// one for every stage, and a stage named in a reference (or by a variable) is the
+    /// deploying stage itself when that stage deploys, where the service read must go first.
+    /// In any other stage the edge only orders two services that need not wait for each other.
     pub fn output_services(&self) -> impl Iterator<Item = &str> {
         self.references().filter_map(|r| match r {
-            Reference::Output {
-                stage: None | Some(OutputStage::Var(_)),
-                service,
-                ..
-            } => Some(service.as_str()),
+            Reference::Output { service, .. } => Some(service.as_str()),
             _ => None,
         })
     }
@@ -375,10 +373,15 @@ mod tests {
     }
 
     #[test]
-    fn output_services_are_same_stage_only() {
+    fn output_services_include_those_read_from_a_named_stage() {
+        // `prod:db` is read from prod: deploying prod, that is this very stage, so db must be
+        // deployed first there, as a same-stage reference would have it.
         let t = Template::parse("${output:api.Url},${output:prod:db.Name},${output:events.Arn}")
             .unwrap();
-        assert_eq!(t.output_services().collect::<Vec<_>>(), ["api", "events"]);
+        assert_eq!(
+            t.output_services().collect::<Vec<_>>(),
+            ["api", "db", "events"]
+        );
     }
 
     #[test]

@@ -66,8 +66,8 @@ fn loads_the_typed_model() {
     let fe = ws.service("frontend").unwrap();
     assert_eq!(fe.dir, "apps/web/site");
     assert_eq!(fe.template_path(), "apps/web/site/template.json");
-    // explicit `events` plus `database` implied by a same-stage output reference; the prod
-    // reference implies nothing.
+    // explicit `events` plus `database` implied by the output references (the prod one too: in
+    // prod it is a same-stage reference).
     assert_eq!(
         fe.dependencies().into_iter().collect::<Vec<_>>(),
         ["database", "events"]

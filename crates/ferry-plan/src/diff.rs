@@ -26,6 +26,10 @@ pub(crate) struct RemovedService {
     pub dir: String,
     /// The name the service in that folder has now, when it was renamed.
     pub renamed_to: Option<String>,
+    /// Renamed, its stack is still the one it had: the framework names it (a Serverless
+    /// service's `<service>-<stage>`), not Ferry's service name. The stack's tags name the old
+    /// service, so a deploy of the new name is refused until the two agree again.
+    pub stack_kept: bool,
 }
 
 /// Diffs each base of `by_base` against the head, once for all the services that share it, and
@@ -170,15 +174,14 @@ fn removed_services(
             let name = ferry_manifest::declared_service_name(&src).unwrap_or(folder.to_string());
             let renamed_to = match now {
                 Some(s) if s.name == name => return None,
-                // A stack named by the framework (a Serverless service's `<service>-<stage>`)
-                // does not follow Ferry's name: the renamed service keeps its stack.
-                Some(s) if s.stack_name.is_some() => return None,
                 Some(s) => Some(s.name.clone()),
                 None => None,
             };
             let removed = RemovedService {
                 dir: dir.to_string(),
                 renamed_to,
+                // A stack named by the framework does not follow Ferry's name.
+                stack_kept: now.is_some_and(|s| s.stack_name.is_some()),
             };
             Some((name, removed))
         })

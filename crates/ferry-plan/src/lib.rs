@@ -142,6 +142,10 @@ pub enum Reason {
         dir: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         renamed_to: Option<String>,
+        /// Renamed, and its stack is the one the renamed service deploys to (a Serverless
+        /// service's stack is named by its framework), still tagged with the old name.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        stack_kept: bool,
     },
     /// A dependency deploys and `--with-dependents` was given.
     Dependent { of: Vec<String> },
@@ -253,8 +257,6 @@ impl Plan {
 pub enum PlanError {
     #[error(transparent)]
     Stage(#[from] ferry_manifest::StageError),
-    #[error(transparent)]
-    StageGraph(#[from] ferry_manifest::StageGraphError),
     #[error("unknown service `{name}`{hint}; known services: {known}")]
     UnknownService {
         name: String,
@@ -277,7 +279,7 @@ pub fn plan(
     req: &PlanRequest,
 ) -> Result<Plan, PlanError> {
     let stage = ws.stage(&req.stage)?;
-    let graph = &*ws.graph_for(&stage)?;
+    let graph = ws.graph();
     let candidates = reasons::candidates(graph, &req.services)?;
 
     let mut reasons = Reasons::new();
@@ -390,11 +392,15 @@ fn service_plans(
         services.push(ServicePlan {
             name: name.clone(),
             kind: None,
-            stack_name: ws.stack_name(name, stage),
+            stack_name: match (&removed.renamed_to, removed.stack_kept) {
+                (Some(now), true) => ws.stack_name(now, stage),
+                _ => ws.stack_name(name, stage),
+            },
             action: Action::Skip,
             reasons: vec![Reason::Removed {
                 dir: removed.dir.clone(),
                 renamed_to: removed.renamed_to.clone(),
+                stack_kept: removed.stack_kept,
             }],
             depends_on: Vec::new(),
         });
@@ -454,12 +460,23 @@ fn notes(
             stage.name, stage.id
         ));
     }
+    for (name, r) in removed.iter().filter(|(_, r)| r.stack_kept) {
+        let now = r.renamed_to.as_deref().unwrap_or_default();
+        notes.push(format!(
+            "service {name} was renamed to {now}, whose stack {} its framework names, so it is the same stack, still tagged for {name}: a deploy of {now} is refused as another service's; keep `name = \"{name}\"` in {}/{}",
+            ws.stack_name(now, stage),
+            r.dir,
+            ferry_manifest::SERVICE_FILE
+        ));
+    }
+    let removed: Vec<(&String, &RemovedService)> =
+        removed.iter().filter(|(_, r)| !r.stack_kept).collect();
     if !removed.is_empty() {
         let names: Vec<String> = removed
             .iter()
             .map(|(name, r)| match &r.renamed_to {
                 Some(now) => format!("{name} (renamed to {now})"),
-                None => name.clone(),
+                None => name.to_string(),
             })
             .collect();
         notes.push(format!(

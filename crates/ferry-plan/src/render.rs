@@ -36,12 +36,21 @@ pub fn reason_text(r: &Reason) -> String {
         Reason::Removed {
             dir,
             renamed_to: None,
+            ..
         } => format!("removed: {dir} is gone; its stack is left in place"),
         Reason::Removed {
             dir,
             renamed_to: Some(now),
+            stack_kept: false,
         } => format!(
             "removed: the service in {dir} is named {now} now; the stack of its old name is left in place"
+        ),
+        Reason::Removed {
+            dir,
+            renamed_to: Some(now),
+            stack_kept: true,
+        } => format!(
+            "renamed: the service in {dir} is named {now} now, and its stack, which its framework names, is still tagged for this name"
         ),
         Reason::Dependent { of } => format!("dependent of {} (--with-dependents)", of.join(", ")),
         Reason::Unchanged { since } => format!("unchanged since {since}"),

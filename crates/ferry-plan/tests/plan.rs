@@ -341,6 +341,7 @@ fn a_deleted_service_folder_is_reported_as_removed_not_deployed() {
         vec![Reason::Removed {
             dir: "services/worker".into(),
             renamed_to: None,
+            stack_kept: false,
         }]
     );
     assert!(
@@ -371,6 +372,7 @@ fn a_service_renamed_in_its_manifest_leaves_its_old_name_removed() {
             vec![Reason::Removed {
                 dir: "services/worker".into(),
                 renamed_to: Some("jobs".into()),
+                stack_kept: false,
             }]
         );
         assert!(
@@ -382,6 +384,44 @@ fn a_service_renamed_in_its_manifest_leaves_its_old_name_removed() {
             p.notes
         );
     }
+    // A Serverless service renamed keeps its stack (the framework names it): said so, and
+    // never offered to `remove --orphans`.
+    let (r, base) = monorepo();
+    r.write(
+        "services/orders/service.toml",
+        "[service]\nkind = \"serverless\"\n",
+    )
+    .write(
+        "services/orders/serverless.yml",
+        "service: shop-orders\nprovider:\n  name: aws\n",
+    );
+    let base = {
+        let _ = base;
+        r.commit("orders").to_string()
+    };
+    r.write(
+        "services/orders/service.toml",
+        "[service]\nkind = \"serverless\"\nname = \"purchases\"\n",
+    );
+    r.commit("rename orders");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    let old = p.service("orders").unwrap();
+    assert_eq!(old.stack_name, "shop-orders-dev");
+    assert_eq!(
+        old.reasons,
+        vec![Reason::Removed {
+            dir: "services/orders".into(),
+            renamed_to: Some("purchases".into()),
+            stack_kept: true,
+        }]
+    );
+    let notes = p.notes.join("\n");
+    assert!(
+        notes.contains("same stack, still tagged for orders")
+            && notes.contains("keep `name = \"orders\"` in services/orders/service.toml")
+            && !notes.contains("--orphans"),
+        "{notes}"
+    );
     // Names swapped between two folders, or a folder moved with its name kept: every old name
     // is still a service, so nothing is removed.
     let (r, base) = monorepo();
@@ -412,16 +452,15 @@ fn a_service_renamed_in_its_manifest_leaves_its_old_name_removed() {
     );
 }
 
-/// `${output:STAGE:…}` is a same-stage read where STAGE deploys, and only there: it orders the
-/// services in that stage, a cycle it closes is refused for that stage alone (by `validate` for
-/// a stage of ferry.toml, by the plan for a preview stage), and a service may read its own
-/// stack of another stage.
+/// `${output:STAGE:…}` is a same-stage read where STAGE deploys: the one graph of all stages
+/// orders the service it reads first (in every stage); a service may read its own stack of
+/// another stage; a cycle such reads close is refused at load, saying why.
 #[test]
-fn outputs_read_by_naming_a_stage_order_that_stage_only() {
+fn outputs_read_by_naming_a_stage_order_the_service_read_first() {
     let r = TestRepo::new();
     r.write(
         "ferry.toml",
-        "[project]\nname = \"net\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.prod]\nregion = \"us-east-1\"\n\n[stages.ops]\nregion = \"us-east-1\"\n\n[stages.\"*\"]\nregion = \"us-east-1\"\n",
+        "[project]\nname = \"net\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.prod]\nregion = \"us-east-1\"\n",
     );
     let svc = |name: &str, params: &str| {
         r.write(&format!("services/{name}/template.yaml"), "Resources: {}\n");
@@ -430,48 +469,29 @@ fn outputs_read_by_naming_a_stage_order_that_stage_only() {
             &format!("[service]\ntemplate = \"template.yaml\"\n\n[parameters]\n{params}"),
         );
     };
-    // a reads prod's b, b reads dev's a: a cycle in no stage. c reads its own dev stack (VPC
-    // peering with itself elsewhere). d and e read each other in ops: a cycle there.
+    // a reads prod's b; c reads its own dev stack (a VPC peering with itself elsewhere).
     svc("a", "B = \"${output:prod:b.X}\"\n");
-    svc("b", "A = \"${output:dev:a.Y}\"\n");
+    svc("b", "Y = \"static\"\n");
     svc("c", "Peer = \"${output:dev:c.VpcId}\"\n");
-    svc("d", "E = \"${output:ops:e.X}\"\n");
-    svc("e", "D = \"${output:ops:d.X}\"\n");
     r.commit("services");
+    let ws = ferry_manifest::load(r.path()).unwrap();
+    assert!(ws.service("c").unwrap().dependencies().is_empty());
+    let position = |p: &Plan, s: &str| p.order.iter().position(|o| o == s).unwrap();
+    for stage in ["prod", "dev"] {
+        let p = plan_of(&r, &request(stage, None)).unwrap();
+        assert!(
+            position(&p, "b") < position(&p, "a"),
+            "{stage}: {:?}",
+            p.order
+        );
+    }
+    // b reads dev's a: a cycle across stages, refused with the reason.
+    svc("b", "A = \"${output:dev:a.Y}\"\n");
     let err = ferry_manifest::load(r.path()).unwrap_err().to_string();
     assert!(
-        err.contains("stages.ops")
-            && err.contains("deploying stage `ops`")
-            && err.contains("dependency cycle: d -> e -> d"),
+        err.contains("dependency cycle a -> b -> a")
+            && err.contains("orders the service it reads first in every stage"),
         "{err}"
-    );
-    assert!(
-        !err.contains("stages.dev") && !err.contains("stages.prod"),
-        "{err}"
-    );
-    // The same two in a preview stage: the plan of that stage refuses them.
-    svc("d", "E = \"${output:pr-7:e.X}\"\n");
-    svc("e", "D = \"${output:pr-7:d.X}\"\n");
-    r.commit("preview");
-    let ws = ferry_manifest::load(r.path()).expect("no cycle within one named stage");
-    let err = plan_of(&r, &request("pr-7", None)).unwrap_err().to_string();
-    assert!(
-        err.contains("deploying stage `pr-7`") && err.contains("dependency cycle: d -> e -> d"),
-        "{err}"
-    );
-    let position = |p: &Plan, s: &str| p.order.iter().position(|o| o == s).unwrap();
-    let prod = plan_of(&r, &request("prod", None)).unwrap();
-    assert!(
-        position(&prod, "b") < position(&prod, "a"),
-        "{:?}",
-        prod.order
-    );
-    let dev = plan_of(&r, &request("dev", None)).unwrap();
-    assert!(position(&dev, "a") < position(&dev, "b"), "{:?}", dev.order);
-    assert_eq!(
-        ws.service("c").unwrap().dependencies_naming("dev").count(),
-        0,
-        "its own stack is no dependency"
     );
 }
 

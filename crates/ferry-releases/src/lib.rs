@@ -116,8 +116,9 @@ pub struct Reviewed {
     pub package: String,
     pub commit: String,
     pub dirty: bool,
-    /// The parameters to deploy: SecureStrings as `ssm-secure:<name>@<version>` (read again at
-    /// that exact version when approved), every other value as resolved.
+    /// The parameters to deploy: SecureStrings as `ssm-secure:<name>@<version>` (a Secrets
+    /// Manager secret's `@secret:<VersionId>`; when approved, what resolves then must be this,
+    /// so a new version since makes the review stale), every other value as resolved.
     pub parameters: BTreeMap<String, String>,
     /// The parameters need outputs of stacks the same review creates or changes: they are
     /// resolved when approved, after those deploy (`parameters` is empty then).

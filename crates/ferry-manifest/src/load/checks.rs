@@ -98,13 +98,21 @@ pub(super) fn check_graph(
             GraphError::Cycle { path } => {
                 let d = by_name[path[0].as_str()];
                 let (span, key) = d.dep_sites.get(&path[1]).cloned().unzip();
+                // The graph is one for every stage: a read of another stage's outputs orders
+                // its service first too (in that stage it is a same-stage read).
+                let through_output = key.as_deref().is_some_and(|k| k.starts_with("parameters."));
                 diag_at(
                     d,
                     span,
                     key.as_deref().unwrap_or("service.depends-on"),
                     format!(
-                        "dependency cycle {}; a service cannot depend on itself through others, remove one of these dependencies",
-                        path.join(" -> ")
+                        "dependency cycle {}; a service cannot depend on itself through others, remove one of these dependencies{}",
+                        path.join(" -> "),
+                        if through_output {
+                            " (an `${output:…}` reference orders the service it reads first in every stage, whichever stage it names; pass such a value another way, e.g. an SSM parameter)"
+                        } else {
+                            ""
+                        }
                     ),
                 )
             }

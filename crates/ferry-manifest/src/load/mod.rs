@@ -100,31 +100,14 @@ fn load_inner(
     check_ssm_references(&project, &stages, default_stage.as_ref(), &drafts, diags);
 
     let services = drafts.into_iter().map(|d| d.service).collect();
-    let ws = Workspace {
+    Some(Workspace {
         root: root.to_path_buf(),
         project,
         stages,
         default_stage,
         services,
         graph: graph?,
-    };
-    // Outputs read by naming a stage order the services in that stage: a cycle they close
-    // there is that stage's (`Workspace::graph_for`).
-    for (name, stage) in ws
-        .stages
-        .keys()
-        .filter_map(|n| Some((n, ws.stage(n).ok()?)))
-    {
-        if let Err(e) = ws.graph_for(&stage) {
-            diags.push(Diagnostic {
-                file: PROJECT_FILE.into(),
-                line: None,
-                key: Some(format!("stages.{name}")),
-                message: e.to_string(),
-            });
-        }
-    }
-    Some(ws)
+    })
 }
 
 /// Reads every service folder that the service globs match: from the cache when it knows the
