@@ -522,6 +522,15 @@ fn codebuild(
     );
 }
 
+/// Whether the parameter `name` lies under the stage's `parameters-path`, level by level
+/// (`/a` holds `/a/x`, not `/aws/x`), and so is granted with the path.
+fn under_parameters_path(stage: &Stage, name: &str) -> bool {
+    stage.config.parameters_path.as_deref().is_some_and(|p| {
+        name.strip_prefix(p.trim_end_matches('/'))
+            .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
 /// What the deployer role may do: CloudFormation on the stage's stacks, its records and
 /// parameters, the artifact bucket, the topic, and per resource type its templates use.
 pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Vec<Permission> {
@@ -596,7 +605,15 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 "ssm:GetParameters",
                 "ssm:GetParametersByPath",
             ]),
-            resources: vec![arn("ssm", &format!("parameter{p}*"))],
+            // The path itself (GetParametersByPath) and what lies below it, never a sibling
+            // that shares its prefix (`/shop/dev` does not grant `/shop/devops/…`).
+            resources: {
+                let base = p.trim_end_matches('/');
+                vec![
+                    arn("ssm", &format!("parameter{base}")),
+                    arn("ssm", &format!("parameter{base}/*")),
+                ]
+            },
             ..Default::default()
         });
     }
@@ -669,11 +686,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                     });
                     match name {
                         Some(n) => {
-                            let covered = stage
-                                .config
-                                .parameters_path
-                                .as_deref()
-                                .is_some_and(|p| n.starts_with(p));
+                            let covered = under_parameters_path(stage, &n);
                             if !covered {
                                 ssm_named.entry(n).or_default().insert(s.name.clone());
                             }
@@ -705,13 +718,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     let mut secrets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for s in &ws.services {
         for (name, full) in s.ssm_names_in(&ws.project.name, &stage.id, &stage.config) {
-            let covered = |n: &str| {
-                stage
-                    .config
-                    .parameters_path
-                    .as_deref()
-                    .is_some_and(|p| n.starts_with(p))
-            };
+            let covered = |n: &str| under_parameters_path(stage, n);
             let secret = full
                 .as_deref()
                 .and_then(|n| n.strip_prefix(ferry_manifest::SECRETS_MANAGER_REFERENCE));

@@ -16,7 +16,7 @@ fn the_ssm_parameters_templates_name_outside_the_parameters_path_are_granted_by_
     write(
         r,
         "ferry.toml",
-        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\nparameters-path = \"/shop/dev/\"\n",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\nparameters-path = \"/shop/dev\"\n",
     );
     write(
         r,
@@ -33,12 +33,12 @@ fn the_ssm_parameters_templates_name_outside_the_parameters_path_are_granted_by_
     write(
         r,
         "services/worker/t.yaml",
-        "Parameters:\n  A: {Type: String}\n  B: {Type: String}\n  C: {Type: String}\n  D: {Type: String}\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+        "Parameters:\n  A: {Type: String}\n  B: {Type: String}\n  C: {Type: String}\n  D: {Type: String}\n  E: {Type: String}\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
     );
     write(
         r,
         "services/worker/service.toml",
-        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nA = \"${ssm:token}\"\nB = \"${ssm:/team/${stage}/key}\"\nC = \"${ssm:/aws/service/global-infrastructure/version}\"\nD = \"${ssm:/aws/reference/secretsmanager/prod/db+main}\"\n",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nA = \"${ssm:token}\"\nB = \"${ssm:/team/${stage}/key}\"\nC = \"${ssm:/aws/service/global-infrastructure/version}\"\nD = \"${ssm:/aws/reference/secretsmanager/prod/db+main}\"\nE = \"${ssm:/shop/devops/key}\"\n",
     );
     let ws = ferry_manifest::load(r).unwrap();
     let stage = ws.stage("dev").unwrap();
@@ -60,9 +60,22 @@ fn the_ssm_parameters_templates_name_outside_the_parameters_path_are_granted_by_
             "arn:${AWS::Partition}:ssm:${AWS::Region}::parameter/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
             "arn:${AWS::Partition}:ssm:${AWS::Region}::parameter/aws/service/global-infrastructure/version",
             "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/platform/dev/bus",
+            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/shop/devops/key",
             "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/team/dev/key",
         ],
         "the stage's parameters path is granted already; a public parameter belongs to no account"
+    );
+    // The path, level by level: itself (GetParametersByPath) and below, never `/shop/devops`.
+    let path = permissions
+        .iter()
+        .find(|p| p.why.starts_with("the stage's parameters"))
+        .unwrap();
+    assert_eq!(
+        path.resources,
+        [
+            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/shop/dev",
+            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/shop/dev/*",
+        ]
     );
     let secrets = permissions
         .iter()

@@ -517,13 +517,13 @@ impl Repo {
         for delta in diff.deltas() {
             for file in [delta.old_file(), delta.new_file()] {
                 if let Some(p) = file.path().and_then(Path::to_str) {
-                    named.insert(p.replace('\\', "/"));
+                    named.insert(p.to_string());
                 }
             }
             if delta.status() == Delta::Unmodified
                 && let Some(p) = delta.new_file().path().and_then(Path::to_str)
             {
-                same.insert(p.replace('\\', "/"));
+                same.insert(p.to_string());
             }
         }
         // Absent from both: only for a name that is itself (a name that is not UTF-8 reaches
@@ -545,6 +545,8 @@ impl Repo {
                 same.insert(p.to_string());
             }
         }
+        // Only the paths asked about: a name the comparison gives back is one of them.
+        same.retain(|p| paths.contains(&p.as_str()));
         Ok(same)
     }
 
@@ -630,18 +632,20 @@ pub fn short(oid: Oid) -> String {
     oid.to_string()[..7].to_string()
 }
 
+/// The paths of a libgit2 diff, as git names them (`/`-separated on every platform; a `\\` is a
+/// character of a name, as in `git status`).
 fn collect(diff: &git2::Diff<'_>) -> ChangedPaths {
     let mut out = ChangedPaths::default();
     for delta in diff.deltas() {
         for file in [delta.old_file(), delta.new_file()] {
             if let Some(p) = file.path().and_then(Path::to_str) {
-                out.paths.insert(p.replace('\\', "/"));
+                out.paths.insert(p.to_string());
             }
         }
         if delta.status() == Delta::Deleted
             && let Some(p) = delta.old_file().path().and_then(Path::to_str)
         {
-            out.deleted.insert(p.replace('\\', "/"));
+            out.deleted.insert(p.to_string());
         }
     }
     out

@@ -336,6 +336,26 @@ fn a_committed_edit_put_back_in_the_working_tree_is_no_change() {
     std::fs::remove_file(&latin1).unwrap();
     let c = changed(&r, &base, Head::WorkingTree);
     assert_eq!(c.paths, set(&["services/a/caf\u{FFFD}.txt"]));
+    // A `\` is a character of a name, not a separator: a file named `services\b\x.txt` put
+    // back takes nothing from a real change of `services/b/x.txt`.
+    let (r, base) = seeded();
+    r.write("services\\b\\x.txt", "1\n");
+    let base = {
+        let _ = base;
+        r.commit("a name with backslashes").to_string()
+    };
+    r.write("services\\b\\x.txt", "2\n")
+        .write("services/b/x.txt", "real\n");
+    r.commit("both");
+    r.write("services\\b\\x.txt", "1\n");
+    for cli in [true, false] {
+        let c = Repo::open(r.path())
+            .unwrap()
+            .use_git_cli(cli)
+            .changed_paths(&base, &Head::WorkingTree)
+            .unwrap();
+        assert_eq!(c.paths, set(&["services/b/x.txt"]), "git cli: {cli}");
+    }
     // A mode put back is no change either; one left flipped is.
     let (r, base) = seeded();
     toggle_executable(&r.path().join("services/c/main.py"));

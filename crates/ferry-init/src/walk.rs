@@ -365,12 +365,13 @@ pub(crate) fn candidates(root: &Path) -> Walked {
             // Each file named like a template read once: larger than CloudFormation takes (1 MB)
             // is data, not a template; not UTF-8 is noted (CloudFormation takes UTF-8 only).
             let mut templates: Vec<(String, bool)> = Vec::new();
-            // Tools' own files (`package.json`, `samconfig.yaml`, …) are never templates.
+            // Tools' own files are never templates (`package-tracking.yaml` may be one).
             let tools_file = |f: &str| {
-                f.starts_with("package")
-                    || f.starts_with("samconfig")
-                    || f.starts_with("tsconfig")
-                    || f == "buildspec.yml"
+                matches!(
+                    f,
+                    "package.json" | "package-lock.json" | "buildspec.yml" | "buildspec.yaml"
+                ) || f.starts_with("samconfig.")
+                    || (f.starts_with("tsconfig") && f.ends_with(".json"))
             };
             for f in files.iter().filter(|f| {
                 !tools_file(f)

@@ -1562,6 +1562,8 @@ fn unreadable_folders_and_templates_and_oversized_templates_are_noted() {
     let queue =
         "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n";
     file(r, "api/template.yaml", queue);
+    // Named like a tool's file, but a template.
+    file(r, "shipping/package-tracking.yaml", queue);
     file(r, "locked/inner/template.yaml", queue);
     file(r, "sealed/template.yaml", queue);
     file(r, "sealed/package.json", "{}");
@@ -1600,8 +1602,8 @@ fn unreadable_folders_and_templates_and_oversized_templates_are_noted() {
     let dirs: Vec<&str> = s.services.iter().map(|f| f.dir.as_str()).collect();
     assert_eq!(
         dirs,
-        ["api", "fw"],
-        "a configuration not read is still a service"
+        ["api", "fw", "shipping"],
+        "a configuration not read is still a service; a template named like a tool's file is found"
     );
     let notes = s.notes.join("\n");
     // A tool's file is never looked at as a template, readable or not.

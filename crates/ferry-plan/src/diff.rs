@@ -16,6 +16,20 @@ pub(crate) struct Compared {
     pub bases: Vec<BaseInfo>,
     /// Services removed since a base, by the name they had there.
     pub removed: BTreeMap<String, RemovedService>,
+    /// Names that another folder's service has taken over since a base, while the folder that
+    /// had the name still holds a service: the name's stack gets the other folder's template.
+    pub taken_names: Vec<TakenName>,
+}
+
+/// A service name that moved to another folder's service, while its old folder went on under
+/// another name (names swapped, or a name reused): its stack is deployed from the new folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TakenName {
+    pub name: String,
+    pub from_dir: String,
+    pub to_dir: String,
+    /// The name the old folder's service has now.
+    pub old_dir_now: String,
 }
 
 /// A service of the base that no service of the head carries on: its folder is gone, or the
@@ -30,6 +44,8 @@ pub(crate) struct RemovedService {
     /// service's `<service>-<stage>`), not Ferry's service name. The stack's tags name the old
     /// service, so a deploy of the new name is refused until the two agree again.
     pub stack_kept: bool,
+    /// Its stack at the base (the base's own configuration names it).
+    pub stack: String,
 }
 
 /// Diffs each base of `by_base` against the head, once for all the services that share it, and
@@ -38,6 +54,7 @@ pub(crate) struct RemovedService {
 /// error instead).
 pub(crate) fn compare_bases(
     ws: &Workspace,
+    stage: &ferry_manifest::Stage,
     repo: Result<&Repo, &BaseUnavailable>,
     req: &PlanRequest,
     by_base: BTreeMap<&str, Vec<&str>>,
@@ -77,8 +94,16 @@ pub(crate) fn compare_bases(
         let mut affected = owners.classify(&changed.paths);
         if let (Ok(r), Some(commit)) = (repo, base_commit) {
             nested_services_added(&owners, r, commit, &changed, &mut affected);
-            for (name, removed) in removed_services(ws, r, commit, &changed) {
-                out.removed.entry(name).or_insert(removed);
+            if let Some(base_ws) = base_workspace(r, commit, &changed) {
+                let (removed, taken) = services_gone(ws, &base_ws, stage);
+                for (name, removed) in removed {
+                    out.removed.entry(name).or_insert(removed);
+                }
+                for t in taken {
+                    if !out.taken_names.contains(&t) {
+                        out.taken_names.push(t);
+                    }
+                }
             }
         }
         let since = base_commit.map_or_else(|| base.to_string(), ferry_changes::short);
@@ -145,46 +170,75 @@ fn nested_services_added(
     }
 }
 
-/// Services of the base that the head no longer has, with the name they had there: those
-/// whose manifest was deleted and whose folder is no service at head, and those whose manifest
-/// changed their name (`service.name`), which leaves the old name's stack behind. Only those
-/// that were services at the base: on the working tree, a path counts as deleted when a commit
-/// since the base or the working tree removed it, and a service added after the base and
-/// removed again since never had a stack of the base's.
-fn removed_services(
-    ws: &Workspace,
+/// The workspace as it was at `base`, when the changes since could have removed or renamed a
+/// service (a manifest or a Serverless configuration changed); `None` otherwise, or when the
+/// base's configuration does not load (nothing is said of it then). Read through the folder
+/// cache; the workspace memo (the head's) is left alone.
+fn base_workspace(
     repo: &Repo,
     base: ferry_changes::Oid,
     changed: &ferry_changes::ChangedPaths,
-) -> Vec<(String, RemovedService)> {
-    let manifest = format!("/{SERVICE_FILE}");
-    changed
-        .paths
-        .iter()
-        .filter_map(|p| Some((p, p.strip_suffix(manifest.as_str())?)))
-        .filter_map(|(path, dir)| {
-            let now = ws.services.iter().find(|s| s.dir == dir);
-            // A manifest that is still there but is no service of the head (outside the
-            // `services` globs) says nothing about what the base's was.
-            if now.is_none() && !changed.deleted.contains(path) {
-                return None;
+) -> Option<Workspace> {
+    let configuration = |p: &String| {
+        let name = p.rsplit('/').next().unwrap_or(p);
+        name == SERVICE_FILE || name.starts_with("serverless.")
+    };
+    if !changed.paths.iter().any(configuration) {
+        return None;
+    }
+    let source = repo.source_at(&base.to_string()).ok()?;
+    let cache_path = repo.cache_dir().join("manifest-cache.bin");
+    let mut cache = ferry_manifest::ManifestCache::read(&cache_path);
+    let base_ws = ferry_manifest::load_from(repo.root(), &source, Some(&mut cache)).ok()?;
+    let _ = cache.write(&cache_path);
+    Some(base_ws)
+}
+
+/// What the base had that the head does not carry on: services whose name no service has now
+/// (their folder is gone, or the service in it has another name, and so, unless its framework
+/// names it, another stack), and names another folder's service has taken over while the
+/// old folder goes on under another name.
+fn services_gone(
+    ws: &Workspace,
+    base_ws: &Workspace,
+    stage: &ferry_manifest::Stage,
+) -> (Vec<(String, RemovedService)>, Vec<TakenName>) {
+    let mut removed = Vec::new();
+    let mut taken = Vec::new();
+    for b in &base_ws.services {
+        let at_old_dir = ws.services.iter().find(|s| s.dir == b.dir);
+        match ws.service(&b.name) {
+            None => {
+                let stack = base_ws.service_stack_name(b, stage);
+                // The service deploying to that stack now, if any (a Serverless service
+                // renamed, or moved and renamed, keeps its stack: its framework names it).
+                let same_stack = ws
+                    .services
+                    .iter()
+                    .find(|s| ws.service_stack_name(s, stage) == stack);
+                let renamed_to = same_stack.or(at_old_dir).map(|s| s.name.clone());
+                removed.push((
+                    b.name.clone(),
+                    RemovedService {
+                        dir: b.dir.clone(),
+                        renamed_to,
+                        stack_kept: same_stack.is_some(),
+                        stack,
+                    },
+                ));
             }
-            let src = repo.file_at(base, path)?;
-            let folder = dir.rsplit('/').next().unwrap_or(dir);
-            let name = ferry_manifest::declared_service_name(&src).unwrap_or(folder.to_string());
-            let renamed_to = match now {
-                Some(s) if s.name == name => return None,
-                Some(s) => Some(s.name.clone()),
-                None => None,
-            };
-            let removed = RemovedService {
-                dir: dir.to_string(),
-                renamed_to,
-                // A stack named by the framework does not follow Ferry's name.
-                stack_kept: now.is_some_and(|s| s.stack_name.is_some()),
-            };
-            Some((name, removed))
-        })
-        .filter(|(name, _)| ws.service(name).is_none())
-        .collect()
+            Some(now) if now.dir != b.dir => {
+                if let Some(other) = at_old_dir {
+                    taken.push(TakenName {
+                        name: b.name.clone(),
+                        from_dir: b.dir.clone(),
+                        to_dir: now.dir.clone(),
+                        old_dir_now: other.name.clone(),
+                    });
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    (removed, taken)
 }

@@ -283,7 +283,11 @@ pub fn plan(
     let candidates = reasons::candidates(graph, &req.services)?;
 
     let mut reasons = Reasons::new();
-    let Compared { bases, removed } = match &req.force {
+    let Compared {
+        bases,
+        removed,
+        taken_names,
+    } = match &req.force {
         Some(by) => {
             reasons::forced(&candidates, by, &mut reasons);
             Compared::default()
@@ -291,7 +295,7 @@ pub fn plan(
         None => {
             let groups = bases::group_by_base(&candidates, req.since.as_deref(), &req.bases);
             reasons::not_deployed(&groups.no_base, &mut reasons);
-            diff::compare_bases(ws, repo, req, groups.by_base, &mut reasons)?
+            diff::compare_bases(ws, &stage, repo, req, groups.by_base, &mut reasons)?
         }
     };
     reasons::from_stacks(&req.stacks, &candidates, &mut reasons);
@@ -303,7 +307,20 @@ pub fn plan(
     let services = service_plans(ws, graph, &stage, reasons, &deploying, &removed);
     // Indirect dependencies count: a service waits for one it reaches through a skipped one.
     let deploy_graph = graph.reachability_subgraph(&deploying);
-    let (pull_request, notes) = notes(ws, &stage, &req.ci, &removed);
+    let (pull_request, mut notes) = notes(ws, &stage, &req.ci, &removed);
+    for t in &taken_names {
+        notes.push(format!(
+            "service name `{}` moved from {} to {} while {} goes on as `{}`: its stack {} will be deployed from {}, replacing what {} deployed there; if that is not meant, give the names back",
+            t.name,
+            t.from_dir,
+            t.to_dir,
+            t.from_dir,
+            t.old_dir_now,
+            ws.stack_name(&t.name, &stage),
+            t.to_dir,
+            t.from_dir
+        ));
+    }
     Ok(Plan {
         stage: stage.name.clone(),
         stage_id: stage.id.clone(),
@@ -392,10 +409,7 @@ fn service_plans(
         services.push(ServicePlan {
             name: name.clone(),
             kind: None,
-            stack_name: match (&removed.renamed_to, removed.stack_kept) {
-                (Some(now), true) => ws.stack_name(now, stage),
-                _ => ws.stack_name(name, stage),
-            },
+            stack_name: removed.stack.clone(),
             action: Action::Skip,
             reasons: vec![Reason::Removed {
                 dir: removed.dir.clone(),
@@ -462,10 +476,10 @@ fn notes(
     }
     for (name, r) in removed.iter().filter(|(_, r)| r.stack_kept) {
         let now = r.renamed_to.as_deref().unwrap_or_default();
+        let dir = ws.service(now).map_or(r.dir.as_str(), |s| s.dir.as_str());
         notes.push(format!(
-            "service {name} was renamed to {now}, whose stack {} its framework names, so it is the same stack, still tagged for {name}: a deploy of {now} is refused as another service's; keep `name = \"{name}\"` in {}/{}",
-            ws.stack_name(now, stage),
-            r.dir,
+            "service {name} was renamed to {now}, whose stack {} its framework names, so it is the same stack, still tagged for {name}: a deploy of {now} is refused as another service's; keep `name = \"{name}\"` in {dir}/{}",
+            r.stack,
             ferry_manifest::SERVICE_FILE
         ));
     }

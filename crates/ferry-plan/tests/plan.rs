@@ -422,6 +422,29 @@ fn a_service_renamed_in_its_manifest_leaves_its_old_name_removed() {
             && !notes.contains("--orphans"),
         "{notes}"
     );
+    // Renamed and given another framework name too: the stack moves, the old one is orphaned
+    // (named as the base's configuration named it).
+    r.write(
+        "services/orders/serverless.yml",
+        "service: shop-purchases\nprovider:\n  name: aws\n",
+    );
+    r.commit("and its framework name");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    let old = p.service("orders").unwrap();
+    assert_eq!(old.stack_name, "shop-orders-dev");
+    assert_eq!(
+        old.reasons,
+        vec![Reason::Removed {
+            dir: "services/orders".into(),
+            renamed_to: Some("purchases".into()),
+            stack_kept: false,
+        }]
+    );
+    assert!(
+        p.notes.join("\n").contains("remove dev --orphans"),
+        "{:?}",
+        p.notes
+    );
     // Names swapped between two folders, or a folder moved with its name kept: every old name
     // is still a service, so nothing is removed.
     let (r, base) = monorepo();
@@ -450,6 +473,35 @@ fn a_service_renamed_in_its_manifest_leaves_its_old_name_removed() {
         "{:?}",
         actions(&p)
     );
+    // But each name's stack now gets the other folder's template: said, for both.
+    let notes = p.notes.join("\n");
+    for want in [
+        "service name `worker` moved from services/worker to services/events while services/worker goes on as `events`: its stack worker-dev will be deployed from services/events",
+        "service name `events` moved from services/events to services/worker while services/events goes on as `worker`",
+    ] {
+        assert!(notes.contains(want), "{want}\n---\n{notes}");
+    }
+    // A folder moved with its name kept is a move, said nothing of.
+    let (r, base) = monorepo();
+    r.rename("services/worker", "services/jobs");
+    r.write(
+        "services/jobs/service.toml",
+        "[service]\nname = \"worker\"\ntemplate = \"template.yaml\"\ndepends-on = [\"events\"]\n",
+    );
+    r.commit("move worker");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert!(
+        p.notes.iter().all(|n| !n.contains("worker")),
+        "{:?}",
+        p.notes
+    );
+    assert!(
+        p.service("worker")
+            .unwrap()
+            .reasons
+            .iter()
+            .all(|r| !matches!(r, Reason::Removed { .. }))
+    );
 }
 
 /// `${output:STAGE:…}` is a same-stage read where STAGE deploys: the one graph of all stages
@@ -460,7 +512,7 @@ fn outputs_read_by_naming_a_stage_order_the_service_read_first() {
     let r = TestRepo::new();
     r.write(
         "ferry.toml",
-        "[project]\nname = \"net\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.prod]\nregion = \"us-east-1\"\n",
+        "[project]\nname = \"net\"\n\n[stages.dev]\nregion = \"us-east-1\"\nvariables = { peer = \"prod\" }\n\n[stages.prod]\nregion = \"us-east-1\"\nvariables = { peer = \"dev\" }\n",
     );
     let svc = |name: &str, params: &str| {
         r.write(&format!("services/{name}/template.yaml"), "Resources: {}\n");
@@ -469,10 +521,10 @@ fn outputs_read_by_naming_a_stage_order_the_service_read_first() {
             &format!("[service]\ntemplate = \"template.yaml\"\n\n[parameters]\n{params}"),
         );
     };
-    // a reads prod's b; c reads its own dev stack (a VPC peering with itself elsewhere).
+    // a reads prod's b; c reads its own stack of the other stage (a VPC peered with itself).
     svc("a", "B = \"${output:prod:b.X}\"\n");
     svc("b", "Y = \"static\"\n");
-    svc("c", "Peer = \"${output:dev:c.VpcId}\"\n");
+    svc("c", "Peer = \"${output:${var:peer}:c.VpcId}\"\n");
     r.commit("services");
     let ws = ferry_manifest::load(r.path()).unwrap();
     assert!(ws.service("c").unwrap().dependencies().is_empty());
@@ -485,6 +537,14 @@ fn outputs_read_by_naming_a_stage_order_the_service_read_first() {
             p.order
         );
     }
+    // Its own stack of a stage it deploys to: deploying that stage, the stack being deployed.
+    svc("c", "Peer = \"${output:dev:c.VpcId}\"\n");
+    let err = ferry_manifest::load(r.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("parameters.Peer: reads `${output:dev:c.VpcId}`, its own stack's outputs, which deploying stage `dev`"),
+        "{err}"
+    );
+    svc("c", "Peer = \"${output:${var:peer}:c.VpcId}\"\n");
     // b reads dev's a: a cycle across stages, refused with the reason.
     svc("b", "A = \"${output:dev:a.Y}\"\n");
     let err = ferry_manifest::load(r.path()).unwrap_err().to_string();

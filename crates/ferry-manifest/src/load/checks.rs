@@ -100,7 +100,13 @@ pub(super) fn check_graph(
                 let (span, key) = d.dep_sites.get(&path[1]).cloned().unzip();
                 // The graph is one for every stage: a read of another stage's outputs orders
                 // its service first too (in that stage it is a same-stage read).
-                let through_output = key.as_deref().is_some_and(|k| k.starts_with("parameters."));
+                let through_output = path.windows(2).any(|w| {
+                    by_name.get(w[0].as_str()).is_some_and(|d| {
+                        d.dep_sites
+                            .get(&w[1])
+                            .is_some_and(|(_, k)| k.starts_with("parameters."))
+                    })
+                });
                 diag_at(
                     d,
                     span,
@@ -221,8 +227,8 @@ pub(super) fn check_stack_names(
 }
 
 /// Every stage a service reads outputs of by name (`${output:STAGE:service.Key}`) is one a
-/// deploy could find: a named stage of ferry.toml, or any name when `[stages."*"]` makes
-/// preview stages.
+/// deploy could find: a named stage of ferry.toml, or, when `[stages."*"]` makes preview
+/// stages, a name whose preview id is no named stage's (`PROD`, `dev ` are refused as stages).
 pub(super) fn check_output_stages(
     stages: &BTreeMap<String, StageConfig>,
     previews: bool,
@@ -230,9 +236,6 @@ pub(super) fn check_output_stages(
     diags: &mut Vec<Diagnostic>,
 ) {
     use crate::reference::{OutputStage, Reference};
-    if previews {
-        return;
-    }
     for d in drafts {
         for (param, t) in &d.service.parameters {
             for r in t.references() {
@@ -243,6 +246,28 @@ pub(super) fn check_output_stages(
                     && !stages.contains_key(s)
                 {
                     let known: Vec<&str> = stages.keys().map(String::as_str).collect();
+                    // With preview stages any name may be one, but not a name whose id is a
+                    // named stage's (`PROD`, `dev `): no deploy resolves it.
+                    if previews {
+                        let id = crate::stage::sanitize_stage_name(s, MAX_STACK_NAME);
+                        let named = known.iter().find(|n| n.eq_ignore_ascii_case(&id));
+                        let why = match named {
+                            _ if id.is_empty() => "its id would be empty".to_string(),
+                            Some(named) => format!(
+                                "its id would be `{id}`, the named stage `{named}`'s; did you mean `{named}`?"
+                            ),
+                            None => continue,
+                        };
+                        diags.push(diag_at(
+                            d,
+                            None,
+                            &join_key("parameters", param),
+                            format!(
+                                "reads outputs of stage `{s}`, which no deploy can name: not a stage of ferry.toml, and as a preview stage {why}"
+                            ),
+                        ));
+                        continue;
+                    }
                     diags.push(diag_at(
                         d,
                         None,
@@ -251,6 +276,53 @@ pub(super) fn check_output_stages(
                             "reads outputs of stage `{s}`, which is not a stage of ferry.toml (stages: {}){}",
                             known.join(", "),
                             crate::diag::did_you_mean(s, known.iter().copied())
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// A service may read its own stack's outputs of another stage (a network peered with itself
+/// elsewhere), never of the stage deploying it: there that is its own stack, which it would
+/// need before it exists. Refused where a stage of ferry.toml is named, directly or by that
+/// stage's own variable.
+pub(super) fn check_own_outputs(
+    stages: &BTreeMap<String, StageConfig>,
+    drafts: &[ServiceDraft],
+    diags: &mut Vec<Diagnostic>,
+) {
+    use crate::reference::{OutputStage, Reference};
+    for d in drafts {
+        for (param, t) in &d.service.parameters {
+            for r in t.references() {
+                let Reference::Output {
+                    stage: Some(of),
+                    service,
+                    ..
+                } = r
+                else {
+                    continue;
+                };
+                if *service != d.service.name {
+                    continue;
+                }
+                let own: Vec<&str> = stages
+                    .iter()
+                    .filter(|(name, config)| match of {
+                        OutputStage::Named(s) => s == *name,
+                        OutputStage::Var(v) => config.variables.get(v) == Some(*name),
+                    })
+                    .map(|(name, _)| name.as_str())
+                    .collect();
+                if let Some(stage) = own.first() {
+                    diags.push(diag_at(
+                        d,
+                        None,
+                        &join_key("parameters", param),
+                        format!(
+                            "reads `{r}`, its own stack's outputs, which deploying stage `{stage}` are those of the stack being deployed (none before it exists); read another stage's there, e.g. through a stage variable that names another stage in each stage, or use the value in the template itself"
                         ),
                     ));
                 }

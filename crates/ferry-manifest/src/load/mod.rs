@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use toml::de::DeTable;
 
 use self::checks::{
-    check_duplicates, check_graph, check_output_stages, check_ssm_references, check_stack_names,
-    check_variables,
+    check_duplicates, check_graph, check_output_stages, check_own_outputs, check_ssm_references,
+    check_stack_names, check_variables,
 };
 use self::discover::{check_globs_matched, discover_services};
 use self::project::{ProjectFile, read_project_file};
@@ -97,6 +97,7 @@ fn load_inner(
     check_stack_names(&project, &stages, &drafts, diags);
     check_variables(&stages, default_stage.as_ref(), &drafts, diags);
     check_output_stages(&stages, default_stage.is_some(), &drafts, diags);
+    check_own_outputs(&stages, &drafts, diags);
     check_ssm_references(&project, &stages, default_stage.as_ref(), &drafts, diags);
 
     let services = drafts.into_iter().map(|d| d.service).collect();
