@@ -20,7 +20,9 @@ pub enum SsmNameError {
         "SSM name `{name}` has `{ch}`; SSM names hold only letters, digits, '_', '.', '-' and '/'"
     )]
     BadCharacter { name: String, ch: char },
-    #[error("SSM name `{name}` has an empty level (`//`, or a name ending in '/'); remove the extra '/'")]
+    #[error(
+        "SSM name `{name}` has an empty level (`//`, or a name ending in '/'); remove the extra '/'"
+    )]
     EmptyLevel { name: String },
     #[error("SSM name `{name}` has {len} characters; SSM accepts at most {MAX_SSM_NAME}")]
     TooLong { name: String, len: usize },
