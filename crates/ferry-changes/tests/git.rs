@@ -280,6 +280,19 @@ fn git_cli_and_libgit2_working_tree_scans_agree() {
     assert_eq!(cli.deleted, set(&["ferry.toml", "services/b/service.toml"]));
 }
 
+/// The working-tree diff through `git status` and through libgit2, which must agree.
+fn working_tree_diff(r: &TestRepo, base: &str) -> ferry_changes::ChangedPaths {
+    let [cli, lib] = [true, false].map(|cli| {
+        Repo::open(r.path())
+            .unwrap()
+            .use_git_cli(cli)
+            .changed_paths(base, &Head::WorkingTree)
+            .unwrap()
+    });
+    assert_eq!(cli, lib, "git status and libgit2 disagree");
+    cli
+}
+
 /// An edit committed since the base and then put back in the working tree (edited back,
 /// deleted again, restored as an untracked file) is no change: a reverted edit deploys nothing.
 #[test]
@@ -294,15 +307,9 @@ fn a_committed_edit_put_back_in_the_working_tree_is_no_change() {
         .remove("services/a/new.txt")
         .write("services/b/service.toml", "[service]\n")
         .write("services/c/main.py", "print(3)\n");
-    for cli in [true, false] {
-        let c = Repo::open(r.path())
-            .unwrap()
-            .use_git_cli(cli)
-            .changed_paths(&base, &Head::WorkingTree)
-            .unwrap();
-        assert_eq!(c.paths, set(&["services/c/main.py"]), "git cli: {cli}");
-        assert!(c.deleted.is_empty(), "{:?}", c.deleted);
-    }
+    let c = working_tree_diff(&r, &base);
+    assert_eq!(c.paths, set(&["services/c/main.py"]));
+    assert!(c.deleted.is_empty(), "{:?}", c.deleted);
     // A file git ignores but tracks (added with `git add -f`) since the base, edited again in
     // the working tree, is a change: only a path found as it was at the base is dropped.
     let (r, base) = seeded();
@@ -314,14 +321,8 @@ fn a_committed_edit_put_back_in_the_working_tree_is_no_change() {
     index.write().unwrap();
     r.commit("force-add a log");
     r.write("services/a/keep.log", "edited\n");
-    for cli in [true, false] {
-        let c = Repo::open(r.path())
-            .unwrap()
-            .use_git_cli(cli)
-            .changed_paths(&base, &Head::WorkingTree)
-            .unwrap();
-        assert_eq!(c.paths, set(&["services/a/keep.log"]), "git cli: {cli}");
-    }
+    let c = working_tree_diff(&r, &base);
+    assert_eq!(c.paths, set(&["services/a/keep.log"]));
     // A name that is not UTF-8, added since the base and deleted again: it cannot be looked
     // up by its (lossy) name, so it stays a change rather than be taken for the base's.
     let (r, base) = seeded();
@@ -348,14 +349,8 @@ fn a_committed_edit_put_back_in_the_working_tree_is_no_change() {
         .write("services/b/x.txt", "real\n");
     r.commit("both");
     r.write("services\\b\\x.txt", "1\n");
-    for cli in [true, false] {
-        let c = Repo::open(r.path())
-            .unwrap()
-            .use_git_cli(cli)
-            .changed_paths(&base, &Head::WorkingTree)
-            .unwrap();
-        assert_eq!(c.paths, set(&["services/b/x.txt"]), "git cli: {cli}");
-    }
+    let c = working_tree_diff(&r, &base);
+    assert_eq!(c.paths, set(&["services/b/x.txt"]));
     // A mode put back is no change either; one left flipped is.
     let (r, base) = seeded();
     toggle_executable(&r.path().join("services/c/main.py"));
@@ -457,14 +452,7 @@ fn the_working_tree_diff_matches_git_on_random_edits() {
             .filter(|s| !s.is_empty())
             .map(|s| String::from_utf8(s.to_vec()).unwrap())
             .collect();
-        for cli in [true, false] {
-            let ours = Repo::open(r.path())
-                .unwrap()
-                .use_git_cli(cli)
-                .changed_paths(&base, &Head::WorkingTree)
-                .unwrap();
-            assert_eq!(ours.paths, theirs, "round {round}, git cli: {cli}");
-        }
+        assert_eq!(working_tree_diff(&r, &base).paths, theirs, "round {round}");
     }
 }
 
