@@ -165,14 +165,15 @@ pub async fn with_heartbeat<T>(work: impl Future<Output = T>, beat: impl Fn(Dura
 }
 
 impl Harness<'_> {
-    /// The outputs a service's tests see: its own and its dependencies', by service.
+    /// The outputs a service's tests see: its own and its dependencies' in this stage
+    /// ([`Service::dependencies_in`]), by service.
     pub fn outputs_for(
         &self,
         service: &Service,
         known: &BTreeMap<String, Outputs>,
     ) -> BTreeMap<String, Outputs> {
         std::iter::once(service.name.clone())
-            .chain(service.dependencies())
+            .chain(service.dependencies_in(self.stage))
             .filter_map(|s| known.get(&s).map(|o| (s, o.clone())))
             .collect()
     }

@@ -102,7 +102,7 @@ pub async fn test_deployed(
     let needed: BTreeSet<String> = selected
         .iter()
         .filter_map(|s| ws.service(s))
-        .flat_map(|s| std::iter::once(s.name.clone()).chain(s.dependencies()))
+        .flat_map(|s| std::iter::once(s.name.clone()).chain(s.dependencies_in(stage)))
         .collect();
     for s in needed {
         if outputs.contains_key(&s) {

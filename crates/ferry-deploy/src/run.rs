@@ -1243,7 +1243,7 @@ async fn run_tests(
     let harness =
         crate::acceptance::harness(ctx.ws, ctx.stage, ctx.config, ctx.masker, ctx.builds).await?;
     let mut outputs = BTreeMap::new();
-    for s in std::iter::once(service.name.clone()).chain(service.dependencies()) {
+    for s in std::iter::once(service.name.clone()).chain(service.dependencies_in(ctx.stage)) {
         let stack = ctx.ws.stack_name(&s, ctx.stage);
         let owner = ownership(ctx.ws, ctx.stage, &s);
         if let Some(o) = run.cache.get(&stack, Some(&owner)).await? {

@@ -9,15 +9,15 @@ use ferry_stacks::Progress;
 
 use crate::{DeployContext, Event, Prepared, ServiceError, ownership};
 
-/// The content of a site's config file: the stack outputs of the service's dependencies, by
-/// service, as JSON.
+/// The content of a site's config file: the stack outputs of the service's dependencies in this
+/// stage ([`Service::dependencies_in`]), by service, as JSON.
 pub(crate) async fn site_config(
     ctx: &DeployContext<'_>,
     service: &Service,
     cache: &OutputCache,
 ) -> Result<Vec<u8>, ServiceError> {
     let mut all: BTreeMap<String, Outputs> = BTreeMap::new();
-    for dep in service.dependencies() {
+    for dep in service.dependencies_in(ctx.stage) {
         let stack = ctx.ws.stack_name(&dep, ctx.stage);
         let owner = ownership(ctx.ws, ctx.stage, &dep);
         all.insert(

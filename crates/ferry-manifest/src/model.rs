@@ -400,6 +400,33 @@ impl Service {
         self.depends_on.iter().cloned().chain(implied).collect()
     }
 
+    /// The services whose stacks of `stage` itself this one uses there: its declared
+    /// dependencies and those whose outputs it reads in that stage (`${output:db.Name}`, or a
+    /// reference naming `stage`, directly or by one of its variables). What a site's config and
+    /// the acceptance tests are given: a dependency read from another stage is not one of these
+    /// (its stack in `stage` is not what the service uses).
+    pub fn dependencies_in(&self, stage: &crate::Stage) -> BTreeSet<String> {
+        use crate::{OutputStage, Reference};
+        let same_stage = self.parameters.values().flat_map(|t| {
+            t.references().filter_map(|r| match r {
+                Reference::Output {
+                    stage: of, service, ..
+                } => {
+                    let here = match of {
+                        None => true,
+                        Some(OutputStage::Named(s)) => *s == stage.name,
+                        Some(OutputStage::Var(v)) => {
+                            stage.config.variables.get(v) == Some(&stage.name)
+                        }
+                    };
+                    (here && *service != self.name).then(|| service.clone())
+                }
+                _ => None,
+            })
+        });
+        self.depends_on.iter().cloned().chain(same_stage).collect()
+    }
+
     /// The SSM parameters this service reads by `${ssm:…}` when a stage of id `stage_id` and
     /// settings `config` deploys: each reference's name, and its full name as a deploy renders
     /// it ([`ssm_full_name`]).

@@ -319,3 +319,67 @@ fn hexadecimal_octal_and_binary_integers_keep_their_value() {
     );
     assert_eq!(db.package.timeout_secs, Some(60));
 }
+
+/// What a service uses of a stage's own stacks (its site's config, its tests' outputs): declared
+/// dependencies and outputs read in that stage, not those read from another stage, whichever
+/// way the stage is named.
+#[test]
+fn dependencies_in_a_stage_are_those_read_in_that_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(
+        root,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\nvariables = { data = \"dev\" }\n\n[stages.prod]\nregion = \"us-east-1\"\nvariables = { data = \"dev\" }\n",
+    );
+    for name in ["db", "api", "events"] {
+        write(
+            root,
+            &format!("services/{name}/t.yaml"),
+            "Parameters:\n  A: {Type: String}\n  B: {Type: String}\n  C: {Type: String}\nResources: {}\n",
+        );
+    }
+    write(
+        root,
+        "services/db/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    write(
+        root,
+        "services/events/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    write(
+        root,
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\ndepends-on = [\"events\"]\n\n[parameters]\nA = \"${output:prod:db.Url}\"\nB = \"${output:${var:data}:db.Name}\"\n",
+    );
+    let ws = load(root).unwrap();
+    let api = ws.service("api").unwrap();
+    let names = |stage: &str| -> Vec<String> {
+        api.dependencies_in(&ws.stage(stage).unwrap())
+            .into_iter()
+            .collect()
+    };
+    // dev: the variable names dev itself; prod: the named reference is prod's.
+    assert_eq!(names("dev"), ["db", "events"]);
+    assert_eq!(names("prod"), ["db", "events"]);
+    // A third stage reads both from elsewhere: only the declared dependency is its own.
+    write(
+        root,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\nvariables = { data = \"dev\" }\n\n[stages.prod]\nregion = \"us-east-1\"\nvariables = { data = \"dev\" }\n\n[stages.\"*\"]\nregion = \"us-east-1\"\nvariables = { data = \"dev\" }\n",
+    );
+    let ws = load(root).unwrap();
+    let api = ws.service("api").unwrap();
+    let preview: Vec<String> = api
+        .dependencies_in(&ws.stage("pr-7").unwrap())
+        .into_iter()
+        .collect();
+    assert_eq!(preview, ["events"]);
+    // The one graph orders all of them, in every stage.
+    assert_eq!(
+        api.dependencies().into_iter().collect::<Vec<_>>(),
+        ["db", "events"]
+    );
+}
