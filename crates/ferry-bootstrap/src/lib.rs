@@ -522,6 +522,15 @@ fn codebuild(
     );
 }
 
+/// Whether an SSM name may go into the policy, whose resources are `Fn::Sub` text: SSM's own
+/// characters only, and for a Secrets Manager secret's name (`secret`) also `+`, `=` and `@`.
+fn policy_safe(name: &str, secret: bool) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c) || secret && "+=@".contains(c))
+}
+
 /// Whether the parameter `name` lies under the stage's `parameters-path`, level by level
 /// (`/a` holds `/a/x`, not `/aws/x`), and so is granted with the path.
 fn under_parameters_path(stage: &Stage, name: &str) -> bool {
@@ -677,17 +686,10 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 };
                 sam |= ferry_package::is_sam(&t);
                 for (key, name) in ferry_package::ssm_typed_names(ws, stage, s, &t) {
-                    // Only a name of SSM's characters goes into the policy (whose resources
-                    // are `Fn::Sub` text).
-                    let name = name.filter(|n| {
-                        !n.is_empty()
-                            && n.chars()
-                                .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c))
-                    });
+                    let name = name.filter(|n| policy_safe(n, false));
                     match name {
                         Some(n) => {
-                            let covered = under_parameters_path(stage, &n);
-                            if !covered {
+                            if !under_parameters_path(stage, &n) {
                                 ssm_named.entry(n).or_default().insert(s.name.clone());
                             }
                         }
@@ -718,29 +720,19 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     let mut secrets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for s in &ws.services {
         for (name, full) in s.ssm_names_in(&ws.project.name, &stage.id, &stage.config) {
-            let covered = |n: &str| under_parameters_path(stage, n);
             let secret = full
                 .as_deref()
                 .and_then(|n| n.strip_prefix(ferry_manifest::SECRETS_MANAGER_REFERENCE));
-            // Only names of SSM's characters go into the policy (whose resources are `Fn::Sub`
-            // text); a secret's may hold `+`, `=` and `@` too.
-            let policy_safe = |n: &str| {
-                n.chars().all(|c| {
-                    c.is_ascii_alphanumeric()
-                        || "_.-/".contains(c)
-                        || secret.is_some() && "+=@".contains(c)
-                })
-            };
             match full.as_deref() {
-                Some(n) if covered(n) && secret.is_none() => {}
-                Some(n) if policy_safe(n) => {
+                Some(n) if under_parameters_path(stage, n) && secret.is_none() => {}
+                Some(n) if policy_safe(n, secret.is_some()) => {
                     if let Some(secret) = secret {
                         secrets
                             .entry(secret.to_string())
                             .or_default()
                             .insert(s.name.clone());
                     }
-                    if !covered(n) {
+                    if !under_parameters_path(stage, n) {
                         ssm_named
                             .entry(n.to_string())
                             .or_default()

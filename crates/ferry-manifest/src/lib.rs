@@ -33,7 +33,7 @@ pub use memo::{read_memo, write_memo};
 pub use model::{
     Acceptance, Artifact, DEFAULT_ACCEPTANCE_TIMEOUT, DEFAULT_BUILD_TIMEOUT, DeploymentMethod,
     Notifications, OnTestFailure, Package, Project, Service, ServiceKind, ServiceSummary, Site,
-    StageConfig, Webhook, Workspace, ssm_full_name,
+    StageConfig, Webhook, Workspace, run_value, ssm_full_name,
 };
 pub use owners::{Affected, Owners, OwnersError, ServiceSpec, has_wildcard};
 pub use reference::{OutputStage, Reference, ReferenceError, Segment, Template};

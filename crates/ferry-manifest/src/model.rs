@@ -489,6 +489,28 @@ impl Workspace {
     }
 }
 
+/// The value of a reference that the run alone decides, for `service` in a stage of id
+/// `stage_id` and settings `config`: `${stage}` (the id), `${region}`, `${project}`,
+/// `${service}`, `${var:NAME}`. `None` for any other reference, or a variable the stage does
+/// not define.
+pub fn run_value(
+    r: &crate::Reference,
+    project: &str,
+    service: &str,
+    stage_id: &str,
+    config: &StageConfig,
+) -> Option<String> {
+    use crate::Reference;
+    Some(match r {
+        Reference::Stage => stage_id.to_string(),
+        Reference::Region => config.region.clone(),
+        Reference::Project => project.to_string(),
+        Reference::Service => service.to_string(),
+        Reference::Var(v) => config.variables.get(v)?.clone(),
+        _ => return None,
+    })
+}
+
 /// The full name of the SSM parameter `${ssm:NAME}` reads in `service` when a stage of id
 /// `stage_id` and settings `config` deploys, as a deploy renders it
 /// ([`StageConfig::parameter_name`]: under the stage's `parameters-path` when relative). `None`
@@ -500,18 +522,8 @@ pub fn ssm_full_name(
     stage_id: &str,
     config: &StageConfig,
 ) -> Option<String> {
-    use crate::Reference;
     let rendered = name
-        .render(|r| {
-            Ok::<_, ()>(match r {
-                Reference::Stage => stage_id.to_string(),
-                Reference::Region => config.region.clone(),
-                Reference::Project => project.to_string(),
-                Reference::Service => service.to_string(),
-                Reference::Var(v) => config.variables.get(v).cloned().ok_or(())?,
-                _ => return Err(()),
-            })
-        })
+        .render(|r| run_value(r, project, service, stage_id, config).ok_or(()))
         .ok()?;
     Some(config.parameter_name(&rendered))
 }

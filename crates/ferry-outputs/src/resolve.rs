@@ -57,14 +57,7 @@ pub struct Lookups<'a> {
 }
 
 fn plain(r: &Reference, service: &str, l: &Lookups<'_>) -> Option<String> {
-    Some(match r {
-        Reference::Stage => l.stage.id.clone(),
-        Reference::Region => l.stage.config.region.clone(),
-        Reference::Project => l.project.to_string(),
-        Reference::Service => service.to_string(),
-        Reference::Var(v) => l.stage.config.variables.get(v)?.clone(),
-        _ => return None,
-    })
+    ferry_manifest::run_value(r, l.project, service, &l.stage.id, &l.stage.config)
 }
 
 /// One value (a parameter of `service`, named `parameter` for messages).

@@ -20,7 +20,7 @@ use ferry_ci::CiContext;
 use ferry_manifest::{ServiceKind, Stage, Workspace};
 use serde::Serialize;
 
-use crate::diff::{Compared, RemovedService};
+use crate::diff::{Compared, RemovedService, TakenName};
 use crate::reasons::Reasons;
 
 pub use render::{codebuild_batch, github_matrix, reason_text, text};
@@ -307,20 +307,7 @@ pub fn plan(
     let services = service_plans(ws, graph, &stage, reasons, &deploying, &removed);
     // Indirect dependencies count: a service waits for one it reaches through a skipped one.
     let deploy_graph = graph.reachability_subgraph(&deploying);
-    let (pull_request, mut notes) = notes(ws, &stage, &req.ci, &removed);
-    for t in &taken_names {
-        notes.push(format!(
-            "service name `{}` moved from {} to {} while {} goes on as `{}`: its stack {} will be deployed from {}, replacing what {} deployed there; if that is not meant, give the names back",
-            t.name,
-            t.from_dir,
-            t.to_dir,
-            t.from_dir,
-            t.old_dir_now,
-            ws.stack_name(&t.name, &stage),
-            t.to_dir,
-            t.from_dir
-        ));
-    }
+    let (pull_request, notes) = notes(ws, &stage, &req.ci, &removed, &taken_names);
     Ok(Plan {
         stage: stage.name.clone(),
         stage_id: stage.id.clone(),
@@ -444,12 +431,13 @@ fn head_info(repo: Result<&Repo, &BaseUnavailable>, head: &Head) -> HeadInfo {
 
 /// The pull request of a pull-request build (nothing deploys), and the plan's notes: that
 /// pull-request builds skip deployment, that the stage is a preview stage, that removed
-/// services keep their stacks.
+/// services keep their stacks, that a name's stack gets another folder's template.
 fn notes(
     ws: &Workspace,
     stage: &Stage,
     ci: &CiContext,
     removed: &BTreeMap<String, RemovedService>,
+    taken_names: &[TakenName],
 ) -> (Option<PullRequest>, Vec<String>) {
     let mut notes = Vec::new();
     let pull_request = match &ci.trigger {
@@ -502,6 +490,19 @@ fn notes(
             } else {
                 ""
             }
+        ));
+    }
+    for t in taken_names {
+        notes.push(format!(
+            "service name `{}` moved from {} to {} while {} goes on as `{}`: its stack {} will be deployed from {}, replacing what {} deployed there; if that is not meant, give the names back",
+            t.name,
+            t.from_dir,
+            t.to_dir,
+            t.from_dir,
+            t.old_dir_now,
+            ws.stack_name(&t.name, stage),
+            t.to_dir,
+            t.from_dir
         ));
     }
     (pull_request, notes)

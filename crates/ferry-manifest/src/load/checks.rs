@@ -331,6 +331,21 @@ pub(super) fn check_own_outputs(
     }
 }
 
+/// Every stage a service can deploy to, for checks that render its configuration per stage:
+/// (stage id, the table that configures it in ferry.toml, its settings). The named stages,
+/// then the preview default, whose stages' ids are known only when they deploy (`preview`
+/// stands in for them).
+fn deployable_stages<'s>(
+    stages: &'s BTreeMap<String, StageConfig>,
+    default_stage: Option<&'s StageConfig>,
+) -> Vec<(&'s str, String, &'s StageConfig)> {
+    stages
+        .iter()
+        .map(|(n, c)| (n.as_str(), format!("[stages.{n}]"), c))
+        .chain(default_stage.map(|c| ("preview", "[stages.\"*\"]".to_string(), c)))
+        .collect()
+}
+
 /// Every `${var:NAME}` a service reads (as a value, in an SSM name, or as the stage of an
 /// output) is defined by every stage it can deploy to: each named stage and the preview default.
 pub(super) fn check_variables(
@@ -355,11 +370,7 @@ pub(super) fn check_variables(
             }
         }
     }
-    let all: Vec<(String, &StageConfig)> = stages
-        .iter()
-        .map(|(n, c)| (format!("[stages.{n}]"), c))
-        .chain(default_stage.map(|c| ("[stages.\"*\"]".to_string(), c)))
-        .collect();
+    let all = deployable_stages(stages, default_stage);
     for d in drafts {
         for (param, t) in &d.service.parameters {
             let mut used = BTreeSet::new();
@@ -367,8 +378,8 @@ pub(super) fn check_variables(
             for v in used {
                 let missing: Vec<&str> = all
                     .iter()
-                    .filter(|(_, c)| !c.variables.contains_key(&v))
-                    .map(|(n, _)| n.as_str())
+                    .filter(|(_, _, c)| !c.variables.contains_key(&v))
+                    .map(|(_, table, _)| table.as_str())
                     .collect();
                 if !missing.is_empty() {
                     diags.push(diag_at(
@@ -399,11 +410,7 @@ pub(super) fn check_ssm_references(
     diags: &mut Vec<Diagnostic>,
 ) {
     use crate::reference::Reference;
-    let all: Vec<(&str, String, &StageConfig)> = stages
-        .iter()
-        .map(|(n, c)| (n.as_str(), format!("[stages.{n}]"), c))
-        .chain(default_stage.map(|c| ("preview", "[stages.\"*\"]".to_string(), c)))
-        .collect();
+    let all = deployable_stages(stages, default_stage);
     for d in drafts {
         for (param, t) in &d.service.parameters {
             for name in t.references().filter_map(|r| match r {
