@@ -720,6 +720,8 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     let mut secrets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for s in &ws.services {
         for (name, full) in s.ssm_names_in(&ws.project.name, &stage.id, &stage.config) {
+            // IAM grants a parameter by its name; a `:VERSION` or `:LABEL` only selects.
+            let full = full.map(|f| ferry_manifest::split_ssm_selector(&f).0.to_string());
             let secret = full
                 .as_deref()
                 .and_then(|n| n.strip_prefix(ferry_manifest::SECRETS_MANAGER_REFERENCE));

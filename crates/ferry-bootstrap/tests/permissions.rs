@@ -28,8 +28,8 @@ fn the_ssm_parameters_templates_name_outside_the_parameters_path_are_granted_by_
         "services/api/service.toml",
         "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nBus = \"/platform/${stage}/bus\"\nInside = \"/shop/${stage}/inside\"\n",
     );
-    // What a service reads by `${ssm:…}`: under the path (granted already), outside it, a
-    // public parameter, a Secrets Manager secret.
+    // What a service reads by `${ssm:…}`: under the path (granted already), outside it (by
+    // label and by version: granted by name), a public parameter, a Secrets Manager secret.
     write(
         r,
         "services/worker/t.yaml",
@@ -38,7 +38,7 @@ fn the_ssm_parameters_templates_name_outside_the_parameters_path_are_granted_by_
     write(
         r,
         "services/worker/service.toml",
-        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nA = \"${ssm:token}\"\nB = \"${ssm:/team/${stage}/key}\"\nC = \"${ssm:/aws/service/global-infrastructure/version}\"\nD = \"${ssm:/aws/reference/secretsmanager/prod/db+main}\"\nE = \"${ssm:/shop/devops/key}\"\n",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nA = \"${ssm:token}\"\nB = \"${ssm:/team/${stage}/key:live}\"\nC = \"${ssm:/aws/service/global-infrastructure/version}\"\nD = \"${ssm:/aws/reference/secretsmanager/prod/db+main}\"\nE = \"${ssm:/shop/devops/key:3}\"\n",
     );
     let ws = ferry_manifest::load(r).unwrap();
     let stage = ws.stage("dev").unwrap();

@@ -36,6 +36,10 @@ pub enum CredentialsError {
         "SSM parameter `{name}` does not exist; create it with `cargo xtask param set <stage> {name}`"
     )]
     ParameterNotFound { name: String },
+    #[error(
+        "SSM parameter `{name}` has no version or label `{selector}`, or does not exist; `aws ssm get-parameter-history --name {name}` lists its versions and labels"
+    )]
+    SelectorNotFound { name: String, selector: String },
     #[error("SSM parameter `{name}` exists already; pass --overwrite to replace it")]
     ParameterExists { name: String },
     #[error(transparent)]

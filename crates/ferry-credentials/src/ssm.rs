@@ -137,7 +137,9 @@ pub async fn load_path(
     Ok(out)
 }
 
-/// One parameter, decrypted.
+/// One parameter, decrypted. `name` may end in `:VERSION` or `:LABEL`
+/// ([`split_ssm_selector`](ferry_manifest::split_ssm_selector)); the parameter's `name` is then
+/// the name without it, and its `version` the one selected.
 pub async fn get(
     client: &Client,
     stage: &str,
@@ -145,6 +147,15 @@ pub async fn get(
     masker: &Masker,
 ) -> Result<Parameter, CredentialsError> {
     ferry_manifest::check_ssm_read_name(name)?;
+    let not_found = || match ferry_manifest::split_ssm_selector(name) {
+        (base, Some(selector)) => CredentialsError::SelectorNotFound {
+            name: base.to_string(),
+            selector: selector.to_string(),
+        },
+        (_, None) => CredentialsError::ParameterNotFound {
+            name: name.to_string(),
+        },
+    };
     match client
         .get_parameter()
         .name(name)
@@ -152,15 +163,18 @@ pub async fn get(
         .send()
         .await
     {
-        Ok(out) => out.parameter().map(|p| from_api(p, masker)).ok_or_else(|| {
-            CredentialsError::ParameterNotFound {
-                name: name.to_string(),
-            }
-        }),
-        Err(e) if e.code() == Some("ParameterNotFound") => {
-            Err(CredentialsError::ParameterNotFound {
-                name: name.to_string(),
-            })
+        Ok(out) => out
+            .parameter()
+            .map(|p| from_api(p, masker))
+            .ok_or_else(not_found),
+        // A selector names a version or label that is not there: ParameterVersionNotFound.
+        Err(e)
+            if matches!(
+                e.code(),
+                Some("ParameterNotFound" | "ParameterVersionNotFound")
+            ) =>
+        {
+            Err(not_found())
         }
         Err(e) => Err(from_sdk(stage, "GetParameter", &e)),
     }

@@ -181,3 +181,46 @@ async fn put_refuses_to_overwrite_unless_asked() {
         "{missing:?}"
     );
 }
+
+#[tokio::test]
+async fn a_selector_reads_the_version_or_label_it_names() {
+    let client = aws_sdk_ssm::Client::new(&base().await);
+    let name = "/ferry-test/selector/token";
+    for value in ["one", "two", "three"] {
+        ssm::put(&client, "dev", name, value, true, true)
+            .await
+            .unwrap();
+    }
+    client
+        .label_parameter_version()
+        .name(name)
+        .parameter_version(2)
+        .labels("live")
+        .send()
+        .await
+        .unwrap();
+    let masker = Masker::new();
+    let get = |n: String| {
+        let (client, masker) = (&client, &masker);
+        async move { ssm::get(client, "dev", &n, masker).await }
+    };
+    let latest = get(name.to_string()).await.unwrap();
+    assert_eq!((latest.value.as_str(), latest.version), ("three", 3));
+    let first = get(format!("{name}:1")).await.unwrap();
+    assert_eq!((first.value.as_str(), first.version), ("one", 1));
+    assert_eq!(first.revision, "1", "a parameter's revision is its version");
+    let live = get(format!("{name}:live")).await.unwrap();
+    assert_eq!((live.value.as_str(), live.version), ("two", 2));
+    assert_eq!(live.name, name, "the name is given without its selector");
+    for missing in [format!("{name}:9"), format!("{name}:gone")] {
+        let err = get(missing.clone()).await.unwrap_err();
+        assert!(
+            matches!(&err, CredentialsError::SelectorNotFound { name: n, .. } if n == name),
+            "{missing}: {err:?}"
+        );
+        assert!(err.to_string().contains("get-parameter-history"), "{err}");
+    }
+    // A selector no SSM version or label can be is refused before any call.
+    let err = get(format!("{name}:0")).await.unwrap_err();
+    assert!(matches!(err, CredentialsError::BadName(_)), "{err:?}");
+}

@@ -223,7 +223,11 @@ pub async fn register_secrets(
     let client = aws_sdk_ssm::Client::new(config);
     for name in &names {
         match ssm::get(&client, &stage.name, name, masker).await {
-            Ok(_) | Err(ferry_credentials::CredentialsError::ParameterNotFound { .. }) => {}
+            Ok(_)
+            | Err(
+                ferry_credentials::CredentialsError::ParameterNotFound { .. }
+                | ferry_credentials::CredentialsError::SelectorNotFound { .. },
+            ) => {}
             Err(e) => return Err(e),
         }
     }

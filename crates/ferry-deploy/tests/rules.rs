@@ -249,6 +249,63 @@ async fn a_new_version_of_an_ssm_value_redeploys_its_reader_and_no_record_holds_
     assert!(!text.contains("s3cr3t"), "{text}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_pinned_to_a_label_redeploys_when_the_label_moves_not_on_a_new_version() {
+    let config = config().await;
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let name = "/rules-ssmlabel/dev/token";
+    let put = |value: &'static str| {
+        ssm.put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+    };
+    let label = |version: i64| {
+        ssm.label_parameter_version()
+            .name(name)
+            .parameter_version(version)
+            .labels("live")
+            .send()
+    };
+    put("first-s3cr3t").await.unwrap();
+    label(1).await.unwrap();
+    let r = repo(
+        "rules-ssmlabel",
+        &[(
+            "app",
+            SECRET_READER,
+            "[parameters]\nToken = \"${ssm:token:live}\"\n",
+        )],
+    );
+    expect(&deploy(&r, &config).await, &[("app", "created")]);
+    // A new version the label does not name changes nothing the reader receives.
+    put("second-s3cr3t").await.unwrap();
+    expect(
+        &deploy(&r, &config).await,
+        &[("app", "skipped (up to date)")],
+    );
+    // The label moves to it: the reader redeploys.
+    label(2).await.unwrap();
+    expect(&deploy(&r, &config).await, &[("app", "updated")]);
+    // A label nobody set fails the reader's deploy, saying which.
+    r.write(
+        "services/app/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n[parameters]\nToken = \"${ssm:token:gone}\"\n",
+    );
+    r.commit("a label nobody set");
+    let report = deploy(&r, &config).await;
+    let app = &report.services[0];
+    let ServiceResult::Failed { error } = &app.result else {
+        panic!("{app:?}");
+    };
+    assert!(
+        error.to_string().contains("has no version or label `gone`"),
+        "{error}"
+    );
+}
+
 // A parameter of an SSM parameter type: CloudFormation reads the parameter it names; the output
 // shows what the stack received.
 const SSM_TYPED: &str = "Parameters:\n  Setting:\n    Type: AWS::SSM::Parameter::Value<String>\n    Default: /rules-ssmtype/dev/setting\nResources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  Setting:\n    Value: !Ref Setting\n";

@@ -40,7 +40,7 @@ pub use reference::{OutputStage, Reference, ReferenceError, Segment, Template};
 pub use source::{FsSource, Source, normalize_relative, skipped_folder};
 pub use ssm_name::{
     MAX_SSM_LEVELS, MAX_SSM_NAME, SECRETS_MANAGER_REFERENCE, SSM_PARAMETER_TYPE, SsmNameError,
-    check_ssm_name, check_ssm_read_name,
+    check_ssm_name, check_ssm_read_name, split_ssm_selector,
 };
 pub use stage::{
     MAX_STACK_NAME, Stage, StageError, is_valid_stack_name, records_path, render_stack_name,

@@ -32,6 +32,47 @@ pub enum SsmNameError {
         "SSM name `{name}` starts with `{prefix}`, which AWS reserves (names may not begin with aws or ssm, in any case)"
     )]
     Reserved { name: String, prefix: String },
+    #[error(
+        "SSM name `{name}` ends in `:{selector}`, which is no version (a number from 1) or label (up to 100 letters, digits, '.', '-' and '_', not beginning with a digit, aws or ssm)"
+    )]
+    BadSelector { name: String, selector: String },
+    #[error(
+        "SSM name `{name}` reads a Secrets Manager secret with `:{selector}`; Parameter Store keeps no versions or labels of secrets, so it always reads the secret's current version: remove `:{selector}`"
+    )]
+    SecretSelector { name: String, selector: String },
+}
+
+/// Longest label SSM accepts on a parameter version.
+const MAX_SSM_LABEL: usize = 100;
+
+/// A name to read split from its selector: `/shop/db:3` reads version 3 of `/shop/db`, and
+/// `/shop/db:live` the version labelled `live` (GetParameter takes both forms). No SSM name holds
+/// a `:`, so the last one starts the selector.
+pub fn split_ssm_selector(name: &str) -> (&str, Option<&str>) {
+    match name.rsplit_once(':') {
+        Some((name, selector)) => (name, Some(selector)),
+        None => (name, None),
+    }
+}
+
+/// A version (digits, from 1) or a label as SSM accepts them.
+fn valid_selector(selector: &str) -> bool {
+    let Some(first) = selector.chars().next() else {
+        return false;
+    };
+    if first.is_ascii_digit() {
+        return selector.bytes().all(|b| b.is_ascii_digit())
+            && !selector.trim_start_matches('0').is_empty();
+    }
+    let reserved = selector.len() >= 3
+        && ["aws", "ssm"]
+            .iter()
+            .any(|r| selector[..3].eq_ignore_ascii_case(r));
+    selector.len() <= MAX_SSM_LABEL
+        && !reserved
+        && selector
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 /// The start of the parameter types whose value is the name of an SSM parameter
@@ -53,9 +94,25 @@ pub fn check_ssm_name(name: &str, path: bool) -> Result<(), SsmNameError> {
 
 /// Checks an absolute parameter name to read. AWS's own names may be read: public parameters
 /// (`/aws/service/ami-amazon-linux-latest/…`) and Secrets Manager secrets through Parameter
-/// Store ([`SECRETS_MANAGER_REFERENCE`]`my/secret`).
+/// Store ([`SECRETS_MANAGER_REFERENCE`]`my/secret`). A parameter's name may end in a selector,
+/// `:VERSION` or `:LABEL` ([`split_ssm_selector`]); a secret's may not.
 pub fn check_ssm_read_name(name: &str) -> Result<(), SsmNameError> {
-    check(name, false, true)
+    let (base, selector) = split_ssm_selector(name);
+    check(base, false, true)?;
+    match selector {
+        None => Ok(()),
+        Some(selector) if base.starts_with(SECRETS_MANAGER_REFERENCE) => {
+            Err(SsmNameError::SecretSelector {
+                name: name.to_string(),
+                selector: selector.to_string(),
+            })
+        }
+        Some(selector) if valid_selector(selector) => Ok(()),
+        Some(selector) => Err(SsmNameError::BadSelector {
+            name: name.to_string(),
+            selector: selector.to_string(),
+        }),
+    }
 }
 
 fn check(name: &str, path: bool, read: bool) -> Result<(), SsmNameError> {
@@ -131,6 +188,60 @@ mod tests {
         ] {
             assert!(check_ssm_read_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_name_to_read_may_select_a_version_or_a_label() {
+        for good in [
+            "/shop/db:3",
+            "/shop/db:10",
+            "/shop/db:live",
+            "/shop/db:Prod_2.x-y",
+            "/aws/service/ami:2",
+        ] {
+            assert_eq!(check_ssm_read_name(good), Ok(()), "{good}");
+        }
+        assert_eq!(
+            split_ssm_selector("/shop/db:live"),
+            ("/shop/db", Some("live"))
+        );
+        assert_eq!(split_ssm_selector("/shop/db"), ("/shop/db", None));
+        for bad in [
+            "/shop/db:",
+            "/shop/db:0",
+            "/shop/db:00",
+            "/shop/db:3a",
+            "/shop/db:awsx",
+            "/shop/db:SSM",
+            "/shop/db:a b",
+            "/shop/db:a:b",
+        ] {
+            assert!(
+                matches!(
+                    check_ssm_read_name(bad),
+                    Err(SsmNameError::BadSelector { .. } | SsmNameError::BadCharacter { .. })
+                ),
+                "{bad}"
+            );
+        }
+        let long = format!("/shop/db:{}", "l".repeat(101));
+        assert!(matches!(
+            check_ssm_read_name(&long),
+            Err(SsmNameError::BadSelector { .. })
+        ));
+        assert_eq!(
+            check_ssm_read_name(&format!("/shop/db:{}", "l".repeat(100))),
+            Ok(())
+        );
+        assert!(matches!(
+            check_ssm_read_name("/aws/reference/secretsmanager/db:2"),
+            Err(SsmNameError::SecretSelector { .. })
+        ));
+        // Names to write take no selector.
+        assert!(matches!(
+            check_ssm_name("/shop/db:3", false),
+            Err(SsmNameError::BadCharacter { ch: ':', .. })
+        ));
     }
 
     #[test]
