@@ -438,4 +438,63 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
         1,
         "{out}"
     );
+
+    // 5. The Serverless service renamed in its service.toml keeps its stack, which its framework
+    // names, still tagged for the old name: the plan says so, a deploy is refused until
+    // `--adopt` takes the stack over, which drops the old name's record; then nothing is left
+    // to say about the old name.
+    edit(
+        &r,
+        "services/notifier/service.toml",
+        "kind = \"serverless\"",
+        "kind = \"serverless\"\nname = \"notifications\"",
+    );
+    r.commit("the notifier is named notifications");
+    let (code, out, err) = local(&r, state.path(), &["plan", "staging"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let said = format!("{out}{err}");
+    assert!(
+        said.contains("still tagged for notifier")
+            && said.contains("`deploy staging --adopt` takes the stack over for notifications"),
+        "{said}"
+    );
+    let (code, out, err) = local(&r, state.path(), &["deploy", "staging"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        format!("{out}{err}").contains("pass --adopt to take the stack over for `notifications`"),
+        "{out}\n{err}"
+    );
+    let record = |name: &str| {
+        local(
+            &r,
+            state.path(),
+            &[
+                "param",
+                "get",
+                "staging",
+                &format!("/ferry/shop/staging/records/{name}"),
+            ],
+        )
+        .0
+    };
+    assert_eq!(record("notifier"), 0, "a refused deploy drops nothing");
+    let (code, out, err) = local(&r, state.path(), &["deploy", "staging", "--adopt"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        row(&out, "notifications").contains(" updated "),
+        "{out}\n{err}"
+    );
+    assert!(
+        err.contains("took stack shop-notifications-staging over from `notifier`"),
+        "{err}"
+    );
+    assert_eq!(record("notifier"), 1, "the old name's record is dropped");
+    assert_eq!(record("notifications"), 0);
+    let (code, out, err) = local(&r, state.path(), &["plan", "staging"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let said = format!("{out}{err}");
+    assert!(
+        !said.contains("tagged for notifier") && !said.lines().any(|l| l.starts_with("notifier ")),
+        "{said}"
+    );
 }

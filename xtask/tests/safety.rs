@@ -179,6 +179,7 @@ fn a_stack_without_ferry_tags_is_adopted_only_when_asked() {
         termination_protection: false,
         owner: None,
         adopt: false,
+        renamed_from: None,
     };
     rt().block_on(by_hand().deploy(&spec, &quiet)).unwrap();
 

@@ -632,7 +632,7 @@ pub fn short(oid: Oid) -> String {
     oid.to_string()[..7].to_string()
 }
 
-/// The paths of a libgit2 diff, as git names them (`/`-separated on every platform; a `\\` is a
+/// The paths of a libgit2 diff, as git names them (`/`-separated on every platform; a `\` is a
 /// character of a name, as in `git status`).
 fn collect(diff: &git2::Diff<'_>) -> ChangedPaths {
     let mut out = ChangedPaths::default();

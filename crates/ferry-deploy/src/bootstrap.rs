@@ -75,6 +75,7 @@ pub async fn apply(
         termination_protection: true,
         owner: Some(owner),
         adopt: false,
+        renamed_from: None,
     };
     let done = engine.deploy(&spec, on).await?;
     Ok(Applied {

@@ -1086,6 +1086,7 @@ async fn deploy_one(
         termination_protection: ctx.stage.config.protected,
         owner: Some(ownership(ctx.ws, ctx.stage, &service.name)),
         adopt: ctx.adopt,
+        renamed_from: renamed_from(ctx, stack),
     };
     if let Some(reviews) = &run.reviews {
         // A value that holds a secret (a stack output echoing one) is never kept in the
@@ -1204,10 +1205,36 @@ async fn deploy_one(
         ..record
     };
     ctx.records.write(&record).await?;
+    if let Some(from) = &spec.renamed_from {
+        // The stack is this service's now, tagged so: the record of the name it had goes. The
+        // deploy stands if that fails; the note says how to finish.
+        let note = match ctx.records.delete(from).await {
+            Ok(()) => format!(
+                "took stack {stack} over from `{from}`, the name this service had: its record is dropped"
+            ),
+            Err(e) => format!(
+                "warning: took stack {stack} over from `{from}`, the name this service had, but its record could not be dropped ({e}); delete SSM parameter {}",
+                ctx.records.record_name(from)
+            ),
+        };
+        on(Event::Stack {
+            service: service.name.clone(),
+            progress: Progress::Note(note),
+        });
+    }
     Ok(Deployed::Stack {
         action: deployed.action,
         record: Box::new(record),
     })
+}
+
+/// The service gone from the checkout whose record names `stack`: the name a service deploying
+/// `stack` had before it was renamed (see [`StackSpec::renamed_from`]).
+fn renamed_from(ctx: &DeployContext<'_>, stack: &str) -> Option<String> {
+    ctx.previous
+        .iter()
+        .find(|(name, r)| r.stack == stack && ctx.ws.service(name).is_none())
+        .map(|(name, _)| name.clone())
 }
 
 /// The AWS partition of a region, as its ARNs name it.

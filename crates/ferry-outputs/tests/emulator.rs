@@ -30,6 +30,7 @@ async fn outputs_are_read_once_per_stack() {
         termination_protection: false,
         owner: None,
         adopt: false,
+        renamed_from: None,
     };
     engine.deploy(&spec, &|_| {}).await.unwrap();
 

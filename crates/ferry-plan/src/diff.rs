@@ -96,7 +96,11 @@ pub(crate) fn compare_bases(
             nested_services_added(&owners, r, commit, &changed, &mut affected);
             if let Some(base_ws) = base_workspace(r, commit, &changed) {
                 let (removed, taken) = services_gone(ws, &base_ws, stage);
-                for (name, removed) in removed {
+                // Planned from the records, a name gone without a record has nothing in the
+                // stage to say anything about: never deployed there, or its stack removed
+                // (`remove --orphans`) or taken over (`deploy --adopt`) since.
+                let deployed = |name: &String| req.since.is_some() || req.bases.contains_key(name);
+                for (name, removed) in removed.into_iter().filter(|(n, _)| deployed(n)) {
                     out.removed.entry(name).or_insert(removed);
                 }
                 for t in taken {

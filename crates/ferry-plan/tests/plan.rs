@@ -353,6 +353,42 @@ fn a_deleted_service_folder_is_reported_as_removed_not_deployed() {
 }
 
 #[test]
+fn planned_from_records_a_removed_name_is_said_only_while_its_record_is_there() {
+    let (r, base) = monorepo();
+    r.write(
+        "services/worker/service.toml",
+        "[service]\nname = \"jobs\"\ntemplate = \"template.yaml\"\ndepends-on = [\"events\"]\n",
+    );
+    r.commit("rename worker to jobs");
+    let with_records = |names: &[&str]| {
+        let mut req = request("dev", None);
+        req.bases = names
+            .iter()
+            .map(|n| (n.to_string(), base.clone()))
+            .collect();
+        plan_of(&r, &req).unwrap()
+    };
+    let p = with_records(&["database", "events", "worker"]);
+    assert!(p.service("worker").is_some(), "{:?}", actions(&p));
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.contains("worker (renamed to jobs)")),
+        "{:?}",
+        p.notes
+    );
+    // Its record is gone (`remove --orphans` deleted the stack, or a renamed Serverless
+    // service's `deploy --adopt` took the stack over): nothing is left to say.
+    let p = with_records(&["database", "events"]);
+    assert!(p.service("worker").is_none(), "{:?}", actions(&p));
+    assert!(
+        p.notes.iter().all(|n| !n.contains("worker")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
 fn a_service_renamed_in_its_manifest_leaves_its_old_name_removed() {
     let (r, base) = monorepo();
     r.write(

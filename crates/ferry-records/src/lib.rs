@@ -371,7 +371,8 @@ impl RecordStore {
         format!("{}records", self.path)
     }
 
-    fn record_name(&self, service: &str) -> String {
+    /// The SSM parameter that holds `service`'s record.
+    pub fn record_name(&self, service: &str) -> String {
         format!("{}/{service}", self.records_dir())
     }
 

@@ -42,8 +42,14 @@ pub struct StackSpec {
     /// Who the stack belongs to: an existing stack's tags must say the same (see
     /// [`crate::ownership`]), and the stack is tagged so. `None`: no check, no tags added.
     pub owner: Option<Ownership>,
-    /// Take over an existing stack that has no Ferry tags (first deployed by another tool).
+    /// Take over an existing stack that has no Ferry tags (first deployed by another tool), or
+    /// one tagged for the service `renamed_from`.
     pub adopt: bool,
+    /// The service of this project and stage that this one was renamed from, when that service
+    /// is gone and its record names this stack (a Serverless Framework service keeps its stack,
+    /// named by the framework, when Ferry's name for it changes). A stack tagged for it is
+    /// taken over with `adopt`, and refused without, saying so.
+    pub renamed_from: Option<String>,
 }
 
 /// Waits and recovery choices.
@@ -604,7 +610,7 @@ impl Engine {
                 .await?
                 .filter(|c| c.status != "DELETE_COMPLETE");
             if let Some(c) = &current {
-                verify(name, c, spec.owner.as_ref(), spec.adopt)?;
+                verify_spec(c, spec)?;
             }
             let status = current.as_ref().map(|c| c.status.clone());
             match disposition(status.as_deref()) {
@@ -900,7 +906,7 @@ impl Engine {
         let Some(current) = self.describe(name).await? else {
             return Ok(None);
         };
-        verify(name, &current, spec.owner.as_ref(), spec.adopt)?;
+        verify_spec(&current, spec)?;
         let deadline = Instant::now() + self.options.timeout;
         let Some((cs_id, _)) = self
             .create_change_set(spec, ChangeSetType::Update, deadline)
@@ -1093,8 +1099,28 @@ pub struct StackResource {
     pub physical_id: String,
 }
 
-/// Refuses a stack whose tags name another owner than `owner`, and, unless `adopt`, one without
-/// Ferry's tags. No owner: no check.
+/// [`verify`] for a deploy of `spec`: a stack tagged for the service `spec` was renamed from
+/// is taken over with `adopt`, and refused without, saying how to take it over.
+fn verify_spec(stack: &StackInfo, spec: &StackSpec) -> Result<(), StackError> {
+    if let (Some(expected), Some(from)) = (&spec.owner, &spec.renamed_from)
+        && let Verdict::OtherService { service, .. } = check(expected, &stack.tags)
+        && service == *from
+    {
+        return if spec.adopt {
+            Ok(())
+        } else {
+            Err(StackError::RenamedService {
+                stack: spec.name.clone(),
+                from: service,
+                to: expected.service.clone(),
+            })
+        };
+    }
+    verify(&spec.name, stack, spec.owner.as_ref(), spec.adopt)
+}
+
+/// Refuses a stack whose tags name another owner than `owner` (another service of the same
+/// project and stage too), and, unless `adopt`, one without Ferry's tags. No owner: no check.
 pub fn verify(
     name: &str,
     stack: &StackInfo,
@@ -1110,14 +1136,16 @@ pub fn verify(
         Verdict::Unmanaged => Err(StackError::Unmanaged {
             stack: name.to_string(),
         }),
-        Verdict::Foreign { owner } => Err(StackError::Foreign {
-            stack: name.to_string(),
-            owner,
-            expected: format!(
-                "service `{}` of stage `{}` of project `{}`",
-                expected.service, expected.stage, expected.project
-            ),
-        }),
+        Verdict::Foreign { owner } | Verdict::OtherService { owner, .. } => {
+            Err(StackError::Foreign {
+                stack: name.to_string(),
+                owner,
+                expected: format!(
+                    "service `{}` of stage `{}` of project `{}`",
+                    expected.service, expected.stage, expected.project
+                ),
+            })
+        }
     }
 }
 

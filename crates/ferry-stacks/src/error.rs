@@ -81,6 +81,14 @@ pub enum StackError {
         expected: String,
     },
     #[error(
+        "stack {stack} is tagged for service `{from}`, which is no service any more: `{to}` was renamed from it and kept its stack; pass --adopt to take the stack over for `{to}` (Ferry tags it for `{to}` and drops the record of `{from}`), or give `{to}` its old name back (`name = \"{from}\"` in its service.toml)"
+    )]
+    RenamedService {
+        stack: String,
+        from: String,
+        to: String,
+    },
+    #[error(
         "stack {stack} exists but has no Ferry tags (it was made by another tool or by hand); pass --adopt to take it over (Ferry tags it, then updates or deletes it), or give this project's stacks other names (stack-name in ferry.toml)"
     )]
     Unmanaged { stack: String },

@@ -40,6 +40,10 @@ pub enum Verdict {
     Unmanaged,
     /// Ferry's tags name another owner, described for messages.
     Foreign { owner: String },
+    /// Ferry's tags name this project and stage but another service: `service`. Still another
+    /// owner's stack, unless that service was renamed to this one (see
+    /// [`StackSpec::renamed_from`](crate::StackSpec::renamed_from)).
+    OtherService { service: String, owner: String },
 }
 
 /// Characters AWS accepts in tag values everywhere tags propagate (stack tags are copied onto
@@ -124,15 +128,18 @@ pub fn check(expected: &Ownership, tags: &BTreeMap<String, String>) -> Verdict {
     let stage_name = tags.get(TAG_STAGE_NAME);
     let service = tags.get(TAG_SERVICE).map(String::as_str).unwrap_or("?");
     let stage = stage_name.map_or(stage_id, String::as_str);
-    let owner = || Verdict::Foreign {
-        owner: format!("service `{service}` of stage `{stage}` of project `{project}`"),
-    };
+    let owner = format!("service `{service}` of stage `{stage}` of project `{project}`");
     if *project != expected.project
         || stage_id != expected.stage_id
-        || service != expected.service
         || stage_name.is_some_and(|n| *n != encode_tag_value(&expected.stage))
     {
-        return owner();
+        return Verdict::Foreign { owner };
+    }
+    if service != expected.service {
+        return Verdict::OtherService {
+            service: service.to_string(),
+            owner,
+        };
     }
     Verdict::Ours
 }
@@ -213,12 +220,21 @@ mod tests {
             Some("feature-login"),
             "api"
         )));
-        assert!(foreign(tags(
-            Some("shop"),
-            "feature-login",
-            Some("feature/login"),
-            "web"
-        )));
+        assert_eq!(
+            check(
+                &e,
+                &tags(Some("shop"), "feature-login", Some("feature/login"), "web")
+            ),
+            Verdict::OtherService {
+                service: "web".into(),
+                owner: "service `web` of stage `feature/login` of project `shop`".into()
+            },
+            "this project and stage, another service"
+        );
+        assert!(matches!(
+            check(&e, &tags(Some("shop"), "feature-login", None, "web")),
+            Verdict::OtherService { .. }
+        ));
         let Verdict::Foreign { owner } = check(
             &e,
             &tags(Some("rel"), "feature-login", Some("Feature_Login"), "api"),

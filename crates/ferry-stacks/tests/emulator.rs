@@ -43,6 +43,7 @@ fn spec(name: &str, body: &str, method: Method, retention: &str) -> StackSpec {
         termination_protection: false,
         owner: None,
         adopt: false,
+        renamed_from: None,
     }
 }
 
@@ -229,6 +230,7 @@ async fn the_example_templates_deploy_in_dependency_order() {
         termination_protection: false,
         owner: None,
         adopt: false,
+        renamed_from: None,
     };
     let db = e
         .deploy(
@@ -299,6 +301,7 @@ async fn aws_sdk_s3_free_upload(_config: &aws_config::SdkConfig) -> (String, Str
                 termination_protection: false,
                 owner: None,
                 adopt: false,
+                renamed_from: None,
             },
             &quiet,
         )
@@ -324,4 +327,71 @@ async fn aws_sdk_s3_free_upload(_config: &aws_config::SdkConfig) -> (String, Str
         "{resp}"
     );
     (name, "api/code.zip".into())
+}
+
+#[tokio::test]
+async fn the_stack_of_a_renamed_service_is_taken_over_only_with_adopt() {
+    let e = engine(fast()).await;
+    let owner = |service: &str| ferry_stacks::Ownership {
+        project: "shop".into(),
+        stage_id: "dev".into(),
+        stage: "dev".into(),
+        service: service.into(),
+    };
+    let of = |service: &str, renamed_from: Option<&str>, adopt: bool| StackSpec {
+        owner: Some(owner(service)),
+        renamed_from: renamed_from.map(String::from),
+        adopt,
+        tags: BTreeMap::new(),
+        ..spec("stacks-renamed", QUEUE, Method::Direct, "3600")
+    };
+    e.deploy(&of("orders", None, false), &quiet).await.unwrap();
+    // Another service of the project and stage: refused, with or without adopt.
+    for adopt in [false, true] {
+        let err = e
+            .deploy(&of("purchases", None, adopt), &quiet)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StackError::Foreign { .. }), "{err:?}");
+    }
+    // Renamed from another name than the stack's owner: still refused.
+    let err = e
+        .deploy(&of("purchases", Some("billing"), true), &quiet)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StackError::Foreign { .. }), "{err:?}");
+    // Renamed from its owner: refused without adopt, saying how to take it over.
+    let err = e
+        .deploy(&of("purchases", Some("orders"), false), &quiet)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StackError::RenamedService { from, to, .. } if from == "orders" && to == "purchases"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("pass --adopt"), "{err}");
+    // With adopt: taken over and tagged for the new name.
+    let taken = e
+        .deploy(
+            &StackSpec {
+                parameters: BTreeMap::from([("Retention".into(), "7200".into())]),
+                ..of("purchases", Some("orders"), true)
+            },
+            &quiet,
+        )
+        .await
+        .unwrap();
+    assert_eq!(taken.action, Action::Updated);
+    let info = e.describe("stacks-renamed").await.unwrap().unwrap();
+    assert_eq!(info.tags["ferry:service"], "purchases");
+    assert_eq!(info.tags["ferry:project"], "shop");
+    // Now the old name's own deploy is the one refused.
+    let err = e
+        .deploy(&of("orders", None, true), &quiet)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StackError::Foreign { .. }), "{err:?}");
+    e.delete("stacks-renamed", Some(&owner("purchases")), false, &quiet)
+        .await
+        .unwrap();
 }

@@ -106,6 +106,7 @@ fn spec(method: Method) -> StackSpec {
         termination_protection: false,
         owner: None,
         adopt: false,
+        renamed_from: None,
     }
 }
 

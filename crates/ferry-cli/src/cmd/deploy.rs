@@ -47,7 +47,10 @@ pub struct DeployArgs {
     #[arg(long)]
     force_unlock: bool,
     /// Take over existing stacks of this stage's names that have no Ferry tags (first deployed
-    /// by another tool); stacks tagged for another project or stage are always refused
+    /// by another tool), and the stack of a renamed service that kept it (a Serverless
+    /// Framework service: tagged for its old name, which no service has now and whose record
+    /// names the stack; that record is dropped); stacks tagged for another project or stage,
+    /// or for a service that still exists, are always refused
     #[arg(long)]
     adopt: bool,
     /// Run each deployed service's acceptance tests right after it deploys (its dependents wait
