@@ -200,11 +200,74 @@ impl CiContext {
     pub fn is_pull_request(&self) -> bool {
         matches!(self.trigger, Trigger::PullRequest { .. })
     }
+
+    /// Whether `command` may change stage `stage` (a preview stage when `preview`) from this
+    /// build. A pull request's build runs code nobody has merged yet: it never changes a named
+    /// stage (a deploy plans there, acceptance tests are skipped, everything else is refused);
+    /// it may change preview stages (its own, deployed by `deploy --from-ci`, and their
+    /// removal when it closes).
+    pub fn check_may_change(
+        &self,
+        command: &str,
+        stage: &str,
+        preview: bool,
+    ) -> Result<(), PullRequestBuild> {
+        match &self.trigger {
+            Trigger::PullRequest { id } if !preview => Err(PullRequestBuild {
+                command: command.to_string(),
+                stage: stage.to_string(),
+                pull_request: id.clone(),
+                trigger_source: self.trigger_source.clone().unwrap_or_default(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A command refused in a pull request's build, because it would change a named stage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{command}` would change stage `{stage}`, and this is the build of pull request {pull_request}{}, which never changes a named stage (it plans, and deploys only the preview stage [ci] pull-requests gives it); run `{command}` from a branch or tag build, or by hand",
+    if trigger_source.is_empty() { String::new() } else { format!(" ({trigger_source})") }
+)]
+pub struct PullRequestBuild {
+    pub command: String,
+    pub stage: String,
+    pub pull_request: String,
+    /// The variable that says so (`CODEBUILD_WEBHOOK_TRIGGER=pr/9`), empty when unknown.
+    pub trigger_source: String,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pull_requests_build_changes_no_named_stage() {
+        let vars = [
+            ("CODEBUILD_BUILD_ID", "shop:1"),
+            ("CODEBUILD_WEBHOOK_TRIGGER", "pr/9"),
+        ];
+        let pr = CiContext::from_vars(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        });
+        let err = pr.check_may_change("promote", "prod", false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`promote` would change stage `prod`, and this is the build of pull request 9 (CODEBUILD_WEBHOOK_TRIGGER=pr/9), which never changes a named stage (it plans, and deploys only the preview stage [ci] pull-requests gives it); run `promote` from a branch or tag build, or by hand"
+        );
+        assert_eq!(pr.check_may_change("remove", "pr-9", true), Ok(()));
+        let branch = CiContext::from_vars(|k| match k {
+            "CODEBUILD_BUILD_ID" => Some("shop:1".into()),
+            "CODEBUILD_WEBHOOK_TRIGGER" => Some("branch/main".into()),
+            _ => None,
+        });
+        assert_eq!(branch.check_may_change("promote", "prod", false), Ok(()));
+        let local = CiContext::from_vars(|_| None);
+        assert_eq!(local.check_may_change("remove", "dev", false), Ok(()));
+    }
 
     #[test]
     fn an_event_file_is_read_only_when_it_is_a_regular_file_of_a_sane_size() {

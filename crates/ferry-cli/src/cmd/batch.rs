@@ -172,6 +172,7 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
             None => return Ok(()),
         },
     };
+    ci.check_may_change("batch finish", &stage.name, stage.preview)?;
     let batch = args.batch.resolve(ctx.ci())?;
     runtime()?.block_on(async {
         let aws = ctx.aws(&stage).await?;

@@ -39,6 +39,11 @@ pub fn run(ctx: &Ctx, args: &BootstrapArgs) -> anyhow::Result<()> {
     } else {
         ws.stage(&args.stage)?
     };
+    // The bootstrap stack grants what every later deploy may do, previews' included: never
+    // deployed from a pull request's build (`--print` only writes the template).
+    if !args.print {
+        ctx.ci().check_may_change("bootstrap", &stage.name, false)?;
+    }
     let options = ferry_bootstrap::Options {
         trust: args.trust.clone(),
         codebuild: args.codebuild.clone(),

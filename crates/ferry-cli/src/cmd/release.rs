@@ -653,6 +653,7 @@ pub fn promote(ctx: &Ctx, args: &PromoteArgs) -> anyhow::Result<()> {
         }
     };
     // Checked before any AWS call.
+    ctx.ci().check_may_change("promote", &to.name, to.preview)?;
     ferry_deploy::release::check_promote_from(&to, &from.name)?;
     if to.config.approval && !args.review {
         anyhow::bail!(
@@ -829,6 +830,8 @@ pub fn rollback(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<()> {
     let clock = Clock::start();
     let ws = ctx.workspace()?;
     let stage = ws.stage(&args.stage)?;
+    ctx.ci()
+        .check_may_change("rollback", &stage.name, stage.preview)?;
     if let Some(to) = &args.to
         && !ferry_releases::valid_id(to)
     {
@@ -1043,6 +1046,8 @@ pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> anyhow::Result<()> {
     let clock = Clock::start();
     let ws = ctx.workspace()?;
     let stage = ws.stage(&args.stage)?;
+    ctx.ci()
+        .check_may_change("approve", &stage.name, stage.preview)?;
     if !ferry_releases::valid_id(&args.release) {
         anyhow::bail!(ferry_releases::ReleaseError::BadId {
             id: args.release.clone()

@@ -36,6 +36,8 @@ pub struct RemoveArgs {
 pub fn run(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<()> {
     let ws = ctx.workspace()?;
     let stage = ws.stage(&args.stage)?;
+    ctx.ci()
+        .check_may_change("remove", &stage.name, stage.preview)?;
     let options = ferry_deploy::RemoveOptions {
         orphans: args.orphans,
         allow_protected: args.allow_protected,

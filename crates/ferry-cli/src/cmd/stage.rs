@@ -93,7 +93,9 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
     match cmd {
         ParamCmd::Set { stage, name, secure, overwrite } => {
             // The name is checked before the value is read or anything is sent.
-            ssm::full_name(&ws.stage(stage)?, name)?;
+            let target = ws.stage(stage)?;
+            ctx.ci().check_may_change("param set", &target.name, target.preview)?;
+            ssm::full_name(&target, name)?;
             if std::io::stdin().is_terminal() {
                 eprintln!("type the value, then Ctrl-D (or pipe it in: printf %s \"$VALUE\" | {} param set …)", ctx.app.name);
             }
