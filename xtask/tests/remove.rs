@@ -387,3 +387,64 @@ fn an_importer_is_removed_before_the_exporter_it_does_not_depend_on() {
     };
     assert!(at("a") < at("b"), "{out}");
 }
+
+/// A stack with termination protection is removed only with `--allow-protected`, whatever the
+/// checkout says of its stage: here stage `uat` was protected on another branch, and this
+/// checkout does not name it, so it looks like a preview to `previews prune` and to `remove`.
+#[test]
+fn a_protected_stack_is_never_removed_without_allow_protected() {
+    let p = "rm-protected";
+    let r = project(p);
+    let with_uat = format!(
+        "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n[stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n\n[stages.uat]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nprotected = true\n\n[stages.\"*\"]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n"
+    );
+    r.write("ferry.toml", &with_uat)
+        .write(
+            "services/a/service.toml",
+            "[service]\ntemplate = \"t.yaml\"\n",
+        )
+        .write("services/a/t.yaml", QUEUE);
+    r.commit("services");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "uat"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let engine = ferry_stacks::Engine::for_config(&config(), Default::default());
+    let stack = format!("{p}-a-uat");
+    let info = rt().block_on(engine.describe(&stack)).unwrap().unwrap();
+    assert!(info.protected, "{info:?}");
+
+    // A checkout that does not name uat: a preview stage to it.
+    r.write(
+        "ferry.toml",
+        &with_uat.replace("[stages.uat]", "[stages.gone]"),
+    );
+    r.commit("no uat here");
+    let (code, out, err) = run(&mut xtask(&r, &["previews", "list"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("uat"), "{out}");
+    let refs = r.path().join("live-refs");
+    std::fs::write(&refs, "refs/heads/main\n").unwrap();
+    let (code, out, err) = run(
+        &mut xtask(
+            &r,
+            &["previews", "prune", "--live-refs", refs.to_str().unwrap()],
+        ),
+        None,
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "stack {stack} has termination protection on (deployed as a protected stage's, or protected by hand): removing it needs --allow-protected"
+        )),
+        "{err}"
+    );
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "uat"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("nothing was deleted") && err.contains("--allow-protected"),
+        "{err}"
+    );
+    assert!(rt().block_on(engine.describe(&stack)).unwrap().is_some());
+    assert!(records(p, "uat").contains_key("a"), "the record stays too");
+    // (The emulator does not implement UpdateTerminationProtection, so the removal that
+    // --allow-protected allows cannot be shown here.)
+}

@@ -102,7 +102,7 @@ pub enum RemoveError {
     #[error("stage `{stage}` is protected; removing its stacks needs --allow-protected")]
     Protected { stage: String },
     #[error(
-        "nothing was deleted: {} stack(s) of stage `{stage}` may not be removed by this project:\n  {}",
+        "nothing was deleted: {} stack(s) of stage `{stage}` may not be removed:\n  {}",
         refused.len(),
         refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
     )]
@@ -263,6 +263,15 @@ pub async fn remove(
         if let Some(info) = info {
             let owner = ownership(ws, stage, service);
             match ferry_stacks::verify(stack, &info, Some(&owner), options.adopt) {
+                // The stack's own protection counts, not only this checkout's word on the
+                // stage: a protected stage that this checkout does not name is taken for a
+                // preview (`previews prune` would remove it), and protection may have been
+                // turned on by hand.
+                Ok(()) if info.protected && !options.allow_protected => {
+                    refused.push(StackError::TerminationProtected {
+                        stack: stack.clone(),
+                    });
+                }
                 Ok(()) => {
                     existing.insert(service.clone(), info);
                 }

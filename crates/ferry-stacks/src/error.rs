@@ -89,6 +89,10 @@ pub enum StackError {
         to: String,
     },
     #[error(
+        "stack {stack} has termination protection on (deployed as a protected stage's, or protected by hand): removing it needs --allow-protected, which turns the protection off first"
+    )]
+    TerminationProtected { stack: String },
+    #[error(
         "stack {stack} exists but has no Ferry tags (it was made by another tool or by hand); pass --adopt to take it over (Ferry tags it, then updates or deletes it), or give this project's stacks other names (stack-name in ferry.toml)"
     )]
     Unmanaged { stack: String },
