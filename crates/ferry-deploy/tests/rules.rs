@@ -274,31 +274,31 @@ async fn a_reader_pinned_to_a_label_redeploys_when_the_label_moves_not_on_a_new_
     let r = repo(
         "rules-ssmlabel",
         &[(
-            "app",
+            "pinned",
             SECRET_READER,
             "[parameters]\nToken = \"${ssm:token:live}\"\n",
         )],
     );
-    expect(&deploy(&r, &config).await, &[("app", "created")]);
+    expect(&deploy(&r, &config).await, &[("pinned", "created")]);
     // A new version the label does not name changes nothing the reader receives.
     put("second-s3cr3t").await.unwrap();
     expect(
         &deploy(&r, &config).await,
-        &[("app", "skipped (up to date)")],
+        &[("pinned", "skipped (up to date)")],
     );
     // The label moves to it: the reader redeploys.
     label(2).await.unwrap();
-    expect(&deploy(&r, &config).await, &[("app", "updated")]);
+    expect(&deploy(&r, &config).await, &[("pinned", "updated")]);
     // A label nobody set fails the reader's deploy, saying which.
     r.write(
-        "services/app/service.toml",
+        "services/pinned/service.toml",
         "[service]\ntemplate = \"t.yaml\"\n[parameters]\nToken = \"${ssm:token:gone}\"\n",
     );
     r.commit("a label nobody set");
     let report = deploy(&r, &config).await;
-    let app = &report.services[0];
-    let ServiceResult::Failed { error } = &app.result else {
-        panic!("{app:?}");
+    let pinned = &report.services[0];
+    let ServiceResult::Failed { error } = &pinned.result else {
+        panic!("{pinned:?}");
     };
     assert!(
         error.to_string().contains("has no version or label `gone`"),

@@ -226,15 +226,14 @@ impl Release {
         }
     }
 
-    /// Whether the release ran at commit `prefix`, or deployed packages built from it (a
-    /// promote runs from whatever is checked out, its packages come from an earlier commit).
-    pub fn made_at(&self, prefix: &str) -> bool {
-        self.commit.starts_with(prefix)
-            || self.deployed.iter().any(|s| {
-                self.services
-                    .get(s)
-                    .is_some_and(|r| r.commit.starts_with(prefix))
-            })
+    /// Whether the release deployed packages built from commit `prefix` (a promote or a
+    /// rollback runs from whatever is checked out; its packages come from an earlier commit).
+    pub fn deployed_from(&self, prefix: &str) -> bool {
+        self.deployed.iter().any(|s| {
+            self.services
+                .get(s)
+                .is_some_and(|r| r.commit.starts_with(prefix))
+        })
     }
 
     /// Puts a record marked by acceptance tests into the release, when it is the deploy the
@@ -266,11 +265,13 @@ pub enum TargetError {
         known: String,
     },
     #[error(
-        "stage `{stage}` has no release other than what runs whose tests passed (its newest release: `{current}`; newest releases: {known}); name one with --to <release id | commit>"
+        "stage `{stage}` has no release from before {runs} whose tests passed and that holds other packages (newest releases: {known}); name one with --to <release id | commit>"
     )]
     NonePassed {
         stage: String,
-        current: String,
+        /// What runs: `release X (what runs now)`, X the release a running rollback restored, or
+        /// `what runs now` when no release holds it.
+        runs: String,
         known: String,
     },
     #[error("stage `{stage}` has no releases yet: nothing to roll back to")]
@@ -296,13 +297,21 @@ fn newest(sorted: &[&Release]) -> String {
 }
 
 /// The release a rollback of `stage` deploys: the one `to` names (a release id, or a commit
-/// of at least 7 hex digits: the newest release made at it or deploying packages built from
-/// it), else the newest release that holds other packages than `current` (the stage's records:
-/// what runs) and whose tests passed, both judged over the services in `only` (all when
-/// `None`). What runs decides, not the newest
-/// release: a run can move stacks and records and stop before its release is written, and a
-/// rollback leaves other services' test outcomes unset, which must not disqualify a release for
-/// the services being rolled back. `releases` in any order.
+/// of at least 7 hex digits: the newest release deploying packages built from it, else the
+/// newest one other than a rollback run at it), else the newest release before the one that
+/// runs, holding other packages than `current` (the stage's records: what runs), whose tests
+/// passed, all judged over the services in `only` (all when `None`).
+///
+/// - What runs decides, not the newest release: a run can move stacks and records and stop
+///   before its release is written (then no release runs, and any release may be the target).
+/// - "Before the one that runs" is before the release a rollback restored, when a rollback
+///   runs: rolling back twice goes back twice, never forward to what the first rollback left.
+/// - A rollback's services have the tests of the release it restored (it deployed those very
+///   packages again, untested), so "what ran before" can be a rollback's release.
+/// - A rollback leaves other services' test outcomes unset, which must not disqualify a
+///   release for the services being rolled back.
+///
+/// `releases` in any order.
 pub fn rollback_target<'a>(
     stage: &str,
     releases: &'a [Release],
@@ -312,17 +321,29 @@ pub fn rollback_target<'a>(
 ) -> Result<&'a Release, TargetError> {
     let mut sorted: Vec<&Release> = releases.iter().collect();
     sorted.sort_by(|a, b| b.id.cmp(&a.id));
-    let Some(newest_release) = sorted.first() else {
+    if sorted.is_empty() {
         return Err(TargetError::NoReleases {
             stage: stage.into(),
         });
-    };
+    }
+    let in_scope = |s: &String| only.is_none_or(|o| o.contains(s));
     let found = match to {
         Some(to) => {
             let by_commit = to.len() >= 7 && to.chars().all(|c| c.is_ascii_hexdigit());
             sorted
                 .iter()
-                .find(|r| r.id == to || (by_commit && r.made_at(to)))
+                .find(|r| r.id == to)
+                .or_else(|| {
+                    by_commit
+                        .then(|| {
+                            sorted.iter().find(|r| r.deployed_from(to)).or_else(|| {
+                                sorted.iter().find(|r| {
+                                    r.kind != ReleaseKind::Rollback && r.commit.starts_with(to)
+                                })
+                            })
+                        })
+                        .flatten()
+                })
                 .copied()
                 .ok_or_else(|| TargetError::Unknown {
                     stage: stage.into(),
@@ -330,20 +351,31 @@ pub fn rollback_target<'a>(
                     known: newest(&sorted),
                 })?
         }
-        None => sorted
-            .iter()
-            .filter(|r| {
-                differing(&r.services, current)
-                    .iter()
-                    .any(|s| only.is_none_or(|o| o.contains(s)))
-            })
-            .find(|r| r.tests_of(only) == Tests::Passed)
-            .copied()
-            .ok_or_else(|| TargetError::NonePassed {
-                stage: stage.into(),
-                current: newest_release.id.clone(),
-                known: newest(&sorted),
-            })?,
+        None => {
+            let by_id: BTreeMap<&str, &Release> =
+                sorted.iter().map(|r| (r.id.as_str(), *r)).collect();
+            // The release that runs: the newest whose packages (in scope) all run.
+            let runs = sorted.iter().find(|r| {
+                r.services.keys().any(in_scope)
+                    && !differing(&r.services, current).iter().any(in_scope)
+            });
+            let before = runs.map(|r| restored(r, &by_id).id.as_str());
+            let runs_said = before.map_or_else(
+                || "what runs now".to_string(),
+                |b| format!("release `{b}` (what runs now)"),
+            );
+            sorted
+                .iter()
+                .filter(|r| before.is_none_or(|b| r.id.as_str() < b))
+                .filter(|r| differing(&r.services, current).iter().any(in_scope))
+                .find(|r| tests_through_rollbacks(r, &by_id, only) == Tests::Passed)
+                .copied()
+                .ok_or_else(|| TargetError::NonePassed {
+                    stage: stage.into(),
+                    runs: runs_said,
+                    known: newest(&sorted),
+                })?
+        }
     };
     if found.stage != stage {
         return Err(TargetError::OtherStage {
@@ -353,6 +385,44 @@ pub fn rollback_target<'a>(
         });
     }
     Ok(found)
+}
+
+/// The release whose packages `r` deployed: `r` itself, or for a rollback the release it
+/// restored (followed through rollbacks of rollbacks).
+fn restored<'a>(r: &'a Release, by_id: &BTreeMap<&str, &'a Release>) -> &'a Release {
+    let mut at = r;
+    // Each step goes to an older release, so this ends; the bound guards a malformed chain.
+    for _ in 0..by_id.len() {
+        match at.restores.as_deref().and_then(|id| by_id.get(id)) {
+            Some(earlier) if at.kind == ReleaseKind::Rollback && earlier.id < at.id => at = earlier,
+            _ => break,
+        }
+    }
+    at
+}
+
+/// [`Release::tests_of`], where a rollback's service that its run left untested has the outcome
+/// the restored release holds for the same package.
+fn tests_through_rollbacks(
+    r: &Release,
+    by_id: &BTreeMap<&str, &Release>,
+    only: Option<&BTreeSet<String>>,
+) -> Tests {
+    let origin = restored(r, by_id);
+    if std::ptr::eq(origin, r) {
+        return r.tests_of(only);
+    }
+    let mut view = r.clone();
+    for (name, record) in &mut view.services {
+        if record.acceptance.is_none()
+            && let Some(then) = origin.services.get(name)
+            && then.fingerprint() == record.fingerprint()
+            && then.artifacts == record.artifacts
+        {
+            record.acceptance = then.acceptance.clone();
+        }
+    }
+    view.tests_of(only)
 }
 
 /// The services whose record in `target` names another package than `current` holds (another

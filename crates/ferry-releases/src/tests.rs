@@ -361,3 +361,73 @@ fn a_reviewed_service_keeps_its_input_key_and_older_reviews_read_without_one() {
     let read: Reviewed = serde_json::from_str(&older).unwrap();
     assert_eq!(read.input_key, None);
 }
+
+/// A rollback's release, made at `commit`, restoring `restores` with `services` as they run
+/// after it (the rolled back ones untested again).
+fn rollback(
+    id: &str,
+    commit: &str,
+    restores: &str,
+    services: &[(&str, &str, Option<bool>)],
+) -> Release {
+    let mut r = release(id, commit, services);
+    r.kind = ReleaseKind::Rollback;
+    r.restores = Some(restores.into());
+    r.deployed = services.iter().map(|(s, _, _)| s.to_string()).collect();
+    r
+}
+
+#[test]
+fn rolling_back_twice_goes_back_twice_never_forward() {
+    // 1: v1 passed. 2: v2 passed. 3: a rollback to 1 (v1 again, untested).
+    let rs = vec![
+        rollback("3", "ccccccc1", "1", &[("api", "v1", None)]),
+        release("2", "bbbbbbb1", &[("api", "v2", Some(true))]),
+        release("1", "aaaaaaa1", &[("api", "v1", Some(true))]),
+    ];
+    let now = running(&rs[0]);
+    // v1 runs, restored from 1: nothing passed before 1, so there is nowhere further back
+    // (before, this went forward to 2, the release just rolled back from).
+    let err = rollback_target("prod", &rs, None, &now, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "stage `prod` has no release from before release `1` (what runs now) whose tests passed and that holds other packages (newest releases: 3, 2, 1); name one with --to <release id | commit>"
+    );
+    // Going forward again is asked for by name.
+    assert_eq!(
+        rollback_target("prod", &rs, Some("2"), &now, None)
+            .unwrap()
+            .id,
+        "2"
+    );
+    // 4: v5 deployed, its tests failed: going back is to what ran before it, v1 of the
+    // rollback 3 (its tests are those of 1, whose packages it deployed), not v2.
+    let mut rs = rs;
+    rs.insert(0, release("4", "ddddddd1", &[("api", "v5", Some(false))]));
+    let now = running(&rs[0]);
+    assert_eq!(
+        rollback_target("prod", &rs, None, &now, None).unwrap().id,
+        "3"
+    );
+}
+
+#[test]
+fn a_commit_names_its_packages_before_a_rollback_merely_run_at_it() {
+    // 3 was run from a checkout of eeeeeee and restored 1's packages (of aaaaaaa); 2 deployed
+    // packages built at eeeeeee.
+    let mut built = release("2", "eeeeeee1", &[("api", "v2", Some(true))]);
+    built.deployed = vec!["api".into()];
+    built.services.get_mut("api").unwrap().commit = "eeeeeee1".into();
+    let rs = vec![
+        rollback("3", "eeeeeee1", "1", &[("api", "v1", None)]),
+        built,
+        release("1", "aaaaaaa1", &[("api", "v1", Some(true))]),
+    ];
+    let now = running(&rs[0]);
+    assert_eq!(
+        rollback_target("prod", &rs, Some("eeeeeee"), &now, None)
+            .unwrap()
+            .id,
+        "2"
+    );
+}
