@@ -927,3 +927,68 @@ fn a_record_that_cannot_be_marked_does_not_lose_the_tests_outcomes() {
     assert!(row(&out, "app").contains("passed"), "{out}");
     assert!(!out.contains("base "), "{out}");
 }
+
+/// A record says that its package passed its tests, and the tests that run are the checkout's:
+/// a test edited in the working tree (here its command made to pass whatever runs), or a
+/// service changed since its record, records nothing, so the gate cannot be talked past.
+#[test]
+fn tests_edited_in_the_checkout_record_nothing_and_the_gate_holds() {
+    let p = "rel-vouch";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    std::fs::write(v.join("staging-app"), "").unwrap();
+    fails(&r, v, &["deploy", "staging", "--test"]);
+    assert_eq!(
+        records(p, "staging")["app"]
+            .acceptance
+            .as_ref()
+            .map(|a| a.passed),
+        Some(false)
+    );
+
+    // The test command edited, not committed: it passes, and nothing is recorded.
+    let manifest = r.path().join("services/app/service.toml");
+    let committed = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        committed.replace(
+            "command = [\"sh\", \"-c\", \"test ! -e \\\"$VERDICTS/$FERRY_STAGE-$FERRY_SERVICE\\\"\"]",
+            "command = [\"true\"]",
+        ),
+    )
+    .unwrap();
+    assert_ne!(std::fs::read_to_string(&manifest).unwrap(), committed);
+    let (out, err) = fails(&r, v, &["test-acceptance", "staging", "--service", "app"]);
+    assert!(row(&out, "app").contains("passed"), "{out}\n{err}");
+    assert!(
+        err.contains("the outcome of `app`'s tests is not recorded: it was deployed from ")
+            && err.contains("its inputs have uncommitted changes in this checkout: services/app"),
+        "{err}"
+    );
+    assert_eq!(
+        records(p, "staging")["app"]
+            .acceptance
+            .as_ref()
+            .map(|a| a.passed),
+        Some(false),
+        "the record still says failed"
+    );
+    let (_, err) = fails(&r, v, &["promote", "staging", "prod", "--review"]);
+    assert!(
+        err.contains("app: its acceptance tests failed in `staging`"),
+        "{err}"
+    );
+
+    // Put back, the checkout is what deployed it: a real pass is recorded.
+    std::fs::write(&manifest, &committed).unwrap();
+    std::fs::remove_file(v.join("staging-app")).unwrap();
+    ok(&r, v, &["test-acceptance", "staging", "--service", "app"]);
+    assert_eq!(
+        records(p, "staging")["app"]
+            .acceptance
+            .as_ref()
+            .map(|a| a.passed),
+        Some(true)
+    );
+}

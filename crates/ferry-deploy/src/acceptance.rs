@@ -68,6 +68,81 @@ pub enum TestError {
 pub struct Tested {
     pub report: ferry_acceptance::Report,
     pub unmarked: Vec<TestError>,
+    /// Services whose outcome was not recorded, with why: the checkout's tests are not the
+    /// ones of the package that runs ([`unvouched`]).
+    pub not_recorded: Vec<(String, String)>,
+}
+
+/// The services among `selected` whose tests' outcome this checkout cannot vouch for, with
+/// why. A record says that the package it names passed its tests; the tests that run are the
+/// checkout's, so an outcome is recorded only when the checkout holds what the package was made
+/// from (the service's folder, inputs and the global inputs, compared by git tree ids with the
+/// record's commit or input key, uncommitted changes included) and its tests' build folder has
+/// no uncommitted change. Otherwise an edited test (an uncommitted `command = ["true"]`) could
+/// mark a package passed, and the promote gate would take it. A record made from a tree with
+/// uncommitted changes says so itself and is not judged; neither is a checkout that is not a
+/// git repository (a deploy from it records the CI's commit).
+pub fn unvouched(
+    ws: &Workspace,
+    previous: &BTreeMap<String, Record>,
+    selected: &BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    let judged: Vec<&Record> = selected
+        .iter()
+        .filter(|s| ws.service(s).is_some())
+        .filter_map(|s| previous.get(s))
+        .filter(|r| !r.dirty)
+        .collect();
+    if judged.is_empty() {
+        return BTreeMap::new();
+    }
+    let Ok(repo) = ferry_changes::Repo::open(&ws.root) else {
+        return BTreeMap::new();
+    };
+    let found = match crate::release::checkout_inputs(ws, &judged) {
+        Ok(found) => found,
+        Err(e) => {
+            let why = format!("this checkout could not be compared with its record: {e}");
+            return judged
+                .iter()
+                .map(|r| (r.service.clone(), why.clone()))
+                .collect();
+        }
+    };
+    let dirty = repo.dirty_paths().unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for (record, differs) in judged.iter().zip(found) {
+        let name = &record.service;
+        if let Some(why) = differs {
+            let short = record.commit.get(..12).unwrap_or(&record.commit);
+            out.insert(
+                name.clone(),
+                format!("it was deployed from {short}, and {why}"),
+            );
+            continue;
+        }
+        let Some(service) = ws.service(name) else {
+            continue;
+        };
+        let tests_folder = service
+            .acceptance
+            .as_ref()
+            .map(|a| a.build_folder(&service.dir))
+            .filter(|f| *f != service.dir);
+        if let Some(folder) = tests_folder
+            && let Some(path) = dirty.iter().find(|p| {
+                folder.is_empty()
+                    || p.strip_prefix(folder)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
+        {
+            out.insert(
+                name.clone(),
+                format!("its tests' folder {folder} has an uncommitted change ({path})"),
+            );
+        }
+    }
+    out
 }
 
 /// Runs the acceptance tests of deployed services outside a deploy (`test-acceptance`, and the
@@ -128,18 +203,29 @@ pub async fn test_deployed(
     .await;
     let now = ferry_records::now_secs();
     let mut unmarked = Vec::new();
+    let mut not_recorded = Vec::new();
+    let unvouched = unvouched(ws, previous, selected);
     for o in &report.outcomes {
-        if let Some(r) = previous.get(&o.service)
-            && let Some(marked) = ferry_acceptance::mark(r, o, now)
-            && let Err(source) = records.write(&marked).await
-        {
+        let Some(r) = previous.get(&o.service) else {
+            continue;
+        };
+        let Some(marked) = ferry_acceptance::mark(r, o, now) else {
+            continue;
+        };
+        if let Some(why) = unvouched.get(&o.service) {
+            not_recorded.push((o.service.clone(), why.clone()));
+        } else if let Err(source) = records.write(&marked).await {
             unmarked.push(TestError::Mark {
                 service: o.service.clone(),
                 source,
             });
         }
     }
-    Ok(Tested { report, unmarked })
+    Ok(Tested {
+        report,
+        unmarked,
+        not_recorded,
+    })
 }
 
 /// The services deployed at `commit` whose acceptance tests have not passed and did not run in

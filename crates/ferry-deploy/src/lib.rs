@@ -38,7 +38,7 @@ pub mod state;
 use ferry_manifest::{Stage, Workspace};
 use ferry_stacks::Ownership;
 
-pub use acceptance::{StageAccess, TestError, Tested, test_deployed, tests_owed};
+pub use acceptance::{StageAccess, TestError, Tested, test_deployed, tests_owed, unvouched};
 pub use error::ServiceError;
 pub use outputs::{MissingStacks, StageOutputs, stage_outputs};
 pub use parameters::{register_secrets, stages_read};

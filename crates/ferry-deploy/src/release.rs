@@ -395,7 +395,10 @@ pub fn check_checkout(
 /// For each of `records`, whether this checkout holds the inputs its package was made from
 /// (compared by git tree ids: with the record's input key, else with the tree of the commit it
 /// names): `None` when it does, else why not. `Err` when the repository cannot be read.
-fn checkout_inputs(ws: &Workspace, records: &[&Record]) -> Result<Vec<Option<String>>, String> {
+pub(crate) fn checkout_inputs(
+    ws: &Workspace,
+    records: &[&Record],
+) -> Result<Vec<Option<String>>, String> {
     if records.is_empty() {
         return Ok(Vec::new());
     }

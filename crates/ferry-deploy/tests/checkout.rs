@@ -303,3 +303,53 @@ async fn a_promote_refuses_the_checkout_before_any_aws_call() {
     );
     assert!(e.to_string().contains("notifier: passed at"), "{e}");
 }
+
+/// `test-acceptance` records an outcome only when the checkout holds what the package was made
+/// from and its tests' folder has no uncommitted change (`unvouched` says why not).
+#[test]
+fn a_tests_outcome_is_vouched_for_only_by_the_checkout_that_deployed_it() {
+    let r = repo();
+    r.write(
+        "services/queue/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"cargo\", \"test\"]\nbuild = [\"cargo\", \"test\", \"--no-run\"]\nbuild-dir = \"../../tests\"\n",
+    )
+    .write("tests/queue.rs", "#[test]\nfn sends() {}\n");
+    let head = r.commit("tests").to_string();
+    let ws = ferry_manifest::load(r.path()).unwrap();
+    let previous = BTreeMap::from([(
+        "queue".to_string(),
+        record("queue", "cloudformation", &head),
+    )]);
+    let selected = ["queue".to_string()].into();
+    let unvouched =
+        |ws: &ferry_manifest::Workspace| ferry_deploy::unvouched(ws, &previous, &selected);
+    assert!(unvouched(&ws).is_empty(), "{:?}", unvouched(&ws));
+
+    // An uncommitted change to the tests: not vouched for.
+    r.write("tests/queue.rs", "#[test]\nfn sends() { /* weakened */ }\n");
+    let why = unvouched(&ws);
+    assert_eq!(
+        why["queue"],
+        "its tests' folder tests has an uncommitted change (tests/queue.rs)"
+    );
+    git(&r, &["checkout", "--", "tests/queue.rs"]);
+    assert!(unvouched(&ws).is_empty());
+
+    // The service itself changed since its record (committed): not what runs.
+    r.write(
+        "services/queue/t.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties: {DelaySeconds: 5}\n",
+    );
+    r.commit("a delay");
+    let why = unvouched(&ws);
+    assert!(
+        why["queue"].starts_with(&format!("it was deployed from {}", &head[..12]))
+            && why["queue"].contains("services/queue"),
+        "{why:?}"
+    );
+    // A record made from a tree with uncommitted changes says so itself: not judged.
+    let mut dirty = previous["queue"].clone();
+    dirty.dirty = true;
+    let previous = BTreeMap::from([("queue".to_string(), dirty)]);
+    assert!(ferry_deploy::unvouched(&ws, &previous, &selected).is_empty());
+}

@@ -52,9 +52,18 @@ pub async fn run_selected(
         })
 }
 
-/// Says each record whose tests' outcome could not be written, and keeps it for the end.
-pub(crate) fn keep_unmarked(after: &mut AfterMoved, unmarked: Vec<ferry_deploy::TestError>) {
-    for e in unmarked {
+/// Says each record whose tests' outcome could not be written, or was not (the checkout's
+/// tests are not those of the package that runs), and keeps it for the end.
+pub(crate) fn keep_unmarked(after: &mut AfterMoved, tested: &mut ferry_deploy::Tested) {
+    for (service, why) in std::mem::take(&mut tested.not_recorded) {
+        after.keep(
+            &format!("recording the tests' outcome of `{service}`"),
+            Err::<(), _>(anyhow::anyhow!(
+                "the outcome of `{service}`'s tests is not recorded: {why}; a record says its package passed, so only the tests that deployed with it count: commit, deploy and test again, or test from the commit it was deployed from"
+            )),
+        );
+    }
+    for e in std::mem::take(&mut tested.unmarked) {
         let step = match &e {
             ferry_deploy::TestError::Mark { service, .. } => {
                 format!("recording the tests' outcome of `{service}`")
@@ -148,12 +157,12 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                     records: &records,
                     masker: masker(),
                 };
-                let tested =
+                let mut tested =
                     run_selected(&access, &previous, &selected, args.concurrency, clock).await?;
                 // From here on the tests ran: whatever fails, their summary, report and
                 // notifications still come.
                 let mut after = AfterMoved::tested();
-                keep_unmarked(&mut after, tested.unmarked);
+                keep_unmarked(&mut after, &mut tested);
                 // The outcomes go into the stage's newest release too.
                 let store =
                     ferry_deploy::release::release_store(ws, &stage, &aws.config, ctx.local);
