@@ -714,6 +714,8 @@ fn an_approval_checks_the_dependents_of_what_it_deploys() {
         ),
         "{out}\n{err}"
     );
+    // Its output is part of what it shows: dst gets the new value.
+    assert!(out.contains("\nOutputs: `Version` modified.\n"), "{out}");
     let second = id_after(&out, "review: ");
     // Approved: src deploys, then dst, which receives its new output, follows with the
     // package it runs.

@@ -782,6 +782,7 @@ async fn review_stack(
         parameters_hash: parameters_hash(&c.parameters),
     });
     let mut resources = ferry_releases::review::diff_resources(before.as_ref(), &after);
+    let outputs = ferry_releases::review::diff_outputs(before.as_ref(), &after);
     let parameter_changes =
         ferry_releases::review::diff_parameters(&before_parameters, &mask(parameters));
     // On AWS (change sets), CloudFormation's own replacement details, and the resources a new
@@ -801,6 +802,7 @@ async fn review_stack(
         stack: stack.to_string(),
         create: current.is_none(),
         resources,
+        outputs,
         parameters: parameter_changes,
         parameters_after: Vec::new(),
     };

@@ -53,6 +53,14 @@ pub struct ParameterChange {
     pub after: Option<String>,
 }
 
+/// One stack output that changes: added, its definition (value, export, condition) modified,
+/// or removed. The dependents that read it get the new value, or none, at their next deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputChange {
+    pub name: String,
+    pub change: Change,
+}
+
 /// What a deploy would change in one service's stack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StackReview {
@@ -61,6 +69,9 @@ pub struct StackReview {
     /// The stack does not exist yet.
     pub create: bool,
     pub resources: Vec<ResourceChange>,
+    /// Outputs that change (reviews stored before outputs were reviewed have none).
+    #[serde(default)]
+    pub outputs: Vec<OutputChange>,
     pub parameters: Vec<ParameterChange>,
     /// Dependencies this review creates or changes, whose outputs the parameters need: they
     /// are known only when approved.
@@ -276,6 +287,35 @@ pub fn diff_resources(before: Option<&Value>, after: &Value) -> Vec<ResourceChan
     out
 }
 
+/// The outputs that change from `before` (the deployed template; `None`: no stack yet) to
+/// `after`, in name order: a template that changes only an output changes no resource, and the
+/// review must still show it.
+pub fn diff_outputs(before: Option<&Value>, after: &Value) -> Vec<OutputChange> {
+    let outputs = |t: Option<&Value>| -> BTreeMap<String, Value> {
+        t.and_then(|t| t.get("Outputs"))
+            .and_then(Value::as_object)
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    };
+    let (old, new) = (outputs(before), outputs(Some(after)));
+    let names: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let change = match (old.get(name), new.get(name)) {
+                (None, Some(_)) => Change::Add,
+                (Some(_), None) => Change::Remove,
+                (Some(o), Some(n)) if o != n => Change::Modify,
+                _ => return None,
+            };
+            Some(OutputChange {
+                name: name.clone(),
+                change,
+            })
+        })
+        .collect()
+}
+
 /// Adds what a CloudFormation change set says (logical id → `True`, `False`, `Conditional`) to
 /// `changes`: its replacement decides; a resource it changes that the template diff did not show
 /// (a parameter's new value reaching it) is added as modified by its parameters.
@@ -439,6 +479,18 @@ pub fn markdown(
                 ));
             }
         }
+        if !r.outputs.is_empty() {
+            let said: Vec<String> = r
+                .outputs
+                .iter()
+                .map(|o| match o.change {
+                    Change::Add => format!("`{}` added", o.name),
+                    Change::Modify => format!("`{}` modified", o.name),
+                    Change::Remove => format!("`{}` **removed**", o.name),
+                })
+                .collect();
+            md.push_str(&format!("\nOutputs: {}.\n", said.join(", ")));
+        }
         if !r.parameters_after.is_empty() {
             md.push_str(&format!(
                 "\nParameters come from {}, which this review also changes: resolved when approved.\n",
@@ -526,9 +578,32 @@ mod tests {
                 ),
                 &json!({"Resources": {"T": {"Type": "AWS::DynamoDB::Table", "Properties": {"TableName": "b"}}}}),
             ),
+            outputs: diff_outputs(
+                Some(
+                    &json!({"Outputs": {"Url": {"Value": "a"}, "Old": {"Value": "o"}, "Same": {"Value": 1}}}),
+                ),
+                &json!({"Outputs": {"Url": {"Value": "b"}, "New": {"Value": "n"}, "Same": {"Value": 1}}}),
+            ),
             parameters: p,
             parameters_after: vec![],
         };
+        assert_eq!(
+            review.outputs,
+            [
+                OutputChange {
+                    name: "New".into(),
+                    change: Change::Add
+                },
+                OutputChange {
+                    name: "Old".into(),
+                    change: Change::Remove
+                },
+                OutputChange {
+                    name: "Url".into(),
+                    change: Change::Modify
+                },
+            ]
+        );
         let md = markdown(
             "prod",
             "r1",
@@ -537,6 +612,10 @@ mod tests {
         );
         assert!(
             md.contains("After approval, Ferry also checks `web`, which depends on stacks this review changes"),
+            "{md}"
+        );
+        assert!(
+            md.contains("\nOutputs: `New` added, `Old` **removed**, `Url` modified.\n"),
             "{md}"
         );
         // AWS's change set decides replacements, and names what parameters change.
