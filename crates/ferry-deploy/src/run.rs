@@ -426,7 +426,12 @@ pub async fn deploy_selection(
                 .into_iter()
                 .filter(|d| candidates.contains(*d))
                 .collect();
-            format!("dependent of {}", deps.join(", "))
+            if deps.is_empty() {
+                // A reader of values kept outside git (see `candidates`).
+                "reads values kept outside git (SSM, S3): checked against its record".to_string()
+            } else {
+                format!("dependent of {}", deps.join(", "))
+            }
         };
         let run = &run;
         let must_deploy = to_deploy.contains(&name);
@@ -439,8 +444,16 @@ pub async fn deploy_selection(
             let t0 = Instant::now();
             let deployed = deploy_one(run, &service, &stack, must_deploy).await;
             let duration = t0.elapsed();
+            let mut why = why;
             let (result, tests) = match deployed {
-                Ok(Deployed::Stack { action, record }) => {
+                Ok(Deployed::Stack {
+                    action,
+                    record,
+                    differs,
+                }) => {
+                    if let Some(differs) = differs {
+                        why = format!("{why}: {differs}");
+                    }
                     let t1 = Instant::now();
                     let r = run_tests(run, &service, &record, action).await;
                     let tests =
@@ -550,6 +563,9 @@ enum Deployed {
     Stack {
         action: Action,
         record: Box<Record>,
+        /// Why a service checked against its record (not one the plan deploys) deployed:
+        /// what differs from the record.
+        differs: Option<&'static str>,
     },
     UpToDate {
         why: String,
@@ -1030,17 +1046,23 @@ async fn deploy_one(
     };
     let params_hash = parameters_hash(&hashed);
 
-    if !must_deploy {
-        match ctx.previous.get(&service.name) {
-            Some(r) if r.template_hash == template_hash && r.parameters_hash == params_hash => {
-                // Its outputs may still be needed by dependents: they come from the stack on demand.
-                return Ok(Deployed::UpToDate {
-                    why: "template, artifacts and parameters unchanged since its record".into(),
-                });
-            }
-            _ => {}
+    let differs = match ctx.previous.get(&service.name) {
+        _ if must_deploy => None,
+        Some(r) if r.template_hash == template_hash && r.parameters_hash == params_hash => {
+            // Its outputs may still be needed by dependents: they come from the stack on demand.
+            return Ok(Deployed::UpToDate {
+                why: "template, artifacts and parameters unchanged since its record".into(),
+            });
         }
-    }
+        Some(r) if r.template_hash == template_hash => {
+            Some("its parameters differ from its record (what it receives changed)")
+        }
+        Some(r) if r.parameters_hash == params_hash => {
+            Some("its template or artifacts differ from its record")
+        }
+        Some(_) => Some("its template and parameters differ from its record"),
+        None => Some("no record in this stage"),
+    };
 
     warn_secrets_without_no_echo(ctx, service, packaged, &template, &hashed, on);
     let template = match (service.kind, ctx.expand_sam) {
@@ -1227,6 +1249,7 @@ async fn deploy_one(
     Ok(Deployed::Stack {
         action: deployed.action,
         record: Box::new(record),
+        differs,
     })
 }
 

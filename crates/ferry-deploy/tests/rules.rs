@@ -232,11 +232,21 @@ async fn a_new_version_of_an_ssm_value_redeploys_its_reader_and_no_record_holds_
             ("other", "skipped (up to date)"),
         ],
     );
-    // A new version, no file changed: the reader redeploys, nothing else does.
+    // A new version, no file changed: the reader redeploys, nothing else does, and says why.
     put("second-s3cr3t").await.unwrap();
+    let report = deploy(&r, &config).await;
     expect(
-        &deploy(&r, &config).await,
+        &report,
         &[("app", "updated"), ("other", "skipped (up to date)")],
+    );
+    assert_eq!(
+        report
+            .services
+            .iter()
+            .find(|s| s.name == "app")
+            .unwrap()
+            .why,
+        "reads values kept outside git (SSM, S3): checked against its record: its parameters differ from its record (what it receives changed)"
     );
     // The record names the secret by version, never by value or a hash of it.
     let record = ssm
