@@ -158,7 +158,12 @@ pub struct ExecArgs {
 }
 
 pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<()> {
-    let project = &ctx.workspace()?.project.name;
+    let ws = ctx.workspace()?;
+    let project = &ws.project.name;
+    // The command gets the stage's credentials, and may change anything they allow.
+    let target = ws.stage(&args.stage)?;
+    ctx.ci()
+        .check_may_change("exec", &target.name, target.preview)?;
     let (stage, env) = runtime()?.block_on(async {
         let (stage, aws) = ctx.stage_aws(&args.stage).await?;
         let env = ferry_credentials::env::exec_env(&aws.config, project, &stage, masker()).await?;
