@@ -140,8 +140,38 @@ impl CiContext {
         if truthy("GITHUB_ACTIONS") {
             let event = get("GITHUB_EVENT_NAME");
             let ref_name = get("GITHUB_REF_NAME").unwrap_or_default();
+            // A pull request's ref (`refs/pull/9/merge`), whatever the event: reviews and
+            // review comments run on it too, with the pull request's unmerged code.
+            let pull_ref = get("GITHUB_REF").and_then(|r| {
+                r.strip_prefix("refs/pull/")
+                    .map(|p| p.split('/').next().unwrap_or(p).to_string())
+            });
+            // A merge queue's ref, `refs/heads/gh-readonly-queue/<base>/pr-<n>-<sha>`: the
+            // pull request's code before it merges.
+            let queued = || {
+                let r = get("GITHUB_REF")?;
+                let rest = r.strip_prefix("refs/heads/gh-readonly-queue/")?;
+                let pr = rest.rsplit('/').next()?.strip_prefix("pr-")?;
+                Some(pr.split('-').next().unwrap_or(pr).to_string())
+            };
             let trigger = match (event.as_deref(), get("GITHUB_REF_TYPE").as_deref()) {
-                (Some("pull_request" | "pull_request_target"), _) => {
+                (Some("merge_group"), _) => Trigger::PullRequest {
+                    id: queued().unwrap_or_else(|| ref_name.clone()),
+                },
+                (Some(e), _) if e != "pull_request_target" && pull_ref.is_some() => {
+                    Trigger::PullRequest {
+                        id: pull_ref.clone().unwrap_or_default(),
+                    }
+                }
+                (
+                    Some(
+                        "pull_request"
+                        | "pull_request_target"
+                        | "pull_request_review"
+                        | "pull_request_review_comment",
+                    ),
+                    _,
+                ) => {
                     // `pull_request_target` runs on the base branch (GITHUB_REF names it): the
                     // event's number tells pull requests apart then, else (no event file) the
                     // pull request's own head branch.
@@ -150,12 +180,7 @@ impl CiContext {
                         let json: serde_json::Value = serde_json::from_str(text).ok()?;
                         Some(json["number"].as_u64()?.to_string())
                     };
-                    let id = get("GITHUB_REF")
-                        .and_then(|r| {
-                            r.strip_prefix("refs/pull/")
-                                .map(|p| p.trim_end_matches("/merge").to_string())
-                        })
-                        .or_else(number)
+                    let id = pull_ref.clone().or_else(number)
                         .or_else(|| get("GITHUB_HEAD_REF"));
                     Trigger::PullRequest {
                         id: id.unwrap_or(ref_name),
@@ -412,6 +437,40 @@ mod tests {
             Some(r#"{"action": "opened", "number": 12, "pull_request": {"number": 12}}"#),
         );
         assert_eq!(with_event.trigger, Trigger::PullRequest { id: "12".into() });
+        // Reviews, review comments and any other event on a pull request's ref run its
+        // unmerged code; a merge queue runs it before it merges.
+        for event in [
+            "pull_request_review",
+            "pull_request_review_comment",
+            "workflow_dispatch",
+        ] {
+            let on_pr = ctx(&[
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_EVENT_NAME", event),
+                ("GITHUB_REF", "refs/pull/9/merge"),
+                ("GITHUB_REF_NAME", "9/merge"),
+                ("GITHUB_REF_TYPE", "branch"),
+            ]);
+            assert_eq!(
+                on_pr.trigger,
+                Trigger::PullRequest { id: "9".into() },
+                "{event}"
+            );
+        }
+        let queue = ctx(&[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_EVENT_NAME", "merge_group"),
+            (
+                "GITHUB_REF",
+                "refs/heads/gh-readonly-queue/main/pr-42-0123456789abcdef",
+            ),
+            (
+                "GITHUB_REF_NAME",
+                "gh-readonly-queue/main/pr-42-0123456789abcdef",
+            ),
+            ("GITHUB_REF_TYPE", "branch"),
+        ]);
+        assert_eq!(queue.trigger, Trigger::PullRequest { id: "42".into() });
         let push = ctx(&[
             ("GITHUB_ACTIONS", "true"),
             ("GITHUB_EVENT_NAME", "push"),
