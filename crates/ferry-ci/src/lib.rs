@@ -180,7 +180,9 @@ impl CiContext {
                         let json: serde_json::Value = serde_json::from_str(text).ok()?;
                         Some(json["number"].as_u64()?.to_string())
                     };
-                    let id = pull_ref.clone().or_else(number)
+                    let id = pull_ref
+                        .clone()
+                        .or_else(number)
                         .or_else(|| get("GITHUB_HEAD_REF"));
                     Trigger::PullRequest {
                         id: id.unwrap_or(ref_name),
@@ -237,10 +239,46 @@ impl CiContext {
         stage: &str,
         preview: bool,
     ) -> Result<(), PullRequestBuild> {
+        self.refuse(command, stage, preview, String::new())
+    }
+
+    /// [`check_may_change`](Self::check_may_change) for writing the SSM parameter `name` (a
+    /// full name) in stage `stage`: a preview stage's own only under its `parameters_path`, as
+    /// any other name (another stage's parameters, records or lock) is not the preview's.
+    pub fn check_may_write_parameter(
+        &self,
+        stage: &str,
+        preview: bool,
+        name: &str,
+        parameters_path: Option<&str>,
+    ) -> Result<(), PullRequestBuild> {
+        let own = parameters_path.is_some_and(|p| {
+            name.strip_prefix(p.trim_end_matches('/'))
+                .is_some_and(|rest| rest.starts_with('/'))
+        });
+        let detail = if preview && !own {
+            format!(
+                " through SSM name {name}, outside its parameters-path ({})",
+                parameters_path.unwrap_or("none")
+            )
+        } else {
+            String::new()
+        };
+        self.refuse("param set", stage, preview && own, detail)
+    }
+
+    fn refuse(
+        &self,
+        command: &str,
+        stage: &str,
+        allowed: bool,
+        detail: String,
+    ) -> Result<(), PullRequestBuild> {
         match &self.trigger {
-            Trigger::PullRequest { id } if !preview => Err(PullRequestBuild {
+            Trigger::PullRequest { id } if !allowed => Err(PullRequestBuild {
                 command: command.to_string(),
                 stage: stage.to_string(),
+                detail,
                 pull_request: id.clone(),
                 trigger_source: self.trigger_source.clone().unwrap_or_default(),
             }),
@@ -252,12 +290,15 @@ impl CiContext {
 /// A command refused in a pull request's build, because it would change a named stage.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "`{command}` would change stage `{stage}`, and this is the build of pull request {pull_request}{}, which never changes a named stage (it plans, and deploys only the preview stage [ci] pull-requests gives it); run `{command}` from a branch or tag build, or by hand",
+    "`{command}` would change stage `{stage}`{detail}, and this is the build of pull request {pull_request}{}, which never changes a named stage (it plans, and deploys only the preview stage [ci] pull-requests gives it); run `{command}` from a branch or tag build, or by hand",
     if trigger_source.is_empty() { String::new() } else { format!(" ({trigger_source})") }
 )]
 pub struct PullRequestBuild {
     pub command: String,
     pub stage: String,
+    /// How the command would reach beyond a preview stage, if that is the refusal (empty when
+    /// the stage itself is a named one).
+    pub detail: String,
     pub pull_request: String,
     /// The variable that says so (`CODEBUILD_WEBHOOK_TRIGGER=pr/9`), empty when unknown.
     pub trigger_source: String,
@@ -284,12 +325,42 @@ mod tests {
             "`promote` would change stage `prod`, and this is the build of pull request 9 (CODEBUILD_WEBHOOK_TRIGGER=pr/9), which never changes a named stage (it plans, and deploys only the preview stage [ci] pull-requests gives it); run `promote` from a branch or tag build, or by hand"
         );
         assert_eq!(pr.check_may_change("remove", "pr-9", true), Ok(()));
+        // A preview's own parameters, under its parameters-path, and nothing else.
+        let path = Some("/shop/preview/");
+        assert_eq!(
+            pr.check_may_write_parameter("pr-9", true, "/shop/preview/pr-9/x", path),
+            Ok(())
+        );
+        for name in [
+            "/ferry/shop/dev/records/db",
+            "/shop/previewx",
+            "/shop/dev/x",
+        ] {
+            let err = pr
+                .check_may_write_parameter("pr-9", true, name, path)
+                .unwrap_err();
+            assert!(
+                err.to_string().starts_with(&format!(
+                    "`param set` would change stage `pr-9` through SSM name {name}, outside its parameters-path (/shop/preview/), and this is the build of pull request 9"
+                )),
+                "{err}"
+            );
+        }
+        assert!(
+            pr.check_may_write_parameter("dev", false, "/shop/dev/x", Some("/shop/dev"))
+                .is_err()
+        );
+
         let branch = CiContext::from_vars(|k| match k {
             "CODEBUILD_BUILD_ID" => Some("shop:1".into()),
             "CODEBUILD_WEBHOOK_TRIGGER" => Some("branch/main".into()),
             _ => None,
         });
         assert_eq!(branch.check_may_change("promote", "prod", false), Ok(()));
+        assert_eq!(
+            branch.check_may_write_parameter("dev", false, "/ferry/shop/dev/records/db", None),
+            Ok(())
+        );
         let local = CiContext::from_vars(|_| None);
         assert_eq!(local.check_may_change("remove", "dev", false), Ok(()));
     }

@@ -94,8 +94,13 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
         ParamCmd::Set { stage, name, secure, overwrite } => {
             // The name is checked before the value is read or anything is sent.
             let target = ws.stage(stage)?;
-            ctx.ci().check_may_change("param set", &target.name, target.preview)?;
-            ssm::full_name(&target, name)?;
+            let full = ssm::full_name(&target, name)?;
+            ctx.ci().check_may_write_parameter(
+                &target.name,
+                target.preview,
+                &full,
+                target.config.parameters_path.as_deref(),
+            )?;
             if std::io::stdin().is_terminal() {
                 eprintln!("type the value, then Ctrl-D (or pipe it in: printf %s \"$VALUE\" | {} param set …)", ctx.app.name);
             }
