@@ -994,3 +994,42 @@ fn tests_edited_in_the_checkout_record_nothing_and_the_gate_holds() {
         Some(true)
     );
 }
+
+/// Rollbacks go back through the history, never forward: the binary loads releases newest
+/// first, only as far as the answer needs, and finds what the whole history says.
+#[test]
+fn rolling_back_again_goes_further_back() {
+    let p = "rel-back";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let version = |n: u32| {
+        r.write("services/base/t.yaml", &format!("{QUEUE}# v{n}\n"));
+        r.commit(&format!("base v{n}"));
+    };
+    let mut hashes = Vec::new();
+    for n in 1..=3 {
+        version(n);
+        ok(&r, v, &["deploy", "staging", "--test"]);
+        hashes.push(records(p, "staging")["base"].template_hash.clone());
+    }
+    let runs = |hashes: &[String]| {
+        let now = records(p, "staging")["base"].template_hash.clone();
+        hashes.iter().position(|h| *h == now).map(|i| i + 1)
+    };
+    ok(&r, v, &["rollback", "staging"]);
+    assert_eq!(runs(&hashes), Some(2));
+    version(4);
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    hashes.push(records(p, "staging")["base"].template_hash.clone());
+    // From v4 back to what ran before it: v2, the first rollback's.
+    ok(&r, v, &["rollback", "staging"]);
+    assert_eq!(runs(&hashes), Some(2));
+    // And again: before v2 there was v1.
+    ok(&r, v, &["rollback", "staging"]);
+    assert_eq!(runs(&hashes), Some(1));
+    // Nothing passed before v1: said, nothing deployed.
+    let (_, err) = fails(&r, v, &["rollback", "staging"]);
+    assert!(err.contains("has no release from before release"), "{err}");
+    assert_eq!(runs(&hashes), Some(1));
+}

@@ -936,27 +936,33 @@ pub async fn prepare_rollback(
     }
     let ids = store.ids().await?;
     let newest = ids.first().cloned();
-    // Load newest first, only as far as the target.
-    let mut loaded = Vec::new();
+    // Load newest first, only as far back as the answer needs (the search says when older
+    // releases could change it).
+    let mut loaded: Vec<Release> = Vec::new();
     let mut target = None;
-    let mut last_err = TargetError::NoReleases {
-        stage: stage.name.clone(),
-    };
-    for id in &ids {
+    for (n, id) in ids.iter().enumerate() {
         if let Some(r) = store.get(id).await? {
             loaded.push(r);
         }
-        match ferry_releases::rollback_target(&stage.name, &loaded, to, current, only) {
-            Ok(r) => {
-                target = Some(r.clone());
-                break;
-            }
-            Err(e @ TargetError::OtherStage { .. }) => return Err(e.into()),
-            Err(e) => last_err = e,
+        let complete = n + 1 == ids.len();
+        let newest_first: Vec<&Release> = loaded.iter().collect();
+        if let Some(r) = ferry_releases::rollback_target_in(
+            &stage.name,
+            &newest_first,
+            complete,
+            to,
+            current,
+            only,
+        )? {
+            target = Some(r.clone());
+            break;
         }
     }
     let Some(target) = target else {
-        return Err(last_err.into());
+        return Err(TargetError::NoReleases {
+            stage: stage.name.clone(),
+        }
+        .into());
     };
     let mut differs: BTreeSet<String> = ferry_releases::differing(&target.services, current)
         .into_iter()

@@ -298,12 +298,14 @@ fn newest(sorted: &[&Release]) -> String {
 
 /// The release a rollback of `stage` deploys: the one `to` names (a release id, or a commit
 /// of at least 7 hex digits: the newest release deploying packages built from it, else the
-/// newest one other than a rollback run at it), else the newest release before the one that
-/// runs, holding other packages than `current` (the stage's records: what runs), whose tests
-/// passed, all judged over the services in `only` (all when `None`).
+/// newest one other than a rollback run at it), else the newest release from before the one
+/// that runs, holding other packages than `current` (the stage's records: what runs), whose
+/// tests passed, all judged over the services in `only` (all when `None`).
 ///
-/// - What runs decides, not the newest release: a run can move stacks and records and stop
-///   before its release is written (then no release runs, and any release may be the target).
+/// - The release that runs is the newest one that deployed any of those services, when its
+///   packages are what runs; else (a run moved stacks and records and stopped before writing
+///   its release, or a run's tests failed and its release is not written yet) none runs and
+///   any release may be the target.
 /// - "Before the one that runs" is before the release a rollback restored, when a rollback
 ///   runs: rolling back twice goes back twice, never forward to what the first rollback left.
 /// - A rollback's services have the tests of the release it restored (it deployed those very
@@ -311,7 +313,8 @@ fn newest(sorted: &[&Release]) -> String {
 /// - A rollback leaves other services' test outcomes unset, which must not disqualify a
 ///   release for the services being rolled back.
 ///
-/// `releases` in any order.
+/// `releases` in any order. [`rollback_target_in`] decides from the newest releases alone
+/// when it can.
 pub fn rollback_target<'a>(
     stage: &str,
     releases: &'a [Release],
@@ -321,60 +324,110 @@ pub fn rollback_target<'a>(
 ) -> Result<&'a Release, TargetError> {
     let mut sorted: Vec<&Release> = releases.iter().collect();
     sorted.sort_by(|a, b| b.id.cmp(&a.id));
-    if sorted.is_empty() {
-        return Err(TargetError::NoReleases {
-            stage: stage.into(),
-        });
+    let found = rollback_target_in(stage, &sorted, true, to, current, only)?;
+    Ok(found.expect("with every release known, the search decides"))
+}
+
+/// [`rollback_target`] over the newest releases of the stage, `newest` (newest first; all of
+/// them when `complete`): `Ok(None)` when older releases could change the answer (the one a
+/// running rollback restored, the tests of a rollback's release, a commit named by `to`), so
+/// that a caller loads releases one at a time, only as far back as the answer needs.
+pub fn rollback_target_in<'a>(
+    stage: &str,
+    newest: &[&'a Release],
+    complete: bool,
+    to: Option<&str>,
+    current: &BTreeMap<String, Record>,
+    only: Option<&BTreeSet<String>>,
+) -> Result<Option<&'a Release>, TargetError> {
+    if newest.is_empty() {
+        return if complete {
+            Err(TargetError::NoReleases {
+                stage: stage.into(),
+            })
+        } else {
+            Ok(None)
+        };
     }
-    let in_scope = |s: &String| only.is_none_or(|o| o.contains(s));
     let found = match to {
         Some(to) => {
             let by_commit = to.len() >= 7 && to.chars().all(|c| c.is_ascii_hexdigit());
-            sorted
-                .iter()
-                .find(|r| r.id == to)
-                .or_else(|| {
-                    by_commit
-                        .then(|| {
-                            sorted.iter().find(|r| r.deployed_from(to)).or_else(|| {
-                                sorted.iter().find(|r| {
-                                    r.kind != ReleaseKind::Rollback && r.commit.starts_with(to)
-                                })
-                            })
-                        })
-                        .flatten()
+            let by_id = newest.iter().find(|r| r.id == to);
+            let built_at = || newest.iter().find(|r| by_commit && r.deployed_from(to));
+            // A release merely run at the commit counts only once no release anywhere deployed
+            // packages built from it.
+            let run_at = || {
+                newest.iter().find(|r| {
+                    by_commit && r.kind != ReleaseKind::Rollback && r.commit.starts_with(to)
                 })
-                .copied()
-                .ok_or_else(|| TargetError::Unknown {
+            };
+            match by_id.or_else(built_at) {
+                Some(r) => *r,
+                None if !complete => return Ok(None),
+                None => *run_at().ok_or_else(|| TargetError::Unknown {
                     stage: stage.into(),
                     to: to.into(),
-                    known: newest(&sorted),
-                })?
+                    known: self::newest(newest),
+                })?,
+            }
         }
         None => {
+            let in_scope = |s: &String| only.is_none_or(|o| o.contains(s));
             let by_id: BTreeMap<&str, &Release> =
-                sorted.iter().map(|r| (r.id.as_str(), *r)).collect();
-            // The release that runs: the newest whose packages (in scope) all run.
-            let runs = sorted.iter().find(|r| {
-                r.services.keys().any(in_scope)
-                    && !differing(&r.services, current).iter().any(in_scope)
-            });
-            let before = runs.map(|r| restored(r, &by_id).id.as_str());
-            let runs_said = before.map_or_else(
-                || "what runs now".to_string(),
-                |b| format!("release `{b}` (what runs now)"),
-            );
-            sorted
+                newest.iter().map(|r| (r.id.as_str(), *r)).collect();
+            // The newest release that deployed any service in scope: it runs when its packages
+            // (in scope) are what runs.
+            let Some(top) = newest.iter().find(|r| r.deployed.iter().any(in_scope)) else {
+                if !complete {
+                    return Ok(None);
+                }
+                return Err(TargetError::NonePassed {
+                    stage: stage.into(),
+                    runs: "what runs now".into(),
+                    known: self::newest(newest),
+                });
+            };
+            let runs = !differing(&top.services, current).iter().any(in_scope);
+            let before = if runs {
+                match restored(top, &by_id) {
+                    Some(origin) => Some(origin.id.as_str()),
+                    None if complete => Some(top.id.as_str()),
+                    None => return Ok(None),
+                }
+            } else {
+                None
+            };
+            let mut found = None;
+            for r in newest
                 .iter()
                 .filter(|r| before.is_none_or(|b| r.id.as_str() < b))
                 .filter(|r| differing(&r.services, current).iter().any(in_scope))
-                .find(|r| tests_through_rollbacks(r, &by_id, only) == Tests::Passed)
-                .copied()
-                .ok_or_else(|| TargetError::NonePassed {
-                    stage: stage.into(),
-                    runs: runs_said,
-                    known: newest(&sorted),
-                })?
+            {
+                match tests_through_rollbacks(r, &by_id, only) {
+                    Some(Tests::Passed) => {
+                        found = Some(*r);
+                        break;
+                    }
+                    Some(_) => {}
+                    // Its tests are those of a release not loaded yet.
+                    None if !complete => return Ok(None),
+                    None => {}
+                }
+            }
+            match found {
+                Some(r) => r,
+                None if !complete => return Ok(None),
+                None => {
+                    return Err(TargetError::NonePassed {
+                        stage: stage.into(),
+                        runs: before.map_or_else(
+                            || "what runs now".to_string(),
+                            |b| format!("release `{b}` (what runs now)"),
+                        ),
+                        known: self::newest(newest),
+                    });
+                }
+            }
         }
     };
     if found.stage != stage {
@@ -384,33 +437,42 @@ pub fn rollback_target<'a>(
             stage: stage.into(),
         });
     }
-    Ok(found)
+    Ok(Some(found))
 }
 
 /// The release whose packages `r` deployed: `r` itself, or for a rollback the release it
-/// restored (followed through rollbacks of rollbacks).
-fn restored<'a>(r: &'a Release, by_id: &BTreeMap<&str, &'a Release>) -> &'a Release {
+/// restored (followed through rollbacks of rollbacks). `None` when a release on the way is not
+/// in `by_id` (not loaded, or gone from the bucket).
+fn restored<'a>(r: &'a Release, by_id: &BTreeMap<&str, &'a Release>) -> Option<&'a Release> {
     let mut at = r;
     // Each step goes to an older release, so this ends; the bound guards a malformed chain.
-    for _ in 0..by_id.len() {
-        match at.restores.as_deref().and_then(|id| by_id.get(id)) {
-            Some(earlier) if at.kind == ReleaseKind::Rollback && earlier.id < at.id => at = earlier,
-            _ => break,
+    for _ in 0..=by_id.len() {
+        let Some(id) = at
+            .restores
+            .as_deref()
+            .filter(|_| at.kind == ReleaseKind::Rollback)
+        else {
+            return Some(at);
+        };
+        match by_id.get(id) {
+            Some(earlier) if earlier.id < at.id => at = earlier,
+            Some(_) => return Some(at),
+            None => return None,
         }
     }
-    at
+    Some(at)
 }
 
 /// [`Release::tests_of`], where a rollback's service that its run left untested has the outcome
-/// the restored release holds for the same package.
+/// the restored release holds for the same package; `None` when that release is not in `by_id`.
 fn tests_through_rollbacks(
     r: &Release,
     by_id: &BTreeMap<&str, &Release>,
     only: Option<&BTreeSet<String>>,
-) -> Tests {
-    let origin = restored(r, by_id);
+) -> Option<Tests> {
+    let origin = restored(r, by_id)?;
     if std::ptr::eq(origin, r) {
-        return r.tests_of(only);
+        return Some(r.tests_of(only));
     }
     let mut view = r.clone();
     for (name, record) in &mut view.services {
@@ -422,7 +484,7 @@ fn tests_through_rollbacks(
             record.acceptance = then.acceptance.clone();
         }
     }
-    view.tests_of(only)
+    Some(view.tests_of(only))
 }
 
 /// The services whose record in `target` names another package than `current` holds (another

@@ -29,7 +29,7 @@ fn release(id: &str, commit: &str, services: &[(&str, &str, Option<bool>)]) -> R
         from: None,
         restores: None,
         gate_override: None,
-        deployed: vec![],
+        deployed: services.iter().map(|(s, _, _)| s.to_string()).collect(),
         untested: ["web".to_string()].into(),
         services: services
             .iter()
@@ -134,11 +134,14 @@ fn a_commit_names_the_release_run_at_it_or_deploying_its_packages() {
     let mut promote = release("2", "ddddddd1", &[("api", "t2", Some(true))]);
     promote.deployed = vec!["api".into()];
     promote.services.get_mut("api").unwrap().commit = "bbbbbbb2".into();
-    let rs = vec![
+    // 3 and 1 deployed nothing: their records carry older commits.
+    let mut rs = vec![
         release("3", "eeeeeee1", &[("api", "t3", None)]),
         promote,
         release("1", "aaaaaaa1", &[("api", "t1", Some(true))]),
     ];
+    rs[0].deployed.clear();
+    rs[2].deployed.clear();
     let now = running(&rs[0]);
     let to = |c| rollback_target("prod", &rs, Some(c), &now, None).map(|r| r.id.clone());
     assert_eq!(to("bbbbbbb").unwrap(), "2", "by its packages' commit");
@@ -430,4 +433,53 @@ fn a_commit_names_its_packages_before_a_rollback_merely_run_at_it() {
             .id,
         "2"
     );
+}
+
+/// The target as a caller loading releases newest first finds it, one at a time, and how many
+/// it loaded.
+fn loading(rs: &[Release], now: &BTreeMap<String, Record>) -> (String, usize) {
+    let mut sorted: Vec<&Release> = rs.iter().collect();
+    sorted.sort_by(|a, b| b.id.cmp(&a.id));
+    for k in 1..=sorted.len() {
+        let complete = k == sorted.len();
+        if let Some(r) =
+            rollback_target_in("prod", &sorted[..k], complete, None, now, None).unwrap()
+        {
+            return (r.id.clone(), k);
+        }
+    }
+    unreachable!("a complete search decides")
+}
+
+#[test]
+fn loading_newest_first_finds_what_all_releases_say_and_stops_early() {
+    // v1, v2, v3 passed; 4 rolled back to 2 (v2); 5 deployed v4; 6 rolled back to 3 (v3).
+    let mut rs = vec![
+        release("1", "a", &[("s", "v1", Some(true))]),
+        release("2", "b", &[("s", "v2", Some(true))]),
+        release("3", "c", &[("s", "v3", Some(true))]),
+        rollback("4", "d", "2", &[("s", "v2", None)]),
+        release("5", "e", &[("s", "v4", Some(true))]),
+        rollback("6", "f", "3", &[("s", "v3", None)]),
+    ];
+    // v3 runs, restored from 3: back to 2 (v2), which only the whole history shows.
+    let now = running(&rs[5]);
+    assert_eq!(
+        rollback_target("prod", &rs, None, &now, None).unwrap().id,
+        "2"
+    );
+    assert_eq!(loading(&rs, &now), ("2".to_string(), 5));
+    // From v4 (release 5): back to what ran before it, the rollback 4 (v2, tests of 2).
+    rs.pop();
+    let now = running(&rs[4]);
+    assert_eq!(loading(&rs, &now).0, "4");
+    assert_eq!(
+        rollback_target("prod", &rs, None, &now, None).unwrap().id,
+        "4"
+    );
+    // A deploy whose tests failed, its release not written yet: what runs is in no release;
+    // the newest one that passed is the target, found at once.
+    let mut failed = running(&rs[4]);
+    failed.insert("s".into(), record("s", "v5", Some(false)));
+    assert_eq!(loading(&rs, &failed), ("5".to_string(), 1));
 }
