@@ -964,8 +964,7 @@ fn tests_edited_in_the_checkout_record_nothing_and_the_gate_holds() {
     let (out, err) = fails(&r, v, &["test-acceptance", "staging", "--service", "app"]);
     assert!(row(&out, "app").contains("passed"), "{out}\n{err}");
     assert!(
-        err.contains("the outcome of `app`'s tests is not recorded: it was deployed from ")
-            && err.contains("its inputs have uncommitted changes in this checkout: services/app"),
+        err.contains("the outcome of `app`'s tests is not recorded: this checkout has uncommitted changes (services/app/service.toml)"),
         "{err}"
     );
     assert_eq!(

@@ -75,13 +75,14 @@ pub struct Tested {
 
 /// The services among `selected` whose tests' outcome this checkout cannot vouch for, with
 /// why. A record says that the package it names passed its tests; the tests that run are the
-/// checkout's, so an outcome is recorded only when the checkout holds what the package was made
-/// from (the service's folder, inputs and the global inputs, compared by git tree ids with the
-/// record's commit or input key, uncommitted changes included) and its tests' build folder has
-/// no uncommitted change. Otherwise an edited test (an uncommitted `command = ["true"]`) could
-/// mark a package passed, and the promote gate would take it. A record made from a tree with
-/// uncommitted changes says so itself and is not judged; neither is a checkout that is not a
-/// git repository (a deploy from it records the CI's commit).
+/// checkout's, so an outcome is recorded only from a checkout without uncommitted changes
+/// (tracked or untracked, anywhere: a test may read any file) that holds what the package was
+/// made from (the service's folder, inputs and the global inputs, compared by git tree ids
+/// with the record's commit or input key). Otherwise an edited test (an uncommitted
+/// `command = ["true"]`) could mark a package passed, and the promote gate would take it.
+/// Not judged: a record made from a tree with uncommitted changes (it says so itself, and
+/// protected stages refuse such packages), a checkout that is not a git repository (a deploy
+/// from it records the CI's commit), and files git ignores.
 pub fn unvouched(
     ws: &Workspace,
     previous: &BTreeMap<String, Record>,
@@ -99,50 +100,44 @@ pub fn unvouched(
     let Ok(repo) = ferry_changes::Repo::open(&ws.root) else {
         return BTreeMap::new();
     };
+    let every = |why: String| -> BTreeMap<String, String> {
+        judged
+            .iter()
+            .map(|r| (r.service.clone(), why.clone()))
+            .collect()
+    };
+    match repo.dirty_paths() {
+        Ok(dirty) if dirty.is_empty() => {}
+        Ok(dirty) => {
+            let paths: Vec<&str> = dirty.iter().map(String::as_str).collect();
+            return every(format!(
+                "this checkout has uncommitted changes ({}), and the tests that ran may read them",
+                ferry_manifest::first_few(&paths, 3)
+            ));
+        }
+        Err(e) => return every(format!("this checkout's changes could not be read: {e}")),
+    }
     let found = match crate::release::checkout_inputs(ws, &judged) {
         Ok(found) => found,
         Err(e) => {
-            let why = format!("this checkout could not be compared with its record: {e}");
-            return judged
-                .iter()
-                .map(|r| (r.service.clone(), why.clone()))
-                .collect();
+            return every(format!(
+                "this checkout could not be compared with its record: {e}"
+            ));
         }
     };
-    let dirty = repo.dirty_paths().unwrap_or_default();
-    let mut out = BTreeMap::new();
-    for (record, differs) in judged.iter().zip(found) {
-        let name = &record.service;
-        if let Some(why) = differs {
+    judged
+        .iter()
+        .zip(found)
+        .filter_map(|(record, differs)| {
             let short = record.commit.get(..12).unwrap_or(&record.commit);
-            out.insert(
-                name.clone(),
-                format!("it was deployed from {short}, and {why}"),
-            );
-            continue;
-        }
-        let Some(service) = ws.service(name) else {
-            continue;
-        };
-        let tests_folder = service
-            .acceptance
-            .as_ref()
-            .map(|a| a.build_folder(&service.dir))
-            .filter(|f| *f != service.dir);
-        if let Some(folder) = tests_folder
-            && let Some(path) = dirty.iter().find(|p| {
-                folder.is_empty()
-                    || p.strip_prefix(folder)
-                        .is_some_and(|rest| rest.starts_with('/'))
+            differs.map(|why| {
+                (
+                    record.service.clone(),
+                    format!("it was deployed from {short}, and {why}"),
+                )
             })
-        {
-            out.insert(
-                name.clone(),
-                format!("its tests' folder {folder} has an uncommitted change ({path})"),
-            );
-        }
-    }
-    out
+        })
+        .collect()
 }
 
 /// Runs the acceptance tests of deployed services outside a deploy (`test-acceptance`, and the

@@ -304,16 +304,16 @@ async fn a_promote_refuses_the_checkout_before_any_aws_call() {
     assert!(e.to_string().contains("notifier: passed at"), "{e}");
 }
 
-/// `test-acceptance` records an outcome only when the checkout holds what the package was made
-/// from and its tests' folder has no uncommitted change (`unvouched` says why not).
+/// `test-acceptance` records an outcome only from a checkout without uncommitted changes that
+/// holds what the package was made from (`unvouched` says why not).
 #[test]
 fn a_tests_outcome_is_vouched_for_only_by_the_checkout_that_deployed_it() {
     let r = repo();
     r.write(
         "services/queue/service.toml",
-        "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"cargo\", \"test\"]\nbuild = [\"cargo\", \"test\", \"--no-run\"]\nbuild-dir = \"../../tests\"\n",
+        "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"sh\", \"../../tests/check.sh\"]\n",
     )
-    .write("tests/queue.rs", "#[test]\nfn sends() {}\n");
+    .write("tests/check.sh", "exit 1\n");
     let head = r.commit("tests").to_string();
     let ws = ferry_manifest::load(r.path()).unwrap();
     let previous = BTreeMap::from([(
@@ -325,14 +325,18 @@ fn a_tests_outcome_is_vouched_for_only_by_the_checkout_that_deployed_it() {
         |ws: &ferry_manifest::Workspace| ferry_deploy::unvouched(ws, &previous, &selected);
     assert!(unvouched(&ws).is_empty(), "{:?}", unvouched(&ws));
 
-    // An uncommitted change to the tests: not vouched for.
-    r.write("tests/queue.rs", "#[test]\nfn sends() { /* weakened */ }\n");
+    // The tests changed, not committed, outside the service's inputs: not vouched for; nor
+    // with an untracked file anywhere (a test may read it).
+    r.write("tests/check.sh", "exit 0\n");
     let why = unvouched(&ws);
     assert_eq!(
         why["queue"],
-        "its tests' folder tests has an uncommitted change (tests/queue.rs)"
+        "this checkout has uncommitted changes (tests/check.sh), and the tests that ran may read them"
     );
-    git(&r, &["checkout", "--", "tests/queue.rs"]);
+    git(&r, &["checkout", "--", "tests/check.sh"]);
+    r.write("tools/env.sh", "PASS=1\n");
+    assert!(unvouched(&ws)["queue"].contains("(tools/env.sh)"));
+    std::fs::remove_dir_all(r.path().join("tools")).unwrap();
     assert!(unvouched(&ws).is_empty());
 
     // The service itself changed since its record (committed): not what runs.
