@@ -1110,7 +1110,7 @@ async fn deploy_one(
         termination_protection: ctx.stage.config.protected,
         owner: Some(ownership(ctx.ws, ctx.stage, &service.name)),
         adopt: ctx.adopt,
-        renamed_from: renamed_from(ctx, stack),
+        renamed_from: renamed_from(ctx, service, stack),
     };
     if let Some(reviews) = &run.reviews {
         // A value that holds a secret (a stack output echoing one) is never kept in the
@@ -1253,12 +1253,21 @@ async fn deploy_one(
     })
 }
 
-/// The service gone from the checkout whose record names `stack`: the name a service deploying
-/// `stack` had before it was renamed (see [`StackSpec::renamed_from`]).
-fn renamed_from(ctx: &DeployContext<'_>, stack: &str) -> Option<String> {
+/// The service gone from the checkout whose record names `stack`: the name `service`, which
+/// deploys `stack`, had before it was renamed (see [`StackSpec::renamed_from`]). Only a
+/// Serverless Framework service keeps its stack through a rename (its framework names it), so
+/// both must be one: another kind's stack named by a new service is another service's stack.
+fn renamed_from(ctx: &DeployContext<'_>, service: &Service, stack: &str) -> Option<String> {
+    if service.kind != ServiceKind::Serverless {
+        return None;
+    }
     ctx.previous
         .iter()
-        .find(|(name, r)| r.stack == stack && ctx.ws.service(name).is_none())
+        .find(|(name, r)| {
+            r.stack == stack
+                && r.kind.as_deref() == Some(ServiceKind::Serverless.as_str())
+                && ctx.ws.service(name).is_none()
+        })
         .map(|(name, _)| name.clone())
 }
 

@@ -215,11 +215,14 @@ fn services_gone(
             None => {
                 let stack = base_ws.service_stack_name(b, stage);
                 // The service deploying to that stack now, if any (a Serverless service
-                // renamed, or moved and renamed, keeps its stack: its framework names it).
-                let same_stack = ws
-                    .services
-                    .iter()
-                    .find(|s| ws.service_stack_name(s, stage) == stack);
+                // renamed, or moved and renamed, keeps its stack: its framework names it; a
+                // service of another kind never does).
+                let serverless = ferry_manifest::ServiceKind::Serverless;
+                let same_stack = ws.services.iter().find(|s| {
+                    b.kind == serverless
+                        && s.kind == serverless
+                        && ws.service_stack_name(s, stage) == stack
+                });
                 let renamed_to = same_stack.or(at_old_dir).map(|s| s.name.clone());
                 removed.push((
                     b.name.clone(),

@@ -389,6 +389,39 @@ fn planned_from_records_a_removed_name_is_said_only_while_its_record_is_there() 
 }
 
 #[test]
+fn only_a_serverless_service_keeps_its_stack_through_a_rename() {
+    let (r, base) = monorepo();
+    // worker (CloudFormation, stack worker-dev) goes; a new Serverless service in another
+    // folder names that very stack. It is no rename: worker's stack is not kept for it.
+    r.remove("services/worker");
+    r.write(
+        "services/thief/service.toml",
+        "[service]\nkind = \"serverless\"\n",
+    )
+    .write(
+        "services/thief/serverless.yml",
+        "service: thief\nprovider:\n  name: aws\n  stackName: worker-${sls:stage}\n",
+    );
+    r.commit("worker goes, thief names its stack");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert_eq!(p.service("thief").unwrap().stack_name, "worker-dev");
+    let old = p.service("worker").unwrap();
+    assert_eq!(
+        old.reasons,
+        vec![Reason::Removed {
+            dir: "services/worker".into(),
+            renamed_to: None,
+            stack_kept: false,
+        }]
+    );
+    assert!(
+        p.notes.iter().all(|n| !n.contains("--adopt")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
 fn a_service_renamed_in_its_manifest_leaves_its_old_name_removed() {
     let (r, base) = monorepo();
     r.write(
