@@ -61,8 +61,9 @@ fn valid_selector(selector: &str) -> bool {
         return false;
     };
     if first.is_ascii_digit() {
+        // A version is a positive 64-bit number.
         return selector.bytes().all(|b| b.is_ascii_digit())
-            && !selector.trim_start_matches('0').is_empty();
+            && selector.parse::<i64>().is_ok_and(|v| v >= 1);
     }
     let reserved = selector.len() >= 3
         && ["aws", "ssm"]
@@ -215,6 +216,7 @@ mod tests {
             "/shop/db:SSM",
             "/shop/db:a b",
             "/shop/db:a:b",
+            "/shop/db:99999999999999999999",
         ] {
             assert!(
                 matches!(
