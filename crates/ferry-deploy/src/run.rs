@@ -798,9 +798,10 @@ async fn review_stack(
         parameters_hash: parameters_hash(&c.parameters),
     });
     let mut resources = ferry_releases::review::diff_resources(before.as_ref(), &after);
-    let outputs = ferry_releases::review::diff_outputs(before.as_ref(), &after);
+    let mut outputs = ferry_releases::review::diff_outputs(before.as_ref(), &after);
     let parameter_changes =
         ferry_releases::review::diff_parameters(&before_parameters, &mask(parameters));
+    ferry_releases::review::with_parameter_outputs(&mut outputs, &after, &parameter_changes);
     // On AWS (change sets), CloudFormation's own replacement details, and the resources a new
     // parameter value reaches; the emulator's change sets say nothing useful about
     // replacements, so a direct deploy (--local) keeps Ferry's table.

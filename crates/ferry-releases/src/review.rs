@@ -316,6 +316,48 @@ pub fn diff_outputs(before: Option<&Value>, after: &Value) -> Vec<OutputChange> 
         .collect()
 }
 
+/// Adds to `outputs` (from [`diff_outputs`]) each output of `after` whose definition reads a
+/// parameter in `parameters` (those that change: `Ref`, or `${Name}` in `Fn::Sub`), as
+/// modified: its value changes though its text does not, and dependents receive the new one.
+pub fn with_parameter_outputs(
+    outputs: &mut Vec<OutputChange>,
+    after: &Value,
+    parameters: &[ParameterChange],
+) {
+    fn reads(v: &Value, name: &str) -> bool {
+        match v {
+            Value::Object(m) => {
+                m.get("Ref").and_then(Value::as_str) == Some(name)
+                    || m.get("Fn::Sub").is_some_and(|sub| {
+                        let text = match sub {
+                            Value::Array(a) => a.first().and_then(Value::as_str),
+                            other => other.as_str(),
+                        };
+                        text.is_some_and(|t| t.contains(&format!("${{{name}}}")))
+                    })
+                    || m.values().any(|x| reads(x, name))
+            }
+            Value::Array(a) => a.iter().any(|x| reads(x, name)),
+            _ => false,
+        }
+    }
+    let Some(defined) = after.get("Outputs").and_then(Value::as_object) else {
+        return;
+    };
+    for (name, output) in defined {
+        if outputs.iter().any(|o| o.name == *name) {
+            continue;
+        }
+        if parameters.iter().any(|p| reads(output, &p.name)) {
+            outputs.push(OutputChange {
+                name: name.clone(),
+                change: Change::Modify,
+            });
+        }
+    }
+    outputs.sort_by(|a, b| a.name.cmp(&b.name));
+}
+
 /// Adds what a CloudFormation change set says (logical id → `True`, `False`, `Conditional`) to
 /// `changes`: its replacement decides; a resource it changes that the template diff did not show
 /// (a parameter's new value reaching it) is added as modified by its parameters.
@@ -617,6 +659,24 @@ mod tests {
         assert!(
             md.contains("\nOutputs: `New` added, `Old` **removed**, `Url` modified.\n"),
             "{md}"
+        );
+        // An output whose text is the same but reads a parameter that changes.
+        let mut outputs = Vec::new();
+        with_parameter_outputs(
+            &mut outputs,
+            &json!({"Outputs": {
+                "Seen": {"Value": {"Ref": "A"}},
+                "Url": {"Value": {"Fn::Sub": "https://${B}/x"}},
+                "Both": {"Value": {"Fn::Sub": ["${X}", {"X": {"Ref": "S"}}]}},
+                "Fixed": {"Value": {"Ref": "Q"}}
+            }}),
+            &review.parameters,
+        );
+        let names: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["Seen", "Url"],
+            "A and B change; S stays masked as it was"
         );
         // AWS's change set decides replacements, and names what parameters change.
         let mut with = review.resources.clone();
