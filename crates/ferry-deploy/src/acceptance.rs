@@ -80,31 +80,53 @@ pub struct Tested {
 /// made from (the service's folder, inputs and the global inputs, compared by git tree ids
 /// with the record's commit or input key). Otherwise an edited test (an uncommitted
 /// `command = ["true"]`) could mark a package passed, and the promote gate would take it.
-/// Not judged: a record made from a tree with uncommitted changes (it says so itself, and
-/// protected stages refuse such packages), a checkout that is not a git repository (a deploy
-/// from it records the CI's commit), and files git ignores.
+/// A record made from a tree with uncommitted changes is vouched for only by that very tree:
+/// the same package id (HEAD and a hash of every uncommitted change). Not judged: a checkout
+/// that is not a git repository (a deploy from it records the CI's commit), and files git
+/// ignores.
 pub fn unvouched(
     ws: &Workspace,
     previous: &BTreeMap<String, Record>,
     selected: &BTreeSet<String>,
 ) -> BTreeMap<String, String> {
-    let judged: Vec<&Record> = selected
+    let records: Vec<&Record> = selected
         .iter()
         .filter(|s| ws.service(s).is_some())
         .filter_map(|s| previous.get(s))
-        .filter(|r| !r.dirty)
         .collect();
-    if judged.is_empty() {
+    if records.is_empty() {
         return BTreeMap::new();
     }
     let Ok(repo) = ferry_changes::Repo::open(&ws.root) else {
         return BTreeMap::new();
     };
+    let (made_dirty, judged): (Vec<&Record>, Vec<&Record>) =
+        records.into_iter().partition(|r| r.dirty);
+    let mut out = BTreeMap::new();
+    if !made_dirty.is_empty() {
+        let here = repo
+            .snapshot(&[], &ws.project.global_inputs)
+            .map(|s| s.id)
+            .map_err(|e| e.to_string());
+        for r in made_dirty {
+            let why = match (&here, &r.package) {
+                (Ok(here), Some(made)) if here == made => continue,
+                (Ok(here), made) => format!(
+                    "it was deployed from a working tree with uncommitted changes (package {}), and this checkout is another tree (package {here})",
+                    made.as_deref().unwrap_or("unknown")
+                ),
+                (Err(e), _) => format!("this checkout's changes could not be read: {e}"),
+            };
+            out.insert(r.service.clone(), why);
+        }
+    }
+    if judged.is_empty() {
+        return out;
+    }
     let every = |why: String| -> BTreeMap<String, String> {
-        judged
-            .iter()
-            .map(|r| (r.service.clone(), why.clone()))
-            .collect()
+        let mut all = out.clone();
+        all.extend(judged.iter().map(|r| (r.service.clone(), why.clone())));
+        all
     };
     match repo.dirty_paths() {
         Ok(dirty) if dirty.is_empty() => {}
@@ -125,19 +147,16 @@ pub fn unvouched(
             ));
         }
     };
-    judged
-        .iter()
-        .zip(found)
-        .filter_map(|(record, differs)| {
+    for (record, differs) in judged.iter().zip(found) {
+        if let Some(why) = differs {
             let short = record.commit.get(..12).unwrap_or(&record.commit);
-            differs.map(|why| {
-                (
-                    record.service.clone(),
-                    format!("it was deployed from {short}, and {why}"),
-                )
-            })
-        })
-        .collect()
+            out.insert(
+                record.service.clone(),
+                format!("it was deployed from {short}, and {why}"),
+            );
+        }
+    }
+    out
 }
 
 /// Runs the acceptance tests of deployed services outside a deploy (`test-acceptance`, and the

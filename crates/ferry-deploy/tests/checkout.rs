@@ -351,9 +351,28 @@ fn a_tests_outcome_is_vouched_for_only_by_the_checkout_that_deployed_it() {
             && why["queue"].contains("services/queue"),
         "{why:?}"
     );
-    // A record made from a tree with uncommitted changes says so itself: not judged.
+    // A record made from a tree with uncommitted changes: vouched for only by that very tree
+    // (the same package id: HEAD and a hash of every uncommitted change).
+    r.write("services/queue/notes.txt", "wip\n");
+    let here = ferry_changes::Repo::open(r.path())
+        .unwrap()
+        .snapshot(&[], &[])
+        .unwrap()
+        .id;
+    assert!(here.contains("-dirty-"), "{here}");
     let mut dirty = previous["queue"].clone();
     dirty.dirty = true;
+    dirty.package = Some(here.clone());
     let previous = BTreeMap::from([("queue".to_string(), dirty)]);
-    assert!(ferry_deploy::unvouched(&ws, &previous, &selected).is_empty());
+    let vouched =
+        |ws: &ferry_manifest::Workspace| ferry_deploy::unvouched(ws, &previous, &selected);
+    assert!(vouched(&ws).is_empty(), "{:?}", vouched(&ws));
+    r.write("services/queue/notes.txt", "wip, edited since\n");
+    let why = vouched(&ws);
+    assert!(
+        why["queue"].starts_with(&format!(
+            "it was deployed from a working tree with uncommitted changes (package {here}), and this checkout is another tree"
+        )),
+        "{why:?}"
+    );
 }
