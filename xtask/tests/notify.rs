@@ -324,3 +324,48 @@ fn news_that_no_target_took_is_announced_again_by_the_next_run() {
     assert_eq!(code, 1);
     assert!(wait_for(&got, 0).is_empty());
 }
+
+/// A webhook kept in SSM is a secret, and so is its token alone: a receiver whose error page
+/// echoes the path it was asked for shows up in the warning masked.
+#[test]
+fn a_webhooks_token_never_shows_in_a_warning_even_when_its_answer_echoes_it() {
+    let p = "nt-mask";
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let token = "T0KEN12345xyz";
+    let url = format!("http://{}/hook/{token}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in l.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut chunk = [0u8; 8192];
+            let n = s.read(&mut chunk).unwrap_or(0);
+            let head = String::from_utf8_lossy(&chunk[..n]).into_owned();
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+            let body = format!("Cannot POST {path}");
+            let _ = s.write_all(
+                format!(
+                    "HTTP/1.1 500 Internal Server Error\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    put_secret("/nt-mask/hook", &url);
+    let r = api_repo(&project(p, "webhooks = [\"ssm:/nt-mask/hook\"]\n"));
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let (code, out, err) = deploy(&r, v);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // The tests fail: news, which the webhook refuses, echoing its path.
+    std::fs::write(v.join("fail"), "").unwrap();
+    r.write("services/api/t.yaml", &format!("{QUEUE}# v2\n"));
+    r.commit("api v2");
+    let (code, out, err) = deploy(&r, v);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let all = format!("{out}{err}");
+    assert!(
+        all.contains("webhook ssm:/nt-mask/hook: answered HTTP 500"),
+        "{all}"
+    );
+    assert!(!all.contains(token), "the token leaked:\n{all}");
+}

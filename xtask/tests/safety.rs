@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::common::{row, rt, run, xtask};
+use crate::common::{records, row, rt, run, xtask};
 use ferry_stacks::{Engine, Method, StackSpec, TemplateSource};
 use ferry_test_support::proxy::{Proxy, Request, Rule};
 use ferry_test_support::{TestRepo, moto};
@@ -762,7 +762,7 @@ fn a_secret_a_stack_output_echoes_is_masked_everywhere_and_never_recorded() {
     r.write(
         "services/vault/service.toml",
         "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nToken = \"${ssm:/vault-test/token}\"\n\n\
-         [acceptance]\ncommand = [\"sh\", \"-c\", \"echo token is $FERRY_OUTPUT_VAULT_ECHO; cat $FERRY_OUTPUTS_FILE\"]\n",
+         [acceptance]\ncommand = [\"sh\", \"-c\", \"echo token is $FERRY_OUTPUT_VAULT_ECHO; echo 'test correct-horse-battery ... ok'; cat $FERRY_OUTPUTS_FILE\"]\n",
     )
     // No NoEcho, and an output that hands the value back.
     .write(
@@ -779,6 +779,24 @@ fn a_secret_a_stack_output_echoes_is_masked_everywhere_and_never_recorded() {
         Some(secret),
     );
     assert_eq!(code, 0, "{err}");
+
+    // An output reading the parameter itself is refused before anything deploys.
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let said = format!("{out}{err}");
+    assert!(
+        said.contains("vault: output Echo of services/vault/t.yaml reads parameter Token, which receives a SecureString")
+            && said.contains("nothing was deployed"),
+        "{said}"
+    );
+    assert!(!said.contains(secret));
+    // One that hands it back through a resource (the queue's name) cannot be seen in the
+    // template: its value is masked wherever it reappears.
+    r.write(
+        "services/vault/t.yaml",
+        "Parameters:\n  Token: {Type: String}\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !Ref Token\nOutputs:\n  Echo:\n    Value: !GetAtt Q.QueueName\n",
+    );
+    r.commit("vault, echoing through its queue");
 
     let (out, err) = ok(&mut xtask(&r, &["deploy", "dev", "--test"]));
     assert!(
@@ -807,9 +825,39 @@ fn a_secret_a_stack_output_echoes_is_masked_everywhere_and_never_recorded() {
     ] {
         seen.push(std::fs::read_to_string(r.path().join(file)).unwrap());
     }
+    // A test whose name holds the secret (a libtest line) is a case of the JUnit report, masked.
+    assert!(
+        seen.last().unwrap().contains("name=\"****\""),
+        "{}",
+        seen.last().unwrap()
+    );
     for text in &seen {
         assert!(!text.contains(secret), "the secret leaked:\n{text}");
     }
+    // A site whose config file would hold that output: the site is public, so nothing is
+    // published and the service fails, saying why.
+    r.write(
+        "services/web/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\ndepends-on = [\"vault\"]\n\n[package.site]\npath = \"site\"\nbucket-output = \"BucketName\"\nconfig-file = \"config.json\"\n",
+    )
+    .write(
+        "services/web/t.yaml",
+        "Resources:\n  B:\n    Type: AWS::S3::Bucket\nOutputs:\n  BucketName:\n    Value: !Ref B\n",
+    )
+    .write("services/web/site/index.html", "<p>hi</p>\n");
+    r.commit("a site reading vault's outputs");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let said = format!("{out}{err}");
+    assert!(
+        said.contains("web: its site's config file would publish a secret: output Echo of `vault` holds a SecureString value"),
+        "{said}"
+    );
+    assert!(!said.contains(secret), "{said}");
+    let bucket = records("vault", "dev")
+        .get("web")
+        .and_then(|r| r.outputs.get("BucketName").cloned());
+    assert_eq!(bucket, None, "web recorded nothing");
     ok(&mut xtask(&r, &["remove", "dev"]));
 }
 

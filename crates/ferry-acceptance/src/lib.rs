@@ -255,10 +255,12 @@ impl Harness<'_> {
                 return outcome(Status::Failed { message }, Vec::new(), Vec::new());
             }
         };
-        let all = ran.lines;
+        // Masked before anything reads them: test names and failure messages go into the
+        // JUnit report too.
+        let all: Vec<String> = ran.lines.iter().map(|l| self.masker.mask(l)).collect();
         let cases = libtest::parse(&all);
         let start = all.len().saturating_sub(KEPT_LINES);
-        let output: Vec<String> = all[start..].iter().map(|l| self.masker.mask(l)).collect();
+        let output: Vec<String> = all[start..].to_vec();
         let status = match ran.ended {
             process::Ended::TimedOut(after) => Status::TimedOut { after },
             process::Ended::Lost(e) => Status::Failed {

@@ -41,6 +41,23 @@ pub enum ServiceError {
         known: String,
         template: String,
     },
+    #[error(
+        "{service}: output {output} of {template} reads parameter {parameter}, which receives a SecureString: CloudFormation shows outputs in the console and to DescribeStacks, and every reader of the stack would get the secret; nothing was deployed: remove the output, and declare {parameter} NoEcho: true"
+    )]
+    OutputEchoesSecret {
+        service: String,
+        output: String,
+        parameter: String,
+        template: String,
+    },
+    #[error(
+        "{service}: its site's config file would publish a secret: output {output} of `{from}` holds a SecureString value this stage reads; the site's files are served to anyone, so nothing was published: stop echoing the secret in that output (declare its parameter NoEcho and leave it out of Outputs)"
+    )]
+    SiteSecret {
+        service: String,
+        from: String,
+        output: String,
+    },
     #[error(transparent)]
     Site(#[from] ferry_package::UploadError),
     #[error(transparent)]

@@ -151,8 +151,12 @@ pub async fn announce(
                 {
                     Ok(p) => match p.parameter().and_then(|p| p.value()) {
                         Some(v) => {
-                            // The URL is a secret: masked wherever it could reappear.
+                            // The URL is a secret: masked wherever it could reappear, and so
+                            // are its token-like pieces, which an error page may echo alone.
                             masker.register(v);
+                            for piece in secret_pieces(v) {
+                                masker.register(piece);
+                            }
                             // It goes out only as one in ferry.toml may (its token never in
                             // clear text); the error leaves the URL out.
                             if ferry_manifest::check_webhook_url(v).is_err() {
@@ -201,4 +205,43 @@ pub async fn announce(
     }
     out.notice = Some(notice);
     out
+}
+
+/// The parts of a webhook URL that may be its token on their own: the path with its query, and
+/// each path segment or query value of at least 8 characters holding a digit (long enough
+/// not to mask ordinary words such as `services`).
+fn secret_pieces(url: &str) -> Vec<&str> {
+    let Some(after_scheme) = url.split_once("://").map(|(_, rest)| rest) else {
+        return Vec::new();
+    };
+    let Some(slash) = after_scheme.find('/') else {
+        return Vec::new();
+    };
+    let path_and_query = &after_scheme[slash..];
+    let mut out = Vec::new();
+    if path_and_query.len() >= 8 {
+        out.push(path_and_query);
+    }
+    out.extend(
+        path_and_query
+            .split(['/', '?', '&', '=', '#'])
+            .filter(|p| p.len() >= 8 && p.bytes().any(|b| b.is_ascii_digit())),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_webhooks_token_is_masked_in_pieces_too() {
+        assert_eq!(
+            super::secret_pieces("https://hooks.slack.com/services/T0001/B0002/XyZ123abcDEF456"),
+            ["/services/T0001/B0002/XyZ123abcDEF456", "XyZ123abcDEF456"]
+        );
+        assert_eq!(
+            super::secret_pieces("http://127.0.0.1:18765/hook/T0KENxyz?sig=abc12345678"),
+            ["/hook/T0KENxyz?sig=abc12345678", "T0KENxyz", "abc12345678"]
+        );
+        assert!(super::secret_pieces("https://example.com").is_empty());
+    }
 }

@@ -161,28 +161,46 @@ pub(crate) fn secure_names(hashed: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Warns about each parameter that receives a SecureString while the template does not declare
-/// it `NoEcho: true`: CloudFormation would show the value in the console and to DescribeStacks.
-pub(crate) fn warn_secrets_without_no_echo(
+/// Checks what the template does with each parameter that receives a SecureString: an output
+/// that reads one is refused (CloudFormation shows outputs in the console and to
+/// DescribeStacks, and every later reader, a dependent, a site's config, `outputs`, would get
+/// the secret, an old version of it once it rotates); one the template does not declare
+/// `NoEcho: true` is warned about (CloudFormation would show its value too).
+pub(crate) fn check_secret_parameters(
     ctx: &DeployContext<'_>,
     service: &Service,
     packaged: Option<&ServicePackage>,
     template: &TemplateSource,
     hashed: &BTreeMap<String, String>,
     on: &(dyn Fn(Event) + Send + Sync),
-) {
+) -> Result<(), ServiceError> {
     let secure: Vec<(&String, Vec<&str>)> = hashed
         .iter()
         .map(|(k, v)| (k, secure_names(v)))
         .filter(|(_, names)| !names.is_empty())
         .collect();
     if secure.is_empty() {
-        return;
+        return Ok(());
     }
     let text = crate::run::template_text(ctx, service, packaged, template).ok();
     let Some(parsed) = text.and_then(|t| ferry_package::parse_template(&t).ok()) else {
-        return;
+        return Ok(());
     };
+    let outputs = parsed.get("Outputs").and_then(serde_json::Value::as_object);
+    for (key, _) in &secure {
+        if let Some((output, _)) = outputs
+            .into_iter()
+            .flatten()
+            .find(|(_, definition)| ferry_releases::review::reads_parameter(definition, key))
+        {
+            return Err(ServiceError::OutputEchoesSecret {
+                service: service.name.clone(),
+                output: output.clone(),
+                parameter: key.to_string(),
+                template: service.template_path(),
+            });
+        }
+    }
     for (key, names) in secure {
         if !ferry_package::is_no_echo(&parsed, key) {
             on(Event::Stack {
@@ -195,6 +213,7 @@ pub(crate) fn warn_secrets_without_no_echo(
             });
         }
     }
+    Ok(())
 }
 
 /// Registers with `masker` every SecureString value the stage's services reference (one

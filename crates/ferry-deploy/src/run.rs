@@ -19,7 +19,7 @@ use ferry_releases::review::StackReview;
 use ferry_stacks::{Action, Engine, Method, Progress, StackSpec, TemplateSource};
 
 use crate::parameters::{
-    Resolved, resolve_parameters, ssm_typed_versions, warn_secrets_without_no_echo,
+    Resolved, check_secret_parameters, resolve_parameters, ssm_typed_versions,
 };
 use crate::site::{publish_site, site_config};
 use crate::{Prepared, ServiceError, candidates, ownership};
@@ -1065,7 +1065,7 @@ async fn deploy_one(
         None => Some("no record in this stage"),
     };
 
-    warn_secrets_without_no_echo(ctx, service, packaged, &template, &hashed, on);
+    check_secret_parameters(ctx, service, packaged, &template, &hashed, on)?;
     let template = match (service.kind, ctx.expand_sam) {
         // Parameters known only when approved: the review shows the template unexpanded.
         (ServiceKind::Sam, Some(_)) if !parameters_after.is_empty() => template,

@@ -10,7 +10,8 @@ use ferry_stacks::Progress;
 use crate::{DeployContext, Event, Prepared, ServiceError, ownership};
 
 /// The content of a site's config file: the stack outputs of the service's dependencies in this
-/// stage ([`Service::dependencies_in`]), by service, as JSON.
+/// stage ([`Service::dependencies_in`]), by service, as JSON. An output holding a secret the
+/// masker knows (a SecureString echoed by a stack) is refused: the site is public.
 pub(crate) async fn site_config(
     ctx: &DeployContext<'_>,
     service: &Service,
@@ -20,10 +21,15 @@ pub(crate) async fn site_config(
     for dep in service.dependencies_in(ctx.stage) {
         let stack = ctx.ws.stack_name(&dep, ctx.stage);
         let owner = ownership(ctx.ws, ctx.stage, &dep);
-        all.insert(
-            dep,
-            cache.get(&stack, Some(&owner)).await?.unwrap_or_default(),
-        );
+        let outputs = cache.get(&stack, Some(&owner)).await?.unwrap_or_default();
+        if let Some((output, _)) = outputs.iter().find(|(_, v)| ctx.masker.mask(v) != **v) {
+            return Err(ServiceError::SiteSecret {
+                service: service.name.clone(),
+                from: dep,
+                output: output.clone(),
+            });
+        }
+        all.insert(dep, outputs);
     }
     let mut bytes = serde_json::to_vec_pretty(&all).expect("outputs serialize");
     bytes.push(b'\n');

@@ -324,23 +324,6 @@ pub fn with_parameter_outputs(
     after: &Value,
     parameters: &[ParameterChange],
 ) {
-    fn reads(v: &Value, name: &str) -> bool {
-        match v {
-            Value::Object(m) => {
-                m.get("Ref").and_then(Value::as_str) == Some(name)
-                    || m.get("Fn::Sub").is_some_and(|sub| {
-                        let text = match sub {
-                            Value::Array(a) => a.first().and_then(Value::as_str),
-                            other => other.as_str(),
-                        };
-                        text.is_some_and(|t| t.contains(&format!("${{{name}}}")))
-                    })
-                    || m.values().any(|x| reads(x, name))
-            }
-            Value::Array(a) => a.iter().any(|x| reads(x, name)),
-            _ => false,
-        }
-    }
     let Some(defined) = after.get("Outputs").and_then(Value::as_object) else {
         return;
     };
@@ -348,7 +331,7 @@ pub fn with_parameter_outputs(
         if outputs.iter().any(|o| o.name == *name) {
             continue;
         }
-        if parameters.iter().any(|p| reads(output, &p.name)) {
+        if parameters.iter().any(|p| reads_parameter(output, &p.name)) {
             outputs.push(OutputChange {
                 name: name.clone(),
                 change: Change::Modify,
@@ -356,6 +339,26 @@ pub fn with_parameter_outputs(
         }
     }
     outputs.sort_by(|a, b| a.name.cmp(&b.name));
+}
+
+/// Whether a template fragment (an output's definition) reads parameter `name`: `Ref`, or
+/// `${name}` in `Fn::Sub`, anywhere inside it.
+pub fn reads_parameter(v: &Value, name: &str) -> bool {
+    match v {
+        Value::Object(m) => {
+            m.get("Ref").and_then(Value::as_str) == Some(name)
+                || m.get("Fn::Sub").is_some_and(|sub| {
+                    let text = match sub {
+                        Value::Array(a) => a.first().and_then(Value::as_str),
+                        other => other.as_str(),
+                    };
+                    text.is_some_and(|t| t.contains(&format!("${{{name}}}")))
+                })
+                || m.values().any(|x| reads_parameter(x, name))
+        }
+        Value::Array(a) => a.iter().any(|x| reads_parameter(x, name)),
+        _ => false,
+    }
 }
 
 /// Adds what a CloudFormation change set says (logical id → `True`, `False`, `Conditional`) to

@@ -399,7 +399,7 @@ pub(crate) async fn announce_with(
         )));
     }
     for f in &done.failed {
-        eprintln!("warning: {f}");
+        eprintln!("warning: {}", crate::ui::mask(f));
     }
 }
 
