@@ -306,7 +306,8 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
         }
     };
     let mut permissions = permissions(ws, stage, &mut notes);
-    permissions.extend(denials(ws, stage, &role, &path));
+    let denied = denials(ws, stage, &role, &path, &permissions);
+    permissions.extend(denied);
     let mut principals: Vec<Value> = options.trust.iter().map(|t| json!(t)).collect();
     if options.codebuild.is_some() {
         principals.push(json!({"Fn::GetAtt": ["CodeBuildRole", "Arn"]}));
@@ -950,9 +951,18 @@ const SENSITIVE: &[&str] = &[
 ];
 
 /// What the role may never do, whatever else allows it: touch its own role or Ferry's own
-/// stacks, attach the administrator policies AWS ships, and, for the preview stages' role, touch
-/// any named stage's stacks, records, roles or buckets.
-pub fn denials(ws: &Workspace, stage: &Stage, role: &str, path: &str) -> Vec<Permission> {
+/// stacks, attach the administrator policies AWS ships; for a named stage's role, touch another
+/// named stage's resources through any service `granted` uses (by the `ferry:stage` tag
+/// CloudFormation passes on from the stack: the per-type grants name no resource, so stages
+/// that share an account are kept apart this way); and for the preview stages' role, touch any
+/// named stage's stacks, records, roles or buckets.
+pub fn denials(
+    ws: &Workspace,
+    stage: &Stage,
+    role: &str,
+    path: &str,
+    granted: &[Permission],
+) -> Vec<Permission> {
     let project = &ws.project.name;
     let mut out = vec![
         Permission {
@@ -986,6 +996,32 @@ pub fn denials(ws: &Workspace, stage: &Stage, role: &str, path: &str) -> Vec<Per
             ]}})),
         },
     ];
+    if !stage.preview {
+        let others: BTreeSet<String> = ws
+            .stages
+            .keys()
+            .filter_map(|name| ws.stage(name).ok())
+            .filter(|other| !other.preview && other.id != stage.id)
+            .map(|other| other.id)
+            .collect();
+        let services: BTreeSet<String> = granted
+            .iter()
+            .filter(|p| !p.deny)
+            .flat_map(|p| &p.actions)
+            .filter_map(|a| a.split_once(':').map(|(service, _)| format!("{service}:*")))
+            .collect();
+        if !others.is_empty() && !services.is_empty() {
+            out.push(Permission {
+                why: "never: another named stage's resources (by their ferry:stage tag)".into(),
+                deny: true,
+                actions: services.into_iter().collect(),
+                resources: vec!["*".into()],
+                condition: Some(json!({"StringEquals": {
+                    format!("aws:ResourceTag/{}", "ferry:stage"): others.iter().collect::<Vec<_>>()
+                }})),
+            });
+        }
+    }
     if stage.preview {
         // Preview names are patterns: keep them off every named stage. Stacks and records by
         // name (one pattern per named stage); roles and buckets by the stage tag CloudFormation

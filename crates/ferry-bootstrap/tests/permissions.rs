@@ -154,3 +154,56 @@ fn the_settings_suggested_after_a_bootstrap_are_those_ferry_toml_lacks() {
         Some("arn:aws:sns:us-east-1:123456789012:other")
     );
 }
+
+/// The per-type grants name no resource, so a named stage's role is kept off every other named
+/// stage's resources by the ferry:stage tag CloudFormation passes on from the stack: stages
+/// that share an account cannot touch each other's tables, functions or queues.
+#[test]
+fn a_named_stages_role_never_touches_another_named_stages_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.prod]\nregion = \"us-east-1\"\nprotected = true\n\n[stages.\"*\"]\nregion = \"us-east-1\"\n",
+    );
+    write(
+        r,
+        "services/db/t.yaml",
+        "Resources:\n  T:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      KeySchema: [{AttributeName: id, KeyType: HASH}]\n      AttributeDefinitions: [{AttributeName: id, AttributeType: S}]\n      BillingMode: PAY_PER_REQUEST\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    write(
+        r,
+        "services/db/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let options = ferry_bootstrap::Options {
+        trust: vec!["arn:aws:iam::111111111111:role/ci".into()],
+        codebuild: None,
+    };
+    let denial = |stage: &str| {
+        let b = ferry_bootstrap::plan(&ws, &ws.stage(stage).unwrap(), &options).unwrap();
+        b.permissions
+            .into_iter()
+            .find(|p| p.deny && p.why.starts_with("never: another named stage's resources"))
+    };
+    let dev = denial("dev").expect("dev's role is kept off prod");
+    assert!(
+        dev.actions.contains(&"dynamodb:*".to_string())
+            && dev.actions.contains(&"sqs:*".to_string()),
+        "{dev:?}"
+    );
+    assert_eq!(dev.resources, ["*"]);
+    assert_eq!(
+        dev.condition.unwrap(),
+        serde_json::json!({"StringEquals": {"aws:ResourceTag/ferry:stage": ["prod"]}})
+    );
+    let prod = denial("prod").unwrap();
+    assert_eq!(
+        prod.condition.unwrap(),
+        serde_json::json!({"StringEquals": {"aws:ResourceTag/ferry:stage": ["dev"]}})
+    );
+    // The previews' role has denials of its own (by name and by tag) and not this one.
+    assert!(denial("feature-x").is_none());
+}
