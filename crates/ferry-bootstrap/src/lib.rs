@@ -829,6 +829,8 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
         ),
     ]);
     let mut plain: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let role_start = out.len();
+    let mut types_seen: BTreeSet<String> = BTreeSet::new();
     for (ty, users) in types {
         match expand.get(ty.as_str()) {
             Some(list) => {
@@ -845,6 +847,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
         }
     }
     for (ty, users) in plain {
+        types_seen.insert(ty.clone());
         let users = users.into_iter().collect::<Vec<_>>().join(", ");
         match actions_of(&ty) {
             Some((actions, scoped)) => out.push(Permission {
@@ -910,7 +913,78 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
             }
         }
     }
+    pass_roles_only_to_their_services(&mut out, role_start, &types_seen, notes);
     out
+}
+
+/// The services CloudFormation passes a role to when it makes a resource of a type in Ferry's
+/// table (a function's execution role, a rule's target role, a bucket's replication role…).
+fn role_passed_to(ty: &str) -> Option<&'static str> {
+    Some(match ty {
+        "AWS::Lambda::Function" => "lambda.amazonaws.com",
+        "AWS::Events::Rule" => "events.amazonaws.com",
+        "AWS::StepFunctions::StateMachine" => "states.amazonaws.com",
+        "AWS::S3::Bucket" => "s3.amazonaws.com",
+        "AWS::SNS::Topic" | "AWS::SNS::Subscription" => "sns.amazonaws.com",
+        t if t.starts_with("AWS::ApiGateway::") || t.starts_with("AWS::ApiGatewayV2::") => {
+            "apigateway.amazonaws.com"
+        }
+        _ => return None,
+    })
+}
+
+/// Moves `iam:PassRole` out of the role statement (among `out[from..]`, the per-type grants)
+/// into one of its own, conditioned on `iam:PassedToService`: the roles go only to the services
+/// the templates give them to. Left as it is (with a note) when a type Ferry's table lacks may
+/// pass a role too.
+fn pass_roles_only_to_their_services(
+    out: &mut Vec<Permission>,
+    from: usize,
+    types: &BTreeSet<String>,
+    notes: &mut Vec<String>,
+) {
+    let Some(at) = out[from..]
+        .iter()
+        .position(|p| !p.deny && p.actions.iter().any(|a| a == "iam:PassRole"))
+        .map(|i| from + i)
+    else {
+        return;
+    };
+    let unknown: Vec<&str> = types
+        .iter()
+        .map(String::as_str)
+        .filter(|t| actions_of(t).is_none())
+        .filter(|t| !t.starts_with("Custom::") && *t != "AWS::CloudFormation::CustomResource")
+        .collect();
+    if !unknown.is_empty() {
+        notes.push(format!(
+            "iam:PassRole is granted without an iam:PassedToService condition: {} may pass a role to a service Ferry cannot name; add the condition by hand",
+            unknown.join(", ")
+        ));
+        return;
+    }
+    let services: Vec<&str> = types
+        .iter()
+        .filter_map(|t| role_passed_to(t))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    out[at].actions.retain(|a| a != "iam:PassRole");
+    if services.is_empty() {
+        // Roles are made, but no resource here takes one: nothing is passed.
+        return;
+    }
+    let statement = Permission {
+        why: format!(
+            "iam:PassRole: the stage's roles, only to {}",
+            services.join(", ")
+        ),
+        actions: strings(&["iam:PassRole"]),
+        resources: out[at].resources.clone(),
+        condition: Some(json!({"StringEquals": {"iam:PassedToService": services}})),
+        ..Default::default()
+    };
+    out.insert(at + 1, statement);
 }
 
 enum Scope {

@@ -207,3 +207,75 @@ fn a_named_stages_role_never_touches_another_named_stages_resources() {
     // The previews' role has denials of its own (by name and by tag) and not this one.
     assert!(denial("feature-x").is_none());
 }
+
+/// `iam:PassRole` goes in a statement of its own, only to the services the templates give
+/// roles to; when a type Ferry's table lacks may pass one too, it stays unconditioned, noted.
+#[test]
+fn roles_are_passed_only_to_the_services_that_take_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    write(
+        r,
+        "services/fn/t.yaml",
+        "Resources:\n  Role:\n    Type: AWS::IAM::Role\n    Properties:\n      AssumeRolePolicyDocument: {}\n  F:\n    Type: AWS::Lambda::Function\n    Properties:\n      Runtime: python3.12\n      Handler: a.h\n      Role: !GetAtt Role.Arn\n      Code: {ZipFile: x}\n  R:\n    Type: AWS::Events::Rule\n    Properties:\n      ScheduleExpression: rate(1 hour)\n",
+    );
+    write(
+        r,
+        "services/fn/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    let plan = |r: &std::path::Path| {
+        let ws = ferry_manifest::load(r).unwrap();
+        let options = ferry_bootstrap::Options {
+            trust: vec!["arn:aws:iam::111111111111:role/ci".into()],
+            codebuild: None,
+        };
+        ferry_bootstrap::plan(&ws, &ws.stage("dev").unwrap(), &options).unwrap()
+    };
+    let b = plan(r);
+    let passing: Vec<&ferry_bootstrap::Permission> = b
+        .permissions
+        .iter()
+        .filter(|p| !p.deny && p.actions.iter().any(|a| a == "iam:PassRole"))
+        .collect();
+    assert_eq!(passing.len(), 1, "{:#?}", b.permissions);
+    assert_eq!(passing[0].actions, ["iam:PassRole"]);
+    assert_eq!(
+        passing[0].condition.as_ref().unwrap(),
+        &serde_json::json!({"StringEquals": {"iam:PassedToService": ["events.amazonaws.com", "lambda.amazonaws.com"]}})
+    );
+    let role = b
+        .permissions
+        .iter()
+        .find(|p| p.why.starts_with("AWS::IAM::Role"))
+        .unwrap();
+    assert!(role.actions.contains(&"iam:CreateRole".to_string()));
+    assert_eq!(role.resources, passing[0].resources);
+
+    // A type the table lacks may pass a role to anything: left unconditioned, and said.
+    write(
+        r,
+        "services/fn/t.yaml",
+        &(std::fs::read_to_string(r.join("services/fn/t.yaml")).unwrap()
+            + "  S:\n    Type: AWS::Kinesis::Stream\n    Properties:\n      ShardCount: 1\n"),
+    );
+    let b = plan(r);
+    let role = b
+        .permissions
+        .iter()
+        .find(|p| p.why.starts_with("AWS::IAM::Role"))
+        .unwrap();
+    assert!(role.actions.contains(&"iam:PassRole".to_string()));
+    assert!(
+        b.notes.iter().any(|n| n.starts_with(
+            "iam:PassRole is granted without an iam:PassedToService condition: AWS::Kinesis::Stream"
+        )),
+        "{:?}",
+        b.notes
+    );
+}
