@@ -668,7 +668,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                     types.entry(t.into()).or_default().insert(s.name.clone());
                 }
                 notes.push(format!(
-                    "`{}` is a Serverless Framework service: its compiled template is known only when it is packaged; granted what a function with its role, log group and deployment bucket needs; add what its `resources:` and events use",
+                    "`{}` is a Serverless Framework service: its compiled template is known only when it is packaged; granted what a function with its role, log group and deployment bucket needs; add what its `resources:` and events use (and, for one that is given a role, its service to iam:PassedToService)",
                     s.name
                 ));
             }
