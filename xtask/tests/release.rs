@@ -952,15 +952,12 @@ fn tests_edited_in_the_checkout_record_nothing_and_the_gate_holds() {
     // The test command edited, not committed: it passes, and nothing is recorded.
     let manifest = r.path().join("services/app/service.toml");
     let committed = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        committed.replace(
-            "command = [\"sh\", \"-c\", \"test ! -e \\\"$VERDICTS/$FERRY_STAGE-$FERRY_SERVICE\\\"\"]",
-            "command = [\"true\"]",
-        ),
-    )
-    .unwrap();
-    assert_ne!(std::fs::read_to_string(&manifest).unwrap(), committed);
+    let edited = committed.replace(
+        "command = [\"sh\", \"-c\", \"test ! -e \\\"$VERDICTS/$FERRY_STAGE-$FERRY_SERVICE\\\"\"]",
+        "command = [\"true\"]",
+    );
+    assert_ne!(edited, committed);
+    std::fs::write(&manifest, &edited).unwrap();
     let (out, err) = fails(&r, v, &["test-acceptance", "staging", "--service", "app"]);
     assert!(row(&out, "app").contains("passed"), "{out}\n{err}");
     assert!(
@@ -991,6 +988,26 @@ fn tests_edited_in_the_checkout_record_nothing_and_the_gate_holds() {
             .as_ref()
             .map(|a| a.passed),
         Some(true)
+    );
+
+    // A promote runs this checkout's tests against the stored package: with the service
+    // changed since that package was made (its test command, committed), they are not its
+    // tests, and prod records nothing, though they pass.
+    std::fs::write(v.join("prod-app"), "").unwrap();
+    std::fs::write(&manifest, &edited).unwrap();
+    r.commit("app's test made to pass");
+    let (out, err) = fails(&r, v, &["promote", "staging", "prod", "--test"]);
+    let said = format!("{out}{err}");
+    assert!(
+        said.contains("app: deployed, and its acceptance tests passed, but the outcome is not recorded: it was deployed from "),
+        "{said}"
+    );
+    assert_eq!(
+        records(p, "prod")["app"]
+            .acceptance
+            .as_ref()
+            .map(|a| a.passed),
+        None
     );
 }
 

@@ -433,7 +433,7 @@ fn a_protected_stack_is_never_removed_without_allow_protected() {
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(
         err.contains(&format!(
-            "stack {stack} has termination protection on (deployed as a protected stage's, or protected by hand): removing it needs --allow-protected"
+            "stack {stack} has termination protection on (deployed as a protected stage's, or protected by hand): only `remove` with --allow-protected removes it"
         )),
         "{err}"
     );

@@ -854,10 +854,10 @@ fn a_secret_a_stack_output_echoes_is_masked_everywhere_and_never_recorded() {
         "{said}"
     );
     assert!(!said.contains(secret), "{said}");
-    let bucket = records("vault", "dev")
-        .get("web")
-        .and_then(|r| r.outputs.get("BucketName").cloned());
-    assert_eq!(bucket, None, "web recorded nothing");
+    assert!(
+        !records("vault", "dev").contains_key("web"),
+        "web recorded nothing"
+    );
     ok(&mut xtask(&r, &["remove", "dev"]));
 }
 

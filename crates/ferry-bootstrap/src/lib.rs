@@ -1025,11 +1025,11 @@ const SENSITIVE: &[&str] = &[
 ];
 
 /// What the role may never do, whatever else allows it: touch its own role or Ferry's own
-/// stacks, attach the administrator policies AWS ships; for a named stage's role, touch another
-/// named stage's resources through any service `granted` uses (by the `ferry:stage` tag
-/// CloudFormation passes on from the stack: the per-type grants name no resource, so stages
-/// that share an account are kept apart this way); and for the preview stages' role, touch any
-/// named stage's stacks, records, roles or buckets.
+/// stacks, attach the administrator policies AWS ships; touch another named stage's resources
+/// through any service `granted` uses (by the `ferry:stage` tag CloudFormation passes on from
+/// the stack: the per-type grants name no resource, so stages that share an account are kept
+/// apart this way); and for the preview stages' role, touch any named stage's stacks, records,
+/// roles or buckets.
 pub fn denials(
     ws: &Workspace,
     stage: &Stage,
@@ -1070,7 +1070,8 @@ pub fn denials(
             ]}})),
         },
     ];
-    if !stage.preview {
+    {
+        // For the previews' role (which runs code nobody has merged yet), every named stage.
         let others: BTreeSet<String> = ws
             .stages
             .keys()
@@ -1091,7 +1092,7 @@ pub fn denials(
                 actions: services.into_iter().collect(),
                 resources: vec!["*".into()],
                 condition: Some(json!({"StringEquals": {
-                    format!("aws:ResourceTag/{}", "ferry:stage"): others.iter().collect::<Vec<_>>()
+                    format!("aws:ResourceTag/{}", STAGE_TAG): others.iter().collect::<Vec<_>>()
                 }})),
             });
         }
@@ -1136,7 +1137,7 @@ pub fn denials(
                 actions: strings(&["iam:*", "s3:*"]),
                 resources: vec!["*".into()],
                 condition: Some(json!({"StringEquals": {
-                    format!("aws:ResourceTag/{}", "ferry:stage"): ids.iter().collect::<Vec<_>>()
+                    format!("aws:ResourceTag/{}", STAGE_TAG): ids.iter().collect::<Vec<_>>()
                 }})),
             });
         }
@@ -1155,6 +1156,10 @@ pub fn denials(
     }
     out
 }
+
+/// The tag that names a stack's stage id (ferry-stacks' `TAG_STAGE`, written here to keep this
+/// crate free of the CloudFormation client), which CloudFormation passes on to what it creates.
+const STAGE_TAG: &str = "ferry:stage";
 
 fn strings(s: &[&str]) -> Vec<String> {
     s.iter().map(|x| (*x).to_string()).collect()

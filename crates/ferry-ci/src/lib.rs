@@ -156,7 +156,10 @@ impl CiContext {
             };
             let trigger = match (event.as_deref(), get("GITHUB_REF_TYPE").as_deref()) {
                 (Some("merge_group"), _) => Trigger::PullRequest {
-                    id: queued().unwrap_or_else(|| ref_name.clone()),
+                    // A queue ref of another shape: its last part, never a path.
+                    id: queued().unwrap_or_else(|| {
+                        ref_name.rsplit('/').next().unwrap_or(&ref_name).to_string()
+                    }),
                 },
                 (Some(e), _) if e != "pull_request_target" && pull_ref.is_some() => {
                     Trigger::PullRequest {
@@ -243,27 +246,33 @@ impl CiContext {
     }
 
     /// [`check_may_change`](Self::check_may_change) for writing the SSM parameter `name` (a
-    /// full name) in stage `stage`: a preview stage's own only under its `parameters_path`, as
-    /// any other name (another stage's parameters, records or lock) is not the preview's.
+    /// full name) in stage `stage`: a preview stage's own only under its `parameters_path`, and
+    /// never under one of `named` (the named stages' parameters and records paths, which a
+    /// previews' path may hold), as any other name is not the preview's.
     pub fn check_may_write_parameter(
         &self,
         stage: &str,
         preview: bool,
         name: &str,
         parameters_path: Option<&str>,
+        named: &[String],
     ) -> Result<(), PullRequestBuild> {
-        let own = parameters_path.is_some_and(|p| {
-            name.strip_prefix(p.trim_end_matches('/'))
+        let under = |path: &str| {
+            name.strip_prefix(path.trim_end_matches('/'))
                 .is_some_and(|rest| rest.starts_with('/'))
-        });
-        let detail = if preview && !own {
-            format!(
+        };
+        let own = parameters_path.is_some_and(under);
+        let theirs = named.iter().find(|p| under(p));
+        let detail = match theirs {
+            _ if !preview => String::new(),
+            Some(path) => format!(" through SSM name {name}, under a named stage's path ({path})"),
+            None if !own => format!(
                 " through SSM name {name}, outside its parameters-path ({})",
                 parameters_path.unwrap_or("none")
-            )
-        } else {
-            String::new()
+            ),
+            None => String::new(),
         };
+        let own = own && theirs.is_none();
         self.refuse("param set", stage, preview && own, detail)
     }
 
@@ -328,7 +337,7 @@ mod tests {
         // A preview's own parameters, under its parameters-path, and nothing else.
         let path = Some("/shop/preview/");
         assert_eq!(
-            pr.check_may_write_parameter("pr-9", true, "/shop/preview/pr-9/x", path),
+            pr.check_may_write_parameter("pr-9", true, "/shop/preview/pr-9/x", path, &[]),
             Ok(())
         );
         for name in [
@@ -337,7 +346,7 @@ mod tests {
             "/shop/dev/x",
         ] {
             let err = pr
-                .check_may_write_parameter("pr-9", true, name, path)
+                .check_may_write_parameter("pr-9", true, name, path, &[])
                 .unwrap_err();
             assert!(
                 err.to_string().starts_with(&format!(
@@ -347,8 +356,34 @@ mod tests {
             );
         }
         assert!(
-            pr.check_may_write_parameter("dev", false, "/shop/dev/x", Some("/shop/dev"))
+            pr.check_may_write_parameter("dev", false, "/shop/dev/x", Some("/shop/dev"), &[])
                 .is_err()
+        );
+        // A previews' path holding a named stage's: that stage's names are not the preview's.
+        let err = pr
+            .check_may_write_parameter(
+                "pr-9",
+                true,
+                "/shop/prod/db",
+                Some("/shop/"),
+                &["/shop/prod/".to_string()],
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "through SSM name /shop/prod/db, under a named stage's path (/shop/prod/)"
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            pr.check_may_write_parameter(
+                "pr-9",
+                true,
+                "/shop/pr-9/db",
+                Some("/shop/"),
+                &["/shop/prod/".to_string()]
+            ),
+            Ok(())
         );
 
         let branch = CiContext::from_vars(|k| match k {
@@ -358,7 +393,7 @@ mod tests {
         });
         assert_eq!(branch.check_may_change("promote", "prod", false), Ok(()));
         assert_eq!(
-            branch.check_may_write_parameter("dev", false, "/ferry/shop/dev/records/db", None),
+            branch.check_may_write_parameter("dev", false, "/ferry/shop/dev/records/db", None, &[]),
             Ok(())
         );
         let local = CiContext::from_vars(|_| None);

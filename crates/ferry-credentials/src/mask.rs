@@ -44,6 +44,16 @@ impl Masker {
         out
     }
 
+    /// Whether `text` is a registered secret, or holds one of at least 8 characters. A
+    /// shorter secret inside a longer text (`1` in a URL) is too likely to be a coincidence to
+    /// refuse the text for: [`mask`](Self::mask) still hides it wherever it is printed.
+    pub fn holds_secret(&self, text: &str) -> bool {
+        let secrets = self.secrets.read().expect("masker lock");
+        secrets
+            .iter()
+            .any(|s| text.trim() == s || (s.len() >= 8 && text.contains(s.as_str())))
+    }
+
     pub fn len(&self) -> usize {
         self.secrets.read().expect("masker lock").len()
     }
@@ -56,6 +66,17 @@ impl Masker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_holds_a_secret_when_it_is_one_or_contains_a_long_one() {
+        let m = Masker::new();
+        m.register("1");
+        m.register("correct-horse");
+        assert!(m.holds_secret("1"));
+        assert!(!m.holds_secret("https://api.example.com/v1"));
+        assert!(m.holds_secret("https://x/?t=correct-horse"));
+        assert!(!m.holds_secret("correct"));
+    }
 
     #[test]
     fn masks_every_registered_secret_longest_first() {

@@ -206,6 +206,9 @@ pub async fn test_deployed(
             outputs.insert(s, o);
         }
     }
+    // Judged before the tests run: a build or a test that changes the tree afterwards (or puts
+    // it back) must not decide it.
+    let unvouched = unvouched(ws, previous, selected);
     let report = ferry_acceptance::run(
         &harness,
         selected,
@@ -218,7 +221,6 @@ pub async fn test_deployed(
     let now = ferry_records::now_secs();
     let mut unmarked = Vec::new();
     let mut not_recorded = Vec::new();
-    let unvouched = unvouched(ws, previous, selected);
     for o in &report.outcomes {
         let Some(r) = previous.get(&o.service) else {
             continue;

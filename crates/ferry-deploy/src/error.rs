@@ -42,6 +42,10 @@ pub enum ServiceError {
         template: String,
     },
     #[error(
+        "{service}: deployed, and its acceptance tests passed, but the outcome is not recorded: {why}; a record says that its package passed, so only that package's own tests count: commit and deploy, or run from the commit the package was made from"
+    )]
+    TestsNotRecorded { service: String, why: String },
+    #[error(
         "{service}: output {output} of {template} reads parameter {parameter}, which receives a SecureString: CloudFormation shows outputs in the console and to DescribeStacks, and every reader of the stack would get the secret; nothing was deployed: remove the output, and declare {parameter} NoEcho: true"
     )]
     OutputEchoesSecret {

@@ -426,11 +426,12 @@ pub async fn deploy_selection(
                 .into_iter()
                 .filter(|d| candidates.contains(*d))
                 .collect();
-            if deps.is_empty() {
-                // A reader of values kept outside git (see `candidates`).
+            if !deps.is_empty() {
+                format!("dependent of {}", deps.join(", "))
+            } else if crate::prepare::reads_outside_git(ctx.ws, &service) {
                 "reads values kept outside git (SSM, S3): checked against its record".to_string()
             } else {
-                format!("dependent of {}", deps.join(", "))
+                "checked against its record".to_string()
             }
         };
         let run = &run;
@@ -1231,16 +1232,33 @@ async fn deploy_one(
     };
     ctx.records.write(&record).await?;
     if let Some(from) = &spec.renamed_from {
-        // The stack is this service's now, tagged so: the record of the name it had goes. The
-        // deploy stands if that fails; the note says how to finish.
-        let note = match ctx.records.delete(from).await {
-            Ok(()) => format!(
-                "took stack {stack} over from `{from}`, the name this service had: its record is dropped"
-            ),
-            Err(e) => format!(
-                "warning: took stack {stack} over from `{from}`, the name this service had, but its record could not be dropped ({e}); delete SSM parameter {}",
-                ctx.records.record_name(from)
-            ),
+        // Once the stack is tagged for this service, the record of the name it had goes (it is
+        // what lets a later `--adopt` find the stack, so it stays while the tags do not say so:
+        // an update CloudFormation found nothing to do in). The deploy stands either way; the
+        // note says how to finish.
+        let tagged = run
+            .engine
+            .describe(stack)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|info| {
+                info.tags.get(ferry_stacks::ownership::TAG_SERVICE) == Some(&service.name)
+            });
+        let note = if !tagged {
+            format!(
+                "warning: stack {stack} is still tagged for `{from}`, the name this service had (CloudFormation updated nothing); its record is kept: change the service's template or parameters, then deploy with --adopt again"
+            )
+        } else {
+            match ctx.records.delete(from).await {
+                Ok(()) => format!(
+                    "took stack {stack} over from `{from}`, the name this service had: its record is dropped"
+                ),
+                Err(e) => format!(
+                    "warning: took stack {stack} over from `{from}`, the name this service had, but its record could not be dropped ({e}); delete SSM parameter {}",
+                    ctx.records.record_name(from)
+                ),
+            }
         };
         on(Event::Stack {
             service: service.name.clone(),
@@ -1302,6 +1320,22 @@ async fn run_tests(
         service: service.name.clone(),
         progress: Progress::Note("running its acceptance tests".into()),
     });
+    // A stored package (promote, rollback, approval) was made elsewhere: this checkout's tests
+    // are its tests only when the checkout holds what it was made from (see `unvouched`),
+    // judged before they run. A package made from this checkout in this run is.
+    let stored = ctx
+        .package
+        .is_some_and(|p| p.origins.contains_key(&service.name));
+    let unvouched = if stored {
+        crate::acceptance::unvouched(
+            ctx.ws,
+            &BTreeMap::from([(service.name.clone(), record.clone())]),
+            &BTreeSet::from([service.name.clone()]),
+        )
+        .remove(&service.name)
+    } else {
+        None
+    };
     let harness =
         crate::acceptance::harness(ctx.ws, ctx.stage, ctx.config, ctx.masker, ctx.builds).await?;
     let mut outputs = BTreeMap::new();
@@ -1333,11 +1367,23 @@ async fn run_tests(
             outcome.duration.as_secs_f64()
         )),
     });
+    if outcome.status.is_failure() {
+        if unvouched.is_none()
+            && let Some(marked) =
+                ferry_acceptance::mark(record, &outcome, ferry_records::now_secs())
+        {
+            ctx.records.write(&marked).await?;
+        }
+        return Err(ServiceError::tests_failed(action, &outcome.status));
+    }
+    if let Some(why) = unvouched {
+        return Err(ServiceError::TestsNotRecorded {
+            service: service.name.clone(),
+            why,
+        });
+    }
     if let Some(marked) = ferry_acceptance::mark(record, &outcome, ferry_records::now_secs()) {
         ctx.records.write(&marked).await?;
-    }
-    if outcome.status.is_failure() {
-        return Err(ServiceError::tests_failed(action, &outcome.status));
     }
     Ok(ServiceResult::Deployed { action })
 }

@@ -22,7 +22,7 @@ pub(crate) async fn site_config(
         let stack = ctx.ws.stack_name(&dep, ctx.stage);
         let owner = ownership(ctx.ws, ctx.stage, &dep);
         let outputs = cache.get(&stack, Some(&owner)).await?.unwrap_or_default();
-        if let Some((output, _)) = outputs.iter().find(|(_, v)| ctx.masker.mask(v) != **v) {
+        if let Some((output, _)) = outputs.iter().find(|(_, v)| ctx.masker.holds_secret(v)) {
             return Err(ServiceError::SiteSecret {
                 service: service.name.clone(),
                 from: dep,

@@ -65,15 +65,18 @@ fn valid_selector(selector: &str) -> bool {
         return selector.bytes().all(|b| b.is_ascii_digit())
             && selector.parse::<i64>().is_ok_and(|v| v >= 1);
     }
-    let reserved = selector.len() >= 3
-        && ["aws", "ssm"]
-            .iter()
-            .any(|r| selector[..3].eq_ignore_ascii_case(r));
     selector.len() <= MAX_SSM_LABEL
-        && !reserved
         && selector
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        && reserved_prefix(selector).is_none()
+}
+
+/// The `aws` or `ssm` (in any case) that `text` begins with, which AWS keeps for itself in
+/// parameter names and labels.
+fn reserved_prefix(text: &str) -> Option<&str> {
+    text.get(..3)
+        .filter(|start| ["aws", "ssm"].iter().any(|r| start.eq_ignore_ascii_case(r)))
 }
 
 /// The start of the parameter types whose value is the name of an SSM parameter
@@ -153,15 +156,13 @@ fn check(name: &str, path: bool, read: bool) -> Result<(), SsmNameError> {
         });
     }
     let first = body.split('/').next().unwrap_or_default();
-    for reserved in ["aws", "ssm"].into_iter().filter(|_| !read) {
-        if first.len() >= 3 && first[..3].eq_ignore_ascii_case(reserved) {
-            return Err(SsmNameError::Reserved {
-                name: err_name(),
-                prefix: first[..3].to_string(),
-            });
-        }
+    match reserved_prefix(first).filter(|_| !read) {
+        Some(prefix) => Err(SsmNameError::Reserved {
+            name: err_name(),
+            prefix: prefix.to_string(),
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -217,6 +218,8 @@ mod tests {
             "/shop/db:a b",
             "/shop/db:a:b",
             "/shop/db:99999999999999999999",
+            "/shop/db:éé",
+            "/shop/db:aé",
         ] {
             assert!(
                 matches!(

@@ -222,6 +222,20 @@ impl Workspace {
         records_path(&self.project.name, &stage.config, &stage.id)
     }
 
+    /// The SSM paths the named stages own: each one's `parameters-path` and records path (what
+    /// a preview stage, whose paths may hold them, must leave alone).
+    pub fn named_stage_paths(&self) -> Vec<String> {
+        self.stages
+            .keys()
+            .filter_map(|name| self.stage(name).ok())
+            .filter(|stage| !stage.preview)
+            .flat_map(|stage| {
+                let records = self.records_path(&stage);
+                stage.config.parameters_path.into_iter().chain([records])
+            })
+            .collect()
+    }
+
     /// The CloudFormation stack name of `service` in `stage`.
     pub fn stack_name(&self, service: &str, stage: &Stage) -> String {
         match self.service(service) {

@@ -342,17 +342,23 @@ pub fn with_parameter_outputs(
 }
 
 /// Whether a template fragment (an output's definition) reads parameter `name`: `Ref`, or
-/// `${name}` in `Fn::Sub`, anywhere inside it.
+/// `${name}` in `Fn::Sub` (unless the `Fn::Sub` defines a variable of that name itself),
+/// anywhere inside it.
 pub fn reads_parameter(v: &Value, name: &str) -> bool {
     match v {
         Value::Object(m) => {
             m.get("Ref").and_then(Value::as_str) == Some(name)
                 || m.get("Fn::Sub").is_some_and(|sub| {
-                    let text = match sub {
-                        Value::Array(a) => a.first().and_then(Value::as_str),
-                        other => other.as_str(),
+                    let (text, local) = match sub {
+                        Value::Array(a) => (
+                            a.first().and_then(Value::as_str),
+                            a.get(1)
+                                .and_then(Value::as_object)
+                                .is_some_and(|vars| vars.contains_key(name)),
+                        ),
+                        other => (other.as_str(), false),
                     };
-                    text.is_some_and(|t| t.contains(&format!("${{{name}}}")))
+                    !local && text.is_some_and(|t| t.contains(&format!("${{{name}}}")))
                 })
                 || m.values().any(|x| reads_parameter(x, name))
         }
@@ -681,6 +687,15 @@ mod tests {
             ["Seen", "Url"],
             "A and B change; S stays masked as it was"
         );
+        // `${A}` naming an Fn::Sub variable of its own is no read of parameter A.
+        assert!(!reads_parameter(
+            &json!({"Fn::Sub": ["${A}", {"A": "fixed"}]}),
+            "A"
+        ));
+        assert!(reads_parameter(
+            &json!({"Fn::Sub": ["${X}", {"X": {"Ref": "A"}}]}),
+            "A"
+        ));
         // AWS's change set decides replacements, and names what parameters change.
         let mut with = review.resources.clone();
         let after = json!({"Resources": {

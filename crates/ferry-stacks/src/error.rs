@@ -89,7 +89,7 @@ pub enum StackError {
         to: String,
     },
     #[error(
-        "stack {stack} has termination protection on (deployed as a protected stage's, or protected by hand): removing it needs --allow-protected, which turns the protection off first"
+        "stack {stack} has termination protection on (deployed as a protected stage's, or protected by hand): only `remove` with --allow-protected removes it, turning the protection off first (`previews prune` never does)"
     )]
     TerminationProtected { stack: String },
     #[error(

@@ -59,7 +59,7 @@ pub(crate) fn keep_unmarked(after: &mut AfterMoved, tested: &mut ferry_deploy::T
         after.keep(
             &format!("recording the tests' outcome of `{service}`"),
             Err::<(), _>(anyhow::anyhow!(
-                "the outcome of `{service}`'s tests is not recorded: {why}; a record says its package passed, so only the tests that deployed with it count: commit, deploy and test again, or test from the commit it was deployed from"
+                "the outcome of `{service}`'s tests is not recorded: {why}; a record says whether its package passed, so only that package's own tests count: commit, deploy and test again"
             )),
         );
     }

@@ -19,7 +19,8 @@ pub struct RemoveArgs {
     /// or renamed); refused if such a record names a current service's stack
     #[arg(long)]
     orphans: bool,
-    /// Allow removing a protected stage (turns termination protection off first)
+    /// Allow removing a protected stage, and any stack with termination protection on whatever
+    /// the checkout says of its stage (turns the protection off first)
     #[arg(long)]
     allow_protected: bool,
     /// Also delete stacks of this stage's names that have no Ferry tags

@@ -100,6 +100,7 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
                 target.preview,
                 &full,
                 target.config.parameters_path.as_deref(),
+                &ws.named_stage_paths(),
             )?;
             if std::io::stdin().is_terminal() {
                 eprintln!("type the value, then Ctrl-D (or pipe it in: printf %s \"$VALUE\" | {} param set …)", ctx.app.name);
