@@ -198,9 +198,16 @@ fn bootstrap_prints_a_template_cfn_lint_accepts_and_a_second_run_writes_nothing(
         None,
     );
     assert_eq!(code, 0, "{err}");
+    // By each stack's name (a pattern `{p}-*-staging` would also cover a preview whose id
+    // ends in `-staging`), and by the stage tag for stacks this checkout does not know.
     assert!(
-        previews.contains(&format!("stack/{p}-*-staging/*")),
+        previews.contains(&format!("stack/{p}-api-staging/*")),
         "named stacks denied"
+    );
+    assert!(!previews.contains(&format!("stack/{p}-*-staging/*")));
+    assert!(
+        previews.contains("\"aws:ResourceTag/ferry:stage\""),
+        "and by tag"
     );
     assert!(
         previews.contains(&format!("parameter/ferry/{p}/staging/*")),

@@ -461,7 +461,8 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
     let (code, out, err) = local(&r, state.path(), &["deploy", "staging"]);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(
-        format!("{out}{err}").contains("pass --adopt to take the stack over for `notifications`"),
+        format!("{out}{err}")
+            .contains("`deploy` with --adopt takes the stack over for `notifications`"),
         "{out}\n{err}"
     );
     let record = |name: &str| {

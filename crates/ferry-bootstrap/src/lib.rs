@@ -658,17 +658,20 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     for s in &ws.services {
         match s.kind {
             ServiceKind::Serverless => {
+                // What every compiled template holds: the functions, their role and log
+                // groups, and the deployment bucket with its policy (TLS only).
                 for t in [
                     "AWS::Lambda::Function",
                     "AWS::Lambda::Version",
                     "AWS::IAM::Role",
                     "AWS::Logs::LogGroup",
                     "AWS::S3::Bucket",
+                    "AWS::S3::BucketPolicy",
                 ] {
                     types.entry(t.into()).or_default().insert(s.name.clone());
                 }
                 notes.push(format!(
-                    "`{}` is a Serverless Framework service: its compiled template is known only when it is packaged; granted what a function with its role, log group and deployment bucket needs; add what its `resources:` and events use (and, for one that is given a role, its service to iam:PassedToService)",
+                    "`{}` is a Serverless Framework service: its compiled template is known only when it is packaged; granted what a function with its role, log group and deployment bucket (and its policy) needs; add what its `resources:` and events use (and, for one that is given a role, its service to iam:PassedToService)",
                     s.name
                 ));
             }
@@ -1099,20 +1102,16 @@ pub fn denials(
     }
     if stage.preview {
         // Preview names are patterns: keep them off every named stage. Stacks and records by
-        // name (one pattern per named stage); roles and buckets by the stage tag CloudFormation
+        // name (each service's stack in each named stage: a pattern such as `shop-*-dev` would
+        // also cover a preview whose id ends in `-dev`; stacks of services this checkout lacks
+        // are kept off by their tag, below); roles and buckets by the stage tag CloudFormation
         // passes on from the stack (their names are cut short, so names cannot tell).
         let mut stacks = BTreeSet::new();
         let mut records = BTreeSet::new();
         let mut ids = BTreeSet::new();
         for name in ws.stages.keys() {
             let Ok(named) = ws.stage(name) else { continue };
-            stacks.insert(ferry_manifest::render_stack_name(
-                &ws.project.stack_name,
-                project,
-                "*",
-                &named.id,
-            ));
-            for s in ws.services.iter().filter(|s| s.stack_name.is_some()) {
+            for s in &ws.services {
                 stacks.insert(ws.stack_name(&s.name, &named));
             }
             records.insert(ws.records_path(&named));

@@ -81,7 +81,7 @@ pub enum StackError {
         expected: String,
     },
     #[error(
-        "stack {stack} is tagged for service `{from}`, which is no service any more: `{to}` was renamed from it and kept its stack; pass --adopt to take the stack over for `{to}` (Ferry tags it for `{to}` and drops the record of `{from}`), or give `{to}` its old name back (`name = \"{from}\"` in its service.toml)"
+        "stack {stack} is tagged for service `{from}`, which is no service any more: `{to}` was renamed from it and kept its stack; `deploy` with --adopt takes the stack over for `{to}` (Ferry tags it for `{to}` and drops the record of `{from}`; promote, rollback and approve never take a stack over), or give `{to}` its old name back (`name = \"{from}\"` in its service.toml)"
     )]
     RenamedService {
         stack: String,

@@ -369,7 +369,7 @@ async fn the_stack_of_a_renamed_service_is_taken_over_only_with_adopt() {
         matches!(&err, StackError::RenamedService { from, to, .. } if from == "orders" && to == "purchases"),
         "{err:?}"
     );
-    assert!(err.to_string().contains("pass --adopt"), "{err}");
+    assert!(err.to_string().contains("`deploy` with --adopt"), "{err}");
     // With adopt: taken over and tagged for the new name.
     let taken = e
         .deploy(
