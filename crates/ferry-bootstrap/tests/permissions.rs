@@ -283,3 +283,44 @@ fn roles_are_passed_only_to_the_services_that_take_them() {
         b.notes
     );
 }
+
+/// A Serverless Framework service's template is known only when it compiles: the grants cover
+/// what every compiled template holds, its deployment bucket's policy included.
+#[test]
+fn a_serverless_service_is_granted_what_every_compiled_template_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    write(
+        r,
+        "services/notifier/serverless.yml",
+        "service: shop-notifications\nprovider:\n  name: aws\n  runtime: python3.12\nfunctions:\n  notify:\n    handler: h.handle\n",
+    );
+    write(
+        r,
+        "services/notifier/service.toml",
+        "[service]\nkind = \"serverless\"\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let mut notes = Vec::new();
+    let permissions = ferry_bootstrap::permissions(&ws, &ws.stage("dev").unwrap(), &mut notes);
+    let actions: Vec<&str> = permissions
+        .iter()
+        .filter(|p| !p.deny)
+        .flat_map(|p| p.actions.iter().map(String::as_str))
+        .collect();
+    for needed in [
+        "lambda:CreateFunction",
+        "iam:CreateRole",
+        "logs:CreateLogGroup",
+        "s3:CreateBucket",
+        "s3:PutBucketPolicy",
+        "s3:DeleteBucketPolicy",
+    ] {
+        assert!(actions.contains(&needed), "{needed}: {actions:?}");
+    }
+}
