@@ -1082,12 +1082,17 @@ pub fn denials(
             .filter(|other| !other.preview && other.id != stage.id)
             .map(|other| other.id)
             .collect();
-        let services: BTreeSet<String> = granted
+        let mut services: BTreeSet<String> = granted
             .iter()
             .filter(|p| !p.deny)
             .flat_map(|p| &p.actions)
             .filter_map(|a| a.split_once(':').map(|(service, _)| format!("{service}:*")))
             .collect();
+        if stage.preview {
+            // Roles and buckets whatever else is granted: their names are cut short, so names
+            // cannot tell a named stage's from a preview's.
+            services.extend(["iam:*".to_string(), "s3:*".to_string()]);
+        }
         if !others.is_empty() && !services.is_empty() {
             out.push(Permission {
                 why: "never: another named stage's resources (by their ferry:stage tag)".into(),
@@ -1103,19 +1108,16 @@ pub fn denials(
     if stage.preview {
         // Preview names are patterns: keep them off every named stage. Stacks and records by
         // name (each service's stack in each named stage: a pattern such as `shop-*-dev` would
-        // also cover a preview whose id ends in `-dev`; stacks of services this checkout lacks
-        // are kept off by their tag, below); roles and buckets by the stage tag CloudFormation
-        // passes on from the stack (their names are cut short, so names cannot tell).
+        // also cover a preview whose id ends in `-dev`); everything else, stacks this checkout
+        // does not know, roles and buckets included, by the stage tag (above).
         let mut stacks = BTreeSet::new();
         let mut records = BTreeSet::new();
-        let mut ids = BTreeSet::new();
         for name in ws.stages.keys() {
             let Ok(named) = ws.stage(name) else { continue };
             for s in &ws.services {
                 stacks.insert(ws.stack_name(&s.name, &named));
             }
             records.insert(ws.records_path(&named));
-            ids.insert(named.id.clone());
         }
         if !stacks.is_empty() {
             out.push(Permission {
@@ -1127,17 +1129,6 @@ pub fn denials(
                     .map(|s| format!("arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{s}/*"))
                     .collect(),
                 ..Default::default()
-            });
-            out.push(Permission {
-                why:
-                    "never (previews): a named stage's roles and buckets (by their ferry:stage tag)"
-                        .into(),
-                deny: true,
-                actions: strings(&["iam:*", "s3:*"]),
-                resources: vec!["*".into()],
-                condition: Some(json!({"StringEquals": {
-                    format!("aws:ResourceTag/{}", STAGE_TAG): ids.iter().collect::<Vec<_>>()
-                }})),
             });
         }
         if !records.is_empty() {

@@ -206,6 +206,12 @@ fn a_named_stages_role_never_touches_another_named_stages_resources() {
     );
     // The previews' role, which runs code nobody has merged yet: every named stage.
     let previews = denial("feature-x").unwrap();
+    for service in ["iam:*", "s3:*", "dynamodb:*", "sqs:*"] {
+        assert!(
+            previews.actions.contains(&service.to_string()),
+            "roles and buckets whatever is granted: {previews:?}"
+        );
+    }
     assert_eq!(
         previews.condition.unwrap(),
         serde_json::json!({"StringEquals": {"aws:ResourceTag/ferry:stage": ["dev", "prod"]}})

@@ -1277,14 +1277,17 @@ async fn deploy_one(
 /// Serverless Framework service keeps its stack through a rename (its framework names it), so
 /// both must be one: another kind's stack named by a new service is another service's stack.
 fn renamed_from(ctx: &DeployContext<'_>, service: &Service, stack: &str) -> Option<String> {
-    if service.kind != ServiceKind::Serverless {
+    if !service.kind.keeps_stack_when_renamed() {
         return None;
     }
     ctx.previous
         .iter()
         .find(|(name, r)| {
             r.stack == stack
-                && r.kind.as_deref() == Some(ServiceKind::Serverless.as_str())
+                && r.kind
+                    .as_deref()
+                    .and_then(ServiceKind::from_name)
+                    .is_some_and(ServiceKind::keeps_stack_when_renamed)
                 && ctx.ws.service(name).is_none()
         })
         .map(|(name, _)| name.clone())

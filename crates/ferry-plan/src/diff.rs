@@ -217,10 +217,9 @@ fn services_gone(
                 // The service deploying to that stack now, if any (a Serverless service
                 // renamed, or moved and renamed, keeps its stack: its framework names it; a
                 // service of another kind never does).
-                let serverless = ferry_manifest::ServiceKind::Serverless;
                 let same_stack = ws.services.iter().find(|s| {
-                    b.kind == serverless
-                        && s.kind == serverless
+                    b.kind.keeps_stack_when_renamed()
+                        && s.kind.keeps_stack_when_renamed()
                         && ws.service_stack_name(s, stage) == stack
                 });
                 let renamed_to = same_stack.or(at_old_dir).map(|s| s.name.clone());
