@@ -126,13 +126,19 @@ fn a_secret_appears_in_no_output_even_from_a_failing_child() {
         &mut xtask(&r, &["param", "set", "dev", "api-token", "--secure"]),
         Some(secret),
     );
-    let script = r#"echo "stdout: $FERRY_PARAM_API_TOKEN in $FERRY_STAGE/$FERRY_REGION"; echo "stderr: $FERRY_PARAM_API_TOKEN $AWS_SECRET_ACCESS_KEY" >&2; exit 7"#;
+    // Also as an HTTP client would send it: inside base64, after "user:".
+    let script = r#"echo "stdout: $FERRY_PARAM_API_TOKEN in $FERRY_STAGE/$FERRY_REGION"; echo "Authorization: Basic $(printf 'user:%s' "$FERRY_PARAM_API_TOKEN" | base64)"; echo "stderr: $FERRY_PARAM_API_TOKEN $AWS_SECRET_ACCESS_KEY" >&2; exit 7"#;
     let (code, out, err) = run(
         &mut xtask(&r, &["exec", "dev", "--", "sh", "-c", script]),
         None,
     );
     assert_eq!(code, 1);
-    assert_eq!(out, "stdout: **** in dev/us-east-1\n");
+    // "dXNlcjp" is "user:" (its last character mixes in the token's first two bits), "4="
+    // the token's last four bits and the padding: the rest of the token is masked.
+    assert_eq!(
+        out,
+        "stdout: **** in dev/us-east-1\nAuthorization: Basic dXNlcjp****4=\n"
+    );
     assert!(err.contains("stderr: **** ****\n"), "{err}");
     assert!(err.contains("exit status: 7"), "{err}");
     for (name, text) in [("stdout", &out), ("stderr", &err)] {

@@ -1,16 +1,55 @@
 //! One masker for every secret: SecureString values and credentials are registered as they are
 //! loaded, and every piece of output Ferry prints (logs, errors, progress, JSON, reports, the
 //! captured output of child processes) goes through [`Masker::mask`].
+//!
+//! A secret is hidden as it is, and (when it is 8 characters or longer) also in the forms in
+//! which programs commonly print it: inside base64 (an `Authorization: Basic` header, a Kubernetes
+//! secret, a JWT), URL-encoded (a query string, a form body) and escaped inside a JSON string.
+//! Base64 is taken at each of the three offsets a secret can have inside a longer encoded text,
+//! less the characters it shares with its neighbours (at most a few bits of the secret stay
+//! visible at either end). Shorter secrets are hidden as they are only: their encoded pieces
+//! would match ordinary text too often.
 
 use std::sync::{Arc, RwLock};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// What a secret is replaced with.
 pub const MASK: &str = "****";
 
+/// Secrets shorter than this are hidden only as they are, and a text holding one inside
+/// something longer is not taken to hold a secret (see [`Masker::holds_secret`]).
+const MIN_ENCODED: usize = 8;
+
+/// RFC 3986's unreserved characters stay; everything else is percent-encoded.
+const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// JavaScript's `encodeURIComponent` also leaves `!'()*` as they are.
+const URI_COMPONENT: &AsciiSet = &RFC3986
+    .remove(b'!')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*');
+
 /// Shared, cheap to clone; registering from any thread is fine.
 #[derive(Debug, Clone, Default)]
 pub struct Masker {
-    secrets: Arc<RwLock<Vec<String>>>,
+    inner: Arc<RwLock<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// The secrets as registered.
+    secrets: Vec<String>,
+    /// What is replaced: every secret and its encoded forms, longest first.
+    forms: Vec<String>,
 }
 
 impl Masker {
@@ -24,19 +63,25 @@ impl Masker {
         if secret.is_empty() {
             return;
         }
-        let mut s = self.secrets.write().expect("masker lock");
-        if !s.iter().any(|x| x == secret) {
-            s.push(secret.to_string());
-            // Longest first, so a secret containing another is masked whole.
-            s.sort_by_key(|x| std::cmp::Reverse(x.len()));
+        let mut inner = self.inner.write().expect("masker lock");
+        if inner.secrets.iter().any(|x| x == secret) {
+            return;
         }
+        inner.secrets.push(secret.to_string());
+        for form in forms(secret) {
+            if !inner.forms.contains(&form) {
+                inner.forms.push(form);
+            }
+        }
+        // Longest first, so a secret containing another is masked whole.
+        inner.forms.sort_by_key(|x| std::cmp::Reverse(x.len()));
     }
 
-    /// `text` with every registered secret replaced by [`MASK`].
+    /// `text` with every registered secret, in any of its forms, replaced by [`MASK`].
     pub fn mask(&self, text: &str) -> String {
-        let secrets = self.secrets.read().expect("masker lock");
+        let inner = self.inner.read().expect("masker lock");
         let mut out = text.to_string();
-        for s in secrets.iter() {
+        for s in &inner.forms {
             if out.contains(s.as_str()) {
                 out = out.replace(s.as_str(), MASK);
             }
@@ -44,18 +89,21 @@ impl Masker {
         out
     }
 
-    /// Whether `text` is a registered secret, or holds one of at least 8 characters. A
-    /// shorter secret inside a longer text (`1` in a URL) is too likely to be a coincidence to
-    /// refuse the text for: [`mask`](Self::mask) still hides it wherever it is printed.
+    /// Whether `text` is a registered secret, or holds one (in any of its forms) of at least 8
+    /// characters. A shorter secret inside a longer text (`1` in a URL) is too likely to be a
+    /// coincidence to refuse the text for: [`mask`](Self::mask) still hides it wherever it is
+    /// printed.
     pub fn holds_secret(&self, text: &str) -> bool {
-        let secrets = self.secrets.read().expect("masker lock");
-        secrets
+        let inner = self.inner.read().expect("masker lock");
+        inner
+            .forms
             .iter()
-            .any(|s| text.trim() == s || (s.len() >= 8 && text.contains(s.as_str())))
+            .any(|s| text.trim() == s || (s.len() >= MIN_ENCODED && text.contains(s.as_str())))
     }
 
+    /// How many secrets are registered (each counted once, whatever its forms).
     pub fn len(&self) -> usize {
-        self.secrets.read().expect("masker lock").len()
+        self.inner.read().expect("masker lock").secrets.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -63,9 +111,127 @@ impl Masker {
     }
 }
 
+/// The secret and, when it is long enough, the forms programs print it in.
+fn forms(secret: &str) -> Vec<String> {
+    let mut out = vec![secret.to_string()];
+    if secret.len() < MIN_ENCODED {
+        return out;
+    }
+    let bytes = secret.as_bytes();
+    // Inside base64: the secret starts 0, 1 or 2 bytes into a 3-byte group. The characters
+    // that also carry bits of the bytes before it (0, 2 or 3 of them) and the last one, when it
+    // carries bits of the bytes after it, differ from text to text: they are left out.
+    for shift in 0..3usize {
+        let mut shifted = vec![0u8; shift];
+        shifted.extend_from_slice(bytes);
+        let skip = [0, 2, 3][shift];
+        let partial_end = usize::from(shifted.len() % 3 != 0);
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            let encoded = engine.encode(&shifted);
+            out.push(encoded[skip..encoded.len() - partial_end].to_string());
+        }
+    }
+    out.push(utf8_percent_encode(secret, RFC3986).to_string());
+    out.push(utf8_percent_encode(secret, URI_COMPONENT).to_string());
+    // A form body (application/x-www-form-urlencoded) writes a space as `+`.
+    out.push(
+        utf8_percent_encode(secret, RFC3986)
+            .to_string()
+            .replace("%20", "+"),
+    );
+    // Inside a JSON string, as serde, JavaScript and Go write it, and as Python's json.dumps
+    // does by default (every non-ASCII character as \uXXXX).
+    let json = serde_json::to_string(secret).expect("a string serialises");
+    out.push(json[1..json.len() - 1].to_string());
+    out.push(ascii_json(secret));
+    out.retain(|f| f.len() >= MIN_ENCODED || f == secret);
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `secret` escaped inside a JSON string with only ASCII characters (`\u00e9`, surrogate pairs
+/// beyond the Basic Multilingual Plane), as Python writes it.
+fn ascii_json(secret: &str) -> String {
+    let json = serde_json::to_string(secret).expect("a string serialises");
+    let mut out = String::with_capacity(json.len());
+    for c in json[1..json.len() - 1].chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use base64::engine::general_purpose::STANDARD;
+
+    #[test]
+    fn a_secret_inside_base64_is_masked_wherever_it_starts() {
+        let secret = "correct-horse-battery";
+        let m = Masker::new();
+        m.register(secret);
+        for prefix in ["", "u", "us", "use", "user:", "Basic user:"] {
+            for suffix in ["", "!", "!!", "!!!"] {
+                let plain = format!("{prefix}{secret}{suffix}");
+                for encoded in [STANDARD.encode(&plain), URL_SAFE_NO_PAD.encode(&plain)] {
+                    let line = format!("Authorization: Basic {encoded}");
+                    let masked = m.mask(&line);
+                    assert!(masked.contains(MASK), "{plain:?}: {masked}");
+                    // What stays visible: the header, the encoded neighbours and at most two
+                    // characters that mix their bits with the secret's.
+                    let visible = masked.len() - MASK.len() - "Authorization: Basic ".len();
+                    let neighbours = (prefix.len() + suffix.len()).div_ceil(3) * 4 + 2;
+                    assert!(visible <= neighbours + 2, "{plain:?}: {masked}");
+                    assert!(m.holds_secret(&line), "{plain:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_secret_url_encoded_or_escaped_in_json_is_masked() {
+        let secret = "p@ss w0rd/+=&x";
+        let m = Masker::new();
+        m.register(secret);
+        for text in [
+            "GET /login?token=p%40ss%20w0rd%2F%2B%3D%26x HTTP/1.1",
+            "token=p%40ss+w0rd%2F%2B%3D%26x&next=1",
+        ] {
+            let masked = m.mask(text);
+            assert!(
+                masked.contains(MASK) && !masked.contains("w0rd"),
+                "{masked}"
+            );
+        }
+
+        let secret = "quote\"back\\slash-\u{e9}t\u{e9}-\u{1f600}";
+        m.register(secret);
+        // As serde and JavaScript write it, and as Python's json.dumps does (ASCII only).
+        let serde = serde_json::json!({ "v": secret }).to_string();
+        assert_eq!(m.mask(&serde), r#"{"v":"****"}"#);
+        let python = r#"{"v": "quote\"back\\slash-\u00e9t\u00e9-\ud83d\ude00"}"#;
+        assert_eq!(m.mask(python), r#"{"v": "****"}"#);
+    }
+
+    #[test]
+    fn a_short_secret_is_masked_only_as_it_is() {
+        let m = Masker::new();
+        m.register("1234567");
+        let encoded = STANDARD.encode("1234567");
+        assert_eq!(m.mask(&encoded), encoded);
+        assert!(!m.holds_secret(&format!("x{encoded}")));
+        assert_eq!(m.mask("pin 1234567"), "pin ****");
+        assert_eq!(m.len(), 1, "one secret, whatever its forms");
+    }
 
     #[test]
     fn a_text_holds_a_secret_when_it_is_one_or_contains_a_long_one() {
