@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use ferry_manifest::{ServiceKind, Stage, Workspace};
 use serde_json::{Value, json};
 
+mod serverless;
+
 /// The most characters IAM takes in a role's inline policies, together.
 pub const MAX_INLINE_POLICY: usize = 10_240;
 
@@ -670,10 +672,13 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 ] {
                     types.entry(t.into()).or_default().insert(s.name.clone());
                 }
-                notes.push(format!(
-                    "`{}` is a Serverless Framework service: its compiled template is known only when it is packaged; granted what a function with its role, log group and deployment bucket (and its policy) needs; add what its `resources:` and events use (and, for one that is given a role, its service to iam:PassedToService)",
-                    s.name
-                ));
+                // And what its functions' events and its `resources:` make, read from its
+                // configuration (the framework compiles the template only when it packages).
+                let made = serverless::resource_types(&ws.root, s);
+                for t in made.types {
+                    types.entry(t).or_default().insert(s.name.clone());
+                }
+                notes.extend(made.unread);
             }
             _ => {
                 let path = ws.root.join(s.template_path());
@@ -884,11 +889,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 ..Default::default()
             }),
             None => {
-                let service = ty
-                    .split("::")
-                    .nth(1)
-                    .map(str::to_ascii_lowercase)
-                    .unwrap_or_default();
+                let service = iam_prefix(&ty);
                 if ty.starts_with("Custom::") || ty == "AWS::CloudFormation::CustomResource" {
                     notes.push(format!(
                         "{ty} ({users}): a custom resource runs with its own function's role; nothing added"
@@ -920,12 +921,39 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     out
 }
 
+/// The IAM action prefix of a resource type's service (`AWS::<service>::…`): mostly its name
+/// in lower case, except where the service's actions go by another name. Empty for a type
+/// without one.
+fn iam_prefix(ty: &str) -> String {
+    if ty.starts_with("AWS::Cognito::IdentityPool") {
+        return "cognito-identity".into();
+    }
+    let Some(namespace) = ty.split("::").nth(1) else {
+        return String::new();
+    };
+    match namespace {
+        "ApiGatewayV2" => "apigateway",
+        "ApplicationAutoScaling" => "application-autoscaling",
+        "CertificateManager" => "acm",
+        "Cognito" => "cognito-idp",
+        "ElasticLoadBalancing" | "ElasticLoadBalancingV2" => "elasticloadbalancing",
+        "Elasticsearch" | "OpenSearchService" => "es",
+        "KinesisFirehose" => "firehose",
+        "KinesisAnalyticsV2" => "kinesisanalytics",
+        "OpenSearchServerless" => "aoss",
+        other => return other.to_ascii_lowercase(),
+    }
+    .to_string()
+}
+
 /// The services CloudFormation passes a role to when it makes a resource of a type in Ferry's
 /// table (a function's execution role, a rule's target role, a bucket's replication role…).
 fn role_passed_to(ty: &str) -> Option<&'static str> {
     Some(match ty {
         "AWS::Lambda::Function" => "lambda.amazonaws.com",
         "AWS::Events::Rule" => "events.amazonaws.com",
+        "AWS::Scheduler::Schedule" => "scheduler.amazonaws.com",
+        "AWS::Logs::SubscriptionFilter" => "logs.amazonaws.com",
         "AWS::StepFunctions::StateMachine" => "states.amazonaws.com",
         "AWS::S3::Bucket" => "s3.amazonaws.com",
         "AWS::SNS::Topic" | "AWS::SNS::Subscription" => "sns.amazonaws.com",
@@ -1281,6 +1309,36 @@ fn actions_of(ty: &str) -> Option<(&'static [&'static str], Scope)> {
             &["lambda:AddPermission", "lambda:RemovePermission"][..],
             Scope::Any,
         ),
+        "AWS::Lambda::Url" => (
+            &[
+                "lambda:CreateFunctionUrlConfig",
+                "lambda:GetFunctionUrlConfig",
+                "lambda:UpdateFunctionUrlConfig",
+                "lambda:DeleteFunctionUrlConfig",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::Lambda::Alias" => (
+            &[
+                "lambda:CreateAlias",
+                "lambda:GetAlias",
+                "lambda:UpdateAlias",
+                "lambda:DeleteAlias",
+                "lambda:PutProvisionedConcurrencyConfig",
+                "lambda:GetProvisionedConcurrencyConfig",
+                "lambda:DeleteProvisionedConcurrencyConfig",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::Lambda::EventInvokeConfig" => (
+            &[
+                "lambda:PutFunctionEventInvokeConfig",
+                "lambda:GetFunctionEventInvokeConfig",
+                "lambda:UpdateFunctionEventInvokeConfig",
+                "lambda:DeleteFunctionEventInvokeConfig",
+            ][..],
+            Scope::Any,
+        ),
         "AWS::Lambda::EventSourceMapping" => (
             &[
                 "lambda:CreateEventSourceMapping",
@@ -1325,6 +1383,23 @@ fn actions_of(ty: &str) -> Option<(&'static [&'static str], Scope)> {
                 "logs:DeleteRetentionPolicy",
                 "logs:TagResource",
                 "logs:UntagResource",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::Logs::SubscriptionFilter" => (
+            &[
+                "logs:PutSubscriptionFilter",
+                "logs:DescribeSubscriptionFilters",
+                "logs:DeleteSubscriptionFilter",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::Scheduler::Schedule" => (
+            &[
+                "scheduler:CreateSchedule",
+                "scheduler:GetSchedule",
+                "scheduler:UpdateSchedule",
+                "scheduler:DeleteSchedule",
             ][..],
             Scope::Any,
         ),

@@ -330,3 +330,196 @@ fn a_serverless_service_is_granted_what_every_compiled_template_holds() {
         assert!(actions.contains(&needed), "{needed}: {actions:?}");
     }
 }
+
+/// What a Serverless service's functions' events compile to and what its `resources:` declare
+/// are read from its configuration, through `${file(…)}`; what cannot be read is said.
+#[test]
+fn a_serverless_service_is_granted_what_its_events_and_resources_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    write(
+        r,
+        "services/orders/serverless.yml",
+        "service: shop-orders
+provider:
+  name: aws
+  runtime: python3.12
+functions: ${file(./functions.yml):functions}
+resources:
+  - ${file(resources/queue.yml)}
+  - Resources:
+      Table:
+        Type: AWS::DynamoDB::Table
+        Properties:
+          TableName: !Sub '${AWS::StackName}-orders'
+  - ${self:custom.more}
+  - ${file(../../../outside.yml)}
+  - ${file(loop.yml):again}
+",
+    );
+    write(
+        r,
+        "services/orders/functions.yml",
+        "functions:
+  api:
+    handler: h.api
+    url: true
+    events:
+      - http: {path: /orders, method: post}
+      - sqs: {arn: !GetAtt Queue.Arn}
+  nightly:
+    handler: h.nightly
+    events:
+      - schedule: {rate: cron(0 3 * * ? *), method: scheduler}
+      - cloudwatchLog: /aws/lambda/other
+      - sns: arn:aws:sns:us-east-1:111111111111:existing
+      - stepFunctionsTrigger: {x: 1}
+",
+    );
+    // A file that names itself is followed a bounded number of times.
+    write(
+        r,
+        "services/orders/loop.yml",
+        "again: ${file(loop.yml):again}\n",
+    );
+    write(
+        r,
+        "services/orders/resources/queue.yml",
+        "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n",
+    );
+    write(
+        r,
+        "services/orders/service.toml",
+        "[service]\nkind = \"serverless\"\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let mut notes = Vec::new();
+    let permissions = ferry_bootstrap::permissions(&ws, &ws.stage("dev").unwrap(), &mut notes);
+    let granted: Vec<&str> = permissions
+        .iter()
+        .filter(|p| !p.deny)
+        .flat_map(|p| p.actions.iter().map(String::as_str))
+        .collect();
+    for needed in [
+        // What every compiled template holds.
+        "lambda:CreateFunction",
+        // The events.
+        "apigateway:POST",
+        "lambda:AddPermission",
+        "lambda:CreateFunctionUrlConfig",
+        "lambda:CreateEventSourceMapping",
+        "scheduler:CreateSchedule",
+        "logs:PutSubscriptionFilter",
+        "sns:Subscribe",
+        // The resources, from the file and inline.
+        "sqs:CreateQueue",
+        "dynamodb:CreateTable",
+    ] {
+        assert!(granted.contains(&needed), "{needed}: {granted:?}");
+    }
+    // The topic given by its ARN exists: no topic is made.
+    assert!(!granted.contains(&"sns:CreateTopic"), "{granted:?}");
+    // The roles go to the services that take them, the scheduler's and the log filter's too.
+    let pass = permissions
+        .iter()
+        .find(|p| p.actions == ["iam:PassRole"])
+        .unwrap_or_else(|| panic!("{permissions:#?}"));
+    let to = pass.condition.as_ref().unwrap()["StringEquals"]["iam:PassedToService"].clone();
+    for service in [
+        "lambda.amazonaws.com",
+        "scheduler.amazonaws.com",
+        "logs.amazonaws.com",
+    ] {
+        assert!(
+            to.as_array().unwrap().iter().any(|s| s == service),
+            "{service}: {to}"
+        );
+    }
+    // What could not be read is said.
+    for said in [
+        "`orders`: function `nightly`'s `stepFunctionsTrigger` event is not in Ferry's table",
+        "services/orders/serverless.yml: resources is `${self:custom.more}`, which Ferry does not resolve",
+        "names a file outside the repository",
+        "more than 32 files through ${file(…)}",
+    ] {
+        assert!(notes.iter().any(|n| n.contains(said)), "{said}: {notes:#?}");
+    }
+}
+
+/// A Serverless configuration that is a program is not run: bootstrap says so.
+#[test]
+fn a_serverless_program_configuration_is_said_to_be_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    write(r, "services/ts/serverless.ts", "export default {};\n");
+    write(
+        r,
+        "services/ts/service.toml",
+        "[service]\nkind = \"serverless\"\nstack-name = \"ts-{stage}\"\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let mut notes = Vec::new();
+    ferry_bootstrap::permissions(&ws, &ws.stage("dev").unwrap(), &mut notes);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n
+                .contains("`services/ts/serverless.ts` is a program, which Ferry does not run")),
+        "{notes:#?}"
+    );
+}
+
+/// A type outside Ferry's table is granted its service's actions by their IAM prefix, which is
+/// not always the type's namespace in lower case.
+#[test]
+fn a_type_outside_the_table_is_granted_by_its_services_iam_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    write(
+        r,
+        "services/edge/t.yaml",
+        "Resources:\n  Balancer: {Type: AWS::ElasticLoadBalancingV2::LoadBalancer}\n  Pool: {Type: AWS::Cognito::UserPool}\n  Ids: {Type: AWS::Cognito::IdentityPool}\n  Hose: {Type: AWS::KinesisFirehose::DeliveryStream}\n",
+    );
+    write(
+        r,
+        "services/edge/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let mut notes = Vec::new();
+    let permissions = ferry_bootstrap::permissions(&ws, &ws.stage("dev").unwrap(), &mut notes);
+    let granted: Vec<&str> = permissions
+        .iter()
+        .filter(|p| !p.deny)
+        .flat_map(|p| p.actions.iter().map(String::as_str))
+        .collect();
+    for prefix in [
+        "elasticloadbalancing",
+        "cognito-idp",
+        "cognito-identity",
+        "firehose",
+    ] {
+        assert!(
+            granted.contains(&format!("{prefix}:*").as_str()),
+            "{prefix}: {granted:?}"
+        );
+    }
+    for wrong in ["elasticloadbalancingv2:*", "cognito:*", "kinesisfirehose:*"] {
+        assert!(!granted.contains(&wrong), "{wrong}: {granted:?}");
+    }
+}
