@@ -359,6 +359,7 @@ resources:
           TableName: !Sub '${AWS::StackName}-orders'
   - ${self:custom.more}
   - ${file(../../../outside.yml)}
+  - ${file(bad.yml)}
   - ${file(loop.yml):again}
 ",
     );
@@ -381,6 +382,7 @@ resources:
       - stepFunctionsTrigger: {x: 1}
 ",
     );
+    write(r, "services/orders/bad.yml", "Resources: [unclosed\n");
     // A file that names itself is followed a bounded number of times.
     write(
         r,
@@ -446,6 +448,7 @@ resources:
         "services/orders/serverless.yml: resources is `${self:custom.more}`, which Ferry does not resolve",
         "names a file outside the repository",
         "more than 32 files through ${file(…)}",
+        "`services/orders/bad.yml` could not be read (",
     ] {
         assert!(notes.iter().any(|n| n.contains(said)), "{said}: {notes:#?}");
     }
