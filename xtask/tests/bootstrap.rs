@@ -343,3 +343,100 @@ fn bootstrap_prints_a_template_cfn_lint_accepts_and_a_second_run_writes_nothing(
     assert_eq!(code, 1);
     assert!(err.contains("`*` is not an IAM principal ARN"), "{err}");
 }
+
+/// A project too large for one inline policy: the deployer role's statements go into managed
+/// policies, each within IAM's limit (a statement naming many stacks split by its resources),
+/// which cfn-lint accepts and the emulator creates.
+#[test]
+fn bootstrap_splits_a_large_policy_into_managed_policies() {
+    let p = "bs-big";
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{p}\"\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\n\n\
+             [stages.staging]\nregion = \"us-east-1\"\n\n\
+             [stages.prod]\nregion = \"us-east-1\"\nprotected = true\n\n\
+             [stages.\"*\"]\nregion = \"us-east-1\"\n"
+        ),
+    );
+    for i in 0..60 {
+        r.write(
+            &format!("services/service-with-a-long-name-{i:02}/service.toml"),
+            "[service]\ntemplate = \"t.yaml\"\n",
+        );
+        r.write(
+            &format!("services/service-with-a-long-name-{i:02}/t.yaml"),
+            "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+        );
+    }
+    r.commit("large");
+    let (code, out, err) = run(
+        &mut xtask(&r, &["bootstrap", "*", "--trust", CI_ROLE, "--print"]),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let t: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let res = t["Resources"].as_object().unwrap();
+    assert!(res["DeployerRole"]["Properties"]["Policies"].is_null());
+    let parts: Vec<&serde_json::Value> = res
+        .values()
+        .filter(|r| r["Type"] == "AWS::IAM::ManagedPolicy")
+        .collect();
+    assert!(parts.len() >= 2, "{}", parts.len());
+    // IAM counts each policy without whitespace, after CloudFormation's substitutions (which
+    // only shorten it).
+    let mut denied_stacks = 0;
+    for part in &parts {
+        let props = &part["Properties"];
+        assert_eq!(props["Roles"][0]["Ref"], "DeployerRole");
+        let size = serde_json::to_string(&props["PolicyDocument"])
+            .unwrap()
+            .replace("{\"Fn::Sub\":", "")
+            .len();
+        assert!(size <= 6_144, "{size}");
+        denied_stacks += props["PolicyDocument"]["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Effect"] == "Deny")
+            .flat_map(|s| s["Resource"].as_array().unwrap())
+            .filter(|r| r.to_string().contains(":stack/"))
+            .count();
+    }
+    // Every named stage's stack of every service stays denied to the previews' role, and the
+    // role may not change its own managed policies.
+    assert!(denied_stacks >= 3 * 60, "{denied_stacks}");
+    assert!(
+        out.contains(&format!(":policy/ferry-{p}-previews-deploy-*")),
+        "its own policies are denied"
+    );
+
+    let lint = ferry_local::Emulator::for_repository(&workspace_root())
+        .ensure_cfn_lint(|s| eprintln!("{s}"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("large.json");
+    std::fs::write(&path, &out).unwrap();
+    let o = std::process::Command::new(&lint)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "cfn-lint:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let (code, out, err) = run(
+        &mut xtask(&r, &["bootstrap", "*", "--trust", CI_ROLE]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains(&format!("ferry-{p}-previews: created")),
+        "{err}"
+    );
+}

@@ -9,6 +9,10 @@ mod serverless;
 
 /// The most characters IAM takes in a role's inline policies, together.
 pub const MAX_INLINE_POLICY: usize = 10_240;
+/// The most characters IAM takes in one customer managed policy.
+pub const MAX_MANAGED_POLICY: usize = 6_144;
+/// The managed policies IAM attaches to one role by default (a quota that can be raised).
+pub const MAX_MANAGED_POLICIES: usize = 10;
 
 /// The service name the bootstrap stack is tagged with (`ferry:service`): no service of a
 /// workspace can have it (service names start with a letter).
@@ -36,9 +40,13 @@ pub enum BootstrapError {
     #[error("role-arn `{arn}` of stage `{stage}` is not an IAM role ARN")]
     BadRoleArn { stage: String, arn: String },
     #[error(
-        "the deployer role's policy would be {size} characters, over IAM's {max} for a role's inline policies: the stage has too many services or named stages for one policy; split the services over stages, or write the role by hand from `--print`"
+        "the deployer role's policy would be {size} characters, over what IAM takes for one role ({max} characters: {MAX_MANAGED_POLICIES} managed policies of {MAX_MANAGED_POLICY}); the stage has too many services or named stages for one role: split the services over projects"
     )]
     PolicyTooLarge { size: usize, max: usize },
+    #[error(
+        "one statement of the deployer role's policy ({why}) would be {size} characters, over IAM's {MAX_MANAGED_POLICY} for one managed policy: the stage has too many services or named stages for one role; split the services over projects"
+    )]
+    StatementTooLarge { why: String, size: usize },
     #[error(
         "`{url}` is not a repository URL CodeBuild can build (https://github.com/…, https://bitbucket.org/…, https://gitlab.com/…)"
     )]
@@ -73,9 +81,16 @@ pub struct Bootstrap {
 }
 
 impl Bootstrap {
-    /// The template as deployed: pretty JSON, stable for the same inputs.
+    /// The template as deployed: pretty JSON, stable for the same inputs; compact when pretty
+    /// would be over what CloudFormation takes inline (the bucket a larger template would be
+    /// uploaded to is made by this very template).
     pub fn body(&self) -> String {
-        serde_json::to_string_pretty(&self.template).expect("a template serialises") + "\n"
+        let pretty =
+            serde_json::to_string_pretty(&self.template).expect("a template serialises") + "\n";
+        if pretty.len() <= ferry_package::MAX_INLINE_TEMPLATE {
+            return pretty;
+        }
+        serde_json::to_string(&self.template).expect("a template serialises") + "\n"
     }
 }
 
@@ -322,59 +337,47 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
     if let Some(ext) = &stage.config.external_id {
         trust["Condition"] = json!({"StringEquals": {"sts:ExternalId": ext}});
     }
-    let statements: Vec<Value> = permissions
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let res: Vec<Value> = p
-                .resources
-                .iter()
-                .map(|r| {
-                    if r == "*" {
-                        json!("*")
-                    } else {
-                        json!({"Fn::Sub": r})
-                    }
-                })
-                .collect();
-            let mut st = json!({
-                "Sid": format!("{}{i:02}", if p.deny { "D" } else { "P" }),
-                "Effect": if p.deny { "Deny" } else { "Allow" },
-                "Action": p.actions,
-                "Resource": res
-            });
-            if let Some(c) = &p.condition {
-                st["Condition"] = c.clone();
+    // The role's policies: one inline policy when it fits, else managed policies (a larger
+    // limit in all), each statement whole in one of them.
+    let policy_name = format!("ferry-{project}-{id}-deploy");
+    let mut role_props = json!({
+        "RoleName": role,
+        "Path": path,
+        "Description": format!("Ferry deploys stage {} of {project} with this role", stage.name),
+        "MaxSessionDuration": 3600,
+        "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [trust]}
+    });
+    match policy_parts(&mut permissions, &policy_name, &path)? {
+        None => {
+            role_props["Policies"] = json!([{
+                "PolicyName": "ferry-deploy",
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": statements(&permissions, 0)}
+            }]);
+        }
+        Some(parts) => {
+            let mut first = 0;
+            for (n, end) in parts.iter().enumerate() {
+                let n = n + 1;
+                resources.insert(
+                    format!("DeployerPolicy{n}"),
+                    json!({
+                        "Type": "AWS::IAM::ManagedPolicy",
+                        "Properties": {
+                            "ManagedPolicyName": format!("{policy_name}-{n}"),
+                            "Path": path,
+                            "Description": format!("Ferry deploys stage {} of {project} with this policy (part {n} of {})", stage.name, parts.len()),
+                            "Roles": [{"Ref": "DeployerRole"}],
+                            "PolicyDocument": {"Version": "2012-10-17", "Statement": statements(&permissions[first..*end], first)}
+                        }
+                    }),
+                );
+                first = *end;
             }
-            st
-        })
-        .collect();
-    // IAM counts a role's inline policies without whitespace.
-    let size = serde_json::to_string(&json!({"Version": "2012-10-17", "Statement": statements}))
-        .expect("a policy serialises")
-        .len();
-    if size > MAX_INLINE_POLICY {
-        return Err(BootstrapError::PolicyTooLarge {
-            size,
-            max: MAX_INLINE_POLICY,
-        });
+        }
     }
     resources.insert(
         "DeployerRole".into(),
-        json!({
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "RoleName": role,
-                "Path": path,
-                "Description": format!("Ferry deploys stage {} of {project} with this role", stage.name),
-                "MaxSessionDuration": 3600,
-                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [trust]},
-                "Policies": [{
-                    "PolicyName": "ferry-deploy",
-                    "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}
-                }]
-            }
-        }),
+        json!({"Type": "AWS::IAM::Role", "Properties": role_props}),
     );
     outputs.insert(
         "DeployerRole".into(),
@@ -405,6 +408,121 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
         permissions,
         notes,
     })
+}
+
+/// The statements of `permissions`, numbered from `first` (`P03`, `D17`).
+fn statements(permissions: &[Permission], first: usize) -> Vec<Value> {
+    permissions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let i = first + i;
+            let res: Vec<Value> = p
+                .resources
+                .iter()
+                .map(|r| {
+                    if r == "*" {
+                        json!("*")
+                    } else {
+                        json!({"Fn::Sub": r})
+                    }
+                })
+                .collect();
+            let mut st = json!({
+                "Sid": format!("{}{i:02}", if p.deny { "D" } else { "P" }),
+                "Effect": if p.deny { "Deny" } else { "Allow" },
+                "Action": p.actions,
+                "Resource": res
+            });
+            if let Some(c) = &p.condition {
+                st["Condition"] = c.clone();
+            }
+            st
+        })
+        .collect()
+}
+
+/// How many characters IAM counts for `statements` in one policy document (without
+/// whitespace), at most: each `${AWS::…}` is counted as written, which is longer than any
+/// partition, region or account id it becomes, and `Fn::Sub` is taken off as CloudFormation does.
+fn iam_size(statements: &[Value]) -> usize {
+    fn unsub(v: &Value) -> Value {
+        match v {
+            Value::Object(m) if m.len() == 1 && m.contains_key("Fn::Sub") => m["Fn::Sub"].clone(),
+            Value::Object(m) => {
+                Value::Object(m.iter().map(|(k, v)| (k.clone(), unsub(v))).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(unsub).collect()),
+            other => other.clone(),
+        }
+    }
+    let doc =
+        json!({"Version": "2012-10-17", "Statement": unsub(&Value::Array(statements.to_vec()))});
+    serde_json::to_string(&doc)
+        .expect("a policy serialises")
+        .len()
+}
+
+/// `None` when the role's statements fit one inline policy; else where each managed policy's
+/// statements end (in order, each part within IAM's limit). A split adds the denial of the
+/// managed policies' own changes, so the role cannot widen them.
+fn policy_parts(
+    permissions: &mut Vec<Permission>,
+    name: &str,
+    path: &str,
+) -> Result<Option<Vec<usize>>, BootstrapError> {
+    if iam_size(&statements(permissions, 0)) <= MAX_INLINE_POLICY {
+        return Ok(None);
+    }
+    permissions.push(Permission {
+        why: "never: its own managed policies".into(),
+        deny: true,
+        actions: strings(&["iam:*"]),
+        resources: vec![format!(
+            "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy{path}{name}-*"
+        )],
+        ..Default::default()
+    });
+    // A statement too large for one managed policy (a denial naming every named stage's
+    // stacks) becomes several with the same effect, each naming part of its resources.
+    let mut i = 0;
+    while i < permissions.len() {
+        let p = &permissions[i];
+        if p.resources.len() > 1
+            && iam_size(&statements(&permissions[i..=i], i)) > MAX_MANAGED_POLICY
+        {
+            let mut second = p.clone();
+            let half = p.resources.len() / 2;
+            second.resources = permissions[i].resources.split_off(half);
+            permissions.insert(i + 1, second);
+            continue;
+        }
+        i += 1;
+    }
+    let all = statements(permissions, 0);
+    let mut ends = Vec::new();
+    let mut start = 0;
+    for i in 0..all.len() {
+        let one = iam_size(&all[i..=i]);
+        if one > MAX_MANAGED_POLICY {
+            return Err(BootstrapError::StatementTooLarge {
+                why: permissions[i].why.clone(),
+                size: one,
+            });
+        }
+        if iam_size(&all[start..=i]) > MAX_MANAGED_POLICY {
+            ends.push(i);
+            start = i;
+        }
+    }
+    ends.push(all.len());
+    if ends.len() > MAX_MANAGED_POLICIES {
+        return Err(BootstrapError::PolicyTooLarge {
+            size: iam_size(&all),
+            max: MAX_MANAGED_POLICIES * MAX_MANAGED_POLICY,
+        });
+    }
+    Ok(Some(ends))
 }
 
 /// The CodeBuild project, its role, and webhook filter groups from the `[ci]` rules that name
@@ -856,7 +974,8 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     }
     for (ty, users) in plain {
         types_seen.insert(ty.clone());
-        let users = users.into_iter().collect::<Vec<_>>().join(", ");
+        // The first few, so that the review's table stays readable in a large project.
+        let users = ferry_manifest::first_few(&users.into_iter().collect::<Vec<_>>(), 5);
         match actions_of(&ty) {
             Some((actions, scoped)) => out.push(Permission {
                 why: format!("{ty} ({users})"),
