@@ -526,3 +526,21 @@ fn a_type_outside_the_table_is_granted_by_its_services_iam_prefix() {
         assert!(!granted.contains(&wrong), "{wrong}: {granted:?}");
     }
 }
+
+/// Every stage of the example monorepo (this repository's own ferry.toml and services) can be
+/// bootstrapped, the previews' stage included.
+#[test]
+fn every_stage_of_the_example_can_be_bootstrapped() {
+    let ws = ferry_manifest::load(&ferry_test_support::workspace_root()).unwrap();
+    let options = ferry_bootstrap::Options {
+        trust: vec!["arn:aws:iam::111111111111:role/ci".into()],
+        codebuild: None,
+    };
+    for name in ws.stages.keys() {
+        let name = if name == "*" { "feature-x" } else { name.as_str() };
+        let stage = ws.stage(name).unwrap();
+        let b = ferry_bootstrap::plan(&ws, &stage, &options)
+            .unwrap_or_else(|e| panic!("stage {name}: {e}"));
+        assert!(b.body().len() <= 51_200, "stage {name}");
+    }
+}
