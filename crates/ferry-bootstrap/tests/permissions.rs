@@ -537,7 +537,11 @@ fn every_stage_of_the_example_can_be_bootstrapped() {
         codebuild: None,
     };
     for name in ws.stages.keys() {
-        let name = if name == "*" { "feature-x" } else { name.as_str() };
+        let name = if name == "*" {
+            "feature-x"
+        } else {
+            name.as_str()
+        };
         let stage = ws.stage(name).unwrap();
         let b = ferry_bootstrap::plan(&ws, &stage, &options)
             .unwrap_or_else(|e| panic!("stage {name}: {e}"));

@@ -203,16 +203,20 @@ impl Workspace {
     }
 
     /// The longest stage id for which every service's stack name stays within 128 characters.
+    /// Each service's own pattern counts (a Serverless Framework service's `{stage}` comes
+    /// after its framework service name, which may be longer than its Ferry name), and a pattern
+    /// that holds `{stage}` twice takes the id twice.
     pub fn max_stage_len(&self) -> usize {
-        let longest = self
-            .services
+        self.services
             .iter()
             .map(|s| {
-                render_stack_name(&self.project.stack_name, &self.project.name, &s.name, "").len()
+                let pattern = s.stack_name.as_deref().unwrap_or(&self.project.stack_name);
+                let rest = render_stack_name(pattern, &self.project.name, &s.name, "").len();
+                let times = pattern.matches("{stage}").count().max(1);
+                MAX_STACK_NAME.saturating_sub(rest) / times
             })
-            .max()
-            .unwrap_or(0);
-        MAX_STACK_NAME.saturating_sub(longest)
+            .min()
+            .unwrap_or(MAX_STACK_NAME)
     }
 
     /// The SSM path under which `stage`'s deployment records and lock live, ending with '/':

@@ -208,6 +208,23 @@ fn a_serverless_service_keeps_the_stack_name_its_framework_gives_it() {
         "plain-dev",
         "the project's pattern"
     );
+    // A preview name too long for the stack-name limit is cut to fit every service's own
+    // pattern (the frameworks' `orders-notifier-…` and `legacy-…-stack`), not only the
+    // project's `{service}-…`.
+    let long = ws.stage(&format!("feature/{}", "a".repeat(200))).unwrap();
+    for s in &ws.services {
+        let stack = ws.stack_name(&s.name, &long);
+        assert!(
+            ferry_manifest::is_valid_stack_name(&stack),
+            "{stack} ({})",
+            stack.len()
+        );
+    }
+    assert_eq!(
+        ws.stack_name("notifier", &long).len(),
+        128,
+        "the longest fits exactly"
+    );
     let notifier = ws.service("notifier").unwrap();
     assert_eq!(notifier.template, "serverless.yml");
     assert_eq!(ws.service("typed").unwrap().template, "serverless.ts");
