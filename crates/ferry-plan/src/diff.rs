@@ -124,6 +124,44 @@ pub(crate) fn compare_bases(
     Ok(out)
 }
 
+/// Services the stage's records name that no service of the head carries on, when no base
+/// compared above said so (their record's commit is no base of a service planned now): each
+/// is found in the workspace of its record's commit, so that the plan says it is removed and
+/// its stack left in place. Records whose commit this clone lacks are left to the deploy's
+/// note on records of services that no longer exist.
+pub(crate) fn recorded_but_gone(
+    ws: &Workspace,
+    stage: &ferry_manifest::Stage,
+    repo: Result<&Repo, &BaseUnavailable>,
+    req: &PlanRequest,
+    out: &mut Compared,
+) {
+    let Ok(repo) = repo else { return };
+    if req.since.is_some() {
+        return;
+    }
+    let mut gone: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, base) in &req.bases {
+        if ws.service(name).is_none() && !out.removed.contains_key(name) {
+            gone.entry(base.as_str()).or_default().push(name.as_str());
+        }
+    }
+    for (base, names) in gone {
+        let Some(base_ws) = repo
+            .resolve(base)
+            .and_then(|c| workspace_at_commit(repo, c))
+        else {
+            continue;
+        };
+        let (removed, _) = services_gone(ws, &base_ws, stage);
+        for (name, r) in removed {
+            if names.contains(&name.as_str()) {
+                out.removed.entry(name).or_insert(r);
+            }
+        }
+    }
+}
+
 /// Every changed path with the services that own it and whether it is a global input (for
 /// `explain`).
 fn path_owners(owners: &Owners<'_>, paths: &BTreeSet<String>) -> Vec<PathOwners> {
@@ -190,6 +228,12 @@ fn base_workspace(
     if !changed.paths.iter().any(configuration) {
         return None;
     }
+    workspace_at_commit(repo, base)
+}
+
+/// The workspace as it was at `base` (read through the folder cache), or `None` when its
+/// configuration does not load.
+fn workspace_at_commit(repo: &Repo, base: ferry_changes::Oid) -> Option<Workspace> {
     let source = repo.source_at(&base.to_string()).ok()?;
     let cache_path = repo.cache_dir().join("manifest-cache.bin");
     let mut cache = ferry_manifest::ManifestCache::read(&cache_path);

@@ -283,11 +283,7 @@ pub fn plan(
     let candidates = reasons::candidates(graph, &req.services)?;
 
     let mut reasons = Reasons::new();
-    let Compared {
-        bases,
-        removed,
-        taken_names,
-    } = match &req.force {
+    let mut compared = match &req.force {
         Some(by) => {
             reasons::forced(&candidates, by, &mut reasons);
             Compared::default()
@@ -298,6 +294,12 @@ pub fn plan(
             diff::compare_bases(ws, &stage, repo, req, groups.by_base, &mut reasons)?
         }
     };
+    diff::recorded_but_gone(ws, &stage, repo, req, &mut compared);
+    let Compared {
+        bases,
+        removed,
+        taken_names,
+    } = compared;
     reasons::from_stacks(&req.stacks, &candidates, &mut reasons);
     if req.with_dependents {
         reasons::dependents(graph, &mut reasons);

@@ -388,6 +388,46 @@ fn planned_from_records_a_removed_name_is_said_only_while_its_record_is_there() 
     );
 }
 
+/// A removed service whose record's commit is the base of no service planned now (the others
+/// were deployed later, or not at all) is still said: its record's commit tells what it was.
+#[test]
+fn planned_from_records_a_removed_service_is_said_whatever_the_others_bases() {
+    let (r, base) = monorepo();
+    r.remove("services/worker");
+    r.commit("worker goes");
+    let later = r.head();
+    let mut req = request("dev", None);
+    req.bases = [
+        ("database".to_string(), later.to_string()),
+        ("worker".to_string(), base.clone()),
+    ]
+    .into();
+    let p = plan_of(&r, &req).unwrap();
+    assert_eq!(
+        p.service("worker").map(|s| s.reasons.clone()),
+        Some(vec![Reason::Removed {
+            dir: "services/worker".into(),
+            renamed_to: None,
+            stack_kept: false,
+        }]),
+        "{:?}",
+        actions(&p)
+    );
+    assert!(
+        p.notes.iter().any(|n| n.contains("remove dev --orphans")),
+        "{:?}",
+        p.notes
+    );
+    // A record of a commit this clone does not have says nothing here (the deploy's note on
+    // records of services that no longer exist does).
+    req.bases.insert(
+        "worker".into(),
+        "0123456789abcdef0123456789abcdef01234567".into(),
+    );
+    let p = plan_of(&r, &req).unwrap();
+    assert!(p.service("worker").is_none(), "{:?}", actions(&p));
+}
+
 #[test]
 fn only_a_serverless_service_keeps_its_stack_through_a_rename() {
     let (r, base) = monorepo();

@@ -390,9 +390,10 @@ async fn deploy_locked(
     let previous = &state.records;
     let plan = plan_of(ws, &args.select, stage, ci, &state)?;
     eprint!("{}", ferry_plan::text(&plan, false));
+    // Those the plan does not already name as removed (their record's commit is missing here).
     let orphans: Vec<&str> = previous
         .keys()
-        .filter(|s| ws.service(s).is_none())
+        .filter(|s| ws.service(s).is_none() && plan.service(s).is_none())
         .map(String::as_str)
         .collect();
     if !orphans.is_empty() {
