@@ -743,6 +743,42 @@ fn all_present(out: &Path, sp: &ServicePackage) -> bool {
             .all(|f| blob_path(out, &f.sha256).is_file())
 }
 
+/// A CloudFormation service's local code paths are declared in `[package.artifacts]`, and
+/// every resource declared there exists and takes a code package. (`template` is pointed at
+/// empty keys on the way: pass a copy that is not deployed.)
+fn check_code_paths(
+    service: &Service,
+    template: &mut serde_json::Value,
+) -> Result<(), PackageError> {
+    if service.kind != ServiceKind::Cloudformation {
+        return Ok(());
+    }
+    let artifacts = &service.package.artifacts;
+    for (resource, _ty, property) in template::local_code_paths(template) {
+        if !artifacts.contains_key(&resource) {
+            let path = template["Resources"][&resource]["Properties"][&property]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            return Err(PackageError::Undeclared {
+                service: service.name.clone(),
+                resource,
+                property,
+                path,
+                manifest: service.manifest_path(),
+            });
+        }
+    }
+    for resource in artifacts.keys() {
+        template::point_at(template, resource, "").map_err(|source| PackageError::Template {
+            service: service.name.clone(),
+            path: service.template_path(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// Checks `service`'s template as a deploy needs it (see [`template::check`]): the parameters
 /// it passes are declared, the ones without a default are passed.
 fn check_parameters(service: &Service, parsed: &serde_json::Value) -> Result<(), TemplateError> {
@@ -862,12 +898,13 @@ pub fn check_templates<'a>(
                 _ => TemplateError::Unreadable(e),
             })
             .and_then(|text| template::parse(&text))
-            .and_then(|p| check_parameters(service, &p))
+            .and_then(|p| check_parameters(service, &p).map(|()| p))
             .map_err(|source| PackageError::Template {
                 service: service.name.clone(),
                 path: service.template_path(),
                 source,
-            });
+            })
+            .and_then(|mut p| check_code_paths(service, &mut p));
         if let Err(e) = checked {
             problems.push(e);
         }
@@ -1135,27 +1172,7 @@ fn package_service(
     // Check the template before running anything: an undeclared local path fails fast.
     let mut parsed = template::parse(&text).map_err(template_err)?;
     check_parameters(service, &parsed).map_err(template_err)?;
-    if service.kind == ServiceKind::Cloudformation {
-        for (resource, _ty, property) in template::local_code_paths(&parsed) {
-            if !spec.artifacts.contains_key(&resource) {
-                let path = parsed["Resources"][&resource]["Properties"][&property]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                return Err(PackageError::Undeclared {
-                    service: service.name.clone(),
-                    resource,
-                    property,
-                    path,
-                    manifest: service.manifest_path(),
-                });
-            }
-        }
-        // Every declared resource exists and takes a code package (checked before the build runs).
-        for resource in spec.artifacts.keys() {
-            template::point_at(&mut parsed, resource, "").map_err(template_err)?;
-        }
-    }
+    check_code_paths(service, &mut parsed)?;
 
     if !spec.build.is_empty() {
         run_build(ws, service, &dir, mask, on, cancelled)?;
