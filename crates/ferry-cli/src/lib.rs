@@ -85,7 +85,7 @@ pub struct Global {
 /// Ferry's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List the services of the monorepo: name, folder, dependencies, template
+    /// List the services of the monorepo: name, kind, folder, dependencies, template
     Services(cmd::services::ServicesArgs),
     /// Check ferry.toml and every service.toml; report every problem at once (exit 1 if any)
     Validate,

@@ -19,6 +19,7 @@ pub enum OutputsFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct OutputsArgs {
+    /// The stage whose stacks' outputs to print
     stage: String,
     /// Only these services (repeatable)
     #[arg(long = "service", value_name = "NAME")]

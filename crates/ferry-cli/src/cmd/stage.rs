@@ -54,6 +54,7 @@ pub enum ParamCmd {
     /// Write a parameter; the value is read from standard input, never from the command line
     /// (e.g. `printf %s "$TOKEN" | cargo xtask param set dev api-token --secure`)
     Set {
+        /// The stage whose parameters-path a relative name is under
         stage: String,
         /// Name relative to the stage's parameters-path, or absolute (starting with '/')
         name: String,
@@ -66,14 +67,21 @@ pub enum ParamCmd {
     },
     /// Print one parameter's value (SecureString values hidden unless --show-secrets)
     Get {
+        /// The stage whose credentials read it (and whose parameters-path a relative name is
+        /// under)
         stage: String,
+        /// Name relative to the stage's parameters-path, or absolute (starting with '/'); a
+        /// `:VERSION` or `:LABEL` selects one version
         name: String,
+        /// Print a SecureString's value instead of hiding it
         #[arg(long)]
         show_secrets: bool,
     },
     /// List the parameters under the stage's parameters-path
     List {
+        /// The stage whose parameters-path to list
         stage: String,
+        /// Print SecureString values instead of hiding them
         #[arg(long)]
         show_secrets: bool,
     },
