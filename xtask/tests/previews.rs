@@ -88,7 +88,7 @@ fn previews_are_listed_and_pruned_by_ci_event_live_refs_and_ttl() {
 
     // No evidence: refused; a list naming nothing: refused.
     let (code, _, err) = run(&mut xtask(&r, &["previews", "prune"]), None);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a usage error");
     assert!(err.contains("say what is gone: --live-refs FILE"), "{err}");
     let (code, _, err) = run(
         &mut xtask(&r, &["previews", "prune", "--live-refs", "-"]),

@@ -99,7 +99,7 @@ fn run_lints_what_changed_and_its_dependents_and_a_failure_is_exit_1_with_its_ou
 fn run_refuses_what_it_cannot_do_saying_what_to_give() {
     let (r, _) = repo();
     let (code, _, err) = run(&mut xtask(&r, &["run", "lint"]), None);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a usage error");
     assert!(
         err.contains("say what to run `lint` for: --since <ref>"),
         "{err}"

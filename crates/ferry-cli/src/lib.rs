@@ -242,10 +242,20 @@ pub fn exit(result: anyhow::Result<()>) -> ExitCode {
             for cause in causes(&e) {
                 eprintln!("  caused by: {}", m.mask(&cause));
             }
-            ExitCode::FAILURE
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
+
+/// A command line that names too little, or a combination of arguments clap's rules cannot
+/// express: exit code 2, as for clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 #[cfg(test)]
 mod tests {

@@ -139,10 +139,16 @@ fn node(ctx: &Ctx, args: &NodeArgs) -> anyhow::Result<()> {
         (false, Some(stage), Some(service)) => (Some(stage.clone()), service.clone()),
         (true, Some(service), None) => (None, service.clone()),
         (false, _, _) => {
-            anyhow::bail!("give the stage and the service: `batch node STAGE SERVICE`")
+            return Err(crate::UsageError(
+                "give the stage and the service: `batch node STAGE SERVICE`".into(),
+            )
+            .into());
         }
         (true, _, _) => {
-            anyhow::bail!("with --from-ci, give only the service: `batch node --from-ci SERVICE`")
+            return Err(crate::UsageError(
+                "with --from-ci, give only the service: `batch node --from-ci SERVICE`".into(),
+            )
+            .into());
         }
     };
     ctx.check_services(std::slice::from_ref(&service))?;

@@ -137,10 +137,11 @@ fn list(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<()> {
 
 fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
     if args.live_refs.is_none() && !args.from_ci && args.ttl.is_none() {
-        anyhow::bail!(
+        return Err(crate::UsageError(format!(
             "say what is gone: --live-refs FILE (e.g. `git ls-remote --heads origin | {} previews prune --live-refs -`), --from-ci, or --ttl AGE",
             ctx.app.name
-        );
+        ))
+        .into());
     }
     let ws = ctx.workspace()?;
     let live = match &args.live_refs {

@@ -126,10 +126,11 @@ fn select(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<BTreeSet<String>> {
         return Ok(ws.services.iter().map(|s| s.name.clone()).collect());
     }
     if args.since.is_none() && args.stage.is_none() && args.services.is_empty() {
-        anyhow::bail!(
+        return Err(crate::UsageError(format!(
             "say what to run `{}` for: --since <ref> (the services changed since then, e.g. origin/main), --stage <stage> (those a deploy of it would deploy), --service <name>, or --all",
             args.script
-        );
+        ))
+        .into());
     }
     if args.since.is_none() && args.stage.is_none() {
         // Only --service: those services and their dependencies, changed or not.
