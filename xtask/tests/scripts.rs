@@ -55,6 +55,14 @@ fn run_lints_what_changed_and_its_dependents_and_a_failure_is_exit_1_with_its_ou
         junit.contains("<testsuites name=\"ferry run lint\" tests=\"2\" failures=\"0\""),
         "{junit}"
     );
+    // The report lies under target/ferry/, which never shows in `git status`.
+    let status = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=all"])
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(!status.contains("target/"), "{status}");
 
     // A failing script: exit 1, its output in the summary, its dependents skipped; the stage's
     // variables of the caller (a CI job that deploys) never reach it.
@@ -74,7 +82,12 @@ fn run_lints_what_changed_and_its_dependents_and_a_failure_is_exit_1_with_its_ou
         crate::common::row(&out, "web").contains("skipped (api failed)"),
         "{out}"
     );
-    assert!(err.contains("script `lint` failed for api, web"), "{err}");
+    assert!(
+        err.contains(
+            "script `lint` failed for api (and so did not run for web, which depend on them)"
+        ),
+        "{err}"
+    );
 
     // --service: that service and its dependencies, changed or not; --all: every one.
     let (code, _, err) = run(

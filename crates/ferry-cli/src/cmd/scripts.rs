@@ -65,11 +65,15 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<()> {
     let selected = select(ctx, args)?;
     let (with, without) = scripts::split(ws, &args.script, &selected);
     if with.is_empty() {
-        println!(
-            "nothing to run: none of the selected services ({}) has a `{}` script",
-            list(&selected),
-            args.script
-        );
+        if selected.is_empty() {
+            println!("nothing to run: no service is selected");
+        } else {
+            println!(
+                "nothing to run: none of the selected services ({}) has a `{}` script",
+                list(&selected),
+                args.script
+            );
+        }
         return Ok(());
     }
     clock.say(&format!(
@@ -96,6 +100,8 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<()> {
     let on = |e: ferry_acceptance::Event| clock.say(&event(&args.script, &e));
     let report = runtime()?.block_on(stop_on_signal(run.run(&with, concurrency, &cancel, &on)))?;
 
+    // Under target/ferry/, which keeps a .gitignore of its own: never in `git status`.
+    ctx.output_dir()?;
     let path = ws.layout().script_report(&args.script);
     let junit = ferry_acceptance::junit(&report, &format!("run {}", args.script));
     ferry_acceptance::write_report(&path, &junit)
@@ -108,13 +114,31 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<()> {
     println!("{}", mask(&summary.details));
     println!("JUnit report: {}", path.display());
     if !report.succeeded() {
-        let failed: Vec<&str> = report
-            .outcomes
-            .iter()
-            .filter(|o| o.status.is_failure())
-            .map(|o| o.service.as_str())
-            .collect();
-        anyhow::bail!("script `{}` failed for {}", args.script, failed.join(", "));
+        let named = |skipped: bool| -> Vec<&str> {
+            report
+                .outcomes
+                .iter()
+                .filter(|o| {
+                    o.status.is_failure()
+                        && matches!(o.status, ferry_acceptance::Status::Skipped { .. }) == skipped
+                })
+                .map(|o| o.service.as_str())
+                .collect()
+        };
+        let (failed, skipped) = (named(false), named(true));
+        anyhow::bail!(
+            "script `{}` failed for {}{}",
+            args.script,
+            failed.join(", "),
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (and so did not run for {}, which depend on them)",
+                    skipped.join(", ")
+                )
+            }
+        );
     }
     Ok(())
 }
