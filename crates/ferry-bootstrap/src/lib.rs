@@ -770,6 +770,8 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
 
     // Per resource type of the stage's templates.
     let mut types: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // Buckets a Serverless service's `s3` events make: named by the event, not the stack.
+    let mut event_buckets: BTreeSet<String> = BTreeSet::new();
     let mut sam = false;
     // SSM parameters the templates name through parameters of an SSM parameter type, outside
     // the stage's parameters path: CloudFormation reads them with the role, and so does Ferry
@@ -795,6 +797,21 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 let made = serverless::resource_types(&ws.root, s);
                 for t in made.types {
                     types.entry(t).or_default().insert(s.name.clone());
+                }
+                for b in made.buckets {
+                    let name = b.replace("{stage}", &stage.id);
+                    let valid = !name.is_empty()
+                        && name.chars().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
+                        });
+                    if valid {
+                        event_buckets.insert(name);
+                    } else {
+                        notes.push(format!(
+                            "`{}`: an `s3` event makes bucket `{name}`, which is no bucket name; not granted",
+                            s.name
+                        ));
+                    }
                 }
                 notes.extend(made.unread);
             }
@@ -972,6 +989,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
             }
         }
     }
+    let mut custom: Vec<String> = Vec::new();
     for (ty, users) in plain {
         types_seen.insert(ty.clone());
         // The first few, so that the review's table stays readable in a large project.
@@ -1010,9 +1028,9 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
             None => {
                 let service = iam_prefix(&ty);
                 if ty.starts_with("Custom::") || ty == "AWS::CloudFormation::CustomResource" {
-                    notes.push(format!(
-                        "{ty} ({users}): a custom resource runs with its own function's role; nothing added"
-                    ));
+                    // CloudFormation invokes the resource's function with the deploying
+                    // role's credentials; the function then runs with its own role.
+                    custom.push(format!("{ty} ({users})"));
                     continue;
                 }
                 if service.is_empty() {
@@ -1034,6 +1052,45 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                     ..Default::default()
                 });
             }
+        }
+    }
+    if !custom.is_empty() {
+        out.push(Permission {
+            why: format!("custom resources: {}", custom.join(", ")),
+            actions: strings(&["lambda:InvokeFunction"]),
+            resources: stacks
+                .iter()
+                .map(|s| {
+                    format!(
+                        "arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{}*",
+                        name_start(s)
+                    )
+                })
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        });
+        notes.push(format!(
+            "custom resources ({}): CloudFormation invokes their functions with the role, granted for functions named like the stage's stacks; a ServiceToken elsewhere (another stack's function, an SNS topic) needs lambda:InvokeFunction or sns:Publish on it by hand",
+            custom.join(", ")
+        ));
+    }
+    if types_seen.contains("AWS::CloudFront::Distribution") {
+        notes.push(
+            "AWS::CloudFront::Distribution: a Lambda@Edge function (a Serverless `cloudFront` event) also needs lambda:EnableReplication* on it and iam:CreateServiceLinkedRole for replicator.lambda.amazonaws.com, which are not granted".into(),
+        );
+    }
+    if !event_buckets.is_empty()
+        && let Some(p) = out[role_start..]
+            .iter_mut()
+            .find(|p| !p.deny && p.why.starts_with("AWS::S3::Bucket "))
+    {
+        for b in &event_buckets {
+            p.resources
+                .push(format!("arn:${{AWS::Partition}}:s3:::{b}"));
+            p.resources
+                .push(format!("arn:${{AWS::Partition}}:s3:::{b}/*"));
         }
     }
     pass_roles_only_to_their_services(&mut out, role_start, &types_seen, notes);
@@ -1449,6 +1506,14 @@ fn actions_of(ty: &str) -> Option<(&'static [&'static str], Scope)> {
             ][..],
             Scope::Any,
         ),
+        "AWS::Lambda::LayerVersionPermission" => (
+            &[
+                "lambda:AddLayerVersionPermission",
+                "lambda:RemoveLayerVersionPermission",
+                "lambda:GetLayerVersionPolicy",
+            ][..],
+            Scope::Any,
+        ),
         "AWS::Lambda::EventInvokeConfig" => (
             &[
                 "lambda:PutFunctionEventInvokeConfig",
@@ -1510,6 +1575,26 @@ fn actions_of(ty: &str) -> Option<(&'static [&'static str], Scope)> {
                 "logs:PutSubscriptionFilter",
                 "logs:DescribeSubscriptionFilters",
                 "logs:DeleteSubscriptionFilter",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::Events::EventBus" => (
+            &[
+                "events:CreateEventBus",
+                "events:DeleteEventBus",
+                "events:DescribeEventBus",
+                "events:UpdateEventBus",
+                "events:TagResource",
+                "events:UntagResource",
+                "events:ListTagsForResource",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::Kinesis::StreamConsumer" => (
+            &[
+                "kinesis:RegisterStreamConsumer",
+                "kinesis:DeregisterStreamConsumer",
+                "kinesis:DescribeStreamConsumer",
             ][..],
             Scope::Any,
         ),

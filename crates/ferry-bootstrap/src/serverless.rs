@@ -16,6 +16,9 @@ use serde_json::Value;
 #[derive(Debug, Default)]
 pub(crate) struct Made {
     pub types: BTreeSet<String>,
+    /// The buckets the functions' `s3` events make, by name (`{stage}` standing for the stage
+    /// id): the framework names them after the event, not after the stack.
+    pub buckets: BTreeSet<String>,
     pub unread: Vec<String>,
 }
 
@@ -24,25 +27,27 @@ pub(crate) struct Made {
 const MAX_FILES: usize = 32;
 
 /// The resource types the framework compiles an event of this kind into (in Serverless
-/// Framework v3 and v4, with `Lambda::Permission` for those that invoke the function).
-fn event_types(kind: &str, event: &Value) -> Option<&'static [&'static str]> {
+/// Framework v3 and v4, with `Lambda::Permission` for those that invoke the function; the
+/// types an API's authorizers, keys and models add share the API's prefix, which one grant
+/// covers). `doc` is the whole configuration, for the provider's settings of an event kind.
+fn event_types(kind: &str, event: &Value, doc: &Value) -> Option<Vec<&'static str>> {
     const PERMISSION: &str = "AWS::Lambda::Permission";
-    Some(match kind {
-        "http" => &[
+    let mut out: Vec<&'static str> = match kind {
+        "http" => vec![
             "AWS::ApiGateway::RestApi",
             "AWS::ApiGateway::Resource",
             "AWS::ApiGateway::Method",
             "AWS::ApiGateway::Deployment",
             PERMISSION,
         ],
-        "httpApi" => &[
+        "httpApi" => vec![
             "AWS::ApiGatewayV2::Api",
             "AWS::ApiGatewayV2::Stage",
             "AWS::ApiGatewayV2::Integration",
             "AWS::ApiGatewayV2::Route",
             PERMISSION,
         ],
-        "websocket" => &[
+        "websocket" => vec![
             "AWS::ApiGatewayV2::Api",
             "AWS::ApiGatewayV2::Integration",
             "AWS::ApiGatewayV2::Route",
@@ -50,31 +55,79 @@ fn event_types(kind: &str, event: &Value) -> Option<&'static [&'static str]> {
             "AWS::ApiGatewayV2::Stage",
             PERMISSION,
         ],
-        // v4's `method: scheduler` makes an EventBridge Scheduler schedule and its role.
-        "schedule" if event["method"] == "scheduler" => &["AWS::Scheduler::Schedule"],
-        "schedule" | "eventBridge" | "cloudwatchEvent" => &["AWS::Events::Rule", PERMISSION],
-        "cloudwatchLog" => &["AWS::Logs::SubscriptionFilter", PERMISSION],
-        // A topic given by its ARN exists already; a name makes one.
-        "sns" if is_arn(event) || is_arn(&event["arn"]) => &["AWS::SNS::Subscription", PERMISSION],
-        "sns" => &["AWS::SNS::Topic", "AWS::SNS::Subscription", PERMISSION],
-        "sqs" | "stream" | "kafka" | "msk" | "activemq" | "rabbitmq" | "documentDb" => {
-            &["AWS::Lambda::EventSourceMapping"]
+        // `method: scheduler` makes an EventBridge Scheduler schedule, which invokes the
+        // function with the function's own role.
+        "schedule" if event["method"] == "scheduler" => vec!["AWS::Scheduler::Schedule"],
+        "schedule" | "cloudwatchEvent" => vec!["AWS::Events::Rule", PERMISSION],
+        // Unless `provider.eventBridge` is set without `useCloudFormation: true`, the framework
+        // writes the rule (and a bus given by name) into the template; else its custom
+        // resource makes them.
+        "eventBridge" => {
+            let settings = &doc["provider"]["eventBridge"];
+            if settings.is_object() && settings["useCloudFormation"] != true {
+                vec!["Custom::EventBridge"]
+            } else {
+                let named = event["eventBus"]
+                    .as_str()
+                    .is_some_and(|b| b != "default" && !b.starts_with("arn:"));
+                let mut v = vec!["AWS::Events::Rule", PERMISSION];
+                if named {
+                    v.push("AWS::Events::EventBus");
+                }
+                v
+            }
         }
-        // An existing bucket is configured by the framework's custom resource (a function of
-        // its own: already granted).
-        "s3" if event["existing"] == true => &[PERMISSION],
-        "s3" => &["AWS::S3::Bucket", PERMISSION],
-        "alb" => &[
+        "cloudwatchLog" => vec!["AWS::Logs::SubscriptionFilter", PERMISSION],
+        // A topic given by its ARN exists already; a name makes one. A redrive policy gives its
+        // dead-letter queue a policy.
+        "sns" => {
+            let mut v = if is_arn(event) || is_arn(&event["arn"]) {
+                vec!["AWS::SNS::Subscription", PERMISSION]
+            } else {
+                vec!["AWS::SNS::Topic", "AWS::SNS::Subscription", PERMISSION]
+            };
+            if is_set(&event["redrivePolicy"]) {
+                v.push("AWS::SQS::QueuePolicy");
+            }
+            v
+        }
+        "stream" if is_set(&event["consumer"]) => vec![
+            "AWS::Lambda::EventSourceMapping",
+            "AWS::Kinesis::StreamConsumer",
+        ],
+        "sqs" | "stream" | "kafka" | "msk" | "activemq" | "rabbitmq" => {
+            vec!["AWS::Lambda::EventSourceMapping"]
+        }
+        // An existing bucket or user pool is configured by the framework's custom resource,
+        // which adds the function's permission itself.
+        "s3" if event["existing"] == true => vec!["Custom::S3"],
+        "s3" => vec!["AWS::S3::Bucket", PERMISSION],
+        "alb" => vec![
             "AWS::ElasticLoadBalancingV2::TargetGroup",
             "AWS::ElasticLoadBalancingV2::ListenerRule",
             PERMISSION,
         ],
-        "iot" => &["AWS::IoT::TopicRule", PERMISSION],
-        "cognitoUserPool" if event["existing"] == true => &[PERMISSION],
-        "cognitoUserPool" => &["AWS::Cognito::UserPool", PERMISSION],
-        "alexaSkill" | "alexaSmartHome" => &[PERMISSION],
+        "iot" => vec!["AWS::IoT::TopicRule", PERMISSION],
+        "iotFleetProvisioning" => vec!["AWS::IoT::ProvisioningTemplate", PERMISSION],
+        "cognitoUserPool" if event["existing"] == true => vec!["Custom::CognitoUserPool"],
+        "cognitoUserPool" => vec!["AWS::Cognito::UserPool", PERMISSION],
+        "cloudFront" => vec!["AWS::CloudFront::Distribution", PERMISSION],
+        "alexaSkill" | "alexaSmartHome" => vec![PERMISSION],
         _ => return None,
-    })
+    };
+    out.sort_unstable();
+    out.dedup();
+    Some(out)
+}
+
+/// Whether a setting is given and not turned off (`false`, `0`, empty).
+fn is_set(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => false,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        _ => true,
+    }
 }
 
 /// Whether `v` is an ARN or a CloudFormation function (`Fn::GetAtt`, `Ref`, `Fn::Join`…) that
@@ -106,20 +159,21 @@ pub(crate) fn resource_types(root: &Path, service: &Service) -> Made {
             let Some(function) = reader.resolve(&function, &at) else {
                 continue;
             };
-            if !function["url"].is_null() {
-                reader.made.types.insert("AWS::Lambda::Url".into());
+            let mut add = |t: &str| reader.made.types.insert(t.to_string());
+            // A function URL without `authorizer: aws_iam` is public: a permission lets anyone
+            // invoke it.
+            if is_set(&function["url"]) {
+                add("AWS::Lambda::Url");
+                add("AWS::Lambda::Permission");
             }
-            if !function["provisionedConcurrency"].is_null() {
-                reader.made.types.insert("AWS::Lambda::Alias".into());
+            if is_set(&function["provisionedConcurrency"]) || is_set(&function["snapStart"]) {
+                add("AWS::Lambda::Alias");
             }
-            if !function["destinations"].is_null()
-                || !function["maximumRetryAttempts"].is_null()
-                || !function["maximumEventAge"].is_null()
+            if is_set(&function["destinations"])
+                || is_set(&function["maximumRetryAttempts"])
+                || is_set(&function["maximumEventAge"])
             {
-                reader
-                    .made
-                    .types
-                    .insert("AWS::Lambda::EventInvokeConfig".into());
+                add("AWS::Lambda::EventInvokeConfig");
             }
             let Some(events) = reader.resolve(&function["events"], &format!("{at}: events")) else {
                 continue;
@@ -131,7 +185,10 @@ pub(crate) fn resource_types(root: &Path, service: &Service) -> Made {
                 let Some((kind, body)) = event.as_object().and_then(|m| m.iter().next()) else {
                     continue;
                 };
-                match event_types(kind, body) {
+                if kind == "s3" && body["existing"] != true {
+                    reader.event_bucket(&doc, body, &format!("`{name}`: {at}"));
+                }
+                match event_types(kind, body, &doc) {
                     Some(types) => reader
                         .made
                         .types
@@ -143,8 +200,23 @@ pub(crate) fn resource_types(root: &Path, service: &Service) -> Made {
             }
         }
     }
-    if !doc["layers"].is_null() {
+    if let Some(layers) = doc["layers"].as_object() {
         reader.made.types.insert("AWS::Lambda::LayerVersion".into());
+        if layers.values().any(|l| is_set(&l["allowedAccounts"])) {
+            reader
+                .made
+                .types
+                .insert("AWS::Lambda::LayerVersionPermission".into());
+        }
+    }
+    // API Gateway's access logs need the account's CloudWatch role, which the framework sets
+    // through a custom resource.
+    let logs = &doc["provider"]["logs"];
+    if is_set(&logs["restApi"]) || is_set(&logs["websocket"]) {
+        reader
+            .made
+            .types
+            .insert("Custom::ApiGatewayAccountRole".into());
     }
     if let Some(resources) = reader.resolve(&doc["resources"], &format!("{config}: resources")) {
         // One mapping, or a list of them (each maybe a `${file(…)}`), as the framework merges.
@@ -181,6 +253,37 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// The name of the bucket an `s3` event makes: the event's `bucket` (a string, or
+    /// `{bucket: …}`), or the `name` of the `provider.s3` entry it names. The stage's variables
+    /// become `{stage}`; a name with any other variable is said to be unread.
+    fn event_bucket(&mut self, doc: &Value, event: &Value, at: &str) {
+        let given = match event {
+            Value::String(s) => Some(s.as_str()),
+            other => other["bucket"].as_str(),
+        };
+        let Some(given) = given else {
+            self.made.unread.push(format!(
+                "{at}'s `s3` event names its bucket in a way Ferry does not read: grant s3 actions on that bucket by hand"
+            ));
+            return;
+        };
+        let name = doc["provider"]["s3"][given]["name"]
+            .as_str()
+            .unwrap_or(given);
+        let service = doc["service"]
+            .as_str()
+            .or_else(|| doc["service"]["name"].as_str())
+            .unwrap_or_default();
+        match stage_pattern(name, service) {
+            Some(pattern) => {
+                self.made.buckets.insert(pattern);
+            }
+            None => self.made.unread.push(format!(
+                "{at}'s `s3` event makes bucket `{name}`, whose name Ferry cannot render: grant s3 actions on it by hand"
+            )),
+        }
+    }
+
     /// The YAML or JSON file at the repository-relative `path`, or `None` (said in `unread`).
     fn read(&mut self, path: &str) -> Option<Value> {
         self.files += 1;
@@ -268,6 +371,38 @@ impl Reader<'_> {
     }
 }
 
+/// `name` with the stage's variables (`${sls:stage}`, `${opt:stage}`, `${self:provider.stage}`,
+/// with or without a default) as `{stage}` and `${self:service}` as `service`; `None` when
+/// another variable remains.
+fn stage_pattern(name: &str, service: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = name;
+    while let Some(open) = rest.find("${") {
+        out.push_str(&rest[..open]);
+        // The matching brace: a default may hold a variable of its own.
+        let mut depth = 0;
+        let close = rest[open..].char_indices().find_map(|(i, c)| {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 1 => return Some(open + i),
+                '}' => depth -= 1,
+                _ => {}
+            }
+            None
+        })?;
+        let inner = &rest[open + 2..close];
+        let variable = inner.split(',').next().unwrap_or_default().trim();
+        match variable {
+            "sls:stage" | "opt:stage" | "self:provider.stage" => out.push_str("{stage}"),
+            "self:service" if !service.is_empty() => out.push_str(service),
+            _ => return None,
+        }
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 /// `${file(PATH)}` or `${file(PATH):KEY.PATH}` (quotes around PATH allowed): the path and the
 /// key path.
 fn file_variable(text: &str) -> Option<(&str, &str)> {
@@ -296,5 +431,23 @@ mod tests {
         assert_eq!(file_variable("${file()}"), None);
         assert_eq!(file_variable("${self:custom.x}"), None);
         assert_eq!(file_variable("${file(a.yml)"), None);
+    }
+
+    #[test]
+    fn stage_patterns() {
+        assert_eq!(
+            stage_pattern("${self:service}-${sls:stage}-uploads", "shop").as_deref(),
+            Some("shop-{stage}-uploads")
+        );
+        assert_eq!(
+            stage_pattern("up-${opt:stage, ${self:provider.stage, 'dev'}}", "s").as_deref(),
+            Some("up-{stage}")
+        );
+        assert_eq!(
+            stage_pattern("plain-bucket", "s").as_deref(),
+            Some("plain-bucket")
+        );
+        assert_eq!(stage_pattern("b-${env:BUCKET}", "s"), None);
+        assert_eq!(stage_pattern("b-${sls:stage", "s"), None);
     }
 }

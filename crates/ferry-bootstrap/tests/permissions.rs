@@ -349,6 +349,10 @@ fn a_serverless_service_is_granted_what_its_events_and_resources_make() {
 provider:
   name: aws
   runtime: python3.12
+layers:
+  shared:
+    path: layer
+    allowedAccounts: ['222222222222']
 functions: ${file(./functions.yml):functions}
 resources:
   - ${file(resources/queue.yml)}
@@ -380,6 +384,15 @@ resources:
       - cloudwatchLog: /aws/lambda/other
       - sns: arn:aws:sns:us-east-1:111111111111:existing
       - stepFunctionsTrigger: {x: 1}
+  uploads:
+    handler: h.uploads
+    url: false
+    events:
+      - s3: {bucket: '${self:service}-${sls:stage}-uploads', event: 's3:ObjectCreated:*'}
+      - s3: {bucket: legacy-bucket, existing: true}
+      - s3: ${env:BUCKET}
+      - eventBridge: {eventBus: orders-bus, pattern: {source: [shop]}}
+      - stream: {type: kinesis, arn: arn:aws:kinesis:us-east-1:111111111111:stream/s, consumer: true}
 ",
     );
     write(r, "services/orders/bad.yml", "Resources: [unclosed\n");
@@ -421,9 +434,37 @@ resources:
         // The resources, from the file and inline.
         "sqs:CreateQueue",
         "dynamodb:CreateTable",
+        // A shared layer, a named bus, a stream consumer, and the framework's custom resource
+        // for an existing bucket, which CloudFormation invokes with the role.
+        "lambda:AddLayerVersionPermission",
+        "events:CreateEventBus",
+        "kinesis:RegisterStreamConsumer",
+        "lambda:InvokeFunction",
     ] {
         assert!(granted.contains(&needed), "{needed}: {granted:?}");
     }
+    // The bucket an `s3` event makes is named by the event, not after the stack.
+    let buckets = permissions
+        .iter()
+        .find(|p| p.why.starts_with("AWS::S3::Bucket "))
+        .unwrap();
+    assert!(
+        buckets
+            .resources
+            .contains(&"arn:${AWS::Partition}:s3:::shop-orders-dev-uploads".to_string()),
+        "{:?}",
+        buckets.resources
+    );
+    let invoke = permissions
+        .iter()
+        .find(|p| p.actions == ["lambda:InvokeFunction"])
+        .unwrap();
+    assert!(invoke.why.contains("Custom::S3 (orders)"), "{}", invoke.why);
+    assert!(
+        invoke.resources[0].ends_with(":function:shop-orders-dev*"),
+        "{:?}",
+        invoke.resources
+    );
     // The topic given by its ARN exists: no topic is made.
     assert!(!granted.contains(&"sns:CreateTopic"), "{granted:?}");
     // The roles go to the services that take them, the scheduler's and the log filter's too.
@@ -449,6 +490,7 @@ resources:
         "names a file outside the repository",
         "more than 32 files through ${file(…)}",
         "`services/orders/bad.yml` could not be read (",
+        "`orders`: function `uploads`'s `s3` event makes bucket `${env:BUCKET}`, whose name Ferry cannot render",
     ] {
         assert!(notes.iter().any(|n| n.contains(said)), "{said}: {notes:#?}");
     }
