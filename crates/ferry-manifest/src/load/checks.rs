@@ -44,9 +44,12 @@ pub(super) fn check_duplicates(drafts: &[ServiceDraft], diags: &mut Vec<Diagnost
 }
 
 /// The dependency graph of the services (the first of each name); `None` when it has unknown
-/// services, self-dependencies or cycles (reported at the declaring key).
+/// services, self-dependencies or cycles (reported at the declaring key). A dependency named
+/// in `unread` (the folders of manifests that could not be read) is not called unknown: that
+/// manifest's own problem is reported.
 pub(super) fn check_graph(
     drafts: &[ServiceDraft],
+    unread: &BTreeSet<&str>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<DepGraph> {
     let mut seen = BTreeSet::new();
@@ -69,6 +72,11 @@ pub(super) fn check_graph(
         .collect();
     for e in errors {
         let diag = match &e {
+            GraphError::UnknownDependency { dependency, .. }
+                if unread.contains(dependency.as_str()) =>
+            {
+                continue;
+            }
             GraphError::UnknownDependency { node, dependency } => {
                 let d = by_name[node.as_str()];
                 let (span, key) = d.dep_sites.get(dependency).cloned().unzip();

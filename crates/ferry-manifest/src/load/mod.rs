@@ -93,7 +93,14 @@ fn load_inner(
     );
 
     check_duplicates(&drafts, diags);
-    let graph = check_graph(&drafts, diags);
+    // A service whose manifest could not be read is no reason to call its dependents'
+    // `depends-on` unknown: by default it is named after its folder.
+    let unread: BTreeSet<&str> = manifests
+        .iter()
+        .filter(|dir| !drafts.iter().any(|d| &d.service.dir == *dir))
+        .filter_map(|dir| dir.rsplit('/').next())
+        .collect();
+    let graph = check_graph(&drafts, &unread, diags);
     check_stack_names(&project, &stages, &drafts, diags);
     check_variables(&stages, default_stage.as_ref(), &drafts, diags);
     check_output_stages(&stages, default_stage.is_some(), &drafts, diags);
