@@ -277,7 +277,9 @@ fn check_template(
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e));
-    if path.is_none() || t.starts_with('/') || t.contains('\\') {
+    if t.starts_with('/') || t.contains('\\') {
+        fd.error(Some(sp), Some("service.template"), format!("`{t}` is an absolute path (or one with `\\`), which means another thing on every machine: give the template's path relative to the service folder, with `/`, e.g. \"template.yaml\" or \"../shared/template.yaml\""));
+    } else if path.is_none() {
         fd.error(Some(sp), Some("service.template"), format!("`{t}` lies outside the repository; a template must be versioned with the repository (its edits are what Ferry deploys), so give a path inside it, relative to the service folder"));
     } else if let Some((link, target, rest)) =
         path.as_deref().and_then(|p| link_on_path(source, dir, p))
