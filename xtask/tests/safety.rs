@@ -391,6 +391,53 @@ fn sigterm_starts_nothing_new_a_second_one_aborts_and_the_lock_is_released() {
     assert_eq!(code, 1, "the lock is released: {}", seen.join("\n"));
 }
 
+/// The reader of a deploy's output goes away (`deploy … | tail`, killed): the deploy's next
+/// line meets a closed pipe, which must neither kill the task that handles signals nor the
+/// run itself. SIGTERM still cancels, a second aborts, and the lock is released.
+#[test]
+fn a_deploy_whose_reader_is_gone_still_stops_on_sigterm_and_releases_its_lock() {
+    let r = busy_repo("sigpipe");
+    let mut c = xtask(&r, &["deploy", "dev", "--timeout", "300"]);
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        let hit = line.contains("waiting for that operation to finish");
+        seen.push(line);
+        if hit {
+            break;
+        }
+    }
+    // The reader goes: both pipes close.
+    drop(lines);
+    drop(child.stdout.take());
+    signal(child.id(), "-TERM");
+    std::thread::sleep(Duration::from_secs(2));
+    signal(child.id(), "-TERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the deploy went on after two SIGTERMs: {}", seen.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(1), "{}", seen.join("\n"));
+    let (code, _, _) = run(
+        &mut xtask(&r, &["param", "get", "dev", "/ferry/sigpipe/dev/lock"]),
+        None,
+    );
+    assert_eq!(code, 1, "the lock is released");
+}
+
 #[test]
 fn sigterm_during_a_build_stops_the_build_at_once_and_releases_the_lock() {
     let r = TestRepo::new();

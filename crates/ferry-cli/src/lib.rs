@@ -8,6 +8,35 @@
 //! `cmd`, which calls crate functions and prints. Nothing here decides anything a deploy tool
 //! needs: that is in the crates.
 
+// Output that goes on when its reader has gone away: in this crate these stand in for std's
+// macros, which panic on a closed pipe (`deploy … | tail`, killed; `validate | head -1`). A
+// panic there would kill a run between moving stacks and writing its release, or the task that
+// cancels a run on SIGTERM, leaving it holding its lock.
+macro_rules! print {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+macro_rules! eprint {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+macro_rules! eprintln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+
 mod cmd;
 pub mod context;
 mod lock;

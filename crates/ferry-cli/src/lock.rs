@@ -140,10 +140,11 @@ async fn interruptible<T>(
                 };
                 if first {
                     first = false;
-                    eprintln!(
-                        "interrupted ({name}): starting nothing new, letting running stack operations finish (Ctrl-C again to abort)"
-                    );
+                    // Cancel first: saying so must not be what stops it.
                     cancel.cancel();
+                    crate::ui::note(&format!(
+                        "interrupted ({name}): starting nothing new, letting running stack operations finish (Ctrl-C again to abort)"
+                    ));
                 } else if again_tx.send(name).is_err() {
                     return;
                 }
@@ -159,13 +160,10 @@ async fn interruptible<T>(
         let holder = holder.clone();
         tokio::spawn(async move {
             let failing = move |e: &ferry_records::RecordError| {
-                eprintln!(
-                    "{}",
-                    crate::ui::mask(&format!(
-                        "error: {e}; the stage's lock could not be renewed for minutes: starting nothing new"
-                    ))
-                );
                 let _ = failing_tx.send(());
+                crate::ui::note(&crate::ui::mask(&format!(
+                    "error: {e}; the stage's lock could not be renewed for minutes: starting nothing new"
+                )));
             };
             records.keep_every(&holder, &failing, every).await
         })
@@ -186,15 +184,15 @@ async fn interruptible<T>(
                     Ok(e) => e,
                     Err(j) => std::panic::resume_unwind(j.into_panic()),
                 };
-                eprintln!("error: {e}");
                 cancel.cancel();
+                crate::ui::note(&format!("error: {e}"));
                 lost = Some(e);
             }
             Some(()) = failing_rx.recv() => cancel.cancel(),
             Some(name) = again_rx.recv() => {
-                eprintln!(
+                crate::ui::note(&format!(
                     "aborted ({name} again): stack operations already started go on in CloudFormation; their services are not recorded, and the next run redoes them"
-                );
+                ));
                 anyhow::bail!("aborted by a second interrupt; the lock is released");
             }
         }

@@ -35,10 +35,18 @@ impl Clock {
         format!("[{:>6.1}s] {}", self.seconds(), mask(text))
     }
 
-    /// Prints [`Clock::line`] to standard error.
+    /// Prints [`Clock::line`] to standard error (see [`note`]).
     pub fn say(&self, text: &str) {
-        eprintln!("{}", self.line(text));
+        note(&self.line(text));
     }
+}
+
+/// Writes a line to standard error, and goes on when it cannot: progress and notices must not
+/// stop a run whose reader went away (`deploy … | tail` killed), as `eprintln!` would by
+/// panicking on a closed pipe, in the task that was about to cancel the run on a signal.
+pub fn note(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// A plain left-aligned table, two spaces between columns; the last column is not padded.
