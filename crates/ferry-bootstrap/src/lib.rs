@@ -319,7 +319,11 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
             notes.push(
                 "ferry.toml names no role-arn for this stage: set it to the DeployerRole output, so that deploys assume it".into(),
             );
-            (format!("ferry-{project}-{id}-deployer"), "/".into())
+            // IAM takes role names of at most 64 characters.
+            (
+                ferry_manifest::fit_name(&format!("ferry-{project}-{id}-deployer"), 64),
+                "/".into(),
+            )
         }
     };
     let mut permissions = permissions(ws, stage, &mut notes);
@@ -339,7 +343,8 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
     }
     // The role's policies: one inline policy when it fits, else managed policies (a larger
     // limit in all), each statement whole in one of them.
-    let policy_name = format!("ferry-{project}-{id}-deploy");
+    // IAM takes policy names of at most 128 characters (with `-<n>` after this).
+    let policy_name = ferry_manifest::fit_name(&format!("ferry-{project}-{id}-deploy"), 125);
     let mut role_props = json!({
         "RoleName": role,
         "Path": path,

@@ -590,3 +590,38 @@ fn every_stage_of_the_example_can_be_bootstrapped() {
         assert!(b.body().len() <= 51_200, "stage {name}");
     }
 }
+
+/// A long project name: the role Ferry names is cut to IAM's 64 characters (with a hash).
+#[test]
+fn a_long_project_name_gives_a_role_name_iam_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let project = format!("trial-{}", "x".repeat(50));
+    write(
+        r,
+        "ferry.toml",
+        &format!("[project]\nname = \"{project}\"\n\n[stages.staging]\nregion = \"us-east-1\"\n"),
+    );
+    write(
+        r,
+        "services/q/t.yaml",
+        "Resources:\n  Q: {Type: AWS::SQS::Queue}\n",
+    );
+    write(
+        r,
+        "services/q/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let options = ferry_bootstrap::Options {
+        trust: vec!["arn:aws:iam::111111111111:role/ci".into()],
+        codebuild: None,
+    };
+    let b = ferry_bootstrap::plan(&ws, &ws.stage("staging").unwrap(), &options).unwrap();
+    let role = b.template["Resources"]["DeployerRole"]["Properties"]["RoleName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(role.len() <= 64, "{role}");
+    assert!(role.starts_with("ferry-trial-xxxxxxxx"), "{role}");
+}

@@ -225,13 +225,11 @@ pub(crate) async fn ensure_local_bucket(
 }
 
 /// The artifact bucket of `stage`: its `artifact-bucket`, else with `local` the emulator's
-/// `ferry-artifacts-<project>`.
+/// `ferry-artifacts-<project>` (cut to S3's 63 characters, with a hash, for a long project name).
 pub fn stage_bucket(ws: &Workspace, stage: &Stage, local: bool) -> Option<String> {
-    stage
-        .config
-        .artifact_bucket
-        .clone()
-        .or_else(|| local.then(|| format!("ferry-artifacts-{}", ws.project.name)))
+    stage.config.artifact_bucket.clone().or_else(|| {
+        local.then(|| ferry_manifest::fit_name(&format!("ferry-artifacts-{}", ws.project.name), 63))
+    })
 }
 
 /// Why the working tree's package request could not be made.

@@ -85,6 +85,22 @@ pub fn sanitize_stage_name(name: &str, max: usize) -> String {
     format!("{}-{hash}", out[..keep].trim_end_matches('-'))
 }
 
+/// `name` when it has at most `max` characters; else cut and given an 8-digit hash of the
+/// whole, as a stage id is (for names Ferry derives from the project's, such as the local
+/// artifact bucket, which S3 limits to 63 characters, or the deployer role, which IAM limits
+/// to 64).
+pub fn fit_name(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_string();
+    }
+    let hash = format!("{:08x}", fnv1a(name.as_bytes()) as u32);
+    let mut keep = max.saturating_sub(hash.len() + 1);
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}-{hash}", name[..keep].trim_end_matches('-'))
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
@@ -266,6 +282,17 @@ impl Workspace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_derived_name_too_long_is_cut_with_a_hash_of_the_whole() {
+        assert_eq!(fit_name("ferry-artifacts-shop", 63), "ferry-artifacts-shop");
+        let long = format!("ferry-artifacts-{}", "a".repeat(51));
+        let other = format!("ferry-artifacts-{}b", "a".repeat(50));
+        let (a, b) = (fit_name(&long, 63), fit_name(&other, 63));
+        assert_eq!(a.len(), 63);
+        assert!(a.starts_with("ferry-artifacts-aaa"), "{a}");
+        assert_ne!(a, b, "names with a common start stay apart");
+    }
 
     #[test]
     fn branch_names_become_stack_safe_ids() {
