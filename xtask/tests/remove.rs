@@ -448,3 +448,50 @@ fn a_protected_stack_is_never_removed_without_allow_protected() {
     // (The emulator does not implement UpdateTerminationProtection, so the removal that
     // --allow-protected allows cannot be shown here.)
 }
+
+/// A stack that cannot be read when `remove` checks whose it is (the emulator answering
+/// HTTP 500) stops the remove before anything is deleted, and says so: nothing was deleted.
+#[test]
+fn a_stack_that_cannot_be_checked_stops_the_remove_before_anything_is_deleted() {
+    use ferry_test_support::moto;
+    use ferry_test_support::proxy::{Proxy, Request, Rule};
+    let p = "rm-unread";
+    let r = project(p);
+    for s in ["a", "b"] {
+        r.write(
+            &format!("services/{s}/service.toml"),
+            "[service]\ntemplate = \"t.yaml\"\n",
+        )
+        .write(&format!("services/{s}/t.yaml"), QUEUE);
+    }
+    r.commit("services");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let upstream = format!("127.0.0.1:{}", moto().port);
+    let broken = Proxy::start(&upstream, |req: &Request| {
+        let body = String::from_utf8_lossy(&req.body);
+        if req.action() == "DescribeStacks" && body.contains("rm-unread-b-dev") {
+            Rule::Respond {
+                status: 500,
+                content_type: "text/xml".into(),
+                body: "<ErrorResponse><Error><Code>InternalFailure</Code><Message>boom</Message></Error></ErrorResponse>".into(),
+            }
+        } else {
+            Rule::Forward
+        }
+    });
+    let mut c = xtask(&r, &["remove", "dev", "--timeout", "30"]);
+    c.env("AWS_ENDPOINT_URL", broken.endpoint());
+    let (code, out, err) = run(&mut c, None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("nothing was deleted: stack rm-unread-b-dev of `b` could not be read to check whose it is"),
+        "{err}"
+    );
+    assert!(!err.contains("the stacks after it"), "{err}");
+    // Both stacks and records are still there: a remove without the fault deletes them.
+    assert_eq!(records(p, "dev").len(), 2);
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(records(p, "dev").is_empty());
+}

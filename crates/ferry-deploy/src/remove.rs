@@ -111,9 +111,9 @@ pub enum RemoveError {
         refused: Vec<StackError>,
     },
     #[error(
-        "failed to delete stack {stack} of `{service}`; the stacks after it were not touched: {source}"
+        "nothing was deleted: stack {stack} of `{service}` could not be read to check whose it is ({source}); run `remove` again when it can be"
     )]
-    Stack {
+    Check {
         service: String,
         stack: String,
         source: Box<StackError>,
@@ -255,7 +255,7 @@ pub async fn remove(
         let info = engine
             .describe(stack)
             .await
-            .map_err(|source| RemoveError::Stack {
+            .map_err(|source| RemoveError::Check {
                 service: service.clone(),
                 stack: stack.clone(),
                 source: Box::new(source),
