@@ -210,15 +210,31 @@ fn init_says_when_what_it_wrote_does_not_validate_yet() {
     );
     let (code, out, err) = run(&mut xtask(dir.path(), &["init", "--no-runner"]), None);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(
-        out.contains("does not pass `cargo xtask validate` yet"),
-        "{out}"
-    );
+    // --no-runner: the repository runs Ferry as `ferry`, which is what init names.
+    assert!(out.contains("does not pass `ferry validate` yet"), "{out}");
     assert!(
         out.contains(
             "stack name `My_Orders-dev` of service `orders` is not one CloudFormation accepts"
         ) && out.contains("change the `service:` (or provider.stackName) of its serverless.yml"),
         "{out}"
     );
+    assert!(!out.contains("next: "), "{out}");
+}
+
+/// A template a deploy would refuse (a SAM template nesting one outside the repository, as a
+/// project built from a subfolder does) is said right after init writes, as validate says it.
+#[test]
+fn init_says_when_a_template_it_found_would_be_refused() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    file(
+        dir.path(),
+        "orders/template.yaml",
+        "AWSTemplateFormatVersion: '2010-09-09'\nTransform: AWS::Serverless-2016-10-31\nResources:\n  Dlq:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ../../shared/dlq.yaml\n",
+    );
+    let (code, out, err) = run(&mut xtask(dir.path(), &["init", "--no-runner"]), None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("does not pass `ferry validate` yet"), "{out}");
+    assert!(out.contains("Dlq.TemplateURL"), "{out}");
     assert!(!out.contains("next: "), "{out}");
 }

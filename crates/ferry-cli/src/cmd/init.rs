@@ -115,25 +115,32 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     if let Ok(repo) = ferry_changes::Repo::open(root) {
         super::services::warn_if_ignored(&repo, &paths);
     }
+    // How the repository runs Ferry from now on: its own xtask, or (with --no-runner) `ferry`.
+    let name = if args.no_runner {
+        "ferry"
+    } else {
+        "cargo xtask"
+    };
     // What init cannot make valid by itself (a Serverless service name CloudFormation refuses
-    // in a stack name, a path out of the repository) is said now, not at the first deploy.
-    if let Err(e) = ferry_manifest::load(root) {
+    // in a stack name, a path out of the repository, a template a deploy would refuse) is
+    // said now, not at the first deploy: validate's checks, the templates' included.
+    let problems: Vec<String> = match ferry_manifest::load(root) {
+        Err(e) => e.to_string().lines().map(String::from).collect(),
+        Ok(ws) => ferry_package::check_templates(&ws, &ws.services)
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    };
+    if !problems.is_empty() {
         println!(
-            "the configuration written does not pass `{} validate` yet; fix these by hand (in the service's own files or in what init wrote):",
-            ctx.app.name
+            "the configuration written does not pass `{name} validate` yet; fix these by hand (in the service's own files or in what init wrote):"
         );
-        for line in crate::ui::mask(&e.to_string()).lines() {
-            println!("  {line}");
+        for line in problems.iter().flat_map(|p| p.lines()) {
+            println!("  {}", crate::ui::mask(line));
         }
-        println!(
-            "then: `{} validate`, then `{} plan dev`",
-            ctx.app.name, ctx.app.name
-        );
+        println!("then: `{name} validate`, then `{name} plan dev`");
         return Ok(());
     }
-    println!(
-        "next: `{} validate`, then `{} plan dev`",
-        ctx.app.name, ctx.app.name
-    );
+    println!("next: `{name} validate`, then `{name} plan dev`");
     Ok(())
 }
