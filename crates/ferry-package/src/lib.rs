@@ -104,6 +104,10 @@ pub enum TemplateError {
     )]
     SsmValueForSsmType { key: String, ty: String },
     #[error(
+        "[parameters] gives `{key}` an empty value, and the template declares it of type {ty}, which takes none (CloudFormation refuses the stack): set its value in the service.toml (`init` leaves such values empty for you to fill)"
+    )]
+    EmptyTypedParameter { key: String, ty: String },
+    #[error(
         "service.toml says kind = \"sam\", but the template has no `Transform: {transform}`; add it, or set kind = \"cloudformation\""
     )]
     NotSam { transform: &'static str },
@@ -789,6 +793,20 @@ fn check_parameters(service: &Service, parsed: &serde_json::Value) -> Result<(),
         &[BUCKET_PARAMETER][..]
     };
     template::check(parsed, &passed, provided)?;
+    // An AWS-specific type (a VPC id, a list of subnets, an SSM parameter's name) takes no
+    // empty value.
+    for (key, value) in &service.parameters {
+        let ty = parsed["Parameters"][key]["Type"]
+            .as_str()
+            .unwrap_or_default();
+        if value.to_string().is_empty() && (ty.starts_with("AWS::") || ty.starts_with("List<AWS::"))
+        {
+            return Err(TemplateError::EmptyTypedParameter {
+                key: key.clone(),
+                ty: ty.to_string(),
+            });
+        }
+    }
     for (key, _) in template::ssm_typed_parameters(parsed) {
         let reads_ssm = service.parameters.get(&key).is_some_and(|v| {
             v.references()
