@@ -131,7 +131,7 @@ fn run_refuses_what_it_cannot_do_saying_what_to_give() {
         &mut xtask(&r, &["run", "lint", "--all", "--timeout", "0"]),
         None,
     );
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a usage error");
     assert!(err.contains("--timeout 0"), "{err}");
 
     let (code, _, err) = run(&mut xtask(&r, &["run", "lint", "--service", "nope"]), None);

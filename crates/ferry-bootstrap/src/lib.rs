@@ -40,9 +40,13 @@ pub enum BootstrapError {
     #[error("role-arn `{arn}` of stage `{stage}` is not an IAM role ARN")]
     BadRoleArn { stage: String, arn: String },
     #[error(
-        "the deployer role's policy would be {size} characters, over what IAM takes for one role ({max} characters: {MAX_MANAGED_POLICIES} managed policies of {MAX_MANAGED_POLICY}); the stage has too many services or named stages for one role: split the services over projects"
+        "the deployer role's policy would be {size} characters in {parts} managed policies of at most {MAX_MANAGED_POLICY}, and IAM attaches {MAX_MANAGED_POLICIES} to a role: the stage has too many services or named stages for one role; split the services over projects"
     )]
-    PolicyTooLarge { size: usize, max: usize },
+    PolicyTooLarge { size: usize, parts: usize },
+    #[error(
+        "the bootstrap template would be {size} bytes, over the {max} CloudFormation takes in a request (the bucket a larger one would be uploaded to is made by this template): the stage has too many services or named stages for one role; split the services over projects"
+    )]
+    TemplateTooLarge { size: usize, max: usize },
     #[error(
         "one statement of the deployer role's policy ({why}) would be {size} characters, over IAM's {MAX_MANAGED_POLICY} for one managed policy: the stage has too many services or named stages for one role; split the services over projects"
     )]
@@ -407,12 +411,20 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
         "Resources": resources,
         "Outputs": outputs
     });
-    Ok(Bootstrap {
+    let b = Bootstrap {
         stack_name: stack_name(ws, stage),
         template,
         permissions,
         notes,
-    })
+    };
+    let size = b.body().len();
+    if size > ferry_package::MAX_INLINE_TEMPLATE {
+        return Err(BootstrapError::TemplateTooLarge {
+            size,
+            max: ferry_package::MAX_INLINE_TEMPLATE,
+        });
+    }
+    Ok(b)
 }
 
 /// The statements of `permissions`, numbered from `first` (`P03`, `D17`).
@@ -449,11 +461,24 @@ fn statements(permissions: &[Permission], first: usize) -> Vec<Value> {
 
 /// How many characters IAM counts for `statements` in one policy document (without
 /// whitespace), at most: each `${AWS::…}` is counted as written, which is longer than any
-/// partition, region or account id it becomes, and `Fn::Sub` is taken off as CloudFormation does.
+/// partition, region or account id it becomes; the template's own resources as the longest
+/// ARN they can become (a bucket's name has at most 63 characters, a topic's 256); and
+/// `Fn::Sub` is taken off as CloudFormation does.
 fn iam_size(statements: &[Value]) -> usize {
     fn unsub(v: &Value) -> Value {
         match v {
-            Value::Object(m) if m.len() == 1 && m.contains_key("Fn::Sub") => m["Fn::Sub"].clone(),
+            Value::Object(m) if m.len() == 1 && m.contains_key("Fn::Sub") => {
+                let text = m["Fn::Sub"].as_str().unwrap_or_default();
+                let bucket = format!("arn:aws-us-gov:s3:::{}", "b".repeat(63));
+                let topic = format!(
+                    "arn:aws-us-gov:sns:ap-southeast-5:123456789012:{}",
+                    "t".repeat(256)
+                );
+                json!(
+                    text.replace("${ArtifactBucket.Arn}", &bucket)
+                        .replace("${NotificationTopic}", &topic)
+                )
+            }
             Value::Object(m) => {
                 Value::Object(m.iter().map(|(k, v)| (k.clone(), unsub(v))).collect())
             }
@@ -524,7 +549,7 @@ fn policy_parts(
     if ends.len() > MAX_MANAGED_POLICIES {
         return Err(BootstrapError::PolicyTooLarge {
             size: iam_size(&all),
-            max: MAX_MANAGED_POLICIES * MAX_MANAGED_POLICY,
+            parts: ends.len(),
         });
     }
     Ok(Some(ends))
@@ -775,8 +800,10 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
 
     // Per resource type of the stage's templates.
     let mut types: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    // Buckets a Serverless service's `s3` events make: named by the event, not the stack.
+    // Buckets a Serverless service's `s3` events make: named by the event, not the stack (and
+    // for the previews' role, the named stages' buckets of the same name, denied).
     let mut event_buckets: BTreeSet<String> = BTreeSet::new();
+    let mut named_event_buckets: BTreeSet<String> = BTreeSet::new();
     let mut sam = false;
     // SSM parameters the templates name through parameters of an SSM parameter type, outside
     // the stage's parameters path: CloudFormation reads them with the role, and so does Ferry
@@ -804,18 +831,35 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                     types.entry(t).or_default().insert(s.name.clone());
                 }
                 for b in made.buckets {
-                    let name = b.replace("{stage}", &stage.id);
-                    let valid = !name.is_empty()
-                        && name.chars().all(|c| {
-                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
-                        });
-                    if valid {
-                        event_buckets.insert(name);
-                    } else {
+                    // A name without the stage is one bucket for every stage: granting it
+                    // would let every stage's role (the previews' too) at it.
+                    if !b.contains("{stage}") {
                         notes.push(format!(
-                            "`{}`: an `s3` event makes bucket `{name}`, which is no bucket name; not granted",
+                            "`{}`: an `s3` event makes bucket `{b}`, the same in every stage: not granted (every stage's role would reach it); put the stage in its name, or grant it by hand to the one stage that makes it",
                             s.name
                         ));
+                        continue;
+                    }
+                    let valid = |n: &str| {
+                        !n.is_empty()
+                            && n.chars().all(|c| {
+                                c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
+                            })
+                    };
+                    if !valid(&b.replace("{stage}", "x")) {
+                        notes.push(format!(
+                            "`{}`: an `s3` event makes bucket `{b}`, which is no bucket name; not granted",
+                            s.name
+                        ));
+                        continue;
+                    }
+                    // The previews' role gets every preview's bucket (`*` for the stage id),
+                    // and is denied the named stages' below.
+                    event_buckets.insert(b.replace("{stage}", &stage.id));
+                    if stage.preview {
+                        for named in ws.stages.keys() {
+                            named_event_buckets.insert(b.replace("{stage}", named));
+                        }
                     }
                 }
                 notes.extend(made.unread);
@@ -995,8 +1039,12 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
         }
     }
     let mut custom: Vec<String> = Vec::new();
+    let mut custom_users: BTreeSet<String> = BTreeSet::new();
     for (ty, users) in plain {
         types_seen.insert(ty.clone());
+        if ty.starts_with("Custom::") || ty == "AWS::CloudFormation::CustomResource" {
+            custom_users.extend(users.iter().cloned());
+        }
         // The first few, so that the review's table stays readable in a large project.
         let users = ferry_manifest::first_few(&users.into_iter().collect::<Vec<_>>(), 5);
         match actions_of(&ty) {
@@ -1063,12 +1111,21 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
         out.push(Permission {
             why: format!("custom resources: {}", custom.join(", ")),
             actions: strings(&["lambda:InvokeFunction"]),
-            resources: stacks
+            // A Serverless Framework service names its functions `<stack>-<function>` in
+            // full; CloudFormation names one after its stack cut short, so only the start of
+            // the stack's name is sure (the `ferry:stage` tag keeps other stages' apart).
+            resources: custom_users
                 .iter()
+                .filter_map(|name| ws.service(name))
                 .map(|s| {
+                    let stack = ws.service_stack_name(s, stage);
+                    let start = if s.kind == ServiceKind::Serverless && !stack.contains('*') {
+                        format!("{stack}-")
+                    } else {
+                        name_start(&stack)
+                    };
                     format!(
-                        "arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{}*",
-                        name_start(s)
+                        "arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{start}*"
                     )
                 })
                 .collect::<BTreeSet<_>>()
@@ -1098,6 +1155,23 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 .push(format!("arn:${{AWS::Partition}}:s3:::{b}/*"));
         }
     }
+    if !named_event_buckets.is_empty() {
+        out.push(Permission {
+            why: "never (previews): the named stages' buckets that s3 events make".into(),
+            deny: true,
+            actions: strings(&["s3:*"]),
+            resources: named_event_buckets
+                .iter()
+                .flat_map(|b| {
+                    [
+                        format!("arn:${{AWS::Partition}}:s3:::{b}"),
+                        format!("arn:${{AWS::Partition}}:s3:::{b}/*"),
+                    ]
+                })
+                .collect(),
+            ..Default::default()
+        });
+    }
     pass_roles_only_to_their_services(&mut out, role_start, &types_seen, notes);
     out
 }
@@ -1122,6 +1196,16 @@ fn iam_prefix(ty: &str) -> String {
         "KinesisFirehose" => "firehose",
         "KinesisAnalyticsV2" => "kinesisanalytics",
         "OpenSearchServerless" => "aoss",
+        "StepFunctions" => "states",
+        "EFS" => "elasticfilesystem",
+        "MSK" => "kafka",
+        "AmazonMQ" => "mq",
+        "DocDB" | "Neptune" => "rds",
+        "EventSchemas" => "schemas",
+        "Pinpoint" => "mobiletargeting",
+        "Location" => "geo",
+        "CodeStarConnections" => "codestar-connections",
+        "MWAA" => "airflow",
         other => return other.to_ascii_lowercase(),
     }
     .to_string()

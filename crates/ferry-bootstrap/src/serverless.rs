@@ -274,7 +274,12 @@ impl Reader<'_> {
             .as_str()
             .or_else(|| doc["service"]["name"].as_str())
             .unwrap_or_default();
-        match stage_pattern(name, service) {
+        // `${self:provider.stage}` is the stage only when the configuration leaves it to the
+        // command line; a literal `provider.stage` is that literal in every stage.
+        let fixed = doc["provider"]["stage"]
+            .as_str()
+            .filter(|s| !s.contains("${"));
+        match stage_pattern(name, service, fixed) {
             Some(pattern) => {
                 self.made.buckets.insert(pattern);
             }
@@ -339,7 +344,12 @@ impl Reader<'_> {
             }
             return Some(value.clone());
         };
-        let Some(rel) = ferry_manifest::normalize_relative(&format!("{}/{path}", self.dir)) else {
+        let rel = if path.starts_with(['/', '~']) {
+            None
+        } else {
+            ferry_manifest::normalize_relative(&format!("{}/{path}", self.dir))
+        };
+        let Some(rel) = rel else {
             self.made.unread.push(format!(
                 "{what}: `{text}` names a file outside the repository; not read"
             ));
@@ -373,8 +383,9 @@ impl Reader<'_> {
 
 /// `name` with the stage's variables (`${sls:stage}`, `${opt:stage}`, `${self:provider.stage}`,
 /// with or without a default) as `{stage}` and `${self:service}` as `service`; `None` when
-/// another variable remains.
-fn stage_pattern(name: &str, service: &str) -> Option<String> {
+/// another variable remains. `provider_stage`: a literal `provider.stage`, which
+/// `${self:provider.stage}` stands for whatever the stage deployed.
+fn stage_pattern(name: &str, service: &str, provider_stage: Option<&str>) -> Option<String> {
     let mut out = String::new();
     let mut rest = name;
     while let Some(open) = rest.find("${") {
@@ -393,6 +404,9 @@ fn stage_pattern(name: &str, service: &str) -> Option<String> {
         let inner = &rest[open + 2..close];
         let variable = inner.split(',').next().unwrap_or_default().trim();
         match variable {
+            "self:provider.stage" if provider_stage.is_some() => {
+                out.push_str(provider_stage.unwrap_or_default());
+            }
             "sls:stage" | "opt:stage" | "self:provider.stage" => out.push_str("{stage}"),
             "self:service" if !service.is_empty() => out.push_str(service),
             _ => return None,
@@ -435,19 +449,25 @@ mod tests {
 
     #[test]
     fn stage_patterns() {
+        let pattern = |name: &str, fixed: Option<&str>| stage_pattern(name, "shop", fixed);
         assert_eq!(
-            stage_pattern("${self:service}-${sls:stage}-uploads", "shop").as_deref(),
+            pattern("${self:service}-${sls:stage}-uploads", None).as_deref(),
             Some("shop-{stage}-uploads")
         );
         assert_eq!(
-            stage_pattern("up-${opt:stage, ${self:provider.stage, 'dev'}}", "s").as_deref(),
+            pattern("up-${opt:stage, ${self:provider.stage, 'dev'}}", None).as_deref(),
             Some("up-{stage}")
         );
         assert_eq!(
-            stage_pattern("plain-bucket", "s").as_deref(),
+            pattern("plain-bucket", None).as_deref(),
             Some("plain-bucket")
         );
-        assert_eq!(stage_pattern("b-${env:BUCKET}", "s"), None);
-        assert_eq!(stage_pattern("b-${sls:stage", "s"), None);
+        assert_eq!(pattern("b-${env:BUCKET}", None), None);
+        assert_eq!(pattern("b-${sls:stage", None), None);
+        // A literal provider.stage is what `${self:provider.stage}` gives in every stage.
+        assert_eq!(
+            pattern("up-${self:provider.stage}", Some("dev")).as_deref(),
+            Some("up-dev")
+        );
     }
 }

@@ -391,6 +391,7 @@ resources:
       - s3: {bucket: '${self:service}-${sls:stage}-uploads', event: 's3:ObjectCreated:*'}
       - s3: {bucket: legacy-bucket, existing: true}
       - s3: ${env:BUCKET}
+      - s3: shared-uploads
       - eventBridge: {eventBus: orders-bus, pattern: {source: [shop]}}
       - stream: {type: kinesis, arn: arn:aws:kinesis:us-east-1:111111111111:stream/s, consumer: true}
 ",
@@ -461,9 +462,48 @@ resources:
         .unwrap();
     assert!(invoke.why.contains("Custom::S3 (orders)"), "{}", invoke.why);
     assert!(
-        invoke.resources[0].ends_with(":function:shop-orders-dev*"),
+        invoke.resources[0].ends_with(":function:shop-orders-dev-*"),
         "{:?}",
         invoke.resources
+    );
+    assert!(
+        !buckets
+            .resources
+            .iter()
+            .any(|r| r.contains("shared-uploads")),
+        "a bucket of every stage is granted to none: {:?}",
+        buckets.resources
+    );
+    // The previews' role: every preview's bucket, and none of a named stage's.
+    let previews = ferry_manifest::Stage {
+        name: "*".into(),
+        id: "*".into(),
+        preview: true,
+        config: ws.stage("dev").unwrap().config,
+    };
+    let mut notes = Vec::new();
+    let for_previews = ferry_bootstrap::permissions(&ws, &previews, &mut notes);
+    let granted_buckets = for_previews
+        .iter()
+        .find(|p| p.why.starts_with("AWS::S3::Bucket "))
+        .unwrap();
+    assert!(
+        granted_buckets
+            .resources
+            .contains(&"arn:${AWS::Partition}:s3:::shop-orders-*-uploads".to_string()),
+        "{:?}",
+        granted_buckets.resources
+    );
+    let denied = for_previews
+        .iter()
+        .find(|p| p.deny && p.why.contains("buckets that s3 events make"))
+        .unwrap_or_else(|| panic!("{for_previews:#?}"));
+    assert!(
+        denied
+            .resources
+            .contains(&"arn:${AWS::Partition}:s3:::shop-orders-dev-uploads/*".to_string()),
+        "{:?}",
+        denied.resources
     );
     // The topic given by its ARN exists: no topic is made.
     assert!(!granted.contains(&"sns:CreateTopic"), "{granted:?}");
@@ -491,6 +531,7 @@ resources:
         "more than 32 files through ${file(…)}",
         "`services/orders/bad.yml` could not be read (",
         "`orders`: function `uploads`'s `s3` event makes bucket `${env:BUCKET}`, whose name Ferry cannot render",
+        "`orders`: an `s3` event makes bucket `shared-uploads`, the same in every stage: not granted",
     ] {
         assert!(notes.iter().any(|n| n.contains(said)), "{said}: {notes:#?}");
     }
@@ -578,16 +619,22 @@ fn every_stage_of_the_example_can_be_bootstrapped() {
         trust: vec!["arn:aws:iam::111111111111:role/ci".into()],
         codebuild: None,
     };
-    for name in ws.stages.keys() {
-        let name = if name == "*" {
-            "feature-x"
-        } else {
-            name.as_str()
-        };
-        let stage = ws.stage(name).unwrap();
+    // The previews' role as `bootstrap '*'` makes it: one stage `*` for every preview.
+    let previews = ferry_manifest::Stage {
+        name: "*".into(),
+        id: "*".into(),
+        preview: true,
+        config: ws.default_stage.clone().expect("the example has previews"),
+    };
+    let stages = ws
+        .stages
+        .keys()
+        .map(|name| ws.stage(name).unwrap())
+        .chain([previews]);
+    for stage in stages {
         let b = ferry_bootstrap::plan(&ws, &stage, &options)
-            .unwrap_or_else(|e| panic!("stage {name}: {e}"));
-        assert!(b.body().len() <= 51_200, "stage {name}");
+            .unwrap_or_else(|e| panic!("stage {}: {e}", stage.name));
+        assert!(b.body().len() <= 51_200, "stage {}", stage.name);
     }
 }
 
@@ -624,4 +671,52 @@ fn a_long_project_name_gives_a_role_name_iam_takes() {
         .to_string();
     assert!(role.len() <= 64, "{role}");
     assert!(role.starts_with("ferry-trial-xxxxxxxx"), "{role}");
+}
+
+/// A project whose role would need a template larger than CloudFormation takes in a request
+/// is refused with what to do, not printed for a deploy that cannot happen.
+#[test]
+fn a_role_too_large_for_one_template_is_refused_saying_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.staging]\nregion = \"us-east-1\"\n\n[stages.prod]\nregion = \"us-east-1\"\n\n[stages.\"*\"]\nregion = \"us-east-1\"\n",
+    );
+    for i in 0..80 {
+        write(
+            r,
+            &format!("services/a-service-with-a-rather-long-name-{i:03}/t.yaml"),
+            "Resources:\n  Q: {Type: AWS::SQS::Queue}\n",
+        );
+        write(
+            r,
+            &format!("services/a-service-with-a-rather-long-name-{i:03}/service.toml"),
+            "[service]\ntemplate = \"t.yaml\"\n",
+        );
+    }
+    let ws = ferry_manifest::load(r).unwrap();
+    let previews = ferry_manifest::Stage {
+        name: "*".into(),
+        id: "*".into(),
+        preview: true,
+        config: ws.default_stage.clone().unwrap(),
+    };
+    let options = ferry_bootstrap::Options {
+        trust: vec!["arn:aws:iam::111111111111:role/ci".into()],
+        codebuild: None,
+    };
+    let err = ferry_bootstrap::plan(&ws, &previews, &options).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ferry_bootstrap::BootstrapError::TemplateTooLarge { .. }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("split the services over projects"),
+        "{err}"
+    );
 }

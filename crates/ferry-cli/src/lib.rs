@@ -11,29 +11,30 @@
 // Output that goes on when its reader has gone away: in this crate these stand in for std's
 // macros, which panic on a closed pipe (`deploy … | tail`, killed; `validate | head -1`). A
 // panic there would kill a run between moving stacks and writing its release, or the task that
-// cancels a run on SIGTERM, leaving it holding its lock.
+// cancels a run on SIGTERM, leaving it holding its lock. Any other failure to write (a full
+// disk under `> file`) still fails loudly, as std's macros do.
 macro_rules! print {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout().lock(), $($t)*);
+        $crate::ui::written(write!(std::io::stdout().lock(), $($t)*), "stdout");
     }};
 }
 macro_rules! println {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+        $crate::ui::written(writeln!(std::io::stdout().lock(), $($t)*), "stdout");
     }};
 }
 macro_rules! eprint {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stderr().lock(), $($t)*);
+        $crate::ui::written(write!(std::io::stderr().lock(), $($t)*), "stderr");
     }};
 }
 macro_rules! eprintln {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+        $crate::ui::written(writeln!(std::io::stderr().lock(), $($t)*), "stderr");
     }};
 }
 
@@ -187,31 +188,8 @@ pub fn main(app: &App) -> ExitCode {
     exit(run(app, &cli.global, cli.command))
 }
 
-/// A reader that stops reading (`… | head -1`) ends the command quietly with 141, as a Unix
-/// tool ends on SIGPIPE, not with a panic: Rust ignores SIGPIPE, so printing to a closed pipe
-/// fails, and `println!` panics on that failure.
-fn quiet_on_closed_stdout() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let message = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or_default();
-            if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
-                std::process::exit(141);
-            }
-            default(info);
-        }));
-    });
-}
-
 /// Runs one of Ferry's commands.
 pub fn run(app: &App, global: &Global, command: Command) -> anyhow::Result<()> {
-    quiet_on_closed_stdout();
     let ctx = Ctx::new(app, global);
     let result = match command {
         Command::Services(args) => cmd::services::run(&ctx, &args),

@@ -41,12 +41,20 @@ impl Clock {
     }
 }
 
-/// Writes a line to standard error, and goes on when it cannot: progress and notices must not
-/// stop a run whose reader went away (`deploy … | tail` killed), as `eprintln!` would by
-/// panicking on a closed pipe, in the task that was about to cancel the run on a signal.
+/// Writes a line to standard error (see [`written`]).
 pub fn note(line: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    eprintln!("{line}");
+}
+
+/// The outcome of writing to `stream`: a reader that has gone away (a closed pipe) is no
+/// failure, so a run goes on to its end (its release, its lock's release, a cancellation a
+/// signal asked for); any other failure panics, as std's print macros do.
+pub fn written(result: std::io::Result<()>, stream: &str) {
+    if let Err(e) = result
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        panic!("failed printing to {stream}: {e}");
+    }
 }
 
 /// A plain left-aligned table, two spaces between columns; the last column is not padded.

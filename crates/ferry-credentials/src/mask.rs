@@ -30,6 +30,9 @@ const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// Python's `urllib.parse.quote` also leaves `/` as it is.
+const PATH_QUOTE: &AsciiSet = &RFC3986.remove(b'/');
+
 /// JavaScript's `encodeURIComponent` also leaves `!'()*` as they are.
 const URI_COMPONENT: &AsciiSet = &RFC3986
     .remove(b'!')
@@ -95,10 +98,9 @@ impl Masker {
     /// printed.
     pub fn holds_secret(&self, text: &str) -> bool {
         let inner = self.inner.read().expect("masker lock");
-        inner
-            .forms
-            .iter()
-            .any(|s| text.trim() == s || (s.len() >= MIN_ENCODED && text.contains(s.as_str())))
+        inner.forms.iter().any(|s| {
+            text.trim() == s || (s.chars().count() >= MIN_ENCODED && text.contains(s.as_str()))
+        })
     }
 
     /// How many secrets are registered (each counted once, whatever its forms).
@@ -114,7 +116,7 @@ impl Masker {
 /// The secret and, when it is long enough, the forms programs print it in.
 fn forms(secret: &str) -> Vec<String> {
     let mut out = vec![secret.to_string()];
-    if secret.len() < MIN_ENCODED {
+    if secret.chars().count() < MIN_ENCODED {
         return out;
     }
     let bytes = secret.as_bytes();
@@ -131,22 +133,47 @@ fn forms(secret: &str) -> Vec<String> {
             out.push(encoded[skip..encoded.len() - partial_end].to_string());
         }
     }
-    out.push(utf8_percent_encode(secret, RFC3986).to_string());
+    let rfc3986 = utf8_percent_encode(secret, RFC3986).to_string();
     out.push(utf8_percent_encode(secret, URI_COMPONENT).to_string());
+    // Python's `urllib.parse.quote` leaves `/` as it is (common in AWS secret keys).
+    out.push(utf8_percent_encode(secret, PATH_QUOTE).to_string());
     // A form body (application/x-www-form-urlencoded) writes a space as `+`.
-    out.push(
-        utf8_percent_encode(secret, RFC3986)
-            .to_string()
-            .replace("%20", "+"),
-    );
-    // Inside a JSON string, as serde, JavaScript and Go write it, and as Python's json.dumps
-    // does by default (every non-ASCII character as \uXXXX).
+    out.push(rfc3986.replace("%20", "+"));
+    // Some encoders write the hexadecimal digits in lower case (`%2f`).
+    out.push(lower_hex(&rfc3986));
+    out.push(rfc3986);
+    // Inside a JSON string, as serde and JavaScript write it, as Go does (`<`, `>` and `&` as
+    // \u003c…), and as Python's json.dumps does by default (every non-ASCII character as \uXXXX).
     let json = serde_json::to_string(secret).expect("a string serialises");
-    out.push(json[1..json.len() - 1].to_string());
+    let json = json[1..json.len() - 1].to_string();
+    out.push(
+        json.replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026"),
+    );
+    out.push(json);
     out.push(ascii_json(secret));
-    out.retain(|f| f.len() >= MIN_ENCODED || f == secret);
+    out.retain(|f| f.chars().count() >= MIN_ENCODED || f == secret);
     out.sort();
     out.dedup();
+    out
+}
+
+/// `encoded` with the hexadecimal digits of its `%XX` escapes in lower case.
+fn lower_hex(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut hex_left = 0;
+    for c in encoded.chars() {
+        if hex_left > 0 {
+            out.push(c.to_ascii_lowercase());
+            hex_left -= 1;
+        } else {
+            if c == '%' {
+                hex_left = 2;
+            }
+            out.push(c);
+        }
+    }
     out
 }
 
@@ -212,6 +239,22 @@ mod tests {
                 "{masked}"
             );
         }
+
+        // As Python's quote() writes it (`/` left as it is), and in lower-case hex.
+        for text in [
+            "token=p%40ss%20w0rd/%2B%3D%26x",
+            "token=p%40ss%20w0rd%2f%2b%3d%26x",
+        ] {
+            let masked = m.mask(text);
+            assert!(!masked.contains("w0rd"), "{masked}");
+        }
+        // As Go's encoding/json writes it.
+        let go = Masker::new();
+        go.register("a<b>&c-long-enough");
+        assert_eq!(
+            go.mask(r#"{"v":"a\u003cb\u003e\u0026c-long-enough"}"#),
+            r#"{"v":"****"}"#
+        );
 
         let secret = "quote\"back\\slash-\u{e9}t\u{e9}-\u{1f600}";
         m.register(secret);

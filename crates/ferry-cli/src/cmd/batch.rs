@@ -50,9 +50,10 @@ impl BatchId {
                     "the CI environment's batch id (FERRY_BATCH_ID, else made of GITHUB_RUN_ID or CODEBUILD_RESOLVED_SOURCE_VERSION): {e}; give --batch ID instead"
                 )
             }),
-            None => anyhow::bail!(
-                "no batch id: give --batch ID (the same for every node of one deploy), or set FERRY_BATCH_ID"
-            ),
+            None => Err(crate::UsageError(
+                "no batch id: give --batch ID (the same for every node of one deploy), or set FERRY_BATCH_ID".into(),
+            )
+            .into()),
         }
     }
 }

@@ -101,9 +101,15 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
     let plan = plan_at(ctx, &mut req, args.select.since.is_none() && !args.offline)?;
     match args.format {
         PlanFormat::Text => print!("{}", ferry_plan::text(&plan, args.explain)),
-        PlanFormat::Json => plan
-            .write_json(std::io::BufWriter::new(std::io::stdout().lock()))
-            .context("failed to write the plan to standard output")?,
+        // A reader that stops reading is no failure (as for the other formats).
+        PlanFormat::Json => {
+            match plan.write_json(std::io::BufWriter::new(std::io::stdout().lock())) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(e).context("failed to write the plan to standard output");
+                }
+                _ => {}
+            }
+        }
         PlanFormat::CodebuildBatch => print!("{}", ferry_plan::codebuild_batch(&plan)),
         PlanFormat::GithubMatrix => println!("{}", ferry_plan::github_matrix(&plan)),
     }
