@@ -255,7 +255,7 @@ impl AwsError {
                 "AWS throttled {operation} even after retries ({detail}); run again later or lower --concurrency"
             ),
             Kind::ServerError { status } => format!(
-                "{operation} failed inside {at} (HTTP {status}: {detail}); run again; with the local emulator, its log is named by `cargo xtask local status`"
+                "{operation} failed inside {at} (HTTP {status}: {detail}); run again; with the local emulator, the `local status` command names its log"
             ),
             Kind::Service | Kind::Other => format!("{operation} failed: {detail}"),
         };

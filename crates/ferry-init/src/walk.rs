@@ -600,16 +600,54 @@ pub(crate) fn candidates(root: &Path) -> Walked {
 }
 
 /// The `provider` a Serverless Framework configuration names (`provider.name`, or `provider`
-/// itself as text in old configurations); `None` when it names none or is not YAML or JSON (a
-/// program).
+/// itself as text in old configurations; in a program, as a literal); `None` when it names none.
 fn serverless_provider(config: &str) -> Option<String> {
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(config).ok()?;
+    // A program (`serverless.ts`) is no YAML mapping: its literal provider is read instead.
+    let doc = match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(config) {
+        Ok(doc) if doc.is_mapping() => doc,
+        _ => return program_provider(config),
+    };
     let provider = doc.get("provider")?;
     provider
         .get("name")
         .unwrap_or(provider)
         .as_str()
         .map(String::from)
+}
+
+/// The provider a configuration program names literally: `provider: { name: 'google', … }`
+/// (keys quoted or not); `None` otherwise.
+fn program_provider(text: &str) -> Option<String> {
+    fn skip(s: &str) -> &str {
+        s.trim_start_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+    }
+    for (at, _) in text.match_indices("provider") {
+        let Some(rest) = skip(&text[at + "provider".len()..]).strip_prefix(':') else {
+            continue;
+        };
+        let Some(body) = rest.trim_start().strip_prefix('{') else {
+            continue;
+        };
+        let body = &body[..body.find('}').unwrap_or(body.len())];
+        for (n, _) in body.match_indices("name") {
+            let Some(value) = skip(&body[n + "name".len()..]).strip_prefix(':') else {
+                continue;
+            };
+            let value = value.trim_start();
+            let Some(quote) = value
+                .chars()
+                .next()
+                .filter(|c| matches!(c, '\'' | '"' | '`'))
+            else {
+                continue;
+            };
+            let value = &value[1..];
+            if let Some(end) = value.find(quote) {
+                return Some(value[..end].to_string());
+            }
+        }
+    }
+    None
 }
 
 /// The project's name: the root `package.json`'s (without a scope), else the folder's.
@@ -628,7 +666,22 @@ pub(crate) fn project_name(root: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::names_a_service;
+    use super::{names_a_service, program_provider};
+
+    #[test]
+    fn a_configuration_program_names_its_provider() {
+        assert_eq!(
+            program_provider("const c = {\n  service: 'x',\n  provider: { name: 'google', runtime: 'nodejs18' },\n}")
+                .as_deref(),
+            Some("google")
+        );
+        assert_eq!(
+            program_provider("export default { \"provider\": { \"name\": \"aws\" } }").as_deref(),
+            Some("aws")
+        );
+        assert_eq!(program_provider("const provider = makeProvider();"), None);
+        assert_eq!(program_provider("provider: { name: region }"), None);
+    }
 
     #[test]
     fn a_configuration_program_names_its_service() {
