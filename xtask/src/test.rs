@@ -1,5 +1,7 @@
 //! `test`: the project's own checks, exactly what CI runs.
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 use xshell::{Shell, cmd};
 
@@ -95,7 +97,8 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> anyhow::Result<()> {
     let mut lines = Vec::new();
     for line in std::io::BufRead::lines(std::io::BufReader::new(reader)) {
         let line = line?;
-        println!("{line}");
+        // A reader that stops reading (`| head`) does not stop the tests or their report.
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
         lines.push(line);
     }
     let status = child.wait()?;

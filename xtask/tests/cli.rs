@@ -980,3 +980,22 @@ fn a_closed_standard_output_ends_the_command_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+/// Output that cannot be written for another reason (a full disk) fails the command once it
+/// is done, saying so, without a panic.
+#[test]
+fn output_that_cannot_be_written_fails_the_command() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = xtask(&["graph"])
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("failed to write to stdout"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -804,6 +804,8 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     // for the previews' role, the named stages' buckets of the same name, denied).
     let mut event_buckets: BTreeSet<String> = BTreeSet::new();
     let mut named_event_buckets: BTreeSet<String> = BTreeSet::new();
+    // Each Serverless service's framework `service` name, which its functions' names start with.
+    let mut framework_names: BTreeMap<String, String> = BTreeMap::new();
     let mut sam = false;
     // SSM parameters the templates name through parameters of an SSM parameter type, outside
     // the stage's parameters path: CloudFormation reads them with the role, and so does Ferry
@@ -827,6 +829,9 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 // And what its functions' events and its `resources:` make, read from its
                 // configuration (the framework compiles the template only when it packages).
                 let made = serverless::resource_types(&ws.root, s);
+                if let Some(fw) = &made.service {
+                    framework_names.insert(s.name.clone(), fw.clone());
+                }
                 for t in made.types {
                     types.entry(t).or_default().insert(s.name.clone());
                 }
@@ -854,7 +859,17 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                         continue;
                     }
                     // The previews' role gets every preview's bucket (`*` for the stage id),
-                    // and is denied the named stages' below.
+                    // and is denied the named stages' below; only when the name starts with
+                    // enough of its own before the stage (`shop-orders-{stage}-uploads`), as
+                    // `*-uploads` would reach any bucket so named, another stage's too.
+                    let before = &b[..b.find("{stage}").unwrap_or(0)];
+                    if stage.preview && (before.len() < 8 || !before.ends_with(['-', '.'])) {
+                        notes.push(format!(
+                            "`{}`: an `s3` event makes bucket `{b}`, whose name has too little before the stage to grant every preview's: not granted to the previews' role; start its name with the service's (`${{self:service}}-${{sls:stage}}-…`)",
+                            s.name
+                        ));
+                        continue;
+                    }
                     event_buckets.insert(b.replace("{stage}", &stage.id));
                     if stage.preview {
                         for named in ws.stages.keys() {
@@ -1111,18 +1126,28 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
         out.push(Permission {
             why: format!("custom resources: {}", custom.join(", ")),
             actions: strings(&["lambda:InvokeFunction"]),
-            // A Serverless Framework service names its functions `<stack>-<function>` in
-            // full; CloudFormation names one after its stack cut short, so only the start of
-            // the stack's name is sure (the `ferry:stage` tag keeps other stages' apart).
+            // A Serverless Framework service names its custom resources' functions
+            // `<service>-<stage>-custom-resource-…`, cut to their first 32 characters and a
+            // hash when that is over 64; CloudFormation names one after its stack cut short,
+            // so only the start of the stack's name is sure (the `ferry:stage` tag keeps other
+            // stages' apart).
             resources: custom_users
                 .iter()
                 .filter_map(|name| ws.service(name))
                 .map(|s| {
                     let stack = ws.service_stack_name(s, stage);
-                    let start = if s.kind == ServiceKind::Serverless && !stack.contains('*') {
-                        format!("{stack}-")
-                    } else {
-                        name_start(&stack)
+                    let start = match framework_names.get(&s.name) {
+                        Some(fw) if stage.id.contains('*') => format!("{fw}-"),
+                        Some(fw) => {
+                            let base = format!("{fw}-{}-", stage.id);
+                            // The longest suffix is `custom-resource-apigw-cw-role` (29).
+                            if base.len() + 29 <= 64 {
+                                base
+                            } else {
+                                base.chars().take(32).collect()
+                            }
+                        }
+                        None => name_start(&stack),
                     };
                     format!(
                         "arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{start}*"

@@ -19,6 +19,9 @@ pub(crate) struct Made {
     /// The buckets the functions' `s3` events make, by name (`{stage}` standing for the stage
     /// id): the framework names them after the event, not after the stack.
     pub buckets: BTreeSet<String>,
+    /// The framework's `service` name, which its functions' names start with
+    /// (`<service>-<stage>-<function>`), whatever the stack is called.
+    pub service: Option<String>,
     pub unread: Vec<String>,
 }
 
@@ -153,6 +156,11 @@ pub(crate) fn resource_types(root: &Path, service: &Service) -> Made {
     let Some(doc) = reader.read(&config) else {
         return reader.made;
     };
+    reader.made.service = doc["service"]
+        .as_str()
+        .or_else(|| doc["service"]["name"].as_str())
+        .filter(|s| !s.contains("${"))
+        .map(String::from);
     if let Some(functions) = reader.resolve(&doc["functions"], &format!("{config}: functions")) {
         for (fname, function) in reader.entries(&functions, &format!("{config}: functions")) {
             let at = format!("function `{fname}`");

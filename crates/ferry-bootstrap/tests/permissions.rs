@@ -392,6 +392,7 @@ resources:
       - s3: {bucket: legacy-bucket, existing: true}
       - s3: ${env:BUCKET}
       - s3: shared-uploads
+      - s3: ${sls:stage}-raw
       - eventBridge: {eventBus: orders-bus, pattern: {source: [shop]}}
       - stream: {type: kinesis, arn: arn:aws:kinesis:us-east-1:111111111111:stream/s, consumer: true}
 ",
@@ -493,6 +494,19 @@ resources:
             .contains(&"arn:${AWS::Partition}:s3:::shop-orders-*-uploads".to_string()),
         "{:?}",
         granted_buckets.resources
+    );
+    assert!(
+        !granted_buckets
+            .resources
+            .iter()
+            .any(|r| r.contains("s3:::*")),
+        "a name starting with the stage would reach any bucket: {:?}",
+        granted_buckets.resources
+    );
+    assert!(
+        notes.iter().any(|n| n
+            .contains("makes bucket `{stage}-raw`, whose name has too little before the stage")),
+        "{notes:#?}"
     );
     let denied = for_previews
         .iter()
@@ -718,5 +732,52 @@ fn a_role_too_large_for_one_template_is_refused_saying_what_to_do() {
     assert!(
         err.to_string().contains("split the services over projects"),
         "{err}"
+    );
+}
+
+/// A Serverless service's custom resources' functions are named after the framework's service
+/// and the stage, cut to 32 characters (and a hash) when the name would be over 64: the role
+/// may invoke them by that start.
+#[test]
+fn a_serverless_custom_resource_is_invoked_by_the_name_the_framework_gives_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.production]\nregion = \"us-east-1\"\n",
+    );
+    for (dir, fw) in [("short", "orders"), ("long", "customer-notifications-api")] {
+        write(
+            r,
+            &format!("services/{dir}/serverless.yml"),
+            &format!(
+                "service: {fw}\nprovider:\n  name: aws\nfunctions:\n  f:\n    handler: h.f\n    events:\n      - s3: {{bucket: legacy, existing: true}}\n"
+            ),
+        );
+        write(
+            r,
+            &format!("services/{dir}/service.toml"),
+            "[service]\nkind = \"serverless\"\n",
+        );
+    }
+    let ws = ferry_manifest::load(r).unwrap();
+    let mut notes = Vec::new();
+    let permissions =
+        ferry_bootstrap::permissions(&ws, &ws.stage("production").unwrap(), &mut notes);
+    let invoke = permissions
+        .iter()
+        .find(|p| p.actions == ["lambda:InvokeFunction"])
+        .unwrap_or_else(|| panic!("{permissions:#?}"));
+    let starts: Vec<&str> = invoke
+        .resources
+        .iter()
+        .map(|r| r.rsplit(":function:").next().unwrap())
+        .collect();
+    // `orders-production-custom-resource-existing-s3` fits in 64; the long one does not.
+    assert!(starts.contains(&"orders-production-*"), "{starts:?}");
+    assert!(
+        starts.contains(&"customer-notifications-api-produ*"),
+        "{starts:?}"
     );
 }

@@ -240,6 +240,11 @@ fn causes(e: &anyhow::Error) -> Vec<String> {
 
 /// The exit code of a command's result; an error is printed, masked, with its causes.
 pub fn exit(result: anyhow::Result<()>) -> ExitCode {
+    // Output the command could not write (a full disk) fails a command that did its work.
+    let result = result.and_then(|()| match ui::WRITE_FAILED.get() {
+        Some(e) => Err(anyhow::anyhow!("{e}")),
+        None => Ok(()),
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

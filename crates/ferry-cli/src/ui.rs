@@ -46,16 +46,21 @@ pub fn note(line: &str) {
     eprintln!("{line}");
 }
 
-/// The outcome of writing to `stream`: a reader that has gone away (a closed pipe) is no
-/// failure, so a run goes on to its end (its release, its lock's release, a cancellation a
-/// signal asked for); any other failure panics, as std's print macros do.
+/// The outcome of writing to `stream`. Never a panic: a run goes on to its end (its release,
+/// its lock's release, a cancellation a signal asked for) whatever happens to its output. A
+/// reader that has gone away (a closed pipe) is no failure; any other (a full disk under
+/// `> file`, a closed terminal) is kept, and [`crate::exit`] fails the command with it once the
+/// command is done.
 pub fn written(result: std::io::Result<()>, stream: &str) {
     if let Err(e) = result
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
-        panic!("failed printing to {stream}: {e}");
+        let _ = WRITE_FAILED.set(format!("failed to write to {stream}: {e}"));
     }
 }
+
+/// The first failure to write output, other than a closed pipe (see [`written`]).
+pub(crate) static WRITE_FAILED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// A plain left-aligned table, two spaces between columns; the last column is not padded.
 pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {

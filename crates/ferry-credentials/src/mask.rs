@@ -134,14 +134,19 @@ fn forms(secret: &str) -> Vec<String> {
         }
     }
     let rfc3986 = utf8_percent_encode(secret, RFC3986).to_string();
-    out.push(utf8_percent_encode(secret, URI_COMPONENT).to_string());
-    // Python's `urllib.parse.quote` leaves `/` as it is (common in AWS secret keys).
-    out.push(utf8_percent_encode(secret, PATH_QUOTE).to_string());
-    // A form body (application/x-www-form-urlencoded) writes a space as `+`.
-    out.push(rfc3986.replace("%20", "+"));
-    // Some encoders write the hexadecimal digits in lower case (`%2f`).
-    out.push(lower_hex(&rfc3986));
-    out.push(rfc3986);
+    let percent = [
+        // A form body (application/x-www-form-urlencoded) writes a space as `+`.
+        rfc3986.replace("%20", "+"),
+        utf8_percent_encode(secret, URI_COMPONENT).to_string(),
+        // Python's `urllib.parse.quote` leaves `/` as it is (common in AWS secret keys).
+        utf8_percent_encode(secret, PATH_QUOTE).to_string(),
+        rfc3986,
+    ];
+    for p in percent {
+        // Some encoders write the hexadecimal digits in lower case (`%2f`).
+        out.push(lower_hex(&p));
+        out.push(p);
+    }
     // Inside a JSON string, as serde and JavaScript write it, as Go does (`<`, `>` and `&` as
     // \u003c…), and as Python's json.dumps does by default (every non-ASCII character as \uXXXX).
     let json = serde_json::to_string(secret).expect("a string serialises");
@@ -149,7 +154,9 @@ fn forms(secret: &str) -> Vec<String> {
     out.push(
         json.replace('<', "\\u003c")
             .replace('>', "\\u003e")
-            .replace('&', "\\u0026"),
+            .replace('&', "\\u0026")
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029"),
     );
     out.push(json);
     out.push(ascii_json(secret));

@@ -616,8 +616,27 @@ fn serverless_provider(config: &str) -> Option<String> {
 }
 
 /// The provider a configuration program names literally: `provider: { name: 'google', … }`
-/// (keys quoted or not); `None` otherwise.
+/// (keys quoted or not), when it is one of the other clouds the framework deploys to; `None`
+/// otherwise (a program is not parsed: a `name` found there may be a nested one, such as the
+/// deployment bucket's, so anything else is taken for AWS).
 fn program_provider(text: &str) -> Option<String> {
+    const OTHER_CLOUDS: &[&str] = &[
+        "google",
+        "azure",
+        "openwhisk",
+        "kubeless",
+        "cloudflare",
+        "knative",
+        "tencent",
+        "aliyun",
+        "spotinst",
+        "fn",
+    ];
+    literal_provider(text).filter(|p| OTHER_CLOUDS.contains(&p.as_str()))
+}
+
+/// The first `name: '…'` in a `provider: { … }` of `text`.
+fn literal_provider(text: &str) -> Option<String> {
     fn skip(s: &str) -> &str {
         s.trim_start_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'')
     }
@@ -677,10 +696,15 @@ mod tests {
         );
         assert_eq!(
             program_provider("export default { \"provider\": { \"name\": \"aws\" } }").as_deref(),
-            Some("aws")
+            None
         );
         assert_eq!(program_provider("const provider = makeProvider();"), None);
         assert_eq!(program_provider("provider: { name: region }"), None);
+        // A nested name (the deployment bucket's) is no provider.
+        assert_eq!(
+            program_provider("provider: { ...base, deploymentBucket: { name: 'shared-deploys' } }"),
+            None
+        );
     }
 
     #[test]
