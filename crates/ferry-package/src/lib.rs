@@ -119,6 +119,10 @@ pub enum TemplateError {
         at: String,
         path: String,
     },
+    #[error(
+        "{at} names {path:?}, which lies outside the repository (or is absolute): a template's paths are relative to its own folder, and what it names must be in the repository, in the service folder; is the template written for another folder (a build output such as `build/`)?"
+    )]
+    PathOutsideRepository { at: String, path: String },
     #[error("{at}: {what}")]
     Unsupported { at: String, what: String },
     #[error(
@@ -882,15 +886,19 @@ fn in_service_folder(dir: &str, base: &str, path: &str, at: &str) -> Result<Stri
         .copied()
         .collect::<Vec<_>>()
         .join("/");
-    ferry_manifest::normalize_relative(&joined)
+    let Some(p) = ferry_manifest::normalize_relative(&joined)
         .filter(|_| !path.starts_with('/') && !path.contains('\\'))
-        .and_then(|p| {
-            if p == dir {
-                Some(".".to_string())
-            } else {
-                p.strip_prefix(&format!("{dir}/")).map(str::to_string)
-            }
-        })
+    else {
+        return Err(TemplateError::PathOutsideRepository {
+            at: at.to_string(),
+            path: path.to_string(),
+        });
+    };
+    if p == dir {
+        return Ok(".".to_string());
+    }
+    p.strip_prefix(&format!("{dir}/"))
+        .map(str::to_string)
         .ok_or_else(|| TemplateError::PathOutside {
             at: at.to_string(),
             path: path.to_string(),

@@ -390,10 +390,19 @@ fn bad_sam_templates_are_refused_naming_the_service_the_file_and_what_to_do() {
     );
     assert!(e.contains("kind = \"cloudformation\""), "{e}");
 
-    for outside in ["../shared", "/opt/code", "src/../../x"] {
+    for outside in ["../shared", "src/../../x"] {
         let e = refused(&function(outside), &[]);
         assert!(e.contains("Fn.CodeUri names"), "{e}");
         assert!(e.contains("outside the service folder"), "{e}");
+    }
+    // A path out of the repository, or an absolute one, is said to be so.
+    for outside in ["/opt/code", "../../../x"] {
+        let e = refused(&function(outside), &[]);
+        assert!(e.contains("Fn.CodeUri names"), "{e}");
+        assert!(
+            e.contains("lies outside the repository (or is absolute)"),
+            "{e}"
+        );
     }
 
     let e = refused(&function("missing"), &[]);
