@@ -19,6 +19,9 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 /// What a secret is replaced with.
 pub const MASK: &str = "****";
 
+/// Secrets shorter than this are masked only where they stand alone (see [`Masker::mask`]).
+const MIN_ANYWHERE: usize = 4;
+
 /// Secrets shorter than this are hidden only as they are, and a text holding one inside
 /// something longer is not taken to hold a secret (see [`Masker::holds_secret`]).
 const MIN_ENCODED: usize = 8;
@@ -81,13 +84,22 @@ impl Masker {
     }
 
     /// `text` with every registered secret, in any of its forms, replaced by [`MASK`].
+    ///
+    /// A secret shorter than 4 characters (a PIN, a `1`) is replaced only where it stands alone,
+    /// between characters that are not letters or digits: everywhere, it would turn every `x`
+    /// of the output into `****`, and a secret that short is no secret inside a word.
     pub fn mask(&self, text: &str) -> String {
         let inner = self.inner.read().expect("masker lock");
         let mut out = text.to_string();
         for s in &inner.forms {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), MASK);
+            if !out.contains(s.as_str()) {
+                continue;
             }
+            out = if s.chars().count() < MIN_ANYWHERE {
+                replace_alone(&out, s)
+            } else {
+                out.replace(s.as_str(), MASK)
+            };
         }
         out
     }
@@ -163,6 +175,29 @@ fn forms(secret: &str) -> Vec<String> {
     out.retain(|f| f.chars().count() >= MIN_ENCODED || f == secret);
     out.sort();
     out.dedup();
+    out
+}
+
+/// `text` with each occurrence of `needle` that no letter or digit touches replaced by
+/// [`MASK`].
+fn replace_alone(text: &str, needle: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut before: Option<char> = None;
+    while let Some(at) = rest.find(needle) {
+        let prior = rest[..at].chars().next_back().or(before);
+        let after = rest[at + needle.len()..].chars().next();
+        out.push_str(&rest[..at]);
+        if word(prior) || word(after) {
+            out.push_str(needle);
+        } else {
+            out.push_str(MASK);
+        }
+        before = needle.chars().next_back();
+        rest = &rest[at + needle.len()..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -270,6 +305,19 @@ mod tests {
         assert_eq!(m.mask(&serde), r#"{"v":"****"}"#);
         let python = r#"{"v": "quote\"back\\slash-\u00e9t\u00e9-\ud83d\ude00"}"#;
         assert_eq!(m.mask(python), r#"{"v": "****"}"#);
+    }
+
+    #[test]
+    fn a_very_short_secret_is_masked_where_it_stands_alone() {
+        let m = Masker::new();
+        m.register("x");
+        m.register("42");
+        assert_eq!(
+            m.mask("`/shop/dev/api-token` exists already; pin 42, x."),
+            "`/shop/dev/api-token` exists already; pin ****, ****."
+        );
+        assert_eq!(m.mask("x-ray 420 ax"), "****-ray 420 ax");
+        assert_eq!(m.mask("x"), "****");
     }
 
     #[test]
