@@ -186,3 +186,68 @@ fn local_starts_the_emulator_for_the_run() {
     );
     assert!(out.contains("(local emulator)"), "{out}");
 }
+
+/// `exec`: output that cannot be written fails the command; SIGTERM (a CI runner stopping the
+/// job) is passed on to the command, which holds the stage's credentials, instead of leaving it
+/// running on its own.
+#[test]
+fn exec_passes_sigterm_on_and_fails_when_its_output_cannot_be_written() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let r = repo("exec-signals");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = xtask(&r, &["exec", "dev", "--", "sh", "-c", "echo hi"])
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("failed to write to stdout"), "{err}");
+
+    let pid_file = r.path().join("child.pid");
+    let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
+    let mut ferry = xtask(&r, &["exec", "dev", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let child: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &ferry.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = ferry.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = ferry.kill();
+            panic!("exec did not end after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    let alive = std::fs::read_to_string(format!("/proc/{child}/stat"))
+        .is_ok_and(|s| s[s.rfind(')').unwrap() + 1..].split_whitespace().next() != Some("Z"));
+    assert!(!alive, "the command (pid {child}) was stopped with Ferry");
+}

@@ -331,7 +331,7 @@ fn bootstrap_prints_a_template_cfn_lint_accepts_and_a_second_run_writes_nothing(
 
     // Bad input: nobody to trust, a wildcard principal.
     let (code, _, err) = run(&mut xtask(&r, &["bootstrap", "staging"]), None);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a usage error");
     assert!(
         err.contains("the deployer role must trust someone: give --trust"),
         "{err}"

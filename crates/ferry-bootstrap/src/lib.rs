@@ -1137,7 +1137,15 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 .map(|s| {
                     let stack = ws.service_stack_name(s, stage);
                     let start = match framework_names.get(&s.name) {
-                        Some(fw) if stage.id.contains('*') => format!("{fw}-"),
+                        // Every preview: the name starts with the service's, or with its first
+                        // 32 characters when the framework cuts a long one.
+                        Some(fw) if stage.id.contains('*') => {
+                            if fw.len() + 1 >= 32 {
+                                fw.chars().take(32).collect()
+                            } else {
+                                format!("{fw}-")
+                            }
+                        }
                         Some(fw) => {
                             let base = format!("{fw}-{}-", stage.id);
                             // The longest suffix is `custom-resource-apigw-cw-role` (29).
@@ -1244,6 +1252,10 @@ fn role_passed_to(ty: &str) -> Option<&'static str> {
         "AWS::Events::Rule" => "events.amazonaws.com",
         "AWS::Scheduler::Schedule" => "scheduler.amazonaws.com",
         "AWS::Logs::SubscriptionFilter" => "logs.amazonaws.com",
+        // A topic rule's actions, and a fleet provisioning template, act with a role; a user
+        // pool sends SMS with one.
+        "AWS::IoT::TopicRule" | "AWS::IoT::ProvisioningTemplate" => "iot.amazonaws.com",
+        "AWS::Cognito::UserPool" => "cognito-idp.amazonaws.com",
         "AWS::StepFunctions::StateMachine" => "states.amazonaws.com",
         "AWS::S3::Bucket" => "s3.amazonaws.com",
         "AWS::SNS::Topic" | "AWS::SNS::Subscription" => "sns.amazonaws.com",
@@ -1689,6 +1701,109 @@ fn actions_of(ty: &str) -> Option<(&'static [&'static str], Scope)> {
                 "logs:PutSubscriptionFilter",
                 "logs:DescribeSubscriptionFilters",
                 "logs:DeleteSubscriptionFilter",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::ElasticLoadBalancingV2::TargetGroup" => (
+            &[
+                "elasticloadbalancing:CreateTargetGroup",
+                "elasticloadbalancing:DeleteTargetGroup",
+                "elasticloadbalancing:DescribeTargetGroups",
+                "elasticloadbalancing:DescribeTargetGroupAttributes",
+                "elasticloadbalancing:ModifyTargetGroup",
+                "elasticloadbalancing:ModifyTargetGroupAttributes",
+                "elasticloadbalancing:RegisterTargets",
+                "elasticloadbalancing:DeregisterTargets",
+                "elasticloadbalancing:DescribeTargetHealth",
+                "elasticloadbalancing:AddTags",
+                "elasticloadbalancing:RemoveTags",
+                "elasticloadbalancing:DescribeTags",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::ElasticLoadBalancingV2::ListenerRule" => (
+            &[
+                "elasticloadbalancing:CreateRule",
+                "elasticloadbalancing:DeleteRule",
+                "elasticloadbalancing:DescribeRules",
+                "elasticloadbalancing:ModifyRule",
+                "elasticloadbalancing:SetRulePriorities",
+                "elasticloadbalancing:AddTags",
+                "elasticloadbalancing:RemoveTags",
+                "elasticloadbalancing:DescribeTags",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::Cognito::UserPool" => (
+            &[
+                "cognito-idp:CreateUserPool",
+                "cognito-idp:DeleteUserPool",
+                "cognito-idp:DescribeUserPool",
+                "cognito-idp:UpdateUserPool",
+                "cognito-idp:AddCustomAttributes",
+                "cognito-idp:SetUserPoolMfaConfig",
+                "cognito-idp:GetUserPoolMfaConfig",
+                "cognito-idp:TagResource",
+                "cognito-idp:UntagResource",
+                "cognito-idp:ListTagsForResource",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::IoT::TopicRule" => (
+            &[
+                "iot:CreateTopicRule",
+                "iot:ReplaceTopicRule",
+                "iot:DeleteTopicRule",
+                "iot:GetTopicRule",
+                "iot:EnableTopicRule",
+                "iot:DisableTopicRule",
+                "iot:TagResource",
+                "iot:UntagResource",
+                "iot:ListTagsForResource",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::IoT::ProvisioningTemplate" => (
+            &[
+                "iot:CreateProvisioningTemplate",
+                "iot:UpdateProvisioningTemplate",
+                "iot:DeleteProvisioningTemplate",
+                "iot:DescribeProvisioningTemplate",
+                "iot:TagResource",
+                "iot:UntagResource",
+                "iot:ListTagsForResource",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::CloudFront::Distribution" => (
+            &[
+                "cloudfront:CreateDistribution",
+                "cloudfront:CreateDistributionWithTags",
+                "cloudfront:UpdateDistribution",
+                "cloudfront:DeleteDistribution",
+                "cloudfront:GetDistribution",
+                "cloudfront:GetDistributionConfig",
+                "cloudfront:TagResource",
+                "cloudfront:UntagResource",
+                "cloudfront:ListTagsForResource",
+            ][..],
+            Scope::Any,
+        ),
+        "AWS::Kinesis::Stream" => (
+            &[
+                "kinesis:CreateStream",
+                "kinesis:DeleteStream",
+                "kinesis:DescribeStream",
+                "kinesis:DescribeStreamSummary",
+                "kinesis:UpdateShardCount",
+                "kinesis:UpdateStreamMode",
+                "kinesis:IncreaseStreamRetentionPeriod",
+                "kinesis:DecreaseStreamRetentionPeriod",
+                "kinesis:StartStreamEncryption",
+                "kinesis:StopStreamEncryption",
+                "kinesis:AddTagsToStream",
+                "kinesis:RemoveTagsFromStream",
+                "kinesis:ListTagsForStream",
             ][..],
             Scope::Any,
         ),

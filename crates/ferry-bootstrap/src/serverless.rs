@@ -310,8 +310,31 @@ impl Reader<'_> {
             return None;
         }
         if ![".yml", ".yaml", ".json"].iter().any(|e| path.ends_with(e)) {
+            let what = if [".ts", ".js", ".cjs", ".mjs"]
+                .iter()
+                .any(|e| path.ends_with(e))
+            {
+                "is a program, which Ferry does not run"
+            } else {
+                "is no YAML or JSON file, which Ferry does not read"
+            };
             self.made.unread.push(format!(
-                "`{path}` is a program, which Ferry does not run: the resources it makes are not known; grant them by hand"
+                "`{path}` {what}: the resources it makes are not known; grant them by hand"
+            ));
+            return None;
+        }
+        // Through a symbolic link, a path in the repository can name a file anywhere: only
+        // one whose real path is in the repository is read.
+        let inside = match (
+            self.root.canonicalize(),
+            self.root.join(path).canonicalize(),
+        ) {
+            (Ok(root), Ok(real)) => real.starts_with(&root),
+            _ => true,
+        };
+        if !inside {
+            self.made.unread.push(format!(
+                "`{path}` leads out of the repository through a symbolic link: not read"
             ));
             return None;
         }

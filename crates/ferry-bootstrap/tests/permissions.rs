@@ -272,7 +272,7 @@ fn roles_are_passed_only_to_the_services_that_take_them() {
         r,
         "services/fn/t.yaml",
         &(std::fs::read_to_string(r.join("services/fn/t.yaml")).unwrap()
-            + "  S:\n    Type: AWS::Kinesis::Stream\n    Properties:\n      ShardCount: 1\n"),
+            + "  S:\n    Type: AWS::Glue::Job\n    Properties:\n      Role: r\n"),
     );
     let b = plan(r);
     let role = b
@@ -283,7 +283,7 @@ fn roles_are_passed_only_to_the_services_that_take_them() {
     assert!(role.actions.contains(&"iam:PassRole".to_string()));
     assert!(
         b.notes.iter().any(|n| n.starts_with(
-            "iam:PassRole is granted without an iam:PassedToService condition: AWS::Kinesis::Stream"
+            "iam:PassRole is granted without an iam:PassedToService condition: AWS::Glue::Job"
         )),
         "{:?}",
         b.notes
@@ -593,7 +593,7 @@ fn a_type_outside_the_table_is_granted_by_its_services_iam_prefix() {
     write(
         r,
         "services/edge/t.yaml",
-        "Resources:\n  Balancer: {Type: AWS::ElasticLoadBalancingV2::LoadBalancer}\n  Pool: {Type: AWS::Cognito::UserPool}\n  Ids: {Type: AWS::Cognito::IdentityPool}\n  Hose: {Type: AWS::KinesisFirehose::DeliveryStream}\n",
+        "Resources:\n  Balancer: {Type: AWS::ElasticLoadBalancingV2::LoadBalancer}\n  Client: {Type: AWS::Cognito::UserPoolClient}\n  Ids: {Type: AWS::Cognito::IdentityPool}\n  Hose: {Type: AWS::KinesisFirehose::DeliveryStream}\n",
     );
     write(
         r,
@@ -747,7 +747,11 @@ fn a_serverless_custom_resource_is_invoked_by_the_name_the_framework_gives_it() 
         "ferry.toml",
         "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.production]\nregion = \"us-east-1\"\n",
     );
-    for (dir, fw) in [("short", "orders"), ("long", "customer-notifications-api")] {
+    for (dir, fw) in [
+        ("short", "orders"),
+        ("long", "customer-notifications-api"),
+        ("longer", "a-really-long-serverless-service-name-here"),
+    ] {
         write(
             r,
             &format!("services/{dir}/serverless.yml"),
@@ -779,5 +783,120 @@ fn a_serverless_custom_resource_is_invoked_by_the_name_the_framework_gives_it() 
     assert!(
         starts.contains(&"customer-notifications-api-produ*"),
         "{starts:?}"
+    );
+    // Every preview: by the service's name, or its first 32 characters when any preview's
+    // function name is cut.
+    let previews = ferry_manifest::Stage {
+        name: "*".into(),
+        id: "*".into(),
+        preview: true,
+        config: ws.stage("dev").unwrap().config,
+    };
+    let permissions = ferry_bootstrap::permissions(&ws, &previews, &mut notes);
+    let invoke = permissions
+        .iter()
+        .find(|p| p.actions == ["lambda:InvokeFunction"])
+        .unwrap();
+    let starts: Vec<&str> = invoke
+        .resources
+        .iter()
+        .map(|r| r.rsplit(":function:").next().unwrap())
+        .collect();
+    assert!(starts.contains(&"orders-*"), "{starts:?}");
+    assert!(
+        starts.contains(&"a-really-long-serverless-service*"),
+        "{starts:?}"
+    );
+}
+
+/// The types the framework compiles its own events into are in Ferry's table: none widens the
+/// role to a service's every action, nor takes the `iam:PassedToService` condition off; and a
+/// `${file(…)}` that leads out of the repository through a symbolic link is not read.
+#[test]
+fn a_serverless_services_own_events_keep_the_role_narrow() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    write(
+        r,
+        "services/edge/serverless.yml",
+        "service: edge
+provider:
+  name: aws
+functions:
+  f:
+    handler: h.f
+    events:
+      - alb: {listenerArn: arn:aws:elasticloadbalancing:us-east-1:1:listener/app/x, priority: 1, conditions: {path: /x}}
+      - iot: {sql: \"SELECT * FROM 'x'\"}
+      - cognitoUserPool: {pool: users, trigger: PreSignUp}
+      - cloudFront: {eventType: viewer-request, origin: 'https://example.com'}
+      - iotFleetProvisioning: {templateBody: {}, provisioningRoleArn: arn:aws:iam::1:role/p}
+resources:
+  - Resources:
+      Stream: {Type: AWS::Kinesis::Stream}
+  - ${file(linked/out.yml)}
+",
+    );
+    write(
+        r,
+        "services/edge/service.toml",
+        "[service]\nkind = \"serverless\"\n",
+    );
+    write(
+        outside.path(),
+        "out.yml",
+        "Resources:\n  Secret: {Type: AWS::SecretsManager::Secret}\n",
+    );
+    std::os::unix::fs::symlink(outside.path(), r.join("services/edge/linked")).unwrap();
+    let ws = ferry_manifest::load(r).unwrap();
+    let mut notes = Vec::new();
+    let permissions = ferry_bootstrap::permissions(&ws, &ws.stage("dev").unwrap(), &mut notes);
+    let granted: Vec<&str> = permissions
+        .iter()
+        .filter(|p| !p.deny)
+        .flat_map(|p| p.actions.iter().map(String::as_str))
+        .collect();
+    assert!(
+        !granted.iter().any(|a| a.ends_with(":*")),
+        "no service's every action: {granted:?}"
+    );
+    for needed in [
+        "elasticloadbalancing:CreateTargetGroup",
+        "elasticloadbalancing:CreateRule",
+        "iot:CreateTopicRule",
+        "iot:CreateProvisioningTemplate",
+        "cognito-idp:CreateUserPool",
+        "cloudfront:CreateDistribution",
+        "kinesis:CreateStream",
+    ] {
+        assert!(granted.contains(&needed), "{needed}: {granted:?}");
+    }
+    let pass = permissions
+        .iter()
+        .find(|p| p.actions == ["iam:PassRole"])
+        .unwrap_or_else(|| panic!("PassRole keeps its condition: {permissions:#?}"));
+    let to = pass.condition.as_ref().unwrap()["StringEquals"]["iam:PassedToService"].clone();
+    assert!(
+        to.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "iot.amazonaws.com"),
+        "{to}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("leads out of the repository through a symbolic link")),
+        "{notes:#?}"
+    );
+    assert!(
+        !notes.iter().any(|n| n.contains("SecretsManager")),
+        "the linked file was not read: {notes:#?}"
     );
 }

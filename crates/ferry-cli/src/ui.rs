@@ -59,6 +59,48 @@ pub fn written(result: std::io::Result<()>, stream: &str) {
     }
 }
 
+/// Standard output or error for a child's output passed on (`exec`): a failure to write is
+/// kept as [`written`] keeps it.
+pub struct Output {
+    stream: &'static str,
+}
+
+impl Output {
+    pub fn stdout() -> Output {
+        Output { stream: "stdout" }
+    }
+
+    pub fn stderr() -> Output {
+        Output { stream: "stderr" }
+    }
+}
+
+impl std::io::Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let result = if self.stream == "stdout" {
+            std::io::stdout().lock().write_all(buf)
+        } else {
+            std::io::stderr().lock().write_all(buf)
+        };
+        match result {
+            Ok(()) => Ok(buf.len()),
+            Err(e) => {
+                let kept = std::io::Error::new(e.kind(), e.to_string());
+                written(Err(kept), self.stream);
+                Err(e)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.stream == "stdout" {
+            std::io::stdout().flush()
+        } else {
+            std::io::stderr().flush()
+        }
+    }
+}
+
 /// The first failure to write output, other than a closed pipe (see [`written`]).
 pub(crate) static WRITE_FAILED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 

@@ -78,14 +78,17 @@ pub const REPLACED: &[&str] = &[
 ];
 
 /// Runs `command` with its standard output and error captured line by line, masked, and
-/// written to `out` / `err` as they arrive. Returns the child's exit status and the last
-/// `tail_lines` lines it printed (masked), for error messages.
+/// written to `out` / `err` as they arrive (a line that cannot be written is dropped: the
+/// writers keep their failures). `started` gets the child's pid once it runs, e.g. to pass a
+/// signal on to it. Returns the child's exit status and the last `tail_lines` lines it printed
+/// (masked), for error messages.
 pub fn run_masked(
     command: &mut std::process::Command,
     masker: &Masker,
     out: impl std::io::Write + Send,
     err: impl std::io::Write + Send,
     tail_lines: usize,
+    started: impl FnOnce(u32),
 ) -> std::io::Result<(std::process::ExitStatus, Vec<String>)> {
     use std::io::{BufRead, BufReader};
     use std::sync::Mutex;
@@ -95,6 +98,7 @@ pub fn run_masked(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
+    started(child.id());
     let tail = Mutex::new(std::collections::VecDeque::with_capacity(tail_lines + 1));
     let pump = |reader: Box<dyn std::io::Read + Send>,
                 mut sink: Box<dyn std::io::Write + Send + '_>| {

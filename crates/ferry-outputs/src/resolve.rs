@@ -37,7 +37,7 @@ pub enum ResolveError {
         stage: String,
     },
     #[error(
-        "parameter {parameter} of `{service}` needs SSM parameter `{name}`, which does not exist; create it with `cargo xtask param set <stage> {name}`"
+        "parameter {parameter} of `{service}` needs SSM parameter `{name}`, which does not exist; create it with `param set <stage> {name}`"
     )]
     MissingSsm {
         service: String,
@@ -284,7 +284,7 @@ mod tests {
             [
                 "parameter A of `api` needs output `TableNme` of `database`, which has none by that name; its outputs are: TableArn, TableName",
                 "parameter B of `api` needs outputs of `events`, which has no stack yet; deploy it first",
-                "parameter C of `api` needs SSM parameter `/nope`, which does not exist; create it with `cargo xtask param set <stage> /nope`",
+                "parameter C of `api` needs SSM parameter `/nope`, which does not exist; create it with `param set <stage> /nope`",
             ]
         );
     }

@@ -48,7 +48,11 @@ pub fn run(ctx: &Ctx, args: &BootstrapArgs) -> anyhow::Result<()> {
         trust: args.trust.clone(),
         codebuild: args.codebuild.clone(),
     };
-    let b = ferry_bootstrap::plan(ws, &stage, &options)?;
+    let b = ferry_bootstrap::plan(ws, &stage, &options).map_err(|e| match e {
+        // Naming nobody to trust is a command line that names too little.
+        ferry_bootstrap::BootstrapError::NoTrust => crate::UsageError(e.to_string()).into(),
+        e => anyhow::Error::new(e),
+    })?;
     let body = b.body();
     // The permissions, for review, every time.
     let rows: Vec<[String; 3]> = b

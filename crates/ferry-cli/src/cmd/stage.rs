@@ -190,12 +190,37 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<()> {
         command.env_remove(var);
     }
     command.envs(env);
+    // SIGTERM (a CI runner stopping the job) is passed on to the command, which holds the
+    // stage's credentials: Ferry waits for it instead of leaving it running on its own.
+    // (Ctrl-C in a terminal reaches both already.)
+    let child = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let rt = runtime()?;
+    let mut term = rt
+        .block_on(async {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        })
+        .context("failed to watch for SIGTERM")?;
+    let _forward = crate::lock::AbortOnDrop(rt.spawn({
+        let child = child.clone();
+        async move {
+            while term.recv().await.is_some() {
+                let pid = child.load(std::sync::atomic::Ordering::SeqCst);
+                if let Some(pid) = i32::try_from(pid)
+                    .ok()
+                    .and_then(rustix::process::Pid::from_raw)
+                {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                }
+            }
+        }
+    }));
     let (status, tail) = ferry_credentials::env::run_masked(
         &mut command,
         masker(),
-        std::io::stdout(),
-        std::io::stderr(),
+        crate::ui::Output::stdout(),
+        crate::ui::Output::stderr(),
         10,
+        |pid| child.store(pid, std::sync::atomic::Ordering::SeqCst),
     )
     .with_context(|| format!("failed to run `{program}` for stage `{}`", stage.name))?;
     if !status.success() {
