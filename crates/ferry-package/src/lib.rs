@@ -758,8 +758,17 @@ fn check_code_paths(
     service: &Service,
     template: &mut serde_json::Value,
 ) -> Result<(), PackageError> {
+    match code_path_problems(service, template).into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Every problem [`check_code_paths`] finds, for `validate`.
+fn code_path_problems(service: &Service, template: &mut serde_json::Value) -> Vec<PackageError> {
+    let mut out = Vec::new();
     if service.kind != ServiceKind::Cloudformation {
-        return Ok(());
+        return out;
     }
     let artifacts = &service.package.artifacts;
     for (resource, _ty, property) in template::local_code_paths(template) {
@@ -768,7 +777,7 @@ fn check_code_paths(
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            return Err(PackageError::Undeclared {
+            out.push(PackageError::Undeclared {
                 service: service.name.clone(),
                 resource,
                 property,
@@ -778,25 +787,39 @@ fn check_code_paths(
         }
     }
     for resource in artifacts.keys() {
-        template::point_at(template, resource, "").map_err(|source| PackageError::Template {
-            service: service.name.clone(),
-            path: service.template_path(),
-            source,
-        })?;
+        if let Err(source) = template::point_at(template, resource, "") {
+            out.push(PackageError::Template {
+                service: service.name.clone(),
+                path: service.template_path(),
+                source,
+            });
+        }
     }
-    Ok(())
+    out
 }
 
 /// Checks `service`'s template as a deploy needs it (see [`template::check`]): the parameters
 /// it passes are declared, the ones without a default are passed.
 fn check_parameters(service: &Service, parsed: &serde_json::Value) -> Result<(), TemplateError> {
+    match template_problems(service, parsed).into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Every problem [`check_parameters`] finds, for `validate` (after the template's structure,
+/// which the other checks need).
+fn template_problems(service: &Service, parsed: &serde_json::Value) -> Vec<TemplateError> {
     let passed: Vec<&str> = service.parameters.keys().map(String::as_str).collect();
     let provided = if service.package.artifacts.is_empty() && service.kind != ServiceKind::Sam {
         &[][..]
     } else {
         &[BUCKET_PARAMETER][..]
     };
-    template::check(parsed, &passed, provided)?;
+    if let Err(e) = template::check(parsed, &passed, provided) {
+        return vec![e];
+    }
+    let mut out = Vec::new();
     // An AWS-specific type (a VPC id, a list of subnets, an SSM parameter's name) takes no
     // empty value.
     for (key, value) in &service.parameters {
@@ -805,7 +828,7 @@ fn check_parameters(service: &Service, parsed: &serde_json::Value) -> Result<(),
             .unwrap_or_default();
         if value.to_string().is_empty() && (ty.starts_with("AWS::") || ty.starts_with("List<AWS::"))
         {
-            return Err(TemplateError::EmptyTypedParameter {
+            out.push(TemplateError::EmptyTypedParameter {
                 key: key.clone(),
                 ty: ty.to_string(),
             });
@@ -821,28 +844,35 @@ fn check_parameters(service: &Service, parsed: &serde_json::Value) -> Result<(),
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            return Err(TemplateError::SsmValueForSsmType { key, ty });
+            out.push(TemplateError::SsmValueForSsmType { key, ty });
         }
     }
     if service.kind == ServiceKind::Sam {
-        require_sam(parsed)?;
+        if let Err(e) = require_sam(parsed) {
+            out.push(e);
+            return out;
+        }
         let base = template_dir(service);
         for l in sam::local_paths(parsed) {
-            inside_service(&service.dir, &base, &l)?;
+            if let Err(e) = inside_service(&service.dir, &base, &l) {
+                out.push(e);
+            }
         }
         for i in sam::local_includes(parsed) {
-            in_service_folder(&service.dir, &base, &i.path, &i.label())?;
+            if let Err(e) = in_service_folder(&service.dir, &base, &i.path, &i.label()) {
+                out.push(e);
+            }
         }
-        if let Some((at, what)) = sam::unsupported(parsed).into_iter().next() {
-            return Err(TemplateError::Unsupported { at, what });
+        for (at, what) in sam::unsupported(parsed) {
+            out.push(TemplateError::Unsupported { at, what });
         }
-        if service.package.build.is_empty()
-            && let Some((at, what)) = sam::needs_build(parsed).into_iter().next()
-        {
-            return Err(TemplateError::Unsupported { at, what });
+        if service.package.build.is_empty() {
+            for (at, what) in sam::needs_build(parsed) {
+                out.push(TemplateError::Unsupported { at, what });
+            }
         }
     }
-    Ok(())
+    out
 }
 
 /// A SAM service's template declares the SAM transform.
@@ -918,21 +948,43 @@ pub fn check_templates<'a>(
         .filter(|s| s.kind != ServiceKind::Serverless)
     {
         let path = ws.root.join(service.template_path());
-        let checked = fs::read_to_string(&path)
+        let as_problem = |source| PackageError::Template {
+            service: service.name.clone(),
+            path: service.template_path(),
+            source,
+        };
+        let parsed = fs::read_to_string(&path)
             .map_err(|e| match e.kind() {
                 io::ErrorKind::InvalidData => TemplateError::NotUtf8,
                 _ => TemplateError::Unreadable(e),
             })
-            .and_then(|text| template::parse(&text))
-            .and_then(|p| check_parameters(service, &p).map(|()| p))
-            .map_err(|source| PackageError::Template {
-                service: service.name.clone(),
-                path: service.template_path(),
-                source,
-            })
-            .and_then(|mut p| check_code_paths(service, &mut p));
-        if let Err(e) = checked {
-            problems.push(e);
+            .and_then(|text| template::parse(&text));
+        let mut parsed = match parsed {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push(as_problem(e));
+                continue;
+            }
+        };
+        // Every problem of the template at once: a fix does not reveal the next one.
+        let found: Vec<PackageError> = template_problems(service, &parsed)
+            .into_iter()
+            .map(as_problem)
+            .collect();
+        let structural = found.len() == 1
+            && matches!(
+                &found[0],
+                PackageError::Template { source, .. } if matches!(
+                    source,
+                    TemplateError::NotAMapping { .. }
+                        | TemplateError::NoResources
+                        | TemplateError::EmptyResources
+                        | TemplateError::ResourcesNotAMapping { .. }
+                )
+            );
+        problems.extend(found);
+        if !structural {
+            problems.extend(code_path_problems(service, &mut parsed));
         }
     }
     problems
