@@ -907,6 +907,21 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                         )),
                     }
                 }
+                // Dynamic references CloudFormation resolves with the role:
+                // `{{resolve:ssm:NAME}}` and `{{resolve:ssm-secure:NAME}}`.
+                for reference in dynamic_ssm_references(&t) {
+                    match reference {
+                        Some(n) if policy_safe(&n, false) => {
+                            if !under_parameters_path(stage, &n) {
+                                ssm_named.entry(n).or_default().insert(s.name.clone());
+                            }
+                        }
+                        _ => notes.push(format!(
+                            "`{}`: a `{{{{resolve:ssm:…}}}}` in its template names a parameter known only when it deploys (or no SSM name); grant ssm:GetParameter on it",
+                            s.name
+                        )),
+                    }
+                }
                 for r in t["Resources"]
                     .as_object()
                     .into_iter()
@@ -1206,6 +1221,50 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
         });
     }
     pass_roles_only_to_their_services(&mut out, role_start, &types_seen, notes);
+    out
+}
+
+/// The parameter names of the `{{resolve:ssm:NAME}}` and `{{resolve:ssm-secure:NAME}}`
+/// dynamic references anywhere in `template` (a `:VERSION` after the name dropped); `None` for
+/// one whose name holds a substitution (`${…}`), known only when it deploys.
+fn dynamic_ssm_references(template: &Value) -> Vec<Option<String>> {
+    fn walk(v: &Value, out: &mut Vec<Option<String>>) {
+        match v {
+            Value::String(s) => {
+                for prefix in ["{{resolve:ssm:", "{{resolve:ssm-secure:"] {
+                    let mut rest = s.as_str();
+                    while let Some(at) = rest.find(prefix) {
+                        let after = &rest[at + prefix.len()..];
+                        let Some(end) = after.find("}}") else { break };
+                        let inner = &after[..end];
+                        // A name, then `:VERSION` (digits) when pinned.
+                        let name = match inner.rsplit_once(':') {
+                            Some((n, v))
+                                if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) =>
+                            {
+                                n
+                            }
+                            _ => inner,
+                        };
+                        out.push((!name.contains("${") && !name.is_empty()).then(|| {
+                            // A name without a leading `/` is at the root.
+                            if name.starts_with('/') {
+                                name.to_string()
+                            } else {
+                                format!("/{name}")
+                            }
+                        }));
+                        rest = &after[end + 2..];
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            Value::Object(m) => m.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(template, &mut out);
     out
 }
 

@@ -900,3 +900,48 @@ resources:
         "the linked file was not read: {notes:#?}"
     );
 }
+
+/// A template's `{{resolve:ssm:…}}` dynamic references are read by CloudFormation with the
+/// role: a literal name is granted by name, one with a substitution is noted.
+#[test]
+fn dynamic_ssm_references_are_granted_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\nparameters-path = \"/shop/dev\"\n",
+    );
+    write(
+        r,
+        "services/q/t.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: '{{resolve:ssm:/platform/queue-name:3}}'\n      Tags:\n        - {Key: k, Value: '{{resolve:ssm:/shop/dev/inside}}'}\n        - {Key: s, Value: !Sub '{{resolve:ssm:/x/${AWS::StackName}}}'}\n",
+    );
+    write(
+        r,
+        "services/q/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let mut notes = Vec::new();
+    let permissions = ferry_bootstrap::permissions(&ws, &ws.stage("dev").unwrap(), &mut notes);
+    let ssm = permissions
+        .iter()
+        .find(|p| {
+            p.why
+                .starts_with("SSM parameters outside the parameters path")
+        })
+        .unwrap_or_else(|| panic!("{permissions:#?}"));
+    assert_eq!(
+        ssm.resources,
+        [
+            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/platform/queue-name"
+        ]
+    );
+    assert!(
+        notes.iter().any(|n| n.contains(
+            "a `{{resolve:ssm:…}}` in its template names a parameter known only when it deploys"
+        )),
+        "{notes:#?}"
+    );
+}
