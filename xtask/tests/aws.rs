@@ -251,3 +251,36 @@ fn exec_passes_sigterm_on_and_fails_when_its_output_cannot_be_written() {
         .is_ok_and(|s| s[s.rfind(')').unwrap() + 1..].split_whitespace().next() != Some("Z"));
     assert!(!alive, "the command (pid {child}) was stopped with Ferry");
 }
+
+/// A long secret through `base64`, which wraps at 76 columns: masked on every line.
+#[test]
+fn a_long_secret_wrapped_by_base64_is_masked_on_every_line() {
+    use base64::Engine as _;
+    let r = repo("mask-wrapped");
+    let secret = "a-long-api-token-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJ";
+    run(
+        &mut xtask(&r, &["param", "set", "dev", "long-token", "--secure"]),
+        Some(secret),
+    );
+    let (code, out, err) = run(
+        &mut xtask(
+            &r,
+            &[
+                "exec",
+                "dev",
+                "--",
+                "sh",
+                "-c",
+                r#"printf 'user:%s' "$FERRY_PARAM_LONG_TOKEN" | base64"#,
+            ],
+        ),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().count() >= 2, "wrapped: {out}");
+    let own = base64::engine::general_purpose::STANDARD.encode(format!("user:{secret}"));
+    for start in 8..own.len() - 16 {
+        assert!(!out.contains(&own[start..start + 16]), "{out}");
+    }
+    assert!(out.contains("****"), "{out}");
+}

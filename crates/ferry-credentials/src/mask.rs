@@ -19,6 +19,12 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 /// What a secret is replaced with.
 pub const MASK: &str = "****";
 
+/// A secret's base64 longer than this may be wrapped across lines (`base64` wraps at 76
+/// columns, after what precedes it): its runs of [`WRAPPED`] characters are masked too.
+const WRAP_FROM: usize = 48;
+/// See [`WRAP_FROM`].
+const WRAPPED: usize = 16;
+
 /// Secrets shorter than this are masked only where they stand alone (see [`Masker::mask`]).
 const MIN_ANYWHERE: usize = 4;
 
@@ -56,6 +62,9 @@ struct Inner {
     secrets: Vec<String>,
     /// What is replaced: every secret and its encoded forms, longest first.
     forms: Vec<String>,
+    /// Runs of a long secret's base64, which a wrapped line may hold only part of: every
+    /// stretch of a line they cover, overlapping or not, is masked as one.
+    pieces: Vec<String>,
 }
 
 impl Masker {
@@ -79,6 +88,11 @@ impl Masker {
                 inner.forms.push(form);
             }
         }
+        for piece in base64_pieces(secret) {
+            if !inner.pieces.contains(&piece) {
+                inner.pieces.push(piece);
+            }
+        }
         // Longest first, so a secret containing another is masked whole.
         inner.forms.sort_by_key(|x| std::cmp::Reverse(x.len()));
     }
@@ -100,6 +114,9 @@ impl Masker {
             } else {
                 out.replace(s.as_str(), MASK)
             };
+        }
+        if !inner.pieces.is_empty() {
+            out = mask_pieces(&out, &inner.pieces);
         }
         out
     }
@@ -175,6 +192,56 @@ fn forms(secret: &str) -> Vec<String> {
     out.retain(|f| f.chars().count() >= MIN_ENCODED || f == secret);
     out.sort();
     out.dedup();
+    out
+}
+
+/// The runs of [`WRAPPED`] characters of a long secret's base64 (at each offset), which
+/// `base64` cuts across lines at 76 columns: a line holding part of it holds some of them.
+fn base64_pieces(secret: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for shift in 0..3usize {
+        let mut shifted = vec![0u8; shift];
+        shifted.extend_from_slice(secret.as_bytes());
+        let skip = [0, 2, 3][shift];
+        let partial_end = usize::from(shifted.len() % 3 != 0);
+        let encoded = STANDARD_NO_PAD.encode(&shifted);
+        let own = &encoded[skip..encoded.len() - partial_end];
+        if own.len() > WRAP_FROM {
+            out.extend((0..=own.len() - WRAPPED).map(|i| own[i..i + WRAPPED].to_string()));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `text` with every stretch that `pieces` cover (overlapping or touching) replaced by one
+/// [`MASK`].
+fn mask_pieces(text: &str, pieces: &[String]) -> String {
+    let mut covered = vec![false; text.len()];
+    let mut any = false;
+    for p in pieces {
+        for (at, _) in text.match_indices(p.as_str()) {
+            covered[at..at + p.len()].fill(true);
+            any = true;
+        }
+    }
+    if !any {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_mask = false;
+    for (i, c) in text.char_indices() {
+        if covered[i] {
+            if !in_mask {
+                out.push_str(MASK);
+                in_mask = true;
+            }
+        } else {
+            in_mask = false;
+            out.push(c);
+        }
+    }
     out
 }
 
@@ -305,6 +372,33 @@ mod tests {
         assert_eq!(m.mask(&serde), r#"{"v":"****"}"#);
         let python = r#"{"v": "quote\"back\\slash-\u00e9t\u00e9-\ud83d\ude00"}"#;
         assert_eq!(m.mask(python), r#"{"v": "****"}"#);
+    }
+
+    #[test]
+    fn a_long_secret_base64_wraps_across_lines_is_masked_on_each() {
+        let secret = "a-long-api-token-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJ";
+        let m = Masker::new();
+        m.register(secret);
+        for prefix in ["", "user:", "Authorization-Basic-user:"] {
+            let encoded = STANDARD.encode(format!("{prefix}{secret}"));
+            // As coreutils `base64` prints it: 76 columns a line.
+            let lines: Vec<String> = encoded
+                .as_bytes()
+                .chunks(76)
+                .map(|c| m.mask(std::str::from_utf8(c).unwrap()))
+                .collect();
+            let own = STANDARD.encode(secret);
+            for line in &lines {
+                // No run of 16 characters of the secret's own encoding is left on a line.
+                for start in 0..own.len().saturating_sub(16) {
+                    assert!(
+                        !line.contains(&own[start..start + 16]),
+                        "{prefix:?}: {line}"
+                    );
+                }
+            }
+            assert!(lines[0].contains(MASK), "{lines:?}");
+        }
     }
 
     #[test]
