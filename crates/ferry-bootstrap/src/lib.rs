@@ -530,25 +530,35 @@ fn policy_parts(
         i += 1;
     }
     let all = statements(permissions, 0);
+    // A policy's size is its document's, less nothing but each statement's own and the commas
+    // between them: each statement is measured once.
+    let empty = iam_size(&[]);
+    let sizes: Vec<usize> = all
+        .iter()
+        .map(|st| iam_size(std::slice::from_ref(st)) - empty)
+        .collect();
     let mut ends = Vec::new();
-    let mut start = 0;
-    for i in 0..all.len() {
-        let one = iam_size(&all[i..=i]);
-        if one > MAX_MANAGED_POLICY {
+    let mut part = empty;
+    for (i, one) in sizes.iter().enumerate() {
+        if empty + one > MAX_MANAGED_POLICY {
             return Err(BootstrapError::StatementTooLarge {
                 why: permissions[i].why.clone(),
-                size: one,
+                size: empty + one,
             });
         }
-        if iam_size(&all[start..=i]) > MAX_MANAGED_POLICY {
+        // The comma before it, unless it starts its part.
+        let with = part + one + usize::from(part > empty);
+        if with > MAX_MANAGED_POLICY {
             ends.push(i);
-            start = i;
+            part = empty + one;
+        } else {
+            part = with;
         }
     }
     ends.push(all.len());
     if ends.len() > MAX_MANAGED_POLICIES {
         return Err(BootstrapError::PolicyTooLarge {
-            size: iam_size(&all),
+            size: empty + sizes.iter().sum::<usize>() + sizes.len().saturating_sub(1),
             parts: ends.len(),
         });
     }
@@ -1072,11 +1082,18 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     let mut custom_users: BTreeSet<String> = BTreeSet::new();
     for (ty, users) in plain {
         types_seen.insert(ty.clone());
-        if ty.starts_with("Custom::") || ty == "AWS::CloudFormation::CustomResource" {
+        let custom_resource = is_custom_resource(&ty);
+        if custom_resource {
             custom_users.extend(users.iter().cloned());
         }
         // The first few, so that the review's table stays readable in a large project.
         let users = ferry_manifest::first_few(&users.into_iter().collect::<Vec<_>>(), 5);
+        if custom_resource {
+            // CloudFormation invokes the resource's function with the deploying role's
+            // credentials; the function then runs with its own role.
+            custom.push(format!("{ty} ({users})"));
+            continue;
+        }
         match actions_of(&ty) {
             Some((actions, scoped)) => out.push(Permission {
                 why: format!("{ty} ({users})"),
@@ -1104,18 +1121,24 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                         })
                         .collect::<BTreeSet<_>>()
                         .into_iter()
+                        // And the buckets s3 events name (not after the stack).
+                        .chain(
+                            event_buckets
+                                .iter()
+                                .filter(|_| ty == "AWS::S3::Bucket")
+                                .flat_map(|b| {
+                                    [
+                                        format!("arn:${{AWS::Partition}}:s3:::{b}"),
+                                        format!("arn:${{AWS::Partition}}:s3:::{b}/*"),
+                                    ]
+                                }),
+                        )
                         .collect(),
                 },
                 ..Default::default()
             }),
             None => {
                 let service = iam_prefix(&ty);
-                if ty.starts_with("Custom::") || ty == "AWS::CloudFormation::CustomResource" {
-                    // CloudFormation invokes the resource's function with the deploying
-                    // role's credentials; the function then runs with its own role.
-                    custom.push(format!("{ty} ({users})"));
-                    continue;
-                }
                 if service.is_empty() {
                     continue;
                 }
@@ -1191,18 +1214,6 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
             "AWS::CloudFront::Distribution: a Lambda@Edge function (a Serverless `cloudFront` event) also needs lambda:EnableReplication* on it and iam:CreateServiceLinkedRole for replicator.lambda.amazonaws.com, which are not granted".into(),
         );
     }
-    if !event_buckets.is_empty()
-        && let Some(p) = out[role_start..]
-            .iter_mut()
-            .find(|p| !p.deny && p.why.starts_with("AWS::S3::Bucket "))
-    {
-        for b in &event_buckets {
-            p.resources
-                .push(format!("arn:${{AWS::Partition}}:s3:::{b}"));
-            p.resources
-                .push(format!("arn:${{AWS::Partition}}:s3:::{b}/*"));
-        }
-    }
     if !named_event_buckets.is_empty() {
         out.push(Permission {
             why: "never (previews): the named stages' buckets that s3 events make".into(),
@@ -1266,6 +1277,11 @@ fn dynamic_ssm_references(template: &Value) -> Vec<Option<String>> {
     let mut out = Vec::new();
     walk(template, &mut out);
     out
+}
+
+/// A custom resource: CloudFormation hands it to a function (or topic) of the template's own.
+fn is_custom_resource(ty: &str) -> bool {
+    ty.starts_with("Custom::") || ty == "AWS::CloudFormation::CustomResource"
 }
 
 /// The IAM action prefix of a resource type's service (`AWS::<service>::…`): mostly its name
@@ -1346,7 +1362,7 @@ fn pass_roles_only_to_their_services(
         .iter()
         .map(String::as_str)
         .filter(|t| actions_of(t).is_none())
-        .filter(|t| !t.starts_with("Custom::") && *t != "AWS::CloudFormation::CustomResource")
+        .filter(|t| !is_custom_resource(t))
         .collect();
     if !unknown.is_empty() {
         notes.push(format!(

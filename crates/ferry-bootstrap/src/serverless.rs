@@ -278,16 +278,14 @@ impl Reader<'_> {
         let name = doc["provider"]["s3"][given]["name"]
             .as_str()
             .unwrap_or(given);
-        let service = doc["service"]
-            .as_str()
-            .or_else(|| doc["service"]["name"].as_str())
-            .unwrap_or_default();
+        // The framework's service name, read once from the configuration (`${self:service}`).
+        let service = self.made.service.clone().unwrap_or_default();
         // `${self:provider.stage}` is the stage only when the configuration leaves it to the
         // command line; a literal `provider.stage` is that literal in every stage.
         let fixed = doc["provider"]["stage"]
             .as_str()
             .filter(|s| !s.contains("${"));
-        match stage_pattern(name, service, fixed) {
+        match stage_pattern(name, &service, fixed) {
             Some(pattern) => {
                 self.made.buckets.insert(pattern);
             }

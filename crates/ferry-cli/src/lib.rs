@@ -12,7 +12,7 @@
 // macros, which panic on a closed pipe (`deploy … | tail`, killed; `validate | head -1`). A
 // panic there would kill a run between moving stacks and writing its release, or the task that
 // cancels a run on SIGTERM, leaving it holding its lock. Any other failure to write (a full
-// disk under `> file`) still fails loudly, as std's macros do.
+// disk under `> file`) is kept by `ui::written` and fails the command once it is done.
 macro_rules! print {
     ($($t:tt)*) => {{
         use std::io::Write as _;

@@ -148,19 +148,8 @@ fn forms(secret: &str) -> Vec<String> {
     if secret.chars().count() < MIN_ENCODED {
         return out;
     }
-    let bytes = secret.as_bytes();
-    // Inside base64: the secret starts 0, 1 or 2 bytes into a 3-byte group. The characters
-    // that also carry bits of the bytes before it (0, 2 or 3 of them) and the last one, when it
-    // carries bits of the bytes after it, differ from text to text: they are left out.
-    for shift in 0..3usize {
-        let mut shifted = vec![0u8; shift];
-        shifted.extend_from_slice(bytes);
-        let skip = [0, 2, 3][shift];
-        let partial_end = usize::from(shifted.len() % 3 != 0);
-        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
-            let encoded = engine.encode(&shifted);
-            out.push(encoded[skip..encoded.len() - partial_end].to_string());
-        }
+    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        out.extend(base64_own(secret, engine));
     }
     let rfc3986 = utf8_percent_encode(secret, RFC3986).to_string();
     let percent = [
@@ -198,21 +187,29 @@ fn forms(secret: &str) -> Vec<String> {
 /// The runs of [`WRAPPED`] characters of a long secret's base64 (at each offset), which
 /// `base64` cuts across lines at 76 columns: a line holding part of it holds some of them.
 fn base64_pieces(secret: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for shift in 0..3usize {
+    let mut out: Vec<String> = base64_own(secret, &STANDARD_NO_PAD)
+        .iter()
+        .filter(|own| own.len() > WRAP_FROM)
+        .flat_map(|own| (0..=own.len() - WRAPPED).map(|i| own[i..i + WRAPPED].to_string()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The characters of `secret`'s base64 (by `engine`) that are its own wherever it starts in a
+/// longer encoded text: it starts 0, 1 or 2 bytes into a 3-byte group, and the characters that
+/// also carry bits of the bytes before it (0, 2 or 3 of them) and the last one, when it carries
+/// bits of the bytes after it, differ from text to text, so they are left out.
+fn base64_own(secret: &str, engine: &base64::engine::GeneralPurpose) -> [String; 3] {
+    [0usize, 1, 2].map(|shift| {
         let mut shifted = vec![0u8; shift];
         shifted.extend_from_slice(secret.as_bytes());
         let skip = [0, 2, 3][shift];
         let partial_end = usize::from(shifted.len() % 3 != 0);
-        let encoded = STANDARD_NO_PAD.encode(&shifted);
-        let own = &encoded[skip..encoded.len() - partial_end];
-        if own.len() > WRAP_FROM {
-            out.extend((0..=own.len() - WRAPPED).map(|i| own[i..i + WRAPPED].to_string()));
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
+        let encoded = engine.encode(&shifted);
+        encoded[skip..encoded.len() - partial_end].to_string()
+    })
 }
 
 /// `text` with every stretch that `pieces` cover (overlapping or touching) replaced by one
