@@ -194,7 +194,7 @@ pub(crate) fn links(
         let region = said[i].region.clone();
         let svc = &mut services[i];
         svc.depends_on = deps;
-        svc.inputs = inputs;
+        svc.inputs.extend(inputs);
         svc.region = region;
         let base = said[i].literal_service.as_deref().unwrap_or(&svc.name);
         svc.stack_name = said[i]

@@ -79,6 +79,7 @@ pub(crate) fn settle(
         .map(template_of)
         .collect();
     reach.retain(|t, _| sam.contains(t));
+    let shared = leave_out_shared(candidates, &reach, notes);
     // Umbrellas first: the services they nest are moved by their own templates below.
     let mut umbrellas = Vec::new();
     for (template, paths) in &reach {
@@ -88,6 +89,7 @@ pub(crate) fn settle(
             candidates.iter().find(|o| {
                 template_of(o) != *template
                     && r.nested
+                    && !shared.contains(&r.path)
                     && (r.path == template_of(o)
                         || (within(&r.path, &o.dir) && !within(template, &o.dir)))
             })
@@ -138,8 +140,11 @@ pub(crate) fn settle(
         let Some(paths) = reach.get(&template_of(c)) else {
             continue;
         };
+        // What a shared template brings is declared as inputs below, not moved into.
+        let part_of_shared = |r: &Reached| shared.contains(&r.path) || shared.contains(&r.template);
         let folder = paths
             .iter()
+            .filter(|r| !part_of_shared(r))
             .fold(c.dir.clone(), |acc, r| common(&acc, &r.path));
         let others_inside = dirs.iter().any(|d| *d != c.dir && within(d, &folder));
         let project = BUILD_FILES
@@ -172,6 +177,13 @@ pub(crate) fn settle(
             c.file = file;
         }
         let top = template_of(c);
+        for r in paths.iter().filter(|r| part_of_shared(r)) {
+            if !within(&r.path, &c.dir) && root.join(&r.path).exists() {
+                c.inputs
+                    .entry(r.path.clone())
+                    .or_insert_with(|| format!("{} names it", named_by(r, &top)));
+            }
+        }
         let missing = paths
             .iter()
             .find(|r| within(&r.path, &c.dir) && !root.join(&r.path).exists());
@@ -201,6 +213,40 @@ pub(crate) fn settle(
         }
     }
     umbrellas
+}
+
+/// Leaves out each candidate whose template several other templates nest (a dead-letter queue,
+/// a set of alarms: one file, and a stack of it inside each service's): a part of each of them,
+/// not a service, and no sign of an umbrella. Returns every template nested by more than one
+/// (candidate or not); each nesting service declares it, and what it names, as `inputs`.
+fn leave_out_shared(
+    candidates: &mut Vec<Candidate>,
+    reach: &BTreeMap<String, Vec<Reached>>,
+    notes: &mut Vec<String>,
+) -> std::collections::BTreeSet<String> {
+    // By the templates that name it themselves: a template an umbrella reaches through the
+    // service it nests is nested once.
+    let mut nested_by: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for r in reach
+        .values()
+        .flatten()
+        .filter(|r| r.nested && r.path != r.template)
+    {
+        nested_by.entry(&r.path).or_default().insert(&r.template);
+    }
+    nested_by.retain(|_, by| by.len() > 1);
+    candidates.retain(|c| {
+        let template = template_of(c);
+        let Some(by) = nested_by.get(template.as_str()) else {
+            return true;
+        };
+        notes.push(format!(
+            "{template}: nested by {} (a TemplateURL or an application's Location): a part of each, which deploys a stack of it, not a service; each declares it in `inputs`",
+            by.iter().copied().collect::<Vec<_>>().join(", ")
+        ));
+        false
+    });
+    nested_by.into_keys().map(str::to_string).collect()
 }
 
 /// Whether `dir` holds nothing but a `service.toml` (one `init` wrote before: run again, it

@@ -217,7 +217,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             kind: c.kind,
             file: c.file,
             depends_on: BTreeMap::new(),
-            inputs: BTreeMap::new(),
+            inputs: c.inputs,
             parameters: BTreeMap::new(),
             region: None,
             stack_name: None,

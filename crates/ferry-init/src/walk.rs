@@ -52,6 +52,9 @@ pub(crate) struct Candidate {
     /// The command that builds what its template names and the repository does not hold, and
     /// the comment saying why (see [`crate::layout`]).
     pub build: Option<(Vec<String>, String)>,
+    /// Paths outside its folder that it packages (a nested template other services share),
+    /// each with why: its `inputs` (see [`crate::layout`]).
+    pub inputs: BTreeMap<String, String>,
 }
 
 pub(crate) struct WorkspacePackages {
@@ -359,6 +362,7 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                     file: config.to_string(),
                     notes: Vec::new(),
                     build: None,
+                    inputs: BTreeMap::new(),
                 });
                 return;
             }
@@ -489,6 +493,7 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                         file,
                         notes: Vec::new(),
                         build: None,
+                        inputs: BTreeMap::new(),
                     });
                 }
                 return;
@@ -503,6 +508,7 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                 file,
                 notes: own_notes,
                 build: None,
+                inputs: BTreeMap::new(),
             });
         },
         &mut unread,

@@ -1618,3 +1618,66 @@ fn unreadable_folders_and_templates_and_oversized_templates_are_noted() {
     }
     assert!(!notes.contains("fixtures.json"), "{notes}");
 }
+
+/// A nested template several SAM services share (aws-samples/aws-serverless-ecommerce-platform
+/// keeps `shared/templates/dlq.yaml`, a queue and its alarm, nested by four services) is a part
+/// of each, not a service of its own, and does not make its nesters umbrellas: each nesting
+/// service declares it, and what it names, among its inputs; what init writes validates.
+#[test]
+fn a_nested_template_several_services_share_is_their_input_not_a_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let nester = "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: src/\n      Handler: app.handler\n      Runtime: python3.12\n  DeadLetters:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: ../shared/templates/dlq.yaml\n";
+    for svc in ["orders", "payment"] {
+        file(r, &format!("{svc}/template.yaml"), nester);
+        file(r, &format!("{svc}/src/app.py"), "def handler(e, c): pass\n");
+    }
+    file(
+        r,
+        "shared/templates/dlq.yaml",
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Queue:\n    Type: AWS::SQS::Queue\n  Redrive:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: redrive/\n      Handler: app.handler\n      Runtime: python3.12\n",
+    );
+    file(
+        r,
+        "shared/templates/redrive/app.py",
+        "def handler(e, c): pass\n",
+    );
+    let s = scan(r).unwrap();
+    let found: Vec<(&str, &str)> = s
+        .services
+        .iter()
+        .map(|f| (f.name.as_str(), f.dir.as_str()))
+        .collect();
+    assert_eq!(found, [("orders", "orders"), ("payment", "payment")]);
+    let notes = s.notes.join("\n");
+    assert!(
+        notes.contains("shared/templates/dlq.yaml: nested by orders/template.yaml, payment/template.yaml (a TemplateURL or an application's Location): a part of each, which deploys a stack of it, not a service; each declares it in `inputs`"),
+        "{notes}"
+    );
+    assert!(
+        !notes.contains("nests the templates of other services"),
+        "{notes}"
+    );
+    for f in &s.services {
+        let inputs: Vec<&str> = f.inputs.keys().map(String::as_str).collect();
+        assert_eq!(
+            inputs,
+            ["shared/templates/dlq.yaml", "shared/templates/redrive"],
+            "{}",
+            f.name
+        );
+    }
+    write(r, &render(&s, r), false).unwrap();
+    let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    let problems: Vec<String> = ferry_package::check_templates(&ws, &ws.services)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+    // An edit of the shared template redeploys both.
+    let owners = ferry_manifest::Owners::of_workspace(&ws).unwrap();
+    assert_eq!(
+        owners.services_of("shared/templates/redrive/app.py"),
+        ["orders", "payment"]
+    );
+}

@@ -70,7 +70,7 @@ fn code_folders(ws: &Workspace, s: &Service) -> Vec<String> {
         .into_iter()
         .filter(|l| l.site.property() == "CodeUri")
         // A path out of the service folder is refused by the template check already.
-        .filter_map(|l| inside_service(&s.dir, &base, &l).ok())
+        .filter_map(|l| inside_service(&s.dir, &base, &l, None).ok())
         .map(|rel| match rel.as_str() {
             "." => s.dir.clone(),
             _ => format!("{}/{rel}", s.dir),

@@ -270,17 +270,18 @@ fn resolve_unpacked(path: &Path, boundary: &Path, entry: &str) -> io::Result<Pat
 /// change detection's own, not a copy of it.
 #[derive(Debug)]
 pub struct Watched<'a> {
-    owners: Owners<'a>,
+    owners: &'a Owners<'a>,
     service: &'a str,
 }
 
 impl<'a> Watched<'a> {
     /// What `owners` (every service of the workspace) lets `service` watch.
-    pub fn new(owners: Owners<'a>, service: &'a str) -> Watched<'a> {
+    pub fn new(owners: &'a Owners<'a>, service: &'a str) -> Watched<'a> {
         Watched { owners, service }
     }
 
-    fn covers(&self, rel: &str) -> bool {
+    /// Whether an edit of `rel` (repository-relative) redeploys the service.
+    pub(crate) fn covers(&self, rel: &str) -> bool {
         // Installed packages (pnpm links each one into the repository's own `node_modules`)
         // are not versioned: they change through a lockfile, which a service declares as an
         // input when it packages them.
@@ -607,7 +608,8 @@ mod tests {
         // Inside the service's own folder: watched.
         symlink("../vendor", svc.join("src/vendor")).unwrap();
         let none = exclude_set(&[]).unwrap();
-        let own = api_watched(&[]);
+        let no_inputs = api_owners(&[]);
+        let own = Watched::new(&no_inputs, "api");
         let got = collect(&svc.join("src"), &none, repo.path(), Some(&own)).unwrap();
         assert_eq!(got.entries.len(), 2);
 
@@ -620,7 +622,8 @@ mod tests {
             "{err}"
         );
         let inputs = ["shared/lib/**".to_string()];
-        let declared = api_watched(&inputs);
+        let with_inputs = api_owners(&inputs);
+        let declared = Watched::new(&with_inputs, "api");
         let names: Vec<String> = collect(&svc.join("src"), &none, repo.path(), Some(&declared))
             .unwrap()
             .entries
@@ -685,7 +688,8 @@ mod tests {
                 files: Vec::new(),
             },
         ];
-        let nested = Watched::new(Owners::new(specs, &[]).unwrap(), "api");
+        let owners = Owners::new(specs, &[]).unwrap();
+        let nested = Watched::new(&owners, "api");
         let err = collect(&svc.join("src"), &none, repo.path(), Some(&nested)).unwrap_err();
         assert!(
             err.to_string().contains("leads to services/api/admin/a.py, a file of service admin (not of this service's folder or declared inputs): an edit there would not redeploy the service"),
@@ -701,15 +705,15 @@ mod tests {
         );
     }
 
-    /// What service `api` in `services/api`, the only service, watches with `inputs`.
-    fn api_watched(inputs: &[String]) -> Watched<'_> {
+    /// The owners of one service, `api` in `services/api`, with `inputs`.
+    fn api_owners(inputs: &[String]) -> Owners<'_> {
         let spec = ferry_manifest::ServiceSpec {
             name: "api",
             dir: "services/api",
             inputs,
             files: Vec::new(),
         };
-        Watched::new(Owners::new([spec], &[]).unwrap(), "api")
+        Owners::new([spec], &[]).unwrap()
     }
 
     #[cfg(unix)]

@@ -112,15 +112,12 @@ pub enum TemplateError {
     )]
     NotSam { transform: &'static str },
     #[error(
-        "{at} names {path:?}, which lies outside the service folder; Ferry deploys a service again when its folder changes, so code outside it would go stale: move it into the folder, or copy it there with [package] build"
+        "{} names {:?}, which is {}, outside the service folder and its declared inputs; Ferry deploys a service again when its folder or inputs change, so what it packages from there would go stale: declare it in the service's `inputs` (inputs = [\"{}\"]), move it into the folder, or copy it there with [package] build",
+        .0.at, .0.path, .0.repo_path, .0.repo_path
     )]
-    PathOutside {
-        /// `<resource>.<property>`, e.g. `Fn.CodeUri`.
-        at: String,
-        path: String,
-    },
+    PathOutside(Box<OutsidePath>),
     #[error(
-        "{at} names {path:?}, which lies outside the repository (or is absolute): a template's paths are relative to its own folder, and what it names must be in the repository, in the service folder; is the template written for another folder (a build output such as `build/`)?"
+        "{at} names {path:?}, which lies outside the repository (or is absolute): a template's paths are relative to its own folder, and what it names must be in the repository (in the service folder or its declared inputs); is the template written for another folder (a build output such as `build/`)?"
     )]
     PathOutsideRepository { at: String, path: String },
     #[error("{at}: {what}")]
@@ -143,6 +140,17 @@ pub enum TemplateError {
         ty: String,
         supported: String,
     },
+}
+
+/// A path a template names outside its service folder (see [`TemplateError::PathOutside`]).
+#[derive(Debug)]
+pub struct OutsidePath {
+    /// `<resource>.<property>`, e.g. `Fn.CodeUri`.
+    pub at: String,
+    /// As the template writes it.
+    pub path: String,
+    /// From the repository's root.
+    pub repo_path: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -800,8 +808,15 @@ fn code_path_problems(service: &Service, template: &mut serde_json::Value) -> Ve
 
 /// Checks `service`'s template as a deploy needs it (see [`template::check`]): the parameters
 /// it passes are declared, the ones without a default are passed.
-fn check_parameters(service: &Service, parsed: &serde_json::Value) -> Result<(), TemplateError> {
-    match template_problems(service, parsed).into_iter().next() {
+fn check_parameters(
+    service: &Service,
+    parsed: &serde_json::Value,
+    watched: &files::Watched<'_>,
+) -> Result<(), TemplateError> {
+    match template_problems(service, parsed, Some(watched))
+        .into_iter()
+        .next()
+    {
         Some(e) => Err(e),
         None => Ok(()),
     }
@@ -809,7 +824,11 @@ fn check_parameters(service: &Service, parsed: &serde_json::Value) -> Result<(),
 
 /// Every problem [`check_parameters`] finds, for `validate` (after the template's structure,
 /// which the other checks need).
-fn template_problems(service: &Service, parsed: &serde_json::Value) -> Vec<TemplateError> {
+fn template_problems(
+    service: &Service,
+    parsed: &serde_json::Value,
+    watched: Option<&files::Watched<'_>>,
+) -> Vec<TemplateError> {
     let passed: Vec<&str> = service.parameters.keys().map(String::as_str).collect();
     let provided = if service.package.artifacts.is_empty() && service.kind != ServiceKind::Sam {
         &[][..]
@@ -854,12 +873,12 @@ fn template_problems(service: &Service, parsed: &serde_json::Value) -> Vec<Templ
         }
         let base = template_dir(service);
         for l in sam::local_paths(parsed) {
-            if let Err(e) = inside_service(&service.dir, &base, &l) {
+            if let Err(e) = inside_service(&service.dir, &base, &l, watched) {
                 out.push(e);
             }
         }
         for i in sam::local_includes(parsed) {
-            if let Err(e) = in_service_folder(&service.dir, &base, &i.path, &i.label()) {
+            if let Err(e) = in_service_folder(&service.dir, &base, &i.path, &i.label(), watched) {
                 out.push(e);
             }
         }
@@ -894,22 +913,36 @@ fn template_dir(service: &Service) -> String {
         .map_or(String::new(), |(d, _)| d.to_string())
 }
 
-/// `l`'s path relative to the service folder `dir` (repository-relative; the path is written
-/// relative to `base`, the folder of its template relative to `dir`); an error when it leaves
-/// the service folder.
-fn inside_service(dir: &str, base: &str, l: &sam::LocalPath) -> Result<String, TemplateError> {
+/// `l`'s path relative to the service folder `dir` (see [`in_service_folder`]).
+fn inside_service(
+    dir: &str,
+    base: &str,
+    l: &sam::LocalPath,
+    watched: Option<&files::Watched<'_>>,
+) -> Result<String, TemplateError> {
     in_service_folder(
         dir,
         base,
         &l.path,
         &format!("{}.{}", l.site.label(), l.site.property()),
+        watched,
     )
 }
 
 /// `path` (written relative to `base`, the folder of its template relative to the service
 /// folder `dir`, which may lie above it: `..`) relative to the service folder; an error naming
-/// `at` when it leaves the service folder.
-fn in_service_folder(dir: &str, base: &str, path: &str, at: &str) -> Result<String, TemplateError> {
+/// `at` when it leaves the repository, or leaves the service folder for a place the service
+/// does not watch (`watched`: its declared inputs, the project's global inputs; `None`: the
+/// folder only). A watched place outside the folder (a nested template shared by several
+/// services, `../shared/templates/dlq.yaml`) comes back as a path climbing out of the folder;
+/// the packager checks each file under it as it reads it.
+fn in_service_folder(
+    dir: &str,
+    base: &str,
+    path: &str,
+    at: &str,
+    watched: Option<&files::Watched<'_>>,
+) -> Result<String, TemplateError> {
     let joined = [dir, base, path]
         .iter()
         .filter(|p| !p.is_empty())
@@ -927,12 +960,27 @@ fn in_service_folder(dir: &str, base: &str, path: &str, at: &str) -> Result<Stri
     if p == dir {
         return Ok(".".to_string());
     }
-    p.strip_prefix(&format!("{dir}/"))
-        .map(str::to_string)
-        .ok_or_else(|| TemplateError::PathOutside {
-            at: at.to_string(),
-            path: path.to_string(),
-        })
+    if let Some(rel) = p.strip_prefix(&format!("{dir}/")) {
+        return Ok(rel.to_string());
+    }
+    if dir.is_empty() {
+        return Ok(p);
+    }
+    if watched.is_some_and(|w| w.covers(&p)) {
+        let up = "../".repeat(dir.split('/').count());
+        return Ok(format!("{up}{p}"));
+    }
+    Err(TemplateError::PathOutside(Box::new(OutsidePath {
+        at: at.to_string(),
+        path: path.to_string(),
+        repo_path: p,
+    })))
+}
+
+/// `rel` (from [`in_service_folder`]: relative to the service folder `dir`, perhaps climbing
+/// out of it) from the repository's root.
+fn repo_path(dir: &str, rel: &str) -> String {
+    ferry_manifest::normalize_relative(&format!("{dir}/{rel}")).unwrap_or_else(|| rel.to_string())
 }
 
 /// Reads and checks the template of each of `services` without packaging anything (what
@@ -942,6 +990,8 @@ pub fn check_templates<'a>(
     services: impl IntoIterator<Item = &'a Service>,
 ) -> Vec<PackageError> {
     let mut problems = Vec::new();
+    // Globs that do not compile are the manifest check's to report.
+    let owners = ferry_manifest::Owners::of_workspace(ws).ok();
     // A framework's configuration is not a template: the framework checks it when it compiles.
     for service in services
         .into_iter()
@@ -967,7 +1017,10 @@ pub fn check_templates<'a>(
             }
         };
         // Every problem of the template at once: a fix does not reveal the next one.
-        let found: Vec<PackageError> = template_problems(service, &parsed)
+        let watched = owners
+            .as_ref()
+            .map(|o| files::Watched::new(o, &service.name));
+        let found: Vec<PackageError> = template_problems(service, &parsed, watched.as_ref())
             .into_iter()
             .map(as_problem)
             .collect();
@@ -1206,15 +1259,15 @@ impl FolderLock {
 }
 
 /// What change detection watches for `service` (see [`files::Watched`]).
-fn watched<'a>(
+/// What change detection watches, for every service of `ws` (see [`files::Watched`]).
+fn owners<'a>(
     ws: &'a Workspace,
-    service: &'a Service,
-) -> Result<files::Watched<'a>, PackageError> {
-    let owners = ferry_manifest::Owners::of_workspace(ws).map_err(|e| PackageError::Io {
+    service: &Service,
+) -> Result<ferry_manifest::Owners<'a>, PackageError> {
+    ferry_manifest::Owners::of_workspace(ws).map_err(|e| PackageError::Io {
         path: service.manifest_path(),
         source: io::Error::other(e.to_string()),
-    })?;
-    Ok(files::Watched::new(owners, &service.name))
+    })
 }
 
 /// A single file an artifact names, checked as the files of a folder are: inside the
@@ -1249,7 +1302,9 @@ fn package_service(
 
     // Check the template before running anything: an undeclared local path fails fast.
     let mut parsed = template::parse(&text).map_err(template_err)?;
-    check_parameters(service, &parsed).map_err(template_err)?;
+    let owners = owners(ws, service)?;
+    let watched = files::Watched::new(&owners, &service.name);
+    check_parameters(service, &parsed, &watched).map_err(template_err)?;
     check_code_paths(service, &mut parsed)?;
 
     if !spec.build.is_empty() {
@@ -1297,7 +1352,7 @@ fn package_service(
     let store = Store {
         ws,
         service,
-        watched: watched(ws, service)?,
+        watched,
         dir: &dir,
         out,
         on,
@@ -1530,7 +1585,8 @@ impl Store<'_> {
             }
             for i in includes {
                 let at = i.label();
-                let rel = in_service_folder(&self.service.dir, base, &i.path, &at)?;
+                let rel =
+                    in_service_folder(&self.service.dir, base, &i.path, &at, Some(&self.watched))?;
                 let path = self.dir.join(&rel);
                 if !path.is_file() {
                     return Err(PackageError::MissingArtifact {
@@ -1542,7 +1598,7 @@ impl Store<'_> {
                     .into());
                 }
                 check_single_file(self.ws, &self.watched, &path)?;
-                let shown = format!("{}/{rel}", self.service.dir);
+                let shown = repo_path(&self.service.dir, &rel);
                 let text = fs::read_to_string(&path).map_err(io_err(&path))?;
                 let content = template::parse(&text).map_err(|source| PackageError::Template {
                     service: self.service.name.clone(),
@@ -1581,7 +1637,7 @@ impl Store<'_> {
         let spec = &self.service.package;
         let excludes: Vec<&str> = spec.exclude.iter().map(String::as_str).collect();
         for l in sam::local_paths(template) {
-            let rel = inside_service(&self.service.dir, base, &l)?;
+            let rel = inside_service(&self.service.dir, base, &l, Some(&self.watched))?;
             let label = l.site.label();
             let property = l.site.property().to_string();
             let not_a_file = || PackageError::NotAFile {
@@ -1639,7 +1695,7 @@ impl Store<'_> {
                     let in_nested = |e| match e {
                         Nested::Template(source) => Nested::from(PackageError::Template {
                             service: self.service.name.clone(),
-                            path: format!("{}/{rel}", self.service.dir),
+                            path: repo_path(&self.service.dir, &rel),
                             source,
                         }),
                         other => other,

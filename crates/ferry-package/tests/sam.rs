@@ -777,7 +777,7 @@ fn a_template_above_its_service_folder_packages_the_code_inside_the_folder() {
     ]);
     let e = run(ws.path(), tempfile::tempdir().unwrap().path()).unwrap_err();
     assert!(
-        e.contains("Fn.CodeUri names \"other/\", which lies outside the service folder"),
+        e.contains("Fn.CodeUri names \"other/\", which is services/other, outside the service folder and its declared inputs"),
         "{e}"
     );
 }
@@ -815,4 +815,86 @@ fn a_problem_names_the_template_it_is_in() {
         e.contains("worker: template services/worker/.aws-sam/build/template.yaml: Fn.CodeUri names \"../../../elsewhere\""),
         "{e}"
     );
+}
+
+/// A nested template several services share (`shared/templates/dlq.yaml`) lies outside each
+/// one's folder: packaged once the service declares it among its `inputs` (an edit of it then
+/// redeploys the service), refused with the input to declare before that. What the shared
+/// template names itself is held to the same rule, file by file.
+#[test]
+fn a_shared_nested_template_outside_the_folder_is_packaged_when_declared_as_an_input() {
+    let parent = "Transform: AWS::Serverless-2016-10-31\nResources:\n  Queue:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ../../shared/templates/dlq.yaml\n";
+    let dlq = "Transform: AWS::Serverless-2016-10-31\nResources:\n  Redrive:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: redrive/\n      Handler: app.handler\n      Runtime: python3.12\n";
+    let with = |inputs: &str| {
+        workspace(&[
+            (
+                "services/worker/service.toml",
+                &format!("[service]\nkind = \"sam\"\ninputs = {inputs}\n"),
+            ),
+            ("services/worker/template.yaml", parent),
+            ("shared/templates/dlq.yaml", dlq),
+            (
+                "shared/templates/redrive/app.py",
+                "def handler(e, c): pass\n",
+            ),
+            ("shared/templates/redrive/notes.txt", "kept\n"),
+        ])
+    };
+    let refused = |inputs: &str| {
+        let ws = with(inputs);
+        let out = tempfile::tempdir().unwrap();
+        let e = run(ws.path(), out.path()).unwrap_err();
+        assert!(!out.path().join("c1").exists(), "nothing packaged: {e}");
+        let loaded = ferry_manifest::load(ws.path()).unwrap();
+        let checked: Vec<String> = ferry_package::check_templates(&loaded, &loaded.services)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        (e, checked)
+    };
+
+    let (e, checked) = refused("[]");
+    // validate finds the same before any build.
+    assert_eq!(checked.len(), 1, "{checked:?}");
+    for e in [&e, &checked[0]] {
+        assert!(
+            e.contains("worker: template services/worker/template.yaml: Queue.TemplateURL names \"../../shared/templates/dlq.yaml\", which is shared/templates/dlq.yaml, outside the service folder and its declared inputs"),
+            "{e}"
+        );
+        assert!(
+            e.contains(
+                "declare it in the service's `inputs` (inputs = [\"shared/templates/dlq.yaml\"])"
+            ),
+            "{e}"
+        );
+    }
+    // The template declared, not the code it names (which packaging finds: validate reads
+    // the service's own template only).
+    let (e, checked) = refused("[\"shared/templates/dlq.yaml\"]");
+    assert!(checked.is_empty(), "{checked:?}");
+    assert!(
+        e.contains("template shared/templates/dlq.yaml: Redrive.CodeUri names \"redrive/\", which is shared/templates/redrive, outside the service folder"),
+        "{e}"
+    );
+    // A glob that takes the folder's Python files only: its other files would go stale, so
+    // the walk refuses the first one it does not cover.
+    let (e, _) = refused("[\"shared/templates/dlq.yaml\", \"shared/templates/redrive/*.py\"]");
+    assert!(e.contains("Redrive.CodeUri names \"redrive/\""), "{e}");
+    let ws = with("[\"shared/templates/dlq.yaml\", \"shared/templates/redrive\"]");
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path()).unwrap();
+    let a = &m.services["worker"].artifacts;
+    let found: Vec<(&str, &str, &str)> = a
+        .iter()
+        .map(|a| (a.resource.as_str(), a.property.as_str(), a.source.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("Redrive", "CodeUri", "../../shared/templates/redrive"),
+            ("Queue", "TemplateURL", "../../shared/templates/dlq.yaml"),
+        ]
+    );
+    let redrive = a.iter().find(|a| a.resource == "Redrive").unwrap();
+    assert_eq!(redrive.files, 2);
 }
