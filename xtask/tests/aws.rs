@@ -284,3 +284,32 @@ fn a_long_secret_wrapped_by_base64_is_masked_on_every_line() {
     }
     assert!(out.contains("****"), "{out}");
 }
+
+/// A one-character secret is masked where it stands alone in a command's output, but the exit
+/// status Ferry reports is its own: `exit status: 1` stays readable.
+#[test]
+fn a_short_secret_does_not_hide_the_exit_status_of_exec() {
+    let r = repo("mask-status");
+    run(
+        &mut xtask(&r, &["param", "set", "dev", "flag", "--secure"]),
+        Some("1"),
+    );
+    let (code, _, err) = run(
+        &mut xtask(
+            &r,
+            &[
+                "exec",
+                "dev",
+                "--",
+                "sh",
+                "-c",
+                r#"echo "flag is $FERRY_PARAM_FLAG"; exit 1"#,
+            ],
+        ),
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("exit status: 1; its last lines:"), "{err}");
+    assert!(err.contains("flag is ***"), "{err}");
+    assert!(!err.contains("flag is 1"), "{err}");
+}

@@ -250,7 +250,11 @@ pub fn exit(result: anyhow::Result<()>) -> ExitCode {
         Err(e) => {
             // Errors can quote anything (SDK messages, child output): mask them like all output.
             let m = ui::masker();
-            eprintln!("error: {}", m.mask(&e.to_string()));
+            let top = match e.downcast_ref::<MaskedError>() {
+                Some(masked) => masked.0.clone(),
+                None => m.mask(&e.to_string()),
+            };
+            eprintln!("error: {top}");
             for cause in causes(&e) {
                 eprintln!("  caused by: {}", m.mask(&cause));
             }
@@ -268,6 +272,13 @@ pub fn exit(result: anyhow::Result<()>) -> ExitCode {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// A message whose parts that can quote a secret (a command's output) are masked already, and
+/// whose other parts are Ferry's own (an exit status): printed as it is. Masking it whole would
+/// take a short secret such as `1` for the status code.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MaskedError(pub String);
 
 #[cfg(test)]
 mod tests {

@@ -224,11 +224,13 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<()> {
     )
     .with_context(|| format!("failed to run `{program}` for stage `{}`", stage.name))?;
     if !status.success() {
-        anyhow::bail!(
+        // The lines are masked as they were read; the status is the operating system's.
+        return Err(crate::MaskedError(format!(
             "`{}` {status}; its last lines:\n  {}",
-            args.command.join(" "),
+            masker().mask(&args.command.join(" ")),
             tail.join("\n  ")
-        );
+        ))
+        .into());
     }
     Ok(())
 }
