@@ -1038,9 +1038,38 @@ pub fn check_templates<'a>(
         problems.extend(found);
         if !structural {
             problems.extend(code_path_problems(service, &mut parsed));
+            problems.extend(missing_sam_paths(ws, service, &parsed, watched.as_ref()));
         }
     }
     problems
+}
+
+/// The local paths of a SAM service's template that name nothing on disk, when no build runs
+/// first that could make them (with one, packaging says what it did not write).
+fn missing_sam_paths(
+    ws: &Workspace,
+    service: &Service,
+    parsed: &serde_json::Value,
+    watched: Option<&files::Watched<'_>>,
+) -> Vec<PackageError> {
+    if service.kind != ServiceKind::Sam || !service.package.build.is_empty() {
+        return Vec::new();
+    }
+    let base = template_dir(service);
+    sam::local_paths(parsed)
+        .into_iter()
+        .filter_map(|l| {
+            // A path out of the folder is reported already.
+            let rel = inside_service(&service.dir, &base, &l, watched).ok()?;
+            let there = fs::symlink_metadata(ws.root.join(&service.dir).join(&rel)).is_ok();
+            (!there).then(|| PackageError::MissingArtifact {
+                service: service.name.clone(),
+                resource: l.site.label(),
+                path: rel,
+                dir: service.dir.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Zips every file under `dir` reproducibly (see [`zip`]) into the artifact store under `out`,
