@@ -68,6 +68,9 @@ static ENDPOINT: RwLock<Option<String>> = RwLock::new(None);
 
 /// Says where this process's AWS calls go, for messages: e.g. "the local AWS emulator at
 /// http://127.0.0.1:5000", "AWS_ENDPOINT_URL http://…", "AWS (us-east-1)".
+/// How [`set_endpoint`] is told calls go to the local emulator: its description starts so.
+pub const LOCAL_EMULATOR: &str = "the local AWS emulator";
+
 pub fn set_endpoint(description: impl Into<String>) {
     *ENDPOINT.write().unwrap_or_else(|e| e.into_inner()) = Some(description.into());
 }
@@ -254,9 +257,14 @@ impl AwsError {
             Kind::Throttled => format!(
                 "AWS throttled {operation} even after retries ({detail}); run again later or lower --concurrency"
             ),
-            Kind::ServerError { status } => format!(
-                "{operation} failed inside {at} (HTTP {status}: {detail}); run again; with the local emulator, the `local status` command names its log"
+            // The emulator answers 500 to what it cannot do (a template with a property it does
+            // not model): running again would not help, its log says what it was.
+            Kind::ServerError { status } if at.starts_with(LOCAL_EMULATOR) => format!(
+                "{operation} failed inside {at} (HTTP {status}: {detail}): a request the emulator cannot serve, which AWS itself may take; its log says why (`local status` names it)"
             ),
+            Kind::ServerError { status } => {
+                format!("{operation} failed inside {at} (HTTP {status}: {detail}); run again")
+            }
             Kind::Service | Kind::Other => format!("{operation} failed: {detail}"),
         };
         AwsError {

@@ -59,7 +59,7 @@ pub async fn base_config(region: &str, target: &Target) -> SdkConfig {
     }
     let config = loader.load().await;
     ferry_aws::set_endpoint(match (&target.local_endpoint, config.endpoint_url()) {
-        (Some(e), _) => format!("the local AWS emulator at {e}"),
+        (Some(e), _) => format!("{} at {e}", ferry_aws::LOCAL_EMULATOR),
         (None, Some(e)) => format!("{e} (AWS_ENDPOINT_URL)"),
         (None, None) => format!("AWS ({region})"),
     });

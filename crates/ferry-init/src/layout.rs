@@ -42,6 +42,8 @@ pub(crate) struct Umbrella {
     pub needs: Vec<(String, String, String)>,
     /// (resource id, parameter, resource id, output): a parameter passing another app's output.
     pub passes: Vec<(String, String, String, String)>,
+    /// (resource id, parameter, value): a literal it passes an app (`DesiredCount: 2`).
+    pub values: Vec<(String, String, String)>,
 }
 
 /// `a` is `b` or lies inside it (`b` may be `""`, the root).
@@ -70,6 +72,7 @@ pub(crate) fn settle(
     root: &Path,
     candidates: &mut Vec<Candidate>,
     mut reach: BTreeMap<String, Vec<Reached>>,
+    root_templates: &[String],
     notes: &mut Vec<String>,
 ) -> Vec<Umbrella> {
     // The walk's reach of the SAM candidates still there (not parts, not left out).
@@ -133,6 +136,7 @@ pub(crate) fn settle(
         ));
         umbrellas.retain(|u| !mutual.contains(&u.template));
     }
+    umbrellas.extend(by_address(root, candidates, root_templates, notes));
     candidates.retain(|c| !umbrellas.iter().any(|u| u.template == template_of(c)));
     // The service folders, kept up to date as services move: two never move into one.
     let mut dirs: Vec<String> = candidates.iter().map(|c| c.dir.clone()).collect();
@@ -215,6 +219,90 @@ pub(crate) fn settle(
     umbrellas
 }
 
+/// Umbrellas that nest the services' templates by the address their own scripts upload them to
+/// (`TemplateURL: https://s3.amazonaws.com/<bucket>/infrastructure/vpc.yaml`, also in a
+/// `Fn::Sub`): a template at the root nesting any, a plain CloudFormation candidate nesting two
+/// or more; a template at the root nesting none is noted (the root is no service folder).
+fn by_address(
+    root: &Path,
+    candidates: &[Candidate],
+    root_templates: &[String],
+    notes: &mut Vec<String>,
+) -> Vec<Umbrella> {
+    let templates: std::collections::BTreeSet<String> =
+        candidates.iter().map(template_of).collect();
+    let plain = candidates
+        .iter()
+        .filter(|c| c.kind == ServiceKind::Cloudformation)
+        .map(template_of);
+    let mut umbrellas = Vec::new();
+    for template in root_templates.iter().cloned().chain(plain) {
+        let at_root = !template.contains('/');
+        let apps = nested_by_address(root, &template, &templates);
+        // A service nesting one template by its address (a queue kept in a shared bucket) is
+        // no umbrella: an umbrella away from the root nests two services or more.
+        if !at_root && apps.len() < 2 {
+            continue;
+        }
+        if apps.is_empty() {
+            if at_root {
+                notes.push(format!(
+                    "{template} at the repository root: Ferry deploys services from folders of their own (the root holds ferry.toml); move it into one and run init again"
+                ));
+            }
+            continue;
+        }
+        let named: Vec<&str> = apps.values().map(String::as_str).collect();
+        notes.push(format!(
+            "{template}: nests the templates of other services by the addresses they are uploaded to ({}): deploying it too would create their resources a second time, so it is left out and they deploy one by one, in the order it gives them",
+            named.join(", ")
+        ));
+        umbrellas.push(links(root, &template, apps));
+    }
+    umbrellas
+}
+
+/// Resource id → the template of `templates` an `AWS::CloudFormation::Stack` of `template`
+/// nests by URL: the longest tail of the URL's path that is one of them.
+fn nested_by_address(
+    root: &Path,
+    template: &str,
+    templates: &std::collections::BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    let parsed = std::fs::read_to_string(root.join(template))
+        .ok()
+        .and_then(|t| ferry_package::parse_template(&t).ok());
+    let resources = parsed
+        .as_ref()
+        .and_then(|p| p.get("Resources"))
+        .and_then(Value::as_object);
+    let mut apps = BTreeMap::new();
+    for (id, r) in resources.into_iter().flatten() {
+        if r.get("Type").and_then(Value::as_str) != Some("AWS::CloudFormation::Stack") {
+            continue;
+        }
+        let url = r.pointer("/Properties/TemplateURL");
+        let url = url
+            .and_then(Value::as_str)
+            .or_else(|| url?.get("Fn::Sub").and_then(Value::as_str));
+        let Some(rest) = url.and_then(|u| {
+            u.strip_prefix("https://")
+                .or_else(|| u.strip_prefix("http://"))
+        }) else {
+            continue;
+        };
+        let path = rest.split(['?', '#']).next().unwrap_or_default();
+        let segments: Vec<&str> = path.split('/').skip(1).collect();
+        let found = (0..segments.len())
+            .map(|k| segments[k..].join("/"))
+            .find(|tail| *tail != template && templates.contains(tail));
+        if let Some(nested) = found {
+            apps.insert(id.clone(), nested);
+        }
+    }
+    apps
+}
+
 /// Leaves out each candidate whose template several other templates nest (a dead-letter queue,
 /// a set of alarms: one file, and a stack of it inside each service's): a part of each of them,
 /// not a service, and no sign of an umbrella. Returns every template nested by more than one
@@ -224,15 +312,27 @@ fn leave_out_shared(
     reach: &BTreeMap<String, Vec<Reached>>,
     notes: &mut Vec<String>,
 ) -> std::collections::BTreeSet<String> {
+    let templates: std::collections::BTreeSet<String> =
+        candidates.iter().map(template_of).collect();
+    let nests = |r: &&Reached| r.nested && r.path != r.template;
+    // A template nesting two services' templates or more is an umbrella (two umbrellas, one per
+    // environment, may nest the same services): it does not make them shared.
+    let mut nested_services: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in reach.values().flatten().filter(nests) {
+        if templates.contains(&r.path) {
+            *nested_services.entry(&r.template).or_default() += 1;
+        }
+    }
     // By the templates that name it themselves: a template an umbrella reaches through the
     // service it nests is nested once.
     let mut nested_by: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
-    for r in reach
-        .values()
-        .flatten()
-        .filter(|r| r.nested && r.path != r.template)
-    {
-        nested_by.entry(&r.path).or_default().insert(&r.template);
+    for r in reach.values().flatten().filter(nests) {
+        if nested_services
+            .get(r.template.as_str())
+            .is_none_or(|n| *n < 2)
+        {
+            nested_by.entry(&r.path).or_default().insert(&r.template);
+        }
     }
     nested_by.retain(|_, by| by.len() > 1);
     candidates.retain(|c| {
@@ -246,7 +346,21 @@ fn leave_out_shared(
         ));
         false
     });
-    nested_by.into_keys().map(str::to_string).collect()
+    // What a shared template nests is shared with it, however deep.
+    let mut shared: std::collections::BTreeSet<String> =
+        nested_by.into_keys().map(str::to_string).collect();
+    loop {
+        let deeper: Vec<String> = reach
+            .values()
+            .flatten()
+            .filter(|r| r.nested && shared.contains(&r.template) && !shared.contains(&r.path))
+            .map(|r| r.path.clone())
+            .collect();
+        if deeper.is_empty() {
+            return shared;
+        }
+        shared.extend(deeper);
+    }
 }
 
 /// Whether `dir` holds nothing but a `service.toml` (one `init` wrote before: run again, it
@@ -285,6 +399,7 @@ fn shown(argv: &[String]) -> String {
 fn links(root: &Path, template: &str, apps: BTreeMap<String, String>) -> Umbrella {
     let mut needs = Vec::new();
     let mut passes = Vec::new();
+    let mut values = Vec::new();
     let parsed = std::fs::read_to_string(root.join(template))
         .ok()
         .and_then(|t| ferry_package::parse_template(&t).ok());
@@ -312,6 +427,17 @@ fn links(root: &Path, template: &str, apps: BTreeMap<String, String>) -> Umbrell
             .pointer("/Properties/Parameters")
             .and_then(Value::as_object);
         for (key, v) in params.into_iter().flatten() {
+            // A literal, as the stack gets it; `${` would read as a reference in Ferry's syntax.
+            let literal = match v {
+                Value::String(t) if !t.contains("${") => Some(t.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            };
+            if let Some(value) = literal {
+                values.push((id.clone(), key.clone(), value));
+                continue;
+            }
             let Some((app, output)) = app_output(v).filter(|(a, _)| apps.contains_key(a)) else {
                 continue;
             };
@@ -328,6 +454,7 @@ fn links(root: &Path, template: &str, apps: BTreeMap<String, String>) -> Umbrell
         apps,
         needs,
         passes,
+        values,
     }
 }
 

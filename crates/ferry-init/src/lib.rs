@@ -145,10 +145,11 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         notes: walk_notes,
         cdk,
         reach,
+        root_templates,
     } = walk::candidates(root);
     let mut notes = workspace.notes;
     notes.extend(walk_notes);
-    let umbrellas = layout::settle(root, &mut candidates, reach, &mut notes);
+    let umbrellas = layout::settle(root, &mut candidates, reach, &root_templates, &mut notes);
     // The stacks Serverless services name themselves: a service whose stack Ferry names after
     // it (`{service}-{stage}`) must not take one of them.
     let framework_stack = |c: &walk::Candidate| {
@@ -330,6 +331,15 @@ fn umbrella_links(u: &layout::Umbrella, services: &mut [Found]) {
             && let Some(s) = services.iter_mut().find(|s| s.name == me)
         {
             s.depends_on.entry(dep).or_insert_with(|| why.clone());
+        }
+    }
+    for (id, key, value) in &u.values {
+        if let Some(me) = name_of(id, services)
+            && let Some(s) = services.iter_mut().find(|s| s.name == me)
+        {
+            s.parameters
+                .entry(key.clone())
+                .or_insert_with(|| (value.clone(), format!("{}: {id} passes it", u.template)));
         }
     }
     for (id, key, app, output) in &u.passes {

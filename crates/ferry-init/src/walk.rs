@@ -227,6 +227,8 @@ pub(crate) struct Walked {
     /// What each SAM template found reaches on disk (`ferry_package::reached`), by its
     /// repository-relative path.
     pub reach: BTreeMap<String, Vec<ferry_package::Reached>>,
+    /// CloudFormation templates at the repository's root, which is no service folder.
+    pub root_templates: Vec<String>,
 }
 
 /// The note on a folder holding an AWS CDK app (after the folder).
@@ -282,11 +284,28 @@ fn starts_like_a_template(path: &Path) -> bool {
         && is_cloudformation(&String::from_utf8_lossy(&head))
 }
 
+/// Tools' own files are never templates (`package-tracking.yaml` may be one).
+fn tools_file(f: &str) -> bool {
+    matches!(
+        f,
+        "package.json" | "package-lock.json" | "buildspec.yml" | "buildspec.yaml"
+    ) || f.starts_with("samconfig.")
+        || (f.starts_with("tsconfig") && f.ends_with(".json"))
+}
+
+fn has_template_extension(f: &str) -> bool {
+    Path::new(f)
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e))
+}
+
 /// Every folder that holds a service, with its kind and file; notes on what was left out.
 pub(crate) fn candidates(root: &Path) -> Walked {
     let mut out = Vec::new();
     let mut notes = Vec::new();
     let mut cdk = Vec::new();
+    let mut root_templates = Vec::new();
     let mut unread = Vec::new();
     let cut = visit(
         root,
@@ -309,9 +328,7 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                 // A service is a folder of its own: the root holds the project.
                 let at_root: Vec<&String> = files
                     .iter()
-                    .filter(|f| {
-                        SERVERLESS_CONFIGS.contains(&f.as_str()) || f.as_str() == "template.yaml"
-                    })
+                    .filter(|f| SERVERLESS_CONFIGS.contains(&f.as_str()))
                     .collect();
                 if !at_root.is_empty() {
                     notes.push(format!(
@@ -319,6 +336,20 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                     at_root.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
                 ));
                 }
+                // Templates at the root: an umbrella nesting the services' templates (a
+                // `master.yaml`), else a service to move into a folder (`layout::settle`).
+                root_templates.extend(
+                    files
+                        .iter()
+                        .filter(|f| !tools_file(f) && has_template_extension(f))
+                        .filter(|f| {
+                            let path = root.join(f);
+                            fs::metadata(&path)
+                                .is_ok_and(|m| m.len() <= ferry_package::MAX_TEMPLATE as u64)
+                                && fs::read_to_string(&path).is_ok_and(|t| is_cloudformation(&t))
+                        })
+                        .cloned(),
+                );
                 return;
             }
             if let Some(config) = SERVERLESS_CONFIGS
@@ -369,21 +400,10 @@ pub(crate) fn candidates(root: &Path) -> Walked {
             // Each file named like a template read once: larger than CloudFormation takes (1 MB)
             // is data, not a template; not UTF-8 is noted (CloudFormation takes UTF-8 only).
             let mut templates: Vec<(String, bool)> = Vec::new();
-            // Tools' own files are never templates (`package-tracking.yaml` may be one).
-            let tools_file = |f: &str| {
-                matches!(
-                    f,
-                    "package.json" | "package-lock.json" | "buildspec.yml" | "buildspec.yaml"
-                ) || f.starts_with("samconfig.")
-                    || (f.starts_with("tsconfig") && f.ends_with(".json"))
-            };
-            for f in files.iter().filter(|f| {
-                !tools_file(f)
-                    && Path::new(f.as_str())
-                        .extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e))
-            }) {
+            for f in files
+                .iter()
+                .filter(|f| !tools_file(f) && has_template_extension(f))
+            {
                 let path = root.join(rel).join(f);
                 let bytes = match fs::metadata(&path) {
                     Ok(m) if m.len() > ferry_package::MAX_TEMPLATE as u64 => {
@@ -602,6 +622,7 @@ pub(crate) fn candidates(root: &Path) -> Walked {
         notes,
         cdk,
         reach,
+        root_templates,
     }
 }
 

@@ -1635,13 +1635,20 @@ fn a_nested_template_several_services_share_is_their_input_not_a_service() {
     file(
         r,
         "shared/templates/dlq.yaml",
-        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Queue:\n    Type: AWS::SQS::Queue\n  Redrive:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: redrive/\n      Handler: app.handler\n      Runtime: python3.12\n",
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Queue:\n    Type: AWS::SQS::Queue\n  Redrive:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: redrive/\n      Handler: app.handler\n      Runtime: python3.12\n  Alarms:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: alarms/alarms.yaml\n",
     );
     file(
         r,
         "shared/templates/redrive/app.py",
         "def handler(e, c): pass\n",
     );
+    // What the shared template nests in turn, and the code that names.
+    file(
+        r,
+        "shared/templates/alarms/alarms.yaml",
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Page:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ../../pager\n      Handler: app.handler\n      Runtime: python3.12\n",
+    );
+    file(r, "shared/pager/app.py", "def handler(e, c): pass\n");
     let s = scan(r).unwrap();
     let found: Vec<(&str, &str)> = s
         .services
@@ -1662,7 +1669,12 @@ fn a_nested_template_several_services_share_is_their_input_not_a_service() {
         let inputs: Vec<&str> = f.inputs.keys().map(String::as_str).collect();
         assert_eq!(
             inputs,
-            ["shared/templates/dlq.yaml", "shared/templates/redrive"],
+            [
+                "shared/pager",
+                "shared/templates/alarms/alarms.yaml",
+                "shared/templates/dlq.yaml",
+                "shared/templates/redrive"
+            ],
             "{}",
             f.name
         );
@@ -1680,4 +1692,120 @@ fn a_nested_template_several_services_share_is_their_input_not_a_service() {
         owners.services_of("shared/templates/redrive/app.py"),
         ["orders", "payment"]
     );
+}
+
+/// An umbrella at the root that nests the services' templates by the S3 address the
+/// repository's own scripts upload them to, as aws-samples/ecs-refarch-cloudformation's
+/// `master.yaml` does: left out with a note (it was dropped in silence), and its `DependsOn`
+/// and `Fn::GetAtt <Stack>.Outputs.<Key>` parameters give the services their order and
+/// parameters. A template at the root nesting nothing known is noted as one to move.
+#[test]
+fn an_umbrella_nesting_templates_by_their_s3_addresses_gives_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "master.yaml",
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  VPC:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: https://s3.amazonaws.com/refarch/infrastructure/vpc.yaml\n  Cluster:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: !Sub https://${Bucket}.s3.amazonaws.com/infrastructure/cluster.yaml?versionId=3\n      Parameters:\n        VPC: !GetAtt VPC.Outputs.VPC\n        Name: !Ref AWS::StackName\n        Size: 4\n        Path: /products\n  Elsewhere:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: https://s3.amazonaws.com/refarch/not/here.yaml\n    DependsOn: Cluster\n",
+    );
+    file(
+        r,
+        "infrastructure/vpc.yaml",
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  VPC:\n    Type: AWS::EC2::VPC\nOutputs:\n  VPC:\n    Value: !Ref VPC\n",
+    );
+    file(
+        r,
+        "infrastructure/cluster.yaml",
+        "AWSTemplateFormatVersion: '2010-09-09'\nParameters:\n  VPC:\n    Type: String\n  Name:\n    Type: String\n  Size:\n    Type: Number\n  Path:\n    Type: String\n    Default: /\nResources:\n  Cluster:\n    Type: AWS::ECS::Cluster\n",
+    );
+    file(
+        r,
+        "lonely.json",
+        r#"{"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}}"#,
+    );
+    let s = scan(r).unwrap();
+    let found: Vec<(&str, &str)> = s
+        .services
+        .iter()
+        .map(|f| (f.name.as_str(), f.dir.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("cluster", "infrastructure/cluster"),
+            ("vpc", "infrastructure/vpc")
+        ]
+    );
+    let notes = s.notes.join("\n");
+    assert!(
+        notes.contains("master.yaml: nests the templates of other services by the addresses they are uploaded to (infrastructure/cluster.yaml, infrastructure/vpc.yaml)"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains(
+            "lonely.json at the repository root: Ferry deploys services from folders of their own"
+        ),
+        "{notes}"
+    );
+    let cluster = &s.services[0];
+    assert_eq!(
+        cluster.depends_on.keys().collect::<Vec<_>>(),
+        ["vpc"],
+        "{:?}",
+        cluster.depends_on
+    );
+    assert_eq!(cluster.parameters["VPC"].0, "${output:vpc.VPC}");
+    // The literals it passes, as they are; a value it computes is left to fill in.
+    assert_eq!(cluster.parameters["Size"].0, "4");
+    assert_eq!(cluster.parameters["Path"].0, "/products");
+    write(r, &render(&s, r), false).unwrap();
+    let text = fs::read_to_string(r.join("infrastructure/cluster/service.toml")).unwrap();
+    assert!(
+        text.contains("Path = \"/products\"") && text.contains("Name = \"\""),
+        "{text}"
+    );
+    let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ws.services.len(), 2);
+}
+
+/// Two umbrellas, one per environment, nesting the same services: the services are nested
+/// twice but are no shared part; both umbrellas are left out and the services stay.
+#[test]
+fn two_umbrellas_nesting_the_same_services_leave_the_services_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let sam = "Transform: AWS::Serverless-2016-10-31\n";
+    let umbrella = format!(
+        "{sam}Resources:\n  A:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: ../../services/a/template.yaml\n  B:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: ../../services/b/template.yaml\n    DependsOn: A\n"
+    );
+    file(r, "envs/prod/template.yaml", &umbrella);
+    file(r, "envs/dev/template.yaml", &umbrella);
+    for svc in ["a", "b"] {
+        file(
+            r,
+            &format!("services/{svc}/template.yaml"),
+            &format!(
+                "{sam}Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: src/\n      Handler: app.handler\n      Runtime: python3.12\n"
+            ),
+        );
+        file(
+            r,
+            &format!("services/{svc}/src/app.py"),
+            "def handler(e, c): pass\n",
+        );
+    }
+    let s = scan(r).unwrap();
+    let found: Vec<&str> = s.services.iter().map(|f| f.dir.as_str()).collect();
+    assert_eq!(found, ["services/a", "services/b"]);
+    let notes = s.notes.join("\n");
+    for umbrella in ["envs/dev/template.yaml", "envs/prod/template.yaml"] {
+        assert!(
+            notes.contains(&format!(
+                "{umbrella}: nests the templates of other services"
+            )),
+            "{notes}"
+        );
+    }
+    assert!(!notes.contains("a part of each"), "{notes}");
+    assert_eq!(s.services[1].depends_on.keys().collect::<Vec<_>>(), ["a"]);
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use ferry_manifest::{Service, ServiceKind, Workspace};
 use serde_json::Value;
 
-use crate::{inside_service, sam, template_dir};
+use crate::{files, inside_service, repo_path, sam, template_dir};
 
 /// A function folder of a SAM service without a build that declares dependencies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,12 +44,13 @@ impl std::fmt::Display for UnbuiltDependencies {
 /// `package.json` has `dependencies` and no `node_modules` beside it.
 pub fn unbuilt_dependencies(ws: &Workspace) -> Vec<UnbuiltDependencies> {
     let mut out = BTreeSet::new();
+    let owners = ferry_manifest::Owners::of_workspace(ws).ok();
     for s in ws
         .services
         .iter()
         .filter(|s| s.kind == ServiceKind::Sam && s.package.build.is_empty())
     {
-        for dir in code_folders(ws, s) {
+        for dir in code_folders(ws, s, owners.as_ref()) {
             for file in declared(&ws.root.join(&dir)) {
                 out.insert((s.name.clone(), dir.clone(), file));
             }
@@ -61,7 +62,11 @@ pub fn unbuilt_dependencies(ws: &Workspace) -> Vec<UnbuiltDependencies> {
 }
 
 /// The repository-relative folders the functions' `CodeUri` (also in `Globals`) name.
-fn code_folders(ws: &Workspace, s: &Service) -> Vec<String> {
+fn code_folders(
+    ws: &Workspace,
+    s: &Service,
+    owners: Option<&ferry_manifest::Owners<'_>>,
+) -> Vec<String> {
     let Some(t) = crate::reach::read(&ws.root, &s.template_path()) else {
         return Vec::new();
     };
@@ -69,11 +74,14 @@ fn code_folders(ws: &Workspace, s: &Service) -> Vec<String> {
     sam::local_paths(&t)
         .into_iter()
         .filter(|l| l.site.property() == "CodeUri")
-        // A path out of the service folder is refused by the template check already.
-        .filter_map(|l| inside_service(&s.dir, &base, &l, None).ok())
+        // A path out of the service folder and its inputs is refused by the template check.
+        .filter_map(|l| {
+            let watched = owners.map(|o| files::Watched::new(o, &s.name));
+            inside_service(&s.dir, &base, &l, watched.as_ref()).ok()
+        })
         .map(|rel| match rel.as_str() {
             "." => s.dir.clone(),
-            _ => format!("{}/{rel}", s.dir),
+            _ => repo_path(&s.dir, &rel),
         })
         .filter(|d| ws.root.join(d).is_dir())
         .collect()

@@ -280,8 +280,18 @@ impl<'a> Watched<'a> {
         Watched { owners, service }
     }
 
-    /// Whether an edit of `rel` (repository-relative) redeploys the service.
-    pub(crate) fn covers(&self, rel: &str) -> bool {
+    /// Whether the service declares `rel` (repository-relative; a file or a folder a template
+    /// names outside the service folder) among what it watches: its folder, its `inputs`, the
+    /// project's global inputs; a folder also where an input takes everything under it
+    /// (`shared/lib/**`). Unlike [`Self::covers`], an installed package is not exempt: a
+    /// template naming a `node_modules` folder outside its own would package what the service
+    /// does not watch.
+    pub(crate) fn declares(&self, rel: &str) -> bool {
+        self.owners.redeploys(self.service, rel)
+            || self.owners.redeploys(self.service, &format!("{rel}/"))
+    }
+
+    fn covers(&self, rel: &str) -> bool {
         // Installed packages (pnpm links each one into the repository's own `node_modules`)
         // are not versioned: they change through a lockfile, which a service declares as an
         // input when it packages them.
@@ -312,7 +322,7 @@ impl<'a> Watched<'a> {
         Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "{} leads to {rel}, {place}: an edit there would not redeploy the service, so its package would go stale; declare it in the service's `inputs` (e.g. inputs = [\"{}/**\"]), or exclude the link",
+                "{} leads to {rel}, {place}: an edit there would not redeploy the service, so its package would go stale; declare it in the service's `inputs` (e.g. inputs = [\"{}/**\"]), or exclude it",
                 path.display(),
                 rel.rsplit_once('/').map_or(rel, |(d, _)| d)
             ),

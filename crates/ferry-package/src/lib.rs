@@ -210,6 +210,16 @@ pub enum PackageError {
         dir: String,
     },
     #[error(
+        "{service}: {at} names {path}, which does not exist; the template's paths are relative to its own folder (a build's output? give the service a [package] build that makes it)"
+    )]
+    MissingPath {
+        service: String,
+        /// `<resource>.<property>`, e.g. `Flow.DefinitionUri`.
+        at: String,
+        /// From the repository's root.
+        path: String,
+    },
+    #[error(
         "{service}: its build ran and did not write {path}, the template [package] built-template names; check where the build writes it (`sam build` writes .aws-sam/build/template.yaml in the folder it runs in)"
     )]
     BuiltTemplateMissing { service: String, path: String },
@@ -966,7 +976,7 @@ fn in_service_folder(
     if dir.is_empty() {
         return Ok(p);
     }
-    if watched.is_some_and(|w| w.covers(&p)) {
+    if watched.is_some_and(|w| w.declares(&p)) {
         let up = "../".repeat(dir.split('/').count());
         return Ok(format!("{up}{p}"));
     }
@@ -1062,11 +1072,10 @@ fn missing_sam_paths(
             // A path out of the folder is reported already.
             let rel = inside_service(&service.dir, &base, &l, watched).ok()?;
             let there = fs::symlink_metadata(ws.root.join(&service.dir).join(&rel)).is_ok();
-            (!there).then(|| PackageError::MissingArtifact {
+            (!there).then(|| PackageError::MissingPath {
                 service: service.name.clone(),
-                resource: l.site.label(),
-                path: rel,
-                dir: service.dir.clone(),
+                at: format!("{}.{}", l.site.label(), l.site.property()),
+                path: repo_path(&service.dir, &rel),
             })
         })
         .collect()

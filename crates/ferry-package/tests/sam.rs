@@ -876,10 +876,27 @@ fn a_shared_nested_template_outside_the_folder_is_packaged_when_declared_as_an_i
         e.contains("template shared/templates/dlq.yaml: Redrive.CodeUri names \"redrive/\", which is shared/templates/redrive, outside the service folder"),
         "{e}"
     );
-    // A glob that takes the folder's Python files only: its other files would go stale, so
-    // the walk refuses the first one it does not cover.
-    let (e, _) = refused("[\"shared/templates/dlq.yaml\", \"shared/templates/redrive/*.py\"]");
-    assert!(e.contains("Redrive.CodeUri names \"redrive/\""), "{e}");
+    // A glob that takes the folder but not its files (`*` stops at a `/`): the walk refuses
+    // the first file it does not cover.
+    let (e, _) = refused("[\"shared/templates/dlq.yaml\", \"shared/templates/*\"]");
+    assert!(
+        e.contains("leads to shared/templates/redrive/")
+            && e.contains("outside the service's folder and its declared inputs"),
+        "{e}"
+    );
+    // An installed package's folder outside the service's own is no exception (the walk lets
+    // a link into one pass: it changes with a lockfile the service declares).
+    let e = self::refused(
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ../../node_modules/left-pad\n      Handler: index.handler\n      Runtime: nodejs20.x\n",
+        &[("node_modules/left-pad/index.js", "exports.handler = 1;\n")],
+    );
+    assert!(
+        e.contains("Fn.CodeUri names \"../../node_modules/left-pad\", which is node_modules/left-pad, outside the service folder and its declared inputs"),
+        "{e}"
+    );
+    // The folder's everything, as `inputs` usually says it.
+    let ws = with("[\"shared/templates/dlq.yaml\", \"shared/templates/redrive/**\"]");
+    assert!(run(ws.path(), tempfile::tempdir().unwrap().path()).is_ok());
     let ws = with("[\"shared/templates/dlq.yaml\", \"shared/templates/redrive\"]");
     let out = tempfile::tempdir().unwrap();
     let m = run(ws.path(), out.path()).unwrap();

@@ -208,11 +208,31 @@ fn millis(t: Option<&aws_sdk_cloudformation::primitives::DateTime>) -> Option<i6
     t.and_then(|t| t.to_millis().ok())
 }
 
+/// Whether an endpoint URL names this machine (`127.0.0.1`, `localhost`, `[::1]`).
+fn is_loopback(url: &str) -> bool {
+    let host = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default();
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Deploys and deletes stacks with one CloudFormation client.
 #[derive(Debug, Clone)]
 pub struct Engine {
     client: Client,
     options: DeployOptions,
+    /// CreateStack is sent once, not retried: see [`Engine::for_config`].
+    create_once: bool,
 }
 
 /// The end of an operation: `success` reached, or a failure with the failing events.
@@ -293,12 +313,23 @@ impl Engine {
     }
 
     /// An engine whose CloudFormation client is made from `config` (e.g. a stage's).
+    ///
+    /// CloudFormation makes a retried CreateStack safe by its `ClientRequestToken`. The local
+    /// emulator ignores the token and answers HTTP 500 to a template it cannot create after it
+    /// recorded the stack, so the SDK's retry was told "already exists" and the emulator's
+    /// error was lost: against an endpoint on this machine, CreateStack is sent once.
     pub fn for_config(config: &aws_config::SdkConfig, options: DeployOptions) -> Self {
-        Engine::new(Client::new(config), options)
+        let mut engine = Engine::new(Client::new(config), options);
+        engine.create_once = config.endpoint_url().is_some_and(is_loopback);
+        engine
     }
 
     pub fn new(client: Client, options: DeployOptions) -> Self {
-        Engine { client, options }
+        Engine {
+            client,
+            options,
+            create_once: false,
+        }
     }
 
     fn api<E>(
@@ -749,10 +780,16 @@ impl Engine {
                     .stack_name(name)
                     .client_request_token(request_token())
                     .enable_termination_protection(spec.termination_protection);
-                let out = with_stack_input!(req, spec)
-                    .send()
-                    .await
-                    .map_err(|e| self.api(name, "CreateStack", &e))?;
+                let req = with_stack_input!(req, spec);
+                let sent = if self.create_once {
+                    let once = aws_sdk_cloudformation::config::Builder::default().retry_config(
+                        aws_sdk_cloudformation::config::retry::RetryConfig::disabled(),
+                    );
+                    req.customize().config_override(once).send().await
+                } else {
+                    req.send().await
+                };
+                let out = sent.map_err(|e| self.api(name, "CreateStack", &e))?;
                 out.stack_id().unwrap_or(name).to_string()
             }
             Method::ChangeSet => match self
@@ -1151,7 +1188,27 @@ pub fn verify(
 
 #[cfg(test)]
 mod tests {
-    use super::request_token;
+    use super::{is_loopback, request_token};
+
+    #[test]
+    fn only_this_machine_is_loopback() {
+        for url in [
+            "http://127.0.0.1:5000",
+            "http://localhost:4566/",
+            "http://[::1]:5000",
+            "https://127.0.0.2",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "https://cloudformation.us-east-1.amazonaws.com",
+            "http://10.0.0.1:5000",
+            "http://localhost.example.com",
+            "http://[2001:db8::1]:80",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
+    }
 
     #[test]
     fn request_tokens_are_unique_and_of_the_form_cloudformation_takes() {

@@ -395,3 +395,29 @@ async fn the_stack_of_a_renamed_service_is_taken_over_only_with_adopt() {
         .await
         .unwrap();
 }
+
+/// A template the emulator cannot create (an ingress rule of every protocol, `IpProtocol: -1`):
+/// it records the stack and answers HTTP 500. Against it CreateStack is sent once, so the
+/// emulator's own failure is what is said; a retry was told "already exists", which hid it.
+#[tokio::test]
+async fn the_emulators_failure_to_create_is_said_not_hidden_by_a_retry() {
+    let config = base_config(
+        "us-east-1",
+        &Target {
+            local_endpoint: Some(moto().endpoint()),
+        },
+    )
+    .await;
+    let e = Engine::for_config(&config, fast());
+    let template = "Resources:\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: 10.0.0.0/16\n  Sg:\n    Type: AWS::EC2::SecurityGroup\n    Properties:\n      GroupDescription: all\n      VpcId: !Ref Vpc\n      SecurityGroupIngress:\n        - IpProtocol: -1\n          CidrIp: 10.0.0.0/8\n";
+    let mut s = spec("stacks-emulator-500", template, Method::Direct, "60");
+    s.parameters.clear();
+    let err = e.deploy(&s, &quiet).await.unwrap_err().to_string();
+    assert!(
+        err.contains("CreateStack failed inside the local AWS emulator")
+            && err.contains("HTTP 500")
+            && err.contains("a request the emulator cannot serve"),
+        "{err}"
+    );
+    assert!(!err.contains("already exists"), "{err}");
+}
