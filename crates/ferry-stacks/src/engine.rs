@@ -208,6 +208,9 @@ fn millis(t: Option<&aws_sdk_cloudformation::primitives::DateTime>) -> Option<i6
     t.and_then(|t| t.to_millis().ok())
 }
 
+/// How long a deploy against the local emulator waits for a stack another operation holds.
+const EMULATOR_BUSY_WAIT: Duration = Duration::from_secs(15);
+
 /// Whether an endpoint URL names this machine (`127.0.0.1`, `localhost`, `[::1]`).
 fn is_loopback(url: &str) -> bool {
     let host = url
@@ -231,7 +234,9 @@ fn is_loopback(url: &str) -> bool {
 pub struct Engine {
     client: Client,
     options: DeployOptions,
-    /// CreateStack is sent once, not retried: see [`Engine::for_config`].
+    /// The endpoint is on this machine (the local emulator): CreateStack is sent once, not
+    /// retried, and a stack left in progress is not waited for long; see
+    /// [`Engine::for_config`].
     create_once: bool,
 }
 
@@ -677,8 +682,27 @@ impl Engine {
                         c.status
                     )));
                     let mut watch = self.watch(&c.id).await;
-                    self.wait(name, &c.id, deadline, &mut watch, on, true)
-                        .await?;
+                    if self.create_once {
+                        // The local emulator leaves in progress only what it failed: a short
+                        // wait (another process's operation), not the whole deadline.
+                        let bound = self.options.timeout.min(EMULATOR_BUSY_WAIT);
+                        let until = deadline.min(Instant::now() + bound);
+                        match self.wait(name, &c.id, until, &mut watch, on, true).await {
+                            Err(StackError::Busy { stack, status, .. }) => {
+                                return Err(StackError::StuckInEmulator {
+                                    stack,
+                                    status,
+                                    waited_secs: bound.as_secs(),
+                                });
+                            }
+                            other => {
+                                other?;
+                            }
+                        }
+                    } else {
+                        self.wait(name, &c.id, deadline, &mut watch, on, true)
+                            .await?;
+                    }
                 }
                 Disposition::UpdateRollbackFailed
                     if self.options.continue_rollback && !rolled_back =>

@@ -420,4 +420,21 @@ async fn the_emulators_failure_to_create_is_said_not_hidden_by_a_retry() {
         "{err}"
     );
     assert!(!err.contains("already exists"), "{err}");
+    // The emulator left it CREATE_IN_PROGRESS for good: the next deploy says so after a short
+    // wait, not at the end of the hour a stack operation may take.
+    let e = Engine::for_config(
+        &config,
+        DeployOptions {
+            timeout: Duration::from_secs(2),
+            ..fast()
+        },
+    );
+    let err = e.deploy(&s, &quiet).await.unwrap_err();
+    assert!(matches!(err, StackError::StuckInEmulator { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(
+            "stack stacks-emulator-500 is still CREATE_IN_PROGRESS in the local emulator after 2s"
+        ) && err.to_string().contains("run `local down`"),
+        "{err}"
+    );
 }
