@@ -405,7 +405,10 @@ fn leave_out_shared_stacks(
     let mut owners: BTreeMap<String, String> = BTreeMap::new();
     // Service left out → why.
     let mut out: BTreeMap<String, String> = BTreeMap::new();
-    for s in services.iter() {
+    // The shallowest folder keeps the stack: `orders` is the original, `legacy/orders` its copy.
+    let mut by_depth: Vec<&Found> = services.iter().collect();
+    by_depth.sort_by_key(|s| (s.dir.matches('/').count(), s.dir.clone()));
+    for s in by_depth {
         let pattern = stack_pattern(framework, s);
         let shown = format!("{}/{}", s.dir, s.file);
         if !pattern.contains("{stage}") {
@@ -446,6 +449,13 @@ fn leave_out_shared_stacks(
             s.kind.as_str()
         ));
     }
+    // A name given to a service left out names nothing: its note would contradict this one.
+    let gone: Vec<String> = services
+        .iter()
+        .filter(|s| out.contains_key(&s.name))
+        .map(|s| format!("{}: its folder name `", s.dir))
+        .collect();
+    notes.retain(|n| !gone.iter().any(|g| n.starts_with(g.as_str())));
     services.retain(|s| !out.contains_key(&s.name));
     for s in services.iter_mut() {
         s.depends_on.retain(|d, _| !out.contains_key(d));

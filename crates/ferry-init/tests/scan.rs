@@ -683,6 +683,9 @@ fn services_that_would_share_a_stack_are_left_out_with_a_note_and_the_rest_valid
         ),
     );
     file(r, "orders-copy/serverless.yml", &config("orders", ""));
+    // A copy whose folder name is taken too (serverless/examples: `legacy/aws-python`): left
+    // out, with no note naming it as if it stayed.
+    file(r, "legacy/orders/serverless.yml", &config("orders", ""));
     // A stack of one name in every stage.
     file(
         r,
@@ -737,6 +740,11 @@ fn services_that_would_share_a_stack_are_left_out_with_a_note_and_the_rest_valid
     ] {
         assert!(notes.contains(want), "{want}\n{notes}");
     }
+    assert!(
+        notes.contains("legacy/orders/serverless.yml: would deploy stack `orders-{stage}`"),
+        "{notes}"
+    );
+    assert!(!notes.contains("legacy/orders: its folder name"), "{notes}");
     // The links stay: payments imports what orders exports.
     assert_eq!(
         s.services[3].depends_on.keys().collect::<Vec<_>>(),
