@@ -196,6 +196,15 @@ pub(crate) fn resource_types(root: &Path, service: &Service) -> Made {
                 if kind == "s3" && body["existing"] != true {
                     reader.event_bucket(&doc, body, &format!("`{name}`: {at}"));
                 }
+                // The provisioning template is made with a role given by its ARN: CloudFormation
+                // passes it to IoT with the deployer's role, which may pass only the stage's own.
+                if kind == "iotFleetProvisioning"
+                    && let Some(role) = body["provisioningRoleArn"].as_str()
+                {
+                    reader.made.unread.push(format!(
+                        "`{name}`: {at}'s `iotFleetProvisioning` event passes role `{role}` to IoT: grant iam:PassRole on it by hand (with iam:PassedToService iot.amazonaws.com), as Ferry grants it only on the stage's own roles"
+                    ));
+                }
                 match event_types(kind, body, &doc) {
                     Some(types) => reader
                         .made

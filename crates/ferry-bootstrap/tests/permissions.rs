@@ -395,6 +395,7 @@ resources:
       - s3: ${sls:stage}-raw
       - eventBridge: {eventBus: orders-bus, pattern: {source: [shop]}}
       - stream: {type: kinesis, arn: arn:aws:kinesis:us-east-1:111111111111:stream/s, consumer: true}
+      - iotFleetProvisioning: {templateBody: {Resources: {}}, provisioningRoleArn: 'arn:aws:iam::111111111111:role/fleet'}
 ",
     );
     write(r, "services/orders/bad.yml", "Resources: [unclosed\n");
@@ -546,6 +547,7 @@ resources:
         "`services/orders/bad.yml` could not be read (",
         "`orders`: function `uploads`'s `s3` event makes bucket `${env:BUCKET}`, whose name Ferry cannot render",
         "`orders`: an `s3` event makes bucket `shared-uploads`, the same in every stage: not granted",
+        "`orders`: function `uploads`'s `iotFleetProvisioning` event passes role `arn:aws:iam::111111111111:role/fleet` to IoT: grant iam:PassRole on it by hand",
     ] {
         assert!(notes.iter().any(|n| n.contains(said)), "{said}: {notes:#?}");
     }
