@@ -866,7 +866,13 @@ fn declared_parameters(
 }
 
 /// `template` expanded by `expander` (read from the package when it was to go by URL).
-fn expand_sam(
+///
+/// The emulator reads a nested template from the bucket as it is, and would create a SAM one's
+/// stack with its SAM resources silently left out: each nested template that is SAM is expanded
+/// too (innermost first), put in the bucket beside the packaged one under a key of its own, and
+/// the templates above it point at that key. (A plain nested template above a SAM one is put
+/// there again for the same reason: it must point at the expanded one.)
+async fn expand_sam(
     ctx: &DeployContext<'_>,
     service: &Service,
     packaged: Option<&ServicePackage>,
@@ -879,35 +885,81 @@ fn expand_sam(
         service: service.name.clone(),
         message,
     };
-    let parsed = ferry_package::parse_template(&text).map_err(|e| expand_err(e.to_string()))?;
-    // Nested templates reach the emulator from the bucket, unexpanded: it would create their
-    // stacks with the SAM resources silently left out.
+    let expand = |parsed: &serde_json::Value| {
+        let run = || expander.expand(parsed, parameters);
+        // The translator is a child process: on a multi-threaded runtime, let other services'
+        // jobs move to another worker meanwhile.
+        match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
+            _ => run(),
+        }
+        .map_err(|e| expand_err(ctx.masker.mask(&e)))
+    };
+    // Packaged key → the key of what the emulator deploys instead.
+    let mut moved: Vec<(String, String)> = Vec::new();
+    let repoint = |text: &str, moved: &[(String, String)]| {
+        moved.iter().fold(text.to_string(), |t, (from, to)| {
+            t.replace(from.as_str(), to)
+        })
+    };
     if let (Some(p), Some(sp)) = (ctx.package, packaged) {
+        // The packager lists a nested template's own artifacts before it.
         for a in sp
             .artifacts
             .iter()
             .filter(|a| a.property == "Location" || a.property == "TemplateURL")
         {
-            let nested = std::fs::read_to_string(a.local_path(&p.dir))
-                .ok()
-                .and_then(|t| ferry_package::parse_template(&t).ok());
-            if nested.as_ref().is_some_and(ferry_package::is_sam) {
+            // One template nested twice is one object: put there once.
+            if moved.iter().any(|(from, _)| *from == a.key) {
+                continue;
+            }
+            let Ok(nested) = std::fs::read_to_string(a.local_path(&p.dir)) else {
+                continue;
+            };
+            let pointed = repoint(&nested, &moved);
+            let parsed = ferry_package::parse_template(&pointed).map_err(|e| {
+                expand_err(format!(
+                    "its nested template {} ({}): {e}",
+                    a.source, a.resource
+                ))
+            })?;
+            let sam = ferry_package::is_sam(&parsed);
+            if !sam && pointed == nested {
+                continue;
+            }
+            let body = if sam { expand(&parsed)? } else { pointed };
+            let Some(bucket) = &p.bucket else {
                 return Err(expand_err(format!(
-                    "its nested template {} ({}) is a SAM template, which the emulator does not expand and Ferry does not expand for it yet; make it a service of its own (kind = \"sam\") to deploy it locally",
+                    "its nested template {} ({}) needs the artifact bucket, and the package names none",
                     a.source, a.resource
                 )));
-            }
+            };
+            let key = format!(
+                "{}.emulator-{}.json",
+                a.key,
+                &ferry_package::sha256_hex(body.as_bytes())[..16]
+            );
+            p.s3
+                .put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(aws_sdk_s3::primitives::ByteStream::from(body.into_bytes()))
+                .send()
+                .await
+                .map_err(|e| {
+                    expand_err(format!(
+                        "its expanded nested template {} ({}) could not be put in s3://{bucket}/{key}: {}",
+                        a.source,
+                        a.resource,
+                        ferry_aws::explain("PutObject", &e)
+                    ))
+                })?;
+            moved.push((a.key.clone(), key));
         }
     }
-    let run = || expander.expand(&parsed, parameters);
-    // The translator is a child process: on a multi-threaded runtime, let other services'
-    // jobs move to another worker meanwhile.
-    let expanded = match tokio::runtime::Handle::current().runtime_flavor() {
-        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
-        _ => run(),
-    }
-    .map_err(|e| expand_err(ctx.masker.mask(&e)))?;
-    Ok(TemplateSource::Body(expanded))
+    let parsed = ferry_package::parse_template(&repoint(&text, &moved))
+        .map_err(|e| expand_err(e.to_string()))?;
+    Ok(TemplateSource::Body(expand(&parsed)?))
 }
 
 /// Deploys one service, or finds it up to date. `must_deploy`: the plan deploys it (else it is
@@ -1071,7 +1123,7 @@ async fn deploy_one(
         // Parameters known only when approved: the review shows the template unexpanded.
         (ServiceKind::Sam, Some(_)) if !parameters_after.is_empty() => template,
         (ServiceKind::Sam, Some(expander)) => {
-            expand_sam(ctx, service, packaged, template, &parameters, expander)?
+            expand_sam(ctx, service, packaged, template, &parameters, expander).await?
         }
         (_, _) => template,
     };

@@ -693,3 +693,173 @@ async fn deploying_some_services_never_creates_a_dependent_that_was_not_asked_fo
         ],
     );
 }
+
+/// A stand-in for the SAM translator (`ferry-local`'s is tested on its own): every
+/// `AWS::Serverless::Function` becomes a queue, and the transform goes. It counts its calls.
+struct QueuesForFunctions(std::sync::atomic::AtomicUsize);
+
+impl ferry_deploy::ExpandSam for QueuesForFunctions {
+    fn expand(
+        &self,
+        template: &serde_json::Value,
+        _parameters: &BTreeMap<String, String>,
+    ) -> Result<String, String> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut t = template.clone();
+        let map = t.as_object_mut().ok_or("not a mapping")?;
+        map.remove("Transform");
+        for r in map["Resources"]
+            .as_object_mut()
+            .ok_or("no resources")?
+            .values_mut()
+        {
+            if r["Type"] == "AWS::Serverless::Function" {
+                *r = serde_json::json!({"Type": "AWS::SQS::Queue"});
+            }
+        }
+        serde_json::to_string(&t).map_err(|e| e.to_string())
+    }
+}
+
+/// A SAM service nesting SAM applications two deep, deployed to the emulator (which reads a
+/// nested template from the bucket as it is, and would create a SAM one empty): each nested
+/// template is expanded too, put in the bucket under a key of its own, and the template above
+/// it points there; every stack is created from an expanded template. It was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_sam_applications_are_expanded_for_the_emulator_too() {
+    let sam = "Transform: AWS::Serverless-2016-10-31\n";
+    let function = |code: &str| {
+        format!(
+            "  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: {code}\n      Handler: a.handler\n      Runtime: python3.12\n"
+        )
+    };
+    let app = |location: &str| {
+        format!(
+            "  App:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: {location}\n"
+        )
+    };
+    let r = TestRepo::new();
+    r.write(".gitignore", "target/\n")
+        .write(
+            "ferry.toml",
+            "[project]\nname = \"nested-sam\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+        )
+        .write(
+            "services/samnest/service.toml",
+            "[service]\nkind = \"sam\"\n",
+        )
+        .write(
+            "services/samnest/template.yaml",
+            &format!(
+                "{sam}Resources:\n{}{}{}",
+                function("src/"),
+                app("child/child.yaml"),
+                // The same template nested twice.
+                app("child/child.yaml").replace("  App:", "  Twin:")
+            ),
+        )
+        .write(
+            "services/samnest/child/child.yaml",
+            &format!(
+                "{sam}Resources:\n{}{}",
+                function("code/"),
+                app("deeper/g.yaml")
+            ),
+        )
+        .write(
+            "services/samnest/child/deeper/g.yaml",
+            &format!("{sam}Resources:\n{}", function("fn/")),
+        );
+    for code in ["src", "child/code", "child/deeper/fn"] {
+        r.write(
+            &format!("services/samnest/{code}/a.py"),
+            "def handler(e, c): pass\n",
+        );
+    }
+    r.commit("a nested SAM service");
+    let config = config().await;
+    let ws = ferry_manifest::load(r.path()).unwrap();
+    let stage = ws.stage("dev").unwrap();
+    let dir = r.path().join("target/ferry/package");
+    let (masker, cancel) = (Masker::new(), Cancel::new());
+    let options = ferry_deploy::PrepareOptions {
+        request: ferry_deploy::package_request(
+            &ws,
+            vec!["samnest".into()],
+            &CiContext::from_vars(|_| None),
+        )
+        .unwrap(),
+        dir: &dir,
+        create_bucket: true,
+        cancel: &cancel,
+    };
+    let prepared =
+        ferry_deploy::prepare(&ws, &stage, &config, &options, &|s| s.to_string(), &|_| {})
+            .await
+            .unwrap();
+    let records = ferry_deploy::record_store(&ws, &stage, &config);
+    let state = ferry_deploy::state::read(&ws, &stage, &config, &records)
+        .await
+        .unwrap();
+    let repo = Repo::open(r.path());
+    let mut req = PlanRequest::new(
+        "dev",
+        Head::Rev("HEAD".into()),
+        CiContext::from_vars(|_| None),
+    );
+    state.apply(&mut req);
+    let plan = ferry_plan::plan(&ws, repo.as_ref(), &req).unwrap();
+    let expander = QueuesForFunctions(std::sync::atomic::AtomicUsize::new(0));
+    let ctx = DeployContext {
+        ws: &ws,
+        stage: &stage,
+        config: &config,
+        records: &records,
+        previous: &state.records,
+        source: Source {
+            commit: repo.unwrap().head_commit().unwrap().to_string(),
+            dirty: false,
+        },
+        masker: &masker,
+        cancel: &cancel,
+        package: Some(&prepared),
+        adopt: false,
+        builds: None,
+        expand_sam: Some(&expander),
+        release: None,
+        expected_archives: None,
+        declared_parameters_only: false,
+        other_stages: &BTreeMap::new(),
+        fixed_parameters: None,
+    };
+    let options = DeployOptions {
+        method: Some(Method::Direct),
+        ..Default::default()
+    };
+    let report = ferry_deploy::deploy(&ctx, &plan, &options, &|_| {}).await;
+    expect(&report, &[("samnest", "created")]);
+    assert_eq!(expander.0.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // The service's stack and its nested ones (two of the child, one of the grandchild in
+    // each), each from an expanded template.
+    let engine = ferry_stacks::Engine::for_config(&config, Default::default());
+    let stacks: Vec<String> = engine
+        .list()
+        .await
+        .unwrap()
+        .stacks
+        .into_values()
+        .filter(|s| s.name.starts_with("samnest-dev"))
+        .map(|s| {
+            assert_eq!(s.status, "CREATE_COMPLETE", "{s:?}");
+            s.name
+        })
+        .collect();
+    assert_eq!(stacks.len(), 5, "{stacks:?}");
+    for name in &stacks {
+        let body = engine.template(name).await.unwrap().unwrap();
+        assert!(
+            body.contains("AWS::SQS::Queue") && !body.contains("AWS::Serverless::"),
+            "{name}: {body}"
+        );
+    }
+}
