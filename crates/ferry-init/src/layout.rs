@@ -82,7 +82,13 @@ pub(crate) fn settle(
         .map(template_of)
         .collect();
     reach.retain(|t, _| sam.contains(t));
-    let shared = leave_out_shared(candidates, &reach, notes);
+    // Paths written for a build step that copies the template to a folder below it first.
+    let below: BTreeMap<String, Vec<Reached>> = sam
+        .iter()
+        .map(|t| (t.clone(), ferry_package::reached_from_below(root, t)))
+        .filter(|(_, paths)| !paths.is_empty())
+        .collect();
+    let shared = leave_out_shared(candidates, &reach, &below, notes);
     // Umbrellas first: the services they nest are moved by their own templates below.
     let mut umbrellas = Vec::new();
     for (template, paths) in &reach {
@@ -141,6 +147,20 @@ pub(crate) fn settle(
     // The service folders, kept up to date as services move: two never move into one.
     let mut dirs: Vec<String> = candidates.iter().map(|c| c.dir.clone()).collect();
     for c in candidates.iter_mut() {
+        for r in below.get(&template_of(c)).into_iter().flatten() {
+            let base = r.template.rsplit_once('/').map_or("", |(d, _)| d);
+            let up = "../".repeat(base.split('/').filter(|s| !s.is_empty()).count());
+            notes.push(format!(
+                "{}: {}.{} names a path that leaves the repository from {base}, written for a build step that copies the template to a folder below it first (`build/`); from there it is {}, which is what it means: Ferry packages the template where it is, so write `{up}{}` there",
+                r.template, r.site, r.property, r.path, r.path
+            ));
+            c.inputs.entry(r.path.clone()).or_insert_with(|| {
+                format!(
+                    "{}.{} names it (once written from the template's own folder)",
+                    r.site, r.property
+                )
+            });
+        }
         let Some(paths) = reach.get(&template_of(c)) else {
             continue;
         };
@@ -310,6 +330,7 @@ fn nested_by_address(
 fn leave_out_shared(
     candidates: &mut Vec<Candidate>,
     reach: &BTreeMap<String, Vec<Reached>>,
+    below: &BTreeMap<String, Vec<Reached>>,
     notes: &mut Vec<String>,
 ) -> std::collections::BTreeSet<String> {
     let templates: std::collections::BTreeSet<String> =
@@ -326,7 +347,7 @@ fn leave_out_shared(
     // By the templates that name it themselves: a template an umbrella reaches through the
     // service it nests is nested once.
     let mut nested_by: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
-    for r in reach.values().flatten().filter(nests) {
+    for r in reach.values().chain(below.values()).flatten().filter(nests) {
         if nested_services
             .get(r.template.as_str())
             .is_none_or(|n| *n < 2)

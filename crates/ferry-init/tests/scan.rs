@@ -1817,3 +1817,57 @@ fn two_umbrellas_nesting_the_same_services_leave_the_services_in() {
     assert!(!notes.contains("a part of each"), "{notes}");
     assert_eq!(s.services[1].depends_on.keys().collect::<Vec<_>>(), ["a"]);
 }
+
+/// Templates written for a build step that copies each to a folder below it first
+/// (aws-samples/aws-serverless-ecommerce-platform: `warehouse/build/template.yaml`, naming
+/// `../../shared/templates/dlq.yaml`): the path leaves the repository from the template's own
+/// folder. init says what it means and how to write it for Ferry, declares it as an input, and
+/// takes the template they share for theirs, not a service.
+#[test]
+fn paths_written_for_a_build_folder_are_explained_and_their_shared_template_is_no_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let nester = "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: src/\n      Handler: app.handler\n      Runtime: python3.12\n  DeadLetterQueue:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ../../shared/templates/dlq.yaml\n";
+    for svc in ["orders", "warehouse"] {
+        file(r, &format!("{svc}/template.yaml"), nester);
+        file(r, &format!("{svc}/src/app.py"), "def handler(e, c): pass\n");
+    }
+    file(
+        r,
+        "shared/templates/dlq.yaml",
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Queue:\n    Type: AWS::SQS::Queue\n",
+    );
+    let s = scan(r).unwrap();
+    let found: Vec<&str> = s.services.iter().map(|f| f.dir.as_str()).collect();
+    assert_eq!(found, ["orders", "warehouse"]);
+    let notes = s.notes.join("\n");
+    for want in [
+        "shared/templates/dlq.yaml: nested by orders/template.yaml, warehouse/template.yaml",
+        "orders/template.yaml: DeadLetterQueue.TemplateURL names a path that leaves the repository from orders, written for a build step that copies the template to a folder below it first (`build/`); from there it is shared/templates/dlq.yaml, which is what it means: Ferry packages the template where it is, so write `../shared/templates/dlq.yaml` there",
+    ] {
+        assert!(notes.contains(want), "{want}\n---\n{notes}");
+    }
+    for f in &s.services {
+        assert_eq!(
+            f.inputs.keys().collect::<Vec<_>>(),
+            ["shared/templates/dlq.yaml"],
+            "{}",
+            f.name
+        );
+    }
+    // Written as said, the services validate.
+    write(r, &render(&s, r), false).unwrap();
+    for svc in ["orders", "warehouse"] {
+        file(
+            r,
+            &format!("{svc}/template.yaml"),
+            &nester.replace("../../shared", "../shared"),
+        );
+    }
+    let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    let problems: Vec<String> = ferry_package::check_templates(&ws, &ws.services)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+}

@@ -34,7 +34,7 @@ pub use files::{CREDENTIAL_NAMES, DOTENV_TEMPLATES, is_credential_name, withheld
 pub use links::{
     UnlinkedImporter, UnlinkedReader, ssm_typed_names, unlinked_importers, unlinked_ssm_readers,
 };
-pub use reach::{Reached, reached};
+pub use reach::{Reached, reached, reached_from_below};
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -46,6 +46,34 @@ pub(crate) fn reached_from(root: &Path, template: &str, parsed: &Value) -> Vec<R
     out
 }
 
+/// The local paths of the SAM template at `root/template` that leave the repository from its
+/// own folder but name what the repository holds when read from a folder below it: the template
+/// is written for a build step that copies it there first (`warehouse/build/template.yaml`, with
+/// `TemplateURL: ../../shared/templates/dlq.yaml`). Each as found from there, repository-relative;
+/// nested templates are not followed. For `init` to say how to write the path for Ferry, which
+/// packages a template from where it is.
+pub fn reached_from_below(root: &Path, template: &str) -> Vec<Reached> {
+    let Some(parsed) = read(root, template) else {
+        return Vec::new();
+    };
+    let base = template.rsplit_once('/').map_or("", |(d, _)| d);
+    sam::local_paths(&parsed)
+        .into_iter()
+        .filter(|l| !l.path.starts_with('/') && !l.path.contains('\\'))
+        .filter(|l| ferry_manifest::normalize_relative(&format!("{base}/{}", l.path)).is_none())
+        .filter_map(|l| {
+            let below = ferry_manifest::normalize_relative(&format!("{base}/build/{}", l.path))?;
+            (!below.is_empty() && root.join(&below).exists()).then(|| Reached {
+                template: template.to_string(),
+                site: l.site.label(),
+                property: l.site.property().to_string(),
+                path: below,
+                nested: l.packing == sam::Packing::Template,
+            })
+        })
+        .collect()
+}
+
 /// The template at `root/file`, parsed; `None` if it cannot be read or parsed, or is larger
 /// than CloudFormation takes (not a template to follow, and slow to parse).
 pub(crate) fn read(root: &Path, file: &str) -> Option<Value> {
