@@ -21,6 +21,7 @@
 pub mod acceptance;
 pub mod batch;
 pub mod bootstrap;
+mod emulator;
 mod error;
 pub mod notify;
 mod outputs;

@@ -44,12 +44,14 @@ pub struct DeployOptions {
 impl DeployOptions {
     /// A run's options: at most `concurrency` stack operations at once, each within `timeout`;
     /// on the local emulator (`local`) stacks are updated directly, since the emulator
-    /// publishes no outputs after a change set. No tests, no review.
+    /// publishes no outputs after a change set, and its ways are allowed for
+    /// ([`ferry_stacks::DeployOptions::emulator`]). No tests, no review.
     pub fn for_run(concurrency: Option<NonZeroUsize>, timeout: Duration, local: bool) -> Self {
         DeployOptions {
             concurrency,
             engine: ferry_stacks::DeployOptions {
                 timeout,
+                emulator: local.then_some(ferry_stacks::EMULATOR_BUSY_WAIT),
                 ..Default::default()
             },
             method: local.then_some(Method::Direct),
@@ -865,103 +867,6 @@ fn declared_parameters(
         .unwrap_or_default()
 }
 
-/// `template` expanded by `expander` (read from the package when it was to go by URL).
-///
-/// The emulator reads a nested template from the bucket as it is, and would create a SAM one's
-/// stack with its SAM resources silently left out: each nested template that is SAM is expanded
-/// too (innermost first), put in the bucket beside the packaged one under a key of its own, and
-/// the templates above it point at that key. (A plain nested template above a SAM one is put
-/// there again for the same reason: it must point at the expanded one.)
-async fn expand_sam(
-    ctx: &DeployContext<'_>,
-    service: &Service,
-    packaged: Option<&ServicePackage>,
-    template: TemplateSource,
-    parameters: &BTreeMap<String, String>,
-    expander: &dyn ExpandSam,
-) -> Result<TemplateSource, ServiceError> {
-    let text = template_text(ctx, service, packaged, &template)?;
-    let expand_err = |message: String| ServiceError::Expand {
-        service: service.name.clone(),
-        message,
-    };
-    let expand = |parsed: &serde_json::Value| {
-        let run = || expander.expand(parsed, parameters);
-        // The translator is a child process: on a multi-threaded runtime, let other services'
-        // jobs move to another worker meanwhile.
-        match tokio::runtime::Handle::current().runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
-            _ => run(),
-        }
-        .map_err(|e| expand_err(ctx.masker.mask(&e)))
-    };
-    // Packaged key → the key of what the emulator deploys instead.
-    let mut moved: Vec<(String, String)> = Vec::new();
-    let repoint = |text: &str, moved: &[(String, String)]| {
-        moved.iter().fold(text.to_string(), |t, (from, to)| {
-            t.replace(from.as_str(), to)
-        })
-    };
-    if let (Some(p), Some(sp)) = (ctx.package, packaged) {
-        // The packager lists a nested template's own artifacts before it.
-        for a in sp
-            .artifacts
-            .iter()
-            .filter(|a| a.property == "Location" || a.property == "TemplateURL")
-        {
-            // One template nested twice is one object: put there once.
-            if moved.iter().any(|(from, _)| *from == a.key) {
-                continue;
-            }
-            let Ok(nested) = std::fs::read_to_string(a.local_path(&p.dir)) else {
-                continue;
-            };
-            let pointed = repoint(&nested, &moved);
-            let parsed = ferry_package::parse_template(&pointed).map_err(|e| {
-                expand_err(format!(
-                    "its nested template {} ({}): {e}",
-                    a.source, a.resource
-                ))
-            })?;
-            let sam = ferry_package::is_sam(&parsed);
-            if !sam && pointed == nested {
-                continue;
-            }
-            let body = if sam { expand(&parsed)? } else { pointed };
-            let Some(bucket) = &p.bucket else {
-                return Err(expand_err(format!(
-                    "its nested template {} ({}) needs the artifact bucket, and the package names none",
-                    a.source, a.resource
-                )));
-            };
-            let key = format!(
-                "{}.emulator-{}.json",
-                a.key,
-                &ferry_package::sha256_hex(body.as_bytes())[..16]
-            );
-            p.s3
-                .put_object()
-                .bucket(bucket)
-                .key(&key)
-                .body(aws_sdk_s3::primitives::ByteStream::from(body.into_bytes()))
-                .send()
-                .await
-                .map_err(|e| {
-                    expand_err(format!(
-                        "its expanded nested template {} ({}) could not be put in s3://{bucket}/{key}: {}",
-                        a.source,
-                        a.resource,
-                        ferry_aws::explain("PutObject", &e)
-                    ))
-                })?;
-            moved.push((a.key.clone(), key));
-        }
-    }
-    let parsed = ferry_package::parse_template(&repoint(&text, &moved))
-        .map_err(|e| expand_err(e.to_string()))?;
-    Ok(TemplateSource::Body(expand(&parsed)?))
-}
-
 /// Deploys one service, or finds it up to date. `must_deploy`: the plan deploys it (else it is
 /// a dependent or SSM reader, checked against its record).
 async fn deploy_one(
@@ -1123,7 +1028,8 @@ async fn deploy_one(
         // Parameters known only when approved: the review shows the template unexpanded.
         (ServiceKind::Sam, Some(_)) if !parameters_after.is_empty() => template,
         (ServiceKind::Sam, Some(expander)) => {
-            expand_sam(ctx, service, packaged, template, &parameters, expander).await?
+            crate::emulator::expand_sam(ctx, service, packaged, template, &parameters, expander)
+                .await?
         }
         (_, _) => template,
     };

@@ -695,16 +695,25 @@ async fn deploying_some_services_never_creates_a_dependent_that_was_not_asked_fo
 }
 
 /// A stand-in for the SAM translator (`ferry-local`'s is tested on its own): every
-/// `AWS::Serverless::Function` becomes a queue, and the transform goes. It counts its calls.
-struct QueuesForFunctions(std::sync::atomic::AtomicUsize);
+/// `AWS::Serverless::Function` becomes a queue, and the transform goes. It keeps the parameters
+/// each template was expanded with, by the template's parameter names.
+#[derive(Default)]
+struct QueuesForFunctions(std::sync::Mutex<Vec<Expanded>>);
+
+/// A template's parameter names, and the values it was expanded with.
+type Expanded = (Vec<String>, BTreeMap<String, String>);
 
 impl ferry_deploy::ExpandSam for QueuesForFunctions {
     fn expand(
         &self,
         template: &serde_json::Value,
-        _parameters: &BTreeMap<String, String>,
+        parameters: &BTreeMap<String, String>,
     ) -> Result<String, String> {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let declared: Vec<String> = template["Parameters"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        self.0.lock().unwrap().push((declared, parameters.clone()));
         let mut t = template.clone();
         let map = t.as_object_mut().ok_or("not a mapping")?;
         map.remove("Transform");
@@ -721,21 +730,19 @@ impl ferry_deploy::ExpandSam for QueuesForFunctions {
     }
 }
 
-/// A SAM service nesting SAM applications two deep, deployed to the emulator (which reads a
-/// nested template from the bucket as it is, and would create a SAM one empty): each nested
-/// template is expanded too, put in the bucket under a key of its own, and the template above
-/// it points there; every stack is created from an expanded template. It was refused.
+/// A SAM service nesting, twice, a plain template that nests a SAM one, deployed to the
+/// emulator (which reads a nested template from the bucket as it is, and would create a SAM one
+/// empty): the SAM one is expanded with the parameters its parent passes it (a literal of the
+/// service's template, passed on by `Ref`), put in the bucket under a key of its own, and the
+/// plain one is put there again pointing at it; both nestings of the plain one share it. Every
+/// stack is created from an expanded template. It was refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_sam_applications_are_expanded_for_the_emulator_too() {
     let sam = "Transform: AWS::Serverless-2016-10-31\n";
-    let function = |code: &str| {
+    let function = "  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: src/\n      Handler: a.handler\n      Runtime: python3.12\n";
+    let stack = |id: &str, url: &str, name: &str| {
         format!(
-            "  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: {code}\n      Handler: a.handler\n      Runtime: python3.12\n"
-        )
-    };
-    let app = |location: &str| {
-        format!(
-            "  App:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: {location}\n"
+            "  {id}:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: {url}\n      Parameters:\n        Name: {name}\n"
         )
     };
     let r = TestRepo::new();
@@ -744,33 +751,27 @@ async fn nested_sam_applications_are_expanded_for_the_emulator_too() {
             "ferry.toml",
             "[project]\nname = \"nested-sam\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
         )
-        .write(
-            "services/samnest/service.toml",
-            "[service]\nkind = \"sam\"\n",
-        )
+        .write("services/samnest/service.toml", "[service]\nkind = \"sam\"\n")
         .write(
             "services/samnest/template.yaml",
             &format!(
-                "{sam}Resources:\n{}{}{}",
-                function("src/"),
-                app("child/child.yaml"),
-                // The same template nested twice.
-                app("child/child.yaml").replace("  App:", "  Twin:")
+                "{sam}Resources:\n{function}{}{}",
+                stack("App", "plain/plain.yaml", "from-top"),
+                stack("Twin", "plain/plain.yaml", "from-top")
             ),
         )
         .write(
-            "services/samnest/child/child.yaml",
+            "services/samnest/plain/plain.yaml",
             &format!(
-                "{sam}Resources:\n{}{}",
-                function("code/"),
-                app("deeper/g.yaml")
+                "Parameters:\n  Name:\n    Type: String\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n{}",
+                stack("Inner", "deeper/g.yaml", "!Ref Name")
             ),
         )
         .write(
-            "services/samnest/child/deeper/g.yaml",
-            &format!("{sam}Resources:\n{}", function("fn/")),
+            "services/samnest/plain/deeper/g.yaml",
+            &format!("{sam}Parameters:\n  Name:\n    Type: String\nResources:\n{function}"),
         );
-    for code in ["src", "child/code", "child/deeper/fn"] {
+    for code in ["src", "plain/deeper/src"] {
         r.write(
             &format!("services/samnest/{code}/a.py"),
             "def handler(e, c): pass\n",
@@ -809,7 +810,7 @@ async fn nested_sam_applications_are_expanded_for_the_emulator_too() {
     );
     state.apply(&mut req);
     let plan = ferry_plan::plan(&ws, repo.as_ref(), &req).unwrap();
-    let expander = QueuesForFunctions(std::sync::atomic::AtomicUsize::new(0));
+    let expander = QueuesForFunctions::default();
     let ctx = DeployContext {
         ws: &ws,
         stage: &stage,
@@ -838,9 +839,15 @@ async fn nested_sam_applications_are_expanded_for_the_emulator_too() {
     };
     let report = ferry_deploy::deploy(&ctx, &plan, &options, &|_| {}).await;
     expect(&report, &[("samnest", "created")]);
-    assert_eq!(expander.0.load(std::sync::atomic::Ordering::SeqCst), 3);
-    // The service's stack and its nested ones (two of the child, one of the grandchild in
-    // each), each from an expanded template.
+    // The SAM ones, each once: the innermost with what its parent passes it.
+    let expanded = expander.0.lock().unwrap().clone();
+    assert_eq!(expanded.len(), 2, "{expanded:?}");
+    let inner = expanded
+        .iter()
+        .find(|(declared, _)| declared.contains(&"Name".to_string()))
+        .unwrap_or_else(|| panic!("{expanded:?}"));
+    assert_eq!(inner.1.get("Name").map(String::as_str), Some("from-top"));
+    // The service's stack, the plain one twice, and the innermost in each.
     let engine = ferry_stacks::Engine::for_config(&config, Default::default());
     let stacks: Vec<String> = engine
         .list()
@@ -855,11 +862,26 @@ async fn nested_sam_applications_are_expanded_for_the_emulator_too() {
         })
         .collect();
     assert_eq!(stacks.len(), 5, "{stacks:?}");
+    let mut queues = 0;
     for name in &stacks {
         let body = engine.template(name).await.unwrap().unwrap();
-        assert!(
-            body.contains("AWS::SQS::Queue") && !body.contains("AWS::Serverless::"),
-            "{name}: {body}"
-        );
+        assert!(!body.contains("AWS::Serverless::"), "{name}: {body}");
+        queues += body.matches("AWS::SQS::Queue").count();
     }
+    // The service's function, the plain template's queue twice, the innermost function twice.
+    assert_eq!(queues, 5, "{stacks:?}");
+
+    // The package folder without its files (a stored package deployed again after `cargo
+    // clean`, as a promote or rollback does): the nested templates come from the bucket.
+    std::fs::remove_dir_all(dir.join("blobs")).unwrap();
+    let mut req = PlanRequest::new(
+        "dev",
+        Head::Rev("HEAD".into()),
+        CiContext::from_vars(|_| None),
+    );
+    req.force = Some("the test".into());
+    let plan = ferry_plan::plan(&ws, Repo::open(r.path()).as_ref(), &req).unwrap();
+    let again = ferry_deploy::deploy(&ctx, &plan, &options, &|_| {}).await;
+    assert!(again.succeeded(), "{again:#?}");
+    assert_eq!(expander.0.lock().unwrap().len(), 4);
 }

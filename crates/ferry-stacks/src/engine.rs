@@ -63,7 +63,19 @@ pub struct DeployOptions {
     pub poll_max: Duration,
     /// Call ContinueUpdateRollback on an UPDATE_ROLLBACK_FAILED stack instead of stopping.
     pub continue_rollback: bool,
+    /// Deploying to Ferry's local emulator (`--local`), with how long a stack found in progress
+    /// is waited for. The emulator ends every operation within its request, so one left in
+    /// progress is one it failed and never ends: after this wait it is reported as stuck, not
+    /// waited for until `timeout`. It also ignores the `ClientRequestToken` that makes a retried
+    /// CreateStack safe on AWS, and answers HTTP 500 to a template it cannot create after
+    /// recording the stack: a retry was told "already exists", hiding that error, so CreateStack
+    /// is sent once. `None`: AWS (or another endpoint), as usual.
+    pub emulator: Option<Duration>,
 }
+
+/// How long a deploy to the local emulator waits for a stack another operation holds (see
+/// [`DeployOptions::emulator`]).
+pub const EMULATOR_BUSY_WAIT: Duration = Duration::from_secs(15);
 
 impl Default for DeployOptions {
     fn default() -> Self {
@@ -72,6 +84,7 @@ impl Default for DeployOptions {
             poll_initial: Duration::from_millis(500),
             poll_max: Duration::from_secs(10),
             continue_rollback: false,
+            emulator: None,
         }
     }
 }
@@ -208,36 +221,11 @@ fn millis(t: Option<&aws_sdk_cloudformation::primitives::DateTime>) -> Option<i6
     t.and_then(|t| t.to_millis().ok())
 }
 
-/// How long a deploy against the local emulator waits for a stack another operation holds.
-const EMULATOR_BUSY_WAIT: Duration = Duration::from_secs(15);
-
-/// Whether an endpoint URL names this machine (`127.0.0.1`, `localhost`, `[::1]`).
-fn is_loopback(url: &str) -> bool {
-    let host = url
-        .split_once("://")
-        .map_or(url, |(_, rest)| rest)
-        .split(['/', '?'])
-        .next()
-        .unwrap_or_default();
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Deploys and deletes stacks with one CloudFormation client.
 #[derive(Debug, Clone)]
 pub struct Engine {
     client: Client,
     options: DeployOptions,
-    /// The endpoint is on this machine (the local emulator): CreateStack is sent once, not
-    /// retried, and a stack left in progress is not waited for long; see
-    /// [`Engine::for_config`].
-    create_once: bool,
 }
 
 /// The end of an operation: `success` reached, or a failure with the failing events.
@@ -318,23 +306,12 @@ impl Engine {
     }
 
     /// An engine whose CloudFormation client is made from `config` (e.g. a stage's).
-    ///
-    /// CloudFormation makes a retried CreateStack safe by its `ClientRequestToken`. The local
-    /// emulator ignores the token and answers HTTP 500 to a template it cannot create after it
-    /// recorded the stack, so the SDK's retry was told "already exists" and the emulator's
-    /// error was lost: against an endpoint on this machine, CreateStack is sent once.
     pub fn for_config(config: &aws_config::SdkConfig, options: DeployOptions) -> Self {
-        let mut engine = Engine::new(Client::new(config), options);
-        engine.create_once = config.endpoint_url().is_some_and(is_loopback);
-        engine
+        Engine::new(Client::new(config), options)
     }
 
     pub fn new(client: Client, options: DeployOptions) -> Self {
-        Engine {
-            client,
-            options,
-            create_once: false,
-        }
+        Engine { client, options }
     }
 
     fn api<E>(
@@ -682,17 +659,20 @@ impl Engine {
                         c.status
                     )));
                     let mut watch = self.watch(&c.id).await;
-                    if self.create_once {
+                    if let Some(bound) = self.options.emulator {
                         // The local emulator leaves in progress only what it failed: a short
                         // wait (another process's operation), not the whole deadline.
-                        let bound = self.options.timeout.min(EMULATOR_BUSY_WAIT);
-                        let until = deadline.min(Instant::now() + bound);
-                        match self.wait(name, &c.id, until, &mut watch, on, true).await {
-                            Err(StackError::Busy { stack, status, .. }) => {
+                        let started = Instant::now();
+                        let until = started + bound;
+                        match self
+                            .wait(name, &c.id, until.min(deadline), &mut watch, on, true)
+                            .await
+                        {
+                            Err(StackError::Busy { stack, status, .. }) if until < deadline => {
                                 return Err(StackError::StuckInEmulator {
                                     stack,
                                     status,
-                                    waited_secs: bound.as_secs(),
+                                    waited_secs: started.elapsed().as_secs(),
                                 });
                             }
                             other => {
@@ -805,7 +785,7 @@ impl Engine {
                     .client_request_token(request_token())
                     .enable_termination_protection(spec.termination_protection);
                 let req = with_stack_input!(req, spec);
-                let sent = if self.create_once {
+                let sent = if self.options.emulator.is_some() {
                     let once = aws_sdk_cloudformation::config::Builder::default().retry_config(
                         aws_sdk_cloudformation::config::retry::RetryConfig::disabled(),
                     );
@@ -1212,27 +1192,7 @@ pub fn verify(
 
 #[cfg(test)]
 mod tests {
-    use super::{is_loopback, request_token};
-
-    #[test]
-    fn only_this_machine_is_loopback() {
-        for url in [
-            "http://127.0.0.1:5000",
-            "http://localhost:4566/",
-            "http://[::1]:5000",
-            "https://127.0.0.2",
-        ] {
-            assert!(is_loopback(url), "{url}");
-        }
-        for url in [
-            "https://cloudformation.us-east-1.amazonaws.com",
-            "http://10.0.0.1:5000",
-            "http://localhost.example.com",
-            "http://[2001:db8::1]:80",
-        ] {
-            assert!(!is_loopback(url), "{url}");
-        }
-    }
+    use super::request_token;
 
     #[test]
     fn request_tokens_are_unique_and_of_the_form_cloudformation_takes() {

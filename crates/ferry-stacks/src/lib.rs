@@ -17,8 +17,8 @@ pub mod ownership;
 pub mod status;
 
 pub use engine::{
-    Action, DeployOptions, Deployed, Engine, Method, Progress, StackEvent, StackInfo, StackList,
-    StackResource, StackSpec, StackSummary, TemplateSource, verify,
+    Action, DeployOptions, Deployed, EMULATOR_BUSY_WAIT, Engine, Method, Progress, StackEvent,
+    StackInfo, StackList, StackResource, StackSpec, StackSummary, TemplateSource, verify,
 };
 pub use error::StackError;
 pub use ownership::{Ownership, Verdict};

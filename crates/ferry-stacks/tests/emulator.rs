@@ -408,7 +408,11 @@ async fn the_emulators_failure_to_create_is_said_not_hidden_by_a_retry() {
         },
     )
     .await;
-    let e = Engine::for_config(&config, fast());
+    let emulator = DeployOptions {
+        emulator: Some(Duration::from_secs(1)),
+        ..fast()
+    };
+    let e = Engine::for_config(&config, emulator.clone());
     let template = "Resources:\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: 10.0.0.0/16\n  Sg:\n    Type: AWS::EC2::SecurityGroup\n    Properties:\n      GroupDescription: all\n      VpcId: !Ref Vpc\n      SecurityGroupIngress:\n        - IpProtocol: -1\n          CidrIp: 10.0.0.0/8\n";
     let mut s = spec("stacks-emulator-500", template, Method::Direct, "60");
     s.parameters.clear();
@@ -421,20 +425,27 @@ async fn the_emulators_failure_to_create_is_said_not_hidden_by_a_retry() {
     );
     assert!(!err.contains("already exists"), "{err}");
     // The emulator left it CREATE_IN_PROGRESS for good: the next deploy says so after a short
-    // wait, not at the end of the hour a stack operation may take.
-    let e = Engine::for_config(
-        &config,
-        DeployOptions {
-            timeout: Duration::from_secs(2),
-            ..fast()
-        },
-    );
+    // wait, not at the end of the hour a stack operation may take (the default timeout).
+    assert_eq!(emulator.timeout, Duration::from_secs(3600));
+    let started = std::time::Instant::now();
     let err = e.deploy(&s, &quiet).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(30), "{err}");
     assert!(matches!(err, StackError::StuckInEmulator { .. }), "{err:?}");
     assert!(
         err.to_string().contains(
-            "stack stacks-emulator-500 is still CREATE_IN_PROGRESS in the local emulator after 2s"
+            "stack stacks-emulator-500 is still CREATE_IN_PROGRESS in the local emulator after 1s"
         ) && err.to_string().contains("run `local down`"),
         "{err}"
     );
+    // Without the emulator's ways, CreateStack is retried and the emulator's error is lost.
+    let plain = Engine::for_config(&config, fast());
+    let mut again = spec(
+        "stacks-emulator-500-retried",
+        template,
+        Method::Direct,
+        "60",
+    );
+    again.parameters.clear();
+    let err = plain.deploy(&again, &quiet).await.unwrap_err().to_string();
+    assert!(err.contains("already exists"), "{err}");
 }

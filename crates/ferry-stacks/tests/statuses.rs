@@ -116,6 +116,7 @@ fn options() -> DeployOptions {
         poll_initial: Duration::from_millis(1),
         poll_max: Duration::from_millis(5),
         continue_rollback: false,
+        emulator: None,
     }
 }
 

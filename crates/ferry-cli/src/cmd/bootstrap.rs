@@ -100,6 +100,7 @@ async fn deploy(
         &aws.config,
         ferry_stacks::DeployOptions {
             timeout: Duration::from_secs(timeout),
+            emulator: ctx.local.then_some(ferry_stacks::EMULATOR_BUSY_WAIT),
             ..Default::default()
         },
     );

@@ -1,0 +1,333 @@
+//! What a deploy to the local emulator (`--local`) does that CloudFormation does itself on AWS:
+//! expanding SAM templates, nested ones included.
+//!
+//! The emulator does not run the SAM transform, and would create a SAM stack with its SAM
+//! resources silently left out; it reads a nested template from the bucket as it is. So the
+//! service's packaged template is expanded before the engine sees it, and so is each nested
+//! template that is SAM: with the parameters its parent resource passes it, put in the bucket
+//! beside the packaged one under a key of its own (`<key>.emulator-<sha>.json`), the resource
+//! above it pointed there. A plain nested template above a SAM one is put there again for the
+//! same reason. The packaged bytes, which AWS gets and records hash, are not changed.
+
+use std::collections::BTreeMap;
+
+use ferry_manifest::Service;
+use ferry_package::ServicePackage;
+use ferry_stacks::TemplateSource;
+use serde_json::Value;
+
+use crate::run::{DeployContext, ExpandSam, template_text};
+use crate::{Prepared, ServiceError};
+
+/// How a packaged template names the artifact bucket, before a nested template's key.
+const BUCKET_PREFIX: &str = "${FerryArtifactBucket}/";
+
+/// One nested template as a stack of it gets it: its packaged key and the parameters its
+/// parent passes; the templates it nests in turn (resource → node).
+struct Node {
+    key: String,
+    parameters: BTreeMap<String, String>,
+    template: Value,
+    children: Vec<(String, usize)>,
+    /// The key the emulator deploys it from, once put there (`None`: the packaged one).
+    moved: Option<String>,
+}
+
+/// `template` expanded by `expander` (read from the package when it was to go by URL), its
+/// nested templates expanded and put in the bucket (see the module's documentation).
+pub(crate) async fn expand_sam(
+    ctx: &DeployContext<'_>,
+    service: &Service,
+    packaged: Option<&ServicePackage>,
+    template: TemplateSource,
+    parameters: &BTreeMap<String, String>,
+    expander: &dyn ExpandSam,
+) -> Result<TemplateSource, ServiceError> {
+    let text = template_text(ctx, service, packaged, &template)?;
+    let err = |message: String| ServiceError::Expand {
+        service: service.name.clone(),
+        message,
+    };
+    let mut top = ferry_package::parse_template(&text).map_err(|e| err(e.to_string()))?;
+    let expand = |template: &Value, parameters: &BTreeMap<String, String>| {
+        let run = || expander.expand(template, parameters);
+        // The translator is a child process: on a multi-threaded runtime, let other services'
+        // jobs move to another worker meanwhile.
+        match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
+            _ => run(),
+        }
+        .map_err(|e| err(ctx.masker.mask(&e)))
+    };
+    if let (Some(p), Some(sp)) = (ctx.package, packaged) {
+        // Parents before children: each node's parameters come from its parent's.
+        let mut nodes: Vec<Node> = Vec::new();
+        let top_children = nest(p, sp, &top, parameters, &mut nodes, &err).await?;
+        let mut i = 0;
+        while i < nodes.len() {
+            let template = nodes[i].template.clone();
+            let parameters = nodes[i].parameters.clone();
+            nodes[i].children = nest(p, sp, &template, &parameters, &mut nodes, &err).await?;
+            i += 1;
+        }
+        // Children before parents: each points at what its children moved to.
+        for i in post_order(&top_children, &nodes) {
+            let children = std::mem::take(&mut nodes[i].children);
+            let mut template = std::mem::take(&mut nodes[i].template);
+            let repointed = repoint(&mut template, &children, &nodes);
+            let body = if ferry_package::is_sam(&template) {
+                expand(&template, &nodes[i].parameters)?
+            } else if repointed {
+                serde_json::to_string(&template).map_err(|e| err(e.to_string()))?
+            } else {
+                continue;
+            };
+            nodes[i].moved = Some(put(p, &nodes[i].key, body, &err).await?);
+        }
+        repoint(&mut top, &top_children, &nodes);
+    }
+    Ok(TemplateSource::Body(expand(&top, parameters)?))
+}
+
+/// The nested templates `template` names (packaged artifacts of the service), each as a node
+/// of `nodes` with the parameters its resource passes: a literal, or a `Ref` to one of
+/// `parameters`. A template nested twice with the same parameters is one node.
+async fn nest(
+    p: &Prepared,
+    sp: &ServicePackage,
+    template: &Value,
+    parameters: &BTreeMap<String, String>,
+    nodes: &mut Vec<Node>,
+    err: &impl Fn(String) -> ServiceError,
+) -> Result<Vec<(String, usize)>, ServiceError> {
+    let mut children = Vec::new();
+    let resources = template.get("Resources").and_then(Value::as_object);
+    for (id, r) in resources.into_iter().flatten() {
+        let Some(key) = nested_key(r) else {
+            continue;
+        };
+        let Some(artifact) = sp.artifacts.iter().find(|a| a.key == key) else {
+            continue;
+        };
+        let passed: BTreeMap<String, String> = r
+            .pointer("/Properties/Parameters")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| {
+                let value = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => parameters.get(v.get("Ref")?.as_str()?)?.clone(),
+                };
+                Some((k.clone(), value))
+            })
+            .collect();
+        if let Some(i) = nodes
+            .iter()
+            .position(|n| n.key == key && n.parameters == passed)
+        {
+            children.push((id.clone(), i));
+            continue;
+        }
+        let text = match std::fs::read_to_string(artifact.local_path(&p.dir)) {
+            Ok(text) => text,
+            // A stored package (a promote, a rollback) may not have its files here.
+            Err(_) => fetch(p, &key, err).await?,
+        };
+        let parsed = ferry_package::parse_template(&text).map_err(|e| {
+            err(format!(
+                "its nested template {} ({id}): {e}",
+                artifact.source
+            ))
+        })?;
+        nodes.push(Node {
+            key,
+            parameters: passed,
+            template: parsed,
+            children: Vec::new(),
+            moved: None,
+        });
+        children.push((id.clone(), nodes.len() - 1));
+    }
+    Ok(children)
+}
+
+/// The nodes below `top`, each after every node it nests (a node nested twice comes once).
+fn post_order(top: &[(String, usize)], nodes: &[Node]) -> Vec<usize> {
+    fn visit(i: usize, nodes: &[Node], seen: &mut [bool], order: &mut Vec<usize>) {
+        if std::mem::replace(&mut seen[i], true) {
+            return;
+        }
+        for (_, child) in &nodes[i].children {
+            visit(*child, nodes, seen, order);
+        }
+        order.push(i);
+    }
+    let mut seen = vec![false; nodes.len()];
+    let mut order = Vec::with_capacity(nodes.len());
+    for (_, child) in top {
+        visit(*child, nodes, &mut seen, &mut order);
+    }
+    order
+}
+
+/// The packaged key a nested stack resource reads its template from: what follows the bucket in
+/// its `TemplateURL` (`Fn::Sub` of `https://s3.${AWS::Region}.${AWS::URLSuffix}/${FerryArtifactBucket}/<key>`).
+fn nested_key(resource: &Value) -> Option<String> {
+    if resource.get("Type")?.as_str()? != "AWS::CloudFormation::Stack" {
+        return None;
+    }
+    let url = resource
+        .pointer("/Properties/TemplateURL/Fn::Sub")?
+        .as_str()?;
+    let (_, key) = url.rsplit_once(BUCKET_PREFIX)?;
+    Some(key.to_string())
+}
+
+/// Points each child resource of `template` that moved at its new key; whether any did.
+fn repoint(template: &mut Value, children: &[(String, usize)], nodes: &[Node]) -> bool {
+    let mut any = false;
+    for (id, i) in children {
+        let Some(moved) = &nodes[*i].moved else {
+            continue;
+        };
+        let Some(url) = template.pointer_mut(&format!(
+            "/Resources/{}/Properties/TemplateURL/Fn::Sub",
+            escape(id)
+        )) else {
+            continue;
+        };
+        if let Some((head, _)) = url.as_str().and_then(|u| u.rsplit_once(BUCKET_PREFIX)) {
+            *url = Value::String(format!("{head}{BUCKET_PREFIX}{moved}"));
+            any = true;
+        }
+    }
+    any
+}
+
+/// A logical id as one JSON pointer segment.
+fn escape(id: &str) -> String {
+    id.replace('~', "~0").replace('/', "~1")
+}
+
+/// Puts `body` in the bucket beside the packaged `key`, under a key of its own.
+async fn put(
+    p: &Prepared,
+    key: &str,
+    body: String,
+    err: &impl Fn(String) -> ServiceError,
+) -> Result<String, ServiceError> {
+    let Some(bucket) = &p.bucket else {
+        return Err(err(format!(
+            "its nested template {key} is read from the artifact bucket, and the package names none"
+        )));
+    };
+    let moved = format!(
+        "{key}.emulator-{}.json",
+        &ferry_package::sha256_hex(body.as_bytes())[..16]
+    );
+    p.s3.put_object()
+        .bucket(bucket)
+        .key(&moved)
+        .body(aws_sdk_s3::primitives::ByteStream::from(body.into_bytes()))
+        .send()
+        .await
+        .map_err(|e| {
+            err(format!(
+                "its expanded nested template could not be put in s3://{bucket}/{moved}: {}",
+                ferry_aws::explain("PutObject", &e)
+            ))
+        })?;
+    Ok(moved)
+}
+
+/// A nested template the package folder does not hold, from the bucket it was uploaded to.
+async fn fetch(
+    p: &Prepared,
+    key: &str,
+    err: &impl Fn(String) -> ServiceError,
+) -> Result<String, ServiceError> {
+    let Some(bucket) = &p.bucket else {
+        return Err(err(format!(
+            "its nested template {key} is neither in the package folder nor in a bucket"
+        )));
+    };
+    let got = p
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| {
+            err(format!(
+                "its nested template is not in the package folder, and s3://{bucket}/{key} could not be read: {}",
+                ferry_aws::explain("GetObject", &e)
+            ))
+        })?;
+    let bytes = got.body.collect().await.map_err(|e| {
+        err(format!(
+            "its nested template s3://{bucket}/{key} could not be read: {e}"
+        ))
+    })?;
+    String::from_utf8(bytes.into_bytes().to_vec()).map_err(|_| {
+        err(format!(
+            "its nested template s3://{bucket}/{key} is not UTF-8"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn stack(key: &str) -> Value {
+        json!({
+            "Type": "AWS::CloudFormation::Stack",
+            "Properties": {"TemplateURL": {"Fn::Sub": format!("https://s3.${{AWS::Region}}.${{AWS::URLSuffix}}/${{FerryArtifactBucket}}/{key}")}}
+        })
+    }
+
+    #[test]
+    fn a_nested_stack_is_found_by_its_key_and_pointed_elsewhere() {
+        assert_eq!(
+            nested_key(&stack("shop/app/abc.template.json")).as_deref(),
+            Some("shop/app/abc.template.json")
+        );
+        assert_eq!(nested_key(&json!({"Type": "AWS::SQS::Queue"})), None);
+        // A template given by another URL is not the package's.
+        let theirs = json!({"Type": "AWS::CloudFormation::Stack", "Properties": {"TemplateURL": "https://example.com/t.yaml"}});
+        assert_eq!(nested_key(&theirs), None);
+
+        let mut t = json!({"Resources": {"A/b": stack("k1"), "C": stack("k2")}});
+        let nodes = vec![
+            Node {
+                key: "k1".into(),
+                parameters: BTreeMap::new(),
+                template: json!({}),
+                children: Vec::new(),
+                moved: Some("k1.emulator-x.json".into()),
+            },
+            Node {
+                key: "k2".into(),
+                parameters: BTreeMap::new(),
+                template: json!({}),
+                children: Vec::new(),
+                moved: None,
+            },
+        ];
+        assert!(repoint(
+            &mut t,
+            &[("A/b".into(), 0), ("C".into(), 1)],
+            &nodes
+        ));
+        assert_eq!(
+            nested_key(&t["Resources"]["A/b"]).as_deref(),
+            Some("k1.emulator-x.json")
+        );
+        assert_eq!(nested_key(&t["Resources"]["C"]).as_deref(), Some("k2"));
+    }
+}
