@@ -289,15 +289,8 @@ fn nested_by_address(
     template: &str,
     templates: &std::collections::BTreeSet<String>,
 ) -> BTreeMap<String, String> {
-    let parsed = std::fs::read_to_string(root.join(template))
-        .ok()
-        .and_then(|t| ferry_package::parse_template(&t).ok());
-    let resources = parsed
-        .as_ref()
-        .and_then(|p| p.get("Resources"))
-        .and_then(Value::as_object);
     let mut apps = BTreeMap::new();
-    for (id, r) in resources.into_iter().flatten() {
+    for (id, r) in &resources_of(root, template) {
         if r.get("Type").and_then(Value::as_str) != Some("AWS::CloudFormation::Stack") {
             continue;
         }
@@ -416,19 +409,23 @@ fn shown(argv: &[String]) -> String {
         .join(" ")
 }
 
+/// The `Resources` of the template at `root/template`: none when it cannot be read or parsed.
+fn resources_of(root: &Path, template: &str) -> serde_json::Map<String, Value> {
+    let parsed = std::fs::read_to_string(root.join(template))
+        .ok()
+        .and_then(|t| ferry_package::parse_template(&t).ok());
+    match parsed.and_then(|mut p| p.get_mut("Resources").map(Value::take)) {
+        Some(Value::Object(resources)) => resources,
+        _ => serde_json::Map::new(),
+    }
+}
+
 /// The links an umbrella gives the applications it nests.
 fn links(root: &Path, template: &str, apps: BTreeMap<String, String>) -> Umbrella {
     let mut needs = Vec::new();
     let mut passes = Vec::new();
     let mut values = Vec::new();
-    let parsed = std::fs::read_to_string(root.join(template))
-        .ok()
-        .and_then(|t| ferry_package::parse_template(&t).ok());
-    let resources = parsed
-        .as_ref()
-        .and_then(|p| p.get("Resources"))
-        .and_then(Value::as_object);
-    for (id, r) in resources.into_iter().flatten() {
+    for (id, r) in &resources_of(root, template) {
         if !apps.contains_key(id) {
             continue;
         }
