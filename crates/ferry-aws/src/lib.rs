@@ -66,11 +66,11 @@ pub struct AwsError {
 
 static ENDPOINT: RwLock<Option<String>> = RwLock::new(None);
 
-/// Says where this process's AWS calls go, for messages: e.g. "the local AWS emulator at
-/// http://127.0.0.1:5000", "AWS_ENDPOINT_URL http://…", "AWS (us-east-1)".
 /// How [`set_endpoint`] is told calls go to the local emulator: its description starts so.
 pub const LOCAL_EMULATOR: &str = "the local AWS emulator";
 
+/// Says where this process's AWS calls go, for messages: e.g. "the local AWS emulator at
+/// http://127.0.0.1:5000", "AWS_ENDPOINT_URL http://…", "AWS (us-east-1)".
 pub fn set_endpoint(description: impl Into<String>) {
     *ENDPOINT.write().unwrap_or_else(|e| e.into_inner()) = Some(description.into());
 }

@@ -65,9 +65,12 @@ pub(crate) async fn expand_sam(
         let top_children = nest(p, sp, &top, parameters, &mut nodes, &err).await?;
         let mut i = 0;
         while i < nodes.len() {
-            let template = nodes[i].template.clone();
+            // Out of the list while `nest` adds to it; put back after.
+            let template = std::mem::take(&mut nodes[i].template);
             let parameters = nodes[i].parameters.clone();
-            nodes[i].children = nest(p, sp, &template, &parameters, &mut nodes, &err).await?;
+            let children = nest(p, sp, &template, &parameters, &mut nodes, &err).await?;
+            nodes[i].template = template;
+            nodes[i].children = children;
             i += 1;
         }
         // Children before parents: each points at what its children moved to.

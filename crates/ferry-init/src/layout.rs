@@ -265,11 +265,9 @@ fn by_address(
             continue;
         }
         if apps.is_empty() {
-            if at_root {
-                notes.push(format!(
-                    "{template} at the repository root: Ferry deploys services from folders of their own (the root holds ferry.toml); move it into one and run init again"
-                ));
-            }
+            notes.push(format!(
+                "{template} at the repository root: Ferry deploys services from folders of their own (the root holds ferry.toml); move it into one and run init again"
+            ));
             continue;
         }
         let named: Vec<&str> = apps.values().map(String::as_str).collect();

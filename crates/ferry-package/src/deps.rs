@@ -71,14 +71,12 @@ fn code_folders(
         return Vec::new();
     };
     let base = template_dir(s);
+    let watched = owners.map(|o| files::Watched::new(o, &s.name));
     sam::local_paths(&t)
         .into_iter()
         .filter(|l| l.site.property() == "CodeUri")
         // A path out of the service folder and its inputs is refused by the template check.
-        .filter_map(|l| {
-            let watched = owners.map(|o| files::Watched::new(o, &s.name));
-            inside_service(&s.dir, &base, &l, watched.as_ref()).ok()
-        })
+        .filter_map(|l| inside_service(&s.dir, &base, &l, watched.as_ref()).ok())
         .map(|rel| match rel.as_str() {
             "." => s.dir.clone(),
             _ => repo_path(&s.dir, &rel),

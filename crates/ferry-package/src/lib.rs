@@ -1296,7 +1296,6 @@ impl FolderLock {
     }
 }
 
-/// What change detection watches for `service` (see [`files::Watched`]).
 /// What change detection watches, for every service of `ws` (see [`files::Watched`]).
 fn owners<'a>(
     ws: &'a Workspace,
