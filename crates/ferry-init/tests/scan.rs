@@ -896,7 +896,7 @@ fn sam_apps_below_their_projects_move_up_and_an_umbrella_template_gives_the_orde
 
     // What it writes loads; the moved services' templates pass the packager's checks (every
     // path inside the service folder), the one left where it was is refused for its shared
-    // code, by the check validate runs.
+    // code, by the check validate runs, and the template nesting itself for that.
     write(r, &render(&s, r), false).unwrap();
     let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -907,9 +907,13 @@ fn sam_apps_below_their_projects_move_up_and_an_umbrella_template_gives_the_orde
         .iter()
         .map(|p| p.to_string())
         .collect();
-    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems.len(), 2, "{problems:#?}");
     assert!(
         problems[0].starts_with("orders:") && problems[0].contains("outside the service folder"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].starts_with("selfish: template selfish/template.yaml: Me.Location names \"template.yaml\", and nested applications go at most 5 levels deep"),
         "{problems:?}"
     );
     let text = fs::read_to_string(r.join("web/service.toml")).unwrap();

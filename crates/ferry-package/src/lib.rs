@@ -1048,37 +1048,200 @@ pub fn check_templates<'a>(
         problems.extend(found);
         if !structural {
             problems.extend(code_path_problems(service, &mut parsed));
-            problems.extend(missing_sam_paths(ws, service, &parsed, watched.as_ref()));
+            problems.extend(SamCheck::problems(ws, service, &parsed, watched.as_ref()));
         }
     }
     problems
 }
 
-/// The local paths of a SAM service's template that name nothing on disk, when no build runs
-/// first that could make them (with one, packaging says what it did not write).
-fn missing_sam_paths(
-    ws: &Workspace,
-    service: &Service,
-    parsed: &serde_json::Value,
-    watched: Option<&files::Watched<'_>>,
-) -> Vec<PackageError> {
-    if service.kind != ServiceKind::Sam || !service.package.build.is_empty() {
-        return Vec::new();
+/// What packaging would refuse below a SAM service's own template, found without packaging
+/// anything (`validate`, and a deploy before any AWS call), so that the two agree:
+/// - each nested template is read and checked as packaging checks it: the paths and includes
+///   it names (inside the service folder or declared in its inputs), what Ferry cannot package,
+///   and, without a build, what wants one; a template nested in itself, or deeper than
+///   packaging goes, is named;
+/// - without a build of the service's own (which could write them), each path a template names
+///   must be there, a folder or archive outside the service folder is walked file by file
+///   against what the service watches (a glob may take the folder but not its files), and a
+///   file packed as it is must be one the service may read.
+///
+/// The service's own template's paths and includes are [`template_problems`]'s to judge; each
+/// template is read once, however many templates nest it.
+struct SamCheck<'a> {
+    ws: &'a Workspace,
+    service: &'a Service,
+    watched: Option<&'a files::Watched<'a>>,
+    /// The service has a build: what the template names may not exist yet.
+    built: bool,
+    excludes: Vec<&'a str>,
+    /// The nested templates read so far, repository-relative.
+    seen: std::collections::BTreeSet<String>,
+    out: Vec<PackageError>,
+}
+
+impl<'a> SamCheck<'a> {
+    fn problems(
+        ws: &'a Workspace,
+        service: &'a Service,
+        parsed: &serde_json::Value,
+        watched: Option<&'a files::Watched<'a>>,
+    ) -> Vec<PackageError> {
+        if service.kind != ServiceKind::Sam {
+            return Vec::new();
+        }
+        let mut check = SamCheck {
+            ws,
+            service,
+            watched,
+            built: !service.package.build.is_empty(),
+            excludes: service.package.exclude.iter().map(String::as_str).collect(),
+            seen: Default::default(),
+            out: Vec::new(),
+        };
+        let own = service.template_path();
+        check.template(parsed, &template_dir(service), &mut vec![own]);
+        check.out
     }
-    let base = template_dir(service);
-    sam::local_paths(parsed)
-        .into_iter()
-        .filter_map(|l| {
-            // A path out of the folder is reported already.
-            let rel = inside_service(&service.dir, &base, &l, watched).ok()?;
-            let there = fs::symlink_metadata(ws.root.join(&service.dir).join(&rel)).is_ok();
-            (!there).then(|| PackageError::MissingPath {
-                service: service.name.clone(),
-                at: format!("{}.{}", l.site.label(), l.site.property()),
-                path: repo_path(&service.dir, &rel),
+
+    /// A problem of the nested template `file` (repository-relative).
+    fn in_template(&self, file: &str, source: TemplateError) -> PackageError {
+        PackageError::Template {
+            service: self.service.name.clone(),
+            path: file.to_string(),
+            source,
+        }
+    }
+
+    /// Checks the template `parsed`, whose folder is `base` (relative to the service folder);
+    /// `stack` holds the templates nesting it, repository-relative, itself last (the service's
+    /// own template first).
+    fn template(&mut self, parsed: &serde_json::Value, base: &str, stack: &mut Vec<String>) {
+        let file = stack.last().cloned().unwrap_or_default();
+        let nested = stack.len() > 1;
+        let dir = self.service.dir.clone();
+        if nested {
+            let mut found: Vec<TemplateError> = sam::unsupported(parsed)
+                .into_iter()
+                .chain(if self.built {
+                    Vec::new()
+                } else {
+                    sam::needs_build(parsed)
+                })
+                .map(|(at, what)| TemplateError::Unsupported { at, what })
+                .collect();
+            for i in sam::local_includes(parsed) {
+                if let Err(e) = in_service_folder(&dir, base, &i.path, &i.label(), self.watched) {
+                    found.push(e);
+                }
+            }
+            for e in found {
+                let e = self.in_template(&file, e);
+                self.out.push(e);
+            }
+        }
+        for l in sam::local_paths(parsed) {
+            let rel = match inside_service(&dir, base, &l, self.watched) {
+                Ok(rel) => rel,
+                Err(e) => {
+                    if nested {
+                        let e = self.in_template(&file, e);
+                        self.out.push(e);
+                    }
+                    continue;
+                }
+            };
+            let at = format!("{}.{}", l.site.label(), l.site.property());
+            let path = self.ws.root.join(&dir).join(&rel);
+            let Ok(meta) = fs::metadata(&path) else {
+                if !self.built && fs::symlink_metadata(&path).is_err() {
+                    self.out.push(PackageError::MissingPath {
+                        service: self.service.name.clone(),
+                        at,
+                        path: repo_path(&dir, &rel),
+                    });
+                }
+                // A broken link is the packager's to name, with the rules for links.
+                continue;
+            };
+            if l.packing != sam::Packing::Zip && meta.is_dir() {
+                self.out.push(PackageError::NotAFile {
+                    service: self.service.name.clone(),
+                    resource: l.site.label(),
+                    property: l.site.property().to_string(),
+                    path: rel,
+                });
+                continue;
+            }
+            if !self.built
+                && let Some(watched) = self.watched
+            {
+                let walked = if meta.is_dir() {
+                    // Only a folder outside the service's own: inside it every file is the
+                    // service's, and a code folder may hold many.
+                    if rel.starts_with("../") {
+                        files_of(
+                            self.ws,
+                            self.service,
+                            watched,
+                            &path,
+                            &self.excludes,
+                            &at,
+                            &|_| {},
+                        )
+                        .map(drop)
+                    } else {
+                        Ok(())
+                    }
+                } else {
+                    check_single_file(self.ws, watched, &path)
+                };
+                if let Err(e) = walked {
+                    self.out.push(e);
+                }
+            }
+            if l.packing == sam::Packing::Template {
+                self.nested(&l, &rel, stack);
+            }
+        }
+    }
+
+    /// The template `l` names, at `rel` (relative to the service folder), read and checked
+    /// once; named as too deep when it nests itself or lies deeper than packaging goes.
+    fn nested(&mut self, l: &sam::LocalPath, rel: &str, stack: &mut Vec<String>) {
+        let file = repo_path(&self.service.dir, rel);
+        if stack.len() > MAX_NESTING || stack.contains(&file) {
+            let e = TemplateError::NestedTooDeep {
+                site: l.site.label(),
+                path: l.path.clone(),
+                max: MAX_NESTING,
+            };
+            let e = self.in_template(stack.last().map_or("", String::as_str), e);
+            self.out.push(e);
+            return;
+        }
+        if !self.seen.insert(file.clone()) {
+            return;
+        }
+        let path = self.ws.root.join(&file);
+        let parsed = fs::read_to_string(&path)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidData => TemplateError::NotUtf8,
+                _ => TemplateError::Unreadable(e),
             })
-        })
-        .collect()
+            .and_then(|text| template::parse(&text));
+        match parsed {
+            Ok(parsed) => {
+                let base = rel.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+                stack.push(file);
+                self.template(&parsed, &base, stack);
+                stack.pop();
+            }
+            Err(e) => {
+                let e = self.in_template(&file, e);
+                self.out.push(e);
+            }
+        }
+    }
 }
 
 /// Zips every file under `dir` reproducibly (see [`zip`]) into the artifact store under `out`,
@@ -1740,7 +1903,15 @@ impl Store<'_> {
                     let mut nested = template::parse(&text)
                         .map_err(Nested::from)
                         .map_err(in_nested)?;
-                    if let Some((at, what)) = sam::unsupported(&nested).into_iter().next() {
+                    // As for the service's own template: what Ferry cannot package, and what
+                    // only a build would make deployable.
+                    let built = !self.service.package.build.is_empty();
+                    let refused = sam::unsupported(&nested).into_iter().chain(if built {
+                        Vec::new()
+                    } else {
+                        sam::needs_build(&nested)
+                    });
+                    if let Some((at, what)) = refused.into_iter().next() {
                         return Err(in_nested(TemplateError::Unsupported { at, what }.into()));
                     }
                     let nested_base = rel.rsplit_once('/').map_or("", |(d, _)| d).to_string();

@@ -868,22 +868,27 @@ fn a_shared_nested_template_outside_the_folder_is_packaged_when_declared_as_an_i
             "{e}"
         );
     }
-    // The template declared, not the code it names (which packaging finds: validate reads
-    // the service's own template only).
+    // The template declared, not the code it names: packaging refuses it, and validate reads
+    // the nested template to find the same.
     let (e, checked) = refused("[\"shared/templates/dlq.yaml\"]");
-    assert!(checked.is_empty(), "{checked:?}");
-    assert!(
-        e.contains("template shared/templates/dlq.yaml: Redrive.CodeUri names \"redrive/\", which is shared/templates/redrive, outside the service folder"),
-        "{e}"
-    );
+    assert_eq!(checked.len(), 1, "{checked:?}");
+    for e in [&e, &checked[0]] {
+        assert!(
+            e.contains("template shared/templates/dlq.yaml: Redrive.CodeUri names \"redrive/\", which is shared/templates/redrive, outside the service folder"),
+            "{e}"
+        );
+    }
     // A glob that takes the folder but not its files (`*` stops at a `/`): the walk refuses
-    // the first file it does not cover.
-    let (e, _) = refused("[\"shared/templates/dlq.yaml\", \"shared/templates/*\"]");
-    assert!(
-        e.contains("leads to shared/templates/redrive/")
-            && e.contains("outside the service's folder and its declared inputs"),
-        "{e}"
-    );
+    // the first file it does not cover, validate's as packaging's.
+    let (e, checked) = refused("[\"shared/templates/dlq.yaml\", \"shared/templates/*\"]");
+    assert_eq!(checked.len(), 1, "{checked:?}");
+    for e in [&e, &checked[0]] {
+        assert!(
+            e.contains("leads to shared/templates/redrive/")
+                && e.contains("outside the service's folder and its declared inputs"),
+            "{e}"
+        );
+    }
     // An installed package's folder outside the service's own is no exception (the walk lets
     // a link into one pass: it changes with a lockfile the service declares).
     let e = self::refused(
@@ -914,4 +919,144 @@ fn a_shared_nested_template_outside_the_folder_is_packaged_when_declared_as_an_i
     );
     let redrive = a.iter().find(|a| a.resource == "Redrive").unwrap();
     assert_eq!(redrive.files, 2);
+}
+
+/// `validate` reads nested templates as packaging does, so what packaging would refuse there
+/// is found before any build: each case is refused by both, with the same words (a missing
+/// path each in its own).
+#[test]
+fn validate_finds_what_packaging_refuses_in_a_nested_template() {
+    let parent = "Transform: AWS::Serverless-2016-10-31\nResources:\n  App:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: nested/child.yaml\n";
+    let function = |props: &str| {
+        format!(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Handler: app.handler\n      Runtime: python3.12\n{props}"
+        )
+    };
+    let app = |location: &str| {
+        format!(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Deeper:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: {location}\n"
+        )
+    };
+    // (what, the nested template, other files, packaging's words, validate's if others).
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "code outside the folder",
+            function("      CodeUri: ../../elsewhere\n"),
+            vec![("elsewhere/app.py", "")],
+            "worker: template services/worker/nested/child.yaml: Fn.CodeUri names \"../../elsewhere\", which is services/elsewhere, outside the service folder",
+            "",
+        ),
+        (
+            "a container image",
+            function("      PackageType: Image\n"),
+            vec![],
+            "template services/worker/nested/child.yaml: Fn (PackageType: Image)",
+            "",
+        ),
+        (
+            "a function the SAM CLI builds",
+            function("      CodeUri: src/\n    Metadata:\n      BuildMethod: makefile\n"),
+            vec![("services/worker/nested/src/app.py", "")],
+            "template services/worker/nested/child.yaml: Fn.Metadata.BuildMethod (makefile)",
+            "",
+        ),
+        (
+            "an include outside the folder",
+            format!(
+                "{}      InlineCode: x\n  Api:\n    Type: AWS::Serverless::Api\n    Properties:\n      StageName: v1\n      DefinitionBody:\n        Fn::Transform:\n          Name: AWS::Include\n          Parameters:\n            Location: ../../../api.yaml\n",
+                function("")
+            ),
+            vec![("api.yaml", "openapi: 3.0.0\n")],
+            "template services/worker/nested/child.yaml: Resources.Api.Properties.DefinitionBody (AWS::Include) names \"../../../api.yaml\", which is api.yaml, outside the service folder",
+            "",
+        ),
+        (
+            "a template that does not parse",
+            "Resources: [\n".to_string(),
+            vec![],
+            "worker: template services/worker/nested/child.yaml:",
+            "",
+        ),
+        (
+            "a template nested in itself",
+            app("child.yaml"),
+            vec![],
+            "Deeper.Location names \"child.yaml\", and nested applications go at most 5 levels deep",
+            "",
+        ),
+        (
+            "a folder named as a template",
+            app("deeper/"),
+            vec![("services/worker/nested/deeper/t.yaml", "")],
+            "names nested/deeper, a folder",
+            "",
+        ),
+        (
+            "missing code",
+            function("      CodeUri: src/\n"),
+            vec![],
+            // Packaging's words, then validate's: each names the path.
+            "artifact nested/src of resource `Fn` does not exist",
+            "Fn.CodeUri names services/worker/nested/src, which does not exist",
+        ),
+    ];
+    for (what, child, extra, packaging, validating) in cases {
+        let mut files = vec![
+            ("services/worker/service.toml", MANIFEST),
+            ("services/worker/template.yaml", parent),
+            ("services/worker/nested/child.yaml", child.as_str()),
+        ];
+        files.extend(extra);
+        let ws = workspace(&files);
+        let e = run(ws.path(), tempfile::tempdir().unwrap().path()).unwrap_err();
+        let loaded = ferry_manifest::load(ws.path()).unwrap();
+        let checked: Vec<String> = ferry_package::check_templates(&loaded, &loaded.services)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(e.contains(packaging), "{what}: packaging said {e}");
+        let validating = if validating.is_empty() {
+            packaging
+        } else {
+            validating
+        };
+        assert_eq!(checked.len(), 1, "{what}: {checked:?}");
+        assert!(
+            checked[0].contains(validating),
+            "{what}: validate said {}",
+            checked[0]
+        );
+    }
+
+    // A template nested by two others is read once: its problem is said once.
+    let two = "Transform: AWS::Serverless-2016-10-31\nResources:\n  A:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: nested/child.yaml\n  B:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: ./nested/child.yaml\n";
+    let ws = workspace(&[
+        ("services/worker/service.toml", MANIFEST),
+        ("services/worker/template.yaml", two),
+        (
+            "services/worker/nested/child.yaml",
+            &function("      CodeUri: ../../elsewhere\n"),
+        ),
+    ]);
+    let loaded = ferry_manifest::load(ws.path()).unwrap();
+    let checked = ferry_package::check_templates(&loaded, &loaded.services);
+    assert_eq!(checked.len(), 1, "{checked:?}");
+
+    // With a build of the service's own, a path its build may write is not asked for, and a
+    // nested template that is not there yet is not read.
+    let built = "[service]\nkind = \"sam\"\n\n[package]\nbuild = [\"true\"]\n";
+    for child in [None, Some(function("      CodeUri: src/\n"))] {
+        let mut files = vec![
+            ("services/worker/service.toml", built),
+            ("services/worker/template.yaml", parent),
+        ];
+        if let Some(c) = &child {
+            files.push(("services/worker/nested/child.yaml", c));
+        }
+        let ws = workspace(&files);
+        let loaded = ferry_manifest::load(ws.path()).unwrap();
+        let checked = ferry_package::check_templates(&loaded, &loaded.services);
+        assert!(checked.is_empty(), "{child:?}: {checked:?}");
+    }
 }
