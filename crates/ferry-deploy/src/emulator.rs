@@ -118,11 +118,9 @@ async fn nest(
             .into_iter()
             .flatten()
             .filter_map(|(k, v)| {
-                let value = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    _ => parameters.get(v.get("Ref")?.as_str()?)?.clone(),
+                let value = match ferry_package::literal_value(v) {
+                    Some(value) => value,
+                    None => parameters.get(v.get("Ref")?.as_str()?)?.clone(),
                 };
                 Some((k.clone(), value))
             })

@@ -444,12 +444,7 @@ fn links(root: &Path, template: &str, apps: BTreeMap<String, String>) -> Umbrell
             .and_then(Value::as_object);
         for (key, v) in params.into_iter().flatten() {
             // A literal, as the stack gets it; `${` would read as a reference in Ferry's syntax.
-            let literal = match v {
-                Value::String(t) if !t.contains("${") => Some(t.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                Value::Bool(b) => Some(b.to_string()),
-                _ => None,
-            };
+            let literal = ferry_package::literal_value(v).filter(|t| !t.contains("${"));
             if let Some(value) = literal {
                 values.push((id.clone(), key.clone(), value));
                 continue;

@@ -52,7 +52,7 @@ pub use s3::{
 pub use sam::{SAM_TRANSFORM, is_sam};
 pub use template::{
     BUCKET_PARAMETER, MAX_FLOW_DEPTH, MAX_TEMPLATE, SSM_PARAMETER_TYPE, add_bucket_parameter,
-    is_no_echo, parse as parse_template, ssm_typed_parameters,
+    is_no_echo, literal_value, parse as parse_template, ssm_typed_parameters,
 };
 
 /// Bumped when the package layout or the archive format changes: old cache entries are then

@@ -309,6 +309,18 @@ fn to_json(v: serde_yaml_ng::Value) -> Result<Value, TemplateError> {
     })
 }
 
+/// A literal parameter value as CloudFormation passes it to a stack: a string as it is, a
+/// number or boolean as its text (`2`, `true`); `None` for anything else (a `Ref`, a list, a
+/// mapping), which only a deploy can resolve.
+pub fn literal_value(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
 /// The code properties of a template's resources that hold a local path (a string that is not
 /// an `s3://` URI): (logical id, resource type, property).
 pub fn local_code_paths(template: &Value) -> Vec<(String, String, String)> {
@@ -405,6 +417,24 @@ pub fn add_bucket_parameter(template: &mut Value) -> Result<(), TemplateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literal_values_are_scalars_as_their_text() {
+        let v: Value = serde_json::json!(["a", 2, 1.5, true, null, {"Ref": "X"}, [1]]);
+        let got: Vec<Option<String>> = v.as_array().unwrap().iter().map(literal_value).collect();
+        assert_eq!(
+            got,
+            [
+                Some("a".into()),
+                Some("2".into()),
+                Some("1.5".into()),
+                Some("true".into()),
+                None,
+                None,
+                None
+            ]
+        );
+    }
 
     #[test]
     fn the_bucket_parameter_joins_parameters_even_an_empty_section() {
