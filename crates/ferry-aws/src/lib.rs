@@ -64,23 +64,37 @@ pub struct AwsError {
     pub message: String,
 }
 
-static ENDPOINT: RwLock<Option<String>> = RwLock::new(None);
-
-/// How [`set_endpoint`] is told calls go to the local emulator: its description starts so.
-pub const LOCAL_EMULATOR: &str = "the local AWS emulator";
-
-/// Says where this process's AWS calls go, for messages: e.g. "the local AWS emulator at
-/// http://127.0.0.1:5000", "AWS_ENDPOINT_URL http://…", "AWS (us-east-1)".
-pub fn set_endpoint(description: impl Into<String>) {
-    *ENDPOINT.write().unwrap_or_else(|e| e.into_inner()) = Some(description.into());
+/// Where a process's AWS calls go, for messages (and for what a message may say of the answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The local emulator Ferry runs (`--local`), at this URL.
+    Emulator(String),
+    /// Another endpoint, from `AWS_ENDPOINT_URL` (LocalStack, a test's moto, a proxy).
+    Custom(String),
+    /// AWS itself, in this region.
+    Aws(String),
 }
 
-fn endpoint() -> String {
-    ENDPOINT
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
-        .unwrap_or_else(|| "the AWS endpoint".to_string())
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Emulator(url) => write!(f, "the local AWS emulator at {url}"),
+            Endpoint::Custom(url) => write!(f, "{url} (AWS_ENDPOINT_URL)"),
+            Endpoint::Aws(region) => write!(f, "AWS ({region})"),
+        }
+    }
+}
+
+static ENDPOINT: RwLock<Option<Endpoint>> = RwLock::new(None);
+
+/// Says where this process's AWS calls go, for messages: e.g. "the local AWS emulator at
+/// http://127.0.0.1:5000", "http://… (AWS_ENDPOINT_URL)", "AWS (us-east-1)".
+pub fn set_endpoint(endpoint: Endpoint) {
+    *ENDPOINT.write().unwrap_or_else(|e| e.into_inner()) = Some(endpoint);
+}
+
+fn endpoint() -> Option<Endpoint> {
+    ENDPOINT.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 const THROTTLED: &[&str] = &[
@@ -231,7 +245,20 @@ fn snippet(body: &[u8], n: usize) -> String {
 
 impl AwsError {
     fn new(operation: &'static str, kind: Kind, code: Option<String>, detail: String) -> Self {
-        let at = endpoint();
+        Self::at(operation, kind, code, detail, endpoint())
+    }
+
+    /// [`AwsError::new`] for a call that went `to` there.
+    fn at(
+        operation: &'static str,
+        kind: Kind,
+        code: Option<String>,
+        detail: String,
+        to: Option<Endpoint>,
+    ) -> Self {
+        let at = to
+            .as_ref()
+            .map_or_else(|| "the AWS endpoint".to_string(), ToString::to_string);
         let message = match &kind {
             Kind::Unreachable => format!(
                 "{operation} could not reach {at}: {detail}; with --local Ferry starts the emulator itself, otherwise check AWS_ENDPOINT_URL, the network and any proxy"
@@ -259,7 +286,7 @@ impl AwsError {
             ),
             // The emulator answers 500 to what it cannot do (a template with a property it does
             // not model): running again would not help, its log says what it was.
-            Kind::ServerError { status } if at.starts_with(LOCAL_EMULATOR) => format!(
+            Kind::ServerError { status } if matches!(to, Some(Endpoint::Emulator(_))) => format!(
                 "{operation} failed inside {at} (HTTP {status}: {detail}): a request the emulator cannot serve, which AWS itself may take; its log says why (`local status` names it)"
             ),
             Kind::ServerError { status } => {
@@ -425,6 +452,34 @@ mod tests {
             explain_error("X", &chain(&["Throttling: Rate exceeded"])).kind,
             Kind::Throttled
         );
+        // A server error of the emulator is a request it cannot serve (running again does
+        // not help); of anything else, one to run again. Decided by where the call went, not
+        // by how that is worded.
+        let server = |to: Endpoint| {
+            AwsError::at(
+                "CreateStack",
+                Kind::ServerError { status: 500 },
+                None,
+                "InternalFailure".into(),
+                Some(to),
+            )
+            .message
+        };
+        let emulator = server(Endpoint::Emulator("http://127.0.0.1:5000".into()));
+        assert!(
+            emulator.starts_with("CreateStack failed inside the local AWS emulator at http://127.0.0.1:5000 (HTTP 500: InternalFailure): a request the emulator cannot serve"),
+            "{emulator}"
+        );
+        for to in [
+            Endpoint::Custom("http://127.0.0.1:4566".into()),
+            Endpoint::Aws("eu-west-1".into()),
+        ] {
+            let m = server(to.clone());
+            assert!(
+                m.ends_with("; run again") && !m.contains("emulator"),
+                "{to}: {m}"
+            );
+        }
         assert_eq!(
             snippet(b"<html>\n  <b>Bad</b> Gateway\n</html>", 80),
             "Bad Gateway"

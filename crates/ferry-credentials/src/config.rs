@@ -59,9 +59,9 @@ pub async fn base_config(region: &str, target: &Target) -> SdkConfig {
     }
     let config = loader.load().await;
     ferry_aws::set_endpoint(match (&target.local_endpoint, config.endpoint_url()) {
-        (Some(e), _) => format!("{} at {e}", ferry_aws::LOCAL_EMULATOR),
-        (None, Some(e)) => format!("{e} (AWS_ENDPOINT_URL)"),
-        (None, None) => format!("AWS ({region})"),
+        (Some(e), _) => ferry_aws::Endpoint::Emulator(e.clone()),
+        (None, Some(e)) => ferry_aws::Endpoint::Custom(e.to_string()),
+        (None, None) => ferry_aws::Endpoint::Aws(region.to_string()),
     });
     config
 }
