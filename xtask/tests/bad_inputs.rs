@@ -92,8 +92,9 @@ fn every_bad_input_is_refused_before_any_aws_call_with_a_clear_error() {
             .env("AWS_ACCESS_KEY_ID", "test-key")
             .env("AWS_SECRET_ACCESS_KEY", "test-secret")
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("HOME", repo.path())
-            .envs(case.env.iter().map(|(k, v)| (k, v)));
+            .env("HOME", repo.path());
+        // A case's own variables last: they may name another installation.
+        ferry_test_support::keep_installation(&mut c).envs(case.env.iter().map(|(k, v)| (k, v)));
         let (code, out, err) = run(&mut c, case.stdin.as_deref());
         let mut problems = Vec::new();
         if code != case.exit {

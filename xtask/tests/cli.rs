@@ -411,12 +411,41 @@ fn local_emulator_lifecycle() {
     let _down = ferry_test_support::StopEmulatorOnDrop(state.clone());
     let state = &state;
     let (code, out, _) = local(state, &["status"]);
+    let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
-        (code, out.trim()),
+        (code, lines[0]),
         (
             0,
             "local AWS emulator is not running (`cargo xtask local up` starts it)"
         )
+    );
+    assert!(
+        lines[1].starts_with("installation: ") && lines[1].contains("/venv-moto-"),
+        "{out}"
+    );
+    // The installation is the user's, shared by every repository, in FERRY_CACHE_DIR when
+    // set; where no cache folder can be made (a file in its place), the repository's own.
+    let cache = tmp.path().join("cache");
+    let (_, out, _) = run(xtask(&["local", "status"])
+        .env("FERRY_LOCAL_DIR", state)
+        .env("FERRY_CACHE_DIR", &cache));
+    assert!(
+        out.contains(&format!(
+            "installation: {}/venv-moto-",
+            cache.join("emulator").display()
+        )) && out.contains("shared by every repository of this user")
+            && out.contains("; not installed yet (`local up` or any --local run installs it)"),
+        "{out}"
+    );
+    let blocked = tmp.path().join("a-file");
+    std::fs::write(&blocked, "").unwrap();
+    let (_, out, _) = run(xtask(&["local", "status"])
+        .env("FERRY_LOCAL_DIR", state)
+        .env("FERRY_CACHE_DIR", &blocked));
+    assert!(
+        out.contains("/target/ferry/local/venv-moto-")
+            && out.contains("this repository's own (no cache folder of the user's could be made"),
+        "{out}"
     );
     let (code, _, err) = local(state, &["env"]);
     assert_eq!(code, 1);

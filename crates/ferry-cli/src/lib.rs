@@ -58,14 +58,14 @@ pub struct App {
     /// The repository when `--root` is not given; `None`: the nearest folder at or above the
     /// current one that holds `ferry.toml`.
     pub default_root: Option<PathBuf>,
-    /// Where the local emulator is installed (`target/ferry/local` of this folder); `None`: the
-    /// repository's own.
+    /// Where the local emulator keeps its state (`target/ferry/local` of this folder; its
+    /// installation is the user's, shared by every repository); `None`: the repository's own.
     pub emulator_home: Option<PathBuf>,
 }
 
 impl App {
     /// A Rust workspace's `cargo xtask`: works on `workspace_root` (the xtask's parent folder)
-    /// unless `--root` says otherwise, and installs the emulator there once.
+    /// unless `--root` says otherwise, and runs the emulator from there.
     pub fn xtask(workspace_root: impl Into<PathBuf>) -> App {
         let root = workspace_root.into();
         App {

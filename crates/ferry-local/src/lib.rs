@@ -131,11 +131,28 @@ pub fn client_env(endpoint: &str, region: &str) -> Vec<(&'static str, String)> {
 /// Variables that would point a local run at a real account; cleared for local runs.
 pub const CLEARED_ENV: &[&str] = &["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"];
 
-/// The emulator's folder: venv, state, log.
+/// The emulator: its folder (state, log) and where its installations live (the venvs of moto
+/// and cfn-lint, and their install lock).
 #[derive(Debug, Clone)]
 pub struct Emulator {
     dir: PathBuf,
-    venv: PathBuf,
+    /// The installations' folder.
+    installs: PathBuf,
+}
+
+/// The folder of this user's installations, which every repository's emulator shares:
+/// `FERRY_CACHE_DIR`, else `$XDG_CACHE_HOME/ferry`, else `$HOME/.cache/ferry` (each only when
+/// set to an absolute path); `None` without any.
+pub fn user_cache() -> Option<PathBuf> {
+    cache_from(|name| std::env::var_os(name))
+}
+
+/// [`user_cache`] with the environment read by `env`.
+fn cache_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    let var = |name: &str| env(name).map(PathBuf::from).filter(|p| p.is_absolute());
+    var("FERRY_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|c| c.join("ferry")))
+        .or_else(|| var("HOME").map(|h| h.join(".cache").join("ferry")))
 }
 
 /// A server that lives as long as this value and stops when it is dropped or when the process
@@ -169,24 +186,36 @@ impl Drop for AttachedServer {
 }
 
 impl Emulator {
-    /// State, log and venv all in `dir`.
+    /// State, log and installations all in `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
         Emulator {
-            venv: dir.join("venv"),
+            installs: dir.clone(),
             dir,
         }
     }
 
-    /// `<root>/target/ferry/local`.
+    /// State and log in `<root>/target/ferry/local`; the installations in `emulator/` of the
+    /// user's cache ([`user_cache`]), shared by every repository and kept by `cargo clean`, or
+    /// beside the state when there is no cache folder or it cannot be made.
     pub fn for_repository(root: &Path) -> Self {
-        Emulator::new(ferry_manifest::Layout::new(root).local())
+        let emulator = Emulator::new(ferry_manifest::Layout::new(root).local());
+        match user_cache().map(|c| c.join("emulator")) {
+            Some(shared) if fs::create_dir_all(&shared).is_ok() => emulator.with_installs(shared),
+            _ => emulator,
+        }
     }
 
-    /// Keeps the venv, moves state and log to `dir` (e.g. one emulator per test folder without
-    /// installing moto again).
+    /// Keeps the installations, moves state and log to `dir` (e.g. one emulator per test folder
+    /// without installing moto again).
     pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dir = dir.into();
+        self
+    }
+
+    /// Keeps state and log, puts the installations in `dir`.
+    pub fn with_installs(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.installs = dir.into();
         self
     }
 
@@ -194,15 +223,20 @@ impl Emulator {
         &self.dir
     }
 
+    /// The venv of the pinned moto and translator, named by their versions: emulators of
+    /// Ferry versions that pin others keep venvs of their own, never replacing one another's
+    /// while a server runs from it.
     pub fn venv(&self) -> PathBuf {
-        self.venv.clone()
+        self.installs.join(format!(
+            "venv-moto-{MOTO_VERSION}-sam-{SAM_TRANSLATOR_VERSION}"
+        ))
     }
 
-    /// Where the installations live (the venv's folder), with their install lock: not the
-    /// state folder, since emulators with state folders of their own (`with_state_dir`) share
-    /// the installations, so they must share the lock too.
-    fn home(&self) -> PathBuf {
-        self.venv.parent().unwrap_or(&self.dir).to_path_buf()
+    /// Where the installations live, with their install lock: not the state folder, since
+    /// emulators with state folders of their own (`with_state_dir`) share the installations,
+    /// so they must share the lock too.
+    pub fn installs(&self) -> &Path {
+        &self.installs
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -226,16 +260,11 @@ impl Emulator {
         cmd
     }
 
+    /// Written last: a venv without it is an install that did not finish, made again.
     fn marker(&self) -> PathBuf {
         self.venv().join(format!(
             ".ferry-moto-{MOTO_VERSION}-sam-{SAM_TRANSLATOR_VERSION}"
         ))
-    }
-
-    /// The marker of a venv that holds the pinned moto without the translator (made before
-    /// Ferry expanded SAM templates): only the translator is added to it.
-    fn moto_only_marker(&self) -> PathBuf {
-        self.venv().join(format!(".ferry-moto-{MOTO_VERSION}"))
     }
 
     pub fn is_installed(&self) -> bool {
@@ -245,8 +274,8 @@ impl Emulator {
     /// The pinned `cfn-lint`, installed once into `cfn-lint` beside the emulator's venv (a venv
     /// of its own) under the install lock; gives the program's path.
     pub fn ensure_cfn_lint(&self, mut progress: impl FnMut(&str)) -> Result<PathBuf, LocalError> {
-        let home = self.home();
-        let venv = home.join("cfn-lint");
+        let home = self.installs.clone();
+        let venv = home.join(format!("cfn-lint-{CFN_LINT_VERSION}"));
         let program = venv.join("bin").join("cfn-lint");
         let marker = venv.join(format!(".ferry-cfn-lint-{CFN_LINT_VERSION}"));
         if marker.is_file() {
@@ -299,8 +328,8 @@ impl Emulator {
         if self.is_installed() {
             return Ok(());
         }
-        let home = self.home();
-        fs::create_dir_all(&home).map_err(io("create", &home))?;
+        let home = &self.installs;
+        fs::create_dir_all(home).map_err(io("create", home))?;
         let lock_path = home.join("install.lock");
         let lock = File::create(&lock_path).map_err(io("create", &lock_path))?;
         lock.lock().map_err(io("lock", &lock_path))?;
@@ -319,20 +348,6 @@ impl Emulator {
             });
         }
         let venv = self.venv();
-        if self.moto_only_marker().is_file() {
-            progress(&format!(
-                "adding aws-sam-translator=={SAM_TRANSLATOR_VERSION} to the emulator's venv"
-            ));
-            run_step(
-                &venv,
-                Command::new(venv.join("bin").join("pip"))
-                    .args(PIP_INSTALL)
-                    .arg(format!("aws-sam-translator=={SAM_TRANSLATOR_VERSION}")),
-                &mut progress,
-            )?;
-            File::create(self.marker()).map_err(io("create", &self.marker()))?;
-            return Ok(());
-        }
         if venv.exists() {
             fs::remove_dir_all(&venv).map_err(io("remove", &venv))?;
         }
@@ -346,7 +361,7 @@ impl Emulator {
             &mut progress,
         )?;
         progress(&format!(
-            "installing moto[server]=={MOTO_VERSION} and aws-sam-translator=={SAM_TRANSLATOR_VERSION} (once per checkout)"
+            "installing moto[server]=={MOTO_VERSION} and aws-sam-translator=={SAM_TRANSLATOR_VERSION} (once for every repository of this user)"
         ));
         run_step(
             &venv,
@@ -755,6 +770,56 @@ mod tests {
         assert_eq!(emu.status().unwrap(), Status::NotStarted);
         let ended = child.wait().unwrap();
         assert!(!ended.success(), "stopped by a signal: {ended:?}");
+    }
+
+    #[test]
+    fn the_users_cache_is_ferrys_own_then_xdgs_then_homes() {
+        fn env<'a>(vars: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<std::ffi::OsString> + 'a {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        }
+        let all = [
+            ("FERRY_CACHE_DIR", "/f"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
+        assert_eq!(cache_from(env(&all)), Some(PathBuf::from("/f")));
+        assert_eq!(cache_from(env(&all[1..])), Some(PathBuf::from("/x/ferry")));
+        assert_eq!(
+            cache_from(env(&all[2..])),
+            Some(PathBuf::from("/h/.cache/ferry"))
+        );
+        // A relative path would depend on where Ferry runs: passed over.
+        assert_eq!(
+            cache_from(env(&[("XDG_CACHE_HOME", "rel"), ("HOME", "/h")])),
+            Some(PathBuf::from("/h/.cache/ferry"))
+        );
+        assert_eq!(cache_from(env(&[("HOME", "")])), None);
+        assert_eq!(cache_from(env(&[])), None);
+    }
+
+    #[test]
+    fn emulators_with_their_own_state_share_one_installation_named_by_its_versions() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shared = tmp.path().join("cache");
+        let a = Emulator::new(tmp.path().join("a")).with_installs(&shared);
+        let b = a.clone().with_state_dir(tmp.path().join("b"));
+        assert_eq!(a.venv(), b.venv());
+        assert_eq!(b.installs(), shared);
+        assert_eq!(b.dir(), tmp.path().join("b"));
+        assert_eq!(
+            a.venv(),
+            shared.join(format!(
+                "venv-moto-{MOTO_VERSION}-sam-{SAM_TRANSLATOR_VERSION}"
+            ))
+        );
+        assert_eq!(b.log_path(), tmp.path().join("b").join("moto.log"));
+        // Without a cache of the user's, all in the folder.
+        let c = Emulator::new(tmp.path().join("c"));
+        assert_eq!(c.installs(), tmp.path().join("c"));
     }
 
     #[test]

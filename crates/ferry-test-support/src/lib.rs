@@ -25,6 +25,16 @@ pub fn workspace_root() -> PathBuf {
         .expect("workspace root exists")
 }
 
+/// Keeps the emulator's installation where this process has it when `c` runs with a `HOME` of
+/// its own (a test's folder, to keep the caller's files out): the installation is found from
+/// `HOME`, and a test must not install the emulator again under its folder.
+pub fn keep_installation(c: &mut std::process::Command) -> &mut std::process::Command {
+    if let Some(cache) = ferry_local::user_cache() {
+        c.env("FERRY_CACHE_DIR", cache);
+    }
+    c
+}
+
 /// The emulator shared by this test binary. Installs the pinned moto on first use if
 /// `cargo xtask test` has not already done so.
 pub fn moto() -> &'static AttachedServer {

@@ -22,6 +22,7 @@ pub fn xtask(repo: &TestRepo, args: &[&str]) -> Command {
         .env("AWS_SECRET_ACCESS_KEY", "test-secret")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("HOME", repo.path());
+    ferry_test_support::keep_installation(&mut c);
     c
 }
 

@@ -15,7 +15,7 @@ pub enum LocalCmd {
     },
     /// Stop the emulator started by `local up` (only that process)
     Down,
-    /// Say whether the emulator runs, and where
+    /// Say whether the emulator runs, and where; where it is installed
     Status,
     /// Print the environment a shell needs to use the emulator: eval "$(cargo xtask local env)"
     Env {
@@ -61,25 +61,42 @@ pub fn run(ctx: &Ctx, cmd: &LocalCmd) -> anyhow::Result<()> {
             ),
             None => println!("local AWS emulator is not running"),
         },
-        LocalCmd::Status => match emu.status()? {
-            Status::Running(state) => println!(
-                "local AWS emulator running at {} (pid {}, moto {}, log {})",
-                state.endpoint(),
-                state.pid,
-                state.moto_version,
-                emu.log_path().display()
-            ),
-            Status::Stale(state) => println!(
-                "local AWS emulator is not running (pid {} recorded at port {} is gone or does not answer; `{} local up` stops it if it is ours and starts a new one)",
-                state.pid, state.port, ctx.app.name
-            ),
-            Status::NotStarted => {
-                println!(
-                    "local AWS emulator is not running (`{} local up` starts it)",
-                    ctx.app.name
-                )
+        LocalCmd::Status => {
+            match emu.status()? {
+                Status::Running(state) => println!(
+                    "local AWS emulator running at {} (pid {}, moto {}, log {})",
+                    state.endpoint(),
+                    state.pid,
+                    state.moto_version,
+                    emu.log_path().display()
+                ),
+                Status::Stale(state) => println!(
+                    "local AWS emulator is not running (pid {} recorded at port {} is gone or does not answer; `{} local up` stops it if it is ours and starts a new one)",
+                    state.pid, state.port, ctx.app.name
+                ),
+                Status::NotStarted => {
+                    println!(
+                        "local AWS emulator is not running (`{} local up` starts it)",
+                        ctx.app.name
+                    )
+                }
             }
-        },
+            let shared = ferry_local::user_cache().is_some_and(|c| emu.installs().starts_with(c));
+            println!(
+                "installation: {}, {}; {}",
+                emu.venv().display(),
+                if shared {
+                    "shared by every repository of this user (FERRY_CACHE_DIR moves it)"
+                } else {
+                    "this repository's own (no cache folder of the user's could be made; FERRY_CACHE_DIR names one)"
+                },
+                if emu.is_installed() {
+                    "installed"
+                } else {
+                    "not installed yet (`local up` or any --local run installs it)"
+                }
+            );
+        }
         LocalCmd::Env { region } => {
             let Status::Running(state) = emu.status()? else {
                 anyhow::bail!(
