@@ -141,18 +141,28 @@ fn aws_cli(emu: &Emulator) -> PathBuf {
     {
         return PathBuf::from("aws");
     }
-    let bin = emu.venv().join("bin");
+    // A venv of its own beside the emulator's: the emulator's is shared by every repository,
+    // and awscli's pins of botocore and PyYAML must not change what moto runs on.
+    let venv = emu.installs().join("bench-awscli");
+    let bin = venv.join("bin");
     if !bin.join("aws").exists() {
         eprintln!(
             "bench: installing awscli into {} (the reference of this benchmark)",
-            emu.venv().display()
+            venv.display()
         );
-        let ok = Command::new(bin.join("pip"))
-            .args(["install", "--quiet", "awscli"])
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
             .status()
             .unwrap()
             .success();
-        assert!(ok, "pip install awscli failed");
+        let ok = made
+            && Command::new(bin.join("pip"))
+                .args(["install", "--quiet", "awscli"])
+                .status()
+                .unwrap()
+                .success();
+        assert!(ok, "installing awscli into {} failed", venv.display());
     }
     bin.join("aws")
 }

@@ -797,11 +797,15 @@ fn buildspec_is_valid_and_calls_only_existing_commands() {
         );
         assert_eq!(g["file-format"].as_str(), Some("JUNITXML"), "{group}");
     }
-    assert!(
-        spec["cache"]["paths"]
-            .as_sequence()
-            .is_some_and(|p| p.iter().any(|p| p.as_str() == Some("target/**/*")))
-    );
+    // The build's output, and the emulator's installation the tests run (the user's cache).
+    for path in ["target/**/*", "/root/.cache/ferry/**/*"] {
+        assert!(
+            spec["cache"]["paths"]
+                .as_sequence()
+                .is_some_and(|p| p.iter().any(|p| p.as_str() == Some(path))),
+            "{path}"
+        );
+    }
 }
 
 /// The batch CI files in the repository are what the graph generates, they are valid YAML, and

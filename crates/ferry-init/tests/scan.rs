@@ -1076,6 +1076,18 @@ fn a_sam_service_that_wants_sam_build_gets_it_with_the_template_it_writes() {
         "plain/hello/requirements.txt",
         "boto3\n# only what the runtime has\n",
     );
+    // Built in a template it nests: packaging refuses that without a build too.
+    file(
+        r,
+        "deep/template.yaml",
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  App:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: app/template.yaml\n",
+    );
+    file(
+        r,
+        "deep/app/template.yaml",
+        &function("src/", "    Metadata:\n      BuildMethod: esbuild\n"),
+    );
+    file(r, "deep/app/src/app.ts", "export const handler = 1;\n");
     let s = scan(r).unwrap();
     let got: Vec<(&str, Option<String>, Option<&str>)> = s
         .services
@@ -1092,6 +1104,7 @@ fn a_sam_service_that_wants_sam_build_gets_it_with_the_template_it_writes() {
     assert_eq!(
         got,
         [
+            ("deep", Some("sam build".to_string()), built),
             ("go", Some("sam build".to_string()), built),
             ("plain", None, None),
             (
@@ -1105,6 +1118,7 @@ fn a_sam_service_that_wants_sam_build_gets_it_with_the_template_it_writes() {
     for want in [
         "go: Fn.Metadata.BuildMethod (makefile) wants `sam build`",
         "py: py/hello/requirements.txt wants `sam build`",
+        "deep: Fn.Metadata.BuildMethod (esbuild) (in deep/app/template.yaml) wants `sam build`",
     ] {
         assert!(notes.contains(want), "{want}\n---\n{notes}");
     }

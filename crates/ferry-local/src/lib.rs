@@ -271,8 +271,8 @@ impl Emulator {
         self.marker().is_file()
     }
 
-    /// The pinned `cfn-lint`, installed once into `cfn-lint` beside the emulator's venv (a venv
-    /// of its own) under the install lock; gives the program's path.
+    /// The pinned `cfn-lint`, installed once into `cfn-lint-<version>` beside the emulator's venv
+    /// (a venv of its own) under the install lock; gives the program's path.
     pub fn ensure_cfn_lint(&self, mut progress: impl FnMut(&str)) -> Result<PathBuf, LocalError> {
         let home = self.installs.clone();
         let venv = home.join(format!("cfn-lint-{CFN_LINT_VERSION}"));

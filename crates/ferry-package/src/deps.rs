@@ -127,7 +127,8 @@ fn node_dependencies(folder: &Path) -> bool {
 }
 
 /// Why the SAM template at `root/template` (repository-relative) wants `sam build`: its first
-/// function or layer with a `Metadata.BuildMethod`, else its first function folder whose
+/// function or layer with a `Metadata.BuildMethod`, else the first of a template it nests
+/// (packaging refuses either without a build), else its first function folder whose
 /// `requirements.txt` or `package.json` declares dependencies to install; `None` when it wants
 /// no build. For tools writing a service's configuration before there is one (`init`).
 pub fn sam_build_wanted(root: &Path, template: &str) -> Option<String> {
@@ -135,7 +136,17 @@ pub fn sam_build_wanted(root: &Path, template: &str) -> Option<String> {
     if let Some((at, _)) = sam::needs_build(&parsed).into_iter().next() {
         return Some(at);
     }
-    crate::reach::reached_from(root, template, &parsed)
+    let reached = crate::reach::reached_from(root, template, &parsed);
+    let nested = reached.iter().filter(|r| r.nested).find_map(|r| {
+        let (at, _) = sam::needs_build(&crate::reach::read(root, &r.path)?)
+            .into_iter()
+            .next()?;
+        Some(format!("{at} (in {})", r.path))
+    });
+    if nested.is_some() {
+        return nested;
+    }
+    reached
         .into_iter()
         .filter(|r| r.property == "CodeUri" && root.join(&r.path).is_dir())
         .find_map(|r| {

@@ -823,22 +823,36 @@ fn check_parameters(
     parsed: &serde_json::Value,
     watched: &files::Watched<'_>,
 ) -> Result<(), TemplateError> {
-    match template_problems(service, parsed, Some(watched))
-        .into_iter()
-        .next()
-    {
+    let problems = template_problems(service, parsed);
+    match problems.into_iter().next() {
         Some(e) => Err(e),
+        // Before any build: each path the template names may be packaged from where it is.
+        None if service.kind == ServiceKind::Sam => sam_path_problems(service, parsed, watched),
         None => Ok(()),
     }
 }
 
-/// Every problem [`check_parameters`] finds, for `validate` (after the template's structure,
-/// which the other checks need).
-fn template_problems(
+/// The first local path or `AWS::Include` of the SAM service's own template (`parsed`) that
+/// names a place outside the service folder and its declared inputs.
+fn sam_path_problems(
     service: &Service,
     parsed: &serde_json::Value,
-    watched: Option<&files::Watched<'_>>,
-) -> Vec<TemplateError> {
+    watched: &files::Watched<'_>,
+) -> Result<(), TemplateError> {
+    let base = template_dir(service);
+    for l in sam::local_paths(parsed) {
+        inside_service(&service.dir, &base, &l, Some(watched))?;
+    }
+    for i in sam::local_includes(parsed) {
+        in_service_folder(&service.dir, &base, &i.path, &i.label(), Some(watched))?;
+    }
+    Ok(())
+}
+
+/// Every problem [`check_parameters`] finds but the paths a SAM template names, which
+/// [`SamCheck`] judges for `validate` (after the template's structure, which the other checks
+/// need).
+fn template_problems(service: &Service, parsed: &serde_json::Value) -> Vec<TemplateError> {
     let passed: Vec<&str> = service.parameters.keys().map(String::as_str).collect();
     let provided = if service.package.artifacts.is_empty() && service.kind != ServiceKind::Sam {
         &[][..]
@@ -880,17 +894,6 @@ fn template_problems(
         if let Err(e) = require_sam(parsed) {
             out.push(e);
             return out;
-        }
-        let base = template_dir(service);
-        for l in sam::local_paths(parsed) {
-            if let Err(e) = inside_service(&service.dir, &base, &l, watched) {
-                out.push(e);
-            }
-        }
-        for i in sam::local_includes(parsed) {
-            if let Err(e) = in_service_folder(&service.dir, &base, &i.path, &i.label(), watched) {
-                out.push(e);
-            }
         }
         for (at, what) in sam::unsupported(parsed) {
             out.push(TemplateError::Unsupported { at, what });
@@ -1013,13 +1016,7 @@ pub fn check_templates<'a>(
             path: service.template_path(),
             source,
         };
-        let parsed = fs::read_to_string(&path)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::InvalidData => TemplateError::NotUtf8,
-                _ => TemplateError::Unreadable(e),
-            })
-            .and_then(|text| template::parse(&text));
-        let mut parsed = match parsed {
+        let mut parsed = match read_template(&path) {
             Ok(p) => p,
             Err(e) => {
                 problems.push(as_problem(e));
@@ -1030,7 +1027,7 @@ pub fn check_templates<'a>(
         let watched = owners
             .as_ref()
             .map(|o| files::Watched::new(o, &service.name));
-        let found: Vec<PackageError> = template_problems(service, &parsed, watched.as_ref())
+        let found: Vec<PackageError> = template_problems(service, &parsed)
             .into_iter()
             .map(as_problem)
             .collect();
@@ -1054,29 +1051,71 @@ pub fn check_templates<'a>(
     problems
 }
 
-/// What packaging would refuse below a SAM service's own template, found without packaging
-/// anything (`validate`, and a deploy before any AWS call), so that the two agree:
-/// - each nested template is read and checked as packaging checks it: the paths and includes
-///   it names (inside the service folder or declared in its inputs), what Ferry cannot package,
-///   and, without a build, what wants one; a template nested in itself, or deeper than
-///   packaging goes, is named;
-/// - without a build of the service's own (which could write them), each path a template names
-///   must be there, a folder or archive outside the service folder is walked file by file
-///   against what the service watches (a glob may take the folder but not its files), and a
-///   file packed as it is must be one the service may read.
+/// Reads and parses the template at `path`: a regular file (not a device or a pipe, which
+/// could be read without end or block), of which at most one byte more than CloudFormation
+/// takes is read.
+fn read_template(path: &Path) -> Result<serde_json::Value, TemplateError> {
+    use std::io::Read as _;
+    let file = fs::File::open(path).map_err(TemplateError::Unreadable)?;
+    let meta = file.metadata().map_err(TemplateError::Unreadable)?;
+    if !meta.is_file() {
+        return Err(TemplateError::Unreadable(io::Error::other(
+            "not a regular file",
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(template::MAX_TEMPLATE as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(TemplateError::Unreadable)?;
+    if bytes.len() > template::MAX_TEMPLATE {
+        return Err(TemplateError::TooLarge {
+            size: usize::try_from(meta.len()).unwrap_or(usize::MAX),
+            max: template::MAX_TEMPLATE,
+        });
+    }
+    let text = String::from_utf8(bytes).map_err(|_| TemplateError::NotUtf8)?;
+    template::parse(&text)
+}
+
+/// What packaging refuses in the local paths of a SAM service's templates, found without
+/// packaging anything (`validate`, and a deploy before any AWS call), so that what `package`
+/// would refuse `validate` finds first, mostly in the same words:
+/// - every template, the service's own and each it nests (an application's `Location`, a
+///   stack's `TemplateURL`), has its `AWS::Include`s put in as packaging puts them, then each
+///   local path judged: inside the service folder or declared in its inputs; a nested template
+///   also for what Ferry cannot package and, without a build, what wants one; a template
+///   nested in itself, or deeper than packaging goes, is named;
+/// - without a build of the service's own (which could write them), each path must be there;
+///   a folder outside the service folder, or reached through a link, is walked file by file
+///   against what the service watches (a glob may take the folder but not its files) and must
+///   hold a file; an archive must be one Ferry can read; a file packed as it is must be one the
+///   service may read.
 ///
-/// The service's own template's paths and includes are [`template_problems`]'s to judge; each
-/// template is read once, however many templates nest it.
+/// With a build, packaging reads the template the build writes, but the paths of the source
+/// templates are held to the same rule: they are what change detection watches. A template is
+/// read only when it is a regular file, at most as large as CloudFormation takes, that the
+/// service may read; each is checked once per depth it is reached at (at most
+/// [`MAX_NESTING`] + 1 times), each folder walked once.
 struct SamCheck<'a> {
     ws: &'a Workspace,
     service: &'a Service,
     watched: Option<&'a files::Watched<'a>>,
-    /// The service has a build: what the template names may not exist yet.
+    /// The service has a build: what the templates name may not exist yet.
     built: bool,
     excludes: Vec<&'a str>,
-    /// The nested templates read so far, repository-relative.
-    seen: std::collections::BTreeSet<String>,
+    /// The nested templates checked so far, repository-relative, with the deepest depth each was
+    /// checked at: reached deeper, one is checked again (what it nests may then be too deep).
+    seen: BTreeMap<String, usize>,
+    /// The folders walked so far, by their real paths.
+    walked: std::collections::BTreeSet<PathBuf>,
     out: Vec<PackageError>,
+}
+
+/// A template on the way down: repository-relative and normalised (to find one nested in
+/// itself), and as messages name it (the service's own as its manifest gives it).
+struct Level {
+    file: String,
+    shown: String,
 }
 
 impl<'a> SamCheck<'a> {
@@ -1086,7 +1125,7 @@ impl<'a> SamCheck<'a> {
         parsed: &serde_json::Value,
         watched: Option<&'a files::Watched<'a>>,
     ) -> Vec<PackageError> {
-        if service.kind != ServiceKind::Sam {
+        if service.kind != ServiceKind::Sam || !sam::is_sam(parsed) {
             return Vec::new();
         }
         let mut check = SamCheck {
@@ -1095,151 +1134,289 @@ impl<'a> SamCheck<'a> {
             watched,
             built: !service.package.build.is_empty(),
             excludes: service.package.exclude.iter().map(String::as_str).collect(),
-            seen: Default::default(),
+            seen: BTreeMap::new(),
+            walked: Default::default(),
             out: Vec::new(),
         };
-        let own = service.template_path();
-        check.template(parsed, &template_dir(service), &mut vec![own]);
+        let shown = service.template_path();
+        let own = Level {
+            file: ferry_manifest::normalize_relative(&shown).unwrap_or_else(|| shown.clone()),
+            shown,
+        };
+        check.template(parsed.clone(), &template_dir(service), &mut vec![own]);
+        // A template reached at several depths says its problems once.
+        let mut said = std::collections::BTreeSet::new();
+        check.out.retain(|e| said.insert(e.to_string()));
         check.out
     }
 
-    /// A problem of the nested template `file` (repository-relative).
-    fn in_template(&self, file: &str, source: TemplateError) -> PackageError {
-        PackageError::Template {
+    /// A problem of the template `level`.
+    fn push_in(&mut self, level: &Level, source: TemplateError) {
+        self.out.push(PackageError::Template {
             service: self.service.name.clone(),
-            path: file.to_string(),
+            path: level.shown.clone(),
             source,
-        }
+        });
     }
 
     /// Checks the template `parsed`, whose folder is `base` (relative to the service folder);
-    /// `stack` holds the templates nesting it, repository-relative, itself last (the service's
-    /// own template first).
-    fn template(&mut self, parsed: &serde_json::Value, base: &str, stack: &mut Vec<String>) {
-        let file = stack.last().cloned().unwrap_or_default();
-        let nested = stack.len() > 1;
+    /// `stack` holds the templates nesting it, the service's own first, itself last.
+    fn template(&mut self, mut parsed: serde_json::Value, base: &str, stack: &mut Vec<Level>) {
+        let level = stack.last().expect("a template is on the stack");
+        let level = Level {
+            file: level.file.clone(),
+            shown: level.shown.clone(),
+        };
         let dir = self.service.dir.clone();
-        if nested {
-            let mut found: Vec<TemplateError> = sam::unsupported(parsed)
+        if stack.len() > 1 {
+            let refused: Vec<(String, String)> = sam::unsupported(&parsed)
                 .into_iter()
                 .chain(if self.built {
                     Vec::new()
                 } else {
-                    sam::needs_build(parsed)
+                    sam::needs_build(&parsed)
                 })
-                .map(|(at, what)| TemplateError::Unsupported { at, what })
                 .collect();
-            for i in sam::local_includes(parsed) {
-                if let Err(e) = in_service_folder(&dir, base, &i.path, &i.label(), self.watched) {
-                    found.push(e);
-                }
-            }
-            for e in found {
-                let e = self.in_template(&file, e);
-                self.out.push(e);
+            for (at, what) in refused {
+                self.push_in(&level, TemplateError::Unsupported { at, what });
             }
         }
-        for l in sam::local_paths(parsed) {
+        self.includes(&mut parsed, base, &level);
+        for l in sam::local_paths(&parsed) {
             let rel = match inside_service(&dir, base, &l, self.watched) {
                 Ok(rel) => rel,
                 Err(e) => {
-                    if nested {
-                        let e = self.in_template(&file, e);
-                        self.out.push(e);
-                    }
+                    self.push_in(&level, e);
                     continue;
                 }
             };
-            let at = format!("{}.{}", l.site.label(), l.site.property());
-            let path = self.ws.root.join(&dir).join(&rel);
-            let Ok(meta) = fs::metadata(&path) else {
-                if !self.built && fs::symlink_metadata(&path).is_err() {
-                    self.out.push(PackageError::MissingPath {
-                        service: self.service.name.clone(),
-                        at,
-                        path: repo_path(&dir, &rel),
-                    });
-                }
-                // A broken link is the packager's to name, with the rules for links.
-                continue;
-            };
-            if l.packing != sam::Packing::Zip && meta.is_dir() {
-                self.out.push(PackageError::NotAFile {
-                    service: self.service.name.clone(),
-                    resource: l.site.label(),
-                    property: l.site.property().to_string(),
-                    path: rel,
-                });
-                continue;
+            self.path(&l, &rel, stack);
+        }
+    }
+
+    /// Puts `template`'s `AWS::Include`s in, as packaging does (at most [`MAX_NESTING`] rounds
+    /// of includes in included files): each must name a file the service may read, and parse.
+    /// One that does not is said, and left out. With a build, only where each lies is judged.
+    fn includes(&mut self, template: &mut serde_json::Value, base: &str, level: &Level) {
+        let dir = self.service.dir.clone();
+        for round in 0.. {
+            let includes = sam::local_includes(template);
+            if includes.is_empty() {
+                return;
             }
-            if !self.built
-                && let Some(watched) = self.watched
-            {
-                let walked = if meta.is_dir() {
-                    // Only a folder outside the service's own: inside it every file is the
-                    // service's, and a code folder may hold many.
-                    if rel.starts_with("../") {
-                        files_of(
-                            self.ws,
-                            self.service,
-                            watched,
-                            &path,
-                            &self.excludes,
-                            &at,
-                            &|_| {},
-                        )
-                        .map(drop)
-                    } else {
-                        Ok(())
-                    }
-                } else {
-                    check_single_file(self.ws, watched, &path)
-                };
-                if let Err(e) = walked {
-                    self.out.push(e);
-                }
+            if round == MAX_NESTING {
+                let what = format!(
+                    "AWS::Include of {} is included more than {MAX_NESTING} levels deep; does a file include itself?",
+                    includes[0].path
+                );
+                let at = includes[0].at.clone();
+                self.push_in(level, TemplateError::Unsupported { at, what });
+                return;
             }
-            if l.packing == sam::Packing::Template {
-                self.nested(&l, &rel, stack);
+            for i in includes {
+                let content = self.include(&i, &dir, base, level);
+                if let Some(slot) = template.pointer_mut(&i.pointer) {
+                    *slot = content.unwrap_or(serde_json::Value::Null);
+                }
             }
         }
     }
 
-    /// The template `l` names, at `rel` (relative to the service folder), read and checked
-    /// once; named as too deep when it nests itself or lies deeper than packaging goes.
-    fn nested(&mut self, l: &sam::LocalPath, rel: &str, stack: &mut Vec<String>) {
+    /// The content of the include `i`, when it is one packaging would put in.
+    fn include(
+        &mut self,
+        i: &sam::LocalInclude,
+        dir: &str,
+        base: &str,
+        level: &Level,
+    ) -> Option<serde_json::Value> {
+        let at = i.label();
+        let rel = match in_service_folder(dir, base, &i.path, &at, self.watched) {
+            Ok(rel) => rel,
+            Err(e) => {
+                self.push_in(level, e);
+                return None;
+            }
+        };
+        if self.built {
+            return None;
+        }
+        let path = self.ws.root.join(dir).join(&rel);
+        if !path.is_file() {
+            self.out.push(PackageError::MissingArtifact {
+                service: self.service.name.clone(),
+                resource: at,
+                path: rel,
+                dir: dir.to_string(),
+            });
+            return None;
+        }
+        if let Some(watched) = self.watched
+            && let Err(e) = check_single_file(self.ws, watched, &path)
+        {
+            self.out.push(e);
+            return None;
+        }
+        match read_template(&path) {
+            Ok(content) => Some(content),
+            Err(source) => {
+                self.out.push(PackageError::Template {
+                    service: self.service.name.clone(),
+                    path: repo_path(dir, &rel),
+                    source,
+                });
+                None
+            }
+        }
+    }
+
+    /// The local path `l`, at `rel` (relative to the service folder), in the template last on
+    /// `stack`.
+    fn path(&mut self, l: &sam::LocalPath, rel: &str, stack: &mut Vec<Level>) {
+        let dir = self.service.dir.clone();
+        let at = format!("{}.{}", l.site.label(), l.site.property());
+        let path = self.ws.root.join(&dir).join(rel);
+        // Through links: a broken one is as missing as a path that names nothing.
+        let Ok(meta) = fs::metadata(&path) else {
+            if !self.built {
+                self.out.push(PackageError::MissingPath {
+                    service: self.service.name.clone(),
+                    at,
+                    path: repo_path(&dir, rel),
+                });
+            }
+            return;
+        };
+        if l.packing != sam::Packing::Zip && meta.is_dir() {
+            self.out.push(PackageError::NotAFile {
+                service: self.service.name.clone(),
+                resource: l.site.label(),
+                property: l.site.property().to_string(),
+                path: rel.to_string(),
+            });
+            return;
+        }
+        let template = l.packing == sam::Packing::Template;
+        // A template is read below: whatever the build, only one the service may read.
+        let may_read = if self.built && !template {
+            true
+        } else if meta.is_dir() {
+            self.folder(l, rel, &path)
+        } else {
+            self.file(l, rel, &path)
+        };
+        if template && may_read && meta.is_file() {
+            self.nested(l, rel, stack);
+        }
+    }
+
+    /// A file packaging packs (`path`, at `rel`): one the service may read; an archive, one
+    /// Ferry can read. Whether it passed.
+    fn file(&mut self, l: &sam::LocalPath, rel: &str, path: &Path) -> bool {
+        if let Some(watched) = self.watched
+            && let Err(e) = check_single_file(self.ws, watched, path)
+        {
+            self.out.push(e);
+            return false;
+        }
+        let archive = l.packing == sam::Packing::Zip
+            && Path::new(rel)
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("zip") || e.eq_ignore_ascii_case("jar"));
+        if archive && let Err(problem) = check_prebuilt(path) {
+            self.out.push(PackageError::PrebuiltArchive {
+                service: self.service.name.clone(),
+                resource: l.site.label(),
+                path: rel.to_string(),
+                problem,
+            });
+            return false;
+        }
+        true
+    }
+
+    /// A folder packaging zips (`path`, at `rel`): walked file by file, as the zip walks it,
+    /// when it lies outside the service folder or is reached through a link (inside it, every
+    /// file is the service's, and a code folder may hold many). Whether it passed.
+    fn folder(&mut self, l: &sam::LocalPath, rel: &str, path: &Path) -> bool {
+        let Some(watched) = self.watched else {
+            return true;
+        };
+        let real = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let said = fs::canonicalize(&self.ws.root)
+            .ok()
+            .zip(ferry_manifest::normalize_relative(&repo_path(
+                &self.service.dir,
+                rel,
+            )))
+            .map(|(root, p)| root.join(p));
+        let linked = said.is_none_or(|s| s != real);
+        if !(rel.starts_with("../") || linked) || !self.walked.insert(real) {
+            return true;
+        }
+        let label = l.site.label();
+        match files_of(
+            self.ws,
+            self.service,
+            watched,
+            path,
+            &self.excludes,
+            &label,
+            &|_| {},
+        ) {
+            Ok(entries) if entries.is_empty() => {
+                self.out.push(PackageError::EmptyArtifact {
+                    service: self.service.name.clone(),
+                    resource: label,
+                    path: rel.to_string(),
+                });
+                false
+            }
+            Ok(_) => true,
+            Err(e) => {
+                self.out.push(e);
+                false
+            }
+        }
+    }
+
+    /// The template `l` names, at `rel` (relative to the service folder), a regular file the
+    /// service may read: read and checked, unless it was at this depth or deeper already;
+    /// named as too deep when it nests itself or lies deeper than packaging goes.
+    fn nested(&mut self, l: &sam::LocalPath, rel: &str, stack: &mut Vec<Level>) {
         let file = repo_path(&self.service.dir, rel);
-        if stack.len() > MAX_NESTING || stack.contains(&file) {
+        let depth = stack.len();
+        if depth > MAX_NESTING || stack.iter().any(|s| s.file == file) {
             let e = TemplateError::NestedTooDeep {
                 site: l.site.label(),
                 path: l.path.clone(),
                 max: MAX_NESTING,
             };
-            let e = self.in_template(stack.last().map_or("", String::as_str), e);
-            self.out.push(e);
+            let level = stack.last().expect("a template is on the stack");
+            let level = Level {
+                file: level.file.clone(),
+                shown: level.shown.clone(),
+            };
+            self.push_in(&level, e);
             return;
         }
-        if !self.seen.insert(file.clone()) {
+        if self.seen.get(&file).is_some_and(|d| *d >= depth) {
             return;
         }
-        let path = self.ws.root.join(&file);
-        let parsed = fs::read_to_string(&path)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::InvalidData => TemplateError::NotUtf8,
-                _ => TemplateError::Unreadable(e),
-            })
-            .and_then(|text| template::parse(&text));
-        match parsed {
+        self.seen.insert(file.clone(), depth);
+        let level = Level {
+            file: file.clone(),
+            shown: file.clone(),
+        };
+        match read_template(&self.ws.root.join(&file)) {
             Ok(parsed) => {
                 let base = rel.rsplit_once('/').map_or("", |(d, _)| d).to_string();
-                stack.push(file);
-                self.template(&parsed, &base, stack);
+                stack.push(level);
+                self.template(parsed, &base, stack);
                 stack.pop();
             }
-            Err(e) => {
-                let e = self.in_template(&file, e);
-                self.out.push(e);
-            }
+            Err(e) => self.push_in(&level, e),
         }
     }
 }
@@ -1799,8 +1976,7 @@ impl Store<'_> {
                 }
                 check_single_file(self.ws, &self.watched, &path)?;
                 let shown = repo_path(&self.service.dir, &rel);
-                let text = fs::read_to_string(&path).map_err(io_err(&path))?;
-                let content = template::parse(&text).map_err(|source| PackageError::Template {
+                let content = read_template(&path).map_err(|source| PackageError::Template {
                     service: self.service.name.clone(),
                     path: shown,
                     source,
@@ -1890,7 +2066,6 @@ impl Store<'_> {
                         .into());
                     }
                     let path = single_file()?;
-                    let text = fs::read_to_string(&path).map_err(|_| missing())?;
                     // A problem of the nested template names that file, not the one above it.
                     let in_nested = |e| match e {
                         Nested::Template(source) => Nested::from(PackageError::Template {
@@ -1900,7 +2075,7 @@ impl Store<'_> {
                         }),
                         other => other,
                     };
-                    let mut nested = template::parse(&text)
+                    let mut nested = read_template(&path)
                         .map_err(Nested::from)
                         .map_err(in_nested)?;
                     // As for the service's own template: what Ferry cannot package, and what

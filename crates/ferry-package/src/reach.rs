@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::{MAX_NESTING, sam, template};
+use crate::{MAX_NESTING, sam};
 
 /// One local path a SAM template names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,12 +77,7 @@ pub fn reached_from_below(root: &Path, template: &str) -> Vec<Reached> {
 /// The template at `root/file`, parsed; `None` if it cannot be read or parsed, or is larger
 /// than CloudFormation takes (not a template to follow, and slow to parse).
 pub(crate) fn read(root: &Path, file: &str) -> Option<Value> {
-    let small =
-        std::fs::metadata(root.join(file)).is_ok_and(|m| m.len() <= crate::MAX_TEMPLATE as u64);
-    small
-        .then(|| std::fs::read_to_string(root.join(file)).ok())
-        .flatten()
-        .and_then(|text| template::parse(&text).ok())
+    crate::read_template(&root.join(file)).ok()
 }
 
 /// At most this many paths are listed: a hostile template nesting itself many times over

@@ -937,6 +937,11 @@ fn validate_finds_what_packaging_refuses_in_a_nested_template() {
             "Transform: AWS::Serverless-2016-10-31\nResources:\n  Deeper:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: {location}\n"
         )
     };
+    let include = |location: &str| {
+        format!(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Api:\n    Type: AWS::Serverless::Api\n    Properties:\n      StageName: v1\n      DefinitionBody:\n        Fn::Transform:\n          Name: AWS::Include\n          Parameters:\n            Location: {location}\n"
+        )
+    };
     // (what, the nested template, other files, packaging's words, validate's if others).
     type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str, &'a str);
     let cases: Vec<Case> = vec![
@@ -1000,6 +1005,47 @@ fn validate_finds_what_packaging_refuses_in_a_nested_template() {
             "artifact nested/src of resource `Fn` does not exist",
             "Fn.CodeUri names services/worker/nested/src, which does not exist",
         ),
+        (
+            "a template nesting the one above it",
+            app("../template.yaml"),
+            vec![],
+            "and nested applications go at most 5 levels deep",
+            "",
+        ),
+        (
+            "a missing include",
+            include("missing.yaml"),
+            vec![],
+            "artifact nested/missing.yaml of resource `Resources.Api.Properties.DefinitionBody (AWS::Include)` does not exist",
+            "",
+        ),
+        (
+            "an include that does not parse",
+            include("api.yaml"),
+            vec![("services/worker/nested/api.yaml", "openapi: [\n")],
+            "worker: template services/worker/nested/api.yaml:",
+            "",
+        ),
+        (
+            "an include in an include, outside the folder",
+            include("api.yaml"),
+            vec![
+                (
+                    "services/worker/nested/api.yaml",
+                    "paths:\n  Fn::Transform:\n    Name: AWS::Include\n    Parameters:\n      Location: ../../../paths.yaml\n",
+                ),
+                ("paths.yaml", "{}\n"),
+            ],
+            "DefinitionBody.paths (AWS::Include) names \"../../../paths.yaml\", which is paths.yaml, outside the service folder",
+            "",
+        ),
+        (
+            "an archive that is no zip",
+            function("      CodeUri: code.zip\n"),
+            vec![("services/worker/nested/code.zip", "not a zip\n")],
+            "the prebuilt archive nested/code.zip of resource `Fn` is not a zip archive Ferry can read",
+            "",
+        ),
     ];
     for (what, child, extra, packaging, validating) in cases {
         let mut files = vec![
@@ -1059,4 +1105,168 @@ fn validate_finds_what_packaging_refuses_in_a_nested_template() {
         let checked = ferry_package::check_templates(&loaded, &loaded.services);
         assert!(checked.is_empty(), "{child:?}: {checked:?}");
     }
+}
+
+/// Packages `worker` and validates the workspace: packaging's error, validate's problems.
+fn both(ws: &Path) -> (String, Vec<String>) {
+    let e = run(ws, tempfile::tempdir().unwrap().path()).unwrap_err();
+    let loaded = ferry_manifest::load(ws).unwrap();
+    let checked = ferry_package::check_templates(&loaded, &loaded.services)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    (e, checked)
+}
+
+/// A template reached first near the top and later five levels down is checked again there:
+/// what it nests is then too deep, for validate as for packaging.
+#[test]
+fn a_template_reached_deeper_later_is_checked_again() {
+    let app = |id: &str, location: &str| {
+        format!(
+            "  {id}:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: {location}\n"
+        )
+    };
+    let sam = "Transform: AWS::Serverless-2016-10-31\nResources:\n";
+    let own = format!("{sam}{}{}", app("A", "x.yaml"), app("B", "c1.yaml"));
+    let mut files = vec![
+        (
+            "services/worker/service.toml".to_string(),
+            MANIFEST.to_string(),
+        ),
+        ("services/worker/template.yaml".to_string(), own),
+        (
+            "services/worker/x.yaml".to_string(),
+            format!("{sam}{}", app("Y", "y.yaml")),
+        ),
+        (
+            "services/worker/y.yaml".to_string(),
+            "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n".to_string(),
+        ),
+    ];
+    for n in 1..=4 {
+        let next = if n == 4 {
+            "x.yaml".to_string()
+        } else {
+            format!("c{}.yaml", n + 1)
+        };
+        files.push((
+            format!("services/worker/c{n}.yaml"),
+            format!("{sam}{}", app("Down", &next)),
+        ));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let ws = workspace(&files);
+    let (e, checked) = both(ws.path());
+    let want = "worker: template services/worker/x.yaml: Y.Location names \"y.yaml\", and nested applications go at most 5 levels deep";
+    assert!(e.contains(want), "{e}");
+    assert_eq!(checked.len(), 1, "{checked:?}");
+    assert!(checked[0].contains(want), "{checked:?}");
+}
+
+/// Hostile files where a template is expected: a link to a device that never ends, a pipe
+/// nobody writes to, a file larger than CloudFormation takes. validate ends, and says why, as
+/// packaging does; neither reads them whole.
+#[cfg(unix)]
+#[test]
+fn validate_never_reads_a_device_a_pipe_or_a_huge_file_as_a_template() {
+    let parent = "Transform: AWS::Serverless-2016-10-31\nResources:\n  App:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: nested/child.yaml\n";
+    let ws = workspace(&[
+        ("services/worker/service.toml", MANIFEST),
+        ("services/worker/template.yaml", parent),
+    ]);
+    let child = ws.path().join("services/worker/nested/child.yaml");
+    fs::create_dir_all(child.parent().unwrap()).unwrap();
+
+    std::os::unix::fs::symlink("/dev/zero", &child).unwrap();
+    let (e, checked) = both(ws.path());
+    for said in std::iter::once(&e).chain(&checked) {
+        assert!(
+            said.contains("leads to /dev/zero, outside the repository"),
+            "{said}"
+        );
+    }
+    assert_eq!(checked.len(), 1, "{checked:?}");
+
+    fs::remove_file(&child).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&child)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (e, checked) = both(ws.path());
+    assert_eq!(checked.len(), 1, "{checked:?}");
+    for said in std::iter::once(&e).chain(&checked) {
+        assert!(said.contains("nested/child.yaml"), "{said}");
+    }
+
+    fs::remove_file(&child).unwrap();
+    let big = format!("Resources:\n{}", "# padding\n".repeat(110_000));
+    fs::write(&child, big).unwrap();
+    let (e, checked) = both(ws.path());
+    let want = "worker: template services/worker/nested/child.yaml: it is 1100011 bytes; CloudFormation accepts templates of at most 1048576 bytes";
+    assert!(e.contains(want), "{e}");
+    assert_eq!(checked.len(), 1, "{checked:?}");
+    assert!(checked[0].contains(want), "{checked:?}");
+}
+
+/// Folders a template names that the zip would refuse: one outside the service folder that
+/// holds nothing, one inside it that is a link to a place the service does not watch, a link
+/// that leads nowhere. validate refuses each as packaging does.
+#[cfg(unix)]
+#[test]
+fn validate_walks_the_folders_packaging_would_refuse() {
+    let fun = |code: &str| {
+        format!(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: {code}\n      Handler: app.handler\n      Runtime: python3.12\n"
+        )
+    };
+    let declared = "[service]\nkind = \"sam\"\ninputs = [\"shared/**\"]\n";
+    // Outside, declared, empty but for a credential file (left out of any artifact).
+    let ws = workspace(&[
+        ("services/worker/service.toml", declared),
+        ("services/worker/template.yaml", &fun("../../shared/lib")),
+        ("shared/lib/.env", "SECRET=1\n"),
+    ]);
+    let (e, checked) = both(ws.path());
+    let want = "artifact ../../shared/lib of resource `Fn` holds no files";
+    assert!(e.contains(want), "{e}");
+    assert_eq!(checked.len(), 1, "{checked:?}");
+    assert!(checked[0].contains(want), "{checked:?}");
+
+    // Inside, through a link to a folder the service does not declare.
+    let ws = workspace(&[
+        ("services/worker/service.toml", MANIFEST),
+        ("services/worker/template.yaml", &fun("src/")),
+        ("shared/lib/app.py", "def handler(e, c): pass\n"),
+    ]);
+    std::os::unix::fs::symlink("../../shared/lib", ws.path().join("services/worker/src"))
+        .unwrap();
+    let (e, checked) = both(ws.path());
+    assert!(e.contains("leads to shared/lib/app.py"), "{e}");
+    assert_eq!(checked.len(), 1, "{checked:?}");
+    assert!(
+        checked[0].contains("leads to shared/lib/app.py"),
+        "{checked:?}"
+    );
+
+    // A link that leads nowhere.
+    let ws = workspace(&[
+        ("services/worker/service.toml", MANIFEST),
+        ("services/worker/template.yaml", &fun("src/")),
+    ]);
+    std::os::unix::fs::symlink("gone", ws.path().join("services/worker/src")).unwrap();
+    let (e, checked) = both(ws.path());
+    assert!(
+        e.contains("artifact src of resource `Fn` does not exist"),
+        "{e}"
+    );
+    assert_eq!(checked.len(), 1, "{checked:?}");
+    assert!(
+        checked[0].contains("Fn.CodeUri names services/worker/src, which does not exist"),
+        "{checked:?}"
+    );
 }
