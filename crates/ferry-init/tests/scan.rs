@@ -1088,6 +1088,13 @@ fn a_sam_service_that_wants_sam_build_gets_it_with_the_template_it_writes() {
         &function("src/", "    Metadata:\n      BuildMethod: esbuild\n"),
     );
     file(r, "deep/app/src/app.ts", "export const handler = 1;\n");
+    // A Java project as the function's code: the SAM CLI compiles it.
+    file(
+        r,
+        "java/template.yaml",
+        &function("fn/", "").replace("python3.12", "java21"),
+    );
+    file(r, "java/fn/pom.xml", "<project/>\n");
     let s = scan(r).unwrap();
     let got: Vec<(&str, Option<String>, Option<&str>)> = s
         .services
@@ -1106,6 +1113,7 @@ fn a_sam_service_that_wants_sam_build_gets_it_with_the_template_it_writes() {
         [
             ("deep", Some("sam build".to_string()), built),
             ("go", Some("sam build".to_string()), built),
+            ("java", Some("sam build".to_string()), built),
             ("plain", None, None),
             (
                 "py",
@@ -1119,6 +1127,7 @@ fn a_sam_service_that_wants_sam_build_gets_it_with_the_template_it_writes() {
         "go: Fn.Metadata.BuildMethod (makefile) wants `sam build`",
         "py: py/hello/requirements.txt wants `sam build`",
         "deep: Fn.Metadata.BuildMethod (esbuild) (in deep/app/template.yaml) wants `sam build`",
+        "java: Fn.CodeUri (fn/pom.xml, runtime java21) wants `sam build`",
     ] {
         assert!(notes.contains(want), "{want}\n---\n{notes}");
     }

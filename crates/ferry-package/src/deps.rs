@@ -133,14 +133,12 @@ fn node_dependencies(folder: &Path) -> bool {
 /// no build. For tools writing a service's configuration before there is one (`init`).
 pub fn sam_build_wanted(root: &Path, template: &str) -> Option<String> {
     let parsed = crate::reach::read(root, template)?;
-    if let Some((at, _)) = sam::needs_build(&parsed).into_iter().next() {
+    if let Some(at) = built_by_sam(root, template, &parsed) {
         return Some(at);
     }
     let reached = crate::reach::reached_from(root, template, &parsed);
     let nested = reached.iter().filter(|r| r.nested).find_map(|r| {
-        let (at, _) = sam::needs_build(&crate::reach::read(root, &r.path)?)
-            .into_iter()
-            .next()?;
+        let at = built_by_sam(root, &r.path, &crate::reach::read(root, &r.path)?)?;
         Some(format!("{at} (in {})", r.path))
     });
     if nested.is_some() {
@@ -153,4 +151,18 @@ pub fn sam_build_wanted(root: &Path, template: &str) -> Option<String> {
             let file = declared(&root.join(&r.path)).next()?;
             Some(format!("{}/{file}", r.path))
         })
+}
+
+/// The first function or layer of the template `file` (`parsed`, repository-relative) that only
+/// `sam build` makes deployable: a `Metadata.BuildMethod`, or a `CodeUri` folder holding a
+/// compiled language's project ([`sam::compiled_source`]).
+fn built_by_sam(root: &Path, file: &str, parsed: &Value) -> Option<String> {
+    if let Some((at, _)) = sam::needs_build(parsed).into_iter().next() {
+        return Some(at);
+    }
+    let base = file.rsplit_once('/').map_or("", |(d, _)| d);
+    sam::local_paths(parsed).into_iter().find_map(|l| {
+        let folder = ferry_manifest::normalize_relative(&format!("{base}/{}", l.path))?;
+        sam::compiled_source(parsed, &l, &root.join(folder)).map(|(at, _)| at)
+    })
 }

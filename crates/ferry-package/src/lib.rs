@@ -1190,7 +1190,7 @@ impl<'a> SamCheck<'a> {
                     continue;
                 }
             };
-            self.path(&l, &rel, stack);
+            self.path(&parsed, &l, &rel, stack);
         }
     }
 
@@ -1272,7 +1272,13 @@ impl<'a> SamCheck<'a> {
 
     /// The local path `l`, at `rel` (relative to the service folder), in the template last on
     /// `stack`.
-    fn path(&mut self, l: &sam::LocalPath, rel: &str, stack: &mut Vec<Level>) {
+    fn path(
+        &mut self,
+        template: &serde_json::Value,
+        l: &sam::LocalPath,
+        rel: &str,
+        stack: &mut Vec<Level>,
+    ) {
         let dir = self.service.dir.clone();
         let at = format!("{}.{}", l.site.label(), l.site.property());
         let path = self.ws.root.join(&dir).join(rel);
@@ -1294,6 +1300,18 @@ impl<'a> SamCheck<'a> {
                 property: l.site.property().to_string(),
                 path: rel.to_string(),
             });
+            return;
+        }
+        if !self.built
+            && meta.is_dir()
+            && let Some((at, what)) = sam::compiled_source(template, l, &path)
+        {
+            let level = stack.last().expect("a template is on the stack");
+            let level = Level {
+                file: level.file.clone(),
+                shown: level.shown.clone(),
+            };
+            self.push_in(&level, TemplateError::Unsupported { at, what });
             return;
         }
         let template = l.packing == sam::Packing::Template;
@@ -2042,6 +2060,12 @@ impl Store<'_> {
             };
             let (format, sha256, size, files, ext) = match l.packing {
                 sam::Packing::Zip => {
+                    if spec.build.is_empty()
+                        && let Some((at, what)) =
+                            sam::compiled_source(template, &l, &self.dir.join(&rel))
+                    {
+                        return Err(TemplateError::Unsupported { at, what }.into());
+                    }
                     let (sha, size, files) = self.zip(&label, &rel, &excludes)?;
                     (ArtifactFormat::Zip, sha, size, files, "zip".to_string())
                 }

@@ -373,6 +373,63 @@ pub(crate) fn needs_build(template: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The project files of compiled languages whose runtimes run only what a build makes: for a
+/// runtime's prefix, the names (or, starting with `*`, the extensions) of the files that mark a
+/// folder as a project's source.
+const PROJECT_FILES: &[(&str, &[&str])] = &[
+    ("java", &["pom.xml", "build.gradle", "build.gradle.kts"]),
+    ("dotnet", &["*.csproj", "*.fsproj", "*.vbproj"]),
+    ("go1.x", &["go.mod"]),
+    ("provided", &["go.mod", "Cargo.toml"]),
+];
+
+/// Where a function's code is the source of a compiled language's project, which the SAM CLI
+/// builds (`sam build`) and Ferry's zip of the folder would deploy as it is, to fail when it
+/// runs: `l`, a `CodeUri` of `template` naming the folder `folder` (on disk), holds a project
+/// file at its top (`pom.xml`, `build.gradle`, a `*.csproj`, `go.mod`, …) and the function's
+/// `Runtime` (its own, else `Globals.Function`'s) is one that runs only built code (`java*`,
+/// `dotnet*`, `go1.x`, and `provided*` unless the folder already holds its `bootstrap`). As
+/// (where, what to do), like [`needs_build`].
+pub(crate) fn compiled_source(
+    template: &Value,
+    l: &LocalPath,
+    folder: &std::path::Path,
+) -> Option<(String, String)> {
+    if l.site.property() != "CodeUri" {
+        return None;
+    }
+    let own = match &l.site {
+        Site::Resource { id, .. } => template["Resources"][id]["Properties"]["Runtime"].as_str(),
+        Site::Globals { .. } => None,
+    };
+    let runtime = own.or_else(|| template["Globals"]["Function"]["Runtime"].as_str())?;
+    let (_, marks) = PROJECT_FILES.iter().find(|(p, _)| runtime.starts_with(p))?;
+    if runtime.starts_with("provided") && folder.join("bootstrap").is_file() {
+        return None;
+    }
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    let file = names.into_iter().find(|n| {
+        marks.iter().any(|m| match m.strip_prefix('*') {
+            Some(ext) => n.ends_with(ext) && n.len() > ext.len(),
+            None => n == m,
+        })
+    })?;
+    Some((
+        format!(
+            "{}.CodeUri ({}/{file}, runtime {runtime})",
+            l.site.label(),
+            l.path.trim_end_matches('/')
+        ),
+        format!(
+            "the SAM CLI compiles that project (`sam build`), while Ferry packages the folder as it is, so it would deploy source a {runtime} function cannot run: give the service build = [\"sam\", \"build\"] and built-template = \".aws-sam/build/template.yaml\" under [package] (Ferry then packages what sam build wrote), or a build that writes the built code where its CodeUri points"
+        ),
+    ))
+}
+
 /// An `AWS::Include` of a local file: `Fn::Transform: {Name: AWS::Include, Parameters:
 /// {Location: <path>}}`. CloudFormation takes only a literal `s3://` location there, which a
 /// package made once for every stage (each with its own bucket) cannot name; so a package puts

@@ -1243,8 +1243,7 @@ fn validate_walks_the_folders_packaging_would_refuse() {
         ("services/worker/template.yaml", &fun("src/")),
         ("shared/lib/app.py", "def handler(e, c): pass\n"),
     ]);
-    std::os::unix::fs::symlink("../../shared/lib", ws.path().join("services/worker/src"))
-        .unwrap();
+    std::os::unix::fs::symlink("../../shared/lib", ws.path().join("services/worker/src")).unwrap();
     let (e, checked) = both(ws.path());
     assert!(e.contains("leads to shared/lib/app.py"), "{e}");
     assert_eq!(checked.len(), 1, "{checked:?}");
@@ -1269,4 +1268,79 @@ fn validate_walks_the_folders_packaging_would_refuse() {
         checked[0].contains("Fn.CodeUri names services/worker/src, which does not exist"),
         "{checked:?}"
     );
+}
+
+/// A function whose code folder is a compiled language's project (Java, .NET, Go, Rust) for a
+/// runtime that runs only built code: without a build, Ferry's zip would deploy the source, so
+/// packaging and validate refuse it alike, saying to give the service `sam build`. With a
+/// build, or a `provided` function whose `bootstrap` is already there, it is packaged.
+#[test]
+fn compiled_source_without_a_build_is_refused_by_validate_and_packaging() {
+    let fun = |runtime: &str| {
+        format!(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: fn/\n      Handler: app.handler\n      Runtime: {runtime}\n"
+        )
+    };
+    for (runtime, project, want) in [
+        (
+            "java21",
+            "pom.xml",
+            "Fn.CodeUri (fn/pom.xml, runtime java21)",
+        ),
+        (
+            "java17",
+            "build.gradle.kts",
+            "Fn.CodeUri (fn/build.gradle.kts, runtime java17)",
+        ),
+        (
+            "dotnet8",
+            "Api.csproj",
+            "Fn.CodeUri (fn/Api.csproj, runtime dotnet8)",
+        ),
+        (
+            "provided.al2023",
+            "go.mod",
+            "Fn.CodeUri (fn/go.mod, runtime provided.al2023)",
+        ),
+    ] {
+        let ws = workspace(&[
+            ("services/worker/service.toml", MANIFEST),
+            ("services/worker/template.yaml", &fun(runtime)),
+            (&format!("services/worker/fn/{project}"), "project\n"),
+            ("services/worker/fn/src/main.txt", "source\n"),
+        ]);
+        let (e, checked) = both(ws.path());
+        assert!(
+            e.contains(want) && e.contains("sam build"),
+            "{runtime}: {e}"
+        );
+        assert_eq!(checked.len(), 1, "{runtime}: {checked:?}");
+        assert!(checked[0].contains(want), "{runtime}: {checked:?}");
+    }
+    // Runtimes that run source, a bootstrap already built, a build of the service's own: no
+    // refusal.
+    let fine = |runtime: &str, extra: (&str, &str), manifest: &str| {
+        let ws = workspace(&[
+            ("services/worker/service.toml", manifest),
+            ("services/worker/template.yaml", &fun(runtime)),
+            ("services/worker/fn/go.mod", "module x\n"),
+            ("services/worker/fn/pom.xml", "<project/>\n"),
+            extra,
+        ]);
+        let loaded = ferry_manifest::load(ws.path()).unwrap();
+        let checked = ferry_package::check_templates(&loaded, &loaded.services);
+        assert!(checked.is_empty(), "{runtime}: {checked:?}");
+        run(ws.path(), tempfile::tempdir().unwrap().path())
+    };
+    assert!(fine("python3.12", ("services/worker/fn/app.py", ""), MANIFEST).is_ok());
+    assert!(
+        fine(
+            "provided.al2",
+            ("services/worker/fn/bootstrap", "binary"),
+            MANIFEST
+        )
+        .is_ok()
+    );
+    let built = "[service]\nkind = \"sam\"\n\n[package]\nbuild = [\"true\"]\n";
+    assert!(fine("java21", ("services/worker/fn/app.jar", "jar"), built).is_ok());
 }
