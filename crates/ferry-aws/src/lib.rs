@@ -336,10 +336,19 @@ where
                 .and_then(|r| r.headers().get("content-type"))
                 .unwrap_or("no content type")
                 .to_string();
-            let body = raw
-                .and_then(|r| r.body().bytes())
-                .map(|b| snippet(b, 80))
-                .unwrap_or_default();
+            let bytes = raw.and_then(|r| r.body().bytes()).unwrap_or_default();
+            // An AWS error in JSON where the SDK reads XML (an emulator, a proxy of another
+            // protocol): the service refused, and says why.
+            if let Some((code, message)) = json_error(bytes) {
+                let kind = code_kind(&code).unwrap_or(if status >= 500 {
+                    Kind::ServerError { status }
+                } else {
+                    Kind::Service
+                });
+                let detail = format!("{code}: {message}");
+                return AwsError::new(operation, kind, Some(code), detail);
+            }
+            let body = snippet(bytes, 80);
             let detail = if body.is_empty() {
                 format!("{content_type}, empty body")
             } else {
@@ -372,6 +381,45 @@ where
             AwsError::new(operation, kind, code, detail)
         }
     }
+}
+
+/// The code and message of an AWS error written in JSON (`{"__type": "…#Code", "message": …}`,
+/// or `{"Error": {"Code": …, "Message": …}}`), the message cut to 300 characters; `None` for
+/// any other body.
+fn json_error(body: &[u8]) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let field = |v: &serde_json::Value, names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| v.get(*n).and_then(serde_json::Value::as_str))
+            .map(str::to_string)
+    };
+    let (code, message) = match v.get("Error") {
+        Some(e) => (field(e, &["Code"])?, field(e, &["Message", "message"])),
+        None => (
+            field(&v, &["__type", "code"])?,
+            field(&v, &["message", "Message"]),
+        ),
+    };
+    let code = code
+        .rsplit('#')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    if code.is_empty() {
+        return None;
+    }
+    let message = message.unwrap_or_default();
+    let message = if message.chars().count() > 300 {
+        format!("{}…", message.chars().take(300).collect::<String>())
+    } else {
+        message
+    };
+    Some((
+        code,
+        message.split_whitespace().collect::<Vec<_>>().join(" "),
+    ))
 }
 
 /// Explains an error that is not an `SdkError` (e.g. a credentials provider's), by its causes.
@@ -478,6 +526,35 @@ mod tests {
             assert!(
                 m.ends_with("; run again") && !m.contains("emulator"),
                 "{to}: {m}"
+            );
+        }
+        // An AWS error in JSON, whole, as the emulator answers a query-protocol call.
+        assert_eq!(
+            json_error(br#"{"__type": "BadRequestException", "message": "Role ARN must be specified for AWS integrations"}"#),
+            Some((
+                "BadRequestException".to_string(),
+                "Role ARN must be specified for AWS integrations".to_string()
+            ))
+        );
+        assert_eq!(
+            json_error(br#"{"__type": "com.amazon.coral#ThrottlingException"}"#),
+            Some(("ThrottlingException".to_string(), String::new()))
+        );
+        assert_eq!(
+            json_error(br#"{"Error": {"Code": "ValidationError", "Message": "bad"}}"#),
+            Some(("ValidationError".to_string(), "bad".to_string()))
+        );
+        for other in [
+            &b"<html>Bad Gateway</html>"[..],
+            b"{}",
+            b"[1]",
+            b"{\"__type\": \"\"}",
+        ] {
+            assert_eq!(
+                json_error(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
             );
         }
         assert_eq!(

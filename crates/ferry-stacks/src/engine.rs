@@ -8,7 +8,7 @@ use tokio::time::{Instant, sleep};
 
 use crate::ownership::{Ownership, Verdict, check};
 use crate::status::{Disposition, disposition, in_progress};
-use crate::{MAX_INLINE_TEMPLATE, StackError};
+use crate::{MAX_INLINE_TEMPLATE, Refuser, StackError};
 
 /// How to create and update stacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -314,6 +314,15 @@ impl Engine {
         Engine { client, options }
     }
 
+    /// Who refuses this engine's requests.
+    fn refuser(&self) -> Refuser {
+        if self.options.emulator.is_some() {
+            Refuser::Emulator
+        } else {
+            Refuser::CloudFormation
+        }
+    }
+
     fn api<E>(
         &self,
         stack: &str,
@@ -334,6 +343,7 @@ impl Engine {
                 stack: stack.to_string(),
                 operation,
                 message: service_message(e),
+                by: self.refuser(),
             },
             _ => StackError::Api {
                 stack: stack.to_string(),
@@ -808,6 +818,7 @@ impl Engine {
                         message:
                             "an empty change set for a new stack: the template has no resources"
                                 .to_string(),
+                        by: self.refuser(),
                     });
                 }
             },
@@ -1061,6 +1072,7 @@ impl Engine {
                         stack: name.to_string(),
                         operation: "CreateChangeSet",
                         message: reason,
+                        by: self.refuser(),
                     });
                 }
                 _ if Instant::now() >= deadline => {

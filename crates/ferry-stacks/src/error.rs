@@ -66,11 +66,12 @@ pub enum StackError {
         status: String,
         waited_secs: u64,
     },
-    #[error("CloudFormation refused {operation} for stack {stack}: {message}")]
+    #[error("{by} refused {operation} for stack {stack}: {message}{}", by.hint())]
     Rejected {
         stack: String,
         operation: &'static str,
         message: String,
+        by: Refuser,
     },
     #[error(
         "the template of stack {stack} is {size} bytes, above the {max} bytes CloudFormation accepts inline; upload it and deploy it by URL"
@@ -109,4 +110,33 @@ pub enum StackError {
         stack: String,
         source: ferry_aws::AwsError,
     },
+}
+
+/// Who refused a request: CloudFormation, or the local emulator standing in for it (`--local`),
+/// which refuses some templates AWS takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refuser {
+    CloudFormation,
+    Emulator,
+}
+
+impl Refuser {
+    /// What to add to a refusal: for the emulator, that it may be its own limit.
+    fn hint(self) -> &'static str {
+        match self {
+            Refuser::CloudFormation => "",
+            Refuser::Emulator => {
+                "; the emulator may not model a resource type or property the template uses (AWS itself may take it): its log says more (`local status` names it)"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Refuser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refuser::CloudFormation => "CloudFormation",
+            Refuser::Emulator => "the local AWS emulator",
+        })
+    }
 }

@@ -20,7 +20,7 @@ pub use engine::{
     Action, DeployOptions, Deployed, EMULATOR_BUSY_WAIT, Engine, Method, Progress, StackEvent,
     StackInfo, StackList, StackResource, StackSpec, StackSummary, TemplateSource, verify,
 };
-pub use error::StackError;
+pub use error::{Refuser, StackError};
 pub use ownership::{Ownership, Verdict};
 pub use status::{Disposition, disposition, is_stable};
 

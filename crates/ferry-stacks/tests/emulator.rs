@@ -155,7 +155,33 @@ async fn a_template_cloudformation_refuses_is_a_clear_error_and_leaves_no_stack(
         "{err:?}"
     );
     assert!(err.to_string().contains("stacks-refused"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("CloudFormation refused CreateStack"),
+        "{err}"
+    );
     assert_eq!(e.status("stacks-refused").await.unwrap(), None);
+    // With --local, the emulator is named as the one that refused, and that it may be its
+    // own limit: it refuses some templates AWS takes.
+    let local = engine(DeployOptions {
+        emulator: Some(Duration::from_secs(1)),
+        ..fast()
+    })
+    .await;
+    let err = local
+        .deploy(
+            &spec("stacks-refused-locally", &bad, Method::Direct, "3600"),
+            &quiet,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "the local AWS emulator refused CreateStack for stack stacks-refused-locally:"
+        ) && err.contains("the emulator may not model a resource type or property"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -448,4 +474,21 @@ async fn the_emulators_failure_to_create_is_said_not_hidden_by_a_retry() {
     again.parameters.clear();
     let err = plain.deploy(&again, &quiet).await.unwrap_err().to_string();
     assert!(err.contains("already exists"), "{err}");
+}
+
+/// The emulator answers some refusals in JSON where CloudFormation's protocol is XML (a log
+/// group's name another stack holds): the error says the emulator's code and message, not
+/// that the answer was no AWS response.
+#[tokio::test]
+async fn an_emulator_refusal_in_json_is_said_by_its_code_and_message() {
+    let e = engine(fast()).await;
+    let group = "Resources:\n  Logs:\n    Type: AWS::Logs::LogGroup\n    Properties:\n      LogGroupName: stacks-json-shared-name\n";
+    let mut first = spec("stacks-json-a", group, Method::Direct, "1");
+    first.parameters.clear();
+    e.deploy(&first, &quiet).await.unwrap();
+    let mut second = spec("stacks-json-b", group, Method::Direct, "1");
+    second.parameters.clear();
+    let err = e.deploy(&second, &quiet).await.unwrap_err().to_string();
+    assert!(!err.contains("not an AWS response"), "{err}");
+    assert!(err.contains("ResourceAlreadyExistsException"), "{err}");
 }
