@@ -124,7 +124,23 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
                 "# The template's parameters without a default: give each its value."
             );
         }
+        let secrets: Vec<String> = if missing.is_empty() {
+            Vec::new()
+        } else {
+            crate::overrides::declared(root, &s.dir, &s.file)
+                .into_iter()
+                .filter_map(|(name, secret)| secret.then_some(name))
+                .collect()
+        };
         for (p, ssm_type) in missing {
+            if ssm_type.is_none() && secrets.contains(&p) {
+                let _ = writeln!(
+                    text,
+                    "# {p} is a secret (NoEcho, or its name says so): never write its value here. Keep it in SSM (`param set <stage> {p} --secure`, the value on standard input), then give {p} = \"${{ssm:{p}}}\""
+                );
+                let _ = writeln!(text, "{p} = \"\"");
+                continue;
+            }
             if let Some(ty) = ssm_type {
                 let _ = writeln!(
                     text,

@@ -612,6 +612,9 @@ pub(crate) fn candidates(root: &Path) -> Walked {
         else {
             return true;
         };
+        // What was said of it as one of several templates of its folder no longer holds.
+        let placed = format!("{template}: one of several templates of ");
+        notes.retain(|n| !n.starts_with(&placed));
         notes.push(format!(
             "{template}: a template inside the {kind} service {owner}, taken as a part of it (resources it includes, a nested application), not as a service; give it a service.toml of its own if it deploys on its own"
         ));

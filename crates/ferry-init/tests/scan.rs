@@ -1043,6 +1043,16 @@ deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy
             && text.contains("ApiId = \"\""),
         "{text}"
     );
+    // A secret left to fill says where its value goes instead: SSM, never the file.
+    for p in ["DbPassword", "Token"] {
+        assert!(
+            text.contains(&format!(
+                "# {p} is a secret (NoEcho, or its name says so): never write its value here. Keep it in SSM (`param set <stage> {p} --secure`, the value on standard input), then give {p} = \"${{ssm:{p}}}\"\n{p} = \"\""
+            )),
+            "{text}"
+        );
+    }
+    assert!(!text.contains("ApiId is a secret"), "{text}");
 }
 
 /// A SAM function the SAM CLI builds (`Metadata.BuildMethod`) or whose folder declares
@@ -1372,6 +1382,11 @@ fn parts_stay_parts_and_two_services_never_move_into_one_folder() {
     ] {
         assert!(notes.contains(want), "{want}\n---\n{notes}");
     }
+    // Nothing said of them as services of their own: they are none.
+    assert!(
+        !notes.contains("orders/resources/table.yml: one of several templates"),
+        "{notes}"
+    );
 }
 
 /// A repository of AWS CDK apps only: the error says so, naming them.
