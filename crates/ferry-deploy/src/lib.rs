@@ -41,7 +41,7 @@ use ferry_stacks::Ownership;
 
 pub use acceptance::{StageAccess, TestError, Tested, test_deployed, tests_owed, unvouched};
 pub use error::ServiceError;
-pub use outputs::{MissingStacks, StageOutputs, stage_outputs};
+pub use outputs::{IncompleteOutputs, MissingStacks, StageOutputs, stage_outputs};
 pub use parameters::{register_secrets, stages_read};
 pub use preflight::{PreflightError, Tree, TreeError, head_commit, preflight, preflight_tree};
 pub use prepare::{

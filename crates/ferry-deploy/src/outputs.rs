@@ -10,13 +10,17 @@ use ferry_stacks::{Engine, StackError};
 
 use crate::ownership;
 
-/// The outputs of a stage, and the services whose stack is missing.
-#[derive(Debug, Clone)]
+/// The outputs of a stage, the services whose stack is missing, and those whose stack could
+/// not be read.
+#[derive(Debug)]
 pub struct StageOutputs {
     pub file: OutputsFile,
     /// Services whose stack does not exist although their record says it was deployed
     /// (deleted outside Ferry): (service, stack, record).
     pub missing: Vec<(String, String, Record)>,
+    /// Services whose stack could not be read (another owner's, an API failure): the others
+    /// are still read.
+    pub unreadable: Vec<(String, StackError)>,
 }
 
 /// Stacks whose records say they were deployed, but which do not exist.
@@ -30,28 +34,56 @@ pub struct MissingStacks {
     pub missing: Vec<(String, String, Record)>,
 }
 
+/// Outputs a stage could not give whole; those it could are in [`StageOutputs::file`].
+#[derive(Debug, thiserror::Error)]
+pub enum IncompleteOutputs {
+    #[error(transparent)]
+    Missing(#[from] MissingStacks),
+    #[error(
+        "the outputs of {} could not be read (the other services' are above): {}",
+        .failed.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join(", "),
+        .failed.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>().join("; ")
+    )]
+    Unreadable {
+        /// (service, why).
+        failed: Vec<(String, String)>,
+    },
+}
+
 impl StageOutputs {
-    /// An error naming the missing stacks, if any.
-    pub fn check_complete(&self) -> Result<(), MissingStacks> {
+    /// An error naming the stacks that could not be read, else the missing ones, if any.
+    pub fn check_complete(&self) -> Result<(), IncompleteOutputs> {
+        if !self.unreadable.is_empty() {
+            return Err(IncompleteOutputs::Unreadable {
+                failed: self
+                    .unreadable
+                    .iter()
+                    .map(|(s, e)| (s.clone(), e.to_string()))
+                    .collect(),
+            });
+        }
         if self.missing.is_empty() {
             return Ok(());
         }
         Err(MissingStacks {
             stage: self.file.stage.clone(),
             missing: self.missing.clone(),
-        })
+        }
+        .into())
     }
 }
 
 /// Reads the outputs of `services` (all when empty) of `stage`, one DescribeStacks each; a
-/// stack whose Ferry tags name another owner is an error, never read as this stage's.
+/// stack whose Ferry tags name another owner is never read as this stage's. A stack that cannot
+/// be read is kept in [`StageOutputs::unreadable`] while the others are read. A stack without a
+/// record and without outputs (one a deploy left unfinished) is not listed.
 pub async fn stage_outputs(
     ws: &Workspace,
     stage: &Stage,
     config: &SdkConfig,
     records: &BTreeMap<String, Record>,
     services: &[String],
-) -> Result<StageOutputs, StackError> {
+) -> StageOutputs {
     let cache = OutputCache::new(Engine::for_config(
         config,
         ferry_stacks::DeployOptions::default(),
@@ -62,6 +94,7 @@ pub async fn stage_outputs(
             services: BTreeMap::new(),
         },
         missing: Vec::new(),
+        unreadable: Vec::new(),
     };
     for s in ws
         .services
@@ -70,16 +103,18 @@ pub async fn stage_outputs(
     {
         let stack = ws.stack_name(&s.name, stage);
         let owner = ownership(ws, stage, &s.name);
-        match cache.get(&stack, Some(&owner)).await? {
-            Some(o) => {
+        match cache.get(&stack, Some(&owner)).await {
+            Ok(Some(o)) if o.is_empty() && !records.contains_key(&s.name) => {}
+            Ok(Some(o)) => {
                 out.file.services.insert(s.name.clone(), o);
             }
-            None => {
+            Ok(None) => {
                 if let Some(r) = records.get(&s.name) {
                     out.missing.push((s.name.clone(), stack, r.clone()));
                 }
             }
+            Err(e) => out.unreadable.push((s.name.clone(), e)),
         }
     }
-    Ok(out)
+    out
 }

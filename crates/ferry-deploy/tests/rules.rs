@@ -885,3 +885,69 @@ async fn nested_sam_applications_are_expanded_for_the_emulator_too() {
     assert!(again.succeeded(), "{again:#?}");
     assert_eq!(expander.0.lock().unwrap().len(), 4);
 }
+
+/// A stage's outputs are read service by service: a stack that cannot be read (here another
+/// project's, under the same name) is named at the end, and the others' outputs are still
+/// given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_are_given_for_every_stack_that_can_be_read() {
+    let config = config().await;
+    let project = |name: &str, services: &[(&str, &str)]| {
+        let r = TestRepo::new();
+        r.write(".gitignore", "target/\n").write(
+            "ferry.toml",
+            &format!(
+                "[project]\nname = \"{name}\"\nstack-name = \"{{service}}-{{stage}}\"\n\n[stages.dev]\nregion = \"us-east-1\"\nparameters-path = \"/{name}/dev/\"\n"
+            ),
+        );
+        for (service, template) in services {
+            r.write(&format!("services/{service}/t.yaml"), template)
+                .write(
+                    &format!("services/{service}/service.toml"),
+                    "[service]\ntemplate = \"t.yaml\"\n",
+                );
+        }
+        r.commit("services");
+        r
+    };
+    let first = project("outs-x", &[("outs-shared", TOPIC)]);
+    expect(
+        &deploy(&first, &config).await,
+        &[("outs-shared", "created")],
+    );
+    let second = project(
+        "outs-y",
+        &[
+            ("outs-shared", QUEUE),
+            ("outs-own", TOPIC),
+            ("outs-quiet", QUEUE),
+        ],
+    );
+    let report = deploy(&second, &config).await;
+    assert_eq!(results(&report)["outs-own"], "created", "{report:#?}");
+
+    let ws = ferry_manifest::load(second.path()).unwrap();
+    let stage = ws.stage("dev").unwrap();
+    let store = ferry_deploy::record_store(&ws, &stage, &config);
+    let records = store.read_all().await.unwrap();
+    // A stack of no outputs is listed while its record says it was deployed, not once the
+    // record is gone (as a deploy that never finished leaves it).
+    let found = ferry_deploy::stage_outputs(&ws, &stage, &config, &records, &[]).await;
+    assert!(found.file.services["outs-quiet"].is_empty());
+    store.delete("outs-quiet").await.unwrap();
+    let records = store.read_all().await.unwrap();
+    let found = ferry_deploy::stage_outputs(&ws, &stage, &config, &records, &[]).await;
+    assert_eq!(
+        found.file.services["outs-own"]["TopicArn"],
+        "outs-own-dev-topic"
+    );
+    assert!(!found.file.services.contains_key("outs-shared"));
+    assert!(!found.file.services.contains_key("outs-quiet"));
+    let err = found.check_complete().unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "the outputs of outs-shared could not be read (the other services' are above):"
+        ) && err.contains("project `outs-x`"),
+        "{err}"
+    );
+}

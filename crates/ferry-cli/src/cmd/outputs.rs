@@ -41,9 +41,8 @@ pub fn run(ctx: &Ctx, args: &OutputsArgs) -> anyhow::Result<()> {
             .read_all()
             .await
             .context("failed to read the stage's deployment records")?;
-        let found = ferry_deploy::stage_outputs(ws, &stage, &aws.config, &records, &args.services)
-            .await
-            .with_context(|| format!("failed to read the outputs of stage `{}`", stage.name))?;
+        let found =
+            ferry_deploy::stage_outputs(ws, &stage, &aws.config, &records, &args.services).await;
         let file = found.file.masked(&mask);
         let text = match args.format {
             OutputsFormat::Text => file.text(),
@@ -51,10 +50,13 @@ pub fn run(ctx: &Ctx, args: &OutputsArgs) -> anyhow::Result<()> {
             OutputsFormat::Env => file.env(),
         };
         print!("{text}");
-        if file.services.is_empty() && found.missing.is_empty() && std::io::stderr().is_terminal() {
+        let nothing = found.missing.is_empty() && found.unreadable.is_empty();
+        if file.services.is_empty() && nothing && std::io::stderr().is_terminal() {
             eprintln!("no stacks of stage `{}` exist yet", stage.name);
         }
-        found.check_complete()?;
+        found
+            .check_complete()
+            .with_context(|| format!("failed to read the outputs of stage `{}`", stage.name))?;
         Ok(())
     })
 }
