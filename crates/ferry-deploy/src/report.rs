@@ -175,6 +175,7 @@ mod tests {
                     ServiceError::Serverless(ferry_serverless::ServerlessError::NoCli {
                         service: "api".into(),
                         dir: "services/api".into(),
+                        wants: ferry_manifest::FrameworkCli::Osls,
                     }),
                 ),
                 // One that does not; and a service whose name begins another's message.
@@ -183,6 +184,7 @@ mod tests {
                     ServiceError::Serverless(ferry_serverless::ServerlessError::NoCli {
                         service: "api".into(),
                         dir: "services/api".into(),
+                        wants: ferry_manifest::FrameworkCli::Osls,
                     }),
                 ),
             ],

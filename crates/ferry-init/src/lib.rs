@@ -231,6 +231,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         .filter(|s| s.kind == ServiceKind::Serverless)
     {
         s.build = install_step(root, &s.dir, &workspace.members, &mut notes);
+        framework_note(root, s, &mut notes);
     }
     for s in services
         .iter_mut()
@@ -464,6 +465,26 @@ fn leave_out_shared_stacks(
             !out.keys()
                 .any(|name| value.contains(&format!("${{output:{name}.")))
         });
+    }
+}
+
+/// A note for a Serverless service whose `frameworkVersion` takes only version 3, unless its
+/// own or the root's `package.json` names the framework: osls, the open-source CLI Ferry's
+/// messages suggest, is version 4 and refuses it.
+fn framework_note(root: &Path, s: &Found, notes: &mut Vec<String>) {
+    let config = std::fs::read_to_string(root.join(template_path(&s.dir, &s.file)));
+    let v3 = config.is_ok_and(|t| {
+        ferry_manifest::FrameworkCli::of_config(&t) == ferry_manifest::FrameworkCli::V3
+    });
+    let names_it = |dir: &Path| {
+        std::fs::read_to_string(dir.join("package.json"))
+            .is_ok_and(|t| t.contains("\"serverless\""))
+    };
+    if v3 && !names_it(&root.join(&s.dir)) && !names_it(root) {
+        notes.push(format!(
+            "{}/{}: its frameworkVersion takes only version 3 of the Serverless Framework, which no package.json here installs: install it (`npm install --save-dev serverless@3`, which needs no account), or set frameworkVersion to \"4\" and install osls, the open-source CLI (version 4, which refuses a configuration pinned to 3)",
+            s.dir, s.file
+        ));
     }
 }
 

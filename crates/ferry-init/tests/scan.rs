@@ -627,6 +627,22 @@ fn a_serverless_service_with_a_package_json_installs_its_dependencies_before_it_
     file(r, "package.json", r#"{"workspaces": ["members/*"]}"#);
     file(r, "members/inner/serverless.yml", &config("inner"));
     file(r, "members/inner/package.json", "{}");
+    // Pinned to version 3 of the framework: a note unless a package.json installs it.
+    file(
+        r,
+        "none/serverless.yml",
+        &format!("{}frameworkVersion: '3'\n", config("none")),
+    );
+    file(
+        r,
+        "npm/serverless.yml",
+        &format!("{}frameworkVersion: '3'\n", config("npm")),
+    );
+    file(
+        r,
+        "npm/package.json",
+        r#"{"devDependencies": {"serverless": "^3.38.0"}}"#,
+    );
     let s = scan(r).unwrap();
     let builds: Vec<(&str, Option<String>)> = s
         .services
@@ -650,6 +666,14 @@ fn a_serverless_service_with_a_package_json_installs_its_dependencies_before_it_
     let notes = s.notes.join("\n");
     assert!(
         notes.contains("members/inner: a member of the workspaces"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("none/serverless.yml: its frameworkVersion takes only version 3 of the Serverless Framework, which no package.json here installs: install it (`npm install --save-dev serverless@3`"),
+        "{notes}"
+    );
+    assert!(
+        !notes.contains("npm/serverless.yml: its frameworkVersion"),
         "{notes}"
     );
     // What it writes loads, with the build where it belongs.

@@ -26,8 +26,8 @@ pub use cache::ManifestCache;
 pub use diag::{Diagnostic, ManifestErrors, did_you_mean, first_few};
 pub use layout::{Layout, OUTPUT_DIR};
 pub use load::{
-    PROJECT_FILE, SERVICE_FILE, check_webhook_url, declared_service_name, load, load_from,
-    serverless_stack_name, serverless_variable_sources, shown_url,
+    FrameworkCli, PROJECT_FILE, SERVICE_FILE, check_webhook_url, declared_service_name, load,
+    load_from, serverless_stack_name, serverless_variable_sources, shown_url,
 };
 pub use memo::{read_memo, write_memo};
 pub use model::{

@@ -29,9 +29,11 @@ pub fn find_cli(root: &Path, service: &Service) -> Result<Vec<String>, Serverles
     if on_path {
         return Ok(vec!["serverless".into()]);
     }
+    let config = std::fs::read_to_string(root.join(service.template_path())).unwrap_or_default();
     Err(ServerlessError::NoCli {
         service: service.name.clone(),
         dir: service.dir.clone(),
+        wants: ferry_manifest::FrameworkCli::of_config(&config),
     })
 }
 

@@ -183,9 +183,15 @@ impl Compiled {
 #[non_exhaustive]
 pub enum ServerlessError {
     #[error(
-        "{service}: no Serverless Framework CLI found: not `node_modules/.bin/serverless` in {dir} or a folder above it up to the repository, nor `serverless` on PATH. Install one in the repository (`npm install --save-dev osls`, the open-source v3-compatible CLI that needs no account; Node.js 18 or newer), or set serverless-command in its service.toml"
+        "{service}: no Serverless Framework CLI found: not `node_modules/.bin/serverless` in {dir} or a folder above it up to the repository, nor `serverless` on PATH. Install one in the repository ({}; Node.js 18 or newer), or set serverless-command in its service.toml",
+        install(*.wants)
     )]
-    NoCli { service: String, dir: String },
+    NoCli {
+        service: String,
+        dir: String,
+        /// The CLI its `frameworkVersion` takes.
+        wants: ferry_manifest::FrameworkCli,
+    },
     #[error(
         "{service}: `{command}` could not start: {message}; is it installed and on PATH? (the Serverless Framework CLI needs Node.js 18 or newer)"
     )]
@@ -514,6 +520,18 @@ fn read_reused(out: &Path, path: &Path) -> Option<Compiled> {
             .all(|a| a.local_path(out).is_file());
     compiled.reused = true;
     present.then_some(compiled)
+}
+
+/// How to install the CLI a service's `frameworkVersion` takes, for [`ServerlessError::NoCli`].
+fn install(wants: ferry_manifest::FrameworkCli) -> &'static str {
+    match wants {
+        ferry_manifest::FrameworkCli::Osls => {
+            "`npm install --save-dev osls`, the open-source v3-compatible CLI that needs no account"
+        }
+        ferry_manifest::FrameworkCli::V3 => {
+            "`npm install --save-dev serverless@3`: its frameworkVersion takes version 3, which osls, the open-source CLI at version 4, refuses; or set frameworkVersion to \"4\" and install osls"
+        }
+    }
 }
 
 #[cfg(test)]

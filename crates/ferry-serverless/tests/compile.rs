@@ -234,6 +234,22 @@ fn a_missing_cli_or_node_says_how_to_get_one() {
             let e = e.to_string();
             assert!(e.contains("npm install --save-dev osls"), "{e}");
             assert!(e.contains("serverless-command"), "{e}");
+            // A configuration pinned to version 3, which osls (version 4) refuses: the
+            // framework's own version 3 instead.
+            std::fs::write(
+                ws.root.join(service.template_path()),
+                "service: shop-notifications\nframeworkVersion: '3'\n",
+            )
+            .unwrap();
+            let e = ferry_serverless::find_cli(&ws.root, &service)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(
+                    "`npm install --save-dev serverless@3`: its frameworkVersion takes version 3"
+                ),
+                "{e}"
+            );
         }
     }
     // Found above the service folder, up to the repository root.

@@ -334,3 +334,67 @@ mod tests {
         assert_eq!(pattern("x-${self:custom.missing, env:X}"), None);
     }
 }
+
+/// Which Serverless Framework CLI a service's `frameworkVersion` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameworkCli {
+    /// `osls`, the open-source CLI that needs no account: its version is 4, which takes no
+    /// `frameworkVersion`, "4", or a range that includes 4.
+    Osls,
+    /// The Serverless Framework 3 itself (`serverless@3`, which needs no account either): a
+    /// `frameworkVersion` pinned to 3 ("3", "^3", "~3.38", ">=3 <4"), which osls refuses.
+    V3,
+}
+
+impl FrameworkCli {
+    /// What `frameworkVersion` (as written, or `None`) takes.
+    pub fn of_version(version: Option<&str>) -> FrameworkCli {
+        let Some(v) = version.map(|v| v.trim().trim_matches(['"', '\'']).trim()) else {
+            return FrameworkCli::Osls;
+        };
+        let bare = v.trim_start_matches(['^', '~', '=', 'v']);
+        let pinned =
+            bare == "3" || bare.starts_with("3.") || (v.starts_with(">=") && v.contains("<4"));
+        if pinned {
+            FrameworkCli::V3
+        } else {
+            FrameworkCli::Osls
+        }
+    }
+
+    /// The `frameworkVersion` of a `serverless.yml` (a top-level key), else `FrameworkCli::Osls`.
+    pub fn of_config(text: &str) -> FrameworkCli {
+        let version = text.lines().find_map(|l| {
+            l.strip_prefix("frameworkVersion:")
+                .map(|v| v.split(" #").next().unwrap_or_default())
+        });
+        FrameworkCli::of_version(version)
+    }
+}
+
+#[cfg(test)]
+mod framework_tests {
+    use super::FrameworkCli;
+
+    #[test]
+    fn a_framework_version_pinned_to_3_wants_serverless_3_and_any_other_osls() {
+        for v in ["3", "'3'", "\"^3\"", "~3.38", "3.38.0", "'>=3 <4'", "=3"] {
+            assert_eq!(FrameworkCli::of_version(Some(v)), FrameworkCli::V3, "{v}");
+        }
+        for v in ["4", "\"^4\"", ">=3", "2", "30", "'>=2.0.0'"] {
+            assert_eq!(FrameworkCli::of_version(Some(v)), FrameworkCli::Osls, "{v}");
+        }
+        assert_eq!(FrameworkCli::of_version(None), FrameworkCli::Osls);
+        assert_eq!(
+            FrameworkCli::of_config(
+                "service: a\nframeworkVersion: '3' # pinned\nprovider:\n  name: aws\n"
+            ),
+            FrameworkCli::V3
+        );
+        // Only the top-level key.
+        assert_eq!(
+            FrameworkCli::of_config("service: a\ncustom:\n  frameworkVersion: '3'\n"),
+            FrameworkCli::Osls
+        );
+    }
+}
