@@ -112,8 +112,22 @@ pub(crate) fn settle(
             continue;
         }
         let named: Vec<&str> = apps.values().map(String::as_str).collect();
+        // What it holds besides them is deployed by nobody once it is left out: said.
+        let own: Vec<String> = resources_of(root, template)
+            .keys()
+            .filter(|id| !apps.contains_key(*id))
+            .cloned()
+            .collect();
+        let own = if own.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; its own resources ({}) then deploy with no service: move them into a template of their own (a service) or into one of the services",
+                ferry_manifest::first_few(&own, 5)
+            )
+        };
         notes.push(format!(
-            "{template}: nests the templates of other services ({}): deploying it too would create their resources a second time, so it is left out and they deploy one by one, in the order it gives them",
+            "{template}: nests the templates of other services ({}): deploying it too would create their resources a second time, so it is left out and they deploy one by one, in the order it gives them{own}",
             named.join(", ")
         ));
         umbrellas.push(links(root, template, apps));

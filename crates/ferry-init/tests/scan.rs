@@ -833,7 +833,7 @@ fn sam_apps_below_their_projects_move_up_and_an_umbrella_template_gives_the_orde
         r,
         "sam/app/template.yaml",
         &format!(
-            "{sam}Resources:\n{}{}",
+            "{sam}Resources:\n{}{}  Audit:\n    Type: AWS::DynamoDB::Table\n",
             app("Backend", "../../backend/sam/app/template.yaml", ""),
             app(
                 "Web",
@@ -906,6 +906,8 @@ fn sam_apps_below_their_projects_move_up_and_an_umbrella_template_gives_the_orde
     let notes = s.notes.join("\n");
     for want in [
         "sam/app/template.yaml: nests the templates of other services (backend/sam/app/template.yaml, web/sam/app/template.yaml)",
+        // What the umbrella holds of its own deploys with nobody once it is left out.
+        "in the order it gives them; its own resources (Audit) then deploy with no service",
         "backend/sam/app/template.yaml: Api.DefinitionUri (in backend/sam/app/api.template.yaml) names backend/swagger/api.yaml outside the template's folder: the service folder is `backend`",
         "backend: Fn.CodeUri (in backend/sam/app/api.template.yaml) names backend/target/app.jar, which the repository does not hold: its service.toml builds it with `mvn --batch-mode package` (guessed from pom.xml)",
         "web: Deploy.CodeUri names web/dist, which the repository does not hold: its service.toml builds it with `sh -c \"npm ci --no-audit --no-fund && npm run build\"`",
