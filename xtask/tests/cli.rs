@@ -191,6 +191,44 @@ fn validate_warns_of_an_ssm_reader_not_ordered_after_the_writer_and_exits_0() {
     );
 }
 
+/// Two services' templates giving one literal name to resources whose names are unique in an
+/// account (a log group, here): the second deploy would fail, so validate warns, exit 0. Names
+/// built from the stack or the stage, and one service repeating a name, say nothing.
+#[test]
+fn validate_warns_of_a_resource_name_two_services_give() {
+    let repo = TestRepo::new();
+    let logs = |name: &str| {
+        format!(
+            "Resources:\n  Logs:\n    Type: AWS::Logs::LogGroup\n    Properties:\n      LogGroupName: {name}\n  Other:\n    Type: AWS::Logs::LogGroup\n    Properties:\n      LogGroupName: !Sub ${{AWS::StackName}}-access\n"
+        )
+    };
+    repo.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    for service in ["api", "sqs"] {
+        repo.write(
+            &format!("services/{service}/service.toml"),
+            "[service]\ntemplate = \"t.yaml\"\n",
+        )
+        .write(
+            &format!("services/{service}/t.yaml"),
+            &logs("MyHttpApi-Access-Logs"),
+        );
+    }
+    let root = repo.path().to_str().unwrap();
+    let (code, out, err) = run(&mut xtask(&["validate", "--root", root]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "ok: project `shop`, 2 service(s), stage(s) dev\n");
+    assert_eq!(
+        err,
+        "warning: the templates of api (Resources.Logs.Properties.LogGroupName), sqs (Resources.Logs.Properties.LogGroupName) all name an AWS::Logs::LogGroup `MyHttpApi-Access-Logs`: such names are unique in an account and region, so the service deployed second fails (the name is taken), and a literal name is the same in every stage deployed to one account; leave the name out (CloudFormation makes one from the stack's) or build it from the stack's, e.g. !Sub \"${AWS::StackName}-…\"\n"
+    );
+    repo.write("services/sqs/t.yaml", &logs("sqs-access-logs"));
+    let (code, _, err) = run(&mut xtask(&["validate", "--root", root]));
+    assert_eq!((code, err.as_str()), (0, ""));
+}
+
 #[test]
 fn validate_warns_of_an_importer_not_ordered_after_the_exporter_and_exits_0() {
     let repo = TestRepo::new();

@@ -184,6 +184,80 @@ fn templates_mentioning<'w>(ws: &'w Workspace, needles: &[&str]) -> Vec<(&'w Ser
         .collect()
 }
 
+/// Resource types whose names are unique in an account and region, with the property that
+/// names one: two stacks giving the same literal name collide.
+const NAME_PROPERTIES: &[(&str, &str)] = &[
+    ("AWS::Logs::LogGroup", "LogGroupName"),
+    ("AWS::DynamoDB::Table", "TableName"),
+    ("AWS::SQS::Queue", "QueueName"),
+    ("AWS::SNS::Topic", "TopicName"),
+    ("AWS::S3::Bucket", "BucketName"),
+    ("AWS::Lambda::Function", "FunctionName"),
+    ("AWS::Serverless::Function", "FunctionName"),
+    ("AWS::IAM::Role", "RoleName"),
+    ("AWS::StepFunctions::StateMachine", "StateMachineName"),
+    ("AWS::Serverless::StateMachine", "Name"),
+    ("AWS::Events::EventBus", "Name"),
+    ("AWS::Kinesis::Stream", "Name"),
+    ("AWS::ECR::Repository", "RepositoryName"),
+    ("AWS::SecretsManager::Secret", "Name"),
+];
+
+/// One literal resource name the templates of several services give.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SharedName {
+    pub ty: String,
+    pub name: String,
+    /// (service, `Resources.<id>.Properties.<property>`), in the services' order.
+    pub given_by: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for SharedName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let by: Vec<String> = self
+            .given_by
+            .iter()
+            .map(|(s, at)| format!("{s} ({at})"))
+            .collect();
+        write!(
+            f,
+            "the templates of {} all name an {} `{}`: such names are unique in an account and region, so the service deployed second fails (the name is taken), and a literal name is the same in every stage deployed to one account; leave the name out (CloudFormation makes one from the stack's) or build it from the stack's, e.g. !Sub \"${{AWS::StackName}}-…\"",
+            by.join(", "),
+            self.ty,
+            self.name
+        )
+    }
+}
+
+/// Every literal resource name (a plain string, not built from the stage or the stack) that
+/// the templates of two services or more give a resource of one of [`NAME_PROPERTIES`]' types.
+/// Templates that cannot be read are left out: this is advice, never an error.
+pub fn shared_names(ws: &Workspace) -> Vec<SharedName> {
+    let props: Vec<&str> = NAME_PROPERTIES.iter().map(|(_, p)| *p).collect();
+    let mut given: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
+    for (s, t) in templates_mentioning(ws, &props) {
+        let resources = t.get("Resources").and_then(Value::as_object);
+        for (id, r) in resources.into_iter().flatten() {
+            let ty = r.get("Type").and_then(Value::as_str).unwrap_or_default();
+            let Some((_, prop)) = NAME_PROPERTIES.iter().find(|(t, _)| *t == ty) else {
+                continue;
+            };
+            let Some(Value::String(name)) = r.pointer(&format!("/Properties/{prop}")) else {
+                continue;
+            };
+            let by = given.entry((ty.to_string(), name.clone())).or_default();
+            if !by.iter().any(|(other, _)| *other == s.name) {
+                by.push((s.name.clone(), format!("Resources.{id}.Properties.{prop}")));
+            }
+        }
+    }
+    given
+        .into_iter()
+        .filter(|(_, by)| by.len() > 1)
+        .map(|((ty, name), given_by)| SharedName { ty, name, given_by })
+        .collect()
+}
+
 /// The values of every `Fn::ImportValue` under `v`.
 fn find_imports<'v>(v: &'v Value, out: &mut Vec<&'v Value>) {
     match v {

@@ -84,6 +84,10 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     for u in ferry_package::unlinked_importers(ws) {
         eprintln!("warning: {u}");
     }
+    // One literal resource name in two services' templates: the second deploy fails.
+    for n in ferry_package::shared_names(ws) {
+        eprintln!("warning: {n}");
+    }
     // A SAM function folder whose dependencies `sam build` would install, and Ferry's zip lacks.
     for u in ferry_package::unbuilt_dependencies(ws) {
         eprintln!("warning: {u}");
