@@ -222,11 +222,32 @@ fn validate_warns_of_a_resource_name_two_services_give() {
     assert_eq!(out, "ok: project `shop`, 2 service(s), stage(s) dev\n");
     assert_eq!(
         err,
-        "warning: the templates of api (Resources.Logs.Properties.LogGroupName), sqs (Resources.Logs.Properties.LogGroupName) all name an AWS::Logs::LogGroup `MyHttpApi-Access-Logs`: such names are unique in an account and region, so the service deployed second fails (the name is taken), and a literal name is the same in every stage deployed to one account; leave the name out (CloudFormation makes one from the stack's) or build it from the stack's, e.g. !Sub \"${AWS::StackName}-…\"\n"
+        "warning: the templates of api (Resources.Logs.Properties.LogGroupName), sqs (Resources.Logs.Properties.LogGroupName) all name a log group `MyHttpApi-Access-Logs`: log group names are unique in an account and region, so the service deployed second fails (the name is taken), and a literal name is the same in every stage deployed to one account; leave the name out (CloudFormation makes one from the stack's) or build it from the stack's, e.g. !Sub \"${AWS::StackName}-…\"\n"
     );
     repo.write("services/sqs/t.yaml", &logs("sqs-access-logs"));
     let (code, _, err) = run(&mut xtask(&["validate", "--root", root]));
     assert_eq!((code, err.as_str()), (0, ""));
+    // A SAM function and a Lambda function share names; a resource under a condition may not
+    // be made, so it is not counted.
+    repo.write(
+        "services/api/t.yaml",
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      FunctionName: handler\n      InlineCode: x\n      Handler: index.handler\n      Runtime: python3.12\n  Other:\n    Type: AWS::Serverless::Function\n    Properties:\n      FunctionName: other\n      InlineCode: x\n      Handler: index.handler\n      Runtime: python3.12\n",
+    )
+    .write(
+        "services/api/service.toml",
+        "[service]\nkind = \"sam\"\ntemplate = \"t.yaml\"\n",
+    )
+    .write(
+        "services/sqs/t.yaml",
+        "Conditions:\n  Never: !Equals [a, b]\nResources:\n  Fn:\n    Type: AWS::Lambda::Function\n    Properties:\n      FunctionName: handler\n      Role: arn:aws:iam::123456789012:role/x\n      Code: {ZipFile: x}\n      Handler: index.handler\n      Runtime: python3.12\n  Maybe:\n    Type: AWS::Lambda::Function\n    Condition: Never\n    Properties:\n      FunctionName: other\n      Role: arn:aws:iam::123456789012:role/x\n      Code: {ZipFile: x}\n      Handler: index.handler\n      Runtime: python3.12\n",
+    );
+    let (code, _, err) = run(&mut xtask(&["validate", "--root", root]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: the templates of api (Resources.Fn.Properties.FunctionName), sqs (Resources.Fn.Properties.FunctionName) all name a function `handler`"),
+        "{err}"
+    );
+    assert!(!err.contains("`other`"), "{err}");
 }
 
 #[test]

@@ -345,7 +345,11 @@ where
                 } else {
                     Kind::Service
                 });
-                let detail = format!("{code}: {message}");
+                let detail = if message.is_empty() {
+                    code.clone()
+                } else {
+                    format!("{code}: {message}")
+                };
                 return AwsError::new(operation, kind, Some(code), detail);
             }
             let body = snippet(bytes, 80);
@@ -384,8 +388,9 @@ where
 }
 
 /// The code and message of an AWS error written in JSON (`{"__type": "…#Code", "message": …}`,
-/// or `{"Error": {"Code": …, "Message": …}}`), the message cut to 300 characters; `None` for
-/// any other body.
+/// `{"__type": "Code:http://…"}`, or `{"Error": {"Code": …, "Message": …}}`), the message cut
+/// to 300 characters; `None` for any other body (another server's JSON error, with a `code` of
+/// its own, is no AWS answer).
 fn json_error(body: &[u8]) -> Option<(String, String)> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let field = |v: &serde_json::Value, names: &[&str]| {
@@ -396,13 +401,11 @@ fn json_error(body: &[u8]) -> Option<(String, String)> {
     };
     let (code, message) = match v.get("Error") {
         Some(e) => (field(e, &["Code"])?, field(e, &["Message", "message"])),
-        None => (
-            field(&v, &["__type", "code"])?,
-            field(&v, &["message", "Message"]),
-        ),
+        None => (field(&v, &["__type"])?, field(&v, &["message", "Message"])),
     };
+    let code = code.rsplit('#').next().unwrap_or_default();
     let code = code
-        .rsplit('#')
+        .split(':')
         .next()
         .unwrap_or_default()
         .trim()
@@ -544,11 +547,18 @@ mod tests {
             json_error(br#"{"Error": {"Code": "ValidationError", "Message": "bad"}}"#),
             Some(("ValidationError".to_string(), "bad".to_string()))
         );
+        assert_eq!(
+            json_error(
+                br#"{"__type": "InvalidParameterException:http://internal.amazon.com/coral/"}"#
+            ),
+            Some(("InvalidParameterException".to_string(), String::new()))
+        );
         for other in [
             &b"<html>Bad Gateway</html>"[..],
             b"{}",
             b"[1]",
             b"{\"__type\": \"\"}",
+            br#"{"code": "NotFound", "message": "no route"}"#,
         ] {
             assert_eq!(
                 json_error(other),

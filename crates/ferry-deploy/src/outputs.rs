@@ -21,6 +21,10 @@ pub struct StageOutputs {
     /// Services whose stack could not be read (another owner's, an API failure): the others
     /// are still read.
     pub unreadable: Vec<(String, StackError)>,
+    /// The reading stopped at a failure that would meet every stack (no or expired
+    /// credentials, an endpoint that does not answer, throttling): the services after it were
+    /// not read.
+    pub stopped: bool,
 }
 
 /// Stacks whose records say they were deployed, but which do not exist.
@@ -36,41 +40,86 @@ pub struct MissingStacks {
 
 /// Outputs a stage could not give whole; those it could are in [`StageOutputs::file`].
 #[derive(Debug, thiserror::Error)]
-pub enum IncompleteOutputs {
-    #[error(transparent)]
-    Missing(#[from] MissingStacks),
-    #[error(
-        "the outputs of {} could not be read (the other services' are above): {}",
-        .failed.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join(", "),
-        .failed.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>().join("; ")
-    )]
-    Unreadable {
-        /// (service, why).
-        failed: Vec<(String, String)>,
-    },
+#[error("{}", self.describe())]
+pub struct IncompleteOutputs {
+    /// (service, why): stacks that could not be read.
+    pub unreadable: Vec<(String, String)>,
+    /// The reading stopped at the last of them.
+    pub stopped: bool,
+    /// Stacks that are gone though their records say they were deployed.
+    pub missing: Option<MissingStacks>,
+    /// Some outputs were read (and printed above).
+    pub some_read: bool,
+}
+
+impl IncompleteOutputs {
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.unreadable.is_empty() {
+            let names: Vec<&str> = self.unreadable.iter().map(|(s, _)| s.as_str()).collect();
+            let why: Vec<&str> = self.unreadable.iter().map(|(_, e)| e.as_str()).collect();
+            parts.push(format!(
+                "the outputs of {} could not be read{}: {}{}",
+                names.join(", "),
+                if self.some_read {
+                    " (the other services' are above)"
+                } else {
+                    ""
+                },
+                why.join("; "),
+                if self.stopped {
+                    "; the services after it were not read, as the same failure would meet them"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if let Some(m) = &self.missing {
+            parts.push(m.to_string());
+        }
+        parts.join("; and ")
+    }
 }
 
 impl StageOutputs {
-    /// An error naming the stacks that could not be read, else the missing ones, if any.
+    /// An error naming the stacks that could not be read and the missing ones, if any.
     pub fn check_complete(&self) -> Result<(), IncompleteOutputs> {
-        if !self.unreadable.is_empty() {
-            return Err(IncompleteOutputs::Unreadable {
-                failed: self
-                    .unreadable
-                    .iter()
-                    .map(|(s, e)| (s.clone(), e.to_string()))
-                    .collect(),
-            });
-        }
-        if self.missing.is_empty() {
+        if self.unreadable.is_empty() && self.missing.is_empty() {
             return Ok(());
         }
-        Err(MissingStacks {
-            stage: self.file.stage.clone(),
-            missing: self.missing.clone(),
-        }
-        .into())
+        Err(IncompleteOutputs {
+            unreadable: self
+                .unreadable
+                .iter()
+                .map(|(s, e)| (s.clone(), e.to_string()))
+                .collect(),
+            stopped: self.stopped,
+            missing: (!self.missing.is_empty()).then(|| MissingStacks {
+                stage: self.file.stage.clone(),
+                missing: self.missing.clone(),
+            }),
+            some_read: !self.file.services.is_empty(),
+        })
     }
+}
+
+/// Whether a failure to read one stack would meet every stack (no or expired credentials, an
+/// endpoint that does not answer or is no AWS, throttling): reading on would repeat it.
+fn meets_every_stack(e: &StackError) -> bool {
+    use ferry_aws::Kind;
+    matches!(
+        e,
+        StackError::Api { source, .. } if matches!(
+            source.kind,
+            Kind::NoCredentials
+                | Kind::Expired
+                | Kind::Unreachable
+                | Kind::BadEndpoint
+                | Kind::Timeout
+                | Kind::Throttled
+                | Kind::NotAws { .. }
+        )
+    )
 }
 
 /// Reads the outputs of `services` (all when empty) of `stage`, one DescribeStacks each; a
@@ -95,6 +144,7 @@ pub async fn stage_outputs(
         },
         missing: Vec::new(),
         unreadable: Vec::new(),
+        stopped: false,
     };
     for s in ws
         .services
@@ -113,7 +163,14 @@ pub async fn stage_outputs(
                     out.missing.push((s.name.clone(), stack, r.clone()));
                 }
             }
-            Err(e) => out.unreadable.push((s.name.clone(), e)),
+            Err(e) => {
+                let every = meets_every_stack(&e);
+                out.unreadable.push((s.name.clone(), e));
+                if every {
+                    out.stopped = true;
+                    break;
+                }
+            }
         }
     }
     out

@@ -950,4 +950,26 @@ async fn outputs_are_given_for_every_stack_that_can_be_read() {
         ) && err.contains("project `outs-x`"),
         "{err}"
     );
+    assert!(!found.stopped);
+
+    // A failure that would meet every stack (nothing answers at the endpoint) stops the
+    // reading at the first: said once, the rest named as not read.
+    let nowhere = ferry_credentials::base_config(
+        "us-east-1",
+        &ferry_credentials::config::Target {
+            local_endpoint: Some("http://127.0.0.1:9".into()),
+        },
+    )
+    .await;
+    let found = ferry_deploy::stage_outputs(&ws, &stage, &nowhere, &records, &[]).await;
+    assert_eq!(found.unreadable.len(), 1, "{:?}", found.unreadable);
+    assert!(found.stopped && found.file.services.is_empty());
+    let err = found.check_complete().unwrap_err().to_string();
+    assert!(
+        err.starts_with("the outputs of outs-own could not be read: ")
+            && err.ends_with(
+                "; the services after it were not read, as the same failure would meet them"
+            ),
+        "{err}"
+    );
 }

@@ -122,7 +122,7 @@ pub(crate) fn settle(
             String::new()
         } else {
             format!(
-                "; its own resources ({}) then deploy with no service: move them into a template of their own (a service) or into one of the services",
+                "; its own resources ({}) are then deployed by no service: move them into a template of their own (a service) or into one of the services",
                 ferry_manifest::first_few(&own, 5)
             )
         };

@@ -290,8 +290,9 @@ pub(crate) fn template_path(dir: &str, file: &str) -> String {
 /// Where `sam build` writes the template it builds, relative to the folder it runs in.
 const SAM_BUILT_TEMPLATE: &str = ".aws-sam/build/template.yaml";
 
-/// `sam build` for a SAM service whose template wants it (a `Metadata.BuildMethod`, a function
-/// folder's dependencies), packaging what it writes.
+/// `sam build` for a SAM service whose template wants it (a `Metadata.BuildMethod` or a
+/// compiled project as a function's code, in it or a template it nests; a function folder's
+/// dependencies), packaging what it writes.
 fn sam_build(root: &Path, s: &mut Found, notes: &mut Vec<String>) {
     let Some(why) = ferry_package::sam_build_wanted(root, &template_path(&s.dir, &s.file)) else {
         return;
@@ -468,21 +469,28 @@ fn leave_out_shared_stacks(
     }
 }
 
-/// A note for a Serverless service whose `frameworkVersion` takes only version 3, unless its
-/// own or the root's `package.json` names the framework: osls, the open-source CLI Ferry's
-/// messages suggest, is version 4 and refuses it.
+/// A note for a Serverless service whose `frameworkVersion` takes version 3 and not 4, unless
+/// its own or the root's `package.json` installs a framework CLI (`serverless` or `osls`
+/// among its dependencies): osls 4, the CLI Ferry's messages suggest, refuses it.
 fn framework_note(root: &Path, s: &Found, notes: &mut Vec<String>) {
     let config = std::fs::read_to_string(root.join(template_path(&s.dir, &s.file)));
     let v3 = config.is_ok_and(|t| {
         ferry_manifest::FrameworkCli::of_config(&t) == ferry_manifest::FrameworkCli::V3
     });
-    let names_it = |dir: &Path| {
-        std::fs::read_to_string(dir.join("package.json"))
-            .is_ok_and(|t| t.contains("\"serverless\""))
+    let installs_cli = |dir: &Path| {
+        std::fs::read(dir.join("package.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|p| {
+                ["dependencies", "devDependencies"].iter().any(|k| {
+                    p[k].as_object()
+                        .is_some_and(|d| d.contains_key("serverless") || d.contains_key("osls"))
+                })
+            })
     };
-    if v3 && !names_it(&root.join(&s.dir)) && !names_it(root) {
+    if v3 && !installs_cli(&root.join(&s.dir)) && !installs_cli(root) {
         notes.push(format!(
-            "{}/{}: its frameworkVersion takes only version 3 of the Serverless Framework, which no package.json here installs: install it (`npm install --save-dev serverless@3`, which needs no account), or set frameworkVersion to \"4\" and install osls, the open-source CLI (version 4, which refuses a configuration pinned to 3)",
+            "{}/{}: its frameworkVersion takes version 3 of the Serverless Framework and not 4, and no package.json here installs a CLI: install osls at version 3 (`npm install --save-dev osls@3`, the open-source CLI, no account needed), or let frameworkVersion take \"4\" for osls 4",
             s.dir, s.file
         ));
     }

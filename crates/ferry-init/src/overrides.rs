@@ -39,9 +39,16 @@ pub(crate) fn declared(root: &Path, dir: &str, file: &str) -> Vec<(String, bool)
         .unwrap_or_default()
 }
 
-/// Whether a parameter's name says it holds a secret.
+/// Whether a parameter's name says it holds a secret: one that names where a secret is kept or
+/// what it is (`DbSecretArn`, `SecretName`, `TokenTableName`) does not.
 fn secret_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
+    let about_it = [
+        "arn", "name", "id", "ids", "table", "ttl", "length", "path", "uri", "url",
+    ];
+    if about_it.iter().any(|s| n.ends_with(s)) {
+        return false;
+    }
     [
         "password",
         "passwd",
@@ -398,6 +405,28 @@ fn literal_stage(value: &str, env: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_says_a_secret_unless_it_names_where_one_is_kept() {
+        for n in [
+            "DbPassword",
+            "GithubToken",
+            "ApiKey",
+            "ClientSecret",
+            "PrivateKey",
+        ] {
+            assert!(secret_name(n), "{n}");
+        }
+        for n in [
+            "DbSecretArn",
+            "SecretName",
+            "TokenTableName",
+            "ApiKeyId",
+            "Stage",
+        ] {
+            assert!(!secret_name(n), "{n}");
+        }
+    }
 
     #[test]
     fn shell_words() {

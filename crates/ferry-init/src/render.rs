@@ -136,7 +136,8 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
             if ssm_type.is_none() && secrets.contains(&p) {
                 let _ = writeln!(
                     text,
-                    "# {p} is a secret (NoEcho, or its name says so): never write its value here. Keep it in SSM (`param set <stage> {p} --secure`, the value on standard input), then give {p} = \"${{ssm:{p}}}\""
+                    "# {p} is a secret (NoEcho, or its name says so): never write its value here. Keep it in SSM (`param set <stage> /{project}/<stage>/{p} --secure`, the value on standard input), then give {p} = \"${{ssm:/{project}/${{stage}}/{p}}}\"",
+                    project = scan.project
                 );
                 let _ = writeln!(text, "{p} = \"\"");
                 continue;

@@ -643,6 +643,13 @@ fn a_serverless_service_with_a_package_json_installs_its_dependencies_before_it_
         "npm/package.json",
         r#"{"devDependencies": {"serverless": "^3.38.0"}}"#,
     );
+    // A keyword is no dependency: still noted.
+    file(
+        r,
+        "yarn/serverless.yml",
+        &format!("{}frameworkVersion: '^3.0.0'\n", config("yarn")),
+    );
+    file(r, "yarn/package.json", r#"{"keywords": ["serverless"]}"#);
     let s = scan(r).unwrap();
     let builds: Vec<(&str, Option<String>)> = s
         .services
@@ -669,11 +676,15 @@ fn a_serverless_service_with_a_package_json_installs_its_dependencies_before_it_
         "{notes}"
     );
     assert!(
-        notes.contains("none/serverless.yml: its frameworkVersion takes only version 3 of the Serverless Framework, which no package.json here installs: install it (`npm install --save-dev serverless@3`"),
+        notes.contains("none/serverless.yml: its frameworkVersion takes version 3 of the Serverless Framework and not 4, and no package.json here installs a CLI: install osls at version 3 (`npm install --save-dev osls@3`"),
         "{notes}"
     );
     assert!(
         !notes.contains("npm/serverless.yml: its frameworkVersion"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("yarn/serverless.yml: its frameworkVersion"),
         "{notes}"
     );
     // What it writes loads, with the build where it belongs.
@@ -907,7 +918,7 @@ fn sam_apps_below_their_projects_move_up_and_an_umbrella_template_gives_the_orde
     for want in [
         "sam/app/template.yaml: nests the templates of other services (backend/sam/app/template.yaml, web/sam/app/template.yaml)",
         // What the umbrella holds of its own deploys with nobody once it is left out.
-        "in the order it gives them; its own resources (Audit) then deploy with no service",
+        "in the order it gives them; its own resources (Audit) are then deployed by no service",
         "backend/sam/app/template.yaml: Api.DefinitionUri (in backend/sam/app/api.template.yaml) names backend/swagger/api.yaml outside the template's folder: the service folder is `backend`",
         "backend: Fn.CodeUri (in backend/sam/app/api.template.yaml) names backend/target/app.jar, which the repository does not hold: its service.toml builds it with `mvn --batch-mode package` (guessed from pom.xml)",
         "web: Deploy.CodeUri names web/dist, which the repository does not hold: its service.toml builds it with `sh -c \"npm ci --no-audit --no-fund && npm run build\"`",
@@ -1073,7 +1084,8 @@ deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy
     for p in ["DbPassword", "Token"] {
         assert!(
             text.contains(&format!(
-                "# {p} is a secret (NoEcho, or its name says so): never write its value here. Keep it in SSM (`param set <stage> {p} --secure`, the value on standard input), then give {p} = \"${{ssm:{p}}}\"\n{p} = \"\""
+                "# {p} is a secret (NoEcho, or its name says so): never write its value here. Keep it in SSM (`param set <stage> /{project}/<stage>/{p} --secure`, the value on standard input), then give {p} = \"${{ssm:/{project}/${{stage}}/{p}}}\"\n{p} = \"\"",
+                project = s.project
             )),
             "{text}"
         );

@@ -127,8 +127,9 @@ fn node_dependencies(folder: &Path) -> bool {
 }
 
 /// Why the SAM template at `root/template` (repository-relative) wants `sam build`: its first
-/// function or layer with a `Metadata.BuildMethod`, else the first of a template it nests
-/// (packaging refuses either without a build), else its first function folder whose
+/// function or layer with a `Metadata.BuildMethod` or a compiled language's project as its code
+/// folder, else the first of a template it nests (packaging refuses either without a build),
+/// else its first function folder whose
 /// `requirements.txt` or `package.json` declares dependencies to install; `None` when it wants
 /// no build. For tools writing a service's configuration before there is one (`init`).
 pub fn sam_build_wanted(root: &Path, template: &str) -> Option<String> {

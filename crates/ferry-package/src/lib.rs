@@ -1307,13 +1307,13 @@ impl<'a> SamCheck<'a> {
             && meta.is_dir()
             && let Some((at, what)) = sam::compiled_source(template, l, &path)
         {
+            // Said, and the folder still judged: every problem at once.
             let level = stack.last().expect("a template is on the stack");
             let level = Level {
                 file: level.file.clone(),
                 shown: level.shown.clone(),
             };
             self.push_in(&level, TemplateError::Unsupported { at, what });
-            return;
         }
         let template = l.packing == sam::Packing::Template;
         // A template is read below: whatever the build, only one the service may read.

@@ -4,7 +4,8 @@
 //! exports an output, `Export.Name`; another imports it, `Fn::ImportValue`). A reader that does
 //! not depend on the writer may deploy before the value exists, and an exporter removed before
 //! its importer cannot be (CloudFormation refuses to delete an export in use); `validate`
-//! says so.
+//! says so. It also names a literal resource name two services' templates give
+//! ([`shared_names`]): the second to deploy would fail.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -184,29 +185,99 @@ fn templates_mentioning<'w>(ws: &'w Workspace, needles: &[&str]) -> Vec<(&'w Ser
         .collect()
 }
 
-/// Resource types whose names are unique in an account and region, with the property that
-/// names one: two stacks giving the same literal name collide.
-const NAME_PROPERTIES: &[(&str, &str)] = &[
-    ("AWS::Logs::LogGroup", "LogGroupName"),
-    ("AWS::DynamoDB::Table", "TableName"),
-    ("AWS::SQS::Queue", "QueueName"),
-    ("AWS::SNS::Topic", "TopicName"),
-    ("AWS::S3::Bucket", "BucketName"),
-    ("AWS::Lambda::Function", "FunctionName"),
-    ("AWS::Serverless::Function", "FunctionName"),
-    ("AWS::IAM::Role", "RoleName"),
-    ("AWS::StepFunctions::StateMachine", "StateMachineName"),
-    ("AWS::Serverless::StateMachine", "Name"),
-    ("AWS::Events::EventBus", "Name"),
-    ("AWS::Kinesis::Stream", "Name"),
-    ("AWS::ECR::Repository", "RepositoryName"),
-    ("AWS::SecretsManager::Secret", "Name"),
+/// Resource types whose names are unique in a scope, with the property that names one, what
+/// they are (types of one kind share names: a SAM function and a Lambda function) and where a
+/// name is unique: two stacks giving the same literal name collide.
+const NAME_PROPERTIES: &[(&str, &str, &str, &str)] = &[
+    (
+        "AWS::Logs::LogGroup",
+        "LogGroupName",
+        "log group",
+        "an account and region",
+    ),
+    (
+        "AWS::DynamoDB::Table",
+        "TableName",
+        "table",
+        "an account and region",
+    ),
+    (
+        "AWS::Serverless::SimpleTable",
+        "TableName",
+        "table",
+        "an account and region",
+    ),
+    (
+        "AWS::SQS::Queue",
+        "QueueName",
+        "queue",
+        "an account and region",
+    ),
+    (
+        "AWS::SNS::Topic",
+        "TopicName",
+        "topic",
+        "an account and region",
+    ),
+    ("AWS::S3::Bucket", "BucketName", "bucket", "all of AWS"),
+    (
+        "AWS::Lambda::Function",
+        "FunctionName",
+        "function",
+        "an account and region",
+    ),
+    (
+        "AWS::Serverless::Function",
+        "FunctionName",
+        "function",
+        "an account and region",
+    ),
+    ("AWS::IAM::Role", "RoleName", "role", "an account"),
+    (
+        "AWS::StepFunctions::StateMachine",
+        "StateMachineName",
+        "state machine",
+        "an account and region",
+    ),
+    (
+        "AWS::Serverless::StateMachine",
+        "Name",
+        "state machine",
+        "an account and region",
+    ),
+    (
+        "AWS::Events::EventBus",
+        "Name",
+        "event bus",
+        "an account and region",
+    ),
+    (
+        "AWS::Kinesis::Stream",
+        "Name",
+        "stream",
+        "an account and region",
+    ),
+    (
+        "AWS::ECR::Repository",
+        "RepositoryName",
+        "repository",
+        "an account and region",
+    ),
+    (
+        "AWS::SecretsManager::Secret",
+        "Name",
+        "secret",
+        "an account and region",
+    ),
 ];
 
 /// One literal resource name the templates of several services give.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SharedName {
-    pub ty: String,
+    /// What the resources are: `log group`, `function`.
+    pub kind: String,
+    /// Where such a name is unique: `an account and region`, `an account`, `all of AWS`.
+    pub scope: String,
     pub name: String,
     /// (service, `Resources.<id>.Properties.<property>`), in the services' order.
     pub given_by: Vec<(String, String)>,
@@ -221,31 +292,42 @@ impl std::fmt::Display for SharedName {
             .collect();
         write!(
             f,
-            "the templates of {} all name an {} `{}`: such names are unique in an account and region, so the service deployed second fails (the name is taken), and a literal name is the same in every stage deployed to one account; leave the name out (CloudFormation makes one from the stack's) or build it from the stack's, e.g. !Sub \"${{AWS::StackName}}-…\"",
+            "the templates of {} all name a {} `{}`: {} names are unique in {}, so the service deployed second fails (the name is taken), and a literal name is the same in every stage deployed to one account; leave the name out (CloudFormation makes one from the stack's) or build it from the stack's, e.g. !Sub \"${{AWS::StackName}}-…\"",
             by.join(", "),
-            self.ty,
-            self.name
+            self.kind,
+            self.name,
+            self.kind,
+            self.scope
         )
     }
 }
 
 /// Every literal resource name (a plain string, not built from the stage or the stack) that
-/// the templates of two services or more give a resource of one of [`NAME_PROPERTIES`]' types.
-/// Templates that cannot be read are left out: this is advice, never an error.
+/// the templates of two services or more give resources of one kind of [`NAME_PROPERTIES`]. A
+/// resource under a `Condition` is left out (it may not be made), as are templates that cannot
+/// be read: this is advice, never an error.
 pub fn shared_names(ws: &Workspace) -> Vec<SharedName> {
-    let props: Vec<&str> = NAME_PROPERTIES.iter().map(|(_, p)| *p).collect();
-    let mut given: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
+    let props: Vec<&str> = NAME_PROPERTIES.iter().map(|(_, p, _, _)| *p).collect();
+    // (kind, name) → (scope, who gives it: (service, where)).
+    type Givers = Vec<(String, String)>;
+    let mut given: BTreeMap<(&str, String), (&str, Givers)> = BTreeMap::new();
     for (s, t) in templates_mentioning(ws, &props) {
         let resources = t.get("Resources").and_then(Value::as_object);
         for (id, r) in resources.into_iter().flatten() {
             let ty = r.get("Type").and_then(Value::as_str).unwrap_or_default();
-            let Some((_, prop)) = NAME_PROPERTIES.iter().find(|(t, _)| *t == ty) else {
+            let Some((_, prop, kind, scope)) = NAME_PROPERTIES.iter().find(|(t, ..)| *t == ty)
+            else {
                 continue;
             };
+            if r.get("Condition").is_some() {
+                continue;
+            }
             let Some(Value::String(name)) = r.pointer(&format!("/Properties/{prop}")) else {
                 continue;
             };
-            let by = given.entry((ty.to_string(), name.clone())).or_default();
+            let (_, by) = given
+                .entry((*kind, name.clone()))
+                .or_insert_with(|| (*scope, Vec::new()));
             if !by.iter().any(|(other, _)| *other == s.name) {
                 by.push((s.name.clone(), format!("Resources.{id}.Properties.{prop}")));
             }
@@ -253,8 +335,13 @@ pub fn shared_names(ws: &Workspace) -> Vec<SharedName> {
     }
     given
         .into_iter()
-        .filter(|(_, by)| by.len() > 1)
-        .map(|((ty, name), given_by)| SharedName { ty, name, given_by })
+        .filter(|(_, (_, by))| by.len() > 1)
+        .map(|((kind, name), (scope, given_by))| SharedName {
+            kind: kind.to_string(),
+            scope: scope.to_string(),
+            name,
+            given_by,
+        })
         .collect()
 }
 

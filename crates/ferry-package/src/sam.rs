@@ -398,13 +398,28 @@ pub(crate) fn compiled_source(
     if l.site.property() != "CodeUri" {
         return None;
     }
-    let own = match &l.site {
-        Site::Resource { id, .. } => template["Resources"][id]["Properties"]["Runtime"].as_str(),
-        Site::Globals { .. } => None,
+    // The function's own value (one that only a deploy resolves, `!Ref`, is not judged),
+    // else the `Globals`'.
+    let property = |name: &str| -> Option<Option<&str>> {
+        let own = match &l.site {
+            Site::Resource { id, .. } => template["Resources"][id]["Properties"].get(name),
+            Site::Globals { .. } => None,
+        };
+        match own {
+            Some(v) => Some(v.as_str()),
+            None => Some(template["Globals"]["Function"][name].as_str()),
+        }
     };
-    let runtime = own.or_else(|| template["Globals"]["Function"]["Runtime"].as_str())?;
+    let runtime = property("Runtime")??;
     let (_, marks) = PROJECT_FILES.iter().find(|(p, _)| runtime.starts_with(p))?;
-    if runtime.starts_with("provided") && folder.join("bootstrap").is_file() {
+    // What the runtime runs, already built in the folder: a `provided` function's `bootstrap`,
+    // a `go1.x` function's handler binary.
+    let built = match runtime {
+        r if r.starts_with("provided") => Some("bootstrap"),
+        "go1.x" => property("Handler").flatten(),
+        _ => None,
+    };
+    if built.is_some_and(|b| folder.join(b).is_file()) {
         return None;
     }
     let mut names: Vec<String> = std::fs::read_dir(folder)

@@ -1341,6 +1341,15 @@ fn compiled_source_without_a_build_is_refused_by_validate_and_packaging() {
         )
         .is_ok()
     );
+    // A go1.x function's handler binary, already built beside its go.mod.
+    assert!(
+        fine(
+            "go1.x",
+            ("services/worker/fn/app.handler", "binary"),
+            MANIFEST
+        )
+        .is_ok()
+    );
     let built = "[service]\nkind = \"sam\"\n\n[package]\nbuild = [\"true\"]\n";
     assert!(fine("java21", ("services/worker/fn/app.jar", "jar"), built).is_ok());
 }

@@ -529,7 +529,7 @@ fn install(wants: ferry_manifest::FrameworkCli) -> &'static str {
             "`npm install --save-dev osls`, the open-source v3-compatible CLI that needs no account"
         }
         ferry_manifest::FrameworkCli::V3 => {
-            "`npm install --save-dev serverless@3`: its frameworkVersion takes version 3, which osls, the open-source CLI at version 4, refuses; or set frameworkVersion to \"4\" and install osls"
+            "`npm install --save-dev osls@3`, the open-source CLI at version 3: its frameworkVersion takes version 3 and not 4, so osls 4 would refuse it; or let frameworkVersion take \"4\" and install osls"
         }
     }
 }

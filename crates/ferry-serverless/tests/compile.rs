@@ -246,7 +246,7 @@ fn a_missing_cli_or_node_says_how_to_get_one() {
                 .to_string();
             assert!(
                 e.contains(
-                    "`npm install --save-dev serverless@3`: its frameworkVersion takes version 3"
+                    "`npm install --save-dev osls@3`, the open-source CLI at version 3: its frameworkVersion takes version 3 and not 4"
                 ),
                 "{e}"
             );

@@ -296,6 +296,28 @@ fn service_message<E: ProvideErrorMetadata>(e: &E) -> String {
     e.message().unwrap_or_default().to_string()
 }
 
+/// What the service said of a failed call: its message, or, where the SDK could not read the
+/// answer (an error in JSON where CloudFormation's protocol is XML, as the emulator writes
+/// some), the message `ferry_aws` read from it.
+fn said<E>(operation: &'static str, e: &aws_sdk_cloudformation::error::SdkError<E>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let own = service_message(e);
+    if !own.is_empty() {
+        return own;
+    }
+    let explained = ferry_aws::explain(operation, e);
+    match &explained.code {
+        Some(code) => explained
+            .detail
+            .strip_prefix(&format!("{code}: "))
+            .unwrap_or(&explained.detail)
+            .to_string(),
+        None => explained.detail,
+    }
+}
+
 impl Engine {
     /// How long an operation that hit its deadline waited, as the user set it: every deadline is
     /// the start of the whole stack operation plus `timeout`, so `--timeout 3` reports 3s even
@@ -314,12 +336,12 @@ impl Engine {
         Engine { client, options }
     }
 
-    /// Who refuses this engine's requests.
-    fn refuser(&self) -> Refuser {
-        if self.options.emulator.is_some() {
-            Refuser::Emulator
-        } else {
-            Refuser::CloudFormation
+    /// Who refuses this engine's requests; `template`: a refusal of what a template holds.
+    fn refuser(&self, template: bool) -> Refuser {
+        match (self.options.emulator.is_some(), template) {
+            (false, _) => Refuser::CloudFormation,
+            (true, false) => Refuser::Emulator,
+            (true, true) => Refuser::EmulatorJudgingTemplate,
         }
     }
 
@@ -342,8 +364,8 @@ impl Engine {
             ) => StackError::Rejected {
                 stack: stack.to_string(),
                 operation,
-                message: service_message(e),
-                by: self.refuser(),
+                message: said(operation, e),
+                by: self.refuser(explained.code.as_deref() == Some("ValidationError")),
             },
             _ => StackError::Api {
                 stack: stack.to_string(),
@@ -357,7 +379,7 @@ impl Engine {
         match self.client.describe_stacks().stack_name(name).send().await {
             Ok(out) => Ok(out.stacks().first().map(|s| stack_info(s, name))),
             Err(e) => {
-                if service_message(&e).contains("does not exist") {
+                if said("DescribeStacks", &e).contains("does not exist") {
                     Ok(None)
                 } else {
                     Err(self.api(name, "DescribeStacks", &e))
@@ -818,7 +840,7 @@ impl Engine {
                         message:
                             "an empty change set for a new stack: the template has no resources"
                                 .to_string(),
-                        by: self.refuser(),
+                        by: self.refuser(false),
                     });
                 }
             },
@@ -1072,7 +1094,7 @@ impl Engine {
                         stack: name.to_string(),
                         operation: "CreateChangeSet",
                         message: reason,
-                        by: self.refuser(),
+                        by: self.refuser(true),
                     });
                 }
                 _ if Instant::now() >= deadline => {

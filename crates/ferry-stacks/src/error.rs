@@ -117,15 +117,20 @@ pub enum StackError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refuser {
     CloudFormation,
+    /// The emulator, for what is no matter of the template (a name taken, capabilities).
     Emulator,
+    /// The emulator judging a template (a validation error, a change set it could not make),
+    /// which may be its own limit: AWS itself may take the template.
+    EmulatorJudgingTemplate,
 }
 
 impl Refuser {
-    /// What to add to a refusal: for the emulator, that it may be its own limit.
+    /// What to add to a refusal: for the emulator judging a template, that it may be its own
+    /// limit.
     fn hint(self) -> &'static str {
         match self {
-            Refuser::CloudFormation => "",
-            Refuser::Emulator => {
+            Refuser::CloudFormation | Refuser::Emulator => "",
+            Refuser::EmulatorJudgingTemplate => {
                 "; the emulator may not model a resource type or property the template uses (AWS itself may take it): its log says more (`local status` names it)"
             }
         }
@@ -136,7 +141,7 @@ impl std::fmt::Display for Refuser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Refuser::CloudFormation => "CloudFormation",
-            Refuser::Emulator => "the local AWS emulator",
+            Refuser::Emulator | Refuser::EmulatorJudgingTemplate => "the local AWS emulator",
         })
     }
 }

@@ -52,7 +52,7 @@ pub fn run(ctx: &Ctx, args: &OutputsArgs) -> anyhow::Result<()> {
         print!("{text}");
         let nothing = found.missing.is_empty() && found.unreadable.is_empty();
         if file.services.is_empty() && nothing && std::io::stderr().is_terminal() {
-            eprintln!("no stacks of stage `{}` exist yet", stage.name);
+            eprintln!("no stack of stage `{}` has been deployed yet", stage.name);
         }
         found
             .check_complete()

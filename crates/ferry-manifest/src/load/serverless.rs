@@ -338,38 +338,90 @@ mod tests {
 /// Which Serverless Framework CLI a service's `frameworkVersion` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameworkCli {
-    /// `osls`, the open-source CLI that needs no account: its version is 4, which takes no
-    /// `frameworkVersion`, "4", or a range that includes 4.
+    /// `osls` at version 4, the open-source CLI that needs no account: what no
+    /// `frameworkVersion`, "4", or any range that takes version 4 asks for.
     Osls,
-    /// The Serverless Framework 3 itself (`serverless@3`, which needs no account either): a
-    /// `frameworkVersion` pinned to 3 ("3", "^3", "~3.38", ">=3 <4"), which osls refuses.
+    /// A CLI at version 3 (`osls@3`, or the Serverless Framework 3): a `frameworkVersion` whose
+    /// range takes a 3.x and no 4.x ("3", "^3.0.0", "~3.38", ">=1.0.0 <4.0.0"), which osls 4
+    /// refuses.
     V3,
 }
 
+/// The version of osls a range must take for osls 4 to run it.
+const OSLS_4: semver::Version = semver::Version::new(4, 3, 1);
+
 impl FrameworkCli {
-    /// What `frameworkVersion` (as written, or `None`) takes.
+    /// What `frameworkVersion` (as written, an npm range, or `None`) takes. A range Ferry
+    /// cannot read is taken as osls's.
     pub fn of_version(version: Option<&str>) -> FrameworkCli {
-        let Some(v) = version.map(|v| v.trim().trim_matches(['"', '\'']).trim()) else {
+        let Some(v) = version.map(|v| v.trim().trim_matches(['"', '\'', ',']).trim()) else {
             return FrameworkCli::Osls;
         };
-        let bare = v.trim_start_matches(['^', '~', '=', 'v']);
-        let pinned =
-            bare == "3" || bare.starts_with("3.") || (v.starts_with(">=") && v.contains("<4"));
-        if pinned {
+        let ranges: Vec<semver::VersionReq> = v.split("||").filter_map(npm_range).collect();
+        let takes = |version: &semver::Version| ranges.iter().any(|r| r.matches(version));
+        let some_3 = [(3, 0, 0), (3, 38, 0), (3, 77, 1)]
+            .into_iter()
+            .any(|(a, b, c)| takes(&semver::Version::new(a, b, c)));
+        if some_3 && !takes(&OSLS_4) {
             FrameworkCli::V3
         } else {
             FrameworkCli::Osls
         }
     }
 
-    /// The `frameworkVersion` of a `serverless.yml` (a top-level key), else `FrameworkCli::Osls`.
+    /// The `frameworkVersion` of a framework configuration (`serverless.yml`, also a
+    /// `serverless.ts`, `.js` or `.json` that writes it as a literal), else `FrameworkCli::Osls`.
     pub fn of_config(text: &str) -> FrameworkCli {
         let version = text.lines().find_map(|l| {
-            l.strip_prefix("frameworkVersion:")
-                .map(|v| v.split(" #").next().unwrap_or_default())
+            let l = l.trim_start();
+            let rest = l
+                .strip_prefix("frameworkVersion")
+                .or_else(|| l.strip_prefix("\"frameworkVersion\""))
+                .or_else(|| l.strip_prefix("'frameworkVersion'"))?;
+            let value = rest.trim_start().strip_prefix(':')?;
+            Some(
+                value
+                    .split(" #")
+                    .next()
+                    .unwrap_or_default()
+                    .split(" //")
+                    .next()
+                    .unwrap_or_default(),
+            )
         });
         FrameworkCli::of_version(version)
     }
+}
+
+/// One npm range without `||` (`>= 3.0.0 < 4`, `3.x`, `1.2.3 - 3.9`) as a semver requirement;
+/// `None` if it is not one.
+fn npm_range(range: &str) -> Option<semver::VersionReq> {
+    let range = range.trim();
+    if range.is_empty() {
+        return semver::VersionReq::parse("*").ok();
+    }
+    let text = match range.split_once(" - ") {
+        Some((low, high)) => format!(">={}, <={}", low.trim(), high.trim()),
+        None => {
+            // Comparators are separated by spaces, and an operator may stand apart from its
+            // version (`>= 3.0.0`).
+            let mut parts: Vec<String> = Vec::new();
+            let mut pending = String::new();
+            for token in range.split_whitespace() {
+                if token
+                    .chars()
+                    .all(|c| matches!(c, '<' | '>' | '=' | '^' | '~'))
+                {
+                    pending.push_str(token);
+                } else {
+                    parts.push(format!("{pending}{token}"));
+                    pending.clear();
+                }
+            }
+            parts.join(", ")
+        }
+    };
+    semver::VersionReq::parse(&text.replace(['x', 'X'], "*")).ok()
 }
 
 #[cfg(test)]
@@ -377,11 +429,39 @@ mod framework_tests {
     use super::FrameworkCli;
 
     #[test]
-    fn a_framework_version_pinned_to_3_wants_serverless_3_and_any_other_osls() {
-        for v in ["3", "'3'", "\"^3\"", "~3.38", "3.38.0", "'>=3 <4'", "=3"] {
+    fn a_framework_version_taking_3_and_not_4_wants_version_3_and_any_other_osls() {
+        for v in [
+            "3",
+            "'3'",
+            "\"^3\"",
+            "^3.0.0",
+            "~3.38",
+            "3.38.0",
+            "3.x",
+            "'>=3 <4'",
+            ">=1.0.0 <4.0.0",
+            ">= 3.0.0 < 4.0.0",
+            "<4",
+            "^2.0.0 || ^3.0.0",
+            "3.0.0 - 3.99",
+            "=3",
+            "'3',",
+        ] {
             assert_eq!(FrameworkCli::of_version(Some(v)), FrameworkCli::V3, "{v}");
         }
-        for v in ["4", "\"^4\"", ">=3", "2", "30", "'>=2.0.0'"] {
+        for v in [
+            "4",
+            "\"^4\"",
+            ">=3",
+            "2",
+            "30",
+            "'>=2.0.0'",
+            "*",
+            "^3.0.0 || ^4.0.0",
+            "3.x || 4.x",
+            ">=4.0.0 <4.5",
+            "not a range",
+        ] {
             assert_eq!(FrameworkCli::of_version(Some(v)), FrameworkCli::Osls, "{v}");
         }
         assert_eq!(FrameworkCli::of_version(None), FrameworkCli::Osls);
@@ -391,9 +471,19 @@ mod framework_tests {
             ),
             FrameworkCli::V3
         );
-        // Only the top-level key.
+        // A program's literal, and JSON.
         assert_eq!(
-            FrameworkCli::of_config("service: a\ncustom:\n  frameworkVersion: '3'\n"),
+            FrameworkCli::of_config(
+                "const c = {\n  service: 'a',\n  frameworkVersion: '3',\n};\nexport = c;\n"
+            ),
+            FrameworkCli::V3
+        );
+        assert_eq!(
+            FrameworkCli::of_config("{\n  \"service\": \"a\",\n  \"frameworkVersion\": \"3\"\n}\n"),
+            FrameworkCli::V3
+        );
+        assert_eq!(
+            FrameworkCli::of_config("service: a\nprovider:\n  name: aws\n"),
             FrameworkCli::Osls
         );
     }
