@@ -31,7 +31,14 @@ pub(crate) fn declared(root: &Path, dir: &str, file: &str) -> Vec<(String, bool)
                             Some(serde_json::Value::String(v)) => !v.eq_ignore_ascii_case("false"),
                             Some(_) => true,
                         };
-                        (k.clone(), no_echo || secret_name(k))
+                        // A number, a list or a choice among allowed values holds no secret,
+                        // whatever its name (`RefreshTokenValidity`, `GenerateSecret`).
+                        let ty = decl
+                            .get("Type")
+                            .and_then(|t| t.as_str())
+                            .unwrap_or("String");
+                        let plain = ty != "String" || decl.get("AllowedValues").is_some();
+                        (k.clone(), no_echo || (!plain && secret_name(k)))
                     })
                     .collect()
             })
@@ -46,7 +53,8 @@ fn secret_name(name: &str) -> bool {
     let about_it = [
         "arn", "name", "id", "ids", "table", "ttl", "length", "path", "uri", "url",
     ];
-    if about_it.iter().any(|s| n.ends_with(s)) {
+    let rules = ["validity", "policy", "characters", "generate"];
+    if about_it.iter().any(|s| n.ends_with(s)) || rules.iter().any(|w| n.contains(w)) {
         return false;
     }
     [
@@ -423,6 +431,10 @@ mod tests {
             "TokenTableName",
             "ApiKeyId",
             "Stage",
+            "RefreshTokenValidity",
+            "defaultPasswordPolicy",
+            "passwordPolicyCharacters",
+            "GenerateSecret",
         ] {
             assert!(!secret_name(n), "{n}");
         }

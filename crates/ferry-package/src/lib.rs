@@ -109,6 +109,10 @@ pub enum TemplateError {
     )]
     EmptyTypedParameter { key: String, ty: String },
     #[error(
+        "[parameters] gives `{key}` a value the template's declaration of it refuses: {why} (CloudFormation refuses the stack); set another value in the service.toml (`init` leaves values it cannot infer empty for you to fill)"
+    )]
+    RefusedParameterValue { key: String, why: String },
+    #[error(
         "service.toml says kind = \"sam\", but the template has no `Transform: {transform}`; add it, or set kind = \"cloudformation\""
     )]
     NotSam { transform: &'static str },
@@ -875,6 +879,25 @@ fn template_problems(service: &Service, parsed: &serde_json::Value) -> Vec<Templ
             out.push(TemplateError::EmptyTypedParameter {
                 key: key.clone(),
                 ty: ty.to_string(),
+            });
+        }
+    }
+    // A literal value the parameter's declaration refuses (a Number, AllowedValues, a pattern, a
+    // length): CloudFormation refuses the stack. An empty AWS-specific one is said above.
+    for (key, value) in &service.parameters {
+        let Ok(text) = value.render(|_| Err(())) else {
+            continue;
+        };
+        let decl = &parsed["Parameters"][key];
+        let ty = decl["Type"].as_str().unwrap_or_default();
+        if text.is_empty() && (ty.starts_with("AWS::") || ty.starts_with("List<AWS::")) {
+            continue;
+        }
+        let shown = !template::is_no_echo(parsed, key);
+        if let Some(why) = template::value_problem(decl, &text, shown) {
+            out.push(TemplateError::RefusedParameterValue {
+                key: key.clone(),
+                why,
             });
         }
     }

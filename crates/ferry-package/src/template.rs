@@ -309,6 +309,103 @@ fn to_json(v: serde_yaml_ng::Value) -> Result<Value, TemplateError> {
     })
 }
 
+/// Why CloudFormation refuses `value` for the parameter declared as `decl` (its `Type`,
+/// `AllowedValues`, `AllowedPattern`, `MinLength`/`MaxLength`, `MinValue`/`MaxValue`); `None`
+/// when it takes it, or when Ferry cannot tell (a pattern it cannot compile, an AWS-specific
+/// type, which only AWS knows the values of). With `shown` false (a `NoEcho` parameter) the
+/// value is never quoted.
+pub fn value_problem(decl: &Value, value: &str, shown: bool) -> Option<String> {
+    let quote = |item: &str| {
+        if shown {
+            format!("`{item}`")
+        } else {
+            "the value (not shown: NoEcho)".to_string()
+        }
+    };
+    let ty = decl.get("Type").and_then(Value::as_str).unwrap_or("String");
+    let number = |v: &Value| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let numeric = matches!(ty, "Number" | "List<Number>");
+    let items: Vec<&str> = if matches!(ty, "List<Number>" | "CommaDelimitedList") {
+        value.split(',').map(str::trim).collect()
+    } else {
+        vec![value]
+    };
+    if numeric {
+        if let Some(bad) = items.iter().find(|i| i.trim().parse::<f64>().is_err()) {
+            return Some(if bad.is_empty() {
+                format!("an empty value is not a number, which type {ty} takes")
+            } else {
+                format!("{} is not a number, which type {ty} takes", quote(bad))
+            });
+        }
+        for item in &items {
+            let n: f64 = item.trim().parse().expect("checked just now");
+            if let Some(min) = decl.get("MinValue").and_then(number)
+                && n < min
+            {
+                return Some(format!("it is below MinValue {min}"));
+            }
+            if let Some(max) = decl.get("MaxValue").and_then(number)
+                && n > max
+            {
+                return Some(format!("it is above MaxValue {max}"));
+            }
+        }
+    }
+    if ty.starts_with("AWS::") || (ty.starts_with("List<") && ty != "List<Number>") {
+        return None;
+    }
+    if ty == "String" {
+        let length = value.chars().count() as f64;
+        if let Some(min) = decl.get("MinLength").and_then(number)
+            && length < min
+        {
+            return Some(format!("it is shorter than MinLength {min}"));
+        }
+        if let Some(max) = decl.get("MaxLength").and_then(number)
+            && length > max
+        {
+            return Some(format!("it is longer than MaxLength {max}"));
+        }
+        if let Some(pattern) = decl.get("AllowedPattern").and_then(Value::as_str) {
+            // CloudFormation matches the whole value; Java's patterns Ferry cannot compile
+            // (lookarounds) are left to it.
+            let whole = format!("(?-u)^(?:{pattern})$");
+            if let Ok(re) = regex_automata::meta::Regex::new(&whole)
+                && !re.is_match(value)
+            {
+                return Some(format!("it does not match AllowedPattern {pattern}"));
+            }
+        }
+    }
+    if let Some(allowed) = decl.get("AllowedValues").and_then(Value::as_array) {
+        let allowed: Vec<String> = allowed.iter().filter_map(literal_value).collect();
+        let numeric_match = |item: &str| {
+            numeric
+                && item
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .is_some_and(|n| allowed.iter().any(|a| a.parse::<f64>().ok() == Some(n)))
+        };
+        if let Some(bad) = items
+            .iter()
+            .find(|i| !allowed.iter().any(|a| a == *i) && !numeric_match(i))
+        {
+            return Some(format!(
+                "{} is not one of its AllowedValues ({})",
+                quote(bad),
+                allowed.join(", ")
+            ));
+        }
+    }
+    None
+}
+
 /// A literal parameter value as CloudFormation passes it to a stack: a string as it is, a
 /// number or boolean as its text (`2`, `true`); `None` for anything else (a `Ref`, a list, a
 /// mapping), which only a deploy can resolve.
@@ -417,6 +514,76 @@ pub fn add_bucket_parameter(template: &mut Value) -> Result<(), TemplateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_a_parameter_declaration_refuses_are_named() {
+        let decl = |y: &str| -> Value { serde_yaml_ng::from_str(y).unwrap() };
+        let number = decl("Type: Number\nMinValue: 1\nMaxValue: 10");
+        assert_eq!(value_problem(&number, "5", true), None);
+        assert_eq!(value_problem(&number, "2.5", true), None);
+        assert_eq!(
+            value_problem(&number, "", true).unwrap(),
+            "an empty value is not a number, which type Number takes"
+        );
+        assert_eq!(
+            value_problem(&number, "abc", true).unwrap(),
+            "`abc` is not a number, which type Number takes"
+        );
+        assert_eq!(
+            value_problem(&number, "11", true).unwrap(),
+            "it is above MaxValue 10"
+        );
+        let mode = decl("Type: String\nAllowedValues: [ON, OFF]");
+        assert_eq!(value_problem(&mode, "ON", true), None);
+        assert_eq!(
+            value_problem(&mode, "MAYBE", true).unwrap(),
+            "`MAYBE` is not one of its AllowedValues (ON, OFF)"
+        );
+        // A NoEcho value is never quoted.
+        assert_eq!(
+            value_problem(&mode, "hunter2", false).unwrap(),
+            "the value (not shown: NoEcho) is not one of its AllowedValues (ON, OFF)"
+        );
+        let sized = decl("Type: String\nMinLength: 2\nMaxLength: 4\nAllowedPattern: '[a-z]+'");
+        assert_eq!(value_problem(&sized, "abc", true), None);
+        assert!(
+            value_problem(&sized, "a", true)
+                .unwrap()
+                .contains("MinLength 2")
+        );
+        assert!(
+            value_problem(&sized, "abcde", true)
+                .unwrap()
+                .contains("MaxLength 4")
+        );
+        // The whole value must match, as CloudFormation matches it.
+        assert!(
+            value_problem(&sized, "ab1", true)
+                .unwrap()
+                .contains("does not match AllowedPattern [a-z]+")
+        );
+        // Java's lookarounds Ferry cannot compile: left to CloudFormation.
+        let java = decl("Type: String\nAllowedPattern: '(?=x)x'");
+        assert_eq!(value_problem(&java, "y", true), None);
+        let numbers = decl("Type: List<Number>\nAllowedValues: [1, 2]");
+        assert_eq!(value_problem(&numbers, "1, 2", true), None);
+        assert!(
+            value_problem(&numbers, "1,x", true)
+                .unwrap()
+                .contains("`x` is not a number")
+        );
+        assert!(
+            value_problem(&numbers, "1,3", true)
+                .unwrap()
+                .contains("`3` is not one of")
+        );
+        // An AWS-specific type only AWS can judge; a default String anything.
+        assert_eq!(
+            value_problem(&decl("Type: AWS::EC2::VPC::Id"), "x", true),
+            None
+        );
+        assert_eq!(value_problem(&decl("Type: String"), "", true), None);
+    }
 
     #[test]
     fn literal_values_are_scalars_as_their_text() {

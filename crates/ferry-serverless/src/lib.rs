@@ -183,7 +183,7 @@ impl Compiled {
 #[non_exhaustive]
 pub enum ServerlessError {
     #[error(
-        "{service}: no Serverless Framework CLI found: not `node_modules/.bin/serverless` in {dir} or a folder above it up to the repository, nor `serverless` on PATH. Install one in the repository ({}; Node.js 18 or newer), or set serverless-command in its service.toml",
+        "{service}: no Serverless Framework CLI found: not `node_modules/.bin/serverless` in {dir} or a folder above it up to the repository, nor `serverless` on PATH. Install one in the repository ({}; Node.js 20.19 or newer), or set serverless-command in its service.toml",
         install(*.wants)
     )]
     NoCli {
@@ -193,7 +193,7 @@ pub enum ServerlessError {
         wants: ferry_manifest::FrameworkCli,
     },
     #[error(
-        "{service}: `{command}` could not start: {message}; is it installed and on PATH? (the Serverless Framework CLI needs Node.js 18 or newer)"
+        "{service}: `{command}` could not start: {message}; is it installed and on PATH? (the Serverless Framework CLI needs Node.js 20.19 or newer)"
     )]
     NotStarted {
         service: String,

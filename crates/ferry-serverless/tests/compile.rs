@@ -218,7 +218,7 @@ fn a_missing_cli_or_node_says_how_to_get_one() {
     assert!(matches!(e, ServerlessError::NotStarted { .. }), "{e}");
     assert!(
         e.to_string()
-            .contains("could not start: No such file or directory (os error 2); is it installed and on PATH? (the Serverless Framework CLI needs Node.js 18 or newer)"),
+            .contains("could not start: No such file or directory (os error 2); is it installed and on PATH? (the Serverless Framework CLI needs Node.js 20.19 or newer)"),
         "{e}"
     );
 
