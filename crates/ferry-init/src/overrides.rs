@@ -249,9 +249,15 @@ fn samconfig_overrides(text: &str) -> Result<Option<(String, Vec<String>)>, Stri
 /// `Key=Value` pairs after `--parameter-overrides` of each deploy command (`sam deploy`,
 /// `aws cloudformation deploy`) of a Makefile or shell script, continued lines joined; a
 /// command naming another template file than `template` (`--template-file other.yaml`) is not
-/// this service's.
+/// this service's, unless that file is what a `sam package` or `aws cloudformation package` of
+/// the script writes from `template` (`--output-template-file packaged.yaml`).
 fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
     let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
+    let packaged = packaged_from(&joined, template);
+    let ours = |file: &str| {
+        let name = file.rsplit('/').next().unwrap_or(file);
+        name == template || packaged.iter().any(|p| p == name)
+    };
     let mut out = Vec::new();
     for line in joined.lines() {
         let w = words(line);
@@ -261,7 +267,7 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
         let names_another = w.windows(2).any(|p| {
             matches!(p[0].as_str(), "--template-file" | "--template" | "-t")
                 && !p[1].contains('$')
-                && p[1].rsplit('/').next() != Some(template)
+                && !ours(&p[1])
         });
         if names_another {
             continue;
@@ -285,6 +291,40 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
                 })
                 .filter_map(|x| pair(&x)),
         );
+    }
+    out
+}
+
+/// The file names a script's `package` commands (`sam package`, `aws cloudformation package`)
+/// write from `template` (`--output-template-file`; `sam package` reads `template.yaml` when
+/// it names none).
+fn packaged_from(joined: &str, template: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in joined.lines() {
+        let w = words(line);
+        for (at, _) in w.iter().enumerate().filter(|(_, x)| *x == "package") {
+            // This command's words: up to the next `&&`, `;` or pipe.
+            let command: Vec<&String> = w[at + 1..]
+                .iter()
+                .take_while(|x| !matches!(x.as_str(), "&&" | "||" | ";" | "|"))
+                .collect();
+            let value = |flags: &[&str]| {
+                command
+                    .windows(2)
+                    .find(|p| flags.contains(&p[0].as_str()))
+                    .map(|p| p[1].rsplit('/').next().unwrap_or(p[1]).to_string())
+            };
+            let input = value(&["--template-file", "--template", "-t"])
+                .unwrap_or_else(|| "template.yaml".to_string());
+            if input != template {
+                continue;
+            }
+            if let Some(output) =
+                value(&["--output-template-file", "--output-template"]).filter(|o| !o.contains('$'))
+            {
+                out.push(output);
+            }
+        }
     }
     out
 }
@@ -438,6 +478,28 @@ mod tests {
         ] {
             assert!(!secret_name(n), "{n}");
         }
+    }
+
+    #[test]
+    fn a_deploy_of_what_a_package_command_wrote_from_the_template_is_the_services() {
+        let make = "deploy:\n\tsam package --s3-bucket $${BUCKET} --output-template-file packaged.yaml && \\\n\taws cloudformation deploy --template-file packaged.yaml \\\n\t\t--parameter-overrides Table=/$${AWS_BRANCH}/table Layer=x\n";
+        assert_eq!(
+            deploy_overrides(make, "template.yaml"),
+            [
+                ("Table".to_string(), "/$${AWS_BRANCH}/table".to_string()),
+                ("Layer".to_string(), "x".to_string())
+            ]
+        );
+        // Packaged from another template: not this one's.
+        let other = make.replace("sam package", "sam package --template-file other.yaml");
+        assert!(deploy_overrides(&other, "template.yaml").is_empty());
+        // aws cloudformation package, written to a folder.
+        let cfn = "aws cloudformation package --template-file infra.yaml --s3-bucket b --output-template-file out/infra.packaged.yaml\naws cloudformation deploy --template-file out/infra.packaged.yaml --stack-name s --parameter-overrides A=1\n";
+        assert_eq!(
+            deploy_overrides(cfn, "infra.yaml"),
+            [("A".to_string(), "1".to_string())]
+        );
+        assert!(deploy_overrides(cfn, "template.yaml").is_empty());
     }
 
     #[test]
