@@ -53,8 +53,13 @@ fn secret_name(name: &str) -> bool {
     let about_it = [
         "arn", "name", "id", "ids", "table", "ttl", "length", "path", "uri", "url",
     ];
-    let rules = ["validity", "policy", "characters", "generate"];
-    if about_it.iter().any(|s| n.ends_with(s)) || rules.iter().any(|w| n.contains(w)) {
+    // Rules about secrets, not secrets: `RefreshTokenValidity`, `PasswordPolicy`,
+    // `PasswordCharacters`, `GenerateSecret`.
+    let rules = ["validity", "policy", "characters"];
+    if about_it.iter().any(|s| n.ends_with(s))
+        || rules.iter().any(|w| n.ends_with(w))
+        || (n.starts_with("generate") && !n.starts_with("generated"))
+    {
         return false;
     }
     [
@@ -264,7 +269,8 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
         if !w.iter().any(|x| x == "deploy") {
             continue;
         }
-        let names_another = w.windows(2).any(|p| {
+        let flags = flag_words(line);
+        let names_another = flags.windows(2).any(|p| {
             matches!(p[0].as_str(), "--template-file" | "--template" | "-t")
                 && !p[1].contains('$')
                 && !ours(&p[1])
@@ -297,11 +303,12 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
 
 /// The file names a script's `package` commands (`sam package`, `aws cloudformation package`)
 /// write from `template` (`--output-template-file`; `sam package` reads `template.yaml` when
-/// it names none).
+/// it names none), and from no other template of the script.
 fn packaged_from(joined: &str, template: &str) -> Vec<String> {
-    let mut out = Vec::new();
+    // (the template read, the file written), by file name.
+    let mut written: Vec<(String, String)> = Vec::new();
     for line in joined.lines() {
-        let w = words(line);
+        let w = flag_words(line);
         for (at, _) in w.iter().enumerate().filter(|(_, x)| *x == "package") {
             // This command's words: up to the next `&&`, `;` or pipe.
             let command: Vec<&String> = w[at + 1..]
@@ -316,17 +323,36 @@ fn packaged_from(joined: &str, template: &str) -> Vec<String> {
             };
             let input = value(&["--template-file", "--template", "-t"])
                 .unwrap_or_else(|| "template.yaml".to_string());
-            if input != template {
-                continue;
-            }
             if let Some(output) =
                 value(&["--output-template-file", "--output-template"]).filter(|o| !o.contains('$'))
             {
-                out.push(output);
+                written.push((input, output));
             }
         }
     }
-    out
+    written
+        .iter()
+        .filter(|(input, output)| {
+            input == template
+                && !written
+                    .iter()
+                    .any(|(other, same)| same == output && other != template)
+        })
+        .map(|(_, output)| output.clone())
+        .collect()
+}
+
+/// [`words`], a `--flag=value` word split in two (`--template-file=x.yaml`).
+fn flag_words(line: &str) -> Vec<String> {
+    words(line)
+        .into_iter()
+        .flat_map(|w| match w.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                vec![flag.to_string(), value.to_string()]
+            }
+            _ => vec![w],
+        })
+        .collect()
 }
 
 /// A line split into words as a shell would (quotes grouped and removed; an unclosed quote runs
@@ -462,6 +488,8 @@ mod tests {
             "ApiKey",
             "ClientSecret",
             "PrivateKey",
+            "GeneratedPassword",
+            "TokenGeneratorSecret",
         ] {
             assert!(secret_name(n), "{n}");
         }
@@ -493,6 +521,22 @@ mod tests {
         // Packaged from another template: not this one's.
         let other = make.replace("sam package", "sam package --template-file other.yaml");
         assert!(deploy_overrides(&other, "template.yaml").is_empty());
+        // Two templates packaged to one file name: not taken for either.
+        let both = format!(
+            "{make}other:\n\tsam package --template-file other.yaml --output-template-file packaged.yaml\n"
+        );
+        assert!(deploy_overrides(&both, "template.yaml").is_empty());
+        // A flag with its value after `=`.
+        let eq = make.replace(
+            "--template-file packaged.yaml",
+            "--template-file=packaged.yaml",
+        );
+        assert_eq!(deploy_overrides(&eq, "template.yaml").len(), 2);
+        let other_eq = make.replace(
+            "--template-file packaged.yaml",
+            "--template-file=other.yaml",
+        );
+        assert!(deploy_overrides(&other_eq, "template.yaml").is_empty());
         // aws cloudformation package, written to a folder.
         let cfn = "aws cloudformation package --template-file infra.yaml --s3-bucket b --output-template-file out/infra.packaged.yaml\naws cloudformation deploy --template-file out/infra.packaged.yaml --stack-name s --parameter-overrides A=1\n";
         assert_eq!(

@@ -228,9 +228,10 @@ pub fn is_no_echo(template: &Value, key: &str) -> bool {
         .and_then(|p| p.get(key))
         .and_then(|d| d.get("NoEcho"))
     {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
-        _ => false,
+        // Anything but false: CloudFormation reads YAML 1.1, where `yes` and `on` are true.
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::String(s)) => !s.eq_ignore_ascii_case("false"),
+        Some(_) => true,
     }
 }
 
@@ -309,11 +310,17 @@ fn to_json(v: serde_yaml_ng::Value) -> Result<Value, TemplateError> {
     })
 }
 
-/// Why CloudFormation refuses `value` for the parameter declared as `decl` (its `Type`,
-/// `AllowedValues`, `AllowedPattern`, `MinLength`/`MaxLength`, `MinValue`/`MaxValue`); `None`
-/// when it takes it, or when Ferry cannot tell (a pattern it cannot compile, an AWS-specific
-/// type, which only AWS knows the values of). With `shown` false (a `NoEcho` parameter) the
-/// value is never quoted.
+/// Why CloudFormation refuses `value` for the parameter declared as `decl`; `None` when it
+/// takes it, or when Ferry cannot be sure it would not. Judged: a `Number` (a number, within
+/// `MinValue`/`MaxValue`, one of its `AllowedValues`), a `List<Number>` (numbers), a `String`
+/// (within `MinLength`/`MaxLength` in UTF-16 units as Java counts them, wholly matching its
+/// `AllowedPattern`, one of its `AllowedValues`) and each item of a `CommaDelimitedList` (one
+/// of its `AllowedValues`). Left to CloudFormation: AWS-specific types, which only AWS knows
+/// the values of; a pattern Rust's engine cannot compile or may read otherwise than Java's
+/// (lookarounds, `\<`, POSIX classes, …), or a value that is not ASCII against a pattern; and
+/// `AllowedValues` holding a word YAML 1.1 reads as a boolean (`ON`, `No`), which
+/// CloudFormation's YAML reader turns into `true`/`false`. With `shown` false (a `NoEcho`
+/// parameter) the value is never quoted.
 pub fn value_problem(decl: &Value, value: &str, shown: bool) -> Option<String> {
     let quote = |item: &str| {
         if shown {
@@ -328,22 +335,25 @@ pub fn value_problem(decl: &Value, value: &str, shown: bool) -> Option<String> {
         Value::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
     };
-    let numeric = matches!(ty, "Number" | "List<Number>");
-    let items: Vec<&str> = if matches!(ty, "List<Number>" | "CommaDelimitedList") {
-        value.split(',').map(str::trim).collect()
-    } else {
-        vec![value]
+    let items: Vec<&str> = match ty {
+        "Number" | "String" => vec![value],
+        // An empty list is left to CloudFormation.
+        "List<Number>" | "CommaDelimitedList" if value.trim().is_empty() => return None,
+        "List<Number>" | "CommaDelimitedList" => value.split(',').map(str::trim).collect(),
+        _ => return None,
     };
-    if numeric {
-        if let Some(bad) = items.iter().find(|i| i.trim().parse::<f64>().is_err()) {
-            return Some(if bad.is_empty() {
-                format!("an empty value is not a number, which type {ty} takes")
-            } else {
-                format!("{} is not a number, which type {ty} takes", quote(bad))
-            });
-        }
+    if matches!(ty, "Number" | "List<Number>") {
         for item in &items {
-            let n: f64 = item.trim().parse().expect("checked just now");
+            let Ok(n) = item.trim().parse::<f64>() else {
+                return Some(if item.is_empty() {
+                    format!("an empty value is not a number, which type {ty} takes")
+                } else {
+                    format!("{} is not a number, which type {ty} takes", quote(item))
+                });
+            };
+            if ty != "Number" {
+                continue;
+            }
             if let Some(min) = decl.get("MinValue").and_then(number)
                 && n < min
             {
@@ -355,12 +365,12 @@ pub fn value_problem(decl: &Value, value: &str, shown: bool) -> Option<String> {
                 return Some(format!("it is above MaxValue {max}"));
             }
         }
-    }
-    if ty.starts_with("AWS::") || (ty.starts_with("List<") && ty != "List<Number>") {
-        return None;
+        if ty == "List<Number>" {
+            return None;
+        }
     }
     if ty == "String" {
-        let length = value.chars().count() as f64;
+        let length = value.encode_utf16().count() as f64;
         if let Some(min) = decl.get("MinLength").and_then(number)
             && length < min
         {
@@ -371,21 +381,21 @@ pub fn value_problem(decl: &Value, value: &str, shown: bool) -> Option<String> {
         {
             return Some(format!("it is longer than MaxLength {max}"));
         }
-        if let Some(pattern) = decl.get("AllowedPattern").and_then(Value::as_str) {
-            // CloudFormation matches the whole value; Java's patterns Ferry cannot compile
-            // (lookarounds) are left to it.
-            let whole = format!("(?-u)^(?:{pattern})$");
-            if let Ok(re) = regex_automata::meta::Regex::new(&whole)
-                && !re.is_match(value)
-            {
-                return Some(format!("it does not match AllowedPattern {pattern}"));
-            }
+        if let Some(pattern) = decl.get("AllowedPattern").and_then(Value::as_str)
+            && value.is_ascii()
+            && let Some(re) = java_pattern(pattern)
+            && !re.is_match(value.as_bytes())
+        {
+            return Some(format!("it does not match AllowedPattern {pattern}"));
         }
     }
     if let Some(allowed) = decl.get("AllowedValues").and_then(Value::as_array) {
         let allowed: Vec<String> = allowed.iter().filter_map(literal_value).collect();
+        if allowed.iter().any(|a| yaml_1_1_bool(a)) {
+            return None;
+        }
         let numeric_match = |item: &str| {
-            numeric
+            ty == "Number"
                 && item
                     .trim()
                     .parse::<f64>()
@@ -404,6 +414,55 @@ pub fn value_problem(decl: &Value, value: &str, shown: bool) -> Option<String> {
         }
     }
     None
+}
+
+/// Whether YAML 1.1, as CloudFormation reads a template, takes `word` (unquoted) for a boolean.
+fn yaml_1_1_bool(word: &str) -> bool {
+    matches!(
+        word,
+        "y" | "Y"
+            | "yes"
+            | "Yes"
+            | "YES"
+            | "n"
+            | "N"
+            | "no"
+            | "No"
+            | "NO"
+            | "on"
+            | "On"
+            | "ON"
+            | "off"
+            | "Off"
+            | "OFF"
+            | "true"
+            | "True"
+            | "TRUE"
+            | "false"
+            | "False"
+            | "FALSE"
+    )
+}
+
+/// A Java `AllowedPattern` as a whole-value matcher over ASCII bytes; `None` for one Rust's
+/// engine cannot compile, or one whose syntax it reads otherwise than Java (`\<` and `\>`,
+/// POSIX classes `[[:alpha:]]`, the `U` flag, `\v`).
+fn java_pattern(pattern: &str) -> Option<regex_automata::meta::Regex> {
+    if ["\\<", "\\>", "[[:", "(?U", "\\v"]
+        .iter()
+        .any(|x| pattern.contains(x))
+    {
+        return None;
+    }
+    regex_automata::meta::Regex::builder()
+        .syntax(
+            regex_automata::util::syntax::Config::new()
+                .unicode(false)
+                .utf8(false),
+        )
+        .configure(regex_automata::meta::Config::new().utf8_empty(false))
+        .build(&format!("^(?:{pattern})$"))
+        .ok()
 }
 
 /// A literal parameter value as CloudFormation passes it to a stack: a string as it is, a
@@ -533,16 +592,37 @@ mod tests {
             value_problem(&number, "11", true).unwrap(),
             "it is above MaxValue 10"
         );
-        let mode = decl("Type: String\nAllowedValues: [ON, OFF]");
-        assert_eq!(value_problem(&mode, "ON", true), None);
+        let mode = decl("Type: String\nAllowedValues: [blue, green]");
+        assert_eq!(value_problem(&mode, "blue", true), None);
         assert_eq!(
             value_problem(&mode, "MAYBE", true).unwrap(),
-            "`MAYBE` is not one of its AllowedValues (ON, OFF)"
+            "`MAYBE` is not one of its AllowedValues (blue, green)"
         );
         // A NoEcho value is never quoted.
         assert_eq!(
             value_problem(&mode, "hunter2", false).unwrap(),
-            "the value (not shown: NoEcho) is not one of its AllowedValues (ON, OFF)"
+            "the value (not shown: NoEcho) is not one of its AllowedValues (blue, green)"
+        );
+        // Words YAML 1.1 reads as booleans, as CloudFormation's reader does: not judged.
+        let switch = decl("Type: String\nAllowedValues: [ON, OFF]");
+        assert_eq!(value_problem(&switch, "true", true), None);
+        // A pattern most values would be checked against, ASCII bytes: `.`, negated classes.
+        let any = decl("Type: String\nAllowedPattern: '[^,]+\\..+'");
+        assert_eq!(value_problem(&any, "a.b", true), None);
+        assert!(value_problem(&any, "a,b", true).is_some());
+        // Java syntax Rust reads otherwise, and a value that is not ASCII: not judged.
+        assert_eq!(
+            value_problem(&decl("Type: String\nAllowedPattern: '\\<x'"), "y", true),
+            None
+        );
+        assert_eq!(
+            value_problem(&decl("Type: String\nAllowedPattern: '[a-z]+'"), "é", true),
+            None
+        );
+        // Lengths in UTF-16 units, as Java counts them.
+        assert_eq!(
+            value_problem(&decl("Type: String\nMinLength: 2"), "😀", true),
+            None
         );
         let sized = decl("Type: String\nMinLength: 2\nMaxLength: 4\nAllowedPattern: '[a-z]+'");
         assert_eq!(value_problem(&sized, "abc", true), None);
@@ -565,17 +645,22 @@ mod tests {
         // Java's lookarounds Ferry cannot compile: left to CloudFormation.
         let java = decl("Type: String\nAllowedPattern: '(?=x)x'");
         assert_eq!(value_problem(&java, "y", true), None);
-        let numbers = decl("Type: List<Number>\nAllowedValues: [1, 2]");
+        // A List<Number>: numbers only (what else CloudFormation checks of one is its own).
+        let numbers = decl("Type: List<Number>\nAllowedValues: [1, 2]\nMaxValue: 1");
         assert_eq!(value_problem(&numbers, "1, 2", true), None);
+        assert_eq!(value_problem(&numbers, "1, 3", true), None);
+        assert_eq!(value_problem(&numbers, "", true), None);
         assert!(
             value_problem(&numbers, "1,x", true)
                 .unwrap()
                 .contains("`x` is not a number")
         );
+        let colors = decl("Type: CommaDelimitedList\nAllowedValues: [red, blue]");
+        assert_eq!(value_problem(&colors, "red,blue", true), None);
         assert!(
-            value_problem(&numbers, "1,3", true)
+            value_problem(&colors, "red, pink", true)
                 .unwrap()
-                .contains("`3` is not one of")
+                .contains("`pink` is not one of")
         );
         // An AWS-specific type only AWS can judge; a default String anything.
         assert_eq!(
