@@ -307,11 +307,26 @@ pub(crate) fn candidates(root: &Path) -> Walked {
     let mut cdk = Vec::new();
     let mut root_templates = Vec::new();
     let mut unread = Vec::new();
+    // Amplify CLI backends (`amplify/backend` with its backend-config.json): their templates
+    // are the nested stacks `amplify push` deploys, none a service.
+    let mut amplify: Vec<String> = Vec::new();
     let cut = visit(
         root,
         "",
         0,
         &mut |rel, files| {
+            if amplify.iter().any(|a| rel.starts_with(&format!("{a}/"))) {
+                return;
+            }
+            if (rel == "amplify/backend" || rel.ends_with("/amplify/backend"))
+                && files.iter().any(|f| f == "backend-config.json")
+            {
+                notes.push(format!(
+                    "{rel}: an Amplify CLI backend (backend-config.json), whose templates are the nested stacks `amplify push` deploys with the parameters it keeps beside them, not services: left out"
+                ));
+                amplify.push(rel.to_string());
+                return;
+            }
             // Ferry's paths are `/`-separated: a name holding `\` cannot be told from a path.
             if rel.contains('\\') {
                 notes.push(format!(

@@ -1427,6 +1427,41 @@ fn parts_stay_parts_and_two_services_never_move_into_one_folder() {
     );
 }
 
+/// An Amplify CLI backend's templates are the nested stacks `amplify push` deploys: noted and
+/// left out, not taken for services with every parameter to fill.
+#[test]
+fn an_amplify_backend_is_noted_and_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let queue = "AWSTemplateFormatVersion: '2010-09-09'\nParameters:\n  env:\n    Type: String\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    file(r, "web/amplify/backend/backend-config.json", "{}");
+    file(
+        r,
+        "web/amplify/backend/auth/users/users-cloudformation-template.yml",
+        queue,
+    );
+    file(
+        r,
+        "web/amplify/backend/api/shop/stacks/CustomResources.json",
+        "{\"Resources\": {\"Q\": {\"Type\": \"AWS::SQS::Queue\"}}}",
+    );
+    file(r, "api/template.yaml", queue);
+    let s = scan(r).unwrap();
+    let dirs: Vec<&str> = s.services.iter().map(|f| f.dir.as_str()).collect();
+    assert_eq!(dirs, ["api"], "{:#?}", s.notes);
+    assert!(
+        s.notes.iter().any(|n| n.starts_with(
+            "web/amplify/backend: an Amplify CLI backend (backend-config.json), whose templates are the nested stacks `amplify push` deploys"
+        )),
+        "{:#?}",
+        s.notes
+    );
+    // Without its backend-config.json, a folder of that name is searched as any other.
+    std::fs::remove_file(r.join("web/amplify/backend/backend-config.json")).unwrap();
+    let s = scan(r).unwrap();
+    assert!(s.services.len() > 1, "{:#?}", s.services);
+}
+
 /// A repository of AWS CDK apps only: the error says so, naming them.
 #[test]
 fn cdk_apps_are_named_in_the_error_and_in_the_notes() {
