@@ -32,6 +32,10 @@ struct Said {
     unreadable_stack_name: Option<String>,
     /// A configuration program's literal `service` name, the base of its guessed stack name.
     literal_service: Option<String>,
+    /// The template's parameters that have a default (name → default as text): an import
+    /// built from one (`${ParentAlertStack}-TopicARN`, default `''`) is made only when the
+    /// parameter is given.
+    defaulted: BTreeMap<String, String>,
 }
 
 /// Fills in `depends_on`, `inputs`, `region` and (a guess, when it cannot be read) `stack_name`
@@ -86,6 +90,25 @@ pub(crate) fn links(
                 ));
                 continue;
             };
+            // Built from a parameter with a default (a parent stack's name, `''` unless
+            // given): the import is made only when it is given, so no order is inferred.
+            let through = import
+                .strip_prefix("${")
+                .and_then(|rest| rest.split_once('}'))
+                .and_then(|(var, _)| Some((var, s.defaulted.get(var)?)));
+            if let (Some((var, default)), Some([(j, export)])) =
+                (through, exporters.get(&k).map(Vec::as_slice))
+                && *j != i
+            {
+                notes.push(format!(
+                    "{}: imports `{import}` through its template parameter {var} (default `{default}`), which matches {}'s export `{export}` only when {var} is given {}'s stack name: depends-on not inferred; if that is what {var} is for, give it that stack name in its [parameters] (`services` shows it) and add \"{}\" to its depends-on",
+                    services[i].dir,
+                    services[*j].name,
+                    services[*j].name,
+                    services[*j].name
+                ));
+                continue;
+            }
             match exporters.get(&k).map(Vec::as_slice) {
                 Some([(j, export)]) if *j != i => {
                     deps.entry(services[*j].name.clone()).or_insert(
@@ -358,6 +381,22 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
         ServiceKind::Serverless => doc.get("resources").and_then(|r| r.get("Outputs")),
         _ => doc.get("Outputs"),
     };
+    if s.kind != ServiceKind::Serverless
+        && let Some(Value::Mapping(params)) = doc.get("Parameters")
+    {
+        for (k, decl) in params {
+            let (Some(k), Some(default)) = (k.as_str(), decl.get("Default")) else {
+                continue;
+            };
+            let text = match default {
+                Value::String(t) => t.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => String::new(),
+            };
+            said.defaulted.insert(k.to_string(), text);
+        }
+    }
     if let Some(Value::Mapping(outputs)) = outputs {
         for (_, o) in outputs {
             if let Some(name) = o

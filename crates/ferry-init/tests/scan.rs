@@ -1427,6 +1427,39 @@ fn parts_stay_parts_and_two_services_never_move_into_one_folder() {
     );
 }
 
+/// An import built from a template parameter that has a default (a parent stack's name, `''`
+/// unless given, as widdix/aws-cf-templates writes them) is made only when the parameter is
+/// given: noted with what to set, no order inferred. One without a default links as before.
+#[test]
+fn an_import_through_a_defaulted_stack_parameter_is_noted_not_linked() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "alert/template.yaml",
+        "Resources:\n  Topic:\n    Type: AWS::SNS::Topic\nOutputs:\n  TopicARN:\n    Value: !Ref Topic\n    Export:\n      Name: !Sub '${AWS::StackName}-TopicARN'\n",
+    );
+    let importer = |default: &str| {
+        format!(
+            "Parameters:\n  ParentAlertStack:\n    Type: String\n{default}Conditions:\n  HasAlert: !Not [!Equals [!Ref ParentAlertStack, '']]\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n  Alarm:\n    Type: AWS::CloudWatch::Alarm\n    Condition: HasAlert\n    Properties:\n      AlarmActions:\n        - Fn::ImportValue: !Sub '${{ParentAlertStack}}-TopicARN'\n"
+        )
+    };
+    file(r, "db/template.yaml", &importer("    Default: ''\n"));
+    let s = scan(r).unwrap();
+    let db = s.services.iter().find(|f| f.dir == "db").unwrap();
+    assert!(db.depends_on.is_empty(), "{:?}", db.depends_on);
+    let notes = s.notes.join("\n");
+    assert!(
+        notes.contains("db: imports `${ParentAlertStack}-TopicARN` through its template parameter ParentAlertStack (default ``), which matches alert's export `${AWS::StackName}-TopicARN` only when ParentAlertStack is given alert's stack name: depends-on not inferred"),
+        "{notes}"
+    );
+    // Required: the import is always made, so the order is inferred.
+    file(r, "db/template.yaml", &importer(""));
+    let s = scan(r).unwrap();
+    let db = s.services.iter().find(|f| f.dir == "db").unwrap();
+    assert_eq!(db.depends_on.keys().collect::<Vec<_>>(), ["alert"]);
+}
+
 /// An Amplify CLI backend's templates are the nested stacks `amplify push` deploys: noted and
 /// left out, not taken for services with every parameter to fill.
 #[test]
