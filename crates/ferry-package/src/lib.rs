@@ -813,7 +813,7 @@ fn code_path_problems(service: &Service, template: &mut serde_json::Value) -> Ve
         if let Err(source) = template::point_at(template, resource, "") {
             out.push(PackageError::Template {
                 service: service.name.clone(),
-                path: service.template_path(),
+                path: shown_template(service),
                 source,
             });
         }
@@ -1037,7 +1037,7 @@ pub fn check_templates<'a>(
         let path = ws.root.join(service.template_path());
         let as_problem = |source| PackageError::Template {
             service: service.name.clone(),
-            path: service.template_path(),
+            path: shown_template(service),
             source,
         };
         let mut parsed = match read_template(&path) {
@@ -1073,6 +1073,13 @@ pub fn check_templates<'a>(
         }
     }
     problems
+}
+
+/// The service's template as messages name it: from the repository's root, normalised
+/// (`services/worker.yaml`, not `services/worker/../worker.yaml`).
+fn shown_template(service: &Service) -> String {
+    let path = service.template_path();
+    ferry_manifest::normalize_relative(&path).unwrap_or(path)
 }
 
 /// Reads and parses the template at `path`: a regular file (not a device or a pipe, which
@@ -1162,7 +1169,7 @@ impl<'a> SamCheck<'a> {
             walked: Default::default(),
             out: Vec::new(),
         };
-        let shown = service.template_path();
+        let shown = shown_template(service);
         let own = Level {
             file: ferry_manifest::normalize_relative(&shown).unwrap_or_else(|| shown.clone()),
             shown,
@@ -1715,7 +1722,7 @@ fn package_service(
     let text = fs::read_to_string(&template_path).map_err(io_err(&template_path))?;
     let template_err = |source| PackageError::Template {
         service: service.name.clone(),
-        path: service.template_path(),
+        path: shown_template(service),
         source,
     };
 
