@@ -149,7 +149,9 @@ fn remove_empties_buckets_reports_a_stack_it_cannot_delete_and_keeps_what_it_ser
         "{err}"
     );
     assert!(
-        err.contains("2 stack(s) of stage `dev` were not deleted (their records stay)"),
+        err.contains(
+            "2 stack(s) of stage `dev` were not deleted (the records of those that have one stay)"
+        ),
         "{err}"
     );
     assert!(

@@ -128,7 +128,7 @@ pub(crate) async fn remove_stage(
             let stacks = report.failed.len() + report.kept.len();
             if stacks > 0 {
                 left.push(format!(
-                    "{stacks} stack(s) of stage `{}` were not deleted (their records stay)",
+                    "{stacks} stack(s) of stage `{}` were not deleted (the records of those that have one stay)",
                     stage.name
                 ));
             }
