@@ -323,9 +323,22 @@ fn packaged_from(joined: &str, template: &str) -> Vec<String> {
             };
             let input = value(&["--template-file", "--template", "-t"])
                 .unwrap_or_else(|| "template.yaml".to_string());
-            if let Some(output) =
-                value(&["--output-template-file", "--output-template"]).filter(|o| !o.contains('$'))
-            {
+            // Written to a file, or to standard output redirected into one (`> packaged.yaml`,
+            // `>packaged.yaml`).
+            let redirected = command
+                .iter()
+                .enumerate()
+                .find_map(|(k, x)| match x.as_str() {
+                    ">" | "1>" => command.get(k + 1).map(|f| f.to_string()),
+                    x => x
+                        .strip_prefix("1>")
+                        .or_else(|| x.strip_prefix('>'))
+                        .filter(|f| !f.is_empty() && !f.starts_with('&'))
+                        .map(str::to_string),
+                });
+            let output = value(&["--output-template-file", "--output-template"])
+                .or_else(|| redirected.map(|f| f.rsplit('/').next().unwrap_or(&f).to_string()));
+            if let Some(output) = output.filter(|o| !o.contains('$')) {
                 written.push((input, output));
             }
         }
@@ -537,6 +550,11 @@ mod tests {
             "--template-file=other.yaml",
         );
         assert!(deploy_overrides(&other_eq, "template.yaml").is_empty());
+        // Standard output redirected into the file.
+        let redirect = make.replace("--output-template-file packaged.yaml", "> packaged.yaml");
+        assert_eq!(deploy_overrides(&redirect, "template.yaml").len(), 2);
+        let stuck = make.replace("--output-template-file packaged.yaml", ">packaged.yaml");
+        assert_eq!(deploy_overrides(&stuck, "template.yaml").len(), 2);
         // aws cloudformation package, written to a folder.
         let cfn = "aws cloudformation package --template-file infra.yaml --s3-bucket b --output-template-file out/infra.packaged.yaml\naws cloudformation deploy --template-file out/infra.packaged.yaml --stack-name s --parameter-overrides A=1\n";
         assert_eq!(
