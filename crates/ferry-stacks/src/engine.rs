@@ -298,23 +298,19 @@ fn service_message<E: ProvideErrorMetadata>(e: &E) -> String {
 
 /// What the service said of a failed call: its message, or, where the SDK could not read the
 /// answer (an error in JSON where CloudFormation's protocol is XML, as the emulator writes
-/// some), the message `ferry_aws` read from it.
-fn said<E>(operation: &'static str, e: &aws_sdk_cloudformation::error::SdkError<E>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
+/// some), the message `ferry_aws` read from it (`explained`, the call's error explained).
+fn said<E: ProvideErrorMetadata>(e: &E, explained: &ferry_aws::AwsError) -> String {
     let own = service_message(e);
     if !own.is_empty() {
         return own;
     }
-    let explained = ferry_aws::explain(operation, e);
     match &explained.code {
         Some(code) => explained
             .detail
             .strip_prefix(&format!("{code}: "))
             .unwrap_or(&explained.detail)
             .to_string(),
-        None => explained.detail,
+        None => explained.detail.clone(),
     }
 }
 
@@ -354,7 +350,17 @@ impl Engine {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let explained = ferry_aws::explain(operation, e);
+        self.explained(stack, operation, e, ferry_aws::explain(operation, e))
+    }
+
+    /// [`Engine::api`] of an error already explained.
+    fn explained<E: ProvideErrorMetadata>(
+        &self,
+        stack: &str,
+        operation: &'static str,
+        e: &E,
+        explained: ferry_aws::AwsError,
+    ) -> StackError {
         match explained.code.as_deref() {
             Some(
                 "ValidationError"
@@ -364,7 +370,7 @@ impl Engine {
             ) => StackError::Rejected {
                 stack: stack.to_string(),
                 operation,
-                message: said(operation, e),
+                message: said(e, &explained),
                 by: self.refuser(explained.code.as_deref() == Some("ValidationError")),
             },
             _ => StackError::Api {
@@ -379,10 +385,11 @@ impl Engine {
         match self.client.describe_stacks().stack_name(name).send().await {
             Ok(out) => Ok(out.stacks().first().map(|s| stack_info(s, name))),
             Err(e) => {
-                if said("DescribeStacks", &e).contains("does not exist") {
+                let explained = ferry_aws::explain("DescribeStacks", &e);
+                if said(&e, &explained).contains("does not exist") {
                     Ok(None)
                 } else {
-                    Err(self.api(name, "DescribeStacks", &e))
+                    Err(self.explained(name, "DescribeStacks", &e, explained))
                 }
             }
         }
@@ -691,29 +698,24 @@ impl Engine {
                         c.status
                     )));
                     let mut watch = self.watch(&c.id).await;
-                    if let Some(bound) = self.options.emulator {
-                        // The local emulator leaves in progress only what it failed: a short
-                        // wait (another process's operation), not the whole deadline.
-                        let started = Instant::now();
-                        let until = started + bound;
-                        match self
-                            .wait(name, &c.id, until.min(deadline), &mut watch, on, true)
-                            .await
+                    // The local emulator leaves in progress only what it failed: a short wait
+                    // (another process's operation), not the whole deadline.
+                    let started = Instant::now();
+                    let bound = self.options.emulator.map(|b| started + b);
+                    let until = bound.map_or(deadline, |b| b.min(deadline));
+                    match self.wait(name, &c.id, until, &mut watch, on, true).await {
+                        Err(StackError::Busy { stack, status, .. })
+                            if bound.is_some_and(|b| b < deadline) =>
                         {
-                            Err(StackError::Busy { stack, status, .. }) if until < deadline => {
-                                return Err(StackError::StuckInEmulator {
-                                    stack,
-                                    status,
-                                    waited_secs: started.elapsed().as_secs(),
-                                });
-                            }
-                            other => {
-                                other?;
-                            }
+                            return Err(StackError::StuckInEmulator {
+                                stack,
+                                status,
+                                waited_secs: started.elapsed().as_secs(),
+                            });
                         }
-                    } else {
-                        self.wait(name, &c.id, deadline, &mut watch, on, true)
-                            .await?;
+                        other => {
+                            other?;
+                        }
                     }
                 }
                 Disposition::UpdateRollbackFailed
