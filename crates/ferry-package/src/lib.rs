@@ -1108,6 +1108,54 @@ fn read_template(path: &Path) -> Result<serde_json::Value, TemplateError> {
     template::parse(&text)
 }
 
+/// The refusal of an `AWS::Include` (`first`, of those left) still there after
+/// [`MAX_NESTING`] rounds of putting includes in: a file including itself.
+fn includes_too_deep(first: &sam::LocalInclude) -> TemplateError {
+    TemplateError::Unsupported {
+        at: first.at.clone(),
+        what: format!(
+            "AWS::Include of {} is included more than {MAX_NESTING} levels deep; does a file include itself?",
+            first.path
+        ),
+    }
+}
+
+/// The content an `AWS::Include` labelled `at` puts in, from `rel` (relative to `service`'s
+/// folder): a file that is there, one the service may read (with `watched`), that parses.
+fn include_content(
+    ws: &Workspace,
+    service: &Service,
+    watched: Option<&files::Watched<'_>>,
+    rel: &str,
+    at: String,
+) -> Result<serde_json::Value, PackageError> {
+    let path = ws.root.join(&service.dir).join(rel);
+    if !path.is_file() {
+        return Err(PackageError::MissingArtifact {
+            service: service.name.clone(),
+            resource: at,
+            path: rel.to_string(),
+            dir: service.dir.clone(),
+        });
+    }
+    if let Some(watched) = watched {
+        check_single_file(ws, watched, &path)?;
+    }
+    read_template(&path).map_err(|source| PackageError::Template {
+        service: service.name.clone(),
+        path: repo_path(&service.dir, rel),
+        source,
+    })
+}
+
+/// Whether `rel`, a path a function's code names, is an archive taken as it is (`.zip`, `.jar`).
+fn is_prebuilt_archive(rel: &str) -> bool {
+    Path::new(rel)
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("zip") || e.eq_ignore_ascii_case("jar"))
+}
+
 /// What packaging refuses in the local paths of a SAM service's templates, found without
 /// packaging anything (`validate`, and a deploy before any AWS call), so that what `package`
 /// would refuse `validate` finds first, mostly in the same words:
@@ -1142,13 +1190,6 @@ struct SamCheck<'a> {
     out: Vec<PackageError>,
 }
 
-/// A template on the way down: repository-relative and normalised (to find one nested in
-/// itself), and as messages name it (the service's own as its manifest gives it).
-struct Level {
-    file: String,
-    shown: String,
-}
-
 impl<'a> SamCheck<'a> {
     fn problems(
         ws: &'a Workspace,
@@ -1169,11 +1210,9 @@ impl<'a> SamCheck<'a> {
             walked: Default::default(),
             out: Vec::new(),
         };
-        let shown = shown_template(service);
-        let own = Level {
-            file: ferry_manifest::normalize_relative(&shown).unwrap_or_else(|| shown.clone()),
-            shown,
-        };
+        // Each template repository-relative and normalised, as messages name it and to find
+        // one nested in itself.
+        let own = shown_template(service);
         check.template(parsed.clone(), &template_dir(service), &mut vec![own]);
         // A template reached at several depths says its problems once.
         let mut said = std::collections::BTreeSet::new();
@@ -1181,43 +1220,31 @@ impl<'a> SamCheck<'a> {
         check.out
     }
 
-    /// A problem of the template `level`.
-    fn push_in(&mut self, level: &Level, source: TemplateError) {
+    /// A problem of the template `file`.
+    fn push_in(&mut self, file: &str, source: TemplateError) {
         self.out.push(PackageError::Template {
             service: self.service.name.clone(),
-            path: level.shown.clone(),
+            path: file.to_string(),
             source,
         });
     }
 
     /// Checks the template `parsed`, whose folder is `base` (relative to the service folder);
     /// `stack` holds the templates nesting it, the service's own first, itself last.
-    fn template(&mut self, mut parsed: serde_json::Value, base: &str, stack: &mut Vec<Level>) {
-        let level = stack.last().expect("a template is on the stack");
-        let level = Level {
-            file: level.file.clone(),
-            shown: level.shown.clone(),
-        };
+    fn template(&mut self, mut parsed: serde_json::Value, base: &str, stack: &mut Vec<String>) {
+        let file = stack.last().cloned().expect("a template is on the stack");
         let dir = self.service.dir.clone();
         if stack.len() > 1 {
-            let refused: Vec<(String, String)> = sam::unsupported(&parsed)
-                .into_iter()
-                .chain(if self.built {
-                    Vec::new()
-                } else {
-                    sam::needs_build(&parsed)
-                })
-                .collect();
-            for (at, what) in refused {
-                self.push_in(&level, TemplateError::Unsupported { at, what });
+            for (at, what) in sam::refused_nested(&parsed, self.built) {
+                self.push_in(&file, TemplateError::Unsupported { at, what });
             }
         }
-        self.includes(&mut parsed, base, &level);
+        self.includes(&mut parsed, base, &file);
         for l in sam::local_paths(&parsed) {
             let rel = match inside_service(&dir, base, &l, self.watched) {
                 Ok(rel) => rel,
                 Err(e) => {
-                    self.push_in(&level, e);
+                    self.push_in(&file, e);
                     continue;
                 }
             };
@@ -1228,7 +1255,7 @@ impl<'a> SamCheck<'a> {
     /// Puts `template`'s `AWS::Include`s in, as packaging does (at most [`MAX_NESTING`] rounds
     /// of includes in included files): each must name a file the service may read, and parse.
     /// One that does not is said, and left out. With a build, only where each lies is judged.
-    fn includes(&mut self, template: &mut serde_json::Value, base: &str, level: &Level) {
+    fn includes(&mut self, template: &mut serde_json::Value, base: &str, file: &str) {
         let dir = self.service.dir.clone();
         for round in 0.. {
             let includes = sam::local_includes(template);
@@ -1236,16 +1263,11 @@ impl<'a> SamCheck<'a> {
                 return;
             }
             if round == MAX_NESTING {
-                let what = format!(
-                    "AWS::Include of {} is included more than {MAX_NESTING} levels deep; does a file include itself?",
-                    includes[0].path
-                );
-                let at = includes[0].at.clone();
-                self.push_in(level, TemplateError::Unsupported { at, what });
+                self.push_in(file, includes_too_deep(&includes[0]));
                 return;
             }
             for i in includes {
-                let content = self.include(&i, &dir, base, level);
+                let content = self.include(&i, &dir, base, file);
                 if let Some(slot) = template.pointer_mut(&i.pointer) {
                     *slot = content.unwrap_or(serde_json::Value::Null);
                 }
@@ -1259,46 +1281,22 @@ impl<'a> SamCheck<'a> {
         i: &sam::LocalInclude,
         dir: &str,
         base: &str,
-        level: &Level,
+        file: &str,
     ) -> Option<serde_json::Value> {
         let at = i.label();
         let rel = match in_service_folder(dir, base, &i.path, &at, self.watched) {
             Ok(rel) => rel,
             Err(e) => {
-                self.push_in(level, e);
+                self.push_in(file, e);
                 return None;
             }
         };
         if self.built {
             return None;
         }
-        let path = self.ws.root.join(dir).join(&rel);
-        if !path.is_file() {
-            self.out.push(PackageError::MissingArtifact {
-                service: self.service.name.clone(),
-                resource: at,
-                path: rel,
-                dir: dir.to_string(),
-            });
-            return None;
-        }
-        if let Some(watched) = self.watched
-            && let Err(e) = check_single_file(self.ws, watched, &path)
-        {
-            self.out.push(e);
-            return None;
-        }
-        match read_template(&path) {
-            Ok(content) => Some(content),
-            Err(source) => {
-                self.out.push(PackageError::Template {
-                    service: self.service.name.clone(),
-                    path: repo_path(dir, &rel),
-                    source,
-                });
-                None
-            }
-        }
+        include_content(self.ws, self.service, self.watched, &rel, at)
+            .map_err(|e| self.out.push(e))
+            .ok()
     }
 
     /// The local path `l`, at `rel` (relative to the service folder), in the template last on
@@ -1308,7 +1306,7 @@ impl<'a> SamCheck<'a> {
         template: &serde_json::Value,
         l: &sam::LocalPath,
         rel: &str,
-        stack: &mut Vec<Level>,
+        stack: &mut Vec<String>,
     ) {
         let dir = self.service.dir.clone();
         let at = format!("{}.{}", l.site.label(), l.site.property());
@@ -1338,12 +1336,8 @@ impl<'a> SamCheck<'a> {
             && let Some((at, what)) = sam::compiled_source(template, l, &path)
         {
             // Said, and the folder still judged: every problem at once.
-            let level = stack.last().expect("a template is on the stack");
-            let level = Level {
-                file: level.file.clone(),
-                shown: level.shown.clone(),
-            };
-            self.push_in(&level, TemplateError::Unsupported { at, what });
+            let file = stack.last().cloned().expect("a template is on the stack");
+            self.push_in(&file, TemplateError::Unsupported { at, what });
         }
         let template = l.packing == sam::Packing::Template;
         // A template is read below: whatever the build, only one the service may read.
@@ -1368,11 +1362,7 @@ impl<'a> SamCheck<'a> {
             self.out.push(e);
             return false;
         }
-        let archive = l.packing == sam::Packing::Zip
-            && Path::new(rel)
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| e.eq_ignore_ascii_case("zip") || e.eq_ignore_ascii_case("jar"));
+        let archive = l.packing == sam::Packing::Zip && is_prebuilt_archive(rel);
         if archive && let Err(problem) = check_prebuilt(path) {
             self.out.push(PackageError::PrebuiltArchive {
                 service: self.service.name.clone(),
@@ -1433,39 +1423,31 @@ impl<'a> SamCheck<'a> {
     /// The template `l` names, at `rel` (relative to the service folder), a regular file the
     /// service may read: read and checked, unless it was at this depth or deeper already;
     /// named as too deep when it nests itself or lies deeper than packaging goes.
-    fn nested(&mut self, l: &sam::LocalPath, rel: &str, stack: &mut Vec<Level>) {
+    fn nested(&mut self, l: &sam::LocalPath, rel: &str, stack: &mut Vec<String>) {
         let file = repo_path(&self.service.dir, rel);
         let depth = stack.len();
-        if depth > MAX_NESTING || stack.iter().any(|s| s.file == file) {
+        if depth > MAX_NESTING || stack.contains(&file) {
             let e = TemplateError::NestedTooDeep {
                 site: l.site.label(),
                 path: l.path.clone(),
                 max: MAX_NESTING,
             };
-            let level = stack.last().expect("a template is on the stack");
-            let level = Level {
-                file: level.file.clone(),
-                shown: level.shown.clone(),
-            };
-            self.push_in(&level, e);
+            let naming = stack.last().cloned().expect("a template is on the stack");
+            self.push_in(&naming, e);
             return;
         }
         if self.seen.get(&file).is_some_and(|d| *d >= depth) {
             return;
         }
         self.seen.insert(file.clone(), depth);
-        let level = Level {
-            file: file.clone(),
-            shown: file.clone(),
-        };
         match read_template(&self.ws.root.join(&file)) {
             Ok(parsed) => {
                 let base = rel.rsplit_once('/').map_or("", |(d, _)| d).to_string();
-                stack.push(level);
+                stack.push(file);
                 self.template(parsed, &base, stack);
                 stack.pop();
             }
-            Err(e) => self.push_in(&level, e),
+            Err(e) => self.push_in(&file, e),
         }
     }
 }
@@ -1938,11 +1920,7 @@ impl Store<'_> {
         }
         let dest_dir = self.out.join("artifacts");
         fs::create_dir_all(&dest_dir).map_err(io_err(&dest_dir))?;
-        let archive = src.is_file()
-            && Path::new(rel)
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| e.eq_ignore_ascii_case("zip") || e.eq_ignore_ascii_case("jar"));
+        let archive = src.is_file() && is_prebuilt_archive(rel);
         let (sha256, size, files) = if archive {
             check_single_file(self.ws, &self.watched, &src)?;
             check_prebuilt(&src).map_err(|problem| PackageError::PrebuiltArchive {
@@ -2000,36 +1978,14 @@ impl Store<'_> {
                 break;
             }
             if round == MAX_NESTING {
-                return Err(TemplateError::Unsupported {
-                    at: includes[0].at.clone(),
-                    what: format!(
-                        "AWS::Include of {} is included more than {MAX_NESTING} levels deep; does a file include itself?",
-                        includes[0].path
-                    ),
-                }
-                .into());
+                return Err(includes_too_deep(&includes[0]).into());
             }
             for i in includes {
                 let at = i.label();
                 let rel =
                     in_service_folder(&self.service.dir, base, &i.path, &at, Some(&self.watched))?;
-                let path = self.dir.join(&rel);
-                if !path.is_file() {
-                    return Err(PackageError::MissingArtifact {
-                        service: self.service.name.clone(),
-                        resource: at,
-                        path: rel,
-                        dir: self.service.dir.clone(),
-                    }
-                    .into());
-                }
-                check_single_file(self.ws, &self.watched, &path)?;
-                let shown = repo_path(&self.service.dir, &rel);
-                let content = read_template(&path).map_err(|source| PackageError::Template {
-                    service: self.service.name.clone(),
-                    path: shown,
-                    source,
-                })?;
+                let content =
+                    include_content(self.ws, self.service, Some(&self.watched), &rel, at)?;
                 let slot = template
                     .pointer_mut(&i.pointer)
                     .expect("found in this template just now");
@@ -2136,11 +2092,7 @@ impl Store<'_> {
                     // As for the service's own template: what Ferry cannot package, and what
                     // only a build would make deployable.
                     let built = !self.service.package.build.is_empty();
-                    let refused = sam::unsupported(&nested).into_iter().chain(if built {
-                        Vec::new()
-                    } else {
-                        sam::needs_build(&nested)
-                    });
+                    let refused = sam::refused_nested(&nested, built);
                     if let Some((at, what)) = refused.into_iter().next() {
                         return Err(in_nested(TemplateError::Unsupported { at, what }.into()));
                     }

@@ -343,6 +343,17 @@ pub(crate) fn unsupported(template: &Value) -> Vec<(String, String)> {
     out
 }
 
+/// What a nested template holds that packaging refuses, as (where, what to do): what Ferry
+/// cannot package ([`unsupported`]) and, in a service without a build (`built` false), what
+/// only a build makes deployable ([`needs_build`]).
+pub(crate) fn refused_nested(template: &Value, built: bool) -> Vec<(String, String)> {
+    let mut out = unsupported(template);
+    if !built {
+        out.extend(needs_build(template));
+    }
+    out
+}
+
 /// The functions and layers a template asks the SAM CLI to build (`Metadata.BuildMethod`:
 /// `makefile`, `esbuild`, a runtime's builder), each as (where, what to do). Ferry zips the
 /// folder `CodeUri` (`ContentUri`) names as it is, so without a build of the service's own such
