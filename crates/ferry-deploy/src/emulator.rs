@@ -19,9 +19,6 @@ use serde_json::Value;
 use crate::run::{DeployContext, ExpandSam, template_text};
 use crate::{Prepared, ServiceError};
 
-/// How a packaged template names the artifact bucket, before a nested template's key.
-const BUCKET_PREFIX: &str = "${FerryArtifactBucket}/";
-
 /// One nested template as a stack of it gets it: its packaged key and the parameters its
 /// parent passes; the templates it nests in turn (resource → node).
 struct Node {
@@ -106,7 +103,7 @@ async fn nest(
     let mut children = Vec::new();
     let resources = template.get("Resources").and_then(Value::as_object);
     for (id, r) in resources.into_iter().flatten() {
-        let Some(key) = nested_key(r) else {
+        let Some(key) = ferry_package::nested_template_key(r).map(str::to_string) else {
             continue;
         };
         let Some(artifact) = sp.artifacts.iter().find(|a| a.key == key) else {
@@ -174,19 +171,6 @@ fn post_order(top: &[(String, usize)], nodes: &[Node]) -> Vec<usize> {
     order
 }
 
-/// The packaged key a nested stack resource reads its template from: what follows the bucket in
-/// its `TemplateURL` (`Fn::Sub` of `https://s3.${AWS::Region}.${AWS::URLSuffix}/${FerryArtifactBucket}/<key>`).
-fn nested_key(resource: &Value) -> Option<String> {
-    if resource.get("Type")?.as_str()? != "AWS::CloudFormation::Stack" {
-        return None;
-    }
-    let url = resource
-        .pointer("/Properties/TemplateURL/Fn::Sub")?
-        .as_str()?;
-    let (_, key) = url.rsplit_once(BUCKET_PREFIX)?;
-    Some(key.to_string())
-}
-
 /// Points each child resource of `template` that moved at its new key; whether any did.
 fn repoint(template: &mut Value, children: &[(String, usize)], nodes: &[Node]) -> bool {
     let mut any = false;
@@ -194,23 +178,14 @@ fn repoint(template: &mut Value, children: &[(String, usize)], nodes: &[Node]) -
         let Some(moved) = &nodes[*i].moved else {
             continue;
         };
-        let Some(url) = template.pointer_mut(&format!(
-            "/Resources/{}/Properties/TemplateURL/Fn::Sub",
-            escape(id)
-        )) else {
-            continue;
-        };
-        if let Some((head, _)) = url.as_str().and_then(|u| u.rsplit_once(BUCKET_PREFIX)) {
-            *url = Value::String(format!("{head}{BUCKET_PREFIX}{moved}"));
-            any = true;
+        if let Some(resource) = template
+            .get_mut("Resources")
+            .and_then(|r| r.get_mut(id.as_str()))
+        {
+            any |= ferry_package::point_nested_template(resource, moved);
         }
     }
     any
-}
-
-/// A logical id as one JSON pointer segment.
-fn escape(id: &str) -> String {
-    id.replace('~', "~0").replace('/', "~1")
 }
 
 /// Puts `body` in the bucket beside the packaged `key`, under a key of its own.
@@ -295,13 +270,16 @@ mod tests {
     #[test]
     fn a_nested_stack_is_found_by_its_key_and_pointed_elsewhere() {
         assert_eq!(
-            nested_key(&stack("shop/app/abc.template.json")).as_deref(),
+            ferry_package::nested_template_key(&stack("shop/app/abc.template.json")),
             Some("shop/app/abc.template.json")
         );
-        assert_eq!(nested_key(&json!({"Type": "AWS::SQS::Queue"})), None);
+        assert_eq!(
+            ferry_package::nested_template_key(&json!({"Type": "AWS::SQS::Queue"})),
+            None
+        );
         // A template given by another URL is not the package's.
         let theirs = json!({"Type": "AWS::CloudFormation::Stack", "Properties": {"TemplateURL": "https://example.com/t.yaml"}});
-        assert_eq!(nested_key(&theirs), None);
+        assert_eq!(ferry_package::nested_template_key(&theirs), None);
 
         let mut t = json!({"Resources": {"A/b": stack("k1"), "C": stack("k2")}});
         let nodes = vec![
@@ -326,9 +304,12 @@ mod tests {
             &nodes
         ));
         assert_eq!(
-            nested_key(&t["Resources"]["A/b"]).as_deref(),
+            ferry_package::nested_template_key(&t["Resources"]["A/b"]),
             Some("k1.emulator-x.json")
         );
-        assert_eq!(nested_key(&t["Resources"]["C"]).as_deref(), Some("k2"));
+        assert_eq!(
+            ferry_package::nested_template_key(&t["Resources"]["C"]),
+            Some("k2")
+        );
     }
 }

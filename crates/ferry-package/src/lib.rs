@@ -50,7 +50,7 @@ pub use s3::{
     MAX_INLINE_TEMPLATE, ServiceUpload, UploadError, UploadReport, client as s3_client, entry_key,
     fetch_package, site_file_key, template_key, upload, upload_services, upload_site,
 };
-pub use sam::{SAM_TRANSFORM, is_sam};
+pub use sam::{SAM_TRANSFORM, is_sam, nested_template_key, point_nested_template};
 pub use template::{
     BUCKET_PARAMETER, MAX_FLOW_DEPTH, MAX_TEMPLATE, SSM_PARAMETER_TYPE, add_bucket_parameter,
     is_no_echo, literal_value, parse as parse_template, ssm_typed_parameters,

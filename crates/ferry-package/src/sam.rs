@@ -566,7 +566,34 @@ pub(crate) fn point_at(
 
 /// Where CloudFormation reads a nested template packaged under `key`.
 fn template_url(key: &str) -> Value {
-    json!({ "Fn::Sub": format!("https://s3.${{AWS::Region}}.${{AWS::URLSuffix}}/${{{BUCKET_PARAMETER}}}/{key}") })
+    json!({ "Fn::Sub": format!("{}{key}", template_url_prefix()) })
+}
+
+/// What [`template_url`] writes before the key.
+fn template_url_prefix() -> String {
+    format!("https://s3.${{AWS::Region}}.${{AWS::URLSuffix}}/${{{BUCKET_PARAMETER}}}/")
+}
+
+/// The key of the packaged template a nested stack (`AWS::CloudFormation::Stack`) reads, as
+/// packaging points it there; `None` for any other resource, or a stack given another URL.
+pub fn nested_template_key(resource: &Value) -> Option<&str> {
+    if resource.get("Type")?.as_str()? != "AWS::CloudFormation::Stack" {
+        return None;
+    }
+    resource
+        .pointer("/Properties/TemplateURL/Fn::Sub")?
+        .as_str()?
+        .strip_prefix(&template_url_prefix())
+}
+
+/// Points a nested stack packaging pointed at a packaged template (see
+/// [`nested_template_key`]) at the one under `key` instead; whether it was one.
+pub fn point_nested_template(resource: &mut Value, key: &str) -> bool {
+    if nested_template_key(resource).is_none() {
+        return false;
+    }
+    resource["Properties"]["TemplateURL"] = template_url(key);
+    true
 }
 
 /// Passes the artifact bucket down to a nested stack, whose own packaged template declares it.
