@@ -113,7 +113,8 @@ pub(crate) fn settle(
         }
         let named: Vec<&str> = apps.values().map(String::as_str).collect();
         // What it holds besides them is deployed by nobody once it is left out: said.
-        let own: Vec<String> = resources_of(root, template)
+        let resources = resources_of(root, template);
+        let own: Vec<String> = resources
             .keys()
             .filter(|id| !apps.contains_key(*id))
             .cloned()
@@ -130,7 +131,7 @@ pub(crate) fn settle(
             "{template}: nests the templates of other services ({}): deploying it too would create their resources a second time, so it is left out and they deploy one by one, in the order it gives them{own}",
             named.join(", ")
         ));
-        umbrellas.push(links(root, template, apps));
+        umbrellas.push(links(template, &resources, apps));
     }
     // Two templates nesting each other are no umbrellas of each other: both stay, noted.
     let mutual: Vec<String> = umbrellas
@@ -272,7 +273,8 @@ fn by_address(
     let mut umbrellas = Vec::new();
     for template in root_templates.iter().cloned().chain(plain) {
         let at_root = !template.contains('/');
-        let apps = nested_by_address(root, &template, &templates);
+        let resources = resources_of(root, &template);
+        let apps = nested_by_address(&template, &resources, &templates);
         // A service nesting one template by its address (a queue kept in a shared bucket) is
         // no umbrella: an umbrella away from the root nests two services or more.
         if !at_root && apps.len() < 2 {
@@ -289,20 +291,21 @@ fn by_address(
             "{template}: nests the templates of other services by the addresses they are uploaded to ({}): deploying it too would create their resources a second time, so it is left out and they deploy one by one, in the order it gives them",
             named.join(", ")
         ));
-        umbrellas.push(links(root, &template, apps));
+        umbrellas.push(links(&template, &resources, apps));
     }
     umbrellas
 }
 
 /// Resource id → the template of `templates` an `AWS::CloudFormation::Stack` of `template`
-/// nests by URL: the longest tail of the URL's path that is one of them.
+/// (whose `resources` these are) nests by URL: the longest tail of the URL's path that is one
+/// of them.
 fn nested_by_address(
-    root: &Path,
     template: &str,
+    resources: &serde_json::Map<String, Value>,
     templates: &std::collections::BTreeSet<String>,
 ) -> BTreeMap<String, String> {
     let mut apps = BTreeMap::new();
-    for (id, r) in &resources_of(root, template) {
+    for (id, r) in resources {
         if r.get("Type").and_then(Value::as_str) != Some("AWS::CloudFormation::Stack") {
             continue;
         }
@@ -423,9 +426,7 @@ fn shown(argv: &[String]) -> String {
 
 /// The `Resources` of the template at `root/template`: none when it cannot be read or parsed.
 fn resources_of(root: &Path, template: &str) -> serde_json::Map<String, Value> {
-    let parsed = std::fs::read_to_string(root.join(template))
-        .ok()
-        .and_then(|t| ferry_package::parse_template(&t).ok());
+    let parsed = ferry_package::read_template(&root.join(template)).ok();
     match parsed.and_then(|mut p| p.get_mut("Resources").map(Value::take)) {
         Some(Value::Object(resources)) => resources,
         _ => serde_json::Map::new(),
@@ -433,11 +434,15 @@ fn resources_of(root: &Path, template: &str) -> serde_json::Map<String, Value> {
 }
 
 /// The links an umbrella gives the applications it nests.
-fn links(root: &Path, template: &str, apps: BTreeMap<String, String>) -> Umbrella {
+fn links(
+    template: &str,
+    resources: &serde_json::Map<String, Value>,
+    apps: BTreeMap<String, String>,
+) -> Umbrella {
     let mut needs = Vec::new();
     let mut passes = Vec::new();
     let mut values = Vec::new();
-    for (id, r) in &resources_of(root, template) {
+    for (id, r) in resources {
         if !apps.contains_key(id) {
             continue;
         }

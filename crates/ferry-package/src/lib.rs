@@ -1085,7 +1085,7 @@ fn shown_template(service: &Service) -> String {
 /// Reads and parses the template at `path`: a regular file (not a device or a pipe, which
 /// could be read without end or block), of which at most one byte more than CloudFormation
 /// takes is read.
-fn read_template(path: &Path) -> Result<serde_json::Value, TemplateError> {
+pub fn read_template(path: &Path) -> Result<serde_json::Value, TemplateError> {
     use std::io::Read as _;
     let file = fs::File::open(path).map_err(TemplateError::Unreadable)?;
     let meta = file.metadata().map_err(TemplateError::Unreadable)?;
