@@ -8,6 +8,8 @@
 //! # stdin: …                   standard input (optional)
 //! # git: yes                   make the folder a git repository with one commit (optional)
 //! # env: NAME=value            an environment variable, e.g. a CI's (any number)
+//! # submodule: PATH            with `git: yes`, a submodule at PATH that is not checked out,
+//!                              as in a clone made without `--recurse-submodules` (any number)
 //! ```
 //!
 //! The binary runs with AWS pointed at a closed loopback port: every case must be refused
@@ -25,6 +27,7 @@ struct Case {
     stdin: Option<String>,
     git: bool,
     env: Vec<(String, String)>,
+    submodules: Vec<String>,
     files: Vec<(String, String)>,
 }
 
@@ -36,6 +39,7 @@ fn parse(text: &str) -> Case {
         stdin: None,
         git: false,
         env: Vec::new(),
+        submodules: Vec::new(),
         files: Vec::new(),
     };
     for line in text.lines() {
@@ -54,6 +58,8 @@ fn parse(text: &str) -> Case {
             case.stdin = Some(s.to_string());
         } else if line.trim() == "# git: yes" {
             case.git = true;
+        } else if let Some(p) = line.strip_prefix("# submodule: ") {
+            case.submodules.push(p.trim().to_string());
         } else if let Some(e) = line.strip_prefix("# env: ") {
             let (k, v) = e.split_once('=').expect("# env: NAME=value");
             case.env.push((k.to_string(), v.to_string()));
@@ -81,7 +87,18 @@ fn every_bad_input_is_refused_before_any_aws_call_with_a_clear_error() {
             repo.write(rel, body);
         }
         if case.git {
-            repo.commit("case");
+            let commit = repo.commit("case").to_string();
+            // A link to a commit of another repository, whose folder holds no checkout.
+            for p in &case.submodules {
+                let link = format!("160000,{commit},{p}");
+                ferry_test_support::git(
+                    repo.path(),
+                    &["update-index", "--add", "--cacheinfo", &link],
+                );
+            }
+            if !case.submodules.is_empty() {
+                ferry_test_support::git(repo.path(), &["commit", "--quiet", "-m", "submodules"]);
+            }
         } else {
             fs::remove_dir_all(repo.path().join(".git")).unwrap();
         }

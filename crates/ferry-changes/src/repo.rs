@@ -71,7 +71,14 @@ pub struct ChangedPaths {
     pub paths: BTreeSet<String>,
     /// The paths that exist at the base but not at the head.
     pub deleted: BTreeSet<String>,
+    /// Those of `paths` that are submodules (a git link, on either side) or other repositories
+    /// inside the working tree: git lists no files below one, so a change to it stands for a
+    /// change to anything below it (see `ferry_manifest::Owners::classify_changes`).
+    pub submodules: BTreeSet<String>,
 }
+
+/// The mode git gives a submodule's entry in a tree: a link to a commit of another repository.
+const GITLINK: i32 = 0o160000;
 
 /// Whether a repository-relative path is in Ferry's output folder (or is that folder).
 fn in_output_dir(path: &str) -> bool {
@@ -376,6 +383,9 @@ impl Repo {
                 if n.is_none() {
                     out.deleted.insert(path.clone());
                 }
+                if o.is_some_and(|i| i.mode == GITLINK) || n.is_some_and(|i| i.mode == GITLINK) {
+                    out.submodules.insert(path.clone());
+                }
             }
             let subtree = |i: Option<Item>| match i {
                 Some(Item {
@@ -404,10 +414,11 @@ impl Repo {
             Some(head) => self.diff_trees(base, head)?,
             None => ChangedPaths::default(),
         };
-        let local = match self.git_cli.then(|| self.git_status()).flatten() {
+        let mut local = match self.git_cli.then(|| self.git_status()).flatten() {
             Some(local) => local,
             None => self.libgit2_status()?,
         };
+        self.mark_submodules(&mut local);
         // What Ferry writes itself (packages, outputs, reports) is never a change: in a
         // repository that does not ignore `target/`, it would make every tree dirty.
         let ours = |p: &String| !in_output_dir(p);
@@ -427,9 +438,12 @@ impl Repo {
         };
         out.paths.extend(local.paths.into_iter().filter(ours));
         out.deleted.extend(local.deleted.into_iter().filter(ours));
+        out.submodules
+            .extend(local.submodules.into_iter().filter(ours));
         for p in &reverted {
             out.paths.remove(p);
             out.deleted.remove(p);
+            out.submodules.remove(p);
         }
         // Deleted means gone now: a path deleted in a commit may be back in the working tree.
         out.deleted
@@ -439,6 +453,8 @@ impl Repo {
 
     /// HEAD against index and working tree through `git status`: it is the reference, and on
     /// large trees much faster than libgit2 (parallel lstat, untracked cache, fsmonitor).
+    /// Submodules count: one checked out at another commit than HEAD records, or with edited or
+    /// untracked files, is a change, since packaging zips the files of its working tree.
     /// `None` when git is missing or fails (e.g. an ownership check): the caller falls back.
     fn git_status(&self) -> Option<ChangedPaths> {
         let out = std::process::Command::new("git")
@@ -450,7 +466,7 @@ impl Repo {
                 "-z",
                 "--untracked-files=all",
                 "--no-renames",
-                "--ignore-submodules=all",
+                "--ignore-submodules=none",
             ])
             .env_remove("GIT_DIR")
             .env_remove("GIT_WORK_TREE")
@@ -482,12 +498,47 @@ impl Repo {
         let mut opts = Self::options();
         opts.include_untracked(true)
             .recurse_untracked_dirs(true)
-            .include_ignored(false);
+            .include_ignored(false)
+            .ignore_submodules(false);
         let diff = self
             .repo
             .diff_tree_to_workdir_with_index(head_tree.as_ref(), Some(&mut opts))
             .map_err(self.git("diff the working tree"))?;
         Ok(collect(&diff))
+    }
+
+    /// Marks the working tree's changed paths that stand for a folder: a submodule (a folder
+    /// now, or a git link at HEAD when its folder is gone) and another repository inside the
+    /// working tree, which `git status` names as `dir/`.
+    fn mark_submodules(&self, changed: &mut ChangedPaths) {
+        let head_tree = self.head_commit().and_then(|h| self.tree(h).ok());
+        let gitlink_at_head = |p: &str| {
+            head_tree.as_ref().is_some_and(|t| {
+                t.get_path(Path::new(p))
+                    .is_ok_and(|e| e.filemode() == GITLINK)
+            })
+        };
+        let named: Vec<String> = changed.paths.iter().cloned().collect();
+        for p in named {
+            if let Some(dir) = p.strip_suffix('/') {
+                let dir = dir.to_string();
+                changed.paths.remove(&p);
+                if changed.deleted.remove(&p) {
+                    changed.deleted.insert(dir.clone());
+                }
+                changed.paths.insert(dir.clone());
+                changed.submodules.insert(dir);
+                continue;
+            }
+            let is_folder = self
+                .root
+                .join(&p)
+                .symlink_metadata()
+                .is_ok_and(|m| m.is_dir());
+            if is_folder || gitlink_at_head(&p) {
+                changed.submodules.insert(p);
+            }
+        }
     }
 
     /// Which of `paths` are in the working tree as they are at `commit`: found unmodified
@@ -592,12 +643,41 @@ impl Repo {
     }
 
     /// The id of the tree at `path` in `commit` (for "did this folder change" checks by id).
+    /// Below a submodule, whose files the commit does not hold, it is the id of the
+    /// submodule's commit: `libs/common/src` changes when the submodule at `libs/common` moves.
     pub fn tree_id_at(&self, commit: Oid, path: &str) -> Option<Oid> {
         let tree = self.repo.find_commit(commit).ok()?.tree().ok()?;
         if path.is_empty() {
             return Some(tree.id());
         }
-        tree.get_path(Path::new(path)).ok().map(|e| e.id())
+        match tree.get_path(Path::new(path)) {
+            Ok(e) => Some(e.id()),
+            Err(_) => {
+                let mut dir = path;
+                while let Some(pos) = dir.rfind('/') {
+                    dir = &dir[..pos];
+                    if let Ok(e) = tree.get_path(Path::new(dir)) {
+                        return (e.filemode() == GITLINK).then(|| e.id());
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// The submodules the index names whose folder holds no checkout (never initialised, or
+    /// deinitialised): git sees no change there, but the folder is empty, so a package would
+    /// lack the submodule's files. Repository relative, sorted.
+    pub fn submodules_not_checked_out(&self) -> Result<Vec<String>, ChangesError> {
+        let index = self.repo.index().map_err(self.git("read the index"))?;
+        let mut out: Vec<String> = index
+            .iter()
+            .filter(|e| e.mode as i32 == GITLINK)
+            .filter_map(|e| String::from_utf8(e.path).ok())
+            .filter(|p| self.root.join(p).join(".git").symlink_metadata().is_err())
+            .collect();
+        out.sort();
+        Ok(out)
     }
 }
 
@@ -646,6 +726,13 @@ fn collect(diff: &git2::Diff<'_>) -> ChangedPaths {
             && let Some(p) = delta.old_file().path().and_then(Path::to_str)
         {
             out.deleted.insert(p.to_string());
+        }
+        for file in [delta.old_file(), delta.new_file()] {
+            if i32::from(file.mode()) == GITLINK
+                && let Some(p) = file.path().and_then(Path::to_str)
+            {
+                out.submodules.insert(p.to_string());
+            }
         }
     }
     out

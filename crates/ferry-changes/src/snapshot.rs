@@ -34,6 +34,9 @@ pub struct Snapshot {
     pub dirty: bool,
     /// Service → exact input key (only for services whose inputs are all clean).
     pub input_keys: BTreeMap<String, String>,
+    /// Service → the submodules among its inputs that are not checked out
+    /// ([`Repo::submodules_not_checked_out`]): its package would lack their files.
+    pub submodules_not_checked_out: BTreeMap<String, Vec<String>>,
 }
 
 /// How a service's inputs in the working tree compare with its inputs at a commit
@@ -104,6 +107,12 @@ fn under(path: &str, prefix: &str) -> bool {
         || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
 }
 
+/// Whether a changed path touches the inputs under `prefix`: it lies there, or it is a
+/// submodule holding them (`libs/common` for inputs `libs/common/src/**`).
+fn touches(changed: &crate::ChangedPaths, path: &str, prefix: &str) -> bool {
+    under(path, prefix) || (changed.submodules.contains(path) && under(prefix, path))
+}
+
 impl Repo {
     /// The snapshot of the working tree for `services`.
     pub fn snapshot(
@@ -121,13 +130,27 @@ impl Repo {
         } else {
             head.to_string()
         };
+        let empty = if services.is_empty() {
+            Vec::new()
+        } else {
+            self.submodules_not_checked_out()?
+        };
         let mut input_keys = BTreeMap::new();
+        let mut submodules_not_checked_out = BTreeMap::new();
         for s in services {
             let prefixes = input_prefixes(s, global_inputs);
+            let missing: Vec<String> = empty
+                .iter()
+                .filter(|m| prefixes.iter().any(|pre| under(m, pre) || under(pre, m)))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                submodules_not_checked_out.insert(s.name.clone(), missing);
+            }
             let touched = changed
                 .paths
                 .iter()
-                .any(|p| prefixes.iter().any(|pre| under(p, pre)));
+                .any(|p| prefixes.iter().any(|pre| touches(&changed, p, pre)));
             if touched {
                 continue;
             }
@@ -138,6 +161,7 @@ impl Repo {
             commit: head.to_string(),
             dirty,
             input_keys,
+            submodules_not_checked_out,
         })
     }
 
@@ -153,14 +177,15 @@ impl Repo {
         let head = self.head_commit().ok_or_else(|| ChangesError::NoCommit {
             root: self.root().to_path_buf(),
         })?;
-        let dirty = self.diff_to_workdir(head)?.paths;
+        let dirty = self.diff_to_workdir(head)?;
         Ok(services
             .iter()
             .map(|(made, s)| {
                 let prefixes = input_prefixes(s, global_inputs);
                 let uncommitted: Vec<String> = dirty
+                    .paths
                     .iter()
-                    .filter(|p| prefixes.iter().any(|pre| under(p, pre)))
+                    .filter(|p| prefixes.iter().any(|pre| touches(&dirty, p, pre)))
                     .cloned()
                     .collect();
                 if !uncommitted.is_empty() {
@@ -221,7 +246,20 @@ impl Repo {
                         .map_or_else(|_| "?".to_string(), |o| o.to_string());
                     format!("{} {id}", if exec { "exec" } else { "file" })
                 }
-                Ok(m) if m.is_dir() => "folder".to_string(),
+                // A submodule (or another repository) as it is checked out: its commit and
+                // its own changes, so that two different edits in it never share an id.
+                Ok(m) if m.is_dir() => match Repo::open(&full) {
+                    Ok(sub) => match sub.head_commit() {
+                        Some(head) => {
+                            let own = sub
+                                .diff_to_workdir(head)
+                                .map_or_else(|_| "?".to_string(), |c| sub.fingerprint(&c.paths));
+                            format!("repository {head} {own}")
+                        }
+                        None => "repository without commits".to_string(),
+                    },
+                    Err(_) => "folder".to_string(),
+                },
                 Ok(_) => "special".to_string(),
             };
             text.push_str(&format!("{p}\0{content}\n"));

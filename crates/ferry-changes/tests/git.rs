@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use ferry_changes::{BaseUnavailable, ChangesError, Head, Repo};
-use ferry_test_support::TestRepo;
+use ferry_test_support::{TestRepo, git};
 
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
@@ -773,4 +773,159 @@ fn a_commit_and_the_working_tree_load_alike_with_every_problem_named() {
     ] {
         assert!(on_disk.iter().any(|f| f == broken), "{broken}: {on_disk:?}");
     }
+}
+
+/// A repository with services `a` (folder `services/a`, holding the submodule
+/// `services/a/vendor`) and `b` (inputs below the submodule `libs/common`), and the library
+/// both submodules check out. Returns (library, repository, the commit adding them).
+fn with_submodules() -> (TestRepo, TestRepo, String) {
+    let lib = TestRepo::new();
+    lib.write("src/util.py", "V = 1\n").write("README", "lib\n");
+    lib.commit("lib 1");
+    let r = TestRepo::new();
+    r.write("ferry.toml", "[project]\n")
+        .write("services/a/service.toml", "[service]\n")
+        .write("services/b/service.toml", "[service]\n");
+    r.commit("services");
+    let url = lib.path().to_str().unwrap();
+    git(
+        r.path(),
+        &["submodule", "--quiet", "add", url, "services/a/vendor"],
+    );
+    git(
+        r.path(),
+        &["submodule", "--quiet", "add", url, "libs/common"],
+    );
+    git(r.path(), &["commit", "--quiet", "-m", "submodules"]);
+    let added = git(r.path(), &["rev-parse", "HEAD"]).trim().to_string();
+    (lib, r, added)
+}
+
+fn submodule_inputs() -> Vec<ferry_changes::ServiceInputs> {
+    vec![
+        ferry_changes::ServiceInputs {
+            name: "a".into(),
+            dir: "services/a".into(),
+            inputs: vec![],
+        },
+        ferry_changes::ServiceInputs {
+            name: "b".into(),
+            dir: "services/b".into(),
+            inputs: vec!["libs/common/src/**".into()],
+        },
+    ]
+}
+
+#[test]
+fn a_submodule_moved_or_edited_is_a_change_that_stands_for_its_files() {
+    let (lib, r, added) = with_submodules();
+    let clean = Repo::open(r.path())
+        .unwrap()
+        .snapshot(&submodule_inputs(), &[])
+        .unwrap();
+    assert!(!clean.dirty);
+    assert!(clean.submodules_not_checked_out.is_empty());
+    assert!(
+        clean.input_keys["b"].contains("libs/common/src:"),
+        "{:?}",
+        clean.input_keys
+    );
+    assert!(
+        !clean.input_keys["b"].contains("libs/common/src:none"),
+        "the key below a submodule is its commit: {:?}",
+        clean.input_keys
+    );
+
+    // The library moves on and both checkouts follow: the working tree differs, though git
+    // lists no file of it. Both git itself and libgit2 (the fallback) say so.
+    lib.write("src/util.py", "V = 2\n");
+    lib.commit("lib 2");
+    for sub in ["services/a/vendor", "libs/common"] {
+        git(&r.path().join(sub), &["pull", "--quiet", "origin", "HEAD"]);
+    }
+    for cli in [true, false] {
+        let c = Repo::open(r.path())
+            .unwrap()
+            .use_git_cli(cli)
+            .changed_paths("HEAD", &Head::WorkingTree)
+            .unwrap();
+        let both = set(&["libs/common", "services/a/vendor"]);
+        assert_eq!(c.paths, both, "git cli: {cli}");
+        assert_eq!(c.submodules, both, "git cli: {cli}");
+        assert!(c.deleted.is_empty());
+    }
+    let moved = Repo::open(r.path())
+        .unwrap()
+        .snapshot(&submodule_inputs(), &[])
+        .unwrap();
+    assert!(moved.dirty);
+    assert!(
+        moved.input_keys.is_empty(),
+        "both services' inputs moved: {:?}",
+        moved.input_keys
+    );
+
+    // An edit inside a checked-out submodule counts, and another edit gives another id.
+    std::fs::write(r.path().join("libs/common/src/util.py"), "V = 3\n").unwrap();
+    let edited = Repo::open(r.path())
+        .unwrap()
+        .snapshot(&submodule_inputs(), &[])
+        .unwrap();
+    std::fs::write(r.path().join("libs/common/src/util.py"), "V = 4\n").unwrap();
+    let edited_again = Repo::open(r.path())
+        .unwrap()
+        .snapshot(&submodule_inputs(), &[])
+        .unwrap();
+    assert_ne!(edited.id, moved.id);
+    assert_ne!(edited_again.id, edited.id);
+    git(&r.path().join("libs/common"), &["checkout", "--quiet", "."]);
+
+    // Committed, the move is a change between commits, and it changes the key of `b`'s
+    // inputs below it.
+    git(r.path(), &["commit", "--quiet", "-am", "bump"]);
+    let c = changed(&r, &added, Head::Rev("HEAD".into()));
+    assert_eq!(c.paths, set(&["libs/common", "services/a/vendor"]));
+    assert_eq!(c.submodules, c.paths);
+    let bumped = Repo::open(r.path())
+        .unwrap()
+        .snapshot(&submodule_inputs(), &[])
+        .unwrap();
+    assert!(!bumped.dirty);
+    assert_ne!(bumped.input_keys["b"], clean.input_keys["b"]);
+    assert_ne!(bumped.input_keys["a"], clean.input_keys["a"]);
+}
+
+#[test]
+fn a_submodule_that_is_not_checked_out_is_named_for_the_services_it_feeds() {
+    let (_lib, r, _) = with_submodules();
+    let clone = tempfile::tempdir().unwrap();
+    git(
+        clone.path(),
+        &["clone", "--quiet", r.path().to_str().unwrap(), "c"],
+    );
+    let c = clone.path().join("c");
+    let repo = Repo::open(&c).unwrap();
+    assert_eq!(
+        repo.submodules_not_checked_out().unwrap(),
+        ["libs/common", "services/a/vendor"]
+    );
+    let s = repo.snapshot(&submodule_inputs(), &[]).unwrap();
+    assert!(!s.dirty, "git sees no change in an empty submodule folder");
+    assert_eq!(s.submodules_not_checked_out["a"], ["services/a/vendor"]);
+    assert_eq!(s.submodules_not_checked_out["b"], ["libs/common"]);
+    let only_a = repo.snapshot(&submodule_inputs()[..1], &[]).unwrap();
+    assert_eq!(only_a.submodules_not_checked_out.len(), 1);
+
+    git(
+        &c,
+        &["submodule", "--quiet", "update", "--init", "libs/common"],
+    );
+    let s = Repo::open(&c)
+        .unwrap()
+        .snapshot(&submodule_inputs(), &[])
+        .unwrap();
+    assert_eq!(
+        s.submodules_not_checked_out.keys().collect::<Vec<_>>(),
+        ["a"]
+    );
 }

@@ -234,10 +234,49 @@ pub fn stage_bucket(ws: &Workspace, stage: &Stage, local: bool) -> Option<String
 
 /// Why the working tree's package request could not be made.
 #[derive(Debug, thiserror::Error)]
-#[error("failed to read the state of the working tree of {}: {source}", .root.display())]
-pub struct RequestError {
-    root: PathBuf,
-    source: ferry_changes::ChangesError,
+#[non_exhaustive]
+pub enum RequestError {
+    #[error("failed to read the state of the working tree of {}: {source}", .root.display())]
+    WorkingTree {
+        root: PathBuf,
+        source: ferry_changes::ChangesError,
+    },
+    /// Git reports no change in a submodule whose folder is empty, so the package would be
+    /// made without its files.
+    #[error("{}", not_checked_out(.missing))]
+    SubmodulesNotCheckedOut {
+        /// Service → its inputs' submodules that are not checked out.
+        missing: BTreeMap<String, Vec<String>>,
+    },
+}
+
+fn not_checked_out(missing: &BTreeMap<String, Vec<String>>) -> String {
+    let quoted = |names: &mut dyn Iterator<Item = &String>| -> Vec<String> {
+        names.map(|n| format!("`{n}`")).collect()
+    };
+    let submodules = quoted(
+        &mut missing
+            .values()
+            .flatten()
+            .collect::<BTreeSet<_>>()
+            .into_iter(),
+    );
+    let services = quoted(&mut missing.keys());
+    let (named, its) = if submodules.len() == 1 {
+        (format!("the git submodule {} is", submodules[0]), "its")
+    } else {
+        (
+            format!(
+                "the git submodules {} are",
+                ferry_manifest::first_few(&submodules, 5)
+            ),
+            "their",
+        )
+    };
+    format!(
+        "{named} not checked out here (an empty folder), so the package of {} would be made without {its} files: run `git submodule update --init --recursive` first (CodeBuild: `git-submodules-config: fetch-submodules: true` in the project's source; GitHub Actions: `submodules: recursive` for actions/checkout)",
+        ferry_manifest::first_few(&services, 5)
+    )
 }
 
 /// The package request for `services` of the working tree: the commit's id when the tree is
@@ -262,10 +301,18 @@ pub fn package_request(
     let inputs: Vec<ServiceInputs> = ws.services.iter().map(service_inputs).collect();
     let snap = repo
         .snapshot(&inputs, &ws.project.global_inputs)
-        .map_err(|source| RequestError {
+        .map_err(|source| RequestError::WorkingTree {
             root: ws.root.clone(),
             source,
         })?;
+    let missing: BTreeMap<String, Vec<String>> = snap
+        .submodules_not_checked_out
+        .into_iter()
+        .filter(|(s, _)| services.contains(s))
+        .collect();
+    if !missing.is_empty() {
+        return Err(RequestError::SubmodulesNotCheckedOut { missing });
+    }
     Ok(PackageRequest {
         id: snap.id,
         commit: snap.commit,

@@ -43,9 +43,13 @@ pub struct Owners<'a> {
     /// Inputs without wildcards, as folders (`shared/lib/`), with their input `k`: such an
     /// input names a file or everything under a folder.
     input_folders: Vec<(String, usize)>,
+    /// Input `k`'s glob as written, for [`Owners::services_below`].
+    input_globs: Vec<String>,
     global: GlobSet,
     /// Global inputs without wildcards, as folders.
     global_folders: Vec<String>,
+    /// The global inputs as written.
+    global_globs: Vec<String>,
 }
 
 /// Changed paths sorted by who they affect.
@@ -86,6 +90,7 @@ impl<'a> Owners<'a> {
         let mut input_index: HashMap<&str, usize> = HashMap::new();
         let mut input_owners: Vec<Vec<usize>> = Vec::new();
         let mut input_folders: Vec<(String, usize)> = Vec::new();
+        let mut input_globs: Vec<String> = Vec::new();
         for (i, s) in services.enumerate() {
             dirs.insert(s.dir.trim_end_matches('/'), i);
             for f in &s.files {
@@ -101,6 +106,7 @@ impl<'a> Owners<'a> {
                         input_owners.push(Vec::new());
                         let k = input_owners.len() - 1;
                         inputs.add(glob(g, s.name)?);
+                        input_globs.push(g.clone());
                         if let Some(folder) = as_folder(g) {
                             input_folders.push((folder, k));
                         }
@@ -132,8 +138,10 @@ impl<'a> Owners<'a> {
             inputs: build(inputs, "services")?,
             input_owners,
             input_folders,
+            input_globs,
             global: build(global, "global-inputs")?,
             global_folders,
+            global_globs: global_inputs.to_vec(),
         })
     }
 
@@ -170,6 +178,45 @@ impl<'a> Owners<'a> {
         names
     }
 
+    /// The services that own anything below `folder`, a submodule whose files git does not
+    /// list: those that own the folder itself ([`Owners::services_of`]), those whose folder or
+    /// named files lie inside it, and those with an input that may match a path below it
+    /// (`libs/common/**`, `libs/*/src/*.py` for `libs/common`). Sorted, without duplicates.
+    pub fn services_below(&self, folder: &str) -> Vec<&str> {
+        let folder = folder.trim_end_matches('/');
+        let inside = format!("{folder}/");
+        let mut found: BTreeSet<usize> = self
+            .services_of(folder)
+            .into_iter()
+            .filter_map(|name| self.names.iter().position(|n| *n == name))
+            .collect();
+        found.extend(
+            self.dirs
+                .iter()
+                .filter(|(dir, _)| **dir == folder || dir.starts_with(&inside))
+                .map(|(_, i)| *i),
+        );
+        for (file, owners) in &self.files {
+            if file.starts_with(&inside) {
+                found.extend(owners);
+            }
+        }
+        for (k, g) in self.input_globs.iter().enumerate() {
+            if may_match_below(g, folder) {
+                found.extend(self.input_owners[k].iter().copied());
+            }
+        }
+        let mut names: Vec<&str> = found.into_iter().map(|i| self.names[i]).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Whether a global input may match a path below `folder` (see [`Owners::services_below`]).
+    pub fn is_global_below(&self, folder: &str) -> bool {
+        let folder = folder.trim_end_matches('/');
+        self.is_global(folder) || self.global_globs.iter().any(|g| may_match_below(g, folder))
+    }
+
     pub fn is_global(&self, path: &str) -> bool {
         self.global.is_match(path)
             || self
@@ -186,10 +233,23 @@ impl<'a> Owners<'a> {
 
     /// Sorts every changed path by who it affects.
     pub fn classify<'p>(&self, paths: impl IntoIterator<Item = &'p String>) -> Affected {
+        self.classify_changes(paths, &BTreeSet::new())
+    }
+
+    /// Sorts every changed path by who it affects; a path among `folders` (a submodule) stands
+    /// for changes anywhere below it ([`Owners::services_below`]).
+    pub fn classify_changes<'p>(
+        &self,
+        paths: impl IntoIterator<Item = &'p String>,
+        folders: &BTreeSet<String>,
+    ) -> Affected {
         let mut out = Affected::default();
         for p in paths {
-            let owners = self.services_of(p);
-            let global = self.is_global(p);
+            let (owners, global) = if folders.contains(p) {
+                (self.services_below(p), self.is_global_below(p))
+            } else {
+                (self.services_of(p), self.is_global(p))
+            };
             for o in &owners {
                 out.services
                     .entry((*o).to_string())
@@ -211,6 +271,70 @@ impl<'a> Owners<'a> {
 /// alternatives. One without names exactly one path.
 pub fn has_wildcard(glob: &str) -> bool {
     glob.contains(['*', '?', '[', '{'])
+}
+
+/// Whether `glob` may match a path below `folder` (or `folder` itself), judged one segment at
+/// a time: each of the folder's segments must match the glob's, until the glob's `**`.
+/// `{…}` alternatives are expanded first, as they may hold a `/`.
+fn may_match_below(glob: &str, folder: &str) -> bool {
+    let g = glob.trim_start_matches('/').trim_end_matches('/');
+    match expand_braces(g, 64) {
+        Some(globs) => globs.iter().any(|g| segments_may_match(g, folder)),
+        // Too many alternatives to judge: taken as matching, which redeploys rather than misses.
+        None => true,
+    }
+}
+
+/// `a/{b,c/d}/e` as `a/b/e` and `a/c/d/e` (globset's alternatives do not nest); `None` past
+/// `limit` globs.
+fn expand_braces(glob: &str, limit: usize) -> Option<Vec<String>> {
+    let Some(open) = glob.find('{') else {
+        return Some(vec![glob.to_string()]);
+    };
+    let Some(len) = glob[open..].find('}') else {
+        return Some(vec![glob.to_string()]);
+    };
+    let (head, inner, tail) = (
+        &glob[..open],
+        &glob[open + 1..open + len],
+        &glob[open + len + 1..],
+    );
+    let mut out = Vec::new();
+    for alt in inner.split(',') {
+        for rest in expand_braces(tail, limit)? {
+            out.push(format!("{head}{alt}{rest}"));
+            if out.len() > limit {
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+fn segments_may_match(glob: &str, folder: &str) -> bool {
+    let mut segments = glob.split('/');
+    for part in folder.split('/') {
+        let Some(seg) = segments.next() else {
+            // The glob ends above the folder: it names the folder's ancestors only.
+            return false;
+        };
+        if seg == "**" {
+            return true;
+        }
+        let matches = if has_wildcard(seg) {
+            globset::GlobBuilder::new(seg)
+                .literal_separator(true)
+                .build()
+                .map(|m| m.compile_matcher().is_match(part))
+                .unwrap_or(true)
+        } else {
+            seg == part
+        };
+        if !matches {
+            return false;
+        }
+    }
+    true
 }
 
 /// An input without wildcards names a file or a folder, so it also matches everything under it
@@ -235,18 +359,25 @@ fn glob(g: &str, owner: &str) -> Result<Glob, OwnersError> {
 mod tests {
     use super::*;
 
+    fn spec(
+        name: &'static str,
+        dir: &'static str,
+        inputs: &[&str],
+        files: &[&str],
+    ) -> ServiceSpec<'static> {
+        ServiceSpec {
+            name,
+            dir,
+            inputs: inputs
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .leak(),
+            files: files.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
     fn owners() -> Owners<'static> {
-        let spec =
-            |name: &'static str, dir: &'static str, inputs: &[&str], files: &[&str]| ServiceSpec {
-                name,
-                dir,
-                inputs: inputs
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>()
-                    .leak(),
-                files: files.iter().map(|s| s.to_string()).collect(),
-            };
         Owners::new(
             [
                 spec(
@@ -337,5 +468,88 @@ mod tests {
         assert_eq!(a.services.keys().collect::<Vec<_>>(), ["api", "web"]);
         assert_eq!(a.global.iter().collect::<Vec<_>>(), ["ferry.toml"]);
         assert_eq!(a.unowned.iter().collect::<Vec<_>>(), ["docs/readme.md"]);
+    }
+
+    #[test]
+    fn a_changed_submodule_affects_whoever_may_own_a_path_below_it() {
+        let spec = |name, dir, inputs: &[&str]| spec(name, dir, inputs, &[]);
+        let o = Owners::new(
+            [
+                spec("all", "services/all", &["libs/common/**"]),
+                spec("py", "services/py", &["libs/*/src/*.py"]),
+                spec("src", "services/src", &["libs/common/src"]),
+                spec("braces", "services/braces", &["{libs/common,vendor}/x.txt"]),
+                spec("other", "services/other", &["libs/other/**", "libs/*.md"]),
+                spec("vendored", "services/vendored/lib", &[]),
+                spec("outer", "services/vendored", &[]),
+            ],
+            &["tools/**".to_string()],
+        )
+        .unwrap();
+        // As a file, `libs/common` matches no glob that takes only what is below it.
+        assert!(o.services_of("libs/common").is_empty());
+        assert_eq!(
+            o.services_below("libs/common"),
+            ["all", "braces", "py", "src"],
+            "a glob below it, a wildcard segment, a literal folder inside it, alternatives with a /"
+        );
+        assert_eq!(
+            o.services_below("libs/other"),
+            ["other", "py"],
+            "`libs/*/src/*.py` may match there too"
+        );
+        assert!(
+            o.services_below("libs").len() == 5,
+            "a submodule holding every lib: all but the vendored ones"
+        );
+        assert!(o.services_below("docs").is_empty());
+        assert_eq!(
+            o.services_below("services/vendored/lib"),
+            ["outer", "vendored"],
+            "the folder around it, and a service folder that is the submodule itself"
+        );
+        assert_eq!(
+            o.services_below("services"),
+            ["all", "braces", "other", "outer", "py", "src", "vendored"]
+        );
+        assert!(o.is_global_below("tools/gen"));
+        assert!(o.is_global_below("tools"));
+        assert!(!o.is_global_below("libs/common"));
+
+        let changed: BTreeSet<String> = ["libs/common".to_string(), "docs/x".to_string()].into();
+        let as_files = o.classify(&changed);
+        assert!(as_files.services.is_empty());
+        let folders: BTreeSet<String> = ["libs/common".to_string()].into();
+        let as_submodule = o.classify_changes(&changed, &folders);
+        assert_eq!(
+            as_submodule.services.keys().collect::<Vec<_>>(),
+            ["all", "braces", "py", "src"]
+        );
+        assert_eq!(as_submodule.unowned.iter().collect::<Vec<_>>(), ["docs/x"]);
+    }
+
+    #[test]
+    fn may_match_below_goes_segment_by_segment() {
+        assert!(may_match_below("libs/common/**", "libs/common"));
+        assert!(may_match_below("**/*.py", "anything/at/all"));
+        assert!(may_match_below("libs/*/src/*.py", "libs/common"));
+        assert!(
+            may_match_below("libs/*", "libs/common"),
+            "the folder itself"
+        );
+        assert!(!may_match_below("libs/*.md", "libs/common"));
+        assert!(
+            !may_match_below("libs", "libs/common"),
+            "a glob ending above it"
+        );
+        assert!(!may_match_below("libs/other/**", "libs/common"));
+        assert!(!may_match_below("lib?/x", "libs2/common"));
+        assert!(may_match_below("lib?/x", "libs"));
+        assert!(may_match_below("{a/b,c}/d", "a/b"));
+        assert!(may_match_below("{a/b,c}/d", "c"));
+        assert!(!may_match_below("{a/b,c}/d", "a/c"));
+        assert!(!may_match_below("{a,c}/d", "z"));
+        assert!(may_match_below("x/{a,b}{c,d}/**", "x/bd"));
+        assert!(!may_match_below("x/{a,b}{c,d}/**", "x/cd"));
     }
 }

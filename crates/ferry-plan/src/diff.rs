@@ -1,7 +1,7 @@
 //! Diffing: for each distinct base, the paths changed between it and the head, and the services
 //! those paths affect (and the services removed since).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use ferry_changes::{BaseUnavailable, ChangesError, Owners, Repo};
 use ferry_manifest::{SERVICE_FILE, Workspace};
@@ -91,7 +91,7 @@ pub(crate) fn compare_bases(
             }
             Err(e) => return Err(PlanError::Changes(e)),
         };
-        let mut affected = owners.classify(&changed.paths);
+        let mut affected = owners.classify_changes(&changed.paths, &changed.submodules);
         if let (Ok(r), Some(commit)) = (repo, base_commit) {
             nested_services_added(&owners, r, commit, &changed, &mut affected);
             if let Some(base_ws) = base_workspace(r, commit, &changed) {
@@ -112,7 +112,7 @@ pub(crate) fn compare_bases(
         }
         let since = base_commit.map_or_else(|| base.to_string(), ferry_changes::short);
         reasons::from_changes(&members, &affected, &since, reasons);
-        let paths = req.explain.then(|| path_owners(&owners, &changed.paths));
+        let paths = req.explain.then(|| path_owners(&owners, &changed));
         out.bases.push(BaseInfo {
             base: base.to_string(),
             commit: base_commit.map(|c| c.to_string()),
@@ -164,17 +164,26 @@ pub(crate) fn recorded_but_gone(
 
 /// Every changed path with the services that own it and whether it is a global input (for
 /// `explain`).
-fn path_owners(owners: &Owners<'_>, paths: &BTreeSet<String>) -> Vec<PathOwners> {
-    paths
+fn path_owners(owners: &Owners<'_>, changed: &ferry_changes::ChangedPaths) -> Vec<PathOwners> {
+    changed
+        .paths
         .iter()
-        .map(|p| PathOwners {
-            path: p.clone(),
-            services: owners
-                .services_of(p)
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            global: owners.is_global(p),
+        .map(|p| {
+            let submodule = changed.submodules.contains(p);
+            let services = if submodule {
+                owners.services_below(p)
+            } else {
+                owners.services_of(p)
+            };
+            PathOwners {
+                path: p.clone(),
+                services: services.into_iter().map(String::from).collect(),
+                global: if submodule {
+                    owners.is_global_below(p)
+                } else {
+                    owners.is_global(p)
+                },
+            }
         })
         .collect()
 }

@@ -840,3 +840,79 @@ fn folders_from_the_cache_give_the_same_workspace_and_the_same_problems_with_the
         "{with_cache}"
     );
 }
+
+#[test]
+fn a_submodule_moved_redeploys_the_services_that_take_files_below_it() {
+    let lib = TestRepo::new();
+    lib.write("src/util.py", "V = 1\n");
+    lib.commit("lib 1");
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    for (name, extra) in [
+        ("api", "inputs = [\"libs/common/src/**\"]\n"),
+        ("web", "inputs = [\"libs/other/**\"]\n"),
+        ("worker", ""),
+    ] {
+        r.write(&format!("services/{name}/template.yaml"), "Resources: {}\n");
+        r.write(
+            &format!("services/{name}/service.toml"),
+            &format!("[service]\ntemplate = \"template.yaml\"\n{extra}"),
+        );
+    }
+    r.commit("services");
+    let url = lib.path().to_str().unwrap();
+    ferry_test_support::git(
+        r.path(),
+        &["submodule", "--quiet", "add", url, "libs/common"],
+    );
+    ferry_test_support::git(
+        r.path(),
+        &["submodule", "--quiet", "add", url, "services/worker/vendor"],
+    );
+    ferry_test_support::git(r.path(), &["commit", "--quiet", "-m", "submodules"]);
+    let base = r.head().to_string();
+
+    lib.write("src/util.py", "V = 2\n");
+    lib.commit("lib 2");
+    for sub in ["libs/common", "services/worker/vendor"] {
+        ferry_test_support::git(&r.path().join(sub), &["pull", "--quiet", "origin", "HEAD"]);
+    }
+    // Checked out, not yet committed: a plan of the working tree sees it.
+    let mut req = request("dev", Some(&base));
+    req.head = Head::WorkingTree;
+    req.explain = true;
+    let p = plan_of(&r, &req).unwrap();
+    assert_eq!(deploying(&p), ["api", "worker"]);
+    // Committed: a plan between the commits sees it, and says who each submodule feeds.
+    ferry_test_support::git(r.path(), &["commit", "--quiet", "-am", "bump"]);
+    let mut req = request("dev", Some(&base));
+    req.explain = true;
+    let p = plan_of(&r, &req).unwrap();
+    assert_eq!(deploying(&p), ["api", "worker"]);
+    assert_eq!(
+        p.service("api").unwrap().reasons,
+        vec![Reason::Changed {
+            paths: vec!["libs/common".into()]
+        }]
+    );
+    let explained: Vec<(String, Vec<String>)> = p.bases[0]
+        .paths
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|o| (o.path.clone(), o.services.clone()))
+        .collect();
+    assert_eq!(
+        explained,
+        [
+            ("libs/common".to_string(), vec!["api".to_string()]),
+            (
+                "services/worker/vendor".to_string(),
+                vec!["worker".to_string()]
+            )
+        ]
+    );
+}

@@ -60,6 +60,32 @@ impl Drop for StopEmulatorOnDrop {
     }
 }
 
+/// Runs the git command in `dir` and returns its standard output; panics with git's message
+/// when it fails. Submodules from local folders are allowed (`git submodule add /tmp/lib …`
+/// needs `protocol.file.allow`), and commits get a test identity.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "protocol.file.allow=always",
+            "-c",
+            "user.name=Ferry Test",
+            "-c",
+        ])
+        .arg("user.email=test@ferry.invalid")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("git prints UTF-8")
+}
+
 /// A git repository in a temporary folder, deleted on drop.
 pub struct TestRepo {
     dir: tempfile::TempDir,
