@@ -345,6 +345,10 @@ pub fn value_problem(decl: &Value, value: &str, shown: bool) -> Option<String> {
     if matches!(ty, "Number" | "List<Number>") {
         for item in &items {
             let Ok(n) = item.trim().parse::<f64>() else {
+                if java_may_read_as_number(item) {
+                    // `5d`, `0x1p3`: Java reads them as numbers; left to CloudFormation.
+                    return None;
+                }
                 return Some(if item.is_empty() {
                     format!("an empty value is not a number, which type {ty} takes")
                 } else {
@@ -402,9 +406,12 @@ pub fn value_problem(decl: &Value, value: &str, shown: bool) -> Option<String> {
                     .ok()
                     .is_some_and(|n| allowed.iter().any(|a| a.parse::<f64>().ok() == Some(n)))
         };
+        // A list whose whole text is an allowed value (`a,b` among `["a,b"]`) is left to
+        // CloudFormation: which of the two readings it applies is not certain.
+        let whole = ty == "CommaDelimitedList" && allowed.iter().any(|a| a == value);
         if let Some(bad) = items
             .iter()
-            .find(|i| !allowed.iter().any(|a| a == *i) && !numeric_match(i))
+            .find(|i| !whole && !allowed.iter().any(|a| a == *i) && !numeric_match(i))
         {
             return Some(format!(
                 "{} is not one of its AllowedValues ({})",
@@ -414,6 +421,17 @@ pub fn value_problem(decl: &Value, value: &str, shown: bool) -> Option<String> {
         }
     }
     None
+}
+
+/// Whether Java's `Double.valueOf` may read `item` as a number where Rust does not: a type
+/// suffix (`5d`, `1.5F`) or a hexadecimal float (`0x1p3`).
+fn java_may_read_as_number(item: &str) -> bool {
+    let t = item.trim();
+    let unsigned = t.trim_start_matches(['+', '-']);
+    let suffixed = t
+        .strip_suffix(['d', 'D', 'f', 'F'])
+        .is_some_and(|n| n.parse::<f64>().is_ok_and(f64::is_finite));
+    suffixed || unsigned.starts_with("0x") || unsigned.starts_with("0X")
 }
 
 /// Whether YAML 1.1, as CloudFormation reads a template, takes `word` (unquoted) for a boolean.
@@ -588,6 +606,12 @@ mod tests {
             value_problem(&number, "abc", true).unwrap(),
             "`abc` is not a number, which type Number takes"
         );
+        // Java reads these as numbers: left to CloudFormation, whatever the bounds.
+        for java in ["5d", "2.5F", "0x1p3", "-0X10"] {
+            assert_eq!(value_problem(&number, java, true), None, "{java}");
+        }
+        assert!(value_problem(&number, "d", true).is_some());
+        assert!(value_problem(&number, "0y1", true).is_some());
         assert_eq!(
             value_problem(&number, "11", true).unwrap(),
             "it is above MaxValue 10"
@@ -657,6 +681,14 @@ mod tests {
         );
         let colors = decl("Type: CommaDelimitedList\nAllowedValues: [red, blue]");
         assert_eq!(value_problem(&colors, "red,blue", true), None);
+        let pairs = decl("Type: CommaDelimitedList\nAllowedValues: ['a,b', c]");
+        assert_eq!(value_problem(&pairs, "a,b", true), None);
+        assert_eq!(value_problem(&pairs, "c", true), None);
+        assert!(
+            value_problem(&pairs, "a,c", true)
+                .unwrap()
+                .contains("`a` is not one of")
+        );
         assert!(
             value_problem(&colors, "red, pink", true)
                 .unwrap()
