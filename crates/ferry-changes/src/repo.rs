@@ -601,6 +601,22 @@ impl Repo {
         Ok(same)
     }
 
+    /// The text of `path` in `head`: at a commit, or in the working tree, where only a regular
+    /// file of at most `max` bytes is read (a link to `/dev/zero` or a pipe is never read).
+    pub fn text_in(&self, head: &Head, path: &str, max: u64) -> Option<String> {
+        match head {
+            Head::Rev(rev) => self.file_at(self.resolve(rev)?, path),
+            Head::WorkingTree => {
+                let full = self.root.join(path);
+                let meta = std::fs::symlink_metadata(&full).ok()?;
+                if !meta.is_file() || meta.len() > max {
+                    return None;
+                }
+                std::fs::read_to_string(full).ok()
+            }
+        }
+    }
+
     /// The text of `path` at `commit`, if it exists and is UTF-8.
     pub fn file_at(&self, commit: Oid, path: &str) -> Option<String> {
         let tree = self.repo.find_commit(commit).ok()?.tree().ok()?;

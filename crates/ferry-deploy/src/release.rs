@@ -424,16 +424,20 @@ pub(crate) fn checkout_inputs(
         .compare_inputs(&asked, &ws.project.global_inputs)
         .map_err(|e| e.to_string())?
         .into_iter();
-    Ok(inputs
+    Ok(records
         .iter()
-        .map(|i| {
-            i.as_ref()?;
+        .zip(&inputs)
+        .map(|(r, i)| {
+            let i = i.as_ref()?;
             match compared.next()? {
                 Ok(ferry_changes::InputsAt::Same) => None,
-                Ok(ferry_changes::InputsAt::Differ(parts)) => Some(format!(
+                Ok(ferry_changes::InputsAt::Differ(parts)) => {
+                    let parts = lock_files_that_matter(&repo, &r.commit, &i.dir, parts);
+                    (!parts.is_empty()).then(|| format!(
                     "these inputs differ in this checkout: {}",
                     first_few(&parts)
-                )),
+                    ))
+                }
                 Ok(ferry_changes::InputsAt::Uncommitted(paths)) => Some(format!(
                     "its inputs have uncommitted changes in this checkout: {} (a build that rewrites a tracked file, such as `npm install` rewriting package-lock.json, does this: use `npm ci`)",
                     first_few(&paths)
@@ -445,6 +449,42 @@ pub(crate) fn checkout_inputs(
             }
         })
         .collect())
+}
+
+/// `parts` (input folders or files whose ids differ) without the npm lock files whose change
+/// since `commit` leaves what the service in `dir` installs as it was (another member's
+/// upgrade): the service compiles as it did. A lock file that cannot be read on either side
+/// stays.
+fn lock_files_that_matter(
+    repo: &ferry_changes::Repo,
+    commit: &str,
+    dir: &str,
+    parts: Vec<String>,
+) -> Vec<String> {
+    use ferry_changes::npm_lock::{self, NpmLock, Reach};
+    parts
+        .into_iter()
+        .filter(|part| {
+            if !npm_lock::is_npm_lock(part) {
+                return true;
+            }
+            let read = |text: Option<String>| NpmLock::parse(&text?).ok();
+            let then = repo
+                .resolve(commit)
+                .and_then(|c| read(repo.file_at(c, part)));
+            let now = read(repo.text_in(
+                &ferry_changes::Head::WorkingTree,
+                part,
+                npm_lock::MAX_LOCK_FILE,
+            ));
+            match (then, now) {
+                (Some(then), Some(now)) => {
+                    npm_lock::reach(&then, &now, part, dir) != Reach::Unchanged
+                }
+                _ => true,
+            }
+        })
+        .collect()
 }
 
 /// The first five of `items` for a message (`""`, the repository root, as `/`), and how many

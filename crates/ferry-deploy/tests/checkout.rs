@@ -376,3 +376,49 @@ fn a_tests_outcome_is_vouched_for_only_by_the_checkout_that_deployed_it() {
         "{why:?}"
     );
 }
+
+#[test]
+fn a_lock_file_change_that_leaves_the_services_packages_as_they_were_is_no_difference() {
+    let lock = |ms: &str, left_pad: &str| {
+        serde_json::json!({
+            "lockfileVersion": 3,
+            "packages": {
+                "": {"name": "shop", "workspaces": ["services/notifier", "services/web"], "devDependencies": {"serverless": "4.0.0"}},
+                "node_modules/serverless": {"version": "4.0.0", "integrity": "sha512-s"},
+                "node_modules/ms": {"version": ms, "integrity": format!("sha512-{ms}")},
+                "node_modules/left-pad": {"version": left_pad, "integrity": format!("sha512-{left_pad}")},
+                "services/notifier": {"dependencies": {"ms": ms}},
+                "services/web": {"dependencies": {"left-pad": left_pad}}
+            }
+        })
+        .to_string()
+    };
+    let r = repo();
+    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    r.write(
+        "ferry.toml",
+        &toml.replace(
+            "global-inputs = [\"ferry.toml\"]",
+            "global-inputs = [\"ferry.toml\", \"package-lock.json\"]",
+        ),
+    )
+    .write("package-lock.json", &lock("2.1.3", "1.3.0"));
+    r.commit("npm workspace");
+    let passed = r.head().to_string();
+    let records = [record("notifier", "serverless", &passed)];
+    check(&r, &records).unwrap();
+
+    // Another member's upgrade: the notifier installs what it did, so it compiles as it did.
+    r.write("package-lock.json", &lock("2.1.3", "1.3.1"));
+    r.commit("web: left-pad");
+    check(&r, &records).unwrap();
+
+    // Its own package changed: refused, naming the lock file.
+    r.write("package-lock.json", &lock("2.1.2", "1.3.1"));
+    r.commit("notifier: ms");
+    let e = refusal(&r, &records);
+    assert!(
+        e.contains("these inputs differ in this checkout: package-lock.json"),
+        "{e}"
+    );
+}

@@ -51,9 +51,15 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
             global.push(quoted(lock));
         }
     }
+    let npm = global.iter().any(|g| g.contains("package-lock.json"));
     let _ = writeln!(
         project,
-        "# A change to these redeploys every service.\nglobal-inputs = [{}]\n",
+        "# A change to these redeploys every service{}.\nglobal-inputs = [{}]\n",
+        if npm {
+            " (package-lock.json: only those whose installed packages it changes)"
+        } else {
+            ""
+        },
         global.join(", ")
     );
     let _ = writeln!(

@@ -92,8 +92,10 @@ pub(crate) fn compare_bases(
             Err(e) => return Err(PlanError::Changes(e)),
         };
         let mut affected = owners.classify_changes(&changed.paths, &changed.submodules);
+        let mut locks = crate::locks::LockReach::default();
         if let (Ok(r), Some(commit)) = (repo, base_commit) {
             nested_services_added(&owners, r, commit, &changed, &mut affected);
+            locks = crate::locks::refine(ws, r, commit, &req.head, &members, &mut affected);
             if let Some(base_ws) = base_workspace(r, commit, &changed) {
                 let (removed, taken) = services_gone(ws, &base_ws, stage);
                 // Planned from the records, a name gone without a record has nothing in the
@@ -111,8 +113,10 @@ pub(crate) fn compare_bases(
             }
         }
         let since = base_commit.map_or_else(|| base.to_string(), ferry_changes::short);
-        reasons::from_changes(&members, &affected, &since, reasons);
-        let paths = req.explain.then(|| path_owners(&owners, &changed));
+        reasons::from_changes(&members, &affected, &locks.reasons, &since, reasons);
+        let paths = req
+            .explain
+            .then(|| path_owners(&owners, &changed, &locks.reached));
         out.bases.push(BaseInfo {
             base: base.to_string(),
             commit: base_commit.map(|c| c.to_string()),
@@ -164,11 +168,23 @@ pub(crate) fn recorded_but_gone(
 
 /// Every changed path with the services that own it and whether it is a global input (for
 /// `explain`).
-fn path_owners(owners: &Owners<'_>, changed: &ferry_changes::ChangedPaths) -> Vec<PathOwners> {
+fn path_owners(
+    owners: &Owners<'_>,
+    changed: &ferry_changes::ChangedPaths,
+    locks: &BTreeMap<String, Vec<String>>,
+) -> Vec<PathOwners> {
     changed
         .paths
         .iter()
         .map(|p| {
+            if let Some(reached) = locks.get(p) {
+                // An npm lock file read as what it locks: the services it changes.
+                return PathOwners {
+                    path: p.clone(),
+                    services: reached.clone(),
+                    global: false,
+                };
+            }
             let submodule = changed.submodules.contains(p);
             let services = if submodule {
                 owners.services_below(p)

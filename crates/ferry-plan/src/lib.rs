@@ -10,6 +10,7 @@
 mod bases;
 pub mod ci_files;
 mod diff;
+mod locks;
 mod reasons;
 mod render;
 
@@ -124,6 +125,13 @@ pub enum Reason {
     Changed { paths: Vec<String> },
     /// A global input changed: it affects every service.
     GlobalInput { paths: Vec<String> },
+    /// An npm lock file changed what the service installs: an entry its packages reach (its own
+    /// workspace member's dependencies, followed through node's resolution, and the root's)
+    /// differs. `packages`: `left-pad 1.3.0 → 1.3.1`, `is-odd (added)`, …
+    LockedDependencies {
+        lockfile: String,
+        packages: Vec<String>,
+    },
     /// No base to compare with: never deployed (no record) and no `--since`.
     NotDeployed,
     /// Deploy forced, by `by`.

@@ -88,6 +88,7 @@ fn add(reasons: &mut Reasons, service: &str, reason: Reason) {
 pub(crate) fn from_changes(
     members: &[&str],
     affected: &Affected,
+    extra: &BTreeMap<String, Vec<Reason>>,
     since: &str,
     reasons: &mut Reasons,
 ) {
@@ -111,6 +112,9 @@ pub(crate) fn from_changes(
                 r.push(Reason::GlobalInput {
                     paths: global.clone(),
                 });
+            }
+            if let Some(more) = extra.get(*m) {
+                r.extend(more.iter().cloned());
             }
             if r.is_empty() {
                 r.push(Reason::Unchanged {

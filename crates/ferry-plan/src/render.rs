@@ -28,6 +28,9 @@ pub fn reason_text(r: &Reason) -> String {
     match r {
         Reason::Changed { paths: p } => format!("changed: {}", paths(p)),
         Reason::GlobalInput { paths: p } => format!("global input changed: {}", paths(p)),
+        Reason::LockedDependencies { lockfile, packages } => {
+            format!("dependencies changed in {lockfile}: {}", paths(packages))
+        }
         Reason::NotDeployed => {
             "not deployed yet (no deployment record; --since sets a base)".into()
         }

@@ -916,3 +916,123 @@ fn a_submodule_moved_redeploys_the_services_that_take_files_below_it() {
         ]
     );
 }
+
+/// An npm workspace whose root lock file is a global input: members `services/a` (left-pad)
+/// and `services/b` (is-odd), and a Python service `services/py` outside the workspace.
+fn npm_workspace(lock: &serde_json::Value) -> (TestRepo, String) {
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\nglobal-inputs = [\"ferry.toml\", \"package-lock.json\"]\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    for name in ["a", "b", "py"] {
+        r.write(&format!("services/{name}/template.yaml"), "Resources: {}\n");
+        r.write(
+            &format!("services/{name}/service.toml"),
+            "[service]\ntemplate = \"template.yaml\"\n",
+        );
+    }
+    r.write(
+        "package-lock.json",
+        &serde_json::to_string_pretty(lock).unwrap(),
+    );
+    let base = r.commit("base").to_string();
+    (r, base)
+}
+
+fn npm_lock(left_pad: &str, ms: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": "shop",
+        "lockfileVersion": 3,
+        "packages": {
+            "": {"name": "shop", "workspaces": ["services/a", "services/b"], "devDependencies": {"ms": ms}},
+            "node_modules/a": {"resolved": "services/a", "link": true},
+            "node_modules/b": {"resolved": "services/b", "link": true},
+            "node_modules/is-odd": {"version": "3.0.1", "integrity": "sha512-o"},
+            "node_modules/left-pad": {"version": left_pad, "integrity": format!("sha512-{left_pad}")},
+            "node_modules/ms": {"version": ms, "integrity": format!("sha512-{ms}"), "dev": true},
+            "services/a": {"version": "1.0.0", "dependencies": {"left-pad": left_pad}},
+            "services/b": {"version": "1.0.0", "dependencies": {"is-odd": "3.0.1"}}
+        }
+    })
+}
+
+#[test]
+fn an_npm_lock_file_redeploys_only_the_services_whose_packages_it_changes() {
+    let (r, base) = npm_workspace(&npm_lock("1.3.0", "2.1.3"));
+    // One member's upgrade: that member, with the packages named; a working tree plan sees it
+    // the same way as a commit.
+    r.write(
+        "package-lock.json",
+        &serde_json::to_string_pretty(&npm_lock("1.3.1", "2.1.3")).unwrap(),
+    );
+    let mut req = request("dev", Some(&base));
+    req.head = Head::WorkingTree;
+    assert_eq!(deploying(&plan_of(&r, &req).unwrap()), ["a"]);
+    r.commit("left-pad");
+    let mut req = request("dev", Some(&base));
+    req.explain = true;
+    let p = plan_of(&r, &req).unwrap();
+    assert_eq!(deploying(&p), ["a"]);
+    assert_eq!(
+        p.service("a").unwrap().reasons,
+        vec![Reason::LockedDependencies {
+            lockfile: "package-lock.json".into(),
+            packages: vec![
+                "left-pad 1.3.0 → 1.3.1".into(),
+                "services/a (changed)".into()
+            ]
+        }]
+    );
+    let lock = &p.bases[0].paths.as_ref().unwrap()[0];
+    assert_eq!(
+        (lock.path.as_str(), lock.services.clone(), lock.global),
+        ("package-lock.json", vec!["a".to_string()], false)
+    );
+    assert!(
+        ferry_plan::text(&p, false)
+            .contains("dependencies changed in package-lock.json: left-pad 1.3.0 → 1.3.1"),
+        "{}",
+        ferry_plan::text(&p, false)
+    );
+
+    // The root's packages reach every member, and the service outside the workspace too (its
+    // folder is below the lock file's: the root's packages serve it).
+    let since = r.head().to_string();
+    r.write(
+        "package-lock.json",
+        &serde_json::to_string_pretty(&npm_lock("1.3.1", "2.1.2")).unwrap(),
+    );
+    r.commit("ms");
+    let p = plan_of(&r, &request("dev", Some(&since))).unwrap();
+    assert_eq!(deploying(&p), ["a", "b", "py"]);
+
+    // A lock file that cannot be read as one (a merge conflict left in it) counts as a whole.
+    let since = r.head().to_string();
+    r.write("package-lock.json", "<<<<<<< HEAD\n{}\n=======\n");
+    r.commit("conflict");
+    let p = plan_of(&r, &request("dev", Some(&since))).unwrap();
+    assert_eq!(deploying(&p), ["a", "b", "py"]);
+    assert_eq!(
+        p.service("b").unwrap().reasons,
+        vec![Reason::GlobalInput {
+            paths: vec!["package-lock.json".into()]
+        }]
+    );
+}
+
+#[test]
+fn a_lock_file_change_that_installs_nothing_new_deploys_nothing() {
+    let (r, base) = npm_workspace(&npm_lock("1.3.0", "2.1.3"));
+    let mut lock = npm_lock("1.3.0", "2.1.3");
+    // npm rewrote it (a field of the root, flags), but every package is as it was.
+    lock["packages"]["node_modules/ms"]
+        .as_object_mut()
+        .unwrap()
+        .remove("dev");
+    lock["name"] = serde_json::json!("shop-renamed");
+    r.write("package-lock.json", &serde_json::to_string(&lock).unwrap());
+    r.commit("rewrite");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert!(deploying(&p).is_empty(), "{:?}", actions(&p));
+}

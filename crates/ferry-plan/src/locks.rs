@@ -1,0 +1,99 @@
+//! npm lock files read as what they lock: a changed `package-lock.json` reaches the services
+//! whose installed packages it changes, not every service that names the file (see
+//! [`ferry_changes::npm_lock`]).
+
+use std::collections::BTreeMap;
+
+use ferry_changes::npm_lock::{self, NpmLock, Reach};
+use ferry_changes::{Head, Oid, Repo};
+use ferry_manifest::{Affected, Workspace};
+
+use crate::Reason;
+
+/// What the changed npm lock files do to the services of one base group.
+#[derive(Debug, Default)]
+pub(crate) struct LockReach {
+    /// Service → reasons from lock files, besides its changed paths.
+    pub(crate) reasons: BTreeMap<String, Vec<Reason>>,
+    /// Lock file → the services it reaches (for `--explain`).
+    pub(crate) reached: BTreeMap<String, Vec<String>>,
+}
+
+/// Reads every changed npm lock file among `affected` at the base and at the head and keeps
+/// it, for each of `members` it affects (as a global input, an input or a file of its folder),
+/// only where the service's locked packages differ: there it becomes a
+/// [`Reason::LockedDependencies`] instead of a changed path. A lock file that is missing on one
+/// side, not of version 2 or 3, or unreadable, and a service outside its folder, keep the
+/// path-level rule.
+pub(crate) fn refine(
+    ws: &Workspace,
+    repo: &Repo,
+    base: Oid,
+    head: &Head,
+    members: &[&str],
+    affected: &mut Affected,
+) -> LockReach {
+    let mut out = LockReach::default();
+    let mut locks: Vec<String> = affected
+        .global
+        .iter()
+        .chain(affected.services.values().flatten())
+        .filter(|p| npm_lock::is_npm_lock(p))
+        .cloned()
+        .collect();
+    locks.sort();
+    locks.dedup();
+    for path in locks {
+        let read = |text: Option<String>| NpmLock::parse(&text?).ok();
+        let (Some(old), Some(new)) = (
+            read(repo.file_at(base, &path)),
+            read(repo.text_in(head, &path, npm_lock::MAX_LOCK_FILE)),
+        ) else {
+            continue;
+        };
+        let global = affected.global.remove(&path);
+        let mut reached = Vec::new();
+        for &name in members {
+            let own = affected
+                .services
+                .get(name)
+                .is_some_and(|paths| paths.contains(&path));
+            let Some(service) = ws.service(name).filter(|_| global || own) else {
+                continue;
+            };
+            let reach = npm_lock::reach(&old, &new, &path, &service.dir);
+            if reach != Reach::Outside
+                && let Some(paths) = affected.services.get_mut(name)
+            {
+                // Judged by what it locks, no longer as a changed file of the service.
+                paths.remove(&path);
+                if paths.is_empty() {
+                    affected.services.remove(name);
+                }
+            }
+            let reason = match reach {
+                // Outside the lock file's folder: the whole file counts, as without it.
+                Reach::Outside if global => Reason::GlobalInput {
+                    paths: vec![path.clone()],
+                },
+                Reach::Outside => {
+                    // Its own changed path still (an input naming the file).
+                    reached.push(name.to_string());
+                    continue;
+                }
+                Reach::Unchanged => continue,
+                Reach::Changed(packages) => Reason::LockedDependencies {
+                    lockfile: path.clone(),
+                    packages,
+                },
+            };
+            reached.push(name.to_string());
+            out.reasons
+                .entry(name.to_string())
+                .or_default()
+                .push(reason);
+        }
+        out.reached.insert(path, reached);
+    }
+    out
+}
