@@ -99,6 +99,10 @@ fn every_bad_input_is_refused_before_any_aws_call_with_a_clear_error() {
             if !case.submodules.is_empty() {
                 ferry_test_support::git(repo.path(), &["commit", "--quiet", "-m", "submodules"]);
             }
+            // A clone makes each submodule's folder, empty.
+            for p in &case.submodules {
+                fs::create_dir_all(repo.path().join(p)).unwrap();
+            }
         } else {
             fs::remove_dir_all(repo.path().join(".git")).unwrap();
         }

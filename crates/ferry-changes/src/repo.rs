@@ -425,10 +425,11 @@ impl Repo {
         // A path changed by a commit since the base and changed again in the working tree may be
         // back as it was at the base (an edit reverted before committing): compare those paths,
         // and only those, with the base itself, so that a reverted edit deploys nothing.
+        // A submodule is never judged reverted: libgit2's comparison does not look into one.
         let both: Vec<&str> = local
             .paths
             .iter()
-            .filter(|p| out.paths.contains(*p))
+            .filter(|p| out.paths.contains(*p) && !local.submodules.contains(*p))
             .map(String::as_str)
             .collect();
         let reverted = if both.is_empty() {
@@ -530,12 +531,12 @@ impl Repo {
                 changed.submodules.insert(dir);
                 continue;
             }
-            let is_folder = self
-                .root
-                .join(&p)
-                .symlink_metadata()
-                .is_ok_and(|m| m.is_dir());
-            if is_folder || gitlink_at_head(&p) {
+            // A file is no submodule; only a path gone from the disk needs a look at HEAD.
+            let submodule = match self.root.join(&p).symlink_metadata() {
+                Ok(m) => m.is_dir(),
+                Err(_) => gitlink_at_head(&p),
+            };
+            if submodule {
                 changed.submodules.insert(p);
             }
         }
@@ -682,18 +683,39 @@ impl Repo {
     }
 
     /// The submodules the index names whose folder holds no checkout (never initialised, or
-    /// deinitialised): git sees no change there, but the folder is empty, so a package would
-    /// lack the submodule's files. Repository relative, sorted.
+    /// deinitialised), also inside checked-out submodules (`git submodule update` without
+    /// `--recursive`): git sees no change there, but the folder is empty or missing, so a
+    /// package would lack the submodule's files. Repository relative, sorted.
     pub fn submodules_not_checked_out(&self) -> Result<Vec<String>, ChangesError> {
-        let index = self.repo.index().map_err(self.git("read the index"))?;
-        let mut out: Vec<String> = index
-            .iter()
-            .filter(|e| e.mode as i32 == GITLINK)
-            .filter_map(|e| String::from_utf8(e.path).ok())
-            .filter(|p| self.root.join(p).join(".git").symlink_metadata().is_err())
-            .collect();
+        let mut out = Vec::new();
+        self.not_checked_out_in("", 0, &mut out)?;
         out.sort();
         Ok(out)
+    }
+
+    fn not_checked_out_in(
+        &self,
+        prefix: &str,
+        depth: usize,
+        out: &mut Vec<String>,
+    ) -> Result<(), ChangesError> {
+        let index = self.repo.index().map_err(self.git("read the index"))?;
+        let links: Vec<String> = index
+            .iter()
+            .filter(|e| i64::from(e.mode) == i64::from(GITLINK))
+            .filter_map(|e| String::from_utf8(e.path).ok())
+            .collect();
+        for link in links {
+            let folder = self.root.join(&link);
+            if folder.join(".git").symlink_metadata().is_err() {
+                out.push(format!("{prefix}{link}"));
+            } else if depth < 8
+                && let Ok(inner) = Repo::open(&folder)
+            {
+                inner.not_checked_out_in(&format!("{prefix}{link}/"), depth + 1, out)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -139,9 +139,15 @@ impl Repo {
         let mut submodules_not_checked_out = BTreeMap::new();
         for s in services {
             let prefixes = input_prefixes(s, global_inputs);
+            // What the package is made from: the service's folder and what its inputs name
+            // (a glob's folder), not the global inputs, nor an input naming the whole tree.
+            let packaged: Vec<String> = std::iter::once(s.dir.clone())
+                .chain(s.inputs.iter().map(|g| literal_prefix(g)))
+                .filter(|p| !p.is_empty())
+                .collect();
             let missing: Vec<String> = empty
                 .iter()
-                .filter(|m| prefixes.iter().any(|pre| under(m, pre) || under(pre, m)))
+                .filter(|m| packaged.iter().any(|pre| under(m, pre) || under(pre, m)))
                 .cloned()
                 .collect();
             if !missing.is_empty() {

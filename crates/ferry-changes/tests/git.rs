@@ -929,3 +929,88 @@ fn a_submodule_that_is_not_checked_out_is_named_for_the_services_it_feeds() {
         ["a"]
     );
 }
+
+#[test]
+fn a_submodule_moved_by_a_commit_and_edited_since_stays_changed() {
+    let (_lib, r, added) = with_submodules();
+    let lib2 = TestRepo::new();
+    lib2.write("src/util.py", "V = 9\n");
+    lib2.commit("other history");
+    // Moved by a commit to another library's commit, then edited in the working tree.
+    let sub = r.path().join("libs/common");
+    git(&sub, &["fetch", "--quiet", lib2.path().to_str().unwrap()]);
+    git(&sub, &["checkout", "--quiet", "FETCH_HEAD"]);
+    git(r.path(), &["commit", "--quiet", "-am", "bump"]);
+    std::fs::write(sub.join("src/util.py"), "V = 10\n").unwrap();
+    for cli in [true, false] {
+        let c = Repo::open(r.path())
+            .unwrap()
+            .use_git_cli(cli)
+            .changed_paths(&added, &Head::WorkingTree)
+            .unwrap();
+        assert!(c.paths.contains("libs/common"), "git cli {cli}: {c:?}");
+        assert!(c.submodules.contains("libs/common"), "git cli {cli}: {c:?}");
+    }
+}
+
+#[test]
+fn a_submodule_inside_a_submodule_that_is_not_checked_out_is_named() {
+    let inner = TestRepo::new();
+    inner.write("x.txt", "x\n");
+    inner.commit("inner");
+    let outer = TestRepo::new();
+    outer.write("README", "outer\n");
+    outer.commit("outer");
+    git(
+        outer.path(),
+        &[
+            "submodule",
+            "--quiet",
+            "add",
+            inner.path().to_str().unwrap(),
+            "deps/inner",
+        ],
+    );
+    git(outer.path(), &["commit", "--quiet", "-m", "inner"]);
+    let r = TestRepo::new();
+    r.write("ferry.toml", "[project]\n")
+        .write("services/a/service.toml", "[service]\n");
+    r.commit("services");
+    git(
+        r.path(),
+        &[
+            "submodule",
+            "--quiet",
+            "add",
+            outer.path().to_str().unwrap(),
+            "services/a/vendor",
+        ],
+    );
+    git(r.path(), &["commit", "--quiet", "-m", "outer"]);
+    let clone = tempfile::tempdir().unwrap();
+    git(
+        clone.path(),
+        &["clone", "--quiet", r.path().to_str().unwrap(), "c"],
+    );
+    let c = clone.path().join("c");
+    // Checked out, but not recursively: the inner folder is empty.
+    git(&c, &["submodule", "--quiet", "update", "--init"]);
+    assert_eq!(
+        Repo::open(&c)
+            .unwrap()
+            .submodules_not_checked_out()
+            .unwrap(),
+        ["services/a/vendor/deps/inner"]
+    );
+    git(
+        &c,
+        &["submodule", "--quiet", "update", "--init", "--recursive"],
+    );
+    assert!(
+        Repo::open(&c)
+            .unwrap()
+            .submodules_not_checked_out()
+            .unwrap()
+            .is_empty()
+    );
+}

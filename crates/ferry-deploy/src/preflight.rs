@@ -13,7 +13,7 @@ use crate::Source;
 #[non_exhaustive]
 pub enum PreflightError {
     #[error(
-        "stage `{stage}` is protected and the working tree has uncommitted changes ({paths}); commit or stash them, so that what is deployed is a commit"
+        "stage `{stage}` is protected and the working tree has uncommitted changes ({paths}); commit or stash them, so that what is deployed is a commit (a submodule checked out at another commit than HEAD records: `git submodule update --recursive`)"
     )]
     DirtyProtected { stage: String, paths: String },
     #[error(

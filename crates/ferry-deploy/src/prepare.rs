@@ -274,7 +274,7 @@ fn not_checked_out(missing: &BTreeMap<String, Vec<String>>) -> String {
         )
     };
     format!(
-        "{named} not checked out here (an empty folder), so the package of {} would be made without {its} files: run `git submodule update --init --recursive` first (CodeBuild: `git-submodules-config: fetch-submodules: true` in the project's source; GitHub Actions: `submodules: recursive` for actions/checkout)",
+        "{named} not checked out here (its folder is empty or missing), so the package of {} would be made without {its} files: run `git submodule update --init --recursive` first (CodeBuild: `git-submodules-config: fetch-submodules: true` in the project's source; GitHub Actions: `submodules: recursive` for actions/checkout)",
         ferry_manifest::first_few(&services, 5)
     )
 }

@@ -185,11 +185,17 @@ impl<'a> Owners<'a> {
     pub fn services_below(&self, folder: &str) -> Vec<&str> {
         let folder = folder.trim_end_matches('/');
         let inside = format!("{folder}/");
-        let mut found: BTreeSet<usize> = self
-            .services_of(folder)
-            .into_iter()
-            .filter_map(|name| self.names.iter().position(|n| *n == name))
-            .collect();
+        // What lies below a service folder is that service's alone (the deepest folder wins);
+        // below any other folder, the service around it owns it too.
+        let around = if self.dirs.contains_key(folder) {
+            self.files.get(folder).cloned().unwrap_or_default()
+        } else {
+            self.services_of(folder)
+                .into_iter()
+                .filter_map(|name| self.names.iter().position(|n| *n == name))
+                .collect()
+        };
+        let mut found: BTreeSet<usize> = around.into_iter().collect();
         found.extend(
             self.dirs
                 .iter()
@@ -285,24 +291,41 @@ fn may_match_below(glob: &str, folder: &str) -> bool {
     }
 }
 
-/// `a/{b,c/d}/e` as `a/b/e` and `a/c/d/e` (globset's alternatives do not nest); `None` past
-/// `limit` globs.
+/// `a/{b,c/d}/e` as `a/b/e` and `a/c/d/e`, alternatives nested or not; `None` past `limit`
+/// globs, or for a glob with `\\` escapes or unbalanced braces, which are not judged.
 fn expand_braces(glob: &str, limit: usize) -> Option<Vec<String>> {
+    if glob.contains('\\') {
+        return None;
+    }
     let Some(open) = glob.find('{') else {
         return Some(vec![glob.to_string()]);
     };
-    let Some(len) = glob[open..].find('}') else {
-        return Some(vec![glob.to_string()]);
-    };
-    let (head, inner, tail) = (
-        &glob[..open],
-        &glob[open + 1..open + len],
-        &glob[open + len + 1..],
-    );
+    // The matching `}` and the commas at this level.
+    let (mut depth, mut close, mut commas) = (0usize, None, Vec::new());
+    for (i, c) in glob.char_indices().skip_while(|(i, _)| *i < open) {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(i);
+                    break;
+                }
+            }
+            ',' if depth == 1 => commas.push(i),
+            _ => {}
+        }
+    }
+    let close = close?;
+    let (head, tail) = (&glob[..open], &glob[close + 1..]);
+    let mut bounds = vec![open];
+    bounds.extend(&commas);
+    bounds.push(close);
     let mut out = Vec::new();
-    for alt in inner.split(',') {
-        for rest in expand_braces(tail, limit)? {
-            out.push(format!("{head}{alt}{rest}"));
+    for pair in bounds.windows(2) {
+        let alternative = &glob[pair[0] + 1..pair[1]];
+        for rest in expand_braces(&format!("{alternative}{tail}"), limit)? {
+            out.push(format!("{head}{rest}"));
             if out.len() > limit {
                 return None;
             }
@@ -505,8 +528,8 @@ mod tests {
         assert!(o.services_below("docs").is_empty());
         assert_eq!(
             o.services_below("services/vendored/lib"),
-            ["outer", "vendored"],
-            "the folder around it, and a service folder that is the submodule itself"
+            ["vendored"],
+            "a service folder that is the submodule itself owns all below it, not the one around"
         );
         assert_eq!(
             o.services_below("services"),
@@ -550,6 +573,24 @@ mod tests {
         assert!(!may_match_below("{a/b,c}/d", "a/c"));
         assert!(!may_match_below("{a,c}/d", "z"));
         assert!(may_match_below("x/{a,b}{c,d}/**", "x/bd"));
+        assert!(may_match_below(
+            "{{libs,vendor}/common,z}/**",
+            "libs/common"
+        ));
+        assert!(may_match_below("{{libs,vendor}/common,z}/**", "z"));
+        assert!(!may_match_below(
+            "{{libs,vendor}/common,z}/**",
+            "libs/other"
+        ));
+        assert!(may_match_below("{libs/{a,b}/x,y}/**", "libs/b/x"));
+        assert!(
+            may_match_below("libs/\\{legacy\\}/**", "libs/other"),
+            "escapes are not judged"
+        );
+        assert!(
+            may_match_below("libs/{a,b/**", "zzz"),
+            "unbalanced: not judged"
+        );
         assert!(!may_match_below("x/{a,b}{c,d}/**", "x/cd"));
     }
 }
