@@ -13,7 +13,7 @@
 //! - [`CommitSource`]: the files of a commit as a `ferry_manifest::Source`, with tree ids as
 //!   content ids, so configuration can be loaded as it is at that commit.
 
-pub mod npm_lock;
+pub mod lockfile;
 mod repo;
 mod snapshot;
 mod source;

@@ -451,7 +451,7 @@ pub(crate) fn checkout_inputs(
         .collect())
 }
 
-/// `parts` (input folders or files whose ids differ) without the npm lock files whose change
+/// `parts` (input folders or files whose ids differ) without the lock files whose change
 /// since `commit` leaves what the service in `dir` installs as it was (another member's
 /// upgrade): the service compiles as it did. A lock file that cannot be read on either side
 /// stays.
@@ -461,25 +461,25 @@ fn lock_files_that_matter(
     dir: &str,
     parts: Vec<String>,
 ) -> Vec<String> {
-    use ferry_changes::npm_lock::{self, NpmLock, Reach};
+    use ferry_changes::lockfile::{self, Lock, Reach};
     parts
         .into_iter()
         .filter(|part| {
-            if !npm_lock::is_npm_lock(part) {
+            if !lockfile::is_lock_file(part) {
                 return true;
             }
-            let read = |text: Option<String>| NpmLock::parse(&text?).ok();
+            let read = |text: Option<String>| Lock::parse(part, &text?).ok();
             let then = repo
                 .resolve(commit)
                 .and_then(|c| read(repo.file_at(c, part)));
             let now = read(repo.text_in(
                 &ferry_changes::Head::WorkingTree,
                 part,
-                npm_lock::MAX_LOCK_FILE,
+                lockfile::MAX_LOCK_FILE,
             ));
             match (then, now) {
                 (Some(then), Some(now)) => {
-                    npm_lock::reach(&then, &now, part, dir) != Reach::Unchanged
+                    lockfile::reach(&then, &now, part, dir) != Reach::Unchanged
                 }
                 _ => true,
             }

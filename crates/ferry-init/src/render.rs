@@ -51,12 +51,14 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
             global.push(quoted(lock));
         }
     }
-    let npm = global.iter().any(|g| g.contains("package-lock.json"));
+    let read = global
+        .iter()
+        .any(|g| g.contains("package-lock.json") || g.contains("pnpm-lock.yaml"));
     let _ = writeln!(
         project,
         "# A change to these redeploys every service{}.\nglobal-inputs = [{}]\n",
-        if npm {
-            " (package-lock.json: only those whose installed packages it changes)"
+        if read {
+            " (an npm or pnpm lock file: only those whose installed packages it changes)"
         } else {
             ""
         },

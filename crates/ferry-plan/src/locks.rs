@@ -1,10 +1,10 @@
-//! npm lock files read as what they lock: a changed `package-lock.json` reaches the services
-//! whose installed packages it changes, not every service that names the file (see
-//! [`ferry_changes::npm_lock`]).
+//! Lock files read as what they lock: a changed `package-lock.json` or `pnpm-lock.yaml` reaches
+//! the services whose installed packages it changes, not every service that names the file (see
+//! [`ferry_changes::lockfile`]).
 
 use std::collections::BTreeMap;
 
-use ferry_changes::npm_lock::{self, NpmLock, Reach};
+use ferry_changes::lockfile::{self, Lock, Reach};
 use ferry_changes::{Head, Oid, Repo};
 use ferry_manifest::{Affected, Workspace};
 
@@ -19,7 +19,7 @@ pub(crate) struct LockReach {
     pub(crate) reached: BTreeMap<String, Vec<String>>,
 }
 
-/// Reads every changed npm lock file among `affected` at the base and at the head and keeps
+/// Reads every changed lock file among `affected` at the base and at the head and keeps
 /// it, for each of `members` it affects (as a global input, an input or a file of its folder),
 /// only where the service's locked packages differ: there it becomes a
 /// [`Reason::LockedDependencies`] instead of a changed path. A lock file that is missing on one
@@ -38,16 +38,16 @@ pub(crate) fn refine(
         .global
         .iter()
         .chain(affected.services.values().flatten())
-        .filter(|p| npm_lock::is_npm_lock(p))
+        .filter(|p| lockfile::is_lock_file(p))
         .cloned()
         .collect();
     locks.sort();
     locks.dedup();
     for path in locks {
-        let read = |text: Option<String>| NpmLock::parse(&text?).ok();
+        let read = |text: Option<String>| Lock::parse(&path, &text?).ok();
         let (Some(old), Some(new)) = (
             read(repo.file_at(base, &path)),
-            read(repo.text_in(head, &path, npm_lock::MAX_LOCK_FILE)),
+            read(repo.text_in(head, &path, lockfile::MAX_LOCK_FILE)),
         ) else {
             continue;
         };
@@ -61,7 +61,7 @@ pub(crate) fn refine(
             let Some(service) = ws.service(name).filter(|_| global || own) else {
                 continue;
             };
-            let reach = npm_lock::reach(&old, &new, &path, &service.dir);
+            let reach = lockfile::reach(&old, &new, &path, &service.dir);
             if reach != Reach::Outside
                 && let Some(paths) = affected.services.get_mut(name)
             {

@@ -1035,4 +1035,49 @@ fn a_lock_file_change_that_installs_nothing_new_deploys_nothing() {
     r.commit("rewrite");
     let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
     assert!(deploying(&p).is_empty(), "{:?}", actions(&p));
+
+    // A lock file in the working tree that is no regular file (a link to /dev/zero) is never
+    // read: it counts as a whole, and the plan ends.
+    std::fs::remove_file(r.path().join("package-lock.json")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", r.path().join("package-lock.json")).unwrap();
+    let mut req = request("dev", Some(&base));
+    req.head = Head::WorkingTree;
+    assert_eq!(deploying(&plan_of(&r, &req).unwrap()), ["a", "b", "py"]);
+}
+
+#[test]
+fn a_pnpm_lock_file_is_read_the_same_way() {
+    let lock = |left_pad: &str| {
+        format!(
+            "lockfileVersion: '9.0'\nimporters:\n  .: {{}}\n  services/a:\n    dependencies:\n      left-pad:\n        specifier: {left_pad}\n        version: {left_pad}\n  services/b:\n    dependencies:\n      ms:\n        specifier: 2.1.3\n        version: 2.1.3\npackages:\n  left-pad@{left_pad}:\n    resolution: {{integrity: sha512-{left_pad}}}\n  ms@2.1.3:\n    resolution: {{integrity: sha512-m}}\nsnapshots:\n  left-pad@{left_pad}: {{}}\n  ms@2.1.3: {{}}\n"
+        )
+    };
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\nglobal-inputs = [\"ferry.toml\", \"pnpm-lock.yaml\"]\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    for name in ["a", "b"] {
+        r.write(&format!("services/{name}/template.yaml"), "Resources: {}\n");
+        r.write(
+            &format!("services/{name}/service.toml"),
+            "[service]\ntemplate = \"template.yaml\"\n",
+        );
+    }
+    r.write("pnpm-lock.yaml", &lock("1.3.0"));
+    let base = r.commit("base").to_string();
+    r.write("pnpm-lock.yaml", &lock("1.3.1"));
+    r.commit("left-pad");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert_eq!(deploying(&p), ["a"]);
+    assert_eq!(
+        p.service("a").unwrap().reasons,
+        vec![Reason::LockedDependencies {
+            lockfile: "pnpm-lock.yaml".into(),
+            packages: vec![
+                "left-pad 1.3.0 → 1.3.1".into(),
+                "services/a (changed)".into()
+            ]
+        }]
+    );
 }

@@ -1,46 +1,12 @@
-//! Which services a change to an npm lock file reaches.
-//!
-//! A root `package-lock.json` of npm workspaces changes whenever any member's dependencies do.
-//! Taken as a whole file it either redeploys every service (a global input) or none it does not
-//! name: one member's upgrade of `left-pad` would redeploy them all, or a shared package's
-//! upgrade would reach none. Read as what it is, the lock file says exactly which installed
-//! packages each workspace member (an *importer*) reaches: its dependencies, followed through
-//! node's resolution (`services/a/node_modules/x`, then `services/node_modules/x`, then
-//! `node_modules/x`) and through links to other members. A service is reached by a change when
-//! an entry of that closure differs between the two lock files.
-//!
-//! Only lock files of version 2 and 3 (npm 7 and later, with a `packages` map) are read; the
-//! caller treats anything else as a change of the whole file. The root importer (the lock
-//! file's folder, `""`) is part of every member's closure: its packages (build tools, the
-//! Serverless Framework and its plugins) are installed for all of them.
-
-use std::collections::{BTreeMap, BTreeSet};
+//! npm's lock file, `package-lock.json` (or `npm-shrinkwrap.json`) of version 2 or 3: a
+//! `packages` map from install paths (`node_modules/x`, `node_modules/x/node_modules/y`) and
+//! importer folders (`""`, `services/a`) to entries. A dependency required from the entry at
+//! `p` is found as node finds it: `p/node_modules/<name>`, then in each folder above. A
+//! `link: true` entry leads to the member folder its `resolved` names.
 
 use serde_json::{Map, Value};
 
-/// File names npm writes its lock file under.
-pub const NPM_LOCK_FILES: &[&str] = &["package-lock.json", "npm-shrinkwrap.json"];
-
-/// A lock file is read only up to this size; a larger one counts as changed as a whole.
-pub const MAX_LOCK_FILE: u64 = 256 * 1024 * 1024;
-
-/// Whether `path` (repository relative) names an npm lock file.
-pub fn is_npm_lock(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    NPM_LOCK_FILES.contains(&name)
-}
-
-/// Why a lock file is not read (the caller then counts the whole file as changed).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum LockError {
-    #[error("it is not JSON: {0}")]
-    NotJson(String),
-    #[error("lockfileVersion {0} has no `packages` map (npm 7 and later write version 2 or 3)")]
-    OldVersion(String),
-    #[error("its `packages` is not a map of entries")]
-    NoPackages,
-}
+use super::{Closure, Entry, LockError};
 
 /// An npm lock file of version 2 or 3.
 #[derive(Debug, Clone)]
@@ -48,24 +14,23 @@ pub struct NpmLock {
     packages: Map<String, Value>,
 }
 
-/// The entries a set of importers reaches: entry key → the entry as it matters to what is
-/// installed (without the flags that say which importers use it, which change with others'
-/// dependencies).
-pub type Closure = BTreeMap<String, Value>;
-
 /// Flags npm sets by how the whole tree uses an entry, not by what the entry installs.
 const USAGE_FLAGS: &[&str] = &["dev", "optional", "devOptional", "peer", "extraneous"];
+
+fn is_importer(key: &str) -> bool {
+    !key.split('/').any(|c| c == "node_modules")
+}
 
 impl NpmLock {
     pub fn parse(text: &str) -> Result<NpmLock, LockError> {
         let doc: Value =
-            serde_json::from_str(text).map_err(|e| LockError::NotJson(e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| LockError::Unparsable(e.to_string()))?;
         let version = doc.get("lockfileVersion").and_then(Value::as_u64);
         if !matches!(version, Some(2 | 3)) {
             let shown = doc
                 .get("lockfileVersion")
                 .map_or_else(|| "(none)".to_string(), Value::to_string);
-            return Err(LockError::OldVersion(shown));
+            return Err(LockError::Version(shown));
         }
         match doc.get("packages") {
             Some(Value::Object(packages)) if packages.values().all(Value::is_object) => {
@@ -73,7 +38,7 @@ impl NpmLock {
                     packages: packages.clone(),
                 })
             }
-            _ => Err(LockError::NoPackages),
+            _ => Err(LockError::Malformed("`packages`")),
         }
     }
 
@@ -83,33 +48,7 @@ impl NpmLock {
         self.packages
             .keys()
             .map(String::as_str)
-            .filter(|k| !k.split('/').any(|c| c == "node_modules"))
-    }
-
-    /// The importers that serve the folder `dir` (relative to the lock file's folder, `""` for
-    /// that folder itself): the root, and the members at or below `dir`, else the nearest one
-    /// above it. A folder outside the lock file's (`../x`) gets none.
-    pub fn importers_for(&self, dir: &str) -> Option<Vec<String>> {
-        if dir.starts_with("../") || dir == ".." {
-            return None;
-        }
-        let under = |k: &str| dir.is_empty() || k == dir || k.starts_with(&format!("{dir}/"));
-        let mut found: BTreeSet<String> = self
-            .importers()
-            .filter(|k| under(k))
-            .map(String::from)
-            .collect();
-        if found.is_empty() {
-            let above = self
-                .importers()
-                .filter(|k| k.is_empty() || dir.starts_with(&format!("{k}/")))
-                .max_by_key(|k| k.len());
-            found.extend(above.map(String::from));
-        }
-        if self.packages.contains_key("") {
-            found.insert(String::new());
-        }
-        Some(found.into_iter().collect())
+            .filter(|k| is_importer(k))
     }
 
     /// Every entry `importers` reach, with their own entries.
@@ -123,13 +62,29 @@ impl NpmLock {
             let Some(entry) = self.packages.get(&key) else {
                 continue;
             };
-            let mut kept = entry.clone();
-            if let Some(fields) = kept.as_object_mut() {
+            let mut content = entry.clone();
+            if let Some(fields) = content.as_object_mut() {
                 for flag in USAGE_FLAGS {
                     fields.remove(*flag);
                 }
             }
-            out.insert(key.clone(), kept);
+            let name = match key.rfind("node_modules/") {
+                Some(i) => key[i + "node_modules/".len()..].to_string(),
+                None if key.is_empty() => "root package".to_string(),
+                None => key.clone(),
+            };
+            let version = entry
+                .get("version")
+                .and_then(Value::as_str)
+                .map(String::from);
+            out.insert(
+                key.clone(),
+                Entry {
+                    name,
+                    version,
+                    content,
+                },
+            );
             if entry.get("link").and_then(Value::as_bool) == Some(true) {
                 if let Some(target) = entry.get("resolved").and_then(Value::as_str) {
                     todo.push(target.to_string());
@@ -137,9 +92,8 @@ impl NpmLock {
                 continue;
             }
             // An importer installs its devDependencies too; an installed package does not.
-            let importer = !key.split('/').any(|c| c == "node_modules");
             let mut kinds = vec!["dependencies", "optionalDependencies", "peerDependencies"];
-            if importer {
+            if is_importer(&key) {
                 kinds.push("devDependencies");
             }
             for kind in kinds {
@@ -157,7 +111,7 @@ impl NpmLock {
     }
 
     /// The entry node's resolution finds for `name` required from the entry at `from`: in
-    /// `<from>/node_modules`, then in each folder above it.
+    /// `<from>/node_modules`, then in each folder above.
     fn resolve(&self, from: &str, name: &str) -> Option<String> {
         let mut base = from;
         loop {
@@ -177,113 +131,11 @@ impl NpmLock {
     }
 }
 
-/// What a change of a lock file does to one service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reach {
-    /// The service folder is outside the lock file's folder: the lock file says nothing of it.
-    Outside,
-    /// Nothing the service installs changed.
-    Unchanged,
-    /// What it installs changed: [`closure_changes`], never empty.
-    Changed(Vec<String>),
-}
-
-/// What the change from `old` to `new` of the lock file at `lock_path` does to the service in
-/// `service_dir` (both repository relative): the closures of the importers serving the folder
-/// (on either side: a member added or removed changes them) compared.
-pub fn reach(old: &NpmLock, new: &NpmLock, lock_path: &str, service_dir: &str) -> Reach {
-    let lock_dir = lock_path.rsplit_once('/').map_or("", |(d, _)| d);
-    let Some(dir) = relative(service_dir, lock_dir) else {
-        return Reach::Outside;
-    };
-    let (Some(mut importers), Some(more)) = (old.importers_for(&dir), new.importers_for(&dir))
-    else {
-        return Reach::Outside;
-    };
-    importers.extend(more);
-    importers.sort();
-    importers.dedup();
-    let (a, b) = (old.closure(&importers), new.closure(&importers));
-    if a == b {
-        return Reach::Unchanged;
-    }
-    let mut changes = closure_changes(&a, &b);
-    if changes.is_empty() {
-        changes.push("packages moved in node_modules".to_string());
-    }
-    Reach::Changed(changes)
-}
-
-/// `dir` relative to `lock_dir` (both repository relative): `""` for the folder itself, `None`
-/// outside it.
-fn relative(dir: &str, lock_dir: &str) -> Option<String> {
-    if lock_dir.is_empty() {
-        return Some(dir.to_string());
-    }
-    if dir == lock_dir {
-        return Some(String::new());
-    }
-    dir.strip_prefix(lock_dir)
-        .and_then(|rest| rest.strip_prefix('/'))
-        .map(String::from)
-}
-
-/// What differs between two closures, one line per package, sorted: `left-pad 1.3.0 → 1.3.1`,
-/// `is-odd 3.0.1 (added)`, `ms 2.1.3 (removed)`, `services/a (changed)` for an importer or an
-/// entry whose version stayed. An entry that moved (hoisted, or nested under another package)
-/// is paired with the entry of its name it replaced. Empty when the closures are the same, and
-/// possibly when only places in `node_modules` changed.
-pub fn closure_changes(base: &Closure, head: &Closure) -> Vec<String> {
-    let name = |key: &str| -> String {
-        match key.rfind("node_modules/") {
-            Some(i) => key[i + "node_modules/".len()..].to_string(),
-            None if key.is_empty() => "root package".to_string(),
-            None => key.to_string(),
-        }
-    };
-    let version = |v: &Value| v.get("version").and_then(Value::as_str).map(String::from);
-    let changed = |key: &str, old: &Value, new: &Value| match (version(old), version(new)) {
-        (Some(a), Some(b)) if a != b => format!("{} {a} → {b}", name(key)),
-        _ => format!("{} (changed)", name(key)),
-    };
-    let mut out = BTreeSet::new();
-    for (key, old) in base {
-        if let Some(new) = head.get(key)
-            && new != old
-        {
-            out.insert(changed(key, old, new));
-        }
-    }
-    // Entries only one side has: paired by name where one replaced another.
-    let mut gone: Vec<(&String, &Value)> = base
-        .iter()
-        .filter(|(k, _)| !head.contains_key(*k))
-        .collect();
-    for (key, new) in head.iter().filter(|(k, _)| !base.contains_key(*k)) {
-        match gone.iter().position(|(k, _)| name(k) == name(key)) {
-            Some(i) => {
-                let (_, old) = gone.remove(i);
-                if old != new {
-                    out.insert(changed(key, old, new));
-                }
-            }
-            None => {
-                let v = version(new).map(|v| format!(" {v}")).unwrap_or_default();
-                out.insert(format!("{}{v} (added)", name(key)));
-            }
-        }
-    }
-    for (key, old) in gone {
-        let v = version(old).map(|v| format!(" {v}")).unwrap_or_default();
-        out.insert(format!("{}{v} (removed)", name(key)));
-    }
-    out.into_iter().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
+    use super::super::{Lock, Reach, reach};
     use super::*;
 
     /// A workspace as `npm install` of npm 11 writes it: the root (devDependency `ms`), members
@@ -311,28 +163,29 @@ mod tests {
         })
     }
 
-    fn lock(v: &Value) -> NpmLock {
-        NpmLock::parse(&v.to_string()).unwrap()
+    fn lock(v: &Value) -> Lock {
+        Lock::parse("package-lock.json", &v.to_string()).unwrap()
     }
 
-    fn edit(f: impl FnOnce(&mut Map<String, Value>)) -> NpmLock {
+    fn edit(f: impl FnOnce(&mut Map<String, Value>)) -> Lock {
         let mut v = workspace();
         f(v["packages"].as_object_mut().unwrap());
         lock(&v)
     }
 
-    fn keys(c: &Closure) -> Vec<&str> {
+    fn keys(c: &super::super::Closure) -> Vec<&str> {
         c.keys().map(String::as_str).collect()
     }
 
     #[test]
     fn a_members_closure_follows_node_resolution_links_and_the_root() {
         let l = lock(&workspace());
+        let Lock::Npm(npm) = &l else { unreachable!() };
         assert_eq!(
-            l.importers().collect::<Vec<_>>(),
+            npm.importers().collect::<Vec<_>>(),
             ["", "packages/lib", "services/a", "services/b"]
         );
-        let a = l.importers_for("services/a").unwrap();
+        let a = l.importers_for("services/a");
         assert_eq!(a, ["", "services/a"]);
         assert_eq!(
             keys(&l.closure(&a)),
@@ -347,7 +200,7 @@ mod tests {
             ],
             "left-pad hoisted, lib through its link, lib's is-number, the root's ms"
         );
-        let b = l.importers_for("services/b").unwrap();
+        let b = l.importers_for("services/b");
         assert_eq!(
             keys(&l.closure(&b)),
             [
@@ -361,9 +214,8 @@ mod tests {
         );
         // A folder that is no member takes the nearest importer above it; the lock file's
         // folder serves everything below it; a folder outside it nothing.
-        assert_eq!(l.importers_for("services/c").unwrap(), [""]);
-        assert_eq!(l.importers_for("services").unwrap().len(), 3);
-        assert_eq!(l.importers_for("../x"), None);
+        assert_eq!(l.importers_for("services/c"), [""]);
+        assert_eq!(l.importers_for("services").len(), 3);
     }
 
     #[test]
@@ -481,24 +333,25 @@ mod tests {
     fn only_lock_files_of_version_2_and_3_are_read() {
         assert_eq!(
             NpmLock::parse(r#"{"lockfileVersion": 1, "dependencies": {}}"#).unwrap_err(),
-            LockError::OldVersion("1".into())
+            LockError::Version("1".into())
         );
         assert_eq!(
             NpmLock::parse(r#"{"packages": {}}"#).unwrap_err(),
-            LockError::OldVersion("(none)".into())
+            LockError::Version("(none)".into())
         );
         assert_eq!(
             NpmLock::parse(r#"{"lockfileVersion": 3, "packages": {"": 1}}"#).unwrap_err(),
-            LockError::NoPackages
+            LockError::Malformed("`packages`")
         );
         assert!(matches!(
             NpmLock::parse("{\"lockfileVersion\": 3, <<<<<<< HEAD").unwrap_err(),
-            LockError::NotJson(_)
+            LockError::Unparsable(_)
         ));
-        assert!(is_npm_lock("package-lock.json"));
-        assert!(is_npm_lock("apps/web/npm-shrinkwrap.json"));
-        assert!(!is_npm_lock("yarn.lock"));
-        assert!(!is_npm_lock("my-package-lock.json"));
+        assert!(super::super::is_lock_file("package-lock.json"));
+        assert!(super::super::is_lock_file("apps/web/npm-shrinkwrap.json"));
+        assert!(super::super::is_lock_file("pnpm-lock.yaml"));
+        assert!(!super::super::is_lock_file("yarn.lock"));
+        assert!(!super::super::is_lock_file("my-package-lock.json"));
     }
 
     #[test]
@@ -507,7 +360,7 @@ mod tests {
             p["packages/lib"]["dependencies"]["a"] = json!("*");
             p["services/a"]["dependencies"]["not-installed"] = json!("1");
         });
-        let a = l.importers_for("services/a").unwrap();
+        let a = l.importers_for("services/a");
         let c = l.closure(&a);
         assert!(c.contains_key("node_modules/a") && c.contains_key("services/a"));
         assert!(!c.keys().any(|k| k.contains("not-installed")));

@@ -1,0 +1,455 @@
+//! pnpm's lock file, `pnpm-lock.yaml` of version 6 or 9: `importers` (the workspace's folders,
+//! `.` for the lock file's own) name each dependency's resolved version; a version
+//! `link:../lib` is another importer. Version 9 keys each installed package by
+//! `name@version(peers)` in `snapshots` (its dependencies) and by `name@version` in
+//! `packages` (its tarball); version 6 keys both by `/name@version(peers)` in `packages`. A
+//! lock file without `importers` (one project, version 6) is one importer, the root.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::{Closure, Entry, LockError, join};
+
+/// A pnpm lock file of version 6 or 9.
+#[derive(Debug, Clone)]
+pub struct PnpmLock {
+    /// Importer folder relative to the lock file's (`""` for `.`) → its entry.
+    importers: BTreeMap<String, Value>,
+    /// Version 9's `snapshots`; version 6's `packages`.
+    snapshots: Map<String, Value>,
+    /// Version 9's `packages` (empty for version 6).
+    packages: Map<String, Value>,
+    v9: bool,
+}
+
+/// Flags pnpm 6 sets by how the workspace uses a package, not by what it installs.
+const USAGE_FLAGS: &[&str] = &["dev", "optional"];
+
+impl PnpmLock {
+    pub fn parse(text: &str) -> Result<PnpmLock, LockError> {
+        let doc: Value =
+            serde_yaml_ng::from_str(text).map_err(|e| LockError::Unparsable(e.to_string()))?;
+        let version = match doc.get("lockfileVersion") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => "(none)".to_string(),
+        };
+        let v9 = match version.split('.').next() {
+            Some("9") => true,
+            Some("6") => false,
+            _ => return Err(LockError::Version(version)),
+        };
+        let map = |field: &'static str| -> Result<Map<String, Value>, LockError> {
+            match doc.get(field) {
+                None | Some(Value::Null) => Ok(Map::new()),
+                Some(Value::Object(m)) if m.values().all(|v| v.is_object() || v.is_null()) => {
+                    Ok(m.clone())
+                }
+                Some(_) => Err(LockError::Malformed(field)),
+            }
+        };
+        let mut importers: BTreeMap<String, Value> = map("importers")?
+            .into_iter()
+            .map(|(k, v)| (if k == "." { String::new() } else { k }, v))
+            .collect();
+        if importers.is_empty() {
+            // One project: its dependencies are at the top.
+            let mut root = Map::new();
+            for kind in IMPORTER_KINDS {
+                if let Some(deps) = doc.get(*kind) {
+                    root.insert((*kind).to_string(), deps.clone());
+                }
+            }
+            importers.insert(String::new(), Value::Object(root));
+        }
+        let (snapshots, packages) = if v9 {
+            (map("snapshots")?, map("packages")?)
+        } else {
+            (map("packages")?, Map::new())
+        };
+        Ok(PnpmLock {
+            importers,
+            snapshots,
+            packages,
+            v9,
+        })
+    }
+
+    /// The importers, relative to the lock file's folder (`""` for it).
+    pub fn importers(&self) -> impl Iterator<Item = &str> {
+        self.importers.keys().map(String::as_str)
+    }
+
+    /// Every entry `importers` reach, with their own entries.
+    pub fn closure(&self, importers: &[String]) -> Closure {
+        let mut out = Closure::new();
+        let mut todo: Vec<Node> = importers.iter().cloned().map(Node::Importer).collect();
+        while let Some(node) = todo.pop() {
+            match node {
+                Node::Importer(dir) => {
+                    let key = format!("importer:{dir}");
+                    if out.contains_key(&key) {
+                        continue;
+                    }
+                    let Some(entry) = self.importers.get(&dir) else {
+                        continue;
+                    };
+                    out.insert(
+                        key,
+                        Entry {
+                            name: if dir.is_empty() {
+                                "root package".to_string()
+                            } else {
+                                dir.clone()
+                            },
+                            version: None,
+                            content: entry.clone(),
+                        },
+                    );
+                    for kind in IMPORTER_KINDS {
+                        let Some(Value::Object(deps)) = entry.get(*kind) else {
+                            continue;
+                        };
+                        for (name, dep) in deps {
+                            // Version 6 and 9 write `{specifier, version}`; 5 a version.
+                            let version = dep.get("version").unwrap_or(dep).as_str();
+                            if let Some(v) = version {
+                                todo.extend(self.node(&dir, name, v));
+                            }
+                        }
+                    }
+                }
+                Node::Package(key) => {
+                    if out.contains_key(&key) {
+                        continue;
+                    }
+                    let snapshot_key = if self.v9 {
+                        key.clone()
+                    } else {
+                        format!("/{key}")
+                    };
+                    let Some(snapshot) = self.snapshots.get(&snapshot_key) else {
+                        continue;
+                    };
+                    let bare = key.split_once('(').map_or(key.as_str(), |(b, _)| b);
+                    let mut snapshot = snapshot.clone();
+                    if let Some(fields) = snapshot.as_object_mut() {
+                        for flag in USAGE_FLAGS {
+                            fields.remove(*flag);
+                        }
+                    }
+                    let content = json!({
+                        "snapshot": snapshot,
+                        "package": self.packages.get(bare).cloned().unwrap_or(Value::Null),
+                    });
+                    let (name, version) = split_key(bare);
+                    for kind in ["dependencies", "optionalDependencies"] {
+                        let Some(Value::Object(deps)) = content["snapshot"].get(kind) else {
+                            continue;
+                        };
+                        for (dep, v) in deps {
+                            if let Some(v) = v.as_str() {
+                                todo.extend(self.node("", dep, v));
+                            }
+                        }
+                    }
+                    out.insert(
+                        key.clone(),
+                        Entry {
+                            name,
+                            version,
+                            content,
+                        },
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// What the dependency `name` at `version` of the importer at `dir` (or of a package,
+    /// `""`) is: another importer for `link:`, else an installed package's key.
+    fn node(&self, dir: &str, name: &str, version: &str) -> Option<Node> {
+        if let Some(rel) = version.strip_prefix("link:") {
+            return join(dir, rel).map(Node::Importer);
+        }
+        let version = version.trim_start_matches('/');
+        let bare = version.split_once('(').map_or(version, |(b, _)| b);
+        // An alias (`npm:string-width@4`) names its package and version itself.
+        let key = if bare.get(1..).is_some_and(|rest| rest.contains('@')) {
+            version.to_string()
+        } else {
+            format!("{name}@{version}")
+        };
+        Some(Node::Package(key))
+    }
+}
+
+/// The kinds of dependencies an importer installs.
+const IMPORTER_KINDS: &[&str] = &["dependencies", "devDependencies", "optionalDependencies"];
+
+#[derive(Debug)]
+enum Node {
+    Importer(String),
+    /// `name@version(peers)`.
+    Package(String),
+}
+
+/// `@scope/name@1.0.0` as (`@scope/name`, `1.0.0`).
+fn split_key(bare: &str) -> (String, Option<String>) {
+    match bare.get(1..).and_then(|rest| rest.rfind('@')) {
+        Some(i) => (bare[..=i].to_string(), Some(bare[i + 2..].to_string())),
+        None => (bare.to_string(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Lock, Reach, reach};
+    use super::*;
+
+    /// What `pnpm install` of pnpm 9 writes for the root (devDependency ms), `packages/lib`
+    /// (is-number 7), `services/a` (left-pad, and lib through a link) and `services/b` (is-odd,
+    /// with its own is-number 6, and react-dom with react as a peer).
+    const V9: &str = r#"lockfileVersion: '9.0'
+
+settings:
+  autoInstallPeers: true
+  excludeLinksFromLockfile: false
+
+importers:
+
+  .:
+    devDependencies:
+      ms:
+        specifier: 2.1.3
+        version: 2.1.3
+
+  packages/lib:
+    dependencies:
+      is-number:
+        specifier: 7.0.0
+        version: 7.0.0
+
+  services/a:
+    dependencies:
+      left-pad:
+        specifier: 1.3.0
+        version: 1.3.0
+      lib:
+        specifier: workspace:*
+        version: link:../../packages/lib
+
+  services/b:
+    dependencies:
+      is-odd:
+        specifier: 3.0.1
+        version: 3.0.1
+      react:
+        specifier: 18.2.0
+        version: 18.2.0
+      react-dom:
+        specifier: 18.2.0
+        version: 18.2.0(react@18.2.0)
+
+packages:
+
+  is-number@6.0.0:
+    resolution: {integrity: sha512-n6}
+
+  is-number@7.0.0:
+    resolution: {integrity: sha512-n7}
+
+  is-odd@3.0.1:
+    resolution: {integrity: sha512-o301}
+
+  left-pad@1.3.0:
+    resolution: {integrity: sha512-l130}
+
+  loose-envify@1.4.0:
+    resolution: {integrity: sha512-le}
+    hasBin: true
+
+  js-tokens@4.0.0:
+    resolution: {integrity: sha512-jt}
+
+  ms@2.1.3:
+    resolution: {integrity: sha512-m213}
+
+  react-dom@18.2.0:
+    resolution: {integrity: sha512-rd}
+    peerDependencies:
+      react: ^18.2.0
+
+  react@18.2.0:
+    resolution: {integrity: sha512-r}
+
+snapshots:
+
+  is-number@6.0.0: {}
+
+  is-number@7.0.0: {}
+
+  is-odd@3.0.1:
+    dependencies:
+      is-number: 6.0.0
+
+  js-tokens@4.0.0: {}
+
+  left-pad@1.3.0: {}
+
+  loose-envify@1.4.0:
+    dependencies:
+      js-tokens: 4.0.0
+
+  ms@2.1.3: {}
+
+  react-dom@18.2.0(react@18.2.0):
+    dependencies:
+      loose-envify: 1.4.0
+      react: 18.2.0
+
+  react@18.2.0:
+    dependencies:
+      loose-envify: 1.4.0
+"#;
+
+    fn lock(text: &str) -> Lock {
+        Lock::parse("pnpm-lock.yaml", text).unwrap()
+    }
+
+    fn keys(l: &Lock, dir: &str) -> Vec<String> {
+        l.closure(&l.importers_for(dir)).into_keys().collect()
+    }
+
+    #[test]
+    fn a_members_closure_follows_versions_links_and_the_root() {
+        let l = lock(V9);
+        assert_eq!(
+            keys(&l, "services/a"),
+            [
+                "importer:",
+                "importer:packages/lib",
+                "importer:services/a",
+                "is-number@7.0.0",
+                "left-pad@1.3.0",
+                "ms@2.1.3"
+            ]
+        );
+        assert_eq!(
+            keys(&l, "services/b"),
+            [
+                "importer:",
+                "importer:services/b",
+                "is-number@6.0.0",
+                "is-odd@3.0.1",
+                "js-tokens@4.0.0",
+                "loose-envify@1.4.0",
+                "ms@2.1.3",
+                "react-dom@18.2.0(react@18.2.0)",
+                "react@18.2.0"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_change_reaches_only_the_services_whose_packages_it_changes() {
+        let old = lock(V9);
+        let left_pad = lock(
+            &V9.replace(
+                "specifier: 1.3.0\n        version: 1.3.0",
+                "specifier: 1.3.1\n        version: 1.3.1",
+            )
+            .replace(
+                "left-pad@1.3.0:\n    resolution: {integrity: sha512-l130}",
+                "left-pad@1.3.1:\n    resolution: {integrity: sha512-l131}",
+            )
+            .replace("left-pad@1.3.0: {}", "left-pad@1.3.1: {}"),
+        );
+        assert_eq!(
+            reach(&old, &left_pad, "pnpm-lock.yaml", "services/a"),
+            Reach::Changed(vec![
+                "left-pad 1.3.0 → 1.3.1".into(),
+                "services/a (changed)".into()
+            ])
+        );
+        assert_eq!(
+            reach(&old, &left_pad, "pnpm-lock.yaml", "services/b"),
+            Reach::Unchanged
+        );
+        // A package two levels down, reached through a peer-resolved key.
+        let js_tokens = lock(&V9.replace("sha512-jt", "sha512-jt-other"));
+        assert_eq!(
+            reach(&old, &js_tokens, "pnpm-lock.yaml", "services/b"),
+            Reach::Changed(vec!["js-tokens (changed)".into()])
+        );
+        assert_eq!(
+            reach(&old, &js_tokens, "pnpm-lock.yaml", "services/a"),
+            Reach::Unchanged
+        );
+        // The shared member's package reaches the service linking it; the root's every one.
+        let lib = lock(&V9.replace("sha512-n7", "sha512-n7-other"));
+        assert_ne!(
+            reach(&old, &lib, "pnpm-lock.yaml", "services/a"),
+            Reach::Unchanged
+        );
+        assert_eq!(
+            reach(&old, &lib, "pnpm-lock.yaml", "services/b"),
+            Reach::Unchanged
+        );
+        let ms = lock(&V9.replace("sha512-m213", "sha512-m213-other"));
+        for s in ["services/a", "services/b", "tools"] {
+            assert_ne!(
+                reach(&old, &ms, "pnpm-lock.yaml", s),
+                Reach::Unchanged,
+                "{s}"
+            );
+        }
+        // Settings alone install nothing new.
+        let settings = lock(&V9.replace("autoInstallPeers: true", "autoInstallPeers: false"));
+        assert_eq!(
+            reach(&old, &settings, "pnpm-lock.yaml", "services/a"),
+            Reach::Unchanged
+        );
+    }
+
+    #[test]
+    fn version_6_keys_packages_by_a_leading_slash_and_a_single_project_has_no_importers() {
+        let v6 = "lockfileVersion: '6.0'\n\ndependencies:\n  is-odd:\n    specifier: 3.0.1\n    version: 3.0.1\n\npackages:\n\n  /is-odd@3.0.1:\n    resolution: {integrity: sha512-o}\n    dependencies:\n      is-number: 6.0.0\n    dev: false\n\n  /is-number@6.0.0:\n    resolution: {integrity: sha512-n6}\n    dev: false\n";
+        let old = lock(v6);
+        assert_eq!(
+            keys(&old, ""),
+            ["importer:", "is-number@6.0.0", "is-odd@3.0.1"]
+        );
+        let flags = lock(&v6.replace("dev: false", "dev: true"));
+        assert_eq!(reach(&old, &flags, "pnpm-lock.yaml", "x"), Reach::Unchanged);
+        let bumped = lock(&v6.replace("sha512-n6", "sha512-n6b"));
+        assert_eq!(
+            reach(&old, &bumped, "pnpm-lock.yaml", "x"),
+            Reach::Changed(vec!["is-number (changed)".into()])
+        );
+    }
+
+    #[test]
+    fn other_versions_and_broken_files_are_not_read() {
+        for (text, why) in [
+            ("lockfileVersion: 5.4\n", LockError::Version("5.4".into())),
+            (
+                "lockfileVersion: '9.0'\nimporters: [1]\n",
+                LockError::Malformed("importers"),
+            ),
+        ] {
+            assert_eq!(PnpmLock::parse(text).unwrap_err(), why);
+        }
+        assert!(matches!(
+            PnpmLock::parse("lockfileVersion: '9.0'\n<<<<<<< HEAD\n  a: [\n").unwrap_err(),
+            LockError::Unparsable(_)
+        ));
+        assert_eq!(
+            split_key("@scope/x@1.0.0"),
+            ("@scope/x".into(), Some("1.0.0".into()))
+        );
+        assert_eq!(split_key("x"), ("x".into(), None));
+    }
+}
