@@ -6,15 +6,15 @@
 //! upgrade would reach none. Read as what it is, a lock file says exactly which packages each
 //! workspace member (an *importer*) installs: its dependencies, followed through the package
 //! manager's resolution and through links to other members. A service is reached by a change
-//! when an entry of that closure differs between the two versions of the file.
+//! when a changed entry lies in that closure, on either side.
 //!
 //! Read: `package-lock.json` and `npm-shrinkwrap.json` of version 2 and 3 (npm 7 and later,
 //! [`npm`]) and `pnpm-lock.yaml` of version 6 and 9 ([`pnpm`]). The caller treats anything else
-//! as a change of the whole file. The root importer (the lock file's folder) is part of every
-//! member's closure: its packages (build tools, the Serverless Framework and its plugins) are
-//! installed for all of them. Pure: no git, no I/O.
+//! as a change of the whole file. Each is read once into a [`Lock`], a graph of entries; a
+//! [`LockChange`] of two versions finds the changed entries once and walks the graphs backwards
+//! from them, so judging many services costs about as much as judging one. Pure: no git, no I/O.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
 
@@ -23,6 +23,10 @@ pub mod pnpm;
 
 /// A lock file is read only up to this size; a larger one counts as changed as a whole.
 pub const MAX_LOCK_FILE: u64 = 256 * 1024 * 1024;
+
+/// Past this many changed entries (a lock file written anew) a service's reason counts them
+/// instead of naming each it installs.
+const NAMED_CHANGES: usize = 64;
 
 /// Whether `path` (repository relative) names a lock file Ferry reads.
 pub fn is_lock_file(path: &str) -> bool {
@@ -57,111 +61,279 @@ pub enum LockError {
     Version(String),
     #[error("its {0} is not a map of entries")]
     Malformed(&'static str),
+    #[error("an entry is nested {0} packages deep, more than Ferry follows")]
+    TooDeep(usize),
 }
 
-/// One installed package (or importer) of a closure.
+/// One installed package, or an importer, of a lock file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The package's name (an importer's folder, `root package` for the lock file's own).
     pub name: String,
     pub version: Option<String>,
-    /// What the lock file says of it that decides what is installed.
+    /// What the lock file says of it that decides what is installed: no flags saying which
+    /// importers use it, no download address where a checksum names the bytes, and of an
+    /// importer only which packages it depends on.
     pub content: Value,
 }
 
-/// The entries a set of importers reaches, by the lock file's key for each.
-pub type Closure = BTreeMap<String, Entry>;
-
-/// A lock file Ferry reads.
-#[derive(Debug, Clone)]
-pub enum Lock {
-    Npm(npm::NpmLock),
-    Pnpm(pnpm::PnpmLock),
+/// A lock file read into a graph.
+#[derive(Debug, Clone, Default)]
+pub struct Lock {
+    /// Every entry by its key in the file (npm: its install path; pnpm: `name@version`, an
+    /// importer `importer:<folder>`).
+    entries: HashMap<String, Entry>,
+    /// Entry → the entries its dependencies resolve to (a link: the member it leads to).
+    deps: HashMap<String, Vec<String>>,
+    /// Importer folder, relative to the lock file's (`""` for that folder) → its entry's key.
+    importers: BTreeMap<String, String>,
 }
 
 impl Lock {
     /// Reads the lock file at `path` (its name says which kind) from `text`.
     pub fn parse(path: &str, text: &str) -> Result<Lock, LockError> {
         match kind_of(path) {
-            Some(Kind::Npm) => npm::NpmLock::parse(text).map(Lock::Npm),
-            Some(Kind::Pnpm) => pnpm::PnpmLock::parse(text).map(Lock::Pnpm),
+            Some(Kind::Npm) => npm::read(text),
+            Some(Kind::Pnpm) => pnpm::read(text),
             None => Err(LockError::NotALockFile),
         }
     }
 
-    /// The importers that serve the folder `dir` (relative to the lock file's folder, `""` for
-    /// that folder itself): the root, and the members at or below `dir`, else the nearest one
-    /// above it.
-    pub fn importers_for(&self, dir: &str) -> Vec<String> {
-        let importers: Vec<&str> = match self {
-            Lock::Npm(l) => l.importers().collect(),
-            Lock::Pnpm(l) => l.importers().collect(),
-        };
-        let under = |k: &str| dir.is_empty() || k == dir || k.starts_with(&format!("{dir}/"));
-        let mut found: BTreeSet<String> = importers
-            .iter()
-            .filter(|k| under(k))
-            .map(|k| k.to_string())
-            .collect();
-        if found.is_empty() {
-            let above = importers
-                .iter()
-                .filter(|k| k.is_empty() || dir.starts_with(&format!("{k}/")))
-                .max_by_key(|k| k.len());
-            found.extend(above.map(|k| k.to_string()));
-        }
-        if importers.contains(&"") {
-            found.insert(String::new());
-        }
-        found.into_iter().collect()
+    fn insert(&mut self, key: String, entry: Entry, deps: Vec<String>) {
+        self.deps.insert(key.clone(), deps);
+        self.entries.insert(key, entry);
     }
 
-    /// Every entry `importers` reach, with their own entries.
-    pub fn closure(&self, importers: &[String]) -> Closure {
-        match self {
-            Lock::Npm(l) => l.closure(importers),
-            Lock::Pnpm(l) => l.closure(importers),
+    /// The importer folders (relative to the lock file's folder, `""` for it).
+    pub fn importer_folders(&self) -> impl Iterator<Item = &str> {
+        self.importers.keys().map(String::as_str)
+    }
+
+    /// The importers whose packages code in the folder `dir` (relative to the lock file's
+    /// folder) may load: the members at or below it, and every member above it up to the root.
+    pub fn importers_for(&self, dir: &str) -> Vec<String> {
+        let at_or_below = |k: &str| dir.is_empty() || k == dir || k.starts_with(&format!("{dir}/"));
+        let above = |k: &str| k.is_empty() || dir.starts_with(&format!("{k}/"));
+        self.importer_folders()
+            .filter(|k| at_or_below(k) || above(k))
+            .map(String::from)
+            .collect()
+    }
+
+    /// The keys of every entry the importers at `folders` reach, theirs included.
+    pub fn closure(&self, folders: &[String]) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut todo: Vec<&str> = folders
+            .iter()
+            .filter_map(|f| self.importers.get(f).map(String::as_str))
+            .collect();
+        while let Some(key) = todo.pop() {
+            if seen.insert(key.to_string()) {
+                todo.extend(self.deps.get(key).into_iter().flatten().map(String::as_str));
+            }
+        }
+        seen
+    }
+
+    /// Entry → the entries that depend on it.
+    fn dependents(&self) -> HashMap<&str, Vec<&str>> {
+        let mut out: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (from, tos) in &self.deps {
+            for to in tos {
+                out.entry(to.as_str()).or_default().push(from.as_str());
+            }
+        }
+        out
+    }
+}
+
+/// The difference between two versions of a lock file, for judging many services.
+#[derive(Debug)]
+pub struct LockChange<'a> {
+    old: &'a Lock,
+    new: &'a Lock,
+    /// The keys whose entry differs (or that one side lacks).
+    changed: BTreeSet<String>,
+    /// Importer key → the changed keys it reaches on either side (all of them past
+    /// [`NAMED_CHANGES`], when it reaches any).
+    reached: HashMap<String, BTreeSet<String>>,
+}
+
+impl<'a> LockChange<'a> {
+    pub fn new(old: &'a Lock, new: &'a Lock) -> LockChange<'a> {
+        let changed: BTreeSet<String> = old
+            .entries
+            .keys()
+            .chain(new.entries.keys())
+            .filter(|k| old.entries.get(*k) != new.entries.get(*k))
+            .cloned()
+            .collect();
+        let importer_keys: BTreeSet<&str> = old
+            .importers
+            .values()
+            .chain(new.importers.values())
+            .map(String::as_str)
+            .collect();
+        let mut reached: HashMap<String, BTreeSet<String>> = HashMap::new();
+        // Backwards from the changed entries to the importers that reach them: one walk per
+        // changed entry, or one for all of them past NAMED_CHANGES.
+        let sources: Vec<Vec<&str>> = if changed.len() <= NAMED_CHANGES {
+            changed.iter().map(|k| vec![k.as_str()]).collect()
+        } else {
+            vec![changed.iter().map(String::as_str).collect()]
+        };
+        let back = [old.dependents(), new.dependents()];
+        for from in sources {
+            let mut seen: BTreeSet<&str> = BTreeSet::new();
+            let mut todo = from.clone();
+            while let Some(key) = todo.pop() {
+                if !seen.insert(key) {
+                    continue;
+                }
+                for side in &back {
+                    todo.extend(side.get(key).into_iter().flatten().copied());
+                }
+            }
+            for importer in seen.into_iter().filter(|k| importer_keys.contains(k)) {
+                reached
+                    .entry(importer.to_string())
+                    .or_default()
+                    .extend(from.iter().map(|k| k.to_string()));
+            }
+        }
+        LockChange {
+            old,
+            new,
+            changed,
+            reached,
         }
     }
+
+    /// What the change does to a service whose code lies in `folders` (repository relative:
+    /// its folder, and the folders its inputs name), for the lock file at `lock_path`.
+    pub fn reach(&self, lock_path: &str, folders: &[&str]) -> Reach {
+        let lock_dir = lock_path.rsplit_once('/').map_or("", |(d, _)| d);
+        let inside: Vec<String> = folders
+            .iter()
+            .filter_map(|f| relative(f, lock_dir))
+            .collect();
+        if inside.is_empty() {
+            return Reach::Outside;
+        }
+        let mut keys: BTreeSet<&str> = BTreeSet::new();
+        for lock in [self.old, self.new] {
+            for dir in &inside {
+                for folder in lock.importers_for(dir) {
+                    keys.extend(lock.importers.get(&folder).map(String::as_str));
+                }
+            }
+        }
+        let hit: BTreeSet<&str> = keys
+            .iter()
+            .filter_map(|k| self.reached.get(*k))
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        if hit.is_empty() {
+            return Reach::Unchanged;
+        }
+        if self.changed.len() > NAMED_CHANGES {
+            return Reach::Changed(vec![format!(
+                "{} locked packages changed (the lock file was written anew)",
+                self.changed.len()
+            )]);
+        }
+        Reach::Changed(self.describe(&hit))
+    }
+
+    /// One line per changed package among `keys`: versions changed, added and removed first,
+    /// then entries changed in place and moved.
+    fn describe(&self, keys: &BTreeSet<&str>) -> Vec<String> {
+        let with_version = |e: &Entry| match &e.version {
+            Some(v) => format!("{} {v}", e.name),
+            None => e.name.clone(),
+        };
+        let (mut first, mut then) = (BTreeSet::new(), BTreeSet::new());
+        let mut gone: HashMap<&str, Vec<&Entry>> = HashMap::new();
+        let mut added: Vec<&Entry> = Vec::new();
+        for key in keys {
+            match (self.old.entries.get(*key), self.new.entries.get(*key)) {
+                (Some(old), Some(new)) => match (&old.version, &new.version) {
+                    (Some(a), Some(b)) if a != b => {
+                        first.insert(format!("{} {a} → {b}", new.name));
+                    }
+                    _ => {
+                        then.insert(format!("{} (changed)", new.name));
+                    }
+                },
+                (Some(old), None) => gone.entry(old.name.as_str()).or_default().push(old),
+                (None, Some(new)) => added.push(new),
+                (None, None) => {}
+            }
+        }
+        // An entry under another key (hoisted, nested, or another peer set) replaced the one
+        // of its name that is gone.
+        for new in added {
+            match gone.get_mut(new.name.as_str()).and_then(Vec::pop) {
+                Some(old) => match (&old.version, &new.version) {
+                    (Some(a), Some(b)) if a != b => {
+                        first.insert(format!("{} {a} → {b}", new.name));
+                    }
+                    _ if old.content == new.content => {
+                        then.insert(format!("{} (moved in node_modules)", new.name));
+                    }
+                    _ => {
+                        then.insert(format!("{} (changed)", new.name));
+                    }
+                },
+                None => {
+                    first.insert(format!("{} (added)", with_version(new)));
+                }
+            }
+        }
+        for old in gone.into_values().flatten() {
+            first.insert(format!("{} (removed)", with_version(old)));
+        }
+        first.into_iter().chain(then).collect()
+    }
+}
+
+/// The folders a service's code lies in, for [`LockChange::reach`]: its folder and the folders
+/// its `inputs` name (a glob's fixed part, `libs/util` of `libs/util/**`; not a glob over the
+/// whole tree, which names no code folder).
+pub fn service_folders(dir: &str, inputs: &[String]) -> Vec<String> {
+    let mut out = vec![dir.to_string()];
+    out.extend(
+        inputs
+            .iter()
+            .map(|g| crate::snapshot::literal_prefix(g))
+            .filter(|p| !p.is_empty() && !is_lock_file(p)),
+    );
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// What a change of a lock file does to one service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reach {
-    /// The service folder is outside the lock file's folder: the lock file says nothing of it.
+    /// The service's folders are outside the lock file's folder: it says nothing of them.
     Outside,
     /// Nothing the service installs changed.
     Unchanged,
-    /// What it installs changed: [`closure_changes`], never empty.
+    /// What it installs changed: the packages, never empty.
     Changed(Vec<String>),
 }
 
-/// What the change from `old` to `new` of the lock file at `lock_path` does to the service in
-/// `service_dir` (both repository relative): the closures of the importers serving the folder
-/// (on either side: a member added or removed changes them) compared.
-pub fn reach(old: &Lock, new: &Lock, lock_path: &str, service_dir: &str) -> Reach {
-    let lock_dir = lock_path.rsplit_once('/').map_or("", |(d, _)| d);
-    let Some(dir) = relative(service_dir, lock_dir) else {
-        return Reach::Outside;
-    };
-    let mut importers = old.importers_for(&dir);
-    importers.extend(new.importers_for(&dir));
-    importers.sort();
-    importers.dedup();
-    let (a, b) = (old.closure(&importers), new.closure(&importers));
-    if a == b {
-        return Reach::Unchanged;
-    }
-    let mut changes = closure_changes(&a, &b);
-    if changes.is_empty() {
-        changes.push("packages moved in node_modules".to_string());
-    }
-    Reach::Changed(changes)
+/// [`LockChange::reach`] of one service whose code lies in `folder`, for a single question.
+pub fn reach(old: &Lock, new: &Lock, lock_path: &str, folder: &str) -> Reach {
+    LockChange::new(old, new).reach(lock_path, &[folder])
 }
 
 /// `dir` relative to `lock_dir` (both repository relative): `""` for the folder itself, `None`
 /// outside it.
 fn relative(dir: &str, lock_dir: &str) -> Option<String> {
+    let dir = dir.trim_end_matches('/');
     if lock_dir.is_empty() {
         return Some(dir.to_string());
     }
@@ -189,49 +361,16 @@ pub(crate) fn join(base: &str, rel: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-/// What differs between two closures, one line per package, sorted: `left-pad 1.3.0 → 1.3.1`,
-/// `is-odd 3.0.1 (added)`, `ms 2.1.3 (removed)`, `services/a (changed)` for an importer or an
-/// entry whose version stayed. An entry that moved (hoisted, nested under another package, or
-/// under another key) is paired with the entry of its name it replaced. Empty when the
-/// closures are the same, and possibly when only places in `node_modules` changed.
-pub fn closure_changes(base: &Closure, head: &Closure) -> Vec<String> {
-    let changed = |old: &Entry, new: &Entry| match (&old.version, &new.version) {
-        (Some(a), Some(b)) if a != b => format!("{} {a} → {b}", new.name),
-        _ => format!("{} (changed)", new.name),
-    };
-    let with_version = |e: &Entry| match &e.version {
-        Some(v) => format!("{} {v}", e.name),
-        None => e.name.clone(),
-    };
-    let mut out = BTreeSet::new();
-    for (key, old) in base {
-        if let Some(new) = head.get(key)
-            && new != old
-        {
-            out.insert(changed(old, new));
+/// Of an importer, only which packages it depends on, by kind: a changed range, a version, a
+/// license or the list of workspaces install nothing new (what its dependencies resolve to is
+/// judged by their own entries).
+pub(crate) fn importer_content(entry: &Value, kinds: &[&str]) -> Value {
+    let mut out = serde_json::Map::new();
+    for kind in kinds {
+        if let Some(Value::Object(deps)) = entry.get(*kind) {
+            let names: Vec<Value> = deps.keys().cloned().map(Value::String).collect();
+            out.insert((*kind).to_string(), Value::Array(names));
         }
     }
-    // Entries only one side has: paired by name where one replaced another.
-    let mut gone: Vec<&Entry> = base
-        .iter()
-        .filter(|(k, _)| !head.contains_key(*k))
-        .map(|(_, e)| e)
-        .collect();
-    for (_, new) in head.iter().filter(|(k, _)| !base.contains_key(*k)) {
-        match gone.iter().position(|old| old.name == new.name) {
-            Some(i) => {
-                let old = gone.remove(i);
-                if old != new {
-                    out.insert(changed(old, new));
-                }
-            }
-            None => {
-                out.insert(format!("{} (added)", with_version(new)));
-            }
-        }
-    }
-    for old in gone {
-        out.insert(format!("{} (removed)", with_version(old)));
-    }
-    out.into_iter().collect()
+    Value::Object(out)
 }

@@ -83,7 +83,7 @@ pub fn key_differences(a: &str, b: &str) -> Vec<String> {
 }
 
 /// The folder a glob's matches all lie in: its leading components without wildcards.
-fn literal_prefix(glob: &str) -> String {
+pub(crate) fn literal_prefix(glob: &str) -> String {
     glob.split('/')
         .take_while(|c| !ferry_manifest::has_wildcard(c))
         .collect::<Vec<_>>()

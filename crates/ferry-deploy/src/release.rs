@@ -424,6 +424,7 @@ pub(crate) fn checkout_inputs(
         .compare_inputs(&asked, &ws.project.global_inputs)
         .map_err(|e| e.to_string())?
         .into_iter();
+    let mut read = LockFilesRead::default();
     Ok(records
         .iter()
         .zip(&inputs)
@@ -432,7 +433,7 @@ pub(crate) fn checkout_inputs(
             match compared.next()? {
                 Ok(ferry_changes::InputsAt::Same) => None,
                 Ok(ferry_changes::InputsAt::Differ(parts)) => {
-                    let parts = lock_files_that_matter(&repo, &r.commit, &i.dir, parts);
+                    let parts = lock_files_that_matter(&repo, &r.commit, i, parts, &mut read);
                     (!parts.is_empty()).then(|| format!(
                     "these inputs differ in this checkout: {}",
                     first_few(&parts)
@@ -458,33 +459,57 @@ pub(crate) fn checkout_inputs(
 fn lock_files_that_matter(
     repo: &ferry_changes::Repo,
     commit: &str,
-    dir: &str,
+    service: &ferry_changes::ServiceInputs,
     parts: Vec<String>,
+    read: &mut LockFilesRead,
 ) -> Vec<String> {
-    use ferry_changes::lockfile::{self, Lock, Reach};
+    use ferry_changes::lockfile::{self, LockChange, Reach};
+    let folders = lockfile::service_folders(&service.dir, &service.inputs);
+    let folders: Vec<&str> = folders.iter().map(String::as_str).collect();
     parts
         .into_iter()
         .filter(|part| {
             if !lockfile::is_lock_file(part) {
                 return true;
             }
-            let read = |text: Option<String>| Lock::parse(part, &text?).ok();
-            let then = repo
-                .resolve(commit)
-                .and_then(|c| read(repo.file_at(c, part)));
-            let now = read(repo.text_in(
-                &ferry_changes::Head::WorkingTree,
-                part,
-                lockfile::MAX_LOCK_FILE,
-            ));
+            let then = read.at(repo, Some(commit), part);
+            let now = read.at(repo, None, part);
             match (then, now) {
                 (Some(then), Some(now)) => {
-                    lockfile::reach(&then, &now, part, dir) != Reach::Unchanged
+                    LockChange::new(&then, &now).reach(part, &folders) != Reach::Unchanged
                 }
                 _ => true,
             }
         })
         .collect()
+}
+
+/// Lock files read once for all the records a check compares: by commit (`None`: the working
+/// tree) and path; `None` when unreadable.
+#[derive(Default)]
+struct LockFilesRead(
+    BTreeMap<(Option<String>, String), Option<std::rc::Rc<ferry_changes::lockfile::Lock>>>,
+);
+
+impl LockFilesRead {
+    fn at(
+        &mut self,
+        repo: &ferry_changes::Repo,
+        commit: Option<&str>,
+        path: &str,
+    ) -> Option<std::rc::Rc<ferry_changes::lockfile::Lock>> {
+        use ferry_changes::lockfile::{Lock, MAX_LOCK_FILE};
+        self.0
+            .entry((commit.map(String::from), path.to_string()))
+            .or_insert_with(|| {
+                let text = match commit {
+                    Some(c) => repo.file_at(repo.resolve(c)?, path),
+                    None => repo.text_in(&ferry_changes::Head::WorkingTree, path, MAX_LOCK_FILE),
+                };
+                Lock::parse(path, &text?).ok().map(std::rc::Rc::new)
+            })
+            .clone()
+    }
 }
 
 /// The first five of `items` for a message (`""`, the repository root, as `/`), and how many

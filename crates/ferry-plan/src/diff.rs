@@ -178,11 +178,12 @@ fn path_owners(
         .iter()
         .map(|p| {
             if let Some(reached) = locks.get(p) {
-                // An npm lock file read as what it locks: the services it changes.
+                // A lock file read as what it locks: the services whose packages it changes.
                 return PathOwners {
                     path: p.clone(),
                     services: reached.clone(),
-                    global: false,
+                    global: owners.is_global(p),
+                    lock_file: true,
                 };
             }
             let submodule = changed.submodules.contains(p);
@@ -199,6 +200,7 @@ fn path_owners(
                 } else {
                     owners.is_global(p)
                 },
+                lock_file: false,
             }
         })
         .collect()

@@ -199,6 +199,10 @@ pub struct PathOwners {
     pub path: String,
     pub services: Vec<String>,
     pub global: bool,
+    /// A lock file read as what it locks: `services` are those whose installed packages it
+    /// changes (a global one affects no other).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lock_file: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use ferry_changes::lockfile::{self, Lock, Reach};
+use ferry_changes::lockfile::{self, Lock, LockChange, Reach};
 use ferry_changes::{Head, Oid, Repo};
 use ferry_manifest::{Affected, Workspace};
 
@@ -22,9 +22,9 @@ pub(crate) struct LockReach {
 /// Reads every changed lock file among `affected` at the base and at the head and keeps
 /// it, for each of `members` it affects (as a global input, an input or a file of its folder),
 /// only where the service's locked packages differ: there it becomes a
-/// [`Reason::LockedDependencies`] instead of a changed path. A lock file that is missing on one
-/// side, not of version 2 or 3, or unreadable, and a service outside its folder, keep the
-/// path-level rule.
+/// [`Reason::LockedDependencies`] instead of a changed path. A service's code lies in its
+/// folder and the folders its inputs name. A lock file that is missing on one side, of another
+/// kind or version, or unreadable, and a service outside its folder, keep the path-level rule.
 pub(crate) fn refine(
     ws: &Workspace,
     repo: &Repo,
@@ -51,6 +51,7 @@ pub(crate) fn refine(
         ) else {
             continue;
         };
+        let change = LockChange::new(&old, &new);
         let global = affected.global.remove(&path);
         let mut reached = Vec::new();
         for &name in members {
@@ -61,7 +62,9 @@ pub(crate) fn refine(
             let Some(service) = ws.service(name).filter(|_| global || own) else {
                 continue;
             };
-            let reach = lockfile::reach(&old, &new, &path, &service.dir);
+            let folders = lockfile::service_folders(&service.dir, &service.inputs);
+            let folders: Vec<&str> = folders.iter().map(String::as_str).collect();
+            let reach = change.reach(&path, &folders);
             if reach != Reach::Outside
                 && let Some(paths) = affected.services.get_mut(name)
             {

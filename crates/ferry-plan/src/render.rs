@@ -147,6 +147,15 @@ pub fn text(plan: &Plan, explain: bool) -> String {
             let _ = writeln!(out, "  changed paths since {since} ({}):", paths.len());
             for p in paths {
                 let mut owners = p.services.clone();
+                if p.lock_file {
+                    let owners = if owners.is_empty() {
+                        "no service's packages changed".to_string()
+                    } else {
+                        owners.join(", ")
+                    };
+                    let _ = writeln!(out, "    {} -> {owners} (read as a lock file)", p.path);
+                    continue;
+                }
                 if p.global {
                     owners.push("every service (global input)".into());
                 }

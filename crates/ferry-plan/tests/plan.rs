@@ -978,16 +978,23 @@ fn an_npm_lock_file_redeploys_only_the_services_whose_packages_it_changes() {
         p.service("a").unwrap().reasons,
         vec![Reason::LockedDependencies {
             lockfile: "package-lock.json".into(),
-            packages: vec![
-                "left-pad 1.3.0 → 1.3.1".into(),
-                "services/a (changed)".into()
-            ]
+            packages: vec!["left-pad 1.3.0 → 1.3.1".into()]
         }]
+    );
+    assert!(
+        ferry_plan::text(&p, true).contains("package-lock.json -> a (read as a lock file)"),
+        "{}",
+        ferry_plan::text(&p, true)
     );
     let lock = &p.bases[0].paths.as_ref().unwrap()[0];
     assert_eq!(
-        (lock.path.as_str(), lock.services.clone(), lock.global),
-        ("package-lock.json", vec!["a".to_string()], false)
+        (
+            lock.path.as_str(),
+            lock.services.clone(),
+            lock.global,
+            lock.lock_file
+        ),
+        ("package-lock.json", vec!["a".to_string()], true, true)
     );
     assert!(
         ferry_plan::text(&p, false)
@@ -1074,10 +1081,7 @@ fn a_pnpm_lock_file_is_read_the_same_way() {
         p.service("a").unwrap().reasons,
         vec![Reason::LockedDependencies {
             lockfile: "pnpm-lock.yaml".into(),
-            packages: vec![
-                "left-pad 1.3.0 → 1.3.1".into(),
-                "services/a (changed)".into()
-            ]
+            packages: vec!["left-pad 1.3.0 → 1.3.1".into()]
         }]
     );
 }

@@ -6,128 +6,127 @@
 
 use serde_json::{Map, Value};
 
-use super::{Closure, Entry, LockError};
-
-/// An npm lock file of version 2 or 3.
-#[derive(Debug, Clone)]
-pub struct NpmLock {
-    packages: Map<String, Value>,
-}
+use super::{Entry, Lock, LockError, importer_content};
 
 /// Flags npm sets by how the whole tree uses an entry, not by what the entry installs.
 const USAGE_FLAGS: &[&str] = &["dev", "optional", "devOptional", "peer", "extraneous"];
+
+/// Keys nested deeper than this (`node_modules/a/node_modules/b/…`) are not followed: no real
+/// tree goes near it, and a hostile one would make each lookup walk the whole depth.
+const MAX_DEPTH: usize = 64;
 
 fn is_importer(key: &str) -> bool {
     !key.split('/').any(|c| c == "node_modules")
 }
 
-impl NpmLock {
-    pub fn parse(text: &str) -> Result<NpmLock, LockError> {
-        let doc: Value =
-            serde_json::from_str(text).map_err(|e| LockError::Unparsable(e.to_string()))?;
-        let version = doc.get("lockfileVersion").and_then(Value::as_u64);
-        if !matches!(version, Some(2 | 3)) {
-            let shown = doc
-                .get("lockfileVersion")
-                .map_or_else(|| "(none)".to_string(), Value::to_string);
-            return Err(LockError::Version(shown));
-        }
-        match doc.get("packages") {
-            Some(Value::Object(packages)) if packages.values().all(Value::is_object) => {
-                Ok(NpmLock {
-                    packages: packages.clone(),
-                })
-            }
-            _ => Err(LockError::Malformed("`packages`")),
-        }
+/// Reads an npm lock file of version 2 or 3.
+pub(super) fn read(text: &str) -> Result<Lock, LockError> {
+    let doc: Value =
+        serde_json::from_str(text).map_err(|e| LockError::Unparsable(e.to_string()))?;
+    let version = doc.get("lockfileVersion").and_then(Value::as_u64);
+    if !matches!(version, Some(2 | 3)) {
+        let shown = doc
+            .get("lockfileVersion")
+            .map_or_else(|| "(none)".to_string(), Value::to_string);
+        return Err(LockError::Version(shown));
     }
-
-    /// The importers: the lock file's own folder (`""`) and each workspace member's folder,
-    /// relative to the lock file's folder.
-    pub fn importers(&self) -> impl Iterator<Item = &str> {
-        self.packages
-            .keys()
-            .map(String::as_str)
-            .filter(|k| is_importer(k))
-    }
-
-    /// Every entry `importers` reach, with their own entries.
-    pub fn closure(&self, importers: &[String]) -> Closure {
-        let mut out = Closure::new();
-        let mut todo: Vec<String> = importers.to_vec();
-        while let Some(key) = todo.pop() {
-            if out.contains_key(&key) {
-                continue;
-            }
-            let Some(entry) = self.packages.get(&key) else {
-                continue;
-            };
+    let packages = match doc.get("packages") {
+        Some(Value::Object(p)) if p.values().all(Value::is_object) => p,
+        _ => return Err(LockError::Malformed("`packages`")),
+    };
+    let mut lock = Lock::default();
+    for (key, entry) in packages {
+        let depth = key.split('/').filter(|c| *c == "node_modules").count();
+        if depth > MAX_DEPTH {
+            return Err(LockError::TooDeep(depth));
+        }
+        let importer = is_importer(key);
+        if importer {
+            lock.importers.insert(key.clone(), key.clone());
+        }
+        let name = match key.rfind("node_modules/") {
+            Some(i) => key[i + "node_modules/".len()..].to_string(),
+            None if key.is_empty() => "root package".to_string(),
+            None => key.clone(),
+        };
+        // An importer's own version installs nothing.
+        let version = entry
+            .get("version")
+            .and_then(Value::as_str)
+            .filter(|_| !importer)
+            .map(String::from);
+        let content = if importer {
+            importer_content(entry, IMPORTER_KINDS)
+        } else {
             let mut content = entry.clone();
             if let Some(fields) = content.as_object_mut() {
                 for flag in USAGE_FLAGS {
                     fields.remove(*flag);
                 }
+                // The checksum names the bytes; where they were downloaded from does not.
+                if fields.contains_key("integrity") {
+                    fields.remove("resolved");
+                }
             }
-            let name = match key.rfind("node_modules/") {
-                Some(i) => key[i + "node_modules/".len()..].to_string(),
-                None if key.is_empty() => "root package".to_string(),
-                None => key.clone(),
-            };
-            let version = entry
-                .get("version")
+            content
+        };
+        let deps = if entry.get("link").and_then(Value::as_bool) == Some(true) {
+            entry
+                .get("resolved")
                 .and_then(Value::as_str)
-                .map(String::from);
-            out.insert(
-                key.clone(),
-                Entry {
-                    name,
-                    version,
-                    content,
-                },
-            );
-            if entry.get("link").and_then(Value::as_bool) == Some(true) {
-                if let Some(target) = entry.get("resolved").and_then(Value::as_str) {
-                    todo.push(target.to_string());
-                }
-                continue;
-            }
+                .map(|target| vec![target.to_string()])
+                .unwrap_or_default()
+        } else {
             // An importer installs its devDependencies too; an installed package does not.
-            let mut kinds = vec!["dependencies", "optionalDependencies", "peerDependencies"];
-            if is_importer(&key) {
-                kinds.push("devDependencies");
-            }
-            for kind in kinds {
-                let Some(Value::Object(deps)) = entry.get(kind) else {
-                    continue;
-                };
-                for name in deps.keys() {
-                    if let Some(found) = self.resolve(&key, name) {
-                        todo.push(found);
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// The entry node's resolution finds for `name` required from the entry at `from`: in
-    /// `<from>/node_modules`, then in each folder above.
-    fn resolve(&self, from: &str, name: &str) -> Option<String> {
-        let mut base = from;
-        loop {
-            let candidate = if base.is_empty() {
-                format!("node_modules/{name}")
+            let kinds: &[&str] = if importer {
+                IMPORTER_KINDS
             } else {
-                format!("{base}/node_modules/{name}")
+                &["dependencies", "optionalDependencies", "peerDependencies"]
             };
-            if self.packages.contains_key(&candidate) {
-                return Some(candidate);
-            }
-            if base.is_empty() {
-                return None;
-            }
-            base = base.rfind('/').map_or("", |i| &base[..i]);
+            kinds
+                .iter()
+                .filter_map(|kind| entry.get(*kind).and_then(Value::as_object))
+                .flat_map(|deps| deps.keys())
+                .filter_map(|dep| resolve(packages, key, dep))
+                .collect()
+        };
+        lock.insert(
+            key.clone(),
+            Entry {
+                name,
+                version,
+                content,
+            },
+            deps,
+        );
+    }
+    Ok(lock)
+}
+
+const IMPORTER_KINDS: &[&str] = &[
+    "dependencies",
+    "devDependencies",
+    "optionalDependencies",
+    "peerDependencies",
+];
+
+/// The entry node's resolution finds for `name` required from the entry at `from`: in
+/// `<from>/node_modules`, then in each folder above.
+fn resolve(packages: &Map<String, Value>, from: &str, name: &str) -> Option<String> {
+    let mut base = from;
+    loop {
+        let candidate = if base.is_empty() {
+            format!("node_modules/{name}")
+        } else {
+            format!("{base}/node_modules/{name}")
+        };
+        if packages.contains_key(&candidate) {
+            return Some(candidate);
         }
+        if base.is_empty() {
+            return None;
+        }
+        base = base.rfind('/').map_or("", |i| &base[..i]);
     }
 }
 
@@ -173,16 +172,15 @@ mod tests {
         lock(&v)
     }
 
-    fn keys(c: &super::super::Closure) -> Vec<&str> {
-        c.keys().map(String::as_str).collect()
+    fn keys(c: &std::collections::BTreeSet<String>) -> Vec<&str> {
+        c.iter().map(String::as_str).collect()
     }
 
     #[test]
     fn a_members_closure_follows_node_resolution_links_and_the_root() {
         let l = lock(&workspace());
-        let Lock::Npm(npm) = &l else { unreachable!() };
         assert_eq!(
-            npm.importers().collect::<Vec<_>>(),
+            l.importer_folders().collect::<Vec<_>>(),
             ["", "packages/lib", "services/a", "services/b"]
         );
         let a = l.importers_for("services/a");
@@ -227,10 +225,8 @@ mod tests {
         });
         assert_eq!(
             reach(&old, &left_pad, "package-lock.json", "services/a"),
-            Reach::Changed(vec![
-                "left-pad 1.3.0 → 1.3.1".into(),
-                "services/a (changed)".into()
-            ])
+            Reach::Changed(vec!["left-pad 1.3.0 → 1.3.1".into()]),
+            "a changed range that installs the same names is no change of the member"
         );
         assert_eq!(
             reach(&old, &left_pad, "package-lock.json", "services/b"),
@@ -307,9 +303,9 @@ mod tests {
             reach(&old, &moved, "package-lock.json", "services/b"),
             Reach::Changed(vec![
                 "is-odd 3.0.1 → 3.0.0".into(),
-                "services/b (changed)".into()
+                "is-number (moved in node_modules)".into()
             ]),
-            "is-number 6.0.0 moved unchanged: not named"
+            "the version change first; b still depends on is-odd alone"
         );
         let gone = edit(|p| {
             p.remove("node_modules/left-pad");
@@ -332,19 +328,19 @@ mod tests {
     #[test]
     fn only_lock_files_of_version_2_and_3_are_read() {
         assert_eq!(
-            NpmLock::parse(r#"{"lockfileVersion": 1, "dependencies": {}}"#).unwrap_err(),
+            read(r#"{"lockfileVersion": 1, "dependencies": {}}"#).unwrap_err(),
             LockError::Version("1".into())
         );
         assert_eq!(
-            NpmLock::parse(r#"{"packages": {}}"#).unwrap_err(),
+            read(r#"{"packages": {}}"#).unwrap_err(),
             LockError::Version("(none)".into())
         );
         assert_eq!(
-            NpmLock::parse(r#"{"lockfileVersion": 3, "packages": {"": 1}}"#).unwrap_err(),
+            read(r#"{"lockfileVersion": 3, "packages": {"": 1}}"#).unwrap_err(),
             LockError::Malformed("`packages`")
         );
         assert!(matches!(
-            NpmLock::parse("{\"lockfileVersion\": 3, <<<<<<< HEAD").unwrap_err(),
+            read("{\"lockfileVersion\": 3, <<<<<<< HEAD").unwrap_err(),
             LockError::Unparsable(_)
         ));
         assert!(super::super::is_lock_file("package-lock.json"));
@@ -362,7 +358,118 @@ mod tests {
         });
         let a = l.importers_for("services/a");
         let c = l.closure(&a);
-        assert!(c.contains_key("node_modules/a") && c.contains_key("services/a"));
-        assert!(!c.keys().any(|k| k.contains("not-installed")));
+        assert!(c.contains("node_modules/a") && c.contains("services/a"));
+        assert!(!c.iter().any(|k| k.contains("not-installed")));
+    }
+
+    #[test]
+    fn what_installs_the_same_bytes_is_no_change() {
+        let old = edit(|p| {
+            p["node_modules/left-pad"]["resolved"] =
+                json!("https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz");
+        });
+        // Another registry mirror, the workspaces listed anew, a member's own version: the
+        // checksums and the dependencies are the same.
+        let new = edit(|p| {
+            p["node_modules/left-pad"]["resolved"] =
+                json!("https://mirror.example/left-pad/-/left-pad-1.3.0.tgz");
+            p[""]["workspaces"] = json!(["services/*", "packages/*", "tools/*"]);
+            p["services/a"]["version"] = json!("1.0.1");
+            p["services/a"]["dependencies"]["left-pad"] = json!("^1.3.0");
+        });
+        for s in ["services/a", "services/b"] {
+            assert_eq!(
+                reach(&old, &new, "package-lock.json", s),
+                Reach::Unchanged,
+                "{s}"
+            );
+        }
+        // A package without a checksum (from git) is named by where it comes from.
+        let git = |commit: &str| {
+            edit(|p| {
+                p["node_modules/left-pad"] = json!({"version": "1.3.0", "resolved": format!("git+ssh://git@github.com/x/left-pad.git#{commit}")});
+            })
+        };
+        assert_ne!(
+            reach(&git("aaa"), &git("bbb"), "package-lock.json", "services/a"),
+            Reach::Unchanged
+        );
+    }
+
+    #[test]
+    fn a_service_is_served_by_the_members_above_it_and_those_its_inputs_name() {
+        // Member `apps` (ms) holds the service folder apps/api, which holds member
+        // apps/api/layer: code in apps/api/src loads ms through apps.
+        let old = lock(&json!({
+            "lockfileVersion": 3,
+            "packages": {
+                "": {"name": "root"},
+                "apps": {"dependencies": {"ms": "2.1.3"}},
+                "apps/api/layer": {"dependencies": {"left-pad": "1.3.0"}},
+                "libs/util": {"dependencies": {"is-odd": "3.0.1"}},
+                "node_modules/ms": {"version": "2.1.3", "integrity": "sha512-m"},
+                "node_modules/left-pad": {"version": "1.3.0", "integrity": "sha512-l"},
+                "node_modules/is-odd": {"version": "3.0.1", "integrity": "sha512-o"}
+            }
+        }));
+        let bump = |key: &str| {
+            let mut v: Value = json!({
+                "lockfileVersion": 3,
+                "packages": {
+                    "": {"name": "root"},
+                    "apps": {"dependencies": {"ms": "2.1.3"}},
+                    "apps/api/layer": {"dependencies": {"left-pad": "1.3.0"}},
+                    "libs/util": {"dependencies": {"is-odd": "3.0.1"}},
+                    "node_modules/ms": {"version": "2.1.3", "integrity": "sha512-m"},
+                    "node_modules/left-pad": {"version": "1.3.0", "integrity": "sha512-l"},
+                    "node_modules/is-odd": {"version": "3.0.1", "integrity": "sha512-o"}
+                }
+            });
+            v["packages"][key]["integrity"] = json!("sha512-other");
+            lock(&v)
+        };
+        let ms = bump("node_modules/ms");
+        assert_ne!(
+            reach(&old, &ms, "package-lock.json", "apps/api"),
+            Reach::Unchanged
+        );
+        let left_pad = bump("node_modules/left-pad");
+        assert_ne!(
+            reach(&old, &left_pad, "package-lock.json", "apps/api"),
+            Reach::Unchanged
+        );
+        assert_eq!(
+            reach(&old, &left_pad, "package-lock.json", "apps/web"),
+            Reach::Unchanged
+        );
+        // A service with no package of its own whose inputs name a member's folder.
+        let is_odd = bump("node_modules/is-odd");
+        let change = super::super::LockChange::new(&old, &is_odd);
+        assert_eq!(
+            change.reach("package-lock.json", &["services/e"]),
+            Reach::Unchanged
+        );
+        assert_ne!(
+            change.reach("package-lock.json", &["services/e", "libs/util"]),
+            Reach::Unchanged
+        );
+        assert_eq!(
+            super::super::service_folders(
+                "services/e",
+                &[
+                    "libs/util/**".into(),
+                    "**/*.graphql".into(),
+                    "package-lock.json".into()
+                ]
+            ),
+            ["libs/util", "services/e"]
+        );
+    }
+
+    #[test]
+    fn a_lock_file_nested_too_deep_is_not_read() {
+        let key = "node_modules/x/".repeat(70) + "node_modules/y";
+        let v = json!({"lockfileVersion": 3, "packages": {"": {}, key: {"version": "1"}}});
+        assert_eq!(read(&v.to_string()).unwrap_err(), LockError::TooDeep(71));
     }
 }
