@@ -19,6 +19,10 @@
 //! with it; so the same commands are also counted in instructions (valgrind's callgrind, when
 //! it is installed), which repeat exactly whatever else the machine does.
 //!
+//! A second repository per size is an npm workspace with a root `package-lock.json` (3 packages
+//! per member) as a global input, whose head upgrades one package two members use: the plan that
+//! reads the lock file is timed against `git diff` and says how many services deploy.
+//!
 //! Run: `cargo bench -p xtask --bench plan` (or `cargo xtask bench plan`); `-- 1000` for one size.
 
 use std::fmt::Write as _;
@@ -49,7 +53,148 @@ fn main() {
         let repo = root.join(format!("plan-{services}"));
         let (base, head) = generate(&repo, services);
         report(&repo, services, &base, &head);
+        let repo = root.join(format!("lock-{services}"));
+        let (base, head, packages) = generate_lock(&repo, services);
+        lock_report(&repo, services, packages, &base, &head);
     }
+}
+
+/// An npm workspace of `services` members (each a service) whose root `package-lock.json` is a
+/// global input and locks 3 packages per member, each member depending on 10 of them and each
+/// package on up to 3 later ones; the head commit upgrades one package two members depend on.
+/// Returns (base, head, packages locked).
+fn generate_lock(repo: &Path, services: usize) -> (String, String, usize) {
+    let packages = 3 * services;
+    let marker = repo.join(".git/ferry-bench-done");
+    if !marker.exists() {
+        let _ = std::fs::remove_dir_all(repo);
+        std::fs::create_dir_all(repo).unwrap();
+        git(repo, &["init", "--quiet"]);
+        let mut rng = fastrand::Rng::with_seed(services as u64);
+        let write = |rel: &str, body: &str| {
+            let p = repo.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        };
+        write(
+            "ferry.toml",
+            "[project]\nname = \"bench\"\nglobal-inputs = [\"ferry.toml\", \"package-lock.json\"]\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+        );
+        let mut lock = serde_json::Map::new();
+        lock.insert(
+            "".into(),
+            serde_json::json!({"name": "bench", "workspaces": ["services/*"]}),
+        );
+        for p in 0..packages {
+            let deps: serde_json::Map<String, serde_json::Value> = (0..rng.usize(0..4))
+                .filter(|_| p + 1 < packages)
+                .map(|_| (format!("p{}", rng.usize(p + 1..packages)), "1.0.0".into()))
+                .collect();
+            lock.insert(
+                format!("node_modules/p{p}"),
+                serde_json::json!({"version": "1.0.0", "integrity": format!("sha512-{p}"), "dependencies": deps}),
+            );
+        }
+        lock.insert(
+            "node_modules/upgraded".into(),
+            serde_json::json!({"version": "1.0.0", "integrity": "sha512-u"}),
+        );
+        for i in 0..services {
+            let dir = format!("services/s{i}");
+            write(
+                &format!("{dir}/service.toml"),
+                "[service]\ntemplate = \"template.yaml\"\n",
+            );
+            write(&format!("{dir}/template.yaml"), "Resources: {}\n");
+            // Members 0 and 1 share the package the head upgrades, which no package needs.
+            let mut deps: serde_json::Map<String, serde_json::Value> = (0..10)
+                .map(|_| (format!("p{}", rng.usize(0..packages)), "1.0.0".into()))
+                .collect();
+            if i < 2 {
+                deps.insert("upgraded".into(), "1.0.0".into());
+            }
+            lock.insert(
+                dir.clone(),
+                serde_json::json!({"version": "1.0.0", "dependencies": deps}),
+            );
+            lock.insert(
+                format!("node_modules/s{i}"),
+                serde_json::json!({"resolved": dir, "link": true}),
+            );
+        }
+        let text = |lock: &serde_json::Map<String, serde_json::Value>| {
+            serde_json::to_string_pretty(
+                &serde_json::json!({"name": "bench", "lockfileVersion": 3, "packages": lock}),
+            )
+            .unwrap()
+        };
+        write("package-lock.json", &text(&lock));
+        git(repo, &["add", "-A"]);
+        git(
+            repo,
+            &[
+                "-c",
+                "user.name=Bench",
+                "-c",
+                "user.email=b@ferry.invalid",
+                "commit",
+                "--quiet",
+                "-m",
+                "base",
+            ],
+        );
+        lock.insert(
+            "node_modules/upgraded".into(),
+            serde_json::json!({"version": "1.0.1", "integrity": "sha512-u2"}),
+        );
+        write("package-lock.json", &text(&lock));
+        git(
+            repo,
+            &[
+                "-c",
+                "user.name=Bench",
+                "-c",
+                "user.email=b@ferry.invalid",
+                "commit",
+                "--quiet",
+                "-am",
+                "upgrade",
+            ],
+        );
+        std::fs::write(&marker, "").unwrap();
+    }
+    let base = git(repo, &["rev-parse", "HEAD~1"]).trim().to_string();
+    let head = git(repo, &["rev-parse", "HEAD"]).trim().to_string();
+    (base, head, packages)
+}
+
+/// The plan of a lock file's change against `git diff`, and how many services it deploys where
+/// the lock file taken as a whole would deploy them all.
+fn lock_report(repo: &Path, services: usize, packages: usize, base: &str, head: &str) {
+    let xtask = env!("CARGO_BIN_EXE_xtask");
+    let root = repo.to_str().unwrap();
+    let plan: Vec<&str> = vec![
+        "--root", root, "plan", "dev", "--since", base, "--head", head, "--format", "json",
+    ];
+    let out = command(xtask, &plan, repo)
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    let deploys = json["order"].as_array().unwrap().len();
+    let size = std::fs::metadata(repo.join("package-lock.json"))
+        .unwrap()
+        .len();
+    let t_diff = median_time(|| command("git", &["diff", "--name-only", base, head], repo));
+    let t_plan = median_time(|| command(xtask, &plan, repo));
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "  lock file: {services} members, {packages} packages ({:.1} MB), one package upgraded: plan {:>7.1} ms   git diff --name-only {:>6.1} ms   ratio {:.2};   {deploys} of {services} services deploy (the file as a whole: all)",
+        size as f64 / 1e6,
+        ms(t_plan),
+        ms(t_diff),
+        ms(t_plan) / ms(t_diff),
+    );
 }
 
 /// Child mode: run one command, print its peak RSS in KiB (the only child of this process).

@@ -112,12 +112,32 @@ impl Lock {
     /// The importers whose packages code in the folder `dir` (relative to the lock file's
     /// folder) may load: the members at or below it, and every member above it up to the root.
     pub fn importers_for(&self, dir: &str) -> Vec<String> {
-        let at_or_below = |k: &str| dir.is_empty() || k == dir || k.starts_with(&format!("{dir}/"));
-        let above = |k: &str| k.is_empty() || dir.starts_with(&format!("{k}/"));
-        self.importer_folders()
-            .filter(|k| at_or_below(k) || above(k))
-            .map(String::from)
-            .collect()
+        let mut out: BTreeSet<String> = BTreeSet::new();
+        // Above: the root and each folder holding `dir`.
+        let mut above = dir;
+        loop {
+            above = above.rfind('/').map_or("", |i| &above[..i]);
+            if self.importers.contains_key(above) {
+                out.insert(above.to_string());
+            }
+            if above.is_empty() {
+                break;
+            }
+        }
+        // At or below: a range of the sorted folders (`dir`, then `dir/…`).
+        if dir.is_empty() {
+            out.extend(self.importers.keys().cloned());
+        } else {
+            out.extend(
+                self.importers
+                    .range::<str, _>((std::ops::Bound::Included(dir), std::ops::Bound::Unbounded))
+                    .map(|(k, _)| k)
+                    .take_while(|k| k.starts_with(dir))
+                    .filter(|k| k.len() == dir.len() || k.as_bytes()[dir.len()] == b'/')
+                    .cloned(),
+            );
+        }
+        out.into_iter().collect()
     }
 
     /// The keys of every entry the importers at `folders` reach, theirs included.
