@@ -99,7 +99,9 @@ impl Lock {
         }
     }
 
-    fn insert(&mut self, key: String, entry: Entry, deps: Vec<String>) {
+    fn insert(&mut self, key: String, entry: Entry, mut deps: Vec<String>) {
+        deps.sort();
+        deps.dedup();
         self.deps.insert(key.clone(), deps);
         self.entries.insert(key, entry);
     }
@@ -172,7 +174,9 @@ impl Lock {
 pub struct LockChange<'a> {
     old: &'a Lock,
     new: &'a Lock,
-    /// The keys whose entry differs (or that one side lacks).
+    /// The keys whose entry or whose dependencies' targets differ (or that one side lacks): an
+    /// importer that switches to a version another one already uses changes no entry, only
+    /// where its dependency leads.
     changed: BTreeSet<String>,
     /// Importer key → the changed keys it reaches on either side (all of them past
     /// [`NAMED_CHANGES`], when it reaches any).
@@ -185,7 +189,9 @@ impl<'a> LockChange<'a> {
             .entries
             .keys()
             .chain(new.entries.keys())
-            .filter(|k| old.entries.get(*k) != new.entries.get(*k))
+            .filter(|k| {
+                old.entries.get(*k) != new.entries.get(*k) || old.deps.get(*k) != new.deps.get(*k)
+            })
             .cloned()
             .collect();
         let importer_keys: BTreeSet<&str> = old
@@ -263,7 +269,11 @@ impl<'a> LockChange<'a> {
                 self.changed.len()
             )]);
         }
-        Reach::Changed(self.describe(&hit))
+        let mut lines = self.describe(&hit);
+        if lines.is_empty() {
+            lines.push("dependencies resolve to other entries".to_string());
+        }
+        Reach::Changed(lines)
     }
 
     /// One line per changed package among `keys`: versions changed, added and removed first,
@@ -278,6 +288,10 @@ impl<'a> LockChange<'a> {
         let mut added: Vec<&Entry> = Vec::new();
         for key in keys {
             match (self.old.entries.get(*key), self.new.entries.get(*key)) {
+                // The same entry, its dependencies leading elsewhere: name them.
+                (Some(old), Some(new)) if old == new => {
+                    then.extend(self.switched(key));
+                }
                 (Some(old), Some(new)) => match (&old.version, &new.version) {
                     (Some(a), Some(b)) if a != b => {
                         first.insert(format!("{} {a} → {b}", new.name));
@@ -332,6 +346,53 @@ pub fn service_folders(dir: &str, inputs: &[String]) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+impl LockChange<'_> {
+    /// The dependencies of the entry at `key` that lead elsewhere than they did, paired by
+    /// name: `is-number 6.0.0 → 7.0.0 (for services/b)`.
+    fn switched(&self, key: &str) -> Vec<String> {
+        let targets = |lock: &Lock| -> BTreeSet<String> {
+            lock.deps.get(key).into_iter().flatten().cloned().collect()
+        };
+        let (was, is) = (targets(self.old), targets(self.new));
+        let holder = self
+            .new
+            .entries
+            .get(key)
+            .map_or(key.to_string(), |e| e.name.clone());
+        let entry = |lock: &Lock, k: &str| lock.entries.get(k).cloned();
+        let mut out = Vec::new();
+        // Only switches between entries both sides hold: one added or removed is named as such.
+        let both =
+            |k: &&String| self.old.entries.contains_key(*k) && self.new.entries.contains_key(*k);
+        let mut gone: Vec<Entry> = was
+            .difference(&is)
+            .filter(both)
+            .filter_map(|k| entry(self.old, k))
+            .collect();
+        for k in is.difference(&was).filter(both) {
+            let Some(new) = entry(self.new, k) else {
+                continue;
+            };
+            let line = match gone.iter().position(|e| e.name == new.name) {
+                Some(i) => {
+                    let old = gone.remove(i);
+                    match (&old.version, &new.version) {
+                        (Some(a), Some(b)) if a != b => format!("{} {a} → {b}", new.name),
+                        _ => format!("{} (other peers)", new.name),
+                    }
+                }
+                None => format!("{} (added)", new.name),
+            };
+            out.push(format!("{line} (for {holder})"));
+        }
+        out.extend(
+            gone.iter()
+                .map(|e| format!("{} (removed, for {holder})", e.name)),
+        );
+        out
+    }
 }
 
 /// What a change of a lock file does to one service.

@@ -113,8 +113,19 @@ pub(crate) fn from_changes(
                     paths: global.clone(),
                 });
             }
-            if let Some(more) = extra.get(*m) {
-                r.extend(more.iter().cloned());
+            for more in extra.get(*m).into_iter().flatten() {
+                // A lock file counted as a whole joins the other global inputs' reason.
+                match (
+                    more,
+                    r.iter_mut()
+                        .find(|x| matches!(x, Reason::GlobalInput { .. })),
+                ) {
+                    (Reason::GlobalInput { paths: add }, Some(Reason::GlobalInput { paths })) => {
+                        paths.extend(add.iter().cloned());
+                        paths.sort();
+                    }
+                    _ => r.push(more.clone()),
+                }
             }
             if r.is_empty() {
                 r.push(Reason::Unchanged {

@@ -66,7 +66,7 @@ pub(super) fn read(text: &str) -> Result<Lock, LockError> {
             .filter_map(|(name, dep)| {
                 // Versions 6 and 9 write `{specifier, version}`.
                 let version = dep.get("version").unwrap_or(dep).as_str()?;
-                target(&dir, name, version)
+                target(v9, &dir, name, version)
             })
             .collect();
         let name = if dir.is_empty() {
@@ -98,7 +98,7 @@ pub(super) fn read(text: &str) -> Result<Lock, LockError> {
             .iter()
             .filter_map(|kind| snapshot.get(*kind).and_then(Value::as_object))
             .flatten()
-            .filter_map(|(dep, v)| target("", dep, v.as_str()?))
+            .filter_map(|(dep, v)| target(v9, "", dep, v.as_str()?))
             .collect();
         let (name, version) = split_key(bare);
         let content = json!({
@@ -118,25 +118,39 @@ pub(super) fn read(text: &str) -> Result<Lock, LockError> {
     Ok(lock)
 }
 
-/// The key of what the dependency `name` at `version` of the importer at `dir` (or of a
-/// package, `""`) is: another importer for `link:`, else an installed package.
-fn target(dir: &str, name: &str, version: &str) -> Option<String> {
-    if let Some(rel) = version.strip_prefix("link:") {
+/// The key of what the dependency `name` at `reference` of the importer at `dir` (or of a
+/// package, `""`) is: another importer for `link:`, else an installed package, keyed as pnpm
+/// keys it. Version 9: a reference starting with `@`, or whose first `@` comes before any `:`
+/// and `(`, is a whole key (an alias, `string-width@4.2.3`); any other is the version of
+/// `name` (`6.0.0`, `18.2.0(react@18.2.0)`, `file:local/@x/loc`, `git+ssh://git@host/…`).
+/// Version 6: a `file:` reference, or one holding a `/` outside its `(…)` peers
+/// (`/string-width@4.2.3`, `github.com/u/r/<sha>`), is a whole key; any other is
+/// `name@reference`.
+fn target(v9: bool, dir: &str, name: &str, reference: &str) -> Option<String> {
+    if let Some(rel) = reference.strip_prefix("link:") {
         return join(dir, rel).map(|d| format!("importer:{d}"));
     }
-    let version = version.trim_start_matches('/');
-    let bare = version.split_once('(').map_or(version, |(b, _)| b);
-    // An alias (`npm:string-width@4`) names its package and version itself.
-    Some(if bare.get(1..).is_some_and(|rest| rest.contains('@')) {
-        version.to_string()
+    let whole = if v9 {
+        let first = |c: char| reference.find(c).unwrap_or(usize::MAX);
+        reference.starts_with('@')
+            || reference
+                .find('@')
+                .is_some_and(|at| at < first(':') && at < first('('))
     } else {
-        format!("{name}@{version}")
+        let bare = reference.split_once('(').map_or(reference, |(b, _)| b);
+        reference.starts_with("file:") || bare.contains('/')
+    };
+    Some(if whole {
+        reference.trim_start_matches('/').to_string()
+    } else {
+        format!("{name}@{reference}")
     })
 }
 
-/// `@scope/name@1.0.0` as (`@scope/name`, `1.0.0`).
+/// `@scope/name@1.0.0` as (`@scope/name`, `1.0.0`); a name holds no `@` past its scope's, so
+/// the version is all after the first (`tarpkg@file:vendor/@v/tarpkg.tgz`).
 fn split_key(bare: &str) -> (String, Option<String>) {
-    match bare.get(1..).and_then(|rest| rest.rfind('@')) {
+    match bare.get(1..).and_then(|rest| rest.find('@')) {
         Some(i) => (bare[..=i].to_string(), Some(bare[i + 2..].to_string())),
         None => (bare.to_string(), None),
     }
@@ -386,5 +400,88 @@ snapshots:
             ("@scope/x".into(), Some("1.0.0".into()))
         );
         assert_eq!(split_key("x"), ("x".into(), None));
+        assert_eq!(
+            split_key("tarpkg@file:vendor/@v/tarpkg-1.0.0.tgz"),
+            (
+                "tarpkg".into(),
+                Some("file:vendor/@v/tarpkg-1.0.0.tgz".into())
+            )
+        );
+    }
+
+    #[test]
+    fn references_are_keyed_as_pnpm_keys_them() {
+        let cases = [
+            (true, "loc", "file:local/@x/loc", "loc@file:local/@x/loc"),
+            (true, "sw", "string-width@4.2.3", "string-width@4.2.3"),
+            (
+                true,
+                "is",
+                "@sindresorhus/is@4.6.0",
+                "@sindresorhus/is@4.6.0",
+            ),
+            (
+                true,
+                "react-dom",
+                "18.2.0(react@18.2.0)",
+                "react-dom@18.2.0(react@18.2.0)",
+            ),
+            (
+                true,
+                "r",
+                "git+ssh://git@host/r.git#abc",
+                "r@git+ssh://git@host/r.git#abc",
+            ),
+            (false, "loc", "file:local/loc", "file:local/loc"),
+            (false, "sw", "/string-width@4.2.3", "string-width@4.2.3"),
+            (false, "r", "github.com/u/r/abc", "github.com/u/r/abc"),
+            (false, "is-number", "6.0.0", "is-number@6.0.0"),
+            (
+                false,
+                "react-dom",
+                "18.2.0(react@18.2.0)",
+                "react-dom@18.2.0(react@18.2.0)",
+            ),
+        ];
+        for (v9, name, reference, key) in cases {
+            assert_eq!(
+                target(v9, "services/a", name, reference).as_deref(),
+                Some(key),
+                "{reference}"
+            );
+        }
+        assert_eq!(
+            target(true, "services/a", "lib", "link:../../packages/lib").as_deref(),
+            Some("importer:packages/lib")
+        );
+        assert_eq!(
+            target(true, "", "x", "link:../out"),
+            None,
+            "a link out of the workspace"
+        );
+    }
+
+    #[test]
+    fn an_importer_switching_to_a_version_another_uses_is_a_change() {
+        // services/b depends on is-number 6.0.0 itself, then switches to the 7.0.0 that lib
+        // already uses: no entry changes, only where b's dependency leads.
+        let old_text = V9.replace(
+            "      is-odd:\n        specifier: 3.0.1\n        version: 3.0.1\n",
+            "      is-odd:\n        specifier: 3.0.1\n        version: 3.0.1\n      is-number:\n        specifier: 6.0.0\n        version: 6.0.0\n",
+        );
+        assert_ne!(old_text, V9);
+        let new_text = old_text.replace(
+            "specifier: 6.0.0\n        version: 6.0.0",
+            "specifier: 7.0.0\n        version: 7.0.0",
+        );
+        let (old, new) = (lock(&old_text), lock(&new_text));
+        assert_eq!(
+            reach(&old, &new, "pnpm-lock.yaml", "services/b"),
+            Reach::Changed(vec!["is-number 6.0.0 → 7.0.0 (for services/b)".into()])
+        );
+        assert_eq!(
+            reach(&old, &new, "pnpm-lock.yaml", "services/a"),
+            Reach::Unchanged
+        );
     }
 }
