@@ -9,7 +9,8 @@
 //! when a changed entry lies in that closure, on either side.
 //!
 //! Read: `package-lock.json` and `npm-shrinkwrap.json` of version 2 and 3 (npm 7 and later,
-//! [`npm`]) and `pnpm-lock.yaml` of version 6 and 9 ([`pnpm`]). The caller treats anything else
+//! [`npm`]), `pnpm-lock.yaml` of version 6 and 9 ([`pnpm`]) and `yarn.lock` of Yarn 2 and
+//! later ([`yarn`]). The caller treats anything else
 //! as a change of the whole file. Each is read once into a [`Lock`], a graph of entries; a
 //! [`LockChange`] of two versions finds the changed entries once and walks the graphs backwards
 //! from them, so judging many services costs about as much as judging one. Pure: no git, no I/O.
@@ -20,6 +21,7 @@ use serde_json::Value;
 
 pub mod npm;
 pub mod pnpm;
+pub mod yarn;
 
 /// A lock file is read only up to this size; a larger one counts as changed as a whole.
 pub const MAX_LOCK_FILE: u64 = 256 * 1024 * 1024;
@@ -37,12 +39,14 @@ pub fn is_lock_file(path: &str) -> bool {
 enum Kind {
     Npm,
     Pnpm,
+    Yarn,
 }
 
 fn kind_of(path: &str) -> Option<Kind> {
     match path.rsplit('/').next().unwrap_or(path) {
         "package-lock.json" | "npm-shrinkwrap.json" => Some(Kind::Npm),
         "pnpm-lock.yaml" => Some(Kind::Pnpm),
+        "yarn.lock" => Some(Kind::Yarn),
         _ => None,
     }
 }
@@ -52,12 +56,14 @@ fn kind_of(path: &str) -> Option<Kind> {
 #[non_exhaustive]
 pub enum LockError {
     #[error(
-        "it is not a lock file Ferry reads (package-lock.json, npm-shrinkwrap.json, pnpm-lock.yaml)"
+        "it is not a lock file Ferry reads (package-lock.json, npm-shrinkwrap.json, pnpm-lock.yaml, yarn.lock)"
     )]
     NotALockFile,
     #[error("it cannot be parsed: {0}")]
     Unparsable(String),
-    #[error("lockfileVersion {0} is not one Ferry reads (npm: 2 or 3; pnpm: 6 or 9)")]
+    #[error(
+        "its version {0} is not one Ferry reads (npm: 2 or 3; pnpm: 6 or 9; Yarn: 2 and later)"
+    )]
     Version(String),
     #[error("its {0} is not a map of entries")]
     Malformed(&'static str),
@@ -95,6 +101,7 @@ impl Lock {
         match kind_of(path) {
             Some(Kind::Npm) => npm::read(text),
             Some(Kind::Pnpm) => pnpm::read(text),
+            Some(Kind::Yarn) => yarn::read(text),
             None => Err(LockError::NotALockFile),
         }
     }

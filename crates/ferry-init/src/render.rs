@@ -51,14 +51,14 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
             global.push(quoted(lock));
         }
     }
-    let read = global
-        .iter()
-        .any(|g| g.contains("package-lock.json") || g.contains("pnpm-lock.yaml"));
+    let read = global.iter().any(|g| {
+        g.contains("package-lock.json") || g.contains("pnpm-lock.yaml") || g.contains("yarn.lock")
+    });
     let _ = writeln!(
         project,
         "# A change to these redeploys every service{}.\nglobal-inputs = [{}]\n",
         if read {
-            " (an npm or pnpm lock file: only those whose installed packages it changes)"
+            " (a lock file: only those whose installed packages it changes, unless Ferry cannot read it)"
         } else {
             ""
         },

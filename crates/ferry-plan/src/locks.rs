@@ -1,4 +1,4 @@
-//! Lock files read as what they lock: a changed `package-lock.json` or `pnpm-lock.yaml` reaches
+//! Lock files read as what they lock: a changed `package-lock.json`, `pnpm-lock.yaml` or `yarn.lock` reaches
 //! the services whose installed packages it changes, not every service that names the file (see
 //! [`ferry_changes::lockfile`]).
 
