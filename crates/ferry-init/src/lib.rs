@@ -274,6 +274,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         notes,
     };
     scan.notes.extend(region_notes(&scan));
+    scan.notes.extend(submodule_notes(root, &scan));
     // One note once (a script read for two services of one folder says the same of both).
     let mut seen = BTreeSet::new();
     scan.notes.retain(|n| seen.insert(n.clone()));
@@ -563,6 +564,35 @@ fn region_notes(scan: &Scan) -> Vec<String> {
                 "{}/{}: names region `{own}`, but the stages deploy to `{stages}` (the region most services name): every service of a stage deploys to the stage's region, so this one would be deployed to `{stages}`, not `{own}`; set the stages' region in ferry.toml, or keep this service in a Ferry project of its own",
                 s.dir, s.file
             ))
+        })
+        .collect()
+}
+
+/// One note per git submodule (`.gitmodules`) inside a service's folder, or holding one: its
+/// files are packaged from its checkout, which a CI clone makes only when told to.
+fn submodule_notes(root: &Path, scan: &Scan) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(root.join(".gitmodules")) else {
+        return Vec::new();
+    };
+    let paths = text.lines().filter_map(|l| {
+        let (key, value) = l.split_once('=')?;
+        (key.trim() == "path").then(|| value.trim().trim_end_matches('/').to_string())
+    });
+    let under = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+    paths
+        .filter_map(|p| {
+            let services: Vec<&str> = scan
+                .services
+                .iter()
+                .filter(|s| under(&p, &s.dir) || under(&s.dir, &p))
+                .map(|s| s.name.as_str())
+                .collect();
+            (!services.is_empty()).then(|| {
+                format!(
+                    "{p}: a git submodule in the folder of {}: its files are packaged from its checkout, so check submodules out wherever Ferry runs (`git clone --recurse-submodules`; CodeBuild: `git-submodules-config: fetch-submodules: true` in the project's source; GitHub Actions: `submodules: recursive`); Ferry refuses to package from an empty submodule folder",
+                    services.join(", ")
+                )
+            })
         })
         .collect()
 }

@@ -608,6 +608,31 @@ fn a_service_naming_another_region_than_the_stages_is_noted() {
 }
 
 #[test]
+fn a_submodule_in_a_service_folder_is_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "orders/serverless.yml",
+        "service: orders\nprovider:\n  name: aws\n",
+    );
+    file(
+        r,
+        ".gitmodules",
+        "[submodule \"vendor\"]\n\tpath = orders/vendor\n\turl = ../lib.git\n[submodule \"docs\"]\n\tpath = docs/theme\n\turl = ../theme.git\n",
+    );
+    let s = scan(r).unwrap();
+    let notes: Vec<&String> = s.notes.iter().filter(|n| n.contains("submodule")).collect();
+    assert_eq!(notes.len(), 1, "{:?}", s.notes);
+    assert!(
+        notes[0].starts_with("orders/vendor: a git submodule in the folder of orders")
+            && notes[0].contains("fetch-submodules: true"),
+        "{}",
+        notes[0]
+    );
+}
+
+#[test]
 fn a_serverless_service_with_a_package_json_installs_its_dependencies_before_it_compiles() {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
