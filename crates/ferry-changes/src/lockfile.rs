@@ -93,6 +93,12 @@ pub struct Lock {
     deps: HashMap<String, Vec<String>>,
     /// Importer folder, relative to the lock file's (`""` for that folder) → its entry's key.
     importers: BTreeMap<String, String>,
+    /// Yarn 1: each descriptor asked for (`is-number@^6.0.0`) → its entry's key. Its lock file
+    /// holds no workspaces: their `package.json` files are given ([`Lock::set_importers`]).
+    classic: Option<HashMap<String, String>>,
+    /// Importers with a dependency neither the lock file nor a given member holds: what they
+    /// install cannot be followed.
+    opaque: BTreeSet<String>,
 }
 
 impl Lock {
@@ -111,6 +117,73 @@ impl Lock {
         deps.dedup();
         self.deps.insert(key.clone(), deps);
         self.entries.insert(key, entry);
+    }
+
+    /// Whether the lock file holds no workspaces (Yarn 1): their `package.json` files must be
+    /// given with [`Lock::set_importers`] before it is judged.
+    pub fn wants_importers(&self) -> bool {
+        self.classic.is_some()
+    }
+
+    /// For a lock file without workspaces: the members' `package.json` texts by folder (relative
+    /// to the lock file's, `""` for the root; `None` where there is none). A dependency leads to
+    /// the entry its descriptor names, else to a given member of that name; one that leads
+    /// nowhere makes its importer opaque (judged changed by any change of the file).
+    pub fn set_importers(&mut self, manifests: &[(String, Option<String>)]) {
+        let Some(descriptors) = self.classic.clone() else {
+            return;
+        };
+        let parsed: Vec<(&String, Value)> = manifests
+            .iter()
+            .filter_map(|(dir, text)| {
+                let v = text
+                    .as_deref()
+                    .map(|t| serde_json::from_str(t).unwrap_or(Value::Null))?;
+                Some((dir, v))
+            })
+            .collect();
+        let members: HashMap<&str, &String> = parsed
+            .iter()
+            .filter_map(|(dir, v)| Some((v.get("name")?.as_str()?, *dir)))
+            .collect();
+        const KINDS: &[&str] = &["dependencies", "devDependencies", "optionalDependencies"];
+        for (dir, manifest) in &parsed {
+            let key = format!("importer:{dir}");
+            let mut deps = Vec::new();
+            if !manifest.is_object() {
+                self.opaque.insert(key.clone());
+            }
+            for kind in KINDS {
+                let Some(Value::Object(named)) = manifest.get(*kind) else {
+                    continue;
+                };
+                for (name, range) in named {
+                    let descriptor = format!("{name}@{}", range.as_str().unwrap_or_default());
+                    match (descriptors.get(&descriptor), members.get(name.as_str())) {
+                        (Some(found), _) => deps.push(found.clone()),
+                        (None, Some(member)) => deps.push(format!("importer:{member}")),
+                        (None, None) => {
+                            self.opaque.insert(key.clone());
+                        }
+                    }
+                }
+            }
+            let name = if dir.is_empty() {
+                "root package".to_string()
+            } else {
+                (*dir).clone()
+            };
+            self.importers.insert((*dir).clone(), key.clone());
+            self.insert(
+                key,
+                Entry {
+                    name,
+                    version: None,
+                    content: importer_content(manifest, KINDS),
+                },
+                deps,
+            );
+        }
     }
 
     /// The importer folders (relative to the lock file's folder, `""` for it).
@@ -188,6 +261,9 @@ pub struct LockChange<'a> {
     /// Importer key → the changed keys it reaches on either side (all of them past
     /// [`NAMED_CHANGES`], when it reaches any).
     reached: HashMap<String, BTreeSet<String>>,
+    /// Yarn 1: a changed entry no given member reaches (a member not given, or a change past
+    /// [`NAMED_CHANGES`]): no service can be told unaffected.
+    unattributed: bool,
 }
 
 impl<'a> LockChange<'a> {
@@ -216,6 +292,7 @@ impl<'a> LockChange<'a> {
             vec![changed.iter().map(String::as_str).collect()]
         };
         let back = [old.dependents(), new.dependents()];
+        let mut unattributed_keys = 0usize;
         for from in sources {
             let mut seen: BTreeSet<&str> = BTreeSet::new();
             let mut todo = from.clone();
@@ -227,18 +304,26 @@ impl<'a> LockChange<'a> {
                     todo.extend(side.get(key).into_iter().flatten().copied());
                 }
             }
+            let mut any = false;
             for importer in seen.into_iter().filter(|k| importer_keys.contains(k)) {
+                any = true;
                 reached
                     .entry(importer.to_string())
                     .or_default()
                     .extend(from.iter().map(|k| k.to_string()));
             }
+            if !any && changed.len() <= NAMED_CHANGES {
+                unattributed_keys += 1;
+            }
         }
+        let unattributed = (old.wants_importers() || new.wants_importers())
+            && (unattributed_keys > 0 || changed.len() > NAMED_CHANGES);
         LockChange {
             old,
             new,
             changed,
             reached,
+            unattributed,
         }
     }
 
@@ -260,6 +345,29 @@ impl<'a> LockChange<'a> {
                     keys.extend(lock.importers.get(&folder).map(String::as_str));
                 }
             }
+        }
+        if self.changed.is_empty() {
+            return Reach::Unchanged;
+        }
+        // Yarn 1: what cannot be followed is judged changed.
+        if let Some(k) = keys
+            .iter()
+            .find(|k| self.old.opaque.contains(**k) || self.new.opaque.contains(**k))
+        {
+            let dir = k.trim_start_matches("importer:");
+            let file = if dir.is_empty() {
+                "package.json".to_string()
+            } else {
+                format!("{dir}/package.json")
+            };
+            return Reach::Changed(vec![format!(
+                "{file} names a package the lock file does not hold (a workspace package whose folder the service's inputs do not name?): judged changed"
+            )]);
+        }
+        if self.unattributed {
+            return Reach::Changed(vec![
+                "packages no service's package.json leads to changed (Yarn 1 lists no workspaces): judged changed".to_string(),
+            ]);
         }
         let hit: BTreeSet<&str> = keys
             .iter()
@@ -400,6 +508,39 @@ impl LockChange<'_> {
         );
         out
     }
+}
+
+/// For a lock file without workspaces (Yarn 1): the folders whose `package.json` may hold a
+/// member serving code in `folders` (repository relative): each folder inside the lock file's
+/// and every folder above it up to the lock file's. As (relative to the lock file's folder,
+/// the `package.json`'s repository-relative path).
+pub fn importer_folders_of(lock_path: &str, folders: &[String]) -> Vec<(String, String)> {
+    let lock_dir = lock_path.rsplit_once('/').map_or("", |(d, _)| d);
+    let mut out: BTreeSet<String> = BTreeSet::new();
+    for f in folders {
+        let Some(mut rel) = relative(f, lock_dir) else {
+            continue;
+        };
+        loop {
+            out.insert(rel.clone());
+            match rel.rfind('/') {
+                Some(i) => rel.truncate(i),
+                None if rel.is_empty() => break,
+                None => rel.clear(),
+            }
+        }
+    }
+    out.into_iter()
+        .map(|rel| {
+            let file = [lock_dir, rel.as_str(), "package.json"]
+                .iter()
+                .filter(|p| !p.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/");
+            (rel, file)
+        })
+        .collect()
 }
 
 /// What a change of a lock file does to one service.

@@ -45,14 +45,39 @@ pub(crate) fn refine(
     locks.dedup();
     for path in locks {
         let read = |text: Option<String>| Lock::parse(&path, &text?).ok();
-        let (Some(old), Some(new)) = (
+        let (Some(mut old), Some(mut new)) = (
             read(repo.file_at(base, &path)),
             read(repo.text_in(head, &path, lockfile::MAX_LOCK_FILE)),
         ) else {
             continue;
         };
+        let global = affected.global.contains(&path);
+        if old.wants_importers() {
+            // Yarn 1 lists no workspaces: the package.json files of the services' folders, of
+            // the folders their inputs name, and of the folders above them.
+            let affected_services = members.iter().filter_map(|name| {
+                let own = affected
+                    .services
+                    .get(*name)
+                    .is_some_and(|paths| paths.contains(&path));
+                ws.service(name).filter(|_| global || own)
+            });
+            let folders: Vec<String> = affected_services
+                .flat_map(|s| lockfile::service_folders(&s.dir, &s.inputs))
+                .collect();
+            let manifests = |at: &dyn Fn(&str) -> Option<String>| {
+                lockfile::importer_folders_of(&path, &folders)
+                    .into_iter()
+                    .map(|(rel, repo_path)| (rel, at(&repo_path)))
+                    .collect::<Vec<_>>()
+            };
+            old.set_importers(&manifests(&|p| repo.file_at(base, p)));
+            new.set_importers(&manifests(&|p| {
+                repo.text_in(head, p, lockfile::MAX_LOCK_FILE)
+            }));
+        }
         let change = LockChange::new(&old, &new);
-        let global = affected.global.remove(&path);
+        affected.global.remove(&path);
         let mut reached = Vec::new();
         for &name in members {
             let own = affected

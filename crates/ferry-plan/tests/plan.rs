@@ -1085,3 +1085,49 @@ fn a_pnpm_lock_file_is_read_the_same_way() {
         }]
     );
 }
+
+#[test]
+fn a_yarn_1_lock_file_is_read_with_the_services_package_json_files() {
+    let lock = |left_pad: &str| {
+        format!(
+            "# yarn lockfile v1\n\n\nis-odd@3.0.1:\n  version \"3.0.1\"\n  integrity sha512-o\n\nleft-pad@1.3.0:\n  version \"1.3.0\"\n  integrity sha512-{left_pad}\n"
+        )
+    };
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\nglobal-inputs = [\"ferry.toml\", \"yarn.lock\"]\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    )
+    .write(
+        "package.json",
+        r#"{"name": "shop", "private": true, "workspaces": ["services/*"]}"#,
+    )
+    .write(
+        "services/a/package.json",
+        r#"{"name": "a", "dependencies": {"left-pad": "1.3.0"}}"#,
+    )
+    .write(
+        "services/b/package.json",
+        r#"{"name": "b", "dependencies": {"is-odd": "3.0.1"}}"#,
+    );
+    for name in ["a", "b"] {
+        r.write(&format!("services/{name}/template.yaml"), "Resources: {}\n");
+        r.write(
+            &format!("services/{name}/service.toml"),
+            "[service]\ntemplate = \"template.yaml\"\n",
+        );
+    }
+    r.write("yarn.lock", &lock("l1"));
+    let base = r.commit("base").to_string();
+    r.write("yarn.lock", &lock("l2"));
+    r.commit("left-pad again");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert_eq!(deploying(&p), ["a"]);
+    assert_eq!(
+        p.service("a").unwrap().reasons,
+        vec![Reason::LockedDependencies {
+            lockfile: "yarn.lock".into(),
+            packages: vec!["left-pad (changed)".into()]
+        }]
+    );
+}

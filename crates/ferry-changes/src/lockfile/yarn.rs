@@ -3,7 +3,12 @@
 //! whose entries name their `resolution`, one per installed package. A workspace is an entry
 //! resolved as `<name>@workspace:<folder>` (`.` for the root) whose `dependencies` hold its
 //! devDependencies too. A dependency `name: range` leads to the entry whose key lists
-//! `name@range`. Yarn 1's lock file (`# yarn lockfile v1`, no workspaces in it) is not read.
+//! `name@range`.
+//!
+//! Yarn 1's lock file (`# yarn lockfile v1`) is its own format: `"name@range", name@range2:`
+//! then indented `version "1.0.0"`, `resolved "…"`, `integrity …` and `dependencies:` with
+//! `name "range"` lines. It holds no workspaces: their `package.json` files are given by the
+//! caller ([`Lock::set_importers`]).
 
 use std::collections::HashMap;
 
@@ -14,10 +19,10 @@ use super::{Entry, Lock, LockError, importer_content};
 /// The kinds of dependencies an entry leads to.
 const KINDS: &[&str] = &["dependencies", "peerDependencies"];
 
-/// Reads a lock file of Yarn 2 or later.
+/// Reads a lock file of Yarn 1 ([`read_classic`]) or of Yarn 2 and later.
 pub(super) fn read(text: &str) -> Result<Lock, LockError> {
     if text.lines().take(5).any(|l| l.contains("yarn lockfile v1")) {
-        return Err(LockError::Version("1 (Yarn classic)".into()));
+        return read_classic(text);
     }
     let doc: Value =
         serde_yaml_ng::from_str(text).map_err(|e| LockError::Unparsable(e.to_string()))?;
@@ -85,6 +90,97 @@ pub(super) fn read(text: &str) -> Result<Lock, LockError> {
                 name,
                 version,
                 content,
+            },
+            deps,
+        );
+    }
+    Ok(lock)
+}
+
+/// Reads a lock file of Yarn 1. Entries are keyed `name@version`.
+fn read_classic(text: &str) -> Result<Lock, LockError> {
+    let unquote = |s: &str| s.trim().trim_matches('"').to_string();
+    // (descriptors, fields), fields holding `dependencies`-like sections as maps.
+    let mut blocks: Vec<(Vec<String>, Map<String, Value>)> = Vec::new();
+    let mut section: Option<String> = None;
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_end();
+        if trimmed.trim_start().is_empty() || trimmed.trim_start().starts_with('#') {
+            continue;
+        }
+        let indent = trimmed.len() - trimmed.trim_start().len();
+        let bad = || LockError::Unparsable(format!("line {}: `{}`", n + 1, trimmed.trim()));
+        match indent {
+            0 => {
+                let list = trimmed.strip_suffix(':').ok_or_else(bad)?;
+                blocks.push((list.split(',').map(unquote).collect(), Map::new()));
+                section = None;
+            }
+            2 => {
+                let (_, fields) = blocks.last_mut().ok_or_else(bad)?;
+                let body = trimmed.trim_start();
+                if let Some(name) = body.strip_suffix(':') {
+                    fields.insert(name.to_string(), Value::Object(Map::new()));
+                    section = Some(name.to_string());
+                } else {
+                    let (key, value) = body.split_once(' ').ok_or_else(bad)?;
+                    fields.insert(unquote(key), Value::String(unquote(value)));
+                    section = None;
+                }
+            }
+            4 => {
+                let (_, fields) = blocks.last_mut().ok_or_else(bad)?;
+                let name = section.as_ref().ok_or_else(bad)?;
+                let (key, value) = trimmed.trim_start().rsplit_once(' ').ok_or_else(bad)?;
+                if let Some(Value::Object(m)) = fields.get_mut(name) {
+                    m.insert(unquote(key), Value::String(unquote(value)));
+                }
+            }
+            _ => return Err(bad()),
+        }
+    }
+    let mut descriptors: HashMap<String, String> = HashMap::new();
+    let mut keyed: Vec<(String, String, Map<String, Value>)> = Vec::new();
+    for (list, fields) in blocks {
+        let first = list.first().cloned().unwrap_or_default();
+        let (name, _) = split_descriptor(&first);
+        let version = fields
+            .get("version")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let key = format!("{name}@{version}");
+        for d in list {
+            descriptors.insert(d, key.clone());
+        }
+        keyed.push((key, name, fields));
+    }
+    let mut lock = Lock {
+        classic: Some(descriptors.clone()),
+        ..Lock::default()
+    };
+    for (key, name, mut fields) in keyed {
+        let deps = ["dependencies", "optionalDependencies"]
+            .iter()
+            .filter_map(|kind| fields.get(*kind).and_then(Value::as_object))
+            .flatten()
+            .filter_map(|(dep, range)| descriptors.get(&format!("{dep}@{}", range.as_str()?)))
+            .cloned()
+            .collect();
+        // The checksum names the bytes; where they were downloaded from does not.
+        if fields.contains_key("integrity") {
+            fields.remove("resolved");
+        }
+        let version = fields
+            .get("version")
+            .and_then(Value::as_str)
+            .map(String::from);
+        lock.insert(
+            key,
+            Entry {
+                name,
+                version,
+                content: Value::Object(fields),
             },
             deps,
         );
@@ -250,12 +346,12 @@ __metadata:
     }
 
     #[test]
-    fn yarn_classic_and_broken_files_are_not_read() {
-        let classic = "# THIS IS AN AUTOGENERATED FILE. DO NOT EDIT THIS FILE DIRECTLY.\n# yarn lockfile v1\n\n\nleft-pad@1.3.0:\n  version \"1.3.0\"\n";
-        assert_eq!(
+    fn broken_files_are_not_read() {
+        let classic = "# yarn lockfile v1\n\nleft-pad@1.3.0:\n  version \"1.3.0\"\n  weird\n";
+        assert!(matches!(
             read(classic).unwrap_err(),
-            LockError::Version("1 (Yarn classic)".into())
-        );
+            LockError::Unparsable(m) if m.contains("line 5")
+        ));
         assert_eq!(
             read("__metadata:\n  version: 8\na: 1\n").unwrap_err(),
             LockError::Malformed("entries")
@@ -267,6 +363,153 @@ __metadata:
         assert_eq!(
             split_descriptor("@scope/x@npm:1.0.0"),
             ("@scope/x".to_string(), "npm:1.0.0")
+        );
+    }
+
+    /// What Yarn 1.22 writes for the same workspace (no workspace in it: `lib` is linked).
+    const CLASSIC: &str = r#"# THIS IS AN AUTOGENERATED FILE. DO NOT EDIT THIS FILE DIRECTLY.
+# yarn lockfile v1
+
+
+"@types/ms@0.7.34":
+  version "0.7.34"
+  resolved "https://registry.yarnpkg.com/@types/ms/-/ms-0.7.34.tgz#10964ba0"
+  integrity sha512-t
+
+is-number@7.0.0:
+  version "7.0.0"
+  resolved "https://registry.yarnpkg.com/is-number/-/is-number-7.0.0.tgz#7535345b"
+  integrity sha512-n7
+
+is-number@^6.0.0:
+  version "6.0.0"
+  resolved "https://registry.yarnpkg.com/is-number/-/is-number-6.0.0.tgz#e6d15ad3"
+  integrity sha512-n6
+
+is-odd@3.0.1:
+  version "3.0.1"
+  resolved "https://registry.yarnpkg.com/is-odd/-/is-odd-3.0.1.tgz#65101baf"
+  integrity sha512-o301
+  dependencies:
+    is-number "^6.0.0"
+
+left-pad@1.3.0:
+  version "1.3.0"
+  resolved "https://registry.yarnpkg.com/left-pad/-/left-pad-1.3.0.tgz#5b8a3a77"
+  integrity sha512-l130
+
+ms@2.1.3:
+  version "2.1.3"
+  resolved "https://registry.yarnpkg.com/ms/-/ms-2.1.3.tgz#574c8138"
+  integrity sha512-m213
+"#;
+
+    fn members(with_lib: bool) -> Vec<(String, Option<String>)> {
+        let mut m = vec![
+            (
+                String::new(),
+                Some(r#"{"name":"shop","workspaces":["services/*","packages/*"],"devDependencies":{"ms":"2.1.3"}}"#.to_string()),
+            ),
+            (
+                "services/a".to_string(),
+                Some(r#"{"name":"a","dependencies":{"left-pad":"1.3.0","lib":"1.0.0"}}"#.to_string()),
+            ),
+            (
+                "services/b".to_string(),
+                Some(r#"{"name":"b","dependencies":{"is-odd":"3.0.1","@types/ms":"0.7.34"}}"#.to_string()),
+            ),
+        ];
+        if with_lib {
+            m.push((
+                "packages/lib".to_string(),
+                Some(r#"{"name":"lib","dependencies":{"is-number":"7.0.0"}}"#.to_string()),
+            ));
+        }
+        m
+    }
+
+    fn classic(text: &str, with_lib: bool) -> Lock {
+        let mut l = lock(text);
+        assert!(l.wants_importers());
+        l.set_importers(&members(with_lib));
+        l
+    }
+
+    #[test]
+    fn yarn_1_is_read_with_the_members_package_json_files() {
+        let l = classic(CLASSIC, true);
+        let a: Vec<String> = l
+            .closure(&l.importers_for("services/a"))
+            .into_iter()
+            .collect();
+        assert_eq!(
+            a,
+            [
+                "importer:",
+                "importer:packages/lib",
+                "importer:services/a",
+                "is-number@7.0.0",
+                "left-pad@1.3.0",
+                "ms@2.1.3"
+            ]
+        );
+        let old = classic(CLASSIC, true);
+        let left_pad = classic(&CLASSIC.replace("sha512-l130", "sha512-l130-other"), true);
+        assert_eq!(
+            reach(&old, &left_pad, "yarn.lock", "services/a"),
+            Reach::Changed(vec!["left-pad (changed)".into()])
+        );
+        assert_eq!(
+            reach(&old, &left_pad, "yarn.lock", "services/b"),
+            Reach::Unchanged
+        );
+        // lib's is-number reaches a through the member, not b.
+        let n7 = classic(&CLASSIC.replace("sha512-n7", "sha512-n7-other"), true);
+        assert_ne!(
+            reach(&old, &n7, "yarn.lock", "services/a"),
+            Reach::Unchanged
+        );
+        assert_eq!(
+            reach(&old, &n7, "yarn.lock", "services/b"),
+            Reach::Unchanged
+        );
+        // A download address beside the checksum is no change.
+        let mirror = classic(
+            &CLASSIC.replace("registry.yarnpkg.com", "mirror.example"),
+            true,
+        );
+        assert_eq!(
+            reach(&old, &mirror, "yarn.lock", "services/a"),
+            Reach::Unchanged
+        );
+    }
+
+    #[test]
+    fn what_yarn_1_cannot_follow_is_judged_changed() {
+        // Without packages/lib's package.json, a's `lib` leads nowhere: any change reaches a.
+        let (old, new) = (
+            classic(CLASSIC, false),
+            classic(&CLASSIC.replace("sha512-m213", "sha512-m213-other"), false),
+        );
+        match reach(&old, &new, "yarn.lock", "services/a") {
+            Reach::Changed(why) => assert!(
+                why[0].starts_with(
+                    "services/a/package.json names a package the lock file does not hold"
+                ),
+                "{why:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // A changed package no given member leads to (lib's is-number) reaches every service.
+        let n7 = classic(&CLASSIC.replace("sha512-n7", "sha512-n7-other"), false);
+        match reach(&old, &n7, "yarn.lock", "services/b") {
+            Reach::Changed(why) => assert!(why[0].contains("judged changed"), "{why:?}"),
+            other => panic!("{other:?}"),
+        }
+        // Nothing changed: nothing to judge.
+        assert_eq!(
+            reach(&old, &classic(CLASSIC, false), "yarn.lock", "services/a"),
+            Reach::Unchanged
         );
     }
 }
