@@ -99,6 +99,10 @@ pub struct Lock {
     /// Importers with a dependency neither the lock file nor a given member holds: what they
     /// install cannot be followed.
     opaque: BTreeSet<String>,
+    /// Yarn: a changed entry no importer reaches still counts for every service (Yarn links a
+    /// patched, `file:` or `portal:` package in ways a reader may not follow; npm and pnpm list
+    /// every edge, and an entry none reaches is not installed).
+    attribute_every_change: bool,
 }
 
 impl Lock {
@@ -158,7 +162,14 @@ impl Lock {
                     continue;
                 };
                 for (name, range) in named {
-                    let descriptor = format!("{name}@{}", range.as_str().unwrap_or_default());
+                    let range = range.as_str().unwrap_or_default();
+                    // Yarn 1 keys a `file:`/`link:` package by its path from the lock file's
+                    // folder; package.json gives it from the member's.
+                    let local = ["file:", "link:"].iter().find_map(|p| {
+                        let path = range.strip_prefix(*p)?;
+                        Some(format!("{p}{}", join(dir, path)?))
+                    });
+                    let descriptor = format!("{name}@{}", local.as_deref().unwrap_or(range));
                     match (descriptors.get(&descriptor), members.get(name.as_str())) {
                         (Some(found), _) => deps.push(found.clone()),
                         (None, Some(member)) => deps.push(format!("importer:{member}")),
@@ -261,8 +272,8 @@ pub struct LockChange<'a> {
     /// Importer key → the changed keys it reaches on either side (all of them past
     /// [`NAMED_CHANGES`], when it reaches any).
     reached: HashMap<String, BTreeSet<String>>,
-    /// Yarn 1: a changed entry no given member reaches (a member not given, or a change past
-    /// [`NAMED_CHANGES`]): no service can be told unaffected.
+    /// Yarn: a changed entry no importer reaches (a member not given, a link not followed, or a
+    /// change past [`NAMED_CHANGES`]): no service can be told unaffected.
     unattributed: bool,
 }
 
@@ -316,7 +327,7 @@ impl<'a> LockChange<'a> {
                 unattributed_keys += 1;
             }
         }
-        let unattributed = (old.wants_importers() || new.wants_importers())
+        let unattributed = (old.attribute_every_change || new.attribute_every_change)
             && (unattributed_keys > 0 || changed.len() > NAMED_CHANGES);
         LockChange {
             old,
@@ -366,7 +377,7 @@ impl<'a> LockChange<'a> {
         }
         if self.unattributed {
             return Reach::Changed(vec![
-                "packages no service's package.json leads to changed (Yarn 1 lists no workspaces): judged changed".to_string(),
+                "a package no workspace member leads to changed (a patched, file: or portal: package, or a member no service's folder holds): judged changed".to_string(),
             ]);
         }
         let hit: BTreeSet<&str> = keys

@@ -52,7 +52,24 @@ pub(super) fn read(text: &str) -> Result<Lock, LockError> {
             resolved.insert(descriptor.to_string(), resolution.to_string());
         }
     }
-    let mut lock = Lock::default();
+    // A descriptor no key lists (rewritten by `resolutions`, or given a `::locator=` by
+    // `file:`, `portal:` and `link:`, or patched) leads to every entry of its package's name:
+    // more than it may, never less.
+    let mut by_name: HashMap<String, Vec<String>> = HashMap::new();
+    for resolution in resolved.values() {
+        let (name, _) = split_descriptor(resolution);
+        by_name.entry(name).or_default().push(resolution.clone());
+    }
+    let lead = |dep: &str, range: &str| -> Vec<String> {
+        match resolved.get(&format!("{dep}@{range}")) {
+            Some(found) => vec![found.clone()],
+            None => by_name.get(dep).cloned().unwrap_or_default(),
+        }
+    };
+    let mut lock = Lock {
+        attribute_every_change: true,
+        ..Lock::default()
+    };
     for (_, entry) in entries {
         let resolution = entry["resolution"].as_str().unwrap_or_default().to_string();
         let (name, reference) = split_descriptor(&resolution);
@@ -67,8 +84,7 @@ pub(super) fn read(text: &str) -> Result<Lock, LockError> {
             .iter()
             .filter_map(|kind| entry.get(*kind).and_then(Value::as_object))
             .flatten()
-            .filter_map(|(dep, range)| resolved.get(&format!("{dep}@{}", range.as_str()?)))
-            .cloned()
+            .flat_map(|(dep, range)| lead(dep, range.as_str().unwrap_or_default()))
             .collect();
         let entry_value = Value::Object(entry.clone());
         let (content, version) = match &workspace {
@@ -123,7 +139,7 @@ fn read_classic(text: &str) -> Result<Lock, LockError> {
                     fields.insert(name.to_string(), Value::Object(Map::new()));
                     section = Some(name.to_string());
                 } else {
-                    let (key, value) = body.split_once(' ').ok_or_else(bad)?;
+                    let (key, value) = split_first_token(body).ok_or_else(bad)?;
                     fields.insert(unquote(key), Value::String(unquote(value)));
                     section = None;
                 }
@@ -131,7 +147,9 @@ fn read_classic(text: &str) -> Result<Lock, LockError> {
             4 => {
                 let (_, fields) = blocks.last_mut().ok_or_else(bad)?;
                 let name = section.as_ref().ok_or_else(bad)?;
-                let (key, value) = trimmed.trim_start().rsplit_once(' ').ok_or_else(bad)?;
+                // `name "range"`: the name is one token (quoted when it starts with `@`), the
+                // range all the rest (`">= 2.1.2 < 3"`).
+                let (key, value) = split_first_token(trimmed.trim_start()).ok_or_else(bad)?;
                 if let Some(Value::Object(m)) = fields.get_mut(name) {
                     m.insert(unquote(key), Value::String(unquote(value)));
                 }
@@ -141,15 +159,30 @@ fn read_classic(text: &str) -> Result<Lock, LockError> {
     }
     let mut descriptors: HashMap<String, String> = HashMap::new();
     let mut keyed: Vec<(String, String, Map<String, Value>)> = Vec::new();
-    for (list, fields) in blocks {
-        let first = list.first().cloned().unwrap_or_default();
-        let (name, _) = split_descriptor(&first);
+    let name_version = |list: &[String], fields: &Map<String, Value>| {
+        let (name, _) = split_descriptor(list.first().map_or("", String::as_str));
         let version = fields
             .get("version")
             .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let key = format!("{name}@{version}");
+            .unwrap_or_default();
+        (name.clone(), format!("{name}@{version}"))
+    };
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (list, fields) in &blocks {
+        *seen.entry(name_version(list, fields).1).or_default() += 1;
+    }
+    for (list, fields) in blocks {
+        let (name, plain) = name_version(&list, &fields);
+        // Two sources of one name and version (two git commits): told apart by their source.
+        let key = if seen.get(&plain).copied().unwrap_or(0) > 1 {
+            let source = fields
+                .get("resolved")
+                .and_then(Value::as_str)
+                .map_or_else(|| list.first().cloned().unwrap_or_default(), String::from);
+            format!("{plain}#{source}")
+        } else {
+            plain
+        };
         for d in list {
             descriptors.insert(d, key.clone());
         }
@@ -157,6 +190,7 @@ fn read_classic(text: &str) -> Result<Lock, LockError> {
     }
     let mut lock = Lock {
         classic: Some(descriptors.clone()),
+        attribute_every_change: true,
         ..Lock::default()
     };
     for (key, name, mut fields) in keyed {
@@ -186,6 +220,16 @@ fn read_classic(text: &str) -> Result<Lock, LockError> {
         );
     }
     Ok(lock)
+}
+
+/// `name rest` (the name possibly quoted) as (`name`, `rest`).
+fn split_first_token(line: &str) -> Option<(&str, &str)> {
+    if let Some(quoted) = line.strip_prefix('"') {
+        let end = quoted.find('"')? + 2;
+        let (name, rest) = line.split_at(end);
+        return Some((name, rest.trim_start()));
+    }
+    line.split_once(' ')
 }
 
 /// `@scope/name@npm:1.0.0` as (`@scope/name`, `npm:1.0.0`).
@@ -511,5 +555,72 @@ ms@2.1.3:
             reach(&old, &classic(CLASSIC, false), "yarn.lock", "services/a"),
             Reach::Unchanged
         );
+    }
+
+    #[test]
+    fn yarn_1_ranges_with_spaces_sources_of_one_version_and_local_packages_are_followed() {
+        let text = |safer: &str, gp: &str| {
+            format!(
+                "# yarn lockfile v1\n\n\nfdir@file:vendor/fdir:\n  version \"1.0.0\"\n\ngp@git+file:///g#main:\n  version \"1.0.0\"\n  resolved \"git+file:///g#{gp}\"\n\ngp@git+file:///g#v1:\n  version \"1.0.0\"\n  resolved \"git+file:///g#aaa\"\n\niconv-lite@0.4.24:\n  version \"0.4.24\"\n  integrity sha512-i\n  dependencies:\n    safer-buffer \">= 2.1.2 < 3\"\n\n\"safer-buffer@>= 2.1.2 < 3\", safer-buffer@^2.1.0:\n  version \"2.1.2\"\n  integrity sha512-{safer}\n"
+            )
+        };
+        let manifests = vec![
+            (String::new(), Some(r#"{"name":"root"}"#.to_string())),
+            (
+                "services/b".to_string(),
+                Some(r#"{"name":"b","dependencies":{"gp":"git+file:///g#main"}}"#.to_string()),
+            ),
+            (
+                "services/d".to_string(),
+                Some(r#"{"name":"d","dependencies":{"iconv-lite":"0.4.24","gp":"git+file:///g#v1","fdir":"file:../../vendor/fdir"}}"#.to_string()),
+            ),
+        ];
+        let read_with = |t: String| {
+            let mut l = lock(&t);
+            l.set_importers(&manifests);
+            l
+        };
+        let old = read_with(text("s1", "bbb"));
+        // d reaches safer-buffer through iconv-lite's range with spaces.
+        let safer = read_with(text("s2", "bbb"));
+        assert_ne!(
+            reach(&old, &safer, "yarn.lock", "services/d"),
+            Reach::Unchanged
+        );
+        assert_eq!(
+            reach(&old, &safer, "yarn.lock", "services/b"),
+            Reach::Unchanged
+        );
+        // Two commits of one git package, both 1.0.0: b's moved, d's did not.
+        let gp = read_with(text("s1", "ccc"));
+        assert_ne!(
+            reach(&old, &gp, "yarn.lock", "services/b"),
+            Reach::Unchanged
+        );
+        assert_eq!(
+            reach(&old, &gp, "yarn.lock", "services/d"),
+            Reach::Unchanged,
+            "file: is followed from the member's folder, not opaque"
+        );
+    }
+
+    #[test]
+    fn yarn_2_descriptors_no_key_lists_lead_to_every_entry_of_the_name() {
+        // A resolution rewrote safer-buffer: the dependent still asks for npm:^2.1.0.
+        let text = |v: &str| {
+            format!(
+                "__metadata:\n  version: 8\n\n\"a@workspace:services/a\":\n  version: 0.0.0-use.local\n  resolution: \"a@workspace:services/a\"\n  dependencies:\n    safer-buffer: \"npm:^2.1.0\"\n  languageName: unknown\n  linkType: soft\n\n\"b@workspace:services/b\":\n  version: 0.0.0-use.local\n  resolution: \"b@workspace:services/b\"\n  languageName: unknown\n  linkType: soft\n\n\"safer-buffer@npm:{v}\":\n  version: {v}\n  resolution: \"safer-buffer@npm:{v}\"\n  checksum: c{v}\n  languageName: node\n  linkType: hard\n\n\"orphan@npm:1.0.0\":\n  version: 1.0.0\n  resolution: \"orphan@npm:1.0.0\"\n  checksum: o{v}\n  languageName: node\n  linkType: hard\n"
+            )
+        };
+        let (old, new) = (lock(&text("2.1.1")), lock(&text("2.1.0")));
+        assert_ne!(
+            reach(&old, &new, "yarn.lock", "services/a"),
+            Reach::Unchanged
+        );
+        // The orphan's change reaches no member: it counts for every one, b too.
+        match reach(&old, &new, "yarn.lock", "services/b") {
+            Reach::Changed(why) => assert!(why[0].contains("judged changed"), "{why:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 }
