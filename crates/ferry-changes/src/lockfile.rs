@@ -1,6 +1,7 @@
 //! Which services a change to a lock file reaches.
 //!
-//! The root lock file of npm or pnpm workspaces changes whenever any member's dependencies do.
+//! The root lock file of npm, pnpm or Yarn workspaces changes whenever any member's dependencies
+//! do.
 //! Taken as a whole file it either redeploys every service (a global input) or none it does not
 //! name: one member's upgrade of `left-pad` would redeploy them all, or a shared package's
 //! upgrade would reach none. Read as what it is, a lock file says exactly which packages each
@@ -9,8 +10,8 @@
 //! when a changed entry lies in that closure, on either side.
 //!
 //! Read: `package-lock.json` and `npm-shrinkwrap.json` of version 2 and 3 (npm 7 and later,
-//! [`npm`]), `pnpm-lock.yaml` of version 6 and 9 ([`pnpm`]) and `yarn.lock` of Yarn 2 and
-//! later ([`yarn`]). The caller treats anything else
+//! `npm`), `pnpm-lock.yaml` of version 6 and 9 (`pnpm`) and `yarn.lock` of Yarn 1 and later
+//! (`yarn`). The caller treats anything else
 //! as a change of the whole file. Each is read once into a [`Lock`], a graph of entries; a
 //! [`LockChange`] of two versions finds the changed entries once and walks the graphs backwards
 //! from them, so judging many services costs about as much as judging one. Pure: no git, no I/O.
@@ -19,11 +20,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
 
-pub mod npm;
-pub mod pnpm;
-pub mod yarn;
+mod npm;
+mod pnpm;
+mod yarn;
 
-/// A lock file is read only up to this size; a larger one counts as changed as a whole.
+/// A lock file in the working tree is read only when it is a regular file up to this size;
+/// a larger one counts as changed as a whole. (One in a commit is read whatever its size: git
+/// holds it already.)
 pub const MAX_LOCK_FILE: u64 = 256 * 1024 * 1024;
 
 /// Past this many changed entries (a lock file written anew) a service's reason counts them
@@ -62,7 +65,7 @@ pub enum LockError {
     #[error("it cannot be parsed: {0}")]
     Unparsable(String),
     #[error(
-        "its version {0} is not one Ferry reads (npm: 2 or 3; pnpm: 6 or 9; Yarn: 2 and later)"
+        "its version {0} is not one Ferry reads (npm: 2 or 3; pnpm: 6 or 9; Yarn: 1 and later)"
     )]
     Version(String),
     #[error("its {0} is not a map of entries")]
@@ -73,7 +76,7 @@ pub enum LockError {
 
 /// One installed package, or an importer, of a lock file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// The package's name (an importer's folder, `root package` for the lock file's own).
     pub name: String,
     pub version: Option<String>,
@@ -86,8 +89,9 @@ pub struct Entry {
 /// A lock file read into a graph.
 #[derive(Debug, Clone, Default)]
 pub struct Lock {
-    /// Every entry by its key in the file (npm: its install path; pnpm: `name@version`, an
-    /// importer `importer:<folder>`).
+    /// Every entry by its key (npm: its install path; pnpm: `name@version(peers)`; Yarn 2+:
+    /// its resolution; Yarn 1: `name@version`; an importer of pnpm and Yarn 1:
+    /// `importer:<folder>`).
     entries: HashMap<String, Entry>,
     /// Entry → the entries its dependencies resolve to (a link: the member it leads to).
     deps: HashMap<String, Vec<String>>,
@@ -198,13 +202,14 @@ impl Lock {
     }
 
     /// The importer folders (relative to the lock file's folder, `""` for it).
-    pub fn importer_folders(&self) -> impl Iterator<Item = &str> {
+    #[cfg(test)]
+    pub(crate) fn importer_folders(&self) -> impl Iterator<Item = &str> {
         self.importers.keys().map(String::as_str)
     }
 
     /// The importers whose packages code in the folder `dir` (relative to the lock file's
     /// folder) may load: the members at or below it, and every member above it up to the root.
-    pub fn importers_for(&self, dir: &str) -> Vec<String> {
+    pub(crate) fn importers_for(&self, dir: &str) -> Vec<String> {
         let mut out: BTreeSet<String> = BTreeSet::new();
         // Above: the root and each folder holding `dir`.
         let mut above = dir;
@@ -234,7 +239,8 @@ impl Lock {
     }
 
     /// The keys of every entry the importers at `folders` reach, theirs included.
-    pub fn closure(&self, folders: &[String]) -> BTreeSet<String> {
+    #[cfg(test)]
+    pub(crate) fn closure(&self, folders: &[String]) -> BTreeSet<String> {
         let mut seen = BTreeSet::new();
         let mut todo: Vec<&str> = folders
             .iter()
@@ -375,6 +381,12 @@ impl<'a> LockChange<'a> {
                 "{file} names a package the lock file does not hold (a workspace package whose folder the service's inputs do not name?): judged changed"
             )]);
         }
+        if self.unattributed && self.changed.len() > NAMED_CHANGES {
+            return Reach::Changed(vec![format!(
+                "{} locked packages changed (the lock file was written anew): judged changed",
+                self.changed.len()
+            )]);
+        }
         if self.unattributed {
             return Reach::Changed(vec![
                 "a package no workspace member leads to changed (a patched, file: or portal: package, or a member no service's folder holds): judged changed".to_string(),
@@ -440,7 +452,7 @@ impl<'a> LockChange<'a> {
                         first.insert(format!("{} {a} → {b}", new.name));
                     }
                     _ if old.content == new.content => {
-                        then.insert(format!("{} (moved in node_modules)", new.name));
+                        then.insert(format!("{} (moved)", new.name));
                     }
                     _ => {
                         then.insert(format!("{} (changed)", new.name));
@@ -566,7 +578,8 @@ pub enum Reach {
 }
 
 /// [`LockChange::reach`] of one service whose code lies in `folder`, for a single question.
-pub fn reach(old: &Lock, new: &Lock, lock_path: &str, folder: &str) -> Reach {
+#[cfg(test)]
+pub(crate) fn reach(old: &Lock, new: &Lock, lock_path: &str, folder: &str) -> Reach {
     LockChange::new(old, new).reach(lock_path, &[folder])
 }
 

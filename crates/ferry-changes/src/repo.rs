@@ -262,10 +262,18 @@ impl Repo {
     /// The paths by which the working tree differs from HEAD (staged, unstaged or untracked),
     /// leaving out Ferry's own output folder. A repository without a commit is all dirty: `.`.
     pub fn dirty_paths(&self) -> Result<BTreeSet<String>, ChangesError> {
+        Ok(self.dirty_changes()?.paths)
+    }
+
+    /// [`Repo::dirty_paths`], with which of them are submodules.
+    pub fn dirty_changes(&self) -> Result<ChangedPaths, ChangesError> {
         let Some(head) = self.head_commit() else {
-            return Ok(BTreeSet::from([".".to_string()]));
+            return Ok(ChangedPaths {
+                paths: BTreeSet::from([".".to_string()]),
+                ..ChangedPaths::default()
+            });
         };
-        Ok(self.diff_to_workdir(head)?.paths)
+        self.diff_to_workdir(head)
     }
 
     /// The paths that differ between `base` and `head`.
@@ -531,9 +539,14 @@ impl Repo {
                 changed.submodules.insert(dir);
                 continue;
             }
-            // A file is no submodule; only a path gone from the disk needs a look at HEAD.
-            let submodule = match self.root.join(&p).symlink_metadata() {
-                Ok(m) => m.is_dir(),
+            // A file is no submodule, nor a folder that is no repository (a file replaced by a
+            // folder); only a path gone from the disk needs a look at HEAD.
+            let full = self.root.join(&p);
+            let submodule = match full.symlink_metadata() {
+                Ok(m) => {
+                    m.is_dir()
+                        && (full.join(".git").symlink_metadata().is_ok() || gitlink_at_head(&p))
+                }
                 Err(_) => gitlink_at_head(&p),
             };
             if submodule {
@@ -616,6 +629,49 @@ impl Repo {
                 std::fs::read_to_string(full).ok()
             }
         }
+    }
+
+    /// The folders at or below `dir` that hold a file named `name` at `commit` (not inside
+    /// `node_modules`), repository relative, sorted.
+    pub fn folders_holding(&self, commit: Oid, dir: &str, name: &str) -> Vec<String> {
+        let Some(tree) = self
+            .repo
+            .find_commit(commit)
+            .ok()
+            .and_then(|c| c.tree().ok())
+        else {
+            return Vec::new();
+        };
+        let sub = if dir.is_empty() {
+            Some(tree)
+        } else {
+            tree.get_path(Path::new(dir))
+                .ok()
+                .and_then(|e| self.repo.find_tree(e.id()).ok())
+        };
+        let Some(sub) = sub else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let _ = sub.walk(git2::TreeWalkMode::PreOrder, |folder, entry| {
+            if entry.name().ok() == Some("node_modules") {
+                return git2::TreeWalkResult::Skip;
+            }
+            if entry.name().ok() == Some(name) && entry.kind() == Some(git2::ObjectType::Blob) {
+                let folder = folder.trim_end_matches('/');
+                let full = [dir, folder]
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push(full);
+            }
+            git2::TreeWalkResult::Ok
+        });
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The text of `path` at `commit`, if it exists and is UTF-8.

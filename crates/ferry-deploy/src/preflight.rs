@@ -13,9 +13,15 @@ use crate::Source;
 #[non_exhaustive]
 pub enum PreflightError {
     #[error(
-        "stage `{stage}` is protected and the working tree has uncommitted changes ({paths}); commit or stash them, so that what is deployed is a commit (a submodule checked out at another commit than HEAD records: `git submodule update --recursive`)"
+        "stage `{stage}` is protected and the working tree has uncommitted changes ({paths}); commit or stash them, so that what is deployed is a commit{}",
+        if .submodules.is_empty() { String::new() } else { format!(" (submodules at another commit than HEAD records or with changes of their own, {}: `git submodule update --recursive` checks out what HEAD records)", .submodules) }
     )]
-    DirtyProtected { stage: String, paths: String },
+    DirtyProtected {
+        stage: String,
+        paths: String,
+        /// Those of the paths that are submodules.
+        submodules: String,
+    },
     #[error(
         "stage `{stage}` is protected and {root} is not a git repository, so nothing tells which commit would be deployed; deploy it from a git checkout"
     )]
@@ -25,8 +31,12 @@ pub enum PreflightError {
 /// The working tree a deploy starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tree {
-    /// A git checkout, with the paths that differ from its HEAD (Ferry's own output left out).
-    Git { dirty: Vec<String> },
+    /// A git checkout, with the paths that differ from its HEAD (Ferry's own output left out)
+    /// and which of them are submodules.
+    Git {
+        dirty: Vec<String>,
+        submodules: Vec<String>,
+    },
     /// Not a git repository (e.g. a CodePipeline source zip).
     NotGit,
 }
@@ -58,10 +68,13 @@ pub fn preflight_tree(ws: &Workspace, stage: &Stage, tree: &Tree) -> Result<(), 
             stage: stage.name.clone(),
             root: ws.root.display().to_string(),
         }),
-        Tree::Git { dirty } if !dirty.is_empty() => Err(PreflightError::DirtyProtected {
-            stage: stage.name.clone(),
-            paths: ferry_manifest::first_few(dirty, 10),
-        }),
+        Tree::Git { dirty, submodules } if !dirty.is_empty() => {
+            Err(PreflightError::DirtyProtected {
+                stage: stage.name.clone(),
+                paths: ferry_manifest::first_few(dirty, 10),
+                submodules: ferry_manifest::first_few(submodules, 5),
+            })
+        }
         Tree::Git { .. } => Ok(()),
     }
 }
@@ -85,19 +98,17 @@ impl Tree {
             };
             return Ok((Tree::NotGit, source));
         };
-        let dirty: Vec<String> = repo
-            .dirty_paths()
-            .map_err(|source| TreeError {
-                root: ws.root.clone(),
-                source,
-            })?
-            .into_iter()
-            .collect();
+        let changes = repo.dirty_changes().map_err(|source| TreeError {
+            root: ws.root.clone(),
+            source,
+        })?;
+        let dirty: Vec<String> = changes.paths.into_iter().collect();
         let source = Source {
             commit: commit_of(Some(&repo), ci),
             dirty: !dirty.is_empty(),
         };
-        Ok((Tree::Git { dirty }, source))
+        let submodules = changes.submodules.into_iter().collect();
+        Ok((Tree::Git { dirty, submodules }, source))
     }
 }
 
@@ -112,4 +123,51 @@ fn commit_of(repo: Option<&Repo>, ci: &CiContext) -> String {
         .map(|c| c.to_string())
         .or_else(|| ci.commit.clone())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_protected_stage_names_dirty_submodules_and_the_command_only_when_there_are_some() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ferry.toml"),
+            "[project]\nname = \"p\"\n\n[stages.prod]\nregion = \"us-east-1\"\nprotected = true\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("services/a")).unwrap();
+        std::fs::write(
+            dir.path().join("services/a/service.toml"),
+            "[service]\ntemplate = \"template.yaml\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("services/a/template.yaml"),
+            "Resources: {}\n",
+        )
+        .unwrap();
+        let ws = ferry_manifest::load(dir.path()).unwrap();
+        let stage = ws.stage("prod").unwrap();
+        let dirty = |paths: &[&str], subs: &[&str]| Tree::Git {
+            dirty: paths.iter().map(|p| p.to_string()).collect(),
+            submodules: subs.iter().map(|p| p.to_string()).collect(),
+        };
+        let plain = preflight_tree(&ws, &stage, &dirty(&["a.txt"], &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(!plain.contains("submodule"), "{plain}");
+        let sub = preflight_tree(
+            &ws,
+            &stage,
+            &dirty(&["a.txt", "libs/common"], &["libs/common"]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            sub.contains("(submodules at another commit than HEAD records or with changes of their own, libs/common: `git submodule update --recursive`"),
+            "{sub}"
+        );
+    }
 }

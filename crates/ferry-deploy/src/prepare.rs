@@ -262,8 +262,12 @@ fn not_checked_out(missing: &BTreeMap<String, Vec<String>>) -> String {
             .into_iter(),
     );
     let services = quoted(&mut missing.keys());
-    let (named, its) = if submodules.len() == 1 {
-        (format!("the git submodule {} is", submodules[0]), "its")
+    let (named, its, folder) = if submodules.len() == 1 {
+        (
+            format!("the git submodule {} is", submodules[0]),
+            "its",
+            "its folder is",
+        )
     } else {
         (
             format!(
@@ -271,10 +275,11 @@ fn not_checked_out(missing: &BTreeMap<String, Vec<String>>) -> String {
                 ferry_manifest::first_few(&submodules, 5)
             ),
             "their",
+            "their folders are",
         )
     };
     format!(
-        "{named} not checked out here (its folder is empty or missing), so the package of {} would be made without {its} files: run `git submodule update --init --recursive` first (CodeBuild: `git-submodules-config: fetch-submodules: true` in the project's source; GitHub Actions: `submodules: recursive` for actions/checkout)",
+        "{named} not checked out here ({folder} empty or missing), so the package of {} would be made without {its} files: run `git submodule update --init --recursive` first (CodeBuild: `git-submodules-config: fetch-submodules: true` in the project's source; GitHub Actions: `submodules: recursive` for actions/checkout)",
         ferry_manifest::first_few(&services, 5)
     )
 }

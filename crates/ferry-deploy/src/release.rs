@@ -434,10 +434,7 @@ pub(crate) fn checkout_inputs(
                 Ok(ferry_changes::InputsAt::Same) => None,
                 Ok(ferry_changes::InputsAt::Differ(parts)) => {
                     let parts = lock_files_that_matter(&repo, &r.commit, i, parts, &mut read);
-                    (!parts.is_empty()).then(|| format!(
-                    "these inputs differ in this checkout: {}",
-                    first_few(&parts)
-                    ))
+                    (!parts.is_empty()).then(|| inputs_differ(&parts))
                 }
                 Ok(ferry_changes::InputsAt::Uncommitted(paths)) => Some(format!(
                     "its inputs have uncommitted changes in this checkout: {} (a build that rewrites a tracked file, such as `npm install` rewriting package-lock.json, does this: use `npm ci`)",
@@ -452,9 +449,14 @@ pub(crate) fn checkout_inputs(
         .collect())
 }
 
-/// `parts` (input folders or files whose ids differ) without the lock files whose change
-/// since `commit` leaves what the service in `dir` installs as it was (another member's
-/// upgrade): the service compiles as it did. A lock file that cannot be read on either side
+fn inputs_differ(parts: &[String]) -> String {
+    format!("these inputs differ in this checkout: {}", first_few(parts))
+}
+
+/// `parts` (input folders or files whose ids differ) without the lock files (a global input,
+/// or one `inputs` names) whose change since `commit` leaves what `service` installs as it was
+/// (another member's upgrade): the service compiles as it did. A lock file that cannot be read
+/// on either side, or a Yarn 1 lock file (which needs its members' package.json files),
 /// stays.
 fn lock_files_that_matter(
     repo: &ferry_changes::Repo,

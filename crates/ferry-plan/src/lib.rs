@@ -125,9 +125,10 @@ pub enum Reason {
     Changed { paths: Vec<String> },
     /// A global input changed: it affects every service.
     GlobalInput { paths: Vec<String> },
-    /// An npm lock file changed what the service installs: an entry its packages reach (its own
-    /// workspace member's dependencies, followed through node's resolution, and the root's)
-    /// differs. `packages`: `left-pad 1.3.0 → 1.3.1`, `is-odd (added)`, …
+    /// A lock file (npm, pnpm or Yarn) changed what the service installs: an entry the
+    /// workspace members serving its folders reach, through the package manager's resolution
+    /// and workspace links, differs. `packages`: `left-pad 1.3.0 → 1.3.1`,
+    /// `is-odd 3.0.0 (added)`, …
     LockedDependencies {
         lockfile: String,
         packages: Vec<String>,
@@ -200,7 +201,8 @@ pub struct PathOwners {
     pub services: Vec<String>,
     pub global: bool,
     /// A lock file read as what it locks: `services` are those whose installed packages it
-    /// changes (a global one affects no other).
+    /// changes, and those outside its folder, for which the whole file counts (a global one
+    /// affects no other).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lock_file: bool,
 }

@@ -1,6 +1,6 @@
-//! Lock files read as what they lock: a changed `package-lock.json`, `pnpm-lock.yaml` or `yarn.lock` reaches
-//! the services whose installed packages it changes, not every service that names the file (see
-//! [`ferry_changes::lockfile`]).
+//! Lock files read as what they lock: a changed `package-lock.json`, `pnpm-lock.yaml` or
+//! `yarn.lock` reaches the services whose installed packages it changes, not every service
+//! that names the file (see [`ferry_changes::lockfile`]).
 
 use std::collections::BTreeMap;
 
@@ -10,7 +10,7 @@ use ferry_manifest::{Affected, Workspace};
 
 use crate::Reason;
 
-/// What the changed npm lock files do to the services of one base group.
+/// What the changed lock files do to the services of one base group.
 #[derive(Debug, Default)]
 pub(crate) struct LockReach {
     /// Service → reasons from lock files, besides its changed paths.
@@ -62,9 +62,28 @@ pub(crate) fn refine(
                     .is_some_and(|paths| paths.contains(&path));
                 ws.service(name).filter(|_| global || own)
             });
-            let folders: Vec<String> = affected_services
+            let mut folders: Vec<String> = affected_services
                 .flat_map(|s| lockfile::service_folders(&s.dir, &s.inputs))
                 .collect();
+            // And the members inside those folders (`services/a/fn/x/package.json`), at the
+            // base and at the head.
+            let head_commit = match head {
+                Head::Rev(rev) => repo.resolve(rev),
+                Head::WorkingTree => repo.head_commit(),
+            };
+            let below: Vec<String> = folders
+                .iter()
+                .flat_map(|f| {
+                    [Some(base), head_commit]
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|c| repo.folders_holding(c, f, "package.json"))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            folders.extend(below);
+            folders.sort();
+            folders.dedup();
             let manifests = |at: &dyn Fn(&str) -> Option<String>| {
                 lockfile::importer_folders_of(&path, &folders)
                     .into_iter()

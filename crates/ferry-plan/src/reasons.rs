@@ -83,7 +83,7 @@ fn add(reasons: &mut Reasons, service: &str, reason: Reason) {
 }
 
 /// The services of one base, from what its diff affected: their own changed paths, the changed
-/// global inputs, or else unchanged since `since`. `members` are sorted; a service has one base,
+/// global inputs, the `extra` reasons lock files give them, or else unchanged since `since`. `members` are sorted; a service has one base,
 /// so none of them has reasons yet.
 pub(crate) fn from_changes(
     members: &[&str],
@@ -99,7 +99,8 @@ pub(crate) fn from_changes(
         .iter()
         .map(|m| {
             let own = affected.services.get(*m);
-            // Room for exactly its reasons (a vector grown by `push` keeps room for four).
+            // Room for its path reasons (a vector grown by `push` keeps room for four; a lock
+            // file's reasons, rare, grow it).
             let mut r = Vec::with_capacity(
                 (usize::from(own.is_some()) + usize::from(!global.is_empty())).max(1),
             );

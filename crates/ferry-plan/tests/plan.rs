@@ -1088,9 +1088,9 @@ fn a_pnpm_lock_file_is_read_the_same_way() {
 
 #[test]
 fn a_yarn_1_lock_file_is_read_with_the_services_package_json_files() {
-    let lock = |left_pad: &str| {
+    let lock = |left_pad: &str, ms: &str| {
         format!(
-            "# yarn lockfile v1\n\n\nis-odd@3.0.1:\n  version \"3.0.1\"\n  integrity sha512-o\n\nleft-pad@1.3.0:\n  version \"1.3.0\"\n  integrity sha512-{left_pad}\n"
+            "# yarn lockfile v1\n\n\nis-odd@3.0.1:\n  version \"3.0.1\"\n  integrity sha512-o\n\nleft-pad@1.3.0:\n  version \"1.3.0\"\n  integrity sha512-{left_pad}\n\nms@2.1.3:\n  version \"2.1.3\"\n  integrity sha512-{ms}\n"
         )
     };
     let r = TestRepo::new();
@@ -1109,6 +1109,11 @@ fn a_yarn_1_lock_file_is_read_with_the_services_package_json_files() {
     .write(
         "services/b/package.json",
         r#"{"name": "b", "dependencies": {"is-odd": "3.0.1"}}"#,
+    )
+    // A member inside a's folder: its packages are a's too.
+    .write(
+        "services/a/fn/package.json",
+        r#"{"name": "fn", "dependencies": {"ms": "2.1.3"}}"#,
     );
     for name in ["a", "b"] {
         r.write(&format!("services/{name}/template.yaml"), "Resources: {}\n");
@@ -1117,9 +1122,9 @@ fn a_yarn_1_lock_file_is_read_with_the_services_package_json_files() {
             "[service]\ntemplate = \"template.yaml\"\n",
         );
     }
-    r.write("yarn.lock", &lock("l1"));
+    r.write("yarn.lock", &lock("l1", "m1"));
     let base = r.commit("base").to_string();
-    r.write("yarn.lock", &lock("l2"));
+    r.write("yarn.lock", &lock("l2", "m1"));
     r.commit("left-pad again");
     let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
     assert_eq!(deploying(&p), ["a"]);
@@ -1130,4 +1135,9 @@ fn a_yarn_1_lock_file_is_read_with_the_services_package_json_files() {
             packages: vec!["left-pad (changed)".into()]
         }]
     );
+    let since = r.head().to_string();
+    r.write("yarn.lock", &lock("l2", "m2"));
+    r.commit("ms again");
+    let p = plan_of(&r, &request("dev", Some(&since))).unwrap();
+    assert_eq!(deploying(&p), ["a"], "through services/a/fn/package.json");
 }

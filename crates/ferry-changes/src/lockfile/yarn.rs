@@ -188,19 +188,34 @@ fn read_classic(text: &str) -> Result<Lock, LockError> {
         }
         keyed.push((key, name, fields));
     }
+    // As for Yarn 2: a descriptor no key lists leads to every entry of its package's name.
+    let mut by_name: HashMap<&str, Vec<String>> = HashMap::new();
+    for (key, name, _) in &keyed {
+        by_name.entry(name.as_str()).or_default().push(key.clone());
+    }
+    let lead = |dep: &str, range: &str| -> Vec<String> {
+        match descriptors.get(&format!("{dep}@{range}")) {
+            Some(found) => vec![found.clone()],
+            None => by_name.get(dep).cloned().unwrap_or_default(),
+        }
+    };
+    let edges: Vec<Vec<String>> = keyed
+        .iter()
+        .map(|(_, _, fields)| {
+            ["dependencies", "optionalDependencies"]
+                .iter()
+                .filter_map(|kind| fields.get(*kind).and_then(Value::as_object))
+                .flatten()
+                .flat_map(|(dep, range)| lead(dep, range.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .collect();
     let mut lock = Lock {
         classic: Some(descriptors.clone()),
         attribute_every_change: true,
         ..Lock::default()
     };
-    for (key, name, mut fields) in keyed {
-        let deps = ["dependencies", "optionalDependencies"]
-            .iter()
-            .filter_map(|kind| fields.get(*kind).and_then(Value::as_object))
-            .flatten()
-            .filter_map(|(dep, range)| descriptors.get(&format!("{dep}@{}", range.as_str()?)))
-            .cloned()
-            .collect();
+    for ((key, name, mut fields), deps) in keyed.into_iter().zip(edges) {
         // The checksum names the bytes; where they were downloaded from does not.
         if fields.contains_key("integrity") {
             fields.remove("resolved");
