@@ -1,7 +1,7 @@
 //! Which services a change to a lock file reaches.
 //!
-//! The root lock file of npm, pnpm or Yarn workspaces changes whenever any member's dependencies
-//! do.
+//! The root lock file of npm, pnpm, Yarn or Cargo workspaces changes whenever any member's
+//! dependencies do.
 //! Taken as a whole file it either redeploys every service (a global input) or none it does not
 //! name: one member's upgrade of `left-pad` would redeploy them all, or a shared package's
 //! upgrade would reach none. Read as what it is, a lock file says exactly which packages each
@@ -10,8 +10,8 @@
 //! when a changed entry lies in that closure, on either side.
 //!
 //! Read: `package-lock.json` and `npm-shrinkwrap.json` of version 2 and 3 (npm 7 and later,
-//! `npm`), `pnpm-lock.yaml` of version 6 and 9 (`pnpm`) and `yarn.lock` of Yarn 1 and later
-//! (`yarn`). The caller treats anything else
+//! `npm`), `pnpm-lock.yaml` of version 6 and 9 (`pnpm`), `yarn.lock` of Yarn 1 and later
+//! (`yarn`) and `Cargo.lock` (`cargo`). The caller treats anything else
 //! as a change of the whole file. Each is read once into a [`Lock`], a graph of entries; a
 //! [`LockChange`] of two versions finds the changed entries once and walks the graphs backwards
 //! from them, so judging many services costs about as much as judging one. Pure: no git, no I/O.
@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
 
+mod cargo;
 mod npm;
 mod pnpm;
 mod yarn;
@@ -43,6 +44,7 @@ enum Kind {
     Npm,
     Pnpm,
     Yarn,
+    Cargo,
 }
 
 fn kind_of(path: &str) -> Option<Kind> {
@@ -50,6 +52,7 @@ fn kind_of(path: &str) -> Option<Kind> {
         "package-lock.json" | "npm-shrinkwrap.json" => Some(Kind::Npm),
         "pnpm-lock.yaml" => Some(Kind::Pnpm),
         "yarn.lock" => Some(Kind::Yarn),
+        "Cargo.lock" => Some(Kind::Cargo),
         _ => None,
     }
 }
@@ -59,7 +62,7 @@ fn kind_of(path: &str) -> Option<Kind> {
 #[non_exhaustive]
 pub enum LockError {
     #[error(
-        "it is not a lock file Ferry reads (package-lock.json, npm-shrinkwrap.json, pnpm-lock.yaml, yarn.lock)"
+        "it is not a lock file Ferry reads (package-lock.json, npm-shrinkwrap.json, pnpm-lock.yaml, yarn.lock, Cargo.lock)"
     )]
     NotALockFile,
     #[error("it cannot be parsed: {0}")]
@@ -97,9 +100,9 @@ pub struct Lock {
     deps: HashMap<String, Vec<String>>,
     /// Importer folder, relative to the lock file's (`""` for that folder) → its entry's key.
     importers: BTreeMap<String, String>,
-    /// Yarn 1: each descriptor asked for (`is-number@^6.0.0`) → its entry's key. Its lock file
-    /// holds no workspaces: their `package.json` files are given ([`Lock::set_importers`]).
-    classic: Option<HashMap<String, String>>,
+    /// A lock file that does not say where its members live (Yarn 1, Cargo): their manifests
+    /// are given ([`Lock::set_importers`]).
+    manifests: Option<Manifests>,
     /// Importers with a dependency neither the lock file nor a given member holds: what they
     /// install cannot be followed.
     opaque: BTreeSet<String>,
@@ -109,6 +112,17 @@ pub struct Lock {
     attribute_every_change: bool,
 }
 
+/// What a lock file that does not say where its members live needs to read their manifests.
+#[derive(Debug, Clone)]
+pub(crate) enum Manifests {
+    /// Yarn 1: each descriptor asked for (`is-number@^6.0.0`) → its entry's key; the members'
+    /// `package.json` files are given.
+    Yarn1(HashMap<String, String>),
+    /// Cargo: each member's package name → its entry's key; the members' `Cargo.toml` files
+    /// are given.
+    Cargo(HashMap<String, String>),
+}
+
 impl Lock {
     /// Reads the lock file at `path` (its name says which kind) from `text`.
     pub fn parse(path: &str, text: &str) -> Result<Lock, LockError> {
@@ -116,6 +130,7 @@ impl Lock {
             Some(Kind::Npm) => npm::read(text),
             Some(Kind::Pnpm) => pnpm::read(text),
             Some(Kind::Yarn) => yarn::read(text),
+            Some(Kind::Cargo) => cargo::read(text),
             None => Err(LockError::NotALockFile),
         }
     }
@@ -127,19 +142,33 @@ impl Lock {
         self.entries.insert(key, entry);
     }
 
-    /// Whether the lock file holds no workspaces (Yarn 1): their `package.json` files must be
-    /// given with [`Lock::set_importers`] before it is judged.
+    /// Whether the lock file does not say where its members live (Yarn 1, Cargo): their
+    /// manifests must be given with [`Lock::set_importers`] before it is judged.
     pub fn wants_importers(&self) -> bool {
-        self.classic.is_some()
+        self.manifests.is_some()
     }
 
-    /// For a lock file without workspaces: the members' `package.json` texts by folder (relative
-    /// to the lock file's, `""` for the root; `None` where there is none). A dependency leads to
-    /// the entry its descriptor names, else to a given member of that name; one that leads
-    /// nowhere makes its importer opaque (judged changed by any change of the file).
+    /// The manifest file a member of this lock file has (`package.json`, `Cargo.toml`), when
+    /// it [wants importers](Lock::wants_importers).
+    pub fn manifest_name(&self) -> Option<&'static str> {
+        match self.manifests {
+            Some(Manifests::Yarn1(_)) => Some("package.json"),
+            Some(Manifests::Cargo(_)) => Some("Cargo.toml"),
+            None => None,
+        }
+    }
+
+    /// For a lock file that does not say where its members live: the members' manifests by
+    /// folder (relative to the lock file's, `""` for the root; `None` where there is none).
+    /// Yarn 1: a dependency leads to the entry its descriptor names, else to a given member of
+    /// that name; one that leads nowhere makes its importer opaque (judged changed by any
+    /// change of the file). Cargo: a folder's package is the member of its name; one the lock
+    /// file does not hold is opaque.
     pub fn set_importers(&mut self, manifests: &[(String, Option<String>)]) {
-        let Some(descriptors) = self.classic.clone() else {
-            return;
+        let descriptors = match self.manifests.clone() {
+            Some(Manifests::Yarn1(d)) => d,
+            Some(Manifests::Cargo(members)) => return self.set_cargo_members(&members, manifests),
+            None => return,
         };
         let parsed: Vec<(&String, Value)> = manifests
             .iter()
@@ -198,6 +227,33 @@ impl Lock {
                 },
                 deps,
             );
+        }
+    }
+
+    /// Cargo: each folder's `Cargo.toml` names its package, which is the member of that name.
+    fn set_cargo_members(
+        &mut self,
+        members: &HashMap<String, String>,
+        manifests: &[(String, Option<String>)],
+    ) {
+        for (dir, text) in manifests {
+            let Some(text) = text else { continue };
+            let name = toml::de::DeTable::parse(text).ok().and_then(|doc| {
+                let package = doc.get_ref().get("package")?.get_ref().as_table()?;
+                package.get("name")?.get_ref().as_str().map(String::from)
+            });
+            match name {
+                // A workspace's own Cargo.toml without a package: nothing of its own to load.
+                None if !text.contains("[package]") => {}
+                Some(name) if members.contains_key(&name) => {
+                    self.importers.insert(dir.clone(), members[&name].clone());
+                }
+                _ => {
+                    let key = format!("importer:{dir}");
+                    self.opaque.insert(key.clone());
+                    self.importers.insert(dir.clone(), key);
+                }
+            }
         }
     }
 
@@ -363,10 +419,15 @@ impl<'a> LockChange<'a> {
                 }
             }
         }
+        // No member serves the service's folders (a Rust service built from a crate its inputs
+        // do not name): the lock file says nothing Ferry can tie to it, so it counts whole.
+        if keys.is_empty() {
+            return Reach::Outside;
+        }
         if self.changed.is_empty() {
             return Reach::Unchanged;
         }
-        // Yarn 1: what cannot be followed is judged changed.
+        // Yarn 1, Cargo: what cannot be followed is judged changed.
         if let Some(k) = keys
             .iter()
             .find(|k| self.old.opaque.contains(**k) || self.new.opaque.contains(**k))
@@ -533,11 +594,16 @@ impl LockChange<'_> {
     }
 }
 
-/// For a lock file without workspaces (Yarn 1): the folders whose `package.json` may hold a
-/// member serving code in `folders` (repository relative): each folder inside the lock file's
-/// and every folder above it up to the lock file's. As (relative to the lock file's folder,
-/// the `package.json`'s repository-relative path).
-pub fn importer_folders_of(lock_path: &str, folders: &[String]) -> Vec<(String, String)> {
+/// For a lock file that does not say where its members live (Yarn 1, Cargo): the folders
+/// whose `manifest` (`package.json`, `Cargo.toml`) may hold a member serving code in `folders`
+/// (repository relative): each folder inside the lock file's and every folder above it up to
+/// the lock file's. As (relative to the lock file's folder, the manifest's repository-relative
+/// path).
+pub fn importer_folders_of(
+    lock_path: &str,
+    folders: &[String],
+    manifest: &str,
+) -> Vec<(String, String)> {
     let lock_dir = lock_path.rsplit_once('/').map_or("", |(d, _)| d);
     let mut out: BTreeSet<String> = BTreeSet::new();
     for f in folders {
@@ -555,7 +621,7 @@ pub fn importer_folders_of(lock_path: &str, folders: &[String]) -> Vec<(String, 
     }
     out.into_iter()
         .map(|rel| {
-            let file = [lock_dir, rel.as_str(), "package.json"]
+            let file = [lock_dir, rel.as_str(), manifest]
                 .iter()
                 .filter(|p| !p.is_empty())
                 .copied()

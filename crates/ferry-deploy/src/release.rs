@@ -456,8 +456,7 @@ fn inputs_differ(parts: &[String]) -> String {
 /// `parts` (input folders or files whose ids differ) without the lock files (a global input,
 /// or one `inputs` names) whose change since `commit` leaves what `service` installs as it was
 /// (another member's upgrade): the service compiles as it did. A lock file that cannot be read
-/// on either side, or a Yarn 1 lock file (which needs its members' package.json files),
-/// stays.
+/// on either side, or one that needs its members' manifests (Yarn 1, Cargo), stays.
 fn lock_files_that_matter(
     repo: &ferry_changes::Repo,
     commit: &str,
@@ -477,7 +476,8 @@ fn lock_files_that_matter(
             let then = read.at(repo, Some(commit), part);
             let now = read.at(repo, None, part);
             match (then, now) {
-                (Some(then), Some(now)) => {
+                // One that needs its members' manifests (Yarn 1, Cargo) counts as a whole here.
+                (Some(then), Some(now)) if !then.wants_importers() && !now.wants_importers() => {
                     LockChange::new(&then, &now).reach(part, &folders) != Reach::Unchanged
                 }
                 _ => true,

@@ -1,5 +1,5 @@
-//! Lock files read as what they lock: a changed `package-lock.json`, `pnpm-lock.yaml` or
-//! `yarn.lock` reaches the services whose installed packages it changes, not every service
+//! Lock files read as what they lock: a changed `package-lock.json`, `pnpm-lock.yaml`,
+//! `yarn.lock` or `Cargo.lock` reaches the services whose installed packages it changes, not every service
 //! that names the file (see [`ferry_changes::lockfile`]).
 
 use std::collections::BTreeMap;
@@ -52,9 +52,10 @@ pub(crate) fn refine(
             continue;
         };
         let global = affected.global.contains(&path);
-        if old.wants_importers() {
-            // Yarn 1 lists no workspaces: the package.json files of the services' folders, of
-            // the folders their inputs name, and of the folders above them.
+        if let Some(manifest) = old.manifest_name().or(new.manifest_name()) {
+            // Yarn 1 and Cargo do not say where their members live: the manifests of the
+            // services' folders, of the folders their inputs name, and of the folders above
+            // and below them.
             let affected_services = members.iter().filter_map(|name| {
                 let own = affected
                     .services
@@ -77,7 +78,7 @@ pub(crate) fn refine(
                     [Some(base), head_commit]
                         .into_iter()
                         .flatten()
-                        .flat_map(|c| repo.folders_holding(c, f, "package.json"))
+                        .flat_map(|c| repo.folders_holding(c, f, manifest))
                         .collect::<Vec<_>>()
                 })
                 .collect();
@@ -85,7 +86,7 @@ pub(crate) fn refine(
             folders.sort();
             folders.dedup();
             let manifests = |at: &dyn Fn(&str) -> Option<String>| {
-                lockfile::importer_folders_of(&path, &folders)
+                lockfile::importer_folders_of(&path, &folders, manifest)
                     .into_iter()
                     .map(|(rel, repo_path)| (rel, at(&repo_path)))
                     .collect::<Vec<_>>()

@@ -1141,3 +1141,65 @@ fn a_yarn_1_lock_file_is_read_with_the_services_package_json_files() {
     let p = plan_of(&r, &request("dev", Some(&since))).unwrap();
     assert_eq!(deploying(&p), ["a"], "through services/a/fn/package.json");
 }
+
+#[test]
+fn a_cargo_lock_reaches_the_rust_services_whose_crates_it_changes() {
+    let lock = |itoa: &str| {
+        format!(
+            "version = 4\n\n[[package]]\nname = \"itoa\"\nversion = \"{itoa}\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"c{itoa}\"\n\n[[package]]\nname = \"orders\"\nversion = \"0.1.0\"\ndependencies = [\n \"shared\",\n]\n\n[[package]]\nname = \"payments\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"shared\"\nversion = \"0.1.0\"\ndependencies = [\n \"itoa\",\n]\n"
+        )
+    };
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\nglobal-inputs = [\"ferry.toml\", \"Cargo.lock\"]\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    )
+    .write(
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"services/orders\", \"services/payments\", \"crates/shared\"]\n",
+    )
+    .write(
+        "services/orders/Cargo.toml",
+        "[package]\nname = \"orders\"\nversion = \"0.1.0\"\n",
+    )
+    .write(
+        "services/payments/Cargo.toml",
+        "[package]\nname = \"payments\"\nversion = \"0.1.0\"\n",
+    )
+    .write(
+        "crates/shared/Cargo.toml",
+        "[package]\nname = \"shared\"\nversion = \"0.1.0\"\n",
+    );
+    for (name, extra) in [
+        ("orders", "inputs = [\"crates/shared/**\"]\n"),
+        ("payments", ""),
+        ("web", ""),
+    ] {
+        r.write(&format!("services/{name}/template.yaml"), "Resources: {}\n");
+        r.write(
+            &format!("services/{name}/service.toml"),
+            &format!("[service]\ntemplate = \"template.yaml\"\n{extra}"),
+        );
+    }
+    r.write("Cargo.lock", &lock("1.0.11"));
+    let base = r.commit("base").to_string();
+    r.write("Cargo.lock", &lock("1.0.12"));
+    r.commit("cargo update -p itoa");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    // orders, through the shared crate its inputs name; web has no crate here, so the lock
+    // file counts whole for it; payments uses no itoa.
+    assert_eq!(deploying(&p), ["orders", "web"]);
+    assert_eq!(
+        p.service("orders").unwrap().reasons,
+        vec![Reason::LockedDependencies {
+            lockfile: "Cargo.lock".into(),
+            packages: vec!["itoa 1.0.11 → 1.0.12".into()]
+        }]
+    );
+    assert_eq!(
+        p.service("web").unwrap().reasons,
+        vec![Reason::GlobalInput {
+            paths: vec!["Cargo.lock".into()]
+        }]
+    );
+}

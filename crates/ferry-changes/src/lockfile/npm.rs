@@ -347,7 +347,8 @@ mod tests {
         assert!(super::super::is_lock_file("apps/web/npm-shrinkwrap.json"));
         assert!(super::super::is_lock_file("pnpm-lock.yaml"));
         assert!(super::super::is_lock_file("yarn.lock"));
-        assert!(!super::super::is_lock_file("Cargo.lock"));
+        assert!(super::super::is_lock_file("Cargo.lock"));
+        assert!(!super::super::is_lock_file("poetry.lock"));
         assert!(!super::super::is_lock_file("my-package-lock.json"));
     }
 

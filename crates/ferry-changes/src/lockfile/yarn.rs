@@ -211,7 +211,7 @@ fn read_classic(text: &str) -> Result<Lock, LockError> {
         })
         .collect();
     let mut lock = Lock {
-        classic: Some(descriptors.clone()),
+        manifests: Some(super::Manifests::Yarn1(descriptors.clone())),
         attribute_every_change: true,
         ..Lock::default()
     };
