@@ -11,7 +11,7 @@
 //!
 //! Read: `package-lock.json` and `npm-shrinkwrap.json` of version 2 and 3 (npm 7 and later,
 //! `npm`), `pnpm-lock.yaml` of version 6 and 9 (`pnpm`), `yarn.lock` of Yarn 1 and later
-//! (`yarn`) and `Cargo.lock` (`cargo`). The caller treats anything else
+//! (`yarn`), `Cargo.lock` (`cargo`) and `uv.lock` (`uv`). The caller treats anything else
 //! as a change of the whole file. Each is read once into a [`Lock`], a graph of entries; a
 //! [`LockChange`] of two versions finds the changed entries once and walks the graphs backwards
 //! from them, so judging many services costs about as much as judging one. Pure: no git, no I/O.
@@ -23,6 +23,7 @@ use serde_json::Value;
 mod cargo;
 mod npm;
 mod pnpm;
+mod uv;
 mod yarn;
 
 /// A lock file in the working tree is read only when it is a regular file up to this size;
@@ -45,6 +46,7 @@ enum Kind {
     Pnpm,
     Yarn,
     Cargo,
+    Uv,
 }
 
 fn kind_of(path: &str) -> Option<Kind> {
@@ -53,6 +55,7 @@ fn kind_of(path: &str) -> Option<Kind> {
         "pnpm-lock.yaml" => Some(Kind::Pnpm),
         "yarn.lock" => Some(Kind::Yarn),
         "Cargo.lock" => Some(Kind::Cargo),
+        "uv.lock" => Some(Kind::Uv),
         _ => None,
     }
 }
@@ -62,7 +65,7 @@ fn kind_of(path: &str) -> Option<Kind> {
 #[non_exhaustive]
 pub enum LockError {
     #[error(
-        "it is not a lock file Ferry reads (package-lock.json, npm-shrinkwrap.json, pnpm-lock.yaml, yarn.lock, Cargo.lock)"
+        "it is not a lock file Ferry reads (package-lock.json, npm-shrinkwrap.json, pnpm-lock.yaml, yarn.lock, Cargo.lock, uv.lock)"
     )]
     NotALockFile,
     #[error("it cannot be parsed: {0}")]
@@ -131,6 +134,7 @@ impl Lock {
             Some(Kind::Pnpm) => pnpm::read(text),
             Some(Kind::Yarn) => yarn::read(text),
             Some(Kind::Cargo) => cargo::read(text),
+            Some(Kind::Uv) => uv::read(text),
             None => Err(LockError::NotALockFile),
         }
     }

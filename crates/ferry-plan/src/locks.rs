@@ -1,5 +1,5 @@
 //! Lock files read as what they lock: a changed `package-lock.json`, `pnpm-lock.yaml`,
-//! `yarn.lock` or `Cargo.lock` reaches the services whose installed packages it changes, not every service
+//! `yarn.lock`, `Cargo.lock` or `uv.lock` reaches the services whose installed packages it changes, not every service
 //! that names the file (see [`ferry_changes::lockfile`]).
 
 use std::collections::BTreeMap;
