@@ -109,10 +109,13 @@ pub struct Lock {
     /// Importers with a dependency neither the lock file nor a given member holds: what they
     /// install cannot be followed.
     opaque: BTreeSet<String>,
-    /// Yarn: a changed entry no importer reaches still counts for every service (Yarn links a
-    /// patched, `file:` or `portal:` package in ways a reader may not follow; npm and pnpm list
-    /// every edge, and an entry none reaches is not installed).
+    /// Yarn, Cargo: a changed entry no importer (nor root) reaches still counts for every
+    /// service (Yarn links a patched, `file:` or `portal:` package in ways a reader may not
+    /// follow; npm and pnpm list every edge, and an entry none reaches is not installed).
     attribute_every_change: bool,
+    /// Entries that use what they reach although no service is theirs (Cargo: every member,
+    /// `xtask` too): a change reaching one is accounted for.
+    roots: BTreeSet<String>,
 }
 
 /// What a lock file that does not say where its members live needs to read their manifests.
@@ -360,6 +363,12 @@ impl<'a> LockChange<'a> {
             .chain(new.importers.values())
             .map(String::as_str)
             .collect();
+        let roots: BTreeSet<&str> = old
+            .roots
+            .iter()
+            .chain(&new.roots)
+            .map(String::as_str)
+            .collect();
         let mut reached: HashMap<String, BTreeSet<String>> = HashMap::new();
         // Backwards from the changed entries to the importers that reach them: one walk per
         // changed entry, or one for all of them past NAMED_CHANGES.
@@ -381,7 +390,7 @@ impl<'a> LockChange<'a> {
                     todo.extend(side.get(key).into_iter().flatten().copied());
                 }
             }
-            let mut any = false;
+            let mut any = seen.iter().any(|k| roots.contains(k));
             for importer in seen.into_iter().filter(|k| importer_keys.contains(k)) {
                 any = true;
                 reached
@@ -437,10 +446,15 @@ impl<'a> LockChange<'a> {
             .find(|k| self.old.opaque.contains(**k) || self.new.opaque.contains(**k))
         {
             let dir = k.trim_start_matches("importer:");
+            let manifest = self
+                .old
+                .manifest_name()
+                .or(self.new.manifest_name())
+                .unwrap_or("package.json");
             let file = if dir.is_empty() {
-                "package.json".to_string()
+                manifest.to_string()
             } else {
-                format!("{dir}/package.json")
+                format!("{dir}/{manifest}")
             };
             return Reach::Changed(vec![format!(
                 "{file} names a package the lock file does not hold (a workspace package whose folder the service's inputs do not name?): judged changed"

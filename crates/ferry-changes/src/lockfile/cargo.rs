@@ -34,13 +34,15 @@ pub(super) fn read(text: &str) -> Result<Lock, LockError> {
         let (Some(name), Some(version)) = (text("name"), text("version")) else {
             return Err(LockError::Malformed("`package` entries' name and version"));
         };
-        let dependencies: Vec<String> = match t.get("dependencies").map(|d| d.get_ref()) {
+        let mut dependencies: Vec<String> = match t.get("dependencies").map(|d| d.get_ref()) {
             Some(DeValue::Array(ds)) => ds
                 .iter()
                 .filter_map(|d| d.get_ref().as_str().map(String::from))
                 .collect(),
             _ => Vec::new(),
         };
+        // `[replace]`: what is built is the replacement.
+        dependencies.extend(text("replace"));
         out.push(Package {
             name,
             version,
@@ -50,6 +52,11 @@ pub(super) fn read(text: &str) -> Result<Lock, LockError> {
         });
     }
     Ok(cargo_lock(out))
+}
+
+/// A source without the `#commit` a git source ends with.
+fn without_commit(source: &str) -> &str {
+    source.split('#').next().unwrap_or(source)
 }
 
 struct Package {
@@ -88,13 +95,21 @@ fn cargo_lock(packages: Vec<Package>) -> Lock {
             .into_iter()
             .flatten()
             .filter(|p| version.is_none_or(|v| p.version == v))
-            .filter(|p| source.is_none_or(|s| p.source.as_deref() == Some(s)))
+            // A dependency names a git source without its `#commit`, which the package's has.
+            .filter(|p| {
+                source.is_none_or(|s| {
+                    p.source.as_deref().map(without_commit) == Some(without_commit(s))
+                })
+            })
             .map(|p| p.key())
             .collect()
     };
     let mut members: HashMap<String, String> = HashMap::new();
     let mut lock = Lock {
         manifests: Some(super::Manifests::Cargo(HashMap::new())),
+        // Every member, a service's or not (xtask), reaches what it uses: a changed entry none
+        // reaches is one Ferry failed to follow, and counts for every service.
+        attribute_every_change: true,
         ..Lock::default()
     };
     for p in &packages {
@@ -111,6 +126,7 @@ fn cargo_lock(packages: Vec<Package>) -> Lock {
             // A member: its own version installs nothing; which packages it uses is its edges.
             content.clear();
             members.insert(p.name.clone(), p.key());
+            lock.roots.insert(p.key());
         }
         let version = p.source.as_ref().map(|_| p.version.clone());
         lock.insert(
@@ -273,5 +289,51 @@ dependencies = [
         let deps = &l.deps[&members["ferry-changes"]];
         assert!(deps.iter().any(|k| k.starts_with("git2 ")), "{deps:?}");
         assert!(deps.contains(&members["ferry-manifest"]), "{deps:?}");
+    }
+
+    #[test]
+    fn git_sources_replacements_and_unfollowed_changes_are_accounted_for() {
+        // payments uses itoa from git, ship the same version from crates.io: Cargo names the
+        // git one with its source, without the commit its own entry has.
+        let text = |commit: &str, replaced: &str| {
+            format!(
+                "version = 4\n\n[[package]]\nname = \"itoa\"\nversion = \"1.0.19\"\nsource = \"git+https://example.com/itoa#{commit}\"\n\n[[package]]\nname = \"itoa\"\nversion = \"1.0.19\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"c\"\n\n[[package]]\nname = \"payments\"\nversion = \"0.1.0\"\ndependencies = [\n \"itoa 1.0.19 (git+https://example.com/itoa)\",\n]\n\n[[package]]\nname = \"orders\"\nversion = \"0.1.0\"\ndependencies = [\n \"ryu\",\n]\n\n[[package]]\nname = \"ryu\"\nversion = \"1.0.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"r\"\nreplace = \"ryu 1.0.0 (git+https://example.com/ryu#{replaced})\"\n\n[[package]]\nname = \"ryu\"\nversion = \"1.0.0\"\nsource = \"git+https://example.com/ryu#{replaced}\"\n\n[[package]]\nname = \"xtask\"\nversion = \"0.1.0\"\ndependencies = [\n \"tool\",\n]\n\n[[package]]\nname = \"tool\"\nversion = \"1.0.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"{commit}\"\n"
+            )
+        };
+        let lock = |t: &str| {
+            let mut l = Lock::parse("Cargo.lock", t).unwrap();
+            l.set_importers(&[
+                (
+                    "services/payments".into(),
+                    Some("[package]\nname = \"payments\"\n".into()),
+                ),
+                (
+                    "services/orders".into(),
+                    Some("[package]\nname = \"orders\"\n".into()),
+                ),
+            ]);
+            l
+        };
+        let old = lock(&text("aaa", "r1"));
+        let git = lock(&text("bbb", "r1"));
+        assert_ne!(
+            reach(&old, &git, "Cargo.lock", "services/payments"),
+            Reach::Unchanged
+        );
+        let replaced = lock(&text("aaa", "r2"));
+        assert_ne!(
+            reach(&old, &replaced, "Cargo.lock", "services/orders"),
+            Reach::Unchanged
+        );
+        assert_eq!(
+            reach(&old, &replaced, "Cargo.lock", "services/payments"),
+            Reach::Unchanged
+        );
+        // The git commit also moved xtask's tool (its checksum): xtask is a member, so that is
+        // accounted for, and orders is not judged changed by it.
+        assert_eq!(
+            reach(&old, &git, "Cargo.lock", "services/orders"),
+            Reach::Unchanged
+        );
     }
 }

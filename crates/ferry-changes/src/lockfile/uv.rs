@@ -38,32 +38,68 @@ pub(super) fn read(text: &str) -> Result<Lock, LockError> {
             .and_then(|v| v.get_ref().as_str())
             .map(String::from)
     };
-    let key_of = |t: &Table<'_>| {
-        format!(
-            "{} {}",
-            text(t, "name").unwrap_or_default(),
-            text(t, "version").unwrap_or_default()
-        )
+    // A source as one string (`registry=https://…`, `git=https://…?rev=…#…`), to tell apart
+    // one name and version from two sources.
+    let source_of = |t: &Table<'_>| -> String {
+        match t.get("source").map(|s| s.get_ref()) {
+            Some(DeValue::Table(s)) => s
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}={}",
+                        k.get_ref(),
+                        v.get_ref().as_str().unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => String::new(),
+        }
     };
-    // Name → its entries' keys and versions.
-    let mut by_name: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    // `name version` (a member with a dynamic version has none), and its source where one
+    // name and version come from two.
+    let plain = |t: &Table<'_>| match text(t, "version") {
+        Some(v) => format!("{} {v}", text(t, "name").unwrap_or_default()),
+        None => text(t, "name").unwrap_or_default(),
+    };
+    let mut seen: HashMap<String, usize> = HashMap::new();
     for t in &packages {
-        let (Some(name), Some(version)) = (text(t, "name"), text(t, "version")) else {
-            return Err(LockError::Malformed("`package` entries' name and version"));
-        };
-        by_name.entry(name).or_default().push((key_of(t), version));
+        if text(t, "name").is_none() {
+            return Err(LockError::Malformed("`package` entries' name"));
+        }
+        *seen.entry(plain(t)).or_default() += 1;
+    }
+    let key_of = |t: &Table<'_>| {
+        let p = plain(t);
+        if seen.get(&p).copied().unwrap_or(0) > 1 {
+            format!("{p} ({})", source_of(t))
+        } else {
+            p
+        }
+    };
+    // Name → its entries' keys, versions and sources.
+    type Found = (String, Option<String>, String);
+    let mut by_name: HashMap<String, Vec<Found>> = HashMap::new();
+    for t in &packages {
+        let name = text(t, "name").unwrap_or_default();
+        by_name
+            .entry(name)
+            .or_default()
+            .push((key_of(t), text(t, "version"), source_of(t)));
     }
     let lead = |dep: &Table<'_>| -> Vec<String> {
         let Some(name) = text(dep, "name") else {
             return Vec::new();
         };
         let version = text(dep, "version");
+        let source = dep.get("source").map(|_| source_of(dep));
         by_name
             .get(&name)
             .into_iter()
             .flatten()
-            .filter(|(_, v)| version.as_ref().is_none_or(|want| want == v))
-            .map(|(k, _)| k.clone())
+            .filter(|(_, v, _)| version.is_none() || v == &version)
+            .filter(|(_, _, s)| source.as_ref().is_none_or(|want| want == s))
+            .map(|(k, _, _)| k.clone())
             .collect()
     };
     let mut lock = Lock::default();
@@ -278,12 +314,28 @@ sdist = {{ url = "https://files.pythonhosted.org/six.tar.gz", hash = "sha256:s{s
             LockError::Version("(none)".into())
         );
         assert_eq!(
-            read("version = 1\n[[package]]\nname = \"x\"\n").unwrap_err(),
-            LockError::Malformed("`package` entries' name and version")
+            read("version = 1\n[[package]]\nversion = \"1\"\n").unwrap_err(),
+            LockError::Malformed("`package` entries' name")
+        );
+        // A member with a dynamic version has none: read all the same.
+        assert!(
+            read("version = 1\n[[package]]\nname = \"x\"\nsource = { virtual = \".\" }\n").is_ok()
         );
         assert!(matches!(
             read("version = 1\n[[package]\n"),
             Err(LockError::Unparsable(_))
         ));
+    }
+
+    #[test]
+    fn one_name_and_version_from_two_sources_are_two_entries() {
+        let text = |rev: &str| {
+            format!(
+                "version = 1\n\n[[package]]\nname = \"a\"\nversion = \"0.1.0\"\nsource = {{ virtual = \"services/a\" }}\ndependencies = [\n    {{ name = \"six\", version = \"1.16.0\", source = {{ git = \"https://example.com/six?rev=main#{rev}\" }}, marker = \"sys_platform == 'linux'\" }},\n]\n\n[[package]]\nname = \"b\"\nversion = \"0.1.0\"\nsource = {{ virtual = \"services/b\" }}\ndependencies = [\n    {{ name = \"six\", version = \"1.16.0\", source = {{ registry = \"https://pypi.org/simple\" }} }},\n]\n\n[[package]]\nname = \"six\"\nversion = \"1.16.0\"\nsource = {{ git = \"https://example.com/six?rev=main#{rev}\" }}\n\n[[package]]\nname = \"six\"\nversion = \"1.16.0\"\nsource = {{ registry = \"https://pypi.org/simple\" }}\nsdist = {{ hash = \"sha256:s\" }}\n"
+            )
+        };
+        let (old, new) = (lock(&text("aaa")), lock(&text("bbb")));
+        assert_ne!(reach(&old, &new, "uv.lock", "services/a"), Reach::Unchanged);
+        assert_eq!(reach(&old, &new, "uv.lock", "services/b"), Reach::Unchanged);
     }
 }
