@@ -523,9 +523,18 @@ impl<'a> LockChange<'a> {
             }
         }
         // An entry under another key (hoisted, nested, or another peer set) replaced the one
-        // of its name that is gone.
+        // of its name that is gone: of its version first, so that two versions whose peers both
+        // changed are not paired crosswise.
+        added.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
         for new in added {
-            match gone.get_mut(new.name.as_str()).and_then(Vec::pop) {
+            let replaced = gone.get_mut(new.name.as_str()).and_then(|olds| {
+                let i = olds
+                    .iter()
+                    .position(|o| o.version == new.version)
+                    .unwrap_or(olds.len().checked_sub(1)?);
+                Some(olds.remove(i))
+            });
+            match replaced {
                 Some(old) => match (&old.version, &new.version) {
                     (Some(a), Some(b)) if a != b => {
                         first.insert(format!("{} {a} → {b}", new.name));

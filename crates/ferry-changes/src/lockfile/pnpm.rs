@@ -484,4 +484,19 @@ snapshots:
             Reach::Unchanged
         );
     }
+
+    #[test]
+    fn two_versions_whose_peers_both_changed_are_named_by_version() {
+        // services/a uses devkit 19 and 21, both with nx as a peer; nx moves on.
+        let text = |nx: &str| {
+            format!(
+                "lockfileVersion: '9.0'\nimporters:\n  services/a:\n    dependencies:\n      devkit:\n        specifier: 19.8.4\n        version: 19.8.4(nx@{nx})\n      devkit2:\n        specifier: npm:devkit@21.6.6\n        version: devkit@21.6.6(nx@{nx})\npackages:\n  devkit@19.8.4:\n    resolution: {{integrity: sha512-d19}}\n  devkit@21.6.6:\n    resolution: {{integrity: sha512-d21}}\n  nx@{nx}:\n    resolution: {{integrity: sha512-{nx}}}\nsnapshots:\n  devkit@19.8.4(nx@{nx}):\n    dependencies:\n      nx: {nx}\n  devkit@21.6.6(nx@{nx}):\n    dependencies:\n      nx: {nx}\n  nx@{nx}: {{}}\n"
+            )
+        };
+        let (old, new) = (lock(&text("21.6.7")), lock(&text("21.6.8")));
+        assert_eq!(
+            reach(&old, &new, "pnpm-lock.yaml", "services/a"),
+            Reach::Changed(vec!["nx 21.6.7 → 21.6.8".into(), "devkit (changed)".into()])
+        );
+    }
 }
