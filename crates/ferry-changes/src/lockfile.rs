@@ -246,8 +246,7 @@ impl Lock {
         for (dir, text) in manifests {
             let Some(text) = text else { continue };
             let name = toml::de::DeTable::parse(text).ok().and_then(|doc| {
-                let package = doc.get_ref().get("package")?.get_ref().as_table()?;
-                package.get("name")?.get_ref().as_str().map(String::from)
+                toml_str(doc.get_ref().get("package")?.get_ref().as_table()?, "name")
             });
             match name {
                 // A workspace's own Cargo.toml without a package: nothing of its own to load.
@@ -460,13 +459,8 @@ impl<'a> LockChange<'a> {
                 "{file} names a package the lock file does not hold (a workspace package whose folder the service's inputs do not name?): judged changed"
             )]);
         }
-        if self.unattributed && self.changed.len() > NAMED_CHANGES {
-            return Reach::Changed(vec![format!(
-                "{} locked packages changed (the lock file was written anew): judged changed",
-                self.changed.len()
-            )]);
-        }
-        if self.unattributed {
+        let rewritten = self.changed.len() > NAMED_CHANGES;
+        if self.unattributed && !rewritten {
             return Reach::Changed(vec![
                 "a package no workspace member leads to changed (a patched, file: or portal: package, or a member no service's folder holds): judged changed".to_string(),
             ]);
@@ -477,13 +471,18 @@ impl<'a> LockChange<'a> {
             .flatten()
             .map(String::as_str)
             .collect();
-        if hit.is_empty() {
+        if hit.is_empty() && !self.unattributed {
             return Reach::Unchanged;
         }
-        if self.changed.len() > NAMED_CHANGES {
+        if rewritten {
             return Reach::Changed(vec![format!(
-                "{} locked packages changed (the lock file was written anew)",
-                self.changed.len()
+                "{} locked packages changed (the lock file was written anew){}",
+                self.changed.len(),
+                if self.unattributed {
+                    ": judged changed"
+                } else {
+                    ""
+                }
             )]);
         }
         let mut lines = self.describe(&hit);
@@ -509,14 +508,12 @@ impl<'a> LockChange<'a> {
                 (Some(old), Some(new)) if old == new => {
                     then.extend(self.switched(key));
                 }
-                (Some(old), Some(new)) => match (&old.version, &new.version) {
-                    (Some(a), Some(b)) if a != b => {
-                        first.insert(format!("{} {a} → {b}", new.name));
-                    }
-                    _ => {
-                        then.insert(format!("{} (changed)", new.name));
-                    }
-                },
+                (Some(old), Some(new)) => {
+                    match version_change(&new.name, old, new) {
+                        Some(line) => first.insert(line),
+                        None => then.insert(format!("{} (changed)", new.name)),
+                    };
+                }
                 (Some(old), None) => gone.entry(old.name.as_str()).or_default().push(old),
                 (None, Some(new)) => added.push(new),
                 (None, None) => {}
@@ -535,21 +532,15 @@ impl<'a> LockChange<'a> {
                 Some(olds.remove(i))
             });
             match replaced {
-                Some(old) => match (&old.version, &new.version) {
-                    (Some(a), Some(b)) if a != b => {
-                        first.insert(format!("{} {a} → {b}", new.name));
+                Some(old) => match version_change(&new.name, old, new) {
+                    Some(line) => first.insert(line),
+                    None if old.content == new.content => {
+                        then.insert(format!("{} (moved)", new.name))
                     }
-                    _ if old.content == new.content => {
-                        then.insert(format!("{} (moved)", new.name));
-                    }
-                    _ => {
-                        then.insert(format!("{} (changed)", new.name));
-                    }
+                    None => then.insert(format!("{} (changed)", new.name)),
                 },
-                None => {
-                    first.insert(format!("{} (added)", with_version(new)));
-                }
-            }
+                None => first.insert(format!("{} (added)", with_version(new))),
+            };
         }
         for old in gone.into_values().flatten() {
             first.insert(format!("{} (removed)", with_version(old)));
@@ -602,13 +593,8 @@ impl LockChange<'_> {
                 continue;
             };
             let line = match gone.iter().position(|e| e.name == new.name) {
-                Some(i) => {
-                    let old = gone.remove(i);
-                    match (&old.version, &new.version) {
-                        (Some(a), Some(b)) if a != b => format!("{} {a} → {b}", new.name),
-                        _ => format!("{} (other peers)", new.name),
-                    }
-                }
+                Some(i) => version_change(&new.name, &gone.remove(i), &new)
+                    .unwrap_or_else(|| format!("{} (other peers)", new.name)),
                 None => format!("{} (added)", new.name),
             };
             out.push(format!("{line} (for {holder})"));
@@ -689,6 +675,40 @@ fn relative(dir: &str, lock_dir: &str) -> Option<String> {
     dir.strip_prefix(lock_dir)
         .and_then(|rest| rest.strip_prefix('/'))
         .map(String::from)
+}
+
+/// `@scope/name@1.0.0` as (`@scope/name`, `1.0.0`): a name holds no `@` past its scope's, so
+/// the rest is all after the first (`tarpkg@file:vendor/@v/tarpkg.tgz`). Keys of pnpm and
+/// descriptors of Yarn alike.
+pub(crate) fn split_name(key: &str) -> (&str, Option<&str>) {
+    match key.get(1..).and_then(|rest| rest.find('@')) {
+        Some(i) => (&key[..=i], Some(&key[i + 2..])),
+        None => (key, None),
+    }
+}
+
+/// Of an entry's fields, drops the download address beside a checksum: the checksum names the
+/// bytes, where they were downloaded from (a registry mirror) does not.
+pub(crate) fn drop_download_address(fields: &mut serde_json::Map<String, Value>) {
+    if fields.contains_key("integrity") {
+        fields.remove("resolved");
+    }
+}
+
+/// The text of `key` in a TOML table, when it is a string.
+pub(crate) fn toml_str(table: &toml::de::DeTable<'_>, key: &str) -> Option<String> {
+    table
+        .get(key)
+        .and_then(|v| v.get_ref().as_str())
+        .map(String::from)
+}
+
+/// `name a → b` when the versions differ.
+fn version_change(name: &str, old: &Entry, new: &Entry) -> Option<String> {
+    match (&old.version, &new.version) {
+        (Some(a), Some(b)) if a != b => Some(format!("{name} {a} → {b}")),
+        _ => None,
+    }
 }
 
 /// Normalises `base/rel` (`/`-separated, `..` and `.` resolved); `None` when it climbs above

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 use toml::de::{DeTable, DeValue};
 
-use super::{Entry, Lock, LockError};
+use super::{Entry, Lock, LockError, toml_str};
 
 /// Reads a `Cargo.lock`.
 pub(super) fn read(text: &str) -> Result<Lock, LockError> {
@@ -26,11 +26,7 @@ pub(super) fn read(text: &str) -> Result<Lock, LockError> {
         let DeValue::Table(t) = p.get_ref() else {
             return Err(LockError::Malformed("`package` entries"));
         };
-        let text = |k: &str| {
-            t.get(k)
-                .and_then(|v| v.get_ref().as_str())
-                .map(String::from)
-        };
+        let text = |k: &str| toml_str(t, k);
         let (Some(name), Some(version)) = (text("name"), text("version")) else {
             return Err(LockError::Malformed("`package` entries' name and version"));
         };

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Entry, Lock, LockError, importer_content};
+use super::{Entry, Lock, LockError, drop_download_address, importer_content};
 
 /// Flags npm sets by how the whole tree uses an entry, not by what the entry installs.
 const USAGE_FLAGS: &[&str] = &["dev", "optional", "devOptional", "peer", "extraneous"];
@@ -63,10 +63,7 @@ pub(super) fn read(text: &str) -> Result<Lock, LockError> {
                 for flag in USAGE_FLAGS {
                     fields.remove(*flag);
                 }
-                // The checksum names the bytes; where they were downloaded from does not.
-                if fields.contains_key("integrity") {
-                    fields.remove("resolved");
-                }
+                drop_download_address(fields);
             }
             content
         };

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Entry, Lock, LockError, importer_content, join};
+use super::{Entry, Lock, LockError, importer_content, join, split_name};
 
 /// Flags pnpm 6 sets by how the workspace uses a package, not by what it installs.
 const USAGE_FLAGS: &[&str] = &["dev", "optional"];
@@ -147,13 +147,10 @@ fn target(v9: bool, dir: &str, name: &str, reference: &str) -> Option<String> {
     })
 }
 
-/// `@scope/name@1.0.0` as (`@scope/name`, `1.0.0`); a name holds no `@` past its scope's, so
-/// the version is all after the first (`tarpkg@file:vendor/@v/tarpkg.tgz`).
+/// `@scope/name@1.0.0` as (`@scope/name`, `1.0.0`) ([`split_name`]), owned.
 fn split_key(bare: &str) -> (String, Option<String>) {
-    match bare.get(1..).and_then(|rest| rest.find('@')) {
-        Some(i) => (bare[..=i].to_string(), Some(bare[i + 2..].to_string())),
-        None => (bare.to_string(), None),
-    }
+    let (name, version) = split_name(bare);
+    (name.to_string(), version.map(String::from))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 use toml::de::{DeTable, DeValue};
 
-use super::{Entry, Lock, LockError};
+use super::{Entry, Lock, LockError, toml_str};
 
 type Table<'a> = DeTable<'a>;
 
@@ -33,11 +33,7 @@ pub(super) fn read(text: &str) -> Result<Lock, LockError> {
         None => Vec::new(),
         Some(_) => return Err(LockError::Malformed("`package`")),
     };
-    let text = |t: &Table<'_>, k: &str| {
-        t.get(k)
-            .and_then(|v| v.get_ref().as_str())
-            .map(String::from)
-    };
+    let text = toml_str;
     // A source as one string (`registry=https://…`, `git=https://…?rev=…#…`), to tell apart
     // one name and version from two sources.
     let source_of = |t: &Table<'_>| -> String {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::{Entry, Lock, LockError, importer_content};
+use super::{Entry, Lock, LockError, drop_download_address, importer_content, split_name};
 
 /// The kinds of dependencies an entry leads to.
 const KINDS: &[&str] = &["dependencies", "peerDependencies"];
@@ -52,20 +52,8 @@ pub(super) fn read(text: &str) -> Result<Lock, LockError> {
             resolved.insert(descriptor.to_string(), resolution.to_string());
         }
     }
-    // A descriptor no key lists (rewritten by `resolutions`, or given a `::locator=` by
-    // `file:`, `portal:` and `link:`, or patched) leads to every entry of its package's name:
-    // more than it may, never less.
-    let mut by_name: HashMap<String, Vec<String>> = HashMap::new();
-    for resolution in resolved.values() {
-        let (name, _) = split_descriptor(resolution);
-        by_name.entry(name).or_default().push(resolution.clone());
-    }
-    let lead = |dep: &str, range: &str| -> Vec<String> {
-        match resolved.get(&format!("{dep}@{range}")) {
-            Some(found) => vec![found.clone()],
-            None => by_name.get(dep).cloned().unwrap_or_default(),
-        }
-    };
+    let by_name = by_name(resolved.values());
+    let lead = |dep: &str, range: &str| lead(&resolved, &by_name, dep, range);
     let mut lock = Lock {
         attribute_every_change: true,
         ..Lock::default()
@@ -188,17 +176,8 @@ fn read_classic(text: &str) -> Result<Lock, LockError> {
         }
         keyed.push((key, name, fields));
     }
-    // As for Yarn 2: a descriptor no key lists leads to every entry of its package's name.
-    let mut by_name: HashMap<&str, Vec<String>> = HashMap::new();
-    for (key, name, _) in &keyed {
-        by_name.entry(name.as_str()).or_default().push(key.clone());
-    }
-    let lead = |dep: &str, range: &str| -> Vec<String> {
-        match descriptors.get(&format!("{dep}@{range}")) {
-            Some(found) => vec![found.clone()],
-            None => by_name.get(dep).cloned().unwrap_or_default(),
-        }
-    };
+    let by_name = by_name(keyed.iter().map(|(key, _, _)| key));
+    let lead = |dep: &str, range: &str| lead(&descriptors, &by_name, dep, range);
     let edges: Vec<Vec<String>> = keyed
         .iter()
         .map(|(_, _, fields)| {
@@ -216,10 +195,7 @@ fn read_classic(text: &str) -> Result<Lock, LockError> {
         ..Lock::default()
     };
     for ((key, name, mut fields), deps) in keyed.into_iter().zip(edges) {
-        // The checksum names the bytes; where they were downloaded from does not.
-        if fields.contains_key("integrity") {
-            fields.remove("resolved");
-        }
+        drop_download_address(&mut fields);
         let version = fields
             .get("version")
             .and_then(Value::as_str)
@@ -247,11 +223,36 @@ fn split_first_token(line: &str) -> Option<(&str, &str)> {
     line.split_once(' ')
 }
 
-/// `@scope/name@npm:1.0.0` as (`@scope/name`, `npm:1.0.0`).
+/// `@scope/name@npm:1.0.0` as (`@scope/name`, `npm:1.0.0`) ([`split_name`]).
 fn split_descriptor(descriptor: &str) -> (String, &str) {
-    match descriptor.get(1..).and_then(|rest| rest.find('@')) {
-        Some(i) => (descriptor[..=i].to_string(), &descriptor[i + 2..]),
-        None => (descriptor.to_string(), ""),
+    let (name, rest) = split_name(descriptor);
+    (name.to_string(), rest.unwrap_or_default())
+}
+
+/// Entry keys by package name (a key is `name@…`).
+fn by_name<'k>(keys: impl Iterator<Item = &'k String>) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for key in keys {
+        out.entry(split_descriptor(key).0)
+            .or_default()
+            .push(key.clone());
+    }
+    out
+}
+
+/// Where the dependency `dep` at `range` leads: the entry whose descriptors list `dep@range`,
+/// else (a descriptor no key lists: rewritten by `resolutions`, given a `::locator=` by
+/// `file:`, `portal:` and `link:`, or patched; with Yarn 1 as well) every entry of the
+/// package's name: more than it may, never less.
+fn lead(
+    descriptors: &HashMap<String, String>,
+    by_name: &HashMap<String, Vec<String>>,
+    dep: &str,
+    range: &str,
+) -> Vec<String> {
+    match descriptors.get(&format!("{dep}@{range}")) {
+        Some(found) => vec![found.clone()],
+        None => by_name.get(dep).cloned().unwrap_or_default(),
     }
 }
 
