@@ -128,39 +128,30 @@ fn generate_lock(repo: &Path, services: usize) -> (String, String, usize) {
             )
             .unwrap()
         };
+        let commit = |message: &str| {
+            git(repo, &["add", "-A"]);
+            git(
+                repo,
+                &[
+                    "-c",
+                    "user.name=Bench",
+                    "-c",
+                    "user.email=b@ferry.invalid",
+                    "commit",
+                    "--quiet",
+                    "-m",
+                    message,
+                ],
+            );
+        };
         write("package-lock.json", &text(&lock));
-        git(repo, &["add", "-A"]);
-        git(
-            repo,
-            &[
-                "-c",
-                "user.name=Bench",
-                "-c",
-                "user.email=b@ferry.invalid",
-                "commit",
-                "--quiet",
-                "-m",
-                "base",
-            ],
-        );
+        commit("base");
         lock.insert(
             "node_modules/upgraded".into(),
             serde_json::json!({"version": "1.0.1", "integrity": "sha512-u2"}),
         );
         write("package-lock.json", &text(&lock));
-        git(
-            repo,
-            &[
-                "-c",
-                "user.name=Bench",
-                "-c",
-                "user.email=b@ferry.invalid",
-                "commit",
-                "--quiet",
-                "-am",
-                "upgrade",
-            ],
-        );
+        commit("upgrade");
         std::fs::write(&marker, "").unwrap();
     }
     let base = git(repo, &["rev-parse", "HEAD~1"]).trim().to_string();
