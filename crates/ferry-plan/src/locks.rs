@@ -52,19 +52,29 @@ pub(crate) fn refine(
             continue;
         };
         let global = affected.global.contains(&path);
+        // The services the file affects (as a global input, an input or a file of their
+        // folder), with the folders their code lies in.
+        let touched: Vec<(&str, Vec<String>)> = members
+            .iter()
+            .filter(|name| {
+                global
+                    || affected
+                        .services
+                        .get(**name)
+                        .is_some_and(|paths| paths.contains(&path))
+            })
+            .filter_map(|name| {
+                let s = ws.service(name)?;
+                Some((*name, lockfile::service_folders(&s.dir, &s.inputs)))
+            })
+            .collect();
         if let Some(manifest) = old.manifest_name().or(new.manifest_name()) {
             // Yarn 1 and Cargo do not say where their members live: the manifests of the
             // services' folders, of the folders their inputs name, and of the folders above
             // and below them.
-            let affected_services = members.iter().filter_map(|name| {
-                let own = affected
-                    .services
-                    .get(*name)
-                    .is_some_and(|paths| paths.contains(&path));
-                ws.service(name).filter(|_| global || own)
-            });
-            let mut folders: Vec<String> = affected_services
-                .flat_map(|s| lockfile::service_folders(&s.dir, &s.inputs))
+            let mut folders: Vec<String> = touched
+                .iter()
+                .flat_map(|(_, folders)| folders.iter().cloned())
                 .collect();
             // And the members inside those folders (`services/a/fn/x/package.json`), at the
             // base and at the head.
@@ -99,15 +109,8 @@ pub(crate) fn refine(
         let change = LockChange::new(&old, &new);
         affected.global.remove(&path);
         let mut reached = Vec::new();
-        for &name in members {
-            let own = affected
-                .services
-                .get(name)
-                .is_some_and(|paths| paths.contains(&path));
-            let Some(service) = ws.service(name).filter(|_| global || own) else {
-                continue;
-            };
-            let folders = lockfile::service_folders(&service.dir, &service.inputs);
+        for (name, folders) in &touched {
+            let name = *name;
             let folders: Vec<&str> = folders.iter().map(String::as_str).collect();
             let reach = change.reach(&path, &folders);
             if reach != Reach::Outside
