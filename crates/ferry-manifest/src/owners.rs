@@ -148,6 +148,11 @@ impl<'a> Owners<'a> {
     /// The services that own `path`: the deepest service folder containing it, plus every
     /// service whose inputs or files name it. Sorted, without duplicates.
     pub fn services_of(&self, path: &str) -> Vec<&str> {
+        self.names_of(self.owners_of(path))
+    }
+
+    /// [`Owners::services_of`], as indices.
+    fn owners_of(&self, path: &str) -> BTreeSet<usize> {
         let mut found: BTreeSet<usize> = BTreeSet::new();
         let mut dir = path;
         while let Some(pos) = dir.rfind('/') {
@@ -173,6 +178,11 @@ impl<'a> Owners<'a> {
                 found.extend(self.input_owners[*k].iter().copied());
             }
         }
+        found
+    }
+
+    /// The names of services by index, sorted.
+    fn names_of(&self, found: BTreeSet<usize>) -> Vec<&str> {
         let mut names: Vec<&str> = found.into_iter().map(|i| self.names[i]).collect();
         names.sort_unstable();
         names
@@ -187,15 +197,16 @@ impl<'a> Owners<'a> {
         let inside = format!("{folder}/");
         // What lies below a service folder is that service's alone (the deepest folder wins);
         // below any other folder, the service around it owns it too.
-        let around = if self.dirs.contains_key(folder) {
-            self.files.get(folder).cloned().unwrap_or_default()
-        } else {
-            self.services_of(folder)
+        let mut found: BTreeSet<usize> = if self.dirs.contains_key(folder) {
+            self.files
+                .get(folder)
                 .into_iter()
-                .filter_map(|name| self.names.iter().position(|n| *n == name))
+                .flatten()
+                .copied()
                 .collect()
+        } else {
+            self.owners_of(folder)
         };
-        let mut found: BTreeSet<usize> = around.into_iter().collect();
         found.extend(
             self.dirs
                 .iter()
@@ -212,9 +223,7 @@ impl<'a> Owners<'a> {
                 found.extend(self.input_owners[k].iter().copied());
             }
         }
-        let mut names: Vec<&str> = found.into_iter().map(|i| self.names[i]).collect();
-        names.sort_unstable();
-        names
+        self.names_of(found)
     }
 
     /// Whether a global input may match a path below `folder` (see [`Owners::services_below`]).
