@@ -883,16 +883,13 @@ fn template_problems(service: &Service, parsed: &serde_json::Value) -> Vec<Templ
         }
     }
     // A literal value the parameter's declaration refuses (a Number, AllowedValues, a pattern, a
-    // length): CloudFormation refuses the stack. An empty AWS-specific one is said above.
+    // length): CloudFormation refuses the stack. An empty AWS-specific one is said above
+    // (`value_problem` judges no AWS-specific type).
     for (key, value) in &service.parameters {
         let Ok(text) = value.render(|_| Err(())) else {
             continue;
         };
         let decl = &parsed["Parameters"][key];
-        let ty = decl["Type"].as_str().unwrap_or_default();
-        if text.is_empty() && (ty.starts_with("AWS::") || ty.starts_with("List<AWS::")) {
-            continue;
-        }
         let shown = !template::is_no_echo(parsed, key);
         if let Some(why) = template::value_problem(decl, &text, shown) {
             out.push(TemplateError::RefusedParameterValue {

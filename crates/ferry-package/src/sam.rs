@@ -411,23 +411,23 @@ pub(crate) fn compiled_source(
     }
     // The function's own value (one that only a deploy resolves, `!Ref`, is not judged),
     // else the `Globals`'.
-    let property = |name: &str| -> Option<Option<&str>> {
+    let property = |name: &str| -> Option<&str> {
         let own = match &l.site {
             Site::Resource { id, .. } => template["Resources"][id]["Properties"].get(name),
             Site::Globals { .. } => None,
         };
         match own {
-            Some(v) => Some(v.as_str()),
-            None => Some(template["Globals"]["Function"][name].as_str()),
+            Some(v) => v.as_str(),
+            None => template["Globals"]["Function"][name].as_str(),
         }
     };
-    let runtime = property("Runtime")??;
+    let runtime = property("Runtime")?;
     let (_, marks) = PROJECT_FILES.iter().find(|(p, _)| runtime.starts_with(p))?;
     // What the runtime runs, already built in the folder: a `provided` function's `bootstrap`,
     // a `go1.x` function's handler binary.
     let built = match runtime {
         r if r.starts_with("provided") => Some("bootstrap"),
-        "go1.x" => property("Handler").flatten(),
+        "go1.x" => property("Handler"),
         _ => None,
     };
     if built.is_some_and(|b| folder.join(b).is_file()) {
