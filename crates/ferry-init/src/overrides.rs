@@ -25,12 +25,7 @@ pub(crate) fn declared(root: &Path, dir: &str, file: &str) -> Vec<(String, bool)
             t.get("Parameters").and_then(|p| p.as_object()).map(|o| {
                 o.iter()
                     .map(|(k, decl)| {
-                        // Any NoEcho but a false one (CloudFormation reads `'TRUE'`, `"True"`).
-                        let no_echo = match decl.get("NoEcho") {
-                            None | Some(serde_json::Value::Bool(false)) => false,
-                            Some(serde_json::Value::String(v)) => !v.eq_ignore_ascii_case("false"),
-                            Some(_) => true,
-                        };
+                        let no_echo = ferry_package::is_no_echo(&t, k);
                         // A number, a list or a choice among allowed values holds no secret,
                         // whatever its name (`RefreshTokenValidity`, `GenerateSecret`).
                         let ty = decl
@@ -269,7 +264,7 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
         if !w.iter().any(|x| x == "deploy") {
             continue;
         }
-        let flags = flag_words(line);
+        let flags = flag_words(w.clone());
         let names_another = flags.windows(2).any(|p| {
             matches!(p[0].as_str(), "--template-file" | "--template" | "-t")
                 && !p[1].contains('$')
@@ -308,7 +303,7 @@ fn packaged_from(joined: &str, template: &str) -> Vec<String> {
     // (the template read, the file written), by file name.
     let mut written: Vec<(String, String)> = Vec::new();
     for line in joined.lines() {
-        let w = flag_words(line);
+        let w = flag_words(words(line));
         for (at, _) in w.iter().enumerate().filter(|(_, x)| *x == "package") {
             // This command's words: up to the next `&&`, `;` or pipe.
             let command: Vec<&String> = w[at + 1..]
@@ -356,8 +351,8 @@ fn packaged_from(joined: &str, template: &str) -> Vec<String> {
 }
 
 /// [`words`], a `--flag=value` word split in two (`--template-file=x.yaml`).
-fn flag_words(line: &str) -> Vec<String> {
-    words(line)
+fn flag_words(words: Vec<String>) -> Vec<String> {
+    words
         .into_iter()
         .flat_map(|w| match w.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => {

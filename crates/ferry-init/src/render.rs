@@ -51,9 +51,8 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
             global.push(quoted(lock));
         }
     }
-    let read = global.iter().any(|g| {
-        g.contains("package-lock.json") || g.contains("pnpm-lock.yaml") || g.contains("yarn.lock")
-    });
+    // Each lock file taken is one Ferry reads as what it locks.
+    let read = global.len() > 1;
     let _ = writeln!(
         project,
         "# A change to these redeploys every service{}.\nglobal-inputs = [{}]\n",
