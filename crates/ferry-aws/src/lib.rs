@@ -304,6 +304,24 @@ impl AwsError {
     }
 }
 
+/// `code: message`, or the code alone when the service gave no message.
+fn coded_detail(code: &str, message: &str) -> String {
+    if message.is_empty() {
+        code.to_string()
+    } else {
+        format!("{code}: {message}")
+    }
+}
+
+/// What an answer's HTTP status says when its code says nothing: a server error from 500 on,
+/// else the service's refusal.
+fn status_kind(status: Option<u16>) -> Kind {
+    match status {
+        Some(s) if s >= 500 => Kind::ServerError { status: s },
+        _ => Kind::Service,
+    }
+}
+
 /// Explains a failed SDK call of `operation`.
 pub fn explain<E>(operation: &'static str, err: &SdkError<E, Response>) -> AwsError
 where
@@ -313,19 +331,11 @@ where
     let status = err.raw_response().map(|r| r.status().as_u16());
     match err {
         SdkError::ServiceError(_) if code.is_some() => {
-            let message = err.message().unwrap_or_default().to_string();
             let c = code.clone().unwrap_or_default();
-            let detail = if message.is_empty() {
-                c.clone()
-            } else {
-                format!("{c}: {message}")
-            };
+            let detail = coded_detail(&c, err.message().unwrap_or_default());
             let kind = code_kind(&c)
                 .or_else(|| kind_of_text(&detail).filter(|k| *k != Kind::Unreachable))
-                .unwrap_or(match status {
-                    Some(s) if s >= 500 => Kind::ServerError { status: s },
-                    _ => Kind::Service,
-                });
+                .unwrap_or(status_kind(status));
             AwsError::new(operation, kind, code, detail)
         }
         // An answer the SDK could not read as the service's: say what it was instead.
@@ -340,16 +350,8 @@ where
             // An AWS error in JSON where the SDK reads XML (an emulator, a proxy of another
             // protocol): the service refused, and says why.
             if let Some((code, message)) = json_error(bytes) {
-                let kind = code_kind(&code).unwrap_or(if status >= 500 {
-                    Kind::ServerError { status }
-                } else {
-                    Kind::Service
-                });
-                let detail = if message.is_empty() {
-                    code.clone()
-                } else {
-                    format!("{code}: {message}")
-                };
+                let kind = code_kind(&code).unwrap_or(status_kind(Some(status)));
+                let detail = coded_detail(&code, &message);
                 return AwsError::new(operation, kind, Some(code), detail);
             }
             let body = snippet(bytes, 80);
