@@ -12,8 +12,9 @@
 //! first plan in a fresh clone), so the figures show what the caches buy; beside that, the floor
 //! of any fresh-clone plan: this binary's start-up (`xtask --version`) plus git itself reading, by
 //! object id, every object such a plan must read (the root and `services` trees, each service
-//! folder's tree and its `service.toml`, one `git cat-file --batch`). Generated repositories
-//! are kept under `target/ferry/bench/` and reused.
+//! folder's tree and its `service.toml`, one `git cat-file --batch`), and, as the other way to
+//! the same bytes, the start-up plus reading every `service.toml` from the working tree.
+//! Generated repositories are kept under `target/ferry/bench/` and reused.
 //!
 //! Wall time on a shared 2-core machine varies by half from one run to the next, and the ratios
 //! with it; so the same commands are also counted in instructions (valgrind's callgrind, when
@@ -355,6 +356,15 @@ fn command(program: &str, args: &[&str], repo: &Path) -> Command {
     c
 }
 
+/// The median of [`RUNS`] timings `run` takes itself, after two untimed ones.
+fn median_of(mut run: impl FnMut() -> Duration) -> Duration {
+    run();
+    run();
+    let mut times: Vec<Duration> = (0..RUNS).map(|_| run()).collect();
+    times.sort();
+    times[RUNS / 2]
+}
+
 fn median_time(make: impl FnMut() -> Command) -> Duration {
     median_time_after(|| {}, make)
 }
@@ -492,6 +502,22 @@ fn report(repo: &Path, services: usize, base: &str, head: &str) {
         c
     });
     let t_start = median_time(|| command(xtask, &["--version"], repo));
+    // The same manifests read from the working tree instead (a clean fresh clone holds them as
+    // committed): only the system calls a read needs (open, read, close), in this process, no
+    // parsing. A plan would still have to check each file against its committed blob.
+    let manifests: Vec<std::path::PathBuf> = listing
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, path)| path.ends_with("/service.toml"))
+        .map(|(_, path)| repo.join(path))
+        .collect();
+    let t_files = median_of(|| {
+        let t = Instant::now();
+        for m in &manifests {
+            std::hint::black_box(std::fs::read(m).unwrap());
+        }
+        t.elapsed()
+    });
     let t_status = median_time(|| command("git", &["status", "--porcelain"], repo));
     let t_tree = median_time(|| command(xtask, &tree_plan, repo));
     // The same, in instructions: the memo, no cache, the floor's two parts, the diff.
@@ -535,6 +561,13 @@ fn report(repo: &Path, services: usize, base: &str, head: &str) {
         ms(t_cat) / ms(t_diff),
         floor / ms(t_diff),
         ms(t_no_cache) / floor,
+    );
+    println!(
+        "    or read from the working tree: xtask start-up + {} manifests opened and read in-process {:>6.1} ms (ratio {:.2}) = ratio {:.2}",
+        manifests.len(),
+        ms(t_files),
+        ms(t_files) / ms(t_diff),
+        (ms(t_start) + ms(t_files)) / ms(t_diff),
     );
     let m = |n: u64| n as f64 / 1e6;
     match counted {
