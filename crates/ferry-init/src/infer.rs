@@ -190,30 +190,12 @@ pub(crate) fn links(
             };
             inputs.insert(glob, format!("reads `{file}` (${{file(…)}})"));
         }
-        // Workspace packages the service's package.json depends on.
-        if let Some(pkg) = std::fs::read(root.join(&dir).join("package.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        {
-            for section in ["dependencies", "devDependencies"] {
-                for name in pkg[section]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, _)| k)
-                {
-                    if let Some(pdir) = packages.get(name)
-                        && *pdir != dir
-                        && !services.iter().any(|s| s.dir == *pdir)
-                    {
-                        inputs.insert(
-                            format!("{pdir}/**"),
-                            format!("depends on the workspace package `{name}`"),
-                        );
-                    }
-                }
-            }
-        }
+        let others: Vec<&str> = services
+            .iter()
+            .filter(|o| o.dir != dir)
+            .map(|o| o.dir.as_str())
+            .collect();
+        inputs.extend(workspace_inputs(root, &dir, &others, packages));
         let region = said[i].region.clone();
         let svc = &mut services[i];
         svc.depends_on = deps;
@@ -225,6 +207,107 @@ pub(crate) fn links(
             .clone()
             .map(|why| (format!("{base}-{{stage}}"), why));
     }
+}
+
+/// A `package.json`'s dependencies of the given sections, by name.
+fn dependency_names(pkg: &serde_json::Value, sections: &[&str]) -> Vec<String> {
+    sections
+        .iter()
+        .filter_map(|section| pkg[section].as_object())
+        .flat_map(|deps| deps.keys().cloned())
+        .collect()
+}
+
+/// The folders of the `package.json` files in the service folder `dir` (its own, and those of
+/// its functions' folders below it), skipping installed packages, tools' output and the folders
+/// of the other services (`others`).
+fn package_folders(root: &Path, dir: &str, others: &[&str]) -> Vec<String> {
+    const MAX_DEPTH: usize = 8;
+    let mut found = Vec::new();
+    let mut todo = vec![(dir.to_string(), 0)];
+    while let Some((folder, depth)) = todo.pop() {
+        if root.join(&folder).join("package.json").is_file() {
+            found.push(folder.clone());
+        }
+        if depth == MAX_DEPTH {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(root.join(&folder)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let sub = format!("{folder}/{name}");
+            if entry.file_type().is_ok_and(|t| t.is_dir())
+                && !ferry_manifest::skipped_folder(&name)
+                && !others.contains(&sub.as_str())
+            {
+                todo.push((sub, depth + 1));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The workspace packages (name → folder) the service in `dir` may load, each as an input glob
+/// with why: those its `package.json` files depend on (`dependencies`, `devDependencies`,
+/// `optionalDependencies`: a bundler may take any of them), then, package by package, those
+/// each such package depends on in turn (`dependencies`, `optionalDependencies`,
+/// `peerDependencies`: what installing it brings), to the end of the chain. A package that is
+/// another service's folder is that service's (`others`), not an input.
+fn workspace_inputs(
+    root: &Path,
+    dir: &str,
+    others: &[&str],
+    packages: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let read = |folder: &str| {
+        std::fs::read(root.join(folder).join("package.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    };
+    // (package name, the package whose dependency it is; `None`: the service's own).
+    let mut todo: Vec<(String, Option<String>)> = package_folders(root, dir, others)
+        .iter()
+        .filter_map(|folder| read(folder))
+        .flat_map(|pkg| {
+            dependency_names(
+                &pkg,
+                &["dependencies", "devDependencies", "optionalDependencies"],
+            )
+        })
+        .map(|name| (name, None))
+        .collect();
+    todo.reverse();
+    let mut inputs = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some((name, through)) = todo.pop() {
+        let Some(pdir) = packages.get(&name) else {
+            continue;
+        };
+        if others.contains(&pdir.as_str()) || !seen.insert(name.clone()) {
+            continue;
+        }
+        // One inside the service folder is the service's already; what it depends on may not be.
+        if pdir != dir && !pdir.starts_with(&format!("{dir}/")) {
+            let why = match &through {
+                None => format!("depends on the workspace package `{name}`"),
+                Some(by) => format!("depends on the workspace package `{name}` (through `{by}`)"),
+            };
+            inputs.entry(format!("{pdir}/**")).or_insert(why);
+        }
+        if let Some(pkg) = read(pdir) {
+            let next = dependency_names(
+                &pkg,
+                &["dependencies", "optionalDependencies", "peerDependencies"],
+            );
+            todo.extend(next.into_iter().rev().map(|n| (n, Some(name.clone()))));
+        }
+    }
+    inputs
 }
 
 /// The literal name a configuration program gives its `service` (`service: 'orders'`,

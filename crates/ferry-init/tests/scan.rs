@@ -225,6 +225,106 @@ fn a_lerna_monorepo_is_found_with_its_links_and_what_could_not_be_inferred() {
 }
 
 #[test]
+fn workspace_packages_are_inputs_to_the_end_of_their_chain() {
+    // api → @x/a → @x/b (and b's peer @x/c); a SAM function folder's own package.json names
+    // @x/d; @x/e is only a library's devDependency (not installed with it); @x/svc is another
+    // service: its folder is its own.
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "package.json",
+        r#"{"private": true, "workspaces": ["packages/*", "services/*", "services/sam/fn"]}"#,
+    );
+    file(
+        r,
+        "services/api/package.json",
+        r#"{"name": "api", "dependencies": {"@x/a": "*", "@x/svc": "*", "left-pad": "1"}}"#,
+    );
+    file(
+        r,
+        "services/api/serverless.yml",
+        "service: api\nprovider:\n  name: aws\nfunctions:\n  h:\n    handler: h.h\n",
+    );
+    file(
+        r,
+        "packages/a/package.json",
+        r#"{"name": "@x/a", "dependencies": {"@x/b": "*"}, "devDependencies": {"@x/e": "*"}}"#,
+    );
+    file(
+        r,
+        "packages/b/package.json",
+        r#"{"name": "@x/b", "peerDependencies": {"@x/c": "*"}, "dependencies": {"@x/a": "*"}}"#,
+    );
+    file(r, "packages/c/package.json", r#"{"name": "@x/c"}"#);
+    file(r, "packages/d/package.json", r#"{"name": "@x/d"}"#);
+    file(r, "packages/e/package.json", r#"{"name": "@x/e"}"#);
+    file(
+        r,
+        "services/svc/package.json",
+        r#"{"name": "@x/svc", "dependencies": {"@x/e": "*"}}"#,
+    );
+    file(
+        r,
+        "services/svc/serverless.yml",
+        "service: svc\nprovider:\n  name: aws\nfunctions:\n  h:\n    handler: h.h\n",
+    );
+    file(
+        r,
+        "services/sam/template.yaml",
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: fn/\n      Handler: index.handler\n      Runtime: nodejs20.x\n",
+    );
+    file(
+        r,
+        "services/sam/fn/package.json",
+        r#"{"name": "sam-fn", "dependencies": {"@x/d": "*"}}"#,
+    );
+    file(
+        r,
+        "services/sam/fn/index.js",
+        "exports.handler = async () => ({});\n",
+    );
+    file(
+        r,
+        "services/sam/fn/node_modules/junk/package.json",
+        r#"{"name": "junk", "dependencies": {"@x/e": "*"}}"#,
+    );
+
+    let s = scan(r).unwrap();
+    let inputs = |dir: &str| {
+        s.services
+            .iter()
+            .find(|f| f.dir == dir)
+            .unwrap_or_else(|| panic!("{dir} found"))
+            .inputs
+            .clone()
+    };
+    let api = inputs("services/api");
+    assert_eq!(
+        api.keys().collect::<Vec<_>>(),
+        ["packages/a/**", "packages/b/**", "packages/c/**"],
+        "{api:?}"
+    );
+    assert_eq!(
+        api["packages/b/**"],
+        "depends on the workspace package `@x/b` (through `@x/a`)"
+    );
+    assert_eq!(
+        api["packages/c/**"],
+        "depends on the workspace package `@x/c` (through `@x/b`)"
+    );
+    assert_eq!(
+        inputs("services/sam").keys().collect::<Vec<_>>(),
+        ["packages/d/**"],
+        "a function folder's own package.json; installed packages are not read"
+    );
+    assert_eq!(
+        inputs("services/svc").keys().collect::<Vec<_>>(),
+        ["packages/e/**"]
+    );
+}
+
+#[test]
 fn a_repository_without_services_says_what_it_looked_for() {
     let dir = tempfile::tempdir().unwrap();
     file(dir.path(), "README.md", "nothing here\n");
