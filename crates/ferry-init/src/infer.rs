@@ -196,6 +196,13 @@ pub(crate) fn links(
             .map(|o| o.dir.as_str())
             .collect();
         inputs.extend(workspace_inputs(root, &dir, &others, packages));
+        for (found, said) in [
+            crate::local_deps::cargo_inputs(root, &dir, &others),
+            crate::local_deps::python_inputs(root, &dir, &others),
+        ] {
+            inputs.extend(found);
+            notes.extend(said);
+        }
         let region = said[i].region.clone();
         let svc = &mut services[i];
         svc.depends_on = deps;
@@ -218,40 +225,6 @@ fn dependency_names(pkg: &serde_json::Value, sections: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// The folders of the `package.json` files in the service folder `dir` (its own, and those of
-/// its functions' folders below it), skipping installed packages, tools' output and the folders
-/// of the other services (`others`).
-fn package_folders(root: &Path, dir: &str, others: &[&str]) -> Vec<String> {
-    const MAX_DEPTH: usize = 8;
-    let mut found = Vec::new();
-    let mut todo = vec![(dir.to_string(), 0)];
-    while let Some((folder, depth)) = todo.pop() {
-        if root.join(&folder).join("package.json").is_file() {
-            found.push(folder.clone());
-        }
-        if depth == MAX_DEPTH {
-            continue;
-        }
-        let Ok(entries) = std::fs::read_dir(root.join(&folder)) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            let sub = format!("{folder}/{name}");
-            if entry.file_type().is_ok_and(|t| t.is_dir())
-                && !ferry_manifest::skipped_folder(&name)
-                && !others.contains(&sub.as_str())
-            {
-                todo.push((sub, depth + 1));
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
 /// The workspace packages (name → folder) the service in `dir` may load, each as an input glob
 /// with why: those its `package.json` files depend on (`dependencies`, `devDependencies`,
 /// `optionalDependencies`: a bundler may take any of them), then, package by package, those
@@ -270,17 +243,18 @@ fn workspace_inputs(
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
     };
     // (package name, the package whose dependency it is; `None`: the service's own).
-    let mut todo: Vec<(String, Option<String>)> = package_folders(root, dir, others)
-        .iter()
-        .filter_map(|folder| read(folder))
-        .flat_map(|pkg| {
-            dependency_names(
-                &pkg,
-                &["dependencies", "devDependencies", "optionalDependencies"],
-            )
-        })
-        .map(|name| (name, None))
-        .collect();
+    let mut todo: Vec<(String, Option<String>)> =
+        crate::local_deps::folders_holding(root, dir, others, "package.json")
+            .iter()
+            .filter_map(|folder| read(folder))
+            .flat_map(|pkg| {
+                dependency_names(
+                    &pkg,
+                    &["dependencies", "devDependencies", "optionalDependencies"],
+                )
+            })
+            .map(|name| (name, None))
+            .collect();
     todo.reverse();
     let mut inputs = BTreeMap::new();
     let mut seen = std::collections::BTreeSet::new();

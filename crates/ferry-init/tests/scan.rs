@@ -325,6 +325,180 @@ fn workspace_packages_are_inputs_to_the_end_of_their_chain() {
 }
 
 #[test]
+fn rust_and_python_code_a_service_builds_from_outside_its_folder_are_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let sam = |code: &str, runtime: &str| {
+        format!(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: {code}\n      Handler: bootstrap\n      Runtime: {runtime}\n"
+        )
+    };
+    // A Cargo workspace: the function's crate takes `common` from the workspace's table, which
+    // takes `model` by path; a dev-dependency is no part of a deploy; a target's is.
+    file(
+        r,
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"services/*/fn\", \"libs/*\"]\n\n[workspace.dependencies]\ncommon = { path = \"libs/common\" }\n",
+    );
+    file(r, "Cargo.lock", "version = 4\n");
+    file(
+        r,
+        "services/orders/template.yaml",
+        &sam("fn/", "provided.al2023"),
+    );
+    file(
+        r,
+        "services/orders/fn/Cargo.toml",
+        "[package]\nname = \"orders-fn\"\n\n[dependencies]\ncommon = { workspace = true }\nserde = \"1\"\noutside = { path = \"../../../../elsewhere\" }\n\n[dev-dependencies]\ntestkit = { path = \"../../../libs/testkit\" }\n\n[target.'cfg(unix)'.dependencies]\nunixy = { path = \"../../../libs/unixy\" }\n",
+    );
+    file(r, "services/orders/fn/src/main.rs", "fn main() {}\n");
+    file(
+        r,
+        "libs/common/Cargo.toml",
+        "[package]\nname = \"common\"\n\n[dependencies]\nmodel = { path = \"../model\" }\n",
+    );
+    file(
+        r,
+        "libs/model/Cargo.toml",
+        "[package]\nname = \"model\"\n\n[dependencies]\ncommon = { path = \"../common\" }\n",
+    );
+    for lib in ["testkit", "unixy"] {
+        file(
+            r,
+            &format!("libs/{lib}/Cargo.toml"),
+            "[package]\nname = \"x\"\n",
+        );
+    }
+    file(r, "libs/broken/Cargo.toml", "[package\n");
+
+    // pip: an editable path, one from an included file; Poetry's path dependency of that.
+    file(
+        r,
+        "services/billing/serverless.yml",
+        "service: billing\nprovider:\n  name: aws\n  runtime: python3.12\nfunctions:\n  h:\n    handler: h.h\n",
+    );
+    file(
+        r,
+        "services/billing/requirements.txt",
+        "requests==2.32.0\n-e ../../libs/pycommon  # shared code\n-r reqs/extra.txt\n--index-url https://example.com/simple\n../../../../x\n",
+    );
+    file(
+        r,
+        "services/billing/reqs/extra.txt",
+        "../../../libs/pyextra\n",
+    );
+    file(
+        r,
+        "libs/pycommon/pyproject.toml",
+        "[project]\nname = \"pycommon\"\n\n[tool.poetry.dependencies]\npython = \"^3.12\"\ndeep = { path = \"../pydeep\", develop = true }\n",
+    );
+    file(
+        r,
+        "libs/pydeep/pyproject.toml",
+        "[project]\nname = \"deep\"\n",
+    );
+    file(
+        r,
+        "libs/pyextra/setup.py",
+        "from setuptools import setup\nsetup()\n",
+    );
+
+    // A uv workspace: the function's project takes a member by name (normalized).
+    file(
+        r,
+        "pyproject.toml",
+        "[tool.uv.workspace]\nmembers = [\"services/*/app\", \"libs/py/*\"]\n",
+    );
+    file(r, "uv.lock", "version = 1\n");
+    file(
+        r,
+        "services/reports/template.yaml",
+        &sam("app/", "python3.12"),
+    );
+    file(
+        r,
+        "services/reports/app/pyproject.toml",
+        "[project]\nname = \"reports\"\ndependencies = [\"shared-utils\"]\n\n[tool.uv.sources]\nshared-utils = { workspace = true }\n",
+    );
+    file(r, "services/reports/app/tools/pyproject.toml", "[project\n");
+    file(
+        r,
+        "libs/py/shared_utils/pyproject.toml",
+        "[project]\nname = \"Shared_Utils\"\n",
+    );
+
+    let s = scan(r).unwrap();
+    let inputs = |dir: &str| {
+        s.services
+            .iter()
+            .find(|f| f.dir == dir)
+            .unwrap_or_else(|| panic!("{dir} found"))
+            .inputs
+            .clone()
+    };
+    let orders = inputs("services/orders");
+    assert_eq!(
+        orders.keys().collect::<Vec<_>>(),
+        [
+            "Cargo.lock",
+            "libs/common/**",
+            "libs/model/**",
+            "libs/unixy/**"
+        ],
+        "{orders:?}"
+    );
+    assert_eq!(
+        orders["libs/model/**"],
+        "builds the crate `model` (a path dependency) (through `common`)"
+    );
+    assert!(orders["Cargo.lock"].contains("read as a lock file"));
+
+    let billing = inputs("services/billing");
+    assert_eq!(
+        billing.keys().collect::<Vec<_>>(),
+        ["libs/pycommon/**", "libs/pydeep/**", "libs/pyextra/**"],
+        "{billing:?}"
+    );
+    assert_eq!(
+        billing["libs/pydeep/**"],
+        "installs `deep` (a path dependency) (through `../../libs/pycommon`)"
+    );
+
+    let reports = inputs("services/reports");
+    assert_eq!(
+        reports.keys().collect::<Vec<_>>(),
+        ["libs/py/shared_utils/**", "uv.lock"],
+        "{reports:?}"
+    );
+    // What could not be followed is said.
+    let notes = s.notes.join("\n");
+    assert!(
+        notes.contains("services/orders: services/orders/fn/Cargo.toml names `../../../../elsewhere`, outside the repository: Ferry cannot see its changes"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("services/billing: services/billing/requirements.txt names `../../../../x`, outside the repository"),
+        "{notes}"
+    );
+    assert!(
+        notes
+            .contains("services/reports: services/reports/app/tools/pyproject.toml does not parse"),
+        "{notes}"
+    );
+    write(r, &render(&s, r), false).unwrap();
+    let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ws.service("orders").unwrap().inputs,
+        [
+            "Cargo.lock",
+            "libs/common/**",
+            "libs/model/**",
+            "libs/unixy/**"
+        ]
+    );
+}
+
+#[test]
 fn a_repository_without_services_says_what_it_looked_for() {
     let dir = tempfile::tempdir().unwrap();
     file(dir.path(), "README.md", "nothing here\n");

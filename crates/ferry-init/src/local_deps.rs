@@ -1,0 +1,505 @@
+//! Code a service builds from outside its folder, as its Rust and Python projects declare it:
+//! path dependencies (Cargo's `path = "../common"`, pip's `-e ../../libs/common`, uv's and
+//! Poetry's `{ path = "…" }`), workspace members (Cargo's `{ workspace = true }`, uv's), each
+//! followed to the end of its chain, and the lock file of the workspace the service builds in
+//! (`Cargo.lock`, `uv.lock`), which a plan reads as what it locks. Each becomes an input of the
+//! service, so that a change to it deploys the service. npm/yarn/pnpm workspaces are
+//! `infer::workspace_inputs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+use ferry_manifest::normalize_relative;
+use serde_json::{Map, Value};
+
+/// How deep below a service folder its projects are looked for.
+const MAX_DEPTH: usize = 8;
+/// How many `-r` files deep a requirements file is followed.
+const MAX_INCLUDES: usize = 4;
+
+/// The folders holding `file` in the service folder `dir` (its own and those below it), skipping
+/// installed packages, tools' output and the folders of the other services (`others`).
+pub(crate) fn folders_holding(root: &Path, dir: &str, others: &[&str], file: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![(dir.to_string(), 0)];
+    while let Some((folder, depth)) = todo.pop() {
+        if root.join(&folder).join(file).is_file() {
+            found.push(folder.clone());
+        }
+        if depth == MAX_DEPTH {
+            continue;
+        }
+        let Ok(entries) = fs::read_dir(root.join(&folder)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let sub = if folder.is_empty() {
+                name.clone()
+            } else {
+                format!("{folder}/{name}")
+            };
+            // Python's virtual environments are installed packages too.
+            let installed = matches!(name.as_str(), "venv" | "site-packages" | "__pycache__");
+            if entry.file_type().is_ok_and(|t| t.is_dir())
+                && !ferry_manifest::skipped_folder(&name)
+                && !installed
+                && !others.contains(&sub.as_str())
+            {
+                todo.push((sub, depth + 1));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// `rel` (as written in a file of `folder`) as a repository-relative path; `None` when it is
+/// absolute, a URL, or leaves the repository.
+fn resolve(folder: &str, rel: &str) -> Option<String> {
+    let rel = rel.trim().trim_end_matches('/');
+    if rel.is_empty() || rel.starts_with('/') || rel.contains("://") || rel.contains('\\') {
+        return None;
+    }
+    normalize_relative(&format!("{folder}/{rel}"))
+}
+
+/// `path` (repository-relative) as written from `folder`: `../common` from `services/api`.
+fn relative_to(folder: &str, path: &str) -> Option<String> {
+    let from: Vec<&str> = folder.split('/').filter(|s| !s.is_empty()).collect();
+    let to: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let same = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<&str> = vec![".."; from.len() - same];
+    parts.extend(&to[same..]);
+    Some(if parts.is_empty() {
+        ".".to_string()
+    } else {
+        parts.join("/")
+    })
+}
+
+/// A TOML file as JSON (strings, booleans, arrays and tables are all that is read here);
+/// `None` when it is missing or does not parse.
+fn read_toml(root: &Path, path: &str) -> Option<Value> {
+    let text = fs::read_to_string(root.join(path)).ok()?;
+    let doc = toml::de::DeTable::parse(&text).ok()?;
+    Some(table_json(doc.get_ref()))
+}
+
+fn table_json(t: &toml::de::DeTable<'_>) -> Value {
+    Value::Object(
+        t.iter()
+            .map(|(k, v)| (k.get_ref().to_string(), value_json(v.get_ref())))
+            .collect(),
+    )
+}
+
+fn value_json(v: &toml::de::DeValue<'_>) -> Value {
+    use toml::de::DeValue;
+    match v {
+        DeValue::String(s) => Value::String(s.to_string()),
+        DeValue::Boolean(b) => Value::Bool(*b),
+        DeValue::Array(items) => {
+            Value::Array(items.iter().map(|i| value_json(i.get_ref())).collect())
+        }
+        DeValue::Table(t) => table_json(t),
+        DeValue::Integer(_) | DeValue::Float(_) | DeValue::Datetime(_) => Value::Null,
+    }
+}
+
+/// The nearest folder at or above `folder` whose `file` (`Cargo.toml`, `pyproject.toml`) has
+/// the table `key` (`workspace`, `tool.uv.workspace`), with that file.
+fn workspace_root(root: &Path, folder: &str, file: &str, key: &[&str]) -> Option<(String, Value)> {
+    let mut at = Some(folder.to_string());
+    while let Some(f) = at {
+        let path = if f.is_empty() {
+            file.to_string()
+        } else {
+            format!("{f}/{file}")
+        };
+        if let Some(t) = read_toml(root, &path)
+            && table_at(&t, key).is_some()
+        {
+            return Some((f, t));
+        }
+        at = (!f.is_empty()).then(|| f.rsplit_once('/').map_or(String::new(), |(p, _)| p.into()));
+    }
+    None
+}
+
+fn table_at<'t>(t: &'t Value, key: &[&str]) -> Option<&'t Map<String, Value>> {
+    key.iter()
+        .try_fold(t, |t, k| t.get(*k))
+        .and_then(Value::as_object)
+}
+
+/// Inputs found so far, and the folders still to read: (folder, whose dependency it is).
+struct Chain<'a> {
+    dir: &'a str,
+    others: &'a [&'a str],
+    inputs: BTreeMap<String, String>,
+    /// What could not be inferred, for the user to check.
+    notes: Vec<String>,
+    seen: BTreeSet<String>,
+    todo: Vec<(String, String)>,
+}
+
+impl<'a> Chain<'a> {
+    fn new(dir: &'a str, others: &'a [&'a str]) -> Self {
+        Chain {
+            dir,
+            others,
+            inputs: BTreeMap::new(),
+            notes: Vec::new(),
+            seen: BTreeSet::new(),
+            todo: Vec::new(),
+        }
+    }
+
+    /// `path` (a folder or a file) is code the service builds from, `why`; a folder is read in
+    /// turn, its own dependencies said to come through `dep` (its name).
+    fn add(&mut self, root: &Path, path: String, why: String, dep: &str) {
+        let inside = path == self.dir || path.starts_with(&format!("{}/", self.dir));
+        let another = self
+            .others
+            .iter()
+            .any(|o| path == *o || path.starts_with(&format!("{o}/")));
+        if another || !self.seen.insert(path.clone()) {
+            return;
+        }
+        let folder = root.join(&path).is_dir();
+        if !inside {
+            let glob = if folder {
+                format!("{path}/**")
+            } else {
+                path.clone()
+            };
+            self.inputs.entry(glob).or_insert(why);
+        }
+        if folder {
+            self.todo.push((path, dep.to_string()));
+        }
+    }
+
+    /// A folder of the service's own (not one it depends on).
+    fn own(&self, folder: &str) -> bool {
+        folder == self.dir || folder.starts_with(&format!("{}/", self.dir))
+    }
+
+    /// `file` of `folder` is there but does not parse: what it names is not followed.
+    fn unreadable(&mut self, root: &Path, file: &str) {
+        if root.join(file).is_file() {
+            self.notes.push(format!(
+                "{}: {file} does not parse: what it names outside the service folder is not inferred",
+                self.dir
+            ));
+        }
+    }
+
+    /// `written` (in `file`) names a path that leaves the repository.
+    fn outside(&mut self, file: &str, written: &str) {
+        self.notes.push(format!(
+            "{}: {file} names `{written}`, outside the repository: Ferry cannot see its changes",
+            self.dir
+        ));
+    }
+
+    fn lock(&mut self, root: &Path, folder: &str, file: &str, tool: &str) {
+        let path = if folder.is_empty() {
+            file.to_string()
+        } else {
+            format!("{folder}/{file}")
+        };
+        if root.join(&path).is_file() && !path.starts_with(&format!("{}/", self.dir)) {
+            self.inputs.entry(path).or_insert(format!(
+                "the lock file of the {tool} workspace it builds in (read as a lock file: only a change to what the service builds with counts)"
+            ));
+        }
+    }
+}
+
+fn through(why: String, by: &str) -> String {
+    if by.is_empty() {
+        why
+    } else {
+        format!("{why} (through `{by}`)")
+    }
+}
+
+/// What the Rust crates in the service folder `dir` build from outside it: their path
+/// dependencies (`[dependencies]`, `[build-dependencies]`, and those of `[target.….]`; not
+/// `[dev-dependencies]`, which no deploy builds), a `{ workspace = true }` one through the
+/// workspace's `[workspace.dependencies]`, to the end of the chain; and the workspace's
+/// `Cargo.lock`.
+pub(crate) fn cargo_inputs(
+    root: &Path,
+    dir: &str,
+    others: &[&str],
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut chain = Chain::new(dir, others);
+    chain.todo = folders_holding(root, dir, others, "Cargo.toml")
+        .into_iter()
+        .rev()
+        .map(|f| (f, String::new()))
+        .collect();
+    let mut locks = BTreeSet::new();
+    while let Some((folder, by)) = chain.todo.pop() {
+        let file = format!("{folder}/Cargo.toml");
+        let Some(manifest) = read_toml(root, &file) else {
+            chain.unreadable(root, &file);
+            continue;
+        };
+        let workspace = workspace_root(root, &folder, "Cargo.toml", &["workspace"]);
+        // The lock file the service's own crates build with (a path dependency's crate builds
+        // with the same one).
+        if chain.own(&folder) {
+            locks.insert(
+                workspace
+                    .as_ref()
+                    .map_or(folder.clone(), |(w, _)| w.clone()),
+            );
+        }
+        let mut tables: Vec<&Map<String, Value>> = ["dependencies", "build-dependencies"]
+            .iter()
+            .filter_map(|k| table_at(&manifest, &[k]))
+            .collect();
+        for target in table_at(&manifest, &["target"])
+            .into_iter()
+            .flat_map(|t| t.values())
+        {
+            tables.extend(
+                ["dependencies", "build-dependencies"]
+                    .iter()
+                    .filter_map(|k| target.get(*k).and_then(Value::as_object)),
+            );
+        }
+        for (dep, spec) in tables.into_iter().flatten() {
+            let Some(spec) = spec.as_object() else {
+                continue;
+            };
+            let (from, written) = if spec.get("workspace").and_then(Value::as_bool) == Some(true) {
+                let Some((w, t)) = &workspace else { continue };
+                let Some(entry) = table_at(t, &["workspace", "dependencies", dep]) else {
+                    continue;
+                };
+                (w.as_str(), entry.get("path").and_then(Value::as_str))
+            } else {
+                (folder.as_str(), spec.get("path").and_then(Value::as_str))
+            };
+            let Some(written) = written else { continue };
+            let Some(path) = resolve(from, written) else {
+                chain.outside(&file, written);
+                continue;
+            };
+            let why = through(format!("builds the crate `{dep}` (a path dependency)"), &by);
+            chain.add(root, path, why, dep);
+        }
+    }
+    for folder in locks {
+        chain.lock(root, &folder, "Cargo.lock", "Cargo");
+    }
+    (chain.inputs, chain.notes)
+}
+
+/// A Python package name as its index compares them (PEP 503): lower case, runs of `-`, `_`
+/// and `.` as one `-`.
+fn normalized(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.trim().chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !out.ends_with('-') {
+                out.push('-');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// The local paths a requirements file names (`-e ../common`, `../common`, `file:../common`,
+/// `pkg @ file:../common`), following the files it includes (`-r base.txt`), as written.
+fn requirement_paths(root: &Path, folder: &str, file: &str, depth: usize, out: &mut Vec<String>) {
+    let Ok(text) = fs::read_to_string(root.join(folder).join(file)) else {
+        return;
+    };
+    for line in text.lines() {
+        let line = line.split(" #").next().unwrap_or_default().trim();
+        let (option, rest) = match line.split_once([' ', '=']) {
+            Some((o, r)) if o.starts_with('-') => (o, r.trim()),
+            _ => ("", line),
+        };
+        match option {
+            "-r" | "--requirement" if depth < MAX_INCLUDES => {
+                // Read as a part of this file: its paths are taken from this file's folder.
+                if let Some(inc) = resolve(folder, rest) {
+                    let (sub, name) = inc.rsplit_once('/').unwrap_or(("", &inc));
+                    let mut more = Vec::new();
+                    requirement_paths(root, sub, name, depth + 1, &mut more);
+                    out.extend(more.into_iter().filter_map(|p| {
+                        let abs = resolve(sub, &p)?;
+                        relative_to(folder, &abs)
+                    }));
+                }
+            }
+            "-e" | "--editable" | "" => {
+                let spec = rest.rsplit_once(" @ ").map_or(rest, |(_, url)| url.trim());
+                let path = spec.strip_prefix("file:").unwrap_or(spec);
+                if path.starts_with('.') || spec.starts_with("file:") {
+                    // `pkg[extra]` after a path is pip's way to ask for extras.
+                    let path = path.split('[').next().unwrap_or(path);
+                    out.push(path.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The uv workspace around `folder`: its root and its members by normalized name.
+fn uv_members(root: &Path, folder: &str) -> Option<(String, BTreeMap<String, String>)> {
+    let (ws, table) = workspace_root(root, folder, "pyproject.toml", &["tool", "uv", "workspace"])?;
+    let globs: Vec<&str> = table_at(&table, &["tool", "uv", "workspace"])?
+        .get("members")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut set = globset::GlobSetBuilder::new();
+    for g in globs {
+        let pattern = if ws.is_empty() {
+            g.to_string()
+        } else {
+            format!("{ws}/{g}")
+        };
+        set.add(
+            globset::GlobBuilder::new(pattern.trim_end_matches('/'))
+                .literal_separator(true)
+                .build()
+                .ok()?,
+        );
+    }
+    let set = set.build().ok()?;
+    let mut members = BTreeMap::new();
+    for member in folders_holding(root, &ws, &[], "pyproject.toml") {
+        if !set.is_match(&member) {
+            continue;
+        }
+        if let Some(name) = read_toml(root, &format!("{member}/pyproject.toml"))
+            .as_ref()
+            .and_then(|t| table_at(t, &["project"]))
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+        {
+            members.insert(normalized(name), member);
+        }
+    }
+    Some((ws, members))
+}
+
+/// What the Python projects in the service folder `dir` build from outside it: local paths in
+/// `requirements.txt` (and the files it includes), `pyproject.toml`'s path sources (uv's
+/// `[tool.uv.sources]`, Poetry's `[tool.poetry.dependencies]`, a `file:` dependency of
+/// `[project]`) and uv workspace members (`{ workspace = true }`), to the end of the chain; and
+/// the uv workspace's `uv.lock`.
+pub(crate) fn python_inputs(
+    root: &Path,
+    dir: &str,
+    others: &[&str],
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut chain = Chain::new(dir, others);
+    let mut start: BTreeSet<String> = folders_holding(root, dir, others, "requirements.txt")
+        .into_iter()
+        .collect();
+    start.extend(folders_holding(root, dir, others, "pyproject.toml"));
+    chain.todo = start
+        .into_iter()
+        .rev()
+        .map(|f| (f, String::new()))
+        .collect();
+    let mut locks = BTreeSet::new();
+    while let Some((folder, by)) = chain.todo.pop() {
+        // (path, why, the dependency's name).
+        let mut found: Vec<(String, String, String)> = Vec::new();
+        let mut paths = Vec::new();
+        requirement_paths(root, &folder, "requirements.txt", 0, &mut paths);
+        for p in paths {
+            match resolve(&folder, &p) {
+                Some(path) => found.push((path, format!("installs `{p}` (requirements.txt)"), p)),
+                None => chain.outside(&format!("{folder}/requirements.txt"), &p),
+            }
+        }
+        let file = format!("{folder}/pyproject.toml");
+        let project = read_toml(root, &file);
+        if project.is_none() {
+            chain.unreadable(root, &file);
+        }
+        if let Some(t) = &project {
+            let uv = uv_members(root, &folder);
+            if let Some((ws, _)) = &uv
+                && chain.own(&folder)
+            {
+                locks.insert(ws.clone());
+            }
+            for (dep, spec) in table_at(t, &["tool", "uv", "sources"])
+                .into_iter()
+                .flatten()
+            {
+                let Some(spec) = spec.as_object() else {
+                    continue;
+                };
+                if spec.get("workspace").and_then(Value::as_bool) == Some(true) {
+                    if let Some(member) = uv.as_ref().and_then(|(_, m)| m.get(&normalized(dep))) {
+                        found.push((
+                            member.clone(),
+                            format!("installs `{dep}` (a uv workspace member)"),
+                            dep.clone(),
+                        ));
+                    }
+                } else if let Some(path) = spec.get("path").and_then(Value::as_str)
+                    && let Some(p) = resolve(&folder, path)
+                {
+                    found.push((p, format!("installs `{dep}` (a path source)"), dep.clone()));
+                }
+            }
+            for (dep, spec) in table_at(t, &["tool", "poetry", "dependencies"])
+                .into_iter()
+                .flatten()
+            {
+                if let Some(path) = spec.get("path").and_then(Value::as_str)
+                    && let Some(p) = resolve(&folder, path)
+                {
+                    found.push((
+                        p,
+                        format!("installs `{dep}` (a path dependency)"),
+                        dep.clone(),
+                    ));
+                }
+            }
+            let listed = table_at(t, &["project"])
+                .and_then(|p| p.get("dependencies"))
+                .and_then(Value::as_array);
+            for dep in listed.into_iter().flatten().filter_map(Value::as_str) {
+                // `pkg @ file:///${PROJECT_ROOT}/../common` (PDM, Hatch); an absolute file URL
+                // names this machine's disk, not the repository.
+                if let Some((pkg, url)) = dep.split_once(" @ ")
+                    && let Some(rel) = url.trim().strip_prefix("file:///${PROJECT_ROOT}/")
+                    && let Some(p) = resolve(&folder, rel)
+                {
+                    let pkg = pkg.trim().to_string();
+                    found.push((p, format!("installs `{pkg}` (a file dependency)"), pkg));
+                }
+            }
+        }
+        for (path, why, dep) in found {
+            chain.add(root, path, through(why, &by), &dep);
+        }
+    }
+    for folder in locks {
+        chain.lock(root, &folder, "uv.lock", "uv");
+    }
+    (chain.inputs, chain.notes)
+}
