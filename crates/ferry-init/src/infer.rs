@@ -199,6 +199,8 @@ pub(crate) fn links(
         for (found, said) in [
             crate::local_deps::cargo_inputs(root, &dir, &others),
             crate::local_deps::python_inputs(root, &dir, &others),
+            crate::local_deps::go_inputs(root, &dir, &others),
+            crate::local_deps::dotnet_inputs(root, &dir, &others),
         ] {
             inputs.extend(found);
             notes.extend(said);

@@ -7,7 +7,7 @@
 //! infers what Ferry needs — the kind, the name, `depends-on` from what the services say of each
 //! other (an `Fn::ImportValue` of a name another service exports, a `${cf:<stack>.<Output>}` of
 //! another service's stack), and `inputs` from paths into other folders (`${file(../…)}`, a
-//! workspace package the service depends on, directly or through another, a Cargo or Python path dependency or workspace member and the lock file of its workspace; the names, links and parameters a
+//! workspace package the service depends on, directly or through another, a Cargo, Python, Go or .NET path dependency, workspace member or project reference and the lock file of its workspace; the names, links and parameters a
 //! `serverless-compose.yml` gives its services) — and says what it could not infer. [`render`]
 //! turns a scan into `ferry.toml` and one `service.toml` per service; [`runner`] into the files
 //! that make `cargo xtask …` work in the repository; [`write`] writes them, never over an

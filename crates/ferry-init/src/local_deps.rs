@@ -1,8 +1,10 @@
-//! Code a service builds from outside its folder, as its Rust and Python projects declare it:
-//! path dependencies (Cargo's `path = "../common"`, pip's `-e ../../libs/common`, uv's and
-//! Poetry's `{ path = "…" }`), workspace members (Cargo's `{ workspace = true }`, uv's), each
-//! followed to the end of its chain, and the lock file of the workspace the service builds in
-//! (`Cargo.lock`, `uv.lock`), which a plan reads as what it locks. Each becomes an input of the
+//! Code a service builds from outside its folder, as its Rust, Python, Go and .NET projects
+//! declare it: path dependencies (Cargo's `path = "../common"`, pip's `-e ../../libs/common`,
+//! uv's and Poetry's `{ path = "…" }`, Go's `replace … => ../common`, .NET's
+//! `<ProjectReference>`), workspace members (Cargo's `{ workspace = true }`, uv's, `go.work`'s),
+//! each followed to the end of its chain, and the files of the workspace the service builds in:
+//! its lock file (`Cargo.lock`, `uv.lock`), which a plan reads as what it locks, `go.work`, and
+//! MSBuild's `Directory.*.props`. Each becomes an input of the
 //! service, so that a change to it deploys the service. npm/yarn/pnpm workspaces are
 //! `infer::workspace_inputs`.
 
@@ -21,15 +23,23 @@ const MAX_INCLUDES: usize = 4;
 /// The folders holding `file` in the service folder `dir` (its own and those below it), skipping
 /// installed packages, tools' output and the folders of the other services (`others`).
 pub(crate) fn folders_holding(root: &Path, dir: &str, others: &[&str], file: &str) -> Vec<String> {
+    files_below(root, dir, others, &|name| name == file)
+        .into_iter()
+        .map(|path| parent(&path).to_string())
+        .collect()
+}
+
+/// The files in the service folder `dir` and below whose names `wanted` takes, as
+/// repository-relative paths, sorted; skipping what [`folders_holding`] skips.
+fn files_below(
+    root: &Path,
+    dir: &str,
+    others: &[&str],
+    wanted: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
     let mut found = Vec::new();
     let mut todo = vec![(dir.to_string(), 0)];
     while let Some((folder, depth)) = todo.pop() {
-        if root.join(&folder).join(file).is_file() {
-            found.push(folder.clone());
-        }
-        if depth == MAX_DEPTH {
-            continue;
-        }
         let Ok(entries) = fs::read_dir(root.join(&folder)) else {
             continue;
         };
@@ -42,9 +52,19 @@ pub(crate) fn folders_holding(root: &Path, dir: &str, others: &[&str], file: &st
             } else {
                 format!("{folder}/{name}")
             };
-            // Python's virtual environments are installed packages too.
-            let installed = matches!(name.as_str(), "venv" | "site-packages" | "__pycache__");
-            if entry.file_type().is_ok_and(|t| t.is_dir())
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            // Python's virtual environments are installed packages too; `bin`/`obj` are .NET's
+            // output.
+            let installed = matches!(
+                name.as_str(),
+                "venv" | "site-packages" | "__pycache__" | "bin" | "obj"
+            );
+            if kind.is_file() && wanted(&name) {
+                found.push(sub);
+            } else if kind.is_dir()
+                && depth < MAX_DEPTH
                 && !ferry_manifest::skipped_folder(&name)
                 && !installed
                 && !others.contains(&sub.as_str())
@@ -55,6 +75,11 @@ pub(crate) fn folders_holding(root: &Path, dir: &str, others: &[&str], file: &st
     }
     found.sort();
     found
+}
+
+/// The folder of a repository-relative path (`""` at the root).
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(p, _)| p)
 }
 
 /// `rel` (as written in a file of `folder`) as a repository-relative path; `None` when it is
@@ -162,12 +187,8 @@ impl<'a> Chain<'a> {
     /// `path` (a folder or a file) is code the service builds from, `why`; a folder is read in
     /// turn, its own dependencies said to come through `dep` (its name).
     fn add(&mut self, root: &Path, path: String, why: String, dep: &str) {
-        let inside = path == self.dir || path.starts_with(&format!("{}/", self.dir));
-        let another = self
-            .others
-            .iter()
-            .any(|o| path == *o || path.starts_with(&format!("{o}/")));
-        if another || !self.seen.insert(path.clone()) {
+        let inside = self.own(&path);
+        if self.another(&path) || !self.seen.insert(path.clone()) {
             return;
         }
         let folder = root.join(&path).is_dir();
@@ -187,6 +208,13 @@ impl<'a> Chain<'a> {
     /// A folder of the service's own (not one it depends on).
     fn own(&self, folder: &str) -> bool {
         folder == self.dir || folder.starts_with(&format!("{}/", self.dir))
+    }
+
+    /// A path in another service's folder: that service's, and no input of this one.
+    fn another(&self, path: &str) -> bool {
+        self.others
+            .iter()
+            .any(|o| path == *o || path.starts_with(&format!("{o}/")))
     }
 
     /// `file` of `folder` is there but does not parse: what it names is not followed.
@@ -500,6 +528,213 @@ pub(crate) fn python_inputs(
     }
     for folder in locks {
         chain.lock(root, &folder, "uv.lock", "uv");
+    }
+    (chain.inputs, chain.notes)
+}
+
+/// The words of a `go.mod` or `go.work` directive (`require`, `replace`, `use`), one line each,
+/// whether written on one line or in a `( … )` block; comments taken out.
+fn go_directive(text: &str, directive: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_block = false;
+    for line in text.lines() {
+        let line = line.split("//").next().unwrap_or_default().trim();
+        if in_block {
+            if line == ")" {
+                in_block = false;
+            } else if !line.is_empty() {
+                out.push(line.to_string());
+            }
+        } else if let Some(rest) = line.strip_prefix(directive)
+            && rest.starts_with([' ', '\t', '('])
+        {
+            let rest = rest.trim();
+            if rest == "(" {
+                in_block = true;
+            } else {
+                out.push(rest.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// A `go.mod`'s module path.
+fn go_module(text: &str) -> Option<String> {
+    go_directive(text, "module")
+        .first()
+        .map(|m| m.trim_matches('"').to_string())
+}
+
+/// What the Go modules in the service folder `dir` build from outside it: the modules they
+/// require that a `replace` points to a local folder (`replace example.com/common =>
+/// ../../libs/common`) or that the `go.work` around them uses (`use ./libs/common`), to the end
+/// of the chain; and that `go.work`, which decides where each module comes from.
+pub(crate) fn go_inputs(
+    root: &Path,
+    dir: &str,
+    others: &[&str],
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut chain = Chain::new(dir, others);
+    chain.todo = folders_holding(root, dir, others, "go.mod")
+        .into_iter()
+        .rev()
+        .map(|f| (f, String::new()))
+        .collect();
+    while let Some((folder, by)) = chain.todo.pop() {
+        let file = format!("{folder}/go.mod");
+        let Ok(text) = fs::read_to_string(root.join(&file)) else {
+            continue;
+        };
+        // The nearest go.work at or above the module, and the modules it uses by path.
+        let mut work: Option<(String, BTreeMap<String, String>)> = None;
+        let mut at = Some(folder.clone());
+        while let Some(f) = at {
+            let path = if f.is_empty() {
+                "go.work".to_string()
+            } else {
+                format!("{f}/go.work")
+            };
+            if let Ok(w) = fs::read_to_string(root.join(&path)) {
+                let used = go_directive(&w, "use")
+                    .iter()
+                    .filter_map(|u| resolve(&f, u.trim_matches('"')))
+                    .filter_map(|m| {
+                        let module =
+                            go_module(&fs::read_to_string(root.join(&m).join("go.mod")).ok()?)?;
+                        Some((module, m))
+                    })
+                    .collect();
+                if chain.own(&folder) && !chain.own(&path) {
+                    chain.inputs.entry(path.clone()).or_insert(
+                        "the Go workspace it builds in (go.work): it says where each module comes from"
+                            .to_string(),
+                    );
+                }
+                work = Some((path, used));
+                break;
+            }
+            at = (!f.is_empty()).then(|| parent(&f).to_string());
+        }
+        let replaced: BTreeMap<String, String> = go_directive(&text, "replace")
+            .iter()
+            .filter_map(|r| {
+                let (from, to) = r.split_once("=>")?;
+                let module = from
+                    .split_whitespace()
+                    .next()?
+                    .trim_matches('"')
+                    .to_string();
+                let to = to.split_whitespace().next()?.trim_matches('"').to_string();
+                (to.starts_with("./") || to.starts_with("../")).then_some((module, to))
+            })
+            .collect();
+        for req in go_directive(&text, "require") {
+            let Some(module) = req.split_whitespace().next().map(|m| m.trim_matches('"')) else {
+                continue;
+            };
+            let found = match replaced.get(module) {
+                Some(to) => match resolve(&folder, to) {
+                    Some(path) => Some((
+                        path,
+                        format!("builds the module `{module}` (replaced by `{to}`)"),
+                    )),
+                    None => {
+                        chain.outside(&file, to);
+                        None
+                    }
+                },
+                None => work.as_ref().and_then(|(w, used)| {
+                    Some((
+                        used.get(module)?.clone(),
+                        format!("builds the module `{module}` (used by {w})"),
+                    ))
+                }),
+            };
+            if let Some((path, why)) = found {
+                chain.add(root, path, through(why, &by), module);
+            }
+        }
+    }
+    (chain.inputs, chain.notes)
+}
+
+/// What the .NET projects (`.csproj`, `.fsproj`, `.vbproj`) in the service folder `dir` build
+/// from outside it: the projects they reference (`<ProjectReference Include="..\\Common\\Common.csproj" />`),
+/// to the end of the chain; and the `Directory.Build.props`, `Directory.Build.targets` and
+/// `Directory.Packages.props` above them, which MSBuild reads into every project below.
+pub(crate) fn dotnet_inputs(
+    root: &Path,
+    dir: &str,
+    others: &[&str],
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let project = |name: &str| {
+        [".csproj", ".fsproj", ".vbproj"]
+            .iter()
+            .any(|e| name.ends_with(e))
+    };
+    let mut chain = Chain::new(dir, others);
+    let mut todo: Vec<(String, String)> = files_below(root, dir, others, &project)
+        .into_iter()
+        .rev()
+        .map(|f| (f, String::new()))
+        .collect();
+    let mut read = BTreeSet::new();
+    while let Some((file, by)) = todo.pop() {
+        if !read.insert(file.clone()) {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(root.join(&file)) else {
+            continue;
+        };
+        let folder = parent(&file).to_string();
+        if chain.own(&folder) {
+            // MSBuild imports the nearest of each, looking upwards from the project.
+            for props in [
+                "Directory.Build.props",
+                "Directory.Build.targets",
+                "Directory.Packages.props",
+            ] {
+                let mut at = Some(folder.clone());
+                while let Some(f) = at {
+                    let path = if f.is_empty() {
+                        props.to_string()
+                    } else {
+                        format!("{f}/{props}")
+                    };
+                    if root.join(&path).is_file() {
+                        if !chain.own(&path) {
+                            chain
+                                .inputs
+                                .entry(path)
+                                .or_insert(format!("MSBuild reads {props} into its projects"));
+                        }
+                        break;
+                    }
+                    at = (!f.is_empty()).then(|| parent(&f).to_string());
+                }
+            }
+        }
+        for reference in text.split("<ProjectReference").skip(1) {
+            let Some(written) = reference.split_once("Include=").and_then(|(_, rest)| {
+                let quote = rest.chars().next().filter(|q| *q == '"' || *q == '\'')?;
+                rest[1..].split(quote).next()
+            }) else {
+                continue;
+            };
+            let unix = written.replace('\\', "/");
+            let Some(path) = resolve(&folder, &unix) else {
+                chain.outside(&file, written);
+                continue;
+            };
+            let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+            let why = through(format!("references the project `{name}`"), &by);
+            // The referenced project's folder is the input; its own references follow.
+            chain.add(root, parent(&path).to_string(), why, &name);
+            if root.join(&path).is_file() && !chain.another(&path) {
+                todo.push((path, name));
+            }
+        }
     }
     (chain.inputs, chain.notes)
 }

@@ -499,6 +499,112 @@ fn rust_and_python_code_a_service_builds_from_outside_its_folder_are_inputs() {
 }
 
 #[test]
+fn go_modules_and_dotnet_projects_a_service_builds_from_outside_its_folder_are_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let sam = |code: &str, runtime: &str| {
+        format!(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: {code}\n      Handler: bootstrap\n      Runtime: {runtime}\n"
+        )
+    };
+    // Go: a module the go.work uses, which replaces one of its own; one the service replaces.
+    file(
+        r,
+        "go.work",
+        "go 1.22\n\nuse (\n\t./services/users/fn\n\t./libs/goshared // shared\n)\n",
+    );
+    file(
+        r,
+        "services/users/template.yaml",
+        &sam("fn/", "provided.al2023"),
+    );
+    file(
+        r,
+        "services/users/fn/go.mod",
+        "module example.com/users\n\ngo 1.22\n\nrequire (\n\texample.com/goshared v0.0.0\n\texample.com/replaced v0.0.0 // indirect\n\tgithub.com/aws/aws-lambda-go v1.47.0\n)\n\nreplace example.com/replaced => ../../../libs/replaced\nreplace example.com/far => ../../../../far\nrequire example.com/far v0.0.0\n",
+    );
+    file(r, "services/users/fn/main.go", "package main\n");
+    file(
+        r,
+        "libs/goshared/go.mod",
+        "module example.com/goshared\n\nrequire example.com/deep v0.0.0\n\nreplace example.com/deep v0.0.0 => ../deep\n",
+    );
+    file(r, "libs/deep/go.mod", "module example.com/deep\n");
+    file(r, "libs/replaced/go.mod", "module example.com/replaced\n");
+
+    // .NET: a project reference written Windows-style, its own reference, central versions.
+    file(r, "Directory.Packages.props", "<Project />\n");
+    file(
+        r,
+        "services/payments/template.yaml",
+        &sam("src/Payments/", "dotnet8"),
+    );
+    file(
+        r,
+        "services/payments/src/Payments/Payments.csproj",
+        "<Project Sdk=\"Microsoft.NET.Sdk\">\n  <ItemGroup>\n    <ProjectReference Include=\"..\\..\\..\\..\\libs\\Core\\Core.csproj\" />\n  </ItemGroup>\n</Project>\n",
+    );
+    file(
+        r,
+        "services/payments/src/Payments/bin/Release/Copy.csproj",
+        "<ProjectReference Include=\"../../../../../../libs/Stale/Stale.csproj\" />\n",
+    );
+    file(
+        r,
+        "libs/Core/Core.csproj",
+        "<Project>\n  <ItemGroup><ProjectReference Include='../Model/Model.fsproj'/></ItemGroup>\n</Project>\n",
+    );
+    file(r, "libs/Model/Model.fsproj", "<Project />\n");
+    file(r, "libs/Stale/Stale.csproj", "<Project />\n");
+
+    let s = scan(r).unwrap();
+    let inputs = |dir: &str| {
+        s.services
+            .iter()
+            .find(|f| f.dir == dir)
+            .unwrap_or_else(|| panic!("{dir} found"))
+            .inputs
+            .clone()
+    };
+    let users = inputs("services/users");
+    assert_eq!(
+        users.keys().collect::<Vec<_>>(),
+        [
+            "go.work",
+            "libs/deep/**",
+            "libs/goshared/**",
+            "libs/replaced/**"
+        ],
+        "{users:?}"
+    );
+    assert_eq!(
+        users["libs/deep/**"],
+        "builds the module `example.com/deep` (replaced by `../deep`) (through `example.com/goshared`)"
+    );
+    assert_eq!(
+        users["libs/goshared/**"],
+        "builds the module `example.com/goshared` (used by go.work)"
+    );
+    let payments = inputs("services/payments");
+    assert_eq!(
+        payments.keys().collect::<Vec<_>>(),
+        ["Directory.Packages.props", "libs/Core/**", "libs/Model/**"],
+        "{payments:?}"
+    );
+    assert_eq!(
+        payments["libs/Model/**"],
+        "references the project `Model.fsproj` (through `Core.csproj`)"
+    );
+    let notes = s.notes.join("\n");
+    assert!(
+        notes.contains("services/users: services/users/fn/go.mod names `../../../../far`, outside the repository"),
+        "{notes}"
+    );
+    write(r, &render(&s, r), false).unwrap();
+    ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
 fn a_repository_without_services_says_what_it_looked_for() {
     let dir = tempfile::tempdir().unwrap();
     file(dir.path(), "README.md", "nothing here\n");
