@@ -82,6 +82,21 @@ fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(p, _)| p)
 }
 
+/// The path of `file` in `folder` and in every folder above it up to the root, nearest first.
+fn above(folder: &str, file: &str) -> impl Iterator<Item = String> {
+    let mut at = Some(folder.to_string());
+    std::iter::from_fn(move || {
+        let f = at.take()?;
+        let path = if f.is_empty() {
+            file.to_string()
+        } else {
+            format!("{f}/{file}")
+        };
+        at = (!f.is_empty()).then(|| parent(&f).to_string());
+        Some(path)
+    })
+}
+
 /// `rel` (as written in a file of `folder`) as a repository-relative path; `None` when it is
 /// absolute, a URL, or leaves the repository.
 fn resolve(folder: &str, rel: &str) -> Option<String> {
@@ -138,21 +153,12 @@ fn value_json(v: &toml::de::DeValue<'_>) -> Value {
 /// The nearest folder at or above `folder` whose `file` (`Cargo.toml`, `pyproject.toml`) has
 /// the table `key` (`workspace`, `tool.uv.workspace`), with that file.
 fn workspace_root(root: &Path, folder: &str, file: &str, key: &[&str]) -> Option<(String, Value)> {
-    let mut at = Some(folder.to_string());
-    while let Some(f) = at {
-        let path = if f.is_empty() {
-            file.to_string()
-        } else {
-            format!("{f}/{file}")
-        };
-        if let Some(t) = read_toml(root, &path)
-            && table_at(&t, key).is_some()
-        {
-            return Some((f, t));
-        }
-        at = (!f.is_empty()).then(|| f.rsplit_once('/').map_or(String::new(), |(p, _)| p.into()));
-    }
-    None
+    above(folder, file).find_map(|path| {
+        let t = read_toml(root, &path)?;
+        table_at(&t, key)
+            .is_some()
+            .then(|| (parent(&path).to_string(), t))
+    })
 }
 
 fn table_at<'t>(t: &'t Value, key: &[&str]) -> Option<&'t Map<String, Value>> {
@@ -173,36 +179,45 @@ struct Chain<'a> {
 }
 
 impl<'a> Chain<'a> {
-    fn new(dir: &'a str, others: &'a [&'a str]) -> Self {
+    /// A chain starting at `start`, the service's own folders (or files) to read first.
+    fn new(dir: &'a str, others: &'a [&'a str], start: Vec<String>) -> Self {
         Chain {
             dir,
             others,
             inputs: BTreeMap::new(),
             notes: Vec::new(),
             seen: BTreeSet::new(),
-            todo: Vec::new(),
+            todo: start
+                .into_iter()
+                .rev()
+                .map(|f| (f, String::new()))
+                .collect(),
         }
     }
 
     /// `path` (a folder or a file) is code the service builds from, `why`; a folder is read in
     /// turn, its own dependencies said to come through `dep` (its name).
     fn add(&mut self, root: &Path, path: String, why: String, dep: &str) {
-        let inside = self.own(&path);
-        if self.another(&path) || !self.seen.insert(path.clone()) {
-            return;
+        if self.input(root, &path, why) && root.join(&path).is_dir() {
+            self.todo.push((path, dep.to_string()));
         }
-        let folder = root.join(&path).is_dir();
-        if !inside {
-            let glob = if folder {
+    }
+
+    /// Records `path` (a folder or a file) as code the service builds from, `why`, unless it is
+    /// the service's own or another service's; whether it is new to this chain.
+    fn input(&mut self, root: &Path, path: &str, why: String) -> bool {
+        if self.another(path) || !self.seen.insert(path.to_string()) {
+            return false;
+        }
+        if !self.own(path) {
+            let glob = if root.join(path).is_dir() {
                 format!("{path}/**")
             } else {
-                path.clone()
+                path.to_string()
             };
             self.inputs.entry(glob).or_insert(why);
         }
-        if folder {
-            self.todo.push((path, dep.to_string()));
-        }
+        true
     }
 
     /// A folder of the service's own (not one it depends on).
@@ -267,12 +282,8 @@ pub(crate) fn cargo_inputs(
     dir: &str,
     others: &[&str],
 ) -> (BTreeMap<String, String>, Vec<String>) {
-    let mut chain = Chain::new(dir, others);
-    chain.todo = folders_holding(root, dir, others, "Cargo.toml")
-        .into_iter()
-        .rev()
-        .map(|f| (f, String::new()))
-        .collect();
+    let start = folders_holding(root, dir, others, "Cargo.toml");
+    let mut chain = Chain::new(dir, others, start);
     let mut locks = BTreeSet::new();
     while let Some((folder, by)) = chain.todo.pop() {
         let file = format!("{folder}/Cargo.toml");
@@ -438,16 +449,11 @@ pub(crate) fn python_inputs(
     dir: &str,
     others: &[&str],
 ) -> (BTreeMap<String, String>, Vec<String>) {
-    let mut chain = Chain::new(dir, others);
     let mut start: BTreeSet<String> = folders_holding(root, dir, others, "requirements.txt")
         .into_iter()
         .collect();
     start.extend(folders_holding(root, dir, others, "pyproject.toml"));
-    chain.todo = start
-        .into_iter()
-        .rev()
-        .map(|f| (f, String::new()))
-        .collect();
+    let mut chain = Chain::new(dir, others, start.into_iter().collect());
     let mut locks = BTreeSet::new();
     while let Some((folder, by)) = chain.todo.pop() {
         // (path, why, the dependency's name).
@@ -575,46 +581,35 @@ pub(crate) fn go_inputs(
     dir: &str,
     others: &[&str],
 ) -> (BTreeMap<String, String>, Vec<String>) {
-    let mut chain = Chain::new(dir, others);
-    chain.todo = folders_holding(root, dir, others, "go.mod")
-        .into_iter()
-        .rev()
-        .map(|f| (f, String::new()))
-        .collect();
+    let start = folders_holding(root, dir, others, "go.mod");
+    let mut chain = Chain::new(dir, others, start);
     while let Some((folder, by)) = chain.todo.pop() {
         let file = format!("{folder}/go.mod");
         let Ok(text) = fs::read_to_string(root.join(&file)) else {
             continue;
         };
         // The nearest go.work at or above the module, and the modules it uses by path.
-        let mut work: Option<(String, BTreeMap<String, String>)> = None;
-        let mut at = Some(folder.clone());
-        while let Some(f) = at {
-            let path = if f.is_empty() {
-                "go.work".to_string()
-            } else {
-                format!("{f}/go.work")
-            };
-            if let Ok(w) = fs::read_to_string(root.join(&path)) {
-                let used = go_directive(&w, "use")
-                    .iter()
-                    .filter_map(|u| resolve(&f, u.trim_matches('"')))
-                    .filter_map(|m| {
-                        let module =
-                            go_module(&fs::read_to_string(root.join(&m).join("go.mod")).ok()?)?;
-                        Some((module, m))
-                    })
-                    .collect();
-                if chain.own(&folder) && !chain.own(&path) {
-                    chain.inputs.entry(path.clone()).or_insert(
-                        "the Go workspace it builds in (go.work): it says where each module comes from"
-                            .to_string(),
-                    );
-                }
-                work = Some((path, used));
-                break;
-            }
-            at = (!f.is_empty()).then(|| parent(&f).to_string());
+        let work = above(&folder, "go.work").find_map(|path| {
+            let w = fs::read_to_string(root.join(&path)).ok()?;
+            let used: BTreeMap<String, String> = go_directive(&w, "use")
+                .iter()
+                .filter_map(|u| resolve(parent(&path), u.trim_matches('"')))
+                .filter_map(|m| {
+                    let module =
+                        go_module(&fs::read_to_string(root.join(&m).join("go.mod")).ok()?)?;
+                    Some((module, m))
+                })
+                .collect();
+            Some((path, used))
+        });
+        if let Some((path, _)) = &work
+            && chain.own(&folder)
+            && !chain.own(path)
+        {
+            chain.inputs.entry(path.clone()).or_insert(
+                "the Go workspace it builds in (go.work): it says where each module comes from"
+                    .to_string(),
+            );
         }
         let replaced: BTreeMap<String, String> = go_directive(&text, "replace")
             .iter()
@@ -673,14 +668,11 @@ pub(crate) fn dotnet_inputs(
             .iter()
             .any(|e| name.ends_with(e))
     };
-    let mut chain = Chain::new(dir, others);
-    let mut todo: Vec<(String, String)> = files_below(root, dir, others, &project)
-        .into_iter()
-        .rev()
-        .map(|f| (f, String::new()))
-        .collect();
+    // Here the chain reads project files, not folders.
+    let start = files_below(root, dir, others, &project);
+    let mut chain = Chain::new(dir, others, start);
     let mut read = BTreeSet::new();
-    while let Some((file, by)) = todo.pop() {
+    while let Some((file, by)) = chain.todo.pop() {
         if !read.insert(file.clone()) {
             continue;
         }
@@ -695,23 +687,13 @@ pub(crate) fn dotnet_inputs(
                 "Directory.Build.targets",
                 "Directory.Packages.props",
             ] {
-                let mut at = Some(folder.clone());
-                while let Some(f) = at {
-                    let path = if f.is_empty() {
-                        props.to_string()
-                    } else {
-                        format!("{f}/{props}")
-                    };
-                    if root.join(&path).is_file() {
-                        if !chain.own(&path) {
-                            chain
-                                .inputs
-                                .entry(path)
-                                .or_insert(format!("MSBuild reads {props} into its projects"));
-                        }
-                        break;
-                    }
-                    at = (!f.is_empty()).then(|| parent(&f).to_string());
+                if let Some(path) = above(&folder, props).find(|p| root.join(p).is_file())
+                    && !chain.own(&path)
+                {
+                    chain
+                        .inputs
+                        .entry(path)
+                        .or_insert(format!("MSBuild reads {props} into its projects"));
                 }
             }
         }
@@ -730,9 +712,9 @@ pub(crate) fn dotnet_inputs(
             let name = path.rsplit('/').next().unwrap_or(&path).to_string();
             let why = through(format!("references the project `{name}`"), &by);
             // The referenced project's folder is the input; its own references follow.
-            chain.add(root, parent(&path).to_string(), why, &name);
+            chain.input(root, parent(&path), why);
             if root.join(&path).is_file() && !chain.another(&path) {
-                todo.push((path, name));
+                chain.todo.push((path, name));
             }
         }
     }
