@@ -15,7 +15,9 @@ use ferry_records::Record;
 
 /// The services a deploy of `plan` may touch: those it deploys, the services of the plan that
 /// read values kept outside git ([`reads_outside_git`]: a new value may have changed their stack
-/// since their record), and the dependents of both. All but the first are checked and redeploy
+/// since their record), services whose dependencies deployed since they last received their
+/// outputs ([`not_received`]: a run that deployed the dependency never came to check them), and
+/// the dependents of all these. All but the first are checked and redeploy
 /// only when what they receive changed, so only those with a record in the stage (`records`)
 /// are checked: a service never deployed there receives nothing yet, and creating it is the
 /// plan's decision (`not deployed yet`), never a side effect of deploying what it depends on
@@ -35,11 +37,61 @@ pub fn candidates(
                 .is_some_and(|s| reads_outside_git(ws, s))
         })
         .map(|s| s.name.as_str());
-    let mut c = ws
-        .graph()
-        .with_dependents(plan.order.iter().map(String::as_str).chain(checked));
+    let behind = plan
+        .services
+        .iter()
+        .filter(|s| s.action == ferry_plan::Action::Skip)
+        .filter(|s| !not_received(ws, records, &s.name).is_empty())
+        .map(|s| s.name.as_str());
+    let mut c = ws.graph().with_dependents(
+        plan.order
+            .iter()
+            .map(String::as_str)
+            .chain(checked)
+            .chain(behind),
+    );
     c.retain(|s| ws.service(s).is_some() && (plan.order.contains(s) || records.contains_key(s)));
     c
+}
+
+/// The dependencies of `service` that deployed since its parameters were last resolved: those
+/// whose record's [`revision`](Record::revision) differs from the one its own record says it
+/// received (all of them, for a record written before Ferry kept what it received). Empty for a
+/// service without a record: it has received nothing yet.
+pub fn not_received(
+    ws: &Workspace,
+    records: &BTreeMap<String, Record>,
+    service: &str,
+) -> Vec<String> {
+    let Some(own) = records.get(service) else {
+        return Vec::new();
+    };
+    ws.graph()
+        .dependencies(service)
+        .into_iter()
+        .filter(|d| {
+            records.get(*d).is_some_and(|r| {
+                own.received
+                    .as_ref()
+                    .is_none_or(|got| got.get(*d) != Some(&r.revision()))
+            })
+        })
+        .map(String::from)
+        .collect()
+}
+
+/// The revisions of `service`'s dependencies' records as they stand (`records`, the latest
+/// known): what its parameters resolve against now (see [`Record::received`]).
+pub fn received_now(
+    ws: &Workspace,
+    records: &BTreeMap<String, Record>,
+    service: &str,
+) -> BTreeMap<String, String> {
+    ws.graph()
+        .dependencies(service)
+        .into_iter()
+        .filter_map(|d| Some((d.to_string(), records.get(d)?.revision())))
+        .collect()
 }
 
 /// Whether `service` reads a value kept outside git, whose new version changes its stack though

@@ -257,7 +257,20 @@ struct Run<'a> {
     reviews: Option<Mutex<BTreeMap<String, (StackReview, Reviewed)>>>,
     /// The `[package] build` of each Serverless service that deploys, started with the run.
     prebuilds: ferry_serverless::Prebuilds,
+    /// The records this run wrote, by service: with the stage's records read before, the
+    /// latest of each (what a dependent's parameters resolve against: [`Record::received`]).
+    written: Mutex<BTreeMap<String, Record>>,
     on: &'a (dyn Fn(Event) + Send + Sync),
+}
+
+impl Run<'_> {
+    /// The revisions of `service`'s dependencies' latest records (see [`Record::received`]).
+    fn received_now(&self, service: &str) -> BTreeMap<String, String> {
+        let written = self.written.lock().expect("written lock");
+        let mut latest = self.ctx.previous.clone();
+        latest.extend(written.iter().map(|(k, r)| (k.clone(), r.clone())));
+        crate::prepare::received_now(self.ctx.ws, &latest, service)
+    }
 }
 
 /// One finished job, as the scheduler hands it back.
@@ -401,6 +414,7 @@ pub async fn deploy_selection(
         ssm: aws_sdk_ssm::Client::new(ctx.config),
         tests: (options.test && !options.review).then(Mutex::default),
         reviews: options.review.then(Mutex::default),
+        written: Mutex::default(),
         on,
     };
     let estimates = ctx
@@ -428,8 +442,14 @@ pub async fn deploy_selection(
                 .into_iter()
                 .filter(|d| candidates.contains(*d))
                 .collect();
+            let behind = crate::prepare::not_received(ctx.ws, ctx.previous, &name);
             if !deps.is_empty() {
                 format!("dependent of {}", deps.join(", "))
+            } else if !behind.is_empty() {
+                format!(
+                    "{} deployed since it last received their outputs (a run that did not come to check it): checked against its record",
+                    behind.join(", ")
+                )
             } else if crate::prepare::reads_outside_git(ctx.ws, &service) {
                 "reads values kept outside git (SSM, S3): checked against its record".to_string()
             } else {
@@ -1008,6 +1028,21 @@ async fn deploy_one(
     let differs = match ctx.previous.get(&service.name) {
         _ if must_deploy => None,
         Some(r) if r.template_hash == template_hash && r.parameters_hash == params_hash => {
+            // What it received is recorded as checked, so that the next run does not check it
+            // again for the same deploys of its dependencies (not by a review: it writes
+            // nothing).
+            let received = Some(run.received_now(&service.name));
+            if run.reviews.is_none() && r.received != received {
+                let checked = Record {
+                    received,
+                    ..r.clone()
+                };
+                ctx.records.write(&checked).await?;
+                run.written
+                    .lock()
+                    .expect("written lock")
+                    .insert(service.name.clone(), checked);
+            }
             // Its outputs may still be needed by dependents: they come from the stack on demand.
             return Ok(Deployed::UpToDate {
                 why: "template, artifacts and parameters unchanged since its record".into(),
@@ -1148,6 +1183,7 @@ async fn deploy_one(
         release: ctx.release.map(String::from),
         package_fingerprint: packaged.map(ServicePackage::fingerprint),
         input_key,
+        received: Some(run.received_now(&service.name)),
     };
     ferry_records::check_fits(&record)?;
     let name = service.name.clone();
@@ -1189,6 +1225,10 @@ async fn deploy_one(
         ..record
     };
     ctx.records.write(&record).await?;
+    run.written
+        .lock()
+        .expect("written lock")
+        .insert(service.name.clone(), record.clone());
     if let Some(from) = &spec.renamed_from {
         // Once the stack is tagged for this service, the record of the name it had goes (it is
         // what lets a later `--adopt` find the stack, so it stays while the tags do not say so:

@@ -61,7 +61,7 @@ fn repo(project: &str, services: &[(&str, &str, &str)]) -> TestRepo {
 
 /// One deploy of stage `dev`, planned from its records as `cargo xtask deploy dev` plans it.
 async fn deploy(r: &TestRepo, config: &SdkConfig) -> DeployReport {
-    deploy_with(r, config, None, &[]).await
+    deploy_with(r, config, None, &[], None).await
 }
 
 /// [`deploy`] as an approval does it: each service's parameters must resolve to `reviewed`.
@@ -70,12 +70,17 @@ async fn deploy_reviewed(
     config: &SdkConfig,
     reviewed: Option<&BTreeMap<String, BTreeMap<String, String>>>,
 ) -> DeployReport {
-    deploy_with(r, config, reviewed, &[]).await
+    deploy_with(r, config, reviewed, &[], None).await
 }
 
 /// [`deploy`] of `services` and their dependencies (`deploy dev --service …`).
 async fn deploy_only(r: &TestRepo, config: &SdkConfig, services: &[&str]) -> DeployReport {
-    deploy_with(r, config, None, services).await
+    deploy_with(r, config, None, services, None).await
+}
+
+/// [`deploy`] cancelled (Ctrl-C) as soon as `service` is done: nothing after it starts.
+async fn deploy_cancelled_after(r: &TestRepo, config: &SdkConfig, service: &str) -> DeployReport {
+    deploy_with(r, config, None, &[], Some(service)).await
 }
 
 async fn deploy_with(
@@ -83,6 +88,7 @@ async fn deploy_with(
     config: &SdkConfig,
     reviewed: Option<&BTreeMap<String, BTreeMap<String, String>>>,
     services: &[&str],
+    cancel_after: Option<&str>,
 ) -> DeployReport {
     let ws = ferry_manifest::load(r.path()).unwrap();
     let stage = ws.stage("dev").unwrap();
@@ -128,7 +134,14 @@ async fn deploy_with(
         method: Some(Method::Direct),
         ..Default::default()
     };
-    ferry_deploy::deploy(&ctx, &plan, &options, &|_| {}).await
+    let on = |e: ferry_deploy::Event| {
+        if let ferry_deploy::Event::Finished { service, .. } = e
+            && Some(service.as_str()) == cancel_after
+        {
+            cancel.cancel();
+        }
+    };
+    ferry_deploy::deploy(&ctx, &plan, &options, &on).await
 }
 
 fn results(report: &DeployReport) -> BTreeMap<String, String> {
@@ -194,6 +207,109 @@ async fn a_dependent_redeploys_only_when_what_it_receives_changed() {
     r.commit("the output changes");
     let report = deploy(&r, &config).await;
     expect(&report, &[("topic", "updated"), ("reader", "updated")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_a_run_never_came_to_check_is_checked_by_the_next_one() {
+    let config = config().await;
+    let r = repo(
+        "rules-owed",
+        &[
+            ("owed-topic", TOPIC, ""),
+            (
+                "owed-reader",
+                READER,
+                "depends-on = [\"owed-topic\"]\n\n[parameters]\nTopic = \"${output:owed-topic.TopicArn}\"\n",
+            ),
+            ("owed-other", QUEUE, ""),
+        ],
+    );
+    expect(
+        &deploy(&r, &config).await,
+        &[
+            ("owed-topic", "created"),
+            ("owed-reader", "created"),
+            ("owed-other", "created"),
+        ],
+    );
+
+    // The topic's output changes, and the run stops once the topic is deployed (Ctrl-C; a
+    // kill, or the topic's tests failing, leave the same behind): the reader never got it.
+    r.write("services/owed-topic/t.yaml", TOPIC_RENAMED_OUTPUT);
+    r.commit("the output changes");
+    let stopped = deploy_cancelled_after(&r, &config, "owed-topic").await;
+    expect(
+        &stopped,
+        &[
+            ("owed-topic", "updated"),
+            ("owed-reader", "cancelled"),
+            ("owed-other", "skipped (up to date)"),
+        ],
+    );
+
+    // Nothing changed in git since: the topic is up to date by its record, and the reader is
+    // checked all the same, and receives the new output.
+    let next = deploy(&r, &config).await;
+    expect(
+        &next,
+        &[
+            ("owed-topic", "skipped (up to date)"),
+            ("owed-reader", "updated"),
+            ("owed-other", "skipped (up to date)"),
+        ],
+    );
+    let reader = next
+        .services
+        .iter()
+        .find(|s| s.name == "owed-reader")
+        .unwrap();
+    assert!(
+        reader
+            .why
+            .contains("owed-topic deployed since it last received their outputs"),
+        "{reader:?}"
+    );
+
+    // Once it has, nothing is checked again.
+    let again = deploy(&r, &config).await;
+    expect(
+        &again,
+        &[
+            ("owed-topic", "skipped (up to date)"),
+            ("owed-reader", "skipped (up to date)"),
+            ("owed-other", "skipped (up to date)"),
+        ],
+    );
+    assert_eq!(again.output_reads, 0, "{again:#?}");
+
+    // A dependency deployed without changing what the reader receives: the reader is checked,
+    // found up to date, and that check is recorded, so the run after checks nothing.
+    r.write(
+        "services/owed-topic/t.yaml",
+        TOPIC_AND_QUEUE.replace("-topic", "-topic-v2").as_str(),
+    );
+    r.commit("a queue beside the topic, same output");
+    let stopped = deploy_cancelled_after(&r, &config, "owed-topic").await;
+    expect(
+        &stopped,
+        &[
+            ("owed-topic", "updated"),
+            ("owed-reader", "cancelled"),
+            ("owed-other", "skipped (up to date)"),
+        ],
+    );
+    let next = deploy(&r, &config).await;
+    expect(
+        &next,
+        &[
+            ("owed-topic", "skipped (up to date)"),
+            ("owed-reader", "skipped (up to date)"),
+            ("owed-other", "skipped (up to date)"),
+        ],
+    );
+    assert!(next.output_reads > 0, "the reader was checked: {next:#?}");
+    let after = deploy(&r, &config).await;
+    assert_eq!(after.output_reads, 0, "{after:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,6 +96,13 @@ pub struct Record {
     /// the commit's history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_key: Option<String>,
+    /// What its parameters were last resolved against: the [`revision`](Record::revision) of
+    /// each dependency's record, when this service last deployed or was checked and found up
+    /// to date. A dependency deployed since, by a run that never came to check this service
+    /// (the dependency's tests failed, the run was killed or cancelled), has another revision,
+    /// so the next deploy checks it. `None` in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<BTreeMap<String, String>>,
 }
 
 /// The JSON of `record` as it is written: within a standard parameter's 4 KB (`MAX_RECORD`)
@@ -134,6 +141,23 @@ pub fn check_fits(record: &Record) -> Result<(), RecordError> {
 }
 
 impl Record {
+    /// Which deploy of the service this record is of: another revision means the stack may
+    /// have other outputs (see [`Record::received`]). Made of what every write of the record
+    /// keeps (never its outputs, which a large record leaves out): two deploys in one second
+    /// still differ by their release, template, parameters or stack.
+    pub fn revision(&self) -> String {
+        let id = format!(
+            "{}\n{}\n{}\n{}\n{}\n{}",
+            self.deployed_at,
+            self.stack_updated.unwrap_or_default(),
+            self.stack_id.as_deref().unwrap_or_default(),
+            self.release.as_deref().unwrap_or_default(),
+            self.template_hash,
+            self.parameters_hash,
+        );
+        sha256_hex(id.as_bytes())[..16].to_string()
+    }
+
     /// What identifies the package it deployed, across stages.
     pub fn fingerprint(&self) -> &str {
         self.package_fingerprint
