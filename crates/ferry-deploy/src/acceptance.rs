@@ -245,8 +245,9 @@ pub async fn test_deployed(
 }
 
 /// The services deployed at `commit` whose acceptance tests have not passed and did not run in
-/// this deploy (`tested`): e.g. they failed last time and nothing changed since. `deploy --test`
-/// runs them after its own.
+/// this deploy (`tested`): e.g. they failed last time and nothing changed since; and those whose
+/// tests failed at an earlier commit that this checkout can test again ([`failed_before`]).
+/// `deploy --test` runs them after its own.
 pub fn tests_owed(
     ws: &Workspace,
     stage: &Stage,
@@ -255,6 +256,32 @@ pub fn tests_owed(
     tested: &[String],
 ) -> Result<BTreeSet<String>, ferry_acceptance::SelectError> {
     let mut rest = ferry_acceptance::select(ws, &stage.name, records, commit, &[], false)?;
+    rest.extend(failed_before(ws, records, commit));
     rest.retain(|s| !tested.contains(s) && ws.service(s).is_some_and(|s| s.acceptance.is_some()));
     Ok(rest)
+}
+
+/// The services whose tests failed in the stage at a commit other than `commit`, and that this
+/// checkout can test again for their record ([`unvouched`] says nothing of them: it holds what
+/// their package was made from): a failed service is tested again by the next run even when
+/// nothing redeploys and the checkout moved on (an unrelated commit).
+pub fn failed_before(
+    ws: &Workspace,
+    records: &BTreeMap<String, Record>,
+    commit: &str,
+) -> BTreeSet<String> {
+    let failed: BTreeSet<String> = records
+        .iter()
+        .filter(|(name, r)| {
+            ws.service(name).is_some()
+                && r.commit != commit
+                && r.acceptance.as_ref().is_some_and(|a| !a.passed)
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    let unvouched = unvouched(ws, records, &failed);
+    failed
+        .into_iter()
+        .filter(|s| !unvouched.contains_key(s))
+        .collect()
 }

@@ -39,7 +39,9 @@ pub mod state;
 use ferry_manifest::{Stage, Workspace};
 use ferry_stacks::Ownership;
 
-pub use acceptance::{StageAccess, TestError, Tested, test_deployed, tests_owed, unvouched};
+pub use acceptance::{
+    StageAccess, TestError, Tested, failed_before, test_deployed, tests_owed, unvouched,
+};
 pub use error::ServiceError;
 pub use outputs::{IncompleteOutputs, MissingStacks, StageOutputs, stage_outputs};
 pub use parameters::{register_secrets, stages_read};

@@ -37,21 +37,27 @@ pub fn candidates(
                 .is_some_and(|s| reads_outside_git(ws, s))
         })
         .map(|s| s.name.as_str());
-    let behind = plan
-        .services
-        .iter()
-        .filter(|s| s.action == ferry_plan::Action::Skip)
-        .filter(|s| !not_received(ws, records, &s.name).is_empty())
-        .map(|s| s.name.as_str());
+    let behind = behind(ws, records);
     let mut c = ws.graph().with_dependents(
         plan.order
             .iter()
             .map(String::as_str)
             .chain(checked)
-            .chain(behind),
+            .chain(behind.iter().map(String::as_str)),
     );
     c.retain(|s| ws.service(s).is_some() && (plan.order.contains(s) || records.contains_key(s)));
     c
+}
+
+/// The services of the workspace with a record in `records` that received an earlier deploy
+/// of a dependency than the one its record is of ([`not_received`]): a run deploying, promoting
+/// or approving anything checks them too.
+pub fn behind(ws: &Workspace, records: &BTreeMap<String, Record>) -> BTreeSet<String> {
+    records
+        .keys()
+        .filter(|s| ws.service(s).is_some() && !not_received(ws, records, s).is_empty())
+        .cloned()
+        .collect()
 }
 
 /// The dependencies of `service` that deployed since its parameters were last resolved: those

@@ -914,11 +914,18 @@ pub async fn prepare_promote(
         }
     }
     let within: BTreeSet<String> = selected.iter().map(|r| r.service.clone()).collect();
-    let mut candidates = with_dependents(ws, &deploy, &within);
+    // Checked too: services that never received a dependency's last deploy (a run that
+    // deployed it was killed, or its tests failed).
+    let seeds: BTreeSet<String> = deploy
+        .iter()
+        .cloned()
+        .chain(crate::prepare::behind(ws, current))
+        .collect();
+    let mut candidates = with_dependents(ws, &seeds, &within);
     let compiled: Vec<&Record> = candidates.iter().map(|s| &req.from_records[s]).collect();
     check_checkout(ws, from, &compiled)?;
     skipped.retain(|(s, _)| !candidates.contains(s));
-    let kept = kept_dependents(target, current, &deploy, &within, Kept::PROMOTED).await?;
+    let kept = kept_dependents(target, current, &seeds, &within, Kept::PROMOTED).await?;
     skipped.extend(kept.skipped.iter().cloned());
     candidates.extend(kept.kept.keys().cloned());
     let why = candidates
@@ -1046,7 +1053,13 @@ pub async fn prepare_rollback(
         return Err(ReleaseRunError::Gone { services: gone });
     }
     let within: BTreeSet<String> = target.services.keys().cloned().collect();
-    let candidates = with_dependents(ws, &differs, &within);
+    // Checked too: services that never received a dependency's last deploy.
+    let seeds: BTreeSet<String> = differs
+        .iter()
+        .cloned()
+        .chain(crate::prepare::behind(ws, current))
+        .collect();
+    let candidates = with_dependents(ws, &seeds, &within);
     let left = current
         .keys()
         .filter(|s| !target.services.contains_key(*s) && only.is_none_or(|o| o.contains(*s)))
@@ -1333,7 +1346,13 @@ pub async fn prepare_approval(
         stage: stage.name.clone(),
     };
     let names: BTreeSet<String> = pending.services.keys().cloned().collect();
-    let kept = kept_dependents(dest, current, &names, &names, Kept::APPROVED).await?;
+    // The reviewed services, and those that never received a dependency's last deploy.
+    let seeds: BTreeSet<String> = names
+        .iter()
+        .cloned()
+        .chain(crate::prepare::behind(dest.ws, current))
+        .collect();
+    let kept = kept_dependents(dest, current, &seeds, &names, Kept::APPROVED).await?;
     let mut sources = vec![StoredSource {
         from: &from,
         records: records.iter().map(|(k, v)| (k.clone(), v)).collect(),

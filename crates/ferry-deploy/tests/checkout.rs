@@ -422,3 +422,56 @@ fn a_lock_file_change_that_leaves_the_services_packages_as_they_were_is_no_diffe
         "{e}"
     );
 }
+
+#[test]
+fn a_failed_service_is_owed_its_tests_after_an_unrelated_commit_not_after_its_own_change() {
+    let r = repo();
+    r.write(
+        "services/queue/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"true\"]\n",
+    );
+    let deployed = r.commit("tests").to_string();
+    let failed = Record {
+        acceptance: Some(ferry_records::Acceptance {
+            passed: false,
+            at: 1,
+        }),
+        ..record("queue", "cloudformation", &deployed)
+    };
+    let records = BTreeMap::from([("queue".to_string(), failed)]);
+    let owed = |r: &TestRepo| {
+        let ws = ferry_manifest::load(r.path()).unwrap();
+        let stage = ws.stage("staging").unwrap();
+        let head = r.head().to_string();
+        ferry_deploy::tests_owed(&ws, &stage, &records, &head, &[]).unwrap()
+    };
+    assert_eq!(owed(&r), ["queue".to_string()].into(), "at its own commit");
+
+    // An unrelated commit: the queue is up to date, and its failed tests are still owed.
+    r.write("docs/notes.md", "notes\n");
+    r.commit("docs");
+    assert_eq!(
+        owed(&r),
+        ["queue".to_string()].into(),
+        "after an unrelated commit"
+    );
+    // Not when the tests ran in this run already.
+    let ws = ferry_manifest::load(r.path()).unwrap();
+    let stage = ws.stage("staging").unwrap();
+    let head = r.head().to_string();
+    let tested = ["queue".to_string()];
+    assert!(
+        ferry_deploy::tests_owed(&ws, &stage, &records, &head, &tested)
+            .unwrap()
+            .is_empty()
+    );
+
+    // The queue changed since: what runs is not this checkout's, so nothing is owed here (the
+    // next deploy redeploys and tests it).
+    r.write(
+        "services/queue/t.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties: {DelaySeconds: 5}\n",
+    );
+    r.commit("a delay");
+    assert!(owed(&r).is_empty(), "{:?}", owed(&r));
+}

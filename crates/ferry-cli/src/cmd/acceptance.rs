@@ -134,7 +134,7 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                     .await
                     .context("failed to read the stage's deployment records")?;
                 let commit = ferry_deploy::head_commit(ws, ctx.ci());
-                let selected = ferry_acceptance::select(
+                let mut selected = ferry_acceptance::select(
                     ws,
                     &stage.name,
                     &previous,
@@ -142,9 +142,13 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                     &args.services,
                     args.all,
                 )?;
+                if args.services.is_empty() && !args.all {
+                    // And those that failed at an earlier commit this checkout still holds.
+                    selected.extend(ferry_deploy::failed_before(ws, &previous, &commit));
+                }
                 if selected.is_empty() {
                     println!(
-                        "nothing to test in stage `{}`: no service deployed at {} is waiting for its acceptance tests (--all tests every deployed service)",
+                        "nothing to test in stage `{}`: no service deployed at {} is waiting for its acceptance tests, and none failed them at a commit whose inputs this checkout holds (--all tests every deployed service)",
                         stage.name,
                         &commit[..commit.len().min(7)]
                     );
