@@ -243,6 +243,53 @@ fn promote_deploys_exactly_what_passed_and_the_gate_refuses_the_rest() {
     );
 }
 
+#[test]
+fn a_promote_whose_tests_never_ran_runs_them_when_asked_again() {
+    let p = "rel-owed";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    // Promoted without its tests (as a promote killed while they ran leaves it).
+    ok(&r, v, &["promote", "staging", "prod"]);
+    let prod = records(p, "prod");
+    assert_eq!(prod["app"].acceptance, None);
+
+    // Nothing left to deploy: without --test it says what is owed, with --test it runs it.
+    let (out, err) = ok(&r, v, &["promote", "staging", "prod"]);
+    assert!(out.contains("nothing to promote"), "{out}");
+    assert!(
+        out.contains("their acceptance tests in `prod` have not passed yet (app, base)"),
+        "{out}\n{err}"
+    );
+    std::fs::write(v.join("prod-app"), "").unwrap();
+    let (out, err) = fails(&r, v, &["promote", "staging", "prod", "--test"]);
+    assert!(!err.contains("deploying stack"), "{err}");
+    assert!(out.contains("running those of app, base"), "{out}\n{err}");
+    let prod = records(p, "prod");
+    assert_eq!(
+        prod["app"].acceptance.as_ref().map(|a| a.passed),
+        Some(false)
+    );
+    assert_eq!(
+        prod["base"].acceptance.as_ref().map(|a| a.passed),
+        Some(true)
+    );
+    std::fs::remove_file(v.join("prod-app")).unwrap();
+    let (out, _) = ok(&r, v, &["promote", "staging", "prod", "--test"]);
+    assert!(out.contains("running those of app"), "{out}");
+    assert_eq!(
+        records(p, "prod")["app"]
+            .acceptance
+            .as_ref()
+            .map(|a| a.passed),
+        Some(true)
+    );
+    // Then nothing is owed.
+    let (out, _) = ok(&r, v, &["promote", "staging", "prod", "--test"]);
+    assert!(!out.contains("running those of"), "{out}");
+}
+
 /// A stack of `project`'s in the emulator.
 fn stack(project: &str, service: &str, stage: &str) -> ferry_stacks::StackInfo {
     let engine = ferry_stacks::Engine::for_config(&config(), Default::default());

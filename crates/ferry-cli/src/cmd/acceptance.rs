@@ -52,6 +52,36 @@ pub async fn run_selected(
         })
 }
 
+/// Runs the `selected` deployed services' tests, marks their records and the stage's newest
+/// release, announces the outcome and writes the summary and JUnit report: `test-acceptance`,
+/// and a promote that finds its packages deployed but their tests owed. Exit 1 when one failed.
+pub(crate) async fn test_and_report(
+    ctx: &Ctx,
+    access: &StageAccess<'_>,
+    previous: &BTreeMap<String, Record>,
+    selected: &BTreeSet<String>,
+    concurrency: Option<NonZeroUsize>,
+    clock: Clock,
+) -> anyhow::Result<()> {
+    let mut tested = run_selected(access, previous, selected, concurrency, clock).await?;
+    // From here on the tests ran: whatever fails, their summary, report and notifications
+    // still come.
+    let mut after = AfterMoved::tested();
+    keep_unmarked(&mut after, &mut tested);
+    // The outcomes go into the stage's newest release too.
+    let store =
+        ferry_deploy::release::release_store(access.ws, access.stage, access.config, ctx.local);
+    let marked = crate::cmd::release::mark_newest_release(store.as_ref(), access.records).await;
+    after.keep("marking the newest release", marked);
+    let report = &tested.report;
+    crate::cmd::release::announce_with(access, ctx.ci(), clock, &[], Some(report), None).await;
+    self::report(ctx, access.stage, report, &mut after);
+    if !report.succeeded() {
+        return after.finish(Err(tests_failed(access.stage)));
+    }
+    after.finish(Ok(()))
+}
+
 /// Says each record whose tests' outcome could not be written, or was not (the checkout's
 /// tests are not those of the package that runs), and keeps it for the end.
 pub(crate) fn keep_unmarked(after: &mut AfterMoved, tested: &mut ferry_deploy::Tested) {
@@ -161,27 +191,8 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                     records: &records,
                     masker: masker(),
                 };
-                let mut tested =
-                    run_selected(&access, &previous, &selected, args.concurrency, clock).await?;
-                // From here on the tests ran: whatever fails, their summary, report and
-                // notifications still come.
-                let mut after = AfterMoved::tested();
-                keep_unmarked(&mut after, &mut tested);
-                // The outcomes go into the stage's newest release too.
-                let store =
-                    ferry_deploy::release::release_store(ws, &stage, &aws.config, ctx.local);
-                let marked =
-                    crate::cmd::release::mark_newest_release(store.as_ref(), &records).await;
-                after.keep("marking the newest release", marked);
-                let report = &tested.report;
-                let ci = ctx.ci();
-                crate::cmd::release::announce_with(&access, ci, clock, &[], Some(report), None)
-                    .await;
-                self::report(ctx, &stage, report, &mut after);
-                if !report.succeeded() {
-                    return after.finish(Err(tests_failed(&stage)));
-                }
-                after.finish(Ok(()))
+                test_and_report(ctx, &access, &previous, &selected, args.concurrency, clock)
+                    .await
             },
         )
         .await

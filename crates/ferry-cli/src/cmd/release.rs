@@ -753,6 +753,38 @@ impl<'s> Session<'s> {
     }
 }
 
+/// The services (of `only`, when given) that run in the target stage the very package that
+/// passed in the source stage, have acceptance tests, and whose record there is not marked as
+/// passed, that this checkout can test for their record (it holds what the package was made
+/// from).
+fn promoted_untested(
+    run: &Run<'_>,
+    source: &SourceStage,
+    current: &BTreeMap<String, ferry_records::Record>,
+    only: &[String],
+) -> BTreeSet<String> {
+    let untested: BTreeSet<String> = current
+        .iter()
+        .filter(|(s, _)| only.is_empty() || only.contains(s))
+        .filter(|(s, r)| {
+            run.ws
+                .service(s)
+                .is_some_and(|svc| svc.acceptance.is_some())
+                && !r.acceptance.as_ref().is_some_and(|a| a.passed)
+                && source
+                    .records
+                    .get(*s)
+                    .is_some_and(|from| ferry_releases::same_package(from, r))
+        })
+        .map(|(s, _)| s.clone())
+        .collect();
+    let unvouched = ferry_deploy::unvouched(run.ws, current, &untested);
+    untested
+        .into_iter()
+        .filter(|s| !unvouched.contains_key(s))
+        .collect()
+}
+
 /// The promote itself, while the target stage's lock is held.
 async fn promote_locked(
     args: &PromoteArgs,
@@ -781,6 +813,40 @@ async fn promote_locked(
             "nothing to promote: every selected service of `{}` already runs in `{}` the package that passed in `{}`",
             from.name, to.name, from.name
         );
+        // A promote of these packages that never finished its tests (killed, or its outcome
+        // not recorded): they are owed here.
+        let owed = promoted_untested(run, source, &current, &args.services);
+        if args.run.test && !owed.is_empty() {
+            println!(
+                "their acceptance tests in `{}` have not passed yet: running those of {}",
+                to.name,
+                owed.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+            let access = ferry_deploy::StageAccess {
+                ws,
+                stage: to,
+                config: &run.aws.config,
+                records: run.records,
+                masker: crate::ui::masker(),
+            };
+            return crate::cmd::acceptance::test_and_report(
+                ctx,
+                &access,
+                &current,
+                &owed,
+                args.run.concurrency,
+                clock,
+            )
+            .await;
+        }
+        if !owed.is_empty() {
+            println!(
+                "their acceptance tests in `{}` have not passed yet ({}): `promote … --test` or `test-acceptance {}` runs them",
+                to.name,
+                owed.iter().cloned().collect::<Vec<_>>().join(", "),
+                to.name
+            );
+        }
         return Ok(());
     }
     let (head, id) = new_release(run.ctx);
