@@ -17,6 +17,15 @@ pub enum ServiceError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the packaged template {} is not what its name says (its SHA-256 is {actual}): it was changed after it was packaged; nothing of {service} was deployed; package again (`package`, or the next deploy, writes it anew)",
+        .path.display()
+    )]
+    TemplateChanged {
+        service: String,
+        path: PathBuf,
+        actual: String,
+    },
     #[error(transparent)]
     Stage(#[from] ferry_manifest::StageError),
     #[error(

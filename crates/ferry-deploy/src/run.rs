@@ -727,11 +727,21 @@ fn template_source(
     Ok(match upload.template_urls.get(service) {
         Some(url) => TemplateSource::Url(url.clone()),
         None => {
+            // Deployed from this file: it must be the bytes its name (their hash) says.
             let path = p.dir.join(&sp.template);
-            TemplateSource::Body(
-                std::fs::read_to_string(&path)
-                    .map_err(|source| ServiceError::Template { path, source })?,
-            )
+            let text = std::fs::read_to_string(&path).map_err(|source| ServiceError::Template {
+                path: path.clone(),
+                source,
+            })?;
+            let actual = sha256_hex(text.as_bytes());
+            if actual != sp.template_sha256 {
+                return Err(ServiceError::TemplateChanged {
+                    service: service.to_string(),
+                    path,
+                    actual,
+                });
+            }
+            TemplateSource::Body(text)
         }
     })
 }

@@ -763,9 +763,11 @@ fn read_cache(out: &Path, service: &str, key: &str) -> Option<ServicePackage> {
     all_present(out, &sp).then_some(sp)
 }
 
-/// Whether every file a service's package names is in the store under `out`.
+/// Whether every file a service's package names is in the store under `out` (the template as
+/// its hash says: it is deployed from there; archives and site files are uploaded with their
+/// hash as S3's checksum, which refuses other bytes).
 fn all_present(out: &Path, sp: &ServicePackage) -> bool {
-    out.join(&sp.template).is_file()
+    holds(&out.join(&sp.template), &sp.template_sha256)
         && sp.artifacts.iter().all(|a| a.local_path(out).is_file())
         && sp
             .site
@@ -1481,10 +1483,16 @@ pub fn store_template(
     let sha = sha256_hex(bytes);
     let rel = format!("templates/{sha}.{ext}");
     let dest = out.join(&rel);
-    if !dest.is_file() {
+    if !holds(&dest, &sha) {
         write_atomic(&dest, bytes)?;
     }
     Ok((rel, sha))
+}
+
+/// Whether `path` holds bytes with this hash: a file of the store named by its hash that was
+/// edited since (by hand, or a tool) is no longer what its name says.
+pub(crate) fn holds(path: &Path, sha256: &str) -> bool {
+    fs::read(path).is_ok_and(|b| sha256_hex(&b) == sha256)
 }
 
 /// Where a zip is kept locally.
@@ -1829,7 +1837,8 @@ fn package_service(
     let template_sha256 = sha256_hex(&bytes);
     let template_rel = format!("templates/{template_sha256}.{ext}");
     let dest = out.join(&template_rel);
-    if !dest.is_file() {
+    // Written again when edited since (a template goes to CloudFormation from this file).
+    if !holds(&dest, &template_sha256) {
         write_atomic(&dest, &bytes)?;
     }
 

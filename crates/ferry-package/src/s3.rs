@@ -327,11 +327,6 @@ fn keep_local(path: &Path, bytes: &[u8]) -> Result<(), UploadError> {
     })
 }
 
-/// Whether `path` holds bytes with this hash.
-fn local_ok(path: &Path, sha256: &str) -> bool {
-    std::fs::read(path).is_ok_and(|b| sha256_hex(&b) == sha256)
-}
-
 /// Fetches the package entry stored at `key` (see [`entry_key`]) from `bucket` into the local
 /// package store `out`: the entry, its template and site files and, with `archives`, the
 /// archives the store lacks. Every object is checked against the hash its name holds; what the
@@ -362,14 +357,14 @@ pub async fn fetch_package(
         ),
     })?;
     let template = out.join(&sp.template);
-    if !local_ok(&template, &sp.template_sha256) {
+    if !crate::holds(&template, &sp.template_sha256) {
         let k = template_key(project, service, &sp);
         let b = get_verified(s3, bucket, &k, &sp.template_sha256, &what).await?;
         keep_local(&template, &b)?;
     }
     for f in sp.site.iter().flat_map(|s| &s.files) {
         let path = blob_path(out, &f.sha256);
-        if !local_ok(&path, &f.sha256) {
+        if !crate::holds(&path, &f.sha256) {
             let k = site_file_key(project, service, &f.sha256);
             let b = get_verified(s3, bucket, &k, &f.sha256, &what).await?;
             keep_local(&path, &b)?;
@@ -378,7 +373,7 @@ pub async fn fetch_package(
     if archives {
         for a in &sp.artifacts {
             let path = a.local_path(out);
-            if !local_ok(&path, &a.sha256) {
+            if !crate::holds(&path, &a.sha256) {
                 let b = get_verified(s3, bucket, &a.key, &a.sha256, &what).await?;
                 keep_local(&path, &b)?;
             }

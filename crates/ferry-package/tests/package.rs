@@ -589,6 +589,25 @@ fn a_template_without_artifacts_is_deployed_as_written() {
 }
 
 #[test]
+fn a_stored_template_edited_after_packaging_is_written_again_by_the_next_package() {
+    let ws = api_workspace();
+    let out = tempfile::tempdir().unwrap();
+    let first = packaged(ws.path(), out.path(), &["api"]);
+    let path = out.path().join(&first.services["api"].template);
+    let good = fs::read(&path).unwrap();
+    // Edited by hand (a wider permission slipped in): the file no longer holds its hash.
+    fs::write(&path, b"{\"Resources\": {\"Evil\": {}}}\n").unwrap();
+    let second = run(ws.path(), out.path(), &request("c2", &["api"]))
+        .0
+        .unwrap();
+    assert_eq!(
+        second.services["api"].template_sha256,
+        first.services["api"].template_sha256
+    );
+    assert_eq!(fs::read(&path).unwrap(), good, "the edit is gone");
+}
+
+#[test]
 fn a_local_code_path_that_is_not_declared_is_refused_before_anything_runs() {
     let ws = workspace(&[
         ("services/api/template.yaml", FUNCTION),

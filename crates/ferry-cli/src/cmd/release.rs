@@ -512,7 +512,9 @@ async fn rollback_to(
     if !report.succeeded() || !tests_ok {
         return after
             .finish(Err(anyhow::anyhow!(
-                "the rollback of stage `{}` to release {} did not complete; fix the failures above and run it again",
+                "the rollback of stage `{}` to release {} did not complete; fix the failures above and finish it with `rollback {} --to {}` (a plain `rollback` now goes back from the release this one wrote, further back)",
+                stage.name,
+                rb.target.id,
                 stage.name,
                 rb.target.id
             )))
