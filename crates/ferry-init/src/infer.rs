@@ -195,8 +195,8 @@ pub(crate) fn links(
             .filter(|o| o.dir != dir)
             .map(|o| o.dir.as_str())
             .collect();
-        inputs.extend(workspace_inputs(root, &dir, &others, packages));
         for (found, said) in [
+            crate::local_deps::node_inputs(root, &dir, &others, packages),
             crate::local_deps::cargo_inputs(root, &dir, &others),
             crate::local_deps::python_inputs(root, &dir, &others),
             crate::local_deps::go_inputs(root, &dir, &others),
@@ -216,74 +216,6 @@ pub(crate) fn links(
             .clone()
             .map(|why| (format!("{base}-{{stage}}"), why));
     }
-}
-
-/// A `package.json`'s dependencies of the given sections, by name.
-fn dependency_names(pkg: &serde_json::Value, sections: &[&str]) -> Vec<String> {
-    sections
-        .iter()
-        .filter_map(|section| pkg[section].as_object())
-        .flat_map(|deps| deps.keys().cloned())
-        .collect()
-}
-
-/// The workspace packages (name → folder) the service in `dir` may load, each as an input glob
-/// with why: those its `package.json` files depend on (`dependencies`, `devDependencies`,
-/// `optionalDependencies`: a bundler may take any of them), then, package by package, those
-/// each such package depends on in turn (`dependencies`, `optionalDependencies`,
-/// `peerDependencies`: what installing it brings), to the end of the chain. A package that is
-/// another service's folder is that service's (`others`), not an input.
-fn workspace_inputs(
-    root: &Path,
-    dir: &str,
-    others: &[&str],
-    packages: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    let read = |folder: &str| {
-        std::fs::read(root.join(folder).join("package.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-    };
-    // (package name, the package whose dependency it is; `None`: the service's own).
-    let mut todo: Vec<(String, Option<String>)> =
-        crate::local_deps::folders_holding(root, dir, others, "package.json")
-            .iter()
-            .filter_map(|folder| read(folder))
-            .flat_map(|pkg| {
-                dependency_names(
-                    &pkg,
-                    &["dependencies", "devDependencies", "optionalDependencies"],
-                )
-            })
-            .map(|name| (name, None))
-            .collect();
-    todo.reverse();
-    let mut inputs = BTreeMap::new();
-    let mut seen = std::collections::BTreeSet::new();
-    while let Some((name, through)) = todo.pop() {
-        let Some(pdir) = packages.get(&name) else {
-            continue;
-        };
-        if others.contains(&pdir.as_str()) || !seen.insert(name.clone()) {
-            continue;
-        }
-        // One inside the service folder is the service's already; what it depends on may not be.
-        if pdir != dir && !pdir.starts_with(&format!("{dir}/")) {
-            let why = match &through {
-                None => format!("depends on the workspace package `{name}`"),
-                Some(by) => format!("depends on the workspace package `{name}` (through `{by}`)"),
-            };
-            inputs.entry(format!("{pdir}/**")).or_insert(why);
-        }
-        if let Some(pkg) = read(pdir) {
-            let next = dependency_names(
-                &pkg,
-                &["dependencies", "optionalDependencies", "peerDependencies"],
-            );
-            todo.extend(next.into_iter().rev().map(|n| (n, Some(name.clone()))));
-        }
-    }
-    inputs
 }
 
 /// The literal name a configuration program gives its `service` (`service: 'orders'`,

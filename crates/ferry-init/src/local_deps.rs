@@ -4,9 +4,9 @@
 //! `<ProjectReference>`), workspace members (Cargo's `{ workspace = true }`, uv's, `go.work`'s),
 //! each followed to the end of its chain, and the files of the workspace the service builds in:
 //! its lock file (`Cargo.lock`, `uv.lock`), which a plan reads as what it locks, `go.work`, and
-//! MSBuild's `Directory.*.props`. Each becomes an input of the
-//! service, so that a change to it deploys the service. npm/yarn/pnpm workspaces are
-//! `infer::workspace_inputs`.
+//! MSBuild's `Directory.*.props`; and the packages its Node.js code loads from the repository
+//! (npm/yarn/pnpm workspace packages, `file:` and `link:` dependencies). Each becomes an input
+//! of the service, so that a change to it deploys the service.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -99,7 +99,7 @@ fn above(folder: &str, file: &str) -> impl Iterator<Item = String> {
 
 /// `rel` (as written in a file of `folder`) as a repository-relative path; `None` when it is
 /// absolute, a URL, or leaves the repository.
-fn resolve(folder: &str, rel: &str) -> Option<String> {
+pub(crate) fn resolve(folder: &str, rel: &str) -> Option<String> {
     let rel = rel.trim().trim_end_matches('/');
     if rel.is_empty() || rel.starts_with('/') || rel.contains("://") || rel.contains('\\') {
         return None;
@@ -209,7 +209,12 @@ impl<'a> Chain<'a> {
         if self.another(path) || !self.seen.insert(path.to_string()) {
             return false;
         }
-        if !self.own(path) {
+        // Inside a folder already an input: nothing to add.
+        let covered = self.inputs.keys().any(|g| {
+            g.strip_suffix("/**")
+                .is_some_and(|f| path.starts_with(&format!("{f}/")))
+        });
+        if !self.own(path) && !covered {
             let glob = if root.join(path).is_dir() {
                 format!("{path}/**")
             } else {
@@ -716,6 +721,72 @@ pub(crate) fn dotnet_inputs(
             if root.join(&path).is_file() && !chain.another(&path) {
                 chain.todo.push((path, name));
             }
+        }
+    }
+    (chain.inputs, chain.notes)
+}
+
+/// A `package.json`'s dependencies of the given sections: (name, what it asks for).
+fn node_dependencies(pkg: &Value, sections: &[&str]) -> Vec<(String, String)> {
+    sections
+        .iter()
+        .filter_map(|section| pkg[section].as_object())
+        .flat_map(|deps| {
+            deps.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        })
+        .collect()
+}
+
+/// The packages the Node.js code of the service in `dir` loads from the repository, each as an
+/// input glob with why: the workspace packages (name → folder: `packages`) and local paths
+/// (`file:../common`, `link:`, `portal:`; a tarball too) its `package.json` files (its folder's
+/// and its function folders') depend on (`dependencies`, `devDependencies`,
+/// `optionalDependencies`: a bundler may take any of them), then, package by package, those
+/// each such package depends on in turn (`dependencies`, `optionalDependencies`,
+/// `peerDependencies`: what installing it brings), to the end of the chain. A package that is
+/// another service's folder is that service's (`others`), not an input.
+pub(crate) fn node_inputs(
+    root: &Path,
+    dir: &str,
+    others: &[&str],
+    packages: &BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let start = folders_holding(root, dir, others, "package.json");
+    let mut chain = Chain::new(dir, others, start);
+    while let Some((folder, by)) = chain.todo.pop() {
+        let Some(pkg) = fs::read(root.join(&folder).join("package.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        else {
+            continue;
+        };
+        let sections: &[&str] = if by.is_empty() {
+            &["dependencies", "devDependencies", "optionalDependencies"]
+        } else {
+            &["dependencies", "optionalDependencies", "peerDependencies"]
+        };
+        for (name, wanted) in node_dependencies(&pkg, sections) {
+            let local = ["file:", "link:", "portal:"]
+                .iter()
+                .find_map(|p| wanted.strip_prefix(p));
+            let (path, why) = match local {
+                Some(rel) => match resolve(&folder, rel) {
+                    Some(path) => (path, format!("depends on `{name}` (`{wanted}`)")),
+                    None => {
+                        chain.outside(&format!("{folder}/package.json"), &wanted);
+                        continue;
+                    }
+                },
+                None => match packages.get(&name) {
+                    Some(pdir) => (
+                        pdir.clone(),
+                        format!("depends on the workspace package `{name}`"),
+                    ),
+                    None => continue,
+                },
+            };
+            chain.add(root, path, through(why, &by), &name);
         }
     }
     (chain.inputs, chain.notes)

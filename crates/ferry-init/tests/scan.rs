@@ -239,7 +239,7 @@ fn workspace_packages_are_inputs_to_the_end_of_their_chain() {
     file(
         r,
         "services/api/package.json",
-        r#"{"name": "api", "dependencies": {"@x/a": "*", "@x/svc": "*", "left-pad": "1"}}"#,
+        r#"{"name": "api", "dependencies": {"@x/a": "*", "@x/svc": "*", "left-pad": "1", "common": "file:../../libs/common", "far": "file:../../../far"}}"#,
     );
     file(
         r,
@@ -257,6 +257,13 @@ fn workspace_packages_are_inputs_to_the_end_of_their_chain() {
         r#"{"name": "@x/b", "peerDependencies": {"@x/c": "*"}, "dependencies": {"@x/a": "*"}}"#,
     );
     file(r, "packages/c/package.json", r#"{"name": "@x/c"}"#);
+    // Not a workspace member: a local path, whose own dependency is a tarball beside it.
+    file(
+        r,
+        "libs/common/package.json",
+        r#"{"name": "common", "dependencies": {"vendored": "file:./vendor/v-1.0.0.tgz"}}"#,
+    );
+    file(r, "libs/common/vendor/v-1.0.0.tgz", "tgz");
     file(r, "packages/d/package.json", r#"{"name": "@x/d"}"#);
     file(r, "packages/e/package.json", r#"{"name": "@x/e"}"#);
     file(
@@ -302,8 +309,23 @@ fn workspace_packages_are_inputs_to_the_end_of_their_chain() {
     let api = inputs("services/api");
     assert_eq!(
         api.keys().collect::<Vec<_>>(),
-        ["packages/a/**", "packages/b/**", "packages/c/**"],
+        [
+            "libs/common/**",
+            "packages/a/**",
+            "packages/b/**",
+            "packages/c/**"
+        ],
         "{api:?}"
+    );
+    assert_eq!(
+        api["libs/common/**"],
+        "depends on `common` (`file:../../libs/common`)"
+    );
+    assert!(
+        s.notes.iter().any(|n| n
+            == "services/api: services/api/package.json names `file:../../../far`, outside the repository: Ferry cannot see its changes"),
+        "{:?}",
+        s.notes
     );
     assert_eq!(
         api["packages/b/**"],
