@@ -19,6 +19,9 @@ pub(crate) struct Compared {
     /// Names that another folder's service has taken over since a base, while the folder that
     /// had the name still holds a service: the name's stack gets the other folder's template.
     pub taken_names: Vec<TakenName>,
+    /// What else the comparison has to say: a base whose configuration does not load, stacks
+    /// that services leave behind for new names.
+    pub notes: Vec<String>,
 }
 
 /// A service name that moved to another folder's service, while its old folder went on under
@@ -96,20 +99,51 @@ pub(crate) fn compare_bases(
         if let (Ok(r), Some(commit)) = (repo, base_commit) {
             nested_services_added(&owners, r, commit, &changed, &mut affected);
             locks = crate::locks::refine(ws, r, commit, &req.head, &members, &mut affected);
-            if let Some(base_ws) = base_workspace(r, commit, &changed) {
-                let (removed, taken) = services_gone(ws, &base_ws, stage);
-                // Planned from the records, a name gone without a record has nothing in the
-                // stage to say anything about: never deployed there, or its stack removed
-                // (`remove --orphans`) or taken over (`deploy --adopt`) since.
-                let deployed = |name: &String| req.since.is_some() || req.bases.contains_key(name);
-                for (name, removed) in removed.into_iter().filter(|(n, _)| deployed(n)) {
-                    out.removed.entry(name).or_insert(removed);
-                }
-                for t in taken {
-                    if !out.taken_names.contains(&t) {
-                        out.taken_names.push(t);
+            // Planned from the records, a name gone without a record has nothing in the stage
+            // to say anything about: never deployed there, or its stack removed
+            // (`remove --orphans`) or taken over (`deploy --adopt`) since.
+            let deployed = |name: &String| req.since.is_some() || req.bases.contains_key(name);
+            match base_workspace(r, commit, &changed) {
+                Some(Ok(base_ws)) => {
+                    let (removed, taken) = services_gone(ws, &base_ws, stage);
+                    for (name, removed) in removed.into_iter().filter(|(n, _)| deployed(n)) {
+                        out.removed.entry(name).or_insert(removed);
+                    }
+                    for t in taken {
+                        if !out.taken_names.contains(&t) {
+                            out.taken_names.push(t);
+                        }
+                    }
+                    let moved: Vec<String> = stacks_moved(ws, &base_ws, stage)
+                        .into_iter()
+                        .filter(|(name, _, _)| deployed(name))
+                        .map(|(name, old, new)| format!("{name}: {old} → {new}"))
+                        .collect();
+                    if !moved.is_empty() {
+                        let note = format!(
+                            "stack names changed since {} ({}): a deploy creates the new stacks and leaves the old ones in place, still tagged for their services; delete each old stack once its new one runs",
+                            ferry_changes::short(commit),
+                            ferry_manifest::first_few(
+                                &moved.iter().map(String::as_str).collect::<Vec<_>>(),
+                                5
+                            )
+                        );
+                        if !out.notes.contains(&note) {
+                            out.notes.push(note);
+                        }
                     }
                 }
+                Some(Err(why)) => {
+                    let note = format!(
+                        "the configuration at {} does not load ({why}), so services it had and this one has not (removed or renamed) cannot be named here: their stacks stay in place until `remove {} --orphans` (by their records) deletes them",
+                        ferry_changes::short(commit),
+                        stage.name
+                    );
+                    if !out.notes.contains(&note) {
+                        out.notes.push(note);
+                    }
+                }
+                None => {}
             }
         }
         let since = base_commit.map_or_else(|| base.to_string(), ferry_changes::short);
@@ -153,7 +187,7 @@ pub(crate) fn recorded_but_gone(
     for (base, names) in gone {
         let Some(base_ws) = repo
             .resolve(base)
-            .and_then(|c| workspace_at_commit(repo, c))
+            .and_then(|c| workspace_at_commit(repo, c).ok())
         else {
             continue;
         };
@@ -239,34 +273,58 @@ fn nested_services_added(
     }
 }
 
-/// The workspace as it was at `base`, when the changes since could have removed or renamed a
-/// service (a manifest or a Serverless configuration changed); `None` otherwise, or when the
-/// base's configuration does not load (nothing is said of it then). Read through the folder
-/// cache; the workspace memo (the head's) is left alone.
+/// The workspace as it was at `base`, when the changes since could have removed, renamed or
+/// moved a service to another stack (`ferry.toml`, a manifest or a Serverless configuration
+/// changed); `None` otherwise; an error (its first line) when the base's configuration does
+/// not load. Read through the folder cache; the workspace memo (the head's) is left alone.
 fn base_workspace(
     repo: &Repo,
     base: ferry_changes::Oid,
     changed: &ferry_changes::ChangedPaths,
-) -> Option<Workspace> {
+) -> Option<Result<Workspace, String>> {
     let configuration = |p: &String| {
         let name = p.rsplit('/').next().unwrap_or(p);
-        name == SERVICE_FILE || name.starts_with("serverless.")
+        p == ferry_manifest::PROJECT_FILE || name == SERVICE_FILE || name.starts_with("serverless.")
     };
     if !changed.paths.iter().any(configuration) {
         return None;
     }
-    workspace_at_commit(repo, base)
+    Some(workspace_at_commit(repo, base))
 }
 
-/// The workspace as it was at `base` (read through the folder cache), or `None` when its
-/// configuration does not load.
-fn workspace_at_commit(repo: &Repo, base: ferry_changes::Oid) -> Option<Workspace> {
-    let source = repo.source_at(&base.to_string()).ok()?;
+/// The workspace as it was at `base` (read through the folder cache), or why it does not load
+/// (the first line of the error).
+fn workspace_at_commit(repo: &Repo, base: ferry_changes::Oid) -> Result<Workspace, String> {
+    let first_line = |e: String| e.lines().next().unwrap_or_default().to_string();
+    let source = repo
+        .source_at(&base.to_string())
+        .map_err(|e| first_line(e.to_string()))?;
     let cache_path = repo.cache_dir().join("manifest-cache.bin");
     let mut cache = ferry_manifest::ManifestCache::read(&cache_path);
-    let base_ws = ferry_manifest::load_from(repo.root(), &source, Some(&mut cache)).ok()?;
+    let base_ws = ferry_manifest::load_from(repo.root(), &source, Some(&mut cache))
+        .map_err(|e| first_line(e.to_string()))?;
     let _ = cache.write(&cache_path);
-    Some(base_ws)
+    Ok(base_ws)
+}
+
+/// The services of both workspaces (by name) whose stack in `stage` has another name now:
+/// (name, old stack, new stack), e.g. after `[project] stack-name` changed.
+fn stacks_moved(
+    ws: &Workspace,
+    base_ws: &Workspace,
+    stage: &ferry_manifest::Stage,
+) -> Vec<(String, String, String)> {
+    ws.services
+        .iter()
+        .filter_map(|s| {
+            let b = base_ws.service(&s.name)?;
+            let (old, new) = (
+                base_ws.service_stack_name(b, stage),
+                ws.service_stack_name(s, stage),
+            );
+            (old != new).then(|| (s.name.clone(), old, new))
+        })
+        .collect()
 }
 
 /// What the base had that the head does not carry on: services whose name no service has now

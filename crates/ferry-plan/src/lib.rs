@@ -313,6 +313,7 @@ pub fn plan(
         bases,
         removed,
         taken_names,
+        notes: compared_notes,
     } = compared;
     reasons::from_stacks(&req.stacks, &candidates, &mut reasons);
     if req.with_dependents {
@@ -323,7 +324,8 @@ pub fn plan(
     let services = service_plans(ws, graph, &stage, reasons, &deploying, &removed);
     // Indirect dependencies count: a service waits for one it reaches through a skipped one.
     let deploy_graph = graph.reachability_subgraph(&deploying);
-    let (pull_request, notes) = notes(ws, &stage, &req.ci, &removed, &taken_names);
+    let (pull_request, mut notes) = notes(ws, &stage, &req.ci, &removed, &taken_names);
+    notes.extend(compared_notes);
     Ok(Plan {
         stage: stage.name.clone(),
         stage_id: stage.id.clone(),

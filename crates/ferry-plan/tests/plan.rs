@@ -353,6 +353,88 @@ fn a_deleted_service_folder_is_reported_as_removed_not_deployed() {
 }
 
 #[test]
+fn a_service_left_out_of_the_project_s_list_is_removed_and_stacks_that_move_are_said() {
+    let (r, _) = monorepo();
+    // The services listed one by one, as init writes them.
+    let listed = |names: &[&str]| {
+        let list: Vec<String> = names.iter().map(|n| format!("\"services/{n}\"")).collect();
+        format!(
+            "[project]\nname = \"shop\"\nservices = [{}]\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+            list.join(", ")
+        )
+    };
+    r.write(
+        "ferry.toml",
+        &listed(&["database", "events", "api", "frontend", "worker"]),
+    );
+    let base = r.commit("listed").to_string();
+    // Only ferry.toml changes: worker is no service any more, its folder stays.
+    r.write(
+        "ferry.toml",
+        &listed(&["database", "events", "api", "frontend"]),
+    );
+    r.commit("worker unlisted");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert_eq!(
+        p.service("worker").map(|s| s.reasons.clone()),
+        Some(vec![Reason::Removed {
+            dir: "services/worker".into(),
+            renamed_to: None,
+            stack_kept: false,
+        }])
+    );
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.contains("removed service(s) worker")),
+        "{:?}",
+        p.notes
+    );
+
+    // The stack names change: every service moves to a new stack, and the plan says so.
+    let base = r.head().to_string();
+    r.write(
+        "ferry.toml",
+        &listed(&["database", "events", "api", "frontend"]).replace(
+            "name = \"shop\"\n",
+            "name = \"shop\"\nstack-name = \"{project}-{service}-{stage}\"\n",
+        ),
+    );
+    r.commit("stack names with the project");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.starts_with("stack names changed since ")
+                && n.contains("api: api-dev → shop-api-dev")
+                && n.contains("leaves the old ones in place")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
+fn a_base_whose_configuration_does_not_load_is_said_not_passed_over() {
+    let (r, _) = monorepo();
+    r.write(
+        "services/worker/service.toml",
+        "[service]\ndepends-on = [\n",
+    );
+    let base = r.commit("a broken manifest").to_string();
+    r.remove("services/worker");
+    r.commit("drop worker");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert!(
+        p.notes.iter().any(|n| n.contains(&format!(
+            "the configuration at {} does not load (",
+            &base[..7]
+        )) && n.contains("`remove dev --orphans`")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
 fn planned_from_records_a_removed_name_is_said_only_while_its_record_is_there() {
     let (r, base) = monorepo();
     r.write(
