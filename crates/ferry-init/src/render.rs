@@ -29,6 +29,29 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
+/// The `services` patterns of the service folders `dirs`: `parent/*` for a folder holding two
+/// or more of them directly (it takes only folders with a `service.toml`, so its other folders
+/// do no harm), each other one by itself; in the order of their first folder.
+fn service_patterns<'d>(dirs: impl Iterator<Item = &'d str>) -> Vec<String> {
+    let dirs: Vec<&str> = dirs.collect();
+    let parent = |d: &str| d.rsplit_once('/').map(|(p, _)| p.to_string());
+    let mut per_parent: std::collections::BTreeMap<String, usize> = Default::default();
+    for p in dirs.iter().filter_map(|d| parent(d)) {
+        *per_parent.entry(p).or_default() += 1;
+    }
+    let mut out: Vec<String> = Vec::new();
+    for d in dirs {
+        let pattern = match parent(d) {
+            Some(p) if per_parent[&p] >= 2 && !crate::walk::has_glob_char(&p) => format!("{p}/*"),
+            _ => d.to_string(),
+        };
+        if !out.contains(&pattern) {
+            out.push(pattern);
+        }
+    }
+    out
+}
+
 /// `ferry.toml` and one `service.toml` per service: (repository-relative path, text).
 pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
     let region = scan.region();
@@ -39,10 +62,13 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
         "# Written by `init` from what the repository holds: check it, then run `validate`.\n[project]\nname = {}",
         quoted(&scan.project)
     );
-    let dirs: Vec<String> = scan.services.iter().map(|s| quoted(&s.dir)).collect();
+    let dirs: Vec<String> = service_patterns(scan.services.iter().map(|s| s.dir.as_str()))
+        .iter()
+        .map(|d| quoted(d))
+        .collect();
     let _ = writeln!(
         project,
-        "# The service folders, one by one.\nservices = [{}]",
+        "# The service folders: `parent/*` takes each folder in it that holds a service.toml, so\n# adding or removing a service there changes nothing here (a change to this file redeploys\n# every service).\nservices = [{}]",
         dirs.join(", ")
     );
     let mut global = vec![quoted("ferry.toml")];

@@ -728,6 +728,12 @@ pub(crate) fn project_name(root: &Path) -> String {
     crate::valid_name(&name)
 }
 
+/// Whether a folder name would be read as a pattern in `project.services` (`*`, `?`, `[`,
+/// `{`): such a folder is named by itself, never under a `parent/*`.
+pub(crate) fn has_glob_char(path: &str) -> bool {
+    path.contains(['*', '?', '[', ']', '{', '}'])
+}
+
 #[cfg(test)]
 mod tests {
     use super::{names_a_service, program_provider};

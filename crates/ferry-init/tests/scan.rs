@@ -344,6 +344,14 @@ fn workspace_packages_are_inputs_to_the_end_of_their_chain() {
         inputs("services/svc").keys().collect::<Vec<_>>(),
         ["packages/e/**"]
     );
+    // Three services in services/: one pattern, so that a new one there needs no edit of
+    // ferry.toml (a global input: an edit redeploys everything).
+    let files = render(&s, r);
+    let project = &files.iter().find(|(p, _)| p == "ferry.toml").unwrap().1;
+    assert!(
+        project.contains("\nservices = [\"services/*\"]\n"),
+        "{project}"
+    );
 }
 
 #[test]
