@@ -549,6 +549,22 @@ impl<'a> LockChange<'a> {
     }
 }
 
+/// The lock file names of the package managers that share `path`'s packages: a folder holding
+/// one of these installs from it (npm, pnpm and Yarn install the same `node_modules`).
+pub fn same_family(path: &str) -> &'static [&'static str] {
+    match kind_of(path) {
+        Some(Kind::Npm | Kind::Pnpm | Kind::Yarn) => &[
+            "package-lock.json",
+            "npm-shrinkwrap.json",
+            "pnpm-lock.yaml",
+            "yarn.lock",
+        ],
+        Some(Kind::Cargo) => &["Cargo.lock"],
+        Some(Kind::Uv) => &["uv.lock"],
+        None => &[],
+    }
+}
+
 /// The folders a service's code lies in, for [`LockChange::reach`]: its folder and the folders
 /// its `inputs` name (a glob's fixed part, `libs/util` of `libs/util/**`; not a glob over the
 /// whole tree, which names no code folder).
@@ -566,6 +582,51 @@ pub fn service_folders(dir: &str, inputs: &[String]) -> Vec<String> {
 }
 
 impl LockChange<'_> {
+    /// Whether the code in `folder` (repository relative) installs from a lock file of its own
+    /// rather than from the one at `lock_path`: it lies below that file's folder, a folder
+    /// between them (or `folder` itself) holds a lock file of the same family (`has_own_lock`,
+    /// given a repository-relative folder), and neither side of this lock file has a member at,
+    /// above (below its own folder) or below `folder` — a member of a workspace installs from
+    /// the workspace's lock file even with a stray one of its own. A service each of whose
+    /// folders does is not reached by the file: an npm project per service beside a root lock
+    /// file that holds only the repository's tools.
+    pub fn served_elsewhere(
+        &self,
+        lock_path: &str,
+        folder: &str,
+        has_own_lock: &dyn Fn(&str) -> bool,
+    ) -> bool {
+        let lock_dir = lock_path.rsplit_once('/').map_or("", |(d, _)| d);
+        let Some(rel) = relative(folder, lock_dir).filter(|r| !r.is_empty()) else {
+            return false;
+        };
+        let related = |k: &String| {
+            !k.is_empty()
+                && (*k == rel
+                    || rel.starts_with(&format!("{k}/"))
+                    || k.starts_with(&format!("{rel}/")))
+        };
+        if [self.old, self.new]
+            .iter()
+            .any(|l| l.importers.keys().any(related))
+        {
+            return false;
+        }
+        // `folder` and each folder above it, up to (not including) the lock file's.
+        let mut at = folder.trim_end_matches('/').to_string();
+        loop {
+            if at == lock_dir || at.is_empty() {
+                return false;
+            }
+            if has_own_lock(&at) {
+                return true;
+            }
+            at = at
+                .rsplit_once('/')
+                .map_or(String::new(), |(p, _)| p.to_string());
+        }
+    }
+
     /// The dependencies of the entry at `key` that lead elsewhere than they did, paired by
     /// name: `is-number 6.0.0 → 7.0.0 (for services/b)`.
     fn switched(&self, key: &str) -> Vec<String> {

@@ -631,6 +631,23 @@ impl Repo {
         }
     }
 
+    /// Whether `path` is a file in `head`: at a commit, or a regular file in the working tree.
+    pub fn has_file_in(&self, head: &Head, path: &str) -> bool {
+        match head {
+            Head::Rev(rev) => self.resolve(rev).is_some_and(|c| {
+                self.repo
+                    .find_commit(c)
+                    .ok()
+                    .and_then(|c| c.tree().ok())
+                    .and_then(|t| t.get_path(Path::new(path)).ok())
+                    .is_some_and(|e| e.kind() == Some(git2::ObjectType::Blob))
+            }),
+            Head::WorkingTree => {
+                std::fs::symlink_metadata(self.root.join(path)).is_ok_and(|m| m.is_file())
+            }
+        }
+    }
+
     /// The folders at or below `dir` that hold a file named `name` at `commit` (not inside
     /// `node_modules`), repository relative, sorted.
     pub fn folders_holding(&self, commit: Oid, dir: &str, name: &str) -> Vec<String> {

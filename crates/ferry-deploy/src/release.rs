@@ -478,7 +478,24 @@ fn lock_files_that_matter(
             match (then, now) {
                 // One that needs its members' manifests (Yarn 1, Cargo) counts as a whole here.
                 (Some(then), Some(now)) if !then.wants_importers() && !now.wants_importers() => {
-                    LockChange::new(&then, &now).reach(part, &folders) != Reach::Unchanged
+                    let change = LockChange::new(&then, &now);
+                    // A folder holding a lock file of its own installs from it, as the plan
+                    // judges it.
+                    let family = lockfile::same_family(part);
+                    let has_own_lock = |folder: &str| {
+                        family.iter().any(|name| {
+                            repo.has_file_in(
+                                &ferry_changes::Head::WorkingTree,
+                                &format!("{folder}/{name}"),
+                            )
+                        })
+                    };
+                    let served: Vec<&str> = folders
+                        .iter()
+                        .copied()
+                        .filter(|f| !change.served_elsewhere(part, f, &has_own_lock))
+                        .collect();
+                    !served.is_empty() && change.reach(part, &served) != Reach::Unchanged
                 }
                 _ => true,
             }

@@ -108,11 +108,26 @@ pub(crate) fn refine(
         }
         let change = LockChange::new(&old, &new);
         affected.global.remove(&path);
+        // A folder holding a lock file of its own installs from it (at the head).
+        let family = lockfile::same_family(&path);
+        let has_own_lock = |folder: &str| {
+            family
+                .iter()
+                .any(|name| repo.has_file_in(head, &format!("{folder}/{name}")))
+        };
         let mut reached = Vec::new();
         for (name, folders) in &touched {
             let name = *name;
-            let folders: Vec<&str> = folders.iter().map(String::as_str).collect();
-            let reach = change.reach(&path, &folders);
+            let folders: Vec<&str> = folders
+                .iter()
+                .map(String::as_str)
+                .filter(|f| !change.served_elsewhere(&path, f, &has_own_lock))
+                .collect();
+            let reach = if folders.is_empty() {
+                Reach::Unchanged
+            } else {
+                change.reach(&path, &folders)
+            };
             if reach != Reach::Outside
                 && let Some(paths) = affected.services.get_mut(name)
             {

@@ -1111,6 +1111,30 @@ fn an_npm_lock_file_redeploys_only_the_services_whose_packages_it_changes() {
 }
 
 #[test]
+fn a_service_with_a_lock_file_of_its_own_is_not_reached_by_the_root_s() {
+    let (r, _) = npm_workspace(&npm_lock("1.3.0", "2.1.3"));
+    // py is an npm project of its own (its own lock file); a, a workspace member, has a stray
+    // one, which npm ignores in a workspace.
+    r.write(
+        "services/py/package-lock.json",
+        "{\"lockfileVersion\": 3, \"packages\": {}}\n",
+    )
+    .write(
+        "services/a/package-lock.json",
+        "{\"lockfileVersion\": 3, \"packages\": {}}\n",
+    );
+    let since = r.commit("lock files of their own").to_string();
+    // A root-only package (the repository's tools) changes.
+    r.write(
+        "package-lock.json",
+        &serde_json::to_string_pretty(&npm_lock("1.3.0", "2.1.2")).unwrap(),
+    );
+    r.commit("ms");
+    let p = plan_of(&r, &request("dev", Some(&since))).unwrap();
+    assert_eq!(deploying(&p), ["a", "b"], "{:?}", actions(&p));
+}
+
+#[test]
 fn a_lock_file_change_that_installs_nothing_new_deploys_nothing() {
     let (r, base) = npm_workspace(&npm_lock("1.3.0", "2.1.3"));
     let mut lock = npm_lock("1.3.0", "2.1.3");
