@@ -74,7 +74,7 @@ pub(crate) fn links(
         .enumerate()
         .filter_map(|(i, s)| {
             let name = s.framework_name.as_deref()?;
-            skeleton(&format!("{name}-${{sls:stage}}")).map(|k| (k, i))
+            stack_skeleton(&format!("{name}-${{sls:stage}}")).map(|k| (k, i))
         })
         .collect();
 
@@ -152,7 +152,7 @@ pub(crate) fn links(
             }
         }
         for stack in &s.cf_stacks {
-            match skeleton(stack).and_then(|k| stacks.get(&k)) {
+            match stack_skeleton(stack).and_then(|k| stacks.get(&k)) {
                 Some(&j) if j != i => {
                     deps.entry(services[j].name.clone()).or_insert(format!(
                         "reads outputs of stack `{stack}` (${{cf:…}}), the stack of {}",
@@ -249,6 +249,16 @@ fn resolve_self(s: &str, name: Option<&str>) -> String {
 /// The literal text of `s` with every `${…}` (nested ones too) taken out, when enough of it is
 /// left to tell names apart (three letters or digits).
 fn skeleton(s: &str) -> Option<String> {
+    skeleton_with(s, 3)
+}
+
+/// [`skeleton`] of a Serverless stack name, `<service>-${sls:stage}`, matched whole to a
+/// `${cf:…}` stack: a service's own name, however short (`ui`), tells it apart.
+fn stack_skeleton(s: &str) -> Option<String> {
+    skeleton_with(s, 1)
+}
+
+fn skeleton_with(s: &str, letters: usize) -> Option<String> {
     let mut out = String::new();
     let mut depth = 0usize;
     let mut chars = s.chars().peekable();
@@ -265,7 +275,7 @@ fn skeleton(s: &str) -> Option<String> {
             out.push(c);
         }
     }
-    (out.chars().filter(char::is_ascii_alphanumeric).count() >= 3).then_some(out)
+    (out.chars().filter(char::is_ascii_alphanumeric).count() >= letters).then_some(out)
 }
 
 /// Whether two SSM names' skeletons ([`skeleton`]: `*` where a variable was) can name the same

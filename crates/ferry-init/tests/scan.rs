@@ -635,6 +635,30 @@ fn go_modules_and_dotnet_projects_a_service_builds_from_outside_its_folder_are_i
 }
 
 #[test]
+fn a_short_service_name_read_by_cf_links_its_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "services/ui/serverless.yml",
+        "service: ui\nprovider:\n  name: aws\nresources:\n  Outputs:\n    S3BucketName:\n      Value: b\n",
+    );
+    file(
+        r,
+        "services/app/serverless.yml",
+        "service: app\nprovider:\n  name: aws\n  environment:\n    BUCKET: ${cf:ui-${self:custom.stage}.S3BucketName}\ncustom:\n  stage: ${sls:stage}\nfunctions:\n  h:\n    handler: h.h\n",
+    );
+    let s = scan(r).unwrap();
+    let app = s.services.iter().find(|f| f.name == "app").unwrap();
+    assert_eq!(
+        app.depends_on.keys().collect::<Vec<_>>(),
+        ["ui"],
+        "{:?}",
+        s.notes
+    );
+}
+
+#[test]
 fn a_repository_without_services_says_what_it_looked_for() {
     let dir = tempfile::tempdir().unwrap();
     file(dir.path(), "README.md", "nothing here\n");
