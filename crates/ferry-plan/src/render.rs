@@ -9,11 +9,36 @@ use crate::{Action, Plan, Reason};
 
 const MAX_PATHS: usize = 3;
 
+/// A path as the text output shows it: as it is, or, when it holds a control character (a
+/// line break or tab in a file name could forge a line of the plan), a quote or a backslash,
+/// quoted with those escaped as git quotes paths (`"we\"ird\tname.py"`).
+pub fn shown_path(p: &str) -> std::borrow::Cow<'_, str> {
+    if !p.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
+        return std::borrow::Cow::Borrowed(p);
+    }
+    let mut out = String::from("\"");
+    for c in p.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    std::borrow::Cow::Owned(out)
+}
+
 fn paths(p: &[String]) -> String {
     let shown = p
         .iter()
         .take(MAX_PATHS)
-        .cloned()
+        .map(|p| shown_path(p))
         .collect::<Vec<_>>()
         .join(", ");
     if p.len() > MAX_PATHS {
@@ -153,7 +178,11 @@ pub fn text(plan: &Plan, explain: bool) -> String {
                     } else {
                         owners.join(", ")
                     };
-                    let _ = writeln!(out, "    {} -> {owners} (read as a lock file)", p.path);
+                    let _ = writeln!(
+                        out,
+                        "    {} -> {owners} (read as a lock file)",
+                        shown_path(&p.path)
+                    );
                     continue;
                 }
                 if p.global {
@@ -164,7 +193,7 @@ pub fn text(plan: &Plan, explain: bool) -> String {
                 } else {
                     owners.join(", ")
                 };
-                let _ = writeln!(out, "    {} -> {owners}", p.path);
+                let _ = writeln!(out, "    {} -> {owners}", shown_path(&p.path));
             }
         }
     }
@@ -391,8 +420,20 @@ impl serde_json::ser::Formatter for Pretty {
 
 #[cfg(test)]
 mod tests {
-    use super::Pretty;
+    use super::{Pretty, shown_path};
     use serde::Serialize;
+
+    #[test]
+    fn a_path_that_could_forge_a_line_is_quoted() {
+        assert_eq!(shown_path("services/a/app.py"), "services/a/app.py");
+        assert_eq!(shown_path("dir/café ü.py"), "dir/café ü.py");
+        assert_eq!(
+            shown_path("we\"ird\tna\nme\\x.py"),
+            "\"we\\\"ird\\tna\\nme\\\\x.py\""
+        );
+        assert_eq!(shown_path("a\u{1b}[31mred"), "\"a\\u{1b}[31mred\"");
+        assert!(!shown_path("x\ny\rz").contains(['\n', '\r']));
+    }
 
     fn pretty(v: &serde_json::Value) -> String {
         let mut out = Vec::new();

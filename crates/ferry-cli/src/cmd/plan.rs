@@ -24,7 +24,7 @@ pub enum PlanFormat {
 pub struct SelectArgs {
     /// Compare every service with this commit, branch or tag. Without it, each service's base is
     /// its deployment record (plan --since makes no AWS call at all)
-    #[arg(long, value_name = "REF")]
+    #[arg(long, value_name = "REF", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub since: Option<String>,
     /// Only these services and their dependencies (repeatable)
     #[arg(long = "service", value_name = "NAME")]

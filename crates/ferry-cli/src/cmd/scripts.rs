@@ -16,7 +16,7 @@ pub struct RunArgs {
     /// The script: a key of the services' `[scripts]` tables (e.g. lint, test)
     script: String,
     /// Run it for the services changed since this commit, branch or tag (e.g. origin/main)
-    #[arg(long, value_name = "REF")]
+    #[arg(long, value_name = "REF", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     since: Option<String>,
     /// Run it for the services a deploy of this stage would deploy (bases from its deployment
     /// records, read only), when --since is not given
