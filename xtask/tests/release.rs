@@ -290,6 +290,82 @@ fn a_promote_whose_tests_never_ran_runs_them_when_asked_again() {
     assert!(!out.contains("running those of"), "{out}");
 }
 
+#[test]
+fn a_promote_that_deploys_something_else_still_runs_the_tests_owed() {
+    let p = "rel-owed-more";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    ok(&r, v, &["promote", "staging", "prod"]);
+    assert_eq!(records(p, "prod")["base"].acceptance, None);
+    // web (no tests) changes and passes staging; the promote deploys it and then runs the
+    // tests base and app still owe in prod.
+    r.write(
+        "services/web/t.yaml",
+        &TOPIC.replace("T:", "T2:").replace("!Ref T", "!Ref T2"),
+    );
+    r.commit("web 2");
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    let (out, err) = ok(&r, v, &["promote", "staging", "prod", "--test"]);
+    assert!(row(&out, "web").contains("updated"), "{out}\n{err}");
+    let prod = records(p, "prod");
+    for s in ["base", "app"] {
+        assert_eq!(
+            prod[s].acceptance.as_ref().map(|a| a.passed),
+            Some(true),
+            "{s}: {out}\n{err}"
+        );
+    }
+}
+
+#[test]
+fn owed_tests_run_before_the_dependents_that_deploy() {
+    let p = "rel-owed-order";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    // base's tests fail: app, which reads base, is not deployed on it.
+    std::fs::write(v.join("staging-base"), "").unwrap();
+    let (out, _) = fails(&r, v, &["deploy", "staging", "--test"]);
+    assert!(row(&out, "base").contains("FAILED"), "{out}");
+    assert!(row(&out, "app").contains("skipped (base failed)"), "{out}");
+
+    // app changes; base does not, and its tests are owed: they run first, fail again, and app
+    // still waits.
+    r.write(
+        "services/app/src/app.py",
+        "def handle(e, c):\n    return 2\n",
+    );
+    r.commit("app 2");
+    let (out, err) = fails(&r, v, &["deploy", "staging", "--test"]);
+    assert!(
+        row(&out, "base").contains("FAILED")
+            && out.contains("up to date since its last deploy, but its acceptance tests FAILED"),
+        "{out}\n{err}"
+    );
+    assert!(row(&out, "app").contains("skipped (base failed)"), "{out}");
+    assert!(!err.contains("deploying stack rel-owed-order-app"), "{err}");
+
+    // Fixed: base's owed tests pass, then app deploys and is tested.
+    std::fs::remove_file(v.join("staging-base")).unwrap();
+    let (out, _) = ok(&r, v, &["deploy", "staging", "--test"]);
+    assert!(
+        row(&out, "base").contains("skipped (up to date)")
+            && out.contains("the acceptance tests it owed passed"),
+        "{out}"
+    );
+    assert!(row(&out, "app").contains("created"), "{out}");
+    let staging = records(p, "staging");
+    for s in ["base", "app"] {
+        assert_eq!(
+            staging[s].acceptance.as_ref().map(|a| a.passed),
+            Some(true),
+            "{s}"
+        );
+    }
+}
+
 /// A stack of `project`'s in the emulator.
 fn stack(project: &str, service: &str, stage: &str) -> ferry_stacks::StackInfo {
     let engine = ferry_stacks::Engine::for_config(&config(), Default::default());

@@ -112,7 +112,7 @@ pub enum ServiceError {
         expected: String,
         got: String,
     },
-    #[error("deployed ({action}), but its acceptance tests {status}")]
+    #[error("{action}, but its acceptance tests {status}")]
     TestsFailed { action: String, status: String },
 }
 
@@ -127,9 +127,17 @@ impl ServiceError {
         }
     }
 
-    pub(crate) fn tests_failed(action: Action, status: &impl std::fmt::Display) -> ServiceError {
+    /// Its tests failed after it deployed (`action`), or, `None`, when it was up to date and
+    /// its tests were owed.
+    pub(crate) fn tests_failed(
+        action: Option<Action>,
+        status: &impl std::fmt::Display,
+    ) -> ServiceError {
         ServiceError::TestsFailed {
-            action: crate::ServiceResult::Deployed { action }.to_string(),
+            action: match action {
+                Some(action) => format!("deployed ({})", crate::ServiceResult::Deployed { action }),
+                None => "up to date since its last deploy".to_string(),
+            },
             status: status.to_string(),
         }
     }

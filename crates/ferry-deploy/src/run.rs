@@ -39,6 +39,10 @@ pub struct DeployOptions {
     /// its deployed template and parameters against the ones it would deploy) and keep exactly
     /// what would deploy, for an approval (see [`DeployReport::reviews`]).
     pub review: bool,
+    /// With `test`: services whose acceptance tests are owed ([`crate::tests_owed`]; the
+    /// caller packages them): each is checked and tested where it stands in the graph, so its
+    /// dependents wait for those tests as for a deploy's.
+    pub tests_owed: BTreeSet<String>,
 }
 
 impl DeployOptions {
@@ -57,6 +61,7 @@ impl DeployOptions {
             method: local.then_some(Method::Direct),
             test: false,
             review: false,
+            tests_owed: BTreeSet::new(),
         }
     }
 }
@@ -305,6 +310,10 @@ pub struct Selection {
     pub candidates: BTreeSet<String>,
     /// Why a service was selected (a dependent without an entry gets "dependent of …").
     pub why: BTreeMap<String, String>,
+    /// With `--test`: candidates whose acceptance tests are owed (they did not pass at their
+    /// record): tested in their place in the graph when they turn out up to date, so that
+    /// their dependents wait for those tests as they would for a deploy's.
+    pub tests_owed: BTreeSet<String>,
 }
 
 /// Deploys the plan's services (and checks their dependents). Never fails as a whole for one
@@ -316,7 +325,7 @@ pub async fn deploy(
     on: &(dyn Fn(Event) + Send + Sync),
 ) -> DeployReport {
     // Dependents of what deploys are checked too: they redeploy only if what they receive changed.
-    let selection = Selection {
+    let mut selection = Selection {
         deploy: plan.order.iter().cloned().collect(),
         candidates: candidates(ctx.ws, plan, ctx.previous),
         why: plan
@@ -324,7 +333,25 @@ pub async fn deploy(
             .iter()
             .map(|s| (s.clone(), plan_reason(plan, s)))
             .collect(),
+        tests_owed: BTreeSet::new(),
     };
+    // With --test, a service whose tests are owed (a run killed while they ran, a failure left
+    // from an earlier commit) is tested where it stands in the graph, before its dependents.
+    if options.test && !options.review {
+        for s in options
+            .tests_owed
+            .iter()
+            .filter(|s| ctx.previous.contains_key(*s))
+        {
+            if selection.candidates.insert(s.clone()) {
+                selection.why.insert(
+                    s.clone(),
+                    "its acceptance tests are owed (they have not passed at its record)".into(),
+                );
+            }
+            selection.tests_owed.insert(s.clone());
+        }
+    }
     let mut report = deploy_selection(ctx, &selection, options, on).await;
     // Services the plan skipped, for a complete summary.
     for s in plan
@@ -447,8 +474,9 @@ pub async fn deploy_selection(
                 format!("dependent of {}", deps.join(", "))
             } else if !behind.is_empty() {
                 format!(
-                    "{} deployed since it last received their outputs (a run that did not come to check it): checked against its record",
-                    behind.join(", ")
+                    "{} deployed since it last received {} outputs (a run that did not come to check it): checked against its record",
+                    behind.join(", "),
+                    if behind.len() == 1 { "its" } else { "their" }
                 )
             } else if crate::prepare::reads_outside_git(ctx.ws, &service) {
                 "reads values kept outside git (SSM, S3): checked against its record".to_string()
@@ -478,10 +506,23 @@ pub async fn deploy_selection(
                         why = format!("{why}: {differs}");
                     }
                     let t1 = Instant::now();
-                    let r = run_tests(run, &service, &record, action).await;
+                    let r = run_tests(run, &service, &record, Some(action)).await;
                     let tests =
                         (service.acceptance.is_some() && run.tests.is_some()).then(|| t1.elapsed());
                     (r, tests)
+                }
+                Ok(Deployed::UpToDate { why })
+                    if selection.tests_owed.contains(&name) && run.tests.is_some() =>
+                {
+                    // Tested now, before its dependents; its record is the one that stands.
+                    let t1 = Instant::now();
+                    let record = ctx.previous.get(&name).cloned().unwrap_or_default();
+                    let r = run_tests(run, &service, &record, None).await.map(|_| {
+                        ServiceResult::UpToDate {
+                            why: format!("{why}; the acceptance tests it owed passed"),
+                        }
+                    });
+                    (r, Some(t1.elapsed()))
                 }
                 Ok(Deployed::UpToDate { why }) => (Ok(ServiceResult::UpToDate { why }), None),
                 Ok(Deployed::Reviewed { create, resources }) => {
@@ -1318,14 +1359,18 @@ async fn run_tests(
     run: &Run<'_>,
     service: &Service,
     record: &Record,
-    action: Action,
+    action: Option<Action>,
 ) -> Result<ServiceResult, ServiceError> {
     let (ctx, on) = (run.ctx, run.on);
+    // What the result says on success (an up-to-date service's is replaced by the caller).
+    let done = ServiceResult::Deployed {
+        action: action.unwrap_or(Action::Updated),
+    };
     let Some(tests) = &run.tests else {
-        return Ok(ServiceResult::Deployed { action });
+        return Ok(done);
     };
     if service.acceptance.is_none() {
-        return Ok(ServiceResult::Deployed { action });
+        return Ok(done);
     }
     on(Event::Stack {
         service: service.name.clone(),
@@ -1396,7 +1441,7 @@ async fn run_tests(
     if let Some(marked) = ferry_acceptance::mark(record, &outcome, ferry_records::now_secs()) {
         ctx.records.write(&marked).await?;
     }
-    Ok(ServiceResult::Deployed { action })
+    Ok(done)
 }
 
 #[cfg(test)]

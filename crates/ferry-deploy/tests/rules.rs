@@ -266,7 +266,7 @@ async fn a_dependent_a_run_never_came_to_check_is_checked_by_the_next_one() {
     assert!(
         reader
             .why
-            .contains("owed-topic deployed since it last received their outputs"),
+            .contains("owed-topic deployed since it last received its outputs"),
         "{reader:?}"
     );
 

@@ -242,8 +242,23 @@ pub mod process {
         rest.split_whitespace().nth(19)?.parse().ok()
     }
 
+    /// Whether process `pid` has ended and waits only to be reaped (a zombie, Linux): it holds
+    /// nothing any more, though a signal test still finds it.
+    fn ended(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let rest = &stat[stat.rfind(')')? + 1..];
+                rest.split_whitespace()
+                    .next()
+                    .map(|state| state == "Z" || state == "X")
+            })
+            .unwrap_or(false)
+    }
+
     /// Whether `pid` runs (and, when `start` is known and readable, is the process that
-    /// started then rather than a later one that reused the pid).
+    /// started then rather than a later one that reused the pid). A process killed a moment
+    /// ago that its parent has not reaped yet does not.
     pub fn alive(pid: u32, start: Option<u64>) -> bool {
         let Some(p) = i32::try_from(pid)
             .ok()
@@ -256,6 +271,7 @@ pub mod process {
             Err(e) => e == rustix::io::Errno::PERM,
         };
         exists
+            && !ended(pid)
             && match (start, started(pid)) {
                 (Some(a), Some(b)) => a == b,
                 _ => true,
@@ -849,6 +865,25 @@ mod tests {
             assert!(!process::alive(me, Some(s + 1)), "another start time");
         }
         assert!(!process::alive(u32::MAX / 2, None));
+    }
+
+    #[test]
+    fn a_killed_process_not_yet_reaped_is_not_alive() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let start = process::started(pid);
+        assert!(process::alive(pid, start));
+        child.kill().unwrap();
+        // Not waited for: a zombie until reaped, which a signal test still finds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while process::alive(pid, start) {
+            assert!(std::time::Instant::now() < deadline, "still alive");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        child.wait().unwrap();
     }
 
     #[test]

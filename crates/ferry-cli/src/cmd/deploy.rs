@@ -1,6 +1,6 @@
 //! `deploy`: a stage's services that need it, in dependency order, under the stage's lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::num::NonZeroUsize;
 use std::time::Duration;
@@ -408,9 +408,22 @@ async fn deploy_locked(
     let selection = node
         .map(|(n, _)| ferry_deploy::batch::node_selection(ws, &plan, &n.service))
         .transpose()?;
+    // With --test: the services whose tests are owed are tested in the run, in graph order
+    // (packaged like any other it checks).
+    let tests_owed: BTreeSet<String> = if args.test && !args.review && node.is_none() {
+        ferry_deploy::tests_owed(ws, stage, previous, &source.commit, &[])?
+            .into_iter()
+            .filter(|s| previous.contains_key(s))
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
     let to_package: Vec<String> = match &selection {
         Some(s) => s.candidates.iter().cloned().collect(),
         None => ferry_deploy::candidates(ws, &plan, previous)
+            .into_iter()
+            .chain(tests_owed.iter().cloned())
+            .collect::<BTreeSet<_>>()
             .into_iter()
             .collect(),
     };
@@ -486,6 +499,7 @@ async fn deploy_locked(
     options.engine.continue_rollback = args.continue_rollback;
     options.test = args.test && !args.review;
     options.review = args.review;
+    options.tests_owed = tests_owed;
     let print = progress(clock, ctx.ci());
     let report = match &selection {
         Some(s) => ferry_deploy::deploy_selection(&deploy_ctx, s, &options, &*print).await,

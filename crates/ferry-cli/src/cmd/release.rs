@@ -460,6 +460,15 @@ async fn rollback_to(
             rb.target.id
         ));
     }
+    // Named by hand (`--to`): the default target is always one whose tests passed.
+    if let ferry_releases::Tests::Failed(failed) = rb.target.tests_of(only) {
+        run.clock.say(&format!(
+            "warning: release {} is one whose acceptance tests failed in `{}` ({}): it goes back to what did not pass",
+            rb.target.id,
+            stage.name,
+            failed.join(", ")
+        ));
+    }
     if rb.selection.deploy.is_empty() {
         return Ok(format!(
             "nothing to do: every service already runs what release {} holds",
@@ -876,9 +885,48 @@ async fn promote_locked(
     if args.review {
         return after.finish(finish_review(run, info, &report).await);
     }
-    let tests = args.run.test.then(|| ferry_acceptance::Report {
+    let mut tests = args.run.test.then(|| ferry_acceptance::Report {
         outcomes: report.tests.clone(),
     });
+    // Then the tests still owed by promoted packages this run did not deploy (a promote
+    // killed while they ran): run now, so that none is left untested without a word.
+    if let Some(t) = tests.as_mut()
+        && !run.cancel.is_cancelled()
+    {
+        let tested: Vec<&str> = t.outcomes.iter().map(|o| o.service.as_str()).collect();
+        let now = run
+            .records
+            .read_all()
+            .await
+            .context("failed to read the stage's deployment records");
+        if let Some(now) = after.keep("reading the records for the tests still owed", now) {
+            let owed: BTreeSet<String> = promoted_untested(run, source, &now, &args.services)
+                .into_iter()
+                .filter(|s| !tested.contains(&s.as_str()))
+                .collect();
+            if !owed.is_empty() {
+                let access = ferry_deploy::StageAccess {
+                    ws,
+                    stage: to,
+                    config: &run.aws.config,
+                    records: run.records,
+                    masker: crate::ui::masker(),
+                };
+                let more = crate::cmd::acceptance::run_selected(
+                    &access,
+                    &now,
+                    &owed,
+                    args.run.concurrency,
+                    clock,
+                )
+                .await;
+                if let Some(mut more) = after.keep("the acceptance tests still owed", more) {
+                    crate::cmd::acceptance::keep_unmarked(&mut after, &mut more);
+                    t.outcomes.extend(more.report.outcomes);
+                }
+            }
+        }
+    }
     let written = finish_release(run, info, args.run.test).await;
     let release = after.keep("writing the release", written).flatten();
     let end = end_of_run(
