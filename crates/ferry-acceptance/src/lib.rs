@@ -401,6 +401,10 @@ pub fn summary(report: &Report) -> Summary {
             Some(i) => (i, "its output from the first panic"),
             None => (o.output.len().saturating_sub(25), "its last lines"),
         };
+        if o.output.iter().all(|l| l.trim().is_empty()) {
+            out.push_str(&format!("\n{} failed; it printed nothing\n", o.service));
+            continue;
+        }
         out.push_str(&format!("\n{} failed; {from}:\n", o.service));
         for l in o.output.iter().skip(start).take(25) {
             out.push_str(&format!("  | {l}\n"));
@@ -415,4 +419,34 @@ pub fn write_report(path: &Path, text: &str) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_that_printed_nothing_says_so_instead_of_an_empty_tail() {
+        let outcome = |service: &str, output: &[&str]| TestOutcome {
+            service: service.into(),
+            status: Status::Failed {
+                message: "exit status: 1".into(),
+            },
+            duration: Duration::from_millis(5),
+            cases: Vec::new(),
+            output: output.iter().map(|l| l.to_string()).collect(),
+        };
+        let report = Report {
+            outcomes: vec![outcome("quiet", &["", " "]), outcome("loud", &["boom"])],
+        };
+        let details = summary(&report).details;
+        assert!(
+            details.contains("\nquiet failed; it printed nothing\n"),
+            "{details}"
+        );
+        assert!(
+            details.contains("\nloud failed; its last lines:\n  | boom\n"),
+            "{details}"
+        );
+    }
 }

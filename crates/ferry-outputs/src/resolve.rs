@@ -37,12 +37,13 @@ pub enum ResolveError {
         stage: String,
     },
     #[error(
-        "parameter {parameter} of `{service}` needs SSM parameter `{name}`, which does not exist; create it with `param set <stage> {name}`"
+        "parameter {parameter} of `{service}` needs SSM parameter `{name}`, which does not exist; create it with `param set {stage} {name}` (the value on standard input; `--secure` for a secret)"
     )]
     MissingSsm {
         service: String,
         parameter: String,
         name: String,
+        stage: String,
     },
 }
 
@@ -130,6 +131,7 @@ pub fn resolve_value(
                     service: service.to_string(),
                     parameter: parameter.to_string(),
                     name: full,
+                    stage: l.stage.name.clone(),
                 })
             }
             _ => unreachable!("plain references are handled above"),
@@ -284,7 +286,7 @@ mod tests {
             [
                 "parameter A of `api` needs output `TableNme` of `database`, which has none by that name; its outputs are: TableArn, TableName",
                 "parameter B of `api` needs outputs of `events`, which has no stack yet; deploy it first",
-                "parameter C of `api` needs SSM parameter `/nope`, which does not exist; create it with `param set <stage> /nope`",
+                "parameter C of `api` needs SSM parameter `/nope`, which does not exist; create it with `param set feature/x /nope` (the value on standard input; `--secure` for a secret)",
             ]
         );
     }
