@@ -128,6 +128,10 @@ pub enum TemplateError {
     #[error("{at}: {what}")]
     Unsupported { at: String, what: String },
     #[error(
+        "{at}: {what}; CloudFormation refuses the whole template (fix the name, or declare it)"
+    )]
+    Unresolved { at: String, what: String },
+    #[error(
         "{site}.Location names {path:?}, and nested applications go at most {max} levels deep; is an application nested in itself?"
     )]
     NestedTooDeep {
@@ -899,6 +903,9 @@ fn template_problems(service: &Service, parsed: &serde_json::Value) -> Vec<Templ
                 why,
             });
         }
+    }
+    for (at, what) in template::undefined_references(parsed) {
+        out.push(TemplateError::Unresolved { at, what });
     }
     for (key, _) in template::ssm_typed_parameters(parsed) {
         let reads_ssm = service.parameters.get(&key).is_some_and(|v| {

@@ -588,8 +588,251 @@ pub fn add_bucket_parameter(template: &mut Value) -> Result<(), TemplateError> {
     Ok(())
 }
 
+/// The pseudo parameters every template may `Ref`.
+const PSEUDO_PARAMETERS: &[&str] = &[
+    "AWS::AccountId",
+    "AWS::NotificationARNs",
+    "AWS::NoValue",
+    "AWS::Partition",
+    "AWS::Region",
+    "AWS::StackId",
+    "AWS::StackName",
+    "AWS::URLSuffix",
+];
+
+/// The references of a plain CloudFormation template to names it does not define, each as
+/// (where, what): a `Ref` or `${…}` of `Fn::Sub` naming no parameter, resource or pseudo
+/// parameter; an `Fn::GetAtt` naming no resource; a `DependsOn` naming no resource; a
+/// `Condition` or `Fn::If` naming no condition. CloudFormation refuses such a template as a
+/// whole ("Template format error: Unresolved resource dependencies"). Not judged: a template
+/// with a `Transform` (SAM and other macros define names of their own), and `Metadata`, which
+/// CloudFormation does not evaluate.
+pub fn undefined_references(template: &Value) -> Vec<(String, String)> {
+    let Some(root) = template.as_object() else {
+        return Vec::new();
+    };
+    if root.get("Transform").is_some_and(|t| !t.is_null()) {
+        return Vec::new();
+    }
+    let keys = |section: &str| -> std::collections::BTreeSet<&str> {
+        root.get(section)
+            .and_then(Value::as_object)
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default()
+    };
+    let names = Names {
+        resources: keys("Resources"),
+        parameters: keys("Parameters"),
+        conditions: keys("Conditions"),
+    };
+    let mut out = Vec::new();
+    for section in ["Conditions", "Resources", "Outputs"] {
+        let Some(entries) = root.get(section).and_then(Value::as_object) else {
+            continue;
+        };
+        for (name, entry) in entries {
+            let at = format!("{section}.{name}");
+            let Some(fields) = entry.as_object() else {
+                names.walk(entry, &at, &mut out);
+                continue;
+            };
+            for (field, value) in fields {
+                let at = format!("{at}.{field}");
+                match field.as_str() {
+                    "Metadata" => {}
+                    "DependsOn" if section == "Resources" => {
+                        let deps = match value {
+                            Value::String(s) => vec![s.as_str()],
+                            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                            _ => Vec::new(),
+                        };
+                        for d in deps.into_iter().filter(|d| !names.resources.contains(d)) {
+                            out.push((
+                                at.clone(),
+                                format!(
+                                    "DependsOn names `{d}`, which is no resource of the template"
+                                ),
+                            ));
+                        }
+                    }
+                    "Condition" if section != "Conditions" => {
+                        if let Some(c) = value.as_str().filter(|c| !names.conditions.contains(c)) {
+                            out.push((at.clone(), format!("names the condition `{c}`, which the template does not declare in Conditions")));
+                        }
+                    }
+                    _ => names.walk(value, &at, &mut out),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The names a template defines.
+struct Names<'t> {
+    resources: std::collections::BTreeSet<&'t str>,
+    parameters: std::collections::BTreeSet<&'t str>,
+    conditions: std::collections::BTreeSet<&'t str>,
+}
+
+impl Names<'_> {
+    fn is_value(&self, name: &str) -> bool {
+        self.resources.contains(name)
+            || self.parameters.contains(name)
+            || PSEUDO_PARAMETERS.contains(&name)
+    }
+
+    fn walk(&self, v: &Value, at: &str, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.walk(item, &format!("{at}[{i}]"), out);
+                }
+            }
+            Value::Object(m) if m.len() == 1 => {
+                let (key, arg) = m.iter().next().expect("one entry");
+                match (key.as_str(), arg) {
+                    ("Ref", Value::String(name)) => {
+                        if !self.is_value(name) {
+                            out.push((at.to_string(), format!("Ref names `{name}`, which is no parameter, resource or pseudo parameter of the template")));
+                        }
+                    }
+                    ("Fn::GetAtt", _) => {
+                        let target = match arg {
+                            Value::Array(a) => a.first().and_then(Value::as_str),
+                            Value::String(s) => s.split('.').next(),
+                            _ => None,
+                        };
+                        if let Some(t) = target.filter(|t| !self.resources.contains(t)) {
+                            out.push((
+                                at.to_string(),
+                                format!(
+                                    "Fn::GetAtt names `{t}`, which is no resource of the template"
+                                ),
+                            ));
+                        }
+                        if let Value::Array(a) = arg {
+                            for item in a.iter().skip(1) {
+                                self.walk(item, at, out);
+                            }
+                        }
+                    }
+                    ("Fn::Sub", _) => {
+                        let (text, vars) = match arg {
+                            Value::String(s) => (Some(s.as_str()), None),
+                            Value::Array(a) => (a.first().and_then(Value::as_str), a.get(1)),
+                            _ => (None, None),
+                        };
+                        let local: std::collections::BTreeSet<&str> = vars
+                            .and_then(Value::as_object)
+                            .map(|m| m.keys().map(String::as_str).collect())
+                            .unwrap_or_default();
+                        for name in text.into_iter().flat_map(sub_variables) {
+                            let (head, attr) = match name.split_once('.') {
+                                Some((h, a)) => (h, Some(a)),
+                                None => (name, None),
+                            };
+                            let known = local.contains(name)
+                                || match attr {
+                                    // `${AWS::Region}` holds `::`, no attribute.
+                                    Some(_) if !head.contains("::") => {
+                                        self.resources.contains(head)
+                                    }
+                                    _ => self.is_value(name),
+                                };
+                            if !known {
+                                out.push((at.to_string(), format!("Fn::Sub names `${{{name}}}`, which is no parameter, resource, attribute or pseudo parameter of the template, nor one of its own variables")));
+                            }
+                        }
+                        if let Some(vars) = vars {
+                            self.walk(vars, at, out);
+                        }
+                    }
+                    ("Fn::If", Value::Array(a)) => {
+                        if let Some(c) = a
+                            .first()
+                            .and_then(Value::as_str)
+                            .filter(|c| !self.conditions.contains(c))
+                        {
+                            out.push((at.to_string(), format!("Fn::If names the condition `{c}`, which the template does not declare in Conditions")));
+                        }
+                        for item in a.iter().skip(1) {
+                            self.walk(item, at, out);
+                        }
+                    }
+                    ("Condition", Value::String(c)) => {
+                        if !self.conditions.contains(c.as_str()) {
+                            out.push((at.to_string(), format!("names the condition `{c}`, which the template does not declare in Conditions")));
+                        }
+                    }
+                    (key, arg) => self.walk(arg, &format!("{at}.{key}"), out),
+                }
+            }
+            Value::Object(m) => {
+                for (k, item) in m {
+                    self.walk(item, &format!("{at}.{k}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The variables an `Fn::Sub` string names (`${Name}`, `${Name.Attr}`), without the literal
+/// `${!Text}` it writes as `${Text}`.
+fn sub_variables(text: &str) -> impl Iterator<Item = &str> {
+    text.split("${").skip(1).filter_map(|rest| {
+        let name = rest.split('}').next()?;
+        (!name.starts_with('!') && rest.contains('}')).then_some(name.trim())
+    })
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn names_a_template_does_not_define_are_found_where_they_are_used() {
+        let t = parse(
+            "Parameters:\n  Stage: {Type: String}\nConditions:\n  IsProd: !Equals [!Ref Stage, prod]\n  Bad: !Equals [!Ref Nope, x]\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n    Metadata: {Anything: !Ref Whatever}\n  T:\n    Type: AWS::SNS::Topic\n    DependsOn: [Q, Gone]\n    Condition: IsProd\n    Properties:\n      TopicName: !Sub '${Stage}-${AWS::Region}-${Q.QueueName}-${!Literal}-${Local}-${Missing}'\n      DisplayName: !Sub ['${X}', {X: !Ref Absent}]\n      Tags:\n        - Key: k\n          Value: !If [NoSuchCondition, !GetAtt Q.Arn, !GetAtt Missing.Arn]\nOutputs:\n  A:\n    Value: !GetAtt [Ghost, Arn]\n  B:\n    Value: !Ref AWS::StackName\n    Condition: Unknown\n",
+        )
+        .unwrap();
+        let found: Vec<String> = super::undefined_references(&t)
+            .into_iter()
+            .map(|(at, what)| format!("{at}: {what}"))
+            .collect();
+        let has = |needle: &str| found.iter().any(|f| f.contains(needle));
+        assert!(
+            has("Conditions.Bad.Fn::Equals[0]: Ref names `Nope`"),
+            "{found:#?}"
+        );
+        assert!(
+            has("Resources.T.DependsOn: DependsOn names `Gone`"),
+            "{found:#?}"
+        );
+        assert!(has("`${Local}`") && has("`${Missing}`"), "{found:#?}");
+        assert!(has("Ref names `Absent`"), "{found:#?}");
+        assert!(
+            has("Fn::If names the condition `NoSuchCondition`"),
+            "{found:#?}"
+        );
+        assert!(has("Fn::GetAtt names `Missing`"), "{found:#?}");
+        assert!(
+            has("Outputs.A.Value: Fn::GetAtt names `Ghost`"),
+            "{found:#?}"
+        );
+        assert!(
+            has("Outputs.B.Condition: names the condition `Unknown`"),
+            "{found:#?}"
+        );
+        assert_eq!(found.len(), 9, "nothing else: {found:#?}");
+
+        // A transform defines names of its own (SAM's implicit roles and APIs): not judged.
+        let sam = parse(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      Role: !GetAtt FRole.Arn\n",
+        )
+        .unwrap();
+        assert!(super::undefined_references(&sam).is_empty());
+    }
     use super::*;
 
     #[test]
