@@ -269,6 +269,31 @@ impl Lock {
         self.importers.keys().map(String::as_str)
     }
 
+    /// Whether a member other than the root lies at, above or below the folder `dir` (relative
+    /// to the lock file's folder, not empty): by look-ups, not a scan of every member.
+    fn has_member_around(&self, dir: &str) -> bool {
+        let mut above = dir;
+        loop {
+            if self.importers.contains_key(above) {
+                return true;
+            }
+            match above.rfind('/') {
+                Some(i) => above = &above[..i],
+                None => break,
+            }
+        }
+        // Below: the keys from `dir/` on that start with it (`/` sorts before every character
+        // a folder name continues with after it).
+        let below = format!("{dir}/");
+        self.importers
+            .range::<str, _>((
+                std::ops::Bound::Included(below.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&below))
+    }
+
     /// The importers whose packages code in the folder `dir` (relative to the lock file's
     /// folder) may load: the members at or below it, and every member above it up to the root.
     pub(crate) fn importers_for(&self, dir: &str) -> Vec<String> {
@@ -600,15 +625,9 @@ impl LockChange<'_> {
         let Some(rel) = relative(folder, lock_dir).filter(|r| !r.is_empty()) else {
             return false;
         };
-        let related = |k: &String| {
-            !k.is_empty()
-                && (*k == rel
-                    || rel.starts_with(&format!("{k}/"))
-                    || k.starts_with(&format!("{rel}/")))
-        };
         if [self.old, self.new]
             .iter()
-            .any(|l| l.importers.keys().any(related))
+            .any(|l| l.has_member_around(&rel))
         {
             return false;
         }
