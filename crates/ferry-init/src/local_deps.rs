@@ -77,6 +77,15 @@ fn files_below(
     found
 }
 
+/// The repository-relative path of `file` in `folder` (`""`: the root), never absolute.
+fn in_folder(folder: &str, file: &str) -> String {
+    if folder.is_empty() {
+        file.to_string()
+    } else {
+        format!("{folder}/{file}")
+    }
+}
+
 /// The folder of a repository-relative path (`""` at the root).
 fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(p, _)| p)
@@ -105,20 +114,6 @@ pub(crate) fn resolve(folder: &str, rel: &str) -> Option<String> {
         return None;
     }
     normalize_relative(&format!("{folder}/{rel}"))
-}
-
-/// `path` (repository-relative) as written from `folder`: `../common` from `services/api`.
-fn relative_to(folder: &str, path: &str) -> Option<String> {
-    let from: Vec<&str> = folder.split('/').filter(|s| !s.is_empty()).collect();
-    let to: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let same = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut parts: Vec<&str> = vec![".."; from.len() - same];
-    parts.extend(&to[same..]);
-    Some(if parts.is_empty() {
-        ".".to_string()
-    } else {
-        parts.join("/")
-    })
 }
 
 /// A TOML file as JSON (strings, booleans, arrays and tables are all that is read here);
@@ -206,6 +201,17 @@ impl<'a> Chain<'a> {
     /// Records `path` (a folder or a file) as code the service builds from, `why`, unless it is
     /// the service's own or another service's; whether it is new to this chain.
     fn input(&mut self, root: &Path, path: &str, why: String) -> bool {
+        // The whole repository (`..` up to the root): no input Ferry can keep apart; said.
+        if path.is_empty() {
+            let note = format!(
+                "{}: {why} at the root of the repository: every change would deploy it, so it is not an input; declare what it uses of the root in `inputs` by hand",
+                self.dir
+            );
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
+            return false;
+        }
         if self.another(path) || !self.seen.insert(path.to_string()) {
             return false;
         }
@@ -291,7 +297,7 @@ pub(crate) fn cargo_inputs(
     let mut chain = Chain::new(dir, others, start);
     let mut locks = BTreeSet::new();
     while let Some((folder, by)) = chain.todo.pop() {
-        let file = format!("{folder}/Cargo.toml");
+        let file = in_folder(&folder, "Cargo.toml");
         let Some(manifest) = read_toml(root, &file) else {
             chain.unreadable(root, &file);
             continue;
@@ -305,6 +311,36 @@ pub(crate) fn cargo_inputs(
                     .as_ref()
                     .map_or(folder.clone(), |(w, _)| w.clone()),
             );
+            // The workspace's own manifest (shared dependency versions and features,
+            // profiles, patches) builds the crate too, and the crates its patches put in place.
+            if let Some((w, t)) = &workspace
+                && !chain.own(w)
+            {
+                chain.inputs.entry(in_folder(w, "Cargo.toml")).or_insert(
+                    "the manifest of the Cargo workspace it builds in (shared dependencies, profiles, patches)"
+                        .to_string(),
+                );
+                let patches: Vec<(String, String)> = table_at(t, &["patch"])
+                    .into_iter()
+                    .flat_map(|p| p.values())
+                    .filter_map(Value::as_object)
+                    .flatten()
+                    .filter_map(|(name, spec)| {
+                        Some((name.clone(), spec.get("path")?.as_str()?.to_string()))
+                    })
+                    .collect();
+                for (name, path) in patches {
+                    match resolve(w, &path) {
+                        Some(p) => chain.add(
+                            root,
+                            p,
+                            format!("builds the crate `{name}` (a [patch] of its workspace)"),
+                            &name,
+                        ),
+                        None => chain.outside(&in_folder(w, "Cargo.toml"), &path),
+                    }
+                }
+            }
         }
         let mut tables: Vec<&Map<String, Value>> = ["dependencies", "build-dependencies"]
             .iter()
@@ -364,12 +400,17 @@ fn normalized(name: &str) -> String {
     out
 }
 
-/// The local paths a requirements file names (`-e ../common`, `../common`, `file:../common`,
-/// `pkg @ file:../common`), following the files it includes (`-r base.txt`), as written.
-fn requirement_paths(root: &Path, folder: &str, file: &str, depth: usize, out: &mut Vec<String>) {
-    let Ok(text) = fs::read_to_string(root.join(folder).join(file)) else {
+/// The local paths a requirements file (`file`, repository relative) names, as written: pip
+/// takes them from where it runs, the folder of the top file (`-e ../common`, `../common`,
+/// `file:../common`, `pkg @ file:../common`; an editable one may also be written without a
+/// leading dot, `-e libs/common`, and with a `#egg=` fragment), following the files it
+/// includes (`-r base.txt`, taken from the including file's folder). A URL or VCS address
+/// (`git+https://…`) is no local path.
+fn requirement_paths(root: &Path, file: &str, depth: usize, out: &mut Vec<String>) {
+    let Ok(text) = fs::read_to_string(root.join(file)) else {
         return;
     };
+    let folder = parent(file);
     for line in text.lines() {
         let line = line.split(" #").next().unwrap_or_default().trim();
         let (option, rest) = match line.split_once([' ', '=']) {
@@ -378,23 +419,19 @@ fn requirement_paths(root: &Path, folder: &str, file: &str, depth: usize, out: &
         };
         match option {
             "-r" | "--requirement" if depth < MAX_INCLUDES => {
-                // Read as a part of this file: its paths are taken from this file's folder.
                 if let Some(inc) = resolve(folder, rest) {
-                    let (sub, name) = inc.rsplit_once('/').unwrap_or(("", &inc));
-                    let mut more = Vec::new();
-                    requirement_paths(root, sub, name, depth + 1, &mut more);
-                    out.extend(more.into_iter().filter_map(|p| {
-                        let abs = resolve(sub, &p)?;
-                        relative_to(folder, &abs)
-                    }));
+                    requirement_paths(root, &inc, depth + 1, out);
                 }
             }
             "-e" | "--editable" | "" => {
                 let spec = rest.rsplit_once(" @ ").map_or(rest, |(_, url)| url.trim());
                 let path = spec.strip_prefix("file:").unwrap_or(spec);
-                if path.starts_with('.') || spec.starts_with("file:") {
-                    // `pkg[extra]` after a path is pip's way to ask for extras.
-                    let path = path.split('[').next().unwrap_or(path);
+                // `#egg=name` names the package; `pkg[extra]` after a path asks for extras.
+                let path = path.split('#').next().unwrap_or(path);
+                let path = path.split('[').next().unwrap_or(path).trim();
+                let editable = !option.is_empty() && !path.is_empty();
+                let local = path.starts_with('.') || spec.starts_with("file:") || editable;
+                if local && !path.contains("://") && !path.contains('+') {
                     out.push(path.to_string());
                 }
             }
@@ -403,36 +440,84 @@ fn requirement_paths(root: &Path, folder: &str, file: &str, depth: usize, out: &
     }
 }
 
-/// The uv workspace around `folder`: its root and its members by normalized name.
-fn uv_members(root: &Path, folder: &str) -> Option<(String, BTreeMap<String, String>)> {
-    let (ws, table) = workspace_root(root, folder, "pyproject.toml", &["tool", "uv", "workspace"])?;
-    let globs: Vec<&str> = table_at(&table, &["tool", "uv", "workspace"])?
-        .get("members")?
-        .as_array()?
-        .iter()
+/// The packages a `pyproject.toml` depends on, by normalized name: `[project] dependencies`,
+/// its `optional-dependencies` and the `[dependency-groups]`.
+fn python_dependencies(t: &Value) -> BTreeSet<String> {
+    let project = table_at(t, &["project"]);
+    let listed = project
+        .and_then(|p| p.get("dependencies"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    let optional = project
+        .and_then(|p| p.get("optional-dependencies"))
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(Value::as_array)
+        .flatten();
+    let groups = table_at(t, &["dependency-groups"])
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(Value::as_array)
+        .flatten();
+    listed
+        .chain(optional)
+        .chain(groups)
         .filter_map(Value::as_str)
+        .map(|req| {
+            let name: String = req
+                .trim()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .collect();
+            normalized(&name)
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// The root of the uv workspace around `folder` (the nearest `pyproject.toml` at or above it
+/// with `[tool.uv.workspace]`).
+fn uv_workspace(root: &Path, folder: &str) -> Option<String> {
+    workspace_root(root, folder, "pyproject.toml", &["tool", "uv", "workspace"]).map(|(w, _)| w)
+}
+
+/// The members of the uv workspace at `ws`, by normalized name (empty when its `members` are
+/// unreadable).
+fn uv_members(root: &Path, ws: &str) -> BTreeMap<String, String> {
+    let table = read_toml(root, &in_folder(ws, "pyproject.toml"));
+    let globs: Vec<String> = table
+        .as_ref()
+        .and_then(|t| table_at(t, &["tool", "uv", "workspace"]))
+        .and_then(|w| w.get("members"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|g| in_folder(ws, g))
         .collect();
     let mut set = globset::GlobSetBuilder::new();
-    for g in globs {
-        let pattern = if ws.is_empty() {
-            g.to_string()
-        } else {
-            format!("{ws}/{g}")
-        };
-        set.add(
-            globset::GlobBuilder::new(pattern.trim_end_matches('/'))
-                .literal_separator(true)
-                .build()
-                .ok()?,
-        );
+    for g in &globs {
+        match globset::GlobBuilder::new(g.trim_end_matches('/'))
+            .literal_separator(true)
+            .build()
+        {
+            Ok(glob) => {
+                set.add(glob);
+            }
+            Err(_) => return BTreeMap::new(),
+        }
     }
-    let set = set.build().ok()?;
+    let Ok(set) = set.build() else {
+        return BTreeMap::new();
+    };
     let mut members = BTreeMap::new();
-    for member in folders_holding(root, &ws, &[], "pyproject.toml") {
+    for member in folders_holding(root, ws, &[], "pyproject.toml") {
         if !set.is_match(&member) {
             continue;
         }
-        if let Some(name) = read_toml(root, &format!("{member}/pyproject.toml"))
+        if let Some(name) = read_toml(root, &in_folder(&member, "pyproject.toml"))
             .as_ref()
             .and_then(|t| table_at(t, &["project"]))
             .and_then(|p| p.get("name"))
@@ -441,7 +526,7 @@ fn uv_members(root: &Path, folder: &str) -> Option<(String, BTreeMap<String, Str
             members.insert(normalized(name), member);
         }
     }
-    Some((ws, members))
+    members
 }
 
 /// What the Python projects in the service folder `dir` build from outside it: local paths in
@@ -460,46 +545,81 @@ pub(crate) fn python_inputs(
     start.extend(folders_holding(root, dir, others, "pyproject.toml"));
     let mut chain = Chain::new(dir, others, start.into_iter().collect());
     let mut locks = BTreeSet::new();
+    // Each uv workspace's members, found once.
+    let mut members: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     while let Some((folder, by)) = chain.todo.pop() {
         // (path, why, the dependency's name).
         let mut found: Vec<(String, String, String)> = Vec::new();
         let mut paths = Vec::new();
-        requirement_paths(root, &folder, "requirements.txt", 0, &mut paths);
+        requirement_paths(root, &in_folder(&folder, "requirements.txt"), 0, &mut paths);
         for p in paths {
             match resolve(&folder, &p) {
                 Some(path) => found.push((path, format!("installs `{p}` (requirements.txt)"), p)),
-                None => chain.outside(&format!("{folder}/requirements.txt"), &p),
+                None => chain.outside(&in_folder(&folder, "requirements.txt"), &p),
             }
         }
-        let file = format!("{folder}/pyproject.toml");
+        let file = in_folder(&folder, "pyproject.toml");
         let project = read_toml(root, &file);
         if project.is_none() {
             chain.unreadable(root, &file);
         }
         if let Some(t) = &project {
-            let uv = uv_members(root, &folder);
-            if let Some((ws, _)) = &uv
+            let ws = uv_workspace(root, &folder);
+            if let Some(ws) = &ws
                 && chain.own(&folder)
             {
                 locks.insert(ws.clone());
+            }
+            // uv applies the workspace root's sources to every member, for the packages the
+            // member depends on; a member's own win.
+            let mut sources: BTreeMap<String, (Value, String)> = BTreeMap::new();
+            if let Some(w) = ws.as_ref().filter(|w| **w != folder) {
+                let is_member = members
+                    .entry(w.clone())
+                    .or_insert_with(|| uv_members(root, w))
+                    .values()
+                    .any(|m| *m == folder);
+                let declared = python_dependencies(t);
+                if is_member
+                    && let Some(root_table) = read_toml(root, &in_folder(w, "pyproject.toml"))
+                {
+                    for (dep, spec) in table_at(&root_table, &["tool", "uv", "sources"])
+                        .into_iter()
+                        .flatten()
+                        .filter(|(dep, _)| declared.contains(&normalized(dep)))
+                    {
+                        sources.insert(dep.clone(), (spec.clone(), w.clone()));
+                    }
+                }
             }
             for (dep, spec) in table_at(t, &["tool", "uv", "sources"])
                 .into_iter()
                 .flatten()
             {
+                sources.insert(dep.clone(), (spec.clone(), folder.clone()));
+            }
+            for (dep, (spec, base)) in &sources {
                 let Some(spec) = spec.as_object() else {
                     continue;
                 };
                 if spec.get("workspace").and_then(Value::as_bool) == Some(true) {
-                    if let Some(member) = uv.as_ref().and_then(|(_, m)| m.get(&normalized(dep))) {
+                    let member = ws
+                        .as_ref()
+                        .map(|w| {
+                            members
+                                .entry(w.clone())
+                                .or_insert_with(|| uv_members(root, w))
+                        })
+                        .and_then(|m| m.get(&normalized(dep)).cloned());
+                    if let Some(member) = member {
                         found.push((
-                            member.clone(),
+                            member,
                             format!("installs `{dep}` (a uv workspace member)"),
                             dep.clone(),
                         ));
                     }
                 } else if let Some(path) = spec.get("path").and_then(Value::as_str)
-                    && let Some(p) = resolve(&folder, path)
+                    && let Some(p) = resolve(base, path)
                 {
                     found.push((p, format!("installs `{dep}` (a path source)"), dep.clone()));
                 }
@@ -589,7 +709,7 @@ pub(crate) fn go_inputs(
     let start = folders_holding(root, dir, others, "go.mod");
     let mut chain = Chain::new(dir, others, start);
     while let Some((folder, by)) = chain.todo.pop() {
-        let file = format!("{folder}/go.mod");
+        let file = in_folder(&folder, "go.mod");
         let Ok(text) = fs::read_to_string(root.join(&file)) else {
             continue;
         };
@@ -702,13 +822,31 @@ pub(crate) fn dotnet_inputs(
                 }
             }
         }
+        // Comments hold no reference (`<!-- <ProjectReference … /> -->`).
+        let mut text = text.as_str().to_string();
+        while let Some(start) = text.find("<!--") {
+            let end = text[start..]
+                .find("-->")
+                .map_or(text.len(), |e| start + e + 3);
+            text.replace_range(start..end, "");
+        }
         for reference in text.split("<ProjectReference").skip(1) {
-            let Some(written) = reference.split_once("Include=").and_then(|(_, rest)| {
+            let tag = reference.split('>').next().unwrap_or_default();
+            let Some(written) = tag.split_once("Include").and_then(|(_, rest)| {
+                let rest = rest.trim_start().strip_prefix('=')?.trim_start();
                 let quote = rest.chars().next().filter(|q| *q == '"' || *q == '\'')?;
                 rest[1..].split(quote).next()
             }) else {
                 continue;
             };
+            // `$(SolutionDir)..\Common\Common.csproj`: what MSBuild puts there is not known here.
+            if written.contains("$(") {
+                chain.notes.push(format!(
+                    "{}: {file} references `{written}`, a path built from MSBuild properties that Ferry does not evaluate: declare that project's folder in `inputs` by hand",
+                    dir
+                ));
+                continue;
+            }
             let unix = written.replace('\\', "/");
             let Some(path) = resolve(&folder, &unix) else {
                 chain.outside(&file, written);
@@ -774,7 +912,7 @@ pub(crate) fn node_inputs(
                 Some(rel) => match resolve(&folder, rel) {
                     Some(path) => (path, format!("depends on `{name}` (`{wanted}`)")),
                     None => {
-                        chain.outside(&format!("{folder}/package.json"), &wanted);
+                        chain.outside(&in_folder(&folder, "package.json"), &wanted);
                         continue;
                     }
                 },

@@ -31,18 +31,31 @@ fn one_line(s: &str) -> String {
 
 /// The `services` patterns of the service folders `dirs`: `parent/*` for a folder holding two
 /// or more of them directly (it takes only folders with a `service.toml`, so its other folders
-/// do no harm), each other one by itself; in the order of their first folder.
-fn service_patterns<'d>(dirs: impl Iterator<Item = &'d str>) -> Vec<String> {
+/// do no harm, unless one holds a `service.toml` of another tool: then each by itself), each
+/// other one by itself; in the order of their first folder.
+fn service_patterns<'d>(root: &Path, dirs: impl Iterator<Item = &'d str>) -> Vec<String> {
     let dirs: Vec<&str> = dirs.collect();
+    // A folder of `parent` holding a `service.toml` that is no service found here.
+    let foreign = |parent: &str| {
+        std::fs::read_dir(root.join(parent))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join(ferry_manifest::SERVICE_FILE).is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .any(|name| !dirs.contains(&format!("{parent}/{name}").as_str()))
+    };
     let parent = |d: &str| d.rsplit_once('/').map(|(p, _)| p.to_string());
     let mut per_parent: std::collections::BTreeMap<String, usize> = Default::default();
     for p in dirs.iter().filter_map(|d| parent(d)) {
         *per_parent.entry(p).or_default() += 1;
     }
     let mut out: Vec<String> = Vec::new();
-    for d in dirs {
+    for &d in &dirs {
         let pattern = match parent(d) {
-            Some(p) if per_parent[&p] >= 2 && !crate::walk::has_glob_char(&p) => format!("{p}/*"),
+            Some(p) if per_parent[&p] >= 2 && !crate::walk::has_glob_char(&p) && !foreign(&p) => {
+                format!("{p}/*")
+            }
             _ => d.to_string(),
         };
         if !out.contains(&pattern) {
@@ -62,7 +75,7 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
         "# Written by `init` from what the repository holds: check it, then run `validate`.\n[project]\nname = {}",
         quoted(&scan.project)
     );
-    let dirs: Vec<String> = service_patterns(scan.services.iter().map(|s| s.dir.as_str()))
+    let dirs: Vec<String> = service_patterns(root, scan.services.iter().map(|s| s.dir.as_str()))
         .iter()
         .map(|d| quoted(d))
         .collect();

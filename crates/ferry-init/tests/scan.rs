@@ -368,7 +368,7 @@ fn rust_and_python_code_a_service_builds_from_outside_its_folder_are_inputs() {
     file(
         r,
         "Cargo.toml",
-        "[workspace]\nmembers = [\"services/*/fn\", \"libs/*\"]\n\n[workspace.dependencies]\ncommon = { path = \"libs/common\" }\n",
+        "[workspace]\nmembers = [\"services/*/fn\", \"libs/*\"]\n\n[workspace.dependencies]\ncommon = { path = \"libs/common\" }\n\n[patch.crates-io]\nserde = { path = \"vendor/serde\" }\n",
     );
     file(r, "Cargo.lock", "version = 4\n");
     file(
@@ -400,6 +400,11 @@ fn rust_and_python_code_a_service_builds_from_outside_its_folder_are_inputs() {
         );
     }
     file(r, "libs/broken/Cargo.toml", "[package\n");
+    file(
+        r,
+        "vendor/serde/Cargo.toml",
+        "[package]\nname = \"serde\"\n",
+    );
 
     // pip: an editable path, one from an included file; Poetry's path dependency of that.
     file(
@@ -415,7 +420,13 @@ fn rust_and_python_code_a_service_builds_from_outside_its_folder_are_inputs() {
     file(
         r,
         "services/billing/reqs/extra.txt",
-        "../../../libs/pyextra\n",
+        // pip takes an included file's paths from where it runs (the top file's folder).
+        "../../libs/pyextra\n-e ../../libs/pyegg#egg=pyegg\ngit+https://example.com/x.git#egg=x\n",
+    );
+    file(
+        r,
+        "libs/pyegg/setup.py",
+        "from setuptools import setup\nsetup()\n",
     );
     file(
         r,
@@ -437,7 +448,7 @@ fn rust_and_python_code_a_service_builds_from_outside_its_folder_are_inputs() {
     file(
         r,
         "pyproject.toml",
-        "[tool.uv.workspace]\nmembers = [\"services/*/app\", \"libs/py/*\"]\n",
+        "[tool.uv.workspace]\nmembers = [\"services/*/app\", \"libs/py/*\"]\n\n[tool.uv.sources]\nshared-utils = { workspace = true }\n",
     );
     file(r, "uv.lock", "version = 1\n");
     file(
@@ -448,7 +459,7 @@ fn rust_and_python_code_a_service_builds_from_outside_its_folder_are_inputs() {
     file(
         r,
         "services/reports/app/pyproject.toml",
-        "[project]\nname = \"reports\"\ndependencies = [\"shared-utils\"]\n\n[tool.uv.sources]\nshared-utils = { workspace = true }\n",
+        "[project]\nname = \"reports\"\ndependencies = [\"shared-utils\"]\n",
     );
     file(r, "services/reports/app/tools/pyproject.toml", "[project\n");
     file(
@@ -471,9 +482,11 @@ fn rust_and_python_code_a_service_builds_from_outside_its_folder_are_inputs() {
         orders.keys().collect::<Vec<_>>(),
         [
             "Cargo.lock",
+            "Cargo.toml",
             "libs/common/**",
             "libs/model/**",
-            "libs/unixy/**"
+            "libs/unixy/**",
+            "vendor/serde/**"
         ],
         "{orders:?}"
     );
@@ -486,7 +499,12 @@ fn rust_and_python_code_a_service_builds_from_outside_its_folder_are_inputs() {
     let billing = inputs("services/billing");
     assert_eq!(
         billing.keys().collect::<Vec<_>>(),
-        ["libs/pycommon/**", "libs/pydeep/**", "libs/pyextra/**"],
+        [
+            "libs/pycommon/**",
+            "libs/pydeep/**",
+            "libs/pyegg/**",
+            "libs/pyextra/**"
+        ],
         "{billing:?}"
     );
     assert_eq!(
@@ -521,9 +539,11 @@ fn rust_and_python_code_a_service_builds_from_outside_its_folder_are_inputs() {
         ws.service("orders").unwrap().inputs,
         [
             "Cargo.lock",
+            "Cargo.toml",
             "libs/common/**",
             "libs/model/**",
-            "libs/unixy/**"
+            "libs/unixy/**",
+            "vendor/serde/**"
         ]
     );
 }
@@ -551,7 +571,7 @@ fn go_modules_and_dotnet_projects_a_service_builds_from_outside_its_folder_are_i
     file(
         r,
         "services/users/fn/go.mod",
-        "module example.com/users\n\ngo 1.22\n\nrequire (\n\texample.com/goshared v0.0.0\n\texample.com/replaced v0.0.0 // indirect\n\tgithub.com/aws/aws-lambda-go v1.47.0\n)\n\nreplace example.com/replaced => ../../../libs/replaced\nreplace example.com/far => ../../../../far\nrequire example.com/far v0.0.0\n",
+        "module example.com/users\n\ngo 1.22\n\nrequire (\n\texample.com/goshared v0.0.0\n\texample.com/replaced v0.0.0 // indirect\n\tgithub.com/aws/aws-lambda-go v1.47.0\n)\n\nreplace example.com/replaced => ../../../libs/replaced\nreplace example.com/far => ../../../../far\nrequire example.com/far v0.0.0\nreplace example.com/root => ../../..\nrequire example.com/root v0.0.0\n",
     );
     file(r, "services/users/fn/main.go", "package main\n");
     file(
@@ -572,7 +592,7 @@ fn go_modules_and_dotnet_projects_a_service_builds_from_outside_its_folder_are_i
     file(
         r,
         "services/payments/src/Payments/Payments.csproj",
-        "<Project Sdk=\"Microsoft.NET.Sdk\">\n  <ItemGroup>\n    <ProjectReference Include=\"..\\..\\..\\..\\libs\\Core\\Core.csproj\" />\n  </ItemGroup>\n</Project>\n",
+        "<Project Sdk=\"Microsoft.NET.Sdk\">\n  <ItemGroup>\n    <ProjectReference Include=\"..\\..\\..\\..\\libs\\Core\\Core.csproj\" />\n    <!-- <ProjectReference Include=\"..\\..\\..\\..\\libs\\Old\\Old.csproj\" /> -->\n    <ProjectReference Include = \"../../../../libs/Spaced/Spaced.csproj\" />\n    <ProjectReference Include=\"$(SolutionDir)libs\\Props\\Props.csproj\" />\n  </ItemGroup>\n</Project>\n",
     );
     file(
         r,
@@ -586,6 +606,8 @@ fn go_modules_and_dotnet_projects_a_service_builds_from_outside_its_folder_are_i
     );
     file(r, "libs/Model/Model.fsproj", "<Project />\n");
     file(r, "libs/Stale/Stale.csproj", "<Project />\n");
+    file(r, "libs/Old/Old.csproj", "<Project />\n");
+    file(r, "libs/Spaced/Spaced.csproj", "<Project />\n");
 
     let s = scan(r).unwrap();
     let inputs = |dir: &str| {
@@ -618,7 +640,12 @@ fn go_modules_and_dotnet_projects_a_service_builds_from_outside_its_folder_are_i
     let payments = inputs("services/payments");
     assert_eq!(
         payments.keys().collect::<Vec<_>>(),
-        ["Directory.Packages.props", "libs/Core/**", "libs/Model/**"],
+        [
+            "Directory.Packages.props",
+            "libs/Core/**",
+            "libs/Model/**",
+            "libs/Spaced/**"
+        ],
         "{payments:?}"
     );
     assert_eq!(
@@ -630,8 +657,44 @@ fn go_modules_and_dotnet_projects_a_service_builds_from_outside_its_folder_are_i
         notes.contains("services/users: services/users/fn/go.mod names `../../../../far`, outside the repository"),
         "{notes}"
     );
+    // The root itself is no input (every change would deploy it): said, not written as `/**`.
+    assert!(
+        notes.contains("services/users: builds the module `example.com/root` (replaced by `../../..`) at the root of the repository"),
+        "{notes}"
+    );
+    assert!(!users.keys().any(|k| k.starts_with('/')), "{users:?}");
+    assert!(
+        notes.contains("a path built from MSBuild properties that Ferry does not evaluate"),
+        "{notes}"
+    );
     write(r, &render(&s, r), false).unwrap();
     ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_folder_with_another_tool_s_service_toml_keeps_the_services_listed_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    for name in ["a", "b"] {
+        file(
+            r,
+            &format!("services/{name}/template.yaml"),
+            "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+        );
+    }
+    // Not a Ferry manifest: a `services/*` pattern would load it as one.
+    file(
+        r,
+        "services/tool/service.toml",
+        "[unit]\nname = \"daemon\"\n",
+    );
+    let s = scan(r).unwrap();
+    let files = render(&s, r);
+    let project = &files.iter().find(|(p, _)| p == "ferry.toml").unwrap().1;
+    assert!(
+        project.contains("\nservices = [\"services/a\", \"services/b\"]\n"),
+        "{project}"
+    );
 }
 
 #[test]
