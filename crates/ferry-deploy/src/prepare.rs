@@ -37,7 +37,11 @@ pub fn candidates(
                 .is_some_and(|s| reads_outside_git(ws, s))
         })
         .map(|s| s.name.as_str());
-    let behind = behind(ws, records);
+    // Within what the plan considers (`--service` narrows it).
+    let behind: Vec<String> = behind(ws, records)
+        .into_iter()
+        .filter(|s| plan.service(s).is_some())
+        .collect();
     let mut c = ws.graph().with_dependents(
         plan.order
             .iter()
@@ -60,10 +64,28 @@ pub fn behind(ws: &Workspace, records: &BTreeMap<String, Record>) -> BTreeSet<St
         .collect()
 }
 
+/// [`behind`], without the services a dependency of which failed its tests in the stage: a
+/// promote, approval or rollback (which run no owed tests before their dependents) leaves them
+/// until that dependency passes, rather than wire them to it.
+pub fn behind_ready(ws: &Workspace, records: &BTreeMap<String, Record>) -> BTreeSet<String> {
+    let failed = |d: &str| {
+        records
+            .get(d)
+            .and_then(|r| r.acceptance.as_ref())
+            .is_some_and(|a| !a.passed)
+    };
+    behind(ws, records)
+        .into_iter()
+        .filter(|s| !ws.graph().dependencies(s).into_iter().any(failed))
+        .collect()
+}
+
 /// The dependencies of `service` that deployed since its parameters were last resolved: those
 /// whose record's [`revision`](Record::revision) differs from the one its own record says it
-/// received (all of them, for a record written before Ferry kept what it received). Empty for a
-/// service without a record: it has received nothing yet.
+/// received. Empty for a service without a record (it has received nothing yet) and for a
+/// record written before Ferry kept what it received (taken as having received what runs:
+/// checking every such service at once on the first run after an upgrade would check the whole
+/// stage).
 pub fn not_received(
     ws: &Workspace,
     records: &BTreeMap<String, Record>,
@@ -79,24 +101,10 @@ pub fn not_received(
             records.get(*d).is_some_and(|r| {
                 own.received
                     .as_ref()
-                    .is_none_or(|got| got.get(*d) != Some(&r.revision()))
+                    .is_some_and(|got| got.get(*d) != Some(&r.revision()))
             })
         })
         .map(String::from)
-        .collect()
-}
-
-/// The revisions of `service`'s dependencies' records as they stand (`records`, the latest
-/// known): what its parameters resolve against now (see [`Record::received`]).
-pub fn received_now(
-    ws: &Workspace,
-    records: &BTreeMap<String, Record>,
-    service: &str,
-) -> BTreeMap<String, String> {
-    ws.graph()
-        .dependencies(service)
-        .into_iter()
-        .filter_map(|d| Some((d.to_string(), records.get(d)?.revision())))
         .collect()
 }
 

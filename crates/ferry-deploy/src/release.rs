@@ -936,7 +936,7 @@ pub async fn prepare_promote(
     let seeds: BTreeSet<String> = deploy
         .iter()
         .cloned()
-        .chain(crate::prepare::behind(ws, current))
+        .chain(crate::prepare::behind_ready(ws, current))
         .collect();
     let mut candidates = with_dependents(ws, &seeds, &within);
     let compiled: Vec<&Record> = candidates.iter().map(|s| &req.from_records[s]).collect();
@@ -1071,11 +1071,16 @@ pub async fn prepare_rollback(
         return Err(ReleaseRunError::Gone { services: gone });
     }
     let within: BTreeSet<String> = target.services.keys().cloned().collect();
-    // Checked too: services that never received a dependency's last deploy.
+    // Checked too: services that never received a dependency's last deploy (of those the
+    // rollback is for: any other keeps what it runs).
     let seeds: BTreeSet<String> = differs
         .iter()
         .cloned()
-        .chain(crate::prepare::behind(ws, current))
+        .chain(
+            crate::prepare::behind_ready(ws, current)
+                .into_iter()
+                .filter(|s| only.is_none_or(|o| o.contains(s))),
+        )
         .collect();
     let candidates = with_dependents(ws, &seeds, &within);
     let left = current
@@ -1369,7 +1374,7 @@ pub async fn prepare_approval(
     let seeds: BTreeSet<String> = names
         .iter()
         .cloned()
-        .chain(crate::prepare::behind(dest.ws, current))
+        .chain(crate::prepare::behind_ready(dest.ws, current))
         .collect();
     let kept = kept_dependents(dest, current, &seeds, &names, Kept::APPROVED).await?;
     let mut sources = vec![StoredSource {

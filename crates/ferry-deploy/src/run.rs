@@ -272,9 +272,16 @@ impl Run<'_> {
     /// The revisions of `service`'s dependencies' latest records (see [`Record::received`]).
     fn received_now(&self, service: &str) -> BTreeMap<String, String> {
         let written = self.written.lock().expect("written lock");
-        let mut latest = self.ctx.previous.clone();
-        latest.extend(written.iter().map(|(k, r)| (k.clone(), r.clone())));
-        crate::prepare::received_now(self.ctx.ws, &latest, service)
+        self.ctx
+            .ws
+            .graph()
+            .dependencies(service)
+            .into_iter()
+            .filter_map(|d| {
+                let r = written.get(d).or_else(|| self.ctx.previous.get(d))?;
+                Some((d.to_string(), r.revision()))
+            })
+            .collect()
     }
 }
 
@@ -516,7 +523,11 @@ pub async fn deploy_selection(
                 {
                     // Tested now, before its dependents; its record is the one that stands.
                     let t1 = Instant::now();
-                    let record = ctx.previous.get(&name).cloned().unwrap_or_default();
+                    // The record as this run left it (a check writes what it received).
+                    let written = run.written.lock().expect("written lock").get(&name).cloned();
+                    let record = written
+                        .or_else(|| ctx.previous.get(&name).cloned())
+                        .unwrap_or_default();
                     let r = run_tests(run, &service, &record, None).await.map(|_| {
                         ServiceResult::UpToDate {
                             why: format!("{why}; the acceptance tests it owed passed"),

@@ -255,7 +255,7 @@ fn skeleton(s: &str) -> Option<String> {
 /// [`skeleton`] of a Serverless stack name, `<service>-${sls:stage}`, matched whole to a
 /// `${cf:…}` stack: a service's own name, however short (`ui`), tells it apart.
 fn stack_skeleton(s: &str) -> Option<String> {
-    skeleton_with(s, 1)
+    skeleton_with(s, 2)
 }
 
 fn skeleton_with(s: &str, letters: usize) -> Option<String> {

@@ -614,6 +614,19 @@ pub fn undefined_references(template: &Value) -> Vec<(String, String)> {
     if root.get("Transform").is_some_and(|t| !t.is_null()) {
         return Vec::new();
     }
+    // An `Fn::Transform` anywhere (AWS::Include brings resources, conditions, parameters) or a
+    // module (`Org::Service::Thing::MODULE`, whose resources get prefixed names) defines names
+    // this template does not show.
+    let module = root
+        .get("Resources")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|r| r.values())
+        .filter_map(|r| r.get("Type").and_then(Value::as_str))
+        .any(|t| t.ends_with("::MODULE"));
+    if module || holds_key(template, "Fn::Transform") {
+        return Vec::new();
+    }
     let keys = |section: &str| -> std::collections::BTreeSet<&str> {
         root.get(section)
             .and_then(Value::as_object)
@@ -666,6 +679,15 @@ pub fn undefined_references(template: &Value) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Whether `key` is a key of any mapping within `v`.
+fn holds_key(v: &Value, key: &str) -> bool {
+    match v {
+        Value::Object(m) => m.contains_key(key) || m.values().any(|x| holds_key(x, key)),
+        Value::Array(a) => a.iter().any(|x| holds_key(x, key)),
+        _ => false,
+    }
 }
 
 /// The names a template defines.
@@ -760,7 +782,9 @@ impl Names<'_> {
                             self.walk(item, at, out);
                         }
                     }
-                    ("Condition", Value::String(c)) => {
+                    // The `Condition` function exists only among conditions (a property of
+                    // that name elsewhere is a property).
+                    ("Condition", Value::String(c)) if at.starts_with("Conditions.") => {
                         if !self.conditions.contains(c.as_str()) {
                             out.push((at.to_string(), format!("names the condition `{c}`, which the template does not declare in Conditions")));
                         }
@@ -832,6 +856,20 @@ mod tests {
         )
         .unwrap();
         assert!(super::undefined_references(&sam).is_empty());
+        // Nor an included snippet (`Fn::Transform` AWS::Include) or a module, whose names this
+        // template does not show; a property named Condition is a property.
+        for text in [
+            "Resources:\n  Fn::Transform:\n    Name: AWS::Include\n    Parameters: {Location: s3://b/k}\n  F:\n    Type: AWS::Lambda::Function\n    Properties: {Role: !GetAtt SharedRole.Arn}\n",
+            "Resources:\n  My:\n    Type: Org::Storage::Bucket::MODULE\n  P:\n    Type: AWS::SSM::Parameter\n    Properties: {Value: !Ref MyBucket, Type: String}\n",
+        ] {
+            let t = parse(text).unwrap();
+            assert!(super::undefined_references(&t).is_empty(), "{text}");
+        }
+        let t = parse(
+            "Resources:\n  R:\n    Type: Custom::Thing\n    Properties: {Rule: {Condition: SomeText}}\n",
+        )
+        .unwrap();
+        assert!(super::undefined_references(&t).is_empty());
     }
     use super::*;
 

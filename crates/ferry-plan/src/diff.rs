@@ -289,6 +289,8 @@ fn base_workspace(
     if !changed.paths.iter().any(configuration) {
         return None;
     }
+    // A base from before Ferry was adopted had no services to remove.
+    repo.file_at(base, ferry_manifest::PROJECT_FILE)?;
     Some(workspace_at_commit(repo, base))
 }
 

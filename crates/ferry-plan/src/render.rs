@@ -13,7 +13,18 @@ const MAX_PATHS: usize = 3;
 /// line break or tab in a file name could forge a line of the plan), a quote or a backslash,
 /// quoted with those escaped as git quotes paths (`"we\"ird\tname.py"`).
 pub fn shown_path(p: &str) -> std::borrow::Cow<'_, str> {
-    if !p.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
+    // Control characters, and those that end a line or turn text around in some viewers
+    // (U+2028, U+2029, bidirectional overrides and isolates, marks).
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+            )
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    if !p.chars().any(|c| unsafe_char(c) || c == '"' || c == '\\') {
         return std::borrow::Cow::Borrowed(p);
     }
     let mut out = String::from("\"");
@@ -24,7 +35,7 @@ pub fn shown_path(p: &str) -> std::borrow::Cow<'_, str> {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if c.is_control() => {
+            c if unsafe_char(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
             c => out.push(c),
@@ -433,6 +444,8 @@ mod tests {
         );
         assert_eq!(shown_path("a\u{1b}[31mred"), "\"a\\u{1b}[31mred\"");
         assert!(!shown_path("x\ny\rz").contains(['\n', '\r']));
+        assert_eq!(shown_path("a\u{202e}b"), "\"a\\u{202e}b\"");
+        assert_eq!(shown_path("a\u{2028}b"), "\"a\\u{2028}b\"");
     }
 
     fn pretty(v: &serde_json::Value) -> String {

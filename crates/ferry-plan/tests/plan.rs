@@ -414,6 +414,29 @@ fn a_service_left_out_of_the_project_s_list_is_removed_and_stacks_that_move_are_
 }
 
 #[test]
+fn a_base_from_before_ferry_was_adopted_says_nothing_of_removed_services() {
+    let r = TestRepo::new();
+    r.write("services/a/template.yaml", "Resources: {}\n");
+    let base = r.commit("before ferry").to_string();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    )
+    .write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\n",
+    );
+    r.commit("adopt ferry");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert!(
+        !p.notes.iter().any(|n| n.contains("does not load")),
+        "{:?}",
+        p.notes
+    );
+    assert_eq!(deploying(&p), ["a"]);
+}
+
+#[test]
 fn a_base_whose_configuration_does_not_load_is_said_not_passed_over() {
     let (r, _) = monorepo();
     r.write(
