@@ -490,10 +490,14 @@ fn lock_files_that_matter(
                             )
                         })
                     };
+                    // A service that is a project of its own installs all from its own lock.
+                    let own_project = change.served_elsewhere(part, &service.dir, &has_own_lock);
                     let served: Vec<&str> = folders
                         .iter()
                         .copied()
-                        .filter(|f| !change.served_elsewhere(part, f, &has_own_lock))
+                        .filter(|f| {
+                            !own_project && !change.served_elsewhere(part, f, &has_own_lock)
+                        })
                         .collect();
                     !served.is_empty() && change.reach(part, &served) != Reach::Unchanged
                 }

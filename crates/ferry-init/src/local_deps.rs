@@ -553,8 +553,20 @@ pub(crate) fn python_inputs(
         let mut paths = Vec::new();
         requirement_paths(root, &in_folder(&folder, "requirements.txt"), 0, &mut paths);
         for p in paths {
-            match resolve(&folder, &p) {
-                Some(path) => found.push((path, format!("installs `{p}` (requirements.txt)"), p)),
+            // pip takes a path from where it runs: the file's folder, or the service folder (a
+            // `make -C <service>` build); the first of them where the path is in the repository.
+            let from = [folder.as_str(), dir];
+            let candidates: Vec<String> = from.iter().filter_map(|f| resolve(f, &p)).collect();
+            match candidates
+                .iter()
+                .find(|c| !c.is_empty() && root.join(c.as_str()).exists())
+                .or(candidates.first())
+            {
+                Some(path) => found.push((
+                    path.clone(),
+                    format!("installs `{p}` (requirements.txt)"),
+                    p,
+                )),
                 None => chain.outside(&in_folder(&folder, "requirements.txt"), &p),
             }
         }

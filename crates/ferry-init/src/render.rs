@@ -29,10 +29,10 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// The `services` patterns of the service folders `dirs`: `parent/*` for a folder holding two
-/// or more of them directly (it takes only folders with a `service.toml`, so its other folders
-/// do no harm, unless one holds a `service.toml` of another tool: then each by itself), each
-/// other one by itself; in the order of their first folder.
+/// The `services` patterns of the service folders `dirs`: `parent/*` for the folder holding
+/// each (`*` at the root): it takes only folders with a `service.toml`, so its other folders do
+/// no harm, unless one holds a `service.toml` of another tool (then each is named by itself);
+/// in the order of their first folder.
 fn service_patterns<'d>(root: &Path, dirs: impl Iterator<Item = &'d str>) -> Vec<String> {
     let dirs: Vec<&str> = dirs.collect();
     // A folder of `parent` holding a `service.toml` that is no service found here.
@@ -43,19 +43,23 @@ fn service_patterns<'d>(root: &Path, dirs: impl Iterator<Item = &'d str>) -> Vec
             .flatten()
             .filter(|e| e.path().join(ferry_manifest::SERVICE_FILE).is_file())
             .filter_map(|e| e.file_name().into_string().ok())
-            .any(|name| !dirs.contains(&format!("{parent}/{name}").as_str()))
+            .filter(|name| !ferry_manifest::skipped_folder(name))
+            .any(|name| {
+                let path = if parent.is_empty() {
+                    name
+                } else {
+                    format!("{parent}/{name}")
+                };
+                !dirs.contains(&path.as_str())
+            })
     };
     let parent = |d: &str| d.rsplit_once('/').map(|(p, _)| p.to_string());
-    let mut per_parent: std::collections::BTreeMap<String, usize> = Default::default();
-    for p in dirs.iter().filter_map(|d| parent(d)) {
-        *per_parent.entry(p).or_default() += 1;
-    }
     let mut out: Vec<String> = Vec::new();
     for &d in &dirs {
         let pattern = match parent(d) {
-            Some(p) if per_parent[&p] >= 2 && !crate::walk::has_glob_char(&p) && !foreign(&p) => {
-                format!("{p}/*")
-            }
+            Some(p) if !crate::walk::has_glob_char(&p) && !foreign(&p) => format!("{p}/*"),
+            // A top-level service folder: `*`, unless another tool's service.toml is there.
+            None if !foreign("") => "*".to_string(),
             _ => d.to_string(),
         };
         if !out.contains(&pattern) {

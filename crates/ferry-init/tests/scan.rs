@@ -428,6 +428,18 @@ fn rust_and_python_code_a_service_builds_from_outside_its_folder_are_inputs() {
         "libs/pyegg/setup.py",
         "from setuptools import setup\nsetup()\n",
     );
+    // A function folder's requirements written for a build run from the service folder
+    // (`make -C services/billing`): taken from where the path is in the repository.
+    file(
+        r,
+        "services/billing/fn/requirements.txt",
+        "../../libs/pyfromservice\n",
+    );
+    file(
+        r,
+        "libs/pyfromservice/setup.py",
+        "from setuptools import setup\nsetup()\n",
+    );
     file(
         r,
         "libs/pycommon/pyproject.toml",
@@ -503,7 +515,8 @@ fn rust_and_python_code_a_service_builds_from_outside_its_folder_are_inputs() {
             "libs/pycommon/**",
             "libs/pydeep/**",
             "libs/pyegg/**",
-            "libs/pyextra/**"
+            "libs/pyextra/**",
+            "libs/pyfromservice/**"
         ],
         "{billing:?}"
     );
@@ -695,6 +708,35 @@ fn a_folder_with_another_tool_s_service_toml_keeps_the_services_listed_one_by_on
         project.contains("\nservices = [\"services/a\", \"services/b\"]\n"),
         "{project}"
     );
+}
+
+#[test]
+fn top_level_service_folders_are_one_pattern_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    for name in ["orders", "payment"] {
+        file(
+            r,
+            &format!("{name}/template.yaml"),
+            "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+        );
+    }
+    file(
+        r,
+        "layers/sdk/template.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    let s = scan(r).unwrap();
+    let files = render(&s, r);
+    let project = &files.iter().find(|(p, _)| p == "ferry.toml").unwrap().1;
+    assert!(
+        project.contains("\nservices = [\"layers/*\", \"*\"]\n")
+            || project.contains("\nservices = [\"*\", \"layers/*\"]\n"),
+        "{project}"
+    );
+    write(r, &files, false).unwrap();
+    let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ws.services.len(), 3);
 }
 
 #[test]

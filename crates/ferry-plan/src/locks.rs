@@ -118,10 +118,15 @@ pub(crate) fn refine(
         let mut reached = Vec::new();
         for (name, folders) in &touched {
             let name = *name;
+            // A service that is a project of its own installs everything from its own lock
+            // file: the folders its inputs name too (a `file:` package it installs).
+            let own_project = ws
+                .service(name)
+                .is_some_and(|s| change.served_elsewhere(&path, &s.dir, &has_own_lock));
             let folders: Vec<&str> = folders
                 .iter()
                 .map(String::as_str)
-                .filter(|f| !change.served_elsewhere(&path, f, &has_own_lock))
+                .filter(|f| !own_project && !change.served_elsewhere(&path, f, &has_own_lock))
                 .collect();
             let reach = if folders.is_empty() {
                 Reach::Unchanged

@@ -1155,6 +1155,22 @@ fn a_service_with_a_lock_file_of_its_own_is_not_reached_by_the_root_s() {
     r.commit("ms");
     let p = plan_of(&r, &request("dev", Some(&since))).unwrap();
     assert_eq!(deploying(&p), ["a", "b"], "{:?}", actions(&p));
+
+    // A package py installs from its own lock file (`file:../../plugins/x`), named in its
+    // inputs, is py's: the root's lock file does not reach py through it either.
+    r.write(
+        "services/py/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\ninputs = [\"plugins/x/**\"]\n",
+    )
+    .write("plugins/x/index.js", "module.exports = 1;\n");
+    let since = r.commit("a plugin").to_string();
+    r.write(
+        "package-lock.json",
+        &serde_json::to_string_pretty(&npm_lock("1.3.0", "2.1.1")).unwrap(),
+    );
+    r.commit("ms again");
+    let p = plan_of(&r, &request("dev", Some(&since))).unwrap();
+    assert_eq!(deploying(&p), ["a", "b"], "{:?}", actions(&p));
 }
 
 #[test]
