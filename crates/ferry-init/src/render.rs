@@ -85,7 +85,7 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
         .collect();
     let _ = writeln!(
         project,
-        "# The service folders: `parent/*` takes each folder in it that holds a service.toml, so\n# adding or removing a service there changes nothing here (a change to this file redeploys\n# every service).\nservices = [{}]",
+        "# The service folders: `parent/*` takes each folder in it that holds a service.toml, so\n# adding a service there, or removing one while another stays, changes nothing here (a\n# change to this file redeploys every service; a pattern that matches nothing is refused).\nservices = [{}]",
         dirs.join(", ")
     );
     let mut global = vec![quoted("ferry.toml")];
