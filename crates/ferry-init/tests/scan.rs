@@ -14,6 +14,15 @@ fn file(root: &Path, rel: &str, text: &str) {
     fs::write(p, text).unwrap();
 }
 
+/// The `ferry.toml` among the files `render` writes.
+fn ferry_toml(files: &[(String, String)]) -> &str {
+    &files
+        .iter()
+        .find(|(p, _)| p == "ferry.toml")
+        .expect("ferry.toml is written")
+        .1
+}
+
 fn monorepo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
@@ -347,7 +356,7 @@ fn workspace_packages_are_inputs_to_the_end_of_their_chain() {
     // Three services in services/: one pattern, so that a new one there needs no edit of
     // ferry.toml (a global input: an edit redeploys everything).
     let files = render(&s, r);
-    let project = &files.iter().find(|(p, _)| p == "ferry.toml").unwrap().1;
+    let project = ferry_toml(&files);
     assert!(
         project.contains("\nservices = [\"services/*\"]\n"),
         "{project}"
@@ -703,7 +712,7 @@ fn a_folder_with_another_tool_s_service_toml_keeps_the_services_listed_one_by_on
     );
     let s = scan(r).unwrap();
     let files = render(&s, r);
-    let project = &files.iter().find(|(p, _)| p == "ferry.toml").unwrap().1;
+    let project = ferry_toml(&files);
     assert!(
         project.contains("\nservices = [\"services/a\", \"services/b\"]\n"),
         "{project}"
@@ -728,7 +737,7 @@ fn top_level_service_folders_are_one_pattern_too() {
     );
     let s = scan(r).unwrap();
     let files = render(&s, r);
-    let project = &files.iter().find(|(p, _)| p == "ferry.toml").unwrap().1;
+    let project = ferry_toml(&files);
     assert!(
         project.contains("\nservices = [\"layers/*\", \"*\"]\n")
             || project.contains("\nservices = [\"*\", \"layers/*\"]\n"),

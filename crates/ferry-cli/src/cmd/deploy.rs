@@ -349,6 +349,19 @@ pub(crate) struct Run<'a> {
     pub builds: Option<&'a ferry_acceptance::Builds>,
 }
 
+impl Run<'_> {
+    /// What the acceptance harness and the announcements need of this run's stage.
+    pub(crate) fn access(&self) -> StageAccess<'_> {
+        StageAccess {
+            ws: self.ws,
+            stage: self.stage,
+            config: &self.aws.config,
+            records: self.records,
+            masker: masker(),
+        }
+    }
+}
+
 /// The plan of a stage from its state: bases from the records, drifted stacks deploy.
 fn plan_of(
     ws: &ferry_manifest::Workspace,
@@ -593,14 +606,7 @@ async fn owed_tests(
     if owed.is_empty() {
         return Ok(ferry_deploy::Tested::default());
     }
-    let access = StageAccess {
-        ws: run.ws,
-        stage: run.stage,
-        config: &run.aws.config,
-        records: run.records,
-        masker: masker(),
-    };
-    crate::cmd::acceptance::run_selected(&access, &now, &owed, concurrency, run.clock).await
+    crate::cmd::acceptance::run_selected(&run.access(), &now, &owed, concurrency, run.clock).await
 }
 
 /// Writes the outputs file and prints the summary of a run (also when the file cannot be

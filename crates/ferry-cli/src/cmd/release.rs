@@ -355,14 +355,15 @@ pub(crate) async fn announce(
     tests: Option<&ferry_acceptance::Report>,
     release: Option<&Release>,
 ) {
-    let access = ferry_deploy::StageAccess {
-        ws: run.ws,
-        stage: run.stage,
-        config: &run.aws.config,
-        records: run.records,
-        masker: crate::ui::masker(),
-    };
-    announce_with(&access, run.ctx.ci(), run.clock, services, tests, release).await;
+    announce_with(
+        &run.access(),
+        run.ctx.ci(),
+        run.clock,
+        services,
+        tests,
+        release,
+    )
+    .await;
 }
 
 /// [`announce`] with a stage's access.
@@ -833,16 +834,9 @@ async fn promote_locked(
                 to.name,
                 owed.iter().cloned().collect::<Vec<_>>().join(", ")
             );
-            let access = ferry_deploy::StageAccess {
-                ws,
-                stage: to,
-                config: &run.aws.config,
-                records: run.records,
-                masker: crate::ui::masker(),
-            };
             return crate::cmd::acceptance::test_and_report(
                 ctx,
-                &access,
+                &run.access(),
                 &current,
                 &owed,
                 args.run.concurrency,
@@ -905,15 +899,8 @@ async fn promote_locked(
                 .filter(|s| !tested.contains(&s.as_str()))
                 .collect();
             if !owed.is_empty() {
-                let access = ferry_deploy::StageAccess {
-                    ws,
-                    stage: to,
-                    config: &run.aws.config,
-                    records: run.records,
-                    masker: crate::ui::masker(),
-                };
                 let more = crate::cmd::acceptance::run_selected(
-                    &access,
+                    &run.access(),
                     &now,
                     &owed,
                     args.run.concurrency,
