@@ -47,11 +47,7 @@ fn files_below(
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            let sub = if folder.is_empty() {
-                name.clone()
-            } else {
-                format!("{folder}/{name}")
-            };
+            let sub = in_folder(&folder, &name);
             let Ok(kind) = entry.file_type() else {
                 continue;
             };
@@ -96,11 +92,7 @@ fn above(folder: &str, file: &str) -> impl Iterator<Item = String> {
     let mut at = Some(folder.to_string());
     std::iter::from_fn(move || {
         let f = at.take()?;
-        let path = if f.is_empty() {
-            file.to_string()
-        } else {
-            format!("{f}/{file}")
-        };
+        let path = in_folder(&f, file);
         at = (!f.is_empty()).then(|| parent(&f).to_string());
         Some(path)
     })
@@ -261,14 +253,18 @@ impl<'a> Chain<'a> {
         ));
     }
 
+    /// A file of the workspace the service builds in (its lock file, `go.work`, a workspace
+    /// manifest, MSBuild's props), `why`: an input unless it is in the service's own folder.
+    fn workspace_file(&mut self, path: String, why: String) {
+        if !self.own(&path) {
+            self.inputs.entry(path).or_insert(why);
+        }
+    }
+
     fn lock(&mut self, root: &Path, folder: &str, file: &str, tool: &str) {
-        let path = if folder.is_empty() {
-            file.to_string()
-        } else {
-            format!("{folder}/{file}")
-        };
-        if root.join(&path).is_file() && !path.starts_with(&format!("{}/", self.dir)) {
-            self.inputs.entry(path).or_insert(format!(
+        let path = in_folder(folder, file);
+        if root.join(&path).is_file() {
+            self.workspace_file(path, format!(
                 "the lock file of the {tool} workspace it builds in (read as a lock file: only a change to what the service builds with counts)"
             ));
         }
@@ -316,7 +312,8 @@ pub(crate) fn cargo_inputs(
             if let Some((w, t)) = &workspace
                 && !chain.own(w)
             {
-                chain.inputs.entry(in_folder(w, "Cargo.toml")).or_insert(
+                chain.workspace_file(
+                    in_folder(w, "Cargo.toml"),
                     "the manifest of the Cargo workspace it builds in (shared dependencies, profiles, patches)"
                         .to_string(),
                 );
@@ -478,18 +475,15 @@ fn python_dependencies(t: &Value) -> BTreeSet<String> {
 }
 
 /// The root of the uv workspace around `folder` (the nearest `pyproject.toml` at or above it
-/// with `[tool.uv.workspace]`).
-fn uv_workspace(root: &Path, folder: &str) -> Option<String> {
-    workspace_root(root, folder, "pyproject.toml", &["tool", "uv", "workspace"]).map(|(w, _)| w)
+/// with `[tool.uv.workspace]`), with that file.
+fn uv_workspace(root: &Path, folder: &str) -> Option<(String, Value)> {
+    workspace_root(root, folder, "pyproject.toml", &["tool", "uv", "workspace"])
 }
 
-/// The members of the uv workspace at `ws`, by normalized name (empty when its `members` are
-/// unreadable).
-fn uv_members(root: &Path, ws: &str) -> BTreeMap<String, String> {
-    let table = read_toml(root, &in_folder(ws, "pyproject.toml"));
-    let globs: Vec<String> = table
-        .as_ref()
-        .and_then(|t| table_at(t, &["tool", "uv", "workspace"]))
+/// The members of the uv workspace at `ws`, whose `pyproject.toml` is `table`, by normalized
+/// name (empty when its `members` are unreadable).
+fn uv_members(root: &Path, ws: &str, table: &Value) -> BTreeMap<String, String> {
+    let globs: Vec<String> = table_at(table, &["tool", "uv", "workspace"])
         .and_then(|w| w.get("members"))
         .and_then(Value::as_array)
         .into_iter()
@@ -577,25 +571,23 @@ pub(crate) fn python_inputs(
         }
         if let Some(t) = &project {
             let ws = uv_workspace(root, &folder);
-            if let Some(ws) = &ws
+            if let Some((w, _)) = &ws
                 && chain.own(&folder)
             {
-                locks.insert(ws.clone());
+                locks.insert(w.clone());
             }
             // uv applies the workspace root's sources to every member, for the packages the
             // member depends on; a member's own win.
             let mut sources: BTreeMap<String, (Value, String)> = BTreeMap::new();
-            if let Some(w) = ws.as_ref().filter(|w| **w != folder) {
+            if let Some((w, root_table)) = ws.as_ref().filter(|(w, _)| *w != folder) {
                 let is_member = members
                     .entry(w.clone())
-                    .or_insert_with(|| uv_members(root, w))
+                    .or_insert_with(|| uv_members(root, w, root_table))
                     .values()
                     .any(|m| *m == folder);
                 let declared = python_dependencies(t);
-                if is_member
-                    && let Some(root_table) = read_toml(root, &in_folder(w, "pyproject.toml"))
-                {
-                    for (dep, spec) in table_at(&root_table, &["tool", "uv", "sources"])
+                if is_member {
+                    for (dep, spec) in table_at(root_table, &["tool", "uv", "sources"])
                         .into_iter()
                         .flatten()
                         .filter(|(dep, _)| declared.contains(&normalized(dep)))
@@ -617,10 +609,10 @@ pub(crate) fn python_inputs(
                 if spec.get("workspace").and_then(Value::as_bool) == Some(true) {
                     let member = ws
                         .as_ref()
-                        .map(|w| {
+                        .map(|(w, table)| {
                             members
                                 .entry(w.clone())
-                                .or_insert_with(|| uv_members(root, w))
+                                .or_insert_with(|| uv_members(root, w, table))
                         })
                         .and_then(|m| m.get(&normalized(dep)).cloned());
                     if let Some(member) = member {
@@ -741,9 +733,9 @@ pub(crate) fn go_inputs(
         });
         if let Some((path, _)) = &work
             && chain.own(&folder)
-            && !chain.own(path)
         {
-            chain.inputs.entry(path.clone()).or_insert(
+            chain.workspace_file(
+                path.clone(),
                 "the Go workspace it builds in (go.work): it says where each module comes from"
                     .to_string(),
             );
@@ -824,18 +816,13 @@ pub(crate) fn dotnet_inputs(
                 "Directory.Build.targets",
                 "Directory.Packages.props",
             ] {
-                if let Some(path) = above(&folder, props).find(|p| root.join(p).is_file())
-                    && !chain.own(&path)
-                {
-                    chain
-                        .inputs
-                        .entry(path)
-                        .or_insert(format!("MSBuild reads {props} into its projects"));
+                if let Some(path) = above(&folder, props).find(|p| root.join(p).is_file()) {
+                    chain.workspace_file(path, format!("MSBuild reads {props} into its projects"));
                 }
             }
         }
         // Comments hold no reference (`<!-- <ProjectReference … /> -->`).
-        let mut text = text.as_str().to_string();
+        let mut text = text;
         while let Some(start) = text.find("<!--") {
             let end = text[start..]
                 .find("-->")
@@ -905,10 +892,7 @@ pub(crate) fn node_inputs(
     let start = folders_holding(root, dir, others, "package.json");
     let mut chain = Chain::new(dir, others, start);
     while let Some((folder, by)) = chain.todo.pop() {
-        let Some(pkg) = fs::read(root.join(&folder).join("package.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        else {
+        let Some(pkg) = crate::walk::read_json(&root.join(&folder).join("package.json")) else {
             continue;
         };
         let sections: &[&str] = if by.is_empty() {

@@ -66,7 +66,8 @@ pub(crate) struct WorkspacePackages {
     pub notes: Vec<String>,
 }
 
-fn read_json(path: &Path) -> Option<serde_json::Value> {
+/// A JSON file (a `package.json`); `None` when missing or not JSON.
+pub(crate) fn read_json(path: &Path) -> Option<serde_json::Value> {
     serde_json::from_slice(&fs::read(path).ok()?).ok()
 }
 
