@@ -269,31 +269,6 @@ impl Lock {
         self.importers.keys().map(String::as_str)
     }
 
-    /// Whether a member other than the root lies at, above or below the folder `dir` (relative
-    /// to the lock file's folder, not empty): by look-ups, not a scan of every member.
-    fn has_member_around(&self, dir: &str) -> bool {
-        let mut above = dir;
-        loop {
-            if self.importers.contains_key(above) {
-                return true;
-            }
-            match above.rfind('/') {
-                Some(i) => above = &above[..i],
-                None => break,
-            }
-        }
-        // Below: the keys from `dir/` on that start with it (`/` sorts before every character
-        // a folder name continues with after it).
-        let below = format!("{dir}/");
-        self.importers
-            .range::<str, _>((
-                std::ops::Bound::Included(below.as_str()),
-                std::ops::Bound::Unbounded,
-            ))
-            .next()
-            .is_some_and(|(k, _)| k.starts_with(&below))
-    }
-
     /// The importers whose packages code in the folder `dir` (relative to the lock file's
     /// folder) may load: the members at or below it, and every member above it up to the root.
     pub(crate) fn importers_for(&self, dir: &str) -> Vec<String> {
@@ -576,7 +551,7 @@ impl<'a> LockChange<'a> {
 
 /// The lock file names of the package managers that share `path`'s packages: a folder holding
 /// one of these installs from it (npm, pnpm and Yarn install the same `node_modules`).
-pub fn same_family(path: &str) -> &'static [&'static str] {
+fn same_family(path: &str) -> &'static [&'static str] {
     match kind_of(path) {
         Some(Kind::Npm | Kind::Pnpm | Kind::Yarn) => &[
             "package-lock.json",
@@ -607,6 +582,39 @@ pub fn service_folders(dir: &str, inputs: &[String]) -> Vec<String> {
 }
 
 impl LockChange<'_> {
+    /// [`reach`](Self::reach) of the service whose folder is `dir` and whose code lies in
+    /// `folders` ([`service_folders`]), leaving out the folders that install from a lock file of
+    /// their own ([`served_elsewhere`](Self::served_elsewhere)), and all of them when the service
+    /// itself does (a `file:` package it installs comes from its own lock file too). `is_file`
+    /// says whether a repository-relative path is a file where the lock file was read.
+    pub fn reach_service(
+        &self,
+        lock_path: &str,
+        dir: &str,
+        folders: &[&str],
+        is_file: &dyn Fn(&str) -> bool,
+    ) -> Reach {
+        let family = same_family(lock_path);
+        let has_own_lock = |folder: &str| {
+            family
+                .iter()
+                .any(|name| is_file(&format!("{folder}/{name}")))
+        };
+        if self.served_elsewhere(lock_path, dir, &has_own_lock) {
+            return Reach::Unchanged;
+        }
+        let served: Vec<&str> = folders
+            .iter()
+            .copied()
+            .filter(|f| !self.served_elsewhere(lock_path, f, &has_own_lock))
+            .collect();
+        if served.is_empty() {
+            Reach::Unchanged
+        } else {
+            self.reach(lock_path, &served)
+        }
+    }
+
     /// Whether the code in `folder` (repository relative) installs from a lock file of its own
     /// rather than from the one at `lock_path`: it lies below that file's folder, a folder
     /// between them (or `folder` itself) holds a lock file of the same family (`has_own_lock`,
@@ -615,7 +623,7 @@ impl LockChange<'_> {
     /// the workspace's lock file even with a stray one of its own. A service each of whose
     /// folders does is not reached by the file: an npm project per service beside a root lock
     /// file that holds only the repository's tools.
-    pub fn served_elsewhere(
+    fn served_elsewhere(
         &self,
         lock_path: &str,
         folder: &str,
@@ -627,7 +635,7 @@ impl LockChange<'_> {
         };
         if [self.old, self.new]
             .iter()
-            .any(|l| l.has_member_around(&rel))
+            .any(|l| l.importers_for(&rel).iter().any(|f| !f.is_empty()))
         {
             return false;
         }

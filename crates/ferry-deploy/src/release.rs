@@ -478,28 +478,15 @@ fn lock_files_that_matter(
             match (then, now) {
                 // One that needs its members' manifests (Yarn 1, Cargo) counts as a whole here.
                 (Some(then), Some(now)) if !then.wants_importers() && !now.wants_importers() => {
-                    let change = LockChange::new(&then, &now);
                     // A folder holding a lock file of its own installs from it, as the plan
                     // judges it.
-                    let family = lockfile::same_family(part);
-                    let has_own_lock = |folder: &str| {
-                        family.iter().any(|name| {
-                            repo.has_file_in(
-                                &ferry_changes::Head::WorkingTree,
-                                &format!("{folder}/{name}"),
-                            )
-                        })
-                    };
-                    // A service that is a project of its own installs all from its own lock.
-                    let own_project = change.served_elsewhere(part, &service.dir, &has_own_lock);
-                    let served: Vec<&str> = folders
-                        .iter()
-                        .copied()
-                        .filter(|f| {
-                            !own_project && !change.served_elsewhere(part, f, &has_own_lock)
-                        })
-                        .collect();
-                    !served.is_empty() && change.reach(part, &served) != Reach::Unchanged
+                    let is_file = |p: &str| repo.has_file_in(&ferry_changes::Head::WorkingTree, p);
+                    LockChange::new(&then, &now).reach_service(
+                        part,
+                        &service.dir,
+                        &folders,
+                        &is_file,
+                    ) != Reach::Unchanged
                 }
                 _ => true,
             }

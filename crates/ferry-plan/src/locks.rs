@@ -108,31 +108,13 @@ pub(crate) fn refine(
         }
         let change = LockChange::new(&old, &new);
         affected.global.remove(&path);
-        // A folder holding a lock file of its own installs from it (at the head).
-        let family = lockfile::same_family(&path);
-        let has_own_lock = |folder: &str| {
-            family
-                .iter()
-                .any(|name| repo.has_file_in(head, &format!("{folder}/{name}")))
-        };
         let mut reached = Vec::new();
         for (name, folders) in &touched {
             let name = *name;
-            // A service that is a project of its own installs everything from its own lock
-            // file: the folders its inputs name too (a `file:` package it installs).
-            let own_project = ws
-                .service(name)
-                .is_some_and(|s| change.served_elsewhere(&path, &s.dir, &has_own_lock));
-            let folders: Vec<&str> = folders
-                .iter()
-                .map(String::as_str)
-                .filter(|f| !own_project && !change.served_elsewhere(&path, f, &has_own_lock))
-                .collect();
-            let reach = if folders.is_empty() {
-                Reach::Unchanged
-            } else {
-                change.reach(&path, &folders)
-            };
+            let folders: Vec<&str> = folders.iter().map(String::as_str).collect();
+            // A folder holding a lock file of its own (at the head) installs from it.
+            let dir = ws.service(name).map_or("", |s| s.dir.as_str());
+            let reach = change.reach_service(&path, dir, &folders, &|p| repo.has_file_in(head, p));
             if reach != Reach::Outside
                 && let Some(paths) = affected.services.get_mut(name)
             {
