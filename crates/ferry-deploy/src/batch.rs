@@ -79,6 +79,5 @@ pub fn node_selection(ws: &Workspace, plan: &Plan, service: &str) -> Result<Sele
         },
         candidates: BTreeSet::from([service.to_string()]),
         why: BTreeMap::from([(service.to_string(), why)]),
-        tests_owed: BTreeSet::new(),
     })
 }

@@ -40,8 +40,9 @@ pub struct DeployOptions {
     /// what would deploy, for an approval (see [`DeployReport::reviews`]).
     pub review: bool,
     /// With `test`: services whose acceptance tests are owed ([`crate::tests_owed`]; the
-    /// caller packages them): each is checked and tested where it stands in the graph, so its
-    /// dependents wait for those tests as for a deploy's.
+    /// caller packages them): each is a candidate of [`deploy`], checked, and, up to date,
+    /// tested where it stands in the graph, so its dependents wait for those tests as for a
+    /// deploy's.
     pub tests_owed: BTreeSet<String>,
 }
 
@@ -269,18 +270,31 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// The latest record of `service`: the one this run wrote, else the one it read.
+    fn latest(&self, service: &str) -> Option<Record> {
+        let written = self.written.lock().expect("written lock");
+        written
+            .get(service)
+            .or_else(|| self.ctx.previous.get(service))
+            .cloned()
+    }
+
+    /// Keeps `record`, just written, as its service's latest.
+    fn wrote(&self, record: &Record) {
+        self.written
+            .lock()
+            .expect("written lock")
+            .insert(record.service.clone(), record.clone());
+    }
+
     /// The revisions of `service`'s dependencies' latest records (see [`Record::received`]).
     fn received_now(&self, service: &str) -> BTreeMap<String, String> {
-        let written = self.written.lock().expect("written lock");
         self.ctx
             .ws
             .graph()
             .dependencies(service)
             .into_iter()
-            .filter_map(|d| {
-                let r = written.get(d).or_else(|| self.ctx.previous.get(d))?;
-                Some((d.to_string(), r.revision()))
-            })
+            .filter_map(|d| Some((d.to_string(), self.latest(d)?.revision())))
             .collect()
     }
 }
@@ -317,10 +331,6 @@ pub struct Selection {
     pub candidates: BTreeSet<String>,
     /// Why a service was selected (a dependent without an entry gets "dependent of …").
     pub why: BTreeMap<String, String>,
-    /// With `--test`: candidates whose acceptance tests are owed (they did not pass at their
-    /// record): tested in their place in the graph when they turn out up to date, so that
-    /// their dependents wait for those tests as they would for a deploy's.
-    pub tests_owed: BTreeSet<String>,
 }
 
 /// Deploys the plan's services (and checks their dependents). Never fails as a whole for one
@@ -340,7 +350,6 @@ pub async fn deploy(
             .iter()
             .map(|s| (s.clone(), plan_reason(plan, s)))
             .collect(),
-        tests_owed: BTreeSet::new(),
     };
     // With --test, a service whose tests are owed (a run killed while they ran, a failure left
     // from an earlier commit) is tested where it stands in the graph, before its dependents.
@@ -356,7 +365,6 @@ pub async fn deploy(
                     "its acceptance tests are owed (they have not passed at its record)".into(),
                 );
             }
-            selection.tests_owed.insert(s.clone());
         }
     }
     let mut report = deploy_selection(ctx, &selection, options, on).await;
@@ -519,15 +527,12 @@ pub async fn deploy_selection(
                     (r, tests)
                 }
                 Ok(Deployed::UpToDate { why })
-                    if selection.tests_owed.contains(&name) && run.tests.is_some() =>
+                    if options.tests_owed.contains(&name) && run.tests.is_some() =>
                 {
-                    // Tested now, before its dependents; its record is the one that stands.
+                    // Tested now, before its dependents; its record is the one that stands, as
+                    // this run left it (a check writes what it received).
                     let t1 = Instant::now();
-                    // The record as this run left it (a check writes what it received).
-                    let written = run.written.lock().expect("written lock").get(&name).cloned();
-                    let record = written
-                        .or_else(|| ctx.previous.get(&name).cloned())
-                        .unwrap_or_default();
+                    let record = run.latest(&name).unwrap_or_default();
                     let r = run_tests(run, &service, &record, None).await.map(|_| {
                         ServiceResult::UpToDate {
                             why: format!("{why}; the acceptance tests it owed passed"),
@@ -1100,10 +1105,7 @@ async fn deploy_one(
                     ..r.clone()
                 };
                 ctx.records.write(&checked).await?;
-                run.written
-                    .lock()
-                    .expect("written lock")
-                    .insert(service.name.clone(), checked);
+                run.wrote(&checked);
             }
             // Its outputs may still be needed by dependents: they come from the stack on demand.
             return Ok(Deployed::UpToDate {
@@ -1287,10 +1289,7 @@ async fn deploy_one(
         ..record
     };
     ctx.records.write(&record).await?;
-    run.written
-        .lock()
-        .expect("written lock")
-        .insert(service.name.clone(), record.clone());
+    run.wrote(&record);
     if let Some(from) = &spec.renamed_from {
         // Once the stack is tagged for this service, the record of the name it had goes (it is
         // what lets a later `--adopt` find the stack, so it stays while the tags do not say so:
