@@ -56,9 +56,7 @@ pub fn select(
     Ok(records
         .iter()
         .filter(|(name, _)| ws.service(name).is_some())
-        .filter(|(_, r)| {
-            all || (r.commit == commit && !r.acceptance.as_ref().is_some_and(|a| a.passed))
-        })
+        .filter(|(_, r)| all || (r.commit == commit && r.tests_passed() != Some(true)))
         .map(|(name, _)| name.clone())
         .collect())
 }

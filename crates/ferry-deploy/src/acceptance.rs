@@ -273,9 +273,7 @@ pub fn failed_before(
     let failed: BTreeSet<String> = records
         .iter()
         .filter(|(name, r)| {
-            ws.service(name).is_some()
-                && r.commit != commit
-                && r.acceptance.as_ref().is_some_and(|a| !a.passed)
+            ws.service(name).is_some() && r.commit != commit && r.tests_passed() == Some(false)
         })
         .map(|(name, _)| name.clone())
         .collect();

@@ -68,12 +68,7 @@ pub fn behind(ws: &Workspace, records: &BTreeMap<String, Record>) -> BTreeSet<St
 /// promote, approval or rollback (which run no owed tests before their dependents) leaves them
 /// until that dependency passes, rather than wire them to it.
 pub fn behind_ready(ws: &Workspace, records: &BTreeMap<String, Record>) -> BTreeSet<String> {
-    let failed = |d: &str| {
-        records
-            .get(d)
-            .and_then(|r| r.acceptance.as_ref())
-            .is_some_and(|a| !a.passed)
-    };
+    let failed = |d: &str| records.get(d).and_then(Record::tests_passed) == Some(false);
     behind(ws, records)
         .into_iter()
         .filter(|s| !ws.graph().dependencies(s).into_iter().any(failed))

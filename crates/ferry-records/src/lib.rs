@@ -158,6 +158,11 @@ impl Record {
         sha256_hex(id.as_bytes())[..16].to_string()
     }
 
+    /// Whether its acceptance tests passed (`None`: no outcome recorded).
+    pub fn tests_passed(&self) -> Option<bool> {
+        self.acceptance.as_ref().map(|a| a.passed)
+    }
+
     /// What identifies the package it deployed, across stages.
     pub fn fingerprint(&self) -> &str {
         self.package_fingerprint

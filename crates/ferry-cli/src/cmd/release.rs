@@ -782,7 +782,7 @@ fn promoted_untested(
             run.ws
                 .service(s)
                 .is_some_and(|svc| svc.acceptance.is_some())
-                && !r.acceptance.as_ref().is_some_and(|a| a.passed)
+                && r.tests_passed() != Some(true)
                 && source
                     .records
                     .get(*s)
