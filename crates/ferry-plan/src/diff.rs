@@ -24,6 +24,15 @@ pub(crate) struct Compared {
     pub notes: Vec<String>,
 }
 
+impl Compared {
+    /// Adds `note` unless another base said it already.
+    fn note(&mut self, note: String) {
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
+}
+
 /// A service name that moved to another folder's service, while its old folder went on under
 /// another name (names swapped, or a name reused): its stack is deployed from the new folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,9 +137,7 @@ pub(crate) fn compare_bases(
                                 5
                             )
                         );
-                        if !out.notes.contains(&note) {
-                            out.notes.push(note);
-                        }
+                        out.note(note);
                     }
                 }
                 Some(Err(why)) => {
@@ -139,9 +146,7 @@ pub(crate) fn compare_bases(
                         ferry_changes::short(commit),
                         stage.name
                     );
-                    if !out.notes.contains(&note) {
-                        out.notes.push(note);
-                    }
+                    out.note(note);
                 }
                 None => {}
             }
