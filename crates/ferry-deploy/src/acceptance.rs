@@ -277,8 +277,18 @@ pub fn failed_before(
         })
         .map(|(name, _)| name.clone())
         .collect();
-    let unvouched = unvouched(ws, records, &failed);
-    failed
+    vouched(ws, records, failed)
+}
+
+/// Those of `selected` whose tests' outcome this checkout can vouch for ([`unvouched`] says
+/// nothing of them).
+pub fn vouched(
+    ws: &Workspace,
+    records: &BTreeMap<String, Record>,
+    selected: BTreeSet<String>,
+) -> BTreeSet<String> {
+    let unvouched = unvouched(ws, records, &selected);
+    selected
         .into_iter()
         .filter(|s| !unvouched.contains_key(s))
         .collect()

@@ -1469,3 +1469,29 @@ fn left_out_dependents(ws: &Workspace, report: &crate::DeployReport) -> Vec<Stri
         .map(|s| s.name.clone())
         .collect()
 }
+
+/// The services (of `only`, when given) that run in the target stage (`current`) the very
+/// package that passed in the source stage (`from`), have acceptance tests, and whose record
+/// there is not marked as passed, that this checkout can test for their record
+/// ([`crate::vouched`]): the tests a promote of them never finished (killed, or its outcome
+/// not recorded).
+pub fn promoted_untested(
+    ws: &Workspace,
+    from: &BTreeMap<String, Record>,
+    current: &BTreeMap<String, Record>,
+    only: &[String],
+) -> BTreeSet<String> {
+    let untested: BTreeSet<String> = current
+        .iter()
+        .filter(|(s, _)| only.is_empty() || only.contains(s))
+        .filter(|(s, r)| {
+            ws.service(s).is_some_and(|svc| svc.acceptance.is_some())
+                && r.tests_passed() != Some(true)
+                && from
+                    .get(*s)
+                    .is_some_and(|f| ferry_releases::same_package(f, r))
+        })
+        .map(|(s, _)| s.clone())
+        .collect();
+    crate::vouched(ws, current, untested)
+}

@@ -765,38 +765,6 @@ impl<'s> Session<'s> {
     }
 }
 
-/// The services (of `only`, when given) that run in the target stage the very package that
-/// passed in the source stage, have acceptance tests, and whose record there is not marked as
-/// passed, that this checkout can test for their record (it holds what the package was made
-/// from).
-fn promoted_untested(
-    run: &Run<'_>,
-    source: &SourceStage,
-    current: &BTreeMap<String, ferry_records::Record>,
-    only: &[String],
-) -> BTreeSet<String> {
-    let untested: BTreeSet<String> = current
-        .iter()
-        .filter(|(s, _)| only.is_empty() || only.contains(s))
-        .filter(|(s, r)| {
-            run.ws
-                .service(s)
-                .is_some_and(|svc| svc.acceptance.is_some())
-                && r.tests_passed() != Some(true)
-                && source
-                    .records
-                    .get(*s)
-                    .is_some_and(|from| ferry_releases::same_package(from, r))
-        })
-        .map(|(s, _)| s.clone())
-        .collect();
-    let unvouched = ferry_deploy::unvouched(run.ws, current, &untested);
-    untested
-        .into_iter()
-        .filter(|s| !unvouched.contains_key(s))
-        .collect()
-}
-
 /// The promote itself, while the target stage's lock is held.
 async fn promote_locked(
     args: &PromoteArgs,
@@ -827,7 +795,8 @@ async fn promote_locked(
         );
         // A promote of these packages that never finished its tests (killed, or its outcome
         // not recorded): they are owed here.
-        let owed = promoted_untested(run, source, &current, &args.services);
+        let owed =
+            ferry_deploy::release::promoted_untested(ws, &source.records, &current, &args.services);
         if args.run.test && !owed.is_empty() {
             println!(
                 "their acceptance tests in `{}` have not passed yet: running those of {}",
@@ -894,10 +863,11 @@ async fn promote_locked(
             .await
             .context("failed to read the stage's deployment records");
         if let Some(now) = after.keep("reading the records for the tests still owed", now) {
-            let owed: BTreeSet<String> = promoted_untested(run, source, &now, &args.services)
-                .into_iter()
-                .filter(|s| !tested.contains(&s.as_str()))
-                .collect();
+            let owed: BTreeSet<String> =
+                ferry_deploy::release::promoted_untested(ws, &source.records, &now, &args.services)
+                    .into_iter()
+                    .filter(|s| !tested.contains(&s.as_str()))
+                    .collect();
             if !owed.is_empty() {
                 let more = crate::cmd::acceptance::run_selected(
                     &run.access(),
