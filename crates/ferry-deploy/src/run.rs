@@ -266,6 +266,9 @@ struct Run<'a> {
     /// The records this run wrote, by service: with the stage's records read before, the
     /// latest of each (what a dependent's parameters resolve against: [`Record::received`]).
     written: Mutex<BTreeMap<String, Record>>,
+    /// [`check_review`]: each service stops once its parameters are compared with the
+    /// reviewed ones; one the review did not fix is passed over.
+    check_only: bool,
     on: &'a (dyn Fn(Event) + Send + Sync),
 }
 
@@ -400,6 +403,64 @@ pub async fn deploy_selection(
     options: &DeployOptions,
     on: &(dyn Fn(Event) + Send + Sync),
 ) -> DeployReport {
+    run_selection(ctx, selection, options, false, on).await
+}
+
+/// An approval's first step: each service of `selection` whose parameters the review fixed
+/// ([`DeployContext::fixed_parameters`]) resolves them again, as its deploy would, and nothing
+/// deploys. Any that resolve otherwise (a SecureString rotated, an SSM parameter or an output
+/// changed since the review), or cannot be resolved, fail the whole approval before a stack
+/// moves: deploying the rest would put a part of the reviewed change in place.
+pub async fn check_review(
+    ctx: &DeployContext<'_>,
+    selection: &Selection,
+    options: &DeployOptions,
+) -> Result<(), ReviewMoved> {
+    let options = DeployOptions {
+        test: false,
+        review: false,
+        tests_owed: BTreeSet::new(),
+        ..options.clone()
+    };
+    let report = run_selection(ctx, selection, &options, true, &|_| {}).await;
+    let failed: Vec<Arc<ServiceError>> = report
+        .services
+        .iter()
+        .filter_map(|s| match &s.result {
+            ServiceResult::Failed { error } => Some(error.clone()),
+            _ => None,
+        })
+        .collect();
+    let cancelled = report
+        .services
+        .iter()
+        .any(|s| matches!(s.result, ServiceResult::Cancelled));
+    match (failed.is_empty(), cancelled) {
+        (true, false) => Ok(()),
+        (true, true) => Err(ReviewMoved::Cancelled),
+        (false, _) => Err(ReviewMoved::Failed(failed)),
+    }
+}
+
+/// Why an approval deployed nothing: see [`check_review`].
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewMoved {
+    #[error(
+        "what the review fixed no longer holds, so nothing was deployed: {}",
+        .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+    )]
+    Failed(Vec<Arc<ServiceError>>),
+    #[error("cancelled while checking the reviewed parameters; nothing was deployed")]
+    Cancelled,
+}
+
+async fn run_selection(
+    ctx: &DeployContext<'_>,
+    selection: &Selection,
+    options: &DeployOptions,
+    check_only: bool,
+    on: &(dyn Fn(Event) + Send + Sync),
+) -> DeployReport {
     let graph = ctx.ws.graph();
     let to_deploy = &selection.deploy;
     let candidates = &selection.candidates;
@@ -457,6 +518,7 @@ pub async fn deploy_selection(
         tests: (options.test && !options.review).then(Mutex::default),
         reviews: options.review.then(Mutex::default),
         written: Mutex::default(),
+        check_only,
         on,
     };
     let estimates = ctx
@@ -964,6 +1026,12 @@ async fn deploy_one(
 ) -> Result<Deployed, ServiceError> {
     let ctx = run.ctx;
     let on = run.on;
+    let fixed = ctx.fixed_parameters.and_then(|f| f.get(&service.name));
+    if run.check_only && fixed.is_none() {
+        return Ok(Deployed::UpToDate {
+            why: "no parameters fixed by the review".into(),
+        });
+    }
     // A review: dependencies it creates or changes, whose outputs are not known yet.
     let parameters_after = pending_dependencies(run, service);
     let Resolved {
@@ -1123,30 +1191,18 @@ async fn deploy_one(
     };
 
     check_secret_parameters(ctx, service, packaged, &template, &hashed, on)?;
-    let template = match (service.kind, ctx.expand_sam) {
-        // Parameters known only when approved: the review shows the template unexpanded.
-        (ServiceKind::Sam, Some(_)) if !parameters_after.is_empty() => template,
-        (ServiceKind::Sam, Some(expander)) => {
-            crate::emulator::expand_sam(ctx, service, packaged, template, &parameters, expander)
-                .await?
-        }
-        (_, _) => template,
-    };
     // An approval: what resolves now must be what was reviewed (else the review is stale),
     // both seen as the stored template takes them: a review resolved every parameter, while a
     // stored package takes only those its template declares (a Serverless Framework service's
     // compiled template declares only the artifact bucket; its parameters went into the
     // compile, which is deployed as reviewed).
-    let reviewed = ctx
-        .fixed_parameters
-        .and_then(|f| f.get(&service.name))
-        .map(|r| {
-            let mut r = r.clone();
-            if let Some(declared) = &declared {
-                r.retain(|k, _| declared.contains(k) || k == ferry_package::BUCKET_PARAMETER);
-            }
-            r
-        });
+    let reviewed = fixed.map(|r| {
+        let mut r = r.clone();
+        if let Some(declared) = &declared {
+            r.retain(|k, _| declared.contains(k) || k == ferry_package::BUCKET_PARAMETER);
+        }
+        r
+    });
     if let Some(reviewed) = reviewed
         && reviewed != hashed
     {
@@ -1160,6 +1216,20 @@ async fn deploy_one(
                 .collect(),
         });
     }
+    if run.check_only {
+        return Ok(Deployed::UpToDate {
+            why: "its parameters resolve as reviewed".into(),
+        });
+    }
+    let template = match (service.kind, ctx.expand_sam) {
+        // Parameters known only when approved: the review shows the template unexpanded.
+        (ServiceKind::Sam, Some(_)) if !parameters_after.is_empty() => template,
+        (ServiceKind::Sam, Some(expander)) => {
+            crate::emulator::expand_sam(ctx, service, packaged, template, &parameters, expander)
+                .await?
+        }
+        (_, _) => template,
+    };
     let spec = StackSpec {
         name: stack.to_string(),
         template,

@@ -90,6 +90,37 @@ async fn deploy_with(
     services: &[&str],
     cancel_after: Option<&str>,
 ) -> DeployReport {
+    in_context(r, config, reviewed, services, async |ctx, plan, cancel| {
+        let on = |e: ferry_deploy::Event| {
+            if let ferry_deploy::Event::Finished { service, .. } = e
+                && Some(service.as_str()) == cancel_after
+            {
+                cancel.cancel();
+            }
+        };
+        ferry_deploy::deploy(ctx, plan, &options(), &on).await
+    })
+    .await
+}
+
+/// The options of every run here: the emulator publishes no outputs after a change set.
+fn options() -> DeployOptions {
+    DeployOptions {
+        method: Some(Method::Direct),
+        ..Default::default()
+    }
+}
+
+/// `work` given the deploy context of stage `dev` at the head commit, its plan (of `services`
+/// and their dependencies, all when empty) and its Ctrl-C; `reviewed`: an approval's
+/// parameters.
+async fn in_context<T>(
+    r: &TestRepo,
+    config: &SdkConfig,
+    reviewed: Option<&BTreeMap<String, BTreeMap<String, String>>>,
+    services: &[&str],
+    work: impl AsyncFnOnce(&DeployContext<'_>, &ferry_plan::Plan, &Cancel) -> T,
+) -> T {
     let ws = ferry_manifest::load(r.path()).unwrap();
     let stage = ws.stage("dev").unwrap();
     let records = ferry_deploy::record_store(&ws, &stage, config);
@@ -129,19 +160,7 @@ async fn deploy_with(
         other_stages: &BTreeMap::new(),
         fixed_parameters: reviewed,
     };
-    let options = DeployOptions {
-        // The emulator publishes no outputs after a change set.
-        method: Some(Method::Direct),
-        ..Default::default()
-    };
-    let on = |e: ferry_deploy::Event| {
-        if let ferry_deploy::Event::Finished { service, .. } = e
-            && Some(service.as_str()) == cancel_after
-        {
-            cancel.cancel();
-        }
-    };
-    ferry_deploy::deploy(&ctx, &plan, &options, &on).await
+    work(&ctx, &plan, &cancel).await
 }
 
 fn results(report: &DeployReport) -> BTreeMap<String, String> {
@@ -621,6 +640,89 @@ async fn an_approval_deploys_only_the_parameters_that_were_reviewed() {
         "{error}"
     );
     assert!(!error.to_string().contains("s3cr3t"), "{error}");
+}
+
+/// An approval checks every reviewed service's parameters before the first stack moves: a
+/// review that no longer holds for one service deploys none, not the others first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_that_no_longer_holds_for_one_service_deploys_none() {
+    let config = config().await;
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let put = |value: &'static str| {
+        ssm.put_parameter()
+            .name("/rules-stale/dev/token")
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+    };
+    put("reviewed-s3cr3t").await.unwrap();
+    let r = repo(
+        "rules-stale",
+        &[
+            ("plain", QUEUE, ""),
+            (
+                "secret",
+                SECRET_READER,
+                "[parameters]\nToken = \"${ssm:token}\"\n",
+            ),
+        ],
+    );
+    expect(
+        &deploy(&r, &config).await,
+        &[("plain", "created"), ("secret", "created")],
+    );
+    // Both change; the review saw version 1 of the secret.
+    r.write("services/plain/t.yaml", &format!("{QUEUE}# v2\n"));
+    r.write("services/secret/t.yaml", &format!("{SECRET_READER}# v2\n"));
+    r.commit("v2");
+    let reviewed = BTreeMap::from([
+        ("plain".to_string(), BTreeMap::new()),
+        (
+            "secret".to_string(),
+            BTreeMap::from([(
+                "Token".to_string(),
+                "ssm-secure:/rules-stale/dev/token@1".to_string(),
+            )]),
+        ),
+    ]);
+    let both = ferry_deploy::Selection {
+        deploy: ["plain", "secret"].map(String::from).into(),
+        candidates: ["plain", "secret"].map(String::from).into(),
+        why: BTreeMap::new(),
+    };
+    let check = async |reviewed| {
+        in_context(&r, &config, Some(reviewed), &[], async |ctx, _, _| {
+            ferry_deploy::check_review(ctx, &both, &options()).await
+        })
+        .await
+    };
+    // As reviewed: the check passes.
+    check(&reviewed).await.unwrap();
+    // The secret rotated since the review: the check fails, naming only that service.
+    put("rotated-s3cr3t").await.unwrap();
+    let error = check(&reviewed).await.unwrap_err();
+    let ferry_deploy::ReviewMoved::Failed(failed) = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(failed.len(), 1, "{error}");
+    assert!(
+        matches!(&*failed[0], ServiceError::ParametersChanged { service, names }
+            if service == "secret" && names == &["Token".to_string()]),
+        "{error}"
+    );
+    assert!(
+        error.to_string().starts_with(
+            "what the review fixed no longer holds, so nothing was deployed: secret: its parameters Token"
+        ),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("s3cr3t"), "{error}");
+    // Neither check moved a stack or wrote a record: both still deploy their change.
+    expect(
+        &deploy(&r, &config).await,
+        &[("plain", "updated"), ("secret", "updated")],
+    );
 }
 
 /// Waiting for another process's packaging of the same folder ends when the run is cancelled:

@@ -601,6 +601,10 @@ async fn deploy_stored(
         other_stages: &other_stages,
         fixed_parameters: stored.fixed,
     };
+    if stored.fixed.is_some() {
+        // An approval: a review that no longer holds for one service deploys none.
+        ferry_deploy::check_review(&ctx, stored.selection, options).await?;
+    }
     let clock = run.clock;
     let print = move |e: ferry_deploy::Event| clock.say(&crate::cmd::deploy::describe(&e));
     Ok(ferry_deploy::deploy_selection(&ctx, stored.selection, options, &print).await)
