@@ -320,6 +320,57 @@ fn a_promote_that_deploys_something_else_still_runs_the_tests_owed() {
 }
 
 #[test]
+fn a_promote_tests_what_it_owes_before_the_dependents_it_deploys() {
+    let p = "rel-owed-promote";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    // Promoted without its tests (as a promote killed while they ran leaves it).
+    ok(&r, v, &["promote", "staging", "prod"]);
+    assert_eq!(records(p, "prod")["base"].acceptance, None);
+    // app changes and passes staging; base, which app reads, fails its owed tests in prod: the
+    // promote tests base first, and app is not deployed on it.
+    r.write(
+        "services/app/src/app.py",
+        "def handle(e, c):\n    return 2\n",
+    );
+    r.commit("app 2");
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    std::fs::write(v.join("prod-base"), "").unwrap();
+    let (out, err) = fails(&r, v, &["promote", "staging", "prod", "--test"]);
+    assert!(row(&out, "base").contains("FAILED"), "{out}\n{err}");
+    assert!(row(&out, "app").contains("skipped (base failed)"), "{out}");
+    assert!(
+        !err.contains("deploying stack rel-owed-promote-app"),
+        "{err}"
+    );
+    assert_eq!(
+        records(p, "prod")["base"]
+            .acceptance
+            .as_ref()
+            .map(|a| a.passed),
+        Some(false)
+    );
+    // Fixed: base passes first, then app deploys and is tested.
+    std::fs::remove_file(v.join("prod-base")).unwrap();
+    let (out, err) = ok(&r, v, &["promote", "staging", "prod", "--test"]);
+    assert!(
+        out.contains("the acceptance tests it owed passed"),
+        "{out}\n{err}"
+    );
+    assert!(row(&out, "app").contains("updated"), "{out}\n{err}");
+    let prod = records(p, "prod");
+    for s in ["base", "app"] {
+        assert_eq!(
+            prod[s].acceptance.as_ref().map(|a| a.passed),
+            Some(true),
+            "{s}"
+        );
+    }
+}
+
+#[test]
 fn owed_tests_run_before_the_dependents_that_deploy() {
     let p = "rel-owed-order";
     let r = monorepo(p);

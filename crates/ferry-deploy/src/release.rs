@@ -823,6 +823,11 @@ pub struct PromoteRequest<'a> {
     pub from_packages: StoredPackages,
     /// Only these services (all of the source stage's when empty).
     pub services: &'a [String],
+    /// Services already at their promoted package whose acceptance tests the target stage
+    /// still owes ([`promoted_untested`]), when the run tests: while something else promotes,
+    /// each is a candidate too, so that the run ([`crate::DeployOptions::tests_owed`]) tests it
+    /// where it stands in the graph, before the dependents that deploy with it.
+    pub tests_owed: &'a BTreeSet<String>,
 }
 
 /// Works out a promote of `req.from`'s passed packages to the target stage (whose records are
@@ -930,13 +935,20 @@ pub async fn prepare_promote(
         .chain(crate::prepare::behind_ready(ws, current))
         .collect();
     let mut candidates = with_dependents(ws, &seeds, &within);
+    let owed: BTreeSet<String> = req
+        .tests_owed
+        .iter()
+        .filter(|s| !deploy.is_empty() && within.contains(*s) && !candidates.contains(*s))
+        .cloned()
+        .collect();
+    candidates.extend(owed.iter().cloned());
     let compiled: Vec<&Record> = candidates.iter().map(|s| &req.from_records[s]).collect();
     check_checkout(ws, from, &compiled)?;
     skipped.retain(|(s, _)| !candidates.contains(s));
     let kept = kept_dependents(target, current, &seeds, &within, Kept::PROMOTED).await?;
     skipped.extend(kept.skipped.iter().cloned());
     candidates.extend(kept.kept.keys().cloned());
-    let why = candidates
+    let mut why: BTreeMap<String, String> = candidates
         .iter()
         .filter(|s| deploy.contains(*s))
         .map(|s| {
@@ -950,6 +962,15 @@ pub async fn prepare_promote(
             )
         })
         .collect();
+    why.extend(owed.into_iter().map(|s| {
+        (
+            s,
+            format!(
+                "already at its package; its acceptance tests in `{}` are owed",
+                stage.name
+            ),
+        )
+    }));
     let prepared = if candidates.is_empty() {
         None
     } else {

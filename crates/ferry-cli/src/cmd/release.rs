@@ -778,11 +778,20 @@ async fn promote_locked(
     let (ctx, ws, to, clock) = (run.ctx, run.ws, run.stage, run.clock);
     let from = &source.stage;
     let current = current_records(run).await?;
+    // Tests a promote of these packages never finished (killed, or not recorded): owed here.
+    let owed =
+        ferry_deploy::release::promoted_untested(ws, &source.records, &current, &args.services);
+    let tested_in_order = if args.run.test && !args.review {
+        owed.clone()
+    } else {
+        BTreeSet::new()
+    };
     let req = ferry_deploy::release::PromoteRequest {
         from,
         from_records: &source.records,
         from_packages: source.packages.clone(),
         services: &args.services,
+        tests_owed: &tested_in_order,
     };
     let dir = ws.layout().package();
     let target = stage_target(run, &dir);
@@ -797,10 +806,6 @@ async fn promote_locked(
             "nothing to promote: every selected service of `{}` already runs in `{}` the package that passed in `{}`",
             from.name, to.name, from.name
         );
-        // A promote of these packages that never finished its tests (killed, or its outcome
-        // not recorded): they are owed here.
-        let owed =
-            ferry_deploy::release::promoted_untested(ws, &source.records, &current, &args.services);
         if args.run.test && !owed.is_empty() {
             println!(
                 "their acceptance tests in `{}` have not passed yet: running those of {}",
@@ -829,7 +834,10 @@ async fn promote_locked(
     }
     let (head, id) = new_release(run.ctx);
     let run_release = id.clone();
-    let options = options(ctx, &args.run, args.review);
+    let options = DeployOptions {
+        tests_owed: tested_in_order,
+        ..options(ctx, &args.run, args.review)
+    };
     let stored = Stored {
         prepared: p.prepared.as_ref(),
         selection: &p.selection,
@@ -855,8 +863,9 @@ async fn promote_locked(
     let mut tests = args.run.test.then(|| ferry_acceptance::Report {
         outcomes: report.tests.clone(),
     });
-    // Then the tests still owed by promoted packages this run did not deploy (a promote
-    // killed while they ran): run now, so that none is left untested without a word.
+    // Then the tests still owed by promoted packages this run did not test in the graph's
+    // order (when it promoted nothing new, only checked services behind a dependency): run
+    // now, so that none is left untested without a word.
     if let Some(t) = tests.as_mut()
         && !run.cancel.is_cancelled()
     {
