@@ -502,6 +502,87 @@ fn sigterm_during_a_build_stops_the_build_at_once_and_releases_the_lock() {
     assert_eq!(code, 1, "the lock is released: {all}");
 }
 
+/// A cancel while acceptance tests run stops them at once, with what they started (they can
+/// stop half way without harm, unlike a stack operation); nothing is recorded of them, so the
+/// next `deploy --test` runs them.
+#[test]
+fn sigterm_during_acceptance_tests_stops_them_and_leaves_them_owed() {
+    let outside = tempfile::tempdir().unwrap();
+    let (slow, pid_file) = (
+        outside.path().join("slow"),
+        outside.path().join("tests.pid"),
+    );
+    let r = TestRepo::new();
+    r.write(".gitignore", "target/\n");
+    write_config(&r, "sigtests", "{project}-{service}-{stage}", "");
+    let script = format!(
+        "echo $$ > {}; if [ -f {} ]; then exec sleep 300; fi",
+        pid_file.display(),
+        slow.display()
+    );
+    r.write(
+        "services/tested/service.toml",
+        &format!("[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"sh\", \"-c\", {script:?}]\ntimeout = 600\n"),
+    )
+    .write("services/tested/t.yaml", QUEUE);
+    r.commit("tests that take long while `slow` exists");
+    std::fs::write(&slow, "").unwrap();
+    let (mut child, rx) = spawn_deploy(&r, &["deploy", "dev", "--test"]);
+    let mut seen = Vec::new();
+    wait_for(&rx, "tested: running its acceptance tests", &mut seen);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let tests: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tests never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+
+    let t0 = std::time::Instant::now();
+    signal(child.id(), "-TERM");
+    let status = child.wait().unwrap();
+    seen.extend(rx.iter());
+    let all = seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{all}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "stopped in {:?}, not after the tests' 300 s: {all}",
+        t0.elapsed()
+    );
+    assert!(
+        all.contains("tested: acceptance tests cancelled in"),
+        "{all}"
+    );
+    let running = std::fs::read_to_string(format!("/proc/{tests}/stat"))
+        .is_ok_and(|s| s[s.rfind(')').unwrap() + 1..].split_whitespace().next() != Some("Z"));
+    assert!(!running, "the tests (pid {tests}) were stopped: {all}");
+    let record = &records("sigtests", "dev")["tested"];
+    assert_eq!(record.acceptance, None, "nothing recorded of them: {all}");
+
+    // The next run deploys nothing and runs the tests it owes.
+    std::fs::remove_file(&slow).unwrap();
+    let (out, err) = ok(&mut xtask(&r, &["deploy", "dev", "--test"]));
+    assert!(
+        row(&out, "tested").contains("skipped (up to date)")
+            && out.contains("the acceptance tests it owed passed"),
+        "{out}\n{err}"
+    );
+    assert_eq!(
+        records("sigtests", "dev")["tested"]
+            .acceptance
+            .as_ref()
+            .map(|a| a.passed),
+        Some(true)
+    );
+}
+
 // 5. Stacks deleted or changed outside Ferry; 6. plan and deploy agree.
 
 #[test]

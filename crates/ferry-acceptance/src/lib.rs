@@ -164,7 +164,40 @@ pub async fn with_heartbeat<T>(work: impl Future<Output = T>, beat: impl Fn(Dura
     }
 }
 
+/// How often a running test looks whether its run was cancelled.
+const CANCEL_POLL: Duration = Duration::from_millis(100);
+
 impl Harness<'_> {
+    /// [`run_one`](Self::run_one) until it ends or `cancel` is set (looked at every 100 ms;
+    /// set before it starts, it does not start): then the command is stopped with everything
+    /// it started (its process group), and the outcome is [`Status::Cancelled`], which marks
+    /// no record, so the tests stay owed to the next run. Unlike a stack operation, a test
+    /// run can stop half way without harm: the first Ctrl-C stops it.
+    pub async fn run_one_unless_cancelled(
+        &self,
+        service: &Service,
+        outputs: &BTreeMap<String, Outputs>,
+        cancel: &Cancel,
+    ) -> TestOutcome {
+        let t0 = Instant::now();
+        let cancelled = async {
+            while !cancel.is_cancelled() {
+                tokio::time::sleep(CANCEL_POLL).await;
+            }
+        };
+        tokio::select! {
+            biased;
+            outcome = self.run_one(service, outputs) => outcome,
+            () = cancelled => TestOutcome {
+                service: service.name.clone(),
+                status: Status::Cancelled,
+                duration: t0.elapsed(),
+                cases: Vec::new(),
+                output: Vec::new(),
+            },
+        }
+    }
+
     /// The outputs a service's tests see: its own and its dependencies' in this stage
     /// ([`Service::dependencies_in`]), by service.
     pub fn outputs_for(
@@ -308,12 +341,15 @@ pub async fn run(
         on(Event::Started {
             service: name.clone(),
         });
-        let o = with_heartbeat(h.run_one(service, outputs), |elapsed| {
-            on(Event::Running {
-                service: service.name.clone(),
-                elapsed,
-            })
-        })
+        let o = with_heartbeat(
+            h.run_one_unless_cancelled(service, outputs, cancel),
+            |elapsed| {
+                on(Event::Running {
+                    service: service.name.clone(),
+                    elapsed,
+                })
+            },
+        )
         .await;
         on(Event::Finished(o.clone()));
         if o.status.is_failure() { Err(o) } else { Ok(o) }

@@ -151,6 +151,90 @@ async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_r
     );
 }
 
+/// Ctrl-C (the run's cancel) stops a running test with everything it started, at once: the
+/// outcome is cancelled (nothing is marked, the tests stay owed), a dependent does not start,
+/// and no process of the test is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_stops_running_tests_with_what_they_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "ferry.toml",
+        "[project]\nname = \"acc\"\n\n[stages.dev]\nregion = \"eu-west-1\"\n",
+    );
+    // A test runner with a worker of its own, each writing its pid; the timeout (2 s) is far.
+    let pids = root.join("pids");
+    service(
+        root,
+        "long",
+        "",
+        &format!(
+            "echo $$ >> {0}; sleep 30 & echo $! >> {0}; wait",
+            pids.display()
+        ),
+    );
+    service(root, "after", "depends-on = [\"long\"]", "echo never");
+    let ws = ferry_manifest::load(root).unwrap();
+    let stage = ws.stage("dev").unwrap();
+    let masker = Masker::new();
+    let h = Harness {
+        ws: &ws,
+        stage: &stage,
+        env: Vec::new(),
+        masker: &masker,
+        work_dir: root.join("target/ferry/acceptance/dev"),
+        builds: None,
+    };
+    let cancel = Cancel::new();
+    let selected: BTreeSet<String> = ["long", "after"].iter().map(|s| s.to_string()).collect();
+    let canceller = async {
+        // Once both processes are running.
+        while std::fs::read_to_string(&pids).map_or(0, |p| p.lines().count()) < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cancel.cancel();
+        Instant::now()
+    };
+    let no_outputs = BTreeMap::new();
+    let (report, cancelled_at) = tokio::join!(
+        run(&h, &selected, &no_outputs, None, &cancel, &|_| {}),
+        canceller
+    );
+    assert!(
+        cancelled_at.elapsed() < Duration::from_secs(1),
+        "stopped at once, not at the timeout"
+    );
+    let by = |s: &str| report.outcomes.iter().find(|o| o.service == s).unwrap();
+    assert_eq!(by("long").status, Status::Cancelled);
+    assert_eq!(by("after").status, Status::Cancelled);
+    assert!(report.succeeded(), "a cancel is no failure of the tests");
+    let record = ferry_records::Record::default();
+    assert_eq!(ferry_acceptance::mark(&record, by("long"), 1), None);
+    // Both the runner and its worker are gone (a killed child of the test is reaped by the
+    // runtime; the worker, orphaned, by init).
+    let pids: Vec<String> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let t = Instant::now();
+    let alive = |pid: &String| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    while pids.iter().any(alive) && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!pids.iter().any(alive), "left running: {pids:?}");
+}
+
 /// A service with `[acceptance] build`: (name, build script, test script).
 fn built_service(root: &Path, name: &str, build: &str, command: &str) {
     write(root, &format!("services/{name}/t.yaml"), "Resources: {}\n");

@@ -114,6 +114,10 @@ pub enum ServiceError {
     },
     #[error("{action}, but its acceptance tests {status}")]
     TestsFailed { action: String, status: String },
+    #[error(
+        "{action}, but its acceptance tests were stopped by the cancel (Ctrl-C or SIGTERM) before they ended, so no outcome is recorded: the next `deploy --test` or `test-acceptance` runs them"
+    )]
+    TestsStopped { action: String },
 }
 
 impl ServiceError {
@@ -134,11 +138,16 @@ impl ServiceError {
         status: &impl std::fmt::Display,
     ) -> ServiceError {
         ServiceError::TestsFailed {
-            action: match action {
-                Some(action) => format!("deployed ({})", crate::ServiceResult::Deployed { action }),
-                None => "up to date since its last deploy".to_string(),
-            },
+            action: Self::what_ran(action),
             status: status.to_string(),
+        }
+    }
+
+    /// What happened to a service before its tests: deployed (how), or up to date.
+    pub(crate) fn what_ran(action: Option<Action>) -> String {
+        match action {
+            Some(action) => format!("deployed ({})", crate::ServiceResult::Deployed { action }),
+            None => "up to date since its last deploy".to_string(),
         }
     }
 }

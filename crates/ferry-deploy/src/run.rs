@@ -1482,7 +1482,8 @@ async fn run_tests(
             outputs.insert(s, o);
         }
     }
-    let outcome = ferry_acceptance::with_heartbeat(harness.run_one(service, &outputs), |t| {
+    let test = harness.run_one_unless_cancelled(service, &outputs, ctx.cancel);
+    let outcome = ferry_acceptance::with_heartbeat(test, |t| {
         let building = ctx.builds.is_some_and(|b| b.pending(&service.name));
         on(Event::Stack {
             service: service.name.clone(),
@@ -1503,6 +1504,12 @@ async fn run_tests(
             outcome.duration.as_secs_f64()
         )),
     });
+    if outcome.status == ferry_acceptance::Status::Cancelled {
+        // Nothing is recorded of them: they are owed to the next run.
+        return Err(ServiceError::TestsStopped {
+            action: ServiceError::what_ran(action),
+        });
+    }
     if outcome.status.is_failure() {
         if unvouched.is_none()
             && let Some(marked) =
