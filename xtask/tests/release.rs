@@ -1187,6 +1187,39 @@ fn tests_edited_in_the_checkout_record_nothing_and_the_gate_holds() {
 
 /// Rollbacks go back through the history, never forward: the binary loads releases newest
 /// first, only as far as the answer needs, and finds what the whole history says.
+/// A rollback whose stacks went back but whose tests then fail says so, and does not send the
+/// user to `--to`, which would find nothing left to deploy.
+#[test]
+fn a_rollback_whose_tests_fail_says_the_stacks_are_back() {
+    let p = "rel-back-tests";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    for n in 1..=2 {
+        r.write("services/base/t.yaml", &format!("{QUEUE}# v{n}\n"));
+        r.commit(&format!("base v{n}"));
+        ok(&r, v, &["deploy", "staging", "--test"]);
+    }
+    std::fs::write(v.join("staging-base"), "").unwrap();
+    let (out, err) = fails(&r, v, &["rollback", "staging", "--test"]);
+    let to = err
+        .split("runs release ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{out}\n{err}"))
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "stage `staging` runs release {to} again, but its acceptance tests did not pass or their outcome is not recorded (see above): `test-acceptance staging` runs them again"
+        )),
+        "{out}\n{err}"
+    );
+    assert!(!err.contains("--to"), "{err}");
+    // Indeed nothing is left to deploy there.
+    let (out, _) = ok(&r, v, &["rollback", "staging", "--to", &to]);
+    assert!(out.contains("nothing to do"), "{out}");
+}
+
 #[test]
 fn rolling_back_again_goes_further_back() {
     let p = "rel-back";

@@ -143,6 +143,17 @@ impl ServiceError {
         }
     }
 
+    /// A failure of the service's acceptance tests, or of recording their outcome, after its
+    /// stack was deployed or found up to date: the stack is where the run meant it to be.
+    pub fn after_the_stack(&self) -> bool {
+        matches!(
+            self,
+            ServiceError::TestsFailed { .. }
+                | ServiceError::TestsNotRecorded { .. }
+                | ServiceError::TestsStopped { .. }
+        )
+    }
+
     /// What happened to a service before its tests: deployed (how), or up to date.
     pub(crate) fn what_ran(action: Option<Action>) -> String {
         match action {

@@ -226,6 +226,19 @@ impl DeployReport {
     pub fn succeeded(&self) -> bool {
         self.services.iter().all(|s| s.result.succeeded())
     }
+
+    /// Every service of `deploy` (a [`Selection::deploy`]) has its stack where the run meant
+    /// it to be: each succeeded, or failed only in its acceptance tests
+    /// ([`ServiceError::after_the_stack`]); a service the run was only to check may have been
+    /// skipped or cancelled (it is behind, and the next run checks it). Running the same
+    /// selection again would deploy nothing.
+    pub fn stacks_in_place(&self, deploy: &BTreeSet<String>) -> bool {
+        self.services.iter().all(|s| match &s.result {
+            ServiceResult::Failed { error } => error.after_the_stack(),
+            ServiceResult::Skipped { .. } | ServiceResult::Cancelled => !deploy.contains(&s.name),
+            r => r.succeeded(),
+        })
+    }
 }
 
 /// What a deploy reports while it runs.

@@ -518,8 +518,7 @@ async fn rollback_to(
     if !tests.outcomes.is_empty() {
         crate::cmd::acceptance::report(run.ctx, stage, &tests, &mut after);
     }
-    let tests_ok = tests.succeeded();
-    if !report.succeeded() || !tests_ok {
+    if !report.stacks_in_place(&rb.selection.deploy) {
         return after
             .finish(Err(anyhow::anyhow!(
                 "the rollback of stage `{}` to release {} did not complete; fix the failures above and finish it with `rollback {} --to {}` (a plain `rollback` now goes back from the release this one wrote, further back)",
@@ -527,6 +526,19 @@ async fn rollback_to(
                 rb.target.id,
                 stage.name,
                 rb.target.id
+            )))
+            .map(|()| String::new());
+    }
+    if !report.succeeded() || !tests.succeeded() {
+        // The stacks are back; what failed is about the tests, which `--to` would not run
+        // again (nothing is left to deploy).
+        return after
+            .finish(Err(anyhow::anyhow!(
+                "stage `{}` runs release {} again, but its acceptance tests did not pass or their outcome is not recorded (see above): `test-acceptance {}` runs them again from a checkout of what the release was made from; a plain `rollback {}` goes further back",
+                stage.name,
+                rb.target.id,
+                stage.name,
+                stage.name
             )))
             .map(|()| String::new());
     }
