@@ -21,7 +21,8 @@ const MAX_DEPTH: usize = 8;
 const MAX_INCLUDES: usize = 4;
 
 /// The folders holding `file` in the service folder `dir` (its own and those below it), skipping
-/// installed packages, tools' output and the folders of the other services (`others`).
+/// installed packages, tools' output (as the search for services does) and the folders of the
+/// other services (`others`).
 pub(crate) fn folders_holding(root: &Path, dir: &str, others: &[&str], file: &str) -> Vec<String> {
     files_below(root, dir, others, &|name| name == file)
         .into_iter()
@@ -51,18 +52,14 @@ fn files_below(
             let Ok(kind) = entry.file_type() else {
                 continue;
             };
-            // Python's virtual environments are installed packages too; `bin`/`obj` are .NET's
-            // output.
-            let installed = matches!(
-                name.as_str(),
-                "venv" | "site-packages" | "__pycache__" | "bin" | "obj"
-            );
+            // The folders the search for services skips, and .NET's output (`bin`, `obj`),
+            // which holds copies of project files.
+            let skipped = crate::walk::skipped_dir(&name) || matches!(name.as_str(), "bin" | "obj");
             if kind.is_file() && wanted(&name) {
                 found.push(sub);
             } else if kind.is_dir()
                 && depth < MAX_DEPTH
-                && !ferry_manifest::skipped_folder(&name)
-                && !installed
+                && !skipped
                 && !others.contains(&sub.as_str())
             {
                 todo.push((sub, depth + 1));

@@ -7,7 +7,8 @@ use std::path::Path;
 use ferry_manifest::ServiceKind;
 use globset::{GlobBuilder, GlobSetBuilder};
 
-/// Folders never searched: tools' output and dependencies.
+/// Folders never searched, for services nor for what they build from: tools' output and
+/// installed dependencies (hidden folders too, see [`skipped_dir`]).
 const SKIPPED: &[&str] = &[
     "node_modules",
     "target",
@@ -17,9 +18,15 @@ const SKIPPED: &[&str] = &[
     "__pycache__",
     ".venv",
     "venv",
+    "site-packages",
     "dist",
     "coverage",
 ];
+
+/// Whether `init` leaves the folder `name` unsearched: hidden, or in [`SKIPPED`].
+pub(crate) fn skipped_dir(name: &str) -> bool {
+    name.starts_with('.') || SKIPPED.contains(&name)
+}
 /// How deep the search goes below the root.
 const MAX_DEPTH: usize = 8;
 
@@ -191,7 +198,7 @@ fn visit(
         };
         let Ok(ty) = e.file_type() else { continue };
         if ty.is_dir() {
-            if !name.starts_with('.') && !SKIPPED.contains(&name.as_str()) {
+            if !skipped_dir(&name) {
                 subdirs.push(name);
             }
         } else if ty.is_file() {

@@ -273,6 +273,13 @@ fn workspace_packages_are_inputs_to_the_end_of_their_chain() {
         r#"{"name": "common", "dependencies": {"vendored": "file:./vendor/v-1.0.0.tgz"}}"#,
     );
     file(r, "libs/common/vendor/v-1.0.0.tgz", "tgz");
+    // A build's copy of the package in its output folder is not what the service builds from.
+    file(
+        r,
+        "services/api/dist/package.json",
+        r#"{"name": "api", "dependencies": {"other": "file:../../../libs/other"}}"#,
+    );
+    file(r, "libs/other/package.json", r#"{"name": "other"}"#);
     file(r, "packages/d/package.json", r#"{"name": "@x/d"}"#);
     file(r, "packages/e/package.json", r#"{"name": "@x/e"}"#);
     file(
