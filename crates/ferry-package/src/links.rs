@@ -464,24 +464,22 @@ fn resolve(
 /// `Fn::Sub`'s text with each `${X}` replaced by `var(X)` (`${!X}` is a literal `${X}`); `None`
 /// when a variable cannot be told.
 fn sub(text: &str, var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let (parts, complete) = template::sub_parts(text);
+    if !complete {
+        return None;
+    }
     let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("${") {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 2..];
-        let end = after.find('}')?;
-        let name = &after[..end];
-        match name.strip_prefix('!') {
-            Some(literal) => {
+    for part in parts {
+        match part {
+            template::SubPart::Text(t) => out.push_str(t),
+            template::SubPart::Literal(l) => {
                 out.push_str("${");
-                out.push_str(literal);
+                out.push_str(l);
                 out.push('}');
             }
-            None => out.push_str(&var(name.trim())?),
+            template::SubPart::Var(name) => out.push_str(&var(name)?),
         }
-        rest = &after[end + 1..];
     }
-    out.push_str(rest);
     Some(out)
 }
 

@@ -802,17 +802,86 @@ impl Names<'_> {
     }
 }
 
+/// A piece of an `Fn::Sub` string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SubPart<'a> {
+    /// Text as written.
+    Text(&'a str),
+    /// `${Name}` or `${Name.Attr}`: the name, trimmed.
+    Var(&'a str),
+    /// `${!Text}`, which CloudFormation writes as `${Text}`: the text after `!`.
+    Literal(&'a str),
+}
+
+/// The pieces of an `Fn::Sub` string, in order, and whether it ended well: `false` when a `${`
+/// has no `}` after it (the rest is then one `Text`). The one reading of `Fn::Sub` strings, for
+/// the names a template uses and for the values `links` works out.
+pub(crate) fn sub_parts(text: &str) -> (Vec<SubPart<'_>>, bool) {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        let after = &rest[at + 2..];
+        let Some(end) = after.find('}') else {
+            break;
+        };
+        if at > 0 {
+            parts.push(SubPart::Text(&rest[..at]));
+        }
+        let name = &after[..end];
+        parts.push(match name.strip_prefix('!') {
+            Some(literal) => SubPart::Literal(literal),
+            None => SubPart::Var(name.trim()),
+        });
+        rest = &after[end + 1..];
+    }
+    let complete = !rest.contains("${");
+    if !rest.is_empty() {
+        parts.push(SubPart::Text(rest));
+    }
+    (parts, complete)
+}
+
 /// The variables an `Fn::Sub` string names (`${Name}`, `${Name.Attr}`), without the literal
 /// `${!Text}` it writes as `${Text}`.
 fn sub_variables(text: &str) -> impl Iterator<Item = &str> {
-    text.split("${").skip(1).filter_map(|rest| {
-        let name = rest.split('}').next()?;
-        (!name.starts_with('!') && rest.contains('}')).then_some(name.trim())
+    sub_parts(text).0.into_iter().filter_map(|p| match p {
+        SubPart::Var(name) => Some(name),
+        _ => None,
     })
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_fn_sub_string_is_read_into_text_variables_and_literals() {
+        use super::SubPart::{Literal, Text, Var};
+        assert_eq!(
+            super::sub_parts("/a/${ Env }/${!Literal}${AWS::Region}-${Q.Arn}"),
+            (
+                vec![
+                    Text("/a/"),
+                    Var("Env"),
+                    Text("/"),
+                    Literal("Literal"),
+                    Var("AWS::Region"),
+                    Text("-"),
+                    Var("Q.Arn"),
+                ],
+                true
+            )
+        );
+        // A `${` without its `}`: the rest is text, and the string did not end well.
+        assert_eq!(
+            super::sub_parts("${X}-${Y"),
+            (vec![Var("X"), Text("-${Y")], false)
+        );
+        assert_eq!(super::sub_parts(""), (vec![], true));
+        assert_eq!(
+            super::sub_parts("no variables"),
+            (vec![Text("no variables")], true)
+        );
+    }
 
     #[test]
     fn names_a_template_does_not_define_are_found_where_they_are_used() {
