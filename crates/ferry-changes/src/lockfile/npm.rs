@@ -21,7 +21,7 @@ fn is_importer(key: &str) -> bool {
 
 /// Reads an npm lock file of version 2 or 3.
 pub(super) fn read(text: &str) -> Result<Lock, LockError> {
-    let doc: Value =
+    let mut doc: Value =
         serde_json::from_str(text).map_err(|e| LockError::Unparsable(e.to_string()))?;
     let version = doc.get("lockfileVersion").and_then(Value::as_u64);
     if !matches!(version, Some(2 | 3)) {
@@ -30,17 +30,45 @@ pub(super) fn read(text: &str) -> Result<Lock, LockError> {
             .map_or_else(|| "(none)".to_string(), Value::to_string);
         return Err(LockError::Version(shown));
     }
-    let packages = match doc.get("packages") {
+    let packages = match doc.get_mut("packages").map(Value::take) {
         Some(Value::Object(p)) if p.values().all(Value::is_object) => p,
         _ => return Err(LockError::Malformed("`packages`")),
     };
-    let mut lock = Lock::default();
-    for (key, entry) in packages {
+    // What each entry depends on, resolved while all entries are there to look up; then each
+    // entry's content is moved out, not copied (a large lock file has thousands).
+    let mut candidate = String::new();
+    let mut deps = Vec::with_capacity(packages.len());
+    for (key, entry) in &packages {
         let depth = key.split('/').filter(|c| *c == "node_modules").count();
         if depth > MAX_DEPTH {
             return Err(LockError::TooDeep(depth));
         }
-        let importer = is_importer(key);
+        deps.push(
+            if entry.get("link").and_then(Value::as_bool) == Some(true) {
+                entry
+                    .get("resolved")
+                    .and_then(Value::as_str)
+                    .map(|target| vec![target.to_string()])
+                    .unwrap_or_default()
+            } else {
+                // An importer installs its devDependencies too; an installed package does not.
+                let kinds: &[&str] = if is_importer(key) {
+                    IMPORTER_KINDS
+                } else {
+                    &["dependencies", "optionalDependencies", "peerDependencies"]
+                };
+                kinds
+                    .iter()
+                    .filter_map(|kind| entry.get(*kind).and_then(Value::as_object))
+                    .flat_map(|deps| deps.keys())
+                    .filter_map(|dep| resolve(&packages, key, dep, &mut candidate))
+                    .collect()
+            },
+        );
+    }
+    let mut lock = Lock::default();
+    for ((key, mut entry), deps) in packages.into_iter().zip(deps) {
+        let importer = is_importer(&key);
         if importer {
             lock.importers.insert(key.clone(), key.clone());
         }
@@ -56,39 +84,18 @@ pub(super) fn read(text: &str) -> Result<Lock, LockError> {
             .filter(|_| !importer)
             .map(String::from);
         let content = if importer {
-            importer_content(entry, IMPORTER_KINDS)
+            importer_content(&entry, IMPORTER_KINDS)
         } else {
-            let mut content = entry.clone();
-            if let Some(fields) = content.as_object_mut() {
+            if let Some(fields) = entry.as_object_mut() {
                 for flag in USAGE_FLAGS {
                     fields.remove(*flag);
                 }
                 drop_download_address(fields);
             }
-            content
-        };
-        let deps = if entry.get("link").and_then(Value::as_bool) == Some(true) {
             entry
-                .get("resolved")
-                .and_then(Value::as_str)
-                .map(|target| vec![target.to_string()])
-                .unwrap_or_default()
-        } else {
-            // An importer installs its devDependencies too; an installed package does not.
-            let kinds: &[&str] = if importer {
-                IMPORTER_KINDS
-            } else {
-                &["dependencies", "optionalDependencies", "peerDependencies"]
-            };
-            kinds
-                .iter()
-                .filter_map(|kind| entry.get(*kind).and_then(Value::as_object))
-                .flat_map(|deps| deps.keys())
-                .filter_map(|dep| resolve(packages, key, dep))
-                .collect()
         };
         lock.insert(
-            key.clone(),
+            key,
             Entry {
                 name,
                 version,
@@ -108,17 +115,25 @@ const IMPORTER_KINDS: &[&str] = &[
 ];
 
 /// The entry node's resolution finds for `name` required from the entry at `from`: in
-/// `<from>/node_modules`, then in each folder above.
-fn resolve(packages: &Map<String, Value>, from: &str, name: &str) -> Option<String> {
+/// `<from>/node_modules`, then in each folder above. Each key tried is written into
+/// `candidate`, one buffer for a whole lock file.
+fn resolve(
+    packages: &Map<String, Value>,
+    from: &str,
+    name: &str,
+    candidate: &mut String,
+) -> Option<String> {
     let mut base = from;
     loop {
-        let candidate = if base.is_empty() {
-            format!("node_modules/{name}")
-        } else {
-            format!("{base}/node_modules/{name}")
-        };
-        if packages.contains_key(&candidate) {
-            return Some(candidate);
+        candidate.clear();
+        if !base.is_empty() {
+            candidate.push_str(base);
+            candidate.push('/');
+        }
+        candidate.push_str("node_modules/");
+        candidate.push_str(name);
+        if packages.contains_key(candidate.as_str()) {
+            return Some(candidate.clone());
         }
         if base.is_empty() {
             return None;
