@@ -326,6 +326,13 @@ pub fn plan(
     let deploy_graph = graph.reachability_subgraph(&deploying);
     let (pull_request, mut notes) = notes(ws, &stage, &req.ci, &removed, &taken_names);
     notes.extend(compared_notes);
+    if stage.config.approval && !deploying.is_empty() {
+        // What a person does next in such a stage: a plain deploy is refused.
+        notes.push(format!(
+            "stage `{}` needs review and approval (approval = true): `deploy {} --review` (or `promote … {} --review`) shows these changes and keeps them for `approve {} <release>`, which deploys them",
+            stage.name, stage.name, stage.name, stage.name
+        ));
+    }
     Ok(Plan {
         stage: stage.name.clone(),
         stage_id: stage.id.clone(),

@@ -792,6 +792,42 @@ fn pull_requests_and_preview_stages_are_named_in_the_notes() {
     assert_eq!(p.service("api").unwrap().stack_name, "api-feature-login");
 }
 
+/// A stage that needs approval refuses a plain deploy: its plan says what to run instead, when
+/// something would deploy.
+#[test]
+fn a_stage_that_needs_approval_says_how_its_changes_deploy() {
+    let (r, base) = monorepo();
+    let toml = fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    r.write(
+        "ferry.toml",
+        &toml.replace(
+            "[stages.dev]\nregion = \"us-east-1\"\n",
+            "[stages.dev]\nregion = \"us-east-1\"\napproval = true\n",
+        ),
+    );
+    r.write("shared/lib/util.py", "x = 2\n");
+    let head = r.commit("ferry.toml and the shared lib").to_string();
+    let approval = |p: &Plan| {
+        p.notes
+            .iter()
+            .any(|n| n.contains("needs review and approval"))
+    };
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert!(!deploying(&p).is_empty());
+    assert!(
+        p.notes.contains(&"stage `dev` needs review and approval (approval = true): `deploy dev --review` (or `promote … dev --review`) shows these changes and keeps them for `approve dev <release>`, which deploys them".to_string()),
+        "{:?}",
+        p.notes
+    );
+    // Nothing to deploy: nothing to say.
+    let p = plan_of(&r, &request("dev", Some(&head))).unwrap();
+    assert!(deploying(&p).is_empty(), "{:?}", deploying(&p));
+    assert!(!approval(&p), "{:?}", p.notes);
+    // Another stage does not need it.
+    let p = plan_of(&r, &request("feature-x", Some(&base))).unwrap();
+    assert!(!approval(&p), "{:?}", p.notes);
+}
+
 #[test]
 fn unknown_services_and_stages_are_errors_with_hints() {
     let (r, _) = monorepo();
