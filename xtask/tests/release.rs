@@ -1059,6 +1059,57 @@ fn a_failure_after_the_stacks_moved_still_writes_the_release() {
     );
 }
 
+/// `deploy --test` whose tests pass but whose outcome cannot be written (SSM refusing the
+/// marked record): said as a failure of the tests' step, whose stack is in place, and the next
+/// run tests it again.
+#[test]
+fn a_deploy_whose_test_outcome_cannot_be_written_says_so_and_tests_again() {
+    let p = "rel-unwritten";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let upstream = format!("127.0.0.1:{}", ferry_test_support::moto().port);
+    // Only the write that marks app's record (its first write, the deploy's, goes through).
+    let refusing = ferry_test_support::proxy::Proxy::start(&upstream, |req| {
+        let body = String::from_utf8_lossy(&req.body);
+        if req.action() == "PutParameter"
+            && body.contains("/records/app\"")
+            && body.contains("passed")
+        {
+            ferry_test_support::proxy::Rule::Respond {
+                status: 400,
+                content_type: "application/x-amz-json-1.1".into(),
+                body: r#"{"__type":"AccessDeniedException","message":"not allowed here"}"#.into(),
+            }
+        } else {
+            ferry_test_support::proxy::Rule::Forward
+        }
+    });
+    let mut c = ferry(&r, v, &["deploy", "staging", "--test"]);
+    c.env("AWS_ENDPOINT_URL", refusing.endpoint());
+    let (code, out, err) = run(&mut c, None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains("app: its acceptance tests passed, but writing that into its record failed: ")
+            && out.contains("not allowed here"),
+        "{out}\n{err}"
+    );
+    assert_eq!(records(p, "staging")["app"].acceptance, None);
+    // Without the refusal: nothing deploys, app's owed tests run and are recorded.
+    let (out, err) = ok(&r, v, &["deploy", "staging", "--test"]);
+    assert!(
+        row(&out, "app").contains("skipped (up to date)")
+            && out.contains("the acceptance tests it owed passed"),
+        "{out}\n{err}"
+    );
+    assert!(
+        records(p, "staging")["app"]
+            .acceptance
+            .as_ref()
+            .is_some_and(|a| a.passed)
+    );
+}
+
 /// `test-acceptance` where one record cannot be marked (SSM refusing its write): the other
 /// record is marked, the summary and the JUnit report still come, the newest release still gets
 /// the outcomes, and the run exits 1 naming the record; the next run tests only that service.

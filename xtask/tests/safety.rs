@@ -566,6 +566,36 @@ fn sigterm_during_acceptance_tests_stops_them_and_leaves_them_owed() {
     let record = &records("sigtests", "dev")["tested"];
     assert_eq!(record.acceptance, None, "nothing recorded of them: {all}");
 
+    // `test-acceptance` alike: stopped at once, exit 1, nothing recorded.
+    std::fs::remove_file(&pid_file).unwrap();
+    let (mut child, rx) = spawn_deploy(&r, &["test-acceptance", "dev"]);
+    let mut seen = Vec::new();
+    wait_for(&rx, "tested: testing", &mut seen);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !pid_file.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tests never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t0 = std::time::Instant::now();
+    signal(child.id(), "-TERM");
+    let status = child.wait().unwrap();
+    seen.extend(rx.iter());
+    let all = seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{all}");
+    assert!(t0.elapsed() < Duration::from_secs(30), "{all}");
+    assert!(
+        all.contains("interrupted: the acceptance tests still running were stopped"),
+        "{all}"
+    );
+    assert_eq!(
+        records("sigtests", "dev")["tested"].acceptance,
+        None,
+        "{all}"
+    );
+
     // The next run deploys nothing and runs the tests it owes.
     std::fs::remove_file(&slow).unwrap();
     let (out, err) = ok(&mut xtask(&r, &["deploy", "dev", "--test"]));

@@ -180,6 +180,16 @@ impl Harness<'_> {
         cancel: &Cancel,
     ) -> TestOutcome {
         let t0 = Instant::now();
+        let stopped = || TestOutcome {
+            service: service.name.clone(),
+            status: Status::Cancelled,
+            duration: t0.elapsed(),
+            cases: Vec::new(),
+            output: Vec::new(),
+        };
+        if cancel.is_cancelled() {
+            return stopped();
+        }
         let cancelled = async {
             while !cancel.is_cancelled() {
                 tokio::time::sleep(CANCEL_POLL).await;
@@ -188,13 +198,7 @@ impl Harness<'_> {
         tokio::select! {
             biased;
             outcome = self.run_one(service, outputs) => outcome,
-            () = cancelled => TestOutcome {
-                service: service.name.clone(),
-                status: Status::Cancelled,
-                duration: t0.elapsed(),
-                cases: Vec::new(),
-                output: Vec::new(),
-            },
+            () = cancelled => stopped(),
         }
     }
 

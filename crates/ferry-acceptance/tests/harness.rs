@@ -233,6 +233,13 @@ async fn a_cancel_stops_running_tests_with_what_they_started() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(!pids.iter().any(alive), "left running: {pids:?}");
+
+    // Cancelled before it starts (a Ctrl-C during the stack operation before it): it does not.
+    std::fs::remove_file(root.join("pids")).unwrap();
+    let long = ws.service("long").unwrap();
+    let outcome = h.run_one_unless_cancelled(long, &no_outputs, &cancel).await;
+    assert_eq!(outcome.status, Status::Cancelled);
+    assert!(!root.join("pids").exists(), "the command never ran");
 }
 
 /// A service with `[acceptance] build`: (name, build script, test script).

@@ -23,6 +23,9 @@ pub struct StageAccess<'a> {
     pub config: &'a SdkConfig,
     pub records: &'a RecordStore,
     pub masker: &'a Masker,
+    /// The run's Ctrl-C: set, it stops running tests (see
+    /// [`Harness::run_one_unless_cancelled`](ferry_acceptance::Harness::run_one_unless_cancelled)).
+    pub cancel: &'a Cancel,
 }
 
 /// The acceptance harness of a stage: its commands get the stage's credentials.
@@ -177,6 +180,7 @@ pub async fn test_deployed(
         config,
         records,
         masker,
+        cancel,
     } = *stage;
     let harness = harness(ws, stage, config, masker, None).await?;
     let mut outputs: BTreeMap<String, Outputs> = previous
@@ -209,15 +213,7 @@ pub async fn test_deployed(
     // Judged before the tests run: a build or a test that changes the tree afterwards (or puts
     // it back) must not decide it.
     let unvouched = unvouched(ws, previous, selected);
-    let report = ferry_acceptance::run(
-        &harness,
-        selected,
-        &outputs,
-        concurrency,
-        &Cancel::new(),
-        on,
-    )
-    .await;
+    let report = ferry_acceptance::run(&harness, selected, &outputs, concurrency, cancel, on).await;
     let now = ferry_records::now_secs();
     let mut unmarked = Vec::new();
     let mut not_recorded = Vec::new();

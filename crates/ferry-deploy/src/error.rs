@@ -118,6 +118,14 @@ pub enum ServiceError {
         "{action}, but its acceptance tests were stopped by the cancel (Ctrl-C or SIGTERM) before they ended, so no outcome is recorded: the next `deploy --test` or `test-acceptance` runs them"
     )]
     TestsStopped { action: String },
+    #[error(
+        "{service}: its acceptance tests {outcome}, but writing that into its record failed: {source}; the next `deploy --test` or `test-acceptance` runs them again"
+    )]
+    OutcomeNotWritten {
+        service: String,
+        outcome: String,
+        source: Box<ferry_records::RecordError>,
+    },
 }
 
 impl ServiceError {
@@ -151,6 +159,7 @@ impl ServiceError {
             ServiceError::TestsFailed { .. }
                 | ServiceError::TestsNotRecorded { .. }
                 | ServiceError::TestsStopped { .. }
+                | ServiceError::OutcomeNotWritten { .. }
         )
     }
 

@@ -88,6 +88,7 @@ pub async fn announce(
         config,
         records,
         masker,
+        ..
     } = *access;
     let n = &ws.project.notifications;
     let mut out = Announced::default();

@@ -826,7 +826,8 @@ pub struct PromoteRequest<'a> {
     /// Services already at their promoted package whose acceptance tests the target stage
     /// still owes ([`promoted_untested`]), when the run tests: while something else promotes,
     /// each is a candidate too, so that the run ([`crate::DeployOptions::tests_owed`]) tests it
-    /// where it stands in the graph, before the dependents that deploy with it.
+    /// where it stands in the graph, before the dependents that deploy with it (but a
+    /// Serverless Framework service, which would compile again: the caller tests it after).
     pub tests_owed: &'a BTreeSet<String>,
 }
 
@@ -935,10 +936,13 @@ pub async fn prepare_promote(
         .chain(crate::prepare::behind_ready(ws, current))
         .collect();
     let mut candidates = with_dependents(ws, &seeds, &within);
+    // Not a Serverless Framework service: as a candidate it would compile again in this
+    // stage only to be tested (its tests run after the deploy instead).
     let owed: BTreeSet<String> = req
         .tests_owed
         .iter()
         .filter(|s| !deploy.is_empty() && within.contains(*s) && !candidates.contains(*s))
+        .filter(|s| req.from_records[*s].kind.as_deref() != Some(ServiceKind::Serverless.as_str()))
         .cloned()
         .collect();
     candidates.extend(owed.iter().cloned());

@@ -229,12 +229,12 @@ impl DeployReport {
 
     /// Every service of `deploy` (a [`Selection::deploy`]) has its stack where the run meant
     /// it to be: each succeeded, or failed only in its acceptance tests
-    /// ([`ServiceError::after_the_stack`]); a service the run was only to check may have been
-    /// skipped or cancelled (it is behind, and the next run checks it). Running the same
-    /// selection again would deploy nothing.
+    /// ([`ServiceError::after_the_stack`]). A service the run was only to check may have
+    /// failed, been skipped or been cancelled: it is behind, and the next run checks it.
+    /// Running the same selection again would deploy nothing.
     pub fn stacks_in_place(&self, deploy: &BTreeSet<String>) -> bool {
         self.services.iter().all(|s| match &s.result {
-            ServiceResult::Failed { error } => error.after_the_stack(),
+            ServiceResult::Failed { error } => error.after_the_stack() || !deploy.contains(&s.name),
             ServiceResult::Skipped { .. } | ServiceResult::Cancelled => !deploy.contains(&s.name),
             r => r.succeeded(),
         })
@@ -448,23 +448,48 @@ pub async fn check_review(
         .services
         .iter()
         .any(|s| matches!(s.result, ServiceResult::Cancelled));
-    match (failed.is_empty(), cancelled) {
-        (true, false) => Ok(()),
-        (true, true) => Err(ReviewMoved::Cancelled),
-        (false, _) => Err(ReviewMoved::Failed(failed)),
+    let (changed, unchecked): (Vec<_>, Vec<_>) = failed
+        .into_iter()
+        .partition(|e| matches!(**e, ServiceError::ParametersChanged { .. }));
+    match (changed.is_empty(), unchecked.is_empty(), cancelled) {
+        (true, true, false) => Ok(()),
+        (true, true, true) => Err(ReviewMoved::Cancelled),
+        (true, false, _) => Err(ReviewMoved::Unchecked(unchecked)),
+        (false, _, _) => Err(ReviewMoved::Changed { changed, unchecked }),
     }
 }
 
 /// Why an approval deployed nothing: see [`check_review`].
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewMoved {
+    /// Parameters of some services resolve otherwise than reviewed (and others, if any, could
+    /// not be checked).
     #[error(
-        "what the review fixed no longer holds, so nothing was deployed: {}",
-        .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+        "what the review fixed no longer holds, so nothing was deployed: {}{}",
+        joined(.changed),
+        if .unchecked.is_empty() { String::new() } else { format!("; and these could not be checked: {}", joined(.unchecked)) }
     )]
-    Failed(Vec<Arc<ServiceError>>),
+    Changed {
+        changed: Vec<Arc<ServiceError>>,
+        unchecked: Vec<Arc<ServiceError>>,
+    },
+    /// The reviewed parameters could not be resolved again (AWS refused or failed, a package is
+    /// gone): nothing is known to have changed.
+    #[error(
+        "the reviewed parameters could not be checked, so nothing was deployed: {}; fix that and approve again",
+        joined(.0)
+    )]
+    Unchecked(Vec<Arc<ServiceError>>),
     #[error("cancelled while checking the reviewed parameters; nothing was deployed")]
     Cancelled,
+}
+
+fn joined(errors: &[Arc<ServiceError>]) -> String {
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 async fn run_selection(
@@ -485,7 +510,7 @@ async fn run_selection(
     // outputs), but its build (`npm install`) needs nothing of the stage: it starts now.
     // Only the services this run compiles: one whose compile the package holds already (a
     // rollback's) deploys that.
-    let prebuilds = match ctx.package {
+    let prebuilds = match ctx.package.filter(|_| !check_only) {
         Some(p) => ferry_serverless::Prebuilds::start(
             ctx.ws,
             to_deploy
@@ -1180,7 +1205,7 @@ async fn deploy_one(
             // again for the same deploys of its dependencies (not by a review: it writes
             // nothing).
             let received = Some(run.received_now(&service.name));
-            if run.reviews.is_none() && r.received != received {
+            if run.reviews.is_none() && !run.check_only && r.received != received {
                 let checked = Record {
                     received,
                     ..r.clone()
@@ -1523,12 +1548,24 @@ async fn run_tests(
             action: ServiceError::what_ran(action),
         });
     }
+    // The outcome into the record; a write that fails is a failure of the tests' step, not of
+    // the stack (which is where the run meant it to be).
+    let mark = async || match ferry_acceptance::mark(record, &outcome, ferry_records::now_secs()) {
+        Some(marked) => {
+            ctx.records
+                .write(&marked)
+                .await
+                .map_err(|source| ServiceError::OutcomeNotWritten {
+                    service: service.name.clone(),
+                    outcome: outcome.status.to_string(),
+                    source: Box::new(source),
+                })
+        }
+        None => Ok(()),
+    };
     if outcome.status.is_failure() {
-        if unvouched.is_none()
-            && let Some(marked) =
-                ferry_acceptance::mark(record, &outcome, ferry_records::now_secs())
-        {
-            ctx.records.write(&marked).await?;
+        if unvouched.is_none() {
+            mark().await?;
         }
         return Err(ServiceError::tests_failed(action, &outcome.status));
     }
@@ -1538,9 +1575,7 @@ async fn run_tests(
             why,
         });
     }
-    if let Some(marked) = ferry_acceptance::mark(record, &outcome, ferry_records::now_secs()) {
-        ctx.records.write(&marked).await?;
-    }
+    mark().await?;
     Ok(done)
 }
 

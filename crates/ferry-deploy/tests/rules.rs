@@ -702,12 +702,13 @@ async fn a_review_that_no_longer_holds_for_one_service_deploys_none() {
     // The secret rotated since the review: the check fails, naming only that service.
     put("rotated-s3cr3t").await.unwrap();
     let error = check(&reviewed).await.unwrap_err();
-    let ferry_deploy::ReviewMoved::Failed(failed) = &error else {
+    let ferry_deploy::ReviewMoved::Changed { changed, unchecked } = &error else {
         panic!("{error:?}");
     };
-    assert_eq!(failed.len(), 1, "{error}");
+    assert!(unchecked.is_empty(), "{error}");
+    assert_eq!(changed.len(), 1, "{error}");
     assert!(
-        matches!(&*failed[0], ServiceError::ParametersChanged { service, names }
+        matches!(&*changed[0], ServiceError::ParametersChanged { service, names }
             if service == "secret" && names == &["Token".to_string()]),
         "{error}"
     );
@@ -718,6 +719,24 @@ async fn a_review_that_no_longer_holds_for_one_service_deploys_none() {
         "{error}"
     );
     assert!(!error.to_string().contains("s3cr3t"), "{error}");
+    // The secret gone: nothing is known to have changed, it could not be checked; said so.
+    ssm.delete_parameter()
+        .name("/rules-stale/dev/token")
+        .send()
+        .await
+        .unwrap();
+    let error = check(&reviewed).await.unwrap_err();
+    assert!(
+        matches!(&error, ferry_deploy::ReviewMoved::Unchecked(e) if e.len() == 1),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("the reviewed parameters could not be checked, so nothing was deployed: "),
+        "{error}"
+    );
+    put("rotated-s3cr3t").await.unwrap();
     // Neither check moved a stack or wrote a record: both still deploy their change.
     expect(
         &deploy(&r, &config).await,

@@ -8,15 +8,13 @@ use ferry_manifest::ServiceKind;
 use globset::{GlobBuilder, GlobSetBuilder};
 
 /// Folders never searched, for services nor for what they build from: tools' output and
-/// installed dependencies (hidden folders too, see [`skipped_dir`]).
+/// installed dependencies; hidden ones (`.serverless`, `.aws-sam`, `.venv`) too, see
+/// [`skipped_dir`].
 const SKIPPED: &[&str] = &[
     "node_modules",
     "target",
-    ".serverless",
-    ".aws-sam",
     "cdk.out",
     "__pycache__",
-    ".venv",
     "venv",
     "site-packages",
     "dist",
@@ -27,6 +25,7 @@ const SKIPPED: &[&str] = &[
 pub(crate) fn skipped_dir(name: &str) -> bool {
     name.starts_with('.') || SKIPPED.contains(&name)
 }
+
 /// How deep the search goes below the root.
 const MAX_DEPTH: usize = 8;
 

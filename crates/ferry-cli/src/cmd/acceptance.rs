@@ -79,6 +79,12 @@ pub(crate) async fn test_and_report(
     if !report.succeeded() {
         return after.finish(Err(tests_failed(access.stage)));
     }
+    if access.cancel.is_cancelled() {
+        return after.finish(Err(anyhow::anyhow!(
+            "interrupted: the acceptance tests still running were stopped and those not started were not run; nothing is recorded of them, so the next `test-acceptance {}` runs them",
+            access.stage.name
+        )));
+    }
     after.finish(Ok(()))
 }
 
@@ -190,6 +196,7 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                     config: &aws.config,
                     records: &records,
                     masker: masker(),
+                    cancel: &cancel,
                 };
                 test_and_report(ctx, &access, &previous, &selected, args.concurrency, clock)
                     .await

@@ -358,6 +358,7 @@ impl Run<'_> {
             config: &self.aws.config,
             records: self.records,
             masker: masker(),
+            cancel: self.cancel,
         }
     }
 }

@@ -529,7 +529,23 @@ async fn rollback_to(
             )))
             .map(|()| String::new());
     }
-    if !report.succeeded() || !tests.succeeded() {
+    let tests_failed = !tests.succeeded()
+        || report.services.iter().any(|s| {
+            matches!(&s.result, ferry_deploy::ServiceResult::Failed { error } if error.after_the_stack())
+        });
+    if !tests_failed && !report.succeeded() {
+        // The stacks are back; only services it was to check were not, or failed to update:
+        // `--to` would not check them again (nothing is left to deploy).
+        return after
+            .finish(Err(anyhow::anyhow!(
+                "stage `{}` runs release {} again, but some services it was to check against what they receive were not checked or did not update (see above); the next deploy or promote of `{}` checks them again",
+                stage.name,
+                rb.target.id,
+                stage.name
+            )))
+            .map(|()| String::new());
+    }
+    if tests_failed {
         // The stacks are back; what failed is about the tests, which `--to` would not run
         // again (nothing is left to deploy).
         return after
@@ -1187,7 +1203,7 @@ async fn approve_locked(
         })?;
     let (head, id) = new_release(run.ctx);
     let by = run.aws.identity.arn.clone();
-    clock.say(&format!("approved by {by}: review {}", args.release));
+    clock.say(&format!("approving review {} as {by}", args.release));
     for (s, why) in &plan.skipped {
         clock.say(&format!("{s}: skipped ({why})"));
     }
