@@ -180,7 +180,7 @@ async fn run(argv: &[String], dir: &std::path::Path, project: &str, masker: &Mas
             message: format!("`{}` {s}", argv.join(" ")),
             output: ran.lines.iter().map(|l| masker.mask(l)).collect(),
         },
-        Ended::TimedOut(_) | Ended::Lost(_) => Built::Failed {
+        Ended::TimedOut(_) | Ended::Lost(_) | Ended::Stopped => Built::Failed {
             message: format!("`{}` could not be awaited", argv.join(" ")),
             output: Vec::new(),
         },

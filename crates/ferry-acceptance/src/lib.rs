@@ -164,42 +164,20 @@ pub async fn with_heartbeat<T>(work: impl Future<Output = T>, beat: impl Fn(Dura
     }
 }
 
-/// How often a running test looks whether its run was cancelled.
-const CANCEL_POLL: Duration = Duration::from_millis(100);
-
 impl Harness<'_> {
     /// [`run_one`](Self::run_one) until it ends or `cancel` is set (looked at every 100 ms;
     /// set before it starts, it does not start): then the command is stopped with everything
-    /// it started (its process group), and the outcome is [`Status::Cancelled`], which marks
-    /// no record, so the tests stay owed to the next run. Unlike a stack operation, a test
-    /// run can stop half way without harm: the first Ctrl-C stops it.
+    /// it started (its process group gets SIGINT, and SIGKILL after
+    /// [`process::STOP_GRACE`]), and the outcome is [`Status::Cancelled`], which marks no
+    /// record, so the tests stay owed to the next run. Unlike a stack operation, a test run can
+    /// stop half way without harm: the first Ctrl-C stops it.
     pub async fn run_one_unless_cancelled(
         &self,
         service: &Service,
         outputs: &BTreeMap<String, Outputs>,
         cancel: &Cancel,
     ) -> TestOutcome {
-        let t0 = Instant::now();
-        let stopped = || TestOutcome {
-            service: service.name.clone(),
-            status: Status::Cancelled,
-            duration: t0.elapsed(),
-            cases: Vec::new(),
-            output: Vec::new(),
-        };
-        if cancel.is_cancelled() {
-            return stopped();
-        }
-        let cancelled = async {
-            while !cancel.is_cancelled() {
-                tokio::time::sleep(CANCEL_POLL).await;
-            }
-        };
-        tokio::select! {
-            biased;
-            outcome = self.run_one(service, outputs) => outcome,
-            () = cancelled => stopped(),
-        }
+        self.run(service, outputs, Some(cancel)).await
     }
 
     /// The outputs a service's tests see: its own and its dependencies' in this stage
@@ -221,6 +199,15 @@ impl Harness<'_> {
         service: &Service,
         outputs: &BTreeMap<String, Outputs>,
     ) -> TestOutcome {
+        self.run(service, outputs, None).await
+    }
+
+    async fn run(
+        &self,
+        service: &Service,
+        outputs: &BTreeMap<String, Outputs>,
+        cancel: Option<&Cancel>,
+    ) -> TestOutcome {
         let t0 = Instant::now();
         let outcome = |status, cases, output| TestOutcome {
             service: service.name.clone(),
@@ -232,10 +219,23 @@ impl Harness<'_> {
         let Some(acc) = &service.acceptance else {
             return outcome(Status::NoTests, Vec::new(), Vec::new());
         };
-        if let Some(Built::Failed { message, output }) = match self.builds {
-            Some(b) => b.wait(&service.name).await,
-            None => None,
-        } {
+        if cancel.is_some_and(Cancel::is_cancelled) {
+            return outcome(Status::Cancelled, Vec::new(), Vec::new());
+        }
+        let built = async {
+            match self.builds {
+                Some(b) => b.wait(&service.name).await,
+                None => None,
+            }
+        };
+        let built = tokio::select! {
+            biased;
+            built = built => built,
+            () = process::cancelled(cancel) => {
+                return outcome(Status::Cancelled, Vec::new(), Vec::new());
+            }
+        };
+        if let Some(Built::Failed { message, output }) = built {
             let message = format!("its acceptance build failed: {message}");
             return outcome(Status::Failed { message }, Vec::new(), output);
         }
@@ -282,7 +282,7 @@ impl Harness<'_> {
 
         let limit = Duration::from_secs(acc.timeout_secs);
         // Every line: the test cases are read from all of them.
-        let ran = match process::run_captured(cmd, Some(limit), usize::MAX).await {
+        let ran = match process::run_captured_until(cmd, Some(limit), usize::MAX, cancel).await {
             Ok(r) => r,
             Err(e) => {
                 let message = format!(
@@ -300,6 +300,7 @@ impl Harness<'_> {
         let output: Vec<String> = all[start..].to_vec();
         let status = match ran.ended {
             process::Ended::TimedOut(after) => Status::TimedOut { after },
+            process::Ended::Stopped => Status::Cancelled,
             process::Ended::Lost(e) => Status::Failed {
                 message: format!("waiting for it failed: {e}"),
             },

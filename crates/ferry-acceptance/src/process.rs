@@ -18,6 +18,27 @@ pub enum Ended {
     TimedOut(Duration),
     /// Waiting for it failed.
     Lost(std::io::Error),
+    /// Stopped because the run was cancelled (see [`run_captured`]).
+    Stopped,
+}
+
+/// How long a command stopped by a cancel has, after SIGINT, to end on its own (a test
+/// runner's teardown) before its group is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How often a running command looks whether its run was cancelled.
+const CANCEL_POLL: Duration = Duration::from_millis(100);
+
+/// Resolves once `cancel` is set; never without one.
+pub(crate) async fn cancelled(cancel: Option<&ferry_graph::Cancel>) {
+    match cancel {
+        Some(c) => {
+            while !c.is_cancelled() {
+                tokio::time::sleep(CANCEL_POLL).await;
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// A finished command: how it ended and the lines it printed (both streams, in the order they
@@ -43,9 +64,21 @@ impl Drop for KillGroupOnDrop {
 /// Runs `cmd` (its program, arguments, folder and environment already set) to its end or to
 /// `timeout`. `Err` when it cannot start.
 pub async fn run_captured(
+    cmd: tokio::process::Command,
+    timeout: Option<Duration>,
+    keep: usize,
+) -> std::io::Result<Ran> {
+    run_captured_until(cmd, timeout, keep, None).await
+}
+
+/// [`run_captured`], or until `stop` is set: then the command's group gets SIGINT, as a
+/// terminal's Ctrl-C would give it (a test runner such as pytest runs its teardowns), and,
+/// still running [`STOP_GRACE`] later, SIGKILL; it ends [`Ended::Stopped`].
+pub async fn run_captured_until(
     mut cmd: tokio::process::Command,
     timeout: Option<Duration>,
     keep: usize,
+    stop: Option<&ferry_graph::Cancel>,
 ) -> std::io::Result<Ran> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -74,12 +107,27 @@ pub async fn run_captured(
     };
     let out = pump(Box::new(child.stdout.take().expect("piped")));
     let err = pump(Box::new(child.stderr.take().expect("piped")));
-    let waited = match timeout {
-        Some(limit) => tokio::time::timeout(limit, child.wait()).await.ok(),
-        None => Some(child.wait().await),
+    let waited = {
+        let wait = async {
+            match timeout {
+                Some(limit) => tokio::time::timeout(limit, child.wait()).await.ok(),
+                None => Some(child.wait().await),
+            }
+        };
+        tokio::select! {
+            biased;
+            waited = wait => Some(waited),
+            () = cancelled(stop) => None,
+        }
     };
-    // Stop what is left of the group (all of it on a timeout; stray background processes
-    // otherwise), which also closes the pipes the readers wait on.
+    let stopped = waited.is_none();
+    if stopped && let Some(pid) = group.0 {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::INT);
+        let _ = tokio::time::timeout(STOP_GRACE, child.wait()).await;
+    }
+    let waited = waited.flatten();
+    // Stop what is left of the group (all of it on a timeout or a stop; stray background
+    // processes otherwise), which also closes the pipes the readers wait on.
     drop(group);
     if waited.is_none() {
         let _ = child.kill().await;
@@ -87,7 +135,8 @@ pub async fn run_captured(
     let _ = (out.await, err.await);
     let lines = std::mem::take(&mut *lines.lock().expect("lines")).into();
     let ended = match waited {
-        None => Ended::TimedOut(timeout.expect("only a timeout leaves no status")),
+        None if stopped => Ended::Stopped,
+        None => Ended::TimedOut(timeout.expect("only a timeout or a stop leaves no status")),
         Some(Ok(status)) => Ended::Exited(status),
         Some(Err(e)) => Ended::Lost(e),
     };

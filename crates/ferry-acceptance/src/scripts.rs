@@ -93,6 +93,7 @@ impl Scripts<'_> {
             .collect();
         let status = match ran.ended {
             Ended::TimedOut(after) => Status::TimedOut { after },
+            Ended::Stopped => Status::Cancelled,
             Ended::Lost(e) => Status::Failed {
                 message: format!("waiting for it failed: {e}"),
             },

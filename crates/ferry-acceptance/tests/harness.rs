@@ -242,6 +242,80 @@ async fn a_cancel_stops_running_tests_with_what_they_started() {
     assert!(!root.join("pids").exists(), "the command never ran");
 }
 
+/// A stopped test first gets SIGINT, as from a terminal's Ctrl-C, so that its runner can tear
+/// down what it made; one that ignores it is killed after the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_test_gets_to_run_its_teardown() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "ferry.toml",
+        "[project]\nname = \"acc\"\n\n[stages.dev]\nregion = \"eu-west-1\"\n",
+    );
+    let (started, cleaned) = (root.join("started"), root.join("cleaned"));
+    service(
+        root,
+        "tidy",
+        "",
+        &format!(
+            "trap 'echo teardown > {}; exit 130' INT; touch {}; sleep 30 & wait",
+            cleaned.display(),
+            started.display()
+        ),
+    );
+    service(
+        root,
+        "stubborn",
+        "",
+        &format!("trap '' INT; touch {}.2; sleep 30", started.display()),
+    );
+    let ws = ferry_manifest::load(root).unwrap();
+    let stage = ws.stage("dev").unwrap();
+    let masker = Masker::new();
+    let h = Harness {
+        ws: &ws,
+        stage: &stage,
+        env: Vec::new(),
+        masker: &masker,
+        work_dir: root.join("target/ferry/acceptance/dev"),
+        builds: None,
+    };
+    let no_outputs = BTreeMap::new();
+    for (name, marker) in [
+        ("tidy", started.clone()),
+        ("stubborn", root.join("started.2")),
+    ] {
+        let cancel = Cancel::new();
+        let canceller = async {
+            while !marker.exists() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            cancel.cancel();
+            Instant::now()
+        };
+        let service = ws.service(name).unwrap();
+        let (outcome, at) = tokio::join!(
+            h.run_one_unless_cancelled(service, &no_outputs, &cancel),
+            canceller
+        );
+        assert_eq!(outcome.status, Status::Cancelled, "{name}");
+        let took = at.elapsed();
+        if name == "tidy" {
+            assert_eq!(std::fs::read_to_string(&cleaned).unwrap(), "teardown\n");
+            assert!(took < Duration::from_secs(2), "{name}: {took:?}");
+        } else {
+            // Ignoring SIGINT: killed once the grace is over, not at the 2 s timeout's end
+            // of a 30 s sleep.
+            assert!(
+                took >= ferry_acceptance::process::STOP_GRACE - Duration::from_millis(200)
+                    && took < ferry_acceptance::process::STOP_GRACE + Duration::from_secs(3),
+                "{name}: {took:?}"
+            );
+        }
+    }
+}
+
 /// A service with `[acceptance] build`: (name, build script, test script).
 fn built_service(root: &Path, name: &str, build: &str, command: &str) {
     write(root, &format!("services/{name}/t.yaml"), "Resources: {}\n");

@@ -78,6 +78,7 @@ pub(crate) async fn build(
                     service.manifest_path()
                 ),
                 Ended::Lost(e) => format!("waiting for it failed: {e}"),
+                Ended::Stopped => "stopped, as the run was cancelled".to_string(),
             },
             tail: tail(&ran.lines, mask),
         }),
@@ -152,6 +153,12 @@ pub(crate) async fn run(
             service: service.clone(),
             command: shown,
             status: format!("waiting for it failed: {e}"),
+            tail: tail(),
+        }),
+        Ended::Stopped => Err(ServerlessError::Failed {
+            service: service.clone(),
+            command: shown,
+            status: "stopped, as the run was cancelled".to_string(),
             tail: tail(),
         }),
         Ended::TimedOut(after) => Err(ServerlessError::TimedOut {
