@@ -330,6 +330,21 @@ fn signal(pid: u32, sig: &str) {
     );
 }
 
+/// The pid `what` (a command Ferry started) wrote to `file`, once it has (at most a minute).
+fn pid_in(file: &std::path::Path, what: &str) -> u32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn busy_repo(project: &str) -> TestRepo {
     let r = TestRepo::new();
     r.write(".gitignore", "target/\n");
@@ -453,21 +468,7 @@ fn sigterm_during_a_build_stops_the_build_at_once_and_releases_the_lock() {
     let (mut child, rx) = spawn_deploy(&r, &["deploy", "dev"]);
     let mut seen = Vec::new();
     wait_for(&rx, "slow: building: sh -c", &mut seen);
-    let pid_file = r.path().join("services/build.pid");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let build: u32 = loop {
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-        {
-            break pid;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the build never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let build = pid_in(&r.path().join("services/build.pid"), "the build");
 
     // Sent to Ferry alone, as a CI runner does: the build is not in the signal's way.
     let t0 = std::time::Instant::now();
@@ -530,20 +531,7 @@ fn sigterm_during_acceptance_tests_stops_them_and_leaves_them_owed() {
     let (mut child, rx) = spawn_deploy(&r, &["deploy", "dev", "--test"]);
     let mut seen = Vec::new();
     wait_for(&rx, "tested: running its acceptance tests", &mut seen);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let tests: u32 = loop {
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-        {
-            break pid;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the tests never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let tests = pid_in(&pid_file, "the tests");
 
     let t0 = std::time::Instant::now();
     signal(child.id(), "-TERM");
@@ -571,14 +559,7 @@ fn sigterm_during_acceptance_tests_stops_them_and_leaves_them_owed() {
     let (mut child, rx) = spawn_deploy(&r, &["test-acceptance", "dev"]);
     let mut seen = Vec::new();
     wait_for(&rx, "tested: testing", &mut seen);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !pid_file.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the tests never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    pid_in(&pid_file, "the tests");
     let t0 = std::time::Instant::now();
     signal(child.id(), "-TERM");
     let status = child.wait().unwrap();

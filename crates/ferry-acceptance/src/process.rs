@@ -73,7 +73,10 @@ pub async fn run_captured(
 
 /// [`run_captured`], or until `stop` is set: then the command's group gets SIGINT, as a
 /// terminal's Ctrl-C would give it (a test runner such as pytest runs its teardowns), and,
-/// still running [`STOP_GRACE`] later, SIGKILL; it ends [`Ended::Stopped`].
+/// still running [`STOP_GRACE`] later, SIGKILL; it ends [`Ended::Stopped`]. A command that
+/// ignores SIGINT, also by inheritance (a process started with SIGINT ignored, as a CI runner's
+/// background job is, passes that on, unless it handles SIGINT itself as Ferry's commands do),
+/// is killed when the grace is over.
 pub async fn run_captured_until(
     mut cmd: tokio::process::Command,
     timeout: Option<Duration>,

@@ -15,6 +15,40 @@ fn write(root: &Path, rel: &str, body: &str) {
     std::fs::write(p, body).unwrap();
 }
 
+/// Project `acc` with stage `dev`.
+fn project(root: &Path) {
+    write(
+        root,
+        "ferry.toml",
+        "[project]\nname = \"acc\"\n\n[stages.dev]\nregion = \"eu-west-1\"\n",
+    );
+}
+
+/// Watches SIGINT in this process, as Ferry's commands do (they stop on Ctrl-C): a command
+/// started afterwards gets SIGINT's default action back, also where this test was started with
+/// SIGINT ignored (a CI runner's background job), which a child would otherwise inherit.
+fn watch_sigint() -> tokio::signal::unix::Signal {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).unwrap()
+}
+
+/// The harness of `stage` in `root`, no variables of its own.
+fn harness<'a>(
+    ws: &'a ferry_manifest::Workspace,
+    stage: &'a ferry_manifest::Stage,
+    masker: &'a Masker,
+    root: &Path,
+    builds: Option<&'a ferry_acceptance::Builds>,
+) -> Harness<'a> {
+    Harness {
+        ws,
+        stage,
+        env: Vec::new(),
+        masker,
+        work_dir: root.join("target/ferry/acceptance/dev"),
+        builds,
+    }
+}
+
 fn service(root: &Path, name: &str, extra: &str, command: &str) {
     write(root, &format!("services/{name}/t.yaml"), "Resources: {}\n");
     write(
@@ -30,11 +64,7 @@ fn service(root: &Path, name: &str, extra: &str, command: &str) {
 async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_reports_cases() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    write(
-        root,
-        "ferry.toml",
-        "[project]\nname = \"acc\"\n\n[stages.dev]\nregion = \"eu-west-1\"\n",
-    );
+    project(root);
     service(
         root,
         "db",
@@ -60,12 +90,8 @@ async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_r
     let masker = Masker::new();
     masker.register("s3cr3t-token");
     let h = Harness {
-        ws: &ws,
-        stage: &stage,
         env: vec![("AWS_REGION".into(), "eu-west-1".into())],
-        masker: &masker,
-        work_dir: root.join("target/ferry/acceptance/dev"),
-        builds: None,
+        ..harness(&ws, &stage, &masker, root, None)
     };
     let outputs = BTreeMap::from([
         (
@@ -156,13 +182,10 @@ async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_r
 /// and no process of the test is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_stops_running_tests_with_what_they_started() {
+    let _sigint = watch_sigint();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    write(
-        root,
-        "ferry.toml",
-        "[project]\nname = \"acc\"\n\n[stages.dev]\nregion = \"eu-west-1\"\n",
-    );
+    project(root);
     // A test runner with a worker of its own, each writing its pid; the timeout (2 s) is far.
     let pids = root.join("pids");
     service(
@@ -178,14 +201,7 @@ async fn a_cancel_stops_running_tests_with_what_they_started() {
     let ws = ferry_manifest::load(root).unwrap();
     let stage = ws.stage("dev").unwrap();
     let masker = Masker::new();
-    let h = Harness {
-        ws: &ws,
-        stage: &stage,
-        env: Vec::new(),
-        masker: &masker,
-        work_dir: root.join("target/ferry/acceptance/dev"),
-        builds: None,
-    };
+    let h = harness(&ws, &stage, &masker, root, None);
     let cancel = Cancel::new();
     let selected: BTreeSet<String> = ["long", "after"].iter().map(|s| s.to_string()).collect();
     let canceller = async {
@@ -246,13 +262,10 @@ async fn a_cancel_stops_running_tests_with_what_they_started() {
 /// down what it made; one that ignores it is killed after the grace period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_test_gets_to_run_its_teardown() {
+    let _sigint = watch_sigint();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    write(
-        root,
-        "ferry.toml",
-        "[project]\nname = \"acc\"\n\n[stages.dev]\nregion = \"eu-west-1\"\n",
-    );
+    project(root);
     let (started, cleaned) = (root.join("started"), root.join("cleaned"));
     service(
         root,
@@ -273,14 +286,7 @@ async fn a_stopped_test_gets_to_run_its_teardown() {
     let ws = ferry_manifest::load(root).unwrap();
     let stage = ws.stage("dev").unwrap();
     let masker = Masker::new();
-    let h = Harness {
-        ws: &ws,
-        stage: &stage,
-        env: Vec::new(),
-        masker: &masker,
-        work_dir: root.join("target/ferry/acceptance/dev"),
-        builds: None,
-    };
+    let h = harness(&ws, &stage, &masker, root, None);
     let no_outputs = BTreeMap::new();
     for (name, marker) in [
         ("tidy", started.clone()),
@@ -332,11 +338,7 @@ fn built_service(root: &Path, name: &str, build: &str, command: &str) {
 async fn tests_wait_for_their_build_and_a_failed_build_fails_them_with_its_masked_output() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    write(
-        root,
-        "ferry.toml",
-        "[project]\nname = \"acc\"\n\n[stages.dev]\nregion = \"eu-west-1\"\n",
-    );
+    project(root);
     // The test only passes if the build finished before it started; the build sees no stage
     // variable (it is stage independent) but knows the project.
     built_service(
@@ -365,12 +367,8 @@ async fn tests_wait_for_their_build_and_a_failed_build_fails_them_with_its_maske
     );
     assert!(!builds.is_empty());
     let h = Harness {
-        ws: &ws,
-        stage: &stage,
         env: vec![("AWS_REGION".into(), "eu-west-1".into())],
-        masker: &masker,
-        work_dir: root.join("target/ferry/acceptance/dev"),
-        builds: Some(&builds),
+        ..harness(&ws, &stage, &masker, root, Some(&builds))
     };
     let selected = BTreeSet::from(["slowbuild".to_string(), "badbuild".to_string()]);
     let report = run(
@@ -415,11 +413,7 @@ async fn services_naming_one_build_and_build_dir_share_one_build_and_a_missing_f
 {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    write(
-        root,
-        "ferry.toml",
-        "[project]\nname = \"acc\"\n\n[stages.dev]\nregion = \"eu-west-1\"\n",
-    );
+    project(root);
     // Each run of the build appends a line to `runs` in the folder it ran in.
     let shared = |name: &str, build_dir: &str| {
         write(root, &format!("services/{name}/t.yaml"), "Resources: {}\n");
@@ -449,14 +443,7 @@ async fn services_naming_one_build_and_build_dir_share_one_build_and_a_missing_f
         ferry_acceptance::Builds::start(&ws, ["a", "b", "c", "lost", "away"], &masker, move |e| {
             seen.lock().unwrap().push(e)
         });
-    let h = Harness {
-        ws: &ws,
-        stage: &stage,
-        env: Vec::new(),
-        masker: &masker,
-        work_dir: root.join("target/ferry/acceptance/dev"),
-        builds: Some(&builds),
-    };
+    let h = harness(&ws, &stage, &masker, root, Some(&builds));
     let selected: BTreeSet<String> = ["a", "b", "c", "lost", "away"].map(String::from).into();
     let report = run(
         &h,

@@ -163,6 +163,18 @@ async fn in_context<T>(
     work(&ctx, &plan, &cancel).await
 }
 
+/// Writes the SecureString `name` (a new version of it when it exists).
+async fn put_secure(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+}
+
 fn results(report: &DeployReport) -> BTreeMap<String, String> {
     report
         .services
@@ -335,15 +347,8 @@ async fn a_dependent_a_run_never_came_to_check_is_checked_by_the_next_one() {
 async fn a_new_version_of_an_ssm_value_redeploys_its_reader_and_no_record_holds_it() {
     let config = config().await;
     let ssm = aws_sdk_ssm::Client::new(&config);
-    let put = |value: &'static str| {
-        ssm.put_parameter()
-            .name("/rules-ssm/dev/token")
-            .value(value)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .overwrite(true)
-            .send()
-    };
-    put("first-s3cr3t").await.unwrap();
+    let put = |value: &'static str| put_secure(&ssm, "/rules-ssm/dev/token", value);
+    put("first-s3cr3t").await;
     let r = repo(
         "rules-ssm",
         &[
@@ -368,7 +373,7 @@ async fn a_new_version_of_an_ssm_value_redeploys_its_reader_and_no_record_holds_
         ],
     );
     // A new version, no file changed: the reader redeploys, nothing else does, and says why.
-    put("second-s3cr3t").await.unwrap();
+    put("second-s3cr3t").await;
     let report = deploy(&r, &config).await;
     expect(
         &report,
@@ -399,14 +404,7 @@ async fn a_reader_pinned_to_a_label_redeploys_when_the_label_moves_not_on_a_new_
     let config = config().await;
     let ssm = aws_sdk_ssm::Client::new(&config);
     let name = "/rules-ssmlabel/dev/token";
-    let put = |value: &'static str| {
-        ssm.put_parameter()
-            .name(name)
-            .value(value)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .overwrite(true)
-            .send()
-    };
+    let put = |value: &'static str| put_secure(&ssm, name, value);
     let label = |version: i64| {
         ssm.label_parameter_version()
             .name(name)
@@ -414,7 +412,7 @@ async fn a_reader_pinned_to_a_label_redeploys_when_the_label_moves_not_on_a_new_
             .labels("live")
             .send()
     };
-    put("first-s3cr3t").await.unwrap();
+    put("first-s3cr3t").await;
     label(1).await.unwrap();
     let r = repo(
         "rules-ssmlabel",
@@ -426,7 +424,7 @@ async fn a_reader_pinned_to_a_label_redeploys_when_the_label_moves_not_on_a_new_
     );
     expect(&deploy(&r, &config).await, &[("pinned", "created")]);
     // A new version the label does not name changes nothing the reader receives.
-    put("second-s3cr3t").await.unwrap();
+    put("second-s3cr3t").await;
     expect(
         &deploy(&r, &config).await,
         &[("pinned", "skipped (up to date)")],
@@ -584,15 +582,8 @@ async fn one_failure_skips_only_its_dependents() {
 async fn an_approval_deploys_only_the_parameters_that_were_reviewed() {
     let config = config().await;
     let ssm = aws_sdk_ssm::Client::new(&config);
-    let put = |value: &'static str| {
-        ssm.put_parameter()
-            .name("/rules-approve/dev/token")
-            .value(value)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .overwrite(true)
-            .send()
-    };
-    put("reviewed-s3cr3t").await.unwrap();
+    let put = |value: &'static str| put_secure(&ssm, "/rules-approve/dev/token", value);
+    put("reviewed-s3cr3t").await;
     let r = repo(
         "rules-approve",
         &[(
@@ -614,7 +605,7 @@ async fn an_approval_deploys_only_the_parameters_that_were_reviewed() {
         &[("approved", "created")],
     );
     // The secret moved to another version since the review: refused, nothing deployed.
-    put("rotated-s3cr3t").await.unwrap();
+    put("rotated-s3cr3t").await;
     r.write(
         "services/approved/t.yaml",
         &format!("{SECRET_READER}# v2\n"),
@@ -648,15 +639,8 @@ async fn an_approval_deploys_only_the_parameters_that_were_reviewed() {
 async fn a_review_that_no_longer_holds_for_one_service_deploys_none() {
     let config = config().await;
     let ssm = aws_sdk_ssm::Client::new(&config);
-    let put = |value: &'static str| {
-        ssm.put_parameter()
-            .name("/rules-stale/dev/token")
-            .value(value)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .overwrite(true)
-            .send()
-    };
-    put("reviewed-s3cr3t").await.unwrap();
+    let put = |value: &'static str| put_secure(&ssm, "/rules-stale/dev/token", value);
+    put("reviewed-s3cr3t").await;
     let r = repo(
         "rules-stale",
         &[
@@ -700,7 +684,7 @@ async fn a_review_that_no_longer_holds_for_one_service_deploys_none() {
     // As reviewed: the check passes.
     check(&reviewed).await.unwrap();
     // The secret rotated since the review: the check fails, naming only that service.
-    put("rotated-s3cr3t").await.unwrap();
+    put("rotated-s3cr3t").await;
     let error = check(&reviewed).await.unwrap_err();
     let ferry_deploy::ReviewMoved::Changed { changed, unchecked } = &error else {
         panic!("{error:?}");
@@ -736,7 +720,7 @@ async fn a_review_that_no_longer_holds_for_one_service_deploys_none() {
             .starts_with("the reviewed parameters could not be checked, so nothing was deployed: "),
         "{error}"
     );
-    put("rotated-s3cr3t").await.unwrap();
+    put("rotated-s3cr3t").await;
     // Neither check moved a stack or wrote a record: both still deploy their change.
     expect(
         &deploy(&r, &config).await,

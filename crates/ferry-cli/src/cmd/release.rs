@@ -518,44 +518,31 @@ async fn rollback_to(
     if !tests.outcomes.is_empty() {
         crate::cmd::acceptance::report(run.ctx, stage, &tests, &mut after);
     }
-    if !report.stacks_in_place(&rb.selection.deploy) {
-        return after
-            .finish(Err(anyhow::anyhow!(
-                "the rollback of stage `{}` to release {} did not complete; fix the failures above and finish it with `rollback {} --to {}` (a plain `rollback` now goes back from the release this one wrote, further back)",
-                stage.name,
-                rb.target.id,
-                stage.name,
-                rb.target.id
-            )))
-            .map(|()| String::new());
-    }
+    let (name, to) = (&stage.name, &rb.target.id);
     let tests_failed = !tests.succeeded()
         || report.services.iter().any(|s| {
             matches!(&s.result, ferry_deploy::ServiceResult::Failed { error } if error.after_the_stack())
         });
-    if !tests_failed && !report.succeeded() {
-        // The stacks are back; only services it was to check were not, or failed to update:
-        // `--to` would not check them again (nothing is left to deploy).
+    // Once the stacks are back, `--to` would do nothing (nothing is left to deploy): what is
+    // left is said with what does it.
+    let unfinished = if !report.stacks_in_place(&rb.selection.deploy) {
+        Some(format!(
+            "the rollback of stage `{name}` to release {to} did not complete; fix the failures above and finish it with `rollback {name} --to {to}` (a plain `rollback` now goes back from the release this one wrote, further back)"
+        ))
+    } else if tests_failed {
+        Some(format!(
+            "stage `{name}` runs release {to} again, but its acceptance tests did not pass or their outcome is not recorded (see above): `test-acceptance {name}` runs them again from a checkout of what the release was made from; a plain `rollback {name}` goes further back"
+        ))
+    } else if !report.succeeded() {
+        Some(format!(
+            "stage `{name}` runs release {to} again, but some services it was to check against what they receive were not checked or did not update (see above); the next deploy or promote of `{name}` checks them again"
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = unfinished {
         return after
-            .finish(Err(anyhow::anyhow!(
-                "stage `{}` runs release {} again, but some services it was to check against what they receive were not checked or did not update (see above); the next deploy or promote of `{}` checks them again",
-                stage.name,
-                rb.target.id,
-                stage.name
-            )))
-            .map(|()| String::new());
-    }
-    if tests_failed {
-        // The stacks are back; what failed is about the tests, which `--to` would not run
-        // again (nothing is left to deploy).
-        return after
-            .finish(Err(anyhow::anyhow!(
-                "stage `{}` runs release {} again, but its acceptance tests did not pass or their outcome is not recorded (see above): `test-acceptance {}` runs them again from a checkout of what the release was made from; a plain `rollback {}` goes further back",
-                stage.name,
-                rb.target.id,
-                stage.name,
-                stage.name
-            )))
+            .finish(Err(anyhow::anyhow!(message)))
             .map(|()| String::new());
     }
     let rolled = format!(
