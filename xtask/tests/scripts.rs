@@ -159,15 +159,18 @@ fn an_interrupted_run_stops_its_scripts_and_everything_they_started() {
         "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
     );
     r.write("services/slow/template.yaml", "Resources: {}\n");
-    // The script starts a grandchild and waits: both must go when the run is interrupted.
+    // The script starts a grandchild and waits: both must go when the run is interrupted; the
+    // script first gets SIGINT, as from a terminal's Ctrl-C, and cleans up.
     r.write(
         "services/slow/service.toml",
-        "[service]\ntemplate = \"template.yaml\"\n\n[scripts]\ncheck = [\"sh\", \"-c\", \"sleep 300 & echo $! > sleeper.pid; wait\"]\n",
+        "[service]\ntemplate = \"template.yaml\"\n\n[scripts]\ncheck = [\"sh\", \"-c\", \"trap 'echo done > cleaned.txt; exit 130' INT; sleep 300 & echo $! > sleeper.pid; wait\"]\n",
     );
     r.commit("slow");
     for signal in [rustix::process::Signal::INT, rustix::process::Signal::TERM] {
         let pid_file = r.path().join("services/slow/sleeper.pid");
+        let cleaned = r.path().join("services/slow/cleaned.txt");
         let _ = std::fs::remove_file(&pid_file);
+        let _ = std::fs::remove_file(&cleaned);
         let mut c = xtask(&r, &["run", "check", "--all"]);
         c.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
@@ -194,6 +197,11 @@ fn an_interrupted_run_stops_its_scripts_and_everything_they_started() {
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(err.contains("interrupted ("), "{err}");
         assert!(err.contains("the running scripts were stopped"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&cleaned).ok().as_deref(),
+            Some("done\n"),
+            "the script's own clean-up ran: {err}"
+        );
         // Killed at once; reaped by init soon after (a zombie still answers a test signal).
         let gone = (0..100).any(|_| {
             let pid = rustix::process::Pid::from_raw(sleeper).unwrap();

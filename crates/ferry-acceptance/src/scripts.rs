@@ -54,8 +54,9 @@ pub fn known(ws: &Workspace) -> BTreeSet<&str> {
 }
 
 impl Scripts<'_> {
-    /// Runs the script of one service.
-    pub async fn run_one(&self, service: &Service) -> TestOutcome {
+    /// Runs the script of one service; once `cancel` is set it is stopped as a test is
+    /// ([`process::run_captured_until`]: SIGINT, then SIGKILL after the grace).
+    pub async fn run_one(&self, service: &Service, cancel: &Cancel) -> TestOutcome {
         let t0 = Instant::now();
         let outcome = |status, cases, output| TestOutcome {
             service: service.name.clone(),
@@ -75,16 +76,19 @@ impl Scripts<'_> {
         }
         cmd.env(ferry_env::PROJECT, &self.ws.project.name)
             .env(ferry_env::SERVICE, &service.name);
-        let ran = match process::run_captured(cmd, Some(self.timeout), usize::MAX).await {
-            Ok(r) => r,
-            Err(e) => {
-                let message = format!(
-                    "`{}` could not start: {e}; is it installed and on PATH?",
-                    argv[0]
-                );
-                return outcome(Status::Failed { message }, Vec::new(), Vec::new());
-            }
-        };
+        let ran =
+            match process::run_captured_until(cmd, Some(self.timeout), usize::MAX, Some(cancel))
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let message = format!(
+                        "`{}` could not start: {e}; is it installed and on PATH?",
+                        argv[0]
+                    );
+                    return outcome(Status::Failed { message }, Vec::new(), Vec::new());
+                }
+            };
         let cases = libtest::parse(&ran.lines);
         let start = ran.lines.len().saturating_sub(KEPT_LINES);
         let output = ran.lines[start..]
@@ -126,7 +130,7 @@ impl Scripts<'_> {
             on(Event::Started {
                 service: name.clone(),
             });
-            let o = with_heartbeat(self.run_one(service), |elapsed| {
+            let o = with_heartbeat(self.run_one(service, cancel), |elapsed| {
                 on(Event::Running {
                     service: name.clone(),
                     elapsed,

@@ -101,7 +101,10 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<()> {
     };
     let cancel = ferry_graph::Cancel::new();
     let on = |e: ferry_acceptance::Event| clock.say(&event(&args.script, &e));
-    let report = runtime()?.block_on(stop_on_signal(run.run(&with, concurrency, &cancel, &on)))?;
+    let report = runtime()?.block_on(stop_on_signal(
+        run.run(&with, concurrency, &cancel, &on),
+        &cancel,
+    ))?;
 
     // Under target/ferry/, which keeps a .gitignore of its own: never in `git status`.
     ctx.output_dir()?;
@@ -194,17 +197,29 @@ fn select(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<BTreeSet<String>> {
         .collect())
 }
 
-/// `work`, unless Ctrl-C or SIGTERM comes first: then the work is dropped, which stops every
-/// running script with its whole process group (scripts change nothing Ferry must finish).
-async fn stop_on_signal<T>(work: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+/// `work`, unless Ctrl-C or SIGTERM comes first: then `cancel` is set, which starts nothing new
+/// and stops every running script with its whole process group (SIGINT, so that it can clean
+/// up, then SIGKILL after a grace of seconds), and the work is awaited that long; a second
+/// signal drops it at once (scripts change nothing Ferry must finish).
+async fn stop_on_signal<T>(
+    work: impl std::future::Future<Output = T>,
+    cancel: &ferry_graph::Cancel,
+) -> anyhow::Result<T> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt()).context("failed to watch for Ctrl-C")?;
     let mut term = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
+    tokio::pin!(work);
     let name = tokio::select! {
-        r = work => return Ok(r),
+        r = &mut work => return Ok(r),
         _ = int.recv() => "Ctrl-C",
         _ = term.recv() => "SIGTERM",
     };
+    cancel.cancel();
+    tokio::select! {
+        _ = &mut work => {}
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
     anyhow::bail!(
         "interrupted ({name}): the running scripts were stopped, with everything they started"
     )
