@@ -219,21 +219,19 @@ impl Harness<'_> {
         let Some(acc) = &service.acceptance else {
             return outcome(Status::NoTests, Vec::new(), Vec::new());
         };
-        if cancel.is_some_and(Cancel::is_cancelled) {
-            return outcome(Status::Cancelled, Vec::new(), Vec::new());
-        }
         let built = async {
             match self.builds {
                 Some(b) => b.wait(&service.name).await,
                 None => None,
             }
         };
+        // The cancel first: one set already (or while the build is awaited) starts nothing.
         let built = tokio::select! {
             biased;
-            built = built => built,
             () = process::cancelled(cancel) => {
                 return outcome(Status::Cancelled, Vec::new(), Vec::new());
             }
+            built = built => built,
         };
         if let Some(Built::Failed { message, output }) = built {
             let message = format!("its acceptance build failed: {message}");
