@@ -673,6 +673,16 @@ fn the_ci_event_chooses_the_stage() {
     // Without --from-ci a pull request's build only plans.
     let (out, err) = in_codebuild(&r, v, "pr/8", &["deploy", "pr-8"]);
     assert!(!err.contains("deploying stack"), "{out}\n{err}");
+    // A pull request whose number cannot be read gets no stage: `pr/-1` would be `pr-1`'s.
+    let mut c = ferry(&r, v, &["deploy", "--from-ci"]);
+    c.env("CODEBUILD_BUILD_ID", "rel:2")
+        .env("CODEBUILD_WEBHOOK_TRIGGER", "pr/-1");
+    let (code, out, err) = run(&mut c, None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("but `-1` is no pull request number") && !err.contains("deploying stack"),
+        "{err}"
+    );
     // A branch no rule names: refused, saying what to add.
     let mut c = ferry(&r, v, &["deploy", "--from-ci"]);
     c.env("CODEBUILD_BUILD_ID", "rel:2")

@@ -15,7 +15,9 @@ pub enum Head {
     WorkingTree,
 }
 
-/// Why a base commit cannot be used for change detection. Each says what to do.
+/// Why a base commit cannot be used for change detection. Each says what to do. Serialized (in
+/// a plan's `base-unavailable` reason, beside the `base` it names) as its `cause` and the
+/// fields other than the base.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "cause", rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -23,11 +25,17 @@ pub enum BaseUnavailable {
     #[error(
         "base `{base}` is not in the repository (was history rewritten by a force push, or is the name wrong?)"
     )]
-    NotFound { base: String },
+    NotFound {
+        #[serde(skip_serializing)]
+        base: String,
+    },
     #[error(
         "base `{base}` is hidden by the shallow clone's history boundary; deepen it with `git fetch --unshallow` (CodeBuild: a full clone, git-clone-depth 0; GitHub Actions: fetch-depth: 0)"
     )]
-    Shallow { base: String },
+    Shallow {
+        #[serde(skip_serializing)]
+        base: String,
+    },
     #[error("{} is not a git repository (e.g. a CodePipeline source zip); give the build a git clone (CodeBuild: CODEBUILD_CLONE_REF output format)", .root.display())]
     NoRepository { root: PathBuf },
     #[error("{} is a folder inside the git repository at {}, not its top: Ferry reads changes from the top of a repository (a service folder must not borrow another repository's history); put ferry.toml there, or give --root {}", .root.display(), .top.display(), .top.display())]
@@ -37,9 +45,17 @@ pub enum BaseUnavailable {
     #[error(
         "base `{base}` is not an ancestor of head `{head}` (history diverged, e.g. after a force push)"
     )]
-    NotAncestor { base: String, head: String },
-    #[error("the repository at {} has no commit yet, so base `{base}` names nothing: everything counts as changed until the first commit", .root.display())]
-    NoCommitYet { base: String, root: PathBuf },
+    NotAncestor {
+        #[serde(skip_serializing)]
+        base: String,
+        head: String,
+    },
+    #[error("the branch checked out in the repository at {} has no commit yet, so base `{base}` names nothing: everything counts as changed until the first commit", .root.display())]
+    NoCommitYet {
+        #[serde(skip_serializing)]
+        base: String,
+        root: PathBuf,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,10 +245,18 @@ impl Repo {
     pub fn resolve_base(&self, base: &str) -> Result<Oid, BaseUnavailable> {
         match self.resolve(base) {
             Some(oid) => Ok(oid),
-            None if self.repo.is_empty().unwrap_or(false) => Err(BaseUnavailable::NoCommitYet {
-                base: base.to_string(),
-                root: self.root.clone(),
-            }),
+            // Whatever the branch is called (libgit2's `is_empty` knows only `master`), and on
+            // a new orphan branch alike.
+            None if self
+                .repo
+                .head()
+                .is_err_and(|e| e.code() == git2::ErrorCode::UnbornBranch) =>
+            {
+                Err(BaseUnavailable::NoCommitYet {
+                    base: base.to_string(),
+                    root: self.root.clone(),
+                })
+            }
             None if self.is_shallow() => Err(BaseUnavailable::Shallow {
                 base: base.to_string(),
             }),

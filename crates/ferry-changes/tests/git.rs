@@ -197,6 +197,29 @@ fn a_base_in_a_repository_without_commits_says_so() {
         "{err:?}"
     );
     assert!(err.to_string().contains("has no commit yet"), "{err}");
+    // Whatever the unborn branch is called (libgit2 alone counts only `master` as new), and on
+    // an orphan branch of a repository with commits.
+    let r = TestRepo::new();
+    git(r.path(), &["symbolic-ref", "HEAD", "refs/heads/main"]);
+    r.write("ferry.toml", "[project]\n");
+    let err = Repo::open(r.path())
+        .unwrap()
+        .resolve_base("HEAD")
+        .unwrap_err();
+    assert!(
+        matches!(err, BaseUnavailable::NoCommitYet { .. }),
+        "{err:?}"
+    );
+    let (r, _) = seeded();
+    git(r.path(), &["checkout", "--quiet", "--orphan", "fresh"]);
+    let err = Repo::open(r.path())
+        .unwrap()
+        .resolve_base("HEAD~1")
+        .unwrap_err();
+    assert!(
+        matches!(err, BaseUnavailable::NoCommitYet { .. }),
+        "{err:?}"
+    );
     // A bad head names itself, with git's reason and no internal codes.
     let (r, _) = seeded();
     let err = Repo::open(r.path())
@@ -1013,4 +1036,27 @@ fn a_submodule_inside_a_submodule_that_is_not_checked_out_is_named() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A commit keeps a linked ferry.toml as its target's path: loading the commit says so, as the
+/// working tree does, instead of parsing the path as TOML.
+#[test]
+fn a_linked_project_file_is_refused_in_a_commit_as_on_disk() {
+    let r = many_services();
+    std::fs::create_dir_all(r.path().join("config")).unwrap();
+    std::fs::rename(
+        r.path().join("ferry.toml"),
+        r.path().join("config/ferry.toml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("config/ferry.toml", r.path().join("ferry.toml")).unwrap();
+    r.commit("linked");
+    let repo = Repo::open(r.path()).unwrap();
+    let source = repo.source_at("HEAD").unwrap();
+    let from_commit = ferry_manifest::load_from(r.path(), &source, None).unwrap_err();
+    let on_disk = ferry_manifest::load(r.path()).unwrap_err();
+    let expected = "ferry.toml: is a symbolic link (to `config/ferry.toml`); ferry.toml must be a file at the repository root: replace the link with a copy";
+    assert_eq!(from_commit.0.len(), 1);
+    assert_eq!(from_commit.0[0].to_string(), expected);
+    assert_eq!(on_disk.0[0].to_string(), expected);
 }

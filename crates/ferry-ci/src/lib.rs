@@ -156,9 +156,13 @@ impl CiContext {
             };
             let trigger = match (event.as_deref(), get("GITHUB_REF_TYPE").as_deref()) {
                 (Some("merge_group"), _) => Trigger::PullRequest {
-                    // A queue ref of another shape: its last part, never a path.
+                    // A queue ref of another shape: its last part, never a path, and marked so
+                    // that it is never taken for a number.
                     id: queued().unwrap_or_else(|| {
-                        ref_name.rsplit('/').next().unwrap_or(&ref_name).to_string()
+                        format!(
+                            "queue ref {}",
+                            ref_name.rsplit('/').next().unwrap_or(&ref_name)
+                        )
                     }),
                 },
                 (Some(e), _) if e != "pull_request_target" && pull_ref.is_some() => {
@@ -176,20 +180,22 @@ impl CiContext {
                     _,
                 ) => {
                     // `pull_request_target` runs on the base branch (GITHUB_REF names it): the
-                    // event's number tells pull requests apart then, else (no event file) the
-                    // pull request's own head branch.
+                    // event's number tells pull requests apart then. With no event file only
+                    // the pull request's own head branch is known, marked so that it is never
+                    // taken for a number (a branch named `7` is not pull request 7): such a
+                    // build gets no preview stage.
                     let number = || -> Option<String> {
                         let text = event_file?;
                         let json: serde_json::Value = serde_json::from_str(text).ok()?;
                         Some(json["number"].as_u64()?.to_string())
                     };
-                    let id = pull_ref
-                        .clone()
-                        .or_else(number)
-                        .or_else(|| get("GITHUB_HEAD_REF"));
-                    Trigger::PullRequest {
-                        id: id.unwrap_or(ref_name),
-                    }
+                    let id = pull_ref.clone().or_else(number).unwrap_or_else(|| {
+                        match get("GITHUB_HEAD_REF") {
+                            Some(head) => format!("head branch {head}"),
+                            None => format!("ref {ref_name}"),
+                        }
+                    });
+                    Trigger::PullRequest { id }
                 }
                 (_, Some("tag")) => Trigger::Tag { name: ref_name },
                 (_, Some("branch")) => Trigger::Branch { name: ref_name },
@@ -513,7 +519,8 @@ mod tests {
         assert_eq!(pr.provider, Provider::GithubActions);
         assert_eq!(pr.trigger, Trigger::PullRequest { id: "7".into() });
         assert_eq!(pr.commit.as_deref(), Some("def456"));
-        // pull_request_target runs on the base branch: the head branch tells PRs apart.
+        // pull_request_target runs on the base branch: with no event file, only the head branch
+        // is known, and it is no number.
         let target = ctx(&[
             ("GITHUB_ACTIONS", "true"),
             ("GITHUB_EVENT_NAME", "pull_request_target"),
@@ -524,7 +531,7 @@ mod tests {
         assert_eq!(
             target.trigger,
             Trigger::PullRequest {
-                id: "feature/login".into()
+                id: "head branch feature/login".into()
             }
         );
         // With its event file, the pull request's number, as for `pull_request`.

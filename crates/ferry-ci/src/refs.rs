@@ -62,7 +62,8 @@ impl LiveRefs {
     }
 }
 
-fn number(s: &str) -> bool {
+/// A pull request number: digits only.
+pub(crate) fn number(s: &str) -> bool {
     !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
 }
 

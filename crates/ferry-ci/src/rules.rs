@@ -58,6 +58,11 @@ pub enum NoRule {
         "this is a pull request's build ({0}) and [ci] has no pull-requests stage; add e.g. [ci] pull-requests = \"pr-{{number}}\" to deploy a preview stage per pull request"
     )]
     NoPullRequests(String),
+    #[error(
+        "this is a pull request's build ({source_var}), but {} is no pull request number: [ci] pull-requests names a preview stage by the number alone, so that no two pull requests share one; name the stage instead of --from-ci",
+        if id.is_empty() { "what it names".to_string() } else { format!("`{id}`") }
+    )]
+    NoPullRequestNumber { id: String, source_var: String },
 }
 
 /// Whether `pattern` matches `name`, `*` matching any run of characters.
@@ -127,6 +132,13 @@ impl StageRules {
                 let Some(pattern) = &self.pull_requests else {
                     return Err(NoRule::NoPullRequests(source));
                 };
+                // `pr/-1` would be pull request 1's stage, `pr/` every such build's.
+                if !crate::refs::number(id) {
+                    return Err(NoRule::NoPullRequestNumber {
+                        id: id.clone(),
+                        source_var: source,
+                    });
+                }
                 return Ok(StageMatch {
                     stage: pattern.replace("{number}", id),
                     rule: format!("[ci] pull-requests = \"{pattern}\" ({source})"),
@@ -259,6 +271,53 @@ mod tests {
             ("GITHUB_REF_NAME", "v3"),
         ]);
         assert_eq!(r.stage_for(&gh).unwrap().stage, "prod");
+    }
+
+    #[test]
+    fn a_pull_request_without_a_number_gets_no_stage() {
+        // Another pull request's stage (`pr/-1` → `pr--1`, whose id is `pr-1`), or one that
+        // every such build would share (`pr/` → `pr-`).
+        let r = rules();
+        for (trigger, shown) in [
+            ("pr/", "what it names"),
+            ("pr/-1", "`-1`"),
+            ("pr/1/2", "`1/2`"),
+            ("pr/abc", "`abc`"),
+        ] {
+            let err = r.stage_for(&codebuild(trigger)).unwrap_err();
+            assert!(
+                matches!(err, NoRule::NoPullRequestNumber { .. }),
+                "{trigger}: {err:?}"
+            );
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "this is a pull request's build (CODEBUILD_WEBHOOK_TRIGGER={trigger}), but {shown} is no pull request number: [ci] pull-requests names a preview stage by the number alone, so that no two pull requests share one; name the stage instead of --from-ci"
+                )
+            );
+        }
+        // GitHub: a ref with no number, and a pull_request_target whose event file is missing
+        // (only its head branch is known).
+        for vars in [
+            &[
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_EVENT_NAME", "pull_request"),
+                ("GITHUB_REF", "refs/pull//merge"),
+            ][..],
+            &[
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_EVENT_NAME", "pull_request_target"),
+                ("GITHUB_REF", "refs/heads/main"),
+                ("GITHUB_HEAD_REF", "7"),
+            ][..],
+        ] {
+            let build = ci(vars);
+            assert!(build.is_pull_request());
+            assert!(
+                matches!(r.stage_for(&build), Err(NoRule::NoPullRequestNumber { .. })),
+                "{vars:?}"
+            );
+        }
     }
 
     #[test]

@@ -82,7 +82,25 @@ pub fn sanitize_stage_name(name: &str, max: usize) -> String {
     }
     let hash = format!("{:08x}", fnv1a(name.as_bytes()) as u32);
     let keep = max.saturating_sub(hash.len() + 1);
-    format!("{}-{hash}", out[..keep].trim_end_matches('-'))
+    let kept = out[..keep].trim_end_matches('-');
+    if kept.is_empty() {
+        // No room for any of the name (`validate` refuses a configuration leaving less than
+        // MIN_PREVIEW_ID): the hash alone, cut to fit, never a leading `-`.
+        return hash[..max.min(hash.len())].to_string();
+    }
+    format!("{kept}-{hash}")
+}
+
+/// The fewest characters a preview stage's id must have room for in every stack name: a letter,
+/// `-` and the 8-digit hash that keeps two long names apart ([`sanitize_stage_name`]).
+pub const MIN_PREVIEW_ID: usize = 10;
+
+/// How many characters of a stage id fit in a stack name of `pattern` for this project and
+/// service: what the rest of the name leaves of 128, shared by each `{stage}` it holds.
+pub fn stage_room(pattern: &str, project: &str, service: &str) -> usize {
+    let rest = render_stack_name(pattern, project, service, "").len();
+    let times = pattern.matches("{stage}").count().max(1);
+    MAX_STACK_NAME.saturating_sub(rest) / times
 }
 
 /// `name` when it has at most `max` characters; else cut and given an 8-digit hash of the
@@ -227,9 +245,7 @@ impl Workspace {
             .iter()
             .map(|s| {
                 let pattern = s.stack_name.as_deref().unwrap_or(&self.project.stack_name);
-                let rest = render_stack_name(pattern, &self.project.name, &s.name, "").len();
-                let times = pattern.matches("{stage}").count().max(1);
-                MAX_STACK_NAME.saturating_sub(rest) / times
+                stage_room(pattern, &self.project.name, &s.name)
             })
             .min()
             .unwrap_or(MAX_STACK_NAME)
@@ -308,6 +324,19 @@ mod tests {
         assert_eq!(long_a.len(), 40);
         assert_ne!(long_a, long_b);
         assert!(is_valid_stack_name(&format!("api-{long_a}")));
+        // With room for the hash and one character, and with less: never longer than the
+        // room, never a leading `-`.
+        for max in [MIN_PREVIEW_ID, 9, 8, 4, 1] {
+            let id = sanitize_stage_name(&"feature/x".repeat(20), max);
+            assert!(
+                id.len() <= max && !id.starts_with('-') && !id.is_empty(),
+                "{max}: {id}"
+            );
+        }
+        assert_eq!(
+            sanitize_stage_name(&"feature/x".repeat(20), MIN_PREVIEW_ID).len(),
+            10
+        );
     }
 
     #[test]

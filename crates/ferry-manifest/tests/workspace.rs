@@ -400,3 +400,30 @@ fn dependencies_in_a_stage_are_those_read_in_that_stage() {
         ["db", "events"]
     );
 }
+
+/// A FIFO named ferry.toml would block a read forever: it is refused without one.
+#[test]
+fn a_project_file_that_is_a_fifo_is_refused_without_waiting_on_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    fs::remove_file(tmp.path().join("ferry.toml")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(tmp.path().join("ferry.toml"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let root = tmp.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(load(&root).map(|_| ()).unwrap_err().to_string());
+    });
+    let err = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the load returns instead of waiting on the FIFO");
+    assert!(
+        err.contains(
+            "ferry.toml: is not a regular file; ferry.toml must be a file at the repository root"
+        ),
+        "{err}"
+    );
+}

@@ -300,7 +300,7 @@ fn base_workspace(
 }
 
 /// The workspace as it was at `base` (read through the folder cache), or why it does not load
-/// (the first line of the error).
+/// (its first problem).
 fn workspace_at_commit(repo: &Repo, base: ferry_changes::Oid) -> Result<Workspace, String> {
     let first_line = |e: String| e.lines().next().unwrap_or_default().to_string();
     let source = repo
@@ -308,8 +308,15 @@ fn workspace_at_commit(repo: &Repo, base: ferry_changes::Oid) -> Result<Workspac
         .map_err(|e| first_line(e.to_string()))?;
     let cache_path = repo.cache_dir().join("manifest-cache.bin");
     let mut cache = ferry_manifest::ManifestCache::read(&cache_path);
-    let base_ws = ferry_manifest::load_from(repo.root(), &source, Some(&mut cache))
-        .map_err(|e| first_line(e.to_string()))?;
+    // Its first problem itself, not the count above the list.
+    let base_ws =
+        ferry_manifest::load_from(repo.root(), &source, Some(&mut cache)).map_err(|e| {
+            match e.0.as_slice() {
+                [] => first_line(e.to_string()),
+                [one] => one.to_string(),
+                [first, more @ ..] => format!("{first}; and {} more", more.len()),
+            }
+        })?;
     let _ = cache.write(&cache_path);
     Ok(base_ws)
 }

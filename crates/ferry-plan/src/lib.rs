@@ -47,6 +47,9 @@ pub struct PlanRequest {
     /// Keep every changed path with its owners in the plan.
     pub explain: bool,
     pub ci: CiContext,
+    /// The stage is the one `[ci]` gives this build (`--from-ci`): a pull request's build then
+    /// deploys its preview stage, where it would otherwise only plan.
+    pub from_ci: bool,
     /// What the stacks themselves say, by service (from the caller's one ListStacks pass
     /// against the records): each named candidate deploys with this reason
     /// ([`Reason::StackMissing`], [`Reason::StackFailed`], [`Reason::Drifted`]).
@@ -66,6 +69,7 @@ impl PlanRequest {
             strict: false,
             explain: false,
             ci,
+            from_ci: false,
             stacks: BTreeMap::new(),
         }
     }
@@ -324,7 +328,7 @@ pub fn plan(
     let services = service_plans(ws, graph, &stage, reasons, &deploying, &removed);
     // Indirect dependencies count: a service waits for one it reaches through a skipped one.
     let deploy_graph = graph.reachability_subgraph(&deploying);
-    let (pull_request, mut notes) = notes(ws, &stage, &req.ci, &removed, &taken_names);
+    let (pull_request, mut notes) = notes(ws, &stage, req, &removed, &taken_names);
     notes.extend(compared_notes);
     if stage.config.approval && !deploying.is_empty() {
         // What a person does next in such a stage: a plain deploy is refused.
@@ -460,18 +464,26 @@ fn head_info(repo: Result<&Repo, &BaseUnavailable>, head: &Head) -> HeadInfo {
 fn notes(
     ws: &Workspace,
     stage: &Stage,
-    ci: &CiContext,
+    req: &PlanRequest,
     removed: &BTreeMap<String, RemovedService>,
     taken_names: &[TakenName],
 ) -> (Option<PullRequest>, Vec<String>) {
     let mut notes = Vec::new();
+    let ci = &req.ci;
     let pull_request = match &ci.trigger {
         ferry_ci::Trigger::PullRequest { id } => {
             let source = ci.trigger_source.clone();
-            notes.push(format!(
-                "deployment is skipped for pull requests ({}); the plan shows what a deploy would do",
-                source.as_deref().unwrap_or("pull request build")
-            ));
+            let shown = source.as_deref().unwrap_or("pull request build");
+            notes.push(if req.from_ci {
+                format!(
+                    "this is pull request {id}'s build ({shown}): it deploys only its preview stage `{}`, which [ci] pull-requests gives it",
+                    stage.name
+                )
+            } else {
+                format!(
+                    "deployment is skipped for pull requests ({shown}); the plan shows what a deploy would do"
+                )
+            });
             Some(PullRequest {
                 id: id.clone(),
                 source,

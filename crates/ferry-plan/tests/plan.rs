@@ -237,6 +237,12 @@ fn an_unusable_base_treats_its_services_as_changed_or_fails_when_strict() {
         ] => {}
         other => panic!("{other:?}"),
     }
+    // Each key once in the JSON (a duplicate `base` breaks strict readers).
+    let json = p.to_json();
+    let at = json.find("\"kind\": \"base-unavailable\"").expect(&json);
+    let reason = &json[at..at + json[at..].find('}').unwrap()];
+    assert_eq!(reason.matches("\"base\":").count(), 1, "{reason}");
+    assert!(reason.contains("\"cause\": \"not-found\""), "{reason}");
     req.strict = true;
     let err = plan_of(&r, &req).unwrap_err().to_string();
     assert!(err.contains("--strict"), "{err}");
@@ -449,7 +455,7 @@ fn a_base_whose_configuration_does_not_load_is_said_not_passed_over() {
     let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
     assert!(
         p.notes.iter().any(|n| n.contains(&format!(
-            "the configuration at {} does not load (",
+            "the configuration at {} does not load (services/worker/service.toml:2: ",
             &base[..7]
         )) && n.contains("`remove dev --orphans`")),
         "{:?}",
@@ -790,6 +796,21 @@ fn pull_requests_and_preview_stages_are_named_in_the_notes() {
         p.notes
     );
     assert_eq!(p.service("api").unwrap().stack_name, "api-feature-login");
+
+    // The stage [ci] pull-requests gives the build (--from-ci) is one it deploys.
+    req.stage = "pr-42".into();
+    req.from_ci = true;
+    let p = plan_of(&r, &req).unwrap();
+    assert!(
+        p.notes[0].starts_with("this is pull request 42's build (CODEBUILD_WEBHOOK_TRIGGER=pr/42): it deploys only its preview stage `pr-42`"),
+        "{:?}",
+        p.notes
+    );
+    assert!(
+        !p.notes.iter().any(|n| n.contains("skipped")),
+        "{:?}",
+        p.notes
+    );
 }
 
 /// A stage that needs approval refuses a plain deploy: its plan says what to run instead, when

@@ -286,7 +286,7 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
         if plan_only {
             // Plan what a deploy would do (read only, no lock), and stop.
             let state = ferry_deploy::state::read(ws, &stage, &aws.config, &records).await?;
-            let plan = plan_of(ws, &args.select, &stage, ci, &state)?;
+            let plan = plan_of(ws, &args.select, &stage, ci, from_ci, &state)?;
             eprint!("{}", ferry_plan::text(&plan, false));
             if let Some(note) = ferry_deploy::preflight(&plan, ws, &stage, &tree)? {
                 println!("{note}");
@@ -369,10 +369,12 @@ fn plan_of(
     select: &SelectArgs,
     stage: &ferry_manifest::Stage,
     ci: &CiContext,
+    from_ci: bool,
     state: &ferry_deploy::StageState,
 ) -> anyhow::Result<ferry_plan::Plan> {
     let repo = Repo::open(&ws.root);
     let mut req = select.request(&stage.name, ci);
+    req.from_ci = from_ci;
     state.apply(&mut req);
     ferry_plan::plan(ws, repo.as_ref(), &req)
         .with_context(|| format!("failed to plan stage `{}`", stage.name))
@@ -402,7 +404,7 @@ async fn deploy_locked(
         .await
         .with_context(|| format!("failed to read the state of stage `{}`", stage.name))?;
     let previous = &state.records;
-    let plan = plan_of(ws, &args.select, stage, ci, &state)?;
+    let plan = plan_of(ws, &args.select, stage, ci, args.stage.is_none(), &state)?;
     eprint!("{}", ferry_plan::text(&plan, false));
     // Those the plan does not already name as removed (their record's commit is missing here).
     let orphans: Vec<&str> = previous

@@ -94,6 +94,7 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
         },
     };
     let mut req = args.select.request(&stage, ci);
+    req.from_ci = args.stage.is_none();
     if let Some(head) = &args.head {
         req.head = Head::Rev(head.clone());
     }

@@ -13,6 +13,7 @@ use crate::diag::{Diagnostic, FileDiags, did_you_mean};
 use crate::model::{Project, StageConfig};
 use crate::parsed::ServiceDraft;
 use crate::spanned::join_key;
+use crate::stage::MIN_PREVIEW_ID;
 use crate::stage::{MAX_STACK_NAME, is_valid_stack_name, render_stack_name};
 
 /// A diagnostic in the manifest of `d`.
@@ -137,13 +138,19 @@ pub(super) fn check_graph(
     None
 }
 
-/// Reports every stack name, for each valid stage and service, that CloudFormation would refuse.
+/// Reports every stack name, for each valid stage and service, that CloudFormation would refuse;
+/// with preview stages (`previews`), a service whose stack name leaves too little room for a
+/// preview stage's id.
 pub(super) fn check_stack_names(
     project: &Project,
     stages: &BTreeMap<String, StageConfig>,
+    previews: bool,
     drafts: &[ServiceDraft],
     diags: &mut Vec<Diagnostic>,
 ) {
+    if previews {
+        check_preview_room(project, drafts, diags);
+    }
     // One stack for two services, or for two stages of one service: reported once per pair,
     // at the first stage it happens.
     let mut owners: BTreeMap<String, (&ServiceDraft, &str)> = BTreeMap::new();
@@ -170,7 +177,7 @@ pub(super) fn check_stack_names(
                         let how = if serverless {
                             "its stack name must hold the stage (`${sls:stage}` in provider.stackName of its serverless.yml, or {stage} in its stack-name)"
                         } else {
-                            "its stack-name must hold {stage}"
+                            "project.stack-name must hold {stage}"
                         };
                         format!(
                             "service `{}` would deploy stack `{name}` in stage `{first_stage}` and in stage `{stage}`: {how}",
@@ -180,7 +187,7 @@ pub(super) fn check_stack_names(
                         let how = if serverless {
                             "give one another `service:` in its serverless.yml, or a stack-name in its service.toml"
                         } else {
-                            "give one a stack-name of its own in its service.toml"
+                            "give one another name (service.name in its service.toml), or change project.stack-name"
                         };
                         let elsewhere = if *first_stage == stage.as_str() {
                             String::new()
@@ -204,12 +211,11 @@ pub(super) fn check_stack_names(
             let too_long = name.len() > MAX_STACK_NAME;
             if !is_valid_stack_name(&name) && bad.insert((d.service.name.as_str(), too_long)) {
                 let serverless = d.service.kind == crate::ServiceKind::Serverless;
+                // Only a Serverless Framework service takes a stack-name of its own.
                 let setting = if serverless {
                     "the `service:` (or provider.stackName) of its serverless.yml, or set stack-name in its service.toml"
-                } else if d.service.stack_name.is_some() {
-                    "the service's stack-name"
                 } else {
-                    "project.stack-name, or give the service a stack-name"
+                    "project.stack-name, or the service's name (service.name in its service.toml)"
                 };
                 let message = if too_long {
                     format!(
@@ -230,6 +236,42 @@ pub(super) fn check_stack_names(
                     message,
                 });
             }
+        }
+    }
+}
+
+/// A preview stage's id (a branch name, cut to fit) must fit in every service's stack name with
+/// room for the hash that keeps two long branch names apart: at least [`MIN_PREVIEW_ID`]
+/// characters.
+fn check_preview_room(project: &Project, drafts: &[ServiceDraft], diags: &mut Vec<Diagnostic>) {
+    for d in drafts {
+        let pattern = d
+            .service
+            .stack_name
+            .as_deref()
+            .unwrap_or(&project.stack_name);
+        let room = crate::stage::stage_room(pattern, &project.name, &d.service.name);
+        if room < MIN_PREVIEW_ID {
+            let serverless = d.service.kind == crate::ServiceKind::Serverless;
+            let shorten = if serverless {
+                "shorten the `service:` of its serverless.yml (or its stack-name)"
+            } else {
+                "give it a shorter name (service.name in its service.toml), or shorten project.stack-name"
+            };
+            let key = if d.name_span.is_some() {
+                "service.name"
+            } else {
+                "service (folder name)"
+            };
+            diags.push(diag_at(
+                d,
+                Some(d.name_span.clone().unwrap_or(0..0)),
+                key,
+                format!(
+                    "service `{}` leaves room for {room} characters of a preview stage's id in its stack name (at most {MAX_STACK_NAME} characters), and [stages.\"*\"] needs at least {MIN_PREVIEW_ID}: {shorten}",
+                    d.service.name
+                ),
+            ));
         }
     }
 }

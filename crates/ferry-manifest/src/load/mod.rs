@@ -107,7 +107,7 @@ fn load_inner(
             .collect()
     };
     let graph = check_graph(&drafts, &unread, diags);
-    check_stack_names(&project, &stages, &drafts, diags);
+    check_stack_names(&project, &stages, default_stage.is_some(), &drafts, diags);
     check_variables(&stages, default_stage.as_ref(), &drafts, diags);
     check_output_stages(&stages, default_stage.is_some(), &drafts, diags);
     check_own_outputs(&stages, &drafts, diags);

@@ -51,13 +51,35 @@ pub(super) struct ProjectFile {
     pub src: String,
 }
 
-/// Reads and checks `ferry.toml`; `None` when it cannot be read or parsed, or has no usable
-/// `[project]` (reported).
+/// Reads and checks `ferry.toml`; `None` when it cannot be read or parsed (reported). A missing
+/// or unusable `[project]` or name is reported and stood in for, so that the rest is checked.
 pub(super) fn read_project_file(
     source: &dyn Source,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ProjectFile> {
     let project_path = Path::new(PROJECT_FILE);
+    // A commit stores a link as its target's path, and the plan sees edits by path: a linked
+    // ferry.toml would read differently from a commit than from the working tree, and edits of
+    // its target would go unseen as a global input. Something that is no file (a folder, a
+    // FIFO, which a read would wait on forever) is said as such.
+    let refused = match source.link_target(PROJECT_FILE) {
+        Some(target) => Some(format!(
+            "is a symbolic link (to `{target}`); {PROJECT_FILE} must be a file at the repository root: replace the link with a copy"
+        )),
+        None if !source.is_file(PROJECT_FILE) => source
+            .not_a_file(PROJECT_FILE)
+            .map(|why| format!("{why}; {PROJECT_FILE} must be a file at the repository root")),
+        None => None,
+    };
+    if let Some(message) = refused {
+        diags.push(Diagnostic {
+            file: project_path.into(),
+            line: None,
+            key: None,
+            message,
+        });
+        return None;
+    }
     let src = match source.read(PROJECT_FILE) {
         Ok(s) => s,
         Err(e) => {
@@ -80,7 +102,7 @@ pub(super) fn read_project_file(
 
     let project = read_project(&mut fd, doc.get_ref(), &doc.span());
     let (stages, default_stage) = read_stages(&mut fd, doc.get_ref());
-    let mut project = project?;
+    let mut project = project;
     project.ci = read_ci(&mut fd, doc.get_ref(), &stages, default_stage.is_some());
     project.notifications =
         read_notifications(&mut fd, doc.get_ref(), &stages, default_stage.is_some());
@@ -94,12 +116,13 @@ pub(super) fn read_project_file(
     })
 }
 
-/// The `[project]` table; `None` when it is missing or its name is unusable (reported).
-fn read_project(
-    fd: &mut FileDiags<'_>,
-    doc: &DeTable<'_>,
-    doc_span: &Range<usize>,
-) -> Option<Project> {
+/// Stands for a project name that is missing or unusable (reported), so that the rest of the
+/// configuration is still checked and every problem reported at once.
+const UNNAMED: &str = "project";
+
+/// The `[project]` table. When it is missing or its name is unusable (reported), the defaults
+/// and a stand-in name, so that the rest is still checked.
+fn read_project(fd: &mut FileDiags<'_>, doc: &DeTable<'_>, doc_span: &Range<usize>) -> Project {
     let Some(p) = get_table(fd, doc, "", "project") else {
         if get(doc, "project").is_none() {
             missing(
@@ -109,7 +132,14 @@ fn read_project(
                 "add a [project] table with at least `name = \"…\"`",
             );
         }
-        return None;
+        return Project {
+            name: UNNAMED.into(),
+            stack_name: "{service}-{stage}".into(),
+            services: vec!["services/*".into()],
+            global_inputs: vec![PROJECT_FILE.into()],
+            ci: Default::default(),
+            notifications: Default::default(),
+        };
     };
     let span = get(doc, "project").map(Spanned::span).unwrap_or_default();
     check_keys(fd, p, "project", PROJECT_KEYS);
@@ -124,13 +154,20 @@ fn read_project(
                     "name the project with lowercase letters, digits and '-', e.g. name = \"shop\"",
                 );
             }
-            None
+            UNNAMED.to_string()
         }
         Some((n, sp)) if !is_lower_name(&n) => {
             fd.error(Some(sp), Some("project.name"), format!("`{n}` is not a valid project name; use lowercase letters, digits and '-', starting with a letter"));
-            None
+            // A name in capitals stands in as written in lowercase, so that what follows
+            // reads as the user's project.
+            let lower = n.to_ascii_lowercase();
+            if is_lower_name(&lower) {
+                lower
+            } else {
+                UNNAMED.to_string()
+            }
         }
-        Some((n, _)) => Some(n),
+        Some((n, _)) => n,
     };
     let stack_name = match get_str(fd, p, "project", "stack-name") {
         Some((s, sp)) => {
@@ -145,14 +182,14 @@ fn read_project(
     let global_inputs = get_str_list(fd, p, "project", "global-inputs")
         .unwrap_or_else(|| vec![(PROJECT_FILE.into(), 0..0)]);
     let global_inputs = check_globs(fd, "project.global-inputs", global_inputs);
-    Some(Project {
-        name: name?,
+    Project {
+        name,
         stack_name,
         services,
         global_inputs,
         ci: Default::default(),
         notifications: Default::default(),
-    })
+    }
 }
 
 /// `[notifications]`: webhooks (https URLs, or `ssm:<name>` of a parameter holding one: a
