@@ -87,6 +87,15 @@ fn every_bad_input_is_refused_before_any_aws_call_with_a_clear_error() {
             repo.write(rel, body);
         }
         if case.git {
+            // Each submodule in .gitmodules, as `git submodule add` writes it.
+            if !case.submodules.is_empty() {
+                let modules: String = case
+                    .submodules
+                    .iter()
+                    .map(|p| format!("[submodule \"{p}\"]\n\tpath = {p}\n\turl = ../{p}.git\n"))
+                    .collect();
+                repo.write(".gitmodules", &modules);
+            }
             let commit = repo.commit("case").to_string();
             // A link to a commit of another repository, whose folder holds no checkout.
             for p in &case.submodules {

@@ -133,6 +133,8 @@ mod tests {
             fs::write(d.join("service.toml"), manifest).unwrap();
             fs::write(d.join("template.yaml"), "Resources: {}\n").unwrap();
         }
+        fs::create_dir_all(dir.join("shared")).unwrap();
+        fs::write(dir.join("shared/lib.py"), "").unwrap();
         crate::load(dir).unwrap()
     }
 

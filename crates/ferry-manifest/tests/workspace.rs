@@ -48,6 +48,7 @@ region = "us-west-2"
             "[service]\ntemplate = \"template.yaml\"\n",
         );
     }
+    write(root, "Cargo.lock", "version = 4\n");
     write(root, "apps/web/site/template.json", "{}");
     write(
         root,

@@ -7,7 +7,7 @@ use ferry_changes::{BaseUnavailable, ChangesError, Owners, Repo};
 use ferry_manifest::{SERVICE_FILE, Workspace};
 
 use crate::reasons::{self, Reasons};
-use crate::{BaseInfo, PathOwners, PlanError, PlanRequest};
+use crate::{BaseInfo, PathOwners, PlanError, PlanRequest, Reason, StackPlace};
 
 /// What comparing the bases found, besides the services' reasons.
 #[derive(Default)]
@@ -104,6 +104,8 @@ pub(crate) fn compare_bases(
             Err(e) => return Err(PlanError::Changes(e)),
         };
         let mut affected = owners.classify_changes(&changed.paths, &changed.submodules);
+        // Services whose stack is another one now: they deploy whatever their files did.
+        let mut moved_to: BTreeMap<String, Reason> = BTreeMap::new();
         let mut locks = crate::locks::LockReach::default();
         if let (Ok(r), Some(commit)) = (repo, base_commit) {
             nested_services_added(&owners, r, commit, &changed, &mut affected);
@@ -123,14 +125,25 @@ pub(crate) fn compare_bases(
                             out.taken_names.push(t);
                         }
                     }
-                    let moved: Vec<String> = stacks_moved(ws, &base_ws, stage)
+                    let moved = stacks_moved(ws, &base_ws, stage);
+                    let moved: Vec<String> = moved
                         .into_iter()
                         .filter(|(name, _, _)| deployed(name))
-                        .map(|(name, old, new)| format!("{name}: {old} → {new}"))
+                        .map(|(name, from, to)| {
+                            let shown = if from.region == to.region {
+                                format!("{name}: {} → {}", from.stack, to.stack)
+                            } else {
+                                format!("{name}: {from} → {to}")
+                            };
+                            if members.contains(&name.as_str()) {
+                                moved_to.insert(name, Reason::StackMoved { from, to });
+                            }
+                            shown
+                        })
                         .collect();
                     if !moved.is_empty() {
                         let note = format!(
-                            "stack names changed since {} ({}): a deploy creates the new stacks and leaves the old ones in place, still tagged for their services; delete each old stack once its new one runs",
+                            "stacks moved since {} ({}): a deploy creates the new stacks and leaves the old ones in place, still tagged for their services; delete each old stack once its new one runs",
                             ferry_changes::short(commit),
                             ferry_manifest::first_few(
                                 &moved.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -153,6 +166,7 @@ pub(crate) fn compare_bases(
         }
         let since = base_commit.map_or_else(|| base.to_string(), ferry_changes::short);
         reasons::from_changes(&members, &affected, &locks.reasons, &since, reasons);
+        reasons::on_top(moved_to, reasons);
         let paths = req
             .explain
             .then(|| path_owners(&owners, &changed, &locks.reached));
@@ -327,16 +341,24 @@ fn stacks_moved(
     ws: &Workspace,
     base_ws: &Workspace,
     stage: &ferry_manifest::Stage,
-) -> Vec<(String, String, String)> {
+) -> Vec<(String, StackPlace, StackPlace)> {
+    // The stage as the base configured it (a stage new since has no stacks to move).
+    let Ok(base_stage) = base_ws.stage(&stage.name) else {
+        return Vec::new();
+    };
     ws.services
         .iter()
         .filter_map(|s| {
             let b = base_ws.service(&s.name)?;
-            let (old, new) = (
-                base_ws.service_stack_name(b, stage),
-                ws.service_stack_name(s, stage),
-            );
-            (old != new).then(|| (s.name.clone(), old, new))
+            let from = StackPlace {
+                stack: base_ws.service_stack_name(b, &base_stage),
+                region: base_stage.config.region.clone(),
+            };
+            let to = StackPlace {
+                stack: ws.service_stack_name(s, stage),
+                region: stage.config.region.clone(),
+            };
+            (from != to).then(|| (s.name.clone(), from, to))
         })
         .collect()
 }

@@ -171,6 +171,23 @@ pub enum Reason {
     StackFailed { stack: String, status: String },
     /// The stack changed outside Ferry since its record (updated, replaced, or busy).
     Drifted { stack: String, detail: String },
+    /// The configuration gives the service's stack in this stage another name or region than at
+    /// its base (`[project] stack-name`, its framework's stack name, the stage's `region`): the
+    /// stack it deploys to is a new one. The old one is left in place (a plan note says so).
+    StackMoved { from: StackPlace, to: StackPlace },
+}
+
+/// Where a stack lives: its name and region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StackPlace {
+    pub stack: String,
+    pub region: String,
+}
+
+impl std::fmt::Display for StackPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.stack, self.region)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

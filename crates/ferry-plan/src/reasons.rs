@@ -147,6 +147,15 @@ pub(crate) fn from_changes(
     }
 }
 
+/// Reasons that come on top of what the diff said (a service counted unchanged is not, then).
+pub(crate) fn on_top(more: BTreeMap<String, Reason>, reasons: &mut Reasons) {
+    for (service, reason) in more {
+        let r = reasons.entry(service).or_default();
+        r.retain(|x| !matches!(x, Reason::Unchanged { .. }));
+        r.push(reason);
+    }
+}
+
 /// What the stacks say comes on top of what git says: a stack deleted or changed outside Ferry
 /// deploys whatever its files did. Only candidates take a stack's reason.
 pub(crate) fn from_stacks(

@@ -98,6 +98,10 @@ pub fn reason_text(r: &Reason) -> String {
         }
         Reason::StackFailed { stack, status } => format!("stack-failed: {stack} is {status}"),
         Reason::Drifted { stack, detail } => format!("drifted: {stack} {detail}"),
+        Reason::StackMoved { from, to } if from.region == to.region => {
+            format!("stack renamed: {} → {}", from.stack, to.stack)
+        }
+        Reason::StackMoved { from, to } => format!("stack moved: {from} → {to}"),
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ferry_changes::{BaseUnavailable, Head, Repo};
 use ferry_ci::CiContext;
-use ferry_plan::{Action, Plan, PlanError, PlanRequest, Reason};
+use ferry_plan::{Action, Plan, PlanError, PlanRequest, Reason, StackPlace};
 use ferry_test_support::TestRepo;
 
 /// database, events; api (database, events, inputs shared/lib/**); frontend (api); worker (events).
@@ -249,7 +249,7 @@ fn an_unusable_base_treats_its_services_as_changed_or_fails_when_strict() {
 
     // No repository at all (a source zip): the cause is named.
     let dir = tempfile::tempdir().unwrap();
-    for entry in ["ferry.toml", "services"] {
+    for entry in ["ferry.toml", "services", "shared"] {
         copy(&r.path().join(entry), &dir.path().join(entry));
     }
     let ws = ferry_manifest::load(dir.path()).unwrap();
@@ -409,14 +409,89 @@ fn a_service_left_out_of_the_project_s_list_is_removed_and_stacks_that_move_are_
     r.commit("stack names with the project");
     let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
     assert!(
-        p.notes
-            .iter()
-            .any(|n| n.starts_with("stack names changed since ")
-                && n.contains("api: api-dev → shop-api-dev")
-                && n.contains("leaves the old ones in place")),
+        p.notes.iter().any(|n| n.starts_with("stacks moved since ")
+            && n.contains("api: api-dev → shop-api-dev")
+            && n.contains("leaves the old ones in place")),
         "{:?}",
         p.notes
     );
+    assert!(
+        p.service("api").unwrap().reasons.iter().any(|r| matches!(
+            r,
+            Reason::StackMoved { from, to } if from.stack == "api-dev" && to.stack == "shop-api-dev"
+        )),
+        "{:?}",
+        p.service("api")
+    );
+}
+
+/// A service whose stack is another one now deploys, also when the change that moved it is no
+/// input of it (ferry.toml left out of the global inputs), and a stage moved to another region
+/// says where its old stacks are.
+#[test]
+fn a_service_whose_stack_moved_deploys_to_the_new_one() {
+    let (r, _) = monorepo();
+    let toml = fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    let toml = toml.replace(
+        "global-inputs = [\"ferry.toml\", \"shared/config/*.json\"]",
+        "global-inputs = []",
+    );
+    r.write("ferry.toml", &toml);
+    let base = r.commit("no global inputs").to_string();
+    r.write(
+        "ferry.toml",
+        &toml.replace(
+            "name = \"shop\"\n",
+            "name = \"shop\"\nstack-name = \"new-{service}-{stage}\"\n",
+        ),
+    );
+    r.commit("new stack names");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert_eq!(deploying(&p).len(), 5, "{:?}", p.services);
+    let api = p.service("api").unwrap();
+    assert_eq!(
+        api.reasons,
+        [Reason::StackMoved {
+            from: StackPlace {
+                stack: "api-dev".into(),
+                region: "us-east-1".into()
+            },
+            to: StackPlace {
+                stack: "new-api-dev".into(),
+                region: "us-east-1".into()
+            },
+        }]
+    );
+    assert!(
+        ferry_plan::text(&p, false).contains("stack renamed: api-dev → new-api-dev"),
+        "{}",
+        ferry_plan::text(&p, false)
+    );
+
+    let base = r.head().to_string();
+    let toml = fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    r.write(
+        "ferry.toml",
+        &toml.replacen("region = \"us-east-1\"", "region = \"eu-central-1\"", 1),
+    );
+    r.commit("dev moves to Frankfurt");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert_eq!(deploying(&p).len(), 5);
+    assert!(
+        p.notes.iter().any(|n| n.starts_with("stacks moved since ")
+            && n.contains("api: new-api-dev (us-east-1) → new-api-dev (eu-central-1)")),
+        "{:?}",
+        p.notes
+    );
+    assert!(
+        ferry_plan::text(&p, false)
+            .contains("stack moved: new-api-dev (us-east-1) → new-api-dev (eu-central-1)"),
+        "{}",
+        ferry_plan::text(&p, false)
+    );
+    // The preview stages keep their region: nothing of theirs moved.
+    let p = plan_of(&r, &request("feature-x", Some(&base))).unwrap();
+    assert!(deploying(&p).is_empty(), "{:?}", p.services);
 }
 
 #[test]
@@ -1024,6 +1099,7 @@ fn a_submodule_moved_redeploys_the_services_that_take_files_below_it() {
             &format!("[service]\ntemplate = \"template.yaml\"\n{extra}"),
         );
     }
+    r.write("libs/other/x.py", "X = 1\n");
     r.commit("services");
     let url = lib.path().to_str().unwrap();
     ferry_test_support::git(
@@ -1245,13 +1321,15 @@ fn a_lock_file_change_that_installs_nothing_new_deploys_nothing() {
     let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
     assert!(deploying(&p).is_empty(), "{:?}", actions(&p));
 
-    // A lock file in the working tree that is no regular file (a link to /dev/zero) is never
-    // read: it counts as a whole, and the plan ends.
+    // A global input in the working tree that is a link (to /dev/zero) is refused, never read:
+    // git would keep the link, not what it leads to.
     std::fs::remove_file(r.path().join("package-lock.json")).unwrap();
     std::os::unix::fs::symlink("/dev/zero", r.path().join("package-lock.json")).unwrap();
-    let mut req = request("dev", Some(&base));
-    req.head = Head::WorkingTree;
-    assert_eq!(deploying(&plan_of(&r, &req).unwrap()), ["a", "b", "py"]);
+    let err = ferry_manifest::load(r.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("`package-lock.json` is a symbolic link (to `/dev/zero`)"),
+        "{err}"
+    );
 }
 
 #[test]

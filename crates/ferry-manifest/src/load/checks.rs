@@ -12,6 +12,7 @@ use super::PROJECT_FILE;
 use crate::diag::{Diagnostic, FileDiags, did_you_mean};
 use crate::model::{Project, StageConfig};
 use crate::parsed::ServiceDraft;
+use crate::source::Source;
 use crate::spanned::join_key;
 use crate::stage::MIN_PREVIEW_ID;
 use crate::stage::{MAX_STACK_NAME, is_valid_stack_name, render_stack_name};
@@ -494,4 +495,112 @@ pub(super) fn check_ssm_references(
             }
         }
     }
+}
+
+/// Every input glob (`inputs` of each service, `project.global-inputs`) can match what git
+/// tracks: its fixed start (the folders before any wildcard) is a file or folder of the
+/// repository, and reaches it through no symbolic link. Git keeps a link, not the files below
+/// it, and nothing under `.git`; a misspelt folder matches nothing. Each would miss every
+/// change it was written to catch, in silence. Checked on every load, cached services too: the
+/// paths lie outside the service folder whose content id keys the cache.
+pub(super) fn check_input_paths(
+    source: &dyn Source,
+    project: &Project,
+    project_src: &str,
+    drafts: &[ServiceDraft],
+    diags: &mut Vec<Diagnostic>,
+) {
+    let submodules = submodule_paths(source);
+    let mut fd = FileDiags::new(Path::new(PROJECT_FILE), project_src, diags);
+    for glob in &project.global_inputs {
+        if let Some(why) = input_problem(source, &submodules, glob) {
+            fd.error(
+                quoted_span(project_src, glob),
+                Some("project.global-inputs"),
+                why,
+            );
+        }
+    }
+    for d in drafts {
+        for glob in &d.service.inputs {
+            if let Some(why) = input_problem(source, &submodules, glob) {
+                diags.push(diag_at(d, quoted_span(&d.src, glob), "service.inputs", why));
+            }
+        }
+    }
+}
+
+/// Where `value` is written as a string in `src`, for the line of a problem.
+fn quoted_span(src: &str, value: &str) -> Option<Range<usize>> {
+    ["\"", "'"].iter().find_map(|q| {
+        let at = src.find(&format!("{q}{value}{q}"))?;
+        Some(at..at + value.len() + 2)
+    })
+}
+
+/// The folders `.gitmodules` names as submodules (`path = …`). What lies below one is the
+/// submodule's, not this repository's: a commit holds only the submodule's commit there, and a
+/// clone may not have checked it out.
+fn submodule_paths(source: &dyn Source) -> Vec<String> {
+    if !source.is_file(".gitmodules") {
+        return Vec::new();
+    }
+    let Ok(text) = source.read(".gitmodules") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let (key, value) = l.split_once('=')?;
+            (key.trim() == "path").then(|| {
+                value
+                    .trim()
+                    .trim_matches('"')
+                    .trim_end_matches('/')
+                    .to_string()
+            })
+        })
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Why the input glob `glob` can never match a change, if it cannot. A path into a submodule
+/// (`submodules`) is taken as it is: a plan sees the submodule's commit move.
+fn input_problem(source: &dyn Source, submodules: &[String], glob: &str) -> Option<String> {
+    let fixed: Vec<&str> = glob
+        .split('/')
+        .take_while(|seg| !seg.contains(['*', '?', '[', '{']))
+        .collect();
+    let fixed = fixed.join("/");
+    if fixed.is_empty() {
+        return None;
+    }
+    let below = |dir: &str| fixed == dir || fixed.starts_with(&format!("{dir}/"));
+    if submodules.iter().any(|m| below(m)) {
+        return None;
+    }
+    if fixed == ".git" || fixed.starts_with(".git/") {
+        return Some(format!(
+            "`{glob}` names git's own folder, which holds no file of the repository: no change there is ever seen"
+        ));
+    }
+    if let Some((link, target, _)) = super::service::link_on_path(source, "", &fixed) {
+        let name = match crate::source::resolve_link(&link, &target) {
+            Some(real) => format!("name the place itself, `{real}{}`", &glob[link.len()..]),
+            None => "its target lies outside the repository, whose changes no plan sees".into(),
+        };
+        let what = if link == fixed {
+            format!("`{glob}` is a symbolic link (to `{target}`)")
+        } else {
+            format!("`{glob}` reaches `{fixed}` through the symbolic link `{link}` (to `{target}`)")
+        };
+        return Some(format!(
+            "{what}: git keeps the link, not the files it leads to, so their changes are never seen; {name}"
+        ));
+    }
+    if !source.is_file(&fixed) && !source.is_dir(&fixed) {
+        return Some(format!(
+            "`{glob}` matches nothing: the repository has no `{fixed}` (paths are relative to the repository's root, and letter case counts); correct it, or remove it"
+        ));
+    }
+    None
 }

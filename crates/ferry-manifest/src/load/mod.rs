@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use toml::de::DeTable;
 
 use self::checks::{
-    check_duplicates, check_graph, check_output_stages, check_own_outputs, check_ssm_references,
-    check_stack_names, check_variables,
+    check_duplicates, check_graph, check_input_paths, check_output_stages, check_own_outputs,
+    check_ssm_references, check_stack_names, check_variables,
 };
 use self::discover::{check_globs_matched, discover_services};
 use self::project::{ProjectFile, read_project_file};
@@ -92,6 +92,7 @@ fn load_inner(
         &mut FileDiags::new(Path::new(PROJECT_FILE), &src, diags),
     );
 
+    check_input_paths(source, &project, &src, &drafts, diags);
     check_duplicates(&drafts, diags);
     // A service whose manifest could not be read is no reason to call its dependents'
     // `depends-on` unknown: by default it is named after its folder.

@@ -294,11 +294,23 @@ fn check_template(
             None => fd.error(Some(sp), Some("service.template"), format!("`{p}` is {what} to {place} outside the repository; its edits would never be seen: move the file into the repository")),
             Some(real) => {
                 let real = if rest.is_empty() { real } else { format!("{real}/{rest}") };
-                fd.error(Some(sp), Some("service.template"), format!("`{p}` is {what} to `{real}`, whose edits a plan would never see (it sees a service's changes by the paths it names): name the file itself, `template = \"{}\"`", relative_to(dir, &real)))
+                // Advice to name the target holds only for a target that is a file itself, not
+                // one that is missing, another link (a loop) or a folder.
+                let a_file = source.is_file(&real)
+                    && link_on_path(source, "", &real).is_none();
+                if a_file {
+                    fd.error(Some(sp), Some("service.template"), format!("`{p}` is {what} to `{real}`, whose edits a plan would never see (it sees a service's changes by the paths it names): name the file itself, `template = \"{}\"`", relative_to(dir, &real)));
+                } else {
+                    fd.error(Some(sp), Some("service.template"), format!("`{p}` is {what} to `{real}`, which is no file (missing, a folder, or a link again): replace the link with the template itself"));
+                }
             }
         }
     } else if !exists {
-        fd.error(Some(sp), Some("service.template"), format!("template file `{dir}/{t}` does not exist; the path is relative to the service folder"));
+        let path = path.as_deref().unwrap_or_default();
+        match source.not_a_file(path) {
+            Some(why) => fd.error(Some(sp), Some("service.template"), format!("template `{path}` {why}; name a template file, relative to the service folder")),
+            None => fd.error(Some(sp), Some("service.template"), format!("template file `{dir}/{t}` does not exist; the path is relative to the service folder")),
+        }
     } else if !ext_ok {
         fd.error(
             Some(sp),
@@ -314,7 +326,11 @@ fn check_template(
 /// with its target and the rest of the path after it. The folders on the way to the service
 /// folder `dir` are real folders (services are found through folders only), so they are not
 /// looked at again.
-fn link_on_path(source: &dyn Source, dir: &str, path: &str) -> Option<(String, String, String)> {
+pub(super) fn link_on_path(
+    source: &dyn Source,
+    dir: &str,
+    path: &str,
+) -> Option<(String, String, String)> {
     // Each prefix ends before a `/` or at the end, taken as a slice: no string is built for the
     // common case, a template in its folder (one look-up, of the file itself).
     let ends = path
