@@ -34,14 +34,17 @@ impl Stage {
 #[non_exhaustive]
 pub enum StageError {
     #[error(
-        "stage `{name}` is not configured in ferry.toml{hint}; add [stages.{name}] or a [stages.\"*\"] default for preview stages (configured: {configured})"
+        "stage `{name}` is not configured in ferry.toml{hint}; add [stages.{}] or a [stages.\"*\"] default for preview stages (configured: {configured})",
+        toml_key(.name)
     )]
     NotConfigured {
         name: String,
         configured: String,
         hint: String,
     },
-    #[error("stage name `{name}` has no letter or digit to form a stack name from")]
+    #[error(
+        "stage name `{name}` has no letter or digit of A to Z and 0 to 9 to form a stack name from"
+    )]
     Unusable { name: String },
     #[error(
         "stage `{name}` is not configured in ferry.toml, and as a preview stage its id would be `{id}`, the id of the named stage `{named}`: it would deploy over that stage's stacks, records and lock without its settings or protection; use `{named}` itself, or a preview name whose id differs"
@@ -51,6 +54,19 @@ pub enum StageError {
         id: String,
         named: String,
     },
+}
+
+/// `name` as a TOML key: bare when it can be, else quoted (`"feature/x"`).
+fn toml_key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if bare {
+        name.to_string()
+    } else {
+        format!("{name:?}")
+    }
 }
 
 /// Largest stack name CloudFormation accepts.

@@ -140,6 +140,15 @@ fn unknown_stage_without_default_names_the_configured_ones() {
         err,
         "stage `prd` is not configured in ferry.toml; did you mean `prod`?; add [stages.prd] or a [stages.\"*\"] default for preview stages (configured: dev, prod)"
     );
+    // The table to add is valid TOML whatever the name holds.
+    for (name, key) in [
+        ("feature/x", "[stages.\"feature/x\"]"),
+        ("a b", "[stages.\"a b\"]"),
+        ("", "[stages.\"\"]"),
+    ] {
+        let err = ws.stage(name).unwrap_err().to_string();
+        assert!(err.contains(&format!("add {key} or")), "{err}");
+    }
 }
 
 #[test]

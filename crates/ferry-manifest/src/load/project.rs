@@ -516,6 +516,16 @@ fn read_ci(
                 );
                 continue;
             }
+            if name.contains(['{', '}']) {
+                // Taken as written, `preview-{branch}` would be one stage every matching build
+                // shares.
+                fd.error(
+                    Some(stage.span()),
+                    Some(&full),
+                    format!("`{name}` is taken as one stage's name: placeholders are not filled in here, so every {} it matches would deploy to that one stage; name a stage (a preview per pull request is [ci] pull-requests = \"pr-{{number}}\")", key.trim_end_matches("es").trim_end_matches('s')),
+                );
+                continue;
+            }
             check_stage(fd, name, stage.span(), &full);
             out.push((pattern.to_string(), name.to_string()));
         }
