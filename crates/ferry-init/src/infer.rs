@@ -180,11 +180,13 @@ pub(crate) fn links(
                 continue;
             }
             let glob = if path.contains("${") {
-                // A path with variables (e.g. the stage): its folder.
-                let folder = path[..path.find("${").unwrap_or(path.len())]
-                    .rsplit_once('/')
-                    .map_or(String::new(), |(d, _)| d.to_string());
-                format!("{folder}/**")
+                // A path with variables (e.g. the stage): its folder, or at the root the files
+                // named as it starts (`.env.${sls:stage}` → `.env.*`).
+                let fixed = &path[..path.find("${").unwrap_or(path.len())];
+                match fixed.rsplit_once('/') {
+                    Some((folder, _)) => format!("{folder}/**"),
+                    None => format!("{fixed}*"),
+                }
             } else {
                 path.clone()
             };
@@ -205,6 +207,23 @@ pub(crate) fn links(
             inputs.extend(found);
             notes.extend(said);
         }
+        // An input must be able to match what the repository holds (validate refuses one that
+        // cannot): a file read only where it exists (`${file(x), ''}`), a dependency folder
+        // not there, are said and left out.
+        inputs.retain(|glob, why| {
+            let fixed: Vec<&str> = glob
+                .split('/')
+                .take_while(|seg| !seg.contains(['*', '?', '[', '{']))
+                .collect();
+            let fixed = fixed.join("/");
+            let there = fixed.is_empty() || std::fs::symlink_metadata(root.join(&fixed)).is_ok();
+            if !there {
+                notes.push(format!(
+                    "{dir}: {why}, but the repository holds no `{fixed}`: left out of inputs; add it when it exists"
+                ));
+            }
+            there
+        });
         let region = said[i].region.clone();
         let svc = &mut services[i];
         svc.depends_on = deps;

@@ -2599,3 +2599,32 @@ fn paths_written_for_a_build_folder_are_explained_and_their_shared_template_is_n
         .collect();
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// Every input init writes can match what the repository holds (validate refuses one that
+/// cannot): a file read only where it exists is said and left out, and one named by a variable
+/// at the root becomes the files its name starts with.
+#[test]
+fn inputs_name_only_what_the_repository_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path();
+    file(
+        r,
+        "services/orders/serverless.yml",
+        "service: orders\nprovider:\n  name: aws\n  environment:\n    A: ${file(../../shared/settings.yml):a}\n    B: ${file(../../missing/extra.yml), ''}\n    C: ${file(../../.env.${sls:stage}):c}\nfunctions:\n  f:\n    handler: h.f\n",
+    );
+    file(r, "shared/settings.yml", "a: 1\n");
+    let s = scan(r).unwrap();
+    let orders = &s.services[0];
+    assert_eq!(
+        orders.inputs.keys().collect::<Vec<_>>(),
+        [".env.*", "shared/settings.yml"],
+        "{:?}",
+        s.notes
+    );
+    assert!(
+        s.notes.iter().any(|n| n.starts_with("services/orders: reads `../../missing/extra.yml`")
+            && n.ends_with("but the repository holds no `missing/extra.yml`: left out of inputs; add it when it exists")),
+        "{:?}",
+        s.notes
+    );
+}

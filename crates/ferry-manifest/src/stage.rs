@@ -63,10 +63,20 @@ fn toml_key(name: &str) -> String {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if bare {
-        name.to_string()
-    } else {
-        format!("{name:?}")
+        return name.to_string();
     }
+    // A TOML basic string: `"` and `\` escaped, control characters as \uXXXX.
+    let mut out = String::from("\"");
+    for c in name.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Largest stack name CloudFormation accepts.

@@ -145,6 +145,7 @@ fn unknown_stage_without_default_names_the_configured_ones() {
         ("feature/x", "[stages.\"feature/x\"]"),
         ("a b", "[stages.\"a b\"]"),
         ("", "[stages.\"\"]"),
+        ("a\"b\u{1b}", r#"[stages."a\"b\u001B"]"#),
     ] {
         let err = ws.stage(name).unwrap_err().to_string();
         assert!(err.contains(&format!("add {key} or")), "{err}");

@@ -374,11 +374,13 @@ fn services_gone(
 ) -> (Vec<(String, RemovedService)>, Vec<TakenName>) {
     let mut removed = Vec::new();
     let mut taken = Vec::new();
+    // The base's stacks as the base's configuration names them (its stage id and pattern).
+    let base_stage = base_ws.stage(&stage.name).unwrap_or_else(|_| stage.clone());
     for b in &base_ws.services {
         let at_old_dir = ws.services.iter().find(|s| s.dir == b.dir);
         match ws.service(&b.name) {
             None => {
-                let stack = base_ws.service_stack_name(b, stage);
+                let stack = base_ws.service_stack_name(b, &base_stage);
                 // The service deploying to that stack now, if any (a Serverless service
                 // renamed, or moved and renamed, keeps its stack: its framework names it; a
                 // service of another kind never does).

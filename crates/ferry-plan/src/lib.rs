@@ -241,6 +241,16 @@ pub struct HeadInfo {
 pub struct PullRequest {
     pub id: String,
     pub source: Option<String>,
+    /// Whether this build deploys: only its preview stage, the one `[ci] pull-requests` gives
+    /// it (`--from-ci`). Else it only plans.
+    pub deploys: bool,
+}
+
+impl Plan {
+    /// A pull request's build that only plans: nothing of it deploys.
+    pub fn plan_only(&self) -> bool {
+        self.pull_request.as_ref().is_some_and(|pr| !pr.deploys)
+    }
 }
 
 /// A plan. Serialised, this is the documented JSON contract of `plan --format json`.
@@ -504,6 +514,7 @@ fn notes(
             Some(PullRequest {
                 id: id.clone(),
                 source,
+                deploys: req.from_ci,
             })
         }
         _ => None,

@@ -218,7 +218,7 @@ pub fn text(plan: &Plan, explain: bool) -> String {
         "{deploys} to deploy in {} wave(s), {} to skip{}",
         plan.waves.len(),
         skips.len(),
-        if plan.pull_request.is_some() {
+        if plan.plan_only() {
             " (pull request: nothing will be deployed)"
         } else {
             ""
@@ -262,7 +262,7 @@ pub fn codebuild_batch(plan: &Plan) -> String {
     );
     let _ = writeln!(out, "batch:");
     let _ = writeln!(out, "  fast-fail: false");
-    if plan.order.is_empty() || plan.pull_request.is_some() {
+    if plan.order.is_empty() || plan.plan_only() {
         let _ = writeln!(out, "  build-graph: []");
         return out;
     }
@@ -311,7 +311,7 @@ pub fn github_matrix(plan: &Plan) -> String {
         service: &'p str,
         stage: &'p str,
     }
-    let waves = if plan.pull_request.is_some() {
+    let waves = if plan.plan_only() {
         Vec::new()
     } else {
         plan.waves

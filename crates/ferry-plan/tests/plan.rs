@@ -875,6 +875,7 @@ fn pull_requests_and_preview_stages_are_named_in_the_notes() {
     // The stage [ci] pull-requests gives the build (--from-ci) is one it deploys.
     req.stage = "pr-42".into();
     req.from_ci = true;
+    req.force = Some("--all".into());
     let p = plan_of(&r, &req).unwrap();
     assert!(
         p.notes[0].starts_with("this is pull request 42's build (CODEBUILD_WEBHOOK_TRIGGER=pr/42): it deploys only its preview stage `pr-42`"),
@@ -886,6 +887,22 @@ fn pull_requests_and_preview_stages_are_named_in_the_notes() {
         "{:?}",
         p.notes
     );
+    // It deploys: its summary and the CI files it prints say so.
+    assert!(!p.plan_only());
+    assert!(p.pull_request.as_ref().unwrap().deploys);
+    let text = ferry_plan::text(&p, false);
+    assert!(!text.contains("nothing will be deployed"), "{text}");
+    assert!(
+        ferry_plan::codebuild_batch(&p).contains("- identifier:"),
+        "{}",
+        ferry_plan::codebuild_batch(&p)
+    );
+    // Without --from-ci, the same build only plans.
+    req.from_ci = false;
+    let p = plan_of(&r, &req).unwrap();
+    assert!(p.plan_only());
+    assert!(ferry_plan::text(&p, false).contains("(pull request: nothing will be deployed)"));
+    assert!(ferry_plan::codebuild_batch(&p).contains("build-graph: []"));
 }
 
 /// A stage that needs approval refuses a plain deploy: its plan says what to run instead, when

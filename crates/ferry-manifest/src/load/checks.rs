@@ -511,9 +511,16 @@ pub(super) fn check_input_paths(
     diags: &mut Vec<Diagnostic>,
 ) {
     let submodules = submodule_paths(source);
+    // Many services name the same shared folder: each glob is looked at once.
+    let mut seen: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut problem = |glob: &str| -> Option<String> {
+        seen.entry(glob.to_string())
+            .or_insert_with(|| input_problem(source, &submodules, glob))
+            .clone()
+    };
     let mut fd = FileDiags::new(Path::new(PROJECT_FILE), project_src, diags);
     for glob in &project.global_inputs {
-        if let Some(why) = input_problem(source, &submodules, glob) {
+        if let Some(why) = problem(glob) {
             fd.error(
                 quoted_span(project_src, glob),
                 Some("project.global-inputs"),
@@ -523,7 +530,7 @@ pub(super) fn check_input_paths(
     }
     for d in drafts {
         for glob in &d.service.inputs {
-            if let Some(why) = input_problem(source, &submodules, glob) {
+            if let Some(why) = problem(glob) {
                 diags.push(diag_at(d, quoted_span(&d.src, glob), "service.inputs", why));
             }
         }
@@ -548,10 +555,12 @@ fn submodule_paths(source: &dyn Source) -> Vec<String> {
     let Ok(text) = source.read(".gitmodules") else {
         return Vec::new();
     };
+    // git config syntax: `key = value`, keys in any case, `#` or `;` starting a comment.
     text.lines()
         .filter_map(|l| {
+            let l = l.split(['#', ';']).next().unwrap_or_default();
             let (key, value) = l.split_once('=')?;
-            (key.trim() == "path").then(|| {
+            key.trim().eq_ignore_ascii_case("path").then(|| {
                 value
                     .trim()
                     .trim_matches('"')
@@ -585,7 +594,15 @@ fn input_problem(source: &dyn Source, submodules: &[String], glob: &str) -> Opti
     }
     if let Some((link, target, _)) = super::service::link_on_path(source, "", &fixed) {
         let name = match crate::source::resolve_link(&link, &target) {
-            Some(real) => format!("name the place itself, `{real}{}`", &glob[link.len()..]),
+            // Advice to name the target only where the target is a place of the repository.
+            Some(real)
+                if !real.is_empty()
+                    && (source.is_dir(&real) || source.is_file(&real))
+                    && super::service::link_on_path(source, "", &real).is_none() =>
+            {
+                format!("name the place itself, `{real}{}`", &glob[link.len()..])
+            }
+            Some(_) => "name the files it should cover where they lie in the repository".into(),
             None => "its target lies outside the repository, whose changes no plan sees".into(),
         };
         let what = if link == fixed {
@@ -595,6 +612,11 @@ fn input_problem(source: &dyn Source, submodules: &[String], glob: &str) -> Opti
         };
         return Some(format!(
             "{what}: git keeps the link, not the files it leads to, so their changes are never seen; {name}"
+        ));
+    }
+    if fixed.len() < glob.len() && source.is_file(&fixed) {
+        return Some(format!(
+            "`{glob}` matches nothing: `{fixed}` is a file, with nothing below it"
         ));
     }
     if !source.is_file(&fixed) && !source.is_dir(&fixed) {

@@ -83,6 +83,7 @@ fn load_inner(
         stages,
         default_stage,
         src,
+        named,
     } = read_project_file(source, diags)?;
 
     let (drafts, manifests) = read_services(source, &project.services, cache, diags);
@@ -108,7 +109,9 @@ fn load_inner(
             .collect()
     };
     let graph = check_graph(&drafts, &unread, diags);
-    check_stack_names(&project, &stages, default_stage.is_some(), &drafts, diags);
+    if named {
+        check_stack_names(&project, &stages, default_stage.is_some(), &drafts, diags);
+    }
     check_variables(&stages, default_stage.as_ref(), &drafts, diags);
     check_output_stages(&stages, default_stage.is_some(), &drafts, diags);
     check_own_outputs(&stages, &drafts, diags);

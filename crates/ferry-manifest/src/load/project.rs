@@ -49,6 +49,10 @@ pub(super) struct ProjectFile {
     pub default_stage: Option<StageConfig>,
     /// The file's text, for the line numbers of later problems.
     pub src: String,
+    /// False when `project.name` is missing or unusable (reported) and a stand-in takes its
+    /// place: checks that render names with it (stack names, SSM names, records paths) are
+    /// left out, as they would speak of a name that is not the user's.
+    pub named: bool,
 }
 
 /// Reads and checks `ferry.toml`; `None` when it cannot be read or parsed (reported). A missing
@@ -100,19 +104,22 @@ pub(super) fn read_project_file(
     let doc = parse(&mut fd, &src)?;
     check_keys(&mut fd, doc.get_ref(), "", ROOT_KEYS);
 
-    let project = read_project(&mut fd, doc.get_ref(), &doc.span());
+    let (project, named) = read_project(&mut fd, doc.get_ref(), &doc.span());
     let (stages, default_stage) = read_stages(&mut fd, doc.get_ref());
     let mut project = project;
     project.ci = read_ci(&mut fd, doc.get_ref(), &stages, default_stage.is_some());
     project.notifications =
         read_notifications(&mut fd, doc.get_ref(), &stages, default_stage.is_some());
-    check_records_paths(&mut fd, doc.get_ref(), &project.name, &stages);
+    if named {
+        check_records_paths(&mut fd, doc.get_ref(), &project.name, &stages);
+    }
     check_promote_from(&mut fd, doc.get_ref(), &stages, default_stage.as_ref());
     Some(ProjectFile {
         project,
         stages,
         default_stage,
         src,
+        named,
     })
 }
 
@@ -120,9 +127,13 @@ pub(super) fn read_project_file(
 /// configuration is still checked and every problem reported at once.
 const UNNAMED: &str = "project";
 
-/// The `[project]` table. When it is missing or its name is unusable (reported), the defaults
-/// and a stand-in name, so that the rest is still checked.
-fn read_project(fd: &mut FileDiags<'_>, doc: &DeTable<'_>, doc_span: &Range<usize>) -> Project {
+/// The `[project]` table, and whether it names the project. When it is missing or its name is
+/// unusable (reported), the defaults and a stand-in name, so that the rest is still checked.
+fn read_project(
+    fd: &mut FileDiags<'_>,
+    doc: &DeTable<'_>,
+    doc_span: &Range<usize>,
+) -> (Project, bool) {
     let Some(p) = get_table(fd, doc, "", "project") else {
         if get(doc, "project").is_none() {
             missing(
@@ -132,7 +143,7 @@ fn read_project(fd: &mut FileDiags<'_>, doc: &DeTable<'_>, doc_span: &Range<usiz
                 "add a [project] table with at least `name = \"…\"`",
             );
         }
-        return Project {
+        let project = Project {
             name: UNNAMED.into(),
             stack_name: "{service}-{stage}".into(),
             services: vec!["services/*".into()],
@@ -140,10 +151,12 @@ fn read_project(fd: &mut FileDiags<'_>, doc: &DeTable<'_>, doc_span: &Range<usiz
             ci: Default::default(),
             notifications: Default::default(),
         };
+        return (project, false);
     };
     let span = get(doc, "project").map(Spanned::span).unwrap_or_default();
     check_keys(fd, p, "project", PROJECT_KEYS);
     let name = get_str(fd, p, "project", "name");
+    let named = name.as_ref().is_some_and(|(n, _)| is_lower_name(n));
     let name = match name {
         None => {
             if get(p, "name").is_none() {
@@ -158,14 +171,7 @@ fn read_project(fd: &mut FileDiags<'_>, doc: &DeTable<'_>, doc_span: &Range<usiz
         }
         Some((n, sp)) if !is_lower_name(&n) => {
             fd.error(Some(sp), Some("project.name"), format!("`{n}` is not a valid project name; use lowercase letters, digits and '-', starting with a letter"));
-            // A name in capitals stands in as written in lowercase, so that what follows
-            // reads as the user's project.
-            let lower = n.to_ascii_lowercase();
-            if is_lower_name(&lower) {
-                lower
-            } else {
-                UNNAMED.to_string()
-            }
+            UNNAMED.to_string()
         }
         Some((n, _)) => n,
     };
@@ -182,14 +188,15 @@ fn read_project(fd: &mut FileDiags<'_>, doc: &DeTable<'_>, doc_span: &Range<usiz
     let global_inputs = get_str_list(fd, p, "project", "global-inputs")
         .unwrap_or_else(|| vec![(PROJECT_FILE.into(), 0..0)]);
     let global_inputs = check_globs(fd, "project.global-inputs", global_inputs);
-    Project {
+    let project = Project {
         name,
         stack_name,
         services,
         global_inputs,
         ci: Default::default(),
         notifications: Default::default(),
-    }
+    };
+    (project, named)
 }
 
 /// `[notifications]`: webhooks (https URLs, or `ssm:<name>` of a parameter holding one: a
