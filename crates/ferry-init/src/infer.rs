@@ -211,11 +211,7 @@ pub(crate) fn links(
         // cannot): a file read only where it exists (`${file(x), ''}`), a dependency folder
         // not there, are said and left out.
         inputs.retain(|glob, why| {
-            let fixed: Vec<&str> = glob
-                .split('/')
-                .take_while(|seg| !seg.contains(['*', '?', '[', '{']))
-                .collect();
-            let fixed = fixed.join("/");
+            let fixed = ferry_manifest::fixed_start(glob);
             let there = fixed.is_empty() || std::fs::symlink_metadata(root.join(&fixed)).is_ok();
             if !there {
                 notes.push(format!(

@@ -35,7 +35,7 @@ pub use model::{
     Notifications, OnTestFailure, Package, Project, Service, ServiceKind, ServiceSummary, Site,
     StageConfig, Webhook, Workspace, run_value, ssm_full_name,
 };
-pub use owners::{Affected, Owners, OwnersError, ServiceSpec, has_wildcard};
+pub use owners::{Affected, Owners, OwnersError, ServiceSpec, fixed_start, has_wildcard};
 pub use reference::{OutputStage, Reference, ReferenceError, Segment, Template};
 pub use source::{FsSource, Source, normalize_relative, skipped_folder};
 pub use ssm_name::{

@@ -288,6 +288,15 @@ pub fn has_wildcard(glob: &str) -> bool {
     glob.contains(['*', '?', '[', '{'])
 }
 
+/// The folders (or file) a glob names before its first wildcard: `shared/lib` of
+/// `shared/lib/**`, the whole of a glob without one, empty for `**/*.json`.
+pub fn fixed_start(glob: &str) -> String {
+    glob.split('/')
+        .take_while(|seg| !has_wildcard(seg))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Whether `glob` may match a path below `folder` (or `folder` itself), judged one segment at
 /// a time: each of the folder's segments must match the glob's, until the glob's `**`.
 /// `{…}` alternatives are expanded first, as they may hold a `/`.

@@ -139,6 +139,14 @@ pub(super) fn check_graph(
     None
 }
 
+/// The stack-name pattern of a service: its own (a Serverless service's), else the project's.
+fn stack_pattern<'a>(project: &'a Project, d: &'a ServiceDraft) -> &'a str {
+    d.service
+        .stack_name
+        .as_deref()
+        .unwrap_or(&project.stack_name)
+}
+
 /// Reports every stack name, for each valid stage and service, that CloudFormation would refuse;
 /// with preview stages (`previews`), a service whose stack name leaves too little room for a
 /// preview stage's id.
@@ -160,12 +168,12 @@ pub(super) fn check_stack_names(
     let mut bad: BTreeSet<(&str, bool)> = BTreeSet::new();
     for stage in stages.keys().filter(|s| is_valid_stack_name(s)) {
         for d in drafts {
-            let pattern = d
-                .service
-                .stack_name
-                .as_deref()
-                .unwrap_or(&project.stack_name);
-            let name = render_stack_name(pattern, &project.name, &d.service.name, stage);
+            let name = render_stack_name(
+                stack_pattern(project, d),
+                &project.name,
+                &d.service.name,
+                stage,
+            );
             match owners.get(&name) {
                 // Two services of one name are reported as such (`check_duplicates`).
                 Some((first, _))
@@ -246,12 +254,8 @@ pub(super) fn check_stack_names(
 /// characters.
 fn check_preview_room(project: &Project, drafts: &[ServiceDraft], diags: &mut Vec<Diagnostic>) {
     for d in drafts {
-        let pattern = d
-            .service
-            .stack_name
-            .as_deref()
-            .unwrap_or(&project.stack_name);
-        let room = crate::stage::stage_room(pattern, &project.name, &d.service.name);
+        let room =
+            crate::stage::stage_room(stack_pattern(project, d), &project.name, &d.service.name);
         if room < MIN_PREVIEW_ID {
             let serverless = d.service.kind == crate::ServiceKind::Serverless;
             let shorten = if serverless {
@@ -575,11 +579,7 @@ fn submodule_paths(source: &dyn Source) -> Vec<String> {
 /// Why the input glob `glob` can never match a change, if it cannot. A path into a submodule
 /// (`submodules`) is taken as it is: a plan sees the submodule's commit move.
 fn input_problem(source: &dyn Source, submodules: &[String], glob: &str) -> Option<String> {
-    let fixed: Vec<&str> = glob
-        .split('/')
-        .take_while(|seg| !seg.contains(['*', '?', '[', '{']))
-        .collect();
-    let fixed = fixed.join("/");
+    let fixed = crate::owners::fixed_start(glob);
     if fixed.is_empty() {
         return None;
     }
