@@ -48,7 +48,9 @@ pub fn preflight(
     stage: &Stage,
     tree: &Tree,
 ) -> Result<Option<String>, PreflightError> {
-    if let Some(pr) = plan.pull_request.as_ref().filter(|_| plan.plan_only()) {
+    if let Some(pr) = &plan.pull_request
+        && !pr.deploys
+    {
         return Ok(Some(format!(
             "deployment is skipped for pull requests ({}); nothing was deployed",
             pr.source.as_deref().unwrap_or("pull request build")

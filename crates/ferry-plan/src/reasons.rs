@@ -150,10 +150,15 @@ pub(crate) fn from_changes(
 /// Reasons that come on top of what the diff said (a service counted unchanged is not, then).
 pub(crate) fn on_top(more: BTreeMap<String, Reason>, reasons: &mut Reasons) {
     for (service, reason) in more {
-        let r = reasons.entry(service).or_default();
-        r.retain(|x| !matches!(x, Reason::Unchanged { .. }));
-        r.push(reason);
+        add_on_top(reasons, service, reason);
     }
+}
+
+/// Gives `service` a reason to deploy on top of those it has: `unchanged` goes.
+fn add_on_top(reasons: &mut Reasons, service: String, reason: Reason) {
+    let r = reasons.entry(service).or_default();
+    r.retain(|x| !matches!(x, Reason::Unchanged { .. }));
+    r.push(reason);
 }
 
 /// What the stacks say comes on top of what git says: a stack deleted or changed outside Ferry
@@ -165,9 +170,7 @@ pub(crate) fn from_stacks(
 ) {
     for (service, reason) in stacks {
         if candidates.contains(service) {
-            let r = reasons.entry(service.clone()).or_default();
-            r.retain(|x| !matches!(x, Reason::Unchanged { .. }));
-            r.push(reason.clone());
+            add_on_top(reasons, service.clone(), reason.clone());
         }
     }
 }
@@ -185,9 +188,7 @@ pub(crate) fn dependents(graph: &DepGraph, reasons: &mut Reasons) {
             .intersection(&deploying)
             .cloned()
             .collect();
-        let r = reasons.entry(dependent).or_default();
-        r.retain(|x| !matches!(x, Reason::Unchanged { .. }));
-        r.push(Reason::Dependent { of });
+        add_on_top(reasons, dependent, Reason::Dependent { of });
     }
 }
 

@@ -104,9 +104,8 @@ pub(super) fn read_project_file(
     let doc = parse(&mut fd, &src)?;
     check_keys(&mut fd, doc.get_ref(), "", ROOT_KEYS);
 
-    let (project, named) = read_project(&mut fd, doc.get_ref(), &doc.span());
+    let (mut project, named) = read_project(&mut fd, doc.get_ref(), &doc.span());
     let (stages, default_stage) = read_stages(&mut fd, doc.get_ref());
-    let mut project = project;
     project.ci = read_ci(&mut fd, doc.get_ref(), &stages, default_stage.is_some());
     project.notifications =
         read_notifications(&mut fd, doc.get_ref(), &stages, default_stage.is_some());
@@ -497,7 +496,10 @@ fn read_ci(
             );
         }
     };
-    for (key, out) in [("branches", &mut rules.branches), ("tags", &mut rules.tags)] {
+    for (key, one, out) in [
+        ("branches", "branch", &mut rules.branches),
+        ("tags", "tag", &mut rules.tags),
+    ] {
         let Some(v) = get(t, key) else { continue };
         let Some(map) = v.get_ref().as_table() else {
             type_error(
@@ -529,7 +531,7 @@ fn read_ci(
                 fd.error(
                     Some(stage.span()),
                     Some(&full),
-                    format!("`{name}` is taken as one stage's name: placeholders are not filled in here, so every {} it matches would deploy to that one stage; name a stage (a preview per pull request is [ci] pull-requests = \"pr-{{number}}\")", key.trim_end_matches("es").trim_end_matches('s')),
+                    format!("`{name}` is taken as one stage's name: placeholders are not filled in here, so every {} it matches would deploy to that one stage; name a stage (a preview per pull request is [ci] pull-requests = \"pr-{{number}}\")", one),
                 );
                 continue;
             }
