@@ -12,11 +12,14 @@
 //!   re-exported here beside the diff it classifies.
 //! - [`CommitSource`]: the files of a commit as a `ferry_manifest::Source`, with tree ids as
 //!   content ids, so configuration can be loaded as it is at that commit.
+//! - [`WorktreeSource`] / [`load_worktree`]: the working tree as a source that knows what git
+//!   ignores, so that an input glob into an ignored folder (on disk, in no commit) is refused.
 
 pub mod lockfile;
 mod repo;
 mod snapshot;
 mod source;
+mod worktree;
 
 pub use ferry_manifest::{Affected, Owners, OwnersError, ServiceSpec};
 pub use git2::Oid;
@@ -25,3 +28,4 @@ pub use repo::{
 };
 pub use snapshot::{InputsAt, Made, ServiceInputs, Snapshot, key_differences};
 pub use source::CommitSource;
+pub use worktree::{WorktreeSource, load_worktree};

@@ -1060,3 +1060,39 @@ fn a_linked_project_file_is_refused_in_a_commit_as_on_disk() {
     assert_eq!(from_commit.0[0].to_string(), expected);
     assert_eq!(on_disk.0[0].to_string(), expected);
 }
+
+#[test]
+fn an_input_glob_into_an_ignored_folder_is_refused_from_the_working_tree() {
+    // `vendor/` is on disk but ignored: no commit, clone or plan holds its files. A file forced
+    // into an ignored folder is tracked, and taken.
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    )
+    .write(".gitignore", "vendor/\nbuild/\n")
+    .write("vendor/lib.py", "V = 1\n")
+    .write("build/forced.py", "F = 1\n")
+    .write("services/api/template.yaml", "Resources: {}\n")
+    .write(
+        "services/api/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\ninputs = [\"vendor/**\", \"build/forced.py\"]\n",
+    );
+    r.commit("first");
+    git(r.path(), &["add", "--force", "build/forced.py"]);
+    git(r.path(), &["commit", "--quiet", "-m", "forced"]);
+    let err = ferry_changes::load_worktree(r.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("service.inputs: `vendor/**` matches nothing git tracks: `vendor` is ignored"),
+        "{err}"
+    );
+    assert!(!err.contains("build/forced.py"), "{err}");
+    // Once the file in it is tracked, the glob is taken.
+    git(r.path(), &["add", "--force", "vendor/lib.py"]);
+    ferry_changes::load_worktree(r.path()).unwrap();
+    // The plain file-system load cannot know, and neither can a folder outside git.
+    std::fs::remove_dir_all(r.path().join(".git")).unwrap();
+    ferry_changes::load_worktree(r.path()).unwrap();
+}

@@ -31,7 +31,7 @@ impl LiveRefs {
             .lines()
             .filter_map(|l| l.split_whitespace().last())
             .collect();
-        let numbers_only = !lasts.is_empty() && lasts.iter().all(|r| number(r));
+        let numbers_only = !lasts.is_empty() && lasts.iter().all(|r| number(r).is_some());
         for line in text.lines() {
             let Some(r) = line.split_whitespace().last() else {
                 continue;
@@ -39,7 +39,7 @@ impl LiveRefs {
             if let Some(b) = r.strip_prefix("refs/heads/") {
                 branches.insert(b.to_string());
             } else if let Some(rest) = r.strip_prefix("refs/pull/") {
-                if let Some((n, _)) = rest.split_once('/').filter(|(n, _)| number(n)) {
+                if let Some(n) = rest.split_once('/').and_then(|(n, _)| number(n)) {
                     prs.insert(n.to_string());
                 }
             } else if r.starts_with("refs/") {
@@ -47,8 +47,8 @@ impl LiveRefs {
             } else if let Some(n) = r
                 .strip_prefix("pr/")
                 .or_else(|| r.strip_prefix('#'))
-                .or_else(|| (numbers_only && number(r)).then_some(r))
-                .filter(|n| number(n))
+                .or_else(|| numbers_only.then_some(r))
+                .and_then(number)
             {
                 prs.insert(n.to_string());
             } else {
@@ -62,9 +62,11 @@ impl LiveRefs {
     }
 }
 
-/// A pull request number: digits only.
-pub(crate) fn number(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
+/// A pull request number in its one written form: digits only, without leading zeros (`007`
+/// is pull request 7, so that both spellings name one preview stage), and not 0.
+pub(crate) fn number(s: &str) -> Option<&str> {
+    let n = s.trim_start_matches('0');
+    (!n.is_empty() && n.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())).then_some(n)
 }
 
 /// A branch or pull request that a CI event says is gone.
@@ -94,7 +96,7 @@ pub fn ended(var: &dyn Fn(&str) -> Option<String>, event: Option<&str>) -> Vec<E
         return match get("CODEBUILD_WEBHOOK_TRIGGER") {
             Some(t) if closing => t
                 .strip_prefix("pr/")
-                .filter(|n| number(n))
+                .and_then(number)
                 .map(|n| vec![Ended::PullRequest(n.to_string())])
                 .unwrap_or_default(),
             _ => Vec::new(),
@@ -135,10 +137,10 @@ mod tests {
     fn live_refs_from_ls_remote_and_lists() {
         let ls = "3e18202\trefs/heads/main\nabc\trefs/heads/feature/login\n\
                   def\trefs/tags/v1\n0a1\trefs/pull/42/head\n0a2\trefs/pull/7/merge\n\
-                  0a3\trefs/pull/x/head\n\n";
+                  0a3\trefs/pull/x/head\n0a4\trefs/pull/0099/head\n0a5\trefs/pull/0/head\n\n";
         let live = LiveRefs::parse(ls);
         assert_eq!(live.branches, set(&["feature/login", "main"]));
-        assert_eq!(live.pull_requests, set(&["42", "7"]));
+        assert_eq!(live.pull_requests, set(&["42", "7", "99"]));
         let plain = LiveRefs::parse("main\n#12\npr/13\n1234\n");
         assert_eq!(
             plain.branches,
@@ -149,6 +151,10 @@ mod tests {
         // What `gh pr list --json number -q '.[].number'` prints: pull requests only.
         assert_eq!(LiveRefs::parse("12\n7\n").branches, None);
         assert_eq!(LiveRefs::parse("12\n7\n").pull_requests, set(&["12", "7"]));
+        assert_eq!(
+            LiveRefs::parse("012\n07\n").pull_requests,
+            set(&["12", "7"])
+        );
         // Only branches: nothing is said about pull requests, and the other way round.
         assert_eq!(LiveRefs::parse("a\trefs/heads/main\n").pull_requests, None);
         assert_eq!(LiveRefs::parse("#5\n").branches, None);
@@ -175,6 +181,11 @@ mod tests {
             ("CODEBUILD_WEBHOOK_TRIGGER", "pr/42"),
         ]);
         assert!(ended(&open, None).is_empty());
+        let zeros = vars(&[
+            ("CODEBUILD_WEBHOOK_EVENT", "PULL_REQUEST_CLOSED"),
+            ("CODEBUILD_WEBHOOK_TRIGGER", "pr/042"),
+        ]);
+        assert_eq!(ended(&zeros, None), [Ended::PullRequest("42".into())]);
         let gh = vars(&[("GITHUB_EVENT_NAME", "pull_request")]);
         assert_eq!(
             ended(&gh, Some(r#"{"action": "closed", "number": 9}"#)),

@@ -132,15 +132,16 @@ impl StageRules {
                 let Some(pattern) = &self.pull_requests else {
                     return Err(NoRule::NoPullRequests(source));
                 };
-                // `pr/-1` would be pull request 1's stage, `pr/` every such build's.
-                if !crate::refs::number(id) {
+                // `pr/-1` would be pull request 1's stage, `pr/` every such build's, and
+                // `pr/007` another stage than `pr/7`'s.
+                let Some(number) = crate::refs::number(id) else {
                     return Err(NoRule::NoPullRequestNumber {
                         id: id.clone(),
                         source_var: source,
                     });
-                }
+                };
                 return Ok(StageMatch {
-                    stage: pattern.replace("{number}", id),
+                    stage: pattern.replace("{number}", number),
                     rule: format!("[ci] pull-requests = \"{pattern}\" ({source})"),
                 });
             }
@@ -283,6 +284,8 @@ mod tests {
             ("pr/-1", "`-1`"),
             ("pr/1/2", "`1/2`"),
             ("pr/abc", "`abc`"),
+            ("pr/0", "`0`"),
+            ("pr/000", "`000`"),
         ] {
             let err = r.stage_for(&codebuild(trigger)).unwrap_err();
             assert!(
@@ -318,6 +321,14 @@ mod tests {
                 "{vars:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_pull_request_number_has_one_stage_however_written() {
+        let r = rules();
+        let seven = r.stage_for(&codebuild("pr/7")).unwrap().stage;
+        assert_eq!(r.stage_for(&codebuild("pr/007")).unwrap().stage, seven);
+        assert_ne!(r.stage_for(&codebuild("pr/70")).unwrap().stage, seven);
     }
 
     #[test]

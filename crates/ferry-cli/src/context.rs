@@ -53,7 +53,7 @@ impl Ctx {
         if let Some(ws) = self.workspace.get() {
             return Ok(ws);
         }
-        let ws = ferry_manifest::load(&self.root).with_context(|| {
+        let ws = ferry_changes::load_worktree(&self.root).with_context(|| {
             format!(
                 "failed to load the Ferry configuration of {}",
                 self.root.display()

@@ -31,6 +31,12 @@ pub trait Source {
     fn not_a_file(&self, _path: &str) -> Option<String> {
         None
     }
+    /// Whether git ignores `path` and tracks nothing at or below it: no commit holds its files
+    /// and no `git status` lists them, so no plan ever sees them change. Only a working tree
+    /// read beside its repository knows (a commit holds no ignored file).
+    fn ignored(&self, _path: &str) -> bool {
+        false
+    }
 }
 
 /// Where the symbolic link at `path` points, as a repository-relative path; `None` when its

@@ -624,5 +624,13 @@ fn input_problem(source: &dyn Source, submodules: &[String], glob: &str) -> Opti
             "`{glob}` matches nothing: the repository has no `{fixed}` (paths are relative to the repository's root, and letter case counts); correct it, or remove it"
         ));
     }
+    // On disk but never committed: it passes here and matches nothing in a clone. (Ferry's
+    // own `ferry.toml`, a global input by default, ignored is what `validate` warns of with
+    // the other configuration files a clone will lack.)
+    if fixed != super::PROJECT_FILE && source.ignored(&fixed) {
+        return Some(format!(
+            "`{glob}` matches nothing git tracks: `{fixed}` is ignored (.gitignore, .git/info/exclude or core.excludesFile), so no commit holds its files and no plan sees them change; name the tracked files it is built from, or stop ignoring `{fixed}` and commit it"
+        ));
+    }
     None
 }
