@@ -238,3 +238,41 @@ fn init_says_when_a_template_it_found_would_be_refused() {
     assert!(out.contains("Dlq.TemplateURL"), "{out}");
     assert!(!out.contains("next: "), "{out}");
 }
+
+/// A file a Serverless configuration reads with `${file(…)}` from a folder git ignores (secrets
+/// kept out of the repository) is no input: no commit holds it, and validate would refuse it.
+/// Init says so and leaves it out, and what it wrote validates.
+#[test]
+fn init_leaves_out_an_input_git_ignores() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    ferry_test_support::git(root, &["init", "--quiet"]);
+    file(root, ".gitignore", "secrets/\n");
+    file(root, "secrets/dev.yml", "token: not-in-git\n");
+    file(root, "shared/config.yml", "level: info\n");
+    file(
+        root,
+        "services/api/serverless.yml",
+        "service: api\nprovider:\n  name: aws\n  runtime: nodejs18.x\ncustom:\n  secrets: ${file(../../secrets/dev.yml)}\n  shared: ${file(../../shared/config.yml)}\nfunctions:\n  hello:\n    handler: handler.hello\n",
+    );
+    file(
+        root,
+        "services/api/handler.js",
+        "exports.hello = async () => ({});\n",
+    );
+    let (code, out, err) = run(&mut xtask(root, &["init", "--no-runner"]), None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("but git ignores `secrets/dev.yml` and tracks nothing there: no commit holds it, so no plan sees it change; left out of inputs"),
+        "{out}"
+    );
+    assert!(out.contains("next: `ferry validate`"), "{out}");
+    let manifest = std::fs::read_to_string(root.join("services/api/service.toml")).unwrap();
+    assert!(
+        manifest.contains("shared/config.yml") && !manifest.contains("secrets"),
+        "{manifest}"
+    );
+    let (code, _, err) = run(&mut xtask(root, &["validate"]), None);
+    assert_eq!(code, 0, "{err}");
+}

@@ -10,7 +10,7 @@ mod rules;
 
 use serde::Serialize;
 
-pub use refs::{Ended, LiveRefs, ended};
+pub use refs::{Ended, LiveRefs, ended, pull_request_number};
 pub use rules::{CiStage, NoRule, StageMatch, StageRules, glob_match};
 
 /// The CI system, or none.

@@ -31,7 +31,7 @@ impl LiveRefs {
             .lines()
             .filter_map(|l| l.split_whitespace().last())
             .collect();
-        let numbers_only = !lasts.is_empty() && lasts.iter().all(|r| number(r).is_some());
+        let numbers_only = !lasts.is_empty() && lasts.iter().all(|r| digits(r));
         for line in text.lines() {
             let Some(r) = line.split_whitespace().last() else {
                 continue;
@@ -48,9 +48,12 @@ impl LiveRefs {
                 .strip_prefix("pr/")
                 .or_else(|| r.strip_prefix('#'))
                 .or_else(|| numbers_only.then_some(r))
-                .and_then(number)
+                .filter(|n| digits(n))
             {
-                prs.insert(n.to_string());
+                // Written as a pull request: one (`#07` is 7), or none (`#0`), never a branch.
+                if let Some(n) = number(n) {
+                    prs.insert(n.to_string());
+                }
             } else {
                 branches.insert(r.to_string());
             }
@@ -62,12 +65,20 @@ impl LiveRefs {
     }
 }
 
-/// A pull request number in its one written form: digits only, without leading zeros (`007`
-/// is pull request 7, so that both spellings name one preview stage), and not 0.
-pub(crate) fn number(s: &str) -> Option<&str> {
-    let n = s.trim_start_matches('0');
-    (!n.is_empty() && n.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())).then_some(n)
+/// Whether `s` is written as a number: digits only (`0` and `007` too).
+fn digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
+
+/// A pull request number in its one written form: digits only, without leading zeros (`007`
+/// is pull request 7, so that both spellings name one preview stage and one pull request to
+/// `previews prune`), and not 0, which no pull request has.
+pub fn pull_request_number(s: &str) -> Option<&str> {
+    let n = s.trim_start_matches('0');
+    (digits(s) && !n.is_empty() && n.len() <= 20).then_some(n)
+}
+
+pub(crate) use pull_request_number as number;
 
 /// A branch or pull request that a CI event says is gone.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -111,6 +122,7 @@ pub fn ended(var: &dyn Fn(&str) -> Option<String>, event: Option<&str>) -> Vec<E
     match name.as_str() {
         "pull_request" | "pull_request_target" if json["action"] == "closed" => json["number"]
             .as_u64()
+            .filter(|n| *n > 0)
             .map(|n| vec![Ended::PullRequest(n.to_string())])
             .unwrap_or_default(),
         "delete" if json["ref_type"] == "branch" => json["ref"]
@@ -155,6 +167,11 @@ mod tests {
             LiveRefs::parse("012\n07\n").pull_requests,
             set(&["12", "7"])
         );
+        // 0 is no pull request, and does not make a list of numbers one of branches.
+        let zero = LiveRefs::parse("12\n0\n");
+        assert_eq!((zero.branches, zero.pull_requests), (None, set(&["12"])));
+        let zero = LiveRefs::parse("main\npr/0\n#0\n");
+        assert_eq!((zero.branches, zero.pull_requests), (set(&["main"]), None));
         // Only branches: nothing is said about pull requests, and the other way round.
         assert_eq!(LiveRefs::parse("a\trefs/heads/main\n").pull_requests, None);
         assert_eq!(LiveRefs::parse("#5\n").branches, None);
@@ -192,6 +209,7 @@ mod tests {
             [Ended::PullRequest("9".into())]
         );
         assert!(ended(&gh, Some(r#"{"action": "synchronize", "number": 9}"#)).is_empty());
+        assert!(ended(&gh, Some(r#"{"action": "closed", "number": 0}"#)).is_empty());
         assert!(ended(&gh, Some("not json")).is_empty());
         let del = vars(&[("GITHUB_EVENT_NAME", "delete")]);
         assert_eq!(

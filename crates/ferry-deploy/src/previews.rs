@@ -82,11 +82,12 @@ pub fn records_root(ws: &Workspace) -> Option<String> {
     }
 }
 
-/// The pull request number of a preview named by `[ci] pull-requests` (e.g. `pr-{number}`).
+/// The pull request number of a preview named by `[ci] pull-requests` (e.g. `pr-{number}`), in
+/// the form CI events and live refs give it (`pr-07` is pull request 7's; `pr-0` none's).
 pub fn pull_request_of(pattern: Option<&str>, name: &str) -> Option<String> {
     let (prefix, suffix) = pattern?.split_once("{number}")?;
     let n = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
-    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then(|| n.to_string())
+    ferry_ci::pull_request_number(n).map(String::from)
 }
 
 /// Every preview stage of the project: stacks tagged with the project and a stage id that is no
@@ -467,6 +468,30 @@ mod tests {
         assert_eq!(
             deleted("feature/signup"),
             ["feature-signup: branch `feature/signup` was deleted"]
+        );
+        // A preview written with leading zeros (`deploy pr-07`) is pull request 7's, as CI's
+        // events and live refs name it; `pr-0` is no pull request's.
+        let zeros = [
+            preview(&ws, "pr-07", Some(now - day)),
+            preview(&ws, "pr-0", Some(now - day)),
+        ];
+        assert_eq!(zeros[1].pull_request, None);
+        let pruned = |evidence: Evidence| names(&to_prune(&ws, &zeros, &evidence));
+        assert_eq!(
+            pruned(Evidence {
+                ended: vec![Ended::PullRequest("7".into())],
+                now,
+                ..Default::default()
+            }),
+            ["pr-07: pull request #7 was closed"]
+        );
+        assert!(
+            pruned(Evidence {
+                live: Some(LiveRefs::parse("7\n")),
+                now,
+                ..Default::default()
+            })
+            .is_empty()
         );
         // No evidence, nothing pruned.
         assert!(

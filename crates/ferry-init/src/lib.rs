@@ -90,6 +90,27 @@ impl Scan {
             .max_by_key(|(_, n)| *n)
             .map_or_else(|| "us-east-1".to_string(), |(r, _)| r.to_string())
     }
+
+    /// Leaves out each inferred input whose fixed start (`secrets` of `secrets/**`) git
+    /// ignores, with nothing in it tracked, as `ignored` says: a file a Serverless configuration
+    /// reads with `${file(…)}` is often a secret kept out of git. No commit holds it, so no plan
+    /// could see it change, and `validate` refuses such an input. Each is noted.
+    pub fn leave_out_ignored(&mut self, ignored: impl Fn(&str) -> bool) {
+        for s in &mut self.services {
+            let notes = &mut self.notes;
+            s.inputs.retain(|glob, why| {
+                let fixed = ferry_manifest::fixed_start(glob);
+                let keep = fixed.is_empty() || !ignored(&fixed);
+                if !keep {
+                    notes.push(format!(
+                        "{}: {why}, but git ignores `{fixed}` and tracks nothing there: no commit holds it, so no plan sees it change; left out of inputs (commit it, or keep what it holds in SSM)",
+                        s.dir
+                    ));
+                }
+                keep
+            });
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -499,6 +499,7 @@ fn notes(
     let ci = &req.ci;
     let pull_request = match &ci.trigger {
         ferry_ci::Trigger::PullRequest { id } => {
+            let id = ferry_ci::pull_request_number(id).unwrap_or(id);
             let source = ci.trigger_source.clone();
             let shown = source.as_deref().unwrap_or("pull request build");
             notes.push(if req.from_ci {
@@ -512,7 +513,7 @@ fn notes(
                 )
             });
             Some(PullRequest {
-                id: id.clone(),
+                id: id.to_string(),
                 source,
                 deploys: req.from_ci,
             })

@@ -43,7 +43,9 @@ fn own_source() -> String {
 
 pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     let root = &ctx.root;
-    let scan = ferry_init::scan(root)?;
+    let mut scan = ferry_init::scan(root)?;
+    let worktree = ferry_changes::WorktreeSource::new(root);
+    scan.leave_out_ignored(|path| ferry_manifest::Source::ignored(&worktree, path));
     let rows: Vec<[String; 4]> = scan
         .services
         .iter()
@@ -124,7 +126,7 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     // What init cannot make valid by itself (a Serverless service name CloudFormation refuses
     // in a stack name, a path out of the repository, a template a deploy would refuse) is
     // said now, not at the first deploy: validate's checks, the templates' included.
-    let problems: Vec<String> = match ferry_manifest::load(root) {
+    let problems: Vec<String> = match ferry_changes::load_worktree(root) {
         Err(e) => e.to_string().lines().map(String::from).collect(),
         Ok(ws) => ferry_package::check_templates(&ws, &ws.services)
             .iter()
