@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
     name = "cargo xtask",
     bin_name = "cargo xtask",
     version,
+    propagate_version = true,
     max_term_width = 100
 )]
 struct Cli {

@@ -67,6 +67,21 @@ fn help_lists_every_command_with_one_line() {
 }
 
 #[test]
+fn the_version_is_printed_alone_or_after_a_command() {
+    let version = env!("CARGO_PKG_VERSION");
+    let (code, out, _) = run(&mut xtask(&["-V"]));
+    assert_eq!(
+        (code, out.as_str()),
+        (0, format!("cargo xtask {version}\n").as_str())
+    );
+    for args in [&["plan", "-V"][..], &["param", "get", "--version"]] {
+        let (code, out, err) = run(&mut xtask(args));
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.trim_end().ends_with(version), "{args:?}: {out}");
+    }
+}
+
+#[test]
 fn usage_errors_exit_2() {
     assert_eq!(run(&mut xtask(&["no-such-command"])).0, 2);
     assert_eq!(run(&mut xtask(&["services", "--format", "yaml"])).0, 2);

@@ -294,7 +294,7 @@ impl CiContext {
                 command: command.to_string(),
                 stage: stage.to_string(),
                 detail,
-                pull_request: id.clone(),
+                pull_request: refs::pull_request_number(id).unwrap_or(id).to_string(),
                 trigger_source: self.trigger_source.clone().unwrap_or_default(),
             }),
             _ => Ok(()),
@@ -480,6 +480,19 @@ mod tests {
         assert_eq!(
             pr.trigger_source.as_deref(),
             Some("CODEBUILD_WEBHOOK_TRIGGER=pr/42")
+        );
+        // A refusal names the pull request in its one form, the trigger as CI wrote it.
+        let zeros = ctx(&[
+            ("CODEBUILD_BUILD_ID", "shop:1235"),
+            ("CODEBUILD_WEBHOOK_TRIGGER", "pr/042"),
+        ]);
+        let refused = zeros.check_may_change("deploy", "prod", false).unwrap_err();
+        assert_eq!(refused.pull_request, "42");
+        assert!(
+            refused
+                .to_string()
+                .contains("pull request 42 (CODEBUILD_WEBHOOK_TRIGGER=pr/042)"),
+            "{refused}"
         );
 
         let branch = ctx(&[

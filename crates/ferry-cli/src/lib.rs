@@ -88,7 +88,7 @@ impl App {
 /// Ferry deploys a monorepo of serverless services: it finds what changed, deploys it in
 /// dependency order with each stage's credentials, and proves each stage with acceptance tests.
 #[derive(Debug, Parser)]
-#[command(version, max_term_width = 100)]
+#[command(version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
