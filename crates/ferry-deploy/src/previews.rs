@@ -245,7 +245,10 @@ pub fn duration(secs: u64) -> String {
 /// The previews the evidence says are gone, each with its first reason. A preview named after
 /// a branch is alive while a live branch has its name (or its stage id); one named by the
 /// pull-requests pattern while its number is live. A kind of ref the live list does not mention
-/// at all is not judged, and a preview with no known deploy time never expires.
+/// at all is not judged, and a preview with no known deploy time never expires. A preview that
+/// a `[ci] branches` or `tags` rule deploys (`"*" = "sandbox"`, `"v*" = "candidate"`) is no
+/// one branch's: many refs share it, and tags are in no list of branches, so only its age
+/// judges it.
 pub fn to_prune<'p>(
     ws: &Workspace,
     previews: &'p [Preview],
@@ -262,10 +265,21 @@ pub fn to_prune<'p>(
         .as_ref()
         .and_then(|l| l.branches.as_ref())
         .map(branch_ids);
+    let ci = &ws.project.ci;
+    let by_rule: BTreeSet<String> = ci
+        .branches
+        .iter()
+        .chain(&ci.tags)
+        .filter_map(|(_, stage)| ws.stage(stage).ok())
+        .filter(|s| s.preview)
+        .map(|s| s.id)
+        .collect();
     previews
         .iter()
         .filter_map(|p| {
+            let ruled = p.pull_request.is_none() && by_rule.contains(&p.id);
             let ended = evidence.ended.iter().find(|e| match (e, &p.pull_request) {
+                _ if ruled => false,
                 (Ended::PullRequest(n), Some(pr)) => n == pr,
                 // By its name when known (another branch may share its id); by its id only
                 // when its name is not known.
@@ -277,7 +291,7 @@ pub fn to_prune<'p>(
             if let Some(e) = ended {
                 return Some((p, Gone::Ended(e.clone())));
             }
-            if let Some(live) = &evidence.live {
+            if let Some(live) = evidence.live.as_ref().filter(|_| !ruled) {
                 match (&p.pull_request, &live.pull_requests, &live.branches) {
                     (Some(pr), Some(prs), _) if !prs.contains(pr) => {
                         return Some((p, Gone::PullRequestNotLive(pr.clone())));
@@ -349,7 +363,7 @@ mod tests {
         let r = ferry_test_support::TestRepo::new();
         r.write(
             "ferry.toml",
-            "[project]\nname = \"p\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.\"*\"]\nregion = \"us-east-1\"\n\n[ci]\npull-requests = \"pr-{number}\"\n",
+            "[project]\nname = \"p\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.\"*\"]\nregion = \"us-east-1\"\n\n[ci]\npull-requests = \"pr-{number}\"\nbranches = { main = \"dev\", \"*\" = \"Sandbox\" }\ntags = { \"v*\" = \"candidate\" }\n",
         )
         .write("services/a/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
         .write(
@@ -492,6 +506,37 @@ mod tests {
                 ..Default::default()
             })
             .is_empty()
+        );
+        // Previews a [ci] rule deploys are shared by every ref it matches (tags are in no list
+        // of branches): neither a list of live branches, nor a deleted branch of the same
+        // name, judges them; their age does. (The rule names `Sandbox`; a deploy by hand as
+        // `sandbox` has the same id.)
+        let ruled = [
+            preview(&ws, "sandbox", Some(now - 10 * day)),
+            preview(&ws, "candidate", Some(now - day)),
+        ];
+        let pruned = |evidence: Evidence| names(&to_prune(&ws, &ruled, &evidence));
+        assert!(
+            pruned(Evidence {
+                live: Some(LiveRefs::parse(
+                    "a\trefs/heads/main\nb\trefs/heads/feature/x\n"
+                )),
+                ended: vec![
+                    Ended::Branch("sandbox".into()),
+                    Ended::Branch("candidate".into())
+                ],
+                now,
+                ..Default::default()
+            })
+            .is_empty()
+        );
+        assert_eq!(
+            pruned(Evidence {
+                ttl_secs: Some(7 * day),
+                now,
+                ..Default::default()
+            }),
+            ["sandbox: last deployed 10d 0h ago, not less than the TTL of 7d 0h"]
         );
         // No evidence, nothing pruned.
         assert!(

@@ -471,7 +471,9 @@ async fn empty_buckets(
 
 /// Logical ids of the resources a template keeps when its stack is deleted (`DeletionPolicy`
 /// `Retain` or `RetainExceptOnCreate`). A template that cannot be read retains everything it
-/// might: nothing is emptied on a guess.
+/// might, and so does a policy that is not a plain word (`!Ref KeepData` under
+/// `AWS::LanguageExtensions`, when the template read is not the processed one): nothing is
+/// emptied on a guess.
 pub fn retained_resources(template: &str) -> std::collections::BTreeSet<String> {
     let Ok(t) = ferry_package::parse_template(template) else {
         return std::iter::once("*".to_string()).collect();
@@ -481,10 +483,10 @@ pub fn retained_resources(template: &str) -> std::collections::BTreeSet<String> 
         .map(|r| {
             r.iter()
                 .filter(|(_, v)| {
-                    matches!(
-                        v.get("DeletionPolicy").and_then(|p| p.as_str()),
-                        Some("Retain" | "RetainExceptOnCreate")
-                    )
+                    v.get("DeletionPolicy").is_some_and(|p| {
+                        p.as_str()
+                            .is_none_or(|p| matches!(p, "Retain" | "RetainExceptOnCreate"))
+                    })
                 })
                 .map(|(k, _)| k.clone())
                 .collect()
@@ -557,6 +559,20 @@ mod tests {
             .iter()
             .map(|n| (n.to_string(), format!("{n}-dev")))
             .collect()
+    }
+
+    #[test]
+    fn a_bucket_is_kept_unless_its_template_plainly_lets_it_go() {
+        let template = r#"{"Resources": {
+            "Plain": {"Type": "AWS::S3::Bucket"},
+            "Deleted": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Delete"},
+            "Kept": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain"},
+            "KeptOnCreate": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "RetainExceptOnCreate"},
+            "ByParameter": {"Type": "AWS::S3::Bucket", "DeletionPolicy": {"Ref": "KeepData"}}
+        }}"#;
+        let kept: Vec<String> = super::retained_resources(template).into_iter().collect();
+        assert_eq!(kept, ["ByParameter", "Kept", "KeptOnCreate"]);
+        assert!(super::retained_resources("not: [a template").contains("*"));
     }
 
     #[test]

@@ -54,6 +54,15 @@ pub enum StageError {
         id: String,
         named: String,
     },
+    #[error(
+        "stage `{name}` is not configured in ferry.toml, and as a preview stage (id `{id}`) it would keep its records and lock at `{path}`, the records-path of the named stage `{named}`: it would take that stage's lock and records; use another preview name, or give `{named}` a records-path no preview id gives (outside the previews' /ferry/<project>/<stage id>/)"
+    )]
+    TakesNamedStageRecords {
+        name: String,
+        id: String,
+        path: String,
+        named: String,
+    },
 }
 
 /// `name` as a TOML key: bare when it can be, else quoted (`"feature/x"`).
@@ -252,6 +261,22 @@ impl Workspace {
                 name: name.into(),
                 id,
                 named: named.clone(),
+            });
+        }
+        // A named stage's records-path, set by hand, may be where this id keeps its records
+        // (`[stages.prod] records-path = "/ferry/shop/production/"`, the preview `production`).
+        let path = records_path(&self.project.name, config, &id);
+        if let Some(named) = self
+            .stages
+            .iter()
+            .find(|(n, c)| records_path(&self.project.name, c, n) == path)
+            .map(|(n, _)| n.clone())
+        {
+            return Err(StageError::TakesNamedStageRecords {
+                name: name.into(),
+                id,
+                path,
+                named,
             });
         }
         Ok(Stage {
