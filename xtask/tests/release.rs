@@ -975,6 +975,42 @@ fn promote_rollback_and_approve_write_nothing_while_another_run_holds_the_stage(
     assert!(records(p, "prod").is_empty());
 }
 
+/// A protected stage changes only from a commit: promote, rollback and approve take its
+/// configuration, the parameters and the tests from the checkout, as deploy does. Before, only
+/// deploy refused an uncommitted edit; the others deployed it, and recorded a clean tree.
+#[test]
+fn promote_rollback_and_approve_refuse_a_protected_stage_from_a_dirty_tree() {
+    let p = "rel-dirty";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    r.write(
+        "services/app/service.toml",
+        &format!(
+            "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nQueue = \"unreviewed\"\n\n[package.artifacts]\nFn = \"src\"\n{ACCEPTANCE}"
+        ),
+    );
+    for args in [
+        vec!["promote", "staging", "prod"],
+        vec!["promote", "staging", "prod", "--review"],
+        vec!["rollback", "prod"],
+        vec!["approve", "prod", "20261202-000000.000-0000000"],
+    ] {
+        let (_, err) = fails(&r, v, &args);
+        assert!(
+            err.contains("stage `prod` is protected and the working tree has uncommitted changes (services/app/service.toml)"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(records(p, "prod").is_empty());
+    // Committed, the same promote goes ahead.
+    r.commit("app reads a fixed value");
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    ok(&r, v, &["promote", "staging", "prod"]);
+    assert_eq!(records(p, "prod").len(), 3);
+}
+
 /// A step that fails after the stacks moved (here the outputs file, whose path a folder takes)
 /// is said, and the run still writes its release (and a deploy its Markdown report), then exits
 /// 1 naming the step.
@@ -1207,14 +1243,23 @@ fn tests_edited_in_the_checkout_record_nothing_and_the_gate_holds() {
         Some(false),
         "the record still says failed"
     );
+    // Nor does the edit reach the protected prod: a checkout with uncommitted changes does
+    // not promote there.
+    let (_, err) = fails(&r, v, &["promote", "staging", "prod", "--review"]);
+    assert!(
+        err.contains("stage `prod` is protected and the working tree has uncommitted changes (services/app/service.toml)"),
+        "{err}"
+    );
+
+    // Put back: the gate holds, as the record still says failed.
+    std::fs::write(&manifest, &committed).unwrap();
     let (_, err) = fails(&r, v, &["promote", "staging", "prod", "--review"]);
     assert!(
         err.contains("app: its acceptance tests failed in `staging`"),
         "{err}"
     );
 
-    // Put back, the checkout is what deployed it: a real pass is recorded.
-    std::fs::write(&manifest, &committed).unwrap();
+    // The checkout is what deployed it: a real pass is recorded.
     std::fs::remove_file(v.join("staging-app")).unwrap();
     ok(&r, v, &["test-acceptance", "staging", "--service", "app"]);
     assert_eq!(
@@ -1279,6 +1324,41 @@ fn a_rollback_whose_tests_fail_says_the_stacks_are_back() {
     // Indeed nothing is left to deploy there.
     let (out, _) = ok(&r, v, &["rollback", "staging", "--to", &to]);
     assert!(out.contains("nothing to do"), "{out}");
+}
+
+/// A rollback returns what the stage runs to earlier packages; it does not undo a `remove`. A
+/// service of the target release that was removed since, from the stage and the checkout, is
+/// left out and said. Before, it refused the whole rollback and advised checking out a commit
+/// that has the service, which would have created its stack again.
+#[test]
+fn a_rollback_leaves_out_a_service_removed_since() {
+    let p = "rel-back-removed";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    r.write(
+        "services/extra/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write("services/extra/t.yaml", TOPIC);
+    let first = r.commit("extra").to_string();
+    ok(&r, v, &["deploy", "dev", "--test"]);
+    r.remove("services/extra");
+    r.commit("no extra");
+    ok(&r, v, &["remove", "dev", "--orphans"]);
+    r.write("services/base/t.yaml", &format!("{QUEUE}# v2\n"));
+    r.commit("base v2");
+    ok(&r, v, &["deploy", "dev", "--test"]);
+    let (out, err) = ok(&r, v, &["rollback", "dev"]);
+    let said = format!("{out}{err}");
+    assert!(
+        said.lines().any(|l| l.contains("extra: in release ")
+            && l.ends_with("but removed from the stage and the checkout since: not brought back")),
+        "{said}"
+    );
+    let now = records(p, "dev");
+    assert!(!now.contains_key("extra"), "{now:?}");
+    assert_eq!(now["base"].commit, first);
 }
 
 #[test]

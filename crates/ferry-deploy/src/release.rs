@@ -1021,6 +1021,9 @@ pub struct Rollback {
     pub selection: Selection,
     /// Services the stage runs that the target release does not have: left as they are.
     pub left: Vec<String>,
+    /// Services of the target release removed since, from the stage and the checkout: not
+    /// brought back.
+    pub removed: Vec<String>,
     pub prepared: Option<Prepared>,
 }
 
@@ -1077,6 +1080,15 @@ pub async fn prepare_rollback(
     if let Some(only) = only {
         differs.retain(|s| only.contains(s));
     }
+    // A service of the release that was removed since (no record in the stage, and gone from
+    // the checkout) is not brought back: a rollback returns what the stage runs to earlier
+    // packages, it does not undo a `remove`. One the stage still runs needs its configuration.
+    let removed: Vec<String> = differs
+        .iter()
+        .filter(|s| ws.service(s).is_none() && !current.contains_key(*s))
+        .cloned()
+        .collect();
+    differs.retain(|s| !removed.contains(s));
     let gone: Vec<String> = differs
         .iter()
         .filter(|s| ws.service(s).is_none())
@@ -1144,6 +1156,7 @@ pub async fn prepare_rollback(
             why,
         },
         left,
+        removed,
         prepared,
         target,
     })

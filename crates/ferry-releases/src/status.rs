@@ -30,8 +30,9 @@ pub struct Cell {
     /// `passed`, `failed`, `not-run`, or `none` (the service has no acceptance tests).
     pub tests: &'static str,
     pub release: Option<String>,
-    /// Whether it runs the same package as in the stage before it in the matrix (`None` in the
-    /// first stage, or when the stage before has no record of it).
+    /// Whether it runs the same package as in the stage this one promotes from (`promote-from`,
+    /// when that stage is shown), else as in the stage before it in the matrix; `None` when
+    /// there is none, or that stage has no record of it.
     pub same_as_previous: Option<bool>,
 }
 
@@ -110,10 +111,12 @@ pub fn same_package(a: &Record, b: &Record) -> bool {
 }
 
 /// The matrix of `services` (plus any service only a record names) × `stages` (name and records,
-/// in promotion order).
+/// in promotion order). `promotes_from` gives a stage's `promote-from`: a cell is compared with
+/// that stage's, not with an unrelated stage that happens to sit before it.
 pub fn matrix(
     stages: &[(String, BTreeMap<String, Record>)],
     services: &[String],
+    promotes_from: &BTreeMap<String, String>,
     untested: &dyn Fn(&str) -> bool,
 ) -> Matrix {
     let mut names: Vec<String> = services.to_vec();
@@ -128,9 +131,13 @@ pub fn matrix(
         .into_iter()
         .map(|service| {
             let mut cells = BTreeMap::new();
-            let mut previous: Option<Option<&Record>> = None;
-            for (stage, records) in stages {
-                let r = records.get(&service);
+            let row: Vec<Option<&Record>> = stages.iter().map(|(_, rs)| rs.get(&service)).collect();
+            for (i, (stage, _)) in stages.iter().enumerate() {
+                let r = row[i];
+                let base = promotes_from
+                    .get(stage)
+                    .and_then(|from| stages.iter().position(|(s, _)| s == from))
+                    .or_else(|| i.checked_sub(1));
                 let cell = r.map(|r| Cell {
                     commit: r.commit.clone(),
                     dirty: r.dirty,
@@ -139,13 +146,9 @@ pub fn matrix(
                     deployed_at: r.deployed_at,
                     tests: tests_of(r, untested(&service)),
                     release: r.release.clone(),
-                    same_as_previous: match previous {
-                        Some(Some(p)) => Some(same_package(p, r)),
-                        _ => None,
-                    },
+                    same_as_previous: base.and_then(|j| row[j]).map(|p| same_package(p, r)),
                 });
                 cells.insert(stage.clone(), cell);
-                previous = Some(r);
             }
             Row {
                 service,

@@ -296,6 +296,7 @@ fn the_matrix_says_what_differs_from_the_stage_before() {
             ("prod".into(), BTreeMap::new()),
         ],
         &["api".into(), "db".into(), "web".into()],
+        &BTreeMap::new(),
         &|s| s == "db",
     );
     let cell = |svc: usize, stage: &str| m.services[svc].stages[stage].clone();
@@ -307,6 +308,43 @@ fn the_matrix_says_what_differs_from_the_stage_before() {
     assert_eq!(cell(0, "prod"), None);
     assert_eq!(m.services[2].service, "web");
     assert!(m.services[2].stages.values().all(Option::is_none));
+}
+
+#[test]
+fn the_matrix_compares_a_stage_with_the_one_it_promotes_from() {
+    // dev, a sandbox beside the chain, staging (promote-from dev), gated (promote-from
+    // staging, nothing deployed yet) and prod (promote-from staging), in promotion order.
+    let stage = |t: &str| -> BTreeMap<String, Record> {
+        BTreeMap::from([("api".to_string(), record("api", t, Some(true)))])
+    };
+    let m = matrix(
+        &[
+            ("dev".into(), stage("t2")),
+            ("sandbox".into(), stage("t9")),
+            ("staging".into(), stage("t2")),
+            ("gated".into(), BTreeMap::new()),
+            ("prod".into(), stage("t1")),
+        ],
+        &["api".into()],
+        &BTreeMap::from([
+            ("staging".to_string(), "dev".to_string()),
+            ("gated".to_string(), "staging".to_string()),
+            ("prod".to_string(), "staging".to_string()),
+        ]),
+        &|_| false,
+    );
+    let same = |stage: &str| {
+        m.services[0].stages[stage]
+            .as_ref()
+            .unwrap()
+            .same_as_previous
+    };
+    // Not against the sandbox before it, nor the empty gated column: against their source.
+    assert_eq!(same("staging"), Some(true));
+    assert_eq!(same("prod"), Some(false));
+    // A stage outside the chain is compared with the one before it.
+    assert_eq!(same("sandbox"), Some(false));
+    assert_eq!(same("dev"), None);
 }
 
 #[test]

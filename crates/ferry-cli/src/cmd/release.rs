@@ -461,6 +461,12 @@ async fn rollback_to(
             rb.target.id
         ));
     }
+    for s in &rb.removed {
+        run.clock.say(&format!(
+            "{s}: in release {}, but removed from the stage and the checkout since: not brought back",
+            rb.target.id
+        ));
+    }
     // Named by hand (`--to`): the default target is always one whose tests passed.
     if let ferry_releases::Tests::Failed(failed) = rb.target.tests_of(only) {
         run.clock.say(&format!(
@@ -666,6 +672,25 @@ async fn source_stage(ctx: &Ctx, from: ferry_manifest::Stage) -> anyhow::Result<
     })
 }
 
+/// A protected stage changes only from a commit, as `deploy` has it: `promote`, `rollback` and
+/// `approve` take the stage's configuration, the services' parameters and the tests from the
+/// checkout, so uncommitted changes there would reach the stage unreviewed. (A checkout that is
+/// no git repository, a pipeline's source archive, is taken as it is: the packages carry their
+/// own commits, where a `deploy` would have none to record.)
+fn clean_if_protected(
+    ctx: &Ctx,
+    ws: &ferry_manifest::Workspace,
+    stage: &ferry_manifest::Stage,
+) -> anyhow::Result<()> {
+    if stage.config.protected {
+        let (tree, _) = ferry_deploy::Tree::read(ws, ctx.ci())?;
+        if tree != ferry_deploy::Tree::NotGit {
+            ferry_deploy::preflight_tree(ws, stage, &tree)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn promote(ctx: &Ctx, args: &PromoteArgs) -> anyhow::Result<()> {
     let clock = Clock::start();
     let ws = ctx.workspace()?;
@@ -685,6 +710,7 @@ pub fn promote(ctx: &Ctx, args: &PromoteArgs) -> anyhow::Result<()> {
     };
     // Checked before any AWS call.
     ctx.ci().check_may_change("promote", &to.name, to.preview)?;
+    clean_if_protected(ctx, ws, &to)?;
     ferry_deploy::release::check_promote_from(&to, &from.name)?;
     if to.config.approval && !args.review {
         anyhow::bail!(
@@ -933,6 +959,7 @@ pub fn rollback(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<()> {
     let stage = ws.stage(&args.stage)?;
     ctx.ci()
         .check_may_change("rollback", &stage.name, stage.preview)?;
+    clean_if_protected(ctx, ws, &stage)?;
     if let Some(to) = &args.to
         && !ferry_releases::valid_id(to)
     {
@@ -1012,7 +1039,14 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<()> {
     })?;
     let untested = ferry_deploy::release::untested(ws);
     let services: Vec<String> = ws.services.iter().map(|s| s.name.clone()).collect();
-    let m = ferry_releases::matrix(&columns_read, &services, &|s| untested.contains(s));
+    let promotes_from: BTreeMap<String, String> = ws
+        .stages
+        .iter()
+        .filter_map(|(name, c)| Some((name.clone(), c.promote_from.clone()?)))
+        .collect();
+    let m = ferry_releases::matrix(&columns_read, &services, &promotes_from, &|s| {
+        untested.contains(s)
+    });
     match args.format {
         StatusFormat::Json => {
             let doc = ferry_releases::StatusDoc {
@@ -1149,6 +1183,7 @@ pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> anyhow::Result<()> {
     let stage = ws.stage(&args.stage)?;
     ctx.ci()
         .check_may_change("approve", &stage.name, stage.preview)?;
+    clean_if_protected(ctx, ws, &stage)?;
     if !ferry_releases::valid_id(&args.release) {
         anyhow::bail!(ferry_releases::ReleaseError::BadId {
             id: args.release.clone()
