@@ -975,6 +975,68 @@ fn promote_rollback_and_approve_write_nothing_while_another_run_holds_the_stage(
     assert!(records(p, "prod").is_empty());
 }
 
+/// A service whose parameters need outputs of what the same review creates resolves them only
+/// when approved: its parameters as written must then be those reviewed. Before, an edit made
+/// after the review (here uncommitted, in a stage that is not protected) was deployed unseen.
+#[test]
+fn an_approval_refuses_parameters_written_otherwise_than_reviewed() {
+    let p = "rel-params";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let (out, _) = ok(&r, v, &["deploy", "staging", "--review"]);
+    let review = id_after(&out, "review: ");
+    let manifest = r.path().join("services/app/service.toml");
+    let committed = std::fs::read_to_string(&manifest).unwrap();
+    let edited = committed.replace(
+        "${output:base.QueueArn}",
+        "arn:aws:sqs:us-east-1:000000000000:unreviewed",
+    );
+    assert_ne!(edited, committed);
+    std::fs::write(&manifest, &edited).unwrap();
+    let (_, err) = fails(&r, v, &["approve", "staging", &review]);
+    assert!(
+        err.contains(&format!("app: its parameters Queue are written otherwise in its service.toml than when review `{review}` was made")),
+        "{err}"
+    );
+    assert!(records(p, "staging").is_empty());
+    std::fs::write(&manifest, &committed).unwrap();
+    ok(&r, v, &["approve", "staging", &review]);
+    assert_eq!(records(p, "staging").len(), 3);
+}
+
+/// An approval passes the gate again: a package that passed in the source stage at the review
+/// and failed there since (its tests ran again) is not approved into the stage. Before, the
+/// approval deployed it.
+#[test]
+fn an_approval_refuses_what_no_longer_passes_in_the_source_stage() {
+    let p = "rel-regate";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    let (out, _) = ok(&r, v, &["promote", "staging", "prod", "--review"]);
+    let review = id_after(&out, "review: ");
+    std::fs::write(v.join("staging-app"), "").unwrap();
+    fails(&r, v, &["test-acceptance", "staging", "--service", "app"]);
+    let (_, err) = fails(&r, v, &["approve", "prod", &review]);
+    assert!(
+        err.contains("app: its acceptance tests failed in `staging`"),
+        "{err}"
+    );
+    assert!(!err.contains("deploying stack"), "{err}");
+    assert!(records(p, "prod").is_empty());
+    // Passing again there, the same review is approved.
+    std::fs::remove_file(v.join("staging-app")).unwrap();
+    ok(&r, v, &["test-acceptance", "staging", "--service", "app"]);
+    let (out, err) = ok(&r, v, &["approve", "prod", &review]);
+    assert!(
+        format!("{out}{err}").contains("gate: the 3 reviewed service(s) still pass in `staging`"),
+        "{out}\n{err}"
+    );
+    assert_eq!(records(p, "prod").len(), 3);
+}
+
 /// A protected stage changes only from a commit: promote, rollback and approve take its
 /// configuration, the parameters and the tests from the checkout, as deploy does. Before, only
 /// deploy refused an uncommitted edit; the others deployed it, and recorded a clean tree.

@@ -132,6 +132,15 @@ pub enum ReleaseRunError {
         stage: String,
         stacks: Vec<String>,
     },
+    #[error(
+        "{service}: its parameters {} are written otherwise in its service.toml than when review `{id}` was made; they resolve only when approved, so the approval would deploy values nobody reviewed; nothing was deployed; review again",
+        .names.join(", ")
+    )]
+    ParametersEdited {
+        id: String,
+        service: String,
+        names: Vec<String>,
+    },
     #[error(transparent)]
     Stack(#[from] Box<ferry_stacks::StackError>),
     #[error("`{service}` is not deployed in `{stage}`; services there: {known}")]
@@ -1267,6 +1276,52 @@ pub fn pass_gate(
     })
 }
 
+/// A service's `[parameters]` as written (`${output:db.Url}`, not what it resolves to).
+pub(crate) fn written_parameters(service: &ferry_manifest::Service) -> BTreeMap<String, String> {
+    service
+        .parameters
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect()
+}
+
+/// The gate again, when a review of a stage with `promote-from` is approved: what passed in `from`
+/// at the review may have failed there since (its tests ran again), and a package that no
+/// longer passes is not approved into `stage`. Services the review went past the gate for
+/// (`--override-gate`, kept in the review) stay past it.
+pub fn recheck_gate(
+    ws: &Workspace,
+    stage: &Stage,
+    from: &str,
+    source_records: &BTreeMap<String, Record>,
+    pending: &ferry_releases::PendingRelease,
+) -> Result<(), ReleaseRunError> {
+    let untested = untested(ws);
+    let candidates: Vec<Candidate> = pending
+        .services
+        .iter()
+        .map(|(service, r)| Candidate {
+            service: service.clone(),
+            // A service compiled per stage was reviewed with its archives from `from`.
+            fingerprint: (r.kind.as_deref() != Some("serverless")).then(|| r.fingerprint.clone()),
+        })
+        .collect();
+    let mut passed =
+        ferry_releases::check_gate(from, source_records, &|s| untested.contains(s), &candidates);
+    if let Some(o) = &pending.gate_override {
+        passed.refused.retain(|r| !o.services.contains(&r.service));
+    }
+    if passed.refused.is_empty() {
+        return Ok(());
+    }
+    Err(ReleaseRunError::Gate {
+        stage: stage.name.clone(),
+        from: from.to_string(),
+        refused: passed.refused,
+        overridable: false,
+    })
+}
+
 /// The error of a deploy to `stage` that the gate of `from` refused (`--override-gate` goes past
 /// it).
 fn gate_error(stage: &Stage, from: &str, passed: Passed) -> ReleaseRunError {
@@ -1369,6 +1424,26 @@ pub async fn prepare_approval(
         .collect();
     if !gone.is_empty() {
         return Err(ReleaseRunError::Gone { services: gone });
+    }
+    // Parameters resolved only when approved are checked as written: the checkout's must be the
+    // reviewed ones (the others are checked as resolved, when they deploy).
+    for (service, reviewed) in &pending.services {
+        let (Some(then), Some(s)) = (&reviewed.expressions, dest.ws.service(service)) else {
+            continue;
+        };
+        let now = written_parameters(s);
+        if reviewed.resolve_when_approved && *then != now {
+            let names: BTreeSet<&String> = then.keys().chain(now.keys()).collect();
+            return Err(ReleaseRunError::ParametersEdited {
+                id: id.to_string(),
+                service: service.clone(),
+                names: names
+                    .into_iter()
+                    .filter(|n| then.get(*n) != now.get(*n))
+                    .cloned()
+                    .collect(),
+            });
+        }
     }
     let records: BTreeMap<String, Record> = pending
         .services

@@ -1302,6 +1302,7 @@ async fn deploy_one(
                 hashed.clone()
             },
             resolve_when_approved,
+            expressions: Some(crate::release::written_parameters(service)),
             stack: None,
             input_key: input_key.clone(),
         };

@@ -124,6 +124,11 @@ pub struct Reviewed {
     /// resolved when approved, after those deploy (`parameters` is empty then).
     #[serde(default)]
     pub resolve_when_approved: bool,
+    /// The service's `[parameters]` as its service.toml wrote them at the review (names and
+    /// expressions such as `${output:db.Url}`, never a resolved value): what an approval that
+    /// resolves them again checks the checkout against. `None` in reviews made before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expressions: Option<BTreeMap<String, String>>,
     /// The stack as it was; `None` when it did not exist.
     pub stack: Option<StackState>,
     /// A service compiled for each stage: the key of the inputs it was compiled from

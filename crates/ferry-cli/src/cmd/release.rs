@@ -532,8 +532,13 @@ async fn rollback_to(
     // Once the stacks are back, `--to` would do nothing (nothing is left to deploy): what is
     // left is said with what does it.
     let unfinished = if !report.stacks_in_place(&rb.selection.deploy) {
+        let plain = if written.is_some() {
+            "a plain `rollback` now goes back from the release this one wrote, further back"
+        } else {
+            "nothing moved, so no release was written, and a plain `rollback` picks the same target"
+        };
         Some(format!(
-            "the rollback of stage `{name}` to release {to} did not complete; fix the failures above and finish it with `rollback {name} --to {to}` (a plain `rollback` now goes back from the release this one wrote, further back)"
+            "the rollback of stage `{name}` to release {to} did not complete; fix the failures above and finish it with `rollback {name} --to {to}` ({plain})"
         ))
     } else if tests_failed {
         Some(format!(
@@ -1215,14 +1220,38 @@ async fn approve_locked(
     let dir = ws.layout().package();
     let target = stage_target(run, &dir);
     let current = current_records(run).await?;
+    let cannot = || {
+        format!(
+            "cannot approve `{}` in stage `{}`",
+            args.release, stage.name
+        )
+    };
     let plan = ferry_deploy::release::prepare_approval(&target, store, &args.release, &current)
         .await
-        .with_context(|| {
-            format!(
-                "cannot approve `{}` in stage `{}`",
-                args.release, stage.name
-            )
-        })?;
+        .with_context(cannot)?;
+    // The gate again: what passed in the source stage at the review may have failed since.
+    if let Some(from) = plan
+        .pending
+        .from
+        .clone()
+        .or_else(|| stage.config.promote_from.clone())
+    {
+        let source = ws.stage(&from)?;
+        let source_aws = ctx.aws(&source).await?;
+        let source_records = ctx
+            .records(&source, &source_aws)?
+            .read_all()
+            .await
+            .with_context(|| {
+                format!("failed to read the records of stage `{from}` for the gate")
+            })?;
+        ferry_deploy::release::recheck_gate(ws, stage, &from, &source_records, &plan.pending)
+            .with_context(cannot)?;
+        clock.say(&format!(
+            "gate: the {} reviewed service(s) still pass in `{from}`",
+            plan.pending.services.len()
+        ));
+    }
     let (head, id) = new_release(run.ctx);
     let by = run.aws.identity.arn.clone();
     clock.say(&format!("approving review {} as {by}", args.release));
