@@ -1005,6 +1005,36 @@ fn an_approval_refuses_parameters_written_otherwise_than_reviewed() {
     assert_eq!(records(p, "staging").len(), 3);
 }
 
+/// The gate counts a service as having no tests by the committed configuration: deleting its
+/// `[acceptance]` in the working tree does not wave through a package whose tests never ran.
+#[test]
+fn the_gate_does_not_take_tests_deleted_in_the_working_tree() {
+    let p = "rel-notests";
+    let r = monorepo(p);
+    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    r.write("ferry.toml", &toml.replace("protected = true\n", ""));
+    r.commit("prod not protected");
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    r.write(
+        "services/app/src/app.py",
+        "def handle(e, c):\n    return 2\n",
+    );
+    r.commit("app 2");
+    ok(&r, v, &["deploy", "staging"]);
+    let manifest = r.path().join("services/app/service.toml");
+    let committed = std::fs::read_to_string(&manifest).unwrap();
+    let (without, _) = committed.split_once("\n[acceptance]").unwrap();
+    std::fs::write(&manifest, format!("{without}\n")).unwrap();
+    let (_, err) = fails(&r, v, &["promote", "staging", "prod"]);
+    assert!(
+        err.contains("app: its acceptance tests have not run in `staging`"),
+        "{err}"
+    );
+    assert!(records(p, "prod").is_empty());
+}
+
 /// An approval passes the gate again: a package that passed in the source stage at the review
 /// and failed there since (its tests ran again) is not approved into the stage. Before, the
 /// approval deployed it.

@@ -201,6 +201,26 @@ pub fn untested(ws: &Workspace) -> BTreeSet<String> {
         .collect()
 }
 
+/// [`untested`] as the promote gate counts it: a service whose `service.toml` has uncommitted
+/// changes counts as one with tests, which must have passed. Deleting `[acceptance]` in the
+/// working tree would otherwise wave through a package whose own commit has tests that never
+/// ran. (A committed deletion is the project's decision.)
+pub fn gate_untested(ws: &Workspace) -> BTreeSet<String> {
+    let mut out = untested(ws);
+    let edited = ferry_changes::Repo::open(&ws.root)
+        .ok()
+        .and_then(|repo| repo.dirty_changes().ok())
+        .map(|c| c.paths);
+    if let Some(edited) = edited {
+        out.retain(|name| {
+            ws.service(name).is_none_or(|s| {
+                !edited.contains(&format!("{}/{}", s.dir, ferry_manifest::SERVICE_FILE))
+            })
+        });
+    }
+    out
+}
+
 /// What a run says about the release it makes.
 #[derive(Debug, Clone)]
 pub struct ReleaseInfo {
@@ -884,7 +904,7 @@ pub async fn prepare_promote(
     if !gone.is_empty() {
         return Err(ReleaseRunError::Gone { services: gone });
     }
-    let untested = untested(ws);
+    let untested = gate_untested(ws);
     let candidates: Vec<Candidate> = selected
         .iter()
         .map(|r| Candidate {
@@ -1251,7 +1271,7 @@ pub fn pass_gate(
     candidates: &[Candidate],
     override_by: Option<(&str, &str)>,
 ) -> Result<GateOutcome, ReleaseRunError> {
-    let untested = untested(ws);
+    let untested = gate_untested(ws);
     let passed =
         ferry_releases::check_gate(from, source_records, &|s| untested.contains(s), candidates);
     if passed.refused.is_empty() {
@@ -1296,7 +1316,7 @@ pub fn recheck_gate(
     source_records: &BTreeMap<String, Record>,
     pending: &ferry_releases::PendingRelease,
 ) -> Result<(), ReleaseRunError> {
-    let untested = untested(ws);
+    let untested = gate_untested(ws);
     let candidates: Vec<Candidate> = pending
         .services
         .iter()
