@@ -1035,6 +1035,53 @@ fn the_gate_does_not_take_tests_deleted_in_the_working_tree() {
     assert!(records(p, "prod").is_empty());
 }
 
+/// A run stopped after its records were written and before its release was (killed, its
+/// machine lost; here its release deleted by hand) leaves records naming a release the store
+/// lacks. The next run writes that release from the records, so a later rollback goes back to
+/// what the stage ran then, not further. Before, it went back to the release before.
+#[test]
+fn a_release_its_run_never_wrote_is_written_by_the_next_run() {
+    let p = "rel-recover";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let version = |n: u32| {
+        r.write("services/base/t.yaml", &format!("{QUEUE}# v{n}\n"));
+        r.commit(&format!("base v{n}")).to_string()
+    };
+    version(1);
+    ok(&r, v, &["deploy", "dev", "--test"]);
+    let v2 = version(2);
+    let (out, _) = ok(&r, v, &["deploy", "dev", "--test"]);
+    let lost = id_after(&out, "release: ");
+    let s3 = ferry_package::s3_client(&config());
+    rt().block_on(
+        s3.delete_object()
+            .bucket(bucket(p, "dev"))
+            .key(format!("{p}/releases/dev/{lost}.json"))
+            .send(),
+    )
+    .unwrap();
+    // The next run deploys nothing, and writes the lost release.
+    ok(&r, v, &["deploy", "dev", "--test"]);
+    let recovered = stored_release(p, "dev", &lost);
+    assert_eq!(
+        recovered["deployed"],
+        serde_json::json!(["base"]),
+        "{recovered}"
+    );
+    assert!(recovered["recovered"].is_string(), "{recovered}");
+    assert_eq!(
+        recovered["services"]["base"]["acceptance"]["passed"], true,
+        "{recovered}"
+    );
+    // v3 deploys untested; a rollback goes back to v2, which the stage ran and passed.
+    version(3);
+    ok(&r, v, &["deploy", "dev"]);
+    ok(&r, v, &["rollback", "dev"]);
+    assert_eq!(records(p, "dev")["base"].commit, v2);
+}
+
 /// An approval passes the gate again: a package that passed in the source stage at the review
 /// and failed there since (its tests ran again) is not approved into the stage. Before, the
 /// approval deployed it.

@@ -281,6 +281,7 @@ pub async fn write_release(
         return Ok(None);
     };
     let now = records.read_all().await?;
+    recover_interrupted(ws, stage, store, &now, &info).await?;
     let deployed: Vec<String> = now
         .values()
         .filter(|r| r.release.as_deref() == Some(info.id.as_str()))
@@ -305,13 +306,68 @@ pub async fn write_release(
         untested: untested(ws),
         services: now,
         approval: info.approval,
+        recovered: None,
     };
     store.put(&release).await?;
     Ok(Some(release))
 }
 
-/// Puts acceptance outcomes marked on `marked` records into the stage's newest release (the
-/// one that holds those deploys), so that rollback knows which releases passed.
+/// Writes each release the stage's records name that the store lacks: a run stopped (killed,
+/// its machine lost) after its records were written and before its release was. Without it, a
+/// rollback would skip what that run deployed, going back further than the stage ran, and
+/// tests that pass later would mark no release holding those deploys. Each is written as its
+/// run would have (every record as it stands now, those stamped with its id as deployed), kept
+/// under its own id, so it sorts where it ran; its kind is `info`'s (the run that finds it
+/// missing, mostly the same command run again).
+async fn recover_interrupted(
+    ws: &Workspace,
+    stage: &Stage,
+    store: &ReleaseStore,
+    now: &BTreeMap<String, Record>,
+    info: &ReleaseInfo,
+) -> Result<(), ReleaseRunError> {
+    let named: BTreeSet<&str> = now
+        .values()
+        .filter_map(|r| r.release.as_deref())
+        .filter(|id| *id != info.id && ferry_releases::valid_id(id))
+        .collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    let known: BTreeSet<String> = store.ids().await?.into_iter().collect();
+    for id in named.into_iter().filter(|id| !known.contains(*id)) {
+        let stamped: Vec<&Record> = now
+            .values()
+            .filter(|r| r.release.as_deref() == Some(id))
+            .collect();
+        let newest = stamped.iter().max_by_key(|r| r.deployed_at);
+        let release = Release {
+            format: ferry_releases::FORMAT,
+            id: id.to_string(),
+            project: ws.project.name.clone(),
+            stage: stage.name.clone(),
+            kind: info.kind,
+            commit: newest.map(|r| r.commit.clone()).unwrap_or_default(),
+            created_at: newest.map_or(0, |r| r.deployed_at),
+            by: None,
+            from: None,
+            restores: None,
+            gate_override: None,
+            deployed: stamped.iter().map(|r| r.service.clone()).collect(),
+            untested: untested(ws),
+            services: now.clone(),
+            approval: None,
+            recovered: Some(info.id.clone()),
+        };
+        store.put(&release).await?;
+    }
+    Ok(())
+}
+
+/// Puts acceptance outcomes marked on `marked` records into the releases that hold those
+/// deploys: the stage's newest release, and the release each record names (a run stopped before
+/// its tests ran leaves its deploys in a release a later one may not be), so that rollback knows
+/// which releases passed.
 pub async fn mark_latest(
     store: Option<&ReleaseStore>,
     marked: &[Record],
@@ -322,18 +378,25 @@ pub async fn mark_latest(
     if marked.is_empty() {
         return Ok(());
     }
-    let Some(id) = store.ids().await?.into_iter().next() else {
+    let Some(newest) = store.ids().await?.into_iter().next() else {
         return Ok(());
     };
-    let Some(mut latest) = store.get(&id).await? else {
-        return Ok(());
-    };
-    let mut changed = false;
-    for r in marked {
-        changed |= latest.mark(r);
-    }
-    if changed {
-        store.put(&latest).await?;
+    let ids: BTreeSet<&str> = std::iter::once(newest.as_str())
+        .chain(marked.iter().filter_map(|r| r.release.as_deref()))
+        .filter(|id| ferry_releases::valid_id(id))
+        .collect();
+    for id in ids {
+        let Some(mut release) = store.get(id).await? else {
+            continue;
+        };
+        // Only where the release holds that very deploy (same time, same stack).
+        let mut changed = false;
+        for r in marked {
+            changed |= release.mark(r);
+        }
+        if changed {
+            store.put(&release).await?;
+        }
     }
     Ok(())
 }

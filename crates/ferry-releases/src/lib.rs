@@ -79,6 +79,11 @@ pub struct Release {
     /// The review this run deployed, once approved.
     #[serde(default)]
     pub approval: Option<Approval>,
+    /// Written afterwards, by the run with this id, from the stage's records: the run that made
+    /// this release stopped (killed, its machine lost) after its records were written and
+    /// before its release was. Its kind is that later run's; who ran it is not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<String>,
 }
 
 /// Who approved a review, and when.

@@ -36,6 +36,7 @@ fn release(id: &str, commit: &str, services: &[(&str, &str, Option<bool>)]) -> R
             .map(|(s, t, p)| (s.to_string(), record(s, t, *p)))
             .collect(),
         approval: None,
+        recovered: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn release(id: &str) -> Release {
         untested: Default::default(),
         services: BTreeMap::new(),
         approval: None,
+        recovered: None,
     }
 }
 
