@@ -414,3 +414,131 @@ fn the_nodes_of_a_build_graph_deploy_like_one_machine_and_retry_only_what_is_mis
         "{out}"
     );
 }
+
+/// A value it outputs, written in its template (so a new version changes what dependents get).
+fn source(value: &str) -> String {
+    format!(
+        "Resources:\n  P:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub \"/batch-test/${{AWS::StackName}}\"\n      Type: String\n      Value: {value}\nOutputs:\n  Out:\n    Value: {value}\n"
+    )
+}
+
+/// a → b → c, each passing on what it receives; a's tests fail while `$VERDICTS/a` exists.
+fn chain(project: &str, verdicts: &std::path::Path) -> TestRepo {
+    let r = TestRepo::new();
+    r.write(".gitignore", "target/\n").write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n[stages.many]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{project}-many-artifacts\"\n"
+        ),
+    );
+    r.write(
+        "services/a/service.toml",
+        &format!(
+            "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"sh\", \"-c\", \"test ! -e {}/a\"]\n",
+            verdicts.display()
+        ),
+    )
+    .write("services/a/t.yaml", &source("v1"));
+    for (s, from) in [("b", "a"), ("c", "b")] {
+        r.write(
+            &format!("services/{s}/service.toml"),
+            &format!("[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nIn = \"${{output:{from}.Out}}\"\n"),
+        )
+        .write(&format!("services/{s}/t.yaml"), RELAY);
+    }
+    r.commit("services");
+    let s3 = ferry_package::s3_client(&config());
+    rt().block_on(
+        s3.create_bucket()
+            .bucket(format!("{project}-many-artifacts"))
+            .send(),
+    )
+    .unwrap();
+    r
+}
+
+/// A node runs only once every dependency is up to date in the stage: also one whose files are
+/// unchanged but that has not received its own dependency's last deploy (its node has not run
+/// again yet, or failed). Before, `c` deployed with the old value `b` passed on.
+/// And tests a node runs for a service it finds up to date (owed by an earlier batch whose
+/// tests failed) mark the release that holds that deploy, so rollback knows it passed.
+#[test]
+fn a_node_waits_for_what_its_dependencies_receive_and_owed_tests_mark_their_release() {
+    let p = "batch-chain";
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let r = chain(p, v);
+    let node = |service: &str, batch: &str, extra: &[&str]| {
+        let mut args = vec!["batch", "node", "many", service, "--batch", batch];
+        args.extend_from_slice(extra);
+        run(&mut xtask(&r, &args), None)
+    };
+    let finish = |batch: &str| {
+        let (code, out, err) = run(
+            &mut xtask(&r, &["batch", "finish", "many", "--batch", batch]),
+            None,
+        );
+        assert_eq!(code, 0, "{out}\n{err}");
+        out
+    };
+    for s in ["a", "b", "c"] {
+        let (code, out, err) = node(s, "x1", &[]);
+        assert_eq!(code, 0, "{s}: {out}\n{err}");
+    }
+    finish("x1");
+
+    // a outputs another value, c's own files change too: c must wait for b.
+    r.write("services/a/t.yaml", &source("v2"))
+        .write("services/c/t.yaml", &format!("{RELAY}# c2\n"));
+    r.commit("a v2, c2");
+    let before = records(p, "many");
+    assert_eq!(node("a", "x2", &[]).0, 0);
+    let (code, _, err) = node("c", "x2", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("`c` was not deployed: its dependency `b` still has something to deploy in stage `many` (b: it has not received the last deploy of a)"),
+        "{err}"
+    );
+    assert_eq!(records(p, "many")["c"].deployed_at, before["c"].deployed_at);
+    assert_eq!(node("b", "x2", &[]).0, 0);
+    assert_eq!(node("c", "x2", &[]).0, 0);
+    finish("x2");
+    let now = records(p, "many");
+    assert_eq!(now["c"].outputs["Out"], "v2");
+
+    // a v3 fails its tests in its node; the batch finishes (as GitHub's finish job always
+    // runs), then the node runs again and its owed tests pass: the release says so.
+    r.write("services/a/t.yaml", &source("v3"));
+    r.commit("a v3");
+    std::fs::write(v.join("a"), "").unwrap();
+    assert_eq!(node("a", "x3", &["--test"]).0, 1);
+    let out = finish("x3");
+    let release = crate::common::id_after(&out, "release: ");
+    std::fs::remove_file(v.join("a")).unwrap();
+    // (A batch's release is named by the second its lock was taken: the next one, a second on.)
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, out, err) = node("a", "x4", &["--test"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("a: tests passed"), "{out}\n{err}");
+    let out = finish("x4");
+    assert!(
+        out.contains("batch `x4`: no node deployed anything"),
+        "{out}"
+    );
+    let s3 = ferry_package::s3_client(&config());
+    let stored = rt().block_on(async {
+        let o = s3
+            .get_object()
+            .bucket(format!("{p}-many-artifacts"))
+            .key(format!("{p}/releases/many/{release}.json"))
+            .send()
+            .await
+            .unwrap();
+        let body = o.body.collect().await.unwrap().into_bytes();
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+    });
+    assert_eq!(
+        stored["services"]["a"]["acceptance"]["passed"], true,
+        "{stored}"
+    );
+}

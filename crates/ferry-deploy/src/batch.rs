@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_manifest::Workspace;
 use ferry_plan::{Action, Plan};
+use ferry_records::Record;
 
 use crate::Selection;
 use crate::run::plan_reason;
@@ -39,8 +40,15 @@ pub enum NodeError {
 
 /// What a node deploys: `service` alone, from a plan of it and its dependencies. Checked
 /// against its record unless the plan deploys it; refused while a dependency has anything to
-/// deploy.
-pub fn node_selection(ws: &Workspace, plan: &Plan, service: &str) -> Result<Selection, NodeError> {
+/// deploy: files of its own (the plan deploys it), or the last deploy of one of its own
+/// dependencies not yet received (by `records`, the stage's: its files are unchanged, but what
+/// it passes on is old, as when its node has not run again or failed).
+pub fn node_selection(
+    ws: &Workspace,
+    plan: &Plan,
+    records: &BTreeMap<String, Record>,
+    service: &str,
+) -> Result<Selection, NodeError> {
     if ws.service(service).is_none() {
         return Err(NodeError::UnknownService {
             service: service.to_string(),
@@ -52,12 +60,24 @@ pub fn node_selection(ws: &Workspace, plan: &Plan, service: &str) -> Result<Sele
         .into_iter()
         .filter(|s| s != service)
         .collect();
-    let pending: BTreeMap<String, String> = plan
+    let mut pending: BTreeMap<String, String> = plan
         .services
         .iter()
         .filter(|s| s.action == Action::Deploy && dependencies.contains(&s.name))
         .map(|s| (s.name.clone(), plan_reason(plan, &s.name)))
         .collect();
+    for d in &dependencies {
+        let behind = crate::prepare::not_received(ws, records, d);
+        if !pending.contains_key(d) && !behind.is_empty() {
+            pending.insert(
+                d.clone(),
+                format!(
+                    "it has not received the last deploy of {}",
+                    behind.join(", ")
+                ),
+            );
+        }
+    }
     if !pending.is_empty() {
         return Err(NodeError::DependencyPending {
             service: service.to_string(),

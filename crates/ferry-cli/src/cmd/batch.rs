@@ -213,7 +213,9 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
             &aws.identity.arn,
         );
         // The lock stays while the release is unwritten: a retry of `batch finish` writes it.
-        let release = crate::cmd::release::finish_release(&run, info, false).await?;
+        // Nodes may have run tests (owed ones, of a node that found its service up to date):
+        // their outcomes go into the releases holding those deploys.
+        let release = crate::cmd::release::finish_release(&run, info, true).await?;
         let released = records.unlock(&holder).await;
         if release.is_none() {
             println!("batch `{batch}`: no node deployed anything");
@@ -276,11 +278,16 @@ fn files(ctx: &Ctx, args: &FilesArgs) -> anyhow::Result<()> {
     }
     let mut stale = Vec::new();
     for (path, text) in &wanted {
-        let shown = path
-            .strip_prefix(&ws.root)
-            .unwrap_or(path)
-            .display()
-            .to_string();
+        let rel = path.strip_prefix(&ws.root).unwrap_or(path);
+        let shown = rel.display().to_string();
+        // Read through a link, it may look current, but neither CI takes it (GitHub does not
+        // run a linked workflow file): with --check, a link is stale.
+        if args.check && ferry_init::link_on_the_way(&ws.root, rel).is_some() {
+            stale.push(format!(
+                "{shown} (a symbolic link, which CI does not follow)"
+            ));
+            continue;
+        }
         let now = std::fs::read_to_string(path).ok();
         if now.as_deref() == Some(text.as_str()) {
             println!("{shown}: up to date");

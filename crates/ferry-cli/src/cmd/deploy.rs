@@ -422,7 +422,7 @@ async fn deploy_locked(
     }
 
     let selection = node
-        .map(|(n, _)| ferry_deploy::batch::node_selection(ws, &plan, &n.service))
+        .map(|(n, _)| ferry_deploy::batch::node_selection(ws, &plan, previous, &n.service))
         .transpose()?;
     // With --test: the services whose tests are owed are tested in the run, in graph order
     // (packaged like any other it checks).

@@ -166,8 +166,9 @@ fn store_of(run: &Run<'_>) -> Option<ReleaseStore> {
     ferry_deploy::release::release_store(run.ws, run.stage, &run.aws.config, run.ctx.local)
 }
 
-/// Writes the release of a run and says so. When the run wrote no record but ran tests (tests
-/// owed by an earlier release), their outcomes go into the stage's newest release instead.
+/// Writes the release of a run and says so. When the run ran tests, their outcomes also go into
+/// the releases holding the deploys they judged: the stage's newest, and the one each record
+/// names (tests owed by an earlier run, whose release this run's does not replace there).
 pub(crate) async fn finish_release(
     run: &Run<'_>,
     info: ReleaseInfo,
@@ -192,8 +193,16 @@ pub(crate) async fn finish_release(
             "release: none kept (stage `{}` has no artifact-bucket, so it cannot be promoted from or rolled back)",
             run.stage.name
         ),
-        None if tested => mark_newest_release(store.as_ref(), run.records).await?,
         None => {}
+    }
+    if tested && store.is_some() {
+        let marked = mark_newest_release(store.as_ref(), run.records).await;
+        match (marked, &release) {
+            (Err(e), None) => return Err(e),
+            // This run's release holds its own outcomes already: only older ones miss them.
+            (Err(e), Some(_)) => eprintln!("warning: {}", crate::ui::mask(&format!("{e:#}"))),
+            (Ok(()), _) => {}
+        }
     }
     Ok(release)
 }
