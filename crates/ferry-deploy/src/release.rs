@@ -389,9 +389,14 @@ pub async fn mark_latest(
         let Some(mut release) = store.get(id).await? else {
             continue;
         };
-        // Only where the release holds that very deploy (same time, same stack).
+        // The newest release takes every outcome of a deploy it holds (same time, same stack);
+        // an older one only those of the records that name it (a deploy times to the second,
+        // and a later one of the same stack may share it).
         let mut changed = false;
-        for r in marked {
+        for r in marked
+            .iter()
+            .filter(|r| id == newest || r.release.as_deref() == Some(id))
+        {
             changed |= release.mark(r);
         }
         if changed {
