@@ -642,6 +642,41 @@ fn in_codebuild(r: &TestRepo, verdicts: &Path, trigger: &str, args: &[&str]) -> 
     (out, err)
 }
 
+/// A CI build of an older commit than a stage runs (an old build run again) does not take the
+/// stage back; by hand, the checkout deploys as chosen. Before, CI deployed it, with the reason
+/// "history diverged".
+#[test]
+fn a_ci_build_of_an_older_commit_does_not_take_the_stage_back() {
+    let p = "rel-behind";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let old = r.head().to_string();
+    r.write("services/base/t.yaml", &format!("{QUEUE}# v2\n"));
+    let new = r.commit("base v2").to_string();
+    in_codebuild(&r, v, "branch/main", &["deploy", "--from-ci"]);
+    assert_eq!(records(p, "staging")["base"].commit, new);
+    ferry_test_support::git(r.path(), &["checkout", "--quiet", &old]);
+    let mut c = ferry(&r, v, &["deploy", "--from-ci"]);
+    c.env("CODEBUILD_BUILD_ID", "rel:2")
+        .env("CODEBUILD_WEBHOOK_TRIGGER", "branch/main")
+        .env("CODEBUILD_RESOLVED_SOURCE_VERSION", &old);
+    let (code, out, err) = run(&mut c, None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("error: stage `staging` runs newer code than this build's commit for ")
+            && err.contains(&format!("base (runs {})", &new[..12]))
+            && err.contains("a CI build of an older commit (an old build run again?) does not take a stage back; nothing was deployed"),
+        "{err}"
+    );
+    assert!(!err.contains("deploying stack"), "{err}");
+    assert_eq!(records(p, "staging")["base"].commit, new);
+    // By hand it deploys what is checked out, and the plan says why.
+    let (_, err) = ok(&r, v, &["deploy", "staging"]);
+    assert!(err.contains("is older than base"), "{err}");
+    assert_eq!(records(p, "staging")["base"].commit, old);
+}
+
 #[test]
 fn the_ci_event_chooses_the_stage() {
     let p = "rel-ci";

@@ -43,6 +43,14 @@ pub enum BaseUnavailable {
     #[error("{} is a git repository that cannot be opened: {message}", .root.display())]
     Unopenable { root: PathBuf, message: String },
     #[error(
+        "head `{head}` is older than base `{base}`, which descends from it: a deploy takes the service back to older code (a build of an old commit run again?)"
+    )]
+    HeadBehind {
+        #[serde(skip_serializing)]
+        base: String,
+        head: String,
+    },
+    #[error(
         "base `{base}` is not an ancestor of head `{head}` (history diverged, e.g. after a force push)"
     )]
     NotAncestor {
@@ -319,6 +327,17 @@ impl Repo {
             if self.is_shallow() {
                 return Err(BaseUnavailable::Shallow {
                     base: base.to_string(),
+                }
+                .into());
+            }
+            if self
+                .repo
+                .graph_descendant_of(base_oid, head_oid)
+                .map_err(self.git("walk history"))?
+            {
+                return Err(BaseUnavailable::HeadBehind {
+                    base: base.to_string(),
+                    head: head_name,
                 }
                 .into());
             }

@@ -266,6 +266,28 @@ fn a_base_on_a_diverged_history_is_not_an_ancestor() {
     );
 }
 
+/// A head older than its base (the base descends from it: a build of an old commit run again)
+/// is told from diverged history: a deploy of it takes the service back.
+#[test]
+fn a_head_older_than_its_base_is_behind_it() {
+    let (r, base) = seeded();
+    r.write("services/a/x.txt", "newer\n");
+    let newer = r.commit("newer").to_string();
+    let repo = Repo::open(r.path()).unwrap();
+    let err = base_error(&repo, &newer, Head::Rev(base.clone()));
+    assert!(matches!(err, BaseUnavailable::HeadBehind { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "head `{base}` is older than base `{newer}`, which descends from it: a deploy takes the service back to older code (a build of an old commit run again?)"
+        )
+    );
+    assert_eq!(
+        serde_json::to_value(&err).unwrap(),
+        serde_json::json!({"cause": "head-behind", "head": base})
+    );
+}
+
 /// The working-tree scan gives the same answer through `git status` and through libgit2.
 #[test]
 fn git_cli_and_libgit2_working_tree_scans_agree() {

@@ -45,7 +45,9 @@ pub use acceptance::{
 pub use error::ServiceError;
 pub use outputs::{IncompleteOutputs, MissingStacks, StageOutputs, stage_outputs};
 pub use parameters::{register_secrets, stages_read};
-pub use preflight::{PreflightError, Tree, TreeError, head_commit, preflight, preflight_tree};
+pub use preflight::{
+    PreflightError, Tree, TreeError, check_not_behind, head_commit, preflight, preflight_tree,
+};
 pub use prepare::{
     Origin, PrepareError, PrepareOptions, Prepared, RequestError, TemplateProblems, candidates,
     check_templates, package_request, prepare, reads_outside_git, stage_bucket,

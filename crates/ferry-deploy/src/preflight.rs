@@ -26,6 +26,44 @@ pub enum PreflightError {
         "stage `{stage}` is protected and {root} is not a git repository, so nothing tells which commit would be deployed; deploy it from a git checkout"
     )]
     NotARepository { stage: String, root: String },
+    #[error(
+        "stage `{stage}` runs newer code than this build's commit for {services}: a CI build of an older commit (an old build run again?) does not take a stage back; nothing was deployed. To go back, `rollback {stage}`; to deploy this commit anyway, deploy it by hand, or with --all (FORCE_DEPLOY_ALL=true), which compares no base"
+    )]
+    OlderThanStage { stage: String, services: String },
+}
+
+/// A CI build never takes a stage back: a plan in which the stage runs, for some service, a
+/// commit that descends from the build's (`head-behind`) is refused there (by hand, the
+/// checkout is what the user chose to deploy, and the plan says so).
+pub fn check_not_behind(plan: &Plan, ci: &CiContext) -> Result<(), PreflightError> {
+    if !ci.is_ci() {
+        return Ok(());
+    }
+    let behind: Vec<String> = plan
+        .services
+        .iter()
+        .filter(|s| plan.order.contains(&s.name))
+        .filter_map(|s| {
+            s.reasons.iter().find_map(|r| match r {
+                ferry_plan::Reason::BaseUnavailable {
+                    cause: ferry_changes::BaseUnavailable::HeadBehind { base, .. },
+                    ..
+                } => Some(format!(
+                    "{} (runs {})",
+                    s.name,
+                    base.get(..12).unwrap_or(base)
+                )),
+                _ => None,
+            })
+        })
+        .collect();
+    if behind.is_empty() {
+        return Ok(());
+    }
+    Err(PreflightError::OlderThanStage {
+        stage: plan.stage.clone(),
+        services: ferry_manifest::first_few(&behind, 10),
+    })
 }
 
 /// The working tree a deploy starts from.

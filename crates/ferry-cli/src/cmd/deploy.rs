@@ -406,6 +406,7 @@ async fn deploy_locked(
     let previous = &state.records;
     let plan = plan_of(ws, &args.select, stage, ci, args.stage.is_none(), &state)?;
     eprint!("{}", ferry_plan::text(&plan, false));
+    ferry_deploy::check_not_behind(&plan, ci)?;
     // Those the plan does not already name as removed (their record's commit is missing here).
     let orphans: Vec<&str> = previous
         .keys()
