@@ -200,8 +200,31 @@ fn github_triggers(rules: &ferry_ci::StageRules) -> String {
     on
 }
 
+/// The most jobs GitHub Actions makes of one matrix: a wider wave is split into several jobs.
+pub const GITHUB_MATRIX_MAX: usize = 256;
+
+/// The jobs of wave `w` of `n` services: `wave-<w>`, or `wave-<w>-<k>` when the wave is split.
+fn wave_jobs(w: usize, n: usize) -> Vec<String> {
+    if n <= GITHUB_MATRIX_MAX {
+        return vec![format!("wave-{w}")];
+    }
+    (0..n.div_ceil(GITHUB_MATRIX_MAX))
+        .map(|k| format!("wave-{w}-{k}"))
+        .collect()
+}
+
+/// `needs:` of a job after `jobs` (one name, or a list).
+fn needs_line(jobs: &[String]) -> String {
+    match jobs {
+        [] => String::new(),
+        [one] => format!("    needs: {one}\n"),
+        many => format!("    needs: [{}]\n", many.join(", ")),
+    }
+}
+
 /// `.github/workflows/deploy.yml` for the graph `g`, triggered by what `rules` (`[ci]`)
-/// deploys from.
+/// deploys from. A wave of more than [`GITHUB_MATRIX_MAX`] services is several matrix jobs,
+/// all of which the next wave needs.
 pub fn github_workflow(g: &DepGraph, runner: &Runner<'_>, rules: &ferry_ci::StageRules) -> String {
     let mut out = header(runner);
     let waves = g.waves();
@@ -253,21 +276,20 @@ jobs:",
 "
         )
     };
+    let mut before: Vec<String> = Vec::new();
     for (w, services) in waves.iter().enumerate() {
-        let needs = if w == 0 {
-            String::new()
-        } else {
-            format!("    needs: wave-{}\n", w - 1)
-        };
-        let list = services
-            .iter()
-            .map(|s| format!("\"{s}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let _ = write!(
-            out,
-            "
-  wave-{w}:
+        let needs = needs_line(&before);
+        let jobs = wave_jobs(w, services.len());
+        for (job, part) in jobs.iter().zip(services.chunks(GITHUB_MATRIX_MAX)) {
+            let list = part
+                .iter()
+                .map(|s| format!("\"{s}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = write!(
+                out,
+                "
+  {job}:
 {needs}    strategy:
       fail-fast: false
       matrix:
@@ -276,16 +298,18 @@ jobs:",
     env:
       SERVICE: ${{{{ matrix.service }}}}
 {}",
-            steps(&format!(
-                "{command} batch node --from-ci \"$SERVICE\" --test"
-            ))
-        );
+                steps(&format!(
+                    "{command} batch node --from-ci \"$SERVICE\" --test"
+                ))
+            );
+        }
+        before = jobs;
     }
     // Always, also after a failed or cancelled wave: the release says what the batch deployed,
     // and the lock must not outlive the run.
-    let needs = match waves.len() {
-        0 => String::new(),
-        n => format!("    needs: wave-{}\n    if: ${{{{ always() }}}}\n", n - 1),
+    let needs = match needs_line(&before) {
+        n if n.is_empty() => n,
+        n => format!("{n}    if: ${{{{ always() }}}}\n"),
     };
     let _ = write!(
         out,
@@ -311,6 +335,35 @@ mod tests {
         let wf: serde_yaml_ng::Value =
             serde_yaml_ng::from_str(&github_workflow(&g, &runner, rules)).unwrap();
         wf["on"].clone()
+    }
+
+    /// GitHub makes at most 256 jobs of one matrix: a wider wave is split, and what comes after
+    /// needs every part.
+    #[test]
+    fn a_wave_wider_than_a_matrix_is_split() {
+        let mut services: Vec<(String, Vec<String>)> =
+            (0..300).map(|i| (format!("s{i:03}"), vec![])).collect();
+        services.push(("top".to_string(), vec!["s000".to_string()]));
+        let g = DepGraph::new(services).unwrap();
+        let runner = Runner {
+            command: "ferry",
+            setup: &[],
+        };
+        let rules = ferry_ci::StageRules::default();
+        let wf: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&github_workflow(&g, &runner, &rules)).unwrap();
+        let legs = |job: &str| {
+            wf["jobs"][job]["strategy"]["matrix"]["service"]
+                .as_sequence()
+                .map(Vec::len)
+        };
+        assert_eq!(legs("wave-0-0"), Some(256));
+        assert_eq!(legs("wave-0-1"), Some(44));
+        assert_eq!(legs("wave-0"), None);
+        let needs = |job: &str| serde_json::to_value(&wf["jobs"][job]["needs"]).unwrap();
+        assert_eq!(needs("wave-1"), serde_json::json!(["wave-0-0", "wave-0-1"]));
+        assert_eq!(legs("wave-1"), Some(1));
+        assert_eq!(needs("finish"), serde_json::json!("wave-1"));
     }
 
     #[test]
