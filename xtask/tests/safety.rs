@@ -974,6 +974,25 @@ fn a_secret_a_stack_output_echoes_is_masked_everywhere_and_never_recorded() {
     for text in &seen {
         assert!(!text.contains(secret), "the secret leaked:\n{text}");
     }
+    // Rotated in SSM, the secret's old value still runs in the stack until it deploys again:
+    // masked as the new one is.
+    let (code, _, err) = run(
+        &mut xtask(
+            &r,
+            &[
+                "param",
+                "set",
+                "dev",
+                "/vault-test/token",
+                "--secure",
+                "--overwrite",
+            ],
+        ),
+        Some("a-rotated-token-value"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (out, _) = ok(&mut xtask(&r, &["outputs", "dev"]));
+    assert!(out.contains("****") && !out.contains(secret), "{out}");
     // A site whose config file would hold that output: the site is public, so nothing is
     // published and the service fails, saying why.
     r.write(
@@ -999,6 +1018,67 @@ fn a_secret_a_stack_output_echoes_is_masked_everywhere_and_never_recorded() {
         "web recorded nothing"
     );
     ok(&mut xtask(&r, &["remove", "dev"]));
+}
+
+/// Another stage's secret, handed back by an output of that stage and read here with
+/// `${output:staging:…}`, is masked too: the secrets of every stage whose outputs the services
+/// read are registered, with that stage's own credentials.
+#[test]
+fn another_stages_secret_read_through_its_outputs_is_masked() {
+    let r = TestRepo::new();
+    r.write(".gitignore", "target/\n").write(
+        "ferry.toml",
+        "[project]\nname = \"xsec\"\nstack-name = \"{project}-{service}-{stage}\"\n\n\
+         [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nparameters-path = \"/xsec/dev/\"\n\n\
+         [stages.staging]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nparameters-path = \"/xsec/staging/\"\n",
+    );
+    r.write(
+        "services/vault/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nToken = \"${ssm:token}\"\n",
+    )
+    .write(
+        "services/vault/t.yaml",
+        "Parameters:\n  Token: {Type: String, NoEcho: true}\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !Ref Token\nOutputs:\n  Echo:\n    Value: !GetAtt Q.QueueName\n",
+    )
+    .write(
+        "services/reader/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nIn = \"${output:staging:vault.Echo}\"\n",
+    )
+    .write(
+        "services/reader/t.yaml",
+        "Parameters:\n  In: {Type: String}\nResources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  Out:\n    Value: !Ref In\n",
+    );
+    r.commit("vault and reader");
+    let staging_secret = "staging-secret-value-a1";
+    for (stage, value) in [("staging", staging_secret), ("dev", "dev-secret-value-b2")] {
+        let (code, _, err) = run(
+            &mut xtask(&r, &["param", "set", stage, "token", "--secure"]),
+            Some(value),
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    ok(&mut xtask(&r, &["deploy", "staging", "--service", "vault"]));
+    let (out, err) = ok(&mut xtask(&r, &["deploy", "dev"]));
+    let mut seen = vec![out, err];
+    for format in ["text", "json", "env"] {
+        let (out, _) = ok(&mut xtask(&r, &["outputs", "dev", "--format", format]));
+        assert!(out.contains("****"), "{format}: {out}");
+        seen.push(out);
+    }
+    seen.push(std::fs::read_to_string(r.path().join("target/ferry/outputs-dev.json")).unwrap());
+    let (record, _) = ok(&mut xtask(
+        &r,
+        &["param", "get", "dev", "/ferry/xsec/dev/records/reader"],
+    ));
+    seen.push(record);
+    for text in &seen {
+        assert!(
+            !text.contains(staging_secret),
+            "staging's secret leaked:\n{text}"
+        );
+    }
+    ok(&mut xtask(&r, &["remove", "dev"]));
+    ok(&mut xtask(&r, &["remove", "staging"]));
 }
 
 // 11. AWS failures read as one sentence that says what to do.

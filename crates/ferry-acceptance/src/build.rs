@@ -177,11 +177,11 @@ async fn run(argv: &[String], dir: &std::path::Path, project: &str, masker: &Mas
     match ran.ended {
         Ended::Exited(s) if s.success() => Built::Ok { took: t0.elapsed() },
         Ended::Exited(s) => Built::Failed {
-            message: format!("`{}` {s}", argv.join(" ")),
+            message: masker.mask(&format!("`{}` {s}", argv.join(" "))),
             output: ran.lines.iter().map(|l| masker.mask(l)).collect(),
         },
         Ended::TimedOut(_) | Ended::Lost(_) | Ended::Stopped => Built::Failed {
-            message: format!("`{}` could not be awaited", argv.join(" ")),
+            message: masker.mask(&format!("`{}` could not be awaited", argv.join(" "))),
             output: Vec::new(),
         },
     }

@@ -303,8 +303,11 @@ impl Harness<'_> {
                 message: format!("waiting for it failed: {e}"),
             },
             process::Ended::Exited(s) if s.success() => Status::Passed,
+            // Masked here: the JUnit report writes it as it is.
             process::Ended::Exited(s) => Status::Failed {
-                message: format!("`{}` {s}", acc.command.join(" ")),
+                message: self
+                    .masker
+                    .mask(&format!("`{}` {s}", acc.command.join(" "))),
             },
         };
         outcome(status, cases, output)

@@ -75,7 +75,8 @@ async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_r
         root,
         "api",
         "depends-on = [\"db\"]",
-        "echo \"token $FERRY_OUTPUT_API_TOKEN\"; echo 'test api::call ... FAILED'; exit 1",
+        // The secret in the command itself: its failure message (the JUnit report's) is masked.
+        "true s3cr3t-token; echo \"token $FERRY_OUTPUT_API_TOKEN\"; echo 'test api::call ... FAILED'; exit 1",
     );
     service(root, "web", "depends-on = [\"api\"]", "echo never");
     service(root, "slow", "", "sleep 30");
@@ -129,7 +130,7 @@ async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_r
 
     let api = by("api");
     assert!(
-        matches!(&api.status, Status::Failed { message } if message.contains("exit status: 1")),
+        matches!(&api.status, Status::Failed { message } if message.contains("exit status: 1") && message.contains("true ****;")),
         "{:?}",
         api.status
     );

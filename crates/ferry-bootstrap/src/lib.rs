@@ -769,11 +769,12 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     });
     if let Some(p) = &stage.config.parameters_path {
         out.push(Permission {
-            why: "the stage's parameters (SSM, SecureStrings through SSM only)".into(),
+            why: "the stage's parameters (SSM, SecureStrings through SSM only; their history, so that a rotated secret's old value is masked too)".into(),
             actions: strings(&[
                 "ssm:GetParameter",
                 "ssm:GetParameters",
                 "ssm:GetParametersByPath",
+                "ssm:GetParameterHistory",
             ]),
             // The path itself (GetParametersByPath) and what lies below it, never a sibling
             // that shares its prefix (`/shop/dev` does not grant `/shop/devops/…`).
@@ -1007,7 +1008,11 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 "SSM parameters outside the parameters path that the services read or their templates name ({})",
                 users.into_iter().collect::<Vec<_>>().join(", ")
             ),
-            actions: strings(&["ssm:GetParameter", "ssm:GetParameters"]),
+            actions: strings(&[
+                "ssm:GetParameter",
+                "ssm:GetParameters",
+                "ssm:GetParameterHistory",
+            ]),
             resources: ssm_named
                 .keys()
                 .map(|n| {

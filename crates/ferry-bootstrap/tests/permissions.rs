@@ -51,7 +51,14 @@ fn the_ssm_parameters_templates_name_outside_the_parameters_path_are_granted_by_
                 .starts_with("SSM parameters outside the parameters path")
         })
         .unwrap_or_else(|| panic!("{permissions:#?}"));
-    assert_eq!(ssm.actions, ["ssm:GetParameter", "ssm:GetParameters"]);
+    assert_eq!(
+        ssm.actions,
+        [
+            "ssm:GetParameter",
+            "ssm:GetParameters",
+            "ssm:GetParameterHistory"
+        ]
+    );
     assert!(ssm.why.ends_with("(api, worker)"), "{}", ssm.why);
     assert_eq!(
         ssm.resources,

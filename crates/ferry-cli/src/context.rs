@@ -164,10 +164,27 @@ impl Ctx {
     /// Registers every SecureString the stage's services reference with the masker, so that a
     /// secret that reappears (a stack output that echoes it) is masked in everything printed or
     /// written.
+    /// Registers the secrets the services read in `stage`, and in each other stage whose
+    /// outputs they read (`${output:STAGE:…}`, read with that stage's own credentials): an
+    /// output there may echo one of its secrets.
     pub async fn register_secrets(&self, stage: &Stage, aws: &StageAws) -> anyhow::Result<()> {
-        ferry_deploy::register_secrets(self.workspace()?, stage, &aws.config, crate::ui::masker())
+        let ws = self.workspace()?;
+        let masker = crate::ui::masker();
+        ferry_deploy::register_secrets(ws, stage, &aws.config, masker)
             .await
             .context("failed to read the SSM parameters the services reference")?;
+        for other in ferry_deploy::stages_read(ws, stage) {
+            let other = ws.stage(&other)?;
+            let other_aws = self.aws(&other).await?;
+            ferry_deploy::register_secrets(ws, &other, &other_aws.config, masker)
+                .await
+                .with_context(|| {
+                    format!(
+                        "failed to read the SSM parameters the services reference in stage `{}`, whose outputs they read",
+                        other.name
+                    )
+                })?;
+        }
         Ok(())
     }
 

@@ -72,11 +72,20 @@ impl Masker {
         Self::default()
     }
 
-    /// Registers a secret value. Empty values are ignored.
+    /// Registers a secret value. Empty values are ignored. A secret of several lines (a PEM
+    /// key) is also registered line by line, as output is masked a line at a time: each line of
+    /// 8 characters or more, but the armour (`-----BEGIN …-----`), which is no secret.
     pub fn register(&self, secret: &str) {
         let secret = secret.trim();
         if secret.is_empty() {
             return;
+        }
+        if secret.contains('\n') {
+            for line in secret.lines().map(str::trim) {
+                if line.chars().count() >= MIN_ENCODED && !line.starts_with("-----") {
+                    self.register(line);
+                }
+            }
         }
         let mut inner = self.inner.write().expect("masker lock");
         if inner.secrets.iter().any(|x| x == secret) {
@@ -306,6 +315,25 @@ mod tests {
     use super::*;
 
     use base64::engine::general_purpose::STANDARD;
+
+    /// Output is masked a line at a time: a secret of several lines (a PEM key) is masked on
+    /// each of its lines, but the armour, which every key shares, is left as it is.
+    #[test]
+    fn a_secret_of_several_lines_is_masked_on_each() {
+        let m = Masker::new();
+        let key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\nab\n-----END PRIVATE KEY-----\n";
+        m.register(key);
+        for line in key.lines() {
+            let shown = m.mask(line);
+            match line {
+                l if l.starts_with("-----") => assert_eq!(shown, l),
+                // Too short to tell from ordinary text on its own.
+                "ab" => assert_eq!(shown, "ab"),
+                _ => assert_eq!(shown, MASK, "{line}"),
+            }
+        }
+        assert_eq!(m.mask(key), format!("{MASK}\n"));
+    }
 
     #[test]
     fn a_secret_inside_base64_is_masked_wherever_it_starts() {

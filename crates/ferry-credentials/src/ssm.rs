@@ -137,6 +137,33 @@ pub async fn load_path(
     Ok(out)
 }
 
+/// Registers with `masker` every earlier value of the SecureString `name` that SSM keeps (its
+/// history, decrypted): after a rotation, the old value still lives in the stacks until they
+/// deploy again, and an output that echoes it is as secret as the new one. Best effort: a
+/// history that cannot be read (not allowed, not there) leaves the current value, registered by
+/// [`get`], as the one masked; how many values were registered is given.
+pub async fn register_history(client: &Client, name: &str, masker: &Masker) -> usize {
+    let (base, _) = ferry_manifest::split_ssm_selector(name);
+    let mut registered = 0;
+    let mut pages = client
+        .get_parameter_history()
+        .name(base)
+        .with_decryption(true)
+        .into_paginator()
+        .send();
+    while let Some(Ok(page)) = pages.next().await {
+        for p in page.parameters() {
+            if p.r#type() == Some(&aws_sdk_ssm::types::ParameterType::SecureString)
+                && let Some(v) = p.value()
+            {
+                masker.register(v);
+                registered += 1;
+            }
+        }
+    }
+    registered
+}
+
 /// One parameter, decrypted. `name` may end in `:VERSION` or `:LABEL`
 /// ([`split_ssm_selector`](ferry_manifest::split_ssm_selector)); the parameter's `name` is then
 /// the name without it, and its `version` the one selected.

@@ -217,8 +217,9 @@ pub(crate) fn check_secret_parameters(
 }
 
 /// Registers with `masker` every SecureString value the stage's services reference (one
-/// GetParameter per name), so that wherever one reappears (a stack output that echoes it, a
-/// test's output) it is masked. Returns how many names were read.
+/// GetParameter per name, and the values it had before: a rotated secret still lives in the
+/// stacks until they deploy again), so that wherever one reappears (a stack output that echoes
+/// it, a test's output) it is masked. Returns how many names were read.
 pub async fn register_secrets(
     ws: &Workspace,
     stage: &Stage,
@@ -242,6 +243,9 @@ pub async fn register_secrets(
     let client = aws_sdk_ssm::Client::new(config);
     for name in &names {
         match ssm::get(&client, &stage.name, name, masker).await {
+            Ok(p) if p.secure => {
+                ssm::register_history(&client, name, masker).await;
+            }
             Ok(_)
             | Err(
                 ferry_credentials::CredentialsError::ParameterNotFound { .. }
