@@ -1,7 +1,7 @@
 //! Diffing: for each distinct base, the paths changed between it and the head, and the services
 //! those paths affect (and the services removed since).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_changes::{BaseUnavailable, ChangesError, Owners, Repo};
 use ferry_manifest::{SERVICE_FILE, Workspace};
@@ -106,6 +106,8 @@ pub(crate) fn compare_bases(
         let mut affected = owners.classify_changes(&changed.paths, &changed.submodules);
         // Services whose stack is another one now: they deploy whatever their files did.
         let mut moved_to: BTreeMap<String, Reason> = BTreeMap::new();
+        // Services whose parameters read stage settings that changed.
+        let mut settings: BTreeMap<String, Reason> = BTreeMap::new();
         let mut locks = crate::locks::LockReach::default();
         if let (Ok(r), Some(commit)) = (repo, base_commit) {
             nested_services_added(&owners, r, commit, &changed, &mut affected);
@@ -141,6 +143,11 @@ pub(crate) fn compare_bases(
                             shown
                         })
                         .collect();
+                    for (name, keys) in settings_changed(ws, &base_ws, stage) {
+                        if members.contains(&name.as_str()) && !moved_to.contains_key(&name) {
+                            settings.insert(name, Reason::StageSettingsChanged { keys });
+                        }
+                    }
                     if !moved.is_empty() {
                         let note = format!(
                             "stacks moved since {} ({}): a deploy creates the new stacks and leaves the old ones in place, still tagged for their services; delete each old stack once its new one runs",
@@ -167,6 +174,7 @@ pub(crate) fn compare_bases(
         let since = base_commit.map_or_else(|| base.to_string(), ferry_changes::short);
         reasons::from_changes(&members, &affected, &locks.reasons, &since, reasons);
         reasons::on_top(moved_to, reasons);
+        reasons::on_top(settings, reasons);
         let paths = req
             .explain
             .then(|| path_owners(&owners, &changed, &locks.reached));
@@ -333,6 +341,54 @@ fn workspace_at_commit(repo: &Repo, base: ferry_changes::Oid) -> Result<Workspac
         })?;
     let _ = cache.write(&cache_path);
     Ok(base_ws)
+}
+
+/// The services of both workspaces (by name) whose parameters read settings of `stage` that
+/// differ from the base's: each `variables.<name>` read (`${var:…}`, also as an output's stage),
+/// and `parameters-path` where a relative `${ssm:…}` name resolves under it. A change of the
+/// file alone, with `ferry.toml` none of a service's inputs, would redeploy nothing.
+fn settings_changed(
+    ws: &Workspace,
+    base_ws: &Workspace,
+    stage: &ferry_manifest::Stage,
+) -> Vec<(String, Vec<String>)> {
+    use ferry_manifest::{OutputStage, Reference};
+    let Ok(base_stage) = base_ws.stage(&stage.name) else {
+        return Vec::new();
+    };
+    let (now, then) = (&stage.config, &base_stage.config);
+    ws.services
+        .iter()
+        .filter(|s| base_ws.service(&s.name).is_some())
+        .filter_map(|s| {
+            let mut keys = BTreeSet::new();
+            let note = |r: &Reference, keys: &mut BTreeSet<String>| match r {
+                Reference::Var(v)
+                | Reference::Output {
+                    stage: Some(OutputStage::Var(v)),
+                    ..
+                } if now.variables.get(v) != then.variables.get(v) => {
+                    keys.insert(format!("variables.{v}"));
+                }
+                _ => {}
+            };
+            for t in s.parameters.values() {
+                for r in t.references() {
+                    note(r, &mut keys);
+                    if let Reference::Ssm { name } = r {
+                        for inner in name.references() {
+                            note(inner, &mut keys);
+                        }
+                        let relative = !name.to_string().starts_with('/');
+                        if relative && now.parameters_path != then.parameters_path {
+                            keys.insert("parameters-path".to_string());
+                        }
+                    }
+                }
+            }
+            (!keys.is_empty()).then(|| (s.name.clone(), keys.into_iter().collect()))
+        })
+        .collect()
 }
 
 /// The services of both workspaces (by name) whose stack in `stage` has another name now:

@@ -175,6 +175,10 @@ pub enum Reason {
     /// its base (`[project] stack-name`, its framework's stack name, the stage's `region`): the
     /// stack it deploys to is a new one. The old one is left in place (a plan note says so).
     StackMoved { from: StackPlace, to: StackPlace },
+    /// The stage's settings that the service's parameters read changed since its base
+    /// (`variables.<name>` it reads with `${var:…}`, `parameters-path` for its relative
+    /// `${ssm:…}` names), also when `ferry.toml` is none of its inputs.
+    StageSettingsChanged { keys: Vec<String> },
 }
 
 /// Where a stack lives: its name and region.

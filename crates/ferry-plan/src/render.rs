@@ -102,6 +102,9 @@ pub fn reason_text(r: &Reason) -> String {
             format!("stack renamed: {} → {}", from.stack, to.stack)
         }
         Reason::StackMoved { from, to } => format!("stack moved: {from} → {to}"),
+        Reason::StageSettingsChanged { keys } => {
+            format!("stage settings it reads changed: {}", keys.join(", "))
+        }
     }
 }
 

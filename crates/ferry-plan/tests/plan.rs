@@ -494,6 +494,63 @@ fn a_service_whose_stack_moved_deploys_to_the_new_one() {
     assert!(deploying(&p).is_empty(), "{:?}", p.services);
 }
 
+/// A stage setting a service's parameters read (a variable, the parameters path of a relative
+/// SSM name) changed: that service deploys, in that stage only, also with `ferry.toml` none of
+/// its inputs. Before, nothing deployed, and the stage ran the old value.
+#[test]
+fn a_stage_setting_a_service_reads_changed_deploys_it() {
+    let r = TestRepo::new();
+    let toml = |size: &str, path: &str| {
+        format!(
+            "[project]\nname = \"shop\"\nglobal-inputs = []\n\n[stages.dev]\nregion = \"us-east-1\"\nparameters-path = \"{path}\"\nvariables = {{ size = \"{size}\" }}\n\n[stages.prod]\nregion = \"us-east-1\"\nparameters-path = \"/shop/prod/\"\nvariables = {{ size = \"1024\" }}\n"
+        )
+    };
+    r.write("ferry.toml", &toml("128", "/shop/dev/"));
+    for (name, params) in [
+        ("sized", "Mem = \"${var:size}\""),
+        ("secret", "Token = \"${ssm:token}\""),
+        ("plain", ""),
+    ] {
+        let key = params.split(' ').next().unwrap_or_default();
+        let declared = if key.is_empty() {
+            String::new()
+        } else {
+            format!("Parameters:\n  {key}: {{Type: String}}\n")
+        };
+        r.write(
+            &format!("services/{name}/template.yaml"),
+            &format!("{declared}Resources: {{}}\n"),
+        )
+        .write(
+            &format!("services/{name}/service.toml"),
+            &format!("[service]\ntemplate = \"template.yaml\"\n\n[parameters]\n{params}\n"),
+        );
+    }
+    let base = r.commit("base").to_string();
+    r.write("ferry.toml", &toml("256", "/shop/dev/"));
+    r.commit("dev's size");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert_eq!(deploying(&p), ["sized"]);
+    assert_eq!(
+        p.service("sized").unwrap().reasons,
+        [Reason::StageSettingsChanged {
+            keys: vec!["variables.size".into()]
+        }]
+    );
+    assert!(
+        ferry_plan::text(&p, false).contains("stage settings it reads changed: variables.size"),
+        "{}",
+        ferry_plan::text(&p, false)
+    );
+    // prod's settings did not change.
+    assert!(deploying(&plan_of(&r, &request("prod", Some(&base))).unwrap()).is_empty());
+    let base = r.head().to_string();
+    r.write("ferry.toml", &toml("256", "/shop/dev2/"));
+    r.commit("dev's parameters elsewhere");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert_eq!(deploying(&p), ["secret"]);
+}
+
 #[test]
 fn a_base_from_before_ferry_was_adopted_says_nothing_of_removed_services() {
     let r = TestRepo::new();
