@@ -39,7 +39,10 @@ impl LiveRefs {
             if let Some(b) = r.strip_prefix("refs/heads/") {
                 branches.insert(b.to_string());
             } else if let Some(rest) = r.strip_prefix("refs/pull/") {
-                if let Some(n) = rest.split_once('/').and_then(|(n, _)| number(n)) {
+                if let Some(n) = rest
+                    .split_once('/')
+                    .and_then(|(n, _)| pull_request_number(n))
+                {
                     prs.insert(n.to_string());
                 }
             } else if r.starts_with("refs/") {
@@ -51,7 +54,7 @@ impl LiveRefs {
                 .filter(|n| digits(n))
             {
                 // Written as a pull request: one (`#07` is 7), or none (`#0`), never a branch.
-                if let Some(n) = number(n) {
+                if let Some(n) = pull_request_number(n) {
                     prs.insert(n.to_string());
                 }
             } else {
@@ -77,8 +80,6 @@ pub fn pull_request_number(s: &str) -> Option<&str> {
     let n = s.trim_start_matches('0');
     (digits(s) && !n.is_empty() && n.len() <= 20).then_some(n)
 }
-
-pub(crate) use pull_request_number as number;
 
 /// A branch or pull request that a CI event says is gone.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -107,7 +108,7 @@ pub fn ended(var: &dyn Fn(&str) -> Option<String>, event: Option<&str>) -> Vec<E
         return match get("CODEBUILD_WEBHOOK_TRIGGER") {
             Some(t) if closing => t
                 .strip_prefix("pr/")
-                .and_then(number)
+                .and_then(pull_request_number)
                 .map(|n| vec![Ended::PullRequest(n.to_string())])
                 .unwrap_or_default(),
             _ => Vec::new(),

@@ -134,7 +134,7 @@ impl StageRules {
                 };
                 // `pr/-1` would be pull request 1's stage, `pr/` every such build's, and
                 // `pr/007` another stage than `pr/7`'s.
-                let Some(number) = crate::refs::number(id) else {
+                let Some(number) = crate::refs::pull_request_number(id) else {
                     return Err(NoRule::NoPullRequestNumber {
                         id: id.clone(),
                         source_var: source,

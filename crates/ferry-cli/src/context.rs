@@ -161,6 +161,28 @@ impl Ctx {
         ))
     }
 
+    /// The records of a stage other than the command's (a promote's source, the gate's stage),
+    /// read with that stage's own credentials and region, which are given too; `why` ends the
+    /// error (` for the gate`).
+    pub async fn records_of(
+        &self,
+        stage: &Stage,
+        why: &str,
+    ) -> anyhow::Result<(
+        StageAws,
+        std::collections::BTreeMap<String, ferry_records::Record>,
+    )> {
+        let aws = self.aws(stage).await?;
+        let records = self
+            .records(stage, &aws)?
+            .read_all()
+            .await
+            .with_context(|| {
+                format!("failed to read the records of stage `{}`{why}", stage.name)
+            })?;
+        Ok((aws, records))
+    }
+
     /// Registers every SecureString the stage's services reference with the masker, so that a
     /// secret that reappears (a stack output that echoes it) is masked in everything printed or
     /// written.
@@ -173,10 +195,9 @@ impl Ctx {
         ferry_deploy::register_secrets(ws, stage, &aws.config, masker)
             .await
             .context("failed to read the SSM parameters the services reference")?;
-        for other in ferry_deploy::stages_read(ws, stage) {
+        for (other, config) in self.other_stages(stage).await? {
             let other = ws.stage(&other)?;
-            let other_aws = self.aws(&other).await?;
-            ferry_deploy::register_secrets(ws, &other, &other_aws.config, masker)
+            ferry_deploy::register_secrets(ws, &other, &config, masker)
                 .await
                 .with_context(|| {
                     format!(

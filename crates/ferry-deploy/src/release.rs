@@ -1391,7 +1391,8 @@ pub fn recheck_gate(
         .map(|(service, r)| Candidate {
             service: service.clone(),
             // A service compiled per stage was reviewed with its archives from `from`.
-            fingerprint: (r.kind.as_deref() != Some("serverless")).then(|| r.fingerprint.clone()),
+            fingerprint: (r.kind.as_deref() != Some(ServiceKind::Serverless.as_str()))
+                .then(|| r.fingerprint.clone()),
         })
         .collect();
     let mut passed =
@@ -1521,14 +1522,12 @@ pub async fn prepare_approval(
         };
         let now = written_parameters(s);
         if reviewed.resolve_when_approved && *then != now {
-            let names: BTreeSet<&String> = then.keys().chain(now.keys()).collect();
             return Err(ReleaseRunError::ParametersEdited {
                 id: id.to_string(),
                 service: service.clone(),
-                names: names
+                names: ferry_releases::review::diff_parameters(then, &now)
                     .into_iter()
-                    .filter(|n| then.get(*n) != now.get(*n))
-                    .cloned()
+                    .map(|c| c.name)
                     .collect(),
             });
         }

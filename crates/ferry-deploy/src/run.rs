@@ -1244,13 +1244,11 @@ async fn deploy_one(
     if let Some(reviewed) = reviewed
         && reviewed != hashed
     {
-        let names: BTreeSet<&String> = reviewed.keys().chain(hashed.keys()).collect();
         return Err(ServiceError::ParametersChanged {
             service: service.name.clone(),
-            names: names
+            names: ferry_releases::review::diff_parameters(&reviewed, &hashed)
                 .into_iter()
-                .filter(|n| reviewed.get(*n) != hashed.get(*n))
-                .cloned()
+                .map(|c| c.name)
                 .collect(),
         });
     }

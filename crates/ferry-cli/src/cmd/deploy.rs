@@ -709,13 +709,7 @@ async fn gate(
     if candidates.is_empty() {
         return Ok((None, None));
     }
-    let source = ws.stage(from)?;
-    let source_aws = ctx.aws(&source).await?;
-    let source_records = ctx
-        .records(&source, &source_aws)?
-        .read_all()
-        .await
-        .with_context(|| format!("failed to read the records of stage `{from}` for the gate"))?;
+    let (_, source_records) = ctx.records_of(&ws.stage(from)?, " for the gate").await?;
     let by = run.aws.identity.arn.as_str();
     let outcome = ferry_deploy::release::pass_gate(
         ws,

@@ -671,12 +671,7 @@ struct SourceStage {
 
 async fn source_stage(ctx: &Ctx, from: ferry_manifest::Stage) -> anyhow::Result<SourceStage> {
     let ws = ctx.workspace()?;
-    let aws = ctx.aws(&from).await?;
-    let records = ctx
-        .records(&from, &aws)?
-        .read_all()
-        .await
-        .with_context(|| format!("failed to read the records of stage `{}`", from.name))?;
+    let (aws, records) = ctx.records_of(&from, "").await?;
     let packages = StoredPackages::of_stage(ws, &from, &aws.config, ctx.local)
         .with_context(|| format!("cannot promote from stage `{}`", from.name))?;
     Ok(SourceStage {
@@ -1245,15 +1240,7 @@ async fn approve_locked(
         .clone()
         .or_else(|| stage.config.promote_from.clone())
     {
-        let source = ws.stage(&from)?;
-        let source_aws = ctx.aws(&source).await?;
-        let source_records = ctx
-            .records(&source, &source_aws)?
-            .read_all()
-            .await
-            .with_context(|| {
-                format!("failed to read the records of stage `{from}` for the gate")
-            })?;
+        let (_, source_records) = ctx.records_of(&ws.stage(&from)?, " for the gate").await?;
         ferry_deploy::release::recheck_gate(ws, stage, &from, &source_records, &plan.pending)
             .with_context(cannot)?;
         clock.say(&format!(
