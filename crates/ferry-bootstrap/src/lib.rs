@@ -733,9 +733,10 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
             ..Default::default()
         },
         Permission {
-            why: "CloudFormation: listing (drift, previews)".into(),
+            why: "CloudFormation: listing (drift, previews, a remove's exports in use)".into(),
             actions: strings(&[
                 "cloudformation:ListStacks",
+                "cloudformation:ListImports",
                 "cloudformation:DescribeStacks",
                 "cloudformation:ValidateTemplate",
             ]),

@@ -53,7 +53,7 @@ pub use prepare::{
     check_templates, package_request, prepare, reads_outside_git, stage_bucket,
 };
 pub use remove::{
-    RemoveContext, RemoveError, RemoveOptions, RemoveReport, check_removable, remove,
+    InUseError, RemoveContext, RemoveError, RemoveOptions, RemoveReport, check_removable, remove,
 };
 pub use report::{Summary, markdown, summary};
 pub use run::{

@@ -33,6 +33,10 @@ pub struct RemoveOptions {
     pub adopt: bool,
     /// How long one stack's delete may wait.
     pub timeout: Duration,
+    /// Before a stack's buckets are emptied, ask CloudFormation (ListImports) whether a stack
+    /// this remove leaves imports one of its exports; such a stack is left whole. Off only for
+    /// the local emulator, which lacks ListImports (it answers HTTP 500).
+    pub check_imports: bool,
 }
 
 /// What a remove did.
@@ -85,6 +89,24 @@ pub struct RemoveFailure {
 pub struct EmptyBucketError {
     pub bucket: String,
     pub message: String,
+}
+
+/// Why a stack with exports was left whole: CloudFormation refuses to delete an export that
+/// another stack imports, and would do so only after its buckets were emptied.
+#[derive(Debug, thiserror::Error)]
+pub enum InUseError {
+    #[error(
+        "nothing of it was emptied or deleted: other stacks import its exports ({}); remove those stacks first, or stop them importing",
+        imports.iter().map(|(e, by)| format!("{e} by {}", by.join(", "))).collect::<Vec<_>>().join("; ")
+    )]
+    Imported {
+        /// (export, the stacks that import it).
+        imports: Vec<(String, Vec<String>)>,
+    },
+    #[error(
+        "nothing of it was emptied or deleted: whether other stacks import its exports could not be checked: {source}; run `remove` again"
+    )]
+    Unchecked { source: StackError },
 }
 
 /// The stack is still there after its delete.
@@ -321,6 +343,12 @@ pub async fn remove(
             stack: stack.clone(),
             reason,
         };
+        if options.check_imports
+            && let Err(e) = check_not_imported(&engine, stack, info).await
+        {
+            report.failed.push(fail(Box::new(e)));
+            continue;
+        }
         if info.protected
             && let Err(e) = engine.set_protection(stack, false).await
         {
@@ -404,6 +432,30 @@ fn importers_first(targets: &mut Vec<(String, String)>, imports: &[(String, Stri
         if !moved {
             return;
         }
+    }
+}
+
+/// No stack imports an export of `stack` (those of this remove that did are gone by now: an
+/// importer is deleted before its exporter).
+async fn check_not_imported(
+    engine: &Engine,
+    stack: &str,
+    info: &ferry_stacks::StackInfo,
+) -> Result<(), InUseError> {
+    let mut imports = Vec::new();
+    for export in &info.exports {
+        let by = engine
+            .importers(stack, export)
+            .await
+            .map_err(|source| InUseError::Unchecked { source })?;
+        if !by.is_empty() {
+            imports.push((export.clone(), by));
+        }
+    }
+    if imports.is_empty() {
+        Ok(())
+    } else {
+        Err(InUseError::Imported { imports })
     }
 }
 

@@ -156,6 +156,8 @@ pub struct StackInfo {
     pub protected: bool,
     /// The stack's parameters as DescribeStacks shows them (NoEcho values as `****`).
     pub parameters: BTreeMap<String, String>,
+    /// The names its outputs export (`Export: Name:`), which other stacks may import.
+    pub exports: Vec<String>,
 }
 
 type Current = StackInfo;
@@ -213,6 +215,11 @@ fn stack_info(s: &aws_sdk_cloudformation::types::Stack, name: &str) -> StackInfo
                     p.parameter_value().unwrap_or_default().to_string(),
                 ))
             })
+            .collect(),
+        exports: s
+            .outputs()
+            .iter()
+            .filter_map(|o| o.export_name().map(String::from))
             .collect(),
     }
 }
@@ -393,6 +400,28 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The stacks that import `export` (ListImports, every page): none when CloudFormation
+    /// answers that no stack imports it (a `ValidationError`, its answer for an export in no
+    /// use). `stack` names the exporting stack in an error.
+    pub async fn importers(&self, stack: &str, export: &str) -> Result<Vec<String>, StackError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_imports()
+            .export_name(export)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            match item {
+                Ok(name) => out.push(name),
+                Err(e) if service_message(&e).contains("is not imported by any stack") => break,
+                Err(e) => return Err(self.api(stack, "ListImports", &e)),
+            }
+        }
+        Ok(out)
     }
 
     /// The template the stack runs (GetTemplate, as processed: a SAM template expanded); `None`

@@ -669,3 +669,53 @@ async fn a_review_reads_replacements_from_a_change_set_it_never_executes() {
         .unwrap();
     assert_eq!(none, None);
 }
+
+#[tokio::test]
+async fn the_importers_of_an_export_are_every_page_and_none_is_cloudformations_refusal() {
+    use aws_sdk_cloudformation::operation::list_imports::{ListImportsError, ListImportsOutput};
+    let importers = |rule: &Rule| {
+        let client = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, [rule]);
+        async move {
+            Engine::new(client, options())
+                .importers("store-dev", "store-dev-bucket")
+                .await
+        }
+    };
+    // Two pages.
+    let pages = mock!(Client::list_imports)
+        .sequence()
+        .output(|| {
+            ListImportsOutput::builder()
+                .imports("reports-dev")
+                .imports("billing-dev")
+                .next_token("page-2")
+                .build()
+        })
+        .output(|| ListImportsOutput::builder().imports("audit-prod").build())
+        .build();
+    assert_eq!(
+        importers(&pages).await.unwrap(),
+        ["reports-dev", "billing-dev", "audit-prod"]
+    );
+    // CloudFormation's answer for an export that nothing imports is an error.
+    let none = mock!(Client::list_imports).then_error(|| {
+        ListImportsError::generic(validation_error(
+            "Export 'store-dev-bucket' is not imported by any stack.",
+        ))
+    });
+    assert_eq!(importers(&none).await.unwrap(), Vec::<String>::new());
+    // Any other refusal is an error naming the call and the stack: nothing is taken for "none".
+    let denied = mock!(Client::list_imports).then_error(|| {
+        ListImportsError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDenied")
+                .message("User is not authorized to perform: cloudformation:ListImports")
+                .build(),
+        )
+    });
+    let err = importers(&denied).await.unwrap_err().to_string();
+    assert!(
+        err.contains("ListImports") && err.contains("store-dev") && err.contains("not authorized"),
+        "{err}"
+    );
+}
