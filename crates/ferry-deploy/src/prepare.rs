@@ -267,22 +267,39 @@ pub async fn prepare(
     })
 }
 
-/// Creates the emulator's artifact bucket when it is missing.
+/// Creates the emulator's artifact bucket when it is missing, in the client's region (S3
+/// refuses a bucket without a location constraint anywhere but us-east-1). The emulator's
+/// buckets are one namespace, as S3's are: a bucket another stage made in another region is
+/// taken as it is.
 pub(crate) async fn ensure_local_bucket(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
 ) -> Result<(), PrepareError> {
-    if s3.head_bucket().bucket(bucket).send().await.is_err() {
-        s3.create_bucket()
-            .bucket(bucket)
-            .send()
-            .await
-            .map_err(|e| PrepareError::LocalBucket {
-                bucket: bucket.to_string(),
-                message: ferry_aws::explain("CreateBucket", &e).to_string(),
-            })?;
+    use aws_sdk_s3::error::ProvideErrorMetadata as _;
+    use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+    if s3.head_bucket().bucket(bucket).send().await.is_ok() {
+        return Ok(());
     }
-    Ok(())
+    let region = s3.config().region().map(|r| r.as_ref().to_string());
+    let constraint = region.filter(|r| r != "us-east-1").map(|r| {
+        CreateBucketConfiguration::builder()
+            .location_constraint(BucketLocationConstraint::from(r.as_str()))
+            .build()
+    });
+    match s3
+        .create_bucket()
+        .bucket(bucket)
+        .set_create_bucket_configuration(constraint)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => Ok(()),
+        Err(e) => Err(PrepareError::LocalBucket {
+            bucket: bucket.to_string(),
+            message: ferry_aws::explain("CreateBucket", &e).to_string(),
+        }),
+    }
 }
 
 /// The artifact bucket of `stage`: its `artifact-bucket`, else with `local` the emulator's
@@ -419,5 +436,44 @@ pub fn check_templates(ws: &Workspace, services: &[String]) -> Result<(), Templa
         Ok(())
     } else {
         Err(TemplateProblems(problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn s3(region: &str) -> aws_sdk_s3::Client {
+        let target = ferry_credentials::config::Target {
+            local_endpoint: Some(ferry_test_support::moto().endpoint()),
+        };
+        ferry_package::s3_client(&ferry_credentials::base_config(region, &target).await)
+    }
+
+    // S3 refuses a bucket without a location constraint outside us-east-1, so a project whose
+    // first stage deployed to the emulator was in another region failed before packaging.
+    #[tokio::test]
+    async fn the_local_bucket_is_made_in_any_region_and_found_from_another() {
+        let bucket = "ferry-artifacts-local-bucket-regions";
+        let west = s3("eu-west-1").await;
+        ensure_local_bucket(&west, bucket).await.unwrap();
+        let location = west
+            .get_bucket_location()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            location.location_constraint().map(|c| c.as_str()),
+            Some("eu-west-1")
+        );
+        // Again, and from a stage in us-east-1 and one in a third region: the same bucket.
+        ensure_local_bucket(&west, bucket).await.unwrap();
+        ensure_local_bucket(&s3("us-east-1").await, bucket)
+            .await
+            .unwrap();
+        ensure_local_bucket(&s3("ap-southeast-1").await, bucket)
+            .await
+            .unwrap();
     }
 }
