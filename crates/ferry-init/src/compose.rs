@@ -226,7 +226,10 @@ pub(crate) fn links(c: &Compose, services: &mut [Found], notes: &mut Vec<String>
         }
         s.parameters.extend(parameters);
         if s.region.is_none() {
-            s.region.clone_from(&e.region);
+            s.region = e
+                .region
+                .clone()
+                .filter(|r| ferry_manifest::is_region_name(r));
         }
     }
 }

@@ -393,9 +393,26 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
     } else {
         said.region = crate::overrides::samconfig_region(root, &s.dir, &s.file);
     }
-    let outputs = match s.kind {
-        ServiceKind::Serverless => doc.get("resources").and_then(|r| r.get("Outputs")),
-        _ => doc.get("Outputs"),
+    // A value that is no region (`localhost`, which the serverless-offline plugin takes) would
+    // make the stages' region one that every command refuses.
+    if let Some(r) = said.region.take_if(|r| !ferry_manifest::is_region_name(r)) {
+        notes.push(format!(
+            "{shown}: names region `{r}`, which is no AWS region name (a local emulator's?): not taken as the stages' region"
+        ));
+    }
+    // A Serverless Framework service's `resources` may be a list of fragments, some read from
+    // files, which the framework merges: each counts. Imports in a fragment read from a file
+    // are collected here, as `walk` below sees only the configuration's own values.
+    let fragments = match s.kind {
+        ServiceKind::Serverless => {
+            let dir = path.parent().unwrap_or(root);
+            let (fragments, from_files) = serverless_resources(dir, doc.get("resources"));
+            for f in &from_files {
+                walk(f, &mut said);
+            }
+            fragments.into_iter().chain(from_files).collect()
+        }
+        _ => vec![doc.clone()],
     };
     if s.kind != ServiceKind::Serverless
         && let Some(Value::Mapping(params)) = doc.get("Parameters")
@@ -413,7 +430,10 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
             said.defaulted.insert(k.to_string(), text);
         }
     }
-    if let Some(Value::Mapping(outputs)) = outputs {
+    for outputs in fragments.iter().filter_map(|f| f.get("Outputs")) {
+        let Value::Mapping(outputs) = outputs else {
+            continue;
+        };
         for (_, o) in outputs {
             if let Some(name) = o
                 .get("Export")
@@ -424,11 +444,10 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
             }
         }
     }
-    let resources = match s.kind {
-        ServiceKind::Serverless => doc.get("resources").and_then(|r| r.get("Resources")),
-        _ => doc.get("Resources"),
-    };
-    if let Some(Value::Mapping(resources)) = resources {
+    for resources in fragments.iter().filter_map(|f| f.get("Resources")) {
+        let Value::Mapping(resources) = resources else {
+            continue;
+        };
         for (_, r) in resources {
             if r.get("Type").and_then(Value::as_str) == Some("AWS::SSM::Parameter")
                 && let Some(name) = r
@@ -461,6 +480,54 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
     }
     walk(&doc, &mut said);
     said
+}
+
+/// The fragments of a Serverless Framework service's `resources` (each with `Resources`,
+/// `Outputs`, …): the mapping itself, or each entry of a list, which the framework merges. An
+/// entry `${file(path)}` (or `${file(path):key}`) is read from `dir`, the configuration's
+/// folder; those come second. A file that cannot be read, or whose path holds a variable, is
+/// left out: it is an input of the service already, and init reads no further.
+fn serverless_resources(dir: &Path, resources: Option<&Value>) -> (Vec<Value>, Vec<Value>) {
+    let entries: Vec<&Value> = match resources {
+        Some(Value::Sequence(items)) => items.iter().collect(),
+        Some(v) => vec![v],
+        None => Vec::new(),
+    };
+    let (mut own, mut read) = (Vec::new(), Vec::new());
+    for entry in entries {
+        match entry {
+            Value::Mapping(_) => own.push(entry.clone()),
+            Value::String(text) => {
+                let Some(source) = text
+                    .trim()
+                    .strip_prefix("${file(")
+                    .and_then(|r| r.strip_suffix('}'))
+                else {
+                    continue;
+                };
+                let Some((file, key)) = source.split_once(')') else {
+                    continue;
+                };
+                let file = file.trim().trim_matches(['"', '\'']);
+                if file.contains("${") {
+                    continue;
+                }
+                let Some(doc) = std::fs::read_to_string(dir.join(file))
+                    .ok()
+                    .and_then(|t| serde_yaml_ng::from_str::<Value>(&t).ok())
+                else {
+                    continue;
+                };
+                let doc = match key.strip_prefix(':') {
+                    Some(key) => doc.get(key.trim()).cloned(),
+                    None => Some(doc),
+                };
+                read.extend(doc.filter(Value::is_mapping));
+            }
+            _ => {}
+        }
+    }
+    (own, read)
 }
 
 /// The string a scalar, `!Sub "…"`, `{"Fn::Sub": "…"}` or `{"Fn::Sub": ["…", {…}]}` holds.

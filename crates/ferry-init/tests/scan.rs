@@ -779,6 +779,79 @@ fn a_short_service_name_read_by_cf_links_its_reader() {
     );
 }
 
+// The framework merges a `resources` list: an export in any of its fragments, inline or read
+// with `${file(…)}`, links its importers (before, only a mapping was read, and the importer
+// landed in the exporter's wave, failing its first deploy on an export not there yet).
+#[test]
+fn exports_in_a_list_of_resources_fragments_link_their_importers() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "services/notes/serverless.yml",
+        "service: notes\nprovider:\n  name: aws\ncustom:\n  stage: ${opt:stage, 'dev'}\nresources:\n  - ${file(resources/api.yml)}\n  - ${file(resources/${self:custom.stage}.yml)}\n  - Outputs:\n      ApiId:\n        Value: x\n        Export:\n          Name: ${self:custom.stage}-ExtApiGatewayRestApiId\n",
+    );
+    file(
+        r,
+        "services/notes/resources/api.yml",
+        "Resources:\n  Bus:\n    Type: AWS::Events::EventBus\n    Properties:\n      Name: notes\nOutputs:\n  BusName:\n    Value: notes\n    Export:\n      Name: notes-bus-${self:custom.stage}\n",
+    );
+    file(
+        r,
+        "services/billing/serverless.yml",
+        "service: billing\nprovider:\n  name: aws\ncustom:\n  stage: ${opt:stage, 'dev'}\nresources:\n  Resources:\n    P:\n      Type: AWS::ApiGateway::Resource\n      Properties:\n        RestApiId:\n          Fn::ImportValue: ${self:custom.stage}-ExtApiGatewayRestApiId\n",
+    );
+    // The import sits in a fragment read from a file, the export in an inline one.
+    file(
+        r,
+        "services/audit/serverless.yml",
+        "service: audit\nprovider:\n  name: aws\nresources:\n  - ${file(rules.yml):Main}\n",
+    );
+    file(
+        r,
+        "services/audit/rules.yml",
+        "Main:\n  Resources:\n    Rule:\n      Type: AWS::Events::Rule\n      Properties:\n        EventBusName: !ImportValue notes-bus-${self:custom.stage}\n",
+    );
+    let s = scan(r).unwrap();
+    let deps = |name: &str| {
+        let f = s.services.iter().find(|f| f.name == name).unwrap();
+        f.depends_on.keys().cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(deps("billing"), ["notes"], "{:?}", s.notes);
+    assert_eq!(deps("audit"), ["notes"], "{:?}", s.notes);
+    assert!(deps("notes").is_empty(), "{:?}", s.notes);
+}
+
+// serverless-offline's `provider.region: localhost` is no region: taking it made every stage's
+// region one that `validate` refuses.
+#[test]
+fn a_region_that_is_no_aws_region_is_noted_and_not_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    for name in ["a", "b"] {
+        file(
+            r,
+            &format!("services/{name}/serverless.yml"),
+            &format!("service: {name}\nprovider:\n  name: aws\n  region: localhost\n"),
+        );
+    }
+    file(
+        r,
+        "services/c/serverless.yml",
+        "service: c\nprovider:\n  name: aws\n  region: eu-west-1\n",
+    );
+    let s = scan(r).unwrap();
+    assert_eq!(s.region(), "eu-west-1", "{:?}", s.notes);
+    assert!(
+        s.notes.iter().any(|n| n
+            == "services/a/serverless.yml: names region `localhost`, which is no AWS region name (a local emulator's?): not taken as the stages' region"),
+        "{:?}",
+        s.notes
+    );
+    let files = render(&s, r);
+    assert!(ferry_toml(&files).contains("region = \"eu-west-1\""));
+}
+
 #[test]
 fn a_repository_without_services_says_what_it_looked_for() {
     let dir = tempfile::tempdir().unwrap();

@@ -138,6 +138,22 @@ pub fn stage_room(pattern: &str, project: &str, service: &str) -> usize {
     MAX_STACK_NAME.saturating_sub(rest) / times
 }
 
+/// Whether `name` has the shape of an AWS region name (`us-east-1`, `us-gov-west-1`): parts of
+/// lowercase letters and digits, three or more, the last a number. (`localhost`, a value the
+/// serverless-offline plugin takes, is none.)
+pub fn is_region_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+}
+
 /// `name` when it has at most `max` characters; else cut and given an 8-digit hash of the
 /// whole, as a stage id is (for names Ferry derives from the project's, such as the local
 /// artifact bucket, which S3 limits to 63 characters, or the deployer role, which IAM limits

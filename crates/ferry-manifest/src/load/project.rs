@@ -641,17 +641,7 @@ fn read_stage(
     let key = |k: &str| join_key(prefix, k);
     let region = get_str(fd, t, prefix, "region");
     if let Some((r, sp)) = &region {
-        let parts: Vec<&str> = r.split('-').collect();
-        let ok = parts.len() >= 3
-            && parts.iter().all(|p| {
-                !p.is_empty()
-                    && p.chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            })
-            && parts
-                .last()
-                .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
-        if !ok {
+        if !crate::is_region_name(r) {
             fd.error(
                 Some(sp.clone()),
                 Some(&key("region")),
