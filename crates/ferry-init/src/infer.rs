@@ -203,6 +203,7 @@ pub(crate) fn links(
             crate::local_deps::python_inputs(root, &dir, &others),
             crate::local_deps::go_inputs(root, &dir, &others),
             crate::local_deps::dotnet_inputs(root, &dir, &others),
+            crate::local_deps::script_inputs(root, &dir, &others),
         ] {
             inputs.extend(found);
             notes.extend(said);

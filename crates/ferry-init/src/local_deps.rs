@@ -922,3 +922,149 @@ pub(crate) fn node_inputs(
     }
     (chain.inputs, chain.notes)
 }
+
+/// The file kinds whose relative imports are followed.
+const SCRIPT_EXTENSIONS: &[&str] = &["js", "mjs", "cjs", "jsx", "ts", "mts", "cts", "tsx"];
+/// How many script files one service's scan reads, and how much of each.
+const MAX_SCRIPTS: usize = 5000;
+const MAX_SCRIPT_BYTES: u64 = 1 << 20;
+
+fn is_script(name: &str) -> bool {
+    name.rsplit_once('.')
+        .is_some_and(|(stem, ext)| !stem.is_empty() && SCRIPT_EXTENSIONS.contains(&ext))
+        && !name.ends_with(".d.ts")
+}
+
+/// Whether `path` is `folder` or below it (everything is below the root, `""`).
+fn within(folder: &str, path: &str) -> bool {
+    folder.is_empty()
+        || path == folder
+        || path
+            .strip_prefix(folder)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The code outside the service folder `dir` that its JavaScript and TypeScript import by a
+/// relative path (`import … from "../../libs/db"`, `require("../config")`, `import("…")`,
+/// `export … from`), which a bundler (esbuild, webpack, serverless-bundle) puts into its
+/// archive: each as an input glob with why, followed to the end of the chain. An imported
+/// file's folder is taken whole (`libs/**`: its neighbours are what it imports in turn), unless
+/// that folder holds a service folder, when only the file is. Another service's folder is that
+/// service's, not an input; a path that leaves the repository is said in a note.
+pub(crate) fn script_inputs(
+    root: &Path,
+    dir: &str,
+    others: &[&str],
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut inputs = BTreeMap::new();
+    let mut notes = Vec::new();
+    let mut todo = files_below(root, dir, others, &is_script);
+    let mut read = BTreeSet::new();
+    while let Some(file) = todo.pop() {
+        if read.len() >= MAX_SCRIPTS || !read.insert(file.clone()) {
+            continue;
+        }
+        let Some(text) = fs::File::open(root.join(&file)).ok().and_then(|f| {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_SCRIPT_BYTES), &mut text)
+                .ok()
+                .map(|_| text)
+        }) else {
+            continue;
+        };
+        for spec in relative_imports(&text) {
+            let Some(target) = resolve(parent(&file), spec) else {
+                notes.push(format!(
+                    "{file}: imports `{spec}`, which is outside the repository: not an input"
+                ));
+                continue;
+            };
+            if within(dir, &target) || others.iter().any(|o| within(o, &target)) {
+                continue;
+            }
+            let Some(found) = module_file(root, &target) else {
+                continue;
+            };
+            let folder = parent(&found);
+            let holds_a_service = within(folder, dir) || others.iter().any(|o| within(folder, o));
+            let (glob, next) = if holds_a_service {
+                (found.clone(), vec![found.clone()])
+            } else {
+                (
+                    format!("{folder}/**"),
+                    files_below(root, folder, others, &is_script),
+                )
+            };
+            if inputs.contains_key(&glob) {
+                continue;
+            }
+            inputs.insert(glob, format!("its code imports `{spec}` ({file})"));
+            todo.extend(next);
+        }
+    }
+    (inputs, notes)
+}
+
+/// The repository-relative file a module path names, as Node.js and TypeScript resolve it:
+/// the file itself, with a script extension or `.json` added, a `.ts` file for a `.js` one
+/// (TypeScript's ESM imports), or the folder's `index`.
+fn module_file(root: &Path, target: &str) -> Option<String> {
+    let is_file = |p: &str| root.join(p).is_file();
+    if is_file(target) {
+        return Some(target.to_string());
+    }
+    let stem = target
+        .strip_suffix(".js")
+        .or_else(|| target.strip_suffix(".mjs"))
+        .or_else(|| target.strip_suffix(".cjs"));
+    let candidates = SCRIPT_EXTENSIONS
+        .iter()
+        .chain(&["json"])
+        .map(|ext| format!("{target}.{ext}"))
+        .chain(
+            stem.into_iter()
+                .flat_map(|s| ["ts", "mts", "cts", "tsx"].map(|ext| format!("{s}.{ext}"))),
+        )
+        .chain(
+            SCRIPT_EXTENSIONS
+                .iter()
+                .map(|ext| format!("{target}/index.{ext}")),
+        );
+    candidates.into_iter().find(|c| is_file(c))
+}
+
+/// The relative module paths (`./…`, `../…`) a script imports: string literals after `from`,
+/// `import`, `require(` or `import(`.
+fn relative_imports(text: &str) -> Vec<&str> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let q = b[i];
+        if q != b'\'' && q != b'"' {
+            i += 1;
+            continue;
+        }
+        let start = i + 1;
+        let mut j = start;
+        while j < b.len() && b[j] != q && b[j] != b'\n' {
+            j += 1;
+        }
+        if j == b.len() || b[j] != q {
+            // No closing quote on the line (an apostrophe in a comment): go on after it.
+            i = start;
+            continue;
+        }
+        let literal = &text[start..j];
+        let before = text[..i].trim_end();
+        if (literal.starts_with("./") || literal.starts_with("../"))
+            && ["from", "import", "require(", "import("]
+                .iter()
+                .any(|w| before.ends_with(w))
+        {
+            out.push(literal);
+        }
+        i = j + 1;
+    }
+    out
+}

@@ -852,6 +852,79 @@ fn a_region_that_is_no_aws_region_is_noted_and_not_taken() {
     assert!(ferry_toml(&files).contains("region = \"eu-west-1\""));
 }
 
+// Code a bundler takes into a service's archive from outside its folder, by a relative import
+// (serverless-bundle, esbuild), is an input: before, a change to `libs/` deployed nothing.
+#[test]
+fn code_a_service_imports_by_a_relative_path_from_outside_its_folder_is_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    for name in ["notes", "billing"] {
+        file(
+            r,
+            &format!("services/{name}/serverless.yml"),
+            &format!(
+                "service: {name}\nprovider:\n  name: aws\nfunctions:\n  h:\n    handler: handler.main\n"
+            ),
+        );
+    }
+    file(
+        r,
+        "services/notes/handler.js",
+        "// don't look: './not/an/import'\nimport handler from \"../../libs/handler-lib\";\nimport config from '../../config';\nconst local = require('./local');\nconst other = require(\"../billing/internal\");\nexport const main = handler(async () => config.x);\n",
+    );
+    file(r, "services/notes/local.js", "module.exports = {};\n");
+    // A TypeScript service: an ESM import written `.js` is its `.ts` file, and a folder's index.
+    file(
+        r,
+        "services/billing/handler.ts",
+        "import { shared } from '../shared.js';\nexport { charge } from \"../../packages/pay\";\nconst m = await import('../../../outside.js');\n",
+    );
+    file(r, "services/billing/internal.ts", "export const x = 1;\n");
+    file(r, "services/shared.ts", "export const shared = 1;\n");
+    file(
+        r,
+        "packages/pay/index.ts",
+        "export { charge } from '../../tools/charge';\n",
+    );
+    file(r, "tools/charge.ts", "export const charge = 1;\n");
+    // A library that imports its neighbour, and the root-level config.
+    file(
+        r,
+        "libs/handler-lib.js",
+        "import db from './dynamodb-lib';\nexport default (f) => f;\n",
+    );
+    file(r, "libs/dynamodb-lib.js", "export default {};\n");
+    file(r, "config.js", "export default { x: 1 };\n");
+    // Installed packages are never read.
+    file(
+        r,
+        "services/notes/node_modules/dep/index.js",
+        "require('../../../../vendor/x');\n",
+    );
+    let s = scan(r).unwrap();
+    let inputs = |name: &str| {
+        let f = s.services.iter().find(|f| f.name == name).unwrap();
+        f.inputs.keys().cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(inputs("notes"), ["config.js", "libs/**"], "{:?}", s.notes);
+    // `services/shared.ts` is taken alone: its folder holds the service folders. The chain goes on
+    // from `packages/pay` to `tools`.
+    assert_eq!(
+        inputs("billing"),
+        ["packages/pay/**", "services/shared.ts", "tools/**"],
+        "{:?}",
+        s.notes
+    );
+    assert!(
+        s.notes.contains(&"services/billing/handler.ts: imports `../../../outside.js`, which is outside the repository: not an input".to_string()),
+        "{:?}",
+        s.notes
+    );
+    // What init writes loads, with those inputs.
+    write(r, &render(&s, r), false).unwrap();
+    ferry_manifest::load(r).unwrap();
+}
+
 #[test]
 fn a_repository_without_services_says_what_it_looked_for() {
     let dir = tempfile::tempdir().unwrap();
