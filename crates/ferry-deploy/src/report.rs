@@ -176,6 +176,7 @@ mod tests {
                         service: "api".into(),
                         dir: "services/api".into(),
                         wants: ferry_manifest::FrameworkCli::Osls,
+                        declared: None,
                     }),
                 ),
                 // One that does not; and a service whose name begins another's message.
@@ -185,6 +186,7 @@ mod tests {
                         service: "api".into(),
                         dir: "services/api".into(),
                         wants: ferry_manifest::FrameworkCli::Osls,
+                        declared: None,
                     }),
                 ),
             ],

@@ -248,12 +248,23 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             built_template: None,
         });
     }
+    // package.json above the services that take their CLI and plugins from it → those services.
+    let mut from_above: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for s in services
         .iter_mut()
         .filter(|s| s.kind == ServiceKind::Serverless)
     {
         s.build = install_step(root, &s.dir, &workspace.members, &mut notes);
         framework_note(root, s, &mut notes);
+        if let Some(pkg) = installed_from_above(root, &s.dir) {
+            from_above.entry(pkg).or_default().push(s.dir.clone());
+        }
+    }
+    for (pkg, dirs) in from_above {
+        notes.push(format!(
+            "{}: no package.json of their own; their framework CLI and plugins come from `{pkg}`: install its dependencies there (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file) before a deploy compiles them, e.g. in buildspec.yml's install phase",
+            dirs.join(", ")
+        ));
     }
     for s in services
         .iter_mut()
@@ -558,6 +569,38 @@ fn install_step(
             "Installs its dependencies ({lock}) before it compiles: the framework's plugins, and the CLI when package.json names it (else `serverless` on the PATH)."
         ),
     ))
+}
+
+/// For a Serverless service in `dir` without a `package.json` of its own: the nearest one
+/// above it (repository-relative) that names the framework's CLI (`serverless`, `osls`) or a
+/// plugin (`serverless-…`) among its dependencies, which a deploy needs installed first.
+fn installed_from_above(root: &Path, dir: &str) -> Option<String> {
+    if dir.is_empty() || root.join(dir).join("package.json").is_file() {
+        return None;
+    }
+    let mut at = dir;
+    while !at.is_empty() {
+        at = at.rsplit_once('/').map_or("", |(p, _)| p);
+        let pkg = if at.is_empty() {
+            "package.json".to_string()
+        } else {
+            format!("{at}/package.json")
+        };
+        let Some(p) = std::fs::read(root.join(&pkg))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        else {
+            continue;
+        };
+        let names_framework = ["dependencies", "devDependencies"].iter().any(|k| {
+            p[k].as_object().is_some_and(|d| {
+                d.keys()
+                    .any(|n| n == "serverless" || n == "osls" || n.starts_with("serverless-"))
+            })
+        });
+        return names_framework.then_some(pkg);
+    }
+    None
 }
 
 /// The lock file of the Node.js package in `folder`, which says its package manager: yarn's,

@@ -852,6 +852,51 @@ fn a_region_that_is_no_aws_region_is_noted_and_not_taken() {
     assert!(ferry_toml(&files).contains("region = \"eu-west-1\""));
 }
 
+// Services that take the framework's CLI and plugins from a package.json above them (no
+// package.json of their own) get one note naming it: a fresh clone must install it first.
+#[test]
+fn services_whose_cli_comes_from_a_package_json_above_are_noted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "package.json",
+        r#"{"private": true, "devDependencies": {"osls": "^3.51.0", "serverless-bundle": "^6.0.0"}}"#,
+    );
+    for name in ["a", "b"] {
+        file(
+            r,
+            &format!("services/{name}/serverless.yml"),
+            &format!("service: {name}\nprovider:\n  name: aws\nplugins:\n  - serverless-bundle\n"),
+        );
+    }
+    // One with a package.json of its own installs its own.
+    file(
+        r,
+        "services/c/serverless.yml",
+        "service: c\nprovider:\n  name: aws\n",
+    );
+    file(
+        r,
+        "services/c/package.json",
+        r#"{"devDependencies": {"osls": "^3.51.0"}}"#,
+    );
+    let s = scan(r).unwrap();
+    let said: Vec<&String> = s
+        .notes
+        .iter()
+        .filter(|n| n.contains("come from `package.json`"))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "services/a, services/b: no package.json of their own; their framework CLI and plugins come from `package.json`: install its dependencies there (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file) before a deploy compiles them, e.g. in buildspec.yml's install phase"
+        ],
+        "{:?}",
+        s.notes
+    );
+}
+
 // Code a bundler takes into a service's archive from outside its folder, by a relative import
 // (serverless-bundle, esbuild), is an input: before, a change to `libs/` deployed nothing.
 #[test]

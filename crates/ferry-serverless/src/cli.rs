@@ -15,10 +15,19 @@ pub fn find_cli(root: &Path, service: &Service) -> Result<Vec<String>, Serverles
         return Ok(argv.clone());
     }
     let mut dir = root.join(&service.dir);
+    // The nearest package.json naming a CLI, for the error when none is installed.
+    let mut declared = None;
     loop {
         let bin = dir.join("node_modules/.bin/serverless");
         if bin.is_file() {
             return Ok(vec![bin.to_string_lossy().into_owned()]);
+        }
+        if declared.is_none() && names_cli(&dir.join("package.json")) {
+            declared = dir
+                .join("package.json")
+                .strip_prefix(root)
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned());
         }
         if dir == root || !dir.pop() || !dir.starts_with(root) {
             break;
@@ -34,7 +43,22 @@ pub fn find_cli(root: &Path, service: &Service) -> Result<Vec<String>, Serverles
         service: service.name.clone(),
         dir: service.dir.clone(),
         wants: ferry_manifest::FrameworkCli::of_config(&config),
+        declared,
     })
+}
+
+/// Whether the `package.json` at `path` names a framework CLI (`serverless`, `osls`) among its
+/// dependencies.
+fn names_cli(path: &Path) -> bool {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|p| {
+            ["dependencies", "devDependencies"].iter().any(|k| {
+                p[k].as_object()
+                    .is_some_and(|d| d.contains_key("serverless") || d.contains_key("osls"))
+            })
+        })
 }
 
 /// Runs `service`'s `[package] build` (e.g. `npm install`, which may install the CLI) in its

@@ -182,15 +182,15 @@ impl Compiled {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerlessError {
-    #[error(
-        "{service}: no Serverless Framework CLI found: not `node_modules/.bin/serverless` in {dir} or a folder above it up to the repository, nor `serverless` on PATH. Install one in the repository ({}; Node.js 20.19 or newer), or set serverless-command in its service.toml",
-        install(*.wants)
-    )]
+    #[error("{}", no_cli(.service, .dir, *.wants, .declared.as_deref()))]
     NoCli {
         service: String,
         dir: String,
         /// The CLI its `frameworkVersion` takes.
         wants: ferry_manifest::FrameworkCli,
+        /// The `package.json` (repository-relative) in its folder or above that names a CLI
+        /// whose dependencies were not installed.
+        declared: Option<String>,
     },
     #[error(
         "{service}: `{command}` could not start: {message}; is it installed and on PATH? (the Serverless Framework CLI needs Node.js 20.19 or newer)"
@@ -520,6 +520,26 @@ fn read_reused(out: &Path, path: &Path) -> Option<Compiled> {
             .all(|a| a.local_path(out).is_file());
     compiled.reused = true;
     present.then_some(compiled)
+}
+
+fn no_cli(
+    service: &str,
+    dir: &str,
+    wants: ferry_manifest::FrameworkCli,
+    declared: Option<&str>,
+) -> String {
+    let head = format!(
+        "{service}: no Serverless Framework CLI found: not `node_modules/.bin/serverless` in {dir} or a folder above it up to the repository, nor `serverless` on PATH."
+    );
+    match declared {
+        Some(pkg) => format!(
+            "{head} `{pkg}` names one, but its dependencies are not installed: install them in its folder first (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file), e.g. in CI's install phase or as a `[package] build` of the service"
+        ),
+        None => format!(
+            "{head} Install one in the repository ({}; Node.js 20.19 or newer), or set serverless-command in its service.toml",
+            install(wants)
+        ),
+    }
 }
 
 /// How to install the CLI a service's `frameworkVersion` takes, for [`ServerlessError::NoCli`].

@@ -250,6 +250,22 @@ fn a_missing_cli_or_node_says_how_to_get_one() {
                 ),
                 "{e}"
             );
+            // The root's package.json names a CLI that nobody installed: that is what to do,
+            // not to add one.
+            std::fs::write(
+                ws.root.join("package.json"),
+                r#"{"private": true, "devDependencies": {"osls": "^3.51.0"}}"#,
+            )
+            .unwrap();
+            let e = ferry_serverless::find_cli(&ws.root, &service)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.ends_with(
+                    "nor `serverless` on PATH. `package.json` names one, but its dependencies are not installed: install them in its folder first (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file), e.g. in CI's install phase or as a `[package] build` of the service"
+                ),
+                "{e}"
+            );
         }
     }
     // Found above the service folder, up to the repository root.
