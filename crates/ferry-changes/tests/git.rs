@@ -1118,3 +1118,64 @@ fn an_input_glob_into_an_ignored_folder_is_refused_from_the_working_tree() {
     std::fs::remove_dir_all(r.path().join(".git")).unwrap();
     ferry_changes::load_worktree(r.path()).unwrap();
 }
+
+// `git update-index --assume-unchanged` / `--skip-worktree` hide an edit from `git status`,
+// while packaging zips the file on disk: such an edit is a change, by git and by libgit2 alike
+// (before, it deployed under the commit's clean id). A skip-worktree file a sparse checkout
+// leaves off the disk is not.
+#[test]
+fn edits_hidden_by_assume_unchanged_or_skip_worktree_are_changes() {
+    let (r, _) = seeded();
+    r.write("services/c/settings.json", "{}\n")
+        .write("services/c/sparse.txt", "s\n");
+    r.commit("more");
+    let dir = r.path();
+    git(
+        dir,
+        &["update-index", "--assume-unchanged", "services/a/x.txt"],
+    );
+    git(
+        dir,
+        &[
+            "update-index",
+            "--skip-worktree",
+            "services/c/settings.json",
+        ],
+    );
+    git(
+        dir,
+        &["update-index", "--skip-worktree", "services/c/sparse.txt"],
+    );
+    git(
+        dir,
+        &["update-index", "--assume-unchanged", "services/c/main.py"],
+    );
+    // Flagged, but as HEAD has them: no change.
+    for cli in [true, false] {
+        let repo = Repo::open(dir).unwrap().use_git_cli(cli);
+        assert!(repo.dirty_paths().unwrap().is_empty(), "cli: {cli}");
+    }
+    assert_eq!(git(dir, &["status", "--porcelain"]), "");
+    r.write("services/a/x.txt", "edited\n")
+        .write("services/c/settings.json", "{\"debug\": true}\n")
+        .remove("services/c/sparse.txt");
+    // Git itself sees none of it.
+    assert_eq!(git(dir, &["status", "--porcelain"]), "");
+    for cli in [true, false] {
+        let repo = Repo::open(dir).unwrap().use_git_cli(cli);
+        assert_eq!(
+            repo.dirty_paths().unwrap(),
+            set(&["services/a/x.txt", "services/c/settings.json"]),
+            "cli: {cli}"
+        );
+    }
+    // An assume-unchanged file deleted is a change.
+    r.remove("services/c/main.py");
+    for cli in [true, false] {
+        let repo = Repo::open(dir).unwrap().use_git_cli(cli);
+        assert!(
+            repo.dirty_paths().unwrap().contains("services/c/main.py"),
+            "cli: {cli}"
+        );
+    }
+}
