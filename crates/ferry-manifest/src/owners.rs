@@ -262,6 +262,20 @@ impl<'a> Owners<'a> {
         for p in paths {
             let (owners, global) = if folders.contains(p) {
                 (self.services_below(p), self.is_global_below(p))
+            } else if let Some(folder) = attributes_folder(p) {
+                // A `.gitattributes` may change the bytes a checkout writes for every file
+                // below its folder (`eol=crlf`, a filter): those files' services count as
+                // changed, as for a submodule.
+                let mut owners = self.services_of(p);
+                let (below, global) = if folder.is_empty() {
+                    (self.names.clone(), !self.global_globs.is_empty())
+                } else {
+                    (self.services_below(folder), self.is_global_below(folder))
+                };
+                owners.extend(below);
+                owners.sort_unstable();
+                owners.dedup();
+                (owners, global || self.is_global(p))
             } else {
                 (self.services_of(p), self.is_global(p))
             };
@@ -279,6 +293,15 @@ impl<'a> Owners<'a> {
             }
         }
         out
+    }
+}
+
+/// The folder (`""`: the root) of a `.gitattributes` file; `None` for any other path.
+fn attributes_folder(path: &str) -> Option<&str> {
+    match path.rsplit_once('/') {
+        Some((folder, ".gitattributes")) => Some(folder),
+        None if path == ".gitattributes" => Some(""),
+        _ => None,
     }
 }
 
@@ -567,6 +590,42 @@ mod tests {
             ["all", "braces", "py", "src"]
         );
         assert_eq!(as_submodule.unowned.iter().collect::<Vec<_>>(), ["docs/x"]);
+    }
+
+    // A `.gitattributes` changes the bytes a checkout writes below its folder (`eol=crlf`, a
+    // filter): before, its change redeployed nothing.
+    #[test]
+    fn a_changed_gitattributes_affects_whoever_may_own_a_path_below_its_folder() {
+        let o = owners();
+        let classify = |paths: &[&str]| {
+            let changed: BTreeSet<String> = paths.iter().map(|p| p.to_string()).collect();
+            o.classify(&changed)
+        };
+        let names = |a: &Affected| a.services.keys().cloned().collect::<Vec<_>>();
+        let a = classify(&["shared/lib/.gitattributes"]);
+        assert_eq!(names(&a), ["admin", "api", "web"]);
+        assert!(a.global.is_empty() && a.unowned.is_empty());
+        assert_eq!(
+            names(&classify(&["services/api/admin/.gitattributes"])),
+            ["admin"]
+        );
+        assert_eq!(
+            names(&classify(&["services/.gitattributes"])),
+            ["admin", "api"]
+        );
+        // Below no service: owned by none.
+        let a = classify(&["docs/.gitattributes"]);
+        assert!(a.services.is_empty());
+        assert_eq!(
+            a.unowned.iter().collect::<Vec<_>>(),
+            ["docs/.gitattributes"]
+        );
+        // At the root: every service, and the global inputs (a lock file's bytes may change).
+        let a = classify(&[".gitattributes"]);
+        assert_eq!(names(&a), ["admin", "api", "web"]);
+        assert_eq!(a.global.iter().collect::<Vec<_>>(), [".gitattributes"]);
+        // A file merely named like it is none.
+        assert!(classify(&["docs/x.gitattributes"]).services.is_empty());
     }
 
     #[test]
