@@ -135,7 +135,11 @@ pub fn text(plan: &Plan, explain: bool) -> String {
             .as_deref()
             .map(|u| format!(": unusable, {u}"))
             .unwrap_or_default();
-        let _ = writeln!(out, "  base: {base} for {}{status}", b.services.join(", "));
+        let _ = writeln!(
+            out,
+            "  base: {base} for {}{status}",
+            base_services(&b.services, plan.services.len())
+        );
     }
     for note in &plan.notes {
         let _ = writeln!(out, "  note: {note}");
@@ -438,9 +442,44 @@ impl serde_json::ser::Formatter for Pretty {
     }
 }
 
+/// How many services a `base:` line names before it counts the rest.
+const BASE_NAMES_SHOWN: usize = 8;
+
+/// The services of one base for its line: their names, a few and a count past
+/// [`BASE_NAMES_SHOWN`], or "all N services" when the base is every service's of the plan
+/// (`total`). A plan of hundreds of services sharing one base printed every name on one line.
+fn base_services(services: &[String], total: usize) -> String {
+    if services.len() <= BASE_NAMES_SHOWN {
+        services.join(", ")
+    } else if services.len() == total {
+        format!("all {total} services")
+    } else {
+        format!(
+            "{} and {} more",
+            services[..BASE_NAMES_SHOWN].join(", "),
+            services.len() - BASE_NAMES_SHOWN
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Pretty, shown_path};
+    use super::{Pretty, base_services, shown_path};
+
+    #[test]
+    fn a_base_line_names_a_few_services_and_counts_the_rest() {
+        let names = |n: usize| (0..n).map(|i| format!("s{i}")).collect::<Vec<_>>();
+        assert_eq!(base_services(&names(3), 10), "s0, s1, s2");
+        assert_eq!(
+            base_services(&names(8), 8),
+            "s0, s1, s2, s3, s4, s5, s6, s7"
+        );
+        assert_eq!(base_services(&names(92), 92), "all 92 services");
+        assert_eq!(
+            base_services(&names(12), 92),
+            "s0, s1, s2, s3, s4, s5, s6, s7 and 4 more"
+        );
+    }
     use serde::Serialize;
 
     #[test]
