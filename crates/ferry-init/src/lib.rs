@@ -186,7 +186,18 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         .filter_map(|c| Some((c.dir.clone(), framework_stack(c)?)))
         .collect();
     let reserved: BTreeSet<&String> = framework.values().collect();
-    let base_of = |dir: &str| valid_name(dir.rsplit('/').next().unwrap_or(dir));
+    // A folder named by a number (`governance/1-initial-setup`, a tutorial's steps) takes its
+    // parent's name before it, not a bare `s-` (a name starts with a letter).
+    let base_of = |dir: &str| {
+        let mut parts = dir.rsplit('/');
+        let last = parts.next().unwrap_or(dir);
+        match parts.next() {
+            Some(parent) if last.starts_with(|c: char| c.is_ascii_digit()) => {
+                valid_name(&format!("{parent}-{last}"))
+            }
+            _ => valid_name(last),
+        }
+    };
     // Folder names several services share: only a top-level folder of that name keeps it,
     // the others are named by their path, so that none of them looks like the only one.
     let mut shared: BTreeMap<String, usize> = BTreeMap::new();

@@ -970,6 +970,30 @@ fn code_a_service_imports_by_a_relative_path_from_outside_its_folder_is_an_input
     ferry_manifest::load(r).unwrap();
 }
 
+// A folder named by a number (a tutorial's steps) takes its parent's name before it.
+#[test]
+fn a_numbered_folder_is_named_with_its_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let t = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    file(r, "governance/1-initial-setup/template.yaml", t);
+    file(r, "governance/2-policies/template.yaml", t);
+    file(r, "2fa/template.yaml", t);
+    let s = scan(r).unwrap();
+    let mut names: Vec<&str> = s.services.iter().map(|f| f.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "governance-1-initial-setup",
+            "governance-2-policies",
+            "s-2fa"
+        ],
+        "{:?}",
+        s.notes
+    );
+}
+
 #[test]
 fn a_repository_without_services_says_what_it_looked_for() {
     let dir = tempfile::tempdir().unwrap();
