@@ -15,6 +15,7 @@ use ferry_deploy::{
 use ferry_graph::Cancel;
 use ferry_plan::PlanRequest;
 use ferry_stacks::Method;
+use ferry_test_support::proxy::{Proxy, Request, Rule as ProxyRule};
 use ferry_test_support::{TestRepo, moto};
 
 // The output is a fixed value: the emulator may replace a topic on update (a new ARN), which
@@ -1197,12 +1198,8 @@ async fn outputs_are_given_for_every_stack_that_can_be_read() {
 
 const EXPORTED_BUCKET: &str = "Resources:\n  B:\n    Type: AWS::S3::Bucket\nOutputs:\n  BucketName:\n    Value: !Ref B\n    Export:\n      Name: !Sub \"${AWS::StackName}-bucket\"\n";
 
-/// A remove of stage `dev` with `check_imports`.
-async fn remove(
-    r: &TestRepo,
-    config: &SdkConfig,
-    check_imports: bool,
-) -> ferry_deploy::RemoveReport {
+/// A remove of stage `dev`, the stage's events' notes gathered.
+async fn remove(r: &TestRepo, config: &SdkConfig) -> (ferry_deploy::RemoveReport, Vec<String>) {
     let ws = ferry_manifest::load(r.path()).unwrap();
     let stage = ws.stage("dev").unwrap();
     let records = ferry_deploy::record_store(&ws, &stage, config);
@@ -1222,18 +1219,52 @@ async fn remove(
         allow_protected: false,
         adopt: false,
         timeout: std::time::Duration::from_secs(60),
-        check_imports,
     };
-    ferry_deploy::remove(&ctx, &options, &|_| {}).await.unwrap()
+    let notes = std::sync::Mutex::new(Vec::new());
+    let on = |e: ferry_deploy::Event| {
+        if let ferry_deploy::Event::Stack {
+            progress: ferry_stacks::Progress::Note(n),
+            ..
+        } = e
+        {
+            notes.lock().unwrap().push(n);
+        }
+    };
+    let report = ferry_deploy::remove(&ctx, &options, &on).await.unwrap();
+    (report, notes.into_inner().unwrap())
 }
+
+/// The emulator behind a proxy that answers ListImports itself with `status` and `body` (the
+/// emulator's own answer, an HTML page with HTTP 500, without one).
+async fn answering_list_imports(answer: Option<(u16, &'static str)>) -> (Proxy, SdkConfig) {
+    let upstream = format!("127.0.0.1:{}", moto().port);
+    let proxy = Proxy::start(&upstream, move |req: &Request| match answer {
+        Some((status, body)) if req.action() == "ListImports" => ProxyRule::Respond {
+            status,
+            content_type: "text/xml".into(),
+            body: body.into(),
+        },
+        _ => ProxyRule::Forward,
+    });
+    let config = ferry_credentials::base_config(
+        "us-east-1",
+        &ferry_credentials::config::Target {
+            local_endpoint: Some(proxy.endpoint()),
+        },
+    )
+    .await;
+    (proxy, config)
+}
+
+const IMPORTED: &str = "<ListImportsResponse xmlns=\"http://cloudformation.amazonaws.com/doc/2010-05-15/\"><ListImportsResult><Imports><member>reports-dev</member></Imports></ListImportsResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></ListImportsResponse>";
+const DENIED: &str = "<ErrorResponse xmlns=\"http://cloudformation.amazonaws.com/doc/2010-05-15/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized to perform: cloudformation:ListImports</Message></Error><RequestId>1</RequestId></ErrorResponse>";
 
 // CloudFormation refuses to delete an export another stack imports, but only when it comes to
 // the delete: a remove that emptied the stack's buckets first would lose their data and keep the
-// stack. Whether an export is imported is asked before anything of the stack goes. The emulator
-// lacks ListImports (HTTP 500): that is the path tested here, an answer that cannot be read
-// leaving the stack whole; the answers of CloudFormation are scripted in ferry-stacks.
+// stack. Whether an export is imported is asked before anything of the stack goes; the emulator
+// does not enforce imports, nor answer ListImports, so its answers come from a proxy here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stack_whose_imports_cannot_be_checked_is_left_whole() {
+async fn a_stack_whose_exports_are_imported_or_unchecked_is_left_whole() {
     let config = config().await;
     let r = repo(
         "rules-imports",
@@ -1257,35 +1288,65 @@ async fn a_stack_whose_imports_cannot_be_checked_is_left_whole() {
         .send()
         .await
         .unwrap();
+    let object_there = async || {
+        s3.head_object()
+            .bucket(&bucket)
+            .key("data.json")
+            .send()
+            .await
+            .is_ok()
+    };
+    let left = async || {
+        let ws = ferry_manifest::load(r.path()).unwrap();
+        let stage = ws.stage("dev").unwrap();
+        let records = ferry_deploy::record_store(&ws, &stage, &config);
+        records
+            .read_all()
+            .await
+            .unwrap()
+            .into_keys()
+            .collect::<Vec<_>>()
+    };
 
-    let report = remove(&r, &config, true).await;
+    // Another stack imports its export: the store is left whole, named with the importer; the
+    // queue, which exports nothing, goes.
+    let (_proxy, through) = answering_list_imports(Some((200, IMPORTED))).await;
+    let (report, _) = remove(&r, &through).await;
     assert_eq!(report.failed.len(), 1, "{report:#?}");
-    let failure = report.failed[0].to_string();
-    assert!(
-        failure.starts_with("stack store-dev of `store` was not deleted: nothing of it was emptied or deleted: whether other stacks import its exports could not be checked: ")
-            && failure.ends_with("; run `remove` again"),
-        "{failure}"
+    assert_eq!(
+        report.failed[0].to_string(),
+        "stack store-dev of `store` was not deleted: nothing of it was emptied or deleted: other stacks import its exports (store-dev-bucket by reports-dev); remove those stacks first, or stop them importing"
     );
-    // The queue, which exports nothing, went; the store and its data stay, and its record.
     assert_eq!(
         report.deleted,
         [("queue".to_string(), "queue-dev".to_string())]
     );
     assert!(report.emptied.is_empty(), "{report:#?}");
-    s3.head_object()
-        .bucket(&bucket)
-        .key("data.json")
-        .send()
-        .await
-        .expect("the object is still there");
-    let ws = ferry_manifest::load(r.path()).unwrap();
-    let stage = ws.stage("dev").unwrap();
-    let records = ferry_deploy::record_store(&ws, &stage, &config);
-    let left: Vec<String> = records.read_all().await.unwrap().into_keys().collect();
-    assert_eq!(left, ["store"]);
+    assert!(object_there().await);
+    assert_eq!(left().await, ["store"]);
 
-    // Without the check (as for the emulator), the remove empties and deletes it.
-    let report = remove(&r, &config, false).await;
+    // Refused: not checked, so left whole too.
+    let (_proxy, through) = answering_list_imports(Some((403, DENIED))).await;
+    let (report, _) = remove(&r, &through).await;
+    let failure = report.failed[0].to_string();
+    assert!(
+        failure.starts_with("stack store-dev of `store` was not deleted: nothing of it was emptied or deleted: whether other stacks import its exports could not be checked: ")
+            && failure.contains("not authorized")
+            && failure.ends_with("; run `remove` again"),
+        "{failure}"
+    );
+    assert!(object_there().await);
+    assert_eq!(left().await, ["store"]);
+
+    // The emulator's own answer (it lacks ListImports): at an endpoint of the user's, the check
+    // is skipped and said; the store is emptied and deleted.
+    let (_proxy, through) = answering_list_imports(None).await;
+    let (report, notes) = remove(&r, &through).await;
     assert!(report.complete(), "{report:#?}");
-    assert_eq!(report.emptied, [("store".to_string(), bucket, 1)]);
+    assert_eq!(report.emptied, [("store".to_string(), bucket.clone(), 1)]);
+    assert!(
+        notes.contains(&"this endpoint does not answer ListImports (an emulator): whether other stacks import its exports was not checked".to_string()),
+        "{notes:?}"
+    );
+    assert!(left().await.is_empty());
 }

@@ -404,8 +404,14 @@ impl Engine {
 
     /// The stacks that import `export` (ListImports, every page): none when CloudFormation
     /// answers that no stack imports it (a `ValidationError`, its answer for an export in no
-    /// use). `stack` names the exporting stack in an error.
-    pub async fn importers(&self, stack: &str, export: &str) -> Result<Vec<String>, StackError> {
+    /// use); `None` when the endpoint answers the call, but not as AWS does (an emulator that
+    /// lacks ListImports answers HTTP 500 with a page). `stack` names the exporting stack in an
+    /// error.
+    pub async fn importers(
+        &self,
+        stack: &str,
+        export: &str,
+    ) -> Result<Option<Vec<String>>, StackError> {
         let mut out = Vec::new();
         let mut pages = self
             .client
@@ -418,10 +424,23 @@ impl Engine {
             match item {
                 Ok(name) => out.push(name),
                 Err(e) if service_message(&e).contains("is not imported by any stack") => break,
-                Err(e) => return Err(self.api(stack, "ListImports", &e)),
+                Err(e) => {
+                    let explained = ferry_aws::explain("ListImports", &e);
+                    // A page, or an HTTP 5xx without AWS's error document (AWS's own
+                    // failures name their code, `InternalFailure`).
+                    let not_aws = match explained.kind {
+                        ferry_aws::Kind::NotAws { .. } => true,
+                        ferry_aws::Kind::ServerError { .. } => explained.code.is_none(),
+                        _ => false,
+                    };
+                    if not_aws {
+                        return Ok(None);
+                    }
+                    return Err(self.explained(stack, "ListImports", &e, explained));
+                }
             }
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// The template the stack runs (GetTemplate, as processed: a SAM template expanded); `None`

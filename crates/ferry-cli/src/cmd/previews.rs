@@ -204,7 +204,6 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
         allow_protected: false,
         adopt: false,
         timeout: Duration::from_secs(args.timeout),
-        check_imports: !ctx.local,
     };
     let mut failed = Vec::new();
     let mut redeployed = 0;

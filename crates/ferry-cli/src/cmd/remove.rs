@@ -44,7 +44,6 @@ pub fn run(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<()> {
         allow_protected: args.allow_protected,
         adopt: args.adopt,
         timeout: Duration::from_secs(args.timeout),
-        check_imports: !ctx.local,
     };
     ferry_deploy::check_removable(&stage, &options)?;
     runtime()?
