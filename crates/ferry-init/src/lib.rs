@@ -21,6 +21,7 @@ mod layout;
 mod local_deps;
 mod overrides;
 mod render;
+mod undeclared;
 mod walk;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +30,7 @@ use std::path::{Path, PathBuf};
 use ferry_manifest::ServiceKind;
 
 pub use render::{Runner, render, runner};
+pub use undeclared::{Undeclared, undeclared_inputs};
 
 /// One service found.
 #[derive(Debug, Clone, PartialEq, Eq)]

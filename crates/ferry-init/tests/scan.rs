@@ -994,6 +994,88 @@ fn a_numbered_folder_is_named_with_its_parent() {
     );
 }
 
+// `validate`'s check with init's inference: code a service builds from outside its folder
+// that its inputs do not cover is named, with the input to add; once declared, nothing is.
+#[test]
+fn code_a_service_builds_from_that_no_input_covers_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "package.json",
+        r#"{"private": true, "workspaces": ["packages/*"]}"#,
+    );
+    file(
+        r,
+        "packages/common/package.json",
+        r#"{"name": "@acme/common"}"#,
+    );
+    file(r, "packages/common/index.js", "module.exports = {};\n");
+    file(r, "libs/db.js", "export default {};\n");
+    file(r, "libs/util/strings.js", "export default {};\n");
+    file(
+        r,
+        "services/notes/package.json",
+        r#"{"dependencies": {"@acme/common": "*"}}"#,
+    );
+    file(
+        r,
+        "services/notes/handler.js",
+        "import db from '../../libs/db';\n",
+    );
+    file(
+        r,
+        "services/notes/t.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    file(
+        r,
+        "services/other/t.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    file(
+        r,
+        "services/other/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    let project = "[project]\nname = \"shop\"\nservices = [\"services/*\"]\n\n[stages.dev]\nregion = \"us-east-1\"\n";
+    file(r, "ferry.toml", project);
+    // Covers only part of libs/.
+    file(
+        r,
+        "services/notes/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\ninputs = [\"libs/*.js\"]\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let found: Vec<String> = ferry_init::undeclared_inputs(&ws)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "notes: depends on the workspace package `@acme/common`, but packages/common/index.js is none of its inputs nor a global input: a change there would not deploy it; add `packages/common/**` to `inputs` in its service.toml",
+            "notes: its code imports `../../libs/db` (services/notes/handler.js), but libs/util/strings.js is none of its inputs nor a global input: a change there would not deploy it; add `libs/**` to `inputs` in its service.toml",
+        ]
+    );
+    // Declared (the package as a global input): nothing to say.
+    file(
+        r,
+        "ferry.toml",
+        &project.replace(
+            "services = ",
+            "global-inputs = [\"packages/**\"]\nservices = ",
+        ),
+    );
+    file(
+        r,
+        "services/notes/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\ninputs = [\"libs/**\"]\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    assert_eq!(ferry_init::undeclared_inputs(&ws), []);
+}
+
 #[test]
 fn a_repository_without_services_says_what_it_looked_for() {
     let dir = tempfile::tempdir().unwrap();

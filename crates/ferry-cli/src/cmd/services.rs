@@ -88,6 +88,11 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     for n in ferry_package::shared_names(ws) {
         eprintln!("warning: {n}");
     }
+    // Code a service builds from outside its folder that none of its inputs covers, as init
+    // infers it: a change there would not deploy it.
+    for u in ferry_init::undeclared_inputs(ws) {
+        eprintln!("warning: {u}");
+    }
     // A SAM function folder whose dependencies `sam build` would install, and Ferry's zip lacks.
     for u in ferry_package::unbuilt_dependencies(ws) {
         eprintln!("warning: {u}");
