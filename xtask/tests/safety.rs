@@ -1238,3 +1238,84 @@ fn a_deploy_killed_outright_leaves_a_lock_the_next_run_names_as_stale() {
     );
     assert_eq!(code, 1, "released by the run that took it over");
 }
+
+/// An endpoint that echoes the request's credentials in its error (a proxy, a look-alike of
+/// AWS behind `AWS_ENDPOINT_URL`) cannot have them printed: every credential Ferry loads is
+/// registered with the masker before a call signs with it. Before, the session token and the
+/// signature's key id were printed, and written into the deploy report.
+#[test]
+fn credentials_an_endpoint_echoes_in_its_error_are_masked() {
+    const TOKEN: &str = "probeTOKENprobeTOKENprobeTOKEN5678";
+    const KEY_ID: &str = "AKIAPROBEPROBE123456";
+    let r = TestRepo::new();
+    r.write(".gitignore", "target/\n")
+        .write(
+            "ferry.toml",
+            "[project]\nname = \"echoes\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+        )
+        .write(
+            "services/q/service.toml",
+            "[service]\ntemplate = \"t.yaml\"\n",
+        )
+        .write("services/q/t.yaml", QUEUE);
+    r.commit("one service");
+    let upstream = format!("127.0.0.1:{}", moto().port);
+    let echoing = Proxy::start(&upstream, |req: &Request| {
+        let action = req.action();
+        if action == "ListStacks" || action == "DescribeStacks" || action == "CreateStack" {
+            let echoed = format!(
+                "{} / {}",
+                req.header("x-amz-security-token").unwrap_or_default(),
+                req.header("authorization").unwrap_or_default()
+            );
+            Rule::Respond {
+                status: 403,
+                content_type: "text/xml".into(),
+                body: format!(
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid: {echoed}</Message></Error><RequestId>1</RequestId></ErrorResponse>"
+                ),
+            }
+        } else {
+            Rule::Forward
+        }
+    });
+    for args in [&["deploy", "dev"][..], &["plan", "dev"]] {
+        let mut c = xtask(&r, args);
+        c.env("AWS_ENDPOINT_URL", echoing.endpoint())
+            .env("AWS_ACCESS_KEY_ID", KEY_ID)
+            .env("AWS_SESSION_TOKEN", TOKEN);
+        let (_, out, err) = run(&mut c, None);
+        let said = format!("{out}{err}");
+        assert!(
+            said.contains("The security token included in the request is invalid: ****"),
+            "{args:?}: {said}"
+        );
+        assert!(
+            !said.contains(TOKEN) && !said.contains(KEY_ID),
+            "{args:?}: {said}"
+        );
+    }
+    // Nor is anything written with them.
+    let mut written = String::new();
+    for entry in walk(&r.path().join("target")) {
+        written.push_str(&String::from_utf8_lossy(&std::fs::read(entry).unwrap()));
+    }
+    assert!(!written.contains(TOKEN) && !written.contains(KEY_ID));
+}
+
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -18,7 +18,7 @@ fn repo() -> (TestRepo, String) {
         (
             "api",
             "\"db\"",
-            r#"["sh", "-c", "echo stage=${FERRY_STAGE:-none} key=${AWS_ACCESS_KEY_ID:-none}; test ! -f broken"]"#,
+            r#"["sh", "-c", "echo stage=${FERRY_STAGE:-none} key=${AWS_ACCESS_KEY_ID:-none} files=${AWS_SHARED_CREDENTIALS_FILE:-none},${AWS_CONFIG_FILE:-none} imds=${AWS_EC2_METADATA_DISABLED:-none}; test ! -f broken"]"#,
         ),
         ("web", "\"api\"", r#"["sh", "-c", "echo linted web"]"#),
         ("docs", "", r#"["true"]"#),
@@ -75,7 +75,7 @@ fn run_lints_what_changed_and_its_dependents_and_a_failure_is_exit_1_with_its_ou
     );
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(
-        out.contains("api failed; its last lines:\n  | stage=none key=none"),
+        out.contains("api failed; its last lines:\n  | stage=none key=none files=/dev/null,/dev/null imds=true"),
         "{out}"
     );
     assert!(

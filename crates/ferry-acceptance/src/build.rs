@@ -161,7 +161,8 @@ async fn run(argv: &[String], dir: &std::path::Path, project: &str, masker: &Mas
     for k in ferry_env::inherited_stage_variables() {
         cmd.env_remove(k);
     }
-    cmd.env(ferry_env::PROJECT, project);
+    cmd.env(ferry_env::PROJECT, project)
+        .envs(ferry_env::NO_AWS_SETUP);
     let ran = match crate::process::run_captured(cmd, None, KEPT_LINES).await {
         Ok(r) => r,
         Err(e) => {

@@ -75,7 +75,8 @@ impl Scripts<'_> {
             cmd.env_remove(k);
         }
         cmd.env(ferry_env::PROJECT, &self.ws.project.name)
-            .env(ferry_env::SERVICE, &service.name);
+            .env(ferry_env::SERVICE, &service.name)
+            .envs(ferry_env::NO_AWS_SETUP);
         let ran =
             match process::run_captured_until(cmd, Some(self.timeout), usize::MAX, Some(cancel))
                 .await

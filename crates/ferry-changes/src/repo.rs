@@ -532,24 +532,19 @@ impl Repo {
     /// untracked files, is a change, since packaging zips the files of its working tree.
     /// `None` when git is missing or fails (e.g. an ownership check): the caller falls back.
     fn git_status(&self) -> Option<ChangedPaths> {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&self.root)
-            .args([
+        let out = git(
+            &self.root,
+            &[
                 "status",
                 "--porcelain=v1",
                 "-z",
                 "--untracked-files=all",
                 "--no-renames",
                 "--ignore-submodules=none",
-            ])
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .env_remove("GIT_INDEX_FILE")
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()?;
+            ],
+        )
+        .output()
+        .ok()?;
         if !out.status.success() {
             return None;
         }
@@ -936,6 +931,28 @@ pub fn short(oid: Oid) -> String {
 
 /// The paths of a libgit2 diff, as git names them (`/`-separated on every platform; a `\` is a
 /// character of a name, as in `git status`).
+/// `git -C <root> <args>` for the repository at `root` whatever git's variables in Ferry's
+/// environment say, without Ferry's AWS variables (credentials among them: git needs none, and
+/// a filter or fsmonitor hook the repository configures would get them), no input, its errors
+/// dropped (a failure is judged by its status).
+fn git(root: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new("git");
+    cmd.arg("-C")
+        .arg(root)
+        .args(args)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(|k| k.starts_with("AWS_")) {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
 /// An index entry that git status does not compare with the working tree.
 struct Flagged {
     path: String,
@@ -946,17 +963,7 @@ struct Flagged {
 /// The index entries flagged assume-unchanged or skip-worktree, from `git ls-files -v` (a
 /// lowercase tag: assume-unchanged; `S`: skip-worktree); `None` when git cannot be run.
 fn flagged_by_git(root: &Path) -> Option<Vec<Flagged>> {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["ls-files", "-v", "-z"])
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
+    let out = git(root, &["ls-files", "-v", "-z"]).output().ok()?;
     if !out.status.success() {
         return None;
     }

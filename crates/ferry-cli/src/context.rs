@@ -119,9 +119,14 @@ impl Ctx {
     pub async fn aws(&self, stage: &Stage) -> anyhow::Result<StageAws> {
         let target = self.target()?;
         let base = ferry_credentials::base_config(&stage.config.region, &target).await;
-        ferry_credentials::stage_config(stage, &base, self.ci().build_id.as_deref())
-            .await
-            .with_context(|| format!("failed to get AWS access for stage `{}`", stage.name))
+        ferry_credentials::stage_config(
+            stage,
+            &base,
+            self.ci().build_id.as_deref(),
+            crate::ui::masker(),
+        )
+        .await
+        .with_context(|| format!("failed to get AWS access for stage `{}`", stage.name))
     }
 
     /// The named stage and its AWS access.

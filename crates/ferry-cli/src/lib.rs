@@ -175,8 +175,19 @@ pub enum Command {
     Local(cmd::local::LocalCmd),
 }
 
+/// Makes this process non-dumpable (Linux): the builds, scripts and CLIs Ferry starts run as the
+/// same user, and any of them (an npm postinstall script) could otherwise read Ferry's
+/// environment, the caller's AWS credentials among it, from `/proc/<pid>/environ`, or attach to
+/// it. A child is dumpable again once it starts its program. Root (or CAP_SYS_PTRACE) reads it
+/// anyway. Best effort: a failure changes nothing else.
+pub fn harden() {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+}
+
 /// Parses the command line as `app` and runs it. Exit codes: 0 success, 1 failure, 2 usage.
 pub fn main(app: &App) -> ExitCode {
+    harden();
     let matches = Cli::command()
         .name(app.name)
         .bin_name(app.name)
@@ -283,6 +294,18 @@ pub struct MaskedError(pub String);
 #[cfg(test)]
 mod tests {
     use super::causes;
+
+    // Ferry's environment (the caller's credentials) is not readable by the builds it starts
+    // through /proc: the process is non-dumpable.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_process_is_made_non_dumpable() {
+        super::harden();
+        assert_eq!(
+            rustix::process::dumpable_behavior().unwrap(),
+            rustix::process::DumpableBehavior::NotDumpable
+        );
+    }
 
     #[test]
     fn a_cause_the_message_above_quotes_is_not_printed_again() {

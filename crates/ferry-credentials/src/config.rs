@@ -11,7 +11,7 @@ use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use ferry_manifest::Stage;
 
-use crate::{CredentialsError, Identity, caller_identity};
+use crate::{CredentialsError, Identity, Masker, caller_identity};
 
 /// Role sessions are asked for one hour: the most STS grants when the caller is itself a role
 /// (role chaining, e.g. from CodeBuild's service role). The provider refreshes before expiry, so
@@ -120,7 +120,9 @@ pub async fn stage_config(
     stage: &Stage,
     base: &SdkConfig,
     build_id: Option<&str>,
+    masker: &Masker,
 ) -> Result<StageAws, CredentialsError> {
+    let base = &masking(base, masker);
     let config = match &stage.config.role_arn {
         None => base.clone(),
         Some(role) => {
@@ -132,12 +134,18 @@ pub async fn stage_config(
                 builder = builder.external_id(id);
             }
             let provider = builder.build().await;
-            // Assume once now: a denied role is reported here, with the caller named.
-            if let Err(e) = provider.provide_credentials().await {
-                return Err(assume_error(stage, role, base, &e).await);
+            // Assume once now: a denied role is reported here, with the caller named. The
+            // role's credentials are registered with the masker before any call signs with
+            // them (the identity check below is the first).
+            match provider.provide_credentials().await {
+                Ok(c) => register(masker, &c),
+                Err(e) => return Err(assume_error(stage, role, base, &e).await),
             }
             base.to_builder()
-                .credentials_provider(SharedCredentialsProvider::new(provider))
+                .credentials_provider(SharedCredentialsProvider::new(Masking {
+                    inner: SharedCredentialsProvider::new(provider),
+                    masker: masker.clone(),
+                }))
                 .build()
         }
     };
@@ -149,6 +157,59 @@ pub async fn stage_config(
         identity,
         role_arn: stage.config.role_arn.clone(),
     })
+}
+
+/// A credentials provider that registers every credential it gives with a masker before it
+/// is used: an endpoint that echoes a request's token or signature in its error (a proxy, a
+/// look-alike of AWS reached through `AWS_ENDPOINT_URL`) cannot make Ferry print it.
+#[derive(Debug)]
+struct Masking {
+    inner: SharedCredentialsProvider,
+    masker: Masker,
+}
+
+impl ProvideCredentials for Masking {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            let c = self.inner.provide_credentials().await?;
+            register(&self.masker, &c);
+            Ok(c)
+        })
+    }
+}
+
+/// Registers the access key id, secret key and session token of `c`.
+fn register(masker: &Masker, c: &Credentials) {
+    // The emulator's dummy key is no credential.
+    if c.access_key_id() == ferry_local_key() {
+        return;
+    }
+    masker.register(c.access_key_id());
+    masker.register(c.secret_access_key());
+    if let Some(token) = c.session_token() {
+        masker.register(token);
+    }
+}
+
+/// `config` with its credentials provider wrapped so that every credential it gives is
+/// registered with `masker` before a call signs with it (see [`Masking`]). A config without a
+/// provider is returned as it is.
+pub fn masking(config: &SdkConfig, masker: &Masker) -> SdkConfig {
+    let Some(inner) = config.credentials_provider() else {
+        return config.clone();
+    };
+    config
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(Masking {
+            inner,
+            masker: masker.clone(),
+        }))
+        .build()
 }
 
 async fn assume_error(

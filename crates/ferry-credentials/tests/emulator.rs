@@ -40,9 +40,14 @@ async fn base() -> aws_config::SdkConfig {
 
 #[tokio::test]
 async fn the_caller_identity_of_a_stage_without_a_role() {
-    let aws = stage_config(&stage("dev", None, None), &base().await, None)
-        .await
-        .unwrap();
+    let aws = stage_config(
+        &stage("dev", None, None),
+        &base().await,
+        None,
+        &Masker::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(aws.identity.account, "123456789012");
     assert!(
         aws.identity.arn.starts_with("arn:aws:"),
@@ -55,13 +60,35 @@ async fn the_caller_identity_of_a_stage_without_a_role() {
 #[tokio::test]
 async fn a_stage_role_is_assumed_with_its_session_name_and_external_id() {
     let role = "arn:aws:iam::123456789012:role/ferry-deployer";
+    let masked = Masker::new();
     let aws = stage_config(
         &stage("staging", Some(role), Some("123456789012")),
         &base().await,
         Some("shop:build-7"),
+        &masked,
     )
     .await
     .unwrap();
+    // The role's credentials were registered as secrets before any call signed with them: an
+    // endpoint echoing them in an error cannot have them printed.
+    let creds = {
+        use aws_credential_types::provider::ProvideCredentials as _;
+        aws.config
+            .credentials_provider()
+            .unwrap()
+            .provide_credentials()
+            .await
+            .unwrap()
+    };
+    for secret in [
+        creds.access_key_id(),
+        creds.secret_access_key(),
+        creds.session_token().unwrap(),
+    ] {
+        assert_eq!(masked.mask(&format!("echoed {secret}!")), "echoed ****!");
+    }
+    // The emulator's dummy key is none.
+    assert_eq!(masked.mask("ferry-local"), "ferry-local");
     assert_eq!(
         aws.identity.arn,
         "arn:aws:sts::123456789012:assumed-role/ferry-deployer/ferry-staging-shop-build-7",
@@ -87,6 +114,7 @@ async fn credentials_of_another_account_are_refused_naming_both() {
         &stage("prod", None, Some("111111111111")),
         &base().await,
         None,
+        &Masker::new(),
     )
     .await
     .unwrap_err();

@@ -64,7 +64,9 @@ async fn access_denied_on_assume_role_names_the_role_and_the_caller() {
         .http_client(http)
         .load()
         .await;
-    let err = stage_config(&prod(None), &base, None).await.unwrap_err();
+    let err = stage_config(&prod(None), &base, None, &Masker::new())
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, CredentialsError::AssumeRoleDenied { .. }),
         "{err:?}"

@@ -81,6 +81,16 @@ pub fn is_stage_variable(name: &str) -> bool {
         || name.starts_with(PARAM_PREFIX)
 }
 
+/// What a stage-independent child (a build, a script) gets in place of the AWS setup it could
+/// otherwise find on its own, its stage variables removed: the SDKs' and CLIs' credentials and
+/// config files pointed at nothing, and the instance metadata service off. Without them a build
+/// took the developer's default profile from `~/.aws`, or the machine's role.
+pub const NO_AWS_SETUP: [(&str, &str); 3] = [
+    ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+    ("AWS_CONFIG_FILE", "/dev/null"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
 /// The stage variables ([`is_stage_variable`]) in this process's environment: what a
 /// stage-independent child (a build, a script) has removed from what it inherits.
 pub fn inherited_stage_variables() -> Vec<std::ffi::OsString> {

@@ -1529,11 +1529,14 @@ fn run_build(
         command: command.clone(),
     });
     let remove = ferry_env::inherited_stage_variables();
-    let env = [
+    let env: Vec<(&str, &str)> = [
         (ferry_env::PROJECT, ws.project.name.as_str()),
         (ferry_env::SERVICE, service.name.as_str()),
         ferry_env::SOURCE_DATE_EPOCH,
-    ];
+    ]
+    .into_iter()
+    .chain(ferry_env::NO_AWS_SETUP)
+    .collect();
     let limits = build::Limits {
         timeout: service.package.build_timeout(),
         keep: 20,

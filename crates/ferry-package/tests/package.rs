@@ -804,7 +804,7 @@ fn a_timeout_stops_the_processes_the_build_started_too() {
 
 #[test]
 fn the_build_runs_in_the_service_folder_and_its_output_is_zipped() {
-    let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"mkdir -p dist && cp app.py dist/ && echo \\\"$FERRY_SERVICE $SOURCE_DATE_EPOCH\\\" > dist/built.txt\"]\n\n[package.artifacts]\nFn = \"dist\"\n";
+    let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"mkdir -p dist && cp app.py dist/ && echo \\\"$FERRY_SERVICE $SOURCE_DATE_EPOCH $AWS_SHARED_CREDENTIALS_FILE $AWS_CONFIG_FILE $AWS_EC2_METADATA_DISABLED\\\" > dist/built.txt\"]\n\n[package.artifacts]\nFn = \"dist\"\n";
     let template = FUNCTION.replace("Code: src", "Code: dist");
     let ws = workspace(&[
         ("services/api/template.yaml", &template),
@@ -817,7 +817,9 @@ fn the_build_runs_in_the_service_folder_and_its_output_is_zipped() {
     assert!(matches!(&events[0], Event::Building { service, .. } if service == "api"));
     assert_eq!(
         fs::read_to_string(ws.path().join("services/api/dist/built.txt")).unwrap(),
-        "api 315532800\n"
+        // The AWS setup a build could find on its own (a default profile in ~/.aws, the
+        // machine's role) is pointed at nothing.
+        "api 315532800 /dev/null /dev/null true\n"
     );
     assert_eq!(m.services["api"].artifacts[0].files, 2);
 }

@@ -80,7 +80,8 @@ pub(crate) async fn build(
     }
     cmd.env(ferry_env::PROJECT, project)
         .env(ferry_env::SERVICE, &service.name)
-        .envs([ferry_env::SOURCE_DATE_EPOCH]);
+        .envs([ferry_env::SOURCE_DATE_EPOCH])
+        .envs(ferry_env::NO_AWS_SETUP);
     let ran =
         run_captured(cmd, Some(timeout), 200)
             .await
