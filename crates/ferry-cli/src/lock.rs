@@ -44,10 +44,18 @@ pub async fn with_lock<T>(
     let outcome = interruptible(records, &holder, cancel, RENEW_EVERY, work).await;
     match records.unlock(&holder).await {
         Ok(Released::Released | Released::Gone) => {}
-        Ok(Released::NotOurs(other)) => eprintln!(
-            "warning: the lock of stage `{}` is held by {other} now; left it in place",
-            stage.name
-        ),
+        // Taken over between two renewals: another run wrote to the stage while this one did,
+        // which no success may hide.
+        Ok(Released::NotOurs(other)) => {
+            let lost = format!(
+                "the lock of stage `{}` is held by {other} now: it was taken over while this run worked, so another run may have changed the stage at the same time; left it in place; check the stage (`plan {}`, `status`) once that run ends",
+                stage.name, stage.name
+            );
+            return match outcome {
+                Ok(_) => Err(anyhow::anyhow!(lost)),
+                Err(e) => Err(e.context(lost)),
+            };
+        }
         Err(e) => eprintln!(
             "warning: failed to release the lock of stage `{}`: {}; {}, and --force-unlock takes it over then",
             stage.name,
@@ -262,6 +270,58 @@ mod tests {
             );
             assert!(!cancel.is_cancelled());
             records.unlock(&holder).await.unwrap();
+        });
+    }
+
+    // Another run that takes the lock over between two renewals (a `--force-unlock` that judged
+    // it stale) wrote to the stage at the same time: the run fails, though its work succeeded.
+    #[test]
+    fn a_run_whose_lock_was_taken_over_fails_and_leaves_the_lock() {
+        let r = ferry_test_support::TestRepo::new();
+        r.write(
+            "ferry.toml",
+            "[project]\nname = \"lock-taken\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+        )
+        .write(
+            "services/a/service.toml",
+            "[service]\ntemplate = \"t.yaml\"\n",
+        )
+        .write("services/a/t.yaml", "Resources: {}\n");
+        r.commit("project");
+        let ws = ferry_manifest::load(r.path()).unwrap();
+        let stage = ws.stage("dev").unwrap();
+        let rt = crate::context::runtime().unwrap();
+        rt.block_on(async {
+            let config = ferry_credentials::base_config(
+                "us-east-1",
+                &ferry_credentials::config::Target {
+                    local_endpoint: Some(ferry_test_support::moto().endpoint()),
+                },
+            )
+            .await;
+            let records = ferry_deploy::record_store(&ws, &stage, &config);
+            let mut intruder = LockHolder::for_this_process(&|_| None, "deploy", "dev", None);
+            intruder.host = "another-machine".into();
+            let cancel = Cancel::new();
+            let err = with_lock(None, &records, &stage, "deploy", false, &cancel, async {
+                let ours = records.lock_holder().await?.expect("held");
+                records.unlock(&ours).await?;
+                records.lock(&intruder, false).await?;
+                Ok(())
+            })
+            .await
+            .unwrap_err();
+            let said = format!("{err:#}");
+            assert!(
+                said.starts_with("the lock of stage `dev` is held by ")
+                    && said.contains("another-machine")
+                    && said.contains("it was taken over while this run worked"),
+                "{said}"
+            );
+            // The intruder's lock is left in place.
+            let held = records.lock_holder().await.unwrap().unwrap();
+            assert_eq!(held.token, intruder.token);
+            records.unlock(&intruder).await.unwrap();
         });
     }
 }
