@@ -116,6 +116,29 @@ fn param_set_reads_standard_input_and_secure_values_stay_hidden() {
     let (code, _, err) = run(&mut xtask(&r, &["param", "set", "dev", "empty"]), Some(""));
     assert_eq!(code, 1);
     assert!(err.contains("no value on standard input"), "{err}");
+    // Ferry's own records and lock are not parameters to set: one written by hand discarded
+    // the stage's good records from the plan, or locked the stage with a lock nobody holds.
+    for (name, whose) in [
+        ("/ferry/shop/dev/records/a", "stage `dev`"),
+        ("/ferry/shop/dev/lock", "stage `dev`"),
+        ("/ferry/shop/prod/health/a", "stage `prod`"),
+    ] {
+        let (code, _, err) = run(
+            &mut xtask(&r, &["param", "set", "dev", name, "--overwrite"]),
+            Some("garbage"),
+        );
+        assert_eq!(code, 1, "{name}: {err}");
+        assert!(
+            err.contains(&format!("`{name}` is Ferry's own parameter (a deployment record, health mark or lock of {whose}): `param set` does not write it")),
+            "{err}"
+        );
+    }
+    // A name merely beside them is a parameter like any other.
+    let (code, _, err) = run(
+        &mut xtask(&r, &["param", "set", "dev", "/ferry/shop/dev/settings/x"]),
+        Some("fine"),
+    );
+    assert_eq!(code, 0, "{err}");
 }
 
 #[test]

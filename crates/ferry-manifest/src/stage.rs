@@ -325,6 +325,32 @@ impl Workspace {
         records_path(&self.project.name, &stage.config, &stage.id)
     }
 
+    /// Whose deployment record, health mark or lock the full SSM name `name` is, if it is one
+    /// (`stage `dev``, `preview `pr-7``): `<records path>records/…`, `<records path>health/…`
+    /// or `<records path>lock`. Only Ferry's records write those.
+    pub fn records_parameter_of(&self, name: &str) -> Option<String> {
+        let ferrys = |rest: &str| {
+            rest.starts_with("records/") || rest.starts_with("health/") || rest == "lock"
+        };
+        for stage in self.stages.keys().filter_map(|n| self.stage(n).ok()) {
+            if name
+                .strip_prefix(&self.records_path(&stage))
+                .is_some_and(ferrys)
+            {
+                return Some(format!("stage `{}`", stage.name));
+            }
+        }
+        // A preview's: the default stage's records path with any id in it.
+        let config = self.default_stage.as_ref()?;
+        let pattern = records_path(&self.project.name, config, "\u{0}");
+        let (before, after) = pattern.split_once('\u{0}')?;
+        let rest = name.strip_prefix(before)?;
+        let at = rest.find(after)?;
+        let id = &rest[..at];
+        (!id.is_empty() && !id.contains('/') && ferrys(&rest[at + after.len()..]))
+            .then(|| format!("preview `{id}`"))
+    }
+
     /// The SSM paths the named stages own: each one's `parameters-path` and records path (what
     /// a preview stage, whose paths may hold them, must leave alone).
     pub fn named_stage_paths(&self) -> Vec<String> {
@@ -364,6 +390,51 @@ impl Workspace {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn records_parameters_are_told_by_their_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ferry.toml"),
+            "[project]\nname = \"shop\"\n\n[stages.prod]\nregion = \"us-east-1\"\nrecords-path = \"/ops/prod-records\"\n\n[stages.\"*\"]\nregion = \"us-east-1\"\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("services/a")).unwrap();
+        std::fs::write(
+            dir.path().join("services/a/service.toml"),
+            "[service]\ntemplate = \"t.yaml\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("services/a/t.yaml"), "Resources: {}\n").unwrap();
+        let ws = crate::load(dir.path()).unwrap();
+        let of = |n: &str| ws.records_parameter_of(n);
+        assert_eq!(
+            of("/ops/prod-records/records/api").as_deref(),
+            Some("stage `prod`")
+        );
+        assert_eq!(
+            of("/ops/prod-records/lock").as_deref(),
+            Some("stage `prod`")
+        );
+        assert_eq!(
+            of("/ferry/shop/pr-7/lock").as_deref(),
+            Some("preview `pr-7`")
+        );
+        assert_eq!(
+            of("/ferry/shop/pr-7/health/api").as_deref(),
+            Some("preview `pr-7`")
+        );
+        for other in [
+            "/ops/prod-records/settings",
+            "/ops/prod-records/locked",
+            "/ferry/shop/lock",
+            "/ferry/shop/pr-7/x/lock",
+            "/shop/prod/db/password",
+        ] {
+            assert_eq!(of(other), None, "{other}");
+        }
+    }
+
     use super::*;
 
     #[test]
