@@ -571,7 +571,9 @@ fn store_file(
         let bytes = fs::read(src).map_err(io_err(src))?;
         let sha = sha256_hex(&bytes);
         let path = dest(&sha);
-        if !path.is_file() {
+        // A file kept under this name that no longer holds these bytes (edited, truncated) is
+        // written again: what is published is read from here.
+        if !holds_sized(&path, &sha, bytes.len() as u64) {
             write_atomic(&path, &bytes)?;
         }
         return Ok((sha, bytes.len() as u64));
@@ -592,7 +594,7 @@ fn store_file(
         (zip::hex(&to.hash.finalize()), size)
     };
     let path = dest(&sha);
-    if !path.is_file() {
+    if !holds_sized(&path, &sha, size) {
         // A temporary file is private (0600); stored files are readable as any other (0644).
         #[cfg(unix)]
         {
@@ -777,7 +779,7 @@ fn all_present(out: &Path, sp: &ServicePackage) -> bool {
             .site
             .iter()
             .flat_map(|s| &s.files)
-            .all(|f| blob_path(out, &f.sha256).is_file())
+            .all(|f| holds_sized(&blob_path(out, &f.sha256), &f.sha256, f.size))
 }
 
 /// A CloudFormation service's local code paths are declared in `[package.artifacts]`, and
@@ -1500,6 +1502,11 @@ pub fn store_template(
 /// edited since (by hand, or a tool) is no longer what its name says.
 pub(crate) fn holds(path: &Path, sha256: &str) -> bool {
     fs::read(path).is_ok_and(|b| sha256_hex(&b) == sha256)
+}
+
+/// [`holds`], for a file whose size is known: one of another size is judged without reading it.
+fn holds_sized(path: &Path, sha256: &str, size: u64) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == size) && holds(path, sha256)
 }
 
 /// Where a zip is kept locally.

@@ -1194,6 +1194,17 @@ async fn a_site_is_snapshotted_at_package_time_and_published_with_its_config_fil
     assert_eq!(other.files, site.files);
     assert_ne!(other.sha256, site.sha256);
     write(ws.path(), "services/web/service.toml", manifest);
+    // A file kept for the site that no longer holds what its name says (edited in place, the
+    // same size) is stored again by the next packaging, never published as it is.
+    let index = site.files.iter().find(|f| f.name == "index.html").unwrap();
+    let kept = ferry_package::blob_path(out.path(), &index.sha256);
+    fs::write(&kept, "<h1>SHOP</h1>\n").unwrap();
+    let again = packaged(ws.path(), out.path(), &["web"]).services["web"]
+        .site
+        .clone()
+        .unwrap();
+    assert_eq!(again.files, site.files);
+    assert_eq!(fs::read_to_string(&kept).unwrap(), "<h1>shop</h1>\n");
     // Edited after packaging: the package still publishes what it snapshotted.
     write(
         ws.path(),
