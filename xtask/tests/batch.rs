@@ -496,7 +496,7 @@ fn a_node_waits_for_what_its_dependencies_receive_and_owed_tests_mark_their_rele
     let (code, _, err) = node("c", "x2", &[]);
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("`c` was not deployed: its dependency `b` still has something to deploy in stage `many` (b: it has not received the last deploy of a)"),
+        err.contains("`c` was not deployed: its dependency `b` still has something to deploy in stage `many` (b: not-received: a deployed since it last received its outputs (a run that did not come to check it))"),
         "{err}"
     );
     assert_eq!(records(p, "many")["c"].deployed_at, before["c"].deployed_at);

@@ -217,11 +217,7 @@ fn a_record_too_large_for_ssm_fails_its_service_before_its_stack_moves() {
 fn a_second_deploy_of_a_locked_stage_fails_fast_naming_the_holder() {
     let r = monorepo("e2e-lock");
     let holder = r#"{"who":"bob","host":"ci-runner","build":"shop:77","pid":9,"since":1795312984}"#;
-    let (code, _, err) = run(
-        &mut xtask(&r, &["param", "set", "dev", "/ferry/e2e-lock/dev/lock"]),
-        Some(holder),
-    );
-    assert_eq!(code, 0, "{err}");
+    crate::common::put_parameter("/ferry/e2e-lock/dev/lock", holder);
     let (code, _, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
     assert_eq!(code, 1);
     assert!(err.contains("stage `dev` is locked by bob on ci-runner (pid 9, build shop:77) since 2026-11-22 02:03:04 UTC"), "{err}");

@@ -986,15 +986,7 @@ fn promote_rollback_and_approve_write_nothing_while_another_run_holds_the_stage(
     let v = verdicts.path();
     ok(&r, v, &["deploy", "staging", "--test"]);
     let holder = r#"{"who":"bob","host":"ci-runner","build":"shop:77","pid":9,"since":1795312984}"#;
-    let (code, _, err) = run(
-        &mut ferry(
-            &r,
-            v,
-            &["param", "set", "prod", &format!("/ferry/{p}/prod/lock")],
-        ),
-        Some(holder),
-    );
-    assert_eq!(code, 0, "{err}");
+    crate::common::put_parameter(&format!("/ferry/{p}/prod/lock"), holder);
     for args in [
         vec!["promote", "staging", "prod"],
         vec!["rollback", "prod"],

@@ -228,8 +228,7 @@ fn locks_name_live_and_stale_holders_and_force_takes_over_only_a_stale_one() {
     // A live run on this host: this test process.
     let me = std::process::id();
     let live = lock_json("carol", me, ferry_records::lock::process::started(me), now);
-    let (code, _, err) = run(&mut xtask(&r, &["param", "set", "dev", lock]), Some(&live));
-    assert_eq!(code, 0, "{err}");
+    crate::common::put_parameter(lock, &live);
 
     let holder = format!(
         "locked by carol on {host} (pid {}, `deploy`)",
@@ -261,11 +260,7 @@ fn locks_name_live_and_stale_holders_and_force_takes_over_only_a_stale_one() {
     let dead = child.id();
     let started = ferry_records::lock::process::started(dead);
     child.wait().unwrap();
-    let (code, _, err) = run(
-        &mut xtask(&r, &["param", "set", "dev", lock, "--overwrite"]),
-        Some(&lock_json("dave", dead, started, now)),
-    );
-    assert_eq!(code, 0, "{err}");
+    crate::common::put_parameter(lock, &lock_json("dave", dead, started, now));
     let (_, err) = fails(&mut xtask(&r, &["deploy", "dev"]));
     assert!(
         err.contains(&format!(
@@ -717,21 +712,13 @@ fn a_record_naming_another_stack_is_never_read_as_this_stages() {
     let path = "/ferry/rec/dev/records/a";
     let (_, record, _) = run(&mut xtask(&r, &["param", "get", "dev", path]), None);
     let forged = record.trim().replace("\"rec-a-dev\"", "\"rec-a-staging\"");
-    let (code, _, err) = run(
-        &mut xtask(&r, &["param", "set", "dev", path, "--overwrite"]),
-        Some(&forged),
-    );
-    assert_eq!(code, 0, "{err}");
+    crate::common::put_parameter(path, &forged);
     let (_, err) = fails(&mut xtask(&r, &["deploy", "dev"]));
     assert!(
         err.contains("the deployment record of `a` in stage `dev` names stack rec-a-staging, but this stage's stack of `a` is rec-a-dev"),
         "{err}"
     );
-    let (code, _, err) = run(
-        &mut xtask(&r, &["param", "set", "dev", path, "--overwrite"]),
-        Some(&record),
-    );
-    assert_eq!(code, 0, "{err}");
+    crate::common::put_parameter(path, record.trim());
     ok(&mut xtask(&r, &["remove", "dev"]));
 }
 

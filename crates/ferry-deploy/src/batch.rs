@@ -85,9 +85,11 @@ pub fn node_selection(
             pending,
         });
     }
+    // Planned only as not-received: checked against its record, as on one machine.
     let deploys = plan
         .service(service)
-        .is_some_and(|s| s.action == Action::Deploy);
+        .is_some_and(|s| s.action == Action::Deploy)
+        && !crate::run::only_not_received(plan, service);
     let why = Some(plan_reason(plan, service))
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "a batch node: checked against its record".into());

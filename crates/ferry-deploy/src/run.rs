@@ -351,6 +351,16 @@ pub struct Selection {
 
 /// Deploys the plan's services (and checks their dependents). Never fails as a whole for one
 /// service: the report says what happened to each.
+/// Whether `service` is in the plan only for [`ferry_plan::Reason::NotReceived`].
+pub(crate) fn only_not_received(plan: &Plan, service: &str) -> bool {
+    plan.service(service).is_some_and(|s| {
+        !s.reasons.is_empty()
+            && s.reasons
+                .iter()
+                .all(|r| matches!(r, ferry_plan::Reason::NotReceived { .. }))
+    })
+}
+
 pub async fn deploy(
     ctx: &DeployContext<'_>,
     plan: &Plan,
@@ -359,7 +369,15 @@ pub async fn deploy(
 ) -> DeployReport {
     // Dependents of what deploys are checked too: they redeploy only if what they receive changed.
     let mut selection = Selection {
-        deploy: plan.order.iter().cloned().collect(),
+        // A service planned only because a dependency deployed since it last received its
+        // outputs is checked against its record, as a dependent is: it redeploys only when
+        // what it receives changed.
+        deploy: plan
+            .order
+            .iter()
+            .filter(|s| !only_not_received(plan, s))
+            .cloned()
+            .collect(),
         candidates: candidates(ctx.ws, plan, ctx.previous),
         why: plan
             .order

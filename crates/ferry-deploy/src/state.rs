@@ -25,6 +25,9 @@ pub struct StageState {
     pub drift: BTreeMap<String, Reason>,
     /// ListStacks calls made.
     pub list_calls: usize,
+    /// Per recorded service, the dependencies deployed since it last received their outputs
+    /// ([`crate::prepare::not_received`]).
+    pub not_received: BTreeMap<String, Vec<String>>,
 }
 
 impl StageState {
@@ -37,6 +40,15 @@ impl StageState {
             .map(|(k, r)| (k.clone(), r.commit.clone()))
             .collect();
         req.stacks = self.drift.clone();
+        // A service whose dependencies deployed since it last received their outputs deploys
+        // too, so that a plan says what a deploy will touch (before, a plan said "0 to deploy"
+        // while its stack still ran a dependency's old output, and a batch planned from it
+        // never brought it up to date).
+        for (service, of) in &self.not_received {
+            req.stacks
+                .entry(service.clone())
+                .or_insert_with(|| Reason::NotReceived { of: of.clone() });
+        }
     }
 }
 
@@ -76,10 +88,19 @@ pub async fn read(
         stage: stage.name.clone(),
         source: Box::new(source),
     })?;
+    let not_received = records
+        .keys()
+        .filter(|s| ws.service(s).is_some())
+        .filter_map(|s| {
+            let of = crate::prepare::not_received(ws, &records, s);
+            (!of.is_empty()).then(|| (s.clone(), of))
+        })
+        .collect();
     Ok(StageState {
         drift: drifts(&records, &list),
         list_calls: list.calls,
         records,
+        not_received,
     })
 }
 

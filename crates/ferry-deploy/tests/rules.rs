@@ -280,7 +280,20 @@ async fn a_dependent_a_run_never_came_to_check_is_checked_by_the_next_one() {
     );
 
     // Nothing changed in git since: the topic is up to date by its record, and the reader is
-    // checked all the same, and receives the new output.
+    // checked all the same, and receives the new output. The plan says so (before, it said
+    // nothing would deploy).
+    let (action, reasons) = in_context(&r, &config, None, &[], async |_, plan, _| {
+        let reader = plan.service("owed-reader").unwrap();
+        (reader.action, reader.reasons.clone())
+    })
+    .await;
+    assert_eq!(action, ferry_plan::Action::Deploy);
+    assert_eq!(
+        reasons,
+        [ferry_plan::Reason::NotReceived {
+            of: vec!["owed-topic".into()]
+        }]
+    );
     let next = deploy(&r, &config).await;
     expect(
         &next,

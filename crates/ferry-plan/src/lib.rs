@@ -179,6 +179,10 @@ pub enum Reason {
     /// (`variables.<name>` it reads with `${var:…}`, `parameters-path` for its relative
     /// `${ssm:…}` names), also when `ferry.toml` is none of its inputs.
     StageSettingsChanged { keys: Vec<String> },
+    /// Dependencies (`of`) deployed since the service last received their outputs, by a run
+    /// that never came to check it (killed, or limited to them): its stack may still run their
+    /// old values. Its deploy brings what it receives up to date.
+    NotReceived { of: Vec<String> },
 }
 
 /// Where a stack lives: its name and region.

@@ -98,6 +98,11 @@ pub fn reason_text(r: &Reason) -> String {
         }
         Reason::StackFailed { stack, status } => format!("stack-failed: {stack} is {status}"),
         Reason::Drifted { stack, detail } => format!("drifted: {stack} {detail}"),
+        Reason::NotReceived { of } => format!(
+            "not-received: {} deployed since it last received {} outputs (a run that did not come to check it)",
+            of.join(", "),
+            if of.len() == 1 { "its" } else { "their" }
+        ),
         Reason::StackMoved { from, to } if from.region == to.region => {
             format!("stack renamed: {} → {}", from.stack, to.stack)
         }

@@ -131,6 +131,21 @@ pub fn records(project: &str, stage: &str) -> BTreeMap<String, Record> {
     rt().block_on(store.read_all()).unwrap()
 }
 
+/// Writes the SSM parameter `name` (a String, overwritten) straight to the emulator: for
+/// Ferry's own parameters (a lock, a record), which `param set` refuses to write.
+pub fn put_parameter(name: &str, value: &str) {
+    let ssm = aws_sdk_ssm::Client::new(&config());
+    rt().block_on(
+        ssm.put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .overwrite(true)
+            .send(),
+    )
+    .unwrap();
+}
+
 /// Copies a folder, leaving out installed packages (`node_modules`, which git ignores) and the
 /// Serverless Framework's output.
 pub fn copy_tree(from: &Path, to: &Path) {
