@@ -1107,6 +1107,29 @@ fn a_release_its_run_never_wrote_is_written_by_the_next_run() {
     ok(&r, v, &["deploy", "dev"]);
     ok(&r, v, &["rollback", "dev"]);
     assert_eq!(records(p, "dev")["base"].commit, v2);
+
+    // Lost again, and the next run deploys the same service anew, overwriting the record that
+    // named it: the lost release is written before that run deploys anything, from the records
+    // as it found them. Before, it was lost for good.
+    let v4 = version(4);
+    let (out, _) = ok(&r, v, &["deploy", "dev"]);
+    let lost = id_after(&out, "release: ");
+    rt().block_on(
+        s3.delete_object()
+            .bucket(bucket(p, "dev"))
+            .key(format!("{p}/releases/dev/{lost}.json"))
+            .send(),
+    )
+    .unwrap();
+    version(5);
+    ok(&r, v, &["deploy", "dev"]);
+    let recovered = stored_release(p, "dev", &lost);
+    assert_eq!(
+        recovered["deployed"],
+        serde_json::json!(["base"]),
+        "{recovered}"
+    );
+    assert_eq!(recovered["services"]["base"]["commit"], v4, "{recovered}");
 }
 
 /// An approval passes the gate again: a package that passed in the source stage at the review

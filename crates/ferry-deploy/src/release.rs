@@ -281,7 +281,7 @@ pub async fn write_release(
         return Ok(None);
     };
     let now = records.read_all().await?;
-    recover_interrupted(ws, stage, store, &now, &info).await?;
+    recover_releases(ws, stage, store, &now, info.kind, &info.id).await?;
     let deployed: Vec<String> = now
         .values()
         .filter(|r| r.release.as_deref() == Some(info.id.as_str()))
@@ -316,20 +316,24 @@ pub async fn write_release(
 /// its machine lost) after its records were written and before its release was. Without it, a
 /// rollback would skip what that run deployed, going back further than the stage ran, and
 /// tests that pass later would mark no release holding those deploys. Each is written as its
-/// run would have (every record as it stands now, those stamped with its id as deployed), kept
-/// under its own id, so it sorts where it ran; its kind is `info`'s (the run that finds it
-/// missing, mostly the same command run again).
-async fn recover_interrupted(
+/// run would have (every record of `now`, those stamped with its id as deployed), kept under its
+/// own id, so it sorts where it ran; its kind is `kind`, the run's that finds it missing
+/// (`by_run`; mostly the same command run again: the records do not say which command wrote
+/// them). A run calls this before it deploys anything, with the records as it found them (its
+/// own deploys would overwrite the stopped run's records, and that release would be lost), and
+/// [`write_release`] again at its end.
+pub async fn recover_releases(
     ws: &Workspace,
     stage: &Stage,
     store: &ReleaseStore,
     now: &BTreeMap<String, Record>,
-    info: &ReleaseInfo,
+    kind: ReleaseKind,
+    by_run: &str,
 ) -> Result<(), ReleaseRunError> {
     let named: BTreeSet<&str> = now
         .values()
         .filter_map(|r| r.release.as_deref())
-        .filter(|id| *id != info.id && ferry_releases::valid_id(id))
+        .filter(|id| *id != by_run && ferry_releases::valid_id(id))
         .collect();
     if named.is_empty() {
         return Ok(());
@@ -346,7 +350,7 @@ async fn recover_interrupted(
             id: id.to_string(),
             project: ws.project.name.clone(),
             stage: stage.name.clone(),
-            kind: info.kind,
+            kind,
             commit: newest.map(|r| r.commit.clone()).unwrap_or_default(),
             created_at: newest.map_or(0, |r| r.deployed_at),
             by: None,
@@ -357,7 +361,7 @@ async fn recover_interrupted(
             untested: untested(ws),
             services: now.clone(),
             approval: None,
-            recovered: Some(info.id.clone()),
+            recovered: Some(by_run.to_string()),
         };
         store.put(&release).await?;
     }

@@ -484,6 +484,11 @@ async fn deploy_locked(
     };
     let other_stages = ctx.other_stages(stage).await?;
     let commit = source.commit.clone();
+    // A release a stopped run left unwritten, before this run's deploys overwrite its records.
+    if !args.review {
+        crate::cmd::release::recover_releases(run, previous, ReleaseKind::Deploy, &release_id)
+            .await;
+    }
 
     // The emulator does not run the SAM transform: --local expands SAM templates itself.
     let local_sam = local_sam(ctx, stage);

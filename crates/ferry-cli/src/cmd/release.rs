@@ -166,6 +166,32 @@ fn store_of(run: &Run<'_>) -> Option<ReleaseStore> {
     ferry_deploy::release::release_store(run.ws, run.stage, &run.aws.config, run.ctx.local)
 }
 
+/// Before a run deploys anything: writes each release the stage's records name that its store
+/// lacks (a run stopped between its records and its release), from the records as this run
+/// found them, which its own deploys would overwrite. A failure is said, not fatal: the end of
+/// the run tries again with what is left.
+pub(crate) async fn recover_releases(
+    run: &Run<'_>,
+    previous: &BTreeMap<String, Record>,
+    kind: ReleaseKind,
+    release: &str,
+) {
+    let Some(store) = store_of(run) else {
+        return;
+    };
+    if let Err(e) =
+        ferry_deploy::release::recover_releases(run.ws, run.stage, &store, previous, kind, release)
+            .await
+    {
+        eprintln!(
+            "warning: {}",
+            crate::ui::mask(&format!(
+                "failed to write the release of an interrupted run before this one: {e}"
+            ))
+        );
+    }
+}
+
 /// Writes the release of a run and says so. When the run ran tests, their outcomes also go into
 /// the releases holding the deploys they judged: the stage's newest, and the one each record
 /// names (tests owed by an earlier run, whose release this run's does not replace there).
@@ -179,7 +205,7 @@ pub(crate) async fn finish_release(
         ferry_deploy::release::write_release(run.ws, run.stage, run.records, store.as_ref(), info)
             .await
             .context(
-                "failed to write the release of this run (the stacks and records are deployed)",
+                "failed to write the release of this run (what it deployed, if anything, is in the stacks and records, and the next run of the stage writes the release)",
             )?;
     match &release {
         Some(r) => println!(
@@ -499,6 +525,7 @@ async fn rollback_to(
             selection: &rb.selection,
             previous: &current,
             release: &id,
+            kind: ReleaseKind::Rollback,
             archives: None,
             fixed: None,
         },
@@ -584,6 +611,8 @@ struct Stored<'a> {
     selection: &'a Selection,
     previous: &'a BTreeMap<String, Record>,
     release: &'a str,
+    /// The kind of release the run makes.
+    kind: ReleaseKind,
     archives: Option<&'a BTreeMap<String, BTreeMap<String, String>>>,
     /// An approval: the reviewed parameters.
     fixed: Option<&'a BTreeMap<String, BTreeMap<String, String>>>,
@@ -610,6 +639,7 @@ async fn deploy_stored(
     options: &DeployOptions,
 ) -> anyhow::Result<DeployReport> {
     let other_stages = run.ctx.other_stages(run.stage).await?;
+    recover_releases(run, stored.previous, stored.kind, stored.release).await;
     let ci = run.ctx.ci();
     let local_sam = local_sam(run.ctx, run.stage);
     let ctx = DeployContext {
@@ -893,6 +923,7 @@ async fn promote_locked(
         selection: &p.selection,
         previous: &current,
         release: &id,
+        kind: ReleaseKind::Promote,
         archives: Some(&p.archives),
         fixed: None,
     };
@@ -1259,6 +1290,7 @@ async fn approve_locked(
         selection: &plan.selection,
         previous: &current,
         release: &id,
+        kind: plan.pending.kind,
         archives: Some(&plan.archives),
         fixed: Some(&plan.parameters),
     };
