@@ -1664,10 +1664,13 @@ impl FolderLock {
     pub fn try_take(out: &Path) -> Result<Option<FolderLock>, PackageError> {
         let (path, file) = Self::open(out)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(FolderLock {
-                folder: out.to_path_buf(),
-                _file: file,
-            })),
+            Ok(()) => {
+                remove_leftovers(out);
+                Ok(Some(FolderLock {
+                    folder: out.to_path_buf(),
+                    _file: file,
+                }))
+            }
             Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
         }
@@ -1677,6 +1680,7 @@ impl FolderLock {
     pub fn take(out: &Path) -> Result<FolderLock, PackageError> {
         let (path, file) = Self::open(out)?;
         file.lock().map_err(io_err(&path))?;
+        remove_leftovers(out);
         Ok(FolderLock {
             folder: out.to_path_buf(),
             _file: file,
@@ -1686,6 +1690,53 @@ impl FolderLock {
     /// The folder held.
     pub fn folder(&self) -> &Path {
         &self.folder
+    }
+}
+
+/// Removes the temporary files of the stores under `out` that a process killed while it wrote
+/// them left behind (an archive being zipped: tens of MB each): those naming a process that is
+/// gone (`.<name>.<pid>.tmp`, `.folder-<pid>-<name>.tmp`), and any other a day old. Best effort.
+fn remove_leftovers(out: &Path) {
+    const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+    for store in ["artifacts", "templates", "blobs"] {
+        let Ok(entries) = fs::read_dir(out.join(store)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(name) = name.to_str() else {
+                continue;
+            };
+            if !name.starts_with('.') || !(name.ends_with(".tmp") || name.starts_with(".tmp")) {
+                continue;
+            }
+            let gone = leftover_pid(name).is_some_and(|pid| !process_alive(pid));
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > DAY));
+            if gone || old {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// The process id a temporary file's name holds, in the forms the stores write.
+fn leftover_pid(name: &str) -> Option<u32> {
+    let stem = name.strip_suffix(".tmp")?;
+    if let Some(rest) = stem.strip_prefix(".folder-") {
+        return rest.split('-').next()?.parse().ok();
+    }
+    stem.rsplit('.').next()?.parse().ok()
+}
+
+/// Whether process `pid` exists (on Linux, by `/proc`; elsewhere assumed alive).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
     }
 }
 

@@ -1235,6 +1235,38 @@ async fn a_site_is_snapshotted_at_package_time_and_published_with_its_config_fil
     assert_eq!(body, b"{\"api\":{\"Url\":\"x\"}}");
 }
 
+// A package killed while it zipped leaves its temporary archive (tens of MB); the next one to
+// take the folder removes those of processes that are gone, and leaves a live one's.
+#[test]
+fn temporary_files_a_killed_packaging_left_are_removed_by_the_next() {
+    let ws = api_workspace();
+    let out = tempfile::tempdir().unwrap();
+    let artifacts = out.path().join("artifacts");
+    fs::create_dir_all(&artifacts).unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let left = [
+        format!(".api-Fn.{dead}.tmp"),
+        format!(".folder-{dead}-dist.tmp"),
+        format!(".abc.zip.{dead}.tmp"),
+    ];
+    // Process 1 is always there (another process's own name: this one's packaging writes
+    // `.api-Fn.<its pid>.tmp` itself).
+    let live = ".web-Fn.1.tmp".to_string();
+    for name in left.iter().chain([&live]) {
+        fs::write(artifacts.join(name), "partial").unwrap();
+    }
+    packaged(ws.path(), out.path(), &["api"]);
+    for name in &left {
+        assert!(!artifacts.join(name).exists(), "{name} is left");
+    }
+    assert!(
+        artifacts.join(&live).exists(),
+        "a live process's file is kept"
+    );
+}
+
 #[test]
 fn a_second_process_packaging_into_the_same_folder_waits_for_the_first() {
     let ws = api_workspace();
