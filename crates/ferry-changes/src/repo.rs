@@ -929,8 +929,6 @@ pub fn short(oid: Oid) -> String {
     oid.to_string()[..7].to_string()
 }
 
-/// The paths of a libgit2 diff, as git names them (`/`-separated on every platform; a `\` is a
-/// character of a name, as in `git status`).
 /// `git -C <root> <args>` for the repository at `root` whatever git's variables in Ferry's
 /// environment say, without Ferry's AWS variables (credentials among them: git needs none, and
 /// a filter or fsmonitor hook the repository configures would get them), no input, its errors
@@ -982,6 +980,8 @@ fn flagged_by_git(root: &Path) -> Option<Vec<Flagged>> {
     )
 }
 
+/// The paths of a libgit2 diff, as git names them (`/`-separated on every platform; a `\` is a
+/// character of a name, as in `git status`).
 fn collect(diff: &git2::Diff<'_>) -> ChangedPaths {
     let mut out = ChangedPaths::default();
     for delta in diff.deltas() {

@@ -43,7 +43,18 @@ pub async fn with_lock<T>(
     }
     let outcome = interruptible(records, &holder, cancel, RENEW_EVERY, work).await;
     match records.unlock(&holder).await {
-        Ok(Released::Released | Released::Gone) => {}
+        Ok(Released::Released) => {}
+        // Gone: taken over and released by another run, or deleted, between two renewals.
+        Ok(Released::Gone) => {
+            let lost = format!(
+                "the lock of stage `{}` was gone when this run went to release it: another run took it over (and released it), or it was deleted, while this run worked, so another run may have changed the stage at the same time; check the stage (`plan {}`, `status`)",
+                stage.name, stage.name
+            );
+            return match outcome {
+                Ok(_) => Err(anyhow::anyhow!(lost)),
+                Err(e) => Err(e.context(lost)),
+            };
+        }
         // Taken over between two renewals: another run wrote to the stage while this one did,
         // which no success may hide.
         Ok(Released::NotOurs(other)) => {
@@ -322,6 +333,24 @@ mod tests {
             let held = records.lock_holder().await.unwrap().unwrap();
             assert_eq!(held.token, intruder.token);
             records.unlock(&intruder).await.unwrap();
+
+            // Taken over and released again before this run ended: it fails all the same.
+            let err = with_lock(None, &records, &stage, "deploy", false, &cancel, async {
+                let ours = records.lock_holder().await?.expect("held");
+                records.unlock(&ours).await?;
+                records.lock(&intruder, false).await?;
+                records.unlock(&intruder).await?;
+                Ok(())
+            })
+            .await
+            .unwrap_err();
+            assert!(
+                format!("{err:#}").starts_with(
+                    "the lock of stage `dev` was gone when this run went to release it"
+                ),
+                "{err:#}"
+            );
+            assert!(records.lock_holder().await.unwrap().is_none());
         });
     }
 }

@@ -183,16 +183,23 @@ impl ProvideCredentials for Masking {
     }
 }
 
+/// The shortest value of a credential that is registered: AWS's key ids have 20 characters,
+/// secret keys 40, session tokens hundreds. The dummy credentials emulators take (`test`,
+/// `testing`, Ferry's own `ferry-local`) are shorter, and masking them would garble every
+/// word that holds them (`test-acceptance`).
+const MIN_CREDENTIAL: usize = 16;
+
 /// Registers the access key id, secret key and session token of `c`.
 fn register(masker: &Masker, c: &Credentials) {
-    // The emulator's dummy key is no credential.
-    if c.access_key_id() == ferry_local_key() {
-        return;
-    }
-    masker.register(c.access_key_id());
-    masker.register(c.secret_access_key());
-    if let Some(token) = c.session_token() {
-        masker.register(token);
+    let values = [
+        Some(c.access_key_id()),
+        Some(c.secret_access_key()),
+        c.session_token(),
+    ];
+    for v in values.into_iter().flatten() {
+        if v.chars().count() >= MIN_CREDENTIAL {
+            masker.register(v);
+        }
     }
 }
 
@@ -245,6 +252,39 @@ async fn assume_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // An emulator's dummy credentials (LocalStack's `test`, moto's `testing`) are no secret, and
+    // masking them garbled every word holding them; AWS's own are all masked.
+    #[test]
+    fn credentials_are_registered_unless_they_are_an_emulator_s_dummies() {
+        let masker = Masker::new();
+        register(&masker, &Credentials::new("test", "test", None, None, "t"));
+        register(
+            &masker,
+            &Credentials::new("testing", "testing", None, None, "t"),
+        );
+        register(
+            &masker,
+            &Credentials::new(ferry_local_key(), ferry_local_key(), None, None, "t"),
+        );
+        assert!(masker.is_empty());
+        assert_eq!(masker.mask("test-acceptance dev"), "test-acceptance dev");
+        let token = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQ";
+        register(
+            &masker,
+            &Credentials::new(
+                "ASIAIOSFODNN7EXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                Some(token.into()),
+                None,
+                "t",
+            ),
+        );
+        assert_eq!(
+            masker.mask("ASIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQ"),
+            "**** **** ****"
+        );
+    }
 
     #[test]
     fn session_names_fit_sts() {

@@ -1273,7 +1273,14 @@ pub fn gate_candidates(
     prepared: Option<&Prepared>,
     current: &BTreeMap<String, Record>,
 ) -> Vec<Candidate> {
-    let must: BTreeSet<&str> = plan.order.iter().map(String::as_str).collect();
+    // Planned only as not-received: checked against its record, as a dependent; its package
+    // counts only if it differs from the record's.
+    let must: BTreeSet<&str> = plan
+        .order
+        .iter()
+        .filter(|s| !crate::run::only_not_received(plan, s))
+        .map(String::as_str)
+        .collect();
     crate::candidates(ws, plan, current)
         .into_iter()
         .filter_map(|name| {

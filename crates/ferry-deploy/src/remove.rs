@@ -454,11 +454,13 @@ async fn check_not_imported(
         match by {
             Some(by) if !by.is_empty() => imports.push((export.clone(), by)),
             Some(_) => {}
+            // The endpoint has no ListImports: the rest cannot be asked either, and what was
+            // found so far still counts.
             None if own_endpoint => {
                 on(ferry_stacks::Progress::Note(
                     "this endpoint does not answer ListImports (an emulator): whether other stacks import its exports was not checked".into(),
                 ));
-                return Ok(());
+                break;
             }
             None => return Err(InUseError::NotAnswered),
         }

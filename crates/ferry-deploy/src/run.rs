@@ -349,8 +349,6 @@ pub struct Selection {
     pub why: BTreeMap<String, String>,
 }
 
-/// Deploys the plan's services (and checks their dependents). Never fails as a whole for one
-/// service: the report says what happened to each.
 /// Whether `service` is in the plan only for [`ferry_plan::Reason::NotReceived`].
 pub(crate) fn only_not_received(plan: &Plan, service: &str) -> bool {
     plan.service(service).is_some_and(|s| {
@@ -361,6 +359,8 @@ pub(crate) fn only_not_received(plan: &Plan, service: &str) -> bool {
     })
 }
 
+/// Deploys the plan's services (and checks their dependents). Never fails as a whole for one
+/// service: the report says what happened to each.
 pub async fn deploy(
     ctx: &DeployContext<'_>,
     plan: &Plan,

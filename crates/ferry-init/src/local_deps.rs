@@ -949,14 +949,28 @@ fn within(folder: &str, path: &str) -> bool {
 /// `export … from`), which a bundler (esbuild, webpack, serverless-bundle) puts into its
 /// archive: each as an input glob with why, followed to the end of the chain. An imported
 /// file's folder is taken whole (`libs/**`: its neighbours are what it imports in turn), unless
-/// that folder holds a service folder, when only the file is. Another service's folder is that
-/// service's, not an input; a path that leaves the repository is said in a note.
+/// it lies in another service's folder or its folder holds a service folder, when only the file
+/// is; a path that leaves the repository is said in a note.
 pub(crate) fn script_inputs(
     root: &Path,
     dir: &str,
     others: &[&str],
 ) -> (BTreeMap<String, String>, Vec<String>) {
-    let mut inputs = BTreeMap::new();
+    let (reach, notes) = script_reach(root, dir, others);
+    let inputs = reach
+        .into_iter()
+        .map(|(glob, (why, _))| (glob, why))
+        .collect();
+    (inputs, notes)
+}
+
+/// Input glob → why, and the files its imports reach.
+pub(crate) type Reach = BTreeMap<String, (String, BTreeSet<String>)>;
+
+/// [`script_inputs`], with the files each input's imports reach (the files the bundler takes:
+/// `validate` judges only those covered or not).
+pub(crate) fn script_reach(root: &Path, dir: &str, others: &[&str]) -> (Reach, Vec<String>) {
+    let mut inputs: Reach = BTreeMap::new();
     let mut notes = Vec::new();
     let mut todo = files_below(root, dir, others, &is_script);
     let mut read = BTreeSet::new();
@@ -979,14 +993,19 @@ pub(crate) fn script_inputs(
                 ));
                 continue;
             };
-            if within(dir, &target) || others.iter().any(|o| within(o, &target)) {
+            if within(dir, &target) {
                 continue;
             }
             let Some(found) = module_file(root, &target) else {
                 continue;
             };
             let folder = parent(&found);
-            let holds_a_service = within(folder, dir) || others.iter().any(|o| within(folder, o));
+            // A file of another service's folder (a sibling's, or the service around a nested
+            // one) is bundled all the same: the file itself is an input, as its owner's changes
+            // must deploy this service too.
+            let holds_a_service = others.iter().any(|o| within(o, &found))
+                || within(folder, dir)
+                || others.iter().any(|o| within(folder, o));
             let (glob, next) = if holds_a_service {
                 (found.clone(), vec![found.clone()])
             } else {
@@ -995,10 +1014,24 @@ pub(crate) fn script_inputs(
                     files_below(root, folder, others, &is_script),
                 )
             };
-            if inputs.contains_key(&glob) {
+            // Already within an input taken (a folder taken whole holds its subfolders).
+            let covering = inputs
+                .keys()
+                .find(|g| **g == glob || g.strip_suffix("/**").is_some_and(|f| within(f, &found)))
+                .cloned();
+            if let Some(g) = covering {
+                if let Some((_, reached)) = inputs.get_mut(&g) {
+                    reached.insert(found);
+                }
                 continue;
             }
-            inputs.insert(glob, format!("its code imports `{spec}` ({file})"));
+            inputs.insert(
+                glob,
+                (
+                    format!("its code imports `{spec}` ({file})"),
+                    BTreeSet::from([found]),
+                ),
+            );
             todo.extend(next);
         }
     }

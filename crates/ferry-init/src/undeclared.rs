@@ -35,9 +35,11 @@ impl std::fmt::Display for Undeclared {
 /// For each service of `ws`, the inputs init infers from the code it builds (its package.json
 /// files' workspace packages and local paths, its JavaScript's and TypeScript's relative
 /// imports, its Cargo, Python, Go and .NET path dependencies, each to the end of its chain)
-/// that hold a file neither its folder, its inputs nor the global inputs cover. Read from the
-/// working tree.
-pub fn undeclared_inputs(ws: &Workspace) -> Vec<Undeclared> {
+/// that hold a file neither its folder, its inputs nor the global inputs cover: for a relative
+/// import, a file the imports reach; for the others, any file there. A file `ignored` says git
+/// ignores (generated code, which no input could name) is not judged. Read from the working
+/// tree.
+pub fn undeclared_inputs(ws: &Workspace, ignored: &dyn Fn(&str) -> bool) -> Vec<Undeclared> {
     let root = ws.root.as_path();
     let Ok(owners) = Owners::of_workspace(ws) else {
         // An input glob that does not compile is the loader's error to give.
@@ -53,19 +55,26 @@ pub fn undeclared_inputs(ws: &Workspace) -> Vec<Undeclared> {
             .map(|o| o.dir.as_str())
             .collect();
         let dir = s.dir.as_str();
-        let inferred = [
+        // (input, why, the files to judge: `None` for every file there).
+        let mut inferred: Vec<(String, String, Option<Vec<String>>)> = Vec::new();
+        for (glob, (why, reached)) in crate::local_deps::script_reach(root, dir, &others).0 {
+            inferred.push((glob, why, Some(reached.into_iter().collect())));
+        }
+        for found in [
             crate::local_deps::node_inputs(root, dir, &others, &packages).0,
-            crate::local_deps::script_inputs(root, dir, &others).0,
             crate::local_deps::cargo_inputs(root, dir, &others).0,
             crate::local_deps::python_inputs(root, dir, &others).0,
             crate::local_deps::go_inputs(root, dir, &others).0,
             crate::local_deps::dotnet_inputs(root, dir, &others).0,
-        ];
-        for (glob, why) in inferred.into_iter().flatten() {
-            let fixed = ferry_manifest::fixed_start(&glob);
-            let uncovered = files_at(root, &fixed)
+        ] {
+            inferred.extend(found.into_iter().map(|(glob, why)| (glob, why, None)));
+        }
+        for (glob, why, files) in inferred {
+            let files =
+                files.unwrap_or_else(|| files_at(root, &ferry_manifest::fixed_start(&glob)));
+            let uncovered = files
                 .into_iter()
-                .find(|f| !owners.redeploys(&s.name, f));
+                .find(|f| !owners.redeploys(&s.name, f) && !ignored(f));
             if let Some(file) = uncovered
                 && !out
                     .iter()

@@ -951,7 +951,13 @@ fn code_a_service_imports_by_a_relative_path_from_outside_its_folder_is_an_input
         let f = s.services.iter().find(|f| f.name == name).unwrap();
         f.inputs.keys().cloned().collect::<Vec<_>>()
     };
-    assert_eq!(inputs("notes"), ["config.js", "libs/**"], "{:?}", s.notes);
+    // A file of another service's folder is bundled too: that file alone.
+    assert_eq!(
+        inputs("notes"),
+        ["config.js", "libs/**", "services/billing/internal.ts"],
+        "{:?}",
+        s.notes
+    );
     // `services/shared.ts` is taken alone: its folder holds the service folders. The chain goes on
     // from `packages/pay` to `tools`.
     assert_eq!(
@@ -1011,8 +1017,16 @@ fn code_a_service_builds_from_that_no_input_covers_is_named() {
         r#"{"name": "@acme/common"}"#,
     );
     file(r, "packages/common/index.js", "module.exports = {};\n");
-    file(r, "libs/db.js", "export default {};\n");
+    file(
+        r,
+        "libs/db.js",
+        "import s from './util/strings';\nexport default {};\n",
+    );
     file(r, "libs/util/strings.js", "export default {};\n");
+    // Not reached by any import: not judged.
+    file(r, "libs/unused/old.js", "export default {};\n");
+    // Generated code git ignores: no input could name it.
+    file(r, "generated/client.js", "export default {};\n");
     file(
         r,
         "services/notes/package.json",
@@ -1021,7 +1035,7 @@ fn code_a_service_builds_from_that_no_input_covers_is_named() {
     file(
         r,
         "services/notes/handler.js",
-        "import db from '../../libs/db';\n",
+        "import db from '../../libs/db';\nimport client from '../../generated/client';\n",
     );
     file(
         r,
@@ -1047,15 +1061,16 @@ fn code_a_service_builds_from_that_no_input_covers_is_named() {
         "[service]\ntemplate = \"t.yaml\"\ninputs = [\"libs/*.js\"]\n",
     );
     let ws = ferry_manifest::load(r).unwrap();
-    let found: Vec<String> = ferry_init::undeclared_inputs(&ws)
+    let ignored = |p: &str| p.starts_with("generated/");
+    let found: Vec<String> = ferry_init::undeclared_inputs(&ws, &ignored)
         .iter()
         .map(ToString::to_string)
         .collect();
     assert_eq!(
         found,
         [
-            "notes: depends on the workspace package `@acme/common`, but packages/common/index.js is none of its inputs nor a global input: a change there would not deploy it; add `packages/common/**` to `inputs` in its service.toml",
             "notes: its code imports `../../libs/db` (services/notes/handler.js), but libs/util/strings.js is none of its inputs nor a global input: a change there would not deploy it; add `libs/**` to `inputs` in its service.toml",
+            "notes: depends on the workspace package `@acme/common`, but packages/common/index.js is none of its inputs nor a global input: a change there would not deploy it; add `packages/common/**` to `inputs` in its service.toml",
         ]
     );
     // Declared (the package as a global input): nothing to say.
@@ -1073,7 +1088,7 @@ fn code_a_service_builds_from_that_no_input_covers_is_named() {
         "[service]\ntemplate = \"t.yaml\"\ninputs = [\"libs/**\"]\n",
     );
     let ws = ferry_manifest::load(r).unwrap();
-    assert_eq!(ferry_init::undeclared_inputs(&ws), []);
+    assert_eq!(ferry_init::undeclared_inputs(&ws, &ignored), []);
 }
 
 #[test]

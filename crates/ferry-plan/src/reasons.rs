@@ -178,7 +178,16 @@ pub(crate) fn from_stacks(
 /// `--with-dependents`: every dependent of a deploying service deploys too, naming the
 /// deploying services it depends on.
 pub(crate) fn dependents(graph: &DepGraph, reasons: &mut Reasons) {
-    let deploying = deploying(reasons);
+    // A service planned only as not-received is checked, not deployed whatever it holds: what
+    // depends on it is checked after it by the deploy, as a dependent, not forced.
+    let deploying: BTreeSet<String> = reasons
+        .iter()
+        .filter(|(_, r)| {
+            r.iter()
+                .any(|r| is_deploy_reason(r) && !matches!(r, Reason::NotReceived { .. }))
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
     for dependent in graph.with_dependents(deploying.iter().map(String::as_str)) {
         if deploying.contains(&dependent) {
             continue;

@@ -177,6 +177,30 @@ fn service_selection_brings_dependencies_as_candidates_and_with_dependents_exten
     );
 }
 
+// A service planned only as not-received is checked by the deploy, not deployed whatever it
+// holds: --with-dependents does not force what depends on it (the deploy checks those after it).
+#[test]
+fn a_not_received_service_deploys_but_forces_no_dependent() {
+    let (r, base) = monorepo();
+    let mut req = request("dev", Some(&base));
+    req.with_dependents = true;
+    req.stacks.insert(
+        "api".into(),
+        Reason::NotReceived {
+            of: vec!["database".into()],
+        },
+    );
+    let p = plan_of(&r, &req).unwrap();
+    assert_eq!(p.order, ["api"]);
+    assert_eq!(
+        p.service("api").unwrap().reasons,
+        [Reason::NotReceived {
+            of: vec!["database".into()]
+        }]
+    );
+    assert_eq!(p.service("frontend").unwrap().action, Action::Skip);
+}
+
 #[test]
 fn forced_and_not_deployed() {
     let (r, _) = monorepo();

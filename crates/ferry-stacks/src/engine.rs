@@ -404,8 +404,8 @@ impl Engine {
 
     /// The stacks that import `export` (ListImports, every page): none when CloudFormation
     /// answers that no stack imports it (a `ValidationError`, its answer for an export in no
-    /// use); `None` when the endpoint answers the call, but not as AWS does (an emulator that
-    /// lacks ListImports answers HTTP 500 with a page). `stack` names the exporting stack in an
+    /// use); `None` when the endpoint answers that it has no such call (HTTP 500 or 501
+    /// without AWS's error document: an emulator that lacks ListImports answers with a page). `stack` names the exporting stack in an
     /// error.
     pub async fn importers(
         &self,
@@ -426,11 +426,14 @@ impl Engine {
                 Err(e) if service_message(&e).contains("is not imported by any stack") => break,
                 Err(e) => {
                     let explained = ferry_aws::explain("ListImports", &e);
-                    // A page, or an HTTP 5xx without AWS's error document (AWS's own
-                    // failures name their code, `InternalFailure`).
+                    // HTTP 500 or 501 without AWS's error document: an endpoint that has no
+                    // such operation (AWS's own failures name their code, `InternalFailure`; a
+                    // gateway's 502, 503 or 504 is a failure like any other).
                     let not_aws = match explained.kind {
-                        ferry_aws::Kind::NotAws { .. } => true,
-                        ferry_aws::Kind::ServerError { .. } => explained.code.is_none(),
+                        ferry_aws::Kind::NotAws { status: 500 | 501 } => true,
+                        ferry_aws::Kind::ServerError { status: 500 | 501 } => {
+                            explained.code.is_none()
+                        }
                         _ => false,
                     };
                     if not_aws {

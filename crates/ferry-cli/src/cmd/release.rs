@@ -639,7 +639,10 @@ async fn deploy_stored(
     options: &DeployOptions,
 ) -> anyhow::Result<DeployReport> {
     let other_stages = run.ctx.other_stages(run.stage).await?;
-    recover_releases(run, stored.previous, stored.kind, stored.release).await;
+    // A review deploys nothing, and so writes no release.
+    if !options.review {
+        recover_releases(run, stored.previous, stored.kind, stored.release).await;
+    }
     let ci = run.ctx.ci();
     let local_sam = local_sam(run.ctx, run.stage);
     let ctx = DeployContext {

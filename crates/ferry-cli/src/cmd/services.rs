@@ -90,7 +90,9 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     }
     // Code a service builds from outside its folder that none of its inputs covers, as init
     // infers it: a change there would not deploy it.
-    for u in ferry_init::undeclared_inputs(ws) {
+    let worktree = ferry_changes::WorktreeSource::new(&ws.root);
+    let ignored = |path: &str| ferry_manifest::Source::ignored(&worktree, path);
+    for u in ferry_init::undeclared_inputs(ws, &ignored) {
         eprintln!("warning: {u}");
     }
     // A SAM function folder whose dependencies `sam build` would install, and Ferry's zip lacks.
