@@ -232,12 +232,12 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[test]
-    fn the_lock_is_renewed_while_the_work_holds_its_thread() {
+    /// Runs `work` with stage `dev` of a project `project` and its records on the emulator.
+    fn in_stage(project: &str, work: impl AsyncFnOnce(&Stage, &RecordStore)) {
         let r = ferry_test_support::TestRepo::new();
         r.write(
             "ferry.toml",
-            "[project]\nname = \"lock-blocked\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+            &format!("[project]\nname = \"{project}\"\n\n[stages.dev]\nregion = \"us-east-1\"\n"),
         )
         .write(
             "services/a/service.toml",
@@ -247,8 +247,7 @@ mod tests {
         r.commit("project");
         let ws = ferry_manifest::load(r.path()).unwrap();
         let stage = ws.stage("dev").unwrap();
-        let rt = crate::context::runtime().unwrap();
-        rt.block_on(async {
+        crate::context::runtime().unwrap().block_on(async {
             let config = ferry_credentials::base_config(
                 "us-east-1",
                 &ferry_credentials::config::Target {
@@ -257,12 +256,19 @@ mod tests {
             )
             .await;
             let records = ferry_deploy::record_store(&ws, &stage, &config);
+            work(&stage, &records).await;
+        });
+    }
+
+    #[test]
+    fn the_lock_is_renewed_while_the_work_holds_its_thread() {
+        in_stage("lock-blocked", async |_, records| {
             let holder = LockHolder::for_this_process(&|_| None, "deploy", "dev", None);
             records.lock(&holder, false).await.unwrap();
             assert_eq!(records.lock_holder().await.unwrap().unwrap().renewed, None);
             let cancel = Cancel::new();
             interruptible(
-                &records,
+                records,
                 &holder,
                 &cancel,
                 Duration::from_millis(100),
@@ -288,33 +294,11 @@ mod tests {
     // it stale) wrote to the stage at the same time: the run fails, though its work succeeded.
     #[test]
     fn a_run_whose_lock_was_taken_over_fails_and_leaves_the_lock() {
-        let r = ferry_test_support::TestRepo::new();
-        r.write(
-            "ferry.toml",
-            "[project]\nname = \"lock-taken\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
-        )
-        .write(
-            "services/a/service.toml",
-            "[service]\ntemplate = \"t.yaml\"\n",
-        )
-        .write("services/a/t.yaml", "Resources: {}\n");
-        r.commit("project");
-        let ws = ferry_manifest::load(r.path()).unwrap();
-        let stage = ws.stage("dev").unwrap();
-        let rt = crate::context::runtime().unwrap();
-        rt.block_on(async {
-            let config = ferry_credentials::base_config(
-                "us-east-1",
-                &ferry_credentials::config::Target {
-                    local_endpoint: Some(ferry_test_support::moto().endpoint()),
-                },
-            )
-            .await;
-            let records = ferry_deploy::record_store(&ws, &stage, &config);
+        in_stage("lock-taken", async |stage, records| {
             let mut intruder = LockHolder::for_this_process(&|_| None, "deploy", "dev", None);
             intruder.host = "another-machine".into();
             let cancel = Cancel::new();
-            let err = with_lock(None, &records, &stage, "deploy", false, &cancel, async {
+            let err = with_lock(None, records, stage, "deploy", false, &cancel, async {
                 let ours = records.lock_holder().await?.expect("held");
                 records.unlock(&ours).await?;
                 records.lock(&intruder, false).await?;
@@ -335,7 +319,7 @@ mod tests {
             records.unlock(&intruder).await.unwrap();
 
             // Taken over and released again before this run ended: it fails all the same.
-            let err = with_lock(None, &records, &stage, "deploy", false, &cancel, async {
+            let err = with_lock(None, records, stage, "deploy", false, &cancel, async {
                 let ours = records.lock_holder().await?.expect("held");
                 records.unlock(&ours).await?;
                 records.lock(&intruder, false).await?;

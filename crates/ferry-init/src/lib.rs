@@ -524,17 +524,8 @@ fn framework_note(root: &Path, s: &Found, notes: &mut Vec<String>) {
     let v3 = config.is_ok_and(|t| {
         ferry_manifest::FrameworkCli::of_config(&t) == ferry_manifest::FrameworkCli::V3
     });
-    let installs_cli = |dir: &Path| {
-        std::fs::read(dir.join("package.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .is_some_and(|p| {
-                ["dependencies", "devDependencies"].iter().any(|k| {
-                    p[k].as_object()
-                        .is_some_and(|d| d.contains_key("serverless") || d.contains_key("osls"))
-                })
-            })
-    };
+    let installs_cli =
+        |dir: &Path| ferry_manifest::FrameworkCli::named_in(&dir.join("package.json"));
     if v3 && !installs_cli(&root.join(&s.dir)) && !installs_cli(root) {
         notes.push(format!(
             "{}/{}: its frameworkVersion takes version 3 of the Serverless Framework and not 4, and no package.json here installs a CLI: install osls at version 3 (`npm install --save-dev osls@3`, the open-source CLI, no account needed), or let frameworkVersion take \"4\" for osls 4",

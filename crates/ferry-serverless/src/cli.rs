@@ -22,7 +22,7 @@ pub fn find_cli(root: &Path, service: &Service) -> Result<Vec<String>, Serverles
         if bin.is_file() {
             return Ok(vec![bin.to_string_lossy().into_owned()]);
         }
-        if declared.is_none() && names_cli(&dir.join("package.json")) {
+        if declared.is_none() && ferry_manifest::FrameworkCli::named_in(&dir.join("package.json")) {
             declared = dir
                 .join("package.json")
                 .strip_prefix(root)
@@ -45,20 +45,6 @@ pub fn find_cli(root: &Path, service: &Service) -> Result<Vec<String>, Serverles
         wants: ferry_manifest::FrameworkCli::of_config(&config),
         declared,
     })
-}
-
-/// Whether the `package.json` at `path` names a framework CLI (`serverless`, `osls`) among its
-/// dependencies.
-fn names_cli(path: &Path) -> bool {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .is_some_and(|p| {
-            ["dependencies", "devDependencies"].iter().any(|k| {
-                p[k].as_object()
-                    .is_some_and(|d| d.contains_key("serverless") || d.contains_key("osls"))
-            })
-        })
 }
 
 /// Runs `service`'s `[package] build` (e.g. `npm install`, which may install the CLI) in its

@@ -351,6 +351,20 @@ pub enum FrameworkCli {
 const OSLS_4: semver::Version = semver::Version::new(4, 3, 1);
 
 impl FrameworkCli {
+    /// Whether the `package.json` at `path` names a framework CLI (`serverless` or `osls`)
+    /// among its `dependencies` or `devDependencies`; false when it is missing or unreadable.
+    pub fn named_in(path: &std::path::Path) -> bool {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|p| {
+                ["dependencies", "devDependencies"].iter().any(|k| {
+                    p[k].as_object()
+                        .is_some_and(|d| d.contains_key("serverless") || d.contains_key("osls"))
+                })
+            })
+    }
+
     /// What `frameworkVersion` (as written, an npm range, or `None`) takes. A range Ferry
     /// cannot read is taken as osls's.
     pub fn of_version(version: Option<&str>) -> FrameworkCli {
