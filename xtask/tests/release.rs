@@ -1109,8 +1109,12 @@ fn a_release_its_run_never_wrote_is_written_by_the_next_run() {
     // v3 deploys untested; a rollback goes back to v2, which the stage ran and passed.
     version(3);
     ok(&r, v, &["deploy", "dev"]);
-    ok(&r, v, &["rollback", "dev"]);
+    let (out, _) = ok(&r, v, &["rollback", "dev"]);
     assert_eq!(records(p, "dev")["base"].commit, v2);
+    // The rollback's release lost too: the deploy that recovers it below writes it as the
+    // rollback it was (its records name the kind).
+    let rolled = id_after(&out, "release: ");
+    lose(&rolled);
 
     // Lost again, and the next run deploys the same service anew, overwriting the record that
     // named it: the lost release is written before that run deploys anything, from the records
@@ -1128,6 +1132,8 @@ fn a_release_its_run_never_wrote_is_written_by_the_next_run() {
         "{recovered}"
     );
     assert_eq!(recovered["services"]["base"]["commit"], v4, "{recovered}");
+    let recovered = stored_release(p, "dev", &rolled);
+    assert_eq!(recovered["kind"], "rollback", "{recovered}");
 }
 
 /// An approval passes the gate again: a package that passed in the source stage at the review

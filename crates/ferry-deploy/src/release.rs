@@ -317,9 +317,9 @@ pub async fn write_release(
 /// rollback would skip what that run deployed, going back further than the stage ran, and
 /// tests that pass later would mark no release holding those deploys. Each is written as its
 /// run would have (every record of `now`, those stamped with its id as deployed), kept under its
-/// own id, so it sorts where it ran; its kind is `kind`, the run's that finds it missing
-/// (`by_run`; mostly the same command run again: the records do not say which command wrote
-/// them). A run calls this before it deploys anything, with the records as it found them (its
+/// own id, so it sorts where it ran; its kind is the one its records name, else (records
+/// written before they named it) `kind`, the run's that finds it missing (`by_run`). A run
+/// calls this before it deploys anything, with the records as it found them (its
 /// own deploys would overwrite the stopped run's records, and that release would be lost), and
 /// [`write_release`] again at its end.
 pub async fn recover_releases(
@@ -345,12 +345,22 @@ pub async fn recover_releases(
             .filter(|r| r.release.as_deref() == Some(id))
             .collect();
         let newest = stamped.iter().max_by_key(|r| r.deployed_at);
+        // The kind its records name (records written before they did: the finder's).
+        let named_kind = stamped
+            .iter()
+            .filter_map(|r| r.release_kind.as_deref())
+            .find_map(|k| match k {
+                "deploy" => Some(ReleaseKind::Deploy),
+                "promote" => Some(ReleaseKind::Promote),
+                "rollback" => Some(ReleaseKind::Rollback),
+                _ => None,
+            });
         let release = Release {
             format: ferry_releases::FORMAT,
             id: id.to_string(),
             project: ws.project.name.clone(),
             stage: stage.name.clone(),
-            kind,
+            kind: named_kind.unwrap_or(kind),
             commit: newest.map(|r| r.commit.clone()).unwrap_or_default(),
             created_at: newest.map_or(0, |r| r.deployed_at),
             by: None,

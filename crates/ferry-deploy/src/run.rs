@@ -99,6 +99,8 @@ pub struct DeployContext<'a> {
     pub expand_sam: Option<&'a dyn ExpandSam>,
     /// The release this run makes: every record it writes names it.
     pub release: Option<&'a str>,
+    /// That release's kind, which every record it writes names too.
+    pub release_kind: Option<ferry_releases::ReleaseKind>,
     /// Services compiled per stage (the Serverless Framework) whose archives must come out of
     /// their compile byte for byte as these (resource → key): what passed in the stage a
     /// promote takes them from. A difference fails the service before its stack is touched.
@@ -1370,6 +1372,7 @@ async fn deploy_one(
         package: package_id,
         package_key: entry_key,
         release: ctx.release.map(String::from),
+        release_kind: ctx.release_kind.map(|k| k.to_string()),
         package_fingerprint: packaged.map(ServicePackage::fingerprint),
         input_key,
         received: Some(run.received_now(&service.name)),

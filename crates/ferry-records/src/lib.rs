@@ -86,6 +86,10 @@ pub struct Record {
     /// The release (one run of deploy, promote or rollback) that deployed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
+    /// That release's kind (`deploy`, `promote`, `rollback`): a release recovered from the
+    /// records of a run stopped before it wrote it takes this kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_kind: Option<String>,
     /// The fingerprint of the package alone (template, archives, site files), which is the same
     /// in every stage; `template_hash` also covers what the stage adds (a site's config file).
     #[serde(default, skip_serializing_if = "Option::is_none")]

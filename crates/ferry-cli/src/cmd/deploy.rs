@@ -508,6 +508,7 @@ async fn deploy_locked(
             .as_ref()
             .map(|l| l as &dyn ferry_deploy::ExpandSam),
         release: Some(&release_id),
+        release_kind: Some(ReleaseKind::Deploy),
         expected_archives: archives.as_ref(),
         declared_parameters_only: false,
         other_stages: &other_stages,

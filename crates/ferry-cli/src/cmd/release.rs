@@ -664,6 +664,7 @@ async fn deploy_stored(
             .as_ref()
             .map(|l| l as &dyn ferry_deploy::ExpandSam),
         release: Some(stored.release),
+        release_kind: Some(stored.kind),
         expected_archives: stored.archives,
         declared_parameters_only: true,
         other_stages: &other_stages,
