@@ -459,7 +459,14 @@ async fn deploy_locked(
         let on = |e: ferry_package::Event| clock.say(&package_event(&e));
         let p = ferry_deploy::prepare(ws, stage, config, &options, &mask, &on)
             .await
-            .context("packaging failed; nothing was deployed")?;
+            .with_context(|| {
+                // Ctrl-C stops a running build too: say so, not that packaging failed.
+                if cancel.is_cancelled() {
+                    "interrupted while packaging; nothing was deployed"
+                } else {
+                    "packaging failed; nothing was deployed"
+                }
+            })?;
         if p.upload.uploaded + p.upload.present > 0 {
             clock.say(&format!(
                 "artifacts: {} uploaded ({}), {} already in s3://{}",
