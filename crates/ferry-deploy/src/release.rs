@@ -124,7 +124,7 @@ pub enum ReleaseRunError {
         release: String,
     },
     #[error(
-        "review `{id}` of stage `{stage}` is stale: {} changed since the review (another template or parameters, or a stack made or deleted); nothing was deployed; review again",
+        "review `{id}` of stage `{stage}` is stale: {} changed since the review (another template or parameters, or a stack made or deleted; also the deploys of an approval of this very review that was stopped part way); nothing was deployed; review again",
         .stacks.join(", ")
     )]
     StaleReview {
