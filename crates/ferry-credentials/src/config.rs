@@ -245,7 +245,24 @@ async fn assume_error(
                 external_id_hint,
             }
         }
+        // The role's provider words any failure of STS (a page, a server error) as credentials
+        // not loaded; when the caller's own credentials load, STS failed, not them.
+        ferry_aws::Kind::NoCredentials if base_loads(base).await => {
+            CredentialsError::AssumeRoleFailed {
+                stage: stage.name.clone(),
+                role: role.to_string(),
+                detail: explained.detail,
+            }
+        }
         _ => crate::error::from_aws(&stage.name, explained),
+    }
+}
+
+/// Whether the credentials of `base` (the caller's, which assume a stage's role) load.
+async fn base_loads(base: &SdkConfig) -> bool {
+    match base.credentials_provider() {
+        Some(p) => p.provide_credentials().await.is_ok(),
+        None => false,
     }
 }
 

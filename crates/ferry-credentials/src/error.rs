@@ -21,6 +21,16 @@ pub enum CredentialsError {
         caller: String,
         external_id_hint: String,
     },
+    /// STS did not give the role's credentials, though the caller's own load (it answered with
+    /// a page or a server error).
+    #[error(
+        "assuming role {role} for stage `{stage}` failed: STS did not answer with the role's credentials ({detail}); the caller's own credentials load, so check that STS is reachable from here (a proxy, AWS_ENDPOINT_URL), then run again"
+    )]
+    AssumeRoleFailed {
+        stage: String,
+        role: String,
+        detail: String,
+    },
     #[error(
         "stage `{stage}` must be deployed to account {expected}, but the credentials belong to account {actual} ({arn}); use the profile or role of account {expected}"
     )]

@@ -39,6 +39,49 @@ fn prod(external_id: Option<&str>) -> Stage {
     }
 }
 
+// STS answering AssumeRole with a page or a server error is no lack of credentials: the caller's
+// own load. Before, it was reported as "no AWS credentials were found".
+#[tokio::test]
+async fn an_assume_role_that_sts_fails_is_not_reported_as_missing_credentials() {
+    let http = aws_smithy_http_client::test_util::infallible_client_fn(|req| {
+        let body = String::from_utf8_lossy(req.body().bytes().unwrap_or_default()).to_string();
+        if body.contains("Action=AssumeRole") {
+            http::Response::builder()
+                .status(502)
+                .header("content-type", "text/html")
+                .body("<html><body>502 Bad Gateway</body></html>")
+                .unwrap()
+        } else {
+            http::Response::builder()
+                .status(200)
+                .body(IDENTITY)
+                .unwrap()
+        }
+    });
+    let base = aws_config::defaults(BehaviorVersion::latest())
+        .region("us-east-1")
+        .credentials_provider(Credentials::new(
+            "AKIDEXAMPLE",
+            "base-secret",
+            None,
+            None,
+            "test",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .http_client(http)
+        .load()
+        .await;
+    let err = stage_config(&prod(None), &base, None, &Masker::new())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, CredentialsError::AssumeRoleFailed { .. })
+            && msg.starts_with("assuming role arn:aws:iam::222222222222:role/ferry-deployer for stage `prod` failed: STS did not answer with the role's credentials"),
+        "{msg}"
+    );
+}
+
 #[tokio::test]
 async fn access_denied_on_assume_role_names_the_role_and_the_caller() {
     let http = aws_smithy_http_client::test_util::infallible_client_fn(|req| {
