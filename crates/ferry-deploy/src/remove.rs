@@ -355,6 +355,20 @@ pub async fn remove(
             report.failed.push(fail(Box::new(e)));
             continue;
         }
+        // Marked before anything is emptied: a remove stopped from here on leaves the service
+        // planned again, not up to date with its site or data gone.
+        if let Some(r) = previous.get(service)
+            && r.removing.is_none()
+        {
+            let marked = Record {
+                removing: Some(ferry_records::now_secs()),
+                ..r.clone()
+            };
+            if let Err(e) = records.write(&marked).await {
+                report.failed.push(fail(Box::new(e)));
+                continue;
+            }
+        }
         match empty_buckets(&engine, &s3, stack, &print).await {
             Ok(buckets) => {
                 for (bucket, emptied) in buckets {

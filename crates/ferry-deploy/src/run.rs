@@ -1373,6 +1373,7 @@ async fn deploy_one(
         package_key: entry_key,
         release: ctx.release.map(String::from),
         release_kind: ctx.release_kind.map(|k| k.to_string()),
+        removing: None,
         package_fingerprint: packaged.map(ServicePackage::fingerprint),
         input_key,
         received: Some(run.received_now(&service.name)),

@@ -145,6 +145,12 @@ pub fn drift(record: &Record, stack: Option<&StackSummary>) -> Option<Reason> {
     let Some(s) = stack else {
         return Some(Reason::StackMissing { stack: name() });
     };
+    if record.removing.is_some() {
+        return Some(Reason::Drifted {
+            stack: name(),
+            detail: "was being removed by a run that stopped after it began emptying the stack's buckets: its site and data may be gone".into(),
+        });
+    }
     if s.status.ends_with("_IN_PROGRESS") {
         return Some(Reason::Drifted {
             stack: name(),

@@ -1365,3 +1365,74 @@ async fn a_stack_whose_exports_are_imported_or_unchecked_is_left_whole() {
     );
     assert!(left().await.is_empty());
 }
+
+const BUCKET: &str =
+    "Resources:\n  B:\n    Type: AWS::S3::Bucket\nOutputs:\n  BucketName:\n    Value: !Ref B\n";
+
+// A remove that stops after it began emptying a stack's buckets (killed, or the delete refused)
+// leaves a stack whose site and data may be gone: its record says so, and the next plan deploys
+// it again, where before the service was taken as up to date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_whose_remove_stopped_after_emptying_its_buckets_is_planned_again() {
+    let config = config().await;
+    let r = repo("rules-half-removed", &[("half", BUCKET, "")]);
+    expect(&deploy(&r, &config).await, &[("half", "created")]);
+    let bucket = ferry_stacks::Engine::for_config(&config, Default::default())
+        .outputs("half-dev", None)
+        .await
+        .unwrap()
+        .unwrap()["BucketName"]
+        .clone();
+    aws_sdk_s3::Client::new(&config)
+        .put_object()
+        .bucket(&bucket)
+        .key("index.html")
+        .body(b"<p>hi</p>".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    // CloudFormation refuses the delete once the bucket is emptied.
+    let upstream = format!("127.0.0.1:{}", moto().port);
+    let refusing = Proxy::start(&upstream, |req: &Request| {
+        if req.action() == "DeleteStack" {
+            ProxyRule::Respond {
+                status: 400,
+                content_type: "text/xml".into(),
+                body: "<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>Stack half-dev cannot be deleted now</Message></Error><RequestId>1</RequestId></ErrorResponse>".into(),
+            }
+        } else {
+            ProxyRule::Forward
+        }
+    });
+    let through = ferry_credentials::base_config(
+        "us-east-1",
+        &ferry_credentials::config::Target {
+            local_endpoint: Some(refusing.endpoint()),
+        },
+    )
+    .await;
+    let (report, _) = remove(&r, &through).await;
+    assert_eq!(
+        report.emptied,
+        [("half".to_string(), bucket, 1)],
+        "{report:#?}"
+    );
+    assert_eq!(report.failed.len(), 1, "{report:#?}");
+
+    let (action, reasons) = in_context(&r, &config, None, &[], async |_, plan, _| {
+        let half = plan.service("half").unwrap();
+        (half.action, half.reasons.clone())
+    })
+    .await;
+    assert_eq!(action, ferry_plan::Action::Deploy);
+    assert!(
+        matches!(&reasons[..], [ferry_plan::Reason::Drifted { detail, .. }] if detail.starts_with("was being removed by a run that stopped")),
+        "{reasons:?}"
+    );
+    // Deployed again, the mark is gone: the run after deploys nothing.
+    deploy(&r, &config).await;
+    expect(
+        &deploy(&r, &config).await,
+        &[("half", "skipped (up to date)")],
+    );
+}

@@ -90,6 +90,11 @@ pub struct Record {
     /// records of a run stopped before it wrote it takes this kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_kind: Option<String>,
+    /// When a `remove` began emptying the stack's buckets (seconds since the epoch): set before
+    /// the first object goes, so that a remove stopped before the stack was gone leaves the
+    /// stack planned again (its site and data may be gone), never taken as up to date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removing: Option<u64>,
     /// The fingerprint of the package alone (template, archives, site files), which is the same
     /// in every stage; `template_hash` also covers what the stage adds (a site's config file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
