@@ -485,7 +485,7 @@ fn sigterm_during_a_build_stops_the_build_at_once_and_releases_the_lock() {
     assert!(
         all.contains(
             "slow: not packaged: the run was cancelled (interrupted, or its stage lock lost), and a build it was running was stopped"
-        ) && all.contains("error: interrupted while packaging; nothing was deployed"),
+        ) && all.contains("error: packaging stopped as the run was cancelled (interrupted, or its lock lost); nothing was deployed"),
         "{all}"
     );
     let running = std::fs::read_to_string(format!("/proc/{build}/stat"))

@@ -81,7 +81,8 @@ pub struct Release {
     pub approval: Option<Approval>,
     /// Written afterwards, by the run with this id, from the stage's records: the run that made
     /// this release stopped (killed, its machine lost) after its records were written and
-    /// before its release was. Its kind is that later run's; who ran it is not known.
+    /// before its release was. Its kind is the one its records name (else that later run's);
+    /// who ran it is not known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered: Option<String>,
 }

@@ -457,16 +457,21 @@ async fn deploy_locked(
             cancel: run.cancel,
         };
         let on = |e: ferry_package::Event| clock.say(&package_event(&e));
-        let p = ferry_deploy::prepare(ws, stage, config, &options, &mask, &on)
-            .await
-            .with_context(|| {
-                // Ctrl-C stops a running build too: say so, not that packaging failed.
-                if cancel.is_cancelled() {
-                    "interrupted while packaging; nothing was deployed"
-                } else {
-                    "packaging failed; nothing was deployed"
-                }
-            })?;
+        let p = ferry_deploy::prepare(ws, stage, config, &options, &mask, &on).await;
+        // A cancelled run (Ctrl-C, SIGTERM, its lock lost) stops a running build too: say so,
+        // not that packaging failed.
+        let cancelled = matches!(
+            &p,
+            Err(ferry_deploy::PrepareError::Cancelled { .. }
+                | ferry_deploy::PrepareError::Package(
+                    ferry_package::PackageError::Cancelled { .. }
+                ))
+        );
+        let p = p.context(if cancelled {
+            "packaging stopped as the run was cancelled (interrupted, or its lock lost); nothing was deployed"
+        } else {
+            "packaging failed; nothing was deployed"
+        })?;
         if p.upload.uploaded + p.upload.present > 0 {
             clock.say(&format!(
                 "artifacts: {} uploaded ({}), {} already in s3://{}",
