@@ -1220,6 +1220,11 @@ async fn deploy_one(
 
     let differs = match ctx.previous.get(&service.name) {
         _ if must_deploy => None,
+        // Its site and data may be gone, whatever its record says of its package (a promote,
+        // rollback or approval of the same package checks it this way).
+        Some(r) if r.removing.is_some() => {
+            Some("a remove that stopped after it began emptying its buckets left it")
+        }
         Some(r) if r.template_hash == template_hash && r.parameters_hash == params_hash => {
             // What it received is recorded as checked, so that the next run does not check it
             // again for the same deploys of its dependencies (not by a review: it writes

@@ -1429,6 +1429,21 @@ async fn a_stack_whose_remove_stopped_after_emptying_its_buckets_is_planned_agai
         matches!(&reasons[..], [ferry_plan::Reason::Drifted { detail, .. }] if detail.starts_with("was being removed by a run that stopped")),
         "{reasons:?}"
     );
+    // Checked rather than deployed (as a promote, rollback or approval of the same package
+    // checks it), it is not taken as up to date either.
+    let checked = in_context(&r, &config, None, &[], async |ctx, _, _| {
+        let selection = ferry_deploy::Selection {
+            deploy: Default::default(),
+            candidates: ["half".to_string()].into(),
+            why: Default::default(),
+        };
+        ferry_deploy::deploy_selection(ctx, &selection, &options(), &|_| {}).await
+    })
+    .await;
+    assert!(
+        !results(&checked)["half"].starts_with("skipped"),
+        "{checked:#?}"
+    );
     // Deployed again, the mark is gone: the run after deploys nothing.
     deploy(&r, &config).await;
     expect(
