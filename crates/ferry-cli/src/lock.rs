@@ -42,37 +42,35 @@ pub async fn with_lock<T>(
         );
     }
     let outcome = interruptible(records, &holder, cancel, RENEW_EVERY, work).await;
-    match records.unlock(&holder).await {
-        Ok(Released::Released) => {}
-        // Gone: taken over and released by another run, or deleted, between two renewals.
-        Ok(Released::Gone) => {
-            let lost = format!(
-                "the lock of stage `{}` was gone when this run went to release it: another run took it over (and released it), or it was deleted, while this run worked, so another run may have changed the stage at the same time; check the stage (`plan {}`, `status`)",
-                stage.name, stage.name
-            );
-            return match outcome {
-                Ok(_) => Err(anyhow::anyhow!(lost)),
-                Err(e) => Err(e.context(lost)),
-            };
-        }
-        // Taken over between two renewals: another run wrote to the stage while this one did,
-        // which no success may hide.
-        Ok(Released::NotOurs(other)) => {
-            let lost = format!(
-                "the lock of stage `{}` is held by {other} now: it was taken over while this run worked, so another run may have changed the stage at the same time; left it in place; check the stage (`plan {}`, `status`) once that run ends",
-                stage.name, stage.name
-            );
-            return match outcome {
-                Ok(_) => Err(anyhow::anyhow!(lost)),
-                Err(e) => Err(e.context(lost)),
-            };
-        }
-        Err(e) => eprintln!(
-            "warning: failed to release the lock of stage `{}`: {}; {}, and --force-unlock takes it over then",
-            stage.name,
-            crate::ui::mask(&e.to_string()),
-            ferry_records::lock::stale_rule(&holder)
+    // Gone (taken over and released, or deleted) or another's between two renewals: another
+    // run wrote to the stage while this one did, which no success may hide.
+    let lost = match records.unlock(&holder).await {
+        Ok(Released::Released) => None,
+        Ok(Released::Gone) => Some(
+            "was gone when this run went to release it: another run took it over (and released it), or it was deleted, while this run worked".to_string(),
         ),
+        Ok(Released::NotOurs(other)) => Some(format!(
+            "is held by {other} now: it was taken over while this run worked (left in place)"
+        )),
+        Err(e) => {
+            eprintln!(
+                "warning: failed to release the lock of stage `{}`: {}; {}, and --force-unlock takes it over then",
+                stage.name,
+                crate::ui::mask(&e.to_string()),
+                ferry_records::lock::stale_rule(&holder)
+            );
+            None
+        }
+    };
+    if let Some(what) = lost {
+        let lost = format!(
+            "the lock of stage `{}` {what}, so another run may have changed the stage at the same time; check the stage (`plan {}`, `status`) once that run ends",
+            stage.name, stage.name
+        );
+        return match outcome {
+            Ok(_) => Err(anyhow::anyhow!(lost)),
+            Err(e) => Err(e.context(lost)),
+        };
     }
     outcome
 }

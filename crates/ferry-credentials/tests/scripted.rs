@@ -39,6 +39,26 @@ fn prod(external_id: Option<&str>) -> Stage {
     }
 }
 
+/// The caller's config: static credentials, every call answered by `http`, no retries (an
+/// answer is scripted once).
+async fn caller(
+    http: aws_smithy_runtime_api::client::http::SharedHttpClient,
+) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region("us-east-1")
+        .credentials_provider(Credentials::new(
+            "AKIDEXAMPLE",
+            "base-secret",
+            None,
+            None,
+            "test",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .http_client(http)
+        .load()
+        .await
+}
+
 // STS answering AssumeRole with a page or a server error is no lack of credentials: the caller's
 // own load. Before, it was reported as "no AWS credentials were found".
 #[tokio::test]
@@ -58,19 +78,7 @@ async fn an_assume_role_that_sts_fails_is_not_reported_as_missing_credentials() 
                 .unwrap()
         }
     });
-    let base = aws_config::defaults(BehaviorVersion::latest())
-        .region("us-east-1")
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "base-secret",
-            None,
-            None,
-            "test",
-        ))
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .http_client(http)
-        .load()
-        .await;
+    let base = caller(http).await;
     let err = stage_config(&prod(None), &base, None, &Masker::new())
         .await
         .unwrap_err();
@@ -95,18 +103,7 @@ async fn access_denied_on_assume_role_names_the_role_and_the_caller() {
                 .unwrap()
         }
     });
-    let base = aws_config::defaults(BehaviorVersion::latest())
-        .region("us-east-1")
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "base-secret",
-            None,
-            None,
-            "test",
-        ))
-        .http_client(http)
-        .load()
-        .await;
+    let base = caller(http).await;
     let err = stage_config(&prod(None), &base, None, &Masker::new())
         .await
         .unwrap_err();

@@ -353,12 +353,8 @@ pub struct Selection {
 
 /// Whether `service` is in the plan only for [`ferry_plan::Reason::NotReceived`].
 pub(crate) fn only_not_received(plan: &Plan, service: &str) -> bool {
-    plan.service(service).is_some_and(|s| {
-        !s.reasons.is_empty()
-            && s.reasons
-                .iter()
-                .all(|r| matches!(r, ferry_plan::Reason::NotReceived { .. }))
-    })
+    plan.service(service)
+        .is_some_and(ferry_plan::ServicePlan::only_not_received)
 }
 
 /// Deploys the plan's services (and checks their dependents). Never fails as a whole for one

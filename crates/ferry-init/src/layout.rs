@@ -47,7 +47,7 @@ pub(crate) struct Umbrella {
 }
 
 /// `a` is `b` or lies inside it (`b` may be `""`, the root).
-fn within(a: &str, b: &str) -> bool {
+pub(crate) fn within(a: &str, b: &str) -> bool {
     b.is_empty() || a == b || a.starts_with(&format!("{b}/"))
 }
 

@@ -13,6 +13,8 @@ use std::fs;
 use std::path::Path;
 
 use ferry_manifest::normalize_relative;
+
+use crate::layout::within;
 use serde_json::{Map, Value};
 
 /// How deep below a service folder its projects are looked for.
@@ -935,15 +937,6 @@ fn is_script(name: &str) -> bool {
         && !name.ends_with(".d.ts")
 }
 
-/// Whether `path` is `folder` or below it (everything is below the root, `""`).
-fn within(folder: &str, path: &str) -> bool {
-    folder.is_empty()
-        || path == folder
-        || path
-            .strip_prefix(folder)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
-
 /// The code outside the service folder `dir` that its JavaScript and TypeScript import by a
 /// relative path (`import … from "../../libs/db"`, `require("../config")`, `import("…")`,
 /// `export … from`), which a bundler (esbuild, webpack, serverless-bundle) puts into its
@@ -993,7 +986,7 @@ pub(crate) fn script_reach(root: &Path, dir: &str, others: &[&str]) -> (Reach, V
                 ));
                 continue;
             };
-            if within(dir, &target) {
+            if within(&target, dir) {
                 continue;
             }
             let Some(found) = module_file(root, &target) else {
@@ -1003,9 +996,9 @@ pub(crate) fn script_reach(root: &Path, dir: &str, others: &[&str]) -> (Reach, V
             // A file of another service's folder (a sibling's, or the service around a nested
             // one) is bundled all the same: the file itself is an input, as its owner's changes
             // must deploy this service too.
-            let holds_a_service = others.iter().any(|o| within(o, &found))
-                || within(folder, dir)
-                || others.iter().any(|o| within(folder, o));
+            let holds_a_service = others.iter().any(|o| within(&found, o))
+                || within(dir, folder)
+                || others.iter().any(|o| within(o, folder));
             let (glob, next) = if holds_a_service {
                 (found.clone(), vec![found.clone()])
             } else {
@@ -1017,7 +1010,7 @@ pub(crate) fn script_reach(root: &Path, dir: &str, others: &[&str]) -> (Reach, V
             // Already within an input taken (a folder taken whole holds its subfolders).
             let covering = inputs
                 .keys()
-                .find(|g| **g == glob || g.strip_suffix("/**").is_some_and(|f| within(f, &found)))
+                .find(|g| **g == glob || g.strip_suffix("/**").is_some_and(|f| within(&found, f)))
                 .cloned();
             if let Some(g) = covering {
                 if let Some((_, reached)) = inputs.get_mut(&g) {

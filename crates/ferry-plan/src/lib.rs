@@ -282,6 +282,18 @@ pub struct Plan {
     pub notes: Vec<String>,
 }
 
+impl ServicePlan {
+    /// Planned only for [`Reason::NotReceived`]: nothing of its own changed, so a deploy
+    /// checks it against its record, as a dependent, rather than deploying it whatever it holds.
+    pub fn only_not_received(&self) -> bool {
+        !self.reasons.is_empty()
+            && self
+                .reasons
+                .iter()
+                .all(|r| matches!(r, Reason::NotReceived { .. }))
+    }
+}
+
 impl Plan {
     pub fn to_deploy(&self) -> impl Iterator<Item = &ServicePlan> {
         self.services.iter().filter(|s| s.action == Action::Deploy)

@@ -195,11 +195,7 @@ fn select(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<BTreeSet<String>> {
         .filter(|s| s.action == ferry_plan::Action::Deploy)
         // Planned only because a dependency deployed since it last received its outputs:
         // nothing of its own changed.
-        .filter(|s| {
-            !s.reasons
-                .iter()
-                .all(|r| matches!(r, ferry_plan::Reason::NotReceived { .. }))
-        })
+        .filter(|s| !s.only_not_received())
         .map(|s| s.name.clone())
         .collect())
 }
