@@ -1102,6 +1102,13 @@ fn a_release_its_run_never_wrote_is_written_by_the_next_run() {
         "{recovered}"
     );
     assert!(recovered["recovered"].is_string(), "{recovered}");
+    // Who ran it, as its records name it.
+    assert!(
+        recovered["by"]
+            .as_str()
+            .is_some_and(|by| by.starts_with("arn:")),
+        "{recovered}"
+    );
     assert_eq!(
         recovered["services"]["base"]["acceptance"]["passed"], true,
         "{recovered}"
@@ -1134,6 +1141,97 @@ fn a_release_its_run_never_wrote_is_written_by_the_next_run() {
     assert_eq!(recovered["services"]["base"]["commit"], v4, "{recovered}");
     let recovered = stored_release(p, "dev", &rolled);
     assert_eq!(recovered["kind"], "rollback", "{recovered}");
+}
+
+/// An approval stopped after it deployed (killed; here its release deleted and its review left
+/// unmarked, as such a run leaves them). Approving that review again is refused, naming what the
+/// stopped approval deployed and who ran it; the next run writes its release, naming who
+/// approved which review. Before, the release named nobody and the refusal called the review
+/// stale.
+#[test]
+fn an_approval_stopped_part_way_is_recovered_with_its_approver() {
+    let p = "rel-approve-stop";
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{}\"\napproval = true\n",
+            bucket(p, "dev")
+        ),
+    )
+    .write("services/src/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write("services/src/t.yaml", &src_template("v1"));
+    r.commit("services");
+    let s3 = ferry_package::s3_client(&config());
+    rt().block_on(s3.create_bucket().bucket(bucket(p, "dev")).send())
+        .unwrap();
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
+    let review = id_after(&out, "review: ");
+    let (out, _) = ok(&r, v, &["approve", "dev", &review]);
+    let release = id_after(&out, "release: ");
+    let by = stored_release(p, "dev", &release)["by"].clone();
+    assert!(by.is_string(), "{by}");
+
+    // As a run killed after its deploys leaves them: no release, the review not approved.
+    let pending_key = format!("{p}/releases/dev/pending/{review}.json");
+    rt().block_on(async {
+        s3.delete_object()
+            .bucket(bucket(p, "dev"))
+            .key(format!("{p}/releases/dev/{release}.json"))
+            .send()
+            .await
+            .unwrap();
+        let o = s3
+            .get_object()
+            .bucket(bucket(p, "dev"))
+            .key(&pending_key)
+            .send()
+            .await
+            .unwrap();
+        let mut pending: serde_json::Value =
+            serde_json::from_slice(&o.body.collect().await.unwrap().into_bytes()).unwrap();
+        assert!(pending["approved"].is_object(), "{pending}");
+        pending["approved"] = serde_json::Value::Null;
+        s3.put_object()
+            .bucket(bucket(p, "dev"))
+            .key(&pending_key)
+            .body(serde_json::to_vec(&pending).unwrap().into())
+            .send()
+            .await
+            .unwrap();
+    });
+    let (_, err) = fails(&r, v, &["approve", "dev", &review]);
+    assert!(
+        err.contains(&format!(
+            "an approval of review `{review}` by {} deployed src (release {release}) and did not finish",
+            by.as_str().unwrap()
+        )) && err.contains("review again"),
+        "{err}"
+    );
+
+    // The next approval writes the stopped one's release first, with its approver.
+    r.write("services/src/t.yaml", &src_template("v2"));
+    r.commit("src v2");
+    let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
+    let second = id_after(&out, "review: ");
+    ok(&r, v, &["approve", "dev", &second]);
+    let recovered = stored_release(p, "dev", &release);
+    assert!(recovered["recovered"].is_string(), "{recovered}");
+    assert_eq!(recovered["by"], by, "{recovered}");
+    assert_eq!(
+        recovered["approval"]["review"],
+        review.as_str(),
+        "{recovered}"
+    );
+    assert_eq!(recovered["approval"]["by"], by, "{recovered}");
+    assert_eq!(
+        recovered["approval"]["release"],
+        release.as_str(),
+        "{recovered}"
+    );
 }
 
 /// An approval passes the gate again: a package that passed in the source stage at the review

@@ -57,8 +57,8 @@ pub use remove::{
 };
 pub use report::{Summary, markdown, summary};
 pub use run::{
-    DeployContext, DeployOptions, DeployReport, Event, ExpandSam, ReviewMoved, Selection,
-    ServiceReport, ServiceResult, Source, check_review, deploy, deploy_selection,
+    DeployContext, DeployOptions, DeployReport, Event, ExpandSam, ReleaseStamp, ReviewMoved,
+    Selection, ServiceReport, ServiceResult, Source, check_review, deploy, deploy_selection,
 };
 pub use state::{StageState, StateError};
 

@@ -124,6 +124,17 @@ pub enum ReleaseRunError {
         release: String,
     },
     #[error(
+        "an approval of review `{id}` by {} deployed {} (release {release}) and did not finish (it failed or was stopped); nothing was deployed now, since the review no longer shows what is left; review again",
+        .by.as_deref().unwrap_or("an unknown caller"),
+        .services.join(", ")
+    )]
+    ApprovedPartWay {
+        id: String,
+        by: Option<String>,
+        release: String,
+        services: Vec<String>,
+    },
+    #[error(
         "review `{id}` of stage `{stage}` is stale: {} changed since the review (another template or parameters, or a stack made or deleted; also the deploys of an approval of this very review that was stopped part way); nothing was deployed; review again",
         .stacks.join(", ")
     )]
@@ -317,8 +328,9 @@ pub async fn write_release(
 /// rollback would skip what that run deployed, going back further than the stage ran, and
 /// tests that pass later would mark no release holding those deploys. Each is written as its
 /// run would have (every record of `now`, those stamped with its id as deployed), kept under its
-/// own id, so it sorts where it ran; its kind is the one its records name, else (records
-/// written before they named it) `kind`, the run's that finds it missing (`by_run`). A run
+/// own id, so it sorts where it ran; its kind, who ran it and (an approval) the review it
+/// deployed are the ones its records name, else (records written before they named them) the
+/// kind is `kind`, the run's that finds it missing (`by_run`), and the rest unknown. A run
 /// calls this before it deploys anything, with the records as it found them (its
 /// own deploys would overwrite the stopped run's records, and that release would be lost), and
 /// [`write_release`] again at its end.
@@ -355,6 +367,20 @@ pub async fn recover_releases(
                 "rollback" => Some(ReleaseKind::Rollback),
                 _ => None,
             });
+        let created_at = newest.map_or(0, |r| r.deployed_at);
+        // Who ran it, and the review an approval deployed (records written before they named
+        // them: not known).
+        let by = stamped.iter().find_map(|r| r.release_by.clone());
+        let approval =
+            stamped
+                .iter()
+                .find_map(|r| r.review.clone())
+                .map(|review| ferry_releases::Approval {
+                    review,
+                    by: by.clone().unwrap_or_default(),
+                    at: created_at,
+                    release: id.to_string(),
+                });
         let release = Release {
             format: ferry_releases::FORMAT,
             id: id.to_string(),
@@ -362,15 +388,15 @@ pub async fn recover_releases(
             stage: stage.name.clone(),
             kind: named_kind.unwrap_or(kind),
             commit: newest.map(|r| r.commit.clone()).unwrap_or_default(),
-            created_at: newest.map_or(0, |r| r.deployed_at),
-            by: None,
+            created_at,
+            by,
             from: None,
             restores: None,
             gate_override: None,
             deployed: stamped.iter().map(|r| r.service.clone()).collect(),
             untested: untested(ws),
             services: now.clone(),
-            approval: None,
+            approval,
             recovered: Some(by_run.to_string()),
         };
         store.put(&release).await?;
@@ -1494,6 +1520,19 @@ pub async fn prepare_approval(
             by: a.by.clone(),
             at: ferry_records::format_time(a.at),
             release: a.release.clone(),
+        });
+    }
+    // An approval of it that deployed some services and did not finish: its records name it.
+    let begun: Vec<&Record> = current
+        .values()
+        .filter(|r| r.review.as_deref() == Some(id))
+        .collect();
+    if let Some(first) = begun.first() {
+        return Err(ReleaseRunError::ApprovedPartWay {
+            id: id.to_string(),
+            by: first.release_by.clone(),
+            release: first.release.clone().unwrap_or_default(),
+            services: begun.iter().map(|r| r.service.clone()).collect(),
         });
     }
     let engine = ferry_stacks::Engine::for_config(dest.config, Default::default());

@@ -98,9 +98,7 @@ pub struct DeployContext<'a> {
     /// left out). `None` on AWS, where CloudFormation expands them.
     pub expand_sam: Option<&'a dyn ExpandSam>,
     /// The release this run makes: every record it writes names it.
-    pub release: Option<&'a str>,
-    /// That release's kind, which every record it writes names too.
-    pub release_kind: Option<ferry_releases::ReleaseKind>,
+    pub release: Option<ReleaseStamp<'a>>,
     /// Services compiled per stage (the Serverless Framework) whose archives must come out of
     /// their compile byte for byte as these (resource → key): what passed in the stage a
     /// promote takes them from. A difference fails the service before its stack is touched.
@@ -115,6 +113,19 @@ pub struct DeployContext<'a> {
     /// ones (compared in the view a record hashes: a SecureString by name and version, never
     /// by value), else the service fails before its stack is touched.
     pub fixed_parameters: Option<&'a BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+/// The release a run makes, as every record it writes names it: enough for a later run to
+/// write that release as this one would have, when this one stops before it does (see
+/// [`recover_releases`](crate::release::recover_releases)).
+#[derive(Debug, Clone, Copy)]
+pub struct ReleaseStamp<'a> {
+    pub id: &'a str,
+    pub kind: ferry_releases::ReleaseKind,
+    /// Who runs it (the caller's ARN).
+    pub by: &'a str,
+    /// An approval: the review it deploys.
+    pub review: Option<&'a str>,
 }
 
 /// Turns a packaged SAM template into plain CloudFormation, given the stack's parameter values
@@ -1372,8 +1383,10 @@ async fn deploy_one(
         kind: Some(service.kind.to_string()),
         package: package_id,
         package_key: entry_key,
-        release: ctx.release.map(String::from),
-        release_kind: ctx.release_kind.map(|k| k.to_string()),
+        release: ctx.release.map(|r| r.id.to_string()),
+        release_kind: ctx.release.map(|r| r.kind.to_string()),
+        release_by: ctx.release.map(|r| r.by.to_string()),
+        review: ctx.release.and_then(|r| r.review).map(String::from),
         removing: None,
         package_fingerprint: packaged.map(ServicePackage::fingerprint),
         input_key,

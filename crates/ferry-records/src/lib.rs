@@ -90,6 +90,12 @@ pub struct Record {
     /// records of a run stopped before it wrote it takes this kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_kind: Option<String>,
+    /// Who ran that release (the caller's ARN), and, for an approval, the review it deployed:
+    /// what a release recovered from these records names, as its run would have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
     /// When a `remove` began emptying the stack's buckets (seconds since the epoch): set before
     /// the first object goes, so that a remove stopped before the stack was gone leaves the
     /// stack planned again (its site and data may be gone), never taken as up to date.

@@ -519,8 +519,12 @@ async fn deploy_locked(
         expand_sam: local_sam
             .as_ref()
             .map(|l| l as &dyn ferry_deploy::ExpandSam),
-        release: Some(&release_id),
-        release_kind: Some(ReleaseKind::Deploy),
+        release: Some(ferry_deploy::ReleaseStamp {
+            id: &release_id,
+            kind: ReleaseKind::Deploy,
+            by: &aws.identity.arn,
+            review: None,
+        }),
         expected_archives: archives.as_ref(),
         declared_parameters_only: false,
         other_stages: &other_stages,

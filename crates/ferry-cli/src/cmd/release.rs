@@ -528,6 +528,7 @@ async fn rollback_to(
             kind: ReleaseKind::Rollback,
             archives: None,
             fixed: None,
+            review: None,
         },
         options,
     )
@@ -614,8 +615,9 @@ struct Stored<'a> {
     /// The kind of release the run makes.
     kind: ReleaseKind,
     archives: Option<&'a BTreeMap<String, BTreeMap<String, String>>>,
-    /// An approval: the reviewed parameters.
+    /// An approval: the reviewed parameters, and the review.
     fixed: Option<&'a BTreeMap<String, BTreeMap<String, String>>>,
+    review: Option<&'a str>,
 }
 
 fn options(ctx: &Ctx, args: &RunArgs, review: bool) -> DeployOptions {
@@ -663,8 +665,12 @@ async fn deploy_stored(
         expand_sam: local_sam
             .as_ref()
             .map(|l| l as &dyn ferry_deploy::ExpandSam),
-        release: Some(stored.release),
-        release_kind: Some(stored.kind),
+        release: Some(ferry_deploy::ReleaseStamp {
+            id: stored.release,
+            kind: stored.kind,
+            by: &run.aws.identity.arn,
+            review: stored.review,
+        }),
         expected_archives: stored.archives,
         declared_parameters_only: true,
         other_stages: &other_stages,
@@ -930,6 +936,7 @@ async fn promote_locked(
         kind: ReleaseKind::Promote,
         archives: Some(&p.archives),
         fixed: None,
+        review: None,
     };
     let report = deploy_stored(run, &stored, &options).await?;
     let mut after = if args.review {
@@ -1297,6 +1304,7 @@ async fn approve_locked(
         kind: plan.pending.kind,
         archives: Some(&plan.archives),
         fixed: Some(&plan.parameters),
+        review: Some(&args.release),
     };
     let report = deploy_stored(run, &stored, &options(ctx, &args.run, false)).await?;
     // The stacks moved: whatever fails from here on, the run goes on to its tests' summary and
