@@ -119,9 +119,10 @@ pub enum Command {
     Services(cmd::services::ServicesArgs),
     /// Check ferry.toml and every service.toml; report every problem at once (exit 1 if any)
     Validate,
-    /// Adopt Ferry on an existing repository (--root, or for `ferry` the current folder): find its
-    /// services (Serverless Framework, SAM, CloudFormation), infer their links, write ferry.toml,
-    /// service.toml files and a runner
+    /// Adopt Ferry on an existing repository (--root; for `ferry`, the nearest folder at or above
+    /// the current one holding ferry.toml, else the current folder): find its services
+    /// (Serverless Framework, SAM, CloudFormation), infer their links, write ferry.toml and
+    /// service.toml files (and, for `cargo xtask` or with --runner, a `cargo xtask` runner)
     Init(cmd::init::InitArgs),
     /// Show what a deploy of a stage would do: each service deploy or skip, and why
     Plan(cmd::plan::PlanArgs),

@@ -77,3 +77,49 @@ fn outside_any_repository_ferry_says_where_it_looked() {
         "{err}"
     );
 }
+
+/// `ferry init` adopts a repository that is not a Rust workspace with its configuration alone,
+/// and names `ferry` as what runs it; `--runner` also writes a `cargo xtask` runner, and says
+/// when that runner takes Ferry from a folder of this machine, which no other clone has.
+#[test]
+fn ferry_init_writes_the_configuration_alone_unless_asked_for_a_runner() {
+    let r = TestRepo::new();
+    r.write(
+        "stacks/queue/template.yaml",
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    r.commit("a plain CloudFormation repository");
+    let (code, out, err) = ferry(r.path(), &["init"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(r.path().join("ferry.toml").is_file());
+    for runner_file in ["xtask", "Cargo.toml", ".cargo", "buildspec.yml"] {
+        assert!(!r.path().join(runner_file).exists(), "{runner_file}: {out}");
+    }
+    assert!(out.contains("next: `ferry validate`"), "{out}");
+    assert!(!out.contains("cargo xtask"), "{out}");
+
+    let (code, out, err) = ferry(r.path(), &["init", "--runner", "--force", "--dry-run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("--- xtask/Cargo.toml"), "{out}");
+    assert!(
+        out.contains("a folder of this machine: a clone elsewhere (CI, a teammate) cannot build `cargo xtask`; run init again with --ferry-git URL"),
+        "{out}"
+    );
+    assert!(out.contains("dry run: nothing written"), "{out}");
+    // A git dependency is what every clone reaches: no such note.
+    let (code, out, err) = ferry(
+        r.path(),
+        &[
+            "init",
+            "--runner",
+            "--force",
+            "--dry-run",
+            "--ferry-git",
+            "https://example.com/ferry.git",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!out.contains("a folder of this machine"), "{out}");
+    let (code, _, err) = ferry(r.path(), &["init", "--runner", "--no-runner"]);
+    assert_eq!(code, 2, "{err}");
+}

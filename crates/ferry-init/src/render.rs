@@ -257,6 +257,14 @@ fn required_parameters(path: &Path) -> Vec<(String, Option<String>)> {
 pub fn runner(root: &Path, runner: &Runner) -> (Vec<(String, String)>, Vec<String>) {
     let mut files = Vec::new();
     let mut notes = Vec::new();
+    if let Runner::Path(p) = runner
+        && Path::new(p).is_absolute()
+        && !Path::new(p).starts_with(root)
+    {
+        notes.push(format!(
+            "xtask/Cargo.toml takes Ferry from {p}, a folder of this machine: a clone elsewhere (CI, a teammate) cannot build `cargo xtask`; run init again with --ferry-git URL [--ferry-rev REV], or --ferry-path with a path inside the repository (a git submodule), or adopt with --no-runner and the `ferry` binary"
+        ));
+    }
     let dependency = match runner {
         Runner::Path(p) => format!(
             "ferry-cli = {{ path = {} }}",

@@ -220,30 +220,35 @@ impl Workspace {
         }
     }
 
-    /// The named stages in promotion order: a stage after the one it promotes from, otherwise
-    /// by name (e.g. dev, staging, prod).
+    /// The named stages in promotion order: each stage that promotes from none (or from one not
+    /// configured) by name, each followed at once by the stages that promote from it, and so on
+    /// (e.g. dev, staging, prod, when staging promotes from dev and prod from none or staging).
     pub fn stages_in_promotion_order(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = Vec::new();
-        while out.len() < self.stages.len() {
-            let before = out.len();
-            for (name, config) in &self.stages {
-                let ready = config
-                    .promote_from
-                    .as_deref()
-                    .is_none_or(|f| out.contains(&f) || !self.stages.contains_key(f));
-                if ready && !out.contains(&name.as_str()) {
-                    out.push(name);
+        fn visit<'a>(ws: &'a Workspace, name: &'a str, out: &mut Vec<&'a str>) {
+            if out.contains(&name) {
+                return;
+            }
+            out.push(name);
+            for (next, config) in &ws.stages {
+                if config.promote_from.as_deref() == Some(name) {
+                    visit(ws, next, out);
                 }
             }
-            if out.len() == before {
-                // A cycle (refused by load): the rest by name.
-                out.extend(
-                    self.stages
-                        .keys()
-                        .map(String::as_str)
-                        .filter(|n| !out.contains(n))
-                        .collect::<Vec<_>>(),
-                );
+        }
+        let mut out: Vec<&str> = Vec::new();
+        for (name, config) in &self.stages {
+            let root = config
+                .promote_from
+                .as_deref()
+                .is_none_or(|f| !self.stages.contains_key(f));
+            if root {
+                visit(self, name, &mut out);
+            }
+        }
+        // A cycle (refused by load): the rest by name.
+        for name in self.stages.keys() {
+            if !out.contains(&name.as_str()) {
+                out.push(name);
             }
         }
         out

@@ -438,3 +438,31 @@ fn a_project_file_that_is_a_fifo_is_refused_without_waiting_on_it() {
         "{err}"
     );
 }
+
+/// Each stage comes right after the one it promotes from, whatever their names; stages that
+/// promote from none come by name. Before, a stage promoting from none (prod) was put between
+/// dev and the staging that promotes from dev, so `status` compared staging with a column
+/// that was not its source.
+#[test]
+fn stages_come_in_promotion_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    let text = fs::read_to_string(tmp.path().join("ferry.toml")).unwrap();
+    let with = |extra: &str| {
+        write(
+            tmp.path(),
+            "ferry.toml",
+            &text.replace("[stages.\"*\"]", &format!("{extra}\n[stages.\"*\"]")),
+        );
+        load(tmp.path()).unwrap()
+    };
+    let ws = with("[stages.staging]\nregion = \"us-east-1\"\npromote-from = \"dev\"\n");
+    assert_eq!(ws.stages_in_promotion_order(), ["dev", "staging", "prod"]);
+    let ws = with(
+        "[stages.staging]\nregion = \"us-east-1\"\npromote-from = \"dev\"\n\n[stages.alpha]\nregion = \"us-east-1\"\npromote-from = \"prod\"\n\n[stages.qa]\nregion = \"us-east-1\"\npromote-from = \"dev\"\n",
+    );
+    assert_eq!(
+        ws.stages_in_promotion_order(),
+        ["dev", "qa", "staging", "prod", "alpha"]
+    );
+}

@@ -12,9 +12,12 @@ pub struct InitArgs {
     #[arg(long)]
     force: bool,
     /// Write only ferry.toml and the service.toml files, not the `cargo xtask` runner (xtask/,
-    /// .cargo/config.toml, Cargo.toml, buildspec.yml)
+    /// .cargo/config.toml, Cargo.toml, buildspec.yml). The default of `ferry init`
     #[arg(long)]
     no_runner: bool,
+    /// Write the `cargo xtask` runner too. The default of `cargo xtask init`
+    #[arg(long, conflicts_with = "no_runner")]
+    runner: bool,
     /// The runner depends on Ferry's repository at this path (absolute, or relative to the
     /// repository) [default: the Ferry source this command was built from]
     #[arg(long, value_name = "PATH", conflicts_with = "ferry_git")]
@@ -79,7 +82,9 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     }
     let mut files = ferry_init::render(&scan, root);
     let mut todo = scan.notes.clone();
-    if !args.no_runner {
+    // `ferry` is run as it is; a runner only when asked. A Rust workspace's xtask writes one.
+    let with_runner = args.runner || (!args.no_runner && ctx.app.name != "ferry");
+    if with_runner {
         let runner = match (&args.ferry_git, &args.ferry_path) {
             (Some(url), _) => Runner::Git {
                 url: url.clone(),
@@ -117,12 +122,8 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     if let Ok(repo) = ferry_changes::Repo::open(root) {
         super::services::warn_if_ignored(&repo, &paths);
     }
-    // How the repository runs Ferry from now on: its own xtask, or (with --no-runner) `ferry`.
-    let name = if args.no_runner {
-        "ferry"
-    } else {
-        "cargo xtask"
-    };
+    // How the repository runs Ferry from now on: its own xtask, or (without a runner) `ferry`.
+    let name = if with_runner { "cargo xtask" } else { "ferry" };
     // What init cannot make valid by itself (a Serverless service name CloudFormation refuses
     // in a stack name, a path out of the repository, a template a deploy would refuse) is
     // said now, not at the first deploy: validate's checks, the templates' included.

@@ -1145,7 +1145,7 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<()> {
                 .collect();
             print!("{}", columns(&header, &rows));
             println!(
-                "(commit, tests, deployed at UTC; ≠: another package than in the stage to its left; -: not deployed)"
+                "(commit, tests, deployed at UTC; ≠: another package than in the stage it promotes from, else the stage to its left; -: not deployed)"
             );
             for s in &statuses {
                 match (&s.error, &s.release) {
