@@ -56,9 +56,22 @@ fn receiver() -> (String, Got) {
     (base, got)
 }
 
+/// The emulator's configuration in `region`.
+fn config_in(region: &str) -> aws_config::SdkConfig {
+    config()
+        .to_builder()
+        .region(aws_config::Region::new(region.to_string()))
+        .build()
+}
+
 /// A topic, and a queue subscribed to it: (topic ARN, queue URL).
 fn topic_and_queue(name: &str) -> (String, String) {
-    let c = config();
+    topic_and_queue_in(name, "us-east-1")
+}
+
+/// [`topic_and_queue`] in `region`.
+fn topic_and_queue_in(name: &str, region: &str) -> (String, String) {
+    let c = config_in(region);
     let (sns, sqs) = (aws_sdk_sns::Client::new(&c), aws_sdk_sqs::Client::new(&c));
     rt().block_on(async {
         let topic = sns.create_topic().name(name).send().await.unwrap();
@@ -87,7 +100,12 @@ fn topic_and_queue(name: &str) -> (String, String) {
 
 /// Messages the queue holds now (SNS envelopes: their Subject and Message).
 fn drain(queue: &str) -> Vec<serde_json::Value> {
-    let sqs = aws_sdk_sqs::Client::new(&config());
+    drain_in(queue, "us-east-1")
+}
+
+/// [`drain`] of a queue in `region`.
+fn drain_in(queue: &str, region: &str) -> Vec<serde_json::Value> {
+    let sqs = aws_sdk_sqs::Client::new(&config_in(region));
     rt().block_on(async {
         let mut out = Vec::new();
         loop {
@@ -323,6 +341,38 @@ fn news_that_no_target_took_is_announced_again_by_the_next_run() {
     let (code, _, _) = run(&mut again, None);
     assert_eq!(code, 1);
     assert!(wait_for(&got, 0).is_empty());
+}
+
+/// One topic for every stage, in a region that is not the stage's: the news is published in the
+/// topic's region. Before, it went to the stage's region, where no such topic is.
+#[test]
+fn a_topic_in_another_region_than_the_stage_gets_the_news() {
+    let p = "nt-region";
+    let (topic, queue) = topic_and_queue_in(p, "eu-west-1");
+    assert!(topic.starts_with("arn:aws:sns:eu-west-1:"), "{topic}");
+    let r = api_repo(&project(p, &format!("sns-topic = \"{topic}\"\n")));
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let (code, out, err) = deploy(&r, v);
+    assert_eq!(code, 0, "{out}\n{err}");
+    std::fs::write(v.join("fail"), "").unwrap();
+    r.write("services/api/t.yaml", &format!("{QUEUE}# v2\n"));
+    r.commit("api v2");
+    let (code, out, err) = deploy(&r, v);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        format!("{out}{err}").contains(&format!("sns:{topic}")),
+        "{out}\n{err}"
+    );
+    let got = drain_in(&queue, "eu-west-1");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0]["Message"]
+            .as_str()
+            .unwrap()
+            .contains("passing → failing"),
+        "{got:?}"
+    );
 }
 
 /// A webhook kept in SSM is a secret, and so is its token alone: a receiver whose error page

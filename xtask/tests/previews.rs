@@ -158,6 +158,30 @@ fn previews_are_listed_and_pruned_by_ci_event_live_refs_and_ttl() {
     assert!(out.contains("pruned 1 of 1 preview stage(s)"), "{out}");
     assert_eq!(names(&list(&r)), ["feature/Login", "old-branch", "pr-2"]);
 
+    // A GitHub event file that is no JSON (cut short): neither command guesses. Before, prune
+    // said the event ended nothing, and a deploy took a closed pull request's build for one to
+    // deploy.
+    let event = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(event.path(), r#"{"action":"closed","number":2"#).unwrap();
+    for args in [
+        &["previews", "prune", "--from-ci"][..],
+        &["deploy", "--from-ci"][..],
+    ] {
+        let mut cut = xtask(&r, args);
+        cut.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_EVENT_NAME", "pull_request")
+            .env("GITHUB_REF", "refs/pull/2/merge")
+            .env("GITHUB_EVENT_PATH", event.path());
+        let (code, out, err) = run(&mut cut, None);
+        assert_eq!(code, 1, "{args:?}: {out}\n{err}");
+        assert!(
+            err.contains("GitHub's event file (GITHUB_EVENT_PATH) could not be read")
+                && err.contains("is not JSON"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(names(&list(&r)), ["feature/Login", "old-branch", "pr-2"]);
+
     // A GitHub `delete` event of a branch.
     let event = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(

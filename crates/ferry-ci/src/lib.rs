@@ -58,24 +58,38 @@ pub struct CiContext {
     /// branch deleted): its preview is to be removed, never deployed again. Not serialised.
     #[serde(skip)]
     pub ended: Vec<Ended>,
+    /// Why GitHub's event file (`GITHUB_EVENT_PATH`) could not be read, when it could not: what
+    /// it would have said (a pull request closed, its number) is then unknown. Not serialised.
+    #[serde(skip)]
+    pub event_error: Option<String>,
 }
 
 /// GitHub caps a webhook's payload at 25 MB; an event file is never larger.
 const MAX_EVENT_FILE: u64 = 25 * 1024 * 1024;
 
 /// The text of GitHub's event file: a regular file of at most [`MAX_EVENT_FILE`] bytes (never a
-/// device or a pipe, which could be read forever), else nothing.
-fn read_event_file(path: &std::path::Path) -> Option<String> {
+/// device or a pipe, which could be read forever) holding JSON, else why not.
+fn read_event_file(path: &std::path::Path) -> Result<String, String> {
     use std::io::Read as _;
+    let shown = path.display();
     // Looked at before it is opened: opening a named pipe waits for a writer.
-    let meta = std::fs::metadata(path).ok()?;
-    if !meta.is_file() || meta.len() > MAX_EVENT_FILE {
-        return None;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
     }
-    let file = std::fs::File::open(path).ok()?;
+    if meta.len() > MAX_EVENT_FILE {
+        return Err(format!(
+            "{shown} is larger than GitHub's 25 MB limit of an event"
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))?;
     let mut text = String::new();
-    file.take(MAX_EVENT_FILE).read_to_string(&mut text).ok()?;
-    Some(text)
+    file.take(MAX_EVENT_FILE)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    serde_json::from_str::<serde_json::Value>(&text)
+        .map_err(|e| format!("{shown} is not JSON ({e})"))?;
+    Ok(text)
 }
 
 impl CiContext {
@@ -83,9 +97,14 @@ impl CiContext {
     /// `GITHUB_EVENT_PATH` names).
     pub fn from_env() -> Self {
         let event = std::env::var_os("GITHUB_EVENT_PATH")
-            .filter(|_| std::env::var_os("GITHUB_ACTIONS").is_some())
-            .and_then(|p| read_event_file(std::path::Path::new(&p)));
-        Self::from_vars_and_event(|k| std::env::var(k).ok(), event.as_deref())
+            .filter(|p| !p.is_empty() && std::env::var_os("GITHUB_ACTIONS").is_some())
+            .map(|p| read_event_file(std::path::Path::new(&p)));
+        let mut ctx = Self::from_vars_and_event(
+            |k| std::env::var(k).ok(),
+            event.as_ref().and_then(|e| e.as_deref().ok()),
+        );
+        ctx.event_error = event.and_then(Result::err);
+        ctx
     }
 
     /// Reads variables through `var`; empty values count as unset.
@@ -135,6 +154,7 @@ impl CiContext {
                     get("CODEBUILD_RESOLVED_SOURCE_VERSION").map(|c| format!("codebuild-{c}"))
                 }),
                 ended,
+                event_error: None,
             };
         }
         if truthy("GITHUB_ACTIONS") {
@@ -211,6 +231,7 @@ impl CiContext {
                 batch_id: explicit_batch
                     .or_else(|| get("GITHUB_RUN_ID").map(|r| format!("github-{r}"))),
                 ended,
+                event_error: None,
             };
         }
         CiContext {
@@ -226,6 +247,7 @@ impl CiContext {
             force_deploy_all,
             batch_id: explicit_batch,
             ended,
+            event_error: None,
         }
     }
 
@@ -411,9 +433,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("event.json");
         std::fs::write(&file, "{\"number\": 7}").unwrap();
-        assert_eq!(read_event_file(&file).as_deref(), Some("{\"number\": 7}"));
-        assert_eq!(read_event_file(std::path::Path::new("/dev/zero")), None);
-        assert_eq!(read_event_file(dir.path()), None);
+        assert_eq!(read_event_file(&file).as_deref(), Ok("{\"number\": 7}"));
+        let not_regular =
+            |e: Result<String, String>| e.unwrap_err().ends_with("is not a regular file");
+        assert!(not_regular(read_event_file(std::path::Path::new(
+            "/dev/zero"
+        ))));
+        assert!(not_regular(read_event_file(dir.path())));
+        std::fs::write(&file, "{\"number\": 7").unwrap();
+        assert!(read_event_file(&file).unwrap_err().contains("is not JSON"));
         let fifo = dir.path().join("pipe");
         assert!(
             std::process::Command::new("mkfifo")
@@ -422,8 +450,8 @@ mod tests {
                 .unwrap()
                 .success()
         );
-        assert_eq!(read_event_file(&fifo), None);
-        assert_eq!(read_event_file(&dir.path().join("missing")), None);
+        assert!(not_regular(read_event_file(&fifo)));
+        assert!(read_event_file(&dir.path().join("missing")).is_err());
     }
 
     fn ctx(vars: &[(&str, &str)]) -> CiContext {

@@ -190,7 +190,14 @@ pub async fn announce(
         }
     }
     if let Some(topic) = &n.sns_topic {
-        let sns = aws_sdk_sns::Client::new(config);
+        // In the topic's region, which may not be the stage's (one topic for every stage).
+        let mut sns_config = aws_sdk_sns::config::Builder::from(config);
+        if let Some([_, _, _, region, _, _]) = ferry_manifest::arn_fields(topic)
+            && !region.is_empty()
+        {
+            sns_config.set_region(Some(aws_sdk_sns::config::Region::new(region.to_string())));
+        }
+        let sns = aws_sdk_sns::Client::from_conf(sns_config.build());
         match ferry_notify::publish(&sns, topic, &notice).await {
             Ok(()) => out.sent.push(format!("sns:{topic}")),
             Err(e) => out.failed.push(masker.mask(&e.to_string())),

@@ -293,7 +293,12 @@ pub fn to_prune<'p>(
             }
             if let Some(live) = evidence.live.as_ref().filter(|_| !ruled) {
                 match (&p.pull_request, &live.pull_requests, &live.branches) {
-                    (Some(pr), Some(prs), _) if !prs.contains(pr) => {
+                    // A live branch of its very name (`pr-6` pushed as a branch) keeps it too:
+                    // the name alone cannot tell that branch's preview from the pull request's.
+                    (Some(pr), Some(prs), branches)
+                        if !prs.contains(pr)
+                            && !branches.as_ref().is_some_and(|b| b.contains(&p.name)) =>
+                    {
                         return Some((p, Gone::PullRequestNotLive(pr.clone())));
                     }
                     (None, _, Some(branches))
@@ -427,6 +432,19 @@ mod tests {
                 ..Default::default()
             }),
             ["pr-7: pull request #7 is not among the live refs"]
+        );
+        // A live branch named like a pull request's preview keeps it, though its pull request
+        // is gone (a branch `pr-7`).
+        assert_eq!(
+            by(Evidence {
+                live: Some(LiveRefs::parse("x\trefs/heads/pr-7\n#8\n")),
+                now,
+                ..Default::default()
+            }),
+            [
+                "feature/Login: branch `feature/Login` is not among the live refs",
+                "old-branch: branch `old-branch` is not among the live refs"
+            ]
         );
         // A CI event ends one; a TTL expires the old; unknown times never expire.
         assert_eq!(

@@ -43,6 +43,6 @@ pub use ssm_name::{
     check_ssm_name, check_ssm_read_name, split_ssm_selector,
 };
 pub use stage::{
-    MAX_STACK_NAME, Stage, StageError, fit_name, is_region_name, is_valid_stack_name, records_path,
-    render_stack_name, sanitize_stage_name,
+    MAX_PREVIEW_ID, MAX_STACK_NAME, Stage, StageError, fit_name, is_region_name,
+    is_valid_stack_name, records_path, render_stack_name, sanitize_stage_name,
 };

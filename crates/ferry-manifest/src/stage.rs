@@ -63,6 +63,24 @@ pub enum StageError {
         path: String,
         named: String,
     },
+    #[error(
+        "stage `{name}` is not configured in ferry.toml, and as a preview stage its service `{service}` would be the stack `{stack}`, which CloudFormation refuses (a stack name starts with a letter); use a preview name that starts with a letter"
+    )]
+    InvalidPreviewStack {
+        name: String,
+        service: String,
+        stack: String,
+    },
+    #[error(
+        "stage `{name}` is not configured in ferry.toml, and as a preview stage its service `{service}` would be the stack `{stack}`, which is service `{owner}`'s in the named stage `{named}`: deploying it would block `{named}`; use another preview name, or make stack names that cannot meet (a separator no service or stage name holds, e.g. project.stack-name = \"{{project}}-{{stage}}--{{service}}\")"
+    )]
+    TakesNamedStageStack {
+        name: String,
+        service: String,
+        stack: String,
+        named: String,
+        owner: String,
+    },
 }
 
 /// `name` as a TOML key: bare when it can be, else quoted (`"feature/x"`).
@@ -120,15 +138,22 @@ pub fn sanitize_stage_name(name: &str, max: usize) -> String {
     let kept = out[..keep].trim_end_matches('-');
     if kept.is_empty() {
         // No room for any of the name (`validate` refuses a configuration leaving less than
-        // MIN_PREVIEW_ID): the hash alone, cut to fit, never a leading `-`.
+        // MAX_PREVIEW_ID): the hash alone, cut to fit, never a leading `-`.
         return hash[..max.min(hash.len())].to_string();
     }
     format!("{kept}-{hash}")
 }
 
-/// The fewest characters a preview stage's id must have room for in every stack name: a letter,
-/// `-` and the 8-digit hash that keeps two long names apart ([`sanitize_stage_name`]).
-pub const MIN_PREVIEW_ID: usize = 10;
+/// The fewest characters that keep a long name's id apart from another's: a letter, `-` and the
+/// 8-digit hash ([`sanitize_stage_name`]).
+#[cfg(test)]
+const MIN_PREVIEW_ID: usize = 10;
+
+/// The length a preview stage's id is cut to (a longer name keeps its first 31 characters and
+/// a hash of the whole): fixed, so that the id of a branch never depends on the services of the
+/// checkout; every service's stack name must have room for it when `[stages."*"]` makes
+/// previews.
+pub const MAX_PREVIEW_ID: usize = 40;
 
 /// How many characters of a stage id fit in a stack name of `pattern` for this project and
 /// service: what the rest of the name leaves of 128, shared by each `{stage}` it holds.
@@ -271,7 +296,10 @@ impl Workspace {
                 configured,
             });
         };
-        let id = sanitize_stage_name(name, self.max_stage_len());
+        // Cut to a fixed length, so that a preview keeps its id when a service is added or
+        // renamed (`validate` refuses a stack name with less room; the minimum only guards a
+        // configuration that skipped it).
+        let id = sanitize_stage_name(name, MAX_PREVIEW_ID.min(self.max_stage_len()));
         if id.is_empty() {
             return Err(StageError::Unusable { name: name.into() });
         }
@@ -300,12 +328,54 @@ impl Workspace {
                 named,
             });
         }
-        Ok(Stage {
+        let preview = Stage {
             name: name.into(),
             id,
             preview: true,
             config: config.clone(),
-        })
+        };
+        self.check_preview_stacks(&preview)?;
+        Ok(preview)
+    }
+
+    /// A preview's stacks must be no named stage's: with `{project}-{service}-{stage}`, service
+    /// `db` of the preview `x-staging` is `shop-db-x-staging`, the stack of service `db-x` in
+    /// `staging`. Ferry would refuse to touch that stack, but the preview's deploy would make it
+    /// first, and the named stage would be blocked until the preview is removed.
+    fn check_preview_stacks(&self, preview: &Stage) -> Result<(), StageError> {
+        let mut named: std::collections::HashMap<String, (&str, &str)> = Default::default();
+        for (name, config) in &self.stages {
+            let stage = Stage {
+                name: name.clone(),
+                id: name.clone(),
+                preview: false,
+                config: config.clone(),
+            };
+            for s in &self.services {
+                named.insert(self.service_stack_name(s, &stage), (name, &s.name));
+            }
+        }
+        for s in &self.services {
+            let stack = self.service_stack_name(s, preview);
+            // `{stage}` first, and a name that starts with a digit (`9lives`).
+            if !is_valid_stack_name(&stack) {
+                return Err(StageError::InvalidPreviewStack {
+                    name: preview.name.clone(),
+                    service: s.name.clone(),
+                    stack,
+                });
+            }
+            if let Some((stage, owner)) = named.get(&stack) {
+                return Err(StageError::TakesNamedStageStack {
+                    name: preview.name.clone(),
+                    service: s.name.clone(),
+                    stack,
+                    named: stage.to_string(),
+                    owner: owner.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The longest stage id for which every service's stack name stays within 128 characters.

@@ -114,14 +114,12 @@ fn stages_resolve_named_then_preview() {
         "frontend-feature-login-form"
     );
 
+    // A long name is cut to a fixed length, whatever the services' names.
     let long = ws.stage(&"x".repeat(300)).unwrap();
     assert!(ferry_manifest::is_valid_stack_name(
         &ws.stack_name("frontend", &long)
     ));
-    assert_eq!(
-        ws.stack_name("frontend", &long).len(),
-        ferry_manifest::MAX_STACK_NAME
-    );
+    assert_eq!(long.id.len(), ferry_manifest::MAX_PREVIEW_ID);
 }
 
 #[test]
@@ -219,10 +217,10 @@ fn a_serverless_service_keeps_the_stack_name_its_framework_gives_it() {
         "plain-dev",
         "the project's pattern"
     );
-    // A preview name too long for the stack-name limit is cut to fit every service's own
-    // pattern (the frameworks' `orders-notifier-…` and `legacy-…-stack`), not only the
-    // project's `{service}-…`.
+    // A long preview name is cut to the fixed length of a preview id, which fits every
+    // service's own pattern (the frameworks' `orders-notifier-…` and `legacy-…-stack`).
     let long = ws.stage(&format!("feature/{}", "a".repeat(200))).unwrap();
+    assert_eq!(long.id.len(), ferry_manifest::MAX_PREVIEW_ID);
     for s in &ws.services {
         let stack = ws.stack_name(&s.name, &long);
         assert!(
@@ -231,11 +229,6 @@ fn a_serverless_service_keeps_the_stack_name_its_framework_gives_it() {
             stack.len()
         );
     }
-    assert_eq!(
-        ws.stack_name("notifier", &long).len(),
-        128,
-        "the longest fits exactly"
-    );
     let notifier = ws.service("notifier").unwrap();
     assert_eq!(notifier.template, "serverless.yml");
     assert_eq!(ws.service("typed").unwrap().template, "serverless.ts");
@@ -465,4 +458,78 @@ fn stages_come_in_promotion_order() {
         ws.stages_in_promotion_order(),
         ["dev", "qa", "staging", "prod", "alpha"]
     );
+}
+
+/// A preview keeps its id when a service with a longer name is added: before, the id was cut to
+/// what the longest stack name left, so the branch got a second set of stacks and `remove` of
+/// it left the first.
+#[test]
+fn a_long_preview_name_keeps_its_id_whatever_services_come() {
+    let tmp = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    let name = format!("feature/{}", "very-long-branch-name-".repeat(7));
+    let before = load(tmp.path()).unwrap().stage(&name).unwrap().id;
+    let long_service = "inventory-service-with-a-rather-long-name";
+    write(
+        tmp.path(),
+        &format!("services/{long_service}/template.yaml"),
+        "Resources: {}\n",
+    );
+    write(
+        tmp.path(),
+        &format!("services/{long_service}/service.toml"),
+        "[service]\ntemplate = \"template.yaml\"\n",
+    );
+    let ws = load(tmp.path()).unwrap();
+    assert!(ws.service(long_service).is_some());
+    assert_eq!(ws.stage(&name).unwrap().id, before);
+}
+
+/// A preview whose stack would be a named stage's stack of another service is refused before
+/// anything deploys: `frontend-x` of `dev` is also `frontend` of the preview `x-dev`.
+#[test]
+fn a_preview_never_takes_a_named_stages_stack_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    write(
+        tmp.path(),
+        "services/frontend-x/template.yaml",
+        "Resources: {}\n",
+    );
+    write(
+        tmp.path(),
+        "services/frontend-x/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\n",
+    );
+    let ws = load(tmp.path()).unwrap();
+    let err = ws.stage("x-dev").unwrap_err().to_string();
+    assert!(
+        err.contains("its service `frontend` would be the stack `frontend-x-dev`, which is service `frontend-x`'s in the named stage `dev`"),
+        "{err}"
+    );
+    assert!(ws.stage("x-review").is_ok());
+}
+
+/// With `{stage}` first in stack names, a preview named with a digit first would make stacks
+/// CloudFormation refuses (the emulator takes them): refused before anything deploys.
+#[test]
+fn a_preview_whose_stack_names_cloudformation_refuses_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    let text = fs::read_to_string(tmp.path().join("ferry.toml")).unwrap();
+    write(
+        tmp.path(),
+        "ferry.toml",
+        &text.replace(
+            "name = \"shop\"\n",
+            "name = \"shop\"\nstack-name = \"{stage}-{service}\"\n",
+        ),
+    );
+    let ws = load(tmp.path()).unwrap();
+    let err = ws.stage("9lives").unwrap_err().to_string();
+    assert!(
+        err.contains("would be the stack `9lives-database`, which CloudFormation refuses"),
+        "{err}"
+    );
+    assert_eq!(ws.stage("lives9").unwrap().id, "lives9");
 }

@@ -142,9 +142,15 @@ impl Notice {
     }
 
     /// A Slack-compatible webhook body: `{"text": …}` (Slack, Mattermost, Rocket.Chat, and most
-    /// chat webhooks take it).
+    /// chat webhooks take it). `&`, `<` and `>` are escaped as Slack asks: a branch may be named
+    /// `feat/<!channel>`, which would otherwise notify the whole channel.
     pub fn slack_body(&self) -> String {
-        serde_json::json!({ "text": self.text() }).to_string()
+        let text = self
+            .text()
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        serde_json::json!({ "text": text }).to_string()
     }
 }
 
@@ -357,8 +363,22 @@ mod tests {
         ] {
             assert!(t.contains(part), "{part} in {t}");
         }
+        // The webhook's text escapes what Slack reads as markup (`<…>` links and mentions).
         let body: serde_json::Value = serde_json::from_str(&n.slack_body()).unwrap();
-        assert_eq!(body["text"].as_str(), Some(t.as_str()));
+        assert_eq!(
+            body["text"].as_str(),
+            Some(t.replace('<', "&lt;").replace('>', "&gt;").as_str())
+        );
+        let hostile = Notice {
+            stage: "feat/<!channel>&co".into(),
+            ..n.clone()
+        };
+        let body: serde_json::Value = serde_json::from_str(&hostile.slack_body()).unwrap();
+        let text = body["text"].as_str().unwrap();
+        assert!(
+            text.contains("feat/&lt;!channel&gt;&amp;co") && !text.contains("<!"),
+            "{text}"
+        );
         let quiet = Notice {
             changes: vec![],
             release: None,

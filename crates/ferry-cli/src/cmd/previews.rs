@@ -167,6 +167,11 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
     };
     let ended = if args.from_ci {
         let ended = ctx.ci().ended.clone();
+        if let Some(e) = &ctx.ci().event_error {
+            anyhow::bail!(
+                "--from-ci cannot tell what this build's event ends: GitHub's event file (GITHUB_EVENT_PATH) could not be read: {e}; nothing was pruned"
+            );
+        }
         if ended.is_empty() {
             println!("ci: this build's event ends no branch or pull request");
         }

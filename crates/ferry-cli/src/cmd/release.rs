@@ -109,6 +109,12 @@ pub(crate) fn stage_from_ci(
     ws: &ferry_manifest::Workspace,
     ci: &CiContext,
 ) -> anyhow::Result<Option<ferry_manifest::Stage>> {
+    // Without the event, a closed pull request's build would look like one to deploy.
+    if let Some(e) = &ci.event_error {
+        anyhow::bail!(
+            "--from-ci cannot tell what this build's event is: GitHub's event file (GITHUB_EVENT_PATH) could not be read: {e}; it says whether a pull request was closed, so nothing was deployed; name the stage instead of --from-ci"
+        );
+    }
     let m = match ws
         .project
         .ci

@@ -14,7 +14,7 @@ use crate::model::{Project, StageConfig};
 use crate::parsed::ServiceDraft;
 use crate::source::Source;
 use crate::spanned::join_key;
-use crate::stage::MIN_PREVIEW_ID;
+use crate::stage::MAX_PREVIEW_ID;
 use crate::stage::{MAX_STACK_NAME, is_valid_stack_name, render_stack_name};
 
 /// A diagnostic in the manifest of `d`.
@@ -249,14 +249,13 @@ pub(super) fn check_stack_names(
     }
 }
 
-/// A preview stage's id (a branch name, cut to fit) must fit in every service's stack name with
-/// room for the hash that keeps two long branch names apart: at least [`MIN_PREVIEW_ID`]
-/// characters.
+/// A preview stage's id (a branch name, cut to [`MAX_PREVIEW_ID`] characters with a hash that
+/// keeps two long branch names apart) must fit in every service's stack name.
 fn check_preview_room(project: &Project, drafts: &[ServiceDraft], diags: &mut Vec<Diagnostic>) {
     for d in drafts {
         let room =
             crate::stage::stage_room(stack_pattern(project, d), &project.name, &d.service.name);
-        if room < MIN_PREVIEW_ID {
+        if room < MAX_PREVIEW_ID {
             let serverless = d.service.kind == crate::ServiceKind::Serverless;
             let shorten = if serverless {
                 "shorten the `service:` of its serverless.yml (or its stack-name)"
@@ -273,7 +272,7 @@ fn check_preview_room(project: &Project, drafts: &[ServiceDraft], diags: &mut Ve
                 Some(d.name_span.clone().unwrap_or(0..0)),
                 key,
                 format!(
-                    "service `{}` leaves room for {room} characters of a preview stage's id in its stack name (at most {MAX_STACK_NAME} characters), and [stages.\"*\"] needs at least {MIN_PREVIEW_ID}: {shorten}",
+                    "service `{}` leaves room for {room} characters of a preview stage's id in its stack name (at most {MAX_STACK_NAME} characters), and [stages.\"*\"] needs {MAX_PREVIEW_ID} (a branch name is cut to that many, so that its preview keeps its stacks whatever services come and go): {shorten}",
                     d.service.name
                 ),
             ));
