@@ -168,3 +168,38 @@ fn package_names_an_unknown_service_with_a_suggestion() {
         "{err}"
     );
 }
+
+/// Without a repository (a pipeline's source zip), two packagings in the same second each make
+/// their own package: the second holds its own files. Before, both had one id (the second of
+/// the time), and the second reused the first's archive.
+#[test]
+fn without_git_each_packaging_is_its_own_even_in_the_same_second() {
+    let r = repo();
+    let plain = tempfile::tempdir().unwrap();
+    let root = plain.path().join("src");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(r.path())
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_dir_all(root.join(".git")).unwrap();
+    let sha = |m: &Value| m["services"]["api"]["artifacts"][0]["sha256"].clone();
+    let first = package(&root, "UTC");
+    std::fs::write(
+        root.join("services/api/src/app.py"),
+        "def handle(e, c):\n    return 2\n",
+    )
+    .unwrap();
+    let second = package(&root, "UTC");
+    assert_ne!(first["id"], second["id"]);
+    assert!(
+        first["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("unversioned-nogit-"),
+        "{first}"
+    );
+    assert_ne!(sha(&first), sha(&second));
+}

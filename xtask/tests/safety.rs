@@ -795,6 +795,109 @@ fn a_template_symlinked_from_outside_and_a_folder_name_that_is_not_utf8_are_refu
     );
 }
 
+/// A Serverless Framework service's folder is zipped by its framework, which follows links:
+/// a link out of the repository, to another service's file, or to a credential file stops it,
+/// as it stops an archive of Ferry's. Before, `validate` passed and the deploy packaged a
+/// credentials file from outside the repository.
+#[test]
+fn a_serverless_service_never_packages_what_a_link_leads_out_to() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("credentials"),
+        "aws_secret_access_key=x\n",
+    )
+    .unwrap();
+    let r = two_services("slinks", "{project}-{service}-{stage}", "");
+    r.write(
+        "services/fn/service.toml",
+        "[service]\nkind = \"serverless\"\nstack-name = \"fn-{stage}\"\n",
+    )
+    .write(
+        "services/fn/serverless.yml",
+        "service: fn\nprovider:\n  name: aws\n  runtime: nodejs20.x\nfunctions:\n  hello:\n    handler: src/h.handler\n",
+    )
+    .write("services/fn/src/h.js", "exports.handler = async () => 1;\n")
+    .write("services/fn/node_modules/x/index.js", "module.exports = 1;\n");
+    let link = |name: &str, to: &std::path::Path| {
+        let at = r.path().join("services/fn/src").join(name);
+        let _ = std::fs::remove_file(&at);
+        std::os::unix::fs::symlink(to, at).unwrap();
+    };
+    // Out of the repository.
+    link("conf.txt", &outside.path().join("credentials"));
+    let (_, err) = fails(&mut xtask(&r, &["validate"]));
+    assert!(
+        err.contains("services/fn/src/conf.txt") && err.contains("outside the repository"),
+        "{err}"
+    );
+    // Another service's file, which the service does not watch.
+    std::fs::remove_file(r.path().join("services/fn/src/conf.txt")).unwrap();
+    link("shared.yaml", std::path::Path::new("../../a/t.yaml"));
+    let (_, err) = fails(&mut xtask(&r, &["validate"]));
+    assert!(
+        err.contains("leads to services/a/t.yaml, a file of service a"),
+        "{err}"
+    );
+    // A credential file of the repository, under a name that does not say so.
+    std::fs::remove_file(r.path().join("services/fn/src/shared.yaml")).unwrap();
+    r.write("services/fn/.env", "TOKEN=x\n");
+    link("settings.txt", std::path::Path::new("../.env"));
+    let (_, err) = fails(&mut xtask(&r, &["validate"]));
+    assert!(
+        err.contains("services/fn/src/settings.txt: a symbolic link to a credential file"),
+        "{err}"
+    );
+    // Without links: valid (a link inside node_modules is not looked at).
+    std::fs::remove_file(r.path().join("services/fn/src/settings.txt")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path(),
+        r.path().join("services/fn/node_modules/linked"),
+    )
+    .unwrap();
+    let (code, out, err) = run(&mut xtask(&r, &["validate"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+}
+
+/// A repository that commits something in Ferry's output folder (here a link from where the
+/// deploy summary goes to a file outside, as a pull request could add): every command that
+/// writes there refuses, and the file outside stays as it was. So does a `target` that is a
+/// link. Before, a deploy wrote its summary through the link.
+#[test]
+fn nothing_committed_in_the_output_folder_makes_ferry_write_through_it() {
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "untouched\n").unwrap();
+    let r = two_services("outlink", "{project}-{service}-{stage}", "");
+    std::fs::create_dir_all(r.path().join("target/ferry/reports")).unwrap();
+    std::os::unix::fs::symlink(&victim, r.path().join("target/ferry/reports/deploy-dev.md"))
+        .unwrap();
+    ferry_test_support::git(
+        r.path(),
+        &["add", "-f", "target/ferry/reports/deploy-dev.md"],
+    );
+    ferry_test_support::git(r.path(), &["commit", "-q", "-m", "a link"]);
+    // (`local up` is checked too, when the emulator's state is kept there; the tests keep it
+    // elsewhere, FERRY_LOCAL_DIR.)
+    for args in [&["package"][..], &["deploy", "dev", "--local"][..]] {
+        let (code, out, err) = run(&mut xtask(&r, args), None);
+        assert_eq!(code, 1, "{args:?}: {out}\n{err}");
+        assert!(
+            err.contains("the repository commits target/ferry/reports/deploy-dev.md")
+                && err.contains("git rm -r --cached target/ferry"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
+
+    // `target` itself a link.
+    let r = two_services("outlink2", "{project}-{service}-{stage}", "");
+    std::os::unix::fs::symlink(outside.path(), r.path().join("target")).unwrap();
+    let (code, out, err) = run(&mut xtask(&r, &["package"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("target is a symbolic link"), "{err}");
+    assert!(!outside.path().join("ferry").exists());
+}
+
 /// A link inside the repository too: the plan sees changes by path, and the link's path does
 /// not change when the linked file does. From a commit as from the working tree.
 #[test]

@@ -73,6 +73,21 @@ impl Ctx {
         std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone())
     }
 
+    /// [`Ctx::emulator`], its state folder made safe to write first when it is the
+    /// repository's `target/ferry/local` (no link there, nothing of it committed).
+    pub fn checked_emulator(&self) -> anyhow::Result<ferry_local::Emulator> {
+        if std::env::var_os("FERRY_LOCAL_DIR").is_none() {
+            let home = self.app.emulator_home.as_deref().unwrap_or(&self.root);
+            ferry_changes::prepare_output_dir(home).with_context(|| {
+                format!(
+                    "failed to prepare {}",
+                    home.join(ferry_manifest::OUTPUT_DIR).display()
+                )
+            })?;
+        }
+        Ok(self.emulator())
+    }
+
     /// The local emulator (`FERRY_LOCAL_DIR` moves its state, keeping the installation).
     pub fn emulator(&self) -> ferry_local::Emulator {
         let home = self.app.emulator_home.as_deref().unwrap_or(&self.root);
@@ -97,7 +112,7 @@ impl Ctx {
         if !self.local {
             return Ok(Target::default());
         }
-        let emu = self.emulator();
+        let emu = self.checked_emulator()?;
         emu.ensure_installed(|step| eprintln!("local: {step}"))
             .context("failed to install the local AWS emulator")?;
         let (state, started) = emu

@@ -75,6 +75,12 @@ pub enum ServiceError {
     Site(#[from] ferry_package::UploadError),
     #[error(transparent)]
     Serverless(#[from] ferry_serverless::ServerlessError),
+    /// A Serverless Framework service's folder holds a link its framework must not follow.
+    #[error("{service}: {source}")]
+    Links {
+        service: String,
+        source: Box<ferry_package::PackageError>,
+    },
     #[error(
         "{service}: its framework names the stack `{framework}`, but Ferry read `{ferry}` from its configuration before compiling; set service.stack-name in its service.toml to the framework's name (with {{stage}} for the stage)"
     )]

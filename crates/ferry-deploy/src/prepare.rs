@@ -365,7 +365,8 @@ fn not_checked_out(missing: &BTreeMap<String, Vec<String>>) -> String {
 /// The package request for `services` of the working tree: the commit's id when the tree is
 /// clean, a distinct one when it is dirty; input keys from git tree ids where they are exact.
 /// Without a repository (e.g. a CodePipeline source zip) nothing tells whether files changed, so
-/// the package is made afresh under an id of its own.
+/// the package is made afresh under an id of its own (the time to the millisecond and the
+/// process: two runs in one second made one id, and the second deployed the first's files).
 pub fn package_request(
     ws: &Workspace,
     services: Vec<String>,
@@ -374,7 +375,12 @@ pub fn package_request(
     let Ok(repo) = Repo::open(&ws.root) else {
         let commit = ci.commit.clone().unwrap_or_else(|| "unversioned".into());
         return Ok(PackageRequest {
-            id: format!("{commit}-nogit-{}", ferry_records::now_secs()),
+            // Never another run's: a package made a moment ago may hold other files.
+            id: format!(
+                "{commit}-nogit-{}-{}",
+                ferry_records::now_millis(),
+                std::process::id()
+            ),
             commit,
             dirty: false,
             services,

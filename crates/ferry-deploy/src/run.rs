@@ -811,6 +811,16 @@ async fn compile_serverless(
             package: "(none: a Serverless Framework service deploys from a package run)".into(),
         });
     };
+    // The framework follows the folder's links when it zips: checked as Ferry's archives are.
+    // (Owners that cannot be made are the configuration check's to report.)
+    if let Ok(owners) = ferry_manifest::Owners::of_workspace(ctx.ws) {
+        ferry_package::check_serverless_links(ctx.ws, service, &owners).map_err(|e| {
+            ServiceError::Links {
+                service: service.name.clone(),
+                source: Box::new(e),
+            }
+        })?;
+    }
     let env = ferry_credentials::env::child_env(ctx.config, &ctx.stage.name, ctx.masker).await?;
     let mask = |s: &str| ctx.masker.mask(s);
     // The step the compile is in, for the heartbeat.

@@ -54,7 +54,7 @@ pub(crate) fn read(root: &Path, notes: &mut Vec<String>) -> Option<Compose> {
         return None;
     };
     let text = std::fs::read_to_string(root.join(file)).ok()?;
-    let doc: Value = match serde_yaml_ng::from_str(&text) {
+    let doc: Value = match ferry_manifest::yaml::from_str(&text) {
         Ok(d) => d,
         Err(e) => {
             notes.push(format!("{file}: not read as YAML or JSON ({e})"));

@@ -350,7 +350,7 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Said::default();
     };
-    let doc: Value = match serde_yaml_ng::from_str(&text) {
+    let doc: Value = match ferry_manifest::yaml::from_str(&text) {
         Ok(d) => d,
         Err(e) => {
             notes.push(format!(
@@ -515,7 +515,7 @@ fn serverless_resources(dir: &Path, resources: Option<&Value>) -> (Vec<Value>, V
                 }
                 let Some(doc) = std::fs::read_to_string(dir.join(file))
                     .ok()
-                    .and_then(|t| serde_yaml_ng::from_str::<Value>(&t).ok())
+                    .and_then(|t| ferry_manifest::yaml::from_str::<Value>(&t).ok())
                 else {
                     continue;
                 };

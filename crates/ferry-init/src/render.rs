@@ -229,7 +229,7 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
 fn required_parameters(path: &Path) -> Vec<(String, Option<String>)> {
     let Some(doc) = std::fs::read_to_string(path)
         .ok()
-        .and_then(|t| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&t).ok())
+        .and_then(|t| ferry_manifest::yaml::from_str::<serde_yaml_ng::Value>(&t).ok())
     else {
         return Vec::new();
     };

@@ -98,7 +98,7 @@ pub(crate) fn workspace_packages(root: &Path) -> WorkspacePackages {
     // pnpm's workspace file (`packages:`; a `!` glob excludes, which Ferry leaves to pnpm).
     let pnpm = fs::read_to_string(root.join("pnpm-workspace.yaml"))
         .ok()
-        .and_then(|t| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&t).ok());
+        .and_then(|t| ferry_manifest::yaml::from_str::<serde_yaml_ng::Value>(&t).ok());
     let pnpm_globs: Vec<String> = pnpm
         .as_ref()
         .and_then(|d| d.get("packages"))
@@ -655,7 +655,7 @@ pub(crate) fn candidates(root: &Path) -> Walked {
 /// itself as text in old configurations; in a program, as a literal); `None` when it names none.
 fn serverless_provider(config: &str) -> Option<String> {
     // A program (`serverless.ts`) is no YAML mapping: its literal provider is read instead.
-    let doc = match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(config) {
+    let doc = match ferry_manifest::yaml::from_str::<serde_yaml_ng::Value>(config) {
         Ok(doc) if doc.is_mapping() => doc,
         _ => return program_provider(config),
     };

@@ -20,6 +20,7 @@ mod source;
 mod spanned;
 mod ssm_name;
 mod stage;
+pub mod yaml;
 
 pub use arn::{arn_fields, is_account_id};
 pub use cache::ManifestCache;

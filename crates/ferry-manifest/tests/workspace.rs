@@ -533,3 +533,51 @@ fn a_preview_whose_stack_names_cloudformation_refuses_is_refused() {
     );
     assert_eq!(ws.stage("lives9").unwrap().id, "lives9");
 }
+
+/// Input that would cost the loader without bound is refused with what to do: a service.toml
+/// over 1 MiB (48 MB took 900 MB to parse), one saved as UTF-16, a serverless.yml nesting flow
+/// collections thousands deep (the YAML parser's time grows with the square of the depth).
+#[test]
+fn oversized_utf16_and_deeply_nested_configuration_is_refused_with_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    let manifest = tmp.path().join("services/database/service.toml");
+    let text = fs::read_to_string(&manifest).unwrap();
+    let padding = format!("# {}\n", "x".repeat(1024)).repeat(1100);
+    fs::write(&manifest, format!("{text}{padding}")).unwrap();
+    let err = load(tmp.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("services/database/service.toml: is 11")
+            && err.contains("a configuration file holds at most 1048576 (1 MiB)"),
+        "{err}"
+    );
+
+    let utf16: Vec<u8> = std::iter::once(0xFEFFu16)
+        .chain(text.encode_utf16())
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    fs::write(&manifest, utf16).unwrap();
+    let err = load(tmp.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("cannot read: it is not UTF-8 text (saved as UTF-16, say); save it as UTF-8"),
+        "{err}"
+    );
+    fs::write(&manifest, &text).unwrap();
+
+    write(
+        tmp.path(),
+        "services/fn/service.toml",
+        "[service]\nkind = \"serverless\"\n",
+    );
+    let deep = format!(
+        "service: fn\nprovider:\n  name: aws\ncustom:\n  x: {}{}\n",
+        "[".repeat(50_000),
+        "]".repeat(50_000)
+    );
+    write(tmp.path(), "services/fn/serverless.yml", &deep);
+    let err = load(tmp.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("services/fn/serverless.yml:5: its flow collections ([…], {…}) nest deeper than 100 levels"),
+        "{err}"
+    );
+}

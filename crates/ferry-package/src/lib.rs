@@ -1038,10 +1038,18 @@ pub fn check_templates<'a>(
     // Globs that do not compile are the manifest check's to report.
     let owners = ferry_manifest::Owners::of_workspace(ws).ok();
     // A framework's configuration is not a template: the framework checks it when it compiles.
-    for service in services
+    // Its folder's links are checked here, as they would be in an archive of Ferry's.
+    let (serverless, services): (Vec<&Service>, Vec<&Service>) = services
         .into_iter()
-        .filter(|s| s.kind != ServiceKind::Serverless)
-    {
+        .partition(|s| s.kind == ServiceKind::Serverless);
+    if let Some(owners) = &owners {
+        for service in serverless {
+            if let Err(e) = check_serverless_links(ws, service, owners) {
+                problems.push(e);
+            }
+        }
+    }
+    for service in services {
         let path = ws.root.join(service.template_path());
         let as_problem = |source| PackageError::Template {
             service: service.name.clone(),
@@ -1081,6 +1089,52 @@ pub fn check_templates<'a>(
         }
     }
     problems
+}
+
+/// The symbolic links in a Serverless Framework service's folder. The framework follows them
+/// when it zips, and writes what `${file(…)}` reads into the template, so each must lead where
+/// a link in a Ferry archive may: inside the repository, to a file the service's change
+/// detection watches (else an edit there deploys nothing), and never to a credential file
+/// (Ferry leaves credential files out of the framework's archives by name, and a link's name
+/// need not say what it leads to). Its installed packages (`node_modules`, versioned through a
+/// lock file), its output (`.serverless`) and the folders of services nested in it are not
+/// looked into.
+pub fn check_serverless_links(
+    ws: &Workspace,
+    service: &Service,
+    owners: &ferry_manifest::Owners<'_>,
+) -> Result<(), PackageError> {
+    let dir = ws.root.join(&service.dir);
+    let inner = format!("{}/", service.dir);
+    let nested: Vec<String> = ws
+        .services
+        .iter()
+        .filter_map(|o| o.dir.strip_prefix(&inner))
+        .map(|rel| format!("/{}", globset::escape(rel)))
+        .collect();
+    let globs: Vec<&str> = ["node_modules", ".serverless"]
+        .into_iter()
+        .chain(nested.iter().map(String::as_str))
+        .collect();
+    let set = files::exclude_set(&globs).map_err(|e| PackageError::Io {
+        path: service.manifest_path(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    let watched = files::Watched::new(owners, &service.name);
+    let found = files::collect(&dir, &set, &ws.root, Some(&watched)).map_err(io_err(&dir))?;
+    for rel in &found.withheld {
+        let path = dir.join(rel);
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(PackageError::Io {
+                path: path.display().to_string(),
+                source: io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "a symbolic link to a credential file or folder: the Serverless Framework would package what it leads to; remove the link",
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The service's template as messages name it: from the repository's root, normalised

@@ -54,10 +54,9 @@ const TAGS: &[(&str, &str)] = &[
 /// Largest template CloudFormation accepts (from S3; inline bodies stop at 51,200 bytes).
 pub const MAX_TEMPLATE: usize = 1_048_576;
 
-/// Deepest nesting of YAML flow collections (`[…]`, `{…}`) a template may have. Real templates
-/// stay far below it; the YAML parser takes quadratic time on deep flow nesting (20,000 levels
-/// of `{a: …}` take a second), so deeper input is refused before it is parsed.
-pub const MAX_FLOW_DEPTH: usize = 100;
+/// Deepest nesting of YAML flow collections (`[…]`, `{…}`) a template may have
+/// ([`ferry_manifest::yaml::MAX_FLOW_DEPTH`], as for every YAML file Ferry reads).
+pub const MAX_FLOW_DEPTH: usize = ferry_manifest::yaml::MAX_FLOW_DEPTH;
 
 /// Parses a JSON or YAML template into JSON, short-form tags in their long form. Input a
 /// deploy cannot use is refused first, each with its own error: a byte-order mark, more than
@@ -89,7 +88,7 @@ pub fn parse(text: &str) -> Result<Value, TemplateError> {
     } else {
         None
     };
-    if let Some(line) = flow_too_deep(text, MAX_FLOW_DEPTH) {
+    if let Some(line) = ferry_manifest::yaml::flow_too_deep(text, MAX_FLOW_DEPTH) {
         return Err(TemplateError::TooDeep {
             line,
             max: MAX_FLOW_DEPTH,
@@ -106,44 +105,6 @@ pub fn parse(text: &str) -> Result<Value, TemplateError> {
     yaml.apply_merge()
         .map_err(|e| TemplateError::Parse(format!("a `<<` merge key cannot be applied: {e}")))?;
     to_json(yaml)
-}
-
-/// The line at which YAML flow collections nest deeper than `max`, if they do. Brackets in
-/// quoted scalars and comments do not count; a close never takes the depth below zero.
-fn flow_too_deep(text: &str, max: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (n, line) in text.lines().enumerate() {
-        let mut quote: Option<char> = None;
-        let mut prev = ' ';
-        let mut chars = line.chars().peekable();
-        while let Some(c) = chars.next() {
-            match (quote, c) {
-                // '' is an escaped quote inside a single-quoted scalar.
-                (Some('\''), '\'') if chars.peek() == Some(&'\'') => {
-                    chars.next();
-                }
-                (Some('"'), '\\') => {
-                    chars.next();
-                }
-                (Some(q), c) if c == q => quote = None,
-                (Some(_), _) => {}
-                (None, '#') if prev.is_whitespace() => break,
-                (None, '\'' | '"') if prev.is_whitespace() || "[{,:".contains(prev) => {
-                    quote = Some(c)
-                }
-                (None, '[' | '{') => {
-                    depth += 1;
-                    if depth > max {
-                        return Some(n + 1);
-                    }
-                }
-                (None, ']' | '}') => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-            prev = c;
-        }
-    }
-    None
 }
 
 /// Checks a parsed template against what a deploy of it needs: a mapping with a non-empty

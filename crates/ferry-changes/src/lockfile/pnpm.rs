@@ -17,8 +17,7 @@ const IMPORTER_KINDS: &[&str] = &["dependencies", "devDependencies", "optionalDe
 
 /// Reads a pnpm lock file of version 6 or 9.
 pub(super) fn read(text: &str) -> Result<Lock, LockError> {
-    let doc: Value =
-        serde_yaml_ng::from_str(text).map_err(|e| LockError::Unparsable(e.to_string()))?;
+    let doc: Value = ferry_manifest::yaml::from_str(text).map_err(LockError::Unparsable)?;
     let version = match doc.get("lockfileVersion") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
@@ -270,6 +269,34 @@ snapshots:
 
     fn keys(l: &Lock, dir: &str) -> Vec<String> {
         l.closure(&l.importers_for(dir)).into_iter().collect()
+    }
+
+    /// A lock file nesting flow collections thousands deep is refused before the YAML parser,
+    /// whose time grows with the square of the depth (200,000 levels took minutes).
+    #[test]
+    fn a_lock_file_nested_without_end_is_refused_unparsed() {
+        let deep = format!(
+            "lockfileVersion: '9.0'\nimporters: {}{}\n",
+            "{a: ".repeat(200_000),
+            "}".repeat(200_000)
+        );
+        let err = Lock::parse("pnpm-lock.yaml", &deep)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nest deeper than 100 levels at line 2"),
+            "{err}"
+        );
+        let yarn = format!(
+            "__metadata: {}{}\n",
+            "[".repeat(200_000),
+            "]".repeat(200_000)
+        );
+        let err = Lock::parse("yarn.lock", &yarn).unwrap_err().to_string();
+        assert!(
+            err.contains("nest deeper than 100 levels at line 1"),
+            "{err}"
+        );
     }
 
     #[test]

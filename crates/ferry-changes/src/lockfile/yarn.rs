@@ -24,8 +24,7 @@ pub(super) fn read(text: &str) -> Result<Lock, LockError> {
     if text.lines().take(5).any(|l| l.contains("yarn lockfile v1")) {
         return read_classic(text);
     }
-    let doc: Value =
-        serde_yaml_ng::from_str(text).map_err(|e| LockError::Unparsable(e.to_string()))?;
+    let doc: Value = ferry_manifest::yaml::from_str(text).map_err(LockError::Unparsable)?;
     let Value::Object(top) = doc else {
         return Err(LockError::Malformed("top level"));
     };

@@ -29,6 +29,7 @@ pub fn run(ctx: &Ctx, cmd: &LocalCmd) -> anyhow::Result<()> {
     let emu = ctx.emulator();
     match cmd {
         LocalCmd::Up { port } => {
+            let emu = ctx.checked_emulator()?;
             emu.ensure_installed(|step| eprintln!("local: {step}"))
                 .context("failed to install the local AWS emulator")?;
             let (state, started) = emu

@@ -93,6 +93,9 @@ pub(super) fn read_project_file(
                 key: None,
                 message: if e.kind() == std::io::ErrorKind::NotFound {
                     "not found at the repository root; run Ferry inside a repository that has one, or pass --root <DIR>".to_string()
+                } else if e.kind() == std::io::ErrorKind::InvalidData {
+                    "cannot be read: it is not UTF-8 text (saved as UTF-16, say); save it as UTF-8"
+                        .to_string()
                 } else {
                     format!("cannot be read: {e}")
                 },

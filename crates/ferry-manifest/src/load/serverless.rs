@@ -89,6 +89,18 @@ pub(super) fn read_framework(
     };
     // The framework's YAML reader skips a byte-order mark; so does this one.
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    if let Some(line) = crate::yaml::flow_too_deep(text, crate::yaml::MAX_FLOW_DEPTH) {
+        diags_of_config.push(Diagnostic {
+            file,
+            line: Some(line),
+            key: None,
+            message: format!(
+                "its flow collections ([…], {{…}}) nest deeper than {} levels; no configuration needs that many",
+                crate::yaml::MAX_FLOW_DEPTH
+            ),
+        });
+        return None;
+    }
     let doc: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
         Ok(d) => d,
         Err(e) => {
@@ -123,7 +135,7 @@ pub(super) fn read_framework(
 /// before the framework runs (a variable only the framework's run resolves, no `service`).
 pub fn serverless_stack_name(config: &str) -> Result<String, String> {
     let doc: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(config).map_err(|e| format!("not valid YAML: {e}"))?;
+        crate::yaml::from_str(config).map_err(|e| format!("not valid YAML: {e}"))?;
     stack_name_in(&doc).map_err(|(key, message)| format!("{key}: {message}"))
 }
 

@@ -66,7 +66,12 @@ pub(super) fn read_service(
                 file,
                 line: None,
                 key: None,
-                message: format!("cannot read: {e}"),
+                message: if e.kind() == std::io::ErrorKind::InvalidData {
+                    "cannot read: it is not UTF-8 text (saved as UTF-16, say); save it as UTF-8"
+                        .to_string()
+                } else {
+                    format!("cannot read: {e}")
+                },
             });
             return None;
         }
