@@ -898,6 +898,32 @@ fn nothing_committed_in_the_output_folder_makes_ferry_write_through_it() {
     assert!(!outside.path().join("ferry").exists());
 }
 
+/// An output a service reads that the template naming it does not declare is refused by
+/// `validate`, and by `deploy` before anything deploys. Before, both passed it, and the deploy
+/// stopped at the reader after its dependencies had deployed.
+#[test]
+fn an_output_no_template_declares_is_refused_before_anything_deploys() {
+    let r = two_services("noout", "{project}-{service}-{stage}", "");
+    r.write(
+        "services/b/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nQueue = \"${output:a.QueueUrl}\"\n",
+    );
+    r.commit("b reads an output a does not have");
+    let (_, err) = fails(&mut xtask(&r, &["validate"]));
+    assert!(
+        err.contains("b: parameters.Queue reads output `QueueUrl` of `a`, which its template does not declare (its outputs are QueueArn)"),
+        "{err}"
+    );
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev", "--local"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("template problem(s); nothing was deployed")
+            && err.contains("reads output `QueueUrl` of `a`"),
+        "{err}"
+    );
+    assert!(records("noout", "dev").is_empty());
+}
+
 /// A link inside the repository too: the plan sees changes by path, and the link's path does
 /// not change when the linked file does. From a commit as from the working tree.
 #[test]

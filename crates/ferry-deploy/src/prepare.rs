@@ -423,10 +423,14 @@ pub(crate) fn service_inputs(s: &ferry_manifest::Service) -> ServiceInputs {
     }
 }
 
-/// Template problems found before any AWS call.
+/// Template problems found before any AWS call: the templates' own, and outputs read that the
+/// templates naming them do not declare.
 #[derive(Debug, thiserror::Error)]
-#[error("{} template problem(s); nothing was deployed:\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
-pub struct TemplateProblems(pub Vec<ferry_package::PackageError>);
+#[error("{} template problem(s); nothing was deployed:\n  {}", .0.len() + .1.len(), .0.iter().map(ToString::to_string).chain(.1.iter().map(ToString::to_string)).collect::<Vec<_>>().join("\n  "))]
+pub struct TemplateProblems(
+    pub Vec<ferry_package::PackageError>,
+    pub Vec<ferry_package::MissingOutput>,
+);
 
 /// Checks the templates a deploy of `services` (all when empty) and their dependencies reads,
 /// before any AWS call.
@@ -438,10 +442,14 @@ pub fn check_templates(ws: &Workspace, services: &[String]) -> Result<(), Templa
             .with_dependencies(services.iter().map(String::as_str))
     };
     let problems = ferry_package::check_templates(ws, names.iter().filter_map(|n| ws.service(n)));
-    if problems.is_empty() {
+    let missing: Vec<ferry_package::MissingOutput> = ferry_package::missing_outputs(ws)
+        .into_iter()
+        .filter(|m| names.contains(&m.reader))
+        .collect();
+    if problems.is_empty() && missing.is_empty() {
         Ok(())
     } else {
-        Err(TemplateProblems(problems))
+        Err(TemplateProblems(problems, missing))
     }
 }
 

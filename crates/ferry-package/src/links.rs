@@ -502,3 +502,116 @@ mod tests {
         assert_eq!(sub("/a/${Env", &var), None);
     }
 }
+
+/// A parameter reading an output (`${output:db.TableName}`), or a site naming its bucket's
+/// output, that the service's template does not declare: the deploy would stop there, after
+/// the services before it deployed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MissingOutput {
+    /// The service whose configuration names the output.
+    pub reader: String,
+    /// Where: `parameters.<Name>`, or `package.site.bucket-output`.
+    pub key: String,
+    /// The service whose template should declare it.
+    pub service: String,
+    pub output: String,
+    /// The outputs that template declares.
+    pub declared: Vec<String>,
+}
+
+impl std::fmt::Display for MissingOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let declared = if self.declared.is_empty() {
+            "it declares none".to_string()
+        } else {
+            format!("its outputs are {}", self.declared.join(", "))
+        };
+        write!(
+            f,
+            "{reader}: {key} reads output `{output}` of `{service}`, which its template does not declare ({declared}); a deploy would stop there: fix the name, or add the output to {service}'s template",
+            reader = self.reader,
+            key = self.key,
+            output = self.output,
+            service = self.service,
+        )
+    }
+}
+
+/// Every output that a service's parameters (in the stage they deploy to; another stage may run
+/// an older template) or its site read from a service whose template declares its outputs as
+/// written: a CloudFormation or SAM template without
+/// any other transform (a macro may add outputs) that can be read. A Serverless Framework
+/// service's outputs come from its compile, and are not checked.
+pub fn missing_outputs(ws: &Workspace) -> Vec<MissingOutput> {
+    // Each template read once.
+    let mut declared: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
+    let mut outputs_of = |name: &str| -> Option<Vec<String>> {
+        let s = ws.service(name)?;
+        declared
+            .entry(name.to_string())
+            .or_insert_with(|| declared_outputs(ws, s))
+            .clone()
+    };
+    let mut out = Vec::new();
+    for s in &ws.services {
+        for (param, t) in &s.parameters {
+            for r in t.references() {
+                // Another stage's (`${output:prod:db.Key}`) may run an older template.
+                if let Reference::Output {
+                    stage: None,
+                    service,
+                    key,
+                } = r
+                    && let Some(outputs) = outputs_of(service)
+                    && !outputs.contains(key)
+                {
+                    out.push(MissingOutput {
+                        reader: s.name.clone(),
+                        key: format!("parameters.{param}"),
+                        service: service.clone(),
+                        output: key.clone(),
+                        declared: outputs,
+                    });
+                }
+            }
+        }
+        if let Some(site) = &s.package.site
+            && let Some(outputs) = outputs_of(&s.name)
+            && !outputs.contains(&site.bucket_output)
+        {
+            out.push(MissingOutput {
+                reader: s.name.clone(),
+                key: "package.site.bucket-output".into(),
+                service: s.name.clone(),
+                output: site.bucket_output.clone(),
+                declared: outputs,
+            });
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The output names a service's template declares, when they are all written in it.
+fn declared_outputs(ws: &Workspace, s: &Service) -> Option<Vec<String>> {
+    if s.kind == ServiceKind::Serverless {
+        return None;
+    }
+    let text = std::fs::read_to_string(ws.root.join(s.template_path())).ok()?;
+    let t = template::parse(&text).ok()?;
+    let plain = match t.get("Transform") {
+        None => true,
+        Some(Value::String(x)) => x == "AWS::Serverless-2016-10-31",
+        Some(_) => false,
+    };
+    // A macro in the template's body (`Fn::Transform`, `AWS::Include`) may add outputs too.
+    if !plain || text.contains("Fn::Transform") || text.contains("AWS::Include") {
+        return None;
+    }
+    Some(match t.get("Outputs") {
+        Some(Value::Object(o)) => o.keys().cloned().collect(),
+        None | Some(Value::Null) => Vec::new(),
+        Some(_) => return None,
+    })
+}

@@ -66,13 +66,18 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
         warn_if_ignored(repo, &files);
     }
     let problems = ferry_package::check_templates(ws, &ws.services);
-    if !problems.is_empty() {
+    // An output read that the template it names does not declare: the deploy would stop there.
+    let missing = ferry_package::missing_outputs(ws);
+    if !problems.is_empty() || !missing.is_empty() {
         for p in &problems {
             eprintln!("{p}");
         }
+        for m in &missing {
+            eprintln!("{m}");
+        }
         anyhow::bail!(
             "{} problem(s) in the services' templates (the configuration itself is valid)",
-            problems.len()
+            problems.len() + missing.len()
         );
     }
     // Advice, not errors: a reader of an SSM parameter another service writes, not ordered
