@@ -748,6 +748,15 @@ fn plan_without_a_base_deploys_everything_with_a_named_reason() {
     let (_, out, _) =
         run(plan(&repo, &["dev", "--format", "json"]).env("FORCE_DEPLOY_ALL", "true"));
     assert!(out.contains("\"by\": \"FORCE_DEPLOY_ALL=true\""), "{out}");
+    // Named as it was set; a value that is neither yes nor no is said, not silently dropped.
+    let (_, out, _) = run(plan(&repo, &["dev", "--format", "json"]).env("FORCE_DEPLOY_ALL", "1"));
+    assert!(out.contains("\"by\": \"FORCE_DEPLOY_ALL=1\""), "{out}");
+    let (code, _, err) = run(plan(&repo, &["dev"]).env("FORCE_DEPLOY_ALL", "on"));
+    assert_eq!(code, 0);
+    assert!(
+        err.contains("warning: FORCE_DEPLOY_ALL=on is not one of true, 1, yes"),
+        "{err}"
+    );
 }
 
 #[test]

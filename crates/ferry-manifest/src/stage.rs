@@ -279,6 +279,27 @@ impl Workspace {
         out
     }
 
+    /// `[ci]` rules whose stage is no named stage but one a letter or two from one (`stagin`,
+    /// `prd`): each deploys to a preview stage of that name, which is valid, and most likely a
+    /// typo. Advice for `validate`, naming the rule and the stage meant.
+    pub fn ci_near_misses(&self) -> Vec<String> {
+        let ci = &self.project.ci;
+        let rules = ci
+            .branches
+            .iter()
+            .map(|(p, s)| ("branches", p, s))
+            .chain(ci.tags.iter().map(|(p, s)| ("tags", p, s)));
+        rules
+            .filter(|(_, _, stage)| !self.stages.contains_key(stage.as_str()))
+            .filter_map(|(key, pattern, stage)| {
+                let meant = crate::diag::suggest(stage, self.stages.keys().map(String::as_str))?;
+                Some(format!(
+                    "ferry.toml: [ci] {key} \"{pattern}\" deploys to `{stage}`, which is no stage of ferry.toml but a preview stage of that name; did you mean `{meant}`?"
+                ))
+            })
+            .collect()
+    }
+
     pub fn stage(&self, name: &str) -> Result<Stage, StageError> {
         if let Some(config) = self.stages.get(name) {
             return Ok(Stage {

@@ -581,3 +581,27 @@ fn oversized_utf16_and_deeply_nested_configuration_is_refused_with_what_to_do() 
         "{err}"
     );
 }
+
+/// A `[ci]` rule deploying to a preview one letter from a named stage is named, with the stage
+/// meant; a preview name far from every named stage is not.
+#[test]
+fn a_ci_rule_to_a_near_miss_of_a_named_stage_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    let text = fs::read_to_string(tmp.path().join("ferry.toml")).unwrap();
+    write(
+        tmp.path(),
+        "ferry.toml",
+        &format!(
+            "{text}\n[ci]\nbranches = {{ main = \"prd\", \"feature/*\" = \"sandbox\" }}\ntags = {{ \"v*\" = \"dve\" }}\n"
+        ),
+    );
+    let ws = load(tmp.path()).unwrap();
+    assert_eq!(
+        ws.ci_near_misses(),
+        [
+            "ferry.toml: [ci] branches \"main\" deploys to `prd`, which is no stage of ferry.toml but a preview stage of that name; did you mean `prod`?",
+            "ferry.toml: [ci] tags \"v*\" deploys to `dve`, which is no stage of ferry.toml but a preview stage of that name; did you mean `dev`?",
+        ]
+    );
+}

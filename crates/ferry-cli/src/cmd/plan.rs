@@ -51,8 +51,21 @@ impl SelectArgs {
         req.force = if self.all {
             Some("--all".into())
         } else if ci.force_deploy_all {
-            Some("FORCE_DEPLOY_ALL=true".into())
+            // As it was set (`1`, `yes`, `TRUE`).
+            let value = std::env::var("FORCE_DEPLOY_ALL").unwrap_or_else(|_| "true".into());
+            Some(format!("FORCE_DEPLOY_ALL={}", value.trim()))
         } else {
+            if let Ok(v) = std::env::var("FORCE_DEPLOY_ALL")
+                && !matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "" | "false" | "0" | "no"
+                )
+            {
+                eprintln!(
+                    "warning: FORCE_DEPLOY_ALL={} is not one of true, 1, yes (or false, 0, no): taken as unset, nothing is forced",
+                    v.trim()
+                );
+            }
             None
         };
         req
@@ -111,7 +124,9 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
                 _ => {}
             }
         }
-        PlanFormat::CodebuildBatch => print!("{}", ferry_plan::codebuild_batch(&plan)),
+        PlanFormat::CodebuildBatch => {
+            print!("{}", ferry_plan::codebuild_batch(&plan, ctx.app.name))
+        }
         PlanFormat::GithubMatrix => println!("{}", ferry_plan::github_matrix(&plan)),
     }
     // The process ends right after; freeing a thousand services one by one would cost more

@@ -80,6 +80,10 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
             problems.len() + missing.len()
         );
     }
+    // A [ci] rule deploying to a preview named a letter or two from a named stage (`stagin`).
+    for n in ws.ci_near_misses() {
+        eprintln!("warning: {n}");
+    }
     // Advice, not errors: a reader of an SSM parameter another service writes, not ordered
     // after it.
     for u in ferry_package::unlinked_ssm_readers(ws) {

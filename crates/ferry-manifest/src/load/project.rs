@@ -172,7 +172,7 @@ fn read_project(
             UNNAMED.to_string()
         }
         Some((n, sp)) if !is_lower_name(&n) => {
-            fd.error(Some(sp), Some("project.name"), format!("`{n}` is not a valid project name; use lowercase letters, digits and '-', starting with a letter"));
+            fd.error(Some(sp), Some("project.name"), format!("`{n}` is not a valid project name; use lowercase letters, digits and '-', starting with a letter and not ending with '-'"));
             UNNAMED.to_string()
         }
         Some((n, _)) => n,
@@ -474,14 +474,25 @@ fn read_ci(
     };
     check_keys(fd, t, "ci", CI_KEYS);
     let check_stage = |fd: &mut FileDiags<'_>, stage: &str, span: Range<usize>, key: &str| {
-        let lower = stage.to_ascii_lowercase();
         let named = stages.contains_key(stage);
-        let preview_ok = previews
-            && !stage.is_empty()
-            && stage.chars().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '_' | '.' | '{' | '}')
-            })
-            && !stages.contains_key(&lower);
+        // As a deploy names it: the preview id a name gives must be no named stage's (`Prod`,
+        // `prod/`, `_dev_` all give one), nor empty.
+        let id = crate::stage::sanitize_stage_name(stage, crate::stage::MAX_STACK_NAME);
+        let shadowed = stages.keys().find(|n| n.eq_ignore_ascii_case(&id));
+        if !named
+            && previews
+            && let Some(shadowed) = shadowed
+        {
+            fd.error(
+                Some(span),
+                Some(key),
+                format!(
+                    "`{stage}` is no stage of ferry.toml, and as a preview stage its id would be `{id}`, the named stage `{shadowed}`'s, which a preview never stands in for; did you mean `{shadowed}`?"
+                ),
+            );
+            return;
+        }
+        let preview_ok = previews && !id.is_empty();
         if !named && !preview_ok {
             let known: Vec<&str> = stages.keys().map(String::as_str).collect();
             fd.error(
@@ -547,6 +558,8 @@ fn read_ci(
             fd.error(Some(sp.clone()), Some("ci.pull-requests"), format!("`{p}` would give every pull request the same stage; put {{number}} in it, e.g. \"pr-{{number}}\""));
         } else if !previews {
             fd.error(Some(sp.clone()), Some("ci.pull-requests"), "pull requests deploy preview stages, which need a [stages.\"*\"] default in ferry.toml".to_string());
+        } else if p.replace("{number}", "").contains(['{', '}']) {
+            fd.error(Some(sp.clone()), Some("ci.pull-requests"), format!("`{p}`: only {{number}} is filled in here (the branch of a pull request is not); e.g. \"pr-{{number}}\""));
         } else {
             check_stage(fd, &p.replace("{number}", "1"), sp, "ci.pull-requests");
             rules.pull_requests = Some(p);

@@ -107,7 +107,7 @@ pub(super) fn read_service(
         } else {
             "service (folder name)"
         };
-        fd.error(name_span.clone().or(Some(s_span.clone())), Some(what), format!("`{name}` is not a valid service name; use lowercase letters, digits and '-', starting with a letter (set service.name to override the folder name)"));
+        fd.error(name_span.clone().or(Some(s_span.clone())), Some(what), format!("`{name}` is not a valid service name; use lowercase letters, digits and '-', starting with a letter and not ending with '-' (set service.name to override the folder name)"));
     }
 
     let kind = read_kind(&mut fd, s);
@@ -230,7 +230,7 @@ fn read_scripts(fd: &mut FileDiags<'_>, doc: &DeTable<'_>) -> BTreeMap<String, V
             fd.error(
                 Some(k.span()),
                 Some(&key),
-                format!("`{name}` is not a valid script name; use lowercase letters, digits and '-', starting with a letter (it is what `run <script>` names)"),
+                format!("`{name}` is not a valid script name; use lowercase letters, digits and '-', starting with a letter and not ending with '-' (it is what `run <script>` names)"),
             );
             continue;
         }
