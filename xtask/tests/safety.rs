@@ -1435,3 +1435,32 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A template in a folder git ignores, or in `.git`, is refused by validate: no commit holds
+/// it, so its edits were never planned and a clone failed with "does not exist".
+#[test]
+fn a_template_git_does_not_hold_is_refused() {
+    let r = two_services("tignored", "{project}-{service}-{stage}", "");
+    r.write("target/t.yaml", QUEUE).write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"../../target/t.yaml\"\n",
+    );
+    let (_, err) = fails(&mut xtask(&r, &["validate"]));
+    assert!(
+        err.contains(
+            "services/a/service.toml:2: service.template: `target/t.yaml` is ignored by git"
+        ),
+        "{err}"
+    );
+    std::fs::create_dir_all(r.path().join(".git/evil")).unwrap();
+    std::fs::write(r.path().join(".git/evil/t.yaml"), QUEUE).unwrap();
+    r.write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"../../.git/evil/t.yaml\"\n",
+    );
+    let (_, err) = fails(&mut xtask(&r, &["validate"]));
+    assert!(
+        err.contains("`.git/evil/t.yaml` lies in git's own folder"),
+        "{err}"
+    );
+}

@@ -537,6 +537,27 @@ pub(super) fn check_input_paths(
                 diags.push(diag_at(d, quoted_span(&d.src, glob), "service.inputs", why));
             }
         }
+        // The template too: one git does not hold is one whose edits no plan sees, and which
+        // no clone has.
+        let template = d.service.template_path();
+        let template = crate::normalize_relative(&template).unwrap_or(template);
+        let why = if template == ".git" || template.starts_with(".git/") {
+            Some(format!(
+                "`{template}` lies in git's own folder, which holds no file of the repository: no commit holds it and no plan sees it change; keep the template in the repository"
+            ))
+        } else if d.service.template_outside().is_some() && source.ignored(&template) {
+            // (Outside its folder only: an ignore lookup for every service would slow each load
+            // of a large working tree. An ignored template inside its folder is not caught.)
+            Some(format!(
+                "`{template}` is ignored by git (.gitignore, .git/info/exclude or core.excludesFile): no commit holds it, so no plan sees it change and no clone has it; commit it, or stop ignoring it"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let span = quoted_span(&d.src, &d.service.template);
+            diags.push(diag_at(d, span, "service.template", why));
+        }
     }
 }
 

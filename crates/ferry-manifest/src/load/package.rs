@@ -146,6 +146,21 @@ pub(super) fn read_package(
         let config_file = get_str(fd, t, "package.site", "config-file");
         if let Some(c) = &config_file {
             check_service_path(fd, "package.site.config-file", c);
+            // A file's name, published as an object's key: not the site's folder itself.
+            if c.0
+                .split('/')
+                .next_back()
+                .is_some_and(|last| last.is_empty() || last == ".")
+            {
+                fd.error(
+                    Some(c.1.clone()),
+                    Some("package.site.config-file"),
+                    format!(
+                        "`{}` names no file; name the JSON file to write, e.g. \"config.json\"",
+                        c.0
+                    ),
+                );
+            }
         }
         let exclude = get_excludes(fd, t, "package.site");
         if let (Some(path), Some(bucket_output)) = (path, bucket_output) {
@@ -212,6 +227,17 @@ fn read_built_template(
 
 /// A path inside the service folder: relative, `/`-separated, without `..`.
 fn check_service_path(fd: &mut FileDiags<'_>, key: &str, (p, span): &(String, Range<usize>)) {
+    if p.chars().any(char::is_control) {
+        fd.error(
+            Some(span.clone()),
+            Some(key),
+            format!(
+                "{:?} holds a control character (a NUL, a line break, …), which no file name a build writes should; remove it",
+                p
+            ),
+        );
+        return;
+    }
     let bad =
         p.is_empty() || p.starts_with('/') || p.contains('\\') || p.split('/').any(|s| s == "..");
     if bad {
@@ -227,7 +253,14 @@ fn check_service_path(fd: &mut FileDiags<'_>, key: &str, (p, span): &(String, Ra
 fn get_excludes(fd: &mut FileDiags<'_>, t: &DeTable<'_>, prefix: &str) -> Vec<String> {
     let globs = get_str_list(fd, t, prefix, "exclude").unwrap_or_default();
     for (g, span) in &globs {
-        if let Err(e) = Glob::new(g) {
+        if g.is_empty() {
+            // As a glob it matches every path: the whole folder would be left out, silently.
+            fd.error(
+                Some(span.clone()),
+                Some(&join_key(prefix, "exclude")),
+                "an empty glob leaves out every file; remove it".to_string(),
+            );
+        } else if let Err(e) = Glob::new(g) {
             fd.error(
                 Some(span.clone()),
                 Some(&join_key(prefix, "exclude")),
