@@ -463,3 +463,17 @@ fn a_stage_variable_names_the_shared_stage_every_preview_reads() {
     let got = outputs["services"]["reader"]["Got"].as_str().unwrap();
     assert!(got.starts_with("arn:aws:sqs:us-east-1:"), "{got}");
 }
+
+/// `outputs` of a preview nothing was deployed to says so on standard error, with the named
+/// stage a misspelt name most likely meant; standard output stays empty for scripts.
+#[test]
+fn outputs_of_a_misspelt_stage_say_which_stage_was_meant() {
+    let r = monorepo("e2e-misspelt");
+    let (code, out, err) = run(&mut xtask(&r, &["outputs", "devv"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("no stack of stage `devv` has been deployed yet; did you mean `dev`?"),
+        "{err}"
+    );
+}

@@ -64,6 +64,10 @@ pub enum StageError {
         named: String,
     },
     #[error(
+        "stage `{name}` is not configured in ferry.toml, and as a preview stage its records-path would be refused by SSM: {why}; use another preview name"
+    )]
+    UnusableRecordsPath { name: String, why: String },
+    #[error(
         "stage `{name}` is not configured in ferry.toml, and as a preview stage its service `{service}` would be the stack `{stack}`, which CloudFormation refuses (a stack name starts with a letter); use a preview name that starts with a letter"
     )]
     InvalidPreviewStack {
@@ -347,6 +351,14 @@ impl Workspace {
                 id,
                 path,
                 named,
+            });
+        }
+        // A records-path made with `{stage}` (`/{stage}/`) gives each preview a path of its
+        // own, which SSM must take: `awsome` would start a name AWS keeps for itself.
+        if let Err(e) = crate::check_ssm_name(&path, true) {
+            return Err(StageError::UnusableRecordsPath {
+                name: name.into(),
+                why: e.to_string(),
             });
         }
         let preview = Stage {

@@ -605,3 +605,28 @@ fn a_ci_rule_to_a_near_miss_of_a_named_stage_is_named() {
         ]
     );
 }
+
+/// A preview whose records-path (made with `{stage}`) SSM would refuse is refused before any
+/// call: `awsome` starts a name AWS keeps for itself. Before, the deploy failed saying the
+/// caller's policy must allow it.
+#[test]
+fn a_preview_whose_records_path_ssm_refuses_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    let text = fs::read_to_string(tmp.path().join("ferry.toml")).unwrap();
+    write(
+        tmp.path(),
+        "ferry.toml",
+        &text.replace(
+            "[stages.\"*\"]\nregion = \"us-west-2\"\n",
+            "[stages.\"*\"]\nregion = \"us-west-2\"\nrecords-path = \"/{stage}/\"\n",
+        ),
+    );
+    let ws = load(tmp.path()).unwrap();
+    let err = ws.stage("awsome").unwrap_err().to_string();
+    assert!(
+        err.contains("as a preview stage its records-path would be refused by SSM"),
+        "{err}"
+    );
+    assert_eq!(ws.stage("some").unwrap().id, "some");
+}

@@ -1,7 +1,5 @@
 //! `outputs`: the stack outputs of a stage's services.
 
-use std::io::IsTerminal;
-
 use anyhow::Context as _;
 
 use crate::Ctx;
@@ -51,8 +49,18 @@ pub fn run(ctx: &Ctx, args: &OutputsArgs) -> anyhow::Result<()> {
         };
         print!("{text}");
         let nothing = found.missing.is_empty() && found.unreadable.is_empty();
-        if file.services.is_empty() && nothing && std::io::stderr().is_terminal() {
-            eprintln!("no stack of stage `{}` has been deployed yet", stage.name);
+        if file.services.is_empty() && nothing {
+            // On standard error, so a script reading the outputs gets nothing; a preview's
+            // name a letter from a named stage's is most likely that stage's, misspelt.
+            let hint = if stage.preview {
+                ferry_manifest::did_you_mean(&stage.name, ws.stages.keys().map(String::as_str))
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "no stack of stage `{}` has been deployed yet{hint}",
+                stage.name
+            );
         }
         found
             .check_complete()
