@@ -277,7 +277,7 @@ pub enum RecordError {
         reason: String,
     },
     #[error(
-        "the deployment record of `{service}` at {name} belongs to stage `{owner}`, not `{stage}`: the two stages share one records path or stage id; give each stage its own records-path, or remove stage `{owner}` first"
+        "the deployment record of `{service}` at {name} belongs to stage `{owner}`, not `{stage}`: the two stages share one records path or stage id (two preview names such as `feature/login` and `feature-login` give one id); use a preview name of its own, give each named stage its own records-path, or remove stage `{owner}` first"
     )]
     OtherStage {
         service: String,
