@@ -537,17 +537,18 @@ pub(super) fn check_input_paths(
                 diags.push(diag_at(d, quoted_span(&d.src, glob), "service.inputs", why));
             }
         }
-        // The template too: one git does not hold is one whose edits no plan sees, and which
-        // no clone has.
-        let template = d.service.template_path();
-        let template = crate::normalize_relative(&template).unwrap_or(template);
+        // A template outside the service folder too: one git does not hold is one whose edits
+        // no plan sees, and which no clone has. (An ignore lookup for every service would slow
+        // each load of a large working tree: an ignored template inside its folder is not
+        // caught.)
+        let Some(template) = d.service.template_outside() else {
+            continue;
+        };
         let why = if template == ".git" || template.starts_with(".git/") {
             Some(format!(
                 "`{template}` lies in git's own folder, which holds no file of the repository: no commit holds it and no plan sees it change; keep the template in the repository"
             ))
-        } else if d.service.template_outside().is_some() && source.ignored(&template) {
-            // (Outside its folder only: an ignore lookup for every service would slow each load
-            // of a large working tree. An ignored template inside its folder is not caught.)
+        } else if source.ignored(&template) {
             Some(format!(
                 "`{template}` is ignored by git (.gitignore, .git/info/exclude or core.excludesFile): no commit holds it, so no plan sees it change and no clone has it; commit it, or stop ignoring it"
             ))
