@@ -808,50 +808,72 @@ fn a_serverless_service_never_packages_what_a_link_leads_out_to() {
     )
     .unwrap();
     let r = two_services("slinks", "{project}-{service}-{stage}", "");
-    r.write(
-        "services/fn/service.toml",
-        "[service]\nkind = \"serverless\"\nstack-name = \"fn-{stage}\"\n",
-    )
-    .write(
-        "services/fn/serverless.yml",
-        "service: fn\nprovider:\n  name: aws\n  runtime: nodejs20.x\nfunctions:\n  hello:\n    handler: src/h.handler\n",
-    )
-    .write("services/fn/src/h.js", "exports.handler = async () => 1;\n")
-    .write("services/fn/node_modules/x/index.js", "module.exports = 1;\n");
-    let link = |name: &str, to: &std::path::Path| {
+    r.write(".gitignore", "target/\n.venv/\n")
+        .write(
+            "services/fn/service.toml",
+            "[service]\nkind = \"serverless\"\nstack-name = \"fn-{stage}\"\n\n[package]\nexclude = [\"vendor\"]\n",
+        )
+        .write(
+            "services/fn/serverless.yml",
+            "service: fn\nprovider:\n  name: aws\n  runtime: nodejs20.x\nfunctions:\n  hello:\n    handler: src/h.handler\n",
+        )
+        .write("services/fn/src/h.js", "exports.handler = async () => 1;\n")
+        .write("services/fn/.env", "TOKEN=x\n")
+        .write("services/fn/node_modules/x/index.js", "module.exports = 1;\n");
+    // Committed with the link, as a pull request would bring it.
+    let committed = |name: &str, to: &std::path::Path| {
         let at = r.path().join("services/fn/src").join(name);
-        let _ = std::fs::remove_file(&at);
         std::os::unix::fs::symlink(to, at).unwrap();
+        r.commit(name);
+    };
+    let gone = |name: &str| {
+        std::fs::remove_file(r.path().join("services/fn/src").join(name)).unwrap();
+        r.commit(name);
     };
     // Out of the repository.
-    link("conf.txt", &outside.path().join("credentials"));
+    committed("conf.txt", &outside.path().join("credentials"));
     let (_, err) = fails(&mut xtask(&r, &["validate"]));
     assert!(
         err.contains("services/fn/src/conf.txt") && err.contains("outside the repository"),
         "{err}"
     );
+    gone("conf.txt");
     // Another service's file, which the service does not watch.
-    std::fs::remove_file(r.path().join("services/fn/src/conf.txt")).unwrap();
-    link("shared.yaml", std::path::Path::new("../../a/t.yaml"));
+    committed("shared.yaml", std::path::Path::new("../../a/t.yaml"));
     let (_, err) = fails(&mut xtask(&r, &["validate"]));
     assert!(
         err.contains("leads to services/a/t.yaml, a file of service a"),
         "{err}"
     );
+    gone("shared.yaml");
     // A credential file of the repository, under a name that does not say so.
-    std::fs::remove_file(r.path().join("services/fn/src/shared.yaml")).unwrap();
-    r.write("services/fn/.env", "TOKEN=x\n");
-    link("settings.txt", std::path::Path::new("../.env"));
+    committed("settings.txt", std::path::Path::new("../.env"));
     let (_, err) = fails(&mut xtask(&r, &["validate"]));
     assert!(
-        err.contains("services/fn/src/settings.txt: a symbolic link to a credential file"),
+        err.contains("services/fn/src/settings.txt is a symbolic link to a credential file"),
         "{err}"
     );
-    // Without links: valid (a link inside node_modules is not looked at).
-    std::fs::remove_file(r.path().join("services/fn/src/settings.txt")).unwrap();
+    gone("settings.txt");
+
+    // What is left alone: a link under node_modules, one the service excludes, one named as a
+    // credential file (stripped from the archive by its name), and one git does not hold (a
+    // local virtualenv's link to its interpreter).
+    std::fs::create_dir_all(r.path().join("services/fn/vendor")).unwrap();
+    for (at, to) in [
+        (
+            "services/fn/node_modules/linked",
+            outside.path().to_path_buf(),
+        ),
+        ("services/fn/vendor/linked", outside.path().to_path_buf()),
+        ("services/fn/src/.env", r.path().join("services/fn/.env")),
+    ] {
+        std::os::unix::fs::symlink(to, r.path().join(at)).unwrap();
+    }
+    r.commit("links left alone");
+    std::fs::create_dir_all(r.path().join("services/fn/.venv/bin")).unwrap();
     std::os::unix::fs::symlink(
-        outside.path(),
-        r.path().join("services/fn/node_modules/linked"),
+        "/usr/bin/python3",
+        r.path().join("services/fn/.venv/bin/python3"),
     )
     .unwrap();
     let (code, out, err) = run(&mut xtask(&r, &["validate"]), None);
@@ -889,13 +911,25 @@ fn nothing_committed_in_the_output_folder_makes_ferry_write_through_it() {
     }
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
 
-    // `target` itself a link.
+    // `target` itself a committed link.
     let r = two_services("outlink2", "{project}-{service}-{stage}", "");
     std::os::unix::fs::symlink(outside.path(), r.path().join("target")).unwrap();
+    ferry_test_support::git(r.path(), &["add", "-f", "target"]);
+    ferry_test_support::git(r.path(), &["commit", "-q", "-m", "a linked target"]);
     let (code, out, err) = run(&mut xtask(&r, &["package"]), None);
     assert_eq!(code, 1, "{out}\n{err}");
-    assert!(err.contains("target is a symbolic link"), "{err}");
+    assert!(
+        err.contains("the repository commits target:") && err.contains("git rm -r --cached target"),
+        "{err}"
+    );
     assert!(!outside.path().join("ferry").exists());
+    // A link the developer made (target on another disk) is theirs: Ferry writes through it.
+    let r = two_services("outlink3", "{project}-{service}-{stage}", "");
+    let disk = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(disk.path(), r.path().join("target")).unwrap();
+    let (code, out, err) = run(&mut xtask(&r, &["package"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(disk.path().join("ferry/package").is_dir());
 }
 
 /// An output a service reads that the template naming it does not declare is refused by
@@ -922,6 +956,16 @@ fn an_output_no_template_declares_is_refused_before_anything_deploys() {
         "{err}"
     );
     assert!(records("noout", "dev").is_empty());
+    // A macro may add outputs (here in its short form): not judged.
+    r.write(
+        "services/a/t.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs: !Transform {Name: AddStandardOutputs}\n",
+    );
+    let (code, out, err) = run(&mut xtask(&r, &["validate"]), None);
+    assert!(
+        !err.contains("reads output `QueueUrl`"),
+        "{code}\n{out}\n{err}"
+    );
 }
 
 /// A link inside the repository too: the plan sees changes by path, and the link's path does
@@ -1463,4 +1507,39 @@ fn a_template_git_does_not_hold_is_refused() {
         err.contains("`.git/evil/t.yaml` lies in git's own folder"),
         "{err}"
     );
+}
+
+/// A `[ci]` rule deploying to a preview whose stack would be a named stage's is refused by
+/// validate; the same preview named by hand is refused by deploy, before any call, and stays
+/// removable.
+#[test]
+fn a_preview_taking_a_named_stages_stack_is_refused_before_it_deploys() {
+    let r = two_services("pclash", "{project}-{service}-{stage}", "");
+    r.write(
+        "services/a-x/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write("services/a-x/t.yaml", QUEUE);
+    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    r.write(
+        "ferry.toml",
+        &format!("{toml}\n[ci]\nbranches = {{ main = \"x-dev\" }}\n"),
+    );
+    r.commit("a-x, and a rule to a clashing preview");
+    let (_, err) = fails(&mut xtask(&r, &["validate"]));
+    assert!(
+        err.contains("[ci] \"main\" = \"x-dev\"")
+            && err.contains("its service `a` would be the stack `pclash-a-x-dev`, which is service `a-x`'s in the named stage `dev`"),
+        "{err}"
+    );
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "x-dev", "--local"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("which is service `a-x`'s in the named stage `dev`"),
+        "{err}"
+    );
+    assert!(records("pclash", "x-dev").is_empty());
+    // Resolving it is not refused: a remove of it runs (and finds nothing to remove).
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "x-dev", "--local"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
 }

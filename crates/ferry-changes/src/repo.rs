@@ -114,31 +114,20 @@ fn in_output_dir(path: &str) -> bool {
 /// that what Ferry writes never shows in `git status`, whether or not the repository ignores
 /// `target/`. Returns the folder.
 ///
-/// Refused when the folder (or `target`) is a symbolic link, or when the repository commits
-/// anything in it: Ferry writes its reports, packages and outputs files there, and a committed
-/// link (`target/ferry/reports/deploy-dev.md -> ~/.bashrc`, from a pull request, say) would
-/// have a CI build write where it leads.
+/// Refused when the repository commits anything there (`target` or `target/ferry` itself, or
+/// anything under it): Ferry writes its reports, packages and outputs files there, and a
+/// committed link (`target/ferry/reports/deploy-dev.md -> ~/.bashrc`, from a pull request, say)
+/// would have a CI build write where it leads. A link the developer made (`target` on another
+/// disk) is theirs, and fine.
 pub fn prepare_output_dir(root: &Path) -> std::io::Result<PathBuf> {
     let dir = root.join(ferry_manifest::OUTPUT_DIR);
-    let refuse = |what: String| {
-        Err(std::io::Error::new(
+    if let Some((committed, remove)) = committed_in_output_dir(root) {
+        return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
-            what,
-        ))
-    };
-    for part in [root.join("target"), dir.clone()] {
-        if std::fs::symlink_metadata(&part).is_ok_and(|m| m.file_type().is_symlink()) {
-            return refuse(format!(
-                "{} is a symbolic link: Ferry writes its output there, and would write where it leads; remove the link (`git rm` it if it is committed)",
-                part.display()
-            ));
-        }
-    }
-    if let Some(committed) = committed_in_output_dir(root) {
-        return refuse(format!(
-            "the repository commits {committed}: Ferry's output folder {} holds only what Ferry makes, and Ferry writes there (through a committed link, anywhere); remove it from the repository: git rm -r --cached {}",
-            ferry_manifest::OUTPUT_DIR,
-            ferry_manifest::OUTPUT_DIR
+            format!(
+                "the repository commits {committed}: Ferry's output folder {} holds only what Ferry makes, and Ferry writes there (through a committed link, anywhere); remove it from the repository: git rm -r --cached {remove}",
+                ferry_manifest::OUTPUT_DIR,
+            ),
         ));
     }
     std::fs::create_dir_all(&dir)?;
@@ -152,9 +141,9 @@ pub fn prepare_output_dir(root: &Path) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// The first path the index of the repository at `root` holds in Ferry's output folder, if
-/// any (none outside a repository).
-fn committed_in_output_dir(root: &Path) -> Option<String> {
+/// The first path the index of the repository at `root` holds in Ferry's output folder (or
+/// `target` or `target/ferry` itself), if any (none outside a repository), and what to remove.
+fn committed_in_output_dir(root: &Path) -> Option<(String, String)> {
     let repo = Repository::open_ext(
         root,
         RepositoryOpenFlags::NO_SEARCH,
@@ -162,11 +151,18 @@ fn committed_in_output_dir(root: &Path) -> Option<String> {
     )
     .ok()?;
     let index = repo.index().ok()?;
+    // `target` or `target/ferry` committed as a link (or a file).
+    for exact in ["target", ferry_manifest::OUTPUT_DIR] {
+        if index.get_path(Path::new(exact), 0).is_some() {
+            return Some((exact.to_string(), exact.to_string()));
+        }
+    }
     let prefix = format!("{}/", ferry_manifest::OUTPUT_DIR);
     let at = index.find_prefix(&prefix).ok()?;
     let entry = index.get(at)?;
     let path = String::from_utf8_lossy(&entry.path).into_owned();
-    path.starts_with(&prefix).then_some(path)
+    path.starts_with(&prefix)
+        .then(|| (path, ferry_manifest::OUTPUT_DIR.to_string()))
 }
 
 /// A repository opened for change detection.

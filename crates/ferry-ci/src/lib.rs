@@ -121,7 +121,9 @@ impl CiContext {
     ) -> Self {
         let get = |k: &str| var(k).filter(|v| !v.trim().is_empty());
         let truthy = |k: &str| {
-            get(k).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+            get(k).is_some_and(|v| {
+                matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes")
+            })
         };
         let force_deploy_all = truthy("FORCE_DEPLOY_ALL");
         let ended = refs::ended(&|k: &str| var(k), event_file);

@@ -367,17 +367,29 @@ impl Workspace {
             preview: true,
             config: config.clone(),
         };
-        self.check_preview_stacks(&preview)?;
         Ok(preview)
     }
 
-    /// A preview's stacks must be no named stage's: with `{project}-{service}-{stage}`, service
-    /// `db` of the preview `x-staging` is `shop-db-x-staging`, the stack of service `db-x` in
-    /// `staging`. Ferry would refuse to touch that stack, but the preview's deploy would make it
-    /// first, and the named stage would be blocked until the preview is removed.
-    fn check_preview_stacks(&self, preview: &Stage) -> Result<(), StageError> {
+    /// Before a preview deploys: its stacks must be names CloudFormation takes, and no named
+    /// stage's in the same region and account. With `{project}-{service}-{stage}`, service `db`
+    /// of the preview `x-staging` is `shop-db-x-staging`, the stack of service `db-x` in
+    /// `staging`: Ferry would refuse to touch that stack, but the preview's deploy would make it
+    /// first, and the named stage would be blocked until the preview is removed. Checked by the
+    /// commands that make stacks, not by [`Workspace::stage`]: removing such a preview must stay
+    /// possible. A named stage passes.
+    pub fn check_preview_stacks(&self, preview: &Stage) -> Result<(), StageError> {
+        if !preview.preview {
+            return Ok(());
+        }
         let mut named: std::collections::HashMap<String, (&str, &str)> = Default::default();
-        for (name, config) in &self.stages {
+        let meets = |c: &StageConfig| {
+            c.region == preview.config.region
+                && match (&c.account, &preview.config.account) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => true,
+                }
+        };
+        for (name, config) in self.stages.iter().filter(|(_, c)| meets(c)) {
             let stage = Stage {
                 name: name.clone(),
                 id: name.clone(),

@@ -491,6 +491,16 @@ fn a_long_preview_name_keeps_its_id_whatever_services_come() {
 fn a_preview_never_takes_a_named_stages_stack_name() {
     let tmp = tempfile::tempdir().unwrap();
     example(tmp.path());
+    // Previews in dev's region.
+    let text = fs::read_to_string(tmp.path().join("ferry.toml")).unwrap();
+    write(
+        tmp.path(),
+        "ferry.toml",
+        &text.replace(
+            "[stages.\"*\"]\nregion = \"us-west-2\"",
+            "[stages.\"*\"]\nregion = \"us-east-1\"",
+        ),
+    );
     write(
         tmp.path(),
         "services/frontend-x/template.yaml",
@@ -502,12 +512,22 @@ fn a_preview_never_takes_a_named_stages_stack_name() {
         "[service]\ntemplate = \"template.yaml\"\n",
     );
     let ws = load(tmp.path()).unwrap();
-    let err = ws.stage("x-dev").unwrap_err().to_string();
+    // The stage itself resolves (removing such a preview stays possible); its deploy does not.
+    let preview = ws.stage("x-dev").unwrap();
+    let err = ws.check_preview_stacks(&preview).unwrap_err().to_string();
     assert!(
         err.contains("its service `frontend` would be the stack `frontend-x-dev`, which is service `frontend-x`'s in the named stage `dev`"),
         "{err}"
     );
-    assert!(ws.stage("x-review").is_ok());
+    assert!(
+        ws.check_preview_stacks(&ws.stage("x-review").unwrap())
+            .is_ok()
+    );
+    // prod is in another region (eu-west-1): no stack of it meets a preview's.
+    assert!(
+        ws.check_preview_stacks(&ws.stage("x-prod").unwrap())
+            .is_ok()
+    );
 }
 
 /// With `{stage}` first in stack names, a preview named with a digit first would make stacks
@@ -526,7 +546,10 @@ fn a_preview_whose_stack_names_cloudformation_refuses_is_refused() {
         ),
     );
     let ws = load(tmp.path()).unwrap();
-    let err = ws.stage("9lives").unwrap_err().to_string();
+    let err = ws
+        .check_preview_stacks(&ws.stage("9lives").unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("would be the stack `9lives-database`, which CloudFormation refuses"),
         "{err}"

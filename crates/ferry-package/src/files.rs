@@ -241,6 +241,37 @@ fn resolve(path: &Path, boundary: &Path, scope: Scope, entry: &str) -> io::Resul
     Ok(real)
 }
 
+/// One committed symbolic link of a folder another tool packages (a Serverless Framework
+/// service's, which its framework zips following links): it must lead inside the canonical
+/// `boundary` (the repository), to no credential file, and to what `watched` covers. A broken
+/// link is the tool's to report. A link named like a credential file is left alone: Ferry
+/// strips such names from the tool's archive.
+pub(crate) fn check_committed_link(
+    path: &Path,
+    boundary: &Path,
+    watched: &Watched<'_>,
+) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if is_credential_name(name) || fs::canonicalize(path).is_err() {
+        return Ok(());
+    }
+    let real = resolve(path, boundary, Scope::Repository, name)?;
+    if in_credential_place(&real, boundary) {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is a symbolic link to a credential file or folder ({}): its framework would package what it leads to; remove the link",
+                path.display(),
+                real.display()
+            ),
+        ));
+    }
+    watched.check(path, &real, boundary)
+}
+
 /// [`resolve`] inside an unpacked archive: its temporary folder means nothing to the reader, so
 /// the link is named by `entry`, its place in the archive.
 fn resolve_unpacked(path: &Path, boundary: &Path, entry: &str) -> io::Result<PathBuf> {

@@ -1091,20 +1091,31 @@ pub fn check_templates<'a>(
     problems
 }
 
-/// The symbolic links in a Serverless Framework service's folder. The framework follows them
-/// when it zips, and writes what `${file(…)}` reads into the template, so each must lead where
-/// a link in a Ferry archive may: inside the repository, to a file the service's change
+/// The symbolic links a Serverless Framework service's folder commits. The framework follows
+/// them when it zips, and writes what `${file(…)}` reads into the template, so each must lead
+/// where a link in a Ferry archive may: inside the repository, to a file the service's change
 /// detection watches (else an edit there deploys nothing), and never to a credential file
 /// (Ferry leaves credential files out of the framework's archives by name, and a link's name
-/// need not say what it leads to). Its installed packages (`node_modules`, versioned through a
-/// lock file), its output (`.serverless`) and the folders of services nested in it are not
-/// looked into.
+/// need not say what it leads to). Only links git holds are looked at (a local virtualenv's
+/// links to its interpreter are the machine's, and no clone has them); those under its
+/// installed packages (`node_modules`), its output (`.serverless`), the folders of services
+/// nested in it and its `[package] exclude` globs are left alone. Outside a git repository
+/// nothing is checked.
 pub fn check_serverless_links(
     ws: &Workspace,
     service: &Service,
     owners: &ferry_manifest::Owners<'_>,
 ) -> Result<(), PackageError> {
-    let dir = ws.root.join(&service.dir);
+    let Ok(repo) = git2::Repository::open_ext(
+        &ws.root,
+        git2::RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&std::ffi::OsStr>(),
+    ) else {
+        return Ok(());
+    };
+    let Ok(index) = repo.index() else {
+        return Ok(());
+    };
     let inner = format!("{}/", service.dir);
     let nested: Vec<String> = ws
         .services
@@ -1115,24 +1126,32 @@ pub fn check_serverless_links(
     let globs: Vec<&str> = ["node_modules", ".serverless"]
         .into_iter()
         .chain(nested.iter().map(String::as_str))
+        .chain(service.package.exclude.iter().map(String::as_str))
         .collect();
     let set = files::exclude_set(&globs).map_err(|e| PackageError::Io {
         path: service.manifest_path(),
         source: io::Error::other(e.to_string()),
     })?;
+    let boundary = fs::canonicalize(&ws.root).map_err(io_err(&ws.root))?;
     let watched = files::Watched::new(owners, &service.name);
-    let found = files::collect(&dir, &set, &ws.root, Some(&watched)).map_err(io_err(&dir))?;
-    for rel in &found.withheld {
-        let path = dir.join(rel);
-        if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(PackageError::Io {
-                path: path.display().to_string(),
-                source: io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    "a symbolic link to a credential file or folder: the Serverless Framework would package what it leads to; remove the link",
-                ),
-            });
+    const LINK: u32 = 0o120000;
+    for entry in index.iter().filter(|e| e.mode & 0o170000 == LINK) {
+        let Ok(path) = std::str::from_utf8(&entry.path) else {
+            continue;
+        };
+        let Some(rel) = path.strip_prefix(&inner) else {
+            continue;
+        };
+        if set.is_match(rel) {
+            continue;
         }
+        let on_disk = ws.root.join(path);
+        files::check_committed_link(&on_disk, &boundary, &watched).map_err(|source| {
+            PackageError::Io {
+                path: format!("{} (a Serverless Framework service)", service.dir),
+                source,
+            }
+        })?;
     }
     Ok(())
 }

@@ -605,8 +605,16 @@ fn declared_outputs(ws: &Workspace, s: &Service) -> Option<Vec<String>> {
         Some(Value::String(x)) => x == "AWS::Serverless-2016-10-31",
         Some(_) => false,
     };
-    // A macro in the template's body (`Fn::Transform`, `AWS::Include`) may add outputs too.
-    if !plain || text.contains("Fn::Transform") || text.contains("AWS::Include") {
+    // A macro in the template's body (`Fn::Transform`, `!Transform`, `AWS::Include`) may add
+    // outputs too: looked for in the parsed tree, where short forms are long.
+    fn has_macro(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => m.contains_key("Fn::Transform") || m.values().any(has_macro),
+            Value::Array(a) => a.iter().any(has_macro),
+            _ => false,
+        }
+    }
+    if !plain || has_macro(&t) {
         return None;
     }
     Some(match t.get("Outputs") {

@@ -256,6 +256,7 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
     // A pull request's build only plans, unless [ci] gives pull requests a preview stage and
     // the stage came from it.
     let plan_only = ci.is_pull_request() && !from_ci;
+    ws.check_preview_stacks(&stage)?;
     ctx.check_services(&args.select.services)?;
     ferry_deploy::check_templates(ws, &args.select.services)?;
     let (tree, source) = Tree::read(ws, ci)?;

@@ -765,6 +765,7 @@ pub fn promote(ctx: &Ctx, args: &PromoteArgs) -> anyhow::Result<()> {
     };
     // Checked before any AWS call.
     ctx.ci().check_may_change("promote", &to.name, to.preview)?;
+    ws.check_preview_stacks(&to)?;
     clean_if_protected(ctx, ws, &to)?;
     ferry_deploy::release::check_promote_from(&to, &from.name)?;
     if to.config.approval && !args.review {
@@ -1240,6 +1241,7 @@ pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> anyhow::Result<()> {
     let stage = ws.stage(&args.stage)?;
     ctx.ci()
         .check_may_change("approve", &stage.name, stage.preview)?;
+    ws.check_preview_stacks(&stage)?;
     clean_if_protected(ctx, ws, &stage)?;
     if !ferry_releases::valid_id(&args.release) {
         anyhow::bail!(ferry_releases::ReleaseError::BadId {

@@ -68,16 +68,31 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     let problems = ferry_package::check_templates(ws, &ws.services);
     // An output read that the template it names does not declare: the deploy would stop there.
     let missing = ferry_package::missing_outputs(ws);
-    if !problems.is_empty() || !missing.is_empty() {
+    // A preview stage a [ci] rule deploys to whose stacks no deploy would make.
+    let ci = &ws.project.ci;
+    let previews: Vec<String> = ci
+        .branches
+        .iter()
+        .chain(&ci.tags)
+        .filter_map(|(pattern, name)| {
+            let stage = ws.stage(name).ok()?;
+            let e = ws.check_preview_stacks(&stage).err()?;
+            Some(format!("ferry.toml: [ci] \"{pattern}\" = \"{name}\": {e}"))
+        })
+        .collect();
+    if !problems.is_empty() || !missing.is_empty() || !previews.is_empty() {
         for p in &problems {
             eprintln!("{p}");
         }
         for m in &missing {
             eprintln!("{m}");
         }
+        for p in &previews {
+            eprintln!("{p}");
+        }
         anyhow::bail!(
-            "{} problem(s) in the services' templates (the configuration itself is valid)",
-            problems.len() + missing.len()
+            "{} problem(s) in the services' templates and stacks (the configuration itself is valid)",
+            problems.len() + missing.len() + previews.len()
         );
     }
     // A [ci] rule deploying to a preview named a letter or two from a named stage (`stagin`).
