@@ -854,17 +854,50 @@ fn a_serverless_service_never_packages_what_a_link_leads_out_to() {
         "{err}"
     );
     gone("settings.txt");
-
-    // What is left alone: a link under node_modules, one the service excludes, one named as a
-    // credential file (stripped from the archive by its name), and one git does not hold (a
-    // local virtualenv's link to its interpreter).
+    // One the service's `exclude` names: the framework, not Ferry, decides what its archive
+    // holds, and Ferry re-zips all of it.
     std::fs::create_dir_all(r.path().join("services/fn/vendor")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("credentials"),
+        r.path().join("services/fn/vendor/notes.txt"),
+    )
+    .unwrap();
+    r.commit("an excluded link");
+    let (_, err) = fails(&mut xtask(&r, &["validate"]));
+    assert!(err.contains("vendor/notes.txt leads to"), "{err}");
+    std::fs::remove_file(r.path().join("services/fn/vendor/notes.txt")).unwrap();
+    r.commit("no excluded link");
+    // A link to a declared folder is walked: what it holds is checked as the framework reaches
+    // it (a link out of the repository in it), and a `/**` input covers its files.
+    r.write("shared/lib.js", "module.exports = 1;\n");
+    std::os::unix::fs::symlink(
+        outside.path().join("credentials"),
+        r.path().join("shared/readme.txt"),
+    )
+    .unwrap();
+    r.write(
+        "services/fn/service.toml",
+        "[service]\nkind = \"serverless\"\nstack-name = \"fn-{stage}\"\ninputs = [\"shared/**\"]\n",
+    );
+    committed("sh", std::path::Path::new("../../../shared"));
+    let (_, err) = fails(&mut xtask(&r, &["validate"]));
+    assert!(
+        err.contains("src/sh/readme.txt") && err.contains("outside the repository"),
+        "{err}"
+    );
+    std::fs::remove_file(r.path().join("shared/readme.txt")).unwrap();
+    r.commit("no outward link in shared");
+    let (code, out, err) = run(&mut xtask(&r, &["validate"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // What is left alone: a link under node_modules, one named as a credential file (stripped
+    // from the archive by its name), and one git does not hold (a local virtualenv's link to
+    // its interpreter).
     for (at, to) in [
         (
             "services/fn/node_modules/linked",
             outside.path().to_path_buf(),
         ),
-        ("services/fn/vendor/linked", outside.path().to_path_buf()),
         ("services/fn/src/.env", r.path().join("services/fn/.env")),
     ] {
         std::os::unix::fs::symlink(to, r.path().join(at)).unwrap();
@@ -1542,4 +1575,23 @@ fn a_preview_taking_a_named_stages_stack_is_refused_before_it_deploys() {
     // Resolving it is not refused: a remove of it runs (and finds nothing to remove).
     let (code, out, err) = run(&mut xtask(&r, &["remove", "x-dev", "--local"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
+}
+
+/// With `{stage}` first in stack names, `[ci] pull-requests = "{number}"` would give every pull
+/// request's preview stacks CloudFormation refuses: validate says so.
+#[test]
+fn a_pull_request_pattern_making_stack_names_aws_refuses_is_refused_by_validate() {
+    let r = two_services("pdigit", "{stage}-{service}", "");
+    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    r.write(
+        "ferry.toml",
+        &format!("{toml}\n[ci]\npull-requests = \"{{number}}\"\n"),
+    );
+    r.commit("pull requests by number alone");
+    let (_, err) = fails(&mut xtask(&r, &["validate"]));
+    assert!(
+        err.contains("[ci] pull-requests = \"{number}\"")
+            && err.contains("which CloudFormation refuses"),
+        "{err}"
+    );
 }

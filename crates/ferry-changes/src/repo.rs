@@ -144,25 +144,36 @@ pub fn prepare_output_dir(root: &Path) -> std::io::Result<PathBuf> {
 /// The first path the index of the repository at `root` holds in Ferry's output folder (or
 /// `target` or `target/ferry` itself), if any (none outside a repository), and what to remove.
 fn committed_in_output_dir(root: &Path) -> Option<(String, String)> {
+    // The repository around the project: `ferry.toml` may lie in a subfolder of it.
     let repo = Repository::open_ext(
         root,
-        RepositoryOpenFlags::NO_SEARCH,
+        RepositoryOpenFlags::empty(),
         std::iter::empty::<&std::ffi::OsStr>(),
     )
     .ok()?;
     let index = repo.index().ok()?;
+    let top = std::fs::canonicalize(repo.workdir()?).ok()?;
+    let here = std::fs::canonicalize(root).ok()?;
+    let project = here.strip_prefix(&top).ok()?.to_str()?.to_string();
+    let under = |rel: &str| {
+        if project.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{project}/{rel}")
+        }
+    };
     // `target` or `target/ferry` committed as a link (or a file).
-    for exact in ["target", ferry_manifest::OUTPUT_DIR] {
-        if index.get_path(Path::new(exact), 0).is_some() {
-            return Some((exact.to_string(), exact.to_string()));
+    for exact in [under("target"), under(ferry_manifest::OUTPUT_DIR)] {
+        if index.get_path(Path::new(&exact), 0).is_some() {
+            return Some((exact.clone(), exact));
         }
     }
-    let prefix = format!("{}/", ferry_manifest::OUTPUT_DIR);
+    let prefix = format!("{}/", under(ferry_manifest::OUTPUT_DIR));
     let at = index.find_prefix(&prefix).ok()?;
     let entry = index.get(at)?;
     let path = String::from_utf8_lossy(&entry.path).into_owned();
     path.starts_with(&prefix)
-        .then(|| (path, ferry_manifest::OUTPUT_DIR.to_string()))
+        .then(|| (path, under(ferry_manifest::OUTPUT_DIR)))
 }
 
 /// A repository opened for change detection.

@@ -128,6 +128,39 @@ fn ferry_init_writes_the_configuration_alone_unless_asked_for_a_runner() {
     );
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(!out.contains("a folder of this machine"), "{out}");
+    // A relative path is the repository's (a submodule): written as Cargo reads it from
+    // xtask/, and no note. An absolute one, even inside the repository, is this machine's.
+    let (code, out, err) = ferry(
+        r.path(),
+        &[
+            "init",
+            "--runner",
+            "--force",
+            "--dry-run",
+            "--ferry-path",
+            "vendor/ferry",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("ferry-cli = { path = \"../vendor/ferry/crates/ferry-cli\" }"),
+        "{out}"
+    );
+    assert!(!out.contains("a folder of this machine"), "{out}");
+    let inside = r.path().join("vendor/ferry").display().to_string();
+    let (code, out, err) = ferry(
+        r.path(),
+        &[
+            "init",
+            "--runner",
+            "--force",
+            "--dry-run",
+            "--ferry-path",
+            &inside,
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("a folder of this machine"), "{out}");
     let (code, _, err) = ferry(r.path(), &["init", "--runner", "--no-runner"]);
     assert_eq!(code, 2, "{err}");
 }

@@ -257,18 +257,34 @@ fn required_parameters(path: &Path) -> Vec<(String, Option<String>)> {
 pub fn runner(root: &Path, runner: &Runner) -> (Vec<(String, String)>, Vec<String>) {
     let mut files = Vec::new();
     let mut notes = Vec::new();
+    // A path a clone elsewhere has: relative, inside the repository (a git submodule).
+    let outside = |p: &str| {
+        let path = Path::new(p);
+        path.is_absolute()
+            || path
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+    };
     if let Runner::Path(p) = runner
-        && Path::new(p).is_absolute()
-        && !Path::new(p).starts_with(root)
+        && outside(p)
     {
         notes.push(format!(
-            "xtask/Cargo.toml takes Ferry from {p}, a folder of this machine: a clone elsewhere (CI, a teammate) cannot build `cargo xtask`; run init again with --ferry-git URL [--ferry-rev REV], or --ferry-path with a path inside the repository (a git submodule), or adopt with --no-runner and the `ferry` binary"
+            "xtask/Cargo.toml takes Ferry from {p}, a folder of this machine: a clone elsewhere (CI, a teammate) cannot build `cargo xtask`; run init again with --ferry-git URL [--ferry-rev REV], or --ferry-path with a relative path inside the repository (a git submodule), or adopt with --no-runner and the `ferry` binary"
         ));
     }
     let dependency = match runner {
+        // A relative path is the repository's; Cargo reads it from xtask/, one folder down.
         Runner::Path(p) => format!(
             "ferry-cli = {{ path = {} }}",
-            quoted(&format!("{}/crates/ferry-cli", p.trim_end_matches('/')))
+            quoted(&format!(
+                "{}{}/crates/ferry-cli",
+                if Path::new(p).is_absolute() {
+                    ""
+                } else {
+                    "../"
+                },
+                p.trim_end_matches('/')
+            ))
         ),
         Runner::Git {
             url,

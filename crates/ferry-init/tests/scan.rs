@@ -220,7 +220,9 @@ fn a_lerna_monorepo_is_found_with_its_links_and_what_could_not_be_inferred() {
     assert!(!reports.contains("Retention"), "has a default: {reports}");
     let xtask = fs::read_to_string(dir.path().join("xtask/Cargo.toml")).unwrap();
     assert!(
-        xtask.contains("ferry-cli = { path = \"../ferry/crates/ferry-cli\" }"),
+        // `../ferry` is relative to the repository, as --ferry-path says; Cargo reads the path
+        // from xtask/, one folder down.
+        xtask.contains("ferry-cli = { path = \"../../ferry/crates/ferry-cli\" }"),
         "{xtask}"
     );
 

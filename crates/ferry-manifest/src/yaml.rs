@@ -10,13 +10,26 @@ use serde::de::DeserializeOwned;
 pub const MAX_FLOW_DEPTH: usize = 100;
 
 /// The line at which YAML flow collections nest deeper than `max`, if they do. Brackets in
-/// quoted scalars and comments do not count; a close never takes the depth below zero.
+/// quoted scalars (which may run over several lines), in block scalars (`key: |`, `- >-` and
+/// the lines indented below them) and in comments do not count; a close never takes the depth
+/// below zero.
 pub fn flow_too_deep(text: &str, max: usize) -> Option<usize> {
     let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    // The indentation of the line that opened a block scalar: lines indented deeper (and blank
+    // ones) are its text.
+    let mut block: Option<usize> = None;
     for (n, line) in text.lines().enumerate() {
-        let mut quote: Option<char> = None;
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if let Some(b) = block {
+            if line.trim().is_empty() || indent > b {
+                continue;
+            }
+            block = None;
+        }
         let mut prev = ' ';
         let mut chars = line.chars().peekable();
+        let mut outside = String::new();
         while let Some(c) = chars.next() {
             match (quote, c) {
                 // '' is an escaped quote inside a single-quoted scalar.
@@ -41,7 +54,24 @@ pub fn flow_too_deep(text: &str, max: usize) -> Option<usize> {
                 (None, ']' | '}') => depth = depth.saturating_sub(1),
                 _ => {}
             }
+            if quote.is_none() {
+                outside.push(c);
+            }
             prev = c;
+        }
+        // A block scalar's header ends its line: `|` or `>`, then chomping or indentation
+        // indicators, after `:`, `-` or a space.
+        if quote.is_none() {
+            let said = outside.trim_end();
+            let token = said.rsplit(char::is_whitespace).next().unwrap_or(said);
+            let opens = token.starts_with(['|', '>'])
+                && token[1..]
+                    .chars()
+                    .all(|c| c == '+' || c == '-' || c.is_ascii_digit());
+            // (Only outside flow collections, where YAML allows a block scalar at all.)
+            if opens && depth == 0 && said.len() > token.len() {
+                block = Some(indent);
+            }
         }
     }
     None
@@ -70,5 +100,21 @@ mod tests {
         let quoted = format!("a: \"{}\"\n# {}\n", "[".repeat(200), "{".repeat(200));
         assert!(from_str::<serde_yaml_ng::Value>(&quoted).is_ok());
         assert_eq!(flow_too_deep("a: [[[]]]\n", 2), Some(1));
+        // Block scalars and quoted scalars over several lines hold text, not collections.
+        let block = format!(
+            "a: |\n  {}\n  more\nb: >-\n    {}\nc:\n  - |2\n     {}\nd: [1]\n",
+            "[".repeat(150),
+            "{".repeat(150),
+            "[".repeat(150)
+        );
+        assert_eq!(flow_too_deep(&block, 100), None, "{block}");
+        let quoted = format!("a: \"x\n  {}\n  y\"\nb: 1\n", "[".repeat(150));
+        assert_eq!(flow_too_deep(&quoted, 100), None);
+        // A header with a comment after it opens a block too.
+        let commented = format!("a: |  # text\n  {}\n", "[".repeat(150));
+        assert_eq!(flow_too_deep(&commented, 100), None);
+        // After the block, collections count again.
+        let after = format!("a: |\n  text\nb: {}\n", "[".repeat(150));
+        assert_eq!(flow_too_deep(&after, 100), Some(3));
     }
 }

@@ -243,9 +243,11 @@ fn resolve(path: &Path, boundary: &Path, scope: Scope, entry: &str) -> io::Resul
 
 /// One committed symbolic link of a folder another tool packages (a Serverless Framework
 /// service's, which its framework zips following links): it must lead inside the canonical
-/// `boundary` (the repository), to no credential file, and to what `watched` covers. A broken
-/// link is the tool's to report. A link named like a credential file is left alone: Ferry
-/// strips such names from the tool's archive.
+/// `boundary` (the repository), to no credential file, and to what `watched` covers. A link to
+/// a folder has that folder walked as an archive's would be: each file it holds must be
+/// watched, and each link in it held to the same rules (the framework follows those too). A
+/// broken link is the tool's to report. A link named like a credential file is left alone:
+/// Ferry strips such names from the tool's archive.
 pub(crate) fn check_committed_link(
     path: &Path,
     boundary: &Path,
@@ -255,19 +257,47 @@ pub(crate) fn check_committed_link(
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    if is_credential_name(name) || fs::canonicalize(path).is_err() {
+    if is_credential_name(name) {
         return Ok(());
     }
-    let real = resolve(path, boundary, Scope::Repository, name)?;
-    if in_credential_place(&real, boundary) {
-        return Err(io::Error::new(
+    let Ok(meta) = fs::metadata(path) else {
+        return Ok(());
+    };
+    let credential_link = |link: &Path, real: &Path| {
+        io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
                 "{} is a symbolic link to a credential file or folder ({}): its framework would package what it leads to; remove the link",
+                link.display(),
+                real.display()
+            ),
+        )
+    };
+    if meta.is_dir() {
+        let found = collect(path, &GlobSet::empty(), boundary, Some(watched))?;
+        // A link inside it that leads to a credential file keeps its own, innocent name.
+        for rel in &found.withheld {
+            let inner = path.join(rel);
+            if fs::symlink_metadata(&inner).is_ok_and(|m| m.file_type().is_symlink()) {
+                let real = fs::canonicalize(&inner).unwrap_or_else(|_| inner.clone());
+                return Err(credential_link(&inner, &real));
+            }
+        }
+        return Ok(());
+    }
+    let real = fs::canonicalize(path)?;
+    if !real.starts_with(boundary) {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} leads to {}, outside the repository: its framework would package it (a change there goes unseen, and it could be a secret); copy what the service needs into the repository",
                 path.display(),
                 real.display()
             ),
         ));
+    }
+    if in_credential_place(&real, boundary) {
+        return Err(credential_link(path, &real));
     }
     watched.check(path, &real, boundary)
 }

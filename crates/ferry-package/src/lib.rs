@@ -1097,10 +1097,12 @@ pub fn check_templates<'a>(
 /// detection watches (else an edit there deploys nothing), and never to a credential file
 /// (Ferry leaves credential files out of the framework's archives by name, and a link's name
 /// need not say what it leads to). Only links git holds are looked at (a local virtualenv's
-/// links to its interpreter are the machine's, and no clone has them); those under its
-/// installed packages (`node_modules`), its output (`.serverless`), the folders of services
-/// nested in it and its `[package] exclude` globs are left alone. Outside a git repository
-/// nothing is checked.
+/// links to its interpreter are the machine's, and no clone has them), in the repository
+/// around the project (`ferry.toml` may lie in a subfolder of it); those under its installed
+/// packages (`node_modules`), its output (`.serverless`) and the folders of services nested in
+/// it are left alone. (Its `[package] exclude` globs are not: Ferry re-zips the framework's
+/// archive, and the framework decides what it holds.) Outside a git repository nothing is
+/// checked.
 pub fn check_serverless_links(
     ws: &Workspace,
     service: &Service,
@@ -1108,15 +1110,26 @@ pub fn check_serverless_links(
 ) -> Result<(), PackageError> {
     let Ok(repo) = git2::Repository::open_ext(
         &ws.root,
-        git2::RepositoryOpenFlags::NO_SEARCH,
+        git2::RepositoryOpenFlags::empty(),
         std::iter::empty::<&std::ffi::OsStr>(),
     ) else {
         return Ok(());
     };
-    let Ok(index) = repo.index() else {
+    let (Ok(index), Some(workdir)) = (repo.index(), repo.workdir()) else {
         return Ok(());
     };
-    let inner = format!("{}/", service.dir);
+    // Index paths are the repository's; the project may be a folder of it.
+    let (Ok(top), Ok(here)) = (fs::canonicalize(workdir), fs::canonicalize(&ws.root)) else {
+        return Ok(());
+    };
+    let Some(project) = here.strip_prefix(&top).ok().and_then(Path::to_str) else {
+        return Ok(());
+    };
+    let inner = if project.is_empty() {
+        format!("{}/", service.dir)
+    } else {
+        format!("{project}/{}/", service.dir)
+    };
     let nested: Vec<String> = ws
         .services
         .iter()
@@ -1126,7 +1139,6 @@ pub fn check_serverless_links(
     let globs: Vec<&str> = ["node_modules", ".serverless"]
         .into_iter()
         .chain(nested.iter().map(String::as_str))
-        .chain(service.package.exclude.iter().map(String::as_str))
         .collect();
     let set = files::exclude_set(&globs).map_err(|e| PackageError::Io {
         path: service.manifest_path(),
@@ -1145,7 +1157,7 @@ pub fn check_serverless_links(
         if set.is_match(rel) {
             continue;
         }
-        let on_disk = ws.root.join(path);
+        let on_disk = top.join(path);
         files::check_committed_link(&on_disk, &boundary, &watched).map_err(|source| {
             PackageError::Io {
                 path: format!("{} (a Serverless Framework service)", service.dir),
