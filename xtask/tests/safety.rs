@@ -933,7 +933,7 @@ fn nothing_committed_in_the_output_folder_makes_ferry_write_through_it() {
     ferry_test_support::git(r.path(), &["commit", "-q", "-m", "a link"]);
     // (`local up` is checked too, when the emulator's state is kept there; the tests keep it
     // elsewhere, FERRY_LOCAL_DIR.)
-    for args in [&["package"][..], &["deploy", "dev", "--local"][..]] {
+    for args in [&["package"][..], &["deploy", "dev"][..]] {
         let (code, out, err) = run(&mut xtask(&r, args), None);
         assert_eq!(code, 1, "{args:?}: {out}\n{err}");
         assert!(
@@ -981,7 +981,7 @@ fn an_output_no_template_declares_is_refused_before_anything_deploys() {
         err.contains("b: parameters.Queue reads output `QueueUrl` of `a`, which its template does not declare (its outputs are QueueArn)"),
         "{err}"
     );
-    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev", "--local"]), None);
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(
         err.contains("template problem(s); nothing was deployed")
@@ -1565,7 +1565,7 @@ fn a_preview_taking_a_named_stages_stack_is_refused_before_it_deploys() {
             && err.contains("its service `a` would be the stack `pclash-a-x-dev`, which is service `a-x`'s in the named stage `dev`"),
         "{err}"
     );
-    let (code, out, err) = run(&mut xtask(&r, &["deploy", "x-dev", "--local"]), None);
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "x-dev"]), None);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(
         err.contains("which is service `a-x`'s in the named stage `dev`"),
@@ -1573,7 +1573,7 @@ fn a_preview_taking_a_named_stages_stack_is_refused_before_it_deploys() {
     );
     assert!(records("pclash", "x-dev").is_empty());
     // Resolving it is not refused: a remove of it runs (and finds nothing to remove).
-    let (code, out, err) = run(&mut xtask(&r, &["remove", "x-dev", "--local"]), None);
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "x-dev"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
 }
 
