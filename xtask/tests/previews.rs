@@ -180,6 +180,14 @@ fn previews_are_listed_and_pruned_by_ci_event_live_refs_and_ttl() {
             "{args:?}: {err}"
         );
     }
+    // Nor one with no event file at all (GitHub always writes one).
+    let mut none = xtask(&r, &["previews", "prune", "--from-ci"]);
+    none.env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_REF", "refs/pull/2/merge");
+    let (code, out, err) = run(&mut none, None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("GITHUB_EVENT_PATH is not set"), "{err}");
     assert_eq!(names(&list(&r)), ["feature/Login", "old-branch", "pr-2"]);
 
     // A GitHub `delete` event of a branch.

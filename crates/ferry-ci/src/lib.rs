@@ -103,7 +103,17 @@ impl CiContext {
             |k| std::env::var(k).ok(),
             event.as_ref().and_then(|e| e.as_deref().ok()),
         );
-        ctx.event_error = event.and_then(Result::err);
+        let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+        ctx.event_error = match event {
+            Some(e) => e.err(),
+            // GitHub Actions always writes the event; without it a closed pull request's build
+            // looks like one to deploy.
+            None if set("GITHUB_ACTIONS") && set("GITHUB_EVENT_NAME") => Some(
+                "GITHUB_EVENT_PATH is not set, though GITHUB_ACTIONS and GITHUB_EVENT_NAME are"
+                    .to_string(),
+            ),
+            None => None,
+        };
         ctx
     }
 
