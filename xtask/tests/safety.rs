@@ -1595,3 +1595,30 @@ fn a_pull_request_pattern_making_stack_names_aws_refuses_is_refused_by_validate(
         "{err}"
     );
 }
+
+/// An artifact that is not on disk, in a service no build of which makes it, is warned of by
+/// validate (packaging would fail on it); validate still passes, as a CI step before Ferry may
+/// build it.
+#[test]
+fn an_artifact_nothing_makes_is_warned_of_by_validate() {
+    let r = two_services("absent", "{project}-{service}-{stage}", "");
+    r.write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[package.artifacts]\nFn = \"dist\"\n",
+    )
+    .write(
+        "services/a/t.yaml",
+        "Resources:\n  Role:\n    Type: AWS::IAM::Role\n    Properties:\n      AssumeRolePolicyDocument: {}\n  Fn:\n    Type: AWS::Lambda::Function\n    Properties:\n      Runtime: python3.12\n      Handler: app.handle\n      Role: !GetAtt Role.Arn\n      Code: dist\nOutputs:\n  QueueArn:\n    Value: !GetAtt Fn.Arn\n",
+    );
+    r.commit("an artifact nothing builds");
+    let (code, out, err) = run(&mut xtask(&r, &["validate"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("warning: services/a/service.toml: package.artifacts.Fn: `dist` does not exist in services/a, and the service has no [package] build to make it"),
+        "{err}"
+    );
+    r.write("services/a/dist/x.txt", "x\n");
+    let (code, _, err) = run(&mut xtask(&r, &["validate"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("does not exist"), "{err}");
+}

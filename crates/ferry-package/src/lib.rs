@@ -1168,6 +1168,37 @@ pub fn check_serverless_links(
     Ok(())
 }
 
+/// Artifact and site paths (`[package.artifacts]`, `[package.site] path`) that are not on disk
+/// in a service without a `[package] build` to make them: packaging now would fail on each.
+/// Advice for `validate`, not an error: a CI step before Ferry may build them.
+pub fn absent_package_paths(ws: &Workspace) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in ws.services.iter().filter(|s| s.package.build.is_empty()) {
+        let dir = ws.root.join(&s.dir);
+        let paths = s
+            .package
+            .artifacts
+            .iter()
+            .map(|(name, a)| (format!("package.artifacts.{name}"), &a.path))
+            .chain(
+                s.package
+                    .site
+                    .iter()
+                    .map(|site| ("package.site.path".to_string(), &site.path)),
+            );
+        for (key, path) in paths {
+            if !dir.join(path).exists() {
+                out.push(format!(
+                    "{}: {key}: `{path}` does not exist in {}, and the service has no [package] build to make it: packaging now would fail (fine if an earlier CI step builds it)",
+                    s.manifest_path(),
+                    s.dir
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// The service's template as messages name it: from the repository's root, normalised
 /// (`services/worker.yaml`, not `services/worker/../worker.yaml`).
 fn shown_template(service: &Service) -> String {

@@ -129,6 +129,10 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     for u in ferry_init::undeclared_inputs(ws, &ignored) {
         eprintln!("warning: {u}");
     }
+    // An artifact or site folder that is not there, and no build of the service makes it.
+    for a in ferry_package::absent_package_paths(ws) {
+        eprintln!("warning: {a}");
+    }
     // A SAM function folder whose dependencies `sam build` would install, and Ferry's zip lacks.
     for u in ferry_package::unbuilt_dependencies(ws) {
         eprintln!("warning: {u}");
