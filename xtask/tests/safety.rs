@@ -808,7 +808,7 @@ fn a_serverless_service_never_packages_what_a_link_leads_out_to() {
     )
     .unwrap();
     let r = two_services("slinks", "{project}-{service}-{stage}", "");
-    r.write(".gitignore", "target/\n.venv/\n")
+    r.write(".gitignore", "target/\n.venv/\nnode_modules/\n")
         .write(
             "services/fn/service.toml",
             "[service]\nkind = \"serverless\"\nstack-name = \"fn-{stage}\"\n\n[package]\nexclude = [\"vendor\"]\n",
@@ -890,9 +890,9 @@ fn a_serverless_service_never_packages_what_a_link_leads_out_to() {
     let (code, out, err) = run(&mut xtask(&r, &["validate"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
 
-    // What is left alone: a link under node_modules, one named as a credential file (stripped
-    // from the archive by its name), and one git does not hold (a local virtualenv's link to
-    // its interpreter).
+    // What is left alone: one named as a credential file (stripped from the archive by its
+    // name), and links git does not hold (installed packages, ignored here as they usually
+    // are; a local virtualenv's link to its interpreter).
     for (at, to) in [
         (
             "services/fn/node_modules/linked",

@@ -147,7 +147,7 @@ fn committed_in_output_dir(root: &Path) -> Option<(String, String)> {
     // The repository around the project: `ferry.toml` may lie in a subfolder of it.
     let repo = Repository::open_ext(
         root,
-        RepositoryOpenFlags::empty(),
+        RepositoryOpenFlags::FROM_ENV,
         std::iter::empty::<&std::ffi::OsStr>(),
     )
     .ok()?;

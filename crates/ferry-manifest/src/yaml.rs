@@ -12,69 +12,143 @@ pub const MAX_FLOW_DEPTH: usize = 100;
 /// The line at which YAML flow collections nest deeper than `max`, if they do. Brackets in
 /// quoted scalars (which may run over several lines), in block scalars (`key: |`, `- >-` and
 /// the lines indented below them) and in comments do not count; a close never takes the depth
-/// below zero.
+/// below zero. It reads as YAML does where that decides what hides a bracket: a quote opens a
+/// scalar only where a value starts, a comment needs a space or tab before it, lines end at any
+/// of YAML's line breaks, and a block scalar's text is what is indented deeper than the node
+/// that holds it. A quote still open at the end (which YAML would have refused) proves
+/// nothing: the text is then read again with no quotes at all.
 pub fn flow_too_deep(text: &str, max: usize) -> Option<usize> {
+    match scan(text, max, true) {
+        Scan::Open => match scan(text, max, false) {
+            Scan::Deep(line) => Some(line),
+            _ => None,
+        },
+        Scan::Deep(line) => Some(line),
+        Scan::Shallow => None,
+    }
+}
+
+enum Scan {
+    Deep(usize),
+    Shallow,
+    /// A quote was still open at the end.
+    Open,
+}
+
+/// YAML's line breaks: line feed, carriage return (alone or before a line feed), next line,
+/// line and paragraph separators. Numbered by line feeds, as editors number them.
+fn yaml_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.split('\n').enumerate().flat_map(|(n, line)| {
+        line.split(['\r', '\u{85}', '\u{2028}', '\u{2029}'])
+            .map(move |part| (n + 1, part))
+    })
+}
+
+fn scan(text: &str, max: usize, quotes: bool) -> Scan {
+    let blank = |c: char| c == ' ' || c == '\t';
     let mut depth = 0usize;
     let mut quote: Option<char> = None;
-    // The indentation of the line that opened a block scalar: lines indented deeper (and blank
-    // ones) are its text.
+    // The column a block scalar's text must be indented past, while in one.
     let mut block: Option<usize> = None;
-    for (n, line) in text.lines().enumerate() {
+    for (n, line) in yaml_lines(text) {
         let indent = line.len() - line.trim_start_matches(' ').len();
-        if let Some(b) = block {
-            if line.trim().is_empty() || indent > b {
+        if quote.is_none()
+            && let Some(b) = block
+        {
+            if line.trim_matches(blank).is_empty() || indent > b {
                 continue;
             }
             block = None;
         }
+        // Where the node the line holds starts: past its indentation and any `- ` or `? `.
+        let mut node = indent;
+        while let Some(rest) = line.get(node..)
+            && (rest.starts_with("- ") || rest.starts_with("? ") || rest.starts_with("-\t"))
+        {
+            node += 2;
+            node += line[node..].len() - line[node..].trim_start_matches(blank).len();
+        }
+        // Whether a value may start here (a quoted scalar, a block scalar's header).
+        let mut starts = quote.is_none();
         let mut prev = ' ';
-        let mut chars = line.chars().peekable();
-        let mut outside = String::new();
-        while let Some(c) = chars.next() {
-            match (quote, c) {
-                // '' is an escaped quote inside a single-quoted scalar.
-                (Some('\''), '\'') if chars.peek() == Some(&'\'') => {
-                    chars.next();
-                }
-                (Some('"'), '\\') => {
-                    chars.next();
-                }
-                (Some(q), c) if c == q => quote = None,
-                (Some(_), _) => {}
-                (None, '#') if prev.is_whitespace() => break,
-                (None, '\'' | '"') if prev.is_whitespace() || "[{,:".contains(prev) => {
-                    quote = Some(c)
-                }
-                (None, '[' | '{') => {
-                    depth += 1;
-                    if depth > max {
-                        return Some(n + 1);
+        // A block scalar's header (`|`, `>`, then indicators) ends the line, when it does.
+        let mut header = false;
+        let chars: Vec<char> = line.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let next = chars.get(i + 1).copied();
+            let ends = next.is_none_or(blank);
+            match quote {
+                Some('\'') => {
+                    if c == '\'' {
+                        if next == Some('\'') {
+                            i += 1;
+                        } else {
+                            quote = None;
+                        }
                     }
                 }
-                (None, ']' | '}') => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-            if quote.is_none() {
-                outside.push(c);
+                Some(_) => {
+                    if c == '\\' {
+                        i += 1;
+                    } else if c == '"' {
+                        quote = None;
+                    }
+                }
+                None => match c {
+                    ' ' | '\t' => {}
+                    '#' if blank(prev) => break,
+                    '\'' | '"' if quotes && starts => {
+                        quote = Some(c);
+                        starts = false;
+                        header = false;
+                    }
+                    '[' | '{' => {
+                        depth += 1;
+                        if depth > max {
+                            return Scan::Deep(n);
+                        }
+                        starts = true;
+                        header = false;
+                    }
+                    ']' | '}' => {
+                        depth = depth.saturating_sub(1);
+                        starts = false;
+                        header = false;
+                    }
+                    ',' if depth > 0 => {
+                        starts = true;
+                        header = false;
+                    }
+                    '-' | '?' if starts && ends => {}
+                    ':' if ends || depth > 0 => {
+                        starts = true;
+                        header = false;
+                    }
+                    '|' | '>' if starts && depth == 0 => {
+                        header = true;
+                        starts = false;
+                    }
+                    '+' | '-' | '0'..='9' if header => {}
+                    _ => {
+                        starts = false;
+                        header = false;
+                    }
+                },
             }
             prev = c;
+            i += 1;
         }
-        // A block scalar's header ends its line: `|` or `>`, then chomping or indentation
-        // indicators, after `:`, `-` or a space.
-        if quote.is_none() {
-            let said = outside.trim_end();
-            let token = said.rsplit(char::is_whitespace).next().unwrap_or(said);
-            let opens = token.starts_with(['|', '>'])
-                && token[1..]
-                    .chars()
-                    .all(|c| c == '+' || c == '-' || c.is_ascii_digit());
-            // (Only outside flow collections, where YAML allows a block scalar at all.)
-            if opens && depth == 0 && said.len() > token.len() {
-                block = Some(indent);
-            }
+        if header && quote.is_none() {
+            block = Some(node);
         }
     }
-    None
+    if quote.is_some() {
+        Scan::Open
+    } else {
+        Scan::Shallow
+    }
 }
 
 /// Parses YAML, refusing first flow nesting deeper than [`MAX_FLOW_DEPTH`]; the error says why.
@@ -113,6 +187,22 @@ mod tests {
         // A header with a comment after it opens a block too.
         let commented = format!("a: |  # text\n  {}\n", "[".repeat(150));
         assert_eq!(flow_too_deep(&commented, 100), None);
+        // Quotes YAML does not open (inside a plain scalar) hide nothing; nor does a quote
+        // still open at the end, nor a carriage return or a non-breaking space.
+        let deep = "[".repeat(150);
+        for hiding in [
+            format!("a: b '\nc: {deep}\n"),
+            format!("a: b:'c\nd: {deep}\n"),
+            format!("a: '\nc: {deep}\n"),
+            format!("# note\rx: {deep}\n"),
+            format!("a: |\n  text\rb: {deep}\n"),
+            format!("x: [a, \u{a0}#b, {deep}]\n"),
+            // Block text is what is indented past the node holding it, not past the line.
+            format!("- a: |\n  b: {deep}\n"),
+            format!("- - |\n  - {deep}\n"),
+        ] {
+            assert!(flow_too_deep(&hiding, 100).is_some(), "{hiding:?}");
+        }
         // After the block, collections count again.
         let after = format!("a: |\n  text\nb: {}\n", "[".repeat(150));
         assert_eq!(flow_too_deep(&after, 100), Some(3));

@@ -1097,12 +1097,11 @@ pub fn check_templates<'a>(
 /// detection watches (else an edit there deploys nothing), and never to a credential file
 /// (Ferry leaves credential files out of the framework's archives by name, and a link's name
 /// need not say what it leads to). Only links git holds are looked at (a local virtualenv's
-/// links to its interpreter are the machine's, and no clone has them), in the repository
-/// around the project (`ferry.toml` may lie in a subfolder of it); those under its installed
-/// packages (`node_modules`), its output (`.serverless`) and the folders of services nested in
-/// it are left alone. (Its `[package] exclude` globs are not: Ferry re-zips the framework's
-/// archive, and the framework decides what it holds.) Outside a git repository nothing is
-/// checked.
+/// links to its interpreter are the machine's, and no clone has them, nor an installed
+/// package's), in the repository around the project (`ferry.toml` may lie in a subfolder of
+/// it; `GIT_DIR` is honoured); those in the folders of services nested in it are theirs. (Its
+/// `[package] exclude` globs are not honoured: Ferry re-zips the framework's archive, and the
+/// framework decides what it holds.) Outside a git repository nothing is checked.
 pub fn check_serverless_links(
     ws: &Workspace,
     service: &Service,
@@ -1110,7 +1109,7 @@ pub fn check_serverless_links(
 ) -> Result<(), PackageError> {
     let Ok(repo) = git2::Repository::open_ext(
         &ws.root,
-        git2::RepositoryOpenFlags::empty(),
+        git2::RepositoryOpenFlags::FROM_ENV,
         std::iter::empty::<&std::ffi::OsStr>(),
     ) else {
         return Ok(());
@@ -1130,16 +1129,15 @@ pub fn check_serverless_links(
     } else {
         format!("{project}/{}/", service.dir)
     };
+    // (Project-relative, as service folders are.)
+    let own = format!("{}/", service.dir);
     let nested: Vec<String> = ws
         .services
         .iter()
-        .filter_map(|o| o.dir.strip_prefix(&inner))
+        .filter_map(|o| o.dir.strip_prefix(&own))
         .map(|rel| format!("/{}", globset::escape(rel)))
         .collect();
-    let globs: Vec<&str> = ["node_modules", ".serverless"]
-        .into_iter()
-        .chain(nested.iter().map(String::as_str))
-        .collect();
+    let globs: Vec<&str> = nested.iter().map(String::as_str).collect();
     let set = files::exclude_set(&globs).map_err(|e| PackageError::Io {
         path: service.manifest_path(),
         source: io::Error::other(e.to_string()),
