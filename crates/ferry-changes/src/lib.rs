@@ -24,7 +24,8 @@ mod worktree;
 pub use ferry_manifest::{Affected, Owners, OwnersError, ServiceSpec};
 pub use git2::Oid;
 pub use repo::{
-    BaseUnavailable, ChangedPaths, ChangesError, Head, Repo, prepare_output_dir, short,
+    BaseUnavailable, ChangedPaths, ChangesError, Head, ProjectIndex, Repo, prepare_output_dir,
+    short,
 };
 pub use snapshot::{InputsAt, Made, ServiceInputs, Snapshot, key_differences};
 pub use source::CommitSource;

@@ -142,38 +142,92 @@ pub fn prepare_output_dir(root: &Path) -> std::io::Result<PathBuf> {
 }
 
 /// The first path the index of the repository at `root` holds in Ferry's output folder (or
-/// `target` or `target/ferry` itself), if any (none outside a repository), and what to remove.
+/// `target` or `target/ferry` itself), if any (none outside a repository), and what to remove;
+/// both as the repository names them.
 fn committed_in_output_dir(root: &Path) -> Option<(String, String)> {
-    // The repository around the project: `ferry.toml` may lie in a subfolder of it.
-    let repo = Repository::open_ext(
-        root,
-        RepositoryOpenFlags::FROM_ENV,
-        std::iter::empty::<&std::ffi::OsStr>(),
-    )
-    .ok()?;
-    let index = repo.index().ok()?;
-    let top = std::fs::canonicalize(repo.workdir()?).ok()?;
-    let here = std::fs::canonicalize(root).ok()?;
-    let project = here.strip_prefix(&top).ok()?.to_str()?.to_string();
-    let under = |rel: &str| {
-        if project.is_empty() {
-            rel.to_string()
-        } else {
-            format!("{project}/{rel}")
-        }
-    };
+    let index = ProjectIndex::open(root)?;
     // `target` or `target/ferry` committed as a link (or a file).
-    for exact in [under("target"), under(ferry_manifest::OUTPUT_DIR)] {
-        if index.get_path(Path::new(&exact), 0).is_some() {
-            return Some((exact.clone(), exact));
+    for exact in ["target", ferry_manifest::OUTPUT_DIR] {
+        if index.holds(exact) {
+            let named = index.repo_path(exact);
+            return Some((named.clone(), named));
         }
     }
-    let prefix = format!("{}/", under(ferry_manifest::OUTPUT_DIR));
-    let at = index.find_prefix(&prefix).ok()?;
-    let entry = index.get(at)?;
-    let path = String::from_utf8_lossy(&entry.path).into_owned();
-    path.starts_with(&prefix)
-        .then(|| (path, under(ferry_manifest::OUTPUT_DIR)))
+    let path = index.first_under(ferry_manifest::OUTPUT_DIR)?;
+    Some((path, index.repo_path(ferry_manifest::OUTPUT_DIR)))
+}
+
+/// The index of the git repository around a project folder: what it commits, looked up by the
+/// project's own paths. `ferry.toml` may lie in a subfolder of the repository, and `GIT_DIR` is
+/// honoured. Read once, for checks of what a clone would hold (a committed output folder, the
+/// links a Serverless service's folder commits).
+pub struct ProjectIndex {
+    index: git2::Index,
+    /// The repository's work tree, canonical.
+    top: PathBuf,
+    /// The project's folder in it (`""` at its top, else `infra`).
+    project: String,
+}
+
+impl ProjectIndex {
+    /// The index around `root`; `None` outside a repository, or in one without a work tree.
+    pub fn open(root: &Path) -> Option<ProjectIndex> {
+        let repo = Repository::open_ext(
+            root,
+            RepositoryOpenFlags::FROM_ENV,
+            std::iter::empty::<&std::ffi::OsStr>(),
+        )
+        .ok()?;
+        let index = repo.index().ok()?;
+        let top = std::fs::canonicalize(repo.workdir()?).ok()?;
+        let here = std::fs::canonicalize(root).ok()?;
+        let project = here.strip_prefix(&top).ok()?.to_str()?.to_string();
+        Some(ProjectIndex {
+            index,
+            top,
+            project,
+        })
+    }
+
+    /// `rel` (project-relative) as the repository names it.
+    pub fn repo_path(&self, rel: &str) -> String {
+        if self.project.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.project)
+        }
+    }
+
+    /// Whether the index holds `rel` itself (a file or a link, not a folder).
+    pub fn holds(&self, rel: &str) -> bool {
+        self.index
+            .get_path(Path::new(&self.repo_path(rel)), 0)
+            .is_some()
+    }
+
+    /// The first path the index holds under folder `rel`, as the repository names it.
+    pub fn first_under(&self, rel: &str) -> Option<String> {
+        let prefix = format!("{}/", self.repo_path(rel));
+        let entry = self.index.get(self.index.find_prefix(&prefix).ok()?)?;
+        let path = String::from_utf8_lossy(&entry.path).into_owned();
+        path.starts_with(&prefix).then_some(path)
+    }
+
+    /// The symbolic links the index holds under folder `rel`: each path below `rel`, and where
+    /// the link is on disk.
+    pub fn links_under(&self, rel: &str) -> Vec<(String, PathBuf)> {
+        const LINK: u32 = 0o120000;
+        let prefix = format!("{}/", self.repo_path(rel));
+        self.index
+            .iter()
+            .filter(|e| e.mode & 0o170000 == LINK)
+            .filter_map(|e| {
+                let path = std::str::from_utf8(&e.path).ok()?;
+                let below = path.strip_prefix(&prefix)?;
+                Some((below.to_string(), self.top.join(path)))
+            })
+            .collect()
+    }
 }
 
 /// A repository opened for change detection.

@@ -92,6 +92,16 @@ fn read_event_file(path: &std::path::Path) -> Result<String, String> {
     Ok(text)
 }
 
+/// A yes/no variable's value (`FORCE_DEPLOY_ALL`, `CI`): `true`, `1` or `yes` is yes; `false`,
+/// `0`, `no` or empty is no, in any case and with spaces around; anything else, `None`.
+pub fn flag(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "" | "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
 impl CiContext {
     /// Reads the process environment (and, on GitHub Actions, the event file
     /// `GITHUB_EVENT_PATH` names).
@@ -130,11 +140,7 @@ impl CiContext {
         event_file: Option<&str>,
     ) -> Self {
         let get = |k: &str| var(k).filter(|v| !v.trim().is_empty());
-        let truthy = |k: &str| {
-            get(k).is_some_and(|v| {
-                matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes")
-            })
-        };
+        let truthy = |k: &str| get(k).is_some_and(|v| flag(&v) == Some(true));
         let force_deploy_all = truthy("FORCE_DEPLOY_ALL");
         let ended = refs::ended(&|k: &str| var(k), event_file);
         let explicit_batch = get("FERRY_BATCH_ID").map(|b| b.trim().to_string());

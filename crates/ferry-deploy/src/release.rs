@@ -361,12 +361,7 @@ pub async fn recover_releases(
         let named_kind = stamped
             .iter()
             .filter_map(|r| r.release_kind.as_deref())
-            .find_map(|k| match k {
-                "deploy" => Some(ReleaseKind::Deploy),
-                "promote" => Some(ReleaseKind::Promote),
-                "rollback" => Some(ReleaseKind::Rollback),
-                _ => None,
-            });
+            .find_map(|k| k.parse::<ReleaseKind>().ok());
         let created_at = newest.map_or(0, |r| r.deployed_at);
         // Who ran it, and the review an approval deployed (records written before they named
         // them: not known).

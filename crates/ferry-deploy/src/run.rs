@@ -813,8 +813,10 @@ async fn compile_serverless(
     };
     // The framework follows the folder's links when it zips: checked as Ferry's archives are.
     // (Owners that cannot be made are the configuration check's to report.)
-    if let Ok(owners) = ferry_manifest::Owners::of_workspace(ctx.ws) {
-        ferry_package::check_serverless_links(ctx.ws, service, &owners).map_err(|e| {
+    if let Ok(owners) = ferry_manifest::Owners::of_workspace(ctx.ws)
+        && let Some(index) = ferry_changes::ProjectIndex::open(&ctx.ws.root)
+    {
+        ferry_package::check_serverless_links(ctx.ws, service, &owners, &index).map_err(|e| {
             ServiceError::Links {
                 service: service.name.clone(),
                 source: Box::new(e),

@@ -304,6 +304,30 @@ impl Workspace {
             .collect()
     }
 
+    /// `[ci]` rules deploying to a preview stage whose stacks no deploy would make
+    /// ([`Workspace::check_preview_stacks`]), each named with why. A pull request's is judged
+    /// as pull request 1's: a number starting the name is what a stack name may not start with.
+    pub fn ci_preview_problems(&self) -> Vec<String> {
+        let ci = &self.project.ci;
+        let pull_request = ci.pull_requests.as_ref().map(|p| {
+            (
+                format!("pull-requests = \"{p}\""),
+                p.replace("{number}", "1"),
+            )
+        });
+        ci.branches
+            .iter()
+            .chain(&ci.tags)
+            .map(|(pattern, name)| (format!("\"{pattern}\" = \"{name}\""), name.clone()))
+            .chain(pull_request)
+            .filter_map(|(rule, name)| {
+                let stage = self.stage(&name).ok()?;
+                let e = self.check_preview_stacks(&stage).err()?;
+                Some(format!("ferry.toml: [ci] {rule}: {e}"))
+            })
+            .collect()
+    }
+
     pub fn stage(&self, name: &str) -> Result<Stage, StageError> {
         if let Some(config) = self.stages.get(name) {
             return Ok(Stage {
@@ -361,13 +385,12 @@ impl Workspace {
                 why: e.to_string(),
             });
         }
-        let preview = Stage {
+        Ok(Stage {
             name: name.into(),
             id,
             preview: true,
             config: config.clone(),
-        };
-        Ok(preview)
+        })
     }
 
     /// Before a preview deploys: its stacks must be names CloudFormation takes, and no named
@@ -389,13 +412,8 @@ impl Workspace {
                     _ => true,
                 }
         };
-        for (name, config) in self.stages.iter().filter(|(_, c)| meets(c)) {
-            let stage = Stage {
-                name: name.clone(),
-                id: name.clone(),
-                preview: false,
-                config: config.clone(),
-            };
+        for (name, _) in self.stages.iter().filter(|(_, c)| meets(c)) {
+            let stage = self.stage(name)?;
             for s in &self.services {
                 named.insert(self.service_stack_name(s, &stage), (name, &s.name));
             }

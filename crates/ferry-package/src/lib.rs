@@ -1042,9 +1042,13 @@ pub fn check_templates<'a>(
     let (serverless, services): (Vec<&Service>, Vec<&Service>) = services
         .into_iter()
         .partition(|s| s.kind == ServiceKind::Serverless);
-    if let Some(owners) = &owners {
+    // (The repository's index read once, for all of them.)
+    let index = (!serverless.is_empty())
+        .then(|| ferry_changes::ProjectIndex::open(&ws.root))
+        .flatten();
+    if let (Some(owners), Some(index)) = (&owners, &index) {
         for service in serverless {
-            if let Err(e) = check_serverless_links(ws, service, owners) {
+            if let Err(e) = check_serverless_links(ws, service, owners, index) {
                 problems.push(e);
             }
         }
@@ -1101,35 +1105,15 @@ pub fn check_templates<'a>(
 /// package's), in the repository around the project (`ferry.toml` may lie in a subfolder of
 /// it; `GIT_DIR` is honoured); those in the folders of services nested in it are theirs. (Its
 /// `[package] exclude` globs are not honoured: Ferry re-zips the framework's archive, and the
-/// framework decides what it holds.) Outside a git repository nothing is checked.
+/// framework decides what it holds.) Outside a git repository there is no `index`, and nothing
+/// to check.
 pub fn check_serverless_links(
     ws: &Workspace,
     service: &Service,
     owners: &ferry_manifest::Owners<'_>,
+    index: &ferry_changes::ProjectIndex,
 ) -> Result<(), PackageError> {
-    let Ok(repo) = git2::Repository::open_ext(
-        &ws.root,
-        git2::RepositoryOpenFlags::FROM_ENV,
-        std::iter::empty::<&std::ffi::OsStr>(),
-    ) else {
-        return Ok(());
-    };
-    let (Ok(index), Some(workdir)) = (repo.index(), repo.workdir()) else {
-        return Ok(());
-    };
-    // Index paths are the repository's; the project may be a folder of it.
-    let (Ok(top), Ok(here)) = (fs::canonicalize(workdir), fs::canonicalize(&ws.root)) else {
-        return Ok(());
-    };
-    let Some(project) = here.strip_prefix(&top).ok().and_then(Path::to_str) else {
-        return Ok(());
-    };
-    let inner = if project.is_empty() {
-        format!("{}/", service.dir)
-    } else {
-        format!("{project}/{}/", service.dir)
-    };
-    // (Project-relative, as service folders are.)
+    // The folders of services nested in it, relative to it.
     let own = format!("{}/", service.dir);
     let nested: Vec<String> = ws
         .services
@@ -1144,18 +1128,10 @@ pub fn check_serverless_links(
     })?;
     let boundary = fs::canonicalize(&ws.root).map_err(io_err(&ws.root))?;
     let watched = files::Watched::new(owners, &service.name);
-    const LINK: u32 = 0o120000;
-    for entry in index.iter().filter(|e| e.mode & 0o170000 == LINK) {
-        let Ok(path) = std::str::from_utf8(&entry.path) else {
-            continue;
-        };
-        let Some(rel) = path.strip_prefix(&inner) else {
-            continue;
-        };
-        if set.is_match(rel) {
+    for (rel, on_disk) in index.links_under(&service.dir) {
+        if set.is_match(&rel) {
             continue;
         }
-        let on_disk = top.join(path);
         files::check_committed_link(&on_disk, &boundary, &watched).map_err(|source| {
             PackageError::Io {
                 path: format!("{} (a Serverless Framework service)", service.dir),

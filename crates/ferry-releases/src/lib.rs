@@ -36,6 +36,21 @@ impl std::fmt::Display for ReleaseKind {
     }
 }
 
+/// The kind its [`Display`](std::fmt::Display) names (as a record keeps it); `Err` for another.
+impl std::str::FromStr for ReleaseKind {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        [
+            ReleaseKind::Deploy,
+            ReleaseKind::Promote,
+            ReleaseKind::Rollback,
+        ]
+        .into_iter()
+        .find(|k| k.to_string() == s)
+        .ok_or(())
+    }
+}
+
 /// A deploy that went past the promote gate: who, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GateOverride {

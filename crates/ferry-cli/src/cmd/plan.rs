@@ -56,10 +56,7 @@ impl SelectArgs {
             Some(format!("FORCE_DEPLOY_ALL={}", value.trim()))
         } else {
             if let Ok(v) = std::env::var("FORCE_DEPLOY_ALL")
-                && !matches!(
-                    v.trim().to_ascii_lowercase().as_str(),
-                    "" | "false" | "0" | "no"
-                )
+                && ferry_ci::flag(&v).is_none()
             {
                 eprintln!(
                     "warning: FORCE_DEPLOY_ALL={} is not one of true, 1, yes (or false, 0, no): taken as unset, nothing is forced",

@@ -69,27 +69,7 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     // An output read that the template it names does not declare: the deploy would stop there.
     let missing = ferry_package::missing_outputs(ws);
     // A preview stage a [ci] rule deploys to whose stacks no deploy would make.
-    // (A pull request's, as pull request 1's: a number starting the name is what a stack name
-    // may not start with.)
-    let ci = &ws.project.ci;
-    let pull_request = ci.pull_requests.as_ref().map(|p| {
-        (
-            format!("pull-requests = \"{p}\""),
-            p.replace("{number}", "1"),
-        )
-    });
-    let previews: Vec<String> = ci
-        .branches
-        .iter()
-        .chain(&ci.tags)
-        .map(|(pattern, name)| (format!("\"{pattern}\" = \"{name}\""), name.clone()))
-        .chain(pull_request)
-        .filter_map(|(rule, name)| {
-            let stage = ws.stage(&name).ok()?;
-            let e = ws.check_preview_stacks(&stage).err()?;
-            Some(format!("ferry.toml: [ci] {rule}: {e}"))
-        })
-        .collect();
+    let previews = ws.ci_preview_problems();
     if !problems.is_empty() || !missing.is_empty() || !previews.is_empty() {
         for p in &problems {
             eprintln!("{p}");

@@ -303,7 +303,7 @@ pub(super) fn check_output_stages(
                     // With preview stages any name may be one, but not a name whose id is a
                     // named stage's (`PROD`, `dev `): no deploy resolves it.
                     if previews {
-                        let id = crate::stage::sanitize_stage_name(s, MAX_STACK_NAME);
+                        let id = crate::stage::sanitize_stage_name(s, MAX_PREVIEW_ID);
                         let named = known.iter().find(|n| n.eq_ignore_ascii_case(&id));
                         let why = match named {
                             _ if id.is_empty() => "its id would be empty".to_string(),

@@ -477,7 +477,7 @@ fn read_ci(
         let named = stages.contains_key(stage);
         // As a deploy names it: the preview id a name gives must be no named stage's (`Prod`,
         // `prod/`, `_dev_` all give one), nor empty.
-        let id = crate::stage::sanitize_stage_name(stage, crate::stage::MAX_STACK_NAME);
+        let id = crate::stage::sanitize_stage_name(stage, crate::stage::MAX_PREVIEW_ID);
         let shadowed = stages.keys().find(|n| n.eq_ignore_ascii_case(&id));
         if !named
             && previews
