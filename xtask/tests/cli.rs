@@ -387,6 +387,44 @@ fn validate_warns_when_git_ignores_ferrys_files() {
 }
 
 #[test]
+fn validate_warns_when_git_ignores_a_template_inside_its_folder() {
+    let repo = TestRepo::new();
+    // A repository ignoring generated `*.json` files ignores a service's JSON template too.
+    repo.write(".gitignore", "*.json\n")
+        .write(
+            "ferry.toml",
+            "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+        )
+        .write(
+            "services/api/service.toml",
+            "[service]\ntemplate = \"infra/../t.json\"\n",
+        )
+        .write(
+            "services/api/t.json",
+            "{\"Resources\": {\"Q\": {\"Type\": \"AWS::SQS::Queue\"}}}\n",
+        );
+    let root = repo.path().to_str().unwrap();
+    let validate = || run(&mut xtask(&["validate", "--root", root]));
+    let (code, out, err) = validate();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "ok: project `shop`, 1 service(s), stage(s) dev\n");
+    assert!(
+        err.starts_with(
+            "warning: git ignores services/api/t.json, the template of service `api`, and does not track it: no commit holds it, so no plan sees it change"
+        ),
+        "{err}"
+    );
+    // Committed despite the rule, it is versioned: nothing to say.
+    let added = std::process::Command::new("git")
+        .args(["-C", root, "add", "-f", "services/api/t.json"])
+        .status()
+        .unwrap();
+    assert!(added.success());
+    let (code, _, err) = validate();
+    assert_eq!((code, err.as_str()), (0, ""));
+}
+
+#[test]
 fn validate_warns_of_sam_function_dependencies_the_zip_would_lack() {
     let repo = TestRepo::new();
     let template = "Transform: AWS::Serverless-2016-10-31\nGlobals:\n  Function:\n    Runtime: python3.12\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: src/\n      Handler: app.handler\n  Js:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ./js\n      Handler: app.handler\n      Runtime: nodejs20.x\n";

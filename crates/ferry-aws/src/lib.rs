@@ -69,18 +69,50 @@ pub struct AwsError {
 pub enum Endpoint {
     /// The local emulator Ferry runs (`--local`), at this URL.
     Emulator(String),
-    /// Another endpoint, from `AWS_ENDPOINT_URL` (LocalStack, a test's moto, a proxy).
-    Custom(String),
-    /// AWS itself, in this region.
-    Aws(String),
+    /// Another endpoint for every service (LocalStack, a test's moto, a proxy): its URL and the
+    /// setting that names it (`AWS_ENDPOINT_URL`, or a profile's `endpoint_url`).
+    Custom { url: String, from: String },
+    /// AWS itself, in this region, except for the services that variables such as
+    /// `AWS_ENDPOINT_URL_CLOUDFORMATION` send elsewhere (their names, sorted).
+    Aws {
+        region: String,
+        overrides: Vec<String>,
+    },
+}
+
+impl Endpoint {
+    /// AWS itself in `region`, with no service sent elsewhere.
+    pub fn aws(region: &str) -> Endpoint {
+        Endpoint::Aws {
+            region: region.to_string(),
+            overrides: Vec::new(),
+        }
+    }
+
+    /// What a reader can change to send the calls elsewhere: the setting that named this
+    /// endpoint, else `AWS_ENDPOINT_URL`.
+    fn setting(&self) -> String {
+        match self {
+            Endpoint::Custom { from, .. } => from.clone(),
+            Endpoint::Aws { overrides, .. } if !overrides.is_empty() => overrides.join(", "),
+            _ => "AWS_ENDPOINT_URL".to_string(),
+        }
+    }
 }
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Endpoint::Emulator(url) => write!(f, "the local AWS emulator at {url}"),
-            Endpoint::Custom(url) => write!(f, "{url} (AWS_ENDPOINT_URL)"),
-            Endpoint::Aws(region) => write!(f, "AWS ({region})"),
+            Endpoint::Custom { url, from } => write!(f, "{url} ({from})"),
+            Endpoint::Aws { region, overrides } if overrides.is_empty() => {
+                write!(f, "AWS ({region})")
+            }
+            Endpoint::Aws { region, overrides } => write!(
+                f,
+                "AWS ({region}) or the endpoint {} names",
+                overrides.join(", ")
+            ),
         }
     }
 }
@@ -259,18 +291,21 @@ impl AwsError {
         let at = to
             .as_ref()
             .map_or_else(|| "the AWS endpoint".to_string(), ToString::to_string);
+        let setting = to
+            .as_ref()
+            .map_or_else(|| "AWS_ENDPOINT_URL".to_string(), Endpoint::setting);
         let message = match &kind {
             Kind::Unreachable => format!(
-                "{operation} could not reach {at}: {detail}; with --local Ferry starts the emulator itself, otherwise check AWS_ENDPOINT_URL, the network and any proxy"
+                "{operation} could not reach {at}: {detail}; with --local Ferry starts the emulator itself, otherwise check {setting}, the network and any proxy"
             ),
             Kind::BadEndpoint => format!(
-                "{operation} was not sent: {detail}; set AWS_ENDPOINT_URL to a URL such as http://127.0.0.1:5000, or unset it to use AWS"
+                "{operation} was not sent: {detail}; set {setting} to a URL such as http://127.0.0.1:5000, or unset it to use AWS"
             ),
             Kind::Timeout => format!(
                 "{operation} got no answer in time from {at} ({detail}); check the network, then run again"
             ),
             Kind::NotAws { status } => format!(
-                "{operation}: {at} answered HTTP {status} with something that is not an AWS response ({detail}); is AWS_ENDPOINT_URL an AWS endpoint or the emulator (--local)?"
+                "{operation}: {at} answered HTTP {status} with something that is not an AWS response ({detail}); is {setting} an AWS endpoint or the emulator (--local)?"
             ),
             Kind::NoCredentials => format!(
                 "{operation} found no AWS credentials ({detail}); configure a profile (AWS_PROFILE, or `aws sso login` for SSO), export credentials in the environment, or use --local for the local emulator"
@@ -518,14 +553,46 @@ mod tests {
             )
             .message
         };
+        // What to check names the setting that sent the call there.
+        let unreachable = |to: Endpoint| {
+            AwsError::at(
+                "DescribeStacks",
+                Kind::Unreachable,
+                None,
+                "connection refused".into(),
+                Some(to),
+            )
+            .message
+        };
+        let m = unreachable(Endpoint::Aws {
+            region: "eu-west-1".into(),
+            overrides: vec!["AWS_ENDPOINT_URL_CLOUDFORMATION".into()],
+        });
+        assert_eq!(
+            m,
+            "DescribeStacks could not reach AWS (eu-west-1) or the endpoint AWS_ENDPOINT_URL_CLOUDFORMATION names: connection refused; with --local Ferry starts the emulator itself, otherwise check AWS_ENDPOINT_URL_CLOUDFORMATION, the network and any proxy"
+        );
+        let m = unreachable(Endpoint::Custom {
+            url: "http://127.0.0.1:1".into(),
+            from: "the AWS profile's endpoint_url".into(),
+        });
+        assert!(
+            m.ends_with(
+                "otherwise check the AWS profile's endpoint_url, the network and any proxy"
+            ),
+            "{m}"
+        );
         let emulator = server(Endpoint::Emulator("http://127.0.0.1:5000".into()));
         assert!(
             emulator.starts_with("CreateStack failed inside the local AWS emulator at http://127.0.0.1:5000 (HTTP 500: InternalFailure): a request the emulator cannot serve"),
             "{emulator}"
         );
         for to in [
-            Endpoint::Custom("http://127.0.0.1:4566".into()),
-            Endpoint::Aws("eu-west-1".into()),
+            Endpoint::Custom {
+                url: "http://127.0.0.1:4566".into(),
+                from: "AWS_ENDPOINT_URL".into(),
+            },
+            Endpoint::aws("eu-west-1"),
         ] {
             let m = server(to.clone());
             assert!(

@@ -58,12 +58,54 @@ pub async fn base_config(region: &str, target: &Target) -> SdkConfig {
             ));
     }
     let config = loader.load().await;
-    ferry_aws::set_endpoint(match (&target.local_endpoint, config.endpoint_url()) {
-        (Some(e), _) => ferry_aws::Endpoint::Emulator(e.clone()),
-        (None, Some(e)) => ferry_aws::Endpoint::Custom(e.to_string()),
-        (None, None) => ferry_aws::Endpoint::Aws(region.to_string()),
-    });
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    ferry_aws::set_endpoint(endpoint_of(
+        target.local_endpoint.as_deref(),
+        config.endpoint_url(),
+        region,
+        &vars,
+    ));
     config
+}
+
+/// Where calls go, for messages: the emulator, the endpoint of every service and the setting
+/// that names it (`AWS_ENDPOINT_URL`, else a profile's `endpoint_url`), or AWS, naming the
+/// `AWS_ENDPOINT_URL_<SERVICE>` variables that send one service elsewhere (the SDK honours
+/// them unless `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is true).
+fn endpoint_of(
+    local: Option<&str>,
+    configured: Option<&str>,
+    region: &str,
+    vars: &[(String, String)],
+) -> ferry_aws::Endpoint {
+    let var = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim());
+    match (local, configured) {
+        (Some(e), _) => ferry_aws::Endpoint::Emulator(e.to_string()),
+        (None, Some(url)) => ferry_aws::Endpoint::Custom {
+            url: url.to_string(),
+            from: if var("AWS_ENDPOINT_URL") == Some(url) {
+                "AWS_ENDPOINT_URL".to_string()
+            } else {
+                "the AWS profile's endpoint_url".to_string()
+            },
+        },
+        (None, None) => {
+            let ignored = var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            let mut overrides: Vec<String> = vars
+                .iter()
+                .filter(|(k, v)| {
+                    !ignored && k.starts_with("AWS_ENDPOINT_URL_") && !v.trim().is_empty()
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            overrides.sort();
+            ferry_aws::Endpoint::Aws {
+                region: region.to_string(),
+                overrides,
+            }
+        }
+    }
 }
 
 /// The HTTP(S) client of every SDK config Ferry makes: the SDK's own hyper client, with rustls
@@ -269,6 +311,46 @@ async fn base_loads(base: &SdkConfig) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A message names the setting that sent the calls where they went, not always
+    // `AWS_ENDPOINT_URL`.
+    #[test]
+    fn the_endpoint_names_the_setting_that_chose_it() {
+        let vars = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let url = "http://127.0.0.1:4566";
+        let shown = |local, configured, v: &[(&str, &str)]| {
+            endpoint_of(local, configured, "eu-west-1", &vars(v)).to_string()
+        };
+        assert_eq!(
+            shown(Some(url), Some(url), &[("AWS_ENDPOINT_URL", url)]),
+            format!("the local AWS emulator at {url}")
+        );
+        assert_eq!(
+            shown(None, Some(url), &[("AWS_ENDPOINT_URL", url)]),
+            format!("{url} (AWS_ENDPOINT_URL)")
+        );
+        assert_eq!(
+            shown(None, Some(url), &[]),
+            format!("{url} (the AWS profile's endpoint_url)")
+        );
+        let per_service = [
+            ("AWS_ENDPOINT_URL_SSM", url),
+            ("AWS_ENDPOINT_URL_CLOUDFORMATION", url),
+            ("AWS_ENDPOINT_URL_S3", " "),
+        ];
+        assert_eq!(
+            shown(None, None, &per_service),
+            "AWS (eu-west-1) or the endpoint AWS_ENDPOINT_URL_CLOUDFORMATION, AWS_ENDPOINT_URL_SSM names"
+        );
+        let mut ignored = per_service.to_vec();
+        ignored.push(("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"));
+        assert_eq!(shown(None, None, &ignored), "AWS (eu-west-1)");
+    }
 
     // An emulator's dummy credentials (LocalStack's `test`, moto's `testing`) are no secret, and
     // masking them garbled every word holding them; AWS's own are all masked.

@@ -255,6 +255,32 @@ fn required_parameters(path: &Path) -> Vec<(String, Option<String>)> {
 /// cargo alias, a root workspace manifest (when the repository has none) and a
 /// `buildspec.yml`. Returns them and what the user must still do.
 pub fn runner(root: &Path, runner: &Runner) -> (Vec<(String, String)>, Vec<String>) {
+    // An absolute path into the repository itself (Ferry vendored, or the default: the Ferry
+    // checkout init was built from, when that is this repository) is written relative to it,
+    // which every clone has.
+    let inside = match runner {
+        Runner::Path(p) if Path::new(p).is_absolute() => {
+            let (Ok(real), Ok(top)) = (std::fs::canonicalize(p), std::fs::canonicalize(root))
+            else {
+                return runner_files(root, runner);
+            };
+            real.strip_prefix(&top)
+                .ok()
+                .and_then(|rel| rel.to_str())
+                .map(|rel| {
+                    Runner::Path(if rel.is_empty() {
+                        ".".into()
+                    } else {
+                        rel.into()
+                    })
+                })
+        }
+        _ => None,
+    };
+    runner_files(root, inside.as_ref().unwrap_or(runner))
+}
+
+fn runner_files(root: &Path, runner: &Runner) -> (Vec<(String, String)>, Vec<String>) {
     let mut files = Vec::new();
     let mut notes = Vec::new();
     // A path a clone elsewhere has: relative, inside the repository (a git submodule).

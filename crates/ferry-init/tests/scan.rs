@@ -2942,3 +2942,44 @@ fn inputs_name_only_what_the_repository_holds() {
         s.notes
     );
 }
+
+// An absolute Ferry path into the repository itself (vendored Ferry, or the default: the
+// checkout init was built from) is written relative to it, which every clone has; one outside
+// it is written as given, and noted.
+#[test]
+fn a_runner_path_inside_the_repository_is_written_relative_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("vendor/ferry")).unwrap();
+    let cargo_toml = |path: &str| {
+        let (files, notes) = runner(dir.path(), &Runner::Path(path.to_string()));
+        let toml = files
+            .into_iter()
+            .find(|(p, _)| p == "xtask/Cargo.toml")
+            .unwrap()
+            .1;
+        (toml, notes.join("\n"))
+    };
+    let inside = dir.path().join("vendor/ferry");
+    let (toml, notes) = cargo_toml(inside.to_str().unwrap());
+    assert!(
+        toml.contains(r#"ferry-cli = { path = "../vendor/ferry/crates/ferry-cli" }"#),
+        "{toml}"
+    );
+    assert!(!notes.contains("a folder of this machine"), "{notes}");
+    let (toml, _) = cargo_toml(dir.path().to_str().unwrap());
+    assert!(
+        toml.contains(r#"ferry-cli = { path = ".././crates/ferry-cli" }"#),
+        "{toml}"
+    );
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (toml, notes) = cargo_toml(elsewhere.path().to_str().unwrap());
+    assert!(
+        toml.contains(&format!(
+            "path = \"{}/crates/ferry-cli\"",
+            elsewhere.path().display()
+        )),
+        "{toml}"
+    );
+    assert!(notes.contains("a folder of this machine"), "{notes}");
+}

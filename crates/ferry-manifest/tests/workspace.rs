@@ -309,6 +309,19 @@ fn a_template_outside_its_service_folder_is_named_and_one_inside_is_not() {
     );
     assert_eq!(outside("events"), None, "climbs, but back into its folder");
     assert_eq!(outside("frontend"), None);
+    // Kept lexically normal, so that a folder on the way need not exist to read it.
+    assert_eq!(ws.service("events").unwrap().template, "template.yaml");
+    assert_eq!(ws.service("database").unwrap().template, "../shared/t.yaml");
+
+    write(
+        tmp.path(),
+        "services/database/service.toml",
+        &manifest("gone/../sub/t.yaml"),
+    );
+    let ws = load(tmp.path()).unwrap();
+    let database = ws.service("database").unwrap();
+    assert_eq!(database.template, "sub/t.yaml", "`gone` does not exist");
+    assert!(tmp.path().join(database.template_path()).is_file());
 
     write(
         tmp.path(),

@@ -64,6 +64,7 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     let repo = ferry_changes::Repo::open(&ctx.root).ok();
     if let Some(repo) = &repo {
         warn_if_ignored(repo, &files);
+        warn_if_template_ignored(repo, ws);
     }
     let problems = ferry_package::check_templates(ws, &ws.services);
     // An output read that the template it names does not declare: the deploy would stop there.
@@ -154,6 +155,31 @@ fn warn_if_build_output_tracked(repo: &ferry_changes::Repo, ws: &ferry_manifest:
             .map_or("the build's output folder", |_| ".aws-sam/");
         eprintln!(
             "warning: git does not ignore {p}, which a build writes: after each build its service looks changed to a plan of the working tree; add {folder} to .gitignore"
+        );
+    }
+}
+
+/// Warns when git ignores a service's template inside its folder and does not track it (one
+/// outside its folder is refused on every load; inside, the ignore lookup is left to
+/// `validate`, as one for every service would slow each load of a large working tree): no
+/// commit holds it, so no plan sees it change and no clone has it, unless a step before Ferry
+/// writes it in every clone.
+fn warn_if_template_ignored(repo: &ferry_changes::Repo, ws: &ferry_manifest::Workspace) {
+    let inside: Vec<(String, &str)> = ws
+        .services
+        .iter()
+        .filter(|s| s.template_outside().is_none())
+        .map(|s| {
+            let path = s.template_path();
+            let path = ferry_manifest::normalize_relative(&path).unwrap_or(path);
+            (path, s.name.as_str())
+        })
+        .collect();
+    let paths: Vec<&str> = inside.iter().map(|(p, _)| p.as_str()).collect();
+    for p in repo.ignored_untracked(&paths).unwrap_or_default() {
+        let service = inside.iter().find(|(t, _)| t == p).map_or("", |(_, s)| s);
+        eprintln!(
+            "warning: git ignores {p}, the template of service `{service}`, and does not track it: no commit holds it, so no plan sees it change and a clone (a CI build) does not have it; commit it (`git add -f {p}`) or stop ignoring it (`git check-ignore -v {p}` names the rule), unless a step before Ferry writes it in every clone"
         );
     }
 }

@@ -155,7 +155,10 @@ pub(super) fn read_service(
         }),
         Some((t, sp)) => {
             check_template(&mut fd, source, dir, &t, sp);
-            Some(t)
+            // Kept as checked, lexically normal (`infra/../t.json` is `t.json`): the file
+            // system would need `infra` to exist to read the path as written.
+            let normal = normalize_relative(&format!("{dir}/{t}")).map(|p| relative_to(dir, &p));
+            Some(normal.unwrap_or(t))
         }
         None if kind == ServiceKind::Sam && get(s, "template").is_none() => {
             if source.is_file(&format!("{dir}/{SAM_TEMPLATE}")) {
