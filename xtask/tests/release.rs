@@ -671,6 +671,29 @@ fn a_ci_build_of_an_older_commit_does_not_take_the_stage_back() {
     );
     assert!(!err.contains("deploying stack"), "{err}");
     assert_eq!(records(p, "staging")["base"].commit, new);
+    // In a shallow clone of the old commit, the newer one is hidden: nothing tells the build
+    // it is older, so it does not deploy either. (Before, it deployed, "treated as changed".)
+    let shallow = TestRepo::new();
+    let url = format!("file://{}", r.path().display());
+    let sh = |args: &[&str]| ferry_test_support::git(shallow.path(), args);
+    sh(&["fetch", "--quiet", "--depth", "1", &url, &old]);
+    sh(&["checkout", "--quiet", "FETCH_HEAD"]);
+    let mut c = ferry(&shallow, v, &["deploy", "--from-ci"]);
+    c.env("CODEBUILD_BUILD_ID", "rel:3")
+        .env("CODEBUILD_WEBHOOK_TRIGGER", "branch/main")
+        .env("CODEBUILD_RESOLVED_SOURCE_VERSION", &old);
+    let (code, out, err) = run(&mut c, None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "error: stage `staging` runs, for base (runs {}), ",
+            &new[..12]
+        )) && err.contains("a commit this shallow clone's history ends before")
+            && err.contains("`fetch-depth: 0`"),
+        "{err}"
+    );
+    assert!(!err.contains("deploying stack"), "{err}");
+    assert_eq!(records(p, "staging")["base"].commit, new);
     // By hand it deploys what is checked out, and the plan says why.
     let (_, err) = ok(&r, v, &["deploy", "staging"]);
     assert!(err.contains("is older than base"), "{err}");

@@ -30,39 +30,58 @@ pub enum PreflightError {
         "stage `{stage}` runs newer code than this build's commit for {services}: a CI build of an older commit (an old build run again?) does not take a stage back; nothing was deployed. To go back, `rollback {stage}`; to deploy this commit anyway, deploy it by hand, or with --all (FORCE_DEPLOY_ALL=true), which compares no base"
     )]
     OlderThanStage { stage: String, services: String },
+    #[error(
+        "stage `{stage}` runs, for {services}, a commit this shallow clone's history ends before: a CI build that cannot tell whether it is older than the stage does not deploy, as it could take the stage back; nothing was deployed. Give the build the whole history (GitHub Actions: `fetch-depth: 0`; CodeBuild: git-clone-depth 0; else `git fetch --unshallow` before Ferry), or deploy this commit anyway with --all (FORCE_DEPLOY_ALL=true), which compares no base"
+    )]
+    ShallowClone { stage: String, services: String },
 }
 
 /// A CI build never takes a stage back: a plan in which the stage runs, for some service, a
 /// commit that descends from the build's (`head-behind`) is refused there (by hand, the
-/// checkout is what the user chose to deploy, and the plan says so).
+/// checkout is what the user chose to deploy, and the plan says so). So is one in which that
+/// commit is hidden by a shallow clone's boundary: it may be the newer one (an old build run
+/// again in a shallow clone). A commit a full clone lacks is taken as changed, as by hand: it
+/// is one no branch holds (a deploy from a laptop's own commit, a force push), not a newer one.
 pub fn check_not_behind(plan: &Plan, ci: &CiContext) -> Result<(), PreflightError> {
+    use ferry_changes::BaseUnavailable as Cause;
     if !ci.is_ci() {
         return Ok(());
     }
-    let behind: Vec<String> = plan
+    let mut behind = Vec::new();
+    let mut shallow = Vec::new();
+    for s in plan
         .services
         .iter()
         .filter(|s| plan.order.contains(&s.name))
-        .filter_map(|s| {
-            s.reasons.iter().find_map(|r| match r {
-                ferry_plan::Reason::BaseUnavailable {
-                    cause: ferry_changes::BaseUnavailable::HeadBehind { base, .. },
-                    ..
-                } => Some(format!(
-                    "{} (runs {})",
-                    s.name,
-                    base.get(..12).unwrap_or(base)
-                )),
-                _ => None,
-            })
-        })
-        .collect();
-    if behind.is_empty() {
+    {
+        for r in &s.reasons {
+            let ferry_plan::Reason::BaseUnavailable { cause, .. } = r else {
+                continue;
+            };
+            let (list, base) = match cause {
+                Cause::HeadBehind { base, .. } => (&mut behind, base),
+                Cause::Shallow { base } => (&mut shallow, base),
+                _ => continue,
+            };
+            list.push(format!(
+                "{} (runs {})",
+                s.name,
+                base.get(..12).unwrap_or(base)
+            ));
+        }
+    }
+    if !behind.is_empty() {
+        return Err(PreflightError::OlderThanStage {
+            stage: plan.stage.clone(),
+            services: ferry_manifest::first_few(&behind, 10),
+        });
+    }
+    if shallow.is_empty() {
         return Ok(());
     }
-    Err(PreflightError::OlderThanStage {
+    Err(PreflightError::ShallowClone {
         stage: plan.stage.clone(),
-        services: ferry_manifest::first_few(&behind, 10),
+        services: ferry_manifest::first_few(&shallow, 10),
     })
 }
 
