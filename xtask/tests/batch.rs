@@ -542,3 +542,55 @@ fn a_node_waits_for_what_its_dependencies_receive_and_owed_tests_mark_their_rele
         "{stored}"
     );
 }
+
+/// A `batch finish` run while a node still works releases the batch's lock under it: the node
+/// then fails, saying so, rather than ending well with its deploy in no release of the batch.
+/// Before, it ended with exit 0 and said nothing.
+#[test]
+fn a_node_whose_batch_finished_under_it_fails() {
+    let p = "batch-early";
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let r = chain(p, v);
+    // a's tests say they started, then wait for `go`.
+    r.write(
+        "services/a/service.toml",
+        &format!(
+            "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"sh\", \"-c\", \"touch {v}/started; while [ ! -e {v}/go ]; do sleep 0.1; done\"]\n",
+            v = v.display()
+        ),
+    );
+    r.commit("slow tests");
+    let mut node = xtask(
+        &r,
+        &["batch", "node", "many", "a", "--batch", "e1", "--test"],
+    );
+    let node = node
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !v.join("started").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "a's tests never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, out, err) = run(
+        &mut xtask(&r, &["batch", "finish", "many", "--batch", "e1"]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("released by batch `e1`"), "{out}");
+    std::fs::write(v.join("go"), "").unwrap();
+    let end = node.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&end.stderr);
+    assert_eq!(end.status.code(), Some(1), "{err}");
+    assert!(err.contains("a: acceptance tests passed"), "{err}");
+    assert!(
+        err.contains("the lock of stage `many` was gone when this node ended: `batch finish` released it while this node worked (run it only once every node has ended)"),
+        "{err}"
+    );
+}

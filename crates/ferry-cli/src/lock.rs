@@ -124,9 +124,40 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     }
     let since = holder.since;
     let result = interruptible(records, &holder, cancel, RENEW_EVERY, work(since)).await;
-    // The next wave's nodes may start minutes later: the batch's lock counts from now. (A lock
-    // another batch took over is not renewed; that batch's nodes find out themselves.)
-    let _ = records.renew(&holder).await;
+    // The next wave's nodes may start minutes later: the batch's lock counts from now. A lock
+    // gone (a `batch finish` run before this node ended, or deleted) or another's by now was not
+    // this batch's for all of this node's work, which no success may hide.
+    let lost = match records.renew(&holder).await {
+        Ok(()) => None,
+        Err(ferry_records::RecordError::LockLost { holder: None, .. }) => Some(
+            "was gone when this node ended: `batch finish` released it while this node worked (run it only once every node has ended), or it was deleted".to_string(),
+        ),
+        Err(ferry_records::RecordError::LockLost {
+            holder: Some(other),
+            ..
+        }) => Some(format!(
+            "is held by {other} now: it was taken over while this node worked (left in place)"
+        )),
+        Err(e) => {
+            eprintln!(
+                "warning: failed to renew the lock of stage `{}` for batch `{batch}` as this node ended: {}; {}",
+                stage.name,
+                crate::ui::mask(&e.to_string()),
+                ferry_records::lock::stale_rule(&holder)
+            );
+            None
+        }
+    };
+    if let Some(what) = lost {
+        let lost = format!(
+            "the lock of stage `{}` {what}, so another run may have changed the stage at the same time, and the batch's release may lack this node's deploy; check the stage (`status`, `plan {}`)",
+            stage.name, stage.name
+        );
+        return match result {
+            Ok(_) => Err(anyhow::anyhow!(lost)),
+            Err(e) => Err(e.context(lost)),
+        };
+    }
     result
 }
 

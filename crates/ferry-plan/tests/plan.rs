@@ -1609,3 +1609,56 @@ fn a_cargo_lock_reaches_the_rust_services_whose_crates_it_changes() {
         }]
     );
 }
+
+/// A batch of a plan runs a node for each service it deploys and for each dependent of one:
+/// `api`, which skips here, may receive new outputs from `database`, and `frontend`'s node
+/// waits for it to be checked. Before, `api` had no node, and `frontend`'s node was refused
+/// (its dependency still had something to deploy), so the graph could never finish.
+#[test]
+fn a_batch_of_a_plan_has_a_node_for_each_dependent_of_what_deploys() {
+    let (r, base) = monorepo();
+    r.write("services/database/src/main.py", "print(2)\n")
+        .write("services/frontend/src/main.py", "print(2)\n");
+    r.commit("database and frontend");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert_eq!(deploying(&p), ["database", "frontend"]);
+    let batch = ferry_plan::codebuild_batch(&p, "cargo xtask");
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&batch).unwrap();
+    let graph: Vec<(String, Vec<String>)> = yaml["batch"]["build-graph"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let deps = n["depend-on"]
+                .as_sequence()
+                .map(|d| d.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default();
+            (n["identifier"].as_str().unwrap().to_string(), deps)
+        })
+        .collect();
+    let own = |s: &str, d: &[&str]| (s.to_string(), d.iter().map(|x| x.to_string()).collect());
+    assert_eq!(
+        graph,
+        [
+            own("database", &[]),
+            own("api", &["database"]),
+            own("frontend", &["api", "database"]),
+        ]
+    );
+    let matrix: serde_json::Value = serde_json::from_str(&ferry_plan::github_matrix(&p)).unwrap();
+    assert_eq!(matrix["count"], 3);
+    let waves: Vec<Vec<&str>> = matrix["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            w["include"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["service"].as_str().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(waves, [["database"], ["api"], ["frontend"]]);
+}
