@@ -96,6 +96,16 @@ fn previews_are_listed_and_pruned_by_ci_event_live_refs_and_ttl() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("names no branch and no pull request"), "{err}");
+    // A file that is no list of refs is not read whole (`/dev/zero` took gigabytes).
+    let (code, _, err) = run(
+        &mut xtask(&r, &["previews", "prune", "--live-refs", "/dev/zero"]),
+        None,
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("the live refs from /dev/zero are over 64 MiB, which no list of refs is"),
+        "{err}"
+    );
 
     // Live branches from `git ls-remote --heads`: old-branch is gone; a dry run removes nothing.
     let heads = "1\trefs/heads/main\n2\trefs/heads/feature/login\n";

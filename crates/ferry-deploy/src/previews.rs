@@ -342,9 +342,14 @@ pub fn parse_ttl(text: &str) -> Result<u64, String> {
         Some(i) => (&t[..i], &t[i..]),
         None => (t, "d"),
     };
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("`{text}` is not a TTL: a number and d, h, m or s (e.g. 7d)"))?;
+    let n: u64 = n.parse().map_err(|e: std::num::ParseIntError| {
+        if *e.kind() == std::num::IntErrorKind::PosOverflow {
+            format!("`{text}` is too long a TTL")
+        } else {
+            format!("`{text}` is not a TTL: a number and d, h, m or s (e.g. 7d)")
+        }
+    })?;
+
     let unit = match unit {
         "d" => 86_400,
         "h" => 3600,
@@ -598,8 +603,19 @@ mod tests {
         assert_eq!(parse_ttl("3"), Ok(3 * 86_400));
         assert_eq!(parse_ttl("36h"), Ok(36 * 3600));
         assert_eq!(parse_ttl("0s"), Ok(0));
-        for bad in ["", "d", "7w", "-1d", "1.5d", "99999999999999999999d"] {
-            assert!(parse_ttl(bad).is_err(), "{bad}");
+        for bad in ["", "d", "7w", "-1d", "1.5d"] {
+            assert!(
+                parse_ttl(bad).unwrap_err().contains("is not a TTL"),
+                "{bad}"
+            );
+        }
+        // A number past u64 is too long, not "not a TTL" (as a product past it was).
+        for long in ["99999999999999999999d", "999999999999999999d"] {
+            assert_eq!(
+                parse_ttl(long),
+                Err(format!("`{long}` is too long a TTL")),
+                "{long}"
+            );
         }
         assert_eq!(
             pull_request_of(Some("pr-{number}"), "pr-42").as_deref(),

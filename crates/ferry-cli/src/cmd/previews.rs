@@ -11,6 +11,9 @@ use crate::Ctx;
 use crate::context::runtime;
 use crate::ui::table;
 
+/// The most `--live-refs` reads.
+const LIVE_REFS_LIMIT: u64 = 64 << 20;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum PreviewsCmd {
     /// The preview stages that the project's stacks (by their Ferry tags) and records say exist:
@@ -147,15 +150,36 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
     let live = match &args.live_refs {
         None => None,
         Some(path) => {
-            let mut text = String::new();
-            if path == "-" {
+            // `git ls-remote` of a repository with a hundred thousand branches is some 7 MB: a
+            // file past the limit is no list of refs (`/dev/zero`), and reading it whole would
+            // take the machine's memory.
+            let mut bytes = Vec::new();
+            let read = if path == "-" {
                 std::io::stdin()
-                    .read_to_string(&mut text)
-                    .context("failed to read the live refs from standard input")?;
+                    .lock()
+                    .take(LIVE_REFS_LIMIT + 1)
+                    .read_to_end(&mut bytes)
             } else {
-                text = std::fs::read_to_string(path)
-                    .with_context(|| format!("failed to read the live refs from {path}"))?;
+                std::fs::File::open(path)
+                    .and_then(|f| f.take(LIVE_REFS_LIMIT + 1).read_to_end(&mut bytes))
+            };
+            let from = if path == "-" {
+                "standard input".to_string()
+            } else {
+                path.clone()
+            };
+            read.with_context(|| format!("failed to read the live refs from {from}"))?;
+            if bytes.len() as u64 > LIVE_REFS_LIMIT {
+                anyhow::bail!(
+                    "the live refs from {from} are over {} MiB, which no list of refs is (`git ls-remote` of a hundred thousand branches is some 7 MB); nothing was pruned",
+                    LIVE_REFS_LIMIT >> 20
+                );
             }
+            let text = String::from_utf8(bytes).map_err(|_| {
+                anyhow::anyhow!(
+                    "the live refs from {from} are not UTF-8 text (refs such as `refs/heads/main`, as `git ls-remote` prints them); nothing was pruned"
+                )
+            })?;
             let live = ferry_ci::LiveRefs::parse(&text);
             if live == ferry_ci::LiveRefs::default() {
                 anyhow::bail!(
