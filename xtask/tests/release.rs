@@ -1711,3 +1711,130 @@ fn rolling_back_again_goes_further_back() {
     assert!(err.contains("has no release from before release"), "{err}");
     assert_eq!(runs(&hashes), Some(1));
 }
+
+/// A rollback stopped after its records were written and before its release was (killed) is
+/// recovered by the next run with the release it restored: the next rollback goes back from
+/// that one. Before, the recovered release restored nothing, and the next rollback went forward
+/// to the release the stopped one had gone back from.
+#[test]
+fn a_rollback_stopped_before_its_release_never_leads_forward_again() {
+    let p = "rel-back-kill";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let mut hashes = Vec::new();
+    for n in 1..=3 {
+        r.write("services/base/t.yaml", &format!("{QUEUE}# v{n}\n"));
+        r.commit(&format!("base v{n}"));
+        ok(&r, v, &["deploy", "staging", "--test"]);
+        hashes.push(records(p, "staging")["base"].template_hash.clone());
+    }
+    let runs = || {
+        let now = records(p, "staging")["base"].template_hash.clone();
+        hashes.iter().position(|h| *h == now).map(|i| i + 1)
+    };
+    ok(&r, v, &["rollback", "staging"]);
+    assert_eq!(runs(), Some(2));
+    // The rollback's release, as a kill before it was written leaves it: gone, its records
+    // naming it.
+    let s3 = ferry_package::s3_client(&config());
+    let newest = rt().block_on(async {
+        let listed = s3
+            .list_objects_v2()
+            .bucket(bucket(p, "staging"))
+            .prefix(format!("{p}/releases/staging/"))
+            .send()
+            .await
+            .unwrap();
+        let newest = listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .filter(|k| !k.contains("/pending/"))
+            .max()
+            .unwrap()
+            .to_string();
+        s3.delete_object()
+            .bucket(bucket(p, "staging"))
+            .key(&newest)
+            .send()
+            .await
+            .unwrap();
+        newest
+    });
+    let id = newest.rsplit('/').next().unwrap().trim_end_matches(".json");
+    assert_eq!(records(p, "staging")["base"].release.as_deref(), Some(id));
+    // Back from v2, the release the stopped rollback restored: v1, not v3.
+    let (out, err) = ok(&r, v, &["rollback", "staging"]);
+    assert_eq!(runs(), Some(1), "{out}\n{err}");
+    let recovered = stored_release(p, "staging", id);
+    assert_eq!(recovered["kind"], "rollback", "{recovered}");
+    assert!(recovered["restores"].is_string(), "{recovered}");
+}
+
+/// A rollback interrupted (SIGTERM) after a dependency went back and before its dependent was
+/// checked leaves the dependent with what the newer dependency gave it; `rollback --to` the
+/// same release then checks it, and redeploys it with what the dependency gives now. Before, it
+/// said "nothing to do": it compared packages only.
+#[test]
+fn a_rollback_to_the_same_release_finishes_what_an_interrupted_one_left() {
+    use std::io::BufRead as _;
+    let p = "rel-back-term";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    // base's output changes with its version: app receives it.
+    let version = |n: u32| {
+        r.write(
+            "services/base/t.yaml",
+            &QUEUE.replace("!GetAtt Q.Arn", &format!("!Sub \"${{Q.Arn}}-v{n}\"")),
+        );
+        r.commit(&format!("base v{n}"));
+        ok(&r, v, &["deploy", "staging", "--test"]);
+    };
+    version(1);
+    let first = records(p, "staging");
+    let r1 = first["base"].release.clone().unwrap();
+    version(2);
+    let second = records(p, "staging");
+    assert_ne!(
+        second["app"].parameters_hash, first["app"].parameters_hash,
+        "{:?}\n{:?}",
+        first["base"].outputs, second["base"].outputs
+    );
+    // SIGTERM once base is back: app is cancelled (or, if it had started, finishes).
+    let mut child = ferry(&r, v, &["rollback", "staging", "--to", &r1])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let hit = line.contains("base:") && line.contains("UPDATE_COMPLETE");
+        seen.push(line);
+        if hit {
+            let killed = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+        }
+    }
+    child.wait().unwrap();
+    assert_eq!(
+        records(p, "staging")["base"].template_hash,
+        first["base"].template_hash,
+        "{}",
+        seen.join("\n")
+    );
+    // The same rollback again: app ends with what base gives now, as in release 1.
+    let (out, err) = ok(&r, v, &["rollback", "staging", "--to", &r1]);
+    let now = records(p, "staging");
+    assert_eq!(
+        now["app"].parameters_hash,
+        first["app"].parameters_hash,
+        "{}\n{out}\n{err}",
+        seen.join("\n")
+    );
+}

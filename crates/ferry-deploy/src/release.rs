@@ -328,9 +328,10 @@ pub async fn write_release(
 /// rollback would skip what that run deployed, going back further than the stage ran, and
 /// tests that pass later would mark no release holding those deploys. Each is written as its
 /// run would have (every record of `now`, those stamped with its id as deployed), kept under its
-/// own id, so it sorts where it ran; its kind, who ran it and (an approval) the review it
-/// deployed are the ones its records name, else (records written before they named them) the
-/// kind is `kind`, the run's that finds it missing (`by_run`), and the rest unknown. A run
+/// own id, so it sorts where it ran; its kind, who ran it, (an approval) the review it
+/// deployed and (a rollback) the release it restored are the ones its records name, else
+/// (records written before they named them) the kind is `kind`, the run's that finds it missing
+/// (`by_run`), and the rest unknown. A run
 /// calls this before it deploys anything, with the records as it found them (its
 /// own deploys would overwrite the stopped run's records, and that release would be lost), and
 /// [`write_release`] again at its end.
@@ -366,6 +367,9 @@ pub async fn recover_releases(
         // Who ran it, and the review an approval deployed (records written before they named
         // them: not known).
         let by = stamped.iter().find_map(|r| r.release_by.clone());
+        // A rollback: the release it restored, so that the next rollback goes back from that
+        // one, never forward to what the stopped rollback went back from.
+        let restores = stamped.iter().find_map(|r| r.restores.clone());
         let approval =
             stamped
                 .iter()
@@ -386,7 +390,7 @@ pub async fn recover_releases(
             created_at,
             by,
             from: None,
-            restores: None,
+            restores,
             gate_override: None,
             deployed: stamped.iter().map(|r| r.service.clone()).collect(),
             untested: untested(ws),

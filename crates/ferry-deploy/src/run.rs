@@ -126,6 +126,8 @@ pub struct ReleaseStamp<'a> {
     pub by: &'a str,
     /// An approval: the review it deploys.
     pub review: Option<&'a str>,
+    /// A rollback: the release whose packages it deploys again.
+    pub restores: Option<&'a str>,
 }
 
 /// Turns a packaged SAM template into plain CloudFormation, given the stack's parameter values
@@ -1399,6 +1401,7 @@ async fn deploy_one(
         release_kind: ctx.release.map(|r| r.kind.to_string()),
         release_by: ctx.release.map(|r| r.by.to_string()),
         review: ctx.release.and_then(|r| r.review).map(String::from),
+        restores: ctx.release.and_then(|r| r.restores).map(String::from),
         removing: None,
         package_fingerprint: packaged.map(ServicePackage::fingerprint),
         input_key,

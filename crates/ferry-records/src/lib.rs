@@ -96,6 +96,12 @@ pub struct Record {
     pub release_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<String>,
+    /// That release, a rollback: the release whose packages it deployed again. A rollback
+    /// recovered from these records restores it, so that the next rollback goes back from it,
+    /// never forward to the release the stopped rollback went back from. `None` for another kind
+    /// and in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restores: Option<String>,
     /// When a `remove` began emptying the stack's buckets (seconds since the epoch): set before
     /// the first object goes, so that a remove stopped before the stack was gone leaves the
     /// stack planned again (its site and data may be gone), never taken as up to date.
@@ -658,6 +664,27 @@ mod tests {
                 .contains("`notifier` does not fit in an SSM parameter (8 KB) even without its outputs: its 200 archive key(s)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_release_a_rollback_restores_is_kept_and_older_records_read_without_it() {
+        let stamped = Record {
+            service: "api".into(),
+            release: Some("20261202-130512.123-3e18202".into()),
+            release_kind: Some("rollback".into()),
+            restores: Some("20261201-090000.000-aaaaaaa".into()),
+            ..Record::default()
+        };
+        let text = serde_json::to_string(&stamped).unwrap();
+        assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), stamped);
+        let older = text.replace(",\"restores\":\"20261201-090000.000-aaaaaaa\"", "");
+        assert!(!older.contains("restores"), "{older}");
+        assert_eq!(
+            serde_json::from_str::<Record>(&older).unwrap().restores,
+            None
+        );
+        let plain = serde_json::to_string(&Record::default()).unwrap();
+        assert!(!plain.contains("restores"), "{plain}");
     }
 
     #[test]

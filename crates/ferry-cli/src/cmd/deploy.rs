@@ -525,6 +525,7 @@ async fn deploy_locked(
             kind: ReleaseKind::Deploy,
             by: &aws.identity.arn,
             review: None,
+            restores: None,
         }),
         expected_archives: archives.as_ref(),
         declared_parameters_only: false,

@@ -493,6 +493,12 @@ async fn rollback_to(
     let test = options.test;
     let dir = ws.layout().package();
     let target = stage_target(run, &dir);
+    // A release a stopped run left unwritten, before the target is chosen: a rollback stopped
+    // after its records were written is what runs, and the target is judged from the release
+    // it restored (else the newest written release, the one it went back from, would look
+    // like a release that no longer runs, and be the target: forward again).
+    let (head, id) = new_release(run.ctx);
+    recover_releases(run, &current, ReleaseKind::Rollback, &id).await;
     let rb = ferry_deploy::release::prepare_rollback(&target, store, &current, to, only)
         .await
         .with_context(|| format!("cannot roll back stage `{}`", stage.name))?;
@@ -517,13 +523,16 @@ async fn rollback_to(
             failed.join(", ")
         ));
     }
-    if rb.selection.deploy.is_empty() {
+    // Services whose package is the target's but that never received what a dependency runs
+    // now (a rollback stopped after the dependency went back and before they were checked)
+    // are candidates without being in `deploy`: they are checked, and redeploy when the
+    // parameters they resolve now differ from their record.
+    if rb.selection.candidates.is_empty() {
         return Ok(format!(
             "nothing to do: every service already runs what release {} holds",
             rb.target.id
         ));
     }
-    let (head, id) = new_release(run.ctx);
     let report = deploy_stored(
         run,
         &Stored {
@@ -535,13 +544,23 @@ async fn rollback_to(
             archives: None,
             fixed: None,
             review: None,
+            restores: Some(rb.target.id.as_str()),
         },
         options,
     )
     .await?;
     let mut after = AfterMoved::deployed();
     print_summary(ws, stage, &report, 0, run.clock, &mut after);
-    let names: Vec<String> = rb.selection.deploy.iter().cloned().collect();
+    // What went back: what differed from the target, and what was checked and redeployed.
+    let names: Vec<String> = report
+        .services
+        .iter()
+        .filter(|s| {
+            rb.selection.deploy.contains(&s.name)
+                || matches!(s.result, ferry_deploy::ServiceResult::Deployed { .. })
+        })
+        .map(|s| s.name.clone())
+        .collect();
     let written = finish_release(
         run,
         ReleaseInfo {
@@ -599,11 +618,24 @@ async fn rollback_to(
             .finish(Err(anyhow::anyhow!(message)))
             .map(|()| String::new());
     }
-    let rolled = format!(
-        "rolled {} back to release {}",
-        names.join(", "),
-        rb.target.id
-    );
+    let rolled = if names.is_empty() {
+        format!(
+            "nothing to do: every service already runs what release {} holds (checked: {})",
+            rb.target.id,
+            rb.selection
+                .candidates
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        format!(
+            "rolled {} back to release {}",
+            names.join(", "),
+            rb.target.id
+        )
+    };
     if !after.is_clean() {
         // The stacks are back: said before the failed steps end the command.
         run.clock.say(&rolled);
@@ -624,6 +656,9 @@ struct Stored<'a> {
     /// An approval: the reviewed parameters, and the review.
     fixed: Option<&'a BTreeMap<String, BTreeMap<String, String>>>,
     review: Option<&'a str>,
+    /// A rollback: the release whose packages it deploys again (every record names it, so that
+    /// a release recovered from them restores it too).
+    restores: Option<&'a str>,
 }
 
 fn options(ctx: &Ctx, args: &RunArgs, review: bool) -> DeployOptions {
@@ -676,6 +711,7 @@ async fn deploy_stored(
             kind: stored.kind,
             by: &run.aws.identity.arn,
             review: stored.review,
+            restores: stored.restores,
         }),
         expected_archives: stored.archives,
         declared_parameters_only: true,
@@ -944,6 +980,7 @@ async fn promote_locked(
         archives: Some(&p.archives),
         fixed: None,
         review: None,
+        restores: None,
     };
     let report = deploy_stored(run, &stored, &options).await?;
     let mut after = if args.review {
@@ -1313,6 +1350,7 @@ async fn approve_locked(
         archives: Some(&plan.archives),
         fixed: Some(&plan.parameters),
         review: Some(&args.release),
+        restores: None,
     };
     let report = deploy_stored(run, &stored, &options(ctx, &args.run, false)).await?;
     // The stacks moved: whatever fails from here on, the run goes on to its tests' summary and
