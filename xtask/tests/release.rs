@@ -1838,3 +1838,48 @@ fn a_rollback_to_the_same_release_finishes_what_an_interrupted_one_left() {
         seen.join("\n")
     );
 }
+
+/// on-test-failure = "rollback" when only a dependency changed: app fails in prod with what the
+/// new base gives it, its own package the same in every release, so it has nothing of its own
+/// to go back to; base goes back too. Before, the automatic rollback failed ("no release from
+/// before … that holds other packages") and left prod failing.
+#[test]
+fn a_failed_test_rolls_back_the_dependency_whose_change_it_was_judged_with() {
+    let p = "rel-back-dep";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let version = |n: u32| {
+        r.write(
+            "services/base/t.yaml",
+            &QUEUE.replace("!GetAtt Q.Arn", &format!("!Sub \"${{Q.Arn}}-v{n}\"")),
+        );
+        r.commit(&format!("base v{n}"));
+        ok(&r, v, &["deploy", "staging", "--test"]);
+    };
+    version(1);
+    ok(&r, v, &["promote", "staging", "prod", "--test"]);
+    let first = records(p, "prod");
+    version(2);
+    std::fs::write(v.join("prod-app"), "").unwrap();
+    let (out, err) = fails(&r, v, &["promote", "staging", "prod", "--test"]);
+    let said = format!("{out}\n{err}");
+    assert!(
+        said.contains("app had no other package to go back to; rolling back what this run deployed of what they depend on too: app, base"),
+        "{said}"
+    );
+    assert!(
+        said.contains("on-test-failure = \"rollback\": rolled "),
+        "{said}"
+    );
+    let after = records(p, "prod");
+    assert_eq!(
+        after["base"].template_hash, first["base"].template_hash,
+        "{said}"
+    );
+    assert_eq!(after["base"].outputs, first["base"].outputs, "{said}");
+    assert_eq!(
+        after["app"].parameters_hash, first["app"].parameters_hash,
+        "{said}"
+    );
+}

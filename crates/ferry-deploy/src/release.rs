@@ -1346,21 +1346,34 @@ pub fn gate_candidates(
 /// What `on-test-failure = "rollback"` rolls back after the run that made release
 /// `run_release` (its records name it) saw `failed` fail their tests: those services and their
 /// dependents, as far as that run deployed them (a service it did not deploy runs what it ran
-/// before). `current` is the stage's records.
+/// before). With `with_dependencies`, also the services they depend on, however indirectly,
+/// that the run deployed, and the dependents of those: a failed test judged a service with what
+/// its dependencies gave it, and when only a dependency's package changed (the failed service
+/// redeployed for the outputs it received, its package the same in every release), the failed
+/// service alone has nothing to go back to. `current` is the stage's records.
 pub fn to_roll_back(
     ws: &Workspace,
     current: &BTreeMap<String, Record>,
     run_release: &str,
     failed: &BTreeSet<String>,
+    with_dependencies: bool,
 ) -> BTreeSet<String> {
     let deployed: BTreeSet<&str> = current
         .values()
         .filter(|r| r.release.as_deref() == Some(run_release))
         .map(|r| r.service.as_str())
         .collect();
-    let mut affected = ws
-        .graph()
-        .with_dependents(failed.iter().map(String::as_str));
+    let graph = ws.graph();
+    let mut roots = failed.clone();
+    if with_dependencies {
+        roots.extend(
+            graph
+                .with_dependencies(failed.iter().map(String::as_str))
+                .into_iter()
+                .filter(|s| deployed.contains(s.as_str())),
+        );
+    }
+    let mut affected = graph.with_dependents(roots.iter().map(String::as_str));
     affected.retain(|s| deployed.contains(s.as_str()));
     affected
 }

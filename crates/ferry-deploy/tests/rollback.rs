@@ -52,22 +52,37 @@ fn the_failed_services_and_the_dependents_the_run_deployed_roll_back() {
             })
             .collect();
     assert_eq!(
-        to_roll_back(&ws, &current, "r2", &set(&["db"])),
+        to_roll_back(&ws, &current, "r2", &set(&["db"]), false),
         set(&["api", "db"]),
         "web, which the run did not deploy, stays"
     );
     assert_eq!(
-        to_roll_back(&ws, &current, "r2", &set(&["other"])),
+        to_roll_back(&ws, &current, "r2", &set(&["other"]), false),
         set(&["other"])
     );
     assert_eq!(
-        to_roll_back(&ws, &current, "r2", &set(&["web"])),
+        to_roll_back(&ws, &current, "r2", &set(&["web"]), false),
         set(&[]),
         "the run did not deploy it"
     );
     assert_eq!(
-        to_roll_back(&ws, &current, "r3", &set(&["db"])),
+        to_roll_back(&ws, &current, "r3", &set(&["db"]), false),
         set(&[]),
         "another run's release"
+    );
+    // api failed, perhaps for what db gave it: with its dependencies, db goes back too, and
+    // what depends on db that the run deployed (api); other, beside them, stays.
+    assert_eq!(
+        to_roll_back(&ws, &current, "r2", &set(&["api"]), false),
+        set(&["api"])
+    );
+    assert_eq!(
+        to_roll_back(&ws, &current, "r2", &set(&["api"]), true),
+        set(&["api", "db"])
+    );
+    // web (not deployed by the run) failed: its dependencies the run deployed go back.
+    assert_eq!(
+        to_roll_back(&ws, &current, "r2", &set(&["web"]), true),
+        set(&["api", "db"])
     );
 }

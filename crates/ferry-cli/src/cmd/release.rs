@@ -458,24 +458,60 @@ async fn roll_back_failures(
     // release of this run (its target is judged against what runs), so a release that could
     // not be written stops nothing.
     let current = current_records(run).await?;
-    let affected = ferry_deploy::release::to_roll_back(run.ws, &current, run_release, failed);
+    let affected =
+        ferry_deploy::release::to_roll_back(run.ws, &current, run_release, failed, false);
     if affected.is_empty() {
         return Ok(
             "nothing to roll back: the failed services were not deployed by this run".into(),
         );
     }
-    run.clock.say(&format!(
-        "on-test-failure = \"rollback\": rolling {} back",
-        affected.iter().cloned().collect::<Vec<_>>().join(", ")
-    ));
     let store = store_of(run).context(
         "the stage keeps no releases (no artifact-bucket), so there is nothing to roll back to",
     )?;
     let options = untested(run.ctx, concurrency, timeout);
-    let rb = rollback_to(run, &store, current, None, Some(&affected), &options)
-        .await
-        .context("the rollback after the failed tests failed")?;
-    Ok(rb)
+    run.clock.say(&format!(
+        "on-test-failure = \"rollback\": rolling {} back",
+        affected.iter().cloned().collect::<Vec<_>>().join(", ")
+    ));
+    let rb = rollback_to(
+        run,
+        &store,
+        current.clone(),
+        None,
+        Some(&affected),
+        &options,
+    )
+    .await;
+    // Nothing of their own to go back to (their packages are the same in every release): what
+    // failed was judged with what the run's deploys of their dependencies gave them.
+    let wider = ferry_deploy::release::to_roll_back(run.ws, &current, run_release, failed, true);
+    match rb {
+        Err(e) if none_passed(&e) && wider != affected => {
+            run.clock.say(&format!(
+                "on-test-failure = \"rollback\": {} had no other package to go back to; rolling back what this run deployed of what they depend on too: {}",
+                affected.iter().cloned().collect::<Vec<_>>().join(", "),
+                wider.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+            rollback_to(run, &store, current, None, Some(&wider), &options).await
+        }
+        rb => rb,
+    }
+    .context("the rollback after the failed tests failed")
+}
+
+/// Whether `e` says no release before what runs holds other packages that passed.
+fn none_passed(e: &anyhow::Error) -> bool {
+    use ferry_deploy::release::ReleaseRunError;
+    use ferry_releases::TargetError;
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ReleaseRunError>(),
+            Some(ReleaseRunError::Target(TargetError::NonePassed { .. }))
+        ) || matches!(
+            c.downcast_ref::<TargetError>(),
+            Some(TargetError::NonePassed { .. })
+        )
+    })
 }
 
 /// Rolls `run`'s stage, whose records are `current`, back (see
@@ -608,7 +644,7 @@ async fn rollback_to(
         ))
     } else if !report.succeeded() {
         Some(format!(
-            "stage `{name}` runs release {to} again, but some services it was to check against what they receive were not checked or did not update (see above); the next deploy or promote of `{name}` checks them again"
+            "stage `{name}` runs release {to} again, but some services it was to check against what they receive were not checked or did not update (see above); `rollback {name} --to {to}` checks them again (a deploy or promote would deploy the checkout's or the source stage's packages, not the release's)"
         ))
     } else {
         None
