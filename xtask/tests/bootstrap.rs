@@ -164,6 +164,28 @@ fn bootstrap_prints_a_template_cfn_lint_accepts_and_a_second_run_writes_nothing(
             .contains(&format!("s3:::{p}-frontend-")),
         "{s3}"
     );
+    // `{p}-frontend-` (a long stack name's first 16 characters) also starts dev's bucket names:
+    // denied by dev's whole stack name.
+    assert!(
+        denied
+            .iter()
+            .any(|d| d.contains(&format!("s3:::{p}-frontend-dev-*"))),
+        "{denied:?}"
+    );
+    // SSM parameters carry no stage tag: dev's records (and lock) and parameters are denied by
+    // path, never the stage's own.
+    let ssm = denied
+        .iter()
+        .find(|d| d.contains("\"Action\":[\"ssm:*\"]"))
+        .unwrap_or_else(|| panic!("{denied:?}"));
+    for path in [
+        format!("parameter/{p}/dev/*"),
+        format!("parameter/{p}/dev\""),
+        format!("parameter/ferry/{p}/dev/*"),
+    ] {
+        assert!(ssm.contains(&path), "{path}: {ssm}");
+    }
+    assert!(!ssm.contains(&format!("/{p}/staging")), "{ssm}");
     assert!(
         !actions.iter().any(|a| *a == "*" || a.ends_with(":*")),
         "{actions:?}"
@@ -212,6 +234,10 @@ fn bootstrap_prints_a_template_cfn_lint_accepts_and_a_second_run_writes_nothing(
     assert!(
         previews.contains(&format!("parameter/ferry/{p}/staging/*")),
         "named records denied"
+    );
+    assert!(
+        previews.contains(&format!("parameter/{p}/staging/*")),
+        "named parameters denied"
     );
     assert!(
         err.contains("DENY never (previews): a named stage's stacks"),

@@ -331,7 +331,7 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
         }
     };
     let mut permissions = permissions(ws, stage, &mut notes);
-    let denied = denials(ws, stage, &role, &path, &permissions);
+    let denied = denials(ws, stage, &role, &path, &permissions, &mut notes);
     permissions.extend(denied);
     let mut principals: Vec<Value> = options.trust.iter().map(|t| json!(t)).collect();
     if options.codebuild.is_some() {
@@ -1111,7 +1111,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                         .map(|s| {
                             format!(
                                 "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{}*",
-                                name_start(s)
+                                name_prefix(s)
                             )
                         })
                         .collect::<BTreeSet<_>>()
@@ -1121,7 +1121,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                     Scope::StackBuckets => stacks
                         .iter()
                         .flat_map(|s| {
-                            let start = name_start(s).to_ascii_lowercase();
+                            let start = name_prefix(s).to_ascii_lowercase();
                             // `{start}*` covers the buckets' objects too.
                             [format!("arn:${{AWS::Partition}}:s3:::{start}*")]
                         })
@@ -1199,7 +1199,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                                 base.chars().take(32).collect()
                             }
                         }
-                        None => name_start(&stack),
+                        None => name_prefix(&stack),
                     };
                     format!(
                         "arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{start}*"
@@ -1409,6 +1409,19 @@ enum Scope {
     StackBuckets,
 }
 
+/// What a name CloudFormation makes from `stack` (`<stack>-<logical id>-<random>`) surely
+/// starts with: the whole name and its `-` when no cut can reach it (so that `shop-api-dev-*`
+/// does not reach stage `devops`' `shop-api-devops-…`), else [`name_start`]. Another stage whose
+/// stack names extend this one's with a `-` (`staging-eu` of `staging`) is still reached:
+/// [`stack_name_denials`] keeps the role off it.
+fn name_prefix(stack: &str) -> String {
+    if !stack.contains('*') && stack.len() <= ROLE_PREFIX {
+        format!("{stack}-")
+    } else {
+        name_start(stack)
+    }
+}
+
 /// The start of `stack` a name CloudFormation makes from it surely has (before any `*`).
 fn name_start(stack: &str) -> String {
     stack
@@ -1442,14 +1455,18 @@ const SENSITIVE: &[&str] = &[
 /// stacks, attach the administrator policies AWS ships; touch another named stage's resources
 /// through any service `granted` uses (by the `ferry:stage` tag CloudFormation passes on from
 /// the stack: the per-type grants name no resource, so stages that share an account are kept
-/// apart this way); and for the preview stages' role, touch any named stage's stacks, records,
-/// roles or buckets.
+/// apart this way); touch another stage's SSM paths by name (records, lock, health marks and
+/// parameters carry no tag); for a named stage's role, roles and buckets named after another
+/// named stage's stacks that extend its own names; and for the preview stages' role, touch any
+/// named stage's stacks, records, roles or buckets. What a denial cannot cover is said in
+/// `notes`.
 pub fn denials(
     ws: &Workspace,
     stage: &Stage,
     role: &str,
     path: &str,
     granted: &[Permission],
+    notes: &mut Vec<String>,
 ) -> Vec<Permission> {
     let project = &ws.project.name;
     let mut out = vec![
@@ -1522,13 +1539,11 @@ pub fn denials(
         // also cover a preview whose id ends in `-dev`); everything else, stacks this checkout
         // does not know, roles and buckets included, by the stage tag (above).
         let mut stacks = BTreeSet::new();
-        let mut records = BTreeSet::new();
         for name in ws.stages.keys() {
             let Ok(named) = ws.stage(name) else { continue };
             for s in &ws.services {
                 stacks.insert(ws.stack_name(&s.name, &named));
             }
-            records.insert(ws.records_path(&named));
         }
         if !stacks.is_empty() {
             out.push(Permission {
@@ -1542,18 +1557,250 @@ pub fn denials(
                 ..Default::default()
             });
         }
-        if !records.is_empty() {
-            out.push(Permission {
-                why: "never (previews): a named stage's records".into(),
-                deny: true,
-                actions: strings(&["ssm:*"]),
-                resources: records
-                    .iter()
-                    .map(|r| format!("arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{r}*"))
-                    .collect(),
-                ..Default::default()
-            });
+    }
+    out.extend(ssm_path_denials(ws, stage, granted, notes));
+    if !stage.preview {
+        out.extend(stack_name_denials(ws, stage, granted, notes));
+    }
+    out
+}
+
+/// Whether the IAM resource pattern `pattern` (`*`: any run of characters, `?`: any one)
+/// matches `text`.
+fn iam_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < t.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == t[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            // The last `*` takes one more character.
+            star = Some((si, sj + 1));
+            i = si + 1;
+            j = sj + 1;
+        } else {
+            return false;
         }
+    }
+    p[i..].iter().all(|c| *c == '*')
+}
+
+/// A stage's SSM paths as IAM name patterns, each ending with `/`: its records path (the preview
+/// stages' with `*` for the id), under which its records, health marks and lock live, flagged
+/// `true`; and its parameters-path. Ferry makes both absolute (`parameter/…` in an ARN).
+fn ssm_paths(ws: &Workspace, stage: &Stage) -> Vec<(String, bool)> {
+    let id = if stage.preview {
+        "*"
+    } else {
+        stage.id.as_str()
+    };
+    let records = ferry_manifest::records_path(&ws.project.name, &stage.config, id);
+    let parameters = stage
+        .config
+        .parameters_path
+        .as_deref()
+        .map(|p| (format!("{}/", p.trim_end_matches('/')), false));
+    std::iter::once((records, true)).chain(parameters).collect()
+}
+
+/// The other stages' SSM paths, by name: a named stage's role is denied every other named
+/// stage's records path and parameters-path, and the preview stages' (their records by the
+/// pattern, when it reaches none of the stage's own); the previews' role every named stage's.
+/// Each is denied in its stage's region (the role's grants by type, such as
+/// `AWS::SSM::Parameter`, are on `*`, every region) as `<path>/*` and the path itself (which
+/// GetParametersByPath names). A path that holds one of the role's own is not denied, and said;
+/// so is a parameters-path a path the role may list holds (GetParametersByPath is authorized by
+/// the path asked for, not by the parameters it returns), and a name the stage reads that lies
+/// under a denied path.
+fn ssm_path_denials(
+    ws: &Workspace,
+    stage: &Stage,
+    granted: &[Permission],
+    notes: &mut Vec<String>,
+) -> Vec<Permission> {
+    // Names of the role's own it must keep (a preview id as `\0`, which no name holds): each
+    // path's every name, and under the records path its records, health marks and lock.
+    let own: Vec<(String, String)> = ssm_paths(ws, stage)
+        .into_iter()
+        .flat_map(|(path, records)| {
+            let p = path.replace('*', "\u{0}");
+            let mut names = vec![format!("{p}\u{0}")];
+            if records {
+                names.extend(["lock", "records/\u{0}", "health/\u{0}"].map(|r| format!("{p}{r}")));
+            }
+            names.into_iter().map(move |n| (n, path.clone()))
+        })
+        .collect();
+    // What the role may list (GetParametersByPath), and the names it reads one by one, as
+    // granted (in its own region).
+    let param_names = |listing: bool| -> Vec<String> {
+        granted
+            .iter()
+            .filter(|p| !p.deny)
+            .filter(|p| !listing || p.actions.iter().any(|a| a == "ssm:GetParametersByPath"))
+            .flat_map(|p| &p.resources)
+            .filter(|r| r.contains(":ssm:${AWS::Region}:"))
+            .filter_map(|r| r.split_once(":parameter").map(|(_, n)| n.to_string()))
+            .filter(|n| listing || !n.contains('*'))
+            .collect()
+    };
+    let listable = param_names(true);
+    let read = param_names(false);
+    let mut others: Vec<(String, Stage)> = ws
+        .stages
+        .keys()
+        .filter_map(|name| ws.stage(name).ok())
+        .filter(|other| !other.preview && other.id != stage.id)
+        .map(|other| (format!("stage `{}`", other.name), other))
+        .collect();
+    if !stage.preview
+        && let Some(config) = &ws.default_stage
+    {
+        let previews = Stage {
+            name: "*".into(),
+            id: "*".into(),
+            preview: true,
+            config: config.clone(),
+        };
+        others.push(("the preview stages".into(), previews));
+    }
+    let mut resources = BTreeSet::new();
+    for (whose, other) in &others {
+        let region = &other.config.region;
+        let same_region = *region == stage.config.region;
+        for (path, records) in ssm_paths(ws, other) {
+            let base = path.trim_end_matches('/').to_string();
+            let patterns = [format!("{path}*"), base.clone()];
+            let reaches = |name: &str| patterns.iter().any(|p| iam_match(p, name));
+            if same_region && let Some((_, mine)) = own.iter().find(|(n, _)| reaches(n)) {
+                // The previews' records pattern holds every named stage's default records path.
+                if !(other.preview && records) {
+                    notes.push(format!(
+                        "{whose}'s SSM path {path} holds this stage's own {mine}: not denied to the role (that would deny the stage its own), so the role reaches {whose}'s parameters there; give each stage a path of its own"
+                    ));
+                }
+                continue;
+            }
+            if same_region && !records {
+                let mut ancestors = path
+                    .match_indices('/')
+                    .flat_map(|(i, _)| [&path[..i], &path[..=i]])
+                    .filter(|a| !a.is_empty());
+                if let Some(a) = ancestors.find(|a| listable.iter().any(|l| iam_match(l, a))) {
+                    notes.push(format!(
+                        "{whose}'s parameters-path {path} lies under {a}, which the role may list: GetParametersByPath is authorized by the path asked for, not by the parameters it returns, so the denial does not keep a recursive listing from reading them; give each stage a path of its own"
+                    ));
+                }
+            }
+            if same_region {
+                for name in read.iter().filter(|n| reaches(n)) {
+                    notes.push(format!(
+                        "`{name}`, which the stage reads by name, lies under {whose}'s SSM path {path}, denied to the role: reading it fails; keep what stages share outside every stage's path"
+                    ));
+                }
+            }
+            for p in &patterns {
+                resources.insert(format!(
+                    "arn:${{AWS::Partition}}:ssm:{region}:${{AWS::AccountId}}:parameter{p}"
+                ));
+            }
+        }
+    }
+    if resources.is_empty() {
+        return Vec::new();
+    }
+    vec![Permission {
+        why: if stage.preview {
+            "never (previews): a named stage's records, lock and parameters (SSM, by path)".into()
+        } else {
+            "never: another stage's records, lock and parameters (SSM, by path)".into()
+        },
+        deny: true,
+        actions: strings(&["ssm:*"]),
+        resources: resources.into_iter().collect(),
+        ..Default::default()
+    }]
+}
+
+/// For a named stage's role: the IAM roles and S3 buckets CloudFormation names after another
+/// named stage's stacks that the grants by the start of a name reach too: a stack name that
+/// extends this stage's (`shop-api-staging-*` reaches stage `staging-eu`'s
+/// `shop-api-staging-eu-…`), or any stage's of a service whose stack names are longer than
+/// [`ROLE_PREFIX`] (`shop-database-st*` is cut before the stage). Denied by the other stack's
+/// whole name and its `-`, which this stage's own names never start with (a stack of its own
+/// whose name extends the other's is left alone, and said); a name CloudFormation cut before
+/// the stage is only kept apart by the `ferry:stage` tag.
+fn stack_name_denials(
+    ws: &Workspace,
+    stage: &Stage,
+    granted: &[Permission],
+    notes: &mut Vec<String>,
+) -> Vec<Permission> {
+    let own: Vec<String> = stack_names(ws, stage)
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    let patterns: Vec<&str> = granted
+        .iter()
+        .filter(|p| !p.deny)
+        .flat_map(|p| &p.resources)
+        .map(String::as_str)
+        .filter(|r| r.contains('*') && (r.contains(":iam::") || r.contains(":s3:::")))
+        .collect();
+    let granted_one = |start: &str| patterns.iter().any(|p| iam_match(p, &format!("{start}x")));
+    let mut roles = BTreeSet::new();
+    let mut buckets = BTreeSet::new();
+    let mut reached = BTreeSet::new();
+    for name in ws.stages.keys() {
+        let Ok(other) = ws.stage(name) else { continue };
+        if other.preview || other.id == stage.id {
+            continue;
+        }
+        for s in stack_names(ws, &other) {
+            let lower = s.to_ascii_lowercase();
+            if own.iter().any(|o| o.starts_with(&lower)) {
+                let role = format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{s}-");
+                let bucket = format!("arn:${{AWS::Partition}}:s3:::{lower}-");
+                if granted_one(&role) || granted_one(&bucket) {
+                    reached.insert(other.name.clone());
+                }
+                continue;
+            }
+            let role = format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{s}-");
+            if granted_one(&role) {
+                roles.insert(format!("{role}*"));
+            }
+            let bucket = format!("arn:${{AWS::Partition}}:s3:::{lower}-");
+            if granted_one(&bucket) {
+                buckets.insert(format!("{bucket}*"));
+            }
+        }
+    }
+    for other in reached {
+        notes.push(format!(
+            "this stage's stack names extend stage `{other}`'s: the role's grants by the start of a name reach the roles and buckets CloudFormation names after its stacks, which only the ferry:stage tag keeps it off (S3 honours tag conditions for some actions only); give stages names none of which starts another's with `-`, or accounts of their own"
+        ));
+    }
+    let mut out = Vec::new();
+    for (service, resources) in [("iam:*", roles), ("s3:*", buckets)] {
+        if resources.is_empty() {
+            continue;
+        }
+        out.push(Permission {
+            why: format!(
+                "never: {} named after another named stage's stacks (the grants by a name's start reach them)",
+                if service == "iam:*" { "roles" } else { "buckets" }
+            ),
+            deny: true,
+            actions: strings(&[service]),
+            resources: resources.into_iter().collect(),
+            ..Default::default()
+        });
     }
     out
 }
@@ -1989,6 +2236,14 @@ mod tests {
         assert_eq!(role_name("arn:aws:iam::111111111111:user/x"), None);
         assert!(principal_ok("arn:aws:iam::111111111111:root"));
         assert!(principal_ok("arn:aws:iam::111111111111:role/ci"));
+        assert!(iam_match("/ferry/shop/*/*", "/ferry/shop/staging/lock"));
+        assert!(iam_match("/shop/prod/*", "/shop/prod/"));
+        assert!(!iam_match("/shop/prod/*", "/shop/prod"));
+        assert!(!iam_match("/shop/staging/*", "/shop/staging-eu/db"));
+        assert!(iam_match("a*b*c", "axxbyyc") && !iam_match("a*b*c", "axxbyy"));
+        assert_eq!(name_prefix("toy-api-staging"), "toy-api-staging-");
+        assert_eq!(name_prefix("toy-queue-staging"), "toy-queue-stagin");
+        assert_eq!(name_prefix("toy-api-*"), "toy-api-");
         for bad in [
             "*",
             "arn:aws:iam::1:root",

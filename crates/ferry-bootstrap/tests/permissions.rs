@@ -225,6 +225,282 @@ fn a_named_stages_role_never_touches_another_named_stages_resources() {
     );
 }
 
+/// Ferry's own SSM parameters (records, lock, health marks) and the values `param set` writes
+/// carry no `ferry:stage` tag, and a template's `AWS::SSM::Parameter` is granted on `*`: each
+/// role is denied every other stage's records path and parameters-path by name, in that
+/// stage's region, never one of its own (`/toy/staging` is no prefix of `/toy/staging-eu/`). And
+/// grants by the start of a stack's name (`toy-api-staging-*`) also reach stage `staging-eu`'s
+/// names: those are denied by the longer name.
+#[test]
+fn a_stages_role_is_denied_the_other_stages_ssm_paths_and_the_names_that_extend_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"toy\"\nstack-name = \"{project}-{service}-{stage}\"\n\n\
+         [stages.dev]\nregion = \"us-east-1\"\nparameters-path = \"/toy/dev/\"\n\n\
+         [stages.staging]\nregion = \"us-east-1\"\nparameters-path = \"/toy/staging\"\n\n\
+         [stages.staging-eu]\nregion = \"eu-west-1\"\nparameters-path = \"/toy/staging-eu/\"\n\n\
+         [stages.prod]\nregion = \"us-east-1\"\nparameters-path = \"/toy/prod/\"\nrecords-path = \"/ops/toy-prod/\"\n\n\
+         [stages.\"*\"]\nregion = \"us-east-1\"\nparameters-path = \"/toy/preview/\"\n",
+    );
+    write(
+        r,
+        "services/api/t.yaml",
+        "Resources:\n  P:\n    Type: AWS::SSM::Parameter\n    Properties: {Type: String, Value: x}\n  B: {Type: AWS::S3::Bucket}\n  R:\n    Type: AWS::IAM::Role\n    Properties:\n      AssumeRolePolicyDocument: {}\n",
+    );
+    write(
+        r,
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    write(
+        r,
+        "services/queue/t.yaml",
+        "Resources:\n  Q: {Type: AWS::SQS::Queue}\n  B: {Type: AWS::S3::Bucket}\n",
+    );
+    write(
+        r,
+        "services/queue/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let options = ferry_bootstrap::Options {
+        trust: vec!["arn:aws:iam::111111111111:role/ci".into()],
+        codebuild: None,
+    };
+    let plan = |stage: ferry_manifest::Stage| ferry_bootstrap::plan(&ws, &stage, &options).unwrap();
+    let find = |b: &ferry_bootstrap::Bootstrap, why: &str| {
+        b.permissions
+            .iter()
+            .find(|p| p.why.starts_with(why))
+            .cloned()
+            .unwrap_or_else(|| panic!("{why}: {:#?}", b.permissions))
+    };
+    let ssm = |region: &str, name: &str| {
+        format!("arn:${{AWS::Partition}}:ssm:{region}:${{AWS::AccountId}}:parameter{name}")
+    };
+    let staging = plan(ws.stage("staging").unwrap());
+    // Templates still make parameters of any name.
+    assert_eq!(find(&staging, "AWS::SSM::Parameter").resources, ["*"]);
+    let denied = find(
+        &staging,
+        "never: another stage's records, lock and parameters",
+    );
+    assert!(denied.deny);
+    assert_eq!(denied.actions, ["ssm:*"]);
+    let mut expected: Vec<String> = [
+        ("us-east-1", "/ferry/toy/dev"),
+        ("us-east-1", "/toy/dev"),
+        ("eu-west-1", "/ferry/toy/staging-eu"),
+        ("eu-west-1", "/toy/staging-eu"),
+        ("us-east-1", "/ops/toy-prod"),
+        ("us-east-1", "/toy/prod"),
+        // The previews' parameters; their records pattern (`/ferry/toy/*/`) holds staging's own.
+        ("us-east-1", "/toy/preview"),
+    ]
+    .iter()
+    .flat_map(|(region, path)| [ssm(region, path), ssm(region, &format!("{path}/*"))])
+    .collect();
+    expected.sort();
+    assert_eq!(denied.resources, expected);
+    // The role's own records, lock and parameters stay its own.
+    for own in ["/ferry/toy/staging/lock", "/toy/staging/db", "/toy/staging"] {
+        assert!(
+            !denied
+                .resources
+                .iter()
+                .any(|r| r.contains(":us-east-1:") && r.ends_with(own)),
+            "{own}: {:?}",
+            denied.resources
+        );
+    }
+
+    // Buckets and roles: `toy-api-staging-*` and `toy-queue-stagin*` (a longer stack name is
+    // granted by its first 16 characters) also reach staging-eu's, denied by their whole names.
+    let buckets = find(&staging, "AWS::S3::Bucket ");
+    assert!(
+        buckets
+            .resources
+            .contains(&"arn:${AWS::Partition}:s3:::toy-api-staging-*".to_string()),
+        "{:?}",
+        buckets.resources
+    );
+    assert!(
+        buckets
+            .resources
+            .contains(&"arn:${AWS::Partition}:s3:::toy-queue-stagin*".to_string()),
+        "{:?}",
+        buckets.resources
+    );
+    assert_eq!(
+        find(
+            &staging,
+            "never: buckets named after another named stage's stacks"
+        )
+        .resources,
+        [
+            "arn:${AWS::Partition}:s3:::toy-api-staging-eu-*",
+            "arn:${AWS::Partition}:s3:::toy-queue-staging-eu-*"
+        ]
+    );
+    let roles = find(
+        &staging,
+        "never: roles named after another named stage's stacks",
+    );
+    assert_eq!(roles.actions, ["iam:*"]);
+    assert_eq!(
+        roles.resources,
+        [
+            "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/toy-api-staging-eu-*",
+            "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/toy-queue-staging-eu-*"
+        ]
+    );
+    // `dev`'s grants reach no other stage's names: nothing more to deny.
+    let dev = plan(ws.stage("dev").unwrap());
+    assert!(
+        !dev.permissions
+            .iter()
+            .any(|p| p.why.contains("named after another named stage's stacks")),
+        "{:#?}",
+        dev.permissions
+    );
+    // staging-eu's names extend staging's: denying staging's would deny its own; said.
+    let eu = plan(ws.stage("staging-eu").unwrap());
+    assert!(
+        !eu.permissions
+            .iter()
+            .any(|p| p.why.contains("named after another named stage's stacks")),
+        "{:#?}",
+        eu.permissions
+    );
+    assert!(
+        eu.notes
+            .iter()
+            .any(|n| n.starts_with("this stage's stack names extend stage `staging`'s")),
+        "{:#?}",
+        eu.notes
+    );
+    let eu_denied = find(&eu, "never: another stage's records, lock and parameters");
+    assert!(
+        eu_denied
+            .resources
+            .contains(&ssm("us-east-1", "/toy/staging/*")),
+        "{:?}",
+        eu_denied.resources
+    );
+    assert!(
+        !eu_denied
+            .resources
+            .iter()
+            .any(|r| r.contains(":eu-west-1:")),
+        "no other stage's path in its own region: {:?}",
+        eu_denied.resources
+    );
+
+    // The previews' role: every named stage's records and parameters, not its own.
+    let previews = plan(ferry_manifest::Stage {
+        name: "*".into(),
+        id: "*".into(),
+        preview: true,
+        config: ws.default_stage.clone().unwrap(),
+    });
+    let denied = find(
+        &previews,
+        "never (previews): a named stage's records, lock and parameters",
+    );
+    for path in [
+        ssm("us-east-1", "/toy/prod/*"),
+        ssm("us-east-1", "/toy/prod"),
+        ssm("us-east-1", "/ops/toy-prod/*"),
+        ssm("us-east-1", "/ferry/toy/staging/*"),
+        ssm("us-east-1", "/toy/staging/*"),
+        ssm("eu-west-1", "/toy/staging-eu/*"),
+    ] {
+        assert!(
+            denied.resources.contains(&path),
+            "{path}: {:?}",
+            denied.resources
+        );
+    }
+    assert!(
+        !denied.resources.iter().any(|r| r.contains("/toy/preview")),
+        "{:?}",
+        denied.resources
+    );
+}
+
+/// A path that holds one of the role's own is not denied (that would deny the stage its own),
+/// and said; so is a path the role may list that holds another stage's parameters, and a name
+/// the stage reads that lies under another stage's path.
+#[test]
+fn an_ssm_path_the_role_cannot_be_denied_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"toy\"\n\n\
+         [stages.ops]\nregion = \"us-east-1\"\nparameters-path = \"/toy/\"\n\n\
+         [stages.staging]\nregion = \"us-east-1\"\nparameters-path = \"/toy/staging/\"\n\n\
+         [stages.prod]\nregion = \"us-east-1\"\nparameters-path = \"/toy/prod/\"\n",
+    );
+    write(
+        r,
+        "services/api/t.yaml",
+        "Parameters:\n  Shared: {Type: String}\nResources:\n  Q: {Type: AWS::SQS::Queue}\n",
+    );
+    write(
+        r,
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nShared = \"${ssm:/toy/prod/shared}\"\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let options = ferry_bootstrap::Options {
+        trust: vec!["arn:aws:iam::111111111111:role/ci".into()],
+        codebuild: None,
+    };
+    let staging = ferry_bootstrap::plan(&ws, &ws.stage("staging").unwrap(), &options).unwrap();
+    let denied = staging
+        .permissions
+        .iter()
+        .find(|p| p.deny && p.actions == ["ssm:*"])
+        .unwrap();
+    assert!(
+        !denied
+            .resources
+            .iter()
+            .any(|r| r.ends_with("parameter/toy/*") || r.ends_with("parameter/toy")),
+        "ops' path holds staging's own: {:?}",
+        denied.resources
+    );
+    assert!(
+        denied
+            .resources
+            .iter()
+            .any(|r| r.ends_with("parameter/toy/prod/*")),
+        "{:?}",
+        denied.resources
+    );
+    let notes = staging.notes.join("\n");
+    assert!(
+        notes.contains("stage `ops`'s SSM path /toy/ holds this stage's own /toy/staging/"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("`/toy/prod/shared`, which the stage reads by name, lies under stage `prod`'s SSM path /toy/prod/"),
+        "{notes}"
+    );
+    // ops may list /toy: a recursive listing returns what lies below, denied or not.
+    let ops = ferry_bootstrap::plan(&ws, &ws.stage("ops").unwrap(), &options).unwrap();
+    let notes = ops.notes.join("\n");
+    assert!(
+        notes.contains("stage `staging`'s parameters-path /toy/staging/ lies under /toy, which the role may list"),
+        "{notes}"
+    );
+}
+
 /// `iam:PassRole` goes in a statement of its own, only to the services the templates give
 /// roles to; when a type Ferry's table lacks may pass one too, it stays unconditioned, noted.
 #[test]
