@@ -1737,32 +1737,8 @@ fn a_rollback_stopped_before_its_release_never_leads_forward_again() {
     assert_eq!(runs(), Some(2));
     // The rollback's release, as a kill before it was written leaves it: gone, its records
     // naming it.
-    let s3 = ferry_package::s3_client(&config());
-    let newest = rt().block_on(async {
-        let listed = s3
-            .list_objects_v2()
-            .bucket(bucket(p, "staging"))
-            .prefix(format!("{p}/releases/staging/"))
-            .send()
-            .await
-            .unwrap();
-        let newest = listed
-            .contents()
-            .iter()
-            .filter_map(|o| o.key())
-            .filter(|k| !k.contains("/pending/"))
-            .max()
-            .unwrap()
-            .to_string();
-        s3.delete_object()
-            .bucket(bucket(p, "staging"))
-            .key(&newest)
-            .send()
-            .await
-            .unwrap();
-        newest
-    });
-    let id = newest.rsplit('/').next().unwrap().trim_end_matches(".json");
+    let id = drop_newest_release(p, "staging");
+    let id = id.as_str();
     assert_eq!(records(p, "staging")["base"].release.as_deref(), Some(id));
     // Back from v2, the release the stopped rollback restored: v1, not v3.
     let (out, err) = ok(&r, v, &["rollback", "staging"]);
@@ -1882,4 +1858,66 @@ fn a_failed_test_rolls_back_the_dependency_whose_change_it_was_judged_with() {
         after["app"].parameters_hash, first["app"].parameters_hash,
         "{said}"
     );
+}
+
+/// Deletes the newest release of `stage` from its bucket, as a run killed between its records
+/// and its release leaves the stage; its id.
+fn drop_newest_release(project: &str, stage: &str) -> String {
+    let s3 = ferry_package::s3_client(&config());
+    rt().block_on(async {
+        let listed = s3
+            .list_objects_v2()
+            .bucket(bucket(project, stage))
+            .prefix(format!("{project}/releases/{stage}/"))
+            .send()
+            .await
+            .unwrap();
+        let newest = listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .filter(|k| !k.contains("/pending/"))
+            .max()
+            .unwrap()
+            .to_string();
+        s3.delete_object()
+            .bucket(bucket(project, stage))
+            .key(&newest)
+            .send()
+            .await
+            .unwrap();
+        newest
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .trim_end_matches(".json")
+            .to_string()
+    })
+}
+
+/// A promote from a stage with nothing deployed is refused, saying so (before, "nothing to
+/// promote", exit 0). A promote with nothing to promote still writes the release a killed run
+/// left unwritten, as a deploy with nothing to deploy does (before, it wrote none, and `status`
+/// named an older release as the newest).
+#[test]
+fn a_promote_from_nothing_is_refused_and_one_with_nothing_to_do_recovers_a_release() {
+    let p = "rel-empty";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let (_, err) = fails(&r, v, &["promote", "staging", "prod"]);
+    assert!(
+        err.contains("cannot promote `staging` to `prod`: `staging` has no deployed service (no records), so nothing has passed there to promote"),
+        "{err}"
+    );
+    assert!(records(p, "prod").is_empty());
+
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    ok(&r, v, &["promote", "staging", "prod", "--test"]);
+    let id = drop_newest_release(p, "prod");
+    let (out, err) = ok(&r, v, &["promote", "staging", "prod", "--test"]);
+    assert!(out.contains("nothing to promote"), "{out}\n{err}");
+    let recovered = stored_release(p, "prod", &id);
+    assert_eq!(recovered["kind"], "promote", "{recovered}");
+    assert!(recovered["recovered"].is_string(), "{recovered}");
 }

@@ -946,6 +946,15 @@ async fn promote_locked(
 ) -> anyhow::Result<()> {
     let (ctx, ws, to, clock) = (run.ctx, run.ws, run.stage, run.clock);
     let from = &source.stage;
+    if source.records.is_empty() {
+        anyhow::bail!(
+            "cannot promote `{}` to `{}`: `{}` has no deployed service (no records), so nothing has passed there to promote; deploy and test it first (`deploy {} --test`)",
+            from.name,
+            to.name,
+            from.name,
+            from.name
+        );
+    }
     let current = current_records(run).await?;
     // Tests a promote of these packages never finished (killed, or not recorded): owed here.
     let owed =
@@ -971,6 +980,10 @@ async fn promote_locked(
         clock.say(&format!("{s}: skipped ({why})"));
     }
     if p.selection.candidates.is_empty() {
+        // A run stopped between its records and its release: its release is written now,
+        // though this promote deploys nothing (as a deploy with nothing to deploy writes it).
+        let (_, id) = new_release(ctx);
+        recover_releases(run, &current, ReleaseKind::Promote, &id).await;
         println!(
             "nothing to promote: every selected service of `{}` already runs in `{}` the package that passed in `{}`",
             from.name, to.name, from.name
