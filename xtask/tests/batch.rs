@@ -594,3 +594,43 @@ fn a_node_whose_batch_finished_under_it_fails() {
         "{err}"
     );
 }
+
+/// A batch whose nodes run at different commits (a node retried at a fix commit) makes one
+/// release: the node that took the lock names it, and the lock keeps it for the others and for
+/// `batch finish`. Before, each commit named a release of its own, and the finish's held only
+/// what was deployed at its own commit.
+#[test]
+fn a_batch_at_several_commits_makes_one_release() {
+    let p = "batch-commits";
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let r = chain(p, v);
+    let node = |service: &str| {
+        let (code, out, err) = run(
+            &mut xtask(&r, &["batch", "node", "many", service, "--batch", "c1"]),
+            None,
+        );
+        assert_eq!(code, 0, "{service}: {out}\n{err}");
+    };
+    node("a");
+    // b is fixed, and the rest of the batch runs at the fix.
+    r.write("services/b/t.yaml", &format!("{RELAY}# fixed\n"));
+    r.commit("fix b");
+    node("b");
+    node("c");
+    let (code, out, err) = run(
+        &mut xtask(&r, &["batch", "finish", "many", "--batch", "c1"]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let now = records(p, "many");
+    let release = now["a"].release.clone().unwrap();
+    for s in ["b", "c"] {
+        assert_eq!(now[s].release.as_deref(), Some(release.as_str()), "{s}");
+    }
+    assert!(
+        out.contains(&format!("release: {release} (")),
+        "{out}\n{err}"
+    );
+    assert!(out.contains("a, b, c deployed"), "{out}");
+}

@@ -75,20 +75,29 @@ pub async fn with_lock<T>(
     outcome
 }
 
+/// A node of a batch: the batch's id, and the commit the node deploys.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchNode<'a> {
+    pub batch: &'a str,
+    pub commit: &'a str,
+}
+
 /// Runs `work` as a node of `batch`, sharing the stage's lock with the batch's other nodes
-/// (taking it if it is free). `work` gets when the batch took the lock (seconds since the
-/// epoch), which names the batch's release. The lock stays when the node ends: the batch's last
+/// (taking it if it is free). `work` gets the batch's release id: named, by the node that took
+/// the lock, after when it took it and `commit` (its own), and kept in the lock, so that nodes
+/// and `batch finish` at other commits name the same release. The lock stays when the node ends: the batch's last
 /// step (`batch finish`) releases it, or it goes stale 60 minutes after the last node renewed it
 /// ([`ferry_records::BATCH_LOCK_TTL`]).
 pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     build: Option<&str>,
     records: &RecordStore,
     stage: &Stage,
-    batch: &str,
+    batch: BatchNode<'_>,
     force: bool,
     cancel: &Cancel,
-    work: impl FnOnce(u64) -> F,
+    work: impl FnOnce(String) -> F,
 ) -> anyhow::Result<T> {
+    let BatchNode { batch, commit } = batch;
     let mut holder = LockHolder::for_this_process(
         &|k| std::env::var(k).ok(),
         "batch node",
@@ -96,6 +105,7 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
         build.map(str::to_string),
     )
     .in_batch(batch);
+    holder.release = Some(ferry_releases::batch_release_id(holder.since, commit));
     // With --force-unlock, another run's stale lock is taken over for this batch.
     let joined = records.join_forcing(&holder, force).await;
     let joined = joined.with_context(|| {
@@ -113,8 +123,11 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
             "took over the lock of stage `{}` for batch `{batch}` from {from}: it was stale ({why})",
             stage.name
         ),
-        ferry_records::Joined::Joined { since } => {
+        ferry_records::Joined::Joined { since, release } => {
             holder.since = since;
+            // A lock taken before locks kept the release: named as the nodes then named it.
+            holder.release =
+                Some(release.unwrap_or_else(|| ferry_releases::batch_release_id(since, commit)));
             eprintln!(
                 "lock: joined batch `{batch}`, which holds stage `{}` since {} UTC",
                 stage.name,
@@ -122,8 +135,8 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
             );
         }
     }
-    let since = holder.since;
-    let result = interruptible(records, &holder, cancel, RENEW_EVERY, work(since)).await;
+    let release = holder.release.clone().expect("set above");
+    let result = interruptible(records, &holder, cancel, RENEW_EVERY, work(release)).await;
     // The next wave's nodes may start minutes later: the batch's lock counts from now. A lock
     // gone (a `batch finish` run before this node ended, or deleted) or another's by now was not
     // this batch's for all of this node's work, which no success may hide.

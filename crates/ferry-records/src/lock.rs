@@ -68,6 +68,12 @@ pub struct LockHolder {
     /// The batch holding the lock (one deploy spread over CI machines), joined by its nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<String>,
+    /// A batch's release id, named by the node that took the lock for it (by when it took it
+    /// and its commit): every node and `batch finish` name it, at whatever commit they run, so
+    /// the batch makes one release (a retry at a fix commit, a finish at another). `None` in a
+    /// plain run's lock and in locks written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 impl std::fmt::Display for LockHolder {
@@ -199,8 +205,8 @@ pub enum Joined {
     /// The lock was free: this node took it for its batch.
     Took,
     /// Another node of the same batch holds it: this node shares it. `since` is when the batch
-    /// took it.
-    Joined { since: u64 },
+    /// took it, `release` the batch's release id (see [`LockHolder::release`]).
+    Joined { since: u64, release: Option<String> },
     /// Another batch's lock, not renewed for [`BATCH_LOCK_TTL`] (that batch is over: a failed
     /// batch build never runs its finishing node), was taken over for this batch.
     TookOver { from: Box<LockHolder>, why: Stale },
@@ -329,6 +335,7 @@ impl LockHolder {
             boot: process::boot(),
             started: process::started(pid),
             batch: None,
+            release: None,
         }
     }
 
@@ -551,12 +558,14 @@ impl RecordStore {
                 let joined = LockHolder {
                     since: current.since,
                     renewed: Some(now_secs()),
+                    release: current.release.clone(),
                     ..holder.clone()
                 };
                 let value = serde_json::to_string(&joined).expect("a holder serialises");
                 self.put_value(&self.lock_name(), &value).await?;
                 return Ok(Joined::Joined {
                     since: current.since,
+                    release: current.release.clone(),
                 });
             }
             let stale = state.staleness();
@@ -612,10 +621,13 @@ impl RecordStore {
     /// When `holder`'s batch took the stage's lock (seconds since the epoch), which names the
     /// batch's release: for its last step, which writes that release and then releases the
     /// lock. An error when the lock is another's, or there is none.
-    pub async fn batch_since(&self, holder: &LockHolder) -> Result<u64, RecordError> {
+    pub async fn batch_since(
+        &self,
+        holder: &LockHolder,
+    ) -> Result<(u64, Option<String>), RecordError> {
         let batch = holder.batch.clone().expect("a batch's holder");
         match self.lock_holder().await? {
-            Some(current) if current.token == holder.token => Ok(current.since),
+            Some(current) if current.token == holder.token => Ok((current.since, current.release)),
             Some(other) => Err(RecordError::OtherBatch {
                 stage: self.stage.clone(),
                 batch,
@@ -747,6 +759,7 @@ fn unreadable() -> LockHolder {
         boot: None,
         started: None,
         batch: None,
+        release: None,
     }
 }
 

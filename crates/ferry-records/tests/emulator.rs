@@ -267,17 +267,32 @@ async fn the_nodes_of_one_batch_share_the_lock_and_any_other_run_is_refused() {
         host: format!("node-{pid}"),
         ..LockHolder::for_this_process(&none, "batch node", "lock-batch", None).in_batch(batch)
     };
-    let (a, b) = (node(11, "run-1"), node(12, "run-1"));
+    // The node that takes the lock names the batch's release; the others, at whatever commit,
+    // and the last step get it from the lock.
+    let a = LockHolder {
+        release: Some("20261206-120000.000-aaaaaaa".into()),
+        ..node(11, "run-1")
+    };
+    let b = LockHolder {
+        release: Some("20261206-120005.000-bbbbbbb".into()),
+        ..node(12, "run-1")
+    };
     assert_eq!(a.token, b.token, "one batch, one token");
     assert_ne!(a.token, node(13, "run-2").token);
     assert_eq!(s.join(&a).await.unwrap(), ferry_records::Joined::Took);
     let since = s.lock_holder().await.unwrap().unwrap().since;
+    let release = a.release.clone();
     assert_eq!(
         s.join(&b).await.unwrap(),
-        ferry_records::Joined::Joined { since }
+        ferry_records::Joined::Joined {
+            since,
+            release: release.clone()
+        }
     );
+    // b's join kept a's release in the lock.
+    assert_eq!(s.lock_holder().await.unwrap().unwrap().release, release);
     // Its last step reads when the batch took the lock; another batch's last step is refused.
-    assert_eq!(s.batch_since(&b).await.unwrap(), since);
+    assert_eq!(s.batch_since(&b).await.unwrap(), (since, release));
     let err = s.batch_since(&node(13, "run-2")).await.unwrap_err();
     assert!(
         matches!(&err, RecordError::OtherBatch { batch, holder, .. } if batch == "run-2" && holder.batch.as_deref() == Some("run-1")),

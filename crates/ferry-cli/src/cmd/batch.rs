@@ -191,7 +191,7 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
             ci.build_id.clone(),
         )
         .in_batch(&batch);
-        let since = records.batch_since(&holder).await?;
+        let (since, release) = records.batch_since(&holder).await?;
         // The commit the nodes deployed: this build's.
         let commit = ferry_deploy::head_commit(ws, ci);
         let cancel = ferry_graph::Cancel::new();
@@ -207,7 +207,9 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
             builds: None,
         };
         let info = ReleaseInfo::new(
-            ferry_releases::batch_release_id(since, &commit),
+            // The nodes' release, named by the node that took the lock (a lock taken before
+            // locks kept it: named as then).
+            release.unwrap_or_else(|| ferry_releases::batch_release_id(since, &commit)),
             ReleaseKind::Deploy,
             commit,
             &aws.identity.arn,

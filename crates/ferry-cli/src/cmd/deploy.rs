@@ -322,14 +322,18 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
                 .await
             }
             Some(node) => {
+                let commit = source.commit.clone();
                 crate::lock::with_batch_lock(
                     ci.build_id.as_deref(),
                     &records,
                     &stage,
-                    &node.batch,
+                    crate::lock::BatchNode {
+                        batch: &node.batch,
+                        commit: &commit,
+                    },
                     args.force_unlock,
                     &cancel,
-                    |since| deploy_locked(args, &run, source, Some((node, since))),
+                    |release| deploy_locked(args, &run, source, Some((node, release))),
                 )
                 .await
             }
@@ -387,7 +391,7 @@ async fn deploy_locked(
     args: &DeployArgs,
     run: &Run<'_>,
     source: Source,
-    node: Option<(&Node, u64)>,
+    node: Option<(&Node, String)>,
 ) -> anyhow::Result<()> {
     let Run {
         ctx,
@@ -424,6 +428,7 @@ async fn deploy_locked(
     }
 
     let selection = node
+        .as_ref()
         .map(|(n, _)| ferry_deploy::batch::node_selection(ws, &plan, previous, &n.service))
         .transpose()?;
     // With --test: the services whose tests are owed are tested in the run, in graph order
@@ -490,9 +495,9 @@ async fn deploy_locked(
         Some(from) => gate(args, run, &plan, prepared.as_ref(), previous, from).await?,
         None => (None, None),
     };
-    // The nodes of a batch make one release: its id from when the batch took the lock.
-    let release_id = match node {
-        Some((_, since)) => ferry_releases::batch_release_id(since, &source.commit),
+    // The nodes of a batch make one release: its id is the batch's (see `with_batch_lock`).
+    let release_id = match &node {
+        Some((_, release)) => release.clone(),
         None => ferry_releases::new_id(ferry_records::now_millis(), &source.commit),
     };
     let other_stages = ctx.other_stages(stage).await?;
@@ -570,7 +575,7 @@ async fn deploy_locked(
             outcomes: report.tests.clone(),
         };
         let tested: Vec<String> = t.outcomes.iter().map(|o| o.service.clone()).collect();
-        let only = node.map(|(n, _)| n.service.as_str());
+        let only = node.as_ref().map(|(n, _)| n.service.as_str());
         let more = owed_tests(
             run,
             &deploy_ctx.source.commit,
