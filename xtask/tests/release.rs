@@ -1921,3 +1921,38 @@ fn a_promote_from_nothing_is_refused_and_one_with_nothing_to_do_recovers_a_relea
     assert_eq!(recovered["kind"], "promote", "{recovered}");
     assert!(recovered["recovered"].is_string(), "{recovered}");
 }
+
+/// A service whose tests failed in the target with the very package that passed in the source
+/// has nothing to promote; the promote says how to go on, where it said only "nothing to
+/// promote" and the gate out of the stage stayed shut without a word.
+#[test]
+fn nothing_to_promote_names_what_failed_there_and_the_way_on() {
+    let p = "rel-stuck";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    std::fs::write(v.join("prod-app"), "").unwrap();
+    // The first promote has no release to roll back to: prod keeps app, failed.
+    fails(&r, v, &["promote", "staging", "prod", "--test"]);
+    assert_eq!(
+        records(p, "prod")["app"]
+            .acceptance
+            .as_ref()
+            .map(|a| a.passed),
+        Some(false)
+    );
+    // Its tests are fixed in a later commit: this checkout no longer holds what the package
+    // was made from, so nothing is owed here, and only the note says how to go on.
+    let manifest = r.path().join("services/app/service.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    r.write("services/app/service.toml", &format!("{text}# tests fixed\n"));
+    r.commit("app's tests fixed");
+    let (out, err) = ok(&r, v, &["promote", "staging", "prod"]);
+    assert!(out.contains("nothing to promote"), "{out}\n{err}");
+    assert!(!out.contains("have not passed yet"), "{out}\n{err}");
+    assert!(
+        out.contains("note: the acceptance tests of app failed in `prod` with this package: `test-acceptance prod --all` runs them again"),
+        "{out}\n{err}"
+    );
+}

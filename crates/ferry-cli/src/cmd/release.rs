@@ -1012,6 +1012,27 @@ async fn promote_locked(
                 to.name
             );
         }
+        // Failed in the target with the very package that passed in the source (their tests
+        // changed since, say): no promote moves them, and `promote --test` tests only what it
+        // deploys or owes; the way on is named, since the gate out of this stage stays shut.
+        let failed: Vec<&str> = current
+            .iter()
+            .filter(|(s, r)| {
+                !owed.contains(*s)
+                    && (args.services.is_empty() || args.services.contains(*s))
+                    && r.acceptance.as_ref().is_some_and(|a| !a.passed)
+            })
+            .map(|(s, _)| s.as_str())
+            .collect();
+        if !failed.is_empty() {
+            println!(
+                "note: the acceptance tests of {} failed in `{}` with this package: `test-acceptance {} --all` runs them again (recording the outcome only from a checkout of what the package was made from), or `deploy {} --test` deploys and tests this checkout's package",
+                failed.join(", "),
+                to.name,
+                to.name,
+                to.name
+            );
+        }
         return Ok(());
     }
     let (head, id) = new_release(run.ctx);
