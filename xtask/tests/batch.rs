@@ -192,7 +192,7 @@ fn the_nodes_of_a_build_graph_deploy_like_one_machine_and_retry_only_what_is_mis
     );
     assert_eq!(code, 1);
     assert!(
-        err.contains("`top` was not deployed: its dependency `base`, `left`, `right` still has something to deploy in stage `many`"),
+        err.contains("`top` was not deployed: its dependencies `base`, `left` and `right` still have something to deploy in stage `many`") && err.contains("so their outputs are not the ones `top` must receive. Their nodes must succeed first") && err.contains("deploys them all"),
         "{err}"
     );
     assert!(records(p, "many").is_empty());

@@ -623,6 +623,15 @@ fn a_failed_prod_test_rolls_back_and_rollback_works_after_the_tree_moved_on() {
     );
     let (_, err) = fails(&r, v, &["rollback", "prod", "--to", "../staging/x"]);
     assert!(err.contains("is not a release id"), "{err}");
+    // A long one is quoted in part, not echoed whole.
+    for long in [
+        "x".repeat(3000),
+        format!("20200101-000000.000-{}", "0".repeat(3000)),
+    ] {
+        let (_, err) = fails(&r, v, &["rollback", "prod", "--to", &long]);
+        assert!(err.contains(" more characters)"), "{err}");
+        assert!(err.len() < 1500, "{err}");
+    }
 
     // A stored package gone from the bucket: refused by name before anything deploys.
     let key = delete_stored(p, "prod", &third["app"]);
@@ -1946,7 +1955,10 @@ fn nothing_to_promote_names_what_failed_there_and_the_way_on() {
     // was made from, so nothing is owed here, and only the note says how to go on.
     let manifest = r.path().join("services/app/service.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
-    r.write("services/app/service.toml", &format!("{text}# tests fixed\n"));
+    r.write(
+        "services/app/service.toml",
+        &format!("{text}# tests fixed\n"),
+    );
     r.commit("app's tests fixed");
     let (out, err) = ok(&r, v, &["promote", "staging", "prod"]);
     assert!(out.contains("nothing to promote"), "{out}\n{err}");

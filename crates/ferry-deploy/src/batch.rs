@@ -26,9 +26,13 @@ pub enum NodeError {
     #[error("there is no service `{service}` in this workspace (the node's SERVICE)")]
     UnknownService { service: String },
     #[error(
-        "`{service}` was not deployed: its dependency {} still has something to deploy in stage `{stage}` ({}), so its outputs are not the ones `{service}` must receive. Its node must succeed first: in a batch build, run the nodes in the order of the build-graph (a node's `depend-on`); on one machine, `deploy {stage} --service {service}` deploys both",
-        pending.keys().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", "),
-        pending.iter().map(|(d, why)| format!("{d}: {why}")).collect::<Vec<_>>().join("; ")
+        "`{service}` was not deployed: {} still {} something to deploy in stage `{stage}` ({}), so {} not the ones `{service}` must receive. {} must succeed first: in a batch build, run the nodes in the order of the build-graph (a node's `depend-on`); on one machine, `deploy {stage} --service {service}` deploys {}",
+        names(pending),
+        if pending.len() == 1 { "has" } else { "have" },
+        pending.iter().map(|(d, why)| format!("{d}: {why}")).collect::<Vec<_>>().join("; "),
+        if pending.len() == 1 { "its outputs are" } else { "their outputs are" },
+        if pending.len() == 1 { "Its node" } else { "Their nodes" },
+        if pending.len() == 1 { "both" } else { "them all" },
     )]
     DependencyPending {
         service: String,
@@ -36,6 +40,16 @@ pub enum NodeError {
         /// Dependency → why the plan would deploy it.
         pending: BTreeMap<String, String>,
     },
+}
+
+/// `its dependency `a`` or `its dependencies `a`, `b` and `c``.
+fn names(pending: &BTreeMap<String, String>) -> String {
+    let quoted: Vec<String> = pending.keys().map(|d| format!("`{d}`")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => format!("its dependency {last}"),
+        Some((last, rest)) => format!("its dependencies {} and {last}", rest.join(", ")),
+        None => "its dependencies".to_string(),
+    }
 }
 
 /// What a node deploys: `service` alone, from a plan of it and its dependencies. Checked

@@ -112,6 +112,17 @@ pub fn did_you_mean<'c>(input: &str, candidates: impl IntoIterator<Item = &'c st
     }
 }
 
+/// `text` as a message quotes input it refuses: whole up to `max` characters, else its first
+/// `max` and how many more (a 3,000-character id echoed back whole hides the message).
+pub fn clipped(text: &str, max: usize) -> String {
+    let n = text.chars().count();
+    if n <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max).collect();
+    format!("{head}… ({} more characters)", n - max)
+}
+
 /// The first `shown` of `items` joined with `, `, and ` and N more` when there are others: how
 /// a message names a list that may be long (paths, files).
 pub fn first_few<S: AsRef<str>>(items: &[S], shown: usize) -> String {

@@ -24,7 +24,7 @@ pub mod yaml;
 
 pub use arn::{arn_fields, is_account_id};
 pub use cache::ManifestCache;
-pub use diag::{Diagnostic, ManifestErrors, did_you_mean, first_few};
+pub use diag::{Diagnostic, ManifestErrors, clipped, did_you_mean, first_few};
 pub use layout::{Layout, OUTPUT_DIR};
 pub use load::{
     FrameworkCli, PROJECT_FILE, SERVICE_FILE, check_webhook_url, declared_service_name, load,

@@ -285,7 +285,8 @@ impl Release {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     #[error(
-        "stage `{stage}` has no release `{to}` (its newest releases: {known}); name one of them, or a commit, with --to"
+        "stage `{stage}` has no release `{}` (its newest releases: {known}); name one of them, or a commit, with --to",
+        ferry_manifest::clipped(.to, 80)
     )]
     Unknown {
         stage: String,

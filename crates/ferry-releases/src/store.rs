@@ -28,7 +28,8 @@ pub enum ReleaseError {
         reason: String,
     },
     #[error(
-        "`{id}` is not a release id (letters, digits, '-', '.' and '_', such as 20261202-130512.123-3e18202: the run that made a release prints its id, and `status` the newest of each stage)"
+        "`{}` is not a release id (letters, digits, '-', '.' and '_', such as 20261202-130512.123-3e18202: the run that made a release prints its id, and `status` the newest of each stage)",
+        ferry_manifest::clipped(.id, 80)
     )]
     BadId { id: String },
 }

@@ -68,7 +68,8 @@ fn batch_id(s: &str) -> Result<String, String> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'))
     {
         return Err(format!(
-            "`{s}` is not a batch id: 1 to 128 letters, digits, '-', '_', '.', ':' or '/'"
+            "`{}` is not a batch id: 1 to 128 letters, digits, '-', '_', '.', ':' or '/'",
+            ferry_manifest::clipped(s, 140)
         ));
     }
     Ok(t.to_string())
@@ -351,4 +352,24 @@ pub(crate) async fn end_of_node(
         )));
     }
     after.finish(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_id;
+
+    #[test]
+    fn batch_ids_are_checked_and_a_long_one_is_quoted_in_part() {
+        assert_eq!(batch_id(" github-42 ").as_deref(), Ok("github-42"));
+        for bad in ["", " ", "a b", "x\ny", "$(id)", "é"] {
+            assert!(batch_id(bad).is_err(), "{bad:?}");
+        }
+        let long = "a".repeat(3000);
+        let err = batch_id(&long).unwrap_err();
+        assert!(
+            err.contains("… (2860 more characters)` is not a batch id"),
+            "{err}"
+        );
+        assert!(err.len() < 300, "{err}");
+    }
 }
