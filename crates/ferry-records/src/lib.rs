@@ -243,7 +243,7 @@ pub enum RecordError {
         stale: Option<Stale>,
     },
     #[error(
-        "refusing to take over the lock of stage `{stage}` from {holder}: it was renewed {renewed_secs_ago}s ago, so that run is alive; stop it or wait for it to finish (--force-unlock takes over only a stale lock: {})",
+        "refusing to take over the lock of stage `{stage}` from {holder}: it was taken or last renewed {renewed_secs_ago}s ago, so that run is alive; stop it or wait for it to finish (--force-unlock takes over only a stale lock: {})",
         lock::stale_rule(holder)
     )]
     LockedLive {
