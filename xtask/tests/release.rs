@@ -1928,6 +1928,7 @@ fn a_promote_from_nothing_is_refused_and_one_with_nothing_to_do_recovers_a_relea
     assert!(out.contains("nothing to promote"), "{out}\n{err}");
     let recovered = stored_release(p, "prod", &id);
     assert_eq!(recovered["kind"], "promote", "{recovered}");
+    assert_eq!(recovered["from"], "staging", "{recovered}");
     assert!(recovered["recovered"].is_string(), "{recovered}");
 }
 

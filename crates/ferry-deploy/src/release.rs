@@ -369,6 +369,8 @@ pub async fn recover_releases(
         let by = stamped.iter().find_map(|r| r.release_by.clone());
         // A rollback: the release it restored, so that the next rollback goes back from that
         // one, never forward to what the stopped rollback went back from.
+        // A promote: the stage it promoted from.
+        let from = stamped.iter().find_map(|r| r.promoted_from.clone());
         let restores = stamped.iter().find_map(|r| r.restores.clone());
         let approval =
             stamped
@@ -389,7 +391,7 @@ pub async fn recover_releases(
             commit: newest.map(|r| r.commit.clone()).unwrap_or_default(),
             created_at,
             by,
-            from: None,
+            from,
             restores,
             gate_override: None,
             deployed: stamped.iter().map(|r| r.service.clone()).collect(),

@@ -128,6 +128,8 @@ pub struct ReleaseStamp<'a> {
     pub review: Option<&'a str>,
     /// A rollback: the release whose packages it deploys again.
     pub restores: Option<&'a str>,
+    /// A promote: the stage it promotes from.
+    pub from: Option<&'a str>,
 }
 
 /// Turns a packaged SAM template into plain CloudFormation, given the stack's parameter values
@@ -1402,6 +1404,7 @@ async fn deploy_one(
         release_by: ctx.release.map(|r| r.by.to_string()),
         review: ctx.release.and_then(|r| r.review).map(String::from),
         restores: ctx.release.and_then(|r| r.restores).map(String::from),
+        promoted_from: ctx.release.and_then(|r| r.from).map(String::from),
         removing: None,
         package_fingerprint: packaged.map(ServicePackage::fingerprint),
         input_key,

@@ -102,6 +102,10 @@ pub struct Record {
     /// and in records written before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restores: Option<String>,
+    /// That release, a promote: the stage it promoted from, so that a promote recovered from
+    /// these records names it. `None` for another kind and in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<String>,
     /// When a `remove` began emptying the stack's buckets (seconds since the epoch): set before
     /// the first object goes, so that a remove stopped before the stack was gone leaves the
     /// stack planned again (its site and data may be gone), never taken as up to date.

@@ -96,10 +96,10 @@ pub struct Release {
     pub approval: Option<Approval>,
     /// Written afterwards, by the run with this id, from the stage's records: the run that made
     /// this release stopped (killed, its machine lost) after its records were written and
-    /// before its release was. Its kind, who ran it, an approval's review and the release a
-    /// rollback restored are the ones its records name (records written before they named them:
-    /// that later run's kind, the rest unknown); where it came from (a promote's source stage, the
-    /// release a rollback went back from) is not known.
+    /// before its release was. Its kind, who ran it, an approval's review, the release a
+    /// rollback restored and the stage a promote came from are the ones its records name
+    /// (records written before they named them: that later run's kind, the rest unknown); the
+    /// release a rollback went back from is not known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered: Option<String>,
 }

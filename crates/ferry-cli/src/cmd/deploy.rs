@@ -531,6 +531,7 @@ async fn deploy_locked(
             by: &aws.identity.arn,
             review: None,
             restores: None,
+            from: None,
         }),
         expected_archives: archives.as_ref(),
         declared_parameters_only: false,

@@ -581,6 +581,7 @@ async fn rollback_to(
             fixed: None,
             review: None,
             restores: Some(rb.target.id.as_str()),
+            from: None,
         },
         options,
     )
@@ -695,6 +696,8 @@ struct Stored<'a> {
     /// A rollback: the release whose packages it deploys again (every record names it, so that
     /// a release recovered from them restores it too).
     restores: Option<&'a str>,
+    /// A promote: the stage it promotes from (as `restores`, for a recovered release).
+    from: Option<&'a str>,
 }
 
 fn options(ctx: &Ctx, args: &RunArgs, review: bool) -> DeployOptions {
@@ -748,6 +751,7 @@ async fn deploy_stored(
             by: &run.aws.identity.arn,
             review: stored.review,
             restores: stored.restores,
+            from: stored.from,
         }),
         expected_archives: stored.archives,
         declared_parameters_only: true,
@@ -1051,6 +1055,7 @@ async fn promote_locked(
         fixed: None,
         review: None,
         restores: None,
+        from: Some(&from.name),
     };
     let report = deploy_stored(run, &stored, &options).await?;
     let mut after = if args.review {
@@ -1421,6 +1426,7 @@ async fn approve_locked(
         fixed: Some(&plan.parameters),
         review: Some(&args.release),
         restores: None,
+        from: plan.pending.from.as_deref(),
     };
     let report = deploy_stored(run, &stored, &options(ctx, &args.run, false)).await?;
     // The stacks moved: whatever fails from here on, the run goes on to its tests' summary and
