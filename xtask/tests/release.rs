@@ -1243,8 +1243,19 @@ fn an_approval_stopped_part_way_is_recovered_with_its_approver() {
         )) && err.contains("review again"),
         "{err}"
     );
-
-    // The next approval writes the stopped one's release first, with its approver.
+    // Refused, it still writes the stopped one's release, with its approver (before, it
+    // wrote none, and `status` named an older release as the stage's newest).
+    let recovered = stored_release(p, "dev", &release);
+    assert!(recovered["recovered"].is_string(), "{recovered}");
+    assert_eq!(recovered["by"], by, "{recovered}");
+    // So does the next approval when the refused one could not (deleted again here).
+    rt().block_on(
+        s3.delete_object()
+            .bucket(bucket(p, "dev"))
+            .key(format!("{p}/releases/dev/{release}.json"))
+            .send(),
+    )
+    .unwrap();
     r.write("services/src/t.yaml", &src_template("v2"));
     r.commit("src v2");
     let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
@@ -1924,11 +1935,27 @@ fn a_promote_from_nothing_is_refused_and_one_with_nothing_to_do_recovers_a_relea
     ok(&r, v, &["deploy", "staging", "--test"]);
     ok(&r, v, &["promote", "staging", "prod", "--test"]);
     let id = drop_newest_release(p, "prod");
+    // `status` says so.
+    let (out, _) = ok(&r, v, &["status"]);
+    assert!(
+        out.contains(&format!("prod: its records name release {id}, which its bucket lacks: a run stopped before writing it; the next run of `prod` writes it")),
+        "{out}"
+    );
+    let json = status(&r, v);
+    let prod = json["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "prod")
+        .unwrap();
+    assert_eq!(prod["unwritten"], serde_json::json!([id]), "{prod}");
     let (out, err) = ok(&r, v, &["promote", "staging", "prod", "--test"]);
     assert!(out.contains("nothing to promote"), "{out}\n{err}");
     let recovered = stored_release(p, "prod", &id);
     assert_eq!(recovered["kind"], "promote", "{recovered}");
     assert_eq!(recovered["from"], "staging", "{recovered}");
+    let (out, _) = ok(&r, v, &["status"]);
+    assert!(!out.contains("which its bucket lacks"), "{out}");
     assert!(recovered["recovered"].is_string(), "{recovered}");
 }
 

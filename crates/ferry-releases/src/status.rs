@@ -62,6 +62,9 @@ pub struct StageStatus {
     pub restores: Option<String>,
     /// Why it could not be read (masked of secrets by the caller).
     pub error: Option<String>,
+    /// Releases the stage's records name that its store lacks: a run stopped between its
+    /// records and its release, which the next run of the stage writes.
+    pub unwritten: Vec<String>,
 }
 
 impl StageStatus {
@@ -74,12 +77,30 @@ impl StageStatus {
             kind: latest.map(|r| r.kind),
             restores: latest.and_then(|r| r.restores.clone()),
             error: None,
+            unwritten: Vec::new(),
         }
+    }
+
+    /// The releases `records` name that `stored` (the ids of the stage's store) lacks, sorted.
+    pub fn with_unwritten<'r>(
+        mut self,
+        records: impl IntoIterator<Item = &'r ferry_records::Record>,
+        stored: &[String],
+    ) -> StageStatus {
+        let mut ids: Vec<String> = records
+            .into_iter()
+            .filter_map(|r| r.release.clone())
+            .filter(|id| !stored.contains(id))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        self.unwritten = ids;
+        self
     }
 }
 
 /// `status --format json`, a stable contract: `{"stages": [{"name", "id", "release", "kind",
-/// "restores", "error"}], "services": [{"service", "stages": {STAGE: null | {"commit",
+/// "restores", "error", "unwritten"}], "services": [{"service", "stages": {STAGE: null | {"commit",
 /// "dirty", "package", "template_hash", "deployed_at", "tests", "release",
 /// "same_as_previous"}}}]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1182,28 +1182,36 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<()> {
                 let aws = ctx.aws(stage).await?;
                 let records = ctx.records(stage, &aws)?.read_all().await?;
                 let store = ferry_deploy::release::release_store(ws, stage, &aws.config, ctx.local);
-                let latest = match &store {
-                    Some(s) => match s.ids().await?.into_iter().next() {
-                        Some(id) => s.get(&id).await?,
-                        None => None,
-                    },
-                    None => None,
+                // Every id: a release the records name and the store lacks is said.
+                let (latest, ids) = match &store {
+                    Some(s) => {
+                        let ids = s.ids().await?;
+                        let latest = match ids.first() {
+                            Some(id) => s.get(id).await?,
+                            None => None,
+                        };
+                        (latest, Some(ids))
+                    }
+                    None => (None, None),
                 };
-                anyhow::Ok((records, latest))
+                anyhow::Ok((records, latest, ids))
             };
-            let (records, latest, error) = match read.await {
-                Ok((r, l)) => (r, l, None),
+            let (records, latest, ids, error) = match read.await {
+                Ok((r, l, i)) => (r, l, i, None),
                 Err(e) => (
                     BTreeMap::new(),
+                    None,
                     None,
                     Some(crate::ui::mask(&format!("{e:#}"))),
                 ),
             };
+            let mut status =
+                ferry_releases::StageStatus::new(&stage.name, &stage.id, latest.as_ref());
+            if let Some(ids) = &ids {
+                status = status.with_unwritten(records.values(), ids);
+            }
             columns_read.push((stage.name.clone(), records));
-            statuses.push(ferry_releases::StageStatus {
-                error,
-                ..ferry_releases::StageStatus::new(&stage.name, &stage.id, latest.as_ref())
-            });
+            statuses.push(ferry_releases::StageStatus { error, ..status });
         }
         anyhow::Ok((columns_read, statuses))
     })?;
@@ -1271,6 +1279,19 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<()> {
                     (Some(e), _) => println!("{}: could not be read: {e}", s.name),
                     (None, Some(r)) => println!("{}: newest release {r}", s.name),
                     (None, None) => println!("{}: no releases", s.name),
+                }
+                if !s.unwritten.is_empty() {
+                    println!(
+                        "{}: its records name {} {}, which its bucket lacks: a run stopped before writing it; the next run of `{}` writes it",
+                        s.name,
+                        if s.unwritten.len() == 1 {
+                            "release"
+                        } else {
+                            "releases"
+                        },
+                        s.unwritten.join(", "),
+                        s.name
+                    );
                 }
             }
         }
@@ -1392,9 +1413,23 @@ async fn approve_locked(
             args.release, stage.name
         )
     };
-    let plan = ferry_deploy::release::prepare_approval(&target, store, &args.release, &current)
-        .await
-        .with_context(cannot)?;
+    let plan = match ferry_deploy::release::prepare_approval(
+        &target,
+        store,
+        &args.release,
+        &current,
+    )
+    .await
+    {
+        Ok(plan) => plan,
+        Err(e) => {
+            // Refused (a stopped approval's, say): the release a stopped run left unwritten is
+            // written all the same, as any run of the stage that gets this far writes it.
+            let (_, id) = new_release(run.ctx);
+            recover_releases(run, &current, ReleaseKind::Deploy, &id).await;
+            return Err(anyhow::Error::new(e).context(cannot()));
+        }
+    };
     // The gate again: what passed in the source stage at the review may have failed since.
     if let Some(from) = plan
         .pending
