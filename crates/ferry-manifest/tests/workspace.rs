@@ -598,7 +598,26 @@ fn oversized_utf16_and_deeply_nested_configuration_is_refused_with_what_to_do() 
         err.contains("cannot read: it is not UTF-8 text (saved as UTF-16, say); save it as UTF-8"),
         "{err}"
     );
+    // Without a byte-order mark, ASCII as UTF-16 is valid UTF-8, every other byte NUL: named
+    // as such, for the service and the project file, not by TOML's column of the first NUL.
+    let no_bom: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    fs::write(&manifest, &no_bom).unwrap();
+    let err = load(tmp.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("service.toml: holds NUL characters, so it is no UTF-8 text file (saved as UTF-16 without a byte-order mark, say); save it as UTF-8"),
+        "{err}"
+    );
     fs::write(&manifest, &text).unwrap();
+    let project = tmp.path().join("ferry.toml");
+    let project_text = fs::read_to_string(&project).unwrap();
+    let no_bom: Vec<u8> = project_text
+        .encode_utf16()
+        .flat_map(u16::to_be_bytes)
+        .collect();
+    fs::write(&project, &no_bom).unwrap();
+    let err = load(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("ferry.toml: holds NUL characters"), "{err}");
+    fs::write(&project, &project_text).unwrap();
 
     write(
         tmp.path(),

@@ -36,6 +36,10 @@ use crate::model::Workspace;
 use crate::parsed::ServiceDraft;
 use crate::source::{FsSource, Source};
 
+/// A configuration file holding NUL characters: valid UTF-8, but no TOML (UTF-16 without a
+/// byte-order mark reads as every other byte NUL), and TOML's own error would name a column.
+const NUL_TEXT: &str = "holds NUL characters, so it is no UTF-8 text file (saved as UTF-16 without a byte-order mark, say); save it as UTF-8";
+
 pub const PROJECT_FILE: &str = "ferry.toml";
 pub const SERVICE_FILE: &str = "service.toml";
 

@@ -103,6 +103,15 @@ pub(super) fn read_project_file(
             return None;
         }
     };
+    if src.contains('\0') {
+        diags.push(Diagnostic {
+            file: project_path.into(),
+            line: None,
+            key: None,
+            message: super::NUL_TEXT.to_string(),
+        });
+        return None;
+    }
     let mut fd = FileDiags::new(project_path, &src, diags);
     let doc = parse(&mut fd, &src)?;
     check_keys(&mut fd, doc.get_ref(), "", ROOT_KEYS);

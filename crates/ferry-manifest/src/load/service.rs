@@ -76,6 +76,15 @@ pub(super) fn read_service(
             return None;
         }
     };
+    if src.contains('\0') {
+        diags.push(Diagnostic {
+            file,
+            line: None,
+            key: None,
+            message: super::NUL_TEXT.to_string(),
+        });
+        return None;
+    }
     let mut fd = FileDiags::new(&file, &src, diags);
     let doc = parse(&mut fd, &src)?;
     let doc_t = doc.get_ref();
