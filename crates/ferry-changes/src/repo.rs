@@ -167,6 +167,8 @@ pub struct ProjectIndex {
     top: PathBuf,
     /// The project's folder in it (`""` at its top, else `infra`).
     project: String,
+    /// `core.ignorecase`: the file system takes `Target/ferry` for `target/ferry`.
+    ignorecase: bool,
 }
 
 impl ProjectIndex {
@@ -182,10 +184,15 @@ impl ProjectIndex {
         let top = std::fs::canonicalize(repo.workdir()?).ok()?;
         let here = std::fs::canonicalize(root).ok()?;
         let project = here.strip_prefix(&top).ok()?.to_str()?.to_string();
+        let ignorecase = repo
+            .config()
+            .and_then(|c| c.get_bool("core.ignorecase"))
+            .unwrap_or(false);
         Some(ProjectIndex {
             index,
             top,
             project,
+            ignorecase,
         })
     }
 
@@ -198,16 +205,34 @@ impl ProjectIndex {
         }
     }
 
-    /// Whether the index holds `rel` itself (a file or a link, not a folder).
+    /// Whether the index holds `rel` itself (a file or a link, not a folder), also only at a
+    /// merge conflict's stages (a checkout writes it all the same), and under another letter
+    /// case where `core.ignorecase` says the file system does not tell them apart.
     pub fn holds(&self, rel: &str) -> bool {
-        self.index
-            .get_path(Path::new(&self.repo_path(rel)), 0)
-            .is_some()
+        let path = self.repo_path(rel);
+        if self.ignorecase {
+            return self
+                .index
+                .iter()
+                .any(|e| e.path.eq_ignore_ascii_case(path.as_bytes()));
+        }
+        (0..=3).any(|stage| self.index.get_path(Path::new(&path), stage).is_some())
     }
 
-    /// The first path the index holds under folder `rel`, as the repository names it.
+    /// The first path the index holds under folder `rel`, as the repository names it (any
+    /// stage; any letter case under `core.ignorecase`, as [`holds`](Self::holds)).
     pub fn first_under(&self, rel: &str) -> Option<String> {
         let prefix = format!("{}/", self.repo_path(rel));
+        if self.ignorecase {
+            return self
+                .index
+                .iter()
+                .find(|e| {
+                    e.path.len() > prefix.len()
+                        && e.path[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+                })
+                .map(|e| String::from_utf8_lossy(&e.path).into_owned());
+        }
         let entry = self.index.get(self.index.find_prefix(&prefix).ok()?)?;
         let path = String::from_utf8_lossy(&entry.path).into_owned();
         path.starts_with(&prefix).then_some(path)

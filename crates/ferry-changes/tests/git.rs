@@ -1179,3 +1179,56 @@ fn edits_hidden_by_assume_unchanged_or_skip_worktree_are_changes() {
         );
     }
 }
+
+/// What a checkout of the repository writes under Ferry's output folder is refused wherever the
+/// index holds it: also only at a merge conflict's stages (a checkout writes the conflicted
+/// file), and under another letter case where `core.ignorecase` says the file system does not
+/// tell them apart. Before, both went unseen.
+#[test]
+fn the_output_folder_check_sees_conflicted_and_differently_cased_entries() {
+    use ferry_changes::{ProjectIndex, prepare_output_dir};
+    let git = |r: &TestRepo, args: &[&str]| ferry_test_support::git(r.path(), args);
+
+    // `target` added on two branches with other contents: after the merge, only at stages 2
+    // and 3.
+    let r = TestRepo::new();
+    r.write("README.md", "x\n");
+    r.commit("start");
+    git(&r, &["checkout", "-q", "-b", "other"]);
+    r.write("target", "theirs\n");
+    git(&r, &["add", "-f", "target"]);
+    git(&r, &["commit", "-q", "-m", "theirs"]);
+    git(&r, &["checkout", "-q", "-"]);
+    r.write("target", "ours\n");
+    git(&r, &["add", "-f", "target"]);
+    git(&r, &["commit", "-q", "-m", "ours"]);
+    let merged = std::process::Command::new("git")
+        .args(["-C", r.path().to_str().unwrap(), "merge", "-q", "other"])
+        .output()
+        .unwrap();
+    assert!(!merged.status.success(), "a conflict");
+    let index = ProjectIndex::open(r.path()).unwrap();
+    assert!(index.holds("target"));
+    let err = prepare_output_dir(r.path()).unwrap_err();
+    assert!(
+        err.to_string().contains("the repository commits target:"),
+        "{err}"
+    );
+
+    // `Target/ferry/x` where the file system ignores case.
+    let r = TestRepo::new();
+    git(&r, &["config", "core.ignorecase", "true"]);
+    r.write("Target/ferry/x", "x\n");
+    git(&r, &["add", "-f", "Target/ferry/x"]);
+    git(&r, &["commit", "-q", "-m", "cased"]);
+    let index = ProjectIndex::open(r.path()).unwrap();
+    assert_eq!(
+        index.first_under("target/ferry").as_deref(),
+        Some("Target/ferry/x")
+    );
+    assert!(prepare_output_dir(r.path()).is_err());
+    // Where case counts, it is another folder.
+    git(&r, &["config", "core.ignorecase", "false"]);
+    let index = ProjectIndex::open(r.path()).unwrap();
+    assert_eq!(index.first_under("target/ferry"), None);
+}
