@@ -555,16 +555,27 @@ fn install_step(
     }
     let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let lock = node_lock(&folder);
+    // Never a step that writes into the checkout it builds from: `npm install` rewrites an
+    // older package-lock.json (and writes one where there is none), leaving the tree dirty, so
+    // that a protected stage refuses the next deploy and every plan of the working tree sees
+    // the service changed. `npm ci` installs exactly what the lock file says, and writes none.
     let argv = match lock {
         Some("yarn.lock") => argv(&["yarn", "install", "--frozen-lockfile"]),
         Some("pnpm-lock.yaml") => argv(&["pnpm", "install", "--frozen-lockfile"]),
-        _ => argv(&[
-            "npm",
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "--prefer-offline",
-        ]),
+        Some(_) => argv(&["npm", "ci", "--no-audit", "--no-fund", "--prefer-offline"]),
+        None => {
+            notes.push(format!(
+                "{dir}: package.json and no lock file: its build installs without one (`npm install --no-package-lock`, which writes none into the checkout), so each build may resolve other versions; commit a package-lock.json and use `npm ci` for the same dependencies every time"
+            ));
+            argv(&[
+                "npm",
+                "install",
+                "--no-package-lock",
+                "--no-audit",
+                "--no-fund",
+                "--prefer-offline",
+            ])
+        }
     };
     let lock = lock.unwrap_or("package.json, no lock file");
     Some((

@@ -1553,11 +1553,15 @@ fn a_serverless_service_with_a_package_json_installs_its_dependencies_before_it_
             (f.dir.as_str(), argv)
         })
         .collect();
-    let npm = "npm install --no-audit --no-fund --prefer-offline";
+    // Never a step that writes into the checkout: `npm ci` by the lock file, and without one an
+    // install that writes none (before, `npm install` rewrote an older lock file, or wrote one,
+    // and the tree was dirty after every deploy).
+    let bare = "npm install --no-package-lock --no-audit --no-fund --prefer-offline";
+    let npm = "npm ci --no-audit --no-fund --prefer-offline";
     assert_eq!(
         builds,
         [
-            ("bare", Some(npm.to_string())),
+            ("bare", Some(bare.to_string())),
             ("members/inner", None),
             ("none", None),
             ("npm", Some(npm.to_string())),
@@ -1567,6 +1571,10 @@ fn a_serverless_service_with_a_package_json_installs_its_dependencies_before_it_
     let notes = s.notes.join("\n");
     assert!(
         notes.contains("members/inner: a member of the workspaces"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("bare: package.json and no lock file: its build installs without one"),
         "{notes}"
     );
     assert!(
