@@ -515,8 +515,6 @@ fn a_node_waits_for_what_its_dependencies_receive_and_owed_tests_mark_their_rele
     let out = finish("x3");
     let release = crate::common::id_after(&out, "release: ");
     std::fs::remove_file(v.join("a")).unwrap();
-    // (A batch's release is named by the second its lock was taken: the next one, a second on.)
-    std::thread::sleep(Duration::from_millis(1100));
     let (code, out, err) = node("a", "x4", &["--test"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(err.contains("a: tests passed"), "{out}\n{err}");
@@ -633,4 +631,42 @@ fn a_batch_at_several_commits_makes_one_release() {
         "{out}\n{err}"
     );
     assert!(out.contains("a, b, c deployed"), "{out}");
+}
+
+/// Two batches whose locks are taken within one second make two releases. Before, a batch's
+/// release was named by the second its lock was taken, and the second batch's overwrote the
+/// first's.
+#[test]
+fn two_batches_in_one_second_make_two_releases() {
+    let p = "batch-second";
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let r = chain(p, v);
+    let mut releases = Vec::new();
+    for (n, batch) in [(2, "s1"), (3, "s2")] {
+        r.write("services/a/t.yaml", &source(&format!("v{n}")));
+        r.commit(&format!("a v{n}"));
+        let (code, out, err) = run(
+            &mut xtask(&r, &["batch", "node", "many", "a", "--batch", batch]),
+            None,
+        );
+        assert_eq!(code, 0, "{out}\n{err}");
+        let (code, out, err) = run(
+            &mut xtask(&r, &["batch", "finish", "many", "--batch", batch]),
+            None,
+        );
+        assert_eq!(code, 0, "{out}\n{err}");
+        releases.push(crate::common::id_after(&out, "release: "));
+    }
+    assert_ne!(releases[0], releases[1]);
+    let s3 = ferry_package::s3_client(&config());
+    for id in &releases {
+        rt().block_on(
+            s3.head_object()
+                .bucket(format!("{p}-many-artifacts"))
+                .key(format!("{p}/releases/many/{id}.json"))
+                .send(),
+        )
+        .unwrap_or_else(|e| panic!("{id}: {e:?}"));
+    }
 }

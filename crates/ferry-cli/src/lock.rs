@@ -105,7 +105,9 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
         build.map(str::to_string),
     )
     .in_batch(batch);
-    holder.release = Some(ferry_releases::batch_release_id(holder.since, commit));
+    // To the millisecond, as a plain run's: two batches whose locks were taken in one second
+    // named one release, and the second overwrote the first's.
+    holder.release = Some(ferry_releases::new_id(ferry_records::now_millis(), commit));
     // With --force-unlock, another run's stale lock is taken over for this batch.
     let joined = records.join_forcing(&holder, force).await;
     let joined = joined.with_context(|| {

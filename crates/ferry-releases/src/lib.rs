@@ -192,9 +192,10 @@ pub struct PendingRelease {
     pub approved: Option<Approval>,
 }
 
-/// The id of the release a batch makes (one deploy over many CI machines): named by when the
-/// batch took the stage's lock (`lock_since`, seconds since the epoch), which every node and
-/// `batch finish` read from the lock, so that all of them name the same release.
+/// The id of the release a batch makes (one deploy over many CI machines) whose lock was taken
+/// before locks kept the batch's release id: named by when the batch took the stage's lock
+/// (`lock_since`, seconds since the epoch), which every node and `batch finish` read from the
+/// lock. (A lock now keeps the id its first node named, to the millisecond.)
 pub fn batch_release_id(lock_since: u64, commit: &str) -> String {
     new_id(lock_since * 1000, commit)
 }
