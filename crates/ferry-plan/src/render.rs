@@ -261,31 +261,39 @@ fn indirect_dependencies(plan: &Plan, name: &str) -> Vec<String> {
 }
 
 /// The services a batch of `plan` runs a node for, in waves (each service after every
-/// dependency it has among them): those the plan deploys, and every service depending on one of
-/// them, however indirectly. A dependent the plan skips may still receive new outputs, which
-/// only its node can check (as one machine checks a dependent after its dependency deployed);
-/// a node whose dependency has no node of its own and has not received what changed is refused,
-/// so a graph without it could never finish. An up-to-date node costs a fraction of a second.
-fn batch_waves(plan: &Plan) -> Vec<Vec<&str>> {
+/// dependency it has among them): those the plan deploys, and every service of `graph` (the
+/// workspace's) depending on one of them, however indirectly, also outside a `--service`
+/// selection, as a deploy on one machine checks them. A dependent the plan skips may still
+/// receive new outputs, which only its node can check; a node whose dependency has no node of
+/// its own and has not received what changed is refused, so a graph without it could never
+/// finish. An up-to-date node costs a fraction of a second.
+fn batch_waves<'p>(plan: &'p Plan, graph: &'p ferry_graph::DepGraph) -> Vec<Vec<&'p str>> {
+    let nodes = graph.with_dependents(plan.order.iter().map(String::as_str));
     let mut wave_of: BTreeMap<&str, usize> = BTreeMap::new();
     let mut waves: Vec<Vec<&str>> = Vec::new();
-    // Execution order: every dependency comes before its dependents.
-    for s in &plan.services {
-        let deploys = plan.order.contains(&s.name);
-        let after = s
-            .depends_on
-            .iter()
-            .filter_map(|d| wave_of.get(d.as_str()).copied())
-            .max();
-        if !deploys && after.is_none() {
+    // The graph's order: every dependency before its dependents.
+    let names: Vec<&str> = graph.nodes().collect();
+    for name in graph.topo_positions().into_iter().map(|i| names[i]) {
+        if !nodes.contains(name) && !plan.order.iter().any(|o| o == name) {
             continue;
         }
-        let wave = after.map_or(0, |w| w + 1);
-        wave_of.insert(&s.name, wave);
+        let deps: Vec<&str> = match plan.service(name) {
+            Some(s) => s.depends_on.iter().map(String::as_str).collect(),
+            None => graph.dependencies(name),
+        };
+        let wave = deps
+            .iter()
+            .filter_map(|d| wave_of.get(d).copied())
+            .max()
+            .map_or(0, |w| w + 1);
+        wave_of.insert(name, wave);
         if waves.len() <= wave {
             waves.resize_with(wave + 1, Vec::new);
         }
-        waves[wave].push(&s.name);
+        waves[wave].push(name);
+    }
+    for w in &mut waves {
+        w.sort_unstable();
     }
     waves
 }
@@ -295,7 +303,7 @@ fn batch_waves(plan: &Plan) -> Vec<Vec<&str>> {
 /// (edges between those services, also through services that skip: the others are up to date).
 /// `batch files` makes the build-graph of every service instead. `program` is the command that
 /// made it (`cargo xtask`, `ferry`), for its first comment line.
-pub fn codebuild_batch(plan: &Plan, program: &str) -> String {
+pub fn codebuild_batch(plan: &Plan, graph: &ferry_graph::DepGraph, program: &str) -> String {
     let mut out = String::new();
     // The stage as written, but on this one comment line whatever it holds (a line break
     // would end the comment and start YAML of its own).
@@ -312,7 +320,7 @@ pub fn codebuild_batch(plan: &Plan, program: &str) -> String {
         return out;
     }
     let _ = writeln!(out, "  build-graph:");
-    let nodes: Vec<&str> = batch_waves(plan).into_iter().flatten().collect();
+    let nodes: Vec<&str> = batch_waves(plan, graph).into_iter().flatten().collect();
     for name in &nodes {
         let _ = writeln!(out, "    - identifier: {}", identifier(name));
         let deps: Vec<String> = indirect_dependencies(plan, name)
@@ -340,7 +348,7 @@ fn yaml_scalar(s: &str) -> String {
 
 /// JSON waves for a GitHub Actions job matrix: one job per wave, each wave a matrix
 /// (`strategy.matrix: ${{ fromJSON(needs.plan.outputs.plan).waves[0] }}`).
-pub fn github_matrix(plan: &Plan) -> String {
+pub fn github_matrix(plan: &Plan, graph: &ferry_graph::DepGraph) -> String {
     // Structs, not `json!` maps: the field order must not depend on serde_json's features.
     #[derive(serde::Serialize)]
     struct Matrix<'p> {
@@ -360,7 +368,7 @@ pub fn github_matrix(plan: &Plan) -> String {
     let nodes = if plan.plan_only() {
         Vec::new()
     } else {
-        batch_waves(plan)
+        batch_waves(plan, graph)
     };
     let count = nodes.iter().map(Vec::len).sum();
     let waves = nodes

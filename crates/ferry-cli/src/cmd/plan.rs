@@ -109,7 +109,29 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
         req.head = Head::Rev(head.clone());
     }
     req.explain = args.explain;
-    let plan = plan_at(ctx, &mut req, args.select.since.is_none() && !args.offline)?;
+    // The CI formats give a node to dependents outside the plan (a `--service` selection):
+    // rendered with the workspace the plan was made with.
+    let batch_format = matches!(
+        args.format,
+        PlanFormat::CodebuildBatch | PlanFormat::GithubMatrix
+    );
+    let (plan, rendered) = plan_with(
+        ctx,
+        &mut req,
+        args.select.since.is_none() && !args.offline,
+        |ws, plan| match args.format {
+            PlanFormat::CodebuildBatch => {
+                ferry_plan::codebuild_batch(plan, ws.graph(), ctx.app.name)
+            }
+            PlanFormat::GithubMatrix => ferry_plan::github_matrix(plan, ws.graph()) + "\n",
+            _ => String::new(),
+        },
+    )?;
+    if batch_format {
+        print!("{rendered}");
+        std::mem::forget(plan);
+        return Ok(());
+    }
     match args.format {
         PlanFormat::Text => print!("{}", ferry_plan::text(&plan, args.explain)),
         // A reader that stops reading is no failure (as for the other formats).
@@ -121,10 +143,7 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
                 _ => {}
             }
         }
-        PlanFormat::CodebuildBatch => {
-            print!("{}", ferry_plan::codebuild_batch(&plan, ctx.app.name))
-        }
-        PlanFormat::GithubMatrix => println!("{}", ferry_plan::github_matrix(&plan)),
+        PlanFormat::CodebuildBatch | PlanFormat::GithubMatrix => unreachable!("printed above"),
     }
     // The process ends right after; freeing a thousand services one by one would cost more
     // than printing the plan.
@@ -140,6 +159,16 @@ pub(crate) fn plan_at(
     req: &mut PlanRequest,
     read_state: bool,
 ) -> anyhow::Result<ferry_plan::Plan> {
+    plan_with(ctx, req, read_state, |_, _| ()).map(|(plan, ())| plan)
+}
+
+/// [`plan_at`], and `then` of the workspace the plan was made with and the plan.
+pub(crate) fn plan_with<T>(
+    ctx: &Ctx,
+    req: &mut PlanRequest,
+    read_state: bool,
+    then: impl FnOnce(&ferry_manifest::Workspace, &ferry_plan::Plan) -> T,
+) -> anyhow::Result<(ferry_plan::Plan, T)> {
     let root = ctx.canonical_root();
     let repo = Repo::open(&root);
     let mut at_head = None;
@@ -160,10 +189,11 @@ pub(crate) fn plan_at(
     }
     let plan = ferry_plan::plan(ws, repo.as_ref(), req)
         .with_context(|| format!("failed to plan stage `{}`", req.stage))?;
+    let also = then(ws, &plan);
     // The process ends soon after; freeing a thousand services and the repository handle one
     // by one would cost more than the plan.
     std::mem::forget((at_head, repo));
-    Ok(plan)
+    Ok((plan, also))
 }
 
 /// Fills the request's bases from the stage's records and what its stacks say, as a deploy
