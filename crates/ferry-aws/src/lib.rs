@@ -70,13 +70,19 @@ pub enum Endpoint {
     /// The local emulator Ferry runs (`--local`), at this URL.
     Emulator(String),
     /// Another endpoint for every service (LocalStack, a test's moto, a proxy): its URL and the
-    /// setting that names it (`AWS_ENDPOINT_URL`, or a profile's `endpoint_url`).
-    Custom { url: String, from: String },
+    /// setting that names it (`AWS_ENDPOINT_URL`, or a profile's `endpoint_url`), and the
+    /// services sent elsewhere still (see `Aws`).
+    Custom {
+        url: String,
+        from: String,
+        overrides: Vec<(String, String)>,
+    },
     /// AWS itself, in this region, except for the services that variables such as
-    /// `AWS_ENDPOINT_URL_CLOUDFORMATION` send elsewhere (their names, sorted).
+    /// `AWS_ENDPOINT_URL_CLOUDFORMATION` send elsewhere: each variable and its URL, sorted. A
+    /// message cannot tell which of them a failed call went to, so it names them all.
     Aws {
         region: String,
-        overrides: Vec<String>,
+        overrides: Vec<(String, String)>,
     },
 }
 
@@ -89,31 +95,37 @@ impl Endpoint {
         }
     }
 
-    /// What a reader can change to send the calls elsewhere: the setting that named this
-    /// endpoint, else `AWS_ENDPOINT_URL`.
-    fn setting(&self) -> String {
+    fn overrides(&self) -> &[(String, String)] {
         match self {
-            Endpoint::Custom { from, .. } => from.clone(),
-            Endpoint::Aws { overrides, .. } if !overrides.is_empty() => overrides.join(", "),
-            _ => "AWS_ENDPOINT_URL".to_string(),
+            Endpoint::Emulator(_) => &[],
+            Endpoint::Custom { overrides, .. } | Endpoint::Aws { overrides, .. } => overrides,
         }
+    }
+
+    /// What a reader can change to send the calls elsewhere: the settings that chose these
+    /// endpoints, else `AWS_ENDPOINT_URL`.
+    fn setting(&self) -> String {
+        let vars = self.overrides().iter().map(|(v, _)| v.as_str());
+        let names: Vec<&str> = match self {
+            Endpoint::Custom { from, .. } => std::iter::once(from.as_str()).chain(vars).collect(),
+            Endpoint::Aws { overrides, .. } if !overrides.is_empty() => vars.collect(),
+            _ => vec!["AWS_ENDPOINT_URL"],
+        };
+        names.join(" and ")
     }
 }
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Endpoint::Emulator(url) => write!(f, "the local AWS emulator at {url}"),
-            Endpoint::Custom { url, from } => write!(f, "{url} ({from})"),
-            Endpoint::Aws { region, overrides } if overrides.is_empty() => {
-                write!(f, "AWS ({region})")
-            }
-            Endpoint::Aws { region, overrides } => write!(
-                f,
-                "AWS ({region}) or the endpoint {} names",
-                overrides.join(", ")
-            ),
+            Endpoint::Emulator(url) => write!(f, "the local AWS emulator at {url}")?,
+            Endpoint::Custom { url, from, .. } => write!(f, "{url} ({from})")?,
+            Endpoint::Aws { region, .. } => write!(f, "AWS ({region})")?,
         }
+        for (var, url) in self.overrides() {
+            write!(f, " or {url} ({var})")?;
+        }
+        Ok(())
     }
 }
 
@@ -566,15 +578,31 @@ mod tests {
         };
         let m = unreachable(Endpoint::Aws {
             region: "eu-west-1".into(),
-            overrides: vec!["AWS_ENDPOINT_URL_CLOUDFORMATION".into()],
+            overrides: vec![(
+                "AWS_ENDPOINT_URL_CLOUDFORMATION".into(),
+                "http://127.0.0.1:9".into(),
+            )],
         });
         assert_eq!(
             m,
-            "DescribeStacks could not reach AWS (eu-west-1) or the endpoint AWS_ENDPOINT_URL_CLOUDFORMATION names: connection refused; with --local Ferry starts the emulator itself, otherwise check AWS_ENDPOINT_URL_CLOUDFORMATION, the network and any proxy"
+            "DescribeStacks could not reach AWS (eu-west-1) or http://127.0.0.1:9 (AWS_ENDPOINT_URL_CLOUDFORMATION): connection refused; with --local Ferry starts the emulator itself, otherwise check AWS_ENDPOINT_URL_CLOUDFORMATION, the network and any proxy"
+        );
+        // A service sent elsewhere beside an endpoint for all: both named, as the message
+        // cannot tell which one the call went to.
+        let m = unreachable(Endpoint::Custom {
+            url: "http://127.0.0.1:45633".into(),
+            from: "AWS_ENDPOINT_URL".into(),
+            overrides: vec![("AWS_ENDPOINT_URL_SSM".into(), "http://127.0.0.1:9".into())],
+        });
+        assert!(
+            m.starts_with("DescribeStacks could not reach http://127.0.0.1:45633 (AWS_ENDPOINT_URL) or http://127.0.0.1:9 (AWS_ENDPOINT_URL_SSM): ")
+                && m.ends_with("otherwise check AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_SSM, the network and any proxy"),
+            "{m}"
         );
         let m = unreachable(Endpoint::Custom {
             url: "http://127.0.0.1:1".into(),
             from: "the AWS profile's endpoint_url".into(),
+            overrides: Vec::new(),
         });
         assert!(
             m.ends_with(
@@ -591,6 +619,7 @@ mod tests {
             Endpoint::Custom {
                 url: "http://127.0.0.1:4566".into(),
                 from: "AWS_ENDPOINT_URL".into(),
+                overrides: Vec::new(),
             },
             Endpoint::aws("eu-west-1"),
         ] {

@@ -58,7 +58,11 @@ pub async fn base_config(region: &str, target: &Target) -> SdkConfig {
             ));
     }
     let config = loader.load().await;
-    let vars: Vec<(String, String)> = std::env::vars().collect();
+    // The AWS ones only (`vars()` would panic on a variable that is not Unicode).
+    let vars: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .collect();
     ferry_aws::set_endpoint(endpoint_of(
         target.local_endpoint.as_deref(),
         config.endpoint_url(),
@@ -79,6 +83,14 @@ fn endpoint_of(
     vars: &[(String, String)],
 ) -> ferry_aws::Endpoint {
     let var = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim());
+    let ignored =
+        var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let mut overrides: Vec<(String, String)> = vars
+        .iter()
+        .filter(|(k, v)| !ignored && k.starts_with("AWS_ENDPOINT_URL_") && !v.trim().is_empty())
+        .map(|(k, v)| (k.clone(), v.trim().to_string()))
+        .collect();
+    overrides.sort();
     match (local, configured) {
         (Some(e), _) => ferry_aws::Endpoint::Emulator(e.to_string()),
         (None, Some(url)) => ferry_aws::Endpoint::Custom {
@@ -88,23 +100,12 @@ fn endpoint_of(
             } else {
                 "the AWS profile's endpoint_url".to_string()
             },
+            overrides,
         },
-        (None, None) => {
-            let ignored = var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
-                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-            let mut overrides: Vec<String> = vars
-                .iter()
-                .filter(|(k, v)| {
-                    !ignored && k.starts_with("AWS_ENDPOINT_URL_") && !v.trim().is_empty()
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            overrides.sort();
-            ferry_aws::Endpoint::Aws {
-                region: region.to_string(),
-                overrides,
-            }
-        }
+        (None, None) => ferry_aws::Endpoint::Aws {
+            region: region.to_string(),
+            overrides,
+        },
     }
 }
 
@@ -345,7 +346,19 @@ mod tests {
         ];
         assert_eq!(
             shown(None, None, &per_service),
-            "AWS (eu-west-1) or the endpoint AWS_ENDPOINT_URL_CLOUDFORMATION, AWS_ENDPOINT_URL_SSM names"
+            format!(
+                "AWS (eu-west-1) or {url} (AWS_ENDPOINT_URL_CLOUDFORMATION) or {url} (AWS_ENDPOINT_URL_SSM)"
+            )
+        );
+        assert_eq!(
+            shown(
+                None,
+                Some(url),
+                &[&[("AWS_ENDPOINT_URL", url)][..], &per_service].concat()
+            ),
+            format!(
+                "{url} (AWS_ENDPOINT_URL) or {url} (AWS_ENDPOINT_URL_CLOUDFORMATION) or {url} (AWS_ENDPOINT_URL_SSM)"
+            )
         );
         let mut ignored = per_service.to_vec();
         ignored.push(("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"));
