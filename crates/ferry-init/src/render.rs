@@ -260,12 +260,12 @@ pub fn runner(root: &Path, runner: &Runner) -> (Vec<(String, String)>, Vec<Strin
     // which every clone has.
     let inside = match runner {
         Runner::Path(p) if Path::new(p).is_absolute() => {
-            let (Ok(real), Ok(top)) = (std::fs::canonicalize(p), std::fs::canonicalize(root))
-            else {
-                return runner_files(root, runner);
-            };
-            real.strip_prefix(&top)
-                .ok()
+            let top = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+            // A folder not made yet (a submodule to add) is taken as written.
+            let real = std::fs::canonicalize(p).unwrap_or_else(|_| Path::new(p).to_path_buf());
+            [top.as_path(), root]
+                .into_iter()
+                .find_map(|t| real.strip_prefix(t).ok())
                 .and_then(|rel| rel.to_str())
                 .map(|rel| {
                     Runner::Path(if rel.is_empty() {

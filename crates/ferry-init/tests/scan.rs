@@ -2974,6 +2974,16 @@ fn a_runner_path_inside_the_repository_is_written_relative_to_it() {
         "{toml}"
     );
     assert!(!notes.contains("a folder of this machine"), "{notes}");
+    // Not made yet (a submodule to add): inside all the same.
+    let later = std::fs::canonicalize(dir.path())
+        .unwrap()
+        .join("tools/ferry");
+    let (toml, notes) = cargo_toml(later.to_str().unwrap());
+    assert!(
+        toml.contains(r#"ferry-cli = { path = "../tools/ferry/crates/ferry-cli" }"#),
+        "{toml}"
+    );
+    assert!(!notes.contains("a folder of this machine"), "{notes}");
     let (toml, _) = cargo_toml(dir.path().to_str().unwrap());
     assert!(
         toml.contains(r#"ferry-cli = { path = ".././crates/ferry-cli" }"#),
