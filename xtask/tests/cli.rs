@@ -424,6 +424,52 @@ fn validate_warns_when_git_ignores_a_template_inside_its_folder() {
     assert_eq!((code, err.as_str()), (0, ""));
 }
 
+/// A literal name in a template is given by every stage deploying it: of two stages in one
+/// account and region, the second fails (a probe met it with an export name). And a value
+/// `init` left empty for a parameter without a default deploys as an empty string. Both are
+/// warned of; before, `validate` said nothing.
+#[test]
+fn validate_warns_of_names_every_stage_gives_and_of_empty_parameters() {
+    let repo = TestRepo::new();
+    let config = |prod: &str| {
+        format!(
+            "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.prod]\nregion = \"us-east-1\"\n{prod}"
+        )
+    };
+    repo.write("ferry.toml", &config(""))
+        .write(
+            "services/api/service.toml",
+            "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nEnv = \"\"\nLevel = \"\"\n",
+        )
+        .write(
+            "services/api/t.yaml",
+            "Parameters:\n  Env: {Type: String}\n  Level: {Type: String, Default: '1'}\nResources:\n  T:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      TableName: orders\n      KeySchema: [{AttributeName: id, KeyType: HASH}]\n      AttributeDefinitions: [{AttributeName: id, AttributeType: S}]\n      BillingMode: PAY_PER_REQUEST\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !Sub '${AWS::StackName}-q'\nOutputs:\n  Id:\n    Value: !Ref T\n    Export:\n      Name: SharedId\n",
+        );
+    repo.commit("api");
+    let root = repo.path().to_str().unwrap();
+    let validate = || run(&mut xtask(&["validate", "--root", root]));
+    let (code, _, err) = validate();
+    assert_eq!(code, 0, "{err}");
+    for said in [
+        "warning: `api` gives the table `orders` literally (Resources.T.Properties.TableName), so every stage deploying it gives that name: stages `dev` and `prod` deploy to us-east-1 and no account or role-arn sets them apart, so the second one's deploy fails there",
+        "warning: `api` gives the export name `SharedId` literally (Outputs.Id.Export.Name)",
+        "warning: services/api/service.toml: parameters.Env is empty, and the template of `api` gives `Env` no default: it deploys as an empty string",
+    ] {
+        assert!(err.contains(said), "{said}\n{err}");
+    }
+    // Built from the stack's name, and with a default: nothing to say of them.
+    assert!(!err.contains("-q"), "{err}");
+    assert!(!err.contains("parameters.Level"), "{err}");
+    // Stages in accounts of their own (here by their roles) do not meet.
+    repo.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\nrole-arn = \"arn:aws:iam::111111111111:role/deployer\"\n\n[stages.prod]\nregion = \"us-east-1\"\nrole-arn = \"arn:aws:iam::222222222222:role/deployer\"\n",
+    );
+    let (code, _, err) = validate();
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("literally"), "{err}");
+}
+
 #[test]
 fn validate_warns_of_sam_function_dependencies_the_zip_would_lack() {
     let repo = TestRepo::new();

@@ -623,3 +623,154 @@ fn declared_outputs(ws: &Workspace, s: &Service) -> Option<Vec<String>> {
         Some(_) => return None,
     })
 }
+
+/// Two named stages that may share an account and a region (the same region, and no `account`
+/// or `role-arn` naming different accounts), for [`names_every_stage_gives`]; `None` when every
+/// pair is kept apart.
+fn stages_sharing_a_region(ws: &Workspace) -> Option<(String, String, String)> {
+    let account = |s: &ferry_manifest::StageConfig| {
+        s.account.clone().or_else(|| {
+            s.role_arn
+                .as_deref()
+                .and_then(|a| a.split(':').nth(4))
+                .filter(|a| !a.is_empty())
+                .map(String::from)
+        })
+    };
+    let named: Vec<(&String, &ferry_manifest::StageConfig)> = ws.stages.iter().collect();
+    for (i, (a, ca)) in named.iter().enumerate() {
+        for (b, cb) in &named[i + 1..] {
+            let same_account = match (account(ca), account(cb)) {
+                (Some(x), Some(y)) => x == y,
+                _ => true,
+            };
+            if ca.region == cb.region && same_account {
+                return Some((a.to_string(), b.to_string(), ca.region.clone()));
+            }
+        }
+    }
+    None
+}
+
+/// A name a service's template gives literally (not built from the stack or the stage) where
+/// names are unique in an account and region, or in an account: a resource of
+/// [`NAME_PROPERTIES`] or an output's export. Every stage deploying the service gives it, so
+/// of two stages in one account and region, the second one's deploy fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageSharedName {
+    pub service: String,
+    pub kind: String,
+    pub name: String,
+    /// Where the template gives it: `Resources.T.Properties.TableName`, `Outputs.Id.Export.Name`.
+    pub at: String,
+    /// Two stages that may share an account and region, and that region.
+    pub stages: (String, String, String),
+}
+
+impl std::fmt::Display for StageSharedName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (a, b, region) = &self.stages;
+        write!(
+            f,
+            "`{}` gives the {} `{}` literally ({}), so every stage deploying it gives that name: stages `{a}` and `{b}` deploy to {region} and no account or role-arn sets them apart, so the second one's deploy fails there; build the name from the stack's or the stage's (`!Sub \"${{AWS::StackName}}-…\"`), or give the stages accounts of their own",
+            self.service, self.kind, self.name, self.at
+        )
+    }
+}
+
+/// Every literal name ([`StageSharedName`]) that two named stages in one account and region
+/// would both give. A resource under a `Condition` is left out, as are templates that cannot
+/// be read: advice, never an error.
+pub fn names_every_stage_gives(ws: &Workspace) -> Vec<StageSharedName> {
+    let Some(stages) = stages_sharing_a_region(ws) else {
+        return Vec::new();
+    };
+    let mut needles: Vec<&str> = NAME_PROPERTIES
+        .iter()
+        .filter(|(.., scope)| *scope != "all of AWS")
+        .map(|(_, p, _, _)| *p)
+        .collect();
+    needles.push("Export");
+    let mut out = Vec::new();
+    for (s, t) in templates_mentioning(ws, &needles) {
+        let mut give = |kind: &str, name: &str, at: String| {
+            out.push(StageSharedName {
+                service: s.name.clone(),
+                kind: kind.to_string(),
+                name: name.to_string(),
+                at,
+                stages: stages.clone(),
+            });
+        };
+        for (id, r) in t
+            .get("Resources")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let ty = r.get("Type").and_then(Value::as_str).unwrap_or_default();
+            let Some((_, prop, kind, scope)) = NAME_PROPERTIES.iter().find(|(t, ..)| *t == ty)
+            else {
+                continue;
+            };
+            if *scope == "all of AWS" || r.get("Condition").is_some() {
+                continue;
+            }
+            if let Some(Value::String(name)) = r.pointer(&format!("/Properties/{prop}")) {
+                give(kind, name, format!("Resources.{id}.Properties.{prop}"));
+            }
+        }
+        for (id, o) in t
+            .get("Outputs")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            if o.get("Condition").is_some() {
+                continue;
+            }
+            if let Some(Value::String(name)) = o.pointer("/Export/Name") {
+                give("export name", name, format!("Outputs.{id}.Export.Name"));
+            }
+        }
+    }
+    out
+}
+
+/// A `[parameters]` value left empty for a template parameter that has no `Default` (and is
+/// not of an AWS-specific type, which CloudFormation refuses empty, and `validate` with it):
+/// `init` leaves the values it cannot infer empty, to fill, and CloudFormation deploys an empty
+/// string as it is. (service, key).
+pub fn empty_parameters(ws: &Workspace) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for s in ws
+        .services
+        .iter()
+        .filter(|s| s.kind != ServiceKind::Serverless)
+    {
+        let empty: Vec<&String> = s
+            .parameters
+            .iter()
+            .filter(|(_, v)| v.to_string().is_empty())
+            .map(|(k, _)| k)
+            .collect();
+        if empty.is_empty() {
+            continue;
+        }
+        let Some(t) = std::fs::read_to_string(ws.root.join(s.template_path()))
+            .ok()
+            .and_then(|text| template::parse(&text).ok())
+        else {
+            continue;
+        };
+        for key in empty {
+            let decl = &t["Parameters"][key.as_str()];
+            let ty = decl["Type"].as_str().unwrap_or_default();
+            let aws_typed = ty.starts_with("AWS::") || ty.starts_with("List<AWS::");
+            if decl.is_object() && decl.get("Default").is_none() && !aws_typed {
+                out.push((s.name.clone(), key.clone()));
+            }
+        }
+    }
+    out
+}

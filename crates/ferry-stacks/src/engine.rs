@@ -340,6 +340,7 @@ impl Engine {
     }
 
     /// Who refuses this engine's requests; `template`: a refusal of what a template holds.
+    /// (See [`names_taken`] for one that AWS makes alike.)
     fn refuser(&self, template: bool) -> Refuser {
         match (self.options.emulator.is_some(), template) {
             (false, _) => Refuser::CloudFormation,
@@ -374,12 +375,18 @@ impl Engine {
                 | "InsufficientCapabilitiesException"
                 | "AlreadyExistsException"
                 | "LimitExceededException",
-            ) => StackError::Rejected {
-                stack: stack.to_string(),
-                operation,
-                message: said(e, &explained),
-                by: self.refuser(explained.code.as_deref() == Some("ValidationError")),
-            },
+            ) => {
+                let message = said(e, &explained);
+                // A name another stack holds is refused by AWS alike: no limit of the emulator.
+                let judged =
+                    explained.code.as_deref() == Some("ValidationError") && !names_taken(&message);
+                StackError::Rejected {
+                    stack: stack.to_string(),
+                    operation,
+                    message,
+                    by: self.refuser(judged),
+                }
+            }
             _ => StackError::Api {
                 stack: stack.to_string(),
                 source: explained,
@@ -1143,11 +1150,12 @@ impl Engine {
                     if is_no_change(&reason) {
                         return Ok(None);
                     }
+                    let judged = !names_taken(&reason);
                     return Err(StackError::Rejected {
                         stack: name.to_string(),
                         operation: "CreateChangeSet",
                         message: reason,
-                        by: self.refuser(true),
+                        by: self.refuser(judged),
                     });
                 }
                 _ if Instant::now() >= deadline => {
@@ -1277,9 +1285,18 @@ pub fn verify(
     }
 }
 
+/// Whether a refusal says a name is taken by another stack (an export, as CloudFormation words
+/// it): AWS refuses that alike, so the emulator's refusal is no limit of its own.
+fn names_taken(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("export names must be unique")
+        || m.contains("is already exported")
+        || m.contains("already exists in stack")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::request_token;
+    use super::{names_taken, request_token};
 
     #[test]
     fn request_tokens_are_unique_and_of_the_form_cloudformation_takes() {
@@ -1294,5 +1311,18 @@ mod tests {
                 "{t}"
             );
         }
+    }
+
+    #[test]
+    fn a_name_another_stack_holds_is_no_limit_of_the_emulator() {
+        assert!(names_taken(
+            "Export with name SharedGW-restApiId is already exported by stack x"
+        ));
+        assert!(names_taken(
+            "Template error: Export names must be unique across a given region"
+        ));
+        assert!(!names_taken(
+            "Template format error: Unrecognized resource types"
+        ));
     }
 }

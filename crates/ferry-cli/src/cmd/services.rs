@@ -103,6 +103,20 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     for n in ferry_package::shared_names(ws) {
         eprintln!("warning: {n}");
     }
+    // One literal name in every stage of one account and region: the second stage fails.
+    for n in ferry_package::names_every_stage_gives(ws) {
+        eprintln!("warning: {n}");
+    }
+    // A value left empty (as `init` leaves what it cannot infer) for a parameter with no
+    // default: deployed as an empty string.
+    for (service, key) in ferry_package::empty_parameters(ws) {
+        let manifest = ws
+            .service(&service)
+            .map_or_else(String::new, |s| s.manifest_path());
+        eprintln!(
+            "warning: {manifest}: parameters.{key} is empty, and the template of `{service}` gives `{key}` no default: it deploys as an empty string (`init` leaves what it cannot infer empty, to fill); set it, or give the parameter a Default"
+        );
+    }
     // Code a service builds from outside its folder that none of its inputs covers, as init
     // infers it: a change there would not deploy it.
     let worktree = ferry_changes::WorktreeSource::new(&ws.root);
