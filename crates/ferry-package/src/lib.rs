@@ -2182,6 +2182,7 @@ impl Store<'_> {
     ) -> Result<(), Nested> {
         let spec = &self.service.package;
         let excludes: Vec<&str> = spec.exclude.iter().map(String::as_str).collect();
+        sam::drop_unused_globals_code(template);
         for l in sam::local_paths(template) {
             let rel = inside_service(&self.service.dir, base, &l, Some(&self.watched))?;
             let label = l.site.label();

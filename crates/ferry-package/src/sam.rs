@@ -240,9 +240,42 @@ fn local(v: &Value) -> Option<&str> {
     (!remote).then_some(s)
 }
 
-/// Every local path of `template`, resources in template order, then `Globals`.
+/// Whether a function of `template` takes `Globals.Function.CodeUri`: one naming no code of
+/// its own (`CodeUri`, `InlineCode`, `ImageUri`) that is no container image. The template `sam
+/// build` writes keeps `CodeUri: .` in `Globals` though every function names its own build
+/// folder: zipping it packaged the whole service folder for nothing (41 MB in a probe).
+fn globals_code_used(template: &Value) -> bool {
+    let resources = template.get("Resources").and_then(Value::as_object);
+    resources.into_iter().flatten().any(|(_, r)| {
+        r.get("Type").and_then(Value::as_str) == Some("AWS::Serverless::Function") && {
+            let props = r.get("Properties");
+            let names = |k: &str| props.and_then(|p| p.get(k)).is_some();
+            let image = props
+                .and_then(|p| p.get("PackageType"))
+                .and_then(Value::as_str)
+                == Some("Image");
+            !image && !names("CodeUri") && !names("InlineCode") && !names("ImageUri")
+        }
+    })
+}
+
+/// Drops `Globals.Function.CodeUri` when no function takes it ([`globals_code_used`]), so that
+/// it is neither packaged nor left a local path in the template; whether it did.
+pub(crate) fn drop_unused_globals_code(template: &mut Value) -> bool {
+    if globals_code_used(template) {
+        return false;
+    }
+    template
+        .pointer_mut("/Globals/Function")
+        .and_then(Value::as_object_mut)
+        .is_some_and(|f| f.remove("CodeUri").is_some())
+}
+
+/// Every local path of `template`, resources in template order, then `Globals` (but a
+/// `Globals.Function.CodeUri` no function takes).
 pub(crate) fn local_paths(template: &Value) -> Vec<LocalPath> {
     let mut out = Vec::new();
+    let globals_used = globals_code_used(template);
     let globals_code = template
         .pointer("/Globals/Function/CodeUri")
         .filter(|v| !v.is_null())
@@ -287,6 +320,9 @@ pub(crate) fn local_paths(template: &Value) -> Vec<LocalPath> {
         }
     }
     for (section, prop, packing) in GLOBALS {
+        if *section == "Function" && !globals_used {
+            continue;
+        }
         let pointer = format!("/Globals/{section}/{prop}");
         if let Some(path) = template.pointer(&pointer).and_then(local) {
             out.push(LocalPath {
@@ -734,6 +770,27 @@ Resources:
   Table:
     Type: AWS::DynamoDB::Table
 "#;
+
+    /// The template `sam build` writes keeps `Globals.Function.CodeUri: .` while every function
+    /// names its own build folder: not packaged (it zipped the whole service folder), and
+    /// dropped from the template. One a function takes is packaged as before.
+    #[test]
+    fn a_globals_code_uri_no_function_takes_is_dropped() {
+        let built = "Transform: AWS::Serverless-2016-10-31\nGlobals:\n  Function:\n    CodeUri: .\n    Runtime: python3.12\nResources:\n  A:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: A\n      Handler: app.handler\n  B:\n    Type: AWS::Serverless::Function\n    Properties:\n      InlineCode: 'def handler(e, c): pass'\n      Handler: index.handler\n";
+        let mut t = parse(built).unwrap();
+        let paths: Vec<String> = local_paths(&t).iter().map(|l| l.site.label()).collect();
+        assert_eq!(paths, ["A"]);
+        assert!(drop_unused_globals_code(&mut t));
+        assert!(t.pointer("/Globals/Function/CodeUri").is_none());
+        assert_eq!(t["Globals"]["Function"]["Runtime"], "python3.12");
+
+        let inherits = built.replace("      InlineCode: 'def handler(e, c): pass'\n", "");
+        let mut t = parse(&inherits).unwrap();
+        let paths: Vec<String> = local_paths(&t).iter().map(|l| l.site.label()).collect();
+        assert_eq!(paths, ["A", "Globals.Function"]);
+        assert!(!drop_unused_globals_code(&mut t));
+        assert_eq!(t["Globals"]["Function"]["CodeUri"], ".");
+    }
 
     #[test]
     fn every_local_path_is_found_and_remote_ones_are_not() {
