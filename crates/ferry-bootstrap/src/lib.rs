@@ -1756,14 +1756,46 @@ fn stack_name_denials(
     let mut roles = BTreeSet::new();
     let mut buckets = BTreeSet::new();
     let mut reached = BTreeSet::new();
+    // The account a stage names (`account`, else its role's); a stage in another one shares no
+    // name with this one.
+    let account = |s: &Stage| {
+        s.config.account.clone().or_else(|| {
+            s.config
+                .role_arn
+                .as_deref()
+                .and_then(|a| a.split(':').nth(4))
+                .filter(|a| !a.is_empty())
+                .map(String::from)
+        })
+    };
+    let region = stage.config.region.to_ascii_lowercase();
+    // Whether a name this stage's stacks make may start with `other-`: an own stack name that
+    // extends the other's, or the other's that is an own one and the start of this stage's
+    // region (the Serverless Framework names a function role `<stack>-<region>-lambdaRole`, and
+    // templates name roles `${AWS::StackName}-${AWS::Region}-…`: `orders-dev-us-*` of stage
+    // `dev-us` reaches dev's `orders-dev-us-east-1-lambdaRole`).
+    let meets = |other: &str| {
+        own.iter().any(|o| {
+            o.starts_with(other)
+                || other
+                    .strip_prefix(o.as_str())
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|rest| region == rest || region.starts_with(&format!("{rest}-")))
+        })
+    };
     for name in ws.stages.keys() {
         let Ok(other) = ws.stage(name) else { continue };
         if other.preview || other.id == stage.id {
             continue;
         }
+        if let (Some(a), Some(b)) = (account(stage), account(&other))
+            && a != b
+        {
+            continue;
+        }
         for s in stack_names(ws, &other) {
             let lower = s.to_ascii_lowercase();
-            if own.iter().any(|o| o.starts_with(&lower)) {
+            if meets(&lower) {
                 let role = format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{s}-");
                 let bucket = format!("arn:${{AWS::Partition}}:s3:::{lower}-");
                 if granted_one(&role) || granted_one(&bucket) {
@@ -1783,7 +1815,7 @@ fn stack_name_denials(
     }
     for other in reached {
         notes.push(format!(
-            "this stage's stack names extend stage `{other}`'s: the role's grants by the start of a name reach the roles and buckets CloudFormation names after its stacks, which only the ferry:stage tag keeps it off (S3 honours tag conditions for some actions only); give stages names none of which starts another's with `-`, or accounts of their own"
+            "this stage's names and stage `{other}`'s stack names start alike (one extends the other, or with this stage's region: `<stack>-<region>-…`): the role's grants by the start of a name reach the roles and buckets named after its stacks, which only the ferry:stage tag keeps it off (S3 honours tag conditions for some actions only), as denying them by name would deny this stage its own; give stages names none of which starts another's with `-`, or accounts of their own"
         ));
     }
     let mut out = Vec::new();

@@ -378,7 +378,8 @@ fn a_stages_role_is_denied_the_other_stages_ssm_paths_and_the_names_that_extend_
     assert!(
         eu.notes
             .iter()
-            .any(|n| n.starts_with("this stage's stack names extend stage `staging`'s")),
+            .any(|n| n
+                .starts_with("this stage's names and stage `staging`'s stack names start alike")),
         "{:#?}",
         eu.notes
     );
@@ -1228,5 +1229,75 @@ fn dynamic_ssm_references_are_granted_by_name() {
             "a `{{resolve:ssm:…}}` in its template names a parameter known only when it deploys"
         )),
         "{notes:#?}"
+    );
+}
+
+/// A name a stage's own stacks make with its region (the Serverless Framework's
+/// `<stack>-<region>-lambdaRole`, `${AWS::StackName}-${AWS::Region}-…`) may start like another
+/// stage's stack name (`toy-api-dev-us` of stage `dev-us`): that one is not denied by name,
+/// which would deny dev its own role, and a note says so. A stage in another account is no
+/// concern at all. (The review of the denials found dev denied `role/toy-api-dev-us-*`.)
+#[test]
+fn a_stage_is_never_denied_the_names_its_own_stacks_make_with_its_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let config = |dev_us: &str| {
+        format!(
+            "[project]\nname = \"toy\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\n\n\
+             [stages.dev-us]\nregion = \"us-west-2\"\n{dev_us}"
+        )
+    };
+    write(r, "ferry.toml", &config(""));
+    write(
+        r,
+        "services/api/t.yaml",
+        "Resources:\n  B: {Type: AWS::S3::Bucket}\n  R:\n    Type: AWS::IAM::Role\n    Properties:\n      AssumeRolePolicyDocument: {}\n",
+    );
+    write(
+        r,
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    let options = ferry_bootstrap::Options {
+        trust: vec!["arn:aws:iam::111111111111:role/ci".into()],
+        codebuild: None,
+    };
+    let dev = |r: &std::path::Path| {
+        let ws = ferry_manifest::load(r).unwrap();
+        ferry_bootstrap::plan(&ws, &ws.stage("dev").unwrap(), &options).unwrap()
+    };
+    let b = dev(r);
+    let denied_by_name = |b: &ferry_bootstrap::Bootstrap| {
+        b.permissions
+            .iter()
+            .filter(|p| p.deny)
+            .flat_map(|p| &p.resources)
+            .any(|res| res.contains("toy-api-dev-us"))
+    };
+    assert!(!denied_by_name(&b), "{:#?}", b.permissions);
+    assert!(
+        b.notes
+            .iter()
+            .any(|n| n
+                .starts_with("this stage's names and stage `dev-us`'s stack names start alike")),
+        "{:#?}",
+        b.notes
+    );
+    // dev-us in an account of its own: nothing to deny, nothing to say.
+    write(
+        r,
+        "ferry.toml",
+        &config("account = \"222222222222\"\n").replace(
+            "[stages.dev]\nregion = \"us-east-1\"\n",
+            "[stages.dev]\nregion = \"us-east-1\"\naccount = \"111111111111\"\n",
+        ),
+    );
+    let b = dev(r);
+    assert!(!denied_by_name(&b), "{:#?}", b.permissions);
+    assert!(
+        !b.notes.iter().any(|n| n.contains("`dev-us`")),
+        "{:#?}",
+        b.notes
     );
 }

@@ -147,6 +147,7 @@ fn ferry_init_writes_the_configuration_alone_unless_asked_for_a_runner() {
         "{out}"
     );
     assert!(!out.contains("a folder of this machine"), "{out}");
+    // An absolute path inside the repository is written relative to it: every clone has it.
     let inside = r.path().join("vendor/ferry").display().to_string();
     let (code, out, err) = ferry(
         r.path(),
@@ -157,6 +158,26 @@ fn ferry_init_writes_the_configuration_alone_unless_asked_for_a_runner() {
             "--dry-run",
             "--ferry-path",
             &inside,
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("ferry-cli = { path = \"../vendor/ferry/crates/ferry-cli\" }"),
+        "{out}"
+    );
+    assert!(!out.contains("a folder of this machine"), "{out}");
+    // One outside it is this machine's, and noted.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let outside = elsewhere.path().display().to_string();
+    let (code, out, err) = ferry(
+        r.path(),
+        &[
+            "init",
+            "--runner",
+            "--force",
+            "--dry-run",
+            "--ferry-path",
+            &outside,
         ],
     );
     assert_eq!(code, 0, "{out}\n{err}");
