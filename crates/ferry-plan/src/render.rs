@@ -1,6 +1,6 @@
 //! Plan renderings besides JSON: text for people, CodeBuild batch and GitHub matrix for CI.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use ferry_manifest::ServiceKind;
@@ -323,7 +323,12 @@ pub fn codebuild_batch(plan: &Plan, graph: &ferry_graph::DepGraph, program: &str
     let nodes: Vec<&str> = batch_waves(plan, graph).into_iter().flatten().collect();
     for name in &nodes {
         let _ = writeln!(out, "    - identifier: {}", identifier(name));
-        let deps: Vec<String> = indirect_dependencies(plan, name)
+        // From the workspace's graph: a dependent outside a `--service` selection is none of
+        // the plan's services, and its node must wait all the same.
+        let mut deps: BTreeSet<String> = indirect_dependencies(plan, name).into_iter().collect();
+        deps.extend(graph.with_dependencies([*name]));
+        deps.remove(*name);
+        let deps: Vec<String> = deps
             .into_iter()
             .filter(|d| nodes.contains(&d.as_str()))
             .collect();

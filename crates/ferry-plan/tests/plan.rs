@@ -1651,22 +1651,24 @@ fn a_batch_of_a_plan_has_a_node_for_each_dependent_of_what_deploys() {
         ferry_manifest::load(r.path()).unwrap().graph(),
         "cargo xtask",
     );
-    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&batch).unwrap();
-    let graph: Vec<(String, Vec<String>)> = yaml["batch"]["build-graph"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            let deps = n["depend-on"]
-                .as_sequence()
-                .map(|d| d.iter().map(|x| x.as_str().unwrap().to_string()).collect())
-                .unwrap_or_default();
-            (n["identifier"].as_str().unwrap().to_string(), deps)
-        })
-        .collect();
+    let graph_of = |batch: &str| -> Vec<(String, Vec<String>)> {
+        let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(batch).unwrap();
+        yaml["batch"]["build-graph"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                let deps = n["depend-on"]
+                    .as_sequence()
+                    .map(|d| d.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+                    .unwrap_or_default();
+                (n["identifier"].as_str().unwrap().to_string(), deps)
+            })
+            .collect()
+    };
     let own = |s: &str, d: &[&str]| (s.to_string(), d.iter().map(|x| x.to_string()).collect());
     assert_eq!(
-        graph,
+        graph_of(&batch),
         [
             own("database", &[]),
             own("api", &["database"]),
@@ -1706,4 +1708,16 @@ fn a_batch_of_a_plan_has_a_node_for_each_dependent_of_what_deploys() {
     let matrix: serde_json::Value =
         serde_json::from_str(&ferry_plan::github_matrix(&p, ws.graph())).unwrap();
     assert_eq!(matrix["count"], 3, "{matrix}");
+    // And each waits for its dependencies among them, known from the workspace's graph (the
+    // review found api and frontend given none, so all three started at once).
+    let batch = ferry_plan::codebuild_batch(&p, ws.graph(), "cargo xtask");
+    assert_eq!(
+        graph_of(&batch),
+        [
+            own("database", &[]),
+            own("api", &["database"]),
+            own("frontend", &["api", "database"]),
+        ],
+        "{batch}"
+    );
 }
