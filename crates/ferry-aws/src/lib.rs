@@ -115,6 +115,71 @@ impl Endpoint {
     }
 }
 
+/// The service an operation Ferry calls belongs to, as its endpoint variable names it
+/// (`AWS_ENDPOINT_URL_<SERVICE>`); `None` for one this table does not know.
+fn service_of(operation: &str) -> Option<&'static str> {
+    const STS: &[&str] = &["AssumeRole", "GetCallerIdentity"];
+    const S3: &[&str] = &[
+        "CreateBucket",
+        "DeleteBucket",
+        "HeadBucket",
+        "ListObjectsV2",
+        "ListObjectVersions",
+        "ListBuckets",
+    ];
+    if STS.contains(&operation) {
+        Some("STS")
+    } else if operation.contains("Parameter") {
+        Some("SSM")
+    } else if operation.contains("Stack")
+        || operation.contains("ChangeSet")
+        || operation.contains("Export")
+        || operation.contains("Import")
+        || operation.contains("Template")
+        || operation == "UpdateTerminationProtection"
+    {
+        Some("CLOUDFORMATION")
+    } else if S3.contains(&operation) || operation.contains("Object") {
+        Some("S3")
+    } else if operation == "Publish" {
+        Some("SNS")
+    } else {
+        None
+    }
+}
+
+impl Endpoint {
+    /// Where a call of `operation` went: the `AWS_ENDPOINT_URL_<SERVICE>` endpoint of its
+    /// service when one is set, else this one without the other services' (a message names
+    /// only what the call used). An operation of a service it does not know keeps them all.
+    fn for_operation(&self, operation: &str) -> Endpoint {
+        let overrides = self.overrides();
+        if overrides.is_empty() {
+            return self.clone();
+        }
+        let Some(service) = service_of(operation) else {
+            return self.clone();
+        };
+        let var = format!("AWS_ENDPOINT_URL_{service}");
+        if let Some((var, url)) = overrides.iter().find(|(v, _)| *v == var) {
+            return Endpoint::Custom {
+                url: url.clone(),
+                from: var.clone(),
+                overrides: Vec::new(),
+            };
+        }
+        match self {
+            Endpoint::Custom { url, from, .. } => Endpoint::Custom {
+                url: url.clone(),
+                from: from.clone(),
+                overrides: Vec::new(),
+            },
+            Endpoint::Aws { region, .. } => Endpoint::aws(region),
+            Endpoint::Emulator(_) => self.clone(),
+        }
+    }
+}
+
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -300,6 +365,7 @@ impl AwsError {
         detail: String,
         to: Option<Endpoint>,
     ) -> Self {
+        let to = to.map(|e| e.for_operation(operation));
         let at = to
             .as_ref()
             .map_or_else(|| "the AWS endpoint".to_string(), ToString::to_string);
@@ -585,18 +651,72 @@ mod tests {
         });
         assert_eq!(
             m,
-            "DescribeStacks could not reach AWS (eu-west-1) or http://127.0.0.1:9 (AWS_ENDPOINT_URL_CLOUDFORMATION): connection refused; with --local Ferry starts the emulator itself, otherwise check AWS_ENDPOINT_URL_CLOUDFORMATION, the network and any proxy"
+            "DescribeStacks could not reach http://127.0.0.1:9 (AWS_ENDPOINT_URL_CLOUDFORMATION): connection refused; with --local Ferry starts the emulator itself, otherwise check AWS_ENDPOINT_URL_CLOUDFORMATION, the network and any proxy"
         );
-        // A service sent elsewhere beside an endpoint for all: both named, as the message
-        // cannot tell which one the call went to.
-        let m = unreachable(Endpoint::Custom {
+        // Another service sent elsewhere beside an endpoint for all: a CloudFormation call
+        // names only the endpoint it used (DynamoDB Local's variable is no concern of it)...
+        let both = Endpoint::Custom {
             url: "http://127.0.0.1:45633".into(),
             from: "AWS_ENDPOINT_URL".into(),
-            overrides: vec![("AWS_ENDPOINT_URL_SSM".into(), "http://127.0.0.1:9".into())],
-        });
+            overrides: vec![
+                (
+                    "AWS_ENDPOINT_URL_DYNAMODB".into(),
+                    "http://localhost:8000".into(),
+                ),
+                ("AWS_ENDPOINT_URL_SSM".into(), "http://127.0.0.1:9".into()),
+            ],
+        };
+        let m = unreachable(both.clone());
         assert!(
-            m.starts_with("DescribeStacks could not reach http://127.0.0.1:45633 (AWS_ENDPOINT_URL) or http://127.0.0.1:9 (AWS_ENDPOINT_URL_SSM): ")
-                && m.ends_with("otherwise check AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_SSM, the network and any proxy"),
+            m.starts_with(
+                "DescribeStacks could not reach http://127.0.0.1:45633 (AWS_ENDPOINT_URL): "
+            ) && m.ends_with("otherwise check AWS_ENDPOINT_URL, the network and any proxy"),
+            "{m}"
+        );
+        // ...an SSM call the one its variable names...
+        let m = AwsError::at(
+            "PutParameter",
+            Kind::Unreachable,
+            None,
+            "refused".into(),
+            Some(both.clone()),
+        )
+        .message;
+        assert!(
+            m.starts_with(
+                "PutParameter could not reach http://127.0.0.1:9 (AWS_ENDPOINT_URL_SSM): "
+            ),
+            "{m}"
+        );
+        for (op, service) in [
+            ("GetCallerIdentity", Some("STS")),
+            ("AssumeRole", Some("STS")),
+            ("GetParametersByPath", Some("SSM")),
+            ("DeleteParameter", Some("SSM")),
+            ("DescribeStacks", Some("CLOUDFORMATION")),
+            ("ExecuteChangeSet", Some("CLOUDFORMATION")),
+            ("ListImports", Some("CLOUDFORMATION")),
+            ("GetTemplate", Some("CLOUDFORMATION")),
+            ("UpdateTerminationProtection", Some("CLOUDFORMATION")),
+            ("ListObjectVersions", Some("S3")),
+            ("DeleteObjects", Some("S3")),
+            ("HeadBucket", Some("S3")),
+            ("Publish", Some("SNS")),
+            ("GetFunctionConfiguration", None),
+        ] {
+            assert_eq!(service_of(op), service, "{op}");
+        }
+        // ...and an operation the table does not know, every one it may have used.
+        let m = AwsError::at(
+            "DoSomething",
+            Kind::Unreachable,
+            None,
+            "refused".into(),
+            Some(both),
+        )
+        .message;
+        assert!(
+            m.contains("http://127.0.0.1:45633 (AWS_ENDPOINT_URL) or http://localhost:8000 (AWS_ENDPOINT_URL_DYNAMODB) or http://127.0.0.1:9 (AWS_ENDPOINT_URL_SSM)"),
             "{m}"
         );
         let m = unreachable(Endpoint::Custom {
