@@ -443,7 +443,7 @@ fn validate_warns_of_names_every_stage_gives_and_of_empty_parameters() {
         )
         .write(
             "services/api/t.yaml",
-            "Parameters:\n  Env: {Type: String}\n  Level: {Type: String, Default: '1'}\nResources:\n  T:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      TableName: orders\n      KeySchema: [{AttributeName: id, KeyType: HASH}]\n      AttributeDefinitions: [{AttributeName: id, AttributeType: S}]\n      BillingMode: PAY_PER_REQUEST\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !Sub '${AWS::StackName}-q'\nOutputs:\n  Id:\n    Value: !Ref T\n    Export:\n      Name: SharedId\n",
+            "Parameters:\n  Env: {Type: String}\n  Level: {Type: String, Default: '1'}\nResources:\n  T:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      TableName: orders\n      KeySchema: [{AttributeName: id, KeyType: HASH}]\n      AttributeDefinitions: [{AttributeName: id, AttributeType: S}]\n      BillingMode: PAY_PER_REQUEST\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !Sub '${AWS::StackName}-q'\n  R:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: api-role\n      AssumeRolePolicyDocument: {}\nOutputs:\n  Id:\n    Value: !Ref T\n    Export:\n      Name: SharedId\n",
         );
     repo.commit("api");
     let root = repo.path().to_str().unwrap();
@@ -468,6 +468,19 @@ fn validate_warns_of_names_every_stage_gives_and_of_empty_parameters() {
     let (code, _, err) = validate();
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("literally"), "{err}");
+    // In two regions of what may be one account: a role's name is the account's, a table's
+    // the region's.
+    repo.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.prod]\nregion = \"eu-west-1\"\n",
+    );
+    let (code, _, err) = validate();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: `api` gives the role `api-role` literally (Resources.R.Properties.RoleName), so every stage deploying it gives that name: stages `dev` and `prod` deploy to one account"),
+        "{err}"
+    );
+    assert!(!err.contains("`orders`"), "{err}");
 }
 
 #[test]

@@ -624,10 +624,10 @@ fn declared_outputs(ws: &Workspace, s: &Service) -> Option<Vec<String>> {
     })
 }
 
-/// Two named stages that may share an account and a region (the same region, and no `account`
-/// or `role-arn` naming different accounts), for [`names_every_stage_gives`]; `None` when every
-/// pair is kept apart.
-fn stages_sharing_a_region(ws: &Workspace) -> Option<(String, String, String)> {
+/// Two named stages that may share an account (no `account` or `role-arn` naming different
+/// ones) and, with `same_region`, a region, for [`names_every_stage_gives`]: the stages and
+/// where they meet (the region, else `one account`); `None` when every pair is kept apart.
+fn stages_sharing(ws: &Workspace, same_region: bool) -> Option<(String, String, String)> {
     let account = |s: &ferry_manifest::StageConfig| {
         s.account.clone().or_else(|| {
             s.role_arn
@@ -644,8 +644,13 @@ fn stages_sharing_a_region(ws: &Workspace) -> Option<(String, String, String)> {
                 (Some(x), Some(y)) => x == y,
                 _ => true,
             };
-            if ca.region == cb.region && same_account {
-                return Some((a.to_string(), b.to_string(), ca.region.clone()));
+            if same_account && (ca.region == cb.region || !same_region) {
+                let place = if ca.region == cb.region {
+                    ca.region.clone()
+                } else {
+                    "one account".to_string()
+                };
+                return Some((a.to_string(), b.to_string(), place));
             }
         }
     }
@@ -669,11 +674,12 @@ pub struct StageSharedName {
 
 impl std::fmt::Display for StageSharedName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `region`: where they meet, a region or "one account".
         let (a, b, region) = &self.stages;
         write!(
             f,
-            "`{}` gives the {} `{}` literally ({}), so every stage deploying it gives that name: stages `{a}` and `{b}` deploy to {region} and no account or role-arn sets them apart, so the second one's deploy fails there; build the name from the stack's or the stage's (`!Sub \"${{AWS::StackName}}-…\"`), or give the stages accounts of their own",
-            self.service, self.kind, self.name, self.at
+            "`{}` gives the {} `{}` literally ({}), so every stage deploying it gives that name: stages `{a}` and `{b}` deploy to {} and no account or role-arn sets them apart, so the second one's deploy fails there; build the name from the stack's or the stage's (`!Sub \"${{AWS::StackName}}-…\"`), or give the stages accounts of their own",
+            self.service, self.kind, self.name, self.at, region
         )
     }
 }
@@ -682,7 +688,10 @@ impl std::fmt::Display for StageSharedName {
 /// would both give. A resource under a `Condition` is left out, as are templates that cannot
 /// be read: advice, never an error.
 pub fn names_every_stage_gives(ws: &Workspace) -> Vec<StageSharedName> {
-    let Some(stages) = stages_sharing_a_region(ws) else {
+    // Names unique in an account and region meet in stages of one region; those unique in an
+    // account (IAM roles), in stages of one account anywhere.
+    let regional = stages_sharing(ws, true);
+    let Some(anywhere) = stages_sharing(ws, false) else {
         return Vec::new();
     };
     let mut needles: Vec<&str> = NAME_PROPERTIES
@@ -693,14 +702,21 @@ pub fn names_every_stage_gives(ws: &Workspace) -> Vec<StageSharedName> {
     needles.push("Export");
     let mut out = Vec::new();
     for (s, t) in templates_mentioning(ws, &needles) {
-        let mut give = |kind: &str, name: &str, at: String| {
-            out.push(StageSharedName {
-                service: s.name.clone(),
-                kind: kind.to_string(),
-                name: name.to_string(),
-                at,
-                stages: stages.clone(),
-            });
+        let mut give = |kind: &str, name: &str, at: String, per_region: bool| {
+            let stages = if per_region {
+                &regional
+            } else {
+                &Some(anywhere.clone())
+            };
+            if let Some(stages) = stages {
+                out.push(StageSharedName {
+                    service: s.name.clone(),
+                    kind: kind.to_string(),
+                    name: name.to_string(),
+                    at,
+                    stages: stages.clone(),
+                });
+            }
         };
         for (id, r) in t
             .get("Resources")
@@ -717,7 +733,8 @@ pub fn names_every_stage_gives(ws: &Workspace) -> Vec<StageSharedName> {
                 continue;
             }
             if let Some(Value::String(name)) = r.pointer(&format!("/Properties/{prop}")) {
-                give(kind, name, format!("Resources.{id}.Properties.{prop}"));
+                let at = format!("Resources.{id}.Properties.{prop}");
+                give(kind, name, at, *scope == "an account and region");
             }
         }
         for (id, o) in t
@@ -730,7 +747,12 @@ pub fn names_every_stage_gives(ws: &Workspace) -> Vec<StageSharedName> {
                 continue;
             }
             if let Some(Value::String(name)) = o.pointer("/Export/Name") {
-                give("export name", name, format!("Outputs.{id}.Export.Name"));
+                give(
+                    "export name",
+                    name,
+                    format!("Outputs.{id}.Export.Name"),
+                    true,
+                );
             }
         }
     }

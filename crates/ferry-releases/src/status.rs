@@ -62,8 +62,9 @@ pub struct StageStatus {
     pub restores: Option<String>,
     /// Why it could not be read (masked of secrets by the caller).
     pub error: Option<String>,
-    /// Releases the stage's records name that its store lacks: a run stopped between its
-    /// records and its release, which the next run of the stage writes.
+    /// Releases the stage's records name that its store lacks: a run still going (a batch
+    /// before its finish) or one stopped between its records and its release, which the next
+    /// run of the stage writes.
     pub unwritten: Vec<String>,
 }
 
@@ -90,7 +91,9 @@ impl StageStatus {
         let mut ids: Vec<String> = records
             .into_iter()
             .filter_map(|r| r.release.clone())
-            .filter(|id| !stored.contains(id))
+            // One a record names that is no release id names no key either (recovery passes
+            // it over too): nothing to write.
+            .filter(|id| crate::valid_id(id) && !stored.contains(id))
             .collect();
         ids.sort();
         ids.dedup();

@@ -523,3 +523,24 @@ fn loading_newest_first_finds_what_all_releases_say_and_stops_early() {
     failed.insert("s".into(), record("s", "v5", Some(false)));
     assert_eq!(loading(&rs, &failed), ("5".to_string(), 1));
 }
+
+/// `status` names the releases the records name that the store lacks, once each, sorted; one
+/// that is no release id names no key, and is passed over (as recovery passes it over).
+#[test]
+fn unwritten_releases_are_those_the_records_name_and_the_store_lacks() {
+    let record = |service: &str, release: Option<&str>| ferry_records::Record {
+        service: service.into(),
+        release: release.map(String::from),
+        ..ferry_records::Record::default()
+    };
+    let records = [
+        record("a", Some("20261206-120000.000-bbbbbbb")),
+        record("b", Some("20261206-120000.000-bbbbbbb")),
+        record("c", Some("20261205-120000.000-aaaaaaa")),
+        record("d", Some("../elsewhere")),
+        record("e", None),
+    ];
+    let stored = vec!["20261205-120000.000-aaaaaaa".to_string()];
+    let s = StageStatus::new("prod", "prod", None).with_unwritten(&records, &stored);
+    assert_eq!(s.unwritten, ["20261206-120000.000-bbbbbbb"]);
+}

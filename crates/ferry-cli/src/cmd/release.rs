@@ -488,7 +488,7 @@ async fn roll_back_failures(
     match rb {
         Err(e) if none_passed(&e) && wider != affected => {
             run.clock.say(&format!(
-                "on-test-failure = \"rollback\": {} had no other package to go back to; rolling back what this run deployed of what they depend on too: {}",
+                "on-test-failure = \"rollback\": {} had no earlier release that passed and holds other packages; rolling back what this run deployed of what they depend on too: {}",
                 affected.iter().cloned().collect::<Vec<_>>().join(", "),
                 wider.iter().cloned().collect::<Vec<_>>().join(", ")
             ));
@@ -1282,7 +1282,7 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<()> {
                 }
                 if !s.unwritten.is_empty() {
                     println!(
-                        "{}: its records name {} {}, which its bucket lacks: a run stopped before writing it; the next run of `{}` writes it",
+                        "{}: its records name {} {}, which its bucket lacks: a run still going (a batch before its `batch finish`) or one stopped before writing it; once none runs, the next run of `{}` writes it",
                         s.name,
                         if s.unwritten.len() == 1 {
                             "release"
