@@ -1780,14 +1780,7 @@ fn a_rollback_to_the_same_release_finishes_what_an_interrupted_one_left() {
     let verdicts = tempfile::tempdir().unwrap();
     let v = verdicts.path();
     // base's output changes with its version: app receives it.
-    let version = |n: u32| {
-        r.write(
-            "services/base/t.yaml",
-            &QUEUE.replace("!GetAtt Q.Arn", &format!("!Sub \"${{Q.Arn}}-v{n}\"")),
-        );
-        r.commit(&format!("base v{n}"));
-        ok(&r, v, &["deploy", "staging", "--test"]);
-    };
+    let version = |n: u32| base_version(&r, v, n);
     version(1);
     let first = records(p, "staging");
     let r1 = first["base"].release.clone().unwrap();
@@ -1860,14 +1853,7 @@ fn a_failed_test_rolls_back_the_dependency_whose_change_it_was_judged_with() {
     let r = monorepo(p);
     let verdicts = tempfile::tempdir().unwrap();
     let v = verdicts.path();
-    let version = |n: u32| {
-        r.write(
-            "services/base/t.yaml",
-            &QUEUE.replace("!GetAtt Q.Arn", &format!("!Sub \"${{Q.Arn}}-v{n}\"")),
-        );
-        r.commit(&format!("base v{n}"));
-        ok(&r, v, &["deploy", "staging", "--test"]);
-    };
+    let version = |n: u32| base_version(&r, v, n);
     version(1);
     ok(&r, v, &["promote", "staging", "prod", "--test"]);
     let first = records(p, "prod");
@@ -2010,4 +1996,15 @@ fn nothing_to_promote_names_what_failed_there_and_the_way_on() {
         out.contains("note: the acceptance tests of app failed in `prod` with this package: `test-acceptance prod --all` runs them again"),
         "{out}\n{err}"
     );
+}
+
+/// Commits base at version `n`, whose output (`QueueArn`) carries the version, so that app
+/// receives another value, and deploys staging with its tests.
+fn base_version(r: &TestRepo, v: &Path, n: u32) {
+    r.write(
+        "services/base/t.yaml",
+        &QUEUE.replace("!GetAtt Q.Arn", &format!("!Sub \"${{Q.Arn}}-v{n}\"")),
+    );
+    r.commit(&format!("base v{n}"));
+    ok(r, v, &["deploy", "staging", "--test"]);
 }

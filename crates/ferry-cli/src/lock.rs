@@ -62,17 +62,28 @@ pub async fn with_lock<T>(
             None
         }
     };
-    if let Some(what) = lost {
-        let lost = format!(
-            "the lock of stage `{}` {what}, so another run may have changed the stage at the same time; check the stage (`plan {}`, `status`) once that run ends",
-            stage.name, stage.name
-        );
-        return match outcome {
-            Ok(_) => Err(anyhow::anyhow!(lost)),
-            Err(e) => Err(e.context(lost)),
-        };
+    failed_if_lost(stage, lost, "", outcome)
+}
+
+/// `outcome`, failed when the run's lock was `lost` (`what` became of it): another run may have
+/// changed the stage meanwhile, which no success may hide. `also`: what else that means.
+fn failed_if_lost<T>(
+    stage: &Stage,
+    lost: Option<String>,
+    also: &str,
+    outcome: anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let Some(what) = lost else {
+        return outcome;
+    };
+    let lost = format!(
+        "the lock of stage `{}` {what}, so another run may have changed the stage at the same time{also}; check the stage (`plan {}`, `status`) once that run ends",
+        stage.name, stage.name
+    );
+    match outcome {
+        Ok(_) => Err(anyhow::anyhow!(lost)),
+        Err(e) => Err(e.context(lost)),
     }
-    outcome
 }
 
 /// A node of a batch: the batch's id, and the commit the node deploys.
@@ -163,17 +174,12 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
             None
         }
     };
-    if let Some(what) = lost {
-        let lost = format!(
-            "the lock of stage `{}` {what}, so another run may have changed the stage at the same time, and the batch's release may lack this node's deploy; check the stage (`status`, `plan {}`)",
-            stage.name, stage.name
-        );
-        return match result {
-            Ok(_) => Err(anyhow::anyhow!(lost)),
-            Err(e) => Err(e.context(lost)),
-        };
-    }
-    result
+    failed_if_lost(
+        stage,
+        lost,
+        ", and the batch's release may lack this node's deploy",
+        result,
+    )
 }
 
 /// Runs `work` while `holder`'s lock is renewed every `every`, turning signals and a lost lock

@@ -166,8 +166,14 @@ pub(super) fn read_service(
             check_template(&mut fd, source, dir, &t, sp);
             // Kept as checked, lexically normal (`infra/../t.json` is `t.json`): the file
             // system would need `infra` to exist to read the path as written.
-            let normal = normalize_relative(&format!("{dir}/{t}")).map(|p| relative_to(dir, &p));
-            Some(normal.unwrap_or(t))
+            // (Only a path with such a segment is rebuilt: loads run this for every service.)
+            if t.split('/').any(|seg| matches!(seg, "" | "." | "..")) {
+                let normal =
+                    normalize_relative(&format!("{dir}/{t}")).map(|p| relative_to(dir, &p));
+                Some(normal.unwrap_or(t))
+            } else {
+                Some(t)
+            }
         }
         None if kind == ServiceKind::Sam && get(s, "template").is_none() => {
             if source.is_file(&format!("{dir}/{SAM_TEMPLATE}")) {
