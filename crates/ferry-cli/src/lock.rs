@@ -387,4 +387,37 @@ mod tests {
             assert!(records.lock_holder().await.unwrap().is_none());
         });
     }
+
+    // Two batches whose locks are taken within one second name two releases. Named by the
+    // second their locks were taken, they named one, and the second batch's release overwrote
+    // the first's.
+    #[test]
+    fn two_batches_within_a_second_name_two_releases() {
+        in_stage("lock-two-batches", async |stage, records| {
+            let cancel = Cancel::new();
+            let commit = "0123456789abcdef0123456789abcdef01234567";
+            let mut ids = Vec::new();
+            for batch in ["b1", "b2"] {
+                let node = BatchNode { batch, commit };
+                let id = with_batch_lock(
+                    None,
+                    records,
+                    stage,
+                    node,
+                    false,
+                    &cancel,
+                    |release| async move { Ok(release) },
+                )
+                .await
+                .unwrap();
+                // `batch finish` releases it.
+                let holder = LockHolder::for_this_process(&|_| None, "batch finish", "dev", None)
+                    .in_batch(batch);
+                records.unlock(&holder).await.unwrap();
+                ids.push(id);
+            }
+            assert_ne!(ids[0], ids[1]);
+            assert!(ids.iter().all(|id| id.ends_with("-0123456")), "{ids:?}");
+        });
+    }
 }
