@@ -137,12 +137,19 @@ fn service_of(operation: &str) -> Option<&'static str> {
         || operation.contains("Import")
         || operation.contains("Template")
         || operation == "UpdateTerminationProtection"
+        || operation == "ContinueUpdateRollback"
     {
         Some("CLOUDFORMATION")
     } else if S3.contains(&operation) || operation.contains("Object") {
         Some("S3")
     } else if operation == "Publish" {
         Some("SNS")
+    } else if operation == "ReceiveMessage" || operation == "SendMessage" {
+        Some("SQS")
+    } else if operation == "GetItem" || operation == "PutItem" {
+        Some("DYNAMODB")
+    } else if operation.contains("Function") {
+        Some("LAMBDA")
     } else {
         None
     }
@@ -702,7 +709,11 @@ mod tests {
             ("DeleteObjects", Some("S3")),
             ("HeadBucket", Some("S3")),
             ("Publish", Some("SNS")),
-            ("GetFunctionConfiguration", None),
+            ("ContinueUpdateRollback", Some("CLOUDFORMATION")),
+            ("ReceiveMessage", Some("SQS")),
+            ("GetItem", Some("DYNAMODB")),
+            ("GetFunctionConfiguration", Some("LAMBDA")),
+            ("an SNS or SQS call", None),
         ] {
             assert_eq!(service_of(op), service, "{op}");
         }

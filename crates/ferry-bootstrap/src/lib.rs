@@ -1655,7 +1655,8 @@ fn ssm_path_denials(
         .stages
         .keys()
         .filter_map(|name| ws.stage(name).ok())
-        .filter(|other| !other.preview && other.id != stage.id)
+        // A stage of another account holds none of this account's parameters.
+        .filter(|other| !other.preview && other.id != stage.id && !other_account(stage, other))
         .map(|other| (format!("stage `{}`", other.name), other))
         .collect();
     if !stage.preview
@@ -1727,6 +1728,24 @@ fn ssm_path_denials(
     }]
 }
 
+/// The account a stage names: `account`, else its role's.
+fn stage_account(s: &Stage) -> Option<String> {
+    s.config.account.clone().or_else(|| {
+        s.config
+            .role_arn
+            .as_deref()
+            .and_then(|a| a.split(':').nth(4))
+            .filter(|a| !a.is_empty())
+            .map(String::from)
+    })
+}
+
+/// Whether `other` is a stage of another account than `stage` by what both name: it shares no
+/// name and no parameter with this stage's role, and nothing of it needs denying.
+fn other_account(stage: &Stage, other: &Stage) -> bool {
+    matches!((stage_account(stage), stage_account(other)), (Some(a), Some(b)) if a != b)
+}
+
 /// For a named stage's role: the IAM roles and S3 buckets CloudFormation names after another
 /// named stage's stacks that the grants by the start of a name reach too: a stack name that
 /// extends this stage's (`shop-api-staging-*` reaches stage `staging-eu`'s
@@ -1756,18 +1775,6 @@ fn stack_name_denials(
     let mut roles = BTreeSet::new();
     let mut buckets = BTreeSet::new();
     let mut reached = BTreeSet::new();
-    // The account a stage names (`account`, else its role's); a stage in another one shares no
-    // name with this one.
-    let account = |s: &Stage| {
-        s.config.account.clone().or_else(|| {
-            s.config
-                .role_arn
-                .as_deref()
-                .and_then(|a| a.split(':').nth(4))
-                .filter(|a| !a.is_empty())
-                .map(String::from)
-        })
-    };
     let region = stage.config.region.to_ascii_lowercase();
     // Whether a name this stage's stacks make may start with `other-`: an own stack name that
     // extends the other's, or the other's that is an own one and the start of this stage's
@@ -1788,17 +1795,27 @@ fn stack_name_denials(
         if other.preview || other.id == stage.id {
             continue;
         }
-        if let (Some(a), Some(b)) = (account(stage), account(&other))
-            && a != b
-        {
+        if other_account(stage, &other) {
             continue;
         }
         for s in stack_names(ws, &other) {
             let lower = s.to_ascii_lowercase();
             if meets(&lower) {
-                let role = format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{s}-");
-                let bucket = format!("arn:${{AWS::Partition}}:s3:::{lower}-");
-                if granted_one(&role) || granted_one(&bucket) {
+                // Reached by a grant: the other stage's names, also those it makes with its
+                // region (`orders-dev-us-*` of stage `dev-us` reaches dev's
+                // `orders-dev-us-east-1-lambdaRole`).
+                let other_region = other.config.region.to_ascii_lowercase();
+                let reaches = [format!("{s}-"), format!("{s}-{other_region}-")]
+                    .iter()
+                    .any(|start| {
+                        granted_one(&format!(
+                            "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{start}"
+                        )) || granted_one(&format!(
+                            "arn:${{AWS::Partition}}:s3:::{}",
+                            start.to_ascii_lowercase()
+                        ))
+                    });
+                if reaches {
                     reached.insert(other.name.clone());
                 }
                 continue;

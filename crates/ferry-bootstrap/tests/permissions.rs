@@ -1284,13 +1284,27 @@ fn a_stage_is_never_denied_the_names_its_own_stacks_make_with_its_region() {
         "{:#?}",
         b.notes
     );
-    // dev-us in an account of its own: nothing to deny, nothing to say.
+    // And the other way round: dev-us's grants (`role/toy-api-dev-us-*`) reach dev's names made
+    // with its region (`toy-api-dev-us-east-1-…`): said for dev-us too.
+    let ws = ferry_manifest::load(r).unwrap();
+    let dev_us = ferry_bootstrap::plan(&ws, &ws.stage("dev-us").unwrap(), &options).unwrap();
+    assert!(
+        dev_us
+            .notes
+            .iter()
+            .any(|n| n.starts_with("this stage's names and stage `dev`'s stack names start alike")),
+        "{:#?}",
+        dev_us.notes
+    );
+    // dev-us in an account of its own: nothing to deny, nothing to say. Its parameters under
+    // the same path as dev's are the other account's: no SSM denial or note either (the review
+    // found a note that dev's role reached them).
     write(
         r,
         "ferry.toml",
-        &config("account = \"222222222222\"\n").replace(
+        &config("account = \"222222222222\"\nparameters-path = \"/toy/\"\n").replace(
             "[stages.dev]\nregion = \"us-east-1\"\n",
-            "[stages.dev]\nregion = \"us-east-1\"\naccount = \"111111111111\"\n",
+            "[stages.dev]\nregion = \"us-east-1\"\naccount = \"111111111111\"\nparameters-path = \"/toy/\"\n",
         ),
     );
     let b = dev(r);
@@ -1299,5 +1313,14 @@ fn a_stage_is_never_denied_the_names_its_own_stacks_make_with_its_region() {
         !b.notes.iter().any(|n| n.contains("`dev-us`")),
         "{:#?}",
         b.notes
+    );
+    assert!(
+        !b.permissions
+            .iter()
+            .filter(|p| p.deny)
+            .flat_map(|p| &p.resources)
+            .any(|res| res.contains(":parameter/toy")),
+        "{:#?}",
+        b.permissions
     );
 }

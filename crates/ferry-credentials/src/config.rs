@@ -58,6 +58,10 @@ pub async fn base_config(region: &str, target: &Target) -> SdkConfig {
             ));
     }
     let config = loader.load().await;
+    let config = match &target.local_endpoint {
+        Some(_) => only_the_emulator(config),
+        None => config,
+    };
     // The AWS ones only (`vars()` would panic on a variable that is not Unicode).
     let vars: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -70,6 +74,23 @@ pub async fn base_config(region: &str, target: &Target) -> SdkConfig {
         &vars,
     ));
     config
+}
+
+/// `config` (the emulator's, `--local`) without its per-service configuration: a client
+/// prefers the shell's `AWS_ENDPOINT_URL_<SERVICE>` (another project's MinIO, say) to the
+/// emulator's endpoint, and `--local` must send every call to the emulator.
+fn only_the_emulator(config: SdkConfig) -> SdkConfig {
+    config.to_builder().service_config(NoServiceConfig).build()
+}
+
+/// No per-service configuration at all (see [`only_the_emulator`]).
+#[derive(Debug)]
+struct NoServiceConfig;
+
+impl aws_types::service_config::LoadServiceConfig for NoServiceConfig {
+    fn load_config(&self, _: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+        None
+    }
 }
 
 /// Where calls go, for messages: the emulator, the endpoint of every service and the setting
@@ -312,6 +333,42 @@ async fn base_loads(base: &SdkConfig) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Per-service configuration that sends SSM elsewhere, as `AWS_ENDPOINT_URL_SSM` does.
+    #[derive(Debug)]
+    struct SsmElsewhere;
+
+    impl aws_types::service_config::LoadServiceConfig for SsmElsewhere {
+        fn load_config(
+            &self,
+            key: aws_types::service_config::ServiceConfigKey<'_>,
+        ) -> Option<String> {
+            (key.service_id() == "SSM" && key.env() == "AWS_ENDPOINT_URL")
+                .then(|| "http://127.0.0.1:9".to_string())
+        }
+    }
+
+    // With `--local`, a service's own endpoint variable of the shell does not take its calls
+    // from the emulator. Before, an SSM client went where `AWS_ENDPOINT_URL_SSM` said.
+    #[test]
+    fn the_emulator_s_config_sends_every_service_to_the_emulator() {
+        let emulator = "http://127.0.0.1:5000";
+        let config = SdkConfig::builder()
+            .endpoint_url(emulator)
+            .region(Region::new("us-east-1"))
+            .behavior_version(BehaviorVersion::latest())
+            .service_config(SsmElsewhere)
+            .build();
+        // Where an SSM client's calls go: its config's endpoint, as its Debug shows it.
+        let ssm = |c: &SdkConfig| format!("{:?}", aws_sdk_ssm::config::Config::from(c));
+        let elsewhere = ssm(&config);
+        assert!(elsewhere.contains("http://127.0.0.1:9"), "{elsewhere}");
+        let local = ssm(&only_the_emulator(config));
+        assert!(
+            local.contains(emulator) && !local.contains("http://127.0.0.1:9"),
+            "{local}"
+        );
+    }
 
     // A message names the setting that sent the calls where they went, not always
     // `AWS_ENDPOINT_URL`.
