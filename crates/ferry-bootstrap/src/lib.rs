@@ -1728,6 +1728,23 @@ fn ssm_path_denials(
     }]
 }
 
+/// The logical ids of every service's template, lowercased (a template that cannot be read
+/// adds none; a Serverless service's, which its framework makes, are not known here).
+fn logical_ids(ws: &Workspace) -> BTreeSet<String> {
+    ws.services
+        .iter()
+        .filter(|s| s.kind != ferry_manifest::ServiceKind::Serverless)
+        .filter_map(|s| std::fs::read_to_string(ws.root.join(s.template_path())).ok())
+        .filter_map(|text| ferry_package::parse_template(&text).ok())
+        .flat_map(|t| {
+            t["Resources"]
+                .as_object()
+                .map(|m| m.keys().map(|k| k.to_ascii_lowercase()).collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 /// The account a stage names: `account`, else its role's.
 fn stage_account(s: &Stage) -> Option<String> {
     s.config.account.clone().or_else(|| {
@@ -1781,15 +1798,31 @@ fn stack_name_denials(
     // region (the Serverless Framework names a function role `<stack>-<region>-lambdaRole`, and
     // templates name roles `${AWS::StackName}-${AWS::Region}-…`: `orders-dev-us-*` of stage
     // `dev-us` reaches dev's `orders-dev-us-east-1-lambdaRole`).
+    // And the logical ids of the templates (lowercased, as bucket names are): CloudFormation
+    // names a resource `<stack>-<logical id>-<random>`, so stage `dev-data` of a bucket `Data`
+    // names what dev's own bucket is named (`shop-bkt-dev-data-…`).
+    let logical_ids = logical_ids(ws);
     let meets = |other: &str| {
         own.iter().any(|o| {
             o.starts_with(other)
                 || other
                     .strip_prefix(o.as_str())
                     .and_then(|rest| rest.strip_prefix('-'))
-                    .is_some_and(|rest| region == rest || region.starts_with(&format!("{rest}-")))
+                    .is_some_and(|rest| {
+                        region == rest
+                            || region.starts_with(&format!("{rest}-"))
+                            || logical_ids.contains(rest)
+                    })
         })
     };
+    // The fixed start of each grant by a name (before its `*`): one cut to 16 characters
+    // (`shop-api-prod-de*` of stack `shop-api-prod-dev`) may run past another stage's whole
+    // stack name (`shop-api-prod`, a service `api`'s in prod), reaching some of its names,
+    // which no denial can tell from this stage's own.
+    let starts: Vec<&str> = patterns
+        .iter()
+        .map(|p| p.split('*').next().unwrap_or(p))
+        .collect();
     for name in ws.stages.keys() {
         let Ok(other) = ws.stage(name) else { continue };
         if other.preview || other.id == stage.id {
@@ -1800,6 +1833,14 @@ fn stack_name_denials(
         }
         for s in stack_names(ws, &other) {
             let lower = s.to_ascii_lowercase();
+            let role = format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{s}-");
+            let bucket_start = format!("arn:${{AWS::Partition}}:s3:::{lower}-");
+            if starts
+                .iter()
+                .any(|f| f.starts_with(&role) || f.starts_with(&bucket_start))
+            {
+                reached.insert(other.name.clone());
+            }
             if meets(&lower) {
                 // Reached by a grant: the other stage's names, also those it makes with its
                 // region (`orders-dev-us-*` of stage `dev-us` reaches dev's
@@ -1820,7 +1861,6 @@ fn stack_name_denials(
                 }
                 continue;
             }
-            let role = format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{s}-");
             if granted_one(&role) {
                 roles.insert(format!("{role}*"));
             }
@@ -1832,7 +1872,7 @@ fn stack_name_denials(
     }
     for other in reached {
         notes.push(format!(
-            "this stage's names and stage `{other}`'s stack names start alike (one extends the other, or with this stage's region: `<stack>-<region>-…`): the role's grants by the start of a name reach the roles and buckets named after its stacks, which only the ferry:stage tag keeps it off (S3 honours tag conditions for some actions only), as denying them by name would deny this stage its own; give stages names none of which starts another's with `-`, or accounts of their own"
+            "this stage's names and stage `{other}`'s stack names start alike (one extends the other, by this stage's region or a template's logical id: `<stack>-<region>-…`, `<stack>-<logical id>-…`; or a name cut to 16 characters runs past its stack's name): the role's grants by the start of a name reach roles and buckets named after its stacks, which only the ferry:stage tag keeps it off (S3 honours tag conditions for some actions only), as denying them by name would deny this stage its own; give stages and services names none of which starts another's with `-`, or stages accounts of their own"
         ));
     }
     let mut out = Vec::new();

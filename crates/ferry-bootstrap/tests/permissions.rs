@@ -1324,3 +1324,79 @@ fn a_stage_is_never_denied_the_names_its_own_stacks_make_with_its_region() {
         b.permissions
     );
 }
+
+/// Two more ways a stage's names meet another's, from a probe of the denials: a bucket whose
+/// logical id is the other stage's tail (`Data` of stage `dev-data`: dev's own bucket is
+/// `shop-bkt-dev-data-…`, and was denied to dev), and a grant cut to 16 characters that runs
+/// past another stage's stack name (`shop-api-prod-de*` of dev's `shop-api-prod-dev` reaches
+/// prod's `shop-api-prod-deadletterbucket-…`, with neither a denial nor a note). Neither can be
+/// denied by name without denying the stage its own: each is noted.
+#[test]
+fn names_a_stage_cannot_tell_from_its_own_are_noted_not_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let options = ferry_bootstrap::Options {
+        trust: vec!["arn:aws:iam::111111111111:role/ci".into()],
+        codebuild: None,
+    };
+    let service = |name: &str, template: &str| {
+        write(r, &format!("services/{name}/t.yaml"), template);
+        write(
+            r,
+            &format!("services/{name}/service.toml"),
+            "[service]\ntemplate = \"t.yaml\"\n",
+        );
+    };
+    let dev_of = |stages: &str| {
+        write(
+            r,
+            "ferry.toml",
+            &format!(
+                "[project]\nname = \"shop\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n{stages}"
+            ),
+        );
+        let ws = ferry_manifest::load(r).unwrap();
+        ferry_bootstrap::plan(&ws, &ws.stage("dev").unwrap(), &options).unwrap()
+    };
+    service("bkt", "Resources:\n  Data: {Type: AWS::S3::Bucket}\n");
+    let b = dev_of(
+        "[stages.dev]\nregion = \"us-east-1\"\n\n[stages.dev-data]\nregion = \"us-east-1\"\n",
+    );
+    let denied: Vec<&String> = b
+        .permissions
+        .iter()
+        .filter(|p| p.deny)
+        .flat_map(|p| &p.resources)
+        .collect();
+    assert!(
+        !denied.iter().any(|d| d.contains("shop-bkt-dev-data")),
+        "{denied:#?}"
+    );
+    assert!(
+        b.notes
+            .iter()
+            .any(|n| n
+                .starts_with("this stage's names and stage `dev-data`'s stack names start alike")),
+        "{:#?}",
+        b.notes
+    );
+
+    std::fs::remove_dir_all(r.join("services/bkt")).unwrap();
+    service(
+        "api",
+        "Resources:\n  DeadLetterBucket: {Type: AWS::S3::Bucket}\n",
+    );
+    service(
+        "api-prod",
+        "Resources:\n  Q: {Type: AWS::SQS::Queue}\n  B: {Type: AWS::S3::Bucket}\n",
+    );
+    let b =
+        dev_of("[stages.dev]\nregion = \"us-east-1\"\n\n[stages.prod]\nregion = \"us-east-1\"\n");
+    assert!(
+        b.notes
+            .iter()
+            .any(|n| n.starts_with("this stage's names and stage `prod`'s stack names start alike")),
+        "{:#?}",
+        b.notes
+    );
+}
