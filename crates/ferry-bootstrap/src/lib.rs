@@ -1745,22 +1745,13 @@ fn logical_ids(ws: &Workspace) -> BTreeSet<String> {
         .collect()
 }
 
-/// The account a stage names: `account`, else its role's.
-fn stage_account(s: &Stage) -> Option<String> {
-    s.config.account.clone().or_else(|| {
-        s.config
-            .role_arn
-            .as_deref()
-            .and_then(|a| a.split(':').nth(4))
-            .filter(|a| !a.is_empty())
-            .map(String::from)
-    })
-}
-
 /// Whether `other` is a stage of another account than `stage` by what both name: it shares no
 /// name and no parameter with this stage's role, and nothing of it needs denying.
 fn other_account(stage: &Stage, other: &Stage) -> bool {
-    matches!((stage_account(stage), stage_account(other)), (Some(a), Some(b)) if a != b)
+    matches!(
+        (stage.config.named_account(), other.config.named_account()),
+        (Some(a), Some(b)) if a != b
+    )
 }
 
 /// For a named stage's role: the IAM roles and S3 buckets CloudFormation names after another

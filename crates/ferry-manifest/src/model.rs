@@ -128,6 +128,15 @@ pub enum OnTestFailure {
 }
 
 impl StageConfig {
+    /// The account the stage names: its `account`, else the one of its `role-arn`. `None`
+    /// when it names neither (the caller's credentials decide).
+    pub fn named_account(&self) -> Option<&str> {
+        self.account.as_deref().or_else(|| {
+            let [.., account, _] = crate::arn_fields(self.role_arn.as_deref()?)?;
+            (!account.is_empty()).then_some(account)
+        })
+    }
+
     /// An SSM parameter name: relative names are under `parameters-path` (or `/`), absolute ones
     /// stay as they are.
     pub fn parameter_name(&self, name: &str) -> String {

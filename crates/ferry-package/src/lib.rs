@@ -883,8 +883,7 @@ fn template_problems(service: &Service, parsed: &serde_json::Value) -> Vec<Templ
         let ty = parsed["Parameters"][key]["Type"]
             .as_str()
             .unwrap_or_default();
-        if value.to_string().is_empty() && (ty.starts_with("AWS::") || ty.starts_with("List<AWS::"))
-        {
+        if value.to_string().is_empty() && template::is_aws_specific(ty) {
             out.push(TemplateError::EmptyTypedParameter {
                 key: key.clone(),
                 ty: ty.to_string(),
@@ -1114,14 +1113,7 @@ pub fn check_serverless_links(
     owners: &ferry_manifest::Owners<'_>,
     index: &ferry_changes::ProjectIndex,
 ) -> Result<(), PackageError> {
-    // The folders of services nested in it, relative to it.
-    let own = format!("{}/", service.dir);
-    let nested: Vec<String> = ws
-        .services
-        .iter()
-        .filter_map(|o| o.dir.strip_prefix(&own))
-        .map(|rel| format!("/{}", globset::escape(rel)))
-        .collect();
+    let nested = nested_service_globs(ws, service, &ws.root.join(&service.dir));
     let globs: Vec<&str> = nested.iter().map(String::as_str).collect();
     let set = files::exclude_set(&globs).map_err(|e| PackageError::Io {
         path: service.manifest_path(),
@@ -1696,17 +1688,7 @@ fn files_of(
     what: &str,
     on: &dyn Fn(Event),
 ) -> Result<Vec<zip::Entry>, PackageError> {
-    let inner = format!("{}/", service.dir);
-    let nested: Vec<String> = ws
-        .services
-        .iter()
-        .filter(|o| o.dir.starts_with(&inner))
-        .filter_map(|o| {
-            let rel = ws.root.join(&o.dir);
-            let rel = rel.strip_prefix(src).ok()?.to_str()?;
-            (!rel.is_empty()).then(|| format!("/{}", globset::escape(rel)))
-        })
-        .collect();
+    let nested = nested_service_globs(ws, service, src);
     let globs: Vec<&str> = globs
         .iter()
         .copied()
@@ -1726,6 +1708,22 @@ fn files_of(
         });
     }
     Ok(found.entries)
+}
+
+/// Globs (`/<path>`, anchored at `folder`) of the folders of services nested in `service`'s
+/// folder that lie in `folder` (the service folder, or an artifact folder inside it): their
+/// files are theirs, an edit there deploys them, not `service`.
+fn nested_service_globs(ws: &Workspace, service: &Service, folder: &Path) -> Vec<String> {
+    let inner = format!("{}/", service.dir);
+    ws.services
+        .iter()
+        .filter(|o| o.dir.starts_with(&inner))
+        .filter_map(|o| {
+            let rel = ws.root.join(&o.dir);
+            let rel = rel.strip_prefix(folder).ok()?.to_str()?;
+            (!rel.is_empty()).then(|| format!("/{}", globset::escape(rel)))
+        })
+        .collect()
 }
 
 /// The package folder, held by this process until dropped: two processes packaging into one

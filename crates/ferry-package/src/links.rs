@@ -185,6 +185,38 @@ fn templates_mentioning<'w>(ws: &'w Workspace, needles: &[&str]) -> Vec<(&'w Ser
         .collect()
 }
 
+/// A name a template gives a resource of [`NAME_PROPERTIES`] literally (a plain string, not
+/// built from the stage or the stack), not under a `Condition` (it may not be made).
+struct LiteralName<'t> {
+    /// What the resource is (`table`), and where such names are unique.
+    kind: &'static str,
+    scope: &'static str,
+    name: &'t str,
+    /// `Resources.<id>.Properties.<property>`.
+    at: String,
+}
+
+/// Every [`LiteralName`] of `t`, in template order.
+fn literal_names(t: &Value) -> Vec<LiteralName<'_>> {
+    let resources = t.get("Resources").and_then(Value::as_object);
+    resources
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| r.get("Condition").is_none())
+        .filter_map(|(id, r)| {
+            let ty = r.get("Type").and_then(Value::as_str)?;
+            let (_, prop, kind, scope) = NAME_PROPERTIES.iter().find(|(t, ..)| *t == ty)?;
+            let name = r.pointer(&format!("/Properties/{prop}"))?.as_str()?;
+            Some(LiteralName {
+                kind,
+                scope,
+                name,
+                at: format!("Resources.{id}.Properties.{prop}"),
+            })
+        })
+        .collect()
+}
+
 /// Resource types whose names are unique in a scope, with the property that names one, what
 /// they are (types of one kind share names: a SAM function and a Lambda function) and where a
 /// name is unique: two stacks giving the same literal name collide.
@@ -312,24 +344,12 @@ pub fn shared_names(ws: &Workspace) -> Vec<SharedName> {
     type Givers = Vec<(String, String)>;
     let mut given: BTreeMap<(&str, String), (&str, Givers)> = BTreeMap::new();
     for (s, t) in templates_mentioning(ws, &props) {
-        let resources = t.get("Resources").and_then(Value::as_object);
-        for (id, r) in resources.into_iter().flatten() {
-            let ty = r.get("Type").and_then(Value::as_str).unwrap_or_default();
-            let Some((_, prop, kind, scope)) = NAME_PROPERTIES.iter().find(|(t, ..)| *t == ty)
-            else {
-                continue;
-            };
-            if r.get("Condition").is_some() {
-                continue;
-            }
-            let Some(Value::String(name)) = r.pointer(&format!("/Properties/{prop}")) else {
-                continue;
-            };
+        for l in literal_names(&t) {
             let (_, by) = given
-                .entry((*kind, name.clone()))
-                .or_insert_with(|| (*scope, Vec::new()));
+                .entry((l.kind, l.name.to_string()))
+                .or_insert_with(|| (l.scope, Vec::new()));
             if !by.iter().any(|(other, _)| *other == s.name) {
-                by.push((s.name.clone(), format!("Resources.{id}.Properties.{prop}")));
+                by.push((s.name.clone(), l.at));
             }
         }
     }
@@ -483,26 +503,6 @@ fn sub(text: &str, var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     Some(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::sub;
-
-    #[test]
-    fn sub_replaces_variables_and_keeps_literals() {
-        let var = |v: &str| (v == "Env").then(|| "dev".to_string());
-        assert_eq!(
-            sub("/shop/${Env}/bus", &var).as_deref(),
-            Some("/shop/dev/bus")
-        );
-        assert_eq!(
-            sub("/a/${!Literal}", &var).as_deref(),
-            Some("/a/${Literal}")
-        );
-        assert_eq!(sub("/a/${AWS::AccountId}/b", &var), None);
-        assert_eq!(sub("/a/${Env", &var), None);
-    }
-}
-
 /// A parameter reading an output (`${output:db.TableName}`), or a site naming its bucket's
 /// output, that the service's template does not declare: the deploy would stop there, after
 /// the services before it deployed.
@@ -602,7 +602,7 @@ fn declared_outputs(ws: &Workspace, s: &Service) -> Option<Vec<String>> {
     let t = template::parse(&text).ok()?;
     let plain = match t.get("Transform") {
         None => true,
-        Some(Value::String(x)) => x == "AWS::Serverless-2016-10-31",
+        Some(Value::String(x)) => x == crate::sam::SAM_TRANSFORM,
         Some(_) => false,
     };
     // A macro in the template's body (`Fn::Transform`, `!Transform`, `AWS::Include`) may add
@@ -628,19 +628,10 @@ fn declared_outputs(ws: &Workspace, s: &Service) -> Option<Vec<String>> {
 /// ones) and, with `same_region`, a region, for [`names_every_stage_gives`]: the stages and
 /// where they meet (the region, else `one account`); `None` when every pair is kept apart.
 fn stages_sharing(ws: &Workspace, same_region: bool) -> Option<(String, String, String)> {
-    let account = |s: &ferry_manifest::StageConfig| {
-        s.account.clone().or_else(|| {
-            s.role_arn
-                .as_deref()
-                .and_then(|a| a.split(':').nth(4))
-                .filter(|a| !a.is_empty())
-                .map(String::from)
-        })
-    };
     let named: Vec<(&String, &ferry_manifest::StageConfig)> = ws.stages.iter().collect();
     for (i, (a, ca)) in named.iter().enumerate() {
         for (b, cb) in &named[i + 1..] {
-            let same_account = match (account(ca), account(cb)) {
+            let same_account = match (ca.named_account(), cb.named_account()) {
                 (Some(x), Some(y)) => x == y,
                 _ => true,
             };
@@ -704,9 +695,9 @@ pub fn names_every_stage_gives(ws: &Workspace) -> Vec<StageSharedName> {
     for (s, t) in templates_mentioning(ws, &needles) {
         let mut give = |kind: &str, name: &str, at: String, per_region: bool| {
             let stages = if per_region {
-                &regional
+                regional.as_ref()
             } else {
-                &Some(anywhere.clone())
+                Some(&anywhere)
             };
             if let Some(stages) = stages {
                 out.push(StageSharedName {
@@ -718,24 +709,11 @@ pub fn names_every_stage_gives(ws: &Workspace) -> Vec<StageSharedName> {
                 });
             }
         };
-        for (id, r) in t
-            .get("Resources")
-            .and_then(Value::as_object)
+        for l in literal_names(&t)
             .into_iter()
-            .flatten()
+            .filter(|l| l.scope != "all of AWS")
         {
-            let ty = r.get("Type").and_then(Value::as_str).unwrap_or_default();
-            let Some((_, prop, kind, scope)) = NAME_PROPERTIES.iter().find(|(t, ..)| *t == ty)
-            else {
-                continue;
-            };
-            if *scope == "all of AWS" || r.get("Condition").is_some() {
-                continue;
-            }
-            if let Some(Value::String(name)) = r.pointer(&format!("/Properties/{prop}")) {
-                let at = format!("Resources.{id}.Properties.{prop}");
-                give(kind, name, at, *scope == "an account and region");
-            }
+            give(l.kind, l.name, l.at, l.scope == "an account and region");
         }
         for (id, o) in t
             .get("Outputs")
@@ -787,12 +765,31 @@ pub fn empty_parameters(ws: &Workspace) -> Vec<(String, String)> {
         };
         for key in empty {
             let decl = &t["Parameters"][key.as_str()];
-            let ty = decl["Type"].as_str().unwrap_or_default();
-            let aws_typed = ty.starts_with("AWS::") || ty.starts_with("List<AWS::");
+            let aws_typed = template::is_aws_specific(decl["Type"].as_str().unwrap_or_default());
             if decl.is_object() && decl.get("Default").is_none() && !aws_typed {
                 out.push((s.name.clone(), key.clone()));
             }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sub;
+
+    #[test]
+    fn sub_replaces_variables_and_keeps_literals() {
+        let var = |v: &str| (v == "Env").then(|| "dev".to_string());
+        assert_eq!(
+            sub("/shop/${Env}/bus", &var).as_deref(),
+            Some("/shop/dev/bus")
+        );
+        assert_eq!(
+            sub("/a/${!Literal}", &var).as_deref(),
+            Some("/a/${Literal}")
+        );
+        assert_eq!(sub("/a/${AWS::AccountId}/b", &var), None);
+        assert_eq!(sub("/a/${Env", &var), None);
+    }
 }

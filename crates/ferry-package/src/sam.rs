@@ -247,16 +247,22 @@ fn local(v: &Value) -> Option<&str> {
 fn globals_code_used(template: &Value) -> bool {
     let resources = template.get("Resources").and_then(Value::as_object);
     resources.into_iter().flatten().any(|(_, r)| {
-        r.get("Type").and_then(Value::as_str) == Some("AWS::Serverless::Function") && {
-            let props = r.get("Properties");
-            let names = |k: &str| props.and_then(|p| p.get(k)).is_some();
-            let image = props
-                .and_then(|p| p.get("PackageType"))
-                .and_then(Value::as_str)
-                == Some("Image");
-            !image && !names("CodeUri") && !names("InlineCode") && !names("ImageUri")
-        }
+        r.get("Type").and_then(Value::as_str) == Some("AWS::Serverless::Function")
+            && names_no_code(r)
     })
+}
+
+/// Whether `function`, an `AWS::Serverless::Function` resource, names no code of its own
+/// (`CodeUri`, `InlineCode`, `ImageUri`) and is no container image: it takes
+/// `Globals.Function.CodeUri`, else the template's folder.
+fn names_no_code(function: &Value) -> bool {
+    let props = function.get("Properties");
+    let names = |k: &str| props.and_then(|p| p.get(k)).is_some();
+    let image = props
+        .and_then(|p| p.get("PackageType"))
+        .and_then(Value::as_str)
+        == Some("Image");
+    !image && !names("CodeUri") && !names("InlineCode") && !names("ImageUri")
 }
 
 /// Drops `Globals.Function.CodeUri` when no function takes it ([`globals_code_used`]), so that
@@ -296,13 +302,7 @@ pub(crate) fn local_paths(template: &Value) -> Vec<LocalPath> {
                 // The SAM CLI packages the template's folder for a zip function that names no
                 // code of its own and inherits none.
                 None if ty == "AWS::Serverless::Function" && !globals_code => {
-                    let names_other = |k: &str| props.and_then(|p| p.get(k)).is_some();
-                    let image = props
-                        .and_then(|p| p.get("PackageType"))
-                        .and_then(Value::as_str)
-                        == Some("Image");
-                    (!image && !names_other("InlineCode") && !names_other("ImageUri"))
-                        .then(|| ".".to_string())
+                    names_no_code(r).then(|| ".".to_string())
                 }
                 None => None,
             };

@@ -271,6 +271,13 @@ fn to_json(v: serde_yaml_ng::Value) -> Result<Value, TemplateError> {
     })
 }
 
+/// Whether a template parameter's type is AWS-specific (`AWS::EC2::VPC::Id`, a
+/// `List<AWS::EC2::Subnet::Id>`, an SSM parameter type): only AWS knows its values, and
+/// CloudFormation takes no empty one.
+pub fn is_aws_specific(ty: &str) -> bool {
+    ty.starts_with("AWS::") || ty.starts_with("List<AWS::")
+}
+
 /// Why CloudFormation refuses `value` for the parameter declared as `decl`; `None` when it
 /// takes it, or when Ferry cannot be sure it would not. Judged: a `Number` (a number, within
 /// `MinValue`/`MaxValue`, one of its `AllowedValues`), a `List<Number>` (numbers), a `String`
