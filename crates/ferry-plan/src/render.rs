@@ -1,6 +1,6 @@
 //! Plan renderings besides JSON: text for people, CodeBuild batch and GitHub matrix for CI.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use ferry_manifest::ServiceKind;
@@ -240,26 +240,6 @@ pub fn text(plan: &Plan, explain: bool) -> String {
     out
 }
 
-/// Every service `name` depends on, directly or through others (by the plan's services).
-fn indirect_dependencies(plan: &Plan, name: &str) -> Vec<String> {
-    let mut seen: Vec<String> = Vec::new();
-    let mut todo: Vec<String> = plan
-        .service(name)
-        .map(|s| s.depends_on.clone())
-        .unwrap_or_default();
-    while let Some(d) = todo.pop() {
-        if seen.contains(&d) {
-            continue;
-        }
-        if let Some(s) = plan.service(&d) {
-            todo.extend(s.depends_on.iter().cloned());
-        }
-        seen.push(d);
-    }
-    seen.sort();
-    seen
-}
-
 /// The services a batch of `plan` runs a node for, in waves (each service after every
 /// dependency it has among them): those the plan deploys, and every service of `graph` (the
 /// workspace's) depending on one of them, however indirectly, also outside a `--service`
@@ -274,14 +254,12 @@ fn batch_waves<'p>(plan: &'p Plan, graph: &'p ferry_graph::DepGraph) -> Vec<Vec<
     // The graph's order: every dependency before its dependents.
     let names: Vec<&str> = graph.nodes().collect();
     for name in graph.topo_positions().into_iter().map(|i| names[i]) {
-        if !nodes.contains(name) && !plan.order.iter().any(|o| o == name) {
+        if !nodes.contains(name) {
             continue;
         }
-        let deps: Vec<&str> = match plan.service(name) {
-            Some(s) => s.depends_on.iter().map(String::as_str).collect(),
-            None => graph.dependencies(name),
-        };
-        let wave = deps
+        // (The plan's own services have these dependencies too: it takes them from `graph`.)
+        let wave = graph
+            .dependencies(name)
             .iter()
             .filter_map(|d| wave_of.get(d).copied())
             .max()
@@ -323,14 +301,13 @@ pub fn codebuild_batch(plan: &Plan, graph: &ferry_graph::DepGraph, program: &str
     let nodes: Vec<&str> = batch_waves(plan, graph).into_iter().flatten().collect();
     for name in &nodes {
         let _ = writeln!(out, "    - identifier: {}", identifier(name));
-        // From the workspace's graph: a dependent outside a `--service` selection is none of
-        // the plan's services, and its node must wait all the same.
-        let mut deps: BTreeSet<String> = indirect_dependencies(plan, name).into_iter().collect();
-        deps.extend(graph.with_dependencies([*name]));
-        deps.remove(*name);
-        let deps: Vec<String> = deps
+        // From the workspace's graph, which the plan's dependencies come from: a dependent
+        // outside a `--service` selection is none of the plan's services, and its node must
+        // wait all the same.
+        let deps: Vec<String> = graph
+            .with_dependencies([*name])
             .into_iter()
-            .filter(|d| nodes.contains(&d.as_str()))
+            .filter(|d| d != name && nodes.contains(&d.as_str()))
             .collect();
         if !deps.is_empty() {
             let _ = writeln!(out, "      depend-on:");
