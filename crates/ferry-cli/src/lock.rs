@@ -96,9 +96,9 @@ pub struct BatchNode<'a> {
 /// Runs `work` as a node of `batch`, sharing the stage's lock with the batch's other nodes
 /// (taking it if it is free). `work` gets the batch's release id: named, by the node that took
 /// the lock, after when it took it and `commit` (its own), and kept in the lock, so that nodes
-/// and `batch finish` at other commits name the same release. The lock stays when the node ends: the batch's last
-/// step (`batch finish`) releases it, or it goes stale 60 minutes after the last node renewed it
-/// ([`ferry_records::BATCH_LOCK_TTL`]).
+/// and `batch finish` at other commits name the same release. The lock stays when the node
+/// ends: the batch's last step (`batch finish`) releases it, or it goes stale 60 minutes after
+/// the last node renewed it ([`ferry_records::BATCH_LOCK_TTL`]).
 pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     build: Option<&str>,
     records: &RecordStore,

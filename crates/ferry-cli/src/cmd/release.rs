@@ -172,10 +172,12 @@ fn store_of(run: &Run<'_>) -> Option<ReleaseStore> {
     ferry_deploy::release::release_store(run.ws, run.stage, &run.aws.config, run.ctx.local)
 }
 
-/// Before a run deploys anything: writes each release the stage's records name that its store
-/// lacks (a run stopped between its records and its release), from the records as this run
-/// found them, which its own deploys would overwrite. A failure is said, not fatal: the end of
-/// the run tries again with what is left.
+/// As a run starts, once it holds the stage's lock and has read its records, before it decides
+/// anything (a deploy, promote, rollback or approval): writes each release the stage's records
+/// name that its store lacks (a run stopped between its records and its release), from the
+/// records as this run found them, which its own deploys would overwrite, and which a rollback
+/// chooses its target by. A failure is said, not fatal: the end of the run tries again with
+/// what is left.
 pub(crate) async fn recover_releases(
     run: &Run<'_>,
     previous: &BTreeMap<String, Record>,
@@ -721,10 +723,6 @@ async fn deploy_stored(
     options: &DeployOptions,
 ) -> anyhow::Result<DeployReport> {
     let other_stages = run.ctx.other_stages(run.stage).await?;
-    // A review deploys nothing, and so writes no release.
-    if !options.review {
-        recover_releases(run, stored.previous, stored.kind, stored.release).await;
-    }
     let ci = run.ctx.ci();
     let local_sam = local_sam(run.ctx, run.stage);
     let ctx = DeployContext {
@@ -960,6 +958,12 @@ async fn promote_locked(
         );
     }
     let current = current_records(run).await?;
+    // The release a stopped run left unwritten, before anything is decided (a review deploys
+    // nothing, and so writes no release).
+    let (head, id) = new_release(run.ctx);
+    if !args.review {
+        recover_releases(run, &current, ReleaseKind::Promote, &id).await;
+    }
     // Tests a promote of these packages never finished (killed, or not recorded): owed here.
     let owed =
         ferry_deploy::release::promoted_untested(ws, &source.records, &current, &args.services);
@@ -984,10 +988,6 @@ async fn promote_locked(
         clock.say(&format!("{s}: skipped ({why})"));
     }
     if p.selection.candidates.is_empty() {
-        // A run stopped between its records and its release: its release is written now,
-        // though this promote deploys nothing (as a deploy with nothing to deploy writes it).
-        let (_, id) = new_release(ctx);
-        recover_releases(run, &current, ReleaseKind::Promote, &id).await;
         println!(
             "nothing to promote: every selected service of `{}` already runs in `{}` the package that passed in `{}`",
             from.name, to.name, from.name
@@ -1039,7 +1039,6 @@ async fn promote_locked(
         }
         return Ok(());
     }
-    let (head, id) = new_release(run.ctx);
     let run_release = id.clone();
     let options = DeployOptions {
         tests_owed: tested_in_order,
@@ -1413,23 +1412,17 @@ async fn approve_locked(
             args.release, stage.name
         )
     };
-    let plan = match ferry_deploy::release::prepare_approval(
-        &target,
-        store,
-        &args.release,
-        &current,
-    )
-    .await
-    {
-        Ok(plan) => plan,
-        Err(e) => {
-            // Refused (a stopped approval's, say): the release a stopped run left unwritten is
-            // written all the same, as any run of the stage that gets this far writes it.
-            let (_, id) = new_release(run.ctx);
-            recover_releases(run, &current, ReleaseKind::Deploy, &id).await;
-            return Err(anyhow::Error::new(e).context(cannot()));
-        }
-    };
+    let prepared =
+        ferry_deploy::release::prepare_approval(&target, store, &args.release, &current).await;
+    // The release a stopped run left unwritten, before anything else is decided, also when the
+    // approval is refused (a stopped approval's, say). Recovering reads no review: the approval's
+    // checks are the same either way.
+    let (head, id) = new_release(run.ctx);
+    let kind = prepared
+        .as_ref()
+        .map_or(ReleaseKind::Deploy, |p| p.pending.kind);
+    recover_releases(run, &current, kind, &id).await;
+    let plan = prepared.with_context(cannot)?;
     // The gate again: what passed in the source stage at the review may have failed since.
     if let Some(from) = plan
         .pending
@@ -1445,7 +1438,6 @@ async fn approve_locked(
             plan.pending.services.len()
         ));
     }
-    let (head, id) = new_release(run.ctx);
     let by = run.aws.identity.arn.clone();
     clock.say(&format!("approving review {} as {by}", args.release));
     for (s, why) in &plan.skipped {

@@ -183,11 +183,8 @@ fn warn_if_template_ignored(repo: &ferry_changes::Repo, ws: &ferry_manifest::Wor
         .services
         .iter()
         .filter(|s| s.template_outside().is_none())
-        .map(|s| {
-            let path = s.template_path();
-            let path = ferry_manifest::normalize_relative(&path).unwrap_or(path);
-            (path, s.name.as_str())
-        })
+        // (Kept lexically normal by the load, as git names paths.)
+        .map(|s| (s.template_path(), s.name.as_str()))
         .collect();
     let paths: Vec<&str> = inside.iter().map(|(p, _)| p.as_str()).collect();
     for p in repo.ignored_untracked(&paths).unwrap_or_default() {
