@@ -79,40 +79,12 @@ pub enum Endpoint {
     },
     /// AWS itself, in this region, except for the services that variables such as
     /// `AWS_ENDPOINT_URL_CLOUDFORMATION` send elsewhere: each variable and its URL, sorted. A
-    /// message cannot tell which of them a failed call went to, so it names them all.
+    /// message names the one its call used ([`Endpoint::for_operation`]), or all of them for an
+    /// operation of a service Ferry does not know.
     Aws {
         region: String,
         overrides: Vec<(String, String)>,
     },
-}
-
-impl Endpoint {
-    /// AWS itself in `region`, with no service sent elsewhere.
-    pub fn aws(region: &str) -> Endpoint {
-        Endpoint::Aws {
-            region: region.to_string(),
-            overrides: Vec::new(),
-        }
-    }
-
-    fn overrides(&self) -> &[(String, String)] {
-        match self {
-            Endpoint::Emulator(_) => &[],
-            Endpoint::Custom { overrides, .. } | Endpoint::Aws { overrides, .. } => overrides,
-        }
-    }
-
-    /// What a reader can change to send the calls elsewhere: the settings that chose these
-    /// endpoints, else `AWS_ENDPOINT_URL`.
-    fn setting(&self) -> String {
-        let vars = self.overrides().iter().map(|(v, _)| v.as_str());
-        let names: Vec<&str> = match self {
-            Endpoint::Custom { from, .. } => std::iter::once(from.as_str()).chain(vars).collect(),
-            Endpoint::Aws { overrides, .. } if !overrides.is_empty() => vars.collect(),
-            _ => vec!["AWS_ENDPOINT_URL"],
-        };
-        names.join(" and ")
-    }
 }
 
 /// The service an operation Ferry calls belongs to, as its endpoint variable names it
@@ -156,6 +128,33 @@ fn service_of(operation: &str) -> Option<&'static str> {
 }
 
 impl Endpoint {
+    /// AWS itself in `region`, with no service sent elsewhere.
+    pub fn aws(region: &str) -> Endpoint {
+        Endpoint::Aws {
+            region: region.to_string(),
+            overrides: Vec::new(),
+        }
+    }
+
+    fn overrides(&self) -> &[(String, String)] {
+        match self {
+            Endpoint::Emulator(_) => &[],
+            Endpoint::Custom { overrides, .. } | Endpoint::Aws { overrides, .. } => overrides,
+        }
+    }
+
+    /// What a reader can change to send the calls elsewhere: the settings that chose these
+    /// endpoints, else `AWS_ENDPOINT_URL`.
+    fn setting(&self) -> String {
+        let vars = self.overrides().iter().map(|(v, _)| v.as_str());
+        let names: Vec<&str> = match self {
+            Endpoint::Custom { from, .. } => std::iter::once(from.as_str()).chain(vars).collect(),
+            Endpoint::Aws { overrides, .. } if !overrides.is_empty() => vars.collect(),
+            _ => vec!["AWS_ENDPOINT_URL"],
+        };
+        names.join(" and ")
+    }
+
     /// Where a call of `operation` went: the `AWS_ENDPOINT_URL_<SERVICE>` endpoint of its
     /// service when one is set, else this one without the other services' (a message names
     /// only what the call used). An operation of a service it does not know keeps them all.

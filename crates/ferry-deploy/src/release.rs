@@ -367,10 +367,10 @@ pub async fn recover_releases(
         // Who ran it, and the review an approval deployed (records written before they named
         // them: not known).
         let by = stamped.iter().find_map(|r| r.release_by.clone());
-        // A rollback: the release it restored, so that the next rollback goes back from that
-        // one, never forward to what the stopped rollback went back from.
         // A promote: the stage it promoted from.
         let from = stamped.iter().find_map(|r| r.promoted_from.clone());
+        // A rollback: the release it restored, so that the next rollback goes back from that
+        // one, never forward to what the stopped rollback went back from.
         let restores = stamped.iter().find_map(|r| r.restores.clone());
         let approval =
             stamped

@@ -339,13 +339,14 @@ impl Engine {
         Engine { client, options }
     }
 
-    /// Who refuses this engine's requests; `template`: a refusal of what a template holds.
-    /// (See [`names_taken`] for one that AWS makes alike.)
-    fn refuser(&self, template: bool) -> Refuser {
+    /// Who refuses this engine's requests; `template`: a refusal of what a template holds,
+    /// `message` its words. A name another stack holds ([`names_taken`]) is refused by AWS
+    /// alike: no limit of the emulator.
+    fn refuser(&self, template: bool, message: &str) -> Refuser {
         match (self.options.emulator.is_some(), template) {
             (false, _) => Refuser::CloudFormation,
-            (true, false) => Refuser::Emulator,
-            (true, true) => Refuser::EmulatorJudgingTemplate,
+            (true, true) if !names_taken(message) => Refuser::EmulatorJudgingTemplate,
+            (true, _) => Refuser::Emulator,
         }
     }
 
@@ -377,14 +378,12 @@ impl Engine {
                 | "LimitExceededException",
             ) => {
                 let message = said(e, &explained);
-                // A name another stack holds is refused by AWS alike: no limit of the emulator.
-                let judged =
-                    explained.code.as_deref() == Some("ValidationError") && !names_taken(&message);
+                let judged = explained.code.as_deref() == Some("ValidationError");
                 StackError::Rejected {
                     stack: stack.to_string(),
                     operation,
+                    by: self.refuser(judged, &message),
                     message,
-                    by: self.refuser(judged),
                 }
             }
             _ => StackError::Api {
@@ -900,7 +899,7 @@ impl Engine {
                         message:
                             "an empty change set for a new stack: the template has no resources"
                                 .to_string(),
-                        by: self.refuser(false),
+                        by: self.refuser(false, ""),
                     });
                 }
             },
@@ -1150,12 +1149,11 @@ impl Engine {
                     if is_no_change(&reason) {
                         return Ok(None);
                     }
-                    let judged = !names_taken(&reason);
                     return Err(StackError::Rejected {
                         stack: name.to_string(),
                         operation: "CreateChangeSet",
+                        by: self.refuser(true, &reason),
                         message: reason,
-                        by: self.refuser(judged),
                     });
                 }
                 _ if Instant::now() >= deadline => {

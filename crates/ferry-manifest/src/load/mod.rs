@@ -36,9 +36,20 @@ use crate::model::Workspace;
 use crate::parsed::ServiceDraft;
 use crate::source::{FsSource, Source};
 
-/// A configuration file holding NUL characters: valid UTF-8, but no TOML (UTF-16 without a
+/// The text of a configuration file as `read`, or what a diagnostic says of it: after `verb`
+/// (`cannot read`), that it is no UTF-8 (saved as UTF-16, say), or the read's own error; and
+/// text holding NUL characters is refused too: valid UTF-8, but no TOML (UTF-16 without a
 /// byte-order mark reads as every other byte NUL), and TOML's own error would name a column.
-const NUL_TEXT: &str = "holds NUL characters, so it is no UTF-8 text file (saved as UTF-16 without a byte-order mark, say); save it as UTF-8";
+fn config_text(read: std::io::Result<String>, verb: &str) -> Result<String, String> {
+    match read {
+        Ok(text) if text.contains('\0') => Err("holds NUL characters, so it is no UTF-8 text file (saved as UTF-16 without a byte-order mark, say); save it as UTF-8".to_string()),
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(format!(
+            "{verb}: it is not UTF-8 text (saved as UTF-16, say); save it as UTF-8"
+        )),
+        Err(e) => Err(format!("{verb}: {e}")),
+    }
+}
 
 pub const PROJECT_FILE: &str = "ferry.toml";
 pub const SERVICE_FILE: &str = "service.toml";

@@ -84,34 +84,24 @@ pub(super) fn read_project_file(
         });
         return None;
     }
-    let src = match source.read(PROJECT_FILE) {
+    let read = match source.read(PROJECT_FILE) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(
+            "not found at the repository root; run Ferry inside a repository that has one, or pass --root <DIR>".to_string(),
+        ),
+        read => super::config_text(read, "cannot be read"),
+    };
+    let src = match read {
         Ok(s) => s,
-        Err(e) => {
+        Err(message) => {
             diags.push(Diagnostic {
                 file: project_path.into(),
                 line: None,
                 key: None,
-                message: if e.kind() == std::io::ErrorKind::NotFound {
-                    "not found at the repository root; run Ferry inside a repository that has one, or pass --root <DIR>".to_string()
-                } else if e.kind() == std::io::ErrorKind::InvalidData {
-                    "cannot be read: it is not UTF-8 text (saved as UTF-16, say); save it as UTF-8"
-                        .to_string()
-                } else {
-                    format!("cannot be read: {e}")
-                },
+                message,
             });
             return None;
         }
     };
-    if src.contains('\0') {
-        diags.push(Diagnostic {
-            file: project_path.into(),
-            line: None,
-            key: None,
-            message: super::NUL_TEXT.to_string(),
-        });
-        return None;
-    }
     let mut fd = FileDiags::new(project_path, &src, diags);
     let doc = parse(&mut fd, &src)?;
     check_keys(&mut fd, doc.get_ref(), "", ROOT_KEYS);

@@ -59,32 +59,18 @@ pub(super) fn read_service(
         });
         return None;
     }
-    let src = match source.read(&path) {
+    let src = match super::config_text(source.read(&path), "cannot read") {
         Ok(s) => s,
-        Err(e) => {
+        Err(message) => {
             diags.push(Diagnostic {
                 file,
                 line: None,
                 key: None,
-                message: if e.kind() == std::io::ErrorKind::InvalidData {
-                    "cannot read: it is not UTF-8 text (saved as UTF-16, say); save it as UTF-8"
-                        .to_string()
-                } else {
-                    format!("cannot read: {e}")
-                },
+                message,
             });
             return None;
         }
     };
-    if src.contains('\0') {
-        diags.push(Diagnostic {
-            file,
-            line: None,
-            key: None,
-            message: super::NUL_TEXT.to_string(),
-        });
-        return None;
-    }
     let mut fd = FileDiags::new(&file, &src, diags);
     let doc = parse(&mut fd, &src)?;
     let doc_t = doc.get_ref();
