@@ -115,72 +115,31 @@ fn ferry_init_writes_the_configuration_alone_unless_asked_for_a_runner() {
     );
     assert!(out.contains("dry run: nothing written"), "{out}");
     // A git dependency is what every clone reaches: no such note.
-    let (code, out, err) = ferry(
-        r.path(),
-        &[
-            "init",
-            "--runner",
-            "--force",
-            "--dry-run",
-            "--ferry-git",
-            "https://example.com/ferry.git",
-        ],
-    );
-    assert_eq!(code, 0, "{out}\n{err}");
+    // What a dry run of `init --runner` with where Ferry comes from writes and notes.
+    let runner_from = |from: &[&str]| {
+        let mut args = vec!["init", "--runner", "--force", "--dry-run"];
+        args.extend_from_slice(from);
+        let (code, out, err) = ferry(r.path(), &args);
+        assert_eq!(code, 0, "{out}\n{err}");
+        out
+    };
+    let out = runner_from(&["--ferry-git", "https://example.com/ferry.git"]);
     assert!(!out.contains("a folder of this machine"), "{out}");
     // A relative path is the repository's (a submodule): written as Cargo reads it from
-    // xtask/, and no note. An absolute one, even inside the repository, is this machine's.
-    let (code, out, err) = ferry(
-        r.path(),
-        &[
-            "init",
-            "--runner",
-            "--force",
-            "--dry-run",
-            "--ferry-path",
-            "vendor/ferry",
-        ],
-    );
-    assert_eq!(code, 0, "{out}\n{err}");
-    assert!(
-        out.contains("ferry-cli = { path = \"../vendor/ferry/crates/ferry-cli\" }"),
-        "{out}"
-    );
-    assert!(!out.contains("a folder of this machine"), "{out}");
-    // An absolute path inside the repository is written relative to it: every clone has it.
+    // xtask/, and no note. So is an absolute one inside the repository: every clone has it.
     let inside = r.path().join("vendor/ferry").display().to_string();
-    let (code, out, err) = ferry(
-        r.path(),
-        &[
-            "init",
-            "--runner",
-            "--force",
-            "--dry-run",
-            "--ferry-path",
-            &inside,
-        ],
-    );
-    assert_eq!(code, 0, "{out}\n{err}");
-    assert!(
-        out.contains("ferry-cli = { path = \"../vendor/ferry/crates/ferry-cli\" }"),
-        "{out}"
-    );
-    assert!(!out.contains("a folder of this machine"), "{out}");
+    for path in ["vendor/ferry", inside.as_str()] {
+        let out = runner_from(&["--ferry-path", path]);
+        assert!(
+            out.contains("ferry-cli = { path = \"../vendor/ferry/crates/ferry-cli\" }"),
+            "{path}: {out}"
+        );
+        assert!(!out.contains("a folder of this machine"), "{path}: {out}");
+    }
     // One outside it is this machine's, and noted.
     let elsewhere = tempfile::tempdir().unwrap();
     let outside = elsewhere.path().display().to_string();
-    let (code, out, err) = ferry(
-        r.path(),
-        &[
-            "init",
-            "--runner",
-            "--force",
-            "--dry-run",
-            "--ferry-path",
-            &outside,
-        ],
-    );
-    assert_eq!(code, 0, "{out}\n{err}");
+    let out = runner_from(&["--ferry-path", &outside]);
     assert!(out.contains("a folder of this machine"), "{out}");
     let (code, _, err) = ferry(r.path(), &["init", "--runner", "--no-runner"]);
     assert_eq!(code, 2, "{err}");
