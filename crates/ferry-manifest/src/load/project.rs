@@ -899,12 +899,32 @@ fn check_promote_from(
 
 /// No two named stages may keep their records (and lock) at one SSM path: each would read the
 /// other's records as its own, skip services that were never deployed to it, and share a lock.
+/// Nor may one's path lie inside another's: the outer stage's deployer role is granted its whole
+/// path, the inner stage's records and lock with it, and listing its records lists the other's.
 fn check_records_paths(
     fd: &mut FileDiags<'_>,
     doc: &DeTable<'_>,
     project: &str,
     stages: &BTreeMap<String, StageConfig>,
 ) {
+    let table_of = |name: &str| {
+        get(doc, "stages")
+            .and_then(|s| s.get_ref().as_table())
+            .and_then(|s| get(s, name))
+            .and_then(|t| t.get_ref().as_table())
+    };
+    // The stage's `records-path` setting, else its table.
+    let span_of = |name: &str| {
+        let table = get(doc, "stages")
+            .and_then(|s| s.get_ref().as_table())
+            .and_then(|s| get(s, name));
+        table
+            .and_then(|t| t.get_ref().as_table())
+            .and_then(|t| get(t, "records-path"))
+            .or(table)
+            .map(Spanned::span)
+    };
+    let key_of = |name: &str| join_key(&join_key("stages", name), "records-path");
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     for (name, config) in stages {
         let path = records_path(project, config, name);
@@ -912,15 +932,26 @@ fn check_records_paths(
             seen.insert(path, name);
             continue;
         };
-        let table = get(doc, "stages")
-            .and_then(|s| s.get_ref().as_table())
-            .and_then(|s| get(s, name));
-        let span = table
-            .and_then(|t| t.get_ref().as_table())
-            .and_then(|t| get(t, "records-path"))
-            .or(table)
-            .map(Spanned::span);
-        let prefix = join_key("stages", name);
-        fd.error(span, Some(&join_key(&prefix, "records-path")), format!("`{path}` is also the records path of stage `{first}`; two stages sharing records would read each other's records as their own and share one lock; give each stage its own records-path"));
+        fd.error(span_of(name), Some(&key_of(name)), format!("`{path}` is also the records path of stage `{first}`; two stages sharing records would read each other's records as their own and share one lock; give each stage its own records-path"));
+    }
+    // Paths end with `/`, so `/ferry/shop/dev/` never holds `/ferry/shop/devops/`.
+    for (outer_path, outer) in &seen {
+        for (inner_path, inner) in seen.range::<String, _>((
+            std::ops::Bound::Excluded(outer_path),
+            std::ops::Bound::Unbounded,
+        )) {
+            if !inner_path.starts_with(outer_path.as_str()) {
+                break;
+            }
+            // The stage that sets the path that nests: the outer one when only it does.
+            let sets =
+                |name: &str| table_of(name).is_some_and(|t| get(t, "records-path").is_some());
+            let at = if sets(outer) && !sets(inner) {
+                outer
+            } else {
+                inner
+            };
+            fd.error(span_of(at), Some(&key_of(at)), format!("stage `{inner}`'s records path `{inner_path}` lies inside stage `{outer}`'s, `{outer_path}`: `{outer}`'s deployer role, granted its whole path, would reach `{inner}`'s records and lock, and listing `{outer}`'s records lists `{inner}`'s; give each stage a records-path outside the other's"));
+        }
     }
 }
