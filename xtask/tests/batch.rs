@@ -196,15 +196,16 @@ fn the_nodes_of_a_build_graph_deploy_like_one_machine_and_retry_only_what_is_mis
         "{err}"
     );
     assert!(records(p, "many").is_empty());
-    // That node took the lock for its batch "early"; the batch finishes it (nothing deployed).
+    // Refused before it took the lock: its batch holds nothing to finish.
+    assert!(err.contains("refused before taking the lock"), "{err}");
     let (code, out, err) = run(
         &mut xtask(&r, &["batch", "finish", "many", "--batch", "early"]),
         None,
     );
-    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(code, 1, "{out}\n{err}");
     assert!(
-        out.contains("batch `early`: no node deployed anything"),
-        "{out}"
+        err.contains("stage `many` is not locked by batch `early` (no lock)"),
+        "{err}"
     );
 
     let batch = run_batch(&r, &graph, "many", "b1");
@@ -631,4 +632,60 @@ fn a_batch_at_several_commits_makes_one_release() {
         "{out}\n{err}"
     );
     assert!(out.contains("a, b, c deployed"), "{out}");
+}
+
+/// A node that takes the stage's lock for its batch and is then refused (its dependencies have
+/// something to deploy; a shallow clone in CI) deployed nothing, yet nodes never release the
+/// lock: the stage stayed locked for the batch's 60 minutes, refusing every other run. A node
+/// about to take the lock now checks first, and leaves it free when refused; a node that joins
+/// its batch's lock is still refused under it.
+#[test]
+fn a_node_refused_before_it_deploys_leaves_the_stage_unlocked() {
+    let p = "batch-refused";
+    let verdicts = tempfile::tempdir().unwrap();
+    let r = chain(p, verdicts.path());
+    let lock_holder = || {
+        let store = RecordStore::new(
+            aws_sdk_ssm::Client::new(&config()),
+            "many",
+            &format!("/ferry/{p}/many"),
+        );
+        rt().block_on(store.lock_holder()).unwrap()
+    };
+    // Nothing is deployed: c's node, run first, must wait for a's and b's.
+    let (code, out, err) = run(
+        &mut xtask(&r, &["batch", "node", "many", "c", "--batch", "r1"]),
+        None,
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(
+            "node `c` of batch `r1` refused before taking the lock of stage `many` (left free)"
+        ) && err.contains("its dependencies `a` and `b` still have something to deploy"),
+        "{err}"
+    );
+    assert!(lock_holder().is_none(), "{:?}", lock_holder());
+    // Another batch starts at once, in order; its lock is its own.
+    for s in ["a", "b"] {
+        let (code, out, err) = run(
+            &mut xtask(&r, &["batch", "node", "many", s, "--batch", "r2"]),
+            None,
+        );
+        assert_eq!(code, 0, "{s}: {out}\n{err}");
+    }
+    assert_eq!(lock_holder().unwrap().batch.as_deref(), Some("r2"));
+    // A node of the batch holding the lock, refused, leaves the batch's lock as it was.
+    r.write("services/a/t.yaml", &source("v2"));
+    r.commit("a v2");
+    let (code, _, err) = run(
+        &mut xtask(&r, &["batch", "node", "many", "c", "--batch", "r2"]),
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains("refused before taking the lock"), "{err}");
+    assert!(
+        err.contains("`c` was not deployed: its dependency `a` still has something to deploy"),
+        "{err}"
+    );
+    assert_eq!(lock_holder().unwrap().batch.as_deref(), Some("r2"));
 }

@@ -18,7 +18,8 @@ pub enum BatchCmd {
     /// Deploy exactly one service as a node of a batch: its dependencies must be deployed
     /// already (their nodes ran); their outputs are read from their stacks. The node shares the
     /// stage's lock with the batch's other nodes, so siblings run at once while another run of
-    /// the stage is refused. Up to date (e.g. a retried batch): nothing happens
+    /// the stage is refused; a node refused before it would take the lock (dependencies still to
+    /// deploy) leaves it free. Up to date (e.g. a retried batch): nothing happens
     Node(NodeArgs),
     /// The batch's last step: write its release (what its nodes deployed) and release the
     /// stage's lock it held

@@ -322,6 +322,7 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
                 .await
             }
             Some(node) => {
+                refusal_before_lock(args, &run, node).await?;
                 let commit = source.commit.clone();
                 crate::lock::with_batch_lock(
                     ci.build_id.as_deref(),
@@ -383,6 +384,56 @@ fn plan_of(
     state.apply(&mut req);
     ferry_plan::plan(ws, repo.as_ref(), &req)
         .with_context(|| format!("failed to plan stage `{}`", stage.name))
+}
+
+/// A batch node about to take the stage's lock (no node of its batch holds it) first checks,
+/// without it, what would refuse its deploy: a commit older than the stage's or a shallow clone
+/// (in CI), dependencies with something still to deploy. Nodes never release the lock (their
+/// siblings share it), so one refused after taking it would leave the stage locked for the
+/// 60 minutes a batch's lock lasts. The locked run checks again, on what it reads then.
+async fn refusal_before_lock(args: &DeployArgs, run: &Run<'_>, node: &Node) -> anyhow::Result<()> {
+    let Run {
+        ctx,
+        ws,
+        stage,
+        aws,
+        records,
+        ..
+    } = *run;
+    let holder = records
+        .lock_holder()
+        .await
+        .with_context(|| format!("failed to read the lock of stage `{}`", stage.name))?;
+    if holder.is_some_and(|h| h.batch.as_deref() == Some(node.batch.as_str())) {
+        return Ok(());
+    }
+    let state = ferry_deploy::state::read(ws, stage, &aws.config, records)
+        .await
+        .with_context(|| format!("failed to read the state of stage `{}`", stage.name))?;
+    let plan = plan_of(
+        ws,
+        &args.select,
+        stage,
+        ctx.ci(),
+        args.stage.is_none(),
+        &state,
+    )?;
+    let refused = ferry_deploy::check_not_behind(&plan, ctx.ci())
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            ferry_deploy::batch::node_selection(ws, &plan, &state.records, &node.service)
+                .map(drop)
+                .map_err(anyhow::Error::from)
+        });
+    if refused.is_err() {
+        eprint!("{}", ferry_plan::text(&plan, false));
+    }
+    refused.with_context(|| {
+        format!(
+            "node `{}` of batch `{}` refused before taking the lock of stage `{}` (left free)",
+            node.service, node.batch, stage.name
+        )
+    })
 }
 
 /// The deploy itself, while the stage's lock is held. A batch node (with when its batch took
