@@ -823,6 +823,10 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     // the stage's parameters path: CloudFormation reads them with the role, and so does Ferry
     // (their version).
     let mut ssm_named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // Roles (as `role/<path><name>`) and buckets the templates name themselves, outside the
+    // names the grants by a stack's name cover: granted by their whole name.
+    let mut named_roles: BTreeSet<String> = BTreeSet::new();
+    let mut named_buckets: BTreeSet<String> = BTreeSet::new();
     for s in &ws.services {
         match s.kind {
             ServiceKind::Serverless => {
@@ -905,6 +909,9 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                     continue;
                 };
                 sam |= ferry_package::is_sam(&t);
+                let named = names_given(ws, stage, s, &t, notes);
+                named_roles.extend(named.roles);
+                named_buckets.extend(named.buckets);
                 for (key, name) in ferry_package::ssm_typed_names(ws, stage, s, &t) {
                     let name = name.filter(|n| policy_safe(n, false));
                     match name {
@@ -1114,6 +1121,9 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                                 name_prefix(s)
                             )
                         })
+                        .chain(named_roles.iter().map(|r| {
+                            format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:{r}")
+                        }))
                         .collect::<BTreeSet<_>>()
                         .into_iter()
                         .collect(),
@@ -1125,6 +1135,12 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                             // `{start}*` covers the buckets' objects too.
                             [format!("arn:${{AWS::Partition}}:s3:::{start}*")]
                         })
+                        .chain(named_buckets.iter().flat_map(|b| {
+                            [
+                                format!("arn:${{AWS::Partition}}:s3:::{b}"),
+                                format!("arn:${{AWS::Partition}}:s3:::{b}/*"),
+                            ]
+                        }))
                         .collect::<BTreeSet<_>>()
                         .into_iter()
                         // And the buckets s3 events name (not after the stack).
@@ -1407,6 +1423,96 @@ enum Scope {
     StackRoles,
     /// Buckets (and their objects) named after the stage's stacks.
     StackBuckets,
+}
+
+/// The roles and buckets a template names itself that the grants by its stack's name do not
+/// cover (see [`names_given`]).
+#[derive(Default)]
+struct NamesGiven {
+    /// `role/<path><name>`.
+    roles: Vec<String>,
+    buckets: Vec<String>,
+}
+
+/// The roles (`RoleName`) and buckets (`BucketName`) `template` (of `service`) names itself
+/// whose names the grants by the start of its stack's name do not reach (`${AWS::StackName}Role`,
+/// `acme-${stage}-uploads`): each is granted by its whole name when it is this stage's alone,
+/// the name no other named stage of the account gives it. One every stage gives alike (a
+/// literal name), one only a deploy tells, and any for the previews' role are noted, not
+/// granted: creating them is refused until they are granted by hand.
+fn names_given(
+    ws: &Workspace,
+    stage: &Stage,
+    service: &ferry_manifest::Service,
+    template: &Value,
+    notes: &mut Vec<String>,
+) -> NamesGiven {
+    let mut at = stage.clone();
+    if stage.preview {
+        at.id = "*".into();
+    }
+    let stack = ws.stack_name(&service.name, &at);
+    let others: Vec<Stage> = ws
+        .stages
+        .keys()
+        .filter_map(|n| ws.stage(n).ok())
+        .filter(|o| !o.preview && o.id != stage.id && !other_account(stage, o))
+        .collect();
+    let mut out = NamesGiven::default();
+    for (ty, property) in [
+        ("AWS::IAM::Role", "RoleName"),
+        ("AWS::S3::Bucket", "BucketName"),
+    ] {
+        let bucket = ty == "AWS::S3::Bucket";
+        let start = if bucket {
+            name_prefix(&stack).to_ascii_lowercase()
+        } else {
+            name_prefix(&stack)
+        };
+        let what = if bucket { "bucket" } else { "role" };
+        let by_hand = format!(
+            "the role may not create it until it is granted by hand, or named `${{AWS::StackName}}-…` (names starting `{start}` are granted)"
+        );
+        for (id, name) in ferry_package::given_names(ws, &at, service, template, ty, property) {
+            let Some(name) = name else {
+                notes.push(format!(
+                    "`{}`: {ty} {id} takes its {property} from what only a deploy tells; unless it starts with `{start}`, {by_hand}",
+                    service.name
+                ));
+                continue;
+            };
+            if name.starts_with(&start) {
+                continue;
+            }
+            let shared = others.iter().any(|o| {
+                ferry_package::given_names(ws, o, service, template, ty, property)
+                    .iter()
+                    .any(|(i, n)| *i == id && n.as_deref() == Some(name.as_str()))
+            });
+            let path = template["Resources"][&id]["Properties"]
+                .get("Path")
+                .map_or(Some("/"), Value::as_str);
+            let why = if stage.preview {
+                "for the previews' role, which is granted only names made from their stacks'"
+            } else if shared {
+                "the same in another named stage of the account, whose role would reach it too"
+            } else if !bucket && path.is_none() {
+                "under a Path only a deploy tells"
+            } else {
+                if bucket {
+                    out.buckets.push(name);
+                } else {
+                    out.roles.push(format!("role{}{name}", path.unwrap_or("/")));
+                }
+                continue;
+            };
+            notes.push(format!(
+                "`{}`: {ty} {id} names its {what} `{name}` itself, {why}: not granted; {by_hand}",
+                service.name
+            ));
+        }
+    }
+    out
 }
 
 /// What a name CloudFormation makes from `stack` (`<stack>-<logical id>-<random>`) surely

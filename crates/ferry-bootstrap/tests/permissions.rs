@@ -1400,3 +1400,134 @@ fn names_a_stage_cannot_tell_from_its_own_are_noted_not_denied() {
         b.notes
     );
 }
+
+/// Roles and buckets a template names itself are granted by their whole name when no other
+/// named stage of the account gives that name: `${AWS::StackName}Role` (which the grant by the
+/// stack's name and `-` does not reach), a bucket named after the stage. A name every stage
+/// gives alike, one only a deploy tells, and any for the previews' role are noted, never
+/// granted. Before, none was granted and none was noted: creating them failed with
+/// AccessDenied on the first deploy.
+#[test]
+fn roles_and_buckets_a_template_names_itself_are_granted_when_they_are_the_stages_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\nstack-name = \"{project}-{service}-{stage}\"\n\n[stages.dev]\nregion = \"us-east-1\"\naccount = \"111111111111\"\n\n[stages.prod]\nregion = \"us-east-1\"\naccount = \"111111111111\"\n\n[stages.ops]\nregion = \"us-east-1\"\naccount = \"222222222222\"\n\n[stages.\"*\"]\nregion = \"us-east-1\"\n",
+    );
+    let trust = "AssumeRolePolicyDocument: {Version: '2012-10-17', Statement: [{Effect: Allow, Principal: {Service: lambda.amazonaws.com}, Action: 'sts:AssumeRole'}]}";
+    write(
+        r,
+        "services/api/t.yaml",
+        &format!(
+            "Parameters:\n  Stage: {{Type: String}}\n  Other: {{Type: String}}\nResources:\n  \
+             Own:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: !Sub '${{AWS::StackName}}Role'\n      {trust}\n  \
+             Dashed:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: !Sub '${{AWS::StackName}}-worker'\n      {trust}\n  \
+             Pathed:\n    Type: AWS::IAM::Role\n    Properties:\n      Path: /service-role/\n      RoleName: !Sub '${{AWS::StackName}}Svc'\n      {trust}\n  \
+             Fixed:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: shared-role\n      {trust}\n  \
+             Uploads:\n    Type: AWS::S3::Bucket\n    Properties:\n      BucketName: !Sub 'acme-${{Stage}}-uploads'\n  \
+             Later:\n    Type: AWS::S3::Bucket\n    Properties:\n      BucketName: !Ref Other\n  \
+             Fn:\n    Type: AWS::Lambda::Function\n    Properties:\n      Role: !GetAtt Own.Arn\n      Runtime: python3.12\n      Handler: index.handler\n      Code: {{ZipFile: 'def handler(e, c): pass'}}\n"
+        ),
+    );
+    write(
+        r,
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nStage = \"${stage}\"\nOther = \"${output:db.Name}\"\n",
+    );
+    write(
+        r,
+        "services/db/t.yaml",
+        "Resources:\n  Q: {Type: AWS::SQS::Queue}\nOutputs:\n  Name: {Value: !GetAtt Q.QueueName}\n",
+    );
+    write(
+        r,
+        "services/db/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let options = ferry_bootstrap::Options {
+        trust: vec!["arn:aws:iam::111111111111:role/ci".into()],
+        codebuild: None,
+    };
+    let plan =
+        |stage: &str| ferry_bootstrap::plan(&ws, &ws.stage(stage).unwrap(), &options).unwrap();
+    let granted = |b: &ferry_bootstrap::Bootstrap, why: &str| -> Vec<String> {
+        b.permissions
+            .iter()
+            .filter(|p| !p.deny && p.why.starts_with(why))
+            .flat_map(|p| p.resources.clone())
+            .collect()
+    };
+    let dev = plan("dev");
+    let roles = granted(&dev, "AWS::IAM::Role");
+    let role = |name: &str| format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{name}");
+    for own in ["shop-api-devRole", "service-role/shop-api-devSvc"] {
+        assert!(roles.contains(&role(own)), "{own}: {roles:#?}");
+    }
+    assert!(roles.contains(&role("shop-api-dev-*")), "{roles:#?}");
+    assert!(
+        !roles.iter().any(|r| r.contains("shared-role")),
+        "{roles:#?}"
+    );
+    // The role a function is given is passed with the others.
+    let passed = granted(&dev, "iam:PassRole");
+    assert!(passed.contains(&role("shop-api-devRole")), "{passed:#?}");
+    let buckets = granted(&dev, "AWS::S3::Bucket");
+    for b in ["acme-dev-uploads", "acme-dev-uploads/*"] {
+        assert!(
+            buckets.contains(&format!("arn:${{AWS::Partition}}:s3:::{b}")),
+            "{b}: {buckets:#?}"
+        );
+    }
+    let noted =
+        |b: &ferry_bootstrap::Bootstrap, start: &str| b.notes.iter().any(|n| n.starts_with(start));
+    assert!(
+        noted(
+            &dev,
+            "`api`: AWS::IAM::Role Fixed names its role `shared-role` itself, the same in another named stage of the account, whose role would reach it too: not granted; the role may not create it until it is granted by hand, or named `${AWS::StackName}-…` (names starting `shop-api-dev-` are granted)"
+        ),
+        "{:#?}",
+        dev.notes
+    );
+    assert!(
+        noted(
+            &dev,
+            "`api`: AWS::S3::Bucket Later takes its BucketName from what only a deploy tells; unless it starts with `shop-api-dev-`"
+        ),
+        "{:#?}",
+        dev.notes
+    );
+    assert!(
+        !dev.notes
+            .iter()
+            .any(|n| n.contains("Dashed") || n.contains("Own ")),
+        "{:#?}",
+        dev.notes
+    );
+    // prod is granted its own, never dev's.
+    let prod = granted(&plan("prod"), "AWS::IAM::Role");
+    assert!(prod.contains(&role("shop-api-prodRole")), "{prod:#?}");
+    assert!(!prod.iter().any(|r| r.contains("-dev")), "{prod:#?}");
+    // A stage in another account than every other named stage: `shared-role` is its alone.
+    assert!(granted(&plan("ops"), "AWS::IAM::Role").contains(&role("shared-role")));
+    // The previews' role, granted every name made from a preview's stack (`shop-api-*`), is
+    // granted nothing by a name: the rest is noted.
+    let previews = plan("feature-x");
+    assert!(
+        !granted(&previews, "AWS::IAM::Role")
+            .iter()
+            .any(|r| r.contains("shared-role")),
+        "{:#?}",
+        previews.permissions
+    );
+    assert!(
+        noted(
+            &previews,
+            "`api`: AWS::IAM::Role Fixed names its role `shared-role` itself, for the previews' role, which is granted only names made from their stacks': not granted"
+        ),
+        "{:#?}",
+        previews.notes
+    );
+}

@@ -404,6 +404,31 @@ pub fn ssm_typed_names(
         .collect()
 }
 
+/// The names `template` (of `service`) gives its resources of type `ty` through `property`
+/// (`RoleName` of an `AWS::IAM::Role`), as they come out in `stage`: each resource's logical id
+/// with its name, `None` where only a deploy tells it (an output, an `Fn::Join`, a parameter
+/// that reads another stack). Resources that leave the name to CloudFormation are not listed.
+pub fn given_names(
+    ws: &Workspace,
+    stage: &Stage,
+    service: &Service,
+    template: &Value,
+    ty: &str,
+    property: &str,
+) -> Vec<(String, Option<String>)> {
+    template
+        .get("Resources")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some(ty))
+        .filter_map(|(id, r)| {
+            let name = r.get("Properties")?.get(property)?;
+            Some((id.clone(), resolve(ws, stage, service, template, name)))
+        })
+        .collect()
+}
+
 /// `t` for `service` in `stage`, when it needs nothing a deploy resolves.
 fn plain(ws: &Workspace, stage: &Stage, service: &str, t: &Template) -> Option<String> {
     t.render(|r| match r {
