@@ -1492,8 +1492,25 @@ fn names_given(
             let path = template["Resources"][&id]["Properties"]
                 .get("Path")
                 .map_or(Some("/"), Value::as_str);
+            // Only what IAM and S3 take in a name: anything else (`*`, `?`) would widen the
+            // grant, and CloudFormation would refuse the name anyway.
+            let valid = if bucket {
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+            } else {
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+                    && path.is_none_or(|p| {
+                        p.starts_with('/')
+                            && p.ends_with('/')
+                            && p.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "/+=,.@_-".contains(c))
+                    })
+            };
             let why = if stage.preview {
                 "for the previews' role, which is granted only names made from their stacks'"
+            } else if !valid {
+                "which is no name IAM or S3 takes"
             } else if shared {
                 "the same in another named stage of the account, whose role would reach it too"
             } else if !bucket && path.is_none() {

@@ -1421,11 +1421,12 @@ fn roles_and_buckets_a_template_names_itself_are_granted_when_they_are_the_stage
         r,
         "services/api/t.yaml",
         &format!(
-            "Parameters:\n  Stage: {{Type: String}}\n  Other: {{Type: String}}\nResources:\n  \
+            "Parameters:\n  Stage: {{Type: String}}\n  Other: {{Type: String}}\n  Wild: {{Type: String}}\nResources:\n  \
              Own:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: !Sub '${{AWS::StackName}}Role'\n      {trust}\n  \
              Dashed:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: !Sub '${{AWS::StackName}}-worker'\n      {trust}\n  \
              Pathed:\n    Type: AWS::IAM::Role\n    Properties:\n      Path: /service-role/\n      RoleName: !Sub '${{AWS::StackName}}Svc'\n      {trust}\n  \
              Fixed:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: shared-role\n      {trust}\n  \
+             Wild:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: !Sub '${{Wild}}-${{AWS::StackName}}'\n      {trust}\n  \
              Uploads:\n    Type: AWS::S3::Bucket\n    Properties:\n      BucketName: !Sub 'acme-${{Stage}}-uploads'\n  \
              Later:\n    Type: AWS::S3::Bucket\n    Properties:\n      BucketName: !Ref Other\n  \
              Fn:\n    Type: AWS::Lambda::Function\n    Properties:\n      Role: !GetAtt Own.Arn\n      Runtime: python3.12\n      Handler: index.handler\n      Code: {{ZipFile: 'def handler(e, c): pass'}}\n"
@@ -1434,7 +1435,7 @@ fn roles_and_buckets_a_template_names_itself_are_granted_when_they_are_the_stage
     write(
         r,
         "services/api/service.toml",
-        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nStage = \"${stage}\"\nOther = \"${output:db.Name}\"\n",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nStage = \"${stage}\"\nOther = \"${output:db.Name}\"\nWild = \"*\"\n",
     );
     write(
         r,
@@ -1503,6 +1504,16 @@ fn roles_and_buckets_a_template_names_itself_are_granted_when_they_are_the_stage
         !dev.notes
             .iter()
             .any(|n| n.contains("Dashed") || n.contains("Own ")),
+        "{:#?}",
+        dev.notes
+    );
+    // A name holding what IAM reads as a wildcard is never granted.
+    assert!(!roles.iter().any(|r| r.contains("*-shop")), "{roles:#?}");
+    assert!(
+        noted(
+            &dev,
+            "`api`: AWS::IAM::Role Wild names its role `*-shop-api-dev` itself, which is no name IAM or S3 takes: not granted"
+        ),
         "{:#?}",
         dev.notes
     );
