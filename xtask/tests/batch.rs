@@ -660,7 +660,7 @@ fn a_node_refused_before_it_deploys_leaves_the_stage_unlocked() {
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(
         err.contains(
-            "node `c` of batch `r1` refused before taking the lock of stage `many` (left free)"
+            "node `c` of batch `r1` refused before taking the lock of stage `many` (left as it was)"
         ) && err.contains("its dependencies `a` and `b` still have something to deploy"),
         "{err}"
     );

@@ -825,8 +825,8 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     let mut ssm_named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     // Roles (as `role/<path><name>`) and buckets the templates name themselves, outside the
     // names the grants by a stack's name cover: granted by their whole name.
-    let mut named_roles: BTreeSet<String> = BTreeSet::new();
-    let mut named_buckets: BTreeSet<String> = BTreeSet::new();
+    // The CloudFormation and SAM templates, by service, for the roles and buckets they name.
+    let mut templates: BTreeMap<String, Value> = BTreeMap::new();
     for s in &ws.services {
         match s.kind {
             ServiceKind::Serverless => {
@@ -909,9 +909,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                     continue;
                 };
                 sam |= ferry_package::is_sam(&t);
-                let named = names_given(ws, stage, s, &t, notes);
-                named_roles.extend(named.roles);
-                named_buckets.extend(named.buckets);
+                templates.insert(s.name.clone(), t.clone());
                 for (key, name) in ferry_package::ssm_typed_names(ws, stage, s, &t) {
                     let name = name.filter(|n| policy_safe(n, false));
                     match name {
@@ -955,6 +953,41 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 }
             }
         }
+    }
+    let NamesGiven {
+        roles: named_roles,
+        buckets: named_buckets,
+    } = names_granted(ws, stage, &templates, Some(notes));
+    // Those other stages' roles are granted by whole name: this one's grants by the start of a
+    // name may reach them (another stage's `shop-api-prod-euRole` starts like `shop-api-prod-*`).
+    let theirs: Vec<NamesGiven> = other_stages_sharing(ws, stage)
+        .iter()
+        .map(|o| names_granted(ws, o, &templates, None))
+        .collect();
+    let denied: Vec<String> = theirs
+        .iter()
+        .flat_map(|n| {
+            n.roles
+                .iter()
+                .map(|r| format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:{r}"))
+                .chain(n.buckets.iter().flat_map(|b| {
+                    [
+                        format!("arn:${{AWS::Partition}}:s3:::{b}"),
+                        format!("arn:${{AWS::Partition}}:s3:::{b}/*"),
+                    ]
+                }))
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !denied.is_empty() {
+        out.push(Permission {
+            why: "never: the roles and buckets other stages' templates name themselves".into(),
+            deny: true,
+            actions: strings(&["iam:*", "s3:*"]),
+            resources: denied,
+            ..Default::default()
+        });
     }
     // `${ssm:…}` references outside the stage's parameters path: Ferry reads them with the
     // role, by the names this stage renders. A Secrets Manager secret read through SSM needs
@@ -1425,8 +1458,8 @@ enum Scope {
     StackBuckets,
 }
 
-/// The roles and buckets a template names itself that the grants by its stack's name do not
-/// cover (see [`names_given`]).
+/// The roles and buckets templates name themselves that a stage's role is granted by their
+/// whole name (see [`names_granted`]).
 #[derive(Default)]
 struct NamesGiven {
     /// `role/<path><name>`.
@@ -1434,99 +1467,163 @@ struct NamesGiven {
     buckets: Vec<String>,
 }
 
-/// The roles (`RoleName`) and buckets (`BucketName`) `template` (of `service`) names itself
-/// whose names the grants by the start of its stack's name do not reach (`${AWS::StackName}Role`,
-/// `acme-${stage}-uploads`): each is granted by its whole name when it is this stage's alone,
-/// the name no other named stage of the account gives it. One every stage gives alike (a
-/// literal name), one only a deploy tells, and any for the previews' role are noted, not
-/// granted: creating them is refused until they are granted by hand.
-fn names_given(
+/// The other stages whose roles and buckets may be in `stage`'s account: for a named stage, the
+/// other named stages not in another known account; for the previews', every named stage.
+fn other_stages_sharing(ws: &Workspace, stage: &Stage) -> Vec<Stage> {
+    ws.stages
+        .keys()
+        .filter_map(|n| ws.stage(n).ok())
+        .filter(|o| !o.preview && o.id != stage.id && !other_account(stage, o))
+        .collect()
+}
+
+/// The role and bucket names `templates` (by service) give in `stage` (roles lowercased, as IAM
+/// takes a name in any case for the same role): as `stage` renders them.
+fn names_of(
     ws: &Workspace,
     stage: &Stage,
-    service: &ferry_manifest::Service,
-    template: &Value,
-    notes: &mut Vec<String>,
+    templates: &BTreeMap<String, Value>,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut roles, mut buckets) = (BTreeSet::new(), BTreeSet::new());
+    for (service, t) in templates {
+        let Some(s) = ws.service(service) else {
+            continue;
+        };
+        for (ty, set) in [
+            ("AWS::IAM::Role", &mut roles),
+            ("AWS::S3::Bucket", &mut buckets),
+        ] {
+            let property = if set_is_roles(ty) {
+                "RoleName"
+            } else {
+                "BucketName"
+            };
+            for (_, name) in ferry_package::given_names(ws, stage, s, t, ty, property) {
+                if let Some(n) = name {
+                    set.insert(if set_is_roles(ty) {
+                        n.to_ascii_lowercase()
+                    } else {
+                        n
+                    });
+                }
+            }
+        }
+    }
+    (roles, buckets)
+}
+
+fn set_is_roles(ty: &str) -> bool {
+    ty == "AWS::IAM::Role"
+}
+
+/// The roles (`RoleName`) and buckets (`BucketName`) CloudFormation and SAM `templates` (by
+/// service) name themselves that the grants by the start of their stacks' names do not reach
+/// (`${AWS::StackName}Role`, `acme-${stage}-uploads`, a role under a `Path`): each is granted
+/// to `stage`'s role by its whole name when it is this stage's alone, a name that no template
+/// gives in another stage that may share the account (in any case, for a role), and a name IAM
+/// and S3 take (no `*` or `?`, which would widen the grant). Other stages' roles are denied
+/// them. One every stage gives alike, one only a deploy tells, and any for the previews' role
+/// are noted in `notes` (when given), not granted: creating them is refused until they are
+/// granted by hand.
+fn names_granted(
+    ws: &Workspace,
+    stage: &Stage,
+    templates: &BTreeMap<String, Value>,
+    mut notes: Option<&mut Vec<String>>,
 ) -> NamesGiven {
     let mut at = stage.clone();
     if stage.preview {
         at.id = "*".into();
     }
-    let stack = ws.stack_name(&service.name, &at);
-    let others: Vec<Stage> = ws
-        .stages
-        .keys()
-        .filter_map(|n| ws.stage(n).ok())
-        .filter(|o| !o.preview && o.id != stage.id && !other_account(stage, o))
-        .collect();
+    let mut theirs = (BTreeSet::new(), BTreeSet::new());
+    for o in other_stages_sharing(ws, stage) {
+        let (roles, buckets) = names_of(ws, &o, templates);
+        theirs.0.extend(roles);
+        theirs.1.extend(buckets);
+    }
     let mut out = NamesGiven::default();
-    for (ty, property) in [
-        ("AWS::IAM::Role", "RoleName"),
-        ("AWS::S3::Bucket", "BucketName"),
-    ] {
-        let bucket = ty == "AWS::S3::Bucket";
-        let start = if bucket {
-            name_prefix(&stack).to_ascii_lowercase()
-        } else {
-            name_prefix(&stack)
+    for (service, template) in templates {
+        let Some(s) = ws.service(service) else {
+            continue;
         };
-        let what = if bucket { "bucket" } else { "role" };
-        let by_hand = format!(
-            "the role may not create it until it is granted by hand, or named `${{AWS::StackName}}-…` (names starting `{start}` are granted)"
-        );
-        for (id, name) in ferry_package::given_names(ws, &at, service, template, ty, property) {
-            let Some(name) = name else {
-                notes.push(format!(
-                    "`{}`: {ty} {id} takes its {property} from what only a deploy tells; unless it starts with `{start}`, {by_hand}",
-                    service.name
-                ));
-                continue;
-            };
-            if name.starts_with(&start) {
-                continue;
-            }
-            let shared = others.iter().any(|o| {
-                ferry_package::given_names(ws, o, service, template, ty, property)
-                    .iter()
-                    .any(|(i, n)| *i == id && n.as_deref() == Some(name.as_str()))
-            });
-            let path = template["Resources"][&id]["Properties"]
-                .get("Path")
-                .map_or(Some("/"), Value::as_str);
-            // Only what IAM and S3 take in a name: anything else (`*`, `?`) would widen the
-            // grant, and CloudFormation would refuse the name anyway.
-            let valid = if bucket {
-                name.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        let stack = ws.stack_name(&s.name, &at);
+        for (ty, property) in [
+            ("AWS::IAM::Role", "RoleName"),
+            ("AWS::S3::Bucket", "BucketName"),
+        ] {
+            let bucket = !set_is_roles(ty);
+            let start = if bucket {
+                name_prefix(&stack).to_ascii_lowercase()
             } else {
-                name.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
-                    && path.is_none_or(|p| {
-                        p.starts_with('/')
-                            && p.ends_with('/')
-                            && p.chars()
-                                .all(|c| c.is_ascii_alphanumeric() || "/+=,.@_-".contains(c))
-                    })
+                name_prefix(&stack)
             };
-            let why = if stage.preview {
-                "for the previews' role, which is granted only names made from their stacks'"
-            } else if !valid {
-                "which is no name IAM or S3 takes"
-            } else if shared {
-                "the same in another named stage of the account, whose role would reach it too"
-            } else if !bucket && path.is_none() {
-                "under a Path only a deploy tells"
-            } else {
-                if bucket {
-                    out.buckets.push(name);
-                } else {
-                    out.roles.push(format!("role{}{name}", path.unwrap_or("/")));
+            let what = if bucket { "bucket" } else { "role" };
+            let by_hand = format!(
+                "the role may not create it until it is granted by hand, or named `${{AWS::StackName}}-…` (names starting `{start}` are granted)"
+            );
+            let mut note = |text: String| {
+                if let Some(n) = notes.as_deref_mut() {
+                    n.push(text);
                 }
-                continue;
             };
-            notes.push(format!(
-                "`{}`: {ty} {id} names its {what} `{name}` itself, {why}: not granted; {by_hand}",
-                service.name
-            ));
+            for (id, name) in ferry_package::given_names(ws, &at, s, template, ty, property) {
+                let path = template["Resources"][&id]["Properties"]
+                    .get("Path")
+                    .map_or(Some("/"), Value::as_str);
+                let Some(name) = name else {
+                    note(format!(
+                        "`{}`: {ty} {id} takes its {property} from what only a deploy tells; unless it starts with `{start}`, {by_hand}",
+                        s.name
+                    ));
+                    continue;
+                };
+                // The grants by a stack's name cover a role only at the root path.
+                if name.starts_with(&start) && (bucket || path == Some("/")) {
+                    continue;
+                }
+                // Only what IAM and S3 take in a name: anything else (`*`, `?`, `${…}`) would
+                // widen the grant, or break the role's template, and CloudFormation would refuse
+                // the name anyway.
+                let valid = if bucket {
+                    name.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-'
+                    })
+                } else {
+                    name.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+                        && path.is_none_or(|p| {
+                            p.starts_with('/')
+                                && p.ends_with('/')
+                                && p.chars()
+                                    .all(|c| c.is_ascii_alphanumeric() || "/+=,.@_-".contains(c))
+                        })
+                };
+                let shared = if bucket {
+                    theirs.1.contains(&name)
+                } else {
+                    theirs.0.contains(&name.to_ascii_lowercase())
+                };
+                let why = if stage.preview {
+                    "for the previews' role, which is granted only names made from their stacks'"
+                } else if !valid {
+                    "which is no name IAM or S3 takes"
+                } else if shared {
+                    "one a template also gives in another named stage that may share the account, whose role would reach it too"
+                } else if path.is_none() {
+                    "under a Path only a deploy tells"
+                } else {
+                    if bucket {
+                        out.buckets.push(name);
+                    } else {
+                        out.roles.push(format!("role{}{name}", path.unwrap_or("/")));
+                    }
+                    continue;
+                };
+                note(format!(
+                    "`{}`: {ty} {id} names its {what} `{name}` itself, {why}: not granted; {by_hand}",
+                    s.name
+                ));
+            }
         }
     }
     out

@@ -1487,7 +1487,7 @@ fn roles_and_buckets_a_template_names_itself_are_granted_when_they_are_the_stage
     assert!(
         noted(
             &dev,
-            "`api`: AWS::IAM::Role Fixed names its role `shared-role` itself, the same in another named stage of the account, whose role would reach it too: not granted; the role may not create it until it is granted by hand, or named `${AWS::StackName}-…` (names starting `shop-api-dev-` are granted)"
+            "`api`: AWS::IAM::Role Fixed names its role `shared-role` itself, one a template also gives in another named stage that may share the account, whose role would reach it too: not granted; the role may not create it until it is granted by hand, or named `${AWS::StackName}-…` (names starting `shop-api-dev-` are granted)"
         ),
         "{:#?}",
         dev.notes
@@ -1541,4 +1541,104 @@ fn roles_and_buckets_a_template_names_itself_are_granted_when_they_are_the_stage
         "{:#?}",
         previews.notes
     );
+}
+
+/// A name another stage's templates give, in any service and under any logical id (a role in
+/// any letter case), is nobody's alone: not granted. A role under a Path is granted by its
+/// whole name even when it starts like the stack's (the grant by the stack's name covers only
+/// the root path). And a stage whose grants by the start of a name reach another stage's
+/// whole-named role or bucket (`shop-api-prod-*` reaches `shop-api-prod-euRole`) is denied it.
+#[test]
+fn a_name_granted_whole_is_no_other_stages_and_is_denied_to_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\nstack-name = \"{project}-{service}-{stage}\"\n\n[stages.prod]\nregion = \"us-east-1\"\n\n[stages.prod-eu]\nregion = \"eu-west-1\"\n\n[stages.\"*\"]\nregion = \"us-east-1\"\n",
+    );
+    let trust = "AssumeRolePolicyDocument: {Version: '2012-10-17', Statement: [{Effect: Allow, Principal: {Service: lambda.amazonaws.com}, Action: 'sts:AssumeRole'}]}";
+    write(
+        r,
+        "services/api/t.yaml",
+        &format!(
+            "Parameters:\n  Stage: {{Type: String}}\nResources:\n  \
+             Own:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: !Sub '${{AWS::StackName}}Role'\n      {trust}\n  \
+             Worker:\n    Type: AWS::IAM::Role\n    Properties:\n      Path: /app/\n      RoleName: !Sub '${{AWS::StackName}}-worker'\n      {trust}\n  \
+             Uploads:\n    Type: AWS::S3::Bucket\n    Properties:\n      BucketName: !Sub 'acme-${{Stage}}-uploads'\n  \
+             Mixed:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: !Sub '${{Stage}}-App'\n      {trust}\n"
+        ),
+    );
+    write(
+        r,
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nStage = \"${stage}\"\n",
+    );
+    // Another service gives prod's upload bucket its name in every stage (JSON), and a role
+    // named like prod-eu's in another case.
+    write(
+        r,
+        "services/legacy/t.json",
+        "{\"Resources\": {\"Old\": {\"Type\": \"AWS::S3::Bucket\", \"Properties\": {\"BucketName\": \"acme-prod-uploads\"}}, \"R\": {\"Type\": \"AWS::IAM::Role\", \"Properties\": {\"RoleName\": \"PROD-EU-app\", \"AssumeRolePolicyDocument\": {}}}}}",
+    );
+    write(
+        r,
+        "services/legacy/service.toml",
+        "[service]\ntemplate = \"t.json\"\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let options = ferry_bootstrap::Options {
+        trust: vec!["arn:aws:iam::111111111111:role/ci".into()],
+        codebuild: None,
+    };
+    let plan =
+        |stage: &str| ferry_bootstrap::plan(&ws, &ws.stage(stage).unwrap(), &options).unwrap();
+    let role = |name: &str| format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{name}");
+    let bucket = |name: &str| format!("arn:${{AWS::Partition}}:s3:::{name}");
+    let of = |b: &ferry_bootstrap::Bootstrap, deny: bool| -> Vec<String> {
+        b.permissions
+            .iter()
+            .filter(|p| p.deny == deny)
+            .flat_map(|p| p.resources.clone())
+            .collect()
+    };
+    let prod = plan("prod");
+    let prod_eu = plan("prod-eu");
+    let granted = of(&prod_eu, false);
+    for own in [
+        role("shop-api-prod-euRole"),
+        role("app/shop-api-prod-eu-worker"),
+        bucket("acme-prod-eu-uploads"),
+    ] {
+        assert!(granted.contains(&own), "{own}: {granted:#?}");
+    }
+    // `prod-eu-App` is `PROD-EU-app` to IAM, which `legacy` names in every stage.
+    assert!(!granted.contains(&role("prod-eu-App")), "{granted:#?}");
+    assert!(
+        prod_eu.notes.iter().any(|n| n.starts_with("`api`: AWS::IAM::Role Mixed names its role `prod-eu-App` itself, one a template also gives in another named stage")),
+        "{:#?}",
+        prod_eu.notes
+    );
+    // `acme-prod-uploads` is legacy's in every stage: prod is not granted it.
+    assert!(
+        !of(&prod, false).contains(&bucket("acme-prod-uploads")),
+        "{:#?}",
+        prod.permissions
+    );
+    // prod's grant `shop-api-prod-*` reaches prod-eu's whole names: denied to prod.
+    let denied = of(&prod, true);
+    for theirs in [
+        role("shop-api-prod-euRole"),
+        role("app/shop-api-prod-eu-worker"),
+        bucket("acme-prod-eu-uploads"),
+        bucket("acme-prod-eu-uploads/*"),
+    ] {
+        assert!(denied.contains(&theirs), "{theirs}: {denied:#?}");
+    }
+    assert!(!denied.contains(&role("shop-api-prodRole")), "{denied:#?}");
+    // The previews' role is denied every named stage's.
+    let previews = of(&plan("feature-x"), true);
+    for theirs in [role("shop-api-prodRole"), role("shop-api-prod-euRole")] {
+        assert!(previews.contains(&theirs), "{theirs}: {previews:#?}");
+    }
 }

@@ -275,7 +275,7 @@ pub enum RecordError {
         holder: Box<LockHolder>,
     },
     #[error(
-        "stage `{stage}` is not locked by batch `{batch}` (no lock): no node of it ran, or the lock was released or taken over; nothing to finish"
+        "stage `{stage}` is not locked by batch `{batch}` (no lock): no node of it took the lock (none ran, or each was refused before it deployed), or the lock was released or taken over; nothing to finish"
     )]
     BatchNotLocked { stage: String, batch: String },
     #[error(

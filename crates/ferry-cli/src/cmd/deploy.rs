@@ -386,11 +386,13 @@ fn plan_of(
         .with_context(|| format!("failed to plan stage `{}`", stage.name))
 }
 
-/// A batch node about to take the stage's lock (no node of its batch holds it) first checks,
-/// without it, what would refuse its deploy: a commit older than the stage's or a shallow clone
-/// (in CI), dependencies with something still to deploy. Nodes never release the lock (their
-/// siblings share it), so one refused after taking it would leave the stage locked for the
-/// 60 minutes a batch's lock lasts. The locked run checks again, on what it reads then.
+/// A batch node about to take the stage's lock (there is none, or a stale one it may take
+/// over) first checks, without it, what would refuse its deploy at once: a commit older than
+/// the stage's or a shallow clone (in CI), dependencies with something still to deploy. Nodes
+/// never release the lock (their siblings share it), so one refused after taking it would leave
+/// the stage locked for the 60 minutes a batch's lock lasts. The locked run checks again, on
+/// what it reads then. Under another run's live lock nothing is checked: taking the lock is
+/// refused, naming its holder, and what that run is deploying is no reason to name.
 async fn refusal_before_lock(args: &DeployArgs, run: &Run<'_>, node: &Node) -> anyhow::Result<()> {
     let Run {
         ctx,
@@ -400,11 +402,13 @@ async fn refusal_before_lock(args: &DeployArgs, run: &Run<'_>, node: &Node) -> a
         records,
         ..
     } = *run;
-    let holder = records
-        .lock_holder()
+    let lock = records
+        .lock_state()
         .await
         .with_context(|| format!("failed to read the lock of stage `{}`", stage.name))?;
-    if holder.is_some_and(|h| h.batch.as_deref() == Some(node.batch.as_str())) {
+    if lock.is_some_and(|l| {
+        l.holder.batch.as_deref() == Some(node.batch.as_str()) || l.staleness().is_none()
+    }) {
         return Ok(());
     }
     let state = ferry_deploy::state::read(ws, stage, &aws.config, records)
@@ -430,7 +434,7 @@ async fn refusal_before_lock(args: &DeployArgs, run: &Run<'_>, node: &Node) -> a
     }
     refused.with_context(|| {
         format!(
-            "node `{}` of batch `{}` refused before taking the lock of stage `{}` (left free)",
+            "node `{}` of batch `{}` refused before taking the lock of stage `{}` (left as it was)",
             node.service, node.batch, stage.name
         )
     })

@@ -112,7 +112,13 @@ pub(super) fn read_project_file(
     project.notifications =
         read_notifications(&mut fd, doc.get_ref(), &stages, default_stage.is_some());
     if named {
-        check_records_paths(&mut fd, doc.get_ref(), &project.name, &stages);
+        check_records_paths(
+            &mut fd,
+            doc.get_ref(),
+            &project.name,
+            &stages,
+            default_stage.as_ref(),
+        );
     }
     check_promote_from(&mut fd, doc.get_ref(), &stages, default_stage.as_ref());
     Some(ProjectFile {
@@ -754,6 +760,8 @@ fn read_stage(
                 "`{p}` must be an absolute SSM path starting with '/', e.g. \"/ferry/shop/dev/\""
             );
             fd.error(Some(sp.clone()), Some(&key("records-path")), msg);
+        } else if p.trim_end_matches('/').is_empty() {
+            fd.error(Some(sp.clone()), Some(&key("records-path")), format!("`{p}` is every parameter of the account: the stage's deployer role, granted its records path, would write every stage's records and lock and every other parameter; give the stage a path of its own, e.g. \"/ferry/shop/dev/\""));
         } else if let Err(e) = check_ssm_name(&path, true) {
             let msg = match e {
                 SsmNameError::BadCharacter { ch: '{' | '}', .. } => {
@@ -899,25 +907,31 @@ fn check_promote_from(
 
 /// No two named stages may keep their records (and lock) at one SSM path: each would read the
 /// other's records as its own, skip services that were never deployed to it, and share a lock.
-/// Nor may one's path lie inside another's: the outer stage's deployer role is granted its whole
-/// path, the inner stage's records and lock with it, and listing its records lists the other's.
+/// Where two stages may share an account and a region, nor may one named stage's path lie inside
+/// another's (a policy granting the outer path reaches the inner stage's records and lock; a
+/// recursive listing of it reads them), nor may the previews' pattern start where a named
+/// stage's records or lock lie (the previews' role, granted every preview's records, would
+/// reach them, and no denial can keep it off without denying the previews their own).
 fn check_records_paths(
     fd: &mut FileDiags<'_>,
     doc: &DeTable<'_>,
     project: &str,
     stages: &BTreeMap<String, StageConfig>,
+    previews: Option<&StageConfig>,
 ) {
     let table_of = |name: &str| {
         get(doc, "stages")
             .and_then(|s| s.get_ref().as_table())
             .and_then(|s| get(s, name))
+    };
+    let sets_path = |name: &str| {
+        table_of(name)
             .and_then(|t| t.get_ref().as_table())
+            .is_some_and(|t| get(t, "records-path").is_some())
     };
     // The stage's `records-path` setting, else its table.
     let span_of = |name: &str| {
-        let table = get(doc, "stages")
-            .and_then(|s| s.get_ref().as_table())
-            .and_then(|s| get(s, name));
+        let table = table_of(name);
         table
             .and_then(|t| t.get_ref().as_table())
             .and_then(|t| get(t, "records-path"))
@@ -925,6 +939,11 @@ fn check_records_paths(
             .map(Spanned::span)
     };
     let key_of = |name: &str| join_key(&join_key("stages", name), "records-path");
+    // Two stages of different regions, or of accounts known to differ, share no parameter.
+    let apart = |a: &StageConfig, b: &StageConfig| {
+        a.region != b.region
+            || matches!((a.named_account(), b.named_account()), (Some(x), Some(y)) if x != y)
+    };
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     for (name, config) in stages {
         let path = records_path(project, config, name);
@@ -934,7 +953,9 @@ fn check_records_paths(
         };
         fd.error(span_of(name), Some(&key_of(name)), format!("`{path}` is also the records path of stage `{first}`; two stages sharing records would read each other's records as their own and share one lock; give each stage its own records-path"));
     }
-    // Paths end with `/`, so `/ferry/shop/dev/` never holds `/ferry/shop/devops/`.
+    // Paths end with `/`, so `/ferry/shop/dev/` never holds `/ferry/shop/devops/`; an inner
+    // path is named once, by the first path holding it.
+    let mut named = std::collections::BTreeSet::new();
     for (outer_path, outer) in &seen {
         for (inner_path, inner) in seen.range::<String, _>((
             std::ops::Bound::Excluded(outer_path),
@@ -943,15 +964,36 @@ fn check_records_paths(
             if !inner_path.starts_with(outer_path.as_str()) {
                 break;
             }
+            if apart(&stages[*outer], &stages[*inner]) || !named.insert(*inner) {
+                continue;
+            }
             // The stage that sets the path that nests: the outer one when only it does.
-            let sets =
-                |name: &str| table_of(name).is_some_and(|t| get(t, "records-path").is_some());
-            let at = if sets(outer) && !sets(inner) {
+            let at = if sets_path(outer) && !sets_path(inner) {
                 outer
             } else {
                 inner
             };
-            fd.error(span_of(at), Some(&key_of(at)), format!("stage `{inner}`'s records path `{inner_path}` lies inside stage `{outer}`'s, `{outer_path}`: `{outer}`'s deployer role, granted its whole path, would reach `{inner}`'s records and lock, and listing `{outer}`'s records lists `{inner}`'s; give each stage a records-path outside the other's"));
+            fd.error(span_of(at), Some(&key_of(at)), format!("stage `{inner}`'s records path `{inner_path}` lies inside stage `{outer}`'s, `{outer_path}`, in the same region: a policy granting `{outer}` its path reaches `{inner}`'s records and lock too (`bootstrap` denies them, a role of your own may not), and a recursive listing of `{outer}`'s path reads them; give each stage a records-path outside the other's"));
         }
+    }
+    let Some(previews) = previews else {
+        return;
+    };
+    let pattern = records_path(project, previews, "\u{0}");
+    let start = pattern.split('\u{0}').next().unwrap_or_default();
+    for (path, name) in &seen {
+        let config = &stages[*name];
+        // Only where the previews' records lie inside this stage's path: elsewhere (the
+        // default, `/ferry/shop/dev/` beside `/ferry/shop/<id>/`) `bootstrap` denies the
+        // previews' role this stage's path.
+        let reached = start.starts_with(path.as_str())
+            && ["lock", "records/", "health/"]
+                .iter()
+                .any(|own| format!("{path}{own}").starts_with(start));
+        if !reached || apart(config, previews) {
+            continue;
+        }
+        let at = if sets_path(name) { *name } else { "*" };
+        fd.error(span_of(at), Some(&key_of(at)), format!("the preview stages' records paths (`{}`) start inside stage `{name}`'s, `{path}`, in the same region: the previews' role, granted every preview's records (`{start}*`), would reach `{name}`'s records and lock, and no denial can keep it off without denying the previews their own; give `{name}` a records-path outside `{start}`, or the previews one that starts elsewhere", pattern.replace('\u{0}', "{stage}")));
     }
 }
