@@ -439,11 +439,11 @@ fn validate_warns_of_names_every_stage_gives_and_of_empty_parameters() {
     repo.write("ferry.toml", &config(""))
         .write(
             "services/api/service.toml",
-            "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nEnv = \"\"\nLevel = \"\"\n",
+            "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nEnv = \"\"\nLevel = \"\"\nStage = \"${stage}\"\n",
         )
         .write(
             "services/api/t.yaml",
-            "Parameters:\n  Env: {Type: String}\n  Level: {Type: String, Default: '1'}\nResources:\n  T:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      TableName: orders\n      KeySchema: [{AttributeName: id, KeyType: HASH}]\n      AttributeDefinitions: [{AttributeName: id, AttributeType: S}]\n      BillingMode: PAY_PER_REQUEST\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !Sub '${AWS::StackName}-q'\n  R:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: api-role\n      AssumeRolePolicyDocument: {}\nOutputs:\n  Id:\n    Value: !Ref T\n    Export:\n      Name: SharedId\n",
+            "Parameters:\n  Env: {Type: String}\n  Level: {Type: String, Default: '1'}\n  Environment: {Type: String, Default: dev}\n  Stage: {Type: String}\nResources:\n  Bus:\n    Type: AWS::Events::EventBus\n    Properties:\n      Name: !Sub 'ecommerce-${Environment}'\n  PerStage:\n    Type: AWS::Events::EventBus\n    Properties:\n      Name: !Sub 'ecommerce-${Stage}'\n  T:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      TableName: orders\n      KeySchema: [{AttributeName: id, KeyType: HASH}]\n      AttributeDefinitions: [{AttributeName: id, AttributeType: S}]\n      BillingMode: PAY_PER_REQUEST\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !Sub '${AWS::StackName}-q'\n  R:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: api-role\n      AssumeRolePolicyDocument: {}\nOutputs:\n  Id:\n    Value: !Ref T\n    Export:\n      Name: SharedId\n",
         );
     repo.commit("api");
     let root = repo.path().to_str().unwrap();
@@ -453,12 +453,15 @@ fn validate_warns_of_names_every_stage_gives_and_of_empty_parameters() {
     for said in [
         "warning: `api` gives the table `orders` literally (Resources.T.Properties.TableName), so every stage deploying it gives that name: stages `dev` and `prod` deploy to us-east-1 and no account or role-arn sets them apart, so the second one's deploy fails there",
         "warning: `api` gives the export name `SharedId` literally (Outputs.Id.Export.Name)",
+        // Built from a parameter left at its default: the same in every stage.
+        "warning: `api` gives the event bus `ecommerce-dev` the same in every stage (Resources.Bus.Properties.Name)",
         "warning: services/api/service.toml: parameters.Env is empty, and the template of `api` gives `Env` no default: it deploys as an empty string",
     ] {
         assert!(err.contains(said), "{said}\n{err}");
     }
-    // Built from the stack's name, and with a default: nothing to say of them.
+    // Built from the stack's name or the stage, and with a default: nothing to say of them.
     assert!(!err.contains("-q"), "{err}");
+    assert!(!err.contains("PerStage"), "{err}");
     assert!(!err.contains("parameters.Level"), "{err}");
     // Stages in accounts of their own (here by their roles) do not meet.
     repo.write(

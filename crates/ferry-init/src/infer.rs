@@ -36,6 +36,8 @@ struct Said {
     /// built from one (`${ParentAlertStack}-TopicARN`, default `''`) is made only when the
     /// parameter is given.
     defaulted: BTreeMap<String, String>,
+    /// Every parameter the template declares.
+    declared: std::collections::BTreeSet<String>,
 }
 
 /// Fills in `depends_on`, `inputs`, `region` and (a guess, when it cannot be read) `stack_name`
@@ -78,6 +80,20 @@ pub(crate) fn links(
         })
         .collect();
 
+    // The stack name each service's stack gets, in Ferry's syntax: `{service}-{stage}`, the
+    // default `ferry.toml` keeps, or a Serverless service's framework's `<service>-<stage>`.
+    let stack_of: Vec<Option<String>> = services
+        .iter()
+        .zip(&said)
+        .map(|(f, s)| match f.kind {
+            ServiceKind::Serverless => s
+                .framework_name
+                .as_deref()
+                .filter(|n| !n.contains("${"))
+                .map(|n| format!("{n}-${{stage}}")),
+            _ => Some(format!("{}-${{stage}}", f.name)),
+        })
+        .collect();
     for i in 0..services.len() {
         let mut deps: BTreeMap<String, String> = BTreeMap::new();
         let mut inputs: BTreeMap<String, String> = BTreeMap::new();
@@ -100,8 +116,11 @@ pub(crate) fn links(
                 (through, exporters.get(&k).map(Vec::as_slice))
                 && *j != i
             {
+                let stack = stack_of[*j]
+                    .as_deref()
+                    .map_or_else(|| "its stack name".to_string(), |n| format!("\"{n}\""));
                 notes.push(format!(
-                    "{}: imports `{import}` through its template parameter {var} (default `{default}`), which matches {}'s export `{export}` only when {var} is given {}'s stack name: depends-on not inferred; if that is what {var} is for, give it that stack name in its [parameters] (`services` shows it) and add \"{}\" to its depends-on",
+                    "{}: imports `{import}` through its template parameter {var} (default `{default}`), which matches {}'s export `{export}` only when {var} is given {}'s stack name: depends-on not inferred; if that is what {var} is for, give it that stack name in its [parameters] ({var} = {stack}) and add \"{}\" to its depends-on",
                     services[i].dir,
                     services[*j].name,
                     services[*j].name,
@@ -111,6 +130,24 @@ pub(crate) fn links(
             }
             match exporters.get(&k).map(Vec::as_slice) {
                 Some([(j, export)]) if *j != i => {
+                    // `${ParentStack}-Out` of `${AWS::StackName}-Out`: the parameter, which has
+                    // no default, takes the exporter's stack name; left empty, the import
+                    // would name `-Out`.
+                    if let Some((var, rest)) =
+                        import.strip_prefix("${").and_then(|r| r.split_once('}'))
+                        && s.declared.contains(var)
+                        && export.strip_prefix("${AWS::StackName}") == Some(rest)
+                        && let Some(stack) = &stack_of[*j]
+                        && !services[i].parameters.contains_key(var)
+                    {
+                        let why = format!(
+                            "the name of {}'s stack, whose export `{export}` {var} names in `{import}`",
+                            services[*j].name
+                        );
+                        services[i]
+                            .parameters
+                            .insert(var.to_string(), (stack.clone(), why));
+                    }
                     deps.entry(services[*j].name.clone()).or_insert(
                         format!("imports `{import}`, which {} exports as `{export}`", services[*j].name),
                     );
@@ -419,6 +456,9 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
         && let Some(Value::Mapping(params)) = doc.get("Parameters")
     {
         for (k, decl) in params {
+            if let Some(k) = k.as_str() {
+                said.declared.insert(k.to_string());
+            }
             let (Some(k), Some(default)) = (k.as_str(), decl.get("Default")) else {
                 continue;
             };

@@ -161,12 +161,41 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
             .into_iter()
             .filter(|(p, _)| !s.parameters.contains_key(p))
             .collect();
-        if !s.parameters.is_empty() || !missing.is_empty() {
+        let staged: Vec<(String, String, Option<Vec<String>>)> =
+            if s.kind == ServiceKind::Serverless {
+                Vec::new()
+            } else {
+                stage_parameters(&root.join(crate::template_path(&s.dir, &s.file)))
+                    .into_iter()
+                    .filter(|(p, ..)| !s.parameters.contains_key(p))
+                    .collect()
+            };
+        if !s.parameters.is_empty() || !missing.is_empty() || !staged.is_empty() {
             let _ = writeln!(text, "\n[parameters]");
         }
         for (key, (value, why)) in &s.parameters {
             let _ = writeln!(text, "# {}", one_line(why));
             let _ = writeln!(text, "{key} = {}", quoted(value));
+        }
+        for (key, default, allowed) in staged {
+            match allowed.filter(|a| !STAGES.iter().all(|st| a.iter().any(|v| v == st))) {
+                None => {
+                    let _ = writeln!(
+                        text,
+                        "# {key} names the stage (its default, `{}`, is one): each stage gives its own, as the template's names and conditions built from it expect",
+                        one_line(&default)
+                    );
+                    let _ = writeln!(text, "{key} = \"${{stage}}\"");
+                }
+                Some(allowed) => {
+                    let _ = writeln!(
+                        text,
+                        "# {key} names the stage (default `{}`), but its AllowedValues ({}) do not take every stage of ferry.toml: every stage deploys with the default until you give it, e.g. {key} = \"${{stage}}\" with stages named after its values",
+                        one_line(&default),
+                        one_line(&allowed.join(", "))
+                    );
+                }
+            }
         }
         if !missing.is_empty() {
             let _ = writeln!(
@@ -200,11 +229,7 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
                 let _ = writeln!(text, "{p} = \"\"");
                 continue;
             }
-            let stage_like = matches!(
-                p.to_ascii_lowercase().as_str(),
-                "stage" | "stagename" | "env" | "environment"
-            );
-            let value = if stage_like { "${stage}" } else { "" };
+            let value = if stage_like(&p) { "${stage}" } else { "" };
             let _ = writeln!(text, "{p} = {}", quoted(value));
         }
         if let Some((argv, why)) = &s.build {
@@ -222,6 +247,63 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
         files.push((format!("{}/service.toml", s.dir), text));
     }
     files
+}
+
+/// The named stages `ferry.toml` is written with.
+const STAGES: &[&str] = &["dev", "staging", "prod"];
+
+/// Whether a template parameter's name says it names the stage.
+fn stage_like(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "stage" | "stagename" | "env" | "envname" | "environment" | "environmentname"
+    )
+}
+
+/// The parameters a template declares that name the stage and default to one (`Environment`,
+/// default `dev`): the template builds names and conditions from them, which would be the
+/// default's in every stage. Each with its default and its `AllowedValues`, if any.
+fn stage_parameters(path: &Path) -> Vec<(String, String, Option<Vec<String>>)> {
+    let Some(doc) = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| ferry_manifest::yaml::from_str::<serde_yaml_ng::Value>(&t).ok())
+    else {
+        return Vec::new();
+    };
+    let Some(serde_yaml_ng::Value::Mapping(params)) = doc.get("Parameters") else {
+        return Vec::new();
+    };
+    const STAGE_WORDS: &[&str] = &[
+        "dev",
+        "development",
+        "test",
+        "qa",
+        "stage",
+        "staging",
+        "prod",
+        "production",
+    ];
+    params
+        .iter()
+        .filter_map(|(k, decl)| {
+            let key = k.as_str()?;
+            let default = decl.get("Default")?.as_str()?;
+            (stage_like(key)
+                && key.chars().all(|c| c.is_ascii_alphanumeric())
+                && STAGE_WORDS.contains(&default.to_ascii_lowercase().as_str()))
+            .then(|| {
+                let allowed = decl
+                    .get("AllowedValues")
+                    .and_then(serde_yaml_ng::Value::as_sequence)
+                    .map(|v| {
+                        v.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect::<Vec<_>>()
+                    });
+                (key.to_string(), default.to_string(), allowed)
+            })
+        })
+        .collect()
 }
 
 /// The parameters a template declares without a `Default`, each with its SSM parameter type

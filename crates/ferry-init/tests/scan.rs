@@ -3001,3 +3001,88 @@ fn a_runner_path_inside_the_repository_is_written_relative_to_it() {
     );
     assert!(notes.contains("a folder of this machine"), "{notes}");
 }
+
+/// A template parameter that names the stage and defaults to one (`Environment`, default `dev`,
+/// as AWS's samples write it) is given `${stage}`: before, init left it out, so staging and
+/// prod deployed as `dev`, under dev's names and conditions. One whose AllowedValues do not
+/// take every stage is only commented on.
+#[test]
+fn a_parameter_naming_the_stage_with_a_default_is_given_the_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "orders/template.yaml",
+        "Parameters:\n  Environment:\n    Type: String\n    Default: dev\n  LogLevel:\n    Type: String\n    Default: dev\nResources:\n  Bus:\n    Type: AWS::Events::EventBus\n    Properties:\n      Name: !Sub 'ecommerce-${Environment}'\n",
+    );
+    file(
+        r,
+        "payments/template.yaml",
+        "Parameters:\n  Stage:\n    Type: String\n    Default: prod\n    AllowedValues: [dev, prod]\nResources:\n  Q: {Type: AWS::SQS::Queue}\n",
+    );
+    let s = scan(r).unwrap();
+    let files = render(&s, r);
+    let manifest = |dir: &str| {
+        files
+            .iter()
+            .find(|(p, _)| p == &format!("{dir}/service.toml"))
+            .map(|(_, t)| t.as_str())
+            .unwrap_or_else(|| panic!("{files:#?}"))
+    };
+    let orders = manifest("orders");
+    assert!(
+        orders.contains("# Environment names the stage (its default, `dev`, is one)")
+            && orders.contains("\nEnvironment = \"${stage}\"\n"),
+        "{orders}"
+    );
+    // A parameter named otherwise keeps its default.
+    assert!(!orders.contains("LogLevel"), "{orders}");
+    let payments = manifest("payments");
+    assert!(
+        payments.contains("# Stage names the stage (default `prod`), but its AllowedValues (dev, prod) do not take every stage of ferry.toml")
+            && !payments.contains("\nStage = "),
+        "{payments}"
+    );
+    // What init wrote loads.
+    write(r, &files, false).unwrap();
+    let ws = ferry_manifest::load(r).unwrap();
+    let orders = ws.service("orders").unwrap();
+    assert!(orders.parameters.contains_key("Environment"));
+}
+
+/// An import through a template parameter without a default (`${ParentClientStack}-…`, as
+/// widdix's templates write it) of another service's `${AWS::StackName}-…` export: the
+/// dependency was inferred, but the parameter left empty, so the deploy imported
+/// `-ClientSecurityGroup`. It now takes the exporter's stack name.
+#[test]
+fn a_parent_stack_parameter_takes_the_exporters_stack_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "client-sg/template.yaml",
+        "Resources:\n  SG: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: client}}\nOutputs:\n  Id:\n    Value: !Ref SG\n    Export:\n      Name: !Sub '${AWS::StackName}-ClientSecurityGroup'\n",
+    );
+    file(
+        r,
+        "documentdb/template.yaml",
+        "Parameters:\n  ParentClientStack:\n    Type: String\nResources:\n  Q:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Type: String\n      Value: {'Fn::ImportValue': !Sub '${ParentClientStack}-ClientSecurityGroup'}\n",
+    );
+    let s = scan(r).unwrap();
+    let files = render(&s, r);
+    let manifest = &files
+        .iter()
+        .find(|(p, _)| p == "documentdb/service.toml")
+        .unwrap_or_else(|| panic!("{files:#?}"))
+        .1;
+    assert!(
+        manifest.contains("depends-on = [\"client-sg\"]")
+            && manifest.contains("\nParentClientStack = \"client-sg-${stage}\"\n")
+            && manifest.contains("# the name of client-sg's stack, whose export `${AWS::StackName}-ClientSecurityGroup` ParentClientStack names"),
+        "{manifest}"
+    );
+    write(r, &files, false).unwrap();
+    let ws = ferry_manifest::load(r).unwrap();
+    let dev = ws.stage("dev").unwrap();
+    assert_eq!(ws.stack_name("client-sg", &dev), "client-sg-dev");
+}

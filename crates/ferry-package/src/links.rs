@@ -686,23 +686,31 @@ pub struct StageSharedName {
     pub at: String,
     /// Two stages that may share an account and region, and that region.
     pub stages: (String, String, String),
+    /// Given as a plain string; else built from what is the same in both stages.
+    pub literal: bool,
 }
 
 impl std::fmt::Display for StageSharedName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // `region`: where they meet, a region or "one account".
         let (a, b, region) = &self.stages;
+        let how = if self.literal {
+            "literally"
+        } else {
+            "the same in every stage"
+        };
         write!(
             f,
-            "`{}` gives the {} `{}` literally ({}), so every stage deploying it gives that name: stages `{a}` and `{b}` deploy to {} and no account or role-arn sets them apart, so the second one's deploy fails there; build the name from the stack's or the stage's (`!Sub \"${{AWS::StackName}}-…\"`), or give the stages accounts of their own",
+            "`{}` gives the {} `{}` {how} ({}), so every stage deploying it gives that name: stages `{a}` and `{b}` deploy to {} and no account or role-arn sets them apart, so the second one's deploy fails there; build the name from the stack's or the stage's (`!Sub \"${{AWS::StackName}}-…\"`, or a parameter given `${{stage}}` in service.toml), or give the stages accounts of their own",
             self.service, self.kind, self.name, self.at, region
         )
     }
 }
 
-/// Every literal name ([`StageSharedName`]) that two named stages in one account and region
-/// would both give. A resource under a `Condition` is left out, as are templates that cannot
-/// be read: advice, never an error.
+/// Every name ([`StageSharedName`]) that two named stages in one account and region would both
+/// give: a literal one, or one built from what is the same in both (a parameter left at its
+/// default, or given a plain value in service.toml). A resource under a `Condition` is left
+/// out, as are templates that cannot be read: advice, never an error.
 pub fn names_every_stage_gives(ws: &Workspace) -> Vec<StageSharedName> {
     // Names unique in an account and region meet in stages of one region; those unique in an
     // account (IAM roles), in stages of one account anywhere.
@@ -710,6 +718,7 @@ pub fn names_every_stage_gives(ws: &Workspace) -> Vec<StageSharedName> {
     let Some(anywhere) = stages_sharing(ws, false) else {
         return Vec::new();
     };
+    let pair = |(a, b, _): &(String, String, String)| Some((ws.stage(a).ok()?, ws.stage(b).ok()?));
     let mut needles: Vec<&str> = NAME_PROPERTIES
         .iter()
         .filter(|(.., scope)| *scope != "all of AWS")
@@ -718,44 +727,71 @@ pub fn names_every_stage_gives(ws: &Workspace) -> Vec<StageSharedName> {
     needles.push("Export");
     let mut out = Vec::new();
     for (s, t) in templates_mentioning(ws, &needles) {
-        let mut give = |kind: &str, name: &str, at: String, per_region: bool| {
-            let stages = if per_region {
-                regional.as_ref()
-            } else {
-                Some(&anywhere)
-            };
-            if let Some(stages) = stages {
-                out.push(StageSharedName {
-                    service: s.name.clone(),
-                    kind: kind.to_string(),
-                    name: name.to_string(),
-                    at,
-                    stages: stages.clone(),
-                });
-            }
-        };
-        for l in literal_names(&t)
+        // Each name the template gives, where it gives it, and whether its names meet per
+        // region.
+        let mut given: Vec<(&str, &Value, String, bool)> = Vec::new();
+        for (id, r) in t
+            .get("Resources")
+            .and_then(Value::as_object)
             .into_iter()
-            .filter(|l| l.scope != "all of AWS")
+            .flatten()
+            .filter(|(_, r)| r.get("Condition").is_none())
         {
-            give(l.kind, l.name, l.at, l.scope == "an account and region");
+            let Some(ty) = r.get("Type").and_then(Value::as_str) else {
+                continue;
+            };
+            let Some((_, prop, kind, scope)) = NAME_PROPERTIES
+                .iter()
+                .find(|(t, .., scope)| *t == ty && *scope != "all of AWS")
+            else {
+                continue;
+            };
+            if let Some(name) = r.pointer(&format!("/Properties/{prop}")) {
+                let at = format!("Resources.{id}.Properties.{prop}");
+                given.push((kind, name, at, *scope == "an account and region"));
+            }
         }
         for (id, o) in t
             .get("Outputs")
             .and_then(Value::as_object)
             .into_iter()
             .flatten()
+            .filter(|(_, o)| o.get("Condition").is_none())
         {
-            if o.get("Condition").is_some() {
-                continue;
-            }
-            if let Some(Value::String(name)) = o.pointer("/Export/Name") {
-                give(
+            if let Some(name) = o.pointer("/Export/Name") {
+                given.push((
                     "export name",
                     name,
                     format!("Outputs.{id}.Export.Name"),
                     true,
-                );
+                ));
+            }
+        }
+        for (kind, name, at, per_region) in given {
+            let stages = if per_region {
+                regional.as_ref()
+            } else {
+                Some(&anywhere)
+            };
+            let Some(stages) = stages else {
+                continue;
+            };
+            let same = match name {
+                Value::String(literal) => Some((literal.clone(), true)),
+                _ => pair(stages).and_then(|(a, b)| {
+                    let x = resolve(ws, &a, s, &t, name)?;
+                    (resolve(ws, &b, s, &t, name)? == x).then_some((x, false))
+                }),
+            };
+            if let Some((name, literal)) = same {
+                out.push(StageSharedName {
+                    service: s.name.clone(),
+                    kind: kind.to_string(),
+                    name,
+                    at,
+                    stages: stages.clone(),
+                    literal,
+                });
             }
         }
     }
