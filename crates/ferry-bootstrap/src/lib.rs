@@ -939,17 +939,8 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                         )),
                     }
                 }
-                for r in t["Resources"]
-                    .as_object()
-                    .into_iter()
-                    .flat_map(|m| m.values())
-                {
-                    if let Some(ty) = r["Type"].as_str() {
-                        types
-                            .entry(ty.to_string())
-                            .or_default()
-                            .insert(s.name.clone());
-                    }
+                for ty in resource_types(&path, &t, notes, &s.name) {
+                    types.entry(ty).or_default().insert(s.name.clone());
                 }
             }
         }
@@ -1098,6 +1089,10 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
             &["AWS::DynamoDB::Table"][..],
         ),
         (
+            "AWS::Serverless::Application",
+            &["AWS::CloudFormation::Stack"][..],
+        ),
+        (
             "AWS::Serverless::LayerVersion",
             &["AWS::Lambda::LayerVersion"][..],
         ),
@@ -1146,6 +1141,12 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 actions: strings(actions),
                 resources: match scoped {
                     Scope::Any => vec!["*".to_string()],
+                    Scope::NestedStacks => stacks
+                        .iter()
+                        .map(|s| arn("cloudformation", &format!("stack/{}*/*", name_prefix(s))))
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect(),
                     Scope::StackRoles => stacks
                         .iter()
                         .map(|s| {
@@ -1452,10 +1453,68 @@ fn pass_roles_only_to_their_services(
 
 enum Scope {
     Any,
+    /// Stacks CloudFormation nests in the stage's stacks, named `<stack>-<logical id>-<random>`.
+    NestedStacks,
     /// Roles named after the stage's stacks (CloudFormation names them so).
     StackRoles,
     /// Buckets (and their objects) named after the stage's stacks.
     StackBuckets,
+}
+
+/// How deep templates nested in templates are read for their resource types.
+const MAX_NESTING: usize = 8;
+
+/// The resource types of `template` (read from `path`) and of the templates it nests from the
+/// repository (an `AWS::CloudFormation::Stack`'s `TemplateURL`, a SAM application's `Location`,
+/// as relative paths, which packaging uploads): CloudFormation creates those with the deploying
+/// role too. A nested template that cannot be read is noted for `service`.
+fn resource_types(
+    path: &std::path::Path,
+    template: &Value,
+    notes: &mut Vec<String>,
+    service: &str,
+) -> BTreeSet<String> {
+    let mut types = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![(path.to_path_buf(), template.clone(), 0)];
+    while let Some((at, t, depth)) = todo.pop() {
+        for r in t["Resources"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            let Some(ty) = r["Type"].as_str() else {
+                continue;
+            };
+            types.insert(ty.to_string());
+            let nested = match ty {
+                "AWS::CloudFormation::Stack" => r.pointer("/Properties/TemplateURL"),
+                "AWS::Serverless::Application" => r.pointer("/Properties/Location"),
+                _ => None,
+            };
+            let Some(rel) = nested.and_then(Value::as_str) else {
+                continue;
+            };
+            if rel.contains("://") || rel.starts_with('/') {
+                continue;
+            }
+            let file = at.parent().unwrap_or(std::path::Path::new("")).join(rel);
+            if depth >= MAX_NESTING || !seen.insert(file.clone()) {
+                continue;
+            }
+            match std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|text| ferry_package::parse_template(&text).ok())
+            {
+                Some(inner) => todo.push((file, inner, depth + 1)),
+                None => notes.push(format!(
+                    "`{service}`: the template it nests, {}, could not be read; its resource types are not covered",
+                    file.display()
+                )),
+            }
+        }
+    }
+    types
 }
 
 /// The roles and buckets templates name themselves that a stage's role is granted by their
@@ -2116,6 +2175,21 @@ fn strings(s: &[&str]) -> Vec<String> {
 /// The actions CloudFormation needs to create, update and delete a resource type.
 fn actions_of(ty: &str) -> Option<(&'static [&'static str], Scope)> {
     Some(match ty {
+        // CloudFormation creates a nested stack with the deploying role's credentials.
+        "AWS::CloudFormation::Stack" => (
+            &[
+                "cloudformation:CreateStack",
+                "cloudformation:UpdateStack",
+                "cloudformation:DeleteStack",
+                "cloudformation:DescribeStacks",
+                "cloudformation:DescribeStackEvents",
+                "cloudformation:ListStackResources",
+                "cloudformation:GetTemplate",
+                "cloudformation:TagResource",
+                "cloudformation:UntagResource",
+            ][..],
+            Scope::NestedStacks,
+        ),
         "AWS::SQS::Queue" => (
             &[
                 "sqs:CreateQueue",

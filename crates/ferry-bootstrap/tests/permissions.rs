@@ -1642,3 +1642,83 @@ fn a_name_granted_whole_is_no_other_stages_and_is_denied_to_them() {
         assert!(previews.contains(&theirs), "{theirs}: {previews:#?}");
     }
 }
+
+/// A stack a template nests (`AWS::CloudFormation::Stack`, a SAM application) is created with
+/// the deploying role: it is granted CloudFormation on the stacks named after the stage's, and
+/// the resource types of the nested templates the repository holds. Before, the nested stack
+/// was "not in Ferry's table: nothing added", and the first deploy was refused.
+#[test]
+fn nested_stacks_and_what_they_hold_are_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\nstack-name = \"{project}-{service}-{stage}\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    write(
+        r,
+        "services/api/t.yaml",
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Dlq:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ../../shared/dlq.yaml\n  App:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: nested/app.yaml\n  Gone:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: missing.yaml\n",
+    );
+    write(
+        r,
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\ninputs = [\"shared/**\"]\n",
+    );
+    write(
+        r,
+        "shared/dlq.yaml",
+        "Resources:\n  Q: {Type: AWS::SQS::Queue}\n",
+    );
+    write(
+        r,
+        "services/api/nested/app.yaml",
+        "Resources:\n  T:\n    Type: AWS::DynamoDB::Table\n  Inner:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: inner.yaml\n",
+    );
+    write(
+        r,
+        "services/api/nested/inner.yaml",
+        "Resources:\n  Topic: {Type: AWS::SNS::Topic}\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let stage = ws.stage("dev").unwrap();
+    let mut notes = Vec::new();
+    let permissions = ferry_bootstrap::permissions(&ws, &stage, &mut notes);
+    let grant = |why: &str| {
+        permissions
+            .iter()
+            .find(|p| !p.deny && p.why.starts_with(why))
+            .unwrap_or_else(|| panic!("{why}: {permissions:#?}"))
+    };
+    let nested = grant("AWS::CloudFormation::Stack");
+    assert_eq!(
+        nested.resources,
+        [
+            "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/shop-api-dev-*/*"
+        ]
+    );
+    assert!(
+        nested
+            .actions
+            .contains(&"cloudformation:CreateStack".to_string())
+    );
+    // What the nested templates hold, to any depth.
+    for ty in ["AWS::SQS::Queue", "AWS::DynamoDB::Table", "AWS::SNS::Topic"] {
+        grant(ty);
+    }
+    assert!(
+        !notes
+            .iter()
+            .any(|n| n.contains("AWS::CloudFormation::Stack") && n.contains("nothing added")),
+        "{notes:#?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("`api`: the template it nests, ")
+                && n.contains("missing.yaml")
+                && n.ends_with("could not be read; its resource types are not covered")),
+        "{notes:#?}"
+    );
+}
