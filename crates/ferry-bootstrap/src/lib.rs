@@ -1636,6 +1636,13 @@ fn names_granted(
                     ));
                     continue;
                 };
+                if name.is_empty() {
+                    note(format!(
+                        "`{}`: {ty} {id} takes its {property} from a parameter left empty (`init` leaves what it cannot infer for you to fill); once given, unless it starts with `{start}`, {by_hand}",
+                        s.name
+                    ));
+                    continue;
+                }
                 // The grants by a stack's name cover a role only at the root path.
                 if name.starts_with(&start) && (bucket || path == Some("/")) {
                     continue;

@@ -1421,7 +1421,7 @@ fn roles_and_buckets_a_template_names_itself_are_granted_when_they_are_the_stage
         r,
         "services/api/t.yaml",
         &format!(
-            "Parameters:\n  Stage: {{Type: String}}\n  Other: {{Type: String}}\n  Wild: {{Type: String}}\nResources:\n  \
+            "Parameters:\n  Stage: {{Type: String}}\n  Other: {{Type: String}}\n  Wild: {{Type: String}}\n  Empty: {{Type: String}}\nResources:\n  \
              Own:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: !Sub '${{AWS::StackName}}Role'\n      {trust}\n  \
              Dashed:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: !Sub '${{AWS::StackName}}-worker'\n      {trust}\n  \
              Pathed:\n    Type: AWS::IAM::Role\n    Properties:\n      Path: /service-role/\n      RoleName: !Sub '${{AWS::StackName}}Svc'\n      {trust}\n  \
@@ -1429,13 +1429,14 @@ fn roles_and_buckets_a_template_names_itself_are_granted_when_they_are_the_stage
              Wild:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: !Sub '${{Wild}}-${{AWS::StackName}}'\n      {trust}\n  \
              Uploads:\n    Type: AWS::S3::Bucket\n    Properties:\n      BucketName: !Sub 'acme-${{Stage}}-uploads'\n  \
              Later:\n    Type: AWS::S3::Bucket\n    Properties:\n      BucketName: !Ref Other\n  \
+             Unset:\n    Type: AWS::S3::Bucket\n    Properties:\n      BucketName: !Ref Empty\n  \
              Fn:\n    Type: AWS::Lambda::Function\n    Properties:\n      Role: !GetAtt Own.Arn\n      Runtime: python3.12\n      Handler: index.handler\n      Code: {{ZipFile: 'def handler(e, c): pass'}}\n"
         ),
     );
     write(
         r,
         "services/api/service.toml",
-        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nStage = \"${stage}\"\nOther = \"${output:db.Name}\"\nWild = \"*\"\n",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nStage = \"${stage}\"\nOther = \"${output:db.Name}\"\nWild = \"*\"\nEmpty = \"\"\n",
     );
     write(
         r,
@@ -1504,6 +1505,14 @@ fn roles_and_buckets_a_template_names_itself_are_granted_when_they_are_the_stage
         !dev.notes
             .iter()
             .any(|n| n.contains("Dashed") || n.contains("Own ")),
+        "{:#?}",
+        dev.notes
+    );
+    assert!(
+        noted(
+            &dev,
+            "`api`: AWS::S3::Bucket Unset takes its BucketName from a parameter left empty"
+        ),
         "{:#?}",
         dev.notes
     );

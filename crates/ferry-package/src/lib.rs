@@ -114,6 +114,10 @@ pub enum TemplateError {
     )]
     RefusedParameterValue { key: String, why: String },
     #[error(
+        "[parameters] gives `{key}` a value the template's declaration of it refuses: {why} (CloudFormation refuses the stack); `{key}` is a secret (NoEcho): never write its value in the service.toml, keep it in SSM as a SecureString (`param set <stage> <name> --secure`) and give `{key} = \"${{ssm:<name>}}\"`"
+    )]
+    RefusedSecretValue { key: String, why: String },
+    #[error(
         "service.toml says kind = \"sam\", but the template has no `Transform: {transform}`; add it, or set kind = \"cloudformation\""
     )]
     NotSam { transform: &'static str },
@@ -900,9 +904,16 @@ fn template_problems(service: &Service, parsed: &serde_json::Value) -> Vec<Templ
         let decl = &parsed["Parameters"][key];
         let shown = !template::is_no_echo(parsed, key);
         if let Some(why) = template::value_problem(decl, &text, shown) {
-            out.push(TemplateError::RefusedParameterValue {
-                key: key.clone(),
-                why,
+            out.push(if shown {
+                TemplateError::RefusedParameterValue {
+                    key: key.clone(),
+                    why,
+                }
+            } else {
+                TemplateError::RefusedSecretValue {
+                    key: key.clone(),
+                    why,
+                }
             });
         }
     }
