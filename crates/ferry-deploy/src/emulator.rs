@@ -46,15 +46,17 @@ pub(crate) async fn expand_sam(
         message,
     };
     let mut top = ferry_package::parse_template(&text).map_err(|e| err(e.to_string()))?;
-    let expand = |template: &Value, parameters: &BTreeMap<String, String>| {
-        let run = || expander.expand(template, parameters);
+    let expand_all = |requests: &[(&Value, &BTreeMap<String, String>)]| {
+        let run = || expander.expand_all(requests);
         // The translator is a child process: on a multi-threaded runtime, let other services'
         // jobs move to another worker meanwhile.
         match tokio::runtime::Handle::current().runtime_flavor() {
             tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
             _ => run(),
         }
-        .map_err(|e| err(ctx.masker.mask(&e)))
+        .into_iter()
+        .map(|r| r.map_err(|e| err(ctx.masker.mask(&e))))
+        .collect::<Vec<_>>()
     };
     if let (Some(p), Some(sp)) = (ctx.package, packaged) {
         // Parents before children: each node's parameters come from its parent's.
@@ -70,23 +72,69 @@ pub(crate) async fn expand_sam(
             nodes[i].children = children;
             i += 1;
         }
-        // Children before parents: each points at what its children moved to.
-        for i in post_order(&top_children, &nodes) {
-            let children = std::mem::take(&mut nodes[i].children);
-            let mut template = std::mem::take(&mut nodes[i].template);
-            let repointed = repoint(&mut template, &children, &nodes);
-            let body = if ferry_package::is_sam(&template) {
-                expand(&template, &nodes[i].parameters)?
-            } else if repointed {
-                serde_json::to_string(&template).map_err(|e| err(e.to_string()))?
-            } else {
-                continue;
-            };
-            nodes[i].moved = Some(put(p, &nodes[i].key, body, &err).await?);
+        // Children before parents, a level at a time: each points at what its children moved
+        // to, and the SAM templates of a level are expanded in one run of the translator (a
+        // template nested under nine others with their own parameters is nine expansions).
+        let order = post_order(&top_children, &nodes);
+        let mut height = vec![0usize; nodes.len()];
+        for &i in &order {
+            height[i] = nodes[i]
+                .children
+                .iter()
+                .map(|(_, c)| height[*c] + 1)
+                .max()
+                .unwrap_or(0);
+        }
+        let mut put_keys = std::collections::BTreeSet::new();
+        for level in 0..=height.iter().copied().max().unwrap_or(0) {
+            let here: Vec<usize> = order
+                .iter()
+                .copied()
+                .filter(|&i| height[i] == level)
+                .collect();
+            let mut sam = Vec::new();
+            let mut bodies: Vec<(usize, String)> = Vec::new();
+            for &i in &here {
+                let children = std::mem::take(&mut nodes[i].children);
+                let mut template = std::mem::take(&mut nodes[i].template);
+                let repointed = repoint(&mut template, &children, &nodes);
+                if ferry_package::is_sam(&template) {
+                    sam.push(i);
+                } else if repointed {
+                    let body = serde_json::to_string(&template).map_err(|e| err(e.to_string()))?;
+                    bodies.push((i, body));
+                }
+                nodes[i].template = template;
+            }
+            let requests: Vec<(&Value, &BTreeMap<String, String>)> = sam
+                .iter()
+                .map(|&i| (&nodes[i].template, &nodes[i].parameters))
+                .collect();
+            for (&i, body) in sam.iter().zip(expand_all(&requests)) {
+                bodies.push((i, body?));
+            }
+            for (i, body) in bodies {
+                let moved = moved_key(&nodes[i].key, &body);
+                // The same body (a template nested twice with the same result) is put once.
+                if put_keys.insert(moved.clone()) {
+                    put(p, &moved, body, &err).await?;
+                }
+                nodes[i].moved = Some(moved);
+            }
         }
         repoint(&mut top, &top_children, &nodes);
     }
-    Ok(TemplateSource::Body(expand(&top, parameters)?))
+    let mut top = expand_all(&[(&top, parameters)]);
+    Ok(TemplateSource::Body(top.remove(0)?))
+}
+
+/// Where an expanded nested template `body` of the packaged `key` is put: beside it, under a key
+/// of its own.
+fn moved_key(key: &str, body: &str) -> String {
+    format!(
+        "{key}.emulator-{}.json",
+        &ferry_package::sha256_hex(body.as_bytes())[..16]
+    )
 }
 
 /// The nested templates `template` names (packaged artifacts of the service), each as a node
@@ -188,25 +236,21 @@ fn repoint(template: &mut Value, children: &[(String, usize)], nodes: &[Node]) -
     any
 }
 
-/// Puts `body` in the bucket beside the packaged `key`, under a key of its own.
+/// Puts `body` in the bucket under `moved` (see [`moved_key`]).
 async fn put(
     p: &Prepared,
-    key: &str,
+    moved: &str,
     body: String,
     err: &impl Fn(String) -> ServiceError,
-) -> Result<String, ServiceError> {
+) -> Result<(), ServiceError> {
     let Some(bucket) = &p.bucket else {
         return Err(err(format!(
-            "its nested template {key} is read from the artifact bucket, and the package names none"
+            "its nested template {moved} is read from the artifact bucket, and the package names none"
         )));
     };
-    let moved = format!(
-        "{key}.emulator-{}.json",
-        &ferry_package::sha256_hex(body.as_bytes())[..16]
-    );
     p.s3.put_object()
         .bucket(bucket)
-        .key(&moved)
+        .key(moved)
         .body(aws_sdk_s3::primitives::ByteStream::from(body.into_bytes()))
         .send()
         .await
@@ -216,7 +260,7 @@ async fn put(
                 ferry_aws::explain("PutObject", &e)
             ))
         })?;
-    Ok(moved)
+    Ok(())
 }
 
 /// A nested template the package folder does not hold, from the bucket it was uploaded to.

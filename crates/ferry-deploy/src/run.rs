@@ -141,6 +141,18 @@ pub trait ExpandSam: Sync {
         template: &serde_json::Value,
         parameters: &BTreeMap<String, String>,
     ) -> Result<String, String>;
+
+    /// [`expand`](Self::expand) of each of `requests`, in order; an implementation may expand
+    /// them at once (one start of the translator for the many templates a nesting holds).
+    fn expand_all(
+        &self,
+        requests: &[(&serde_json::Value, &BTreeMap<String, String>)],
+    ) -> Vec<Result<String, String>> {
+        requests
+            .iter()
+            .map(|(template, parameters)| self.expand(template, parameters))
+            .collect()
+    }
 }
 
 impl std::fmt::Display for ServiceResult {

@@ -421,6 +421,94 @@ impl Emulator {
         })
     }
 
+    /// [`expand_sam`](Self::expand_sam) of many templates in one run of the translator (whose
+    /// start-up is most of a small template's time): each result in the order of `requests`, a
+    /// template the translator refuses as its message. An error when the translator cannot run.
+    pub fn expand_sam_all(
+        &self,
+        requests: &[(
+            &serde_json::Value,
+            &std::collections::BTreeMap<String, String>,
+        )],
+        region: &str,
+    ) -> Result<Vec<Result<String, String>>, LocalError> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ensure_installed(|_| {})?;
+        let request = serde_json::json!({
+            "requests": requests
+                .iter()
+                .map(|(template, parameters)| serde_json::json!({
+                    "template": template,
+                    "parameters": parameters,
+                }))
+                .collect::<Vec<_>>(),
+            "region": region,
+        });
+        let mut child = self
+            .python_command()
+            .args(["-c", SAM_EXPAND])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io("run", &self.python()))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let body = serde_json::to_vec(&request).expect("JSON values serialize");
+        let writer = std::thread::spawn(move || stdin.write_all(&body));
+        let out = child
+            .wait_with_output()
+            .map_err(io("run", &self.python()))?;
+        let _ = writer.join();
+        let indented = |lines: &[String]| {
+            lines
+                .iter()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let results: Vec<serde_json::Value> = match serde_json::from_slice(&out.stdout) {
+            Ok(results) if out.status.success() => results,
+            _ => {
+                let lines: Vec<String> = String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .map(String::from)
+                    .collect();
+                return Err(LocalError::SamExpand {
+                    errors: indented(&lines),
+                });
+            }
+        };
+        if results.len() != requests.len() {
+            return Err(LocalError::SamExpand {
+                errors: format!(
+                    "  the translator answered {} of {} templates",
+                    results.len(),
+                    requests.len()
+                ),
+            });
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| match (r.get("template"), r.get("errors")) {
+                (Some(t), _) => Ok(serde_json::to_string(t).expect("JSON values serialize")),
+                (None, errors) => {
+                    let lines: Vec<String> = errors
+                        .and_then(serde_json::Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .map(|l| l.as_str().map_or_else(|| l.to_string(), String::from))
+                        .collect();
+                    Err(LocalError::SamExpand {
+                        errors: indented(&lines),
+                    }
+                    .to_string())
+                }
+            })
+            .collect())
+    }
+
     fn launch(&self, port: u16, attached: bool) -> Result<(Child, u16), LocalError> {
         self.ensure_installed(|_| {})?;
         fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;

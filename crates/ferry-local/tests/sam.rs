@@ -106,3 +106,35 @@ fn templates_the_translator_refuses_are_errors_that_say_why() {
         .to_string();
     assert!(text.contains("Event with id [Bad] is invalid"), "{text}");
 }
+
+/// Many templates in one run of the translator: each answered in order, the same as one at a
+/// time, a refused one as its message among the others.
+#[test]
+fn many_templates_expand_in_one_run_each_as_alone() {
+    let emu = emulator();
+    let ok = function(json!(["AWSLambdaBasicExecutionRole"]), json!({}));
+    let refused = function(json!(["NoSuchPolicyXyz"]), json!({}));
+    let mut other = parameters();
+    other.insert("Table".into(), "invoices".into());
+    let params = parameters();
+    let all = emu
+        .expand_sam_all(
+            &[(&ok, &params), (&refused, &params), (&ok, &other)],
+            "eu-west-1",
+        )
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    let alone: Value =
+        serde_json::from_str(&emu.expand_sam(&ok, &params, "eu-west-1").unwrap()).unwrap();
+    let first: Value = serde_json::from_str(all[0].as_ref().unwrap()).unwrap();
+    assert_eq!(first, alone);
+    let e = all[1].as_ref().unwrap_err();
+    assert!(
+        e.contains("Unknown AWS managed policy name 'NoSuchPolicyXyz'")
+            && e.contains("aws-sam-translator 1.115.0"),
+        "{e}"
+    );
+    let third: Value = serde_json::from_str(all[2].as_ref().unwrap()).unwrap();
+    assert!(third.get("Transform").is_none(), "{third}");
+    assert!(emu.expand_sam_all(&[], "eu-west-1").unwrap().is_empty());
+}

@@ -843,4 +843,17 @@ impl ferry_deploy::ExpandSam for LocalSam {
             .expand_sam(template, parameters, &self.region)
             .map_err(|e| e.to_string())
     }
+
+    fn expand_all(
+        &self,
+        requests: &[(
+            &serde_json::Value,
+            &std::collections::BTreeMap<String, String>,
+        )],
+    ) -> Vec<Result<String, String>> {
+        match self.emulator.expand_sam_all(requests, &self.region) {
+            Ok(all) => all,
+            Err(e) => requests.iter().map(|_| Err(e.to_string())).collect(),
+        }
+    }
 }
