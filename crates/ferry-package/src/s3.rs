@@ -201,6 +201,10 @@ pub async fn upload_services(
             sha256: sha,
         });
     }
+    // An object several artifacts share (keys are content hashes: the same archive of two
+    // functions, or of two services) is put once, and counted once.
+    let mut seen = std::collections::HashSet::new();
+    objects.retain(|o| seen.insert(o.key.clone()));
     if objects.is_empty() {
         return Ok(report);
     }

@@ -929,6 +929,37 @@ async fn object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> (Vec<u8>, O
     (o.body.collect().await.unwrap().into_bytes().to_vec(), ct)
 }
 
+/// Two functions of one service built from the same files share one archive, whose key is its
+/// hash: it is put once and counted once. It was put once per function (at once, racing), and
+/// the run said "2 uploaded" of one object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_two_functions_share_is_put_and_counted_once() {
+    let template = format!(
+        "{FUNCTION}  Fn2:\n    Type: AWS::Lambda::Function\n    Properties:\n      Runtime: python3.12\n      Handler: app.handle\n      Role: !GetAtt Role.Arn\n      Code: src\n"
+    );
+    let ws = workspace(&[
+        ("services/api/template.yaml", &template),
+        (
+            "services/api/service.toml",
+            "[service]\ntemplate = \"template.yaml\"\n\n[package.artifacts]\nFn = \"src\"\nFn2 = \"src\"\n",
+        ),
+        ("services/api/src/app.py", "x = 1\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let m = packaged(ws.path(), out.path(), &["api"]);
+    let sp = &m.services["api"];
+    assert_eq!(sp.artifacts.len(), 2);
+    assert_eq!(sp.artifacts[0].key, sp.artifacts[1].key);
+    let s3 = s3().await;
+    bucket(&s3, "ferry-test-upload-shared").await;
+    let services = vec!["api".to_string()];
+    let first = ferry_package::upload(&s3, "ferry-test-upload-shared", out.path(), &m, &services)
+        .await
+        .unwrap();
+    // The archive, the template and the package entry.
+    assert_eq!((first.uploaded, first.present), (3, 0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_puts_each_archive_once_and_skips_what_the_bucket_has() {
     let ws = api_workspace();
