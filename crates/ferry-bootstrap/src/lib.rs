@@ -705,6 +705,11 @@ fn under_parameters_path(stage: &Stage, name: &str) -> bool {
 /// parameters, the artifact bucket, the topic, and per resource type its templates use.
 pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Vec<Permission> {
     let stacks = stack_names(ws, stage);
+    // The stage as its names are rendered: every preview's (`*`) for the previews' role.
+    let mut at = stage.clone();
+    if stage.preview {
+        at.id = "*".into();
+    }
     let arn = |service: &str, rest: &str| {
         format!("arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{rest}")
     };
@@ -939,7 +944,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                         )),
                     }
                 }
-                for ty in resource_types(&path, &t, notes, &s.name) {
+                for ty in resource_types(&ws.root, &path, &t, notes, &s.name) {
                     types.entry(ty).or_default().insert(s.name.clone());
                 }
             }
@@ -949,28 +954,11 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
         roles: named_roles,
         buckets: named_buckets,
     } = names_granted(ws, stage, &templates, Some(notes));
-    // Those other stages' roles are granted by whole name: this one's grants by the start of a
-    // name may reach them (another stage's `shop-api-prod-euRole` starts like `shop-api-prod-*`).
-    let theirs: Vec<NamesGiven> = other_stages_sharing(ws, stage)
-        .iter()
-        .map(|o| names_granted(ws, o, &templates, None))
-        .collect();
-    let denied: Vec<String> = theirs
-        .iter()
-        .flat_map(|n| {
-            n.roles
-                .iter()
-                .map(|r| format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:{r}"))
-                .chain(n.buckets.iter().flat_map(|b| {
-                    [
-                        format!("arn:${{AWS::Partition}}:s3:::{b}"),
-                        format!("arn:${{AWS::Partition}}:s3:::{b}/*"),
-                    ]
-                }))
-        })
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    // The roles and buckets other stages' templates name themselves: this stage's grants (by
+    // the start of a name, or a whole name) may reach them (`shop-inventory-d*`, a name cut to
+    // 16 characters, reaches stage `demo`'s `shop-inventory-demoRole`), and nothing else keeps
+    // them apart but the tag. Denied by their whole names, except those this stage gives too.
+    let denied = names_of_others(ws, stage, &templates);
     if !denied.is_empty() {
         out.push(Permission {
             why: "never: the roles and buckets other stages' templates name themselves".into(),
@@ -1123,6 +1111,13 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     let mut custom_users: BTreeSet<String> = BTreeSet::new();
     for (ty, users) in plain {
         types_seen.insert(ty.clone());
+        // The stacks of the services that nest one: a nested stack is named
+        // `<stack>-<logical id>-<random>`.
+        let nesting: Vec<String> = users
+            .iter()
+            .filter_map(|u| ws.service(u))
+            .map(|s| ws.service_stack_name(s, &at))
+            .collect();
         let custom_resource = is_custom_resource(&ty);
         if custom_resource {
             custom_users.extend(users.iter().cloned());
@@ -1141,9 +1136,9 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 actions: strings(actions),
                 resources: match scoped {
                     Scope::Any => vec!["*".to_string()],
-                    Scope::NestedStacks => stacks
+                    Scope::NestedStacks => nesting
                         .iter()
-                        .map(|s| arn("cloudformation", &format!("stack/{}*/*", name_prefix(s))))
+                        .map(|s| arn("cloudformation", &format!("stack/{s}-*/*")))
                         .collect::<BTreeSet<_>>()
                         .into_iter()
                         .collect(),
@@ -1467,26 +1462,44 @@ const MAX_NESTING: usize = 8;
 /// The resource types of `template` (read from `path`) and of the templates it nests from the
 /// repository (an `AWS::CloudFormation::Stack`'s `TemplateURL`, a SAM application's `Location`,
 /// as relative paths, which packaging uploads): CloudFormation creates those with the deploying
-/// role too. A nested template that cannot be read is noted for `service`.
+/// role too. Each nested template is read once (by its real path); one outside the repository
+/// `root`, one that cannot be read, one nested deeper than [`MAX_NESTING`], and the roles and
+/// buckets a nested template names itself (not granted by name) are noted for `service`.
 fn resource_types(
+    root: &std::path::Path,
     path: &std::path::Path,
     template: &Value,
     notes: &mut Vec<String>,
     service: &str,
 ) -> BTreeSet<String> {
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     let mut types = BTreeSet::new();
-    let mut seen = BTreeSet::new();
+    let mut seen =
+        BTreeSet::from([std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())]);
     let mut todo = vec![(path.to_path_buf(), template.clone(), 0)];
     while let Some((at, t, depth)) = todo.pop() {
-        for r in t["Resources"]
-            .as_object()
-            .into_iter()
-            .flat_map(|m| m.values())
-        {
+        for (id, r) in t["Resources"].as_object().into_iter().flatten() {
             let Some(ty) = r["Type"].as_str() else {
                 continue;
             };
             types.insert(ty.to_string());
+            let named = match ty {
+                "AWS::IAM::Role" => r.pointer("/Properties/RoleName"),
+                "AWS::S3::Bucket" => r.pointer("/Properties/BucketName"),
+                _ => None,
+            };
+            // One named after its own stack (`${AWS::StackName}-…`, the nested stack's name,
+            // which starts like the service's) is granted with the stack's names.
+            let after_stack = named
+                .and_then(|n| n.get("Fn::Sub").or(Some(n)))
+                .and_then(|n| n.as_str().or_else(|| n.get(0).and_then(Value::as_str)))
+                .is_some_and(|text| text.starts_with("${AWS::StackName}-"));
+            if depth > 0 && named.is_some() && !after_stack {
+                notes.push(format!(
+                    "`{service}`: {ty} {id} of the template it nests, {}, names itself: names in nested templates are not granted (the role may not create it until it is granted by hand), unless they start like the service's stack",
+                    at.display()
+                ));
+            }
             let nested = match ty {
                 "AWS::CloudFormation::Stack" => r.pointer("/Properties/TemplateURL"),
                 "AWS::Serverless::Application" => r.pointer("/Properties/Location"),
@@ -1495,18 +1508,41 @@ fn resource_types(
             let Some(rel) = nested.and_then(Value::as_str) else {
                 continue;
             };
-            if rel.contains("://") || rel.starts_with('/') {
+            if rel.contains("://") {
                 continue;
             }
             let file = at.parent().unwrap_or(std::path::Path::new("")).join(rel);
-            if depth >= MAX_NESTING || !seen.insert(file.clone()) {
+            let Ok(real) = std::fs::canonicalize(&file) else {
+                notes.push(format!(
+                    "`{service}`: the template it nests, {}, could not be read; its resource types are not covered",
+                    file.display()
+                ));
+                continue;
+            };
+            if !real.starts_with(&root) {
+                notes.push(format!(
+                    "`{service}`: the template it nests, {}, lies outside the repository: not read (packaging refuses it too)",
+                    file.display()
+                ));
                 continue;
             }
-            match std::fs::read_to_string(&file)
+            if !seen.insert(real.clone()) {
+                continue;
+            }
+            if depth + 1 > MAX_NESTING {
+                notes.push(format!(
+                    "`{service}`: templates nested more than {MAX_NESTING} deep are not read ({}): the resource types of {} are not covered",
+                    at.display(),
+                    file.display()
+                ));
+                continue;
+            }
+            match std::fs::read_to_string(&real)
                 .ok()
                 .and_then(|text| ferry_package::parse_template(&text).ok())
+                .filter(Value::is_object)
             {
-                Some(inner) => todo.push((file, inner, depth + 1)),
+                Some(inner) => todo.push((real, inner, depth + 1)),
                 None => notes.push(format!(
                     "`{service}`: the template it nests, {}, could not be read; its resource types are not covered",
                     file.display()
@@ -1536,8 +1572,20 @@ fn other_stages_sharing(ws: &Workspace, stage: &Stage) -> Vec<Stage> {
         .collect()
 }
 
-/// The role and bucket names `templates` (by service) give in `stage` (roles lowercased, as IAM
-/// takes a name in any case for the same role): as `stage` renders them.
+/// The CloudFormation and SAM templates of the workspace that can be read, by service (a
+/// Serverless Framework service's is compiled only when it packages).
+fn cfn_templates(ws: &Workspace) -> BTreeMap<String, Value> {
+    ws.services
+        .iter()
+        .filter(|s| s.kind != ServiceKind::Serverless)
+        .filter_map(|s| {
+            let text = std::fs::read_to_string(ws.root.join(s.template_path())).ok()?;
+            Some((s.name.clone(), ferry_package::parse_template(&text).ok()?))
+        })
+        .collect()
+}
+
+/// The role and bucket names `templates` (by service) give in `stage`, as `stage` renders them.
 fn names_of(
     ws: &Workspace,
     stage: &Stage,
@@ -1558,17 +1606,62 @@ fn names_of(
                 "BucketName"
             };
             for (_, name) in ferry_package::given_names(ws, stage, s, t, ty, property) {
-                if let Some(n) = name {
-                    set.insert(if set_is_roles(ty) {
-                        n.to_ascii_lowercase()
-                    } else {
-                        n
-                    });
-                }
+                set.extend(name.filter(|n| !n.is_empty()));
             }
         }
     }
     (roles, buckets)
+}
+
+/// The ARNs of the roles (at any path) and buckets (and their objects) the templates name
+/// themselves in the other stages that may share `stage`'s account, but not in `stage`
+/// (a role in any letter case), each a name IAM or S3 takes.
+fn names_of_others(
+    ws: &Workspace,
+    stage: &Stage,
+    templates: &BTreeMap<String, Value>,
+) -> Vec<String> {
+    let mut at = stage.clone();
+    if stage.preview {
+        at.id = "*".into();
+    }
+    let (my_roles, my_buckets) = names_of(ws, &at, templates);
+    let my_roles: BTreeSet<String> = my_roles.iter().map(|r| r.to_ascii_lowercase()).collect();
+    let mut out = BTreeSet::new();
+    for o in other_stages_sharing(ws, stage) {
+        let (roles, buckets) = names_of(ws, &o, templates);
+        for r in roles
+            .iter()
+            .filter(|r| valid_name(false, r) && !my_roles.contains(&r.to_ascii_lowercase()))
+        {
+            out.insert(format!(
+                "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{r}"
+            ));
+            out.insert(format!(
+                "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/*/{r}"
+            ));
+        }
+        for b in buckets
+            .iter()
+            .filter(|b| valid_name(true, b) && !my_buckets.contains(*b))
+        {
+            out.insert(format!("arn:${{AWS::Partition}}:s3:::{b}"));
+            out.insert(format!("arn:${{AWS::Partition}}:s3:::{b}/*"));
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Whether `name` holds only what IAM takes in a role's name (or a path, with `/`), or S3 in a
+/// bucket's: anything else (`*`, `?`, `${…}`) would widen a grant or break the role's template.
+fn valid_name(bucket: bool, name: &str) -> bool {
+    if bucket {
+        name.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+    } else {
+        name.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+    }
 }
 
 fn set_is_roles(ty: &str) -> bool {
@@ -1594,10 +1687,13 @@ fn names_granted(
     if stage.preview {
         at.id = "*".into();
     }
+    // Roles in any letter case: IAM takes `Prod-App` for `prod-app`.
     let mut theirs = (BTreeSet::new(), BTreeSet::new());
     for o in other_stages_sharing(ws, stage) {
         let (roles, buckets) = names_of(ws, &o, templates);
-        theirs.0.extend(roles);
+        theirs
+            .0
+            .extend(roles.iter().map(|r| r.to_ascii_lowercase()));
         theirs.1.extend(buckets);
     }
     let mut out = NamesGiven::default();
@@ -1650,20 +1746,13 @@ fn names_granted(
                 // Only what IAM and S3 take in a name: anything else (`*`, `?`, `${…}`) would
                 // widen the grant, or break the role's template, and CloudFormation would refuse
                 // the name anyway.
-                let valid = if bucket {
-                    name.chars().all(|c| {
-                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-'
-                    })
-                } else {
-                    name.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
-                        && path.is_none_or(|p| {
+                let valid = valid_name(bucket, &name)
+                    && (bucket
+                        || path.is_none_or(|p| {
                             p.starts_with('/')
                                 && p.ends_with('/')
-                                && p.chars()
-                                    .all(|c| c.is_ascii_alphanumeric() || "/+=,.@_-".contains(c))
-                        })
-                };
+                                && valid_name(false, &p.replace('/', ""))
+                        }));
                 let shared = if bucket {
                     theirs.1.contains(&name)
                 } else {
@@ -2079,18 +2168,27 @@ fn stack_name_denials(
     // names a resource `<stack>-<logical id>-<random>`, so stage `dev-data` of a bucket `Data`
     // names what dev's own bucket is named (`shop-bkt-dev-data-…`).
     let logical_ids = logical_ids(ws);
+    // And the roles and buckets its templates name themselves (`${AWS::StackName}-eu-archive`
+    // of stage `dev` is `api-dev-eu-archive`, which starts like stage `dev-eu`'s names).
+    let (given_roles, given_buckets) = names_of(ws, stage, &cfn_templates(ws));
+    let given: Vec<String> = given_roles
+        .iter()
+        .chain(&given_buckets)
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
     let meets = |other: &str| {
-        own.iter().any(|o| {
-            o.starts_with(other)
-                || other
-                    .strip_prefix(o.as_str())
-                    .and_then(|rest| rest.strip_prefix('-'))
-                    .is_some_and(|rest| {
-                        region == rest
-                            || region.starts_with(&format!("{rest}-"))
-                            || logical_ids.contains(rest)
-                    })
-        })
+        given.iter().any(|n| n.starts_with(&format!("{other}-")))
+            || own.iter().any(|o| {
+                o.starts_with(other)
+                    || other
+                        .strip_prefix(o.as_str())
+                        .and_then(|rest| rest.strip_prefix('-'))
+                        .is_some_and(|rest| {
+                            region == rest
+                                || region.starts_with(&format!("{rest}-"))
+                                || logical_ids.contains(rest)
+                        })
+            })
     };
     // The fixed start of each grant by a name (before its `*`): one cut to 16 characters
     // (`shop-api-prod-de*` of stack `shop-api-prod-dev`) may run past another stage's whole
@@ -2100,6 +2198,17 @@ fn stack_name_denials(
         .iter()
         .map(|p| p.split('*').next().unwrap_or(p))
         .collect();
+    // The starts of the nested stacks granted (`stack/api-dev-*/*`): another stage's stack
+    // whose name extends one (`api-dev-eu` of stage `dev-eu`) is reached by it.
+    let nest_starts: Vec<&str> = granted
+        .iter()
+        .filter(|p| !p.deny)
+        .flat_map(|p| &p.resources)
+        .filter(|r| r.contains(":cloudformation:") && r.ends_with("-*/*"))
+        .filter_map(|r| r.split_once(":stack/"))
+        .map(|(_, rest)| rest.trim_end_matches("*/*"))
+        .collect();
+    let mut stacks_denied = BTreeSet::new();
     for name in ws.stages.keys() {
         let Ok(other) = ws.stage(name) else { continue };
         if other.preview || other.id == stage.id {
@@ -2109,6 +2218,19 @@ fn stack_name_denials(
             continue;
         }
         for s in stack_names(ws, &other) {
+            for start in nest_starts.iter().filter(|st| s.starts_with(**st)) {
+                // This stage's own nested stacks are `<stack>-<logical id>-…`.
+                let rest = s[start.len()..].to_ascii_lowercase();
+                if logical_ids
+                    .iter()
+                    .any(|id| rest == *id || rest.starts_with(&format!("{id}-")))
+                {
+                    reached.insert(other.name.clone());
+                } else {
+                    stacks_denied.insert(format!("arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{s}/*"));
+                    stacks_denied.insert(format!("arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{s}-*/*"));
+                }
+            }
             let lower = s.to_ascii_lowercase();
             let role = format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{s}-");
             let bucket_start = format!("arn:${{AWS::Partition}}:s3:::{lower}-");
@@ -2153,6 +2275,16 @@ fn stack_name_denials(
         ));
     }
     let mut out = Vec::new();
+    if !stacks_denied.is_empty() {
+        out.push(Permission {
+            why: "never: another named stage's stacks that the grant of nested stacks reaches"
+                .into(),
+            deny: true,
+            actions: strings(&["cloudformation:*"]),
+            resources: stacks_denied.into_iter().collect(),
+            ..Default::default()
+        });
+    }
     for (service, resources) in [("iam:*", roles), ("s3:*", buckets)] {
         if resources.is_empty() {
             continue;

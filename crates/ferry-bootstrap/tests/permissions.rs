@@ -1638,7 +1638,8 @@ fn a_name_granted_whole_is_no_other_stages_and_is_denied_to_them() {
     let denied = of(&prod, true);
     for theirs in [
         role("shop-api-prod-euRole"),
-        role("app/shop-api-prod-eu-worker"),
+        // At any path.
+        role("*/shop-api-prod-eu-worker"),
         bucket("acme-prod-eu-uploads"),
         bucket("acme-prod-eu-uploads/*"),
     ] {
@@ -1730,4 +1731,189 @@ fn nested_stacks_and_what_they_hold_are_granted() {
                 && n.ends_with("could not be read; its resource types are not covered")),
         "{notes:#?}"
     );
+}
+
+/// From a re-probe of the grants by name: a role or bucket another stage's template names
+/// after its stack (`shop-inventory-demoRole`) is denied to a stage whose grants by a name's
+/// start reach it (`shop-inventory-d*`, a stack name cut to 16 characters); a name a stage's
+/// own template gives that extends another stage's stack name (`api-dev-eu-archive` of stage
+/// `dev`, beside stage `dev-eu`) is not denied to it; the grant of nested stacks goes only to
+/// the stacks of the services that nest one, by their whole name and `-`, and another stage's
+/// stack it reaches is denied by name.
+#[test]
+fn names_and_nested_stacks_of_stages_whose_names_extend_each_other_are_kept_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let options = ferry_bootstrap::Options {
+        trust: vec!["arn:aws:iam::111111111111:role/ci".into()],
+        codebuild: None,
+    };
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\nstack-name = \"{project}-{service}-{stage}\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.demo]\nregion = \"us-east-1\"\n\n[stages.dev-eu]\nregion = \"us-east-1\"\n",
+    );
+    write(
+        r,
+        "services/inventory/t.yaml",
+        "Resources:\n  R:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: !Sub '${AWS::StackName}Role'\n      AssumeRolePolicyDocument: {}\n  B:\n    Type: AWS::S3::Bucket\n    Properties:\n      BucketName: !Sub '${AWS::StackName}data'\n",
+    );
+    write(
+        r,
+        "services/inventory/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    write(
+        r,
+        "services/api/t.yaml",
+        "Resources:\n  Archive:\n    Type: AWS::S3::Bucket\n    Properties:\n      BucketName: !Sub '${AWS::StackName}-eu-archive'\n  Nested:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: nested.yaml\n",
+    );
+    write(
+        r,
+        "services/api/nested.yaml",
+        "Resources:\n  Q: {Type: AWS::SQS::Queue}\n  Again:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ./nested.yaml\n",
+    );
+    write(
+        r,
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let dev = ferry_bootstrap::plan(&ws, &ws.stage("dev").unwrap(), &options).unwrap();
+    let of = |deny: bool| -> Vec<String> {
+        dev.permissions
+            .iter()
+            .filter(|p| p.deny == deny)
+            .flat_map(|p| p.resources.clone())
+            .collect()
+    };
+    let (granted, denied) = (of(false), of(true));
+    let role = |name: &str| format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{name}");
+    let bucket = |name: &str| format!("arn:${{AWS::Partition}}:s3:::{name}");
+    let stack = |name: &str| {
+        format!(
+            "arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{name}"
+        )
+    };
+    // demo's names, which dev's `shop-inventory-d*` reaches.
+    for theirs in [
+        role("shop-inventory-demoRole"),
+        role("*/shop-inventory-demoRole"),
+        bucket("shop-inventory-demodata"),
+    ] {
+        assert!(denied.contains(&theirs), "{theirs}: {denied:#?}");
+    }
+    // dev's own, never denied to it.
+    for own in [
+        bucket("shop-api-dev-eu-archive"),
+        role("shop-inventory-devRole"),
+    ] {
+        assert!(!denied.contains(&own), "{own}: {denied:#?}");
+    }
+    assert!(
+        !denied.iter().any(|d| d.contains("s3:::shop-api-dev-eu-*")),
+        "dev's own `shop-api-dev-eu-archive`: {denied:#?}"
+    );
+    // Nested stacks: only api's, by its whole stack name; dev-eu's `shop-api-dev-eu` denied.
+    assert!(granted.contains(&stack("shop-api-dev-*/*")), "{granted:#?}");
+    assert!(
+        !granted
+            .iter()
+            .any(|g| g.contains("stack/shop-inventory-dev-*")),
+        "{granted:#?}"
+    );
+    for theirs in [stack("shop-api-dev-eu/*"), stack("shop-api-dev-eu-*/*")] {
+        assert!(denied.contains(&theirs), "{theirs}: {denied:#?}");
+    }
+    // What the nested template holds (it nests itself: read once).
+    assert!(
+        dev.permissions
+            .iter()
+            .any(|p| !p.deny && p.why.starts_with("AWS::SQS::Queue")),
+        "{:#?}",
+        dev.permissions
+    );
+}
+
+/// Nested templates outside the repository, nested deeper than bootstrap reads, and missing
+/// are noted, never read or granted in silence; a cycle of paths that name the same template
+/// differently (`s1/../template.yaml`) ends at once.
+#[test]
+fn nested_templates_bootstrap_does_not_read_are_noted() {
+    let outside = tempfile::tempdir().unwrap();
+    write(
+        outside.path(),
+        "outside.yaml",
+        "Resources:\n  K: {Type: AWS::Kinesis::Stream}\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    let mut top = String::from("Resources:\n");
+    for k in 1..=5 {
+        std::fs::create_dir_all(r.join(format!("services/api/s{k}"))).unwrap();
+        top.push_str(&format!(
+            "  S{k}:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: s{k}/../t.yaml\n"
+        ));
+    }
+    top.push_str(&format!(
+        "  Out:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: {}\n  Deep:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: d1.yaml\n",
+        pathdiff(&r.join("services/api"), &outside.path().join("outside.yaml"))
+    ));
+    write(r, "services/api/t.yaml", &top);
+    for d in 1..=12 {
+        write(
+            r,
+            &format!("services/api/d{d}.yaml"),
+            &format!(
+                "Resources:\n  T{d}: {{Type: AWS::SNS::Topic}}\n  Next:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: d{}.yaml\n",
+                d + 1
+            ),
+        );
+    }
+    write(
+        r,
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let stage = ws.stage("dev").unwrap();
+    let mut notes = Vec::new();
+    let started = std::time::Instant::now();
+    let permissions = ferry_bootstrap::permissions(&ws, &stage, &mut notes);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        !permissions
+            .iter()
+            .any(|p| p.why.starts_with("AWS::Kinesis::Stream")),
+        "{permissions:#?}"
+    );
+    for said in [
+        "lies outside the repository: not read",
+        "templates nested more than 8 deep are not read",
+    ] {
+        assert_eq!(
+            notes.iter().filter(|n| n.contains(said)).count(),
+            1,
+            "{said}: {notes:#?}"
+        );
+    }
+}
+
+/// `to` relative to the folder `from` (both absolute), climbing with `..`.
+fn pathdiff(from: &Path, to: &Path) -> String {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".into(); from.len() - common];
+    parts.extend(
+        to[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
 }
