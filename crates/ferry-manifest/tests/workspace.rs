@@ -661,11 +661,12 @@ fn a_ci_rule_to_a_near_miss_of_a_named_stage_is_named() {
     );
 }
 
-/// A preview whose records-path (made with `{stage}`) SSM would refuse is refused before any
-/// call: `awsome` starts a name AWS keeps for itself. Before, the deploy failed saying the
-/// caller's policy must allow it.
+/// A preview records-path that starts with the id (`/{stage}/`), which SSM would refuse for
+/// a preview such as `awsome` (a name AWS keeps for itself), is refused as it loads: the
+/// previews' role, granted every preview's records, would write every parameter of the
+/// account. Before, only the preview whose name SSM refuses was refused, as it deployed.
 #[test]
-fn a_preview_whose_records_path_ssm_refuses_is_refused() {
+fn a_preview_records_path_at_the_root_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     example(tmp.path());
     let text = fs::read_to_string(tmp.path().join("ferry.toml")).unwrap();
@@ -677,11 +678,9 @@ fn a_preview_whose_records_path_ssm_refuses_is_refused() {
             "[stages.\"*\"]\nregion = \"us-west-2\"\nrecords-path = \"/{stage}/\"\n",
         ),
     );
-    let ws = load(tmp.path()).unwrap();
-    let err = ws.stage("awsome").unwrap_err().to_string();
+    let err = load(tmp.path()).unwrap_err().to_string();
     assert!(
-        err.contains("as a preview stage its records-path would be refused by SSM"),
+        err.contains("`/{stage}/` starts every preview's records at `/`"),
         "{err}"
     );
-    assert_eq!(ws.stage("some").unwrap().id, "some");
 }

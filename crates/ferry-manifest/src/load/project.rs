@@ -770,6 +770,14 @@ fn read_stage(
                 e => e.to_string(),
             };
             fd.error(Some(sp.clone()), Some(&key("records-path")), msg);
+        } else if prefix == "stages.\"*\""
+            && p.contains("{stage}")
+            && p.split("{stage}")
+                .next()
+                .is_some_and(|start| start.trim_end_matches('/').is_empty())
+        {
+            // The previews' role is granted every preview's records: the path before the id.
+            fd.error(Some(sp.clone()), Some(&key("records-path")), format!("`{p}` starts every preview's records at `/`: the previews' deployer role, granted them all, would write every parameter of the account; put a path of the project's before {{stage}} (e.g. \"/ferry/<project>/{{stage}}/\"), or leave it out"));
         } else if prefix == "stages.\"*\"" && !p.contains("{stage}") {
             // Every preview stage would read and write the same records and lock.
             fd.error(Some(sp.clone()), Some(&key("records-path")), format!("`{p}` would be shared by every preview stage; put {{stage}} in it (e.g. \"{}/{{stage}}/\"), or leave it out for /ferry/<project>/<stage id>/", p.trim_end_matches('/')));
