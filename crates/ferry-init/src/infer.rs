@@ -80,19 +80,12 @@ pub(crate) fn links(
         })
         .collect();
 
-    // The stack name each service's stack gets, in Ferry's syntax: `{service}-{stage}`, the
-    // default `ferry.toml` keeps, or a Serverless service's framework's `<service>-<stage>`.
+    // The stack name each CloudFormation or SAM service's stack gets, in Ferry's syntax:
+    // `{service}-{stage}`, the default `ferry.toml` keeps. A Serverless service's is its
+    // framework's (`provider.stackName`, a program, variables): not written for it.
     let stack_of: Vec<Option<String>> = services
         .iter()
-        .zip(&said)
-        .map(|(f, s)| match f.kind {
-            ServiceKind::Serverless => s
-                .framework_name
-                .as_deref()
-                .filter(|n| !n.contains("${"))
-                .map(|n| format!("{n}-${{stage}}")),
-            _ => Some(format!("{}-${{stage}}", f.name)),
-        })
+        .map(|f| (f.kind != ServiceKind::Serverless).then(|| format!("{}-${{stage}}", f.name)))
         .collect();
     for i in 0..services.len() {
         let mut deps: BTreeMap<String, String> = BTreeMap::new();

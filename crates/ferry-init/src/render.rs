@@ -161,15 +161,19 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
             .into_iter()
             .filter(|(p, _)| !s.parameters.contains_key(p))
             .collect();
-        let staged: Vec<(String, String, Option<Vec<String>>)> =
-            if s.kind == ServiceKind::Serverless {
-                Vec::new()
-            } else {
-                stage_parameters(&root.join(crate::template_path(&s.dir, &s.file)))
-                    .into_iter()
-                    .filter(|(p, ..)| !s.parameters.contains_key(p))
-                    .collect()
-            };
+        let staged: Vec<StageParameter> = if s.kind == ServiceKind::Serverless {
+            Vec::new()
+        } else {
+            stage_parameters(&root.join(crate::template_path(&s.dir, &s.file)))
+                .into_iter()
+                .filter(|p| !s.parameters.contains_key(&p.key))
+                .collect()
+        };
+        // A stage-like parameter without a default is written here, not with the others.
+        let missing: Vec<(String, Option<String>)> = missing
+            .into_iter()
+            .filter(|(p, _)| !staged.iter().any(|st| st.key == *p))
+            .collect();
         if !s.parameters.is_empty() || !missing.is_empty() || !staged.is_empty() {
             let _ = writeln!(text, "\n[parameters]");
         }
@@ -177,23 +181,38 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
             let _ = writeln!(text, "# {}", one_line(why));
             let _ = writeln!(text, "{key} = {}", quoted(value));
         }
-        for (key, default, allowed) in staged {
-            match allowed.filter(|a| !STAGES.iter().all(|st| a.iter().any(|v| v == st))) {
+        for StageParameter {
+            key,
+            default,
+            unfit,
+        } in staged
+        {
+            let default_said = default
+                .as_deref()
+                .map(|d| format!(" (default `{}`)", one_line(d)))
+                .unwrap_or_default();
+            match unfit {
                 None => {
                     let _ = writeln!(
                         text,
-                        "# {key} names the stage (its default, `{}`, is one): each stage gives its own, as the template's names and conditions built from it expect",
-                        one_line(&default)
+                        "# {key} names the stage{default_said}: each stage gives its own, as the template's names and conditions built from it expect"
                     );
                     let _ = writeln!(text, "{key} = \"${{stage}}\"");
                 }
-                Some(allowed) => {
+                Some(why) if default.is_some() => {
                     let _ = writeln!(
                         text,
-                        "# {key} names the stage (default `{}`), but its AllowedValues ({}) do not take every stage of ferry.toml: every stage deploys with the default until you give it, e.g. {key} = \"${{stage}}\" with stages named after its values",
-                        one_line(&default),
-                        one_line(&allowed.join(", "))
+                        "# {key} names the stage{default_said}, but {}: every stage deploys with the default until you give it its value (e.g. \"${{stage}}\" with stages named as the template expects)",
+                        one_line(&why)
                     );
+                }
+                Some(why) => {
+                    let _ = writeln!(
+                        text,
+                        "# {key} names the stage, but {}: give it the value the template expects",
+                        one_line(&why)
+                    );
+                    let _ = writeln!(text, "{key} = \"\"");
                 }
             }
         }
@@ -229,8 +248,7 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
                 let _ = writeln!(text, "{p} = \"\"");
                 continue;
             }
-            let value = if stage_like(&p) { "${stage}" } else { "" };
-            let _ = writeln!(text, "{p} = {}", quoted(value));
+            let _ = writeln!(text, "{p} = \"\"");
         }
         if let Some((argv, why)) = &s.build {
             let list: Vec<String> = argv.iter().map(|a| quoted(a)).collect();
@@ -260,17 +278,25 @@ fn stage_like(name: &str) -> bool {
     )
 }
 
-/// The parameters a template declares that name the stage and default to one (`Environment`,
-/// default `dev`): the template builds names and conditions from them, which would be the
-/// default's in every stage. Each with its default and its `AllowedValues`, if any.
-fn stage_parameters(path: &Path) -> Vec<(String, String, Option<Vec<String>>)> {
-    let Some(doc) = std::fs::read_to_string(path)
+/// A template parameter that names the stage, without a default or defaulting to a stage's
+/// word: given `${stage}` unless `unfit` says why the template cannot take it.
+struct StageParameter {
+    key: String,
+    default: Option<String>,
+    unfit: Option<String>,
+}
+
+/// The parameters a template declares that name the stage (`Environment`, default `dev`): the
+/// template builds names and conditions from them, which would be the default's in every
+/// stage. Each is unfit for `${stage}` when its default is no stage name of `ferry.toml`
+/// (`production`, `Dev`), when it has `AllowedValues` (a preview's name is none of them), when
+/// the template looks it up in a mapping (`Fn::FindInMap`: a preview's name is no key of it),
+/// or compares it with a word that is no stage name (`!Equals [!Ref Env, production]`).
+fn stage_parameters(path: &Path) -> Vec<StageParameter> {
+    let Some(t) = std::fs::read_to_string(path)
         .ok()
-        .and_then(|t| ferry_manifest::yaml::from_str::<serde_yaml_ng::Value>(&t).ok())
+        .and_then(|text| ferry_package::parse_template(&text).ok())
     else {
-        return Vec::new();
-    };
-    let Some(serde_yaml_ng::Value::Mapping(params)) = doc.get("Parameters") else {
         return Vec::new();
     };
     const STAGE_WORDS: &[&str] = &[
@@ -283,27 +309,87 @@ fn stage_parameters(path: &Path) -> Vec<(String, String, Option<Vec<String>>)> {
         "prod",
         "production",
     ];
-    params
-        .iter()
-        .filter_map(|(k, decl)| {
-            let key = k.as_str()?;
-            let default = decl.get("Default")?.as_str()?;
-            (stage_like(key)
-                && key.chars().all(|c| c.is_ascii_alphanumeric())
-                && STAGE_WORDS.contains(&default.to_ascii_lowercase().as_str()))
-            .then(|| {
-                let allowed = decl
-                    .get("AllowedValues")
-                    .and_then(serde_yaml_ng::Value::as_sequence)
-                    .map(|v| {
-                        v.iter()
-                            .filter_map(|x| x.as_str().map(String::from))
-                            .collect::<Vec<_>>()
-                    });
-                (key.to_string(), default.to_string(), allowed)
-            })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for (key, decl) in t["Parameters"].as_object().into_iter().flatten() {
+        if !stage_like(key) || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
+            continue;
+        }
+        let default = match decl.get("Default") {
+            None => None,
+            Some(serde_json::Value::String(d))
+                if STAGE_WORDS.contains(&d.to_ascii_lowercase().as_str()) =>
+            {
+                Some(d.clone())
+            }
+            // A default that names no stage (`Production-EU`, a number): not the stage.
+            Some(_) => continue,
+        };
+        let unfit = if let Some(d) = default.as_deref().filter(|d| !STAGES.contains(d)) {
+            Some(format!(
+                "its default `{d}` is no stage name of ferry.toml ({})",
+                STAGES.join(", ")
+            ))
+        } else if let Some(values) = decl.get("AllowedValues").and_then(|v| v.as_array()) {
+            let values: Vec<String> = values
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), String::from))
+                .collect();
+            Some(format!(
+                "its AllowedValues ({}) take no preview's name",
+                values.join(", ")
+            ))
+        } else {
+            uses_unfit(&t, key)
+        };
+        out.push(StageParameter {
+            key: key.clone(),
+            default,
+            unfit,
+        });
+    }
+    out
+}
+
+/// Why the template's use of parameter `key` takes no stage name as its value, if it does not:
+/// a mapping looked up by it, or a comparison with a word that is no stage name.
+fn uses_unfit(t: &serde_json::Value, key: &str) -> Option<String> {
+    let is_ref = |v: &serde_json::Value| v.get("Ref").and_then(|r| r.as_str()) == Some(key);
+    let mut todo = vec![t];
+    while let Some(v) = todo.pop() {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Array(args)) = map.get("Fn::FindInMap")
+                    && args.get(1).is_some_and(is_ref)
+                {
+                    let mapping = args.first().and_then(|m| m.as_str()).unwrap_or("a mapping");
+                    return Some(format!(
+                        "the template looks it up in {mapping}, whose keys a preview's name is none of"
+                    ));
+                }
+                if let Some(serde_json::Value::Array(args)) = map.get("Fn::Equals")
+                    && let [a, b] = args.as_slice()
+                {
+                    let word = if is_ref(a) {
+                        b.as_str()
+                    } else if is_ref(b) {
+                        a.as_str()
+                    } else {
+                        None
+                    };
+                    if let Some(w) = word.filter(|w| !STAGES.contains(w)) {
+                        return Some(format!(
+                            "the template compares it with `{w}`, no stage name of ferry.toml ({})",
+                            STAGES.join(", ")
+                        ));
+                    }
+                }
+                todo.extend(map.values());
+            }
+            serde_json::Value::Array(items) => todo.extend(items),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The parameters a template declares without a `Default`, each with its SSM parameter type

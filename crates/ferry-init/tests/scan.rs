@@ -3004,21 +3004,45 @@ fn a_runner_path_inside_the_repository_is_written_relative_to_it() {
 
 /// A template parameter that names the stage and defaults to one (`Environment`, default `dev`,
 /// as AWS's samples write it) is given `${stage}`: before, init left it out, so staging and
-/// prod deployed as `dev`, under dev's names and conditions. One whose AllowedValues do not
-/// take every stage is only commented on.
+/// prod deployed as `dev`, under dev's names and conditions. One the template could not take
+/// a stage's name in (a default that is no stage name of ferry.toml, AllowedValues, a mapping
+/// looked up by it, a comparison with another word) is only commented on.
 #[test]
 fn a_parameter_naming_the_stage_with_a_default_is_given_the_stage() {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
+    let service = |dir: &str, parameters: &str, rest: &str| {
+        file(
+            r,
+            &format!("{dir}/template.yaml"),
+            &format!("Parameters:\n{parameters}{rest}Resources:\n  Q: {{Type: AWS::SQS::Queue}}\n"),
+        );
+    };
     file(
         r,
         "orders/template.yaml",
-        "Parameters:\n  Environment:\n    Type: String\n    Default: dev\n  LogLevel:\n    Type: String\n    Default: dev\nResources:\n  Bus:\n    Type: AWS::Events::EventBus\n    Properties:\n      Name: !Sub 'ecommerce-${Environment}'\n",
+        "Parameters:\n  Environment:\n    Type: String\n    Default: dev\n  LogLevel:\n    Type: String\n    Default: dev\nConditions:\n  IsProd: !Equals [!Ref Environment, prod]\nResources:\n  Bus:\n    Type: AWS::Events::EventBus\n    Properties:\n      Name: !Sub 'ecommerce-${Environment}'\n",
     );
-    file(
-        r,
-        "payments/template.yaml",
-        "Parameters:\n  Stage:\n    Type: String\n    Default: prod\n    AllowedValues: [dev, prod]\nResources:\n  Q: {Type: AWS::SQS::Queue}\n",
+    service(
+        "payments",
+        "  Stage:\n    Type: String\n    Default: prod\n    AllowedValues: [dev, prod]\n",
+        "",
+    );
+    service(
+        "net",
+        "  Environment:\n    Type: String\n    Default: production\n",
+        "Conditions:\n  IsProd: !Equals [!Ref Environment, production]\n",
+    );
+    service("app", "  Stage:\n    Type: String\n    Default: Dev\n", "");
+    service(
+        "sized",
+        "  EnvName:\n    Type: String\n",
+        "Mappings:\n  Size:\n    dev: {N: 1}\n    prod: {N: 3}\nConditions:\n  Big: !Equals [!FindInMap [Size, !Ref EnvName, N], 3]\n",
+    );
+    service(
+        "plain",
+        "  Env:\n    Type: String\n",
+        "Conditions:\n  IsProd: !Equals [prod, !Ref Env]\n",
     );
     let s = scan(r).unwrap();
     let files = render(&s, r);
@@ -3031,17 +3055,48 @@ fn a_parameter_naming_the_stage_with_a_default_is_given_the_stage() {
     };
     let orders = manifest("orders");
     assert!(
-        orders.contains("# Environment names the stage (its default, `dev`, is one)")
+        orders.contains("# Environment names the stage (default `dev`): each stage gives its own")
             && orders.contains("\nEnvironment = \"${stage}\"\n"),
         "{orders}"
     );
     // A parameter named otherwise keeps its default.
     assert!(!orders.contains("LogLevel"), "{orders}");
-    let payments = manifest("payments");
+    for (dir, key, why) in [
+        (
+            "payments",
+            "Stage",
+            "its AllowedValues (dev, prod) take no preview's name",
+        ),
+        (
+            "net",
+            "Environment",
+            "its default `production` is no stage name of ferry.toml (dev, staging, prod)",
+        ),
+        (
+            "app",
+            "Stage",
+            "its default `Dev` is no stage name of ferry.toml",
+        ),
+    ] {
+        let m = manifest(dir);
+        assert!(
+            m.contains(&format!("# {key} names the stage (default `"))
+                && m.contains(why)
+                && !m.contains(&format!("\n{key} = ")),
+            "{dir}: {m}"
+        );
+    }
+    // Without a default: given `${stage}` where the template takes it, else left to fill.
+    let sized = manifest("sized");
     assert!(
-        payments.contains("# Stage names the stage (default `prod`), but its AllowedValues (dev, prod) do not take every stage of ferry.toml")
-            && !payments.contains("\nStage = "),
-        "{payments}"
+        sized.contains("# EnvName names the stage, but the template looks it up in Size, whose keys a preview's name is none of")
+            && sized.contains("\nEnvName = \"\"\n"),
+        "{sized}"
+    );
+    assert!(
+        manifest("plain").contains("\nEnv = \"${stage}\"\n"),
+        "{}",
+        manifest("plain")
     );
     // What init wrote loads.
     write(r, &files, false).unwrap();
