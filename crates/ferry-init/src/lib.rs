@@ -678,6 +678,18 @@ fn submodule_notes(root: &Path, scan: &Scan) -> Vec<String> {
 }
 
 /// `s` as a Ferry name: lowercase letters, digits and `-`, starting with a letter.
+/// Words a value that names a stage is written with (`Environment: dev`, `production`).
+pub(crate) const STAGE_WORDS: &[&str] = &[
+    "dev",
+    "development",
+    "test",
+    "qa",
+    "stage",
+    "staging",
+    "prod",
+    "production",
+];
+
 pub fn valid_name(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {

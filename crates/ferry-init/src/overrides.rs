@@ -100,15 +100,35 @@ pub(crate) fn read(
     for at in folders(dir, file) {
         let folder = root.join(&at);
         if let Some(text) = small_text(&folder.join("samconfig.toml")) {
-            match samconfig_overrides(&text) {
-                Ok(Some((env, words))) => {
+            match samconfig_environments(&text) {
+                Ok(Some(((env, words), others))) => {
                     let from = format!("{at}/samconfig.toml [{env}.deploy.parameters]");
-                    for (k, v) in words.iter().filter_map(|w| pair(w)) {
-                        let v = if env == "default" {
-                            v
-                        } else {
-                            literal_stage(&v, &env)
-                        };
+                    for (k, v) in words.iter().filter_map(|w| env_pair(w, &env)) {
+                        // Another environment giving another value (`Environment=production`
+                        // in `[prod]`): one value is written for every stage.
+                        let differ: Vec<String> = others
+                            .iter()
+                            .filter_map(|(other, words)| {
+                                let theirs = words
+                                    .iter()
+                                    .filter_map(|w| env_pair(w, other))
+                                    .find(|(ok, _)| *ok == k)?
+                                    .1;
+                                (theirs != v).then(|| format!("[{other}] {theirs}"))
+                            })
+                            .collect();
+                        if !differ.is_empty() {
+                            notes.push(format!(
+                                "{at}/samconfig.toml: its environments pass {k} different values ([{env}] {v}; {}): init wrote [{env}]'s for every stage; give {k} each stage's value (`${{stage}}`, or a `${{var:…}}` of the stages' variables)",
+                                differ.join("; ")
+                            ));
+                        } else if env == "default"
+                            && crate::STAGE_WORDS.contains(&v.to_ascii_lowercase().as_str())
+                        {
+                            notes.push(format!(
+                                "{at}/samconfig.toml: [default] passes {k}={v}, a stage's word, which init wrote for every stage: give {k} = \"${{stage}}\" if each stage is to have its own"
+                            ));
+                        }
                         found.push((k, v, from.clone()));
                     }
                 }
@@ -210,8 +230,10 @@ fn samconfig_region_in(root: &Path, dir: &str) -> Option<String> {
 }
 
 /// The `parameter_overrides` of `samconfig.toml`'s `default` environment, else its first one
-/// that has some: (environment, the `Key=Value` words).
-fn samconfig_overrides(text: &str) -> Result<Option<(String, Vec<String>)>, String> {
+/// that has some, (environment, the `Key=Value` words), and the other environments'.
+type Environments = ((String, Vec<String>), Vec<(String, Vec<String>)>);
+
+fn samconfig_environments(text: &str) -> Result<Option<Environments>, String> {
     let doc = DeTable::parse(text).map_err(|e| e.to_string())?;
     let mut envs: Vec<(String, Vec<String>)> = Vec::new();
     for (env, table) in doc.get_ref() {
@@ -243,7 +265,21 @@ fn samconfig_overrides(text: &str) -> Result<Option<(String, Vec<String>)>, Stri
         .iter()
         .position(|(e, _)| e == "default")
         .unwrap_or_default();
-    Ok((!envs.is_empty()).then(|| envs.swap_remove(pick)))
+    Ok((!envs.is_empty()).then(|| {
+        let picked = envs.remove(pick);
+        (picked, envs)
+    }))
+}
+
+/// A `Key=Value` of samconfig environment `env`, its value written as the stage where it names
+/// the environment (see [`literal_stage`]).
+fn env_pair(word: &str, env: &str) -> Option<(String, String)> {
+    let (k, v) = pair(word)?;
+    Some(if env == "default" {
+        (k, v)
+    } else {
+        (k, literal_stage(&v, env))
+    })
 }
 
 /// `Key=Value` pairs after `--parameter-overrides` of each deploy command (`sam deploy`,
@@ -647,7 +683,7 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
     #[test]
     fn samconfig_default_first_and_a_named_environment_s_stage() {
         let text = "version = 0.1\n[prod.deploy.parameters]\nparameter_overrides = \"Table=\\\"/prod/t\\\"\"\n[default.deploy.parameters]\nparameter_overrides = [\"Table=/d/t\", \"Size=2\"]\n";
-        let (env, w) = samconfig_overrides(text).unwrap().unwrap();
+        let ((env, w), _) = samconfig_environments(text).unwrap().unwrap();
         assert_eq!(
             (env.as_str(), w),
             (
@@ -656,12 +692,49 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
             )
         );
         let only_prod = "[prod.deploy.parameters]\nparameter_overrides = \"Table=/prod/t\"\n";
-        assert_eq!(samconfig_overrides(only_prod).unwrap().unwrap().0, "prod");
-        assert!(samconfig_overrides("[x\n").is_err());
-        assert_eq!(samconfig_overrides("version = 0.1\n").unwrap(), None);
+        assert_eq!(
+            samconfig_environments(only_prod).unwrap().unwrap().0.0,
+            "prod"
+        );
+        assert!(samconfig_environments("[x\n").is_err());
+        assert_eq!(samconfig_environments("version = 0.1\n").unwrap(), None);
         assert_eq!(
             literal_stage("/prod/t-prod/production", "prod"),
             "/${STAGE}/t-${STAGE}/production"
+        );
+    }
+
+    #[test]
+    fn environments_passing_a_parameter_different_values_are_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "version = 0.1\n[dev.deploy.parameters]\nparameter_overrides = \"Environment=development Table=/dev/t\"\n[prod.deploy.parameters]\nparameter_overrides = \"Environment=production Table=/prod/t\"\n";
+        std::fs::write(dir.path().join("samconfig.toml"), text).unwrap();
+        let declared = vec![
+            ("Environment".to_string(), false),
+            ("Table".to_string(), false),
+        ];
+        let mut notes = Vec::new();
+        let found = read(dir.path(), "", "template.yaml", &declared, &mut notes);
+        assert_eq!(found["Table"].0, "/${stage}/t");
+        assert_eq!(found["Environment"].0, "development");
+        assert!(
+            notes.iter().any(|n| n.contains("its environments pass Environment different values ([dev] development; [prod] production): init wrote [dev]'s for every stage")),
+            "{notes:#?}"
+        );
+        // `/dev/t` and `/prod/t` are each environment's own stage: the same value.
+        assert!(
+            !notes.iter().any(|n| n.contains("pass Table")),
+            "{notes:#?}"
+        );
+        let default = "[default.deploy.parameters]\nparameter_overrides = \"Environment=dev\"\n";
+        std::fs::write(dir.path().join("samconfig.toml"), default).unwrap();
+        let mut notes = Vec::new();
+        read(dir.path(), "", "template.yaml", &declared, &mut notes);
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("[default] passes Environment=dev, a stage's word")),
+            "{notes:#?}"
         );
     }
 }

@@ -299,16 +299,6 @@ fn stage_parameters(path: &Path) -> Vec<StageParameter> {
     else {
         return Vec::new();
     };
-    const STAGE_WORDS: &[&str] = &[
-        "dev",
-        "development",
-        "test",
-        "qa",
-        "stage",
-        "staging",
-        "prod",
-        "production",
-    ];
     let mut out = Vec::new();
     for (key, decl) in t["Parameters"].as_object().into_iter().flatten() {
         if !stage_like(key) || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
@@ -317,7 +307,7 @@ fn stage_parameters(path: &Path) -> Vec<StageParameter> {
         let default = match decl.get("Default") {
             None => None,
             Some(serde_json::Value::String(d))
-                if STAGE_WORDS.contains(&d.to_ascii_lowercase().as_str()) =>
+                if crate::STAGE_WORDS.contains(&d.to_ascii_lowercase().as_str()) =>
             {
                 Some(d.clone())
             }
