@@ -347,6 +347,44 @@ fn same_name(a: &str, b: &str) -> bool {
 
 /// The framework's service name, exports, imports, `${cf:…}` stacks and `${file(…)}` paths of
 /// one service's file.
+/// A Serverless configuration's `custom` mappings keyed by stage (`profile: {dev: …, prod: …}`)
+/// that it reads by the stage (`${self:custom.profile.${sls:stage}}`) and that lack a stage
+/// `ferry.toml` is written with: that stage's compile fails on the variable.
+fn stage_maps_missing(shown: &str, doc: &Value, text: &str) -> Vec<String> {
+    let Some(Value::Mapping(custom)) = doc.get("custom") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, value) in custom {
+        let (Some(name), Value::Mapping(map)) = (name.as_str(), value) else {
+            continue;
+        };
+        let keys: Vec<&str> = map.keys().filter_map(Value::as_str).collect();
+        let by_stage = keys.len() >= 2
+            && keys
+                .iter()
+                .all(|k| crate::STAGE_WORDS.contains(&k.to_ascii_lowercase().as_str()));
+        let read_by_stage = ["${sls:stage}", "${opt:stage", "${self:provider.stage}"]
+            .iter()
+            .any(|stage| text.contains(&format!("custom.{name}.{stage}")));
+        let missing: Vec<&str> = crate::STAGES
+            .iter()
+            .copied()
+            .filter(|st| !keys.contains(st))
+            .collect();
+        if by_stage && read_by_stage && !missing.is_empty() {
+            out.push(format!(
+                "{shown}: custom.{name} gives a value for stages {} only, read by the stage: its compile for stage {} fails; add {} to it, or leave {} out of ferry.toml",
+                keys.join(", "),
+                missing.join(", "),
+                if missing.len() == 1 { "that stage" } else { "those stages" },
+                if missing.len() == 1 { "it" } else { "them" },
+            ));
+        }
+    }
+    out
+}
+
 fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
     let path = root.join(crate::template_path(&s.dir, &s.file));
     let shown = format!("{}/{}", s.dir, s.file);
@@ -421,6 +459,7 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
             .and_then(Value::as_str)
             .filter(|r| !r.contains("${"))
             .map(String::from);
+        notes.extend(stage_maps_missing(&shown, &doc, &text));
     } else {
         said.region = crate::overrides::samconfig_region(root, &s.dir, &s.file);
     }

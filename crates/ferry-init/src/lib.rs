@@ -678,6 +678,9 @@ fn submodule_notes(root: &Path, scan: &Scan) -> Vec<String> {
 }
 
 /// `s` as a Ferry name: lowercase letters, digits and `-`, starting with a letter.
+/// The named stages `ferry.toml` is written with.
+pub(crate) const STAGES: &[&str] = &["dev", "staging", "prod"];
+
 /// Words a value that names a stage is written with (`Environment: dev`, `production`).
 pub(crate) const STAGE_WORDS: &[&str] = &[
     "dev",

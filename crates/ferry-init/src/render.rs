@@ -267,8 +267,7 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
     files
 }
 
-/// The named stages `ferry.toml` is written with.
-const STAGES: &[&str] = &["dev", "staging", "prod"];
+use crate::STAGES;
 
 /// Whether a template parameter's name says it names the stage.
 fn stage_like(name: &str) -> bool {

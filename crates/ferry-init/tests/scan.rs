@@ -3141,3 +3141,28 @@ fn a_parent_stack_parameter_takes_the_exporters_stack_name() {
     let dev = ws.stage("dev").unwrap();
     assert_eq!(ws.stack_name("client-sg", &dev), "client-sg-dev");
 }
+
+/// A Serverless service that reads a `custom` mapping by the stage (`custom.profile`, keyed
+/// `dev` and `prod` only, as bush/serverless-stack-demo-mono-api writes it) cannot compile for
+/// the `staging` stage `ferry.toml` is written with: init says so (before, the deploy of
+/// staging failed with "Cannot resolve variable").
+#[test]
+fn a_stage_map_lacking_a_stage_of_ferry_toml_is_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "services/notes/serverless.yml",
+        "service: notes\ncustom:\n  profile:\n    dev: p2c-dev\n    prod: p2c-prod\n  sizes:\n    dev: 1\n    staging: 2\n    prod: 3\n  unrelated:\n    dev: x\n    prod: y\nprovider:\n  name: aws\n  profile: ${self:custom.profile.${sls:stage}}\n  memorySize: ${self:custom.sizes.${sls:stage}}\n",
+    );
+    let s = scan(r).unwrap();
+    let said: Vec<&String> = s.notes.iter().filter(|n| n.contains("custom.")).collect();
+    assert_eq!(
+        said,
+        [
+            "services/notes/serverless.yml: custom.profile gives a value for stages dev, prod only, read by the stage: its compile for stage staging fails; add that stage to it, or leave it out of ferry.toml"
+        ],
+        "{:#?}",
+        s.notes
+    );
+}
