@@ -749,17 +749,13 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
             ..Default::default()
         },
     ];
-    let records = ws.records_path(stage);
     let records = if stage.preview {
-        // Every preview's records: the part before the stage id.
-        records
-            .split(&stage.id)
-            .next()
-            .unwrap_or("/ferry/")
-            .to_string()
-            + "*"
+        // Every preview's records: the path before the id, whatever the preview is named (a
+        // preview named `ferry` cut `/ferry/shop/ferry/` at its first `ferry`, granting `/*`).
+        let pattern = ferry_manifest::records_path(&ws.project.name, &stage.config, "\u{0}");
+        format!("{}*", pattern.split('\u{0}').next().unwrap_or_default())
     } else {
-        format!("{records}*")
+        format!("{}*", ws.records_path(stage))
     };
     out.push(Permission {
         why: "records and lock (SSM)".into(),
@@ -1613,9 +1609,11 @@ fn names_of(
     (roles, buckets)
 }
 
-/// The ARNs of the roles (at any path) and buckets (and their objects) the templates name
-/// themselves in the other stages that may share `stage`'s account, but not in `stage`
-/// (a role in any letter case), each a name IAM or S3 takes.
+/// The ARNs of the roles and buckets (and their objects) the templates name themselves in the
+/// other stages that may share `stage`'s account, but not in `stage` (a role in any letter
+/// case), that `stage`'s grants by the start of a name reach: a role at the root path, a name
+/// that starts like one of `stage`'s stack names' grants. Names no grant reaches are left out:
+/// listing every one made the role's policy too large for IAM in a project of 30 services.
 fn names_of_others(
     ws: &Workspace,
     stage: &Stage,
@@ -1627,23 +1625,35 @@ fn names_of_others(
     }
     let (my_roles, my_buckets) = names_of(ws, &at, templates);
     let my_roles: BTreeSet<String> = my_roles.iter().map(|r| r.to_ascii_lowercase()).collect();
+    // What this stage's grants by a name's start reach (`role/<start>*`, `s3:::<start>*`): only
+    // names at the root path, and only those starting so; the names it is granted whole are
+    // no other stage's.
+    let starts: Vec<String> = stack_names(ws, stage)
+        .iter()
+        .map(|s| name_start_of_grant(s))
+        .collect();
+    let reached = |name: &str, lower: bool| {
+        starts.iter().any(|st| {
+            if lower {
+                name.starts_with(&st.to_ascii_lowercase())
+            } else {
+                name.starts_with(st.as_str())
+            }
+        })
+    };
     let mut out = BTreeSet::new();
     for o in other_stages_sharing(ws, stage) {
         let (roles, buckets) = names_of(ws, &o, templates);
-        for r in roles
-            .iter()
-            .filter(|r| valid_name(false, r) && !my_roles.contains(&r.to_ascii_lowercase()))
-        {
+        for r in roles.iter().filter(|r| {
+            valid_name(false, r) && !my_roles.contains(&r.to_ascii_lowercase()) && reached(r, false)
+        }) {
             out.insert(format!(
                 "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{r}"
-            ));
-            out.insert(format!(
-                "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/*/{r}"
             ));
         }
         for b in buckets
             .iter()
-            .filter(|b| valid_name(true, b) && !my_buckets.contains(*b))
+            .filter(|b| valid_name(true, b) && !my_buckets.contains(*b) && reached(b, true))
         {
             out.insert(format!("arn:${{AWS::Partition}}:s3:::{b}"));
             out.insert(format!("arn:${{AWS::Partition}}:s3:::{b}/*"));
@@ -1795,6 +1805,15 @@ fn name_prefix(stack: &str) -> String {
     } else {
         name_start(stack)
     }
+}
+
+/// The fixed start of a grant by `stack`'s name ([`name_prefix`], before its `*`).
+fn name_start_of_grant(stack: &str) -> String {
+    name_prefix(stack)
+        .split('*')
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The start of `stack` a name CloudFormation makes from it surely has (before any `*`).

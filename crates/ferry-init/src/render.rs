@@ -347,8 +347,9 @@ fn uses_unfit(t: &serde_json::Value, key: &str) -> Option<String> {
     while let Some(v) = todo.pop() {
         match v {
             serde_json::Value::Object(map) => {
+                // By its first key or its second (`!FindInMap [M, Cfg, !Ref Stage]`).
                 if let Some(serde_json::Value::Array(args)) = map.get("Fn::FindInMap")
-                    && args.get(1).is_some_and(is_ref)
+                    && args.iter().skip(1).take(2).any(is_ref)
                 {
                     let mapping = args.first().and_then(|m| m.as_str()).unwrap_or("a mapping");
                     return Some(format!(
@@ -365,7 +366,8 @@ fn uses_unfit(t: &serde_json::Value, key: &str) -> Option<String> {
                     } else {
                         None
                     };
-                    if let Some(w) = word.filter(|w| !STAGES.contains(w)) {
+                    // `!Not [!Equals [!Ref Stage, ""]]` asks only whether it is given.
+                    if let Some(w) = word.filter(|w| !w.is_empty() && !STAGES.contains(w)) {
                         return Some(format!(
                             "the template compares it with `{w}`, no stage name of ferry.toml ({})",
                             STAGES.join(", ")

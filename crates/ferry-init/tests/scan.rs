@@ -3042,7 +3042,12 @@ fn a_parameter_naming_the_stage_with_a_default_is_given_the_stage() {
     service(
         "plain",
         "  Env:\n    Type: String\n",
-        "Conditions:\n  IsProd: !Equals [prod, !Ref Env]\n",
+        "Conditions:\n  IsProd: !Equals [prod, !Ref Env]\n  Given: !Not [!Equals [!Ref Env, '']]\n",
+    );
+    service(
+        "deep",
+        "  Stage:\n    Type: String\n    Default: dev\n",
+        "Mappings:\n  M:\n    Cfg: {dev: 1, prod: 2}\nConditions:\n  Two: !Equals [!FindInMap [M, Cfg, !Ref Stage], 2]\n",
     );
     let s = scan(r).unwrap();
     let files = render(&s, r);
@@ -3093,10 +3098,18 @@ fn a_parameter_naming_the_stage_with_a_default_is_given_the_stage() {
             && sized.contains("\nEnvName = \"\"\n"),
         "{sized}"
     );
+    // Compared with prod, and with "" (whether it is given): the stage fits.
     assert!(
         manifest("plain").contains("\nEnv = \"${stage}\"\n"),
         "{}",
         manifest("plain")
+    );
+    // A mapping's second key: a preview's name is none of its keys either.
+    let deep = manifest("deep");
+    assert!(
+        deep.contains("but the template looks it up in M, whose keys a preview's name is none of")
+            && !deep.contains("\nStage = "),
+        "{deep}"
     );
     // What init wrote loads.
     write(r, &files, false).unwrap();
