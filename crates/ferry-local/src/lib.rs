@@ -385,29 +385,12 @@ impl Emulator {
         parameters: &std::collections::BTreeMap<String, String>,
         region: &str,
     ) -> Result<String, LocalError> {
-        self.ensure_installed(|_| {})?;
         let request = serde_json::json!({
             "template": template,
             "parameters": parameters,
             "region": region,
         });
-        let mut child = self
-            .python_command()
-            .args(["-c", SAM_EXPAND])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(io("run", &self.python()))?;
-        let mut stdin = child.stdin.take().expect("piped");
-        let body = serde_json::to_vec(&request).expect("JSON values serialize");
-        // Written from a thread: a large template must not block on a full pipe while the
-        // translator's answer fills the other one.
-        let writer = std::thread::spawn(move || stdin.write_all(&body));
-        let out = child
-            .wait_with_output()
-            .map_err(io("run", &self.python()))?;
-        let _ = writer.join();
+        let out = self.run_translator(&request)?;
         if !out.status.success() {
             let errors = String::from_utf8_lossy(&out.stderr)
                 .lines()
@@ -435,7 +418,6 @@ impl Emulator {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
-        self.ensure_installed(|_| {})?;
         let request = serde_json::json!({
             "requests": requests
                 .iter()
@@ -446,21 +428,7 @@ impl Emulator {
                 .collect::<Vec<_>>(),
             "region": region,
         });
-        let mut child = self
-            .python_command()
-            .args(["-c", SAM_EXPAND])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(io("run", &self.python()))?;
-        let mut stdin = child.stdin.take().expect("piped");
-        let body = serde_json::to_vec(&request).expect("JSON values serialize");
-        let writer = std::thread::spawn(move || stdin.write_all(&body));
-        let out = child
-            .wait_with_output()
-            .map_err(io("run", &self.python()))?;
-        let _ = writer.join();
+        let out = self.run_translator(&request)?;
         let indented = |lines: &[String]| {
             lines
                 .iter()
@@ -507,6 +475,32 @@ impl Emulator {
                 }
             })
             .collect())
+    }
+
+    /// Runs the translator script on `request` (its standard input), installed when needed.
+    fn run_translator(
+        &self,
+        request: &serde_json::Value,
+    ) -> Result<std::process::Output, LocalError> {
+        self.ensure_installed(|_| {})?;
+        let mut child = self
+            .python_command()
+            .args(["-c", SAM_EXPAND])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io("run", &self.python()))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let body = serde_json::to_vec(request).expect("JSON values serialize");
+        // Written from a thread: a large template must not block on a full pipe while the
+        // translator's answer fills the other one.
+        let writer = std::thread::spawn(move || stdin.write_all(&body));
+        let out = child
+            .wait_with_output()
+            .map_err(io("run", &self.python()))?;
+        let _ = writer.join();
+        Ok(out)
     }
 
     fn launch(&self, port: u16, attached: bool) -> Result<(Child, u16), LocalError> {
