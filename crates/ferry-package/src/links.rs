@@ -429,14 +429,11 @@ pub fn given_names(
         .collect()
 }
 
-/// `t` for `service` in `stage`, when it needs nothing a deploy resolves.
+/// `t` for `service` in `stage`, when it needs nothing a deploy resolves: the stage, region,
+/// project, service and the stage's variables (`${var:…}`) are known before.
 fn plain(ws: &Workspace, stage: &Stage, service: &str, t: &Template) -> Option<String> {
-    t.render(|r| match r {
-        Reference::Stage => Ok(stage.id.clone()),
-        Reference::Region => Ok(stage.config.region.clone()),
-        Reference::Project => Ok(ws.project.name.clone()),
-        Reference::Service => Ok(service.to_string()),
-        _ => Err(()),
+    t.render(|r| {
+        ferry_manifest::run_value(r, &ws.project.name, service, &stage.id, &stage.config).ok_or(())
     })
     .ok()
 }

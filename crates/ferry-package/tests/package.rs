@@ -1499,3 +1499,32 @@ fn a_reader_of_an_ssm_parameter_another_service_writes_is_told_to_depend_on_it()
     assert_eq!(told.len(), 1, "{told:?}");
     assert!(told[0].contains("`/shop/platform-dev/own`"), "{told:?}");
 }
+
+/// A name built from a stage variable (`${var:env}`) is known before a deploy: two stages
+/// that give it the same value give the same name (warned of), and stages that give it their
+/// own do not. Before, a `${var:…}` made the name unknown, so neither was told.
+#[test]
+fn a_name_built_from_a_stage_variable_is_judged_per_stage() {
+    let ws = workspace(&[
+        (
+            "ferry.toml",
+            "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\nvariables = { env = \"nonprod\", own = \"d\" }\n\n[stages.qa]\nregion = \"us-east-1\"\nvariables = { env = \"nonprod\", own = \"q\" }\n",
+        ),
+        (
+            "services/api/t.yaml",
+            "Parameters:\n  Env: {Type: String}\n  Own: {Type: String}\nResources:\n  Shared:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !Sub 'q-${Env}'\n  Apart:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !Sub 'q-${Own}'\n",
+        ),
+        (
+            "services/api/service.toml",
+            "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nEnv = \"${var:env}\"\nOwn = \"${var:own}\"\n",
+        ),
+    ]);
+    let loaded = ferry_manifest::load(ws.path()).unwrap();
+    let shared = ferry_package::names_every_stage_gives(&loaded);
+    let said: Vec<String> = shared.iter().map(|n| n.to_string()).collect();
+    assert_eq!(shared.len(), 1, "{said:#?}");
+    assert!(
+        said[0].starts_with("`api` gives the queue `q-nonprod` the same in every stage (Resources.Shared.Properties.QueueName)"),
+        "{said:#?}"
+    );
+}
