@@ -831,21 +831,24 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     for s in &ws.services {
         match s.kind {
             ServiceKind::Serverless => {
-                // What every compiled template holds: the functions, their role and log
-                // groups, and the deployment bucket with its policy (TLS only).
-                for t in [
-                    "AWS::Lambda::Function",
-                    "AWS::Lambda::Version",
-                    "AWS::IAM::Role",
-                    "AWS::Logs::LogGroup",
-                    "AWS::S3::Bucket",
-                    "AWS::S3::BucketPolicy",
-                ] {
-                    types.entry(t.into()).or_default().insert(s.name.clone());
-                }
-                // And what its functions' events and its `resources:` make, read from its
+                // What its functions' events and its `resources:` make, read from its
                 // configuration (the framework compiles the template only when it packages).
                 let made = serverless::resource_types(&ws.root, s);
+                // What every compiled template holds: the deployment bucket with its policy
+                // (TLS only), and, unless it declares no function, the functions, their role
+                // and log groups.
+                let mut always = vec!["AWS::S3::Bucket", "AWS::S3::BucketPolicy"];
+                if made.functions != Some(0) {
+                    always.extend([
+                        "AWS::Lambda::Function",
+                        "AWS::Lambda::Version",
+                        "AWS::IAM::Role",
+                        "AWS::Logs::LogGroup",
+                    ]);
+                }
+                for t in always {
+                    types.entry(t.into()).or_default().insert(s.name.clone());
+                }
                 if let Some(fw) = &made.service {
                     framework_names.insert(s.name.clone(), fw.clone());
                 }

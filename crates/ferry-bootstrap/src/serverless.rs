@@ -22,6 +22,9 @@ pub(crate) struct Made {
     /// The framework's `service` name, which its functions' names start with
     /// (`<service>-<stage>-<function>`), whatever the stack is called.
     pub service: Option<String>,
+    /// How many functions the configuration declares, when it could be read (a service of
+    /// `resources:` alone declares none: no function, role or log group is compiled).
+    pub functions: Option<usize>,
     pub unread: Vec<String>,
 }
 
@@ -161,8 +164,16 @@ pub(crate) fn resource_types(root: &Path, service: &Service) -> Made {
         .or_else(|| doc["service"]["name"].as_str())
         .filter(|s| !s.contains("${"))
         .map(String::from);
+    if doc.get("functions").is_none_or(Value::is_null) {
+        reader.made.functions = Some(0);
+    }
     if let Some(functions) = reader.resolve(&doc["functions"], &format!("{config}: functions")) {
-        for (fname, function) in reader.entries(&functions, &format!("{config}: functions")) {
+        let entries = reader.entries(&functions, &format!("{config}: functions"));
+        // Entries an unread `${file(…)}` would add are not known: only an empty mapping counts.
+        if functions.as_object().is_some_and(|m| m.is_empty()) || !entries.is_empty() {
+            reader.made.functions = Some(entries.len());
+        }
+        for (fname, function) in entries {
             let at = format!("function `{fname}`");
             let Some(function) = reader.resolve(&function, &at) else {
                 continue;

@@ -1995,3 +1995,62 @@ fn thirty_services_naming_their_roles_and_buckets_fit_the_role() {
         assert!(b.is_ok(), "{stage}: {}", b.err().unwrap());
     }
 }
+
+/// A Serverless service of `resources:` alone (a table, a bucket: the adopted monorepo's
+/// `database` and `uploads`) compiles no function, role or log group: the role is not granted
+/// them for it. One whose functions cannot be read keeps them.
+#[test]
+fn a_serverless_service_without_functions_is_granted_no_function_rights() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    let service = |name: &str, config: &str| {
+        write(r, &format!("services/{name}/serverless.yml"), config);
+        write(
+            r,
+            &format!("services/{name}/service.toml"),
+            "[service]\nkind = \"serverless\"\n",
+        );
+    };
+    service(
+        "database",
+        "service: notes-db\nprovider:\n  name: aws\nresources:\n  Resources:\n    T:\n      Type: AWS::DynamoDB::Table\n",
+    );
+    let granted = |ws: &ferry_manifest::Workspace| -> Vec<String> {
+        let mut notes = Vec::new();
+        ferry_bootstrap::permissions(ws, &ws.stage("dev").unwrap(), &mut notes)
+            .into_iter()
+            .filter(|p| !p.deny)
+            .flat_map(|p| p.actions)
+            .collect()
+    };
+    let actions = granted(&ferry_manifest::load(r).unwrap());
+    for needed in [
+        "dynamodb:CreateTable",
+        "s3:CreateBucket",
+        "s3:PutBucketPolicy",
+    ] {
+        assert!(actions.iter().any(|a| a == needed), "{needed}: {actions:?}");
+    }
+    for never in [
+        "lambda:CreateFunction",
+        "iam:CreateRole",
+        "logs:CreateLogGroup",
+    ] {
+        assert!(!actions.iter().any(|a| a == never), "{never}: {actions:?}");
+    }
+    // Functions from a file that is not there: not known to be none.
+    service(
+        "api",
+        "service: notes-api\nprovider:\n  name: aws\nfunctions: ${file(./missing.yml)}\n",
+    );
+    let actions = granted(&ferry_manifest::load(r).unwrap());
+    assert!(
+        actions.iter().any(|a| a == "lambda:CreateFunction"),
+        "{actions:?}"
+    );
+}
