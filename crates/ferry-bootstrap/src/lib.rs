@@ -153,12 +153,18 @@ pub fn suggestions(
     }
 }
 
-/// The stage's service stack names (`*` for the stage id of the preview stages).
-fn stack_names(ws: &Workspace, stage: &Stage) -> Vec<String> {
+/// `stage` as its names are rendered: for the preview stages, every preview's (`*` for the id).
+fn rendered(stage: &Stage) -> Stage {
     let mut at = stage.clone();
     if stage.preview {
         at.id = "*".into();
     }
+    at
+}
+
+/// The stage's service stack names (`*` for the stage id of the preview stages).
+fn stack_names(ws: &Workspace, stage: &Stage) -> Vec<String> {
+    let at = rendered(stage);
     let names: BTreeSet<String> = ws
         .services
         .iter()
@@ -705,11 +711,7 @@ fn under_parameters_path(stage: &Stage, name: &str) -> bool {
 /// parameters, the artifact bucket, the topic, and per resource type its templates use.
 pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Vec<Permission> {
     let stacks = stack_names(ws, stage);
-    // The stage as its names are rendered: every preview's (`*`) for the previews' role.
-    let mut at = stage.clone();
-    if stage.preview {
-        at.id = "*".into();
-    }
+    let at = rendered(stage);
     let arn = |service: &str, rest: &str| {
         format!("arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{rest}")
     };
@@ -824,8 +826,6 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     // the stage's parameters path: CloudFormation reads them with the role, and so does Ferry
     // (their version).
     let mut ssm_named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    // Roles (as `role/<path><name>`) and buckets the templates name themselves, outside the
-    // names the grants by a stack's name cover: granted by their whole name.
     // The CloudFormation and SAM templates, by service, for the roles and buckets they name.
     let mut templates: BTreeMap<String, Value> = BTreeMap::new();
     for s in &ws.services {
@@ -952,7 +952,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     let NamesGiven {
         roles: named_roles,
         buckets: named_buckets,
-    } = names_granted(ws, stage, &templates, Some(notes));
+    } = names_granted(ws, stage, &templates, notes);
     // The roles and buckets other stages' templates name themselves: this stage's grants (by
     // the start of a name, or a whole name) may reach them (`shop-inventory-d*`, a name cut to
     // 16 characters, reaches stage `demo`'s `shop-inventory-demoRole`), and nothing else keeps
@@ -1595,15 +1595,7 @@ fn names_of(
         let Some(s) = ws.service(service) else {
             continue;
         };
-        for (ty, set) in [
-            ("AWS::IAM::Role", &mut roles),
-            ("AWS::S3::Bucket", &mut buckets),
-        ] {
-            let property = if set_is_roles(ty) {
-                "RoleName"
-            } else {
-                "BucketName"
-            };
+        for ((ty, property), set) in [(ROLE_NAME, &mut roles), (BUCKET_NAME, &mut buckets)] {
             for (_, name) in ferry_package::given_names(ws, stage, s, t, ty, property) {
                 set.extend(name.filter(|n| !n.is_empty()));
             }
@@ -1622,18 +1614,14 @@ fn names_of_others(
     stage: &Stage,
     templates: &BTreeMap<String, Value>,
 ) -> Vec<String> {
-    let mut at = stage.clone();
-    if stage.preview {
-        at.id = "*".into();
-    }
-    let (my_roles, my_buckets) = names_of(ws, &at, templates);
+    let (my_roles, my_buckets) = names_of(ws, &rendered(stage), templates);
     let my_roles: BTreeSet<String> = my_roles.iter().map(|r| r.to_ascii_lowercase()).collect();
     // What this stage's grants by a name's start reach (`role/<start>*`, `s3:::<start>*`): only
     // names at the root path, and only those starting so; the names it is granted whole are
     // no other stage's.
     let starts: Vec<String> = stack_names(ws, stage)
         .iter()
-        .map(|s| name_start_of_grant(s))
+        .map(|s| name_prefix(s))
         .collect();
     let reached = |name: &str, lower: bool| {
         starts.iter().any(|st| {
@@ -1677,9 +1665,10 @@ fn valid_name(bucket: bool, name: &str) -> bool {
     }
 }
 
-fn set_is_roles(ty: &str) -> bool {
-    ty == "AWS::IAM::Role"
-}
+/// The resource types whose names a template may give itself and the role is granted by name,
+/// with the property that gives it.
+const ROLE_NAME: (&str, &str) = ("AWS::IAM::Role", "RoleName");
+const BUCKET_NAME: (&str, &str) = ("AWS::S3::Bucket", "BucketName");
 
 /// The roles (`RoleName`) and buckets (`BucketName`) CloudFormation and SAM `templates` (by
 /// service) name themselves that the grants by the start of their stacks' names do not reach
@@ -1688,18 +1677,15 @@ fn set_is_roles(ty: &str) -> bool {
 /// gives in another stage that may share the account (in any case, for a role), and a name IAM
 /// and S3 take (no `*` or `?`, which would widen the grant). Other stages' roles are denied
 /// them. One every stage gives alike, one only a deploy tells, and any for the previews' role
-/// are noted in `notes` (when given), not granted: creating them is refused until they are
+/// are noted in `notes`, not granted: creating them is refused until they are
 /// granted by hand.
 fn names_granted(
     ws: &Workspace,
     stage: &Stage,
     templates: &BTreeMap<String, Value>,
-    mut notes: Option<&mut Vec<String>>,
+    notes: &mut Vec<String>,
 ) -> NamesGiven {
-    let mut at = stage.clone();
-    if stage.preview {
-        at.id = "*".into();
-    }
+    let at = rendered(stage);
     // Roles in any letter case: IAM takes `Prod-App` for `prod-app`.
     let mut theirs = (BTreeSet::new(), BTreeSet::new());
     for o in other_stages_sharing(ws, stage) {
@@ -1715,11 +1701,8 @@ fn names_granted(
             continue;
         };
         let stack = ws.stack_name(&s.name, &at);
-        for (ty, property) in [
-            ("AWS::IAM::Role", "RoleName"),
-            ("AWS::S3::Bucket", "BucketName"),
-        ] {
-            let bucket = !set_is_roles(ty);
+        for (ty, property) in [ROLE_NAME, BUCKET_NAME] {
+            let bucket = (ty, property) == BUCKET_NAME;
             let start = if bucket {
                 name_prefix(&stack).to_ascii_lowercase()
             } else {
@@ -1729,11 +1712,7 @@ fn names_granted(
             let by_hand = format!(
                 "the role may not create it until it is granted by hand, or named `${{AWS::StackName}}-…` (names starting `{start}` are granted)"
             );
-            let mut note = |text: String| {
-                if let Some(n) = notes.as_deref_mut() {
-                    n.push(text);
-                }
-            };
+            let mut note = |text: String| notes.push(text);
             for (id, name) in ferry_package::given_names(ws, &at, s, template, ty, property) {
                 let path = template["Resources"][&id]["Properties"]
                     .get("Path")
@@ -1808,15 +1787,6 @@ fn name_prefix(stack: &str) -> String {
     } else {
         name_start(stack)
     }
-}
-
-/// The fixed start of a grant by `stack`'s name ([`name_prefix`], before its `*`).
-fn name_start_of_grant(stack: &str) -> String {
-    name_prefix(stack)
-        .split('*')
-        .next()
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// The start of `stack` a name CloudFormation makes from it surely has (before any `*`).
