@@ -754,8 +754,10 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
     let records = if stage.preview {
         // Every preview's records: the path before the id, whatever the preview is named (a
         // preview named `ferry` cut `/ferry/shop/ferry/` at its first `ferry`, granting `/*`).
-        let pattern = ferry_manifest::records_path(&ws.project.name, &stage.config, "\u{0}");
-        format!("{}*", pattern.split('\u{0}').next().unwrap_or_default())
+        format!(
+            "{}*",
+            ferry_manifest::preview_records_start(&ws.project.name, &stage.config)
+        )
     } else {
         format!("{}*", ws.records_path(stage))
     };
@@ -1567,7 +1569,7 @@ fn other_stages_sharing(ws: &Workspace, stage: &Stage) -> Vec<Stage> {
     ws.stages
         .keys()
         .filter_map(|n| ws.stage(n).ok())
-        .filter(|o| !o.preview && o.id != stage.id && !other_account(stage, o))
+        .filter(|o| !o.preview && o.id != stage.id && !stage.config.in_another_account(&o.config))
         .collect()
 }
 
@@ -2023,7 +2025,11 @@ fn ssm_path_denials(
         .keys()
         .filter_map(|name| ws.stage(name).ok())
         // A stage of another account holds none of this account's parameters.
-        .filter(|other| !other.preview && other.id != stage.id && !other_account(stage, other))
+        .filter(|other| {
+            !other.preview
+                && other.id != stage.id
+                && !stage.config.in_another_account(&other.config)
+        })
         .map(|other| (format!("stage `{}`", other.name), other))
         .collect();
     if !stage.preview
@@ -2112,15 +2118,6 @@ fn logical_ids(ws: &Workspace) -> BTreeSet<String> {
         .collect()
 }
 
-/// Whether `other` is a stage of another account than `stage` by what both name: it shares no
-/// name and no parameter with this stage's role, and nothing of it needs denying.
-fn other_account(stage: &Stage, other: &Stage) -> bool {
-    matches!(
-        (stage.config.named_account(), other.config.named_account()),
-        (Some(a), Some(b)) if a != b
-    )
-}
-
 /// For a named stage's role: the IAM roles and S3 buckets CloudFormation names after another
 /// named stage's stacks that the grants by the start of a name reach too: a stack name that
 /// extends this stage's (`shop-api-staging-*` reaches stage `staging-eu`'s
@@ -2206,7 +2203,7 @@ fn stack_name_denials(
         if other.preview || other.id == stage.id {
             continue;
         }
-        if other_account(stage, &other) {
+        if stage.config.in_another_account(&other.config) {
             continue;
         }
         for s in stack_names(ws, &other) {

@@ -45,5 +45,6 @@ pub use ssm_name::{
 };
 pub use stage::{
     MAX_PREVIEW_ID, MAX_STACK_NAME, Stage, StageError, fit_name, is_region_name,
-    is_valid_stack_name, records_path, render_stack_name, sanitize_stage_name,
+    is_valid_stack_name, preview_records_start, records_path, render_stack_name,
+    sanitize_stage_name,
 };

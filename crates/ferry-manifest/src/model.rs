@@ -130,6 +130,16 @@ pub enum OnTestFailure {
 impl StageConfig {
     /// The account the stage names: its `account`, else the one of its `role-arn`. `None`
     /// when it names neither (the caller's credentials decide).
+    /// Whether a stage of this configuration and one of `other` are in accounts known to
+    /// differ (each names its own, by `account` or its role-arn's): such stages share no
+    /// parameter, role or bucket name.
+    pub fn in_another_account(&self, other: &StageConfig) -> bool {
+        matches!(
+            (self.named_account(), other.named_account()),
+            (Some(a), Some(b)) if a != b
+        )
+    }
+
     pub fn named_account(&self) -> Option<&str> {
         self.account.as_deref().or_else(|| {
             let [.., account, _] = crate::arn_fields(self.role_arn.as_deref()?)?;

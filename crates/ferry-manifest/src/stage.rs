@@ -213,6 +213,17 @@ pub fn records_path(project: &str, config: &StageConfig, stage_id: &str) -> Stri
     }
 }
 
+/// The part of the preview stages' records path (of configuration `config`, the `"*"`
+/// stage's) before a preview's id: what the previews' role is granted, as `<start>*`.
+pub fn preview_records_start(project: &str, config: &StageConfig) -> String {
+    let pattern = records_path(project, config, "\u{0}");
+    pattern
+        .split('\u{0}')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Fills `{project}`, `{service}` and `{stage}` of a stack name pattern.
 pub fn render_stack_name(pattern: &str, project: &str, service: &str, stage: &str) -> String {
     // One pass: a plan renders a name for every service.

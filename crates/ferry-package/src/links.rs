@@ -653,11 +653,7 @@ fn stages_sharing(ws: &Workspace, same_region: bool) -> Option<(String, String, 
     let named: Vec<(&String, &ferry_manifest::StageConfig)> = ws.stages.iter().collect();
     for (i, (a, ca)) in named.iter().enumerate() {
         for (b, cb) in &named[i + 1..] {
-            let same_account = match (ca.named_account(), cb.named_account()) {
-                (Some(x), Some(y)) => x == y,
-                _ => true,
-            };
-            if same_account && (ca.region == cb.region || !same_region) {
+            if !ca.in_another_account(cb) && (ca.region == cb.region || !same_region) {
                 let place = if ca.region == cb.region {
                     ca.region.clone()
                 } else {

@@ -948,10 +948,7 @@ fn check_records_paths(
     };
     let key_of = |name: &str| join_key(&join_key("stages", name), "records-path");
     // Two stages of different regions, or of accounts known to differ, share no parameter.
-    let apart = |a: &StageConfig, b: &StageConfig| {
-        a.region != b.region
-            || matches!((a.named_account(), b.named_account()), (Some(x), Some(y)) if x != y)
-    };
+    let apart = |a: &StageConfig, b: &StageConfig| a.region != b.region || a.in_another_account(b);
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     for (name, config) in stages {
         let path = records_path(project, config, name);
@@ -987,8 +984,9 @@ fn check_records_paths(
     let Some(previews) = previews else {
         return;
     };
-    let pattern = records_path(project, previews, "\u{0}");
-    let start = pattern.split('\u{0}').next().unwrap_or_default();
+    let pattern = records_path(project, previews, "{stage}");
+    let start = crate::stage::preview_records_start(project, previews);
+    let start = start.as_str();
     for (path, name) in &seen {
         let config = &stages[*name];
         // Only where the previews' records lie inside this stage's path: elsewhere (the
@@ -1002,6 +1000,6 @@ fn check_records_paths(
             continue;
         }
         let at = if sets_path(name) { *name } else { "*" };
-        fd.error(span_of(at), Some(&key_of(at)), format!("the preview stages' records paths (`{}`) start inside stage `{name}`'s, `{path}`, in the same region: the previews' role, granted every preview's records (`{start}*`), would reach `{name}`'s records and lock, and no denial can keep it off without denying the previews their own; give `{name}` a records-path outside `{start}`, or the previews one that starts elsewhere", pattern.replace('\u{0}', "{stage}")));
+        fd.error(span_of(at), Some(&key_of(at)), format!("the preview stages' records paths (`{}`) start inside stage `{name}`'s, `{path}`, in the same region: the previews' role, granted every preview's records (`{start}*`), would reach `{name}`'s records and lock, and no denial can keep it off without denying the previews their own; give `{name}` a records-path outside `{start}`, or the previews one that starts elsewhere", pattern));
     }
 }
