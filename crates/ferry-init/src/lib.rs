@@ -21,6 +21,7 @@ mod layout;
 mod local_deps;
 mod overrides;
 mod render;
+mod unbundled;
 mod undeclared;
 mod walk;
 
@@ -30,6 +31,7 @@ use std::path::{Path, PathBuf};
 use ferry_manifest::ServiceKind;
 
 pub use render::{Runner, render, runner};
+pub use unbundled::{Unbundled, unbundled_imports};
 pub use undeclared::{Undeclared, undeclared_inputs};
 
 /// One service found.
@@ -262,21 +264,33 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         });
     }
     // package.json above the services that take their CLI and plugins from it → those services.
-    let mut from_above: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut from_above: BTreeMap<InstalledFromAbove, Vec<String>> = BTreeMap::new();
     for s in services
         .iter_mut()
         .filter(|s| s.kind == ServiceKind::Serverless)
     {
         s.build = install_step(root, &s.dir, &workspace.members, &mut notes);
         framework_note(root, s, &mut notes);
-        if let Some(pkg) = installed_from_above(root, &s.dir) {
-            from_above.entry(pkg).or_default().push(s.dir.clone());
+        // Code from outside its folder that nothing bundles: its archive would lack it.
+        notes.extend(unbundled::unbundled(root, &s.dir, &s.file).map(|u| u.to_string()));
+        if let Some(from) = installed_from_above(root, &s.dir) {
+            // What installs there is theirs: a CLI or plugin upgrade changes what they compile.
+            if !from.input_is_global() {
+                s.inputs.insert(from.input.clone(), from.why());
+            }
+            from_above.entry(from).or_default().push(s.dir.clone());
         }
     }
-    for (pkg, dirs) in from_above {
+    for (from, dirs) in from_above {
+        let declared = if from.input_is_global() {
+            format!("`{}` is a global input", from.input)
+        } else {
+            format!("`{}` is among their inputs", from.input)
+        };
         notes.push(format!(
-            "{}: no package.json of their own; their framework CLI and plugins come from `{pkg}`: install its dependencies there (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file) before a deploy compiles them, e.g. in buildspec.yml's install phase",
-            dirs.join(", ")
+            "{}: no package.json of their own; their framework CLI and plugins come from `{}`: install its dependencies there (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file) before a deploy compiles them, e.g. in buildspec.yml's install phase ({declared}, so that an upgrade there deploys them)",
+            dirs.join(", "),
+            from.package
         ));
     }
     for s in services
@@ -589,7 +603,38 @@ fn install_step(
 /// For a Serverless service in `dir` without a `package.json` of its own: the nearest one
 /// above it (repository-relative) that names the framework's CLI (`serverless`, `osls`) or a
 /// plugin (`serverless-…`) among its dependencies, which a deploy needs installed first.
-fn installed_from_above(root: &Path, dir: &str) -> Option<String> {
+/// The lock files at the repository's root that `init` writes as global inputs.
+pub(crate) const ROOT_LOCK_FILES: [&str; 3] = ["package-lock.json", "yarn.lock", "pnpm-lock.yaml"];
+
+/// Where a Serverless Framework service without a `package.json` of its own installs its
+/// framework CLI and plugins from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct InstalledFromAbove {
+    /// The `package.json` above its folder that names the CLI or a plugin.
+    pub(crate) package: String,
+    /// The file whose change changes what installs: the lock file beside that `package.json`,
+    /// else the `package.json` itself (an `npm install` of it takes what its ranges allow).
+    pub(crate) input: String,
+}
+
+impl InstalledFromAbove {
+    /// A lock file at the root, which `init` writes as a global input.
+    pub(crate) fn input_is_global(&self) -> bool {
+        ROOT_LOCK_FILES.contains(&self.input.as_str())
+    }
+
+    /// Why [`Self::input`] is an input of the service.
+    pub(crate) fn why(&self) -> String {
+        format!(
+            "its framework CLI and plugins install from `{}`",
+            self.package
+        )
+    }
+}
+
+/// Where the Serverless Framework service in `dir` installs its CLI and plugins from when it
+/// has no `package.json` of its own: the nearest one above it naming the CLI or a plugin.
+pub(crate) fn installed_from_above(root: &Path, dir: &str) -> Option<InstalledFromAbove> {
     if dir.is_empty() || root.join(dir).join("package.json").is_file() {
         return None;
     }
@@ -613,7 +658,18 @@ fn installed_from_above(root: &Path, dir: &str) -> Option<String> {
                     .any(|n| n == "serverless" || n == "osls" || n.starts_with("serverless-"))
             })
         });
-        return names_framework.then_some(pkg);
+        if !names_framework {
+            return None;
+        }
+        let input = match node_lock(&root.join(at)) {
+            Some(lock) if at.is_empty() => lock.to_string(),
+            Some(lock) => format!("{at}/{lock}"),
+            None => pkg.clone(),
+        };
+        return Some(InstalledFromAbove {
+            package: pkg,
+            input,
+        });
     }
     None
 }

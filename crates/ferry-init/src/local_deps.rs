@@ -82,7 +82,7 @@ fn in_folder(folder: &str, file: &str) -> String {
 }
 
 /// The folder of a repository-relative path (`""` at the root).
-fn parent(path: &str) -> &str {
+pub(crate) fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(p, _)| p)
 }
 
@@ -1034,7 +1034,7 @@ pub(crate) fn script_reach(root: &Path, dir: &str, others: &[&str]) -> (Reach, V
 /// The repository-relative file a module path names, as Node.js and TypeScript resolve it:
 /// the file itself, with a script extension or `.json` added, a `.ts` file for a `.js` one
 /// (TypeScript's ESM imports), or the folder's `index`.
-fn module_file(root: &Path, target: &str) -> Option<String> {
+pub(crate) fn module_file(root: &Path, target: &str) -> Option<String> {
     let is_file = |p: &str| root.join(p).is_file();
     if is_file(target) {
         return Some(target.to_string());
@@ -1061,7 +1061,7 @@ fn module_file(root: &Path, target: &str) -> Option<String> {
 
 /// The relative module paths (`./…`, `../…`) a script imports: string literals after `from`,
 /// `import`, `require(` or `import(`.
-fn relative_imports(text: &str) -> Vec<&str> {
+pub(crate) fn relative_imports(text: &str) -> Vec<&str> {
     let b = text.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;

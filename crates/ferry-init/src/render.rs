@@ -89,7 +89,7 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
         dirs.join(", ")
     );
     let mut global = vec![quoted("ferry.toml")];
-    for lock in ["package-lock.json", "yarn.lock", "pnpm-lock.yaml"] {
+    for lock in crate::ROOT_LOCK_FILES {
         if root.join(lock).is_file() {
             global.push(quoted(lock));
         }

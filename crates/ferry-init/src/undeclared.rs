@@ -1,6 +1,7 @@
 //! The check `validate` makes with init's inference: code a service builds from outside its
-//! folder (a workspace package, a relative import, a path dependency) that none of its inputs
-//! covers. A change there would not deploy it. Init writes such inputs once; this says when
+//! folder (a workspace package, a relative import, a path dependency, the framework CLI and
+//! plugins a Serverless service installs from a `package.json` above it) that none of its
+//! inputs covers. A change there would not deploy it. Init writes such inputs once; this says when
 //! one was added since, or never written.
 
 use std::path::Path;
@@ -34,8 +35,9 @@ impl std::fmt::Display for Undeclared {
 
 /// For each service of `ws`, the inputs init infers from the code it builds (its package.json
 /// files' workspace packages and local paths, its JavaScript's and TypeScript's relative
-/// imports, its Cargo, Python, Go and .NET path dependencies, each to the end of its chain)
-/// that hold a file neither its folder, its inputs nor the global inputs cover: for a relative
+/// imports, its Cargo, Python, Go and .NET path dependencies, each to the end of its chain;
+/// for a Serverless service without a `package.json`, the lock file or `package.json` above it
+/// that its framework CLI and plugins install from) that hold a file neither its folder, its inputs nor the global inputs cover: for a relative
 /// import, a file the imports reach; for the others, any file there. A file `ignored` says git
 /// ignores (generated code, which no input could name) is not judged. Read from the working
 /// tree.
@@ -68,6 +70,13 @@ pub fn undeclared_inputs(ws: &Workspace, ignored: &dyn Fn(&str) -> bool) -> Vec<
             crate::local_deps::dotnet_inputs(root, dir, &others).0,
         ] {
             inferred.extend(found.into_iter().map(|(glob, why)| (glob, why, None)));
+        }
+        // The lock file (or package.json) above it that its framework CLI and plugins install
+        // from: an upgrade there changes what it compiles.
+        if s.kind == ferry_manifest::ServiceKind::Serverless
+            && let Some(from) = crate::installed_from_above(root, dir)
+        {
+            inferred.push((from.input.clone(), from.why(), Some(vec![from.input])));
         }
         for (glob, why, files) in inferred {
             let files =

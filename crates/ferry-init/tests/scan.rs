@@ -892,11 +892,105 @@ fn services_whose_cli_comes_from_a_package_json_above_are_noted_once() {
     assert_eq!(
         said,
         [
-            "services/a, services/b: no package.json of their own; their framework CLI and plugins come from `package.json`: install its dependencies there (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file) before a deploy compiles them, e.g. in buildspec.yml's install phase"
+            "services/a, services/b: no package.json of their own; their framework CLI and plugins come from `package.json`: install its dependencies there (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file) before a deploy compiles them, e.g. in buildspec.yml's install phase (`package.json` is among their inputs, so that an upgrade there deploys them)"
         ],
         "{:?}",
         s.notes
     );
+    // With no lock file, the package.json says what installs: an upgrade of the CLI or a
+    // plugin there changes what they compile, so it is theirs (before, nothing deployed them).
+    let inputs = |s: &ferry_init::Scan, dir: &str| -> Vec<String> {
+        let found = s.services.iter().find(|f| f.dir == dir).unwrap();
+        found.inputs.keys().cloned().collect()
+    };
+    assert_eq!(inputs(&s, "services/a"), ["package.json"]);
+    assert_eq!(inputs(&s, "services/b"), ["package.json"]);
+    assert_eq!(inputs(&s, "services/c"), Vec::<String>::new());
+    // A lock file at the root is a global input: nothing more is theirs.
+    file(r, "package-lock.json", "{}\n");
+    let s = scan(r).unwrap();
+    assert_eq!(inputs(&s, "services/a"), Vec::<String>::new());
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.contains("(`package-lock.json` is a global input, so that")),
+        "{:?}",
+        s.notes
+    );
+    let written = render(&s, r);
+    let project = &written.iter().find(|(p, _)| p == "ferry.toml").unwrap().1;
+    assert!(
+        project.contains("global-inputs = [\"ferry.toml\", \"package-lock.json\"]"),
+        "{project}"
+    );
+    // A package.json of a folder above with its lock file: the lock file is theirs.
+    fs::remove_file(r.join("package-lock.json")).unwrap();
+    fs::rename(r.join("package.json"), r.join("services/package.json")).unwrap();
+    file(r, "services/yarn.lock", "# yarn lockfile v1\n");
+    let s = scan(r).unwrap();
+    assert_eq!(inputs(&s, "services/a"), ["services/yarn.lock"]);
+    assert_eq!(inputs(&s, "services/b"), ["services/yarn.lock"]);
+}
+
+// validate says so of a configuration written before: the CLI and plugins a Serverless service
+// installs from a package.json above it, which none of its inputs covers.
+#[test]
+fn validate_names_the_lock_file_above_a_serverless_service_that_its_inputs_lack() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "services/package.json",
+        r#"{"private": true, "devDependencies": {"osls": "^3.51.0", "serverless-esbuild": "^1.0.0"}}"#,
+    );
+    file(r, "services/package-lock.json", "{}\n");
+    file(
+        r,
+        "services/a/serverless.yml",
+        "service: a\nprovider:\n  name: aws\nplugins:\n  - serverless-esbuild\n",
+    );
+    file(
+        r,
+        "services/a/service.toml",
+        "[service]\nkind = \"serverless\"\n",
+    );
+    // One with a package.json of its own installs its own.
+    file(
+        r,
+        "services/b/serverless.yml",
+        "service: b\nprovider:\n  name: aws\n",
+    );
+    file(
+        r,
+        "services/b/package.json",
+        r#"{"devDependencies": {"osls": "^3.51.0"}}"#,
+    );
+    file(
+        r,
+        "services/b/service.toml",
+        "[service]\nkind = \"serverless\"\n",
+    );
+    let project = "[project]\nname = \"shop\"\nservices = [\"services/*\"]\n\n[stages.dev]\nregion = \"us-east-1\"\n";
+    file(r, "ferry.toml", project);
+    let ws = ferry_manifest::load(r).unwrap();
+    let found: Vec<String> = ferry_init::undeclared_inputs(&ws, &|_| false)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "a: its framework CLI and plugins install from `services/package.json`, but services/package-lock.json is none of its inputs nor a global input: a change there would not deploy it; add `services/package-lock.json` to `inputs` in its service.toml"
+        ]
+    );
+    // Declared: nothing to say.
+    file(
+        r,
+        "services/a/service.toml",
+        "[service]\nkind = \"serverless\"\ninputs = [\"services/package-lock.json\"]\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    assert_eq!(ferry_init::undeclared_inputs(&ws, &|_| false), []);
 }
 
 // Code a bundler takes into a service's archive from outside its folder, by a relative import
@@ -3178,4 +3272,102 @@ fn a_stage_map_lacking_a_stage_of_ferry_toml_is_noted() {
         "{:#?}",
         s.notes
     );
+}
+
+// A Serverless handler loading code from outside its folder with nothing to bundle it: the
+// framework zips only the service folder, so the function would fail on its first call. `init`
+// and `validate` say so; a bundler plugin, TypeScript, or an import only a test makes do not.
+#[test]
+fn a_serverless_handler_importing_from_outside_its_folder_without_a_bundler_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let config = |plugins: &str| {
+        format!(
+            "service: notes\nprovider:\n  name: aws\n  runtime: nodejs20.x\n{plugins}functions:\n  get:\n    handler: src/get.main\n  list:\n    handler: src/list.main\n"
+        )
+    };
+    file(r, "services/notes/serverless.yml", &config(""));
+    // The handler reaches the import through a file of its own folder.
+    file(
+        r,
+        "services/notes/src/get.js",
+        "const db = require('./db');\nexports.main = async () => db.get();\n",
+    );
+    file(
+        r,
+        "services/notes/src/list.js",
+        "exports.main = async () => [];\n",
+    );
+    file(
+        r,
+        "services/notes/src/db.js",
+        "const { table } = require(\"../../../libs/table\");\nmodule.exports = { get: () => table };\n",
+    );
+    file(r, "libs/table.js", "exports.table = 'notes';\n");
+    // A test importing a shared helper is no handler's: not judged.
+    file(
+        r,
+        "services/billing/serverless.yml",
+        &config("").replace("notes", "billing"),
+    );
+    file(
+        r,
+        "services/billing/src/get.js",
+        "exports.main = async () => 1;\n",
+    );
+    file(
+        r,
+        "services/billing/src/list.js",
+        "exports.main = async () => [];\n",
+    );
+    file(
+        r,
+        "services/billing/test/get.test.js",
+        "const h = require('../../../libs/testing');\n",
+    );
+    file(r, "libs/testing.js", "module.exports = {};\n");
+    let want = "services/notes/src/db.js: imports `../../../libs/table`, outside the service folder `services/notes`, and services/notes/serverless.yml names no plugin that bundles (serverless-esbuild, serverless-webpack, serverless-bundle): the framework zips only the service folder, so the function would deploy and then fail to load that module; add a bundler plugin, or move the code into the folder (or into a package it installs)";
+    let s = scan(r).unwrap();
+    let named: Vec<&String> = s
+        .notes
+        .iter()
+        .filter(|n| n.contains("names no plugin that bundles"))
+        .collect();
+    assert_eq!(named, [want], "{:?}", s.notes);
+    // validate, on what init wrote.
+    for (path, text) in render(&s, r) {
+        file(r, &path, &text);
+    }
+    let ws = ferry_manifest::load(r).unwrap();
+    let found: Vec<String> = ferry_init::unbundled_imports(&ws)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(found, [want]);
+    // A bundler plugin (listed, or under `modules`) puts the code into the archive.
+    for plugins in [
+        "plugins:\n  - serverless-esbuild\n",
+        "plugins:\n  modules:\n    - serverless-webpack\n",
+        // Or an archive built beforehand, or plugins from a local folder: not judged.
+        "package:\n  artifact: dist/notes.zip\n",
+        "plugins:\n  localPath: ./plugins\n  modules:\n    - pack\n",
+    ] {
+        file(r, "services/notes/serverless.yml", &config(plugins));
+        assert_eq!(ferry_init::unbundled_imports(&ws), [], "{plugins}");
+    }
+    // Other plugins bundle nothing.
+    file(
+        r,
+        "services/notes/serverless.yml",
+        &config("plugins:\n  - serverless-offline\n"),
+    );
+    assert_eq!(ferry_init::unbundled_imports(&ws).len(), 1);
+    // TypeScript needs a compile step, which may bundle: not judged.
+    fs::remove_file(r.join("services/notes/src/db.js")).unwrap();
+    file(
+        r,
+        "services/notes/src/db.ts",
+        "import { table } from '../../../libs/table';\nexport const get = () => table;\n",
+    );
+    assert_eq!(ferry_init::unbundled_imports(&ws), []);
 }

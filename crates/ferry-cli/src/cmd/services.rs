@@ -124,6 +124,11 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     for u in ferry_init::undeclared_inputs(ws, &ignored) {
         eprintln!("warning: {u}");
     }
+    // A Serverless handler loading code from outside its folder that nothing bundles: the
+    // framework's archive would lack it.
+    for u in ferry_init::unbundled_imports(ws) {
+        eprintln!("warning: {u}");
+    }
     // An artifact or site folder that is not there, and no build of the service makes it.
     for a in ferry_package::absent_package_paths(ws) {
         eprintln!("warning: {a}");
