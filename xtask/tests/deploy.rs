@@ -116,6 +116,75 @@ fn deploy_then_skip_then_redeploy_only_what_changed() {
     );
 }
 
+// A deploy from uncommitted changes, which are then discarded: the stage runs code no commit
+// holds, and no diff from the record's commit shows it. Before, every later plan (here, and in
+// CI planning the commit) skipped the service for good.
+#[test]
+fn a_stage_deployed_from_uncommitted_changes_deploys_again_once_they_are_gone() {
+    let r = monorepo("e2e-dirty");
+    let (code, _, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    r.write(
+        "services/lone/t.yaml",
+        &TOPIC.replace("TopicArn:", "TopicArn:\n    Description: uncommitted"),
+    );
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(row(&out, "lone").contains("updated"), "{out}");
+    // Discarded.
+    r.write("services/lone/t.yaml", TOPIC);
+    let dirty = "deployed-dirty: its record is of a deploy from uncommitted changes on";
+    for ci in [false, true] {
+        let mut plan = xtask(&r, &["plan", "dev", "--head", "HEAD", "--format", "json"]);
+        if ci {
+            plan.env("CI", "true");
+        }
+        let (code, out, err) = run(&mut plan, None);
+        assert_eq!(code, 0, "{err}");
+        let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(plan["order"], serde_json::json!(["lone"]), "{out}");
+        let lone = &plan["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "lone")
+            .unwrap()["reasons"];
+        assert_eq!(lone[0]["kind"], "deployed-dirty", "{out}");
+    }
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        row(&out, "lone").contains("updated") && row(&out, "lone").contains(dirty),
+        "{out}"
+    );
+    assert!(row(&out, "queue").contains("skipped (up to date)"), "{out}");
+    // Back at a commit: nothing more.
+    let (code, out, err) = run(&mut xtask(&r, &["plan", "dev", "--format", "json"]), None);
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["order"], serde_json::json!([]), "{out}");
+    // Uncommitted changes that are none of a service's inputs leave its package the commit's:
+    // deployed from such a tree, it is not planned again once they are gone.
+    r.write("notes.txt", "scratch\n");
+    r.write(
+        "services/queue/t.yaml",
+        &QUEUE.replace("QueueArn:", "QueueArn:\n    Description: uncommitted"),
+    );
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev", "--all"]), None);
+    assert_eq!(code, 0, "{err}");
+    for s in ["queue", "topic", "consumer", "lone"] {
+        assert!(row(&out, s).contains("forced"), "{out}");
+    }
+    r.write("services/queue/t.yaml", QUEUE);
+    let (code, out, err) = run(
+        &mut xtask(&r, &["plan", "dev", "--head", "HEAD", "--format", "json"]),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["order"], serde_json::json!(["queue"]), "{out}");
+}
+
 #[test]
 fn a_failure_in_the_middle_skips_dependents_finishes_the_rest_and_a_rerun_completes() {
     let r = monorepo("e2e-fail");
@@ -428,6 +497,71 @@ fn another_stages_outputs_are_read_with_that_stages_region() {
     assert!(got.starts_with("arn:aws:sqs:us-east-1:"), "{got}");
     let own = outputs["services"]["queue"]["QueueArn"].as_str().unwrap();
     assert!(own.starts_with("arn:aws:sqs:eu-west-1:"), "{own}");
+}
+
+// Another stage's output changes in a run of that stage, with nothing committed that this
+// stage's plan sees: the reader is checked at this stage's next deploy, as an SSM reader is, and
+// receives the new value. Before, it kept the old one for good.
+#[test]
+fn a_reader_of_another_stages_output_receives_its_new_value_at_its_next_deploy() {
+    let r = TestRepo::new();
+    let project = |v: &str| {
+        format!(
+            "[project]\nname = \"e2e-cross-new\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\nglobal-inputs = []\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nvariables = {{ v = \"{v}\" }}\n\n\
+             [stages.eu]\nregion = \"eu-west-1\"\ndeployment-method = \"direct\"\nvariables = {{ v = \"eu\" }}\n"
+        )
+    };
+    let echo = "Parameters:\n  V: {Type: String}\nResources:\n  T:\n    Type: AWS::SNS::Topic\nOutputs:\n  Echo:\n    Value: !Ref V\n";
+    r.write("ferry.toml", &project("one"))
+        .write(
+            "services/source/service.toml",
+            "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nV = \"${var:v}\"\n",
+        )
+        .write("services/source/t.yaml", echo)
+        .write(
+            "services/reader/service.toml",
+            "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nV = \"${output:dev:source.Echo}\"\n",
+        )
+        .write("services/reader/t.yaml", echo);
+    r.commit("services");
+    for stage in ["dev", "eu"] {
+        let (code, out, err) = run(&mut xtask(&r, &["deploy", stage]), None);
+        assert_eq!(code, 0, "{out}\n{err}");
+    }
+    let got = |r: &TestRepo| -> String {
+        let outputs: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(r.path().join("target/ferry/outputs-eu.json")).unwrap(),
+        )
+        .unwrap();
+        outputs["services"]["reader"]["Echo"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(got(&r), "one");
+    // dev's own setting changes: only dev's source deploys for it.
+    r.write("ferry.toml", &project("two"));
+    r.commit("dev's variable");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(row(&out, "source").contains("updated"), "{out}");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "eu"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(row(&out, "source").contains("skipped"), "{out}");
+    assert!(
+        row(&out, "reader").contains("updated")
+            && row(&out, "reader").contains("its parameters differ from its record"),
+        "{out}"
+    );
+    assert_eq!(got(&r), "two");
+    // Nothing new: checked, and left alone.
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "eu"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        row(&out, "reader").contains("skipped (up to date)"),
+        "{out}"
+    );
 }
 
 #[test]

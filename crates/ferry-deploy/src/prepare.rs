@@ -104,7 +104,9 @@ pub fn not_received(
 }
 
 /// Whether `service` reads a value kept outside git, whose new version changes its stack though
-/// no file changed: `${ssm:…}` in its `[parameters]`; a template parameter of an SSM parameter
+/// no file changed: `${ssm:…}` in its `[parameters]`, or another stage's output
+/// (`${output:prod:api.Url}`: that stage deploys on its own, never in this run, so nothing
+/// else would bring its new value here); a template parameter of an SSM parameter
 /// type (CloudFormation reads that parameter at every stack operation); a Serverless Framework
 /// configuration reading `${ssm:…}` or `${s3:…}` when it compiles. Reads the
 /// service's template or configuration from the working tree.
@@ -113,7 +115,12 @@ pub fn reads_outside_git(ws: &Workspace, service: &Service) -> bool {
         .parameters
         .values()
         .flat_map(|t| t.references())
-        .any(|r| matches!(r, Reference::Ssm { .. }));
+        .any(|r| {
+            matches!(
+                r,
+                Reference::Ssm { .. } | Reference::Output { stage: Some(_), .. }
+            )
+        });
     in_parameters
         || match service.kind {
             ServiceKind::Serverless => ferry_serverless::reads_aws_values(&ws.root, service),

@@ -1211,6 +1211,13 @@ async fn deploy_one(
         .map(|p| origin.map_or_else(|| p.manifest.id.clone(), |o| o.package.clone()));
     let commit = origin.map_or_else(|| ctx.source.commit.clone(), |o| o.commit.clone());
     let dirty = origin.map_or(ctx.source.dirty, |o| o.dirty);
+    // Whether the uncommitted changes were among its own inputs: a service whose inputs were
+    // all as committed has an input key (a stored package, or none, is taken as dirty).
+    let inputs_dirty = dirty
+        && match (origin, ctx.package) {
+            (None, Some(p)) => !p.input_keys.contains_key(&service.name),
+            _ => true,
+        };
     let artifact_keys = packaged.map(|sp| sp.artifact_keys()).unwrap_or_default();
     let needs_bucket = packaged.is_some_and(|sp| !sp.artifacts.is_empty());
     let declared = ctx
@@ -1393,6 +1400,7 @@ async fn deploy_one(
         stack: stack.to_string(),
         commit,
         dirty,
+        inputs_dirty: dirty.then_some(inputs_dirty),
         template_hash,
         parameters_hash: params_hash,
         artifacts: artifact_keys,

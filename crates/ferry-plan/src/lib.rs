@@ -183,6 +183,11 @@ pub enum Reason {
     /// that never came to check it (killed, or limited to them): its stack may still run their
     /// old values. Its deploy brings what it receives up to date.
     NotReceived { of: Vec<String> },
+    /// The service's record is of a deploy from a tree with uncommitted changes on top of
+    /// `commit`: the stage may run code no commit holds, which no diff from that commit shows
+    /// (the changes were discarded, or a plan of a commit runs on another machine). Its deploy
+    /// brings it back to a commit.
+    DeployedDirty { commit: String },
 }
 
 /// Where a stack lives: its name and region.

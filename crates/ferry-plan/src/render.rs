@@ -108,6 +108,10 @@ pub fn reason_text(r: &Reason) -> String {
             format!("stack renamed: {} → {}", from.stack, to.stack)
         }
         Reason::StackMoved { from, to } => format!("stack moved: {from} → {to}"),
+        Reason::DeployedDirty { commit } => format!(
+            "deployed-dirty: its record is of a deploy from uncommitted changes on {}, which the stage may still run",
+            commit.get(..7).unwrap_or(commit)
+        ),
         Reason::StageSettingsChanged { keys } => {
             format!("stage settings it reads changed: {}", keys.join(", "))
         }

@@ -45,7 +45,14 @@ pub struct Record {
     pub stack: String,
     /// The commit deployed (the HEAD commit when the tree was dirty).
     pub commit: String,
+    /// The working tree had uncommitted changes (anywhere) when it was packaged.
     pub dirty: bool,
+    /// With `dirty`: whether those changes were among the service's own inputs (its folder,
+    /// `inputs`, the global inputs), so that what it runs is in no commit. `Some(false)`: its
+    /// inputs were as committed, and its package is the commit's. `None` in records written
+    /// before it was kept (taken as `dirty`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_dirty: Option<bool>,
     /// SHA-256 of the template body deployed.
     pub template_hash: String,
     /// SHA-256 of the resolved parameters.

@@ -218,7 +218,7 @@ fn read_stage_state(ctx: &Ctx, ws: &ferry_manifest::Workspace, stage: &str, req:
                 stage.name,
                 state.list_calls
             );
-            state.apply(req);
+            state.apply(ws, req);
         }
         Err(e) => {
             let causes: Vec<String> = e.chain().map(|c| crate::ui::mask(&c.to_string())).collect();
