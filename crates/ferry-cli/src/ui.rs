@@ -203,6 +203,12 @@ pub fn acceptance_event(e: &ferry_acceptance::Event) -> String {
     }
 }
 
+/// The parser of every `--timeout`: whole seconds from 1 to 7 days
+/// ([`ferry_manifest::MAX_TIMEOUT_SECS`]; a deadline of `now` plus `u64::MAX` seconds panics).
+pub(crate) fn timeout_secs() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=ferry_manifest::MAX_TIMEOUT_SECS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

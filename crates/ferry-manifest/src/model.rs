@@ -274,6 +274,11 @@ pub struct Package {
 /// Default `[package] timeout`, in seconds.
 pub const DEFAULT_BUILD_TIMEOUT: u64 = 30 * 60;
 
+/// The longest timeout any setting or `--timeout` takes, in seconds (7 days): far beyond any
+/// stack operation, build or test, and far from the overflow of a deadline (`now` + a timeout
+/// near `u64::MAX` seconds panics).
+pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 60 * 60;
+
 impl Package {
     /// How long `build` may run.
     pub fn build_timeout(&self) -> std::time::Duration {

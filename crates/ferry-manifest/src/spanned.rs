@@ -210,12 +210,15 @@ pub(crate) fn get_secs(
     match v.get_ref() {
         // `0x`/`0o`/`0b` integers come without their prefix, with their radix.
         DeValue::Integer(i) => match u64::from_str_radix(i.as_str(), i.radix()) {
-            Ok(n) if n > 0 => Some(n),
+            Ok(n) if n > 0 && n <= crate::MAX_TIMEOUT_SECS => Some(n),
             _ => {
                 fd.error(
                     Some(v.span()),
                     Some(&full),
-                    "expected a positive number of seconds",
+                    format!(
+                        "expected a positive number of seconds, at most {} (7 days)",
+                        crate::MAX_TIMEOUT_SECS
+                    ),
                 );
                 None
             }

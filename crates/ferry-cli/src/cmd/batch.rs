@@ -95,7 +95,7 @@ pub struct NodeArgs {
     #[arg(long)]
     test: bool,
     /// How long Ferry waits for the stack, in seconds
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = crate::ui::timeout_secs())]
     timeout: u64,
     /// Take over an existing stack of this name that has no Ferry tags
     #[arg(long)]

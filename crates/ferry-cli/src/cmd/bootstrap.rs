@@ -28,7 +28,7 @@ pub struct BootstrapArgs {
     #[arg(long)]
     print: bool,
     /// How long Ferry waits for the stack, in seconds
-    #[arg(long, value_name = "SECONDS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800, value_parser = crate::ui::timeout_secs())]
     timeout: u64,
 }
 

@@ -59,7 +59,7 @@ pub struct DeployArgs {
     test: bool,
     /// How long Ferry waits for one stack in all, in seconds: for another operation running on
     /// it, for a change set, and for its own operation
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = crate::ui::timeout_secs())]
     timeout: u64,
     /// In a stage with `promote-from`, deploy packages that have not passed in the source stage
     /// anyway; the reason and who gave it (the caller's AWS identity) go into the release

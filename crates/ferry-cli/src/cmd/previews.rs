@@ -64,7 +64,7 @@ pub struct PruneArgs {
     #[arg(long)]
     force_unlock: bool,
     /// How long Ferry waits for one stack's delete, in seconds
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = crate::ui::timeout_secs())]
     timeout: u64,
 }
 

@@ -33,7 +33,7 @@ pub struct RunArgs {
     #[arg(long)]
     force_unlock: bool,
     /// How long Ferry waits for one stack in all, in seconds (see `deploy --help`)
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = crate::ui::timeout_secs())]
     timeout: u64,
 }
 

@@ -38,7 +38,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     concurrency: Option<NonZeroUsize>,
     /// Seconds one service's script may run before it is stopped and counted as failed
-    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    #[arg(long, value_name = "SECS", default_value_t = 1800, value_parser = crate::ui::timeout_secs())]
     timeout: u64,
 }
 
