@@ -1664,6 +1664,60 @@ fn a_rollback_whose_tests_fail_says_the_stacks_are_back() {
 /// service of the target release that was removed since, from the stage and the checkout, is
 /// left out and said. Before, it refused the whole rollback and advised checking out a commit
 /// that has the service, which would have created its stack again.
+/// Deletes the stack `name` behind Ferry's back, as someone with the console would.
+fn delete_stack(name: &str) {
+    let engine = ferry_stacks::Engine::for_config(&config(), Default::default());
+    assert!(
+        rt().block_on(engine.delete(name, None, true, &|_| {}))
+            .unwrap()
+    );
+}
+
+// A stack deleted outside Ferry while its record says it runs the package: a promote or a
+// rollback deploys that package again, as a deploy would (they read what the stacks say, one
+// ListStacks). Before, both said it already ran it, and the stage stayed without it.
+#[test]
+fn promote_and_rollback_bring_back_a_stack_deleted_outside_ferry() {
+    let p = "rel-missing";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    ok(&r, v, &["promote", "staging", "prod"]);
+    delete_stack(&format!("{p}-web-prod"));
+    let (out, err) = ok(&r, v, &["promote", "staging", "prod"]);
+    let said = format!("{out}{err}");
+    assert!(
+        said.contains(&format!(
+            "web: stack-missing: {p}-web-prod is gone though its record says deployed"
+        )),
+        "{said}"
+    );
+    assert!(row(&out, "web").contains("created"), "{said}");
+    assert!(
+        said.contains("base: skipped (already at the package that passed in `staging`)"),
+        "{said}"
+    );
+    assert!(!said.contains("nothing to promote"), "{said}");
+    // A rollback to the release that runs takes the stack's package again too.
+    r.write("services/base/t.yaml", &format!("{QUEUE}# v2\n"));
+    r.commit("base v2");
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    delete_stack(&format!("{p}-web-staging"));
+    let (out, err) = ok(&r, v, &["rollback", "staging"]);
+    let said = format!("{out}{err}");
+    assert!(row(&out, "base").contains("updated"), "{said}");
+    assert!(
+        row(&out, "web").contains("created") && row(&out, "web").contains("stack-missing"),
+        "{said}"
+    );
+    // Nothing is missing now: nothing more to do.
+    let (out, err) = ok(&r, v, &["promote", "staging", "prod", "--service", "web"]);
+    let said = format!("{out}{err}");
+    assert!(said.contains("nothing to promote"), "{said}");
+    assert!(!said.contains("stack-missing"), "{said}");
+}
+
 #[test]
 fn a_rollback_leaves_out_a_service_removed_since() {
     let p = "rel-back-removed";

@@ -976,6 +976,7 @@ pub struct PromoteRequest<'a> {
 pub async fn prepare_promote(
     target: &StageTarget<'_>,
     current: &BTreeMap<String, Record>,
+    drift: &BTreeMap<String, ferry_plan::Reason>,
     req: &PromoteRequest<'_>,
 ) -> Result<Promotion, ReleaseRunError> {
     let (ws, stage) = (target.ws, target.stage);
@@ -1056,10 +1057,14 @@ pub async fn prepare_promote(
     let mut skipped = Vec::new();
     for r in &selected {
         match current.get(&r.service) {
-            Some(c) if ferry_releases::same_package(r, c) => skipped.push((
-                r.service.clone(),
-                format!("already at the package that passed in `{from}`"),
-            )),
+            // Its record says so, and its stack agrees (a stack deleted, failed or changed
+            // outside Ferry takes the package again, as a deploy would).
+            Some(c) if ferry_releases::same_package(r, c) && !drift.contains_key(&r.service) => {
+                skipped.push((
+                    r.service.clone(),
+                    format!("already at the package that passed in `{from}`"),
+                ))
+            }
             _ => {
                 deploy.insert(r.service.clone());
             }
@@ -1095,13 +1100,15 @@ pub async fn prepare_promote(
         .filter(|s| deploy.contains(*s))
         .map(|s| {
             let r = &req.from_records[s];
-            (
-                s.clone(),
-                format!(
-                    "passed in `{from}` at {}",
-                    r.commit.get(..12).unwrap_or(&r.commit)
-                ),
-            )
+            let passed = format!(
+                "passed in `{from}` at {}",
+                r.commit.get(..12).unwrap_or(&r.commit)
+            );
+            let why = match drift.get(s) {
+                Some(d) => format!("{passed}; {}", ferry_plan::reason_text(d)),
+                None => passed,
+            };
+            (s.clone(), why)
         })
         .collect();
     why.extend(owed.into_iter().map(|s| {
@@ -1173,6 +1180,7 @@ pub async fn prepare_rollback(
     dest: &StageTarget<'_>,
     store: &ReleaseStore,
     current: &BTreeMap<String, Record>,
+    drift: &BTreeMap<String, ferry_plan::Reason>,
     to: Option<&str>,
     only: Option<&BTreeSet<String>>,
 ) -> Result<Rollback, ReleaseRunError> {
@@ -1212,8 +1220,16 @@ pub async fn prepare_rollback(
         }
         .into());
     };
+    // What differs from the release, and what its records say runs it while its stack says
+    // otherwise (deleted, failed or changed outside Ferry), which takes its package again.
     let mut differs: BTreeSet<String> = ferry_releases::differing(&target.services, current)
         .into_iter()
+        .chain(
+            drift
+                .keys()
+                .filter(|s| target.services.contains_key(*s))
+                .cloned(),
+        )
         .collect();
     if let Some(only) = only {
         differs.retain(|s| only.contains(s));
@@ -1257,14 +1273,16 @@ pub async fn prepare_rollback(
         .iter()
         .map(|s| {
             let r = &target.services[s];
-            (
-                s.clone(),
-                format!(
-                    "back to release {} (commit {})",
-                    target.id,
-                    r.commit.get(..12).unwrap_or(&r.commit)
-                ),
-            )
+            let back = format!(
+                "back to release {} (commit {})",
+                target.id,
+                r.commit.get(..12).unwrap_or(&r.commit)
+            );
+            let why = match drift.get(s) {
+                Some(d) => format!("{back}; {}", ferry_plan::reason_text(d)),
+                None => back,
+            };
+            (s.clone(), why)
         })
         .collect();
     let prepared = if candidates.is_empty() {

@@ -294,7 +294,7 @@ async fn a_promote_refuses_the_checkout_before_any_aws_call() {
         services: &[],
         tests_owed: &Default::default(),
     };
-    let e = match prepare_promote(&target, &BTreeMap::new(), &req).await {
+    let e = match prepare_promote(&target, &BTreeMap::new(), &BTreeMap::new(), &req).await {
         Ok(_) => panic!("promoted a notifier that did not pass"),
         Err(e) => e,
     };

@@ -147,6 +147,20 @@ async fn current_records(run: &Run<'_>) -> anyhow::Result<BTreeMap<String, Recor
         .context("failed to read the stage's deployment records")
 }
 
+/// The stage's records, and what its stacks say against them (one ListStacks pass): a promote
+/// or rollback takes a package again for a stack deleted, failed or changed outside Ferry,
+/// whatever its record says, as a deploy does.
+async fn current_state(run: &Run<'_>) -> anyhow::Result<ferry_deploy::StageState> {
+    let state = ferry_deploy::state::read(run.ws, run.stage, &run.aws.config, run.records)
+        .await
+        .context("failed to read the stage's deployment records and stacks")?;
+    for (s, reason) in &state.drift {
+        run.clock
+            .say(&format!("{s}: {}", ferry_plan::reason_text(reason)));
+    }
+    Ok(state)
+}
+
 /// The run's stage as a promote, rollback or approval deploys to it, with `dir` the local
 /// package store.
 fn stage_target<'a>(run: &Run<'a>, dir: &'a std::path::Path) -> StageTarget<'a> {
@@ -459,7 +473,11 @@ async fn roll_back_failures(
     // What this run deployed: the records that name its release. The rollback needs no written
     // release of this run (its target is judged against what runs), so a release that could
     // not be written stops nothing.
-    let current = current_records(run).await?;
+    let ferry_deploy::StageState {
+        records: current,
+        drift,
+        ..
+    } = current_state(run).await?;
     let affected =
         ferry_deploy::release::to_roll_back(run.ws, &current, run_release, failed, false);
     if affected.is_empty() {
@@ -479,6 +497,7 @@ async fn roll_back_failures(
         run,
         &store,
         current.clone(),
+        &drift,
         None,
         Some(&affected),
         &options,
@@ -494,7 +513,7 @@ async fn roll_back_failures(
                 affected.iter().cloned().collect::<Vec<_>>().join(", "),
                 wider.iter().cloned().collect::<Vec<_>>().join(", ")
             ));
-            rollback_to(run, &store, current, None, Some(&wider), &options).await
+            rollback_to(run, &store, current, &drift, None, Some(&wider), &options).await
         }
         rb => rb,
     }
@@ -523,6 +542,7 @@ async fn rollback_to(
     run: &Run<'_>,
     store: &ReleaseStore,
     current: BTreeMap<String, Record>,
+    drift: &BTreeMap<String, ferry_plan::Reason>,
     to: Option<&str>,
     only: Option<&BTreeSet<String>>,
     options: &DeployOptions,
@@ -537,7 +557,7 @@ async fn rollback_to(
     // like a release that no longer runs, and be the target: forward again).
     let (head, id) = new_release(run.ctx);
     recover_releases(run, &current, ReleaseKind::Rollback, &id).await;
-    let rb = ferry_deploy::release::prepare_rollback(&target, store, &current, to, only)
+    let rb = ferry_deploy::release::prepare_rollback(&target, store, &current, drift, to, only)
         .await
         .with_context(|| format!("cannot roll back stage `{}`", stage.name))?;
     for s in &rb.left {
@@ -957,7 +977,11 @@ async fn promote_locked(
             from.name
         );
     }
-    let current = current_records(run).await?;
+    let ferry_deploy::StageState {
+        records: current,
+        drift,
+        ..
+    } = current_state(run).await?;
     // The release a stopped run left unwritten, before anything is decided (a review deploys
     // nothing, and so writes no release).
     let (head, id) = new_release(run.ctx);
@@ -981,7 +1005,7 @@ async fn promote_locked(
     };
     let dir = ws.layout().package();
     let target = stage_target(run, &dir);
-    let p = ferry_deploy::release::prepare_promote(&target, &current, &req)
+    let p = ferry_deploy::release::prepare_promote(&target, &current, &drift, &req)
         .await
         .with_context(|| format!("cannot promote `{}` to `{}`", from.name, to.name))?;
     for (s, why) in &p.skipped {
@@ -1149,9 +1173,17 @@ pub fn rollback(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<()> {
             ..untested(ctx, args.run.concurrency, args.run.timeout)
         };
         let work = async {
-            let current = current_records(&run).await?;
-            let said =
-                rollback_to(&run, &store, current, args.to.as_deref(), None, &options).await?;
+            let state = current_state(&run).await?;
+            let said = rollback_to(
+                &run,
+                &store,
+                state.records,
+                &state.drift,
+                args.to.as_deref(),
+                None,
+                &options,
+            )
+            .await?;
             println!("{said}");
             Ok(())
         };
