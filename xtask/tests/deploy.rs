@@ -185,6 +185,37 @@ fn a_stage_deployed_from_uncommitted_changes_deploys_again_once_they_are_gone() 
     assert_eq!(plan["order"], serde_json::json!(["queue"]), "{out}");
 }
 
+// A record that cannot be read: `plan` fails as `deploy` does. Before, it warned and planned
+// the stage as if nothing were deployed, exit 0: a full redeploy of a healthy stage.
+#[test]
+fn a_plan_of_a_stage_whose_record_is_unreadable_fails_as_a_deploy_does() {
+    let r = monorepo("e2e-corrupt");
+    let (code, _, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    crate::common::put_parameter("/ferry/e2e-corrupt/dev/records/lone", "garbage{");
+    for args in [&["plan", "dev"][..], &["deploy", "dev"]] {
+        let (code, out, err) = run(&mut xtask(&r, args), None);
+        assert_eq!(code, 1, "{args:?}\n{out}\n{err}");
+        assert!(
+            err.contains("the deployment record of `lone` at /ferry/e2e-corrupt/dev/records/lone is not valid JSON"),
+            "{args:?}\n{err}"
+        );
+        assert!(
+            !err.contains("planning as if nothing were deployed"),
+            "{err}"
+        );
+    }
+    // Without AWS (no endpoint answers), the plan still says so and goes on without records.
+    let mut offline = xtask(&r, &["plan", "dev"]);
+    offline.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
+    let (code, _, err) = run(&mut offline, None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("planning as if nothing were deployed"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_failure_in_the_middle_skips_dependents_finishes_the_rest_and_a_rerun_completes() {
     let r = monorepo("e2e-fail");

@@ -185,7 +185,7 @@ pub(crate) fn plan_with<T>(
     };
     if read_state {
         let stage = req.stage.clone();
-        read_stage_state(ctx, ws, &stage, req);
+        read_stage_state(ctx, ws, &stage, req)?;
     }
     let plan = ferry_plan::plan(ws, repo.as_ref(), req)
         .with_context(|| format!("failed to plan stage `{}`", req.stage))?;
@@ -197,10 +197,17 @@ pub(crate) fn plan_with<T>(
 }
 
 /// Fills the request's bases from the stage's records and what its stacks say, as a deploy
-/// would (read only: no lock). When AWS cannot be reached, says why and plans without them.
-fn read_stage_state(ctx: &Ctx, ws: &ferry_manifest::Workspace, stage: &str, req: &mut PlanRequest) {
+/// would (read only: no lock). When AWS cannot be reached, says why and plans without them; a
+/// record that cannot be read, or that is another stage's, is the error a deploy would give
+/// (a plan of a healthy stage as if nothing were deployed would say every service deploys).
+fn read_stage_state(
+    ctx: &Ctx,
+    ws: &ferry_manifest::Workspace,
+    stage: &str,
+    req: &mut PlanRequest,
+) -> anyhow::Result<()> {
     let Ok(stage) = ws.stage(stage) else {
-        return; // the plan reports it
+        return Ok(()); // the plan reports it
     };
     let read = crate::context::runtime().and_then(|rt| {
         rt.block_on(async {
@@ -220,6 +227,14 @@ fn read_stage_state(ctx: &Ctx, ws: &ferry_manifest::Workspace, stage: &str, req:
             );
             state.apply(ws, req);
         }
+        Err(e) if !unreachable(&e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "failed to read the deployment records of stage `{}`",
+                    stage.name
+                )
+            });
+        }
         Err(e) => {
             let causes: Vec<String> = e.chain().map(|c| crate::ui::mask(&c.to_string())).collect();
             eprintln!(
@@ -228,6 +243,19 @@ fn read_stage_state(ctx: &Ctx, ws: &ferry_manifest::Workspace, stage: &str, req:
                 causes.join(": ")
             );
         }
+    }
+    Ok(())
+}
+
+/// Whether reading a stage's state failed on the way to AWS (no credentials, an endpoint that
+/// does not answer, a refused call), rather than on what the stage holds.
+fn unreachable(e: &anyhow::Error) -> bool {
+    use ferry_deploy::StateError;
+    use ferry_records::RecordError;
+    match e.downcast_ref::<StateError>() {
+        Some(StateError::Records(RecordError::Aws(_)) | StateError::List { .. }) => true,
+        Some(_) => false,
+        None => true,
     }
 }
 
