@@ -132,7 +132,10 @@ fn run_refuses_what_it_cannot_do_saying_what_to_give() {
         None,
     );
     assert_eq!(code, 2, "a usage error");
-    assert!(err.contains("--timeout 0"), "{err}");
+    assert!(
+        err.contains("invalid value '0' for '--timeout <SECS>': 0 is not in 1..=604800"),
+        "{err}"
+    );
 
     let (code, _, err) = run(&mut xtask(&r, &["run", "lint", "--service", "nope"]), None);
     assert_eq!(code, 1);

@@ -960,6 +960,38 @@ impl Repo {
         Ok(out)
     }
 
+    /// The files under `folders` (repository relative; `""` is the whole tree) that git
+    /// ignores and does not track, sorted: on disk and in no commit, so no input key sees them
+    /// change (an installed `node_modules`, a generated file). Ferry's own output is left out.
+    pub fn ignored_files(&self, folders: &[&str]) -> Result<Vec<String>, ChangesError> {
+        if folders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut opts = git2::StatusOptions::new();
+        opts.include_ignored(true)
+            .recurse_ignored_dirs(true)
+            .include_untracked(false)
+            .include_unmodified(false)
+            .exclude_submodules(true)
+            .disable_pathspec_match(false);
+        for f in folders {
+            opts.pathspec(if f.is_empty() { "*" } else { f });
+        }
+        let statuses = self
+            .repo
+            .statuses(Some(&mut opts))
+            .map_err(self.git("list the files git ignores"))?;
+        let mut out: Vec<String> = statuses
+            .iter()
+            .filter(|e| e.status().contains(git2::Status::IGNORED))
+            .filter_map(|e| e.path().ok().map(String::from))
+            .filter(|p| !in_output_dir(p) && !p.ends_with('/'))
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// Whether git's ignore rules ignore `path` (repository relative, existing or not).
     fn is_ignored(&self, path: &str) -> Result<bool, ChangesError> {
         self.repo

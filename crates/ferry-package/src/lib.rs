@@ -325,6 +325,11 @@ pub struct ServicePackage {
     pub site: Option<PackagedSite>,
     /// The input key it was packaged under, when one was known.
     pub input_key: Option<String>,
+    /// For a service without a build: the fingerprint of the files git ignores in its folders
+    /// when it was packaged ([`ignored_files_key`]), which its input key does not see. A
+    /// package is reused only while they are the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignored_files: Option<String>,
 }
 
 impl ServicePackage {
@@ -661,6 +666,7 @@ pub fn package_held(
     });
     let mut changed = false;
     let mut failed = Vec::new();
+    let repo = ferry_changes::Repo::open(&ws.root).ok();
     for name in &req.services {
         // Like a failure: what was packaged stays in the cache, for the next run to reuse.
         if cancelled() {
@@ -671,12 +677,15 @@ pub fn package_held(
         let service = ws
             .service(name)
             .unwrap_or_else(|| panic!("the caller checked that service {name} exists"));
+        // Files git ignores that its archives would hold: no input key or package id sees
+        // them change, so they are part of what a reused package must match.
+        let ignored = ignored_files_key(repo.as_ref(), service);
         // Kept while its files are all there (a store cleaned by hand packages it again, rather
         // than fail every upload asking to package again).
         if manifest
             .services
             .get(name)
-            .is_some_and(|sp| all_present(out, sp))
+            .is_some_and(|sp| all_present(out, sp) && sp.ignored_files == ignored)
         {
             on(Event::Kept {
                 service: name.clone(),
@@ -692,7 +701,7 @@ pub fn package_held(
         let cache_key = req
             .input_keys
             .get(name)
-            .map(|k| cache_key(&ws.project.name, service, k));
+            .map(|k| cache_key(&ws.project.name, service, k, ignored.as_deref()));
         let cached = match &cache_key {
             Some(k) => read_cache(out, name, k),
             None => None,
@@ -715,6 +724,7 @@ pub fn package_held(
                     }
                 };
                 sp.input_key = cache_key.clone();
+                sp.ignored_files = ignored;
                 if let Some(k) = &cache_key {
                     let path = out.join("cache").join(name).join(format!("{k}.json"));
                     write_atomic(&path, &to_json(&sp))?;
@@ -755,16 +765,62 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
 /// Every rule in [`CREDENTIAL_NAMES`] or in `files` that changes what an archive holds bumps it.
 pub const FILE_RULES: u32 = 3;
 
-/// The cache key of a service: its exact input key plus everything else its package depends on.
-fn cache_key(project: &str, service: &Service, input_key: &str) -> String {
+/// The cache key of a service: its exact input key plus everything else its package depends on
+/// (`ignored`: [`ignored_files_key`]).
+fn cache_key(project: &str, service: &Service, input_key: &str, ignored: Option<&str>) -> String {
     let config = serde_json::to_string(&service.package).expect("serializable");
     sha256_hex(
         format!(
-            "ferry-package-{FORMAT}-{FILE_RULES}\0{project}\0{}\0{}\0{}\0{input_key}\0{config}",
-            service.name, service.kind, service.template
+            "ferry-package-{FORMAT}-{FILE_RULES}\0{project}\0{}\0{}\0{}\0{input_key}\0{config}\0{}",
+            service.name,
+            service.kind,
+            service.template,
+            ignored.unwrap_or("")
         )
         .as_bytes(),
     )
+}
+
+/// For a service without a `[package] build`, whose archives hold its files as they are on
+/// disk: a fingerprint (path, size, modification time) of the files git ignores and does not
+/// track in its folder and the folders its `inputs` name (an `npm install`'s `node_modules`, a
+/// generated file). Its input key is made of git tree ids, which never see them: a package
+/// cached under the same key, or kept under the same commit's id, would otherwise deploy their
+/// old bytes, even with `--all`. `None` for a service with a build (its build makes what it
+/// zips from its inputs), when there are none, or when git cannot say.
+fn ignored_files_key(repo: Option<&ferry_changes::Repo>, service: &Service) -> Option<String> {
+    if !service.package.build.is_empty() {
+        return None;
+    }
+    let repo = repo?;
+    let folders: Vec<String> = std::iter::once(service.dir.clone())
+        .chain(
+            service
+                .inputs
+                .iter()
+                .map(|g| ferry_manifest::fixed_start(g)),
+        )
+        .filter(|f| !f.is_empty())
+        .collect();
+    let folders: Vec<&str> = folders.iter().map(String::as_str).collect();
+    let files = repo.ignored_files(&folders).ok()?;
+    if files.is_empty() {
+        return None;
+    }
+    let mut h = Sha256::new();
+    for f in &files {
+        let meta = fs::symlink_metadata(repo.root().join(f)).ok();
+        let (size, modified) = meta.map_or((0, 0), |m| {
+            let t = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            (m.len(), t)
+        });
+        h.update(format!("{f}\0{size}\0{modified}\0").as_bytes());
+    }
+    Some(format!("{}:{:x}", files.len(), h.finalize()))
 }
 
 /// A cached service package whose files are all still present.
@@ -2029,6 +2085,7 @@ fn package_service(
         artifacts,
         site,
         input_key: None,
+        ignored_files: None,
     })
 }
 

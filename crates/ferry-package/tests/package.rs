@@ -824,6 +824,68 @@ fn the_build_runs_in_the_service_folder_and_its_output_is_zipped() {
     assert_eq!(m.services["api"].artifacts[0].files, 2);
 }
 
+// A file git ignores in the folder a service without a build zips (a generated setting, an
+// installed `node_modules`): no input key nor package id sees it change, so a package kept
+// under the same id, or cached under the same key, is reused only while such files are the
+// same. Before, an edit there deployed the old bytes for good, even with `--all`.
+#[test]
+fn files_git_ignores_in_an_artifact_folder_are_part_of_what_a_reused_package_matches() {
+    let r = ferry_test_support::TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    )
+    .write(".gitignore", "*.cfg\ntarget/\n")
+    .write("services/api/template.yaml", FUNCTION)
+    .write(
+        "services/api/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\n\n[package.artifacts]\nFn = \"src\"\n",
+    )
+    .write("services/api/src/app.py", "x\n");
+    r.commit("api");
+    r.write("services/api/src/conf.cfg", "k=1\n");
+    let out = tempfile::tempdir().unwrap();
+    let mut req = request("c1", &["api"]);
+    req.input_keys.insert("api".into(), "tree-1".into());
+    let first = run(r.path(), out.path(), &req).0.unwrap();
+    assert_eq!(first.services["api"].artifacts[0].files, 2);
+    // Nothing changed: kept.
+    let (_, events) = run(r.path(), out.path(), &req);
+    assert_eq!(
+        events,
+        [Event::Kept {
+            service: "api".into()
+        }]
+    );
+    // The ignored file changes: zipped again, under the same id and the same input key.
+    r.write("services/api/src/conf.cfg", "k=22\n");
+    let (second, events) = run(r.path(), out.path(), &req);
+    let second = second.unwrap();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Zipped { .. })),
+        "{events:?}"
+    );
+    assert_ne!(
+        second.services["api"].artifacts[0].sha256,
+        first.services["api"].artifacts[0].sha256
+    );
+    // Another commit of the same tree, same files: the cache serves it.
+    let mut again = req.clone();
+    again.id = "c2".into();
+    let (third, events) = run(r.path(), out.path(), &again);
+    assert_eq!(
+        events,
+        [Event::Reused {
+            service: "api".into()
+        }]
+    );
+    assert_eq!(third.unwrap().services["api"], second.services["api"]);
+    // A file git ignores that goes away is a change too.
+    fs::remove_file(r.path().join("services/api/src/conf.cfg")).unwrap();
+    let (fourth, _) = run(r.path(), out.path(), &again);
+    assert_eq!(fourth.unwrap().services["api"].artifacts[0].files, 1);
+}
+
 #[test]
 fn a_known_input_key_reuses_the_package_without_building_or_zipping() {
     let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"echo run >> ../build.log\"]\n\n[package.artifacts]\nFn = \"src\"\n";

@@ -175,6 +175,7 @@ impl Compiled {
             artifacts: self.artifacts.clone(),
             site: None,
             input_key: None,
+            ignored_files: None,
         }
     }
 }

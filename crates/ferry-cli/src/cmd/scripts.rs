@@ -59,12 +59,6 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<()> {
             }
         );
     }
-    if args.timeout == 0 {
-        return Err(crate::UsageError(
-            "--timeout 0 would stop every script at once; give seconds, e.g. 600".into(),
-        )
-        .into());
-    }
     let selected = select(ctx, args)?;
     let (with, without) = scripts::split(ws, &args.script, &selected);
     if with.is_empty() {
