@@ -29,6 +29,12 @@ pub enum BaseUnavailable {
         #[serde(skip_serializing)]
         base: String,
     },
+    #[error("base `{base}` is a {kind}, not a commit: give a branch, a tag or a commit id")]
+    NotACommit {
+        #[serde(skip_serializing)]
+        base: String,
+        kind: String,
+    },
     #[error(
         "base `{base}` is hidden by the shallow clone's history boundary; deepen it with `git fetch --unshallow` (CodeBuild: a full clone, git-clone-depth 0; GitHub Actions: fetch-depth: 0)"
     )]
@@ -394,12 +400,38 @@ impl Repo {
                     root: self.root.clone(),
                 })
             }
+            // A tree, a blob (`HEAD^{tree}`, `HEAD:services`) or a range (`main..HEAD`): in
+            // the repository, and no commit.
+            None if let Some(kind) = self.object_kind(base) => Err(BaseUnavailable::NotACommit {
+                base: base.to_string(),
+                kind,
+            }),
             None if self.is_shallow() => Err(BaseUnavailable::Shallow {
                 base: base.to_string(),
             }),
             None => Err(BaseUnavailable::NotFound {
                 base: base.to_string(),
             }),
+        }
+    }
+
+    /// What `rev` names when it is in the repository but no commit: `tree`, `blob`, or `range`
+    /// (`a..b`, which names two commits).
+    fn object_kind(&self, rev: &str) -> Option<String> {
+        if let Ok(spec) = self.repo.revparse(rev)
+            && !spec.mode().contains(git2::RevparseMode::SINGLE)
+        {
+            return Some("range".into());
+        }
+        let object = self.repo.revparse_single(rev).ok()?;
+        match object.kind() {
+            Some(git2::ObjectType::Commit) | None => None,
+            Some(git2::ObjectType::Tag) => object
+                .peel(git2::ObjectType::Any)
+                .ok()
+                .and_then(|o| o.kind())
+                .map(|k| format!("tag of a {k}")),
+            Some(k) => Some(k.to_string()),
         }
     }
 

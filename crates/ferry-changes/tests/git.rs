@@ -125,6 +125,35 @@ fn an_unknown_base_is_not_found() {
     assert!(msg.contains("force push"), "{msg}");
 }
 
+// A base that names something of the repository other than a commit is said as such: it was
+// "not in the repository (force push?)", which sent the reader looking for lost history.
+#[test]
+fn a_base_that_is_no_commit_says_what_it_is() {
+    let (r, _) = seeded();
+    r.write("services/a/x.txt", "2\n");
+    r.commit("second");
+    let repo = Repo::open(r.path()).unwrap();
+    for (base, kind) in [
+        ("HEAD^{tree}", "tree"),
+        ("HEAD:services", "tree"),
+        ("HEAD:services/a/x.txt", "blob"),
+        ("HEAD~1..HEAD", "range"),
+    ] {
+        let e = base_error(&repo, base, Head::Rev("HEAD".into()));
+        assert_eq!(
+            e,
+            BaseUnavailable::NotACommit {
+                base: base.into(),
+                kind: kind.into()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("base `{base}` is a {kind}, not a commit: give a branch, a tag or a commit id")
+        );
+    }
+}
+
 #[test]
 fn a_base_hidden_by_a_shallow_clone_says_how_to_deepen() {
     let (r, base) = seeded();

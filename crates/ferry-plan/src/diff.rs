@@ -247,20 +247,13 @@ fn path_owners(
                     lock_file: true,
                 };
             }
-            let submodule = changed.submodules.contains(p);
-            let services = if submodule {
-                owners.services_below(p)
-            } else {
-                owners.services_of(p)
-            };
+            // Judged as the plan judges it (a submodule or a `.gitattributes` stands for what
+            // lies below it), so that the two never disagree.
+            let affected = owners.classify_changes(std::iter::once(p), &changed.submodules);
             PathOwners {
                 path: p.clone(),
-                services: services.into_iter().map(String::from).collect(),
-                global: if submodule {
-                    owners.is_global_below(p)
-                } else {
-                    owners.is_global(p)
-                },
+                global: affected.global.contains(p),
+                services: affected.services.into_keys().collect(),
                 lock_file: false,
             }
         })

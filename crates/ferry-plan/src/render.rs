@@ -138,6 +138,8 @@ pub fn text(plan: &Plan, explain: bool) -> String {
         let base = match b.commit.as_deref() {
             Some(c) if c == b.base => c[..7].to_string(),
             Some(c) => format!("{} ({})", b.base, &c[..7]),
+            // No base to name (no repository to read one from).
+            None if b.base.is_empty() => "(none)".to_string(),
             None => b.base.clone(),
         };
         let status = b

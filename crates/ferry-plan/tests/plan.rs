@@ -1066,6 +1066,30 @@ fn working_tree_head_sees_uncommitted_and_untracked_edits() {
     assert_eq!(deploying(&plan_of(&r, &req).unwrap()), ["frontend"]);
 }
 
+// `--explain` says of a changed path what the plan did with it: a `.gitattributes` deploys
+// every service below its folder, and explain named it as owned by no service.
+#[test]
+fn explain_names_the_services_a_changed_gitattributes_deploys() {
+    let (r, base) = monorepo();
+    r.write("services/.gitattributes", "*.py text eol=crlf\n");
+    r.commit("attributes");
+    let mut req = request("dev", Some(&base));
+    req.explain = true;
+    let p = plan_of(&r, &req).unwrap();
+    let paths = p.bases[0].paths.as_ref().unwrap();
+    let attributes = paths
+        .iter()
+        .find(|o| o.path == "services/.gitattributes")
+        .unwrap();
+    let mut planned = deploying(&p);
+    planned.sort();
+    assert_eq!(planned, attributes.services);
+    assert_eq!(
+        attributes.services,
+        ["api", "database", "events", "frontend", "worker"]
+    );
+}
+
 /// Golden files of every output format; `FERRY_BLESS=1` rewrites them for review.
 #[test]
 fn output_formats_match_their_golden_files() {
