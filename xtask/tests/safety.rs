@@ -616,7 +616,7 @@ fn a_stack_deleted_outside_ferry_is_noticed_by_outputs_plan_and_deploy() {
     let (_, err) = fails(&mut xtask(&r, &["outputs", "dev"]));
     assert!(
         err.contains("the stacks of a (stack gone-a-dev, recorded as deployed at")
-            && err.contains("`cargo xtask deploy dev` creates them again"),
+            && err.contains("`deploy dev` creates them again"),
         "{err}"
     );
     let (out, _) = ok(&mut xtask(&r, &["plan", "dev"]));

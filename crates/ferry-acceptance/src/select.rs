@@ -12,7 +12,7 @@ pub enum SelectError {
     #[error("unknown service `{service}`{hint}")]
     UnknownService { service: String, hint: String },
     #[error(
-        "service `{service}` has no deployment record in stage `{stage}`: deploy it first (`cargo xtask deploy {stage} --service {service}`)"
+        "service `{service}` has no deployment record in stage `{stage}`: deploy it first (`deploy {stage} --service {service}`)"
     )]
     NotDeployed { service: String, stage: String },
 }

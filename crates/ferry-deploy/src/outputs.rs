@@ -30,7 +30,7 @@ pub struct StageOutputs {
 /// Stacks whose records say they were deployed, but which do not exist.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the stacks of {} do not exist, though their records say they were deployed (deleted outside Ferry?); `cargo xtask deploy {stage}` creates them again",
+    "the stacks of {} do not exist, though their records say they were deployed (deleted outside Ferry?); `deploy {stage}` creates them again (`promote` or `rollback` in a stage with promote-from, which takes no other package)",
     .missing.iter().map(|(s, stack, r)| format!("{s} (stack {stack}, recorded as deployed at {} UTC)", ferry_records::format_time(r.deployed_at))).collect::<Vec<_>>().join(", ")
 )]
 pub struct MissingStacks {

@@ -79,6 +79,19 @@ pub fn check_gate(
                 continue;
             }
             None if untested(&c.service) => {}
+            // A rollback (or a promote or approval without `--test`) runs no tests: the package
+            // it put back has not been tested where it stands now. Its tests are judged for
+            // the commit it was built from, which is what a checkout must hold to record them.
+            None if r.release_kind.as_deref().is_some_and(|k| k != "deploy") => {
+                out.refused.push(refuse(format!(
+                    "its acceptance tests have not run in `{from}` since a {} put its package there (built from {}): `test-acceptance {from} --service {}` records them from a checkout holding what it was built from (`git checkout {}`, or a later commit where its inputs are the same)",
+                    r.release_kind.as_deref().unwrap_or_default(),
+                    short(&r.commit),
+                    c.service,
+                    short(&r.commit)
+                )));
+                continue;
+            }
             None => {
                 out.refused.push(refuse(format!(
                     "its acceptance tests have not run in `{from}` (`test-acceptance {from}`)"

@@ -273,6 +273,23 @@ fn the_gate_takes_only_packages_that_passed_in_the_source_stage() {
         ]
     );
     assert_eq!(out.archives.keys().collect::<Vec<_>>(), vec!["notifier"]);
+    // Put back by a rollback, which runs no tests: said so, with how to record them (the
+    // plain `test-acceptance staging` leaves a service deployed at another commit alone).
+    let mut rolled_back = source.clone();
+    rolled_back.get_mut("queue").unwrap().release_kind = Some("rollback".into());
+    let out = check_gate(
+        "staging",
+        &rolled_back,
+        &untested,
+        &[c("queue", Some("q1"))],
+    );
+    let commit = &rolled_back["queue"].commit[..12];
+    assert_eq!(
+        out.refused[0].to_string(),
+        format!(
+            "queue: its acceptance tests have not run in `staging` since a rollback put its package there (built from {commit}): `test-acceptance staging --service queue` records them from a checkout holding what it was built from (`git checkout {commit}`, or a later commit where its inputs are the same)"
+        )
+    );
     let out = check_gate("staging", &source, &untested, &[c("api", Some("t2"))]);
     assert_eq!(
         out.refused[0].to_string(),

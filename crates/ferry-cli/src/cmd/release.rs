@@ -1199,7 +1199,13 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<()> {
             .map(String::from)
             .collect()
     } else {
-        args.stages.clone()
+        // Each once, in the order given (`status dev dev` showed dev twice).
+        let mut seen = BTreeSet::new();
+        args.stages
+            .iter()
+            .filter(|s| seen.insert(s.as_str()))
+            .cloned()
+            .collect()
     };
     let stages = names
         .iter()
