@@ -10,6 +10,8 @@
 //! # env: NAME=value            an environment variable, e.g. a CI's (any number)
 //! # submodule: PATH            with `git: yes`, a submodule at PATH that is not checked out,
 //!                              as in a clone made without `--recurse-submodules` (any number)
+//! # sparse: PATTERN            with `git: yes`, a sparse checkout leaving out what PATTERN
+//!                              (a `--no-cone` pattern, e.g. `/services/api/src/`) names
 //! ```
 //!
 //! The binary runs with AWS pointed at a closed loopback port: every case must be refused
@@ -28,6 +30,7 @@ struct Case {
     git: bool,
     env: Vec<(String, String)>,
     submodules: Vec<String>,
+    sparse: Vec<String>,
     files: Vec<(String, String)>,
 }
 
@@ -40,6 +43,7 @@ fn parse(text: &str) -> Case {
         git: false,
         env: Vec::new(),
         submodules: Vec::new(),
+        sparse: Vec::new(),
         files: Vec::new(),
     };
     for line in text.lines() {
@@ -60,6 +64,8 @@ fn parse(text: &str) -> Case {
             case.git = true;
         } else if let Some(p) = line.strip_prefix("# submodule: ") {
             case.submodules.push(p.trim().to_string());
+        } else if let Some(p) = line.strip_prefix("# sparse: ") {
+            case.sparse.push(p.trim().to_string());
         } else if let Some(e) = line.strip_prefix("# env: ") {
             let (k, v) = e.split_once('=').expect("# env: NAME=value");
             case.env.push((k.to_string(), v.to_string()));
@@ -111,6 +117,12 @@ fn every_bad_input_is_refused_before_any_aws_call_with_a_clear_error() {
             // A clone makes each submodule's folder, empty.
             for p in &case.submodules {
                 fs::create_dir_all(repo.path().join(p)).unwrap();
+            }
+            if !case.sparse.is_empty() {
+                let mut args = vec!["sparse-checkout", "set", "--no-cone", "/*"];
+                let left_out: Vec<String> = case.sparse.iter().map(|p| format!("!{p}")).collect();
+                args.extend(left_out.iter().map(String::as_str));
+                ferry_test_support::git(repo.path(), &args);
             }
         } else {
             fs::remove_dir_all(repo.path().join(".git")).unwrap();

@@ -721,6 +721,23 @@ impl Repo {
         Some(changed)
     }
 
+    /// The committed files a sparse checkout leaves off the disk (skip-worktree, and absent),
+    /// repository relative, sorted: git sees no change there, but a package made from this
+    /// working tree would lack them.
+    pub fn sparse_absent(&self) -> Vec<String> {
+        let flagged = match self.git_cli.then(|| flagged_by_git(&self.root)).flatten() {
+            Some(f) => f,
+            None => self.flagged_by_libgit2(),
+        };
+        let mut out: Vec<String> = flagged
+            .into_iter()
+            .filter(|f| !f.assume_unchanged && self.root.join(&f.path).symlink_metadata().is_err())
+            .map(|f| f.path)
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The index entries flagged assume-unchanged or skip-worktree, as libgit2 reads them
     /// (when git cannot be run); none when the index cannot be read.
     fn flagged_by_libgit2(&self) -> Vec<Flagged> {

@@ -37,6 +37,9 @@ pub struct Snapshot {
     /// Service → the submodules among its inputs that are not checked out
     /// ([`Repo::submodules_not_checked_out`]): its package would lack their files.
     pub submodules_not_checked_out: BTreeMap<String, Vec<String>>,
+    /// Service → the committed files among its inputs that a sparse checkout leaves off the
+    /// disk ([`Repo::sparse_absent`]): its package would lack them.
+    pub sparse_absent: BTreeMap<String, Vec<String>>,
 }
 
 /// How a service's inputs in the working tree compare with its inputs at a commit
@@ -135,8 +138,14 @@ impl Repo {
         } else {
             self.submodules_not_checked_out()?
         };
+        let sparse = if services.is_empty() {
+            Vec::new()
+        } else {
+            self.sparse_absent()
+        };
         let mut input_keys = BTreeMap::new();
         let mut submodules_not_checked_out = BTreeMap::new();
+        let mut sparse_absent = BTreeMap::new();
         for s in services {
             let prefixes = input_prefixes(s, global_inputs);
             // What the package is made from: the service's folder and what its inputs name
@@ -153,6 +162,14 @@ impl Repo {
             if !missing.is_empty() {
                 submodules_not_checked_out.insert(s.name.clone(), missing);
             }
+            let absent: Vec<String> = sparse
+                .iter()
+                .filter(|f| packaged.iter().any(|pre| under(f, pre)))
+                .cloned()
+                .collect();
+            if !absent.is_empty() {
+                sparse_absent.insert(s.name.clone(), absent);
+            }
             let touched = changed
                 .paths
                 .iter()
@@ -168,6 +185,7 @@ impl Repo {
             dirty,
             input_keys,
             submodules_not_checked_out,
+            sparse_absent,
         })
     }
 

@@ -969,6 +969,44 @@ fn a_submodule_moved_or_edited_is_a_change_that_stands_for_its_files() {
     assert_ne!(bumped.input_keys["a"], clean.input_keys["a"]);
 }
 
+// A sparse checkout leaves committed files off the disk, and git sees no change: a package
+// made there would lack them, under the commit's clean id (and be reused later in a full
+// checkout). The snapshot names them for the services whose inputs hold them.
+#[test]
+fn files_a_sparse_checkout_leaves_out_are_named_for_the_services_they_belong_to() {
+    let (r, _) = seeded();
+    r.write("services/a/sub/m.py", "X = 1\n");
+    r.commit("sub");
+    git(
+        r.path(),
+        &[
+            "sparse-checkout",
+            "set",
+            "--no-cone",
+            "/*",
+            "!/services/a/sub/",
+        ],
+    );
+    assert!(!r.path().join("services/a/sub/m.py").exists());
+    let repo = Repo::open(r.path()).unwrap();
+    assert_eq!(repo.sparse_absent(), ["services/a/sub/m.py"]);
+    for git_cli in [true, false] {
+        let repo = Repo::open(r.path()).unwrap().use_git_cli(git_cli);
+        let s = repo.snapshot(&inputs(), &[]).unwrap();
+        assert!(!s.dirty, "git sees no change");
+        assert_eq!(
+            s.sparse_absent,
+            [("a".to_string(), vec!["services/a/sub/m.py".to_string()])].into()
+        );
+    }
+    git(r.path(), &["sparse-checkout", "disable"]);
+    let s = Repo::open(r.path())
+        .unwrap()
+        .snapshot(&inputs(), &[])
+        .unwrap();
+    assert!(s.sparse_absent.is_empty());
+}
+
 #[test]
 fn a_submodule_that_is_not_checked_out_is_named_for_the_services_it_feeds() {
     let (_lib, r, _) = with_submodules();

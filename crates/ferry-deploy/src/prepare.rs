@@ -333,6 +333,17 @@ pub enum RequestError {
         /// Service → its inputs' submodules that are not checked out.
         missing: BTreeMap<String, Vec<String>>,
     },
+    /// A sparse checkout leaves committed files of a service off the disk: git reports no
+    /// change, so the package would be made without them, under the commit's id.
+    #[error(
+        "this sparse checkout leaves out files of {}, so their package would be made without them: {}; package from a full checkout (`git sparse-checkout disable`), or add their folders to it (`git sparse-checkout add …`)",
+        .absent.keys().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+        ferry_manifest::first_few(&.absent.values().flatten().collect::<Vec<_>>(), 5)
+    )]
+    SparseCheckout {
+        /// Service → its committed files that are not on the disk.
+        absent: BTreeMap<String, Vec<String>>,
+    },
 }
 
 fn not_checked_out(missing: &BTreeMap<String, Vec<String>>) -> String {
@@ -408,6 +419,14 @@ pub fn package_request(
         .collect();
     if !missing.is_empty() {
         return Err(RequestError::SubmodulesNotCheckedOut { missing });
+    }
+    let absent: BTreeMap<String, Vec<String>> = snap
+        .sparse_absent
+        .into_iter()
+        .filter(|(s, _)| services.contains(s))
+        .collect();
+    if !absent.is_empty() {
+        return Err(RequestError::SparseCheckout { absent });
     }
     Ok(PackageRequest {
         id: snap.id,
