@@ -1158,6 +1158,56 @@ pub fn check_templates<'a>(
             problems.extend(code_path_problems(service, &mut parsed));
             problems.extend(SamCheck::problems(ws, service, &parsed, watched.as_ref()));
         }
+        if let Some(watched) = &watched {
+            problems.extend(artifact_link_problems(ws, service, watched));
+        }
+    }
+    problems
+}
+
+/// The folders of `[package.artifacts]` and `[package.site]` that a service without a build
+/// zips as they are on disk, walked as packaging walks them (no file read): a link out of the
+/// repository, to a file change detection does not watch for the service, broken or looping,
+/// stops the package, and `validate` says so first. A path that is not there is
+/// [`absent_package_paths`]'s to name; a service with a build makes its folders when it
+/// packages.
+fn artifact_link_problems(
+    ws: &Workspace,
+    service: &Service,
+    watched: &files::Watched<'_>,
+) -> Vec<PackageError> {
+    if !service.package.build.is_empty() {
+        return Vec::new();
+    }
+    let dir = ws.root.join(&service.dir);
+    let excludes: Vec<&str> = service.package.exclude.iter().map(String::as_str).collect();
+    let site_excludes: Vec<&str> = service
+        .package
+        .site
+        .iter()
+        .flat_map(|s| s.exclude.iter().map(String::as_str))
+        .collect();
+    let paths = service
+        .package
+        .artifacts
+        .iter()
+        .map(|(name, a)| (name.as_str(), &a.path, &excludes))
+        .chain(
+            service
+                .package
+                .site
+                .iter()
+                .map(|site| ("site", &site.path, &site_excludes)),
+        );
+    let mut problems = Vec::new();
+    for (what, path, globs) in paths {
+        let src = dir.join(path);
+        if !src.exists() || (src.is_file() && is_prebuilt_archive(path)) {
+            continue;
+        }
+        if let Err(e) = files_of(ws, service, watched, &src, globs, what, &|_| {}) {
+            problems.push(e);
+        }
     }
     problems
 }

@@ -1403,6 +1403,54 @@ fn a_second_process_packaging_into_the_same_folder_waits_for_the_first() {
     }));
 }
 
+// A link in an artifact folder that packaging would refuse (out of what the service's change
+// detection watches) is named by the template check `validate` and a deploy's preflight make:
+// before, validate said ok and only the package failed.
+#[test]
+fn the_template_check_walks_artifact_folders_as_packaging_does() {
+    let ws = workspace(&[
+        ("services/api/template.yaml", FUNCTION),
+        (
+            "services/api/service.toml",
+            "[service]\ntemplate = \"template.yaml\"\n\n[package.artifacts]\nFn = \"src\"\n",
+        ),
+        ("services/api/src/app.py", "x = 1\n"),
+        ("shared/dir with space/f.txt", "x\n"),
+    ]);
+    std::os::unix::fs::symlink(
+        "../../../shared/dir with space",
+        ws.path().join("services/api/src/d"),
+    )
+    .unwrap();
+    let checked = |root: &Path| {
+        let ws = ferry_manifest::load(root).unwrap();
+        ferry_package::check_templates(&ws, &ws.services)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    let found = checked(ws.path());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("leads to shared/dir with space/f.txt, outside the service's folder and its declared inputs"),
+        "{found:?}"
+    );
+    // Declared: what packaging takes, the check takes.
+    write(
+        ws.path(),
+        "services/api/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\ninputs = [\"shared/**\"]\n\n[package.artifacts]\nFn = \"src\"\n",
+    );
+    assert_eq!(checked(ws.path()), Vec::<String>::new());
+    // A service with a build makes its folder when it packages: not walked before.
+    write(
+        ws.path(),
+        "services/api/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"true\"]\n\n[package.artifacts]\nFn = \"src\"\n",
+    );
+    assert_eq!(checked(ws.path()), Vec::<String>::new());
+}
+
 #[test]
 fn an_ssm_value_given_to_a_parameter_of_an_ssm_parameter_type_is_refused() {
     const SSM_TYPED: &str = "Parameters:\n  Table:\n    Type: AWS::SSM::Parameter::Value<String>\n  Image:\n    Type: 'AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>'\n    Default: /aws/service/ami\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n";
