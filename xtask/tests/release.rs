@@ -1660,10 +1660,6 @@ fn a_rollback_whose_tests_fail_says_the_stacks_are_back() {
     assert!(out.contains("nothing to do"), "{out}");
 }
 
-/// A rollback returns what the stage runs to earlier packages; it does not undo a `remove`. A
-/// service of the target release that was removed since, from the stage and the checkout, is
-/// left out and said. Before, it refused the whole rollback and advised checking out a commit
-/// that has the service, which would have created its stack again.
 /// Deletes the stack `name` behind Ferry's back, as someone with the console would.
 fn delete_stack(name: &str) {
     let engine = ferry_stacks::Engine::for_config(&config(), Default::default());
@@ -1688,8 +1684,8 @@ fn promote_and_rollback_bring_back_a_stack_deleted_outside_ferry() {
     let (out, err) = ok(&r, v, &["promote", "staging", "prod"]);
     let said = format!("{out}{err}");
     assert!(
-        said.contains(&format!(
-            "web: stack-missing: {p}-web-prod is gone though its record says deployed"
+        row(&out, "web").contains(&format!(
+            "stack-missing: {p}-web-prod is gone though its record says deployed"
         )),
         "{said}"
     );
@@ -1718,6 +1714,32 @@ fn promote_and_rollback_bring_back_a_stack_deleted_outside_ferry() {
     assert!(!said.contains("stack-missing"), "{said}");
 }
 
+// A service gone from the checkout, whose stack was deleted by hand while its record stays, is
+// no rollback's to bring back: the rollback of the others goes on. (Reading the stacks' drift
+// once added it to what the rollback deploys, and the rollback was refused as needing a
+// service the checkout no longer has.)
+#[test]
+fn a_rollback_leaves_a_gone_service_whose_stack_was_deleted_alone() {
+    let p = "rel-back-gone";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "dev", "--test"]);
+    r.write("services/base/t.yaml", &format!("{QUEUE}# v2\n"));
+    r.commit("base v2");
+    ok(&r, v, &["deploy", "dev", "--test"]);
+    r.remove("services/web");
+    r.commit("no web");
+    delete_stack(&format!("{p}-web-dev"));
+    let (out, err) = ok(&r, v, &["rollback", "dev"]);
+    assert!(row(&out, "base").contains("updated"), "{out}{err}");
+    assert!(!out.contains("web "), "{out}{err}");
+}
+
+/// A rollback returns what the stage runs to earlier packages; it does not undo a `remove`. A
+/// service of the target release that was removed since, from the stage and the checkout, is
+/// left out and said. Before, it refused the whole rollback and advised checking out a commit
+/// that has the service, which would have created its stack again.
 #[test]
 fn a_rollback_leaves_out_a_service_removed_since() {
     let p = "rel-back-removed";

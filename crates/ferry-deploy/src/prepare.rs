@@ -158,6 +158,9 @@ pub struct Origin {
     pub package: String,
     pub commit: String,
     pub dirty: bool,
+    /// Its record's [`inputs_dirty`](Record::inputs_dirty), carried into the records the
+    /// package is deployed again with.
+    pub inputs_dirty: Option<bool>,
 }
 
 /// Why a package could not be made or uploaded.

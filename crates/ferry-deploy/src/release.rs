@@ -706,6 +706,7 @@ pub async fn stored_package(
             package: r.package.clone().unwrap_or_else(|| r.commit.clone()),
             commit: r.commit.clone(),
             dirty: r.dirty,
+            inputs_dirty: r.inputs_dirty,
         };
         // The key of the inputs a Serverless service was compiled from goes on into the new
         // record: when it is compiled again for the target stage (a promote, whose checkout was
@@ -940,6 +941,15 @@ impl Kept<'_> {
     }
 }
 
+/// Why a service deploys, with what its stack says when that is part of why (deleted, failed
+/// or changed outside Ferry).
+fn with_drift(why: String, drift: Option<&ferry_plan::Reason>) -> String {
+    match drift {
+        Some(d) => format!("{why}; {}", ferry_plan::reason_text(d)),
+        None => why,
+    }
+}
+
 /// A promote, worked out.
 #[derive(Debug)]
 pub struct Promotion {
@@ -1104,11 +1114,7 @@ pub async fn prepare_promote(
                 "passed in `{from}` at {}",
                 r.commit.get(..12).unwrap_or(&r.commit)
             );
-            let why = match drift.get(s) {
-                Some(d) => format!("{passed}; {}", ferry_plan::reason_text(d)),
-                None => passed,
-            };
-            (s.clone(), why)
+            (s.clone(), with_drift(passed, drift.get(s)))
         })
         .collect();
     why.extend(owed.into_iter().map(|s| {
@@ -1227,7 +1233,8 @@ pub async fn prepare_rollback(
         .chain(
             drift
                 .keys()
-                .filter(|s| target.services.contains_key(*s))
+                // A service gone from the checkout is no rollback's to bring back.
+                .filter(|s| target.services.contains_key(*s) && ws.service(s).is_some())
                 .cloned(),
         )
         .collect();
@@ -1278,11 +1285,7 @@ pub async fn prepare_rollback(
                 target.id,
                 r.commit.get(..12).unwrap_or(&r.commit)
             );
-            let why = match drift.get(s) {
-                Some(d) => format!("{back}; {}", ferry_plan::reason_text(d)),
-                None => back,
-            };
-            (s.clone(), why)
+            (s.clone(), with_drift(back, drift.get(s)))
         })
         .collect();
     let prepared = if candidates.is_empty() {

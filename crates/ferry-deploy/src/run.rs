@@ -1212,11 +1212,13 @@ async fn deploy_one(
     let commit = origin.map_or_else(|| ctx.source.commit.clone(), |o| o.commit.clone());
     let dirty = origin.map_or(ctx.source.dirty, |o| o.dirty);
     // Whether the uncommitted changes were among its own inputs: a service whose inputs were
-    // all as committed has an input key (a stored package, or none, is taken as dirty).
+    // all as committed has an input key; a stored package says what its record said (none, or
+    // no package, is taken as dirty).
     let inputs_dirty = dirty
         && match (origin, ctx.package) {
+            (Some(o), _) => o.inputs_dirty.unwrap_or(true),
             (None, Some(p)) => !p.input_keys.contains_key(&service.name),
-            _ => true,
+            (None, None) => true,
         };
     let artifact_keys = packaged.map(|sp| sp.artifact_keys()).unwrap_or_default();
     let needs_bucket = packaged.is_some_and(|sp| !sp.artifacts.is_empty());

@@ -34,47 +34,33 @@ impl StageState {
     /// Plans from this state, as `deploy` and `plan` both do: each recorded service's base is
     /// its record's commit, and what the stacks say comes on top. A record of a deploy from
     /// uncommitted changes among the service's inputs deploys the service again
-    /// ([`Reason::DeployedDirty`]) unless the plan is of the working tree and that tree is the
-    /// very one deployed (the same package id of `ws`'s checkout).
-    pub fn apply(&self, ws: &Workspace, req: &mut ferry_plan::PlanRequest) {
+    /// ([`Reason::DeployedDirty`]).
+    pub fn apply(&self, req: &mut ferry_plan::PlanRequest) {
         req.bases = self
             .records
             .iter()
             .map(|(k, r)| (k.clone(), r.commit.clone()))
             .collect();
         req.stacks = self.drift.clone();
-        // A service whose dependencies deployed since it last received their outputs deploys
-        // too, so that a plan says what a deploy will touch (before, a plan said "0 to deploy"
-        // while its stack still ran a dependency's old output, and a batch planned from it
-        // never brought it up to date).
-        // A record of a deploy from uncommitted changes: the stage may run code that no diff
-        // from its commit shows (discarded since, or never pushed where a plan of a commit
-        // runs), so the service deploys until a commit's package is what it runs, unless this
-        // working tree is the one it was deployed from.
-        let dirty: Vec<(&String, &Record)> = self
+        // A record of a deploy from uncommitted changes among its inputs: the stage may run
+        // code that no diff from its commit shows (discarded since, or never pushed where a
+        // plan of a commit runs), so the service deploys until a commit's package is what it
+        // runs. (From that very tree, the diff from its commit says `changed` as well.)
+        for (service, r) in self
             .records
             .iter()
             .filter(|(_, r)| r.dirty && r.inputs_dirty != Some(false))
-            .collect();
-        let here = match &req.head {
-            ferry_changes::Head::WorkingTree if !dirty.is_empty() => {
-                ferry_changes::Repo::open(&ws.root)
-                    .ok()
-                    .and_then(|repo| repo.snapshot(&[], &ws.project.global_inputs).ok())
-                    .map(|s| s.id)
-            }
-            _ => None,
-        };
-        for (service, r) in dirty {
-            if here.is_some() && r.package == here {
-                continue;
-            }
+        {
             req.stacks
                 .entry(service.clone())
                 .or_insert_with(|| Reason::DeployedDirty {
                     commit: r.commit.clone(),
                 });
         }
+        // A service whose dependencies deployed since it last received their outputs deploys
+        // too, so that a plan says what a deploy will touch (before, a plan said "0 to deploy"
+        // while its stack still ran a dependency's old output, and a batch planned from it
+        // never brought it up to date).
         for (service, of) in &self.not_received {
             req.stacks
                 .entry(service.clone())

@@ -134,7 +134,7 @@ async fn in_context<T>(
         Head::Rev("HEAD".into()),
         CiContext::from_vars(|_| None),
     );
-    state.apply(&ws, &mut req);
+    state.apply(&mut req);
     req.services = services.iter().map(|s| s.to_string()).collect();
     let plan = ferry_plan::plan(&ws, repo.as_ref(), &req).unwrap();
     let commit = repo.unwrap().head_commit().unwrap().to_string();
@@ -1043,7 +1043,7 @@ async fn nested_sam_applications_are_expanded_for_the_emulator_too() {
         Head::Rev("HEAD".into()),
         CiContext::from_vars(|_| None),
     );
-    state.apply(&ws, &mut req);
+    state.apply(&mut req);
     let plan = ferry_plan::plan(&ws, repo.as_ref(), &req).unwrap();
     let expander = QueuesForFunctions::default();
     let ctx = DeployContext {

@@ -109,6 +109,8 @@ pub(crate) fn unbundled(root: &Path, dir: &str, config: &str) -> Option<Unbundle
         let Ok(text) = std::fs::read_to_string(root.join(&file)) else {
             continue;
         };
+        // Code commented out loads nothing: never named as failing to load.
+        let text = without_comments(&text);
         for spec in relative_imports(&text) {
             let Some(target) = resolve(parent(&file), spec) else {
                 continue;
@@ -156,4 +158,69 @@ fn may_bundle(plugins: Option<&Value>) -> Option<bool> {
         bundles |= BUNDLING.iter().any(|b| name.contains(b));
     }
     Some(bundles)
+}
+
+/// `text` (JavaScript) with its `//` and `/* */` comments blanked out, strings and template
+/// literals kept as they are (a `//` in `"http://…"` is no comment). Line breaks stay, so that
+/// what follows keeps its lines.
+fn without_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                out.push(c);
+                if c == '\\' {
+                    if let Some(n) = chars.next() {
+                        out.push(n);
+                    }
+                } else if c == q || (c == '\n' && q != '`') {
+                    quote = None;
+                }
+            }
+            None if c == '/' && chars.peek() == Some(&'/') => {
+                for n in chars.by_ref() {
+                    if n == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            None if c == '/' && chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut last = ' ';
+                for n in chars.by_ref() {
+                    if n == '\n' {
+                        out.push('\n');
+                    }
+                    if last == '*' && n == '/' {
+                        break;
+                    }
+                    last = n;
+                }
+            }
+            None => {
+                if matches!(c, '\'' | '"' | '`') {
+                    quote = Some(c);
+                }
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_comments;
+
+    #[test]
+    fn comments_go_and_strings_stay() {
+        let js = "// const a = require('../a');\nconst b = require(\"../b\"); /* require('../c')\n */ const u = 'http://x/y';\nconst t = `//${'z'}`;\n";
+        assert_eq!(
+            without_comments(js),
+            "\nconst b = require(\"../b\"); \n const u = 'http://x/y';\nconst t = `//${'z'}`;\n"
+        );
+    }
 }

@@ -3326,6 +3326,12 @@ fn a_serverless_handler_importing_from_outside_its_folder_without_a_bundler_is_n
         "const h = require('../../../libs/testing');\n",
     );
     file(r, "libs/testing.js", "module.exports = {};\n");
+    // Nor is code commented out.
+    file(
+        r,
+        "services/billing/src/list.js",
+        "// const old = require('../../../libs/table');\n/* require(\"../../../libs/table\") */\nexports.main = async () => [];\n",
+    );
     let want = "services/notes/src/db.js: imports `../../../libs/table`, outside the service folder `services/notes`, and services/notes/serverless.yml names no plugin that bundles (serverless-esbuild, serverless-webpack, serverless-bundle): the framework zips only the service folder, so the function would deploy and then fail to load that module; add a bundler plugin, or move the code into the folder (or into a package it installs)";
     let s = scan(r).unwrap();
     let named: Vec<&String> = s

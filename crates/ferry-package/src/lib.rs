@@ -677,9 +677,15 @@ pub fn package_held(
         let service = ws
             .service(name)
             .unwrap_or_else(|| panic!("the caller checked that service {name} exists"));
+        if service.kind == ServiceKind::Serverless {
+            on(Event::PerStage {
+                service: name.clone(),
+            });
+            continue;
+        }
         // Files git ignores that its archives would hold: no input key or package id sees
         // them change, so they are part of what a reused package must match.
-        let ignored = ignored_files_key(repo.as_ref(), service);
+        let ignored = ignored_files_in(repo.as_ref(), service);
         // Kept while its files are all there (a store cleaned by hand packages it again, rather
         // than fail every upload asking to package again).
         if manifest
@@ -688,12 +694,6 @@ pub fn package_held(
             .is_some_and(|sp| all_present(out, sp) && sp.ignored_files == ignored)
         {
             on(Event::Kept {
-                service: name.clone(),
-            });
-            continue;
-        }
-        if service.kind == ServiceKind::Serverless {
-            on(Event::PerStage {
                 service: name.clone(),
             });
             continue;
@@ -785,10 +785,19 @@ fn cache_key(project: &str, service: &Service, input_key: &str, ignored: Option<
 /// disk: a fingerprint (path, size, modification time) of the files git ignores and does not
 /// track in its folder and the folders its `inputs` name (an `npm install`'s `node_modules`, a
 /// generated file). Its input key is made of git tree ids, which never see them: a package
-/// cached under the same key, or kept under the same commit's id, would otherwise deploy their
-/// old bytes, even with `--all`. `None` for a service with a build (its build makes what it
-/// zips from its inputs), when there are none, or when git cannot say.
-fn ignored_files_key(repo: Option<&ferry_changes::Repo>, service: &Service) -> Option<String> {
+/// (or a Serverless Framework compile) cached under the same key, or kept under the same
+/// commit's id, would otherwise deploy their old bytes, even with `--all`. `None` for a service
+/// with a build (its build makes what it zips from its inputs), when there are none, or when
+/// git cannot say.
+pub fn ignored_files_key(root: &Path, service: &Service) -> Option<String> {
+    if !service.package.build.is_empty() {
+        return None;
+    }
+    ignored_files_in(ferry_changes::Repo::open(root).ok().as_ref(), service)
+}
+
+/// [`ignored_files_key`] with the repository opened once for many services.
+fn ignored_files_in(repo: Option<&ferry_changes::Repo>, service: &Service) -> Option<String> {
     if !service.package.build.is_empty() {
         return None;
     }

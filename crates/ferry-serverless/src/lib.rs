@@ -485,7 +485,8 @@ fn included_files(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Everything a compile depends on besides the files the input key covers.
+/// Everything a compile depends on besides the files the input key covers (for a service
+/// without a build, the files git ignores in its folders too).
 fn reuse_key(c: &Compile<'_>, input_key: &str) -> String {
     let cli = c
         .service
@@ -507,6 +508,11 @@ fn reuse_key(c: &Compile<'_>, input_key: &str) -> String {
     );
     for (k, v) in c.parameters {
         h.update(format!("{k}\0{v}\0").as_bytes());
+    }
+    // The files git ignores that the framework zips (a `node_modules` installed before Ferry
+    // runs), which the input key never sees.
+    if let Some(ignored) = ferry_package::ignored_files_key(c.root, c.service) {
+        h.update(format!("ignored\0{ignored}\0").as_bytes());
     }
     ferry_package::zip::hex(&h.finalize())
 }

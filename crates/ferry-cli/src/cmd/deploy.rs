@@ -381,7 +381,7 @@ fn plan_of(
     let repo = Repo::open(&ws.root);
     let mut req = select.request(&stage.name, ci);
     req.from_ci = from_ci;
-    state.apply(ws, &mut req);
+    state.apply(&mut req);
     ferry_plan::plan(ws, repo.as_ref(), &req)
         .with_context(|| format!("failed to plan stage `{}`", stage.name))
 }

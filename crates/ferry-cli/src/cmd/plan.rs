@@ -225,7 +225,7 @@ fn read_stage_state(
                 stage.name,
                 state.list_calls
             );
-            state.apply(ws, req);
+            state.apply(req);
         }
         Err(e) if !unreachable(&e) => {
             return Err(e).with_context(|| {

@@ -149,16 +149,11 @@ async fn current_records(run: &Run<'_>) -> anyhow::Result<BTreeMap<String, Recor
 
 /// The stage's records, and what its stacks say against them (one ListStacks pass): a promote
 /// or rollback takes a package again for a stack deleted, failed or changed outside Ferry,
-/// whatever its record says, as a deploy does.
+/// whatever its record says, as a deploy does (the service's row names why).
 async fn current_state(run: &Run<'_>) -> anyhow::Result<ferry_deploy::StageState> {
-    let state = ferry_deploy::state::read(run.ws, run.stage, &run.aws.config, run.records)
+    ferry_deploy::state::read(run.ws, run.stage, &run.aws.config, run.records)
         .await
-        .context("failed to read the stage's deployment records and stacks")?;
-    for (s, reason) in &state.drift {
-        run.clock
-            .say(&format!("{s}: {}", ferry_plan::reason_text(reason)));
-    }
-    Ok(state)
+        .context("failed to read the stage's deployment records and stacks")
 }
 
 /// The run's stage as a promote, rollback or approval deploys to it, with `dir` the local
