@@ -566,7 +566,23 @@ fn read_ci(
         } else if p.replace("{number}", "").contains(['{', '}']) {
             fd.error(Some(sp.clone()), Some("ci.pull-requests"), format!("`{p}`: only {{number}} is filled in here (the branch of a pull request is not); e.g. \"pr-{{number}}\""));
         } else {
-            check_stage(fd, &p.replace("{number}", "1"), sp, "ci.pull-requests");
+            check_stage(fd, &p.replace("{number}", "1"), sp.clone(), "ci.pull-requests");
+            // A named stage the pattern gives a pull request: that pull request's build (a
+            // fork's too) would deploy its unreviewed code there, with the stage's settings,
+            // records and role.
+            let (before, after) = p.split_once("{number}").unwrap_or((&p, ""));
+            for name in stages.keys() {
+                let number = name
+                    .strip_prefix(before)
+                    .and_then(|rest| rest.strip_suffix(after));
+                if number.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+                    fd.error(
+                        Some(sp.clone()),
+                        Some("ci.pull-requests"),
+                        format!("`{p}` gives pull request {} the name of stage `{name}` of ferry.toml: that pull request's build would deploy to it; rename the stage, or give pull requests a pattern no stage's name fits (e.g. \"pr-{{number}}\")", number.unwrap_or_default()),
+                    );
+                }
+            }
             rules.pull_requests = Some(p);
         }
     }
