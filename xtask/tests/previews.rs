@@ -96,6 +96,19 @@ fn previews_are_listed_and_pruned_by_ci_event_live_refs_and_ttl() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("names no branch and no pull request"), "{err}");
+    // Something else piped in by mistake (JSON without `-q`, an error message): refused whole.
+    // Before, its lines counted as branches, and every branch preview was pruned.
+    let (code, _, err) = run(
+        &mut xtask(&r, &["previews", "prune", "--live-refs", "-"]),
+        Some("[{\"number\":7},{\"number\":12}]\n"),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("the live refs from standard input are not a list of refs: line 1 (`[{\\\"number\\\":7},{\\\"number\\\":12}]`) is no ref: not a branch name git takes"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was pruned"), "{err}");
+    assert_eq!(stacks(p).len(), 10);
     // A file that is no list of refs is not read whole (`/dev/zero` took gigabytes).
     let (code, _, err) = run(
         &mut xtask(&r, &["previews", "prune", "--live-refs", "/dev/zero"]),
@@ -227,8 +240,13 @@ fn previews_are_listed_and_pruned_by_ci_event_live_refs_and_ttl() {
     assert_eq!(code, 0);
     assert!(out.contains("2 preview stage(s), 0 to prune"), "{out}");
 
-    // Everything older than nothing: the rest goes; dev is no preview and stays.
-    let (code, out, err) = run(&mut xtask(&r, &["previews", "prune", "--ttl", "0s"]), None);
+    // A TTL of nothing would prune a preview deployed a moment ago: refused.
+    let (code, _, err) = run(&mut xtask(&r, &["previews", "prune", "--ttl", "0s"]), None);
+    assert_eq!(code, 2);
+    assert!(err.contains("`0s` would prune every preview"), "{err}");
+    // Everything older than a second: the rest goes; dev is no preview and stays.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (code, out, err) = run(&mut xtask(&r, &["previews", "prune", "--ttl", "1s"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("pruned 2 of 2 preview stage(s)"), "{out}");
     assert_eq!(names(&list(&r)), Vec::<&str>::new());
@@ -273,7 +291,8 @@ fn prune_removes_a_preview_whole_and_never_a_named_stage() {
     r.commit("back to main");
     assert_eq!(names(&list(&r)), ["pr-7"]);
 
-    let (code, out, err) = run(&mut xtask(&r, &["previews", "prune", "--ttl", "0s"]), None);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (code, out, err) = run(&mut xtask(&r, &["previews", "prune", "--ttl", "1s"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("pr-7: "), "{out}");
     assert!(out.contains("pruned 1 of 1 preview stage(s)"), "{out}");

@@ -16,27 +16,58 @@ pub struct LiveRefs {
     pub pull_requests: Option<BTreeSet<String>>,
 }
 
+/// A line of a live-refs list that is no ref: the whole list is refused, since a list that is
+/// something else (an error message, JSON, a web page) would make every branch it fails to
+/// name look gone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "line {line} (`{text}`) is no ref: {why}; a list holds one ref per line, `refs/heads/<branch>` (or `<object id>\trefs/heads/<branch>`, as `git ls-remote` prints it), a branch name, `refs/pull/<n>/head`, `pr/<n>`, `#<n>`, or a pull request number"
+)]
+pub struct NotARef {
+    pub line: usize,
+    /// The line, cut to 80 characters, control characters shown escaped.
+    pub text: String,
+    pub why: &'static str,
+}
+
 impl LiveRefs {
-    /// One ref per line, its last field counted (so `git ls-remote` output works as is):
+    /// One ref per line, alone or after an object id (so `git ls-remote` output works as is):
     /// `refs/heads/<branch>` or a plain `<branch>`; `refs/pull/<n>/head`, `refs/pull/<n>/merge`,
     /// `pr/<n>`, `#<n>`, or, in a list of nothing but numbers (as `gh pr list --json number -q
-    /// '.[].number'` prints), a bare number for a pull request. Tags and other `refs/…` are passed over, as are
-    /// empty lines.
-    pub fn parse(text: &str) -> LiveRefs {
+    /// '.[].number'` prints), a bare number for a pull request. Tags and other `refs/…` are
+    /// passed over, as are empty lines. A line that is none of these (a branch name git would
+    /// refuse, more fields, an object id that is not hex) refuses the whole list ([`NotARef`]).
+    pub fn parse(text: &str) -> Result<LiveRefs, NotARef> {
         let mut branches = BTreeSet::new();
         let mut prs = BTreeSet::new();
+        let mut refs = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let bad = move |why: &'static str| NotARef {
+                line: i + 1,
+                text: line.chars().take(80).flat_map(char::escape_debug).collect(),
+                why,
+            };
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let r = match fields.as_slice() {
+                [] => continue,
+                [r] => *r,
+                [id, r] if id.bytes().all(|b| b.is_ascii_hexdigit()) => *r,
+                [_, _] => return Err(bad("two fields, the first no object id")),
+                _ => return Err(bad("more than two fields")),
+            };
+            if r.chars().any(char::is_control) {
+                return Err(bad("it holds a control character"));
+            }
+            refs.push((r, bad));
+        }
         // Bare numbers are pull requests only in a list of nothing else (`gh pr list` output);
         // among branch names, `1234` is a branch.
-        let lasts: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.split_whitespace().last())
-            .collect();
-        let numbers_only = !lasts.is_empty() && lasts.iter().all(|r| digits(r));
-        for line in text.lines() {
-            let Some(r) = line.split_whitespace().last() else {
-                continue;
-            };
+        let numbers_only = !refs.is_empty() && refs.iter().all(|(r, _)| digits(r));
+        for (r, bad) in refs {
             if let Some(b) = r.strip_prefix("refs/heads/") {
+                if !branch_name(b) {
+                    return Err(bad("not a branch name git takes"));
+                }
                 branches.insert(b.to_string());
             } else if let Some(rest) = r.strip_prefix("refs/pull/") {
                 if let Some(n) = rest
@@ -45,27 +76,61 @@ impl LiveRefs {
                 {
                     prs.insert(n.to_string());
                 }
-            } else if r.starts_with("refs/") {
+            } else if let Some(other) = r.strip_prefix("refs/") {
                 // Tags, notes, …: not branches.
+                if !branch_name(other) {
+                    return Err(bad("not a ref name git takes"));
+                }
             } else if let Some(n) = r
                 .strip_prefix("pr/")
                 .or_else(|| r.strip_prefix('#'))
                 .or_else(|| numbers_only.then_some(r))
-                .filter(|n| digits(n))
             {
                 // Written as a pull request: one (`#07` is 7), or none (`#0`), never a branch.
-                if let Some(n) = pull_request_number(n) {
+                if !digits(n) {
+                    if r.starts_with('#') || n.is_empty() {
+                        return Err(bad(
+                            "a pull request is written `#<number>` or `pr/<number>`",
+                        ));
+                    }
+                    // `pr/feature`: a branch of that name.
+                    if !branch_name(r) {
+                        return Err(bad("not a branch name git takes"));
+                    }
+                    branches.insert(r.to_string());
+                } else if let Some(n) = pull_request_number(n) {
                     prs.insert(n.to_string());
                 }
-            } else {
+            } else if branch_name(r) {
                 branches.insert(r.to_string());
+            } else {
+                return Err(bad("not a branch name git takes"));
             }
         }
-        LiveRefs {
+        Ok(LiveRefs {
             branches: (!branches.is_empty()).then_some(branches),
             pull_requests: (!prs.is_empty()).then_some(prs),
-        }
+        })
     }
+}
+
+/// Whether git takes `name` as a branch's (`git check-ref-format --branch`): no space, control
+/// character or any of `~^:?*[\`, no `..` or `@{`, not `@`, not starting with `-`, no empty
+/// part (`a//b`, a leading or trailing `/`), no part starting with `.` or ending with `.lock`,
+/// and not ending with `.`.
+fn branch_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "@"
+        && !name.starts_with('-')
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && !name.contains("@{")
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c == ' ' || "~^:?*[\\".contains(c))
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && !part.starts_with('.') && !part.ends_with(".lock"))
 }
 
 /// Whether `s` is written as a number: digits only (`0` and `007` too).
@@ -151,10 +216,10 @@ mod tests {
         let ls = "3e18202\trefs/heads/main\nabc\trefs/heads/feature/login\n\
                   def\trefs/tags/v1\n0a1\trefs/pull/42/head\n0a2\trefs/pull/7/merge\n\
                   0a3\trefs/pull/x/head\n0a4\trefs/pull/0099/head\n0a5\trefs/pull/0/head\n\n";
-        let live = LiveRefs::parse(ls);
+        let live = LiveRefs::parse(ls).unwrap();
         assert_eq!(live.branches, set(&["feature/login", "main"]));
         assert_eq!(live.pull_requests, set(&["42", "7", "99"]));
-        let plain = LiveRefs::parse("main\n#12\npr/13\n1234\n");
+        let plain = LiveRefs::parse("main\n#12\npr/13\n1234\n").unwrap();
         assert_eq!(
             plain.branches,
             set(&["1234", "main"]),
@@ -162,21 +227,92 @@ mod tests {
         );
         assert_eq!(plain.pull_requests, set(&["12", "13"]));
         // What `gh pr list --json number -q '.[].number'` prints: pull requests only.
-        assert_eq!(LiveRefs::parse("12\n7\n").branches, None);
-        assert_eq!(LiveRefs::parse("12\n7\n").pull_requests, set(&["12", "7"]));
+        assert_eq!(LiveRefs::parse("12\n7\n").unwrap().branches, None);
         assert_eq!(
-            LiveRefs::parse("012\n07\n").pull_requests,
+            LiveRefs::parse("12\n7\n").unwrap().pull_requests,
+            set(&["12", "7"])
+        );
+        assert_eq!(
+            LiveRefs::parse("012\n07\n").unwrap().pull_requests,
             set(&["12", "7"])
         );
         // 0 is no pull request, and does not make a list of numbers one of branches.
-        let zero = LiveRefs::parse("12\n0\n");
+        let zero = LiveRefs::parse("12\n0\n").unwrap();
         assert_eq!((zero.branches, zero.pull_requests), (None, set(&["12"])));
-        let zero = LiveRefs::parse("main\npr/0\n#0\n");
+        let zero = LiveRefs::parse("main\npr/0\n#0\n").unwrap();
         assert_eq!((zero.branches, zero.pull_requests), (set(&["main"]), None));
         // Only branches: nothing is said about pull requests, and the other way round.
-        assert_eq!(LiveRefs::parse("a\trefs/heads/main\n").pull_requests, None);
-        assert_eq!(LiveRefs::parse("#5\n").branches, None);
-        assert_eq!(LiveRefs::parse(""), LiveRefs::default());
+        assert_eq!(
+            LiveRefs::parse("a\trefs/heads/main\n")
+                .unwrap()
+                .pull_requests,
+            None
+        );
+        assert_eq!(LiveRefs::parse("#5\n").unwrap().branches, None);
+        assert_eq!(LiveRefs::parse("").unwrap(), LiveRefs::default());
+        // `pr/` and a name that is not a number: a branch of that name.
+        assert_eq!(
+            LiveRefs::parse("pr/feature\n").unwrap().branches,
+            set(&["pr/feature"])
+        );
+    }
+
+    // Anything else refuses the whole list: an error message, JSON or a web page piped in by
+    // mistake named "branches" that no preview has, and every branch preview was pruned.
+    #[test]
+    fn a_list_that_holds_something_other_than_refs_is_refused() {
+        for (list, line, why) in [
+            (
+                "[{\"number\":7},{\"number\":12}]\n",
+                1,
+                "not a branch name git takes",
+            ),
+            (
+                "main\nfatal: could not read from remote repository.\n",
+                2,
+                "more than two fields",
+            ),
+            (
+                "<html><body>502 Bad Gateway</body></html>\n",
+                1,
+                "more than two fields",
+            ),
+            (
+                "#\n",
+                1,
+                "a pull request is written `#<number>` or `pr/<number>`",
+            ),
+            (
+                "pr/\n",
+                1,
+                "a pull request is written `#<number>` or `pr/<number>`",
+            ),
+            (
+                "#feature\n",
+                1,
+                "a pull request is written `#<number>` or `pr/<number>`",
+            ),
+            (
+                "x\trefs/heads/main\n",
+                1,
+                "two fields, the first no object id",
+            ),
+            ("0a1\trefs/heads/\n", 1, "not a branch name git takes"),
+            ("7\0\n", 1, "it holds a control character"),
+            ("feature/x.\n", 1, "not a branch name git takes"),
+            ("a..b\n", 1, "not a branch name git takes"),
+            ("-x\n", 1, "not a branch name git takes"),
+            ("refs/tags/v1:\n", 1, "not a ref name git takes"),
+        ] {
+            let e = LiveRefs::parse(list).unwrap_err();
+            assert_eq!((e.line, e.why), (line, why), "{list:?}");
+        }
+        let e = LiveRefs::parse("7\0\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("line 1 (`7\\0`) is no ref: it holds a control character; "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -361,6 +361,11 @@ pub fn parse_ttl(text: &str) -> Result<u64, String> {
             ));
         }
     };
+    if n == 0 {
+        return Err(format!(
+            "`{text}` would prune every preview, one deployed a moment ago too; give an age, e.g. 7d"
+        ));
+    }
     n.checked_mul(unit)
         .ok_or_else(|| format!("`{text}` is too long a TTL"))
 }
@@ -420,7 +425,7 @@ mod tests {
 
         // Live refs from `git ls-remote`: branches only, so no pull request is judged; a
         // branch is alive by its name or its stage id.
-        let live = LiveRefs::parse("a\trefs/heads/feature/login\nb\trefs/heads/main\n");
+        let live = LiveRefs::parse("a\trefs/heads/feature/login\nb\trefs/heads/main\n").unwrap();
         assert_eq!(
             by(Evidence {
                 live: Some(live),
@@ -432,7 +437,7 @@ mod tests {
         // Open pull requests only: branches are not judged.
         assert_eq!(
             by(Evidence {
-                live: Some(LiveRefs::parse("#8\n")),
+                live: Some(LiveRefs::parse("#8\n").unwrap()),
                 now,
                 ..Default::default()
             }),
@@ -442,7 +447,7 @@ mod tests {
         // is gone (a branch `pr-7`).
         assert_eq!(
             by(Evidence {
-                live: Some(LiveRefs::parse("x\trefs/heads/pr-7\n#8\n")),
+                live: Some(LiveRefs::parse("1a\trefs/heads/pr-7\n#8\n").unwrap()),
                 now,
                 ..Default::default()
             }),
@@ -524,7 +529,7 @@ mod tests {
         );
         assert!(
             pruned(Evidence {
-                live: Some(LiveRefs::parse("7\n")),
+                live: Some(LiveRefs::parse("7\n").unwrap()),
                 now,
                 ..Default::default()
             })
@@ -541,9 +546,9 @@ mod tests {
         let pruned = |evidence: Evidence| names(&to_prune(&ws, &ruled, &evidence));
         assert!(
             pruned(Evidence {
-                live: Some(LiveRefs::parse(
-                    "a\trefs/heads/main\nb\trefs/heads/feature/x\n"
-                )),
+                live: Some(
+                    LiveRefs::parse("a\trefs/heads/main\nb\trefs/heads/feature/x\n").unwrap()
+                ),
                 ended: vec![
                     Ended::Branch("sandbox".into()),
                     Ended::Branch("candidate".into())
@@ -602,7 +607,15 @@ mod tests {
         assert_eq!(parse_ttl("7d"), Ok(7 * 86_400));
         assert_eq!(parse_ttl("3"), Ok(3 * 86_400));
         assert_eq!(parse_ttl("36h"), Ok(36 * 3600));
-        assert_eq!(parse_ttl("0s"), Ok(0));
+        // 0 pruned every preview, one deployed a moment ago too.
+        for zero in ["0", "0s", "0d", "00h"] {
+            assert_eq!(
+                parse_ttl(zero),
+                Err(format!(
+                    "`{zero}` would prune every preview, one deployed a moment ago too; give an age, e.g. 7d"
+                ))
+            );
+        }
         for bad in ["", "d", "7w", "-1d", "1.5d"] {
             assert!(
                 parse_ttl(bad).unwrap_err().contains("is not a TTL"),

@@ -180,7 +180,11 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
                     "the live refs from {from} are not UTF-8 text (refs such as `refs/heads/main`, as `git ls-remote` prints them); nothing was pruned"
                 )
             })?;
-            let live = ferry_ci::LiveRefs::parse(&text);
+            let live = ferry_ci::LiveRefs::parse(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "the live refs from {from} are not a list of refs: {e}; nothing was pruned"
+                )
+            })?;
             if live == ferry_ci::LiveRefs::default() {
                 anyhow::bail!(
                     "{path} names no branch and no pull request: with it, every preview would be judged gone; pass refs such as `refs/heads/main` or `#12`"

@@ -566,7 +566,12 @@ fn read_ci(
         } else if p.replace("{number}", "").contains(['{', '}']) {
             fd.error(Some(sp.clone()), Some("ci.pull-requests"), format!("`{p}`: only {{number}} is filled in here (the branch of a pull request is not); e.g. \"pr-{{number}}\""));
         } else {
-            check_stage(fd, &p.replace("{number}", "1"), sp.clone(), "ci.pull-requests");
+            check_stage(
+                fd,
+                &p.replace("{number}", "1"),
+                sp.clone(),
+                "ci.pull-requests",
+            );
             // A named stage the pattern gives a pull request: that pull request's build (a
             // fork's too) would deploy its unreviewed code there, with the stage's settings,
             // records and role.
