@@ -25,7 +25,8 @@ pub struct Announced {
 
 /// Each service's health as this run shows it, and why: a failed deploy or failed tests is
 /// failing; a deploy followed by passing tests, or of a service without tests, is passing. A
-/// service the run did not deploy or test (up to date, skipped, cancelled) shows nothing.
+/// service the run did not deploy or test (up to date, skipped, cancelled, its tests skipped
+/// after a dependency's failed) shows nothing.
 pub fn health_after(
     ws: &Workspace,
     services: &[ServiceReport],
@@ -47,7 +48,12 @@ pub fn health_after(
     for o in tests.map(|t| t.outcomes.as_slice()).unwrap_or_default() {
         let entry = match &o.status {
             ferry_acceptance::Status::Passed => (Health::Passing, "tests passed".to_string()),
-            s if s.is_failure() => (Health::Failing, "tests failed".to_string()),
+            // Tests that ran and failed; one skipped (a dependency's failed first) never ran,
+            // so says nothing of the service (it was marked failing for good: one without
+            // tests of its own never passes again).
+            ferry_acceptance::Status::Failed { .. } | ferry_acceptance::Status::TimedOut { .. } => {
+                (Health::Failing, "tests failed".to_string())
+            }
             _ => continue,
         };
         out.insert(o.service.clone(), entry);
@@ -251,5 +257,60 @@ mod tests {
             ["/hook/T0KENxyz?sig=abc12345678", "T0KENxyz", "abc12345678"]
         );
         assert!(super::secret_pieces("https://example.com").is_empty());
+    }
+
+    // Tests skipped because a dependency's failed never ran: the service's health stays as it
+    // was. (It was marked failing, and one without tests of its own never passed again.)
+    #[test]
+    fn tests_skipped_after_a_dependencys_failed_leave_the_health_alone() {
+        use ferry_acceptance::{Report, Status, TestOutcome};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ferry.toml"),
+            "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("services/db")).unwrap();
+        std::fs::write(
+            dir.path().join("services/db/service.toml"),
+            "[service]\ntemplate = \"t.yaml\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("services/db/t.yaml"), "Resources: {}\n").unwrap();
+        let ws = ferry_manifest::load(dir.path()).unwrap();
+        let outcome = |service: &str, status| TestOutcome {
+            service: service.into(),
+            status,
+            duration: std::time::Duration::ZERO,
+            cases: Vec::new(),
+            output: Vec::new(),
+        };
+        let report = Report {
+            outcomes: vec![
+                outcome(
+                    "db",
+                    Status::Failed {
+                        message: "exit 1".into(),
+                    },
+                ),
+                outcome(
+                    "api",
+                    Status::Skipped {
+                        failed_dependency: "db".into(),
+                    },
+                ),
+                outcome("web", Status::Passed),
+            ],
+        };
+        let health = super::health_after(&ws, &[], Some(&report));
+        let got: Vec<(&str, ferry_records::Health)> =
+            health.iter().map(|(s, (h, _))| (s.as_str(), *h)).collect();
+        assert_eq!(
+            got,
+            [
+                ("db", ferry_records::Health::Failing),
+                ("web", ferry_records::Health::Passing)
+            ]
+        );
     }
 }
