@@ -349,6 +349,11 @@ pub async fn remove(
             report.failed.push(fail(Box::new(e)));
             continue;
         }
+        // The stage's lock is still this run's: else nothing more is emptied or deleted.
+        if let Err(e) = records.check_held().await {
+            report.failed.push(fail(Box::new(e)));
+            break;
+        }
         if info.protected
             && let Err(e) = engine.set_protection(stack, false).await
         {

@@ -1437,6 +1437,9 @@ async fn deploy_one(
         removing: Some(u64::MAX),
         ..record.clone()
     })?;
+    // The stage's lock is still this run's (between two renewals another run may have taken
+    // it over): else nothing starts.
+    ctx.records.check_held().await?;
     let name = service.name.clone();
     let t0 = Instant::now();
     let deployed = run

@@ -410,6 +410,9 @@ pub struct RecordStore {
     stage: String,
     /// Ends with `/`.
     path: String,
+    /// The token of the lock this store (and its clones) took or joined, until released: what
+    /// [`RecordStore::check_held`] compares the stored lock with.
+    held: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl RecordStore {
@@ -420,6 +423,7 @@ impl RecordStore {
             client,
             stage: stage.to_string(),
             path: format!("{}/", path.trim_end_matches('/')),
+            held: Default::default(),
         }
     }
 

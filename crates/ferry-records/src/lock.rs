@@ -494,6 +494,37 @@ impl RecordStore {
     /// stale). With `force`, a stale lock is taken over and named in the result; a live one is
     /// still refused.
     pub async fn lock(&self, holder: &LockHolder, force: bool) -> Result<Acquired, RecordError> {
+        let acquired = self.lock_once(holder, force).await;
+        if acquired.is_ok() {
+            self.hold(Some(&holder.token));
+        }
+        acquired
+    }
+
+    /// What this store (and its clones) holds: set when a lock is taken or joined, cleared when
+    /// it is released.
+    fn hold(&self, token: Option<&str>) {
+        *self.held.lock().expect("held lock") = token.map(String::from);
+    }
+
+    /// Checks, right before a stack operation starts, that the lock this store took or joined
+    /// is still its own (one GetParameter): between two renewals another run may have taken it
+    /// over (a `batch finish` released a batch's lock while a node worked, and a plain deploy
+    /// took it). A store that holds no lock checks nothing.
+    pub async fn check_held(&self) -> Result<(), RecordError> {
+        let Some(token) = self.held.lock().expect("held lock").clone() else {
+            return Ok(());
+        };
+        match self.lock_holder().await? {
+            Some(c) if c.token == token => Ok(()),
+            other => Err(RecordError::LockLost {
+                stage: self.stage.clone(),
+                holder: other.map(Box::new),
+            }),
+        }
+    }
+
+    async fn lock_once(&self, holder: &LockHolder, force: bool) -> Result<Acquired, RecordError> {
         let value = serde_json::to_string(holder).expect("a holder serialises");
         if self.create(&self.lock_name(), &value).await? {
             return Ok(Acquired { displaced: None });
@@ -542,6 +573,14 @@ impl RecordStore {
     /// renewed for [`BATCH_LOCK_TTL`], and otherwise says who holds it, like [`lock`](Self::lock). A
     /// stale lock of a plain run is not taken over here.
     pub async fn join(&self, holder: &LockHolder) -> Result<Joined, RecordError> {
+        let joined = self.join_once(holder).await;
+        if joined.is_ok() {
+            self.hold(Some(&holder.token));
+        }
+        joined
+    }
+
+    async fn join_once(&self, holder: &LockHolder) -> Result<Joined, RecordError> {
         assert!(holder.batch.is_some(), "join is for a batch's nodes");
         let value = serde_json::to_string(holder).expect("a holder serialises");
         for _ in 0..2 {
@@ -720,6 +759,7 @@ impl RecordStore {
 
     /// Releases `holder`'s lock: only if it is still its own.
     pub async fn unlock(&self, holder: &LockHolder) -> Result<Released, RecordError> {
+        self.hold(None);
         match self.lock_holder().await? {
             None => Ok(Released::Gone),
             Some(c) if c.token == holder.token => {

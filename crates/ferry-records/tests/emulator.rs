@@ -384,3 +384,34 @@ async fn the_nodes_of_one_batch_share_the_lock_and_any_other_run_is_refused() {
     s.unlock(&node(18, "run-5")).await.unwrap();
     assert_eq!(s.lock_holder().await.unwrap(), None);
 }
+
+// Before a stack operation starts, a run checks that the lock it took or joined is still its
+// own: a batch node whose batch's lock `batch finish` released, and a plain deploy then took,
+// went on to update a stack under the other run's lock.
+#[tokio::test]
+async fn a_store_checks_that_the_lock_it_holds_is_still_its_own() {
+    let node = store("lock-held").await;
+    let other = store("lock-held").await;
+    // Holding nothing, nothing is checked.
+    node.check_held().await.unwrap();
+    let none = |_: &str| None;
+    let batch = LockHolder::for_this_process(&none, "batch node", "lock-held", None).in_batch("b4");
+    node.join(&batch).await.unwrap();
+    node.check_held().await.unwrap();
+    // The clone a deploy works with holds it too.
+    node.clone().check_held().await.unwrap();
+    // The batch's last step releases it (another process: its own store), and a plain deploy
+    // takes it.
+    other.unlock(&batch).await.unwrap();
+    let deploy = holder("carol", "laptop", 77, ferry_records::now_secs());
+    other.lock(&deploy, false).await.unwrap();
+    other.check_held().await.unwrap();
+    let err = node.check_held().await.unwrap_err();
+    assert!(
+        matches!(&err, RecordError::LockLost { holder: Some(h), .. } if h.token == deploy.token),
+        "{err:?}"
+    );
+    // Released, it holds nothing again.
+    other.unlock(&deploy).await.unwrap();
+    other.check_held().await.unwrap();
+}
