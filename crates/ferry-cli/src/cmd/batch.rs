@@ -51,10 +51,18 @@ impl BatchId {
                     "the CI environment's batch id (FERRY_BATCH_ID, else made of GITHUB_RUN_ID or CODEBUILD_RESOLVED_SOURCE_VERSION): {e}; give --batch ID instead"
                 )
             }),
-            None => Err(crate::UsageError(
-                "no batch id: give --batch ID (the same for every node of one deploy), or set FERRY_BATCH_ID".into(),
-            )
-            .into()),
+            None => {
+                // A CodeBuild batch build names its batch by the commit it builds.
+                let why = if std::env::var_os("CODEBUILD_BATCH_BUILD_IDENTIFIER").is_some() {
+                    " (this CodeBuild batch build sets no CODEBUILD_RESOLVED_SOURCE_VERSION, the commit its id is made of)"
+                } else {
+                    ""
+                };
+                Err(crate::UsageError(format!(
+                    "no batch id{why}: give --batch ID (the same for every node of one deploy), or set FERRY_BATCH_ID"
+                ))
+                .into())
+            }
         }
     }
 }
