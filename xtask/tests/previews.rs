@@ -368,3 +368,52 @@ fn a_preview_deployed_since_it_was_judged_gone_is_left_in_place() {
     assert_eq!(names(&list(&r)), ["pr-5", "pr-6"]);
     assert_eq!(stacks(p).len(), 4, "{:?}", stacks(p));
 }
+
+// A preview removed whole takes its release files with it: they named stacks and packages that
+// are gone, and a preview of the same name deployed later would have found them. A named
+// stage's stay.
+#[test]
+fn a_removed_preview_takes_its_releases_with_it() {
+    let p = "pv-releases";
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{p}-art\"\n\n\
+             [stages.\"*\"]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{p}-art\"\n"
+        ),
+    )
+    .write("services/a/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write("services/a/t.yaml", QUEUE);
+    r.commit("a");
+    let s3 = ferry_package::s3_client(&config());
+    rt().block_on(s3.create_bucket().bucket(format!("{p}-art")).send())
+        .unwrap();
+    let releases = |stage: &str| -> usize {
+        rt().block_on(
+            s3.list_objects_v2()
+                .bucket(format!("{p}-art"))
+                .prefix(format!("{p}/releases/{stage}/"))
+                .send(),
+        )
+        .unwrap()
+        .contents()
+        .len()
+    };
+    for stage in ["dev", "pr-3"] {
+        let (code, out, err) = run(&mut xtask(&r, &["deploy", stage]), None);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert_eq!(releases(stage), 1, "{stage}");
+    }
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "pr-3"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("deleted the 1 release file(s) of stage `pr-3`"),
+        "{out}"
+    );
+    assert_eq!(releases("pr-3"), 0);
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(releases("dev"), 1, "a named stage keeps its releases");
+}

@@ -187,6 +187,56 @@ impl ReleaseStore {
         Ok(ids)
     }
 
+    /// Deletes every release of the stage (and every pending review): for a preview that is
+    /// removed, whose releases name stacks and packages that are gone. Gives how many objects
+    /// went; a bucket that does not exist holds none.
+    pub async fn delete_all(&self) -> Result<usize, ReleaseError> {
+        let s3_error = |op: &'static str, key: &str, message: String| ReleaseError::S3 {
+            op,
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            message,
+        };
+        let mut keys = Vec::new();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(p) => p,
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_bucket()) => {
+                    return Ok(0);
+                }
+                Err(e) => {
+                    let message = ferry_aws::explain("ListObjectsV2", &e).to_string();
+                    return Err(s3_error("ListObjectsV2", &self.prefix, message));
+                }
+            };
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(String::from)),
+            );
+        }
+        for key in &keys {
+            self.s3
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| {
+                    let message = ferry_aws::explain("DeleteObject", &e).to_string();
+                    s3_error("DeleteObject", key, message)
+                })?;
+        }
+        Ok(keys.len())
+    }
+
     /// The newest `limit` releases, newest first.
     pub async fn recent(&self, limit: usize) -> Result<Vec<Release>, ReleaseError> {
         let mut out = Vec::new();

@@ -144,6 +144,24 @@ pub(crate) async fn remove_stage(
                 left.join(", and ")
             );
         }
+        // A preview gone whole takes its releases with it (they name stacks and packages that
+        // are gone; a preview of the same name later starts afresh). A named stage keeps them.
+        if stage.preview
+            && let Some(store) =
+                ferry_deploy::release::release_store(ws, stage, &aws.config, ctx.local)
+        {
+            match store.delete_all().await {
+                Ok(0) => {}
+                Ok(n) => println!("deleted the {n} release file(s) of stage `{}`", stage.name),
+                Err(e) => eprintln!(
+                    "{}",
+                    crate::ui::mask(&format!(
+                        "warning: the releases of stage `{}` were left: {e}",
+                        stage.name
+                    ))
+                ),
+            }
+        }
         Ok(true)
     })
     .await
