@@ -149,7 +149,44 @@ impl ReleaseStore {
 
     /// The ids of every release, newest first. A stage without a bucket yet has none.
     pub async fn ids(&self) -> Result<Vec<String>, ReleaseError> {
-        let mut ids = Vec::new();
+        let mut ids: Vec<String> = self
+            .keys()
+            .await?
+            .iter()
+            .filter_map(|k| k.strip_prefix(&self.prefix)?.strip_suffix(".json"))
+            .filter(|id| valid_id(id))
+            .map(String::from)
+            .collect();
+        ids.sort_by(|a, b| b.cmp(a));
+        Ok(ids)
+    }
+
+    /// Deletes every release of the stage (and every pending review): for a preview that is
+    /// removed, whose releases name stacks and packages that are gone. Gives how many objects
+    /// went; a bucket that does not exist holds none.
+    pub async fn delete_all(&self) -> Result<usize, ReleaseError> {
+        let keys = self.keys().await?;
+        for key in &keys {
+            self.s3
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| ReleaseError::S3 {
+                    op: "DeleteObject",
+                    bucket: self.bucket.clone(),
+                    key: key.clone(),
+                    message: ferry_aws::explain("DeleteObject", &e).to_string(),
+                })?;
+        }
+        Ok(keys.len())
+    }
+
+    /// Every key under the stage's prefix (releases and pending reviews); none when the bucket
+    /// does not exist.
+    async fn keys(&self) -> Result<Vec<String>, ReleaseError> {
+        let mut keys = Vec::new();
         let mut pages = self
             .s3
             .list_objects_v2()
@@ -172,69 +209,13 @@ impl ReleaseStore {
                     });
                 }
             };
-            for o in page.contents() {
-                if let Some(id) = o
-                    .key()
-                    .and_then(|k| k.strip_prefix(&self.prefix))
-                    .and_then(|k| k.strip_suffix(".json"))
-                    .filter(|id| valid_id(id))
-                {
-                    ids.push(id.to_string());
-                }
-            }
-        }
-        ids.sort_by(|a, b| b.cmp(a));
-        Ok(ids)
-    }
-
-    /// Deletes every release of the stage (and every pending review): for a preview that is
-    /// removed, whose releases name stacks and packages that are gone. Gives how many objects
-    /// went; a bucket that does not exist holds none.
-    pub async fn delete_all(&self) -> Result<usize, ReleaseError> {
-        let s3_error = |op: &'static str, key: &str, message: String| ReleaseError::S3 {
-            op,
-            bucket: self.bucket.clone(),
-            key: key.to_string(),
-            message,
-        };
-        let mut keys = Vec::new();
-        let mut pages = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&self.prefix)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = match page {
-                Ok(p) => p,
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_bucket()) => {
-                    return Ok(0);
-                }
-                Err(e) => {
-                    let message = ferry_aws::explain("ListObjectsV2", &e).to_string();
-                    return Err(s3_error("ListObjectsV2", &self.prefix, message));
-                }
-            };
             keys.extend(
                 page.contents()
                     .iter()
                     .filter_map(|o| o.key().map(String::from)),
             );
         }
-        for key in &keys {
-            self.s3
-                .delete_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| {
-                    let message = ferry_aws::explain("DeleteObject", &e).to_string();
-                    s3_error("DeleteObject", key, message)
-                })?;
-        }
-        Ok(keys.len())
+        Ok(keys)
     }
 
     /// The newest `limit` releases, newest first.
