@@ -275,6 +275,128 @@ fn exec_passes_sigterm_on_and_fails_when_its_output_cannot_be_written() {
     assert!(!alive, "the command (pid {child}) was stopped with Ferry");
 }
 
+/// `exec`: SIGINT (Ctrl-C; GitHub Actions cancels with it) and SIGHUP (a closed terminal) are
+/// passed on to the command too, and Ferry goes on relaying its output and waits for it, so its
+/// cleanup runs and is seen. Before, Ferry died at once, leaving the command (with the stage's
+/// credentials) running on its own, or cutting the pipe its cleanup wrote to.
+#[test]
+fn exec_passes_sigint_and_sighup_on_and_waits_for_the_cleanup() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let r = repo("exec-sigint");
+    for signal in ["-INT", "-HUP"] {
+        let pid_file = r.path().join("child.pid");
+        let _ = std::fs::remove_file(&pid_file);
+        let script = format!(
+            "trap 'sleep 0.5; echo cleaned up; exit 3' INT HUP; echo $$ > {}; while :; do sleep 0.2; done",
+            pid_file.display()
+        );
+        let mut ferry = xtask(&r, &["exec", "dev", "--", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pid_file.exists() {
+            assert!(Instant::now() < deadline, "the command never started");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            Command::new("kill")
+                .args([signal, &ferry.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ferry.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = ferry.kill();
+                panic!("exec did not end after {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = ferry.wait_with_output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(1), "{signal}: {stdout}{stderr}");
+        assert!(stdout.contains("cleaned up"), "{signal}: {stdout}{stderr}");
+        assert!(stderr.contains("exit status: 3"), "{signal}: {stderr}");
+    }
+}
+
+/// `exec` gives the command the stage's credentials and endpoint alone: the shell's old-style
+/// session token (which the AWS CLI reads first), its per-service endpoints (which would send
+/// the command's requests elsewhere than `--local`'s emulator) and GitHub's OIDC token request
+/// are not passed on.
+#[test]
+fn exec_passes_on_no_credential_or_endpoint_of_the_shell() {
+    let r = repo("exec-env");
+    let mut c = xtask(
+        &r,
+        &[
+            "exec",
+            "dev",
+            "--",
+            "sh",
+            "-c",
+            "env | grep -E '^(AWS_SECURITY_TOKEN|AWS_ENDPOINT_URL_DYNAMODB|AWS_ROLE_ARN|ACTIONS_ID_TOKEN_REQUEST_TOKEN|AWS_ENDPOINT_URL)=' | sort",
+        ],
+    );
+    c.env("AWS_SECURITY_TOKEN", "ShellToken0001")
+        .env("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")
+        .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/other")
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "GhOidc0001");
+    let (code, out, err) = run(&mut c, None);
+    assert_eq!(code, 0, "{out}{err}");
+    let names: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(names, ["AWS_ENDPOINT_URL"], "{out}");
+}
+
+/// `param` output is masked like every output: a stack that copied a secret into a String
+/// parameter does not show it through `param list`; `--show-secrets` alone shows values. A value
+/// typed on the command line by mistake is refused without being repeated (it would be in the
+/// build log).
+#[test]
+fn param_output_is_masked_and_a_value_on_the_command_line_is_never_repeated() {
+    let r = repo("param-mask");
+    let secret = "Pl4nted-S3cret-Value-0042";
+    let (code, _, err) = run(
+        &mut xtask(&r, &["param", "set", "dev", "db/password", "--secure"]),
+        Some(secret),
+    );
+    assert_eq!(code, 0, "{err}");
+    crate::common::put_parameter("/cli-param-mask/dev/copy", secret);
+    let (code, out, err) = run(&mut xtask(&r, &["param", "list", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains(secret), "{out}");
+    assert!(out.contains("/cli-param-mask/dev/copy"), "{out}");
+    let (code, out, _) = run(
+        &mut xtask(&r, &["param", "list", "dev", "--show-secrets"]),
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains(secret), "{out}");
+    let (code, out, err) = run(
+        &mut xtask(&r, &["param", "set", "dev", "other", secret]),
+        None,
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("param set takes the value from standard input only"),
+        "{err}"
+    );
+    assert!(!format!("{out}{err}").contains(secret), "{out}{err}");
+}
+
 /// A long secret through `base64`, which wraps at 76 columns: masked on every line.
 #[test]
 fn a_long_secret_wrapped_by_base64_is_masked_on_every_line() {

@@ -216,6 +216,41 @@ fn a_plan_of_a_stage_whose_record_is_unreadable_fails_as_a_deploy_does() {
     );
 }
 
+// A template reading an SSM parameter through a dynamic reference: CloudFormation reads it at
+// each stack operation, so a new version deploys the stack again, as for a parameter of an
+// SSM parameter type. Before, a new value never reached it (no file changed).
+#[test]
+fn a_new_version_of_a_parameter_a_dynamic_reference_reads_deploys_the_reader() {
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"e2e-dynref\"\nstack-name = \"{project}-{service}-{stage}\"\n\n[stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n",
+    )
+    .write("services/reader/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write(
+        "services/reader/t.yaml",
+        "Resources:\n  P:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: /e2e-dynref/copy\n      Type: String\n      Value: '{{resolve:ssm:/e2e-dynref/engine}}'\n",
+    );
+    r.commit("reader");
+    crate::common::put_parameter("/e2e-dynref/engine", "MySQL");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        row(&out, "reader").contains("skipped (up to date)"),
+        "{out}"
+    );
+    crate::common::put_parameter("/e2e-dynref/engine", "Postgres");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        row(&out, "reader").contains("updated")
+            && row(&out, "reader").contains("its parameters differ from its record"),
+        "{out}"
+    );
+}
+
 #[test]
 fn a_failure_in_the_middle_skips_dependents_finishes_the_rest_and_a_rerun_completes() {
     let r = monorepo("e2e-fail");

@@ -264,7 +264,7 @@ impl Harness<'_> {
         let mut cmd = tokio::process::Command::new(&acc.command[0]);
         cmd.args(&acc.command[1..])
             .current_dir(self.ws.root.join(&service.dir));
-        for var in ferry_credentials::env::REPLACED {
+        for var in ferry_credentials::env::not_inherited(&self.env) {
             cmd.env_remove(var);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)))

@@ -70,12 +70,41 @@ pub const REPLACED: &[&str] = &[
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
     "AWS_SESSION_TOKEN",
+    // The old name of the session token, which botocore (the AWS CLI, boto3) reads first: the
+    // shell's token would go with the stage's keys.
+    "AWS_SECURITY_TOKEN",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
     "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
 ];
+
+/// What a child given `child` (its stage's environment, [`child_env`]) must not inherit from
+/// Ferry's own: [`REPLACED`], GitHub's OIDC token request ([`ferry_env::CREDENTIAL_SOURCES`]:
+/// a role of another stage could be assumed with it), and, when `child` names the one endpoint every call goes to
+/// (`AWS_ENDPOINT_URL`: the emulator, or one of the user's), every per-service
+/// `AWS_ENDPOINT_URL_<SERVICE>` of the shell, which the SDKs and CLIs prefer: a child of
+/// `--local` sent its requests (secrets in them) to the shell's endpoint instead.
+pub fn not_inherited(child: &[(String, String)]) -> Vec<String> {
+    let mut out: Vec<String> = REPLACED
+        .iter()
+        .chain(&ferry_env::CREDENTIAL_SOURCES)
+        .map(|s| s.to_string())
+        .collect();
+    if child.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL") {
+        out.extend(
+            std::env::vars_os()
+                .filter_map(|(k, _)| k.into_string().ok())
+                .filter(|k| k.starts_with("AWS_ENDPOINT_URL_")),
+        );
+    }
+    out
+}
 
 /// Runs `command` with its standard output and error captured line by line, masked, and
 /// written to `out` / `err` as they arrive (a line that cannot be written is dropped: the

@@ -145,6 +145,54 @@ pub(crate) async fn ssm_typed_versions(
     Ok(())
 }
 
+/// The SSM parameters a template reads through dynamic references, `{{resolve:ssm:NAME}}` and
+/// `{{resolve:ssm-secure:NAME}}`, that name no version (`NAME:3` is fixed), nor are built from
+/// what only CloudFormation knows (`${Env}` of an `Fn::Sub`): CloudFormation reads them at each
+/// stack operation, so a new version is a change of the stack though no file changed.
+pub(crate) fn dynamic_ssm_references(template: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for kind in ["{{resolve:ssm:", "{{resolve:ssm-secure:"] {
+        for (at, _) in template.match_indices(kind) {
+            let rest = &template[at + kind.len()..];
+            let Some(end) = rest.find("}}") else { continue };
+            let reference = &rest[..end];
+            // `NAME`, or `NAME:VERSION` (a version pins it).
+            if reference.is_empty()
+                || reference.contains("${")
+                || reference.contains(['"', '\\', '\n', ' '])
+                || reference
+                    .rsplit_once(':')
+                    .is_some_and(|(_, v)| v.bytes().all(|b| b.is_ascii_digit()))
+            {
+                continue;
+            }
+            out.insert(reference.to_string());
+        }
+    }
+    out
+}
+
+/// Puts the current version of each parameter a template reads through a dynamic reference
+/// ([`dynamic_ssm_references`]) into the hashed view, so that a new version deploys the stack
+/// again, as for a parameter of an SSM parameter type. One that does not exist is left to
+/// CloudFormation to report. Its value is never read.
+pub(crate) async fn dynamic_reference_versions(
+    ctx: &DeployContext<'_>,
+    template: &str,
+    ssm_client: &aws_sdk_ssm::Client,
+    hashed: &mut BTreeMap<String, String>,
+) -> Result<(), ServiceError> {
+    for name in dynamic_ssm_references(template) {
+        if let Some(version) = ssm::version(ssm_client, &ctx.stage.name, &name).await? {
+            hashed.insert(
+                format!("{{{{resolve:ssm:{name}}}}}"),
+                format!("ssm-ref:{name}@{version}"),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A service's parameters as CloudFormation gets them, and the view of them that is hashed into
 /// its record.
 pub(crate) struct Resolved {
@@ -267,5 +315,30 @@ fn secure_stand_in(p: &ssm::Parameter) -> String {
         format!("ssm-secure:{}@{}", p.name, p.revision)
     } else {
         p.value.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dynamic_references_that_name_no_version_are_read_for_their_version() {
+        let template = r#"{"Resources": {"F": {"Properties": {
+            "A": "{{resolve:ssm:/shop/dev/engine}}",
+            "B": "{{resolve:ssm-secure:db-password}}",
+            "C": "{{resolve:ssm:/shop/pinned:3}}",
+            "D": {"Fn::Sub": "{{resolve:ssm:/shop/${Env}/x}}"},
+            "E": "{{resolve:secretsmanager:token}}",
+            "F": "{{resolve:ssm:arn:aws:ssm:us-east-1:123456789012:parameter/p}}"
+        }}}}"#;
+        assert_eq!(
+            super::dynamic_ssm_references(template)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [
+                "/shop/dev/engine",
+                "arn:aws:ssm:us-east-1:123456789012:parameter/p",
+                "db-password"
+            ]
+        );
     }
 }

@@ -104,7 +104,8 @@ pub fn not_received(
 }
 
 /// Whether `service` reads a value kept outside git, whose new version changes its stack though
-/// no file changed: `${ssm:…}` in its `[parameters]`, or another stage's output
+/// no file changed: `${ssm:…}` in its `[parameters]`, a `{{resolve:ssm:…}}` of its template, or
+/// another stage's output
 /// (`${output:prod:api.Url}`: that stage deploys on its own, never in this run, so nothing
 /// else would bring its new value here); a template parameter of an SSM parameter
 /// type (CloudFormation reads that parameter at every stack operation); a Serverless Framework
@@ -125,10 +126,12 @@ pub fn reads_outside_git(ws: &Workspace, service: &Service) -> bool {
         || match service.kind {
             ServiceKind::Serverless => ferry_serverless::reads_aws_values(&ws.root, service),
             _ => std::fs::read_to_string(ws.root.join(service.template_path())).is_ok_and(|t| {
-                // Most templates have none: only those that name the type are parsed.
-                t.contains(ferry_package::SSM_PARAMETER_TYPE)
-                    && ferry_package::parse_template(&t)
-                        .is_ok_and(|v| !ferry_package::ssm_typed_parameters(&v).is_empty())
+                // A dynamic reference CloudFormation resolves at each stack operation.
+                !crate::parameters::dynamic_ssm_references(&t).is_empty()
+                    // Most templates have none: only those that name the type are parsed.
+                    || (t.contains(ferry_package::SSM_PARAMETER_TYPE)
+                        && ferry_package::parse_template(&t)
+                            .is_ok_and(|v| !ferry_package::ssm_typed_parameters(&v).is_empty()))
             }),
         }
 }

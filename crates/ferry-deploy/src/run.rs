@@ -1249,6 +1249,15 @@ async fn deploy_one(
     {
         ssm_typed_versions(ctx, service, &parsed, &parameters, &run.ssm, &mut hashed).await?;
     }
+    // Likewise the SSM parameters its template reads through dynamic references
+    // (`{{resolve:ssm:…}}`), a compiled Serverless template's too.
+    if parameters_after.is_empty()
+        && let Some(text) = template_text(ctx, service, packaged, &template)
+            .ok()
+            .filter(|t| t.contains("{{resolve:ssm"))
+    {
+        crate::parameters::dynamic_reference_versions(ctx, &text, &run.ssm, &mut hashed).await?;
+    }
     // The site's config file holds the dependencies' outputs: a change there is a change too.
     let site_config = match packaged.and_then(|sp| sp.site.as_ref()) {
         Some(site) if site.config_file.is_some() => {

@@ -71,11 +71,21 @@ pub fn param_var(path: &str, name: &str) -> String {
     format!("{PARAM_PREFIX}{}", upper(rel))
 }
 
-/// Whether `name` belongs to a stage: its credentials, region or profile (`AWS_*`) or Ferry's
-/// stage variables. A stage-independent child (a package build) must not inherit these from
-/// Ferry's own environment.
+/// What lets a process get credentials of its own without AWS's variables: GitHub Actions'
+/// OIDC token request (a script could mint a token and assume any role that trusts the
+/// repository's workflows).
+pub const CREDENTIAL_SOURCES: [&str; 2] = [
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+];
+
+/// Whether `name` belongs to a stage: its credentials, region or profile (`AWS_*`, and what
+/// gets credentials otherwise, [`CREDENTIAL_SOURCES`]) or Ferry's stage variables. A
+/// stage-independent child (a package build, a script) must not inherit these from Ferry's own
+/// environment.
 pub fn is_stage_variable(name: &str) -> bool {
     name.starts_with("AWS_")
+        || CREDENTIAL_SOURCES.contains(&name)
         || [STAGE, STAGE_ID, REGION, PROJECT, SERVICE, OUTPUTS_FILE].contains(&name)
         || name.starts_with(OUTPUT_PREFIX)
         || name.starts_with(PARAM_PREFIX)

@@ -130,7 +130,7 @@ pub(crate) async fn run(
     let shown = (c.mask)(&format!("{} {}", argv[0], args.join(" ")));
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&args).current_dir(c.root.join(&c.service.dir));
-    for var in ferry_credentials::env::REPLACED {
+    for var in ferry_credentials::env::not_inherited(c.env) {
         cmd.env_remove(var);
     }
     cmd.envs(c.env.iter().map(|(k, v)| (k, v)))

@@ -64,6 +64,9 @@ pub enum ParamCmd {
         /// Replace an existing value
         #[arg(long)]
         overwrite: bool,
+        /// (A value given here is refused, unshown: it is read from standard input only.)
+        #[arg(hide = true, num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
+        value_on_command_line: Vec<String>,
     },
     /// Print one parameter's value (SecureString values hidden unless --show-secrets)
     Get {
@@ -87,11 +90,13 @@ pub enum ParamCmd {
     },
 }
 
+/// A parameter's value as printed: a SecureString's hidden, and any other masked like every
+/// output (a stack may copy a secret into a String parameter), unless `--show-secrets`.
 fn shown(p: &ssm::Parameter, show_secrets: bool) -> String {
-    if p.secure && !show_secrets {
-        "(secure; --show-secrets to show)".to_string()
-    } else {
-        p.value.clone()
+    match (p.secure, show_secrets) {
+        (_, true) => p.value.clone(),
+        (true, false) => "(secure; --show-secrets to show)".to_string(),
+        (false, false) => masker().mask(&p.value),
     }
 }
 
@@ -99,7 +104,16 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
     let rt = runtime()?;
     let ws = ctx.workspace()?;
     match cmd {
-        ParamCmd::Set { stage, name, secure, overwrite } => {
+        ParamCmd::Set { stage, name, secure, overwrite, value_on_command_line } => {
+            // Never repeated in the error: a value typed here is in the shell's history and the
+            // process list already, and must not be in the build log too.
+            if !value_on_command_line.is_empty() {
+                return Err(crate::UsageError(format!(
+                    "param set takes the value from standard input only, never from the command line (where other processes and logs see it; it is not shown here): printf %s \"$VALUE\" | {} param set {stage} {name}",
+                    ctx.app.name
+                ))
+                .into());
+            }
             // The name is checked before the value is read or anything is sent.
             let target = ws.stage(stage)?;
             let full = ssm::full_name(&target, name)?;
@@ -191,34 +205,54 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<()> {
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let mut command = std::process::Command::new(program);
     command.args(rest);
-    for var in ferry_credentials::env::REPLACED {
+    for var in ferry_credentials::env::not_inherited(&env) {
         command.env_remove(var);
     }
     command.envs(env);
-    // SIGTERM (a CI runner stopping the job) is passed on to the command, which holds the
-    // stage's credentials: Ferry waits for it instead of leaving it running on its own.
-    // (Ctrl-C in a terminal reaches both already.)
+    // The command holds the stage's credentials: Ferry stays with it until it ends. SIGTERM (a
+    // CI runner stopping the job), SIGINT (Ctrl-C; GitHub Actions cancels with it first) and
+    // SIGHUP (a closed terminal) are passed on to it, and Ferry goes on relaying its masked
+    // output and waits for it. In a process group of its own, it gets each signal once, from
+    // Ferry (a terminal's Ctrl-C reaches Ferry's group alone); its standard input is
+    // `/dev/null`, so it never needs the terminal. Before, SIGINT and SIGHUP ended Ferry at once
+    // and left the command running on its own, or cut the pipe its cleanup wrote to.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let child = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let rt = runtime()?;
-    let mut term = rt
-        .block_on(async {
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        })
-        .context("failed to watch for SIGTERM")?;
-    let _forward = crate::lock::AbortOnDrop(rt.spawn({
+    let _forward: Vec<crate::lock::AbortOnDrop<()>> = [
+        (
+            tokio::signal::unix::SignalKind::terminate(),
+            rustix::process::Signal::TERM,
+        ),
+        (
+            tokio::signal::unix::SignalKind::interrupt(),
+            rustix::process::Signal::INT,
+        ),
+        (
+            tokio::signal::unix::SignalKind::hangup(),
+            rustix::process::Signal::HUP,
+        ),
+    ]
+    .into_iter()
+    .map(|(kind, sig)| {
+        let mut watched = rt
+            .block_on(async { tokio::signal::unix::signal(kind) })
+            .with_context(|| format!("failed to watch for {sig:?}"))?;
         let child = child.clone();
-        async move {
-            while term.recv().await.is_some() {
+        anyhow::Ok(crate::lock::AbortOnDrop(rt.spawn(async move {
+            while watched.recv().await.is_some() {
                 let pid = child.load(std::sync::atomic::Ordering::SeqCst);
                 if let Some(pid) = i32::try_from(pid)
                     .ok()
                     .and_then(rustix::process::Pid::from_raw)
                 {
-                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                    // Its group: what it started gets the signal too, as from a terminal.
+                    let _ = rustix::process::kill_process_group(pid, sig);
                 }
             }
-        }
-    }));
+        })))
+    })
+    .collect::<anyhow::Result<_>>()?;
     let (status, tail) = ferry_credentials::env::run_masked(
         &mut command,
         masker(),
