@@ -458,7 +458,7 @@ pub(crate) fn service_inputs(s: &ferry_manifest::Service) -> ServiceInputs {
 /// Template problems found before any AWS call: the templates' own, and outputs read that the
 /// templates naming them do not declare.
 #[derive(Debug, thiserror::Error)]
-#[error("{} template problem(s); nothing was deployed:\n  {}", .0.len() + .1.len(), .0.iter().map(ToString::to_string).chain(.1.iter().map(ToString::to_string)).collect::<Vec<_>>().join("\n  "))]
+#[error("{} template problem(s); nothing was deployed:\n  {}\n(fix them, or deploy the other services with --service)", .0.len() + .1.len(), .0.iter().map(ToString::to_string).chain(.1.iter().map(ToString::to_string)).collect::<Vec<_>>().join("\n  "))]
 pub struct TemplateProblems(
     pub Vec<ferry_package::PackageError>,
     pub Vec<ferry_package::MissingOutput>,

@@ -103,6 +103,10 @@ pub(crate) fn read(root: &Path, notes: &mut Vec<String>) -> Option<Compose> {
             component: text_of(def.get("component")),
         });
     }
+    // Read once: a team used to Compose would go on editing it and see nothing deploy.
+    notes.push(format!(
+        "{file}: read once, now: its dependsOn and params are in the service.toml files (`depends-on`, `[parameters]`); Ferry does not read it again, so change them there (or delete {file}, or keep it in step by hand)"
+    ));
     Some(Compose {
         file: file.to_string(),
         entries,

@@ -1408,6 +1408,14 @@ fn a_serverless_compose_file_gives_names_links_and_parameters() {
         "service: service-c\nprovider:\n  name: aws\n",
     );
     let s = scan(r).unwrap();
+    // Read once: said, so that nobody goes on editing it and sees nothing deploy.
+    assert!(
+        s.notes.iter().any(|n| n.starts_with(
+            "serverless-compose.yml: read once, now: its dependsOn and params are in the service.toml files"
+        )),
+        "{:?}",
+        s.notes
+    );
     let names: Vec<(&str, &str)> = s
         .services
         .iter()

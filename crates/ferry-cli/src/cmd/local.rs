@@ -17,7 +17,8 @@ pub enum LocalCmd {
     Down,
     /// Say whether the emulator runs, and where; where it is installed
     Status,
-    /// Print the environment a shell needs to use the emulator: eval "$(cargo xtask local env)"
+    /// Print the environment a shell needs to use the emulator: eval "$(ferry local env)" (or
+    /// `cargo xtask local env`)
     Env {
         /// Region to put in AWS_REGION
         #[arg(long, default_value = "us-east-1")]
