@@ -385,6 +385,29 @@ fn stage_maps_missing(shown: &str, doc: &Value, text: &str) -> Vec<String> {
     out
 }
 
+/// A Serverless configuration whose `params` (values per stage, Serverless Framework v3) name
+/// stages `ferry.toml` is not written with (`master`, `val`, `production`): the repository
+/// deploys to those, and a deploy of one of them would be a preview stage (unprotected, and
+/// pruned as any preview). Said, with what to rename.
+fn other_stage_names(shown: &str, doc: &Value) -> Option<String> {
+    let Some(Value::Mapping(params)) = doc.get("params") else {
+        return None;
+    };
+    let others: Vec<&str> = params
+        .keys()
+        .filter_map(Value::as_str)
+        .filter(|k| *k != "default" && !crate::STAGES.contains(k))
+        .collect();
+    (!others.is_empty()).then(|| {
+        format!(
+            "{shown}: its params name the stage(s) {}, which ferry.toml is not written with ({}): rename the [stages.…] of ferry.toml to the names the repository deploys to (keep `protected = true` on production's), else a deploy of {} is a preview stage, unprotected and pruned as any preview",
+            others.join(", "),
+            crate::STAGES.join(", "),
+            others.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(" or ")
+        )
+    })
+}
+
 fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
     let path = root.join(crate::template_path(&s.dir, &s.file));
     let shown = format!("{}/{}", s.dir, s.file);
@@ -460,6 +483,7 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
             .filter(|r| !r.contains("${"))
             .map(String::from);
         notes.extend(stage_maps_missing(&shown, &doc, &text));
+        notes.extend(other_stage_names(&shown, &doc));
     } else {
         said.region = crate::overrides::samconfig_region(root, &s.dir, &s.file);
     }

@@ -3385,3 +3385,36 @@ fn a_serverless_handler_importing_from_outside_its_folder_without_a_bundler_is_n
     );
     assert_eq!(ferry_init::unbundled_imports(&ws), []);
 }
+
+// A Serverless configuration whose `params` name stages ferry.toml is not written with: the
+// repository deploys to `master`, `val` and `production`, and a deploy of `production` would
+// have been an unprotected preview. Said, with what to rename.
+#[test]
+fn serverless_params_naming_other_stages_are_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "services/alerts/serverless.yml",
+        "service: alerts\nprovider:\n  name: aws\nparams:\n  default:\n    x: 1\n  master:\n    x: 2\n  val:\n    x: 3\n  production:\n    x: 4\n",
+    );
+    file(
+        r,
+        "services/other/serverless.yml",
+        "service: other\nprovider:\n  name: aws\nparams:\n  default:\n    x: 1\n  dev:\n    x: 2\n  prod:\n    x: 3\n",
+    );
+    let s = scan(r).unwrap();
+    let said: Vec<&String> = s
+        .notes
+        .iter()
+        .filter(|n| n.contains("its params name"))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "services/alerts/serverless.yml: its params name the stage(s) master, val, production, which ferry.toml is not written with (dev, staging, prod): rename the [stages.…] of ferry.toml to the names the repository deploys to (keep `protected = true` on production's), else a deploy of `master` or `val` or `production` is a preview stage, unprotected and pruned as any preview"
+        ],
+        "{:?}",
+        s.notes
+    );
+}
