@@ -35,7 +35,8 @@ impl LiveRefs {
     /// `refs/heads/<branch>` or a plain `<branch>`; `refs/pull/<n>/head`, `refs/pull/<n>/merge`,
     /// `pr/<n>`, `#<n>`, or, in a list of nothing but numbers (as `gh pr list --json number -q
     /// '.[].number'` prints), a bare number for a pull request. Tags and other `refs/…` are
-    /// passed over, as are empty lines. A line that is none of these (a branch name git would
+    /// passed over (an annotated tag peeled too, `refs/tags/v1^{}`), as are `HEAD` and empty
+    /// lines. A line that is none of these (a branch name git would
     /// refuse, more fields, an object id that is not hex) refuses the whole list ([`NotARef`]).
     pub fn parse(text: &str) -> Result<LiveRefs, NotARef> {
         let mut branches = BTreeSet::new();
@@ -64,6 +65,11 @@ impl LiveRefs {
         // among branch names, `1234` is a branch.
         let numbers_only = !refs.is_empty() && refs.iter().all(|(r, _)| digits(r));
         for (r, bad) in refs {
+            if r == "HEAD" {
+                // What `git ls-remote` of every ref names first: no branch (git refuses one of
+                // that name).
+                continue;
+            }
             if let Some(b) = r.strip_prefix("refs/heads/") {
                 if !branch_name(b) {
                     return Err(bad("not a branch name git takes"));
@@ -77,8 +83,9 @@ impl LiveRefs {
                     prs.insert(n.to_string());
                 }
             } else if let Some(other) = r.strip_prefix("refs/") {
-                // Tags, notes, …: not branches.
-                if !branch_name(other) {
+                // Tags, notes, …: not branches. (`git ls-remote` of every ref also names each
+                // annotated tag peeled, `refs/tags/v1^{}`.)
+                if !branch_name(other.strip_suffix("^{}").unwrap_or(other)) {
                     return Err(bad("not a ref name git takes"));
                 }
             } else if let Some(n) = r
@@ -214,7 +221,7 @@ mod tests {
     #[test]
     fn live_refs_from_ls_remote_and_lists() {
         let ls = "3e18202\trefs/heads/main\nabc\trefs/heads/feature/login\n\
-                  def\trefs/tags/v1\n0a1\trefs/pull/42/head\n0a2\trefs/pull/7/merge\n\
+                  def\trefs/tags/v1\ndef\trefs/tags/v1^{}\nabc\tHEAD\n0a1\trefs/pull/42/head\n0a2\trefs/pull/7/merge\n\
                   0a3\trefs/pull/x/head\n0a4\trefs/pull/0099/head\n0a5\trefs/pull/0/head\n\n";
         let live = LiveRefs::parse(ls).unwrap();
         assert_eq!(live.branches, set(&["feature/login", "main"]));
