@@ -327,6 +327,44 @@ fn exec_passes_sigint_and_sighup_on_and_waits_for_the_cleanup() {
         assert!(stdout.contains("cleaned up"), "{signal}: {stdout}{stderr}");
         assert!(stderr.contains("exit status: 3"), "{signal}: {stderr}");
     }
+    // A command that does not end on Ctrl-C is stopped by a second one.
+    let pid_file = r.path().join("stubborn.pid");
+    let script = format!(
+        "trap '' INT; echo $$ > {}; while :; do sleep 0.2; done",
+        pid_file.display()
+    );
+    let mut ferry = xtask(&r, &["exec", "dev", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pid_file.exists() {
+        assert!(Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = ferry.id().to_string();
+    let interrupt = || Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(interrupt().success());
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        ferry.try_wait().unwrap().is_none(),
+        "a first Ctrl-C is the command's to take"
+    );
+    assert!(interrupt().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = ferry.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = ferry.kill();
+            panic!("exec did not end after a second Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
 }
 
 /// `exec` gives the command the stage's credentials and endpoint alone: the shell's old-style

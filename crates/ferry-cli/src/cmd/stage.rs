@@ -212,7 +212,8 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<()> {
     // The command holds the stage's credentials: Ferry stays with it until it ends. SIGTERM (a
     // CI runner stopping the job), SIGINT (Ctrl-C; GitHub Actions cancels with it first) and
     // SIGHUP (a closed terminal) are passed on to it, and Ferry goes on relaying its masked
-    // output and waits for it. In a process group of its own, it gets each signal once, from
+    // output and waits for it (a second SIGINT kills it, as a second Ctrl-C is meant to). In a
+    // process group of its own, it gets each signal once, from
     // Ferry (a terminal's Ctrl-C reaches Ferry's group alone); its standard input is
     // `/dev/null`, so it never needs the terminal. Before, SIGINT and SIGHUP ended Ferry at once
     // and left the command running on its own, or cut the pipe its cleanup wrote to.
@@ -240,12 +241,21 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<()> {
             .with_context(|| format!("failed to watch for {sig:?}"))?;
         let child = child.clone();
         anyhow::Ok(crate::lock::AbortOnDrop(rt.spawn(async move {
+            let mut times = 0;
             while watched.recv().await.is_some() {
+                times += 1;
                 let pid = child.load(std::sync::atomic::Ordering::SeqCst);
                 if let Some(pid) = i32::try_from(pid)
                     .ok()
                     .and_then(rustix::process::Pid::from_raw)
                 {
+                    // A second Ctrl-C stops a command that does not end on the first, as a
+                    // terminal user expects; any other signal is passed on as it comes.
+                    let sig = if sig == rustix::process::Signal::INT && times > 1 {
+                        rustix::process::Signal::KILL
+                    } else {
+                        sig
+                    };
                     // Its group: what it started gets the signal too, as from a terminal.
                     let _ = rustix::process::kill_process_group(pid, sig);
                 }
