@@ -1294,32 +1294,21 @@ fn dynamic_ssm_references(template: &Value) -> Vec<Option<String>> {
     fn walk(v: &Value, out: &mut Vec<Option<String>>) {
         match v {
             Value::String(s) => {
-                for prefix in ["{{resolve:ssm:", "{{resolve:ssm-secure:"] {
-                    let mut rest = s.as_str();
-                    while let Some(at) = rest.find(prefix) {
-                        let after = &rest[at + prefix.len()..];
-                        let Some(end) = after.find("}}") else { break };
-                        let inner = &after[..end];
-                        // A name, then `:VERSION` (digits) when pinned.
-                        let name = match inner.rsplit_once(':') {
-                            Some((n, v))
-                                if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) =>
-                            {
-                                n
-                            }
-                            _ => inner,
-                        };
-                        out.push((!name.contains("${") && !name.is_empty()).then(|| {
-                            // A name without a leading `/` is at the root.
-                            if name.starts_with('/') {
-                                name.to_string()
-                            } else {
-                                format!("/{name}")
-                            }
-                        }));
-                        rest = &after[end + 2..];
-                    }
-                }
+                out.extend(
+                    ferry_manifest::dynamic_ssm_references(s)
+                        .into_iter()
+                        .map(|r| {
+                            let name = r.name;
+                            (!name.contains("${") && !name.is_empty()).then(|| {
+                                // A name without a leading `/` is at the root.
+                                if name.starts_with('/') {
+                                    name.to_string()
+                                } else {
+                                    format!("/{name}")
+                                }
+                            })
+                        }),
+                );
             }
             Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
             Value::Object(m) => m.values().for_each(|v| walk(v, out)),

@@ -150,26 +150,19 @@ pub(crate) async fn ssm_typed_versions(
 /// what only CloudFormation knows (`${Env}` of an `Fn::Sub`): CloudFormation reads them at each
 /// stack operation, so a new version is a change of the stack though no file changed.
 pub(crate) fn dynamic_ssm_references(template: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for kind in ["{{resolve:ssm:", "{{resolve:ssm-secure:"] {
-        for (at, _) in template.match_indices(kind) {
-            let rest = &template[at + kind.len()..];
-            let Some(end) = rest.find("}}") else { continue };
-            let reference = &rest[..end];
-            // `NAME`, or `NAME:VERSION` (a version pins it).
-            if reference.is_empty()
-                || reference.contains("${")
-                || reference.contains(['"', '\\', '\n', ' '])
-                || reference
-                    .rsplit_once(':')
-                    .is_some_and(|(_, v)| v.bytes().all(|b| b.is_ascii_digit()))
-            {
-                continue;
-            }
-            out.insert(reference.to_string());
-        }
-    }
-    out
+    ferry_manifest::dynamic_ssm_references(template)
+        .into_iter()
+        // The whole template's text is read: a name holding a quote, a backslash, a space or a
+        // line break, or ending in `:`, is no name SSM has.
+        .filter(|r| {
+            !r.pinned
+                && !r.name.is_empty()
+                && !r.name.contains("${")
+                && !r.name.contains(['"', '\\', '\n', ' '])
+                && !r.name.ends_with(':')
+        })
+        .map(|r| r.name.to_string())
+        .collect()
 }
 
 /// Puts the current version of each parameter a template reads through a dynamic reference

@@ -666,15 +666,12 @@ fn walk(v: &Value, said: &mut Said) {
 }
 
 /// CloudFormation's dynamic references to SSM (`{{resolve:ssm:NAME}}`, `…:ssm-secure:…`, with
-/// or without `:VERSION`) in one string: the names.
+/// or without `:VERSION`) in one string: the names, up to a first `:` (an ARN gives `arn`,
+/// which matches no writer's name).
 fn dynamic_ssm_references(s: &str) -> impl Iterator<Item = &str> {
-    s.split("{{resolve:").skip(1).filter_map(|rest| {
-        let body = rest.split("}}").next()?;
-        let name = body
-            .strip_prefix("ssm:")
-            .or_else(|| body.strip_prefix("ssm-secure:"))?;
-        Some(name.split(':').next().unwrap_or(name))
-    })
+    ferry_manifest::dynamic_ssm_references(s)
+        .into_iter()
+        .map(|r| r.name.split(':').next().unwrap_or(r.name))
 }
 
 /// `${cf:<stack>.<Output>}` (also `${cf(<region>):…}`), `${ssm:<name>}`, `${file(<path>)…}` and

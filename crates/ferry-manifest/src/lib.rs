@@ -40,8 +40,9 @@ pub use owners::{Affected, Owners, OwnersError, ServiceSpec, fixed_start, has_wi
 pub use reference::{OutputStage, Reference, ReferenceError, Segment, Template};
 pub use source::{FsSource, Source, normalize_relative, skipped_folder};
 pub use ssm_name::{
-    MAX_SSM_LEVELS, MAX_SSM_NAME, SECRETS_MANAGER_REFERENCE, SSM_PARAMETER_TYPE, SsmNameError,
-    check_ssm_name, check_ssm_read_name, split_ssm_selector,
+    DynamicSsmReference, MAX_SSM_LEVELS, MAX_SSM_NAME, SECRETS_MANAGER_REFERENCE,
+    SSM_PARAMETER_TYPE, SsmNameError, check_ssm_name, check_ssm_read_name, dynamic_ssm_references,
+    split_ssm_selector,
 };
 pub use stage::{
     MAX_PREVIEW_ID, MAX_STACK_NAME, Stage, StageError, fit_name, is_region_name,

@@ -89,6 +89,42 @@ pub const SSM_PARAMETER_TYPE: &str = "AWS::SSM::Parameter::Value<";
 /// also hold '+', '=' and '@'.
 pub const SECRETS_MANAGER_REFERENCE: &str = "/aws/reference/secretsmanager/";
 
+/// A CloudFormation dynamic reference to an SSM parameter, `{{resolve:ssm:NAME}}` or
+/// `{{resolve:ssm-secure:NAME}}`, as written: the name without its `:VERSION`, and whether one
+/// pinned it. A name may hold a substitution (`${Env}` of an `Fn::Sub`), known only when it
+/// deploys: the caller judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DynamicSsmReference<'a> {
+    pub name: &'a str,
+    pub pinned: bool,
+}
+
+/// The dynamic references to SSM parameters in `text` (one string of a template, or a whole
+/// template's text): the `ssm` ones, then the `ssm-secure` ones, each in the order written.
+pub fn dynamic_ssm_references(text: &str) -> Vec<DynamicSsmReference<'_>> {
+    let mut out = Vec::new();
+    for prefix in ["{{resolve:ssm:", "{{resolve:ssm-secure:"] {
+        let mut rest = text;
+        while let Some(at) = rest.find(prefix) {
+            let after = &rest[at + prefix.len()..];
+            let Some(end) = after.find("}}") else { break };
+            let inner = &after[..end];
+            // A name, then `:VERSION` (digits) when pinned.
+            out.push(match inner.rsplit_once(':') {
+                Some((name, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                    DynamicSsmReference { name, pinned: true }
+                }
+                _ => DynamicSsmReference {
+                    name: inner,
+                    pinned: false,
+                },
+            });
+            rest = &after[end + 2..];
+        }
+    }
+    out
+}
+
 /// Checks an absolute parameter name (`/shop/dev/db/password`) or, with `path = true`, a path
 /// that ends with '/' (`/shop/dev/`), as a name to write (or to write under): names beginning
 /// with `aws` or `ssm` are AWS's.
@@ -168,6 +204,24 @@ fn check(name: &str, path: bool, read: bool) -> Result<(), SsmNameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dynamic_references_give_their_names_and_whether_a_version_pins_them() {
+        let r = |name, pinned| DynamicSsmReference { name, pinned };
+        assert_eq!(
+            dynamic_ssm_references(
+                "a {{resolve:ssm-secure:db:2}} b {{resolve:ssm:/x/y}} {{resolve:ssm:/x/${Env}}} {{resolve:ssm:z:}} {{resolve:ssm:/open"
+            ),
+            [
+                r("/x/y", false),
+                // Up to the first `}}`: a substitution's own brace ends it, and the `${` left
+                // tells the caller the name is known only when it deploys.
+                r("/x/${Env", false),
+                r("z:", false),
+                r("db", true)
+            ]
+        );
+    }
 
     #[test]
     fn aws_names_may_be_read_not_written() {
