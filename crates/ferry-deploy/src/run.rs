@@ -1237,25 +1237,24 @@ async fn deploy_one(
         hashed.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket.clone());
         parameters.insert(ferry_package::BUCKET_PARAMETER.to_string(), bucket);
     }
-    // A template parameter of an SSM parameter type: CloudFormation reads the parameter itself,
-    // so its version is part of what the stack receives. (Not in a review whose parameters wait
-    // for outputs: they resolve again, versions too, when it is approved.)
+    // What CloudFormation reads from SSM itself at each stack operation, so that its version is
+    // part of what the stack receives (not in a review whose parameters wait for outputs: they
+    // resolve again, versions too, when it is approved): a template parameter of an SSM
+    // parameter type, and a dynamic reference (`{{resolve:ssm:…}}`, a compiled Serverless
+    // template's too). The template's text is read once for both.
+    let ssm_read_text = parameters_after
+        .is_empty()
+        .then(|| template_text(ctx, service, packaged, &template).ok())
+        .flatten();
     if service.kind != ServiceKind::Serverless
-        && parameters_after.is_empty()
-        && let Some(parsed) = template_text(ctx, service, packaged, &template)
-            .ok()
+        && let Some(parsed) = ssm_read_text
+            .as_deref()
             .filter(|t| t.contains(ferry_package::SSM_PARAMETER_TYPE))
-            .and_then(|t| ferry_package::parse_template(&t).ok())
+            .and_then(|t| ferry_package::parse_template(t).ok())
     {
         ssm_typed_versions(ctx, service, &parsed, &parameters, &run.ssm, &mut hashed).await?;
     }
-    // Likewise the SSM parameters its template reads through dynamic references
-    // (`{{resolve:ssm:…}}`), a compiled Serverless template's too.
-    if parameters_after.is_empty()
-        && let Some(text) = template_text(ctx, service, packaged, &template)
-            .ok()
-            .filter(|t| t.contains("{{resolve:ssm"))
-    {
+    if let Some(text) = ssm_read_text.filter(|t| t.contains("{{resolve:ssm")) {
         crate::parameters::dynamic_reference_versions(ctx, &text, &run.ssm, &mut hashed).await?;
     }
     // The site's config file holds the dependencies' outputs: a change there is a change too.

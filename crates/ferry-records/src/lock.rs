@@ -515,7 +515,13 @@ impl RecordStore {
         let Some(token) = self.held.lock().expect("held lock").clone() else {
             return Ok(());
         };
-        match self.lock_holder().await? {
+        self.own(self.lock_holder().await?, &token)
+    }
+
+    /// Whether the stored lock `current` holds `token`; else the lock was lost (taken over, or
+    /// deleted), naming who holds it now.
+    fn own(&self, current: Option<LockHolder>, token: &str) -> Result<(), RecordError> {
+        match current {
             Some(c) if c.token == token => Ok(()),
             other => Err(RecordError::LockLost {
                 stage: self.stage.clone(),
@@ -699,21 +705,13 @@ impl RecordStore {
     /// Renews `holder`'s lock. An error says the lock is another run's now (or gone): the
     /// caller should start nothing new.
     pub async fn renew(&self, holder: &LockHolder) -> Result<(), RecordError> {
-        let current = self.lock_holder().await?;
-        match current {
-            Some(c) if c.token == holder.token => {
-                let renewed = LockHolder {
-                    renewed: Some(now_secs()),
-                    ..holder.clone()
-                };
-                let value = serde_json::to_string(&renewed).expect("a holder serialises");
-                self.put_value(&self.lock_name(), &value).await
-            }
-            other => Err(RecordError::LockLost {
-                stage: self.stage.clone(),
-                holder: other.map(Box::new),
-            }),
-        }
+        self.own(self.lock_holder().await?, &holder.token)?;
+        let renewed = LockHolder {
+            renewed: Some(now_secs()),
+            ..holder.clone()
+        };
+        let value = serde_json::to_string(&renewed).expect("a holder serialises");
+        self.put_value(&self.lock_name(), &value).await
     }
 
     /// Renews `holder`'s lock every [`RENEW_EVERY`] for as long as it is polled; returns only
