@@ -105,6 +105,10 @@ pub struct ChangedPaths {
     /// inside the working tree: git lists no files below one, so a change to it stands for a
     /// change to anything below it (see `ferry_manifest::Owners::classify_changes`).
     pub submodules: BTreeSet<String>,
+    /// Of the working tree: the committed files a sparse checkout leaves off the disk
+    /// (skip-worktree, and absent). No change, but a package made from this tree would lack
+    /// them.
+    pub sparse_absent: BTreeSet<String>,
 }
 
 /// The mode git gives a submodule's entry in a tree: a link to a commit of another repository.
@@ -651,6 +655,7 @@ impl Repo {
             if self.root.join(&f.path).symlink_metadata().is_err() {
                 local.paths.remove(&f.path);
                 local.deleted.remove(&f.path);
+                out.sparse_absent.insert(f.path.clone());
             }
         }
         self.mark_submodules(&mut local);
@@ -719,23 +724,6 @@ impl Repo {
             changed.paths.insert(path);
         }
         Some(changed)
-    }
-
-    /// The committed files a sparse checkout leaves off the disk (skip-worktree, and absent),
-    /// repository relative, sorted: git sees no change there, but a package made from this
-    /// working tree would lack them.
-    pub fn sparse_absent(&self) -> Vec<String> {
-        let flagged = match self.git_cli.then(|| flagged_by_git(&self.root)).flatten() {
-            Some(f) => f,
-            None => self.flagged_by_libgit2(),
-        };
-        let mut out: Vec<String> = flagged
-            .into_iter()
-            .filter(|f| !f.assume_unchanged && self.root.join(&f.path).symlink_metadata().is_err())
-            .map(|f| f.path)
-            .collect();
-        out.sort();
-        out
     }
 
     /// The index entries flagged assume-unchanged or skip-worktree, as libgit2 reads them

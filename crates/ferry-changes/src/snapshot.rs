@@ -38,7 +38,8 @@ pub struct Snapshot {
     /// ([`Repo::submodules_not_checked_out`]): its package would lack their files.
     pub submodules_not_checked_out: BTreeMap<String, Vec<String>>,
     /// Service → the committed files among its inputs that a sparse checkout leaves off the
-    /// disk ([`Repo::sparse_absent`]): its package would lack them.
+    /// disk ([`ChangedPaths::sparse_absent`](crate::ChangedPaths::sparse_absent)): its
+    /// package would lack them.
     pub sparse_absent: BTreeMap<String, Vec<String>>,
 }
 
@@ -138,11 +139,6 @@ impl Repo {
         } else {
             self.submodules_not_checked_out()?
         };
-        let sparse = if services.is_empty() {
-            Vec::new()
-        } else {
-            self.sparse_absent()
-        };
         let mut input_keys = BTreeMap::new();
         let mut submodules_not_checked_out = BTreeMap::new();
         let mut sparse_absent = BTreeMap::new();
@@ -162,7 +158,8 @@ impl Repo {
             if !missing.is_empty() {
                 submodules_not_checked_out.insert(s.name.clone(), missing);
             }
-            let absent: Vec<String> = sparse
+            let absent: Vec<String> = changed
+                .sparse_absent
                 .iter()
                 .filter(|f| packaged.iter().any(|pre| under(f, pre)))
                 .cloned()
