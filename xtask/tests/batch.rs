@@ -542,11 +542,13 @@ fn a_node_waits_for_what_its_dependencies_receive_and_owed_tests_mark_their_rele
     );
 }
 
-/// A `batch finish` run while a node still works releases the batch's lock under it: the node
-/// then fails, saying so, rather than ending well with its deploy in no release of the batch.
-/// Before, it ended with exit 0 and said nothing.
+/// A `batch finish` run while a node still works released the batch's lock under it: the node
+/// then failed, and the release lacked its deploy. Now each node marks itself as at work while
+/// it works, and `batch finish` waits for it (failing, lock and release left, past `--wait`); a
+/// node killed stops counting once its mark is stale (here at once: its process is gone from
+/// this host), and the finish says its work may be half done.
 #[test]
-fn a_node_whose_batch_finished_under_it_fails() {
+fn batch_finish_waits_for_a_node_at_work_and_passes_over_a_killed_one() {
     let p = "batch-early";
     let verdicts = tempfile::tempdir().unwrap();
     let v = verdicts.path();
@@ -555,43 +557,108 @@ fn a_node_whose_batch_finished_under_it_fails() {
     r.write(
         "services/a/service.toml",
         &format!(
-            "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"sh\", \"-c\", \"touch {v}/started; while [ ! -e {v}/go ]; do sleep 0.1; done\"]\n",
+            "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"sh\", \"-c\", \"touch {v}/started; while [ ! -e {v}/go ]; do sleep 0.1; done; rm -f {v}/started\"]\n",
             v = v.display()
         ),
     );
     r.commit("slow tests");
-    let mut node = xtask(
-        &r,
-        &["batch", "node", "many", "a", "--batch", "e1", "--test"],
-    );
-    let node = node
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while !v.join("started").exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "a's tests never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let wait_started = || {
+        let started = Instant::now();
+        while !v.join("started").exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "a's tests never started"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let spawn = |args: &[&str]| {
+        xtask(&r, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let node = spawn(&["batch", "node", "many", "a", "--batch", "e1", "--test"]);
+    wait_started();
+    // Too short a wait: nothing is written, the lock stays the batch's.
     let (code, out, err) = run(
-        &mut xtask(&r, &["batch", "finish", "many", "--batch", "e1"]),
+        &mut xtask(
+            &r,
+            &["batch", "finish", "many", "--batch", "e1", "--wait", "1"],
+        ),
         None,
     );
-    assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("released by batch `e1`"), "{out}");
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("batch `e1` still has a node at work in stage `many` after 1s: `a` (")
+            && err.contains("the release is not written and the lock is left in place"),
+        "{err}"
+    );
+    let store = RecordStore::new(
+        aws_sdk_ssm::Client::new(&config()),
+        "many",
+        &format!("/ferry/{p}/many/"),
+    );
+    let holder = rt().block_on(store.lock_holder()).unwrap().unwrap();
+    assert_eq!(holder.batch.as_deref(), Some("e1"));
+    // A finish that waits ends after the node, with its deploy in the release.
+    let finish = spawn(&["batch", "finish", "many", "--batch", "e1"]);
+    std::thread::sleep(Duration::from_secs(3));
     std::fs::write(v.join("go"), "").unwrap();
     let end = node.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&end.stderr);
-    assert_eq!(end.status.code(), Some(1), "{err}");
+    assert_eq!(end.status.code(), Some(0), "{err}");
     assert!(err.contains("a: acceptance tests passed"), "{err}");
+    let done = finish.wait_with_output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&done.stdout),
+        String::from_utf8_lossy(&done.stderr),
+    );
+    assert_eq!(done.status.code(), Some(0), "{out}\n{err}");
     assert!(
-        err.contains("the lock of stage `many` was gone when this node ended: `batch finish` released it while this node worked (run it only once every node has ended)"),
+        err.contains("waiting for batch `e1`'s node at work to end: `a` (renewed "),
         "{err}"
     );
+    assert!(
+        out.contains("a deployed") && out.contains("released by batch `e1`"),
+        "{out}"
+    );
+    assert!(rt().block_on(store.lock_holder()).unwrap().is_none());
+
+    // A node killed at work: its mark stays, and the finish passes over it, saying so.
+    std::fs::remove_file(v.join("go")).unwrap();
+    r.write("services/a/t.yaml", &source("v2"));
+    r.commit("a v2");
+    let mut node = spawn(&["batch", "node", "many", "a", "--batch", "e2", "--test"]);
+    wait_started();
+    node.kill().unwrap();
+    node.wait().unwrap();
+    std::fs::write(v.join("go"), "").unwrap();
+    let (code, out, err) = run(
+        &mut xtask(&r, &["batch", "finish", "many", "--batch", "e2"]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("warning: batch node `a` (")
+            && err.contains("stopped without ending (pid ")
+            && err.contains(
+                "may have left its deploy half done; `plan many` says what is still to deploy"
+            ),
+        "{err}"
+    );
+    assert!(!err.contains("waiting for"), "{err}");
+    // Its mark is gone with it.
+    let marks = rt()
+        .block_on(
+            aws_sdk_ssm::Client::new(&config())
+                .get_parameters_by_path()
+                .path(format!("/ferry/{p}/many/nodes/"))
+                .send(),
+        )
+        .unwrap();
+    assert!(marks.parameters().is_empty(), "{marks:?}");
 }
 
 /// A batch whose nodes run at different commits (a node retried at a fix commit) makes one

@@ -1989,7 +1989,10 @@ fn ssm_path_denials(
             let p = path.replace('*', "\u{0}");
             let mut names = vec![format!("{p}\u{0}")];
             if records {
-                names.extend(["lock", "records/\u{0}", "health/\u{0}"].map(|r| format!("{p}{r}")));
+                names.extend(
+                    ["lock", "records/\u{0}", "health/\u{0}", "nodes/\u{0}"]
+                        .map(|r| format!("{p}{r}")),
+                );
             }
             names.into_iter().map(move |n| (n, path.clone()))
         })

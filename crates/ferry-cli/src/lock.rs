@@ -86,10 +86,11 @@ fn failed_if_lost<T>(
     }
 }
 
-/// A node of a batch: the batch's id, and the commit the node deploys.
+/// A node of a batch: the batch's id, the service the node deploys, and its commit.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchNode<'a> {
     pub batch: &'a str,
+    pub service: &'a str,
     pub commit: &'a str,
 }
 
@@ -108,7 +109,11 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     cancel: &Cancel,
     work: impl FnOnce(String) -> F,
 ) -> anyhow::Result<T> {
-    let BatchNode { batch, commit } = batch;
+    let BatchNode {
+        batch,
+        service,
+        commit,
+    } = batch;
     let mut holder = LockHolder::for_this_process(
         &|k| std::env::var(k).ok(),
         "batch node",
@@ -149,7 +154,23 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
         }
     }
     let release = holder.release.clone().expect("set above");
+    // Marked as at work while it works (renewed with the lock), so that a `batch finish` run
+    // meanwhile waits for it rather than releasing the lock under it.
+    records.mark_node(service, &holder).await.with_context(|| {
+        format!(
+            "failed to mark batch node `{service}` as at work in stage `{}`",
+            stage.name
+        )
+    })?;
     let result = interruptible(records, &holder, cancel, RENEW_EVERY, work(release)).await;
+    if let Err(e) = records.unmark_node(service).await {
+        eprintln!(
+            "warning: failed to clear the mark of batch node `{service}` in stage `{}`: {}; `batch finish` waits for it until it is stale ({} after this node's last renewal)",
+            stage.name,
+            crate::ui::mask(&e.to_string()),
+            ferry_records::lock::human(ferry_records::LOCK_TTL.as_secs()),
+        );
+    }
     // The next wave's nodes may start minutes later: the batch's lock counts from now. A lock
     // gone (a `batch finish` run before this node ended, or deleted) or another's by now was not
     // this batch's for all of this node's work, which no success may hide.
@@ -398,7 +419,11 @@ mod tests {
             let commit = "0123456789abcdef0123456789abcdef01234567";
             let mut ids = Vec::new();
             for batch in ["b1", "b2"] {
-                let node = BatchNode { batch, commit };
+                let node = BatchNode {
+                    batch,
+                    service: "api",
+                    commit,
+                };
                 let id = with_batch_lock(
                     None,
                     records,

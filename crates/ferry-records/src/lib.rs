@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use lock::{
-    Acquired, BATCH_LOCK_TTL, Joined, LOCK_TTL, LockHolder, LockState, RENEW_EVERY, Released, Stale,
+    Acquired, BATCH_LOCK_TTL, Joined, LOCK_TTL, LockHolder, LockState, RENEW_EVERY, Released,
+    RunningNode, Stale,
 };
 
 /// Acceptance tests of a deployed service.
@@ -286,6 +287,20 @@ pub enum RecordError {
     )]
     BatchNotLocked { stage: String, batch: String },
     #[error(
+        "batch `{batch}` still has {} at work in stage `{stage}` after {waited_secs}s: {}; run `batch finish` again once {} ended (a node killed stops counting {} after its last renewal); the release is not written and the lock is left in place",
+        if nodes.len() == 1 { "a node" } else { "nodes" },
+        nodes.join(", "),
+        if nodes.len() == 1 { "it has" } else { "they have" },
+        lock::human(LOCK_TTL.as_secs())
+    )]
+    NodesRunning {
+        stage: String,
+        batch: String,
+        /// Each node: its service and process.
+        nodes: Vec<String>,
+        waited_secs: u64,
+    },
+    #[error(
         "the deployment record of `{service}` at {name} is not valid JSON ({reason}); delete the parameter to start afresh"
     )]
     Corrupt {
@@ -413,6 +428,9 @@ pub struct RecordStore {
     /// The token of the lock this store (and its clones) took or joined, until released: what
     /// [`RecordStore::check_held`] compares the stored lock with.
     held: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// The batch node this store marked as at work ([`RecordStore::mark_node`]): each renewal
+    /// of the lock renews its mark too.
+    node: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl RecordStore {
@@ -424,6 +442,7 @@ impl RecordStore {
             stage: stage.to_string(),
             path: format!("{}/", path.trim_end_matches('/')),
             held: Default::default(),
+            node: Default::default(),
         }
     }
 
@@ -543,11 +562,13 @@ impl RecordStore {
             .await
     }
 
-    /// Deletes a service's record and its kept health (absent is fine).
+    /// Deletes a service's record, its kept health and any mark of its batch node left by a node
+    /// that was killed (absent is fine).
     pub async fn delete(&self, service: &str) -> Result<(), RecordError> {
         self.delete_parameter(&self.record_name(service)).await?;
         self.delete_parameter(&format!("{}health/{service}", self.path))
-            .await
+            .await?;
+        self.delete_parameter(&self.node_name(service)).await
     }
 
     /// The value of a parameter, `None` when absent.

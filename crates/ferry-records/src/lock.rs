@@ -122,7 +122,8 @@ impl std::fmt::Display for Stale {
     }
 }
 
-fn human(secs: u64) -> String {
+/// A duration for messages: `45s`, `6 min`, `2 h`.
+pub fn human(secs: u64) -> String {
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{} min", s / 60),
@@ -190,6 +191,28 @@ pub fn staleness(holder: &LockHolder, last_write: u64, now: u64, here: &Here<'_>
         idle_secs,
         ttl_secs,
     })
+}
+
+/// A batch node marked as at work ([`RecordStore::running_nodes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningNode {
+    pub service: String,
+    /// The node's process: host, pid, build.
+    pub holder: LockHolder,
+    /// Since it last renewed its mark, by SSM's clock.
+    pub renewed_secs_ago: u64,
+    /// Why the mark is stale (the node was killed, or its machine lost), if it is.
+    pub stale: Option<Stale>,
+}
+
+impl RunningNode {
+    /// The node's process for messages: who, host, pid, build, since when (its batch is known).
+    pub fn process(&self) -> LockHolder {
+        LockHolder {
+            batch: None,
+            ..self.holder.clone()
+        }
+    }
 }
 
 /// What taking the lock did.
@@ -711,7 +734,12 @@ impl RecordStore {
             ..holder.clone()
         };
         let value = serde_json::to_string(&renewed).expect("a holder serialises");
-        self.put_value(&self.lock_name(), &value).await
+        self.put_value(&self.lock_name(), &value).await?;
+        let node = self.node.lock().expect("node mark").clone();
+        match node {
+            Some(service) => self.put_node(&service, holder).await,
+            None => Ok(()),
+        }
     }
 
     /// Renews `holder`'s lock every [`RENEW_EVERY`] for as long as it is polled; returns only
@@ -752,6 +780,150 @@ impl RecordStore {
                     }
                 }
             }
+        }
+    }
+
+    pub(crate) fn node_name(&self, service: &str) -> String {
+        format!("{}nodes/{service}", self.path)
+    }
+
+    /// Marks `service`'s batch node as at work (`<path>nodes/<service>`, holding `holder`): written
+    /// as the node starts, renewed with the lock ([`renew`](Self::renew)), deleted as it ends
+    /// ([`unmark_node`](Self::unmark_node)), so that `batch finish` can tell a node still
+    /// working, which it waits for, from one killed, whose mark goes stale as a plain run's
+    /// lock does ([`running_nodes`](Self::running_nodes)). One parameter per node, as siblings
+    /// run at once and SSM has no compare-and-swap.
+    pub async fn mark_node(&self, service: &str, holder: &LockHolder) -> Result<(), RecordError> {
+        *self.node.lock().expect("node mark") = Some(service.to_string());
+        self.put_node(service, holder).await
+    }
+
+    async fn put_node(&self, service: &str, holder: &LockHolder) -> Result<(), RecordError> {
+        let marked = LockHolder {
+            renewed: Some(now_secs()),
+            ..holder.clone()
+        };
+        let value = serde_json::to_string(&marked).expect("a holder serialises");
+        self.put_value(&self.node_name(service), &value).await
+    }
+
+    /// Deletes `service`'s node mark (absent is fine); renewals no longer write it.
+    pub async fn unmark_node(&self, service: &str) -> Result<(), RecordError> {
+        {
+            let mut node = self.node.lock().expect("node mark");
+            if node.as_deref() == Some(service) {
+                *node = None;
+            }
+        }
+        self.delete_parameter(&self.node_name(service)).await
+    }
+
+    /// The nodes of `holder`'s batch marked as at work ([`mark_node`](Self::mark_node)), by
+    /// service, each with its age by SSM's clock and whether it is stale: not renewed for
+    /// [`LOCK_TTL`], or its process gone from this host (a node killed, or its machine lost,
+    /// never deletes its mark). Marks of other batches are passed over.
+    pub async fn running_nodes(
+        &self,
+        holder: &LockHolder,
+    ) -> Result<Vec<RunningNode>, RecordError> {
+        let date = ServerDate::default();
+        let mut found: Vec<(String, String, Option<u64>)> = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .get_parameters_by_path()
+                .path(format!("{}nodes/", self.path))
+                .recursive(false)
+                .set_next_token(next.take())
+                .customize()
+                .interceptor(date.clone())
+                .send()
+                .await
+                .map_err(|e| self.aws("GetParametersByPath", &e))?;
+            found.extend(page.parameters().iter().map(|p| {
+                let written = p
+                    .last_modified_date()
+                    .and_then(|d| u64::try_from(d.secs()).ok());
+                let name = p.name().unwrap_or_default();
+                let service = name.rsplit('/').next().unwrap_or_default().to_string();
+                (service, p.value().unwrap_or_default().to_string(), written)
+            }));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        let mut out = Vec::new();
+        let now = date.get().unwrap_or_else(now_secs);
+        let here = Here::this_host();
+        for (service, text, written) in found {
+            let Ok(node) = serde_json::from_str::<LockHolder>(&text) else {
+                continue;
+            };
+            if node.token != holder.token {
+                continue;
+            }
+            let last = last_write(&node, written);
+            // A node's own process is judged like a plain run's: by its pid on this host, and
+            // by the plain lock's TTL (it renews its mark every minute while it works).
+            let plain = LockHolder {
+                batch: None,
+                ..node.clone()
+            };
+            out.push(RunningNode {
+                stale: staleness(&plain, last, now, &here),
+                renewed_secs_ago: now.saturating_sub(last),
+                service,
+                holder: node,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Waits, for at most `wait`, until no node of `holder`'s batch is at work: a `batch finish`
+    /// run while a node works would release the lock under it and write a release without its
+    /// deploy. Looks every `poll`; `waiting` is told of the nodes still at work each time. A
+    /// stale mark (a node killed, or its machine lost) is deleted and returned, so that the
+    /// caller can say that node's work may be half done. Still at work after `wait`:
+    /// [`RecordError::NodesRunning`].
+    pub async fn wait_for_nodes(
+        &self,
+        holder: &LockHolder,
+        wait: Duration,
+        poll: Duration,
+        waiting: &(dyn Fn(&[RunningNode]) + Sync),
+    ) -> Result<Vec<RunningNode>, RecordError> {
+        let start = tokio::time::Instant::now();
+        let mut gone = Vec::new();
+        loop {
+            let (stale, live): (Vec<_>, Vec<_>) = self
+                .running_nodes(holder)
+                .await?
+                .into_iter()
+                .partition(|n| n.stale.is_some());
+            for node in stale {
+                self.delete_parameter(&self.node_name(&node.service))
+                    .await?;
+                gone.push(node);
+            }
+            if live.is_empty() {
+                return Ok(gone);
+            }
+            let waited = start.elapsed();
+            if waited >= wait {
+                return Err(RecordError::NodesRunning {
+                    stage: self.stage.clone(),
+                    batch: holder.batch.clone().unwrap_or_default(),
+                    nodes: live
+                        .iter()
+                        .map(|n| format!("`{}` ({})", n.service, n.process()))
+                        .collect(),
+                    waited_secs: waited.as_secs(),
+                });
+            }
+            waiting(&live);
+            tokio::time::sleep(poll.min(wait - waited)).await;
         }
     }
 

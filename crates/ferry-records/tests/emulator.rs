@@ -415,3 +415,102 @@ async fn a_store_checks_that_the_lock_it_holds_is_still_its_own() {
     other.unlock(&deploy).await.unwrap();
     other.check_held().await.unwrap();
 }
+
+/// A batch node marks itself as at work (`<path>nodes/<service>`) so that `batch finish` can
+/// wait for it: the marks of the batch are listed, others' passed over; a node on another host
+/// is live until its mark ages past the plain lock's TTL, one of this host whose process is gone
+/// is stale at once; `wait_for_nodes` deletes a stale mark and returns it, and fails naming a
+/// live one once its wait is over; deleting a service's records deletes its mark.
+#[tokio::test]
+async fn batch_nodes_mark_themselves_at_work_and_finish_waits_for_live_ones() {
+    let s = store("nodes").await;
+    let none = |_: &str| None;
+    let node = |host: &str, batch: &str| LockHolder {
+        host: host.into(),
+        ..LockHolder::for_this_process(&none, "batch node", "nodes", None).in_batch(batch)
+    };
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let here = ferry_records::lock::process::host();
+    let killed = LockHolder {
+        pid: dead,
+        started: None,
+        ..node(&here, "run-1")
+    };
+    s.mark_node("a", &node("ci-1", "run-1")).await.unwrap();
+    s.mark_node("b", &killed).await.unwrap();
+    s.mark_node("c", &node("ci-2", "run-2")).await.unwrap();
+    let mut marks = s.running_nodes(&node("x", "run-1")).await.unwrap();
+    marks.sort_by(|x, y| x.service.cmp(&y.service));
+    let seen: Vec<_> = marks
+        .iter()
+        .map(|m| (m.service.as_str(), m.stale.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("a", None),
+            ("b", Some(ferry_records::Stale::DeadProcess { pid: dead }))
+        ]
+    );
+    assert!(marks[0].renewed_secs_ago < 60, "{marks:?}");
+
+    let told = std::sync::Mutex::new(Vec::new());
+    let err = s
+        .wait_for_nodes(
+            &node("x", "run-1"),
+            std::time::Duration::from_millis(300),
+            std::time::Duration::from_millis(100),
+            &|live| {
+                told.lock()
+                    .unwrap()
+                    .push(live.iter().map(|n| n.service.clone()).collect::<Vec<_>>())
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RecordError::NodesRunning { batch, nodes, .. } if batch == "run-1" && nodes.len() == 1 && nodes[0].starts_with("`a` (") && nodes[0].contains(" on ci-1 (pid ")),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("run `batch finish` again once it has ended"),
+        "{err}"
+    );
+    let told = told.into_inner().unwrap();
+    assert!(
+        !told.is_empty() && told.iter().all(|t| t == &["a"]),
+        "{told:?}"
+    );
+    // b's stale mark went at the first look; a's is still there.
+    let left: Vec<_> = s
+        .running_nodes(&node("x", "run-1"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.service)
+        .collect();
+    assert_eq!(left, ["a"]);
+
+    // A's node ends: nothing to wait for. Run-2's mark goes with c's records.
+    s.unmark_node("a").await.unwrap();
+    let gone = s
+        .wait_for_nodes(
+            &node("x", "run-1"),
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_millis(100),
+            &|_| panic!("nothing is at work"),
+        )
+        .await
+        .unwrap();
+    assert!(gone.is_empty(), "{gone:?}");
+    s.delete("c").await.unwrap();
+    assert!(
+        s.running_nodes(&node("x", "run-2"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -126,6 +126,11 @@ pub struct FinishArgs {
     from_ci: bool,
     #[command(flatten)]
     batch: BatchId,
+    /// How long to wait, in seconds, for nodes of the batch still at work (each marks itself
+    /// while it works): the release is written and the lock released only once none is. A node
+    /// killed stops counting 5 minutes after its last renewal
+    #[arg(long, value_name = "SECONDS", default_value_t = 900, value_parser = crate::ui::timeout_secs())]
+    wait: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -202,10 +207,48 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
         )
         .in_batch(&batch);
         let (since, release) = records.batch_since(&holder).await?;
+        // A node still at work would deploy under a released lock, and the release would lack
+        // its deploy: wait for it (in CI the finishing step runs once every node ended; this
+        // is a `batch finish` run by hand, or too early).
+        let clock = crate::ui::Clock::start();
+        let said = std::sync::Mutex::new(None::<f64>);
+        let waiting = |live: &[ferry_records::RunningNode]| {
+            let mut said = said.lock().expect("said");
+            // A line when waiting starts, then one every 10 s at most.
+            if said.is_some_and(|at| clock.seconds() - at < 10.0) {
+                return;
+            }
+            *said = Some(clock.seconds());
+            let nodes: Vec<String> = live
+                .iter()
+                .map(|n| format!("`{}` (renewed {}s ago; {})", n.service, n.renewed_secs_ago, n.process()))
+                .collect();
+            clock.say(&format!(
+                "waiting for batch `{batch}`'s node{} at work to end: {}",
+                if nodes.len() == 1 { "" } else { "s" },
+                nodes.join(", ")
+            ));
+        };
+        let gone = records
+            .wait_for_nodes(
+                &holder,
+                std::time::Duration::from_secs(args.wait),
+                std::time::Duration::from_secs(2),
+                &waiting,
+            )
+            .await?;
+        for node in gone {
+            eprintln!(
+                "warning: batch node `{}` ({}) stopped without ending ({}): it was killed or lost its machine, and may have left its deploy half done; `plan {}` says what is still to deploy",
+                node.service,
+                node.process(),
+                node.stale.as_ref().map(ToString::to_string).unwrap_or_default(),
+                stage.name
+            );
+        }
         // The commit the nodes deployed: this build's.
         let commit = ferry_deploy::head_commit(ws, ci);
         let cancel = ferry_graph::Cancel::new();
-        let clock = crate::ui::Clock::start();
         let run = Run {
             ctx,
             ws,

@@ -330,6 +330,7 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
                     &stage,
                     crate::lock::BatchNode {
                         batch: &node.batch,
+                        service: &node.service,
                         commit: &commit,
                     },
                     args.force_unlock,
