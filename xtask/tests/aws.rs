@@ -61,6 +61,114 @@ fn whoami_refuses_another_account_and_explains_missing_credentials() {
     );
 }
 
+/// A terminal: its master end (what a terminal emulator shows) and its slave end (the program's
+/// standard input).
+fn terminal() -> (std::fs::File, std::fs::File) {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    (std::fs::File::from(master), slave)
+}
+
+fn echo_on(slave: &std::fs::File) -> bool {
+    rustix::termios::tcgetattr(slave)
+        .unwrap()
+        .local_modes
+        .contains(rustix::termios::LocalModes::ECHO)
+}
+
+/// What the terminal showed, read from its master end (once the program ended).
+fn shown(master: &std::fs::File) -> String {
+    rustix::io::ioctl_fionbio(master, true).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = std::io::Read::read(&mut &*master, &mut buf) {
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `param set --secure` typed at a terminal showed the secret as it was typed (into the
+/// terminal's scrollback, a screen share, a recording): its echo is off now while the value is
+/// read, and back on however the read ends, Ctrl-C included (then nothing is written).
+#[test]
+fn param_set_secure_typed_at_a_terminal_is_not_shown() {
+    let r = repo("param-typed");
+    let secret = "typed-at-the-terminal";
+    let (master, slave) = terminal();
+    let child = xtask(&r, &["param", "set", "dev", "db/typed", "--secure"])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wait_quiet = || {
+        let start = std::time::Instant::now();
+        while echo_on(&slave) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "echo never went off"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_quiet();
+    std::io::Write::write_all(&mut &master, format!("{secret}\n\x04").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("type the value (not shown as you type), then Ctrl-D"),
+        "{stderr}"
+    );
+    let screen = shown(&master);
+    assert!(!screen.contains(secret), "the terminal showed {screen:?}");
+    assert!(echo_on(&slave), "the terminal's echo is back on");
+    let (_, got, _) = run(
+        &mut xtask(&r, &["param", "get", "dev", "db/typed", "--show-secrets"]),
+        None,
+    );
+    assert_eq!(got, format!("{secret}\n"));
+
+    // Ctrl-C while typing: echo back on, nothing written, exit 130.
+    let child = xtask(&r, &["param", "set", "dev", "db/cancelled", "--secure"])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_quiet();
+    std::io::Write::write_all(&mut &master, b"half-typ").unwrap();
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted (Ctrl-C): nothing written"),
+        "{stderr}"
+    );
+    assert!(
+        echo_on(&slave),
+        "the terminal's echo is back on after Ctrl-C"
+    );
+    let (code, _, err) = run(
+        &mut xtask(&r, &["param", "get", "dev", "db/cancelled"]),
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+}
+
 #[test]
 fn param_set_reads_standard_input_and_secure_values_stay_hidden() {
     let r = repo("param");

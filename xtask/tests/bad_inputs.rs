@@ -5,6 +5,7 @@
 //! # args: deploy PROD          the command line after `--root <repository>`
 //! # exit: 1                    its exit code
 //! # stderr: …                  text its standard error must contain (any number)
+//! # stderr-lacks: …            text neither of its outputs may contain, e.g. a secret (any number)
 //! # stdin: …                   standard input (optional)
 //! # git: yes                   make the folder a git repository with one commit (optional)
 //! # env: NAME=value            an environment variable, e.g. a CI's (any number)
@@ -26,6 +27,7 @@ struct Case {
     args: Vec<String>,
     exit: i32,
     stderr: Vec<String>,
+    lacks: Vec<String>,
     stdin: Option<String>,
     git: bool,
     env: Vec<(String, String)>,
@@ -39,6 +41,7 @@ fn parse(text: &str) -> Case {
         args: Vec::new(),
         exit: 1,
         stderr: Vec::new(),
+        lacks: Vec::new(),
         stdin: None,
         git: false,
         env: Vec::new(),
@@ -58,6 +61,8 @@ fn parse(text: &str) -> Case {
             case.exit = e.trim().parse().expect("an exit code");
         } else if let Some(e) = line.strip_prefix("# stderr: ") {
             case.stderr.push(e.to_string());
+        } else if let Some(e) = line.strip_prefix("# stderr-lacks: ") {
+            case.lacks.push(e.to_string());
         } else if let Some(s) = line.strip_prefix("# stdin: ") {
             case.stdin = Some(s.to_string());
         } else if line.trim() == "# git: yes" {
@@ -145,6 +150,11 @@ fn every_bad_input_is_refused_before_any_aws_call_with_a_clear_error() {
         for expected in &case.stderr {
             if !err.contains(expected.as_str()) {
                 problems.push(format!("stderr lacks `{expected}`"));
+            }
+        }
+        for secret in &case.lacks {
+            if err.contains(secret.as_str()) || out.contains(secret.as_str()) {
+                problems.push(format!("the output shows `{secret}`"));
             }
         }
         for debug in [

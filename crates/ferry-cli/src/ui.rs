@@ -1,6 +1,7 @@
 //! How Ferry prints: one masker for everything, one progress-line format, one table renderer,
 //! one way to write sizes.
 
+use anyhow::Context as _;
 use std::time::Instant;
 
 /// The one masker of this run: every secret value and credential Ferry loads is registered with
@@ -201,6 +202,55 @@ pub fn acceptance_event(e: &ferry_acceptance::Event) -> String {
             o.duration.as_secs_f64()
         ),
     }
+}
+
+/// Reads standard input, a terminal, to its end (Ctrl-D) with the terminal's echo off, so that a
+/// secret typed is not shown (nor left in the terminal's scrollback); newlines still show. The
+/// terminal is put back however the read ends: read, failed, or stopped by Ctrl-C, SIGTERM or
+/// SIGHUP (then the process ends with 130, nothing read or written).
+pub fn read_hidden(rt: &tokio::runtime::Runtime) -> anyhow::Result<String> {
+    use rustix::termios::{LocalModes, OptionalActions, Termios, tcgetattr, tcsetattr};
+    use tokio::signal::unix::{SignalKind, signal};
+
+    /// Puts the terminal's modes back when dropped.
+    struct Restore(Termios);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = tcsetattr(std::io::stdin(), OptionalActions::Now, &self.0);
+        }
+    }
+
+    let saved = tcgetattr(std::io::stdin()).context("failed to read the terminal's modes")?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    rt.block_on(async {
+        // Watched before echo goes off: a signal then finds the terminal's modes to put back.
+        let mut int = signal(SignalKind::interrupt()).context("failed to watch for Ctrl-C")?;
+        let mut term = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
+        let mut hup = signal(SignalKind::hangup()).context("failed to watch for SIGHUP")?;
+        tcsetattr(std::io::stdin(), OptionalActions::Now, &quiet)
+            .context("failed to turn the terminal's echo off")?;
+        let restore = Restore(saved);
+        let read = tokio::task::spawn_blocking(|| {
+            let mut value = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut value).map(|_| value)
+        });
+        let name = tokio::select! {
+            read = read => {
+                drop(restore);
+                return read
+                    .context("the reading of standard input failed")?
+                    .context("failed to read the value from standard input");
+            }
+            _ = int.recv() => "Ctrl-C",
+            _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
+        };
+        drop(restore);
+        note(&format!("\ninterrupted ({name}): nothing written"));
+        std::process::exit(130)
+    })
 }
 
 /// The parser of every `--timeout`: whole seconds from 1 to 7 days

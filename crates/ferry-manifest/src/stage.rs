@@ -474,12 +474,16 @@ impl Workspace {
         records_path(&self.project.name, &stage.config, &stage.id)
     }
 
-    /// Whose deployment record, health mark or lock the full SSM name `name` is, if it is one
-    /// (`stage `dev``, `preview `pr-7``): `<records path>records/…`, `<records path>health/…`
-    /// or `<records path>lock`. Only Ferry's records write those.
+    /// Whose deployment record, health mark, batch node's mark or lock the full SSM name `name`
+    /// is, if it is one (`stage `dev``, `preview `pr-7``): `<records path>records/…`,
+    /// `<records path>health/…`, `<records path>nodes/…` or `<records path>lock`. Only Ferry's
+    /// records write those.
     pub fn records_parameter_of(&self, name: &str) -> Option<String> {
         let ferrys = |rest: &str| {
-            rest.starts_with("records/") || rest.starts_with("health/") || rest == "lock"
+            ["records/", "health/", "nodes/"]
+                .iter()
+                .any(|own| rest.starts_with(own))
+                || rest == "lock"
         };
         for stage in self.stages.keys().filter_map(|n| self.stage(n).ok()) {
             if name

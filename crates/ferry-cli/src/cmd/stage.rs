@@ -114,6 +114,17 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
                 ))
                 .into());
             }
+            // `NAME=value` or `NAME value` in one argument: a value, never repeated in the error.
+            if let Some(at) = name.find(|c: char| c == '=' || c.is_whitespace()) {
+                return Err(crate::UsageError(format!(
+                    "the name `{}…` is followed by {} (not shown): a value given with the name is refused; param set takes the value from standard input only: printf %s \"$VALUE\" | {} param set {stage} {}",
+                    &name[..at],
+                    if name[at..].starts_with('=') { "`=` and more" } else { "a space and more" },
+                    ctx.app.name,
+                    &name[..at]
+                ))
+                .into());
+            }
             // The name is checked before the value is read or anything is sent.
             let target = ws.stage(stage)?;
             let full = ssm::full_name(&target, name)?;
@@ -129,11 +140,18 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
                 target.config.parameters_path.as_deref(),
                 &ws.named_stage_paths(),
             )?;
-            if std::io::stdin().is_terminal() {
-                eprintln!("type the value, then Ctrl-D (or pipe it in: printf %s \"$VALUE\" | {} param set …)", ctx.app.name);
+            let typed = std::io::stdin().is_terminal();
+            if typed {
+                let shown = if *secure { " (not shown as you type)" } else { "" };
+                eprintln!("type the value{shown}, then Ctrl-D (or pipe it in: printf %s \"$VALUE\" | {} param set …)", ctx.app.name);
             }
-            let mut value = String::new();
-            std::io::stdin().read_to_string(&mut value).context("failed to read the value from standard input")?;
+            let value = if typed && *secure {
+                crate::ui::read_hidden(&rt)?
+            } else {
+                let mut value = String::new();
+                std::io::stdin().read_to_string(&mut value).context("failed to read the value from standard input")?;
+                value
+            };
             let value = value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value);
             if value.is_empty() {
                 anyhow::bail!("no value on standard input; pipe it in, e.g. printf %s \"$VALUE\" | {} param set {stage} {name}", ctx.app.name);

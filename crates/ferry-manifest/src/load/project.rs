@@ -1014,7 +1014,7 @@ fn check_records_paths(
         // default, `/ferry/shop/dev/` beside `/ferry/shop/<id>/`) `bootstrap` denies the
         // previews' role this stage's path.
         let reached = start.starts_with(path.as_str())
-            && ["lock", "records/", "health/"]
+            && ["lock", "records/", "health/", "nodes/"]
                 .iter()
                 .any(|own| format!("{path}{own}").starts_with(start));
         if !reached || apart(config, previews) {
