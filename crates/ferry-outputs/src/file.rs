@@ -34,14 +34,36 @@ impl OutputsFile {
         serde_json::to_string_pretty(self).expect("outputs serialise") + "\n"
     }
 
-    pub fn env(&self) -> String {
+    /// `FERRY_OUTPUT_<SERVICE>_<KEY>=value` lines, each a POSIX shell assignment that runs
+    /// nothing when the file is sourced: a value holding anything but letters, digits and
+    /// `-_.:/@%+,=~` is single-quoted (a quote in it as `'\''`). A value with a line break (or a
+    /// NUL) cannot be one line of a `$GITHUB_ENV` or dotenv file, where the rest would set
+    /// variables of its own: it is left out, and its variable's name returned.
+    pub fn env(&self) -> (String, Vec<String>) {
         let mut out = String::new();
+        let mut left_out = Vec::new();
         for (service, outputs) in &self.services {
             for (k, v) in outputs {
-                out.push_str(&format!("{}={v}\n", ferry_env::output_var(service, k)));
+                let name = ferry_env::output_var(service, k);
+                if v.contains(['\n', '\r', '\0']) {
+                    left_out.push(name);
+                    continue;
+                }
+                let plain = v.chars().all(|c| {
+                    c.is_ascii_alphanumeric()
+                        || matches!(
+                            c,
+                            '-' | '_' | '.' | ':' | '/' | '@' | '%' | '+' | ',' | '=' | '~'
+                        )
+                });
+                if plain {
+                    out.push_str(&format!("{name}={v}\n"));
+                } else {
+                    out.push_str(&format!("{name}='{}'\n", v.replace('\'', "'\\''")));
+                }
             }
         }
-        out
+        (out, left_out)
     }
 
     pub fn text(&self) -> String {
@@ -72,6 +94,45 @@ impl OutputsFile {
 mod tests {
     use super::*;
 
+    /// Sourcing the env format runs nothing a stack output holds, and a value with a line break
+    /// cannot set a variable of its own (in `$GITHUB_ENV` every line is one): it is left out.
+    #[test]
+    fn env_values_are_shell_words_and_line_breaks_are_left_out() {
+        let f = OutputsFile {
+            stage: "dev".into(),
+            services: BTreeMap::from([(
+                "api".into(),
+                BTreeMap::from([
+                    ("Url".into(), "https://x.example/dev?a=1,b".into()),
+                    ("Run".into(), "$(touch pwned) `id` it's".into()),
+                    ("Two".into(), "line1\nFOO=bar".into()),
+                    ("Empty".into(), String::new()),
+                ]),
+            )]),
+        };
+        let (text, left_out) = f.env();
+        assert_eq!(left_out, ["FERRY_OUTPUT_API_TWO"]);
+        assert_eq!(
+            text,
+            "FERRY_OUTPUT_API_EMPTY=\nFERRY_OUTPUT_API_RUN='$(touch pwned) `id` it'\\''s'\nFERRY_OUTPUT_API_URL='https://x.example/dev?a=1,b'\n"
+        );
+        // What a shell makes of it: the values, verbatim, and nothing run.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("outputs.env");
+        std::fs::write(&file, &text).unwrap();
+        let shown = std::process::Command::new("sh")
+            .current_dir(dir.path())
+            .arg("-c")
+            .arg(r#". ./outputs.env && printf '%s|%s' "$FERRY_OUTPUT_API_RUN" "$FERRY_OUTPUT_API_URL""#)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&shown.stdout),
+            "$(touch pwned) `id` it's|https://x.example/dev?a=1,b"
+        );
+        assert!(!dir.path().join("pwned").exists());
+    }
+
     #[test]
     fn formats() {
         let f = OutputsFile {
@@ -81,7 +142,10 @@ mod tests {
                 BTreeMap::from([("FunctionName".into(), "fn-1".into())]),
             )]),
         };
-        assert_eq!(f.env(), "FERRY_OUTPUT_API_FUNCTIONNAME=fn-1\n");
+        assert_eq!(
+            f.env(),
+            ("FERRY_OUTPUT_API_FUNCTIONNAME=fn-1\n".to_string(), vec![])
+        );
         assert_eq!(f.text(), "api\n  FunctionName = fn-1\n");
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("outputs-dev.json");

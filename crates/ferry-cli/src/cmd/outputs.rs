@@ -42,9 +42,9 @@ pub fn run(ctx: &Ctx, args: &OutputsArgs) -> anyhow::Result<()> {
         let found =
             ferry_deploy::stage_outputs(ws, &stage, &aws.config, &records, &args.services).await;
         let file = found.file.masked(&mask);
-        let text = match args.format {
-            OutputsFormat::Text => file.text(),
-            OutputsFormat::Json => file.json(),
+        let (text, left_out) = match args.format {
+            OutputsFormat::Text => (file.text(), Vec::new()),
+            OutputsFormat::Json => (file.json(), Vec::new()),
             OutputsFormat::Env => file.env(),
         };
         print!("{text}");
@@ -65,6 +65,14 @@ pub fn run(ctx: &Ctx, args: &OutputsArgs) -> anyhow::Result<()> {
         found
             .check_complete()
             .with_context(|| format!("failed to read the outputs of stage `{}`", stage.name))?;
+        if !left_out.is_empty() {
+            anyhow::bail!(
+                "{} left out: {} a line break, which a line of `$GITHUB_ENV` or a dotenv file cannot hold (the rest of the value would set variables of its own); read {} with --format json",
+                left_out.join(", "),
+                if left_out.len() == 1 { "its value holds" } else { "their values hold" },
+                if left_out.len() == 1 { "it" } else { "them" },
+            );
+        }
         Ok(())
     })
 }

@@ -108,6 +108,13 @@ pub(super) fn read_project_file(
 
     let (mut project, named) = read_project(&mut fd, doc.get_ref(), &doc.span());
     let (stages, default_stage) = read_stages(&mut fd, doc.get_ref());
+    check_parameters_paths(
+        &mut fd,
+        doc.get_ref(),
+        &project.name,
+        &stages,
+        default_stage.as_ref(),
+    );
     project.ci = read_ci(&mut fd, doc.get_ref(), &stages, default_stage.is_some());
     project.notifications =
         read_notifications(&mut fd, doc.get_ref(), &stages, default_stage.is_some());
@@ -661,6 +668,13 @@ fn read_stages(
         if name != "*" && !is_valid_stack_name(name) {
             fd.error(Some(key.span()), Some(&prefix), format!("stage name `{name}` cannot be part of a stack name; use letters, digits and '-', starting with a letter (preview stages such as branches go through [stages.\"*\"])"));
         }
+        if name != "*"
+            && let Some(other) = named
+                .keys()
+                .find(|other: &&String| other.eq_ignore_ascii_case(name))
+        {
+            fd.error(Some(key.span()), Some(&prefix), format!("stage `{name}` differs from stage `{other}` only by case: IAM role names, S3 bucket names (CloudFormation lowercases them) and preview ids do not tell them apart, so their deployer roles and buckets would collide; rename one"));
+        }
         if let Some(cfg) = read_stage(fd, t, &prefix, value.span()) {
             if name == "*" {
                 default = Some(cfg);
@@ -941,6 +955,82 @@ fn check_promote_from(
 /// recursive listing of it reads them), nor may the previews' pattern start where a named
 /// stage's records or lock lie (the previews' role, granted every preview's records, would
 /// reach them, and no denial can keep it off without denying the previews their own).
+/// Refuses a stage's `parameters-path` that holds, or lies inside, another stage's
+/// `parameters-path` or records path in the same region (and account, as far as known): `exec`,
+/// `param list` and a relative `${ssm:…}` of the one would read the other's parameters (prod's
+/// secrets in dev's commands), or its records and lock. The preview stages (`"*"`) count as one
+/// stage, their records as every path starting where their pattern's stage id starts.
+fn check_parameters_paths(
+    fd: &mut FileDiags<'_>,
+    doc: &DeTable<'_>,
+    project: &str,
+    stages: &BTreeMap<String, StageConfig>,
+    previews: Option<&StageConfig>,
+) {
+    // Only a path that passed its own checks (`read_stage` reported the others).
+    let dir = |p: &str| {
+        let d = if p.ends_with('/') {
+            p.to_string()
+        } else {
+            format!("{p}/")
+        };
+        (p.starts_with('/') && d != "/" && check_ssm_name(&d, true).is_ok()).then_some(d)
+    };
+    let apart = |a: &StageConfig, b: &StageConfig| a.region != b.region || a.in_another_account(b);
+    let nests = |a: &str, b: &str| a.starts_with(b) || b.starts_with(a);
+    let all: Vec<(&str, &StageConfig)> = stages
+        .iter()
+        .map(|(n, c)| (n.as_str(), c))
+        .chain(previews.map(|c| ("*", c)))
+        .collect();
+    let span_of = |name: &str| {
+        let table = get(doc, "stages")
+            .and_then(|s| s.get_ref().as_table())
+            .and_then(|s| get(s, name));
+        table
+            .and_then(|t| t.get_ref().as_table())
+            .and_then(|t| get(t, "parameters-path"))
+            .or(table)
+            .map(Spanned::span)
+    };
+    let whose = |name: &str| match name {
+        "*" => "the preview stages' (\"*\")".to_string(),
+        n => format!("stage `{n}`'s"),
+    };
+    for (i, (name, config)) in all.iter().enumerate() {
+        let Some(mine) = config.parameters_path.as_deref().and_then(dir) else {
+            continue;
+        };
+        for (j, (other, theirs)) in all.iter().enumerate() {
+            if i == j || apart(config, theirs) {
+                continue;
+            }
+            let key = join_key(&join_key("stages", name), "parameters-path");
+            // Their parameters: named once, by the later of the two.
+            if let Some(path) = theirs.parameters_path.as_deref().and_then(dir)
+                && j < i
+                && nests(&mine, &path)
+            {
+                fd.error(span_of(name), Some(&key), format!("{} parameters-path `{mine}` {} {}, `{path}`, in the same region: `exec`, `param list` and relative `${{ssm:…}}` names of the one read the other's parameters (its secrets too); give each stage a parameters-path outside the other's", whose(name), if mine == path { "is also" } else if mine.starts_with(&path) { "lies inside" } else { "holds" }, whose(other)));
+            }
+            // Their records and lock.
+            let records = if *other == "*" {
+                crate::stage::preview_records_start(project, theirs)
+            } else {
+                records_path(project, theirs, other)
+            };
+            let reaches = if *other == "*" {
+                records.starts_with(&mine)
+            } else {
+                nests(&mine, &records)
+            };
+            if reaches {
+                fd.error(span_of(name), Some(&key), format!("{} parameters-path `{mine}` reaches {} records path `{records}`: `exec` and `param list` of the one would read the other's records and lock as parameters; give the stage a parameters-path outside it", whose(name), whose(other)));
+            }
+        }
+    }
+}
+
 fn check_records_paths(
     fd: &mut FileDiags<'_>,
     doc: &DeTable<'_>,
