@@ -53,6 +53,14 @@ pub enum UploadError {
     #[error("{path}: {message}; package again (`cargo xtask package`)")]
     Local { path: String, message: String },
     #[error(
+        "{path}, a file of the local package store, is damaged (SHA-256 {got}, not the {expected} its name promises: truncated or written over): nothing was uploaded from it, and it was removed, so that the next run packages it anew; run again"
+    )]
+    Damaged {
+        path: String,
+        expected: String,
+        got: String,
+    },
+    #[error(
         "s3://{bucket}/{key} is missing: the stored package of {what} is gone from the artifact bucket (deleted, or never uploaded by this version of Ferry); deploy that commit again to store it"
     )]
     Missing {
@@ -395,12 +403,23 @@ async fn put(
     content_type: &str,
     sha256: &str,
 ) -> Result<u64, UploadError> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| UploadError::Local {
+    let local = |e: std::io::Error| UploadError::Local {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let size = std::fs::metadata(path).map_err(local)?.len();
+    // The store is content addressed and trusted as such on reuse; a file cut short or written
+    // over would go up under a name that promises other bytes (S3 refuses it, `BadDigest`, on
+    // every run; a store without that check keeps it). Checked here, where it is read anyway.
+    let got = file_sha256(path).map_err(local)?;
+    if got != sha256 {
+        let _ = std::fs::remove_file(path);
+        return Err(UploadError::Damaged {
             path: path.display().to_string(),
-            message: e.to_string(),
-        })?
-        .len();
+            expected: sha256.to_string(),
+            got,
+        });
+    }
     let body = ByteStream::from_path(path)
         .await
         .map_err(|e| UploadError::Local {
@@ -409,6 +428,14 @@ async fn put(
         })?;
     put_body(s3, bucket, key, body, content_type, sha256).await?;
     Ok(size)
+}
+
+/// The SHA-256 (hex) of the file at `path`, read in pieces.
+fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hash)?;
+    Ok(crate::zip::hex(&hash.finalize()))
 }
 
 /// One PutObject. The request carries `sha256` (hex) as its checksum and S3 checks the bytes it

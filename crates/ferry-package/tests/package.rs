@@ -1022,6 +1022,53 @@ async fn an_archive_two_functions_share_is_put_and_counted_once() {
     assert_eq!((first.uploaded, first.present), (3, 0));
 }
 
+/// An archive of the local store cut short (a disk filled, a copy killed) was reused and
+/// uploaded under the name of its full bytes: the emulator kept it (a function of 100 bytes
+/// deployed, and every later plan said nothing to do), and S3, which checks the SHA-256 the
+/// request carries, refused it with `BadDigest` on every run. The file is checked as it is read
+/// for upload now: refused, removed, and packaged anew by the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_archive_of_the_store_is_never_uploaded_and_is_packaged_anew() {
+    let ws = api_workspace();
+    let out = tempfile::tempdir().unwrap();
+    let m = packaged(ws.path(), out.path(), &["api"]);
+    let a = m.services["api"].artifacts[0].clone();
+    let path = a.local_path(out.path());
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let s3 = s3().await;
+    bucket(&s3, "ferry-test-upload-damaged").await;
+    let services = vec!["api".to_string()];
+    let e = ferry_package::upload(&s3, "ferry-test-upload-damaged", out.path(), &m, &services)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ferry_package::UploadError::Damaged { expected, .. } if *expected == a.sha256),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("a file of the local package store, is damaged"),
+        "{e}"
+    );
+    assert!(!path.exists(), "the damaged file is removed");
+    let missing = s3
+        .head_object()
+        .bucket("ferry-test-upload-damaged")
+        .key(&a.key)
+        .send()
+        .await;
+    assert!(missing.is_err(), "nothing went up under its name");
+    // The next run packages it anew, and it goes up whole.
+    let m = packaged(ws.path(), out.path(), &["api"]);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    ferry_package::upload(&s3, "ferry-test-upload-damaged", out.path(), &m, &services)
+        .await
+        .unwrap();
+    let (body, _) = object(&s3, "ferry-test-upload-damaged", &a.key).await;
+    assert_eq!(ferry_package::sha256_hex(&body), a.sha256);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_puts_each_archive_once_and_skips_what_the_bucket_has() {
     let ws = api_workspace();
