@@ -584,14 +584,21 @@ pub fn service_folders(dir: &str, inputs: &[String]) -> Vec<String> {
 impl LockChange<'_> {
     /// [`reach`](Self::reach) of the service whose folder is `dir` and whose code lies in
     /// `folders` ([`service_folders`]), leaving out the folders that install from a lock file of
-    /// their own ([`served_elsewhere`](Self::served_elsewhere)), and all of them when the service
-    /// itself does (a `file:` package it installs comes from its own lock file too). `is_file`
-    /// says whether a repository-relative path is a file where the lock file was read.
+    /// their own ([`served_elsewhere`](Self::served_elsewhere)). When the service itself installs
+    /// from a lock file of its own, so does a package among its folders (a folder holding a
+    /// `package.json`: a `file:` package it installs), but not plain code it bundles by a
+    /// relative import (`libs/`, no `package.json`): what that code `require`s resolves from the
+    /// `node_modules` above it, the one this lock file installs. With `tools_from_above` (a
+    /// Serverless service whose own `package.json`, if any, names no framework CLI: the CLI and
+    /// its plugins come from a `node_modules` above its folder), the lock file's own folder
+    /// counts too when it lies above the service's. `is_file` says whether a
+    /// repository-relative path is a file where the lock file was read.
     pub fn reach_service(
         &self,
         lock_path: &str,
         dir: &str,
         folders: &[&str],
+        tools_from_above: bool,
         is_file: &dyn Fn(&str) -> bool,
     ) -> Reach {
         let family = same_family(lock_path);
@@ -600,14 +607,26 @@ impl LockChange<'_> {
                 .iter()
                 .any(|name| is_file(&format!("{folder}/{name}")))
         };
-        if self.served_elsewhere(lock_path, dir, &has_own_lock) {
-            return Reach::Unchanged;
-        }
-        let served: Vec<&str> = folders
+        let own = self.served_elsewhere(lock_path, dir, &has_own_lock);
+        let manifest = self
+            .old
+            .manifest_name()
+            .or(self.new.manifest_name())
+            .unwrap_or("package.json");
+        let mut served: Vec<&str> = folders
             .iter()
             .copied()
-            .filter(|f| !self.served_elsewhere(lock_path, f, &has_own_lock))
+            .filter(|f| {
+                if own && (*f == dir || is_file(&format!("{f}/{manifest}"))) {
+                    return false;
+                }
+                !self.served_elsewhere(lock_path, f, &has_own_lock)
+            })
             .collect();
+        let lock_dir = lock_path.rsplit_once('/').map_or("", |(d, _)| d);
+        if tools_from_above && lock_dir != dir && relative(dir, lock_dir).is_some() {
+            served.push(lock_dir);
+        }
         if served.is_empty() {
             Reach::Unchanged
         } else {

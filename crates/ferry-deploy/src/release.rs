@@ -623,6 +623,7 @@ fn lock_files_that_matter(
                         part,
                         &service.dir,
                         &folders,
+                        false,
                         &is_file,
                     ) != Reach::Unchanged
                 }

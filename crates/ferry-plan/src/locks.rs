@@ -114,7 +114,22 @@ pub(crate) fn refine(
             let folders: Vec<&str> = folders.iter().map(String::as_str).collect();
             // A folder holding a lock file of its own (at the head) installs from it.
             let dir = ws.service(name).map_or("", |s| s.dir.as_str());
-            let reach = change.reach_service(&path, dir, &folders, &|p| repo.has_file_in(head, p));
+            // A Serverless service's CLI and plugins come from a `node_modules` above its
+            // folder unless its own package.json names the CLI (or service.toml gives one).
+            let tools_from_above = ws.service(name).is_some_and(|s| {
+                s.kind == ferry_manifest::ServiceKind::Serverless
+                    && s.serverless_command.is_none()
+                    && !repo
+                        .text_in(
+                            head,
+                            &format!("{dir}/package.json"),
+                            lockfile::MAX_LOCK_FILE,
+                        )
+                        .is_some_and(|t| ferry_manifest::FrameworkCli::named_in_text(t.as_bytes()))
+            });
+            let reach = change.reach_service(&path, dir, &folders, tools_from_above, &|p| {
+                repo.has_file_in(head, p)
+            });
             if reach != Reach::Outside
                 && let Some(paths) = affected.services.get_mut(name)
             {

@@ -1469,6 +1469,7 @@ fn a_service_with_a_lock_file_of_its_own_is_not_reached_by_the_root_s() {
         "services/py/service.toml",
         "[service]\ntemplate = \"template.yaml\"\ninputs = [\"plugins/x/**\"]\n",
     )
+    .write("plugins/x/package.json", "{\"name\": \"x\"}\n")
     .write("plugins/x/index.js", "module.exports = 1;\n");
     let since = r.commit("a plugin").to_string();
     r.write(
@@ -1478,6 +1479,72 @@ fn a_service_with_a_lock_file_of_its_own_is_not_reached_by_the_root_s() {
     r.commit("ms again");
     let p = plan_of(&r, &request("dev", Some(&since))).unwrap();
     assert_eq!(deploying(&p), ["a", "b"], "{:?}", actions(&p));
+
+    // But plain code py bundles by a relative import (`require("../../libs/pad")`, no
+    // package.json of its own) `require`s what the root installs: the root's lock file
+    // reaches py through it. It did not (py was judged by its own lock file alone), and an
+    // upgrade bundled into py's archive deployed nothing.
+    r.write(
+        "services/py/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\ninputs = [\"plugins/x/**\", \"libs/**\"]\n",
+    )
+    .write("libs/pad.js", "module.exports = require(\"ms\");\n");
+    let since = r.commit("libs").to_string();
+    r.write(
+        "package-lock.json",
+        &serde_json::to_string_pretty(&npm_lock("1.3.0", "2.1.0")).unwrap(),
+    );
+    r.commit("ms once more");
+    let p = plan_of(&r, &request("dev", Some(&since))).unwrap();
+    assert_eq!(deploying(&p), ["a", "b", "py"], "{:?}", actions(&p));
+    assert!(
+        matches!(&p.service("py").unwrap().reasons[..], [Reason::LockedDependencies { packages, .. }] if packages.iter().any(|l| l.starts_with("ms 2.1.1 → 2.1.0"))),
+        "{:?}",
+        p.service("py").unwrap().reasons
+    );
+}
+
+/// A Serverless service with an npm project of its own whose package.json names no framework
+/// CLI compiles with the CLI and plugins of a `node_modules` above it (Ferry finds the nearest
+/// `node_modules/.bin/serverless`): the root's lock file reaches it, where its own lock file
+/// kept it out (an upgrade of the root's framework compiled nothing anew). One whose own
+/// package.json names the CLI is judged by its own lock file alone, as before.
+#[test]
+fn a_serverless_service_taking_its_cli_from_the_root_is_reached_by_the_root_s_lock_file() {
+    let (r, _) = npm_workspace(&npm_lock("1.3.0", "2.1.3"));
+    for (name, deps) in [("sls", "{}"), ("own", "{\"osls\": \"4.0.0\"}")] {
+        r.write(
+            &format!("services/{name}/service.toml"),
+            "[service]\nkind = \"serverless\"\n",
+        )
+        .write(
+            &format!("services/{name}/serverless.yml"),
+            &format!("service: shop-{name}\nprovider:\n  name: aws\n"),
+        )
+        .write(
+            &format!("services/{name}/package.json"),
+            &format!("{{\"name\": \"{name}\", \"devDependencies\": {deps}}}\n"),
+        )
+        .write(
+            &format!("services/{name}/package-lock.json"),
+            "{\"lockfileVersion\": 3, \"packages\": {}}\n",
+        );
+    }
+    let since = r.commit("serverless services").to_string();
+    // The root's tools change (here `ms`, standing for its `osls`).
+    r.write(
+        "package-lock.json",
+        &serde_json::to_string_pretty(&npm_lock("1.3.0", "2.1.2")).unwrap(),
+    );
+    r.commit("ms");
+    let p = plan_of(&r, &request("dev", Some(&since))).unwrap();
+    // (py, no npm project of its own, lies in the root's as ever.)
+    assert_eq!(deploying(&p), ["a", "b", "py", "sls"], "{:?}", actions(&p));
+    assert!(
+        matches!(&p.service("sls").unwrap().reasons[..], [Reason::LockedDependencies { packages, .. }] if packages == &["ms 2.1.3 → 2.1.2"]),
+        "{:?}",
+        p.service("sls").unwrap().reasons
+    );
 }
 
 #[test]

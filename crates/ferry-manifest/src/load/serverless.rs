@@ -368,7 +368,13 @@ impl FrameworkCli {
     pub fn named_in(path: &std::path::Path) -> bool {
         std::fs::read(path)
             .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|b| Self::named_in_text(&b))
+    }
+
+    /// [`named_in`](Self::named_in) of a `package.json`'s bytes.
+    pub fn named_in_text(bytes: &[u8]) -> bool {
+        serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
             .is_some_and(|p| {
                 ["dependencies", "devDependencies"].iter().any(|k| {
                     p[k].as_object()
