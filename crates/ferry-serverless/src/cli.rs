@@ -96,15 +96,34 @@ pub(crate) async fn build(
     }
 }
 
-/// The last lines of a command's output, masked, for a message.
+/// The last lines of a command's output, masked, for a message; and before them, when the
+/// first line that says an error (`Error:`, `✖ …`) lies further up (the framework prints its
+/// error, then pages of warnings or a stack trace), that line and the few after it: the cause,
+/// which the last lines alone left out.
 fn tail(lines: &[String], mask: &(dyn Fn(&str) -> String + Sync)) -> String {
     let start = lines.len().saturating_sub(TAIL);
-    lines[start..]
-        .iter()
-        .map(|l| format!("  | {}", mask(l)))
-        .collect::<Vec<_>>()
-        .join("\n")
+    let says_error = |l: &String| {
+        let t = l.trim_start();
+        t.starts_with("Error")
+            || t.starts_with('✖')
+            || t.starts_with("× ")
+            || t.contains("Error:")
+            || t.contains("ERROR")
+    };
+    let mut shown: Vec<String> = Vec::new();
+    if let Some(first) = lines[..start].iter().position(says_error) {
+        let end = (first + ERROR_LINES).min(start);
+        shown.extend(lines[first..end].iter().map(|l| format!("  | {}", mask(l))));
+        if end < start {
+            shown.push(format!("  | … ({} lines)", start - end));
+        }
+    }
+    shown.extend(lines[start..].iter().map(|l| format!("  | {}", mask(l))));
+    shown.join("\n")
 }
+
+/// How many lines from the first that says an error [`tail`] shows besides the last ones.
+const ERROR_LINES: usize = 8;
 
 /// Runs `argv package …` for `c`, writing into `package_dir`.
 pub(crate) async fn run(
@@ -196,4 +215,31 @@ pub(crate) fn stack_name_of(package_dir: &Path, stage: &str) -> Option<String> {
         .as_str()
         .or_else(|| service["service"]["name"].as_str())?;
     Some(format!("{name}-{stage}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The framework's error, printed above pages of other lines, is shown with the last lines:
+    /// the message held only noise.
+    #[test]
+    fn a_failure_shows_the_error_above_the_last_lines() {
+        let mut lines: Vec<String> =
+            vec!["Packaging".into(), "Error:".into(), "THE REAL CAUSE".into()];
+        lines.extend((1..=30).map(|i| format!("noise {i}")));
+        let shown = tail(&lines, &|l: &str| l.replace("CAUSE", "C*"));
+        let got: Vec<&str> = shown.lines().collect();
+        assert_eq!(got[0], "  | Error:");
+        assert_eq!(got[1], "  | THE REAL C*");
+        assert_eq!(got[8], "  | … (4 lines)");
+        assert_eq!(got[9], "  | noise 11");
+        assert_eq!(got.last(), Some(&"  | noise 30"));
+        // Short output, or an error among the last lines: the last lines alone.
+        let short: Vec<String> = vec!["Error: x".into(), "y".into()];
+        assert_eq!(
+            tail(&short, &|l: &str| l.to_string()),
+            "  | Error: x\n  | y"
+        );
+    }
 }

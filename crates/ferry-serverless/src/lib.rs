@@ -340,7 +340,16 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
         .tempdir_in(ensure_dir(c.out)?)
         .map_err(io_err(c.out))?;
     let package_dir = work.path().join("package");
-    cli::run(c, &argv, &package_dir).await?;
+    // The framework works in `.serverless/` of the service folder before it copies to
+    // `--package`; a compile that fails (a full disk) leaves it there, an untracked folder that
+    // made every later package of the checkout dirty. One that was not there before goes.
+    let scratch = c.root.join(&c.service.dir).join(".serverless");
+    let had_scratch = scratch.symlink_metadata().is_ok();
+    let ran = cli::run(c, &argv, &package_dir).await;
+    if !had_scratch && scratch.is_dir() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    ran?;
 
     let template_path = package_dir.join(TEMPLATE_FILE);
     let text =

@@ -187,6 +187,27 @@ fn a_framework_that_fails_shows_its_last_lines_masked() {
     assert!(e.contains("  | line 30"), "{e}");
 }
 
+/// The framework works in `.serverless/` of the service folder; one that fails (a full disk as
+/// it copies to `--package`) left it there, an untracked folder that made every later package
+/// of the checkout dirty. It goes now, unless it was there before the compile.
+#[test]
+fn a_failed_compile_leaves_no_serverless_folder_it_made() {
+    let script = "mkdir -p .serverless && echo '{}' > .serverless/serverless-state.json; echo 'Error: ENOSPC: no space left on device'; exit 1\n";
+    let (dir, ws) = workspace(script, "");
+    let out = dir.path().join("target/ferry/package");
+    let params = BTreeMap::new();
+    let scratch = dir.path().join("services/notifier/.serverless");
+    let c = request(&ws, &out, &params, &[], &no_mask, Some("tree-1"));
+    let e = rt().block_on(compile(&c)).unwrap_err().to_string();
+    assert!(e.contains("  | Error: ENOSPC"), "{e}");
+    assert!(!scratch.exists(), "the framework's folder is gone");
+    // One the user had is theirs.
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::write(scratch.join("mine"), "x").unwrap();
+    rt().block_on(compile(&c)).unwrap_err();
+    assert!(scratch.join("mine").exists());
+}
+
 #[test]
 fn a_framework_that_succeeds_without_a_template_is_an_error() {
     let e = failure("exit 0\n", "", &[], None);
