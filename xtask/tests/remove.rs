@@ -298,6 +298,65 @@ fn a_stack_deployed_under_another_name_is_removed_by_the_name_its_record_holds()
     assert!(records(p, "dev").is_empty());
 }
 
+/// Two previews whose stack names meet (`a` of `x-feat` and `a-x` of `feat`: both
+/// `<project>-a-x-feat`): `x-feat`'s deploy of `a` is refused, as it must be, but its `remove`
+/// then refused the whole stage (that stack is `feat`'s), every time, so `x-feat`'s own stacks
+/// stayed for good, and `previews prune` said "run again". A stack this stage never deployed
+/// (no record names it, none is tagged for it) is left alone now, and said so.
+#[test]
+fn a_preview_removes_its_own_stacks_beside_another_s_stack_of_one_of_its_names() {
+    let p = "rm-meet";
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.\"*\"]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n"
+        ),
+    );
+    for s in ["a", "a-x"] {
+        r.write(
+            &format!("services/{s}/service.toml"),
+            "[service]\ntemplate = \"t.yaml\"\n",
+        )
+        .write(&format!("services/{s}/t.yaml"), QUEUE);
+    }
+    r.commit("services");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "feat"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "x-feat"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        format!("{out}{err}").contains(&format!("refusing to touch stack {p}-a-x-feat: its Ferry tags say it belongs to service `a-x` of stage `feat`")),
+        "{out}\n{err}"
+    );
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "x-feat"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(&format!("deleted {p}-a-x-x-feat (a-x)")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "left {p}-a-x-feat alone (a): stage `x-feat` never deployed a"
+        )),
+        "{out}"
+    );
+    let engine = ferry_stacks::Engine::for_config(&config(), Default::default());
+    assert!(
+        rt().block_on(engine.describe(&format!("{p}-a-x-x-feat")))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        rt().block_on(engine.describe(&format!("{p}-a-x-feat")))
+            .unwrap()
+            .is_some(),
+        "feat's stack stays"
+    );
+    assert!(records(p, "x-feat").is_empty());
+    assert_eq!(records(p, "feat").len(), 2);
+}
+
 /// `--orphans` deletes the stacks of records whose service the checkout no longer has (here a
 /// service renamed in its service.toml), and refuses, before anything is deleted, a record
 /// whose stack is a current service's (as a renamed Serverless service's is).

@@ -58,6 +58,10 @@ pub struct RemoveReport {
     /// Records that could not be deleted although their stack is gone (the next `remove`
     /// deletes them: their stacks are absent then).
     pub records_left: Vec<RemoveError>,
+    /// Services this stage never deployed whose stack name this checkout gives them belongs to
+    /// another stage's or service's stack (by its Ferry tags): (service, stack, why), left
+    /// alone. (Two previews `feat` and `x-feat` of services `a-x` and `a`: both `a-x-feat`.)
+    pub others: Vec<(String, String, String)>,
 }
 
 impl RemoveReport {
@@ -198,6 +202,9 @@ pub async fn remove(
         found,
     } = *ctx;
     check_removable(stage, options)?;
+    // Services whose stack is known only by the name this checkout gives it (no record of the
+    // stage names it, no stack tagged for it was found).
+    let mut named_only: BTreeSet<String> = BTreeSet::new();
     // (service, stack) in the order to delete.
     let mut targets: Vec<(String, String)> = if options.orphans {
         let orphans: Vec<(String, String)> = previous
@@ -231,10 +238,13 @@ pub async fn remove(
         order
             .into_iter()
             .map(|s| {
-                let stack = found
+                let known = found
                     .and_then(|f| f.get(&s).cloned())
-                    .or_else(|| previous.get(&s).map(|r| r.stack.clone()))
-                    .unwrap_or_else(|| ws.stack_name(&s, stage));
+                    .or_else(|| previous.get(&s).map(|r| r.stack.clone()));
+                let stack = known.clone().unwrap_or_else(|| {
+                    named_only.insert(s.clone());
+                    ws.stack_name(&s, stage)
+                });
                 (s, stack)
             })
             .collect()
@@ -273,6 +283,7 @@ pub async fn remove(
     // Check every stack first: a refusal deletes nothing.
     let mut existing = BTreeMap::new();
     let mut refused = Vec::new();
+    let mut others = Vec::new();
     for (service, stack) in &targets {
         let info = engine
             .describe(stack)
@@ -297,10 +308,17 @@ pub async fn remove(
                 Ok(()) => {
                     existing.insert(service.clone(), info);
                 }
+                // Not this stage's stack, and nothing says this stage ever had it: the stage
+                // has no such stack to remove (a refusal here kept every other stack of the
+                // stage for good).
+                Err(e @ StackError::Foreign { .. }) if named_only.contains(service) => {
+                    others.push((service.clone(), stack.clone(), e.to_string()));
+                }
                 Err(e) => refused.push(e),
             }
         }
     }
+    targets.retain(|(s, _)| !others.iter().any(|(o, _, _)| o == s));
     if !refused.is_empty() {
         return Err(RemoveError::Refused {
             stage: stage.name.clone(),
@@ -312,7 +330,10 @@ pub async fn remove(
     // Calls go to an endpoint of the user's (`AWS_ENDPOINT_URL`, the emulator), not AWS's.
     let own_endpoint = config.endpoint_url().is_some();
     let graph = ws.graph();
-    let mut report = RemoveReport::default();
+    let mut report = RemoveReport {
+        others,
+        ..Default::default()
+    };
     for (service, stack) in &targets {
         if cancel.is_cancelled() {
             report.cancelled = true;

@@ -82,7 +82,7 @@ pub enum StackError {
         max: usize,
     },
     #[error(
-        "refusing to touch stack {stack}: its Ferry tags say it belongs to {owner}, not to {expected}; give this project's stacks other names (stack-name in ferry.toml, e.g. \"{{project}}-{{service}}-{{stage}}\"), or use another stage name"
+        "refusing to touch stack {stack}: its Ferry tags say it belongs to {owner}, not to {expected}; give this project's stacks other names (stack-name in ferry.toml, with a separator no service or stage name holds between the two, e.g. \"{{project}}-{{stage}}--{{service}}\" when no stage name holds `--`: `a` of stage `x-feat` and `a-x` of stage `feat` give one name with a single `-`), or use another stage name"
     )]
     Foreign {
         stack: String,

@@ -104,6 +104,12 @@ pub(crate) async fn remove_stage(
         for (service, stack) in &report.deleted {
             println!("deleted {stack} ({service})");
         }
+        for (service, stack, _) in &report.others {
+            println!(
+                "left {stack} alone ({service}): stage `{}` never deployed {service}, and the stack of that name is another stage's or service's by its tags",
+                stage.name
+            );
+        }
         println!(
             "{} stack(s) deleted from stage `{}`, each confirmed gone",
             report.deleted.len(),
