@@ -264,6 +264,18 @@ fn causes(e: &(dyn Error + 'static)) -> Vec<String> {
     out
 }
 
+/// The SDK's refusal of an endpoint, without the request it prints beside it (a debug dump of
+/// its body and headers): "the endpoint `not a url` is not a URL".
+fn bad_endpoint(detail: &str) -> String {
+    detail
+        .split_once("failed to apply endpoint `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map_or_else(
+            || detail.to_string(),
+            |(endpoint, _)| format!("the endpoint `{endpoint}` is not a URL"),
+        )
+}
+
 fn contains_any(text: &str, needles: &[&str]) -> bool {
     needles.iter().any(|n| text.contains(n))
 }
@@ -383,7 +395,8 @@ impl AwsError {
                 "{operation} could not reach {at}: {detail}; with --local Ferry starts the emulator itself, otherwise check {setting}, the network and any proxy"
             ),
             Kind::BadEndpoint => format!(
-                "{operation} was not sent: {detail}; set {setting} to a URL such as http://127.0.0.1:5000, or unset it to use AWS"
+                "{operation} was not sent: {}; set {setting} to a URL such as http://127.0.0.1:5000, or unset it to use AWS",
+                bad_endpoint(&detail)
             ),
             Kind::Timeout => format!(
                 "{operation} got no answer in time from {at} ({detail}); check the network, then run again"
@@ -556,6 +569,18 @@ pub fn explain_error(operation: &'static str, err: &(dyn Error + 'static)) -> Aw
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An endpoint the SDK cannot parse was named with a debug dump of the request beside it
+    /// (its body, its headers): the endpoint alone now.
+    #[test]
+    fn a_bad_endpoint_is_named_without_the_request() {
+        let detail = "failed to apply endpoint `not a url` to request `Request { body: SdkBody { inner: Once(Some(b\"Action=GetCallerIdentity\")) }, headers: {} }`: endpoint is not a valid URI";
+        assert_eq!(
+            bad_endpoint(detail),
+            "the endpoint `not a url` is not a URL"
+        );
+        assert_eq!(bad_endpoint("something else"), "something else");
+    }
 
     #[derive(Debug)]
     struct Chain(&'static str, Option<Box<Chain>>);

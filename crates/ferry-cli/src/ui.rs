@@ -253,6 +253,18 @@ pub fn read_hidden(rt: &tokio::runtime::Runtime) -> anyhow::Result<String> {
     })
 }
 
+/// The parser of every `--concurrency`: a whole number of at least 1 (no limit: leave it out).
+pub(crate) fn concurrency(s: &str) -> Result<std::num::NonZeroUsize, String> {
+    s.trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(std::num::NonZeroUsize::new)
+        .ok_or_else(|| {
+            "a whole number of stack operations at once, at least 1 (leave --concurrency out for no limit)"
+                .to_string()
+        })
+}
+
 /// The parser of every `--timeout`: whole seconds from 1 to 7 days
 /// ([`ferry_manifest::MAX_TIMEOUT_SECS`]; a deadline of `now` plus `u64::MAX` seconds panics).
 pub(crate) fn timeout_secs() -> clap::builder::RangedU64ValueParser<u64> {

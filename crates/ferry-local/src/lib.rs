@@ -67,6 +67,10 @@ pub enum LocalError {
     SamExpand { errors: String },
     #[error("failed to start the emulator: {reason}; see {log}")]
     Start { reason: String, log: PathBuf },
+    #[error(
+        "failed to start the emulator: port {port} on 127.0.0.1 cannot be taken ({reason}): another process listens there; give another --port, or none for any free port"
+    )]
+    PortTaken { port: u16, reason: String },
     #[error("failed to stop the emulator (pid {pid}): {source}")]
     Stop { pid: u32, source: std::io::Error },
     #[error("{action} {path}: {source}")]
@@ -504,6 +508,17 @@ impl Emulator {
     }
 
     fn launch(&self, port: u16, attached: bool) -> Result<(Child, u16), LocalError> {
+        // A port another process listens on: moto's server thread fails to bind and the
+        // launcher then waits for it forever (the start waited its whole minute, then said "no
+        // answer"). Tried here first, and let go at once.
+        if port != 0
+            && let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port))
+        {
+            return Err(LocalError::PortTaken {
+                port,
+                reason: e.to_string(),
+            });
+        }
         self.ensure_installed(|_| {})?;
         fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
         // Attached servers of parallel test binaries share one appended log; the detached
@@ -794,6 +809,27 @@ fn terminate(pid: u32) -> Result<(), LocalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `up --port` of a port another process listens on waited its whole minute (moto's
+    /// server thread failed to bind, and the launcher waited for it), then said "no answer";
+    /// refused at once now, naming the port. (Before the emulator is installed: nothing is
+    /// started.)
+    #[test]
+    fn up_on_a_port_another_process_holds_is_refused_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let emu = Emulator::new(tmp.path());
+        let held = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = held.local_addr().unwrap().port();
+        let start = Instant::now();
+        let e = emu.up(port).unwrap_err();
+        assert!(
+            matches!(&e, LocalError::PortTaken { port: p, .. } if *p == port),
+            "{e:?}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(e.to_string().contains("give another --port"), "{e}");
+        assert_eq!(emu.status().unwrap(), Status::NotStarted);
+    }
 
     #[test]
     fn status_of_a_fresh_folder_is_not_started_and_down_is_a_no_op() {

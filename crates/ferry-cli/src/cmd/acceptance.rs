@@ -26,7 +26,7 @@ pub struct AcceptanceArgs {
     #[arg(long, conflicts_with = "services")]
     all: bool,
     /// At most this many test commands at once [default: no limit]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ui::concurrency)]
     concurrency: Option<NonZeroUsize>,
     /// Take over the stage's lock if it is stale (see `deploy --help`)
     #[arg(long)]

@@ -36,7 +36,7 @@ pub struct DeployArgs {
     #[command(flatten)]
     select: SelectArgs,
     /// At most this many stack operations at once [default: no limit]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ui::concurrency)]
     concurrency: Option<NonZeroUsize>,
     /// On a stack in UPDATE_ROLLBACK_FAILED, call ContinueUpdateRollback instead of stopping
     #[arg(long)]

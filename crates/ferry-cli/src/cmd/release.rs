@@ -27,7 +27,7 @@ pub struct RunArgs {
     #[arg(long)]
     test: bool,
     /// At most this many stack operations at once [default: no limit]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ui::concurrency)]
     concurrency: Option<NonZeroUsize>,
     /// Take over the stage's lock if it is stale (see `deploy --help`)
     #[arg(long)]
@@ -96,7 +96,7 @@ pub struct StatusArgs {
     /// The stages to show [default: every named stage, in promotion order]
     stages: Vec<String>,
     /// `json` is a stable contract: {"stages": [{"name", "id", "release", "kind", "restores",
-    /// "error"}],
+    /// "error", "unwritten"}],
     /// "services": [{"service", "stages": {STAGE: null | {"commit", "dirty", "package",
     /// "template_hash", "deployed_at", "tests", "release", "same_as_previous"}}}]}
     #[arg(long, value_enum, default_value_t = StatusFormat::Text)]

@@ -35,7 +35,7 @@ pub struct RunArgs {
     #[arg(long)]
     no_dependents: bool,
     /// At most this many scripts at once [default: the number of CPUs]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ui::concurrency)]
     concurrency: Option<NonZeroUsize>,
     /// Seconds one service's script may run before it is stopped and counted as failed
     #[arg(long, value_name = "SECS", default_value_t = 1800, value_parser = crate::ui::timeout_secs())]
