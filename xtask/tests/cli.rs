@@ -424,6 +424,38 @@ fn validate_warns_when_git_ignores_a_template_inside_its_folder() {
     assert_eq!((code, err.as_str()), (0, ""));
 }
 
+/// A literal value in service.toml for a parameter its template declares NoEcho is a secret
+/// kept in the repository (a probe's `DbPassword = "…"` passed in silence, and `outputs`
+/// printed it where an output echoed it): warned of, naming the file and key, never the value.
+/// One read from SSM, or from another service's output, is not.
+#[test]
+fn validate_warns_of_a_literal_value_for_a_no_echo_parameter() {
+    let repo = TestRepo::new();
+    repo.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\nparameters-path = \"/shop/dev/\"\n",
+    )
+    .write(
+        "services/db/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nDbPassword = \"hunter2-literal\"\nApiKey = \"${ssm:api-key}\"\nPlain = \"x\"\n",
+    )
+    .write(
+        "services/db/t.yaml",
+        "Parameters:\n  DbPassword: {Type: String, NoEcho: true}\n  ApiKey: {Type: String, NoEcho: 'true'}\n  Plain: {Type: String}\nResources:\n  Q: {Type: AWS::SQS::Queue}\n",
+    );
+    repo.commit("db");
+    let root = repo.path().to_str().unwrap();
+    let (code, _, err) = run(&mut xtask(&["validate", "--root", root]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: services/db/service.toml: parameters.DbPassword is a literal value, and the template of `db` declares `DbPassword` NoEcho: a secret kept in the repository"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2-literal"), "{err}");
+    assert!(!err.contains("parameters.ApiKey is a literal"), "{err}");
+    assert!(!err.contains("parameters.Plain is a literal"), "{err}");
+}
+
 /// A literal name in a template is given by every stage deploying it: of two stages in one
 /// account and region, the second fails (a probe met it with an export name). And a value
 /// `init` left empty for a parameter without a default deploys as an empty string. Both are

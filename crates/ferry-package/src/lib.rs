@@ -33,8 +33,8 @@ pub use deps::{UnbuiltDependencies, sam_build_wanted, unbuilt_dependencies};
 pub use files::{CREDENTIAL_NAMES, DOTENV_TEMPLATES, is_credential_name, withheld_summary};
 pub use links::{
     MissingOutput, SharedName, StageSharedName, UnlinkedImporter, UnlinkedReader, empty_parameters,
-    given_names, missing_outputs, names_every_stage_gives, shared_names, ssm_typed_names,
-    unlinked_importers, unlinked_ssm_readers,
+    given_names, literal_secrets, missing_outputs, names_every_stage_gives, shared_names,
+    ssm_typed_names, unlinked_importers, unlinked_ssm_readers,
 };
 pub use reach::{Reached, reached, reached_from_below};
 

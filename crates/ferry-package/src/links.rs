@@ -828,6 +828,49 @@ pub fn empty_parameters(ws: &Workspace) -> Vec<(String, String)> {
     out
 }
 
+/// (service, key) of each parameter that `service.toml` gives a literal value (no `${ssm:…}`,
+/// no stack output in it) while its template declares it `NoEcho`: a secret kept in the
+/// repository, in every clone of it, whatever CloudFormation hides.
+pub fn literal_secrets(ws: &Workspace) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for s in ws
+        .services
+        .iter()
+        .filter(|s| s.kind != ServiceKind::Serverless)
+    {
+        let literal: Vec<&String> = s
+            .parameters
+            .iter()
+            .filter(|(_, v)| {
+                !v.to_string().is_empty()
+                    && !v.references().any(|r| {
+                        matches!(
+                            r,
+                            ferry_manifest::Reference::Ssm { .. }
+                                | ferry_manifest::Reference::Output { .. }
+                        )
+                    })
+            })
+            .map(|(k, _)| k)
+            .collect();
+        if literal.is_empty() {
+            continue;
+        }
+        let Some(t) = std::fs::read_to_string(ws.root.join(s.template_path()))
+            .ok()
+            .and_then(|text| template::parse(&text).ok())
+        else {
+            continue;
+        };
+        for key in literal {
+            if t["Parameters"][key.as_str()].is_object() && template::is_no_echo(&t, key) {
+                out.push((s.name.clone(), key.clone()));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::sub;

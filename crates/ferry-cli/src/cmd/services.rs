@@ -117,6 +117,16 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
             "warning: {manifest}: parameters.{key} is empty, and the template of `{service}` gives `{key}` no default: it deploys as an empty string (`init` leaves what it cannot infer empty, to fill); set it, or give the parameter a Default"
         );
     }
+    // A literal value for a parameter its template declares NoEcho: a secret in the
+    // repository.
+    for (service, key) in ferry_package::literal_secrets(ws) {
+        let manifest = ws
+            .service(&service)
+            .map_or_else(String::new, |s| s.manifest_path());
+        eprintln!(
+            "warning: {manifest}: parameters.{key} is a literal value, and the template of `{service}` declares `{key}` NoEcho: a secret kept in the repository (every clone and fork holds it; `outputs` shows it where an output echoes it); keep it in SSM as a SecureString (`param set <stage> <name> --secure`) and write `{key} = \"${{ssm:<name>}}\"`"
+        );
+    }
     // Code a service builds from outside its folder that none of its inputs covers, as init
     // infers it: a change there would not deploy it.
     let worktree = ferry_changes::WorktreeSource::new(&ws.root);
