@@ -185,6 +185,16 @@ pub(crate) fn get_argv(
         );
         return Vec::new();
     }
+    // No argument of a program can hold a NUL: the command would fail to start, at run time,
+    // as "not installed".
+    if let Some((_, span)) = argv.iter().find(|(a, _)| a.contains('\0')) {
+        fd.error(
+            Some(span.clone()),
+            Some(&join_key(prefix, key)),
+            "an argument holds a NUL character (`\\u0000`), which no program's argument can; remove it",
+        );
+        return Vec::new();
+    }
     argv.into_iter().map(|(a, _)| a).collect()
 }
 

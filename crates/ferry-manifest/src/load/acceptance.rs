@@ -71,6 +71,12 @@ pub(super) fn read_acceptance(
                 );
             }
             match v.get_ref().as_str() {
+                // The test would fail to start, as "not installed".
+                Some(s) if s.contains('\0') => fd.error(
+                    Some(v.span()),
+                    Some(&key),
+                    "holds a NUL character (`\\u0000`), which no environment variable can; remove it",
+                ),
                 Some(s) => {
                     env.insert(name.to_string(), s.to_string());
                 }

@@ -21,12 +21,14 @@ pub(super) fn discover_services(
     let mut found = BTreeMap::new();
     let mut not_utf8 = BTreeSet::new();
     let mut linked = BTreeMap::new();
+    let mut outside = BTreeMap::new();
     for pattern in globs.iter().filter(|p| Glob::new(p).is_ok()) {
         let segments: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
         let mut out = Found {
             dirs: &mut found,
             not_utf8: &mut not_utf8,
             linked: &mut linked,
+            outside: &mut outside,
         };
         expand(source, String::new(), None, &segments, &mut out);
     }
@@ -36,6 +38,14 @@ pub(super) fn discover_services(
             line: None,
             key: None,
             message: format!("is a symbolic link to the service folder `{real}`, and Ferry does not follow links to find services (a plan sees a service's changes by its own paths): name `{real}` in project.services, or move the folder here"),
+        });
+    }
+    for (link, target) in outside {
+        diags.push(Diagnostic {
+            file: PathBuf::from(&link),
+            line: None,
+            key: None,
+            message: format!("is a symbolic link out of the repository (to `{target}`), which a service glob names: Ferry does not follow it (a clone holds the link, not the folder, and no plan sees changes there); move the service into the repository"),
         });
     }
     for dir in not_utf8 {
@@ -56,6 +66,8 @@ struct Found<'a> {
     not_utf8: &'a mut BTreeSet<String>,
     /// Links the globs name that lead to a service folder of the repository: link → folder.
     linked: &'a mut BTreeMap<String, String>,
+    /// Links the globs name that lead out of the repository: link → target as written.
+    outside: &'a mut BTreeMap<String, String>,
 }
 
 /// Notes each link in folder `rel` whose name the last segment of a service glob matches (and
@@ -72,10 +84,16 @@ fn note_links(source: &dyn Source, rel: &str, matches: impl Fn(&str) -> bool, ou
 /// repository holding a manifest: such a service would otherwise be lost without a word.
 fn note_link(source: &dyn Source, rel: &str, name: &str, target: &str, out: &mut Found<'_>) {
     let link = join(rel, name);
-    if let Some(real) = crate::source::resolve_link(&link, target)
-        && source.is_file(&format!("{real}/{SERVICE_FILE}"))
-    {
-        out.linked.insert(link, real);
+    match crate::source::resolve_link(&link, target) {
+        Some(real) if source.is_file(&format!("{real}/{SERVICE_FILE}")) => {
+            out.linked.insert(link, real);
+        }
+        Some(_) => {}
+        // Out of the repository: a clone holds the link, not what it leads to, and the service
+        // there was lost without a word.
+        None => {
+            out.outside.insert(link, target.to_string());
+        }
     }
 }
 
