@@ -230,6 +230,7 @@ fn param_set_reads_standard_input_and_secure_values_stay_hidden() {
         ("/ferry/shop/dev/records/a", "stage `dev`"),
         ("/ferry/shop/dev/lock", "stage `dev`"),
         ("/ferry/shop/prod/health/a", "stage `prod`"),
+        ("/ferry/shop/prod/nodes/a", "stage `prod`"),
     ] {
         let (code, _, err) = run(
             &mut xtask(&r, &["param", "set", "dev", name, "--overwrite"]),
@@ -237,7 +238,7 @@ fn param_set_reads_standard_input_and_secure_values_stay_hidden() {
         );
         assert_eq!(code, 1, "{name}: {err}");
         assert!(
-            err.contains(&format!("`{name}` is Ferry's own parameter (a deployment record, health mark or lock of {whose}): `param set` does not write it")),
+            err.contains(&format!("`{name}` is Ferry's own parameter (a deployment record, health mark, batch node's mark or lock of {whose}): `param set` does not write it")),
             "{err}"
         );
     }

@@ -112,8 +112,18 @@ fn preview_names_sharing_an_id_never_share_records_or_stacks() {
         out.contains("refusing to touch stack ids-a-feature-login: its Ferry tags say it belongs to service `a` of stage `feature/login` of project `ids`, not to service `a` of stage `feature-login`"),
         "{out}"
     );
-    let (_, err) = fails(&mut xtask(&r, &["remove", "feature-login"]));
-    assert!(err.contains("nothing was deleted: 2 stack(s)"), "{err}");
+    // Its remove deletes nothing of feature/login's: stacks it never deployed are left alone,
+    // each named.
+    let (out, _) = ok(&mut xtask(&r, &["remove", "feature-login"]));
+    for s in ["a", "b"] {
+        assert!(
+            out.contains(&format!(
+                "left ids-{s}-feature-login alone ({s}): stage `feature-login` never deployed {s}"
+            )),
+            "{out}"
+        );
+    }
+    assert!(out.contains("0 stack(s) deleted"), "{out}");
 
     // Its owner still has it all.
     write_config(&r, "ids", "{project}-{service}-{stage}", "");
@@ -145,8 +155,12 @@ fn another_projects_stacks_are_never_updated_deleted_or_read() {
         row(&out, "owned-b").contains("skipped (owned-a failed)"),
         "{out}"
     );
-    let (_, err) = fails(&mut xtask(&other, &["remove", "dev"]));
-    assert!(err.contains("nothing was deleted"), "{err}");
+    let (out, _) = ok(&mut xtask(&other, &["remove", "dev"]));
+    assert!(
+        out.contains("left owned-a-dev alone (owned-a): stage `dev` never deployed owned-a")
+            && out.contains("0 stack(s) deleted"),
+        "{out}"
+    );
     let (_, err) = fails(&mut xtask(&other, &["outputs", "dev"]));
     assert!(err.contains("project `rel`"), "{err}");
 

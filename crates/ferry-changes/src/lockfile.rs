@@ -272,18 +272,7 @@ impl Lock {
     /// The importers whose packages code in the folder `dir` (relative to the lock file's
     /// folder) may load: the members at or below it, and every member above it up to the root.
     pub(crate) fn importers_for(&self, dir: &str) -> Vec<String> {
-        let mut out: BTreeSet<String> = BTreeSet::new();
-        // Above: the root and each folder holding `dir`.
-        let mut above = dir;
-        loop {
-            above = above.rfind('/').map_or("", |i| &above[..i]);
-            if self.importers.contains_key(above) {
-                out.insert(above.to_string());
-            }
-            if above.is_empty() {
-                break;
-            }
-        }
+        let mut out: BTreeSet<String> = self.importers_above(dir).into_iter().collect();
         // At or below: a range of the sorted folders (`dir`, then `dir/…`).
         if dir.is_empty() {
             out.extend(self.importers.keys().cloned());
@@ -298,6 +287,26 @@ impl Lock {
             );
         }
         out.into_iter().collect()
+    }
+
+    /// The importers strictly above `dir` (relative to the lock file's folder): the root and
+    /// each folder holding `dir`, whose `node_modules` a program in `dir` resolves from.
+    pub(crate) fn importers_above(&self, dir: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if dir.is_empty() {
+            return out;
+        }
+        let mut above = dir;
+        loop {
+            above = above.rfind('/').map_or("", |i| &above[..i]);
+            if self.importers.contains_key(above) {
+                out.push(above.to_string());
+            }
+            if above.is_empty() {
+                break;
+            }
+        }
+        out
     }
 
     /// The keys of every entry the importers at `folders` reach, theirs included.
@@ -415,20 +424,30 @@ impl<'a> LockChange<'a> {
     /// What the change does to a service whose code lies in `folders` (repository relative:
     /// its folder, and the folders its inputs name), for the lock file at `lock_path`.
     pub fn reach(&self, lock_path: &str, folders: &[&str]) -> Reach {
+        self.reach_with(lock_path, folders, None)
+    }
+
+    /// [`reach`](Self::reach), and with `tools_in` also what the members above that folder
+    /// install (where a program run in it, a framework's CLI, resolves from).
+    fn reach_with(&self, lock_path: &str, folders: &[&str], tools_in: Option<&str>) -> Reach {
         let lock_dir = lock_path.rsplit_once('/').map_or("", |(d, _)| d);
         let inside: Vec<String> = folders
             .iter()
             .filter_map(|f| relative(f, lock_dir))
             .collect();
-        if inside.is_empty() {
+        let tools = tools_in.and_then(|d| relative(d, lock_dir));
+        if inside.is_empty() && tools.is_none() {
             return Reach::Outside;
         }
         let mut keys: BTreeSet<&str> = BTreeSet::new();
         for lock in [self.old, self.new] {
-            for dir in &inside {
-                for folder in lock.importers_for(dir) {
-                    keys.extend(lock.importers.get(&folder).map(String::as_str));
-                }
+            let above = tools.as_deref().map(|t| lock.importers_above(t));
+            for folder in inside
+                .iter()
+                .flat_map(|dir| lock.importers_for(dir))
+                .chain(above.into_iter().flatten())
+            {
+                keys.extend(lock.importers.get(&folder).map(String::as_str));
             }
         }
         // No member serves the service's folders (a Rust service built from a crate its inputs
@@ -584,14 +603,15 @@ pub fn service_folders(dir: &str, inputs: &[String]) -> Vec<String> {
 impl LockChange<'_> {
     /// [`reach`](Self::reach) of the service whose folder is `dir` and whose code lies in
     /// `folders` ([`service_folders`]), leaving out the folders that install from a lock file of
-    /// their own ([`served_elsewhere`](Self::served_elsewhere)). When the service itself installs
-    /// from a lock file of its own, so does a package among its folders (a folder holding a
-    /// `package.json`: a `file:` package it installs), but not plain code it bundles by a
-    /// relative import (`libs/`, no `package.json`): what that code `require`s resolves from the
+    /// their own ([`served_elsewhere`](Self::served_elsewhere)), and all of them when the service
+    /// itself does (a `file:` package, a Cargo path dependency, it installs from its own lock
+    /// file too) — but for a Node.js lock file (npm, pnpm, Yarn) only its packages (a folder
+    /// holding a `package.json`): plain code it bundles by a relative import (`libs/`, no
+    /// `package.json`; Ferry does not tell it from a folder of data) `require`s from the
     /// `node_modules` above it, the one this lock file installs. With `tools_from_above` (a
     /// Serverless service whose own `package.json`, if any, names no framework CLI: the CLI and
-    /// its plugins come from a `node_modules` above its folder), the lock file's own folder
-    /// counts too when it lies above the service's. `is_file` says whether a
+    /// its plugins come from a `node_modules` above its folder), what the members above the
+    /// service's folder install counts too, for a Node.js lock file. `is_file` says whether a
     /// repository-relative path is a file where the lock file was read.
     pub fn reach_service(
         &self,
@@ -608,29 +628,28 @@ impl LockChange<'_> {
                 .any(|name| is_file(&format!("{folder}/{name}")))
         };
         let own = self.served_elsewhere(lock_path, dir, &has_own_lock);
-        let manifest = self
-            .old
-            .manifest_name()
-            .or(self.new.manifest_name())
-            .unwrap_or("package.json");
-        let mut served: Vec<&str> = folders
+        let node = matches!(
+            kind_of(lock_path),
+            Some(Kind::Npm | Kind::Pnpm | Kind::Yarn)
+        );
+        if own && !node {
+            return Reach::Unchanged;
+        }
+        let served: Vec<&str> = folders
             .iter()
             .copied()
             .filter(|f| {
-                if own && (*f == dir || is_file(&format!("{f}/{manifest}"))) {
+                if own && (*f == dir || is_file(&format!("{f}/package.json"))) {
                     return false;
                 }
                 !self.served_elsewhere(lock_path, f, &has_own_lock)
             })
             .collect();
-        let lock_dir = lock_path.rsplit_once('/').map_or("", |(d, _)| d);
-        if tools_from_above && lock_dir != dir && relative(dir, lock_dir).is_some() {
-            served.push(lock_dir);
-        }
-        if served.is_empty() {
+        let tools = (tools_from_above && node).then_some(dir);
+        if served.is_empty() && tools.is_none() {
             Reach::Unchanged
         } else {
-            self.reach(lock_path, &served)
+            self.reach_with(lock_path, &served, tools)
         }
     }
 

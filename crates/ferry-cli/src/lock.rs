@@ -124,8 +124,19 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     // To the millisecond, as a plain run's: two batches whose locks were taken in one second
     // named one release, and the second overwrote the first's.
     holder.release = Some(ferry_releases::new_id(ferry_records::now_millis(), commit));
+    // Marked as at work before it joins (renewed with the lock, deleted as it ends), so that a
+    // `batch finish` run meanwhile waits for it rather than releasing the lock under it.
+    records.mark_node(service, &holder).await.with_context(|| {
+        format!(
+            "failed to mark batch node `{service}` as at work in stage `{}`",
+            stage.name
+        )
+    })?;
     // With --force-unlock, another run's stale lock is taken over for this batch.
     let joined = records.join_forcing(&holder, force).await;
+    if joined.is_err() {
+        let _ = records.unmark_node(service).await;
+    }
     let joined = joined.with_context(|| {
         format!(
             "failed to join the lock of stage `{}` for batch `{batch}`",
@@ -154,14 +165,6 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
         }
     }
     let release = holder.release.clone().expect("set above");
-    // Marked as at work while it works (renewed with the lock), so that a `batch finish` run
-    // meanwhile waits for it rather than releasing the lock under it.
-    records.mark_node(service, &holder).await.with_context(|| {
-        format!(
-            "failed to mark batch node `{service}` as at work in stage `{}`",
-            stage.name
-        )
-    })?;
     let result = interruptible(records, &holder, cancel, RENEW_EVERY, work(release)).await;
     if let Err(e) = records.unmark_node(service).await {
         eprintln!(

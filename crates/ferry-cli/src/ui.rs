@@ -236,16 +236,43 @@ pub fn read_hidden(rt: &tokio::runtime::Runtime) -> anyhow::Result<String> {
             let mut value = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut value).map(|_| value)
         });
+        // Signals first: a hangup also ends the read (EOF), and what was typed before it must
+        // not be written.
         let name = tokio::select! {
-            read = read => {
-                drop(restore);
-                return read
-                    .context("the reading of standard input failed")?
-                    .context("failed to read the value from standard input");
-            }
+            biased;
             _ = int.recv() => "Ctrl-C",
             _ = term.recv() => "SIGTERM",
             _ = hup.recv() => "SIGHUP",
+            read = read => {
+                drop(restore);
+                // A hangup's signal may come a moment after the EOF it caused.
+                tokio::task::yield_now().await;
+                let late = tokio::select! {
+                    biased;
+                    _ = hup.recv() => Some("SIGHUP"),
+                    _ = std::future::ready(()) => None,
+                };
+                if let Some(name) = late {
+                    note(&format!("\ninterrupted ({name}): nothing written"));
+                    std::process::exit(130)
+                }
+                let value = read
+                    .context("the reading of standard input failed")?
+                    .context("failed to read the value from standard input")?;
+                // These signals are Ferry's to handle now, for the rest of the process: they
+                // still end it, as they would have without their handlers, with nothing more
+                // done than was.
+                tokio::spawn(async move {
+                    let name = tokio::select! {
+                        _ = int.recv() => "Ctrl-C",
+                        _ = term.recv() => "SIGTERM",
+                        _ = hup.recv() => "SIGHUP",
+                    };
+                    note(&format!("interrupted ({name})"));
+                    std::process::exit(130)
+                });
+                return Ok(value);
+            }
         };
         drop(restore);
         note(&format!("\ninterrupted ({name}): nothing written"));

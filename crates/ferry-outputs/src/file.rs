@@ -36,7 +36,7 @@ impl OutputsFile {
 
     /// `FERRY_OUTPUT_<SERVICE>_<KEY>=value` lines, each a POSIX shell assignment that runs
     /// nothing when the file is sourced: a value holding anything but letters, digits and
-    /// `-_.:/@%+,=~` is single-quoted (a quote in it as `'\''`). A value with a line break (or a
+    /// `-_.:/@%+,=` is single-quoted (`~` too, which a shell expands; a quote in it as `'\''`). A value with a line break (or a
     /// NUL) cannot be one line of a `$GITHUB_ENV` or dotenv file, where the rest would set
     /// variables of its own: it is left out, and its variable's name returned.
     pub fn env(&self) -> (String, Vec<String>) {
@@ -51,10 +51,7 @@ impl OutputsFile {
                 }
                 let plain = v.chars().all(|c| {
                     c.is_ascii_alphanumeric()
-                        || matches!(
-                            c,
-                            '-' | '_' | '.' | ':' | '/' | '@' | '%' | '+' | ',' | '=' | '~'
-                        )
+                        || matches!(c, '-' | '_' | '.' | ':' | '/' | '@' | '%' | '+' | ',' | '=')
                 });
                 if plain {
                     out.push_str(&format!("{name}={v}\n"));
@@ -107,6 +104,7 @@ mod tests {
                     ("Run".into(), "$(touch pwned) `id` it's".into()),
                     ("Two".into(), "line1\nFOO=bar".into()),
                     ("Empty".into(), String::new()),
+                    ("Home".into(), "x:~/y".into()),
                 ]),
             )]),
         };
@@ -114,7 +112,7 @@ mod tests {
         assert_eq!(left_out, ["FERRY_OUTPUT_API_TWO"]);
         assert_eq!(
             text,
-            "FERRY_OUTPUT_API_EMPTY=\nFERRY_OUTPUT_API_RUN='$(touch pwned) `id` it'\\''s'\nFERRY_OUTPUT_API_URL='https://x.example/dev?a=1,b'\n"
+            "FERRY_OUTPUT_API_EMPTY=\nFERRY_OUTPUT_API_HOME='x:~/y'\nFERRY_OUTPUT_API_RUN='$(touch pwned) `id` it'\\''s'\nFERRY_OUTPUT_API_URL='https://x.example/dev?a=1,b'\n"
         );
         // What a shell makes of it: the values, verbatim, and nothing run.
         let dir = tempfile::tempdir().unwrap();

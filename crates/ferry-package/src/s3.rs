@@ -411,7 +411,13 @@ async fn put(
     // The store is content addressed and trusted as such on reuse; a file cut short or written
     // over would go up under a name that promises other bytes (S3 refuses it, `BadDigest`, on
     // every run; a store without that check keeps it). Checked here, where it is read anyway.
-    let got = file_sha256(path).map_err(local)?;
+    let got = {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || file_sha256(&path))
+            .await
+            .map_err(|e| local(std::io::Error::other(e)))?
+            .map_err(local)?
+    };
     if got != sha256 {
         let _ = std::fs::remove_file(path);
         return Err(UploadError::Damaged {

@@ -1545,6 +1545,52 @@ fn a_serverless_service_taking_its_cli_from_the_root_is_reached_by_the_root_s_lo
         "{:?}",
         p.service("sls").unwrap().reasons
     );
+    // What only a workspace member installs is none of the root's tools.
+    let since = r.head().to_string();
+    r.write(
+        "package-lock.json",
+        &serde_json::to_string_pretty(&npm_lock("1.3.1", "2.1.2")).unwrap(),
+    );
+    r.commit("left-pad");
+    let p = plan_of(&r, &request("dev", Some(&since))).unwrap();
+    assert_eq!(deploying(&p), ["a"], "{:?}", actions(&p));
+}
+
+/// A uv project of its own (its own `uv.lock`) with a folder of data among its inputs is not
+/// reached by the root's `uv.lock` through it: what its code runs with comes from its own lock
+/// file (only Node.js resolves packages from the folders above the code).
+#[test]
+fn a_uv_service_with_a_lock_file_of_its_own_is_not_reached_by_the_root_s_through_its_inputs() {
+    let lock = |v: &str| {
+        format!(
+            "version = 1\nrevision = 5\nrequires-python = \">=3.11\"\n\n[[package]]\nname = \"shop\"\nversion = \"0.1.0\"\nsource = {{ virtual = \".\" }}\ndependencies = [\n    {{ name = \"six\" }},\n]\n\n[[package]]\nname = \"six\"\nversion = \"{v}\"\nsource = {{ registry = \"https://pypi.org/simple\" }}\nsdist = {{ url = \"https://files.pythonhosted.org/six.tar.gz\", hash = \"sha256:s{v}\" }}\n"
+        )
+    };
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\nglobal-inputs = [\"ferry.toml\", \"uv.lock\"]\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    )
+    .write("uv.lock", &lock("1.16.0"))
+    .write("services/py/template.yaml", "Resources: {}\n")
+    .write(
+        "services/py/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\ninputs = [\"schemas/**\"]\n",
+    )
+    .write(
+        "services/py/uv.lock",
+        "version = 1\nrevision = 5\nrequires-python = \">=3.11\"\n\n[[package]]\nname = \"py\"\nversion = \"0.1.0\"\nsource = { virtual = \".\" }\n",
+    )
+    .write("schemas/order.json", "{}\n");
+    let since = r.commit("base").to_string();
+    r.write("uv.lock", &lock("1.17.0"));
+    r.commit("six");
+    let p = plan_of(&r, &request("dev", Some(&since))).unwrap();
+    assert!(
+        deploying(&p).is_empty(),
+        "{:?}",
+        p.service("py").unwrap().reasons
+    );
 }
 
 #[test]

@@ -565,10 +565,12 @@ impl RecordStore {
     /// Deletes a service's record, its kept health and any mark of its batch node left by a node
     /// that was killed (absent is fine).
     pub async fn delete(&self, service: &str) -> Result<(), RecordError> {
-        self.delete_parameter(&self.record_name(service)).await?;
+        // The record last: a failure before it leaves the record, so the next `remove` (which
+        // finds the stack gone) comes back for the rest.
+        self.delete_parameter(&self.node_name(service)).await?;
         self.delete_parameter(&format!("{}health/{service}", self.path))
             .await?;
-        self.delete_parameter(&self.node_name(service)).await
+        self.delete_parameter(&self.record_name(service)).await
     }
 
     /// The value of a parameter, `None` when absent.

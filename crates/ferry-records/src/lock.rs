@@ -215,6 +215,24 @@ impl RunningNode {
     }
 }
 
+/// Whether a node's mark, last written at `last_write`, is stale at `now`: not renewed for
+/// [`LOCK_TTL`] (a node renews it every minute while it works), or its process gone from this
+/// very host and boot, both known. A host name alone proves nothing here: containers on one
+/// host's network share its name, not its processes, and machines made from one image may
+/// share one; a false "stale" would have `batch finish` release the lock under a live node.
+fn node_staleness(node: &LockHolder, last_write: u64, now: u64, here: &Here<'_>) -> Option<Stale> {
+    let same_boot = node.boot.is_some() && node.boot == here.boot;
+    if node.host == here.host && same_boot && !(here.alive)(node.pid, node.started) {
+        return Some(Stale::DeadProcess { pid: node.pid });
+    }
+    let idle_secs = now.saturating_sub(last_write);
+    let ttl_secs = LOCK_TTL.as_secs();
+    (idle_secs > ttl_secs).then_some(Stale::Expired {
+        idle_secs,
+        ttl_secs,
+    })
+}
+
 /// What taking the lock did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acquired {
@@ -858,25 +876,23 @@ impl RecordStore {
         let now = date.get().unwrap_or_else(now_secs);
         let here = Here::this_host();
         for (service, text, written) in found {
-            let Ok(node) = serde_json::from_str::<LockHolder>(&text) else {
-                continue;
-            };
-            if node.token != holder.token {
-                continue;
+            let node = serde_json::from_str::<LockHolder>(&text).ok();
+            let last = node
+                .as_ref()
+                .map_or(written.unwrap_or(now), |n| last_write(n, written));
+            match node {
+                Some(node) if node.token == holder.token => out.push(RunningNode {
+                    stale: node_staleness(&node, last, now, &here),
+                    renewed_secs_ago: now.saturating_sub(last),
+                    service,
+                    holder: node,
+                }),
+                // Another batch's (or unreadable): no node of it works while this batch holds
+                // the lock, so it is a killed node's, left behind. Cleared.
+                _ => {
+                    let _ = self.delete_parameter(&self.node_name(&service)).await;
+                }
             }
-            let last = last_write(&node, written);
-            // A node's own process is judged like a plain run's: by its pid on this host, and
-            // by the plain lock's TTL (it renews its mark every minute while it works).
-            let plain = LockHolder {
-                batch: None,
-                ..node.clone()
-            };
-            out.push(RunningNode {
-                stale: staleness(&plain, last, now, &here),
-                renewed_secs_ago: now.saturating_sub(last),
-                service,
-                holder: node,
-            });
         }
         Ok(out)
     }

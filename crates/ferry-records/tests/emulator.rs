@@ -417,9 +417,10 @@ async fn a_store_checks_that_the_lock_it_holds_is_still_its_own() {
 }
 
 /// A batch node marks itself as at work (`<path>nodes/<service>`) so that `batch finish` can
-/// wait for it: the marks of the batch are listed, others' passed over; a node on another host
-/// is live until its mark ages past the plain lock's TTL, one of this host whose process is gone
-/// is stale at once; `wait_for_nodes` deletes a stale mark and returns it, and fails naming a
+/// wait for it: the marks of the batch are listed, others' (left by killed nodes of an earlier
+/// batch: none works while this one holds the lock) deleted; a node on another host is live
+/// until its mark ages past the plain lock's TTL, one of this host and boot whose process is
+/// gone is stale at once; `wait_for_nodes` deletes a stale mark and returns it, and fails naming a
 /// live one once its wait is over; deleting a service's records deletes its mark.
 #[tokio::test]
 async fn batch_nodes_mark_themselves_at_work_and_finish_waits_for_live_ones() {
@@ -506,11 +507,31 @@ async fn batch_nodes_mark_themselves_at_work_and_finish_waits_for_live_ones() {
         .await
         .unwrap();
     assert!(gone.is_empty(), "{gone:?}");
-    s.delete("c").await.unwrap();
+    // c's mark, run-2's, went with run-1's first look.
     assert!(
         s.running_nodes(&node("x", "run-2"))
             .await
             .unwrap()
             .is_empty()
     );
+    // A service's records go with its mark.
+    s.mark_node("d", &node("ci-1", "run-1")).await.unwrap();
+    s.delete("d").await.unwrap();
+    assert!(
+        s.running_nodes(&node("x", "run-1"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The same host name on another boot (a container on the host's network, a machine made
+    // from one image) proves nothing of a process: judged by age alone.
+    let elsewhere = LockHolder {
+        boot: Some("another-boot".into()),
+        ..killed.clone()
+    };
+    s.mark_node("e", &elsewhere).await.unwrap();
+    let marks = s.running_nodes(&node("x", "run-1")).await.unwrap();
+    assert_eq!(marks.len(), 1);
+    assert_eq!(marks[0].stale, None, "{marks:?}");
+    s.unmark_node("e").await.unwrap();
 }

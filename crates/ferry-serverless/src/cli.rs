@@ -104,11 +104,7 @@ fn tail(lines: &[String], mask: &(dyn Fn(&str) -> String + Sync)) -> String {
     let start = lines.len().saturating_sub(TAIL);
     let says_error = |l: &String| {
         let t = l.trim_start();
-        t.starts_with("Error")
-            || t.starts_with('✖')
-            || t.starts_with("× ")
-            || t.contains("Error:")
-            || t.contains("ERROR")
+        t.starts_with('✖') || t.starts_with("Error:") || t.contains(" Error:")
     };
     let mut shown: Vec<String> = Vec::new();
     if let Some(first) = lines[..start].iter().position(says_error) {

@@ -210,20 +210,20 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
         // A node still at work would deploy under a released lock, and the release would lack
         // its deploy: wait for it (in CI the finishing step runs once every node ended; this
         // is a `batch finish` run by hand, or too early).
-        let clock = crate::ui::Clock::start();
+        let waited = crate::ui::Clock::start();
         let said = std::sync::Mutex::new(None::<f64>);
         let waiting = |live: &[ferry_records::RunningNode]| {
             let mut said = said.lock().expect("said");
             // A line when waiting starts, then one every 10 s at most.
-            if said.is_some_and(|at| clock.seconds() - at < 10.0) {
+            if said.is_some_and(|at| waited.seconds() - at < 10.0) {
                 return;
             }
-            *said = Some(clock.seconds());
+            *said = Some(waited.seconds());
             let nodes: Vec<String> = live
                 .iter()
                 .map(|n| format!("`{}` (renewed {}s ago; {})", n.service, n.renewed_secs_ago, n.process()))
                 .collect();
-            clock.say(&format!(
+            waited.say(&format!(
                 "waiting for batch `{batch}`'s node{} at work to end: {}",
                 if nodes.len() == 1 { "" } else { "s" },
                 nodes.join(", ")
@@ -249,6 +249,7 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
         // The commit the nodes deployed: this build's.
         let commit = ferry_deploy::head_commit(ws, ci);
         let cancel = ferry_graph::Cancel::new();
+        let clock = crate::ui::Clock::start();
         let run = Run {
             ctx,
             ws,
@@ -271,6 +272,22 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
         // Nodes may have run tests (owed ones, of a node that found its service up to date):
         // their outcomes go into the releases holding those deploys.
         let release = crate::cmd::release::finish_release(&run, info, true).await?;
+        // A node started while the release was written (a retry): the lock stays its batch's,
+        // and the finish is run again once it ends.
+        let late: Vec<String> = records
+            .running_nodes(&holder)
+            .await?
+            .into_iter()
+            .filter(|n| n.stale.is_none())
+            .map(|n| format!("`{}`", n.service))
+            .collect();
+        if !late.is_empty() {
+            anyhow::bail!(
+                "batch `{batch}`: node {} started while its release was written; the lock is left to the batch: run `batch finish` again once {} ended",
+                late.join(", "),
+                if late.len() == 1 { "it has" } else { "they have" }
+            );
+        }
         let released = records.unlock(&holder).await;
         if release.is_none() {
             println!("batch `{batch}`: no node deployed anything");

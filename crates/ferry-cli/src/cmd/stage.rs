@@ -130,7 +130,7 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
             let full = ssm::full_name(&target, name)?;
             if let Some(whose) = ws.records_parameter_of(&full) {
                 anyhow::bail!(
-                    "`{full}` is Ferry's own parameter (a deployment record, health mark or lock of {whose}): `param set` does not write it. A record Ferry cannot read is deleted to start afresh (`aws ssm delete-parameter --name {full}`); a stale lock is taken over with --force-unlock"
+                    "`{full}` is Ferry's own parameter (a deployment record, health mark, batch node's mark or lock of {whose}): `param set` does not write it. A record Ferry cannot read is deleted to start afresh (`aws ssm delete-parameter --name {full}`); a stale lock is taken over with --force-unlock"
                 );
             }
             ctx.ci().check_may_write_parameter(

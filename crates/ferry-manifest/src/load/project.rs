@@ -948,13 +948,6 @@ fn check_promote_from(
     }
 }
 
-/// No two named stages may keep their records (and lock) at one SSM path: each would read the
-/// other's records as its own, skip services that were never deployed to it, and share a lock.
-/// Where two stages may share an account and a region, nor may one named stage's path lie inside
-/// another's (a policy granting the outer path reaches the inner stage's records and lock; a
-/// recursive listing of it reads them), nor may the previews' pattern start where a named
-/// stage's records or lock lie (the previews' role, granted every preview's records, would
-/// reach them, and no denial can keep it off without denying the previews their own).
 /// Refuses a stage's `parameters-path` that holds, or lies inside, another stage's
 /// `parameters-path` or records path in the same region (and account, as far as known): `exec`,
 /// `param list` and a relative `${ssm:…}` of the one would read the other's parameters (prod's
@@ -1031,6 +1024,13 @@ fn check_parameters_paths(
     }
 }
 
+/// No two named stages may keep their records (and lock) at one SSM path: each would read the
+/// other's records as its own, skip services that were never deployed to it, and share a lock.
+/// Where two stages may share an account and a region, nor may one named stage's path lie inside
+/// another's (a policy granting the outer path reaches the inner stage's records and lock; a
+/// recursive listing of it reads them), nor may the previews' pattern start where a named
+/// stage's records or lock lie (the previews' role, granted every preview's records, would
+/// reach them, and no denial can keep it off without denying the previews their own).
 fn check_records_paths(
     fd: &mut FileDiags<'_>,
     doc: &DeTable<'_>,
