@@ -424,6 +424,63 @@ fn validate_warns_when_git_ignores_a_template_inside_its_folder() {
     assert_eq!((code, err.as_str()), (0, ""));
 }
 
+/// A role a template makes without the stage's permissions boundary is refused by a stage
+/// bootstrapped by Ferry: `validate` names such roles (and SAM functions with an implicit role),
+/// not those that carry it, their own or through SAM's Globals.
+#[test]
+fn validate_warns_of_roles_made_without_the_permissions_boundary() {
+    let repo = TestRepo::new();
+    let role = |boundary: &str| {
+        format!(
+            "    Type: AWS::IAM::Role\n    Properties:\n{boundary}      AssumeRolePolicyDocument: {{}}\n"
+        )
+    };
+    let with = "      PermissionsBoundary: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/${FerryPermissionsBoundary}\"\n";
+    repo.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    )
+    .write("services/cfn/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write(
+        "services/cfn/t.yaml",
+        &format!(
+            "Parameters:\n  FerryPermissionsBoundary: {{Type: String}}\nResources:\n  Bare:\n{}  Bounded:\n{}",
+            role(""),
+            role(with)
+        ),
+    )
+    .write(
+        "services/sam/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write(
+        "services/sam/t.yaml",
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Runtime: python3.12\n      Handler: a.h\n      InlineCode: x\n",
+    )
+    .write(
+        "services/global/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write(
+        "services/global/t.yaml",
+        &format!("Transform: AWS::Serverless-2016-10-31\nParameters:\n  FerryPermissionsBoundary: {{Type: String}}\nGlobals:\n  Function:\n  {with}Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Runtime: python3.12\n      Handler: a.h\n      InlineCode: x\n"),
+    );
+    repo.commit("roles");
+    let root = repo.path().to_str().unwrap();
+    let (code, _, err) = run(&mut xtask(&["validate", "--root", root]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: `cfn` makes IAM roles without a permissions boundary (Bare): a stage bootstrapped by Ferry refuses to make them"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: `sam` makes IAM roles without a permissions boundary (Fn)"),
+        "{err}"
+    );
+    assert!(!err.contains("`global` makes"), "{err}");
+    assert!(!err.contains("Bounded"), "{err}");
+}
+
 /// A literal value in service.toml for a parameter its template declares NoEcho is a secret
 /// kept in the repository (a probe's `DbPassword = "…"` passed in silence, and `outputs`
 /// printed it where an output echoed it): warned of, naming the file and key, never the value.

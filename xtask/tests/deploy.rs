@@ -677,3 +677,38 @@ fn outputs_of_a_misspelt_stage_say_which_stage_was_meant() {
         "{err}"
     );
 }
+
+/// A bootstrapped deployer role makes roles only with its stage's permissions boundary on them
+/// (it could make itself the account's administrator otherwise): a template declaring
+/// `FerryPermissionsBoundary` gets the boundary's name from every deploy, its stage's (the
+/// previews share theirs), with no value in service.toml, the template the same bytes in
+/// every stage.
+#[test]
+fn a_template_asking_for_the_permissions_boundary_gets_its_stage_s() {
+    let p = "pb";
+    let r = monorepo(p);
+    r.write(
+        "services/lone/t.yaml",
+        "Parameters:\n  FerryPermissionsBoundary: {Type: String}\nResources:\n  R:\n    Type: AWS::IAM::Role\n    Properties:\n      PermissionsBoundary: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/${FerryPermissionsBoundary}\"\n      AssumeRolePolicyDocument:\n        Version: \"2012-10-17\"\n        Statement:\n          - Effect: Allow\n            Principal: {Service: lambda.amazonaws.com}\n            Action: sts:AssumeRole\nOutputs:\n  Boundary:\n    Value: !Ref FerryPermissionsBoundary\n",
+    );
+    r.commit("a role");
+    let (code, out, err) = run(&mut xtask(&r, &["validate"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let engine = ferry_stacks::Engine::for_config(&config(), Default::default());
+    for (stage, id, boundary) in [
+        ("dev", "dev", "ferry-pb-dev-boundary"),
+        ("feat/x", "feat-x", "ferry-pb-previews-boundary"),
+    ] {
+        let (code, out, err) = run(
+            &mut xtask(&r, &["deploy", stage, "--service", "lone"]),
+            None,
+        );
+        assert_eq!(code, 0, "{out}\n{err}");
+        let info = rt()
+            .block_on(engine.describe(&format!("{p}-lone-{id}")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.parameters["FerryPermissionsBoundary"], boundary);
+        assert_eq!(info.outputs["Boundary"], boundary);
+    }
+}

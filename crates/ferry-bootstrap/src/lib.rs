@@ -104,6 +104,67 @@ pub fn stage_id(stage: &Stage) -> &str {
     if stage.preview { "previews" } else { &stage.id }
 }
 
+/// The name of the permissions boundary the bootstrap of `stage` makes: every role a deploy of
+/// the stage creates (or adds to) must carry it (`iam:PermissionsBoundary`), so that no template
+/// gives a role more than the deployer itself may do (see [`BOUNDARY_PARAMETER`]).
+pub fn boundary_name(ws: &Workspace, stage: &Stage) -> String {
+    // IAM takes policy names of at most 128 characters.
+    ferry_manifest::fit_name(
+        &format!("ferry-{}-{}-boundary", ws.project.name, stage_id(stage)),
+        128,
+    )
+}
+
+pub use ferry_package::BOUNDARY_PARAMETER;
+
+/// The IAM actions that give a role rights: allowed only with the stage's boundary on it.
+const ROLE_WRITES: [&str; 4] = [
+    "iam:CreateRole",
+    "iam:PutRolePolicy",
+    "iam:AttachRolePolicy",
+    "iam:PutRolePermissionsBoundary",
+];
+
+/// Moves [`ROLE_WRITES`] out of each statement granting them into one of its own, allowed only
+/// on a role that carries the stage's permissions boundary (`boundary`, an `Fn::Sub` ARN). The
+/// deployer could otherwise make a role with any rights and run code with it (a function), or
+/// assume it: administrator of the account, other stages' resources included.
+fn bound_role_writes(out: &mut Vec<Permission>, boundary: &str) {
+    let mut at = 0;
+    while at < out.len() {
+        let p = &out[at];
+        if p.deny || !p.actions.iter().any(|a| ROLE_WRITES.contains(&a.as_str())) {
+            at += 1;
+            continue;
+        }
+        let writes: Vec<String> = p
+            .actions
+            .iter()
+            .filter(|a| ROLE_WRITES.contains(&a.as_str()))
+            .cloned()
+            .collect();
+        let bounded = Permission {
+            why: format!("{}, only with the stage's permissions boundary", p.why),
+            actions: writes,
+            resources: p.resources.clone(),
+            condition: Some(
+                json!({"StringEquals": {"iam:PermissionsBoundary": {"Fn::Sub": boundary}}}),
+            ),
+            ..Default::default()
+        };
+        out[at]
+            .actions
+            .retain(|a| !ROLE_WRITES.contains(&a.as_str()));
+        if out[at].actions.is_empty() {
+            out[at] = bounded;
+            at += 1;
+        } else {
+            out.insert(at + 1, bounded);
+            at += 2;
+        }
+    }
+}
+
 /// The name of the bootstrap stack of `stage`: `ferry-<project>-<stage id>`, or
 /// `ferry-<project>-previews` for the preview stages (they share one configuration).
 pub fn stack_name(ws: &Workspace, stage: &Stage) -> String {
@@ -337,8 +398,99 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
         }
     };
     let mut permissions = permissions(ws, stage, &mut notes);
+    let boundary = boundary_name(ws, stage);
+    let boundary_arn =
+        format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/{boundary}");
+    bound_role_writes(&mut permissions, &boundary_arn);
     let denied = denials(ws, stage, &role, &path, &permissions, &mut notes);
+    // The boundary: no more than the deployer may do (its denials hold for every role it makes),
+    // nor any IAM write (a role of a function making roles of its own would escape it).
+    let mut ceiling = vec![
+        Permission {
+            why: "the ceiling of every role a deploy makes".into(),
+            actions: strings(&["*"]),
+            resources: strings(&["*"]),
+            ..Default::default()
+        },
+        Permission {
+            why: "no role a deploy makes writes IAM".into(),
+            deny: true,
+            actions: strings(&[
+                "iam:Add*",
+                "iam:Attach*",
+                "iam:Create*",
+                "iam:Delete*",
+                "iam:Detach*",
+                "iam:PassRole",
+                "iam:Put*",
+                "iam:Remove*",
+                "iam:Set*",
+                "iam:Tag*",
+                "iam:Untag*",
+                "iam:Update*",
+                "iam:Upload*",
+            ]),
+            resources: strings(&["*"]),
+            ..Default::default()
+        },
+    ];
+    // The deployer's denials, as many as one managed policy holds (a role takes one boundary):
+    // the smallest first, the broadest rules (tags, SSM paths, buckets) being short; what does
+    // not fit is named.
+    let mut by_size: Vec<&Permission> = denied.iter().collect();
+    by_size.sort_by_key(|p| iam_size(&statements(std::slice::from_ref(*p), 0)));
+    let mut left_out = Vec::new();
+    for p in by_size {
+        ceiling.push(p.clone());
+        if iam_size(&statements(&ceiling, 0)) > MAX_MANAGED_POLICY {
+            ceiling.pop();
+            left_out.push(p.why.clone());
+        }
+    }
+    if !left_out.is_empty() {
+        notes.push(format!(
+            "the permissions boundary holds what fits of the deployer's denials in one managed policy; left out: {}: the roles a deploy makes are kept from those only by their own policies",
+            left_out.join("; ")
+        ));
+    }
     permissions.extend(denied);
+    // Nor may the deployer take the boundary off a role, or change the boundary itself.
+    permissions.push(Permission {
+        why: "the permissions boundary stays on every role, as it is".into(),
+        deny: true,
+        actions: strings(&["iam:DeleteRolePermissionsBoundary"]),
+        resources: strings(&["*"]),
+        ..Default::default()
+    });
+    permissions.push(Permission {
+        why: "the permissions boundary stays as it is".into(),
+        deny: true,
+        actions: strings(&[
+            "iam:CreatePolicyVersion",
+            "iam:DeletePolicy",
+            "iam:DeletePolicyVersion",
+            "iam:SetDefaultPolicyVersion",
+        ]),
+        resources: vec![boundary_arn.clone()],
+        ..Default::default()
+    });
+    let ceiling_statements = statements(&ceiling, 0);
+    resources.insert(
+        "PermissionsBoundary".into(),
+        json!({
+            "Type": "AWS::IAM::ManagedPolicy",
+            "Properties": {
+                "ManagedPolicyName": boundary,
+                "Path": "/",
+                "Description": format!("Ferry: the most any role a deploy of stage {} of {project} makes may do", stage.name),
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": ceiling_statements}
+            }
+        }),
+    );
+    outputs.insert(
+        "PermissionsBoundary".into(),
+        json!({"Description": "the permissions boundary every role a deploy makes carries (FerryPermissionsBoundary)", "Value": {"Ref": "PermissionsBoundary"}}),
+    );
     let mut principals: Vec<Value> = options.trust.iter().map(|t| json!(t)).collect();
     if options.codebuild.is_some() {
         principals.push(json!({"Fn::GetAtt": ["CodeBuildRole", "Arn"]}));
@@ -407,9 +559,9 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
             );
         }
     }
-    notes.push(
-        "the role may write inline policies on roles named like the stage's stacks (CloudFormation needs that for the functions' roles), so a template deployed with it can give its own functions broad rights; review templates as you review code, or add a permissions boundary to the role by hand".into(),
-    );
+    notes.push(format!(
+        "the role makes roles (and writes their policies) only with the permissions boundary {boundary} on them, which allows no more than the role itself and no IAM writes: a template declaring the parameter `{BOUNDARY_PARAMETER}` gets its name from a deploy, and its roles take it as `PermissionsBoundary: !Sub \"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/${{{BOUNDARY_PARAMETER}}}\"` (a SAM function's under its Properties or Globals; a Serverless service's as `provider.iam.role.permissionsBoundary`, with `${{param:{BOUNDARY_PARAMETER}}}`); a role without it is refused"
+    ));
 
     let template = json!({
         "AWSTemplateFormatVersion": "2010-09-09",

@@ -537,8 +537,66 @@ fn roles_are_passed_only_to_the_services_that_take_them() {
         .iter()
         .find(|p| p.why.starts_with("AWS::IAM::Role"))
         .unwrap();
-    assert!(role.actions.contains(&"iam:CreateRole".to_string()));
+    assert!(role.actions.contains(&"iam:DeleteRole".to_string()));
     assert_eq!(role.resources, passing[0].resources);
+    // Roles are made, and given rights, only with the stage's permissions boundary on them.
+    let bounded = b
+        .permissions
+        .iter()
+        .find(|p| !p.deny && p.actions.iter().any(|a| a == "iam:CreateRole"))
+        .unwrap();
+    assert_eq!(
+        bounded.actions,
+        [
+            "iam:CreateRole",
+            "iam:PutRolePolicy",
+            "iam:AttachRolePolicy"
+        ]
+    );
+    assert_eq!(bounded.resources, passing[0].resources);
+    assert_eq!(
+        bounded.condition.as_ref().unwrap(),
+        &serde_json::json!({"StringEquals": {"iam:PermissionsBoundary": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/ferry-shop-dev-boundary"}}})
+    );
+    assert!(
+        !role
+            .actions
+            .iter()
+            .any(|a| a == "iam:CreateRole" || a == "iam:PutRolePolicy")
+    );
+    // The boundary itself: everything but IAM writes and the deployer's denials; it stays on
+    // every role and as it is.
+    let boundary = &b.template["Resources"]["PermissionsBoundary"]["Properties"];
+    assert_eq!(boundary["ManagedPolicyName"], "ferry-shop-dev-boundary");
+    let ceiling = boundary["PolicyDocument"]["Statement"].as_array().unwrap();
+    assert_eq!(ceiling[0]["Effect"], "Allow");
+    assert_eq!(ceiling[0]["Action"], serde_json::json!(["*"]));
+    assert!(
+        ceiling.iter().any(|st| st["Effect"] == "Deny"
+            && st["Action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "iam:Create*")
+            && st["Action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "iam:Put*")
+            && st["Action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "iam:PassRole")),
+        "{ceiling:#?}"
+    );
+    let denied = |action: &str| {
+        b.permissions
+            .iter()
+            .any(|p| p.deny && p.actions.iter().any(|a| a == action))
+    };
+    assert!(denied("iam:DeleteRolePermissionsBoundary"));
+    assert!(denied("iam:CreatePolicyVersion"));
 
     // A type the table lacks may pass a role to anything: left unconditioned, and said.
     write(

@@ -1144,6 +1144,19 @@ async fn deploy_one(
         }
         Err(e) => return Err(e),
     };
+    // A Serverless service reading the stage's permissions boundary (`${param:…}`) gets its
+    // name as a parameter of the compile.
+    if service.kind == ServiceKind::Serverless
+        && std::fs::read_to_string(ctx.ws.root.join(service.template_path()))
+            .is_ok_and(|t| t.contains(ferry_bootstrap::BOUNDARY_PARAMETER))
+    {
+        let name = ferry_bootstrap::boundary_name(ctx.ws, ctx.stage);
+        hashed.insert(
+            ferry_bootstrap::BOUNDARY_PARAMETER.to_string(),
+            name.clone(),
+        );
+        parameters.insert(ferry_bootstrap::BOUNDARY_PARAMETER.to_string(), name);
+    }
     let stored = ctx
         .package
         .and_then(|p| p.manifest.services.get(&service.name));
@@ -1242,10 +1255,28 @@ async fn deploy_one(
     // resolve again, versions too, when it is approved): a template parameter of an SSM
     // parameter type, and a dynamic reference (`{{resolve:ssm:…}}`, a compiled Serverless
     // template's too). The template's text is read once for both.
-    let ssm_read_text = parameters_after
-        .is_empty()
-        .then(|| template_text(ctx, service, packaged, &template).ok())
-        .flatten();
+    let text = template_text(ctx, service, packaged, &template).ok();
+    // The name of the stage's permissions boundary, to a template that declares the parameter
+    // for it (its roles take `PermissionsBoundary: !Sub
+    // "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/${FerryPermissionsBoundary}"`): the
+    // template stays the same bytes in every stage.
+    if service.kind != ServiceKind::Serverless
+        && let Some(parsed) = text
+            .as_deref()
+            .filter(|t| t.contains(ferry_bootstrap::BOUNDARY_PARAMETER))
+            .and_then(|t| ferry_package::parse_template(t).ok())
+        && parsed["Parameters"]
+            .get(ferry_bootstrap::BOUNDARY_PARAMETER)
+            .is_some()
+    {
+        let name = ferry_bootstrap::boundary_name(ctx.ws, ctx.stage);
+        hashed.insert(
+            ferry_bootstrap::BOUNDARY_PARAMETER.to_string(),
+            name.clone(),
+        );
+        parameters.insert(ferry_bootstrap::BOUNDARY_PARAMETER.to_string(), name);
+    }
+    let ssm_read_text = parameters_after.is_empty().then_some(text).flatten();
     if service.kind != ServiceKind::Serverless
         && let Some(parsed) = ssm_read_text
             .as_deref()

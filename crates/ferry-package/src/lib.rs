@@ -34,7 +34,7 @@ pub use files::{CREDENTIAL_NAMES, DOTENV_TEMPLATES, is_credential_name, withheld
 pub use links::{
     MissingOutput, SharedName, StageSharedName, UnlinkedImporter, UnlinkedReader, empty_parameters,
     given_names, literal_secrets, missing_outputs, names_every_stage_gives, shared_names,
-    ssm_typed_names, unlinked_importers, unlinked_ssm_readers,
+    ssm_typed_names, unbounded_roles, unlinked_importers, unlinked_ssm_readers,
 };
 pub use reach::{Reached, reached, reached_from_below};
 
@@ -53,8 +53,8 @@ pub use s3::{
 };
 pub use sam::{SAM_TRANSFORM, is_sam, nested_template_key, point_nested_template};
 pub use template::{
-    BUCKET_PARAMETER, MAX_FLOW_DEPTH, MAX_TEMPLATE, SSM_PARAMETER_TYPE, add_bucket_parameter,
-    is_no_echo, literal_value, parse as parse_template, ssm_typed_parameters,
+    BOUNDARY_PARAMETER, BUCKET_PARAMETER, MAX_FLOW_DEPTH, MAX_TEMPLATE, SSM_PARAMETER_TYPE,
+    add_bucket_parameter, is_no_echo, literal_value, parse as parse_template, ssm_typed_parameters,
 };
 
 /// Bumped when the package layout or the archive format changes: old cache entries are then
@@ -937,10 +937,12 @@ fn sam_path_problems(
 /// need).
 fn template_problems(service: &Service, parsed: &serde_json::Value) -> Vec<TemplateError> {
     let passed: Vec<&str> = service.parameters.keys().map(String::as_str).collect();
+    // Ferry fills the stage's permissions boundary, and the artifact bucket of a template it
+    // packages archives for.
     let provided = if service.package.artifacts.is_empty() && service.kind != ServiceKind::Sam {
-        &[][..]
+        &[BOUNDARY_PARAMETER][..]
     } else {
-        &[BUCKET_PARAMETER][..]
+        &[BUCKET_PARAMETER, BOUNDARY_PARAMETER][..]
     };
     if let Err(e) = template::check(parsed, &passed, provided) {
         return vec![e];

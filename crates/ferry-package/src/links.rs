@@ -828,6 +828,48 @@ pub fn empty_parameters(ws: &Workspace) -> Vec<(String, String)> {
     out
 }
 
+/// (service, resources) of each CloudFormation or SAM service whose template makes IAM roles
+/// without a permissions boundary: an `AWS::IAM::Role` without `PermissionsBoundary`, a SAM
+/// function or state machine without its own `Role` and without `PermissionsBoundary` (its
+/// own, or for functions `Globals.Function`'s). A stage bootstrapped by Ferry refuses to make
+/// them (its deployer makes roles only with the stage's boundary on them). A Serverless
+/// Framework service's roles are known only once compiled: not judged.
+pub fn unbounded_roles(ws: &Workspace) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for s in ws
+        .services
+        .iter()
+        .filter(|s| s.kind != ServiceKind::Serverless)
+    {
+        let Some(t) = std::fs::read_to_string(ws.root.join(s.template_path()))
+            .ok()
+            .filter(|text| text.contains("AWS::IAM::Role") || text.contains("AWS::Serverless::"))
+            .and_then(|text| template::parse(&text).ok())
+        else {
+            continue;
+        };
+        let global = t.pointer("/Globals/Function/PermissionsBoundary").is_some();
+        let mut ids = Vec::new();
+        for (id, r) in t["Resources"].as_object().into_iter().flatten() {
+            let props = &r["Properties"];
+            let bounded = props.get("PermissionsBoundary").is_some();
+            let unbounded = match r["Type"].as_str().unwrap_or_default() {
+                "AWS::IAM::Role" => !bounded,
+                "AWS::Serverless::Function" => props.get("Role").is_none() && !bounded && !global,
+                "AWS::Serverless::StateMachine" => props.get("Role").is_none() && !bounded,
+                _ => false,
+            };
+            if unbounded {
+                ids.push(id.clone());
+            }
+        }
+        if !ids.is_empty() {
+            out.push((s.name.clone(), ids));
+        }
+    }
+    out
+}
+
 /// (service, key) of each parameter that `service.toml` gives a literal value (no `${ssm:…}`,
 /// no stack output in it) while its template declares it `NoEcho`: a secret kept in the
 /// repository, in every clone of it, whatever CloudFormation hides.

@@ -14,6 +14,11 @@ use crate::TemplateError;
 /// The parameter a packaged template takes its artifact bucket from.
 pub const BUCKET_PARAMETER: &str = "FerryArtifactBucket";
 
+/// The template parameter through which a deploy hands a template the name of its stage's
+/// permissions boundary (`ferry_bootstrap::boundary_name`); a role takes it as
+/// `PermissionsBoundary: !Sub "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/${FerryPermissionsBoundary}"`.
+pub const BOUNDARY_PARAMETER: &str = "FerryPermissionsBoundary";
+
 /// A code property that holds a zip: (resource type, property, bucket field, key field).
 const CODE_PROPERTIES: &[(&str, &str, &str, &str)] = &[
     ("AWS::Lambda::Function", "Code", "S3Bucket", "S3Key"),

@@ -117,6 +117,14 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
             "warning: {manifest}: parameters.{key} is empty, and the template of `{service}` gives `{key}` no default: it deploys as an empty string (`init` leaves what it cannot infer empty, to fill); set it, or give the parameter a Default"
         );
     }
+    // Roles made without the stage's permissions boundary: a bootstrapped stage refuses them.
+    for (service, ids) in ferry_package::unbounded_roles(ws) {
+        eprintln!(
+            "warning: `{service}` makes IAM roles without a permissions boundary ({}): a stage bootstrapped by Ferry refuses to make them (its deployer makes roles only with the stage's boundary on them); declare the template parameter `{b}` (Ferry fills it) and give each `PermissionsBoundary: !Sub \"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/${{{b}}}\"` (SAM functions: under Globals.Function)",
+            ids.join(", "),
+            b = ferry_package::BOUNDARY_PARAMETER
+        );
+    }
     // A literal value for a parameter its template declares NoEcho: a secret in the
     // repository.
     for (service, key) in ferry_package::literal_secrets(ws) {
