@@ -1012,12 +1012,12 @@ fn check_parameters_paths(
             } else {
                 records_path(project, theirs, other)
             };
-            let reaches = if *other == "*" {
-                records.starts_with(&mine)
-            } else {
-                nests(&mine, &records)
-            };
-            if reaches {
+            // The previews' records are every path below where their pattern's stage id
+            // starts: the previews' role lists that root (GetParametersByPath is authorized by
+            // the path asked for), so a parameters-path below it is read by every pull request.
+            if *other == "*" && mine.starts_with(&records) {
+                fd.error(span_of(name), Some(&key), format!("{} parameters-path `{mine}` lies under the preview stages' records root `{records}`, which the previews' role lists (GetParametersByPath is authorized by the path asked for, not by what it returns): every preview's build, a pull request's too, would read its parameters (its secrets too); give the stage a parameters-path outside `{records}`", whose(name)));
+            } else if nests(&mine, &records) {
                 fd.error(span_of(name), Some(&key), format!("{} parameters-path `{mine}` reaches {} records path `{records}`: `exec` and `param list` of the one would read the other's records and lock as parameters; give the stage a parameters-path outside it", whose(name), whose(other)));
             }
         }
