@@ -249,15 +249,30 @@ fn template_url(s3: &Client, bucket: &str, key: &str) -> String {
     format!("https://s3.{region}.amazonaws.com/{bucket}/{key}")
 }
 
-/// Puts an object unless one with the key exists (keys are content hashes, so it is the same).
+/// Puts an object unless one with the key holds its bytes already: keys are content hashes,
+/// and S3 keeps the SHA-256 each of Ferry's uploads carried, which a HeadObject returns. An
+/// object under the key whose stored checksum is another, or that has none (put by someone
+/// else: a role that may write the bucket, a pull request's build where stages share one,
+/// could plant other code under the name of a package a named stage deploys), is put again.
 /// Returns the bytes sent, or `None` when it was present.
 async fn put_unless_present(
     s3: &Client,
     bucket: &str,
     o: Object,
 ) -> Result<Option<u64>, UploadError> {
-    match s3.head_object().bucket(bucket).key(&o.key).send().await {
-        Ok(_) => return Ok(None),
+    let head = s3
+        .head_object()
+        .bucket(bucket)
+        .key(&o.key)
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await;
+    let expected = crate::sha256_base64(&o.sha256);
+    match head {
+        Ok(h) if expected.is_some() && h.checksum_sha256() == expected.as_deref() => {
+            return Ok(None);
+        }
+        Ok(_) => {}
         Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => {}
         Err(e) => {
             return Err(UploadError::S3 {

@@ -1069,6 +1069,41 @@ async fn a_damaged_archive_of_the_store_is_never_uploaded_and_is_packaged_anew()
     assert_eq!(ferry_package::sha256_hex(&body), a.sha256);
 }
 
+/// An object already under an archive's name was taken for that archive (HeadObject found a
+/// key): one planted there by another writer of the bucket (a pull request's build where
+/// stages share a bucket) would be what a named stage deploys. Only an object whose stored
+/// SHA-256 is the name's counts as present now; another is put again, with the right bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_planted_under_an_archive_s_name_is_replaced() {
+    let ws = api_workspace();
+    let out = tempfile::tempdir().unwrap();
+    let m = packaged(ws.path(), out.path(), &["api"]);
+    let a = m.services["api"].artifacts[0].clone();
+    let s3 = s3().await;
+    bucket(&s3, "ferry-test-upload-planted").await;
+    s3.put_object()
+        .bucket("ferry-test-upload-planted")
+        .key(&a.key)
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"planted code",
+        ))
+        .send()
+        .await
+        .unwrap();
+    let services = vec!["api".to_string()];
+    let r = ferry_package::upload(&s3, "ferry-test-upload-planted", out.path(), &m, &services)
+        .await
+        .unwrap();
+    assert_eq!((r.uploaded, r.present), (3, 0));
+    let (body, _) = object(&s3, "ferry-test-upload-planted", &a.key).await;
+    assert_eq!(ferry_package::sha256_hex(&body), a.sha256);
+    // Its own upload, with its checksum, is present the next time.
+    let r = ferry_package::upload(&s3, "ferry-test-upload-planted", out.path(), &m, &services)
+        .await
+        .unwrap();
+    assert_eq!((r.uploaded, r.present), (0, 3));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_puts_each_archive_once_and_skips_what_the_bucket_has() {
     let ws = api_workspace();
