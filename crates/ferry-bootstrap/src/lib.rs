@@ -960,12 +960,42 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
         ],
         ..Default::default()
     });
+    // The topic this stack makes, and what `[notifications]` names for the stage: its
+    // `sns-topic` (one for every stage, maybe of another account) and the SSM parameters its
+    // webhooks' URLs are kept in (the deploy reads them with the stage's credentials). They
+    // were not granted: every announcement failed, as a warning.
+    let notifications = &ws.project.notifications;
+    let announced = notifications.covers(&stage.name, stage.preview);
+    let mut topics = vec!["${NotificationTopic}".to_string()];
+    if let Some(topic) = notifications.sns_topic.as_ref().filter(|_| announced) {
+        // (An ARN and an SSM name hold no `$`: no `Fn::Sub` escaping.)
+        topics.push(topic.clone());
+    }
     out.push(Permission {
         why: "notifications".into(),
         actions: strings(&["sns:Publish"]),
-        resources: vec!["${NotificationTopic}".into()],
+        resources: topics,
         ..Default::default()
     });
+    let webhook_parameters: Vec<String> = notifications
+        .webhooks
+        .iter()
+        .filter(|_| announced)
+        .filter_map(|w| match w {
+            ferry_manifest::Webhook::Ssm(name) => Some(format!(
+                "arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{name}"
+            )),
+            ferry_manifest::Webhook::Url(_) => None,
+        })
+        .collect();
+    if !webhook_parameters.is_empty() {
+        out.push(Permission {
+            why: "notifications: the webhooks' URLs, kept in SSM".into(),
+            actions: strings(&["ssm:GetParameter"]),
+            resources: webhook_parameters,
+            ..Default::default()
+        });
+    }
 
     // Per resource type of the stage's templates.
     let mut types: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

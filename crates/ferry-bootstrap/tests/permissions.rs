@@ -2101,3 +2101,70 @@ fn a_serverless_service_without_functions_is_granted_no_function_rights() {
         "{actions:?}"
     );
 }
+
+/// `[notifications]` names an SNS topic for every stage and webhooks whose URLs SSM keeps: the
+/// deployer was granted neither (only the topic its own stack makes), so every announcement
+/// failed, as a warning. Granted now, to the stages announced only.
+#[test]
+fn the_notifications_a_stage_sends_are_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.prod]\nregion = \"us-east-1\"\n\n[notifications]\nwebhooks = [\"ssm:/shop/notify/chat\"]\nsns-topic = \"arn:aws:sns:us-east-1:111111111111:deploys\"\nstages = [\"prod\"]\n",
+    );
+    write(
+        r,
+        "services/api/t.yaml",
+        "Resources:\n  Q: {Type: AWS::SQS::Queue}\n",
+    );
+    write(
+        r,
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let options = ferry_bootstrap::Options {
+        trust: vec!["arn:aws:iam::111111111111:role/ci".into()],
+        codebuild: None,
+    };
+    let grants = |stage: &str| {
+        ferry_bootstrap::plan(&ws, &ws.stage(stage).unwrap(), &options)
+            .unwrap()
+            .permissions
+    };
+    let prod = grants("prod");
+    let publish = prod
+        .iter()
+        .find(|p| !p.deny && p.actions == ["sns:Publish"])
+        .unwrap();
+    assert_eq!(
+        publish.resources,
+        [
+            "${NotificationTopic}",
+            "arn:aws:sns:us-east-1:111111111111:deploys"
+        ]
+    );
+    let webhook = prod
+        .iter()
+        .find(|p| {
+            !p.deny && p.actions == ["ssm:GetParameter"] && p.why.starts_with("notifications")
+        })
+        .unwrap();
+    assert_eq!(
+        webhook.resources,
+        ["arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/shop/notify/chat"]
+    );
+    // dev is not announced: nothing of it.
+    let dev = grants("dev");
+    let publish = dev
+        .iter()
+        .find(|p| !p.deny && p.actions == ["sns:Publish"])
+        .unwrap();
+    assert_eq!(publish.resources, ["${NotificationTopic}"]);
+    assert!(
+        !dev.iter()
+            .any(|p| p.why.starts_with("notifications: the webhooks"))
+    );
+}
