@@ -243,7 +243,11 @@ pub fn github_workflow(g: &DepGraph, runner: &Runner<'_>, rules: &ferry_ci::Stag
 # release says what was deployed, the lock never outlives the run); re-running the failed jobs
 # (the same run id) redoes only what is missing. The stage comes from the
 # trigger ([ci] in ferry.toml); AWS access comes from the repository variable FERRY_ROLE_ARN (a
-# role trusting GitHub's OIDC provider) and AWS_REGION.
+# role trusting GitHub's OIDC provider) and AWS_REGION, taken only after the task runner is
+# built (building the checkout's code runs it: no credentials then). Every trigger below gets
+# that one role: let its trust admit only the refs that deploy (the OIDC token's `sub`, e.g.
+# repo:<owner>/<repo>:ref:refs/heads/main), and keep a production account's role for a
+# workflow of its own under a GitHub environment (`sub` repo:<owner>/<repo>:environment:prod).
 name: deploy
 
 {}
@@ -268,11 +272,11 @@ jobs:",
       - uses: actions/checkout@v4
         with:
           fetch-depth: 0
-      - uses: aws-actions/configure-aws-credentials@v4
+{setup}      - uses: aws-actions/configure-aws-credentials@v4
         with:
           role-to-assume: ${{{{ vars.FERRY_ROLE_ARN }}}}
           aws-region: ${{{{ vars.AWS_REGION }}}}
-{setup}      - run: {run}
+      - run: {run}
 "
         )
     };
@@ -364,6 +368,35 @@ mod tests {
         assert_eq!(needs("wave-1"), serde_json::json!(["wave-0-0", "wave-0-1"]));
         assert_eq!(legs("wave-1"), Some(1));
         assert_eq!(needs("finish"), serde_json::json!("wave-1"));
+    }
+
+    /// The task runner is built (the checkout's code, build scripts and all, runs) before the
+    /// job takes its AWS credentials, never after: the build got them too.
+    #[test]
+    fn a_job_takes_its_credentials_after_the_build() {
+        let g = DepGraph::new(vec![("a".to_string(), vec![])]).unwrap();
+        let runner = Runner {
+            command: "cargo xtask",
+            setup: &["cargo build --locked --package xtask"],
+        };
+        let wf: serde_yaml_ng::Value = serde_yaml_ng::from_str(&github_workflow(
+            &g,
+            &runner,
+            &ferry_ci::StageRules::default(),
+        ))
+        .unwrap();
+        for job in ["wave-0", "finish"] {
+            let steps = wf["jobs"][job]["steps"].as_sequence().unwrap();
+            let at =
+                |pred: &dyn Fn(&serde_yaml_ng::Value) -> bool| steps.iter().position(pred).unwrap();
+            let build = at(&|s| s["run"].as_str().is_some_and(|r| r.contains("cargo build")));
+            let creds = at(&|s| {
+                s["uses"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("aws-actions/configure-aws-credentials"))
+            });
+            assert!(build < creds, "{job}: {steps:?}");
+        }
     }
 
     #[test]
