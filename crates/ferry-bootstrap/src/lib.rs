@@ -249,6 +249,14 @@ fn principal_ok(arn: &str) -> bool {
         && region.is_empty()
         && ferry_manifest::is_account_id(account)
         && (resource == "root" || resource.starts_with("role/") || resource.starts_with("user/"))
+        // IAM's characters for a path and name: no wildcard (a trust policy's principal takes
+        // none: `role/*` is refused by IAM), no quote, no space.
+        && resource.split_once('/').is_none_or(|(_, rest)| {
+            !rest.is_empty()
+                && rest.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '+' | '=' | ',' | '.' | '@' | '_' | '-' | '/')
+                })
+        })
 }
 
 /// The role name and path of a role ARN (`arn:aws:iam::1:role/ci/ferry` → (`ferry`, `/ci/`)).
@@ -960,6 +968,31 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
         ],
         ..Default::default()
     });
+    // A preview removed whole takes its release files with it (`remove`, `previews prune`):
+    // the previews' releases, in a bucket no named stage shares (else noted: a pull request's
+    // build would reach the named stages' releases too).
+    if stage.preview {
+        let shared = stage.config.artifact_bucket.as_ref().and_then(|b| {
+            ws.stages
+                .iter()
+                .find(|(_, c)| c.artifact_bucket.as_ref() == Some(b))
+                .map(|(n, _)| n.clone())
+        });
+        match shared {
+            None => out.push(Permission {
+                why: "artifact bucket: a removed preview's releases".into(),
+                actions: strings(&["s3:DeleteObject"]),
+                resources: vec![format!(
+                    "${{ArtifactBucket.Arn}}/{}/releases/*",
+                    ws.project.name
+                )],
+                ..Default::default()
+            }),
+            Some(named) => notes.push(format!(
+                "the previews share their artifact-bucket with stage `{named}`: their role may not delete a removed preview's releases (it would reach `{named}`'s), and a pull request's build writes where `{named}` deploys from; give the previews a bucket of their own"
+            )),
+        }
+    }
     // The topic this stack makes, and what `[notifications]` names for the stage: its
     // `sns-topic` (one for every stage, maybe of another account) and the SSM parameters its
     // webhooks' URLs are kept in (the deploy reads them with the stage's credentials). They

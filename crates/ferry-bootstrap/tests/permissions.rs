@@ -2168,3 +2168,57 @@ fn the_notifications_a_stage_sends_are_granted() {
             .any(|p| p.why.starts_with("notifications: the webhooks"))
     );
 }
+
+/// A preview removed whole takes its release files with it, which the previews' role could not
+/// delete (`remove` warned they were left): granted on the previews' releases, unless the
+/// previews share their bucket with a named stage (noted: that would reach its releases).
+#[test]
+fn the_previews_may_delete_their_releases_in_a_bucket_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let config = |bucket: &str| {
+        format!(
+            "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\nartifact-bucket = \"shop-dev-artifacts\"\n\n[stages.\"*\"]\nregion = \"us-east-1\"\nartifact-bucket = \"{bucket}\"\n"
+        )
+    };
+    write(r, "ferry.toml", &config("shop-preview-artifacts"));
+    write(
+        r,
+        "services/api/t.yaml",
+        "Resources:\n  Q: {Type: AWS::SQS::Queue}\n",
+    );
+    write(
+        r,
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    let options = ferry_bootstrap::Options {
+        trust: vec!["arn:aws:iam::111111111111:role/ci".into()],
+        codebuild: None,
+    };
+    let previews = |r: &std::path::Path| {
+        let ws = ferry_manifest::load(r).unwrap();
+        ferry_bootstrap::plan(&ws, &ws.stage("feat-x").unwrap(), &options).unwrap()
+    };
+    let b = previews(r);
+    let delete = b
+        .permissions
+        .iter()
+        .find(|p| !p.deny && p.actions == ["s3:DeleteObject"])
+        .unwrap();
+    assert_eq!(delete.resources, ["${ArtifactBucket.Arn}/shop/releases/*"]);
+    write(r, "ferry.toml", &config("shop-dev-artifacts"));
+    let b = previews(r);
+    assert!(
+        !b.permissions
+            .iter()
+            .any(|p| !p.deny && p.actions == ["s3:DeleteObject"])
+    );
+    assert!(
+        b.notes
+            .iter()
+            .any(|n| n.starts_with("the previews share their artifact-bucket with stage `dev`")),
+        "{:?}",
+        b.notes
+    );
+}

@@ -684,3 +684,30 @@ fn a_preview_records_path_at_the_root_is_refused() {
         "{err}"
     );
 }
+
+/// A service folder a service glob names that is a link out of the repository: a clone holds
+/// the link, not the service, so it was dropped without a word. Refused now, naming the link; a
+/// link out to a folder holding no service.toml (a build's folder) is passed over as before.
+#[test]
+fn a_service_folder_linked_from_outside_the_repository_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    example(&root);
+    let outside = tempfile::tempdir().unwrap();
+    write(
+        outside.path(),
+        "b/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    write(outside.path(), "b/t.yaml", "Resources: {}\n");
+    fs::create_dir_all(outside.path().join("build")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("build"), root.join("services/build")).unwrap();
+    assert!(load(&root).is_ok(), "a link to a folder without a service");
+    std::os::unix::fs::symlink(outside.path().join("b"), root.join("services/b")).unwrap();
+    let err = load(&root).unwrap_err().to_string();
+    assert!(
+        err.contains("services/b: is a symbolic link out of the repository (to `")
+            && err.contains("move the service into the repository"),
+        "{err}"
+    );
+}

@@ -89,11 +89,13 @@ fn note_link(source: &dyn Source, rel: &str, name: &str, target: &str, out: &mut
             out.linked.insert(link, real);
         }
         Some(_) => {}
-        // Out of the repository: a clone holds the link, not what it leads to, and the service
-        // there was lost without a word.
-        None => {
+        // Out of the repository, to a folder holding a manifest (as the working tree shows it):
+        // a clone holds the link, not what it leads to, and the service there was lost without
+        // a word. (A link out to anything else, a build's folder, is no service: passed over.)
+        None if source.is_file(&format!("{link}/{SERVICE_FILE}")) => {
             out.outside.insert(link, target.to_string());
         }
+        None => {}
     }
 }
 
