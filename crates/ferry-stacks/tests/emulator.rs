@@ -284,6 +284,8 @@ async fn the_example_templates_deploy_in_dependency_order() {
                     ("TableName", &db.outputs["TableName"]),
                     ("TableArn", &db.outputs["TableArn"]),
                     ("TopicArn", &ev.outputs["TopicArn"]),
+                    // What a deploy fills: the stage's permissions boundary.
+                    ("FerryPermissionsBoundary", "ferry-ex-boundary"),
                 ],
             ),
             &quiet,
