@@ -711,4 +711,20 @@ fn a_template_asking_for_the_permissions_boundary_gets_its_stage_s() {
         assert_eq!(info.parameters["FerryPermissionsBoundary"], boundary);
         assert_eq!(info.outputs["Boundary"], boundary);
     }
+    // A boundary made otherwise, named in service.toml, is kept.
+    r.write(
+        "services/lone/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nFerryPermissionsBoundary = \"team-boundary\"\n",
+    );
+    r.commit("a boundary of our own");
+    let (code, out, err) = run(
+        &mut xtask(&r, &["deploy", "dev", "--service", "lone"]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let info = rt()
+        .block_on(engine.describe(&format!("{p}-lone-dev")))
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.parameters["FerryPermissionsBoundary"], "team-boundary");
 }

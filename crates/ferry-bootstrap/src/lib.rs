@@ -143,13 +143,14 @@ fn bound_role_writes(out: &mut Vec<Permission>, boundary: &str) {
             .filter(|a| ROLE_WRITES.contains(&a.as_str()))
             .cloned()
             .collect();
+        // The statement's own condition, if any, holds too.
+        let mut condition = p.condition.clone().unwrap_or_else(|| json!({}));
+        condition["StringEquals"]["iam:PermissionsBoundary"] = json!({"Fn::Sub": boundary});
         let bounded = Permission {
             why: format!("{}, only with the stage's permissions boundary", p.why),
             actions: writes,
             resources: p.resources.clone(),
-            condition: Some(
-                json!({"StringEquals": {"iam:PermissionsBoundary": {"Fn::Sub": boundary}}}),
-            ),
+            condition: Some(condition),
             ..Default::default()
         };
         out[at]
@@ -441,6 +442,30 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
             resources: strings(&["*"]),
             ..Default::default()
         },
+        Permission {
+            why:
+                "no role a deploy makes takes another role's rights, or runs commands on instances"
+                    .into(),
+            deny: true,
+            actions: strings(&[
+                "sts:AssumeRole",
+                "sts:AssumeRoleWithSAML",
+                "sts:AssumeRoleWithWebIdentity",
+                "ssm:SendCommand",
+                "ssm:StartSession",
+            ]),
+            resources: strings(&["*"]),
+            ..Default::default()
+        },
+        Permission {
+            why: "no role a deploy makes starts or changes Ferry's CodeBuild projects".into(),
+            deny: true,
+            actions: strings(&["codebuild:*"]),
+            resources: vec![format!(
+                "arn:${{AWS::Partition}}:codebuild:*:${{AWS::AccountId}}:project/ferry-{project}-*"
+            )],
+            ..Default::default()
+        },
     ];
     // The deployer's denials, as many as one managed policy holds (a role takes one boundary):
     // the smallest first, the broadest rules (tags, SSM paths, buckets) being short; what does
@@ -462,6 +487,21 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
         ));
     }
     permissions.extend(denied);
+    // The deployer never assumes a role (CloudFormation works with its own credentials): a role
+    // of the stage's names made before the boundary, its trust pointed at the deployer
+    // (`UpdateAssumeRolePolicy`, which no boundary condition reaches), would give it that
+    // role's rights.
+    permissions.push(Permission {
+        why: "never: assume another role".into(),
+        deny: true,
+        actions: strings(&[
+            "sts:AssumeRole",
+            "sts:AssumeRoleWithSAML",
+            "sts:AssumeRoleWithWebIdentity",
+        ]),
+        resources: strings(&["*"]),
+        ..Default::default()
+    });
     // Nor may the deployer take the boundary off a role, or change the boundary itself.
     permissions.push(Permission {
         why: "the permissions boundary stays on every role, as it is".into(),
@@ -568,7 +608,7 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
         }
     }
     notes.push(format!(
-        "the role makes roles (and writes their policies) only with the permissions boundary {boundary} on them, which allows no more than the role itself and no IAM writes: a template declaring the parameter `{BOUNDARY_PARAMETER}` gets its name from a deploy, and its roles take it as `PermissionsBoundary: !Sub \"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/${{{BOUNDARY_PARAMETER}}}\"` (a SAM function's under its Properties or Globals; a Serverless service's as `provider.iam.role.permissionsBoundary`, with `${{param:{BOUNDARY_PARAMETER}}}`); a role without it is refused"
+        "the role makes roles (and writes their policies) only with the permissions boundary {boundary} on them, which allows everything but IAM writes, assuming roles, Ferry's CodeBuild projects, commands on instances, and the role's own denials that fit (other stages' tagged resources, records, parameters, buckets): a template declaring the parameter `{BOUNDARY_PARAMETER}` gets its name from a deploy, and its roles take it as `PermissionsBoundary: !Sub \"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/${{{BOUNDARY_PARAMETER}}}\"` (a SAM function's under its Properties or Globals; a Serverless service's as `provider.iam.role.permissionsBoundary`, with `${{param:{BOUNDARY_PARAMETER}}}`); a role without it is refused"
     ));
 
     let template = json!({
@@ -2718,6 +2758,8 @@ fn actions_of(ty: &str) -> Option<(&'static [&'static str], Scope)> {
                 "iam:DetachRolePolicy",
                 "iam:TagRole",
                 "iam:UntagRole",
+                // Puts the stage's boundary on a role made before it (bounded, as the writes).
+                "iam:PutRolePermissionsBoundary",
             ][..],
             Scope::StackRoles,
         ),

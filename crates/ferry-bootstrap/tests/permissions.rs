@@ -550,7 +550,8 @@ fn roles_are_passed_only_to_the_services_that_take_them() {
         [
             "iam:CreateRole",
             "iam:PutRolePolicy",
-            "iam:AttachRolePolicy"
+            "iam:AttachRolePolicy",
+            "iam:PutRolePermissionsBoundary"
         ]
     );
     assert_eq!(bounded.resources, passing[0].resources);
@@ -597,6 +598,19 @@ fn roles_are_passed_only_to_the_services_that_take_them() {
     };
     assert!(denied("iam:DeleteRolePermissionsBoundary"));
     assert!(denied("iam:CreatePolicyVersion"));
+    // Nor does the deployer assume a role (an old one, its trust pointed at it, would lend it
+    // its rights); nor may a role it makes, nor start Ferry's builds.
+    assert!(denied("sts:AssumeRole"));
+    let boundary_denies = |action: &str| {
+        ceiling.iter().any(|st| {
+            st["Effect"] == "Deny" && st["Action"].as_array().unwrap().iter().any(|a| a == action)
+        })
+    };
+    assert!(boundary_denies("sts:AssumeRole"));
+    assert!(boundary_denies("codebuild:*"));
+    assert!(boundary_denies("ssm:SendCommand"));
+    // And the deployer's own denials that fit: Ferry's own stacks here.
+    assert!(boundary_denies("cloudformation:*"), "{ceiling:#?}");
 
     // A type the table lacks may pass a role to anything: left unconditioned, and said.
     write(

@@ -1109,6 +1109,23 @@ fn declared_parameters(
         .unwrap_or_default()
 }
 
+/// Gives `FerryPermissionsBoundary` the name of the stage's permissions boundary (what
+/// `bootstrap` makes), unless service.toml gives it a value of its own (a boundary made
+/// otherwise, for a stage Ferry did not bootstrap).
+fn fill_boundary(
+    ctx: &DeployContext<'_>,
+    parameters: &mut BTreeMap<String, String>,
+    hashed: &mut BTreeMap<String, String>,
+) {
+    let key = ferry_bootstrap::BOUNDARY_PARAMETER;
+    if parameters.contains_key(key) {
+        return;
+    }
+    let name = ferry_bootstrap::boundary_name(ctx.ws, ctx.stage);
+    hashed.insert(key.to_string(), name.clone());
+    parameters.insert(key.to_string(), name);
+}
+
 /// Deploys one service, or finds it up to date. `must_deploy`: the plan deploys it (else it is
 /// a dependent or SSM reader, checked against its record).
 async fn deploy_one(
@@ -1150,12 +1167,7 @@ async fn deploy_one(
         && std::fs::read_to_string(ctx.ws.root.join(service.template_path()))
             .is_ok_and(|t| t.contains(ferry_bootstrap::BOUNDARY_PARAMETER))
     {
-        let name = ferry_bootstrap::boundary_name(ctx.ws, ctx.stage);
-        hashed.insert(
-            ferry_bootstrap::BOUNDARY_PARAMETER.to_string(),
-            name.clone(),
-        );
-        parameters.insert(ferry_bootstrap::BOUNDARY_PARAMETER.to_string(), name);
+        fill_boundary(ctx, &mut parameters, &mut hashed);
     }
     let stored = ctx
         .package
@@ -1269,12 +1281,7 @@ async fn deploy_one(
             .get(ferry_bootstrap::BOUNDARY_PARAMETER)
             .is_some()
     {
-        let name = ferry_bootstrap::boundary_name(ctx.ws, ctx.stage);
-        hashed.insert(
-            ferry_bootstrap::BOUNDARY_PARAMETER.to_string(),
-            name.clone(),
-        );
-        parameters.insert(ferry_bootstrap::BOUNDARY_PARAMETER.to_string(), name);
+        fill_boundary(ctx, &mut parameters, &mut hashed);
     }
     let ssm_read_text = parameters_after.is_empty().then_some(text).flatten();
     if service.kind != ServiceKind::Serverless

@@ -243,9 +243,10 @@ pub fn github_workflow(g: &DepGraph, runner: &Runner<'_>, rules: &ferry_ci::Stag
 # release says what was deployed, the lock never outlives the run); re-running the failed jobs
 # (the same run id) redoes only what is missing. The stage comes from the
 # trigger ([ci] in ferry.toml); AWS access comes from the repository variable FERRY_ROLE_ARN (a
-# role trusting GitHub's OIDC provider) and AWS_REGION, taken only after the task runner is
-# built (building the checkout's code runs it: no credentials then). Every trigger below gets
-# that one role: let its trust admit only the refs that deploy (the OIDC token's `sub`, e.g.
+# role trusting GitHub's OIDC provider) and AWS_REGION, taken after the task runner is built
+# (any step of a job with id-token: write may still ask for the OIDC token, and the next step
+# runs the checkout's own task runner with the credentials: the role's trust is the guard).
+# Every trigger below gets that one role: let its trust admit only the refs that deploy (the OIDC token's `sub`, e.g.
 # repo:<owner>/<repo>:ref:refs/heads/main), and keep a production account's role for a
 # workflow of its own under a GitHub environment (`sub` repo:<owner>/<repo>:environment:prod).
 name: deploy
@@ -370,8 +371,9 @@ mod tests {
         assert_eq!(needs("finish"), serde_json::json!("wave-1"));
     }
 
-    /// The task runner is built (the checkout's code, build scripts and all, runs) before the
-    /// job takes its AWS credentials, never after: the build got them too.
+    /// The task runner is built before the job exports its AWS credentials into the
+    /// environment of the steps that follow (the build's scripts no longer find them there;
+    /// the role's trust remains the guard: any step may ask for the OIDC token).
     #[test]
     fn a_job_takes_its_credentials_after_the_build() {
         let g = DepGraph::new(vec![("a".to_string(), vec![])]).unwrap();
