@@ -831,7 +831,8 @@ pub fn empty_parameters(ws: &Workspace) -> Vec<(String, String)> {
 /// (service, resources) of each CloudFormation or SAM service whose template makes IAM roles
 /// without a permissions boundary: an `AWS::IAM::Role` without `PermissionsBoundary`, a SAM
 /// function or state machine without its own `Role` and without `PermissionsBoundary` (its
-/// own, or for functions `Globals.Function`'s). A stage bootstrapped by Ferry refuses to make
+/// own, or for functions `Globals.Function`'s), and the CodeDeploy role SAM makes for a
+/// function's `DeploymentPreference` without a `Role`. A stage bootstrapped by Ferry refuses to make
 /// them (its deployer makes roles only with the stage's boundary on them). A Serverless
 /// Framework service's roles are known only once compiled: not judged.
 pub fn unbounded_roles(ws: &Workspace) -> Vec<(String, Vec<String>)> {
@@ -861,6 +862,16 @@ pub fn unbounded_roles(ws: &Workspace) -> Vec<(String, Vec<String>)> {
             };
             if unbounded {
                 ids.push(id.clone());
+            }
+            // SAM makes a CodeDeploy role for a deployment preference without a `Role` of its
+            // own, and gives it no boundary whatever the function's says.
+            let preference = props
+                .get("DeploymentPreference")
+                .or_else(|| t.pointer("/Globals/Function/DeploymentPreference"));
+            if r["Type"] == "AWS::Serverless::Function"
+                && preference.is_some_and(|d| d.get("Role").is_none())
+            {
+                ids.push(format!("{id}'s CodeDeploy role"));
             }
         }
         if !ids.is_empty() {
