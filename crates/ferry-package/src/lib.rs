@@ -1712,7 +1712,14 @@ pub fn store_template(
 /// Whether `path` holds bytes with this hash: a file of the store named by its hash that was
 /// edited since (by hand, or a tool) is no longer what its name says.
 pub(crate) fn holds(path: &Path, sha256: &str) -> bool {
-    fs::read(path).is_ok_and(|b| sha256_hex(&b) == sha256)
+    file_sha256(path).is_ok_and(|h| h == sha256)
+}
+
+/// The SHA-256 (hex) of the file at `path`, read in pieces.
+pub(crate) fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let mut hash = Sha256::new();
+    std::io::copy(&mut fs::File::open(path)?, &mut hash)?;
+    Ok(zip::hex(&hash.finalize()))
 }
 
 /// [`holds`], for a file whose size is known: one of another size is judged without reading it.

@@ -428,7 +428,7 @@ async fn put(
     // every run; a store without that check keeps it). Checked here, where it is read anyway.
     let got = {
         let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || file_sha256(&path))
+        tokio::task::spawn_blocking(move || crate::file_sha256(&path))
             .await
             .map_err(|e| local(std::io::Error::other(e)))?
             .map_err(local)?
@@ -449,14 +449,6 @@ async fn put(
         })?;
     put_body(s3, bucket, key, body, content_type, sha256).await?;
     Ok(size)
-}
-
-/// The SHA-256 (hex) of the file at `path`, read in pieces.
-fn file_sha256(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut hash = Sha256::new();
-    std::io::copy(&mut std::fs::File::open(path)?, &mut hash)?;
-    Ok(crate::zip::hex(&hash.finalize()))
 }
 
 /// One PutObject. The request carries `sha256` (hex) as its checksum and S3 checks the bytes it

@@ -948,6 +948,11 @@ fn check_promote_from(
     }
 }
 
+/// Two stages of different regions, or of accounts known to differ, share no parameter.
+fn stages_apart(a: &StageConfig, b: &StageConfig) -> bool {
+    a.region != b.region || a.in_another_account(b)
+}
+
 /// Refuses a stage's `parameters-path` that holds, or lies inside, another stage's
 /// `parameters-path` or records path in the same region (and account, as far as known): `exec`,
 /// `param list` and a relative `${ssm:…}` of the one would read the other's parameters (prod's
@@ -969,7 +974,6 @@ fn check_parameters_paths(
         };
         (p.starts_with('/') && d != "/" && check_ssm_name(&d, true).is_ok()).then_some(d)
     };
-    let apart = |a: &StageConfig, b: &StageConfig| a.region != b.region || a.in_another_account(b);
     let nests = |a: &str, b: &str| a.starts_with(b) || b.starts_with(a);
     let all: Vec<(&str, &StageConfig)> = stages
         .iter()
@@ -995,7 +999,7 @@ fn check_parameters_paths(
             continue;
         };
         for (j, (other, theirs)) in all.iter().enumerate() {
-            if i == j || apart(config, theirs) {
+            if i == j || stages_apart(config, theirs) {
                 continue;
             }
             let key = join_key(&join_key("stages", name), "parameters-path");
@@ -1058,8 +1062,6 @@ fn check_records_paths(
             .map(Spanned::span)
     };
     let key_of = |name: &str| join_key(&join_key("stages", name), "records-path");
-    // Two stages of different regions, or of accounts known to differ, share no parameter.
-    let apart = |a: &StageConfig, b: &StageConfig| a.region != b.region || a.in_another_account(b);
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     for (name, config) in stages {
         let path = records_path(project, config, name);
@@ -1080,7 +1082,7 @@ fn check_records_paths(
             if !inner_path.starts_with(outer_path.as_str()) {
                 break;
             }
-            if apart(&stages[*outer], &stages[*inner]) || !named.insert(*inner) {
+            if stages_apart(&stages[*outer], &stages[*inner]) || !named.insert(*inner) {
                 continue;
             }
             // The stage that sets the path that nests: the outer one when only it does.
@@ -1107,7 +1109,7 @@ fn check_records_paths(
             && ["lock", "records/", "health/", "nodes/"]
                 .iter()
                 .any(|own| format!("{path}{own}").starts_with(start));
-        if !reached || apart(config, previews) {
+        if !reached || stages_apart(config, previews) {
             continue;
         }
         let at = if sets_path(name) { *name } else { "*" };
