@@ -498,4 +498,27 @@ fn the_main_job_deploys_and_tests_the_examples_then_skips_then_retests_only_what
         !said.contains("tagged for notifier") && !said.lines().any(|l| l.starts_with("notifier ")),
         "{said}"
     );
+
+    // 6. A review of a change to every service (a global input): the SAM service, whose
+    // parameters wait for the outputs of stacks the review changes, deploys its template
+    // unexpanded, which the stack (given the expansion Ferry made here) cannot be compared
+    // with. It is said so; before, its resources were listed as replaced and removed.
+    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    r.write("ferry.toml", &format!("{toml}# reviewed\n"));
+    r.commit("a global input changes");
+    let (code, out, err) = local(&r, state.path(), &["deploy", "staging", "--review"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        row(&out, "fulfilment").contains("would change (resources not compared)"),
+        "{out}"
+    );
+    let fulfilment = &out[out.find("### fulfilment").expect(&out)..];
+    let fulfilment = &fulfilment[..fulfilment[4..]
+        .find("### ")
+        .map_or(fulfilment.len(), |i| i + 4)];
+    assert!(
+        fulfilment.contains("Resources and outputs not compared: its SAM template expands only once its parameters resolve")
+            && !fulfilment.contains("| **remove** |"),
+        "{fulfilment}"
+    );
 }

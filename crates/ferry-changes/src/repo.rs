@@ -33,6 +33,8 @@ pub enum BaseUnavailable {
     NotACommit {
         #[serde(skip_serializing)]
         base: String,
+        /// Serialized as `object`: the reason that holds a cause has a `kind` of its own.
+        #[serde(rename = "object")]
         kind: String,
     },
     #[error(

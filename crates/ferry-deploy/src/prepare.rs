@@ -474,10 +474,11 @@ pub fn check_templates(ws: &Workspace, services: &[String]) -> Result<(), Templa
             .with_dependencies(services.iter().map(String::as_str))
     };
     let problems = ferry_package::check_templates(ws, names.iter().filter_map(|n| ws.service(n)));
-    let missing: Vec<ferry_package::MissingOutput> = ferry_package::missing_outputs(ws)
-        .into_iter()
-        .filter(|m| names.contains(&m.reader))
-        .collect();
+    let missing: Vec<ferry_package::MissingOutput> =
+        ferry_package::missing_outputs(&ferry_package::Templates::new(ws))
+            .into_iter()
+            .filter(|m| names.contains(&m.reader))
+            .collect();
     if problems.is_empty() && missing.is_empty() {
         Ok(())
     } else {

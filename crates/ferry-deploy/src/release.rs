@@ -1370,21 +1370,35 @@ pub fn gate_candidates(
 /// What `on-test-failure = "rollback"` rolls back after the run that made release
 /// `run_release` (its records name it) saw `failed` fail their tests: those services and their
 /// dependents, as far as that run deployed them (a service it did not deploy runs what it ran
-/// before). With `with_dependencies`, also the services they depend on, however indirectly,
-/// that the run deployed, and the dependents of those: a failed test judged a service with what
-/// its dependencies gave it, and when only a dependency's package changed (the failed service
-/// redeployed for the outputs it received, its package the same in every release), the failed
-/// service alone has nothing to go back to. `current` is the stage's records.
+/// before), or as far as what they run had not passed its tests when the run began (`before`,
+/// the stage's records then): a deploy an earlier run made and never finished testing (killed
+/// or cancelled during its tests), whose tests this run owed it. With `with_dependencies`, also
+/// the services they depend on, however indirectly, that the run deployed, and the dependents
+/// of those: a failed test judged a service with what its dependencies gave it, and when only a
+/// dependency's package changed (the failed service redeployed for the outputs it received,
+/// its package the same in every release), the failed service alone has nothing to go back to.
+/// `current` is the stage's records.
 pub fn to_roll_back(
     ws: &Workspace,
     current: &BTreeMap<String, Record>,
+    before: &BTreeMap<String, Record>,
     run_release: &str,
     failed: &BTreeSet<String>,
     with_dependencies: bool,
 ) -> BTreeSet<String> {
+    // Only a failed service counts as owed: a service without acceptance tests has never
+    // passed any, and one the run neither deployed nor saw fail stays as it is.
     let deployed: BTreeSet<&str> = current
         .values()
-        .filter(|r| r.release.as_deref() == Some(run_release))
+        .filter(|r| {
+            r.release.as_deref() == Some(run_release)
+                || (failed.contains(&r.service)
+                    && before.get(&r.service).is_some_and(|b| {
+                        b.release == r.release
+                            && b.fingerprint() == r.fingerprint()
+                            && b.tests_passed() != Some(true)
+                    }))
+        })
         .map(|r| r.service.as_str())
         .collect();
     let graph = ws.graph();

@@ -254,7 +254,7 @@ pub async fn remove(
     let imports: Vec<(String, String)> = if options.orphans {
         Vec::new()
     } else {
-        ferry_package::unlinked_importers(ws)
+        ferry_package::unlinked_importers(&ferry_package::Templates::new(ws))
             .into_iter()
             .map(|u| (u.importer, u.exporter))
             .collect()

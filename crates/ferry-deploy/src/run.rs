@@ -177,9 +177,12 @@ impl std::fmt::Display for ServiceResult {
             }
             ServiceResult::Cancelled => f.write_str("cancelled"),
             ServiceResult::WouldChange { create: true, .. } => f.write_str("would create"),
-            ServiceResult::WouldChange { resources, .. } => {
-                write!(f, "would change ({resources} resource(s))")
-            }
+            ServiceResult::WouldChange {
+                resources: Some(n), ..
+            } => write!(f, "would change ({n} resource(s))"),
+            ServiceResult::WouldChange {
+                resources: None, ..
+            } => f.write_str("would change (resources not compared)"),
         }
     }
 }
@@ -203,10 +206,11 @@ pub enum ServiceResult {
         failed_dependency: String,
     },
     Cancelled,
-    /// A review: this would deploy (a new stack, or `resources` resources changing).
+    /// A review: this would deploy (a new stack, or `resources` resources changing; `None`
+    /// when they could not be compared).
     WouldChange {
         create: bool,
-        resources: usize,
+        resources: Option<usize>,
     },
 }
 
@@ -796,7 +800,7 @@ enum Deployed {
     /// A review: what would change is in the run's reviews.
     Reviewed {
         create: bool,
-        resources: usize,
+        resources: Option<usize>,
     },
 }
 
@@ -1018,7 +1022,27 @@ async fn review_stack(
         Some(_) => run.engine.template(stack).await?,
         None => None,
     };
-    let before = deployed.as_deref().map(parse).transpose()?;
+    // Like with like: a SAM template unexpanded (on AWS always; on the emulator, where Ferry
+    // expands it, while its parameters wait for the approval) beside the template the stack
+    // was given as it was given, never beside its expansion, whose resources are others
+    // (`AWS::Lambda::Function` and its role for an `AWS::Serverless::Function`).
+    let mut not_compared = None;
+    let before = if current.is_some() && ferry_package::is_sam(&after) {
+        let original = run.engine.original_template(stack).await?;
+        match original.as_deref().map(parse).transpose()? {
+            Some(o) if ferry_package::is_sam(&o) => Some(o),
+            _ => {
+                not_compared = Some(if ctx.expand_sam.is_some() {
+                    "its SAM template expands only once its parameters resolve (at the approval), and the stack runs the expanded one".to_string()
+                } else {
+                    "the stack was last given a template that is not SAM (another kind of service deployed it, or it was adopted), and CloudFormation alone expands this one".to_string()
+                });
+                None
+            }
+        }
+    } else {
+        deployed.as_deref().map(parse).transpose()?
+    };
     // A parameter that takes a SecureString is never shown, before or after: its old value may
     // be a secret the masker no longer knows (rotated since).
     let mask = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
@@ -1042,8 +1066,14 @@ async fn review_stack(
         template_sha256: sha256_hex(deployed.as_deref().unwrap_or_default().as_bytes()),
         parameters_hash: parameters_hash(&c.parameters),
     });
-    let mut resources = ferry_releases::review::diff_resources(before.as_ref(), &after);
-    let mut outputs = ferry_releases::review::diff_outputs(before.as_ref(), &after);
+    let (mut resources, mut outputs) = if not_compared.is_some() {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            ferry_releases::review::diff_resources(before.as_ref(), &after),
+            ferry_releases::review::diff_outputs(before.as_ref(), &after),
+        )
+    };
     let parameter_changes =
         ferry_releases::review::diff_parameters(&before_parameters, &mask(parameters));
     ferry_releases::review::with_parameter_outputs(&mut outputs, &after, &parameter_changes);
@@ -1067,6 +1097,7 @@ async fn review_stack(
         outputs,
         parameters: parameter_changes,
         parameters_after: Vec::new(),
+        not_compared,
     };
     Ok((review, reviewed))
 }
@@ -1161,11 +1192,10 @@ async fn deploy_one(
         }
         Err(e) => return Err(e),
     };
-    // A Serverless service reading the stage's permissions boundary (`${param:…}`) gets its
-    // name as a parameter of the compile.
+    // A Serverless service reading the stage's permissions boundary (`${param:…}`, in its
+    // configuration or a file it includes) gets its name as a parameter of the compile.
     if service.kind == ServiceKind::Serverless
-        && std::fs::read_to_string(ctx.ws.root.join(service.template_path()))
-            .is_ok_and(|t| t.contains(ferry_bootstrap::BOUNDARY_PARAMETER))
+        && ferry_serverless::reads_param(&ctx.ws.root, service, ferry_bootstrap::BOUNDARY_PARAMETER)
     {
         fill_boundary(ctx, &mut parameters, &mut hashed);
     }
@@ -1429,7 +1459,10 @@ async fn deploy_one(
         review.parameters_after = parameters_after;
         let result = Deployed::Reviewed {
             create: review.create,
-            resources: review.resources.len(),
+            resources: review
+                .not_compared
+                .is_none()
+                .then_some(review.resources.len()),
         };
         reviews
             .lock()

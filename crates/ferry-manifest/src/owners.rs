@@ -516,6 +516,23 @@ mod tests {
         );
     }
 
+    /// What `validate` advises for a folder named with brackets (`[slug]`): `[[]` is a
+    /// literal `[`, so the escaped glob owns the folder's files, and the glob as written does
+    /// not.
+    #[test]
+    fn an_escaped_bracket_matches_a_route_folder() {
+        let o = Owners::new(
+            [
+                spec("escaped", "services/escaped", &["app/[[]slug]/**"], &[]),
+                spec("written", "services/written", &["app/[slug]/**"], &[]),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(o.services_of("app/[slug]/page.ts"), ["escaped"]);
+        assert_eq!(o.services_of("app/s/page.ts"), ["written"]);
+    }
+
     #[test]
     fn classify_keeps_unowned_paths_for_explain() {
         let o = owners();

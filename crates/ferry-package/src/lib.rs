@@ -32,9 +32,9 @@ pub mod zip;
 pub use deps::{UnbuiltDependencies, sam_build_wanted, unbuilt_dependencies};
 pub use files::{CREDENTIAL_NAMES, DOTENV_TEMPLATES, is_credential_name, withheld_summary};
 pub use links::{
-    MissingOutput, SharedName, StageSharedName, UnlinkedImporter, UnlinkedReader, empty_parameters,
-    given_names, literal_secrets, missing_outputs, names_every_stage_gives, shared_names,
-    ssm_typed_names, unbounded_roles, unlinked_importers, unlinked_ssm_readers,
+    MissingOutput, SharedName, StageSharedName, Templates, UnlinkedImporter, UnlinkedReader,
+    empty_parameters, given_names, literal_secrets, missing_outputs, names_every_stage_gives,
+    shared_names, ssm_typed_names, unbounded_roles, unlinked_importers, unlinked_ssm_readers,
 };
 pub use reach::{Reached, reached, reached_from_below};
 
@@ -1000,6 +1000,26 @@ fn template_problems(service: &Service, parsed: &serde_json::Value) -> Vec<Templ
             out.push(TemplateError::SsmValueForSsmType { key, ty });
         }
     }
+    // A nested stack's `TemplateURL` naming a local file (`../shared/dlq.yaml`, as `aws
+    // cloudformation package` would upload it): a CloudFormation service's template deploys as
+    // written, and CloudFormation refuses it only then; nor would a plan see the nested
+    // template change. (A local code path is `code_path_problems`' to name.)
+    if service.kind == ServiceKind::Cloudformation {
+        for l in sam::local_paths(parsed) {
+            if let sam::Site::Resource { id, property } = &l.site
+                && *property == "TemplateURL"
+            {
+                out.push(TemplateError::Unsupported {
+                    at: format!("Resources.{id}.Properties.{property}"),
+                    what: format!(
+                        "names the local path `{}`, which CloudFormation cannot read (it takes an S3 location), and a `cloudformation` service's template deploys as written; declare `kind = \"sam\"` in service.toml and `Transform: {}` in the template, so that Ferry packages it (and what it names) as `sam package` does",
+                        l.path,
+                        sam::SAM_TRANSFORM
+                    ),
+                });
+            }
+        }
+    }
     if service.kind == ServiceKind::Sam {
         if let Err(e) = require_sam(parsed) {
             out.push(e);
@@ -1305,6 +1325,11 @@ fn shown_template(service: &Service) -> String {
 /// could be read without end or block), of which at most one byte more than CloudFormation
 /// takes is read.
 pub fn read_template(path: &Path) -> Result<serde_json::Value, TemplateError> {
+    template::parse(&read_template_text(path)?)
+}
+
+/// The text of the template at `path`, read as [`read_template`] reads it.
+pub(crate) fn read_template_text(path: &Path) -> Result<String, TemplateError> {
     use std::io::Read as _;
     let file = fs::File::open(path).map_err(TemplateError::Unreadable)?;
     let meta = file.metadata().map_err(TemplateError::Unreadable)?;
@@ -1323,8 +1348,7 @@ pub fn read_template(path: &Path) -> Result<serde_json::Value, TemplateError> {
             max: template::MAX_TEMPLATE,
         });
     }
-    let text = String::from_utf8(bytes).map_err(|_| TemplateError::NotUtf8)?;
-    template::parse(&text)
+    String::from_utf8(bytes).map_err(|_| TemplateError::NotUtf8)
 }
 
 /// The refusal of an `AWS::Include` (`first`, of those left) still there after

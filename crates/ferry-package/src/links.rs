@@ -7,12 +7,81 @@
 //! says so. It also names a literal resource name two services' templates give
 //! ([`shared_names`]): the second to deploy would fail.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_manifest::{Reference, Service, ServiceKind, Stage, Template, Workspace};
 use serde_json::Value;
 
 use crate::template;
+
+/// The templates of a workspace's CloudFormation and SAM services (a Serverless Framework
+/// service's template exists only once it is compiled), each read and parsed at most once, on
+/// first use: `validate`'s checks below each walk them, and one `Templates` serves them all. A
+/// template that cannot be read or parsed is left out (the template check names it).
+pub struct Templates<'w> {
+    ws: &'w Workspace,
+    /// By the service's place in `ws.services`: its text, then its parsed tree.
+    read: Vec<OnceCell<Option<Read>>>,
+}
+
+struct Read {
+    text: String,
+    parsed: OnceCell<Option<Value>>,
+}
+
+impl<'w> Templates<'w> {
+    pub fn new(ws: &'w Workspace) -> Self {
+        Templates {
+            ws,
+            read: ws.services.iter().map(|_| OnceCell::new()).collect(),
+        }
+    }
+
+    pub fn workspace(&self) -> &'w Workspace {
+        self.ws
+    }
+
+    /// The parsed template of `service` (one of the workspace's), if it is not a Serverless
+    /// service's and its text holds one of `needles` (any text, when there are none): a
+    /// template that holds none of what a check looks for is never parsed for it.
+    pub fn of(&self, service: &Service, needles: &[&str]) -> Option<&Value> {
+        if service.kind == ServiceKind::Serverless {
+            return None;
+        }
+        let i = self
+            .ws
+            .services
+            .iter()
+            .position(|s| s.name == service.name)?;
+        let read = self.read[i]
+            .get_or_init(|| {
+                // As packaging reads it: a regular file, no larger than CloudFormation takes.
+                let path = self.ws.root.join(service.template_path());
+                let text = crate::read_template_text(&path).ok()?;
+                Some(Read {
+                    text,
+                    parsed: OnceCell::new(),
+                })
+            })
+            .as_ref()?;
+        if !needles.is_empty() && !needles.iter().any(|n| read.text.contains(n)) {
+            return None;
+        }
+        read.parsed
+            .get_or_init(|| template::parse(&read.text).ok())
+            .as_ref()
+    }
+
+    /// Every service whose template [`of`](Self::of) gives, with it.
+    fn mentioning(&self, needles: &[&str]) -> Vec<(&'w Service, &Value)> {
+        self.ws
+            .services
+            .iter()
+            .filter_map(|s| Some((s, self.of(s, needles)?)))
+            .collect()
+    }
+}
 
 /// A service reading SSM parameters another service's template writes, without depending on
 /// that service.
@@ -49,8 +118,9 @@ impl std::fmt::Display for UnlinkedReader {
 /// the writer (directly or not), seen in each named stage of `ws`. Templates that cannot be read,
 /// and names built from what only a deploy knows (another stack's output, the account), are
 /// left out: this is advice, never an error.
-pub fn unlinked_ssm_readers(ws: &Workspace) -> Vec<UnlinkedReader> {
-    let templates = templates_mentioning(ws, &["AWS::SSM::Parameter"]);
+pub fn unlinked_ssm_readers(templates: &Templates) -> Vec<UnlinkedReader> {
+    let ws = templates.workspace();
+    let templates = templates.mentioning(&["AWS::SSM::Parameter"]);
     let graph = ws.graph();
     // (reader, writer) → (key → name), the first stage's name for each key.
     let mut found: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
@@ -114,8 +184,9 @@ impl std::fmt::Display for UnlinkedImporter {
 /// Every service importing an export another service's template declares that does not
 /// depend on the exporter (directly or not), seen in each named stage of `ws`; names built
 /// from what only a deploy knows are left out (advice, never an error).
-pub fn unlinked_importers(ws: &Workspace) -> Vec<UnlinkedImporter> {
-    let templates = templates_mentioning(ws, &["Export", "ImportValue"]);
+pub fn unlinked_importers(templates: &Templates) -> Vec<UnlinkedImporter> {
+    let ws = templates.workspace();
+    let templates = templates.mentioning(&["Export", "ImportValue"]);
     let graph = ws.graph();
     // (importer, exporter) → the names imported, in the first stage where the two meet: later
     // stages repeat the same imports under their own names.
@@ -164,23 +235,6 @@ pub fn unlinked_importers(ws: &Workspace) -> Vec<UnlinkedImporter> {
             importer,
             exporter,
             names: names.into_iter().collect(),
-        })
-        .collect()
-}
-
-/// The parsed templates of the services (not Serverless ones, whose templates the framework
-/// compiles) whose text holds one of `needles`; templates that cannot be read are left out.
-fn templates_mentioning<'w>(ws: &'w Workspace, needles: &[&str]) -> Vec<(&'w Service, Value)> {
-    ws.services
-        .iter()
-        .filter(|s| s.kind != ServiceKind::Serverless)
-        .filter_map(|s| {
-            let text = std::fs::read_to_string(ws.root.join(s.template_path())).ok()?;
-            // Only a template that mentions one is parsed.
-            if !needles.iter().any(|n| text.contains(n)) {
-                return None;
-            }
-            Some((s, template::parse(&text).ok()?))
         })
         .collect()
 }
@@ -338,13 +392,13 @@ impl std::fmt::Display for SharedName {
 /// the templates of two services or more give resources of one kind of [`NAME_PROPERTIES`]. A
 /// resource under a `Condition` is left out (it may not be made), as are templates that cannot
 /// be read: this is advice, never an error.
-pub fn shared_names(ws: &Workspace) -> Vec<SharedName> {
+pub fn shared_names(templates: &Templates) -> Vec<SharedName> {
     let props: Vec<&str> = NAME_PROPERTIES.iter().map(|(_, p, _, _)| *p).collect();
     // (kind, name) → (scope, who gives it: (service, where)).
     type Givers = Vec<(String, String)>;
     let mut given: BTreeMap<(&str, String), (&str, Givers)> = BTreeMap::new();
-    for (s, t) in templates_mentioning(ws, &props) {
-        for l in literal_names(&t) {
+    for (s, t) in templates.mentioning(&props) {
+        for l in literal_names(t) {
             let (_, by) = given
                 .entry((l.kind, l.name.to_string()))
                 .or_insert_with(|| (l.scope, Vec::new()));
@@ -564,16 +618,9 @@ impl std::fmt::Display for MissingOutput {
 /// written: a CloudFormation or SAM template without
 /// any other transform (a macro may add outputs) that can be read. A Serverless Framework
 /// service's outputs come from its compile, and are not checked.
-pub fn missing_outputs(ws: &Workspace) -> Vec<MissingOutput> {
-    // Each template read once.
-    let mut declared: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
-    let mut outputs_of = |name: &str| -> Option<Vec<String>> {
-        let s = ws.service(name)?;
-        declared
-            .entry(name.to_string())
-            .or_insert_with(|| declared_outputs(ws, s))
-            .clone()
-    };
+pub fn missing_outputs(templates: &Templates) -> Vec<MissingOutput> {
+    let ws = templates.workspace();
+    let outputs_of = |name: &str| declared_outputs(templates.of(ws.service(name)?, &[])?);
     let mut out = Vec::new();
     for s in &ws.services {
         for (param, t) in &s.parameters {
@@ -615,13 +662,8 @@ pub fn missing_outputs(ws: &Workspace) -> Vec<MissingOutput> {
     out
 }
 
-/// The output names a service's template declares, when they are all written in it.
-fn declared_outputs(ws: &Workspace, s: &Service) -> Option<Vec<String>> {
-    if s.kind == ServiceKind::Serverless {
-        return None;
-    }
-    let text = std::fs::read_to_string(ws.root.join(s.template_path())).ok()?;
-    let t = template::parse(&text).ok()?;
+/// The output names a service's template `t` declares, when they are all written in it.
+fn declared_outputs(t: &Value) -> Option<Vec<String>> {
     let plain = match t.get("Transform") {
         None => true,
         Some(Value::String(x)) => x == crate::sam::SAM_TRANSFORM,
@@ -636,7 +678,7 @@ fn declared_outputs(ws: &Workspace, s: &Service) -> Option<Vec<String>> {
             _ => false,
         }
     }
-    if !plain || has_macro(&t) {
+    if !plain || has_macro(t) {
         return None;
     }
     Some(match t.get("Outputs") {
@@ -704,7 +746,8 @@ impl std::fmt::Display for StageSharedName {
 /// give: a literal one, or one built from what is the same in both (a parameter left at its
 /// default, or given a plain value in service.toml). A resource under a `Condition` is left
 /// out, as are templates that cannot be read: advice, never an error.
-pub fn names_every_stage_gives(ws: &Workspace) -> Vec<StageSharedName> {
+pub fn names_every_stage_gives(templates: &Templates) -> Vec<StageSharedName> {
+    let ws = templates.workspace();
     // Names unique in an account and region meet in stages of one region; those unique in an
     // account (IAM roles), in stages of one account anywhere.
     let regional = stages_sharing(ws, true);
@@ -719,7 +762,7 @@ pub fn names_every_stage_gives(ws: &Workspace) -> Vec<StageSharedName> {
         .collect();
     needles.push("Export");
     let mut out = Vec::new();
-    for (s, t) in templates_mentioning(ws, &needles) {
+    for (s, t) in templates.mentioning(&needles) {
         // Each name the template gives, where it gives it, and whether its names meet per
         // region.
         let mut given: Vec<(&str, &Value, String, bool)> = Vec::new();
@@ -772,8 +815,8 @@ pub fn names_every_stage_gives(ws: &Workspace) -> Vec<StageSharedName> {
             let same = match name {
                 Value::String(literal) => Some((literal.clone(), true)),
                 _ => pair(stages).and_then(|(a, b)| {
-                    let x = resolve(ws, &a, s, &t, name)?;
-                    (resolve(ws, &b, s, &t, name)? == x).then_some((x, false))
+                    let x = resolve(ws, &a, s, t, name)?;
+                    (resolve(ws, &b, s, t, name)? == x).then_some((x, false))
                 }),
             };
             if let Some((name, literal)) = same {
@@ -795,13 +838,9 @@ pub fn names_every_stage_gives(ws: &Workspace) -> Vec<StageSharedName> {
 /// not of an AWS-specific type, which CloudFormation refuses empty, and `validate` with it):
 /// `init` leaves the values it cannot infer empty, to fill, and CloudFormation deploys an empty
 /// string as it is. (service, key).
-pub fn empty_parameters(ws: &Workspace) -> Vec<(String, String)> {
+pub fn empty_parameters(templates: &Templates) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for s in ws
-        .services
-        .iter()
-        .filter(|s| s.kind != ServiceKind::Serverless)
-    {
+    for s in &templates.workspace().services {
         let empty: Vec<&String> = s
             .parameters
             .iter()
@@ -811,10 +850,7 @@ pub fn empty_parameters(ws: &Workspace) -> Vec<(String, String)> {
         if empty.is_empty() {
             continue;
         }
-        let Some(t) = std::fs::read_to_string(ws.root.join(s.template_path()))
-            .ok()
-            .and_then(|text| template::parse(&text).ok())
-        else {
+        let Some(t) = templates.of(s, &[]) else {
             continue;
         };
         for key in empty {
@@ -835,20 +871,9 @@ pub fn empty_parameters(ws: &Workspace) -> Vec<(String, String)> {
 /// function's `DeploymentPreference` without a `Role`. A stage bootstrapped by Ferry refuses to make
 /// them (its deployer makes roles only with the stage's boundary on them). A Serverless
 /// Framework service's roles are known only once compiled: not judged.
-pub fn unbounded_roles(ws: &Workspace) -> Vec<(String, Vec<String>)> {
+pub fn unbounded_roles(templates: &Templates) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
-    for s in ws
-        .services
-        .iter()
-        .filter(|s| s.kind != ServiceKind::Serverless)
-    {
-        let Some(t) = std::fs::read_to_string(ws.root.join(s.template_path()))
-            .ok()
-            .filter(|text| text.contains("AWS::IAM::Role") || text.contains("AWS::Serverless::"))
-            .and_then(|text| template::parse(&text).ok())
-        else {
-            continue;
-        };
+    for (s, t) in templates.mentioning(&["AWS::IAM::Role", "AWS::Serverless::"]) {
         let global = t.pointer("/Globals/Function/PermissionsBoundary").is_some();
         let mut ids = Vec::new();
         for (id, r) in t["Resources"].as_object().into_iter().flatten() {
@@ -884,13 +909,9 @@ pub fn unbounded_roles(ws: &Workspace) -> Vec<(String, Vec<String>)> {
 /// (service, key) of each parameter that `service.toml` gives a literal value (no `${ssm:…}`,
 /// no stack output in it) while its template declares it `NoEcho`: a secret kept in the
 /// repository, in every clone of it, whatever CloudFormation hides.
-pub fn literal_secrets(ws: &Workspace) -> Vec<(String, String)> {
+pub fn literal_secrets(templates: &Templates) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for s in ws
-        .services
-        .iter()
-        .filter(|s| s.kind != ServiceKind::Serverless)
-    {
+    for s in &templates.workspace().services {
         let literal: Vec<&String> = s
             .parameters
             .iter()
@@ -909,14 +930,11 @@ pub fn literal_secrets(ws: &Workspace) -> Vec<(String, String)> {
         if literal.is_empty() {
             continue;
         }
-        let Some(t) = std::fs::read_to_string(ws.root.join(s.template_path()))
-            .ok()
-            .and_then(|text| template::parse(&text).ok())
-        else {
+        let Some(t) = templates.of(s, &["NoEcho"]) else {
             continue;
         };
         for key in literal {
-            if t["Parameters"][key.as_str()].is_object() && template::is_no_echo(&t, key) {
+            if t["Parameters"][key.as_str()].is_object() && template::is_no_echo(t, key) {
                 out.push((s.name.clone(), key.clone()));
             }
         }

@@ -69,6 +69,16 @@ pub enum UploadError {
         what: String,
     },
     #[error(
+        "s3://{bucket}/{key} does not hold the bytes its name promises (it was stored with {got}, not the SHA-256 {expected}: written over outside Ferry), and this machine's package store has no {path} to put them back from: nothing was deployed from it; restore the version Ferry put where the bucket keeps versions (those `bootstrap` makes do: `aws s3api list-object-versions --bucket {bucket} --prefix {key}` lists them), or deploy from a machine that packaged it"
+    )]
+    WrittenOver {
+        bucket: String,
+        key: String,
+        path: String,
+        expected: String,
+        got: String,
+    },
+    #[error(
         "s3://{bucket}/{key} does not hold the bytes its name promises (SHA-256 {got}, expected {expected}); someone wrote over it: nothing was deployed from it"
     )]
     Mismatch {
@@ -268,11 +278,18 @@ async fn put_unless_present(
         .send()
         .await;
     let expected = crate::sha256_base64(&o.sha256);
+    // What another writer left under the key, when it is not the package.
+    let mut other = None;
     match head {
         Ok(h) if expected.is_some() && h.checksum_sha256() == expected.as_deref() => {
             return Ok(None);
         }
-        Ok(_) => {}
+        Ok(h) => {
+            other = Some(
+                h.checksum_sha256()
+                    .map_or_else(|| "no SHA-256".to_string(), |c| format!("the SHA-256 {c}")),
+            );
+        }
         Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => {}
         Err(e) => {
             return Err(UploadError::S3 {
@@ -284,6 +301,15 @@ async fn put_unless_present(
         }
     }
     match o.body {
+        // Only the local store can put the package back; without it, say what happened to the
+        // object, not that the store lacks a file.
+        Body::File(path) if !path.exists() && other.is_some() => Err(UploadError::WrittenOver {
+            bucket: bucket.into(),
+            key: o.key,
+            path: path.display().to_string(),
+            expected: expected.unwrap_or_default(),
+            got: other.unwrap_or_default(),
+        }),
         Body::File(path) => put(s3, bucket, &o.key, &path, o.content_type, &o.sha256)
             .await
             .map(Some),

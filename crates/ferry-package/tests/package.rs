@@ -1102,6 +1102,33 @@ async fn an_object_planted_under_an_archive_s_name_is_replaced() {
         .await
         .unwrap();
     assert_eq!((r.uploaded, r.present), (0, 3));
+    // Planted again, on a machine whose store lacks the archive (a rollback elsewhere): what
+    // happened to the object is said, and how to put it back, not that a file is missing.
+    s3.put_object()
+        .bucket("ferry-test-upload-planted")
+        .key(&a.key)
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"planted code",
+        ))
+        .send()
+        .await
+        .unwrap();
+    std::fs::remove_file(a.local_path(out.path())).unwrap();
+    let e = ferry_package::upload(&s3, "ferry-test-upload-planted", out.path(), &m, &services)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ferry_package::UploadError::WrittenOver { key, .. } if *key == a.key),
+        "{e:?}"
+    );
+    let said = e.to_string();
+    assert!(
+        said.contains("it was stored with no SHA-256")
+            && said.contains("written over outside Ferry")
+            && said.contains("aws s3api list-object-versions --bucket ferry-test-upload-planted")
+            && !said.contains("package again"),
+        "{said}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1659,7 +1686,7 @@ fn a_reader_of_an_ssm_parameter_another_service_writes_is_told_to_depend_on_it()
     ]);
     let unlinked = |root: &Path| {
         let ws = ferry_manifest::load(root).unwrap();
-        ferry_package::unlinked_ssm_readers(&ws)
+        ferry_package::unlinked_ssm_readers(&ferry_package::Templates::new(&ws))
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
@@ -1712,7 +1739,7 @@ fn a_name_built_from_a_stage_variable_is_judged_per_stage() {
         ),
     ]);
     let loaded = ferry_manifest::load(ws.path()).unwrap();
-    let shared = ferry_package::names_every_stage_gives(&loaded);
+    let shared = ferry_package::names_every_stage_gives(&ferry_package::Templates::new(&loaded));
     let said: Vec<String> = shared.iter().map(|n| n.to_string()).collect();
     assert_eq!(shared.len(), 1, "{said:#?}");
     assert!(

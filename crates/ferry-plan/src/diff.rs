@@ -108,6 +108,9 @@ pub(crate) fn compare_bases(
         let mut moved_to: BTreeMap<String, Reason> = BTreeMap::new();
         // Services whose parameters read stage settings that changed.
         let mut settings: BTreeMap<String, Reason> = BTreeMap::new();
+        // Services the base's configuration does not have, whose own files may not have
+        // changed (a glob of `ferry.toml` that reaches one more folder now).
+        let mut added: BTreeMap<String, Reason> = BTreeMap::new();
         let mut locks = crate::locks::LockReach::default();
         if let (Ok(r), Some(commit)) = (repo, base_commit) {
             nested_services_added(&owners, r, commit, &changed, &mut affected);
@@ -119,6 +122,19 @@ pub(crate) fn compare_bases(
             match base_workspace(r, commit, &changed) {
                 Some(Ok(base_ws)) => {
                     let (removed, taken) = services_gone(ws, &base_ws, stage);
+                    // A new name of a service the base had (renamed) is no new service: its
+                    // old name's removal says so.
+                    let renamed: BTreeSet<&str> = removed
+                        .iter()
+                        .filter_map(|(_, r)| r.renamed_to.as_deref())
+                        .collect();
+                    for name in members
+                        .iter()
+                        .filter(|n| base_ws.service(n).is_none() && !renamed.contains(*n))
+                    {
+                        let since = ferry_changes::short(commit);
+                        added.insert(name.to_string(), Reason::Added { since });
+                    }
                     for (name, removed) in removed.into_iter().filter(|(n, _)| deployed(n)) {
                         out.removed.entry(name).or_insert(removed);
                     }
@@ -175,6 +191,7 @@ pub(crate) fn compare_bases(
         reasons::from_changes(&members, &affected, &locks.reasons, &since, reasons);
         reasons::on_top(moved_to, reasons);
         reasons::on_top(settings, reasons);
+        reasons::on_top(added, reasons);
         let paths = req
             .explain
             .then(|| path_owners(&owners, &changed, &locks.reached));

@@ -164,6 +164,9 @@ pub enum Reason {
     Dependent { of: Vec<String> },
     /// Nothing of the service changed since `since`.
     Unchanged { since: String },
+    /// The base's configuration has no such service: `ferry.toml`'s service globs (or its
+    /// folder's manifest) made it one since `since`, though none of its files may have changed.
+    Added { since: String },
     /// The stack is gone though the service's record says it was deployed (deleted outside
     /// Ferry).
     StackMissing { stack: String },

@@ -94,6 +94,9 @@ pub fn reason_text(r: &Reason) -> String {
         ),
         Reason::Dependent { of } => format!("dependent of {} (--with-dependents)", of.join(", ")),
         Reason::Unchanged { since } => format!("unchanged since {since}"),
+        Reason::Added { since } => {
+            format!("added: no service of this name at {since}, its base")
+        }
         Reason::StackMissing { stack } => {
             format!("stack-missing: {stack} is gone though its record says deployed")
         }

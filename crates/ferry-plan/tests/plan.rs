@@ -267,6 +267,17 @@ fn an_unusable_base_treats_its_services_as_changed_or_fails_when_strict() {
     let reason = &json[at..at + json[at..].find('}').unwrap()];
     assert_eq!(reason.matches("\"base\":").count(), 1, "{reason}");
     assert!(reason.contains("\"cause\": \"not-found\""), "{reason}");
+    // A base naming no commit: what it names is the `object`, so that the reason's `kind`
+    // stays `base-unavailable` for a reader that keeps the last of two keys.
+    let tree = plan_of(&r, &request("dev", Some("HEAD^{tree}"))).unwrap();
+    let json = tree.to_json();
+    let at = json.find("\"kind\": \"base-unavailable\"").expect(&json);
+    let reason = &json[at..at + json[at..].find("\"message\"").unwrap()];
+    assert_eq!(reason.matches("\"kind\":").count(), 1, "{reason}");
+    assert!(
+        reason.contains("\"cause\": \"not-a-commit\"") && reason.contains("\"object\": \"tree\""),
+        "{reason}"
+    );
     req.strict = true;
     let err = plan_of(&r, &req).unwrap_err().to_string();
     assert!(err.contains("--strict"), "{err}");
@@ -575,6 +586,43 @@ fn a_stage_setting_a_service_reads_changed_deploys_it() {
     assert_eq!(deploying(&p), ["secret"]);
 }
 
+/// A folder that `ferry.toml`'s service globs reach only since the base (its files as they
+/// were) is a new service there: it deploys, `added`, also with `ferry.toml` none of its inputs.
+/// Before, it was `unchanged since` the base, and `deploy --since` never created its stack.
+#[test]
+fn a_service_the_base_did_not_have_deploys_though_its_files_did_not_change() {
+    let r = TestRepo::new();
+    let toml = |services: &str| {
+        format!(
+            "[project]\nname = \"shop\"\nservices = [{services}]\nglobal-inputs = []\n\n[stages.dev]\nregion = \"us-east-1\"\n"
+        )
+    };
+    r.write("ferry.toml", &toml("\"services/a\""));
+    for name in ["a", "b"] {
+        r.write(&format!("services/{name}/template.yaml"), "Resources: {}\n")
+            .write(
+                &format!("services/{name}/service.toml"),
+                "[service]\ntemplate = \"template.yaml\"\n",
+            );
+    }
+    let base = r.commit("only a").to_string();
+    r.write("ferry.toml", &toml("\"services/*\""));
+    r.commit("every folder");
+    let p = plan_of(&r, &request("dev", Some(&base))).unwrap();
+    assert_eq!(deploying(&p), ["b"]);
+    assert_eq!(
+        p.service("b").unwrap().reasons,
+        [Reason::Added {
+            since: base[..7].to_string()
+        }]
+    );
+    let text = ferry_plan::text(&p, false);
+    assert!(
+        text.contains(&format!("added: no service of this name at {}", &base[..7])),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_base_from_before_ferry_was_adopted_says_nothing_of_removed_services() {
     let r = TestRepo::new();
@@ -741,6 +789,16 @@ fn a_service_renamed_in_its_manifest_leaves_its_old_name_removed() {
         req.head = head;
         let p = plan_of(&r, &req).unwrap();
         assert!(deploying(&p).contains(&"jobs"), "{:?}", actions(&p));
+        // A new name, not a new service: its manifest changed, and the old name is removed.
+        assert!(
+            !p.service("jobs")
+                .unwrap()
+                .reasons
+                .iter()
+                .any(|r| matches!(r, Reason::Added { .. })),
+            "{:?}",
+            p.service("jobs").unwrap().reasons
+        );
         let old = p.service("worker").unwrap();
         assert_eq!(old.action, Action::Skip);
         assert_eq!(

@@ -77,6 +77,12 @@ pub struct StackReview {
     /// are known only when approved.
     #[serde(default)]
     pub parameters_after: Vec<String>,
+    /// Why the resources were not compared, when they could not be (`resources` is then
+    /// empty): the template and the one the stack runs are not of one form (a SAM template
+    /// that is expanded only once its parameters resolve, beside a stack given the expanded
+    /// one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_compared: Option<String>,
 }
 
 /// Properties whose change replaces the resource, by type (the common ones of serverless
@@ -367,14 +373,24 @@ pub fn reads_parameter(v: &Value, name: &str) -> bool {
     }
 }
 
+/// The transform of a SAM template.
+const SAM_TRANSFORM: &str = "AWS::Serverless-2016-10-31";
+
 /// Adds what a CloudFormation change set says (logical id → `True`, `False`, `Conditional`) to
 /// `changes`: its replacement decides; a resource it changes that the template diff did not show
-/// (a parameter's new value reaching it) is added as modified by its parameters.
+/// (a parameter's new value reaching it) is added as modified by its parameters, and one that a
+/// SAM template `after` does not name (the change set is of its expansion: a function's role,
+/// its event source, an implicit API) as one the transform makes.
 pub fn with_change_set(
     changes: &mut Vec<ResourceChange>,
     change_set: &BTreeMap<String, String>,
     after: &Value,
 ) {
+    let sam = match after.get("Transform") {
+        Some(Value::String(t)) => t == SAM_TRANSFORM,
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == SAM_TRANSFORM),
+        _ => false,
+    };
     for (id, replacement) in change_set {
         let decided = match replacement.as_str() {
             "True" => Replacement::Yes(vec!["CloudFormation's change set".into()]),
@@ -385,16 +401,18 @@ pub fn with_change_set(
             Some(c) if c.change == Change::Modify => c.replacement = decided,
             Some(_) => {}
             None => {
-                let t = resources(Some(after))
-                    .get(id)
-                    .map(|r| type_of(r))
-                    .unwrap_or_else(|| "?".into());
+                let named = resources(Some(after)).get(id).map(|r| type_of(r));
+                let (t, why) = match named {
+                    Some(t) => (t, "(through its parameters)"),
+                    None if sam => ("?".into(), "(made by the SAM transform)"),
+                    None => ("?".into(), "(through its parameters)"),
+                };
                 changes.push(ResourceChange {
                     logical_id: id.clone(),
                     change: Change::Modify,
                     security: security_of(&t, &[]),
                     resource_type: t,
-                    properties: vec!["(through its parameters)".into()],
+                    properties: vec![why.into()],
                     replacement: decided,
                 });
             }
@@ -497,7 +515,9 @@ pub fn markdown(
             r.stack,
             if r.create { ", new stack" } else { "" }
         ));
-        if r.resources.is_empty() {
+        if let Some(why) = &r.not_compared {
+            md.push_str(&format!("Resources and outputs not compared: {why}.\n"));
+        } else if r.resources.is_empty() {
             md.push_str("No resource changes.\n");
         } else {
             md.push_str(
@@ -606,6 +626,33 @@ mod tests {
         );
     }
 
+    /// A SAM template is reviewed against the template the stack was given (SAM too), and a
+    /// change set, which is of the expansion, names resources the template does not: the
+    /// transform's, said so, never taken for a parameter's reach.
+    #[test]
+    fn a_change_set_of_a_sam_expansion_names_what_the_transform_makes() {
+        let before = json!({"Transform": "AWS::Serverless-2016-10-31", "Resources": {
+            "Fn": {"Type": "AWS::Serverless::Function", "Properties": {"CodeUri": "s3://b/1", "Runtime": "python3.12"}}
+        }});
+        let after = json!({"Transform": "AWS::Serverless-2016-10-31", "Resources": {
+            "Fn": {"Type": "AWS::Serverless::Function", "Properties": {"CodeUri": "s3://b/2", "Runtime": "python3.12"}}
+        }});
+        let mut changes = diff_resources(Some(&before), &after);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].properties, ["CodeUri"]);
+        with_change_set(
+            &mut changes,
+            &BTreeMap::from([
+                ("Fn".to_string(), "False".to_string()),
+                ("FnRole".to_string(), "False".to_string()),
+            ]),
+            &after,
+        );
+        let role = changes.iter().find(|c| c.logical_id == "FnRole").unwrap();
+        assert_eq!(role.properties, ["(made by the SAM transform)"]);
+        assert_eq!(role.replacement, Replacement::No);
+    }
+
     #[test]
     fn parameters_and_markdown() {
         let before = BTreeMap::from([
@@ -637,6 +684,7 @@ mod tests {
             ),
             parameters: p,
             parameters_after: vec![],
+            not_compared: None,
         };
         assert_eq!(
             review.outputs,
@@ -668,6 +716,19 @@ mod tests {
         assert!(
             md.contains("\nOutputs: `New` added, `Old` **removed**, `Url` modified.\n"),
             "{md}"
+        );
+        // Resources that could not be compared are said so, not listed as none.
+        let unexpanded = StackReview {
+            resources: Vec::new(),
+            outputs: Vec::new(),
+            not_compared: Some("its SAM template expands only once its parameters resolve".into()),
+            ..review.clone()
+        };
+        let said = markdown("prod", "r1", std::slice::from_ref(&unexpanded), &[]);
+        assert!(
+            said.contains("Resources and outputs not compared: its SAM template expands only once its parameters resolve.\n")
+                && !said.contains("No resource changes."),
+            "{said}"
         );
         // An output whose text is the same but reads a parameter that changes.
         let mut outputs = Vec::new();

@@ -420,9 +420,16 @@ const AWS_SOURCES: &[&str] = &["ssm:", "ssm(", "s3:"];
 /// Whether a configuration's text reads a variable of one of `sources`, as the source of a
 /// variable or of any of its fallbacks (`${env:KEY, ssm:/name}` reads SSM when `KEY` is unset).
 fn uses(text: &str, sources: &[&str]) -> bool {
+    // A source ending in a name (`param:Key`) is that name, not a longer one (`param:KeyId`).
+    let name_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     ferry_manifest::serverless_variable_sources(text)
         .iter()
-        .any(|v| sources.iter().any(|s| v.starts_with(s)))
+        .any(|v| {
+            sources.iter().any(|s| {
+                v.strip_prefix(s)
+                    .is_some_and(|rest| !s.ends_with(name_char) || !rest.starts_with(name_char))
+            })
+        })
 }
 
 /// Whether `service`'s configuration (in the repository at `root`) may read a value from
@@ -442,6 +449,18 @@ pub fn reads_outside(root: &Path, service: &Service) -> bool {
 pub fn reads_aws_values(root: &Path, service: &Service) -> bool {
     let dir = root.join(&service.dir);
     config_reads(&dir, &dir.join(&service.template), AWS_SOURCES).unwrap_or(false)
+}
+
+/// Whether `service`'s configuration reads the parameter `name` (`${param:name}`), itself or in
+/// a file it includes: a parameter Ferry gives only the services that read it (the stage's
+/// permissions boundary), as giving it to others would change their parameters and redeploy
+/// them. Where that cannot be known (a configuration written as a program), whether its own
+/// text names it.
+pub fn reads_param(root: &Path, service: &Service, name: &str) -> bool {
+    let dir = root.join(&service.dir);
+    let config = dir.join(&service.template);
+    config_reads(&dir, &config, &[&format!("param:{name}")])
+        .unwrap_or_else(|| std::fs::read_to_string(&config).is_ok_and(|text| text.contains(name)))
 }
 
 /// [`config_reads`] of every source outside the repository; when that cannot be known, it may.

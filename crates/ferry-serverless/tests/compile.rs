@@ -424,3 +424,37 @@ fn a_build_started_ahead_that_fails_fails_the_compile_with_its_own_masked_error(
         "the framework never ran"
     );
 }
+
+/// The stage's permissions boundary is passed to the compile of a service that reads it,
+/// whether its `serverless.yml` names `${param:…}` itself or through a file it includes, and
+/// only then (another service's parameters stay as they were).
+#[test]
+fn a_parameter_is_read_through_included_files() {
+    let (dir, ws) = workspace("", "");
+    let svc = dir.path().join("services/notifier");
+    let service = ws.service("notifier").unwrap();
+    let reads = || ferry_serverless::reads_param(&ws.root, service, "FerryPermissionsBoundary");
+    assert!(!reads(), "the configuration reads no parameter");
+    std::fs::write(
+        svc.join("serverless.yml"),
+        "service: shop-notifications\nprovider: ${file(../shared/provider.yml)}\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("services/shared")).unwrap();
+    std::fs::write(
+        dir.path().join("services/shared/provider.yml"),
+        "name: aws\niam:\n  role:\n    permissionsBoundary: arn:aws:iam::1:policy/${param:FerryPermissionsBoundary}\n",
+    )
+    .unwrap();
+    assert!(reads(), "through the included provider.yml");
+    // Another parameter of the same start is not it.
+    std::fs::write(
+        dir.path().join("services/shared/provider.yml"),
+        "name: aws\ntags:\n  b: ${param:FerryPermissionsBoundaryName}\n",
+    )
+    .unwrap();
+    assert!(
+        !reads(),
+        "`FerryPermissionsBoundaryName` is another parameter"
+    );
+}

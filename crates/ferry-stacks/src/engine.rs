@@ -455,12 +455,31 @@ impl Engine {
     /// The template the stack runs (GetTemplate, as processed: a SAM template expanded); `None`
     /// when the stack does not exist.
     pub async fn template(&self, name: &str) -> Result<Option<String>, StackError> {
-        use aws_sdk_cloudformation::types::TemplateStage;
+        self.template_at(
+            name,
+            aws_sdk_cloudformation::types::TemplateStage::Processed,
+        )
+        .await
+    }
+
+    /// The template the stack was last given, as it was given (GetTemplate, original: a SAM
+    /// template unexpanded, what a review of a SAM template compares with); `None` when the
+    /// stack does not exist.
+    pub async fn original_template(&self, name: &str) -> Result<Option<String>, StackError> {
+        self.template_at(name, aws_sdk_cloudformation::types::TemplateStage::Original)
+            .await
+    }
+
+    async fn template_at(
+        &self,
+        name: &str,
+        stage: aws_sdk_cloudformation::types::TemplateStage,
+    ) -> Result<Option<String>, StackError> {
         match self
             .client
             .get_template()
             .stack_name(name)
-            .template_stage(TemplateStage::Processed)
+            .template_stage(stage)
             .send()
             .await
         {

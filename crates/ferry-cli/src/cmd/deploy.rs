@@ -71,7 +71,9 @@ pub struct DeployArgs {
     review: bool,
 }
 
-/// A reason someone can read later: not empty, one line.
+/// A reason someone can read later: not empty, one line, no character that would steer the
+/// terminal of whoever reads it (an escape sequence, a change of text direction) in the output
+/// and the release that keep it.
 fn nonempty_reason(s: &str) -> Result<String, String> {
     let t = s.trim();
     if t.is_empty() {
@@ -81,6 +83,25 @@ fn nonempty_reason(s: &str) -> Result<String, String> {
     }
     if t.contains(['\n', '\r']) || t.chars().count() > 500 {
         return Err("the reason must be one line of at most 500 characters".into());
+    }
+    // Control characters, line and paragraph separators, marks and embeddings of text
+    // direction, and characters that show nothing.
+    let steering = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{061c}'
+                    | '\u{200b}'..='\u{200f}'
+                    | '\u{2028}'..='\u{202e}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{feff}'
+            )
+    };
+    if let Some(c) = t.chars().find(|c| steering(*c)) {
+        return Err(format!(
+            "the reason holds the character U+{:04X} (a control, line-separating, text-direction or invisible one); write it as plain text",
+            u32::from(c)
+        ));
     }
     Ok(t.to_string())
 }
@@ -667,7 +688,7 @@ async fn deploy_locked(
         "deploy",
         &report,
         tests.as_ref(),
-        (&release_id, release.as_ref()),
+        (&release_id, release.as_ref(), previous),
         (args.concurrency, args.timeout),
         &mut after,
     )
@@ -856,5 +877,33 @@ impl ferry_deploy::ExpandSam for LocalSam {
             Ok(all) => all,
             Err(e) => requests.iter().map(|_| Err(e.to_string())).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_gate_override_reason_is_one_plain_line() {
+        assert_eq!(
+            super::nonempty_reason(" hotfix INC-1, tested by hand ").as_deref(),
+            Ok("hotfix INC-1, tested by hand")
+        );
+        for bad in [
+            "x \u{1b}]0;pwned\u{7}",
+            "x \u{1b}[31mRED",
+            "fix \u{202e}dlrow",
+            "a\tb",
+            "a\u{2028}b",
+            "a\u{200b}b",
+            "a\u{feff}b",
+        ] {
+            let e = super::nonempty_reason(bad).unwrap_err();
+            assert!(
+                e.contains("the reason holds the character U+"),
+                "{bad:?}: {e}"
+            );
+        }
+        assert!(super::nonempty_reason("a\nb").is_err());
+        assert!(super::nonempty_reason("   ").is_err());
     }
 }

@@ -337,13 +337,14 @@ impl AfterMoved {
 /// After a run: the tests' summary, `on-test-failure = "rollback"`, and the run's verdict (an
 /// error for failed services or tests). Steps that fail on the way are kept in the run's
 /// `after`, whose `finish` then names them all on one line. `run_release` is the id of the
-/// release the run made (its records name it), written or not.
+/// release the run made (its records name it), written or not, beside the release written and
+/// `before`, the stage's records when the run began.
 pub(crate) async fn end_of_run(
     run: &Run<'_>,
     what: &str,
     report: &DeployReport,
     tests: Option<&ferry_acceptance::Report>,
-    (run_release, release): (&str, Option<&Release>),
+    (run_release, release, before): (&str, Option<&Release>, &BTreeMap<String, Record>),
     (concurrency, timeout): (Option<NonZeroUsize>, u64),
     after: &mut AfterMoved,
 ) -> anyhow::Result<()> {
@@ -369,7 +370,8 @@ pub(crate) async fn end_of_run(
         })
         .unwrap_or_default();
     if stage.config.on_test_failure == OnTestFailure::Rollback && !failed.is_empty() {
-        let rolled = roll_back_failures(run, run_release, &failed, concurrency, timeout).await;
+        let rolled =
+            roll_back_failures(run, run_release, before, &failed, concurrency, timeout).await;
         let said = after
             .keep("the rollback after the failed tests", rolled)
             .unwrap_or_else(|| "the rollback did not finish cleanly (said above)".to_string());
@@ -457,10 +459,13 @@ pub(crate) async fn announce_with(
 }
 
 /// Rolls the services whose tests failed after this run, and the dependents it deployed, back
-/// to the stage's newest other release whose tests passed for them. Says what it did.
+/// to the stage's newest other release whose tests passed for them (also a failed service the
+/// run did not deploy, when what it runs had not passed its tests before the run: `before`, the
+/// records then). Says what it did.
 async fn roll_back_failures(
     run: &Run<'_>,
     run_release: &str,
+    before: &BTreeMap<String, Record>,
     failed: &BTreeSet<String>,
     concurrency: Option<NonZeroUsize>,
     timeout: u64,
@@ -474,10 +479,10 @@ async fn roll_back_failures(
         ..
     } = current_state(run).await?;
     let affected =
-        ferry_deploy::release::to_roll_back(run.ws, &current, run_release, failed, false);
+        ferry_deploy::release::to_roll_back(run.ws, &current, before, run_release, failed, false);
     if affected.is_empty() {
         return Ok(
-            "nothing to roll back: the failed services were not deployed by this run".into(),
+            "nothing to roll back: the failed services were not deployed by this run, and what they run had passed its tests before it".into(),
         );
     }
     let store = store_of(run).context(
@@ -500,7 +505,8 @@ async fn roll_back_failures(
     .await;
     // Nothing of their own to go back to (their packages are the same in every release): what
     // failed was judged with what the run's deploys of their dependencies gave them.
-    let wider = ferry_deploy::release::to_roll_back(run.ws, &current, run_release, failed, true);
+    let wider =
+        ferry_deploy::release::to_roll_back(run.ws, &current, before, run_release, failed, true);
     match rb {
         Err(e) if none_passed(&e) && wider != affected => {
             run.clock.say(&format!(
@@ -1133,7 +1139,7 @@ async fn promote_locked(
         "promote",
         &report,
         tests.as_ref(),
-        (&run_release, release.as_ref()),
+        (&run_release, release.as_ref(), &current),
         (args.run.concurrency, args.run.timeout),
         &mut after,
     )
@@ -1528,7 +1534,7 @@ async fn approve_locked(
         "approval",
         &report,
         tests.as_ref(),
-        (&approval.release, release.as_ref()),
+        (&approval.release, release.as_ref(), &current),
         (args.run.concurrency, args.run.timeout),
         &mut after,
     )

@@ -68,7 +68,9 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     }
     let problems = ferry_package::check_templates(ws, &ws.services);
     // An output read that the template it names does not declare: the deploy would stop there.
-    let missing = ferry_package::missing_outputs(ws);
+    // Every template read and parsed once for the checks below.
+    let templates = ferry_package::Templates::new(ws);
+    let missing = ferry_package::missing_outputs(&templates);
     // A preview stage a [ci] rule deploys to whose stacks no deploy would make.
     let previews = ws.ci_preview_problems();
     if !problems.is_empty() || !missing.is_empty() || !previews.is_empty() {
@@ -92,24 +94,24 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     }
     // Advice, not errors: a reader of an SSM parameter another service writes, not ordered
     // after it.
-    for u in ferry_package::unlinked_ssm_readers(ws) {
+    for u in ferry_package::unlinked_ssm_readers(&templates) {
         eprintln!("warning: {u}");
     }
     // An importer of another service's export, not ordered after it.
-    for u in ferry_package::unlinked_importers(ws) {
+    for u in ferry_package::unlinked_importers(&templates) {
         eprintln!("warning: {u}");
     }
     // One literal resource name in two services' templates: the second deploy fails.
-    for n in ferry_package::shared_names(ws) {
+    for n in ferry_package::shared_names(&templates) {
         eprintln!("warning: {n}");
     }
     // One literal name in every stage of one account and region: the second stage fails.
-    for n in ferry_package::names_every_stage_gives(ws) {
+    for n in ferry_package::names_every_stage_gives(&templates) {
         eprintln!("warning: {n}");
     }
     // A value left empty (as `init` leaves what it cannot infer) for a parameter with no
     // default: deployed as an empty string.
-    for (service, key) in ferry_package::empty_parameters(ws) {
+    for (service, key) in ferry_package::empty_parameters(&templates) {
         let manifest = ws
             .service(&service)
             .map_or_else(String::new, |s| s.manifest_path());
@@ -118,7 +120,7 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
         );
     }
     // Roles made without the stage's permissions boundary: a bootstrapped stage refuses them.
-    for (service, ids) in ferry_package::unbounded_roles(ws) {
+    for (service, ids) in ferry_package::unbounded_roles(&templates) {
         eprintln!(
             "warning: `{service}` makes IAM roles without a permissions boundary ({}): a stage bootstrapped by Ferry refuses to make them (its deployer makes roles only with the stage's boundary on them); declare the template parameter `{b}` (Ferry fills it) and give each `PermissionsBoundary: !Sub \"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/${{{b}}}\"` (SAM functions: under Globals.Function)",
             ids.join(", "),
@@ -127,7 +129,7 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     }
     // A literal value for a parameter its template declares NoEcho: a secret in the
     // repository.
-    for (service, key) in ferry_package::literal_secrets(ws) {
+    for (service, key) in ferry_package::literal_secrets(&templates) {
         let manifest = ws
             .service(&service)
             .map_or_else(String::new, |s| s.manifest_path());

@@ -597,9 +597,63 @@ fn submodule_paths(source: &dyn Source) -> Vec<String> {
         .collect()
 }
 
+/// A glob whose brackets name a file or folder the repository has (`web/routes/[slug]/**`, as
+/// Next.js and SvelteKit name routes): in a glob, `[slug]` is one character of `s`, `l`, `u`,
+/// `g`, so it never matches the folder `[slug]`, whose changes no plan would see. Each path
+/// the glob's segments up to the first such one name as written is looked at; `[[]` is a
+/// literal `[`.
+fn brackets_meant_literally(source: &dyn Source, glob: &str) -> Option<String> {
+    let segments: Vec<&str> = glob.split('/').collect();
+    let mut path = String::new();
+    for (i, seg) in segments.iter().enumerate() {
+        if !path.is_empty() {
+            path.push('/');
+        }
+        if seg.contains(['*', '?', '{']) {
+            return None;
+        }
+        // Written as a literal already (`[[]lang]`): the name it matches.
+        if seg.contains("[[]") {
+            path.push_str(&seg.replace("[[]", "["));
+            continue;
+        }
+        path.push_str(seg);
+        if !seg.contains('[') {
+            continue;
+        }
+        if !(source.is_dir(&path) || source.is_file(&path)) {
+            return None;
+        }
+        // The first `[…]`, which the glob reads as one character.
+        let set = seg
+            .find('[')
+            .and_then(|at| seg[at..].find(']').map(|end| &seg[at..=at + end]))
+            .unwrap_or(seg);
+        let escaped: Vec<String> = segments
+            .iter()
+            .enumerate()
+            .map(|(j, s)| {
+                if j <= i && s.contains('[') && !s.contains("[[]") {
+                    s.replace('[', "[[]")
+                } else {
+                    s.to_string()
+                }
+            })
+            .collect();
+        return Some(format!(
+            "`{glob}` reads `{set}` as a set of characters (a glob's `[…]` matches one character of those inside), so it never matches `{path}`, which the repository has: no change there is ever seen; write each `[` as `[[]`: `{}`",
+            escaped.join("/")
+        ));
+    }
+    None
+}
+
 /// Why the input glob `glob` can never match a change, if it cannot. A path into a submodule
 /// (`submodules`) is taken as it is: a plan sees the submodule's commit move.
 fn input_problem(source: &dyn Source, submodules: &[String], glob: &str) -> Option<String> {
+    if let Some(why) = brackets_meant_literally(source, glob) {
+        return Some(why);
+    }
     let fixed = crate::owners::fixed_start(glob);
     if fixed.is_empty() {
         return None;
