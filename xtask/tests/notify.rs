@@ -419,3 +419,51 @@ fn a_webhooks_token_never_shows_in_a_warning_even_when_its_answer_echoes_it() {
     );
     assert!(!all.contains(token), "the token leaked:\n{all}");
 }
+
+/// Webhooks are posted to at once: each receiver here answers only once both have been asked,
+/// which a post made after the other's answer would wait for until its time limit, and fail.
+/// (One slow webhook used to hold up the next, 10 s each.)
+#[test]
+fn webhooks_are_posted_to_at_once() {
+    let p = "nt-once";
+    let asked = Arc::new((Mutex::new(0usize), std::sync::Condvar::new()));
+    let mut hooks = Vec::new();
+    for name in ["first", "second"] {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        hooks.push(format!("\"http://{}/{name}\"", l.local_addr().unwrap()));
+        let asked = asked.clone();
+        std::thread::spawn(move || {
+            for stream in l.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let mut chunk = [0u8; 8192];
+                let _ = s.read(&mut chunk);
+                let (count, both) = &*asked;
+                let mut n = count.lock().unwrap();
+                *n += 1;
+                both.notify_all();
+                // Up to 30 s for the other request: longer than a post's time limit.
+                let _ = both
+                    .wait_timeout_while(n, Duration::from_secs(30), |n| *n < 2)
+                    .unwrap();
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            }
+        });
+    }
+    let r = api_repo(&project(p, &format!("webhooks = [{}]\n", hooks.join(", "))));
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let (code, out, err) = deploy(&r, v);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // The tests fail: news for both.
+    std::fs::write(v.join("fail"), "").unwrap();
+    r.write("services/api/t.yaml", &format!("{QUEUE}# v2\n"));
+    r.commit("api v2");
+    let (code, out, err) = deploy(&r, v);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let all = format!("{out}{err}");
+    assert!(!all.contains("warning: webhook"), "{all}");
+    assert_eq!(*asked.0.lock().unwrap(), 2, "{all}");
+    assert!(all.contains("notified http://127.0.0.1:"), "{all}");
+}

@@ -144,7 +144,10 @@ pub async fn announce(
     }
     let body = masker.mask(&notice.slack_body());
     let ssm = aws_sdk_ssm::Client::new(config);
-    for hook in &n.webhooks {
+    // Each webhook's URL first, then every post at once: a slow webhook (each may take up to
+    // its time limit) holds up no other.
+    let mut posts = tokio::task::JoinSet::new();
+    for (i, hook) in n.webhooks.iter().enumerate() {
         let (url, shown) = match hook {
             Webhook::Url(u) => (u.clone(), ferry_manifest::shown_url(u)),
             Webhook::Ssm(name) => {
@@ -190,7 +193,20 @@ pub async fn announce(
                 }
             }
         };
-        match ferry_notify::post(&url, &body, &shown).await {
+        let body = body.clone();
+        posts.spawn(async move {
+            (
+                i,
+                shown.clone(),
+                ferry_notify::post(&url, &body, &shown).await,
+            )
+        });
+    }
+    // Said in the order ferry.toml lists them.
+    let mut posted = posts.join_all().await;
+    posted.sort_by_key(|(i, ..)| *i);
+    for (_, shown, result) in posted {
+        match result {
             Ok(_) => out.sent.push(shown),
             Err(e) => out.failed.push(masker.mask(&e.to_string())),
         }
