@@ -538,11 +538,26 @@ fn validate_warns_of_names_every_stage_gives_and_of_empty_parameters() {
             "services/api/t.yaml",
             "Parameters:\n  Env: {Type: String}\n  Level: {Type: String, Default: '1'}\n  Environment: {Type: String, Default: dev}\n  Stage: {Type: String}\nResources:\n  Bus:\n    Type: AWS::Events::EventBus\n    Properties:\n      Name: !Sub 'ecommerce-${Environment}'\n  PerStage:\n    Type: AWS::Events::EventBus\n    Properties:\n      Name: !Sub 'ecommerce-${Stage}'\n  T:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      TableName: orders\n      KeySchema: [{AttributeName: id, KeyType: HASH}]\n      AttributeDefinitions: [{AttributeName: id, AttributeType: S}]\n      BillingMode: PAY_PER_REQUEST\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !Sub '${AWS::StackName}-q'\n  R:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: api-role\n      AssumeRolePolicyDocument: {}\nOutputs:\n  Id:\n    Value: !Ref T\n    Export:\n      Name: SharedId\n",
         );
+    // A Serverless service's `resources` are CloudFormation as written: judged too, but for
+    // the names built from the framework's variables, which only its compile knows.
+    repo.write(
+        "services/worker/service.toml",
+        "[service]\nkind = \"serverless\"\n",
+    )
+    .write(
+        "services/worker/serverless.yml",
+        "service: shop-worker\nprovider:\n  name: aws\n  runtime: nodejs20.x\nresources:\n  Resources:\n    Jobs:\n      Type: AWS::SQS::Queue\n      Properties:\n        QueueName: shop-jobs\n    PerStage:\n      Type: AWS::SQS::Queue\n      Properties:\n        QueueName: shop-jobs-${sls:stage}\n    Dlq:\n      Type: AWS::SQS::Queue\n      Properties:\n        QueueName: !Sub '${AWS::StackName}-dlq'\n",
+    );
     repo.commit("api");
     let root = repo.path().to_str().unwrap();
     let validate = || run(&mut xtask(&["validate", "--root", root]));
     let (code, _, err) = validate();
     assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: `worker` gives the queue `shop-jobs` literally (Resources.Jobs.Properties.QueueName), so every stage deploying it gives that name"),
+        "{err}"
+    );
+    assert!(!err.contains("PerStage") && !err.contains("-dlq"), "{err}");
     for said in [
         "warning: `api` gives the table `orders` literally (Resources.T.Properties.TableName), so every stage deploying it gives that name: stages `dev` and `prod` deploy to us-east-1 and no account or role-arn sets them apart, so the second one's deploy fails there",
         "warning: `api` gives the export name `SharedId` literally (Outputs.Id.Export.Name)",

@@ -23,6 +23,9 @@ pub struct Templates<'w> {
     ws: &'w Workspace,
     /// By the service's place in `ws.services`: its text, then its parsed tree.
     read: Vec<OnceCell<Option<Read>>>,
+    /// By the service's place: a Serverless service's `resources`, as [`Templates::naming`]
+    /// gives them.
+    framework: Vec<OnceCell<Option<Value>>>,
 }
 
 struct Read {
@@ -35,6 +38,7 @@ impl<'w> Templates<'w> {
         Templates {
             ws,
             read: ws.services.iter().map(|_| OnceCell::new()).collect(),
+            framework: ws.services.iter().map(|_| OnceCell::new()).collect(),
         }
     }
 
@@ -80,6 +84,71 @@ impl<'w> Templates<'w> {
             .iter()
             .filter_map(|s| Some((s, self.of(s, needles)?)))
             .collect()
+    }
+
+    /// What gives resources their names, for the checks of names two services or two stages
+    /// give: [`mentioning`](Self::mentioning)'s templates, and of each Serverless service
+    /// configured in YAML or JSON, the `Resources` and `Outputs` of its `resources` (which the
+    /// framework adds to its template as written), a string built from the framework's own
+    /// variables (`${sls:stage}`, `${self:…}`) taken as unknown. A configuration that is a
+    /// program, or `resources` kept in other files, is left out.
+    fn naming(&self, needles: &[&str]) -> Vec<(&'w Service, &Value)> {
+        self.ws
+            .services
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                if s.kind != ServiceKind::Serverless {
+                    return Some((s, self.of(s, needles)?));
+                }
+                let resources = self.framework[i]
+                    .get_or_init(|| serverless_resources(&self.ws.root.join(s.template_path())))
+                    .as_ref()?;
+                Some((s, resources))
+            })
+            .collect()
+    }
+}
+
+/// The `Resources` and `Outputs` of a Serverless Framework configuration's `resources` (YAML or
+/// JSON at `path`), each string that reads one of the framework's variables made null.
+fn serverless_resources(path: &std::path::Path) -> Option<Value> {
+    let yaml_or_json = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e, "yml" | "yaml" | "json"));
+    if !yaml_or_json {
+        return None;
+    }
+    let config = template::parse(&crate::read_template_text(path).ok()?).ok()?;
+    let resources = config.get("resources")?.as_object()?;
+    let mut out = serde_json::Map::new();
+    for key in ["Resources", "Outputs"] {
+        if let Some(v) = resources.get(key) {
+            out.insert(key.to_string(), v.clone());
+        }
+    }
+    let mut out = Value::Object(out);
+    forget_framework_variables(&mut out);
+    Some(out)
+}
+
+/// Makes null each string of `v` that reads a variable of the Serverless Framework (a source
+/// with a `:` or `(`: `sls:stage`, `self:service`, `file(…)`), whose value only its compile
+/// knows; CloudFormation's own (`${AWS::StackName}`, `${Bucket.Arn}` of an `Fn::Sub`) stay.
+fn forget_framework_variables(v: &mut Value) {
+    match v {
+        Value::String(text) => {
+            let framework = ferry_manifest::serverless_variable_sources(text)
+                .iter()
+                .any(|source| !source.starts_with("AWS::") && source.contains([':', '(']));
+            if framework {
+                *v = Value::Null;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(forget_framework_variables),
+        Value::Object(map) => map.values_mut().for_each(forget_framework_variables),
+        _ => {}
     }
 }
 
@@ -389,7 +458,8 @@ impl std::fmt::Display for SharedName {
 }
 
 /// Every literal resource name (a plain string, not built from the stage or the stack) that
-/// the templates of two services or more give resources of one kind of [`NAME_PROPERTIES`]. A
+/// the templates of two services or more (a Serverless service's `resources` too, see
+/// [`Templates::naming`]) give resources of one kind of [`NAME_PROPERTIES`]. A
 /// resource under a `Condition` is left out (it may not be made), as are templates that cannot
 /// be read: this is advice, never an error.
 pub fn shared_names(templates: &Templates) -> Vec<SharedName> {
@@ -397,7 +467,7 @@ pub fn shared_names(templates: &Templates) -> Vec<SharedName> {
     // (kind, name) → (scope, who gives it: (service, where)).
     type Givers = Vec<(String, String)>;
     let mut given: BTreeMap<(&str, String), (&str, Givers)> = BTreeMap::new();
-    for (s, t) in templates.mentioning(&props) {
+    for (s, t) in templates.naming(&props) {
         for l in literal_names(t) {
             let (_, by) = given
                 .entry((l.kind, l.name.to_string()))
@@ -762,7 +832,7 @@ pub fn names_every_stage_gives(templates: &Templates) -> Vec<StageSharedName> {
         .collect();
     needles.push("Export");
     let mut out = Vec::new();
-    for (s, t) in templates.mentioning(&needles) {
+    for (s, t) in templates.naming(&needles) {
         // Each name the template gives, where it gives it, and whether its names meet per
         // region.
         let mut given: Vec<(&str, &Value, String, bool)> = Vec::new();
