@@ -145,7 +145,12 @@ impl CiContext {
         let ended = refs::ended(&|k: &str| var(k), event_file);
         let explicit_batch = get("FERRY_BATCH_ID").map(|b| b.trim().to_string());
 
-        if get("CODEBUILD_BUILD_ID").is_some() || get("CODEBUILD_RESOLVED_SOURCE_VERSION").is_some()
+        // A GitHub Actions job on a runner CodeBuild hosts may see CodeBuild's variables too:
+        // GitHub's describe its event (a pull request's workflow), CodeBuild's only the runner's.
+        // Read as CodeBuild, a pull request's job could change named stages.
+        if (get("CODEBUILD_BUILD_ID").is_some()
+            || get("CODEBUILD_RESOLVED_SOURCE_VERSION").is_some())
+            && !truthy("GITHUB_ACTIONS")
         {
             let raw = get("CODEBUILD_WEBHOOK_TRIGGER");
             let trigger = match raw.as_deref() {
@@ -362,6 +367,32 @@ pub struct PullRequestBuild {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A GitHub Actions job on a runner CodeBuild hosts sees CodeBuild's variables beside
+    /// GitHub's: a pull request's workflow there was read as a CodeBuild build of no known
+    /// trigger, and deployed named stages.
+    #[test]
+    fn a_github_job_on_a_codebuild_runner_is_read_as_github_s() {
+        let vars = [
+            ("CI", "true"),
+            ("CODEBUILD_BUILD_ID", "runner:1"),
+            ("CODEBUILD_RESOLVED_SOURCE_VERSION", "abc"),
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_EVENT_NAME", "pull_request"),
+            ("GITHUB_REF", "refs/pull/7/merge"),
+            ("GITHUB_REF_NAME", "7/merge"),
+            ("GITHUB_SHA", "def"),
+        ];
+        let ci = CiContext::from_vars(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        });
+        assert_eq!(ci.provider, Provider::GithubActions);
+        assert!(ci.is_pull_request(), "{:?}", ci.trigger);
+        assert!(ci.check_may_change("deploy", "dev", false).is_err());
+        assert_eq!(ci.commit.as_deref(), Some("def"));
+    }
 
     #[test]
     fn a_pull_requests_build_changes_no_named_stage() {

@@ -33,8 +33,10 @@ pub struct NotARef {
 impl LiveRefs {
     /// One ref per line, alone or after an object id (so `git ls-remote` output works as is):
     /// `refs/heads/<branch>` or a plain `<branch>`; `refs/pull/<n>/head`, `refs/pull/<n>/merge`,
-    /// `pr/<n>`, `#<n>`, or, in a list of nothing but numbers (as `gh pr list --json number -q
-    /// '.[].number'` prints), a bare number for a pull request. Tags and other `refs/…` are
+    /// `pr/<n>`, `#<n>`, or a bare number for a pull request (as `gh pr list --json number -q
+    /// '.[].number'` prints them), alone or beside refs written out; beside plain branch names
+    /// a bare number is refused, as it could be either. A byte-order mark before the first line
+    /// is passed over; an invisible character in a ref refuses the list. Tags and other `refs/…` are
     /// passed over (an annotated tag peeled too, `refs/tags/v1^{}`), as are `HEAD` and empty
     /// lines. A line that is none of these (a branch name git would
     /// refuse, more fields, an object id that is not hex) refuses the whole list ([`NotARef`]).
@@ -42,6 +44,9 @@ impl LiveRefs {
         let mut branches = BTreeSet::new();
         let mut prs = BTreeSet::new();
         let mut refs = Vec::new();
+        // A byte-order mark, as Windows PowerShell writes a file: it made the first line a
+        // branch no one has, and that branch's preview was pruned.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (i, line) in text.lines().enumerate() {
             let bad = move |why: &'static str| NotARef {
                 line: i + 1,
@@ -59,11 +64,30 @@ impl LiveRefs {
             if r.chars().any(char::is_control) {
                 return Err(bad("it holds a control character"));
             }
+            if r.chars().any(invisible) {
+                return Err(bad(
+                    "it holds an invisible character (a byte-order mark, a zero-width or text-direction character)",
+                ));
+            }
             refs.push((r, bad));
         }
-        // Bare numbers are pull requests only in a list of nothing else (`gh pr list` output);
-        // among branch names, `1234` is a branch.
-        let numbers_only = !refs.is_empty() && refs.iter().all(|(r, _)| digits(r));
+        // Bare numbers are pull requests (`gh pr list` output), also beside refs written out
+        // (`git ls-remote` output: the README's two lists in one). Beside plain branch names a
+        // bare number could be either: the list is refused rather than judged one way.
+        let plain_branch = |r: &str| {
+            !digits(r)
+                && r != "HEAD"
+                && !r.starts_with("refs/")
+                && !r.starts_with("pr/")
+                && !r.starts_with('#')
+        };
+        if refs.iter().any(|(r, _)| plain_branch(r))
+            && let Some((_, bad)) = refs.iter().find(|(r, _)| digits(r))
+        {
+            return Err(bad(
+                "a bare number beside plain branch names could be a pull request or a branch: write pull requests as `#<n>`, or branches as `refs/heads/<name>`",
+            ));
+        }
         for (r, bad) in refs {
             if r == "HEAD" {
                 // What `git ls-remote` of every ref names first: no branch (git refuses one of
@@ -91,7 +115,7 @@ impl LiveRefs {
             } else if let Some(n) = r
                 .strip_prefix("pr/")
                 .or_else(|| r.strip_prefix('#'))
-                .or_else(|| numbers_only.then_some(r))
+                .or_else(|| digits(r).then_some(r))
             {
                 // Written as a pull request: one (`#07` is 7), or none (`#0`), never a branch.
                 if !digits(n) {
@@ -119,6 +143,14 @@ impl LiveRefs {
             pull_requests: (!prs.is_empty()).then_some(prs),
         })
     }
+}
+
+/// A character that shows nothing: a byte-order mark, a zero-width or text-direction one.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{feff}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// Whether git takes `name` as a branch's (`git check-ref-format --branch`): no space, control
@@ -226,13 +258,29 @@ mod tests {
         let live = LiveRefs::parse(ls).unwrap();
         assert_eq!(live.branches, set(&["feature/login", "main"]));
         assert_eq!(live.pull_requests, set(&["42", "7", "99"]));
-        let plain = LiveRefs::parse("main\n#12\npr/13\n1234\n").unwrap();
-        assert_eq!(
-            plain.branches,
-            set(&["1234", "main"]),
-            "among names, a number is a branch"
-        );
+        let plain = LiveRefs::parse("main\n#12\npr/13\n").unwrap();
+        assert_eq!(plain.branches, set(&["main"]));
         assert_eq!(plain.pull_requests, set(&["12", "13"]));
+        // Among plain branch names, a bare number could be a branch or a pull request: refused,
+        // never judged one way (as a branch, it hid every pull request from the prune).
+        let err = LiveRefs::parse("main\n1234\n").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(
+            err.to_string()
+                .contains("could be a pull request or a branch"),
+            "{err}"
+        );
+        // Beside `git ls-remote`'s lines (the README's two lists in one), it is a pull request.
+        let both = LiveRefs::parse("3e18202\trefs/heads/feature/q\n31\n60\n").unwrap();
+        assert_eq!(both.branches, set(&["feature/q"]));
+        assert_eq!(both.pull_requests, set(&["31", "60"]));
+        // A byte-order mark before the first line (Windows PowerShell writes one) made that
+        // line a branch no one has, and the listed branch's preview was pruned.
+        let marked = LiveRefs::parse("\u{feff}refs/heads/feature/q\nrefs/heads/main\n").unwrap();
+        assert_eq!(marked.branches, set(&["feature/q", "main"]));
+        let err = LiveRefs::parse("refs/heads/main\nrefs/heads/feat\u{200b}ure\n").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.to_string().contains("invisible character"), "{err}");
         // What `gh pr list --json number -q '.[].number'` prints: pull requests only.
         assert_eq!(LiveRefs::parse("12\n7\n").unwrap().branches, None);
         assert_eq!(
