@@ -1321,6 +1321,54 @@ fn shown_template(service: &Service) -> String {
     ferry_manifest::normalize_relative(&path).unwrap_or(path)
 }
 
+/// What an `AWS::Include` at `slot` (the mapping holding its `Fn::Transform`) comes to: the
+/// included `content`, merged with the keys beside the transform, as CloudFormation merges
+/// them (a `Resources` holding both resources and an include of more; a bucket's `BucketName`
+/// beside an include of its other properties). Put in whole, the include dropped those keys,
+/// and a resource beside it was deleted from the stack. Content that is no mapping beside
+/// other keys, or that gives one of their keys again, is refused: there is nothing to tell
+/// which one CloudFormation would keep.
+fn beside_include(
+    slot: &serde_json::Value,
+    content: serde_json::Value,
+    include: &sam::LocalInclude,
+) -> Result<serde_json::Value, TemplateError> {
+    let siblings: Vec<(&String, &serde_json::Value)> = slot
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| *k != "Fn::Transform")
+        .collect();
+    if siblings.is_empty() {
+        return Ok(content);
+    }
+    let unsupported = |what: String| TemplateError::Unsupported {
+        at: include.label(),
+        what,
+    };
+    let serde_json::Value::Object(mut merged) = content else {
+        return Err(unsupported(format!(
+            "the included file `{}` is no mapping, and keys stand beside the include ({}) to merge it with",
+            include.path,
+            siblings
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    for (k, v) in siblings {
+        if merged.contains_key(k) {
+            return Err(unsupported(format!(
+                "the included file `{}` and the keys beside the include both give `{k}`; keep it in one of them",
+                include.path
+            )));
+        }
+        merged.insert(k.clone(), v.clone());
+    }
+    Ok(serde_json::Value::Object(merged))
+}
+
 /// Reads and parses the template at `path`: a regular file (not a device or a pipe, which
 /// could be read without end or block), of which at most one byte more than CloudFormation
 /// takes is read.
@@ -1512,7 +1560,13 @@ impl<'a> SamCheck<'a> {
             for i in includes {
                 let content = self.include(&i, &dir, base, file);
                 if let Some(slot) = template.pointer_mut(&i.pointer) {
-                    *slot = content.unwrap_or(serde_json::Value::Null);
+                    match beside_include(slot, content.unwrap_or(serde_json::Value::Null), &i) {
+                        Ok(merged) => *slot = merged,
+                        Err(e) => {
+                            self.push_in(file, e);
+                            *slot = serde_json::Value::Null;
+                        }
+                    }
                 }
             }
         }
@@ -2312,7 +2366,7 @@ impl Store<'_> {
                 let slot = template
                     .pointer_mut(&i.pointer)
                     .expect("found in this template just now");
-                *slot = content;
+                *slot = beside_include(slot, content, &i)?;
                 count += 1;
             }
         }

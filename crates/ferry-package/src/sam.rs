@@ -346,8 +346,27 @@ pub(crate) fn unsupported(template: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let resources = template.get("Resources").and_then(Value::as_object);
     for (id, r) in resources.into_iter().flatten() {
+        // `Fn::ForEach` (AWS::LanguageExtensions) makes resources only when CloudFormation
+        // expands it: a local path of theirs would go as written.
+        if id.starts_with("Fn::ForEach::") && looped_local_path(r) {
+            out.push((
+                id.clone(),
+                "Ferry does not expand Fn::ForEach (AWS::LanguageExtensions), so the local paths of the resources it makes would not be packaged: write those resources out, or give their code as s3:// locations".into(),
+            ));
+            continue;
+        }
         let ty = r.get("Type").and_then(Value::as_str).unwrap_or_default();
         let props = r.get("Properties");
+        // A local path chosen by an intrinsic function (`CodeUri: !If [Alt, alt/, src/]`):
+        // neither Ferry nor `sam package` packages it, and it would go as written.
+        for (_, prop, ..) in PROPERTIES.iter().filter(|(t, ..)| *t == ty) {
+            if let Some(chosen) = props.and_then(|p| p.get(*prop)).and_then(chosen_local_path) {
+                out.push((
+                    format!("{id}.{prop} ({chosen})"),
+                    "Ferry packages a local path written as a plain string only: one inside an intrinsic function would deploy as written; give one path (a parameter or condition may choose what the code does, not where it is), or an s3:// location".into(),
+                ));
+            }
+        }
         let image = props
             .and_then(|p| p.get("PackageType"))
             .and_then(Value::as_str)
@@ -377,6 +396,49 @@ pub(crate) fn unsupported(template: &Value) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// The intrinsic function (`Fn::If`, `Fn::Sub`, `Fn::Join`, …) that `v` is, when a string in
+/// it reads as a local path (`Fn::If`'s branches, `Fn::Sub`'s text).
+fn chosen_local_path(v: &Value) -> Option<&str> {
+    let (name, args) = v.as_object().filter(|o| o.len() == 1)?.iter().next()?;
+    let local_in = |x: &Value| match x {
+        Value::String(_) => local(x).is_some(),
+        other => chosen_local_path(other).is_some(),
+    };
+    let chosen = match name.as_str() {
+        "Fn::If" => args
+            .as_array()
+            .is_some_and(|a| a.iter().skip(1).any(local_in)),
+        "Fn::Sub" => match args {
+            Value::String(_) => local(args).is_some(),
+            Value::Array(a) => a.first().is_some_and(|t| local(t).is_some()),
+            _ => false,
+        },
+        "Fn::Join" => args
+            .pointer("/1/0")
+            .is_some_and(|first| first.is_string() && local(first).is_some()),
+        _ => false,
+    };
+    chosen.then_some(name.as_str())
+}
+
+/// Whether the resources an `Fn::ForEach` makes (its third item, `{ "<name>${X}": {…} }`) name
+/// a local path of [`PROPERTIES`].
+fn looped_local_path(for_each: &Value) -> bool {
+    let Some(made) = for_each.get(2).and_then(Value::as_object) else {
+        return false;
+    };
+    made.values().any(|r| {
+        let ty = r.get("Type").and_then(Value::as_str).unwrap_or_default();
+        PROPERTIES
+            .iter()
+            .filter(|(t, ..)| *t == ty)
+            .any(|(_, prop, ..)| {
+                r.pointer(&format!("/Properties/{prop}"))
+                    .is_some_and(|v| local(v).is_some() || chosen_local_path(v).is_some())
+            })
+    })
 }
 
 /// What a nested template holds that packaging refuses, as (where, what to do): what Ferry

@@ -590,6 +590,58 @@ fn an_included_file_is_put_in_the_template_as_the_transform_would() {
     assert!(t["Parameters"].get("FerryArtifactBucket").is_some(), "{t}");
 }
 
+/// An include beside other keys is merged with them, as CloudFormation merges it: put in
+/// whole, it dropped them, and a function beside an include of more resources was deleted from
+/// the stack (a probe met it). The same key on both sides is refused.
+#[test]
+fn an_include_beside_other_keys_is_merged_with_them() {
+    let template = "Transform: AWS::Serverless-2016-10-31\nResources:\n  Main:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: src/\n      Handler: a.h\n      Runtime: python3.12\n  Bucket:\n    Type: AWS::S3::Bucket\n    Properties:\n      BucketName: kept\n      Fn::Transform:\n        Name: AWS::Include\n        Parameters:\n          Location: ./enc.yaml\n  Fn::Transform:\n    Name: AWS::Include\n    Parameters:\n      Location: ./more.yaml\n";
+    let files = |more: &'static str| {
+        workspace(&[
+            ("services/worker/service.toml", MANIFEST),
+            ("services/worker/template.yaml", template),
+            ("services/worker/src/a.py", "def h(e, c): pass\n"),
+            (
+                "services/worker/enc.yaml",
+                "BucketEncryption:\n  ServerSideEncryptionConfiguration:\n    - ServerSideEncryptionByDefault: {SSEAlgorithm: AES256}\n",
+            ),
+            ("services/worker/more.yaml", more),
+        ])
+    };
+    let ws = files("Extra:\n  Type: AWS::SQS::Queue\n");
+    let out = tempfile::tempdir().unwrap();
+    let m = run(ws.path(), out.path()).unwrap();
+    let sp = &m.services["worker"];
+    let t: Value =
+        serde_json::from_slice(&fs::read(out.path().join(&sp.template)).unwrap()).unwrap();
+    let ids: Vec<&String> = t["Resources"].as_object().unwrap().keys().collect();
+    assert_eq!(ids.len(), 3, "{t}");
+    for id in ["Main", "Bucket", "Extra"] {
+        assert!(t["Resources"].get(id).is_some(), "{id}: {t}");
+    }
+    let bucket = &t["Resources"]["Bucket"]["Properties"];
+    assert_eq!(bucket["BucketName"], json!("kept"), "{t}");
+    assert!(bucket.get("BucketEncryption").is_some(), "{t}");
+    assert!(bucket.get("Fn::Transform").is_none(), "{t}");
+    // The included file gives `Main` again: refused, by validate too, naming it.
+    let ws = files("Main:\n  Type: AWS::SQS::Queue\n");
+    let out = tempfile::tempdir().unwrap();
+    let e = run(ws.path(), out.path()).unwrap_err();
+    assert!(
+        e.contains("Resources (AWS::Include)") && e.contains("both give `Main`"),
+        "{e}"
+    );
+    let loaded = ferry_manifest::load(ws.path()).unwrap();
+    let checked: Vec<String> = ferry_package::check_templates(&loaded, &loaded.services)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        checked.iter().any(|c| c.contains("both give `Main`")),
+        "{checked:?}"
+    );
+}
+
 #[test]
 fn what_ferry_cannot_package_is_refused_by_name() {
     // Included files: missing, outside the service folder, not YAML, including themselves.
@@ -643,6 +695,29 @@ fn what_ferry_cannot_package_is_refused_by_name() {
         &[],
     );
     assert!(e.contains("Job.Command.ScriptLocation (job.py)"), "{e}");
+    // A local path an intrinsic function chooses, and the resources an Fn::ForEach makes:
+    // neither was packaged, and each deployed its local path as written (a probe met both).
+    let e = refused(
+        "Transform: AWS::Serverless-2016-10-31\nParameters:\n  UseAlt: {Type: String, Default: 'false'}\nConditions:\n  Alt: !Equals [!Ref UseAlt, 'true']\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: !If [Alt, alt/, src/]\n      Handler: a.handler\n      Runtime: python3.12\n",
+        &[
+            ("services/worker/src/a.py", "x = 1\n"),
+            ("services/worker/alt/a.py", "x = 2\n"),
+        ],
+    );
+    assert!(
+        e.contains(
+            "Fn.CodeUri (Fn::If): Ferry packages a local path written as a plain string only"
+        ),
+        "{e}"
+    );
+    let e = refused(
+        "Transform: [AWS::LanguageExtensions, AWS::Serverless-2016-10-31]\nResources:\n  Fn::ForEach::Functions:\n    - Name\n    - [alpha, beta]\n    - ${Name}Function:\n        Type: AWS::Serverless::Function\n        Properties:\n          CodeUri: ./${Name}\n          Handler: a.handler\n          Runtime: python3.12\n",
+        &[("services/worker/alpha/a.py", "x = 1\n")],
+    );
+    assert!(
+        e.contains("Fn::ForEach::Functions: Ferry does not expand Fn::ForEach"),
+        "{e}"
+    );
     // An empty location names no file (aws-samples/serverless-patterns has one).
     let ws = workspace(&[
         ("services/worker/service.toml", MANIFEST),
