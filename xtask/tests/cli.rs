@@ -546,7 +546,7 @@ fn validate_warns_of_names_every_stage_gives_and_of_empty_parameters() {
     )
     .write(
         "services/worker/serverless.yml",
-        "service: shop-worker\nprovider:\n  name: aws\n  runtime: nodejs20.x\nresources:\n  Resources:\n    Jobs:\n      Type: AWS::SQS::Queue\n      Properties:\n        QueueName: shop-jobs\n    PerStage:\n      Type: AWS::SQS::Queue\n      Properties:\n        QueueName: shop-jobs-${sls:stage}\n    Dlq:\n      Type: AWS::SQS::Queue\n      Properties:\n        QueueName: !Sub '${AWS::StackName}-dlq'\n",
+        "service: shop-worker\nprovider:\n  name: aws\n  runtime: nodejs20.x\nresources:\n  - ${file(./more.yml)}\n  - Resources:\n      Orders:\n        Type: AWS::SQS::Queue\n        Properties:\n          QueueName: orders\n  - Resources:\n      Jobs:\n        Type: AWS::SQS::Queue\n        Properties:\n          QueueName: shop-jobs\n      PerStage:\n        Type: AWS::SQS::Queue\n        Properties:\n          QueueName: shop-jobs-${sls:stage}\n      Dlq:\n        Type: AWS::SQS::Queue\n        Properties:\n          QueueName: !Sub '${AWS::StackName}-dlq'\n",
     );
     repo.commit("api");
     let root = repo.path().to_str().unwrap();
@@ -555,6 +555,11 @@ fn validate_warns_of_names_every_stage_gives_and_of_empty_parameters() {
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("warning: `worker` gives the queue `shop-jobs` literally (Resources.Jobs.Properties.QueueName), so every stage deploying it gives that name"),
+        "{err}"
+    );
+    // Its `resources` as a list: the mappings in it count (an include is not followed).
+    assert!(
+        err.contains("warning: `worker` gives the queue `orders` literally (Resources.Orders.Properties.QueueName)"),
         "{err}"
     );
     assert!(!err.contains("PerStage") && !err.contains("-dlq"), "{err}");

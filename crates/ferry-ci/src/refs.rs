@@ -149,7 +149,14 @@ impl LiveRefs {
 fn invisible(c: char) -> bool {
     matches!(
         c,
-        '\u{feff}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}'
+        '\u{00ad}'
+            | '\u{180e}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
     )
 }
 
@@ -207,7 +214,10 @@ impl std::fmt::Display for Ended {
 /// whose action is `closed`; a GitHub `delete` event of a branch.
 pub fn ended(var: &dyn Fn(&str) -> Option<String>, event: Option<&str>) -> Vec<Ended> {
     let get = |k: &str| var(k).filter(|v| !v.trim().is_empty());
-    if let Some(e) = get("CODEBUILD_WEBHOOK_EVENT") {
+    // A GitHub Actions job on a runner CodeBuild hosts: GitHub's event is the job's, CodeBuild's
+    // the runner's (`WORKFLOW_JOB_QUEUED`), as `CiContext` reads them.
+    let github = get("GITHUB_ACTIONS").is_some_and(|v| crate::flag(&v) == Some(true));
+    if let Some(e) = get("CODEBUILD_WEBHOOK_EVENT").filter(|_| !github) {
         let closing = matches!(e.as_str(), "PULL_REQUEST_MERGED" | "PULL_REQUEST_CLOSED");
         return match get("CODEBUILD_WEBHOOK_TRIGGER") {
             Some(t) if closing => t
@@ -278,7 +288,7 @@ mod tests {
         // line a branch no one has, and the listed branch's preview was pruned.
         let marked = LiveRefs::parse("\u{feff}refs/heads/feature/q\nrefs/heads/main\n").unwrap();
         assert_eq!(marked.branches, set(&["feature/q", "main"]));
-        let err = LiveRefs::parse("refs/heads/main\nrefs/heads/feat\u{200b}ure\n").unwrap_err();
+        let err = LiveRefs::parse("refs/heads/main\nrefs/heads/feat\u{00ad}ure\n").unwrap_err();
         assert_eq!(err.line, 2);
         assert!(err.to_string().contains("invisible character"), "{err}");
         // What `gh pr list --json number -q '.[].number'` prints: pull requests only.
@@ -410,5 +420,16 @@ mod tests {
         );
         assert!(ended(&del, Some(r#"{"ref": "v1", "ref_type": "tag"}"#)).is_empty());
         assert!(ended(&vars(&[]), None).is_empty());
+        // A GitHub Actions job on a runner CodeBuild hosts: the runner's CodeBuild event is
+        // not the job's, and the closed pull request is still seen.
+        let runner = vars(&[
+            ("CODEBUILD_WEBHOOK_EVENT", "WORKFLOW_JOB_QUEUED"),
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_EVENT_NAME", "pull_request"),
+        ]);
+        assert_eq!(
+            ended(&runner, Some(r#"{"action": "closed", "number": 9}"#)),
+            [Ended::PullRequest("9".into())]
+        );
     }
 }

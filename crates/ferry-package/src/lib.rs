@@ -1560,12 +1560,22 @@ impl<'a> SamCheck<'a> {
             for i in includes {
                 let content = self.include(&i, &dir, base, file);
                 if let Some(slot) = template.pointer_mut(&i.pointer) {
-                    match beside_include(slot, content.unwrap_or(serde_json::Value::Null), &i) {
-                        Ok(merged) => *slot = merged,
-                        Err(e) => {
-                            self.push_in(file, e);
-                            *slot = serde_json::Value::Null;
-                        }
+                    match content {
+                        Some(content) => match beside_include(slot, content, &i) {
+                            Ok(merged) => *slot = merged,
+                            Err(e) => {
+                                self.push_in(file, e);
+                                *slot = serde_json::Value::Null;
+                            }
+                        },
+                        // Not put in (said already, or a build makes it): the keys beside it
+                        // stay, for the checks after this one.
+                        None => match slot.as_object_mut() {
+                            Some(map) if map.len() > 1 => {
+                                map.remove("Fn::Transform");
+                            }
+                            _ => *slot = serde_json::Value::Null,
+                        },
                     }
                 }
             }

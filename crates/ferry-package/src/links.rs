@@ -16,9 +16,10 @@ use serde_json::Value;
 use crate::template;
 
 /// The templates of a workspace's CloudFormation and SAM services (a Serverless Framework
-/// service's template exists only once it is compiled), each read and parsed at most once, on
-/// first use: `validate`'s checks below each walk them, and one `Templates` serves them all. A
-/// template that cannot be read or parsed is left out (the template check names it).
+/// service's template exists only once it is compiled; the checks of names read its
+/// `resources`, see [`Templates::naming`]), each read and parsed at most once, on first use:
+/// `validate`'s checks below each walk them, and one `Templates` serves them all. A template
+/// that cannot be read or parsed is left out (the template check names it).
 pub struct Templates<'w> {
     ws: &'w Workspace,
     /// By the service's place in `ws.services`: its text, then its parsed tree.
@@ -121,11 +122,23 @@ fn serverless_resources(path: &std::path::Path) -> Option<Value> {
         return None;
     }
     let config = template::parse(&crate::read_template_text(path).ok()?).ok()?;
-    let resources = config.get("resources")?.as_object()?;
+    // A mapping, or a list of mappings and `${file(…)}` includes (those are not followed).
+    let parts: Vec<&serde_json::Map<String, Value>> = match config.get("resources")? {
+        Value::Object(m) => vec![m],
+        Value::Array(items) => items.iter().filter_map(Value::as_object).collect(),
+        _ => return None,
+    };
     let mut out = serde_json::Map::new();
-    for key in ["Resources", "Outputs"] {
-        if let Some(v) = resources.get(key) {
-            out.insert(key.to_string(), v.clone());
+    for part in parts {
+        for key in ["Resources", "Outputs"] {
+            if let Some(Value::Object(items)) = part.get(key) {
+                let section = out
+                    .entry(key.to_string())
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                if let Value::Object(section) = section {
+                    section.extend(items.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            }
         }
     }
     let mut out = Value::Object(out);

@@ -410,17 +410,27 @@ fn chosen_local_path(v: &Value) -> Option<&str> {
         "Fn::If" => args
             .as_array()
             .is_some_and(|a| a.iter().skip(1).any(local_in)),
+        // Text that starts with a local path of its own (`./${Name}`); one that starts with a
+        // variable (`${TemplatesBaseUrl}/child.yaml`) may well be a URL.
         "Fn::Sub" => match args {
-            Value::String(_) => local(args).is_some(),
-            Value::Array(a) => a.first().is_some_and(|t| local(t).is_some()),
+            Value::String(t) => local_start(t),
+            Value::Array(a) => a.first().and_then(Value::as_str).is_some_and(local_start),
             _ => false,
         },
         "Fn::Join" => args
             .pointer("/1/0")
-            .is_some_and(|first| first.is_string() && local(first).is_some()),
+            .and_then(Value::as_str)
+            .is_some_and(local_start),
         _ => false,
     };
     chosen.then_some(name.as_str())
+}
+
+/// Whether text built from variables starts with a local path: some literal text before the
+/// first variable, which is no URL's start.
+fn local_start(text: &str) -> bool {
+    let literal = text.split("${").next().unwrap_or_default();
+    !literal.is_empty() && local(&Value::String(literal.to_string())).is_some()
 }
 
 /// Whether the resources an `Fn::ForEach` makes (its third item, `{ "<name>${X}": {…} }`) name
@@ -429,15 +439,21 @@ fn looped_local_path(for_each: &Value) -> bool {
     let Some(made) = for_each.get(2).and_then(Value::as_object) else {
         return false;
     };
-    made.values().any(|r| {
+    made.iter().any(|(key, r)| {
+        // A loop inside the loop.
+        if key.starts_with("Fn::ForEach::") {
+            return looped_local_path(r);
+        }
         let ty = r.get("Type").and_then(Value::as_str).unwrap_or_default();
-        PROPERTIES
-            .iter()
-            .filter(|(t, ..)| *t == ty)
-            .any(|(_, prop, ..)| {
-                r.pointer(&format!("/Properties/{prop}"))
-                    .is_some_and(|v| local(v).is_some() || chosen_local_path(v).is_some())
-            })
+        // A function naming no code takes Globals' or the template's folder: local too.
+        (ty == "AWS::Serverless::Function" && names_no_code(r))
+            || PROPERTIES
+                .iter()
+                .filter(|(t, ..)| *t == ty)
+                .any(|(_, prop, ..)| {
+                    r.pointer(&format!("/Properties/{prop}"))
+                        .is_some_and(|v| local(v).is_some() || chosen_local_path(v).is_some())
+                })
     })
 }
 

@@ -642,6 +642,38 @@ fn an_include_beside_other_keys_is_merged_with_them() {
     );
 }
 
+/// What an intrinsic function gives that is no local path is not refused: a branch that is
+/// no value or an S3 URI, an S3 location as a mapping, text that starts with a variable (a
+/// base URL). And an include beside other keys in a service with a build is judged where it
+/// lies only, its neighbours kept for the checks after it.
+#[test]
+fn intrinsics_that_name_no_local_path_pass() {
+    let template = "Transform: AWS::Serverless-2016-10-31\nParameters:\n  UseAlt: {Type: String, Default: 'false'}\n  Base: {Type: String, Default: 'https://example.com/t'}\n  B: {Type: String, Default: 'b'}\nConditions:\n  Alt: !Equals [!Ref UseAlt, 'true']\nResources:\n  A:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: !If [Alt, !Ref AWS::NoValue, s3://bucket/a.zip]\n      InlineCode: x\n      Handler: a.handler\n      Runtime: python3.12\n  B:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: {Bucket: bucket, Key: b.zip}\n      Handler: a.handler\n      Runtime: python3.12\n  C:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: !Sub 's3://${B}/c.zip'\n      Handler: a.handler\n      Runtime: python3.12\n  Child:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: !Sub '${Base}/child.yaml'\n";
+    let ws = workspace(&[
+        ("services/worker/service.toml", MANIFEST),
+        ("services/worker/template.yaml", template),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    run(ws.path(), out.path()).unwrap();
+    // A service with a build: its include is its build's to make.
+    let ws = workspace(&[
+        (
+            "services/worker/service.toml",
+            "[service]\nkind = \"sam\"\n\n[package]\nbuild = [\"make\"]\n",
+        ),
+        (
+            "services/worker/template.yaml",
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Main:\n    Type: AWS::SQS::Queue\n  Fn::Transform:\n    Name: AWS::Include\n    Parameters:\n      Location: ./build/more.yaml\n",
+        ),
+    ]);
+    let loaded = ferry_manifest::load(ws.path()).unwrap();
+    let checked: Vec<String> = ferry_package::check_templates(&loaded, &loaded.services)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(checked.is_empty(), "{checked:?}");
+}
+
 #[test]
 fn what_ferry_cannot_package_is_refused_by_name() {
     // Included files: missing, outside the service folder, not YAML, including themselves.
@@ -718,6 +750,12 @@ fn what_ferry_cannot_package_is_refused_by_name() {
         e.contains("Fn::ForEach::Functions: Ferry does not expand Fn::ForEach"),
         "{e}"
     );
+    // A looped function naming no code takes the template's folder: local too.
+    let e = refused(
+        "Transform: [AWS::LanguageExtensions, AWS::Serverless-2016-10-31]\nResources:\n  Fn::ForEach::Functions:\n    - Name\n    - [alpha, beta]\n    - ${Name}Function:\n        Type: AWS::Serverless::Function\n        Properties:\n          Handler: a.handler\n          Runtime: python3.12\n",
+        &[("services/worker/a.py", "x = 1\n")],
+    );
+    assert!(e.contains("Ferry does not expand Fn::ForEach"), "{e}");
     // An empty location names no file (aws-samples/serverless-patterns has one).
     let ws = workspace(&[
         ("services/worker/service.toml", MANIFEST),
