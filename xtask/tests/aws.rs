@@ -294,6 +294,39 @@ fn a_secret_appears_in_no_output_even_from_a_failing_child() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// Two parameters whose names give one `FERRY_PARAM_*` variable (`api/token` and
+/// `api_token`): `exec` refuses, naming both. Before, the command got whichever was read last,
+/// a plain value in place of the secret, in silence.
+#[test]
+fn exec_refuses_two_parameters_of_one_variable() {
+    let r = repo("collide");
+    let secret = "c0llide-secret-t0ken";
+    let (code, _, err) = run(
+        &mut xtask(&r, &["param", "set", "dev", "api/token", "--secure"]),
+        Some(secret),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(
+        &mut xtask(&r, &["param", "set", "dev", "api_token"]),
+        Some("pl4in-v4lue"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(
+        &mut xtask(&r, &["exec", "dev", "--", "sh", "-c", "echo ran"]),
+        None,
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!out.contains("ran"), "{out}");
+    assert!(
+        err.contains("and") && err.contains("both become the variable FERRY_PARAM_API_TOKEN"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(secret) && !err.contains("pl4in-v4lue"),
+        "{err}"
+    );
+}
+
 #[test]
 fn local_starts_the_emulator_for_the_run() {
     let r = repo("local");

@@ -728,3 +728,91 @@ fn a_template_asking_for_the_permissions_boundary_gets_its_stage_s() {
         .unwrap();
     assert_eq!(info.parameters["FerryPermissionsBoundary"], "team-boundary");
 }
+
+/// A stand-in for the framework's `package` that says it started (`compiling` in its folder),
+/// takes 2 s, then writes what the real one writes: the template, one archive, the state file.
+const SLOW_SLS: &str = r#"#!/bin/sh
+touch compiling
+sleep 2
+while [ $# -gt 0 ]; do
+  case "$1" in --package) out="$2"; shift;; esac; shift
+done
+mkdir -p "$out"
+python3 -c "
+import zipfile,sys
+with zipfile.ZipFile(sys.argv[1],'w') as z: z.writestr('h.py','def handle(e,c): return 1\n')
+" "$out/cc-sls.zip"
+cat > "$out/cloudformation-template-update-stack.json" <<'T'
+{"Resources": {
+  "ServerlessDeploymentBucket": {"Type": "AWS::S3::Bucket"},
+  "Q": {"Type": "AWS::SQS::Queue"}}}
+T
+cat > "$out/serverless-state.json" <<'T'
+{"service": {"service": "cc-sls", "provider": {"stage": "dev"}}}
+T
+"#;
+
+/// Ctrl-C while a Serverless service compiles: the framework's CLI runs on to its end (in a
+/// process group of its own), and then no stack operation starts. Before, the stack was
+/// created after the interrupt, though an interrupted run "starts nothing new".
+#[test]
+fn a_run_interrupted_during_a_compile_starts_no_stack_operation() {
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"cc\"\n\n[stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"cc-compile-cancel-art\"\n",
+    )
+    .write(
+        "services/sls/service.toml",
+        "[service]\nkind = \"serverless\"\nserverless-command = [\"./fake-sls\"]\n",
+    )
+    .write(
+        "services/sls/serverless.yml",
+        "service: cc-sls\nprovider:\n  name: aws\n",
+    )
+    .write("services/sls/fake-sls", SLOW_SLS)
+    .write(".gitignore", "target/\ncompiling\n");
+    use std::os::unix::fs::PermissionsExt;
+    let cli = r.path().join("services/sls/fake-sls");
+    std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+    r.commit("a slow compile");
+    let s3 = ferry_package::s3_client(&config());
+    rt().block_on(s3.create_bucket().bucket("cc-compile-cancel-art").send())
+        .unwrap();
+    let mut c = xtask(&r, &["deploy", "dev"]);
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let started = r.path().join("services/sls/compiling");
+    let t0 = std::time::Instant::now();
+    while !started.exists() {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the run ended before its compile: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(t0.elapsed().as_secs() < 120, "the compile never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_ne!(out.status.code(), Some(0), "{stdout}\n{err}");
+    assert!(err.contains("interrupted ("), "{err}");
+    assert!(row(&stdout, "sls").contains("cancelled"), "{stdout}\n{err}");
+    assert!(!err.contains("_IN_PROGRESS"), "no stack operation: {err}");
+    // The next run finds no record and no stack: it creates the stack.
+    std::fs::remove_file(&started).unwrap();
+    let (code, out, err) = run(&mut xtask(&r, &["plan", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("not deployed yet"),
+        "nothing was deployed: {out}\n{err}"
+    );
+}

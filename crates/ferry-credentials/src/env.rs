@@ -57,8 +57,20 @@ pub async fn exec_env(
     env.extend(stage.vars(project).map(|(k, v)| (k.to_string(), v)));
     if let Some(path) = &stage.config.parameters_path {
         let client = crate::ssm::client(config);
+        // Names that differ only in what a variable's name cannot hold (`db/password`,
+        // `db_password`, `DB-PASSWORD`) would give one variable: the last one read won, in
+        // silence.
+        let mut taken: std::collections::BTreeMap<String, String> = Default::default();
         for p in crate::ssm::load_path(&client, &stage.name, path, masker).await? {
-            env.push((ferry_env::param_var(path, &p.name), p.value));
+            let var = ferry_env::param_var(path, &p.name);
+            if let Some(first) = taken.insert(var.clone(), p.name.clone()) {
+                return Err(CredentialsError::ParameterVariableTaken {
+                    var,
+                    first,
+                    second: p.name,
+                });
+            }
+            env.push((var, p.value));
         }
     }
     Ok(env)

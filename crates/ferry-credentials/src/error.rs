@@ -50,6 +50,14 @@ pub enum CredentialsError {
     SelectorNotFound { name: String, selector: String },
     #[error("SSM parameter `{name}` exists already; pass --overwrite to replace it")]
     ParameterExists { name: String },
+    #[error(
+        "SSM parameters `{first}` and `{second}` both become the variable {var}, so a command would get one of them in place of the other (a secret in place of a plain value, or the other way round); rename one"
+    )]
+    ParameterVariableTaken {
+        var: String,
+        first: String,
+        second: String,
+    },
     #[error(transparent)]
     BadName(#[from] ferry_manifest::SsmNameError),
     #[error(

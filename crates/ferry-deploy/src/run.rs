@@ -691,6 +691,7 @@ async fn run_selection(
                 Ok(Deployed::Reviewed { create, resources }) => {
                     (Ok(ServiceResult::WouldChange { create, resources }), None)
                 }
+                Ok(Deployed::Cancelled) => (Ok(ServiceResult::Cancelled), None),
                 Err(e) => (Err(e), None),
             };
             let failed = result.is_err();
@@ -802,6 +803,9 @@ enum Deployed {
         create: bool,
         resources: Option<usize>,
     },
+    /// The run was interrupted before its stack operation started (during a compile, a
+    /// build, the parameters' resolution): nothing was started.
+    Cancelled,
 }
 
 /// How long a framework may take to compile one service.
@@ -1516,6 +1520,11 @@ async fn deploy_one(
         removing: Some(u64::MAX),
         ..record.clone()
     })?;
+    // Interrupted while this service was being made ready (a framework's compile runs on to
+    // its end): the run starts nothing new, and so no stack operation.
+    if ctx.cancel.is_cancelled() {
+        return Ok(Deployed::Cancelled);
+    }
     // The stage's lock is still this run's (between two renewals another run may have taken
     // it over): else nothing starts.
     ctx.records.check_held().await?;

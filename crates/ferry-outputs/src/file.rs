@@ -13,6 +13,31 @@ pub struct OutputsFile {
     pub services: BTreeMap<String, Outputs>,
 }
 
+/// An output [`OutputsFile::env`] leaves out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeftOut {
+    /// Its value holds a line break (or a NUL).
+    LineBreak { var: String },
+    /// Outputs whose names give the one variable `var` (`service.Key`, each).
+    Shared { var: String, outputs: Vec<String> },
+}
+
+impl std::fmt::Display for LeftOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeftOut::LineBreak { var } => write!(
+                f,
+                "{var} (its value holds a line break, which a line of `$GITHUB_ENV` or a dotenv file cannot hold: the rest of the value would set variables of its own)"
+            ),
+            LeftOut::Shared { var, outputs } => write!(
+                f,
+                "{var} (outputs {} all give that name, and the last would stand for the others)",
+                outputs.join(", ")
+            ),
+        }
+    }
+}
+
 impl OutputsFile {
     /// The same outputs with `mask` applied to every value (secrets a stack output echoes must
     /// not reach a file, a terminal or a record).
@@ -38,15 +63,38 @@ impl OutputsFile {
     /// nothing when the file is sourced: a value holding anything but letters, digits and
     /// `-_.:/@%+,=` is single-quoted (`~` too, which a shell expands; a quote in it as `'\''`). A value with a line break (or a
     /// NUL) cannot be one line of a `$GITHUB_ENV` or dotenv file, where the rest would set
-    /// variables of its own: it is left out, and its variable's name returned.
-    pub fn env(&self) -> (String, Vec<String>) {
+    /// variables of its own: it is left out, and its variable's name returned. So are outputs
+    /// whose names give one variable (`Url` and `URL` of one service, which CloudFormation
+    /// tells apart): sourced, the last would stand for both.
+    pub fn env(&self) -> (String, Vec<LeftOut>) {
         let mut out = String::new();
         let mut left_out = Vec::new();
+        let mut givers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (service, outputs) in &self.services {
+            for k in outputs.keys() {
+                givers
+                    .entry(ferry_env::output_var(service, k))
+                    .or_default()
+                    .push(format!("{service}.{k}"));
+            }
+        }
         for (service, outputs) in &self.services {
             for (k, v) in outputs {
                 let name = ferry_env::output_var(service, k);
+                match givers.get(&name) {
+                    Some(both) if both.len() > 1 => {
+                        if both[0] == format!("{service}.{k}") {
+                            left_out.push(LeftOut::Shared {
+                                var: name,
+                                outputs: both.clone(),
+                            });
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
                 if v.contains(['\n', '\r', '\0']) {
-                    left_out.push(name);
+                    left_out.push(LeftOut::LineBreak { var: name });
                     continue;
                 }
                 let plain = v.chars().all(|c| {
@@ -109,7 +157,12 @@ mod tests {
             )]),
         };
         let (text, left_out) = f.env();
-        assert_eq!(left_out, ["FERRY_OUTPUT_API_TWO"]);
+        assert_eq!(
+            left_out,
+            [LeftOut::LineBreak {
+                var: "FERRY_OUTPUT_API_TWO".into()
+            }]
+        );
         assert_eq!(
             text,
             "FERRY_OUTPUT_API_EMPTY=\nFERRY_OUTPUT_API_HOME='x:~/y'\nFERRY_OUTPUT_API_RUN='$(touch pwned) `id` it'\\''s'\nFERRY_OUTPUT_API_URL='https://x.example/dev?a=1,b'\n"
@@ -143,6 +196,27 @@ mod tests {
         assert_eq!(
             f.env(),
             ("FERRY_OUTPUT_API_FUNCTIONNAME=fn-1\n".to_string(), vec![])
+        );
+        // Names CloudFormation tells apart that give one variable: both left out, said once.
+        let shared = OutputsFile {
+            stage: "dev".into(),
+            services: BTreeMap::from([(
+                "vault".into(),
+                BTreeMap::from([
+                    ("PlainOut".into(), "a".into()),
+                    ("PLAINOUT".into(), "b".into()),
+                    ("Other".into(), "c".into()),
+                ]),
+            )]),
+        };
+        let (text, left) = shared.env();
+        assert_eq!(text, "FERRY_OUTPUT_VAULT_OTHER=c\n");
+        assert_eq!(
+            left,
+            [LeftOut::Shared {
+                var: "FERRY_OUTPUT_VAULT_PLAINOUT".into(),
+                outputs: vec!["vault.PLAINOUT".into(), "vault.PlainOut".into()],
+            }]
         );
         assert_eq!(f.text(), "api\n  FunctionName = fn-1\n");
         let tmp = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@ mod file;
 mod resolve;
 
 pub use cache::OutputCache;
-pub use file::OutputsFile;
+pub use file::{LeftOut, OutputsFile};
 pub use resolve::{Lookups, ResolveError, resolve, resolve_value, ssm_names};
 
 /// One stack's outputs, by key.

@@ -66,10 +66,10 @@ pub fn run(ctx: &Ctx, args: &OutputsArgs) -> anyhow::Result<()> {
             .check_complete()
             .with_context(|| format!("failed to read the outputs of stage `{}`", stage.name))?;
         if !left_out.is_empty() {
+            let said: Vec<String> = left_out.iter().map(ToString::to_string).collect();
             anyhow::bail!(
-                "{} left out: {} a line break, which a line of `$GITHUB_ENV` or a dotenv file cannot hold (the rest of the value would set variables of its own); read {} with --format json",
-                left_out.join(", "),
-                if left_out.len() == 1 { "its value holds" } else { "their values hold" },
+                "left out: {}; read {} with --format json",
+                said.join("; "),
                 if left_out.len() == 1 { "it" } else { "them" },
             );
         }
