@@ -299,15 +299,16 @@ fn a_failure_in_the_middle_skips_dependents_finishes_the_rest_and_a_rerun_comple
 fn a_record_too_large_for_ssm_fails_its_service_before_its_stack_moves() {
     let p = "e2e-large";
     let bucket = format!("{p}-artifacts");
-    // 120 functions with one archive each: their keys alone outgrow an SSM parameter's 8 KB.
+    // 120 functions with an archive of their own each: their keys alone outgrow an SSM
+    // parameter's 8 KB. (Functions sharing one archive are written as one entry.)
     let functions: String = (0..120)
         .map(|i| {
             format!(
-                "  F{i}:\n    Type: AWS::Lambda::Function\n    Properties:\n      Runtime: python3.12\n      Handler: app.handle\n      Role: arn:aws:iam::123456789012:role/r\n      Code: src\n"
+                "  F{i}:\n    Type: AWS::Lambda::Function\n    Properties:\n      Runtime: python3.12\n      Handler: app.handle\n      Role: arn:aws:iam::123456789012:role/r\n      Code: src{i}\n"
             )
         })
         .collect();
-    let artifacts: String = (0..120).map(|i| format!("F{i} = \"src\"\n")).collect();
+    let artifacts: String = (0..120).map(|i| format!("F{i} = \"src{i}\"\n")).collect();
     let r = TestRepo::new();
     r.write(
         "ferry.toml",
@@ -321,9 +322,14 @@ fn a_record_too_large_for_ssm_fails_its_service_before_its_stack_moves() {
         &format!("[service]\ntemplate = \"t.yaml\"\n\n[package.artifacts]\n{artifacts}"),
     )
     .write("services/many/t.yaml", &format!("Resources:\n{functions}"))
-    .write("services/many/src/app.py", "def handle(e, c):\n    return 1\n")
     .write("services/lone/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
     .write("services/lone/t.yaml", TOPIC);
+    for i in 0..120 {
+        r.write(
+            &format!("services/many/src{i}/app.py"),
+            &format!("def handle(e, c):\n    return {i}\n"),
+        );
+    }
     r.commit("services");
     let s3 = ferry_package::s3_client(&crate::common::config());
     crate::common::rt()

@@ -890,7 +890,16 @@ async fn compile_serverless(
         progress: Progress::Note(if compiled.reused {
             "compiled before with the same inputs, stage and parameters: reused".into()
         } else {
-            format!("compiled: {} archive(s)", compiled.artifacts.len())
+            // Functions sharing one archive (the framework's default) count once.
+            format!(
+                "compiled: {} archive(s)",
+                compiled
+                    .artifacts
+                    .iter()
+                    .map(|a| &a.key)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+            )
         }),
     });
     let package = compiled.package();

@@ -58,8 +58,10 @@ pub struct Record {
     pub template_hash: String,
     /// SHA-256 of the resolved parameters.
     pub parameters_hash: String,
-    /// Artifact locations by name (e.g. Lambda code zips), when packaged.
-    #[serde(default)]
+    /// Artifact locations by name (e.g. Lambda code zips), when packaged. Written with the
+    /// names that share a location together (`"F1,F2": key`: a Serverless service's one archive
+    /// for every function), read either way.
+    #[serde(default, with = "grouped")]
     pub artifacts: BTreeMap<String, String>,
     /// Seconds since the Unix epoch.
     pub deployed_at: u64,
@@ -163,7 +165,11 @@ fn fitted(record: &Record) -> Result<String, RecordError> {
     }
     Err(RecordError::TooLarge {
         service: record.service.clone(),
-        artifacts: record.artifacts.len(),
+        artifacts: record
+            .artifacts
+            .values()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
     })
 }
 
@@ -201,6 +207,46 @@ impl Record {
         self.package_fingerprint
             .as_deref()
             .unwrap_or(&self.template_hash)
+    }
+}
+
+/// [`Record::artifacts`] as written: names sharing a location joined by `,` (logical ids and
+/// `Globals.<section>` hold none), one entry per location. A Serverless service's one archive
+/// for 80 functions took 80 entries of its key, and the record no longer fit in SSM. Records
+/// written one entry per name read the same.
+mod grouped {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        artifacts: &BTreeMap<String, String>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut by_key: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (name, key) in artifacts {
+            by_key.entry(key).or_default().push(name);
+        }
+        let grouped: BTreeMap<String, &str> = by_key
+            .into_iter()
+            .map(|(key, names)| (names.join(","), key))
+            .collect();
+        grouped.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, String>, D::Error> {
+        let written = BTreeMap::<String, String>::deserialize(d)?;
+        Ok(written
+            .into_iter()
+            .flat_map(|(names, key)| {
+                names
+                    .split(',')
+                    .map(|n| (n.to_string(), key.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect())
     }
 }
 
@@ -627,6 +673,34 @@ impl RecordStore {
 mod tests {
     use super::*;
 
+    /// A Serverless service packages one archive for all its functions: 120 functions named
+    /// it 120 times, and the record did not fit in SSM. Names sharing a location are written
+    /// together now, and read back one by one; a record written one entry per name reads the
+    /// same.
+    #[test]
+    fn names_sharing_an_archive_are_written_together() {
+        let key = format!("shop/api/{}.zip", "a".repeat(64));
+        let shared = Record {
+            service: "api".into(),
+            artifacts: (0..120)
+                .map(|i| (format!("Fn{i}LambdaFunction"), key.clone()))
+                .chain([("Other".to_string(), "shop/api/b.zip".to_string())])
+                .collect(),
+            ..Record::default()
+        };
+        let text = fitted(&shared).unwrap();
+        assert!(text.len() <= MAX_RECORD, "{}", text.len());
+        assert_eq!(text.matches(&key).count(), 1, "{text}");
+        let back: Record = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, shared);
+        let old = r#"{"service":"api","stack":"s","commit":"c","dirty":false,"template_hash":"t","parameters_hash":"p","artifacts":{"A":"k1","B":"k1"},"deployed_at":1}"#;
+        let read: Record = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            read.artifacts,
+            BTreeMap::from([("A".into(), "k1".into()), ("B".into(), "k1".into())])
+        );
+    }
+
     #[test]
     fn a_record_too_large_for_ssm_drops_its_outputs_then_its_input_key_then_goes_advanced() {
         let small = Record {
@@ -651,7 +725,7 @@ mod tests {
         // Many artifacts and a long key: the key goes too, and the record fits.
         let big_key = Record {
             artifacts: (0..30)
-                .map(|i| (format!("Fn{i}"), "a".repeat(64)))
+                .map(|i| (format!("Fn{i}"), format!("{i:064}")))
                 .collect(),
             input_key: Some(
                 (0..40)
@@ -673,7 +747,7 @@ mod tests {
                 .map(|i| {
                     (
                         format!("Function{i}LambdaFunction"),
-                        format!("shop/notifier/{}.zip", "a".repeat(64)),
+                        format!("shop/notifier/{i:064}.zip"),
                     )
                 })
                 .collect()
