@@ -210,6 +210,21 @@ fn param_set_reads_standard_input_and_secure_values_stay_hidden() {
         "{out}"
     );
     assert!(!out.contains(secret), "{out}");
+    // A String holding the secret (a stack copied it): `param get` masks it as `param list`
+    // does. Before, it printed the secret in clear.
+    let copy = format!("url=https://u:{secret}@h");
+    run(
+        &mut xtask(&r, &["param", "set", "dev", "db/url"]),
+        Some(&copy),
+    );
+    let (code, out, err) = run(&mut xtask(&r, &["param", "get", "dev", "db/url"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "url=https://u:****@h\n");
+    let (_, out, _) = run(
+        &mut xtask(&r, &["param", "get", "dev", "db/url", "--show-secrets"]),
+        None,
+    );
+    assert_eq!(out, format!("{copy}\n"));
 
     let (code, _, err) = run(
         &mut xtask(&r, &["param", "set", "dev", "db/password", "--secure"]),

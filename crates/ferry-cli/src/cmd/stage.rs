@@ -175,6 +175,18 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
             let full = ssm::full_name_to_read(&stage, name)?;
             let client = ssm::client(&aws.config);
             let p = ssm::get(&client, &stage.name, &full, masker()).await?;
+            // A String may hold a SecureString's value (a stack copies one into it): the
+            // stage's secrets are read first, so that it is masked as `param list` masks it.
+            if !p.secure
+                && !show_secrets
+                && let Some(path) = &stage.config.parameters_path
+            {
+                ssm::load_path(&client, &stage.name, path, masker())
+                    .await
+                    .with_context(|| {
+                        format!("failed to read the SecureStrings under {path}, which `param get` masks in what it prints; --show-secrets prints the value as it is")
+                    })?;
+            }
             println!("{}", shown(&p, *show_secrets));
             Ok(())
         }),
