@@ -287,6 +287,14 @@ fn glob_regex(glob: &str) -> String {
     out
 }
 
+/// Assuming a role, which neither the deployer nor a role a deploy makes ever needs: either
+/// would take that role's rights.
+const ASSUME_ROLE: &[&str] = &[
+    "sts:AssumeRole",
+    "sts:AssumeRoleWithSAML",
+    "sts:AssumeRoleWithWebIdentity",
+];
+
 /// The stack of `stage`: artifact bucket, deployer role, topic, and optionally a CodeBuild
 /// project. Everything account-specific is `AWS::AccountId` and `AWS::Region`, so the template
 /// is the same for every account and needs no AWS call to make.
@@ -447,13 +455,7 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
                 "no role a deploy makes takes another role's rights, or runs commands on instances"
                     .into(),
             deny: true,
-            actions: strings(&[
-                "sts:AssumeRole",
-                "sts:AssumeRoleWithSAML",
-                "sts:AssumeRoleWithWebIdentity",
-                "ssm:SendCommand",
-                "ssm:StartSession",
-            ]),
+            actions: strings(&[ASSUME_ROLE, &["ssm:SendCommand", "ssm:StartSession"]].concat()),
             resources: strings(&["*"]),
             ..Default::default()
         },
@@ -494,11 +496,7 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
     permissions.push(Permission {
         why: "never: assume another role".into(),
         deny: true,
-        actions: strings(&[
-            "sts:AssumeRole",
-            "sts:AssumeRoleWithSAML",
-            "sts:AssumeRoleWithWebIdentity",
-        ]),
+        actions: strings(ASSUME_ROLE),
         resources: strings(&["*"]),
         ..Default::default()
     });

@@ -92,6 +92,25 @@ fn read_event_file(path: &std::path::Path) -> Result<String, String> {
     Ok(text)
 }
 
+/// A character that shows nothing or turns the text around it (a byte-order mark, a soft
+/// hyphen, a zero-width or invisible operator, a line or paragraph separator, a mark,
+/// embedding or isolate of text direction): refused in the one-line text a CI or a person
+/// passes Ferry (a live ref, a gate override's reason), where it would hide what is read.
+pub fn hides_or_steers(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{061c}'
+            | '\u{180e}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+    )
+}
+
 /// A yes/no variable's value (`FORCE_DEPLOY_ALL`, `CI`): `true`, `1` or `yes` is yes; `false`,
 /// `0`, `no` or empty is no, in any case and with spaces around; anything else, `None`.
 pub fn flag(value: &str) -> Option<bool> {

@@ -64,7 +64,7 @@ impl LiveRefs {
             if r.chars().any(char::is_control) {
                 return Err(bad("it holds a control character"));
             }
-            if r.chars().any(invisible) {
+            if r.chars().any(crate::hides_or_steers) {
                 return Err(bad(
                     "it holds an invisible character (a byte-order mark, a zero-width or text-direction character)",
                 ));
@@ -143,21 +143,6 @@ impl LiveRefs {
             pull_requests: (!prs.is_empty()).then_some(prs),
         })
     }
-}
-
-/// A character that shows nothing: a byte-order mark, a zero-width or text-direction one.
-fn invisible(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00ad}'
-            | '\u{180e}'
-            | '\u{feff}'
-            | '\u{fff9}'..='\u{fffb}'
-            | '\u{200b}'..='\u{200f}'
-            | '\u{2028}'..='\u{202e}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
-    )
 }
 
 /// Whether git takes `name` as a branch's (`git check-ref-format --branch`): no space, control

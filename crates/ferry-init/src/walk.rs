@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
-use ferry_manifest::ServiceKind;
+use ferry_manifest::{SAM_TRANSFORM, ServiceKind};
 use globset::{GlobBuilder, GlobSetBuilder};
 
 /// Folders never searched, for services nor for what they build from: tools' output and
@@ -48,7 +48,6 @@ const PREFERRED_TEMPLATES: &[&str] = &[
     "cloudformation.yml",
 ];
 const TEMPLATE_EXTENSIONS: &[&str] = &["yaml", "yml", "json", "template"];
-const SAM_TRANSFORM: &str = "AWS::Serverless-2016-10-31";
 
 pub(crate) struct Candidate {
     pub dir: String,

@@ -161,6 +161,20 @@ impl StageConfig {
 }
 
 /// What a service is written in, and so how Ferry makes the CloudFormation template it deploys.
+/// The transform a template declares to be an AWS SAM template.
+pub const SAM_TRANSFORM: &str = "AWS::Serverless-2016-10-31";
+
+/// Whether `template` declares the SAM transform (alone or in a list).
+pub fn is_sam(template: &serde_json::Value) -> bool {
+    match template.get("Transform") {
+        Some(serde_json::Value::String(s)) => s == SAM_TRANSFORM,
+        Some(serde_json::Value::Array(items)) => {
+            items.iter().any(|t| t.as_str() == Some(SAM_TRANSFORM))
+        }
+        _ => false,
+    }
+}
+
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]

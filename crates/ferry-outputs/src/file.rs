@@ -78,20 +78,19 @@ impl OutputsFile {
                     .push(format!("{service}.{k}"));
             }
         }
+        for (var, outputs) in &givers {
+            if outputs.len() > 1 {
+                left_out.push(LeftOut::Shared {
+                    var: var.clone(),
+                    outputs: outputs.clone(),
+                });
+            }
+        }
         for (service, outputs) in &self.services {
             for (k, v) in outputs {
                 let name = ferry_env::output_var(service, k);
-                match givers.get(&name) {
-                    Some(both) if both.len() > 1 => {
-                        if both[0] == format!("{service}.{k}") {
-                            left_out.push(LeftOut::Shared {
-                                var: name,
-                                outputs: both.clone(),
-                            });
-                        }
-                        continue;
-                    }
-                    _ => {}
+                if givers[&name].len() > 1 {
+                    continue;
                 }
                 if v.contains(['\n', '\r', '\0']) {
                     left_out.push(LeftOut::LineBreak { var: name });

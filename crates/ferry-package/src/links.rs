@@ -51,14 +51,20 @@ impl<'w> Templates<'w> {
     /// service's and its text holds one of `needles` (any text, when there are none): a
     /// template that holds none of what a check looks for is never parsed for it.
     pub fn of(&self, service: &Service, needles: &[&str]) -> Option<&Value> {
-        if service.kind == ServiceKind::Serverless {
-            return None;
-        }
         let i = self
             .ws
             .services
             .iter()
             .position(|s| s.name == service.name)?;
+        self.at(i, needles)
+    }
+
+    /// [`of`](Self::of) the service at `i` in the workspace's list.
+    fn at(&self, i: usize, needles: &[&str]) -> Option<&Value> {
+        let service = &self.ws.services[i];
+        if service.kind == ServiceKind::Serverless {
+            return None;
+        }
         let read = self.read[i]
             .get_or_init(|| {
                 // As packaging reads it: a regular file, no larger than CloudFormation takes.
@@ -83,7 +89,8 @@ impl<'w> Templates<'w> {
         self.ws
             .services
             .iter()
-            .filter_map(|s| Some((s, self.of(s, needles)?)))
+            .enumerate()
+            .filter_map(|(i, s)| Some((s, self.at(i, needles)?)))
             .collect()
     }
 
@@ -100,7 +107,7 @@ impl<'w> Templates<'w> {
             .enumerate()
             .filter_map(|(i, s)| {
                 if s.kind != ServiceKind::Serverless {
-                    return Some((s, self.of(s, needles)?));
+                    return Some((s, self.at(i, needles)?));
                 }
                 let resources = self.framework[i]
                     .get_or_init(|| serverless_resources(&self.ws.root.join(s.template_path())))
@@ -923,7 +930,7 @@ pub fn names_every_stage_gives(templates: &Templates) -> Vec<StageSharedName> {
 /// string as it is. (service, key).
 pub fn empty_parameters(templates: &Templates) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for s in &templates.workspace().services {
+    for (i, s) in templates.workspace().services.iter().enumerate() {
         let empty: Vec<&String> = s
             .parameters
             .iter()
@@ -933,7 +940,7 @@ pub fn empty_parameters(templates: &Templates) -> Vec<(String, String)> {
         if empty.is_empty() {
             continue;
         }
-        let Some(t) = templates.of(s, &[]) else {
+        let Some(t) = templates.at(i, &[]) else {
             continue;
         };
         for key in empty {
@@ -994,7 +1001,7 @@ pub fn unbounded_roles(templates: &Templates) -> Vec<(String, Vec<String>)> {
 /// repository, in every clone of it, whatever CloudFormation hides.
 pub fn literal_secrets(templates: &Templates) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for s in &templates.workspace().services {
+    for (i, s) in templates.workspace().services.iter().enumerate() {
         let literal: Vec<&String> = s
             .parameters
             .iter()
@@ -1013,7 +1020,7 @@ pub fn literal_secrets(templates: &Templates) -> Vec<(String, String)> {
         if literal.is_empty() {
             continue;
         }
-        let Some(t) = templates.of(s, &["NoEcho"]) else {
+        let Some(t) = templates.at(i, &["NoEcho"]) else {
             continue;
         };
         for key in literal {

@@ -18,8 +18,7 @@ use serde_json::{Map, Value, json};
 use crate::TemplateError;
 use crate::template::BUCKET_PARAMETER;
 
-/// The transform that makes a template a SAM template.
-pub const SAM_TRANSFORM: &str = "AWS::Serverless-2016-10-31";
+pub use ferry_manifest::{SAM_TRANSFORM, is_sam};
 
 /// How a local path is packaged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,15 +220,6 @@ const PROPERTIES: &[(&str, &str, Packing, &str, &str)] = &[
 /// `Globals` sections and the property of each that may hold a local path (the SAM
 /// transform takes no `DefinitionUri` in `Globals`).
 const GLOBALS: &[(&str, &str, Packing)] = &[("Function", "CodeUri", Packing::Zip)];
-
-/// Whether `template` declares the SAM transform (alone or in a list).
-pub fn is_sam(template: &Value) -> bool {
-    match template.get("Transform") {
-        Some(Value::String(s)) => s == SAM_TRANSFORM,
-        Some(Value::Array(items)) => items.iter().any(|t| t.as_str() == Some(SAM_TRANSFORM)),
-        _ => false,
-    }
-}
 
 /// A string that names something on the local disk (not `s3://…` nor `http(s)://…`).
 fn local(v: &Value) -> Option<&str> {

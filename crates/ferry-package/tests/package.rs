@@ -1081,15 +1081,19 @@ async fn an_object_planted_under_an_archive_s_name_is_replaced() {
     let a = m.services["api"].artifacts[0].clone();
     let s3 = s3().await;
     bucket(&s3, "ferry-test-upload-planted").await;
-    s3.put_object()
-        .bucket("ferry-test-upload-planted")
-        .key(&a.key)
-        .body(aws_sdk_s3::primitives::ByteStream::from_static(
-            b"planted code",
-        ))
-        .send()
-        .await
-        .unwrap();
+    // Another writer of the bucket puts other bytes under the archive's key, without a checksum.
+    let plant = async || {
+        s3.put_object()
+            .bucket("ferry-test-upload-planted")
+            .key(&a.key)
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(
+                b"planted code",
+            ))
+            .send()
+            .await
+            .unwrap();
+    };
+    plant().await;
     let services = vec!["api".to_string()];
     let r = ferry_package::upload(&s3, "ferry-test-upload-planted", out.path(), &m, &services)
         .await
@@ -1104,15 +1108,7 @@ async fn an_object_planted_under_an_archive_s_name_is_replaced() {
     assert_eq!((r.uploaded, r.present), (0, 3));
     // Planted again, on a machine whose store lacks the archive (a rollback elsewhere): what
     // happened to the object is said, and how to put it back, not that a file is missing.
-    s3.put_object()
-        .bucket("ferry-test-upload-planted")
-        .key(&a.key)
-        .body(aws_sdk_s3::primitives::ByteStream::from_static(
-            b"planted code",
-        ))
-        .send()
-        .await
-        .unwrap();
+    plant().await;
     std::fs::remove_file(a.local_path(out.path())).unwrap();
     let e = ferry_package::upload(&s3, "ferry-test-upload-planted", out.path(), &m, &services)
         .await

@@ -373,9 +373,6 @@ pub fn reads_parameter(v: &Value, name: &str) -> bool {
     }
 }
 
-/// The transform of a SAM template.
-const SAM_TRANSFORM: &str = "AWS::Serverless-2016-10-31";
-
 /// Adds what a CloudFormation change set says (logical id → `True`, `False`, `Conditional`) to
 /// `changes`: its replacement decides; a resource it changes that the template diff did not show
 /// (a parameter's new value reaching it) is added as modified by its parameters, and one that a
@@ -386,11 +383,7 @@ pub fn with_change_set(
     change_set: &BTreeMap<String, String>,
     after: &Value,
 ) {
-    let sam = match after.get("Transform") {
-        Some(Value::String(t)) => t == SAM_TRANSFORM,
-        Some(Value::Array(ts)) => ts.iter().any(|t| t == SAM_TRANSFORM),
-        _ => false,
-    };
+    let sam = ferry_manifest::is_sam(after);
     for (id, replacement) in change_set {
         let decided = match replacement.as_str() {
             "True" => Replacement::Yes(vec!["CloudFormation's change set".into()]),

@@ -84,20 +84,10 @@ fn nonempty_reason(s: &str) -> Result<String, String> {
     if t.contains(['\n', '\r']) || t.chars().count() > 500 {
         return Err("the reason must be one line of at most 500 characters".into());
     }
-    // Control characters, line and paragraph separators, marks and embeddings of text
-    // direction, and characters that show nothing.
-    let steering = |c: char| {
-        c.is_control()
-            || matches!(
-                c,
-                '\u{061c}'
-                    | '\u{200b}'..='\u{200f}'
-                    | '\u{2028}'..='\u{202e}'
-                    | '\u{2066}'..='\u{2069}'
-                    | '\u{feff}'
-            )
-    };
-    if let Some(c) = t.chars().find(|c| steering(*c)) {
+    if let Some(c) = t
+        .chars()
+        .find(|c| c.is_control() || ferry_ci::hides_or_steers(*c))
+    {
         return Err(format!(
             "the reason holds the character U+{:04X} (a control, line-separating, text-direction or invisible one); write it as plain text",
             u32::from(c)
