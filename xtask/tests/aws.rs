@@ -580,6 +580,46 @@ fn param_output_is_masked_and_a_value_on_the_command_line_is_never_repeated() {
     );
     assert_eq!(code, 0);
     assert!(out.contains(secret), "{out}");
+    // Rotated: a String still holding the earlier value (copied before the rotation), and a
+    // command given the stage's parameters that prints it, are masked too.
+    let (code, _, err) = run(
+        &mut xtask(
+            &r,
+            &[
+                "param",
+                "set",
+                "dev",
+                "db/password",
+                "--secure",
+                "--overwrite",
+            ],
+        ),
+        Some("Rotated-S3cret-Value-0043"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(&mut xtask(&r, &["param", "list", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("/cli-param-mask/dev/copy") && !out.contains(secret),
+        "{out}"
+    );
+    let (code, out, err) = run(&mut xtask(&r, &["param", "get", "dev", "copy"]), None);
+    assert_eq!((code, out.as_str()), (0, "****\n"), "{err}");
+    let (code, out, err) = run(
+        &mut xtask(
+            &r,
+            &[
+                "exec",
+                "dev",
+                "--",
+                "sh",
+                "-c",
+                "echo \"copy=$FERRY_PARAM_COPY\"",
+            ],
+        ),
+        None,
+    );
+    assert_eq!((code, out.as_str()), (0, "copy=****\n"), "{err}");
     let (code, out, err) = run(
         &mut xtask(&r, &["param", "set", "dev", "other", secret]),
         None,

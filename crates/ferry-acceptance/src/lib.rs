@@ -271,9 +271,18 @@ impl Harness<'_> {
             .envs(self.stage.vars(&self.ws.project.name))
             .env(ferry_env::SERVICE, &service.name)
             .env(ferry_env::OUTPUTS_FILE, &file);
+        // A variable that two outputs give (`Url` and `URL`) is set for neither: the last would
+        // stand for both. The outputs file holds each.
+        let vars = ferry_env::output_vars(
+            mine.iter()
+                .flat_map(|(s, o)| o.keys().map(move |k| (s.as_str(), k.as_str()))),
+        );
         for (svc, o) in &mine {
             for (k, v) in o {
-                cmd.env(ferry_env::output_var(svc, k), v);
+                let var = ferry_env::output_var(svc, k);
+                if vars[&var].len() == 1 {
+                    cmd.env(var, v);
+                }
             }
         }
         cmd.envs(&acc.env);

@@ -69,7 +69,7 @@ async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_r
         root,
         "db",
         "",
-        "echo \"$FERRY_SERVICE $FERRY_STAGE $FERRY_REGION $GREETING $FERRY_OUTPUT_DB_TABLENAME\"; cat \"$FERRY_OUTPUTS_FILE\"; pwd; echo 'test db::write ... ok'; echo 'test db::read ... ok'",
+        "echo \"$FERRY_SERVICE $FERRY_STAGE $FERRY_REGION $GREETING $FERRY_OUTPUT_DB_TABLENAME ${FERRY_OUTPUT_DB_URL-unset}\"; cat \"$FERRY_OUTPUTS_FILE\"; pwd; echo 'test db::write ... ok'; echo 'test db::read ... ok'",
     );
     service(
         root,
@@ -97,7 +97,12 @@ async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_r
     let outputs = BTreeMap::from([
         (
             "db".to_string(),
-            BTreeMap::from([("TableName".to_string(), "orders-dev".to_string())]),
+            // `Url` and `URL` give one variable, which is set for neither.
+            BTreeMap::from([
+                ("TableName".to_string(), "orders-dev".to_string()),
+                ("Url".to_string(), "https://a".to_string()),
+                ("URL".to_string(), "https://b".to_string()),
+            ]),
         ),
         (
             "api".to_string(),
@@ -116,10 +121,13 @@ async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_r
 
     let db = by("db");
     assert_eq!(db.status, Status::Passed);
-    assert_eq!(db.output[0], "db dev eu-west-1 hi orders-dev");
+    assert_eq!(db.output[0], "db dev eu-west-1 hi orders-dev unset");
     let file: serde_json::Value =
         serde_json::from_str(&db.output[1..db.output.len() - 3].join("\n")).unwrap();
-    assert_eq!(file, serde_json::json!({"db": {"TableName": "orders-dev"}}));
+    assert_eq!(
+        file,
+        serde_json::json!({"db": {"TableName": "orders-dev", "URL": "https://b", "Url": "https://a"}})
+    );
     assert!(
         db.output[db.output.len() - 3].ends_with("services/db"),
         "{:?}",

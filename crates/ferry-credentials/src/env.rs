@@ -61,7 +61,10 @@ pub async fn exec_env(
         // `db_password`, `DB-PASSWORD`) would give one variable: the last one read won, in
         // silence.
         let mut taken: std::collections::BTreeMap<String, String> = Default::default();
-        for p in crate::ssm::load_path(&client, &stage.name, path, masker).await? {
+        let params = crate::ssm::load_path(&client, &stage.name, path, masker).await?;
+        // A secret's earlier values, which the stacks may still hold, are masked too.
+        crate::ssm::register_histories(&client, &params, masker).await;
+        for p in params {
             let var = ferry_env::param_var(path, &p.name);
             if let Some(first) = taken.insert(var.clone(), p.name.clone()) {
                 return Err(CredentialsError::ParameterVariableTaken {

@@ -164,6 +164,14 @@ pub async fn register_history(client: &Client, name: &str, masker: &Masker) -> u
     registered
 }
 
+/// [`register_history`] of each SecureString of `params` (as [`load_path`] gives them): what
+/// prints them, or what a command run with them prints, masks their earlier values too.
+pub async fn register_histories(client: &Client, params: &[Parameter], masker: &Masker) {
+    for p in params.iter().filter(|p| p.secure) {
+        register_history(client, &p.name, masker).await;
+    }
+}
+
 /// One parameter, decrypted. `name` may end in `:VERSION` or `:LABEL`
 /// ([`split_ssm_selector`](ferry_manifest::split_ssm_selector)); the parameter's `name` is then
 /// the name without it, and its `version` the one selected.

@@ -61,6 +61,22 @@ pub fn output_var(service: &str, key: &str) -> String {
     format!("{OUTPUT_PREFIX}{}_{}", upper(service), upper(key))
 }
 
+/// The `FERRY_OUTPUT_*` variable of each `(service, key)` output, with the outputs that give it:
+/// more than one where names differ only in case or in characters other than letters and
+/// digits (`Url` and `URL`, which CloudFormation tells apart). Such a variable stands for none
+/// of them: set, the last would stand for all.
+pub fn output_vars<'a>(
+    outputs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> std::collections::BTreeMap<String, Vec<(&'a str, &'a str)>> {
+    let mut vars = std::collections::BTreeMap::<String, Vec<_>>::new();
+    for (service, key) in outputs {
+        vars.entry(output_var(service, key))
+            .or_default()
+            .push((service, key));
+    }
+    vars
+}
+
 /// `FERRY_PARAM_<NAME>` of an SSM parameter `name` under the stage's `path`:
 /// `/shop/dev/db/password` under `/shop/dev/` → `FERRY_PARAM_DB_PASSWORD`.
 pub fn param_var(path: &str, name: &str) -> String {
@@ -113,6 +129,23 @@ pub fn inherited_stage_variables() -> Vec<std::ffi::OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_vars_shared() {
+        let vars = output_vars([
+            ("api", "Url"),
+            ("api", "URL"),
+            ("api", "Name"),
+            ("db", "Url"),
+        ]);
+        assert_eq!(
+            vars["FERRY_OUTPUT_API_URL"],
+            [("api", "Url"), ("api", "URL")]
+        );
+        assert_eq!(vars["FERRY_OUTPUT_API_NAME"], [("api", "Name")]);
+        assert_eq!(vars["FERRY_OUTPUT_DB_URL"], [("db", "Url")]);
+        assert_eq!(vars.len(), 3);
+    }
 
     #[test]
     fn names() {

@@ -189,15 +189,20 @@ pub(crate) fn settle(
         let project = BUILD_FILES
             .iter()
             .any(|f| root.join(&folder).join(f).is_file());
-        let taken = dirs.iter().find(|d| **d != c.dir && within(&folder, d));
+        let taken = dirs
+            .iter()
+            .find(|d| **d != c.dir && within(&folder, d))
+            .cloned();
         if folder != c.dir && !folder.is_empty() && taken.is_some() {
             notes.push(format!(
                 "{}: names paths outside the template's folder, and the folder holding them all, `{folder}`, is (inside) the service folder `{}` already: left where it is, so validate refuses those paths; give the service a folder of its own holding what it names",
                 template_of(c),
-                taken.map_or("", |t| t.as_str())
+                taken.as_deref().unwrap_or("")
             ));
         }
-        if folder != c.dir && !folder.is_empty() && taken.is_none() && (project || !others_inside) {
+        let moved =
+            folder != c.dir && !folder.is_empty() && taken.is_none() && (project || !others_inside);
+        if moved {
             let top = template_of(c);
             let out = paths
                 .iter()
@@ -216,6 +221,21 @@ pub(crate) fn settle(
             c.file = file;
         }
         let top = template_of(c);
+        // Left where it is (no folder of its own could hold all it names, as the root holds
+        // the others): what it names outside its folder is declared, so that a change there
+        // redeploys it and packaging takes it.
+        if !moved && taken.is_none() {
+            for r in paths.iter().filter(|r| !part_of_shared(r)) {
+                if !within(&r.path, &c.dir) && root.join(&r.path).exists() {
+                    c.inputs.entry(r.path.clone()).or_insert_with(|| {
+                        format!(
+                            "{} names it, outside the service folder (no folder of its own holds all its template names without holding other services)",
+                            named_by(r, &top)
+                        )
+                    });
+                }
+            }
+        }
         for r in paths.iter().filter(|r| part_of_shared(r)) {
             if !within(&r.path, &c.dir) && root.join(&r.path).exists() {
                 c.inputs

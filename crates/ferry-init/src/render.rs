@@ -29,6 +29,20 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
+/// A path as the glob that matches it alone (a folder named `[slug]` or `{a}` is no set nor
+/// alternatives), a trailing `/**` or `/*` (and a lone `*`) kept as the pattern it is.
+pub(crate) fn as_glob(path: &str) -> String {
+    if path == "*" {
+        return path.to_string();
+    }
+    for suffix in ["/**", "/*"] {
+        if let Some(p) = path.strip_suffix(suffix) {
+            return format!("{}{suffix}", globset::escape(p));
+        }
+    }
+    globset::escape(path)
+}
+
 /// The `services` patterns of the service folders `dirs`: `parent/*` for the folder holding
 /// each (`*` at the root): it takes only folders with a `service.toml`, so its other folders do
 /// no harm, unless one holds a `service.toml` of another tool (then each is named by itself);
@@ -60,7 +74,7 @@ fn service_patterns<'d>(root: &Path, dirs: impl Iterator<Item = &'d str>) -> Vec
             Some(p) if !crate::walk::has_glob_char(&p) && !foreign(&p) => format!("{p}/*"),
             // A top-level service folder: `*`, unless another tool's service.toml is there.
             None if !foreign("") => "*".to_string(),
-            _ => d.to_string(),
+            _ => as_glob(d),
         };
         if !out.contains(&pattern) {
             out.push(pattern);
@@ -147,9 +161,9 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
         if !s.inputs.is_empty() {
             let _ = writeln!(text, "# Inferred:");
             for (i, why) in &s.inputs {
-                let _ = writeln!(text, "#   {}: {}", one_line(i), one_line(why));
+                let _ = writeln!(text, "#   {}: {}", one_line(&as_glob(i)), one_line(why));
             }
-            let list: Vec<String> = s.inputs.keys().map(|i| quoted(i)).collect();
+            let list: Vec<String> = s.inputs.keys().map(|i| quoted(&as_glob(i))).collect();
             let _ = writeln!(text, "inputs = [{}]", list.join(", "));
         }
         let required = if s.kind == ServiceKind::Serverless {

@@ -84,6 +84,8 @@ pub fn undeclared_inputs(ws: &Workspace, ignored: &dyn Fn(&str) -> bool) -> Vec<
             let uncovered = files
                 .into_iter()
                 .find(|f| !owners.redeploys(&s.name, f) && !ignored(f));
+            // As init writes it: a path with a glob's characters escaped.
+            let glob = crate::render::as_glob(&glob);
             if let Some(file) = uncovered
                 && !out
                     .iter()

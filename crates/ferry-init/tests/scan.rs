@@ -1858,7 +1858,7 @@ fn sam_apps_below_their_projects_move_up_and_an_umbrella_template_gives_the_orde
         ),
     );
     // Shared code beside the services, in a folder of no project: the service stays where it
-    // is, and the template check says what to do.
+    // is, and the shared code is one of its inputs.
     file(r, "services/common/util.py", "");
     file(
         r,
@@ -1936,8 +1936,8 @@ fn sam_apps_below_their_projects_move_up_and_an_umbrella_template_gives_the_orde
     assert!(!notes.contains("several templates"), "{notes}");
 
     // What it writes loads; the moved services' templates pass the packager's checks (every
-    // path inside the service folder), the one left where it was is refused for its shared
-    // code, by the check validate runs, and the template nesting itself for that.
+    // path inside the service folder), as does the one left where it was (its shared code an
+    // input); the template nesting itself is refused for that, by the check validate runs.
     write(r, &render(&s, r), false).unwrap();
     let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -1948,13 +1948,10 @@ fn sam_apps_below_their_projects_move_up_and_an_umbrella_template_gives_the_orde
         .iter()
         .map(|p| p.to_string())
         .collect();
-    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(ws.service("orders").unwrap().inputs, ["services/common"]);
     assert!(
-        problems[0].starts_with("orders:") && problems[0].contains("outside the service folder"),
-        "{problems:?}"
-    );
-    assert!(
-        problems[1].starts_with("selfish: template selfish/template.yaml: Me.Location names \"template.yaml\", and nested applications go at most 5 levels deep"),
+        problems[0].starts_with("selfish: template selfish/template.yaml: Me.Location names \"template.yaml\", and nested applications go at most 5 levels deep"),
         "{problems:?}"
     );
     let text = fs::read_to_string(r.join("web/service.toml")).unwrap();
@@ -3417,4 +3414,58 @@ fn serverless_params_naming_other_stages_are_noted() {
         "{:?}",
         s.notes
     );
+}
+
+// Paths holding a glob's characters (a route folder `[slug]`, a folder `{a}`) are written as
+// the globs that match them alone: as they are, `[slug]` would be one character of `s`, `l`,
+// `u`, `g`, and no change there would be seen (`validate` refuses such a glob).
+#[test]
+fn paths_with_glob_characters_are_written_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "apps/[group]/site/serverless.yml",
+        "service: site\nprovider:\n  name: aws\nfunctions:\n  h:\n    handler: handler.main\n",
+    );
+    file(
+        r,
+        "apps/[group]/site/handler.js",
+        "const page = require('../../../routes/[slug]/page');\nmodule.exports.main = page;\n",
+    );
+    file(r, "routes/[slug]/page.js", "module.exports = {};\n");
+    let s = scan(r).unwrap();
+    let files = render(&s, r);
+    assert!(
+        ferry_toml(&files).contains("services = [\"apps/[[]group[]]/site\"]"),
+        "{}",
+        ferry_toml(&files)
+    );
+    let service = &files
+        .iter()
+        .find(|(p, _)| p == "apps/[group]/site/service.toml")
+        .unwrap()
+        .1;
+    assert!(
+        service.contains("inputs = [\"routes/[[]slug[]]/**\"]"),
+        "{service}"
+    );
+    write(r, &files, false).unwrap();
+    let ws = ferry_manifest::load(r).unwrap();
+    assert_eq!(ws.services.len(), 1);
+    let owners = ferry_manifest::Owners::of_workspace(&ws).unwrap();
+    assert_eq!(owners.services_of("routes/[slug]/page.js"), ["site"]);
+    assert!(owners.services_of("routes/s/page.js").is_empty());
+    // Without the input, what `validate` advises is the escaped glob too.
+    file(
+        r,
+        "apps/[group]/site/service.toml",
+        "[service]\nkind = \"serverless\"\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    let found: Vec<String> = ferry_init::undeclared_inputs(&ws, &|_| false)
+        .iter()
+        .map(|u| u.glob.clone())
+        .collect();
+    assert_eq!(found, ["routes/[[]slug[]]/**"]);
 }

@@ -405,7 +405,38 @@ fn segments_may_match(glob: &str, folder: &str) -> bool {
 /// (`shared/lib` is `shared/lib` and `shared/lib/**`), as packaging keys take it: the folder
 /// form, `shared/lib/`, matched by prefix.
 fn as_folder(g: &str) -> Option<String> {
-    (!has_wildcard(g)).then(|| format!("{}/", g.trim_end_matches('/')))
+    literal(g).map(|p| format!("{}/", p.trim_end_matches('/')))
+}
+
+/// The one path a glob matches when it has no wildcard but characters escaped as sets of one
+/// (`routes/[[]slug[]]`, as `validate` and `init` write a folder named `[slug]`): `None` for a
+/// glob with a wildcard.
+fn literal(g: &str) -> Option<String> {
+    if !has_wildcard(g) {
+        return Some(g.to_string());
+    }
+    let mut out = String::with_capacity(g.len());
+    let mut rest = g;
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '[' => {
+                let mut set = rest[1..].chars();
+                let (inner, close) = (set.next()?, set.next()?);
+                // `[!]` would be an open negation, not an escaped `!`.
+                if close != ']' || inner == '!' {
+                    return None;
+                }
+                out.push(inner);
+                rest = &rest[1 + inner.len_utf8() + 1..];
+            }
+            '*' | '?' | '{' | '}' | '\\' => return None,
+            c => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    Some(out)
 }
 
 fn glob(g: &str, owner: &str) -> Result<Glob, OwnersError> {
@@ -514,6 +545,27 @@ mod tests {
             !o.is_global("sub/Cargo.lock"),
             "globs are anchored at the root"
         );
+    }
+
+    #[test]
+    fn escaped_characters_are_literal() {
+        assert_eq!(
+            literal("routes/[[]slug[]]").as_deref(),
+            Some("routes/[slug]")
+        );
+        assert_eq!(literal("a/[*]b[{]").as_deref(), Some("a/*b{"));
+        assert_eq!(literal("plain/path").as_deref(), Some("plain/path"));
+        for wild in ["a/*", "a/[ab]", "a/[!]", "a/{b,c}", "a/?", "a/[", "a/[x"] {
+            assert_eq!(literal(wild), None, "{wild}");
+        }
+        // An escaped folder is an input of everything in it, as a plain one is.
+        let o = Owners::new(
+            [spec("site", "services/site", &["routes/[[]slug[]]"], &[])],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(o.services_of("routes/[slug]/page.js"), ["site"]);
+        assert!(o.services_of("routes/s/page.js").is_empty());
     }
 
     /// What `validate` advises for a folder named with brackets (`[slug]`): `[[]` is a

@@ -69,20 +69,16 @@ impl OutputsFile {
     pub fn env(&self) -> (String, Vec<LeftOut>) {
         let mut out = String::new();
         let mut left_out = Vec::new();
-        let mut givers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (service, outputs) in &self.services {
-            for k in outputs.keys() {
-                givers
-                    .entry(ferry_env::output_var(service, k))
-                    .or_default()
-                    .push(format!("{service}.{k}"));
-            }
-        }
+        let givers = ferry_env::output_vars(
+            self.services
+                .iter()
+                .flat_map(|(s, o)| o.keys().map(move |k| (s.as_str(), k.as_str()))),
+        );
         for (var, outputs) in &givers {
             if outputs.len() > 1 {
                 left_out.push(LeftOut::Shared {
                     var: var.clone(),
-                    outputs: outputs.clone(),
+                    outputs: outputs.iter().map(|(s, k)| format!("{s}.{k}")).collect(),
                 });
             }
         }

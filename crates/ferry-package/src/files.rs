@@ -406,7 +406,7 @@ impl<'a> Watched<'a> {
             format!(
                 "{} leads to {rel}, {place}: an edit there would not redeploy the service, so its package would go stale; declare it in the service's `inputs` (e.g. inputs = [\"{}/**\"]), or exclude it",
                 path.display(),
-                rel.rsplit_once('/').map_or(rel, |(d, _)| d)
+                globset::escape(rel.rsplit_once('/').map_or(rel, |(d, _)| d))
             ),
         ))
     }
@@ -773,6 +773,18 @@ mod tests {
         assert!(err.to_string().contains("leads to shared/lib"), "{err}");
         assert!(collect(&svc.join("out"), &none, repo.path(), Some(&declared)).is_ok());
         fs::remove_file(svc.join("out")).unwrap();
+        // A folder named like a glob's set (a route's `[slug]`): the advice is the glob that
+        // matches it, which `validate` takes.
+        fs::create_dir_all(repo.path().join("routes/[slug]")).unwrap();
+        fs::write(repo.path().join("routes/[slug]/page.js"), "P").unwrap();
+        symlink("../../routes/[slug]", svc.join("page")).unwrap();
+        let err = collect(&svc.join("page"), &none, repo.path(), Some(&own)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("(e.g. inputs = [\"routes/[[]slug[]]/**\"])"),
+            "{err}"
+        );
+        fs::remove_file(svc.join("page")).unwrap();
         // A folder on the way to the artifact a link (`shared -> ../../shared`, the artifact
         // `shared/lib`), and a single file under it: the same.
         symlink("../../shared", svc.join("shared")).unwrap();

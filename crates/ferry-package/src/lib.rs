@@ -123,7 +123,7 @@ pub enum TemplateError {
     NotSam { transform: &'static str },
     #[error(
         "{} names {:?}, which is {}, outside the service folder and its declared inputs; Ferry deploys a service again when its folder or inputs change, so what it packages from there would go stale: declare it in the service's `inputs` (inputs = [\"{}\"]), move it into the folder, or copy it there with [package] build",
-        .0.at, .0.path, .0.repo_path, .0.repo_path
+        .0.at, .0.path, .0.repo_path, globset::escape(&.0.repo_path)
     )]
     PathOutside(Box<OutsidePath>),
     #[error(
@@ -2582,4 +2582,30 @@ fn snapshot_site(
         sha256: zip::hex(&all.finalize()),
         files,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The input a path outside the service folder is advised as is the glob that matches it:
+    /// a route folder's `[slug]` written as it is would be a set of characters.
+    #[test]
+    fn a_path_outside_is_advised_as_a_glob_of_it_alone() {
+        let e = TemplateError::PathOutside(Box::new(OutsidePath {
+            at: "Fn.CodeUri".into(),
+            path: "../../lib/[slug]/".into(),
+            repo_path: "lib/[slug]".into(),
+        }));
+        assert!(
+            e.to_string().contains(
+                "which is lib/[slug], outside the service folder and its declared inputs; "
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("(inputs = [\"lib/[[]slug[]]\"])"),
+            "{e}"
+        );
+    }
 }

@@ -181,11 +181,12 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
                 && !show_secrets
                 && let Some(path) = &stage.config.parameters_path
             {
-                ssm::load_path(&client, &stage.name, path, masker())
+                let secrets = ssm::load_path(&client, &stage.name, path, masker())
                     .await
                     .with_context(|| {
                         format!("failed to read the SecureStrings under {path}, which `param get` masks in what it prints; --show-secrets prints the value as it is")
                     })?;
+                ssm::register_histories(&client, &secrets, masker()).await;
             }
             println!("{}", shown(&p, *show_secrets));
             Ok(())
@@ -197,6 +198,10 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
             })?;
             let client = ssm::client(&aws.config);
             let params = ssm::load_path(&client, &stage.name, &path, masker()).await?;
+            // A String may hold a secret's earlier value (a stack copied it before a rotation).
+            if !show_secrets {
+                ssm::register_histories(&client, &params, masker()).await;
+            }
             let rows: Vec<[String; 4]> = params
                 .iter()
                 .map(|p| {
