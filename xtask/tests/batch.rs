@@ -529,7 +529,7 @@ fn a_node_waits_for_what_its_dependencies_receive_and_owed_tests_mark_their_rele
         let o = s3
             .get_object()
             .bucket(format!("{p}-many-artifacts"))
-            .key(format!("{p}/releases/many/{release}.json"))
+            .key(format!("{p}/_releases/many/{release}.json"))
             .send()
             .await
             .unwrap();

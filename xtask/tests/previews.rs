@@ -394,7 +394,7 @@ fn a_removed_preview_takes_its_releases_with_it() {
         rt().block_on(
             s3.list_objects_v2()
                 .bucket(format!("{p}-art"))
-                .prefix(format!("{p}/releases/{stage}/"))
+                .prefix(format!("{p}/_releases/{stage}/"))
                 .send(),
         )
         .unwrap()
@@ -416,4 +416,49 @@ fn a_removed_preview_takes_its_releases_with_it() {
     let (code, out, err) = run(&mut xtask(&r, &["remove", "dev"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(releases("dev"), 1, "a named stage keeps its releases");
+}
+
+/// A named stage that only another branch's ferry.toml names (`qa` of a release branch) is no
+/// preview to a checkout of main: its records say it is named, so it is not listed, not pruned,
+/// and neither deployed nor removed as a preview. Before, `previews prune` deleted its stacks,
+/// records and releases.
+#[test]
+fn a_named_stage_of_another_branch_is_no_preview() {
+    let p = "pv-named-elsewhere";
+    let r = repo(p);
+    let main = ferry_test_support::git(r.path(), &["rev-parse", "--abbrev-ref", "HEAD"]);
+    let main = main.trim();
+    ferry_test_support::git(r.path(), &["checkout", "-q", "-b", "release-2"]);
+    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    r.write(
+        "ferry.toml",
+        &format!("{toml}\n[stages.qa]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n"),
+    );
+    r.commit("qa");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "qa"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "feat"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    ferry_test_support::git(r.path(), &["checkout", "-q", main]);
+
+    assert_eq!(names(&list(&r)), ["feat"]);
+    let (code, out, err) = run(
+        &mut xtask(&r, &["previews", "prune", "--live-refs", "-"]),
+        Some(&format!("{main}\n")),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("1 preview stage(s), 1 to prune"), "{out}");
+    let left = stacks(p);
+    assert_eq!(left, [format!("{p}-a-qa"), format!("{p}-b-qa")], "{out}");
+    for args in [&["deploy", "qa"][..], &["remove", "qa"][..]] {
+        let (code, out, err) = run(&mut xtask(&r, args), None);
+        assert_eq!(code, 1, "{args:?}\n{out}\n{err}");
+        assert!(
+            err.contains(
+                "says stage `qa` is a named stage, which this checkout's ferry.toml does not name"
+            ),
+            "{args:?}\n{err}"
+        );
+    }
+    assert_eq!(stacks(p).len(), 2);
 }

@@ -33,7 +33,7 @@ fn stored_release(project: &str, stage: &str, id: &str) -> serde_json::Value {
         let o = s3
             .get_object()
             .bucket(bucket(project, stage))
-            .key(format!("{project}/releases/{stage}/{id}.json"))
+            .key(format!("{project}/_releases/{stage}/{id}.json"))
             .send()
             .await
             .unwrap();
@@ -1119,7 +1119,7 @@ fn a_release_its_run_never_wrote_is_written_by_the_next_run() {
         rt().block_on(
             s3.delete_object()
                 .bucket(bucket(p, "dev"))
-                .key(format!("{p}/releases/dev/{id}.json"))
+                .key(format!("{p}/_releases/dev/{id}.json"))
                 .send(),
         )
         .unwrap();
@@ -1208,11 +1208,11 @@ fn an_approval_stopped_part_way_is_recovered_with_its_approver() {
     assert!(by.is_string(), "{by}");
 
     // As a run killed after its deploys leaves them: no release, the review not approved.
-    let pending_key = format!("{p}/releases/dev/pending/{review}.json");
+    let pending_key = format!("{p}/_releases/dev/pending/{review}.json");
     rt().block_on(async {
         s3.delete_object()
             .bucket(bucket(p, "dev"))
-            .key(format!("{p}/releases/dev/{release}.json"))
+            .key(format!("{p}/_releases/dev/{release}.json"))
             .send()
             .await
             .unwrap();
@@ -1252,7 +1252,7 @@ fn an_approval_stopped_part_way_is_recovered_with_its_approver() {
     rt().block_on(
         s3.delete_object()
             .bucket(bucket(p, "dev"))
-            .key(format!("{p}/releases/dev/{release}.json"))
+            .key(format!("{p}/_releases/dev/{release}.json"))
             .send(),
     )
     .unwrap();
@@ -1965,7 +1965,7 @@ fn drop_newest_release(project: &str, stage: &str) -> String {
         let listed = s3
             .list_objects_v2()
             .bucket(bucket(project, stage))
-            .prefix(format!("{project}/releases/{stage}/"))
+            .prefix(format!("{project}/_releases/{stage}/"))
             .send()
             .await
             .unwrap();

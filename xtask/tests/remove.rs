@@ -396,6 +396,34 @@ fn orphans_are_the_records_no_service_has_and_never_a_stack_in_use() {
     assert!(exists(&format!("{p}-a-dev")) && exists(&format!("{p}-b-dev")));
     rt().block_on(store.delete("ghost")).unwrap();
 
+    // A service added since the checkout's commit (another branch's, a later one's) is no
+    // orphan: the older checkout lacks it. Before, its stack was deleted.
+    r.write(
+        "services/c/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write("services/c/t.yaml", QUEUE);
+    let with_c = r.commit("c");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    ferry_test_support::git(r.path(), &["checkout", "-q", "HEAD~1"]);
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "nothing was deleted: this checkout cannot tell that 1 service is no service any more: it was deployed by a commit that HEAD does not descend from, whose checkout may still have it:\n  c (record of commit {}: newer than HEAD)",
+            &with_c.to_string()[..12]
+        )),
+        "{err}"
+    );
+    assert!(exists(&format!("{p}-c-dev")));
+    ferry_test_support::git(r.path(), &["checkout", "-q", "-"]);
+    std::fs::remove_dir_all(r.path().join("services/c")).unwrap();
+    r.commit("c goes");
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("deleted {p}-c-dev (c)")), "{out}");
+
     // b renamed: its record and stack are the orphans; a is untouched.
     r.write(
         "services/b/service.toml",
@@ -449,9 +477,11 @@ fn an_importer_is_removed_before_the_exporter_it_does_not_depend_on() {
     assert!(at("a") < at("b"), "{out}");
 }
 
-/// A stack with termination protection is removed only with `--allow-protected`, whatever the
-/// checkout says of its stage: here stage `uat` was protected on another branch, and this
-/// checkout does not name it, so it looks like a preview to `previews prune` and to `remove`.
+/// A stage named only on another branch (`uat`, protected there) is no preview to a checkout
+/// that does not name it: its records say it is named. And a stack with termination protection
+/// is removed only with `--allow-protected`, whatever the checkout says of its stage: with
+/// records written before they said so, it looks like a preview to `previews prune` and to
+/// `remove`.
 #[test]
 fn a_protected_stack_is_never_removed_without_allow_protected() {
     let p = "rm-protected";
@@ -479,6 +509,28 @@ fn a_protected_stack_is_never_removed_without_allow_protected() {
         &with_uat.replace("[stages.uat]", "[stages.gone]"),
     );
     r.commit("no uat here");
+    let (code, out, err) = run(&mut xtask(&r, &["previews", "list"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!out.contains("uat"), "{out}");
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "uat"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(
+            "says stage `uat` is a named stage, which this checkout's ferry.toml does not name"
+        ),
+        "{err}"
+    );
+    // Its record as one written before records said so.
+    let store = ferry_records::RecordStore::new(
+        aws_sdk_ssm::Client::new(&config()),
+        "uat",
+        &format!("/ferry/{p}/uat"),
+    );
+    let mut old = records(p, "uat")["a"].clone();
+    assert!(old.named_stage);
+    old.named_stage = false;
+    rt().block_on(store.write(&old)).unwrap();
+    assert!(!records(p, "uat")["a"].named_stage);
     let (code, out, err) = run(&mut xtask(&r, &["previews", "list"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("uat"), "{out}");

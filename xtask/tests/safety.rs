@@ -226,11 +226,22 @@ fn a_stack_without_ferry_tags_is_adopted_only_when_asked() {
 /// A lock held by `pid` (which started at `started`) on this host, renewed just now, as another
 /// run would hold it.
 fn lock_json(who: &str, pid: u32, started: Option<u64>, since: u64) -> String {
-    let host = ferry_records::lock::process::host();
-    let started = started.map_or("null".to_string(), |s| s.to_string());
-    format!(
-        r#"{{"who":"{who}","host":"{host}","build":null,"pid":{pid},"since":{since},"command":"deploy","token":"another-run","renewed":{since},"boot":null,"started":{started}}}"#
-    )
+    use ferry_records::lock::process;
+    serde_json::json!({
+        "who": who,
+        "host": process::host(),
+        "build": null,
+        "pid": pid,
+        "since": since,
+        "command": "deploy",
+        "token": "another-run",
+        "renewed": since,
+        "boot": process::boot(),
+        "started": started,
+        "machine": process::machine(),
+        "pid_ns": process::pid_ns(),
+    })
+    .to_string()
 }
 
 #[test]

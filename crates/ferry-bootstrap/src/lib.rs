@@ -1021,7 +1021,7 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
                 why: "artifact bucket: a removed preview's releases".into(),
                 actions: strings(&["s3:DeleteObject"]),
                 resources: vec![format!(
-                    "${{ArtifactBucket.Arn}}/{}/releases/*",
+                    "${{ArtifactBucket.Arn}}/{}/_releases/*",
                     ws.project.name
                 )],
                 ..Default::default()

@@ -2220,7 +2220,7 @@ fn the_previews_may_delete_their_releases_in_a_bucket_of_their_own() {
         .iter()
         .find(|p| !p.deny && p.actions == ["s3:DeleteObject"])
         .unwrap();
-    assert_eq!(delete.resources, ["${ArtifactBucket.Arn}/shop/releases/*"]);
+    assert_eq!(delete.resources, ["${ArtifactBucket.Arn}/shop/_releases/*"]);
     write(r, "ferry.toml", &config("shop-dev-artifacts"));
     let b = previews(r);
     assert!(

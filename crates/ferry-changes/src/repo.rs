@@ -475,6 +475,58 @@ impl Repo {
         self.diff_to_workdir(head)
     }
 
+    /// Whether HEAD is `base` or descends from it: why not, if not (a commit the repository
+    /// lacks, one newer than HEAD, one of another line of history, one a shallow clone hides).
+    /// What judges a record's commit against the checkout before it acts for that commit.
+    pub fn head_descends_from(&self, base: &str) -> Result<(), ChangesError> {
+        let base_oid = self.resolve_base(base)?;
+        match self.head_commit() {
+            Some(head) => self.check_descends(base, base_oid, "HEAD", head),
+            None => Ok(()),
+        }
+    }
+
+    fn check_descends(
+        &self,
+        base: &str,
+        base_oid: Oid,
+        head_name: &str,
+        head_oid: Oid,
+    ) -> Result<(), ChangesError> {
+        if head_oid == base_oid
+            || self
+                .repo
+                .graph_descendant_of(head_oid, base_oid)
+                .map_err(self.git("walk history"))?
+        {
+            return Ok(());
+        }
+        // In a shallow clone a base outside the boundary may still be present as an object
+        // while the history that links it to head is cut.
+        if self.is_shallow() {
+            return Err(BaseUnavailable::Shallow {
+                base: base.to_string(),
+            }
+            .into());
+        }
+        if self
+            .repo
+            .graph_descendant_of(base_oid, head_oid)
+            .map_err(self.git("walk history"))?
+        {
+            return Err(BaseUnavailable::HeadBehind {
+                base: base.to_string(),
+                head: head_name.to_string(),
+            }
+            .into());
+        }
+        Err(BaseUnavailable::NotAncestor {
+            base: base.to_string(),
+            head: head_name.to_string(),
+        }
+        .into())
+    }
+
     /// The paths that differ between `base` and `head`.
     pub fn changed_paths(&self, base: &str, head: &Head) -> Result<ChangedPaths, ChangesError> {
         let base_oid = self.resolve_base(base)?;
@@ -482,37 +534,8 @@ impl Repo {
             Head::Rev(rev) => (rev.clone(), Some(self.resolve_head(rev)?)),
             Head::WorkingTree => ("the working tree".to_string(), self.head_commit()),
         };
-        if let Some(head_oid) = head_oid
-            && head_oid != base_oid
-            && !self
-                .repo
-                .graph_descendant_of(head_oid, base_oid)
-                .map_err(self.git("walk history"))?
-        {
-            // In a shallow clone a base outside the boundary may still be present as an object
-            // while the history that links it to head is cut.
-            if self.is_shallow() {
-                return Err(BaseUnavailable::Shallow {
-                    base: base.to_string(),
-                }
-                .into());
-            }
-            if self
-                .repo
-                .graph_descendant_of(base_oid, head_oid)
-                .map_err(self.git("walk history"))?
-            {
-                return Err(BaseUnavailable::HeadBehind {
-                    base: base.to_string(),
-                    head: head_name,
-                }
-                .into());
-            }
-            return Err(BaseUnavailable::NotAncestor {
-                base: base.to_string(),
-                head: head_name,
-            }
-            .into());
+        if let Some(head_oid) = head_oid {
+            self.check_descends(base, base_oid, &head_name, head_oid)?;
         }
         match head {
             Head::Rev(_) => self.diff_trees(base_oid, head_oid.expect("resolved")),

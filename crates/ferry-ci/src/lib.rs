@@ -95,7 +95,7 @@ fn read_event_file(path: &std::path::Path) -> Result<String, String> {
 /// A character that shows nothing or turns the text around it (a byte-order mark, a soft
 /// hyphen, a zero-width or invisible operator, a line or paragraph separator, a mark,
 /// embedding or isolate of text direction): refused in the one-line text a CI or a person
-/// passes Ferry (a live ref, a gate override's reason), where it would hide what is read.
+/// passes Ferry (a stage's name, a live ref, a gate override's reason), where it would hide what is read.
 pub fn hides_or_steers(c: char) -> bool {
     matches!(
         c,

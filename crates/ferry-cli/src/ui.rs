@@ -232,10 +232,7 @@ pub fn read_hidden(rt: &tokio::runtime::Runtime) -> anyhow::Result<String> {
         tcsetattr(std::io::stdin(), OptionalActions::Now, &quiet)
             .context("failed to turn the terminal's echo off")?;
         let restore = Restore(saved);
-        let read = tokio::task::spawn_blocking(|| {
-            let mut value = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut value).map(|_| value)
-        });
+        let read = tokio::task::spawn_blocking(|| read_value(std::io::stdin()));
         // Signals first: a hangup also ends the read (EOF), and what was typed before it must
         // not be written.
         let name = tokio::select! {
@@ -256,9 +253,7 @@ pub fn read_hidden(rt: &tokio::runtime::Runtime) -> anyhow::Result<String> {
                     note(&format!("\ninterrupted ({name}): nothing written"));
                     std::process::exit(130)
                 }
-                let value = read
-                    .context("the reading of standard input failed")?
-                    .context("failed to read the value from standard input")?;
+                let value = read.context("the reading of standard input failed")??;
                 // These signals are Ferry's to handle now, for the rest of the process: they
                 // still end it, as they would have without their handlers, with nothing more
                 // done than was.
@@ -298,9 +293,48 @@ pub(crate) fn timeout_secs() -> clap::builder::RangedU64ValueParser<u64> {
     clap::value_parser!(u64).range(1..=ferry_manifest::MAX_TIMEOUT_SECS)
 }
 
+/// The largest value an SSM parameter holds (an advanced one), in bytes.
+pub const MAX_PARAMETER_VALUE: usize = 8 * 1024;
+
+/// A parameter's value from `input`, read to its end but never past what SSM could hold (a
+/// stream without end, `/dev/zero`, took all memory): its trailing line break left out.
+pub fn read_value(input: impl std::io::Read) -> anyhow::Result<String> {
+    // Room for the line break (`\r\n`) that is left out, and one byte more to tell.
+    let mut value = String::new();
+    std::io::Read::read_to_string(&mut input.take(MAX_PARAMETER_VALUE as u64 + 3), &mut value)
+        .context("failed to read the value from standard input (it must be UTF-8 text)")?;
+    let value = value
+        .strip_suffix('\n')
+        .map(|v| v.strip_suffix('\r').unwrap_or(v))
+        .unwrap_or(&value)
+        .to_string();
+    if value.len() > MAX_PARAMETER_VALUE {
+        anyhow::bail!(
+            "the value on standard input is over 8 KB, the most an SSM parameter holds: nothing written (keep a larger value in S3 or Secrets Manager, and its address in the parameter)"
+        );
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A value is read up to what SSM holds: a stream without end (`/dev/zero`) is refused
+    /// after 8 KB, not read until memory runs out.
+    #[test]
+    fn a_value_is_read_only_as_far_as_ssm_holds() {
+        let err = read_value(std::io::Read::take(std::io::repeat(b'a'), u64::MAX)).unwrap_err();
+        assert!(err.to_string().contains("is over 8 KB"), "{err}");
+        let largest = "a".repeat(MAX_PARAMETER_VALUE);
+        assert_eq!(
+            read_value(format!("{largest}\r\n").as_bytes()).unwrap(),
+            largest
+        );
+        assert!(read_value(format!("{largest}a").as_bytes()).is_err());
+        assert_eq!(read_value(&b"v\n"[..]).unwrap(), "v");
+        assert!(read_value(&b"\xff"[..]).is_err());
+    }
 
     #[test]
     fn tables_align_on_characters_and_leave_the_last_column_alone() {

@@ -73,6 +73,7 @@ pub fn record_store(
         &stage.name,
         &ws.records_path(stage),
     )
+    .named(!stage.preview)
 }
 
 /// Who `service`'s stack in `stage` belongs to: what its tags say, and what Ferry checks

@@ -443,17 +443,7 @@ pub fn package_request(
     })
 }
 
-/// What a service's package is made from, for change detection: its folder and `inputs`, and a
-/// template outside the folder.
-pub(crate) fn service_inputs(s: &ferry_manifest::Service) -> ServiceInputs {
-    let mut inputs = s.inputs.clone();
-    inputs.extend(s.template_outside());
-    ServiceInputs {
-        name: s.name.clone(),
-        dir: s.dir.clone(),
-        inputs,
-    }
-}
+pub(crate) use ferry_package::service_inputs;
 
 /// Template problems found before any AWS call: the templates' own, and outputs read that the
 /// templates naming them do not declare.

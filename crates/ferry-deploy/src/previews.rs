@@ -91,7 +91,9 @@ pub fn pull_request_of(pattern: Option<&str>, name: &str) -> Option<String> {
 }
 
 /// Every preview stage of the project: stacks tagged with the project and a stage id that is no
-/// named stage's, and records under the previews' records root.
+/// named stage's, and records under the previews' records root. A stage whose records say it
+/// is named (by the ferry.toml of the branch that deployed it) is none, though this checkout
+/// does not name it.
 pub async fn find(ws: &Workspace, config: &SdkConfig) -> Result<Vec<Preview>, PreviewError> {
     preview_access(ws)?;
     let named: BTreeSet<String> = ws.stages.keys().map(|n| n.to_ascii_lowercase()).collect();
@@ -146,6 +148,8 @@ pub async fn find(ws: &Workspace, config: &SdkConfig) -> Result<Vec<Preview>, Pr
         }
     }
     let mut record_times: BTreeMap<String, u64> = BTreeMap::new();
+    // Stages whose records say they are named: in another branch's ferry.toml, not this one's.
+    let mut named_elsewhere: BTreeSet<String> = BTreeSet::new();
     if let Some(root) = records_root(ws) {
         let client = aws_sdk_ssm::Client::new(config);
         let listed = ferry_records::list_stages(&client, &root).await?;
@@ -155,6 +159,9 @@ pub async fn find(ws: &Workspace, config: &SdkConfig) -> Result<Vec<Preview>, Pr
             }
             let p = found.get_mut(&id).expect("just added");
             for (service, r) in records {
+                if r.named_stage {
+                    named_elsewhere.insert(id.clone());
+                }
                 if let Some(stage) = r.stage {
                     p.name = stage;
                     p.name_known = true;
@@ -181,6 +188,7 @@ pub async fn find(ws: &Workspace, config: &SdkConfig) -> Result<Vec<Preview>, Pr
     // A named stage whose id is not its name (its own records-path or stack names) is found
     // under that id: its records and tags name it, and it is no preview.
     found.retain(|_, p| !named.contains(&p.name.to_ascii_lowercase()));
+    found.retain(|id, _| !named_elsewhere.contains(id));
     Ok(found.into_values().collect())
 }
 

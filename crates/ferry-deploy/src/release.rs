@@ -56,6 +56,14 @@ pub enum ReleaseRunError {
     )]
     NoPromoteFrom { stage: String, from: String },
     #[error(
+        "stage `{stage}` is a preview stage (ferry.toml names no such stage): a promote goes to a named stage, whose promote-from names the stage it takes tested packages from; a preview is deployed with `deploy {stage}`"
+    )]
+    PreviewTarget { stage: String },
+    #[error(
+        "`{from}` is a preview stage (ferry.toml names no such stage): a promote takes packages from a named stage, the one the target's promote-from names"
+    )]
+    PreviewSource { from: String },
+    #[error(
         "stage `{stage}`, which the CI event chose, has no promote-from, so there is no stage to promote from: set `promote-from` under [stages.{stage}] in ferry.toml to the stage whose tested packages it takes, or run `promote FROM {stage}`"
     )]
     NoPromoteSource { stage: String },
@@ -263,8 +271,20 @@ impl ReleaseInfo {
     }
 }
 
-/// Checks that `stage` takes packages from `from` (its `promote-from`), before anything else.
-pub fn check_promote_from(stage: &Stage, from: &str) -> Result<(), ReleaseRunError> {
+/// Checks that `stage` takes packages from `from` (its `promote-from`), before anything else:
+/// both named stages (a preview has no promote-from, nor is one).
+pub fn check_promote_from(stage: &Stage, from: &Stage) -> Result<(), ReleaseRunError> {
+    if stage.preview {
+        return Err(ReleaseRunError::PreviewTarget {
+            stage: stage.name.clone(),
+        });
+    }
+    if from.preview {
+        return Err(ReleaseRunError::PreviewSource {
+            from: from.name.clone(),
+        });
+    }
+    let from = from.name.as_str();
     match &stage.config.promote_from {
         None => Err(ReleaseRunError::NoPromoteFrom {
             stage: stage.name.clone(),
@@ -991,8 +1011,8 @@ pub async fn prepare_promote(
     req: &PromoteRequest<'_>,
 ) -> Result<Promotion, ReleaseRunError> {
     let (ws, stage) = (target.ws, target.stage);
+    check_promote_from(stage, req.from)?;
     let from = &req.from.name;
-    check_promote_from(stage, from)?;
     let selected: Vec<&Record> = if req.services.is_empty() {
         req.from_records
             .values()

@@ -152,6 +152,18 @@ pub enum RemoveError {
         stack: String,
         service: String,
     },
+    #[error(
+        "nothing was deleted: this checkout cannot tell that {} {} no service any more: {} deployed by a commit that HEAD does not descend from, whose checkout may still have {}:\n  {}\nrun `remove --orphans` in a checkout of that commit's branch (or of one that descends from it); if no branch holds it any more, delete the stack and its record by hand",
+        .judged.len(),
+        if .judged.len() == 1 { "service is" } else { "services are" },
+        if .judged.len() == 1 { "it was" } else { "they were" },
+        if .judged.len() == 1 { "it" } else { "them" },
+        .judged.join("\n  ")
+    )]
+    OrphansNotJudged {
+        /// `<service> (record of commit <c>: <why>)`, each.
+        judged: Vec<String>,
+    },
     #[error("failed to delete the record of `{service}`: {source}")]
     Record {
         service: String,
@@ -212,6 +224,41 @@ pub async fn remove(
             .filter(|(s, _)| ws.service(s).is_none())
             .map(|(s, r)| (s.clone(), r.stack.clone()))
             .collect();
+        // A service is orphaned only if the checkout is at or after the commit that deployed
+        // it: an older checkout (another branch, a second repository of the same project
+        // name) lacks the services added since, which are not orphans.
+        let repo = ferry_changes::Repo::open(&ws.root);
+        let judged: Vec<String> = orphans
+            .iter()
+            .filter_map(|(orphan, _)| {
+                let commit = &previous[orphan].commit;
+                use ferry_changes::{BaseUnavailable as B, ChangesError as C};
+                let why = match &repo {
+                    Ok(repo) => match repo.head_descends_from(commit).err()? {
+                        C::BaseUnavailable(B::NotFound { .. }) => {
+                            "a commit this repository does not have".to_string()
+                        }
+                        C::BaseUnavailable(B::HeadBehind { .. }) => "newer than HEAD".to_string(),
+                        C::BaseUnavailable(B::NotAncestor { .. }) => {
+                            "on another line of history than HEAD".to_string()
+                        }
+                        C::BaseUnavailable(B::Shallow { .. }) => {
+                            "hidden by the shallow clone's boundary (`git fetch --unshallow`)"
+                                .to_string()
+                        }
+                        e => e.to_string(),
+                    },
+                    Err(e) => e.to_string(),
+                };
+                Some(format!(
+                    "{orphan} (record of commit {}: {why})",
+                    commit.get(..12).unwrap_or(commit)
+                ))
+            })
+            .collect();
+        if !judged.is_empty() {
+            return Err(RemoveError::OrphansNotJudged { judged });
+        }
         // A record of a name no service has any more may still name a live stack: one whose
         // name does not come from the service's (a Serverless service renamed in service.toml
         // keeps its framework's stack). Deleting it would take down a running service.

@@ -1491,6 +1491,7 @@ async fn deploy_one(
     let record = Record {
         service: service.name.clone(),
         stage: Some(ctx.stage.name.clone()),
+        named_stage: !ctx.stage.preview,
         stack: stack.to_string(),
         commit,
         dirty,

@@ -414,7 +414,9 @@ impl Service {
             name: &self.name,
             dir: &self.dir,
             kind: self.kind,
-            template: self.template_path(),
+            // From the root, without `..` (`infra/db.yaml`, not `infra/db/../db.yaml`).
+            template: crate::normalize_relative(&self.template_path())
+                .unwrap_or_else(|| self.template_path()),
             depends_on: self.dependencies(),
             inputs: &self.inputs,
             parameters: self

@@ -47,6 +47,11 @@ pub enum StageError {
     )]
     Unusable { name: String },
     #[error(
+        "stage name \"{}\" holds a control or invisible character (none of git's branch names does): it would be printed to every terminal and log that lists the stage; give the stage a name of visible characters",
+        .name.escape_debug()
+    )]
+    Unprintable { name: String },
+    #[error(
         "stage `{name}` is not configured in ferry.toml, and as a preview stage its id would be `{id}`, the id of the named stage `{named}`: it would deploy over that stage's stacks, records and lock without its settings or protection; use `{named}` itself, or a preview name whose id differs"
     )]
     ShadowsNamedStage {
@@ -340,6 +345,12 @@ impl Workspace {
     }
 
     pub fn stage(&self, name: &str) -> Result<Stage, StageError> {
+        if name
+            .chars()
+            .any(|c| c.is_control() || ferry_ci::hides_or_steers(c))
+        {
+            return Err(StageError::Unprintable { name: name.into() });
+        }
         if let Some(config) = self.stages.get(name) {
             return Ok(Stage {
                 name: name.into(),

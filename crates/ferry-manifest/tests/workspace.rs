@@ -120,6 +120,28 @@ fn stages_resolve_named_then_preview() {
         &ws.stack_name("frontend", &long)
     ));
     assert_eq!(long.id.len(), ferry_manifest::MAX_PREVIEW_ID);
+
+    // A name holding a control or invisible character (an escape sequence that sets the
+    // terminal's title, a line that forges another, a direction override) is no stage: it
+    // would be printed to every terminal listing the stage. Shown escaped.
+    for bad in [
+        "r2\u{1b}]0;OWNED\u{7}",
+        "pv\n  deploy  prod  ok",
+        "feat\u{202e}x",
+        "a\u{200b}b",
+    ] {
+        let err = ws.stage(bad).unwrap_err().to_string();
+        assert!(
+            err.contains("holds a control or invisible character") && !err.contains(bad),
+            "{err}"
+        );
+    }
+    assert!(
+        ws.stage("r2\u{1b}]0;OWNED\u{7}")
+            .unwrap_err()
+            .to_string()
+            .contains("\"r2\\u{1b}]0;OWNED\\u{7}\"")
+    );
 }
 
 #[test]
@@ -143,7 +165,7 @@ fn unknown_stage_without_default_names_the_configured_ones() {
         ("feature/x", "[stages.\"feature/x\"]"),
         ("a b", "[stages.\"a b\"]"),
         ("", "[stages.\"\"]"),
-        ("a\"b\u{1b}", r#"[stages."a\"b\u001B"]"#),
+        ("a\"b\\", r#"[stages."a\"b\\"]"#),
     ] {
         let err = ws.stage(name).unwrap_err().to_string();
         assert!(err.contains(&format!("add {key} or")), "{err}");
@@ -709,5 +731,28 @@ fn a_service_folder_linked_from_outside_the_repository_is_refused() {
         err.contains("services/b: is a symbolic link out of the repository (to `")
             && err.contains("move the service into the repository"),
         "{err}"
+    );
+}
+
+/// A template above its service folder (`template = "../db.yaml"`, as `init` writes for several
+/// templates of one folder) is listed from the root without `..`: `services --format json` is a
+/// contract scripts compare paths with.
+#[test]
+fn a_template_above_its_folder_is_summarised_from_the_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    write(tmp.path(), "services/db.yaml", "Resources: {}\n");
+    write(
+        tmp.path(),
+        "services/db/service.toml",
+        "[service]\ntemplate = \"../db.yaml\"\n",
+    );
+    let ws = load(tmp.path()).unwrap();
+    let db = ws.service("db").unwrap();
+    assert_eq!(db.template_path(), "services/db/../db.yaml");
+    assert_eq!(db.summary().template, "services/db.yaml");
+    assert_eq!(
+        ws.service("database").unwrap().summary().template,
+        "services/database/template.yaml"
     );
 }

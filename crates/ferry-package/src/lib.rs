@@ -177,6 +177,10 @@ pub enum PackageError {
         .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n")
     )]
     Several(Vec<PackageError>),
+    #[error(
+        "the checkout changed while it was being packaged ({what}): what was read may be of neither state, so nothing was kept; package again once it is still (a branch switched, or files edited, during a package or deploy)"
+    )]
+    CheckoutChanged { what: String },
     #[error("{service}: template {path}: {source}")]
     Template {
         service: String,
@@ -666,6 +670,9 @@ pub fn package_held(
     });
     let mut changed = false;
     let mut failed = Vec::new();
+    // Written once the checkout is known to be as it was when the request was made.
+    let mut to_cache: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    let mut read_from_disk: Vec<&Service> = Vec::new();
     let repo = ferry_changes::Repo::open(&ws.root).ok();
     for name in &req.services {
         // Like a failure: what was packaged stays in the cache, for the next run to reuse.
@@ -727,8 +734,9 @@ pub fn package_held(
                 sp.ignored_files = ignored;
                 if let Some(k) = &cache_key {
                     let path = out.join("cache").join(name).join(format!("{k}.json"));
-                    write_atomic(&path, &to_json(&sp))?;
+                    to_cache.push((path, to_json(&sp)));
                 }
+                read_from_disk.push(service);
                 on(Event::Packaged {
                     service: name.clone(),
                 });
@@ -737,6 +745,14 @@ pub fn package_held(
         };
         manifest.services.insert(name.clone(), sp);
         changed = true;
+    }
+    if let Some(repo) = &repo
+        && !read_from_disk.is_empty()
+    {
+        still_as_requested(repo, ws, req, &read_from_disk)?;
+    }
+    for (path, json) in &to_cache {
+        write_atomic(path, json)?;
     }
     // What was packaged stays in the cache; the package itself is complete or not written.
     match failed.len() {
@@ -749,6 +765,66 @@ pub fn package_held(
         write_atomic(&path, &to_json(&manifest))?;
     }
     Ok(manifest)
+}
+
+/// What a service's package is made from, for change detection: its folder and `inputs`, and a
+/// template outside the folder.
+pub fn service_inputs(s: &Service) -> ferry_changes::ServiceInputs {
+    let mut inputs = s.inputs.clone();
+    inputs.extend(s.template_outside());
+    ferry_changes::ServiceInputs {
+        name: s.name.clone(),
+        dir: s.dir.clone(),
+        inputs,
+    }
+}
+
+/// Whether the checkout is still what `req` was made from, now that `packaged` were read from
+/// disk: HEAD the same commit (a branch switched while the files were read gives archives of
+/// neither branch, stored under the first one's id), and each of those services without a build
+/// the same inputs (edited meanwhile: its input key, or with none, the dirty tree's id, moved).
+/// A build may write tracked files itself (a lock file an install rewrites): those services are
+/// judged by HEAD alone. An edit undone before the end is not seen.
+fn still_as_requested(
+    repo: &ferry_changes::Repo,
+    ws: &Workspace,
+    req: &PackageRequest,
+    packaged: &[&Service],
+) -> Result<(), PackageError> {
+    let inputs: Vec<_> = packaged.iter().map(|s| service_inputs(s)).collect();
+    let now = repo
+        .snapshot(&inputs, &ws.project.global_inputs)
+        .map_err(|e| PackageError::CheckoutChanged {
+            what: format!("it could not be read again: {e}"),
+        })?;
+    if now.commit != req.commit {
+        return Err(PackageError::CheckoutChanged {
+            what: format!(
+                "HEAD moved from {} to {}",
+                req.commit.get(..12).unwrap_or(&req.commit),
+                now.commit.get(..12).unwrap_or(&now.commit)
+            ),
+        });
+    }
+    let no_build: Vec<&str> = packaged
+        .iter()
+        .filter(|s| s.package.build.is_empty())
+        .map(|s| s.name.as_str())
+        .collect();
+    let edited: Vec<&str> = no_build
+        .iter()
+        .copied()
+        .filter(|name| {
+            let (before, after) = (req.input_keys.get(*name), now.input_keys.get(*name));
+            before != after || (before.is_none() && now.id != req.id)
+        })
+        .collect();
+    if !edited.is_empty() {
+        return Err(PackageError::CheckoutChanged {
+            what: format!("files of {} were edited", edited.join(", ")),
+        });
+    }
+    Ok(())
 }
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {

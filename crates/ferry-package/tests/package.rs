@@ -59,6 +59,28 @@ fn request(id: &str, services: &[&str]) -> PackageRequest {
     }
 }
 
+/// The request a deploy makes of the git checkout at `root`: its HEAD, and the services' input
+/// keys as they are now.
+fn snapshot_request(root: &Path, services: &[&str]) -> PackageRequest {
+    let ws = ferry_manifest::load(root).unwrap();
+    let inputs: Vec<_> = ws
+        .services
+        .iter()
+        .map(ferry_package::service_inputs)
+        .collect();
+    let snap = ferry_changes::Repo::open(root)
+        .unwrap()
+        .snapshot(&inputs, &ws.project.global_inputs)
+        .unwrap();
+    PackageRequest {
+        id: snap.id,
+        commit: snap.commit,
+        dirty: snap.dirty,
+        services: services.iter().map(|s| s.to_string()).collect(),
+        input_keys: snap.input_keys,
+    }
+}
+
 fn no_mask(s: &str) -> String {
     s.to_string()
 }
@@ -845,8 +867,7 @@ fn files_git_ignores_in_an_artifact_folder_are_part_of_what_a_reused_package_mat
     r.commit("api");
     r.write("services/api/src/conf.cfg", "k=1\n");
     let out = tempfile::tempdir().unwrap();
-    let mut req = request("c1", &["api"]);
-    req.input_keys.insert("api".into(), "tree-1".into());
+    let req = snapshot_request(r.path(), &["api"]);
     let first = run(r.path(), out.path(), &req).0.unwrap();
     assert_eq!(first.services["api"].artifacts[0].files, 2);
     // Nothing changed: kept.
@@ -1742,4 +1763,72 @@ fn a_name_built_from_a_stage_variable_is_judged_per_stage() {
         said[0].starts_with("`api` gives the queue `q-nonprod` the same in every stage (Resources.Shared.Properties.QueueName)"),
         "{said:#?}"
     );
+}
+
+// The checkout changing while its files are read (a branch switched, a file edited, during a
+// package or deploy): the archives may be of neither state, and would be kept under the first
+// one's id and input key, so nothing is kept. Before, a branch's code was deployed and recorded
+// as main's commit, and every later package of that tree reused it.
+#[test]
+fn a_checkout_that_changes_while_it_is_packaged_is_kept_nowhere() {
+    let r = ferry_test_support::TestRepo::new();
+    let build = |script: &str| {
+        format!(
+            "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", {script:?}]\n\n[package.artifacts]\nFn = \"src\"\n"
+        )
+    };
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    )
+    .write(".gitignore", "target/\n")
+    .write("services/a/template.yaml", FUNCTION)
+    .write("services/a/service.toml", &build("true"))
+    .write("services/a/src/app.py", "a\n")
+    .write("services/b/template.yaml", FUNCTION)
+    .write("services/b/service.toml", API_MANIFEST)
+    .write("services/b/src/app.py", "b\n");
+    r.commit("a and b");
+    let out = tempfile::tempdir().unwrap();
+
+    // b's code edited while a builds, before b is read.
+    r.write(
+        "services/a/service.toml",
+        &build("echo edited > ../b/src/app.py"),
+    );
+    r.commit("a edits b");
+    let req = snapshot_request(r.path(), &["a", "b"]);
+    let err = run(r.path(), out.path(), &req).0.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the checkout changed while it was being packaged (files of b were edited)"),
+        "{err}"
+    );
+    assert!(!out.path().join("package").join(&req.id).exists());
+    assert!(!out.path().join("cache/b").exists(), "nothing cached");
+
+    // HEAD moved (a branch switched) while a builds.
+    r.write("services/b/src/app.py", "b\n").write(
+        "services/a/service.toml",
+        &build("git commit -q --allow-empty -m moved"),
+    );
+    r.commit("a moves HEAD");
+    let req = snapshot_request(r.path(), &["a", "b"]);
+    let err = run(r.path(), out.path(), &req).0.unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "the checkout changed while it was being packaged (HEAD moved from {} to ",
+            &req.commit[..12]
+        )),
+        "{err}"
+    );
+    assert!(!out.path().join("package").join(&req.id).exists());
+
+    // Still: kept, and cached.
+    r.write("services/a/service.toml", &build("true"));
+    r.commit("a still");
+    let req = snapshot_request(r.path(), &["a", "b"]);
+    let m = run(r.path(), out.path(), &req).0.unwrap();
+    assert_eq!(m.services.len(), 2);
+    assert!(out.path().join("cache/b").is_dir());
 }

@@ -43,6 +43,11 @@ pub struct Record {
     /// The stage name the record belongs to (records written before it was kept have none).
     #[serde(default)]
     pub stage: Option<String>,
+    /// That stage is a named stage (`[stages.<name>]` of the ferry.toml that deployed it), not
+    /// a preview: a checkout whose ferry.toml lacks it (another branch's) must not take it for
+    /// one, nor prune it. Written by the store; `false` in records written before it was kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub named_stage: bool,
     pub stack: String,
     /// The commit deployed (the HEAD commit when the tree was dirty).
     pub commit: String,
@@ -364,6 +369,14 @@ pub enum RecordError {
         stage: String,
     },
     #[error(
+        "the deployment record of `{service}` at {name} says stage `{stage}` is a named stage, which this checkout's ferry.toml does not name (another branch's ferry.toml does?): taken for a preview here, it would be deployed, removed or pruned with a preview's settings; run in a checkout that names it, or name it in this ferry.toml's [stages]"
+    )]
+    NamedElsewhere {
+        service: String,
+        name: String,
+        stage: String,
+    },
+    #[error(
         "the deployment record of `{service}` does not fit in an SSM parameter (8 KB) even without its outputs: its {artifacts} archive key(s) take too much; package fewer archives (e.g. one for the service instead of one per function)"
     )]
     TooLarge { service: String, artifacts: usize },
@@ -469,6 +482,9 @@ pub struct RecordStore {
     client: Client,
     /// The stage name.
     stage: String,
+    /// Whether the stage is named in this checkout's ferry.toml (else a preview); `None`: not
+    /// said ([`RecordStore::named`]), and not judged.
+    named: Option<bool>,
     /// Ends with `/`.
     path: String,
     /// The token of the lock this store (and its clones) took or joined, until released: what
@@ -486,10 +502,18 @@ impl RecordStore {
         RecordStore {
             client,
             stage: stage.to_string(),
+            named: None,
             path: format!("{}/", path.trim_end_matches('/')),
             held: Default::default(),
             node: Default::default(),
         }
+    }
+
+    /// The store of a named stage (`[stages.<name>]`): its records say so, and a store of a
+    /// preview refuses them ([`RecordError::NamedElsewhere`]).
+    pub fn named(mut self, named: bool) -> Self {
+        self.named = Some(named);
+        self
     }
 
     /// The SSM path the records and the lock live under.
@@ -536,6 +560,13 @@ impl RecordStore {
                     stage: self.stage.clone(),
                 });
             }
+            if record.named_stage && self.named == Some(false) {
+                return Err(RecordError::NamedElsewhere {
+                    service,
+                    name,
+                    stage: self.stage.clone(),
+                });
+            }
             out.insert(service, record);
         }
         Ok(out)
@@ -567,6 +598,7 @@ impl RecordStore {
     pub async fn write(&self, record: &Record) -> Result<(), RecordError> {
         let record = Record {
             stage: Some(self.stage.clone()),
+            named_stage: self.named.unwrap_or(record.named_stage),
             ..record.clone()
         };
         let value = fitted(&record)?;

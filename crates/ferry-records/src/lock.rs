@@ -65,6 +65,15 @@ pub struct LockHolder {
     /// When the holder's process started (clock ticks since boot), so a reused pid is told apart.
     #[serde(default)]
     pub started: Option<u64>,
+    /// The holder's machine (Linux `/etc/machine-id`): a host name is no machine's (machines
+    /// made from one image, laptops all named `MacBook-Pro`), so another boot proves a restart
+    /// only of the same machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+    /// The holder's pid namespace (Linux `/proc/self/ns/pid`): containers on one host's network
+    /// share its name and boot, not their pids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<String>,
     /// The batch holding the lock (one deploy spread over CI machines), joined by its nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<String>,
@@ -136,6 +145,8 @@ pub fn human(secs: u64) -> String {
 pub struct Here<'a> {
     pub host: String,
     pub boot: Option<String>,
+    pub machine: Option<String>,
+    pub pid_ns: Option<String>,
     /// Whether `pid` runs and, when a start time is given, started then.
     pub alive: &'a dyn Fn(u32, Option<u64>) -> bool,
 }
@@ -146,6 +157,8 @@ impl Here<'static> {
         Here {
             host: process::host(),
             boot: process::boot(),
+            machine: process::machine(),
+            pid_ns: process::pid_ns(),
             alive: &process::alive,
         }
     }
@@ -177,11 +190,15 @@ pub fn stale_rule(holder: &LockHolder) -> String {
 pub fn staleness(holder: &LockHolder, last_write: u64, now: u64, here: &Here<'_>) -> Option<Stale> {
     // A batch's nodes end one by one while the batch goes on: only its age counts.
     if holder.host == here.host && holder.batch.is_none() {
-        match (&holder.boot, &here.boot) {
-            (Some(a), Some(b)) if a != b => return Some(Stale::Rebooted),
-            _ => {}
+        // Another boot of this very machine.
+        if same(&holder.machine, &here.machine)
+            && holder.boot.is_some()
+            && here.boot.is_some()
+            && holder.boot != here.boot
+        {
+            return Some(Stale::Rebooted);
         }
-        if !(here.alive)(holder.pid, holder.started) {
+        if sees_its_processes(holder, here) && !(here.alive)(holder.pid, holder.started) {
             return Some(Stale::DeadProcess { pid: holder.pid });
         }
     }
@@ -191,6 +208,19 @@ pub fn staleness(holder: &LockHolder, last_write: u64, now: u64, here: &Here<'_>
         idle_secs,
         ttl_secs,
     })
+}
+
+/// Both known, and equal.
+fn same(a: &Option<String>, b: &Option<String>) -> bool {
+    a.is_some() && a == b
+}
+
+/// Whether this process sees `holder`'s among its own: the same host name, boot and pid
+/// namespace, all known. A host name alone proves nothing: containers on one host's network
+/// share its name and boot, not their processes, and machines made from one image may share a
+/// name; a false "dead" would take the lock from a live run.
+fn sees_its_processes(holder: &LockHolder, here: &Here<'_>) -> bool {
+    holder.host == here.host && same(&holder.boot, &here.boot) && same(&holder.pid_ns, &here.pid_ns)
 }
 
 /// A batch node marked as at work ([`RecordStore::running_nodes`]).
@@ -221,8 +251,7 @@ impl RunningNode {
 /// host's network share its name, not its processes, and machines made from one image may
 /// share one; a false "stale" would have `batch finish` release the lock under a live node.
 fn node_staleness(node: &LockHolder, last_write: u64, now: u64, here: &Here<'_>) -> Option<Stale> {
-    let same_boot = node.boot.is_some() && node.boot == here.boot;
-    if node.host == here.host && same_boot && !(here.alive)(node.pid, node.started) {
+    if sees_its_processes(node, here) && !(here.alive)(node.pid, node.started) {
         return Some(Stale::DeadProcess { pid: node.pid });
     }
     let idle_secs = now.saturating_sub(last_write);
@@ -279,6 +308,22 @@ pub mod process {
             .ok()
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
+    }
+
+    /// This machine's id (Linux: systemd's `/etc/machine-id`, else D-Bus's).
+    pub fn machine() -> Option<String> {
+        ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+            .iter()
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// This process's pid namespace (Linux: `pid:[4026531836]`).
+    pub fn pid_ns() -> Option<String> {
+        std::fs::read_link("/proc/self/ns/pid")
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
     }
 
     /// When process `pid` started, in clock ticks since boot (Linux).
@@ -375,6 +420,8 @@ impl LockHolder {
             renewed: None,
             boot: process::boot(),
             started: process::started(pid),
+            machine: process::machine(),
+            pid_ns: process::pid_ns(),
             batch: None,
             release: None,
         }
@@ -984,6 +1031,8 @@ fn unreadable() -> LockHolder {
         renewed: None,
         boot: None,
         started: None,
+        machine: None,
+        pid_ns: None,
         batch: None,
         release: None,
     }
@@ -999,6 +1048,8 @@ mod tests {
             pid,
             since,
             boot: Some("b1".into()),
+            machine: Some("m1".into()),
+            pid_ns: Some("pid:[1]".into()),
             ..unreadable()
         }
     }
@@ -1009,6 +1060,8 @@ mod tests {
         let here = Here {
             host: "me".into(),
             boot: Some("b1".into()),
+            machine: Some("m1".into()),
+            pid_ns: Some("pid:[1]".into()),
             alive: &alive,
         };
         let now = 10_000;
@@ -1025,6 +1078,24 @@ mod tests {
         let mut h = holder("me", 1, now - 10);
         h.boot = Some("b0".into());
         assert_eq!(st(&h), Some(Stale::Rebooted));
+        // Another machine of the same name (another boot, machine id not the same or not
+        // known): proves nothing; a live run there keeps its lock.
+        for machine in [Some("m2".to_string()), None] {
+            let other = LockHolder {
+                machine,
+                ..h.clone()
+            };
+            assert_eq!(st(&other), None);
+        }
+        // A container on this host's network (its name and boot, a pid namespace of its own,
+        // or one not known): its pid is not this namespace's.
+        for pid_ns in [Some("pid:[2]".to_string()), None] {
+            let container = LockHolder {
+                pid_ns,
+                ..holder("me", 2, now - 10)
+            };
+            assert_eq!(st(&container), None);
+        }
         // Another host: only the TTL tells, from the last renewal.
         assert_eq!(st(&holder("ci", 2, now - 60)), None);
         assert_eq!(

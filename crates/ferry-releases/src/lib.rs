@@ -161,7 +161,7 @@ pub struct Reviewed {
 }
 
 /// A reviewed run waiting for approval (`deploy --review`, `promote --review`), kept as
-/// `<project>/releases/<stage id>/pending/<id>.json`.
+/// `<project>/_releases/<stage id>/pending/<id>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingRelease {
     pub format: u32,

@@ -1,4 +1,8 @@
-//! Releases in the stage's artifact bucket: `<project>/releases/<stage id>/<release id>.json`.
+//! Releases in the stage's artifact bucket: `<project>/_releases/<stage id>/<release id>.json`.
+//!
+//! The `_` keeps them apart from the packages, which lie under `<project>/<service>/`: no service
+//! name holds one. (Under `<project>/releases/`, a service named `releases` had its site files
+//! at `<project>/releases/site/…`, which the removal of a preview `site` deleted.)
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
@@ -34,6 +38,9 @@ pub enum ReleaseError {
     BadId { id: String },
 }
 
+/// The folder of every stage's releases under the project's: a name no service can have.
+pub const PREFIX: &str = "_releases";
+
 /// The releases of one stage.
 #[derive(Debug, Clone)]
 pub struct ReleaseStore {
@@ -49,7 +56,7 @@ impl ReleaseStore {
         ReleaseStore {
             s3,
             bucket: bucket.to_string(),
-            prefix: format!("{project}/releases/{stage_id}/"),
+            prefix: format!("{project}/{PREFIX}/{stage_id}/"),
         }
     }
 
@@ -165,7 +172,13 @@ impl ReleaseStore {
     /// removed, whose releases name stacks and packages that are gone. Gives how many objects
     /// went; a bucket that does not exist holds none.
     pub async fn delete_all(&self) -> Result<usize, ReleaseError> {
-        let keys = self.keys().await?;
+        // Only what this store writes: anything else put under its prefix is not its to delete.
+        let keys: Vec<String> = self
+            .keys()
+            .await?
+            .into_iter()
+            .filter(|k| self.is_release_key(k))
+            .collect();
         for key in &keys {
             self.s3
                 .delete_object()
@@ -181,6 +194,14 @@ impl ReleaseStore {
                 })?;
         }
         Ok(keys.len())
+    }
+
+    /// Whether `key` is one this store writes: a release or a pending review.
+    fn is_release_key(&self, key: &str) -> bool {
+        key.strip_prefix(&self.prefix)
+            .map(|k| k.strip_prefix("pending/").unwrap_or(k))
+            .and_then(|k| k.strip_suffix(".json"))
+            .is_some_and(valid_id)
     }
 
     /// Every key under the stage's prefix (releases and pending reviews); none when the bucket

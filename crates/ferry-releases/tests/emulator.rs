@@ -85,7 +85,7 @@ async fn releases_round_trip_newest_first() {
 
     s3.put_object()
         .bucket("releases-store-test")
-        .key("store/releases/prod/20261202-130000.000-eeeeeee.json")
+        .key("store/_releases/prod/20261202-130000.000-eeeeeee.json")
         .body(b"{not json".to_vec().into())
         .send()
         .await
@@ -99,4 +99,37 @@ async fn releases_round_trip_newest_first() {
         err.contains("is not a release Ferry can read") && err.contains("delete it"),
         "{err}"
     );
+
+    // A stage's releases are apart from the packages of a service named `releases`
+    // (`store/releases/site/<sha>`, its site files): removing a preview `site` deletes its
+    // releases and reviews, nothing else, not even a stray object under its prefix.
+    let site = ReleaseStore::new(s3.clone(), "releases-store-test", "store", "site");
+    site.put(&release("20261204-000000.000-fffffff"))
+        .await
+        .unwrap();
+    for key in [
+        "store/releases/site/0a1b2c",
+        "store/_releases/site/notes.txt",
+    ] {
+        s3.put_object()
+            .bucket("releases-store-test")
+            .key(key)
+            .body(b"kept".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(site.delete_all().await.unwrap(), 1);
+    assert_eq!(site.ids().await.unwrap(), Vec::<String>::new());
+    for key in [
+        "store/releases/site/0a1b2c",
+        "store/_releases/site/notes.txt",
+    ] {
+        s3.get_object()
+            .bucket("releases-store-test")
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key} was deleted: {e:?}"));
+    }
 }

@@ -20,8 +20,9 @@ pub enum LocalCmd {
     /// Print the environment a shell needs to use the emulator: eval "$(ferry local env)" (or
     /// `cargo xtask local env`)
     Env {
-        /// Region to put in AWS_REGION
-        #[arg(long, default_value = "us-east-1")]
+        /// Region to put in AWS_REGION (a region's name, such as eu-west-1: what is printed is
+        /// run by the shell)
+        #[arg(long, default_value = "us-east-1", value_parser = region)]
         region: String,
     },
 }
@@ -115,4 +116,34 @@ pub fn run(ctx: &Ctx, cmd: &LocalCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A region's name, as `local env` prints it into shell code: nothing else may pass.
+fn region(s: &str) -> Result<String, String> {
+    if ferry_manifest::is_region_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{}` is not a region's name (such as us-east-1 or eu-west-1)",
+            ferry_manifest::clipped(s, 80).escape_debug()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// What `local env` prints is run by a shell: a region that is not one is refused.
+    #[test]
+    fn only_a_region_s_name_is_printed_into_shell_code() {
+        assert_eq!(super::region("eu-west-1").as_deref(), Ok("eu-west-1"));
+        for bad in [
+            "x;touch /tmp/pwned",
+            "",
+            " us-east-1",
+            "us-east-1\n",
+            "$(id)",
+        ] {
+            assert!(super::region(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -862,7 +862,7 @@ pub fn promote(ctx: &Ctx, args: &PromoteArgs) -> anyhow::Result<()> {
     ctx.ci().check_may_change("promote", &to.name, to.preview)?;
     ws.check_preview_stacks(&to)?;
     clean_if_protected(ctx, ws, &to)?;
-    ferry_deploy::release::check_promote_from(&to, &from.name)?;
+    ferry_deploy::release::check_promote_from(&to, &from)?;
     if to.config.approval && !args.review {
         anyhow::bail!(
             "stage `{}` needs review and approval (approval = true in ferry.toml): run `{} promote {} {} --review`, then `{} approve {} <release>`",

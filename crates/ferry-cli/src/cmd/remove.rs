@@ -115,6 +115,18 @@ pub(crate) async fn remove_stage(
             report.deleted.len(),
             stage.name
         );
+        // Nothing there at all: a preview's name a letter from a named stage's is most likely
+        // that stage's, misspelt (as `outputs` says).
+        if report.deleted.is_empty() && previous.is_empty() && stage.preview {
+            let hint =
+                ferry_manifest::did_you_mean(&stage.name, ws.stages.keys().map(String::as_str));
+            if !hint.is_empty() {
+                eprintln!(
+                    "note: stage `{}` has no stack and no record{hint}",
+                    stage.name
+                );
+            }
+        }
         for f in &report.failed {
             eprintln!("{}", crate::ui::mask(&format!("error: {f}")));
         }

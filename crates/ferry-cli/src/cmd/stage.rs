@@ -1,6 +1,6 @@
 //! Commands about one stage's AWS access: `whoami`, `param`, `exec`.
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 
 use anyhow::Context as _;
 use ferry_credentials::ssm;
@@ -148,11 +148,9 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
             let value = if typed && *secure {
                 crate::ui::read_hidden(&rt)?
             } else {
-                let mut value = String::new();
-                std::io::stdin().read_to_string(&mut value).context("failed to read the value from standard input")?;
-                value
+                crate::ui::read_value(std::io::stdin())?
             };
-            let value = value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value);
+            let value = value.as_str();
             if value.is_empty() {
                 anyhow::bail!("no value on standard input; pipe it in, e.g. printf %s \"$VALUE\" | {} param set {stage} {name}", ctx.app.name);
             }

@@ -583,16 +583,34 @@ fn read_ci(
             // fork's too) would deploy its unreviewed code there, with the stage's settings,
             // records and role.
             let (before, after) = p.split_once("{number}").unwrap_or((&p, ""));
+            let number_of = |name: &str| {
+                let name = name.to_ascii_lowercase();
+                let n = name
+                    .strip_prefix(&before.to_ascii_lowercase())?
+                    .strip_suffix(&after.to_ascii_lowercase())?
+                    .to_string();
+                (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(n)
+            };
             for name in stages.keys() {
-                let number = name
-                    .strip_prefix(before)
-                    .and_then(|rest| rest.strip_suffix(after));
-                if number.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+                if let Some(number) = number_of(name) {
                     fd.error(
                         Some(sp.clone()),
                         Some("ci.pull-requests"),
-                        format!("`{p}` gives pull request {} the name of stage `{name}` of ferry.toml: that pull request's build would deploy to it; rename the stage, or give pull requests a pattern no stage's name fits (e.g. \"pr-{{number}}\")", number.unwrap_or_default()),
+                        format!("`{p}` gives pull request {number} the name of stage `{name}` of ferry.toml: that pull request's build would deploy to it; rename the stage, or give pull requests a pattern that no stage's name fits"),
                     );
+                }
+            }
+            // A branch or tag rule's preview that the pattern also gives a pull request: the
+            // two would share one stage, and the pull request's end would remove it.
+            for (key, rules) in [("branches", &rules.branches), ("tags", &rules.tags)] {
+                for (pattern, name) in rules {
+                    if let Some(number) = number_of(name) {
+                        fd.error(
+                            Some(sp.clone()),
+                            Some("ci.pull-requests"),
+                            format!("`{p}` gives pull request {number} stage `{name}`, which [ci] {key} also deploys (`{pattern}`): the two would share one stage, and that pull request's end would remove it; give the rule another stage, or pull requests a pattern that its stage does not fit"),
+                        );
+                    }
                 }
             }
             rules.pull_requests = Some(p);
