@@ -1236,7 +1236,7 @@ fn batch_ci_files_follow_the_graph_and_cannot_drift() {
     let (code, _, err) = at(&["--check"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("stale: buildspec-batch.yml, .github/workflows/deploy.yml"),
+        err.contains("stale: buildspec-batch.yml (not there: never generated), .github/workflows/deploy.yml (not there: never generated)"),
         "{err}"
     );
     assert_eq!(at(&[]).0, 0);

@@ -432,11 +432,13 @@ fn a_named_stage_of_another_branch_is_no_preview() {
     let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
     r.write(
         "ferry.toml",
-        &format!("{toml}\n[stages.qa]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n"),
+        &format!("{toml}\n[stages.qa]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n\n[stages.uat]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nrecords-path = \"/ferry/{p}-uat/\"\n"),
     );
-    r.commit("qa");
-    let (code, out, err) = run(&mut xtask(&r, &["deploy", "qa"]), None);
-    assert_eq!(code, 0, "{out}\n{err}");
+    r.commit("qa and uat");
+    for stage in ["qa", "uat"] {
+        let (code, out, err) = run(&mut xtask(&r, &["deploy", stage]), None);
+        assert_eq!(code, 0, "{out}\n{err}");
+    }
     let (code, out, err) = run(&mut xtask(&r, &["deploy", "feat"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
     ferry_test_support::git(r.path(), &["checkout", "-q", main]);
@@ -449,7 +451,16 @@ fn a_named_stage_of_another_branch_is_no_preview() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("1 preview stage(s), 1 to prune"), "{out}");
     let left = stacks(p);
-    assert_eq!(left, [format!("{p}-a-qa"), format!("{p}-b-qa")], "{out}");
+    assert_eq!(
+        left,
+        [
+            format!("{p}-a-qa"),
+            format!("{p}-a-uat"),
+            format!("{p}-b-qa"),
+            format!("{p}-b-uat")
+        ],
+        "{out}"
+    );
     for args in [&["deploy", "qa"][..], &["remove", "qa"][..]] {
         let (code, out, err) = run(&mut xtask(&r, args), None);
         assert_eq!(code, 1, "{args:?}\n{out}\n{err}");
@@ -460,5 +471,60 @@ fn a_named_stage_of_another_branch_is_no_preview() {
             "{args:?}\n{err}"
         );
     }
-    assert_eq!(stacks(p).len(), 2);
+    // uat keeps its records elsewhere (its own records-path): its stacks' tags say it is named.
+    for args in [&["deploy", "uat"][..], &["remove", "uat"][..]] {
+        let (code, out, err) = run(&mut xtask(&r, args), None);
+        assert_eq!(code, 1, "{args:?}\n{out}\n{err}");
+        assert!(
+            format!("{out}{err}").contains(&format!("refusing to touch stack {p}-a-uat: its Ferry tags say it belongs to stage `uat` as a named stage of the ferry.toml that deployed it, which this checkout does not name and takes for a preview")),
+            "{args:?}\n{out}\n{err}"
+        );
+    }
+    assert_eq!(stacks(p).len(), 4);
+}
+
+/// A review made for a named stage that only another branch's ferry.toml names is not approved
+/// from a checkout that takes the stage for a preview, even where its records (written before
+/// they said so) do not tell.
+#[test]
+fn a_review_of_another_branch_s_named_stage_is_not_approved_as_a_preview() {
+    let p = "pv-review-elsewhere";
+    let r = repo(p);
+    // The previews keep releases in the same bucket as qa does on its branch.
+    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    r.write(
+        "ferry.toml",
+        &toml.replace(
+            "[stages.\"*\"]\nregion = \"us-east-1\"\n",
+            &format!("[stages.\"*\"]\nregion = \"us-east-1\"\nartifact-bucket = \"{p}-qa\"\n"),
+        ),
+    );
+    r.commit("a bucket for previews");
+    let main = ferry_test_support::git(r.path(), &["rev-parse", "--abbrev-ref", "HEAD"]);
+    let main = main.trim();
+    ferry_test_support::git(r.path(), &["checkout", "-q", "-b", "release-2"]);
+    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    r.write(
+        "ferry.toml",
+        &format!("{toml}\n[stages.qa]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{p}-qa\"\n"),
+    );
+    r.commit("qa");
+    rt().block_on(
+        ferry_package::s3_client(&config())
+            .create_bucket()
+            .bucket(format!("{p}-qa"))
+            .send(),
+    )
+    .unwrap();
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "qa", "--review"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let review = crate::common::id_after(&out, "review: ");
+    ferry_test_support::git(r.path(), &["checkout", "-q", main]);
+    let (code, out, err) = run(&mut xtask(&r, &["approve", "qa", &review]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(&format!("review {review} was made for stage `qa` as a named stage of the ferry.toml that reviewed it, which this checkout does not name")),
+        "{out}\n{err}"
+    );
+    assert!(stacks(p).is_empty(), "nothing deployed");
 }

@@ -290,6 +290,40 @@ fn a_promote_whose_tests_never_ran_runs_them_when_asked_again() {
     assert!(!out.contains("running those of"), "{out}");
 }
 
+/// A promote whose tests never finished (cancelled during them), retried with `--test`: the
+/// package it finds deployed fails its owed tests, and on-test-failure = "rollback" takes it
+/// back, as the first run would have. Before, the retry only tested, and prod kept the package
+/// whose tests failed there.
+#[test]
+fn a_retried_promote_whose_owed_tests_fail_rolls_back() {
+    let p = "rel-owed-rollback";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    ok(&r, v, &["promote", "staging", "prod", "--test"]);
+    let first = records(p, "prod");
+    r.write(
+        "services/app/src/app.py",
+        "def handle(e, c):\n    return 2\n",
+    );
+    r.commit("app 2");
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    // Promoted, its tests never run (as a promote cancelled while they ran leaves it).
+    ok(&r, v, &["promote", "staging", "prod"]);
+    assert_ne!(records(p, "prod")["app"].artifacts, first["app"].artifacts);
+    std::fs::write(v.join("prod-app"), "").unwrap();
+    let (out, err) = fails(&r, v, &["promote", "staging", "prod", "--test"]);
+    assert!(out.contains("running those of app"), "{out}\n{err}");
+    assert!(
+        err.contains("on-test-failure = \"rollback\": rolled app back to release "),
+        "{out}\n{err}"
+    );
+    let after = records(p, "prod");
+    assert_eq!(after["app"].artifacts, first["app"].artifacts);
+    assert_eq!(after["base"], first["base"], "base was not touched");
+}
+
 #[test]
 fn a_promote_that_deploys_something_else_still_runs_the_tests_owed() {
     let p = "rel-owed-more";

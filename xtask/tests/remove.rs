@@ -417,12 +417,16 @@ fn orphans_are_the_records_no_service_has_and_never_a_stack_in_use() {
         "{err}"
     );
     assert!(exists(&format!("{p}-c-dev")));
+    // Told that it is gone all the same: removed.
+    let (code, out, err) = run(
+        &mut xtask(&r, &["remove", "dev", "--orphans", "--any-commit"]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("deleted {p}-c-dev (c)")), "{out}");
     ferry_test_support::git(r.path(), &["checkout", "-q", "-"]);
     std::fs::remove_dir_all(r.path().join("services/c")).unwrap();
     r.commit("c goes");
-    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
-    assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains(&format!("deleted {p}-c-dev (c)")), "{out}");
 
     // b renamed: its record and stack are the orphans; a is untouched.
     r.write(
@@ -531,6 +535,35 @@ fn a_protected_stack_is_never_removed_without_allow_protected() {
     old.named_stage = false;
     rt().block_on(store.write(&old)).unwrap();
     assert!(!records(p, "uat")["a"].named_stage);
+    // And its stack's tags as those written before they said so.
+    assert_eq!(info.tags[ferry_stacks::ownership::TAG_NAMED_STAGE], "true");
+    let cfn = aws_sdk_cloudformation::Client::new(&config());
+    let tags: Vec<aws_sdk_cloudformation::types::Tag> = info
+        .tags
+        .iter()
+        .filter(|(k, _)| *k != ferry_stacks::ownership::TAG_NAMED_STAGE)
+        .map(|(k, v)| {
+            aws_sdk_cloudformation::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+        })
+        .collect();
+    rt().block_on(
+        cfn.update_stack()
+            .stack_name(&stack)
+            .use_previous_template(true)
+            .set_tags(Some(tags))
+            .send(),
+    )
+    .unwrap();
+    let untagged = rt().block_on(engine.describe(&stack)).unwrap().unwrap();
+    assert!(
+        !untagged
+            .tags
+            .contains_key(ferry_stacks::ownership::TAG_NAMED_STAGE),
+        "{untagged:?}"
+    );
     let (code, out, err) = run(&mut xtask(&r, &["previews", "list"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("uat"), "{out}");

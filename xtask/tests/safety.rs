@@ -238,7 +238,6 @@ fn lock_json(who: &str, pid: u32, started: Option<u64>, since: u64) -> String {
         "renewed": since,
         "boot": process::boot(),
         "started": started,
-        "machine": process::machine(),
         "pid_ns": process::pid_ns(),
     })
     .to_string()
@@ -521,6 +520,44 @@ fn sigterm_during_a_build_stops_the_build_at_once_and_releases_the_lock() {
         None,
     );
     assert_eq!(code, 1, "the lock is released: {all}");
+}
+
+/// `package` alone, as `deploy` does: SIGTERM stops the build with its process tree. Before,
+/// Ferry ended and the build ran on, writing into the folders of the next package.
+#[test]
+fn sigterm_during_a_package_build_stops_the_build() {
+    let r = TestRepo::new();
+    r.write(".gitignore", "target/\n");
+    write_config(&r, "sigpkg", "{project}-{service}-{stage}", "");
+    r.write(
+        "services/slow/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"echo $$ > ../build.pid; exec sleep 300\"]\n",
+    )
+    .write("services/slow/t.yaml", QUEUE);
+    r.commit("a build that never ends");
+    let (mut child, rx) = spawn_deploy(&r, &["package"]);
+    let mut seen = Vec::new();
+    wait_for(&rx, "slow: building: sh -c", &mut seen);
+    let build = pid_in(&r.path().join("services/build.pid"), "the build");
+    let t0 = std::time::Instant::now();
+    signal(child.id(), "-TERM");
+    wait_for(
+        &rx,
+        "interrupted (SIGTERM): stopping the build that runs",
+        &mut seen,
+    );
+    let status = child.wait().unwrap();
+    seen.extend(rx.iter());
+    let all = seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{all}");
+    assert!(t0.elapsed() < Duration::from_secs(60), "{all}");
+    assert!(
+        all.contains("slow: not packaged: the run was cancelled"),
+        "{all}"
+    );
+    let running = std::fs::read_to_string(format!("/proc/{build}/stat"))
+        .is_ok_and(|s| s[s.rfind(')').unwrap() + 1..].split_whitespace().next() != Some("Z"));
+    assert!(!running, "the build (pid {build}) was stopped: {all}");
 }
 
 /// A cancel while acceptance tests run stops them at once, with what they started (they can

@@ -1018,12 +1018,12 @@ pub fn permissions(ws: &Workspace, stage: &Stage, notes: &mut Vec<String>) -> Ve
         });
         match shared {
             None => out.push(Permission {
-                why: "artifact bucket: a removed preview's releases".into(),
+                why: "artifact bucket: a removed preview's releases (also those an earlier Ferry kept under releases/: a release's or review's JSON one folder down, which no package's key of a service named `releases` is)".into(),
                 actions: strings(&["s3:DeleteObject"]),
-                resources: vec![format!(
-                    "${{ArtifactBucket.Arn}}/{}/_releases/*",
-                    ws.project.name
-                )],
+                resources: vec![
+                    format!("${{ArtifactBucket.Arn}}/{}/_releases/*", ws.project.name),
+                    format!("${{ArtifactBucket.Arn}}/{}/releases/*/*.json", ws.project.name),
+                ],
                 ..Default::default()
             }),
             Some(named) => notes.push(format!(

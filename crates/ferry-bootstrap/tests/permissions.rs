@@ -2220,7 +2220,13 @@ fn the_previews_may_delete_their_releases_in_a_bucket_of_their_own() {
         .iter()
         .find(|p| !p.deny && p.actions == ["s3:DeleteObject"])
         .unwrap();
-    assert_eq!(delete.resources, ["${ArtifactBucket.Arn}/shop/_releases/*"]);
+    assert_eq!(
+        delete.resources,
+        [
+            "${ArtifactBucket.Arn}/shop/_releases/*",
+            "${ArtifactBucket.Arn}/shop/releases/*/*.json"
+        ]
+    );
     write(r, "ferry.toml", &config("shop-dev-artifacts"));
     let b = previews(r);
     assert!(

@@ -53,6 +53,18 @@ impl Ctx {
         if let Some(ws) = self.workspace.get() {
             return Ok(ws);
         }
+        // Said of the folder itself, not as a ferry.toml missing in it.
+        match std::fs::metadata(&self.root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+                "the root {} does not exist; give --root the folder that holds ferry.toml",
+                self.root.display()
+            ),
+            Ok(m) if !m.is_dir() => anyhow::bail!(
+                "the root {} is no folder; give --root the folder that holds ferry.toml",
+                self.root.display()
+            ),
+            _ => {}
+        }
         let ws = ferry_changes::load_worktree(&self.root).with_context(|| {
             format!(
                 "failed to load the Ferry configuration of {}",

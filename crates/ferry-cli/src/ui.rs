@@ -293,8 +293,7 @@ pub(crate) fn timeout_secs() -> clap::builder::RangedU64ValueParser<u64> {
     clap::value_parser!(u64).range(1..=ferry_manifest::MAX_TIMEOUT_SECS)
 }
 
-/// The largest value an SSM parameter holds (an advanced one), in bytes.
-pub const MAX_PARAMETER_VALUE: usize = 8 * 1024;
+use ferry_credentials::ssm::MAX_VALUE as MAX_PARAMETER_VALUE;
 
 /// A parameter's value from `input`, read to its end but never past what SSM could hold (a
 /// stream without end, `/dev/zero`, took all memory): its trailing line break left out.

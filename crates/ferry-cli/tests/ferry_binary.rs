@@ -86,6 +86,27 @@ fn outside_any_repository_ferry_says_where_it_looked() {
     );
 }
 
+/// A `--root` that does not exist, or that is a file, is said to be so, not a folder lacking a
+/// ferry.toml.
+#[test]
+fn a_root_that_is_no_folder_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    for (root, said) in [(&missing, "does not exist"), (&file, "is no folder")] {
+        let (code, out, err) = ferry(dir.path(), &["--root", root.to_str().unwrap(), "validate"]);
+        assert_eq!(code, 1, "{out}\n{err}");
+        assert!(
+            err.contains(&format!(
+                "the root {} {said}; give --root the folder that holds ferry.toml",
+                root.display()
+            )),
+            "{err}"
+        );
+    }
+}
+
 /// `ferry init` adopts a repository that is not a Rust workspace with its configuration alone,
 /// and names `ferry` as what runs it; `--runner` also writes a `cargo xtask` runner, and says
 /// when that runner takes Ferry from a folder of this machine, which no other clone has.
@@ -143,4 +164,38 @@ fn ferry_init_writes_the_configuration_alone_unless_asked_for_a_runner() {
     assert!(out.contains("a folder of this machine"), "{out}");
     let (code, _, err) = ferry(r.path(), &["init", "--runner", "--no-runner"]);
     assert_eq!(code, 2, "{err}");
+    // Where the runner takes Ferry from, with no runner written, or empty: usage errors. A
+    // path where no Ferry checkout is yet is said.
+    for args in [
+        &["init", "--ferry-git", "https://example.com/ferry.git"][..],
+        &["init", "--no-runner", "--ferry-path", "vendor/ferry"],
+        &["init", "--runner", "--ferry-git", " "],
+        &["init", "--runner", "--ferry-path", ""],
+        &[
+            "init",
+            "--runner",
+            "--ferry-git",
+            "u",
+            "--ferry-rev",
+            "a\nb",
+        ],
+    ] {
+        let (code, out, err) = ferry(r.path(), args);
+        assert_eq!(code, 2, "{args:?}: {out}\n{err}");
+    }
+    // From a folder inside the repository, not its top: refused, as no plan could work there.
+    std::fs::remove_file(r.path().join("ferry.toml")).unwrap();
+    let (code, out, err) = ferry(&r.path().join("stacks"), &["init"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("nothing written: ")
+            && err.contains("is a folder inside the git repository at"),
+        "{err}"
+    );
+    assert!(!r.path().join("stacks/ferry.toml").exists());
+    let out = runner_from(&["--ferry-path", "vendor/ferry"]);
+    assert!(
+        out.contains("--ferry-path vendor/ferry: no Ferry checkout is there yet"),
+        "{out}"
+    );
 }

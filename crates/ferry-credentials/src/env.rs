@@ -62,8 +62,9 @@ pub async fn exec_env(
         // silence.
         let mut taken: std::collections::BTreeMap<String, String> = Default::default();
         let params = crate::ssm::load_path(&client, &stage.name, path, masker).await?;
-        // A secret's earlier values, which the stacks may still hold, are masked too.
-        crate::ssm::register_histories(&client, &params, masker).await;
+        // A secret's earlier values, which the stacks may still hold, are masked too; a
+        // history that cannot be read stops it, as the values themselves would.
+        crate::ssm::register_histories(&client, &stage.name, &params, masker).await?;
         for p in params {
             let var = ferry_env::param_var(path, &p.name);
             if let Some(first) = taken.insert(var.clone(), p.name.clone()) {

@@ -112,6 +112,9 @@ fn secret_version_id(source: &str) -> Option<String> {
         .map(|v| format!("secret:{v}"))
 }
 
+/// The largest value an SSM parameter holds (an advanced one), in bytes.
+pub const MAX_VALUE: usize = 8 * 1024;
+
 /// Every parameter under `path` (recursive, decrypted; pages of 10 followed to the end), sorted
 /// by name. SecureString values are registered with `masker`.
 pub async fn load_path(
@@ -139,10 +142,16 @@ pub async fn load_path(
 
 /// Registers with `masker` every earlier value of the SecureString `name` that SSM keeps (its
 /// history, decrypted): after a rotation, the old value still lives in the stacks until they
-/// deploy again, and an output that echoes it is as secret as the new one. Best effort: a
-/// history that cannot be read (not allowed, not there) leaves the current value, registered by
-/// [`get`], as the one masked; how many values were registered is given.
-pub async fn register_history(client: &Client, name: &str, masker: &Masker) -> usize {
+/// deploy again, and an output that echoes it is as secret as the new one. Gives how many
+/// values were registered; a history that cannot be read (not allowed) is an error, which a
+/// caller printing values must not pass over (the current value, registered by [`get`], is
+/// still masked).
+pub async fn register_history(
+    client: &Client,
+    stage: &str,
+    name: &str,
+    masker: &Masker,
+) -> Result<usize, CredentialsError> {
     let (base, _) = ferry_manifest::split_ssm_selector(name);
     let mut registered = 0;
     let mut pages = client
@@ -151,7 +160,8 @@ pub async fn register_history(client: &Client, name: &str, masker: &Masker) -> u
         .with_decryption(true)
         .into_paginator()
         .send();
-    while let Some(Ok(page)) = pages.next().await {
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| from_sdk(stage, "GetParameterHistory", &e))?;
         for p in page.parameters() {
             if p.r#type() == Some(&aws_sdk_ssm::types::ParameterType::SecureString)
                 && let Some(v) = p.value()
@@ -161,15 +171,22 @@ pub async fn register_history(client: &Client, name: &str, masker: &Masker) -> u
             }
         }
     }
-    registered
+    Ok(registered)
 }
 
 /// [`register_history`] of each SecureString of `params` (as [`load_path`] gives them): what
-/// prints them, or what a command run with them prints, masks their earlier values too.
-pub async fn register_histories(client: &Client, params: &[Parameter], masker: &Masker) {
+/// prints them, or what a command run with them prints, masks their earlier values too. The
+/// first history that cannot be read stops it, named.
+pub async fn register_histories(
+    client: &Client,
+    stage: &str,
+    params: &[Parameter],
+    masker: &Masker,
+) -> Result<(), CredentialsError> {
     for p in params.iter().filter(|p| p.secure) {
-        register_history(client, &p.name, masker).await;
+        register_history(client, stage, &p.name, masker).await?;
     }
+    Ok(())
 }
 
 /// One parameter, decrypted. `name` may end in `:VERSION` or `:LABEL`

@@ -35,6 +35,7 @@ pub fn owner(ws: &Workspace, stage: &Stage) -> Ownership {
         stage_id: ferry_bootstrap::stage_id(stage).to_string(),
         stage: stage.name.clone(),
         service: ferry_bootstrap::BOOTSTRAP_SERVICE.into(),
+        named: !stage.preview,
     }
 }
 

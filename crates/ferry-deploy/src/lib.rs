@@ -84,5 +84,6 @@ pub fn ownership(ws: &Workspace, stage: &Stage, service: &str) -> Ownership {
         stage_id: stage.id.clone(),
         stage: stage.name.clone(),
         service: service.to_string(),
+        named: !stage.preview,
     }
 }

@@ -285,7 +285,8 @@ pub async fn register_secrets(
     for name in &names {
         match ssm::get(&client, &stage.name, name, masker).await {
             Ok(p) if p.secure => {
-                ssm::register_history(&client, name, masker).await;
+                // Best effort: the current value is masked whatever happens.
+                let _ = ssm::register_history(&client, &stage.name, name, masker).await;
             }
             Ok(_)
             | Err(

@@ -118,6 +118,9 @@ pub async fn find(ws: &Workspace, config: &SdkConfig) -> Result<Vec<Preview>, Pr
 
     let engine = Engine::for_config(config, ferry_stacks::DeployOptions::default());
     let mut stack_names: BTreeMap<String, String> = BTreeMap::new();
+    // Stages whose stacks or records say they are named: in another branch's ferry.toml, not
+    // this one's (its records may lie outside the previews' root: by its tags, then).
+    let mut named_elsewhere: BTreeSet<String> = BTreeSet::new();
     for (name, info) in engine.describe_all().await? {
         let tag = |k: &str| info.tags.get(k).cloned();
         if tag(ferry_stacks::ownership::TAG_PROJECT).as_deref() != Some(&ws.project.name) {
@@ -132,6 +135,9 @@ pub async fn find(ws: &Workspace, config: &SdkConfig) -> Result<Vec<Preview>, Pr
         }
         if entry(&mut found, &id).is_none() {
             continue;
+        }
+        if tag(ferry_stacks::ownership::TAG_NAMED_STAGE).as_deref() == Some("true") {
+            named_elsewhere.insert(id.clone());
         }
         let p = found.get_mut(&id).expect("just added");
         if let Some(service) = tag(ferry_stacks::ownership::TAG_SERVICE) {
@@ -148,8 +154,6 @@ pub async fn find(ws: &Workspace, config: &SdkConfig) -> Result<Vec<Preview>, Pr
         }
     }
     let mut record_times: BTreeMap<String, u64> = BTreeMap::new();
-    // Stages whose records say they are named: in another branch's ferry.toml, not this one's.
-    let mut named_elsewhere: BTreeSet<String> = BTreeSet::new();
     if let Some(root) = records_root(ws) {
         let client = aws_sdk_ssm::Client::new(config);
         let listed = ferry_records::list_stages(&client, &root).await?;

@@ -64,6 +64,10 @@ pub enum ReleaseRunError {
     )]
     PreviewSource { from: String },
     #[error(
+        "review {id} was made for stage `{stage}` as a named stage of the ferry.toml that reviewed it, which this checkout does not name and takes for a preview; approve it from a checkout that names it (another branch's)"
+    )]
+    NamedElsewhere { stage: String, id: String },
+    #[error(
         "stage `{stage}`, which the CI event chose, has no promote-from, so there is no stage to promote from: set `promote-from` under [stages.{stage}] in ferry.toml to the stage whose tested packages it takes, or run `promote FROM {stage}`"
     )]
     NoPromoteSource { stage: String },
@@ -1584,6 +1588,12 @@ pub async fn prepare_approval(
         }
         .into());
     }
+    if pending.named_stage && stage.preview {
+        return Err(ReleaseRunError::NamedElsewhere {
+            stage: stage.name.clone(),
+            id: id.to_string(),
+        });
+    }
     if let Some(a) = &pending.approved {
         return Err(ReleaseRunError::AlreadyApproved {
             id: id.to_string(),
@@ -1768,6 +1778,7 @@ pub fn pending_release(
         id: info.id,
         project: ws.project.name.clone(),
         stage: stage.name.clone(),
+        named_stage: !stage.preview,
         kind: info.kind,
         commit: info.commit,
         created_at: ferry_records::now_secs(),

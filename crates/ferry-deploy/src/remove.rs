@@ -27,6 +27,9 @@ pub struct RemoveOptions {
     /// Only services whose record remains but which the checkout no longer has (folder gone,
     /// or renamed).
     pub orphans: bool,
+    /// With `orphans`: whatever commit deployed them, which the checkout then does not judge
+    /// (a squashed branch's, a checkout without git).
+    pub any_commit: bool,
     /// Remove a protected stage (termination protection is turned off first).
     pub allow_protected: bool,
     /// Delete stacks of this stage's names that have no Ferry tags.
@@ -153,12 +156,13 @@ pub enum RemoveError {
         service: String,
     },
     #[error(
-        "nothing was deleted: this checkout cannot tell that {} {} no service any more: {} deployed by a commit that HEAD does not descend from, whose checkout may still have {}:\n  {}\nrun `remove --orphans` in a checkout of that commit's branch (or of one that descends from it); if no branch holds it any more, delete the stack and its record by hand",
+        "nothing was deleted: this checkout cannot tell that {} {} no service any more: {} deployed by a commit that HEAD does not descend from, whose checkout may still have {}:\n  {}\nrun `remove --orphans` in a checkout of that commit's branch (or of one that descends from it), or, when you know {} gone, add --any-commit",
         .judged.len(),
         if .judged.len() == 1 { "service is" } else { "services are" },
         if .judged.len() == 1 { "it was" } else { "they were" },
         if .judged.len() == 1 { "it" } else { "them" },
-        .judged.join("\n  ")
+        .judged.join("\n  "),
+        if .judged.len() == 1 { "that service is" } else { "those services are" }
     )]
     OrphansNotJudged {
         /// `<service> (record of commit <c>: <why>)`, each.
@@ -230,6 +234,7 @@ pub async fn remove(
         let repo = ferry_changes::Repo::open(&ws.root);
         let judged: Vec<String> = orphans
             .iter()
+            .filter(|_| !options.any_commit)
             .filter_map(|(orphan, _)| {
                 let commit = &previous[orphan].commit;
                 use ferry_changes::{BaseUnavailable as B, ChangesError as C};

@@ -1229,6 +1229,7 @@ async fn remove(r: &TestRepo, config: &SdkConfig) -> (ferry_deploy::RemoveReport
     };
     let options = ferry_deploy::RemoveOptions {
         orphans: false,
+        any_commit: false,
         allow_protected: false,
         adopt: false,
         timeout: std::time::Duration::from_secs(60),

@@ -226,6 +226,16 @@ pub(crate) fn settle(
         // redeploys it and packaging takes it.
         if !moved && taken.is_none() {
             for r in paths.iter().filter(|r| !part_of_shared(r)) {
+                // Another service's folder is that service's: not made an input here (validate
+                // then names the path).
+                if let Some(other) = dirs.iter().find(|d| **d != c.dir && within(&r.path, d)) {
+                    notes.push(format!(
+                        "{top}: {} names {}, inside the folder of another service ({other}): not made one of its inputs; move what both use out of it",
+                        named_by(r, &top),
+                        r.path
+                    ));
+                    continue;
+                }
                 if !within(&r.path, &c.dir) && root.join(&r.path).exists() {
                     c.inputs.entry(r.path.clone()).or_insert_with(|| {
                         format!(

@@ -29,18 +29,23 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// A path as the glob that matches it alone (a folder named `[slug]` or `{a}` is no set nor
-/// alternatives), a trailing `/**` or `/*` (and a lone `*`) kept as the pattern it is.
+/// A path as the glob that matches it alone: its `[`, `]`, `{`, `}` and `?` escaped (a folder
+/// named `[slug]` or `{a}` is no set nor alternatives). A `*` is left as it is: init writes
+/// one only as a pattern (`libs/**`, `config.*` for a file named by the stage), and no path
+/// it finds holds one.
 pub(crate) fn as_glob(path: &str) -> String {
-    if path == "*" {
-        return path.to_string();
-    }
-    for suffix in ["/**", "/*"] {
-        if let Some(p) = path.strip_suffix(suffix) {
-            return format!("{}{suffix}", globset::escape(p));
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '[' | ']' | '{' | '}' | '?' => {
+                out.push('[');
+                out.push(c);
+                out.push(']');
+            }
+            c => out.push(c),
         }
     }
-    globset::escape(path)
+    out
 }
 
 /// The `services` patterns of the service folders `dirs`: `parent/*` for the folder holding

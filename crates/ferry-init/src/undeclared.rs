@@ -79,8 +79,15 @@ pub fn undeclared_inputs(ws: &Workspace, ignored: &dyn Fn(&str) -> bool) -> Vec<
             inferred.push((from.input.clone(), from.why(), Some(vec![from.input])));
         }
         for (glob, why, files) in inferred {
-            let files =
-                files.unwrap_or_else(|| files_at(root, &ferry_manifest::fixed_start(&glob)));
+            // Where it lies: the path itself (`libs/[x]` of `libs/[x]/**`, which a glob's
+            // fixed start would cut at the `[`), else the glob's fixed start.
+            let files = files.unwrap_or_else(|| {
+                let at = glob
+                    .strip_suffix("/**")
+                    .filter(|p| !p.contains('*'))
+                    .map_or_else(|| ferry_manifest::fixed_start(&glob), String::from);
+                files_at(root, &at)
+            });
             let uncovered = files
                 .into_iter()
                 .find(|f| !owners.redeploys(&s.name, f) && !ignored(f));

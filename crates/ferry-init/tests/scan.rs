@@ -3426,8 +3426,10 @@ fn paths_with_glob_characters_are_written_escaped() {
     file(
         r,
         "apps/[group]/site/serverless.yml",
-        "service: site\nprovider:\n  name: aws\nfunctions:\n  h:\n    handler: handler.main\n",
+        "service: site\nprovider:\n  name: aws\ncustom: ${file(../../../config.${sls:stage}.yml)}\nfunctions:\n  h:\n    handler: handler.main\n",
     );
+    // A file named by the stage at the root: the pattern `config.*`, not escaped.
+    file(r, "config.dev.yml", "a: 1\n");
     file(
         r,
         "apps/[group]/site/handler.js",
@@ -3447,7 +3449,7 @@ fn paths_with_glob_characters_are_written_escaped() {
         .unwrap()
         .1;
     assert!(
-        service.contains("inputs = [\"routes/[[]slug[]]/**\"]"),
+        service.contains("inputs = [\"config.*\", \"routes/[[]slug[]]/**\"]"),
         "{service}"
     );
     write(r, &files, false).unwrap();
@@ -3456,6 +3458,7 @@ fn paths_with_glob_characters_are_written_escaped() {
     let owners = ferry_manifest::Owners::of_workspace(&ws).unwrap();
     assert_eq!(owners.services_of("routes/[slug]/page.js"), ["site"]);
     assert!(owners.services_of("routes/s/page.js").is_empty());
+    assert_eq!(owners.services_of("config.prod.yml"), ["site"]);
     // Without the input, what `validate` advises is the escaped glob too.
     file(
         r,
@@ -3468,4 +3471,38 @@ fn paths_with_glob_characters_are_written_escaped() {
         .map(|u| u.glob.clone())
         .collect();
     assert_eq!(found, ["routes/[[]slug[]]/**"]);
+}
+
+// A SAM service left where it is gets what its template names outside its folder as inputs,
+// but never another service's folder: that is noted instead.
+#[test]
+fn a_sam_path_into_another_service_is_noted_not_made_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let sam = "AWSTemplateFormatVersion: '2010-09-09'\nTransform: AWS::Serverless-2016-10-31\n";
+    file(
+        r,
+        "services/orders/template.yaml",
+        &format!(
+            "{sam}Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ../payments/src\n      Runtime: python3.12\n      Handler: a.h\n"
+        ),
+    );
+    file(
+        r,
+        "services/payments/template.yaml",
+        &format!(
+            "{sam}Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: src\n      Runtime: python3.12\n      Handler: a.h\n"
+        ),
+    );
+    file(r, "services/payments/src/a.py", "");
+    let s = scan(r).unwrap();
+    let orders = s.services.iter().find(|x| x.name == "orders").unwrap();
+    assert!(orders.inputs.is_empty(), "{:?}", orders.inputs);
+    assert!(
+        s.notes.iter().any(|n| n.contains(
+            "names services/payments/src, inside the folder of another service (services/payments)"
+        )),
+        "{:#?}",
+        s.notes
+    );
 }

@@ -71,6 +71,11 @@ pub enum LocalError {
         "failed to start the emulator: port {port} on 127.0.0.1 cannot be taken ({reason}): another process listens there; give another --port, or none for any free port"
     )]
     PortTaken { port: u16, reason: String },
+    #[error(
+        "{} is not the emulator's state Ferry writes ({reason}): a server it named may still run; stop that server (its command line holds `ferry-moto`) and delete the file, then start the emulator again",
+        .path.display()
+    )]
+    BadState { path: PathBuf, reason: String },
     #[error("failed to stop the emulator (pid {pid}): {source}")]
     Stop { pid: u32, source: std::io::Error },
     #[error("{action} {path}: {source}")]
@@ -249,6 +254,16 @@ impl Emulator {
 
     fn state_path(&self) -> PathBuf {
         self.dir.join("server.json")
+    }
+
+    /// Held while the server is started or stopped and its state written: two `up`s at once
+    /// (two deploys with `--local`) start one server, and neither orphans the other's.
+    fn state_lock(&self) -> Result<File, LocalError> {
+        fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
+        let path = self.dir.join("server.lock");
+        let lock = File::create(&path).map_err(io("create", &path))?;
+        lock.lock().map_err(io("lock", &path))?;
+        Ok(lock)
     }
 
     fn python(&self) -> PathBuf {
@@ -619,6 +634,7 @@ impl Emulator {
     /// Starts the detached server unless it already runs; `port` 0 picks a free port.
     /// Returns the state and whether it was started now.
     pub fn up(&self, port: u16) -> Result<(ServerState, bool), LocalError> {
+        let _lock = self.state_lock()?;
         match self.status()? {
             Status::Running(state) => return Ok((state, false)),
             // Ours but not answering (too busy, or hung): stopped, not left running unrecorded
@@ -638,7 +654,12 @@ impl Emulator {
         };
         let path = self.state_path();
         let json = serde_json::to_string_pretty(&state).expect("state serialises");
-        fs::write(&path, json).map_err(io("write", &path))?;
+        // Whole or not at all: a reader never finds half of it.
+        let tmp = self
+            .dir
+            .join(format!("server.json.{}.tmp", std::process::id()));
+        fs::write(&tmp, json).map_err(io("write", &tmp))?;
+        fs::rename(&tmp, &path).map_err(io("write", &path))?;
         Ok((state, true))
     }
 
@@ -649,9 +670,12 @@ impl Emulator {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Status::NotStarted),
             Err(e) => return Err(io("read", &path)(e)),
         };
-        let Ok(state) = serde_json::from_str::<ServerState>(&text) else {
-            return Ok(Status::NotStarted);
-        };
+        // Not "not started": a server it named may run, and a new one would orphan it.
+        let state =
+            serde_json::from_str::<ServerState>(&text).map_err(|e| LocalError::BadState {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
         if is_our_process(state.pid) && answers(state.port) {
             Ok(Status::Running(state))
         } else {
@@ -662,6 +686,7 @@ impl Emulator {
     /// Stops exactly the recorded server (never another process that reuses its pid) and
     /// forgets it. Returns the state of the server that was stopped, if one ran.
     pub fn down(&self) -> Result<Option<ServerState>, LocalError> {
+        let _lock = self.state_lock()?;
         let stopped = match self.status()? {
             Status::NotStarted => return Ok(None),
             // A recorded server that is alive but does not answer is still ours to stop.
@@ -829,6 +854,23 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(5));
         assert!(e.to_string().contains("give another --port"), "{e}");
         assert_eq!(emu.status().unwrap(), Status::NotStarted);
+    }
+
+    /// A state file that is not Ferry's (cut short, edited) is named, not taken for "not
+    /// started": a new server would orphan the one it named.
+    #[test]
+    fn a_state_file_that_cannot_be_read_is_named_not_taken_for_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        let emu = Emulator::new(tmp.path());
+        fs::write(tmp.path().join("server.json"), "{\"pid\":").unwrap();
+        for e in [emu.status().unwrap_err(), emu.up(0).unwrap_err()] {
+            assert!(matches!(e, LocalError::BadState { .. }), "{e:?}");
+            assert!(
+                e.to_string()
+                    .contains("server.json is not the emulator's state Ferry writes"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

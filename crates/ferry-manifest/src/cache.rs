@@ -46,7 +46,7 @@ impl ManifestCache {
         let build = crate::memo::build_id();
         fs::read(path)
             .ok()
-            .and_then(|b| postcard::from_bytes::<ManifestCache>(&b).ok())
+            .and_then(|b| postcard::from_bytes::<ManifestCache>(crate::memo::unseal(&b)?).ok())
             .filter(|c| c.version == CACHE_VERSION && c.build == build)
             .unwrap_or_else(|| ManifestCache {
                 version: CACHE_VERSION,
@@ -72,7 +72,7 @@ impl ManifestCache {
         let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
         fs::write(
             &tmp,
-            postcard::to_stdvec(self).map_err(std::io::Error::other)?,
+            crate::memo::seal(postcard::to_stdvec(self).map_err(std::io::Error::other)?),
         )?;
         fs::rename(tmp, path)?;
         self.changed = false;

@@ -66,7 +66,7 @@ pub(crate) fn build_id() -> String {
 /// missing, unreadable, of another id or of another build.
 pub fn read_memo(path: &Path, id: &str, root: &Path) -> Option<Workspace> {
     let bytes = fs::read(path).ok()?;
-    let stored: Stored = postcard::from_bytes(&bytes).ok()?;
+    let stored: Stored = postcard::from_bytes(unseal(&bytes)?).ok()?;
     if stored.id != id || stored.build != build_id() {
         return None;
     }
@@ -103,9 +103,24 @@ fn write_as(build: &str, path: &Path, id: &str, ws: &Workspace) -> std::io::Resu
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     fs::write(
         &tmp,
-        postcard::to_stdvec(&stored).map_err(std::io::Error::other)?,
+        seal(postcard::to_stdvec(&stored).map_err(std::io::Error::other)?),
     )?;
     fs::rename(tmp, path)
+}
+
+/// `payload` followed by its CRC-32: a cache file changed on disk (a byte flipped, a CI cache
+/// restored half) is read as none, never as a plan's wrong answer. (A name's bytes replaced by
+/// others of the same length still decoded, and a changed service was planned as unchanged.)
+pub(crate) fn seal(mut payload: Vec<u8>) -> Vec<u8> {
+    let crc = crc32fast::hash(&payload);
+    payload.extend_from_slice(&crc.to_le_bytes());
+    payload
+}
+
+/// The payload of what [`seal`] wrote, if its CRC-32 holds.
+pub(crate) fn unseal(bytes: &[u8]) -> Option<&[u8]> {
+    let (payload, crc) = bytes.split_last_chunk::<4>()?;
+    (crc32fast::hash(payload) == u32::from_le_bytes(*crc)).then_some(payload)
 }
 
 #[cfg(test)]
@@ -180,6 +195,21 @@ mod tests {
             read_memo(&memo, "tree-1", tmp.path()).is_none(),
             "cut short"
         );
+        // A service's folder changed in place, byte for byte: it still decodes, and would
+        // have been used.
+        let at = bytes
+            .windows(b"services/api".len())
+            .position(|w| w == b"services/api")
+            .unwrap();
+        let mut changed = bytes.clone();
+        changed[at + b"services/ap".len()] = b'x';
+        fs::write(&memo, &changed).unwrap();
+        assert!(
+            read_memo(&memo, "tree-1", tmp.path()).is_none(),
+            "changed in place"
+        );
+        fs::write(&memo, &bytes).unwrap();
+        assert!(read_memo(&memo, "tree-1", tmp.path()).is_some());
 
         write_as("another build", &memo, "tree-1", &ws).unwrap();
         assert!(

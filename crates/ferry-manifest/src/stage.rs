@@ -320,6 +320,25 @@ impl Workspace {
             .collect()
     }
 
+    /// `[acceptance] build-dir` folders that are not on disk: the acceptance build would fail
+    /// there, after the stacks deployed (loading reads no folder, so `validate` asks this).
+    pub fn absent_acceptance_build_dirs(&self) -> Vec<String> {
+        self.services
+            .iter()
+            .filter_map(|s| {
+                let acc = s.acceptance.as_ref()?;
+                let dir = acc.build_dir.as_deref()?;
+                (!self.root.join(dir).is_dir()).then(|| {
+                    format!(
+                        "{}: acceptance.build-dir: {} is no folder of the repository, so its acceptance build cannot run there (after its stacks deployed); name the folder that holds the tests' build, relative to the service folder",
+                        s.manifest_path(),
+                        if dir.is_empty() { "the root" } else { dir }
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// `[ci]` rules deploying to a preview stage whose stacks no deploy would make
     /// ([`Workspace::check_preview_stacks`]), each named with why. A pull request's is judged
     /// as pull request 1's: a number starting the name is what a stack name may not start with.

@@ -635,6 +635,19 @@ pub fn package(
     mask: &(dyn Fn(&str) -> String + Sync),
     on: &dyn Fn(Event),
 ) -> Result<PackageManifest, PackageError> {
+    package_until(ws, out, req, mask, on, &|| false)
+}
+
+/// [`package`], stopped once `cancelled` says so, as [`package_held`] is: a build running then
+/// is stopped with its process tree.
+pub fn package_until(
+    ws: &Workspace,
+    out: &Path,
+    req: &PackageRequest,
+    mask: &(dyn Fn(&str) -> String + Sync),
+    on: &dyn Fn(Event),
+    cancelled: &dyn Fn() -> bool,
+) -> Result<PackageManifest, PackageError> {
     let lock = match FolderLock::try_take(out)? {
         Some(lock) => lock,
         None => {
@@ -644,7 +657,7 @@ pub fn package(
             FolderLock::take(out)?
         }
     };
-    package_held(&lock, ws, req, mask, on, &|| false)
+    package_held(&lock, ws, req, mask, on, cancelled)
 }
 
 /// [`package`] into the folder `lock` holds. Once `cancelled` says so, a running build is
@@ -673,13 +686,15 @@ pub fn package_held(
     // Written once the checkout is known to be as it was when the request was made.
     let mut to_cache: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     let mut read_from_disk: Vec<&Service> = Vec::new();
+    let mut stopped: Option<PackageError> = None;
     let repo = ferry_changes::Repo::open(&ws.root).ok();
     for name in &req.services {
         // Like a failure: what was packaged stays in the cache, for the next run to reuse.
         if cancelled() {
-            return Err(PackageError::Cancelled {
+            stopped = Some(PackageError::Cancelled {
                 service: name.clone(),
             });
+            break;
         }
         let service = ws
             .service(name)
@@ -723,7 +738,10 @@ pub fn package_held(
             None => {
                 let mut sp = match package_service(ws, service, out, mask, on, cancelled) {
                     Ok(sp) => sp,
-                    Err(e @ PackageError::Cancelled { .. }) => return Err(e),
+                    Err(e @ PackageError::Cancelled { .. }) => {
+                        stopped = Some(e);
+                        break;
+                    }
                     // The others are still packaged, so that one run names every problem.
                     Err(e) => {
                         failed.push(e);
@@ -754,6 +772,9 @@ pub fn package_held(
     for (path, json) in &to_cache {
         write_atomic(path, json)?;
     }
+    if let Some(cancelled) = stopped {
+        return Err(cancelled);
+    }
     // What was packaged stays in the cache; the package itself is complete or not written.
     match failed.len() {
         0 => {}
@@ -781,10 +802,11 @@ pub fn service_inputs(s: &Service) -> ferry_changes::ServiceInputs {
 
 /// Whether the checkout is still what `req` was made from, now that `packaged` were read from
 /// disk: HEAD the same commit (a branch switched while the files were read gives archives of
-/// neither branch, stored under the first one's id), and each of those services without a build
-/// the same inputs (edited meanwhile: its input key, or with none, the dirty tree's id, moved).
-/// A build may write tracked files itself (a lock file an install rewrites): those services are
-/// judged by HEAD alone. An edit undone before the end is not seen.
+/// neither branch, stored under the first one's id), and, when no build ran, each of them the
+/// same inputs (edited meanwhile: its input key, or with none, the dirty tree's id, moved). A
+/// build may write tracked files itself (a lock file an install rewrites, a global input of
+/// every service): when one ran, HEAD alone is judged. An edit undone before the end is not
+/// seen.
 fn still_as_requested(
     repo: &ferry_changes::Repo,
     ws: &Workspace,
@@ -806,14 +828,14 @@ fn still_as_requested(
             ),
         });
     }
-    let no_build: Vec<&str> = packaged
+    // A build that ran may have written tracked files anywhere (an `npm install` rewrites the
+    // lock file at the root, a global input of every service): then only HEAD is judged.
+    if packaged.iter().any(|s| !s.package.build.is_empty()) {
+        return Ok(());
+    }
+    let edited: Vec<&str> = packaged
         .iter()
-        .filter(|s| s.package.build.is_empty())
         .map(|s| s.name.as_str())
-        .collect();
-    let edited: Vec<&str> = no_build
-        .iter()
-        .copied()
         .filter(|name| {
             let (before, after) = (req.input_keys.get(*name), now.input_keys.get(*name));
             before != after || (before.is_none() && now.id != req.id)

@@ -1768,55 +1768,57 @@ fn a_name_built_from_a_stage_variable_is_judged_per_stage() {
 // The checkout changing while its files are read (a branch switched, a file edited, during a
 // package or deploy): the archives may be of neither state, and would be kept under the first
 // one's id and input key, so nothing is kept. Before, a branch's code was deployed and recorded
-// as main's commit, and every later package of that tree reused it.
+// as main's commit, and every later package of that tree reused it. (The change is made when
+// the first service is packaged, before the second is read.)
 #[test]
 fn a_checkout_that_changes_while_it_is_packaged_is_kept_nowhere() {
     let r = ferry_test_support::TestRepo::new();
-    let build = |script: &str| {
-        format!(
-            "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", {script:?}]\n\n[package.artifacts]\nFn = \"src\"\n"
-        )
-    };
     r.write(
         "ferry.toml",
         "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
     )
-    .write(".gitignore", "target/\n")
-    .write("services/a/template.yaml", FUNCTION)
-    .write("services/a/service.toml", &build("true"))
-    .write("services/a/src/app.py", "a\n")
-    .write("services/b/template.yaml", FUNCTION)
-    .write("services/b/service.toml", API_MANIFEST)
-    .write("services/b/src/app.py", "b\n");
+    .write(".gitignore", "target/\n");
+    for s in ["a", "b"] {
+        r.write(&format!("services/{s}/template.yaml"), FUNCTION)
+            .write(&format!("services/{s}/service.toml"), API_MANIFEST)
+            .write(&format!("services/{s}/src/app.py"), &format!("{s}\n"));
+    }
     r.commit("a and b");
     let out = tempfile::tempdir().unwrap();
+    let ws = ferry_manifest::load(r.path()).unwrap();
+    let package_while = |req: &PackageRequest, change: &dyn Fn()| {
+        let on = |e: Event| {
+            if e == (Event::Packaged {
+                service: "a".into(),
+            }) {
+                change();
+            }
+        };
+        package(&ws, out.path(), req, &no_mask, &on).map_err(|e| e.to_string())
+    };
 
-    // b's code edited while a builds, before b is read.
-    r.write(
-        "services/a/service.toml",
-        &build("echo edited > ../b/src/app.py"),
-    );
-    r.commit("a edits b");
+    // b's code edited once a is packaged, before b is read.
     let req = snapshot_request(r.path(), &["a", "b"]);
-    let err = run(r.path(), out.path(), &req).0.unwrap_err();
+    let err = package_while(&req, &|| {
+        r.write("services/b/src/app.py", "edited\n");
+    })
+    .unwrap_err();
     assert!(
-        err.to_string()
-            .contains("the checkout changed while it was being packaged (files of b were edited)"),
+        err.contains("the checkout changed while it was being packaged (files of b were edited)"),
         "{err}"
     );
     assert!(!out.path().join("package").join(&req.id).exists());
-    assert!(!out.path().join("cache/b").exists(), "nothing cached");
+    assert!(!out.path().join("cache").exists(), "nothing cached");
 
-    // HEAD moved (a branch switched) while a builds.
-    r.write("services/b/src/app.py", "b\n").write(
-        "services/a/service.toml",
-        &build("git commit -q --allow-empty -m moved"),
-    );
-    r.commit("a moves HEAD");
+    // HEAD moved (a branch switched) meanwhile.
+    r.write("services/b/src/app.py", "b\n");
     let req = snapshot_request(r.path(), &["a", "b"]);
-    let err = run(r.path(), out.path(), &req).0.unwrap_err();
+    let err = package_while(&req, &|| {
+        ferry_test_support::git(r.path(), &["commit", "-q", "--allow-empty", "-m", "moved"]);
+    })
+    .unwrap_err();
     assert!(
-        err.to_string().contains(&format!(
+        err.contains(&format!(
             "the checkout changed while it was being packaged (HEAD moved from {} to ",
             &req.commit[..12]
         )),
@@ -1825,10 +1827,40 @@ fn a_checkout_that_changes_while_it_is_packaged_is_kept_nowhere() {
     assert!(!out.path().join("package").join(&req.id).exists());
 
     // Still: kept, and cached.
-    r.write("services/a/service.toml", &build("true"));
-    r.commit("a still");
+    let req = snapshot_request(r.path(), &["a", "b"]);
+    let m = package_while(&req, &|| {}).unwrap();
+    assert_eq!(m.services.len(), 2);
+    assert!(out.path().join("cache/b").is_dir());
+}
+
+// A build that writes a tracked file every service's key holds (an `npm install` rewriting the
+// root lock file, a global input): packaging judges HEAD alone then, and goes on.
+#[test]
+fn a_build_rewriting_a_global_input_does_not_stop_packaging() {
+    let r = ferry_test_support::TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\nglobal-inputs = [\"ferry.toml\", \"package-lock.json\"]\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    )
+    .write(".gitignore", "target/\n")
+    .write("package-lock.json", "{}\n")
+    .write("services/a/template.yaml", FUNCTION)
+    .write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"echo '{\\\"v\\\": 2}' > ../../package-lock.json\"]\n\n[package.artifacts]\nFn = \"src\"\n",
+    )
+    .write("services/a/src/app.py", "a\n")
+    .write("services/b/template.yaml", FUNCTION)
+    .write("services/b/service.toml", API_MANIFEST)
+    .write("services/b/src/app.py", "b\n");
+    r.commit("a's build rewrites the lock file");
+    let out = tempfile::tempdir().unwrap();
     let req = snapshot_request(r.path(), &["a", "b"]);
     let m = run(r.path(), out.path(), &req).0.unwrap();
     assert_eq!(m.services.len(), 2);
-    assert!(out.path().join("cache/b").is_dir());
+    assert_ne!(
+        fs::read_to_string(r.path().join("package-lock.json")).unwrap(),
+        "{}\n",
+        "the build did rewrite it"
+    );
 }

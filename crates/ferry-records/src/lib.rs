@@ -258,7 +258,7 @@ mod grouped {
 /// SSM standard parameters hold at most 4 KB.
 const MAX_RECORD: usize = 4096;
 /// SSM advanced parameters hold at most 8 KB.
-const MAX_ADVANCED_RECORD: usize = 8192;
+const MAX_ADVANCED_RECORD: usize = ferry_credentials::ssm::MAX_VALUE;
 
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> u64 {

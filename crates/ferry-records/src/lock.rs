@@ -65,11 +65,6 @@ pub struct LockHolder {
     /// When the holder's process started (clock ticks since boot), so a reused pid is told apart.
     #[serde(default)]
     pub started: Option<u64>,
-    /// The holder's machine (Linux `/etc/machine-id`): a host name is no machine's (machines
-    /// made from one image, laptops all named `MacBook-Pro`), so another boot proves a restart
-    /// only of the same machine.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub machine: Option<String>,
     /// The holder's pid namespace (Linux `/proc/self/ns/pid`): containers on one host's network
     /// share its name and boot, not their pids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,7 +140,8 @@ pub fn human(secs: u64) -> String {
 pub struct Here<'a> {
     pub host: String,
     pub boot: Option<String>,
-    pub machine: Option<String>,
+    /// When this host booted, seconds since the epoch (Linux).
+    pub booted_at: Option<u64>,
     pub pid_ns: Option<String>,
     /// Whether `pid` runs and, when a start time is given, started then.
     pub alive: &'a dyn Fn(u32, Option<u64>) -> bool,
@@ -157,7 +153,7 @@ impl Here<'static> {
         Here {
             host: process::host(),
             boot: process::boot(),
-            machine: process::machine(),
+            booted_at: process::booted_at(),
             pid_ns: process::pid_ns(),
             alive: &process::alive,
         }
@@ -180,7 +176,7 @@ pub fn stale_rule(holder: &LockHolder) -> String {
         format!("a batch's lock is stale once not renewed for {ttl}")
     } else {
         format!(
-            "a lock is stale once not renewed for {ttl}, or when its process is gone from this host"
+            "a lock is stale once not renewed for {ttl}, or when its process is gone from this host (same boot and pid namespace), or this host restarted since it was written"
         )
     }
 }
@@ -190,11 +186,13 @@ pub fn stale_rule(holder: &LockHolder) -> String {
 pub fn staleness(holder: &LockHolder, last_write: u64, now: u64, here: &Here<'_>) -> Option<Stale> {
     // A batch's nodes end one by one while the batch goes on: only its age counts.
     if holder.host == here.host && holder.batch.is_none() {
-        // Another boot of this very machine.
-        if same(&holder.machine, &here.machine)
-            && holder.boot.is_some()
+        // Written before this host last booted, on a boot of its own: this host restarted
+        // since. (Another boot id alone proves nothing: machines made from one image share a
+        // name, and a live run on one writes its lock after this one booted.)
+        if holder.boot.is_some()
             && here.boot.is_some()
             && holder.boot != here.boot
+            && here.booted_at.is_some_and(|b| last_write < b)
         {
             return Some(Stale::Rebooted);
         }
@@ -210,17 +208,13 @@ pub fn staleness(holder: &LockHolder, last_write: u64, now: u64, here: &Here<'_>
     })
 }
 
-/// Both known, and equal.
-fn same(a: &Option<String>, b: &Option<String>) -> bool {
-    a.is_some() && a == b
-}
-
 /// Whether this process sees `holder`'s among its own: the same host name, boot and pid
-/// namespace, all known. A host name alone proves nothing: containers on one host's network
-/// share its name and boot, not their processes, and machines made from one image may share a
-/// name; a false "dead" would take the lock from a live run.
+/// namespace (each equal, or unknown to both, as on a system without them, macOS). A host
+/// name alone proves nothing on Linux: containers on one host's network share its name and
+/// boot, not their processes, and machines made from one image may share a name; a false
+/// "dead" would take the lock from a live run.
 fn sees_its_processes(holder: &LockHolder, here: &Here<'_>) -> bool {
-    holder.host == here.host && same(&holder.boot, &here.boot) && same(&holder.pid_ns, &here.pid_ns)
+    holder.host == here.host && holder.boot == here.boot && holder.pid_ns == here.pid_ns
 }
 
 /// A batch node marked as at work ([`RecordStore::running_nodes`]).
@@ -310,13 +304,12 @@ pub mod process {
             .filter(|s| !s.is_empty())
     }
 
-    /// This machine's id (Linux: systemd's `/etc/machine-id`, else D-Bus's).
-    pub fn machine() -> Option<String> {
-        ["/etc/machine-id", "/var/lib/dbus/machine-id"]
-            .iter()
-            .find_map(|p| std::fs::read_to_string(p).ok())
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
+    /// When this host booted, seconds since the epoch (Linux: `btime` of `/proc/stat`).
+    pub fn booted_at() -> Option<u64> {
+        std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
     }
 
     /// This process's pid namespace (Linux: `pid:[4026531836]`).
@@ -420,7 +413,6 @@ impl LockHolder {
             renewed: None,
             boot: process::boot(),
             started: process::started(pid),
-            machine: process::machine(),
             pid_ns: process::pid_ns(),
             batch: None,
             release: None,
@@ -1031,7 +1023,6 @@ fn unreadable() -> LockHolder {
         renewed: None,
         boot: None,
         started: None,
-        machine: None,
         pid_ns: None,
         batch: None,
         release: None,
@@ -1048,7 +1039,6 @@ mod tests {
             pid,
             since,
             boot: Some("b1".into()),
-            machine: Some("m1".into()),
             pid_ns: Some("pid:[1]".into()),
             ..unreadable()
         }
@@ -1056,15 +1046,15 @@ mod tests {
 
     #[test]
     fn every_row_of_the_staleness_rule() {
+        let now = 10_000;
         let alive = |pid: u32, _: Option<u64>| pid == 1;
         let here = Here {
             host: "me".into(),
             boot: Some("b1".into()),
-            machine: Some("m1".into()),
+            booted_at: Some(now - 100),
             pid_ns: Some("pid:[1]".into()),
             alive: &alive,
         };
-        let now = 10_000;
         // By the holder's own clock (what SSM's is, when SSM does not say).
         let st = |h: &LockHolder| staleness(h, last_write(h, None), now, &here);
         // Live on this host.
@@ -1074,19 +1064,32 @@ mod tests {
             st(&holder("me", 2, now - 10)),
             Some(Stale::DeadProcess { pid: 2 })
         );
-        // This host restarted since.
-        let mut h = holder("me", 1, now - 10);
+        // This host restarted since: the lock was written, on another boot, before this one.
+        let mut h = holder("me", 1, now - 200);
         h.boot = Some("b0".into());
         assert_eq!(st(&h), Some(Stale::Rebooted));
-        // Another machine of the same name (another boot, machine id not the same or not
-        // known): proves nothing; a live run there keeps its lock.
-        for machine in [Some("m2".to_string()), None] {
-            let other = LockHolder {
-                machine,
-                ..h.clone()
-            };
-            assert_eq!(st(&other), None);
-        }
+        // Another machine of the same name (made from one image), on a boot of its own, whose
+        // lock was written since this host booted: proves nothing; a live run keeps its lock.
+        let mut other = holder("me", 1, now - 10);
+        other.boot = Some("b0".into());
+        assert_eq!(st(&other), None);
+        // Without namespaces or boot ids (macOS), the host and pid tell, as they always did.
+        let bare = Here {
+            host: "me".into(),
+            boot: None,
+            booted_at: None,
+            pid_ns: None,
+            alive: &alive,
+        };
+        let mac = LockHolder {
+            boot: None,
+            pid_ns: None,
+            ..holder("me", 2, now - 10)
+        };
+        assert_eq!(
+            staleness(&mac, last_write(&mac, None), now, &bare),
+            Some(Stale::DeadProcess { pid: 2 })
+        );
         // A container on this host's network (its name and boot, a pid namespace of its own,
         // or one not known): its pid is not this namespace's.
         for pid_ns in [Some("pid:[2]".to_string()), None] {

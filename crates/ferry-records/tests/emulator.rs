@@ -187,7 +187,7 @@ async fn the_lock_names_its_holder_releases_only_its_own_and_force_takes_only_a_
         "{err}"
     );
     assert!(
-        err.to_string().ends_with("; wait for that run to finish (a lock is stale once not renewed for 5 min, or when its process is gone from this host, and --force-unlock takes it over then)"),
+        err.to_string().ends_with("; wait for that run to finish (a lock is stale once not renewed for 5 min, or when its process is gone from this host (same boot and pid namespace), or this host restarted since it was written, and --force-unlock takes it over then)"),
         "{err}"
     );
     let err = s.lock(&other, true).await.unwrap_err();

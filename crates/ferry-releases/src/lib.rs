@@ -168,6 +168,10 @@ pub struct PendingRelease {
     pub id: String,
     pub project: String,
     pub stage: String,
+    /// The stage is a named stage of the ferry.toml that reviewed it: a checkout that takes it
+    /// for a preview does not approve it. `false` in reviews written before it was kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub named_stage: bool,
     /// What the approval's release will be (`deploy` or `promote`).
     pub kind: ReleaseKind,
     pub commit: String,

@@ -2,7 +2,9 @@
 //!
 //! The `_` keeps them apart from the packages, which lie under `<project>/<service>/`: no service
 //! name holds one. (Under `<project>/releases/`, a service named `releases` had its site files
-//! at `<project>/releases/site/…`, which the removal of a preview `site` deleted.)
+//! at `<project>/releases/site/…`, which the removal of a preview `site` deleted.) Releases an
+//! earlier Ferry wrote there are still read, and deleted with the stage: only keys that are
+//! a release's or a review's (`<id>.json`, `pending/<id>.json`), which no package's key is.
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
@@ -48,6 +50,8 @@ pub struct ReleaseStore {
     bucket: String,
     /// Ends with `/`.
     prefix: String,
+    /// Where an earlier Ferry wrote them (`<project>/releases/<stage id>/`); ends with `/`.
+    legacy: String,
 }
 
 impl ReleaseStore {
@@ -57,6 +61,7 @@ impl ReleaseStore {
             s3,
             bucket: bucket.to_string(),
             prefix: format!("{project}/{PREFIX}/{stage_id}/"),
+            legacy: format!("{project}/releases/{stage_id}/"),
         }
     }
 
@@ -70,6 +75,18 @@ impl ReleaseStore {
 
     fn pending_key(&self, id: &str) -> String {
         format!("{}pending/{id}.json", self.prefix)
+    }
+
+    /// The object at `key`, else at the same key under the legacy prefix.
+    async fn get_either<T: DeserializeOwned>(
+        &self,
+        key: String,
+    ) -> Result<Option<T>, ReleaseError> {
+        let legacy = key.replacen(&self.prefix, &self.legacy, 1);
+        match self.get_json(key).await? {
+            Some(v) => Ok(Some(v)),
+            None => self.get_json(legacy).await,
+        }
     }
 
     /// Writes (replaces) a release.
@@ -87,7 +104,7 @@ impl ReleaseStore {
         if !valid_id(id) {
             return Err(ReleaseError::BadId { id: id.into() });
         }
-        self.get_json(self.pending_key(id)).await
+        self.get_either(self.pending_key(id)).await
     }
 
     async fn put_json(&self, key: String, value: &impl Serialize) -> Result<(), ReleaseError> {
@@ -114,7 +131,7 @@ impl ReleaseStore {
         if !valid_id(id) {
             return Err(ReleaseError::BadId { id: id.into() });
         }
-        self.get_json(self.key(id)).await
+        self.get_either(self.key(id)).await
     }
 
     async fn get_json<T: DeserializeOwned>(&self, key: String) -> Result<Option<T>, ReleaseError> {
@@ -156,15 +173,19 @@ impl ReleaseStore {
 
     /// The ids of every release, newest first. A stage without a bucket yet has none.
     pub async fn ids(&self) -> Result<Vec<String>, ReleaseError> {
-        let mut ids: Vec<String> = self
-            .keys()
-            .await?
-            .iter()
-            .filter_map(|k| k.strip_prefix(&self.prefix)?.strip_suffix(".json"))
-            .filter(|id| valid_id(id))
-            .map(String::from)
-            .collect();
+        let mut ids: Vec<String> = Vec::new();
+        for prefix in [&self.prefix, &self.legacy] {
+            ids.extend(
+                self.keys(prefix)
+                    .await?
+                    .iter()
+                    .filter_map(|k| k.strip_prefix(prefix.as_str())?.strip_suffix(".json"))
+                    .filter(|id| valid_id(id))
+                    .map(String::from),
+            );
+        }
         ids.sort_by(|a, b| b.cmp(a));
+        ids.dedup();
         Ok(ids)
     }
 
@@ -173,12 +194,15 @@ impl ReleaseStore {
     /// went; a bucket that does not exist holds none.
     pub async fn delete_all(&self) -> Result<usize, ReleaseError> {
         // Only what this store writes: anything else put under its prefix is not its to delete.
-        let keys: Vec<String> = self
-            .keys()
-            .await?
-            .into_iter()
-            .filter(|k| self.is_release_key(k))
-            .collect();
+        let mut keys: Vec<String> = Vec::new();
+        for prefix in [&self.prefix, &self.legacy] {
+            keys.extend(
+                self.keys(prefix)
+                    .await?
+                    .into_iter()
+                    .filter(|k| is_release_key(prefix, k)),
+            );
+        }
         for key in &keys {
             self.s3
                 .delete_object()
@@ -196,23 +220,15 @@ impl ReleaseStore {
         Ok(keys.len())
     }
 
-    /// Whether `key` is one this store writes: a release or a pending review.
-    fn is_release_key(&self, key: &str) -> bool {
-        key.strip_prefix(&self.prefix)
-            .map(|k| k.strip_prefix("pending/").unwrap_or(k))
-            .and_then(|k| k.strip_suffix(".json"))
-            .is_some_and(valid_id)
-    }
-
-    /// Every key under the stage's prefix (releases and pending reviews); none when the bucket
-    /// does not exist.
-    async fn keys(&self) -> Result<Vec<String>, ReleaseError> {
+    /// Every key under `prefix` (the stage's releases and pending reviews, and whatever else
+    /// lies there); none when the bucket does not exist.
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, ReleaseError> {
         let mut keys = Vec::new();
         let mut pages = self
             .s3
             .list_objects_v2()
             .bucket(&self.bucket)
-            .prefix(&self.prefix)
+            .prefix(prefix)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
@@ -225,7 +241,7 @@ impl ReleaseStore {
                     return Err(ReleaseError::S3 {
                         op: "ListObjectsV2",
                         bucket: self.bucket.clone(),
-                        key: self.prefix.clone(),
+                        key: prefix.to_string(),
                         message: ferry_aws::explain("ListObjectsV2", &e).to_string(),
                     });
                 }
@@ -249,4 +265,12 @@ impl ReleaseStore {
         }
         Ok(out)
     }
+}
+
+/// Whether `key` under `prefix` is one a store writes: a release or a pending review.
+fn is_release_key(prefix: &str, key: &str) -> bool {
+    key.strip_prefix(prefix)
+        .map(|k| k.strip_prefix("pending/").unwrap_or(k))
+        .and_then(|k| k.strip_suffix(".json"))
+        .is_some_and(valid_id)
 }

@@ -119,7 +119,29 @@ async fn releases_round_trip_newest_first() {
             .await
             .unwrap();
     }
-    assert_eq!(site.delete_all().await.unwrap(), 1);
+    // Releases an earlier Ferry wrote under `releases/`: read, and deleted with the stage.
+    let legacy = serde_json::to_vec(&release("20261101-000000.000-0000001")).unwrap();
+    for key in [
+        "store/releases/site/20261101-000000.000-0000001.json",
+        "store/releases/site/pending/20261101-000000.000-0000002.json",
+    ] {
+        s3.put_object()
+            .bucket("releases-store-test")
+            .key(key)
+            .body(legacy.clone().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        site.ids().await.unwrap(),
+        ["20261204-000000.000-fffffff", "20261101-000000.000-0000001"]
+    );
+    assert_eq!(
+        site.get("20261101-000000.000-0000001").await.unwrap(),
+        Some(release("20261101-000000.000-0000001"))
+    );
+    assert_eq!(site.delete_all().await.unwrap(), 3);
     assert_eq!(site.ids().await.unwrap(), Vec::<String>::new());
     for key in [
         "store/releases/site/0a1b2c",

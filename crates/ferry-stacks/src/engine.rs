@@ -1289,6 +1289,10 @@ pub fn verify(
         Verdict::Unmanaged => Err(StackError::Unmanaged {
             stack: name.to_string(),
         }),
+        Verdict::NamedElsewhere => Err(StackError::NamedElsewhere {
+            stack: name.to_string(),
+            stage: expected.stage.clone(),
+        }),
         Verdict::Foreign { owner } | Verdict::OtherService { owner, .. } => {
             Err(StackError::Foreign {
                 stack: name.to_string(),

@@ -90,6 +90,10 @@ pub enum StackError {
         expected: String,
     },
     #[error(
+        "refusing to touch stack {stack}: its Ferry tags say it belongs to stage `{stage}` as a named stage of the ferry.toml that deployed it, which this checkout does not name and takes for a preview; run in a checkout that names it (another branch's), or name it in this ferry.toml's [stages]"
+    )]
+    NamedElsewhere { stack: String, stage: String },
+    #[error(
         "stack {stack} is tagged for service `{from}`, which is no service any more: `{to}` was renamed from it and kept its stack; `deploy` with --adopt takes the stack over for `{to}` (Ferry tags it for `{to}` and drops the record of `{from}`; promote, rollback and approve never take a stack over), or give `{to}` its old name back (`name = \"{from}\"` in its service.toml)"
     )]
     RenamedService {

@@ -18,6 +18,10 @@ pub const TAG_STAGE: &str = "ferry:stage";
 pub const TAG_STAGE_NAME: &str = "ferry:stage-name";
 /// The service.
 pub const TAG_SERVICE: &str = "ferry:service";
+/// `true` on the stacks of a named stage (`[stages.<name>]` of the ferry.toml that deployed
+/// it): a checkout that does not name the stage (another branch's) takes them for no preview's.
+/// Absent on previews' stacks, and on stacks deployed before it was written.
+pub const TAG_NAMED_STAGE: &str = "ferry:named-stage";
 
 /// Who a stack of Ferry's belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +32,8 @@ pub struct Ownership {
     /// The stage name (`feature/login`).
     pub stage: String,
     pub service: String,
+    /// The stage is a named stage of this checkout's ferry.toml (else a preview).
+    pub named: bool,
 }
 
 /// What the tags of an existing stack say about it.
@@ -40,6 +46,9 @@ pub enum Verdict {
     Unmanaged,
     /// Ferry's tags name another owner, described for messages.
     Foreign { owner: String },
+    /// Ferry's tags name this project and stage, a named stage where it was deployed, which
+    /// the expected owner takes for a preview (a stage only another branch's ferry.toml names).
+    NamedElsewhere,
     /// Ferry's tags name this project and stage but another service: `service`. Still another
     /// owner's stack, unless that service was renamed to this one (see
     /// [`StackSpec::renamed_from`](crate::StackSpec::renamed_from)).
@@ -116,6 +125,12 @@ impl Ownership {
             (TAG_STAGE_NAME.to_string(), encode_tag_value(&self.stage)),
             (TAG_SERVICE.to_string(), self.service.clone()),
         ])
+        .into_iter()
+        .chain(
+            self.named
+                .then(|| (TAG_NAMED_STAGE.to_string(), "true".to_string())),
+        )
+        .collect()
     }
 }
 
@@ -134,6 +149,10 @@ pub fn check(expected: &Ownership, tags: &BTreeMap<String, String>) -> Verdict {
         || stage_name.is_some_and(|n| *n != encode_tag_value(&expected.stage))
     {
         return Verdict::Foreign { owner };
+    }
+    // A named stage's stack, to a checkout that takes the stage for a preview.
+    if !expected.named && tags.get(TAG_NAMED_STAGE).is_some_and(|v| v == "true") {
+        return Verdict::NamedElsewhere;
     }
     if service != expected.service {
         return Verdict::OtherService {
@@ -154,6 +173,7 @@ mod tests {
             stage_id: "feature-login".into(),
             stage: "feature/login".into(),
             service: "api".into(),
+            named: false,
         }
     }
 
@@ -201,6 +221,16 @@ mod tests {
         };
         let e = ours();
         assert_eq!(check(&e, &e.tags()), Verdict::Ours);
+        // A named stage's stacks say so; a preview of the same name does not take them.
+        let named = Ownership {
+            named: true,
+            ..ours()
+        };
+        assert_eq!(named.tags()[TAG_NAMED_STAGE], "true");
+        assert!(!e.tags().contains_key(TAG_NAMED_STAGE));
+        assert_eq!(check(&named, &named.tags()), Verdict::Ours);
+        assert_eq!(check(&named, &e.tags()), Verdict::Ours, "tagged before");
+        assert_eq!(check(&e, &named.tags()), Verdict::NamedElsewhere);
         assert_eq!(check(&e, &BTreeMap::new()), Verdict::Unmanaged);
         assert_eq!(
             check(&e, &tags(None, "feature-login", None, "api")),

@@ -365,6 +365,7 @@ async fn the_stack_of_a_renamed_service_is_taken_over_only_with_adopt() {
         stage_id: "dev".into(),
         stage: "dev".into(),
         service: service.into(),
+        named: true,
     };
     let of = |service: &str, renamed_from: Option<&str>, adopt: bool| StackSpec {
         owner: Some(owner(service)),

@@ -366,7 +366,11 @@ fn files(ctx: &Ctx, args: &FilesArgs) -> anyhow::Result<()> {
             continue;
         }
         if args.check {
-            stale.push(shown);
+            stale.push(if now.is_none() {
+                format!("{shown} (not there: never generated)")
+            } else {
+                shown
+            });
             continue;
         }
         if let Some(dir) = path.parent() {
@@ -379,7 +383,7 @@ fn files(ctx: &Ctx, args: &FilesArgs) -> anyhow::Result<()> {
     }
     if !stale.is_empty() {
         anyhow::bail!(
-            "stale: {} (the services' graph or the [ci] rules changed since they were generated); run `{} batch files` and commit the result",
+            "stale: {} (the services' graph, the [ci] rules or the runner that names Ferry's commands changed since they were generated); run `{} batch files` and commit the result",
             stale.join(", "),
             ctx.app.name
         );

@@ -487,7 +487,7 @@ async fn deploy_locked(
         .collect();
     if !orphans.is_empty() {
         eprintln!(
-            "note: records of services that no longer exist: {} (`{} remove {} --orphans` deletes them and their stacks)",
+            "note: records of services that no longer exist: {} (`{} remove {} --orphans` deletes them and their stacks; a record of a commit this checkout does not descend from needs --any-commit too)",
             orphans.join(", "),
             ctx.app.name,
             stage.name

@@ -20,13 +20,13 @@ pub struct InitArgs {
     runner: bool,
     /// The runner depends on Ferry's repository at this path (absolute, or relative to the
     /// repository) [default: the Ferry source this command was built from]
-    #[arg(long, value_name = "PATH", conflicts_with = "ferry_git")]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["ferry_git", "no_runner"], value_parser = runner_value)]
     ferry_path: Option<String>,
     /// The runner depends on Ferry's repository at this git URL
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "no_runner", value_parser = runner_value)]
     ferry_git: Option<String>,
     /// With --ferry-git: the revision (commit, tag) to use
-    #[arg(long, value_name = "REV", requires = "ferry_git")]
+    #[arg(long, value_name = "REV", requires = "ferry_git", value_parser = runner_value)]
     ferry_rev: Option<String>,
     /// Print what would be written; write nothing
     #[arg(long)]
@@ -44,8 +44,35 @@ fn own_source() -> String {
         .to_string()
 }
 
+/// A value the runner's Cargo.toml is written with: one line of visible text.
+fn runner_value(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() || s.chars().any(char::is_control) {
+        return Err(format!(
+            "\"{}\" is empty or holds a control character: give a path, URL or revision",
+            ferry_manifest::clipped(s, 80).escape_debug()
+        ));
+    }
+    Ok(s.to_string())
+}
+
 pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     let root = &ctx.root;
+    // `ferry` is run as it is; a runner only when asked. A Rust workspace's xtask writes one.
+    let with_runner = args.runner || (!args.no_runner && ctx.app.name != "ferry");
+    // A folder inside a git repository is no repository's root: every plan there would find
+    // no base, and deploy everything each time.
+    if let Err(e @ ferry_changes::BaseUnavailable::NotRepositoryRoot { .. }) =
+        ferry_changes::Repo::open(root)
+    {
+        anyhow::bail!("nothing written: {e}");
+    }
+    if !with_runner && (args.ferry_git.is_some() || args.ferry_path.is_some()) {
+        return Err(crate::UsageError(format!(
+            "--ferry-git and --ferry-path say where the `cargo xtask` runner takes Ferry from, and `{} init` writes no runner without --runner: add --runner, or leave them out",
+            ctx.app.name
+        ))
+        .into());
+    }
     let mut scan = ferry_init::scan(root)?;
     let worktree = ferry_changes::WorktreeSource::new(root);
     scan.leave_out_ignored(|path| ferry_manifest::Source::ignored(&worktree, path));
@@ -82,8 +109,6 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     }
     let mut files = ferry_init::render(&scan, root);
     let mut todo = scan.notes.clone();
-    // `ferry` is run as it is; a runner only when asked. A Rust workspace's xtask writes one.
-    let with_runner = args.runner || (!args.no_runner && ctx.app.name != "ferry");
     if with_runner {
         let runner = match (&args.ferry_git, &args.ferry_path) {
             (Some(url), _) => Runner::Git {
@@ -96,6 +121,17 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
         let (runner_files, notes) = ferry_init::runner(root, &runner);
         files.extend(runner_files);
         todo.extend(notes);
+        // A submodule not checked out yet is fine; a typo is not: said, not refused.
+        if let Some(path) = &args.ferry_path
+            && !root
+                .join(path)
+                .join("crates/ferry-cli/Cargo.toml")
+                .is_file()
+        {
+            todo.push(format!(
+                "--ferry-path {path}: no Ferry checkout is there yet (no crates/ferry-cli/Cargo.toml): `cargo xtask` builds once one is (a submodule checked out, the path fixed)"
+            ));
+        }
     }
     if !todo.is_empty() {
         println!("not inferred, to check by hand:");

@@ -21,6 +21,38 @@ pub struct PackageArgs {
     json: bool,
 }
 
+/// Watches for Ctrl-C and SIGTERM on `rt`: the first cancels `cancel`, the next ends the
+/// process. Watched until the handle is dropped.
+fn watch_signals(
+    rt: &tokio::runtime::Runtime,
+    cancel: &ferry_graph::Cancel,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let _in = rt.enter();
+    let mut int = signal(SignalKind::interrupt()).context("failed to watch for Ctrl-C")?;
+    let mut term = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
+    let cancel = cancel.clone();
+    Ok(rt.spawn(async move {
+        let mut first = true;
+        loop {
+            let name = tokio::select! {
+                _ = int.recv() => "Ctrl-C",
+                _ = term.recv() => "SIGTERM",
+            };
+            if first {
+                first = false;
+                cancel.cancel();
+                crate::ui::note(&format!(
+                    "interrupted ({name}): stopping the build that runs, packaging nothing more ({name} again to end at once)"
+                ));
+            } else {
+                crate::ui::note(&format!("interrupted ({name}) again: ending now"));
+                std::process::exit(130);
+            }
+        }
+    }))
+}
+
 pub fn run(ctx: &Ctx, args: &PackageArgs) -> anyhow::Result<()> {
     let clock = Clock::start();
     let ws = ctx.workspace()?;
@@ -34,17 +66,23 @@ pub fn run(ctx: &Ctx, args: &PackageArgs) -> anyhow::Result<()> {
     ctx.output_dir()?;
     let dir = ws.layout().package();
     let on = |e: ferry_package::Event| clock.say(&package_event(&e));
+    // Ctrl-C or SIGTERM (a CI's cancel) stops a running build with its process tree, as a
+    // deploy's does, and packages nothing more; a second one ends Ferry at once. Before, the
+    // build ran on, writing into the folders of the next package.
+    let rt = runtime()?;
+    let cancel = ferry_graph::Cancel::new();
+    let _watcher = watch_signals(&rt, &cancel)?;
     let manifest = match &args.upload {
-        None => ferry_package::package(ws, &dir, &req, &mask, &on)
+        None => ferry_package::package_until(ws, &dir, &req, &mask, &on, &|| cancel.is_cancelled())
             .context("packaging failed; nothing was uploaded")?,
-        Some(stage) => runtime()?.block_on(async {
+        Some(stage) => rt.block_on(async {
             let (stage, aws) = ctx.stage_aws(stage).await?;
             let options = ferry_deploy::PrepareOptions {
                 request: req.clone(),
                 dir: &dir,
                 create_bucket: ctx.local,
-                // No lock and no signal handling here: a signal ends the process.
-                cancel: &ferry_graph::Cancel::new(),
+                // No stage lock: packaging and uploading change no stack or record.
+                cancel: &cancel,
             };
             let p = ferry_deploy::prepare(ws, &stage, &aws.config, &options, &mask, &on)
                 .await

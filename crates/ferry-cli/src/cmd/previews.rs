@@ -234,6 +234,7 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
     }
     let options = ferry_deploy::RemoveOptions {
         orphans: false,
+        any_commit: false,
         allow_protected: false,
         adopt: false,
         timeout: Duration::from_secs(args.timeout),

@@ -1023,7 +1023,7 @@ async fn promote_locked(
                 to.name,
                 owed.iter().cloned().collect::<Vec<_>>().join(", ")
             );
-            return crate::cmd::acceptance::test_and_report(
+            let tested = crate::cmd::acceptance::test_and_report(
                 ctx,
                 &run.access(),
                 &current,
@@ -1032,6 +1032,48 @@ async fn promote_locked(
                 clock,
             )
             .await;
+            // Their tests failed here, as a promote's own would have (a retry of one cancelled
+            // during its tests): on-test-failure holds as for the run that deployed them.
+            if tested.is_err()
+                && to.config.on_test_failure == OnTestFailure::Rollback
+                && !run.cancel.is_cancelled()
+            {
+                let now = run
+                    .records
+                    .read_all()
+                    .await
+                    .context("failed to read the stage's deployment records")?;
+                let failed: BTreeSet<String> = owed
+                    .iter()
+                    .filter(|s| {
+                        now.get(*s)
+                            .and_then(|r| r.acceptance.as_ref())
+                            .is_some_and(|a| !a.passed)
+                    })
+                    .cloned()
+                    .collect();
+                if !failed.is_empty() {
+                    let said = roll_back_failures(
+                        run,
+                        &id,
+                        &current,
+                        &failed,
+                        args.run.concurrency,
+                        args.run.timeout,
+                    )
+                    .await
+                    .unwrap_or_else(|e| {
+                        eprintln!("error: {}", crate::ui::mask(&format!("{e:#}")));
+                        "the rollback did not finish cleanly (said above)".to_string()
+                    });
+                    anyhow::bail!(
+                        "acceptance tests failed in stage `{}` ({}); on-test-failure = \"rollback\": {said}",
+                        to.name,
+                        failed.into_iter().collect::<Vec<_>>().join(", ")
+                    );
+                }
+            }
+            return tested;
         }
         if !owed.is_empty() {
             println!(

@@ -19,6 +19,11 @@ pub struct RemoveArgs {
     /// or renamed); refused if such a record names a current service's stack
     #[arg(long)]
     orphans: bool,
+    /// With --orphans: also records of a commit that HEAD does not descend from (a squashed or
+    /// deleted branch's, a checkout without git), which are otherwise refused: such a
+    /// checkout cannot tell that their services are gone
+    #[arg(long, requires = "orphans")]
+    any_commit: bool,
     /// Allow removing a protected stage, and any stack with termination protection on whatever
     /// the checkout says of its stage (turns the protection off first)
     #[arg(long)]
@@ -41,6 +46,7 @@ pub fn run(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<()> {
         .check_may_change("remove", &stage.name, stage.preview)?;
     let options = ferry_deploy::RemoveOptions {
         orphans: args.orphans,
+        any_commit: args.any_commit,
         allow_protected: args.allow_protected,
         adopt: args.adopt,
         timeout: Duration::from_secs(args.timeout),

@@ -61,7 +61,14 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
         .chain(manifests.iter().map(String::as_str))
         .collect();
     // Both git checks read one repository; outside one, they say nothing.
-    let repo = ferry_changes::Repo::open(&ctx.root).ok();
+    let repo = match ferry_changes::Repo::open(&ctx.root) {
+        Ok(repo) => Some(repo),
+        Err(e @ ferry_changes::BaseUnavailable::NotRepositoryRoot { .. }) => {
+            eprintln!("warning: {e}: no plan can compare commits, so every deploy deploys all");
+            None
+        }
+        Err(_) => None,
+    };
     if let Some(repo) = &repo {
         warn_if_ignored(repo, &files);
         warn_if_template_ignored(repo, ws);
@@ -72,7 +79,8 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     let templates = ferry_package::Templates::new(ws);
     let missing = ferry_package::missing_outputs(&templates);
     // A preview stage a [ci] rule deploys to whose stacks no deploy would make.
-    let previews = ws.ci_preview_problems();
+    let mut previews = ws.ci_preview_problems();
+    previews.extend(ws.absent_acceptance_build_dirs());
     if !problems.is_empty() || !missing.is_empty() || !previews.is_empty() {
         for p in &problems {
             eprintln!("{p}");

@@ -184,7 +184,11 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
                     .with_context(|| {
                         format!("failed to read the SecureStrings under {path}, which `param get` masks in what it prints; --show-secrets prints the value as it is")
                     })?;
-                ssm::register_histories(&client, &secrets, masker()).await;
+                ssm::register_histories(&client, &stage.name, &secrets, masker())
+                    .await
+                    .with_context(|| {
+                        format!("failed to read the earlier values of the SecureStrings under {path}, which `param get` masks in what it prints; --show-secrets prints the value as it is")
+                    })?;
             }
             println!("{}", shown(&p, *show_secrets));
             Ok(())
@@ -198,7 +202,11 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
             let params = ssm::load_path(&client, &stage.name, &path, masker()).await?;
             // A String may hold a secret's earlier value (a stack copied it before a rotation).
             if !show_secrets {
-                ssm::register_histories(&client, &params, masker()).await;
+                ssm::register_histories(&client, &stage.name, &params, masker())
+                    .await
+                    .with_context(|| {
+                        format!("failed to read the earlier values of the SecureStrings under {path}, which `param list` masks in what it prints; --show-secrets prints the values as they are")
+                    })?;
             }
             let rows: Vec<[String; 4]> = params
                 .iter()

@@ -486,6 +486,21 @@ fn read_ci(
     };
     check_keys(fd, t, "ci", CI_KEYS);
     let check_stage = |fd: &mut FileDiags<'_>, stage: &str, span: Range<usize>, key: &str| {
+        // No stage's name, as a deploy refuses it (`Workspace::stage`).
+        if stage
+            .chars()
+            .any(|c| c.is_control() || ferry_ci::hides_or_steers(c))
+        {
+            fd.error(
+                Some(span),
+                Some(key),
+                format!(
+                    "\"{}\" holds a control or invisible character, which no stage's name may hold; name a stage of visible characters",
+                    stage.escape_debug()
+                ),
+            );
+            return;
+        }
         let named = stages.contains_key(stage);
         // As a deploy names it: the preview id a name gives must be no named stage's (`Prod`,
         // `prod/`, `_dev_` all give one), nor empty.
@@ -582,14 +597,19 @@ fn read_ci(
             // A named stage the pattern gives a pull request: that pull request's build (a
             // fork's too) would deploy its unreviewed code there, with the stage's settings,
             // records and role.
-            let (before, after) = p.split_once("{number}").unwrap_or((&p, ""));
+            // The pull request whose preview has `name`'s stage id (`PR.1`, `pr_1` and `pr-1`
+            // share one: they share stacks), if one has.
             let number_of = |name: &str| {
-                let name = name.to_ascii_lowercase();
-                let n = name
-                    .strip_prefix(&before.to_ascii_lowercase())?
-                    .strip_suffix(&after.to_ascii_lowercase())?
-                    .to_string();
-                (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(n)
+                let id = crate::stage::sanitize_stage_name(name, crate::MAX_PREVIEW_ID);
+                id.split(|c: char| !c.is_ascii_digit())
+                    .filter_map(ferry_ci::pull_request_number)
+                    .find(|n| {
+                        crate::stage::sanitize_stage_name(
+                            &p.replace("{number}", n),
+                            crate::MAX_PREVIEW_ID,
+                        ) == id
+                    })
+                    .map(String::from)
             };
             for name in stages.keys() {
                 if let Some(number) = number_of(name) {
@@ -603,7 +623,8 @@ fn read_ci(
             // A branch or tag rule's preview that the pattern also gives a pull request: the
             // two would share one stage, and the pull request's end would remove it.
             for (key, rules) in [("branches", &rules.branches), ("tags", &rules.tags)] {
-                for (pattern, name) in rules {
+                // A named stage's is said above.
+                for (pattern, name) in rules.iter().filter(|(_, n)| !stages.contains_key(n)) {
                     if let Some(number) = number_of(name) {
                         fd.error(
                             Some(sp.clone()),
