@@ -622,18 +622,7 @@ fn param_output_is_masked_and_a_value_on_the_command_line_is_never_repeated() {
     assert_eq!((code, out.as_str()), (0, "copy=****\n"), "{err}");
     // The history cannot be read (not allowed): nothing is printed, and the command does not
     // run, rather than show an earlier secret in clear.
-    let upstream = format!("127.0.0.1:{}", ferry_test_support::moto().port);
-    let refusing = ferry_test_support::proxy::Proxy::start(&upstream, |req| {
-        if req.action() == "GetParameterHistory" {
-            ferry_test_support::proxy::Rule::Respond {
-                status: 400,
-                content_type: "application/x-amz-json-1.1".into(),
-                body: r#"{"__type":"AccessDeniedException","message":"not allowed here"}"#.into(),
-            }
-        } else {
-            ferry_test_support::proxy::Rule::Forward
-        }
-    });
+    let refusing = crate::common::refusing_ssm("GetParameterHistory", "db/password");
     for args in [
         &["param", "get", "dev", "copy"][..],
         &["param", "list", "dev"],

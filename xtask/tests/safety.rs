@@ -472,11 +472,18 @@ fn a_deploy_whose_reader_is_gone_still_stops_on_sigterm_and_releases_its_lock() 
     assert_eq!(code, 1, "the lock is released");
 }
 
-#[test]
-fn sigterm_during_a_build_stops_the_build_at_once_and_releases_the_lock() {
+/// Runs `args` in a repository whose one service's build never ends, and sends Ferry alone
+/// SIGTERM once the build runs (as a CI runner does: the build is not in the signal's way);
+/// checks that Ferry says `interrupted`, exits 1 well before the build's 300 s, and that the
+/// build is stopped. Gives the repository and all Ferry said.
+fn a_build_stopped_by_sigterm(
+    project: &str,
+    args: &[&str],
+    interrupted: &str,
+) -> (TestRepo, String) {
     let r = TestRepo::new();
     r.write(".gitignore", "target/\n");
-    write_config(&r, "sigbuild", "{project}-{service}-{stage}", "");
+    write_config(&r, project, "{project}-{service}-{stage}", "");
     // The build never ends on its own, and holds packaging (synchronous) while it runs.
     r.write(
         "services/slow/service.toml",
@@ -484,19 +491,13 @@ fn sigterm_during_a_build_stops_the_build_at_once_and_releases_the_lock() {
     )
     .write("services/slow/t.yaml", QUEUE);
     r.commit("a build that never ends");
-    let (mut child, rx) = spawn_deploy(&r, &["deploy", "dev"]);
+    let (mut child, rx) = spawn_deploy(&r, args);
     let mut seen = Vec::new();
     wait_for(&rx, "slow: building: sh -c", &mut seen);
     let build = pid_in(&r.path().join("services/build.pid"), "the build");
-
-    // Sent to Ferry alone, as a CI runner does: the build is not in the signal's way.
     let t0 = std::time::Instant::now();
     signal(child.id(), "-TERM");
-    wait_for(
-        &rx,
-        "interrupted (SIGTERM): starting nothing new",
-        &mut seen,
-    );
+    wait_for(&rx, interrupted, &mut seen);
     let status = child.wait().unwrap();
     seen.extend(rx.iter());
     let all = seen.join("\n");
@@ -506,15 +507,25 @@ fn sigterm_during_a_build_stops_the_build_at_once_and_releases_the_lock() {
         "stopped in {:?}, not after the build's 300 s: {all}",
         t0.elapsed()
     );
+    let running = std::fs::read_to_string(format!("/proc/{build}/stat"))
+        .is_ok_and(|s| s[s.rfind(')').unwrap() + 1..].split_whitespace().next() != Some("Z"));
+    assert!(!running, "the build (pid {build}) was stopped: {all}");
+    (r, all)
+}
+
+#[test]
+fn sigterm_during_a_build_stops_the_build_at_once_and_releases_the_lock() {
+    let (r, all) = a_build_stopped_by_sigterm(
+        "sigbuild",
+        &["deploy", "dev"],
+        "interrupted (SIGTERM): starting nothing new",
+    );
     assert!(
         all.contains(
             "slow: not packaged: the run was cancelled (interrupted, or its stage lock lost), and a build it was running was stopped"
         ) && all.contains("error: packaging stopped as the run was cancelled (interrupted, or its lock lost); nothing was deployed"),
         "{all}"
     );
-    let running = std::fs::read_to_string(format!("/proc/{build}/stat"))
-        .is_ok_and(|s| s[s.rfind(')').unwrap() + 1..].split_whitespace().next() != Some("Z"));
-    assert!(!running, "the build (pid {build}) was stopped: {all}");
     let (code, _, _) = run(
         &mut xtask(&r, &["param", "get", "dev", "/ferry/sigbuild/dev/lock"]),
         None,
@@ -526,38 +537,15 @@ fn sigterm_during_a_build_stops_the_build_at_once_and_releases_the_lock() {
 /// Ferry ended and the build ran on, writing into the folders of the next package.
 #[test]
 fn sigterm_during_a_package_build_stops_the_build() {
-    let r = TestRepo::new();
-    r.write(".gitignore", "target/\n");
-    write_config(&r, "sigpkg", "{project}-{service}-{stage}", "");
-    r.write(
-        "services/slow/service.toml",
-        "[service]\ntemplate = \"t.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"echo $$ > ../build.pid; exec sleep 300\"]\n",
-    )
-    .write("services/slow/t.yaml", QUEUE);
-    r.commit("a build that never ends");
-    let (mut child, rx) = spawn_deploy(&r, &["package"]);
-    let mut seen = Vec::new();
-    wait_for(&rx, "slow: building: sh -c", &mut seen);
-    let build = pid_in(&r.path().join("services/build.pid"), "the build");
-    let t0 = std::time::Instant::now();
-    signal(child.id(), "-TERM");
-    wait_for(
-        &rx,
+    let (_, all) = a_build_stopped_by_sigterm(
+        "sigpkg",
+        &["package"],
         "interrupted (SIGTERM): stopping the build that runs",
-        &mut seen,
     );
-    let status = child.wait().unwrap();
-    seen.extend(rx.iter());
-    let all = seen.join("\n");
-    assert_eq!(status.code(), Some(1), "{all}");
-    assert!(t0.elapsed() < Duration::from_secs(60), "{all}");
     assert!(
         all.contains("slow: not packaged: the run was cancelled"),
         "{all}"
     );
-    let running = std::fs::read_to_string(format!("/proc/{build}/stat"))
-        .is_ok_and(|s| s[s.rfind(')').unwrap() + 1..].split_whitespace().next() != Some("Z"));
-    assert!(!running, "the build (pid {build}) was stopped: {all}");
 }
 
 /// A cancel while acceptance tests run stops them at once, with what they started (they can

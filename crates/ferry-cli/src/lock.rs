@@ -215,35 +215,14 @@ async fn interruptible<T>(
     every: std::time::Duration,
     work: impl Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
-    let mut int = signal(SignalKind::interrupt()).context("failed to watch for Ctrl-C")?;
-    let mut term = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
     tokio::pin!(work);
     // Signals are watched by a task of their own, which cancels the run itself: the work may
     // hold its thread (a build inside packaging runs for minutes without yielding), and the
     // cancellation is what stops that build. Later signals are passed on, to abort.
-    let (again_tx, mut again_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
-    let _watcher = AbortOnDrop({
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            let mut first = true;
-            loop {
-                let name = tokio::select! {
-                    _ = int.recv() => "Ctrl-C",
-                    _ = term.recv() => "SIGTERM",
-                };
-                if first {
-                    first = false;
-                    // Cancel first: saying so must not be what stops it.
-                    cancel.cancel();
-                    crate::ui::note(&format!(
-                        "interrupted ({name}): starting nothing new, letting running stack operations finish (Ctrl-C again to abort)"
-                    ));
-                } else if again_tx.send(name).is_err() {
-                    return;
-                }
-            }
-        })
-    });
+    let (_watcher, mut again_rx) = watch_signals(
+        cancel,
+        "starting nothing new, letting running stack operations finish (Ctrl-C again to abort)",
+    )?;
     // The lock is renewed by a task of its own too, for the same reason.
     // Renewals failing for minutes (SSM unreachable, throttled): said at once, and nothing new
     // starts; the lock is still renewed for what runs.
@@ -290,6 +269,40 @@ async fn interruptible<T>(
             }
         }
     }
+}
+
+/// Watches Ctrl-C and SIGTERM from a task of its own (on the current runtime): the first
+/// cancels `cancel` and says `interrupted (<signal>): <doing>`; each later one is sent on the
+/// channel, for the caller to end by. Watched until the handle is dropped.
+pub(crate) fn watch_signals(
+    cancel: &Cancel,
+    doing: &'static str,
+) -> anyhow::Result<(
+    AbortOnDrop<()>,
+    tokio::sync::mpsc::UnboundedReceiver<&'static str>,
+)> {
+    let mut int = signal(SignalKind::interrupt()).context("failed to watch for Ctrl-C")?;
+    let mut term = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
+    let (again_tx, again_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    let cancel = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let name = tokio::select! {
+                _ = int.recv() => "Ctrl-C",
+                _ = term.recv() => "SIGTERM",
+            };
+            if first {
+                first = false;
+                // Cancel first: saying so must not be what stops it.
+                cancel.cancel();
+                crate::ui::note(&format!("interrupted ({name}): {doing}"));
+            } else if again_tx.send(name).is_err() {
+                return;
+            }
+        }
+    });
+    Ok((AbortOnDrop(watcher), again_rx))
 }
 
 /// A task aborted when this is dropped.

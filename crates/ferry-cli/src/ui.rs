@@ -293,21 +293,22 @@ pub(crate) fn timeout_secs() -> clap::builder::RangedU64ValueParser<u64> {
     clap::value_parser!(u64).range(1..=ferry_manifest::MAX_TIMEOUT_SECS)
 }
 
-use ferry_credentials::ssm::MAX_VALUE as MAX_PARAMETER_VALUE;
-
 /// A parameter's value from `input`, read to its end but never past what SSM could hold (a
 /// stream without end, `/dev/zero`, took all memory): its trailing line break left out.
 pub fn read_value(input: impl std::io::Read) -> anyhow::Result<String> {
     // Room for the line break (`\r\n`) that is left out, and one byte more to tell.
     let mut value = String::new();
-    std::io::Read::read_to_string(&mut input.take(MAX_PARAMETER_VALUE as u64 + 3), &mut value)
-        .context("failed to read the value from standard input (it must be UTF-8 text)")?;
+    std::io::Read::read_to_string(
+        &mut input.take(ferry_credentials::ssm::MAX_VALUE as u64 + 3),
+        &mut value,
+    )
+    .context("failed to read the value from standard input (it must be UTF-8 text)")?;
     let value = value
         .strip_suffix('\n')
         .map(|v| v.strip_suffix('\r').unwrap_or(v))
         .unwrap_or(&value)
         .to_string();
-    if value.len() > MAX_PARAMETER_VALUE {
+    if value.len() > ferry_credentials::ssm::MAX_VALUE {
         anyhow::bail!(
             "the value on standard input is over 8 KB, the most an SSM parameter holds: nothing written (keep a larger value in S3 or Secrets Manager, and its address in the parameter)"
         );
@@ -325,7 +326,7 @@ mod tests {
     fn a_value_is_read_only_as_far_as_ssm_holds() {
         let err = read_value(std::io::Read::take(std::io::repeat(b'a'), u64::MAX)).unwrap_err();
         assert!(err.to_string().contains("is over 8 KB"), "{err}");
-        let largest = "a".repeat(MAX_PARAMETER_VALUE);
+        let largest = "a".repeat(ferry_credentials::ssm::MAX_VALUE);
         assert_eq!(
             read_value(format!("{largest}\r\n").as_bytes()).unwrap(),
             largest

@@ -26,31 +26,19 @@ pub struct PackageArgs {
 fn watch_signals(
     rt: &tokio::runtime::Runtime,
     cancel: &ferry_graph::Cancel,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use tokio::signal::unix::{SignalKind, signal};
+) -> anyhow::Result<crate::lock::AbortOnDrop<()>> {
     let _in = rt.enter();
-    let mut int = signal(SignalKind::interrupt()).context("failed to watch for Ctrl-C")?;
-    let mut term = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
-    let cancel = cancel.clone();
-    Ok(rt.spawn(async move {
-        let mut first = true;
-        loop {
-            let name = tokio::select! {
-                _ = int.recv() => "Ctrl-C",
-                _ = term.recv() => "SIGTERM",
-            };
-            if first {
-                first = false;
-                cancel.cancel();
-                crate::ui::note(&format!(
-                    "interrupted ({name}): stopping the build that runs, packaging nothing more ({name} again to end at once)"
-                ));
-            } else {
-                crate::ui::note(&format!("interrupted ({name}) again: ending now"));
-                std::process::exit(130);
-            }
+    let (watcher, mut again) = crate::lock::watch_signals(
+        cancel,
+        "stopping the build that runs, packaging nothing more (again to end at once)",
+    )?;
+    rt.spawn(async move {
+        if let Some(name) = again.recv().await {
+            crate::ui::note(&format!("interrupted ({name}) again: ending now"));
+            std::process::exit(130);
         }
-    }))
+    });
+    Ok(watcher)
 }
 
 pub fn run(ctx: &Ctx, args: &PackageArgs) -> anyhow::Result<()> {
