@@ -2145,6 +2145,28 @@ pub fn denials(
         }
     }
     if stage.preview {
+        // The previews' stack grants go by the start of a name (`shop-*`), which another
+        // project's names may share (`shop-x-api-prod` of project `shop-x`), and a named stage
+        // only another branch's ferry.toml names is none of those denied by name below: both
+        // by their tags.
+        let project_tag = "aws:ResourceTag/ferry:project";
+        out.push(Permission {
+            why: "never (previews): another project's stacks and resources (by their ferry:project tag)".into(),
+            deny: true,
+            actions: strings(&["cloudformation:*"]),
+            resources: vec!["*".into()],
+            condition: Some(json!({
+                "Null": {project_tag: "false"},
+                "StringNotEquals": {project_tag: ws.project.name.clone()},
+            })),
+        });
+        out.push(Permission {
+            why: "never (previews): a named stage's stacks, also one only another branch names (by their ferry:named-stage tag)".into(),
+            deny: true,
+            actions: strings(&["cloudformation:*"]),
+            resources: vec!["*".into()],
+            condition: Some(json!({"StringEquals": {"aws:ResourceTag/ferry:named-stage": "true"}})),
+        });
         // Preview names are patterns: keep them off every named stage. Stacks and records by
         // name (each service's stack in each named stage: a pattern such as `shop-*-dev` would
         // also cover a preview whose id ends in `-dev`); everything else, stacks this checkout

@@ -223,6 +223,46 @@ fn a_named_stages_role_never_touches_another_named_stages_resources() {
         previews.condition.unwrap(),
         serde_json::json!({"StringEquals": {"aws:ResourceTag/ferry:stage": ["dev", "prod"]}})
     );
+    // And, by their tags, another project's stacks (whose names may start as the previews'
+    // grants do) and a named stage's, also one only another branch's ferry.toml names.
+    let b = ferry_bootstrap::plan(&ws, &ws.stage("feature-x").unwrap(), &options).unwrap();
+    let by_tag = |why: &str| {
+        b.permissions
+            .iter()
+            .find(|p| p.deny && p.why.starts_with(why))
+            .unwrap_or_else(|| panic!("{why}: {:#?}", b.permissions))
+            .clone()
+    };
+    let project = by_tag("never (previews): another project's stacks");
+    assert_eq!(
+        (project.actions.as_slice(), project.resources.as_slice()),
+        (
+            &["cloudformation:*".to_string()][..],
+            &["*".to_string()][..]
+        )
+    );
+    assert_eq!(
+        project.condition.unwrap(),
+        serde_json::json!({
+            "Null": {"aws:ResourceTag/ferry:project": "false"},
+            "StringNotEquals": {"aws:ResourceTag/ferry:project": "shop"}
+        })
+    );
+    assert_eq!(
+        by_tag("never (previews): a named stage's stacks, also one only another branch names")
+            .condition
+            .unwrap(),
+        serde_json::json!({"StringEquals": {"aws:ResourceTag/ferry:named-stage": "true"}})
+    );
+    // A named stage's role has neither.
+    let dev = ferry_bootstrap::plan(&ws, &ws.stage("dev").unwrap(), &options).unwrap();
+    assert!(
+        !dev.permissions
+            .iter()
+            .any(|p| p.why.starts_with("never (previews)")),
+        "{:#?}",
+        dev.permissions
+    );
 }
 
 /// Ferry's own SSM parameters (records, lock, health marks) and the values `param set` writes

@@ -82,6 +82,14 @@ pub struct LockHolder {
 
 impl std::fmt::Display for LockHolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // One that names no holder: no made-up host, pid or 1970 date.
+        if self.host == "?" && self.pid == 0 && self.since == 0 {
+            return write!(
+                f,
+                "{} (the `lock` parameter under the stage's records path holds no holder Ferry writes; delete it if no run holds the stage)",
+                self.who
+            );
+        }
         if let Some(b) = &self.batch {
             write!(f, "batch {b}: ")?;
         }
@@ -1128,6 +1136,14 @@ mod tests {
         // An unreadable lock (it names no time) is as old as SSM says: live for the TTL after
         // its write, then stale.
         let garbage = parse_holder("{not json");
+        assert!(
+            garbage.to_string().starts_with("an unreadable lock (")
+                && garbage.to_string().ends_with(
+                    "holds no holder Ferry writes; delete it if no run holds the stage)"
+                )
+                && !garbage.to_string().contains("1970"),
+            "{garbage}"
+        );
         assert_eq!(
             staleness(&garbage, last_write(&garbage, Some(now - 10)), now, &here),
             None
