@@ -418,6 +418,17 @@ fn a_removed_preview_takes_its_releases_with_it() {
     assert_eq!(releases("dev"), 1, "a named stage keeps its releases");
 }
 
+/// Checks out a new branch `release-2` whose ferry.toml adds `stages` (named stages that only
+/// it names), committed; gives the name of the branch it started from.
+fn on_a_release_branch(r: &TestRepo, stages: &str) -> String {
+    let main = ferry_test_support::git(r.path(), &["rev-parse", "--abbrev-ref", "HEAD"]);
+    ferry_test_support::git(r.path(), &["checkout", "-q", "-b", "release-2"]);
+    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    r.write("ferry.toml", &format!("{toml}\n{stages}"));
+    r.commit("named stages of the release branch");
+    main.trim().to_string()
+}
+
 /// A named stage that only another branch's ferry.toml names (`qa` of a release branch) is no
 /// preview to a checkout of main: its records say it is named, so it is not listed, not pruned,
 /// and neither deployed nor removed as a preview. Before, `previews prune` deleted its stacks,
@@ -426,15 +437,13 @@ fn a_removed_preview_takes_its_releases_with_it() {
 fn a_named_stage_of_another_branch_is_no_preview() {
     let p = "pv-named-elsewhere";
     let r = repo(p);
-    let main = ferry_test_support::git(r.path(), &["rev-parse", "--abbrev-ref", "HEAD"]);
-    let main = main.trim();
-    ferry_test_support::git(r.path(), &["checkout", "-q", "-b", "release-2"]);
-    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
-    r.write(
-        "ferry.toml",
-        &format!("{toml}\n[stages.qa]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n\n[stages.uat]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nrecords-path = \"/ferry/{p}-uat/\"\n"),
+    let main = on_a_release_branch(
+        &r,
+        &format!(
+            "[stages.qa]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n\n[stages.uat]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nrecords-path = \"/ferry/{p}-uat/\"\n"
+        ),
     );
-    r.commit("qa and uat");
+    let main = main.as_str();
     for stage in ["qa", "uat"] {
         let (code, out, err) = run(&mut xtask(&r, &["deploy", stage]), None);
         assert_eq!(code, 0, "{out}\n{err}");
@@ -500,15 +509,13 @@ fn a_review_of_another_branch_s_named_stage_is_not_approved_as_a_preview() {
         ),
     );
     r.commit("a bucket for previews");
-    let main = ferry_test_support::git(r.path(), &["rev-parse", "--abbrev-ref", "HEAD"]);
-    let main = main.trim();
-    ferry_test_support::git(r.path(), &["checkout", "-q", "-b", "release-2"]);
-    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
-    r.write(
-        "ferry.toml",
-        &format!("{toml}\n[stages.qa]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{p}-qa\"\n"),
+    let main = on_a_release_branch(
+        &r,
+        &format!(
+            "[stages.qa]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{p}-qa\"\n"
+        ),
     );
-    r.commit("qa");
+    let main = main.as_str();
     rt().block_on(
         ferry_package::s3_client(&config())
             .create_bucket()

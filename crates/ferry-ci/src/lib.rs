@@ -111,6 +111,12 @@ pub fn hides_or_steers(c: char) -> bool {
     )
 }
 
+/// A control character or one [`hides_or_steers`]: what a name or a line of text shown to a
+/// person (a stage's name, a gate override's reason) may not hold.
+pub fn unseen(c: char) -> bool {
+    c.is_control() || hides_or_steers(c)
+}
+
 /// A yes/no variable's value (`FORCE_DEPLOY_ALL`, `CI`): `true`, `1` or `yes` is yes; `false`,
 /// `0`, `no` or empty is no, in any case and with spaces around; anything else, `None`.
 pub fn flag(value: &str) -> Option<bool> {

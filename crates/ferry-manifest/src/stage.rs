@@ -364,10 +364,7 @@ impl Workspace {
     }
 
     pub fn stage(&self, name: &str) -> Result<Stage, StageError> {
-        if name
-            .chars()
-            .any(|c| c.is_control() || ferry_ci::hides_or_steers(c))
-        {
+        if name.chars().any(ferry_ci::unseen) {
             return Err(StageError::Unprintable { name: name.into() });
         }
         if let Some(config) = self.stages.get(name) {

@@ -173,17 +173,15 @@ impl ReleaseStore {
 
     /// The ids of every release, newest first. A stage without a bucket yet has none.
     pub async fn ids(&self) -> Result<Vec<String>, ReleaseError> {
-        let mut ids: Vec<String> = Vec::new();
-        for prefix in [&self.prefix, &self.legacy] {
-            ids.extend(
-                self.keys(prefix)
-                    .await?
-                    .iter()
-                    .filter_map(|k| k.strip_prefix(prefix.as_str())?.strip_suffix(".json"))
-                    .filter(|id| valid_id(id))
-                    .map(String::from),
-            );
-        }
+        // A release's key is `<prefix><id>.json`; a review's has `pending/` before the id.
+        let mut ids: Vec<String> = self
+            .release_keys()
+            .await?
+            .iter()
+            .filter_map(|(prefix, k)| k.strip_prefix(prefix)?.strip_suffix(".json"))
+            .filter(|id| valid_id(id))
+            .map(String::from)
+            .collect();
         ids.sort_by(|a, b| b.cmp(a));
         ids.dedup();
         Ok(ids)
@@ -193,16 +191,12 @@ impl ReleaseStore {
     /// removed, whose releases name stacks and packages that are gone. Gives how many objects
     /// went; a bucket that does not exist holds none.
     pub async fn delete_all(&self) -> Result<usize, ReleaseError> {
-        // Only what this store writes: anything else put under its prefix is not its to delete.
-        let mut keys: Vec<String> = Vec::new();
-        for prefix in [&self.prefix, &self.legacy] {
-            keys.extend(
-                self.keys(prefix)
-                    .await?
-                    .into_iter()
-                    .filter(|k| is_release_key(prefix, k)),
-            );
-        }
+        let keys: Vec<String> = self
+            .release_keys()
+            .await?
+            .into_iter()
+            .map(|(_, k)| k)
+            .collect();
         for key in &keys {
             self.s3
                 .delete_object()
@@ -218,6 +212,23 @@ impl ReleaseStore {
                 })?;
         }
         Ok(keys.len())
+    }
+
+    /// The keys of the stage's releases and pending reviews, each with the prefix it lies
+    /// under (this store's, then the legacy one): only what a store writes, never anything else
+    /// put under those prefixes.
+    async fn release_keys(&self) -> Result<Vec<(&str, String)>, ReleaseError> {
+        let mut out = Vec::new();
+        for prefix in [self.prefix.as_str(), self.legacy.as_str()] {
+            out.extend(
+                self.keys(prefix)
+                    .await?
+                    .into_iter()
+                    .filter(|k| is_release_key(prefix, k))
+                    .map(|k| (prefix, k)),
+            );
+        }
+        Ok(out)
     }
 
     /// Every key under `prefix` (the stage's releases and pending reviews, and whatever else

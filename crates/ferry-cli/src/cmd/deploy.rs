@@ -84,10 +84,7 @@ fn nonempty_reason(s: &str) -> Result<String, String> {
     if t.contains(['\n', '\r']) || t.chars().count() > 500 {
         return Err("the reason must be one line of at most 500 characters".into());
     }
-    if let Some(c) = t
-        .chars()
-        .find(|c| c.is_control() || ferry_ci::hides_or_steers(*c))
-    {
+    if let Some(c) = t.chars().find(|c| ferry_ci::unseen(*c)) {
         return Err(format!(
             "the reason holds the character U+{:04X} (a control, line-separating, text-direction or invisible one); write it as plain text",
             u32::from(c)

@@ -370,16 +370,13 @@ pub(crate) async fn end_of_run(
         })
         .unwrap_or_default();
     if stage.config.on_test_failure == OnTestFailure::Rollback && !failed.is_empty() {
-        let rolled =
-            roll_back_failures(run, run_release, before, &failed, concurrency, timeout).await;
-        let said = after
-            .keep("the rollback after the failed tests", rolled)
-            .unwrap_or_else(|| "the rollback did not finish cleanly (said above)".to_string());
-        return Err(anyhow::anyhow!(
-            "acceptance tests failed in stage `{}` ({}); on-test-failure = \"rollback\": {said}",
-            stage.name,
-            failed.iter().cloned().collect::<Vec<_>>().join(", ")
-        ));
+        return Err(rolled_back(
+            run,
+            (run_release, before, &failed),
+            (concurrency, timeout),
+            after,
+        )
+        .await);
     }
     if !report.succeeded() {
         let why = if what == "approval" {
@@ -399,6 +396,26 @@ pub(crate) async fn end_of_run(
         return Err(crate::cmd::acceptance::tests_failed(stage));
     }
     Ok(())
+}
+
+/// on-test-failure = "rollback" after `failed`'s tests failed: rolls them back
+/// ([`roll_back_failures`]) and gives the run's error, saying what the rollback did (a rollback
+/// that failed is kept in `after`).
+async fn rolled_back(
+    run: &Run<'_>,
+    (run_release, before, failed): (&str, &BTreeMap<String, Record>, &BTreeSet<String>),
+    (concurrency, timeout): (Option<NonZeroUsize>, u64),
+    after: &mut AfterMoved,
+) -> anyhow::Error {
+    let rolled = roll_back_failures(run, run_release, before, failed, concurrency, timeout).await;
+    let said = after
+        .keep("the rollback after the failed tests", rolled)
+        .unwrap_or_else(|| "the rollback did not finish cleanly (said above)".to_string());
+    anyhow::anyhow!(
+        "acceptance tests failed in stage `{}` ({}); on-test-failure = \"rollback\": {said}",
+        run.stage.name,
+        failed.iter().cloned().collect::<Vec<_>>().join(", ")
+    )
 }
 
 /// Announces the run's changes of state (`[notifications]`), saying where it sent them; a failed
@@ -1053,24 +1070,15 @@ async fn promote_locked(
                     .cloned()
                     .collect();
                 if !failed.is_empty() {
-                    let said = roll_back_failures(
+                    let mut after = AfterMoved::tested();
+                    let e = rolled_back(
                         run,
-                        &id,
-                        &current,
-                        &failed,
-                        args.run.concurrency,
-                        args.run.timeout,
+                        (&id, &current, &failed),
+                        (args.run.concurrency, args.run.timeout),
+                        &mut after,
                     )
-                    .await
-                    .unwrap_or_else(|e| {
-                        eprintln!("error: {}", crate::ui::mask(&format!("{e:#}")));
-                        "the rollback did not finish cleanly (said above)".to_string()
-                    });
-                    anyhow::bail!(
-                        "acceptance tests failed in stage `{}` ({}); on-test-failure = \"rollback\": {said}",
-                        to.name,
-                        failed.into_iter().collect::<Vec<_>>().join(", ")
-                    );
+                    .await;
+                    return after.finish(Err(e));
                 }
             }
             return tested;

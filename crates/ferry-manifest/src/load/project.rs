@@ -487,10 +487,7 @@ fn read_ci(
     check_keys(fd, t, "ci", CI_KEYS);
     let check_stage = |fd: &mut FileDiags<'_>, stage: &str, span: Range<usize>, key: &str| {
         // No stage's name, as a deploy refuses it (`Workspace::stage`).
-        if stage
-            .chars()
-            .any(|c| c.is_control() || ferry_ci::hides_or_steers(c))
-        {
+        if stage.chars().any(ferry_ci::unseen) {
             fd.error(
                 Some(span),
                 Some(key),
