@@ -88,6 +88,24 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn input_quoted_in_an_error_cannot_steer_the_terminal() {
+    // Before, the escape sequence reached the terminal as it was (setting its title).
+    let (code, _, err) = run(&mut xtask(&[
+        "plan",
+        "dev",
+        "--offline",
+        "--service",
+        "x\u{1b}]0;pwned\u{7}\u{202e}",
+    ]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("unknown service `x\\u{1b}]0;pwned\\u{7}\\u{202e}`"),
+        "{err}"
+    );
+    assert!(!err.contains(['\u{1b}', '\u{7}', '\u{202e}']), "{err:?}");
+}
+
+#[test]
 fn services_lists_the_example_monorepo() {
     let (code, out, err) = run(&mut xtask(&["services"]));
     assert_eq!(code, 0, "{err}");

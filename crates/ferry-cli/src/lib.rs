@@ -266,9 +266,11 @@ pub fn exit(result: anyhow::Result<()>) -> ExitCode {
                 Some(masked) => masked.0.clone(),
                 None => m.mask(&e.to_string()),
             };
-            eprintln!("error: {top}");
+            // They quote input too (a path, a `--service` value, a template's `Ref`): shown
+            // printable, so that none of it can steer the terminal.
+            eprintln!("error: {}", ui::printable(&top));
             for cause in causes(&e) {
-                eprintln!("  caused by: {}", m.mask(&cause));
+                eprintln!("  caused by: {}", ui::printable(&m.mask(&cause)));
             }
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)

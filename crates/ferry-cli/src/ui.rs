@@ -16,6 +16,27 @@ pub fn mask(text: &str) -> String {
     masker().mask(text)
 }
 
+/// `text` as a terminal may show it: every control character but a line break and a tab, and
+/// every character that hides or steers text (a bidirectional override, a zero-width space),
+/// written as its code (`\u{1b}`). Errors, progress lines and tables quote what Ferry does not
+/// control (a path, a `--service` value, a stack's output or its failure reason), and an escape
+/// sequence among it would set the terminal's title, clear the screen or forge a line.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| ferry_ci::unseen(c) && c != '\n' && c != '\t';
+    if !text.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if hidden(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The clock of one command: every progress line starts with the seconds since it began.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
@@ -31,9 +52,9 @@ impl Clock {
         self.t0.elapsed().as_secs_f64()
     }
 
-    /// `[  12.3s] text`, masked: the one progress-line format.
+    /// `[  12.3s] text`, masked and [`printable`]: the one progress-line format.
     pub fn line(&self, text: &str) -> String {
-        format!("[{:>6.1}s] {}", self.seconds(), mask(text))
+        format!("[{:>6.1}s] {}", self.seconds(), printable(&mask(text)))
     }
 
     /// Prints [`Clock::line`] to standard error (see [`note`]).
@@ -114,15 +135,22 @@ pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String 
     columns(&header, &rows)
 }
 
-/// [`table`] with as many columns as the header has (e.g. one per stage).
+/// [`table`] with as many columns as the header has (e.g. one per stage). A cell is shown
+/// [`printable`], a line break in it too (`\u{a}`): one row is one line.
 pub fn columns(header: &[&str], rows: &[Vec<&str>]) -> String {
+    let cell = |c: &str| printable(c).replace('\n', "\\u{a}");
+    let header: Vec<String> = header.iter().map(|c| cell(c)).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| cell(c)).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: &[&str]| {
+    let line = |cells: &[String]| {
         let mut s = String::new();
         for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
             s.push_str(cell);
@@ -132,8 +160,8 @@ pub fn columns(header: &[&str], rows: &[Vec<&str>]) -> String {
         }
         s.trim_end().to_string() + "\n"
     };
-    let mut out = line(header);
-    for row in rows {
+    let mut out = line(&header);
+    for row in &rows {
         out.push_str(&line(row));
     }
     out
@@ -345,6 +373,23 @@ mod tests {
         assert_eq!(
             table(["NAME", "RESULT", "WHY"], &rows),
             "NAME      RESULT  WHY\napi       créé    x\ndatabase  -       y\n"
+        );
+    }
+
+    #[test]
+    fn text_from_outside_cannot_steer_the_terminal() {
+        assert!(matches!(
+            printable("plain\ttext\nnext line"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            printable("a\u{1b}]0;pwned\u{7}b\rc\u{202e}d"),
+            "a\\u{1b}]0;pwned\\u{7}b\\u{d}c\\u{202e}d"
+        );
+        let rows = [["x\ny".to_string(), "\u{1b}[2J".to_string()]];
+        assert_eq!(
+            table(["A", "B"], &rows),
+            "A        B\nx\\u{a}y  \\u{1b}[2J\n"
         );
     }
 
