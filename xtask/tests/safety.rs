@@ -221,6 +221,70 @@ fn a_stack_without_ferry_tags_is_adopted_only_when_asked() {
     ok(&mut xtask(&r, &["remove", "dev"]));
 }
 
+/// A repository that deployed its stacks with a script (`--stack-name shop-network-$STAGE`)
+/// adopts Ferry: `init` writes the service that stack name, and Ferry updates the script's
+/// stack once `--adopt`ed, never a second one of its own beside it.
+#[test]
+fn init_keeps_the_stack_names_a_deploy_script_gave() {
+    let r = TestRepo::new();
+    r.write(".gitignore", "target/\n")
+        .write("network/template.yaml", QUEUE)
+        .write(
+            "network/deploy.sh",
+            "#!/bin/sh\naws cloudformation deploy --template-file template.yaml --stack-name \"scripted-network-$STAGE\"\n",
+        );
+    r.commit("scripts");
+    // What the script deployed, before Ferry.
+    let spec = StackSpec {
+        name: "scripted-network-dev".into(),
+        template: TemplateSource::Body(QUEUE.into()),
+        parameters: BTreeMap::new(),
+        tags: BTreeMap::new(),
+        method: Method::Direct,
+        termination_protection: false,
+        owner: None,
+        adopt: false,
+        renamed_from: None,
+    };
+    rt().block_on(by_hand().deploy(&spec, &quiet)).unwrap();
+
+    ok(&mut xtask(&r, &["init", "--no-runner"]));
+    let toml = std::fs::read_to_string(r.path().join("network/service.toml")).unwrap();
+    assert!(
+        toml.contains("stack-name = \"scripted-network-{stage}\""),
+        "{toml}"
+    );
+    r.commit("ferry");
+    let (out, _) = fails(&mut xtask(&r, &["deploy", "dev"]));
+    assert!(
+        out.contains("stack scripted-network-dev exists but has no Ferry tags"),
+        "{out}"
+    );
+    // The template is the one the script deployed: only Ferry's tags change, and they are set
+    // (a change set that changes only tags is "no change" to CloudFormation; before, the stack
+    // stayed untagged and the next deploy refused it again).
+    let (out, _) = ok(&mut xtask(&r, &["deploy", "dev", "--adopt"]));
+    assert!(row(&out, "network").contains("updated"), "{out}");
+    let tags = rt()
+        .block_on(by_hand().describe("scripted-network-dev"))
+        .unwrap()
+        .unwrap()
+        .tags;
+    assert_eq!(tags["ferry:service"], "network");
+    assert!(
+        rt().block_on(by_hand().describe("network-dev"))
+            .unwrap()
+            .is_none(),
+        "Ferry deployed a stack of its own beside the script's"
+    );
+    let (out, _) = ok(&mut xtask(&r, &["deploy", "dev"]));
+    assert!(
+        row(&out, "network").contains("skipped (up to date)"),
+        "{out}"
+    );
+    ok(&mut xtask(&r, &["remove", "dev"]));
+}
+
 // 3. Locks that mean what they say.
 
 /// A lock held by `pid` (which started at `started`) on this host, renewed just now, as another

@@ -63,10 +63,11 @@ pub struct Found {
     /// `built-template`, for a SAM service built with `sam build` (a function with a
     /// `Metadata.BuildMethod`, or dependencies to install): the template it writes.
     pub built_template: Option<String>,
-    /// For a Serverless Framework service whose stack name Ferry cannot read before the
-    /// framework runs (a program, a name from a variable): the stack name guessed (the
-    /// service's name and the stage), and why it could not be read; written to its service.toml
-    /// for the user to check.
+    /// The `stack-name` written for it, and why: for a Serverless Framework service whose stack
+    /// name Ferry cannot read before the framework runs (a program, a name from a variable),
+    /// the name guessed (the service's name and the stage), for the user to check; for any
+    /// other, the name the repository's own deploy steps give its stacks (`--stack-name
+    /// orders-$STAGE`, `stack_name` of `samconfig.toml`).
     pub stack_name: Option<(String, String)>,
 }
 
@@ -320,6 +321,9 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         compose::names(c, &mut services, &mut notes);
     }
     infer::links(root, &mut services, &workspace.packages, &mut notes);
+    // The stacks the repository's own deploy steps made (`--stack-name orders-$STAGE`): Ferry
+    // updates those, not new ones beside them.
+    scripted_stack_names(root, &framework, &mut services, &mut notes);
     if let Some(c) = &compose {
         compose::links(c, &mut services, &mut notes);
     }
@@ -440,17 +444,59 @@ fn depends_on(services: &[Found], from: &str, to: &str) -> bool {
     false
 }
 
-/// The stack name pattern a service would deploy (`{stage}` for the stage): a Serverless
-/// Framework service's from its configuration (`framework`, by folder) or the guess written for
-/// it, any other's the project's default, `{service}-{stage}`.
+/// Gives each CloudFormation and SAM service the stack name its own deploy steps give its
+/// stacks (`--stack-name orders-$STAGE`, see [`overrides::stack_name`]), where that is not
+/// Ferry's default and no other service's stack: Ferry then updates those stacks, not new ones
+/// beside them. Each is noted, as those stacks carry no Ferry tags until a deploy `--adopt`s
+/// them.
+fn scripted_stack_names(
+    root: &Path,
+    framework: &BTreeMap<String, String>,
+    services: &mut [Found],
+    notes: &mut Vec<String>,
+) {
+    for i in 0..services.len() {
+        let s = &services[i];
+        if s.kind == ServiceKind::Serverless {
+            continue;
+        }
+        let Some((pattern, why)) = overrides::stack_name(root, &s.dir, &s.file, notes) else {
+            continue;
+        };
+        if pattern == stack_pattern(framework, s) {
+            continue;
+        }
+        let taken = services
+            .iter()
+            .enumerate()
+            .find(|(j, o)| *j != i && stack_pattern(framework, o) == pattern);
+        if let Some((_, other)) = taken {
+            notes.push(format!(
+                "{}/{}: {why}, the stack name of service {} too: not written; set its stack-name by hand",
+                s.dir, s.file, other.name
+            ));
+            continue;
+        }
+        notes.push(format!(
+            "{}/{}: stack-name `{pattern}` written, {why}; those stacks carry no Ferry tags yet: deploy each stage of it once with --adopt",
+            s.dir, s.file
+        ));
+        services[i].stack_name = Some((pattern, why));
+    }
+}
+
+/// The stack name pattern a service would deploy (`{stage}` for the stage): the one written for
+/// it (a Serverless Framework service's guess, the name its deploy steps gave its stacks), a
+/// Serverless service's from its configuration (`framework`, by folder), any other's the
+/// project's default, `{service}-{stage}`.
 fn stack_pattern(framework: &BTreeMap<String, String>, s: &Found) -> String {
-    if s.kind == ServiceKind::Serverless {
-        if let Some((guess, _)) = &s.stack_name {
-            return guess.clone();
-        }
-        if let Some(pattern) = framework.get(&s.dir) {
-            return pattern.clone();
-        }
+    if let Some((pattern, _)) = &s.stack_name {
+        return pattern.clone();
+    }
+    if s.kind == ServiceKind::Serverless
+        && let Some(pattern) = framework.get(&s.dir)
+    {
+        return pattern.clone();
     }
     format!("{}-{{stage}}", s.name)
 }

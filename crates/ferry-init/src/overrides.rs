@@ -138,17 +138,7 @@ pub(crate) fn read(
                 )),
             }
         }
-        let mut scripts: Vec<String> = std::fs::read_dir(&folder)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| {
-                matches!(n.as_str(), "Makefile" | "makefile" | "GNUmakefile") || n.ends_with(".sh")
-            })
-            .collect();
-        scripts.sort();
-        for name in scripts {
+        for name in scripts_in(&folder) {
             let Some(text) = small_text(&folder.join(&name)) else {
                 continue;
             };
@@ -185,6 +175,131 @@ pub(crate) fn read(
         }
     }
     out
+}
+
+/// The stack name the service's own deploy steps give its stacks, as a `stack-name` pattern
+/// (`{stage}` for the stage), with where it came from: `stack_name` of `samconfig.toml`
+/// (its `default` environment, else the named environments', each name read as that stage),
+/// else a `--stack-name` of a `sam deploy` or `aws cloudformation deploy` of a Makefile or shell
+/// script (as [`read`] finds them). A name that holds no stage (one stack for every stage) or a
+/// variable Ferry cannot know is noted instead. Ferry would otherwise deploy a stack of its own
+/// beside the one the scripts made.
+pub(crate) fn stack_name(
+    root: &Path,
+    dir: &str,
+    file: &str,
+    notes: &mut Vec<String>,
+) -> Option<(String, String)> {
+    let template_name = file.rsplit('/').next().unwrap_or(file);
+    let mut found: Vec<(String, String)> = Vec::new();
+    for at in folders(dir, file) {
+        let folder = root.join(&at);
+        if let Some(text) = small_text(&folder.join("samconfig.toml"))
+            && let Ok(names) = samconfig_stack_names(&text)
+        {
+            // Named environments must give one pattern once their names are read as stages.
+            if names.windows(2).any(|p| p[0].1 != p[1].1) {
+                let each: Vec<String> = names
+                    .iter()
+                    .map(|(env, raw)| format!("[{env}] {}", raw.replace("${STAGE}", env)))
+                    .collect();
+                notes.push(format!(
+                    "{at}/samconfig.toml: its environments name their stacks unlike each other ({}): no stack-name written; set the service's stack-name by hand, or Ferry deploys new stacks beside them",
+                    each.join(", ")
+                ));
+                return None;
+            }
+            found.extend(names.into_iter().map(|(env, raw)| {
+                (
+                    raw,
+                    format!("{at}/samconfig.toml [{env}.deploy.parameters]"),
+                )
+            }));
+        }
+        for name in scripts_in(&folder) {
+            let Some(text) = small_text(&folder.join(&name)) else {
+                continue;
+            };
+            found.extend(
+                deploy_flag(&text, template_name, "--stack-name")
+                    .into_iter()
+                    .map(|raw| (raw, format!("{at}/{name}"))),
+            );
+        }
+    }
+    let (raw, from) = found.into_iter().next()?;
+    let pattern = match translate(&raw) {
+        Ok(value) if value.contains("${region}") => {
+            notes.push(format!(
+                "{from}: names its stacks `{raw}`, with the region in it: Ferry's stack-name takes only {{project}}, {{service}} and {{stage}}; set the service's stack-name by hand (each stage deploys to one region)"
+            ));
+            return None;
+        }
+        Ok(value) => value.replace("${stage}", "{stage}"),
+        Err(var) => {
+            notes.push(format!(
+                "{from}: names its stacks with `{var}`, which Ferry cannot know: set the service's stack-name (`{{stage}}` for the stage) to the stacks it deployed, or Ferry deploys new ones beside them"
+            ));
+            return None;
+        }
+    };
+    if !pattern.contains("{stage}") {
+        notes.push(format!(
+            "{from}: deploys one stack, `{raw}`, for every stage: Ferry gives each stage a stack of its own, so it deploys new ones; to keep that stack for one stage, set that service's stack-name with {{stage}} and deploy it with --adopt"
+        ));
+        return None;
+    }
+    Some((
+        pattern,
+        format!("as {from} names its stacks: {}", raw.trim()),
+    ))
+}
+
+/// The Makefiles and shell scripts of `folder`, by name.
+fn scripts_in(folder: &Path) -> Vec<String> {
+    let mut scripts: Vec<String> = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| {
+            matches!(n.as_str(), "Makefile" | "makefile" | "GNUmakefile") || n.ends_with(".sh")
+        })
+        .collect();
+    scripts.sort();
+    scripts
+}
+
+/// `stack_name` of `samconfig.toml`'s deploy parameters, (environment, name): the `default`
+/// environment's, else each named environment's with its name read as the stage
+/// (`orders-prod` of `[prod]` is `orders-${STAGE}`).
+fn samconfig_stack_names(text: &str) -> Result<Vec<(String, String)>, String> {
+    let doc = DeTable::parse(text).map_err(|e| e.to_string())?;
+    let mut names: Vec<(String, String)> = Vec::new();
+    for (env, table) in doc.get_ref() {
+        let name = table
+            .get_ref()
+            .as_table()
+            .and_then(|t| t.get("deploy"))
+            .and_then(|d| d.get_ref().as_table())
+            .and_then(|d| d.get("parameters"))
+            .and_then(|p| p.get_ref().as_table())
+            .and_then(|p| p.get("stack_name"))
+            .and_then(|v| v.get_ref().as_str());
+        if let Some(name) = name {
+            let env = env.get_ref().to_string();
+            let name = if env == "default" {
+                name.to_string()
+            } else {
+                literal_stage(name, &env)
+            };
+            names.push((env, name));
+        }
+    }
+    if let Some(default) = names.iter().position(|(e, _)| e == "default") {
+        return Ok(vec![names.swap_remove(default)]);
+    }
+    Ok(names)
 }
 
 fn small_text(path: &Path) -> Option<String> {
@@ -282,33 +397,49 @@ fn env_pair(word: &str, env: &str) -> Option<(String, String)> {
     })
 }
 
-/// `Key=Value` pairs after `--parameter-overrides` of each deploy command (`sam deploy`,
-/// `aws cloudformation deploy`) of a Makefile or shell script, continued lines joined; a
-/// command naming another template file than `template` (`--template-file other.yaml`) is not
-/// this service's, unless that file is what a `sam package` or `aws cloudformation package` of
-/// the script writes from `template` (`--output-template-file packaged.yaml`).
-fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
+/// The words of each deploy command (`sam deploy`, `aws cloudformation deploy`) of a Makefile
+/// or shell script that deploys `template`, continued lines joined: a command naming another
+/// template file (`--template-file other.yaml`) is not this service's, unless that file is what
+/// a `sam package` or `aws cloudformation package` of the script writes from `template`
+/// (`--output-template-file packaged.yaml`).
+fn deploy_commands(text: &str, template: &str) -> Vec<Vec<String>> {
     let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
     let packaged = packaged_from(&joined, template);
     let ours = |file: &str| {
         let name = file.rsplit('/').next().unwrap_or(file);
         name == template || packaged.iter().any(|p| p == name)
     };
+    joined
+        .lines()
+        .map(words)
+        .filter(|w| w.iter().any(|x| x == "deploy"))
+        .filter(|w| {
+            !flag_words(w.clone()).windows(2).any(|p| {
+                matches!(p[0].as_str(), "--template-file" | "--template" | "-t")
+                    && !p[1].contains('$')
+                    && !ours(&p[1])
+            })
+        })
+        .collect()
+}
+
+/// The values of `flag` (`--stack-name x`, `--stack-name=x`) in the deploy commands of
+/// `template` (see [`deploy_commands`]).
+fn deploy_flag(text: &str, template: &str, flag: &str) -> Vec<String> {
+    deploy_commands(text, template)
+        .into_iter()
+        .filter_map(|w| {
+            let w = flag_words(w);
+            w.windows(2).find(|p| p[0] == flag).map(|p| p[1].clone())
+        })
+        .collect()
+}
+
+/// `Key=Value` pairs after `--parameter-overrides` of each deploy command of `template` (see
+/// [`deploy_commands`]).
+fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for line in joined.lines() {
-        let w = words(line);
-        if !w.iter().any(|x| x == "deploy") {
-            continue;
-        }
-        let flags = flag_words(w.clone());
-        let names_another = flags.windows(2).any(|p| {
-            matches!(p[0].as_str(), "--template-file" | "--template" | "-t")
-                && !p[1].contains('$')
-                && !ours(&p[1])
-        });
-        if names_another {
-            continue;
-        }
+    for w in deploy_commands(text, template) {
         let Some(at) = w.iter().position(|x| x == "--parameter-overrides") else {
             continue;
         };

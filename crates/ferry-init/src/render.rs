@@ -155,6 +155,16 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
                 let _ = writeln!(text, "template = {}", quoted(&s.file));
             }
         }
+        if s.kind != ServiceKind::Serverless
+            && let Some((stack, why)) = &s.stack_name
+        {
+            let _ = writeln!(
+                text,
+                "# The name {}.\nstack-name = {}",
+                one_line(why),
+                quoted(stack)
+            );
+        }
         if !s.depends_on.is_empty() {
             let _ = writeln!(text, "# Inferred:");
             for (d, why) in &s.depends_on {

@@ -1962,6 +1962,108 @@ fn sam_apps_below_their_projects_move_up_and_an_umbrella_template_gives_the_orde
     );
 }
 
+/// The stacks a repository's own deploy steps made keep their names: `init` writes each
+/// CloudFormation and SAM service the `stack-name` its scripts or `samconfig.toml` give (the
+/// stage variable as `{stage}`), so that Ferry updates those stacks instead of deploying new ones
+/// beside them; a name it cannot translate, one without the stage, or one another service's
+/// stack has is noted, not written.
+#[test]
+fn stack_names_the_deploy_scripts_give_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let cfn = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    for d in [
+        "network", "orders", "prodonly", "billing", "literal", "api", "copy", "plain",
+    ] {
+        file(r, &format!("{d}/template.yaml"), cfn);
+    }
+    // A script: the stage variable, in `--flag value` and `--flag=value` form.
+    file(
+        r,
+        "network/deploy.sh",
+        "#!/bin/sh\nset -e\naws cloudformation deploy --template-file template.yaml \\\n  --stack-name \"shop-network-$STAGE\" --no-fail-on-empty-changeset\n",
+    );
+    file(
+        r,
+        "plain/Makefile",
+        "deploy:\n\tsam deploy --stack-name=plain-$${ENV}-v2 --capabilities CAPABILITY_IAM\n",
+    );
+    // samconfig.toml: named environments that agree once their name is read as the stage.
+    file(
+        r,
+        "orders/samconfig.toml",
+        "version = 0.1\n[dev.deploy.parameters]\nstack_name = \"shop-orders-dev\"\n[prod.deploy.parameters]\nstack_name = \"shop-orders-prod\"\n",
+    );
+    // Hostile or unknowable: environments that disagree, a variable Ferry cannot know, one stack
+    // for every stage, a name another service's stack has, a deploy of another template.
+    file(
+        r,
+        "prodonly/samconfig.toml",
+        "[dev.deploy.parameters]\nstack_name = \"po-dev\"\n[prod.deploy.parameters]\nstack_name = \"prodonly-live\"\n",
+    );
+    file(
+        r,
+        "billing/deploy.sh",
+        "aws cloudformation deploy --template-file template.yaml --stack-name \"$TEAM-billing-$STAGE\"\n",
+    );
+    file(
+        r,
+        "literal/deploy.sh",
+        "aws cloudformation deploy --template-file template.yaml --stack-name literal-stack\n",
+    );
+    file(
+        r,
+        "copy/deploy.sh",
+        "aws cloudformation deploy --template-file template.yaml --stack-name api-$STAGE\naws cloudformation deploy --template-file ../other.yaml --stack-name never-$STAGE\n",
+    );
+
+    let s = scan(r).unwrap();
+    let stack = |n: &str| {
+        s.services
+            .iter()
+            .find(|f| f.name == n)
+            .unwrap()
+            .stack_name
+            .as_ref()
+            .map(|(p, _)| p.as_str())
+    };
+    assert_eq!(
+        stack("network"),
+        Some("shop-network-{stage}"),
+        "{:#?}",
+        s.notes
+    );
+    assert_eq!(stack("orders"), Some("shop-orders-{stage}"));
+    assert_eq!(stack("plain"), Some("plain-{stage}-v2"));
+    for n in ["prodonly", "billing", "literal", "copy", "api"] {
+        assert_eq!(stack(n), None, "{n}");
+    }
+    let notes = s.notes.join("\n");
+    for want in [
+        "network/template.yaml: stack-name `shop-network-{stage}` written, as network/deploy.sh names its stacks: shop-network-$STAGE; those stacks carry no Ferry tags yet: deploy each stage of it once with --adopt",
+        "billing/deploy.sh: names its stacks with `TEAM`, which Ferry cannot know",
+        "literal/deploy.sh: deploys one stack, `literal-stack`, for every stage",
+        "copy/template.yaml: as copy/deploy.sh names its stacks: api-$STAGE, the stack name of service api too: not written",
+        "prodonly/samconfig.toml: its environments name their stacks unlike each other ([dev] po-dev, [prod] prodonly-live): no stack-name written",
+    ] {
+        assert!(notes.contains(want), "{want}\n---\n{notes}");
+    }
+    assert!(!notes.contains("never-"), "{notes}");
+
+    // What it writes loads, and gives the stacks their old names.
+    write(r, &render(&s, r), false).unwrap();
+    let toml = fs::read_to_string(r.join("network/service.toml")).unwrap();
+    assert!(
+        toml.contains("# The name as network/deploy.sh names its stacks: shop-network-$STAGE.\nstack-name = \"shop-network-{stage}\""),
+        "{toml}"
+    );
+    let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    let prod = ws.stage("prod").unwrap();
+    assert_eq!(ws.stack_name("network", &prod), "shop-network-prod");
+    assert_eq!(ws.stack_name("orders", &prod), "shop-orders-prod");
+    assert_eq!(ws.stack_name("copy", &prod), "copy-prod");
+}
+
 /// A SAM monorepo deployed by Makefiles, as aws-samples/aws-serverless-airline-booking is: each
 /// `make deploy` passes its stack the names of SSM parameters other services write. What the
 /// repository's own deploy steps pass becomes the service's parameters, in Ferry's syntax, and

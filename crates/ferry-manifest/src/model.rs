@@ -242,9 +242,10 @@ pub struct Service {
     /// Template path relative to `dir`; for a Serverless Framework service, its configuration
     /// file (`serverless.yml`).
     pub template: String,
-    /// The service's own stack name pattern (`{stage}` for the stage id), where its kind names
-    /// its stack itself: a Serverless Framework service's `<service>-<stage>` or
-    /// `provider.stackName`. `None`: the project's `stack-name`.
+    /// The service's own stack name pattern (`{stage}` for the stage id; `{project}` and
+    /// `{service}` as in the project's): its `stack-name`, and for a Serverless Framework
+    /// service without one, the framework's `<service>-<stage>` or `provider.stackName`.
+    /// `None`: the project's `stack-name`.
     pub stack_name: Option<String>,
     /// `[service] serverless-command`: the framework CLI (argv) of a Serverless Framework
     /// service, when it is not found as `node_modules/.bin/serverless` or on PATH.

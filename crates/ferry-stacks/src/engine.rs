@@ -873,6 +873,17 @@ impl Engine {
             .collect()
     }
 
+    /// Whether `spec` gives the stack a tag it lacks or another value of one it has.
+    fn retags(spec: &StackSpec, current: &Current) -> bool {
+        Self::tags(spec).iter().any(|t| {
+            current
+                .tags
+                .get(t.key().unwrap_or_default())
+                .map(String::as_str)
+                != t.value()
+        })
+    }
+
     const CAPABILITIES: [Capability; 3] = [
         Capability::CapabilityIam,
         Capability::CapabilityNamedIam,
@@ -993,8 +1004,27 @@ impl Engine {
                     .await?
                     .is_none()
                 {
-                    self.protect_if(spec, was_protected).await?;
-                    return Ok(unchanged(current));
+                    if !Self::retags(spec, &current) {
+                        self.protect_if(spec, was_protected).await?;
+                        return Ok(unchanged(current));
+                    }
+                    // A change set that changes only the stack's tags changes nothing to
+                    // CloudFormation when no resource takes tags (and always to the emulator),
+                    // yet the tags must be set: a stack adopted with the template its earlier
+                    // tool deployed, one taken over for a renamed service, a named stage's mark.
+                    // UpdateStack sets them.
+                    let req = self
+                        .client
+                        .update_stack()
+                        .stack_name(name)
+                        .client_request_token(request_token());
+                    if let Err(e) = with_stack_input!(req, spec).send().await {
+                        if is_no_change(&service_message(&e)) {
+                            self.protect_if(spec, was_protected).await?;
+                            return Ok(unchanged(current));
+                        }
+                        return Err(self.api(name, "UpdateStack", &e));
+                    }
                 }
             }
         }

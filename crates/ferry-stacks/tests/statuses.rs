@@ -24,7 +24,7 @@ use aws_sdk_cloudformation::operation::update_stack::{UpdateStackError, UpdateSt
 use aws_sdk_cloudformation::operation::update_termination_protection::UpdateTerminationProtectionOutput;
 use aws_sdk_cloudformation::primitives::DateTime;
 use aws_sdk_cloudformation::types::{
-    ChangeSetStatus, Output, ResourceStatus, Stack, StackEvent, StackStatus,
+    ChangeSetStatus, Output, ResourceStatus, Stack, StackEvent, StackStatus, Tag,
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use ferry_stacks::{
@@ -33,12 +33,14 @@ use ferry_stacks::{
 
 const ID: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/api-dev/1";
 
+/// The stack `api-dev` in `status`, tagged as [`spec`] tags it.
 fn stack(status: &str) -> DescribeStacksOutput {
     let s = Stack::builder()
         .stack_name("api-dev")
         .stack_id(ID)
         .stack_status(StackStatus::from(status))
         .creation_time(DateTime::from_secs(0))
+        .tags(Tag::builder().key("ferry:service").value("api").build())
         .outputs(
             Output::builder()
                 .output_key("Url")
@@ -322,6 +324,61 @@ async fn an_empty_change_set_is_a_success_whether_failed_or_refused() {
     )
     .await;
     assert_eq!(run.result.unwrap().action, Action::Unchanged);
+}
+
+/// A stack whose template and parameters are the spec's but whose tags are not (adopted from the
+/// tool that deployed that template, taken over for a renamed service): CloudFormation answers
+/// the change set with "no changes" when no resource takes tags, so the tags are set by an
+/// UpdateStack, which is awaited. Before, the stack stayed untagged and the next deploy
+/// refused it again.
+#[tokio::test]
+async fn a_stack_lacking_only_its_tags_is_updated_for_them() {
+    let untagged = |status: &'static str| {
+        move || {
+            let mut out = stack(status);
+            out.stacks.as_mut().unwrap()[0].tags = None;
+            out
+        }
+    };
+    let describe = mock!(Client::describe_stacks)
+        .sequence()
+        .output(untagged("UPDATE_COMPLETE"))
+        .output(untagged("UPDATE_IN_PROGRESS"))
+        .output(|| stack("UPDATE_COMPLETE"))
+        .build();
+    let create = mock!(Client::create_change_set).then_error(|| {
+        CreateChangeSetError::generic(validation_error("No updates are to be performed."))
+    });
+    let update = mock!(Client::update_stack)
+        .match_requests(|r| {
+            r.use_previous_template().is_none()
+                && r.tags()
+                    .iter()
+                    .any(|t| t.key() == Some("ferry:service") && t.value() == Some("api"))
+        })
+        .then_output(|| UpdateStackOutput::builder().stack_id(ID).build());
+    let mut adopted = spec(Method::ChangeSet);
+    adopted.adopt = true;
+    let run = deploy(
+        &[&describe, &create, &update, &no_events()],
+        &adopted,
+        options(),
+    )
+    .await;
+    assert_eq!(run.result.unwrap().action, Action::Updated);
+    assert_eq!(update.num_calls(), 1);
+
+    // Tagged already: nothing to update.
+    let describe = mock!(Client::describe_stacks).then_output(|| stack("UPDATE_COMPLETE"));
+    let update = mock!(Client::update_stack).then_output(|| UpdateStackOutput::builder().build());
+    let run = deploy(
+        &[&describe, &create, &update, &no_events()],
+        &spec(Method::ChangeSet),
+        options(),
+    )
+    .await;
+    assert_eq!(run.result.unwrap().action, Action::Unchanged);
+    assert_eq!(update.num_calls(), 0);
 }
 
 #[tokio::test]

@@ -182,9 +182,12 @@ pub(super) fn check_stack_names(
                     if clashes.insert((first.service.name.as_str(), d.service.name.as_str())) =>
                 {
                     let serverless = d.service.kind == crate::ServiceKind::Serverless;
+                    let own = d.service.stack_name.is_some() && !serverless;
                     let message = if std::ptr::eq(*first, d) {
                         let how = if serverless {
                             "its stack name must hold the stage (`${sls:stage}` in provider.stackName of its serverless.yml, or {stage} in its stack-name)"
+                        } else if own {
+                            "its stack-name must hold {stage}"
                         } else {
                             "project.stack-name must hold {stage}"
                         };
@@ -195,6 +198,8 @@ pub(super) fn check_stack_names(
                     } else {
                         let how = if serverless {
                             "give one another `service:` in its serverless.yml, or a stack-name in its service.toml"
+                        } else if own {
+                            "give one another stack-name in its service.toml"
                         } else {
                             "give one another name (service.name in its service.toml), or change project.stack-name"
                         };
@@ -220,9 +225,10 @@ pub(super) fn check_stack_names(
             let too_long = name.len() > MAX_STACK_NAME;
             if !is_valid_stack_name(&name) && bad.insert((d.service.name.as_str(), too_long)) {
                 let serverless = d.service.kind == crate::ServiceKind::Serverless;
-                // Only a Serverless Framework service takes a stack-name of its own.
                 let setting = if serverless {
                     "the `service:` (or provider.stackName) of its serverless.yml, or set stack-name in its service.toml"
+                } else if d.service.stack_name.is_some() {
+                    "the stack-name in its service.toml"
                 } else {
                     "project.stack-name, or the service's name (service.name in its service.toml)"
                 };
@@ -259,6 +265,8 @@ fn check_preview_room(project: &Project, drafts: &[ServiceDraft], diags: &mut Ve
             let serverless = d.service.kind == crate::ServiceKind::Serverless;
             let shorten = if serverless {
                 "shorten the `service:` of its serverless.yml (or its stack-name)"
+            } else if d.service.stack_name.is_some() {
+                "shorten the stack-name in its service.toml"
             } else {
                 "give it a shorter name (service.name in its service.toml), or shorten project.stack-name"
             };

@@ -119,18 +119,20 @@ pub(super) fn read_service(
         );
         (!argv.is_empty()).then_some(argv)
     });
-    if kind != ServiceKind::Serverless {
-        for (key, present) in [
-            ("stack-name", stack_name_key.is_some()),
-            ("serverless-command", serverless_command.is_some()),
-        ] {
-            if present {
-                let span = get(s, key).map(Spanned::span);
-                fd.error(span, Some(&format!("service.{key}")), format!("only a Serverless Framework service (kind = \"serverless\") takes {key}; this one is kind = \"{kind}\""));
-            }
-        }
+    if kind != ServiceKind::Serverless && serverless_command.is_some() {
+        let span = get(s, "serverless-command").map(Spanned::span);
+        fd.error(span, Some("service.serverless-command"), format!("only a Serverless Framework service (kind = \"serverless\") takes serverless-command; this one is kind = \"{kind}\""));
     }
+    // A CloudFormation or SAM service's own stack name (one its earlier deploy scripts gave
+    // it); a Serverless service's is passed to `read_framework`, where it wins over the
+    // configuration's.
     let mut stack_name = None;
+    if kind != ServiceKind::Serverless
+        && let Some((pattern, span)) = &stack_name_key
+        && serverless::check_own_stack_pattern(&mut fd, pattern, span)
+    {
+        stack_name = Some(pattern.clone());
+    }
     let template = match get_str(&mut fd, s, "service", "template") {
         Some((_, sp)) if kind == ServiceKind::Serverless => {
             fd.error(Some(sp), Some("service.template"), "a Serverless Framework service is compiled from its serverless.yml, which Ferry finds in the service folder: remove service.template");
