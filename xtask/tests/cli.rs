@@ -350,10 +350,17 @@ fn validate_warns_when_git_does_not_ignore_what_sam_build_writes() {
     let validate = || run(&mut xtask(&["validate", "--root", root]));
     let (code, _, err) = validate();
     assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        err,
-        "warning: git does not ignore services/api/.aws-sam/build/template.yaml, which a build writes: after each build its service looks changed to a plan of the working tree; add .aws-sam/ to .gitignore\n"
-    );
+    let warning = |p: &str| {
+        format!(
+            "warning: git does not ignore services/api/.aws-sam/{p}, which a build writes: after each build its service looks changed to a plan of the working tree; add .aws-sam/ to .gitignore\n"
+        )
+    };
+    assert_eq!(err, warning("build/template.yaml") + &warning("build.toml"));
+    // `build/` ignored (a Python project's .gitignore): `sam build` also writes
+    // .aws-sam/build.toml, which then showed the service changed after every build.
+    repo.write(".gitignore", "build/\n");
+    let (code, _, err) = validate();
+    assert_eq!((code, err), (0, warning("build.toml")));
     repo.write(".gitignore", ".aws-sam/\n");
     let (code, _, err) = validate();
     assert_eq!((code, err.as_str()), (0, ""));

@@ -1327,6 +1327,48 @@ fn a_secret_a_stack_output_echoes_is_masked_everywhere_and_never_recorded() {
     ok(&mut xtask(&r, &["remove", "dev"]));
 }
 
+/// A SecureString a template reads itself (`{{resolve:ssm-secure:…}}`, which CloudFormation
+/// resolves) is registered too: an output that echoes its resolved value is masked in the
+/// record, the outputs file and `outputs`. The emulator fails a stack whose resource reads an
+/// `ssm-secure` reference, so the reference stands in the template's `Metadata` (Ferry reads the
+/// whole text), and the output is the resolved value written out, as CloudFormation would give
+/// it. Before, it was recorded and printed in clear.
+#[test]
+fn a_secret_a_template_resolves_itself_is_masked_in_its_outputs() {
+    let r = TestRepo::new();
+    r.write(".gitignore", "target/\n");
+    write_config(&r, "dynsec", "{project}-{service}-{stage}", "");
+    let secret = "dynamic-secret-4711";
+    r.write("services/vault/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+        .write(
+            "services/vault/t.yaml",
+            &format!(
+                "Metadata:\n  Password: \"{{{{resolve:ssm-secure:/dynsec-test/token}}}}\"\nResources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  Echo:\n    Value: {secret}\n"
+            ),
+        );
+    r.commit("vault");
+    let (code, _, err) = run(
+        &mut xtask(
+            &r,
+            &["param", "set", "dev", "/dynsec-test/token", "--secure"],
+        ),
+        Some(secret),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (out, err) = ok(&mut xtask(&r, &["deploy", "dev"]));
+    let mut seen = vec![out, err];
+    let (out, _) = ok(&mut xtask(&r, &["outputs", "dev"]));
+    assert!(out.contains("Echo") && out.contains("****"), "{out}");
+    seen.push(out);
+    seen.push(std::fs::read_to_string(r.path().join("target/ferry/outputs-dev.json")).unwrap());
+    let record = records("dynsec", "dev")["vault"].clone();
+    seen.push(serde_json::to_string(&record).unwrap());
+    for text in &seen {
+        assert!(!text.contains(secret), "the secret leaked:\n{text}");
+    }
+    ok(&mut xtask(&r, &["remove", "dev"]));
+}
+
 /// Another stage's secret, handed back by an output of that stage and read here with
 /// `${output:staging:…}`, is masked too: the secrets of every stage whose outputs the services
 /// read are registered, with that stage's own credentials.

@@ -117,6 +117,24 @@ pub fn unseen(c: char) -> bool {
     c.is_control() || hides_or_steers(c)
 }
 
+/// `text` from outside Ferry (an AWS answer's reason, a lock's holder, a tag) as one line a
+/// person reads: a line break or a tab is a space, any other [`unseen`] character is written
+/// as its code (`\u{1b}`), so that it can neither steer a terminal nor forge a line of its own.
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(unseen) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if unseen(c) => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A yes/no variable's value (`FORCE_DEPLOY_ALL`, `CI`): `true`, `1` or `yes` is yes; `false`,
 /// `0`, `no` or empty is no, in any case and with spaces around; anything else, `None`.
 pub fn flag(value: &str) -> Option<bool> {
@@ -392,6 +410,18 @@ pub struct PullRequestBuild {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_from_outside_is_one_line_that_steers_nothing() {
+        assert!(matches!(
+            one_line("plain text"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            one_line("a\nerror: FORGED\r\tb\u{1b}]0;x\u{7}\u{202e}c"),
+            "a error: FORGED  b\\u{1b}]0;x\\u{7}\\u{202e}c"
+        );
+    }
 
     /// A GitHub Actions job on a runner CodeBuild hosts sees CodeBuild's variables beside
     /// GitHub's: a pull request's workflow there was read as a CodeBuild build of no known

@@ -13,28 +13,45 @@
 // panic there would kill a run between moving stacks and writing its release, or the task that
 // cancels a run on SIGTERM, leaving it holding its lock. Any other failure to write (a full
 // disk under `> file`) is kept by `ui::written` and fails the command once it is done.
+//
+// What they print quotes what Ferry does not control (a stack output, a parameter's value, a
+// branch name): standard error, read by people only, is always `ui::printable`; standard output
+// is when it is a terminal, and left as it is for a program reading it (`param get` into a
+// variable, JSON).
 macro_rules! print {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        $crate::ui::written(write!(std::io::stdout().lock(), $($t)*), "stdout");
+        let text = $crate::ui::for_stdout(format!($($t)*));
+        $crate::ui::written(std::io::stdout().lock().write_all(text.as_bytes()), "stdout");
     }};
 }
 macro_rules! println {
+    () => {
+        print!("\n")
+    };
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        $crate::ui::written(writeln!(std::io::stdout().lock(), $($t)*), "stdout");
+        let text = $crate::ui::for_stdout(format!($($t)*) + "\n");
+        $crate::ui::written(std::io::stdout().lock().write_all(text.as_bytes()), "stdout");
     }};
 }
 macro_rules! eprint {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        $crate::ui::written(write!(std::io::stderr().lock(), $($t)*), "stderr");
+        let text = format!($($t)*);
+        let text = $crate::ui::printable(&text);
+        $crate::ui::written(std::io::stderr().lock().write_all(text.as_bytes()), "stderr");
     }};
 }
 macro_rules! eprintln {
+    () => {
+        eprint!("\n")
+    };
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        $crate::ui::written(writeln!(std::io::stderr().lock(), $($t)*), "stderr");
+        let text = format!($($t)*) + "\n";
+        let text = $crate::ui::printable(&text);
+        $crate::ui::written(std::io::stderr().lock().write_all(text.as_bytes()), "stderr");
     }};
 }
 

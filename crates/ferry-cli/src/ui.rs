@@ -16,6 +16,18 @@ pub fn mask(text: &str) -> String {
     masker().mask(text)
 }
 
+/// `text` for standard output: [`printable`] when that is a terminal, else as it is (a program
+/// reads it).
+pub fn for_stdout(text: String) -> String {
+    use std::io::IsTerminal as _;
+    static TERMINAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *TERMINAL.get_or_init(|| std::io::stdout().is_terminal()) {
+        printable(&text).into_owned()
+    } else {
+        text
+    }
+}
+
 /// `text` as a terminal may show it: every control character but a line break and a tab, and
 /// every character that hides or steers text (a bidirectional override, a zero-width space),
 /// written as its code (`\u{1b}`). Errors, progress lines and tables quote what Ferry does not
@@ -52,9 +64,14 @@ impl Clock {
         self.t0.elapsed().as_secs_f64()
     }
 
-    /// `[  12.3s] text`, masked and [`printable`]: the one progress-line format.
+    /// `[  12.3s] text`, masked, on one line ([`ferry_ci::one_line`]): the one progress-line
+    /// format.
     pub fn line(&self, text: &str) -> String {
-        format!("[{:>6.1}s] {}", self.seconds(), printable(&mask(text)))
+        format!(
+            "[{:>6.1}s] {}",
+            self.seconds(),
+            ferry_ci::one_line(&mask(text))
+        )
     }
 
     /// Prints [`Clock::line`] to standard error (see [`note`]).

@@ -165,6 +165,21 @@ pub(crate) fn dynamic_ssm_references(template: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The SecureStrings `template` reads through `{{resolve:ssm-secure:NAME}}` (`NAME:VERSION`
+/// when pinned), each a name SSM may have (see [`dynamic_ssm_references`]).
+fn secure_dynamic_references(template: &str) -> BTreeSet<String> {
+    const PREFIX: &str = "{{resolve:ssm-secure:";
+    template
+        .split(PREFIX)
+        .skip(1)
+        .filter_map(|after| after.split_once("}}").map(|(inner, _)| inner))
+        // The whole template's text is read: a name built by `Fn::Sub`, or holding what no
+        // SSM name holds, is passed over.
+        .filter(|inner| !inner.contains("${") && ferry_manifest::check_ssm_read_name(inner).is_ok())
+        .map(str::to_string)
+        .collect()
+}
+
 /// Puts the current version of each parameter a template reads through a dynamic reference
 /// ([`dynamic_ssm_references`]) into the hashed view, so that a new version deploys the stack
 /// again, as for a parameter of an SSM parameter type. One that does not exist is left to
@@ -273,11 +288,22 @@ pub async fn register_secrets(
         outputs: &|_, _| None,
         ssm: &|_| None,
     };
-    let names: BTreeSet<String> = ws
+    let mut names: BTreeSet<String> = ws
         .services
         .iter()
         .flat_map(|s| ferry_outputs::ssm_names(s, &lookups))
         .collect();
+    // And the SecureStrings a template reads itself, which CloudFormation resolves
+    // (`{{resolve:ssm-secure:NAME}}`): an output may echo one too.
+    for s in ws
+        .services
+        .iter()
+        .filter(|s| s.kind != ferry_manifest::ServiceKind::Serverless)
+    {
+        if let Ok(text) = std::fs::read_to_string(ws.root.join(s.template_path())) {
+            names.extend(secure_dynamic_references(&text));
+        }
+    }
     if names.is_empty() {
         return Ok(0);
     }
@@ -333,6 +359,24 @@ mod tests {
                 "arn:aws:ssm:us-east-1:123456789012:parameter/p",
                 "db-password"
             ]
+        );
+    }
+
+    #[test]
+    fn secure_dynamic_references_are_the_secrets_a_template_reads_itself() {
+        let template = r#"{"Resources": {"F": {"Properties": {
+            "A": "{{resolve:ssm:/shop/dev/plain}}",
+            "B": "{{resolve:ssm-secure:/shop/dev/db}}",
+            "C": "{{resolve:ssm-secure:/shop/dev/pinned:3}}",
+            "D": {"Fn::Sub": "{{resolve:ssm-secure:/shop/${Env}/x}}"},
+            "E": "{{resolve:ssm-secure:bad name}}",
+            "G": "{{resolve:ssm-secure:/shop/dev/db}} again, {{resolve:ssm-secure:unclosed"
+        }}}}"#;
+        assert_eq!(
+            super::secure_dynamic_references(template)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["/shop/dev/db", "/shop/dev/pinned:3"]
         );
     }
 }

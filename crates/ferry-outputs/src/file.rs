@@ -106,12 +106,15 @@ impl OutputsFile {
         (out, left_out)
     }
 
+    /// The outputs for people: each service, then `Key = value` lines, a value on one line
+    /// ([`ferry_ci::one_line`]: an output's value is whatever its template made it, and a
+    /// line break in it would forge a line of its own).
     pub fn text(&self) -> String {
         let mut out = String::new();
         for (service, outputs) in &self.services {
             out.push_str(&format!("{service}\n"));
             for (k, v) in outputs {
-                out.push_str(&format!("  {k} = {v}\n"));
+                out.push_str(&format!("  {k} = {}\n", ferry_ci::one_line(v)));
             }
         }
         out
@@ -214,6 +217,15 @@ mod tests {
             }]
         );
         assert_eq!(f.text(), "api\n  FunctionName = fn-1\n");
+        // A value whose line break would forge a line of its own is one line.
+        let forged = OutputsFile {
+            services: BTreeMap::from([(
+                "api".into(),
+                BTreeMap::from([("Url".into(), "x\nFAKE = y\u{1b}[2J".into())]),
+            )]),
+            ..f.clone()
+        };
+        assert_eq!(forged.text(), "api\n  Url = x FAKE = y\\u{1b}[2J\n");
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("outputs-dev.json");
         f.write(&p).unwrap();

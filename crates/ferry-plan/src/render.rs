@@ -130,25 +130,29 @@ pub fn text(plan: &Plan, explain: bool) -> String {
         plan.stage.clone()
     };
     let _ = writeln!(out, "plan for stage {stage} in {}", plan.region);
+    // A ref as given (`--since`, `--head`) or as a record holds it (whoever may write the
+    // stage's records wrote it): shown on one line, steering no terminal.
+    let shown = |t: &str| ferry_ci::one_line(t).into_owned();
+    let short = |c: &str| shown(c.get(..7).unwrap_or(c));
     let head = match (&plan.head.rev, &plan.head.commit) {
-        (Some(rev), Some(c)) => format!("{rev} ({})", &c[..7]),
-        (Some(rev), None) => rev.clone(),
-        (None, Some(c)) => format!("working tree (HEAD {})", &c[..7]),
+        (Some(rev), Some(c)) => format!("{} ({})", shown(rev), short(c)),
+        (Some(rev), None) => shown(rev),
+        (None, Some(c)) => format!("working tree (HEAD {})", short(c)),
         (None, None) => "working tree".into(),
     };
     let _ = writeln!(out, "  head: {head}");
     for b in &plan.bases {
         let base = match b.commit.as_deref() {
-            Some(c) if c == b.base => c[..7].to_string(),
-            Some(c) => format!("{} ({})", b.base, &c[..7]),
+            Some(c) if c == b.base => short(c),
+            Some(c) => format!("{} ({})", shown(&b.base), short(c)),
             // No base to name (no repository to read one from).
             None if b.base.is_empty() => "(none)".to_string(),
-            None => b.base.clone(),
+            None => shown(&b.base),
         };
         let status = b
             .unavailable
             .as_deref()
-            .map(|u| format!(": unusable, {u}"))
+            .map(|u| format!(": unusable, {}", shown(u)))
             .unwrap_or_default();
         let _ = writeln!(
             out,

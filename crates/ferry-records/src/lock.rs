@@ -82,23 +82,25 @@ pub struct LockHolder {
 
 impl std::fmt::Display for LockHolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Whoever may write the lock parameter wrote these: one line, steering no terminal.
+        let shown = |t: &str| ferry_ci::one_line(t).into_owned();
+        let who = shown(&self.who);
         // One that names no holder: no made-up host, pid or 1970 date.
         if self.host == "?" && self.pid == 0 && self.since == 0 {
             return write!(
                 f,
-                "{} (the `lock` parameter under the stage's records path holds no holder Ferry writes; delete it if no run holds the stage)",
-                self.who
+                "{who} (the `lock` parameter under the stage's records path holds no holder Ferry writes; delete it if no run holds the stage)"
             );
         }
         if let Some(b) = &self.batch {
-            write!(f, "batch {b}: ")?;
+            write!(f, "batch {}: ", shown(b))?;
         }
-        write!(f, "{} on {} (pid {}", self.who, self.host, self.pid)?;
+        write!(f, "{who} on {} (pid {}", shown(&self.host), self.pid)?;
         if let Some(b) = &self.build {
-            write!(f, ", build {b}")?;
+            write!(f, ", build {}", shown(b))?;
         }
         if let Some(c) = &self.command {
-            write!(f, ", `{c}`")?;
+            write!(f, ", `{}`", shown(c))?;
         }
         write!(f, ") since {} UTC", format_time(self.since))
     }
@@ -1147,6 +1149,19 @@ mod tests {
         assert_eq!(
             staleness(&garbage, last_write(&garbage, Some(now - 10)), now, &here),
             None
+        );
+        // Whoever may write the lock parameter wrote its holder: shown on one line, steering
+        // no terminal (before, `error: FORGED` stood on a line of its own).
+        let mut forged = holder("ci", 2, now);
+        forged.who = "w\u{1b}]0;pwned\u{7}\nerror: FORGED".into();
+        forged.host = "h\r".into();
+        forged.command = Some("deploy\u{202e}".into());
+        let shown = forged.to_string();
+        assert!(
+            shown.starts_with(
+                "w\\u{1b}]0;pwned\\u{7} error: FORGED on h  (pid 2, `deploy\\u{202e}`)"
+            ),
+            "{shown}"
         );
         assert!(matches!(
             staleness(&garbage, last_write(&garbage, Some(now - 400)), now, &here),

@@ -68,8 +68,10 @@ pub struct DeployOptions {
     /// progress is one it failed and never ends: after this wait it is reported as stuck, not
     /// waited for until `timeout`. It also ignores the `ClientRequestToken` that makes a retried
     /// CreateStack safe on AWS, and answers HTTP 500 to a template it cannot create after
-    /// recording the stack: a retry was told "already exists", hiding that error, so CreateStack
-    /// is sent once. `None`: AWS (or another endpoint), as usual.
+    /// recording the stack (or an update it failed after applying part of it): a retry was told
+    /// "already exists" (or "no updates are to be performed"), hiding that error, so each
+    /// request that starts an operation is sent once. `None`: AWS (or another endpoint), as
+    /// usual.
     pub emulator: Option<Duration>,
 }
 
@@ -276,6 +278,25 @@ macro_rules! with_stack_input {
         match &$spec.template {
             TemplateSource::Body(b) => req.template_body(b),
             TemplateSource::Url(u) => req.template_url(u),
+        }
+    }};
+}
+
+/// Sends a request that starts a stack operation (CreateStack, UpdateStack, a change set's
+/// creation or execution): on AWS with the SDK's retries, which its `ClientRequestToken` makes
+/// safe; to the emulator once, as it ignores the token and answers HTTP 500 to an operation it
+/// failed after recording it: a retry was then told "already exists" or "no updates are to be
+/// performed", and a failed update was reported, and recorded, as done (see
+/// [`DeployOptions::emulator`]).
+macro_rules! send_operation {
+    ($engine:expr, $req:expr) => {{
+        let req = $req;
+        if $engine.options.emulator.is_some() {
+            let once = aws_sdk_cloudformation::config::Builder::default()
+                .retry_config(aws_sdk_cloudformation::config::retry::RetryConfig::disabled());
+            req.customize().config_override(once).send().await
+        } else {
+            req.send().await
         }
     }};
 }
@@ -648,15 +669,18 @@ impl Engine {
                 if watch.seen.contains(&id) {
                     return None;
                 }
+                // What CloudFormation says is shown on one line, steering no terminal: a
+                // reason is text a template's author or a custom resource wrote.
+                let shown = |t: &str| ferry_ci::one_line(t).into_owned();
                 Some(StackEvent {
                     id,
-                    logical_id: e.logical_resource_id().unwrap_or_default().to_string(),
-                    resource_type: e.resource_type().unwrap_or_default().to_string(),
+                    logical_id: shown(e.logical_resource_id().unwrap_or_default()),
+                    resource_type: shown(e.resource_type().unwrap_or_default()),
                     status: e
                         .resource_status()
-                        .map(|s| s.as_str().to_string())
+                        .map(|s| shown(s.as_str()))
                         .unwrap_or_default(),
-                    reason: e.resource_status_reason().map(String::from),
+                    reason: e.resource_status_reason().map(shown),
                 })
             })
             .collect();
@@ -905,15 +929,7 @@ impl Engine {
                     .stack_name(name)
                     .client_request_token(request_token())
                     .enable_termination_protection(spec.termination_protection);
-                let req = with_stack_input!(req, spec);
-                let sent = if self.options.emulator.is_some() {
-                    let once = aws_sdk_cloudformation::config::Builder::default().retry_config(
-                        aws_sdk_cloudformation::config::retry::RetryConfig::disabled(),
-                    );
-                    req.customize().config_override(once).send().await
-                } else {
-                    req.send().await
-                };
+                let sent = send_operation!(self, with_stack_input!(req, spec));
                 let out = sent.map_err(|e| self.api(name, "CreateStack", &e))?;
                 out.stack_id().unwrap_or(name).to_string()
             }
@@ -990,7 +1006,7 @@ impl Engine {
                     .update_stack()
                     .stack_name(name)
                     .client_request_token(request_token());
-                if let Err(e) = with_stack_input!(req, spec).send().await {
+                if let Err(e) = send_operation!(self, with_stack_input!(req, spec)) {
                     if is_no_change(&service_message(&e)) {
                         self.protect_if(spec, was_protected).await?;
                         return Ok(unchanged(current));
@@ -1018,7 +1034,7 @@ impl Engine {
                         .update_stack()
                         .stack_name(name)
                         .client_request_token(request_token());
-                    if let Err(e) = with_stack_input!(req, spec).send().await {
+                    if let Err(e) = send_operation!(self, with_stack_input!(req, spec)) {
                         if is_no_change(&service_message(&e)) {
                             self.protect_if(spec, was_protected).await?;
                             return Ok(unchanged(current));
@@ -1064,14 +1080,13 @@ impl Engine {
         let Some((cs_id, stack_id)) = self.create_change_set(spec, kind, deadline).await? else {
             return Ok(None);
         };
-        self.client
+        let execute = self
+            .client
             .execute_change_set()
             .change_set_name(&cs_id)
             .stack_name(name)
-            .client_request_token(request_token())
-            .send()
-            .await
-            .map_err(|e| self.api(name, "ExecuteChangeSet", &e))?;
+            .client_request_token(request_token());
+        send_operation!(self, execute).map_err(|e| self.api(name, "ExecuteChangeSet", &e))?;
         Ok(Some(stack_id))
     }
 
@@ -1163,7 +1178,7 @@ impl Engine {
             .client_token(request_token())
             .change_set_name(&cs_name)
             .change_set_type(kind);
-        let created = match with_stack_input!(req, spec).send().await {
+        let created = match send_operation!(self, with_stack_input!(req, spec)) {
             Ok(o) => o,
             Err(e) => {
                 if is_no_change(&service_message(&e)) {
@@ -1187,7 +1202,8 @@ impl Engine {
             match d.status() {
                 Some(ChangeSetStatus::CreateComplete) => break,
                 Some(ChangeSetStatus::Failed) => {
-                    let reason = d.status_reason().unwrap_or_default().to_string();
+                    let reason =
+                        ferry_ci::one_line(d.status_reason().unwrap_or_default()).into_owned();
                     let _ = self
                         .client
                         .delete_change_set()

@@ -479,6 +479,41 @@ async fn the_emulators_failure_to_create_is_said_not_hidden_by_a_retry() {
     assert!(err.contains("already exists"), "{err}");
 }
 
+/// An update the emulator fails (a parameter resource without a `Name`, which AWS names
+/// itself): it answers HTTP 500 after applying part of it. Against it UpdateStack (and a change
+/// set's creation and execution) is sent once, so the update fails; a retry was told "no
+/// updates are to be performed", and the failed update was reported, and recorded, as done.
+#[tokio::test]
+async fn the_emulators_failure_to_update_is_no_success() {
+    let config = base_config(
+        "us-east-1",
+        &Target {
+            local_endpoint: Some(moto().endpoint()),
+        },
+    )
+    .await;
+    let emulator = DeployOptions {
+        emulator: Some(Duration::from_secs(1)),
+        ..fast()
+    };
+    let e = Engine::for_config(&config, emulator);
+    let v1 =
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueUrl:\n    Value: !Ref Q\n";
+    let v2 = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n  P:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Type: String\n      Value: hello\nOutputs:\n  QueueUrl:\n    Value: !Ref Q\n  ParamName:\n    Value: !Ref P\n";
+    for (name, method) in [
+        ("stacks-emulator-update-500", Method::Direct),
+        ("stacks-emulator-update-500-cs", Method::ChangeSet),
+    ] {
+        let mut s = spec(name, v1, method, "60");
+        s.parameters.clear();
+        assert_eq!(e.deploy(&s, &quiet).await.unwrap().action, Action::Created);
+        s.template = TemplateSource::Body(v2.into());
+        let result = e.deploy(&s, &quiet).await;
+        assert!(result.is_err(), "{name}: {:?}", result.map(|d| d.action));
+        e.delete(name, None, false, &quiet).await.ok();
+    }
+}
+
 /// The emulator answers some refusals in JSON where CloudFormation's protocol is XML (a log
 /// group's name another stack holds): the error says the emulator's code and message, not
 /// that the answer was no AWS response.

@@ -576,7 +576,9 @@ async fn a_failed_update_reports_its_failing_resources() {
                     "e2",
                     "Fn",
                     "UPDATE_FAILED",
-                    Some("Memory size 99999 is above the limit"),
+                    // A reason is text a template's author or a custom resource wrote: it
+                    // reaches the terminal on one line, steering nothing.
+                    Some("Memory size 99999 is above the limit\n[  9.9s] api: created\u{1b}[2J"),
                 ),
                 event("e1", "Fn", "UPDATE_IN_PROGRESS", None),
                 old(),
@@ -598,7 +600,7 @@ async fn a_failed_update_reports_its_failing_resources() {
             assert_eq!(failures.len(), 1);
             assert_eq!(
                 failures[0].reason.as_deref(),
-                Some("Memory size 99999 is above the limit")
+                Some("Memory size 99999 is above the limit [  9.9s] api: created\\u{1b}[2J")
             );
         }
         other => panic!("{other:?}"),

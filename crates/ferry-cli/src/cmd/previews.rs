@@ -227,7 +227,11 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
         if args.dry_run { " (dry run)" } else { "" }
     );
     for (p, why) in &gone {
-        println!("  {}: {why} ({} stack(s))", p.name, p.stacks.len());
+        println!(
+            "  {}: {why} ({} stack(s))",
+            ferry_ci::one_line(&p.name),
+            p.stacks.len()
+        );
     }
     if args.dry_run || gone.is_empty() {
         return Ok(());
@@ -245,13 +249,14 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
     // deployed since the judging above is left in place.
     runtime()?.block_on(async {
         for (p, _) in &gone {
-            println!("pruning `{}`", p.name);
+            // Names read back from tags and records: shown on one line, steering no terminal.
+            let shown = ferry_ci::one_line(&p.name);
+            println!("pruning `{shown}`");
             let outcome: anyhow::Result<bool> = async {
                 let mut stage = ws.stage(&p.name)?;
                 anyhow::ensure!(
                     stage.preview,
-                    "`{}` is a stage named in ferry.toml, not a preview: prune never removes it (use `remove`)",
-                    p.name
+                    "`{shown}` is a stage named in ferry.toml, not a preview: prune never removes it (use `remove`)"
                 );
                 // The id it was deployed under: this checkout may derive another (a longer
                 // service name shortens the room for it).
@@ -267,9 +272,9 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
                 Err(e) => {
                     eprintln!(
                         "{}",
-                        crate::ui::mask(&format!("error: `{}`: {e:#}", p.name))
+                        crate::ui::mask(&format!("error: `{shown}`: {e:#}"))
                     );
-                    failed.push(p.name.clone());
+                    failed.push(shown.into_owned());
                 }
             }
         }

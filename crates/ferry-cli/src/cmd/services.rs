@@ -184,15 +184,24 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 /// Warns when git does not ignore a `built-template` (what `sam build` writes into the service
-/// folder): after each build the service would look changed to a plan of the working tree, and
-/// the build output could be committed.
+/// folder), or, under `.aws-sam/`, the `build.toml` that `sam build` writes beside its `build/`
+/// folder (a `.gitignore` of `build/` covers the template, not that file): after each build the
+/// service would look changed to a plan of the working tree, a protected stage would refuse the
+/// uncommitted change, and the build output could be committed.
 fn warn_if_build_output_tracked(repo: &ferry_changes::Repo, ws: &ferry_manifest::Workspace) {
     let built: Vec<String> = ws
         .services
         .iter()
         .filter_map(|s| {
             let t = s.package.built_template.as_ref()?;
-            Some(format!("{}/{t}", s.dir))
+            Some((s, t))
+        })
+        .flat_map(|(s, t)| {
+            let template = format!("{}/{t}", s.dir);
+            let build_toml = template
+                .split_once("/.aws-sam/")
+                .map(|(dir, _)| format!("{dir}/.aws-sam/build.toml"));
+            std::iter::once(template).chain(build_toml)
         })
         .collect();
     let paths: Vec<&str> = built.iter().map(String::as_str).collect();
