@@ -1192,8 +1192,11 @@ fn batch_ci_files_follow_the_graph_and_cannot_drift() {
         build.contains("cargo xtask batch node --from-ci \"$SERVICE\" --test"),
         "{build}"
     );
+    // The finish removes the preview of a pull request the event merged or closed (before,
+    // nothing in the batch files did).
     assert!(
-        build.contains("cargo xtask batch finish --from-ci"),
+        build
+            .contains("cargo xtask batch finish --from-ci && cargo xtask previews prune --from-ci"),
         "{build}"
     );
 
@@ -1249,6 +1252,13 @@ fn batch_ci_files_follow_the_graph_and_cannot_drift() {
     assert_eq!(
         wf["jobs"]["finish"]["needs"].as_str(),
         Some(format!("wave-{}", waves.len() - 1).as_str())
+    );
+    // The finish removes the preview of a pull request the event closed (the example's [ci]
+    // deploys none: its workflow has no pull_request trigger).
+    let finish = wf["jobs"]["finish"]["steps"].as_sequence().unwrap();
+    assert_eq!(
+        finish.last().unwrap()["run"].as_str(),
+        Some("cargo xtask batch finish --from-ci && cargo xtask previews prune --from-ci")
     );
 
     // A copy whose graph changed: stale, named; `batch files` writes them; then up to date.

@@ -761,12 +761,14 @@ T
 /// Ctrl-C while a Serverless service compiles: the framework's CLI runs on to its end (in a
 /// process group of its own), and then no stack operation starts. Before, the stack was
 /// created after the interrupt, though an interrupted run "starts nothing new".
-#[test]
-fn a_run_interrupted_during_a_compile_starts_no_stack_operation() {
+/// A repository of project `project` whose Serverless service `sls` compiles slowly (see
+/// [`SLOW_SLS`]), deploying to stage dev.
+fn slow_compile(project: &str) -> TestRepo {
     let r = TestRepo::new();
+    let bucket = format!("{project}-compile-cancel-art");
     r.write(
         "ferry.toml",
-        "[project]\nname = \"cc\"\n\n[stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"cc-compile-cancel-art\"\n",
+        &format!("[project]\nname = \"{project}\"\n\n[stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{bucket}\"\n"),
     )
     .write(
         "services/sls/service.toml",
@@ -783,9 +785,14 @@ fn a_run_interrupted_during_a_compile_starts_no_stack_operation() {
     std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
     r.commit("a slow compile");
     let s3 = ferry_package::s3_client(&config());
-    rt().block_on(s3.create_bucket().bucket("cc-compile-cancel-art").send())
+    rt().block_on(s3.create_bucket().bucket(&bucket).send())
         .unwrap();
-    let mut c = xtask(&r, &["deploy", "dev"]);
+    r
+}
+
+/// Starts `args` on `r` and waits until its service's compile has started.
+fn started_compiling(r: &TestRepo, args: &[&str]) -> std::process::Child {
+    let mut c = xtask(r, args);
     c.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut child = c.spawn().unwrap();
@@ -802,6 +809,14 @@ fn a_run_interrupted_during_a_compile_starts_no_stack_operation() {
         assert!(t0.elapsed().as_secs() < 120, "the compile never started");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    child
+}
+
+#[test]
+fn a_run_interrupted_during_a_compile_starts_no_stack_operation() {
+    let r = slow_compile("cc");
+    let child = started_compiling(&r, &["deploy", "dev"]);
+    let started = r.path().join("services/sls/compiling");
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -821,4 +836,34 @@ fn a_run_interrupted_during_a_compile_starts_no_stack_operation() {
         out.contains("not deployed yet"),
         "nothing was deployed: {out}\n{err}"
     );
+}
+
+/// A batch node aborted by a second Ctrl-C says that the batch keeps the stage's lock, as it
+/// does (its finish, or the node run again, goes on under it); it said "the lock is released".
+#[test]
+fn a_batch_node_aborted_says_the_batch_keeps_the_lock() {
+    let r = slow_compile("ccb");
+    let child = started_compiling(&r, &["batch", "node", "dev", "sls", "--batch", "b1"]);
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("aborted by a second interrupt; the batch keeps the stage's lock"),
+        "{err}"
+    );
+    let (code, lock, err) = run(
+        &mut xtask(&r, &["param", "get", "dev", "/ferry/ccb/dev/lock"]),
+        None,
+    );
+    assert_eq!(code, 0, "the batch's lock is kept: {err}");
+    assert!(lock.contains("\"b1\""), "{lock}");
+    let (code, _, err) = run(
+        &mut xtask(&r, &["batch", "finish", "dev", "--batch", "b1"]),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
 }

@@ -130,8 +130,19 @@ fn init_adopts_a_monorepo_and_its_runner_plans_right_away() {
     let (code, _, err) = run(&mut xtask(r, &["init"]), None);
     assert_eq!(code, 1);
     assert!(
-        err.contains("ferry.toml exists; `init` never overwrites a file (--force does)"),
+        err.contains("ferry.toml exists; `init` never overwrites a file (--force does; --only-missing writes only the files not there yet"),
         "{err}"
+    );
+    let (code, out, err) = run(&mut xtask(r, &["init", "--only-missing"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("wrote nothing: every file is there already")
+            && out.contains("kept as they are: ferry.toml, "),
+        "{out}"
+    );
+    assert_eq!(
+        run(&mut xtask(r, &["init", "--only-missing", "--force"]), None).0,
+        2
     );
 
     // `cargo xtask plan dev` in the adopted repository, built against this workspace (its lock

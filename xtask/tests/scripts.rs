@@ -152,6 +152,17 @@ fn run_refuses_what_it_cannot_do_saying_what_to_give() {
         None,
     );
     assert_eq!(code, 2, "--strict is not an option of run: {err}");
+    // A misspelt --since counts every service as changed, and says so (it ran them in silence).
+    let (code, _, err) = run(
+        &mut xtask(&r, &["run", "lint", "--since", "no-such-ref"]),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: base `no-such-ref` is unusable (")
+            && err.contains("service(s) count as changed"),
+        "{err}"
+    );
 }
 
 #[test]

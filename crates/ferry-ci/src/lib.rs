@@ -51,8 +51,9 @@ pub struct CiContext {
     /// The batch this build is a node of (one deploy spread over many CI machines), shared by
     /// every node: `FERRY_BATCH_ID` when set; on GitHub Actions `github-<GITHUB_RUN_ID>` (all the
     /// jobs of a workflow run, and its re-runs); on a CodeBuild batch build
-    /// (`CODEBUILD_BATCH_BUILD_IDENTIFIER` set) `codebuild-<commit>`, since CodeBuild gives the
-    /// nodes no shared batch id: two batch builds of one commit to one stage share a lock.
+    /// (`CODEBUILD_BATCH_BUILD_IDENTIFIER` set) `codebuild-<commit>-<CODEBUILD_WEBHOOK_TRIGGER>`
+    /// (`codebuild-<commit>` without a trigger), since CodeBuild gives the nodes no shared batch
+    /// id: two batch builds of one commit and trigger to one stage share a lock.
     pub batch_id: Option<String>,
     /// The branch or pull request this build's event ends (a pull request merged or closed, a
     /// branch deleted): its preview is to be removed, never deployed again. Not serialised.
@@ -135,6 +136,21 @@ pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// `text` as a part of a batch id (letters, digits, `-`, `_`, `.`, `:`, `/`): any other
+/// character is `_`, and at most `max` characters are kept.
+fn batch_id_part(text: &str, max: usize) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.:/".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(max)
+        .collect()
+}
+
 /// A yes/no variable's value (`FORCE_DEPLOY_ALL`, `CI`): `true`, `1` or `yes` is yes; `false`,
 /// `0`, `no` or empty is no, in any case and with spaces around; anything else, `None`.
 pub fn flag(value: &str) -> Option<bool> {
@@ -213,11 +229,19 @@ impl CiContext {
                 trigger,
                 commit: get("CODEBUILD_RESOLVED_SOURCE_VERSION"),
                 build_id: get("CODEBUILD_BUILD_ID"),
-                trigger_source: raw.map(|r| format!("CODEBUILD_WEBHOOK_TRIGGER={r}")),
+                trigger_source: raw
+                    .clone()
+                    .map(|r| format!("CODEBUILD_WEBHOOK_TRIGGER={r}")),
                 force_deploy_all,
                 batch_id: explicit_batch.or_else(|| {
                     get("CODEBUILD_BATCH_BUILD_IDENTIFIER")?;
-                    get("CODEBUILD_RESOLVED_SOURCE_VERSION").map(|c| format!("codebuild-{c}"))
+                    let commit = get("CODEBUILD_RESOLVED_SOURCE_VERSION")?;
+                    // The trigger too: the batch builds of one commit pushed to two branches
+                    // are two batches (one's finish released the lock under the other's nodes).
+                    Some(match raw.as_deref() {
+                        Some(t) => format!("codebuild-{commit}-{}", batch_id_part(t, 60)),
+                        None => format!("codebuild-{commit}"),
+                    })
                 }),
                 ended,
                 event_error: None,
@@ -583,6 +607,23 @@ mod tests {
             ("CODEBUILD_BATCH_BUILD_IDENTIFIER", "api"),
         ]);
         assert_eq!(node.batch_id.as_deref(), Some("codebuild-abc"));
+        // One commit pushed to two branches: two batch builds, two batches.
+        let on = |branch: &str| {
+            ctx(&[
+                ("CODEBUILD_BUILD_ID", "x:1"),
+                ("CODEBUILD_RESOLVED_SOURCE_VERSION", "abc"),
+                ("CODEBUILD_BATCH_BUILD_IDENTIFIER", "api"),
+                ("CODEBUILD_WEBHOOK_TRIGGER", branch),
+            ])
+            .batch_id
+            .unwrap()
+        };
+        assert_eq!(on("branch/feat-c"), "codebuild-abc-branch/feat-c");
+        assert_eq!(on("branch/feat+d@x"), "codebuild-abc-branch/feat_d_x");
+        assert_eq!(
+            on(&format!("branch/{}", "a".repeat(300))).len(),
+            "codebuild-abc-".len() + 60
+        );
         let gh = ctx(&[("GITHUB_ACTIONS", "true"), ("GITHUB_RUN_ID", "991")]);
         assert_eq!(gh.batch_id.as_deref(), Some("github-991"));
         // FERRY_BATCH_ID wins everywhere, also outside CI.

@@ -265,7 +265,13 @@ async fn interruptible<T>(
                 crate::ui::note(&format!(
                     "aborted ({name} again): stack operations already started go on in CloudFormation; their services are not recorded, and the next run redoes them"
                 ));
-                anyhow::bail!("aborted by a second interrupt; the lock is released");
+                // A plain run releases the lock on its way out; a batch's stays with the
+                // batch (its finish, or a retry of this node, goes on under it).
+                anyhow::bail!(if holder.batch.is_some() {
+                    "aborted by a second interrupt; the batch keeps the stage's lock (run this node again, or `batch finish` releases it)"
+                } else {
+                    "aborted by a second interrupt; the lock is released"
+                });
             }
         }
     }

@@ -134,7 +134,7 @@ pub enum InitError {
         cdk: Vec<String>,
     },
     #[error(
-        "{} exists; `init` never overwrites a file (--force does), and these would be written: {}",
+        "{} exists; `init` never overwrites a file (--force does; --only-missing writes only the files not there yet, such as a new service's service.toml), and these would be written: {}",
         .existing.display(),
         .all.join(", ")
     )]
@@ -832,13 +832,29 @@ pub fn link_on_the_way(root: &Path, rel: &Path) -> Option<PathBuf> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Written {
     pub written: Vec<String>,
-    /// Existing files left as they are (only without `force`, for files `init` merely offers).
+    /// Existing files left as they are ([`write_missing`]).
     pub kept: Vec<String>,
 }
 
 /// Writes `files` (repository-relative path → text) under `root`. Without `force`, an
 /// existing file stops everything before anything is written.
 pub fn write(root: &Path, files: &[(String, String)], force: bool) -> Result<Written, InitError> {
+    write_files(root, files, force, false)
+}
+
+/// Writes those of `files` that do not exist under `root` (the `service.toml` of a service
+/// added since `init` ran), leaving every existing one as it is (filled-in parameters, links
+/// written by hand): those are [`Written::kept`].
+pub fn write_missing(root: &Path, files: &[(String, String)]) -> Result<Written, InitError> {
+    write_files(root, files, false, true)
+}
+
+fn write_files(
+    root: &Path,
+    files: &[(String, String)],
+    force: bool,
+    keep: bool,
+) -> Result<Written, InitError> {
     let all: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
     // Everything is checked before anything is written: a refusal leaves the repository as it
     // was. A symbolic link on the way (a dangling one too) could lead the write out of the
@@ -854,7 +870,7 @@ pub fn write(root: &Path, files: &[(String, String)], force: bool) -> Result<Wri
                 source: std::io::Error::other("a folder is where init writes this file"),
             });
         }
-        if !force && path.exists() {
+        if !force && !keep && path.exists() {
             return Err(InitError::Exists {
                 existing: path,
                 all,
@@ -864,6 +880,10 @@ pub fn write(root: &Path, files: &[(String, String)], force: bool) -> Result<Wri
     let mut done = Written::default();
     for (rel, text) in files {
         let path = root.join(rel);
+        if keep && path.exists() {
+            done.kept.push(rel.clone());
+            continue;
+        }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| InitError::Io {
                 path: dir.to_path_buf(),

@@ -229,10 +229,33 @@ fn a_lerna_monorepo_is_found_with_its_links_and_what_could_not_be_inferred() {
     // A second run changes nothing without --force.
     let e = write(dir.path(), &files, false).unwrap_err().to_string();
     assert!(
-        e.contains("ferry.toml exists; `init` never overwrites a file (--force does)"),
+        e.contains("ferry.toml exists; `init` never overwrites a file (--force does; --only-missing writes only the files not there yet"),
         "{e}"
     );
     assert!(write(dir.path(), &files, true).is_ok());
+
+    // A service added since, in a repository whose service.toml files were filled in by hand:
+    // only what is missing is written (before, only --force went on, over every edit).
+    let network_toml = dir.path().join("infra/network/service.toml");
+    let edited = network.replace("CidrBlock = \"\"", "CidrBlock = \"10.1.0.0/16\"");
+    fs::write(&network_toml, &edited).unwrap();
+    file(
+        dir.path(),
+        "infra/dns/template.yaml",
+        "Resources:\n  Z:\n    Type: AWS::Route53::HostedZone\n    Properties:\n      Name: example.com\n",
+    );
+    let s = scan(dir.path()).unwrap();
+    let again = render(&s, dir.path());
+    let done = ferry_init::write_missing(dir.path(), &again).unwrap();
+    assert_eq!(done.written, ["infra/dns/service.toml"], "{done:?}");
+    assert!(done.kept.iter().any(|k| k == "ferry.toml"), "{done:?}");
+    assert!(
+        done.kept.iter().any(|k| k == "infra/network/service.toml"),
+        "{done:?}"
+    );
+    assert_eq!(fs::read_to_string(&network_toml).unwrap(), edited);
+    let ws = ferry_manifest::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(ws.service("dns").is_some());
 }
 
 #[test]

@@ -73,8 +73,10 @@ pub fn buildspec_batch(g: &DepGraph, runner: &Runner<'_>) -> String {
 # after the nodes of its dependencies; a failed node's dependents are skipped, and a retried
 # batch redoes only what is missing. The nodes share the stage's lock for the batch; the last
 # node writes the batch's release and releases the lock (if a node failed, the lock goes stale
-# 60 minutes after the last node renewed it). The stage comes from the trigger ([ci] in
-# ferry.toml). The project needs batch builds enabled (a batch service role).
+# 60 minutes after the last node renewed it), then removes the preview of a pull request the
+# build's event merged or closed (when the webhook's filter lets those events start a build;
+# the nodes deploy nothing then). The stage comes from the trigger ([ci] in ferry.toml). The
+# project needs batch builds enabled (a batch service role).
 version: 0.2
 
 env:
@@ -130,7 +132,7 @@ phases:
         if [ -n \"$SERVICE\" ]; then
           {command} batch node --from-ci \"$SERVICE\" --test
         else
-          {command} batch finish --from-ci
+          {command} batch finish --from-ci && {command} previews prune --from-ci
         fi
 
 reports:
@@ -191,7 +193,8 @@ fn github_triggers(rules: &ferry_ci::StageRules) -> String {
         }
     }
     if rules.pull_requests.is_some() {
-        on.push_str("  pull_request:\n");
+        // `closed` too: the finish then removes the pull request's preview.
+        on.push_str("  pull_request:\n    types: [opened, synchronize, reopened, closed]\n");
     }
     if rules.branches.is_empty() && rules.tags.is_empty() && rules.pull_requests.is_none() {
         on.push_str("  # [ci] in ferry.toml names no branch, tag or pull-request rule, so no event deploys\n  # (and `--from-ci` finds no stage): add rules, then `batch files` again.\n");
@@ -240,8 +243,9 @@ pub fn github_workflow(g: &DepGraph, runner: &Runner<'_>, rules: &ferry_ci::Stag
 # wave's services in parallel, each `batch node` deploying one service when it needs it), then a
 # job that writes the batch's release and releases the stage's lock, which the jobs of this run
 # share (batch `github-<run id>`). A failed wave stops the later ones; the finish always runs (the
-# release says what was deployed, the lock never outlives the run); re-running the failed jobs
-# (the same run id) redoes only what is missing. The stage comes from the
+# release says what was deployed, the lock never outlives the run), and removes the preview of a
+# pull request the event closed; re-running the failed jobs (the same run id) redoes only what is
+# missing. The stage comes from the
 # trigger ([ci] in ferry.toml); AWS access comes from the repository variable FERRY_ROLE_ARN (a
 # role trusting GitHub's OIDC provider) and AWS_REGION, taken after the task runner is built
 # (any step of a job with id-token: write may still ask for the OIDC token, and the next step
@@ -282,8 +286,14 @@ jobs:",
         )
     };
     let mut before: Vec<String> = Vec::new();
+    // A closed pull request deploys nothing: its waves are skipped (and the later ones with
+    // them), and the finish removes its preview.
+    let closes = rules.pull_requests.is_some();
     for (w, services) in waves.iter().enumerate() {
-        let needs = needs_line(&before);
+        let mut needs = needs_line(&before);
+        if w == 0 && closes {
+            needs.push_str("    if: ${{ github.event.action != 'closed' }}\n");
+        }
         let jobs = wave_jobs(w, services.len());
         for (job, part) in jobs.iter().zip(services.chunks(GITHUB_MATRIX_MAX)) {
             let list = part
@@ -322,7 +332,9 @@ jobs:",
   finish:
 {needs}    runs-on: ubuntu-latest
 {}",
-        steps(&format!("{command} batch finish --from-ci"))
+        steps(&format!(
+            "{command} batch finish --from-ci && {command} previews prune --from-ci"
+        ))
     );
     out
 }
@@ -331,15 +343,18 @@ jobs:",
 mod tests {
     use super::*;
 
-    fn on(rules: &ferry_ci::StageRules) -> serde_yaml_ng::Value {
+    /// The workflow for one service `api` under `rules`.
+    fn workflow(rules: &ferry_ci::StageRules) -> serde_yaml_ng::Value {
         let g = DepGraph::new(vec![("api".to_string(), vec![])]).unwrap();
         let runner = Runner {
             command: "ferry",
             setup: &[],
         };
-        let wf: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(&github_workflow(&g, &runner, rules)).unwrap();
-        wf["on"].clone()
+        serde_yaml_ng::from_str(&github_workflow(&g, &runner, rules)).unwrap()
+    }
+
+    fn on(rules: &ferry_ci::StageRules) -> serde_yaml_ng::Value {
+        workflow(rules)["on"].clone()
     }
 
     /// GitHub makes at most 256 jobs of one matrix: a wider wave is split, and what comes after
@@ -437,8 +452,30 @@ mod tests {
         );
         // `[ci]`'s `*` matches `/` as GitHub's `**` does.
         assert_eq!(on["push"]["tags"][0], "v**");
-        assert!(on["pull_request"].is_null() && on.get("pull_request").is_some());
+        // Closed too: the finish removes the pull request's preview (before, it was left).
+        assert_eq!(
+            on["pull_request"]["types"],
+            serde_yaml_ng::from_str::<serde_yaml_ng::Value>(
+                "[opened, synchronize, reopened, closed]"
+            )
+            .unwrap()
+        );
         assert!(on.get("workflow_dispatch").is_some());
+        // A closed pull request deploys nothing (its waves are skipped) and the finish, which
+        // always runs, removes its preview.
+        let wf = workflow(&rules);
+        assert_eq!(
+            wf["jobs"]["wave-0"]["if"],
+            "${{ github.event.action != 'closed' }}"
+        );
+        assert_eq!(
+            wf["jobs"]["finish"]["steps"]
+                .as_sequence()
+                .unwrap()
+                .last()
+                .unwrap()["run"],
+            "ferry batch finish --from-ci && ferry previews prune --from-ci"
+        );
 
         // Branches only: no tags, no pull requests.
         let on_branches = self::on(&ferry_ci::StageRules {
@@ -447,6 +484,11 @@ mod tests {
         });
         assert!(on_branches["push"].get("tags").is_none());
         assert!(on_branches.get("pull_request").is_none());
+        let branches_only = workflow(&ferry_ci::StageRules {
+            branches: vec![("main".into(), "dev".into())],
+            ..Default::default()
+        });
+        assert!(branches_only["jobs"]["wave-0"].get("if").is_none());
 
         // No rules: by hand only.
         let none = self::on(&ferry_ci::StageRules::default());

@@ -297,7 +297,7 @@ pub enum RecordError {
         "stage `{stage}` is locked by {holder}{}",
         match stale {
             Some(why) => format!("; that lock is stale ({why}): take it over with --force-unlock"),
-            None => format!("; wait for that run to finish ({}, and --force-unlock takes it over then)", lock::stale_rule(holder)),
+            None => format!("; wait for that run to finish ({}, and --force-unlock takes it over then){}", lock::stale_rule(holder), lock::batch_way_out(holder, stage)),
         }
     )]
     Locked {
@@ -306,8 +306,9 @@ pub enum RecordError {
         stale: Option<Stale>,
     },
     #[error(
-        "refusing to take over the lock of stage `{stage}` from {holder}: it was taken or last renewed {renewed_secs_ago}s ago, so that run is alive; stop it or wait for it to finish (--force-unlock takes over only a stale lock: {})",
-        lock::stale_rule(holder)
+        "refusing to take over the lock of stage `{stage}` from {holder}: it was taken or last renewed {renewed_secs_ago}s ago, so that run is alive; stop it or wait for it to finish (--force-unlock takes over only a stale lock: {}){}",
+        lock::stale_rule(holder),
+        lock::batch_way_out(holder, stage)
     )]
     LockedLive {
         stage: String,

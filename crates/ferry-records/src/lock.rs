@@ -191,6 +191,19 @@ pub fn stale_rule(holder: &LockHolder) -> String {
     }
 }
 
+/// For a batch's lock, how to release it before it goes stale: a failed node stops the batch
+/// (CodeBuild skips its finish), and a fix is another commit, so another batch, which the lock
+/// refuses for an hour. Empty for any other lock.
+pub fn batch_way_out(holder: &LockHolder, stage: &str) -> String {
+    match &holder.batch {
+        Some(b) => format!(
+            ". Once none of that batch's nodes runs (one failed, and the rest were skipped), `batch finish {stage} --batch {}` releases it now, with a release of what it deployed",
+            ferry_ci::one_line(b)
+        ),
+        None => String::new(),
+    }
+}
+
 /// Whether `holder`'s lock, last written at `last_write` (see [`last_write`]), is stale at
 /// `now` (seconds since the epoch), seen from `here`.
 pub fn staleness(holder: &LockHolder, last_write: u64, now: u64, here: &Here<'_>) -> Option<Stale> {

@@ -328,7 +328,13 @@ async fn the_nodes_of_one_batch_share_the_lock_and_any_other_run_is_refused() {
     assert!(matches!(err, RecordError::LockedLive { .. }), "{err:?}");
     assert!(
         err.to_string()
-            .ends_with("(--force-unlock takes over only a stale lock: a batch's lock is stale once not renewed for 60 min)"),
+            .contains("(--force-unlock takes over only a stale lock: a batch's lock is stale once not renewed for 60 min)"),
+        "{err}"
+    );
+    // A failed batch blocked its fix (another commit, another batch) for an hour: the way out
+    // is named.
+    assert!(
+        err.to_string().ends_with(". Once none of that batch's nodes runs (one failed, and the rest were skipped), `batch finish lock-batch --batch run-1` releases it now, with a release of what it deployed"),
         "{err}"
     );
     // The batch's last step releases it, as any node of the batch may.

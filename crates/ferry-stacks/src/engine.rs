@@ -361,12 +361,12 @@ impl Engine {
     }
 
     /// Who refuses this engine's requests; `template`: a refusal of what a template holds,
-    /// `message` its words. A name another stack holds ([`names_taken`]) is refused by AWS
-    /// alike: no limit of the emulator.
+    /// `message` its words. What AWS refuses alike ([`refused_alike`]: a name another stack
+    /// holds, a missing export) is no limit of the emulator.
     fn refuser(&self, template: bool, message: &str) -> Refuser {
         match (self.options.emulator.is_some(), template) {
             (false, _) => Refuser::CloudFormation,
-            (true, true) if !names_taken(message) => Refuser::EmulatorJudgingTemplate,
+            (true, true) if !refused_alike(message) => Refuser::EmulatorJudgingTemplate,
             (true, _) => Refuser::Emulator,
         }
     }
@@ -1352,18 +1352,20 @@ pub fn verify(
     }
 }
 
-/// Whether a refusal says a name is taken by another stack (an export, as CloudFormation words
-/// it): AWS refuses that alike, so the emulator's refusal is no limit of its own.
-fn names_taken(message: &str) -> bool {
+/// Whether a refusal says what AWS refuses alike, so that the emulator's refusal is no limit
+/// of its own: a name another stack holds (an export, as CloudFormation words it), an import
+/// of an export no stack gives.
+fn refused_alike(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("export names must be unique")
         || m.contains("is already exported")
         || m.contains("already exists in stack")
+        || (m.contains("no export named") && m.contains("found"))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{names_taken, request_token};
+    use super::{refused_alike, request_token};
 
     #[test]
     fn request_tokens_are_unique_and_of_the_form_cloudformation_takes() {
@@ -1381,14 +1383,16 @@ mod tests {
     }
 
     #[test]
-    fn a_name_another_stack_holds_is_no_limit_of_the_emulator() {
-        assert!(names_taken(
+    fn what_aws_refuses_alike_is_no_limit_of_the_emulator() {
+        // An import of an export no stack gives (AWS: "No export named x found.").
+        assert!(refused_alike("No export named no-such-export found."));
+        assert!(refused_alike(
             "Export with name SharedGW-restApiId is already exported by stack x"
         ));
-        assert!(names_taken(
+        assert!(refused_alike(
             "Template error: Export names must be unique across a given region"
         ));
-        assert!(!names_taken(
+        assert!(!refused_alike(
             "Template format error: Unrecognized resource types"
         ));
     }

@@ -33,7 +33,7 @@ pub enum BatchCmd {
 pub struct BatchId {
     /// The batch this node belongs to: every node of one deploy gives the same id [default:
     /// FERRY_BATCH_ID; on GitHub Actions `github-<GITHUB_RUN_ID>`; in a CodeBuild batch build
-    /// `codebuild-<commit>`]
+    /// `codebuild-<commit>-<trigger>`]
     #[arg(long, value_name = "ID", value_parser = batch_id)]
     batch: Option<String>,
 }

@@ -11,6 +11,11 @@ pub struct InitArgs {
     /// Overwrite files that exist (ferry.toml, service.toml, the runner's files)
     #[arg(long)]
     force: bool,
+    /// Write only the files that do not exist yet (the service.toml of a service added since
+    /// init ran), leaving every existing one as it is: parameters filled in, links written by
+    /// hand
+    #[arg(long, conflicts_with = "force")]
+    only_missing: bool,
     /// Write only ferry.toml and the service.toml files, not the `cargo xtask` runner (xtask/,
     /// .cargo/config.toml, Cargo.toml, buildspec.yml). The default of `ferry init`
     #[arg(long)]
@@ -146,13 +151,28 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
         println!("dry run: nothing written");
         return Ok(());
     }
-    let written = ferry_init::write(root, &files, args.force).with_context(|| {
+    let written = if args.only_missing {
+        ferry_init::write_missing(root, &files)
+    } else {
+        ferry_init::write(root, &files, args.force)
+    }
+    .with_context(|| {
         format!(
             "failed to write Ferry's configuration into {}",
             root.display()
         )
     })?;
-    println!("wrote {}", written.written.join(", "));
+    if written.written.is_empty() {
+        println!("wrote nothing: every file is there already");
+    } else {
+        println!("wrote {}", written.written.join(", "));
+    }
+    if !written.kept.is_empty() {
+        println!(
+            "kept as they are: {} (what init would write there now: --dry-run)",
+            written.kept.join(", ")
+        );
+    }
     let paths: Vec<&str> = written.written.iter().map(String::as_str).collect();
     // Silent outside a git repository.
     if let Ok(repo) = ferry_changes::Repo::open(root) {

@@ -183,6 +183,17 @@ fn select(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<BTreeSet<String>> {
         req.head = ferry_changes::Head::Rev(head.clone());
     }
     let plan = super::plan::plan_at(ctx, &mut req, args.since.is_none())?;
+    // A base that cannot be used (a misspelt --since) makes its services count as changed, as
+    // in a plan, which says so: said here too, or a typo ran every script in silence.
+    for b in &plan.bases {
+        if let Some(why) = &b.unavailable {
+            eprintln!(
+                "warning: base `{}` is unusable ({why}): its {} service(s) count as changed",
+                ferry_ci::one_line(&b.base),
+                b.services.len()
+            );
+        }
+    }
     Ok(plan
         .services
         .iter()
