@@ -756,3 +756,68 @@ fn a_node_refused_before_it_deploys_leaves_the_stage_unlocked() {
     );
     assert_eq!(lock_holder().unwrap().batch.as_deref(), Some("r2"));
 }
+
+/// A node that joins while its batch's `batch finish` runs does nothing and takes away the lock
+/// its join may have brought back. Before, a node read the lock just before the finish deleted
+/// it and wrote it back just after: the finish said "released", the node deployed outside the
+/// batch's release, and the stage stayed locked for an hour. The finish's mark stands in for a
+/// finish under way here; a finish deletes it, whatever its end.
+#[test]
+fn a_node_joining_while_its_batch_finishes_does_nothing_and_leaves_no_lock() {
+    let p = "batch-finishing";
+    let r = diamond(p);
+    let store = RecordStore::new(
+        aws_sdk_ssm::Client::new(&config()),
+        "many",
+        &format!("/ferry/{p}/many"),
+    );
+    let (code, out, err) = run(
+        &mut xtask(&r, &["batch", "node", "many", "base", "--batch", "f1"]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    // The finish of f1 under way: its mark holds the batch's holder.
+    let holder = rt().block_on(store.lock_holder()).unwrap().unwrap();
+    rt().block_on(store.mark_finishing(&holder)).unwrap();
+    let (code, out, err) = run(
+        &mut xtask(&r, &["batch", "node", "many", "left", "--batch", "f1"]),
+        None,
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("batch node `left` of batch `f1` in stage `many` did nothing: its `batch finish` is under way"),
+        "{err}"
+    );
+    assert!(
+        !records(p, "many").contains_key("left"),
+        "left deployed nothing"
+    );
+    assert!(rt().block_on(store.lock_holder()).unwrap().is_none());
+    // Another batch's node is not held back by f1's mark (a finish killed before deleting it).
+    let (code, out, err) = run(
+        &mut xtask(&r, &["batch", "node", "many", "left", "--batch", "f2"]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    // f2's finish deletes the mark it writes, and releases the lock.
+    let (code, out, err) = run(
+        &mut xtask(&r, &["batch", "finish", "many", "--batch", "f2"]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("released by batch `f2`"), "{out}");
+    let (code, _, _) = run(
+        &mut xtask(
+            &r,
+            &[
+                "param",
+                "get",
+                "many",
+                &format!("/ferry/{p}/many/finishing"),
+            ],
+        ),
+        None,
+    );
+    assert_eq!(code, 1, "the finishing mark is gone");
+    assert!(rt().block_on(store.lock_holder()).unwrap().is_none());
+}

@@ -144,6 +144,21 @@ fn init_adopts_a_monorepo_and_its_runner_plans_right_away() {
         run(&mut xtask(r, &["init", "--only-missing", "--force"]), None).0,
         2
     );
+    // A service in a folder the kept ferry.toml does not cover: its service.toml is written,
+    // and init says that nothing would read it (before, validate passed without it).
+    file(
+        r,
+        "brandnew/svc/template.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    let (code, out, err) = run(&mut xtask(r, &["init", "--only-missing"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("wrote brandnew/svc/service.toml")
+            && out.contains("brandnew/svc: its service.toml is there, but ferry.toml's [project] services do not name its folder"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(r.join("brandnew")).unwrap();
 
     // `cargo xtask plan dev` in the adopted repository, built against this workspace (its lock
     // file and target folder, so nothing is downloaded or built twice), with this workspace's

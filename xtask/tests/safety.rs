@@ -218,6 +218,9 @@ fn a_stack_without_ferry_tags_is_adopted_only_when_asked() {
         .tags;
     assert_eq!(tags["ferry:project"], "adopt");
     assert_eq!(tags["ferry:stage-name"], "dev");
+    // The tags the other tool set are kept: Ferry sets only its own (before, an update
+    // replaced the stack's whole tag set).
+    assert_eq!(tags["made-by"], "serverless");
     ok(&mut xtask(&r, &["remove", "dev"]));
 }
 
@@ -282,6 +285,27 @@ fn init_keeps_the_stack_names_a_deploy_script_gave() {
         row(&out, "network").contains("skipped (up to date)"),
         "{out}"
     );
+    // Renamed, it keeps its stack (its name holds no {service}): taken over only with --adopt.
+    // Before, the stack was refused as another service's, and --adopt did not help.
+    let toml = std::fs::read_to_string(r.path().join("network/service.toml")).unwrap();
+    r.write(
+        "network/service.toml",
+        &toml.replacen("[service]\n", "[service]\nname = \"net\"\n", 1),
+    );
+    r.commit("network is net");
+    let (out, _) = fails(&mut xtask(&r, &["deploy", "dev"]));
+    assert!(
+        out.contains("is tagged for service `network`, which is no service any more: `net` was renamed from it"),
+        "{out}"
+    );
+    let (out, _) = ok(&mut xtask(&r, &["deploy", "dev", "--adopt"]));
+    assert!(!row(&out, "net").contains("FAILED"), "{out}");
+    let tags = rt()
+        .block_on(by_hand().describe("scripted-network-dev"))
+        .unwrap()
+        .unwrap()
+        .tags;
+    assert_eq!(tags["ferry:service"], "net");
     ok(&mut xtask(&r, &["remove", "dev"]));
 }
 

@@ -122,33 +122,51 @@ pub fn unseen(c: char) -> bool {
 /// person reads: a line break or a tab is a space, any other [`unseen`] character is written
 /// as its code (`\u{1b}`), so that it can neither steer a terminal nor forge a line of its own.
 pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(unseen) {
+    escaped(text, |c| matches!(c, '\n' | '\r' | '\t').then_some(' '))
+}
+
+/// `text` as a terminal may show it: every [`unseen`] character but a line break and a tab
+/// written as its code (`\u{1b}`), so that an escape sequence in it can neither set the
+/// terminal's title, clear it nor move the cursor to forge what was printed.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    escaped(text, |c| matches!(c, '\n' | '\t').then_some(c))
+}
+
+/// `text` with each [`unseen`] character written as `plain` gives it, else as its code.
+fn escaped(text: &str, plain: impl Fn(char) -> Option<char>) -> std::borrow::Cow<'_, str> {
+    let changed = |c: char| unseen(c) && plain(c) != Some(c);
+    if !text.chars().any(changed) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        match c {
-            '\n' | '\r' | '\t' => out.push(' '),
-            c if unseen(c) => out.extend(c.escape_unicode()),
-            c => out.push(c),
+        match plain(c) {
+            Some(p) if unseen(c) => out.push(p),
+            _ if unseen(c) => out.extend(c.escape_unicode()),
+            _ => out.push(c),
         }
     }
     std::borrow::Cow::Owned(out)
 }
 
-/// `text` as a part of a batch id (letters, digits, `-`, `_`, `.`, `:`, `/`): any other
-/// character is `_`, and at most `max` characters are kept.
+/// `text` as a part of a batch id (letters, digits, `-`, `_`, `.`, `:`, `/`), at most `max`
+/// characters: as it is when it fits; else any other character as `_`, cut, and ended by 8 hex
+/// digits of its SHA-256, so that two triggers alike in their first characters, or but for
+/// such a character (`a+b`, `a_b`), stay two batches.
 fn batch_id_part(text: &str, max: usize) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.:/".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(max)
-        .collect()
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.:/".contains(c);
+    if text.len() <= max && text.chars().all(allowed) {
+        return text.to_string();
+    }
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let kept: String = text
+        .chars()
+        .map(|c| if allowed(c) { c } else { '_' })
+        .take(max - hex.len() - 1)
+        .collect();
+    format!("{kept}-{hex}")
 }
 
 /// A yes/no variable's value (`FORCE_DEPLOY_ALL`, `CI`): `true`, `1` or `yes` is yes; `false`,
@@ -436,6 +454,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn text_from_outside_is_printable_and_steers_nothing() {
+        assert!(matches!(
+            printable("plain\ttext\nnext line"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            printable("a\u{1b}]0;pwned\u{7}b\rc\u{202e}d"),
+            "a\\u{1b}]0;pwned\\u{7}b\\u{d}c\\u{202e}d"
+        );
+    }
+
+    #[test]
     fn text_from_outside_is_one_line_that_steers_nothing() {
         assert!(matches!(
             one_line("plain text"),
@@ -619,11 +649,16 @@ mod tests {
             .unwrap()
         };
         assert_eq!(on("branch/feat-c"), "codebuild-abc-branch/feat-c");
-        assert_eq!(on("branch/feat+d@x"), "codebuild-abc-branch/feat_d_x");
-        assert_eq!(
-            on(&format!("branch/{}", "a".repeat(300))).len(),
-            "codebuild-abc-".len() + 60
+        // Changed or cut: a digest of the whole keeps two alike triggers apart.
+        let changed = on("branch/feat+d");
+        assert!(
+            changed.starts_with("codebuild-abc-branch/feat_d-"),
+            "{changed}"
         );
+        assert_ne!(changed, on("branch/feat_d"));
+        let long = |end: &str| on(&format!("branch/{}{end}", "a".repeat(70)));
+        assert_eq!(long("-v2").len(), "codebuild-abc-".len() + 60);
+        assert_ne!(long("-v2"), long("-v3"));
         let gh = ctx(&[("GITHUB_ACTIONS", "true"), ("GITHUB_RUN_ID", "991")]);
         assert_eq!(gh.batch_id.as_deref(), Some("github-991"));
         // FERRY_BATCH_ID wins everywhere, also outside CI.

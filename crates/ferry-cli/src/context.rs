@@ -224,12 +224,21 @@ impl Ctx {
     pub async fn register_secrets(&self, stage: &Stage, aws: &StageAws) -> anyhow::Result<()> {
         let ws = self.workspace()?;
         let masker = crate::ui::masker();
-        ferry_deploy::register_secrets(ws, stage, &aws.config, masker)
+        let warn = |stage: &Stage, done: ferry_deploy::Registered| {
+            for (name, why) in done.unreadable {
+                crate::ui::note(&crate::ui::mask(&format!(
+                    "warning: SecureString `{name}`, which a template reads, could not be read in stage `{}` ({why}): an output that echoes it would not be masked",
+                    stage.name
+                )));
+            }
+        };
+        let done = ferry_deploy::register_secrets(ws, stage, &aws.config, masker)
             .await
             .context("failed to read the SSM parameters the services reference")?;
+        warn(stage, done);
         for (other, config) in self.other_stages(stage).await? {
             let other = ws.stage(&other)?;
-            ferry_deploy::register_secrets(ws, &other, &config, masker)
+            let done = ferry_deploy::register_secrets(ws, &other, &config, masker)
                 .await
                 .with_context(|| {
                     format!(
@@ -237,6 +246,7 @@ impl Ctx {
                         other.name
                     )
                 })?;
+            warn(&other, done);
         }
         Ok(())
     }

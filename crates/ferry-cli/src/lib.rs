@@ -15,7 +15,7 @@
 // disk under `> file`) is kept by `ui::written` and fails the command once it is done.
 //
 // What they print quotes what Ferry does not control (a stack output, a parameter's value, a
-// branch name): standard error, read by people only, is always `ui::printable`; standard output
+// branch name): standard error, read by people only, is always `ferry_ci::printable`; standard output
 // is when it is a terminal, and left as it is for a program reading it (`param get` into a
 // variable, JSON).
 macro_rules! print {
@@ -39,7 +39,7 @@ macro_rules! eprint {
     ($($t:tt)*) => {{
         use std::io::Write as _;
         let text = format!($($t)*);
-        let text = $crate::ui::printable(&text);
+        let text = ferry_ci::printable(&text);
         $crate::ui::written(std::io::stderr().lock().write_all(text.as_bytes()), "stderr");
     }};
 }
@@ -50,7 +50,7 @@ macro_rules! eprintln {
     ($($t:tt)*) => {{
         use std::io::Write as _;
         let text = format!($($t)*) + "\n";
-        let text = $crate::ui::printable(&text);
+        let text = ferry_ci::printable(&text);
         $crate::ui::written(std::io::stderr().lock().write_all(text.as_bytes()), "stderr");
     }};
 }
@@ -283,11 +283,11 @@ pub fn exit(result: anyhow::Result<()>) -> ExitCode {
                 Some(masked) => masked.0.clone(),
                 None => m.mask(&e.to_string()),
             };
-            // They quote input too (a path, a `--service` value, a template's `Ref`): shown
-            // printable, so that none of it can steer the terminal.
-            eprintln!("error: {}", ui::printable(&top));
+            // They quote input too (a path, a `--service` value, a template's `Ref`): standard
+            // error shows it printable (see `eprintln!`), steering no terminal.
+            eprintln!("error: {top}");
             for cause in causes(&e) {
-                eprintln!("  caused by: {}", ui::printable(&m.mask(&cause)));
+                eprintln!("  caused by: {}", m.mask(&cause));
             }
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)

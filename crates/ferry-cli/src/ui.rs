@@ -16,37 +16,16 @@ pub fn mask(text: &str) -> String {
     masker().mask(text)
 }
 
-/// `text` for standard output: [`printable`] when that is a terminal, else as it is (a program
+/// `text` for standard output: [`ferry_ci::printable`] when that is a terminal, else as it is (a program
 /// reads it).
 pub fn for_stdout(text: String) -> String {
     use std::io::IsTerminal as _;
     static TERMINAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if *TERMINAL.get_or_init(|| std::io::stdout().is_terminal()) {
-        printable(&text).into_owned()
+        ferry_ci::printable(&text).into_owned()
     } else {
         text
     }
-}
-
-/// `text` as a terminal may show it: every control character but a line break and a tab, and
-/// every character that hides or steers text (a bidirectional override, a zero-width space),
-/// written as its code (`\u{1b}`). Errors, progress lines and tables quote what Ferry does not
-/// control (a path, a `--service` value, a stack's output or its failure reason), and an escape
-/// sequence among it would set the terminal's title, clear the screen or forge a line.
-pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    let hidden = |c: char| ferry_ci::unseen(c) && c != '\n' && c != '\t';
-    if !text.chars().any(hidden) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if hidden(c) {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
 }
 
 /// The clock of one command: every progress line starts with the seconds since it began.
@@ -153,9 +132,9 @@ pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String 
 }
 
 /// [`table`] with as many columns as the header has (e.g. one per stage). A cell is shown
-/// [`printable`], a line break in it too (`\u{a}`): one row is one line.
+/// [`ferry_ci::printable`], a line break in it too (`\u{a}`): one row is one line.
 pub fn columns(header: &[&str], rows: &[Vec<&str>]) -> String {
-    let cell = |c: &str| printable(c).replace('\n', "\\u{a}");
+    let cell = |c: &str| ferry_ci::printable(c).replace('\n', "\\u{a}");
     let header: Vec<String> = header.iter().map(|c| cell(c)).collect();
     let rows: Vec<Vec<String>> = rows
         .iter()
@@ -394,15 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn text_from_outside_cannot_steer_the_terminal() {
-        assert!(matches!(
-            printable("plain\ttext\nnext line"),
-            std::borrow::Cow::Borrowed(_)
-        ));
-        assert_eq!(
-            printable("a\u{1b}]0;pwned\u{7}b\rc\u{202e}d"),
-            "a\\u{1b}]0;pwned\\u{7}b\\u{d}c\\u{202e}d"
-        );
+    fn a_table_cell_is_one_line_that_steers_nothing() {
         let rows = [["x\ny".to_string(), "\u{1b}[2J".to_string()]];
         assert_eq!(
             table(["A", "B"], &rows),

@@ -199,6 +199,18 @@ pub async fn get(
     masker: &Masker,
 ) -> Result<Parameter, CredentialsError> {
     ferry_manifest::check_ssm_read_name(name)?;
+    get_as_written(client, stage, name, masker).await
+}
+
+/// [`get`] of a name as a template gives it to CloudFormation (`{{resolve:ssm-secure:NAME}}`):
+/// not checked to be hierarchical, as SSM also holds names without a `/` (`DbPassword`); SSM
+/// judges it.
+pub async fn get_as_written(
+    client: &Client,
+    stage: &str,
+    name: &str,
+    masker: &Masker,
+) -> Result<Parameter, CredentialsError> {
     let not_found = || match ferry_manifest::split_ssm_selector(name) {
         (base, Some(selector)) => CredentialsError::SelectorNotFound {
             name: base.to_string(),

@@ -168,15 +168,21 @@ pub(crate) fn dynamic_ssm_references(template: &str) -> BTreeSet<String> {
 /// The SecureStrings `template` reads through `{{resolve:ssm-secure:NAME}}` (`NAME:VERSION`
 /// when pinned), each a name SSM may have (see [`dynamic_ssm_references`]).
 fn secure_dynamic_references(template: &str) -> BTreeSet<String> {
-    const PREFIX: &str = "{{resolve:ssm-secure:";
-    template
-        .split(PREFIX)
-        .skip(1)
-        .filter_map(|after| after.split_once("}}").map(|(inner, _)| inner))
-        // The whole template's text is read: a name built by `Fn::Sub`, or holding what no
-        // SSM name holds, is passed over.
-        .filter(|inner| !inner.contains("${") && ferry_manifest::check_ssm_read_name(inner).is_ok())
-        .map(str::to_string)
+    ferry_manifest::dynamic_ssm_references(template)
+        .into_iter()
+        .filter(|r| r.secure)
+        // The whole template's text is read: a name built by `Fn::Sub`, or holding what no SSM
+        // name holds, is passed over. SSM holds names without a `/` too (`DbPassword`):
+        // checked as the hierarchical name they would be.
+        .filter(|r| {
+            let hierarchical = if r.written.starts_with('/') {
+                r.written.to_string()
+            } else {
+                format!("/{}", r.written)
+            };
+            !r.name.contains("${") && ferry_manifest::check_ssm_read_name(&hierarchical).is_ok()
+        })
+        .map(|r| r.written.to_string())
         .collect()
 }
 
@@ -272,57 +278,82 @@ pub(crate) fn check_secret_parameters(
     Ok(())
 }
 
+/// What [`register_secrets`] did: how many names it read, and the SecureStrings a template
+/// reads itself that could not be read (name, why), which are not masked.
+#[derive(Debug, Default)]
+pub struct Registered {
+    pub names: usize,
+    pub unreadable: Vec<(String, String)>,
+}
+
 /// Registers with `masker` every SecureString value the stage's services reference (one
 /// GetParameter per name, and the values it had before: a rotated secret still lives in the
 /// stacks until they deploy again), so that wherever one reappears (a stack output that echoes
-/// it, a test's output) it is masked. Returns how many names were read.
+/// it, a test's output) it is masked: those their `[parameters]` read, which must be readable,
+/// and those their templates read themselves (`{{resolve:ssm-secure:NAME}}`, given to
+/// CloudFormation as written, perhaps only in another stage's branch of an `Fn::If`), which are
+/// passed over, and returned, when they cannot be read.
 pub async fn register_secrets(
     ws: &Workspace,
     stage: &Stage,
     config: &SdkConfig,
     masker: &Masker,
-) -> Result<usize, ferry_credentials::CredentialsError> {
+) -> Result<Registered, ferry_credentials::CredentialsError> {
     let lookups = Lookups {
         project: &ws.project.name,
         stage,
         outputs: &|_, _| None,
         ssm: &|_| None,
     };
-    let mut names: BTreeSet<String> = ws
+    let names: BTreeSet<String> = ws
         .services
         .iter()
         .flat_map(|s| ferry_outputs::ssm_names(s, &lookups))
         .collect();
-    // And the SecureStrings a template reads itself, which CloudFormation resolves
-    // (`{{resolve:ssm-secure:NAME}}`): an output may echo one too.
-    for s in ws
+    let in_templates: BTreeSet<String> = ws
         .services
         .iter()
         .filter(|s| s.kind != ferry_manifest::ServiceKind::Serverless)
-    {
-        if let Ok(text) = std::fs::read_to_string(ws.root.join(s.template_path())) {
-            names.extend(secure_dynamic_references(&text));
-        }
-    }
-    if names.is_empty() {
-        return Ok(0);
+        .filter_map(|s| std::fs::read_to_string(ws.root.join(s.template_path())).ok())
+        .flat_map(|text| secure_dynamic_references(&text))
+        .filter(|n| !names.contains(n))
+        .collect();
+    let mut done = Registered {
+        names: names.len() + in_templates.len(),
+        ..Registered::default()
+    };
+    if done.names == 0 {
+        return Ok(done);
     }
     let client = aws_sdk_ssm::Client::new(config);
+    let not_there = |e: &ferry_credentials::CredentialsError| {
+        matches!(
+            e,
+            ferry_credentials::CredentialsError::ParameterNotFound { .. }
+                | ferry_credentials::CredentialsError::SelectorNotFound { .. }
+        )
+    };
     for name in &names {
         match ssm::get(&client, &stage.name, name, masker).await {
             Ok(p) if p.secure => {
                 // Best effort: the current value is masked whatever happens.
                 let _ = ssm::register_history(&client, &stage.name, name, masker).await;
             }
-            Ok(_)
-            | Err(
-                ferry_credentials::CredentialsError::ParameterNotFound { .. }
-                | ferry_credentials::CredentialsError::SelectorNotFound { .. },
-            ) => {}
+            Ok(_) => {}
+            Err(e) if not_there(&e) => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(names.len())
+    for name in &in_templates {
+        match ssm::get_as_written(&client, &stage.name, name, masker).await {
+            Ok(_) => {
+                let _ = ssm::register_history(&client, &stage.name, name, masker).await;
+            }
+            Err(e) if not_there(&e) => {}
+            Err(e) => done.unreadable.push((name.clone(), e.to_string())),
+        }
+    }
+    Ok(done)
 }
 
 /// What stands in for an SSM value in the hashed view: a SecureString by its name and revision
@@ -370,13 +401,14 @@ mod tests {
             "C": "{{resolve:ssm-secure:/shop/dev/pinned:3}}",
             "D": {"Fn::Sub": "{{resolve:ssm-secure:/shop/${Env}/x}}"},
             "E": "{{resolve:ssm-secure:bad name}}",
+            "H": "{{resolve:ssm-secure:IAMUserPassword:10}}",
             "G": "{{resolve:ssm-secure:/shop/dev/db}} again, {{resolve:ssm-secure:unclosed"
         }}}}"#;
         assert_eq!(
             super::secure_dynamic_references(template)
                 .into_iter()
                 .collect::<Vec<_>>(),
-            ["/shop/dev/db", "/shop/dev/pinned:3"]
+            ["/shop/dev/db", "/shop/dev/pinned:3", "IAMUserPassword:10"]
         );
     }
 }

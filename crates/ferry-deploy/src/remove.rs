@@ -148,7 +148,7 @@ pub enum RemoveError {
         source: Box<StackError>,
     },
     #[error(
-        "nothing was deleted: `{orphan}` is no service of the checkout, but the stack its record names, {stack}, is the stack of service `{service}` (a service renamed whose stack kept its name, as a Serverless Framework service's does): that stack is in use, not an orphan"
+        "nothing was deleted: `{orphan}` is no service of the checkout, but the stack its record names, {stack}, is the stack of service `{service}` (a service renamed whose stack kept its name, as one that names its stack itself does): that stack is in use, not an orphan"
     )]
     OrphanInUse {
         orphan: String,
@@ -265,8 +265,8 @@ pub async fn remove(
             return Err(RemoveError::OrphansNotJudged { judged });
         }
         // A record of a name no service has any more may still name a live stack: one whose
-        // name does not come from the service's (a Serverless service renamed in service.toml
-        // keeps its framework's stack). Deleting it would take down a running service.
+        // name does not come from the service's (a service renamed in service.toml that names its
+        // stack itself keeps it: a Serverless service, a `stack-name` without `{service}`). Deleting it would take down a running service.
         for (orphan, stack) in &orphans {
             if let Some(s) = ws
                 .services

@@ -1620,21 +1620,18 @@ async fn deploy_one(
 }
 
 /// The service gone from the checkout whose record names `stack`: the name `service`, which
-/// deploys `stack`, had before it was renamed (see [`StackSpec::renamed_from`]). Only a
-/// Serverless Framework service keeps its stack through a rename (its framework names it), so
-/// both must be one: another kind's stack named by a new service is another service's stack.
+/// deploys `stack`, had before it was renamed (see [`StackSpec::renamed_from`]). Only a service
+/// that names its stack itself keeps it through a rename (a Serverless service's framework
+/// names it; a `stack-name` without `{service}`): one whose stack is named after it has a new
+/// stack once renamed. Both are of one kind: a service of another kind naming the stack is
+/// another service, not the same one renamed.
 fn renamed_from(ctx: &DeployContext<'_>, service: &Service, stack: &str) -> Option<String> {
-    if !service.kind.keeps_stack_when_renamed() {
-        return None;
-    }
+    service.stack_name.as_ref()?;
     ctx.previous
         .iter()
         .find(|(name, r)| {
             r.stack == stack
-                && r.kind
-                    .as_deref()
-                    .and_then(ServiceKind::from_name)
-                    .is_some_and(ServiceKind::keeps_stack_when_renamed)
+                && r.kind.as_deref() == Some(service.kind.as_str())
                 && ctx.ws.service(name).is_none()
         })
         .map(|(name, _)| name.clone())

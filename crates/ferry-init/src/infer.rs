@@ -80,12 +80,18 @@ pub(crate) fn links(
         })
         .collect();
 
-    // The stack name each CloudFormation or SAM service's stack gets, in Ferry's syntax:
-    // `{service}-{stage}`, the default `ferry.toml` keeps. A Serverless service's is its
-    // framework's (`provider.stackName`, a program, variables): not written for it.
+    // The stack name each CloudFormation or SAM service's stack gets, in Ferry's syntax: the
+    // `stack-name` its deploy scripts gave it, else `{service}-{stage}`, the default
+    // `ferry.toml` keeps. A Serverless service's is its framework's (`provider.stackName`, a
+    // program, variables): not written for it.
     let stack_of: Vec<Option<String>> = services
         .iter()
-        .map(|f| (f.kind != ServiceKind::Serverless).then(|| format!("{}-${{stage}}", f.name)))
+        .map(|f| {
+            (f.kind != ServiceKind::Serverless).then(|| match &f.stack_name {
+                Some((pattern, _)) => pattern.replace("{stage}", "${stage}"),
+                None => format!("{}-${{stage}}", f.name),
+            })
+        })
         .collect();
     for i in 0..services.len() {
         let mut deps: BTreeMap<String, String> = BTreeMap::new();
@@ -257,10 +263,9 @@ pub(crate) fn links(
         svc.inputs.extend(inputs);
         svc.region = region;
         let base = said[i].literal_service.as_deref().unwrap_or(&svc.name);
-        svc.stack_name = said[i]
-            .unreadable_stack_name
-            .clone()
-            .map(|why| (format!("{base}-{{stage}}"), why));
+        if let Some(why) = said[i].unreadable_stack_name.clone() {
+            svc.stack_name = Some((format!("{base}-{{stage}}"), why));
+        }
     }
 }
 

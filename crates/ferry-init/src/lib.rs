@@ -320,10 +320,11 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
     if let Some(c) = &mut compose {
         compose::names(c, &mut services, &mut notes);
     }
-    infer::links(root, &mut services, &workspace.packages, &mut notes);
     // The stacks the repository's own deploy steps made (`--stack-name orders-$STAGE`): Ferry
-    // updates those, not new ones beside them.
+    // updates those, not new ones beside them. Known before the links, which may pass a
+    // stack's name to an importer.
     scripted_stack_names(root, &framework, &mut services, &mut notes);
+    infer::links(root, &mut services, &workspace.packages, &mut notes);
     if let Some(c) = &compose {
         compose::links(c, &mut services, &mut notes);
     }
@@ -464,6 +465,10 @@ fn scripted_stack_names(
             continue;
         };
         if pattern == stack_pattern(framework, s) {
+            notes.push(format!(
+                "{}/{}: {why}, the name Ferry gives it too; those stacks carry no Ferry tags yet: deploy each stage of it once with --adopt",
+                s.dir, s.file
+            ));
             continue;
         }
         let taken = services

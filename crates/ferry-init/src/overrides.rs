@@ -270,22 +270,29 @@ fn scripts_in(folder: &Path) -> Vec<String> {
     scripts
 }
 
-/// `stack_name` of `samconfig.toml`'s deploy parameters, (environment, name): the `default`
+/// `stack_name` of `samconfig.toml`'s `deploy` (else `global`) parameters, (environment, name):
+/// the `default`
 /// environment's, else each named environment's with its name read as the stage
 /// (`orders-prod` of `[prod]` is `orders-${STAGE}`).
 fn samconfig_stack_names(text: &str) -> Result<Vec<(String, String)>, String> {
     let doc = DeTable::parse(text).map_err(|e| e.to_string())?;
     let mut names: Vec<(String, String)> = Vec::new();
     for (env, table) in doc.get_ref() {
-        let name = table
-            .get_ref()
-            .as_table()
-            .and_then(|t| t.get("deploy"))
-            .and_then(|d| d.get_ref().as_table())
-            .and_then(|d| d.get("parameters"))
-            .and_then(|p| p.get_ref().as_table())
-            .and_then(|p| p.get("stack_name"))
-            .and_then(|v| v.get_ref().as_str());
+        // `deploy`'s, else `global`'s (where `sam init` writes it).
+        let name = ["deploy", "global"].into_iter().find_map(|command| {
+            table
+                .get_ref()
+                .as_table()?
+                .get(command)?
+                .get_ref()
+                .as_table()?
+                .get("parameters")?
+                .get_ref()
+                .as_table()?
+                .get("stack_name")?
+                .get_ref()
+                .as_str()
+        });
         if let Some(name) = name {
             let env = env.get_ref().to_string();
             let name = if env == "default" {

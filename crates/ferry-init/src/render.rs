@@ -22,11 +22,9 @@ fn quoted(s: &str) -> String {
 }
 
 /// Text from scanned files, made safe for one comment line: a line break in it would end the
-/// comment and make the rest TOML.
+/// comment and make the rest TOML (see [`ferry_ci::one_line`]).
 fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    ferry_ci::one_line(s).into_owned()
 }
 
 /// A path as the glob that matches it alone: its `[`, `]`, `{`, `}` and `?` escaped (a folder

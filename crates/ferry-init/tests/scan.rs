@@ -1996,10 +1996,21 @@ fn stack_names_the_deploy_scripts_give_are_kept() {
     let r = dir.path();
     let cfn = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n";
     for d in [
-        "network", "orders", "prodonly", "billing", "literal", "api", "copy", "plain",
+        "orders", "prodonly", "billing", "literal", "api", "copy", "plain",
     ] {
         file(r, &format!("{d}/template.yaml"), cfn);
     }
+    // network exports by its stack's name; app imports through a parameter naming that stack.
+    file(
+        r,
+        "network/template.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueArn:\n    Value: !GetAtt Q.Arn\n    Export:\n      Name: !Sub \"${AWS::StackName}-QueueArn\"\n",
+    );
+    file(
+        r,
+        "app/template.yaml",
+        "Parameters:\n  NetworkStack:\n    Type: String\nResources:\n  T:\n    Type: AWS::SNS::Topic\n    Properties:\n      DisplayName: !ImportValue\n        Fn::Sub: \"${NetworkStack}-QueueArn\"\n",
+    );
     // A script: the stage variable, in `--flag value` and `--flag=value` form.
     file(
         r,
@@ -2011,11 +2022,12 @@ fn stack_names_the_deploy_scripts_give_are_kept() {
         "plain/Makefile",
         "deploy:\n\tsam deploy --stack-name=plain-$${ENV}-v2 --capabilities CAPABILITY_IAM\n",
     );
-    // samconfig.toml: named environments that agree once their name is read as the stage.
+    // samconfig.toml: named environments that agree once their name is read as the stage (in
+    // `deploy` or `global` parameters, where `sam init` writes it).
     file(
         r,
         "orders/samconfig.toml",
-        "version = 0.1\n[dev.deploy.parameters]\nstack_name = \"shop-orders-dev\"\n[prod.deploy.parameters]\nstack_name = \"shop-orders-prod\"\n",
+        "version = 0.1\n[dev.global.parameters]\nstack_name = \"shop-orders-dev\"\n[prod.deploy.parameters]\nstack_name = \"shop-orders-prod\"\n",
     );
     // Hostile or unknowable: environments that disagree, a variable Ferry cannot know, one stack
     // for every stage, a name another service's stack has, a deploy of another template.
@@ -2061,6 +2073,15 @@ fn stack_names_the_deploy_scripts_give_are_kept() {
     for n in ["prodonly", "billing", "literal", "copy", "api"] {
         assert_eq!(stack(n), None, "{n}");
     }
+    // The importer is given the stack name the scripts gave (before, `network-${stage}`, a
+    // stack that does not exist).
+    let app = s.services.iter().find(|f| f.name == "app").unwrap();
+    assert_eq!(
+        app.parameters.get("NetworkStack").map(|(v, _)| v.as_str()),
+        Some("shop-network-${stage}"),
+        "{:#?}",
+        s.notes
+    );
     let notes = s.notes.join("\n");
     for want in [
         "network/template.yaml: stack-name `shop-network-{stage}` written, as network/deploy.sh names its stacks: shop-network-$STAGE; those stacks carry no Ferry tags yet: deploy each stage of it once with --adopt",

@@ -210,13 +210,6 @@ impl ServiceKind {
         }
     }
 
-    /// Whether a service of this kind keeps its stack when its name in `service.toml` changes:
-    /// a Serverless Framework service's stack is named by its framework; every other kind's
-    /// by Ferry, after the service.
-    pub fn keeps_stack_when_renamed(self) -> bool {
-        self == ServiceKind::Serverless
-    }
-
     pub fn from_name(name: &str) -> Option<ServiceKind> {
         ServiceKind::ALL
             .iter()

@@ -90,13 +90,16 @@ pub const SSM_PARAMETER_TYPE: &str = "AWS::SSM::Parameter::Value<";
 pub const SECRETS_MANAGER_REFERENCE: &str = "/aws/reference/secretsmanager/";
 
 /// A CloudFormation dynamic reference to an SSM parameter, `{{resolve:ssm:NAME}}` or
-/// `{{resolve:ssm-secure:NAME}}`, as written: the name without its `:VERSION`, and whether one
-/// pinned it. A name may hold a substitution (`${Env}` of an `Fn::Sub`), known only when it
-/// deploys: the caller judges.
+/// `{{resolve:ssm-secure:NAME}}`, as written: the name without its `:VERSION`, whether one
+/// pinned it, and whether it is an `ssm-secure` one. A name may hold a substitution (`${Env}`
+/// of an `Fn::Sub`), known only when it deploys: the caller judges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DynamicSsmReference<'a> {
     pub name: &'a str,
     pub pinned: bool,
+    pub secure: bool,
+    /// The name as written, its `:VERSION` included.
+    pub written: &'a str,
 }
 
 /// The dynamic references to SSM parameters in `text` (one string of a template, or a whole
@@ -110,14 +113,18 @@ pub fn dynamic_ssm_references(text: &str) -> Vec<DynamicSsmReference<'_>> {
             let Some(end) = after.find("}}") else { break };
             let inner = &after[..end];
             // A name, then `:VERSION` (digits) when pinned.
-            out.push(match inner.rsplit_once(':') {
+            let secure = prefix == "{{resolve:ssm-secure:";
+            let (name, pinned) = match inner.rsplit_once(':') {
                 Some((name, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
-                    DynamicSsmReference { name, pinned: true }
+                    (name, true)
                 }
-                _ => DynamicSsmReference {
-                    name: inner,
-                    pinned: false,
-                },
+                _ => (inner, false),
+            };
+            out.push(DynamicSsmReference {
+                name,
+                pinned,
+                secure,
+                written: inner,
             });
             rest = &after[end + 2..];
         }
@@ -207,7 +214,12 @@ mod tests {
 
     #[test]
     fn dynamic_references_give_their_names_and_whether_a_version_pins_them() {
-        let r = |name, pinned| DynamicSsmReference { name, pinned };
+        let r = |name: &'static str, pinned| DynamicSsmReference {
+            name,
+            pinned,
+            secure: name == "db",
+            written: if name == "db" { "db:2" } else { name },
+        };
         assert_eq!(
             dynamic_ssm_references(
                 "a {{resolve:ssm-secure:db:2}} b {{resolve:ssm:/x/y}} {{resolve:ssm:/x/${Env}}} {{resolve:ssm:z:}} {{resolve:ssm:/open"

@@ -261,7 +261,7 @@ permissions:
   contents: read
 
 concurrency:
-  group: ferry-deploy-${{{{ github.ref }}}}
+  group: ferry-deploy-${{{{ {group} }}}}
   cancel-in-progress: false
 
 env:
@@ -269,7 +269,14 @@ env:
   CI: \"true\"
 
 jobs:",
-        github_triggers(rules)
+        github_triggers(rules),
+        // A pull request merged is closed on its base's ref: its run (a prune) joins a group of
+        // its own, so that it neither cancels nor is cancelled by a pending deploy of the base.
+        group = if rules.pull_requests.is_some() {
+            "github.event.action == 'closed' && format('closed-pr-{0}', github.event.number) || github.ref"
+        } else {
+            "github.ref"
+        }
     );
     let steps = |run: &str| {
         format!(
@@ -476,6 +483,12 @@ mod tests {
                 .unwrap()["run"],
             "ferry batch finish --from-ci && ferry previews prune --from-ci"
         );
+        // A merged pull request's run is on its base's ref: a group of its own, so that it
+        // neither cancels nor is cancelled by a pending deploy of the base.
+        assert_eq!(
+            wf["concurrency"]["group"],
+            "ferry-deploy-${{ github.event.action == 'closed' && format('closed-pr-{0}', github.event.number) || github.ref }}"
+        );
 
         // Branches only: no tags, no pull requests.
         let on_branches = self::on(&ferry_ci::StageRules {
@@ -489,6 +502,10 @@ mod tests {
             ..Default::default()
         });
         assert!(branches_only["jobs"]["wave-0"].get("if").is_none());
+        assert_eq!(
+            branches_only["concurrency"]["group"],
+            "ferry-deploy-${{ github.ref }}"
+        );
 
         // No rules: by hand only.
         let none = self::on(&ferry_ci::StageRules::default());

@@ -447,12 +447,13 @@ fn services_gone(
         match ws.service(&b.name) {
             None => {
                 let stack = base_ws.service_stack_name(b, &base_stage);
-                // The service deploying to that stack now, if any (a Serverless service
-                // renamed, or moved and renamed, keeps its stack: its framework names it; a
-                // service of another kind never does).
+                // The service deploying to that stack now, if any: one that names its stack
+                // itself (a Serverless service's framework, a `stack-name` without
+                // `{service}`) keeps it when renamed, or moved and renamed; one whose stack
+                // is named after it never does, nor does one of another kind.
                 let same_stack = ws.services.iter().find(|s| {
-                    b.kind.keeps_stack_when_renamed()
-                        && s.kind.keeps_stack_when_renamed()
+                    s.kind == b.kind
+                        && s.stack_name.is_some()
                         && ws.service_stack_name(s, stage) == stack
                 });
                 let renamed_to = same_stack.or(at_old_dir).map(|s| s.name.clone());

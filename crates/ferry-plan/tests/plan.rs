@@ -744,7 +744,7 @@ fn planned_from_records_a_removed_service_is_said_whatever_the_others_bases() {
 }
 
 #[test]
-fn only_a_serverless_service_keeps_its_stack_through_a_rename() {
+fn a_service_of_another_kind_naming_a_gone_services_stack_is_no_rename() {
     let (r, base) = monorepo();
     // worker (CloudFormation, stack worker-dev) goes; a new Serverless service in another
     // folder names that very stack. It is no rename: worker's stack is not kept for it.

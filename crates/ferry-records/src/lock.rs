@@ -863,6 +863,36 @@ impl RecordStore {
         }
     }
 
+    fn finishing_name(&self) -> String {
+        format!("{}finishing", self.path)
+    }
+
+    /// Marks `holder`'s batch as finishing (`<path>finishing`): written by `batch finish`
+    /// before it writes the batch's release and checks for nodes still at work, deleted
+    /// ([`unmark_finishing`](Self::unmark_finishing)) once it released the lock or left it to
+    /// them. A node that joins meanwhile finds it ([`finishing`](Self::finishing)) and does no
+    /// work: SSM has no compare-and-swap, and its join, read before the finish deleted the lock
+    /// and written after, brought the lock back after the finish said it was released.
+    pub async fn mark_finishing(&self, holder: &LockHolder) -> Result<(), RecordError> {
+        let value = serde_json::to_string(holder).expect("a holder serialises");
+        self.put_value(&self.finishing_name(), &value).await
+    }
+
+    /// Deletes the finishing mark (absent is fine).
+    pub async fn unmark_finishing(&self) -> Result<(), RecordError> {
+        self.delete_parameter(&self.finishing_name()).await
+    }
+
+    /// Whether `holder`'s batch is marked as finishing ([`mark_finishing`](Self::mark_finishing)).
+    /// Another batch's mark (a finish killed before it deleted it) is no matter of this one's.
+    pub async fn finishing(&self, holder: &LockHolder) -> Result<bool, RecordError> {
+        Ok(self
+            .get_value(&self.finishing_name())
+            .await?
+            .and_then(|text| serde_json::from_str::<LockHolder>(&text).ok())
+            .is_some_and(|h| h.batch == holder.batch && h.token == holder.token))
+    }
+
     pub(crate) fn node_name(&self, service: &str) -> String {
         format!("{}nodes/{service}", self.path)
     }

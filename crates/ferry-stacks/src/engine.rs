@@ -46,8 +46,9 @@ pub struct StackSpec {
     /// one tagged for the service `renamed_from`.
     pub adopt: bool,
     /// The service of this project and stage that this one was renamed from, when that service
-    /// is gone and its record names this stack (a Serverless Framework service keeps its stack,
-    /// named by the framework, when Ferry's name for it changes). A stack tagged for it is
+    /// is gone and its record names this stack (a service that names its stack itself, a
+    /// Serverless Framework service or one with a `stack-name` without `{service}`, keeps it
+    /// when Ferry's name for it changes). A stack tagged for it is
     /// taken over with `adopt`, and refused without, saying so.
     pub renamed_from: Option<String>,
 }
@@ -70,8 +71,9 @@ pub struct DeployOptions {
     /// CreateStack safe on AWS, and answers HTTP 500 to a template it cannot create after
     /// recording the stack (or an update it failed after applying part of it): a retry was told
     /// "already exists" (or "no updates are to be performed"), hiding that error, so each
-    /// request that starts an operation is sent once. `None`: AWS (or another endpoint), as
-    /// usual.
+    /// request that starts an operation (CreateStack, UpdateStack, a change set's creation and
+    /// execution) is sent once; DeleteStack and ContinueUpdateRollback, which change nothing
+    /// when repeated, are retried. `None`: AWS (or another endpoint), as usual.
     pub emulator: Option<Duration>,
 }
 
@@ -897,6 +899,20 @@ impl Engine {
             .collect()
     }
 
+    /// Sends UpdateStack for `spec`: `Ok(false)` when CloudFormation finds nothing to change.
+    async fn update_directly(&self, spec: &StackSpec) -> Result<bool, StackError> {
+        let req = self
+            .client
+            .update_stack()
+            .stack_name(&spec.name)
+            .client_request_token(request_token());
+        match send_operation!(self, with_stack_input!(req, spec)) {
+            Ok(_) => Ok(true),
+            Err(e) if is_no_change(&service_message(&e)) => Ok(false),
+            Err(e) => Err(self.api(&spec.name, "UpdateStack", &e)),
+        }
+    }
+
     /// Whether `spec` gives the stack a tag it lacks or another value of one it has.
     fn retags(spec: &StackSpec, current: &Current) -> bool {
         Self::tags(spec).iter().any(|t| {
@@ -998,51 +1014,43 @@ impl Engine {
             outputs: c.outputs,
             last_updated: c.last_updated,
         };
+        // Ferry sets only its own tags; every other tag the stack has (a team's, a cost
+        // centre's, set by the tool that deployed it before Ferry adopted it) is passed on, as
+        // an update replaces a stack's whole tag set.
+        let kept = StackSpec {
+            tags: current
+                .tags
+                .iter()
+                .filter(|(k, _)| !k.starts_with("ferry:") && !k.starts_with("aws:"))
+                .chain(&spec.tags)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..spec.clone()
+        };
+        let spec = &kept;
         let mut watch = self.watch(&current.id).await;
-        match spec.method {
-            Method::Direct => {
-                let req = self
-                    .client
-                    .update_stack()
-                    .stack_name(name)
-                    .client_request_token(request_token());
-                if let Err(e) = send_operation!(self, with_stack_input!(req, spec)) {
-                    if is_no_change(&service_message(&e)) {
-                        self.protect_if(spec, was_protected).await?;
-                        return Ok(unchanged(current));
-                    }
-                    return Err(self.api(name, "UpdateStack", &e));
-                }
-            }
+        let started = match spec.method {
+            Method::Direct => self.update_directly(spec).await?,
+            // A change set that changes only the stack's tags changes nothing to CloudFormation
+            // when no resource takes tags (and always to the emulator), yet the tags must be
+            // set: a stack adopted with the template its earlier tool deployed, one taken over
+            // for a renamed service, a named stage's mark. UpdateStack sets them.
             Method::ChangeSet => {
-                if self
-                    .change_set(spec, ChangeSetType::Update, deadline)
+                self.change_set(spec, ChangeSetType::Update, deadline)
                     .await?
-                    .is_none()
-                {
-                    if !Self::retags(spec, &current) {
-                        self.protect_if(spec, was_protected).await?;
-                        return Ok(unchanged(current));
-                    }
-                    // A change set that changes only the stack's tags changes nothing to
-                    // CloudFormation when no resource takes tags (and always to the emulator),
-                    // yet the tags must be set: a stack adopted with the template its earlier
-                    // tool deployed, one taken over for a renamed service, a named stage's mark.
-                    // UpdateStack sets them.
-                    let req = self
-                        .client
-                        .update_stack()
-                        .stack_name(name)
-                        .client_request_token(request_token());
-                    if let Err(e) = send_operation!(self, with_stack_input!(req, spec)) {
-                        if is_no_change(&service_message(&e)) {
-                            self.protect_if(spec, was_protected).await?;
-                            return Ok(unchanged(current));
-                        }
-                        return Err(self.api(name, "UpdateStack", &e));
-                    }
-                }
+                    .is_some()
+                    || (Self::retags(spec, &current) && self.update_directly(spec).await?)
             }
+        };
+        if !started {
+            if Self::retags(spec, &current) {
+                return Err(StackError::TagsNotSet {
+                    stack: name.to_string(),
+                    by: self.refuser(false, ""),
+                });
+            }
+            self.protect_if(spec, was_protected).await?;
+            return Ok(unchanged(current));
         }
         let end = self
             .wait(name, &current.id, deadline, &mut watch, on, false)

@@ -106,9 +106,13 @@ pub enum StackError {
     )]
     TerminationProtected { stack: String },
     #[error(
-        "stack {stack} exists but has no Ferry tags (it was made by another tool or by hand); pass --adopt to take it over (Ferry tags it, then updates or deletes it), or give this project's stacks other names (stack-name in ferry.toml)"
+        "stack {stack} exists but has no Ferry tags (it was made by another tool or by hand); pass --adopt to take it over (Ferry tags it, then updates or deletes it), or give this project's stacks other names (stack-name in ferry.toml, or a service's in its service.toml)"
     )]
     Unmanaged { stack: String },
+    #[error(
+        "stack {stack} could not be given Ferry's tags: {by} found nothing to change in an update whose only change is the stack's tags (the local emulator does so for a template with parameters), so it stays untagged and the next deploy would refuse it; change its template once (a `Metadata` entry will do), then deploy with --adopt again"
+    )]
+    TagsNotSet { stack: String, by: Refuser },
     #[error("stack {stack}: {source}")]
     Api {
         stack: String,

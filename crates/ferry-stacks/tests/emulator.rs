@@ -530,3 +530,47 @@ async fn an_emulator_refusal_in_json_is_said_by_its_code_and_message() {
     assert!(!err.contains("not an AWS response"), "{err}");
     assert!(err.contains("ResourceAlreadyExistsException"), "{err}");
 }
+
+/// A stack another tool deployed, adopted with the template and parameters it has: the only
+/// change is Ferry's tags. The emulator takes no UpdateStack whose only change is the tags of
+/// a stack with parameters ("No updates are to be performed"), so the tags cannot be set: that
+/// is an error, not the success it was reported as (the stack stayed untagged, and the next
+/// deploy and remove refused it).
+#[tokio::test]
+async fn an_adoption_that_cannot_set_the_tags_is_an_error() {
+    let e = engine(fast()).await;
+    let template =
+        "Parameters:\n  Retention: {Type: String}\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    let by_tool = StackSpec {
+        owner: None,
+        tags: BTreeMap::from([("team".to_string(), "payments".to_string())]),
+        ..spec("stacks-adopt-untaggable", template, Method::Direct, "60")
+    };
+    e.deploy(&by_tool, &quiet).await.unwrap();
+    for method in [Method::Direct, Method::ChangeSet] {
+        let adopted = StackSpec {
+            owner: Some(ferry_stacks::Ownership {
+                project: "shop".into(),
+                stage_id: "dev".into(),
+                stage: "dev".into(),
+                service: "net".into(),
+                named: true,
+            }),
+            adopt: true,
+            tags: BTreeMap::new(),
+            ..spec("stacks-adopt-untaggable", template, method, "60")
+        };
+        let err = e.deploy(&adopted, &quiet).await.unwrap_err();
+        assert!(
+            matches!(&err, StackError::TagsNotSet { stack, .. } if stack == "stacks-adopt-untaggable"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("change its template once"),
+            "{err}"
+        );
+    }
+    e.delete("stacks-adopt-untaggable", None, false, &quiet)
+        .await
+        .unwrap();
+}

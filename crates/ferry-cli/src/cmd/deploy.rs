@@ -181,7 +181,7 @@ fn progress(clock: Clock, ci: &CiContext) -> Box<dyn Fn(Event) + Send + Sync> {
             }
             Event::Stack { service, .. } => {
                 if let Some(bar) = lines.get(service) {
-                    bar.set_message(mask(&text));
+                    bar.set_message(ferry_ci::one_line(&mask(&text)).into_owned());
                 }
             }
             Event::Finished { service, .. } => {

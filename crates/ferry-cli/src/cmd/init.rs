@@ -185,10 +185,26 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     // said now, not at the first deploy: validate's checks, the templates' included.
     let problems: Vec<String> = match ferry_changes::load_worktree(root) {
         Err(e) => e.to_string().lines().map(String::from).collect(),
-        Ok(ws) => ferry_package::check_templates(&ws, &ws.services)
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        Ok(ws) => {
+            let mut problems: Vec<String> = ferry_package::check_templates(&ws, &ws.services)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            // A ferry.toml kept as it was may not cover a service found since: its
+            // service.toml, written, would be read by nothing.
+            problems.extend(
+                scan.services
+                    .iter()
+                    .filter(|f| !ws.services.iter().any(|s| s.dir == f.dir))
+                    .map(|f| {
+                        format!(
+                            "{}: its service.toml is there, but ferry.toml's [project] services do not name its folder, so no command reads it: add \"{}\" (or a pattern covering it) to them",
+                            f.dir, f.dir
+                        )
+                    }),
+            );
+            problems
+        }
     };
     if !problems.is_empty() {
         println!(

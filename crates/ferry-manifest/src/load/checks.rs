@@ -139,7 +139,40 @@ pub(super) fn check_graph(
     None
 }
 
-/// The stack-name pattern of a service: its own (a Serverless service's), else the project's.
+/// Whether a service's `stack-name` holds `{stage}` (else every stage would deploy one stack)
+/// and no placeholder but `{project}`, `{service}` and `{stage}`; what it does not is
+/// reported. Its other characters are judged by the stack names it gives.
+pub(super) fn check_own_stack_pattern(
+    fd: &mut FileDiags<'_>,
+    pattern: &str,
+    span: &Range<usize>,
+) -> bool {
+    let unknown = pattern
+        .split('{')
+        .skip(1)
+        .filter_map(|after| after.split_once('}').map(|(ph, _)| ph))
+        .find(|ph| !["project", "service", "stage"].contains(ph));
+    if let Some(ph) = unknown {
+        fd.error(
+            Some(span.clone()),
+            Some("service.stack-name"),
+            format!("unknown placeholder `{{{ph}}}` in `{pattern}`; use {{project}}, {{service}} and {{stage}}"),
+        );
+        return false;
+    }
+    if !pattern.contains("{stage}") {
+        fd.error(
+            Some(span.clone()),
+            Some("service.stack-name"),
+            format!("`{pattern}` has no {{stage}}: every stage would deploy the same stack; add {{stage}} where the stage goes"),
+        );
+        return false;
+    }
+    true
+}
+
+/// The stack-name pattern of a service: its own (its `stack-name`, or a Serverless service's
+/// framework's), else the project's.
 fn stack_pattern<'a>(project: &'a Project, d: &'a ServiceDraft) -> &'a str {
     d.service
         .stack_name

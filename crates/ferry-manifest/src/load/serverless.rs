@@ -61,7 +61,7 @@ pub(super) fn read_framework(
         return None;
     };
     if let Some((pattern, span)) = stack_name {
-        check_own_stack_pattern(fd, &pattern, &span);
+        super::checks::check_own_stack_pattern(fd, &pattern, &span);
         return Some(Framework {
             config: config.to_string(),
             stack_name: pattern,
@@ -122,38 +122,6 @@ pub(super) fn read_framework(
             None
         }
     }
-}
-
-/// Whether a service's `stack-name` holds `{stage}` (else every stage would deploy one stack)
-/// and no placeholder but `{project}`, `{service}` and `{stage}`; what it does not is
-/// reported. Its other characters are judged by the stack names it gives.
-pub(super) fn check_own_stack_pattern(
-    fd: &mut FileDiags<'_>,
-    pattern: &str,
-    span: &Range<usize>,
-) -> bool {
-    let unknown = pattern
-        .split('{')
-        .skip(1)
-        .filter_map(|after| after.split_once('}').map(|(ph, _)| ph))
-        .find(|ph| !["project", "service", "stage"].contains(ph));
-    if let Some(ph) = unknown {
-        fd.error(
-            Some(span.clone()),
-            Some("service.stack-name"),
-            format!("unknown placeholder `{{{ph}}}` in `{pattern}`; use {{project}}, {{service}} and {{stage}}"),
-        );
-        return false;
-    }
-    if !pattern.contains("{stage}") {
-        fd.error(
-            Some(span.clone()),
-            Some("service.stack-name"),
-            format!("`{pattern}` has no {{stage}}: every stage would deploy the same stack; add {{stage}} where the stage goes"),
-        );
-        return false;
-    }
-    true
 }
 
 /// The stack name the framework gives the service a `serverless.yml` (or `.yaml`, `.json`)

@@ -129,7 +129,7 @@ pub(super) fn read_service(
     let mut stack_name = None;
     if kind != ServiceKind::Serverless
         && let Some((pattern, span)) = &stack_name_key
-        && serverless::check_own_stack_pattern(&mut fd, pattern, span)
+        && super::checks::check_own_stack_pattern(&mut fd, pattern, span)
     {
         stack_name = Some(pattern.clone());
     }
