@@ -757,67 +757,76 @@ fn a_node_refused_before_it_deploys_leaves_the_stage_unlocked() {
     assert_eq!(lock_holder().unwrap().batch.as_deref(), Some("r2"));
 }
 
-/// A node that joins while its batch's `batch finish` runs does nothing and takes away the lock
-/// its join may have brought back. Before, a node read the lock just before the finish deleted
-/// it and wrote it back just after: the finish said "released", the node deployed outside the
-/// batch's release, and the stage stayed locked for an hour. The finish's mark stands in for a
-/// finish under way here; a finish deletes it, whatever its end.
+/// A node of the batch that joins as `batch finish` releases the lock: its join read the lock
+/// just before the release and writes it back just after (SSM has no compare-and-swap). The
+/// proxy here writes the lock back the moment the finish's delete is done, as that join would.
+/// The finish then says that the lock is the batch's again, and fails; before, it said
+/// "released", and the stage stayed locked for an hour. Run again, it releases the lock.
 #[test]
-fn a_node_joining_while_its_batch_finishes_does_nothing_and_leaves_no_lock() {
-    let p = "batch-finishing";
+fn a_finish_whose_lock_comes_back_says_so() {
+    use ferry_test_support::proxy::{Proxy, Request, Rule};
+    let p = "batch-rejoined";
     let r = diamond(p);
+    let (code, out, err) = run(
+        &mut xtask(&r, &["batch", "node", "many", "base", "--batch", "j1"]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let lock = format!("/ferry/{p}/many/lock");
+    let ssm = aws_sdk_ssm::Client::new(&config());
+    let held = rt()
+        .block_on(ssm.get_parameter().name(&lock).send())
+        .unwrap()
+        .parameter()
+        .unwrap()
+        .value()
+        .unwrap()
+        .to_string();
+    let upstream = format!("127.0.0.1:{}", ferry_test_support::moto().port);
+    let once = std::sync::atomic::AtomicBool::new(false);
+    let joiner = Proxy::start(&upstream, move |req: &Request| {
+        let deletes_lock = req.action() == "DeleteParameter"
+            && String::from_utf8_lossy(&req.body).contains(&format!("{lock}\""));
+        if !deletes_lock || once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Rule::Forward;
+        }
+        let (ssm, lock, held) = (ssm.clone(), lock.clone(), held.clone());
+        Rule::Rewrite(Box::new(move |answer| {
+            // The delete is done upstream: the join's write lands now.
+            rt().block_on(
+                ssm.put_parameter()
+                    .name(&lock)
+                    .value(&held)
+                    .r#type(aws_sdk_ssm::types::ParameterType::String)
+                    .overwrite(true)
+                    .send(),
+            )
+            .unwrap();
+            answer
+        }))
+    });
+    let mut finish = xtask(&r, &["batch", "finish", "many", "--batch", "j1"]);
+    finish.env("AWS_ENDPOINT_URL", joiner.endpoint());
+    let (code, out, err) = run(&mut finish, None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(
+            "joined as the lock of stage `many` was released, and holds it again for the batch"
+        ) && !out.contains("released by batch"),
+        "{out}\n{err}"
+    );
     let store = RecordStore::new(
         aws_sdk_ssm::Client::new(&config()),
         "many",
         &format!("/ferry/{p}/many"),
     );
+    assert!(rt().block_on(store.lock_holder()).unwrap().is_some());
+    // Once that node ended, the finish run again releases it.
     let (code, out, err) = run(
-        &mut xtask(&r, &["batch", "node", "many", "base", "--batch", "f1"]),
+        &mut xtask(&r, &["batch", "finish", "many", "--batch", "j1"]),
         None,
     );
     assert_eq!(code, 0, "{out}\n{err}");
-    // The finish of f1 under way: its mark holds the batch's holder.
-    let holder = rt().block_on(store.lock_holder()).unwrap().unwrap();
-    rt().block_on(store.mark_finishing(&holder)).unwrap();
-    let (code, out, err) = run(
-        &mut xtask(&r, &["batch", "node", "many", "left", "--batch", "f1"]),
-        None,
-    );
-    assert_eq!(code, 1, "{out}\n{err}");
-    assert!(
-        err.contains("batch node `left` of batch `f1` in stage `many` did nothing: its `batch finish` is under way"),
-        "{err}"
-    );
-    assert!(
-        !records(p, "many").contains_key("left"),
-        "left deployed nothing"
-    );
-    assert!(rt().block_on(store.lock_holder()).unwrap().is_none());
-    // Another batch's node is not held back by f1's mark (a finish killed before deleting it).
-    let (code, out, err) = run(
-        &mut xtask(&r, &["batch", "node", "many", "left", "--batch", "f2"]),
-        None,
-    );
-    assert_eq!(code, 0, "{out}\n{err}");
-    // f2's finish deletes the mark it writes, and releases the lock.
-    let (code, out, err) = run(
-        &mut xtask(&r, &["batch", "finish", "many", "--batch", "f2"]),
-        None,
-    );
-    assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("released by batch `f2`"), "{out}");
-    let (code, _, _) = run(
-        &mut xtask(
-            &r,
-            &[
-                "param",
-                "get",
-                "many",
-                &format!("/ferry/{p}/many/finishing"),
-            ],
-        ),
-        None,
-    );
-    assert_eq!(code, 1, "the finishing mark is gone");
+    assert!(out.contains("released by batch `j1`"), "{out}");
     assert!(rt().block_on(store.lock_holder()).unwrap().is_none());
 }

@@ -2257,8 +2257,7 @@ fn ssm_path_denials(
     notes: &mut Vec<String>,
 ) -> Vec<Permission> {
     // Names of the role's own it must keep (a preview id as `\0`, which no name holds): each
-    // path's every name, and under the records path its records, health marks, lock and
-    // batch marks.
+    // path's every name, and under the records path its records, health marks and lock.
     let own: Vec<(String, String)> = ssm_paths(ws, stage)
         .into_iter()
         .flat_map(|(path, records)| {
@@ -2266,14 +2265,8 @@ fn ssm_path_denials(
             let mut names = vec![format!("{p}\u{0}")];
             if records {
                 names.extend(
-                    [
-                        "lock",
-                        "finishing",
-                        "records/\u{0}",
-                        "health/\u{0}",
-                        "nodes/\u{0}",
-                    ]
-                    .map(|r| format!("{p}{r}")),
+                    ["lock", "records/\u{0}", "health/\u{0}", "nodes/\u{0}"]
+                        .map(|r| format!("{p}{r}")),
                 );
             }
             names.into_iter().map(move |n| (n, path.clone()))

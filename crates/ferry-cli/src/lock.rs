@@ -164,24 +164,6 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
             );
         }
     }
-    // The batch's finish is under way: this node's deploy would be in no release, and its
-    // join may have brought back the lock the finish released. It does nothing, and takes
-    // that lock away again (the finish, if it still runs, finds it gone or leaves it to it).
-    let finishing = records.finishing(&holder).await;
-    if !matches!(finishing, Ok(false)) {
-        let _ = records.unmark_node(service).await;
-        if matches!(finishing, Ok(true)) {
-            let _ = records.unlock(&holder).await;
-        }
-        let why = match finishing {
-            Ok(_) => "its `batch finish` is under way (or was killed: run it again)".to_string(),
-            Err(e) => format!("whether its `batch finish` is under way could not be read: {e}"),
-        };
-        anyhow::bail!(
-            "batch node `{service}` of batch `{batch}` in stage `{}` did nothing: {why}; a new batch (another commit, or FERRY_BATCH_ID) deploys what this one left",
-            stage.name
-        );
-    }
     let release = holder.release.clone().expect("set above");
     let result = interruptible(records, &holder, cancel, RENEW_EVERY, work(release)).await;
     if let Err(e) = records.unmark_node(service).await {

@@ -292,7 +292,7 @@ pub struct Registered {
 /// it, a test's output) it is masked: those their `[parameters]` read, which must be readable,
 /// and those their templates read themselves (`{{resolve:ssm-secure:NAME}}`, given to
 /// CloudFormation as written, perhaps only in another stage's branch of an `Fn::If`), which are
-/// passed over, and returned, when they cannot be read.
+/// passed over, and returned, when this role may not read them.
 pub async fn register_secrets(
     ws: &Workspace,
     stage: &Stage,
@@ -350,7 +350,16 @@ pub async fn register_secrets(
                 let _ = ssm::register_history(&client, &stage.name, name, masker).await;
             }
             Err(e) if not_there(&e) => {}
-            Err(e) => done.unreadable.push((name.clone(), e.to_string())),
+            // Not this role's to read (perhaps another stage's, in a branch of an `Fn::If`),
+            // or its key's: said, and passed over. Any other failure (throttled, unreachable)
+            // stops the command, as an unmasked secret could follow.
+            Err(ferry_credentials::CredentialsError::Aws(a))
+                if a.kind == ferry_aws::Kind::Denied
+                    || a.code.as_deref().is_some_and(|c| c.starts_with("KMS")) =>
+            {
+                done.unreadable.push((name.clone(), a.to_string()));
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(done)

@@ -1621,12 +1621,11 @@ async fn deploy_one(
 
 /// The service gone from the checkout whose record names `stack`: the name `service`, which
 /// deploys `stack`, had before it was renamed (see [`StackSpec::renamed_from`]). Only a service
-/// that names its stack itself keeps it through a rename (a Serverless service's framework
-/// names it; a `stack-name` without `{service}`): one whose stack is named after it has a new
-/// stack once renamed. Both are of one kind: a service of another kind naming the stack is
-/// another service, not the same one renamed.
+/// whose stack is not named after it keeps it through a rename (a Serverless service's
+/// framework names it; a `stack-name` without `{service}`; a pattern giving the old name's
+/// stack): one named after it has a new stack once renamed. Both are of one kind: a service of
+/// another kind naming the stack is another service, not the same one renamed.
 fn renamed_from(ctx: &DeployContext<'_>, service: &Service, stack: &str) -> Option<String> {
-    service.stack_name.as_ref()?;
     ctx.previous
         .iter()
         .find(|(name, r)| {

@@ -197,6 +197,21 @@ pub(crate) fn stack_name(
         if let Some(text) = small_text(&folder.join("samconfig.toml"))
             && let Ok(names) = samconfig_stack_names(&text)
         {
+            // A named environment is read as the stage of its name: one that is no stage
+            // `ferry.toml` is written with (`[production]`) names a stack no stage deploys.
+            let unlike: Vec<&str> = names
+                .iter()
+                .map(|(env, _)| env.as_str())
+                .filter(|env| *env != "default" && !crate::STAGES.contains(env))
+                .collect();
+            if !unlike.is_empty() {
+                notes.push(format!(
+                    "{at}/samconfig.toml: names its stacks by its environments [{}], which are no stages of ferry.toml ({}): no stack-name written; name the stages after the environments, or set the service's stack-name by hand (`{{stage}}` for the stage), or Ferry deploys new stacks beside them",
+                    unlike.join("], ["),
+                    crate::STAGES.join(", ")
+                ));
+                return None;
+            }
             // Named environments must give one pattern once their names are read as stages.
             if names.windows(2).any(|p| p[0].1 != p[1].1) {
                 let each: Vec<String> = names
@@ -209,12 +224,11 @@ pub(crate) fn stack_name(
                 ));
                 return None;
             }
-            found.extend(names.into_iter().map(|(env, raw)| {
-                (
-                    raw,
-                    format!("{at}/samconfig.toml [{env}.deploy.parameters]"),
-                )
-            }));
+            found.extend(
+                names
+                    .into_iter()
+                    .map(|(env, raw)| (raw, format!("{at}/samconfig.toml [{env}]"))),
+            );
         }
         for name in scripts_in(&folder) {
             let Some(text) = small_text(&folder.join(&name)) else {

@@ -1996,7 +1996,7 @@ fn stack_names_the_deploy_scripts_give_are_kept() {
     let r = dir.path();
     let cfn = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n";
     for d in [
-        "orders", "prodonly", "billing", "literal", "api", "copy", "plain",
+        "orders", "prodonly", "billing", "literal", "api", "copy", "plain", "named",
     ] {
         file(r, &format!("{d}/template.yaml"), cfn);
     }
@@ -2038,6 +2038,11 @@ fn stack_names_the_deploy_scripts_give_are_kept() {
     );
     file(
         r,
+        "named/samconfig.toml",
+        "[development.deploy.parameters]\nstack_name = \"named-development\"\n[production.deploy.parameters]\nstack_name = \"named-production\"\n",
+    );
+    file(
+        r,
         "billing/deploy.sh",
         "aws cloudformation deploy --template-file template.yaml --stack-name \"$TEAM-billing-$STAGE\"\n",
     );
@@ -2070,7 +2075,7 @@ fn stack_names_the_deploy_scripts_give_are_kept() {
     );
     assert_eq!(stack("orders"), Some("shop-orders-{stage}"));
     assert_eq!(stack("plain"), Some("plain-{stage}-v2"));
-    for n in ["prodonly", "billing", "literal", "copy", "api"] {
+    for n in ["prodonly", "billing", "literal", "copy", "api", "named"] {
         assert_eq!(stack(n), None, "{n}");
     }
     // The importer is given the stack name the scripts gave (before, `network-${stage}`, a
@@ -2089,6 +2094,8 @@ fn stack_names_the_deploy_scripts_give_are_kept() {
         "literal/deploy.sh: deploys one stack, `literal-stack`, for every stage",
         "copy/template.yaml: as copy/deploy.sh names its stacks: api-$STAGE, the stack name of service api too: not written",
         "prodonly/samconfig.toml: its environments name their stacks unlike each other ([dev] po-dev, [prod] prodonly-live): no stack-name written",
+        // `named-{stage}` would deploy `named-dev`, beside `named-development`.
+        "named/samconfig.toml: names its stacks by its environments [development], [production], which are no stages of ferry.toml (dev, staging, prod): no stack-name written",
     ] {
         assert!(notes.contains(want), "{want}\n---\n{notes}");
     }

@@ -501,17 +501,16 @@ impl Workspace {
         records_path(&self.project.name, &stage.config, &stage.id)
     }
 
-    /// Whose deployment record, health mark, batch mark or lock the full SSM name `name` is, if
-    /// it is one (`stage `dev``, `preview `pr-7``): `<records path>records/…`,
-    /// `<records path>health/…`, `<records path>nodes/…`, `<records path>finishing` or
-    /// `<records path>lock`. Only Ferry's records write those.
+    /// Whose deployment record, health mark, batch node's mark or lock the full SSM name `name`
+    /// is, if it is one (`stage `dev``, `preview `pr-7``): `<records path>records/…`,
+    /// `<records path>health/…`, `<records path>nodes/…` or `<records path>lock`. Only Ferry's
+    /// records write those.
     pub fn records_parameter_of(&self, name: &str) -> Option<String> {
         let ferrys = |rest: &str| {
             ["records/", "health/", "nodes/"]
                 .iter()
                 .any(|own| rest.starts_with(own))
                 || rest == "lock"
-                || rest == "finishing"
         };
         for stage in self.stages.keys().filter_map(|n| self.stage(n).ok()) {
             if name
@@ -604,10 +603,6 @@ mod tests {
         assert_eq!(
             of("/ferry/shop/pr-7/health/api").as_deref(),
             Some("preview `pr-7`")
-        );
-        assert_eq!(
-            of("/ops/prod-records/finishing").as_deref(),
-            Some("stage `prod`")
         );
         for other in [
             "/ops/prod-records/settings",

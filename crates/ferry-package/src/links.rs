@@ -795,8 +795,20 @@ fn stages_sharing(ws: &Workspace, same_region: bool) -> Option<(String, String, 
             }
         }
     }
-    None
+    // Two preview stages (`[stages."*"]` makes one per branch or pull request) share one
+    // account and region always.
+    ws.default_stage.as_ref().map(|c| {
+        let place = if same_region {
+            c.region.clone()
+        } else {
+            "one account".to_string()
+        };
+        (PREVIEWS.0.to_string(), PREVIEWS.1.to_string(), place)
+    })
 }
+
+/// The two preview stages [`stages_sharing`] names when no two named stages share a place.
+const PREVIEWS: (&str, &str) = ("pr-1", "pr-2");
 
 /// A name a service's template gives literally (not built from the stack or the stage) where
 /// names are unique in an account and region, or in an account: a resource of
@@ -824,10 +836,19 @@ impl std::fmt::Display for StageSharedName {
         } else {
             "the same in every stage"
         };
+        let stages = if (a.as_str(), b.as_str()) == PREVIEWS {
+            format!(
+                "any two preview stages (`{a}` and `{b}`: [stages.\"*\"] makes one per branch or pull request) deploy to {region}, so the second one's deploy fails there"
+            )
+        } else {
+            format!(
+                "stages `{a}` and `{b}` deploy to {region} and no account or role-arn sets them apart, so the second one's deploy fails there"
+            )
+        };
         write!(
             f,
-            "`{}` gives the {} `{}` {how} ({}), so every stage deploying it gives that name: stages `{a}` and `{b}` deploy to {} and no account or role-arn sets them apart, so the second one's deploy fails there; build the name from the stack's or the stage's (`!Sub \"${{AWS::StackName}}-…\"`, or a parameter given `${{stage}}` in service.toml), or give the stages accounts of their own",
-            self.service, self.kind, self.name, self.at, region
+            "`{}` gives the {} `{}` {how} ({}), so every stage deploying it gives that name: {stages}; build the name from the stack's or the stage's (`!Sub \"${{AWS::StackName}}-…\"`, or a parameter given `${{stage}}` in service.toml), or give the stages accounts of their own",
+            self.service, self.kind, self.name, self.at
         )
     }
 }

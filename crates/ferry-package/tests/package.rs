@@ -1864,3 +1864,33 @@ fn a_build_rewriting_a_global_input_does_not_stop_packaging() {
         "the build did rewrite it"
     );
 }
+
+/// Any two preview stages share an account and region: a literal export name (as the Serverless
+/// examples' shared gateway gives) fails the second preview's deploy. Before, only two named
+/// stages were judged, so a project with one named stage and previews was told nothing.
+#[test]
+fn a_literal_name_is_judged_between_two_previews_too() {
+    let ws = workspace(&[
+        (
+            "ferry.toml",
+            "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\naccount = \"111111111111\"\n\n[stages.\"*\"]\nregion = \"eu-west-1\"\naccount = \"222222222222\"\n",
+        ),
+        (
+            "services/gateway/t.yaml",
+            "Resources:\n  Api:\n    Type: AWS::ApiGateway::RestApi\nOutputs:\n  Id:\n    Value: !Ref Api\n    Export:\n      Name: SharedGW-restApiId\n  Own:\n    Value: !Ref Api\n    Export:\n      Name: !Sub '${AWS::StackName}-id'\n",
+        ),
+        (
+            "services/gateway/service.toml",
+            "[service]\ntemplate = \"t.yaml\"\n",
+        ),
+    ]);
+    let loaded = ferry_manifest::load(ws.path()).unwrap();
+    let shared = ferry_package::names_every_stage_gives(&ferry_package::Templates::new(&loaded));
+    let said: Vec<String> = shared.iter().map(|n| n.to_string()).collect();
+    assert_eq!(said.len(), 1, "{said:#?}");
+    assert!(
+        said[0].contains("gives the export name `SharedGW-restApiId` literally")
+            && said[0].contains("any two preview stages (`pr-1` and `pr-2`: [stages.\"*\"] makes one per branch or pull request) deploy to eu-west-1"),
+        "{said:#?}"
+    );
+}

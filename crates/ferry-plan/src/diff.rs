@@ -451,11 +451,10 @@ fn services_gone(
                 // itself (a Serverless service's framework, a `stack-name` without
                 // `{service}`) keeps it when renamed, or moved and renamed; one whose stack
                 // is named after it never does, nor does one of another kind.
-                let same_stack = ws.services.iter().find(|s| {
-                    s.kind == b.kind
-                        && s.stack_name.is_some()
-                        && ws.service_stack_name(s, stage) == stack
-                });
+                let same_stack = ws
+                    .services
+                    .iter()
+                    .find(|s| s.kind == b.kind && ws.service_stack_name(s, stage) == stack);
                 let renamed_to = same_stack.or(at_old_dir).map(|s| s.name.clone());
                 removed.push((
                     b.name.clone(),

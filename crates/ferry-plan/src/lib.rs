@@ -560,7 +560,7 @@ fn notes(
         let now = r.renamed_to.as_deref().unwrap_or_default();
         let dir = ws.service(now).map_or(r.dir.as_str(), |s| s.dir.as_str());
         notes.push(format!(
-            "service {name} was renamed to {now}, whose stack {} its framework names, so it is the same stack, still tagged for {name}: a deploy of {now} is refused as another service's unless `deploy {} --adopt` takes the stack over for {now} (dropping the record of {name}); or keep `name = \"{name}\"` in {dir}/{}",
+            "service {name} was renamed to {now}, whose stack {} is not named after it (its framework or its stack-name names it), so it is the same stack, still tagged for {name}: a deploy of {now} is refused as another service's unless `deploy {} --adopt` takes the stack over for {now} (dropping the record of {name}); or keep `name = \"{name}\"` in {dir}/{}",
             r.stack,
             stage.name,
             ferry_manifest::SERVICE_FILE

@@ -863,36 +863,6 @@ impl RecordStore {
         }
     }
 
-    fn finishing_name(&self) -> String {
-        format!("{}finishing", self.path)
-    }
-
-    /// Marks `holder`'s batch as finishing (`<path>finishing`): written by `batch finish`
-    /// before it writes the batch's release and checks for nodes still at work, deleted
-    /// ([`unmark_finishing`](Self::unmark_finishing)) once it released the lock or left it to
-    /// them. A node that joins meanwhile finds it ([`finishing`](Self::finishing)) and does no
-    /// work: SSM has no compare-and-swap, and its join, read before the finish deleted the lock
-    /// and written after, brought the lock back after the finish said it was released.
-    pub async fn mark_finishing(&self, holder: &LockHolder) -> Result<(), RecordError> {
-        let value = serde_json::to_string(holder).expect("a holder serialises");
-        self.put_value(&self.finishing_name(), &value).await
-    }
-
-    /// Deletes the finishing mark (absent is fine).
-    pub async fn unmark_finishing(&self) -> Result<(), RecordError> {
-        self.delete_parameter(&self.finishing_name()).await
-    }
-
-    /// Whether `holder`'s batch is marked as finishing ([`mark_finishing`](Self::mark_finishing)).
-    /// Another batch's mark (a finish killed before it deleted it) is no matter of this one's.
-    pub async fn finishing(&self, holder: &LockHolder) -> Result<bool, RecordError> {
-        Ok(self
-            .get_value(&self.finishing_name())
-            .await?
-            .and_then(|text| serde_json::from_str::<LockHolder>(&text).ok())
-            .is_some_and(|h| h.batch == holder.batch && h.token == holder.token))
-    }
-
     pub(crate) fn node_name(&self, service: &str) -> String {
         format!("{}nodes/{service}", self.path)
     }
@@ -987,6 +957,34 @@ impl RecordStore {
             }
         }
         Ok(out)
+    }
+
+    /// After `holder`'s batch released the lock: the nodes of the batch that joined it as it was
+    /// released (by service), else `Some` empty when the lock is the batch's again. A join reads
+    /// the lock, then writes it (SSM has no compare-and-swap), so one read just before the
+    /// release and written just after brings the lock back; such a node marked itself before its
+    /// read ([`mark_node`](Self::mark_node)), so its mark shows while it works, and once it
+    /// ended, the lock it wrote. The marks are read first: a node whose write comes after this
+    /// reads the lock still marks itself before.
+    pub async fn rejoined_after_release(
+        &self,
+        holder: &LockHolder,
+    ) -> Result<Option<Vec<String>>, RecordError> {
+        let nodes: Vec<String> = self
+            .running_nodes(holder)
+            .await?
+            .into_iter()
+            .filter(|n| n.stale.is_none())
+            .map(|n| n.service)
+            .collect();
+        if !nodes.is_empty() {
+            return Ok(Some(nodes));
+        }
+        let back = self
+            .lock_holder()
+            .await?
+            .is_some_and(|h| h.batch == holder.batch && h.token == holder.token);
+        Ok(back.then(Vec::new))
     }
 
     /// Waits, for at most `wait`, until no node of `holder`'s batch is at work: a `batch finish`

@@ -1043,7 +1043,15 @@ impl Engine {
             }
         };
         if !started {
-            if Self::retags(spec, &current) {
+            // Tags that cannot be set fail a stack taken over (adopted, or from a renamed
+            // service): it would stay another's, or nobody's, and the next deploy refuse it. A
+            // stack already this service's lacks only tags an earlier Ferry did not write (a
+            // named stage's mark), which its next change brings.
+            let taken_over = spec.owner.as_ref().is_some_and(|o| {
+                current.tags.get("ferry:service") != Some(&o.service)
+                    || current.tags.get("ferry:project") != Some(&o.project)
+            });
+            if taken_over && Self::retags(spec, &current) {
                 return Err(StackError::TagsNotSet {
                     stack: name.to_string(),
                     by: self.refuser(false, ""),

@@ -237,90 +237,89 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
                 &waiting,
             )
             .await?;
-        // From here a node that joins does no work (it finds the mark): its join, read before
-        // the lock is released and written after, would bring the lock back.
-        records.mark_finishing(&holder).await.with_context(|| {
-            format!("failed to mark batch `{batch}` as finishing in stage `{}`", stage.name)
-        })?;
-        let finished = async {
-            for node in gone {
-                eprintln!(
-                    "warning: batch node `{}` ({}) stopped without ending ({}): it was killed or lost its machine, and may have left its deploy half done; `plan {}` says what is still to deploy",
-                    node.service,
-                    node.process(),
-                    node.stale.as_ref().map(ToString::to_string).unwrap_or_default(),
-                    stage.name
-                );
-            }
-            // The commit the nodes deployed: this build's.
-            let commit = ferry_deploy::head_commit(ws, ci);
-            let cancel = ferry_graph::Cancel::new();
-            let clock = crate::ui::Clock::start();
-            let run = Run {
-                ctx,
-                ws,
-                stage: &stage,
-                aws: &aws,
-                records: &records,
-                cancel: &cancel,
-                clock,
-                builds: None,
-            };
-            let info = ReleaseInfo::new(
-                // The nodes' release, named by the node that took the lock (a lock taken before
-                // locks kept it: named as then).
-                release.unwrap_or_else(|| ferry_releases::batch_release_id(since, &commit)),
-                ReleaseKind::Deploy,
-                commit,
-                &aws.identity.arn,
-            );
-            // The lock stays while the release is unwritten: a retry of `batch finish` writes it.
-            // Nodes may have run tests (owed ones, of a node that found its service up to date):
-            // their outcomes go into the releases holding those deploys.
-            let release = crate::cmd::release::finish_release(&run, info, true).await?;
-            // A node started while the release was written (a retry): the lock stays its batch's,
-            // and the finish is run again once it ends.
-            let late: Vec<String> = records
-                .running_nodes(&holder)
-                .await?
-                .into_iter()
-                .filter(|n| n.stale.is_none())
-                .map(|n| format!("`{}`", n.service))
-                .collect();
-            if !late.is_empty() {
-                anyhow::bail!(
-                    "batch `{batch}`: node {} started while its release was written; the lock is left to the batch: run `batch finish` again once {} ended",
-                    late.join(", "),
-                    if late.len() == 1 { "it has" } else { "they have" }
-                );
-            }
-            let released = records.unlock(&holder).await;
-            if release.is_none() {
-                println!("batch `{batch}`: no node deployed anything");
-            }
-            match released
-                .with_context(|| format!("failed to release the lock of stage `{}`", stage.name))?
-            {
-                ferry_records::Released::Released => {
-                    println!("lock: stage `{}` released by batch `{batch}`", stage.name)
-                }
-                ferry_records::Released::Gone => {
-                    println!("lock: stage `{}` was not locked any more", stage.name)
-                }
-                ferry_records::Released::NotOurs(other) => println!(
-                    "lock: stage `{}` is held by {other} now; left in place",
-                    stage.name
-                ),
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = records.unmark_finishing().await {
+        for node in gone {
             eprintln!(
-                "warning: batch `{batch}`'s finishing mark could not be deleted ({e}): its nodes run again would do nothing until a `batch finish` deletes it"
+                "warning: batch node `{}` ({}) stopped without ending ({}): it was killed or lost its machine, and may have left its deploy half done; `plan {}` says what is still to deploy",
+                node.service,
+                node.process(),
+                node.stale.as_ref().map(ToString::to_string).unwrap_or_default(),
+                stage.name
             );
         }
-        finished
+        // The commit the nodes deployed: this build's.
+        let commit = ferry_deploy::head_commit(ws, ci);
+        let cancel = ferry_graph::Cancel::new();
+        let clock = crate::ui::Clock::start();
+        let run = Run {
+            ctx,
+            ws,
+            stage: &stage,
+            aws: &aws,
+            records: &records,
+            cancel: &cancel,
+            clock,
+            builds: None,
+        };
+        let info = ReleaseInfo::new(
+            // The nodes' release, named by the node that took the lock (a lock taken before
+            // locks kept it: named as then).
+            release.unwrap_or_else(|| ferry_releases::batch_release_id(since, &commit)),
+            ReleaseKind::Deploy,
+            commit,
+            &aws.identity.arn,
+        );
+        // The lock stays while the release is unwritten: a retry of `batch finish` writes it.
+        // Nodes may have run tests (owed ones, of a node that found its service up to date):
+        // their outcomes go into the releases holding those deploys.
+        let release = crate::cmd::release::finish_release(&run, info, true).await?;
+        // A node started while the release was written (a retry): the lock stays its batch's,
+        // and the finish is run again once it ends.
+        let late: Vec<String> = records
+            .running_nodes(&holder)
+            .await?
+            .into_iter()
+            .filter(|n| n.stale.is_none())
+            .map(|n| format!("`{}`", n.service))
+            .collect();
+        if !late.is_empty() {
+            anyhow::bail!(
+                "batch `{batch}`: node {} started while its release was written; the lock is left to the batch: run `batch finish` again once {} ended",
+                late.join(", "),
+                if late.len() == 1 { "it has" } else { "they have" }
+            );
+        }
+        let released = records.unlock(&holder).await;
+        if release.is_none() {
+            println!("batch `{batch}`: no node deployed anything");
+        }
+        match released
+            .with_context(|| format!("failed to release the lock of stage `{}`", stage.name))?
+        {
+            ferry_records::Released::Released => {
+                // A node that joined as the lock was released brings it back: said, not
+                // "released".
+                if let Some(nodes) = records.rejoined_after_release(&holder).await? {
+                    let who = if nodes.is_empty() {
+                        "a node".to_string()
+                    } else {
+                        format!("node `{}`", nodes.join("`, `"))
+                    };
+                    anyhow::bail!(
+                        "batch `{batch}`: {who} joined as the lock of stage `{}` was released, and holds it again for the batch (its deploy is not in this release): run `batch finish` again once it ended",
+                        stage.name
+                    );
+                }
+                println!("lock: stage `{}` released by batch `{batch}`", stage.name)
+            }
+            ferry_records::Released::Gone => {
+                println!("lock: stage `{}` was not locked any more", stage.name)
+            }
+            ferry_records::Released::NotOurs(other) => println!(
+                "lock: stage `{}` is held by {other} now; left in place",
+                stage.name
+            ),
+        }
+        Ok(())
     })
 }
 
