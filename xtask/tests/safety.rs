@@ -170,25 +170,22 @@ fn another_projects_stacks_are_never_updated_deleted_or_read() {
         row(&out, "owned-a").contains("skipped (up to date)"),
         "{out}"
     );
-    let tags = rt()
-        .block_on(by_hand().describe("owned-a-dev"))
-        .unwrap()
-        .unwrap()
-        .tags;
+    let tags = tags_of("owned-a-dev");
     assert_eq!(tags["ferry:project"], "rel");
     let (out, _) = ok(&mut xtask(&rel, &["remove", "dev"]));
     assert!(out.contains("2 stack(s) deleted"), "{out}");
 }
 
-#[test]
-fn a_stack_without_ferry_tags_is_adopted_only_when_asked() {
-    let r = two_services("adopt", "{project}-{service}-{stage}", "");
-    // First deployed by another tool: no Ferry tags.
+/// Stack `name` (a queue) deployed by another tool, with `tags` and none of Ferry's.
+fn deployed_by_another_tool(name: &str, tags: &[(&str, &str)]) {
     let spec = StackSpec {
-        name: "adopt-a-dev".into(),
+        name: name.into(),
         template: TemplateSource::Body(QUEUE.into()),
         parameters: BTreeMap::new(),
-        tags: BTreeMap::from([("made-by".to_string(), "serverless".to_string())]),
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         method: Method::Direct,
         termination_protection: false,
         owner: None,
@@ -196,6 +193,21 @@ fn a_stack_without_ferry_tags_is_adopted_only_when_asked() {
         renamed_from: None,
     };
     rt().block_on(by_hand().deploy(&spec, &quiet)).unwrap();
+}
+
+/// The tags of stack `name`, which exists.
+fn tags_of(name: &str) -> BTreeMap<String, String> {
+    rt().block_on(by_hand().describe(name))
+        .unwrap()
+        .unwrap_or_else(|| panic!("no stack {name}"))
+        .tags
+}
+
+#[test]
+fn a_stack_without_ferry_tags_is_adopted_only_when_asked() {
+    let r = two_services("adopt", "{project}-{service}-{stage}", "");
+    // First deployed by another tool: no Ferry tags.
+    deployed_by_another_tool("adopt-a-dev", &[("made-by", "serverless")]);
 
     let (out, _) = fails(&mut xtask(&r, &["deploy", "dev"]));
     assert!(
@@ -211,11 +223,7 @@ fn a_stack_without_ferry_tags_is_adopted_only_when_asked() {
         row(&out, "a").contains("updated") || row(&out, "a").contains("no changes"),
         "{out}"
     );
-    let tags = rt()
-        .block_on(by_hand().describe("adopt-a-dev"))
-        .unwrap()
-        .unwrap()
-        .tags;
+    let tags = tags_of("adopt-a-dev");
     assert_eq!(tags["ferry:project"], "adopt");
     assert_eq!(tags["ferry:stage-name"], "dev");
     // The tags the other tool set are kept: Ferry sets only its own (before, an update
@@ -238,18 +246,7 @@ fn init_keeps_the_stack_names_a_deploy_script_gave() {
         );
     r.commit("scripts");
     // What the script deployed, before Ferry.
-    let spec = StackSpec {
-        name: "scripted-network-dev".into(),
-        template: TemplateSource::Body(QUEUE.into()),
-        parameters: BTreeMap::new(),
-        tags: BTreeMap::new(),
-        method: Method::Direct,
-        termination_protection: false,
-        owner: None,
-        adopt: false,
-        renamed_from: None,
-    };
-    rt().block_on(by_hand().deploy(&spec, &quiet)).unwrap();
+    deployed_by_another_tool("scripted-network-dev", &[]);
 
     ok(&mut xtask(&r, &["init", "--no-runner"]));
     let toml = std::fs::read_to_string(r.path().join("network/service.toml")).unwrap();
@@ -268,11 +265,7 @@ fn init_keeps_the_stack_names_a_deploy_script_gave() {
     // stayed untagged and the next deploy refused it again).
     let (out, _) = ok(&mut xtask(&r, &["deploy", "dev", "--adopt"]));
     assert!(row(&out, "network").contains("updated"), "{out}");
-    let tags = rt()
-        .block_on(by_hand().describe("scripted-network-dev"))
-        .unwrap()
-        .unwrap()
-        .tags;
+    let tags = tags_of("scripted-network-dev");
     assert_eq!(tags["ferry:service"], "network");
     assert!(
         rt().block_on(by_hand().describe("network-dev"))
@@ -300,11 +293,7 @@ fn init_keeps_the_stack_names_a_deploy_script_gave() {
     );
     let (out, _) = ok(&mut xtask(&r, &["deploy", "dev", "--adopt"]));
     assert!(!row(&out, "net").contains("FAILED"), "{out}");
-    let tags = rt()
-        .block_on(by_hand().describe("scripted-network-dev"))
-        .unwrap()
-        .unwrap()
-        .tags;
+    let tags = tags_of("scripted-network-dev");
     assert_eq!(tags["ferry:service"], "net");
     ok(&mut xtask(&r, &["remove", "dev"]));
 }

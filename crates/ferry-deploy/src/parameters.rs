@@ -278,11 +278,10 @@ pub(crate) fn check_secret_parameters(
     Ok(())
 }
 
-/// What [`register_secrets`] did: how many names it read, and the SecureStrings a template
-/// reads itself that could not be read (name, why), which are not masked.
+/// What [`register_secrets`] could not do: the SecureStrings a template reads itself that this
+/// role may not read (name, why), which are not masked.
 #[derive(Debug, Default)]
 pub struct Registered {
-    pub names: usize,
     pub unreadable: Vec<(String, String)>,
 }
 
@@ -318,11 +317,8 @@ pub async fn register_secrets(
         .flat_map(|text| secure_dynamic_references(&text))
         .filter(|n| !names.contains(n))
         .collect();
-    let mut done = Registered {
-        names: names.len() + in_templates.len(),
-        ..Registered::default()
-    };
-    if done.names == 0 {
+    let mut done = Registered::default();
+    if names.is_empty() && in_templates.is_empty() {
         return Ok(done);
     }
     let client = aws_sdk_ssm::Client::new(config);

@@ -425,11 +425,8 @@ async fn the_stack_of_a_renamed_service_is_taken_over_only_with_adopt() {
         .unwrap();
 }
 
-/// A template the emulator cannot create (an ingress rule of every protocol, `IpProtocol: -1`):
-/// it records the stack and answers HTTP 500. Against it CreateStack is sent once, so the
-/// emulator's own failure is what is said; a retry was told "already exists", which hid it.
-#[tokio::test]
-async fn the_emulators_failure_to_create_is_said_not_hidden_by_a_retry() {
+/// The emulator's config, and options saying the endpoint is the emulator's.
+async fn emulator_config() -> (aws_config::SdkConfig, DeployOptions) {
     let config = base_config(
         "us-east-1",
         &Target {
@@ -441,6 +438,15 @@ async fn the_emulators_failure_to_create_is_said_not_hidden_by_a_retry() {
         emulator: Some(Duration::from_secs(1)),
         ..fast()
     };
+    (config, emulator)
+}
+
+/// A template the emulator cannot create (an ingress rule of every protocol, `IpProtocol: -1`):
+/// it records the stack and answers HTTP 500. Against it CreateStack is sent once, so the
+/// emulator's own failure is what is said; a retry was told "already exists", which hid it.
+#[tokio::test]
+async fn the_emulators_failure_to_create_is_said_not_hidden_by_a_retry() {
+    let (config, emulator) = emulator_config().await;
     let e = Engine::for_config(&config, emulator.clone());
     let template = "Resources:\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: 10.0.0.0/16\n  Sg:\n    Type: AWS::EC2::SecurityGroup\n    Properties:\n      GroupDescription: all\n      VpcId: !Ref Vpc\n      SecurityGroupIngress:\n        - IpProtocol: -1\n          CidrIp: 10.0.0.0/8\n";
     let mut s = spec("stacks-emulator-500", template, Method::Direct, "60");
@@ -485,17 +491,7 @@ async fn the_emulators_failure_to_create_is_said_not_hidden_by_a_retry() {
 /// updates are to be performed", and the failed update was reported, and recorded, as done.
 #[tokio::test]
 async fn the_emulators_failure_to_update_is_no_success() {
-    let config = base_config(
-        "us-east-1",
-        &Target {
-            local_endpoint: Some(moto().endpoint()),
-        },
-    )
-    .await;
-    let emulator = DeployOptions {
-        emulator: Some(Duration::from_secs(1)),
-        ..fast()
-    };
+    let (config, emulator) = emulator_config().await;
     let e = Engine::for_config(&config, emulator);
     let v1 =
         "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueUrl:\n    Value: !Ref Q\n";
