@@ -15,6 +15,10 @@ pub struct StageRules {
     /// The stage of a pull request's build: `{number}` becomes its number (e.g. `pr-{number}`,
     /// a preview stage).
     pub pull_requests: Option<String>,
+    /// `[ci] setup`: the shell command lines that make the runner available on a fresh CI
+    /// machine, which the generated batch files run first (empty: their default).
+    #[serde(default)]
+    pub setup: Vec<String>,
 }
 
 /// The stage a rule chose, and which rule, for the log.
@@ -192,6 +196,7 @@ mod tests {
             ],
             tags: vec![("v*".into(), "prod".into())],
             pull_requests: Some("pr-{number}".into()),
+            setup: Vec::new(),
         }
     }
 

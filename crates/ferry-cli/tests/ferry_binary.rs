@@ -62,6 +62,36 @@ fn ferry_works_on_the_repository_around_the_current_folder() {
         "{out}"
     );
 
+    // Its batch files check that `ferry` is installed, failing the job where it is not, unless
+    // `[ci] setup` says how to install it (before, only the check, which an install step added
+    // by hand made stale).
+    let (code, _, err) = ferry(r.path(), &["batch", "files"]);
+    assert_eq!(code, 0, "{err}");
+    let spec = std::fs::read_to_string(r.path().join("buildspec-batch.yml")).unwrap();
+    assert!(
+        spec.contains("ferry is not installed here: give [ci] setup in ferry.toml"),
+        "{spec}"
+    );
+    let install = "cargo install --locked --git https://example.com/ferry.git ferry-cli";
+    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    std::fs::write(
+        r.path().join("ferry.toml"),
+        format!(
+            "{toml}
+[ci]
+setup = [\"{install}\"]
+"
+        ),
+    )
+    .unwrap();
+    assert_eq!(ferry(r.path(), &["batch", "files", "--check"]).0, 1);
+    assert_eq!(ferry(r.path(), &["batch", "files"]).0, 0);
+    assert_eq!(ferry(r.path(), &["batch", "files", "--check"]).0, 0);
+    for file in ["buildspec-batch.yml", ".github/workflows/deploy.yml"] {
+        let text = std::fs::read_to_string(r.path().join(file)).unwrap();
+        assert!(text.contains(&format!("\"{install}\"")), "{file}: {text}");
+    }
+
     // Its help names it `ferry`, not `cargo xtask`.
     let (code, out, _) = ferry(r.path(), &["--help"]);
     assert_eq!(code, 0);

@@ -27,8 +27,15 @@ use ferry_graph::DepGraph;
 pub struct Runner<'a> {
     /// The command: `cargo xtask`, or `ferry`.
     pub command: &'a str,
-    /// Shell commands that make `command` available on a fresh CI machine.
+    /// Shell commands that make `command` available on a fresh CI machine (`[ci] setup`, else
+    /// a default for the command).
     pub setup: &'a [&'a str],
+}
+
+/// `text` as a YAML string that holds it whatever it holds (`: `, `#`, quotes): a JSON string
+/// is a YAML double-quoted one.
+fn yaml_string(text: &str) -> String {
+    serde_json::to_string(text).expect("a string")
 }
 
 /// A CodeBuild identifier: letters, digits and underscores only.
@@ -121,7 +128,7 @@ phases:
 "
     );
     for c in runner.setup {
-        let _ = writeln!(out, "      - {c}");
+        let _ = writeln!(out, "      - {}", yaml_string(c));
     }
     let _ = write!(
         out,
@@ -234,7 +241,7 @@ pub fn github_workflow(g: &DepGraph, runner: &Runner<'_>, rules: &ferry_ci::Stag
     let command = runner.command;
     let mut setup = String::new();
     for c in runner.setup {
-        let _ = writeln!(setup, "      - run: {c}");
+        let _ = writeln!(setup, "      - run: {}", yaml_string(c));
     }
     let _ = write!(
         out,
@@ -393,6 +400,30 @@ mod tests {
         assert_eq!(needs("finish"), serde_json::json!("wave-1"));
     }
 
+    /// `[ci] setup` commands are written as they are into both files, whatever they hold (a
+    /// `: `, a `#`, quotes), each a YAML string of its own.
+    #[test]
+    fn setup_commands_are_yaml_strings() {
+        let g = DepGraph::new(vec![("a".to_string(), vec![])]).unwrap();
+        let odd =
+            r#"curl -sSf https://x.example/install.sh | sh -s -- --to "$HOME/bin" # note: it's ok"#;
+        let runner = Runner {
+            command: "ferry",
+            setup: &[odd, "export PATH=\"$HOME/bin:$PATH\""],
+        };
+        let spec: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&buildspec_batch(&g, &runner)).unwrap();
+        assert_eq!(spec["phases"]["install"]["commands"][0], odd);
+        let wf: serde_yaml_ng::Value = serde_yaml_ng::from_str(&github_workflow(
+            &g,
+            &runner,
+            &ferry_ci::StageRules::default(),
+        ))
+        .unwrap();
+        let steps = wf["jobs"]["wave-0"]["steps"].as_sequence().unwrap();
+        assert!(steps.iter().any(|s| s["run"] == odd), "{steps:?}");
+    }
+
     /// The task runner is built before the job exports its AWS credentials into the
     /// environment of the steps that follow (the build's scripts no longer find them there;
     /// the role's trust remains the guard: any step may ask for the OIDC token).
@@ -451,6 +482,7 @@ mod tests {
             ],
             tags: vec![("v*".into(), "prod".into())],
             pull_requests: Some("pr-{number}".into()),
+            ..Default::default()
         };
         let on = on(&rules);
         assert_eq!(

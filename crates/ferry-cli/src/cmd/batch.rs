@@ -326,13 +326,20 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
 fn files(ctx: &Ctx, args: &FilesArgs) -> anyhow::Result<()> {
     let ws = ctx.workspace()?;
     let graph = ws.graph();
-    let setup: &[&str] = if ctx.app.name == "cargo xtask" {
+    // `[ci] setup`, else a default: `cargo xtask` builds itself; `ferry` must be installed by
+    // setup commands of the repository's own (the check fails the job where it is not).
+    let own: Vec<&str> = ws.project.ci.setup.iter().map(String::as_str).collect();
+    let setup: &[&str] = if !own.is_empty() {
+        &own
+    } else if ctx.app.name == "cargo xtask" {
         &[
             "command -v cargo >/dev/null || (curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal)",
             "export PATH=\"$HOME/.cargo/bin:$PATH\" && cargo build --locked --package xtask",
         ]
     } else {
-        &["command -v ferry"]
+        &[
+            "command -v ferry || { echo 'ferry is not installed here: give [ci] setup in ferry.toml the commands that install it' >&2; exit 1; }",
+        ]
     };
     let runner = ferry_plan::ci_files::Runner {
         command: ctx.app.name,

@@ -22,7 +22,7 @@ use crate::stage::{is_valid_stack_name, records_path};
 
 const ROOT_KEYS: &[&str] = &["project", "stages", "ci", "notifications"];
 const NOTIFICATION_KEYS: &[&str] = &["webhooks", "sns-topic", "stages"];
-const CI_KEYS: &[&str] = &["branches", "tags", "pull-requests"];
+const CI_KEYS: &[&str] = &["branches", "tags", "pull-requests", "setup"];
 const PROJECT_KEYS: &[&str] = &["name", "stack-name", "services", "global-inputs"];
 const STAGE_KEYS: &[&str] = &[
     "region",
@@ -632,6 +632,21 @@ fn read_ci(
                 }
             }
             rules.pull_requests = Some(p);
+        }
+    }
+    // Written into generated YAML, one list item each: one line of visible text.
+    for (command, span) in get_str_list(fd, t, "ci", "setup").unwrap_or_default() {
+        if command.trim().is_empty() || command.chars().any(ferry_ci::unseen) {
+            fd.error(
+                Some(span),
+                Some("ci.setup"),
+                format!(
+                    "\"{}\" is empty or holds a control or invisible character: give each command as one line, e.g. setup = [\"cargo install --locked --git https://example.com/ferry.git ferry-cli\"]",
+                    crate::clipped(&command, 80).escape_debug()
+                ),
+            );
+        } else {
+            rules.setup.push(command);
         }
     }
     rules
