@@ -293,20 +293,8 @@ fn samconfig_stack_names(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut names: Vec<(String, String)> = Vec::new();
     for (env, table) in doc.get_ref() {
         // `deploy`'s, else `global`'s (where `sam init` writes it).
-        let name = ["deploy", "global"].into_iter().find_map(|command| {
-            table
-                .get_ref()
-                .as_table()?
-                .get(command)?
-                .get_ref()
-                .as_table()?
-                .get("parameters")?
-                .get_ref()
-                .as_table()?
-                .get("stack_name")?
-                .get_ref()
-                .as_str()
-        });
+        let name = samconfig_parameter(table, &["deploy", "global"], "stack_name")
+            .and_then(|v| v.as_str());
         if let Some(name) = name {
             let env = env.get_ref().to_string();
             let name = if env == "default" {
@@ -321,6 +309,27 @@ fn samconfig_stack_names(text: &str) -> Result<Vec<(String, String)>, String> {
         return Ok(vec![names.swap_remove(default)]);
     }
     Ok(names)
+}
+
+/// `key` of a samconfig environment's parameters for the first of `commands` that gives it
+/// (`[dev.deploy.parameters]`, then `[dev.global.parameters]`).
+fn samconfig_parameter<'a>(
+    env: &'a toml::Spanned<toml::de::DeValue<'a>>,
+    commands: &[&str],
+    key: &str,
+) -> Option<&'a toml::de::DeValue<'a>> {
+    let env = env.get_ref().as_table()?;
+    commands.iter().find_map(|command| {
+        let value = env
+            .get(*command)?
+            .get_ref()
+            .as_table()?
+            .get("parameters")?
+            .get_ref()
+            .as_table()?
+            .get(key)?;
+        Some(value.get_ref())
+    })
 }
 
 fn small_text(path: &Path) -> Option<String> {
@@ -342,22 +351,10 @@ fn samconfig_region_in(root: &Path, dir: &str) -> Option<String> {
     let text = small_text(&root.join(dir).join("samconfig.toml"))?;
     let doc = DeTable::parse(&text).ok()?;
     let region_of = |env: &toml::Spanned<toml::de::DeValue<'_>>| {
-        let t = env.get_ref().as_table()?;
-        ["deploy", "global"].into_iter().find_map(|cmd| {
-            t.get(cmd)?
-                .get_ref()
-                .as_table()?
-                .get("parameters")?
-                .get_ref()
-                .as_table()?
-                .get("region")?
-                .get_ref()
-                .as_str()
-                .filter(|r| {
-                    !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                })
-                .map(String::from)
-        })
+        samconfig_parameter(env, &["deploy", "global"], "region")?
+            .as_str()
+            .filter(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            .map(String::from)
     };
     let doc = doc.get_ref();
     doc.get("default")
@@ -373,20 +370,12 @@ fn samconfig_environments(text: &str) -> Result<Option<Environments>, String> {
     let doc = DeTable::parse(text).map_err(|e| e.to_string())?;
     let mut envs: Vec<(String, Vec<String>)> = Vec::new();
     for (env, table) in doc.get_ref() {
-        let Some(value) = table
-            .get_ref()
-            .as_table()
-            .and_then(|t| t.get("deploy"))
-            .and_then(|d| d.get_ref().as_table())
-            .and_then(|d| d.get("parameters"))
-            .and_then(|p| p.get_ref().as_table())
-            .and_then(|p| p.get("parameter_overrides"))
-        else {
+        let Some(value) = samconfig_parameter(table, &["deploy"], "parameter_overrides") else {
             continue;
         };
-        let words = if let Some(s) = value.get_ref().as_str() {
+        let words = if let Some(s) = value.as_str() {
             words(s)
-        } else if let Some(items) = value.get_ref().as_array() {
+        } else if let Some(items) = value.as_array() {
             items
                 .iter()
                 .filter_map(|i| i.get_ref().as_str())

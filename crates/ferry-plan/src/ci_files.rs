@@ -182,7 +182,7 @@ fn github_triggers(rules: &ferry_ci::StageRules) -> String {
     let list = |rules: &[(String, String)]| {
         let mut seen = Vec::new();
         for (pattern, _) in rules {
-            let quoted = serde_json::to_string(&github_filter(pattern)).expect("a string");
+            let quoted = yaml_string(&github_filter(pattern));
             if !seen.contains(&quoted) {
                 seen.push(quoted);
             }

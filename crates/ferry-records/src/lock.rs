@@ -959,6 +959,18 @@ impl RecordStore {
         Ok(out)
     }
 
+    /// The services of `holder`'s batch whose nodes are at work ([`running_nodes`](Self::running_nodes)
+    /// that are not stale).
+    pub async fn live_nodes(&self, holder: &LockHolder) -> Result<Vec<String>, RecordError> {
+        Ok(self
+            .running_nodes(holder)
+            .await?
+            .into_iter()
+            .filter(|n| n.stale.is_none())
+            .map(|n| n.service)
+            .collect())
+    }
+
     /// After `holder`'s batch released the lock: the nodes of the batch that joined it as it was
     /// released (by service), else `Some` empty when the lock is the batch's again. A join reads
     /// the lock, then writes it (SSM has no compare-and-swap), so one read just before the
@@ -970,13 +982,7 @@ impl RecordStore {
         &self,
         holder: &LockHolder,
     ) -> Result<Option<Vec<String>>, RecordError> {
-        let nodes: Vec<String> = self
-            .running_nodes(holder)
-            .await?
-            .into_iter()
-            .filter(|n| n.stale.is_none())
-            .map(|n| n.service)
-            .collect();
+        let nodes = self.live_nodes(holder).await?;
         if !nodes.is_empty() {
             return Ok(Some(nodes));
         }

@@ -274,17 +274,11 @@ fn finish(ctx: &Ctx, args: &FinishArgs) -> anyhow::Result<()> {
         let release = crate::cmd::release::finish_release(&run, info, true).await?;
         // A node started while the release was written (a retry): the lock stays its batch's,
         // and the finish is run again once it ends.
-        let late: Vec<String> = records
-            .running_nodes(&holder)
-            .await?
-            .into_iter()
-            .filter(|n| n.stale.is_none())
-            .map(|n| format!("`{}`", n.service))
-            .collect();
+        let late = records.live_nodes(&holder).await?;
         if !late.is_empty() {
             anyhow::bail!(
-                "batch `{batch}`: node {} started while its release was written; the lock is left to the batch: run `batch finish` again once {} ended",
-                late.join(", "),
+                "batch `{batch}`: node `{}` started while its release was written; the lock is left to the batch: run `batch finish` again once {} ended",
+                late.join("`, `"),
                 if late.len() == 1 { "it has" } else { "they have" }
             );
         }

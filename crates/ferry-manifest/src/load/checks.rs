@@ -151,7 +151,7 @@ pub(super) fn check_own_stack_pattern(
         .split('{')
         .skip(1)
         .filter_map(|after| after.split_once('}').map(|(ph, _)| ph))
-        .find(|ph| !["project", "service", "stage"].contains(ph));
+        .find(|ph| !super::project::STACK_PLACEHOLDERS.contains(ph));
     if let Some(ph) = unknown {
         fd.error(
             Some(span.clone()),

@@ -652,6 +652,9 @@ fn read_ci(
     rules
 }
 
+/// The placeholders of a stack-name pattern, the project's or a service's.
+pub(super) const STACK_PLACEHOLDERS: [&str; 3] = ["project", "service", "stage"];
+
 /// Reports a `project.stack-name` pattern with an unknown placeholder, without `{service}` and
 /// `{stage}`, or with characters a stack name cannot hold.
 fn check_stack_pattern(fd: &mut FileDiags<'_>, pattern: &str, span: Range<usize>) {
@@ -668,7 +671,7 @@ fn check_stack_pattern(fd: &mut FileDiags<'_>, pattern: &str, span: Range<usize>
             return;
         };
         let ph = &rest[open + 1..open + close];
-        if !["project", "service", "stage"].contains(&ph) {
+        if !STACK_PLACEHOLDERS.contains(&ph) {
             fd.error(
                 Some(span.clone()),
                 Some("project.stack-name"),
