@@ -13,7 +13,9 @@
 //! of any fresh-clone plan: this binary's start-up (`xtask --version`) plus git itself reading, by
 //! object id, every object such a plan must read (the root and `services` trees, each service
 //! folder's tree and its `service.toml`, one `git cat-file --batch`), and, as the other way to
-//! the same bytes, the start-up plus reading every `service.toml` from the working tree.
+//! the same bytes, the start-up plus reading every `service.toml` from the working tree; and the
+//! start-up plus the route by way of git's index, which skips the service trees (the manifests'
+//! ids from the index, the files read from the working tree and hashed to prove them).
 //! Generated repositories are kept under `target/ferry/bench/` and reused.
 //!
 //! Wall time on a shared 2-core machine varies by half from one run to the next, and the ratios
@@ -418,6 +420,80 @@ fn instructions(program: &str, args: &[&str], repo: &Path, stdin: Option<&Path>)
         .and_then(|n| n.parse().ok())
 }
 
+/// The path and blob id of every `service.toml` git's index lists, after checking that the
+/// index holds exactly the tree `tree` (its `TREE` extension's root entry is valid and has that
+/// id). Read as a stream through a small buffer (a copy of the whole 10 MB file would cost its
+/// page faults). The bench's index is version 2 (what `git checkout` writes): fixed 62-byte
+/// entry heads, the path, padding to 8 bytes; extensions after the entries.
+fn manifests_in_index(index: &Path, tree: git2::Oid) -> Vec<(String, git2::Oid)> {
+    use std::io::{BufRead, BufReader, Read};
+    let mut r = BufReader::with_capacity(1 << 16, std::fs::File::open(index).unwrap());
+    let mut head = [0u8; 62];
+    let be32 = |b: &[u8]| u32::from_be_bytes(b[..4].try_into().unwrap()) as usize;
+    r.read_exact(&mut head[..12]).unwrap();
+    assert!(
+        &head[..4] == b"DIRC" && be32(&head[4..]) == 2,
+        "a version 2 index"
+    );
+    let mut listed = Vec::new();
+    let mut path = Vec::new();
+    for _ in 0..be32(&head[8..]) {
+        r.read_exact(&mut head).unwrap();
+        let flags = u16::from_be_bytes([head[60], head[61]]);
+        assert_eq!(flags & 0x3000, 0, "no entry in conflict");
+        path.resize(usize::from(flags & 0xfff), 0);
+        r.read_exact(&mut path).unwrap();
+        if path.ends_with(b"/service.toml") {
+            let id = git2::Oid::from_bytes(&head[40..60]).unwrap();
+            listed.push((String::from_utf8(path.clone()).unwrap(), id));
+        }
+        r.consume(((62 + path.len() + 8) & !7) - 62 - path.len());
+    }
+    // Extensions: a signature, a length, the data. The tree cache's first entry is the root:
+    // path "", the entry count (-1 when the cache is not valid), a subtree count, the id.
+    loop {
+        r.read_exact(&mut head[..8]).unwrap();
+        if &head[..4] == b"TREE" {
+            break;
+        }
+        std::io::copy(
+            &mut (&mut r).take(be32(&head[4..]) as u64),
+            &mut std::io::sink(),
+        )
+        .unwrap();
+    }
+    let mut counts = Vec::new();
+    r.read_until(b'\n', &mut counts).unwrap();
+    assert!(
+        counts[0] == 0 && counts[1] != b'-',
+        "the index's tree cache is valid"
+    );
+    r.read_exact(&mut head[..20]).unwrap();
+    assert_eq!(git2::Oid::from_bytes(&head[..20]).unwrap(), tree);
+    listed
+}
+
+/// How many of `listed` are in the working tree as committed: read and hashed as blobs, split
+/// between two threads.
+fn read_and_hash(repo: &Path, listed: &[(String, git2::Oid)]) -> usize {
+    std::thread::scope(|s| {
+        let halves: Vec<_> = listed
+            .chunks(listed.len().div_ceil(2))
+            .map(|half| {
+                s.spawn(move || {
+                    half.iter()
+                        .filter(|(path, id)| {
+                            let body = std::fs::read(repo.join(path)).unwrap();
+                            git2::Oid::hash_object(git2::ObjectType::Blob, &body).unwrap() == *id
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        halves.into_iter().map(|h| h.join().unwrap()).sum()
+    })
+}
+
 fn peak_rss_mb(program: &str, args: &[&str], repo: &Path) -> f64 {
     let me = std::env::current_exe().unwrap();
     let out = command(
@@ -518,6 +594,24 @@ fn report(repo: &Path, services: usize, base: &str, head: &str) {
         }
         t.elapsed()
     });
+    // Or by way of git's index, which skips the service trees: a checkout writes the index with
+    // the ids of the trees it holds (its `TREE` extension), so a root id equal to the commit's
+    // proves that the index lists the commit's files, blob ids included. Walking the index
+    // for the manifests' ids, then reading each manifest from the working
+    // tree and hashing it as a blob to prove it is the committed one, on both cores; in this
+    // process, no parsing.
+    let head_tree = git(repo, &["rev-parse", &format!("{head}^{{tree}}")]);
+    let head_tree = git2::Oid::from_str(head_tree.trim()).unwrap();
+    let t_index = median_of(|| {
+        let t = Instant::now();
+        let listed = manifests_in_index(&repo.join(".git/index"), head_tree);
+        assert_eq!(
+            read_and_hash(repo, &listed),
+            services,
+            "every manifest as committed"
+        );
+        t.elapsed()
+    });
     let t_status = median_time(|| command("git", &["status", "--porcelain"], repo));
     let t_tree = median_time(|| command(xtask, &tree_plan, repo));
     // The same, in instructions: the memo, no cache, the floor's two parts, the diff.
@@ -568,6 +662,13 @@ fn report(repo: &Path, services: usize, base: &str, head: &str) {
         ms(t_files),
         ms(t_files) / ms(t_diff),
         (ms(t_start) + ms(t_files)) / ms(t_diff),
+    );
+    println!(
+        "    or by way of git's index: xtask start-up + the index walked for {} manifest ids, each read and hashed as a blob on 2 threads {:>6.1} ms (ratio {:.2}) = ratio {:.2}",
+        services,
+        ms(t_index),
+        ms(t_index) / ms(t_diff),
+        (ms(t_start) + ms(t_index)) / ms(t_diff),
     );
     let m = |n: u64| n as f64 / 1e6;
     match counted {

@@ -1090,7 +1090,7 @@ fn buildspec_is_valid_and_calls_only_existing_commands() {
     }
     // The stage comes from the trigger: ferry.toml's [ci] maps main to staging, a tag to prod.
     assert!(
-        text.contains("cargo xtask deploy --from-ci --test"),
+        text.contains("cargo xtask deploy --from-ci --test --wait-lock 1800"),
         "{text}"
     );
     for (trigger, stage) in [
@@ -1189,7 +1189,7 @@ fn batch_ci_files_follow_the_graph_and_cannot_drift() {
     }
     let build = spec["phases"]["build"]["commands"][0].as_str().unwrap();
     assert!(
-        build.contains("cargo xtask batch node --from-ci \"$SERVICE\" --test"),
+        build.contains("cargo xtask batch node --from-ci \"$SERVICE\" --test --wait-lock 1800"),
         "{build}"
     );
     // The finish removes the preview of a pull request the event merged or closed (before,
@@ -1246,7 +1246,7 @@ fn batch_ci_files_follow_the_graph_and_cannot_drift() {
             .unwrap();
         assert_eq!(
             run_line,
-            "cargo xtask batch node --from-ci \"$SERVICE\" --test"
+            "cargo xtask batch node --from-ci \"$SERVICE\" --test --wait-lock 1800"
         );
     }
     assert_eq!(

@@ -380,6 +380,112 @@ fn locks_name_live_and_stale_holders_and_force_takes_over_only_a_stale_one() {
     assert_eq!(code, 1, "released after the deploy");
 }
 
+// Two branches whose builds deploy one stage take turns: the second waits for the first's
+// lock (`--wait-lock`) instead of failing, writes nothing while it waits (a batch node no mark),
+// stops at Ctrl-C with nothing changed, and past its patience is refused as without it.
+#[test]
+fn a_run_given_wait_lock_waits_for_a_live_lock_then_deploys() {
+    let r = two_services("wl", "{project}-{service}-{stage}", "");
+    let lock = "/ferry/wl/dev/lock";
+    let me = std::process::id();
+    let live = || {
+        let now = ferry_records::now_secs();
+        let started = ferry_records::lock::process::started(me);
+        crate::common::put_parameter(lock, &lock_json("carol", me, started, now));
+    };
+    let absent = |name: &str| {
+        let (code, _, _) = run(&mut xtask(&r, &["param", "get", "dev", name]), None);
+        code == 1
+    };
+    let waiting = "lock: stage `dev` is held by carol on ";
+    let release = || {
+        rt().block_on(
+            aws_sdk_ssm::Client::new(&crate::common::config())
+                .delete_parameter()
+                .name(lock)
+                .send(),
+        )
+        .unwrap();
+    };
+
+    // A batch node waits, unmarked, and goes once the lock is released.
+    live();
+    let (mut child, rx) = spawn_deploy(
+        &r,
+        &[
+            "batch",
+            "node",
+            "dev",
+            "a",
+            "--batch",
+            "b1",
+            "--wait-lock",
+            "120",
+        ],
+    );
+    let mut seen = Vec::new();
+    wait_for(&rx, waiting, &mut seen);
+    assert!(
+        seen.last()
+            .unwrap()
+            .contains("waiting for it to be released (0s waited of at most 2 min, --wait-lock)"),
+        "{seen:?}"
+    );
+    assert!(absent("/ferry/wl/dev/nodes/a"), "no mark while it waits");
+    let (out, _) = ok(&mut xtask(&r, &["param", "get", "dev", lock]));
+    assert!(out.contains("another-run"), "still carol's: {out}");
+    release();
+    wait_for(&rx, "taken for batch `b1`", &mut seen);
+    assert!(child.wait().unwrap().success(), "{seen:?}");
+    ok(&mut xtask(&r, &["batch", "finish", "dev", "--batch", "b1"]));
+
+    // Ctrl-C while it waits: it stops, and the lock stays the holder's.
+    live();
+    let (mut child, rx) = spawn_deploy(&r, &["deploy", "dev", "--wait-lock", "120"]);
+    let mut seen = Vec::new();
+    wait_for(&rx, waiting, &mut seen);
+    signal(child.id(), "-INT");
+    wait_for(
+        &rx,
+        "stopped waiting for the lock of stage `dev` (Ctrl-C); nothing was changed",
+        &mut seen,
+    );
+    assert!(!child.wait().unwrap().success());
+    let (out, _) = ok(&mut xtask(&r, &["param", "get", "dev", lock]));
+    assert!(out.contains("another-run"), "still carol's: {out}");
+
+    // Past its patience: refused as without it, saying how long it waited.
+    let (_, err) = fails(&mut xtask(&r, &["deploy", "dev", "--wait-lock", "1"]));
+    assert!(
+        err.contains(waiting)
+            && err.contains("failed to lock stage `dev` after waiting 1s for it (--wait-lock 1)")
+            && err.contains("wait for that run to finish"),
+        "{err}"
+    );
+    // A node refused by another run's live lock leaves the mark of that run's node of its
+    // service alone (it wrote its own over it, then deleted it).
+    let mark = "/ferry/wl/dev/nodes/a";
+    crate::common::put_parameter(
+        mark,
+        &lock_json("erin", me, None, ferry_records::now_secs()),
+    );
+    let (_, err) = fails(&mut xtask(
+        &r,
+        &["batch", "node", "dev", "a", "--batch", "b2"],
+    ));
+    assert!(err.contains("locked by carol"), "{err}");
+    let (out, _) = ok(&mut xtask(&r, &["param", "get", "dev", mark]));
+    assert!(out.contains("erin"), "the other node's mark: {out}");
+    let (code, _, err) = run(
+        &mut xtask(&r, &["deploy", "dev", "--wait-lock", "86401"]),
+        None,
+    );
+    assert_eq!(code, 2, "a usage error: {err}");
+    assert!(err.contains("86401 is not in 0..=86400"), "{err}");
+    release();
+    ok(&mut xtask(&r, &["remove", "dev"]));
+}
+
 /// Starts `deploy` in the background; its standard error arrives line by line.
 fn spawn_deploy(r: &TestRepo, args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
     let mut c = xtask(r, args);

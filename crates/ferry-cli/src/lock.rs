@@ -6,6 +6,7 @@
 //! still this run's.
 
 use std::future::Future;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use ferry_graph::Cancel;
@@ -13,15 +14,101 @@ use ferry_manifest::Stage;
 use ferry_records::{LockHolder, RENEW_EVERY, RecordStore, Released};
 use tokio::signal::unix::{SignalKind, signal};
 
-/// Runs `work` holding `stage`'s lock for `command`. `force` takes over a stale lock (and says
-/// whose). `cancel` is what `work` watches to start nothing new. `build` is the CI build id the
-/// lock names beside this host and process.
+/// How a command takes its stage's lock: `--force-unlock` and `--wait-lock`.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct LockArgs {
+    /// Take over the stage's lock if it is stale (its process is gone from this host, or it was
+    /// not renewed for 5 minutes; a batch's, 60), saying whose lock it displaced; a live lock is
+    /// never taken
+    #[arg(long)]
+    pub force_unlock: bool,
+    /// While another run holds the stage's lock and keeps it alive, wait up to this many
+    /// seconds for it to be released instead of failing at once (saying who holds it when the
+    /// wait starts and each minute after; Ctrl-C stops waiting, with nothing changed)
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub wait_lock: u64,
+}
+
+/// How often a run waiting for another's lock (`--wait-lock`) looks again: one GetParameter.
+const LOCK_POLL: Duration = Duration::from_secs(5);
+
+/// What came of [`wait_for_others`].
+struct Waited {
+    /// What to add to a refusal that comes after a wait ("" when it did not wait).
+    said: String,
+    /// Whether another run still held the lock, live, when the wait ended.
+    held: bool,
+}
+
+/// Waits, up to `how.wait_lock` seconds, while another run holds `stage`'s lock and keeps it
+/// alive ([`RecordStore::wait_while_held`]): a line when the wait starts, when the holder
+/// changes, and each minute after. Writes nothing, so Ctrl-C or SIGTERM just stops it. With no
+/// wait it reads the lock once only when `look` asks it to.
+async fn wait_for_others(
+    records: &RecordStore,
+    stage: &Stage,
+    holder: &LockHolder,
+    how: LockArgs,
+    look: bool,
+) -> anyhow::Result<Waited> {
+    if how.wait_lock == 0 && !look {
+        return Ok(Waited {
+            said: String::new(),
+            held: false,
+        });
+    }
+    let patience = Duration::from_secs(how.wait_lock);
+    let most = ferry_records::lock::human(how.wait_lock);
+    let mut said: Option<(String, Duration)> = None;
+    let mut waiting = |other: &LockHolder, waited: Duration| {
+        let shown = other.to_string();
+        if said
+            .as_ref()
+            .is_some_and(|(last, at)| *last == shown && waited < *at + Duration::from_secs(60))
+        {
+            return;
+        }
+        crate::ui::note(&format!(
+            "lock: stage `{}` is held by {shown}; waiting for it to be released ({} waited of at most {most}, --wait-lock)",
+            stage.name,
+            ferry_records::lock::human(waited.as_secs()),
+        ));
+        said = Some((shown, waited));
+    };
+    let mut int = signal(SignalKind::interrupt()).context("failed to watch for Ctrl-C")?;
+    let mut term = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
+    let (waited, held) = tokio::select! {
+        waited = records.wait_while_held(holder, patience, LOCK_POLL, &mut waiting) => {
+            waited.with_context(|| format!("failed to read the lock of stage `{}` while waiting for it", stage.name))?
+        }
+        _ = int.recv() => anyhow::bail!("stopped waiting for the lock of stage `{}` (Ctrl-C); nothing was changed", stage.name),
+        _ = term.recv() => anyhow::bail!("stopped waiting for the lock of stage `{}` (SIGTERM); nothing was changed", stage.name),
+    };
+    let said = if said.is_some() {
+        format!(
+            " after waiting {} for it (--wait-lock {})",
+            ferry_records::lock::human(waited.as_secs()),
+            how.wait_lock
+        )
+    } else {
+        String::new()
+    };
+    Ok(Waited {
+        said,
+        held: held.is_some(),
+    })
+}
+
+/// Runs `work` holding `stage`'s lock for `command`. `how.force_unlock` takes over a stale
+/// lock (and says whose); `how.wait_lock` waits that long for another run's live lock first.
+/// `cancel` is what `work` watches to start nothing new. `build` is the CI build id the lock
+/// names beside this host and process.
 pub async fn with_lock<T>(
     build: Option<&str>,
     records: &RecordStore,
     stage: &Stage,
     command: &str,
-    force: bool,
+    how: LockArgs,
     cancel: &Cancel,
     work: impl Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
@@ -31,10 +118,11 @@ pub async fn with_lock<T>(
         &stage.name,
         build.map(str::to_string),
     );
+    let waited = wait_for_others(records, stage, &holder, how, false).await?;
     let acquired = records
-        .lock(&holder, force)
+        .lock(&holder, how.force_unlock)
         .await
-        .with_context(|| format!("failed to lock stage `{}`", stage.name))?;
+        .with_context(|| format!("failed to lock stage `{}`{}", stage.name, waited.said))?;
     if let Some((old, why)) = acquired.displaced {
         eprintln!(
             "took over the lock of stage `{}` from {old}: it was stale ({why})",
@@ -95,7 +183,8 @@ pub struct BatchNode<'a> {
 }
 
 /// Runs `work` as a node of `batch`, sharing the stage's lock with the batch's other nodes
-/// (taking it if it is free). `work` gets the batch's release id: named, by the node that took
+/// (taking it if it is free; with `how.wait_lock`, waiting that long first for another run's
+/// live lock, unmarked: a node that waits is not yet at work). `work` gets the batch's release id: named, by the node that took
 /// the lock, after when it took it and `commit` (its own), and kept in the lock, so that nodes
 /// and `batch finish` at other commits name the same release. The lock stays when the node
 /// ends: the batch's last step (`batch finish`) releases it, or it goes stale 60 minutes after
@@ -105,7 +194,7 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     records: &RecordStore,
     stage: &Stage,
     batch: BatchNode<'_>,
-    force: bool,
+    how: LockArgs,
     cancel: &Cancel,
     work: impl FnOnce(String) -> F,
 ) -> anyhow::Result<T> {
@@ -124,23 +213,38 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     // To the millisecond, as a plain run's: two batches whose locks were taken in one second
     // named one release, and the second overwrote the first's.
     holder.release = Some(ferry_releases::new_id(ferry_records::now_millis(), commit));
+    // Looked at once, waited for or not: a node that another run's live lock will refuse
+    // writes no mark (it would replace that of the other batch's node of this service, and
+    // then delete it).
+    let waited = wait_for_others(records, stage, &holder, how, true).await?;
     // Marked as at work before it joins (renewed with the lock, deleted as it ends), so that a
     // `batch finish` run meanwhile waits for it rather than releasing the lock under it.
-    records.mark_node(service, &holder).await.with_context(|| {
-        format!(
-            "failed to mark batch node `{service}` as at work in stage `{}`",
-            stage.name
-        )
-    })?;
+    let mark = async || {
+        records.mark_node(service, &holder).await.with_context(|| {
+            format!(
+                "failed to mark batch node `{service}` as at work in stage `{}`",
+                stage.name
+            )
+        })
+    };
+    if !waited.held {
+        mark().await?;
+    }
     // With --force-unlock, another run's stale lock is taken over for this batch.
-    let joined = records.join_forcing(&holder, force).await;
-    if joined.is_err() {
-        let _ = records.unmark_node(service).await;
+    let joined = records.join_forcing(&holder, how.force_unlock).await;
+    match (&joined, waited.held) {
+        (Err(_), false) => {
+            let _ = records.unmark_node(service).await;
+        }
+        // Released after all as it looked: marked now (its own batch was not the holder, so
+        // no finish of it can be releasing the lock).
+        (Ok(_), true) => mark().await?,
+        _ => {}
     }
     let joined = joined.with_context(|| {
         format!(
-            "failed to join the lock of stage `{}` for batch `{batch}`",
-            stage.name
+            "failed to join the lock of stage `{}` for batch `{batch}`{}",
+            stage.name, waited.said
         )
     })?;
     match joined {
@@ -391,12 +495,20 @@ mod tests {
             let mut intruder = LockHolder::for_this_process(&|_| None, "deploy", "dev", None);
             intruder.host = "another-machine".into();
             let cancel = Cancel::new();
-            let err = with_lock(None, records, stage, "deploy", false, &cancel, async {
-                let ours = records.lock_holder().await?.expect("held");
-                records.unlock(&ours).await?;
-                records.lock(&intruder, false).await?;
-                Ok(())
-            })
+            let err = with_lock(
+                None,
+                records,
+                stage,
+                "deploy",
+                LockArgs::default(),
+                &cancel,
+                async {
+                    let ours = records.lock_holder().await?.expect("held");
+                    records.unlock(&ours).await?;
+                    records.lock(&intruder, false).await?;
+                    Ok(())
+                },
+            )
             .await
             .unwrap_err();
             let said = format!("{err:#}");
@@ -412,13 +524,21 @@ mod tests {
             records.unlock(&intruder).await.unwrap();
 
             // Taken over and released again before this run ended: it fails all the same.
-            let err = with_lock(None, records, stage, "deploy", false, &cancel, async {
-                let ours = records.lock_holder().await?.expect("held");
-                records.unlock(&ours).await?;
-                records.lock(&intruder, false).await?;
-                records.unlock(&intruder).await?;
-                Ok(())
-            })
+            let err = with_lock(
+                None,
+                records,
+                stage,
+                "deploy",
+                LockArgs::default(),
+                &cancel,
+                async {
+                    let ours = records.lock_holder().await?.expect("held");
+                    records.unlock(&ours).await?;
+                    records.lock(&intruder, false).await?;
+                    records.unlock(&intruder).await?;
+                    Ok(())
+                },
+            )
             .await
             .unwrap_err();
             assert!(
@@ -428,6 +548,80 @@ mod tests {
                 "{err:#}"
             );
             assert!(records.lock_holder().await.unwrap().is_none());
+        });
+    }
+
+    // A wait (`--wait-lock`) lasts while another run's live lock stays, and no longer than its
+    // patience; it does not wait for its own batch's lock, nor for a stale one (taking that
+    // over is the caller's to judge).
+    #[test]
+    fn a_wait_for_the_lock_lasts_only_while_another_run_holds_it() {
+        in_stage("lock-wait", async |_, records| {
+            let ours =
+                LockHolder::for_this_process(&|_| None, "batch node", "dev", None).in_batch("b1");
+            let mut other = LockHolder::for_this_process(&|_| None, "deploy", "dev", None);
+            other.host = "another-machine".into();
+            let poll = Duration::from_millis(100);
+            let seen = std::sync::Mutex::new(Vec::new());
+            let mut waiting =
+                |h: &LockHolder, _: Duration| seen.lock().unwrap().push(h.host.clone());
+            let seen = || seen.lock().unwrap().clone();
+
+            // Another machine's live lock, released after a while: waited for until then.
+            records.lock(&other, false).await.unwrap();
+            let releaser = {
+                let (records, other) = (records.clone(), other.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    records.unlock(&other).await.unwrap();
+                })
+            };
+            let (waited, held) = records
+                .wait_while_held(&ours, Duration::from_secs(30), poll, &mut waiting)
+                .await
+                .unwrap();
+            releaser.await.unwrap();
+            assert!(held.is_none());
+            assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(30));
+            let before = seen();
+            assert!(!before.is_empty() && before.iter().all(|h| h == "another-machine"));
+
+            // Held past the patience: back after it, the lock still the other's.
+            records.lock(&other, false).await.unwrap();
+            let (waited, held) = records
+                .wait_while_held(&ours, Duration::from_millis(300), poll, &mut waiting)
+                .await
+                .unwrap();
+            assert_eq!(held.unwrap().token, other.token);
+            assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(5));
+            assert_eq!(
+                records.lock_holder().await.unwrap().unwrap().token,
+                other.token
+            );
+            assert!(seen().len() > before.len());
+            records.unlock(&other).await.unwrap();
+            let told = seen().len();
+
+            // Its own batch's lock, and a stale one (a process gone from this host): no wait.
+            records.join(&ours).await.unwrap();
+            let (waited, held) = records
+                .wait_while_held(&ours, Duration::from_secs(30), poll, &mut waiting)
+                .await
+                .unwrap();
+            assert!(held.is_none());
+            records.unlock(&ours).await.unwrap();
+            let mut gone = LockHolder::for_this_process(&|_| None, "deploy", "dev", None);
+            gone.pid = u32::MAX - 1;
+            gone.started = None;
+            records.lock(&gone, false).await.unwrap();
+            let (also, held) = records
+                .wait_while_held(&ours, Duration::from_secs(30), poll, &mut waiting)
+                .await
+                .unwrap();
+            assert!(held.is_none());
+            records.unlock(&gone).await.unwrap();
+            assert!(waited < Duration::from_secs(5) && also < Duration::from_secs(5));
+            assert_eq!(seen().len(), told, "nothing waited for");
         });
     }
 
@@ -451,7 +645,7 @@ mod tests {
                     records,
                     stage,
                     node,
-                    false,
+                    LockArgs::default(),
                     &cancel,
                     |release| async move { Ok(release) },
                 )

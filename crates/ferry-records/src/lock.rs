@@ -1039,6 +1039,39 @@ impl RecordStore {
         }
     }
 
+    /// Waits, for at most `patience`, while another run holds the stage's lock and keeps it
+    /// alive, so that a run that would be refused now goes once that run ends (two branches
+    /// that deploy one stage, pushed a minute apart). Writes nothing: returns as soon as the
+    /// lock is free, `holder`'s own (its batch's) or stale (whether a stale lock is taken over
+    /// stays the caller's to say), and after `patience` also with the lock still held, when
+    /// the caller's own attempt names the holder. Looks every `poll`, telling `waiting` who
+    /// holds the lock and for how long this has waited. Returns how long it waited, and the
+    /// other run that still holds the lock, if one does (a patience of zero just looks once).
+    pub async fn wait_while_held(
+        &self,
+        holder: &LockHolder,
+        patience: Duration,
+        poll: Duration,
+        waiting: &mut (dyn FnMut(&LockHolder, Duration) + Send),
+    ) -> Result<(Duration, Option<LockHolder>), RecordError> {
+        let start = tokio::time::Instant::now();
+        loop {
+            let Some(state) = self.lock_state().await? else {
+                return Ok((start.elapsed(), None));
+            };
+            let ours = state.holder.token == holder.token && state.holder.batch == holder.batch;
+            let waited = start.elapsed();
+            if ours || state.staleness().is_some() {
+                return Ok((waited, None));
+            }
+            if waited >= patience {
+                return Ok((waited, Some(state.holder)));
+            }
+            waiting(&state.holder, waited);
+            tokio::time::sleep(poll.min(patience - waited)).await;
+        }
+    }
+
     /// Releases `holder`'s lock: only if it is still its own.
     pub async fn unlock(&self, holder: &LockHolder) -> Result<Released, RecordError> {
         self.hold(None);

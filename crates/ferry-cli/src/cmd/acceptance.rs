@@ -28,9 +28,8 @@ pub struct AcceptanceArgs {
     /// At most this many test commands at once [default: no limit]
     #[arg(long, value_name = "N", value_parser = crate::ui::concurrency)]
     concurrency: Option<NonZeroUsize>,
-    /// Take over the stage's lock if it is stale (see `deploy --help`)
-    #[arg(long)]
-    force_unlock: bool,
+    #[command(flatten)]
+    lock: crate::lock::LockArgs,
 }
 
 /// Runs the selected deployed services' tests and marks their records.
@@ -162,7 +161,7 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
             &records,
             &stage,
             "test-acceptance",
-            args.force_unlock,
+            args.lock,
             &cancel,
             async {
                 let previous = records

@@ -111,9 +111,8 @@ pub struct NodeArgs {
     /// On a stack in UPDATE_ROLLBACK_FAILED, call ContinueUpdateRollback instead of stopping
     #[arg(long)]
     continue_rollback: bool,
-    /// Take over the stage's lock if another run's lock is stale (see `deploy --help`)
-    #[arg(long)]
-    force_unlock: bool,
+    #[command(flatten)]
+    lock: crate::lock::LockArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -179,7 +178,7 @@ fn node(ctx: &Ctx, args: &NodeArgs) -> anyhow::Result<()> {
         args.timeout,
         args.adopt,
         args.continue_rollback,
-        args.force_unlock,
+        args.lock,
     );
     crate::cmd::deploy::run_with(ctx, &deploy, Some(&node))
 }

@@ -41,11 +41,8 @@ pub struct DeployArgs {
     /// On a stack in UPDATE_ROLLBACK_FAILED, call ContinueUpdateRollback instead of stopping
     #[arg(long)]
     continue_rollback: bool,
-    /// Take over the stage's lock if it is stale (its process is gone from this host, or it was
-    /// not renewed for 5 minutes; a batch's, 60), saying whose lock it displaced; a live lock is
-    /// never taken
-    #[arg(long)]
-    force_unlock: bool,
+    #[command(flatten)]
+    lock: crate::lock::LockArgs,
     /// Take over existing stacks of this stage's names that have no Ferry tags (first deployed
     /// by another tool), and the stack of a renamed service that kept it (a Serverless
     /// Framework service: tagged for its old name, which no service has now and whose record
@@ -210,7 +207,7 @@ impl DeployArgs {
         timeout: u64,
         adopt: bool,
         continue_rollback: bool,
-        force_unlock: bool,
+        lock: crate::lock::LockArgs,
     ) -> DeployArgs {
         DeployArgs {
             from_ci: stage.is_none(),
@@ -224,7 +221,7 @@ impl DeployArgs {
             },
             concurrency: None,
             continue_rollback,
-            force_unlock,
+            lock,
             adopt,
             test,
             timeout,
@@ -323,7 +320,7 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
                     &records,
                     &stage,
                     "deploy",
-                    args.force_unlock,
+                    args.lock,
                     &cancel,
                     async { deploy_locked(args, &run, source, None).await },
                 )
@@ -341,7 +338,7 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
                         service: &node.service,
                         commit: &commit,
                     },
-                    args.force_unlock,
+                    args.lock,
                     &cancel,
                     |release| deploy_locked(args, &run, source, Some((node, release))),
                 )

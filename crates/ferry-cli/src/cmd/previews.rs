@@ -262,7 +262,16 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
                 // service name shortens the room for it).
                 stage.id = p.id.clone();
                 ferry_deploy::check_removable(&stage, &options)?;
-                crate::cmd::remove::remove_stage(ctx, &stage, &options, args.force_unlock, Some(p))
+                crate::cmd::remove::remove_stage(
+                    ctx,
+                    &stage,
+                    &options,
+                    crate::lock::LockArgs {
+                        force_unlock: args.force_unlock,
+                        wait_lock: 0,
+                    },
+                    Some(p),
+                )
                     .await
             }
             .await;

@@ -29,9 +29,8 @@ pub struct RunArgs {
     /// At most this many stack operations at once [default: no limit]
     #[arg(long, value_name = "N", value_parser = crate::ui::concurrency)]
     concurrency: Option<NonZeroUsize>,
-    /// Take over the stage's lock if it is stale (see `deploy --help`)
-    #[arg(long)]
-    force_unlock: bool,
+    #[command(flatten)]
+    lock: crate::lock::LockArgs,
     /// How long Ferry waits for one stack in all, in seconds (see `deploy --help`)
     #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = crate::ui::timeout_secs())]
     timeout: u64,
@@ -970,7 +969,7 @@ impl<'s> Session<'s> {
             &self.records,
             self.stage,
             command,
-            args.force_unlock,
+            args.lock,
             &self.cancel,
             work,
         )

@@ -31,9 +31,8 @@ pub struct RemoveArgs {
     /// Also delete stacks of this stage's names that have no Ferry tags
     #[arg(long)]
     adopt: bool,
-    /// Take over the stage's lock if it is stale (see `deploy --help`)
-    #[arg(long)]
-    force_unlock: bool,
+    #[command(flatten)]
+    lock: crate::lock::LockArgs,
     /// How long Ferry waits for one stack's delete, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = crate::ui::timeout_secs())]
     timeout: u64,
@@ -53,7 +52,7 @@ pub fn run(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<()> {
     };
     ferry_deploy::check_removable(&stage, &options)?;
     runtime()?
-        .block_on(remove_stage(ctx, &stage, &options, args.force_unlock, None))
+        .block_on(remove_stage(ctx, &stage, &options, args.lock, None))
         .map(drop)
 }
 
@@ -64,7 +63,7 @@ pub(crate) async fn remove_stage(
     ctx: &Ctx,
     stage: &Stage,
     options: &ferry_deploy::RemoveOptions,
-    force_unlock: bool,
+    lock: crate::lock::LockArgs,
     judged: Option<&ferry_deploy::previews::Preview>,
 ) -> anyhow::Result<bool> {
     let ws = ctx.workspace()?;
@@ -73,7 +72,7 @@ pub(crate) async fn remove_stage(
     let cancel = Cancel::new();
     let clock = Clock::start();
     let build = ctx.ci().build_id.as_deref();
-    crate::lock::with_lock(build, &records, stage, "remove", force_unlock, &cancel, async {
+    crate::lock::with_lock(build, &records, stage, "remove", lock, &cancel, async {
         let previous = records
             .read_all()
             .await
