@@ -151,6 +151,20 @@ fn init_adopts_a_monorepo_and_its_runner_plans_right_away() {
         "brandnew/svc/template.yaml",
         "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
     );
+    // A dry run shows only the file it would write.
+    let (code, out, err) = run(
+        &mut xtask(r, &["init", "--only-missing", "--dry-run"]),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("--- brandnew/svc/service.toml\n")
+            && !out.contains("--- ferry.toml")
+            && out.contains("would keep as they are: ferry.toml, ")
+            && out.contains("dry run: nothing written"),
+        "{out}"
+    );
+    assert!(!r.join("brandnew/svc/service.toml").exists());
     let (code, out, err) = run(&mut xtask(r, &["init", "--only-missing"]), None);
     assert_eq!(code, 0, "{err}");
     assert!(

@@ -854,6 +854,15 @@ pub fn write_missing(root: &Path, files: &[(String, String)]) -> Result<Written,
     write_files(root, files, false, true)
 }
 
+/// Those of `files` that exist under `root` already: what [`write_missing`] keeps.
+pub fn existing(root: &Path, files: &[(String, String)]) -> Vec<String> {
+    files
+        .iter()
+        .filter(|(rel, _)| root.join(rel).exists())
+        .map(|(rel, _)| rel.clone())
+        .collect()
+}
+
 fn write_files(
     root: &Path,
     files: &[(String, String)],

@@ -145,8 +145,17 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
         }
     }
     if args.dry_run {
-        for (path, text) in &files {
+        // With --only-missing, only what it would write: the rest stays as it is.
+        let kept = if args.only_missing {
+            ferry_init::existing(root, &files)
+        } else {
+            Vec::new()
+        };
+        for (path, text) in files.iter().filter(|(p, _)| !kept.contains(p)) {
             println!("--- {path}\n{text}");
+        }
+        if !kept.is_empty() {
+            println!("would keep as they are: {}", kept.join(", "));
         }
         println!("dry run: nothing written");
         return Ok(());
