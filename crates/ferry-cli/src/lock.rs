@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use ferry_graph::Cancel;
 use ferry_manifest::Stage;
 use ferry_records::{LockHolder, RENEW_EVERY, RecordStore, Released};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// How a command takes its stage's lock: `--force-unlock` and `--wait-lock`.
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
@@ -34,16 +34,35 @@ const LOCK_POLL: Duration = Duration::from_secs(5);
 
 /// What came of [`wait_for_others`].
 struct Waited {
-    /// What to add to a refusal that comes after a wait ("" when it did not wait).
-    said: String,
-    /// Whether another run still held the lock, live, when the wait ended.
-    held: bool,
+    /// Whether it waited (another run held the lock, and `--wait-lock` asked to wait).
+    waited: bool,
+    /// Another run that still held the lock, live, when it stopped looking.
+    held: Option<LockHolder>,
+    /// The signals watched while it waited, kept until the caller has taken the lock: once
+    /// watched, a signal no longer ends the process, so one that comes between the end of the
+    /// wait and the run's own watch must be seen here, not lost.
+    signals: Option<(Signal, Signal)>,
 }
 
-/// Waits, up to `how.wait_lock` seconds, while another run holds `stage`'s lock and keeps it
-/// alive ([`RecordStore::wait_while_held`]): a line when the wait starts, when the holder
-/// changes, and each minute after. Writes nothing, so Ctrl-C or SIGTERM just stops it. With no
-/// wait it reads the lock once only when `look` asks it to.
+impl Waited {
+    /// The signal that came since the wait ended, if one did.
+    async fn interrupted(&mut self) -> Option<&'static str> {
+        let (int, term) = self.signals.as_mut()?;
+        tokio::select! {
+            biased;
+            _ = int.recv() => Some("Ctrl-C"),
+            _ = term.recv() => Some("SIGTERM"),
+            () = std::future::ready(()) => None,
+        }
+    }
+}
+
+/// Looks at `stage`'s lock once (when `look`, or when `how.wait_lock` asks to wait) and, while
+/// another run holds it and keeps it alive, waits up to `how.wait_lock` seconds
+/// ([`RecordStore::wait_while_held`]): a line when the wait starts, when the holder changes,
+/// and each minute after. Writes nothing, so Ctrl-C or SIGTERM just stops it. Signals are
+/// watched only while it waits: a run that need not wait keeps their default action until its
+/// own watch starts.
 async fn wait_for_others(
     records: &RecordStore,
     stage: &Stage,
@@ -51,58 +70,66 @@ async fn wait_for_others(
     how: LockArgs,
     look: bool,
 ) -> anyhow::Result<Waited> {
+    let mut waited = Waited {
+        waited: false,
+        held: None,
+        signals: None,
+    };
     if how.wait_lock == 0 && !look {
-        return Ok(Waited {
-            said: String::new(),
-            held: false,
-        });
+        return Ok(waited);
     }
-    let patience = Duration::from_secs(how.wait_lock);
+    let read = || format!("failed to read the lock of stage `{}`", stage.name);
+    let (_, held) = records
+        .wait_while_held(holder, Duration::ZERO, LOCK_POLL, &mut |_, _| {})
+        .await
+        .with_context(read)?;
+    waited.held = held;
+    if waited.held.is_none() || how.wait_lock == 0 {
+        return Ok(waited);
+    }
     let most = ferry_records::lock::human(how.wait_lock);
-    let mut said: Option<(String, Duration)> = None;
-    let mut waiting = |other: &LockHolder, waited: Duration| {
-        let shown = other.to_string();
+    // The holder as it changes hands: a batch's nodes rewrite their host and pid as each
+    // renews, which is no new holder.
+    let mut said: Option<((String, Option<String>), Duration)> = None;
+    let mut waiting = |other: &LockHolder, for_: Duration| {
+        let who = (other.token.clone(), other.batch.clone());
         if said
             .as_ref()
-            .is_some_and(|(last, at)| *last == shown && waited < *at + Duration::from_secs(60))
+            .is_some_and(|(last, at)| *last == who && for_ < *at + Duration::from_secs(60))
         {
             return;
         }
         crate::ui::note(&format!(
-            "lock: stage `{}` is held by {shown}; waiting for it to be released ({} waited of at most {most}, --wait-lock)",
+            "lock: stage `{}` is held by {other}; waiting for it to be released ({} waited of at most {most}, --wait-lock)",
             stage.name,
-            ferry_records::lock::human(waited.as_secs()),
+            ferry_records::lock::human(for_.as_secs()),
         ));
-        said = Some((shown, waited));
+        said = Some((who, for_));
     };
     let mut int = signal(SignalKind::interrupt()).context("failed to watch for Ctrl-C")?;
     let mut term = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
-    let (waited, held) = tokio::select! {
-        waited = records.wait_while_held(holder, patience, LOCK_POLL, &mut waiting) => {
-            waited.with_context(|| format!("failed to read the lock of stage `{}` while waiting for it", stage.name))?
-        }
-        _ = int.recv() => anyhow::bail!("stopped waiting for the lock of stage `{}` (Ctrl-C); nothing was changed", stage.name),
-        _ = term.recv() => anyhow::bail!("stopped waiting for the lock of stage `{}` (SIGTERM); nothing was changed", stage.name),
-    };
-    let said = if said.is_some() {
-        format!(
-            " after waiting {} for it (--wait-lock {})",
-            ferry_records::lock::human(waited.as_secs()),
-            how.wait_lock
+    let patience = Duration::from_secs(how.wait_lock);
+    let stopped = |name: &str| {
+        anyhow::anyhow!(
+            "stopped waiting for the lock of stage `{}` ({name}); nothing was changed",
+            stage.name
         )
-    } else {
-        String::new()
     };
-    Ok(Waited {
-        said,
-        held: held.is_some(),
-    })
+    let (_, held) = tokio::select! {
+        w = records.wait_while_held(holder, patience, LOCK_POLL, &mut waiting) => w.with_context(read)?,
+        _ = int.recv() => return Err(stopped("Ctrl-C")),
+        _ = term.recv() => return Err(stopped("SIGTERM")),
+    };
+    waited.waited = true;
+    waited.held = held;
+    waited.signals = Some((int, term));
+    Ok(waited)
 }
 
 /// Runs `work` holding `stage`'s lock for `command`. `how.force_unlock` takes over a stale
-/// lock (and says whose); `how.wait_lock` waits that long for another run's live lock first.
-/// `cancel` is what `work` watches to start nothing new. `build` is the CI build id the lock
-/// names beside this host and process.
+/// lock (and says whose); `how.wait_lock` waits that long for another run's live lock first,
+/// and again if another waiter takes it first. `cancel` is what `work` watches to start
+/// nothing new. `build` is the CI build id the lock names beside this host and process.
 pub async fn with_lock<T>(
     build: Option<&str>,
     records: &RecordStore,
@@ -118,11 +145,50 @@ pub async fn with_lock<T>(
         &stage.name,
         build.map(str::to_string),
     );
-    let waited = wait_for_others(records, stage, &holder, how, false).await?;
-    let acquired = records
-        .lock(&holder, how.force_unlock)
-        .await
-        .with_context(|| format!("failed to lock stage `{}`{}", stage.name, waited.said))?;
+    let start = tokio::time::Instant::now();
+    let mut any_wait = false;
+    let (acquired, mut waited) = loop {
+        let left = how.wait_lock.saturating_sub(start.elapsed().as_secs());
+        let waited = wait_for_others(
+            records,
+            stage,
+            &holder,
+            LockArgs {
+                wait_lock: left,
+                ..how
+            },
+            false,
+        )
+        .await?;
+        any_wait |= waited.waited;
+        match records.lock(&holder, how.force_unlock).await {
+            // Taken by another (a run that waited too) since the lock looked free: waited
+            // for again while the patience lasts.
+            Err(ferry_records::RecordError::Locked { stale: None, .. })
+                if start.elapsed().as_secs() < how.wait_lock => {}
+            acquired => {
+                let said = if any_wait {
+                    format!(
+                        " after waiting {} for it (--wait-lock {})",
+                        ferry_records::lock::human(start.elapsed().as_secs()),
+                        how.wait_lock
+                    )
+                } else {
+                    String::new()
+                };
+                let acquired = acquired
+                    .with_context(|| format!("failed to lock stage `{}`{said}", stage.name))?;
+                break (acquired, waited);
+            }
+        }
+    };
+    if let Some(name) = waited.interrupted().await {
+        let _ = records.unlock(&holder).await;
+        anyhow::bail!(
+            "stopped ({name}) as the lock of stage `{}` was taken, before any work; the lock is released",
+            stage.name
+        );
+    }
     if let Some((old, why)) = acquired.displaced {
         eprintln!(
             "took over the lock of stage `{}` from {old}: it was stale ({why})",
@@ -183,8 +249,7 @@ pub struct BatchNode<'a> {
 }
 
 /// Runs `work` as a node of `batch`, sharing the stage's lock with the batch's other nodes
-/// (taking it if it is free; with `how.wait_lock`, waiting that long first for another run's
-/// live lock, unmarked: a node that waits is not yet at work). `work` gets the batch's release id: named, by the node that took
+/// (taking it if it is free). `work` gets the batch's release id: named, by the node that took
 /// the lock, after when it took it and `commit` (its own), and kept in the lock, so that nodes
 /// and `batch finish` at other commits name the same release. The lock stays when the node
 /// ends: the batch's last step (`batch finish`) releases it, or it goes stale 60 minutes after
@@ -194,7 +259,7 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     records: &RecordStore,
     stage: &Stage,
     batch: BatchNode<'_>,
-    how: LockArgs,
+    force: bool,
     cancel: &Cancel,
     work: impl FnOnce(String) -> F,
 ) -> anyhow::Result<T> {
@@ -213,40 +278,38 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     // To the millisecond, as a plain run's: two batches whose locks were taken in one second
     // named one release, and the second overwrote the first's.
     holder.release = Some(ferry_releases::new_id(ferry_records::now_millis(), commit));
-    // Looked at once, waited for or not: a node that another run's live lock will refuse
-    // writes no mark (it would replace that of the other batch's node of this service, and
-    // then delete it).
-    let waited = wait_for_others(records, stage, &holder, how, true).await?;
+    let refused = |e: ferry_records::RecordError| {
+        anyhow::Error::new(e).context(format!(
+            "failed to join the lock of stage `{}` for batch `{batch}`",
+            stage.name
+        ))
+    };
+    // Looked at first: a node that another run's live lock refuses writes no mark (it would
+    // replace that of the other run's node of this service, and then delete it).
+    if let Some(other) = wait_for_others(records, stage, &holder, LockArgs::default(), true)
+        .await?
+        .held
+    {
+        return Err(refused(ferry_records::RecordError::Locked {
+            stage: stage.name.clone(),
+            holder: Box::new(other),
+            stale: None,
+        }));
+    }
     // Marked as at work before it joins (renewed with the lock, deleted as it ends), so that a
     // `batch finish` run meanwhile waits for it rather than releasing the lock under it.
-    let mark = async || {
-        records.mark_node(service, &holder).await.with_context(|| {
-            format!(
-                "failed to mark batch node `{service}` as at work in stage `{}`",
-                stage.name
-            )
-        })
-    };
-    if !waited.held {
-        mark().await?;
-    }
-    // With --force-unlock, another run's stale lock is taken over for this batch.
-    let joined = records.join_forcing(&holder, how.force_unlock).await;
-    match (&joined, waited.held) {
-        (Err(_), false) => {
-            let _ = records.unmark_node(service).await;
-        }
-        // Released after all as it looked: marked now (its own batch was not the holder, so
-        // no finish of it can be releasing the lock).
-        (Ok(_), true) => mark().await?,
-        _ => {}
-    }
-    let joined = joined.with_context(|| {
+    records.mark_node(service, &holder).await.with_context(|| {
         format!(
-            "failed to join the lock of stage `{}` for batch `{batch}`{}",
-            stage.name, waited.said
+            "failed to mark batch node `{service}` as at work in stage `{}`",
+            stage.name
         )
     })?;
+    // With --force-unlock, another run's stale lock is taken over for this batch.
+    let joined = records.join_forcing(&holder, force).await;
+    if joined.is_err() {
+        let _ = records.unmark_node(service).await;
+    }
+    let joined = joined.map_err(refused)?;
     match joined {
         ferry_records::Joined::Took => eprintln!(
             "lock: stage `{}` taken for batch `{batch}` (its nodes share it; `batch finish` releases it)",
@@ -645,7 +708,7 @@ mod tests {
                     records,
                     stage,
                     node,
-                    LockArgs::default(),
+                    false,
                     &cancel,
                     |release| async move { Ok(release) },
                 )

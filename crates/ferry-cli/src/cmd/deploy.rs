@@ -338,7 +338,7 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
                         service: &node.service,
                         commit: &commit,
                     },
-                    args.lock,
+                    args.lock.force_unlock,
                     &cancel,
                     |release| deploy_locked(args, &run, source, Some((node, release))),
                 )
