@@ -1189,7 +1189,7 @@ fn batch_ci_files_follow_the_graph_and_cannot_drift() {
     }
     let build = spec["phases"]["build"]["commands"][0].as_str().unwrap();
     assert!(
-        build.contains("cargo xtask batch node --from-ci \"$SERVICE\" --test"),
+        build.contains("cargo xtask batch node --from-ci \"$SERVICE\" --test --wait-lock 1800"),
         "{build}"
     );
     // The finish removes the preview of a pull request the event merged or closed (before,
@@ -1246,7 +1246,7 @@ fn batch_ci_files_follow_the_graph_and_cannot_drift() {
             .unwrap();
         assert_eq!(
             run_line,
-            "cargo xtask batch node --from-ci \"$SERVICE\" --test"
+            "cargo xtask batch node --from-ci \"$SERVICE\" --test --wait-lock 1800"
         );
     }
     assert_eq!(

@@ -381,9 +381,8 @@ fn locks_name_live_and_stale_holders_and_force_takes_over_only_a_stale_one() {
 }
 
 // Two branches whose builds deploy one stage take turns: the second waits for the first's
-// lock (`--wait-lock`) instead of failing, writes nothing while it waits, stops at Ctrl-C with
-// nothing changed, and past its patience is refused as without it. A batch node, which does
-// not wait, refused by another run's live lock writes no mark of itself.
+// lock (`--wait-lock`) instead of failing, writes nothing while it waits (a batch node no mark),
+// stops at Ctrl-C with nothing changed, and past its patience is refused as without it.
 #[test]
 fn a_run_given_wait_lock_waits_for_a_live_lock_then_deploys() {
     let r = two_services("wl", "{project}-{service}-{stage}", "");
@@ -408,6 +407,97 @@ fn a_run_given_wait_lock_waits_for_a_live_lock_then_deploys() {
         )
         .unwrap();
     };
+
+    // A batch node waits, unmarked, and once the lock is released checks what would refuse
+    // it: `b`'s dependency has something to deploy, so it is refused before it takes the lock
+    // (before, it checked nothing under another run's lock, then took it and was refused,
+    // leaving its batch holding the stage).
+    live();
+    let (mut child, rx) = spawn_deploy(
+        &r,
+        &[
+            "batch",
+            "node",
+            "dev",
+            "b",
+            "--batch",
+            "b0",
+            "--wait-lock",
+            "120",
+        ],
+    );
+    let mut seen = Vec::new();
+    wait_for(&rx, waiting, &mut seen);
+    assert!(absent("/ferry/wl/dev/nodes/b"), "no mark while it waits");
+    release();
+    wait_for(
+        &rx,
+        "node `b` of batch `b0` refused before taking the lock of stage `dev` (left as it was)",
+        &mut seen,
+    );
+    assert!(!child.wait().unwrap().success());
+    assert!(absent(lock), "{seen:?}");
+
+    // Two batches' nodes of one service wait; once the lock is released, one batch takes it
+    // and the other's node waits on for that batch, until its finish.
+    live();
+    let nodes: Vec<_> = ["b1", "b2"]
+        .iter()
+        .map(|b| {
+            let args = [
+                "batch",
+                "node",
+                "dev",
+                "a",
+                "--batch",
+                b,
+                "--wait-lock",
+                "120",
+            ];
+            (*b, spawn_deploy(&r, &args))
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for (_, (_, rx)) in &nodes {
+        wait_for(rx, waiting, &mut seen);
+    }
+    release();
+    let [mut first, mut second] = <[_; 2]>::try_from(nodes).ok().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if first.1.0.try_wait().unwrap().is_some() {
+            break;
+        }
+        if second.1.0.try_wait().unwrap().is_some() {
+            std::mem::swap(&mut first, &mut second);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no node ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (winner, (mut child, rx)) = first;
+    seen.extend(rx.try_iter());
+    assert!(child.wait().unwrap().success(), "{seen:?}");
+    let (loser, (mut child, rx)) = second;
+    wait_for(
+        &rx,
+        &format!("lock: stage `dev` is held by batch {winner}: "),
+        &mut seen,
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still waiting: {seen:?}"
+    );
+    ok(&mut xtask(
+        &r,
+        &["batch", "finish", "dev", "--batch", winner],
+    ));
+    wait_for(&rx, &format!("taken for batch `{loser}`"), &mut seen);
+    assert!(child.wait().unwrap().success(), "{seen:?}");
+    ok(&mut xtask(
+        &r,
+        &["batch", "finish", "dev", "--batch", loser],
+    ));
 
     // Two runs wait; once the lock is released, one deploys and the other, refused as it
     // went for the lock, waits again for that one (both had waited: before, the second failed).

@@ -33,9 +33,9 @@ pub struct LockArgs {
 const LOCK_POLL: Duration = Duration::from_secs(5);
 
 /// What came of [`wait_for_others`].
-struct Waited {
+pub(crate) struct Waited {
     /// Whether it waited (another run held the lock, and `--wait-lock` asked to wait).
-    waited: bool,
+    pub(crate) waited: bool,
     /// Another run that still held the lock, live, when it stopped looking.
     held: Option<LockHolder>,
     /// The signals watched while it waited, kept until the caller has taken the lock: once
@@ -46,7 +46,7 @@ struct Waited {
 
 impl Waited {
     /// The signal that came since the wait ended, if one did.
-    async fn interrupted(&mut self) -> Option<&'static str> {
+    pub(crate) async fn interrupted(&mut self) -> Option<&'static str> {
         let (int, term) = self.signals.as_mut()?;
         tokio::select! {
             biased;
@@ -63,7 +63,7 @@ impl Waited {
 /// and each minute after. Writes nothing, so Ctrl-C or SIGTERM just stops it. Signals are
 /// watched only while it waits: a run that need not wait keeps their default action until its
 /// own watch starts.
-async fn wait_for_others(
+pub(crate) async fn wait_for_others(
     records: &RecordStore,
     stage: &Stage,
     holder: &LockHolder,
@@ -240,6 +240,26 @@ fn failed_if_lost<T>(
     }
 }
 
+/// The lock holder of a node of `batch` in this process (the batch's token, this host and pid).
+pub(crate) fn batch_holder(build: Option<&str>, stage: &Stage, batch: &str) -> LockHolder {
+    LockHolder::for_this_process(
+        &|k| std::env::var(k).ok(),
+        "batch node",
+        &stage.name,
+        build.map(str::to_string),
+    )
+    .in_batch(batch)
+}
+
+/// Whether `e` is a refusal of the lock by another run's live lock, before anything was done
+/// under it (the case `--wait-lock` waits for again).
+pub(crate) fn refused_by_live_lock(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<ferry_records::RecordError>(),
+        Some(ferry_records::RecordError::Locked { stale: None, .. })
+    )
+}
+
 /// A node of a batch: the batch's id, the service the node deploys, and its commit.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchNode<'a> {
@@ -268,13 +288,7 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
         service,
         commit,
     } = batch;
-    let mut holder = LockHolder::for_this_process(
-        &|k| std::env::var(k).ok(),
-        "batch node",
-        &stage.name,
-        build.map(str::to_string),
-    )
-    .in_batch(batch);
+    let mut holder = batch_holder(build, stage, batch);
     // To the millisecond, as a plain run's: two batches whose locks were taken in one second
     // named one release, and the second overwrote the first's.
     holder.release = Some(ferry_releases::new_id(ferry_records::now_millis(), commit));

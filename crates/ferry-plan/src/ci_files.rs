@@ -82,8 +82,9 @@ pub fn buildspec_batch(g: &DepGraph, runner: &Runner<'_>) -> String {
 # node writes the batch's release and releases the lock (if a node failed, the lock goes stale
 # 60 minutes after the last node renewed it), then removes the preview of a pull request the
 # build's event merged or closed (when the webhook's filter lets those events start a build;
-# the nodes deploy nothing then). The stage comes from the trigger ([ci] in ferry.toml). The
-# project needs batch builds enabled (a batch service role).
+# the nodes deploy nothing then). A node that finds the stage locked by another run (another
+# branch's batch to the same stage) waits up to 30 minutes for it. The stage comes from the
+# trigger ([ci] in ferry.toml). The project needs batch builds enabled (a batch service role).
 version: 0.2
 
 env:
@@ -211,8 +212,9 @@ fn github_triggers(rules: &ferry_ci::StageRules) -> String {
 }
 
 /// What every node runs after `batch node`: the stage from the trigger, the service of the
-/// node, its tests.
-const NODE_ARGS: &str = "--from-ci \"$SERVICE\" --test";
+/// node, its tests, and a wait of up to 30 minutes while another run holds the stage (another
+/// branch's batch that deploys the same stage, started a minute earlier), rather than failing.
+const NODE_ARGS: &str = "--from-ci \"$SERVICE\" --test --wait-lock 1800";
 
 /// The most jobs GitHub Actions makes of one matrix: a wider wave is split into several jobs.
 pub const GITHUB_MATRIX_MAX: usize = 256;
@@ -256,7 +258,8 @@ pub fn github_workflow(g: &DepGraph, runner: &Runner<'_>, rules: &ferry_ci::Stag
 # share (batch `github-<run id>`). A failed wave stops the later ones; the finish always runs (the
 # release says what was deployed, the lock never outlives the run), and removes the preview of a
 # pull request the event closed; re-running the failed jobs (the same run id) redoes only what is
-# missing. The stage comes from the
+# missing. Runs are serialised per ref; a node that finds the stage locked by another run
+# (another branch's run to the same stage) waits up to 30 minutes for it. The stage comes from the
 # trigger ([ci] in ferry.toml); AWS access comes from the repository variable FERRY_ROLE_ARN (a
 # role trusting GitHub's OIDC provider) and AWS_REGION, taken after the task runner is built
 # (any step of a job with id-token: write may still ask for the OIDC token, and the next step

@@ -111,11 +111,8 @@ pub struct NodeArgs {
     /// On a stack in UPDATE_ROLLBACK_FAILED, call ContinueUpdateRollback instead of stopping
     #[arg(long)]
     continue_rollback: bool,
-    /// Take over the stage's lock if another run's lock is stale (see `deploy --help`); a node
-    /// does not wait for another run's live lock (no --wait-lock): the batch would hold the
-    /// stage after checks made before it was its turn
-    #[arg(long)]
-    force_unlock: bool,
+    #[command(flatten)]
+    lock: crate::lock::LockArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -181,10 +178,7 @@ fn node(ctx: &Ctx, args: &NodeArgs) -> anyhow::Result<()> {
         args.timeout,
         args.adopt,
         args.continue_rollback,
-        crate::lock::LockArgs {
-            force_unlock: args.force_unlock,
-            wait_lock: 0,
-        },
+        args.lock,
     );
     crate::cmd::deploy::run_with(ctx, &deploy, Some(&node))
 }

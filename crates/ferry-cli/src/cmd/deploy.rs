@@ -327,22 +327,64 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
                 .await
             }
             Some(node) => {
-                refusal_before_lock(args, &run, node).await?;
                 let commit = source.commit.clone();
-                crate::lock::with_batch_lock(
-                    ci.build_id.as_deref(),
-                    &records,
-                    &stage,
-                    crate::lock::BatchNode {
-                        batch: &node.batch,
-                        service: &node.service,
-                        commit: &commit,
-                    },
-                    args.lock.force_unlock,
-                    &cancel,
-                    |release| deploy_locked(args, &run, source, Some((node, release))),
-                )
-                .await
+                let build = ci.build_id.as_deref();
+                let probe = crate::lock::batch_holder(build, &stage, &node.batch);
+                let start = tokio::time::Instant::now();
+                let mut any_wait = false;
+                // With --wait-lock: wait while another run holds the stage, then check what
+                // would refuse this node (the stage may have moved on meanwhile), then join;
+                // taken first by another waiter, all of it again while the time lasts.
+                loop {
+                    let left = args.lock.wait_lock.saturating_sub(start.elapsed().as_secs());
+                    let how = crate::lock::LockArgs {
+                        wait_lock: left,
+                        ..args.lock
+                    };
+                    let mut waited =
+                        crate::lock::wait_for_others(&records, &stage, &probe, how, false).await?;
+                    any_wait |= waited.waited;
+                    refusal_before_lock(args, &run, node).await?;
+                    let joined = crate::lock::with_batch_lock(
+                        build,
+                        &records,
+                        &stage,
+                        crate::lock::BatchNode {
+                            batch: &node.batch,
+                            service: &node.service,
+                            commit: &commit,
+                        },
+                        args.lock.force_unlock,
+                        &cancel,
+                        |release| {
+                            let (waited, source, run) = (&mut waited, source.clone(), &run);
+                            async move {
+                                // A signal as the lock was joined (watched since the wait): no
+                                // work; the batch keeps the lock, as after any stopped node.
+                                if let Some(name) = waited.interrupted().await {
+                                    anyhow::bail!(
+                                        "stopped ({name}) as the lock was joined, before any work; the batch keeps the stage's lock (run this node again, or `batch finish` releases it)"
+                                    );
+                                }
+                                deploy_locked(args, run, source, Some((node, release))).await
+                            }
+                        },
+                    )
+                    .await;
+                    match joined {
+                        Err(e)
+                            if crate::lock::refused_by_live_lock(&e)
+                                && start.elapsed().as_secs() < args.lock.wait_lock => {}
+                        Err(e) if any_wait && crate::lock::refused_by_live_lock(&e) => {
+                            return Err(e.context(format!(
+                                "waited {} for the lock (--wait-lock {})",
+                                ferry_records::lock::human(start.elapsed().as_secs()),
+                                args.lock.wait_lock
+                            )));
+                        }
+                        other => return other,
+                    }
+                }
             }
         }
     })
