@@ -29,7 +29,8 @@ pub struct LockArgs {
     pub wait_lock: u64,
 }
 
-/// How often a run waiting for another's lock (`--wait-lock`) looks again: one GetParameter.
+/// How soon a run waiting for another's lock (`--wait-lock`) looks again at first (one
+/// GetParameter; then less often, see [`RecordStore::wait_while_held`]).
 const LOCK_POLL: Duration = Duration::from_secs(5);
 
 /// What came of [`wait_for_others`].

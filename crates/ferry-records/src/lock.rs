@@ -1044,8 +1044,10 @@ impl RecordStore {
     /// that deploy one stage, pushed a minute apart). Writes nothing: returns as soon as the
     /// lock is free, `holder`'s own (its batch's) or stale (whether a stale lock is taken over
     /// stays the caller's to say), and after `patience` also with the lock still held, when
-    /// the caller's own attempt names the holder. Looks every `poll`, telling `waiting` who
-    /// holds the lock and for how long this has waited. Returns how long it waited, and the
+    /// the caller's own attempt names the holder. Looks after `poll`, then twice as long each
+    /// time up to six times `poll` (one GetParameter each: many waiters must not throttle the
+    /// holder's own reads), telling `waiting` who holds the lock and for how long this has
+    /// waited. Returns how long it waited, and the
     /// other run that still holds the lock, if one does (a patience of zero just looks once).
     pub async fn wait_while_held(
         &self,
@@ -1055,6 +1057,7 @@ impl RecordStore {
         waiting: &mut (dyn FnMut(&LockHolder, Duration) + Send),
     ) -> Result<(Duration, Option<LockHolder>), RecordError> {
         let start = tokio::time::Instant::now();
+        let mut every = poll;
         loop {
             let Some(state) = self.lock_state().await? else {
                 return Ok((start.elapsed(), None));
@@ -1068,7 +1071,15 @@ impl RecordStore {
                 return Ok((waited, Some(state.holder)));
             }
             waiting(&state.holder, waited);
-            tokio::time::sleep(poll.min(patience - waited)).await;
+            // Varied by up to a fifth either way, so that waiters started together (a wave's
+            // nodes) do not all look at once.
+            let share = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish() as f64
+                / u64::MAX as f64;
+            let pause = every.mul_f64(0.8 + 0.4 * share);
+            tokio::time::sleep(pause.min(patience - waited)).await;
+            every = (every * 2).min(poll * 6);
         }
     }
 
