@@ -339,12 +339,32 @@ fn small_text(path: &Path) -> Option<String> {
         .flatten()
 }
 
-/// The region `samconfig.toml` in `dir` deploys to: its `default` environment's (`deploy` or
-/// `global` parameters), else the first environment's that names one.
-pub(crate) fn samconfig_region(root: &Path, dir: &str, file: &str) -> Option<String> {
-    folders(dir, file)
-        .iter()
+/// The region the service's own deploy steps deploy to: `samconfig.toml`'s (its `default`
+/// environment's `deploy` or `global` parameters, else the first environment's that names
+/// one), else the `--region` a `sam deploy` or `aws cloudformation deploy` of its template in
+/// a Makefile or shell script gives (as written: a variable is no region).
+pub(crate) fn deploy_region(root: &Path, dir: &str, file: &str) -> Option<String> {
+    let template_name = file.rsplit('/').next().unwrap_or(file);
+    let at = folders(dir, file);
+    at.iter()
         .find_map(|at| samconfig_region_in(root, at))
+        .or_else(|| {
+            at.iter().find_map(|at| {
+                let folder = root.join(at);
+                scripts_in(&folder).into_iter().find_map(|name| {
+                    let text = small_text(&folder.join(name))?;
+                    deploy_flag(&text, template_name, "--region")
+                        .into_iter()
+                        .find(|r| region_like(r))
+                })
+            })
+        })
+}
+
+/// Whether `r` could be a region name as written (no variable, no shell syntax): whether it
+/// is one is judged by the caller.
+fn region_like(r: &str) -> bool {
+    !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 fn samconfig_region_in(root: &Path, dir: &str) -> Option<String> {
@@ -353,7 +373,7 @@ fn samconfig_region_in(root: &Path, dir: &str) -> Option<String> {
     let region_of = |env: &toml::Spanned<toml::de::DeValue<'_>>| {
         samconfig_parameter(env, &["deploy", "global"], "region")?
             .as_str()
-            .filter(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|r| region_like(r))
             .map(String::from)
     };
     let doc = doc.get_ref();
@@ -819,6 +839,50 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
         assert_eq!(samconfig_region_in(dir.path(), ""), None);
         write("[default\n");
         assert_eq!(samconfig_region_in(dir.path(), ""), None);
+    }
+
+    // A repository whose Makefile deploys with `--region` deploys there: the stages' region
+    // comes from it when no samconfig.toml names one (before, us-east-1, and every stack would
+    // have moved).
+    #[test]
+    fn a_script_names_the_region() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write("template.yaml", "Resources: {}\n");
+        write(
+            "Makefile",
+            "deploy:\n\taws cloudformation deploy --template-file other.yaml --region ap-south-1 --stack-name o\n\taws cloudformation deploy --template-file template.yaml --stack-name x-$(STAGE) --region eu-central-1\n",
+        );
+        let region = || deploy_region(dir.path(), "", "template.yaml");
+        assert_eq!(
+            region().as_deref(),
+            Some("eu-central-1"),
+            "its own template's"
+        );
+        write(
+            "Makefile",
+            "deploy:\n\tsam deploy --region=$(REGION) --stack-name x\n",
+        );
+        assert_eq!(region(), None, "a variable is no region");
+        write(
+            "deploy.sh",
+            "sam deploy --region 'us-west-2; rm -rf /' --stack-name x\n",
+        );
+        assert_eq!(region(), None);
+        write(
+            "deploy.sh",
+            "sam deploy --region=us-west-2 --stack-name x\n",
+        );
+        assert_eq!(region().as_deref(), Some("us-west-2"));
+        write(
+            "samconfig.toml",
+            "[default.deploy.parameters]\nregion = \"eu-west-3\"\n",
+        );
+        assert_eq!(
+            region().as_deref(),
+            Some("eu-west-3"),
+            "samconfig.toml first"
+        );
     }
 
     #[test]
