@@ -81,6 +81,9 @@ pub struct DeployOptions {
 /// [`DeployOptions::emulator`]).
 pub const EMULATOR_BUSY_WAIT: Duration = Duration::from_secs(15);
 
+/// The most tags CloudFormation gives one stack.
+const MAX_TAGS: usize = 50;
+
 impl Default for DeployOptions {
     fn default() -> Self {
         DeployOptions {
@@ -1027,6 +1030,16 @@ impl Engine {
                 .collect(),
             ..spec.clone()
         };
+        // CloudFormation takes at most 50 tags, and an update must carry them all: one that
+        // would need more is refused here, naming how many to take off, rather than failing
+        // with CloudFormation's bare refusal (or dropping a team's tags unasked).
+        if kept.tags.len() > MAX_TAGS {
+            return Err(StackError::TooManyTags {
+                stack: name.to_string(),
+                own: kept.tags.len() - spec.tags.len(),
+                ferry: spec.tags.len(),
+            });
+        }
         let spec = &kept;
         let mut watch = self.watch(&current.id).await;
         let started = match spec.method {

@@ -113,6 +113,17 @@ pub enum StackError {
         "stack {stack} could not be given Ferry's tags: {by} found nothing to change in an update whose only change is the stack's tags (the local emulator does so for a template with parameters), so it stays untagged and the next deploy would refuse it; change its template once (a `Metadata` entry will do), then deploy with --adopt again"
     )]
     TagsNotSet { stack: String, by: Refuser },
+    #[error(
+        "stack {stack} carries {own} tags that are not Ferry's and Ferry sets {ferry}: an update gives a stack all its tags at once, and CloudFormation takes at most 50; take {} of the stack's own tags off (`aws cloudformation update-stack --stack-name {stack} --use-previous-template --tags …`, keeping its parameters), then deploy again",
+        own + ferry - 50
+    )]
+    TooManyTags {
+        stack: String,
+        /// Tags the stack has that are not Ferry's (a team's, a cost centre's).
+        own: usize,
+        /// Tags Ferry sets.
+        ferry: usize,
+    },
     #[error("stack {stack}: {source}")]
     Api {
         stack: String,

@@ -527,6 +527,49 @@ async fn an_emulator_refusal_in_json_is_said_by_its_code_and_message() {
     assert!(err.contains("ResourceAlreadyExistsException"), "{err}");
 }
 
+/// A stack whose own tags (a team's, a cost centre's) leave no room for Ferry's under
+/// CloudFormation's 50: its update is refused before any call, saying how many to take off.
+#[tokio::test]
+async fn an_update_that_would_need_more_than_50_tags_is_refused_naming_how_many() {
+    let e = engine(fast()).await;
+    let many: BTreeMap<String, String> =
+        (0..49).map(|i| (format!("team-{i}"), "x".into())).collect();
+    let by_tool = StackSpec {
+        tags: many,
+        ..spec("stacks-many-tags", QUEUE, Method::Direct, "60")
+    };
+    e.deploy(&by_tool, &quiet).await.unwrap();
+    let ours = StackSpec {
+        tags: BTreeMap::from([
+            ("ferry:stage".into(), "test".into()),
+            ("ferry:service".into(), "q".into()),
+        ]),
+        ..spec("stacks-many-tags", QUEUE, Method::Direct, "120")
+    };
+    let err = e.deploy(&ours, &quiet).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StackError::TooManyTags {
+                own: 49,
+                ferry: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("take 1 of the stack's own tags off"),
+        "{err}"
+    );
+    let info = e.describe("stacks-many-tags").await.unwrap().unwrap();
+    assert_eq!(info.outputs["Retention"], "60", "not updated");
+    e.delete("stacks-many-tags", None, false, &quiet)
+        .await
+        .unwrap();
+}
+
 /// A stack another tool deployed, adopted with the template and parameters it has: the only
 /// change is Ferry's tags. The emulator takes no UpdateStack whose only change is the tags of
 /// a stack with parameters ("No updates are to be performed"), so the tags cannot be set: that
