@@ -274,7 +274,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         framework_note(root, s, &mut notes);
         // Code from outside its folder that nothing bundles: its archive would lack it.
         notes.extend(unbundled::unbundled(root, &s.dir, &s.file).map(|u| u.to_string()));
-        if let Some(from) = installed_from_above(root, &s.dir) {
+        if let Some(from) = installed_from_above(root, &s.dir, &s.file) {
             // What installs there is theirs: a CLI or plugin upgrade changes what they compile.
             if !from.input_is_global() {
                 s.inputs.insert(from.input.clone(), from.why());
@@ -288,8 +288,17 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         } else {
             format!("`{}` is among their inputs", from.input)
         };
+        let what = match &from.plugins {
+            None => "no package.json of their own; their framework CLI and plugins come from"
+                .to_string(),
+            // Their own build installs their own package.json, which does not name these.
+            Some(p) => format!(
+                "their own package.json (which their build installs) does not name the plugins {}, which come from",
+                p.join(", ")
+            ),
+        };
         notes.push(format!(
-            "{}: no package.json of their own; their framework CLI and plugins come from `{}`: install its dependencies there (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file) before a deploy compiles them, e.g. in buildspec.yml's install phase ({declared}, so that an upgrade there deploys them)",
+            "{}: {what} `{}`: install its dependencies there (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file) before a deploy compiles them, e.g. in buildspec.yml's install phase ({declared}, so that an upgrade there deploys them)",
             dirs.join(", "),
             from.package
         ));
@@ -646,7 +655,7 @@ fn install_step(
     Some((
         argv,
         format!(
-            "Installs its dependencies ({lock}) before it compiles: the framework's plugins, and the CLI when package.json names it (else `serverless` on the PATH)."
+            "Installs its package.json's dependencies ({lock}) before it compiles: the framework's plugins and CLI where it names them (else from a package.json above, or `serverless` on the PATH)."
         ),
     ))
 }
@@ -666,6 +675,9 @@ pub(crate) struct InstalledFromAbove {
     /// The file whose change changes what installs: the lock file beside that `package.json`,
     /// else the `package.json` itself (an `npm install` of it takes what its ranges allow).
     pub(crate) input: String,
+    /// For a service with a `package.json` of its own: the plugins it does not name, which
+    /// come from above. `None`: it has none of its own, and everything comes from above.
+    pub(crate) plugins: Option<Vec<String>>,
 }
 
 impl InstalledFromAbove {
@@ -676,19 +688,58 @@ impl InstalledFromAbove {
 
     /// Why [`Self::input`] is an input of the service.
     pub(crate) fn why(&self) -> String {
-        format!(
-            "its framework CLI and plugins install from `{}`",
-            self.package
-        )
+        match &self.plugins {
+            None => format!(
+                "its framework CLI and plugins install from `{}`",
+                self.package
+            ),
+            Some(p) => format!(
+                "its plugins {} install from `{}`",
+                p.join(", "),
+                self.package
+            ),
+        }
     }
 }
 
-/// Where the Serverless Framework service in `dir` installs its CLI and plugins from when it
-/// has no `package.json` of its own: the nearest one above it naming the CLI or a plugin.
-pub(crate) fn installed_from_above(root: &Path, dir: &str) -> Option<InstalledFromAbove> {
-    if dir.is_empty() || root.join(dir).join("package.json").is_file() {
+/// Where the Serverless Framework service in `dir` (configuration `config`) installs its CLI
+/// and plugins from, above its folder: with no `package.json` of its own, the nearest one above
+/// naming the CLI or a plugin; with one that does not name every plugin its configuration
+/// loads (`plugins`), the nearest one above naming one of those (the framework resolves a
+/// plugin from the service's folder upwards, so the root's install serves it).
+pub(crate) fn installed_from_above(
+    root: &Path,
+    dir: &str,
+    config: &str,
+) -> Option<InstalledFromAbove> {
+    if dir.is_empty() {
         return None;
     }
+    let read = |pkg: &str| {
+        std::fs::read(root.join(pkg))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    };
+    let names = |p: &serde_json::Value, wanted: &dyn Fn(&str) -> bool| {
+        ["dependencies", "devDependencies"].iter().any(|k| {
+            p[k].as_object()
+                .is_some_and(|d| d.keys().any(|n| wanted(n)))
+        })
+    };
+    let own = format!("{dir}/package.json");
+    let missing: Option<Vec<String>> = if root.join(&own).is_file() {
+        let own = read(&own)?;
+        let missing: Vec<String> = plugin_names(root, dir, config)
+            .into_iter()
+            .filter(|p| !names(&own, &|n| n == p))
+            .collect();
+        if missing.is_empty() {
+            return None;
+        }
+        Some(missing)
+    } else {
+        None
+    };
     let mut at = dir;
     while !at.is_empty() {
         at = at.rsplit_once('/').map_or("", |(p, _)| p);
@@ -697,19 +748,16 @@ pub(crate) fn installed_from_above(root: &Path, dir: &str) -> Option<InstalledFr
         } else {
             format!("{at}/package.json")
         };
-        let Some(p) = std::fs::read(root.join(&pkg))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        else {
+        let Some(p) = read(&pkg) else {
             continue;
         };
-        let names_framework = ["dependencies", "devDependencies"].iter().any(|k| {
-            p[k].as_object().is_some_and(|d| {
-                d.keys()
-                    .any(|n| n == "serverless" || n == "osls" || n.starts_with("serverless-"))
-            })
-        });
-        if !names_framework {
+        let serves = match &missing {
+            Some(plugins) => names(&p, &|n| plugins.iter().any(|m| m == n)),
+            None => names(&p, &|n| {
+                n == "serverless" || n == "osls" || n.starts_with("serverless-")
+            }),
+        };
+        if !serves {
             return None;
         }
         let input = match node_lock(&root.join(at)) {
@@ -720,9 +768,37 @@ pub(crate) fn installed_from_above(root: &Path, dir: &str) -> Option<InstalledFr
         return Some(InstalledFromAbove {
             package: pkg,
             input,
+            plugins: missing,
         });
     }
     None
+}
+
+/// The plugins the Serverless configuration `config` of `dir` loads by name (`plugins`, a list
+/// or a mapping's `modules`), as written; a name built from a variable is left out.
+fn plugin_names(root: &Path, dir: &str, config: &str) -> Vec<String> {
+    if walk::is_program(config) {
+        return Vec::new();
+    }
+    let Some(doc) = std::fs::read_to_string(root.join(template_path(dir, config)))
+        .ok()
+        .and_then(|t| ferry_manifest::yaml::from_str::<serde_yaml_ng::Value>(&t).ok())
+    else {
+        return Vec::new();
+    };
+    let list = match doc.get("plugins") {
+        Some(serde_yaml_ng::Value::Sequence(l)) => l,
+        Some(serde_yaml_ng::Value::Mapping(m)) => match m.get("modules") {
+            Some(serde_yaml_ng::Value::Sequence(l)) => l,
+            _ => return Vec::new(),
+        },
+        _ => return Vec::new(),
+    };
+    list.iter()
+        .filter_map(serde_yaml_ng::Value::as_str)
+        .filter(|n| !n.contains("${"))
+        .map(String::from)
+        .collect()
 }
 
 /// The lock file of the Node.js package in `folder`, which says its package manager: yarn's,

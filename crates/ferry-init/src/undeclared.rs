@@ -74,7 +74,7 @@ pub fn undeclared_inputs(ws: &Workspace, ignored: &dyn Fn(&str) -> bool) -> Vec<
         // The lock file (or package.json) above it that its framework CLI and plugins install
         // from: an upgrade there changes what it compiles.
         if s.kind == ferry_manifest::ServiceKind::Serverless
-            && let Some(from) = crate::installed_from_above(root, dir)
+            && let Some(from) = crate::installed_from_above(root, dir, &s.template)
         {
             inferred.push((from.input.clone(), from.why(), Some(vec![from.input])));
         }

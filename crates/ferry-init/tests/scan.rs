@@ -895,16 +895,29 @@ fn services_whose_cli_comes_from_a_package_json_above_are_noted_once() {
             &format!("service: {name}\nprovider:\n  name: aws\nplugins:\n  - serverless-bundle\n"),
         );
     }
-    // One with a package.json of its own installs its own.
+    // One with a package.json of its own that names its plugins installs its own.
     file(
         r,
         "services/c/serverless.yml",
-        "service: c\nprovider:\n  name: aws\n",
+        "service: c\nprovider:\n  name: aws\nplugins:\n  modules:\n    - serverless-bundle\n",
     );
     file(
         r,
         "services/c/package.json",
-        r#"{"devDependencies": {"osls": "^3.51.0"}}"#,
+        r#"{"devDependencies": {"osls": "^3.51.0", "serverless-bundle": "^6.0.0"}}"#,
+    );
+    // One whose own package.json (its runtime's dependencies) does not name its plugin takes
+    // it from above too, which its build does not install: noted (before, its build comment
+    // said that its build installs the plugins).
+    file(
+        r,
+        "services/d/serverless.yml",
+        "service: d\nprovider:\n  name: aws\nplugins:\n  - serverless-bundle\n  - ${self:custom.more}\n",
+    );
+    file(
+        r,
+        "services/d/package.json",
+        r#"{"dependencies": {"uuid": "^9.0.0"}}"#,
     );
     let s = scan(r).unwrap();
     let said: Vec<&String> = s
@@ -915,7 +928,8 @@ fn services_whose_cli_comes_from_a_package_json_above_are_noted_once() {
     assert_eq!(
         said,
         [
-            "services/a, services/b: no package.json of their own; their framework CLI and plugins come from `package.json`: install its dependencies there (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file) before a deploy compiles them, e.g. in buildspec.yml's install phase (`package.json` is among their inputs, so that an upgrade there deploys them)"
+            "services/a, services/b: no package.json of their own; their framework CLI and plugins come from `package.json`: install its dependencies there (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file) before a deploy compiles them, e.g. in buildspec.yml's install phase (`package.json` is among their inputs, so that an upgrade there deploys them)",
+            "services/d: their own package.json (which their build installs) does not name the plugins serverless-bundle, which come from `package.json`: install its dependencies there (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file) before a deploy compiles them, e.g. in buildspec.yml's install phase (`package.json` is among their inputs, so that an upgrade there deploys them)",
         ],
         "{:?}",
         s.notes
@@ -929,6 +943,7 @@ fn services_whose_cli_comes_from_a_package_json_above_are_noted_once() {
     assert_eq!(inputs(&s, "services/a"), ["package.json"]);
     assert_eq!(inputs(&s, "services/b"), ["package.json"]);
     assert_eq!(inputs(&s, "services/c"), Vec::<String>::new());
+    assert_eq!(inputs(&s, "services/d"), ["package.json"]);
     // A lock file at the root is a global input: nothing more is theirs.
     file(r, "package-lock.json", "{}\n");
     let s = scan(r).unwrap();
@@ -1724,7 +1739,9 @@ fn a_serverless_service_with_a_package_json_installs_its_dependencies_before_it_
     assert!(ws.service("none").unwrap().package.build.is_empty());
     let text = std::fs::read_to_string(r.join("npm/service.toml")).unwrap();
     assert!(
-        text.contains("# Installs its dependencies (package-lock.json) before it compiles"),
+        text.contains(
+            "# Installs its package.json's dependencies (package-lock.json) before it compiles"
+        ),
         "{text}"
     );
 }
