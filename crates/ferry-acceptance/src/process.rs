@@ -101,7 +101,7 @@ pub async fn run_captured_until(
             let mut r = BufReader::new(r).lines();
             while let Ok(Some(l)) = r.next_line().await {
                 let mut kept = lines.lock().expect("lines");
-                kept.push_back(l);
+                kept.push_back(ferry_env::without_colours(&l).into_owned());
                 if kept.len() > keep {
                     kept.pop_front();
                 }

@@ -126,8 +126,52 @@ pub fn inherited_stage_variables() -> Vec<std::ffi::OsString> {
         .collect()
 }
 
+/// A line a child process printed, as Ferry keeps it: without its colour codes (`ESC [ … m`,
+/// which tools such as npm, cargo and the Serverless Framework write even into a pipe when
+/// told to), so that what Ferry shows of it reads as text, and a secret coloured in it is still
+/// the secret the masker knows. Every other control character stays, for the printer to show
+/// as its code.
+pub fn without_colours(line: &str) -> std::borrow::Cow<'_, str> {
+    if !line.contains("\u{1b}[") {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find("\u{1b}[") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let params = after
+            .find(|c: char| !(c.is_ascii_digit() || c == ';' || c == ':'))
+            .unwrap_or(after.len());
+        if after[params..].starts_with('m') {
+            rest = &after[params + 1..];
+        } else {
+            // Another sequence (a cursor move, a title): kept, to be shown as codes.
+            out.push_str("\u{1b}[");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn colour_codes_are_taken_out_and_other_sequences_kept() {
+        use super::without_colours;
+        assert_eq!(without_colours("plain"), "plain");
+        assert_eq!(
+            without_colours("\u{1b}[31mError:\u{1b}[0m bad \u{1b}[1;38;5;208mthing\u{1b}[m"),
+            "Error: bad thing"
+        );
+        assert_eq!(without_colours("s3cr\u{1b}[1met"), "s3cret");
+        assert_eq!(
+            without_colours("a\u{1b}[2Jb\u{1b}]0;title\u{7}c\u{1b}["),
+            "a\u{1b}[2Jb\u{1b}]0;title\u{7}c\u{1b}["
+        );
+    }
+
     use super::*;
 
     #[test]

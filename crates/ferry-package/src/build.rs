@@ -86,7 +86,8 @@ pub(crate) fn run(
         std::thread::spawn(move || {
             for line in BufReader::new(reader).split(b'\n').map_while(Result::ok) {
                 let mut l = lines.lock().expect("output lock");
-                l.push_back(String::from_utf8_lossy(&line).trim_end().to_string());
+                let line = String::from_utf8_lossy(&line);
+                l.push_back(ferry_env::without_colours(line.trim_end()).into_owned());
                 if l.len() > keep {
                     l.pop_front();
                 }

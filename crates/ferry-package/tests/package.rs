@@ -721,7 +721,7 @@ fn a_missing_artifact_folder_names_the_resource_and_the_folder() {
 
 #[test]
 fn a_failing_build_shows_its_last_lines_masked_and_packages_nothing() {
-    let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"for i in $(seq 1 30); do echo line $i; done; echo token=hunter22-secret; echo compile error >&2; exit 3\"]\n\n[package.artifacts]\nFn = \"src\"\n";
+    let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"for i in $(seq 1 30); do echo line $i; done; echo token=hunter22-secret; printf 'coloured \\\\033[1m%ser22\\\\033[0m-secret \\\\033[31mcompile error\\\\033[0m\\\\n' hunt >&2; exit 3\"]\n\n[package.artifacts]\nFn = \"src\"\n";
     let ws = workspace(&[
         ("services/api/template.yaml", FUNCTION),
         ("services/api/service.toml", manifest),
@@ -744,7 +744,13 @@ fn a_failing_build_shows_its_last_lines_masked_and_packages_nothing() {
         e.contains("failed (exit status: 3); nothing was packaged"),
         "{e}"
     );
-    assert!(e.contains("  | token=****\n  | compile error"), "{e}");
+    // Colour codes are taken out (they read as text, and a secret coloured inside is still the
+    // secret, masked).
+    assert!(
+        e.contains("  | token=****\n  | coloured **** compile error"),
+        "{e}"
+    );
+    assert!(!e.contains('\u{1b}'), "{e}");
     assert!(e.contains("  | line 30\n"), "{e}");
     assert!(!e.contains("line 11\n"), "more than the last 20 lines: {e}");
     assert!(!e.contains("hunter22"), "secret shown: {e}");
