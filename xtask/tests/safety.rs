@@ -502,8 +502,15 @@ fn a_run_given_wait_lock_waits_for_a_live_lock_then_deploys() {
     // Two runs wait; once the lock is released, one deploys and the other, refused as it
     // went for the lock, waits again for that one (both had waited: before, the second failed).
     live();
-    let runs: Vec<_> = (0..2)
-        .map(|_| spawn_deploy(&r, &["deploy", "dev", "--wait-lock", "120"]))
+    // (One with --force-unlock, refused by a live lock in other words: it waits again too.)
+    let runs: Vec<_> = [&[][..], &["--force-unlock"]]
+        .iter()
+        .map(|more| {
+            spawn_deploy(
+                &r,
+                &[&["deploy", "dev", "--wait-lock", "120"], *more].concat(),
+            )
+        })
         .collect();
     let mut seen = Vec::new();
     for (_, rx) in &runs {

@@ -33,98 +33,148 @@ pub struct LockArgs {
 /// GetParameter; then less often, see [`RecordStore::wait_while_held`]).
 const LOCK_POLL: Duration = Duration::from_secs(5);
 
-/// What came of [`wait_for_others`].
-pub(crate) struct Waited {
-    /// Whether it waited (another run held the lock, and `--wait-lock` asked to wait).
-    pub(crate) waited: bool,
-    /// Another run that still held the lock, live, when it stopped looking.
-    held: Option<LockHolder>,
-    /// The signals watched while it waited, kept until the caller has taken the lock: once
-    /// watched, a signal no longer ends the process, so one that comes between the end of the
-    /// wait and the run's own watch must be seen here, not lost.
-    signals: Option<(Signal, Signal)>,
+/// Ctrl-C and SIGTERM, watched from a run's first wait for the lock until the lock is taken:
+/// once watched, a signal no longer ends the process by itself, so every step up to the run's
+/// own watch asks whether one came.
+struct Signals {
+    int: Signal,
+    term: Signal,
 }
 
-impl Waited {
-    /// The signal that came since the wait ended, if one did.
-    pub(crate) async fn interrupted(&mut self) -> Option<&'static str> {
-        let (int, term) = self.signals.as_mut()?;
+impl Signals {
+    fn watch() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).context("failed to watch for Ctrl-C")?,
+            term: signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?,
+        })
+    }
+
+    /// The signal that came and was not asked about yet, if one did.
+    async fn came(&mut self) -> Option<&'static str> {
         tokio::select! {
             biased;
-            _ = int.recv() => Some("Ctrl-C"),
-            _ = term.recv() => Some("SIGTERM"),
+            _ = self.int.recv() => Some("Ctrl-C"),
+            _ = self.term.recv() => Some("SIGTERM"),
             () = std::future::ready(()) => None,
         }
     }
+
+    /// The next signal.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "Ctrl-C",
+            _ = self.term.recv() => "SIGTERM",
+        }
+    }
 }
 
-/// Looks at `stage`'s lock once (when `look`, or when `how.wait_lock` asks to wait) and, while
-/// another run holds it and keeps it alive, waits up to `how.wait_lock` seconds
-/// ([`RecordStore::wait_while_held`]): a line when the wait starts, when the holder changes,
-/// and each minute after. Writes nothing, so Ctrl-C or SIGTERM just stops it. Signals are
-/// watched only while it waits: a run that need not wait keeps their default action until its
-/// own watch starts.
-pub(crate) async fn wait_for_others(
-    records: &RecordStore,
-    stage: &Stage,
-    holder: &LockHolder,
-    how: LockArgs,
-    look: bool,
-) -> anyhow::Result<Waited> {
-    let mut waited = Waited {
-        waited: false,
-        held: None,
-        signals: None,
-    };
-    if how.wait_lock == 0 && !look {
-        return Ok(waited);
-    }
-    let read = || format!("failed to read the lock of stage `{}`", stage.name);
-    let (_, held) = records
-        .wait_while_held(holder, Duration::ZERO, LOCK_POLL, &mut |_, _| {})
-        .await
-        .with_context(read)?;
-    waited.held = held;
-    if waited.held.is_none() || how.wait_lock == 0 {
-        return Ok(waited);
-    }
-    let most = ferry_records::lock::human(how.wait_lock);
-    // The holder as it changes hands: a batch's nodes rewrite their host and pid as each
-    // renews, which is no new holder.
-    let mut said: Option<((String, Option<String>), Duration)> = None;
-    let mut waiting = |other: &LockHolder, for_: Duration| {
-        let who = (other.token.clone(), other.batch.clone());
-        if said
-            .as_ref()
-            .is_some_and(|(last, at)| *last == who && for_ < *at + Duration::from_secs(60))
-        {
-            return;
+/// One run's wait for its stage's lock (`--wait-lock`), over every round: a run refused as it
+/// went for the lock (another waiter took it first) waits again while its time lasts.
+pub(crate) struct Wait {
+    started: tokio::time::Instant,
+    seconds: u64,
+    signals: Option<Signals>,
+}
+
+impl Wait {
+    /// A wait of at most `seconds` in all (0: none).
+    pub(crate) fn new(seconds: u64) -> Wait {
+        Wait {
+            started: tokio::time::Instant::now(),
+            seconds,
+            signals: None,
         }
-        crate::ui::note(&format!(
-            "lock: stage `{}` is held by {other}; waiting for it to be released ({} waited of at most {most}, --wait-lock)",
-            stage.name,
-            ferry_records::lock::human(for_.as_secs()),
-        ));
-        said = Some((who, for_));
-    };
-    let mut int = signal(SignalKind::interrupt()).context("failed to watch for Ctrl-C")?;
-    let mut term = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
-    let patience = Duration::from_secs(how.wait_lock);
-    let stopped = |name: &str| {
-        anyhow::anyhow!(
-            "stopped waiting for the lock of stage `{}` ({name}); nothing was changed",
-            stage.name
+    }
+
+    /// Whether there is time left to wait again.
+    pub(crate) fn time_left(&self) -> bool {
+        self.started.elapsed().as_secs() < self.seconds
+    }
+
+    /// Looks at `stage`'s lock once and, while another run holds it and keeps it alive, waits
+    /// within the time left ([`RecordStore::wait_while_held`]): a line when the wait starts,
+    /// when the holder changes hands, and each minute after. Writes nothing, so a signal just
+    /// stops it. Signals are watched from the first wait on: a run that never waits keeps
+    /// their default action until its own watch starts.
+    pub(crate) async fn turn(
+        &mut self,
+        records: &RecordStore,
+        stage: &Stage,
+        holder: &LockHolder,
+    ) -> anyhow::Result<()> {
+        let read = || format!("failed to read the lock of stage `{}`", stage.name);
+        let (_, held) = records
+            .wait_while_held(holder, Duration::ZERO, LOCK_POLL, &mut |_, _| {})
+            .await
+            .with_context(read)?;
+        let left = Duration::from_secs(self.seconds).saturating_sub(self.started.elapsed());
+        if held.is_none() || left.is_zero() {
+            return Ok(());
+        }
+        if self.signals.is_none() {
+            self.signals = Some(Signals::watch()?);
+        }
+        let most = ferry_records::lock::human(self.seconds);
+        let before = self.started.elapsed();
+        // The holder as it changes hands: a batch's nodes rewrite their host and pid as each
+        // renews, which is no new holder.
+        let mut said: Option<((String, Option<String>), Duration)> = None;
+        let mut waiting = |other: &LockHolder, this_round: Duration| {
+            let who = (other.token.clone(), other.batch.clone());
+            let waited = before + this_round;
+            if said
+                .as_ref()
+                .is_some_and(|(last, at)| *last == who && waited < *at + Duration::from_secs(60))
+            {
+                return;
+            }
+            crate::ui::note(&format!(
+                "lock: stage `{}` is held by {other}; waiting for it to be released ({} waited of at most {most}, --wait-lock)",
+                stage.name,
+                ferry_records::lock::human(waited.as_secs()),
+            ));
+            said = Some((who, waited));
+        };
+        let signals = self.signals.as_mut().expect("watched above");
+        tokio::select! {
+            w = records.wait_while_held(holder, left, LOCK_POLL, &mut waiting) => {
+                w.with_context(read)?;
+                Ok(())
+            }
+            name = signals.next() => anyhow::bail!(
+                "stopped waiting for the lock of stage `{}` ({name}); nothing was changed",
+                stage.name
+            ),
+        }
+    }
+
+    /// Fails when a signal came since the last look (nothing taken yet: nothing changed).
+    pub(crate) async fn stop_if_signalled(&mut self, stage: &Stage) -> anyhow::Result<()> {
+        if let Some(name) = self.signalled().await {
+            anyhow::bail!(
+                "stopped ({name}) before taking the lock of stage `{}`; nothing was changed",
+                stage.name
+            );
+        }
+        Ok(())
+    }
+
+    /// The signal that came since the last look, if signals are watched and one did.
+    pub(crate) async fn signalled(&mut self) -> Option<&'static str> {
+        self.signals.as_mut()?.came().await
+    }
+
+    /// What a refusal after a wait adds: how long it waited ("" when it never did).
+    pub(crate) fn said(&self) -> String {
+        if self.signals.is_none() {
+            return String::new();
+        }
+        format!(
+            " after waiting {} for it (--wait-lock {})",
+            ferry_records::lock::human(self.started.elapsed().as_secs()),
+            self.seconds
         )
-    };
-    let (_, held) = tokio::select! {
-        w = records.wait_while_held(holder, patience, LOCK_POLL, &mut waiting) => w.with_context(read)?,
-        _ = int.recv() => return Err(stopped("Ctrl-C")),
-        _ = term.recv() => return Err(stopped("SIGTERM")),
-    };
-    waited.waited = true;
-    waited.held = held;
-    waited.signals = Some((int, term));
-    Ok(waited)
+    }
 }
 
 /// Runs `work` holding `stage`'s lock for `command`. `how.force_unlock` takes over a stale
@@ -146,47 +196,36 @@ pub async fn with_lock<T>(
         &stage.name,
         build.map(str::to_string),
     );
-    let start = tokio::time::Instant::now();
-    let mut any_wait = false;
-    let (acquired, mut waited) = loop {
-        let left = how.wait_lock.saturating_sub(start.elapsed().as_secs());
-        let waited = wait_for_others(
-            records,
-            stage,
-            &holder,
-            LockArgs {
-                wait_lock: left,
-                ..how
-            },
-            false,
-        )
-        .await?;
-        any_wait |= waited.waited;
+    let mut wait = Wait::new(how.wait_lock);
+    let acquired = loop {
+        wait.turn(records, stage, &holder).await?;
+        wait.stop_if_signalled(stage).await?;
         match records.lock(&holder, how.force_unlock).await {
             // Taken by another (a run that waited too) since the lock looked free: waited
-            // for again while the patience lasts.
-            Err(ferry_records::RecordError::Locked { stale: None, .. })
-                if start.elapsed().as_secs() < how.wait_lock => {}
+            // for again while the time lasts.
+            Err(
+                ferry_records::RecordError::Locked { stale: None, .. }
+                | ferry_records::RecordError::LockedLive { .. },
+            ) if wait.time_left() => {}
             acquired => {
-                let said = if any_wait {
-                    format!(
-                        " after waiting {} for it (--wait-lock {})",
-                        ferry_records::lock::human(start.elapsed().as_secs()),
-                        how.wait_lock
-                    )
-                } else {
-                    String::new()
-                };
-                let acquired = acquired
-                    .with_context(|| format!("failed to lock stage `{}`{said}", stage.name))?;
-                break (acquired, waited);
+                break acquired.with_context(|| {
+                    format!("failed to lock stage `{}`{}", stage.name, wait.said())
+                })?;
             }
         }
     };
-    if let Some(name) = waited.interrupted().await {
-        let _ = records.unlock(&holder).await;
+    // A signal as the lock was taken: released before any work.
+    if let Some(name) = wait.signalled().await {
+        let released = match records.unlock(&holder).await {
+            Ok(_) => "the lock is released".to_string(),
+            Err(e) => format!(
+                "releasing the lock failed ({}): {}",
+                crate::ui::mask(&e.to_string()),
+                ferry_records::lock::stale_rule(&holder)
+            ),
+        };
         anyhow::bail!(
-            "stopped ({name}) as the lock of stage `{}` was taken, before any work; the lock is released",
+            "stopped ({name}) as the lock of stage `{}` was taken, before any work; {released}",
             stage.name
         );
     }
@@ -253,12 +292,29 @@ pub(crate) fn batch_holder(build: Option<&str>, stage: &Stage, batch: &str) -> L
 }
 
 /// Whether `e` is a refusal of the lock by another run's live lock, before anything was done
-/// under it (the case `--wait-lock` waits for again).
+/// under it (the case `--wait-lock` waits for again). Only taking or joining the lock raises
+/// these; a lock lost while working is another error.
 pub(crate) fn refused_by_live_lock(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<ferry_records::RecordError>(),
-        Some(ferry_records::RecordError::Locked { stale: None, .. })
+        Some(
+            ferry_records::RecordError::Locked { stale: None, .. }
+                | ferry_records::RecordError::LockedLive { .. }
+        )
     )
+}
+
+/// The refusal of a batch node by `other`'s live lock, as [`with_batch_lock`] says it.
+pub(crate) fn refused_by(stage: &Stage, batch: &str, other: LockHolder) -> anyhow::Error {
+    anyhow::Error::new(ferry_records::RecordError::Locked {
+        stage: stage.name.clone(),
+        holder: Box::new(other),
+        stale: None,
+    })
+    .context(format!(
+        "failed to join the lock of stage `{}` for batch `{batch}`",
+        stage.name
+    ))
 }
 
 /// A node of a batch: the batch's id, the service the node deploys, and its commit.
@@ -300,16 +356,15 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
         ))
     };
     // Looked at first: a node that another run's live lock refuses writes no mark (it would
-    // replace that of the other run's node of this service, and then delete it).
-    if let Some(other) = wait_for_others(records, stage, &holder, LockArgs::default(), true)
-        .await?
-        .held
-    {
-        return Err(refused(ferry_records::RecordError::Locked {
-            stage: stage.name.clone(),
-            holder: Box::new(other),
-            stale: None,
-        }));
+    // replace that of the other run's node of this service, and then delete it). Marks are one
+    // per service: a node that loses the race to another batch's node of its service after
+    // this look still does so, and that node writes its mark again at its next renewal.
+    let (_, held) = records
+        .wait_while_held(&holder, Duration::ZERO, LOCK_POLL, &mut |_, _| {})
+        .await
+        .with_context(|| format!("failed to read the lock of stage `{}`", stage.name))?;
+    if let Some(other) = held {
+        return Err(refused_by(stage, batch, other));
     }
     // Marked as at work before it joins (renewed with the lock, deleted as it ends), so that a
     // `batch finish` run meanwhile waits for it rather than releasing the lock under it.

@@ -330,21 +330,27 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
                 let commit = source.commit.clone();
                 let build = ci.build_id.as_deref();
                 let probe = crate::lock::batch_holder(build, &stage, &node.batch);
-                let start = tokio::time::Instant::now();
-                let mut any_wait = false;
+                let mut wait = crate::lock::Wait::new(args.lock.wait_lock);
                 // With --wait-lock: wait while another run holds the stage, then check what
-                // would refuse this node (the stage may have moved on meanwhile), then join;
-                // taken first by another waiter, all of it again while the time lasts.
+                // would refuse this node (the stage as that run left it), then join; taken
+                // first by another waiter, all of it again while the time lasts.
                 loop {
-                    let left = args.lock.wait_lock.saturating_sub(start.elapsed().as_secs());
-                    let how = crate::lock::LockArgs {
-                        wait_lock: left,
-                        ..args.lock
-                    };
-                    let mut waited =
-                        crate::lock::wait_for_others(&records, &stage, &probe, how, false).await?;
-                    any_wait |= waited.waited;
-                    refusal_before_lock(args, &run, node).await?;
+                    wait.turn(&records, &stage, &probe).await?;
+                    wait.stop_if_signalled(&stage).await?;
+                    if let Some(other) = refusal_before_lock(args, &run, node).await? {
+                        // Another run's lock, so nothing was checked: never joined unchecked.
+                        if wait.time_left() {
+                            continue;
+                        }
+                        let refused = crate::lock::refused_by(&stage, &node.batch, other);
+                        let said = wait.said();
+                        return Err(if said.is_empty() {
+                            refused
+                        } else {
+                            refused.context(format!("node `{}` not started{said}", node.service))
+                        });
+                    }
+                    wait.stop_if_signalled(&stage).await?;
                     let joined = crate::lock::with_batch_lock(
                         build,
                         &records,
@@ -357,11 +363,12 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
                         args.lock.force_unlock,
                         &cancel,
                         |release| {
-                            let (waited, source, run) = (&mut waited, source.clone(), &run);
+                            let (wait, source, run) = (&mut wait, source.clone(), &run);
                             async move {
-                                // A signal as the lock was joined (watched since the wait): no
-                                // work; the batch keeps the lock, as after any stopped node.
-                                if let Some(name) = waited.interrupted().await {
+                                // A signal as the node marked itself and joined (watched since
+                                // a wait): no work; the batch keeps the lock, as after any
+                                // stopped node.
+                                if let Some(name) = wait.signalled().await {
                                     anyhow::bail!(
                                         "stopped ({name}) as the lock was joined, before any work; the batch keeps the stage's lock (run this node again, or `batch finish` releases it)"
                                     );
@@ -372,15 +379,14 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
                     )
                     .await;
                     match joined {
-                        Err(e)
-                            if crate::lock::refused_by_live_lock(&e)
-                                && start.elapsed().as_secs() < args.lock.wait_lock => {}
-                        Err(e) if any_wait && crate::lock::refused_by_live_lock(&e) => {
-                            return Err(e.context(format!(
-                                "waited {} for the lock (--wait-lock {})",
-                                ferry_records::lock::human(start.elapsed().as_secs()),
-                                args.lock.wait_lock
-                            )));
+                        Err(e) if crate::lock::refused_by_live_lock(&e) && wait.time_left() => {}
+                        Err(e) if crate::lock::refused_by_live_lock(&e) => {
+                            let said = wait.said();
+                            return Err(if said.is_empty() {
+                                e
+                            } else {
+                                e.context(format!("node `{}` not started{said}", node.service))
+                            });
                         }
                         other => return other,
                     }
@@ -439,9 +445,14 @@ fn plan_of(
 /// the stage's or a shallow clone (in CI), dependencies with something still to deploy. Nodes
 /// never release the lock (their siblings share it), so one refused after taking it would leave
 /// the stage locked for the 60 minutes a batch's lock lasts. The locked run checks again, on
-/// what it reads then. Under another run's live lock nothing is checked: taking the lock is
-/// refused, naming its holder, and what that run is deploying is no reason to name.
-async fn refusal_before_lock(args: &DeployArgs, run: &Run<'_>, node: &Node) -> anyhow::Result<()> {
+/// what it reads then. Under another run's live lock nothing is checked (what that run is
+/// deploying is no reason to name): that run is returned, and the node waits for it or is
+/// refused, naming it.
+async fn refusal_before_lock(
+    args: &DeployArgs,
+    run: &Run<'_>,
+    node: &Node,
+) -> anyhow::Result<Option<ferry_records::LockHolder>> {
     let Run {
         ctx,
         ws,
@@ -454,10 +465,12 @@ async fn refusal_before_lock(args: &DeployArgs, run: &Run<'_>, node: &Node) -> a
         .lock_state()
         .await
         .with_context(|| format!("failed to read the lock of stage `{}`", stage.name))?;
-    if lock.is_some_and(|l| {
-        l.holder.batch.as_deref() == Some(node.batch.as_str()) || l.staleness().is_none()
-    }) {
-        return Ok(());
+    match lock {
+        // Its batch's: joined, with nothing to check before.
+        Some(l) if l.holder.batch.as_deref() == Some(node.batch.as_str()) => return Ok(None),
+        // Another run's, live: not checked (the stage may move on before this node's turn).
+        Some(l) if l.staleness().is_none() => return Ok(Some(l.holder)),
+        _ => {}
     }
     let state = ferry_deploy::state::read(ws, stage, &aws.config, records)
         .await
@@ -485,7 +498,8 @@ async fn refusal_before_lock(args: &DeployArgs, run: &Run<'_>, node: &Node) -> a
             "node `{}` of batch `{}` refused before taking the lock of stage `{}` (left as it was)",
             node.service, node.batch, stage.name
         )
-    })
+    })?;
+    Ok(None)
 }
 
 /// The deploy itself, while the stage's lock is held. A batch node (with when its batch took
