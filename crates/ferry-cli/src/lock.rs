@@ -74,6 +74,8 @@ pub(crate) struct Wait {
     started: tokio::time::Instant,
     seconds: u64,
     signals: Option<Signals>,
+    /// Whether another run's lock was waited for in any round.
+    waited: bool,
 }
 
 impl Wait {
@@ -83,6 +85,7 @@ impl Wait {
             started: tokio::time::Instant::now(),
             seconds,
             signals: None,
+            waited: false,
         }
     }
 
@@ -91,38 +94,34 @@ impl Wait {
         self.started.elapsed().as_secs() < self.seconds
     }
 
-    /// With a wait asked for, looks at `stage`'s lock once and, while another run holds it and
-    /// keeps it alive, waits within the time left ([`RecordStore::wait_while_held`]): a line when the wait starts,
-    /// when the holder changes hands, and each minute after. Writes nothing, so a signal just
-    /// stops it. Signals are watched from the first wait on: a run that never waits keeps
-    /// their default action until its own watch starts.
+    /// With a wait asked for and time left, looks at `stage`'s lock and, while another run
+    /// holds it and keeps it alive, waits within the time left
+    /// ([`RecordStore::wait_while_held`]): a line when the wait starts, when the holder changes
+    /// hands, and each minute after. Writes nothing, so a signal just stops it. Signals are
+    /// watched from the first look on (a run given no wait keeps their default action until
+    /// its own watch starts), and asked about at every later step.
     pub(crate) async fn turn(
         &mut self,
         records: &RecordStore,
         stage: &Stage,
         holder: &LockHolder,
     ) -> anyhow::Result<()> {
-        if self.seconds == 0 {
-            return Ok(());
-        }
-        let read = || format!("failed to read the lock of stage `{}`", stage.name);
-        let (_, held) = records
-            .wait_while_held(holder, Duration::ZERO, LOCK_POLL, &mut |_, _| {})
-            .await
-            .with_context(read)?;
         let left = Duration::from_secs(self.seconds).saturating_sub(self.started.elapsed());
-        if held.is_none() || left.is_zero() {
+        if left.is_zero() {
             return Ok(());
         }
         if self.signals.is_none() {
             self.signals = Some(Signals::watch()?);
         }
+        let read = || format!("failed to read the lock of stage `{}`", stage.name);
         let most = ferry_records::lock::human(self.seconds);
         let before = self.started.elapsed();
         // The holder as it changes hands: a batch's nodes rewrite their host and pid as each
         // renews, which is no new holder.
         let mut said: Option<((String, Option<String>), Duration)> = None;
+        let waited_before = &mut self.waited;
         let mut waiting = |other: &LockHolder, this_round: Duration| {
+            *waited_before = true;
             let who = (other.token.clone(), other.batch.clone());
             let waited = before + this_round;
             if said
@@ -169,7 +168,7 @@ impl Wait {
 
     /// What a refusal after a wait adds: how long it waited ("" when it never did).
     pub(crate) fn said(&self) -> String {
-        if self.signals.is_none() {
+        if !self.waited {
             return String::new();
         }
         format!(
@@ -217,27 +216,23 @@ pub async fn with_lock<T>(
             }
         }
     };
-    // A signal as the lock was taken: released before any work.
-    if let Some(name) = wait.signalled().await {
-        let released = match records.unlock(&holder).await {
-            Ok(_) => "the lock is released".to_string(),
-            Err(e) => format!(
-                "releasing the lock failed ({}): {}",
-                crate::ui::mask(&e.to_string()),
-                ferry_records::lock::stale_rule(&holder)
-            ),
-        };
-        anyhow::bail!(
-            "stopped ({name}) as the lock of stage `{}` was taken, before any work; {released}",
-            stage.name
-        );
-    }
     if let Some((old, why)) = acquired.displaced {
         eprintln!(
             "took over the lock of stage `{}` from {old}: it was stale ({why})",
             stage.name
         );
     }
+    let work = async {
+        // A signal since the last look, up to now that the run's own watch has begun (this is
+        // polled within it): no work, and the lock is released below.
+        if let Some(name) = wait.signalled().await {
+            anyhow::bail!(
+                "stopped ({name}) as the lock of stage `{}` was taken, before any work",
+                stage.name
+            );
+        }
+        work.await
+    };
     let outcome = interruptible(records, &holder, cancel, RENEW_EVERY, work).await;
     // Gone (taken over and released, or deleted) or another's between two renewals: another
     // run wrote to the stage while this one did, which no success may hide.
