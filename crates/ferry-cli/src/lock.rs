@@ -33,9 +33,10 @@ pub struct LockArgs {
 /// GetParameter; then less often, see [`RecordStore::wait_while_held`]).
 const LOCK_POLL: Duration = Duration::from_secs(5);
 
-/// Ctrl-C and SIGTERM, watched from a run's first wait for the lock until the lock is taken:
-/// once watched, a signal no longer ends the process by itself, so every step up to the run's
-/// own watch asks whether one came.
+/// Ctrl-C and SIGTERM, watched (by a run given a wait for the lock, from its first look until
+/// its work begins; by [`watch_signals`], while the work runs): once watched, a signal no
+/// longer ends the process by itself, so every step up to the run's own watch asks whether one
+/// came.
 struct Signals {
     int: Signal,
     term: Signal,
@@ -522,17 +523,13 @@ pub(crate) fn watch_signals(
     AbortOnDrop<()>,
     tokio::sync::mpsc::UnboundedReceiver<&'static str>,
 )> {
-    let mut int = signal(SignalKind::interrupt()).context("failed to watch for Ctrl-C")?;
-    let mut term = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
+    let mut signals = Signals::watch()?;
     let (again_tx, again_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
     let cancel = cancel.clone();
     let watcher = tokio::spawn(async move {
         let mut first = true;
         loop {
-            let name = tokio::select! {
-                _ = int.recv() => "Ctrl-C",
-                _ = term.recv() => "SIGTERM",
-            };
+            let name = signals.next().await;
             if first {
                 first = false;
                 // Cancel first: saying so must not be what stops it.

@@ -326,74 +326,82 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
                 )
                 .await
             }
-            Some(node) => {
-                let commit = source.commit.clone();
-                let build = ci.build_id.as_deref();
-                let probe = crate::lock::batch_holder(build, &stage, &node.batch);
-                let mut wait = crate::lock::Wait::new(args.lock.wait_lock);
-                // With --wait-lock: wait while another run holds the stage, then check what
-                // would refuse this node (the stage as that run left it), then join; taken
-                // first by another waiter, all of it again while the time lasts.
-                loop {
-                    wait.turn(&records, &stage, &probe).await?;
-                    wait.stop_if_signalled(&stage).await?;
-                    if let Some(other) = refusal_before_lock(args, &run, node).await? {
-                        // Another run's lock, so nothing was checked: never joined unchecked.
-                        if wait.time_left() {
-                            continue;
-                        }
-                        let refused = crate::lock::refused_by(&stage, &node.batch, other);
-                        let said = wait.said();
-                        return Err(if said.is_empty() {
-                            refused
-                        } else {
-                            refused.context(format!("node `{}` not started{said}", node.service))
-                        });
-                    }
-                    wait.stop_if_signalled(&stage).await?;
-                    let joined = crate::lock::with_batch_lock(
-                        build,
-                        &records,
-                        &stage,
-                        crate::lock::BatchNode {
-                            batch: &node.batch,
-                            service: &node.service,
-                            commit: &commit,
-                        },
-                        args.lock.force_unlock,
-                        &cancel,
-                        |release| {
-                            let (wait, source, run) = (&mut wait, source.clone(), &run);
-                            async move {
-                                // A signal as the node marked itself and joined (watched since
-                                // a wait): no work; the batch keeps the lock, as after any
-                                // stopped node.
-                                if let Some(name) = wait.signalled().await {
-                                    anyhow::bail!(
-                                        "stopped ({name}) as the lock was joined, before any work; the batch keeps the stage's lock (run this node again, or `batch finish` releases it)"
-                                    );
-                                }
-                                deploy_locked(args, run, source, Some((node, release))).await
-                            }
-                        },
-                    )
-                    .await;
-                    match joined {
-                        Err(e) if crate::lock::refused_by_live_lock(&e) && wait.time_left() => {}
-                        Err(e) if crate::lock::refused_by_live_lock(&e) => {
-                            let said = wait.said();
-                            return Err(if said.is_empty() {
-                                e
-                            } else {
-                                e.context(format!("node `{}` not started{said}", node.service))
-                            });
-                        }
-                        other => return other,
-                    }
-                }
-            }
+            Some(node) => deploy_node(args, &run, node, source, ci.build_id.as_deref()).await,
         }
     })
+}
+
+/// A batch node's deploy: with --wait-lock, it waits while another run holds the stage, then
+/// checks what would refuse it (the stage as that run left it), then joins the batch's lock;
+/// taken first by another waiter, all of it again while the time lasts.
+async fn deploy_node(
+    args: &DeployArgs,
+    run: &Run<'_>,
+    node: &Node,
+    source: Source,
+    build: Option<&str>,
+) -> anyhow::Result<()> {
+    let Run {
+        stage,
+        records,
+        cancel,
+        ..
+    } = *run;
+    let commit = source.commit.clone();
+    let probe = crate::lock::batch_holder(build, stage, &node.batch);
+    let mut wait = crate::lock::Wait::new(args.lock.wait_lock);
+    // A refusal by another run's lock once the time is up, saying how long it waited.
+    let refused = |e: anyhow::Error, said: String| {
+        if said.is_empty() {
+            e
+        } else {
+            e.context(format!("node `{}` not started{said}", node.service))
+        }
+    };
+    loop {
+        wait.turn(records, stage, &probe).await?;
+        wait.stop_if_signalled(stage).await?;
+        if let Some(other) = refusal_before_lock(args, run, node).await? {
+            // Another run's lock, so nothing was checked: never joined unchecked.
+            if wait.time_left() {
+                continue;
+            }
+            let e = crate::lock::refused_by(stage, &node.batch, other);
+            return Err(refused(e, wait.said()));
+        }
+        wait.stop_if_signalled(stage).await?;
+        let joined = crate::lock::with_batch_lock(
+            build,
+            records,
+            stage,
+            crate::lock::BatchNode {
+                batch: &node.batch,
+                service: &node.service,
+                commit: &commit,
+            },
+            args.lock.force_unlock,
+            cancel,
+            |release| {
+                let (wait, source) = (&mut wait, source.clone());
+                async move {
+                    // A signal as the node marked itself and joined (watched since its first
+                    // look): no work; the batch keeps the lock, as after any stopped node.
+                    if let Some(name) = wait.signalled().await {
+                        anyhow::bail!(
+                            "stopped ({name}) as the lock was joined, before any work; the batch keeps the stage's lock (run this node again, or `batch finish` releases it)"
+                        );
+                    }
+                    deploy_locked(args, run, source, Some((node, release))).await
+                }
+            },
+        )
+        .await;
+        match joined {
+            Err(e) if crate::lock::refused_by_live_lock(&e) && wait.time_left() => {}
+            Err(e) if crate::lock::refused_by_live_lock(&e) => return Err(refused(e, wait.said())),
+            other => return other,
+        }
+    }
 }
 
 /// What a deploy (or promote, or rollback) works with once it has its stage's AWS access.
