@@ -98,10 +98,18 @@ pub async fn run_captured_until(
     let pump = |r: Box<dyn tokio::io::AsyncRead + Send + Unpin>| {
         let lines = lines.clone();
         tokio::spawn(async move {
-            let mut r = BufReader::new(r).lines();
-            while let Ok(Some(l)) = r.next_line().await {
+            // Bytes to a line break, read as UTF-8 where they are: a line that is not (Latin-1
+            // text, a binary's output) must not end the reading, as the command would then
+            // write into a closed pipe and die of it.
+            let mut r = BufReader::new(r);
+            let mut line = Vec::new();
+            while r.read_until(b'\n', &mut line).await.is_ok_and(|n| n > 0) {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                let text = text.strip_suffix('\r').unwrap_or(text);
                 let mut kept = lines.lock().expect("lines");
-                kept.push_back(ferry_env::without_colours(&l).into_owned());
+                kept.push_back(ferry_env::without_terminal_codes(text).into_owned());
+                line.clear();
                 if kept.len() > keep {
                     kept.pop_front();
                 }
@@ -144,4 +152,40 @@ pub async fn run_captured_until(
         Some(Err(e)) => Ended::Lost(e),
     };
     Ok(Ran { ended, lines })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A line that is not UTF-8 is read as well as it can be, and the reading goes on (before,
+    // it stopped there: the command's next write met a closed pipe); terminal codes are gone.
+    #[tokio::test]
+    async fn lines_that_are_not_utf8_or_hold_terminal_codes_are_kept_as_text() {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.args([
+            "-c",
+            "printf 'caf\\351\\r\\n'; printf 'x\\033[31mred\\033[0m\\n' >&2; sleep 0.2; for i in $(seq 1 2000); do echo after $i; done; echo done",
+        ]);
+        let ran = run_captured(cmd, Some(Duration::from_secs(30)), usize::MAX)
+            .await
+            .unwrap();
+        assert!(
+            matches!(ran.ended, Ended::Exited(s) if s.success()),
+            "{:?}",
+            ran.lines.last()
+        );
+        assert!(
+            ran.lines.contains(&"caf\u{fffd}".to_string()),
+            "{:?}",
+            &ran.lines[..3]
+        );
+        assert!(
+            ran.lines.contains(&"xred".to_string()),
+            "{:?}",
+            &ran.lines[..3]
+        );
+        assert_eq!(ran.lines.last().map(String::as_str), Some("done"));
+        assert_eq!(ran.lines.len(), 2003);
+    }
 }

@@ -126,49 +126,76 @@ pub fn inherited_stage_variables() -> Vec<std::ffi::OsString> {
         .collect()
 }
 
-/// A line a child process printed, as Ferry keeps it: without its colour codes (`ESC [ … m`,
-/// which tools such as npm, cargo and the Serverless Framework write even into a pipe when
-/// told to), so that what Ferry shows of it reads as text, and a secret coloured in it is still
-/// the secret the masker knows. Every other control character stays, for the printer to show
-/// as its code.
-pub fn without_colours(line: &str) -> std::borrow::Cow<'_, str> {
-    if !line.contains("\u{1b}[") {
+/// A line a child process printed, as Ferry keeps it: without the terminal's control
+/// sequences (`ESC [ … m` colours, which tools such as npm, cargo and the Serverless Framework
+/// write even into a pipe when told to, the `ESC [ K` that gcc and grep put after them, any
+/// other `ESC [` sequence, and `ESC ( B` of `tput sgr0`), so that what Ferry shows of it reads
+/// as text, and a secret coloured in it is still the secret the masker knows. Any other control
+/// character (a sequence cut short, an `ESC ]` title) stays, for the printer to show as its code.
+pub fn without_terminal_codes(line: &str) -> std::borrow::Cow<'_, str> {
+    if !line.contains('\u{1b}') {
         return std::borrow::Cow::Borrowed(line);
     }
+    let bytes = line.as_bytes();
     let mut out = String::with_capacity(line.len());
-    let mut rest = line;
-    while let Some(at) = rest.find("\u{1b}[") {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 2..];
-        let params = after
-            .find(|c: char| !(c.is_ascii_digit() || c == ';' || c == ':'))
-            .unwrap_or(after.len());
-        if after[params..].starts_with('m') {
-            rest = &after[params + 1..];
-        } else {
-            // Another sequence (a cursor move, a title): kept, to be shown as codes.
-            out.push_str("\u{1b}[");
-            rest = after;
+    let (mut i, mut kept) = (0, 0);
+    while i < bytes.len() {
+        // The length of a sequence starting at `i`, if one does: ESC [, parameter bytes
+        // (0x30-0x3F), intermediate bytes (0x20-0x2F), a final byte (0x40-0x7E); ESC ( or ESC )
+        // and the character set's letter. All ASCII, so every cut is a character boundary.
+        let len = match bytes[i..] {
+            [0x1b, b'[', ref rest @ ..] => {
+                let params = rest
+                    .iter()
+                    .take_while(|b| (0x30..=0x3f).contains(*b))
+                    .count();
+                let between = rest[params..]
+                    .iter()
+                    .take_while(|b| (0x20..=0x2f).contains(*b))
+                    .count();
+                match rest.get(params + between) {
+                    Some(f) if (0x40..=0x7e).contains(f) => Some(2 + params + between + 1),
+                    _ => None,
+                }
+            }
+            [0x1b, b'(' | b')', c, ..] if c.is_ascii_alphanumeric() => Some(3),
+            _ => None,
+        };
+        match len {
+            Some(n) => {
+                out.push_str(&line[kept..i]);
+                i += n;
+                kept = i;
+            }
+            None => i += 1,
         }
     }
-    out.push_str(rest);
+    out.push_str(&line[kept..]);
     std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn colour_codes_are_taken_out_and_other_sequences_kept() {
-        use super::without_colours;
-        assert_eq!(without_colours("plain"), "plain");
+    fn terminal_codes_are_taken_out_and_other_controls_kept() {
+        use super::without_terminal_codes as plain;
+        assert_eq!(plain("plain, ünïcode"), "plain, ünïcode");
         assert_eq!(
-            without_colours("\u{1b}[31mError:\u{1b}[0m bad \u{1b}[1;38;5;208mthing\u{1b}[m"),
-            "Error: bad thing"
+            plain(
+                "\u{1b}[31mError:\u{1b}[0m bad \u{1b}[1;38;5;208mthing\u{1b}[m \u{1b}[38:5:208mé\u{1b}[m"
+            ),
+            "Error: bad thing é"
         );
-        assert_eq!(without_colours("s3cr\u{1b}[1met"), "s3cret");
+        assert_eq!(plain("s3cr\u{1b}[1met"), "s3cret");
+        // gcc's and grep's erase-line after a colour, a cursor move, tput sgr0's charset.
         assert_eq!(
-            without_colours("a\u{1b}[2Jb\u{1b}]0;title\u{7}c\u{1b}["),
-            "a\u{1b}[2Jb\u{1b}]0;title\u{7}c\u{1b}["
+            plain("\u{1b}[01;31m\u{1b}[Kerror:\u{1b}[m\u{1b}[K a\u{1b}[2Jb\u{1b}(B\u{1b}[m"),
+            "error: ab"
+        );
+        // A title (not `ESC [`), a lone escape and a sequence cut short stay.
+        assert_eq!(
+            plain("a\u{1b}]0;title\u{7}c\u{1b}x\u{1b}[12"),
+            "a\u{1b}]0;title\u{7}c\u{1b}x\u{1b}[12"
         );
     }
 

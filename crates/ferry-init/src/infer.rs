@@ -490,7 +490,7 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
         notes.extend(stage_maps_missing(&shown, &doc, &text));
         notes.extend(other_stage_names(&shown, &doc));
     } else {
-        said.region = crate::overrides::deploy_region(root, &s.dir, &s.file);
+        said.region = crate::overrides::deploy_region(root, &s.dir, &s.file, notes);
     }
     // A value that is no region (`localhost`, which the serverless-offline plugin takes) would
     // make the stages' region one that every command refuses.

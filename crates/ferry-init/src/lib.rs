@@ -751,15 +751,27 @@ pub(crate) fn installed_from_above(
         let Some(p) = read(&pkg) else {
             continue;
         };
-        let serves = match &missing {
-            Some(plugins) => names(&p, &|n| plugins.iter().any(|m| m == n)),
-            None => names(&p, &|n| {
+        // Only what it names comes from it: a plugin named nowhere is no plugin of its.
+        let plugins = match &missing {
+            Some(wanted) => {
+                let named: Vec<String> = wanted
+                    .iter()
+                    .filter(|m| names(&p, &|n| n == m.as_str()))
+                    .cloned()
+                    .collect();
+                if named.is_empty() {
+                    return None;
+                }
+                Some(named)
+            }
+            None if names(&p, &|n| {
                 n == "serverless" || n == "osls" || n.starts_with("serverless-")
-            }),
+            }) =>
+            {
+                None
+            }
+            None => return None,
         };
-        if !serves {
-            return None;
-        }
         let input = match node_lock(&root.join(at)) {
             Some(lock) if at.is_empty() => lock.to_string(),
             Some(lock) => format!("{at}/{lock}"),
@@ -768,14 +780,16 @@ pub(crate) fn installed_from_above(
         return Some(InstalledFromAbove {
             package: pkg,
             input,
-            plugins: missing,
+            plugins,
         });
     }
     None
 }
 
-/// The plugins the Serverless configuration `config` of `dir` loads by name (`plugins`, a list
-/// or a mapping's `modules`), as written; a name built from a variable is left out.
+/// The plugins the Serverless configuration `config` of `dir` loads from packages by name
+/// (`plugins`, a list or a mapping's `modules`), as written; a name built from a variable, a
+/// path (`./local-plugin`) and every module of a mapping with a `localPath` (which the
+/// framework looks for there first) are left out.
 fn plugin_names(root: &Path, dir: &str, config: &str) -> Vec<String> {
     if walk::is_program(config) {
         return Vec::new();
@@ -788,6 +802,9 @@ fn plugin_names(root: &Path, dir: &str, config: &str) -> Vec<String> {
     };
     let list = match doc.get("plugins") {
         Some(serde_yaml_ng::Value::Sequence(l)) => l,
+        Some(serde_yaml_ng::Value::Mapping(m)) if m.contains_key("localPath") => {
+            return Vec::new();
+        }
         Some(serde_yaml_ng::Value::Mapping(m)) => match m.get("modules") {
             Some(serde_yaml_ng::Value::Sequence(l)) => l,
             _ => return Vec::new(),
@@ -796,7 +813,7 @@ fn plugin_names(root: &Path, dir: &str, config: &str) -> Vec<String> {
     };
     list.iter()
         .filter_map(serde_yaml_ng::Value::as_str)
-        .filter(|n| !n.contains("${"))
+        .filter(|n| !n.contains("${") && !n.starts_with(['.', '/']))
         .map(String::from)
         .collect()
 }

@@ -341,24 +341,75 @@ fn small_text(path: &Path) -> Option<String> {
 
 /// The region the service's own deploy steps deploy to: `samconfig.toml`'s (its `default`
 /// environment's `deploy` or `global` parameters, else the first environment's that names
-/// one), else the `--region` a `sam deploy` or `aws cloudformation deploy` of its template in
-/// a Makefile or shell script gives (as written: a variable is no region).
-pub(crate) fn deploy_region(root: &Path, dir: &str, file: &str) -> Option<String> {
+/// one), else the `--region` every `sam deploy` or `aws cloudformation deploy` of its template
+/// in its Makefiles and shell scripts gives. Scripts that name two regions (one per stage's
+/// script), or a region Ferry cannot know (a variable), give none, and are noted.
+pub(crate) fn deploy_region(
+    root: &Path,
+    dir: &str,
+    file: &str,
+    notes: &mut Vec<String>,
+) -> Option<String> {
     let template_name = file.rsplit('/').next().unwrap_or(file);
     let at = folders(dir, file);
-    at.iter()
-        .find_map(|at| samconfig_region_in(root, at))
-        .or_else(|| {
-            at.iter().find_map(|at| {
-                let folder = root.join(at);
-                scripts_in(&folder).into_iter().find_map(|name| {
-                    let text = small_text(&folder.join(name))?;
-                    deploy_flag(&text, template_name, "--region")
-                        .into_iter()
-                        .find(|r| region_like(r))
-                })
-            })
-        })
+    if let Some(r) = at.iter().find_map(|at| samconfig_region_in(root, at)) {
+        return Some(r);
+    }
+    // (region as written, the script that gives it)
+    let mut given: Vec<(String, String)> = Vec::new();
+    for at in &at {
+        let folder = root.join(at);
+        for name in scripts_in(&folder) {
+            let Some(text) = small_text(&folder.join(&name)) else {
+                continue;
+            };
+            let from = if at.is_empty() {
+                name
+            } else {
+                format!("{at}/{name}")
+            };
+            given.extend(
+                deploy_flag(&text, template_name, "--region")
+                    .into_iter()
+                    // A command's end stuck to the value (`--region eu-west-1;`).
+                    .map(|r| {
+                        let cut = r.trim_end_matches([';', ')', '&', '|']);
+                        if region_like(cut) { cut.to_string() } else { r }
+                    })
+                    .map(|r| (r, from.clone())),
+            );
+        }
+    }
+    let (known, unknown): (Vec<_>, Vec<_>) = given.into_iter().partition(|(r, _)| region_like(r));
+    let mut regions: Vec<&str> = known.iter().map(|(r, _)| r.as_str()).collect();
+    regions.sort_unstable();
+    regions.dedup();
+    let shown = |list: &[(String, String)]| {
+        list.iter()
+            .map(|(r, from)| format!("`{}` in {from}", ferry_ci::one_line(r)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (regions.as_slice(), unknown.is_empty()) {
+        ([one], true) => Some(one.to_string()),
+        ([], true) => None,
+        ([_, _, ..], _) => {
+            notes.push(format!(
+                "{}: its deploy scripts name more than one region ({}): a Ferry stage deploys every service to the stage's own region; set each stage's region in ferry.toml",
+                crate::template_path(dir, file),
+                shown(&known)
+            ));
+            None
+        }
+        (_, false) => {
+            notes.push(format!(
+                "{}: its deploy scripts name the region as {}, which Ferry cannot know: set the stages' region in ferry.toml to the one it deploys to",
+                crate::template_path(dir, file),
+                shown(&unknown)
+            ));
+            None
+        }
+    }
 }
 
 /// Whether `r` could be a region name as written (no variable, no shell syntax): whether it
@@ -853,17 +904,49 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
             "Makefile",
             "deploy:\n\taws cloudformation deploy --template-file other.yaml --region ap-south-1 --stack-name o\n\taws cloudformation deploy --template-file template.yaml --stack-name x-$(STAGE) --region eu-central-1\n",
         );
-        let region = || deploy_region(dir.path(), "", "template.yaml");
+        let notes = std::cell::RefCell::new(Vec::new());
+        let region = || deploy_region(dir.path(), "", "template.yaml", &mut notes.borrow_mut());
         assert_eq!(
             region().as_deref(),
             Some("eu-central-1"),
             "its own template's"
         );
+        // Ended by the command's end: the region all the same.
+        write(
+            "Makefile",
+            "deploy:\n\t(sam deploy --stack-name x --region eu-central-1)\n",
+        );
+        assert_eq!(region().as_deref(), Some("eu-central-1"));
+        let noted = |text: &str| notes.borrow().iter().any(|n: &String| n.contains(text));
+        // A variable: no region, and noted.
         write(
             "Makefile",
             "deploy:\n\tsam deploy --region=$(REGION) --stack-name x\n",
         );
         assert_eq!(region(), None, "a variable is no region");
+        assert!(
+            noted("name the region as `$(REGION)` in Makefile, which Ferry cannot know"),
+            "{notes:?}"
+        );
+        // A script per stage, each with its own region: none, and noted (before, the first
+        // script's, and the other stage's stacks would have moved).
+        write(
+            "Makefile",
+            "deploy:\n\tsam deploy --region eu-west-1 --stack-name x\n",
+        );
+        write(
+            "deploy-prod.sh",
+            "sam deploy --region us-west-2 --stack-name x\n",
+        );
+        assert_eq!(region(), None);
+        assert!(
+            noted(
+                "name more than one region (`eu-west-1` in Makefile, `us-west-2` in deploy-prod.sh)"
+            ),
+            "{notes:?}"
+        );
+        std::fs::remove_file(dir.path().join("Makefile")).unwrap();
+        std::fs::remove_file(dir.path().join("deploy-prod.sh")).unwrap();
         write(
             "deploy.sh",
             "sam deploy --region 'us-west-2; rm -rf /' --stack-name x\n",

@@ -912,7 +912,7 @@ fn services_whose_cli_comes_from_a_package_json_above_are_noted_once() {
     file(
         r,
         "services/d/serverless.yml",
-        "service: d\nprovider:\n  name: aws\nplugins:\n  - serverless-bundle\n  - ${self:custom.more}\n",
+        "service: d\nprovider:\n  name: aws\nplugins:\n  - serverless-bundle\n  - ${self:custom.more}\n  - ./local-plugin\n  - serverless-prune-plugin\n",
     );
     file(
         r,

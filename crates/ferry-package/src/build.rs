@@ -87,7 +87,11 @@ pub(crate) fn run(
             for line in BufReader::new(reader).split(b'\n').map_while(Result::ok) {
                 let mut l = lines.lock().expect("output lock");
                 let line = String::from_utf8_lossy(&line);
-                l.push_back(ferry_env::without_colours(line.trim_end()).into_owned());
+                l.push_back(
+                    ferry_env::without_terminal_codes(&line)
+                        .trim_end()
+                        .to_string(),
+                );
                 if l.len() > keep {
                     l.pop_front();
                 }

@@ -1033,11 +1033,13 @@ impl Engine {
         // CloudFormation takes at most 50 tags, and an update must carry them all: one that
         // would need more is refused here, naming how many to take off, rather than failing
         // with CloudFormation's bare refusal (or dropping a team's tags unasked).
-        if kept.tags.len() > MAX_TAGS {
+        // (Ferry's own tags, of `spec.owner`, join the tags in `tags`.)
+        let (total, ferry) = (Self::tags(&kept).len(), Self::tags(spec).len());
+        if total > MAX_TAGS {
             return Err(StackError::TooManyTags {
                 stack: name.to_string(),
-                own: kept.tags.len() - spec.tags.len(),
-                ferry: spec.tags.len(),
+                own: total - ferry,
+                ferry,
             });
         }
         let spec = &kept;

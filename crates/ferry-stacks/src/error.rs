@@ -114,7 +114,7 @@ pub enum StackError {
     )]
     TagsNotSet { stack: String, by: Refuser },
     #[error(
-        "stack {stack} carries {own} tags that are not Ferry's and Ferry sets {ferry}: an update gives a stack all its tags at once, and CloudFormation takes at most 50; take {} of the stack's own tags off (`aws cloudformation update-stack --stack-name {stack} --use-previous-template --tags …`, keeping its parameters), then deploy again",
+        "stack {stack} carries {own} tags that are not Ferry's and Ferry sets {ferry}: an update gives a stack all its tags at once, and CloudFormation takes at most 50; take {} of the stack's own tags off (in the console, or `aws cloudformation update-stack --stack-name {stack} --use-previous-template` with each parameter's `UsePreviousValue=true`, the capabilities the stack needs and `--tags` of those to keep), then deploy again",
         own + ferry - 50
     )]
     TooManyTags {

@@ -178,7 +178,7 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     }
     if !written.kept.is_empty() {
         println!(
-            "kept as they are: {} (what init would write there now: --dry-run)",
+            "kept as they are: {} (what init would write there now: `init --dry-run`, without --only-missing)",
             written.kept.join(", ")
         );
     }
