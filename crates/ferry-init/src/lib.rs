@@ -274,6 +274,15 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         framework_note(root, s, &mut notes);
         // Code from outside its folder that nothing bundles: its archive would lack it.
         notes.extend(unbundled::unbundled(root, &s.dir, &s.file).map(|u| u.to_string()));
+        let nowhere = plugins_installed_nowhere(root, &s.dir, &s.file);
+        if !nowhere.is_empty() {
+            notes.push(format!(
+                "{}: loads the plugins {}, which no package.json installs (not its own, not one above it): add them to its package.json (`npm install --save-dev {}`), else its compile stops with the framework's \"plugin not found\"",
+                template_path(&s.dir, &s.file),
+                nowhere.join(", "),
+                nowhere.join(" ")
+            ));
+        }
         if let Some(from) = installed_from_above(root, &s.dir, &s.file) {
             // What installs there is theirs: a CLI or plugin upgrade changes what they compile.
             if !from.input_is_global() {
@@ -715,17 +724,8 @@ pub(crate) fn installed_from_above(
     if dir.is_empty() {
         return None;
     }
-    let read = |pkg: &str| {
-        std::fs::read(root.join(pkg))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-    };
-    let names = |p: &serde_json::Value, wanted: &dyn Fn(&str) -> bool| {
-        ["dependencies", "devDependencies"].iter().any(|k| {
-            p[k].as_object()
-                .is_some_and(|d| d.keys().any(|n| wanted(n)))
-        })
-    };
+    let read = |pkg: &str| read_package(root, pkg);
+    let names = package_names;
     let own = format!("{dir}/package.json");
     let missing: Option<Vec<String>> = if root.join(&own).is_file() {
         let own = read(&own)?;
@@ -784,6 +784,45 @@ pub(crate) fn installed_from_above(
         });
     }
     None
+}
+
+/// The `package.json` at `pkg` (repository-relative), `None` when absent or not JSON.
+fn read_package(root: &Path, pkg: &str) -> Option<serde_json::Value> {
+    std::fs::read(root.join(pkg))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Whether the `package.json` `p` installs a package `wanted` accepts (its `dependencies` or
+/// `devDependencies`).
+fn package_names(p: &serde_json::Value, wanted: &dyn Fn(&str) -> bool) -> bool {
+    ["dependencies", "devDependencies"].iter().any(|k| {
+        p[k].as_object()
+            .is_some_and(|d| d.keys().any(|n| wanted(n)))
+    })
+}
+
+/// The plugins the Serverless configuration `config` of `dir` loads by package name that no
+/// `package.json` installs, its own or one above it up to the root: a deploy would stop with
+/// the framework's "plugin not found" (unless the CI machine installs them some other way).
+pub(crate) fn plugins_installed_nowhere(root: &Path, dir: &str, config: &str) -> Vec<String> {
+    let mut left = plugin_names(root, dir, config);
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if left.is_empty() {
+            break;
+        }
+        let pkg = if d.is_empty() {
+            "package.json".to_string()
+        } else {
+            format!("{d}/package.json")
+        };
+        if let Some(p) = read_package(root, &pkg) {
+            left.retain(|n| !package_names(&p, &|m| m == n));
+        }
+        at = (!d.is_empty()).then(|| d.rsplit_once('/').map_or("", |(p, _)| p));
+    }
+    left
 }
 
 /// The plugins the Serverless configuration `config` of `dir` loads from packages by name

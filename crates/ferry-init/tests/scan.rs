@@ -944,6 +944,20 @@ fn services_whose_cli_comes_from_a_package_json_above_are_noted_once() {
     assert_eq!(inputs(&s, "services/b"), ["package.json"]);
     assert_eq!(inputs(&s, "services/c"), Vec::<String>::new());
     assert_eq!(inputs(&s, "services/d"), ["package.json"]);
+    // A plugin no package.json installs, its own or one above: noted (a path is no package).
+    let nowhere: Vec<&String> = s
+        .notes
+        .iter()
+        .filter(|n| n.contains("which no package.json installs"))
+        .collect();
+    assert_eq!(
+        nowhere,
+        [
+            "services/d/serverless.yml: loads the plugins serverless-prune-plugin, which no package.json installs (not its own, not one above it): add them to its package.json (`npm install --save-dev serverless-prune-plugin`), else its compile stops with the framework's \"plugin not found\""
+        ],
+        "{:?}",
+        s.notes
+    );
     // A lock file at the root is a global input: nothing more is theirs.
     file(r, "package-lock.json", "{}\n");
     let s = scan(r).unwrap();
