@@ -305,12 +305,17 @@ pub(crate) fn refused_by_live_lock(e: &anyhow::Error) -> bool {
 
 /// The refusal of a batch node by `other`'s live lock, as [`with_batch_lock`] says it.
 pub(crate) fn refused_by(stage: &Stage, batch: &str, other: LockHolder) -> anyhow::Error {
-    anyhow::Error::new(ferry_records::RecordError::Locked {
+    let locked = ferry_records::RecordError::Locked {
         stage: stage.name.clone(),
         holder: Box::new(other),
         stale: None,
-    })
-    .context(format!(
+    };
+    join_refused(stage, batch, locked)
+}
+
+/// `e`, which refused a node of `batch` the stage's lock.
+fn join_refused(stage: &Stage, batch: &str, e: ferry_records::RecordError) -> anyhow::Error {
+    anyhow::Error::new(e).context(format!(
         "failed to join the lock of stage `{}` for batch `{batch}`",
         stage.name
     ))
@@ -348,18 +353,12 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     // To the millisecond, as a plain run's: two batches whose locks were taken in one second
     // named one release, and the second overwrote the first's.
     holder.release = Some(ferry_releases::new_id(ferry_records::now_millis(), commit));
-    let refused = |e: ferry_records::RecordError| {
-        anyhow::Error::new(e).context(format!(
-            "failed to join the lock of stage `{}` for batch `{batch}`",
-            stage.name
-        ))
-    };
     // Looked at first: a node that another run's live lock refuses writes no mark (it would
     // replace that of the other run's node of this service, and then delete it). Marks are one
     // per service: a node that loses the race to another batch's node of its service after
     // this look still does so, and that node writes its mark again at its next renewal.
-    let (_, held) = records
-        .wait_while_held(&holder, Duration::ZERO, LOCK_POLL, &mut |_, _| {})
+    let held = records
+        .held_by_other(&holder)
         .await
         .with_context(|| format!("failed to read the lock of stage `{}`", stage.name))?;
     if let Some(other) = held {
@@ -378,7 +377,7 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     if joined.is_err() {
         let _ = records.unmark_node(service).await;
     }
-    let joined = joined.map_err(refused)?;
+    let joined = joined.map_err(|e| join_refused(stage, batch, e))?;
     match joined {
         ferry_records::Joined::Took => eprintln!(
             "lock: stage `{}` taken for batch `{batch}` (its nodes share it; `batch finish` releases it)",
@@ -704,10 +703,12 @@ mod tests {
                     records.unlock(&other).await.unwrap();
                 })
             };
-            let (waited, held) = records
+            let t = tokio::time::Instant::now();
+            let held = records
                 .wait_while_held(&ours, Duration::from_secs(30), poll, &mut waiting)
                 .await
                 .unwrap();
+            let waited = t.elapsed();
             releaser.await.unwrap();
             assert!(held.is_none());
             assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(30));
@@ -716,10 +717,12 @@ mod tests {
 
             // Held past the patience: back after it, the lock still the other's.
             records.lock(&other, false).await.unwrap();
-            let (waited, held) = records
+            let t = tokio::time::Instant::now();
+            let held = records
                 .wait_while_held(&ours, Duration::from_millis(300), poll, &mut waiting)
                 .await
                 .unwrap();
+            let waited = t.elapsed();
             assert_eq!(held.unwrap().token, other.token);
             assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(5));
             assert_eq!(
@@ -732,20 +735,24 @@ mod tests {
 
             // Its own batch's lock, and a stale one (a process gone from this host): no wait.
             records.join(&ours).await.unwrap();
-            let (waited, held) = records
+            let t = tokio::time::Instant::now();
+            let held = records
                 .wait_while_held(&ours, Duration::from_secs(30), poll, &mut waiting)
                 .await
                 .unwrap();
+            let waited = t.elapsed();
             assert!(held.is_none());
             records.unlock(&ours).await.unwrap();
             let mut gone = LockHolder::for_this_process(&|_| None, "deploy", "dev", None);
             gone.pid = u32::MAX - 1;
             gone.started = None;
             records.lock(&gone, false).await.unwrap();
-            let (also, held) = records
+            let t = tokio::time::Instant::now();
+            let held = records
                 .wait_while_held(&ours, Duration::from_secs(30), poll, &mut waiting)
                 .await
                 .unwrap();
+            let also = t.elapsed();
             assert!(held.is_none());
             records.unlock(&gone).await.unwrap();
             assert!(waited < Duration::from_secs(5) && also < Duration::from_secs(5));

@@ -724,14 +724,12 @@ pub(crate) fn installed_from_above(
     if dir.is_empty() {
         return None;
     }
-    let read = |pkg: &str| read_package(root, pkg);
-    let names = package_names;
-    let own = format!("{dir}/package.json");
+    let own = package_json(dir);
     let missing: Option<Vec<String>> = if root.join(&own).is_file() {
-        let own = read(&own)?;
+        let own = read_package(root, &own)?;
         let missing: Vec<String> = plugin_names(root, dir, config)
             .into_iter()
-            .filter(|p| !names(&own, &|n| n == p))
+            .filter(|p| !package_names(&own, &|n| n == p))
             .collect();
         if missing.is_empty() {
             return None;
@@ -740,15 +738,9 @@ pub(crate) fn installed_from_above(
     } else {
         None
     };
-    let mut at = dir;
-    while !at.is_empty() {
-        at = at.rsplit_once('/').map_or("", |(p, _)| p);
-        let pkg = if at.is_empty() {
-            "package.json".to_string()
-        } else {
-            format!("{at}/package.json")
-        };
-        let Some(p) = read(&pkg) else {
+    for at in folders_up(dir).skip(1) {
+        let pkg = package_json(at);
+        let Some(p) = read_package(root, &pkg) else {
             continue;
         };
         // Only what it names comes from it: a plugin named nowhere is no plugin of its.
@@ -756,7 +748,7 @@ pub(crate) fn installed_from_above(
             Some(wanted) => {
                 let named: Vec<String> = wanted
                     .iter()
-                    .filter(|m| names(&p, &|n| n == m.as_str()))
+                    .filter(|m| package_names(&p, &|n| n == m.as_str()))
                     .cloned()
                     .collect();
                 if named.is_empty() {
@@ -764,7 +756,7 @@ pub(crate) fn installed_from_above(
                 }
                 Some(named)
             }
-            None if names(&p, &|n| {
+            None if package_names(&p, &|n| {
                 n == "serverless" || n == "osls" || n.starts_with("serverless-")
             }) =>
             {
@@ -784,6 +776,22 @@ pub(crate) fn installed_from_above(
         });
     }
     None
+}
+
+/// `dir` (repository-relative), its parent, and so on up to the root (`""`).
+fn folders_up(dir: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(dir), |d| {
+        (!d.is_empty()).then(|| d.rsplit_once('/').map_or("", |(p, _)| p))
+    })
+}
+
+/// The path of the `package.json` in the folder `at` (repository-relative).
+fn package_json(at: &str) -> String {
+    if at.is_empty() {
+        "package.json".to_string()
+    } else {
+        format!("{at}/package.json")
+    }
 }
 
 /// The `package.json` at `pkg` (repository-relative), `None` when absent or not JSON.
@@ -807,20 +815,13 @@ fn package_names(p: &serde_json::Value, wanted: &dyn Fn(&str) -> bool) -> bool {
 /// the framework's "plugin not found" (unless the CI machine installs them some other way).
 pub(crate) fn plugins_installed_nowhere(root: &Path, dir: &str, config: &str) -> Vec<String> {
     let mut left = plugin_names(root, dir, config);
-    let mut at = Some(dir);
-    while let Some(d) = at {
+    for at in folders_up(dir) {
         if left.is_empty() {
             break;
         }
-        let pkg = if d.is_empty() {
-            "package.json".to_string()
-        } else {
-            format!("{d}/package.json")
-        };
-        if let Some(p) = read_package(root, &pkg) {
+        if let Some(p) = read_package(root, &package_json(at)) {
             left.retain(|n| !package_names(&p, &|m| m == n));
         }
-        at = (!d.is_empty()).then(|| d.rsplit_once('/').map_or("", |(p, _)| p));
     }
     left
 }

@@ -138,11 +138,7 @@ pub(crate) fn read(
                 )),
             }
         }
-        for name in scripts_in(&folder) {
-            let Some(text) = small_text(&folder.join(&name)) else {
-                continue;
-            };
-            let from = format!("{at}/{name}");
+        for (from, text) in scripts_in(root, &at) {
             for (k, v) in deploy_overrides(&text, template_name) {
                 found.push((k, v, from.clone()));
             }
@@ -230,14 +226,11 @@ pub(crate) fn stack_name(
                     .map(|(env, raw)| (raw, format!("{at}/samconfig.toml [{env}]"))),
             );
         }
-        for name in scripts_in(&folder) {
-            let Some(text) = small_text(&folder.join(&name)) else {
-                continue;
-            };
+        for (from, text) in scripts_in(root, &at) {
             found.extend(
                 deploy_flag(&text, template_name, "--stack-name")
                     .into_iter()
-                    .map(|raw| (raw, format!("{at}/{name}"))),
+                    .map(|raw| (raw, from.clone())),
             );
         }
     }
@@ -269,9 +262,11 @@ pub(crate) fn stack_name(
     ))
 }
 
-/// The Makefiles and shell scripts of `folder`, by name.
-fn scripts_in(folder: &Path) -> Vec<String> {
-    let mut scripts: Vec<String> = std::fs::read_dir(folder)
+/// The Makefiles and shell scripts of the folder `at` (repository-relative), by name: each
+/// script's repository path and text (one too large, or not text, is passed over).
+fn scripts_in(root: &Path, at: &str) -> Vec<(String, String)> {
+    let folder = root.join(at);
+    let mut scripts: Vec<String> = std::fs::read_dir(&folder)
         .into_iter()
         .flatten()
         .flatten()
@@ -282,6 +277,17 @@ fn scripts_in(folder: &Path) -> Vec<String> {
         .collect();
     scripts.sort();
     scripts
+        .into_iter()
+        .filter_map(|name| {
+            let text = small_text(&folder.join(&name))?;
+            let path = if at.is_empty() {
+                name
+            } else {
+                format!("{at}/{name}")
+            };
+            Some((path, text))
+        })
+        .collect()
 }
 
 /// `stack_name` of `samconfig.toml`'s `deploy` (else `global`) parameters, (environment, name):
@@ -358,16 +364,7 @@ pub(crate) fn deploy_region(
     // (region as written, the script that gives it)
     let mut given: Vec<(String, String)> = Vec::new();
     for at in &at {
-        let folder = root.join(at);
-        for name in scripts_in(&folder) {
-            let Some(text) = small_text(&folder.join(&name)) else {
-                continue;
-            };
-            let from = if at.is_empty() {
-                name
-            } else {
-                format!("{at}/{name}")
-            };
+        for (from, text) in scripts_in(root, at) {
             given.extend(
                 deploy_flag(&text, template_name, "--region")
                     .into_iter()

@@ -1039,6 +1039,18 @@ impl RecordStore {
         }
     }
 
+    /// The other run that holds the stage's lock and keeps it alive, if one does (one
+    /// GetParameter): not when the lock is free, `holder`'s own (its batch's) or stale.
+    pub async fn held_by_other(
+        &self,
+        holder: &LockHolder,
+    ) -> Result<Option<LockHolder>, RecordError> {
+        Ok(self.lock_state().await?.and_then(|state| {
+            let ours = state.holder.token == holder.token && state.holder.batch == holder.batch;
+            (!ours && state.staleness().is_none()).then_some(state.holder)
+        }))
+    }
+
     /// Waits, for at most `patience`, while another run holds the stage's lock and keeps it
     /// alive, so that a run that would be refused now goes once that run ends (two branches
     /// that deploy one stage, pushed a minute apart). Writes nothing: returns as soon as the
@@ -1047,30 +1059,25 @@ impl RecordStore {
     /// the caller's own attempt names the holder. Looks after `poll`, then twice as long each
     /// time up to six times `poll` (one GetParameter each: many waiters must not throttle the
     /// holder's own reads), telling `waiting` who holds the lock and for how long this has
-    /// waited. Returns how long it waited, and the
-    /// other run that still holds the lock, if one does (a patience of zero just looks once).
+    /// waited. Returns the other run that still holds the lock, if one does.
     pub async fn wait_while_held(
         &self,
         holder: &LockHolder,
         patience: Duration,
         poll: Duration,
         waiting: &mut (dyn FnMut(&LockHolder, Duration) + Send),
-    ) -> Result<(Duration, Option<LockHolder>), RecordError> {
+    ) -> Result<Option<LockHolder>, RecordError> {
         let start = tokio::time::Instant::now();
         let mut every = poll;
         loop {
-            let Some(state) = self.lock_state().await? else {
-                return Ok((start.elapsed(), None));
+            let Some(other) = self.held_by_other(holder).await? else {
+                return Ok(None);
             };
-            let ours = state.holder.token == holder.token && state.holder.batch == holder.batch;
             let waited = start.elapsed();
-            if ours || state.staleness().is_some() {
-                return Ok((waited, None));
-            }
             if waited >= patience {
-                return Ok((waited, Some(state.holder)));
+                return Ok(Some(other));
             }
-            waiting(&state.holder, waited);
+            waiting(&other, waited);
             // Varied by up to a fifth either way, so that waiters started together (a wave's
             // nodes) do not all look at once.
             let share = std::collections::hash_map::RandomState::new()
