@@ -164,6 +164,12 @@ fn init_adopts_a_monorepo_and_its_runner_plans_right_away() {
             && out.contains("dry run: nothing written"),
         "{out}"
     );
+    // It says, as the real run does, that nothing would read it (before, only the real run).
+    assert!(
+        out.contains("the configuration init would write does not pass `cargo xtask validate` yet")
+            && out.contains("brandnew/svc: its service.toml is there, but ferry.toml's [project] services do not name its folder"),
+        "{out}"
+    );
     assert!(!r.join("brandnew/svc/service.toml").exists());
     let (code, out, err) = run(&mut xtask(r, &["init", "--only-missing"]), None);
     assert_eq!(code, 0, "{err}");
@@ -173,6 +179,67 @@ fn init_adopts_a_monorepo_and_its_runner_plans_right_away() {
         "{out}"
     );
     std::fs::remove_dir_all(r.join("brandnew")).unwrap();
+
+    // A dangling link where a new service's service.toml goes: the real run refuses it, and so
+    // does the dry run now (before, it promised to write the file).
+    file(
+        r,
+        "services/linked/template.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    std::os::unix::fs::symlink("/nowhere/at/all", r.join("services/linked/service.toml")).unwrap();
+    for dry in [true, false] {
+        let mut args = vec!["init", "--only-missing"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let (code, out, err) = run(&mut xtask(r, &args), None);
+        let said = if dry { &out } else { &err };
+        assert!(
+            said.contains("services/linked/service.toml is a symbolic link: init writes only files of the repository itself"),
+            "dry run {dry}: {out}\n{err}"
+        );
+        assert_eq!(code, if dry { 0 } else { 1 }, "{out}\n{err}");
+        if dry {
+            assert!(out.contains("a real run would write nothing: "), "{out}");
+        }
+    }
+    std::fs::remove_dir_all(r.join("services/linked")).unwrap();
+
+    // What init finds about a service whose service.toml is kept is said apart from what it
+    // would write: before, "written" notes were printed for files --only-missing kept.
+    let config = r.join("services/orders/serverless.yml");
+    let before = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{before}plugins:\n  - serverless-offline\n"),
+    )
+    .unwrap();
+    let (code, out, err) = run(
+        &mut xtask(r, &["init", "--only-missing", "--dry-run"]),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let kept_part = out
+        .split_once("found for services whose service.toml is kept as it is")
+        .map(|(_, after)| after)
+        .unwrap_or_else(|| panic!("no part about kept services: {out}"));
+    assert!(
+        kept_part.contains("services/orders/serverless.yml: loads the plugins serverless-offline"),
+        "{out}"
+    );
+    std::fs::write(&config, before).unwrap();
+
+    // A dry run without --only-missing shows every file, ferry.toml included, and says that
+    // the real run would refuse (the way `kept as they are` points to).
+    let (code, out, err) = run(&mut xtask(r, &["init", "--dry-run"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("--- ferry.toml\n")
+            && out.contains("a real run would write nothing: ")
+            && out.contains("ferry.toml exists; `init` never overwrites a file"),
+        "{out}"
+    );
 
     // `cargo xtask plan dev` in the adopted repository, built against this workspace (its lock
     // file and target folder, so nothing is downloaded or built twice), with this workspace's

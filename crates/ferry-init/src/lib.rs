@@ -11,7 +11,8 @@
 //! `serverless-compose.yml` gives its services) — and says what it could not infer. [`render`]
 //! turns a scan into `ferry.toml` and one `service.toml` per service; [`runner`] into the files
 //! that make `cargo xtask …` work in the repository; [`write`] writes them, never over an
-//! existing file unless told to.
+//! existing file unless told to, and [`check_write`] and [`problems_after`] say, writing
+//! nothing, what it would do and what `validate` would then say (a dry run).
 //!
 //! Reads files only: no network, no git, no environment.
 
@@ -24,6 +25,7 @@ mod render;
 mod unbundled;
 mod undeclared;
 mod walk;
+mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -33,6 +35,7 @@ use ferry_manifest::ServiceKind;
 pub use render::{Runner, render, runner};
 pub use unbundled::{Unbundled, unbundled_imports};
 pub use undeclared::{Undeclared, undeclared_inputs};
+pub use write::{Existing, Written, check_write, problems_after, write};
 
 /// One service found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -964,86 +967,6 @@ pub fn link_on_the_way(root: &Path, rel: &Path) -> Option<PathBuf> {
         }
     }
     None
-}
-
-/// What [`write`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Written {
-    pub written: Vec<String>,
-    /// Existing files left as they are ([`write_missing`]).
-    pub kept: Vec<String>,
-}
-
-/// Writes `files` (repository-relative path → text) under `root`. Without `force`, an
-/// existing file stops everything before anything is written.
-pub fn write(root: &Path, files: &[(String, String)], force: bool) -> Result<Written, InitError> {
-    write_files(root, files, force, false)
-}
-
-/// Writes those of `files` that do not exist under `root` (the `service.toml` of a service
-/// added since `init` ran), leaving every existing one as it is (filled-in parameters, links
-/// written by hand): those are [`Written::kept`].
-pub fn write_missing(root: &Path, files: &[(String, String)]) -> Result<Written, InitError> {
-    write_files(root, files, false, true)
-}
-
-/// Those of `files` that exist under `root` already: what [`write_missing`] keeps.
-pub fn existing(root: &Path, files: &[(String, String)]) -> Vec<String> {
-    files
-        .iter()
-        .filter(|(rel, _)| root.join(rel).exists())
-        .map(|(rel, _)| rel.clone())
-        .collect()
-}
-
-fn write_files(
-    root: &Path,
-    files: &[(String, String)],
-    force: bool,
-    keep: bool,
-) -> Result<Written, InitError> {
-    let all: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
-    // Everything is checked before anything is written: a refusal leaves the repository as it
-    // was. A symbolic link on the way (a dangling one too) could lead the write out of the
-    // repository, and a folder where a file goes cannot be written.
-    for (rel, _) in files {
-        if let Some(link) = link_on_the_way(root, Path::new(rel)) {
-            return Err(InitError::Symlink(link));
-        }
-        let path = root.join(rel);
-        if path.is_dir() {
-            return Err(InitError::Io {
-                path,
-                source: std::io::Error::other("a folder is where init writes this file"),
-            });
-        }
-        if !force && !keep && path.exists() {
-            return Err(InitError::Exists {
-                existing: path,
-                all,
-            });
-        }
-    }
-    let mut done = Written::default();
-    for (rel, text) in files {
-        let path = root.join(rel);
-        if keep && path.exists() {
-            done.kept.push(rel.clone());
-            continue;
-        }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| InitError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        std::fs::write(&path, text).map_err(|source| InitError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        done.written.push(rel.clone());
-    }
-    Ok(done)
 }
 
 #[cfg(test)]

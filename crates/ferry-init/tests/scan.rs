@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use ferry_init::{Runner, render, runner, scan, write};
+use ferry_init::{Existing, Runner, render, runner, scan, write};
 use ferry_manifest::ServiceKind;
 
 fn file(root: &Path, rel: &str, text: &str) {
@@ -194,7 +194,7 @@ fn a_lerna_monorepo_is_found_with_its_links_and_what_could_not_be_inferred() {
     let mut files = render(&s, dir.path());
     let (runner_files, runner_notes) = runner(dir.path(), &Runner::Path("../ferry".into()));
     files.extend(runner_files);
-    let written = write(dir.path(), &files, false).unwrap();
+    let written = write(dir.path(), &files, Existing::Refuse).unwrap();
     assert!(written.written.contains(&"ferry.toml".to_string()));
     assert!(
         runner_notes.iter().any(|n| n.contains(".gitignore")),
@@ -227,12 +227,14 @@ fn a_lerna_monorepo_is_found_with_its_links_and_what_could_not_be_inferred() {
     );
 
     // A second run changes nothing without --force.
-    let e = write(dir.path(), &files, false).unwrap_err().to_string();
+    let e = write(dir.path(), &files, Existing::Refuse)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("ferry.toml exists; `init` never overwrites a file (--force does; --only-missing writes only the files not there yet"),
         "{e}"
     );
-    assert!(write(dir.path(), &files, true).is_ok());
+    assert!(write(dir.path(), &files, Existing::Overwrite).is_ok());
 
     // A service added since, in a repository whose service.toml files were filled in by hand:
     // only what is missing is written (before, only --force went on, over every edit).
@@ -246,7 +248,7 @@ fn a_lerna_monorepo_is_found_with_its_links_and_what_could_not_be_inferred() {
     );
     let s = scan(dir.path()).unwrap();
     let again = render(&s, dir.path());
-    let done = ferry_init::write_missing(dir.path(), &again).unwrap();
+    let done = ferry_init::write(dir.path(), &again, ferry_init::Existing::Keep).unwrap();
     assert_eq!(done.written, ["infra/dns/service.toml"], "{done:?}");
     assert!(done.kept.iter().any(|k| k == "ferry.toml"), "{done:?}");
     assert!(
@@ -587,7 +589,7 @@ fn rust_and_python_code_a_service_builds_from_outside_its_folder_are_inputs() {
             .contains("services/reports: services/reports/app/tools/pyproject.toml does not parse"),
         "{notes}"
     );
-    write(r, &render(&s, r), false).unwrap();
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
     let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         ws.service("orders").unwrap().inputs,
@@ -721,7 +723,7 @@ fn go_modules_and_dotnet_projects_a_service_builds_from_outside_its_folder_are_i
         notes.contains("a path built from MSBuild properties that Ferry does not evaluate"),
         "{notes}"
     );
-    write(r, &render(&s, r), false).unwrap();
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
     ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -775,7 +777,7 @@ fn top_level_service_folders_are_one_pattern_too() {
             || project.contains("\nservices = [\"*\", \"layers/*\"]\n"),
         "{project}"
     );
-    write(r, &files, false).unwrap();
+    write(r, &files, Existing::Refuse).unwrap();
     let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ws.services.len(), 3);
 }
@@ -1120,7 +1122,7 @@ fn code_a_service_imports_by_a_relative_path_from_outside_its_folder_is_an_input
         s.notes
     );
     // What init writes loads, with those inputs.
-    write(r, &render(&s, r), false).unwrap();
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
     ferry_manifest::load(r).unwrap();
 }
 
@@ -1322,7 +1324,7 @@ fn other_clouds_are_left_out_and_an_unreadable_stack_name_is_guessed_for_review(
     assert!(s.services[1].stack_name.is_none(), "read from the file");
 
     let files = render(&s, r);
-    write(r, &files, false).unwrap();
+    write(r, &files, Existing::Refuse).unwrap();
     let toml = fs::read_to_string(r.join("graphql/service.toml")).unwrap();
     assert!(
         toml.contains("# Check that this is the stack name the framework gives it.\nstack-name = \"graphql-{stage}\""),
@@ -1388,7 +1390,7 @@ fn a_service_reading_an_ssm_parameter_another_writes_depends_on_it() {
 
     // What it writes says what a parameter of an SSM type takes, loads, and passes the checks.
     let files = render(&s, r);
-    write(r, &files, false).unwrap();
+    write(r, &files, Existing::Refuse).unwrap();
     let orders = fs::read_to_string(r.join("orders/service.toml")).unwrap();
     assert!(
         orders.contains("# PaymentsUrl is of type AWS::SSM::Parameter::Value<String>: give the name of an SSM parameter"),
@@ -1514,7 +1516,7 @@ fn a_serverless_compose_file_gives_names_links_and_parameters() {
     }
 
     // What it writes loads: the parameters go to the framework as --param.
-    write(r, &render(&s, r), false).unwrap();
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
     let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
     let b = ws.service("service-b").unwrap();
     assert_eq!(
@@ -1564,7 +1566,7 @@ fn a_hostile_compose_file_is_noted_never_fatal_and_writes_loadable_files() {
         let s = scan(r).unwrap_or_else(|e| panic!("{compose}: {e}"));
         let notes = s.notes.join("\n");
         assert!(notes.contains(said), "{compose}\n{notes}");
-        write(r, &render(&s, r), false).unwrap();
+        write(r, &render(&s, r), Existing::Refuse).unwrap();
         let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{compose}: {e}"));
         if compose.contains("Q:") {
             // A key with a line break is a valid name; a value with quotes, a line break and
@@ -1744,7 +1746,7 @@ fn a_serverless_service_with_a_package_json_installs_its_dependencies_before_it_
         "{notes}"
     );
     // What it writes loads, with the build where it belongs.
-    write(r, &render(&s, r), false).unwrap();
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
     let ws = ferry_manifest::load(r).unwrap();
     assert_eq!(
         ws.service("yarn").unwrap().package.build,
@@ -1843,7 +1845,7 @@ fn services_that_would_share_a_stack_are_left_out_with_a_note_and_the_rest_valid
         s.services[3].depends_on.keys().collect::<Vec<_>>(),
         ["orders"]
     );
-    write(r, &render(&s, r), false).unwrap();
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
     ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -1992,7 +1994,7 @@ fn sam_apps_below_their_projects_move_up_and_an_umbrella_template_gives_the_orde
     // What it writes loads; the moved services' templates pass the packager's checks (every
     // path inside the service folder), as does the one left where it was (its shared code an
     // input); the template nesting itself is refused for that, by the check validate runs.
-    write(r, &render(&s, r), false).unwrap();
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
     let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         ws.service("backend").unwrap().package.build,
@@ -2133,7 +2135,7 @@ fn stack_names_the_deploy_scripts_give_are_kept() {
     assert!(!notes.contains("never-"), "{notes}");
 
     // What it writes loads, and gives the stacks their old names.
-    write(r, &render(&s, r), false).unwrap();
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
     let toml = fs::read_to_string(r.join("network/service.toml")).unwrap();
     assert!(
         toml.contains("# The name as network/deploy.sh names its stacks: shop-network-$STAGE.\nstack-name = \"shop-network-{stage}\""),
@@ -2244,7 +2246,7 @@ deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy
     }
     // What it writes loads: the parameters the scripts did not give keep their empty value to
     // fill in, beside the taken ones.
-    write(r, &render(&s, r), false).unwrap();
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
     let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
     let booking = ws.service("booking").unwrap();
     assert_eq!(
@@ -2364,7 +2366,7 @@ fn a_sam_service_that_wants_sam_build_gets_it_with_the_template_it_writes() {
     ] {
         assert!(notes.contains(want), "{want}\n---\n{notes}");
     }
-    write(r, &render(&s, r), false).unwrap();
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
     let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         ws.service("go").unwrap().package.built_template.as_deref(),
@@ -2491,7 +2493,7 @@ fn several_templates_of_one_folder_each_get_a_service_folder() {
     ] {
         assert!(notes.contains(want), "{want}\n---\n{notes}");
     }
-    write(r, &render(&s, r), false).unwrap();
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
     let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
     let problems: Vec<String> = ferry_package::check_templates(&ws, &ws.services)
         .iter()
@@ -2744,7 +2746,7 @@ fn a_program_s_literal_service_name_gives_the_guessed_stack_name() {
             ("users", "users-{stage}")
         ]
     );
-    write(r, &render(&s, r), false).unwrap();
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
     let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
     let dev = ws.stage("dev").unwrap();
     assert_eq!(ws.stack_name("orders", &dev), "shop-orders-dev");
@@ -2811,7 +2813,7 @@ fn hostile_layouts_end_in_loadable_files_or_a_refusal_that_writes_nothing() {
         notes.contains("a/template.yaml, b/template.yaml: nest each other"),
         "{notes}"
     );
-    write(r, &render(&s, r), false).unwrap();
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
     ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
     // Again, over what it wrote: the same services.
     let again = scan(r).unwrap();
@@ -2825,8 +2827,8 @@ fn hostile_layouts_end_in_loadable_files_or_a_refusal_that_writes_nothing() {
     let outside = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(outside.path().join("created.toml"), r.join("ferry.toml")).unwrap();
     let s = scan(r).unwrap();
-    for force in [false, true] {
-        let e = write(r, &render(&s, r), force).unwrap_err().to_string();
+    for existing in [Existing::Refuse, Existing::Overwrite, Existing::Keep] {
+        let e = write(r, &render(&s, r), existing).unwrap_err().to_string();
         assert!(e.contains("ferry.toml is a symbolic link"), "{e}");
     }
     assert!(!outside.path().join("created.toml").exists());
@@ -3020,7 +3022,7 @@ fn a_nested_template_several_services_share_is_their_input_not_a_service() {
             f.name
         );
     }
-    write(r, &render(&s, r), false).unwrap();
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
     let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
     let problems: Vec<String> = ferry_package::check_templates(&ws, &ws.services)
         .iter()
@@ -3099,7 +3101,7 @@ fn an_umbrella_nesting_templates_by_their_s3_addresses_gives_the_order() {
     // The literals it passes, as they are; a value it computes is left to fill in.
     assert_eq!(cluster.parameters["Size"].0, "4");
     assert_eq!(cluster.parameters["Path"].0, "/products");
-    write(r, &render(&s, r), false).unwrap();
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
     let text = fs::read_to_string(r.join("infrastructure/cluster/service.toml")).unwrap();
     assert!(
         text.contains("Path = \"/products\"") && text.contains("Name = \"\""),
@@ -3189,7 +3191,7 @@ fn paths_written_for_a_build_folder_are_explained_and_their_shared_template_is_n
         );
     }
     // Written as said, the services validate.
-    write(r, &render(&s, r), false).unwrap();
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
     for svc in ["orders", "warehouse"] {
         file(
             r,
@@ -3395,7 +3397,7 @@ fn a_parameter_naming_the_stage_with_a_default_is_given_the_stage() {
         "{deep}"
     );
     // What init wrote loads.
-    write(r, &files, false).unwrap();
+    write(r, &files, Existing::Refuse).unwrap();
     let ws = ferry_manifest::load(r).unwrap();
     let orders = ws.service("orders").unwrap();
     assert!(orders.parameters.contains_key("Environment"));
@@ -3432,7 +3434,7 @@ fn a_parent_stack_parameter_takes_the_exporters_stack_name() {
             && manifest.contains("# the name of client-sg's stack, whose export `${AWS::StackName}-ClientSecurityGroup` ParentClientStack names"),
         "{manifest}"
     );
-    write(r, &files, false).unwrap();
+    write(r, &files, Existing::Refuse).unwrap();
     let ws = ferry_manifest::load(r).unwrap();
     let dev = ws.stage("dev").unwrap();
     assert_eq!(ws.stack_name("client-sg", &dev), "client-sg-dev");
@@ -3636,7 +3638,7 @@ fn paths_with_glob_characters_are_written_escaped() {
         service.contains("inputs = [\"config.*\", \"routes/[[]slug[]]/**\"]"),
         "{service}"
     );
-    write(r, &files, false).unwrap();
+    write(r, &files, Existing::Refuse).unwrap();
     let ws = ferry_manifest::load(r).unwrap();
     assert_eq!(ws.services.len(), 1);
     let owners = ferry_manifest::Owners::of_workspace(&ws).unwrap();

@@ -39,7 +39,7 @@ pub use model::{
 };
 pub use owners::{Affected, Owners, OwnersError, ServiceSpec, fixed_start, has_wildcard};
 pub use reference::{OutputStage, Reference, ReferenceError, Segment, Template};
-pub use source::{FsSource, Source, normalize_relative, skipped_folder};
+pub use source::{FsSource, Source, WithFiles, normalize_relative, skipped_folder};
 pub use ssm_name::{
     DynamicSsmReference, MAX_SSM_LEVELS, MAX_SSM_NAME, SECRETS_MANAGER_REFERENCE,
     SSM_PARAMETER_TYPE, SsmNameError, check_ssm_name, check_ssm_read_name, dynamic_ssm_references,

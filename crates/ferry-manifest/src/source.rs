@@ -49,6 +49,82 @@ pub fn resolve_link(path: &str, target: &str) -> Option<String> {
     normalize_relative(&format!("{parent}/{target}"))
 }
 
+/// A source as it will be once `files` (repository-relative path → text) are written over
+/// another: what a dry run loads to say what a real run's files would make of the workspace.
+pub struct WithFiles<'a> {
+    base: &'a dyn Source,
+    files: std::collections::BTreeMap<String, String>,
+}
+
+impl<'a> WithFiles<'a> {
+    pub fn new(base: &'a dyn Source, files: impl IntoIterator<Item = (String, String)>) -> Self {
+        WithFiles {
+            base,
+            files: files.into_iter().collect(),
+        }
+    }
+
+    /// The paths of the files written below folder `dir` (`""`: the root), relative to it.
+    fn below<'s>(&'s self, dir: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.files.keys().filter_map(move |f| {
+            if dir.is_empty() {
+                Some(f.as_str())
+            } else {
+                f.strip_prefix(dir)?.strip_prefix('/')
+            }
+        })
+    }
+}
+
+impl Source for WithFiles<'_> {
+    fn read(&self, path: &str) -> std::io::Result<String> {
+        match self.files.get(path) {
+            Some(text) => Ok(text.clone()),
+            None => self.base.read(path),
+        }
+    }
+    fn is_file(&self, path: &str) -> bool {
+        self.files.contains_key(path) || self.base.is_file(path)
+    }
+    fn is_dir(&self, path: &str) -> bool {
+        self.base.is_dir(path) || self.below(path).next().is_some()
+    }
+    fn subdirs(&self, path: &str) -> Vec<(String, Option<String>)> {
+        let mut dirs = self.base.subdirs(path);
+        for rest in self.below(path) {
+            let Some((first, _)) = rest.split_once('/') else {
+                continue;
+            };
+            match dirs.iter_mut().find(|(name, _)| name == first) {
+                // Its contents change: its content id no longer says what it holds.
+                Some((_, id)) => *id = None,
+                None if !skipped_folder(first) => dirs.push((first.to_string(), None)),
+                None => {}
+            }
+        }
+        dirs.sort();
+        dirs
+    }
+    fn non_utf8_subdirs(&self, path: &str) -> Vec<String> {
+        self.base.non_utf8_subdirs(path)
+    }
+    fn link_target(&self, path: &str) -> Option<String> {
+        self.base.link_target(path)
+    }
+    fn links_in(&self, path: &str) -> Vec<(String, String)> {
+        self.base.links_in(path)
+    }
+    fn not_a_file(&self, path: &str) -> Option<String> {
+        if self.files.contains_key(path) {
+            return None;
+        }
+        self.base.not_a_file(path)
+    }
+    fn ignored(&self, path: &str) -> bool {
+        self.base.ignored(path)
+    }
+}
+
 /// The working tree on disk.
 #[derive(Debug, Clone)]
 pub struct FsSource {
@@ -170,4 +246,58 @@ pub fn normalize_relative(path: &str) -> Option<String> {
         }
     }
     Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tree of two folders, each with a content id, as a commit gives.
+    struct Tree;
+    impl Source for Tree {
+        fn read(&self, path: &str) -> std::io::Result<String> {
+            match path {
+                "a/x.toml" => Ok("old".into()),
+                _ => Err(std::io::ErrorKind::NotFound.into()),
+            }
+        }
+        fn is_file(&self, path: &str) -> bool {
+            path == "a/x.toml"
+        }
+        fn is_dir(&self, path: &str) -> bool {
+            matches!(path, "" | "a" | "b")
+        }
+        fn subdirs(&self, path: &str) -> Vec<(String, Option<String>)> {
+            match path {
+                "" => vec![
+                    ("a".into(), Some("1".into())),
+                    ("b".into(), Some("2".into())),
+                ],
+                _ => Vec::new(),
+            }
+        }
+    }
+
+    #[test]
+    fn files_written_over_a_source_are_read_and_their_folders_lose_their_ids() {
+        let files = [
+            ("a/x.toml".to_string(), "new".to_string()),
+            ("c/d/y.toml".to_string(), "y".to_string()),
+            (".hidden/z".to_string(), "z".to_string()),
+        ];
+        let s = WithFiles::new(&Tree, files);
+        assert_eq!(s.read("a/x.toml").unwrap(), "new");
+        assert!(s.read("b/none").is_err());
+        assert!(s.is_file("c/d/y.toml") && s.is_dir("c") && s.is_dir("c/d") && !s.is_dir("d"));
+        assert_eq!(
+            s.subdirs(""),
+            vec![
+                ("a".to_string(), None),
+                ("b".to_string(), Some("2".to_string())),
+                ("c".to_string(), None),
+            ]
+        );
+        assert_eq!(s.subdirs("c"), vec![("d".to_string(), None)]);
+        assert_eq!(s.not_a_file("a/x.toml"), None);
+    }
 }

@@ -138,91 +138,125 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
             ));
         }
     }
+    let existing = if args.force {
+        ferry_init::Existing::Overwrite
+    } else if args.only_missing {
+        ferry_init::Existing::Keep
+    } else {
+        ferry_init::Existing::Refuse
+    };
+    // A dry run checks what the real run would (a file that exists, a link on the way), and
+    // shows every file all the same when the real run would refuse, saying so at the end.
+    let (plan, refusal) = if args.dry_run {
+        match ferry_init::check_write(root, &files, existing) {
+            Ok(plan) => (plan, None),
+            Err(e) => {
+                let all = files.iter().map(|(p, _)| p.clone()).collect();
+                (
+                    ferry_init::Written {
+                        written: all,
+                        kept: Vec::new(),
+                    },
+                    Some(e),
+                )
+            }
+        }
+    } else {
+        let plan = ferry_init::write(root, &files, existing).with_context(|| {
+            format!(
+                "failed to write Ferry's configuration into {}",
+                root.display()
+            )
+        })?;
+        (plan, None)
+    };
+    // What init found about a service whose service.toml is kept was not written: said apart.
+    let (about_kept, todo): (Vec<String>, Vec<String>) = todo.into_iter().partition(|n| {
+        plan.kept
+            .iter()
+            .filter_map(|k| k.strip_suffix("/service.toml"))
+            .any(|dir| n.starts_with(&format!("{dir}/")) || n.starts_with(&format!("{dir}:")))
+    });
     if !todo.is_empty() {
         println!("not inferred, to check by hand:");
         for n in &todo {
             println!("  - {n}");
         }
     }
+    if !about_kept.is_empty() {
+        println!(
+            "found for services whose service.toml is kept as it is (nothing of this is written there; compare by hand):"
+        );
+        for n in &about_kept {
+            println!("  - {n}");
+        }
+    }
+    let writes: Vec<(String, String)> = files
+        .into_iter()
+        .filter(|(p, _)| plan.written.contains(p))
+        .collect();
     if args.dry_run {
-        // With --only-missing, only what it would write: the rest stays as it is.
-        let kept = if args.only_missing {
-            ferry_init::existing(root, &files)
-        } else {
-            Vec::new()
-        };
-        for (path, text) in files.iter().filter(|(p, _)| !kept.contains(p)) {
+        for (path, text) in &writes {
             println!("--- {path}\n{text}");
         }
-        if !kept.is_empty() {
-            println!("would keep as they are: {}", kept.join(", "));
+        if let Some(e) = refusal {
+            println!("a real run would write nothing: {e}");
+            println!("dry run: nothing written");
+            return Ok(());
         }
-        println!("dry run: nothing written");
-        return Ok(());
-    }
-    let written = if args.only_missing {
-        ferry_init::write_missing(root, &files)
-    } else {
-        ferry_init::write(root, &files, args.force)
-    }
-    .with_context(|| {
-        format!(
-            "failed to write Ferry's configuration into {}",
-            root.display()
-        )
-    })?;
-    if written.written.is_empty() {
+    } else if plan.written.is_empty() {
         println!("wrote nothing: every file is there already");
     } else {
-        println!("wrote {}", written.written.join(", "));
+        println!("wrote {}", plan.written.join(", "));
     }
-    if !written.kept.is_empty() {
+    if !plan.kept.is_empty() {
         println!(
-            "kept as they are: {} (what init would write there now: `init --dry-run`, without --only-missing)",
-            written.kept.join(", ")
+            "{} as they are: {}{}",
+            if args.dry_run { "would keep" } else { "kept" },
+            plan.kept.join(", "),
+            if args.dry_run {
+                ""
+            } else {
+                " (what init would write there now: `init --dry-run`, without --only-missing)"
+            }
         );
     }
-    let paths: Vec<&str> = written.written.iter().map(String::as_str).collect();
-    // Silent outside a git repository.
-    if let Ok(repo) = ferry_changes::Repo::open(root) {
-        super::services::warn_if_ignored(&repo, &paths);
+    if !args.dry_run {
+        let paths: Vec<&str> = plan.written.iter().map(String::as_str).collect();
+        // Silent outside a git repository.
+        if let Ok(repo) = ferry_changes::Repo::open(root) {
+            super::services::warn_if_ignored(&repo, &paths);
+        }
     }
     // How the repository runs Ferry from now on: its own xtask, or (without a runner) `ferry`.
     let name = if with_runner { "cargo xtask" } else { "ferry" };
     // What init cannot make valid by itself (a Serverless service name CloudFormation refuses
-    // in a stack name, a path out of the repository, a template a deploy would refuse) is
-    // said now, not at the first deploy: validate's checks, the templates' included.
-    let problems: Vec<String> = match ferry_changes::load_worktree(root) {
-        Err(e) => e.to_string().lines().map(String::from).collect(),
-        Ok(ws) => {
-            let mut problems: Vec<String> = ferry_package::check_templates(&ws, &ws.services)
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            // A ferry.toml kept as it was may not cover a service found since: its
-            // service.toml, written, would be read by nothing.
-            problems.extend(
-                scan.services
-                    .iter()
-                    .filter(|f| !ws.services.iter().any(|s| s.dir == f.dir))
-                    .map(|f| {
-                        format!(
-                            "{}: its service.toml is there, but ferry.toml's [project] services do not name its folder, so no command reads it: add \"{}\" (or a pattern covering it) to them",
-                            f.dir, f.dir
-                        )
-                    }),
-            );
-            problems
-        }
-    };
+    // in a stack name, a path out of the repository, a template a deploy would refuse, a
+    // service a kept ferry.toml leaves out) is said now, not at the first deploy: validate's
+    // checks, the templates' included. A dry run checks the files it would write, unwritten.
+    let unwritten = if args.dry_run { &writes[..] } else { &[] };
+    let problems = ferry_init::problems_after(root, &worktree, &scan, unwritten);
     if !problems.is_empty() {
         println!(
-            "the configuration written does not pass `{name} validate` yet; fix these by hand (in the service's own files or in what init wrote):"
+            "the configuration {} does not pass `{name} validate` yet; fix these by hand (in the service's own files or in what init wrote):",
+            if args.dry_run {
+                "init would write"
+            } else {
+                "written"
+            }
         );
         for line in problems.iter().flat_map(|p| p.lines()) {
             println!("  {}", crate::ui::mask(line));
         }
+        if args.dry_run {
+            println!("dry run: nothing written");
+            return Ok(());
+        }
         println!("then: `{name} validate`, then `{name} plan dev`");
+        return Ok(());
+    }
+    if args.dry_run {
+        println!("dry run: nothing written");
         return Ok(());
     }
     println!("next: `{name} validate`, then `{name} plan dev`");
