@@ -476,10 +476,12 @@ fn env_pair(word: &str, env: &str) -> Option<(String, String)> {
 }
 
 /// The words of each deploy command (`sam deploy`, `aws cloudformation deploy`) of a Makefile
-/// or shell script that deploys `template`, continued lines joined: a command naming another
-/// template file (`--template-file other.yaml`) is not this service's, unless that file is what
-/// a `sam package` or `aws cloudformation package` of the script writes from `template`
-/// (`--output-template-file packaged.yaml`).
+/// or shell script that deploys `template`, continued lines joined and a line's commands taken
+/// one by one (`aws s3 cp … --region x && sam deploy …`: the copy's flags are not the
+/// deploy's): a command naming another template file (`--template-file other.yaml`) is not this
+/// service's, unless that file is what a `sam build`, `sam package` or
+/// `aws cloudformation package` of the script writes from `template` (`.aws-sam/build/…`,
+/// `--output-template-file packaged.yaml`).
 fn deploy_commands(text: &str, template: &str) -> Vec<Vec<String>> {
     let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
     let packaged = packaged_from(&joined, template);
@@ -489,8 +491,8 @@ fn deploy_commands(text: &str, template: &str) -> Vec<Vec<String>> {
     };
     joined
         .lines()
-        .map(words)
-        .filter(|w| w.iter().any(|x| x == "deploy"))
+        .flat_map(|line| commands(words(line)))
+        .filter(|w| subcommand(w, "deploy"))
         .filter(|w| {
             !flag_words(w.clone()).windows(2).any(|p| {
                 matches!(p[0].as_str(), "--template-file" | "--template" | "-t")
@@ -499,6 +501,35 @@ fn deploy_commands(text: &str, template: &str) -> Vec<Vec<String>> {
             })
         })
         .collect()
+}
+
+/// A line's words cut into its commands, at `&&`, `||`, `;`, `|` and `&`, also where a word
+/// ends with `;` (`--region eu-west-1;`).
+fn commands(words: Vec<String>) -> Vec<Vec<String>> {
+    let mut out = vec![Vec::new()];
+    for w in words {
+        if matches!(w.as_str(), "&&" | "||" | ";" | "|" | "&") {
+            out.push(Vec::new());
+            continue;
+        }
+        let ends = w.len() > 1 && w.ends_with(';');
+        let word = if ends { &w[..w.len() - 1] } else { &w[..] };
+        out.last_mut().expect("never empty").push(word.to_string());
+        if ends {
+            out.push(Vec::new());
+        }
+    }
+    out.retain(|c| !c.is_empty());
+    out
+}
+
+/// Whether `command` runs `sam <sub>` or `aws cloudformation <sub>` (`sam deploy`,
+/// `aws --region x cloudformation deploy`), however it is started (`npx sam`, `(sam`).
+fn subcommand(command: &[String], sub: &str) -> bool {
+    command.windows(2).any(|p| {
+        let tool = p[0].trim_start_matches('(');
+        p[1] == sub && (tool == "sam" || tool.ends_with("/sam") || tool == "cloudformation")
+    })
 }
 
 /// The values of `flag` (`--stack-name x`, `--stack-name=x`) in the deploy commands of
@@ -526,9 +557,7 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
         out.extend(
             w[at + 1..]
                 .iter()
-                .take_while(|x| {
-                    !x.starts_with("--") && !matches!(x.as_str(), "&&" | "||" | ";" | "|")
-                })
+                .take_while(|x| !x.starts_with("--"))
                 .flat_map(|x| {
                     // Several pairs in one word, not one pair whose value holds spaces.
                     let pieces = words(x);
@@ -547,24 +576,28 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
 fn packaged_from(joined: &str, template: &str) -> Vec<String> {
     // (the template read, the file written), by file name.
     let mut written: Vec<(String, String)> = Vec::new();
-    for line in joined.lines() {
-        let w = flag_words(words(line));
-        for (at, _) in w.iter().enumerate().filter(|(_, x)| *x == "package") {
-            // This command's words: up to the next `&&`, `;` or pipe.
-            let command: Vec<&String> = w[at + 1..]
-                .iter()
-                .take_while(|x| !matches!(x.as_str(), "&&" | "||" | ";" | "|"))
-                .collect();
-            let value = |flags: &[&str]| {
-                command
-                    .windows(2)
-                    .find(|p| flags.contains(&p[0].as_str()))
-                    .map(|p| p[1].rsplit('/').next().unwrap_or(p[1]).to_string())
-            };
-            let input = value(&["--template-file", "--template", "-t"])
-                .unwrap_or_else(|| "template.yaml".to_string());
-            // Written to a file, or to standard output redirected into one (`> packaged.yaml`,
-            // `>packaged.yaml`).
+    for command in joined
+        .lines()
+        .flat_map(|line| commands(flag_words(words(line))))
+    {
+        let building = subcommand(&command, "build") && !subcommand(&command, "package");
+        if !building && !subcommand(&command, "package") {
+            continue;
+        }
+        let value = |flags: &[&str]| {
+            command
+                .windows(2)
+                .find(|p| flags.contains(&p[0].as_str()))
+                .map(|p| p[1].rsplit('/').next().unwrap_or(&p[1]).to_string())
+        };
+        let input = value(&["--template-file", "--template", "-t"])
+            .unwrap_or_else(|| "template.yaml".to_string());
+        let output = if building {
+            // `sam build` writes `template.yaml` into its build folder (`.aws-sam/build`).
+            Some("template.yaml".to_string())
+        } else {
+            // Written to a file, or to standard output redirected into one
+            // (`> packaged.yaml`, `>packaged.yaml`).
             let redirected = command
                 .iter()
                 .enumerate()
@@ -576,11 +609,11 @@ fn packaged_from(joined: &str, template: &str) -> Vec<String> {
                         .filter(|f| !f.is_empty() && !f.starts_with('&'))
                         .map(str::to_string),
                 });
-            let output = value(&["--output-template-file", "--output-template"])
-                .or_else(|| redirected.map(|f| f.rsplit('/').next().unwrap_or(&f).to_string()));
-            if let Some(output) = output.filter(|o| !o.contains('$')) {
-                written.push((input, output));
-            }
+            value(&["--output-template-file", "--output-template"])
+                .or_else(|| redirected.map(|f| f.rsplit('/').next().unwrap_or(&f).to_string()))
+        };
+        if let Some(output) = output.filter(|o| !o.contains('$')) {
+            written.push((input, output));
         }
     }
     written
@@ -963,6 +996,76 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
             Some("eu-west-3"),
             "samconfig.toml first"
         );
+    }
+
+    // A line's other commands are not the deploy's: before, an upload's `--region` (and
+    // `--stack-name`) on the deploy's line was taken for the deploy's.
+    #[test]
+    fn only_the_deploy_command_of_a_line_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write("template.yaml", "Resources: {}\n");
+        let mut notes = Vec::new();
+        for script in [
+            "aws s3 cp site s3://b --recursive --region us-east-1 && sam deploy --stack-name web-$STAGE --region eu-west-1\n",
+            "aws s3 cp site s3://b --region us-east-1; aws --region eu-west-1 cloudformation deploy --template-file template.yaml --stack-name web-$STAGE\n",
+            "aws cloudformation describe-stacks --stack-name other-$STAGE --region us-east-1 | jq . && sam deploy --stack-name web-$STAGE --region eu-west-1\n",
+            "sam deploy --stack-name web-$STAGE --region eu-west-1; aws s3 cp x s3://b --region us-east-1\n",
+        ] {
+            write("deploy.sh", script);
+            assert_eq!(
+                deploy_region(dir.path(), "", "template.yaml", &mut notes).as_deref(),
+                Some("eu-west-1"),
+                "{script}: {notes:?}"
+            );
+            assert_eq!(
+                stack_name(dir.path(), "", "template.yaml", &mut notes).map(|(p, _)| p),
+                Some("web-{stage}".to_string()),
+                "{script}: {notes:?}"
+            );
+        }
+        // `make deploy`, `npm run deploy`, `serverless deploy`: no SAM or CloudFormation deploy.
+        write(
+            "deploy.sh",
+            "make deploy --region us-east-1\nserverless deploy --region us-east-1 --stack-name x\n",
+        );
+        assert_eq!(
+            deploy_region(dir.path(), "", "template.yaml", &mut notes),
+            None
+        );
+    }
+
+    // `sam build` writes the template it deploys into `.aws-sam/build/template.yaml`: a deploy
+    // of that file deploys the template the build read (before, only a template itself named
+    // template.yaml was matched).
+    #[test]
+    fn a_deploy_of_what_sam_build_wrote_is_the_built_template_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write("app.yaml", "Resources: {}\n");
+        write("jobs.yaml", "Resources: {}\n");
+        write(
+            "Makefile",
+            "deploy:\n\tsam build -t app.yaml && sam deploy --template-file .aws-sam/build/template.yaml --stack-name app-$(STAGE) --region eu-west-2\n",
+        );
+        let mut notes = Vec::new();
+        assert_eq!(
+            deploy_region(dir.path(), "", "app.yaml", &mut notes).as_deref(),
+            Some("eu-west-2"),
+            "{notes:?}"
+        );
+        assert_eq!(
+            stack_name(dir.path(), "", "app.yaml", &mut notes).map(|(p, _)| p),
+            Some("app-{stage}".to_string())
+        );
+        assert_eq!(deploy_region(dir.path(), "", "jobs.yaml", &mut notes), None);
+        // Two templates built in one script into the same file: whose it deploys is unknown.
+        write(
+            "Makefile",
+            "deploy:\n\tsam build -t app.yaml\n\tsam build --template-file jobs.yaml\n\tsam deploy --template-file .aws-sam/build/template.yaml --region eu-west-2\n",
+        );
+        assert_eq!(deploy_region(dir.path(), "", "app.yaml", &mut notes), None);
+        assert_eq!(deploy_region(dir.path(), "", "jobs.yaml", &mut notes), None);
     }
 
     #[test]
