@@ -527,7 +527,7 @@ fn validate_warns_of_a_literal_value_for_a_no_echo_parameter() {
     )
     .write(
         "services/db/t.yaml",
-        "Parameters:\n  DbPassword: {Type: String, NoEcho: true}\n  ApiKey: {Type: String, NoEcho: 'true'}\n  Plain: {Type: String}\nResources:\n  Q: {Type: AWS::SQS::Queue}\n",
+        "Parameters:\n  DbPassword: {Type: String, NoEcho: true}\n  ApiKey: {Type: String, NoEcho: 'true'}\n  Plain: {Type: String}\nResources:\n  Q: {Type: AWS::SQS::Queue}\nOutputs:\n  Encoded:\n    Value: !Base64 {Ref: ApiKey}\n  Joined:\n    Value: !Join [':', [a, !Ref Plain]]\n  Url:\n    Value: !Sub 'https://x/${DbPassword}'\n",
     );
     repo.commit("db");
     let root = repo.path().to_str().unwrap();
@@ -540,6 +540,15 @@ fn validate_warns_of_a_literal_value_for_a_no_echo_parameter() {
     assert!(!err.contains("hunter2-literal"), "{err}");
     assert!(!err.contains("parameters.ApiKey is a literal"), "{err}");
     assert!(!err.contains("parameters.Plain is a literal"), "{err}");
+    // An output echoing a NoEcho parameter, inside any function (before, validate passed a
+    // `!Base64` of one, which a deploy passing it a SecureString refused).
+    for (output, parameter) in [("Encoded", "ApiKey"), ("Url", "DbPassword")] {
+        assert!(
+            err.contains(&format!("warning: db: output {output} of services/db/t.yaml reads parameter {parameter}, which it declares NoEcho")),
+            "{err}"
+        );
+    }
+    assert!(!err.contains("output Joined"), "{err}");
 }
 
 /// A literal name in a template is given by every stage deploying it: of two stages in one

@@ -253,7 +253,7 @@ pub(crate) fn check_secret_parameters(
         if let Some((output, _)) = outputs
             .into_iter()
             .flatten()
-            .find(|(_, definition)| ferry_releases::review::reads_parameter(definition, key))
+            .find(|(_, definition)| ferry_manifest::reads_parameter(definition, key))
         {
             return Err(ServiceError::OutputEchoesSecret {
                 service: service.name.clone(),

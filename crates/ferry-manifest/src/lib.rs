@@ -34,8 +34,8 @@ pub use memo::{read_memo, write_memo};
 pub use model::{
     Acceptance, Artifact, DEFAULT_ACCEPTANCE_TIMEOUT, DEFAULT_BUILD_TIMEOUT, DeploymentMethod,
     MAX_TIMEOUT_SECS, Notifications, OnTestFailure, Package, Project, SAM_TRANSFORM, Service,
-    ServiceKind, ServiceSummary, Site, StageConfig, Webhook, Workspace, is_sam, run_value,
-    ssm_full_name,
+    ServiceKind, ServiceSummary, Site, StageConfig, Webhook, Workspace, is_sam, reads_parameter,
+    run_value, ssm_full_name,
 };
 pub use owners::{Affected, Owners, OwnersError, ServiceSpec, fixed_start, has_wildcard};
 pub use reference::{OutputStage, Reference, ReferenceError, Segment, Template};

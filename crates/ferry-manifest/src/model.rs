@@ -175,6 +175,33 @@ pub fn is_sam(template: &serde_json::Value) -> bool {
     }
 }
 
+/// Whether a template fragment (an output's definition) reads parameter `name`: `Ref`, or
+/// `${name}` in `Fn::Sub` (unless the `Fn::Sub` defines a variable of that name itself),
+/// anywhere inside it.
+pub fn reads_parameter(v: &serde_json::Value, name: &str) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            m.get("Ref").and_then(Value::as_str) == Some(name)
+                || m.get("Fn::Sub").is_some_and(|sub| {
+                    let (text, local) = match sub {
+                        Value::Array(a) => (
+                            a.first().and_then(Value::as_str),
+                            a.get(1)
+                                .and_then(Value::as_object)
+                                .is_some_and(|vars| vars.contains_key(name)),
+                        ),
+                        other => (other.as_str(), false),
+                    };
+                    !local && text.is_some_and(|t| t.contains(&format!("${{{name}}}")))
+                })
+                || m.values().any(|x| reads_parameter(x, name))
+        }
+        Value::Array(a) => a.iter().any(|x| reads_parameter(x, name)),
+        _ => false,
+    }
+}
+
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]

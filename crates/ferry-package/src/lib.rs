@@ -32,9 +32,10 @@ pub mod zip;
 pub use deps::{UnbuiltDependencies, sam_build_wanted, unbuilt_dependencies};
 pub use files::{CREDENTIAL_NAMES, DOTENV_TEMPLATES, is_credential_name, withheld_summary};
 pub use links::{
-    MissingOutput, SharedName, StageSharedName, Templates, UnlinkedImporter, UnlinkedReader,
-    empty_parameters, given_names, literal_secrets, missing_outputs, names_every_stage_gives,
-    shared_names, ssm_typed_names, unbounded_roles, unlinked_importers, unlinked_ssm_readers,
+    EchoedSecret, MissingOutput, SharedName, StageSharedName, Templates, UnlinkedImporter,
+    UnlinkedReader, echoed_secrets, empty_parameters, given_names, literal_secrets,
+    missing_outputs, names_every_stage_gives, shared_names, ssm_typed_names, unbounded_roles,
+    unlinked_importers, unlinked_ssm_readers,
 };
 pub use reach::{Reached, reached, reached_from_below};
 

@@ -1053,6 +1053,60 @@ pub fn literal_secrets(templates: &Templates) -> Vec<(String, String)> {
     out
 }
 
+/// An output of a service's template that reads a parameter the template declares `NoEcho`:
+/// CloudFormation hides the parameter's value, not the output's, which the console, every
+/// `DescribeStacks` and Ferry's `outputs` show to anyone who may read the stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EchoedSecret {
+    pub service: String,
+    /// The template, repository relative.
+    pub template: String,
+    pub output: String,
+    pub parameter: String,
+}
+
+impl std::fmt::Display for EchoedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: output {} of {} reads parameter {}, which it declares NoEcho: CloudFormation hides the parameter, not the output, which the console and DescribeStacks show to every reader of the stack; a deploy that passes {} a SecureString refuses the template: remove the output",
+            self.service, self.output, self.template, self.parameter, self.parameter
+        )
+    }
+}
+
+/// Every output of a CloudFormation or SAM template that reads (by `Ref`, `Fn::Sub`, inside any
+/// function: `Fn::Base64`, `Fn::Join`) a parameter the same template declares `NoEcho`.
+pub fn echoed_secrets(templates: &Templates) -> Vec<EchoedSecret> {
+    let mut out = Vec::new();
+    for (i, s) in templates.workspace().services.iter().enumerate() {
+        let Some(t) = templates.at(i, &["NoEcho"]) else {
+            continue;
+        };
+        let Some(params) = t["Parameters"].as_object() else {
+            continue;
+        };
+        let secret: Vec<&String> = params
+            .keys()
+            .filter(|k| template::is_no_echo(t, k))
+            .collect();
+        for (output, definition) in t["Outputs"].as_object().into_iter().flatten() {
+            for key in secret
+                .iter()
+                .filter(|k| ferry_manifest::reads_parameter(definition, k))
+            {
+                out.push(EchoedSecret {
+                    service: s.name.clone(),
+                    template: s.template_path(),
+                    output: output.clone(),
+                    parameter: (*key).clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::sub;

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ferry_manifest::reads_parameter;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -345,32 +346,6 @@ pub fn with_parameter_outputs(
         }
     }
     outputs.sort_by(|a, b| a.name.cmp(&b.name));
-}
-
-/// Whether a template fragment (an output's definition) reads parameter `name`: `Ref`, or
-/// `${name}` in `Fn::Sub` (unless the `Fn::Sub` defines a variable of that name itself),
-/// anywhere inside it.
-pub fn reads_parameter(v: &Value, name: &str) -> bool {
-    match v {
-        Value::Object(m) => {
-            m.get("Ref").and_then(Value::as_str) == Some(name)
-                || m.get("Fn::Sub").is_some_and(|sub| {
-                    let (text, local) = match sub {
-                        Value::Array(a) => (
-                            a.first().and_then(Value::as_str),
-                            a.get(1)
-                                .and_then(Value::as_object)
-                                .is_some_and(|vars| vars.contains_key(name)),
-                        ),
-                        other => (other.as_str(), false),
-                    };
-                    !local && text.is_some_and(|t| t.contains(&format!("${{{name}}}")))
-                })
-                || m.values().any(|x| reads_parameter(x, name))
-        }
-        Value::Array(a) => a.iter().any(|x| reads_parameter(x, name)),
-        _ => false,
-    }
 }
 
 /// Adds what a CloudFormation change set says (logical id → `True`, `False`, `Conditional`) to

@@ -145,6 +145,11 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
             "warning: {manifest}: parameters.{key} is a literal value, and the template of `{service}` declares `{key}` NoEcho: a secret kept in the repository (every clone and fork holds it; `outputs` shows it where an output echoes it); keep it in SSM as a SecureString (`param set <stage> <name> --secure`) and write `{key} = \"${{ssm:<name>}}\"`"
         );
     }
+    // An output echoing a NoEcho parameter: a secret shown to every reader of the stack, and
+    // refused by a deploy that passes it a SecureString.
+    for e in ferry_package::echoed_secrets(&templates) {
+        eprintln!("warning: {e}");
+    }
     // Code a service builds from outside its folder that none of its inputs covers, as init
     // infers it: a change there would not deploy it.
     let worktree = ferry_changes::WorktreeSource::new(&ws.root);
