@@ -309,6 +309,54 @@ fn a_secret_appears_in_no_output_even_from_a_failing_child() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// A SecureString a service reads from outside the stage's parameters-path (an absolute
+/// `${ssm:…}` name, as `init` once advised without writing a parameters-path) is masked in what
+/// `exec` runs prints: before, only those under the path were, and a probe saw it in clear.
+#[test]
+fn exec_masks_a_secret_a_service_reads_from_outside_the_parameters_path() {
+    let r = repo("outside");
+    r.write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nDbPassword = \"${ssm:/cli-outside-elsewhere/${stage}/DbPassword}\"\n",
+    )
+    .write(
+        "services/a/t.yaml",
+        "Parameters:\n  DbPassword: {Type: String, NoEcho: true}\nResources: {}\n",
+    );
+    let secret = "0utside-S3cr3t-value";
+    let (code, _, err) = run(
+        &mut xtask(
+            &r,
+            &[
+                "param",
+                "set",
+                "dev",
+                "/cli-outside-elsewhere/dev/DbPassword",
+                "--secure",
+            ],
+        ),
+        Some(secret),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(
+        &mut xtask(
+            &r,
+            &[
+                "exec",
+                "dev",
+                "--",
+                "sh",
+                "-c",
+                &format!("echo value={secret}; echo {secret} >&2"),
+            ],
+        ),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "value=****\n");
+    assert!(err.contains("****") && !err.contains(secret), "{err}");
+}
+
 /// Two parameters whose names give one `FERRY_PARAM_*` variable (`api/token` and
 /// `api_token`): `exec` refuses, naming both. Before, the command got whichever was read last,
 /// a plain value in place of the secret, in silence.

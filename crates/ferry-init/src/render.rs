@@ -123,10 +123,16 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
         },
         global.join(", ")
     );
+    let params = parameters_root(&scan.project);
+    let path = |stage: &str| quoted(&format!("{params}{stage}/"));
     let _ = writeln!(
         project,
-        "[stages.dev]\nregion = {r}\n\n[stages.staging]\nregion = {r}\n\n[stages.prod]\nregion = {r}\nprotected = true\n\n# Any other stage name (a branch, a pull request) is a preview stage.\n[stages.\"*\"]\nregion = {r}",
-        r = quoted(&region)
+        "# parameters-path: the stage's SSM parameters. A name without a leading `/` (`param set dev\n# db-password --secure`, `${{ssm:db-password}}`) lies under it, and `exec` and every\n# output mask the SecureStrings there.\n[stages.dev]\nregion = {r}\nparameters-path = {dev}\n\n[stages.staging]\nregion = {r}\nparameters-path = {staging}\n\n[stages.prod]\nregion = {r}\nparameters-path = {prod}\nprotected = true\n\n# Any other stage name (a branch, a pull request) is a preview stage; previews share\n# their parameters.\n[stages.\"*\"]\nregion = {r}\nparameters-path = {preview}",
+        r = quoted(&region),
+        dev = path("dev"),
+        staging = path("staging"),
+        prod = path("prod"),
+        preview = path("preview"),
     );
     files.push(("ferry.toml".to_string(), project));
 
@@ -261,8 +267,7 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
             if ssm_type.is_none() && secrets.contains(&p) {
                 let _ = writeln!(
                     text,
-                    "# {p} is a secret (NoEcho, or its name says so): never write its value here. Keep it in SSM (`param set <stage> /{project}/<stage>/{p} --secure`, the value on standard input), then give {p} = \"${{ssm:/{project}/${{stage}}/{p}}}\"",
-                    project = scan.project
+                    "# {p} is a secret (NoEcho, or its name says so): never write its value here. Keep it in SSM under the stage's parameters-path (`param set <stage> {p} --secure`, the value on standard input), then give {p} = \"${{ssm:{p}}}\""
                 );
                 let _ = writeln!(text, "{p} = \"\"");
                 continue;
@@ -546,9 +551,29 @@ fn runner_files(root: &Path, runner: &Runner) -> (Vec<(String, String)>, Vec<Str
     (files, notes)
 }
 
+/// The folder of SSM parameters under which `init` puts each stage's `parameters-path`:
+/// `/<project>/`, unless SSM refuses that name (a project named `aws-…` or `ssm-…`, which only
+/// AWS may use), then `/ferry-<project>/`.
+fn parameters_root(project: &str) -> String {
+    let plain = format!("/{project}/");
+    if ferry_manifest::check_ssm_name(&format!("{plain}preview/"), true).is_ok() {
+        plain
+    } else {
+        format!("/ferry-{project}/")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_project_ssm_would_refuse_gets_a_parameters_root_it_takes() {
+        assert_eq!(parameters_root("shop"), "/shop/");
+        // SSM keeps names starting with `aws` or `ssm` for AWS.
+        assert_eq!(parameters_root("aws-samples"), "/ferry-aws-samples/");
+        assert_eq!(parameters_root("ssm"), "/ferry-ssm/");
+    }
 
     #[test]
     fn scanned_text_stays_inside_its_comment_line() {

@@ -2271,13 +2271,21 @@ deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy
     for p in ["DbPassword", "Token"] {
         assert!(
             text.contains(&format!(
-                "# {p} is a secret (NoEcho, or its name says so): never write its value here. Keep it in SSM (`param set <stage> /{project}/<stage>/{p} --secure`, the value on standard input), then give {p} = \"${{ssm:/{project}/${{stage}}/{p}}}\"\n{p} = \"\"",
-                project = s.project
+                "# {p} is a secret (NoEcho, or its name says so): never write its value here. Keep it in SSM under the stage's parameters-path (`param set <stage> {p} --secure`, the value on standard input), then give {p} = \"${{ssm:{p}}}\"\n{p} = \"\"",
             )),
             "{text}"
         );
     }
     assert!(!text.contains("ApiId is a secret"), "{text}");
+    // Every stage has a parameters-path, so that a secret kept as the comment says is masked
+    // (before, none: `exec` printed it in clear, and `param list` refused).
+    let project = fs::read_to_string(r.join("ferry.toml")).unwrap();
+    for stage in ["dev", "staging", "prod", "preview"] {
+        assert!(
+            project.contains(&format!("parameters-path = \"/{}/{stage}/\"", s.project)),
+            "{project}"
+        );
+    }
 }
 
 /// A SAM function the SAM CLI builds (`Metadata.BuildMethod`) or whose folder declares

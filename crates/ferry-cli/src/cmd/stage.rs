@@ -240,6 +240,9 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<()> {
         .check_may_change("exec", &target.name, target.preview)?;
     let (stage, env) = runtime()?.block_on(async {
         let (stage, aws) = ctx.stage_aws(&args.stage).await?;
+        // The SecureStrings the services read, wherever they lie: the command may print one
+        // (before, only those under the stage's parameters-path were masked).
+        ctx.register_secrets(&stage, &aws).await?;
         let env = ferry_credentials::env::exec_env(&aws.config, project, &stage, masker()).await?;
         anyhow::Ok((stage, env))
     })?;
