@@ -455,8 +455,27 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                 ));
                     continue;
                 };
-                if is_cloudformation(&text) {
-                    templates.push((f.clone(), text.contains(SAM_TRANSFORM)));
+                if !is_cloudformation(&text) {
+                    continue;
+                }
+                // What the template says, not what its text mentions: the transform named in
+                // a description or a string is no transform, and a skeleton with no
+                // resources (`Resources:` left empty) is nothing to deploy. A template that
+                // does not parse is taken as its text reads (`validate` then says why).
+                match ferry_package::parse_template(&text) {
+                    Ok(parsed) => {
+                        let empty = parsed
+                            .get("Resources")
+                            .is_none_or(|r| r.as_object().is_none_or(|m| m.is_empty()));
+                        if empty {
+                            notes.push(format!(
+                                "{rel}/{f}: a template with no resources: left out (CloudFormation refuses a stack of none)"
+                            ));
+                            continue;
+                        }
+                        templates.push((f.clone(), ferry_manifest::is_sam(&parsed)));
+                    }
+                    Err(_) => templates.push((f.clone(), text.contains(SAM_TRANSFORM))),
                 }
             }
             if templates.is_empty() {

@@ -3700,3 +3700,56 @@ fn a_sam_path_into_another_service_is_noted_not_made_an_input() {
         s.notes
     );
 }
+
+/// What a template declares decides its kind, not what its text mentions: a plain
+/// CloudFormation template whose strings name the SAM transform (a Bedrock agent's instruction
+/// in aws-samples/serverless-samples) was written `kind = "sam"`, which `validate` refused. A
+/// skeleton with no resources (`Resources:` left empty, as pattern collections keep) is left
+/// out, noted: it was written as a service that `validate` refused.
+#[test]
+fn a_template_s_kind_is_what_it_declares_and_a_skeleton_is_no_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "agent/template.yaml",
+        "AWSTemplateFormatVersion: '2010-09-09'\nDescription: 'Writes templates with \"Transform: AWS::Serverless-2016-10-31\"'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !Sub \"use Transform: AWS::Serverless-2016-10-31 ${AWS::StackName}\"\n",
+    );
+    file(
+        r,
+        "api/template.yaml",
+        "Transform:\n  - AWS::Serverless-2016-10-31\nResources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      InlineCode: x\n      Handler: index.h\n      Runtime: nodejs20.x\n",
+    );
+    file(
+        r,
+        "_model/template.yaml",
+        "AWSTemplateFormatVersion: '2010-09-09'\nTransform: AWS::Serverless-2016-10-31\nDescription: (a pattern's skeleton)\nResources:\n",
+    );
+    file(
+        r,
+        "empty/template.yaml",
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources: {}\n",
+    );
+    let s = scan(r).unwrap();
+    let kinds: Vec<(&str, &str)> = s
+        .services
+        .iter()
+        .map(|f| (f.dir.as_str(), f.kind.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("agent", "cloudformation"), ("api", "sam")],
+        "{:#?}",
+        s.notes
+    );
+    for skeleton in ["_model", "empty"] {
+        assert!(
+            s.notes.iter().any(|n| n
+                == &format!("{skeleton}/template.yaml: a template with no resources: left out (CloudFormation refuses a stack of none)")),
+            "{:#?}",
+            s.notes
+        );
+    }
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
+    ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+}
