@@ -121,12 +121,13 @@ fn tail(lines: &[String], mask: &(dyn Fn(&str) -> String + Sync)) -> String {
 /// How many lines from the first that says an error [`tail`] shows besides the last ones.
 const ERROR_LINES: usize = 8;
 
-/// Runs `argv package …` for `c`, writing into `package_dir`.
+/// Runs `argv package …` for `c`, writing into `package_dir`. On success, the last lines it
+/// printed (masked), for an error found in what it wrote.
 pub(crate) async fn run(
     c: &Compile<'_>,
     argv: &[String],
     package_dir: &Path,
-) -> Result<(), ServerlessError> {
+) -> Result<String, ServerlessError> {
     let service = &c.service.name;
     let mut args: Vec<String> = argv[1..].to_vec();
     args.extend([
@@ -168,7 +169,7 @@ pub(crate) async fn run(
             })?;
     let tail = || tail(&ran.lines, c.mask);
     match &ran.ended {
-        Ended::Exited(s) if s.success() => Ok(()),
+        Ended::Exited(s) if s.success() => Ok(tail()),
         Ended::Exited(s) => Err(ServerlessError::Failed {
             service: service.clone(),
             command: shown,

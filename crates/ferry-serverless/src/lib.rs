@@ -233,12 +233,14 @@ pub enum ServerlessError {
         tail: String,
     },
     #[error(
-        "{service}: `{command}` exited successfully but wrote no {file}; is it a Serverless Framework CLI (v3 or a compatible fork)?"
+        "{service}: `{command}` exited successfully but wrote no {file}: a hook or plugin may have failed without failing the CLI (Serverless Framework 3 exits 0 after a failed hook script), or it is no Serverless Framework CLI (v3 or a compatible fork). Its last lines:\n{tail}"
     )]
     NoTemplate {
         service: String,
         command: String,
         file: String,
+        /// The CLI's last lines, masked.
+        tail: String,
     },
     #[error("{service}: the compiled template is not usable: {message}")]
     Template { service: String, message: String },
@@ -349,7 +351,7 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
     if !had_scratch && scratch.is_dir() {
         let _ = std::fs::remove_dir_all(&scratch);
     }
-    ran?;
+    let tail = ran?;
 
     let template_path = package_dir.join(TEMPLATE_FILE);
     let text =
@@ -357,6 +359,7 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
             service: service.clone(),
             command: (c.mask)(&argv.join(" ")),
             file: TEMPLATE_FILE.into(),
+            tail,
         })?;
     let mut template: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| ServerlessError::Template {

@@ -208,12 +208,24 @@ fn a_failed_compile_leaves_no_serverless_folder_it_made() {
     assert!(scratch.join("mine").exists());
 }
 
+/// Serverless Framework 3 exits 0 after a failed hook script (a probe: `build-layer.sh: not
+/// found`, then `NpmRunAllError`): the error shows what it printed, as for a failure (before,
+/// it only asked whether the CLI was one).
 #[test]
-fn a_framework_that_succeeds_without_a_template_is_an_error() {
-    let e = failure("exit 0\n", "", &[], None);
-    assert_eq!(
-        e,
-        "notifier: `./fake-sls` exited successfully but wrote no cloudformation-template-update-stack.json; is it a Serverless Framework CLI (v3 or a compatible fork)?"
+fn a_framework_that_succeeds_without_a_template_is_an_error_showing_its_last_lines() {
+    let e = failure(
+        "echo 'sh: 1: build-layer.sh: not found'; echo 'NpmRunAllError: \"hook:before:package:initialize\" exited with 127'; exit 0\n",
+        "",
+        &[],
+        None,
+    );
+    assert!(
+        e.starts_with("notifier: `./fake-sls` exited successfully but wrote no cloudformation-template-update-stack.json: a hook or plugin may have failed without failing the CLI"),
+        "{e}"
+    );
+    assert!(
+        e.contains("build-layer.sh: not found") && e.contains("NpmRunAllError"),
+        "{e}"
     );
 }
 
