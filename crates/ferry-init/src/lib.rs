@@ -87,16 +87,19 @@ pub struct Scan {
 impl Scan {
     /// The region most services name, else `us-east-1`.
     pub fn region(&self) -> String {
+        self.named_region()
+            .map_or_else(|| DEFAULT_REGION.to_string(), |(r, _)| r.to_string())
+    }
+
+    /// The region most services name, with how many name it; `None` when none names one.
+    pub fn named_region(&self) -> Option<(&str, usize)> {
         let mut count: BTreeMap<&str, usize> = BTreeMap::new();
         for s in &self.services {
             if let Some(r) = &s.region {
                 *count.entry(r).or_default() += 1;
             }
         }
-        count
-            .into_iter()
-            .max_by_key(|(_, n)| *n)
-            .map_or_else(|| "us-east-1".to_string(), |(r, _)| r.to_string())
+        count.into_iter().max_by_key(|(_, n)| *n)
     }
 
     /// Leaves out each inferred input whose fixed start (`secrets` of `secrets/**`) git
@@ -874,22 +877,46 @@ pub(crate) fn node_lock(folder: &Path) -> Option<&'static str> {
     .find(|l| folder.join(l).is_file())
 }
 
-/// One note per service whose own files name a region other than the one `init` gives the
-/// stages: a stage deploys every service to its own region (a Serverless Framework service is
-/// compiled with `--region`), so such a service would move.
+/// Where the stages' region came from, unless every service names it (a default, or the region
+/// only some name), and one note per service whose own files name another region: a stage
+/// deploys every service to its own region (a Serverless Framework service is compiled with
+/// `--region`), so such a service would move.
 fn region_notes(scan: &Scan) -> Vec<String> {
     let stages = scan.region();
-    scan.services
-        .iter()
-        .filter_map(|s| {
+    let total = scan.services.len();
+    // Where the stages' region came from, when the repository does not say it for every service.
+    let whence = match scan.named_region() {
+        None => Some(format!(
+            "ferry.toml: no service names its region (a Serverless provider.region, a samconfig.toml region, a deploy script's --region), so every stage is written with `{DEFAULT_REGION}`, a default: set each stage's region to the one its stacks are in, or Ferry deploys new stacks there"
+        )),
+        Some((r, n)) if n < total => {
+            let naming: Vec<String> = scan
+                .services
+                .iter()
+                .filter(|s| s.region.as_deref() == Some(r))
+                .map(|s| template_path(&s.dir, &s.file))
+                .collect();
+            Some(format!(
+                "ferry.toml: every stage is written with `{r}`, which {n} of the {total} services name ({}); the others name no region: check that their stacks are there too",
+                ferry_manifest::first_few(&naming, 3)
+            ))
+        }
+        Some(_) => None,
+    };
+    whence
+        .into_iter()
+        .chain(scan.services.iter().filter_map(|s| {
             let own = s.region.as_deref().filter(|r| *r != stages)?;
             Some(format!(
                 "{}/{}: names region `{own}`, but the stages deploy to `{stages}` (the region most services name): every service of a stage deploys to the stage's region, so this one would be deployed to `{stages}`, not `{own}`; set the stages' region in ferry.toml, or keep this service in a Ferry project of its own",
                 s.dir, s.file
             ))
-        })
+        }))
         .collect()
 }
+
+/// The region the stages are written with when no service names one.
+pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// One note per git submodule (`.gitmodules`) inside a service's folder, or holding one: its
 /// files are packaged from its checkout, which a CI clone makes only when told to.

@@ -125,6 +125,11 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
     );
     let params = parameters_root(&scan.project);
     let path = |stage: &str| quoted(&format!("{params}{stage}/"));
+    let whence = match scan.named_region() {
+        None => "no service names one: a default, to set to the one the stacks are in".to_string(),
+        Some((_, n)) => format!("as {n} of the {} services name it", scan.services.len()),
+    };
+    let _ = writeln!(project, "# region: {whence}.");
     let _ = writeln!(
         project,
         "# parameters-path: the stage's SSM parameters. A name without a leading `/` (`param set dev\n# db-password --secure`, `${{ssm:db-password}}`) lies under it, and `exec` and every\n# output mask the SecureStrings there.\n[stages.dev]\nregion = {r}\nparameters-path = {dev}\n\n[stages.staging]\nregion = {r}\nparameters-path = {staging}\n\n[stages.prod]\nregion = {r}\nparameters-path = {prod}\nprotected = true\n\n# Any other stage name (a branch, a pull request) is a preview stage; previews share\n# their parameters.\n[stages.\"*\"]\nregion = {r}\nparameters-path = {preview}",

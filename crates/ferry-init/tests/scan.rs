@@ -3753,3 +3753,56 @@ fn a_template_s_kind_is_what_it_declares_and_a_skeleton_is_no_service() {
     write(r, &render(&s, r), Existing::Refuse).unwrap();
     ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// The stages' region says where it came from: a default when no service names one (before,
+/// us-east-1 was written in silence), and how many name it when not all do (a probe: one
+/// service of 71 named us-west-1, and every stage took it in silence).
+#[test]
+fn the_stages_region_says_where_it_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let queue = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    file(r, "a/template.yaml", queue);
+    file(r, "b/template.yaml", queue);
+    let s = scan(r).unwrap();
+    assert!(
+        s.notes.iter().any(|n| n.starts_with(
+            "ferry.toml: no service names its region (a Serverless provider.region, a samconfig.toml region, a deploy script's --region), so every stage is written with `us-east-1`, a default"
+        )),
+        "{:#?}",
+        s.notes
+    );
+    let files = render(&s, r);
+    assert!(
+        ferry_toml(&files).contains(
+            "# region: no service names one: a default, to set to the one the stacks are in.\n"
+        ),
+        "{}",
+        ferry_toml(&files)
+    );
+    file(
+        r,
+        "b/samconfig.toml",
+        "[default.deploy.parameters]\nregion = \"us-west-1\"\n",
+    );
+    let s = scan(r).unwrap();
+    assert_eq!(s.region(), "us-west-1");
+    assert!(
+        s.notes.iter().any(|n| n
+            == "ferry.toml: every stage is written with `us-west-1`, which 1 of the 2 services name (b/template.yaml); the others name no region: check that their stacks are there too"),
+        "{:#?}",
+        s.notes
+    );
+    assert!(ferry_toml(&render(&s, r)).contains("# region: as 1 of the 2 services name it.\n"));
+    file(
+        r,
+        "a/samconfig.toml",
+        "[default.deploy.parameters]\nregion = \"us-west-1\"\n",
+    );
+    let s = scan(r).unwrap();
+    assert!(
+        !s.notes.iter().any(|n| n.starts_with("ferry.toml: ")),
+        "{:#?}",
+        s.notes
+    );
+}
