@@ -307,10 +307,21 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             None => "no package.json of their own; their framework CLI and plugins come from"
                 .to_string(),
             // Their own build installs their own package.json, which does not name these.
-            Some(p) => format!(
-                "their own package.json (which their build installs) does not name the plugins {}, which come from",
-                p.join(", ")
-            ),
+            Some(p) => {
+                let named = match (from.cli, p.is_empty()) {
+                    (true, true) => "a framework CLI, which comes".to_string(),
+                    (true, false) => {
+                        format!(
+                            "a framework CLI nor the plugins {}, which come",
+                            p.join(", ")
+                        )
+                    }
+                    (false, _) => format!("the plugins {}, which come", p.join(", ")),
+                };
+                format!(
+                    "their own package.json (which their build installs) does not name {named} from"
+                )
+            }
         };
         notes.push(format!(
             "{}: {what} `{}`: install its dependencies there (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file) before a deploy compiles them, e.g. in buildspec.yml's install phase ({declared}, so that an upgrade there deploys them)",
@@ -693,6 +704,9 @@ pub(crate) struct InstalledFromAbove {
     /// For a service with a `package.json` of its own: the plugins it does not name, which
     /// come from above. `None`: it has none of its own, and everything comes from above.
     pub(crate) plugins: Option<Vec<String>>,
+    /// For a service with a `package.json` of its own: it names no framework CLI, and the one
+    /// above does (the CLI is found from the service's folder upwards).
+    pub(crate) cli: bool,
 }
 
 impl InstalledFromAbove {
@@ -708,20 +722,31 @@ impl InstalledFromAbove {
                 "its framework CLI and plugins install from `{}`",
                 self.package
             ),
-            Some(p) => format!(
-                "its plugins {} install from `{}`",
-                p.join(", "),
-                self.package
-            ),
+            Some(p) => format!("{} install from `{}`", self.what(p), self.package),
+        }
+    }
+
+    /// What of a service with a `package.json` of its own comes from above: the CLI, plugins.
+    fn what(&self, plugins: &[String]) -> String {
+        match (self.cli, plugins.is_empty()) {
+            (true, true) => "its framework CLI".to_string(),
+            (true, false) => format!("its framework CLI and plugins {}", plugins.join(", ")),
+            (false, _) => format!("its plugins {}", plugins.join(", ")),
         }
     }
 }
 
+/// Whether a package is a Serverless Framework CLI (`serverless`, or the open-source fork).
+fn is_framework_cli(name: &str) -> bool {
+    name == "serverless" || name == "osls"
+}
+
 /// Where the Serverless Framework service in `dir` (configuration `config`) installs its CLI
 /// and plugins from, above its folder: with no `package.json` of its own, the nearest one above
-/// naming the CLI or a plugin; with one that does not name every plugin its configuration
-/// loads (`plugins`), the nearest one above naming one of those (the framework resolves a
-/// plugin from the service's folder upwards, so the root's install serves it).
+/// naming the CLI or a plugin; with one that does not name the CLI or every plugin its
+/// configuration loads (`plugins`), the nearest one above naming one of those (Ferry finds the
+/// CLI, and the framework a plugin, from the service's folder upwards, so the root's install
+/// serves it).
 pub(crate) fn installed_from_above(
     root: &Path,
     dir: &str,
@@ -731,18 +756,19 @@ pub(crate) fn installed_from_above(
         return None;
     }
     let own = package_json(dir);
-    let missing: Option<Vec<String>> = if root.join(&own).is_file() {
+    let (missing, no_cli): (Option<Vec<String>>, bool) = if root.join(&own).is_file() {
         let own = read_package(root, &own)?;
         let missing: Vec<String> = plugin_names(root, dir, config)
             .into_iter()
             .filter(|p| !package_names(&own, &|n| n == p))
             .collect();
-        if missing.is_empty() {
+        let no_cli = !package_names(&own, &is_framework_cli);
+        if missing.is_empty() && !no_cli {
             return None;
         }
-        Some(missing)
+        (Some(missing), no_cli)
     } else {
-        None
+        (None, false)
     };
     for at in folders_up(dir).skip(1) {
         let pkg = package_json(at);
@@ -750,6 +776,7 @@ pub(crate) fn installed_from_above(
             continue;
         };
         // Only what it names comes from it: a plugin named nowhere is no plugin of its.
+        let cli = no_cli && package_names(&p, &is_framework_cli);
         let plugins = match &missing {
             Some(wanted) => {
                 let named: Vec<String> = wanted
@@ -757,15 +784,12 @@ pub(crate) fn installed_from_above(
                     .filter(|m| package_names(&p, &|n| n == m.as_str()))
                     .cloned()
                     .collect();
-                if named.is_empty() {
+                if named.is_empty() && !cli {
                     return None;
                 }
                 Some(named)
             }
-            None if package_names(&p, &|n| {
-                n == "serverless" || n == "osls" || n.starts_with("serverless-")
-            }) =>
-            {
+            None if package_names(&p, &|n| is_framework_cli(n) || n.starts_with("serverless-")) => {
                 None
             }
             None => return None,
@@ -779,6 +803,7 @@ pub(crate) fn installed_from_above(
             package: pkg,
             input,
             plugins,
+            cli,
         });
     }
     None

@@ -921,17 +921,33 @@ fn services_whose_cli_comes_from_a_package_json_above_are_noted_once() {
         "services/d/package.json",
         r#"{"dependencies": {"uuid": "^9.0.0"}}"#,
     );
+    // One whose own package.json names its plugins but no CLI finds the CLI above (a probe's
+    // serverless-compose-ts: the root's `serverless`, which its build does not install; before,
+    // said nowhere).
+    file(
+        r,
+        "services/e/serverless.yml",
+        "service: e\nprovider:\n  name: aws\nplugins:\n  - serverless-bundle\n",
+    );
+    file(
+        r,
+        "services/e/package.json",
+        r#"{"devDependencies": {"serverless-bundle": "^6.0.0"}}"#,
+    );
     let s = scan(r).unwrap();
     let said: Vec<&String> = s
         .notes
         .iter()
-        .filter(|n| n.contains("come from `package.json`"))
+        .filter(|n| {
+            n.contains("come from `package.json`") || n.contains("comes from `package.json`")
+        })
         .collect();
     assert_eq!(
         said,
         [
             "services/a, services/b: no package.json of their own; their framework CLI and plugins come from `package.json`: install its dependencies there (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file) before a deploy compiles them, e.g. in buildspec.yml's install phase (`package.json` is among their inputs, so that an upgrade there deploys them)",
-            "services/d: their own package.json (which their build installs) does not name the plugins serverless-bundle, which come from `package.json`: install its dependencies there (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file) before a deploy compiles them, e.g. in buildspec.yml's install phase (`package.json` is among their inputs, so that an upgrade there deploys them)",
+            "services/e: their own package.json (which their build installs) does not name a framework CLI, which comes from `package.json`: install its dependencies there (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file) before a deploy compiles them, e.g. in buildspec.yml's install phase (`package.json` is among their inputs, so that an upgrade there deploys them)",
+            "services/d: their own package.json (which their build installs) does not name a framework CLI nor the plugins serverless-bundle, which come from `package.json`: install its dependencies there (`npm ci`, `yarn install --frozen-lockfile` or `pnpm install --frozen-lockfile`, by its lock file) before a deploy compiles them, e.g. in buildspec.yml's install phase (`package.json` is among their inputs, so that an upgrade there deploys them)",
         ],
         "{:?}",
         s.notes
@@ -946,6 +962,7 @@ fn services_whose_cli_comes_from_a_package_json_above_are_noted_once() {
     assert_eq!(inputs(&s, "services/b"), ["package.json"]);
     assert_eq!(inputs(&s, "services/c"), Vec::<String>::new());
     assert_eq!(inputs(&s, "services/d"), ["package.json"]);
+    assert_eq!(inputs(&s, "services/e"), ["package.json"]);
     // A plugin no package.json installs, its own or one above: noted (a path is no package).
     let nowhere: Vec<&String> = s
         .notes
