@@ -3823,3 +3823,41 @@ fn the_stages_region_says_where_it_came_from() {
         s.notes
     );
 }
+
+/// A build output named inside a subfolder holding its own build file (a probe's
+/// aws-samples/serverless-samples: `vtl-processor/target/…jar` beside `vtl-processor/pom.xml`)
+/// is built there: before, only the service folder was looked at, and no build was guessed.
+#[test]
+fn a_missing_output_is_built_by_the_nearest_build_file_above_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "api/template.yaml",
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: vtl-processor/target/vtl-processor-1.0.jar\n      Runtime: java21\n      Handler: a.B::handle\n",
+    );
+    file(r, "api/vtl-processor/pom.xml", "<project/>\n");
+    // A Makefile of the service folder is farther from the output than the pom.xml.
+    file(r, "api/Makefile", "all:\n\techo\n");
+    let s = scan(r).unwrap();
+    let api = s.services.iter().find(|f| f.dir == "api").unwrap();
+    assert_eq!(
+        api.build.as_ref().map(|(argv, _)| argv.clone()),
+        Some(vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            "cd vtl-processor && mvn --batch-mode package".to_string()
+        ]),
+        "{:#?}",
+        s.notes
+    );
+    assert!(
+        s.notes.iter().any(|n| n.contains(
+            "names api/vtl-processor/target/vtl-processor-1.0.jar, which the repository does not hold: its service.toml builds it with `sh -c \"cd vtl-processor && mvn --batch-mode package\"` (guessed from vtl-processor/pom.xml)"
+        )),
+        "{:#?}",
+        s.notes
+    );
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
+    ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+}
