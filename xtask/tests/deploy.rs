@@ -241,6 +241,13 @@ fn a_new_version_of_a_parameter_a_dynamic_reference_reads_deploys_the_reader() {
         row(&out, "reader").contains("skipped (up to date)"),
         "{out}"
     );
+    // The plan skips it and the run checks it: said as a check, not a deploy (before,
+    // "deploying stack" came before "skipped (up to date)").
+    assert!(
+        err.contains("reader: checking stack e2e-dynref-reader-dev against its record")
+            && !err.contains("deploying stack"),
+        "{err}"
+    );
     crate::common::put_parameter("/e2e-dynref/engine", "Postgres");
     let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
     assert_eq!(code, 0, "{out}\n{err}");

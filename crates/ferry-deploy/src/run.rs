@@ -282,6 +282,9 @@ pub enum Event {
         stack: String,
         /// A review: nothing deploys.
         review: bool,
+        /// A check against its record (the plan skips it, but what it reads from outside git
+        /// or receives from a dependency may have changed): it deploys only if that changed.
+        check: bool,
     },
     Stack {
         service: String,
@@ -653,6 +656,7 @@ async fn run_selection(
                 service: name.clone(),
                 stack: stack.clone(),
                 review: run.reviews.is_some(),
+                check: !must_deploy,
             });
             let t0 = Instant::now();
             let deployed = deploy_one(run, &service, &stack, must_deploy).await;

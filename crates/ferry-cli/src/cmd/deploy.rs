@@ -96,13 +96,16 @@ pub fn describe(e: &Event) -> String {
         Event::Started {
             service,
             stack,
-            review: false,
-        } => format!("{service}: deploying stack {stack}"),
+            review: true,
+            ..
+        } => format!("{service}: reviewing stack {stack}"),
         Event::Started {
             service,
             stack,
-            review: true,
-        } => format!("{service}: reviewing stack {stack}"),
+            check: true,
+            ..
+        } => format!("{service}: checking stack {stack} against its record"),
+        Event::Started { service, stack, .. } => format!("{service}: deploying stack {stack}"),
         Event::Stack {
             service,
             progress: Progress::Event(ev),
