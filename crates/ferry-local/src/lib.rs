@@ -655,11 +655,7 @@ impl Emulator {
         let path = self.state_path();
         let json = serde_json::to_string_pretty(&state).expect("state serialises");
         // Whole or not at all: a reader never finds half of it.
-        let tmp = self
-            .dir
-            .join(format!("server.json.{}.tmp", std::process::id()));
-        fs::write(&tmp, json).map_err(io("write", &tmp))?;
-        fs::rename(&tmp, &path).map_err(io("write", &path))?;
+        ferry_manifest::write_atomic(&path, json).map_err(io("write", &path))?;
         Ok((state, true))
     }
 

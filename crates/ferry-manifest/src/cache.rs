@@ -65,16 +65,11 @@ impl ManifestCache {
         let used = std::mem::take(&mut self.used);
         self.entries.retain(|k, _| used.contains(k));
         self.used = used;
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        // Per process: two runs in one checkout (batch nodes on one machine) may write at once.
-        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-        fs::write(
-            &tmp,
+        // Two runs in one checkout (batch nodes on one machine) may write at once.
+        crate::write_atomic(
+            path,
             crate::memo::seal(postcard::to_stdvec(self).map_err(std::io::Error::other)?),
         )?;
-        fs::rename(tmp, path)?;
         self.changed = false;
         Ok(())
     }

@@ -2,6 +2,30 @@
 
 use std::path::{Path, PathBuf};
 
+/// Writes `bytes` to `path` whole or not at all: into a temporary file beside it (named for this
+/// process, so two processes writing at once each write their own; the last rename wins), then
+/// renamed into place, so a reader finds the old file or the new one, never half of one. The
+/// temporary file goes when the write or the rename fails (a full disk, a folder where the file
+/// goes). Its folder is made if missing.
+pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)?;
+    }
+    let name = path.file_name().map_or_else(
+        || std::borrow::Cow::Borrowed("file"),
+        |n| n.to_string_lossy(),
+    );
+    let tmp = dir
+        .unwrap_or_else(|| Path::new("."))
+        .join(format!(".{name}.{}.tmp", std::process::id()));
+    let done = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done
+}
+
 /// Where Ferry writes what it makes in a repository (packages, outputs files, reports, the
 /// emulator's state), relative to the repository root. Ferry keeps it out of `git status` (a
 /// `.gitignore` inside it) and out of every dirty-tree decision.
@@ -87,6 +111,30 @@ impl crate::Workspace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write that cannot land (a folder where the file goes) leaves no temporary file behind
+    /// (before, each plan in such a checkout left one in `.git/ferry/`).
+    #[test]
+    fn an_atomic_write_replaces_the_file_or_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("new/cache.bin");
+        write_atomic(&file, b"one").unwrap();
+        write_atomic(&file, b"two").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"two");
+        let folder = dir.path().join("taken");
+        std::fs::create_dir_all(folder.join("inside")).unwrap();
+        assert!(write_atomic(&folder, b"x").is_err());
+        let names = |d: &Path| -> Vec<String> {
+            std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        let mut left = names(dir.path());
+        left.sort();
+        assert_eq!(left, ["new", "taken"]);
+        assert_eq!(names(&dir.path().join("new")), ["cache.bin"]);
+    }
 
     #[test]
     fn paths() {

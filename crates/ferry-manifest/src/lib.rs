@@ -25,7 +25,7 @@ pub mod yaml;
 pub use arn::{arn_fields, is_account_id};
 pub use cache::ManifestCache;
 pub use diag::{Diagnostic, ManifestErrors, clipped, did_you_mean, first_few};
-pub use layout::{Layout, OUTPUT_DIR};
+pub use layout::{Layout, OUTPUT_DIR, write_atomic};
 pub use load::{
     FrameworkCli, PROJECT_FILE, SERVICE_FILE, check_webhook_url, declared_service_name, load,
     load_from, serverless_stack_name, serverless_variable_sources, shown_url,

@@ -97,15 +97,10 @@ fn write_as(build: &str, path: &Path, id: &str, ws: &Workspace) -> std::io::Resu
         services: &ws.services,
         graph: &ws.graph,
     };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    fs::write(
-        &tmp,
+    crate::write_atomic(
+        path,
         seal(postcard::to_stdvec(&stored).map_err(std::io::Error::other)?),
-    )?;
-    fs::rename(tmp, path)
+    )
 }
 
 /// `payload` followed by its CRC-32: a cache file changed on disk (a byte flipped, a CI cache

@@ -124,12 +124,7 @@ impl OutputsFile {
     /// file or the new one, never half of one (and two processes writing it at once each write
     /// their own temporary file: the last rename wins).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, self.json())?;
-        std::fs::rename(&tmp, path)
+        ferry_manifest::write_atomic(path, self.json())
     }
 }
 

@@ -388,10 +388,7 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
     if let Some(p) = reuse_path {
         let mut json = serde_json::to_vec_pretty(&compiled).expect("serializable");
         json.push(b'\n');
-        let dir = ensure_dir(p.parent().expect("has a parent"))?;
-        let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-        std::fs::write(&tmp, json).map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &p).map_err(io_err(&p))?;
+        ferry_manifest::write_atomic(&p, json).map_err(io_err(&p))?;
     }
     Ok(compiled)
 }
