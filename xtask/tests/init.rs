@@ -167,7 +167,7 @@ fn init_adopts_a_monorepo_and_its_runner_plans_right_away() {
     // It says, as the real run does, that nothing would read it (before, only the real run).
     assert!(
         out.contains("the configuration init would write does not pass `cargo xtask validate` yet")
-            && out.contains("brandnew/svc: its service.toml is there, but ferry.toml's [project] services do not name its folder"),
+            && out.contains("brandnew/svc: ferry.toml's [project] services do not name its folder, so no command reads its service.toml"),
         "{out}"
     );
     assert!(!r.join("brandnew/svc/service.toml").exists());
@@ -175,7 +175,7 @@ fn init_adopts_a_monorepo_and_its_runner_plans_right_away() {
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("wrote brandnew/svc/service.toml")
-            && out.contains("brandnew/svc: its service.toml is there, but ferry.toml's [project] services do not name its folder"),
+            && out.contains("brandnew/svc: ferry.toml's [project] services do not name its folder, so no command reads its service.toml"),
         "{out}"
     );
     std::fs::remove_dir_all(r.join("brandnew")).unwrap();
@@ -221,7 +221,7 @@ fn init_adopts_a_monorepo_and_its_runner_plans_right_away() {
     );
     assert_eq!(code, 0, "{err}");
     let kept_part = out
-        .split_once("found for services whose service.toml is kept as it is")
+        .split_once("found for files kept as they are")
         .map(|(_, after)| after)
         .unwrap_or_else(|| panic!("no part about kept services: {out}"));
     assert!(

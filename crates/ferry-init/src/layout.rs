@@ -530,51 +530,53 @@ fn app_output(v: &Value) -> Option<(String, String)> {
     Some((app.to_string(), key.to_string()))
 }
 
-/// The command that builds the project in `dir`, by its build files, and which file chose it.
 /// The build step that makes `missing` (a path in service folder `dir` that the repository does
-/// not hold): the one [`build_step`] guesses in the nearest folder from `missing` up to `dir`
-/// holding a build file (`vtl-processor/pom.xml` for `vtl-processor/target/app.jar`), run from
-/// the service folder, which is where a build runs.
+/// not hold): the one [`build_step`] guesses in the service folder, whose build (a parent POM, a
+/// Gradle settings file) builds every module; only when it holds no build file, the one of the
+/// nearest folder from `missing` up to it holding one (`vtl-processor/pom.xml` for
+/// `vtl-processor/target/app.jar`), run from the service folder, which is where a build runs.
 fn build_step_towards(root: &Path, dir: &str, missing: &str) -> Option<(Vec<String>, String)> {
+    if let Some(step) = build_step(root, dir) {
+        return Some(step);
+    }
     let below = missing
         .strip_prefix(dir)
         .unwrap_or(missing)
         .trim_start_matches('/');
     let mut sub: Vec<&str> = below.split('/').collect();
     sub.pop();
-    loop {
+    while !sub.is_empty() {
         let rel = sub.join("/");
-        let at = if rel.is_empty() {
-            dir.to_string()
-        } else if dir.is_empty() {
+        let at = if dir.is_empty() {
             rel.clone()
         } else {
             format!("{dir}/{rel}")
         };
-        // A folder named by a variable, or one whose name a shell would read otherwise, is
-        // passed over: the build is a line a shell runs.
-        let plain = rel
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.'));
+        // The build is a line a shell runs: a folder whose name a shell or `cd` would read
+        // otherwise (a variable, an option) is passed over.
+        let plain = sub.iter().all(|part| {
+            !part.starts_with('-')
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        });
         if let Some((argv, from)) = build_step(root, &at).filter(|_| plain) {
-            if rel.is_empty() {
-                return Some((argv, from));
-            }
-            let line = argv.join(" ");
             // `sh -c "…"` steps run their line in the subfolder too.
             let line = match argv.as_slice() {
                 [sh, c, inner] if sh == "sh" && c == "-c" => inner.clone(),
-                _ => line,
+                _ => argv.join(" "),
             };
             return Some((
                 vec!["sh".into(), "-c".into(), format!("cd {rel} && {line}")],
                 format!("{rel}/{from}"),
             ));
         }
-        sub.pop()?;
+        sub.pop();
     }
+    None
 }
 
+/// The command that builds the project in `dir`, by its build files, and which file chose it.
 fn build_step(root: &Path, dir: &str) -> Option<(Vec<String>, String)> {
     let folder = root.join(dir);
     let has = |f: &str| folder.join(f).is_file();

@@ -35,7 +35,7 @@ use ferry_manifest::ServiceKind;
 pub use render::{Runner, render, runner};
 pub use unbundled::{Unbundled, unbundled_imports};
 pub use undeclared::{Undeclared, undeclared_inputs};
-pub use write::{Existing, Written, check_write, problems_after, write};
+pub use write::{Existing, Written, check_write, notes_about_kept, problems_after, write};
 
 /// One service found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +99,10 @@ impl Scan {
                 *count.entry(r).or_default() += 1;
             }
         }
-        count.into_iter().max_by_key(|(_, n)| *n)
+        // The most named; of as many, the first by name, so that the choice is the same each time.
+        count
+            .into_iter()
+            .max_by(|(r1, n1), (r2, n2)| n1.cmp(n2).then(r2.cmp(r1)))
     }
 
     /// Leaves out each inferred input whose fixed start (`secrets` of `secrets/**`) git
@@ -375,6 +378,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
     };
     scan.notes.extend(region_notes(&scan));
     scan.notes.extend(submodule_notes(root, &scan));
+    scan.notes.extend(unpassed_params(root, &scan));
     // One note once (a script read for two services of one folder says the same of both).
     let mut seen = BTreeSet::new();
     scan.notes.retain(|n| seen.insert(n.clone()));
@@ -921,8 +925,21 @@ fn region_notes(scan: &Scan) -> Vec<String> {
                 .filter(|s| s.region.as_deref() == Some(r))
                 .map(|s| template_path(&s.dir, &s.file))
                 .collect();
+            let none = scan.services.iter().filter(|s| s.region.is_none()).count();
+            let others = total - n - none;
+            let names = |k: usize| if k == 1 { "names" } else { "name" };
+            let rest = match (others, none) {
+                (0, 1) => "the other names no region".to_string(),
+                (0, _) => format!("the {none} others name no region"),
+                (1, 0) => "the other names another region (noted below)".to_string(),
+                (_, 0) => format!("the {others} others name other regions (noted below)"),
+                _ => format!(
+                    "{others} {} another region (noted below) and {none} none",
+                    names(others)
+                ),
+            };
             Some(format!(
-                "ferry.toml: every stage is written with `{r}`, which {n} of the {total} services name ({}); the others name no region: check that their stacks are there too",
+                "ferry.toml: every stage is written with `{r}`, which {n} of the {total} services name ({}); {rest}: check that their stacks are there too",
                 ferry_manifest::first_few(&naming, 3)
             ))
         }
@@ -933,7 +950,7 @@ fn region_notes(scan: &Scan) -> Vec<String> {
         .chain(scan.services.iter().filter_map(|s| {
             let own = s.region.as_deref().filter(|r| *r != stages)?;
             Some(format!(
-                "{}/{}: names region `{own}`, but the stages deploy to `{stages}` (the region most services name): every service of a stage deploys to the stage's region, so this one would be deployed to `{stages}`, not `{own}`; set the stages' region in ferry.toml, or keep this service in a Ferry project of its own",
+                "{}/{}: names region `{own}`, but the stages deploy to `{stages}` (see ferry.toml): every service of a stage deploys to the stage's region, so this one would be deployed to `{stages}`, not `{own}`; set the stages' region in ferry.toml, or keep this service in a Ferry project of its own",
                 s.dir, s.file
             ))
         }))
@@ -942,6 +959,76 @@ fn region_notes(scan: &Scan) -> Vec<String> {
 
 /// The region the stages are written with when no service names one.
 pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// One note per Serverless Framework service whose configuration reads `${param:NAME}` with no
+/// fallback, that neither its `params` (`default`, which every stage falls back on, or each of
+/// the stages `ferry.toml` is written with) nor a Compose file gives: its compile would stop
+/// with the framework's "cannot be resolved". A program (`serverless.ts`) is not read.
+fn unpassed_params(root: &Path, scan: &Scan) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in scan
+        .services
+        .iter()
+        .filter(|s| s.kind == ServiceKind::Serverless && !walk::is_program(&s.file))
+    {
+        let Ok(text) = std::fs::read_to_string(root.join(template_path(&s.dir, &s.file))) else {
+            continue;
+        };
+        let read = params_read(&text);
+        if read.is_empty() {
+            continue;
+        }
+        let doc = ferry_manifest::yaml::from_str::<serde_yaml_ng::Value>(&text).ok();
+        let given = |name: &str| {
+            let params = doc.as_ref().and_then(|d| d.get("params"));
+            let has = |stage: &str| {
+                params
+                    .and_then(|p| p.get(stage))
+                    .and_then(|p| p.get(name))
+                    .is_some()
+            };
+            has("default") || STAGES.iter().all(|stage| has(stage))
+        };
+        let missing: Vec<&str> = read
+            .into_iter()
+            .filter(|n| !given(n) && !s.parameters.contains_key(*n))
+            .collect();
+        if !missing.is_empty() {
+            out.push(format!(
+                "{}: reads {}, which neither its params (a default, or each stage's) nor anything else gives: its compile stops with the framework's \"cannot be resolved\"; give {} in its service.toml's [parameters] (passed as --param), or under params.default",
+                template_path(&s.dir, &s.file),
+                missing
+                    .iter()
+                    .map(|n| format!("${{param:{n}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if missing.len() == 1 { "it" } else { "them" }
+            ));
+        }
+    }
+    out
+}
+
+/// The names a Serverless configuration reads with `${param:NAME}` and no fallback after it
+/// (`${param:domain, 'example.com'}` resolves without one), each once, in order. A name built
+/// from another variable is left out.
+fn params_read(text: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for (at, _) in text.match_indices("${param:") {
+        let rest = &text[at + "${param:".len()..];
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        let name = rest[..end].trim();
+        let fallback = rest[end..].starts_with(',');
+        let plain = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if plain && !fallback && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
 
 /// One note per git submodule (`.gitmodules`) inside a service's folder, or holding one: its
 /// files are packaged from its checkout, which a CI clone makes only when told to.

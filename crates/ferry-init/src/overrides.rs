@@ -491,7 +491,7 @@ fn deploy_commands(text: &str, template: &str) -> Vec<Vec<String>> {
     };
     joined
         .lines()
-        .flat_map(|line| commands(words(line)))
+        .flat_map(|line| commands(words(&without_substitutions(line))))
         .filter(|w| subcommand(w, "deploy"))
         .filter(|w| {
             !flag_words(w.clone()).windows(2).any(|p| {
@@ -523,12 +523,62 @@ fn commands(words: Vec<String>) -> Vec<Vec<String>> {
     out
 }
 
+/// `line` with each command substitution (`$(aws ec2 describe-vpcs --region x | jq …)`,
+/// `` `…` ``) as the one word `$(…)`: its flags and separators are another command's, and its
+/// value is unknowable (a variable). A Makefile's `$(STAGE)`, a name with no space in it, stays.
+fn without_substitutions(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find(['$', '`']) {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let end = if let Some(inner) = tail.strip_prefix("$(") {
+            // To the parenthesis that closes it, nested ones counted.
+            let mut depth = 1;
+            inner
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map(|(i, _)| 2 + i + 1)
+                .filter(|&e| tail[2..e - 1].contains(char::is_whitespace))
+        } else if let Some(inner) = tail.strip_prefix('`') {
+            inner.find('`').map(|i| 1 + i + 1)
+        } else {
+            None
+        };
+        match end {
+            Some(e) => {
+                out.push_str("$(…)");
+                rest = &tail[e..];
+            }
+            None => {
+                let c = tail.chars().next().expect("found at `at`");
+                out.push(c);
+                rest = &tail[c.len_utf8()..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Whether `command` runs `sam <sub>` or `aws cloudformation <sub>` (`sam deploy`,
-/// `aws --region x cloudformation deploy`), however it is started (`npx sam`, `(sam`).
+/// `aws --region x cloudformation deploy`), however it is started (`npx sam`, `(sam`, a
+/// Makefile's `$(SAM) deploy` or a script's `${SAM_CLI} deploy`: a variable naming SAM).
 fn subcommand(command: &[String], sub: &str) -> bool {
     command.windows(2).any(|p| {
         let tool = p[0].trim_start_matches('(');
-        p[1] == sub && (tool == "sam" || tool.ends_with("/sam") || tool == "cloudformation")
+        let variable = tool
+            .strip_prefix('$')
+            .is_some_and(|v| v.to_ascii_uppercase().contains("SAM"));
+        p[1] == sub
+            && (tool == "sam" || tool.ends_with("/sam") || tool == "cloudformation" || variable)
     })
 }
 
@@ -578,7 +628,7 @@ fn packaged_from(joined: &str, template: &str) -> Vec<String> {
     let mut written: Vec<(String, String)> = Vec::new();
     for command in joined
         .lines()
-        .flat_map(|line| commands(flag_words(words(line))))
+        .flat_map(|line| commands(flag_words(words(&without_substitutions(line)))))
     {
         let building = subcommand(&command, "build") && !subcommand(&command, "package");
         if !building && !subcommand(&command, "package") {
@@ -1011,6 +1061,26 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
             "aws s3 cp site s3://b --region us-east-1; aws --region eu-west-1 cloudformation deploy --template-file template.yaml --stack-name web-$STAGE\n",
             "aws cloudformation describe-stacks --stack-name other-$STAGE --region us-east-1 | jq . && sam deploy --stack-name web-$STAGE --region eu-west-1\n",
             "sam deploy --stack-name web-$STAGE --region eu-west-1; aws s3 cp x s3://b --region us-east-1\n",
+        ] {
+            write("deploy.sh", script);
+            assert_eq!(
+                deploy_region(dir.path(), "", "template.yaml", &mut notes).as_deref(),
+                Some("eu-west-1"),
+                "{script}: {notes:?}"
+            );
+            assert_eq!(
+                stack_name(dir.path(), "", "template.yaml", &mut notes).map(|(p, _)| p),
+                Some("web-{stage}".to_string()),
+                "{script}: {notes:?}"
+            );
+        }
+        // A command substitution inside the deploy is another command: its flags are not the
+        // deploy's, and its pipe does not cut the deploy short (a review's find).
+        for script in [
+            "sam deploy --parameter-overrides Vpc=$(aws ec2 describe-vpcs --region us-east-1 | jq -r .x) --stack-name web-$STAGE --region eu-west-1\n",
+            "sam deploy --parameter-overrides Vpc=`aws ec2 describe-vpcs --region us-east-1` --stack-name web-$STAGE --region eu-west-1\n",
+            "deploy:\n\t$(SAM) deploy --stack-name web-$(STAGE) --region eu-west-1\n",
+            "${SAM_CLI} deploy --stack-name web-${STAGE} --region eu-west-1\n",
         ] {
             write("deploy.sh", script);
             assert_eq!(

@@ -272,7 +272,8 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
             if ssm_type.is_none() && secrets.contains(&p) {
                 let _ = writeln!(
                     text,
-                    "# {p} is a secret (NoEcho, or its name says so): never write its value here. Keep it in SSM under the stage's parameters-path (`param set <stage> {p} --secure`, the value on standard input), then give {p} = \"${{ssm:{p}}}\""
+                    "# {p} is a secret (NoEcho, or its name says so): never write its value here. Keep it in SSM under the stage's parameters-path (`param set <stage> {p} --secure`, the value on standard input), then give {p} = \"${{ssm:{p}}}\" (in a ferry.toml whose stages have no parameters-path: `param set <stage> {params}<stage>/{p} --secure` and \"${{ssm:{params}${{stage}}/{p}}}\")",
+                    params = parameters_root(&scan.project)
                 );
                 let _ = writeln!(text, "{p} = \"\"");
                 continue;

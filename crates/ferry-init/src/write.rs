@@ -116,10 +116,41 @@ pub fn problems_after(
             .filter(|f| !ws.services.iter().any(|s| s.dir == f.dir))
             .map(|f| {
                 format!(
-                    "{}: its service.toml is there, but ferry.toml's [project] services do not name its folder, so no command reads it: add \"{}\" (or a pattern covering it) to them",
+                    "{}: ferry.toml's [project] services do not name its folder, so no command reads its service.toml: add \"{}\" (or a pattern covering it) to them",
                     f.dir, f.dir
                 )
             }),
     );
     problems
+}
+
+/// `notes` (what `init` found, to check by hand) in two: those about files `kept` keeps as they
+/// are (a service whose `service.toml` is kept, a kept `ferry.toml`), which nothing of is
+/// written, and the others. A note is about what its subject names, the text before its first
+/// `": "` (one path or several, `services/a, services/b`): each path is taken as the deepest
+/// service folder holding it (`backend/worker/deploy.sh` is `backend/worker`'s, not
+/// `backend`'s), and a note is about kept files only when all its paths are.
+pub fn notes_about_kept(
+    notes: Vec<String>,
+    scan: &Scan,
+    kept: &[String],
+) -> (Vec<String>, Vec<String>) {
+    let kept_dir = |dir: &str| kept.iter().any(|k| *k == format!("{dir}/service.toml"));
+    let about_kept = |note: &str| {
+        let Some((subject, _)) = note.split_once(": ") else {
+            return false;
+        };
+        subject.split(", ").all(|path| {
+            if path == "ferry.toml" {
+                return kept.iter().any(|k| k == "ferry.toml");
+            }
+            scan.services
+                .iter()
+                .map(|s| s.dir.as_str())
+                .filter(|d| !d.is_empty() && (path == *d || path.starts_with(&format!("{d}/"))))
+                .max_by_key(|d| d.len())
+                .is_some_and(kept_dir)
+        })
+    };
+    notes.into_iter().partition(|n| about_kept(n))
 }

@@ -2288,7 +2288,8 @@ deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy
     for p in ["DbPassword", "Token"] {
         assert!(
             text.contains(&format!(
-                "# {p} is a secret (NoEcho, or its name says so): never write its value here. Keep it in SSM under the stage's parameters-path (`param set <stage> {p} --secure`, the value on standard input), then give {p} = \"${{ssm:{p}}}\"\n{p} = \"\"",
+                "# {p} is a secret (NoEcho, or its name says so): never write its value here. Keep it in SSM under the stage's parameters-path (`param set <stage> {p} --secure`, the value on standard input), then give {p} = \"${{ssm:{p}}}\" (in a ferry.toml whose stages have no parameters-path: `param set <stage> /{project}/<stage>/{p} --secure` and \"${{ssm:/{project}/${{stage}}/{p}}}\")\n{p} = \"\"",
+                project = s.project
             )),
             "{text}"
         );
@@ -3806,11 +3807,26 @@ fn the_stages_region_says_where_it_came_from() {
     assert_eq!(s.region(), "us-west-1");
     assert!(
         s.notes.iter().any(|n| n
-            == "ferry.toml: every stage is written with `us-west-1`, which 1 of the 2 services name (b/template.yaml); the others name no region: check that their stacks are there too"),
+            == "ferry.toml: every stage is written with `us-west-1`, which 1 of the 2 services name (b/template.yaml); the other names no region: check that their stacks are there too"),
         "{:#?}",
         s.notes
     );
     assert!(ferry_toml(&render(&s, r)).contains("# region: as 1 of the 2 services name it.\n"));
+    // Two regions named once each: the first by name, the same each time, and the note says
+    // the other names another (a review's find: it said "no region", and took the last).
+    file(
+        r,
+        "a/samconfig.toml",
+        "[default.deploy.parameters]\nregion = \"eu-west-1\"\n",
+    );
+    let s = scan(r).unwrap();
+    assert_eq!(s.region(), "eu-west-1");
+    assert!(
+        s.notes.iter().any(|n| n
+            == "ferry.toml: every stage is written with `eu-west-1`, which 1 of the 2 services name (a/template.yaml); the other names another region (noted below): check that their stacks are there too"),
+        "{:#?}",
+        s.notes
+    );
     file(
         r,
         "a/samconfig.toml",
@@ -3837,8 +3853,6 @@ fn a_missing_output_is_built_by_the_nearest_build_file_above_it() {
         "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: vtl-processor/target/vtl-processor-1.0.jar\n      Runtime: java21\n      Handler: a.B::handle\n",
     );
     file(r, "api/vtl-processor/pom.xml", "<project/>\n");
-    // A Makefile of the service folder is farther from the output than the pom.xml.
-    file(r, "api/Makefile", "all:\n\techo\n");
     let s = scan(r).unwrap();
     let api = s.services.iter().find(|f| f.dir == "api").unwrap();
     assert_eq!(
@@ -3860,4 +3874,95 @@ fn a_missing_output_is_built_by_the_nearest_build_file_above_it() {
     );
     write(r, &render(&s, r), Existing::Refuse).unwrap();
     ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    // A build file of the service folder itself (a parent POM of several modules) builds every
+    // module: it is the one taken (a review's find: one module of two was built).
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "svc/template.yaml",
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  A:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: fn-a/target/a.jar\n      Runtime: java21\n      Handler: a.A::h\n  B:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: fn-b/target/b.jar\n      Runtime: java21\n      Handler: b.B::h\n",
+    );
+    for pom in ["svc/pom.xml", "svc/fn-a/pom.xml", "svc/fn-b/pom.xml"] {
+        file(r, pom, "<project/>\n");
+    }
+    let s = scan(r).unwrap();
+    let svc = s.services.iter().find(|f| f.dir == "svc").unwrap();
+    assert_eq!(
+        svc.build.as_ref().map(|(argv, _)| argv.join(" ")),
+        Some("mvn --batch-mode package".to_string()),
+        "{:#?}",
+        s.notes
+    );
+}
+
+/// A Serverless `${param:…}` that nothing gives stops the framework's compile ("cannot be
+/// resolved"): noted with where to give it (before, passed over). One its `params` give by
+/// default or for every stage, one with a fallback, and one a Compose file passes are not.
+#[test]
+fn a_serverless_param_nothing_gives_is_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "api/serverless.yml",
+        "service: api\nprovider:\n  name: aws\n  environment:\n    DOMAIN: ${param:domain}\n    ZONE: ${param:zone}\n    LEVEL: ${param:level, 'info'}\n    BY_DEFAULT: ${param:bydefault}\n    EACH: ${param:each}\n    BUILT: ${param:${sls:stage}-x}\n    AGAIN: ${param:domain}\nparams:\n  default:\n    bydefault: x\n  dev:\n    each: a\n    zone: z\n  staging:\n    each: b\n  prod:\n    each: c\n",
+    );
+    let s = scan(r).unwrap();
+    let said: Vec<&String> = s.notes.iter().filter(|n| n.contains("${param:")).collect();
+    assert_eq!(
+        said,
+        [
+            "api/serverless.yml: reads ${param:domain}, ${param:zone}, which neither its params (a default, or each stage's) nor anything else gives: its compile stops with the framework's \"cannot be resolved\"; give them in its service.toml's [parameters] (passed as --param), or under params.default"
+        ],
+        "{:#?}",
+        s.notes
+    );
+}
+
+/// What `init --only-missing` says apart, as about files it keeps: a note is a kept service's
+/// only when every path it names lies in a kept service's folder, taken as the deepest service
+/// folder holding it (a review's find: a new `backend/worker`'s notes were listed as the kept
+/// `backend`'s, and a kept ferry.toml's still read as written).
+#[test]
+fn notes_about_kept_files_are_told_apart_by_the_deepest_service_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let queue = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    for d in ["backend", "backend/worker", "web"] {
+        file(r, &format!("{d}/template.yaml"), queue);
+    }
+    let s = scan(r).unwrap();
+    let notes: Vec<String> = [
+        "backend/deploy.sh: kept backend's",
+        "backend: kept backend's",
+        "backend/worker/deploy.sh: the new worker's",
+        "backend, web: both kept",
+        "backend, backend/worker: one of them new",
+        "ferry.toml: every stage is written with `us-east-1`",
+        "--ferry-path x: a runner's",
+        "no subject at all",
+    ]
+    .map(String::from)
+    .to_vec();
+    let kept = ["ferry.toml", "backend/service.toml", "web/service.toml"].map(String::from);
+    let (about_kept, others) = ferry_init::notes_about_kept(notes, &s, &kept);
+    assert_eq!(
+        about_kept,
+        [
+            "backend/deploy.sh: kept backend's",
+            "backend: kept backend's",
+            "backend, web: both kept",
+            "ferry.toml: every stage is written with `us-east-1`",
+        ]
+    );
+    assert_eq!(
+        others,
+        [
+            "backend/worker/deploy.sh: the new worker's",
+            "backend, backend/worker: one of them new",
+            "--ferry-path x: a runner's",
+            "no subject at all",
+        ]
+    );
 }

@@ -359,7 +359,11 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
             service: service.clone(),
             command: (c.mask)(&argv.join(" ")),
             file: TEMPLATE_FILE.into(),
-            tail,
+            tail: if tail.trim().is_empty() {
+                "  (it printed nothing)".to_string()
+            } else {
+                tail
+            },
         })?;
     let mut template: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| ServerlessError::Template {

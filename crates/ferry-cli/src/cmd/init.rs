@@ -170,13 +170,8 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
         })?;
         (plan, None)
     };
-    // What init found about a service whose service.toml is kept was not written: said apart.
-    let (about_kept, todo): (Vec<String>, Vec<String>) = todo.into_iter().partition(|n| {
-        plan.kept
-            .iter()
-            .filter_map(|k| k.strip_suffix("/service.toml"))
-            .any(|dir| n.starts_with(&format!("{dir}/")) || n.starts_with(&format!("{dir}:")))
-    });
+    // What init found about a file it keeps was not written there: said apart.
+    let (about_kept, todo) = ferry_init::notes_about_kept(todo, &scan, &plan.kept);
     if !todo.is_empty() {
         println!("not inferred, to check by hand:");
         for n in &todo {
@@ -185,7 +180,7 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     }
     if !about_kept.is_empty() {
         println!(
-            "found for services whose service.toml is kept as it is (nothing of this is written there; compare by hand):"
+            "found for files kept as they are (nothing of this is written there; compare by hand):"
         );
         for n in &about_kept {
             println!("  - {n}");
