@@ -384,6 +384,27 @@ fn validate_warns_when_git_ignores_ferrys_files() {
             "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
         );
     let root = repo.path().to_str().unwrap();
+    // `init --dry-run` in a repository whose rules would ignore what it writes says so, as the
+    // real run does (before, only the real run did).
+    let other = TestRepo::new();
+    other.write(".gitignore", "*.toml\n").write(
+        "services/api/template.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    let (code, _, err) = run(&mut xtask(&[
+        "init",
+        "--no-runner",
+        "--dry-run",
+        "--root",
+        other.path().to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            "warning: git ignores ferry.toml, services/api/service.toml, which are not tracked"
+        ),
+        "{err}"
+    );
     let validate = || run(&mut xtask(&["validate", "--root", root]));
     let (code, out, err) = validate();
     assert_eq!(code, 0, "{err}");
@@ -429,6 +450,27 @@ fn validate_warns_when_git_ignores_a_template_inside_its_folder() {
             "{\"Resources\": {\"Q\": {\"Type\": \"AWS::SQS::Queue\"}}}\n",
         );
     let root = repo.path().to_str().unwrap();
+    // `init --dry-run` in a repository whose rules would ignore what it writes says so, as the
+    // real run does (before, only the real run did).
+    let other = TestRepo::new();
+    other.write(".gitignore", "*.toml\n").write(
+        "services/api/template.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    let (code, _, err) = run(&mut xtask(&[
+        "init",
+        "--no-runner",
+        "--dry-run",
+        "--root",
+        other.path().to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            "warning: git ignores ferry.toml, services/api/service.toml, which are not tracked"
+        ),
+        "{err}"
+    );
     let validate = || run(&mut xtask(&["validate", "--root", root]));
     let (code, out, err) = validate();
     assert_eq!(code, 0, "{err}");

@@ -216,12 +216,11 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
             }
         );
     }
-    if !args.dry_run {
-        let paths: Vec<&str> = plan.written.iter().map(String::as_str).collect();
-        // Silent outside a git repository.
-        if let Ok(repo) = ferry_changes::Repo::open(root) {
-            super::services::warn_if_ignored(&repo, &paths);
-        }
+    // Said of the files a dry run would write too (git's rules apply to paths not there yet).
+    // Silent outside a git repository.
+    let paths: Vec<&str> = plan.written.iter().map(String::as_str).collect();
+    if let Ok(repo) = ferry_changes::Repo::open(root) {
+        super::services::warn_if_ignored(&repo, &paths);
     }
     // How the repository runs Ferry from now on: its own xtask, or (without a runner) `ferry`.
     let name = if with_runner { "cargo xtask" } else { "ferry" };
