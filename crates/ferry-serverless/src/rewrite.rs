@@ -119,6 +119,7 @@ pub fn rewrite(
     for (old, new) in &renames {
         rename_refs(template, old, new);
     }
+    stable_deployment_ids(template);
     if !artifacts.is_empty() {
         ferry_package::add_bucket_parameter(template).map_err(|e| ServerlessError::Template {
             service: service.to_string(),
@@ -126,6 +127,77 @@ pub fn rewrite(
         })?;
     }
     Ok(artifacts)
+}
+
+/// Gives each API deployment the framework names by the time of its compile
+/// (`ApiGatewayDeployment1796635695272`, `WebsocketsDeployment…`: a new logical id on every
+/// compile, so that each deploy makes a new deployment of the API) an id made from the
+/// template instead: the same compile gives the same template, which a deploy then skips, and
+/// any change to the template (a new route, new code) still gives a new id, so a new deployment
+/// of the API as the framework means it.
+fn stable_deployment_ids(template: &mut Value) {
+    const DEPLOYMENTS: [&str; 2] = [
+        "AWS::ApiGateway::Deployment",
+        "AWS::ApiGatewayV2::Deployment",
+    ];
+    let Some(resources) = template.get("Resources").and_then(Value::as_object) else {
+        return;
+    };
+    // (id, its stem): an id ending in a run of 10 or more digits, the time in milliseconds.
+    let mut timed: Vec<(String, String)> = resources
+        .iter()
+        .filter(|(_, r)| {
+            r.get("Type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| DEPLOYMENTS.contains(&t))
+        })
+        .filter_map(|(id, _)| {
+            let stem = id.trim_end_matches(|c: char| c.is_ascii_digit());
+            (id.len() - stem.len() >= 10 && !stem.is_empty())
+                .then(|| (id.clone(), stem.to_string()))
+        })
+        .collect();
+    // A stem two of them share, or one another resource has as its id, is left as it is.
+    let stems: Vec<String> = timed.iter().map(|(_, stem)| stem.clone()).collect();
+    timed.retain(|(_, stem)| {
+        !resources.contains_key(stem) && stems.iter().filter(|s| *s == stem).count() == 1
+    });
+    if timed.is_empty() {
+        return;
+    }
+    // Each named by its stem alone while the template is hashed: the hash then covers all
+    // the rest, as the framework compiled it.
+    rename_ids(
+        template,
+        &timed
+            .iter()
+            .map(|(id, stem)| (id.clone(), stem.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let digest = ferry_package::sha256_hex(
+        serde_json::to_string(template)
+            .expect("JSON values serialize")
+            .as_bytes(),
+    );
+    let renames: Vec<(String, String)> = timed
+        .into_iter()
+        .map(|(_, stem)| (stem.clone(), format!("{stem}{}", &digest[..16])))
+        .collect();
+    rename_ids(template, &renames);
+}
+
+/// Renames resources of `template` (old id, new id), and every reference to them.
+fn rename_ids(template: &mut Value, renames: &[(String, String)]) {
+    if let Some(resources) = template.get_mut("Resources").and_then(Value::as_object_mut) {
+        for (old, new) in renames {
+            if let Some(v) = resources.remove(old) {
+                resources.insert(new.clone(), v);
+            }
+        }
+    }
+    for (old, new) in renames {
+        rename_refs(template, old, new);
+    }
 }
 
 /// Every string equal to `old` (a `Ref`, a `DependsOn`, a `GetAtt` target) becomes `new`.
@@ -177,4 +249,62 @@ fn rezip(
             e => e.into(),
         })?;
     Ok(((written.sha256, written.size, written.entries), withheld))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiled(at: &str, path: &str) -> Value {
+        let id = format!("ApiGatewayDeployment{at}");
+        json!({
+            "Resources": {
+                "ApiGatewayRestApi": {"Type": "AWS::ApiGateway::RestApi"},
+                "ApiGatewayMethodGet": {"Type": "AWS::ApiGateway::Method", "Properties": {"Path": path}},
+                id.clone(): {
+                    "Type": "AWS::ApiGateway::Deployment",
+                    "Properties": {"RestApiId": {"Ref": "ApiGatewayRestApi"}, "StageName": "dev"},
+                    "DependsOn": ["ApiGatewayMethodGet"]
+                }
+            },
+            "Outputs": {"Deployment": {"Value": {"Ref": id}}}
+        })
+    }
+
+    /// Two compiles of the same service, a minute apart, give one template (before, the
+    /// deployment's id held the compile's time, and every check of a service with an `http`
+    /// event updated its stack); a change elsewhere in the template gives a new id.
+    #[test]
+    fn an_api_deployment_is_named_by_the_template_not_the_time() {
+        let mut first = compiled("1796635695272", "/a");
+        let mut again = compiled("1796635763883", "/a");
+        let mut changed = compiled("1796635763883", "/b");
+        for t in [&mut first, &mut again, &mut changed] {
+            stable_deployment_ids(t);
+        }
+        assert_eq!(first, again);
+        let ids = |t: &Value| -> Vec<String> {
+            t["Resources"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| k.starts_with("ApiGatewayDeployment"))
+                .cloned()
+                .collect()
+        };
+        let [id] = &ids(&first)[..] else {
+            panic!("one deployment: {first:#}")
+        };
+        assert_eq!(id.len(), "ApiGatewayDeployment".len() + 16);
+        assert_eq!(first["Outputs"]["Deployment"]["Value"]["Ref"], json!(id));
+        assert_ne!(ids(&changed), ids(&first));
+        // Not a deployment, or no time in its id: as it was.
+        let mut other = json!({"Resources": {
+            "Thing1796635695272": {"Type": "AWS::SNS::Topic"},
+            "ApiGatewayDeployment": {"Type": "AWS::ApiGateway::Deployment"}
+        }});
+        let before = other.clone();
+        stable_deployment_ids(&mut other);
+        assert_eq!(other, before);
+    }
 }
