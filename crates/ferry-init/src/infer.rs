@@ -271,20 +271,66 @@ pub(crate) fn links(
 
 /// The literal name a configuration program gives its `service` (`service: 'orders'`,
 /// `"service": "orders"`); `None` for any other value (a variable, a template literal with
-/// `${…}`, an object).
+/// `${…}`, an object). The `service` key is the configuration's own: of the keys so named, the
+/// least indented (the first of those), never one nested deeper (`custom: { service: 'sqs' }`,
+/// which a probe's program held beside a `service` built from a variable).
 fn literal_service(text: &str) -> Option<String> {
-    crate::walk::after_service_words(text).find_map(|after| {
-        let value = after.strip_prefix(':')?.trim_start();
-        let quote = value
+    let indent = |at: usize| {
+        let line = text[..at].rfind('\n').map_or(0, |n| n + 1);
+        text[line..at]
+            .chars()
+            .take_while(|c| c.is_whitespace())
+            .count()
+    };
+    let (_, after) = crate::walk::after_service_words(text)
+        .filter_map(|(at, after)| Some((indent(at), after.strip_prefix(':')?)))
+        .min_by_key(|(depth, _)| *depth)?;
+    let value = after.trim_start();
+    let quote = value
+        .chars()
+        .next()
+        .filter(|q| matches!(q, '\'' | '"' | '`'))?;
+    let name = value[1..].split(quote).next()?;
+    (!name.is_empty()
+        && name.len() <= ferry_manifest::MAX_STACK_NAME
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    .then(|| name.to_string())
+}
+
+/// The region a configuration program names as a literal (`region: 'eu-west-1'`, under
+/// `provider`): the one AWS region name every `region` key with a quoted literal value gives;
+/// `None` when none does, or they name two (a plugin's own setting beside the provider's).
+fn literal_region(text: &str) -> Option<String> {
+    let mut found: Option<&str> = None;
+    for (at, _) in text.match_indices("region") {
+        let before = text[..at].chars().next_back();
+        let after = text[at + "region".len()..].trim_start_matches(['"', '\'']);
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let Some(value) = after.trim_start().strip_prefix(':') else {
+            continue;
+        };
+        let value = value.trim_start();
+        let Some(quote) = value
             .chars()
             .next()
-            .filter(|q| matches!(q, '\'' | '"' | '`'))?;
-        let name = value[1..].split(quote).next()?;
-        (!name.is_empty()
-            && name.len() <= ferry_manifest::MAX_STACK_NAME
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-        .then(|| name.to_string())
-    })
+            .filter(|q| matches!(q, '\'' | '"' | '`'))
+        else {
+            continue;
+        };
+        let Some(name) = value[1..].split(quote).next() else {
+            continue;
+        };
+        if !ferry_manifest::is_region_name(name) {
+            continue;
+        }
+        match found {
+            Some(other) if other != name => return None,
+            _ => found = Some(name),
+        }
+    }
+    found.map(String::from)
 }
 
 /// `${self:service}` (and the object form's name) replaced by the service's name.
@@ -419,10 +465,11 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
     if crate::walk::is_program(&s.file) {
         // A literal `service: 'orders'` (and no `stackName` of its own) gives the framework's
         // stack name, `<service>-<stage>`, as a better guess than the folder's name.
-        let literal = std::fs::read_to_string(&path)
-            .ok()
+        let text = std::fs::read_to_string(&path).ok();
+        let literal = text
+            .as_deref()
             .filter(|t| !t.contains("stackName"))
-            .and_then(|t| literal_service(&t));
+            .and_then(literal_service);
         let (why, read) = match &literal {
             Some(name) => (
                 format!("a program, whose stack name Ferry cannot read; its `service` is `{name}`"),
@@ -440,6 +487,7 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
             framework_name: literal.clone(),
             literal_service: literal,
             unreadable_stack_name: Some(why),
+            region: text.as_deref().and_then(literal_region),
             ..Said::default()
         };
     }
@@ -725,14 +773,40 @@ mod tests {
             literal_service("module.exports = {\"service\": \"shop\"}").as_deref(),
             Some("shop")
         );
+        assert_eq!(
+            literal_service(
+                "const c = {\n  custom: {\n    service: 'nested',\n  },\n  service: 'own',\n}"
+            )
+            .as_deref(),
+            Some("own")
+        );
         for none in [
             "const c = { service: `${projectName}-orchestrator` }",
             "const c = { service: name }",
             "const c = { service: { name: 'x' } }",
             "const services = ['a']",
             "const c = { service: 'a b' }",
+            // The configuration's own `service` is built from a variable; the nested one is
+            // another key's (a probe's find: it was taken for the service's name).
+            "const c = {\n  service: 'layer-lib-${env:Stage, \"local\"}',\n  custom: {\n    service: 'api-gateway',\n  },\n}",
         ] {
             assert_eq!(literal_service(none), None, "{none}");
+        }
+    }
+
+    // A probe's serverless.ts programs named `region: 'eu-west-1'`, and the stages were
+    // written with us-east-1 in silence.
+    #[test]
+    fn a_program_s_literal_region() {
+        let program = "const c = {\n  provider: {\n    name: 'aws',\n    region: 'eu-west-1',\n  },\n  custom: { dynamodb: { region: \"eu-west-1\" } },\n}";
+        assert_eq!(literal_region(program).as_deref(), Some("eu-west-1"));
+        for none in [
+            "const c = { provider: { region: process.env.REGION } }",
+            "const c = { provider: { region: 'localhost' } }",
+            "const c = { provider: { region: 'eu-west-1' }, custom: { replica: { region: 'us-east-1' } } }",
+            "const awsRegion = 'eu-west-1'",
+        ] {
+            assert_eq!(literal_region(none), None, "{none}");
         }
     }
 

@@ -247,15 +247,24 @@ pub(crate) fn is_program(config: &str) -> bool {
         .any(|e| config.ends_with(e))
 }
 
-/// What follows each word `service` of a configuration program (not a part of a longer name),
-/// its closing quote and spaces taken off: `: 'orders', …` after a key.
-pub(crate) fn after_service_words(text: &str) -> impl Iterator<Item = &str> {
+/// Where each word `service` of a configuration program stands (not a part of a longer name,
+/// its opening quote included), and what follows it, its closing quote and spaces taken off:
+/// `: 'orders', …` after a key.
+pub(crate) fn after_service_words(text: &str) -> impl Iterator<Item = (usize, &str)> {
     text.match_indices("service").filter_map(|(at, _)| {
         let before = text[..at].chars().next_back();
         (!before.is_some_and(|c| c.is_alphanumeric() || c == '_')).then(|| {
-            text[at + "service".len()..]
-                .trim_start_matches(['"', '\''])
-                .trim_start()
+            let start = if matches!(before, Some('"' | '\'')) {
+                at - 1
+            } else {
+                at
+            };
+            (
+                start,
+                text[at + "service".len()..]
+                    .trim_start_matches(['"', '\''])
+                    .trim_start(),
+            )
         })
     })
 }
@@ -263,8 +272,9 @@ pub(crate) fn after_service_words(text: &str) -> impl Iterator<Item = &str> {
 /// Whether a configuration program names its service: a `service` key (`service: 'orders'`,
 /// `"service": …`, `service,` shorthand).
 fn names_a_service(text: &str) -> bool {
-    after_service_words(text)
-        .any(|after| after.starts_with(':') || after.starts_with(',') || after.starts_with('}'))
+    after_service_words(text).any(|(_, after)| {
+        after.starts_with(':') || after.starts_with(',') || after.starts_with('}')
+    })
 }
 
 /// Whether `text` is a CloudFormation template: it says so, or it declares resources of AWS
