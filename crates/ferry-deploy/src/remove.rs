@@ -36,6 +36,9 @@ pub struct RemoveOptions {
     pub adopt: bool,
     /// How long one stack's delete may wait.
     pub timeout: Duration,
+    /// The local emulator: its ways are allowed for ([`ferry_stacks::DeployOptions::emulator`];
+    /// a call it lacks, ListImports, is asked once, not retried for seconds).
+    pub local: bool,
 }
 
 /// What a remove did.
@@ -328,6 +331,7 @@ pub async fn remove(
         config,
         ferry_stacks::DeployOptions {
             timeout: options.timeout,
+            emulator: options.local.then_some(ferry_stacks::EMULATOR_BUSY_WAIT),
             ..Default::default()
         },
     );

@@ -4,6 +4,8 @@
 //! its dependents.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_config::SdkConfig;
 use ferry_changes::{Head, Repo};
@@ -1233,6 +1235,7 @@ async fn remove(r: &TestRepo, config: &SdkConfig) -> (ferry_deploy::RemoveReport
         allow_protected: false,
         adopt: false,
         timeout: std::time::Duration::from_secs(60),
+        local: true,
     };
     let notes = std::sync::Mutex::new(Vec::new());
     let on = |e: ferry_deploy::Event| {
@@ -1250,15 +1253,24 @@ async fn remove(r: &TestRepo, config: &SdkConfig) -> (ferry_deploy::RemoveReport
 
 /// The emulator behind a proxy that answers ListImports itself with `status` and `body` (the
 /// emulator's own answer, an HTML page with HTTP 500, without one).
-async fn answering_list_imports(answer: Option<(u16, &'static str)>) -> (Proxy, SdkConfig) {
+async fn answering_list_imports(
+    answer: Option<(u16, &'static str)>,
+) -> (Proxy, SdkConfig, Arc<AtomicUsize>) {
     let upstream = format!("127.0.0.1:{}", moto().port);
-    let proxy = Proxy::start(&upstream, move |req: &Request| match answer {
-        Some((status, body)) if req.action() == "ListImports" => ProxyRule::Respond {
-            status,
-            content_type: "text/xml".into(),
-            body: body.into(),
-        },
-        _ => ProxyRule::Forward,
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = asked.clone();
+    let proxy = Proxy::start(&upstream, move |req: &Request| {
+        if req.action() == "ListImports" {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+        match answer {
+            Some((status, body)) if req.action() == "ListImports" => ProxyRule::Respond {
+                status,
+                content_type: "text/xml".into(),
+                body: body.into(),
+            },
+            _ => ProxyRule::Forward,
+        }
     });
     let config = ferry_credentials::base_config(
         "us-east-1",
@@ -1267,7 +1279,7 @@ async fn answering_list_imports(answer: Option<(u16, &'static str)>) -> (Proxy, 
         },
     )
     .await;
-    (proxy, config)
+    (proxy, config, asked)
 }
 
 const IMPORTED: &str = "<ListImportsResponse xmlns=\"http://cloudformation.amazonaws.com/doc/2010-05-15/\"><ListImportsResult><Imports><member>reports-dev</member></Imports></ListImportsResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></ListImportsResponse>";
@@ -1324,7 +1336,7 @@ async fn a_stack_whose_exports_are_imported_or_unchecked_is_left_whole() {
 
     // Another stack imports its export: the store is left whole, named with the importer; the
     // queue, which exports nothing, goes.
-    let (_proxy, through) = answering_list_imports(Some((200, IMPORTED))).await;
+    let (_proxy, through, _) = answering_list_imports(Some((200, IMPORTED))).await;
     let (report, _) = remove(&r, &through).await;
     assert_eq!(report.failed.len(), 1, "{report:#?}");
     assert_eq!(
@@ -1340,7 +1352,7 @@ async fn a_stack_whose_exports_are_imported_or_unchecked_is_left_whole() {
     assert_eq!(left().await, ["store"]);
 
     // Refused: not checked, so left whole too.
-    let (_proxy, through) = answering_list_imports(Some((403, DENIED))).await;
+    let (_proxy, through, _) = answering_list_imports(Some((403, DENIED))).await;
     let (report, _) = remove(&r, &through).await;
     let failure = report.failed[0].to_string();
     assert!(
@@ -1354,9 +1366,11 @@ async fn a_stack_whose_exports_are_imported_or_unchecked_is_left_whole() {
 
     // The emulator's own answer (it lacks ListImports): at an endpoint of the user's, the check
     // is skipped and said; the store is emptied and deleted.
-    let (_proxy, through) = answering_list_imports(None).await;
+    let (_proxy, through, asked) = answering_list_imports(None).await;
     let (report, notes) = remove(&r, &through).await;
     assert!(report.complete(), "{report:#?}");
+    // Asked once: the SDK's retries of the emulator's HTTP 500 took some 9 s per stack.
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
     assert_eq!(report.emptied, [("store".to_string(), bucket.clone(), 1)]);
     assert!(
         notes.contains(&"this endpoint does not answer ListImports (an emulator): whether other stacks import its exports was not checked".to_string()),

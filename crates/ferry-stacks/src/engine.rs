@@ -445,16 +445,29 @@ impl Engine {
         export: &str,
     ) -> Result<Option<Vec<String>>, StackError> {
         let mut out = Vec::new();
-        let mut pages = self
-            .client
-            .list_imports()
-            .export_name(export)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = pages.next().await {
-            match item {
-                Ok(name) => out.push(name),
+        let mut next: Option<String> = None;
+        loop {
+            let req = self
+                .client
+                .list_imports()
+                .export_name(export)
+                .set_next_token(next.take());
+            // The emulator lacks the call: asked once, not retried for seconds per stack.
+            let sent = if self.options.emulator.is_some() {
+                let once = aws_sdk_cloudformation::config::Builder::default()
+                    .retry_config(aws_sdk_cloudformation::config::retry::RetryConfig::disabled());
+                req.customize().config_override(once).send().await
+            } else {
+                req.send().await
+            };
+            match sent {
+                Ok(page) => {
+                    out.extend(page.imports.unwrap_or_default());
+                    match page.next_token {
+                        Some(t) if !t.is_empty() => next = Some(t),
+                        _ => break,
+                    }
+                }
                 Err(e) if service_message(&e).contains("is not imported by any stack") => break,
                 Err(e) => {
                     let explained = ferry_aws::explain("ListImports", &e);

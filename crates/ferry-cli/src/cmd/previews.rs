@@ -242,6 +242,7 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
         allow_protected: false,
         adopt: false,
         timeout: Duration::from_secs(args.timeout),
+        local: ctx.local,
     };
     let mut failed = Vec::new();
     let mut redeployed = 0;

@@ -49,6 +49,7 @@ pub fn run(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<()> {
         allow_protected: args.allow_protected,
         adopt: args.adopt,
         timeout: Duration::from_secs(args.timeout),
+        local: ctx.local,
     };
     ferry_deploy::check_removable(&stage, &options)?;
     runtime()?
