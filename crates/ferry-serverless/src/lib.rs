@@ -370,14 +370,30 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
             service: service.clone(),
             message: format!("{TEMPLATE_FILE} is not JSON: {e}"),
         })?;
-    let artifacts = rewrite(
-        &mut template,
-        &package_dir,
-        c.out,
-        &format!("{}/{service}", c.project),
-        service,
-        &|line: &str| (c.on_step)(line),
-    )?;
+    // Unzipping and zipping again takes seconds for a bundle of megabytes: on a thread of its
+    // own, so that the run's other work and its progress lines go on meanwhile (on the
+    // runtime's thread, it held back the line saying what the run waits for).
+    (c.on_step)("zipping its archives again, reproducibly");
+    let (template, artifacts, said) = {
+        let (package_dir, out) = (package_dir.clone(), c.out.to_path_buf());
+        let (prefix, service) = (format!("{}/{service}", c.project), service.clone());
+        tokio::task::spawn_blocking(move || {
+            let said = std::sync::Mutex::new(Vec::new());
+            let on = |line: &str| said.lock().expect("not poisoned").push(line.to_string());
+            rewrite(&mut template, &package_dir, &out, &prefix, &service, &on).map(|artifacts| {
+                (
+                    template,
+                    artifacts,
+                    said.into_inner().expect("not poisoned"),
+                )
+            })
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?
+    };
+    for line in &said {
+        (c.on_step)(line);
+    }
     let mut bytes = serde_json::to_vec_pretty(&template).expect("JSON values serialize");
     bytes.push(b'\n');
     let (rel, sha) = ferry_package::store_template(c.out, &bytes, "json")?;

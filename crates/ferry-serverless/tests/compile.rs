@@ -410,6 +410,7 @@ fn a_build_started_ahead_runs_once_and_its_compile_waits_for_it() {
         [
             "waiting for its build `sh -c sleep 1; echo built $SOURCE_DATE_EPOCH >> built.mark` (started ahead)",
             "running `./fake-sls package`",
+            "zipping its archives again, reproducibly",
         ]
     );
 }
