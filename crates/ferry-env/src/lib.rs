@@ -126,6 +126,25 @@ pub fn inherited_stage_variables() -> Vec<std::ffi::OsString> {
         .collect()
 }
 
+/// Whether a line a child process printed says an error, as the tools Ferry runs word one:
+/// the Serverless Framework's `✖` and `Error:` (also inside: `TypeError:`, `Serverless Error:`), npm's `npm error`
+/// (`npm ERR!` before npm 10), yarn's `error …`, pnpm's `ERR_PNPM_…`. A failure's message shows
+/// the first such line and a few after it besides the last lines, as the cause often comes
+/// first, then pages of usage text or a stack trace.
+pub fn says_error(line: &str) -> bool {
+    let t = line.trim_start();
+    t.starts_with('✖')
+        || t.contains("Error:")
+        || t.starts_with("npm error")
+        || t.starts_with("npm ERR!")
+        || t.starts_with("error ")
+        || t.contains("ERR_PNPM_")
+}
+
+/// How many lines from the first that [`says_error`] a failure's message shows besides the
+/// last ones.
+pub const ERROR_LINES: usize = 8;
+
 /// A line a child process printed, as Ferry keeps it: without the terminal's control
 /// sequences (`ESC [ … m` colours, which tools such as npm, cargo and the Serverless Framework
 /// write even into a pipe when told to, the `ESC [ K` that gcc and grep put after them, any
@@ -200,6 +219,29 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn lines_that_say_an_error() {
+        for yes in [
+            "✖ Stack orders-dev failed to deploy",
+            "Error: Cannot resolve variable",
+            "  TypeError: x is not a function",
+            "npm error Missing: bindings@1.5.0 from lock file",
+            "npm ERR! code ELIFECYCLE",
+            "error An unexpected error occurred: \"https://registry…\"",
+            " ERR_PNPM_OUTDATED_LOCKFILE  Cannot install with \"frozen-lockfile\"",
+        ] {
+            assert!(says_error(yes), "{yes}");
+        }
+        for no in [
+            "errors: 0",
+            "no error here",
+            "Deploying…",
+            "npm warn deprecated",
+        ] {
+            assert!(!says_error(no), "{no}");
+        }
+    }
 
     #[test]
     fn output_vars_shared() {

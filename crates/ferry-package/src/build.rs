@@ -31,6 +31,20 @@ pub(crate) enum Ran {
 pub(crate) struct Output {
     pub ran: Ran,
     pub lines: Vec<String>,
+    /// The first line that says an error ([`ferry_env::says_error`]) and the few after it,
+    /// when it came before the kept lines, and how many lines lie between them and those: the
+    /// cause, which npm prints before pages of usage text.
+    pub first_error: Option<(Vec<String>, usize)>,
+}
+
+/// A build's output as it is read: the last lines, and the first error's.
+#[derive(Default)]
+struct Seen {
+    last: VecDeque<String>,
+    /// How many lines were read.
+    count: usize,
+    /// The first error's lines, and the number of the line it starts at.
+    first_error: Option<(Vec<String>, usize)>,
 }
 
 /// How long the output of a build that exited is still read (a process it left behind may
@@ -79,21 +93,31 @@ pub(crate) fn run(
     let spawned = cmd.spawn();
     drop(cmd);
     let mut child = spawned?;
-    let lines = Arc::new(Mutex::new(VecDeque::with_capacity(keep + 1)));
+    let seen = Arc::new(Mutex::new(Seen::default()));
     let (done_tx, done_rx) = mpsc::channel();
     {
-        let lines = lines.clone();
+        let seen = seen.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(reader).split(b'\n').map_while(Result::ok) {
-                let mut l = lines.lock().expect("output lock");
+                let mut s = seen.lock().expect("output lock");
                 let line = String::from_utf8_lossy(&line);
-                l.push_back(
-                    ferry_env::without_terminal_codes(&line)
-                        .trim_end()
-                        .to_string(),
-                );
-                if l.len() > keep {
-                    l.pop_front();
+                let line = ferry_env::without_terminal_codes(&line)
+                    .trim_end()
+                    .to_string();
+                let at = s.count;
+                match &mut s.first_error {
+                    None if ferry_env::says_error(&line) => {
+                        s.first_error = Some((vec![line.clone()], at));
+                    }
+                    Some((first, from)) if at - *from < ferry_env::ERROR_LINES => {
+                        first.push(line.clone());
+                    }
+                    _ => {}
+                }
+                s.count += 1;
+                s.last.push_back(line);
+                if s.last.len() > keep {
+                    s.last.pop_front();
                 }
             }
             let _ = done_tx.send(());
@@ -129,8 +153,22 @@ pub(crate) fn run(
         pause = (pause * 2).min(Duration::from_millis(50));
     };
     let _ = done_rx.recv_timeout(DRAIN);
-    let lines = lines.lock().expect("output lock").iter().cloned().collect();
-    Ok(Output { ran, lines })
+    let seen = std::mem::take(&mut *seen.lock().expect("output lock"));
+    // Only when it lies before the kept lines: else they show it.
+    let kept_from = seen.count - seen.last.len();
+    let first_error =
+        seen.first_error
+            .filter(|(_, from)| *from < kept_from)
+            .map(|(mut first, from)| {
+                first.truncate(kept_from - from);
+                let between = kept_from - from - first.len();
+                (first, between)
+            });
+    Ok(Output {
+        ran,
+        lines: seen.last.into(),
+        first_error,
+    })
 }
 
 /// Kills `root` and every process descended from it. Each found process is stopped first and

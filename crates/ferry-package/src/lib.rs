@@ -1983,12 +1983,15 @@ fn run_build(
             });
         }
     };
-    let tail = output
-        .lines
-        .iter()
-        .map(|l| format!("  | {}", mask(l)))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let mut shown: Vec<String> = Vec::new();
+    if let Some((first, between)) = &output.first_error {
+        shown.extend(first.iter().map(|l| format!("  | {}", mask(l))));
+        if *between > 0 {
+            shown.push(format!("  | … ({between} lines)"));
+        }
+    }
+    shown.extend(output.lines.iter().map(|l| format!("  | {}", mask(l))));
+    let tail = shown.join("\n");
     Err(PackageError::BuildFailed {
         service: service.name.clone(),
         command,

@@ -757,6 +757,40 @@ fn a_failing_build_shows_its_last_lines_masked_and_packages_nothing() {
     nothing_packaged(out.path());
 }
 
+/// npm prints the cause first, then pages of usage: the first line that says an error is shown
+/// with the few after it, before the last lines (a probe's `npm ci` out of sync with its lock
+/// file showed only the usage).
+#[test]
+fn a_failing_build_shows_the_first_error_it_printed_too() {
+    let manifest = "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"sh\", \"-c\", \"echo 'npm error `npm ci` can only install packages when your package.json and package-lock.json are in sync.'; echo 'npm error Missing: bindings@1.5.0 from lock file'; for i in $(seq 1 40); do echo \\\"npm error   --option-$i\\\"; done; exit 1\"]\n\n[package.artifacts]\nFn = \"src\"\n";
+    let ws = workspace(&[
+        ("services/api/template.yaml", FUNCTION),
+        ("services/api/service.toml", manifest),
+        ("services/api/src/app.py", "x\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let loaded = ferry_manifest::load(ws.path()).unwrap();
+    let e = package(
+        &loaded,
+        out.path(),
+        &request("c1", &["api"]),
+        &|s: &str| s.to_string(),
+        &|_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("Its last lines:\n  | npm error `npm ci` can only install packages when your package.json and package-lock.json are in sync.\n  | npm error Missing: bindings@1.5.0 from lock file\n"),
+        "{e}"
+    );
+    // Eight lines from the first error, then what lies between them and the last 20.
+    assert!(
+        e.contains("  | npm error   --option-6\n  | … (14 lines)\n  | npm error   --option-21\n"),
+        "{e}"
+    );
+    assert!(e.ends_with("  | npm error   --option-40"), "{e}");
+}
+
 #[test]
 fn a_build_past_its_timeout_is_stopped_and_fails_with_what_it_printed() {
     // The build prints, reads standard input to its end (null: at once), prints again and

@@ -97,18 +97,15 @@ pub(crate) async fn build(
 }
 
 /// The last lines of a command's output, masked, for a message; and before them, when the
-/// first line that says an error (`Error:`, `✖ …`) lies further up (the framework prints its
-/// error, then pages of warnings or a stack trace), that line and the few after it: the cause,
-/// which the last lines alone left out.
+/// first line that says an error ([`ferry_env::says_error`]: `Error:`, `✖ …`, `npm error …`)
+/// lies further up (the framework prints its error, then pages of warnings or a stack trace;
+/// npm its cause, then its usage), that line and the few after it: the cause, which the last
+/// lines alone left out.
 fn tail(lines: &[String], mask: &(dyn Fn(&str) -> String + Sync)) -> String {
     let start = lines.len().saturating_sub(TAIL);
-    let says_error = |l: &String| {
-        let t = l.trim_start();
-        t.starts_with('✖') || t.starts_with("Error:") || t.contains(" Error:")
-    };
     let mut shown: Vec<String> = Vec::new();
-    if let Some(first) = lines[..start].iter().position(says_error) {
-        let end = (first + ERROR_LINES).min(start);
+    if let Some(first) = lines[..start].iter().position(|l| ferry_env::says_error(l)) {
+        let end = (first + ferry_env::ERROR_LINES).min(start);
         shown.extend(lines[first..end].iter().map(|l| format!("  | {}", mask(l))));
         if end < start {
             shown.push(format!("  | … ({} lines)", start - end));
@@ -117,9 +114,6 @@ fn tail(lines: &[String], mask: &(dyn Fn(&str) -> String + Sync)) -> String {
     shown.extend(lines[start..].iter().map(|l| format!("  | {}", mask(l))));
     shown.join("\n")
 }
-
-/// How many lines from the first that says an error [`tail`] shows besides the last ones.
-const ERROR_LINES: usize = 8;
 
 /// Runs `argv package …` for `c`, writing into `package_dir`. On success, the last lines it
 /// printed (masked), for an error found in what it wrote.
