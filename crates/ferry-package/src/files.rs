@@ -404,9 +404,14 @@ impl<'a> Watched<'a> {
         Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "{} leads to {rel}, {place}: an edit there would not redeploy the service, so its package would go stale; declare it in the service's `inputs` (e.g. inputs = [\"{}/**\"]), or exclude it",
+                "{} leads to {rel}, {place}: an edit there would not redeploy the service, so its package would go stale; declare it in the service's `inputs` (e.g. inputs = [\"{}\"]), or exclude it",
                 path.display(),
-                globset::escape(rel.rsplit_once('/').map_or(rel, |(d, _)| d))
+                // Its folder's files; a file at the root, itself (a root folder's `/**` would
+                // be the file's name, which matches nothing below it).
+                match rel.rsplit_once('/') {
+                    Some((dir, _)) => format!("{}/**", globset::escape(dir)),
+                    None => globset::escape(rel),
+                }
             ),
         ))
     }

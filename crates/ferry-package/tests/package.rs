@@ -1615,6 +1615,32 @@ fn the_template_check_walks_artifact_folders_as_packaging_does() {
         "[service]\ntemplate = \"template.yaml\"\n\n[package]\nbuild = [\"true\"]\n\n[package.artifacts]\nFn = \"src\"\n",
     );
     assert_eq!(checked(ws.path()), Vec::<String>::new());
+    // A link to a file at the repository's root: the input suggested is the file itself, and
+    // it is taken (a probe's find: `esbuild-plugins.ts/**` was suggested, which then matched
+    // nothing).
+    write(
+        ws.path(),
+        "services/api/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\n\n[package.artifacts]\nFn = \"src\"\n",
+    );
+    std::fs::remove_file(ws.path().join("services/api/src/d")).unwrap();
+    write(ws.path(), "plugins.ts", "export {}\n");
+    std::os::unix::fs::symlink(
+        "../../../plugins.ts",
+        ws.path().join("services/api/src/plugins.ts"),
+    )
+    .unwrap();
+    let found = checked(ws.path());
+    assert!(
+        found.len() == 1 && found[0].contains("(e.g. inputs = [\"plugins.ts\"])"),
+        "{found:?}"
+    );
+    write(
+        ws.path(),
+        "services/api/service.toml",
+        "[service]\ntemplate = \"template.yaml\"\ninputs = [\"plugins.ts\"]\n\n[package.artifacts]\nFn = \"src\"\n",
+    );
+    assert_eq!(checked(ws.path()), Vec::<String>::new());
 }
 
 #[test]
