@@ -625,9 +625,18 @@ fn leave_out_shared_stacks(
 /// among its dependencies): osls 4, the CLI Ferry's messages suggest, refuses it.
 fn framework_note(root: &Path, s: &Found, notes: &mut Vec<String>) {
     let config = std::fs::read_to_string(root.join(template_path(&s.dir, &s.file)));
-    let v3 = config.is_ok_and(|t| {
-        ferry_manifest::FrameworkCli::of_config(&t) == ferry_manifest::FrameworkCli::V3
-    });
+    let wants = config.as_deref().map_or(
+        ferry_manifest::FrameworkCli::Osls,
+        ferry_manifest::FrameworkCli::of_config,
+    );
+    if wants == ferry_manifest::FrameworkCli::Before3 {
+        notes.push(format!(
+            "{}/{}: its frameworkVersion takes only versions of the Serverless Framework before 3, which no CLI Ferry runs takes (osls 4, or a CLI at version 3, refuses it): upgrade the configuration to version 3 (frameworkVersion \"3\"; the framework's v3 upgrade notes say what changed), then install osls at version 3 (`npm install --save-dev osls@3`)",
+            s.dir, s.file
+        ));
+        return;
+    }
+    let v3 = wants == ferry_manifest::FrameworkCli::V3;
     let installs_cli =
         |dir: &Path| ferry_manifest::FrameworkCli::named_in(&dir.join("package.json"));
     if v3 && !installs_cli(&root.join(&s.dir)) && !installs_cli(root) {

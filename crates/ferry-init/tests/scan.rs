@@ -3966,3 +3966,24 @@ fn notes_about_kept_files_are_told_apart_by_the_deepest_service_folder() {
         ]
     );
 }
+
+/// A configuration of the Serverless Framework 2 is run by no CLI Ferry runs: noted, with the
+/// upgrade (before, nothing; a deploy then advised osls, which refused it).
+#[test]
+fn a_serverless_2_configuration_is_noted_as_needing_an_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "api/serverless.yml",
+        "service:\n  name: api\nframeworkVersion: '2'\nprovider:\n  name: aws\n",
+    );
+    let s = scan(r).unwrap();
+    assert!(
+        s.notes.iter().any(|n| n.starts_with(
+            "api/serverless.yml: its frameworkVersion takes only versions of the Serverless Framework before 3, which no CLI Ferry runs takes"
+        )),
+        "{:#?}",
+        s.notes
+    );
+}

@@ -606,6 +606,9 @@ fn install(wants: ferry_manifest::FrameworkCli) -> &'static str {
         ferry_manifest::FrameworkCli::V3 => {
             "`npm install --save-dev osls@3`, the open-source CLI at version 3: its frameworkVersion takes version 3 and not 4, so osls 4 would refuse it; or let frameworkVersion take \"4\" and install osls"
         }
+        ferry_manifest::FrameworkCli::Before3 => {
+            "its frameworkVersion takes only versions before 3, which no CLI Ferry runs takes (osls 4 or a CLI at version 3 refuses it): upgrade the configuration to version 3 (frameworkVersion \"3\"; the framework's v3 upgrade notes say what changed, such as `service` no longer taking an object), then `npm install --save-dev osls@3`"
+        }
     }
 }
 

@@ -351,6 +351,9 @@ pub enum FrameworkCli {
     /// range takes a 3.x and no 4.x ("3", "^3.0.0", "~3.38", ">=1.0.0 <4.0.0"), which osls 4
     /// refuses.
     V3,
+    /// Only a version before 3 (a `frameworkVersion` of "2", ">=1.2.0 <2.0.0"), which neither
+    /// osls 4 nor a CLI at version 3 runs: the configuration needs upgrading to version 3.
+    Before3,
 }
 
 /// The version of osls a range must take for osls 4 to run it.
@@ -388,10 +391,13 @@ impl FrameworkCli {
         let some_3 = [(3, 0, 0), (3, 38, 0), (3, 77, 1)]
             .into_iter()
             .any(|(a, b, c)| takes(&semver::Version::new(a, b, c)));
-        if some_3 && !takes(&OSLS_4) {
-            FrameworkCli::V3
-        } else {
-            FrameworkCli::Osls
+        let before_3 = [(1, 0, 0), (1, 83, 3), (2, 0, 0), (2, 72, 3)]
+            .into_iter()
+            .any(|(a, b, c)| takes(&semver::Version::new(a, b, c)));
+        match (some_3, takes(&OSLS_4)) {
+            (true, false) => FrameworkCli::V3,
+            (false, false) if before_3 => FrameworkCli::Before3,
+            _ => FrameworkCli::Osls,
         }
     }
 
@@ -479,7 +485,6 @@ mod framework_tests {
             "4",
             "\"^4\"",
             ">=3",
-            "2",
             "30",
             "'>=2.0.0'",
             "*",
@@ -491,6 +496,15 @@ mod framework_tests {
             assert_eq!(FrameworkCli::of_version(Some(v)), FrameworkCli::Osls, "{v}");
         }
         assert_eq!(FrameworkCli::of_version(None), FrameworkCli::Osls);
+        // Only versions no CLI Ferry runs takes (a probe's repositories of version 2, to which
+        // Ferry said to install osls, which refused them).
+        for v in ["2", "'2'", ">=1.2.0 <2.0.0", "^2.70.0", "1.x"] {
+            assert_eq!(
+                FrameworkCli::of_version(Some(v)),
+                FrameworkCli::Before3,
+                "{v}"
+            );
+        }
         assert_eq!(
             FrameworkCli::of_config(
                 "service: a\nframeworkVersion: '3' # pinned\nprovider:\n  name: aws\n"
