@@ -283,7 +283,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         framework_note(root, s, &mut notes);
         // Code from outside its folder that nothing bundles: its archive would lack it.
         notes.extend(unbundled::unbundled(root, &s.dir, &s.file).map(|u| u.to_string()));
-        let nowhere = plugins_installed_nowhere(root, &s.dir, &s.file);
+        let nowhere = plugins_installed_nowhere(root, &s.dir, &s.file, &workspace.packages);
         if !nowhere.is_empty() {
             notes.push(format!(
                 "{}: loads the plugins {}, which no package.json installs (not its own, not one above it): add them to its package.json (`npm install --save-dev {}`), else its compile stops with the framework's \"plugin not found\"",
@@ -855,15 +855,25 @@ fn package_names(p: &serde_json::Value, wanted: &dyn Fn(&str) -> bool) -> bool {
 }
 
 /// The plugins the Serverless configuration `config` of `dir` loads by package name that no
-/// `package.json` installs, its own or one above it up to the root: a deploy would stop with
-/// the framework's "plugin not found" (unless the CI machine installs them some other way).
-pub(crate) fn plugins_installed_nowhere(root: &Path, dir: &str, config: &str) -> Vec<String> {
+/// `package.json` installs, its own, one above it up to the root, or one of the workspace
+/// packages (name → folder: `packages`) it depends on, directly or through another (a shared
+/// `config` package listing the plugins, which the workspace's install hoists): a deploy would
+/// stop with the framework's "plugin not found" (unless the CI machine installs them some
+/// other way).
+pub(crate) fn plugins_installed_nowhere(
+    root: &Path,
+    dir: &str,
+    config: &str,
+    packages: &BTreeMap<String, String>,
+) -> Vec<String> {
     let mut left = plugin_names(root, dir, config);
-    for at in folders_up(dir) {
+    let above = folders_up(dir).map(String::from);
+    let depended = local_deps::workspace_dependencies(root, dir, packages);
+    for at in above.chain(depended) {
         if left.is_empty() {
             break;
         }
-        if let Some(p) = read_package(root, &package_json(at)) {
+        if let Some(p) = read_package(root, &package_json(&at)) {
             left.retain(|n| !package_names(&p, &|m| m == n));
         }
     }

@@ -874,6 +874,39 @@ fn node_dependencies(pkg: &Value, sections: &[&str]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The folders of the workspace packages (name → folder: `packages`) the `package.json` of
+/// `dir` depends on by name (any of its dependency sections), and those each depends on in
+/// turn, in the order found, each once; `dir` itself is not one.
+pub(crate) fn workspace_dependencies(
+    root: &Path,
+    dir: &str,
+    packages: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut todo = vec![dir.to_string()];
+    while let Some(folder) = todo.pop() {
+        let Some(pkg) = crate::walk::read_json(&root.join(&folder).join("package.json")) else {
+            continue;
+        };
+        let sections = [
+            "dependencies",
+            "devDependencies",
+            "optionalDependencies",
+            "peerDependencies",
+        ];
+        for (name, _) in node_dependencies(&pkg, &sections) {
+            if let Some(pdir) = packages.get(&name)
+                && pdir != dir
+                && !found.contains(pdir)
+            {
+                found.push(pdir.clone());
+                todo.push(pdir.clone());
+            }
+        }
+    }
+    found
+}
+
 /// The packages the Node.js code of the service in `dir` loads from the repository, each as an
 /// input glob with why: the workspace packages (name → folder: `packages`) and local paths
 /// (`file:../common`, `link:`, `portal:`; a tarball too) its `package.json` files (its folder's

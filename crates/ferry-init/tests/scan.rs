@@ -3987,3 +3987,49 @@ fn a_serverless_2_configuration_is_noted_as_needing_an_upgrade() {
         s.notes
     );
 }
+
+/// Plugins a workspace package the service depends on lists (a shared `config` package, as
+/// PatrykMilewski/serverless-monorepo-template keeps them) are installed by the workspace's
+/// install: not noted as installed nowhere (a probe's find), while one named nowhere still is.
+#[test]
+fn plugins_a_workspace_package_it_depends_on_installs_are_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "package.json",
+        r#"{"private": true, "workspaces": ["stacks/*"]}"#,
+    );
+    file(
+        r,
+        "stacks/config/package.json",
+        r#"{"name": "@acme/config", "dependencies": {"serverless": "^3.38.0", "serverless-esbuild": "^1.48.0"}}"#,
+    );
+    file(
+        r,
+        "stacks/base/package.json",
+        r#"{"name": "@acme/base", "dependencies": {"@acme/config": "*"}}"#,
+    );
+    file(
+        r,
+        "stacks/first/package.json",
+        r#"{"name": "@acme/first", "devDependencies": {"@acme/base": "workspace:*"}}"#,
+    );
+    file(
+        r,
+        "stacks/first/serverless.yml",
+        "service: first\nprovider:\n  name: aws\nplugins:\n  - serverless-esbuild\n  - serverless-prune-plugin\n",
+    );
+    let s = scan(r).unwrap();
+    let nowhere: Vec<&String> = s
+        .notes
+        .iter()
+        .filter(|n| n.contains("which no package.json installs"))
+        .collect();
+    assert_eq!(nowhere.len(), 1, "{:#?}", s.notes);
+    assert!(
+        nowhere[0]
+            .starts_with("stacks/first/serverless.yml: loads the plugins serverless-prune-plugin,"),
+        "{nowhere:?}"
+    );
+}
