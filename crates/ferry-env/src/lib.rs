@@ -139,11 +139,37 @@ pub fn says_error(line: &str) -> bool {
         || t.starts_with("npm ERR!")
         || t.starts_with("error ")
         || t.contains("ERR_PNPM_")
+        // esbuild, webpack, tsc, rustc and cargo, gcc and clang.
+        || t.starts_with("✘ [ERROR]")
+        || t.starts_with("ERROR in ")
+        || t.contains(": error TS")
+        || t.starts_with("error[E")
+        || t.starts_with("error:")
+        || t.contains(": error:")
 }
 
 /// How many lines from the first that [`says_error`] a failure's message shows besides the
 /// last ones.
 pub const ERROR_LINES: usize = 8;
+
+/// What a failure's message shows of a child's output, each line masked and marked `  | `: the
+/// first error's lines (`first`: those lines, then how many lie between them and `last`; see
+/// [`says_error`]) when they came before the last lines, then the last lines.
+pub fn output_excerpt(
+    first: Option<(&[String], usize)>,
+    last: &[String],
+    mask: &dyn Fn(&str) -> String,
+) -> String {
+    let mut shown: Vec<String> = Vec::new();
+    if let Some((lines, between)) = first {
+        shown.extend(lines.iter().map(|l| format!("  | {}", mask(l))));
+        if between > 0 {
+            shown.push(format!("  | … ({between} lines)"));
+        }
+    }
+    shown.extend(last.iter().map(|l| format!("  | {}", mask(l))));
+    shown.join("\n")
+}
 
 /// A line a child process printed, as Ferry keeps it: without the terminal's control
 /// sequences (`ESC [ … m` colours, which tools such as npm, cargo and the Serverless Framework
@@ -230,6 +256,15 @@ mod tests {
             "npm ERR! code ELIFECYCLE",
             "error An unexpected error occurred: \"https://registry…\"",
             " ERR_PNPM_OUTDATED_LOCKFILE  Cannot install with \"frozen-lockfile\"",
+        ] {
+            assert!(says_error(yes), "{yes}");
+        }
+        for yes in [
+            "✘ [ERROR] Could not resolve \"x\"",
+            "ERROR in ./src/index.ts",
+            "src/a.ts(1,7): error TS2322: Type 'string' is not assignable",
+            "error[E0425]: cannot find value `x` in this scope",
+            "main.c:3:5: error: expected ';'",
         ] {
             assert!(says_error(yes), "{yes}");
         }

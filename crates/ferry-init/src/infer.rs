@@ -275,15 +275,28 @@ pub(crate) fn links(
 /// least indented (the first of those), never one nested deeper (`custom: { service: 'sqs' }`,
 /// which a probe's program held beside a `service` built from a variable).
 fn literal_service(text: &str) -> Option<String> {
+    let line_start = |at: usize| text[..at].rfind('\n').map_or(0, |n| n + 1);
     let indent = |at: usize| {
-        let line = text[..at].rfind('\n').map_or(0, |n| n + 1);
-        text[line..at]
+        text[line_start(at)..at]
             .chars()
             .take_while(|c| c.is_whitespace())
             .count()
     };
+    // A key of an object, not a type's member (`service: string;`), a function's parameter
+    // (`(service: Service)`) or a comment (`// service: …`).
+    let a_value = |at: usize, after: &str| {
+        let line = text[line_start(at)..].trim_start();
+        let rest = after.lines().next().unwrap_or_default().trim_end();
+        !line.starts_with("//")
+            && !line.starts_with('*')
+            && !line.starts_with("/*")
+            && !rest.ends_with(';')
+            && !text[..at].trim_end().ends_with('(')
+    };
     let (_, after) = crate::walk::after_service_words(text)
-        .filter_map(|(at, after)| Some((indent(at), after.strip_prefix(':')?)))
+        .filter_map(|(at, after)| Some((at, after.strip_prefix(':')?)))
+        .filter(|(at, after)| a_value(*at, after))
+        .map(|(at, after)| (indent(at), after))
         .min_by_key(|(depth, _)| *depth)?;
     let value = after.trim_start();
     let quote = value
@@ -779,6 +792,12 @@ mod tests {
             )
             .as_deref(),
             Some("own")
+        );
+        // A type's member, a function's parameter and a comment before it are no keys of the
+        // configuration (a review's find: the first of them ended the search).
+        assert_eq!(
+            literal_service("// service: 'commented'\ntype Extra = {\n  service: string;\n};\nfunction f(service: Service) {}\nconst c: AWS = {\n  service: 'orders',\n};\n").as_deref(),
+            Some("orders")
         );
         for none in [
             "const c = { service: `${projectName}-orchestrator` }",

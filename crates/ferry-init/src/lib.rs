@@ -629,17 +629,18 @@ fn framework_note(root: &Path, s: &Found, notes: &mut Vec<String>) {
         ferry_manifest::FrameworkCli::Osls,
         ferry_manifest::FrameworkCli::of_config,
     );
-    if wants == ferry_manifest::FrameworkCli::Before3 {
+    let installs_cli =
+        |dir: &Path| ferry_manifest::FrameworkCli::named_in(&dir.join("package.json"));
+    // A CLI the repository installs is the one that runs (a version 2 it names, too).
+    let installed = installs_cli(&root.join(&s.dir)) || installs_cli(root);
+    if wants == ferry_manifest::FrameworkCli::Before3 && !installed {
         notes.push(format!(
             "{}/{}: its frameworkVersion takes only versions of the Serverless Framework before 3, which no CLI Ferry runs takes (osls 4, or a CLI at version 3, refuses it): upgrade the configuration to version 3 (frameworkVersion \"3\"; the framework's v3 upgrade notes say what changed), then install osls at version 3 (`npm install --save-dev osls@3`)",
             s.dir, s.file
         ));
         return;
     }
-    let v3 = wants == ferry_manifest::FrameworkCli::V3;
-    let installs_cli =
-        |dir: &Path| ferry_manifest::FrameworkCli::named_in(&dir.join("package.json"));
-    if v3 && !installs_cli(&root.join(&s.dir)) && !installs_cli(root) {
+    if wants == ferry_manifest::FrameworkCli::V3 && !installed {
         notes.push(format!(
             "{}/{}: its frameworkVersion takes version 3 of the Serverless Framework and not 4, and no package.json here installs a CLI: install osls at version 3 (`npm install --save-dev osls@3`, the open-source CLI, no account needed), or let frameworkVersion take \"4\" for osls 4",
             s.dir, s.file
@@ -857,7 +858,8 @@ fn package_names(p: &serde_json::Value, wanted: &dyn Fn(&str) -> bool) -> bool {
 /// The plugins the Serverless configuration `config` of `dir` loads by package name that no
 /// `package.json` installs, its own, one above it up to the root, or one of the workspace
 /// packages (name → folder: `packages`) it depends on, directly or through another (a shared
-/// `config` package listing the plugins, which the workspace's install hoists): a deploy would
+/// `config` package listing the plugins, which npm's and yarn's install hoists; not pnpm's):
+/// a deploy would
 /// stop with the framework's "plugin not found" (unless the CI machine installs them some
 /// other way).
 pub(crate) fn plugins_installed_nowhere(
@@ -868,7 +870,15 @@ pub(crate) fn plugins_installed_nowhere(
 ) -> Vec<String> {
     let mut left = plugin_names(root, dir, config);
     let above = folders_up(dir).map(String::from);
-    let depended = local_deps::workspace_dependencies(root, dir, packages);
+    // npm and yarn hoist what a workspace package installs to the root, where the framework
+    // finds it; pnpm keeps each package's own dependencies to itself.
+    let hoisted =
+        !root.join("pnpm-lock.yaml").is_file() && !root.join("pnpm-workspace.yaml").is_file();
+    let depended = if hoisted {
+        local_deps::workspace_dependencies(root, dir, packages)
+    } else {
+        Vec::new()
+    };
     for at in above.chain(depended) {
         if left.is_empty() {
             break;

@@ -3986,6 +3986,18 @@ fn a_serverless_2_configuration_is_noted_as_needing_an_upgrade() {
         "{:#?}",
         s.notes
     );
+    // One the repository installs a CLI for runs with that one: not noted.
+    file(
+        r,
+        "api/package.json",
+        r#"{"devDependencies": {"serverless": "^2.72.3"}}"#,
+    );
+    let s = scan(r).unwrap();
+    assert!(
+        !s.notes.iter().any(|n| n.contains("before 3")),
+        "{:#?}",
+        s.notes
+    );
 }
 
 /// Plugins a workspace package the service depends on lists (a shared `config` package, as
@@ -4031,5 +4043,15 @@ fn plugins_a_workspace_package_it_depends_on_installs_are_installed() {
         nowhere[0]
             .starts_with("stacks/first/serverless.yml: loads the plugins serverless-prune-plugin,"),
         "{nowhere:?}"
+    );
+    // pnpm keeps a package's dependencies to it: the shared package's plugins do not count.
+    file(r, "pnpm-lock.yaml", "lockfileVersion: '9.0'\n");
+    let s = scan(r).unwrap();
+    assert!(
+        s.notes.iter().any(|n| n.starts_with(
+            "stacks/first/serverless.yml: loads the plugins serverless-esbuild, serverless-prune-plugin,"
+        )),
+        "{:#?}",
+        s.notes
     );
 }

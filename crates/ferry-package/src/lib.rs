@@ -1983,15 +1983,11 @@ fn run_build(
             });
         }
     };
-    let mut shown: Vec<String> = Vec::new();
-    if let Some((first, between)) = &output.first_error {
-        shown.extend(first.iter().map(|l| format!("  | {}", mask(l))));
-        if *between > 0 {
-            shown.push(format!("  | … ({between} lines)"));
-        }
-    }
-    shown.extend(output.lines.iter().map(|l| format!("  | {}", mask(l))));
-    let tail = shown.join("\n");
+    let first = output
+        .first_error
+        .as_ref()
+        .map(|(lines, between)| (&lines[..], *between));
+    let tail = ferry_env::output_excerpt(first, &output.lines, &|l| mask(l));
     Err(PackageError::BuildFailed {
         service: service.name.clone(),
         command,

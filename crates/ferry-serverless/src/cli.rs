@@ -103,16 +103,14 @@ pub(crate) async fn build(
 /// lines alone left out.
 fn tail(lines: &[String], mask: &(dyn Fn(&str) -> String + Sync)) -> String {
     let start = lines.len().saturating_sub(TAIL);
-    let mut shown: Vec<String> = Vec::new();
-    if let Some(first) = lines[..start].iter().position(|l| ferry_env::says_error(l)) {
-        let end = (first + ferry_env::ERROR_LINES).min(start);
-        shown.extend(lines[first..end].iter().map(|l| format!("  | {}", mask(l))));
-        if end < start {
-            shown.push(format!("  | … ({} lines)", start - end));
-        }
-    }
-    shown.extend(lines[start..].iter().map(|l| format!("  | {}", mask(l))));
-    shown.join("\n")
+    let first = lines[..start]
+        .iter()
+        .position(|l| ferry_env::says_error(l))
+        .map(|first| {
+            let end = (first + ferry_env::ERROR_LINES).min(start);
+            (&lines[first..end], start - end)
+        });
+    ferry_env::output_excerpt(first, &lines[start..], &|l| mask(l))
 }
 
 /// Runs `argv package …` for `c`, writing into `package_dir`. On success, the last lines it

@@ -373,7 +373,9 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
     // Unzipping and zipping again takes seconds for a bundle of megabytes: on a thread of its
     // own, so that the run's other work and its progress lines go on meanwhile (on the
     // runtime's thread, it held back the line saying what the run waits for).
-    (c.on_step)("zipping its archives again, reproducibly");
+    if text.contains("S3Key") {
+        (c.on_step)("zipping its archives again, reproducibly");
+    }
     let (template, artifacts, said) = {
         let (package_dir, out) = (package_dir.clone(), c.out.to_path_buf());
         let (prefix, service) = (format!("{}/{service}", c.project), service.clone());

@@ -111,14 +111,7 @@ pub fn rewrite(
             renames.push((id.clone(), format!("{stem}{}", &digest[..32])));
         }
     }
-    for (old, new) in &renames {
-        if let Some(v) = resources.remove(old) {
-            resources.insert(new.clone(), v);
-        }
-    }
-    for (old, new) in &renames {
-        rename_refs(template, old, new);
-    }
+    rename_ids(template, &renames);
     stable_deployment_ids(template);
     if !artifacts.is_empty() {
         ferry_package::add_bucket_parameter(template).map_err(|e| ServerlessError::Template {
@@ -130,11 +123,14 @@ pub fn rewrite(
 }
 
 /// Gives each API deployment the framework names by the time of its compile
-/// (`ApiGatewayDeployment1796635695272`, `WebsocketsDeployment…`: a new logical id on every
-/// compile, so that each deploy makes a new deployment of the API) an id made from the
-/// template instead: the same compile gives the same template, which a deploy then skips, and
-/// any change to the template (a new route, new code) still gives a new id, so a new deployment
-/// of the API as the framework means it.
+/// (`ApiGatewayDeployment1796635695272`: a new logical id on every compile, so that each deploy
+/// makes a new deployment of the API) an id made from the template instead: the same compile
+/// gives the same template, which a deploy then skips, and any change to the template (a new
+/// route, new code) still gives a new id, so a new deployment of the API as the framework means
+/// it. Only the deployment of an API the template itself defines (its `RestApiId` or `ApiId` a
+/// `Ref` to a resource of the template): an API another stack shares (`provider.apiGateway.
+/// restApiId`) may change there (an authorizer, a gateway response), which only a new
+/// deployment from this stack publishes, so that one keeps the framework's id.
 fn stable_deployment_ids(template: &mut Value) {
     const DEPLOYMENTS: [&str; 2] = [
         "AWS::ApiGateway::Deployment",
@@ -143,6 +139,13 @@ fn stable_deployment_ids(template: &mut Value) {
     let Some(resources) = template.get("Resources").and_then(Value::as_object) else {
         return;
     };
+    let own_api = |r: &Value| {
+        ["RestApiId", "ApiId"].iter().any(|p| {
+            r.pointer(&format!("/Properties/{p}/Ref"))
+                .and_then(Value::as_str)
+                .is_some_and(|api| resources.contains_key(api))
+        })
+    };
     // (id, its stem): an id ending in a run of 10 or more digits, the time in milliseconds.
     let mut timed: Vec<(String, String)> = resources
         .iter()
@@ -150,6 +153,7 @@ fn stable_deployment_ids(template: &mut Value) {
             r.get("Type")
                 .and_then(Value::as_str)
                 .is_some_and(|t| DEPLOYMENTS.contains(&t))
+                && own_api(r)
         })
         .filter_map(|(id, _)| {
             let stem = id.trim_end_matches(|c: char| c.is_ascii_digit());
@@ -200,14 +204,40 @@ fn rename_ids(template: &mut Value, renames: &[(String, String)]) {
     }
 }
 
-/// Every string equal to `old` (a `Ref`, a `DependsOn`, a `GetAtt` target) becomes `new`.
+/// Every reference to resource `old` names `new` instead: a string equal to it (a `Ref`, a
+/// `DependsOn`, a `GetAtt`'s target in its list form), a `GetAtt` in its string form
+/// (`old.Attr`), and `${old}` or `${old.Attr}` inside an `Fn::Sub` string.
 fn rename_refs(v: &mut Value, old: &str, new: &str) {
     match v {
         Value::String(s) if s == old => *s = new.to_string(),
         Value::Array(items) => items.iter_mut().for_each(|i| rename_refs(i, old, new)),
-        Value::Object(map) => map.values_mut().for_each(|i| rename_refs(i, old, new)),
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                match (key.as_str(), value) {
+                    ("Fn::Sub", Value::String(text)) => *text = sub_renamed(text, old, new),
+                    ("Fn::Sub", Value::Array(args)) => {
+                        if let Some(Value::String(text)) = args.first_mut() {
+                            *text = sub_renamed(text, old, new);
+                        }
+                        args.iter_mut()
+                            .skip(1)
+                            .for_each(|a| rename_refs(a, old, new));
+                    }
+                    ("Fn::GetAtt", Value::String(s)) if s.starts_with(&format!("{old}.")) => {
+                        *s = format!("{new}{}", &s[old.len()..]);
+                    }
+                    (_, value) => rename_refs(value, old, new),
+                }
+            }
+        }
         _ => {}
     }
+}
+
+/// An `Fn::Sub` string with `${old}` and `${old.Attr}` naming `new`.
+fn sub_renamed(text: &str, old: &str, new: &str) -> String {
+    text.replace(&format!("${{{old}}}"), &format!("${{{new}}}"))
+        .replace(&format!("${{{old}."), &format!("${{{new}."))
 }
 
 /// What an archive became: (sha256, size, files).
@@ -267,7 +297,11 @@ mod tests {
                     "DependsOn": ["ApiGatewayMethodGet"]
                 }
             },
-            "Outputs": {"Deployment": {"Value": {"Ref": id}}}
+            "Outputs": {
+                "Deployment": {"Value": {"Ref": id.clone()}},
+                "Url": {"Value": {"Fn::Sub": format!("https://x/${{{id}}}/${{{id}.DeploymentId}}")}},
+                "Attr": {"Value": {"Fn::GetAtt": format!("{id}.DeploymentId")}}
+            }
         })
     }
 
@@ -297,7 +331,29 @@ mod tests {
         };
         assert_eq!(id.len(), "ApiGatewayDeployment".len() + 16);
         assert_eq!(first["Outputs"]["Deployment"]["Value"]["Ref"], json!(id));
+        // Inside an Fn::Sub and a GetAtt's string form too (a review's find: they kept the old
+        // name, which no resource had any more).
+        assert_eq!(
+            first["Outputs"]["Url"]["Value"]["Fn::Sub"],
+            json!(format!("https://x/${{{id}}}/${{{id}.DeploymentId}}"))
+        );
+        assert_eq!(
+            first["Outputs"]["Attr"]["Value"]["Fn::GetAtt"],
+            json!(format!("{id}.DeploymentId"))
+        );
         assert_ne!(ids(&changed), ids(&first));
+        // The deployment of an API another stack defines keeps the framework's id: a change
+        // there reaches the stage only through a new deployment from this stack.
+        let mut shared = compiled("1796635695272", "/a");
+        shared["Resources"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ApiGatewayRestApi");
+        shared["Resources"]["ApiGatewayDeployment1796635695272"]["Properties"]["RestApiId"] =
+            json!("abc123");
+        let before = shared.clone();
+        stable_deployment_ids(&mut shared);
+        assert_eq!(shared, before);
         // Not a deployment, or no time in its id: as it was.
         let mut other = json!({"Resources": {
             "Thing1796635695272": {"Type": "AWS::SNS::Topic"},

@@ -446,6 +446,7 @@ impl Engine {
     ) -> Result<Option<Vec<String>>, StackError> {
         let mut out = Vec::new();
         let mut next: Option<String> = None;
+        let mut seen = std::collections::BTreeSet::new();
         loop {
             let req = self
                 .client
@@ -463,8 +464,12 @@ impl Engine {
             match sent {
                 Ok(page) => {
                     out.extend(page.imports.unwrap_or_default());
+                    // A token given again would page forever (the SDK's paginators stop too).
                     match page.next_token {
-                        Some(t) if !t.is_empty() => next = Some(t),
+                        Some(t) if !t.is_empty() && !seen.contains(&t) => {
+                            seen.insert(t.clone());
+                            next = Some(t);
+                        }
                         _ => break,
                     }
                 }

@@ -388,12 +388,22 @@ impl FrameworkCli {
         };
         let ranges: Vec<semver::VersionReq> = v.split("||").filter_map(npm_range).collect();
         let takes = |version: &semver::Version| ranges.iter().any(|r| r.matches(version));
-        let some_3 = [(3, 0, 0), (3, 38, 0), (3, 77, 1)]
-            .into_iter()
-            .any(|(a, b, c)| takes(&semver::Version::new(a, b, c)));
-        let before_3 = [(1, 0, 0), (1, 83, 3), (2, 0, 0), (2, 72, 3)]
-            .into_iter()
-            .any(|(a, b, c)| takes(&semver::Version::new(a, b, c)));
+        // Versions a range may take: some of each major, and the ones its comparators name
+        // (`~2.50.0` takes none of the others).
+        let named: Vec<semver::Version> = ranges
+            .iter()
+            .flat_map(|r| &r.comparators)
+            .map(|c| semver::Version::new(c.major, c.minor.unwrap_or(0), c.patch.unwrap_or(0)))
+            .collect();
+        let takes_of = |major: std::ops::Range<u64>, samples: &[(u64, u64, u64)]| {
+            samples
+                .iter()
+                .map(|&(a, b, c)| semver::Version::new(a, b, c))
+                .chain(named.iter().cloned())
+                .any(|v| major.contains(&v.major) && takes(&v))
+        };
+        let some_3 = takes_of(3..4, &[(3, 0, 0), (3, 38, 0), (3, 77, 1)]);
+        let before_3 = takes_of(0..3, &[(1, 0, 0), (1, 83, 3), (2, 0, 0), (2, 72, 3)]);
         match (some_3, takes(&OSLS_4)) {
             (true, false) => FrameworkCli::V3,
             (false, false) if before_3 => FrameworkCli::Before3,
@@ -468,6 +478,7 @@ mod framework_tests {
             "\"^3\"",
             "^3.0.0",
             "~3.38",
+            "~3.20.0",
             "3.38.0",
             "3.x",
             "'>=3 <4'",
@@ -498,7 +509,17 @@ mod framework_tests {
         assert_eq!(FrameworkCli::of_version(None), FrameworkCli::Osls);
         // Only versions no CLI Ferry runs takes (a probe's repositories of version 2, to which
         // Ferry said to install osls, which refused them).
-        for v in ["2", "'2'", ">=1.2.0 <2.0.0", "^2.70.0", "1.x"] {
+        for v in [
+            "2",
+            "'2'",
+            ">=1.2.0 <2.0.0",
+            "^2.70.0",
+            "1.x",
+            "~2.50.0",
+            "=2.50.0",
+            "2.50.x",
+            "~1.60",
+        ] {
             assert_eq!(
                 FrameworkCli::of_version(Some(v)),
                 FrameworkCli::Before3,
