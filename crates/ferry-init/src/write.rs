@@ -106,7 +106,11 @@ pub fn problems_after(
         Err(e) => return e.to_string().lines().map(String::from).collect(),
         Ok(ws) => ws,
     };
-    let mut problems: Vec<String> = ferry_package::check_templates(&ws, &ws.services)
+    // The templates are read from disk: those of services whose folder the write would make
+    // (a template beside others, `templates/application/../application.yaml`) are checked by
+    // the real run, once the folder is there.
+    let on_disk = ws.services.iter().filter(|s| root.join(&s.dir).is_dir());
+    let mut problems: Vec<String> = ferry_package::check_templates(&ws, on_disk)
         .iter()
         .map(ToString::to_string)
         .collect();

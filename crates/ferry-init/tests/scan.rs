@@ -4055,3 +4055,30 @@ fn plugins_a_workspace_package_it_depends_on_installs_are_installed() {
         s.notes
     );
 }
+
+/// A dry run over templates that each get a folder of their own (several in one folder) does
+/// not report them unreadable: their folders are not there until the real run writes them (a
+/// probe's kpanic9/aws-vpc-cf, which then passed validate).
+#[test]
+fn a_dry_run_does_not_call_templates_in_folders_to_come_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    for name in ["network", "application"] {
+        file(
+            r,
+            &format!("templates/{name}.yaml"),
+            "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+        );
+    }
+    let s = scan(r).unwrap();
+    let files = render(&s, r);
+    assert!(
+        files
+            .iter()
+            .any(|(p, _)| p == "templates/network/service.toml"),
+        "{files:?}"
+    );
+    let source = ferry_manifest::FsSource::new(r);
+    let problems = ferry_init::problems_after(r, &source, &s, &files);
+    assert!(problems.is_empty(), "{problems:#?}");
+}
