@@ -1088,7 +1088,6 @@ fn submodule_notes(root: &Path, scan: &Scan) -> Vec<String> {
         .collect()
 }
 
-/// `s` as a Ferry name: lowercase letters, digits and `-`, starting with a letter.
 /// The named stages `ferry.toml` is written with.
 pub(crate) const STAGES: &[&str] = &["dev", "staging", "prod"];
 
@@ -1104,6 +1103,7 @@ pub(crate) const STAGE_WORDS: &[&str] = &[
     "production",
 ];
 
+/// `s` as a Ferry name: lowercase letters, digits and `-`, starting with a letter.
 pub fn valid_name(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {

@@ -145,9 +145,35 @@ pub(crate) fn read(
         }
     }
     let mut out = BTreeMap::new();
-    for (key, raw, from) in found {
-        if out.contains_key(&key) {
+    for (key, raw, from) in &found {
+        if out.contains_key(key) {
             continue;
+        }
+        // Every value passed for it (one command per stage passes each stage's): one for
+        // every stage when they differ only by the stage's word, else the first, noted.
+        let mut values: Vec<(&str, &str)> = Vec::new();
+        for (k, v, f) in &found {
+            if k == key && !values.iter().any(|(seen, _)| seen == v) {
+                values.push((v.as_str(), f.as_str()));
+            }
+        }
+        let (key, mut raw, from) = (key.clone(), raw.clone(), from.clone());
+        if values.len() > 1 {
+            let raws: Vec<&str> = values.iter().map(|(v, _)| *v).collect();
+            match per_stage(&raws) {
+                Some(one) => raw = one,
+                None if !declared.iter().any(|(k, secret)| *k == key && *secret) => {
+                    let each: Vec<String> = values
+                        .iter()
+                        .map(|(v, f)| format!("{} in {f}", v.trim()))
+                        .collect();
+                    notes.push(format!(
+                        "{from}: its deploy commands pass {key} different values ({}): init wrote the first for every stage; give {key} each stage's value (`${{stage}}`, or a `${{var:…}}` of the stages' variables)",
+                        each.join("; ")
+                    ));
+                }
+                None => {}
+            }
         }
         let Some((_, secret)) = declared.iter().find(|(k, _)| *k == key) else {
             notes.push(format!(
@@ -234,7 +260,17 @@ pub(crate) fn stack_name(
             );
         }
     }
-    let (raw, from) = found.into_iter().next()?;
+    let (first, from) = found.first()?.clone();
+    // A script deploying each stage with a command of its own (`--stack-name app-prod`, then
+    // `--stack-name app-dev`): the names one pattern gives, when they differ only by the
+    // stage's word.
+    let mut raws: Vec<&str> = Vec::new();
+    for (raw, _) in &found {
+        if !raws.contains(&raw.as_str()) {
+            raws.push(raw);
+        }
+    }
+    let raw = per_stage(&raws).unwrap_or(first);
     let pattern = match translate(&raw) {
         Ok(value) if value.contains("${region}") => {
             notes.push(format!(
@@ -798,6 +834,26 @@ fn translate(raw: &str) -> Result<String, String> {
 
 /// A value of a named samconfig environment with that name, as a word of its own, written as
 /// the stage (`/dev/table` in `[dev.deploy.parameters]` → `/${stage}/table`).
+/// One value for every stage from `values` that differ only by a stage's word each holds as a
+/// word of its own (`app-prod` and `app-dev`: `app-${STAGE}`, which [`translate`] reads as the
+/// stage); `None` when no such form is common to them all.
+fn per_stage(values: &[&str]) -> Option<String> {
+    let forms = |v: &str| -> Vec<String> {
+        crate::STAGE_WORDS
+            .iter()
+            .map(|w| literal_stage(v, w))
+            .filter(|f| f.contains("${STAGE}"))
+            .collect()
+    };
+    let (first, rest) = values.split_first()?;
+    if rest.is_empty() {
+        return None;
+    }
+    forms(first)
+        .into_iter()
+        .find(|f| rest.iter().all(|v| forms(v).contains(f)))
+}
+
 fn literal_stage(value: &str, env: &str) -> String {
     let parts: Vec<&str> = value.split(env).collect();
     let mut out = String::from(parts[0]);
@@ -1087,6 +1143,59 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
         );
         assert_eq!(
             deploy_region(dir.path(), "", "template.yaml", &mut notes),
+            None
+        );
+    }
+
+    // A script deploying each stage with a command of its own (a probe's
+    // redappleabc/klubby-aws-infrastructure): values and stack names that differ only by the
+    // stage's word are one for every stage; others are noted (before, the first command's,
+    // prod's, was written for every stage in silence, and its stack name taken as one stack for
+    // every stage).
+    #[test]
+    fn one_deploy_command_per_stage_gives_values_for_every_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write("template.yaml", "Resources: {}\n");
+        write(
+            "deploy.sh",
+            "sam deploy --stack-name add-user-prod --parameter-overrides ParameterKey=Stage,ParameterValue=prod ParameterKey=Pipeline,ParameterValue=pipeline-prod ParameterKey=Domain,ParameterValue=klubby.me ParameterKey=Size,ParameterValue=3\n\
+sam deploy --stack-name add-user-dev --parameter-overrides ParameterKey=Stage,ParameterValue=dev ParameterKey=Pipeline,ParameterValue=pipeline-dev ParameterKey=Domain,ParameterValue=dev.klubby.me ParameterKey=Size,ParameterValue=3\n",
+        );
+        let mut notes = Vec::new();
+        assert_eq!(
+            stack_name(dir.path(), "", "template.yaml", &mut notes).map(|(p, _)| p),
+            Some("add-user-{stage}".to_string()),
+            "{notes:?}"
+        );
+        let declared: Vec<(String, bool)> = ["Stage", "Pipeline", "Domain", "Size"]
+            .iter()
+            .map(|k| (k.to_string(), false))
+            .collect();
+        let found = read(dir.path(), "", "template.yaml", &declared, &mut notes);
+        let value = |k: &str| found[k].0.as_str();
+        assert_eq!(
+            (
+                value("Stage"),
+                value("Pipeline"),
+                value("Domain"),
+                value("Size")
+            ),
+            ("${stage}", "pipeline-${stage}", "klubby.me", "3"),
+            "{notes:?}"
+        );
+        assert!(
+            notes.iter().any(|n| n
+                == "deploy.sh: its deploy commands pass Domain different values (klubby.me in deploy.sh; dev.klubby.me in deploy.sh): init wrote the first for every stage; give Domain each stage's value (`${stage}`, or a `${var:…}` of the stages' variables)"),
+            "{notes:?}"
+        );
+        // One command deploying one stage's stack: one stack for every stage, as before.
+        write(
+            "deploy.sh",
+            "sam deploy --stack-name add-user-prod\nsam deploy --stack-name add-user-prod --no-execute-changeset\n",
+        );
+        assert_eq!(
+            stack_name(dir.path(), "", "template.yaml", &mut notes),
             None
         );
     }
