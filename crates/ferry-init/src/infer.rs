@@ -111,9 +111,18 @@ pub(crate) fn links(
                 .strip_prefix("${")
                 .and_then(|rest| rest.split_once('}'))
                 .and_then(|(var, _)| Some((var, s.defaulted.get(var)?)));
+            // Unless the exporter builds its export from a parameter of the same name and
+            // default (`${Environment}-VpcId` on both sides, `Environment` defaulting to
+            // `SampleApp` in both): the names then match as they are deployed, as `validate`
+            // finds them, and the order is inferred below.
+            let shared = |j: usize, export: &str, var: &str, default: &str| {
+                export.starts_with(&format!("${{{var}}}"))
+                    && said[j].defaulted.get(var).map(String::as_str) == Some(default)
+            };
             if let (Some((var, default)), Some([(j, export)])) =
                 (through, exporters.get(&k).map(Vec::as_slice))
                 && *j != i
+                && !shared(*j, export, var, default)
             {
                 let stack = stack_of[*j]
                     .as_deref()

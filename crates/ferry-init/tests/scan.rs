@@ -2671,6 +2671,40 @@ fn an_import_through_a_defaulted_stack_parameter_is_noted_not_linked() {
     let s = scan(r).unwrap();
     let db = s.services.iter().find(|f| f.dir == "db").unwrap();
     assert_eq!(db.depends_on.keys().collect::<Vec<_>>(), ["alert"]);
+    // The exporter building its export from a parameter of the same name and default
+    // (`${Environment}-VpcId` on both sides, as kpanic9/aws-vpc-cf writes them): the names
+    // match as deployed, so the order is inferred, as validate finds it (a probe's find: init
+    // advised giving Environment the exporter's stack name, which would break the import).
+    let env = "Parameters:\n  Environment:\n    Type: String\n    Default: SampleApp\n";
+    file(
+        r,
+        "alert/template.yaml",
+        &format!(
+            "{env}Resources:\n  Topic:\n    Type: AWS::SNS::Topic\nOutputs:\n  TopicARN:\n    Value: !Ref Topic\n    Export:\n      Name: !Sub '${{Environment}}-TopicARN'\n"
+        ),
+    );
+    file(
+        r,
+        "db/template.yaml",
+        &format!(
+            "{env}Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !ImportValue\n        Fn::Sub: '${{Environment}}-TopicARN'\n"
+        ),
+    );
+    let s = scan(r).unwrap();
+    let db = s.services.iter().find(|f| f.dir == "db").unwrap();
+    assert_eq!(
+        db.depends_on.keys().collect::<Vec<_>>(),
+        ["alert"],
+        "{:#?}",
+        s.notes
+    );
+    assert!(
+        !s.notes
+            .iter()
+            .any(|n| n.contains("through its template parameter")),
+        "{:#?}",
+        s.notes
+    );
 }
 
 /// An Amplify CLI backend's templates are the nested stacks `amplify push` deploys: noted and
