@@ -622,6 +622,7 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                 .collect::<Vec<_>>()
         })
         .collect();
+    let mut parts: Vec<String> = Vec::new();
     out.retain(|c| {
         let template = crate::template_path(&c.dir, &c.file);
         let Some(by) = nested.get(&template) else {
@@ -630,8 +631,30 @@ pub(crate) fn candidates(root: &Path) -> Walked {
         notes.push(format!(
             "{template}: nested by {by} (an application's Location), a part of it"
         ));
+        parts.push(template);
         false
     });
+    // What was said of them as templates of a folder of several no longer holds: each placed
+    // in a folder of its own, and the folder kept by one of them when none of its templates is
+    // a service any more.
+    for template in &parts {
+        let placed = format!("{template}: one of several templates of ");
+        notes.retain(|n| {
+            !n.starts_with(&placed) && !n.starts_with(&format!("{template}: reaches as much of "))
+        });
+        if let Some((folder, _)) = template.rsplit_once('/') {
+            let inside = |t: &str| t.rsplit_once('/').is_some_and(|(f, _)| f == folder);
+            let any_left = out
+                .iter()
+                .any(|c| inside(&crate::template_path(&c.dir, &c.file)) || c.dir == folder);
+            if !any_left {
+                let kept = format!("{folder}: ");
+                notes.retain(|n| {
+                    !(n.starts_with(&kept) && n.contains(" keeps the folder, which holds "))
+                });
+            }
+        }
+    }
     // A template placed in a folder another template was found in (a folder named after it
     // that holds a template of its own), or two placed in one: the one found there, else the
     // first, keeps it.

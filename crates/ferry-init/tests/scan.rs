@@ -4116,3 +4116,53 @@ fn a_dry_run_does_not_call_templates_in_folders_to_come_unreadable() {
     let problems = ferry_init::problems_after(r, &source, &s, &files);
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// Templates of one folder that another template nests are parts of it: what was said of them
+/// as templates of a folder of several (each given a folder of its own, one keeping the folder)
+/// is withdrawn (a probe's aws-saas-factory-ref-solution-serverless-saas: the notes contradicted
+/// each other).
+#[test]
+fn nested_templates_of_one_folder_are_not_also_said_to_get_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let sam = "Transform: AWS::Serverless-2016-10-31\n";
+    file(
+        r,
+        "server/template.yaml",
+        &format!(
+            "{sam}Resources:\n  Api:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: nested/boot/apigateway.yaml\n  Fns:\n    Type: AWS::Serverless::Application\n    Properties:\n      Location: nested/boot/lambdas.yaml\n"
+        ),
+    );
+    file(
+        r,
+        "server/nested/boot/apigateway.yaml",
+        &format!(
+            "{sam}Resources:\n  A:\n    Type: AWS::Serverless::Api\n    Properties:\n      StageName: x\n"
+        ),
+    );
+    file(
+        r,
+        "server/nested/boot/lambdas.yaml",
+        &format!(
+            "{sam}Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ../../src\n      Handler: a.h\n      Runtime: python3.12\n"
+        ),
+    );
+    file(r, "server/src/a.py", "x = 1\n");
+    let s = scan(r).unwrap();
+    let dirs: Vec<&str> = s.services.iter().map(|f| f.dir.as_str()).collect();
+    assert_eq!(dirs, ["server"]);
+    let about: Vec<&String> = s
+        .notes
+        .iter()
+        .filter(|n| n.starts_with("server/nested/boot"))
+        .collect();
+    assert_eq!(
+        about,
+        [
+            "server/nested/boot/apigateway.yaml: nested by server/template.yaml (an application's Location), a part of it",
+            "server/nested/boot/lambdas.yaml: nested by server/template.yaml (an application's Location), a part of it",
+        ],
+        "{:#?}",
+        s.notes
+    );
+}
