@@ -315,7 +315,7 @@ fn scripts_in(root: &Path, at: &str) -> Vec<(String, String)> {
     scripts
         .into_iter()
         .filter_map(|name| {
-            let text = small_text(&folder.join(&name))?;
+            let text = with_literal_variables(&small_text(&folder.join(&name))?);
             let path = if at.is_empty() {
                 name
             } else {
@@ -324,6 +324,90 @@ fn scripts_in(root: &Path, at: &str) -> Vec<(String, String)> {
             Some((path, text))
         })
         .collect()
+}
+
+/// `text` (a Makefile or shell script) with each use of a variable it gives one literal value
+/// (`region = ap-southeast-2`, `REGION=us-east-1`, `export BUCKET="b"`; `$(region)`,
+/// `${REGION}`, `$BUCKET`) written as that value, so that a deploy command's region, stack name
+/// or parameters read through it. A stage's variable (`STAGE ?= dev`) stays a variable: its
+/// value is one stage's default, which Ferry gives each stage; as does one given two values,
+/// a value with a variable, quote or space in it, and make's `$$` escapes (the shell's).
+fn with_literal_variables(text: &str) -> String {
+    let mut given: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        let name = name.trim_end().trim_end_matches([':', '?', ':']).trim_end();
+        if name.is_empty()
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || name.starts_with(|c: char| c.is_ascii_digit())
+            || stage_variable(name)
+        {
+            continue;
+        }
+        let value = value.split(" #").next().unwrap_or_default().trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(value);
+        let literal = !value.is_empty()
+            && value.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/' | '@' | '+')
+            });
+        let entry = given.entry(name).or_insert(literal.then_some(value));
+        if *entry != literal.then_some(value) {
+            *entry = None;
+        }
+    }
+    let known: Vec<(&str, &str)> = given
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect();
+    if known.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(escaped) = after.strip_prefix('$') {
+            // make's escape: the shell's variable, as it is.
+            out.push_str("$$");
+            rest = escaped;
+            continue;
+        }
+        let (name, len) = if let Some(inner) = after.strip_prefix('(') {
+            inner
+                .find(')')
+                .map_or(("", 0), |end| (&inner[..end], end + 2))
+        } else if let Some(inner) = after.strip_prefix('{') {
+            inner
+                .find('}')
+                .map_or(("", 0), |end| (&inner[..end], end + 2))
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], end)
+        };
+        match known.iter().find(|(n, _)| *n == name) {
+            Some((_, value)) if len > 0 => {
+                out.push_str(value);
+                rest = &after[len..];
+            }
+            _ => {
+                out.push('$');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `stack_name` of `samconfig.toml`'s `deploy` (else `global`) parameters, (environment, name):
@@ -413,7 +497,14 @@ pub(crate) fn deploy_region(
             );
         }
     }
-    let (known, unknown): (Vec<_>, Vec<_>) = given.into_iter().partition(|(r, _)| region_like(r));
+    // One script's deploy commands (one per stage) naming one region: said once.
+    let mut once: Vec<(String, String)> = Vec::new();
+    for g in given {
+        if !once.contains(&g) {
+            once.push(g);
+        }
+    }
+    let (known, unknown): (Vec<_>, Vec<_>) = once.into_iter().partition(|(r, _)| region_like(r));
     let mut regions: Vec<&str> = known.iter().map(|(r, _)| r.as_str()).collect();
     regions.sort_unstable();
     regions.dedup();
@@ -634,7 +725,8 @@ fn deploy_flag(text: &str, template: &str, flag: &str) -> Vec<String> {
 /// [`deploy_commands`]).
 fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for w in deploy_commands(text, template) {
+    // `--parameter-overrides="A=1" "B=2"` as `--parameter-overrides A=1 B=2`.
+    for w in deploy_commands(text, template).into_iter().map(flag_words) {
         let Some(at) = w.iter().position(|x| x == "--parameter-overrides") else {
             continue;
         };
@@ -832,8 +924,6 @@ fn translate(raw: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// A value of a named samconfig environment with that name, as a word of its own, written as
-/// the stage (`/dev/table` in `[dev.deploy.parameters]` → `/${stage}/table`).
 /// One value for every stage from `values` that differ only by a stage's word each holds as a
 /// word of its own (`app-prod` and `app-dev`: `app-${STAGE}`, which [`translate`] reads as the
 /// stage); `None` when no such form is common to them all.
@@ -854,6 +944,8 @@ fn per_stage(values: &[&str]) -> Option<String> {
         .find(|f| rest.iter().all(|v| forms(v).contains(f)))
 }
 
+/// A value of a named samconfig environment with that name, as a word of its own, written as
+/// the stage (`/dev/table` in `[dev.deploy.parameters]` → `/${stage}/table`).
 fn literal_stage(value: &str, env: &str) -> String {
     let parts: Vec<&str> = value.split(env).collect();
     let mut out = String::from(parts[0]);
@@ -1196,6 +1288,57 @@ sam deploy --stack-name add-user-dev --parameter-overrides ParameterKey=Stage,Pa
         );
         assert_eq!(
             stack_name(dir.path(), "", "template.yaml", &mut notes),
+            None
+        );
+    }
+
+    // A region, stack name or value a script gives through a variable it assigns a literal
+    // (`region = ap-southeast-2` in a Makefile, `REGION=us-east-1` in a script) is read through
+    // it; a stage's variable stays the stage (a probe's kpanic9/aws-vpc-cf and klubby scripts:
+    // "a region Ferry cannot know"). And `--parameter-overrides="A=1"` is read as with a space.
+    #[test]
+    fn a_variable_a_script_assigns_a_literal_is_read_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write("template.yaml", "Resources: {}\n");
+        write(
+            "Makefile",
+            "region = ap-southeast-2\nSTAGE ?= dev\nBUCKET := art-bucket # where\n\ndeploy:\n\tsam deploy --stack-name web-$(STAGE) --region $(region) --parameter-overrides=\"Bucket=$(BUCKET)\" \"Name=orders\" \"Stage=$(STAGE)\" \"Home=$${HOME}\"\n",
+        );
+        let mut notes = Vec::new();
+        assert_eq!(
+            deploy_region(dir.path(), "", "template.yaml", &mut notes).as_deref(),
+            Some("ap-southeast-2"),
+            "{notes:?}"
+        );
+        assert_eq!(
+            stack_name(dir.path(), "", "template.yaml", &mut notes).map(|(p, _)| p),
+            Some("web-{stage}".to_string())
+        );
+        let declared: Vec<(String, bool)> = ["Bucket", "Name", "Stage", "Home"]
+            .iter()
+            .map(|k| (k.to_string(), false))
+            .collect();
+        let found = read(dir.path(), "", "template.yaml", &declared, &mut notes);
+        let value = |k: &str| found.get(k).map(|(v, _)| v.as_str());
+        assert_eq!(
+            (
+                value("Bucket"),
+                value("Name"),
+                value("Stage"),
+                value("Home")
+            ),
+            (Some("art-bucket"), Some("orders"), Some("${stage}"), None),
+            "{notes:?}"
+        );
+        // Two values for one name: neither is taken.
+        write(
+            "deploy.sh",
+            "REGION=us-east-1\nREGION=eu-west-1\nsam deploy --stack-name x-$STAGE --region $REGION\n",
+        );
+        std::fs::remove_file(dir.path().join("Makefile")).unwrap();
+        assert_eq!(
+            deploy_region(dir.path(), "", "template.yaml", &mut notes),
             None
         );
     }
