@@ -95,7 +95,6 @@ pub(crate) fn read(
     declared: &[(String, bool)],
     notes: &mut Vec<String>,
 ) -> BTreeMap<String, (String, String)> {
-    let template_name = file.rsplit('/').next().unwrap_or(file);
     let mut found: Vec<(String, String, String)> = Vec::new();
     for at in folders(dir, file) {
         let folder = root.join(&at);
@@ -138,10 +137,11 @@ pub(crate) fn read(
                 )),
             }
         }
-        for (from, text) in scripts_in(root, &at) {
-            for (k, v) in deploy_overrides(&text, template_name) {
-                found.push((k, v, from.clone()));
-            }
+    }
+    for (from, text, of) in scripts_of(root, dir, file) {
+        let parameters_file = |path: &str| small_text(&root.join(of.folder()).join(path));
+        for (k, v) in deploy_overrides_of(&text, &of, &parameters_file) {
+            found.push((k, v, from.clone()));
         }
     }
     let mut out = BTreeMap::new();
@@ -212,7 +212,6 @@ pub(crate) fn stack_name(
     file: &str,
     notes: &mut Vec<String>,
 ) -> Option<(String, String)> {
-    let template_name = file.rsplit('/').next().unwrap_or(file);
     let mut found: Vec<(String, String)> = Vec::new();
     for at in folders(dir, file) {
         let folder = root.join(&at);
@@ -252,13 +251,13 @@ pub(crate) fn stack_name(
                     .map(|(env, raw)| (raw, format!("{at}/samconfig.toml [{env}]"))),
             );
         }
-        for (from, text) in scripts_in(root, &at) {
-            found.extend(
-                deploy_flag(&text, template_name, "--stack-name")
-                    .into_iter()
-                    .map(|raw| (raw, from.clone())),
-            );
-        }
+    }
+    for (from, text, of) in scripts_of(root, dir, file) {
+        found.extend(
+            deploy_flag_of(&text, &of, "--stack-name")
+                .into_iter()
+                .map(|raw| (raw, from.clone())),
+        );
     }
     let (first, from) = found.first()?.clone();
     // A script deploying each stage with a command of its own (`--stack-name app-prod`, then
@@ -476,26 +475,23 @@ pub(crate) fn deploy_region(
     file: &str,
     notes: &mut Vec<String>,
 ) -> Option<String> {
-    let template_name = file.rsplit('/').next().unwrap_or(file);
     let at = folders(dir, file);
     if let Some(r) = at.iter().find_map(|at| samconfig_region_in(root, at)) {
         return Some(r);
     }
     // (region as written, the script that gives it)
     let mut given: Vec<(String, String)> = Vec::new();
-    for at in &at {
-        for (from, text) in scripts_in(root, at) {
-            given.extend(
-                deploy_flag(&text, template_name, "--region")
-                    .into_iter()
-                    // A command's end stuck to the value (`--region eu-west-1;`).
-                    .map(|r| {
-                        let cut = r.trim_end_matches([';', ')', '&', '|']);
-                        if region_like(cut) { cut.to_string() } else { r }
-                    })
-                    .map(|r| (r, from.clone())),
-            );
-        }
+    for (from, text, of) in scripts_of(root, dir, file) {
+        given.extend(
+            deploy_flag_of(&text, &of, "--region")
+                .into_iter()
+                // A command's end stuck to the value (`--region eu-west-1;`).
+                .map(|r| {
+                    let cut = r.trim_end_matches([';', ')', '&', '|']);
+                    if region_like(cut) { cut.to_string() } else { r }
+                })
+                .map(|r| (r, from.clone())),
+        );
     }
     // One script's deploy commands (one per stage) naming one region: said once.
     let mut once: Vec<(String, String)> = Vec::new();
@@ -602,32 +598,114 @@ fn env_pair(word: &str, env: &str) -> Option<(String, String)> {
     })
 }
 
-/// The words of each deploy command (`sam deploy`, `aws cloudformation deploy`) of a Makefile
-/// or shell script that deploys `template`, continued lines joined and a line's commands taken
-/// one by one (`aws s3 cp … --region x && sam deploy …`: the copy's flags are not the
-/// deploy's): a command naming another template file (`--template-file other.yaml`) is not this
-/// service's, unless that file is what a `sam build`, `sam package` or
-/// `aws cloudformation package` of the script writes from `template` (`.aws-sam/build/…`,
-/// `--output-template-file packaged.yaml`).
-fn deploy_commands(text: &str, template: &str) -> Vec<Vec<String>> {
+/// Which of a script's deploy commands are a service's.
+#[derive(Debug, Clone)]
+enum Of {
+    /// A script of the service's folder or its template's (`folder`): every deploy command but
+    /// one naming another template file (by its name, `template` being the service's) than the
+    /// service's or what the script's build or package writes from it.
+    Near { folder: String, template: String },
+    /// A script of a folder above the service's (`folder`), as a repository's root Makefile
+    /// deploying every stack: only the commands naming the service's `template`
+    /// (repository-relative) by its path from there.
+    Above { folder: String, template: String },
+}
+
+impl Of {
+    /// The script's folder, repository-relative.
+    fn folder(&self) -> &str {
+        match self {
+            Of::Near { folder, .. } | Of::Above { folder, .. } => folder,
+        }
+    }
+}
+
+/// The flags naming the template a deploy command deploys (`--template-body file://t.yaml`).
+const TEMPLATE_FLAGS: [&str; 4] = ["--template-file", "--template", "-t", "--template-body"];
+
+/// The scripts whose deploy commands may be the service's (in `dir`, configuration or template
+/// `file`): its folder's and its template's ([`Of::Near`]), then those of each folder above up
+/// to the repository's root ([`Of::Above`]); each with its path and text.
+fn scripts_of(root: &Path, dir: &str, file: &str) -> Vec<(String, String, Of)> {
+    let template = crate::template_path(dir, file);
+    // `templates/network/../network.yaml` of a template given a folder of its own.
+    let template = ferry_manifest::normalize_relative(&template).unwrap_or(template);
+    let template_name = file.rsplit('/').next().unwrap_or(file);
+    let near = folders(dir, file);
+    let mut out = Vec::new();
+    for at in &near {
+        for (from, text) in scripts_in(root, at) {
+            let of = Of::Near {
+                folder: at.clone(),
+                template: template_name.to_string(),
+            };
+            out.push((from, text, of));
+        }
+    }
+    let above = std::iter::successors(dir.rsplit_once('/').map(|(p, _)| p).or(Some("")), |d| {
+        (!d.is_empty()).then(|| d.rsplit_once('/').map_or("", |(p, _)| p))
+    });
+    for at in above.filter(|a| !dir.is_empty() && !near.iter().any(|n| n == a)) {
+        for (from, text) in scripts_in(root, at) {
+            let of = Of::Above {
+                folder: at.to_string(),
+                template: template.clone(),
+            };
+            out.push((from, text, of));
+        }
+    }
+    out
+}
+
+/// The words of each deploy command (`sam deploy`, `aws cloudformation deploy`, `create-stack`
+/// or `update-stack`) of a Makefile or shell script that `of` says is the service's, continued
+/// lines joined and a line's commands taken one by one (`aws s3 cp … --region x && sam
+/// deploy …`: the copy's flags are not the deploy's).
+fn deploy_commands_of(text: &str, of: &Of) -> Vec<Vec<String>> {
     let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
-    let packaged = packaged_from(&joined, template);
-    let ours = |file: &str| {
-        let name = file.rsplit('/').next().unwrap_or(file);
-        name == template || packaged.iter().any(|p| p == name)
-    };
-    joined
+    let deploys = joined
         .lines()
         .flat_map(|line| commands(words(&without_substitutions(line))))
-        .filter(|w| subcommand(w, "deploy"))
         .filter(|w| {
-            !flag_words(w.clone()).windows(2).any(|p| {
-                matches!(p[0].as_str(), "--template-file" | "--template" | "-t")
-                    && !p[1].contains('$')
-                    && !ours(&p[1])
+            ["deploy", "create-stack", "update-stack"]
+                .iter()
+                .any(|s| subcommand(w, s))
+        });
+    let named = |w: &Vec<String>| -> Vec<String> {
+        flag_words(w.clone())
+            .windows(2)
+            .filter(|p| TEMPLATE_FLAGS.contains(&p[0].as_str()) && !p[1].contains('$'))
+            .map(|p| p[1].strip_prefix("file://").unwrap_or(&p[1]).to_string())
+            .collect()
+    };
+    match of {
+        Of::Near { template, .. } => {
+            // A command naming another template file (`--template-file other.yaml`) is not
+            // this service's, unless that file is what a `sam build`, `sam package` or
+            // `aws cloudformation package` of the script writes from `template`
+            // (`.aws-sam/build/…`, `--output-template-file packaged.yaml`).
+            let packaged = packaged_from(&joined, template);
+            let ours = |file: &str| {
+                let name = file.rsplit('/').next().unwrap_or(file);
+                name == template.as_str() || packaged.iter().any(|p| p == name)
+            };
+            deploys
+                .filter(|w| named(w).iter().all(|f| ours(f)))
+                .collect()
+        }
+        Of::Above { folder, template } => deploys
+            .filter(|w| {
+                named(w).iter().any(|f| {
+                    let path = if folder.is_empty() {
+                        f.clone()
+                    } else {
+                        format!("{folder}/{f}")
+                    };
+                    ferry_manifest::normalize_relative(&path).as_deref() == Some(template.as_str())
+                })
             })
-        })
-        .collect()
+            .collect(),
+    }
 }
 
 /// A line's words cut into its commands, at `&&`, `||`, `;`, `|` and `&`, also where a word
@@ -709,10 +787,10 @@ fn subcommand(command: &[String], sub: &str) -> bool {
     })
 }
 
-/// The values of `flag` (`--stack-name x`, `--stack-name=x`) in the deploy commands of
-/// `template` (see [`deploy_commands`]).
-fn deploy_flag(text: &str, template: &str, flag: &str) -> Vec<String> {
-    deploy_commands(text, template)
+/// The values of `flag` (`--stack-name x`, `--stack-name=x`) in the deploy commands `of` says
+/// are the service's (see [`deploy_commands_of`]).
+fn deploy_flag_of(text: &str, of: &Of, flag: &str) -> Vec<String> {
+    deploy_commands_of(text, of)
         .into_iter()
         .filter_map(|w| {
             let w = flag_words(w);
@@ -721,15 +799,41 @@ fn deploy_flag(text: &str, template: &str, flag: &str) -> Vec<String> {
         .collect()
 }
 
-/// `Key=Value` pairs after `--parameter-overrides` of each deploy command of `template` (see
-/// [`deploy_commands`]).
+/// [`deploy_overrides_of`] a script of the service's folder deploying `template` (its name),
+/// reading no parameters file.
+#[cfg(test)]
 fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
+    let of = Of::Near {
+        folder: String::new(),
+        template: template.to_string(),
+    };
+    deploy_overrides_of(text, &of, &|_| None)
+}
+
+/// `Key=Value` pairs after `--parameter-overrides` (`sam deploy`, `aws cloudformation deploy`)
+/// or `--parameters` (`create-stack`, `update-stack`: `ParameterKey=K,ParameterValue=V`, or a
+/// JSON file of them, `file://env/network.json`, which `parameters_file` reads from the
+/// script's folder) of each deploy command `of` says is the service's.
+fn deploy_overrides_of(
+    text: &str,
+    of: &Of,
+    parameters_file: &dyn Fn(&str) -> Option<String>,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     // `--parameter-overrides="A=1" "B=2"` as `--parameter-overrides A=1 B=2`.
-    for w in deploy_commands(text, template).into_iter().map(flag_words) {
-        let Some(at) = w.iter().position(|x| x == "--parameter-overrides") else {
+    for w in deploy_commands_of(text, of).into_iter().map(flag_words) {
+        let Some(at) = w
+            .iter()
+            .position(|x| x == "--parameter-overrides" || x == "--parameters")
+        else {
             continue;
         };
+        if let Some(path) = w.get(at + 1).and_then(|x| x.strip_prefix("file://")) {
+            out.extend(parameters_json(
+                parameters_file(path).as_deref().unwrap_or_default(),
+            ));
+            continue;
+        }
         // `--parameter-overrides 'A=1 B="x y"'` passes several in one quoted word, as the SAM
         // CLI takes them: each word is split again.
         out.extend(
@@ -746,6 +850,22 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
         );
     }
     out
+}
+
+/// The `ParameterKey`/`ParameterValue` pairs of a parameters file (`--parameters file://…`, a
+/// JSON list, as CloudFormation's CLI takes it); none when it is no such list.
+fn parameters_json(text: &str) -> Vec<(String, String)> {
+    let Ok(serde_json::Value::Array(items)) = serde_json::from_str(text) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|p| {
+            let key = p.get("ParameterKey")?.as_str()?;
+            let value = p.get("ParameterValue")?.as_str()?;
+            pair(&format!("{key}={value}"))
+        })
+        .collect()
 }
 
 /// The file names a script's `package` commands (`sam package`, `aws cloudformation package`)

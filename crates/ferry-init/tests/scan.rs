@@ -4166,3 +4166,58 @@ fn nested_templates_of_one_folder_are_not_also_said_to_get_folders() {
         s.notes
     );
 }
+
+/// A repository's root Makefile deploying each stack with `aws cloudformation create-stack`
+/// (kpanic9/aws-vpc-cf): its commands naming a service's template by its path give that
+/// service's stack name, region (through the Makefile's variable) and parameters (from the
+/// `--parameters file://…` JSON); before, scripts above the service folder were not read, and
+/// neither were create-stack commands.
+#[test]
+fn a_root_makefile_deploying_each_template_by_its_path_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let template = |export: &str| {
+        format!(
+            "AWSTemplateFormatVersion: '2010-09-09'\nParameters:\n  Environment:\n    Type: String\n    Default: SampleApp\nResources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  Out:\n    Value: !Ref Q\n    Export:\n      Name: !Sub '${{Environment}}-{export}'\n"
+        )
+    };
+    file(r, "templates/network.yaml", &template("VpcId"));
+    file(r, "templates/application.yaml", &template("AppId"));
+    file(
+        r,
+        "env/network.json",
+        r#"[{"ParameterKey": "Environment", "ParameterValue": "RsApp"}]"#,
+    );
+    file(
+        r,
+        "Makefile",
+        "region = ap-southeast-2\n\nnetwork:\n\taws cloudformation create-stack --stack-name net-$(STAGE) --template-body file://templates/network.yaml --parameters file://env/network.json --region $(region)\n\napplication:\n\taws cloudformation update-stack --stack-name app-$(STAGE) --template-body file://templates/application.yaml --region $(region)\n",
+    );
+    let s = scan(r).unwrap();
+    let found = |name: &str| s.services.iter().find(|f| f.name == name).unwrap();
+    assert_eq!(s.region(), "ap-southeast-2", "{:#?}", s.notes);
+    assert_eq!(
+        found("network")
+            .stack_name
+            .as_ref()
+            .map(|(p, _)| p.as_str()),
+        Some("net-{stage}"),
+        "{:#?}",
+        s.notes
+    );
+    assert_eq!(
+        found("application")
+            .stack_name
+            .as_ref()
+            .map(|(p, _)| p.as_str()),
+        Some("app-{stage}")
+    );
+    assert_eq!(
+        found("network")
+            .parameters
+            .get("Environment")
+            .map(|(v, _)| v.as_str()),
+        Some("RsApp")
+    );
+    assert!(found("application").parameters.is_empty());
+}
