@@ -874,3 +874,36 @@ fn a_batch_node_aborted_says_the_batch_keeps_the_lock() {
     );
     assert_eq!(code, 0, "{err}");
 }
+
+/// A deploy of two services, one importing the other's export without depending on it, warns
+/// as validate does: nothing orders them, and the import may fail ("No export named …"; a
+/// probe's first deploy of kpanic9/aws-vpc-cf failed so, with nothing said of the order).
+#[test]
+fn a_deploy_of_an_importer_beside_its_unordered_exporter_warns() {
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        "[project]\nname = \"e2e-unordered\"\n\n[stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n",
+    )
+    .write("services/database/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write(
+        "services/database/t.yaml",
+        "Resources:\n  T:\n    Type: AWS::SQS::Queue\nOutputs:\n  Name:\n    Value: !Ref T\n    Export:\n      Name: !Sub ${AWS::StackName}-Name\n",
+    )
+    .write(
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nStage = \"${stage}\"\n",
+    )
+    .write(
+        "services/api/t.yaml",
+        "Parameters:\n  Stage: {Type: String}\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !ImportValue\n        Fn::Sub: database-${Stage}-Name\n",
+    );
+    r.commit("two services");
+    // Whether the import finds the export depends on which stack comes first: only the
+    // warning is asserted.
+    let (_, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert!(
+        err.contains("warning: api: imports `database-dev-Name` (Fn::ImportValue), which the template of database exports, and api does not depend on database"),
+        "{out}\n{err}"
+    );
+}

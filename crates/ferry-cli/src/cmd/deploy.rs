@@ -540,6 +540,17 @@ async fn deploy_locked(
     let plan = plan_of(ws, &args.select, stage, ci, args.stage.is_none(), &state)?;
     eprint!("{}", ferry_plan::text(&plan, false));
     ferry_deploy::check_not_behind(&plan, ci)?;
+    // Two services this run deploys, one importing the other's export without depending on
+    // it: nothing orders them, and the import may fail ("No export named …"), as validate warns.
+    if plan.order.len() > 1 {
+        let deploying = |s: &str| plan.order.iter().any(|o| o == s);
+        for u in ferry_package::unlinked_importers(&ferry_package::Templates::new(ws))
+            .iter()
+            .filter(|u| deploying(&u.importer) && deploying(&u.exporter))
+        {
+            eprintln!("{}", mask(&format!("warning: {u}")));
+        }
+    }
     // Those the plan does not already name as removed (their record's commit is missing here).
     let orphans: Vec<&str> = previous
         .keys()
