@@ -112,17 +112,25 @@ pub(crate) fn links(
                 .and_then(|rest| rest.split_once('}'))
                 .and_then(|(var, _)| Some((var, s.defaulted.get(var)?)));
             // Unless the exporter builds its export from a parameter of the same name and
-            // default (`${Environment}-VpcId` on both sides, `Environment` defaulting to
-            // `SampleApp` in both): the names then match as they are deployed, as `validate`
-            // finds them, and the order is inferred below.
-            let shared = |j: usize, export: &str, var: &str, default: &str| {
+            // value (`${Environment}-VpcId` on both sides, `Environment` defaulting to
+            // `SampleApp` in both, and given no other value by what init writes to either):
+            // the names then match as they are deployed, as `validate` finds them, and the
+            // order is inferred below.
+            let value_of = |x: usize, var: &str| -> Option<String> {
+                match services[x].parameters.get(var) {
+                    Some((given, _)) => Some(given.clone()),
+                    None => said[x].defaulted.get(var).cloned(),
+                }
+            };
+            let shared = |j: usize, export: &str, var: &str| {
                 export.starts_with(&format!("${{{var}}}"))
-                    && said[j].defaulted.get(var).map(String::as_str) == Some(default)
+                    && value_of(j, var).is_some()
+                    && value_of(j, var) == value_of(i, var)
             };
             if let (Some((var, default)), Some([(j, export)])) =
                 (through, exporters.get(&k).map(Vec::as_slice))
                 && *j != i
-                && !shared(*j, export, var, default)
+                && !shared(*j, export, var)
             {
                 let stack = stack_of[*j]
                     .as_deref()

@@ -8,7 +8,7 @@
 //! `${STAGE}`, `$(ENV)`) becomes `${stage}`, one naming the region `${region}`; a value with any
 //! other variable is left out with a note, as Ferry cannot know it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use toml::de::DeTable;
@@ -139,43 +139,29 @@ pub(crate) fn read(
         }
     }
     for (from, text, of) in scripts_of(root, dir, file) {
-        let parameters_file = |path: &str| small_text(&root.join(of.folder()).join(path));
+        // A parameters file of the repository only (`file://env/x.json`, not `file:///etc/…`).
+        let parameters_file = |path: &str| {
+            let rel = if of.folder().is_empty() {
+                path.to_string()
+            } else {
+                format!("{}/{path}", of.folder())
+            };
+            (!path.starts_with('/'))
+                .then(|| ferry_manifest::normalize_relative(&rel))
+                .flatten()
+                .and_then(|rel| small_text(&root.join(rel)))
+        };
         for (k, v) in deploy_overrides_of(&text, &of, &parameters_file) {
             found.push((k, v, from.clone()));
         }
     }
     let mut out = BTreeMap::new();
-    for (key, raw, from) in &found {
-        if out.contains_key(key) {
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    for (key, first, from) in &found {
+        if !done.insert(key) {
             continue;
         }
-        // Every value passed for it (one command per stage passes each stage's): one for
-        // every stage when they differ only by the stage's word, else the first, noted.
-        let mut values: Vec<(&str, &str)> = Vec::new();
-        for (k, v, f) in &found {
-            if k == key && !values.iter().any(|(seen, _)| seen == v) {
-                values.push((v.as_str(), f.as_str()));
-            }
-        }
-        let (key, mut raw, from) = (key.clone(), raw.clone(), from.clone());
-        if values.len() > 1 {
-            let raws: Vec<&str> = values.iter().map(|(v, _)| *v).collect();
-            match per_stage(&raws) {
-                Some(one) => raw = one,
-                None if !declared.iter().any(|(k, secret)| *k == key && *secret) => {
-                    let each: Vec<String> = values
-                        .iter()
-                        .map(|(v, f)| format!("{} in {f}", v.trim()))
-                        .collect();
-                    notes.push(format!(
-                        "{from}: its deploy commands pass {key} different values ({}): init wrote the first for every stage; give {key} each stage's value (`${{stage}}`, or a `${{var:…}}` of the stages' variables)",
-                        each.join("; ")
-                    ));
-                }
-                None => {}
-            }
-        }
-        let Some((_, secret)) = declared.iter().find(|(k, _)| *k == key) else {
+        let Some((_, secret)) = declared.iter().find(|(k, _)| k == key) else {
             notes.push(format!(
                 "{from}: passes {key}, which the template does not declare: left out"
             ));
@@ -187,9 +173,37 @@ pub(crate) fn read(
             ));
             continue;
         }
+        // Every value passed for it (one command per stage passes each stage's): one for
+        // every stage when they differ only by the stage's word, else the first, noted.
+        let mut values: Vec<(&str, &str)> = Vec::new();
+        for (k, v, f) in &found {
+            if k == key && !values.iter().any(|(seen, _)| seen == v) {
+                values.push((v, f));
+            }
+        }
+        let raws: Vec<&str> = values.iter().map(|(v, _)| *v).collect();
+        let raw = match per_stage(&raws) {
+            Some(one) => one,
+            None => {
+                if values.len() > 1 {
+                    let each: Vec<String> = values
+                        .iter()
+                        .map(|(v, f)| format!("{} in {f}", ferry_ci::one_line(v.trim())))
+                        .collect();
+                    notes.push(format!(
+                        "{from}: its deploy commands pass {key} different values ({}): init takes the first for every stage; give {key} each stage's value (`${{stage}}`, or a `${{var:…}}` of the stages' variables)",
+                        each.join("; ")
+                    ));
+                }
+                first.clone()
+            }
+        };
         match translate(&raw) {
             Ok(value) => {
-                out.insert(key, (value, format!("as {from} passes it: {}", raw.trim())));
+                out.insert(
+                    key.clone(),
+                    (value, format!("as {from} passes it: {}", raw.trim())),
+                );
             }
             Err(var) => notes.push(format!(
                 "{from}: passes {key} a value with `{var}`, which Ferry cannot know: give {key} its value in the service.toml"
@@ -254,7 +268,7 @@ pub(crate) fn stack_name(
     }
     for (from, text, of) in scripts_of(root, dir, file) {
         found.extend(
-            deploy_flag_of(&text, &of, "--stack-name")
+            deploy_flag_of(&with_literal_variables(&text), &of, "--stack-name")
                 .into_iter()
                 .map(|raw| (raw, from.clone())),
         );
@@ -314,7 +328,7 @@ fn scripts_in(root: &Path, at: &str) -> Vec<(String, String)> {
     scripts
         .into_iter()
         .filter_map(|name| {
-            let text = with_literal_variables(&small_text(&folder.join(&name))?);
+            let text = small_text(&folder.join(&name))?;
             let path = if at.is_empty() {
                 name
             } else {
@@ -327,23 +341,45 @@ fn scripts_in(root: &Path, at: &str) -> Vec<(String, String)> {
 
 /// `text` (a Makefile or shell script) with each use of a variable it gives one literal value
 /// (`region = ap-southeast-2`, `REGION=us-east-1`, `export BUCKET="b"`; `$(region)`,
-/// `${REGION}`, `$BUCKET`) written as that value, so that a deploy command's region, stack name
-/// or parameters read through it. A stage's variable (`STAGE ?= dev`) stays a variable: its
-/// value is one stage's default, which Ferry gives each stage; as does one given two values,
-/// a value with a variable, quote or space in it, and make's `$$` escapes (the shell's).
+/// `${REGION}`, `$BUCKET`) written as that value, so that a deploy command's region or stack
+/// name reads through it. Read only for those: a parameter's value through a variable stays
+/// one Ferry cannot know (a variable may hold a secret under any name). Left as they are: a
+/// stage's variable (`STAGE`), whose value is one stage's; a default the caller may override
+/// (`TIER ?= dev`, the stage under another name) or a value given in a conditional (`ifeq`,
+/// `if`, `case`), which holds for some runs only; a name given two values or appended to
+/// (`+=`); a secret's name (`GITHUB_TOKEN`); a value with a variable, quote or space in it;
+/// make's `$$` escapes (the shell's).
 fn with_literal_variables(text: &str) -> String {
     let mut given: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+    // How deep in a make or shell conditional a line is.
+    let mut depth = 0usize;
     for line in text.lines() {
         let line = line.trim_start();
+        let first = line.split_whitespace().next().unwrap_or_default();
+        match first {
+            "ifeq" | "ifneq" | "ifdef" | "ifndef" | "if" | "case" => {
+                depth += 1;
+                continue;
+            }
+            "endif" | "fi" | "esac" => {
+                depth = depth.saturating_sub(1);
+                continue;
+            }
+            _ => {}
+        }
         let line = line.strip_prefix("export ").unwrap_or(line);
         let Some((name, value)) = line.split_once('=') else {
             continue;
         };
-        let name = name.trim_end().trim_end_matches([':', '?', ':']).trim_end();
+        let name = name.trim_end();
+        // `NAME ?= x` (a default) and `NAME += x`: never one literal value.
+        let (name, settled) = match name.strip_suffix(['?', '+']) {
+            Some(n) => (n.trim_end(), false),
+            None => (name.trim_end_matches(':').trim_end(), depth == 0),
+        };
         if name.is_empty()
             || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             || name.starts_with(|c: char| c.is_ascii_digit())
-            || stage_variable(name)
         {
             continue;
         }
@@ -353,7 +389,10 @@ fn with_literal_variables(text: &str) -> String {
             .and_then(|v| v.strip_suffix('"'))
             .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
             .unwrap_or(value);
-        let literal = !value.is_empty()
+        let literal = settled
+            && !stage_variable(name)
+            && !secret_name(name)
+            && !value.is_empty()
             && value.chars().all(|c| {
                 c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/' | '@' | '+')
             });
@@ -362,11 +401,8 @@ fn with_literal_variables(text: &str) -> String {
             *entry = None;
         }
     }
-    let known: Vec<(&str, &str)> = given
-        .into_iter()
-        .filter_map(|(name, value)| Some((name, value?)))
-        .collect();
-    if known.is_empty() {
+    given.retain(|_, value| value.is_some());
+    if given.is_empty() {
         return text.to_string();
     }
     let mut out = String::with_capacity(text.len());
@@ -394,8 +430,8 @@ fn with_literal_variables(text: &str) -> String {
                 .unwrap_or(after.len());
             (&after[..end], end)
         };
-        match known.iter().find(|(n, _)| *n == name) {
-            Some((_, value)) if len > 0 => {
+        match given.get(name) {
+            Some(Some(value)) if len > 0 => {
                 out.push_str(value);
                 rest = &after[len..];
             }
@@ -483,7 +519,7 @@ pub(crate) fn deploy_region(
     let mut given: Vec<(String, String)> = Vec::new();
     for (from, text, of) in scripts_of(root, dir, file) {
         given.extend(
-            deploy_flag_of(&text, &of, "--region")
+            deploy_flag_of(&with_literal_variables(&text), &of, "--region")
                 .into_iter()
                 // A command's end stuck to the value (`--region eu-west-1;`).
                 .map(|r| {
@@ -645,8 +681,14 @@ fn scripts_of(root: &Path, dir: &str, file: &str) -> Vec<(String, String, Of)> {
     let above = std::iter::successors(dir.rsplit_once('/').map(|(p, _)| p).or(Some("")), |d| {
         (!d.is_empty()).then(|| d.rsplit_once('/').map_or("", |(p, _)| p))
     });
+    let name = template.rsplit('/').next().unwrap_or(&template).to_string();
     for at in above.filter(|a| !dir.is_empty() && !near.iter().any(|n| n == a)) {
-        for (from, text) in scripts_in(root, at) {
+        // Only a script naming the template's file is read further (a root Makefile is read
+        // for each service below it).
+        for (from, text) in scripts_in(root, at)
+            .into_iter()
+            .filter(|(_, t)| t.contains(&name))
+        {
             let of = Of::Above {
                 folder: at.to_string(),
                 template: template.clone(),
@@ -689,8 +731,14 @@ fn deploy_commands_of(text: &str, of: &Of) -> Vec<Vec<String>> {
                 let name = file.rsplit('/').next().unwrap_or(file);
                 name == template.as_str() || packaged.iter().any(|p| p == name)
             };
+            // A `create-stack` or `update-stack` is the service's only when it names the
+            // template (`--use-previous-template`, `--template-url` name none: another stack's
+            // update, as a shared DNS stack's, may stand in the service's script).
             deploys
-                .filter(|w| named(w).iter().all(|f| ours(f)))
+                .filter(|w| {
+                    let names = named(w);
+                    names.iter().all(|f| ours(f)) && (subcommand(w, "deploy") || !names.is_empty())
+                })
                 .collect()
         }
         Of::Above { folder, template } => deploys
@@ -982,7 +1030,8 @@ fn pair(word: &str) -> Option<(String, String)> {
     let (k, v) = match word.strip_prefix("ParameterKey=") {
         Some(rest) => {
             let (k, v) = rest.split_once(",ParameterValue=")?;
-            (k, v)
+            // `…,UsePreviousValue=false` is no part of the value.
+            (k, v.split(",UsePrevious").next().unwrap_or(v))
         }
         None => word.split_once('=')?,
     };
@@ -1044,12 +1093,14 @@ fn translate(raw: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// One value for every stage from `values` that differ only by a stage's word each holds as a
-/// word of its own (`app-prod` and `app-dev`: `app-${STAGE}`, which [`translate`] reads as the
-/// stage); `None` when no such form is common to them all.
+/// One value for every stage from `values` that differ only by the name of a stage `ferry.toml`
+/// is written with (dev, staging, prod), each holding it as a word of its own (`app-prod` and
+/// `app-dev`: `app-${STAGE}`, which [`translate`] reads as the stage); `None` when no such form
+/// is common to them all. Another stage's word (`app-production`) is no Ferry stage's: its
+/// stack or value would change with it.
 fn per_stage(values: &[&str]) -> Option<String> {
     let forms = |v: &str| -> Vec<String> {
-        crate::STAGE_WORDS
+        crate::STAGES
             .iter()
             .map(|w| literal_stage(v, w))
             .filter(|f| f.contains("${STAGE}"))
@@ -1398,9 +1449,37 @@ sam deploy --stack-name add-user-dev --parameter-overrides ParameterKey=Stage,Pa
         );
         assert!(
             notes.iter().any(|n| n
-                == "deploy.sh: its deploy commands pass Domain different values (klubby.me in deploy.sh; dev.klubby.me in deploy.sh): init wrote the first for every stage; give Domain each stage's value (`${stage}`, or a `${var:…}` of the stages' variables)"),
+                == "deploy.sh: its deploy commands pass Domain different values (klubby.me in deploy.sh; dev.klubby.me in deploy.sh): init takes the first for every stage; give Domain each stage's value (`${stage}`, or a `${var:…}` of the stages' variables)"),
             "{notes:?}"
         );
+        // A stage's word that is no Ferry stage's (`production`) is not taken for the stage:
+        // Ferry's prod would deploy `add-user-prod` beside `add-user-production` (a review's
+        // find).
+        write(
+            "deploy.sh",
+            "sam deploy --stack-name add-user-production\nsam deploy --stack-name add-user-dev\n",
+        );
+        assert_eq!(
+            stack_name(dir.path(), "", "template.yaml", &mut notes),
+            None
+        );
+        // Another stack's update in the service's script (no template named) is not its.
+        write(
+            "deploy.sh",
+            "aws cloudformation update-stack --stack-name shared-dns --use-previous-template --region us-east-1 --parameters ParameterKey=Stage,ParameterValue=shared\nsam deploy --stack-name api-$STAGE --region eu-west-1 --parameter-overrides Stage=$STAGE\n",
+        );
+        assert_eq!(
+            (
+                stack_name(dir.path(), "", "template.yaml", &mut notes).map(|(p, _)| p),
+                deploy_region(dir.path(), "", "template.yaml", &mut notes)
+            ),
+            (
+                Some("api-{stage}".to_string()),
+                Some("eu-west-1".to_string())
+            )
+        );
+        let found = read(dir.path(), "", "template.yaml", &declared, &mut notes);
+        assert_eq!(found["Stage"].0, "${stage}");
         // One command deploying one stage's stack: one stack for every stage, as before.
         write(
             "deploy.sh",
@@ -1448,9 +1527,28 @@ sam deploy --stack-name add-user-dev --parameter-overrides ParameterKey=Stage,Pa
                 value("Stage"),
                 value("Home")
             ),
-            (Some("art-bucket"), Some("orders"), Some("${stage}"), None),
-            "{notes:?}"
+            (None, Some("orders"), Some("${stage}"), None),
+            "a parameter's value through a variable stays unknown (a variable may hold a secret under any name): {notes:?}"
         );
+        // A default the caller may override, a value in a conditional, and a secret's name stay
+        // variables (a review's finds: `TIER ?= dev` froze the stage under another name).
+        write(
+            "Makefile",
+            "TIER ?= dev\nifeq ($(TIER),prod)\nregion := eu-west-1\nendif\nGITHUB_TOKEN=ghp_x\ndeploy:\n\tsam deploy --stack-name web-$(TIER) --region $(region) --parameter-overrides Auth=$(GITHUB_TOKEN)\n",
+        );
+        notes.clear();
+        assert_eq!(
+            deploy_region(dir.path(), "", "template.yaml", &mut notes),
+            None
+        );
+        assert_eq!(
+            stack_name(dir.path(), "", "template.yaml", &mut notes),
+            None
+        );
+        let declared = vec![("Auth".to_string(), false)];
+        let found = read(dir.path(), "", "template.yaml", &declared, &mut notes);
+        assert!(found.is_empty(), "{found:?}");
+        assert!(!notes.iter().any(|n| n.contains("ghp_x")), "{notes:?}");
         // Two values for one name: neither is taken.
         write(
             "deploy.sh",

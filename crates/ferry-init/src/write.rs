@@ -106,11 +106,26 @@ pub fn problems_after(
         Err(e) => return e.to_string().lines().map(String::from).collect(),
         Ok(ws) => ws,
     };
-    // The templates are read from disk: those of services whose folder the write would make
-    // (a template beside others, `templates/application/../application.yaml`) are checked by
-    // the real run, once the folder is there.
-    let on_disk = ws.services.iter().filter(|s| root.join(&s.dir).is_dir());
-    let mut problems: Vec<String> = ferry_package::check_templates(&ws, on_disk)
+    // The templates are read from disk, where a folder the write would make is not there yet
+    // (a template beside others given a folder of its own,
+    // `templates/application/../application.yaml`): such a service's template is checked where
+    // it lies, as from its own folder (it names no local path, or init would have given it the
+    // folder holding them).
+    let checked: Vec<ferry_manifest::Service> = ws
+        .services
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            if !root.join(&s.dir).is_dir()
+                && let Some(path) = ferry_manifest::normalize_relative(&s.template_path())
+                && let Some((dir, file)) = path.rsplit_once('/')
+            {
+                (s.dir, s.template) = (dir.to_string(), file.to_string());
+            }
+            s
+        })
+        .collect();
+    let mut problems: Vec<String> = ferry_package::check_templates(&ws, &checked)
         .iter()
         .map(ToString::to_string)
         .collect();

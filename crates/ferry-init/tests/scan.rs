@@ -2705,6 +2705,16 @@ fn an_import_through_a_defaulted_stack_parameter_is_noted_not_linked() {
         "{:#?}",
         s.notes
     );
+    // The exporter's deploy script giving Environment another value than the importer's
+    // default: the names differ as deployed, so no order is inferred (a review's find).
+    file(
+        r,
+        "alert/deploy.sh",
+        "sam deploy --stack-name alert-$STAGE --parameter-overrides Environment=$STAGE\n",
+    );
+    let s = scan(r).unwrap();
+    let db = s.services.iter().find(|f| f.dir == "db").unwrap();
+    assert!(db.depends_on.is_empty(), "{:?}", db.depends_on);
 }
 
 /// An Amplify CLI backend's templates are the nested stacks `amplify push` deploys: noted and
@@ -4115,6 +4125,20 @@ fn a_dry_run_does_not_call_templates_in_folders_to_come_unreadable() {
     let source = ferry_manifest::FsSource::new(r);
     let problems = ferry_init::problems_after(r, &source, &s, &files);
     assert!(problems.is_empty(), "{problems:#?}");
+    // Their templates are still checked where they lie: a problem there is said (a review's
+    // find: skipping them hid it from the dry run).
+    file(
+        r,
+        "templates/network.yaml",
+        "AWSTemplateFormatVersion: '2010-09-09'\nParameters:\n  VpcId:\n    Type: AWS::EC2::VPC::Id\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    let s = scan(r).unwrap();
+    let files = render(&s, r);
+    let problems = ferry_init::problems_after(r, &source, &s, &files);
+    assert!(
+        problems.len() == 1 && problems[0].contains("VpcId") && problems[0].contains("network"),
+        "{problems:#?}"
+    );
 }
 
 /// Templates of one folder that another template nests are parts of it: what was said of them

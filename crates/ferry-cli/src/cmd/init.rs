@@ -242,17 +242,11 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
         for line in problems.iter().flat_map(|p| p.lines()) {
             println!("  {}", crate::ui::mask(line));
         }
-        if args.dry_run {
-            println!("dry run: nothing written");
-            return Ok(());
-        }
-        println!("then: `{name} validate`, then `{name} plan dev`");
-        return Ok(());
     }
-    if args.dry_run {
-        println!("dry run: nothing written");
-        return Ok(());
+    match (args.dry_run, problems.is_empty()) {
+        (true, _) => println!("dry run: nothing written"),
+        (false, true) => println!("next: `{name} validate`, then `{name} plan dev`"),
+        (false, false) => println!("then: `{name} validate`, then `{name} plan dev`"),
     }
-    println!("next: `{name} validate`, then `{name} plan dev`");
     Ok(())
 }
