@@ -824,7 +824,7 @@ pub(crate) fn installed_from_above(
 }
 
 /// `dir` (repository-relative), its parent, and so on up to the root (`""`).
-fn folders_up(dir: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn folders_up(dir: &str) -> impl Iterator<Item = &str> {
     std::iter::successors(Some(dir), |d| {
         (!d.is_empty()).then(|| d.rsplit_once('/').map_or("", |(p, _)| p))
     })

@@ -678,16 +678,13 @@ fn scripts_of(root: &Path, dir: &str, file: &str) -> Vec<(String, String, Of)> {
             out.push((from, text, of));
         }
     }
-    let above = std::iter::successors(dir.rsplit_once('/').map(|(p, _)| p).or(Some("")), |d| {
-        (!d.is_empty()).then(|| d.rsplit_once('/').map_or("", |(p, _)| p))
-    });
-    let name = template.rsplit('/').next().unwrap_or(&template).to_string();
-    for at in above.filter(|a| !dir.is_empty() && !near.iter().any(|n| n == a)) {
+    let above = crate::folders_up(dir).skip(1);
+    for at in above.filter(|a| !near.iter().any(|n| n == a)) {
         // Only a script naming the template's file is read further (a root Makefile is read
         // for each service below it).
         for (from, text) in scripts_in(root, at)
             .into_iter()
-            .filter(|(_, t)| t.contains(&name))
+            .filter(|(_, t)| t.contains(template_name))
         {
             let of = Of::Above {
                 folder: at.to_string(),
