@@ -1018,8 +1018,10 @@ fn unpassed_params(root: &Path, scan: &Scan) -> Vec<String> {
             };
             has("default") || STAGES.iter().all(|stage| has(stage))
         };
+        // Ferry gives the stage's permissions boundary itself.
         let missing: Vec<&str> = read
             .into_iter()
+            .filter(|n| *n != ferry_package::BOUNDARY_PARAMETER)
             .filter(|n| !given(n) && !s.parameters.contains_key(*n))
             .collect();
         if !missing.is_empty() {

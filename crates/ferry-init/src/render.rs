@@ -195,9 +195,14 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
         } else {
             required_parameters(&root.join(crate::template_path(&s.dir, &s.file)))
         };
+        // Ferry gives the stage's permissions boundary and its artifact bucket itself: an empty
+        // value written for either would stand for the stage's.
         let missing: Vec<(String, Option<String>)> = required
             .into_iter()
             .filter(|(p, _)| !s.parameters.contains_key(p))
+            .filter(|(p, _)| {
+                p != ferry_package::BOUNDARY_PARAMETER && p != ferry_package::BUCKET_PARAMETER
+            })
             .collect();
         let staged: Vec<StageParameter> = if s.kind == ServiceKind::Serverless {
             Vec::new()

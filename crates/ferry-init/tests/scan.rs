@@ -3950,7 +3950,7 @@ fn a_serverless_param_nothing_gives_is_noted() {
     file(
         r,
         "api/serverless.yml",
-        "service: api\nprovider:\n  name: aws\n  environment:\n    DOMAIN: ${param:domain}\n    ZONE: ${param:zone}\n    LEVEL: ${param:level, 'info'}\n    BY_DEFAULT: ${param:bydefault}\n    EACH: ${param:each}\n    BUILT: ${param:${sls:stage}-x}\n    AGAIN: ${param:domain}\nparams:\n  default:\n    bydefault: x\n  dev:\n    each: a\n    zone: z\n  staging:\n    each: b\n  prod:\n    each: c\n",
+        "service: api\nprovider:\n  name: aws\n  rolePermissionsBoundary: arn:aws:iam::1:policy/${param:FerryPermissionsBoundary}\n  environment:\n    DOMAIN: ${param:domain}\n    ZONE: ${param:zone}\n    LEVEL: ${param:level, 'info'}\n    BY_DEFAULT: ${param:bydefault}\n    EACH: ${param:each}\n    BUILT: ${param:${sls:stage}-x}\n    AGAIN: ${param:domain}\nparams:\n  default:\n    bydefault: x\n  dev:\n    each: a\n    zone: z\n  staging:\n    each: b\n  prod:\n    each: c\n",
     );
     let s = scan(r).unwrap();
     let said: Vec<&String> = s.notes.iter().filter(|n| n.contains("${param:")).collect();
@@ -4244,4 +4244,29 @@ fn a_root_makefile_deploying_each_template_by_its_path_is_read() {
         Some("RsApp")
     );
     assert!(found("application").parameters.is_empty());
+}
+
+/// A template declaring the parameters Ferry gives itself (the stage's permissions boundary,
+/// its artifact bucket), as a repository adopting Ferry again has them: no empty value is
+/// written for them, which would stand for the stage's (before, `FerryPermissionsBoundary = ""`
+/// was written, and the stage's boundary was not given).
+#[test]
+fn parameters_ferry_gives_itself_are_not_written_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "api/template.yaml",
+        "Parameters:\n  FerryPermissionsBoundary:\n    Type: String\n  FerryArtifactBucket:\n    Type: String\n  Size:\n    Type: Number\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    let s = scan(r).unwrap();
+    let files = render(&s, r);
+    let toml = &files
+        .iter()
+        .find(|(p, _)| p == "api/service.toml")
+        .unwrap()
+        .1;
+    assert!(toml.contains("Size = \"\""), "{toml}");
+    assert!(!toml.contains("FerryPermissionsBoundary"), "{toml}");
+    assert!(!toml.contains("FerryArtifactBucket"), "{toml}");
 }
