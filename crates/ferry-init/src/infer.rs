@@ -310,17 +310,12 @@ fn literal_service(text: &str) -> Option<String> {
             && !rest.ends_with(';')
             && !text[..at].trim_end().ends_with('(')
     };
-    let (_, after) = crate::walk::after_service_words(text)
+    let (_, after) = crate::walk::after_words(text, "service")
         .filter_map(|(at, after)| Some((at, after.strip_prefix(':')?)))
         .filter(|(at, after)| a_value(*at, after))
         .map(|(at, after)| (indent(at), after))
         .min_by_key(|(depth, _)| *depth)?;
-    let value = after.trim_start();
-    let quote = value
-        .chars()
-        .next()
-        .filter(|q| matches!(q, '\'' | '"' | '`'))?;
-    let name = value[1..].split(quote).next()?;
+    let name = quoted(after)?;
     (!name.is_empty()
         && name.len() <= ferry_manifest::MAX_STACK_NAME
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
@@ -332,24 +327,8 @@ fn literal_service(text: &str) -> Option<String> {
 /// `None` when none does, or they name two (a plugin's own setting beside the provider's).
 fn literal_region(text: &str) -> Option<String> {
     let mut found: Option<&str> = None;
-    for (at, _) in text.match_indices("region") {
-        let before = text[..at].chars().next_back();
-        let after = text[at + "region".len()..].trim_start_matches(['"', '\'']);
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-            continue;
-        }
-        let Some(value) = after.trim_start().strip_prefix(':') else {
-            continue;
-        };
-        let value = value.trim_start();
-        let Some(quote) = value
-            .chars()
-            .next()
-            .filter(|q| matches!(q, '\'' | '"' | '`'))
-        else {
-            continue;
-        };
-        let Some(name) = value[1..].split(quote).next() else {
+    for (_, after) in crate::walk::after_words(text, "region") {
+        let Some(name) = after.strip_prefix(':').and_then(quoted) else {
             continue;
         };
         if !ferry_manifest::is_region_name(name) {
@@ -361,6 +340,17 @@ fn literal_region(text: &str) -> Option<String> {
         }
     }
     found.map(String::from)
+}
+
+/// The text inside the quotes (`'`, `"` or a backquote) a key's value starts with (`'orders'`
+/// of ` 'orders', …`); `None` when it starts with no quote.
+fn quoted(value: &str) -> Option<&str> {
+    let value = value.trim_start();
+    let quote = value
+        .chars()
+        .next()
+        .filter(|q| matches!(q, '\'' | '"' | '`'))?;
+    value[1..].split(quote).next()
 }
 
 /// `${self:service}` (and the object form's name) replaced by the service's name.

@@ -141,14 +141,7 @@ pub(crate) fn read(
     for (from, text, of) in scripts_of(root, dir, file) {
         // A parameters file of the repository only (`file://env/x.json`, not `file:///etc/…`).
         let parameters_file = |path: &str| {
-            let rel = if of.folder().is_empty() {
-                path.to_string()
-            } else {
-                format!("{}/{path}", of.folder())
-            };
-            (!path.starts_with('/'))
-                .then(|| ferry_manifest::normalize_relative(&rel))
-                .flatten()
+            crate::local_deps::resolve(of.folder(), path)
                 .and_then(|rel| small_text(&root.join(rel)))
         };
         for (k, v) in deploy_overrides_of(&text, &of, &parameters_file) {
@@ -701,18 +694,17 @@ fn scripts_of(root: &Path, dir: &str, file: &str) -> Vec<(String, String, Of)> {
 /// lines joined and a line's commands taken one by one (`aws s3 cp … --region x && sam
 /// deploy …`: the copy's flags are not the deploy's).
 fn deploy_commands_of(text: &str, of: &Of) -> Vec<Vec<String>> {
-    let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
-    let deploys = joined
-        .lines()
-        .flat_map(|line| commands(words(&without_substitutions(line))))
+    let all = script_commands(text);
+    let deploys = all
+        .iter()
         .filter(|w| {
             ["deploy", "create-stack", "update-stack"]
                 .iter()
                 .any(|s| subcommand(w, s))
-        });
+        })
+        .cloned();
     let named = |w: &Vec<String>| -> Vec<String> {
-        flag_words(w.clone())
-            .windows(2)
+        w.windows(2)
             .filter(|p| TEMPLATE_FLAGS.contains(&p[0].as_str()) && !p[1].contains('$'))
             .map(|p| p[1].strip_prefix("file://").unwrap_or(&p[1]).to_string())
             .collect()
@@ -723,7 +715,7 @@ fn deploy_commands_of(text: &str, of: &Of) -> Vec<Vec<String>> {
             // this service's, unless that file is what a `sam build`, `sam package` or
             // `aws cloudformation package` of the script writes from `template`
             // (`.aws-sam/build/…`, `--output-template-file packaged.yaml`).
-            let packaged = packaged_from(&joined, template);
+            let packaged = packaged_from(&all, template);
             let ours = |file: &str| {
                 let name = file.rsplit('/').next().unwrap_or(file);
                 name == template.as_str() || packaged.iter().any(|p| p == name)
@@ -741,16 +733,22 @@ fn deploy_commands_of(text: &str, of: &Of) -> Vec<Vec<String>> {
         Of::Above { folder, template } => deploys
             .filter(|w| {
                 named(w).iter().any(|f| {
-                    let path = if folder.is_empty() {
-                        f.clone()
-                    } else {
-                        format!("{folder}/{f}")
-                    };
-                    ferry_manifest::normalize_relative(&path).as_deref() == Some(template.as_str())
+                    crate::local_deps::resolve(folder, f).as_deref() == Some(template.as_str())
                 })
             })
             .collect(),
     }
+}
+
+/// The commands of a Makefile or shell script, each as its words: continued lines joined, a
+/// command substitution one word ([`without_substitutions`]), `--flag=value` split in two
+/// ([`flag_words`]), each line cut at its separators ([`commands`]).
+fn script_commands(text: &str) -> Vec<Vec<String>> {
+    text.replace("\\\r\n", " ")
+        .replace("\\\n", " ")
+        .lines()
+        .flat_map(|line| commands(flag_words(words(&without_substitutions(line)))))
+        .collect()
 }
 
 /// A line's words cut into its commands, at `&&`, `||`, `;`, `|` and `&`, also where a word
@@ -837,10 +835,7 @@ fn subcommand(command: &[String], sub: &str) -> bool {
 fn deploy_flag_of(text: &str, of: &Of, flag: &str) -> Vec<String> {
     deploy_commands_of(text, of)
         .into_iter()
-        .filter_map(|w| {
-            let w = flag_words(w);
-            w.windows(2).find(|p| p[0] == flag).map(|p| p[1].clone())
-        })
+        .filter_map(|w| w.windows(2).find(|p| p[0] == flag).map(|p| p[1].clone()))
         .collect()
 }
 
@@ -865,8 +860,9 @@ fn deploy_overrides_of(
     parameters_file: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    // `--parameter-overrides="A=1" "B=2"` as `--parameter-overrides A=1 B=2`.
-    for w in deploy_commands_of(text, of).into_iter().map(flag_words) {
+    // `--parameter-overrides="A=1" "B=2"` as `--parameter-overrides A=1 B=2` (its words come
+    // split by `flag_words`).
+    for w in deploy_commands_of(text, of) {
         let Some(at) = w
             .iter()
             .position(|x| x == "--parameter-overrides" || x == "--parameters")
@@ -916,15 +912,12 @@ fn parameters_json(text: &str) -> Vec<(String, String)> {
 /// The file names a script's `package` commands (`sam package`, `aws cloudformation package`)
 /// write from `template` (`--output-template-file`; `sam package` reads `template.yaml` when
 /// it names none), and from no other template of the script.
-fn packaged_from(joined: &str, template: &str) -> Vec<String> {
+fn packaged_from(commands: &[Vec<String>], template: &str) -> Vec<String> {
     // (the template read, the file written), by file name.
     let mut written: Vec<(String, String)> = Vec::new();
-    for command in joined
-        .lines()
-        .flat_map(|line| commands(flag_words(words(&without_substitutions(line)))))
-    {
-        let building = subcommand(&command, "build") && !subcommand(&command, "package");
-        if !building && !subcommand(&command, "package") {
+    for command in commands {
+        let building = subcommand(command, "build") && !subcommand(command, "package");
+        if !building && !subcommand(command, "package") {
             continue;
         }
         let value = |flags: &[&str]| {

@@ -247,11 +247,14 @@ pub(crate) fn is_program(config: &str) -> bool {
         .any(|e| config.ends_with(e))
 }
 
-/// Where each word `service` of a configuration program stands (not a part of a longer name,
-/// its opening quote included), and what follows it, its closing quote and spaces taken off:
-/// `: 'orders', …` after a key.
-pub(crate) fn after_service_words(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.match_indices("service").filter_map(|(at, _)| {
+/// Where each `word` (`service`, `region`) of a configuration program stands (not a part of a
+/// longer name, its opening quote included), and what follows it, its closing quote and spaces
+/// taken off: `: 'orders', …` after a key.
+pub(crate) fn after_words<'t>(
+    text: &'t str,
+    word: &'t str,
+) -> impl Iterator<Item = (usize, &'t str)> {
+    text.match_indices(word).filter_map(move |(at, _)| {
         let before = text[..at].chars().next_back();
         (!before.is_some_and(|c| c.is_alphanumeric() || c == '_')).then(|| {
             let start = if matches!(before, Some('"' | '\'')) {
@@ -261,7 +264,7 @@ pub(crate) fn after_service_words(text: &str) -> impl Iterator<Item = (usize, &s
             };
             (
                 start,
-                text[at + "service".len()..]
+                text[at + word.len()..]
                     .trim_start_matches(['"', '\''])
                     .trim_start(),
             )
@@ -272,7 +275,7 @@ pub(crate) fn after_service_words(text: &str) -> impl Iterator<Item = (usize, &s
 /// Whether a configuration program names its service: a `service` key (`service: 'orders'`,
 /// `"service": …`, `service,` shorthand).
 fn names_a_service(text: &str) -> bool {
-    after_service_words(text).any(|(_, after)| {
+    after_words(text, "service").any(|(_, after)| {
         after.starts_with(':') || after.starts_with(',') || after.starts_with('}')
     })
 }
