@@ -1481,10 +1481,11 @@ sam deploy --stack-name add-user-dev --parameter-overrides ParameterKey=Stage,Pa
         );
     }
 
-    // A region, stack name or value a script gives through a variable it assigns a literal
+    // A region or stack name a script gives through a variable it assigns a literal
     // (`region = ap-southeast-2` in a Makefile, `REGION=us-east-1` in a script) is read through
-    // it; a stage's variable stays the stage (a probe's kpanic9/aws-vpc-cf and klubby scripts:
-    // "a region Ferry cannot know"). And `--parameter-overrides="A=1"` is read as with a space.
+    // it, a parameter's value never (it may be a secret); a stage's variable stays the stage (a
+    // probe's kpanic9/aws-vpc-cf and klubby scripts: "a region Ferry cannot know"). And
+    // `--parameter-overrides="A=1"` is read as with a space.
     #[test]
     fn a_variable_a_script_assigns_a_literal_is_read_through() {
         let dir = tempfile::tempdir().unwrap();
