@@ -75,17 +75,20 @@ pub(crate) fn settle(
     root_templates: &[String],
     notes: &mut Vec<String>,
 ) -> Vec<Umbrella> {
-    // The walk's reach of the SAM candidates still there (not parts, not left out).
-    let sam: std::collections::BTreeSet<String> = candidates
+    // The walk's reach of the SAM and CloudFormation candidates still there (not parts, not
+    // left out).
+    let placed: std::collections::BTreeSet<String> = candidates
+        .iter()
+        .filter(|c| c.kind != ServiceKind::Serverless)
+        .map(template_of)
+        .collect();
+    reach.retain(|t, _| placed.contains(t));
+    // Paths written for a build step that copies the template to a folder below it first.
+    let below: BTreeMap<String, Vec<Reached>> = candidates
         .iter()
         .filter(|c| c.kind == ServiceKind::Sam)
         .map(template_of)
-        .collect();
-    reach.retain(|t, _| sam.contains(t));
-    // Paths written for a build step that copies the template to a folder below it first.
-    let below: BTreeMap<String, Vec<Reached>> = sam
-        .iter()
-        .map(|t| (t.clone(), ferry_package::reached_from_below(root, t)))
+        .map(|t| (t.clone(), ferry_package::reached_from_below(root, &t)))
         .filter(|(_, paths)| !paths.is_empty())
         .collect();
     let shared = leave_out_shared(candidates, &reach, &below, notes);

@@ -66,6 +66,10 @@ pub struct Found {
     /// `built-template`, for a SAM service built with `sam build` (a function with a
     /// `Metadata.BuildMethod`, or dependencies to install): the template it writes.
     pub built_template: Option<String>,
+    /// `[package.artifacts]`, for a CloudFormation service whose template names its code by a
+    /// local path (`Code: src`, which `aws cloudformation package` uploads): each resource's
+    /// path, relative to the service folder.
+    pub artifacts: BTreeMap<String, String>,
     /// The `stack-name` written for it, and why: for a Serverless Framework service whose stack
     /// name Ferry cannot read before the framework runs (a program, a name from a variable),
     /// the name guessed (the service's name and the stage), for the user to check; for any
@@ -271,6 +275,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             stack_name: None,
             build: c.build,
             built_template: None,
+            artifacts: BTreeMap::new(),
         });
     }
     // package.json above the services that take their CLI and plugins from it → those services.
@@ -337,6 +342,12 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         .filter(|s| s.kind == ServiceKind::Sam && s.build.is_none())
     {
         sam_build(root, s, &mut notes);
+    }
+    for s in services
+        .iter_mut()
+        .filter(|s| s.kind == ServiceKind::Cloudformation)
+    {
+        code_artifacts(root, s, &mut notes);
     }
     if services.is_empty() {
         return Err(InitError::NothingFound {
@@ -415,6 +426,51 @@ fn sam_build(root: &Path, s: &mut Found, notes: &mut Vec<String>) {
         format!("{why} wants `sam build`; Ferry packages the template and code it writes."),
     ));
     s.built_template = Some(SAM_BUILT_TEMPLATE.to_string());
+}
+
+/// `[package.artifacts]` for a CloudFormation service: each local path its template gives a
+/// function's or layer's code (`Code: src`, relative to the template's folder, which is what
+/// `aws cloudformation package` uploads), relative to the service folder, where Ferry reads it.
+/// A path outside the service folder is noted, not written (Ferry zips only what lies inside
+/// it). (The service folder already holds all it can: `layout::settle` placed it, and guessed a
+/// build for a path the repository does not hold.)
+fn code_artifacts(root: &Path, s: &mut Found, notes: &mut Vec<String>) {
+    let template = template_path(&s.dir, &s.file);
+    let Some(parsed) = std::fs::read_to_string(root.join(&template))
+        .ok()
+        .and_then(|text| ferry_package::parse_template(&text).ok())
+    else {
+        return;
+    };
+    let template_dir = template.rsplit_once('/').map_or("", |(d, _)| d);
+    for (resource, _, property) in ferry_package::local_code_paths(&parsed) {
+        let Some(local) = parsed["Resources"][&resource]["Properties"][&property]
+            .as_str()
+            .filter(|l| !l.contains("://"))
+        else {
+            continue;
+        };
+        let joined = format!("{template_dir}/{local}");
+        let in_service = ferry_manifest::normalize_relative(joined.trim_start_matches('/'))
+            .filter(|_| !local.starts_with('/'))
+            .and_then(|p| {
+                if p == s.dir {
+                    Some(".".to_string())
+                } else if s.dir.is_empty() {
+                    Some(p)
+                } else {
+                    p.strip_prefix(&format!("{}/", s.dir)).map(str::to_string)
+                }
+            });
+        let Some(path) = in_service else {
+            notes.push(format!(
+                "{template}: {resource}'s {property} `{local}` lies outside the service folder {}: Ferry zips a function's code only from inside it; move the code into the folder, or the template beside the code, then add [package.artifacts] {resource} = \"<path>\" to its service.toml",
+                s.dir
+            ));
+            continue;
+        };
+        s.artifacts.insert(resource, path);
+    }
 }
 
 /// The order and outputs an umbrella template (left out) gave the applications it nests, as

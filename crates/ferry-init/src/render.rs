@@ -305,6 +305,15 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
                 let _ = writeln!(text, "built-template = {}", quoted(built));
             }
         }
+        if !s.artifacts.is_empty() {
+            let _ = writeln!(
+                text,
+                "\n# The template's local code paths (what `aws cloudformation package` uploads), zipped by\n# Ferry, relative to this folder.\n[package.artifacts]"
+            );
+            for (resource, path) in &s.artifacts {
+                let _ = writeln!(text, "{resource} = {}", quoted(path));
+            }
+        }
         files.push((format!("{}/service.toml", s.dir), text));
     }
     files

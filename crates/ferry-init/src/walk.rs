@@ -602,13 +602,23 @@ pub(crate) fn candidates(root: &Path) -> Walked {
     // A template another one nests (an application's `Location`) inside that one's service
     // folder is a part of it. (One nested from outside is a service's: the nester is an
     // umbrella, see `layout::settle`.)
-    // What each SAM template reaches, read once: `layout::settle` places services by it.
+    // What each SAM template reaches, read once: `layout::settle` places services by it. A
+    // CloudFormation template is placed by its functions' and layers' own code paths (`Code:
+    // ../src`, written for `aws cloudformation package`), which Ferry zips from inside the
+    // service folder.
     let reach: BTreeMap<String, Vec<ferry_package::Reached>> = out
         .iter()
-        .filter(|c| c.kind == ServiceKind::Sam)
+        .filter(|c| c.kind != ServiceKind::Serverless)
         .map(|c| {
             let of = crate::template_path(&c.dir, &c.file);
-            let paths = ferry_package::reached(root, &of);
+            let mut paths = ferry_package::reached(root, &of);
+            if c.kind == ServiceKind::Cloudformation {
+                paths.retain(|r| {
+                    r.template == of
+                        && !r.nested
+                        && matches!(r.property.as_str(), "Code" | "Content")
+                });
+            }
             (of, paths)
         })
         .collect();

@@ -4270,3 +4270,104 @@ fn parameters_ferry_gives_itself_are_not_written_empty() {
     assert!(!toml.contains("FerryPermissionsBoundary"), "{toml}");
     assert!(!toml.contains("FerryArtifactBucket"), "{toml}");
 }
+
+/// A CloudFormation template naming its functions' code by local paths, as written for `aws
+/// cloudformation package` (relative to the template's folder): init writes each as
+/// `[package.artifacts]`, relative to the service folder, so that what it writes validates;
+/// a path outside the service folder is noted, not written; a path the repository does not
+/// hold gets a build guessed from the folder's build file.
+#[test]
+fn a_cloudformation_template_s_local_code_paths_become_its_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let function = |code: &str| {
+        format!(
+            "    Type: AWS::Lambda::Function\n    Properties:\n      Code: {code}\n      Handler: index.handler\n      Runtime: nodejs20.x\n      Role: arn:aws:iam::123456789012:role/r\n"
+        )
+    };
+    file(
+        r,
+        "services/worker/cfn/template.yaml",
+        &format!(
+            "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Worker:\n{}  Layer:\n    Type: AWS::Lambda::LayerVersion\n    Properties:\n      Content: ./../layer/\n  Remote:\n{}",
+            function("../src"),
+            function("s3://bucket/key.zip")
+        ),
+    );
+    file(
+        r,
+        "services/worker/src/index.js",
+        "exports.handler = async () => 1;\n",
+    );
+    file(
+        r,
+        "services/worker/layer/nodejs/lib.js",
+        "module.exports = 1;\n",
+    );
+    file(
+        r,
+        "services/billing/template.yaml",
+        &format!(
+            "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Bill:\n{}  Shared:\n{}",
+            function("dist/bill.zip"),
+            function("../../shared/lib")
+        ),
+    );
+    file(
+        r,
+        "services/billing/package.json",
+        r#"{"name": "billing", "scripts": {"build": "zip -r dist/bill.zip src"}}"#,
+    );
+    file(r, "shared/lib/index.js", "module.exports = 1;\n");
+    let s = scan(r).unwrap();
+    let artifacts = |dir: &str| {
+        let f = s
+            .services
+            .iter()
+            .find(|f| f.dir == dir)
+            .unwrap_or_else(|| panic!("{dir}: {:#?}\n{:#?}", s.services, s.notes));
+        f.artifacts
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        artifacts("services/worker"),
+        [("Layer", "layer"), ("Worker", "src")],
+        "{:?}",
+        s.services
+    );
+    assert_eq!(artifacts("services/billing"), [("Bill", "dist/bill.zip")]);
+    let notes = s.notes.join("\n");
+    for want in [
+        "services/billing/template.yaml: Shared's Code `../../shared/lib` lies outside the service folder services/billing",
+        "services/billing: Bill.Code names services/billing/dist/bill.zip, which the repository does not hold: its service.toml builds it with `sh -c \"npm install --no-audit --no-fund && npm run build\"` (guessed from package.json's build script)",
+        "services/worker/cfn/template.yaml: Worker.Code names services/worker/src outside the template's folder: the service folder is `services/worker`",
+    ] {
+        assert!(notes.contains(want), "{want}\n{notes}");
+    }
+    let files = render(&s, r);
+    let worker = &files
+        .iter()
+        .find(|(p, _)| p == "services/worker/service.toml")
+        .unwrap()
+        .1;
+    assert!(
+        worker.contains("[package.artifacts]\nLayer = \"layer\"\nWorker = \"src\"\n"),
+        "{worker}"
+    );
+    // What it writes for the worker validates: its code paths are declared (they were named
+    // among what does not pass). The billing service's shared code stays to be moved.
+    let source = ferry_manifest::FsSource::new(r);
+    let problems = ferry_init::problems_after(r, &source, &s, &files);
+    assert!(
+        problems.iter().all(|p| !p.contains("worker")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("billing") && p.contains("Shared")),
+        "{problems:#?}"
+    );
+}

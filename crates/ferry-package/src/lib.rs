@@ -55,7 +55,8 @@ pub use s3::{
 pub use sam::{SAM_TRANSFORM, is_sam, nested_template_key, point_nested_template};
 pub use template::{
     BOUNDARY_PARAMETER, BUCKET_PARAMETER, MAX_FLOW_DEPTH, MAX_TEMPLATE, SSM_PARAMETER_TYPE,
-    add_bucket_parameter, is_no_echo, literal_value, parse as parse_template, ssm_typed_parameters,
+    add_bucket_parameter, is_no_echo, literal_value, local_code_paths, parse as parse_template,
+    ssm_typed_parameters,
 };
 
 /// Bumped when the package layout or the archive format changes: old cache entries are then
