@@ -22,6 +22,7 @@ mod layout;
 mod local_deps;
 mod overrides;
 mod render;
+mod samconfig;
 mod unbundled;
 mod undeclared;
 mod walk;
@@ -1001,7 +1002,7 @@ fn region_notes(scan: &Scan) -> Vec<String> {
     // Where the stages' region came from, when the repository does not say it for every service.
     let whence = match scan.named_region() {
         None => Some(format!(
-            "ferry.toml: no service names its region (a Serverless provider.region, a samconfig.toml region, a deploy script's --region), so every stage is written with `{DEFAULT_REGION}`, a default: set each stage's region to the one its stacks are in, or Ferry deploys new stacks there"
+            "ferry.toml: no service names its region (a Serverless provider.region, a samconfig region, a deploy script's --region), so every stage is written with `{DEFAULT_REGION}`, a default: set each stage's region to the one its stacks are in, or Ferry deploys new stacks there"
         )),
         Some((r, n)) if n < total => {
             let naming: Vec<String> = scan

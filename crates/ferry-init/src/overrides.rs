@@ -1,5 +1,5 @@
-//! The parameter values a service's own deploy steps pass its stack: SAM's `samconfig.toml`
-//! (`parameter_overrides`) and a `--parameter-overrides` of `sam deploy` or
+//! The parameter values a service's own deploy steps pass its stack: SAM's configuration (see
+//! [`crate::samconfig`]: `parameter_overrides`) and a `--parameter-overrides` of `sam deploy` or
 //! `aws cloudformation deploy` in its `Makefile` or shell scripts. What the scripts the
 //! repository deploys with today pass is the best guess of what Ferry should pass: the names of
 //! SSM parameters another service writes (which links the two), the stage.
@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use toml::de::DeTable;
+use crate::samconfig;
 
 /// Files larger than this are not read for parameters (a generated or vendored script).
 const MAX_SCRIPT: u64 = 1 << 20;
@@ -96,46 +96,44 @@ pub(crate) fn read(
     notes: &mut Vec<String>,
 ) -> BTreeMap<String, (String, String)> {
     let mut found: Vec<(String, String, String)> = Vec::new();
-    for at in folders(dir, file) {
-        let folder = root.join(&at);
-        if let Some(text) = small_text(&folder.join("samconfig.toml")) {
-            match samconfig_environments(&text) {
-                Ok(Some(((env, words), others))) => {
-                    let from = format!("{at}/samconfig.toml [{env}.deploy.parameters]");
-                    for (k, v) in words.iter().filter_map(|w| env_pair(w, &env)) {
-                        // Another environment giving another value (`Environment=production`
-                        // in `[prod]`): one value is written for every stage.
-                        let differ: Vec<String> = others
-                            .iter()
-                            .filter_map(|(other, words)| {
-                                let theirs = words
-                                    .iter()
-                                    .filter_map(|w| env_pair(w, other))
-                                    .find(|(ok, _)| *ok == k)?
-                                    .1;
-                                (theirs != v).then(|| format!("[{other}] {theirs}"))
-                            })
-                            .collect();
-                        if !differ.is_empty() {
-                            notes.push(format!(
-                                "{at}/samconfig.toml: its environments pass {k} different values ([{env}] {v}; {}): init wrote [{env}]'s for every stage; give {k} each stage's value (`${{stage}}`, or a `${{var:…}}` of the stages' variables)",
-                                differ.join("; ")
-                            ));
-                        } else if env == "default"
-                            && crate::STAGE_WORDS.contains(&v.to_ascii_lowercase().as_str())
-                        {
-                            notes.push(format!(
-                                "{at}/samconfig.toml: [default] passes {k}={v}, a stage's word, which init wrote for every stage: give {k} = \"${{stage}}\" if each stage is to have its own"
-                            ));
-                        }
-                        found.push((k, v, from.clone()));
+    for config in samconfigs(root, dir, file) {
+        let at = &config.path;
+        match config.envs.map(|envs| samconfig_environments(&envs)) {
+            Ok(Some(((env, words), others))) => {
+                let from = format!("{at} [{env}.deploy.parameters]");
+                for (k, v) in words.iter().filter_map(|w| env_pair(w, &env)) {
+                    // Another environment giving another value (`Environment=production`
+                    // in `[prod]`): one value is written for every stage.
+                    let differ: Vec<String> = others
+                        .iter()
+                        .filter_map(|(other, words)| {
+                            let theirs = words
+                                .iter()
+                                .filter_map(|w| env_pair(w, other))
+                                .find(|(ok, _)| *ok == k)?
+                                .1;
+                            (theirs != v).then(|| format!("[{other}] {theirs}"))
+                        })
+                        .collect();
+                    if !differ.is_empty() {
+                        notes.push(format!(
+                            "{at}: its environments pass {k} different values ([{env}] {v}; {}): init wrote [{env}]'s for every stage; give {k} each stage's value (`${{stage}}`, or a `${{var:…}}` of the stages' variables)",
+                            differ.join("; ")
+                        ));
+                    } else if env == "default"
+                        && crate::STAGE_WORDS.contains(&v.to_ascii_lowercase().as_str())
+                    {
+                        notes.push(format!(
+                            "{at}: [default] passes {k}={v}, a stage's word, which init wrote for every stage: give {k} = \"${{stage}}\" if each stage is to have its own"
+                        ));
                     }
+                    found.push((k, v, from.clone()));
                 }
-                Ok(None) => {}
-                Err(e) => notes.push(format!(
-                    "{at}/samconfig.toml: not read ({e}); its parameter_overrides were not taken"
-                )),
             }
+            Ok(None) => {}
+            Err(e) => notes.push(format!(
+                "{at}: not read ({e}); its parameter_overrides were not taken"
+            )),
         }
     }
     for (from, text, of) in scripts_of(root, dir, file) {
@@ -220,11 +218,10 @@ pub(crate) fn stack_name(
     notes: &mut Vec<String>,
 ) -> Option<(String, String)> {
     let mut found: Vec<(String, String)> = Vec::new();
-    for at in folders(dir, file) {
-        let folder = root.join(&at);
-        if let Some(text) = small_text(&folder.join("samconfig.toml"))
-            && let Ok(names) = samconfig_stack_names(&text)
-        {
+    for config in samconfigs(root, dir, file) {
+        let at = &config.path;
+        if let Ok(envs) = &config.envs {
+            let names = samconfig_stack_names(envs);
             // A named environment is read as the stage of its name: one that is no stage
             // `ferry.toml` is written with (`[production]`) names a stack no stage deploys.
             let unlike: Vec<&str> = names
@@ -234,7 +231,7 @@ pub(crate) fn stack_name(
                 .collect();
             if !unlike.is_empty() {
                 notes.push(format!(
-                    "{at}/samconfig.toml: names its stacks by its environments [{}], which are no stages of ferry.toml ({}): no stack-name written; name the stages after the environments, or set the service's stack-name by hand (`{{stage}}` for the stage), or Ferry deploys new stacks beside them",
+                    "{at}: names its stacks by its environments [{}], which are no stages of ferry.toml ({}): no stack-name written; name the stages after the environments, or set the service's stack-name by hand (`{{stage}}` for the stage), or Ferry deploys new stacks beside them",
                     unlike.join("], ["),
                     crate::STAGES.join(", ")
                 ));
@@ -247,7 +244,7 @@ pub(crate) fn stack_name(
                     .map(|(env, raw)| format!("[{env}] {}", raw.replace("${STAGE}", env)))
                     .collect();
                 notes.push(format!(
-                    "{at}/samconfig.toml: its environments name their stacks unlike each other ({}): no stack-name written; set the service's stack-name by hand, or Ferry deploys new stacks beside them",
+                    "{at}: its environments name their stacks unlike each other ({}): no stack-name written; set the service's stack-name by hand, or Ferry deploys new stacks beside them",
                     each.join(", ")
                 ));
                 return None;
@@ -255,7 +252,7 @@ pub(crate) fn stack_name(
             found.extend(
                 names
                     .into_iter()
-                    .map(|(env, raw)| (raw, format!("{at}/samconfig.toml [{env}]"))),
+                    .map(|(env, raw)| (raw, format!("{at} [{env}]"))),
             );
         }
     }
@@ -438,55 +435,60 @@ fn with_literal_variables(text: &str) -> String {
     out
 }
 
-/// `stack_name` of `samconfig.toml`'s `deploy` (else `global`) parameters, (environment, name):
-/// the `default`
-/// environment's, else each named environment's with its name read as the stage
+/// The SAM configuration files the service's `sam deploy` reads: its folders' own (see
+/// [`samconfig::found`]) and each its deploy scripts name with `--config-file`, from the
+/// script's folder: one per stage for a name with the stage's variable in it
+/// (`config/sam-$(STAGE).toml`), none for a name with another variable.
+fn samconfigs(root: &Path, dir: &str, file: &str) -> Vec<samconfig::Found> {
+    let named: Vec<String> = scripts_of(root, dir, file)
+        .into_iter()
+        .flat_map(|(_, text, of)| {
+            let names: Vec<String> = deploy_flag_of(&text, &of, "--config-file")
+                .iter()
+                .flat_map(|raw| match translate(raw) {
+                    Ok(v) if v.contains("${region}") => Vec::new(),
+                    Ok(v) if v.contains("${stage}") => crate::STAGES
+                        .iter()
+                        .map(|stage| v.replace("${stage}", stage))
+                        .collect(),
+                    Ok(v) => vec![v],
+                    Err(_) => Vec::new(),
+                })
+                .collect();
+            names
+                .into_iter()
+                .filter_map(move |p| crate::local_deps::resolve(of.folder(), &p))
+        })
+        .collect();
+    samconfig::found(root, &folders(dir, file), &named)
+}
+
+/// `stack_name` of a samconfig's `deploy` (else `global`) parameters, (environment, name):
+/// the `default` environment's, else each named environment's with its name read as the stage
 /// (`orders-prod` of `[prod]` is `orders-${STAGE}`).
-fn samconfig_stack_names(text: &str) -> Result<Vec<(String, String)>, String> {
-    let doc = DeTable::parse(text).map_err(|e| e.to_string())?;
+fn samconfig_stack_names(envs: &[samconfig::Env]) -> Vec<(String, String)> {
     let mut names: Vec<(String, String)> = Vec::new();
-    for (env, table) in doc.get_ref() {
+    for env in envs {
         // `deploy`'s, else `global`'s (where `sam init` writes it).
-        let name = samconfig_parameter(table, &["deploy", "global"], "stack_name")
-            .and_then(|v| v.as_str());
+        let name = env
+            .parameter(&["deploy", "global"], "stack_name")
+            .and_then(samconfig::Value::as_str);
         if let Some(name) = name {
-            let env = env.get_ref().to_string();
-            let name = if env == "default" {
+            let name = if env.name == "default" {
                 name.to_string()
             } else {
-                literal_stage(name, &env)
+                literal_stage(name, &env.name)
             };
-            names.push((env, name));
+            names.push((env.name.clone(), name));
         }
     }
     if let Some(default) = names.iter().position(|(e, _)| e == "default") {
-        return Ok(vec![names.swap_remove(default)]);
+        return vec![names.swap_remove(default)];
     }
-    Ok(names)
+    names
 }
 
-/// `key` of a samconfig environment's parameters for the first of `commands` that gives it
-/// (`[dev.deploy.parameters]`, then `[dev.global.parameters]`).
-fn samconfig_parameter<'a>(
-    env: &'a toml::Spanned<toml::de::DeValue<'a>>,
-    commands: &[&str],
-    key: &str,
-) -> Option<&'a toml::de::DeValue<'a>> {
-    let env = env.get_ref().as_table()?;
-    commands.iter().find_map(|command| {
-        let value = env
-            .get(*command)?
-            .get_ref()
-            .as_table()?
-            .get("parameters")?
-            .get_ref()
-            .as_table()?
-            .get(key)?;
-        Some(value.get_ref())
-    })
-}
-
-fn small_text(path: &Path) -> Option<String> {
+pub(crate) fn small_text(path: &Path) -> Option<String> {
     let meta = std::fs::metadata(path).ok()?;
     (meta.is_file() && meta.len() <= MAX_SCRIPT)
         .then(|| std::fs::read_to_string(path).ok())
@@ -504,8 +506,10 @@ pub(crate) fn deploy_region(
     file: &str,
     notes: &mut Vec<String>,
 ) -> Option<String> {
-    let at = folders(dir, file);
-    if let Some(r) = at.iter().find_map(|at| samconfig_region_in(root, at)) {
+    if let Some(r) = samconfigs(root, dir, file)
+        .iter()
+        .find_map(|c| samconfig_region(c.envs.as_deref().ok()?))
+    {
         return Some(r);
     }
     // (region as written, the script that gives it)
@@ -567,53 +571,45 @@ fn region_like(r: &str) -> bool {
     !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-fn samconfig_region_in(root: &Path, dir: &str) -> Option<String> {
-    let text = small_text(&root.join(dir).join("samconfig.toml"))?;
-    let doc = DeTable::parse(&text).ok()?;
-    let region_of = |env: &toml::Spanned<toml::de::DeValue<'_>>| {
-        samconfig_parameter(env, &["deploy", "global"], "region")?
+/// A samconfig's region: its `default` environment's `deploy` or `global` parameters', else the
+/// first environment's that names one.
+fn samconfig_region(envs: &[samconfig::Env]) -> Option<String> {
+    let region_of = |env: &samconfig::Env| {
+        env.parameter(&["deploy", "global"], "region")?
             .as_str()
             .filter(|r| region_like(r))
             .map(String::from)
     };
-    let doc = doc.get_ref();
-    doc.get("default")
+    envs.iter()
+        .find(|e| e.name == "default")
         .and_then(region_of)
-        .or_else(|| doc.values().find_map(region_of))
+        .or_else(|| envs.iter().find_map(region_of))
 }
 
-/// The `parameter_overrides` of `samconfig.toml`'s `default` environment, else its first one
+/// The `parameter_overrides` of a samconfig's `default` environment, else its first one
 /// that has some, (environment, the `Key=Value` words), and the other environments'.
 type Environments = ((String, Vec<String>), Vec<(String, Vec<String>)>);
 
-fn samconfig_environments(text: &str) -> Result<Option<Environments>, String> {
-    let doc = DeTable::parse(text).map_err(|e| e.to_string())?;
+fn samconfig_environments(config: &[samconfig::Env]) -> Option<Environments> {
     let mut envs: Vec<(String, Vec<String>)> = Vec::new();
-    for (env, table) in doc.get_ref() {
-        let Some(value) = samconfig_parameter(table, &["deploy"], "parameter_overrides") else {
-            continue;
+    for env in config {
+        let words = match env.parameter(&["deploy"], "parameter_overrides") {
+            Some(samconfig::Value::Text(s)) => words(s),
+            Some(samconfig::Value::List(items)) => {
+                items.iter().map(String::as_str).flat_map(words).collect()
+            }
+            _ => continue,
         };
-        let words = if let Some(s) = value.as_str() {
-            words(s)
-        } else if let Some(items) = value.as_array() {
-            items
-                .iter()
-                .filter_map(|i| i.get_ref().as_str())
-                .flat_map(words)
-                .collect()
-        } else {
-            continue;
-        };
-        envs.push((env.get_ref().to_string(), words));
+        envs.push((env.name.clone(), words));
     }
     let pick = envs
         .iter()
         .position(|(e, _)| e == "default")
         .unwrap_or_default();
-    Ok((!envs.is_empty()).then(|| {
+    (!envs.is_empty()).then(|| {
         let picked = envs.remove(pick);
         (picked, envs)
-    }))
+    })
 }
 
 /// A `Key=Value` of samconfig environment `env`, its value written as the stage where it names
@@ -1263,6 +1259,10 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
     fn samconfig_names_the_region() {
         let dir = tempfile::tempdir().unwrap();
         let write = |text: &str| std::fs::write(dir.path().join("samconfig.toml"), text).unwrap();
+        let samconfig_region_in = |root: &Path, dir: &str| {
+            let found = samconfig::found(root, &[dir.to_string()], &[]);
+            samconfig_region(found.first()?.envs.as_deref().ok()?)
+        };
         write(
             "[prod.deploy.parameters]\nregion = \"eu-west-1\"\n[default.global.parameters]\nregion = \"us-west-2\"\n",
         );
@@ -1588,6 +1588,9 @@ sam deploy --stack-name add-user-dev --parameter-overrides ParameterKey=Stage,Pa
     #[test]
     fn samconfig_default_first_and_a_named_environment_s_stage() {
         let text = "version = 0.1\n[prod.deploy.parameters]\nparameter_overrides = \"Table=\\\"/prod/t\\\"\"\n[default.deploy.parameters]\nparameter_overrides = [\"Table=/d/t\", \"Size=2\"]\n";
+        let samconfig_environments = |text: &str| {
+            samconfig::parse("samconfig.toml", text).map(|e| samconfig_environments(&e))
+        };
         let ((env, w), _) = samconfig_environments(text).unwrap().unwrap();
         assert_eq!(
             (env.as_str(), w),

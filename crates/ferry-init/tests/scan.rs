@@ -3829,7 +3829,7 @@ fn the_stages_region_says_where_it_came_from() {
     let s = scan(r).unwrap();
     assert!(
         s.notes.iter().any(|n| n.starts_with(
-            "ferry.toml: no service names its region (a Serverless provider.region, a samconfig.toml region, a deploy script's --region), so every stage is written with `us-east-1`, a default"
+            "ferry.toml: no service names its region (a Serverless provider.region, a samconfig region, a deploy script's --region), so every stage is written with `us-east-1`, a default"
         )),
         "{:#?}",
         s.notes
@@ -4369,5 +4369,88 @@ fn a_cloudformation_template_s_local_code_paths_become_its_artifacts() {
             .iter()
             .any(|p| p.contains("billing") && p.contains("Shared")),
         "{problems:#?}"
+    );
+}
+
+/// SAM reads `samconfig.yaml` (or `.yml`) where there is no `samconfig.toml`, and the file a
+/// `sam deploy --config-file` names: their stack names, regions and parameters are taken as a
+/// `samconfig.toml`'s (before, neither was read: new stacks beside the scripts' own, in
+/// us-east-1, without their parameters).
+#[test]
+fn samconfig_in_yaml_and_a_config_file_a_script_names_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let template = "Transform: AWS::Serverless-2016-10-31\nParameters:\n  Table:\n    Type: String\n  Stage:\n    Type: String\nResources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      InlineCode: x\n      Handler: index.h\n      Runtime: nodejs20.x\n";
+    file(r, "orders/template.yaml", template);
+    file(
+        r,
+        "orders/samconfig.yaml",
+        "version: 0.1\ndefault:\n  global:\n    parameters:\n      stack_name: shop-orders\n      region: eu-west-2\ndev:\n  deploy:\n    parameters:\n      stack_name: shop-orders-dev\n      parameter_overrides:\n        - Table=/dev/orders\n        - Stage=dev\nprod:\n  deploy:\n    parameters:\n      stack_name: shop-orders-prod\n      parameter_overrides: Table=/prod/orders Stage=prod\n",
+    );
+    file(r, "billing/template.yaml", template);
+    file(
+        r,
+        "billing/Makefile",
+        "deploy:\n\tsam deploy --config-file config/sam-$(STAGE).toml --config-env $(STAGE)\n",
+    );
+    file(
+        r,
+        "billing/config/sam-dev.toml",
+        "version = 0.1\n[dev.deploy.parameters]\nstack_name = \"shop-billing-dev\"\nregion = \"eu-west-2\"\nparameter_overrides = \"Table=/dev/billing Stage=dev\"\n",
+    );
+    // A --config-file with a variable in it names no file; one leaving the repository is not
+    // read.
+    file(r, "other/template.yaml", template);
+    file(
+        r,
+        "other/deploy.sh",
+        "sam deploy --config-file /etc/samconfig.toml\nsam deploy --config-file ../../outside.toml\n",
+    );
+    let s = scan(r).unwrap();
+    let service = |n: &str| s.services.iter().find(|f| f.name == n).unwrap();
+    let orders = service("orders");
+    // [default] names no stages' stack: the default environment's is taken, as for TOML.
+    assert_eq!(
+        orders
+            .stack_name
+            .as_ref()
+            .map(|(p, w)| (p.as_str(), w.as_str()))
+            .map(|(p, _)| p),
+        None,
+        "{:#?}",
+        s.notes
+    );
+    let value = |f: &ferry_init::Found, k: &str| f.parameters.get(k).map(|(v, _)| v.clone());
+    assert_eq!(
+        value(orders, "Table").as_deref(),
+        Some("/${stage}/orders"),
+        "{:#?}",
+        s.notes
+    );
+    assert_eq!(value(orders, "Stage").as_deref(), Some("${stage}"));
+    let billing = service("billing");
+    assert_eq!(
+        billing.stack_name.as_ref().map(|(p, _)| p.as_str()),
+        Some("shop-billing-{stage}"),
+        "{:#?}",
+        s.notes
+    );
+    assert_eq!(
+        value(billing, "Table").as_deref(),
+        Some("/${stage}/billing")
+    );
+    assert!(
+        billing.parameters["Table"]
+            .1
+            .contains("billing/config/sam-dev.toml"),
+        "{:?}",
+        billing.parameters
+    );
+    assert!(service("other").parameters.is_empty());
+    let files = render(&s, r);
+    assert!(
+        ferry_toml(&files).contains("region = \"eu-west-2\""),
+        "{}",
+        ferry_toml(&files)
     );
 }
