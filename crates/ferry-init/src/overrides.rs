@@ -137,13 +137,25 @@ pub(crate) fn read(
         }
     }
     for (from, text, of) in scripts_of(root, dir, file) {
-        // A parameters file of the repository only (`file://env/x.json`, not `file:///etc/…`).
+        // A parameters file of the repository only (`file://env/x.json`, not `file:///etc/…`);
+        // one of which nothing could be read is noted, not passed over.
+        let unread = std::cell::RefCell::new(Vec::new());
         let parameters_file = |path: &str| {
-            crate::local_deps::resolve(of.folder(), path)
-                .and_then(|rel| small_text(&root.join(rel)))
+            let rel = crate::local_deps::resolve(of.folder(), path)?;
+            let text = small_text(&root.join(&rel))?;
+            let pairs = parameters_json(&text);
+            if pairs.is_empty() && !text.trim().is_empty() {
+                unread.borrow_mut().push(rel);
+            }
+            Some(pairs)
         };
         for (k, v) in deploy_overrides_of(&text, &of, &parameters_file) {
             found.push((k, v, from.clone()));
+        }
+        for rel in unread.into_inner() {
+            notes.push(format!(
+                "{from}: passes the parameters of {rel}, of which none could be read (not JSON, or none of the forms the AWS CLI takes: a list of ParameterKey/ParameterValue objects or of \"Key=Value\" strings, or {{\"Parameters\": {{…}}}}): give its parameters in the service.toml"
+            ));
         }
     }
     let mut out = BTreeMap::new();
@@ -847,13 +859,14 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
 }
 
 /// `Key=Value` pairs after `--parameter-overrides` (`sam deploy`, `aws cloudformation deploy`)
-/// or `--parameters` (`create-stack`, `update-stack`: `ParameterKey=K,ParameterValue=V`, or a
-/// JSON file of them, `file://env/network.json`, which `parameters_file` reads from the
-/// script's folder) of each deploy command `of` says is the service's.
+/// or `--parameters` (`create-stack`, `update-stack`: `ParameterKey=K,ParameterValue=V`), or
+/// those of a JSON file of them, `file://env/network.json`, which `parameters_file` reads (from
+/// the script's folder, see [`parameters_json`]), of each deploy command `of` says is the
+/// service's.
 fn deploy_overrides_of(
     text: &str,
     of: &Of,
-    parameters_file: &dyn Fn(&str) -> Option<String>,
+    parameters_file: &dyn Fn(&str) -> Option<Pairs>,
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
     // `--parameter-overrides="A=1" "B=2"` as `--parameter-overrides A=1 B=2` (its words come
@@ -866,9 +879,7 @@ fn deploy_overrides_of(
             continue;
         };
         if let Some(path) = w.get(at + 1).and_then(|x| x.strip_prefix("file://")) {
-            out.extend(parameters_json(
-                parameters_file(path).as_deref().unwrap_or_default(),
-            ));
+            out.extend(parameters_file(path).unwrap_or_default());
             continue;
         }
         // `--parameter-overrides 'A=1 B="x y"'` passes several in one quoted word, as the SAM
@@ -889,20 +900,35 @@ fn deploy_overrides_of(
     out
 }
 
-/// The `ParameterKey`/`ParameterValue` pairs of a parameters file (`--parameters file://…`, a
-/// JSON list, as CloudFormation's CLI takes it); none when it is no such list.
-fn parameters_json(text: &str) -> Vec<(String, String)> {
-    let Ok(serde_json::Value::Array(items)) = serde_json::from_str(text) else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|p| {
-            let key = p.get("ParameterKey")?.as_str()?;
-            let value = p.get("ParameterValue")?.as_str()?;
-            pair(&format!("{key}={value}"))
-        })
-        .collect()
+/// Parameters as `(key, value)`, in the order given.
+type Pairs = Vec<(String, String)>;
+
+/// The pairs of a parameters file (`--parameters file://…`, `--parameter-overrides
+/// file://…`), in each form the AWS CLI takes: a list of `ParameterKey`/`ParameterValue`
+/// objects (CloudFormation's), a list of `Key=Value` strings, or CodePipeline's template
+/// configuration (`{"Parameters": {"Key": "Value"}}`); none when it is none of them.
+fn parameters_json(text: &str) -> Pairs {
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|p| match p {
+                serde_json::Value::String(s) => pair(s),
+                _ => {
+                    let key = p.get("ParameterKey")?.as_str()?;
+                    let value = p.get("ParameterValue")?.as_str()?;
+                    pair(&format!("{key}={value}"))
+                }
+            })
+            .collect(),
+        Ok(serde_json::Value::Object(o)) => o
+            .get("Parameters")
+            .and_then(serde_json::Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| pair(&format!("{k}={}", v.as_str()?)))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The file names a script's `package` commands (`sam package`, `aws cloudformation package`)
@@ -1253,6 +1279,33 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
             pair("ParameterKey=Table,ParameterValue=t1"),
             Some(("Table".into(), "t1".into()))
         );
+    }
+
+    /// A parameters file in each form the AWS CLI takes reads alike; one in none of them, or
+    /// not JSON, gives nothing (which `read` notes).
+    #[test]
+    fn parameters_files_of_every_form() {
+        let want = vec![
+            ("Env".to_string(), "dev".to_string()),
+            ("Size".to_string(), "3".to_string()),
+        ];
+        for text in [
+            r#"[{"ParameterKey": "Env", "ParameterValue": "dev"}, {"ParameterKey": "Size", "ParameterValue": "3"}]"#,
+            r#"["Env=dev", "Size=3"]"#,
+            r#"{"Parameters": {"Env": "dev", "Size": "3"}, "Tags": {"team": "x"}}"#,
+        ] {
+            assert_eq!(parameters_json(text), want, "{text}");
+        }
+        for bad in [
+            "",
+            "Env=dev",
+            "{}",
+            r#"{"Parameters": ["Env=dev"]}"#,
+            r#"{"Parameters": {"Env": 3}}"#,
+            r#"[1, null, {"ParameterKey": "Bad Key", "ParameterValue": "x"}]"#,
+        ] {
+            assert!(parameters_json(bad).is_empty(), "{bad}");
+        }
     }
 
     #[test]

@@ -4215,8 +4215,10 @@ fn a_root_makefile_deploying_each_template_by_its_path_is_read() {
     file(
         r,
         "Makefile",
-        "region = ap-southeast-2\n\nnetwork:\n\taws cloudformation create-stack --stack-name net-$(STAGE) --template-body file://templates/network.yaml --parameters file://env/network.json --region $(region)\n\napplication:\n\taws cloudformation update-stack --stack-name app-$(STAGE) --template-body file://templates/application.yaml --region $(region)\n",
+        "region = ap-southeast-2\n\nnetwork:\n\taws cloudformation create-stack --stack-name net-$(STAGE) --template-body file://templates/network.yaml --parameters file://env/network.json --region $(region)\n\napplication:\n\taws cloudformation update-stack --stack-name app-$(STAGE) --template-body file://templates/application.yaml --parameters file://env/application.json --region $(region)\n",
     );
+    // A file of none of the forms the AWS CLI takes: noted (it was passed over in silence).
+    file(r, "env/application.json", r#"{"Environment": "RsApp"}"#);
     let s = scan(r).unwrap();
     let found = |name: &str| s.services.iter().find(|f| f.name == name).unwrap();
     assert_eq!(s.region(), "ap-southeast-2", "{:#?}", s.notes);
@@ -4244,6 +4246,13 @@ fn a_root_makefile_deploying_each_template_by_its_path_is_read() {
         Some("RsApp")
     );
     assert!(found("application").parameters.is_empty());
+    assert!(
+        s.notes.iter().any(|n| n.starts_with(
+            "Makefile: passes the parameters of env/application.json, of which none could be read"
+        )),
+        "{:#?}",
+        s.notes
+    );
 }
 
 /// A template declaring the parameters Ferry gives itself (the stage's permissions boundary,
