@@ -357,6 +357,59 @@ fn exec_masks_a_secret_a_service_reads_from_outside_the_parameters_path() {
     assert!(err.contains("****") && !err.contains(secret), "{err}");
 }
 
+/// A SecureString a Serverless Framework configuration reads itself
+/// (`${ssm:/configuration/${sls:stage}/okta}`, as the framework resolves it when it compiles) is
+/// masked in what `exec` runs prints: before, only the secrets of `[parameters]` and of
+/// CloudFormation templates were, and a probe saw it in clear. A name Ferry cannot resolve is
+/// warned of.
+#[test]
+fn exec_masks_a_secret_a_serverless_configuration_reads() {
+    let r = repo("sls-secret");
+    r.write(
+        "services/sls/service.toml",
+        "[service]\nkind = \"serverless\"\n",
+    )
+    .write(
+        "services/sls/serverless.yml",
+        "service: sls\nprovider:\n  name: aws\n  environment:\n    OKTA: ${ssm:/cli-sls-secret-okta/${sls:stage}/client_secret}\n    TEAM: ${ssm:/teams/${env:TEAM}/name}\n",
+    );
+    let secret = "S3cr3tOkta-XYZ123";
+    let (code, _, err) = run(
+        &mut xtask(
+            &r,
+            &[
+                "param",
+                "set",
+                "dev",
+                "/cli-sls-secret-okta/dev/client_secret",
+                "--secure",
+            ],
+        ),
+        Some(secret),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(
+        &mut xtask(
+            &r,
+            &[
+                "exec",
+                "dev",
+                "--",
+                "sh",
+                "-c",
+                &format!("echo value={secret}"),
+            ],
+        ),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "value=****\n", "{err}");
+    assert!(
+        err.contains("warning: sls reads SSM parameter `/teams/${env:TEAM}/name` by a name Ferry cannot resolve"),
+        "{err}"
+    );
+}
+
 /// Two parameters whose names give one `FERRY_PARAM_*` variable (`api/token` and
 /// `api_token`): `exec` refuses, naming both. Before, the command got whichever was read last,
 /// a plain value in place of the secret, in silence.

@@ -220,8 +220,14 @@ impl Ctx {
     /// written.
     /// Registers the secrets the services read in `stage`, and in each other stage whose
     /// outputs they read (`${output:STAGE:…}`, read with that stage's own credentials): an
-    /// output there may echo one of its secrets.
-    pub async fn register_secrets(&self, stage: &Stage, aws: &StageAws) -> anyhow::Result<()> {
+    /// output there may echo one of its secrets. Returns the SecureStrings of `stage` that
+    /// Serverless Framework configurations read with `${ssm:…}` (service, name), whose values
+    /// the framework writes into the templates it compiles.
+    pub async fn register_secrets(
+        &self,
+        stage: &Stage,
+        aws: &StageAws,
+    ) -> anyhow::Result<Vec<(String, String)>> {
         let ws = self.workspace()?;
         let masker = crate::ui::masker();
         let warn = |stage: &Stage, done: ferry_deploy::Registered| {
@@ -232,9 +238,15 @@ impl Ctx {
                 )));
             }
         };
-        let done = ferry_deploy::register_secrets(ws, stage, &aws.config, masker)
+        let mut done = ferry_deploy::register_secrets(ws, stage, &aws.config, masker)
             .await
             .context("failed to read the SSM parameters the services reference")?;
+        for (service, name) in std::mem::take(&mut done.unresolved) {
+            crate::ui::note(&crate::ui::mask(&format!(
+                "warning: {service} reads SSM parameter `{name}` by a name Ferry cannot resolve before the framework runs: were it a SecureString, its value would not be masked in what Ferry prints; build the name from the stage and region only (${{sls:stage}}, ${{aws:region}}, ${{self:…}})"
+            )));
+        }
+        let inlined = std::mem::take(&mut done.inlined);
         warn(stage, done);
         for (other, config) in self.other_stages(stage).await? {
             let other = ws.stage(&other)?;
@@ -248,7 +260,7 @@ impl Ctx {
                 })?;
             warn(&other, done);
         }
-        Ok(())
+        Ok(inlined)
     }
 
     /// Checks that every name in `services` is a service of the workspace.

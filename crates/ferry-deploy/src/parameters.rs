@@ -278,11 +278,19 @@ pub(crate) fn check_secret_parameters(
     Ok(())
 }
 
-/// What [`register_secrets`] could not do: the SecureStrings a template reads itself that this
-/// role may not read (name, why), which are not masked.
+/// What [`register_secrets`] could not do, and what it found: the SecureStrings a template reads
+/// itself that this role may not read (name, why), which are not masked.
 #[derive(Debug, Default)]
 pub struct Registered {
     pub unreadable: Vec<(String, String)>,
+    /// The SSM parameters a Serverless Framework configuration reads through a name Ferry cannot
+    /// resolve before the framework runs (service, the name as written): a SecureString among
+    /// them is not masked.
+    pub unresolved: Vec<(String, String)>,
+    /// The SecureStrings a Serverless Framework configuration reads with `${ssm:…}` (service,
+    /// name): the framework writes their values into the template it compiles, which Ferry keeps
+    /// and uploads as it keeps every template.
+    pub inlined: Vec<(String, String)>,
 }
 
 /// Registers with `masker` every SecureString value the stage's services reference (one
@@ -290,8 +298,10 @@ pub struct Registered {
 /// stacks until they deploy again), so that wherever one reappears (a stack output that echoes
 /// it, a test's output) it is masked: those their `[parameters]` read, which must be readable,
 /// and those their templates read themselves (`{{resolve:ssm-secure:NAME}}`, given to
-/// CloudFormation as written, perhaps only in another stage's branch of an `Fn::If`), which are
-/// passed over, and returned, when this role may not read them.
+/// CloudFormation as written, perhaps only in another stage's branch of an `Fn::If`) or their
+/// Serverless Framework configurations read (`${ssm:/shop/${sls:stage}/key}`, resolved by the
+/// framework as it compiles), which are passed over, and returned, when this role may not read
+/// them.
 pub async fn register_secrets(
     ws: &Workspace,
     stage: &Stage,
@@ -318,7 +328,29 @@ pub async fn register_secrets(
         .filter(|n| !names.contains(n))
         .collect();
     let mut done = Registered::default();
-    if names.is_empty() && in_templates.is_empty() {
+    // Name → the Serverless services whose configurations read it.
+    let mut in_configs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in ws
+        .services
+        .iter()
+        .filter(|s| s.kind == ferry_manifest::ServiceKind::Serverless)
+    {
+        for read in ferry_serverless::ssm_reads(&ws.root, s) {
+            match read {
+                Ok(pattern) => {
+                    let name = pattern
+                        .replace("{stage}", &stage.id)
+                        .replace("{region}", &stage.config.region);
+                    // A name SSM would refuse stops the framework's compile, not this.
+                    if ssm_name_as_read(&name) {
+                        in_configs.entry(name).or_default().push(s.name.clone());
+                    }
+                }
+                Err(raw) => done.unresolved.push((s.name.clone(), raw)),
+            }
+        }
+    }
+    if names.is_empty() && in_templates.is_empty() && in_configs.is_empty() {
         return Ok(done);
     }
     let client = aws_sdk_ssm::Client::new(config);
@@ -340,11 +372,16 @@ pub async fn register_secrets(
             Err(e) => return Err(e),
         }
     }
-    for name in &in_templates {
+    let read_by = |name: &str| in_configs.get(name).cloned().unwrap_or_default();
+    let every: BTreeSet<&String> = in_templates.iter().chain(in_configs.keys()).collect();
+    for name in every {
         match ssm::get_as_written(&client, &stage.name, name, masker).await {
-            Ok(_) => {
+            Ok(p) if p.secure => {
                 let _ = ssm::register_history(&client, &stage.name, name, masker).await;
+                done.inlined
+                    .extend(read_by(name).into_iter().map(|s| (s, name.clone())));
             }
+            Ok(_) => {}
             Err(e) if not_there(&e) => {}
             // Not this role's to read (perhaps another stage's, in a branch of an `Fn::If`),
             // or its key's: said, and passed over. Any other failure (throttled, unreachable)
@@ -359,6 +396,16 @@ pub async fn register_secrets(
         }
     }
     Ok(done)
+}
+
+/// Whether SSM takes `name` as a parameter's name to read: hierarchical (`/shop/dev/key`, a
+/// selector allowed), an ARN, or a plain name (`DbPassword`).
+fn ssm_name_as_read(name: &str) -> bool {
+    if name.starts_with('/') {
+        return ferry_manifest::check_ssm_read_name(name).is_ok();
+    }
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    !name.is_empty() && name.len() <= 2048 && (name.starts_with("arn:") || name.chars().all(plain))
 }
 
 /// What stands in for an SSM value in the hashed view: a SecureString by its name and revision

@@ -1464,3 +1464,57 @@ async fn a_stack_whose_remove_stopped_after_emptying_its_buckets_is_planned_agai
         &[("half", "skipped (up to date)")],
     );
 }
+
+/// The SecureStrings a Serverless Framework configuration reads with `${ssm:…}` are registered
+/// with the masker (the stage and region resolved as the framework resolves them, also through
+/// a file it includes) and returned as written into the compiled template; a plain String is
+/// neither; a name with another variable is returned unresolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_a_serverless_configuration_reads_are_registered_and_named() {
+    let config = config().await;
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    put_secure(&ssm, "/rules-sls/dev/us-east-1/okta", "0kta-s3cret-value").await;
+    put_secure(&ssm, "/rules-sls/dev/included", "1ncluded-s3cret").await;
+    ssm.put_parameter()
+        .name("/rules-sls/dev/plain")
+        .value("plain-value-1234")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    let r = repo("rules-sls", &[]);
+    r.write("services/api/service.toml", "[service]\nkind = \"serverless\"\n")
+        .write(
+            "services/api/serverless.yml",
+            "service: api\ncustom:\n  root: /rules-sls\n  more: ${file(./more.yml)}\nprovider:\n  name: aws\n  environment:\n    A: ${ssm:${self:custom.root}/${sls:stage}/${aws:region}/okta}\n    B: ${ssm:/rules-sls/${sls:stage}/plain}\n    C: ${ssm:/rules-sls/${env:WHO}/x}\n    D: ${ssm:/rules-sls/${sls:stage}/missing}\n",
+        )
+        .write(
+            "services/api/more.yml",
+            "key: ${ssm:/rules-sls/${opt:stage}/included}\n",
+        );
+    let ws = ferry_manifest::load(r.path()).unwrap();
+    let stage = ws.stage("dev").unwrap();
+    let masker = Masker::new();
+    let done = ferry_deploy::register_secrets(&ws, &stage, &config, &masker)
+        .await
+        .unwrap();
+    assert_eq!(
+        done.inlined,
+        [
+            ("api".to_string(), "/rules-sls/dev/included".to_string()),
+            (
+                "api".to_string(),
+                "/rules-sls/dev/us-east-1/okta".to_string()
+            ),
+        ]
+    );
+    assert_eq!(
+        done.unresolved,
+        [("api".to_string(), "/rules-sls/${env:WHO}/x".to_string())]
+    );
+    assert_eq!(
+        masker.mask("0kta-s3cret-value 1ncluded-s3cret plain-value-1234"),
+        "**** **** plain-value-1234"
+    );
+}

@@ -485,6 +485,42 @@ pub fn reads_param(root: &Path, service: &Service, name: &str) -> bool {
         .unwrap_or_else(|| std::fs::read_to_string(&config).is_ok_and(|text| text.contains(name)))
 }
 
+/// The names of the SSM parameters `service`'s configuration reads (`${ssm:…}`), itself or in a
+/// file it includes, `{stage}` and `{region}` standing for the stage id and region the framework
+/// is given; `Err` with the name as written where Ferry cannot resolve it (another variable). A
+/// configuration written as a program is read for the names its text holds. For the masker: a
+/// SecureString read this way is written, resolved, into the template the framework compiles.
+pub fn ssm_reads(root: &Path, service: &Service) -> Vec<Result<String, String>> {
+    let dir = root.join(&service.dir);
+    let config_path = dir.join(&service.template);
+    let Ok(config) = std::fs::read_to_string(&config_path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Result<String, String>> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo = vec![config_path];
+    while let Some(path) = todo.pop() {
+        if !seen.insert(path.clone()) || seen.len() > 200 {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for name in ferry_manifest::serverless_ssm_names(&text, &config) {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        todo.extend(
+            included_files(&text)
+                .into_iter()
+                .filter(|p| !p.contains("${"))
+                .map(|p| dir.join(p)),
+        );
+    }
+    out
+}
+
 /// [`config_reads`] of every source outside the repository; when that cannot be known, it may.
 fn config_reads_outside(dir: &Path, config: &Path) -> bool {
     config_reads(dir, config, OUTSIDE_SOURCES).unwrap_or(true)

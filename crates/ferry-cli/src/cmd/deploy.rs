@@ -303,7 +303,11 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
             return Ok(());
         }
         // Secrets the services read are masked wherever they reappear (outputs, reports).
-        ctx.register_secrets(&stage, &aws).await?;
+        for (service, name) in ctx.register_secrets(&stage, &aws).await? {
+            crate::ui::note(&format!(
+                "warning: {service} reads SecureString `{name}` with ${{ssm:…}}, so the framework writes its value, in clear, into the template it compiles, which Ferry keeps (target/ferry/package) and uploads to the stage's artifact bucket as it keeps every template; have the function read the secret when it runs (give it the parameter's name, not its value)"
+            ));
+        }
         ctx.output_dir()?;
         let cancel = Cancel::new();
         let run = Run {

@@ -15,7 +15,9 @@ mod serverless;
 mod service;
 
 pub use project::{check_webhook_url, shown_url};
-pub use serverless::{FrameworkCli, serverless_stack_name, serverless_variable_sources};
+pub use serverless::{
+    FrameworkCli, serverless_ssm_names, serverless_stack_name, serverless_variable_sources,
+};
 
 use std::collections::BTreeSet;
 use std::fs;

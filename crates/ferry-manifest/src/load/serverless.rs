@@ -174,13 +174,51 @@ fn stack_name_in(doc: &serde_yaml_ng::Value) -> Result<String, (&'static str, St
 /// variable remains (the environment, a file, another service's output: known only when the
 /// framework runs).
 fn stage_pattern(raw: &str, doc: &serde_yaml_ng::Value) -> Option<String> {
-    expand(raw, doc, 0)
+    expand(raw, doc, 0, false)
+}
+
+/// The names of the SSM parameters a Serverless Framework configuration's text reads
+/// (`${ssm:/shop/${sls:stage}/db-password}`, also as a fallback, `${ssm(noDecrypt):…}`, the
+/// older `${ssm:/a~true}`), `{stage}` and `{region}` standing for the stage id and the region the
+/// framework is given: `Err` with the name as written where another variable remains (an
+/// environment variable, a file). `${self:…}` is resolved in `config`, the text of the
+/// configuration `text` belongs to (itself, or the one including a file); a configuration written
+/// as a program has none to resolve.
+pub fn serverless_ssm_names(text: &str, config: &str) -> Vec<Result<String, String>> {
+    let doc: serde_yaml_ng::Value =
+        crate::yaml::from_str(config).unwrap_or(serde_yaml_ng::Value::Null);
+    let mut out: Vec<Result<String, String>> = Vec::new();
+    for source in serverless_variable_sources(text) {
+        let name = if let Some(rest) = source.strip_prefix("ssm(") {
+            rest.split_once("):").map(|(_, name)| name)
+        } else {
+            source.strip_prefix("ssm:")
+        };
+        let Some(name) = name.map(str::trim) else {
+            continue;
+        };
+        let name = name
+            .strip_suffix("~true")
+            .or_else(|| name.strip_suffix("~false"))
+            .or_else(|| name.strip_suffix("~split"))
+            .unwrap_or(name);
+        if name.is_empty() {
+            continue;
+        }
+        let found = expand(name, &doc, 0, true).ok_or_else(|| name.to_string());
+        if !out.contains(&found) {
+            out.push(found);
+        }
+    }
+    out
 }
 
 /// How deep `${self:…}` values that hold references are followed (a loop ends here).
 const MAX_SELF_DEPTH: usize = 10;
 
-fn expand(raw: &str, doc: &serde_yaml_ng::Value, depth: usize) -> Option<String> {
+/// `raw` as [`stage_pattern`] says; with `region`, the region the framework is given
+/// (`${aws:region}`, `${opt:region}`) as `{region}` too.
+fn expand(raw: &str, doc: &serde_yaml_ng::Value, depth: usize, region: bool) -> Option<String> {
     if depth > MAX_SELF_DEPTH {
         return None;
     }
@@ -195,10 +233,12 @@ fn expand(raw: &str, doc: &serde_yaml_ng::Value, depth: usize) -> Option<String>
         let first = parts.next().unwrap_or_default().trim();
         if matches!(first, "sls:stage" | "opt:stage" | "self:provider.stage") {
             out.push_str("{stage}");
+        } else if region && matches!(first, "aws:region" | "opt:region") {
+            out.push_str("{region}");
         } else {
             let path = first.strip_prefix("self:")?;
             let value = match lookup(doc, path) {
-                Some(v) => expand(&v, doc, depth + 1)?,
+                Some(v) => expand(&v, doc, depth + 1, region)?,
                 None => quoted(parts.next()?.trim())?.to_string(),
             };
             out.push_str(&value);
@@ -269,7 +309,41 @@ fn quoted(text: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::{serverless_variable_sources, stage_pattern};
+    use super::{serverless_ssm_names, serverless_variable_sources, stage_pattern};
+
+    /// The SSM names a configuration reads, with the stage and region as the framework is given
+    /// them and `${self:…}` of the configuration resolved; a name with another variable in it is
+    /// returned as written.
+    #[test]
+    fn ssm_names_a_configuration_reads() {
+        let config = "service: shop\nprovider:\n  stage: ${opt:stage, 'dev'}\n  region: ${opt:region, 'us-east-1'}\ncustom:\n  root: /${self:service}\nenvironment:\n  A: ${ssm:/configuration/${sls:stage}/okta_client_secret}\n  B: ${env:X, ssm:${self:custom.root}/${self:provider.stage}/db}\n  C: ${ssm(noDecrypt):/plain/${aws:region}/x}\n  D: ${ssm:/old/${opt:stage}/key~true}\n  E: ${ssm:/from/${env:TEAM}/x}\n  F: ${ssm:/configuration/${sls:stage}/okta_client_secret}\n  G: ${ssm:}\n";
+        assert_eq!(
+            serverless_ssm_names(config, config),
+            [
+                Ok("/configuration/{stage}/okta_client_secret".to_string()),
+                Ok("/shop/{stage}/db".to_string()),
+                Ok("/plain/{region}/x".to_string()),
+                Ok("/old/{stage}/key".to_string()),
+                Err("/from/${env:TEAM}/x".to_string()),
+            ]
+        );
+        // An included file's `${self:…}` is the including configuration's; a program's text is
+        // read for what it names without one.
+        assert_eq!(
+            serverless_ssm_names("x: ${ssm:${self:custom.root}/k}", config),
+            [Ok("/shop/k".to_string())]
+        );
+        assert_eq!(
+            serverless_ssm_names(
+                "const c = { key: '${ssm:/a/${sls:stage}/k}', o: '${ssm:${self:custom.r}}' };",
+                "const c = {};"
+            ),
+            [
+                Ok("/a/{stage}/k".to_string()),
+                Err("${self:custom.r}".to_string())
+            ]
+        );
+    }
 
     #[test]
     fn every_alternative_of_every_variable_is_a_source() {
