@@ -207,6 +207,15 @@ pub(crate) fn links(c: &Compose, services: &mut [Found], notes: &mut Vec<String>
                     continue;
                 }
             };
+            // A secret is never copied nor shown (a variable holding one, `${env:DB_PASSWORD}`,
+            // is no value).
+            if !text.contains("${") && crate::overrides::looks_secret(key, &text) {
+                notes.push(format!(
+                    "{file}: service `{}` passes param `{key}`, a secret (by its name or its value's form): not copied; keep it in SSM (`param set <stage> <name> --secure`) and give {key} = \"${{ssm:<name>}}\" in its service.toml",
+                    e.alias
+                ));
+                continue;
+            }
             match translate(&text, &|alias| ferry_name(alias, services)) {
                 Ok((value, used)) => {
                     for (dep, output) in used {

@@ -379,7 +379,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         compose::links(c, &mut services, &mut notes);
     }
     for u in &umbrellas {
-        umbrella_links(u, &mut services);
+        umbrella_links(u, &mut services, &mut notes);
     }
     leave_out_shared_stacks(&framework, &mut services, &mut notes);
     let project = walk::project_name(root);
@@ -476,7 +476,7 @@ fn code_artifacts(root: &Path, s: &mut Found, notes: &mut Vec<String>) {
 
 /// The order and outputs an umbrella template (left out) gave the applications it nests, as
 /// their `depends-on` and parameters.
-fn umbrella_links(u: &layout::Umbrella, services: &mut [Found]) {
+fn umbrella_links(u: &layout::Umbrella, services: &mut [Found], notes: &mut Vec<String>) {
     let name_of = |id: &str, services: &[Found]| {
         let template = u.apps.get(id)?;
         services
@@ -498,6 +498,14 @@ fn umbrella_links(u: &layout::Umbrella, services: &mut [Found]) {
         }
     }
     for (id, key, value) in &u.values {
+        // A secret is never copied nor shown.
+        if overrides::looks_secret(key, value) {
+            notes.push(format!(
+                "{}: {id} passes {key}, a secret (by its name or its value's form): not copied; keep it in SSM (`param set <stage> <name> --secure`) and give {key} = \"${{ssm:<name>}}\" in the service.toml",
+                u.template
+            ));
+            continue;
+        }
         if let Some(me) = name_of(id, services)
             && let Some(s) = services.iter_mut().find(|s| s.name == me)
         {

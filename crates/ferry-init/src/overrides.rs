@@ -41,6 +41,65 @@ pub(crate) fn declared(root: &Path, dir: &str, file: &str) -> Vec<(String, bool)
         .unwrap_or_default()
 }
 
+/// Whether a value given to a parameter named `name` is a secret, by the name (see
+/// [`secret_name`]) or by the value (see [`secret_value`]).
+pub(crate) fn looks_secret(name: &str, value: &str) -> bool {
+    secret_name(name) || secret_value(value)
+}
+
+/// Whether a value is a secret by its form, whatever the name it is given: a password inside
+/// a URL (`postgres://admin:pw@db…`), a Slack or Discord webhook, a private key, or a token of a
+/// well-known service by its prefix (GitHub, GitLab, Stripe, Slack, npm, SendGrid, an AWS access
+/// key, a Google API key).
+pub(crate) fn secret_value(value: &str) -> bool {
+    let v = value.trim();
+    // `scheme://user:password@host`: a colon in the user part before the host.
+    let password_in_url = v.split_once("://").is_some_and(|(_, rest)| {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        authority
+            .rsplit_once('@')
+            .is_some_and(|(user, _)| user.split_once(':').is_some_and(|(_, pw)| !pw.is_empty()))
+    });
+    let webhooks = [
+        "hooks.slack.com/services/",
+        "discord.com/api/webhooks/",
+        "discordapp.com/api/webhooks/",
+        "outlook.office.com/webhook/",
+    ];
+    let prefixes = [
+        "ghp_",
+        "gho_",
+        "ghu_",
+        "ghs_",
+        "ghr_",
+        "github_pat_",
+        "glpat-",
+        "sk_live_",
+        "sk_test_",
+        "rk_live_",
+        "rk_test_",
+        "xoxb-",
+        "xoxp-",
+        "xoxa-",
+        "xoxs-",
+        "xapp-",
+        "npm_",
+        "SG.",
+        "AIza",
+    ];
+    let aws_key = (v.starts_with("AKIA") || v.starts_with("ASIA"))
+        && v.len() == 20
+        && v.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    password_in_url
+        || aws_key
+        || v.contains("-----BEGIN")
+        || webhooks.iter().any(|w| v.contains(w))
+        || prefixes
+            .iter()
+            .any(|p| v.starts_with(p) && v.len() >= p.len() + 16)
+}
+
 /// Whether a parameter's name says it holds a secret: one that names where a secret is kept or
 /// what it is (`DbSecretArn`, `SecretName`, `TokenTableName`) does not.
 fn secret_name(name: &str) -> bool {
@@ -69,6 +128,8 @@ fn secret_name(name: &str) -> bool {
     ]
     .iter()
     .any(|w| n.contains(w))
+        // A personal access token (`GithubPat`).
+        || n.ends_with("pat")
 }
 
 /// The folders a service's deploy steps may sit in: its own, and its template's when that is
@@ -170,9 +231,9 @@ pub(crate) fn read(
             ));
             continue;
         };
-        if *secret {
+        if *secret || found.iter().any(|(k, v, _)| k == key && secret_value(v)) {
             notes.push(format!(
-                "{from}: passes {key}, a secret (NoEcho, or by its name): not copied; keep it in SSM (`param set <stage> <name> --secure`) and give {key} = \"${{ssm:<name>}}\" in the service.toml"
+                "{from}: passes {key}, a secret (NoEcho, by its name, or by its value's form): not copied; keep it in SSM (`param set <stage> <name> --secure`) and give {key} = \"${{ssm:<name>}}\" in the service.toml"
             ));
             continue;
         }
@@ -1279,6 +1340,37 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
             pair("ParameterKey=Table,ParameterValue=t1"),
             Some(("Table".into(), "t1".into()))
         );
+    }
+
+    /// Values that are secrets by their form, whatever their parameter's name; values that only
+    /// look alike are not.
+    #[test]
+    fn secrets_by_the_form_of_their_value() {
+        for secret in [
+            "postgres://admin:S3cretPassw0rd@db.example.com:5432/app",
+            "mongodb+srv://u:p@cluster0.x.mongodb.net",
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "github_pat_11ABCDEFG0abcdefghijklmnop",
+            "sk_live_abcdefghijklmnop1234",
+            "xoxb-1234567890-abcdefghijkl",
+            "https://hooks.slack.com/services/T000/B000/XXXXXXXX",
+            "AKIAIOSFODNN7EXAMPLE",
+            "-----BEGIN RSA PRIVATE KEY-----",
+        ] {
+            assert!(secret_value(secret), "{secret}");
+        }
+        for plain in [
+            "https://user@docs.example.com/x",
+            "https://example.com/a:b@c",
+            "ghp_",
+            "sk_live_x",
+            "AKIA-not-a-key",
+            "/shop/dev/db",
+            "arn:aws:iam::123456789012:role/x",
+        ] {
+            assert!(!secret_value(plain), "{plain}");
+        }
+        assert!(looks_secret("GithubPat", "x") && !looks_secret("Path", "x"));
     }
 
     /// A parameters file in each form the AWS CLI takes reads alike; one in none of them, or

@@ -1453,6 +1453,8 @@ fn a_serverless_compose_file_gives_names_links_and_parameters() {
       stageName: app-${sls:stage}
       retries: 3
       token: ${env:TOKEN}
+      dbPassword: hunter2hunter2
+      hook: https://hooks.slack.com/services/T000/B000/XXXXXXXX
       queue.arn: ${service-a.queueArn}
       queue-name: ${service-a.queueName}
   service-c:
@@ -1528,9 +1530,15 @@ fn a_serverless_compose_file_gives_names_links_and_parameters() {
         "param `queue.arn`, and Ferry's parameter names hold only letters, digits, `-` and `_`",
         "depends on `ghost`, which is no service Ferry found",
         "service `web` is a `@serverless-components/website` component",
+        "service `Service_B` passes param `dbPassword`, a secret (by its name or its value's form): not copied",
+        "service `Service_B` passes param `hook`, a secret",
     ] {
         assert!(notes.contains(said), "{said}\n{notes}");
     }
+    assert!(
+        !notes.contains("hunter2hunter2") && !notes.contains("XXXXXXXX"),
+        "{notes}"
+    );
 
     // What it writes loads: the parameters go to the framework as --param.
     write(r, &render(&s, r), Existing::Refuse).unwrap();
@@ -2180,7 +2188,7 @@ fn parameters_the_deploy_scripts_pass_are_taken_and_link_the_services() {
         r,
         "booking/template.yaml",
         &format!(
-            "{sam}Parameters:\n  Layer:\n    Type: AWS::SSM::Parameter::Value<String>\n  Stage:\n    Type: String\n  ApiId:\n    Type: String\n  Size:\n    Type: Number\n  DbPassword:\n    Type: String\n  Token:\n    Type: String\n    NoEcho: true\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n"
+            "{sam}Parameters:\n  Layer:\n    Type: AWS::SSM::Parameter::Value<String>\n  Stage:\n    Type: String\n  ApiId:\n    Type: String\n  Size:\n    Type: Number\n  DbPassword:\n    Type: String\n  Token:\n    Type: String\n    NoEcho: true\n  DatabaseUrl:\n    Type: String\n  GithubPat:\n    Type: String\n  StripeKey:\n    Type: String\n  SlackWebhookUrl:\n    Type: String\n  DocsUrl:\n    Type: String\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n"
         ),
     );
     file(
@@ -2188,7 +2196,7 @@ fn parameters_the_deploy_scripts_pass_are_taken_and_link_the_services() {
         "booking/Makefile",
         "other:\n\tsam deploy --template-file ../other/other.yaml --parameter-overrides Stage=wrong Size=9\n\n\
 invoke:\n\tsam local invoke --parameter-overrides Layer=local-arn\n\n\
-deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy \\\n\t\t--stack-name $${STACK_NAME}-booking-$${AWS_BRANCH} \\\n\t\t--parameter-overrides \\\n\t\t\tLayer=/$${AWS_BRANCH}/shared/layer \\\n\t\t\tStage=$${AWS_BRANCH} \\\n\t\t\tApiId=$${GRAPHQL_API_ID} \\\n\t\t\tUndeclared=1 \\\n\t\t\tDbPassword=hunter2secret \\\n\t\t\tToken=tok-4242 \\\n\t\t\t\"Size=3\n",
+deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy \\\n\t\t--stack-name $${STACK_NAME}-booking-$${AWS_BRANCH} \\\n\t\t--parameter-overrides \\\n\t\t\tLayer=/$${AWS_BRANCH}/shared/layer \\\n\t\t\tStage=$${AWS_BRANCH} \\\n\t\t\tApiId=$${GRAPHQL_API_ID} \\\n\t\t\tUndeclared=1 \\\n\t\t\tDbPassword=hunter2secret \\\n\t\t\tToken=tok-4242 \\\n\t\t\tDatabaseUrl=postgres://admin:S3cretPassw0rd@db.example.com/app \\\n\t\t\tGithubPat=ghp_abcdefghijklmnopqrstuvwxyz0123456789 \\\n\t\t\tStripeKey=sk_live_abcdefghijklmnop1234 \\\n\t\t\tSlackWebhookUrl=https://hooks.slack.com/services/T000/B000/XXXXXXXX \\\n\t\t\tDocsUrl=https://user@docs.example.com/x \\\n\t\t\t\"Size=3\n",
     );
     // samconfig.toml: a named environment's literal stage becomes ${stage}.
     file(
@@ -2231,6 +2239,7 @@ deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy
     assert_eq!(
         params("booking"),
         pairs(&[
+            ("DocsUrl", "https://user@docs.example.com/x"),
             ("Layer", "/${stage}/shared/layer"),
             ("Size", "3"),
             ("Stage", "${stage}"),
@@ -2254,8 +2263,12 @@ deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy
     let notes = s.notes.join("\n");
     for want in [
         "booking/Makefile: passes ApiId a value with `GRAPHQL_API_ID`, which Ferry cannot know: give ApiId its value in the service.toml",
-        "booking/Makefile: passes DbPassword, a secret (NoEcho, or by its name): not copied",
-        "booking/Makefile: passes Token, a secret (NoEcho, or by its name): not copied",
+        "booking/Makefile: passes DbPassword, a secret (NoEcho, by its name, or by its value's form): not copied",
+        "booking/Makefile: passes Token, a secret (NoEcho, by its name, or by its value's form): not copied",
+        "booking/Makefile: passes DatabaseUrl, a secret",
+        "booking/Makefile: passes GithubPat, a secret",
+        "booking/Makefile: passes StripeKey, a secret",
+        "booking/Makefile: passes SlackWebhookUrl, a secret",
         "booking/Makefile: passes Undeclared, which the template does not declare: left out",
         "broken/samconfig.toml: not read (",
     ] {
@@ -2268,11 +2281,34 @@ deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy
     let booking = ws.service("booking").unwrap();
     assert_eq!(
         booking.parameters.keys().collect::<Vec<_>>(),
-        ["ApiId", "DbPassword", "Layer", "Size", "Stage", "Token"]
+        [
+            "ApiId",
+            "DatabaseUrl",
+            "DbPassword",
+            "DocsUrl",
+            "GithubPat",
+            "Layer",
+            "Size",
+            "SlackWebhookUrl",
+            "Stage",
+            "StripeKey",
+            "Token"
+        ]
     );
-    // A secret is neither copied nor shown, anywhere.
+    // A secret is neither copied nor shown, anywhere (a user name alone in a URL is none).
     let booking_toml = fs::read_to_string(r.join("booking/service.toml")).unwrap();
-    for secret in ["hunter2secret", "tok-4242"] {
+    assert!(
+        booking_toml.contains("DocsUrl = \"https://user@docs.example.com/x\""),
+        "{booking_toml}"
+    );
+    for secret in [
+        "hunter2secret",
+        "tok-4242",
+        "S3cretPassw0rd",
+        "ghp_abc",
+        "sk_live_",
+        "XXXXXXXX",
+    ] {
         assert!(
             !booking_toml.contains(secret) && !notes.contains(secret),
             "{secret}"
