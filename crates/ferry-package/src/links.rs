@@ -444,6 +444,12 @@ const NAME_PROPERTIES: &[(&str, &str, &str, &str)] = &[
         "secret",
         "an account and region",
     ),
+    (
+        "AWS::SSM::Parameter",
+        "Name",
+        "SSM parameter",
+        "an account and region",
+    ),
 ];
 
 /// One literal resource name the templates of several services give.

@@ -1960,3 +1960,35 @@ fn a_literal_name_is_judged_between_two_previews_too() {
         "{said:#?}"
     );
 }
+
+/// An SSM parameter's name is unique in an account and region: a template writing one under a
+/// literal name (aws-samples/aws-serverless-shopping-cart's
+/// `/serverless-shopping-cart-demo/auth/user-pool-arn`) gives every stage that name, so two
+/// stages of one account and region collide (the second one's deploy failed with
+/// ParameterAlreadyExists, or read the first's value), which is now warned of; a name built
+/// from the stage is not.
+#[test]
+fn an_ssm_parameter_every_stage_names_alike_is_warned_of() {
+    let ws = workspace(&[
+        (
+            "ferry.toml",
+            "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.staging]\nregion = \"us-east-1\"\n",
+        ),
+        (
+            "services/auth/t.yaml",
+            "Parameters:\n  Stage: {Type: String}\nResources:\n  Arn:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: /serverless-shopping-cart-demo/auth/user-pool-arn\n      Type: String\n      Value: x\n  Own:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub /shop/${Stage}/auth/url\n      Type: String\n      Value: y\n",
+        ),
+        (
+            "services/auth/service.toml",
+            "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nStage = \"${stage}\"\n",
+        ),
+    ]);
+    let loaded = ferry_manifest::load(ws.path()).unwrap();
+    let shared = ferry_package::names_every_stage_gives(&ferry_package::Templates::new(&loaded));
+    let said: Vec<String> = shared.iter().map(|n| n.to_string()).collect();
+    assert_eq!(said.len(), 1, "{said:#?}");
+    assert!(
+        said[0].starts_with("`auth` gives the SSM parameter `/serverless-shopping-cart-demo/auth/user-pool-arn` literally (Resources.Arn.Properties.Name)"),
+        "{said:#?}"
+    );
+}
