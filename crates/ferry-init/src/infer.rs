@@ -27,6 +27,9 @@ struct Said {
     /// Names of the SSM parameters it reads, as written: `${ssm:…}`, `{{resolve:ssm:…}}`, the
     /// default of a parameter of an SSM parameter type.
     ssm_reads: Vec<String>,
+    /// The reads among `ssm_reads` that are the default of a parameter of an SSM parameter type
+    /// (name → the parameter): what every stage reads unless the parameter is given.
+    ssm_defaults: BTreeMap<String, String>,
     region: Option<String>,
     /// Why Ferry cannot read its stack name before the framework runs (Serverless), if so.
     unreadable_stack_name: Option<String>,
@@ -189,11 +192,24 @@ pub(crate) fn links(
                 .filter(|(_, _, w)| same_name(w, &k))
                 .collect();
             match by.as_slice() {
-                [(j, written, _)] if *j != i => {
+                [(j, written, w)] if *j != i => {
                     deps.entry(services[*j].name.clone()).or_insert(format!(
                         "reads SSM parameter `{read}`, which {} writes as `{written}`",
                         services[*j].name
                     ));
+                    // A default naming one stage's parameter (`userpool-id-dev`) of a writer
+                    // that writes one per stage (`userpool-id-${Stage}`): left as it is, every
+                    // stage would read dev's. Given as the stage's own.
+                    if let Some(key) = s.ssm_defaults.get(read)
+                        && !services[i].parameters.contains_key(key)
+                        && let Some(own) = per_stage_name(read, w)
+                    {
+                        let why = format!(
+                            "its default, `{read}`, is one stage's, and {} writes `{written}` per stage: each stage reads its own",
+                            services[*j].name
+                        );
+                        services[i].parameters.insert(key.clone(), (own, why));
+                    }
                 }
                 // Its own, or one written outside the repository (`/aws/service/…`, by hand).
                 [] | [_] => {}
@@ -393,6 +409,28 @@ fn skeleton_with(s: &str, letters: usize) -> Option<String> {
         }
     }
     (out.chars().filter(char::is_ascii_alphanumeric).count() >= letters).then_some(out)
+}
+
+/// `name` (literal) with the stage's word that the writer's `skeleton` has a variable in place of
+/// (`userpool-id-dev` of `userpool-id-*`) as `${stage}`, Ferry's: `None` when no word of a stage
+/// stands there alone.
+fn per_stage_name(name: &str, skeleton: &str) -> Option<String> {
+    // Each run of letters and digits, by its start and end.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (at, c) in name.char_indices() {
+        let alnum = c.is_ascii_alphanumeric();
+        match runs.last_mut() {
+            Some((_, end)) if alnum && *end == at => *end = at + 1,
+            _ if alnum => runs.push((at, at + 1)),
+            _ => {}
+        }
+    }
+    runs.into_iter().find_map(|(at, end)| {
+        let (before, word, after) = (&name[..at], &name[at..end], &name[end..]);
+        let stage = crate::STAGE_WORDS.contains(&word.to_ascii_lowercase().as_str());
+        (stage && format!("{before}*{after}") == skeleton)
+            .then(|| format!("{before}${{stage}}{after}"))
+    })
 }
 
 /// Whether two SSM names' skeletons ([`skeleton`]: `*` where a variable was) can name the same
@@ -643,8 +681,12 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
                 .as_str()
                 .and_then(|k| s.parameters.get(k))
                 .map(|(v, _)| v.as_str());
-            if let Some(name) = passed.or_else(|| p.get("Default").and_then(Value::as_str)) {
+            let default = p.get("Default").and_then(Value::as_str);
+            if let Some(name) = passed.or(default) {
                 said.ssm_reads.push(name.to_string());
+            }
+            if let (None, Some(name), Some(key)) = (passed, default, key.as_str()) {
+                said.ssm_defaults.insert(name.to_string(), key.to_string());
             }
         }
     }
@@ -847,6 +889,29 @@ mod tests {
             Some("orders-*-x")
         );
         assert_eq!(skeleton("${sls:stage}-${x}"), None, "too little left");
+    }
+
+    #[test]
+    fn a_stage_s_word_where_the_writer_has_a_variable_is_the_stage() {
+        assert_eq!(
+            super::per_stage_name("userpool-id-dev", "userpool-id-*").as_deref(),
+            Some("userpool-id-${stage}")
+        );
+        assert_eq!(
+            super::per_stage_name("/Prod/users/table", "/*/users/table").as_deref(),
+            Some("/${stage}/users/table")
+        );
+        // Not a stage's word, not alone, not where the variable is.
+        assert_eq!(
+            super::per_stage_name("userpool-id-blue", "userpool-id-*"),
+            None
+        );
+        assert_eq!(
+            super::per_stage_name("userpool-id-devx", "userpool-id-*"),
+            None
+        );
+        assert_eq!(super::per_stage_name("/auth-dev/x", "/*/x"), None);
+        assert_eq!(super::per_stage_name("/dev/x", "/dev/x"), None);
     }
 
     #[test]

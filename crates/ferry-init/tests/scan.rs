@@ -4499,3 +4499,52 @@ fn samconfig_in_yaml_and_a_config_file_a_script_names_are_read() {
         ferry_toml(&files)
     );
 }
+
+/// A reader whose SSM-typed parameter defaults to one stage's name (`userpool-id-dev`) of a
+/// parameter another service writes per stage (`userpool-id-${Stage}`), as
+/// redappleabc/klubby-aws-infrastructure's AppSync API: linked, and given the stage's own name,
+/// so that staging and prod do not read dev's (a probe saw prod run on dev's user pool).
+#[test]
+fn a_default_naming_one_stage_s_ssm_parameter_is_made_each_stage_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "authentication/template.yaml",
+        "Parameters:\n  Stage:\n    Type: String\n    Default: dev\nResources:\n  Id:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub userpool-id-${Stage}\n      Type: String\n      Value: x\n",
+    );
+    file(
+        r,
+        "appsync/template.yaml",
+        "Parameters:\n  UserPoolId:\n    Type: AWS::SSM::Parameter::Value<String>\n    Default: userpool-id-dev\n  Other:\n    Type: AWS::SSM::Parameter::Value<String>\n    Default: /shared/blue/x\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    let s = scan(r).unwrap();
+    let appsync = s.services.iter().find(|f| f.name == "appsync").unwrap();
+    assert_eq!(
+        appsync.depends_on.keys().collect::<Vec<_>>(),
+        ["authentication"],
+        "{:#?}",
+        s.notes
+    );
+    assert_eq!(
+        appsync
+            .parameters
+            .get("UserPoolId")
+            .map(|(v, _)| v.as_str()),
+        Some("userpool-id-${stage}")
+    );
+    assert!(!appsync.parameters.contains_key("Other"));
+    let files = render(&s, r);
+    let toml = &files
+        .iter()
+        .find(|(p, _)| p == "appsync/service.toml")
+        .unwrap()
+        .1;
+    assert!(
+        toml.contains("UserPoolId = \"userpool-id-${stage}\""),
+        "{toml}"
+    );
+    let source = ferry_manifest::FsSource::new(r);
+    let problems = ferry_init::problems_after(r, &source, &s, &files);
+    assert!(problems.is_empty(), "{problems:#?}");
+}
