@@ -262,6 +262,15 @@ pub(crate) fn read(
                 first.clone()
             }
         };
+        // A parameter that names a git branch (`BranchName=$(GITHUB_BRANCH)`, which an Amplify
+        // app or a pipeline tracks) takes a branch, not the stage its variable may stand for.
+        if key.to_ascii_lowercase().contains("branch") && raw.contains('$') {
+            notes.push(format!(
+                "{from}: passes {key} `{}`, a git branch, which is no stage: not written as the stage; give {key} the branch each stage tracks in the service.toml (a `${{var:…}}` of the stages' variables)",
+                raw.trim()
+            ));
+            continue;
+        }
         match translate(&raw) {
             Ok(value) => {
                 out.insert(
@@ -887,10 +896,11 @@ fn without_substitutions(line: &str) -> String {
 
 /// Whether `command` runs `sam <sub>` or `aws cloudformation <sub>` (`sam deploy`,
 /// `aws --region x cloudformation deploy`), however it is started (`npx sam`, `(sam`, a
-/// Makefile's `$(SAM) deploy` or a script's `${SAM_CLI} deploy`: a variable naming SAM).
+/// Makefile recipe's `@sam`, `-sam` or `+sam`, a Makefile's `$(SAM) deploy` or a script's
+/// `${SAM_CLI} deploy`: a variable naming SAM).
 fn subcommand(command: &[String], sub: &str) -> bool {
     command.windows(2).any(|p| {
-        let tool = p[0].trim_start_matches('(');
+        let tool = p[0].trim_start_matches(['(', '@', '-', '+']);
         let variable = tool
             .strip_prefix('$')
             .is_some_and(|v| v.to_ascii_uppercase().contains("SAM"));
@@ -1451,6 +1461,16 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
             "deploy:\n\t(sam deploy --stack-name x --region eu-central-1)\n",
         );
         assert_eq!(region().as_deref(), Some("eu-central-1"));
+        // A recipe line's prefixes (`@` silent, `-` errors ignored, `+` run under -n) are make's
+        // (aws-samples/aws-serverless-shopping-cart's `@sam deploy`): before, such a deploy
+        // was not read.
+        for prefix in ["@", "-", "+", "@-"] {
+            write(
+                "Makefile",
+                &format!("deploy:\n\t{prefix}sam deploy --stack-name x --region eu-west-2\n"),
+            );
+            assert_eq!(region().as_deref(), Some("eu-west-2"), "{prefix}");
+        }
         let noted = |text: &str| notes.borrow().iter().any(|n: &String| n.contains(text));
         // A variable: no region, and noted.
         write(

@@ -1413,7 +1413,12 @@ fn a_service_reading_an_ssm_parameter_another_writes_depends_on_it() {
         orders.contains("# PaymentsUrl is of type AWS::SSM::Parameter::Value<String>: give the name of an SSM parameter"),
         "{orders}"
     );
-    assert!(!orders.contains("BusName ="), "it has a default: {orders}");
+    // Its default names dev's parameter: each stage reads its own (before, the default was
+    // left, and every stage read dev's).
+    assert!(
+        orders.contains("BusName = \"/shop/${stage}/platform/bus-name\""),
+        "{orders}"
+    );
     fs::write(
         r.join("orders/service.toml"),
         orders.replace(
@@ -2188,7 +2193,7 @@ fn parameters_the_deploy_scripts_pass_are_taken_and_link_the_services() {
         r,
         "booking/template.yaml",
         &format!(
-            "{sam}Parameters:\n  Layer:\n    Type: AWS::SSM::Parameter::Value<String>\n  Stage:\n    Type: String\n  ApiId:\n    Type: String\n  Size:\n    Type: Number\n  DbPassword:\n    Type: String\n  Token:\n    Type: String\n    NoEcho: true\n  DatabaseUrl:\n    Type: String\n  GithubPat:\n    Type: String\n  StripeKey:\n    Type: String\n  SlackWebhookUrl:\n    Type: String\n  DocsUrl:\n    Type: String\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n"
+            "{sam}Parameters:\n  Layer:\n    Type: AWS::SSM::Parameter::Value<String>\n  Stage:\n    Type: String\n  ApiId:\n    Type: String\n  Size:\n    Type: Number\n  DbPassword:\n    Type: String\n  Token:\n    Type: String\n    NoEcho: true\n  DatabaseUrl:\n    Type: String\n  GithubPat:\n    Type: String\n  StripeKey:\n    Type: String\n  SlackWebhookUrl:\n    Type: String\n  DocsUrl:\n    Type: String\n  BranchName:\n    Type: String\n    Default: master\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n"
         ),
     );
     file(
@@ -2196,7 +2201,7 @@ fn parameters_the_deploy_scripts_pass_are_taken_and_link_the_services() {
         "booking/Makefile",
         "other:\n\tsam deploy --template-file ../other/other.yaml --parameter-overrides Stage=wrong Size=9\n\n\
 invoke:\n\tsam local invoke --parameter-overrides Layer=local-arn\n\n\
-deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy \\\n\t\t--stack-name $${STACK_NAME}-booking-$${AWS_BRANCH} \\\n\t\t--parameter-overrides \\\n\t\t\tLayer=/$${AWS_BRANCH}/shared/layer \\\n\t\t\tStage=$${AWS_BRANCH} \\\n\t\t\tApiId=$${GRAPHQL_API_ID} \\\n\t\t\tUndeclared=1 \\\n\t\t\tDbPassword=hunter2secret \\\n\t\t\tToken=tok-4242 \\\n\t\t\tDatabaseUrl=postgres://admin:S3cretPassw0rd@db.example.com/app \\\n\t\t\tGithubPat=ghp_abcdefghijklmnopqrstuvwxyz0123456789 \\\n\t\t\tStripeKey=sk_live_abcdefghijklmnop1234 \\\n\t\t\tSlackWebhookUrl=https://hooks.slack.com/services/T000/B000/XXXXXXXX \\\n\t\t\tDocsUrl=https://user@docs.example.com/x \\\n\t\t\t\"Size=3\n",
+deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy \\\n\t\t--stack-name $${STACK_NAME}-booking-$${AWS_BRANCH} \\\n\t\t--parameter-overrides \\\n\t\t\tLayer=/$${AWS_BRANCH}/shared/layer \\\n\t\t\tStage=$${AWS_BRANCH} \\\n\t\t\tApiId=$${GRAPHQL_API_ID} \\\n\t\t\tUndeclared=1 \\\n\t\t\tDbPassword=hunter2secret \\\n\t\t\tToken=tok-4242 \\\n\t\t\tDatabaseUrl=postgres://admin:S3cretPassw0rd@db.example.com/app \\\n\t\t\tGithubPat=ghp_abcdefghijklmnopqrstuvwxyz0123456789 \\\n\t\t\tStripeKey=sk_live_abcdefghijklmnop1234 \\\n\t\t\tSlackWebhookUrl=https://hooks.slack.com/services/T000/B000/XXXXXXXX \\\n\t\t\tDocsUrl=https://user@docs.example.com/x \\\n\t\t\tBranchName=$${GITHUB_BRANCH} \\\n\t\t\t\"Size=3\n",
     );
     // samconfig.toml: a named environment's literal stage becomes ${stage}.
     file(
@@ -2269,6 +2274,7 @@ deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy
         "booking/Makefile: passes GithubPat, a secret",
         "booking/Makefile: passes StripeKey, a secret",
         "booking/Makefile: passes SlackWebhookUrl, a secret",
+        "booking/Makefile: passes BranchName `$${GITHUB_BRANCH}`, a git branch, which is no stage: not written as the stage",
         "booking/Makefile: passes Undeclared, which the template does not declare: left out",
         "broken/samconfig.toml: not read (",
     ] {
