@@ -197,6 +197,10 @@ pub(crate) fn read(
             )),
         }
     }
+    // The service's deploy commands in its scripts, and how many pass each parameter: one
+    // passed by the prod command only leaves the others at the template's default.
+    let mut deploys = 0usize;
+    let mut passed_by: BTreeMap<String, usize> = BTreeMap::new();
     for (from, text, of) in scripts_of(root, dir, file) {
         // A parameters file of the repository only (`file://env/x.json`, not `file:///etc/…`);
         // one of which nothing could be read is noted, not passed over.
@@ -210,8 +214,15 @@ pub(crate) fn read(
             }
             Some(pairs)
         };
-        for (k, v) in deploy_overrides_of(&text, &of, &parameters_file) {
-            found.push((k, v, from.clone()));
+        for passed in deploy_overrides_of(&text, &of, &parameters_file) {
+            deploys += 1;
+            let mut keys = BTreeSet::new();
+            for (k, v) in passed {
+                if keys.insert(k.clone()) {
+                    *passed_by.entry(k.clone()).or_default() += 1;
+                }
+                found.push((k, v, from.clone()));
+            }
         }
         for rel in unread.into_inner() {
             notes.push(format!(
@@ -261,6 +272,26 @@ pub(crate) fn read(
                 }
                 first.clone()
             }
+        };
+        // Passed by some of the service's deploy commands only (`Stage=prod` in the prod
+        // command, the dev command leaving the template's default): a value naming a stage is
+        // written as each stage's, any other for every stage, noted.
+        let some = passed_by.get(key).copied().unwrap_or_default();
+        let raw = if deploys > 1 && some > 0 && some < deploys && values.len() == 1 {
+            let staged = crate::STAGE_WORDS
+                .iter()
+                .map(|word| literal_stage(&raw, word))
+                .find(|v| *v != raw);
+            notes.push(format!(
+                "{from}: passes {key} in {some} of the service's {deploys} deploy commands (the others deploy the template's default): init wrote {} for every stage; check it",
+                match &staged {
+                    Some(_) => "it as each stage's, the stage's word made the stage".to_string(),
+                    None => format!("`{}`", ferry_ci::one_line(raw.trim())),
+                }
+            ));
+            staged.unwrap_or(raw)
+        } else {
+            raw
         };
         // A parameter that names a git branch (`BranchName=$(GITHUB_BRANCH)`, which an Amplify
         // app or a pipeline tracks) takes a branch, not the stage its variable may stand for.
@@ -926,36 +957,35 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
         folder: String::new(),
         template: template.to_string(),
     };
-    deploy_overrides_of(text, &of, &|_| None)
+    deploy_overrides_of(text, &of, &|_| None).concat()
 }
 
 /// `Key=Value` pairs after `--parameter-overrides` (`sam deploy`, `aws cloudformation deploy`)
 /// or `--parameters` (`create-stack`, `update-stack`: `ParameterKey=K,ParameterValue=V`), or
 /// those of a JSON file of them, `file://env/network.json`, which `parameters_file` reads (from
 /// the script's folder, see [`parameters_json`]), of each deploy command `of` says is the
-/// service's.
+/// service's: one list per command, empty for a command passing none.
 fn deploy_overrides_of(
     text: &str,
     of: &Of,
     parameters_file: &dyn Fn(&str) -> Option<Pairs>,
-) -> Vec<(String, String)> {
-    let mut out = Vec::new();
+) -> Vec<Pairs> {
     // `--parameter-overrides="A=1" "B=2"` as `--parameter-overrides A=1 B=2` (its words come
     // split by `flag_words`).
-    for w in deploy_commands_of(text, of) {
-        let Some(at) = w
-            .iter()
-            .position(|x| x == "--parameter-overrides" || x == "--parameters")
-        else {
-            continue;
-        };
-        if let Some(path) = w.get(at + 1).and_then(|x| x.strip_prefix("file://")) {
-            out.extend(parameters_file(path).unwrap_or_default());
-            continue;
-        }
-        // `--parameter-overrides 'A=1 B="x y"'` passes several in one quoted word, as the SAM
-        // CLI takes them: each word is split again.
-        out.extend(
+    deploy_commands_of(text, of)
+        .into_iter()
+        .map(|w| {
+            let Some(at) = w
+                .iter()
+                .position(|x| x == "--parameter-overrides" || x == "--parameters")
+            else {
+                return Vec::new();
+            };
+            if let Some(path) = w.get(at + 1).and_then(|x| x.strip_prefix("file://")) {
+                return parameters_file(path).unwrap_or_default();
+            }
+            // `--parameter-overrides 'A=1 B="x y"'` passes several in one quoted word, as the
+            // SAM CLI takes them: each word is split again.
             w[at + 1..]
                 .iter()
                 .take_while(|x| !x.starts_with("--"))
@@ -965,10 +995,10 @@ fn deploy_overrides_of(
                     let several = pieces.len() > 1 && pieces.iter().all(|p| pair(p).is_some());
                     if several { pieces } else { vec![x.clone()] }
                 })
-                .filter_map(|x| pair(&x)),
-        );
-    }
-    out
+                .filter_map(|x| pair(&x))
+                .collect()
+        })
+        .collect()
 }
 
 /// Parameters as `(key, value)`, in the order given.

@@ -4554,3 +4554,37 @@ fn a_default_naming_one_stage_s_ssm_parameter_is_made_each_stage_s() {
     let problems = ferry_init::problems_after(r, &source, &s, &files);
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// A parameter the prod command passes and the dev command leaves at the template's default
+/// (redappleabc/klubby-aws-infrastructure's status pipeline: `Stage=prod` in one of two
+/// commands): a value naming the stage is written as each stage's, another for every stage,
+/// both noted (before, `Stage = "prod"` was written for every stage in silence, and dev's stack
+/// made prod-named resources).
+#[test]
+fn a_parameter_only_one_stage_s_command_passes_is_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "notify/template.yaml",
+        "Parameters:\n  Stage:\n    Type: String\n    Default: dev\n  Topic:\n    Type: String\n    Default: notify-sns-topic-dev\n  Domain:\n    Type: String\n    Default: dev.example.com\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    file(
+        r,
+        "notify/deploy.sh",
+        "if [ \"$1\" = prod ]; then\n  aws cloudformation deploy --template-file template.yaml --stack-name notify-prod --parameter-overrides Stage=prod Topic=notify-sns-topic-prod Domain=example.com\nelse\n  aws cloudformation deploy --template-file template.yaml --stack-name notify-dev\nfi\n",
+    );
+    let s = scan(r).unwrap();
+    let notify = &s.services[0];
+    let value = |k: &str| notify.parameters.get(k).map(|(v, _)| v.as_str());
+    assert_eq!(value("Stage"), Some("${stage}"), "{:#?}", s.notes);
+    assert_eq!(value("Topic"), Some("notify-sns-topic-${stage}"));
+    assert_eq!(value("Domain"), Some("example.com"));
+    let notes = s.notes.join("\n");
+    for want in [
+        "notify/deploy.sh: passes Stage in 1 of the service's 2 deploy commands (the others deploy the template's default): init wrote it as each stage's",
+        "notify/deploy.sh: passes Domain in 1 of the service's 2 deploy commands (the others deploy the template's default): init wrote `example.com` for every stage; check it",
+    ] {
+        assert!(notes.contains(want), "{want}\n{notes}");
+    }
+}
