@@ -121,6 +121,27 @@ fn folder(path: &str) -> Option<String> {
 
 /// Names each service an entry points at after the entry's key (made valid, unless another
 /// service has that name), and notes the entries Ferry cannot take.
+/// Leaves out each Serverless Framework service the Compose file does not list (a local-only
+/// stack, `serverless-s3-local`'s, an example): the repository deploys the services it lists,
+/// and Ferry would deploy the others to every stage, prod included. Noted. A Compose file that
+/// lists none of the services found (unreadable, or out of date) leaves out none.
+pub(crate) fn leave_out_unlisted(c: &Compose, services: &mut Vec<Found>, notes: &mut Vec<String>) {
+    let listed: Vec<String> = c.entries.iter().filter_map(|e| folder(&e.path)).collect();
+    if !services.iter().any(|s| listed.contains(&s.dir)) {
+        return;
+    }
+    services.retain(|s| {
+        if s.kind != ferry_manifest::ServiceKind::Serverless || listed.contains(&s.dir) {
+            return true;
+        }
+        notes.push(format!(
+            "{}: a Serverless Framework service that {} does not list, so the repository does not deploy it with the others: left out (add it to ferry.toml's services by hand if a stage is to have it)",
+            s.dir, c.file
+        ));
+        false
+    });
+}
+
 pub(crate) fn names(c: &mut Compose, services: &mut [Found], notes: &mut Vec<String>) {
     let file = c.file.clone();
     for e in &c.entries {

@@ -279,6 +279,11 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             artifacts: BTreeMap::new(),
         });
     }
+    // A Compose file says which Serverless services the repository deploys.
+    let mut compose = compose::read(root, &mut notes);
+    if let Some(c) = &compose {
+        compose::leave_out_unlisted(c, &mut services, &mut notes);
+    }
     // package.json above the services that take their CLI and plugins from it → those services.
     let mut from_above: BTreeMap<InstalledFromAbove, Vec<String>> = BTreeMap::new();
     for s in services
@@ -366,7 +371,6 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         s.parameters = overrides::read(root, &s.dir, &s.file, &declared, &mut notes);
     }
     // A Compose file names the services first: the links below are between those names.
-    let mut compose = compose::read(root, &mut notes);
     if let Some(c) = &mut compose {
         compose::names(c, &mut services, &mut notes);
     }

@@ -1475,6 +1475,13 @@ fn a_serverless_compose_file_gives_names_links_and_parameters() {
         "service-a/serverless.yml",
         "service: service-a\nprovider:\n  name: aws\nresources:\n  Resources:\n    Q:\n      Type: AWS::SQS::Queue\n  Outputs:\n    queueUrl:\n      Value: !Ref Q\n",
     );
+    // A local-only stack the Compose file does not list (Enterprise-CMCS/macpro-mdct-mfp's
+    // `services/uploads`, for serverless-s3-local): left out, not deployed to every stage.
+    file(
+        r,
+        "uploads/serverless.yml",
+        "service: uploads\nprovider:\n  name: aws\nplugins:\n  - serverless-s3-local\n",
+    );
     file(
         r,
         "svc-b/serverless.yml",
@@ -1537,6 +1544,7 @@ fn a_serverless_compose_file_gives_names_links_and_parameters() {
         "service `web` is a `@serverless-components/website` component",
         "service `Service_B` passes param `dbPassword`, a secret (by its name or its value's form): not copied",
         "service `Service_B` passes param `hook`, a secret",
+        "uploads: a Serverless Framework service that serverless-compose.yml does not list, so the repository does not deploy it with the others: left out",
     ] {
         assert!(notes.contains(said), "{said}\n{notes}");
     }
