@@ -619,7 +619,30 @@ pub(crate) fn deploy_region(
     file: &str,
     notes: &mut Vec<String>,
 ) -> Option<String> {
-    if let Some(r) = samconfigs(root, dir, file)
+    let configs = samconfigs(root, dir, file);
+    for c in &configs {
+        // Environments deploying to regions of their own (`[prod]` in eu-west-1, the others in
+        // eu-west-2): one region is written for every stage.
+        let each: Vec<(&str, &str)> = c
+            .envs
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| {
+                let r = e.parameter(&["deploy", "global"], "region")?.as_str()?;
+                region_like(r).then_some((e.name.as_str(), r))
+            })
+            .collect();
+        if each.iter().any(|(_, r)| *r != each[0].1) {
+            let shown: Vec<String> = each.iter().map(|(e, r)| format!("[{e}] {r}")).collect();
+            notes.push(format!(
+                "{}: its environments deploy to more than one region ({}): init wrote one for every stage; set each stage's region in ferry.toml to its stacks' (else Ferry deploys new stacks in the region written)",
+                c.path,
+                shown.join(", ")
+            ));
+        }
+    }
+    if let Some(r) = configs
         .iter()
         .find_map(|c| samconfig_region(c.envs.as_deref().ok()?))
     {

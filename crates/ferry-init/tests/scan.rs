@@ -4444,7 +4444,7 @@ fn samconfig_in_yaml_and_a_config_file_a_script_names_are_read() {
     file(
         r,
         "orders/samconfig.yaml",
-        "version: 0.1\ndefault:\n  global:\n    parameters:\n      stack_name: shop-orders\n      region: eu-west-2\ndev:\n  deploy:\n    parameters:\n      stack_name: shop-orders-dev\n      parameter_overrides:\n        - Table=/dev/orders\n        - Stage=dev\nprod:\n  deploy:\n    parameters:\n      stack_name: shop-orders-prod\n      parameter_overrides: Table=/prod/orders Stage=prod\n",
+        "version: 0.1\ndefault:\n  global:\n    parameters:\n      stack_name: shop-orders\n      region: eu-west-2\ndev:\n  deploy:\n    parameters:\n      stack_name: shop-orders-dev\n      parameter_overrides:\n        - Table=/dev/orders\n        - Stage=dev\nprod:\n  deploy:\n    parameters:\n      stack_name: shop-orders-prod\n      region: eu-west-1\n      parameter_overrides: Table=/prod/orders Stage=prod\n",
     );
     file(r, "billing/template.yaml", template);
     file(
@@ -4506,6 +4506,12 @@ fn samconfig_in_yaml_and_a_config_file_a_script_names_are_read() {
         billing.parameters
     );
     assert!(service("other").parameters.is_empty());
+    // Environments deploying to regions of their own: noted (before, prod's was dropped).
+    assert!(
+        s.notes.iter().any(|n| n.starts_with("orders/samconfig.yaml: its environments deploy to more than one region ([default] eu-west-2, [prod] eu-west-1)")),
+        "{:#?}",
+        s.notes
+    );
     let files = render(&s, r);
     assert!(
         ferry_toml(&files).contains("region = \"eu-west-2\""),
