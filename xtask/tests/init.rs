@@ -358,10 +358,28 @@ fn init_leaves_out_an_input_git_ignores() {
     file(root, ".gitignore", "secrets/\n");
     file(root, "secrets/dev.yml", "token: not-in-git\n");
     file(root, "shared/config.yml", "level: info\n");
+    // Per-stage files git ignores beside an example it tracks (a probe's
+    // erezrokah/serverless-monorepo-app): their folder stays an input, and the files are noted,
+    // as an edit to one deploys nothing.
+    file(
+        root,
+        "shared/environment/.gitignore",
+        "config.*.json\n!config.example.json\n",
+    );
+    file(
+        root,
+        "shared/environment/config.example.json",
+        "{\"value\": \"x\"}\n",
+    );
+    file(
+        root,
+        "shared/environment/config.dev.json",
+        "{\"value\": \"v1\"}\n",
+    );
     file(
         root,
         "services/api/serverless.yml",
-        "service: api\nprovider:\n  name: aws\n  runtime: nodejs18.x\ncustom:\n  secrets: ${file(../../secrets/dev.yml)}\n  shared: ${file(../../shared/config.yml)}\nfunctions:\n  hello:\n    handler: handler.hello\n",
+        "service: api\nprovider:\n  name: aws\n  runtime: nodejs18.x\ncustom:\n  secrets: ${file(../../secrets/dev.yml)}\n  shared: ${file(../../shared/config.yml)}\n  conf: ${file(../../shared/environment/config.${sls:stage}.json):value}\nfunctions:\n  hello:\n    handler: handler.hello\n",
     );
     file(
         root,
@@ -372,6 +390,14 @@ fn init_leaves_out_an_input_git_ignores() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("but git ignores `secrets/dev.yml` and tracks nothing there: no commit holds it, so no plan sees it change; left out of inputs"),
+        "{out}"
+    );
+    assert!(
+        out.contains("services/api: reads `shared/environment/config.${sls:stage}.json` (${file(…)}), and git ignores `shared/environment/config.dev.json`: no commit holds it, so no plan sees it change"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("reads `secrets/dev.yml` (${file(…)}), and git ignores"),
         "{out}"
     );
     assert!(out.contains("next: `ferry validate`"), "{out}");

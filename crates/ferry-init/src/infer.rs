@@ -236,6 +236,7 @@ pub(crate) fn links(
             }
         }
         let dir = services[i].dir.clone();
+        let mut file_reads = Vec::new();
         for file in &s.files {
             let rel = format!("{dir}/{file}");
             let Some(path) = ferry_manifest::normalize_relative(&rel) else {
@@ -244,6 +245,7 @@ pub(crate) fn links(
                 ));
                 continue;
             };
+            file_reads.push(path.clone());
             let inside = path.starts_with(&format!("{dir}/"));
             if inside {
                 continue;
@@ -294,6 +296,7 @@ pub(crate) fn links(
         let svc = &mut services[i];
         svc.depends_on = deps;
         svc.inputs.extend(inputs);
+        svc.file_reads = file_reads;
         svc.region = region;
         let base = said[i].literal_service.as_deref().unwrap_or(&svc.name);
         if let Some(why) = said[i].unreadable_stack_name.clone() {

@@ -71,6 +71,9 @@ pub struct Found {
     /// local path (`Code: src`, which `aws cloudformation package` uploads): each resource's
     /// path, relative to the service folder.
     pub artifacts: BTreeMap<String, String>,
+    /// The files a Serverless configuration reads with `${file(…)}`, repository-relative, as
+    /// written (`common/config.${sls:stage}.json`).
+    pub file_reads: Vec<String>,
     /// The `stack-name` written for it, and why: for a Serverless Framework service whose stack
     /// name Ferry cannot read before the framework runs (a program, a name from a variable),
     /// the name guessed (the service's name and the stage), for the user to check; for any
@@ -114,13 +117,20 @@ impl Scan {
     /// ignores, with nothing in it tracked, as `ignored` says: a file a Serverless configuration
     /// reads with `${file(…)}` is often a secret kept out of git. No commit holds it, so no plan
     /// could see it change, and `validate` refuses such an input. Each is noted.
+    ///
+    /// Also notes each file a Serverless configuration reads with `${file(…)}` that git ignores
+    /// (`config.${sls:stage}.json` beside a tracked `config.example.json`, for one of the stages
+    /// `ferry.toml` is written with): its input stays, but no commit holds the file, so an edit
+    /// there deploys nothing.
     pub fn leave_out_ignored(&mut self, ignored: impl Fn(&str) -> bool) {
         for s in &mut self.services {
             let notes = &mut self.notes;
+            let mut left_out: Vec<String> = Vec::new();
             s.inputs.retain(|glob, why| {
                 let fixed = ferry_manifest::fixed_start(glob);
                 let keep = fixed.is_empty() || !ignored(&fixed);
                 if !keep {
+                    left_out.push(fixed.clone());
                     notes.push(format!(
                         "{}: {why}, but git ignores `{fixed}` and tracks nothing there: no commit holds it, so no plan sees it change; left out of inputs (commit it, or keep what it holds in SSM)",
                         s.dir
@@ -128,6 +138,26 @@ impl Scan {
                 }
                 keep
             });
+            for read in &s.file_reads {
+                let stage_vars = ["${sls:stage}", "${opt:stage}", "${self:provider.stage}"];
+                let each: Vec<String> = STAGES
+                    .iter()
+                    .map(|stage| {
+                        stage_vars
+                            .iter()
+                            .fold(read.clone(), |p, v| p.replace(v, stage))
+                    })
+                    .filter(|p| !p.contains("${"))
+                    .collect();
+                // Said already of an input left out.
+                let said = |p: &String| left_out.iter().any(|l| p.starts_with(l.as_str()));
+                if let Some(hidden) = each.iter().find(|p| ignored(p) && !said(p)) {
+                    notes.push(format!(
+                        "{}: reads `{read}` (${{file(…)}}), and git ignores `{hidden}`: no commit holds it, so no plan sees it change, and an edit there deploys nothing until `deploy --all`; keep what it holds in SSM (${{ssm:…}}), or commit it",
+                        s.dir
+                    ));
+                }
+            }
         }
     }
 }
@@ -277,6 +307,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             build: c.build,
             built_template: None,
             artifacts: BTreeMap::new(),
+            file_reads: Vec::new(),
         });
     }
     // A Compose file says which Serverless services the repository deploys.
