@@ -151,6 +151,19 @@ impl<'a> Owners<'a> {
         self.names_of(self.owners_of(path))
     }
 
+    /// The service whose folder holds `path` (the deepest), if any: of those
+    /// [`Owners::services_of`] names, the one it is a file of, not an input of.
+    pub fn folder_of(&self, path: &str) -> Option<&str> {
+        let mut dir = path;
+        while let Some(pos) = dir.rfind('/') {
+            dir = &dir[..pos];
+            if let Some(&i) = self.dirs.get(dir) {
+                return Some(self.names[i]);
+            }
+        }
+        None
+    }
+
     /// [`Owners::services_of`], as indices.
     fn owners_of(&self, path: &str) -> BTreeSet<usize> {
         let mut found: BTreeSet<usize> = BTreeSet::new();

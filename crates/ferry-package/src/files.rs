@@ -208,9 +208,30 @@ fn walk_in(
         watched,
         open: vec![real.clone()],
         seen: once.then(Default::default),
+        unwatched: Vec::new(),
         out: &mut out,
     };
     walk.dir(root, &real, "", linked)?;
+    walk.unwatched.sort_by(|a, b| a.glob.cmp(&b.glob));
+    match walk.unwatched.len() {
+        0 => {}
+        1 => return Err(walk.unwatched.remove(0).into()),
+        n => {
+            let each: Vec<String> = walk.unwatched.iter().map(|u| format!("  - {u}")).collect();
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{n} paths it packages lead where the service does not watch (inputs = [{}] would):\n{}",
+                    walk.unwatched
+                        .iter()
+                        .map(|u| format!("\"{}\"", u.glob))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    each.join("\n")
+                ),
+            ));
+        }
+    }
     out.entries
         .sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     out.withheld.sort();
@@ -382,38 +403,74 @@ impl<'a> Watched<'a> {
 
     /// `path` is really at `real` (inside the canonical `boundary`): refused unless watched.
     fn check(&self, path: &Path, real: &Path, boundary: &Path) -> io::Result<()> {
+        match self.unwatched(path, real, boundary) {
+            None => Ok(()),
+            Some(u) => Err(u.into()),
+        }
+    }
+
+    /// Why `path`, really at `real`, is not watched; `None` when it is.
+    fn unwatched(&self, path: &Path, real: &Path, boundary: &Path) -> Option<Unwatched> {
         let rel = real
             .strip_prefix(boundary)
             .ok()
             .and_then(Path::to_str)
             .unwrap_or_default();
         if self.covers(rel) {
-            return Ok(());
+            return None;
         }
-        let others = self.owners.services_of(rel);
-        let place = match others.as_slice() {
-            [] => "outside the service's folder and its declared inputs".to_string(),
-            [one] => {
+        let of_inputs: Vec<&str> = self
+            .owners
+            .services_of(rel)
+            .into_iter()
+            .filter(|s| Some(*s) != self.owners.folder_of(rel))
+            .collect();
+        let place = match (self.owners.folder_of(rel), of_inputs.as_slice()) {
+            (Some(one), _) => {
                 format!("a file of service {one} (not of this service's folder or declared inputs)")
             }
-            many => format!(
-                "a file of services {} (not of this service's folder or declared inputs)",
+            (None, []) => "outside the service's folder and its declared inputs".to_string(),
+            (None, many) => format!(
+                "among the inputs of {} only (not of this service's folder or declared inputs)",
                 many.join(", ")
             ),
         };
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "{} leads to {rel}, {place}: an edit there would not redeploy the service, so its package would go stale; declare it in the service's `inputs` (e.g. inputs = [\"{}\"]), or exclude it",
-                path.display(),
-                // Its folder's files; a file at the root, itself (a root folder's `/**` would
-                // be the file's name, which matches nothing below it).
-                match rel.rsplit_once('/') {
-                    Some((dir, _)) => format!("{}/**", globset::escape(dir)),
-                    None => globset::escape(rel),
-                }
-            ),
-        ))
+        Some(Unwatched {
+            path: path.display().to_string(),
+            rel: rel.to_string(),
+            place,
+            // Its folder's files; a file at the root, itself (a root folder's `/**` would be
+            // the file's name, which matches nothing below it).
+            glob: match rel.rsplit_once('/') {
+                Some((dir, _)) => format!("{}/**", globset::escape(dir)),
+                None => globset::escape(rel),
+            },
+        })
+    }
+}
+
+/// A path a service packages that it does not watch (see [`Watched`]).
+struct Unwatched {
+    path: String,
+    rel: String,
+    place: String,
+    /// The input that would watch it.
+    glob: String,
+}
+
+impl std::fmt::Display for Unwatched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} leads to {}, {}: an edit there would not redeploy the service, so its package would go stale; declare it in the service's `inputs` (e.g. inputs = [\"{}\"]), or exclude it",
+            self.path, self.rel, self.place, self.glob
+        )
+    }
+}
+
+impl From<Unwatched> for io::Error {
+    fn from(u: Unwatched) -> io::Error {
+        io::Error::new(io::ErrorKind::PermissionDenied, u.to_string())
     }
 }
 
@@ -429,6 +486,9 @@ struct Walk<'a> {
     /// once however many links lead to it (links to links to one folder made the walk
     /// exponential).
     seen: Option<std::collections::HashSet<PathBuf>>,
+    /// The files reached that the service does not watch, one per input that would watch them:
+    /// said together once the walk ends, so that one run names every input to declare.
+    unwatched: Vec<Unwatched>,
     out: &'a mut Collected,
 }
 
@@ -504,8 +564,10 @@ impl Walk<'_> {
             } else if meta.is_file() {
                 if let Some(w) = self.watched
                     && (linked || link)
+                    && let Some(u) = w.unwatched(&path, &target, self.boundary)
+                    && !self.unwatched.iter().any(|o| o.glob == u.glob)
                 {
-                    w.check(&path, &target, self.boundary)?;
+                    self.unwatched.push(u);
                 }
                 self.out.entries.push(Entry {
                     name: rel,
@@ -856,6 +918,55 @@ mod tests {
                 .len(),
             3
         );
+    }
+
+    /// Links to two shared folders the service does not watch, one of them another service's
+    /// input (theburningmonk/lambda-monorepo-code-sharing-demo's `libraries`): one error names
+    /// both, with the input each needs (before, one per run, and the second was called "a file
+    /// of service" whose input it is).
+    #[test]
+    fn every_unwatched_folder_a_walk_reaches_is_named_at_once() {
+        let repo = tempfile::tempdir().unwrap();
+        let root = repo.path();
+        for lib in ["a", "b"] {
+            fs::create_dir_all(root.join(format!("libraries/library-{lib}"))).unwrap();
+            for f in ["index.js", "util.js"] {
+                fs::write(root.join(format!("libraries/library-{lib}/{f}")), "x").unwrap();
+            }
+        }
+        let svc = root.join("projects/service-a");
+        fs::create_dir_all(svc.join("src")).unwrap();
+        std::os::unix::fs::symlink("../../../libraries", svc.join("src/libraries")).unwrap();
+        let b_inputs = ["libraries/library-b/**".to_string()];
+        let specs = [
+            ferry_manifest::ServiceSpec {
+                name: "service-a",
+                dir: "projects/service-a",
+                inputs: &[],
+                files: Vec::new(),
+            },
+            ferry_manifest::ServiceSpec {
+                name: "service-b",
+                dir: "projects/service-b",
+                inputs: &b_inputs,
+                files: Vec::new(),
+            },
+        ];
+        let owners = Owners::new(specs, &[]).unwrap();
+        let watched = Watched::new(&owners, "service-a");
+        let none = GlobSet::empty();
+        let err = collect(&svc.join("src"), &none, root, Some(&watched))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("2 paths it packages lead where the service does not watch (inputs = [\"libraries/library-a/**\", \"libraries/library-b/**\"] would):\n"),
+            "{err}"
+        );
+        assert!(
+            err.contains(".js, among the inputs of service-b only (not of this service's folder or declared inputs)"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 3, "one line per folder: {err}");
     }
 
     /// The owners of one service, `api` in `services/api`, with `inputs`.
