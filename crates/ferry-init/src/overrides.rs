@@ -424,7 +424,9 @@ fn scripts_in(root: &Path, at: &str) -> Vec<(String, String)> {
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| {
-            matches!(n.as_str(), "Makefile" | "makefile" | "GNUmakefile") || n.ends_with(".sh")
+            matches!(n.as_str(), "Makefile" | "makefile" | "GNUmakefile")
+                || n.ends_with(".sh")
+                || buildspec(n)
         })
         .collect();
     scripts.sort();
@@ -432,6 +434,11 @@ fn scripts_in(root: &Path, at: &str) -> Vec<(String, String)> {
         .into_iter()
         .filter_map(|name| {
             let text = small_text(&folder.join(&name))?;
+            let text = if buildspec(&name) {
+                buildspec_commands(&text)?
+            } else {
+                text
+            };
             let path = if at.is_empty() {
                 name
             } else {
@@ -440,6 +447,43 @@ fn scripts_in(root: &Path, at: &str) -> Vec<(String, String)> {
             Some((path, text))
         })
         .collect()
+}
+
+/// Whether a file is a CodeBuild buildspec (`buildspec.yml`, `buildspec-deploy.yaml`), whose
+/// phases' commands deploy stacks as a script's do.
+fn buildspec(name: &str) -> bool {
+    name.starts_with("buildspec") && (name.ends_with(".yml") || name.ends_with(".yaml"))
+}
+
+/// A buildspec's commands as a shell script: its `env.variables` as assignments, then each
+/// phase's commands (`install`, `pre_build`, `build`, `post_build`), one a line. `None` when it
+/// is no buildspec.
+fn buildspec_commands(text: &str) -> Option<String> {
+    let doc: serde_yaml_ng::Value = ferry_manifest::yaml::from_str(text).ok()?;
+    let mut out = String::new();
+    if let Some(vars) = doc
+        .get("env")
+        .and_then(|e| e.get("variables"))
+        .and_then(|v| v.as_mapping())
+    {
+        for (k, v) in vars {
+            if let (Some(k), Some(v)) = (k.as_str(), v.as_str()) {
+                out.push_str(&format!("{k}={v}\n"));
+            }
+        }
+    }
+    let phases = doc.get("phases")?.as_mapping()?;
+    for phase in ["install", "pre_build", "build", "post_build"] {
+        let commands = phases
+            .get(phase)
+            .and_then(|p| p.get("commands"))
+            .and_then(|c| c.as_sequence());
+        for c in commands.into_iter().flatten().filter_map(|c| c.as_str()) {
+            out.push_str(c);
+            out.push('\n');
+        }
+    }
+    Some(out)
 }
 
 /// `text` (a Makefile or shell script) with each use of a variable it gives one literal value

@@ -4602,3 +4602,39 @@ fn a_parameter_only_one_stage_s_command_passes_is_noted() {
         assert!(notes.contains(want), "{want}\n{notes}");
     }
 }
+
+/// A CodeBuild buildspec deploying the service (redappleabc/klubby-aws-infrastructure's
+/// `sam-backends/buildspec.yaml`, the real deploy path of its stacks) is read as a script: its
+/// stack name, region and parameters are taken, its `env.variables` read as assignments
+/// (before, it was not read, and Ferry would have made new stacks beside its own).
+#[test]
+fn a_buildspec_deploying_the_service_is_read_as_a_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "join-klub/template.yaml",
+        "Transform: AWS::Serverless-2016-10-31\nParameters:\n  Stage:\n    Type: String\n  Size:\n    Type: Number\nResources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      InlineCode: x\n      Handler: index.h\n      Runtime: nodejs20.x\n",
+    );
+    file(
+        r,
+        "join-klub/buildspec.yaml",
+        "version: 0.2\nenv:\n  variables:\n    REGION: eu-central-1\nphases:\n  install:\n    commands:\n      - pip install aws-sam-cli\n  build:\n    commands:\n      - sam build\n      - \"sam deploy --stack-name klubby-$STAGE-join-klub --region $REGION --parameter-overrides Stage=$STAGE Size=3 --no-fail-on-empty-changeset\"\n",
+    );
+    let s = scan(r).unwrap();
+    let f = &s.services[0];
+    assert_eq!(
+        f.stack_name.as_ref().map(|(p, _)| p.as_str()),
+        Some("klubby-{stage}-join-klub"),
+        "{:#?}",
+        s.notes
+    );
+    assert_eq!(s.region(), "eu-central-1");
+    let value = |k: &str| f.parameters.get(k).map(|(v, _)| v.as_str());
+    assert_eq!(value("Stage"), Some("${stage}"));
+    assert_eq!(value("Size"), Some("3"));
+    // Not a buildspec: passed over.
+    file(r, "join-klub/buildspec.yaml", "[not, a, buildspec\n");
+    let s = scan(r).unwrap();
+    assert_eq!(s.services[0].stack_name, None);
+}
