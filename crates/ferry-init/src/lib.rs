@@ -414,7 +414,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         compose::links(c, &mut services, &mut notes);
     }
     for u in &umbrellas {
-        umbrella_links(u, &mut services, &mut notes);
+        umbrella_links(root, u, &mut services, &mut notes);
     }
     leave_out_shared_stacks(&framework, &mut services, &mut notes);
     let project = walk::project_name(root);
@@ -511,7 +511,12 @@ fn code_artifacts(root: &Path, s: &mut Found, notes: &mut Vec<String>) {
 
 /// The order and outputs an umbrella template (left out) gave the applications it nests, as
 /// their `depends-on` and parameters.
-fn umbrella_links(u: &layout::Umbrella, services: &mut [Found], notes: &mut Vec<String>) {
+fn umbrella_links(
+    root: &Path,
+    u: &layout::Umbrella,
+    services: &mut [Found],
+    notes: &mut Vec<String>,
+) {
     let name_of = |id: &str, services: &[Found]| {
         let template = u.apps.get(id)?;
         services
@@ -533,21 +538,27 @@ fn umbrella_links(u: &layout::Umbrella, services: &mut [Found], notes: &mut Vec<
         }
     }
     for (id, key, value) in &u.values {
-        // A secret is never copied nor shown.
-        if overrides::looks_secret(key, value) {
+        let Some(me) = name_of(id, services) else {
+            continue;
+        };
+        let Some(s) = services.iter_mut().find(|s| s.name == me) else {
+            continue;
+        };
+        // A secret (`NoEcho` in the nested template, or by its name or value) is never copied
+        // nor shown.
+        let no_echo = overrides::declared(root, &s.dir, &s.file)
+            .iter()
+            .any(|(k, secret)| k == key && *secret);
+        if no_echo || overrides::looks_secret(key, value) {
             notes.push(format!(
-                "{}: {id} passes {key}, a secret (by its name or its value's form): not copied; keep it in SSM (`param set <stage> <name> --secure`) and give {key} = \"${{ssm:<name>}}\" in the service.toml",
+                "{}: {id} passes {key}, a secret (NoEcho, by its name, or by its value's form): not copied; keep it in SSM (`param set <stage> <name> --secure`) and give {key} = \"${{ssm:<name>}}\" in the service.toml",
                 u.template
             ));
             continue;
         }
-        if let Some(me) = name_of(id, services)
-            && let Some(s) = services.iter_mut().find(|s| s.name == me)
-        {
-            s.parameters
-                .entry(key.clone())
-                .or_insert_with(|| (value.clone(), format!("{}: {id} passes it", u.template)));
-        }
+        s.parameters
+            .entry(key.clone())
+            .or_insert_with(|| (value.clone(), format!("{}: {id} passes it", u.template)));
     }
     for (id, key, app, output) in &u.passes {
         let (Some(me), Some(dep)) = (name_of(id, services), name_of(app, services)) else {

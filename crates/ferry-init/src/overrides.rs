@@ -47,19 +47,38 @@ pub(crate) fn looks_secret(name: &str, value: &str) -> bool {
     secret_name(name) || secret_value(value)
 }
 
+/// Whether `value` is one variable and nothing else (`${ssm:/shop/db}`, `$(TOKEN)`): it names
+/// where a value comes from, and holds none.
+pub(crate) fn only_variable(value: &str) -> bool {
+    let v = value.trim();
+    let inner = v
+        .strip_prefix("${")
+        .and_then(|r| r.strip_suffix('}'))
+        .or_else(|| v.strip_prefix("$(").and_then(|r| r.strip_suffix(')')));
+    inner.is_some_and(|i| !i.contains(['$', '{', '}', '(', ')']) || i.starts_with("ssm:"))
+}
+
 /// Whether a value is a secret by its form, whatever the name it is given: a password inside
 /// a URL (`postgres://admin:pw@db…`), a Slack or Discord webhook, a private key, or a token of a
 /// well-known service by its prefix (GitHub, GitLab, Stripe, Slack, npm, SendGrid, an AWS access
 /// key, a Google API key).
 pub(crate) fn secret_value(value: &str) -> bool {
     let v = value.trim();
-    // `scheme://user:password@host`: a colon in the user part before the host.
+    // `scheme://user:password@host`: a colon in the user part before the host (the last `@`
+    // before any space: a password may hold a `/`, written unescaped).
     let password_in_url = v.split_once("://").is_some_and(|(_, rest)| {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        authority
-            .rsplit_once('@')
+        let word = rest.split(char::is_whitespace).next().unwrap_or_default();
+        word.rsplit_once('@')
             .is_some_and(|(user, _)| user.split_once(':').is_some_and(|(_, pw)| !pw.is_empty()))
     });
+    // `…?password=x`, `Server=db;Password=x;`, a JSON Web Token.
+    let lower = v.to_ascii_lowercase();
+    let password_field = ["password=", "pwd=", "passwd="].iter().any(|f| {
+        lower
+            .split(['?', '&', ';', ' '])
+            .any(|p| p.starts_with(f) && p.len() > f.len())
+    });
+    let jwt = v.starts_with("eyJ") && v.split('.').count() == 3 && v.len() > 30;
     let webhooks = [
         "hooks.slack.com/services/",
         "discord.com/api/webhooks/",
@@ -92,6 +111,8 @@ pub(crate) fn secret_value(value: &str) -> bool {
         && v.chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
     password_in_url
+        || password_field
+        || jwt
         || aws_key
         || v.contains("-----BEGIN")
         || webhooks.iter().any(|w| v.contains(w))
@@ -128,8 +149,10 @@ fn secret_name(name: &str) -> bool {
     ]
     .iter()
     .any(|w| n.contains(w))
-        // A personal access token (`GithubPat`).
-        || n.ends_with("pat")
+        // A personal access token (`GithubPat`), a password by a short name (`DbPwd`,
+        // `AdminPass`), a key that signs or encrypts.
+        || ["pat", "pwd", "pass"].iter().any(|s| n.ends_with(s))
+        || ["signingkey", "encryptionkey"].iter().any(|w| n.contains(w))
 }
 
 /// The folders a service's deploy steps may sit in: its own, and its template's when that is
@@ -165,7 +188,7 @@ pub(crate) fn read(
                 for (k, v) in words.iter().filter_map(|w| env_pair(w, &env)) {
                     // Another environment giving another value (`Environment=production`
                     // in `[prod]`): one value is written for every stage.
-                    let differ: Vec<String> = others
+                    let differ: Vec<(&String, String)> = others
                         .iter()
                         .filter_map(|(other, words)| {
                             let theirs = words
@@ -173,10 +196,20 @@ pub(crate) fn read(
                                 .filter_map(|w| env_pair(w, other))
                                 .find(|(ok, _)| *ok == k)?
                                 .1;
-                            (theirs != v).then(|| format!("[{other}] {theirs}"))
+                            (theirs != v).then_some((other, theirs))
                         })
                         .collect();
-                    if !differ.is_empty() {
+                    // A secret's values are never shown (it is noted, not copied, below).
+                    let secret = declared.iter().any(|(d, s)| *d == k && *s)
+                        || looks_secret(&k, &v)
+                        || differ.iter().any(|(_, theirs)| secret_value(theirs));
+                    let differ: Vec<String> = differ
+                        .into_iter()
+                        .map(|(other, theirs)| format!("[{other}] {theirs}"))
+                        .collect();
+                    if secret {
+                        // Said by the secret's own note.
+                    } else if !differ.is_empty() {
                         notes.push(format!(
                             "{at}: its environments pass {k} different values ([{env}] {v}; {}): init wrote [{env}]'s for every stage; give {k} each stage's value (`${{stage}}`, or a `${{var:…}}` of the stages' variables)",
                             differ.join("; ")
@@ -1463,12 +1496,15 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
             "https://hooks.slack.com/services/T000/B000/XXXXXXXX",
             "AKIAIOSFODNN7EXAMPLE",
             "-----BEGIN RSA PRIVATE KEY-----",
+            "postgres://u:ab/cd@h/db",
+            "jdbc:postgresql://db/app?user=a&password=hunter2",
+            "Server=db;Database=app;User Id=a;Password=hunter2;",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
         ] {
             assert!(secret_value(secret), "{secret}");
         }
         for plain in [
             "https://user@docs.example.com/x",
-            "https://example.com/a:b@c",
             "ghp_",
             "sk_live_x",
             "AKIA-not-a-key",
@@ -1478,6 +1514,11 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
             assert!(!secret_value(plain), "{plain}");
         }
         assert!(looks_secret("GithubPat", "x") && !looks_secret("Path", "x"));
+        for name in ["DbPwd", "AdminPass", "JwtSigningKey", "EncryptionKeyValue"] {
+            assert!(looks_secret(name, "x"), "{name}");
+        }
+        assert!(only_variable("${ssm:/shop/db}") && only_variable("$(TOKEN)"));
+        assert!(!only_variable("pw-${sls:stage}") && !only_variable("${a}${b}"));
     }
 
     /// A parameters file in each form the AWS CLI takes reads alike; one in none of them, or

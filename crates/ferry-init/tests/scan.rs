@@ -1459,6 +1459,7 @@ fn a_serverless_compose_file_gives_names_links_and_parameters() {
       retries: 3
       token: ${env:TOKEN}
       dbPassword: hunter2hunter2
+      apiPassword: pw-${sls:stage}
       hook: https://hooks.slack.com/services/T000/B000/XXXXXXXX
       queue.arn: ${service-a.queueArn}
       queue-name: ${service-a.queueName}
@@ -1544,6 +1545,7 @@ fn a_serverless_compose_file_gives_names_links_and_parameters() {
         "service `web` is a `@serverless-components/website` component",
         "service `Service_B` passes param `dbPassword`, a secret (by its name or its value's form): not copied",
         "service `Service_B` passes param `hook`, a secret",
+        "service `Service_B` passes param `apiPassword`, a secret",
         "uploads: a Serverless Framework service that serverless-compose.yml does not list, so the repository does not deploy it with the others: left out",
     ] {
         assert!(notes.contains(said), "{said}\n{notes}");
@@ -1934,7 +1936,7 @@ fn sam_apps_below_their_projects_move_up_and_an_umbrella_template_gives_the_orde
         r,
         "web/sam/app/template.yaml",
         &format!(
-            "{sam}Parameters:\n  ApiUrl:\n    Type: String\nResources:\n  Deploy:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ../../dist/\n      Runtime: python3.12\n      Handler: d.h\n"
+            "{sam}Parameters:\n  ApiUrl:\n    Type: String\n  Code:\n    Type: String\n    NoEcho: true\n  Theme:\n    Type: String\nResources:\n  Deploy:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ../../dist/\n      Runtime: python3.12\n      Handler: d.h\n"
         ),
     );
     file(r, "web/sam/cicd/template.yaml", &format!("{sam}{queue}"));
@@ -1947,7 +1949,7 @@ fn sam_apps_below_their_projects_move_up_and_an_umbrella_template_gives_the_orde
             app(
                 "Web",
                 "../../web/sam/app/template.yaml",
-                "      Parameters:\n        ApiUrl: !GetAtt Backend.Outputs.ApiUrl\n    DependsOn: Backend\n"
+                "      Parameters:\n        ApiUrl: !GetAtt Backend.Outputs.ApiUrl\n        Code: s3cr3tv4lue\n        Theme: dark\n    DependsOn: Backend\n"
             )
         ),
     );
@@ -2007,6 +2009,20 @@ fn sam_apps_below_their_projects_move_up_and_an_umbrella_template_gives_the_orde
     // The umbrella's order and the output it passes.
     let web = &s.services[5];
     assert_eq!(web.depends_on.keys().collect::<Vec<_>>(), ["backend"]);
+    // A value the umbrella passes a NoEcho parameter is a secret: noted, never copied nor shown.
+    assert_eq!(
+        web.parameters.get("Theme").map(|(v, _)| v.as_str()),
+        Some("dark")
+    );
+    assert!(!web.parameters.contains_key("Code"));
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.starts_with("sam/app/template.yaml: Web passes Code, a secret")),
+        "{:#?}",
+        s.notes
+    );
+    assert!(!s.notes.join("\n").contains("s3cr3tv4lue"));
     assert_eq!(
         web.parameters["ApiUrl"].0, "${output:backend.ApiUrl}",
         "{:?}",
@@ -4439,12 +4455,12 @@ fn a_cloudformation_template_s_local_code_paths_become_its_artifacts() {
 fn samconfig_in_yaml_and_a_config_file_a_script_names_are_read() {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
-    let template = "Transform: AWS::Serverless-2016-10-31\nParameters:\n  Table:\n    Type: String\n  Stage:\n    Type: String\nResources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      InlineCode: x\n      Handler: index.h\n      Runtime: nodejs20.x\n";
+    let template = "Transform: AWS::Serverless-2016-10-31\nParameters:\n  Table:\n    Type: String\n  Stage:\n    Type: String\n  DbPassword:\n    Type: String\nResources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      InlineCode: x\n      Handler: index.h\n      Runtime: nodejs20.x\n";
     file(r, "orders/template.yaml", template);
     file(
         r,
         "orders/samconfig.yaml",
-        "version: 0.1\ndefault:\n  global:\n    parameters:\n      stack_name: shop-orders\n      region: eu-west-2\ndev:\n  deploy:\n    parameters:\n      stack_name: shop-orders-dev\n      parameter_overrides:\n        - Table=/dev/orders\n        - Stage=dev\nprod:\n  deploy:\n    parameters:\n      stack_name: shop-orders-prod\n      region: eu-west-1\n      parameter_overrides: Table=/prod/orders Stage=prod\n",
+        "version: 0.1\ndefault:\n  global:\n    parameters:\n      stack_name: shop-orders\n      region: eu-west-2\ndev:\n  deploy:\n    parameters:\n      stack_name: shop-orders-dev\n      parameter_overrides:\n        - Table=/dev/orders\n        - Stage=dev\n        - DbPassword=devpw12345\nprod:\n  deploy:\n    parameters:\n      stack_name: shop-orders-prod\n      region: eu-west-1\n      parameter_overrides: Table=/prod/orders Stage=prod DbPassword=prodpw12345\n",
     );
     file(r, "billing/template.yaml", template);
     file(
@@ -4506,6 +4522,14 @@ fn samconfig_in_yaml_and_a_config_file_a_script_names_are_read() {
         billing.parameters
     );
     assert!(service("other").parameters.is_empty());
+    // A secret's values, which the environments give differently, are never shown (the note
+    // of different values printed them).
+    let notes = s.notes.join("\n");
+    assert!(
+        !notes.contains("devpw12345") && !notes.contains("prodpw12345"),
+        "{notes}"
+    );
+    assert!(!orders.parameters.contains_key("DbPassword"));
     // Environments deploying to regions of their own: noted (before, prod's was dropped).
     assert!(
         s.notes.iter().any(|n| n.starts_with("orders/samconfig.yaml: its environments deploy to more than one region ([default] eu-west-2, [prod] eu-west-1)")),
