@@ -405,7 +405,7 @@ fn exec_masks_a_secret_a_serverless_configuration_reads() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "value=****\n", "{err}");
     assert!(
-        err.contains("warning: sls reads SSM parameter `/teams/${env:TEAM}/name` by a name Ferry cannot resolve"),
+        err.contains("warning: sls reads SSM parameters through `/teams/${env:TEAM}/name`, which Ferry cannot resolve before the framework runs"),
         "{err}"
     );
 }

@@ -335,17 +335,17 @@ pub async fn register_secrets(
         .iter()
         .filter(|s| s.kind == ferry_manifest::ServiceKind::Serverless)
     {
-        for read in ferry_serverless::ssm_reads(&ws.root, s) {
+        for read in ferry_serverless::ssm_reads(&ws.root, s, &stage.id, &stage.config.region) {
             match read {
-                Ok(pattern) => {
-                    let name = pattern
-                        .replace("{stage}", &stage.id)
-                        .replace("{region}", &stage.config.region);
-                    // A name SSM would refuse stops the framework's compile, not this.
-                    if ssm_name_as_read(&name) {
-                        in_configs.entry(name).or_default().push(s.name.clone());
+                // A name SSM would refuse stops the framework's compile, not this.
+                Ok(read) if ssm_name_as_read(&read.name) => {
+                    let readers = in_configs.entry(read.name).or_default();
+                    // Read decrypted: the compiled template holds a SecureString's value.
+                    if read.decrypt {
+                        readers.push(s.name.clone());
                     }
                 }
+                Ok(_) => {}
                 Err(raw) => done.unresolved.push((s.name.clone(), raw)),
             }
         }
@@ -384,11 +384,13 @@ pub async fn register_secrets(
             Ok(_) => {}
             Err(e) if not_there(&e) => {}
             // Not this role's to read (perhaps another stage's, in a branch of an `Fn::If`),
-            // or its key's: said, and passed over. Any other failure (throttled, unreachable)
-            // stops the command, as an unmasked secret could follow.
+            // or its key's, or (a name a Serverless configuration builds) one SSM refuses, as
+            // an ARN of another region: said, and passed over. Any other failure (throttled,
+            // unreachable) stops the command, as an unmasked secret could follow.
             Err(ferry_credentials::CredentialsError::Aws(a))
                 if a.kind == ferry_aws::Kind::Denied
-                    || a.code.as_deref().is_some_and(|c| c.starts_with("KMS")) =>
+                    || a.code.as_deref().is_some_and(|c| c.starts_with("KMS"))
+                    || (a.kind == ferry_aws::Kind::Service && !in_templates.contains(name)) =>
             {
                 done.unreadable.push((name.clone(), a.to_string()));
             }

@@ -1475,6 +1475,8 @@ async fn secrets_a_serverless_configuration_reads_are_registered_and_named() {
     let ssm = aws_sdk_ssm::Client::new(&config);
     put_secure(&ssm, "/rules-sls/dev/us-east-1/okta", "0kta-s3cret-value").await;
     put_secure(&ssm, "/rules-sls/dev/included", "1ncluded-s3cret").await;
+    put_secure(&ssm, "/rules-sls/dev/per-stage", "per-st4ge-s3cret").await;
+    put_secure(&ssm, "/rules-sls/dev/cipher", "c1pher-s3cret-x").await;
     ssm.put_parameter()
         .name("/rules-sls/dev/plain")
         .value("plain-value-1234")
@@ -1487,7 +1489,11 @@ async fn secrets_a_serverless_configuration_reads_are_registered_and_named() {
     r.write("services/api/service.toml", "[service]\nkind = \"serverless\"\n")
         .write(
             "services/api/serverless.yml",
-            "service: api\ncustom:\n  root: /rules-sls\n  more: ${file(./more.yml)}\nprovider:\n  name: aws\n  environment:\n    A: ${ssm:${self:custom.root}/${sls:stage}/${aws:region}/okta}\n    B: ${ssm:/rules-sls/${sls:stage}/plain}\n    C: ${ssm:/rules-sls/${env:WHO}/x}\n    D: ${ssm:/rules-sls/${sls:stage}/missing}\n",
+            "service: api\ncustom:\n  root: /rules-sls\n  more: ${file(./more.yml)}\n  env: ${file(./env.${opt:stage, 'dev'}.yml)}\n  other: ${file(./x.${env:WHO}.yml)}\nprovider:\n  name: aws\n  environment:\n    A: ${ssm:${self:custom.root}/${sls:stage}/${aws:region}/okta}\n    B: ${ssm:/rules-sls/${sls:stage}/plain}\n    C: ${ssm:/rules-sls/${env:WHO}/x}\n    D: ${ssm:/rules-sls/${sls:stage}/missing}\n    E: ${ssm(noDecrypt):/rules-sls/${sls:stage}/cipher}\n    F: ${ssm(eu-west-1):/rules-sls/far}\n",
+        )
+        .write(
+            "services/api/env.dev.yml",
+            "key: ${ssm:/rules-sls/${sls:stage}/per-stage}\n",
         )
         .write(
             "services/api/more.yml",
@@ -1499,22 +1505,33 @@ async fn secrets_a_serverless_configuration_reads_are_registered_and_named() {
     let done = ferry_deploy::register_secrets(&ws, &stage, &config, &masker)
         .await
         .unwrap();
+    // A value read with noDecrypt is the ciphertext in the template: masked, but not said to
+    // be written there.
     assert_eq!(
         done.inlined,
         [
             ("api".to_string(), "/rules-sls/dev/included".to_string()),
+            ("api".to_string(), "/rules-sls/dev/per-stage".to_string()),
             (
                 "api".to_string(),
                 "/rules-sls/dev/us-east-1/okta".to_string()
             ),
         ]
     );
+    let mut unresolved: Vec<&str> = done.unresolved.iter().map(|(_, n)| n.as_str()).collect();
+    unresolved.sort_unstable();
     assert_eq!(
-        done.unresolved,
-        [("api".to_string(), "/rules-sls/${env:WHO}/x".to_string())]
+        unresolved,
+        [
+            "${file(./x.${env:WHO}.yml)}",
+            "/rules-sls/${env:WHO}/x",
+            "ssm(eu-west-1):/rules-sls/far"
+        ]
     );
     assert_eq!(
-        masker.mask("0kta-s3cret-value 1ncluded-s3cret plain-value-1234"),
-        "**** **** plain-value-1234"
+        masker.mask(
+            "0kta-s3cret-value 1ncluded-s3cret per-st4ge-s3cret c1pher-s3cret-x plain-value-1234"
+        ),
+        "**** **** **** **** plain-value-1234"
     );
 }

@@ -485,38 +485,109 @@ pub fn reads_param(root: &Path, service: &Service, name: &str) -> bool {
         .unwrap_or_else(|| std::fs::read_to_string(&config).is_ok_and(|text| text.contains(name)))
 }
 
-/// The names of the SSM parameters `service`'s configuration reads (`${ssm:…}`), itself or in a
-/// file it includes, `{stage}` and `{region}` standing for the stage id and region the framework
-/// is given; `Err` with the name as written where Ferry cannot resolve it (another variable). A
-/// configuration written as a program is read for the names its text holds. For the masker: a
-/// SecureString read this way is written, resolved, into the template the framework compiles.
-pub fn ssm_reads(root: &Path, service: &Service) -> Vec<Result<String, String>> {
+/// The SSM parameters `service`'s configuration reads (`${ssm:…}`) when the framework compiles
+/// it for stage id `stage_id` in `region`, itself or in a file it includes (a path built from the
+/// stage, `${file(./env.${sls:stage}.yml)}`, too), resolved as the framework resolves them; `Err`
+/// with what is written where Ferry cannot resolve it (another variable, a parameter of another
+/// region, an include whose path it cannot build). A configuration written as a program is read
+/// for the names its text holds. For the masker: a SecureString read this way is written,
+/// resolved, into the template the framework compiles.
+pub fn ssm_reads(
+    root: &Path,
+    service: &Service,
+    stage_id: &str,
+    region: &str,
+) -> Vec<Result<ferry_manifest::SsmRead, String>> {
     let dir = root.join(&service.dir);
     let config_path = dir.join(&service.template);
     let Ok(config) = std::fs::read_to_string(&config_path) else {
         return Vec::new();
     };
-    let mut out: Vec<Result<String, String>> = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    let mut todo = vec![config_path];
-    while let Some(path) = todo.pop() {
-        if !seen.insert(path.clone()) || seen.len() > 200 {
-            continue;
-        }
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        for name in ferry_manifest::serverless_ssm_names(&text, &config) {
-            if !out.contains(&name) {
-                out.push(name);
+    let concrete = |pattern: String| {
+        pattern
+            .replace("{stage}", stage_id)
+            .replace("{region}", region)
+    };
+    let texts = config_texts(&dir, &config_path, &|path| {
+        ferry_manifest::serverless_pattern(path, &config).map(concrete)
+    });
+    let mut out: Vec<Result<ferry_manifest::SsmRead, String>> = texts
+        .unresolved
+        .iter()
+        .map(|p| Err(format!("${{file({p})}}")))
+        .collect();
+    for text in texts.texts.iter().chain(&texts.programs) {
+        for read in ferry_manifest::serverless_ssm_names(text, &config) {
+            let read = read.map(|r| ferry_manifest::SsmRead {
+                name: concrete(r.name),
+                ..r
+            });
+            if !out.contains(&read) {
+                out.push(read);
             }
         }
-        todo.extend(
-            included_files(&text)
-                .into_iter()
-                .filter(|p| !p.contains("${"))
-                .map(|p| dir.join(p)),
-        );
+    }
+    out
+}
+
+/// The texts of a configuration and of the files it includes with `${file(…)}` (read relative
+/// to the service's folder `dir`, as the framework does, each once), and what could not be read.
+#[derive(Default)]
+struct ConfigTexts {
+    /// The configuration's and its included files' texts (YAML or JSON).
+    texts: Vec<String>,
+    /// Those written as programs (`serverless.ts`, a JavaScript resolver `${file(./x.js):fn}`).
+    programs: Vec<String>,
+    /// The include paths `resolve` could not build (a variable Ferry cannot know).
+    unresolved: Vec<String>,
+    /// A file that could not be read, or more than 200 of them.
+    unreadable: bool,
+}
+
+impl ConfigTexts {
+    /// Whether every file the configuration reads was read as data.
+    fn complete(&self) -> bool {
+        self.programs.is_empty() && self.unresolved.is_empty() && !self.unreadable
+    }
+}
+
+/// [`ConfigTexts`] of the configuration at `config`, `resolve` building an include's path (a
+/// path with variables; `None` when it cannot).
+fn config_texts(
+    dir: &Path,
+    config: &Path,
+    resolve: &dyn Fn(&str) -> Option<String>,
+) -> ConfigTexts {
+    let mut out = ConfigTexts::default();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo = vec![config.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        if seen.len() > 200 {
+            out.unreadable = true;
+            break;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            out.unreadable = true;
+            continue;
+        };
+        for included in included_files(&text) {
+            match resolve(included) {
+                Some(p) => todo.push(dir.join(p)),
+                None => out.unresolved.push(included.to_string()),
+            }
+        }
+        let program = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "js" | "cjs" | "mjs" | "ts" | "mts" | "cts"));
+        if program {
+            out.programs.push(text);
+        } else {
+            out.texts.push(text);
+        }
     }
     out
 }
@@ -532,31 +603,12 @@ fn config_reads_outside(dir: &Path, config: &Path) -> bool {
 /// a program (`serverless.ts`, `.js`), a JavaScript resolver (`${file(./x.js):fn}`), an included
 /// path built from a variable, or a file that cannot be read may read anything.
 fn config_reads(dir: &Path, config: &Path, sources: &[&str]) -> Option<bool> {
-    let mut seen = std::collections::BTreeSet::new();
-    let mut todo = vec![config.to_path_buf()];
-    while let Some(path) = todo.pop() {
-        if !seen.insert(path.clone()) {
-            continue;
-        }
-        let program = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e, "js" | "cjs" | "mjs" | "ts" | "mts" | "cts"));
-        if program || seen.len() > 200 {
-            return None;
-        }
-        let text = std::fs::read_to_string(&path).ok()?;
-        if uses(&text, sources) {
-            return Some(true);
-        }
-        for included in included_files(&text) {
-            if included.contains("${") {
-                return None;
-            }
-            todo.push(dir.join(included));
-        }
+    let read = config_texts(dir, config, &|p| (!p.contains("${")).then(|| p.to_string()));
+    if read.texts.iter().any(|t| uses(t, sources)) {
+        Some(true)
+    } else {
+        read.complete().then_some(false)
     }
-    Some(false)
 }
 
 /// The paths of the `${file(…)}` references in a configuration's text.

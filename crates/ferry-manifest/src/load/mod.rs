@@ -16,7 +16,8 @@ mod service;
 
 pub use project::{check_webhook_url, shown_url};
 pub use serverless::{
-    FrameworkCli, serverless_ssm_names, serverless_stack_name, serverless_variable_sources,
+    FrameworkCli, SsmRead, serverless_pattern, serverless_ssm_names, serverless_stack_name,
+    serverless_variable_sources,
 };
 
 use std::collections::BTreeSet;

@@ -177,26 +177,40 @@ fn stage_pattern(raw: &str, doc: &serde_yaml_ng::Value) -> Option<String> {
     expand(raw, doc, 0, false)
 }
 
-/// The names of the SSM parameters a Serverless Framework configuration's text reads
-/// (`${ssm:/shop/${sls:stage}/db-password}`, also as a fallback, `${ssm(noDecrypt):…}`, the
-/// older `${ssm:/a~true}`), `{stage}` and `{region}` standing for the stage id and the region the
-/// framework is given: `Err` with the name as written where another variable remains (an
-/// environment variable, a file). `${self:…}` is resolved in `config`, the text of the
+/// An SSM parameter a Serverless Framework configuration reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsmRead {
+    /// Its name, `{stage}` and `{region}` standing for the stage id and region the framework is
+    /// given (see [`serverless_ssm_names`]).
+    pub name: String,
+    /// Whether the framework reads its value decrypted (not `${ssm(noDecrypt):…}`): a
+    /// SecureString's value is then what the compiled template holds.
+    pub decrypt: bool,
+}
+
+/// The SSM parameters a Serverless Framework configuration's text reads
+/// (`${ssm:/shop/${sls:stage}/db-password}`, also as a fallback, `${ssm(noDecrypt):…}`,
+/// `${ssm(raw):…}`, the older `${ssm:/a~true}`): `Err` with what is written where another
+/// variable remains (an environment variable, a file), or where the parameter is read from
+/// another region (`${ssm(eu-west-1):…}`). `${self:…}` is resolved in `config`, the text of the
 /// configuration `text` belongs to (itself, or the one including a file); a configuration written
 /// as a program has none to resolve.
-pub fn serverless_ssm_names(text: &str, config: &str) -> Vec<Result<String, String>> {
+pub fn serverless_ssm_names(text: &str, config: &str) -> Vec<Result<SsmRead, String>> {
     let doc: serde_yaml_ng::Value =
         crate::yaml::from_str(config).unwrap_or(serde_yaml_ng::Value::Null);
-    let mut out: Vec<Result<String, String>> = Vec::new();
+    let mut out: Vec<Result<SsmRead, String>> = Vec::new();
     for source in serverless_variable_sources(text) {
-        let name = if let Some(rest) = source.strip_prefix("ssm(") {
-            rest.split_once("):").map(|(_, name)| name)
+        let (options, name) = if let Some(rest) = source.strip_prefix("ssm(") {
+            match rest.split_once("):") {
+                Some((options, name)) => (options, name),
+                None => continue,
+            }
+        } else if let Some(name) = source.strip_prefix("ssm:") {
+            ("", name)
         } else {
-            source.strip_prefix("ssm:")
-        };
-        let Some(name) = name.map(str::trim) else {
             continue;
         };
+        let name = name.trim();
         let name = name
             .strip_suffix("~true")
             .or_else(|| name.strip_suffix("~false"))
@@ -205,12 +219,34 @@ pub fn serverless_ssm_names(text: &str, config: &str) -> Vec<Result<String, Stri
         if name.is_empty() {
             continue;
         }
-        let found = expand(name, &doc, 0, true).ok_or_else(|| name.to_string());
+        let options: Vec<&str> = options.split(',').map(str::trim).collect();
+        let found = if options
+            .iter()
+            .any(|o| !o.is_empty() && !matches!(*o, "noDecrypt" | "raw"))
+        {
+            Err(source.to_string())
+        } else {
+            expand(name, &doc, 0, true)
+                .map(|name| SsmRead {
+                    name,
+                    decrypt: !options.contains(&"noDecrypt"),
+                })
+                .ok_or_else(|| name.to_string())
+        };
         if !out.contains(&found) {
             out.push(found);
         }
     }
     out
+}
+
+/// `raw` (a name or path in a Serverless Framework configuration) with its variables resolved
+/// as [`serverless_ssm_names`] resolves a parameter's name, `{stage}` and `{region}` standing for
+/// the stage id and region; `None` when another variable remains.
+pub fn serverless_pattern(raw: &str, config: &str) -> Option<String> {
+    let doc: serde_yaml_ng::Value =
+        crate::yaml::from_str(config).unwrap_or(serde_yaml_ng::Value::Null);
+    expand(raw, &doc, 0, true)
 }
 
 /// How deep `${self:…}` values that hold references are followed (a loop ends here).
@@ -309,29 +345,37 @@ fn quoted(text: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::{serverless_ssm_names, serverless_variable_sources, stage_pattern};
+    use super::{SsmRead, serverless_ssm_names, serverless_variable_sources, stage_pattern};
 
     /// The SSM names a configuration reads, with the stage and region as the framework is given
     /// them and `${self:…}` of the configuration resolved; a name with another variable in it is
     /// returned as written.
     #[test]
     fn ssm_names_a_configuration_reads() {
-        let config = "service: shop\nprovider:\n  stage: ${opt:stage, 'dev'}\n  region: ${opt:region, 'us-east-1'}\ncustom:\n  root: /${self:service}\nenvironment:\n  A: ${ssm:/configuration/${sls:stage}/okta_client_secret}\n  B: ${env:X, ssm:${self:custom.root}/${self:provider.stage}/db}\n  C: ${ssm(noDecrypt):/plain/${aws:region}/x}\n  D: ${ssm:/old/${opt:stage}/key~true}\n  E: ${ssm:/from/${env:TEAM}/x}\n  F: ${ssm:/configuration/${sls:stage}/okta_client_secret}\n  G: ${ssm:}\n";
+        let config = "service: shop\nprovider:\n  stage: ${opt:stage, 'dev'}\n  region: ${opt:region, 'us-east-1'}\ncustom:\n  root: /${self:service}\nenvironment:\n  A: ${ssm:/configuration/${sls:stage}/okta_client_secret}\n  B: ${env:X, ssm:${self:custom.root}/${self:provider.stage}/db}\n  C: ${ssm(noDecrypt):/plain/${aws:region}/x}\n  D: ${ssm:/old/${opt:stage}/key~true}\n  E: ${ssm:/from/${env:TEAM}/x}\n  F: ${ssm:/configuration/${sls:stage}/okta_client_secret}\n  G: ${ssm:}\n  H: ${ssm(eu-west-1):/elsewhere}\n  I: ${ssm(raw):/raw/${sls:stage}}\n";
+        let read = |name: &str, decrypt: bool| {
+            Ok(SsmRead {
+                name: name.to_string(),
+                decrypt,
+            })
+        };
         assert_eq!(
             serverless_ssm_names(config, config),
             [
-                Ok("/configuration/{stage}/okta_client_secret".to_string()),
-                Ok("/shop/{stage}/db".to_string()),
-                Ok("/plain/{region}/x".to_string()),
-                Ok("/old/{stage}/key".to_string()),
+                read("/configuration/{stage}/okta_client_secret", true),
+                read("/shop/{stage}/db", true),
+                read("/plain/{region}/x", false),
+                read("/old/{stage}/key", true),
                 Err("/from/${env:TEAM}/x".to_string()),
+                Err("ssm(eu-west-1):/elsewhere".to_string()),
+                read("/raw/{stage}", true),
             ]
         );
         // An included file's `${self:…}` is the including configuration's; a program's text is
         // read for what it names without one.
         assert_eq!(
             serverless_ssm_names("x: ${ssm:${self:custom.root}/k}", config),
-            [Ok("/shop/k".to_string())]
+            [read("/shop/k", true)]
         );
         assert_eq!(
             serverless_ssm_names(
@@ -339,9 +383,13 @@ mod tests {
                 "const c = {};"
             ),
             [
-                Ok("/a/{stage}/k".to_string()),
+                read("/a/{stage}/k", true),
                 Err("${self:custom.r}".to_string())
             ]
+        );
+        assert_eq!(
+            super::serverless_pattern("./env.${opt:stage, 'dev'}.yml", "").as_deref(),
+            Some("./env.{stage}.yml")
         );
     }
 
