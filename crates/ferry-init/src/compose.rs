@@ -119,8 +119,6 @@ fn folder(path: &str) -> Option<String> {
     ferry_manifest::normalize_relative(path.trim_end_matches('/'))
 }
 
-/// Names each service an entry points at after the entry's key (made valid, unless another
-/// service has that name), and notes the entries Ferry cannot take.
 /// Leaves out each Serverless Framework service the Compose file does not list (a local-only
 /// stack, `serverless-s3-local`'s, an example): the repository deploys the services it lists,
 /// and Ferry would deploy the others to every stage, prod included. Noted. A Compose file that
@@ -142,6 +140,8 @@ pub(crate) fn leave_out_unlisted(c: &Compose, services: &mut Vec<Found>, notes: 
     });
 }
 
+/// Names each service an entry points at after the entry's key (made valid, unless another
+/// service has that name), and notes the entries Ferry cannot take.
 pub(crate) fn names(c: &mut Compose, services: &mut [Found], notes: &mut Vec<String>) {
     let file = c.file.clone();
     for e in &c.entries {

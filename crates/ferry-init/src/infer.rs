@@ -414,8 +414,9 @@ fn skeleton_with(s: &str, letters: usize) -> Option<String> {
     (out.chars().filter(char::is_ascii_alphanumeric).count() >= letters).then_some(out)
 }
 
-/// `name` (literal) with the stage's word that the writer's `skeleton` has a variable in place of
-/// (`userpool-id-dev` of `userpool-id-*`) as `${stage}`, Ferry's: `None` when no word of a stage
+/// `name` (literal) with the stage's name that the writer's `skeleton` has a variable in place of
+/// (`userpool-id-dev` of `userpool-id-*`) as `${stage}`, Ferry's: `None` when no stage's name
+/// (`dev`, `staging`, `prod`, as `${stage}` gives them back: not `production`, not `Prod`)
 /// stands there alone.
 fn per_stage_name(name: &str, skeleton: &str) -> Option<String> {
     // Each run of letters and digits, by its start and end.
@@ -430,7 +431,7 @@ fn per_stage_name(name: &str, skeleton: &str) -> Option<String> {
     }
     runs.into_iter().find_map(|(at, end)| {
         let (before, word, after) = (&name[..at], &name[at..end], &name[end..]);
-        let stage = crate::STAGE_WORDS.contains(&word.to_ascii_lowercase().as_str());
+        let stage = crate::STAGES.contains(&word);
         (stage && format!("{before}*{after}") == skeleton)
             .then(|| format!("{before}${{stage}}{after}"))
     })
@@ -901,9 +902,15 @@ mod tests {
             Some("userpool-id-${stage}")
         );
         assert_eq!(
-            super::per_stage_name("/Prod/users/table", "/*/users/table").as_deref(),
+            super::per_stage_name("/prod/users/table", "/*/users/table").as_deref(),
             Some("/${stage}/users/table")
         );
+        // `${stage}` gives `prod` back, not these.
+        assert_eq!(
+            super::per_stage_name("/Prod/users/table", "/*/users/table"),
+            None
+        );
+        assert_eq!(super::per_stage_name("id-production", "id-*"), None);
         // Not a stage's word, not alone, not where the variable is.
         assert_eq!(
             super::per_stage_name("userpool-id-blue", "userpool-id-*"),

@@ -139,15 +139,14 @@ impl Scan {
                 keep
             });
             for read in &s.file_reads {
-                let stage_vars = ["${sls:stage}", "${opt:stage}", "${self:provider.stage}"];
+                // The stage as the framework gives it (`${sls:stage}`, `${opt:stage, 'dev'}`).
+                let Some(pattern) = ferry_manifest::serverless_pattern(read, "") else {
+                    continue;
+                };
                 let each: Vec<String> = STAGES
                     .iter()
-                    .map(|stage| {
-                        stage_vars
-                            .iter()
-                            .fold(read.clone(), |p, v| p.replace(v, stage))
-                    })
-                    .filter(|p| !p.contains("${"))
+                    .map(|stage| pattern.replace("{stage}", stage))
+                    .filter(|p| !p.contains('{'))
                     .collect();
                 // Said already of an input left out.
                 let said = |p: &String| left_out.iter().any(|l| p.starts_with(l.as_str()));

@@ -311,12 +311,13 @@ pub(crate) fn read(
         // written as each stage's, any other for every stage, noted.
         let some = passed_by.get(key).copied().unwrap_or_default();
         let raw = if deploys > 1 && some > 0 && some < deploys && values.len() == 1 {
-            let staged = crate::STAGE_WORDS
+            // Only a stage's own name (`prod`), which `${stage}` gives back; not `production`.
+            let staged = crate::STAGES
                 .iter()
                 .map(|word| literal_stage(&raw, word))
                 .find(|v| *v != raw);
             notes.push(format!(
-                "{from}: passes {key} in {some} of the service's {deploys} deploy commands (the others deploy the template's default): init wrote {} for every stage; check it",
+                "{from}: passes {key} in {some} of the service's {deploys} deploy commands (the others pass none: the template's default, or a samconfig's): init wrote {} for every stage; check it",
                 match &staged {
                     Some(_) => "it as each stage's, the stage's word made the stage".to_string(),
                     None => format!("`{}`", ferry_ci::one_line(raw.trim())),
@@ -626,30 +627,44 @@ fn with_literal_variables(text: &str) -> String {
 }
 
 /// The SAM configuration files the service's `sam deploy` reads: its folders' own (see
-/// [`samconfig::found`]) and each its deploy scripts name with `--config-file`, from the
-/// script's folder: one per stage for a name with the stage's variable in it
-/// (`config/sam-$(STAGE).toml`), none for a name with another variable.
+/// [`samconfig::found`]) and each its deploy scripts name with `--config-file`, from the folder
+/// of the template the command names (as the SAM CLI reads it), else the script's: one per
+/// stage for a name with the stage's variable in it (`config/sam-$(STAGE).toml`), none for a
+/// name with another variable.
 fn samconfigs(root: &Path, dir: &str, file: &str) -> Vec<samconfig::Found> {
-    let named: Vec<String> = scripts_of(root, dir, file)
-        .into_iter()
-        .flat_map(|(_, text, of)| {
-            let names: Vec<String> = deploy_flag_of(&text, &of, "--config-file")
-                .iter()
-                .flat_map(|raw| match translate(raw) {
-                    Ok(v) if v.contains("${region}") => Vec::new(),
-                    Ok(v) if v.contains("${stage}") => crate::STAGES
-                        .iter()
-                        .map(|stage| v.replace("${stage}", stage))
-                        .collect(),
-                    Ok(v) => vec![v],
-                    Err(_) => Vec::new(),
-                })
-                .collect();
-            names
-                .into_iter()
-                .filter_map(move |p| crate::local_deps::resolve(of.folder(), &p))
-        })
-        .collect();
+    let mut named: Vec<String> = Vec::new();
+    for (_, text, of) in scripts_of(root, dir, file) {
+        for command in deploy_commands_of(&text, &of) {
+            let flag = |name: &str| command.windows(2).find(|p| p[0] == name).map(|p| &p[1]);
+            let Some(raw) = flag("--config-file") else {
+                continue;
+            };
+            let template = TEMPLATE_FLAGS.iter().find_map(|f| flag(f));
+            let base = template
+                .and_then(|t| crate::local_deps::resolve(of.folder(), t))
+                .map_or_else(
+                    || of.folder().to_string(),
+                    |t| {
+                        t.rsplit_once('/')
+                            .map_or(String::new(), |(d, _)| d.to_string())
+                    },
+                );
+            let names = match translate(raw) {
+                Ok(v) if v.contains("${region}") => Vec::new(),
+                Ok(v) if v.contains("${stage}") => crate::STAGES
+                    .iter()
+                    .map(|stage| v.replace("${stage}", stage))
+                    .collect(),
+                Ok(v) => vec![v],
+                Err(_) => Vec::new(),
+            };
+            named.extend(
+                names
+                    .iter()
+                    .filter_map(|p| crate::local_deps::resolve(&base, p)),
+            );
+        }
+    }
     samconfig::found(root, &folders(dir, file), &named)
 }
 
@@ -697,27 +712,26 @@ pub(crate) fn deploy_region(
     notes: &mut Vec<String>,
 ) -> Option<String> {
     let configs = samconfigs(root, dir, file);
-    for c in &configs {
-        // Environments deploying to regions of their own (`[prod]` in eu-west-1, the others in
-        // eu-west-2): one region is written for every stage.
-        let each: Vec<(&str, &str)> = c
-            .envs
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|e| {
+    // Environments deploying to regions of their own (`[prod]` in eu-west-1, the others in
+    // eu-west-2; or one file per stage, each naming its own): one region is written for every
+    // stage.
+    let each: Vec<(String, &str)> = configs
+        .iter()
+        .flat_map(|c| {
+            let envs = c.envs.as_deref().unwrap_or_default();
+            envs.iter().filter_map(|e| {
                 let r = e.parameter(&["deploy", "global"], "region")?.as_str()?;
-                region_like(r).then_some((e.name.as_str(), r))
+                region_like(r).then(|| (format!("{} [{}]", c.path, e.name), r))
             })
-            .collect();
-        if each.iter().any(|(_, r)| *r != each[0].1) {
-            let shown: Vec<String> = each.iter().map(|(e, r)| format!("[{e}] {r}")).collect();
-            notes.push(format!(
-                "{}: its environments deploy to more than one region ({}): init wrote one for every stage; set each stage's region in ferry.toml to its stacks' (else Ferry deploys new stacks in the region written)",
-                c.path,
-                shown.join(", ")
-            ));
-        }
+        })
+        .collect();
+    if each.iter().any(|(_, r)| *r != each[0].1) {
+        let shown: Vec<String> = each.iter().map(|(at, r)| format!("{at} {r}")).collect();
+        notes.push(format!(
+            "{}: its SAM configuration deploys to more than one region ({}): init wrote one for every stage; set each stage's region in ferry.toml to its stacks' (else Ferry deploys new stacks in the region written)",
+            crate::template_path(dir, file),
+            shown.join(", ")
+        ));
     }
     if let Some(r) = configs
         .iter()
@@ -840,9 +854,14 @@ fn env_pair(word: &str, env: &str) -> Option<(String, String)> {
 #[derive(Debug, Clone)]
 enum Of {
     /// A script of the service's folder or its template's (`folder`): every deploy command but
-    /// one naming another template file (by its name, `template` being the service's) than the
-    /// service's or what the script's build or package writes from it.
-    Near { folder: String, template: String },
+    /// one naming another template file than the service's (`template` its name, `path` its
+    /// repository-relative path, which a name with a folder in it, `../api/template.yaml`, is
+    /// compared with) or what the script's build or package writes from it.
+    Near {
+        folder: String,
+        template: String,
+        path: String,
+    },
     /// A script of a folder above the service's (`folder`), as a repository's root Makefile
     /// deploying every stack: only the commands naming the service's `template`
     /// (repository-relative) by its path from there.
@@ -876,6 +895,7 @@ fn scripts_of(root: &Path, dir: &str, file: &str) -> Vec<(String, String, Of)> {
             let of = Of::Near {
                 folder: at.clone(),
                 template: template_name.to_string(),
+                path: template.clone(),
             };
             out.push((from, text, of));
         }
@@ -919,15 +939,29 @@ fn deploy_commands_of(text: &str, of: &Of) -> Vec<Vec<String>> {
             .collect()
     };
     match of {
-        Of::Near { template, .. } => {
+        Of::Near {
+            folder,
+            template,
+            path,
+        } => {
             // A command naming another template file (`--template-file other.yaml`) is not
             // this service's, unless that file is what a `sam build`, `sam package` or
             // `aws cloudformation package` of the script writes from `template`
-            // (`.aws-sam/build/…`, `--output-template-file packaged.yaml`).
+            // (`.aws-sam/build/…`, `--output-template-file packaged.yaml`). A name with a
+            // folder in it is the service's template only by its path (a pipeline's buildspec
+            // deploying `../api/template.yaml` deploys api's), or what is written below the
+            // script's folder.
             let packaged = packaged_from(&all, template);
             let ours = |file: &str| {
                 let name = file.rsplit('/').next().unwrap_or(file);
-                name == template.as_str() || packaged.iter().any(|p| p == name)
+                let written = packaged.iter().any(|p| p == name);
+                if !file.contains('/') {
+                    return name == template.as_str() || written;
+                }
+                let at = crate::local_deps::resolve(folder, file);
+                let below = |p: &str| folder.is_empty() || p.starts_with(&format!("{folder}/"));
+                at.as_deref() == Some(path.as_str())
+                    || (written && at.as_deref().is_some_and(below))
             };
             // A `create-stack` or `update-stack` is the service's only when it names the
             // template (`--use-previous-template`, `--template-url` name none: another stack's
@@ -1056,6 +1090,7 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
     let of = Of::Near {
         folder: String::new(),
         template: template.to_string(),
+        path: template.to_string(),
     };
     deploy_overrides_of(text, &of, &|_| None).concat()
 }
@@ -1479,6 +1514,36 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
         assert_eq!(
             pair("ParameterKey=Table,ParameterValue=t1"),
             Some(("Table".into(), "t1".into()))
+        );
+    }
+
+    /// A deploy naming a template by a path with a folder in it is the service's only when the
+    /// path leads to its template (a pipeline's script deploying `../api/template.yaml` deploys
+    /// api's, though the file names agree), or to what the script builds below its folder.
+    #[test]
+    fn a_template_named_with_a_folder_is_the_service_s_only_by_its_path() {
+        let of = Of::Near {
+            folder: "pipeline".to_string(),
+            template: "template.yaml".to_string(),
+            path: "pipeline/template.yaml".to_string(),
+        };
+        let stacks = |text: &str| deploy_flag_of(text, &of, "--stack-name");
+        assert!(stacks("sam deploy -t ../api/template.yaml --stack-name api-dev\n").is_empty());
+        assert_eq!(
+            stacks("sam deploy -t ./template.yaml --stack-name pipe\n"),
+            ["pipe"]
+        );
+        assert_eq!(
+            stacks("sam deploy -t ../pipeline/template.yaml --stack-name pipe\n"),
+            ["pipe"]
+        );
+        assert_eq!(
+            stacks("sam build\nsam deploy -t .aws-sam/build/template.yaml --stack-name built\n"),
+            ["built"]
+        );
+        assert!(
+            stacks("sam build\nsam deploy -t ../api/.aws-sam/build/template.yaml --stack-name x\n")
+                .is_empty()
         );
     }
 

@@ -134,7 +134,10 @@ pub(crate) fn parse(path: &str, text: &str) -> Result<Vec<Env>, String> {
 
 fn from_yaml(text: &str) -> Result<Vec<Env>, String> {
     use serde_yaml_ng::Value as Y;
-    let doc: Y = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    // The project's guarded reader (a file of deeply nested `[` is refused, not parsed for a
+    // minute); merge keys (`<<: *common`) applied, as the SAM CLI applies them.
+    let mut doc: Y = ferry_manifest::yaml::from_str(text)?;
+    doc.apply_merge().map_err(|e| e.to_string())?;
     let key = |k: &Y| k.as_str().map(String::from);
     let value = |v: &Y| match v {
         Y::String(s) => Value::Text(s.clone()),
@@ -206,11 +209,26 @@ mod tests {
         assert_eq!(t[1].parameter(&["deploy"], "region"), None);
     }
 
+    /// YAML merge keys are applied, as the SAM CLI applies them.
+    #[test]
+    fn yaml_merge_keys_are_applied() {
+        let yaml = "common: &common\n  region: eu-west-1\ndev:\n  deploy:\n    parameters:\n      <<: *common\n      stack_name: app-dev\n";
+        let envs = parse("samconfig.yaml", yaml).unwrap();
+        let dev = envs.iter().find(|e| e.name == "dev").unwrap();
+        assert_eq!(
+            dev.parameter(&["deploy"], "region").and_then(Value::as_str),
+            Some("eu-west-1")
+        );
+    }
+
     #[test]
     fn hostile_files_are_errors_or_nothing() {
         assert!(parse("samconfig.toml", "[x\n").is_err());
         assert!(parse("samconfig.yaml", "a: [\n").is_err());
         assert!(parse("samconfig.yml", "- a\n- b\n").is_err());
+        // Nested deeper than any real file: refused, not parsed at length.
+        let deep = format!("a: {}{}\n", "[".repeat(5000), "]".repeat(5000));
+        assert!(parse("samconfig.yaml", &deep).is_err());
         assert_eq!(parse("samconfig.yml", "").unwrap(), Vec::new());
         // Environments and commands that are no tables, keys that are no text: passed over.
         let odd = "1: {deploy: {parameters: {stack_name: x}}}\nprod: 3\ndev:\n  deploy: [1]\n  global:\n    parameters:\n      2: y\n      region: [a]\n";

@@ -4532,7 +4532,7 @@ fn samconfig_in_yaml_and_a_config_file_a_script_names_are_read() {
     assert!(!orders.parameters.contains_key("DbPassword"));
     // Environments deploying to regions of their own: noted (before, prod's was dropped).
     assert!(
-        s.notes.iter().any(|n| n.starts_with("orders/samconfig.yaml: its environments deploy to more than one region ([default] eu-west-2, [prod] eu-west-1)")),
+        s.notes.iter().any(|n| n.starts_with("orders/template.yaml: its SAM configuration deploys to more than one region (orders/samconfig.yaml [default] eu-west-2, orders/samconfig.yaml [prod] eu-west-1)")),
         "{:#?}",
         s.notes
     );
@@ -4620,8 +4620,8 @@ fn a_parameter_only_one_stage_s_command_passes_is_noted() {
     assert_eq!(value("Domain"), Some("example.com"));
     let notes = s.notes.join("\n");
     for want in [
-        "notify/deploy.sh: passes Stage in 1 of the service's 2 deploy commands (the others deploy the template's default): init wrote it as each stage's",
-        "notify/deploy.sh: passes Domain in 1 of the service's 2 deploy commands (the others deploy the template's default): init wrote `example.com` for every stage; check it",
+        "notify/deploy.sh: passes Stage in 1 of the service's 2 deploy commands (the others pass none: the template's default, or a samconfig's): init wrote it as each stage's",
+        "notify/deploy.sh: passes Domain in 1 of the service's 2 deploy commands (the others pass none: the template's default, or a samconfig's): init wrote `example.com` for every stage; check it",
     ] {
         assert!(notes.contains(want), "{want}\n{notes}");
     }
@@ -4661,4 +4661,58 @@ fn a_buildspec_deploying_the_service_is_read_as_a_script() {
     file(r, "join-klub/buildspec.yaml", "[not, a, buildspec\n");
     let s = scan(r).unwrap();
     assert_eq!(s.services[0].stack_name, None);
+}
+
+/// A `--config-file` is read from the folder of the template the command names (as the SAM CLI
+/// reads it: a root Makefile's `sam deploy -t pay/template.yaml --config-file sam.toml` reads
+/// `pay/sam.toml`), and never from outside the repository, though a file is there.
+#[test]
+fn a_config_file_is_read_beside_the_template_and_never_outside_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = &dir.path().join("repo");
+    let template = "Transform: AWS::Serverless-2016-10-31\nParameters:\n  Table:\n    Type: String\nResources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      InlineCode: x\n      Handler: index.h\n      Runtime: nodejs20.x\n";
+    file(r, "pay/template.yaml", template);
+    file(
+        r,
+        "Makefile",
+        "deploy-pay:\n\tsam deploy -t pay/template.yaml --config-file sam.toml --config-env $(STAGE)\n",
+    );
+    file(
+        r,
+        "pay/sam.toml",
+        "[dev.deploy.parameters]\nstack_name = \"shop-pay-dev\"\nparameter_overrides = \"Table=/dev/pay\"\n",
+    );
+    // A file of the same name beside the Makefile is not the one SAM reads.
+    file(
+        r,
+        "sam.toml",
+        "[dev.deploy.parameters]\nstack_name = \"wrong-dev\"\n",
+    );
+    file(r, "other/template.yaml", template);
+    file(
+        r,
+        "other/deploy.sh",
+        "sam deploy --config-file ../../outside.toml\nsam deploy --config-file /etc/samconfig.toml\n",
+    );
+    file(
+        dir.path(),
+        "outside.toml",
+        "[default.deploy.parameters]\nstack_name = \"outside\"\nparameter_overrides = \"Table=/outside\"\n",
+    );
+    let s = scan(r).unwrap();
+    let service = |n: &str| s.services.iter().find(|f| f.name == n).unwrap();
+    let pay = service("pay");
+    assert_eq!(
+        pay.stack_name.as_ref().map(|(p, _)| p.as_str()),
+        Some("shop-pay-{stage}"),
+        "{:#?}",
+        s.notes
+    );
+    assert_eq!(
+        pay.parameters.get("Table").map(|(v, _)| v.as_str()),
+        Some("/${stage}/pay")
+    );
+    let other = service("other");
+    assert!(other.parameters.is_empty(), "{:?}", other.parameters);
+    assert_eq!(other.stack_name, None);
 }
