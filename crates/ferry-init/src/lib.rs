@@ -743,6 +743,21 @@ fn framework_note(root: &Path, s: &Found, notes: &mut Vec<String>) {
         |dir: &Path| ferry_manifest::FrameworkCli::named_in(&dir.join("package.json"));
     // A CLI the repository installs is the one that runs (a version 2 it names, too).
     let installed = installs_cli(&root.join(&s.dir)) || installs_cli(root);
+    // Version 1 runs, and fails on the Node.js of today (it wrote a corrupt archive under
+    // Node.js 20, which the deploy then refused).
+    for at in [s.dir.as_str(), ""] {
+        let manifest = if at.is_empty() {
+            "package.json".to_string()
+        } else {
+            format!("{at}/package.json")
+        };
+        if let Some(version) = framework_cli_1(&root.join(&manifest)) {
+            notes.push(format!(
+                "{manifest}: installs the Serverless Framework CLI at `{version}`, version 1, which is long unmaintained and fails on current Node.js (under Node.js 20 it writes a corrupt archive, which the deploy refuses): upgrade to osls (`npm install --save-dev osls@3`, the open-source CLI, no account needed) and the configuration to frameworkVersion \"3\""
+            ));
+            break;
+        }
+    }
     if wants == ferry_manifest::FrameworkCli::Before3 && !installed {
         notes.push(format!(
             "{}/{}: its frameworkVersion takes only versions of the Serverless Framework before 3, which no CLI Ferry runs takes (osls 4, or a CLI at version 3, refuses it): upgrade the configuration to version 3 (frameworkVersion \"3\"; the framework's v3 upgrade notes say what changed), then install osls at version 3 (`npm install --save-dev osls@3`)",
@@ -756,6 +771,24 @@ fn framework_note(root: &Path, s: &Found, notes: &mut Vec<String>) {
             s.dir, s.file
         ));
     }
+}
+
+/// The version range of the `serverless` CLI the `package.json` at `path` installs, when it
+/// takes only version 1 (`^1.46.1`, `~1.83`, `1.83.3`).
+fn framework_cli_1(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let version = ["dependencies", "devDependencies"]
+        .iter()
+        .find_map(|k| json.get(k)?.get("serverless")?.as_str())?;
+    let major = version
+        .trim()
+        .trim_start_matches(['^', '~', '=', 'v'])
+        .split('.')
+        .next()?
+        .parse::<u32>()
+        .ok()?;
+    (major < 2).then(|| version.to_string())
 }
 
 /// The command that installs the dependencies of the Node.js package in `dir`, chosen by its

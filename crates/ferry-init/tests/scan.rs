@@ -4716,3 +4716,38 @@ fn a_config_file_is_read_beside_the_template_and_never_outside_the_repository() 
     assert!(other.parameters.is_empty(), "{:?}", other.parameters);
     assert_eq!(other.stack_name, None);
 }
+
+/// A service whose package.json installs the Serverless Framework CLI at version 1
+/// (theburningmonk/lambda-monorepo-code-sharing-demo's `serverless ^1.46.1`, whose archive came
+/// out corrupt under Node.js 20) is noted with the upgrade; one at version 3 is not.
+#[test]
+fn a_framework_cli_before_version_3_is_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let config = |s: &str| format!("service: {s}\nprovider:\n  name: aws\n");
+    file(r, "projects/a/serverless.yml", &config("a"));
+    file(
+        r,
+        "projects/a/package.json",
+        r#"{"name": "a", "devDependencies": {"serverless": "^1.46.1"}}"#,
+    );
+    file(r, "projects/a/package-lock.json", "{}");
+    file(r, "projects/b/serverless.yml", &config("b"));
+    file(
+        r,
+        "projects/b/package.json",
+        r#"{"name": "b", "devDependencies": {"serverless": "^3.38.0"}}"#,
+    );
+    file(r, "projects/b/package-lock.json", "{}");
+    let notes = scan(r).unwrap().notes.join("\n");
+    assert!(
+        notes.contains(
+            "projects/a/package.json: installs the Serverless Framework CLI at `^1.46.1`, version 1"
+        ),
+        "{notes}"
+    );
+    assert!(
+        !notes.contains("projects/b/package.json: installs"),
+        "{notes}"
+    );
+}
