@@ -252,7 +252,9 @@ pub enum ServerlessError {
         resource: String,
         archive: String,
     },
-    #[error("{service}: archive {archive} cannot be read: {message}")]
+    #[error(
+        "{service}: archive {archive}, which the framework's CLI wrote, cannot be read: {message}; nothing was deployed from it (a CLI of version 1 writes corrupt archives under current Node.js: upgrade it, e.g. `npm install --save-dev osls@3`)"
+    )]
     BadArchive {
         service: String,
         archive: String,

@@ -198,8 +198,9 @@ fn an_archive_the_framework_did_not_write_or_cannot_be_read_is_an_error_naming_i
     std::fs::write(&zip, "not a zip").unwrap();
     let e = run().unwrap_err();
     assert!(
-        e.to_string()
-            .starts_with("notifier: archive orders-notifier.zip cannot be read"),
+        e.to_string().starts_with(
+            "notifier: archive orders-notifier.zip, which the framework's CLI wrote, cannot be read"
+        ),
         "{e}"
     );
 
