@@ -414,6 +414,46 @@ fn skeleton_with(s: &str, letters: usize) -> Option<String> {
     (out.chars().filter(char::is_ascii_alphanumeric).count() >= letters).then_some(out)
 }
 
+/// A Serverless configuration's `provider.region`: a literal, or one a `${self:…}` it names
+/// holds; none for `${opt:region, …}`, which the stage's `--region` gives (its default names no
+/// region the stages must have); `Err` with the value as written when it comes from where Ferry
+/// cannot read (a file, the environment).
+fn provider_region(doc: &Value) -> Result<Option<String>, String> {
+    let Some(raw) = doc
+        .get("provider")
+        .and_then(|p| p.get("region"))
+        .and_then(Value::as_str)
+    else {
+        return Ok(None);
+    };
+    let mut value = raw.trim().to_string();
+    // A `${self:…}` followed a few times (a loop ends).
+    for _ in 0..5 {
+        let Some(inner) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) else {
+            return Ok(Some(value));
+        };
+        if inner.contains("${") {
+            break;
+        }
+        let first = inner.split(',').next().unwrap_or_default().trim();
+        if first == "opt:region" {
+            return Ok(None);
+        }
+        let Some(path) = first.strip_prefix("self:") else {
+            break;
+        };
+        let found = path
+            .split('.')
+            .try_fold(doc, |at, key| at.get(key))
+            .and_then(Value::as_str);
+        match found {
+            Some(v) => value = v.trim().to_string(),
+            None => break,
+        }
+    }
+    Err(raw.to_string())
+}
+
 /// `name` (literal) with the stage's name that the writer's `skeleton` has a variable in place of
 /// (`userpool-id-dev` of `userpool-id-*`) as `${stage}`, Ferry's: `None` when no stage's name
 /// (`dev`, `staging`, `prod`, as `${stage}` gives them back: not `production`, not `Prod`)
@@ -591,12 +631,15 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
             Some(Value::Mapping(m)) => m.get("name").and_then(Value::as_str).map(String::from),
             _ => None,
         };
-        said.region = doc
-            .get("provider")
-            .and_then(|p| p.get("region"))
-            .and_then(Value::as_str)
-            .filter(|r| !r.contains("${"))
-            .map(String::from);
+        said.region = match provider_region(&doc) {
+            Ok(r) => r,
+            Err(raw) => {
+                notes.push(format!(
+                    "{shown}: names its region as `{raw}`, which Ferry cannot read before the framework runs: set the stages' region in ferry.toml to the one it deploys to"
+                ));
+                None
+            }
+        };
         notes.extend(stage_maps_missing(&shown, &doc, &text));
         notes.extend(other_stage_names(&shown, &doc));
     } else {
@@ -893,6 +936,38 @@ mod tests {
             Some("orders-*-x")
         );
         assert_eq!(skeleton("${sls:stage}-${x}"), None, "too little left");
+    }
+
+    #[test]
+    fn a_provider_region_is_read_through_its_default_and_self() {
+        let region = |yaml: &str| {
+            let doc: super::Value = serde_yaml_ng::from_str(yaml).unwrap();
+            super::provider_region(&doc)
+        };
+        assert_eq!(
+            region("provider:\n  region: eu-west-1\n"),
+            Ok(Some("eu-west-1".into()))
+        );
+        // The stage's --region gives it: no region named.
+        assert_eq!(
+            region("provider:\n  region: ${opt:region, 'ap-south-1'}\n"),
+            Ok(None)
+        );
+        assert_eq!(
+            region("custom:\n  r: us-west-2\nprovider:\n  region: ${self:custom.r}\n"),
+            Ok(Some("us-west-2".into()))
+        );
+        assert_eq!(region("provider:\n  name: aws\n"), Ok(None));
+        for raw in [
+            "${self:custom.currentRegion}",
+            "${env:AWS_REGION}",
+            "${file(./config.${sls:stage}.json):region}",
+            "${self:custom.loop}",
+        ] {
+            let yaml =
+                format!("custom:\n  loop: ${{self:custom.loop}}\nprovider:\n  region: \"{raw}\"\n");
+            assert_eq!(region(&yaml), Err(raw.to_string()), "{raw}");
+        }
     }
 
     #[test]
