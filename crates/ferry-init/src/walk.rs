@@ -486,6 +486,24 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                             ));
                             continue;
                         }
+                        // A delivery pipeline (CodePipeline) deploys the stacks itself: one per
+                        // stage would make as many pipelines, each deploying the same stacks
+                        // beside Ferry's deploys.
+                        let pipeline = parsed
+                            .get("Resources")
+                            .and_then(|r| r.as_object())
+                            .is_some_and(|r| {
+                                r.values().any(|x| {
+                                    x.get("Type").and_then(|t| t.as_str())
+                                        == Some("AWS::CodePipeline::Pipeline")
+                                })
+                            });
+                        if pipeline {
+                            notes.push(format!(
+                                "{rel}/{f}: a delivery pipeline (AWS::CodePipeline::Pipeline), which deploys the stacks itself: left out, as each stage would get a pipeline of its own deploying them beside Ferry (Ferry is the pipeline; deploy it by hand once if it is to stay)"
+                            ));
+                            continue;
+                        }
                         templates.push((f.clone(), ferry_manifest::is_sam(&parsed)));
                     }
                     Err(_) => templates.push((f.clone(), text.contains(SAM_TRANSFORM))),

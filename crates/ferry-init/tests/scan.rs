@@ -4751,3 +4751,36 @@ fn a_framework_cli_before_version_3_is_noted() {
         "{notes}"
     );
 }
+
+/// A CodePipeline template beside the application's (aws-samples'
+/// serverless-webapp-mono-repo-ci-cd-java `serverless-pipeline.yaml`) deploys the stacks
+/// itself: left out, noted (each stage would have got a pipeline deploying one shared stack).
+#[test]
+fn a_delivery_pipeline_template_is_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "backend/template.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    file(
+        r,
+        "backend/serverless-pipeline.yaml",
+        "Parameters:\n  DeployStackName:\n    Type: String\n    Default: serverless-web-application-java-backend\nResources:\n  Pipeline:\n    Type: AWS::CodePipeline::Pipeline\n    Properties:\n      RoleArn: arn:aws:iam::123456789012:role/x\n      Stages: []\n",
+    );
+    let s = scan(r).unwrap();
+    let templates: Vec<String> = s
+        .services
+        .iter()
+        .map(|f| format!("{}/{}", f.dir, f.file))
+        .collect();
+    assert_eq!(templates, ["backend/template.yaml"], "{:#?}", s.notes);
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.starts_with("backend/serverless-pipeline.yaml: a delivery pipeline")),
+        "{:#?}",
+        s.notes
+    );
+}
