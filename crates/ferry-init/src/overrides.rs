@@ -861,11 +861,16 @@ enum Of {
         folder: String,
         template: String,
         path: String,
+        make: bool,
     },
     /// A script of a folder above the service's (`folder`), as a repository's root Makefile
     /// deploying every stack: only the commands naming the service's `template`
     /// (repository-relative) by its path from there.
-    Above { folder: String, template: String },
+    Above {
+        folder: String,
+        template: String,
+        make: bool,
+    },
 }
 
 impl Of {
@@ -875,6 +880,20 @@ impl Of {
             Of::Near { folder, .. } | Of::Above { folder, .. } => folder,
         }
     }
+
+    /// Whether the script is a Makefile, whose recipe lines each run in a shell of their own
+    /// (a `cd` holds for the rest of its line only).
+    fn make(&self) -> bool {
+        match self {
+            Of::Near { make, .. } | Of::Above { make, .. } => *make,
+        }
+    }
+}
+
+/// Whether the script at `path` is a Makefile.
+fn is_makefile(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    matches!(name, "Makefile" | "makefile" | "GNUmakefile")
 }
 
 /// The flags naming the template a deploy command deploys (`--template-body file://t.yaml`).
@@ -896,21 +915,23 @@ fn scripts_of(root: &Path, dir: &str, file: &str) -> Vec<(String, String, Of)> {
                 folder: at.clone(),
                 template: template_name.to_string(),
                 path: template.clone(),
+                make: is_makefile(&from),
             };
             out.push((from, text, of));
         }
     }
     let above = crate::folders_up(dir).skip(1);
     for at in above.filter(|a| !near.iter().any(|n| n == a)) {
-        // Only a script naming the template's file is read further (a root Makefile is read
-        // for each service below it).
+        // Only a script naming the template's file, or changing folders, is read further (a
+        // root Makefile is read for each service below it).
         for (from, text) in scripts_in(root, at)
             .into_iter()
-            .filter(|(_, t)| t.contains(template_name))
+            .filter(|(_, t)| t.contains(template_name) || t.contains("cd ") || t.contains("pushd "))
         {
             let of = Of::Above {
                 folder: at.to_string(),
                 template: template.clone(),
+                make: is_makefile(&from),
             };
             out.push((from, text, of));
         }
@@ -921,44 +942,50 @@ fn scripts_of(root: &Path, dir: &str, file: &str) -> Vec<(String, String, Of)> {
 /// The words of each deploy command (`sam deploy`, `aws cloudformation deploy`, `create-stack`
 /// or `update-stack`) of a Makefile or shell script that `of` says is the service's, continued
 /// lines joined and a line's commands taken one by one (`aws s3 cp … --region x && sam
-/// deploy …`: the copy's flags are not the deploy's).
+/// deploy …`: the copy's flags are not the deploy's), each from the folder a `cd` before it
+/// went to (`cd ../storage && sam deploy` deploys storage's template, not the script folder's).
 fn deploy_commands_of(text: &str, of: &Of) -> Vec<Vec<String>> {
-    let all = script_commands(text);
-    let deploys = all
-        .iter()
-        .filter(|w| {
-            ["deploy", "create-stack", "update-stack"]
-                .iter()
-                .any(|s| subcommand(w, s))
-        })
-        .cloned();
-    let named = |w: &Vec<String>| -> Vec<String> {
+    let folder = of.folder();
+    let all = script_commands(text, folder, of.make());
+    let deploys = all.iter().filter(|(_, w)| {
+        ["deploy", "create-stack", "update-stack"]
+            .iter()
+            .any(|s| subcommand(w, s))
+    });
+    // The templates a command names, repository-relative (from the folder it runs in; a
+    // name with a variable, or from a folder Ferry cannot know, is `None`).
+    let named = |cwd: &Option<String>, w: &[String]| -> Vec<(String, Option<String>)> {
         w.windows(2)
             .filter(|p| TEMPLATE_FLAGS.contains(&p[0].as_str()) && !p[1].contains('$'))
-            .map(|p| p[1].strip_prefix("file://").unwrap_or(&p[1]).to_string())
+            .map(|p| {
+                let file = p[1].strip_prefix("file://").unwrap_or(&p[1]).to_string();
+                let at = cwd
+                    .as_deref()
+                    .and_then(|cwd| crate::local_deps::resolve(cwd, &file));
+                (file, at)
+            })
             .collect()
     };
-    match of {
-        Of::Near {
-            folder,
-            template,
-            path,
-        } => {
+    let commands: Vec<&(Option<String>, Vec<String>)> = match of {
+        Of::Near { template, path, .. } => {
             // A command naming another template file (`--template-file other.yaml`) is not
             // this service's, unless that file is what a `sam build`, `sam package` or
             // `aws cloudformation package` of the script writes from `template`
             // (`.aws-sam/build/…`, `--output-template-file packaged.yaml`). A name with a
             // folder in it is the service's template only by its path (a pipeline's buildspec
             // deploying `../api/template.yaml` deploys api's), or what is written below the
-            // script's folder.
-            let packaged = packaged_from(&all, template);
-            let ours = |file: &str| {
+            // script's folder. A command run from another folder (after a `cd`) is the
+            // service's only when that folder is its template's, or it names the template.
+            let words: Vec<Vec<String>> = all.iter().map(|(_, w)| w.clone()).collect();
+            let packaged = packaged_from(&words, template);
+            let template_dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+            let ours = |cwd: &Option<String>, (file, at): &(String, Option<String>)| {
                 let name = file.rsplit('/').next().unwrap_or(file);
                 let written = packaged.iter().any(|p| p == name);
-                if !file.contains('/') {
+                let here = cwd.as_deref() == Some(folder);
+                if !file.contains('/') && here {
                     return name == template.as_str() || written;
                 }
-                let at = crate::local_deps::resolve(folder, file);
                 let below = |p: &str| folder.is_empty() || p.starts_with(&format!("{folder}/"));
                 at.as_deref() == Some(path.as_str())
                     || (written && at.as_deref().is_some_and(below))
@@ -967,31 +994,80 @@ fn deploy_commands_of(text: &str, of: &Of) -> Vec<Vec<String>> {
             // template (`--use-previous-template`, `--template-url` name none: another stack's
             // update, as a shared DNS stack's, may stand in the service's script).
             deploys
-                .filter(|w| {
-                    let names = named(w);
-                    names.iter().all(|f| ours(f)) && (subcommand(w, "deploy") || !names.is_empty())
+                .filter(|(cwd, w)| {
+                    let names = named(cwd, w);
+                    let from_here =
+                        matches!(cwd.as_deref(), Some(c) if c == folder || c == template_dir);
+                    names.iter().all(|n| ours(cwd, n))
+                        && (!names.is_empty() || (subcommand(w, "deploy") && from_here))
                 })
                 .collect()
         }
-        Of::Above { folder, template } => deploys
-            .filter(|w| {
-                named(w).iter().any(|f| {
-                    crate::local_deps::resolve(folder, f).as_deref() == Some(template.as_str())
-                })
+        // Naming the template by its path, or a `sam deploy` naming none from the template's
+        // folder (after `cd services/orders`), where the SAM CLI reads `template.yaml`.
+        Of::Above { template, .. } => deploys
+            .filter(|(cwd, w)| {
+                let names = named(cwd, w);
+                let (dir, name) = template.rsplit_once('/').unwrap_or(("", template));
+                names
+                    .iter()
+                    .any(|(_, at)| at.as_deref() == Some(template.as_str()))
+                    || (names.is_empty()
+                        && subcommand(w, "deploy")
+                        && cwd.as_deref() == Some(dir)
+                        && matches!(name, "template.yaml" | "template.yml"))
             })
             .collect(),
-    }
+    };
+    commands.into_iter().map(|(_, w)| w.clone()).collect()
 }
 
-/// The commands of a Makefile or shell script, each as its words: continued lines joined, a
-/// command substitution one word ([`without_substitutions`]), `--flag=value` split in two
-/// ([`flag_words`]), each line cut at its separators ([`commands`]).
-fn script_commands(text: &str) -> Vec<Vec<String>> {
-    text.replace("\\\r\n", " ")
-        .replace("\\\n", " ")
-        .lines()
-        .flat_map(|line| commands(flag_words(words(&without_substitutions(line)))))
-        .collect()
+/// The commands of a Makefile or shell script of `folder` (repository-relative), each as its
+/// words with the folder it runs in: continued lines joined, a command substitution one word
+/// ([`without_substitutions`]), `--flag=value` split in two ([`flag_words`]), each line cut at
+/// its separators ([`commands`]). A `cd` (or `pushd`) moves the folder of the commands after
+/// it, to the end of its line in a Makefile (`make`: each recipe line runs in a shell of its
+/// own), to the end of the script in a shell script or buildspec; `None` where Ferry cannot
+/// know it (a variable, a path outside the repository, `popd`).
+fn script_commands(text: &str, folder: &str, make: bool) -> Vec<(Option<String>, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut cwd = Some(folder.to_string());
+    let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
+    for line in joined.lines() {
+        if make {
+            cwd = Some(folder.to_string());
+        }
+        for command in commands(flag_words(words(&without_substitutions(line)))) {
+            let tool = command[0].trim_start_matches(['(', '@', '-', '+']);
+            match tool {
+                "cd" | "pushd" => {
+                    // CodeBuild's and GitHub's checkout folders are the repository's root.
+                    let to = command.get(1).map(|to| {
+                        [
+                            "$CODEBUILD_SRC_DIR",
+                            "${CODEBUILD_SRC_DIR}",
+                            "$GITHUB_WORKSPACE",
+                            "${GITHUB_WORKSPACE}",
+                        ]
+                        .iter()
+                        .find_map(|v| to.strip_prefix(v))
+                        .map_or((cwd.clone(), to.as_str()), |rest| {
+                            (Some(String::new()), rest.trim_start_matches('/'))
+                        })
+                    });
+                    cwd = match to {
+                        Some((Some(at), to)) if !to.contains(['$', '`', '~']) && to != "-" => {
+                            crate::local_deps::resolve(&at, to.trim_end_matches(')'))
+                        }
+                        _ => None,
+                    };
+                }
+                "popd" => cwd = None,
+                _ => out.push((cwd.clone(), command)),
+            }
+        }
+    }
+    out
 }
 
 /// A line's words cut into its commands, at `&&`, `||`, `;`, `|` and `&`, also where a word
@@ -1091,6 +1167,7 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
         folder: String::new(),
         template: template.to_string(),
         path: template.to_string(),
+        make: true,
     };
     deploy_overrides_of(text, &of, &|_| None).concat()
 }
@@ -1526,6 +1603,7 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
             folder: "pipeline".to_string(),
             template: "template.yaml".to_string(),
             path: "pipeline/template.yaml".to_string(),
+            make: false,
         };
         let stacks = |text: &str| deploy_flag_of(text, &of, "--stack-name");
         assert!(stacks("sam deploy -t ../api/template.yaml --stack-name api-dev\n").is_empty());
@@ -1544,6 +1622,43 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
         assert!(
             stacks("sam build\nsam deploy -t ../api/.aws-sam/build/template.yaml --stack-name x\n")
                 .is_empty()
+        );
+        // A deploy after a `cd` into another folder deploys that folder's template (a probe's
+        // buildspec handed storage's stack to the pipeline, whose deploy --adopt then deleted
+        // storage's resources); back in its own folder, the service's again. In a shell
+        // script or buildspec a `cd` holds to the end; one Ferry cannot follow, too.
+        for other in [
+            "cd ../storage\naws cloudformation deploy --stack-name store-$STAGE\n",
+            "cd ../storage && sam deploy --stack-name store\n",
+            "pushd ../storage\nsam deploy --stack-name store\n",
+            "cd $DIR && sam deploy --stack-name x\n",
+            "cd /opt/app; sam deploy --stack-name x\n",
+            "cd ../storage\nsam deploy -t template.yaml --stack-name x\n",
+        ] {
+            assert!(stacks(other).is_empty(), "{other}");
+        }
+        assert_eq!(
+            stacks("cd ../storage && npm ci\ncd ../pipeline\nsam deploy --stack-name pipe\n"),
+            ["pipe"]
+        );
+        assert_eq!(
+            stacks("cd ..\nsam deploy -t pipeline/template.yaml --stack-name pipe\n"),
+            ["pipe"]
+        );
+        // In a Makefile, a recipe line's `cd` holds for that line only.
+        let make = Of::Near {
+            folder: "pipeline".to_string(),
+            template: "template.yaml".to_string(),
+            path: "pipeline/template.yaml".to_string(),
+            make: true,
+        };
+        assert_eq!(
+            deploy_flag_of(
+                "build:\n\tcd src && npm ci\ndeploy:\n\tsam deploy --stack-name pipe\n",
+                &make,
+                "--stack-name"
+            ),
+            ["pipe"]
         );
     }
 

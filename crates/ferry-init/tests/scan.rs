@@ -4784,3 +4784,66 @@ fn a_delivery_pipeline_template_is_left_out() {
         s.notes
     );
 }
+
+/// A buildspec of the folder above the services deploying each from its own folder (klubby's
+/// `sam-backends/buildspec.yaml`: `cd $CODEBUILD_SRC_DIR/…/add-new-user`, `sam deploy`, then
+/// `cd ../getAssetBalancesCron`, `sam deploy`): each deploy is the service's whose folder it
+/// runs in, `$CODEBUILD_SRC_DIR` being the repository's root; and a pipeline's own buildspec
+/// deploying another service's folder after a `cd` gives the pipeline nothing of it (a probe's
+/// `deploy --adopt` then replaced the storage stack's resources with the pipeline's).
+#[test]
+fn a_buildspec_deploys_the_service_whose_folder_it_runs_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let template = "Transform: AWS::Serverless-2016-10-31\nParameters:\n  Stage:\n    Type: String\nResources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      InlineCode: x\n      Handler: index.h\n      Runtime: nodejs20.x\n";
+    for s in ["add-new-user", "getAssetBalancesCron"] {
+        file(
+            r,
+            &format!("infra/sam-backends/{s}/template.yaml"),
+            template,
+        );
+    }
+    file(
+        r,
+        "infra/sam-backends/buildspec.yaml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - cd $CODEBUILD_SRC_DIR/infra/sam-backends/add-new-user\n      - sam build\n      - sam deploy\n        --stack-name add-new-user-function-$STAGE\n        --region us-east-1\n        --parameter-overrides\n            ParameterKey=Stage,ParameterValue=$STAGE\n      - cd ../getAssetBalancesCron\n      - sam build\n      - sam deploy --stack-name klubby-$STAGE-get-assets-balances-cron --region us-east-1\n",
+    );
+    file(
+        r,
+        "infra/storage/template.yaml",
+        "Resources:\n  T:\n    Type: AWS::SNS::Topic\n",
+    );
+    file(
+        r,
+        "infra/be-cicd/template.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    file(
+        r,
+        "infra/be-cicd/buildspec.yaml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - cd ../storage\n      - aws cloudformation deploy --template-file template.yaml --stack-name klubby-storage-$STAGE\n",
+    );
+    let s = scan(r).unwrap();
+    let stack = |n: &str| {
+        s.services
+            .iter()
+            .find(|f| f.name == n)
+            .unwrap_or_else(|| panic!("{n}: {:#?}", s.services))
+            .stack_name
+            .as_ref()
+            .map(|(p, _)| p.clone())
+    };
+    assert_eq!(
+        stack("add-new-user").as_deref(),
+        Some("add-new-user-function-{stage}"),
+        "{:#?}",
+        s.notes
+    );
+    assert_eq!(
+        stack("getassetbalancescron").as_deref(),
+        Some("klubby-{stage}-get-assets-balances-cron")
+    );
+    assert_eq!(stack("be-cicd"), None);
+    // (A sibling folder's scripts are not read for a service: storage keeps Ferry's name.)
+    assert_eq!(stack("storage"), None);
+}
