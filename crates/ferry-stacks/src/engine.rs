@@ -533,6 +533,52 @@ impl Engine {
         }
     }
 
+    /// Refuses to take over (`--adopt`) a stack without Ferry's tags when the update would
+    /// delete resources it holds: a stack another template made (a script deploying another
+    /// service's folder gave this service its name) would lose them (a probe's adopted storage
+    /// stack lost its topic). Resources whose logical ids change from one compile to the next
+    /// (an API deployment, a Lambda version) do not count, nor a template expanded by a
+    /// transform (SAM's resources are named by CloudFormation), nor one given by URL.
+    async fn check_adoption(
+        &self,
+        spec: &StackSpec,
+        current: &StackInfo,
+    ) -> Result<(), StackError> {
+        let adopting = spec.adopt
+            && spec
+                .owner
+                .as_ref()
+                .is_some_and(|o| check(o, &current.tags) == Verdict::Unmanaged);
+        let TemplateSource::Body(body) = &spec.template else {
+            return Ok(());
+        };
+        if !adopting {
+            return Ok(());
+        }
+        let Some(keep) = adopted_logical_ids(body) else {
+            return Ok(());
+        };
+        let churn = [
+            "AWS::ApiGateway::Deployment",
+            "AWS::Lambda::Version",
+            "AWS::Lambda::LayerVersion",
+        ];
+        let lost: Vec<String> = self
+            .resources(&spec.name)
+            .await?
+            .into_iter()
+            .filter(|r| !keep.contains(&r.logical_id) && !churn.contains(&r.resource_type.as_str()))
+            .map(|r| format!("{} ({})", r.logical_id, r.resource_type))
+            .collect();
+        if lost.is_empty() {
+            return Ok(());
+        }
+        Err(StackError::AdoptionWouldDelete {
+            stack: spec.name.clone(),
+            resources: lost,
+        })
+    }
+
     /// The stack's resources as (logical id, type, physical id) (ListStackResources, every
     /// page); empty when the stack does not exist. A resource without a physical id yet has "".
     pub async fn resources(&self, name: &str) -> Result<Vec<StackResource>, StackError> {
@@ -801,9 +847,9 @@ impl Engine {
                     });
                 }
                 Disposition::Update => {
-                    return self
-                        .update(spec, current.expect("a stable stack exists"), deadline, on)
-                        .await;
+                    let current = current.expect("a stable stack exists");
+                    self.check_adoption(spec, &current).await?;
+                    return self.update(spec, current, deadline, on).await;
                 }
                 Disposition::Recreate if !recreated => {
                     let c = current.expect("a stack to delete exists");
@@ -1337,6 +1383,21 @@ impl Engine {
         self.delete_and_wait(name, &c.id, deadline, on).await?;
         Ok(true)
     }
+}
+
+/// The logical ids of the resources a template's body declares, when they are the stack's own
+/// (no `Transform`, which makes others); `None` when it cannot tell.
+fn adopted_logical_ids(body: &str) -> Option<HashSet<String>> {
+    let template: serde_yaml_ng::Value = serde_yaml_ng::from_str(body).ok()?;
+    if template.get("Transform").is_some() {
+        return None;
+    }
+    template
+        .get("Resources")?
+        .as_mapping()?
+        .keys()
+        .map(|k| k.as_str().map(String::from))
+        .collect()
 }
 
 /// One resource of a stack.

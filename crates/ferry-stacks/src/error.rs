@@ -110,6 +110,14 @@ pub enum StackError {
     )]
     Unmanaged { stack: String },
     #[error(
+        "stack {stack} has no Ferry tags, and taking it over (--adopt) would delete resources it holds that this service's template does not declare: {}; it is probably another template's stack (check the service's stack-name, and what init read it from); nothing was changed. To take it over all the same, deploy once the template declares them, or delete the stack first",
+        .resources.join(", ")
+    )]
+    AdoptionWouldDelete {
+        stack: String,
+        resources: Vec<String>,
+    },
+    #[error(
         "stack {stack} could not be given Ferry's tags: {by} found nothing to change in an update whose only change is the stack's tags (the local emulator does so for a template with parameters), so it stays untagged and the next deploy would refuse it; change its template once (a `Metadata` entry will do), then deploy with --adopt again"
     )]
     TagsNotSet { stack: String, by: Refuser },

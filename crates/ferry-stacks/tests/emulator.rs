@@ -613,3 +613,57 @@ async fn an_adoption_that_cannot_set_the_tags_is_an_error() {
         .await
         .unwrap();
 }
+
+/// Taking over (`--adopt`) a stack another template made, whose resources this service's
+/// template does not declare (a probe's pipeline service given storage's stack name by a
+/// script's `cd ../storage`): refused before any change, naming what would be deleted; the
+/// stack keeps its resources. The same stack adopted with a template declaring them (and a new
+/// one) is taken over.
+#[tokio::test]
+async fn an_adoption_that_would_delete_the_stack_s_resources_is_refused() {
+    let e = engine(fast()).await;
+    let storage = "Resources:\n  DataTopic:\n    Type: AWS::SNS::Topic\n";
+    let mut by_tool = StackSpec {
+        owner: None,
+        ..spec("stacks-adopt-other", storage, Method::Direct, "60")
+    };
+    by_tool.parameters.clear();
+    e.deploy(&by_tool, &quiet).await.unwrap();
+    let owner = Some(ferry_stacks::Ownership {
+        project: "shop".into(),
+        stage_id: "dev".into(),
+        stage: "dev".into(),
+        service: "pipeline".into(),
+        named: true,
+    });
+    let adopt = |template: &str| {
+        let mut s = StackSpec {
+            owner: owner.clone(),
+            adopt: true,
+            ..spec("stacks-adopt-other", template, Method::Direct, "60")
+        };
+        s.parameters.clear();
+        s
+    };
+    let pipeline = "Resources:\n  BuildQueue:\n    Type: AWS::SQS::Queue\n";
+    let err = e.deploy(&adopt(pipeline), &quiet).await.unwrap_err();
+    assert!(
+        matches!(&err, StackError::AdoptionWouldDelete { resources, .. } if resources == &["DataTopic (AWS::SNS::Topic)"]),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("nothing was changed"), "{err}");
+    let kept: Vec<String> = e
+        .resources("stacks-adopt-other")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.logical_id)
+        .collect();
+    assert_eq!(kept, ["DataTopic"]);
+    // Declaring what it holds: taken over.
+    let both = "Resources:\n  DataTopic:\n    Type: AWS::SNS::Topic\n  BuildQueue:\n    Type: AWS::SQS::Queue\n";
+    e.deploy(&adopt(both), &quiet).await.unwrap();
+    e.delete("stacks-adopt-other", owner.as_ref(), false, &quiet)
+        .await
+        .unwrap();
+}
