@@ -162,6 +162,13 @@ pub(crate) fn settle(
     }
     umbrellas.extend(by_address(root, candidates, root_templates, notes));
     candidates.retain(|c| !umbrellas.iter().any(|u| u.template == template_of(c)));
+    // What was said of an umbrella as one template of a folder of several (the folder it
+    // would have had) no longer holds: it is left out.
+    notes.retain(|n| {
+        !umbrellas
+            .iter()
+            .any(|u| n.starts_with(&format!("{}: one of several templates of ", u.template)))
+    });
     // The service folders, kept up to date as services move: two never move into one.
     let mut dirs: Vec<String> = candidates.iter().map(|c| c.dir.clone()).collect();
     for c in candidates.iter_mut() {

@@ -623,7 +623,8 @@ pub(crate) fn candidates(root: &Path) -> Walked {
     // What each SAM template reaches, read once: `layout::settle` places services by it. A
     // CloudFormation template is placed by its functions' and layers' own code paths (`Code:
     // ../src`, written for `aws cloudformation package`), which Ferry zips from inside the
-    // service folder.
+    // service folder, and is an umbrella by the templates it nests by a local path
+    // (`TemplateURL: ./network.yaml`), as by their S3 addresses.
     let reach: BTreeMap<String, Vec<ferry_package::Reached>> = out
         .iter()
         .filter(|c| c.kind != ServiceKind::Serverless)
@@ -633,8 +634,7 @@ pub(crate) fn candidates(root: &Path) -> Walked {
             if c.kind == ServiceKind::Cloudformation {
                 paths.retain(|r| {
                     r.template == of
-                        && !r.nested
-                        && matches!(r.property.as_str(), "Code" | "Content")
+                        && (r.nested || matches!(r.property.as_str(), "Code" | "Content"))
                 });
             }
             (of, paths)

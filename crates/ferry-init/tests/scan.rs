@@ -4847,3 +4847,53 @@ fn a_buildspec_deploys_the_service_whose_folder_it_runs_in() {
     // (A sibling folder's scripts are not read for a service: storage keeps Ferry's name.)
     assert_eq!(stack("storage"), None);
 }
+
+/// A plain CloudFormation parent template nesting the others by a local path (`TemplateURL:
+/// ./network.yaml`, as `aws cloudformation package` takes it: aws-samples'
+/// amazon-cloudfront-secure-static-site, asjohnston-asf/cloudformation-package) is an umbrella,
+/// as one nesting them by their S3 addresses is: left out, the nested templates deploy one by
+/// one with the order and outputs it gives them (before, the parent was a service too,
+/// deploying their resources a second time, and the values it passed were left empty).
+#[test]
+fn a_cloudformation_template_nesting_others_by_a_local_path_is_an_umbrella() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "stacks/network.yaml",
+        "Resources:\n  T:\n    Type: AWS::SNS::Topic\nOutputs:\n  TopicArn:\n    Value: !Ref T\n",
+    );
+    file(
+        r,
+        "stacks/app.yaml",
+        "Parameters:\n  TopicArn:\n    Type: String\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    file(
+        r,
+        "stacks/main.yaml",
+        "Resources:\n  Network:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ./network.yaml\n  App:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ./app.yaml\n      Parameters:\n        TopicArn: !GetAtt Network.Outputs.TopicArn\n",
+    );
+    let s = scan(r).unwrap();
+    let names: Vec<&str> = s.services.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["app", "network"], "{:#?}", s.notes);
+    let app = &s.services[0];
+    assert_eq!(app.depends_on.keys().collect::<Vec<_>>(), ["network"]);
+    assert_eq!(
+        app.parameters.get("TopicArn").map(|(v, _)| v.as_str()),
+        Some("${output:network.TopicArn}")
+    );
+    let notes = s.notes.join("\n");
+    assert!(
+        notes.contains("stacks/main.yaml: nests the templates of other services (stacks/app.yaml, stacks/network.yaml)"),
+        "{notes}"
+    );
+    // What was said of it as a template of its own folder is withdrawn.
+    assert!(
+        !notes.contains("stacks/main.yaml: one of several templates"),
+        "{notes}"
+    );
+    let files = render(&s, r);
+    let source = ferry_manifest::FsSource::new(r);
+    let problems = ferry_init::problems_after(r, &source, &s, &files);
+    assert!(problems.is_empty(), "{problems:#?}");
+}
