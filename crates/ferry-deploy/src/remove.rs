@@ -89,11 +89,15 @@ pub struct RemoveFailure {
     pub reason: Box<dyn std::error::Error + Send + Sync>,
 }
 
-/// Why emptying a stack's bucket failed.
+/// Why emptying a stack's bucket failed, or (no `bucket`) listing its resources to find its
+/// buckets.
 #[derive(Debug, thiserror::Error)]
-#[error("failed to empty bucket {bucket} before deleting its stack: {message}")]
+#[error("{}", match .bucket {
+    Some(b) => format!("failed to empty bucket {b} before deleting its stack: {}", .message),
+    None => format!("failed to list the stack's resources (to find the buckets to empty before deleting it): {}", .message),
+})]
 pub struct EmptyBucketError {
-    pub bucket: String,
+    pub bucket: Option<String>,
     pub message: String,
 }
 
@@ -587,13 +591,16 @@ async fn empty_buckets(
     on: &(dyn Fn(ferry_stacks::Progress) + Send + Sync),
 ) -> Result<Vec<(String, Option<usize>)>, EmptyBucketError> {
     let wrap = |bucket: &str, e: &dyn std::fmt::Display| EmptyBucketError {
-        bucket: bucket.to_string(),
+        bucket: Some(bucket.to_string()),
         message: e.to_string(),
     };
     let buckets: Vec<_> = engine
         .resources(stack)
         .await
-        .map_err(|e| wrap("(listing the stack's resources)", &e))?
+        .map_err(|e| EmptyBucketError {
+            bucket: None,
+            message: e.to_string(),
+        })?
         .into_iter()
         .filter(|r| r.resource_type == "AWS::S3::Bucket" && !r.physical_id.is_empty())
         .collect();
