@@ -27,6 +27,11 @@ struct Said {
     /// Names of the SSM parameters it reads, as written: `${ssm:…}`, `{{resolve:ssm:…}}`, the
     /// default of a parameter of an SSM parameter type.
     ssm_reads: Vec<String>,
+    /// The macros its template's `Transform` names, but AWS's own (`AWS::Serverless-2016-10-31`,
+    /// `AWS::Include`, …): a macro another stack defines, which must be there first.
+    transforms: Vec<String>,
+    /// The names of the macros its stack defines (`AWS::CloudFormation::Macro`).
+    macros: Vec<String>,
     /// The reads among `ssm_reads` that are the default of a parameter of an SSM parameter type
     /// (name → the parameter): what every stage reads unless the parameter is given.
     ssm_defaults: BTreeMap<String, String>,
@@ -218,6 +223,18 @@ pub(crate) fn links(
                     services[i].dir,
                     many.iter().map(|(j, _, _)| services[*j].name.as_str()).collect::<Vec<_>>().join(", ")
                 )),
+            }
+        }
+        // A macro its template's `Transform` names, which another service's stack defines.
+        for macro_name in &s.transforms {
+            let by: Vec<usize> = (0..said.len())
+                .filter(|&j| j != i && said[j].macros.contains(macro_name))
+                .collect();
+            if let [j] = by.as_slice() {
+                deps.entry(services[*j].name.clone()).or_insert(format!(
+                    "its template's Transform runs macro `{macro_name}`, which {} defines",
+                    services[*j].name
+                ));
             }
         }
         for stack in &s.cf_stacks {
@@ -704,16 +721,30 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
             continue;
         };
         for (_, r) in resources {
-            if r.get("Type").and_then(Value::as_str) == Some("AWS::SSM::Parameter")
-                && let Some(name) = r
-                    .get("Properties")
+            let name = || {
+                r.get("Properties")
                     .and_then(|p| p.get("Name"))
                     .and_then(text_of)
-            {
-                said.ssm_writes.push(name);
+            };
+            match r.get("Type").and_then(Value::as_str) {
+                Some("AWS::SSM::Parameter") => said.ssm_writes.extend(name()),
+                Some("AWS::CloudFormation::Macro") => said.macros.extend(name()),
+                _ => {}
             }
         }
     }
+    let transforms = match doc.get("Transform") {
+        Some(Value::String(t)) => vec![t.clone()],
+        Some(Value::Sequence(ts)) => ts
+            .iter()
+            .filter_map(|t| t.as_str().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    };
+    said.transforms = transforms
+        .into_iter()
+        .filter(|t| !t.starts_with("AWS::"))
+        .collect();
     if let Some(Value::Mapping(parameters)) = doc.get("Parameters") {
         for (key, p) in parameters {
             let ssm_typed = p

@@ -4897,3 +4897,49 @@ fn a_cloudformation_template_nesting_others_by_a_local_path_is_an_umbrella() {
     let problems = ferry_init::problems_after(r, &source, &s, &files);
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// A template whose `Transform` runs a macro another service's stack defines
+/// (awslabs/aws-cloudformation-templates' `Count` macro and its test template) depends on that
+/// service, which its scripts deployed first (before, both deployed at once, and the template's
+/// change set failed on the missing macro).
+#[test]
+fn a_template_running_a_macro_depends_on_the_service_defining_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "count-macro/template.yaml",
+        "Resources:\n  Macro:\n    Type: AWS::CloudFormation::Macro\n    Properties:\n      Name: Count\n      FunctionName: arn:aws:lambda:us-east-1:123456789012:function:count\n",
+    );
+    file(
+        r,
+        "buckets/template.yaml",
+        "Transform:\n  - Count\n  - AWS::Serverless-2016-10-31\nResources:\n  Bucket:\n    Type: AWS::S3::Bucket\n    Count: 3\n",
+    );
+    file(
+        r,
+        "other/template.yaml",
+        "Transform: NoSuchMacro\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    let s = scan(r).unwrap();
+    let deps = |n: &str| {
+        s.services
+            .iter()
+            .find(|f| f.name == n)
+            .unwrap()
+            .depends_on
+            .clone()
+    };
+    let buckets = deps("buckets");
+    assert_eq!(
+        buckets.keys().collect::<Vec<_>>(),
+        ["count-macro"],
+        "{:#?}",
+        s.notes
+    );
+    assert_eq!(
+        buckets["count-macro"],
+        "its template's Transform runs macro `Count`, which count-macro defines"
+    );
+    assert!(deps("other").is_empty());
+}

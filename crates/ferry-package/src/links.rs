@@ -450,6 +450,12 @@ const NAME_PROPERTIES: &[(&str, &str, &str, &str)] = &[
         "SSM parameter",
         "an account and region",
     ),
+    (
+        "AWS::CloudFormation::Macro",
+        "Name",
+        "macro",
+        "an account and region",
+    ),
 ];
 
 /// One literal resource name the templates of several services give.

@@ -1976,7 +1976,7 @@ fn an_ssm_parameter_every_stage_names_alike_is_warned_of() {
         ),
         (
             "services/auth/t.yaml",
-            "Parameters:\n  Stage: {Type: String}\nResources:\n  Arn:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: /serverless-shopping-cart-demo/auth/user-pool-arn\n      Type: String\n      Value: x\n  Own:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub /shop/${Stage}/auth/url\n      Type: String\n      Value: y\n",
+            "Parameters:\n  Stage: {Type: String}\nResources:\n  Arn:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: /serverless-shopping-cart-demo/auth/user-pool-arn\n      Type: String\n      Value: x\n  Own:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub /shop/${Stage}/auth/url\n      Type: String\n      Value: y\n  Count:\n    Type: AWS::CloudFormation::Macro\n    Properties:\n      Name: Count\n      FunctionName: arn:aws:lambda:us-east-1:123456789012:function:count\n",
         ),
         (
             "services/auth/service.toml",
@@ -1986,9 +1986,16 @@ fn an_ssm_parameter_every_stage_names_alike_is_warned_of() {
     let loaded = ferry_manifest::load(ws.path()).unwrap();
     let shared = ferry_package::names_every_stage_gives(&ferry_package::Templates::new(&loaded));
     let said: Vec<String> = shared.iter().map(|n| n.to_string()).collect();
-    assert_eq!(said.len(), 1, "{said:#?}");
+    assert_eq!(said.len(), 2, "{said:#?}");
     assert!(
         said[0].starts_with("`auth` gives the SSM parameter `/serverless-shopping-cart-demo/auth/user-pool-arn` literally (Resources.Arn.Properties.Name)"),
+        "{said:#?}"
+    );
+    // A macro's name is one per account and region too.
+    assert!(
+        said[1].starts_with(
+            "`auth` gives the macro `Count` literally (Resources.Count.Properties.Name)"
+        ),
         "{said:#?}"
     );
 }
