@@ -40,10 +40,23 @@ pub(crate) struct Umbrella {
     pub apps: BTreeMap<String, String>,
     /// (resource id, resource id it needs, why): `DependsOn` and `Fn::GetAtt` between apps.
     pub needs: Vec<(String, String, String)>,
-    /// (resource id, parameter, resource id, output): a parameter passing another app's output.
-    pub passes: Vec<(String, String, String, String)>,
+    /// (resource id, parameter, value): a parameter passing other apps' outputs, alone
+    /// (`!GetAtt Alb.Outputs.Url`) or joined with text (`!Join ["/", [!GetAtt …, products]]`,
+    /// `!Sub "${Alb.Outputs.Url}/products"`).
+    pub passes: Vec<(String, String, Vec<Part>)>,
     /// (resource id, parameter, value): a literal it passes an app (`DesiredCount: 2`).
     pub values: Vec<(String, String, String)>,
+    /// (resource id, parameter): a value init cannot write in Ferry's syntax (`Fn::If`, a
+    /// reference to the umbrella's own parameter or resource).
+    pub untranslated: Vec<(String, String)>,
+}
+
+/// A piece of a value an umbrella passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Part {
+    Text(String),
+    /// (resource id of the app, output).
+    Output(String, String),
 }
 
 /// `a` is `b` or lies inside it (`b` may be `""`, the root).
@@ -482,6 +495,7 @@ fn links(
     let mut needs = Vec::new();
     let mut passes = Vec::new();
     let mut values = Vec::new();
+    let mut untranslated = Vec::new();
     for (id, r) in resources {
         if !apps.contains_key(id) {
             continue;
@@ -508,15 +522,27 @@ fn links(
                 values.push((id.clone(), key.clone(), value));
                 continue;
             }
-            let Some((app, output)) = app_output(v).filter(|(a, _)| apps.contains_key(a)) else {
+            let parts = value_parts(v).filter(|parts| {
+                parts.iter().all(|p| match p {
+                    Part::Output(app, _) => apps.contains_key(app),
+                    Part::Text(t) => !t.contains('$'),
+                })
+            });
+            let Some(parts) = parts.filter(|p| p.iter().any(|p| matches!(p, Part::Output(..))))
+            else {
+                untranslated.push((id.clone(), key.clone()));
                 continue;
             };
-            needs.push((
-                id.clone(),
-                app.clone(),
-                format!("{template}: {id} passes {app}.Outputs.{output} to {key}"),
-            ));
-            passes.push((id.clone(), key.clone(), app, output));
+            for p in &parts {
+                if let Part::Output(app, output) = p {
+                    needs.push((
+                        id.clone(),
+                        app.clone(),
+                        format!("{template}: {id} passes {app}.Outputs.{output} to {key}"),
+                    ));
+                }
+            }
+            passes.push((id.clone(), key.clone(), parts));
         }
     }
     Umbrella {
@@ -525,7 +551,42 @@ fn links(
         needs,
         passes,
         values,
+        untranslated,
     }
+}
+
+/// A value as text and other stacks' outputs: `Fn::GetAtt <App>.Outputs.<Key>`, a literal,
+/// `Fn::Join` of those, or `Fn::Sub` of a string whose references are outputs; `None` for
+/// anything else.
+fn value_parts(v: &Value) -> Option<Vec<Part>> {
+    if let Some((app, output)) = app_output(v) {
+        return Some(vec![Part::Output(app, output)]);
+    }
+    if let Some(text) = ferry_package::literal_value(v) {
+        return Some(vec![Part::Text(text)]);
+    }
+    if let Some(Value::Array(join)) = v.get("Fn::Join") {
+        let sep = join.first()?.as_str()?;
+        let mut out = Vec::new();
+        for (i, item) in join.get(1)?.as_array()?.iter().enumerate() {
+            if i > 0 {
+                out.push(Part::Text(sep.to_string()));
+            }
+            out.extend(value_parts(item)?);
+        }
+        return Some(out);
+    }
+    let mut rest = v.get("Fn::Sub")?.as_str()?;
+    let mut out = Vec::new();
+    while let Some(at) = rest.find("${") {
+        out.push(Part::Text(rest[..at].to_string()));
+        let end = rest[at..].find('}')? + at;
+        let (app, key) = rest[at + 2..end].split_once(".Outputs.")?;
+        out.push(Part::Output(app.to_string(), key.to_string()));
+        rest = &rest[end + 1..];
+    }
+    out.push(Part::Text(rest.to_string()));
+    Some(out)
 }
 
 /// `Fn::GetAtt <App>.Outputs.<Key>` (either form) → (app, key).

@@ -559,21 +559,53 @@ fn umbrella_links(
             .entry(key.clone())
             .or_insert_with(|| (value.clone(), format!("{}: {id} passes it", u.template)));
     }
-    for (id, key, app, output) in &u.passes {
-        let (Some(me), Some(dep)) = (name_of(id, services), name_of(app, services)) else {
+    for (id, key, parts) in &u.passes {
+        let Some(me) = name_of(id, services) else {
             continue;
         };
-        if me != dep
-            && !depends_on(services, &dep, &me)
-            && let Some(s) = services.iter_mut().find(|s| s.name == me)
-        {
-            s.parameters.entry(key.clone()).or_insert_with(|| {
-                (
-                    format!("${{output:{dep}.{output}}}"),
-                    format!("{}: {id} passes {app}.Outputs.{output}", u.template),
-                )
-            });
+        // Each output as a reference to its service's, which this one must not be, nor be
+        // depended on by (a circle).
+        let mut value = String::new();
+        let mut shown = String::new();
+        for p in parts {
+            match p {
+                layout::Part::Text(t) => {
+                    value.push_str(t);
+                    shown.push_str(t);
+                }
+                layout::Part::Output(app, output) => {
+                    let Some(dep) = name_of(app, services)
+                        .filter(|dep| *dep != me && !depends_on(services, dep, &me))
+                    else {
+                        value.clear();
+                        break;
+                    };
+                    value.push_str(&format!("${{output:{dep}.{output}}}"));
+                    shown.push_str(&format!("{app}.Outputs.{output}"));
+                }
+            }
         }
+        if value.is_empty() {
+            continue;
+        }
+        if let Some(s) = services.iter_mut().find(|s| s.name == me) {
+            s.parameters
+                .entry(key.clone())
+                .or_insert_with(|| (value, format!("{}: {id} passes {shown}", u.template)));
+        }
+    }
+    let untranslated: Vec<String> = u
+        .untranslated
+        .iter()
+        .filter(|(id, _)| name_of(id, services).is_some())
+        .map(|(id, key)| format!("{id}.{key}"))
+        .collect();
+    if !untranslated.is_empty() {
+        notes.push(format!(
+            "{}: passes values init cannot write in Ferry's syntax (a condition, the umbrella's own parameter or resource, `AWS::StackName`): {}; give each its value in its service's service.toml",
+            u.template,
+            ferry_manifest::first_few(&untranslated, 8)
+        ));
     }
 }
 

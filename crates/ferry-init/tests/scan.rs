@@ -4866,23 +4866,31 @@ fn a_cloudformation_template_nesting_others_by_a_local_path_is_an_umbrella() {
     file(
         r,
         "stacks/app.yaml",
-        "Parameters:\n  TopicArn:\n    Type: String\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+        "Parameters:\n  TopicArn:\n    Type: String\n  Url:\n    Type: String\n  Path:\n    Type: String\n  Env:\n    Type: String\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
     );
+    // Outputs joined with text (aws-samples/ecs-refarch-cloudformation's
+    // `!Join ["/", [!GetAtt ALB.Outputs.LoadBalancerUrl, "products"]]`) are written too; the
+    // umbrella's own stack name is no value init can write: noted.
     file(
         r,
         "stacks/main.yaml",
-        "Resources:\n  Network:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ./network.yaml\n  App:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ./app.yaml\n      Parameters:\n        TopicArn: !GetAtt Network.Outputs.TopicArn\n",
+        "Resources:\n  Network:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ./network.yaml\n  App:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ./app.yaml\n      Parameters:\n        TopicArn: !GetAtt Network.Outputs.TopicArn\n        Url: !Join ['/', [!GetAtt Network.Outputs.TopicArn, products]]\n        Path: !Sub 'arn/${Network.Outputs.TopicArn}/x'\n        Env: !Ref AWS::StackName\n",
     );
     let s = scan(r).unwrap();
     let names: Vec<&str> = s.services.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["app", "network"], "{:#?}", s.notes);
     let app = &s.services[0];
     assert_eq!(app.depends_on.keys().collect::<Vec<_>>(), ["network"]);
-    assert_eq!(
-        app.parameters.get("TopicArn").map(|(v, _)| v.as_str()),
-        Some("${output:network.TopicArn}")
-    );
+    let value = |k: &str| app.parameters.get(k).map(|(v, _)| v.as_str());
+    assert_eq!(value("TopicArn"), Some("${output:network.TopicArn}"));
+    assert_eq!(value("Url"), Some("${output:network.TopicArn}/products"));
+    assert_eq!(value("Path"), Some("arn/${output:network.TopicArn}/x"));
+    assert_eq!(value("Env"), None);
     let notes = s.notes.join("\n");
+    assert!(
+        notes.contains("stacks/main.yaml: passes values init cannot write in Ferry's syntax (a condition, the umbrella's own parameter or resource, `AWS::StackName`): App.Env"),
+        "{notes}"
+    );
     assert!(
         notes.contains("stacks/main.yaml: nests the templates of other services (stacks/app.yaml, stacks/network.yaml)"),
         "{notes}"
