@@ -74,6 +74,9 @@ pub struct Found {
     /// The files a Serverless configuration reads with `${file(…)}`, repository-relative, as
     /// written (`common/config.${sls:stage}.json`).
     pub file_reads: Vec<String>,
+    /// Parameters its deploy steps pass a secret (NoEcho, by the name or the value's form):
+    /// written empty with a comment to keep it in SSM, never with the value.
+    pub secrets: BTreeSet<String>,
     /// The `stack-name` written for it, and why: for a Serverless Framework service whose stack
     /// name Ferry cannot read before the framework runs (a program, a name from a variable),
     /// the name guessed (the service's name and the stage), for the user to check; for any
@@ -307,6 +310,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             built_template: None,
             artifacts: BTreeMap::new(),
             file_reads: Vec::new(),
+            secrets: BTreeSet::new(),
         });
     }
     // A Compose file says which Serverless services the repository deploys.
@@ -398,7 +402,14 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         .filter(|s| s.kind != ServiceKind::Serverless)
     {
         let declared = overrides::declared(root, &s.dir, &s.file);
-        s.parameters = overrides::read(root, &s.dir, &s.file, &declared, &mut notes);
+        s.parameters = overrides::read_noting_secrets(
+            root,
+            &s.dir,
+            &s.file,
+            &declared,
+            &mut notes,
+            &mut s.secrets,
+        );
     }
     // A Compose file names the services first: the links below are between those names.
     if let Some(c) = &mut compose {

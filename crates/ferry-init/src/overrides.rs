@@ -172,6 +172,7 @@ fn folders(dir: &str, file: &str) -> Vec<String> {
 /// Parameter → (value in Ferry's syntax, where it came from), for the parameters `declared`
 /// (the template's, see [`declared`]); what cannot be taken is noted, a secret never copied nor
 /// shown.
+#[cfg(test)]
 pub(crate) fn read(
     root: &Path,
     dir: &str,
@@ -179,7 +180,22 @@ pub(crate) fn read(
     declared: &[(String, bool)],
     notes: &mut Vec<String>,
 ) -> BTreeMap<String, (String, String)> {
+    read_noting_secrets(root, dir, file, declared, notes, &mut BTreeSet::new())
+}
+
+/// [`read`], adding to `secrets` each parameter taken for a secret by the value passed (a
+/// database URL with its password, a token's form), which the template does not mark.
+pub(crate) fn read_noting_secrets(
+    root: &Path,
+    dir: &str,
+    file: &str,
+    declared: &[(String, bool)],
+    notes: &mut Vec<String>,
+    secrets: &mut BTreeSet<String>,
+) -> BTreeMap<String, (String, String)> {
     let mut found: Vec<(String, String, String)> = Vec::new();
+    // Parameters the SAM configuration's environments give different values: none written.
+    let mut differing: BTreeSet<String> = BTreeSet::new();
     for config in samconfigs(root, dir, file) {
         let at = &config.path;
         match config.envs.map(|envs| samconfig_environments(&envs)) {
@@ -210,10 +226,13 @@ pub(crate) fn read(
                     if secret {
                         // Said by the secret's own note.
                     } else if !differ.is_empty() {
+                        // One environment's value is another's wrong one (prod's domain in
+                        // dev): none is written.
                         notes.push(format!(
-                            "{at}: its environments pass {k} different values ([{env}] {v}; {}): init wrote [{env}]'s for every stage; give {k} each stage's value (`${{stage}}`, or a `${{var:…}}` of the stages' variables)",
+                            "{at}: its environments pass {k} different values ([{env}] {v}; {}): init wrote none of them; give {k} each stage's value (`${{stage}}`, or a `${{var:…}}` of the stages' variables)",
                             differ.join("; ")
                         ));
+                        differing.insert(k.clone());
                     } else if env == "default"
                         && crate::STAGE_WORDS.contains(&v.to_ascii_lowercase().as_str())
                     {
@@ -276,13 +295,18 @@ pub(crate) fn read(
             continue;
         };
         if *secret || found.iter().any(|(k, v, _)| k == key && secret_value(v)) {
+            secrets.insert(key.clone());
             notes.push(format!(
                 "{from}: passes {key}, a secret (NoEcho, by its name, or by its value's form): not copied; keep it in SSM (`param set <stage> <name> --secure`) and give {key} = \"${{ssm:<name>}}\" in the service.toml"
             ));
             continue;
         }
+        if differing.contains(key) {
+            continue;
+        }
         // Every value passed for it (one command per stage passes each stage's): one for
-        // every stage when they differ only by the stage's word, else the first, noted.
+        // every stage when they differ only by the stage's word, else none (one stage's value
+        // is another's wrong one: prod's domain in dev), noted.
         let mut values: Vec<(&str, &str)> = Vec::new();
         for (k, v, f) in &found {
             if k == key && !values.iter().any(|(seen, _)| seen == v) {
@@ -292,19 +316,18 @@ pub(crate) fn read(
         let raws: Vec<&str> = values.iter().map(|(v, _)| *v).collect();
         let raw = match per_stage(&raws) {
             Some(one) => one,
-            None => {
-                if values.len() > 1 {
-                    let each: Vec<String> = values
-                        .iter()
-                        .map(|(v, f)| format!("{} in {f}", ferry_ci::one_line(v.trim())))
-                        .collect();
-                    notes.push(format!(
-                        "{from}: its deploy commands pass {key} different values ({}): init takes the first for every stage; give {key} each stage's value (`${{stage}}`, or a `${{var:…}}` of the stages' variables)",
-                        each.join("; ")
-                    ));
-                }
-                first.clone()
+            None if values.len() > 1 => {
+                let each: Vec<String> = values
+                    .iter()
+                    .map(|(v, f)| format!("{} in {f}", ferry_ci::one_line(v.trim())))
+                    .collect();
+                notes.push(format!(
+                    "{from}: its deploy commands pass {key} different values ({}): init wrote none of them; give {key} each stage's value (`${{stage}}`, or a `${{var:…}}` of the stages' variables)",
+                    each.join("; ")
+                ));
+                continue;
             }
+            None => first.clone(),
         };
         // Passed by some of the service's deploy commands only (`Stage=prod` in the prod
         // command, the dev command leaving the template's default): a value naming a stage is
@@ -317,11 +340,14 @@ pub(crate) fn read(
                 .map(|word| literal_stage(&raw, word))
                 .find(|v| *v != raw);
             notes.push(format!(
-                "{from}: passes {key} in {some} of the service's {deploys} deploy commands (the others pass none: the template's default, or a samconfig's): init wrote {} for every stage; check it",
-                match &staged {
-                    Some(_) => "it as each stage's, the stage's word made the stage".to_string(),
-                    None => format!("`{}`", ferry_ci::one_line(raw.trim())),
-                }
+                "{from}: passes {key} in {some} of the service's {deploys} deploy commands (the others pass none: the template's default, or a samconfig's): init wrote `{}` for every stage; check it",
+                ferry_ci::one_line(
+                    staged
+                        .as_deref()
+                        .unwrap_or(&raw)
+                        .replace("${STAGE}", "${stage}")
+                        .trim()
+                )
             ));
             staged.unwrap_or(raw)
         } else {
@@ -668,9 +694,10 @@ fn samconfigs(root: &Path, dir: &str, file: &str) -> Vec<samconfig::Found> {
     samconfig::found(root, &folders(dir, file), &named)
 }
 
-/// `stack_name` of a samconfig's `deploy` (else `global`) parameters, (environment, name):
-/// the `default` environment's, else each named environment's with its name read as the stage
-/// (`orders-prod` of `[prod]` is `orders-${STAGE}`).
+/// `stack_name` of a samconfig's `deploy` (else `global`) parameters, (environment, name): each
+/// named environment's with its name read as the stage (`orders-prod` of `[prod]` is
+/// `orders-${STAGE}`) when one is named after a stage, else the `default` environment's, else
+/// each named one's.
 fn samconfig_stack_names(envs: &[samconfig::Env]) -> Vec<(String, String)> {
     let mut names: Vec<(String, String)> = Vec::new();
     for env in envs {
@@ -687,7 +714,15 @@ fn samconfig_stack_names(envs: &[samconfig::Env]) -> Vec<(String, String)> {
             names.push((env.name.clone(), name));
         }
     }
-    if let Some(default) = names.iter().position(|(e, _)| e == "default") {
+    // Environments named after the stages (`sam deploy --config-env dev`) name each stage's
+    // stack; `default` (which `sam init` writes) is then the one `sam deploy` alone uses, no
+    // stage's.
+    let stages = names
+        .iter()
+        .any(|(e, _)| crate::STAGES.contains(&e.as_str()));
+    if stages {
+        names.retain(|(e, _)| e != "default");
+    } else if let Some(default) = names.iter().position(|(e, _)| e == "default") {
         return vec![names.swap_remove(default)];
     }
     names
@@ -1909,7 +1944,9 @@ sam deploy --stack-name add-user-dev --parameter-overrides ParameterKey=Stage,Pa
             .map(|k| (k.to_string(), false))
             .collect();
         let found = read(dir.path(), "", "template.yaml", &declared, &mut notes);
-        let value = |k: &str| found[k].0.as_str();
+        let value = |k: &str| found.get(k).map(|(v, _)| v.as_str());
+        // Values that differ otherwise than by the stage's name are none of them: prod's
+        // domain written for dev would make dev act as prod.
         assert_eq!(
             (
                 value("Stage"),
@@ -1917,12 +1954,12 @@ sam deploy --stack-name add-user-dev --parameter-overrides ParameterKey=Stage,Pa
                 value("Domain"),
                 value("Size")
             ),
-            ("${stage}", "pipeline-${stage}", "klubby.me", "3"),
+            (Some("${stage}"), Some("pipeline-${stage}"), None, Some("3")),
             "{notes:?}"
         );
         assert!(
             notes.iter().any(|n| n
-                == "deploy.sh: its deploy commands pass Domain different values (klubby.me in deploy.sh; dev.klubby.me in deploy.sh): init takes the first for every stage; give Domain each stage's value (`${stage}`, or a `${var:…}` of the stages' variables)"),
+                == "deploy.sh: its deploy commands pass Domain different values (klubby.me in deploy.sh; dev.klubby.me in deploy.sh): init wrote none of them; give Domain each stage's value (`${stage}`, or a `${var:…}` of the stages' variables)"),
             "{notes:?}"
         );
         // A stage's word that is no Ferry stage's (`production`) is not taken for the stage:
@@ -2107,9 +2144,10 @@ sam deploy --stack-name add-user-dev --parameter-overrides ParameterKey=Stage,Pa
         let mut notes = Vec::new();
         let found = read(dir.path(), "", "template.yaml", &declared, &mut notes);
         assert_eq!(found["Table"].0, "/${stage}/t");
-        assert_eq!(found["Environment"].0, "development");
+        // One environment's value is another's wrong one: none written.
+        assert!(!found.contains_key("Environment"), "{found:?}");
         assert!(
-            notes.iter().any(|n| n.contains("its environments pass Environment different values ([dev] development; [prod] production): init wrote [dev]'s for every stage")),
+            notes.iter().any(|n| n.contains("its environments pass Environment different values ([dev] development; [prod] production): init wrote none of them")),
             "{notes:#?}"
         );
         // `/dev/t` and `/prod/t` are each environment's own stage: the same value.

@@ -271,13 +271,14 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
             crate::overrides::declared(root, &s.dir, &s.file)
                 .into_iter()
                 .filter_map(|(name, secret)| secret.then_some(name))
+                .chain(s.secrets.iter().cloned())
                 .collect()
         };
         for (p, ssm_type) in missing {
             if ssm_type.is_none() && secrets.contains(&p) {
                 let _ = writeln!(
                     text,
-                    "# {p} is a secret (NoEcho, or its name says so): never write its value here. Keep it in SSM under the stage's parameters-path (`param set <stage> {p} --secure`, the value on standard input), then give {p} = \"${{ssm:{p}}}\" (in a ferry.toml whose stages have no parameters-path: `param set <stage> {params}<stage>/{p} --secure` and \"${{ssm:{params}${{stage}}/{p}}}\")",
+                    "# {p} is a secret (NoEcho, its name, or the value its deploy steps pass says so): never write its value here. Keep it in SSM under the stage's parameters-path (`param set <stage> {p} --secure`, the value on standard input), then give {p} = \"${{ssm:{p}}}\" (in a ferry.toml whose stages have no parameters-path: `param set <stage> {params}<stage>/{p} --secure` and \"${{ssm:{params}${{stage}}/{p}}}\")",
                     params = parameters_root(&scan.project)
                 );
                 let _ = writeln!(text, "{p} = \"\"");
