@@ -379,7 +379,7 @@ fn init_leaves_out_an_input_git_ignores() {
     file(
         root,
         "services/api/serverless.yml",
-        "service: api\nprovider:\n  name: aws\n  runtime: nodejs18.x\ncustom:\n  secrets: ${file(../../secrets/dev.yml)}\n  shared: ${file(../../shared/config.yml)}\n  conf: ${file(../../shared/environment/config.${sls:stage}.json):value}\nfunctions:\n  hello:\n    handler: handler.hello\n",
+        "service: api\nprovider:\n  name: aws\n  runtime: nodejs18.x\ncustom:\n  stage: ${opt:stage, self:custom.defaultStage}\n  defaultStage: dev\n  secrets: ${file(../../secrets/dev.yml)}\n  shared: ${file(../../shared/config.yml)}\n  conf: ${file(../../shared/environment/config.${self:custom.stage}.json):value}\nfunctions:\n  hello:\n    handler: handler.hello\n",
     );
     file(
         root,
@@ -393,7 +393,7 @@ fn init_leaves_out_an_input_git_ignores() {
         "{out}"
     );
     assert!(
-        out.contains("services/api: reads `shared/environment/config.${sls:stage}.json` (${file(…)}), and git ignores `shared/environment/config.dev.json`: no commit holds it, so no plan sees it change"),
+        out.contains("services/api: reads `shared/environment/config.{stage}.json` (${file(…)}), and git ignores `shared/environment/config.dev.json`: no commit holds it, so no plan sees it change"),
         "{out}"
     );
     assert!(

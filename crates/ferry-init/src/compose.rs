@@ -133,7 +133,7 @@ pub(crate) fn leave_out_unlisted(c: &Compose, services: &mut Vec<Found>, notes: 
             return true;
         }
         notes.push(format!(
-            "{}: a Serverless Framework service that {} does not list, so the repository does not deploy it with the others: left out (add it to ferry.toml's services by hand if a stage is to have it)",
+            "{}: a Serverless Framework service that {} does not list, so the repository does not deploy it with the others: left out (give it a service.toml by hand if a stage is to have it)",
             s.dir, c.file
         ));
         false

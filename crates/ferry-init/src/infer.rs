@@ -21,6 +21,10 @@ struct Said {
     cf_stacks: Vec<String>,
     /// Files it reads (`${file(…)}`), as written.
     files: Vec<String>,
+    /// The same, the stage and region resolved as the framework resolves them (`${self:…}` of
+    /// the configuration followed), `{stage}` and `{region}` standing for them: as written
+    /// where another variable remains.
+    file_patterns: Vec<String>,
     /// Names of the SSM parameters its stack writes (`AWS::SSM::Parameter` resources), as
     /// written.
     ssm_writes: Vec<String>,
@@ -254,7 +258,7 @@ pub(crate) fn links(
         }
         let dir = services[i].dir.clone();
         let mut file_reads = Vec::new();
-        for file in &s.files {
+        for (file, pattern) in s.files.iter().zip(&s.file_patterns) {
             let rel = format!("{dir}/{file}");
             let Some(path) = ferry_manifest::normalize_relative(&rel) else {
                 notes.push(format!(
@@ -262,7 +266,9 @@ pub(crate) fn links(
                 ));
                 continue;
             };
-            file_reads.push(path.clone());
+            file_reads.extend(ferry_manifest::normalize_relative(&format!(
+                "{dir}/{pattern}"
+            )));
             let inside = path.starts_with(&format!("{dir}/"));
             if inside {
                 continue;
@@ -769,6 +775,11 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
         }
     }
     walk(&doc, &mut said);
+    said.file_patterns = said
+        .files
+        .iter()
+        .map(|f| ferry_manifest::serverless_pattern(f, &text).unwrap_or_else(|| f.clone()))
+        .collect();
     said
 }
 

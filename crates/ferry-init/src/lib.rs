@@ -71,8 +71,8 @@ pub struct Found {
     /// local path (`Code: src`, which `aws cloudformation package` uploads): each resource's
     /// path, relative to the service folder.
     pub artifacts: BTreeMap<String, String>,
-    /// The files a Serverless configuration reads with `${file(…)}`, repository-relative, as
-    /// written (`common/config.${sls:stage}.json`).
+    /// The files a Serverless configuration reads with `${file(…)}`, repository-relative, the
+    /// stage resolved as the framework does (`common/config.{stage}.json`), else as written.
     pub file_reads: Vec<String>,
     /// Parameters its deploy steps pass a secret (NoEcho, by the name or the value's form):
     /// written empty with a comment to keep it in SSM, never with the value.
@@ -142,14 +142,11 @@ impl Scan {
                 keep
             });
             for read in &s.file_reads {
-                // The stage as the framework gives it (`${sls:stage}`, `${opt:stage, 'dev'}`).
-                let Some(pattern) = ferry_manifest::serverless_pattern(read, "") else {
-                    continue;
-                };
+                // The stage as the framework gives it (`{stage}`, resolved when read).
                 let each: Vec<String> = STAGES
                     .iter()
-                    .map(|stage| pattern.replace("{stage}", stage))
-                    .filter(|p| !p.contains('{'))
+                    .map(|stage| read.replace("{stage}", stage))
+                    .filter(|p| !p.contains(['{', '$']))
                     .collect();
                 // Said already of an input left out.
                 let said = |p: &String| left_out.iter().any(|l| p.starts_with(l.as_str()));
