@@ -290,7 +290,8 @@ pub(crate) fn read_noting_secrets(
         }
         let Some((_, secret)) = declared.iter().find(|(k, _)| k == key) else {
             notes.push(format!(
-                "{from}: passes {key}, which the template does not declare: left out"
+                "{from}: passes {key}, which {} does not declare: left out",
+                crate::template_path(dir, file)
             ));
             continue;
         };

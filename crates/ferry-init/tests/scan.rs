@@ -2299,7 +2299,7 @@ deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy
         "booking/Makefile: passes StripeKey, a secret",
         "booking/Makefile: passes SlackWebhookUrl, a secret",
         "booking/Makefile: passes BranchName `$${GITHUB_BRANCH}`, a git branch, which is no stage: not written as the stage",
-        "booking/Makefile: passes Undeclared, which the template does not declare: left out",
+        "booking/Makefile: passes Undeclared, which booking/template.yaml does not declare: left out",
         "broken/samconfig.toml: not read (",
     ] {
         assert!(notes.contains(want), "{want}\n---\n{notes}");
