@@ -230,8 +230,8 @@ pub(crate) fn links(c: &Compose, services: &mut [Found], notes: &mut Vec<String>
             };
             // A secret is never copied nor shown (a variable holding one, `${env:DB_PASSWORD}`,
             // is no value; `pw-${sls:stage}` holds one).
-            if crate::overrides::looks_secret(key, &text) && !crate::overrides::only_variable(&text)
-                || crate::overrides::secret_value(&text)
+            if crate::secrets::looks_secret(key, &text) && !crate::secrets::only_variable(&text)
+                || crate::secrets::secret_value(&text)
             {
                 notes.push(format!(
                     "{file}: service `{}` passes param `{key}`, a secret (by its name or its value's form): not copied; keep it in SSM (`param set <stage> <name> --secure`) and give {key} = \"${{ssm:<name>}}\" in its service.toml",

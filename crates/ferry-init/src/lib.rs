@@ -23,6 +23,8 @@ mod local_deps;
 mod overrides;
 mod render;
 mod samconfig;
+mod scripts;
+mod secrets;
 mod unbundled;
 mod undeclared;
 mod walk;
@@ -556,7 +558,7 @@ fn umbrella_links(
         let no_echo = overrides::declared(root, &s.dir, &s.file)
             .iter()
             .any(|(k, secret)| k == key && *secret);
-        if no_echo || overrides::looks_secret(key, value) {
+        if no_echo || secrets::looks_secret(key, value) {
             notes.push(format!(
                 "{}: {id} passes {key}, a secret (NoEcho, by its name, or by its value's form): not copied; keep it in SSM (`param set <stage> <name> --secure`) and give {key} = \"${{ssm:<name>}}\" in the service.toml",
                 u.template

@@ -1,0 +1,189 @@
+//! What `init` takes for a secret, which it never copies into a `service.toml` nor shows in a
+//! note: a parameter's name (`DbPassword`, `ApiToken`) or the form of the value passed (a
+//! password inside a URL, a token of a well-known service).
+
+/// Whether a value given to a parameter named `name` is a secret, by the name (see
+/// [`secret_name`]) or by the value (see [`secret_value`]).
+pub(crate) fn looks_secret(name: &str, value: &str) -> bool {
+    secret_name(name) || secret_value(value)
+}
+
+/// Whether `value` is one variable and nothing else (`${ssm:/shop/db}`, `$(TOKEN)`): it names
+/// where a value comes from, and holds none.
+pub(crate) fn only_variable(value: &str) -> bool {
+    let v = value.trim();
+    let inner = v
+        .strip_prefix("${")
+        .and_then(|r| r.strip_suffix('}'))
+        .or_else(|| v.strip_prefix("$(").and_then(|r| r.strip_suffix(')')));
+    inner.is_some_and(|i| !i.contains(['$', '{', '}', '(', ')']) || i.starts_with("ssm:"))
+}
+
+/// Whether a value is a secret by its form, whatever the name it is given: a password inside
+/// a URL (`postgres://admin:pw@db…`), a Slack or Discord webhook, a private key, or a token of a
+/// well-known service by its prefix (GitHub, GitLab, Stripe, Slack, npm, SendGrid, an AWS access
+/// key, a Google API key).
+pub(crate) fn secret_value(value: &str) -> bool {
+    let v = value.trim();
+    // `scheme://user:password@host`: a colon in the user part before the host (the last `@`
+    // before any space: a password may hold a `/`, written unescaped).
+    let password_in_url = v.split_once("://").is_some_and(|(_, rest)| {
+        let word = rest.split(char::is_whitespace).next().unwrap_or_default();
+        word.rsplit_once('@')
+            .is_some_and(|(user, _)| user.split_once(':').is_some_and(|(_, pw)| !pw.is_empty()))
+    });
+    // `…?password=x`, `Server=db;Password=x;`, a JSON Web Token.
+    let lower = v.to_ascii_lowercase();
+    let password_field = ["password=", "pwd=", "passwd="].iter().any(|f| {
+        lower
+            .split(['?', '&', ';', ' '])
+            .any(|p| p.starts_with(f) && p.len() > f.len())
+    });
+    let jwt = v.starts_with("eyJ") && v.split('.').count() == 3 && v.len() > 30;
+    let webhooks = [
+        "hooks.slack.com/services/",
+        "discord.com/api/webhooks/",
+        "discordapp.com/api/webhooks/",
+        "outlook.office.com/webhook/",
+    ];
+    let prefixes = [
+        "ghp_",
+        "gho_",
+        "ghu_",
+        "ghs_",
+        "ghr_",
+        "github_pat_",
+        "glpat-",
+        "sk_live_",
+        "sk_test_",
+        "rk_live_",
+        "rk_test_",
+        "xoxb-",
+        "xoxp-",
+        "xoxa-",
+        "xoxs-",
+        "xapp-",
+        "npm_",
+        "SG.",
+        "AIza",
+    ];
+    let aws_key = (v.starts_with("AKIA") || v.starts_with("ASIA"))
+        && v.len() == 20
+        && v.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    password_in_url
+        || password_field
+        || jwt
+        || aws_key
+        || v.contains("-----BEGIN")
+        || webhooks.iter().any(|w| v.contains(w))
+        || prefixes
+            .iter()
+            .any(|p| v.starts_with(p) && v.len() >= p.len() + 16)
+}
+
+/// Whether a parameter's name says it holds a secret: one that names where a secret is kept or
+/// what it is (`DbSecretArn`, `SecretName`, `TokenTableName`) does not.
+pub(crate) fn secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    let about_it = [
+        "arn", "name", "id", "ids", "table", "ttl", "length", "path", "uri", "url",
+    ];
+    // Rules about secrets, not secrets: `RefreshTokenValidity`, `PasswordPolicy`,
+    // `PasswordCharacters`, `GenerateSecret`.
+    let rules = ["validity", "policy", "characters"];
+    if about_it.iter().any(|s| n.ends_with(s))
+        || rules.iter().any(|w| n.ends_with(w))
+        || (n.starts_with("generate") && !n.starts_with("generated"))
+    {
+        return false;
+    }
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "privatekey",
+        "credential",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+        // A personal access token (`GithubPat`), a password by a short name (`DbPwd`,
+        // `AdminPass`), a key that signs or encrypts.
+        || ["pat", "pwd", "pass"].iter().any(|s| n.ends_with(s))
+        || ["signingkey", "encryptionkey"].iter().any(|w| n.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_says_a_secret_unless_it_names_where_one_is_kept() {
+        for n in [
+            "DbPassword",
+            "GithubToken",
+            "ApiKey",
+            "ClientSecret",
+            "PrivateKey",
+            "GeneratedPassword",
+            "TokenGeneratorSecret",
+        ] {
+            assert!(secret_name(n), "{n}");
+        }
+        for n in [
+            "DbSecretArn",
+            "SecretName",
+            "TokenTableName",
+            "ApiKeyId",
+            "Stage",
+            "RefreshTokenValidity",
+            "defaultPasswordPolicy",
+            "passwordPolicyCharacters",
+            "GenerateSecret",
+        ] {
+            assert!(!secret_name(n), "{n}");
+        }
+    }
+
+    /// Values that are secrets by their form, whatever their parameter's name; values that only
+    /// look alike are not.
+    #[test]
+    fn secrets_by_the_form_of_their_value() {
+        for secret in [
+            "postgres://admin:S3cretPassw0rd@db.example.com:5432/app",
+            "mongodb+srv://u:p@cluster0.x.mongodb.net",
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "github_pat_11ABCDEFG0abcdefghijklmnop",
+            "sk_live_abcdefghijklmnop1234",
+            "xoxb-1234567890-abcdefghijkl",
+            "https://hooks.slack.com/services/T000/B000/XXXXXXXX",
+            "AKIAIOSFODNN7EXAMPLE",
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "postgres://u:ab/cd@h/db",
+            "jdbc:postgresql://db/app?user=a&password=hunter2",
+            "Server=db;Database=app;User Id=a;Password=hunter2;",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        ] {
+            assert!(secret_value(secret), "{secret}");
+        }
+        for plain in [
+            "https://user@docs.example.com/x",
+            "ghp_",
+            "sk_live_x",
+            "AKIA-not-a-key",
+            "/shop/dev/db",
+            "arn:aws:iam::123456789012:role/x",
+        ] {
+            assert!(!secret_value(plain), "{plain}");
+        }
+        assert!(looks_secret("GithubPat", "x") && !looks_secret("Path", "x"));
+        for name in ["DbPwd", "AdminPass", "JwtSigningKey", "EncryptionKeyValue"] {
+            assert!(looks_secret(name, "x"), "{name}");
+        }
+        assert!(only_variable("${ssm:/shop/db}") && only_variable("$(TOKEN)"));
+        assert!(!only_variable("pw-${sls:stage}") && !only_variable("${a}${b}"));
+    }
+}
