@@ -948,6 +948,29 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
             stacks("cd ../storage && npm ci\ncd ../pipeline\nsam deploy --stack-name pipe\n"),
             ["pipe"]
         );
+        // The forms a `cd` takes in scripts: after a subshell's or group's opening or a
+        // keyword (a review's find: `( cd ../storage && sam deploy …)` was the service's).
+        for other in [
+            "( cd ../storage && sam deploy --stack-name store )\n",
+            "{ cd ../storage; sam deploy --stack-name store; }\n",
+            "if true; then cd ../storage && sam deploy --stack-name store; fi\n",
+            "builtin cd ../storage\nsam deploy --stack-name store\n",
+        ] {
+            assert!(stacks(other).is_empty(), "{other}");
+        }
+        // A subshell's `cd` ends with it; `popd` goes back; the script's own folder, however
+        // named (the `cd "$(dirname "$0")"` that begins many scripts), is its own.
+        for ours in [
+            "(cd ../storage && npm ci)\nsam deploy --stack-name pipe\n",
+            "pushd ../storage\nnpm ci\npopd\nsam deploy --stack-name pipe\n",
+            "cd \"$(dirname \"$0\")\"\nsam deploy --stack-name pipe\n",
+            "cd $(dirname $0) && sam deploy --stack-name pipe\n",
+            "DIR=\"$(cd \"$(dirname \"${BASH_SOURCE[0]}\")\" && pwd)\"\ncd /tmp\ncd \"$DIR\"\nsam deploy --stack-name pipe\n",
+            "cd ${0%/*}\nsam deploy --stack-name pipe\n",
+            "cd $CODEBUILD_SRC_DIR/pipeline\nsam deploy --stack-name pipe\n",
+        ] {
+            assert_eq!(stacks(ours), ["pipe"], "{ours}");
+        }
         assert_eq!(
             stacks("cd ..\nsam deploy -t pipeline/template.yaml --stack-name pipe\n"),
             ["pipe"]

@@ -18,11 +18,7 @@ pub(crate) fn scripts_in(root: &Path, at: &str) -> Vec<(String, String)> {
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| {
-            matches!(n.as_str(), "Makefile" | "makefile" | "GNUmakefile")
-                || n.ends_with(".sh")
-                || buildspec(n)
-        })
+        .filter(|n| is_makefile(n) || n.ends_with(".sh") || buildspec(n))
         .collect();
     scripts.sort();
     scripts
@@ -46,7 +42,8 @@ pub(crate) fn scripts_in(root: &Path, at: &str) -> Vec<(String, String)> {
 
 /// Whether a file is a CodeBuild buildspec (`buildspec.yml`, `buildspec-deploy.yaml`), whose
 /// phases' commands deploy stacks as a script's do.
-pub(crate) fn buildspec(name: &str) -> bool {
+pub(crate) fn buildspec(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
     name.starts_with("buildspec") && (name.ends_with(".yml") || name.ends_with(".yaml"))
 }
 
@@ -374,42 +371,135 @@ pub(crate) fn script_commands(
 ) -> Vec<(Option<String>, Vec<String>)> {
     let mut out = Vec::new();
     let mut cwd = Some(folder.to_string());
+    // Variables holding the script's own folder (`DIR="$(cd "$(dirname "$0")" && pwd)"`).
+    let mut own_folder: Vec<String> = Vec::new();
+    let mut pushed: Vec<Option<String>> = Vec::new();
     let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
     for line in joined.lines() {
         if make {
             cwd = Some(folder.to_string());
         }
+        // `dirname "$0"`, `${BASH_SOURCE[0]}`, `${0%/*}`: the script's folder.
+        let names_own = (line.contains("dirname")
+            && (line.contains("$0") || line.contains("BASH_SOURCE")))
+            || line.contains("${0%/*}");
+        if names_own && let Some((name, _)) = line.trim().split_once('=') {
+            let name = ["export ", "local ", "readonly ", "declare "]
+                .iter()
+                .fold(name.trim(), |n, p| n.strip_prefix(p).unwrap_or(n));
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                own_folder.push(name.to_string());
+            }
+        }
+        let before = cwd.clone();
+        let mut subshell = false;
         for command in commands(flag_words(words(&without_substitutions(line)))) {
-            let tool = command[0].trim_start_matches(['(', '@', '-', '+']);
+            // A command may follow a subshell's or group's opening, or a shell keyword.
+            let mut words = command.iter().map(String::as_str).peekable();
+            while let Some(w) = words.peek() {
+                let bare = w.trim_start_matches(['(', '{']);
+                if w.starts_with('(') {
+                    subshell = true;
+                }
+                if bare.is_empty() || matches!(bare, "then" | "do" | "else" | "builtin" | "command")
+                {
+                    words.next();
+                } else {
+                    break;
+                }
+            }
+            let rest: Vec<&str> = words.collect();
+            let Some(first) = rest.first() else {
+                continue;
+            };
+            if first.starts_with('(') {
+                subshell = true;
+            }
+            let tool = first.trim_start_matches(['(', '{', '@', '-', '+']);
             match tool {
                 "cd" | "pushd" => {
-                    // CodeBuild's and GitHub's checkout folders are the repository's root.
-                    let to = command.get(1).map(|to| {
-                        [
-                            "$CODEBUILD_SRC_DIR",
-                            "${CODEBUILD_SRC_DIR}",
-                            "$GITHUB_WORKSPACE",
-                            "${GITHUB_WORKSPACE}",
-                        ]
-                        .iter()
-                        .find_map(|v| to.strip_prefix(v))
-                        .map_or((cwd.clone(), to.as_str()), |rest| {
-                            (Some(String::new()), rest.trim_start_matches('/'))
-                        })
+                    if tool == "pushd" {
+                        pushed.push(cwd.clone());
+                    }
+                    // A subshell's closing `)` stuck to the folder is no part of it (the
+                    // substitution Ferry cannot read, `$(…)`, keeps its own).
+                    let to = rest.get(1).map(|t| match t.strip_prefix("$(…)") {
+                        Some(_) => *t,
+                        None => t.trim_end_matches([')', ';']),
                     });
-                    cwd = match to {
-                        Some((Some(at), to)) if !to.contains(['$', '`', '~']) && to != "-" => {
-                            crate::local_deps::resolve(&at, to.trim_end_matches(')'))
-                        }
-                        _ => None,
-                    };
+                    cwd = cd_to(to, cwd.as_deref(), folder, names_own, &own_folder);
                 }
-                "popd" => cwd = None,
+                "popd" => cwd = pushed.pop().flatten(),
                 _ => out.push((cwd.clone(), command)),
             }
         }
+        // A subshell's `cd` ends with it.
+        if subshell {
+            cwd = before;
+        }
     }
     out
+}
+
+/// The folder (repository-relative) a `cd to` from `cwd` goes to, in a script of `folder`:
+/// `None` where Ferry cannot know it (a variable, a path outside the repository, `cd -`, `cd`
+/// alone). CodeBuild's and GitHub's checkout folders are the repository's root; the script's
+/// own folder (`$(dirname "$0")` on a line naming it, or a variable such a line gives) is
+/// `folder`.
+fn cd_to(
+    to: Option<&str>,
+    cwd: Option<&str>,
+    folder: &str,
+    line_names_own: bool,
+    own_folder: &[String],
+) -> Option<String> {
+    let to = to?;
+    let own_expansion = [
+        "$(…)",
+        "${0%/*}",
+        "${BASH_SOURCE%/*}",
+        "${BASH_SOURCE[0]%/*}",
+    ];
+    if line_names_own && own_expansion.contains(&to) {
+        return Some(folder.to_string());
+    }
+    let roots = [
+        "$CODEBUILD_SRC_DIR",
+        "${CODEBUILD_SRC_DIR}",
+        "$GITHUB_WORKSPACE",
+        "${GITHUB_WORKSPACE}",
+    ];
+    let own = own_folder
+        .iter()
+        .flat_map(|v| [format!("${{{v}}}"), format!("${v}")]);
+    let (base, rest) = match roots.iter().find_map(|r| to.strip_prefix(r)) {
+        Some(rest) => ("", rest),
+        None => match own.into_iter().find_map(|v| {
+            to.strip_prefix(&v)
+                .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+                .map(String::from)
+        }) {
+            Some(rest) => return resolve_in(folder, rest.trim_start_matches('/')),
+            None => (cwd?, to),
+        },
+    };
+    let rest = if base.is_empty() && rest != to {
+        rest.trim_start_matches('/')
+    } else {
+        rest
+    };
+    resolve_in(base, rest)
+}
+
+/// `rest` resolved from `base` (`""` for `base` itself), `None` for what Ferry cannot follow.
+fn resolve_in(base: &str, rest: &str) -> Option<String> {
+    if rest.contains(['$', '`', '~']) || rest == "-" {
+        return None;
+    }
+    if rest.is_empty() || rest == "." {
+        return Some(base.to_string());
+    }
+    crate::local_deps::resolve(base, rest)
 }
 
 /// A line's words cut into its commands, at `&&`, `||`, `;`, `|` and `&`, also where a word

@@ -549,25 +549,25 @@ impl Engine {
                 .owner
                 .as_ref()
                 .is_some_and(|o| check(o, &current.tags) == Verdict::Unmanaged);
+        // A change set says what it would remove (see `change_set`), SAM's and a template by
+        // URL too; a direct update is judged by the template's body.
         let TemplateSource::Body(body) = &spec.template else {
             return Ok(());
         };
-        if !adopting {
+        if !adopting || spec.method == Method::ChangeSet {
             return Ok(());
         }
         let Some(keep) = adopted_logical_ids(body) else {
             return Ok(());
         };
-        let churn = [
-            "AWS::ApiGateway::Deployment",
-            "AWS::Lambda::Version",
-            "AWS::Lambda::LayerVersion",
-        ];
         let lost: Vec<String> = self
             .resources(&spec.name)
             .await?
             .into_iter()
-            .filter(|r| !keep.contains(&r.logical_id) && !churn.contains(&r.resource_type.as_str()))
+            .filter(|r| {
+                !keep.contains(&r.logical_id)
+                    && !RENAMED_EACH_COMPILE.contains(&r.resource_type.as_str())
+            })
             .map(|r| format!("{} ({})", r.logical_id, r.resource_type))
             .collect();
         if lost.is_empty() {
@@ -1017,7 +1017,7 @@ impl Engine {
                 out.stack_id().unwrap_or(name).to_string()
             }
             Method::ChangeSet => match self
-                .change_set(spec, ChangeSetType::Create, deadline)
+                .change_set(spec, ChangeSetType::Create, deadline, false)
                 .await?
             {
                 Some(id) => id,
@@ -1115,7 +1115,12 @@ impl Engine {
             // set: a stack adopted with the template its earlier tool deployed, one taken over
             // for a renamed service, a named stage's mark. UpdateStack sets them.
             Method::ChangeSet => {
-                self.change_set(spec, ChangeSetType::Update, deadline)
+                let adopting = spec.adopt
+                    && spec
+                        .owner
+                        .as_ref()
+                        .is_some_and(|o| check(o, &current.tags) == Verdict::Unmanaged);
+                self.change_set(spec, ChangeSetType::Update, deadline, adopting)
                     .await?
                     .is_some()
                     || (Self::retags(spec, &current) && self.update_directly(spec).await?)
@@ -1164,17 +1169,57 @@ impl Engine {
 
     /// Creates a change set, waits for it and executes it. `Ok(None)`: nothing to change (an
     /// empty change set, refused at creation as the local emulator does, or FAILED as AWS does).
-    /// `Ok(Some(stack id))`: executing.
+    /// `Ok(Some(stack id))`: executing. `adopting` a stack without Ferry's tags, a change set
+    /// that would remove its resources is deleted, not executed, and refused (see
+    /// [`StackError::AdoptionWouldDelete`]).
     async fn change_set(
         &self,
         spec: &StackSpec,
         kind: ChangeSetType,
         deadline: Instant,
+        adopting: bool,
     ) -> Result<Option<String>, StackError> {
         let name = spec.name.as_str();
         let Some((cs_id, stack_id)) = self.create_change_set(spec, kind, deadline).await? else {
             return Ok(None);
         };
+        if adopting {
+            let lost = self.resource_changes(name, &cs_id).await.map(|changes| {
+                changes
+                    .iter()
+                    .filter(|rc| {
+                        rc.action() == Some(&aws_sdk_cloudformation::types::ChangeAction::Remove)
+                    })
+                    .filter(|rc| {
+                        !RENAMED_EACH_COMPILE.contains(&rc.resource_type().unwrap_or_default())
+                    })
+                    .map(|rc| {
+                        format!(
+                            "{} ({})",
+                            rc.logical_resource_id().unwrap_or_default(),
+                            rc.resource_type().unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            });
+            if !matches!(&lost, Ok(l) if l.is_empty()) {
+                // Never left behind; the refusal (or the failure to read it) is what is said.
+                let _ = self
+                    .client
+                    .delete_change_set()
+                    .change_set_name(&cs_id)
+                    .stack_name(name)
+                    .send()
+                    .await;
+                return Err(match lost {
+                    Err(e) => e,
+                    Ok(resources) => StackError::AdoptionWouldDelete {
+                        stack: name.to_string(),
+                        resources,
+                    },
+                });
+            }
+        }
         let execute = self
             .client
             .execute_change_set()
@@ -1206,37 +1251,18 @@ impl Engine {
         else {
             return Ok(None);
         };
-        let mut out = BTreeMap::new();
-        let mut token: Option<String> = None;
-        let read = loop {
-            let page = self
-                .client
-                .describe_change_set()
-                .change_set_name(&cs_id)
-                .stack_name(name)
-                .set_next_token(token.clone())
-                .send()
-                .await;
-            let page = match page {
-                Ok(p) => p,
-                Err(e) => break Err(self.api(name, "DescribeChangeSet", &e)),
-            };
-            for c in page.changes() {
-                if let Some(rc) = c.resource_change()
-                    && let Some(id) = rc.logical_resource_id()
-                {
+        let read = self.resource_changes(name, &cs_id).await.map(|changes| {
+            changes
+                .iter()
+                .filter_map(|rc| {
                     let replacement = rc
                         .replacement()
                         .map(|r| r.as_str().to_string())
                         .unwrap_or_else(|| "False".into());
-                    out.insert(id.to_string(), replacement);
-                }
-            }
-            match page.next_token() {
-                Some(t) => token = Some(t.to_string()),
-                None => break Ok(()),
-            }
-        };
+                    Some((rc.logical_resource_id()?.to_string(), replacement))
+                })
+                .collect::<BTreeMap<String, String>>()
+        });
         // Never left behind, whatever happened reading it; a failed delete is said.
         let deleted = self
             .client
@@ -1245,9 +1271,40 @@ impl Engine {
             .stack_name(name)
             .send()
             .await;
-        read?;
+        let out = read?;
         deleted.map_err(|e| self.api(name, "DeleteChangeSet", &e))?;
         Ok(Some(out))
+    }
+
+    /// The resource changes of change set `cs_id` of stack `name` (DescribeChangeSet, every
+    /// page).
+    async fn resource_changes(
+        &self,
+        name: &str,
+        cs_id: &str,
+    ) -> Result<Vec<aws_sdk_cloudformation::types::ResourceChange>, StackError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .describe_change_set()
+                .change_set_name(cs_id)
+                .stack_name(name)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| self.api(name, "DescribeChangeSet", &e))?;
+            out.extend(
+                page.changes()
+                    .iter()
+                    .filter_map(|c| c.resource_change().cloned()),
+            );
+            match page.next_token() {
+                Some(t) => token = Some(t.to_string()),
+                None => return Ok(out),
+            }
+        }
     }
 
     /// Creates a change set and waits until it is ready: `Ok(Some((change set id, stack id)))`,
@@ -1384,6 +1441,17 @@ impl Engine {
         Ok(true)
     }
 }
+
+/// Resource types named anew by each compile (the Serverless Framework's
+/// `ApiGatewayDeployment<time>`, `WebsocketsDeployment<id>`, `<Fn>LambdaVersion<hash>`; Ferry's
+/// own renaming, in ferry-serverless' rewrite, names the deployments by the template): one
+/// taken over loses them to their new ids, as every deploy does.
+const RENAMED_EACH_COMPILE: [&str; 4] = [
+    "AWS::ApiGateway::Deployment",
+    "AWS::ApiGatewayV2::Deployment",
+    "AWS::Lambda::Version",
+    "AWS::Lambda::LayerVersion",
+];
 
 /// The logical ids of the resources a template's body declares, when they are the stack's own
 /// (no `Transform`, which makes others); `None` when it cannot tell.

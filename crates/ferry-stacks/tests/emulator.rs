@@ -636,22 +636,29 @@ async fn an_adoption_that_would_delete_the_stack_s_resources_is_refused() {
         service: "pipeline".into(),
         named: true,
     });
-    let adopt = |template: &str| {
+    let adopt = |template: &str, method: Method| {
         let mut s = StackSpec {
             owner: owner.clone(),
             adopt: true,
-            ..spec("stacks-adopt-other", template, Method::Direct, "60")
+            ..spec("stacks-adopt-other", template, method, "60")
         };
         s.parameters.clear();
         s
     };
     let pipeline = "Resources:\n  BuildQueue:\n    Type: AWS::SQS::Queue\n";
-    let err = e.deploy(&adopt(pipeline), &quiet).await.unwrap_err();
-    assert!(
-        matches!(&err, StackError::AdoptionWouldDelete { resources, .. } if resources == &["DataTopic (AWS::SNS::Topic)"]),
-        "{err:?}"
-    );
-    assert!(err.to_string().contains("nothing was changed"), "{err}");
+    // Judged by the template directly, and by the change set's removals (which also covers a
+    // SAM template and one given by URL).
+    for method in [Method::Direct, Method::ChangeSet] {
+        let err = e
+            .deploy(&adopt(pipeline, method), &quiet)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StackError::AdoptionWouldDelete { resources, .. } if resources == &["DataTopic (AWS::SNS::Topic)"]),
+            "{method:?}: {err:?}"
+        );
+        assert!(err.to_string().contains("nothing was changed"), "{err}");
+    }
     let kept: Vec<String> = e
         .resources("stacks-adopt-other")
         .await
@@ -662,7 +669,9 @@ async fn an_adoption_that_would_delete_the_stack_s_resources_is_refused() {
     assert_eq!(kept, ["DataTopic"]);
     // Declaring what it holds: taken over.
     let both = "Resources:\n  DataTopic:\n    Type: AWS::SNS::Topic\n  BuildQueue:\n    Type: AWS::SQS::Queue\n";
-    e.deploy(&adopt(both), &quiet).await.unwrap();
+    e.deploy(&adopt(both, Method::Direct), &quiet)
+        .await
+        .unwrap();
     e.delete("stacks-adopt-other", owner.as_ref(), false, &quiet)
         .await
         .unwrap();
