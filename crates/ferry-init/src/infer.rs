@@ -453,12 +453,17 @@ fn provider_region(doc: &Value) -> Result<Option<String>, String> {
     // A `${self:…}` followed a few times (a loop ends).
     for _ in 0..5 {
         let Some(inner) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) else {
+            // A literal; one with a variable inside it (`us-${self:custom.x}`) is not known.
+            if value.contains("${") {
+                break;
+            }
             return Ok(Some(value));
         };
         if inner.contains("${") {
             break;
         }
-        let first = inner.split(',').next().unwrap_or_default().trim();
+        let mut alternatives = inner.split(',').map(str::trim);
+        let first = alternatives.next().unwrap_or_default();
         if first == "opt:region" {
             return Ok(None);
         }
@@ -469,7 +474,13 @@ fn provider_region(doc: &Value) -> Result<Option<String>, String> {
             .split('.')
             .try_fold(doc, |at, key| at.get(key))
             .and_then(Value::as_str);
-        match found {
+        // Else its quoted fallback (`${self:custom.region, 'eu-west-1'}`).
+        let fallback = alternatives.last().and_then(|a| {
+            ["'", "\""]
+                .iter()
+                .find_map(|q| a.strip_prefix(q)?.strip_suffix(q))
+        });
+        match found.or(fallback) {
             Some(v) => value = v.trim().to_string(),
             None => break,
         }
@@ -1000,9 +1011,14 @@ mod tests {
             Ok(Some("us-west-2".into()))
         );
         assert_eq!(region("provider:\n  name: aws\n"), Ok(None));
+        assert_eq!(
+            region("provider:\n  region: ${self:custom.nope, 'eu-north-1'}\n"),
+            Ok(Some("eu-north-1".into()))
+        );
         for raw in [
             "${self:custom.currentRegion}",
             "${env:AWS_REGION}",
+            "us-${self:custom.loop}",
             "${file(./config.${sls:stage}.json):region}",
             "${self:custom.loop}",
         ] {

@@ -478,7 +478,7 @@ fn shown(argv: &[String]) -> String {
 }
 
 /// The `Resources` of the template at `root/template`: none when it cannot be read or parsed.
-fn resources_of(root: &Path, template: &str) -> serde_json::Map<String, Value> {
+pub(crate) fn resources_of(root: &Path, template: &str) -> serde_json::Map<String, Value> {
     let parsed = ferry_package::read_template(&root.join(template)).ok();
     match parsed.and_then(|mut p| p.get_mut("Resources").map(Value::take)) {
         Some(Value::Object(resources)) => resources,

@@ -569,6 +569,7 @@ fn umbrella_links(
             .entry(key.clone())
             .or_insert_with(|| (value.clone(), format!("{}: {id} passes it", u.template)));
     }
+    let mut dropped: Vec<String> = Vec::new();
     for (id, key, parts) in &u.passes {
         let Some(me) = name_of(id, services) else {
             continue;
@@ -596,6 +597,8 @@ fn umbrella_links(
             }
         }
         if value.is_empty() {
+            // An app no service deploys, or one depending on this one (a circle).
+            dropped.push(format!("{id}.{key}"));
             continue;
         }
         if let Some(s) = services.iter_mut().find(|s| s.name == me) {
@@ -609,10 +612,11 @@ fn umbrella_links(
         .iter()
         .filter(|(id, _)| name_of(id, services).is_some())
         .map(|(id, key)| format!("{id}.{key}"))
+        .chain(dropped)
         .collect();
     if !untranslated.is_empty() {
         notes.push(format!(
-            "{}: passes values init cannot write in Ferry's syntax (a condition, the umbrella's own parameter or resource, `AWS::StackName`): {}; give each its value in its service's service.toml",
+            "{}: passes values init cannot write in Ferry's syntax (a condition, the umbrella's own parameter or resource, `AWS::StackName`, an output of a stack no service deploys or that depends on the receiver): {}; give each its value in its service's service.toml",
             u.template,
             ferry_manifest::first_few(&untranslated, 8)
         ));

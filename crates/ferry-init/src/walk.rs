@@ -486,18 +486,37 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                             ));
                             continue;
                         }
-                        // A delivery pipeline (CodePipeline) deploys the stacks itself: one per
-                        // stage would make as many pipelines, each deploying the same stacks
-                        // beside Ferry's deploys.
-                        let pipeline = parsed
+                        // A delivery pipeline (CodePipeline, and what serves it alone: its
+                        // builds, roles, artifact bucket, triggers) deploys the stacks itself:
+                        // one per stage would make as many pipelines, each deploying the same
+                        // stacks beside Ferry's deploys. A template with anything else is an
+                        // application's, pipeline or not.
+                        let types: Vec<&str> = parsed
                             .get("Resources")
                             .and_then(|r| r.as_object())
-                            .is_some_and(|r| {
-                                r.values().any(|x| {
-                                    x.get("Type").and_then(|t| t.as_str())
-                                        == Some("AWS::CodePipeline::Pipeline")
-                                })
-                            });
+                            .into_iter()
+                            .flat_map(|r| r.values())
+                            .filter_map(|x| x.get("Type").and_then(|t| t.as_str()))
+                            .collect();
+                        let delivery = |t: &str| {
+                            [
+                                "AWS::CodePipeline::",
+                                "AWS::CodeBuild::",
+                                "AWS::CodeCommit::",
+                                "AWS::CodeStarConnections::",
+                                "AWS::CodeStarNotifications::",
+                                "AWS::IAM::",
+                                "AWS::KMS::",
+                                "AWS::Logs::",
+                                "AWS::Events::Rule",
+                                "AWS::S3::Bucket",
+                                "AWS::SNS::",
+                            ]
+                            .iter()
+                            .any(|p| t.starts_with(p))
+                        };
+                        let pipeline = types.contains(&"AWS::CodePipeline::Pipeline")
+                            && types.iter().all(|t| delivery(t));
                         if pipeline {
                             notes.push(format!(
                                 "{rel}/{f}: a delivery pipeline (AWS::CodePipeline::Pipeline), which deploys the stacks itself: left out, as each stage would get a pipeline of its own deploying them beside Ferry (Ferry is the pipeline; deploy it by hand once if it is to stay)"
@@ -516,9 +535,11 @@ pub(crate) fn candidates(root: &Path) -> Walked {
             // part of that one, not a candidate for the service's own.
             let mut own_notes = Vec::new();
             if templates.len() > 1 {
+                // A SAM template's, or a CloudFormation template's with resources of its own
+                // (one holding only nested stacks is an umbrella: see `layout::settle`).
                 let nested: Vec<(String, String)> = templates
                     .iter()
-                    .filter(|(_, sam)| *sam)
+                    .filter(|(f, sam)| *sam || !only_nested_stacks(root, &format!("{rel}/{f}")))
                     .flat_map(|(f, _)| {
                         let of = format!("{rel}/{f}");
                         ferry_package::reached(root, &of)
@@ -532,7 +553,7 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                     match nested.iter().find(|(p, by)| *p == path && by != f) {
                         Some((_, by)) => {
                             own_notes.push(format!(
-                            "{path}: nested by {rel}/{by} (an application's Location), a part of it"
+                            "{path}: nested by {rel}/{by} (an application's Location, a stack's TemplateURL), a part of it"
                         ));
                             false
                         }
@@ -623,8 +644,12 @@ pub(crate) fn candidates(root: &Path) -> Walked {
     // What each SAM template reaches, read once: `layout::settle` places services by it. A
     // CloudFormation template is placed by its functions' and layers' own code paths (`Code:
     // ../src`, written for `aws cloudformation package`), which Ferry zips from inside the
-    // service folder, and is an umbrella by the templates it nests by a local path
-    // (`TemplateURL: ./network.yaml`), as by their S3 addresses.
+    // service folder, and, when all it holds is nested stacks, is an umbrella by the templates
+    // it nests by a local path (`TemplateURL: ./network.yaml`), as by their S3 addresses. One
+    // with resources of its own besides is no umbrella: the templates it nests inside its
+    // folder are parts of it, as a SAM template's are (`validate` then says it needs `kind =
+    // "sam"` to package them).
+    let mut cfn_parts: Vec<(String, Vec<ferry_package::Reached>)> = Vec::new();
     let reach: BTreeMap<String, Vec<ferry_package::Reached>> = out
         .iter()
         .filter(|c| c.kind != ServiceKind::Serverless)
@@ -636,6 +661,11 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                     r.template == of
                         && (r.nested || matches!(r.property.as_str(), "Code" | "Content"))
                 });
+                if !only_nested_stacks(root, &of) {
+                    let (nested, own): (Vec<_>, Vec<_>) = paths.into_iter().partition(|r| r.nested);
+                    cfn_parts.push((of.clone(), nested));
+                    paths = own;
+                }
             }
             (of, paths)
         })
@@ -643,13 +673,20 @@ pub(crate) fn candidates(root: &Path) -> Walked {
     let nested: BTreeMap<String, String> = out
         .iter()
         .filter(|c| c.kind == ServiceKind::Sam)
-        .flat_map(|c| {
-            let of = crate::template_path(&c.dir, &c.file);
-            let inside = format!("{}/", c.dir);
-            reach[&of]
-                .iter()
+        .map(|c| (crate::template_path(&c.dir, &c.file), c.dir.clone()))
+        .map(|(of, dir)| (reach[&of].clone(), of, dir))
+        .chain(cfn_parts.into_iter().map(|(of, nested)| {
+            let dir = of
+                .rsplit_once('/')
+                .map_or(String::new(), |(d, _)| d.to_string());
+            (nested, of, dir)
+        }))
+        .flat_map(|(paths, of, dir)| {
+            let inside = format!("{dir}/");
+            paths
+                .into_iter()
                 .filter(|r| r.nested && r.path != of && r.path.starts_with(&inside))
-                .map(|r| (r.path.clone(), of.clone()))
+                .map(|r| (r.path, of.clone()))
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -660,7 +697,7 @@ pub(crate) fn candidates(root: &Path) -> Walked {
             return true;
         };
         notes.push(format!(
-            "{template}: nested by {by} (an application's Location), a part of it"
+            "{template}: nested by {by} (an application's Location, a stack's TemplateURL), a part of it"
         ));
         parts.push(template);
         false
@@ -866,4 +903,17 @@ mod tests {
             assert!(!names_a_service(no), "{no}");
         }
     }
+}
+
+/// Whether every resource of the template at `root/template` is a nested stack (an umbrella's
+/// whole content).
+fn only_nested_stacks(root: &Path, template: &str) -> bool {
+    crate::layout::resources_of(root, template)
+        .values()
+        .all(|r| {
+            matches!(
+                r.get("Type").and_then(|t| t.as_str()),
+                Some("AWS::CloudFormation::Stack" | "AWS::Serverless::Application")
+            )
+        })
 }

@@ -4257,8 +4257,8 @@ fn nested_templates_of_one_folder_are_not_also_said_to_get_folders() {
     assert_eq!(
         about,
         [
-            "server/nested/boot/apigateway.yaml: nested by server/template.yaml (an application's Location), a part of it",
-            "server/nested/boot/lambdas.yaml: nested by server/template.yaml (an application's Location), a part of it",
+            "server/nested/boot/apigateway.yaml: nested by server/template.yaml (an application's Location, a stack's TemplateURL), a part of it",
+            "server/nested/boot/lambdas.yaml: nested by server/template.yaml (an application's Location, a stack's TemplateURL), a part of it",
         ],
         "{:#?}",
         s.notes
@@ -4849,8 +4849,6 @@ fn a_buildspec_deploys_the_service_whose_folder_it_runs_in() {
         Some("klubby-{stage}-get-assets-balances-cron")
     );
     assert_eq!(stack("be-cicd"), None);
-    // (A sibling folder's scripts are not read for a service: storage keeps Ferry's name.)
-    assert_eq!(stack("storage"), None);
 }
 
 /// A plain CloudFormation parent template nesting the others by a local path (`TemplateURL:
@@ -4893,7 +4891,7 @@ fn a_cloudformation_template_nesting_others_by_a_local_path_is_an_umbrella() {
     assert_eq!(value("Env"), None);
     let notes = s.notes.join("\n");
     assert!(
-        notes.contains("stacks/main.yaml: passes values init cannot write in Ferry's syntax (a condition, the umbrella's own parameter or resource, `AWS::StackName`): App.Env"),
+        notes.contains("stacks/main.yaml: passes values init cannot write in Ferry's syntax (a condition, the umbrella's own parameter or resource, `AWS::StackName`, an output of a stack no service deploys or that depends on the receiver): App.Env"),
         "{notes}"
     );
     assert!(
@@ -4955,4 +4953,83 @@ fn a_template_running_a_macro_depends_on_the_service_defining_it() {
         "its template's Transform runs macro `Count`, which count-macro defines"
     );
     assert!(deps("other").is_empty());
+}
+
+/// A CloudFormation template with resources of its own nesting a helper template of its folder
+/// (`TemplateURL: ./alarms.yaml`) is no umbrella: it stays the service, and the helper is a
+/// part of it (a review's find: the parent was left out, its own resources deployed by
+/// nobody, and the helper made a service).
+#[test]
+fn a_cloudformation_template_with_resources_of_its_own_keeps_its_nested_helper() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "api/main.yaml",
+        "Resources:\n  Table:\n    Type: AWS::DynamoDB::Table\n  Alarms:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ./alarms.yaml\n",
+    );
+    file(
+        r,
+        "api/alarms.yaml",
+        "Resources:\n  T:\n    Type: AWS::SNS::Topic\n",
+    );
+    let s = scan(r).unwrap();
+    let found: Vec<(&str, &str)> = s
+        .services
+        .iter()
+        .map(|f| (f.dir.as_str(), f.file.as_str()))
+        .collect();
+    assert_eq!(found, [("api", "main.yaml")], "{:#?}", s.notes);
+    assert!(
+        s.notes.iter().any(|n| n == "api/alarms.yaml: nested by api/main.yaml (an application's Location, a stack's TemplateURL), a part of it"),
+        "{:#?}",
+        s.notes
+    );
+    assert!(
+        !s.notes
+            .iter()
+            .any(|n| n.contains("nests the templates of other services"))
+    );
+}
+
+/// An application's template that also holds a pipeline (a review's find) stays a service: only
+/// a template of delivery alone is left out.
+#[test]
+fn an_application_template_holding_a_pipeline_stays_a_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "app/template.yaml",
+        "Resources:\n  Table:\n    Type: AWS::DynamoDB::Table\n  Pipeline:\n    Type: AWS::CodePipeline::Pipeline\n    Properties:\n      RoleArn: x\n      Stages: []\n",
+    );
+    let s = scan(r).unwrap();
+    assert_eq!(s.services.len(), 1, "{:#?}", s.notes);
+}
+
+/// A per-stage file a Serverless configuration reads through `${sls:stage}` that git ignores is
+/// noted (the repository's own `git` answers in `init`; here a predicate stands for it).
+#[test]
+fn a_per_stage_file_git_ignores_is_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(r, "cfg/config.example.json", "{}\n");
+    file(
+        r,
+        "api/serverless.yml",
+        "service: api\nprovider:\n  name: aws\ncustom:\n  conf: ${file(../cfg/config.${sls:stage}.json):value}\n",
+    );
+    let mut s = scan(r).unwrap();
+    s.leave_out_ignored(|p| p.starts_with("cfg/config.") && p != "cfg/config.example.json");
+    assert!(
+        s.notes.iter().any(|n| n.starts_with("api: reads `cfg/config.{stage}.json` (${file(…)}), and git ignores `cfg/config.dev.json`")),
+        "{:#?}",
+        s.notes
+    );
+    // The folder stays an input (it holds what git tracks).
+    assert!(
+        s.services[0].inputs.contains_key("cfg/**"),
+        "{:?}",
+        s.services[0].inputs
+    );
 }
