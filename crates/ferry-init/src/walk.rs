@@ -860,6 +860,19 @@ pub(crate) fn has_glob_char(path: &str) -> bool {
     path.contains(['*', '?', '[', ']', '{', '}'])
 }
 
+/// Whether every resource of the template at `root/template` is a nested stack (an umbrella's
+/// whole content).
+fn only_nested_stacks(root: &Path, template: &str) -> bool {
+    crate::layout::resources_of(root, template)
+        .values()
+        .all(|r| {
+            matches!(
+                r.get("Type").and_then(|t| t.as_str()),
+                Some("AWS::CloudFormation::Stack" | "AWS::Serverless::Application")
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::{names_a_service, program_provider};
@@ -903,17 +916,4 @@ mod tests {
             assert!(!names_a_service(no), "{no}");
         }
     }
-}
-
-/// Whether every resource of the template at `root/template` is a nested stack (an umbrella's
-/// whole content).
-fn only_nested_stacks(root: &Path, template: &str) -> bool {
-    crate::layout::resources_of(root, template)
-        .values()
-        .all(|r| {
-            matches!(
-                r.get("Type").and_then(|t| t.as_str()),
-                Some("AWS::CloudFormation::Stack" | "AWS::Serverless::Application")
-            )
-        })
 }
