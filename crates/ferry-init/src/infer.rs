@@ -475,7 +475,7 @@ fn provider_region(doc: &Value) -> Result<Option<String>, String> {
             .try_fold(doc, |at, key| at.get(key))
             .and_then(Value::as_str);
         // Else its quoted fallback (`${self:custom.region, 'eu-west-1'}`).
-        let fallback = alternatives.last().and_then(|a| {
+        let fallback = alternatives.next_back().and_then(|a| {
             ["'", "\""]
                 .iter()
                 .find_map(|q| a.strip_prefix(q)?.strip_suffix(q))
