@@ -608,6 +608,7 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
         template: template.to_string(),
         path: template.to_string(),
         make: true,
+        from_root: false,
     };
     deploy_overrides_of(text, &of, &|_| None).concat()
 }
@@ -756,14 +757,21 @@ fn translate(raw: &str) -> Result<String, String> {
 /// One value for every stage from `values` that differ only by the name of a stage `ferry.toml`
 /// is written with (dev, staging, prod), each holding it as a word of its own (`app-prod` and
 /// `app-dev`: `app-${STAGE}`, which [`translate`] reads as the stage); `None` when no such form
-/// is common to them all. Another stage's word (`app-production`) is no Ferry stage's: its
-/// stack or value would change with it.
+/// is common to them all; a value naming the stage by a variable (`app-$STAGE`, a buildspec's
+/// beside the per-stage scripts' `app-prod` and `app-dev`) is that form itself. Another
+/// stage's word (`app-production`) is no Ferry stage's: its stack or value would change with
+/// it.
 fn per_stage(values: &[&str]) -> Option<String> {
     let forms = |v: &str| -> Vec<String> {
+        let own = translate(v)
+            .ok()
+            .filter(|t| t.contains("${stage}"))
+            .map(|t| t.replace("${stage}", "${STAGE}"));
         crate::STAGES
             .iter()
             .map(|w| literal_stage(v, w))
             .filter(|f| f.contains("${STAGE}"))
+            .chain(own)
             .collect()
     };
     let (first, rest) = values.split_first()?;
@@ -911,6 +919,7 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
             template: "template.yaml".to_string(),
             path: "pipeline/template.yaml".to_string(),
             make: false,
+            from_root: false,
         };
         let stacks = |text: &str| deploy_flag_of(text, &of, "--stack-name");
         assert!(stacks("sam deploy -t ../api/template.yaml --stack-name api-dev\n").is_empty());
@@ -981,6 +990,7 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
             template: "template.yaml".to_string(),
             path: "pipeline/template.yaml".to_string(),
             make: true,
+            from_root: false,
         };
         assert_eq!(
             deploy_flag_of(
@@ -1195,6 +1205,18 @@ sam deploy --stack-name add-user-dev --parameter-overrides ParameterKey=Stage,Pa
             Some("add-user-{stage}".to_string()),
             "{notes:?}"
         );
+        // A command naming the stage by its variable beside them (a buildspec's
+        // `add-user-$STAGE`) is the same form (before, three values, no stack name).
+        write(
+            "buildspec.yml",
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - sam deploy --stack-name add-user-$STAGE --parameter-overrides Stage=$STAGE\n",
+        );
+        assert_eq!(
+            stack_name(dir.path(), "", "template.yaml", &mut notes).map(|(p, _)| p),
+            Some("add-user-{stage}".to_string()),
+            "{notes:?}"
+        );
+        std::fs::remove_file(dir.path().join("buildspec.yml")).unwrap();
         let declared: Vec<(String, bool)> = ["Stage", "Pipeline", "Domain", "Size"]
             .iter()
             .map(|k| (k.to_string(), false))

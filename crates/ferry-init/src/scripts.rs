@@ -196,6 +196,7 @@ pub(crate) enum Of {
         template: String,
         path: String,
         make: bool,
+        from_root: bool,
     },
     /// A script of a folder above the service's (`folder`), as a repository's root Makefile
     /// deploying every stack: only the commands naming the service's `template`
@@ -204,6 +205,7 @@ pub(crate) enum Of {
         folder: String,
         template: String,
         make: bool,
+        from_root: bool,
     },
 }
 
@@ -220,6 +222,22 @@ impl Of {
     pub(crate) fn make(&self) -> bool {
         match self {
             Of::Near { make, .. } | Of::Above { make, .. } => *make,
+        }
+    }
+
+    /// The folder the script's commands start in: the repository's root for a buildspec
+    /// (CodeBuild runs its commands from the checkout's root wherever the file lies:
+    /// klubby's `be-cicd/buildspec.yaml` begins `cd infrastructure/storage/s3`), else the
+    /// script's own.
+    pub(crate) fn start(&self) -> &str {
+        match self {
+            Of::Near {
+                from_root: true, ..
+            }
+            | Of::Above {
+                from_root: true, ..
+            } => "",
+            _ => self.folder(),
         }
     }
 }
@@ -251,6 +269,7 @@ pub(crate) fn scripts_of(root: &Path, dir: &str, file: &str) -> Vec<(String, Str
                 template: template_name.to_string(),
                 path: template.clone(),
                 make: is_makefile(&from),
+                from_root: buildspec(&from),
             };
             out.push((from, text, of));
         }
@@ -267,6 +286,7 @@ pub(crate) fn scripts_of(root: &Path, dir: &str, file: &str) -> Vec<(String, Str
                 folder: at.to_string(),
                 template: template.clone(),
                 make: is_makefile(&from),
+                from_root: buildspec(&from),
             };
             out.push((from, text, of));
         }
@@ -281,7 +301,7 @@ pub(crate) fn scripts_of(root: &Path, dir: &str, file: &str) -> Vec<(String, Str
 /// went to (`cd ../storage && sam deploy` deploys storage's template, not the script folder's).
 pub(crate) fn deploy_commands_of(text: &str, of: &Of) -> Vec<Vec<String>> {
     let folder = of.folder();
-    let all = script_commands(text, folder, of.make());
+    let all = script_commands(text, of.start(), folder, of.make());
     let deploys = all.iter().filter(|(_, w)| {
         ["deploy", "create-stack", "update-stack"]
             .iter()
@@ -357,8 +377,9 @@ pub(crate) fn deploy_commands_of(text: &str, of: &Of) -> Vec<Vec<String>> {
     commands.into_iter().map(|(_, w)| w.clone()).collect()
 }
 
-/// The commands of a Makefile or shell script of `folder` (repository-relative), each as its
-/// words with the folder it runs in: continued lines joined, a command substitution one word
+/// The commands of a Makefile or shell script of `folder` (repository-relative), run from
+/// `start` (`folder`, or the root for a buildspec), each as its words with the folder it runs
+/// in: continued lines joined, a command substitution one word
 /// ([`without_substitutions`]), `--flag=value` split in two ([`flag_words`]), each line cut at
 /// its separators ([`commands`]). A `cd` (or `pushd`) moves the folder of the commands after
 /// it, to the end of its line in a Makefile (`make`: each recipe line runs in a shell of its
@@ -366,18 +387,19 @@ pub(crate) fn deploy_commands_of(text: &str, of: &Of) -> Vec<Vec<String>> {
 /// know it (a variable, a path outside the repository, `popd`).
 pub(crate) fn script_commands(
     text: &str,
+    start: &str,
     folder: &str,
     make: bool,
 ) -> Vec<(Option<String>, Vec<String>)> {
     let mut out = Vec::new();
-    let mut cwd = Some(folder.to_string());
+    let mut cwd = Some(start.to_string());
     // Variables holding the script's own folder (`DIR="$(cd "$(dirname "$0")" && pwd)"`).
     let mut own_folder: Vec<String> = Vec::new();
     let mut pushed: Vec<Option<String>> = Vec::new();
     let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
     for line in joined.lines() {
         if make {
-            cwd = Some(folder.to_string());
+            cwd = Some(start.to_string());
         }
         // `dirname "$0"`, `${BASH_SOURCE[0]}`, `${0%/*}`: the script's folder.
         let names_own = (line.contains("dirname")

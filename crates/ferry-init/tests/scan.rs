@@ -4633,9 +4633,10 @@ fn a_parameter_only_one_stage_s_command_passes_is_noted() {
 }
 
 /// A CodeBuild buildspec deploying the service (redappleabc/klubby-aws-infrastructure's
-/// `sam-backends/buildspec.yaml`, the real deploy path of its stacks) is read as a script: its
-/// stack name, region and parameters are taken, its `env.variables` read as assignments
-/// (before, it was not read, and Ferry would have made new stacks beside its own).
+/// `sam-backends/buildspec.yaml`, the real deploy path of its stacks) is read as a script, run
+/// from the repository's root as CodeBuild runs it: its stack name, region and parameters are
+/// taken, its `env.variables` read as assignments (before, it was not read, and Ferry would
+/// have made new stacks beside its own).
 #[test]
 fn a_buildspec_deploying_the_service_is_read_as_a_script() {
     let dir = tempfile::tempdir().unwrap();
@@ -4648,7 +4649,7 @@ fn a_buildspec_deploying_the_service_is_read_as_a_script() {
     file(
         r,
         "join-klub/buildspec.yaml",
-        "version: 0.2\nenv:\n  variables:\n    REGION: eu-central-1\nphases:\n  install:\n    commands:\n      - pip install aws-sam-cli\n  build:\n    commands:\n      - sam build\n      - \"sam deploy --stack-name klubby-$STAGE-join-klub --region $REGION --parameter-overrides Stage=$STAGE Size=3 --no-fail-on-empty-changeset\"\n",
+        "version: 0.2\nenv:\n  variables:\n    REGION: eu-central-1\nphases:\n  install:\n    commands:\n      - pip install aws-sam-cli\n  build:\n    commands:\n      - cd join-klub\n      - sam build\n      - \"sam deploy --stack-name klubby-$STAGE-join-klub --region $REGION --parameter-overrides Stage=$STAGE Size=3 --no-fail-on-empty-changeset\"\n",
     );
     let s = scan(r).unwrap();
     let f = &s.services[0];
