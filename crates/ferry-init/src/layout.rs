@@ -327,7 +327,16 @@ fn by_address(
     for template in root_templates.iter().cloned().chain(plain) {
         let at_root = !template.contains('/');
         let resources = resources_of(root, &template);
-        let apps = nested_by_address(&template, &resources, &templates);
+        let mut apps = nested_by_address(&template, &resources, &templates);
+        // A template at the root nesting them by a local path (`TemplateURL: cfn/vpc.yaml`),
+        // which is no candidate itself, so the walk's reach never saw it.
+        let by_path = if at_root {
+            nested_by_path(&resources, &templates)
+        } else {
+            BTreeMap::new()
+        };
+        let local = !by_path.is_empty();
+        apps.extend(by_path);
         // A service nesting one template by its address (a queue kept in a shared bucket) is
         // no umbrella: an umbrella away from the root nests two services or more.
         if !at_root && apps.len() < 2 {
@@ -340,8 +349,13 @@ fn by_address(
             continue;
         }
         let named: Vec<&str> = apps.values().map(String::as_str).collect();
+        let how = if local {
+            ""
+        } else {
+            " by the addresses they are uploaded to"
+        };
         notes.push(format!(
-            "{template}: nests the templates of other services by the addresses they are uploaded to ({}): deploying it too would create their resources a second time, so it is left out and they deploy one by one, in the order it gives them",
+            "{template}: nests the templates of other services{how} ({}): deploying it too would create their resources a second time, so it is left out and they deploy one by one, in the order it gives them",
             named.join(", ")
         ));
         umbrellas.push(links(&template, &resources, apps));
@@ -382,6 +396,29 @@ fn nested_by_address(
         }
     }
     apps
+}
+
+/// Resource id → the template of `templates` a stack or application of a template at the root
+/// (whose `resources` these are) nests by a local path (`TemplateURL: cfn/vpc.yaml`,
+/// `Location: ./apps/api.yaml`).
+fn nested_by_path(
+    resources: &serde_json::Map<String, Value>,
+    templates: &std::collections::BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    resources
+        .iter()
+        .filter_map(|(id, r)| {
+            let property = match r.get("Type").and_then(Value::as_str)? {
+                "AWS::CloudFormation::Stack" => "TemplateURL",
+                "AWS::Serverless::Application" => "Location",
+                _ => return None,
+            };
+            let path = r.pointer(&format!("/Properties/{property}"))?.as_str()?;
+            let nested =
+                ferry_manifest::normalize_relative(path).filter(|_| !path.contains("://"))?;
+            templates.contains(&nested).then(|| (id.clone(), nested))
+        })
+        .collect()
 }
 
 /// Leaves out each candidate whose template several other templates nest (a dead-letter queue,

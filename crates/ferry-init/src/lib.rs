@@ -169,12 +169,15 @@ pub enum InitError {
     #[error("{} is not a folder", .0.display())]
     NotAFolder(PathBuf),
     #[error(
-        "no service found in {}: Ferry looks for folders holding serverless.yml (or .yaml, .json, .ts, .js), a SAM template (Transform: AWS::Serverless-2016-10-31) or a CloudFormation template; add one, or write ferry.toml and service.toml by hand (see README){}",
+        "no service found in {}: Ferry looks for folders holding serverless.yml (or .yaml, .json, .ts, .js), a SAM template (Transform: AWS::Serverless-2016-10-31) or a CloudFormation template; add one, or write ferry.toml and service.toml by hand (see README){}{}",
         .root.display(),
+        root_hint(.at_root),
         cdk_hint(.cdk)
     )]
     NothingFound {
         root: PathBuf,
+        /// Templates at the repository's root, which holds ferry.toml and is no service folder.
+        at_root: Vec<String>,
         /// Folders holding an AWS CDK app (`cdk.json`), which Ferry does not deploy.
         cdk: Vec<String>,
     },
@@ -194,6 +197,16 @@ pub enum InitError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+fn root_hint(at_root: &[String]) -> String {
+    if at_root.is_empty() {
+        return String::new();
+    }
+    format!(
+        ". Its root holds {}, but the root holds ferry.toml and is no service folder: move each template (with the code it names) into a folder of its own and run init again",
+        at_root.join(", ")
+    )
 }
 
 fn cdk_hint(cdk: &[String]) -> String {
@@ -389,8 +402,11 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         code_artifacts(root, s, &mut notes);
     }
     if services.is_empty() {
+        // A template at the root that nests none is no umbrella (noted as such, which the
+        // error now says instead).
         return Err(InitError::NothingFound {
             root: root.to_path_buf(),
+            at_root: root_templates,
             cdk,
         });
     }

@@ -5034,3 +5034,70 @@ fn a_per_stage_file_git_ignores_is_noted() {
         s.services[0].inputs
     );
 }
+
+/// A template at the repository's root nesting the others by a local path (kalleeh/gurum's
+/// `template.yaml` nesting `cfn/vpc.yaml`) is an umbrella too: left out, its order and
+/// outputs given to them (before, init advised moving it into a folder, which would have
+/// deployed their resources a second time, and their parameters were left empty).
+#[test]
+fn a_root_template_nesting_others_by_a_local_path_is_an_umbrella() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "cfn/vpc.yaml",
+        "Resources:\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: 10.0.0.0/16\nOutputs:\n  VpcId:\n    Value: !Ref Vpc\n",
+    );
+    file(
+        r,
+        "cfn/cluster.yaml",
+        "Parameters:\n  VPC:\n    Type: String\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    file(
+        r,
+        "template.yaml",
+        "Resources:\n  VPC:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: cfn/vpc.yaml\n  Cluster:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ./cfn/cluster.yaml\n      Parameters:\n        VPC: !GetAtt VPC.Outputs.VpcId\n",
+    );
+    let s = scan(r).unwrap();
+    let cluster = s.services.iter().find(|f| f.name == "cluster").unwrap();
+    assert_eq!(
+        cluster.depends_on.keys().collect::<Vec<_>>(),
+        ["vpc"],
+        "{:#?}",
+        s.notes
+    );
+    assert_eq!(
+        cluster.parameters.get("VPC").map(|(v, _)| v.as_str()),
+        Some("${output:vpc.VpcId}")
+    );
+    let notes = s.notes.join("\n");
+    assert!(
+        notes.contains(
+            "template.yaml: nests the templates of other services (cfn/cluster.yaml, cfn/vpc.yaml)"
+        ),
+        "{notes}"
+    );
+    assert!(
+        !notes.contains("at the repository root: Ferry deploys services from folders"),
+        "{notes}"
+    );
+}
+
+/// A repository whose only template is at its root (aws-samples/aws-sam-java-rest) is told
+/// why it has no service: the root holds ferry.toml (before, "no service found" read as if the
+/// template were not there).
+#[test]
+fn a_template_only_at_the_root_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "template.yaml",
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      InlineCode: x\n      Handler: index.h\n      Runtime: nodejs20.x\n",
+    );
+    let err = scan(r).unwrap_err().to_string();
+    assert!(
+        err.contains("Its root holds template.yaml, but the root holds ferry.toml and is no service folder: move each template"),
+        "{err}"
+    );
+}
