@@ -535,6 +535,41 @@ pub(crate) fn candidates(root: &Path) -> Walked {
             // part of that one, not a candidate for the service's own.
             let mut own_notes = Vec::new();
             if templates.len() > 1 {
+                // A template packaged from another of the folder and committed (`sam package
+                // --output-template-file output.yaml`): the same resources, the code by its S3
+                // address where the other names a local path. A copy, not a service.
+                let shape = |f: &str| {
+                    let parsed = ferry_package::read_template(&root.join(format!("{rel}/{f}")));
+                    let resources = parsed.ok()?.get("Resources")?.as_object()?.clone();
+                    let ids: Vec<String> = resources.keys().cloned().collect();
+                    let by_address = serde_json::Value::Object(resources)
+                        .to_string()
+                        .contains("\"s3://");
+                    Some((ids, by_address))
+                };
+                let shapes: Vec<(String, Option<(Vec<String>, bool)>)> = templates
+                    .iter()
+                    .map(|(f, _)| (f.clone(), shape(f)))
+                    .collect();
+                templates.retain(|(f, _)| {
+                    let Some(Some((ids, true))) =
+                        shapes.iter().find(|(g, _)| g == f).map(|(_, s)| s)
+                    else {
+                        return true;
+                    };
+                    let source = shapes.iter().find(|(g, s)| {
+                        g != f && s.as_ref().is_some_and(|(i, by)| i == ids && !by)
+                    });
+                    match source {
+                        Some((g, _)) => {
+                            own_notes.push(format!(
+                                "{rel}/{f}: a packaged copy of {rel}/{g} (the same resources, its code by S3 address): left out, as Ferry packages {g} itself; delete it from the repository, or ignore it in git"
+                            ));
+                            false
+                        }
+                        None => true,
+                    }
+                });
                 // A SAM template's, or a CloudFormation template's with resources of its own
                 // (one holding only nested stacks is an umbrella: see `layout::settle`).
                 let nested: Vec<(String, String)> = templates

@@ -5101,3 +5101,38 @@ fn a_template_only_at_the_root_is_named_in_the_error() {
         "{err}"
     );
 }
+
+/// A packaged copy of a template committed beside it (aws-samples/serverless-coffee's
+/// `output.yaml` beside `template.yaml`, `CodeUri: s3://…`) is left out, noted: before, it was a
+/// service of its own, deploying the same resources a second time.
+#[test]
+fn a_packaged_copy_beside_its_template_is_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let template = |code: &str| {
+        format!(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: {code}\n      Handler: index.h\n      Runtime: nodejs20.x\n  Table:\n    Type: AWS::DynamoDB::Table\n"
+        )
+    };
+    file(r, "core/template.yaml", &template("src/"));
+    file(r, "core/src/index.js", "exports.h = 1;\n");
+    file(
+        r,
+        "core/output.yaml",
+        &template("s3://bucket/5f352d3ba76f2b06d0afc6a451d7c018"),
+    );
+    let s = scan(r).unwrap();
+    let found: Vec<String> = s
+        .services
+        .iter()
+        .map(|f| format!("{}/{}", f.dir, f.file))
+        .collect();
+    assert_eq!(found, ["core/template.yaml"], "{:#?}", s.notes);
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.starts_with("core/output.yaml: a packaged copy of core/template.yaml")),
+        "{:#?}",
+        s.notes
+    );
+}
