@@ -547,7 +547,8 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                         .contains("\"s3://");
                     Some((ids, by_address))
                 };
-                let shapes: Vec<(String, Option<(Vec<String>, bool)>)> = templates
+                // (file, its resources' ids and whether its code is by S3 address)
+                let shapes: Vec<(String, Option<_>)> = templates
                     .iter()
                     .map(|(f, _)| (f.clone(), shape(f)))
                     .collect();
