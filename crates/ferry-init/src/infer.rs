@@ -437,6 +437,33 @@ fn skeleton_with(s: &str, letters: usize) -> Option<String> {
     (out.chars().filter(char::is_ascii_alphanumeric).count() >= letters).then_some(out)
 }
 
+/// The names of the macros `Fn::Transform` runs anywhere in `v` (YAML's `!Transform` is read as
+/// it: `{"Fn::Transform": {"Name": …}}`).
+fn fn_transforms(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Mapping(m) => {
+            for (k, x) in m {
+                if k.as_str() == Some("Fn::Transform")
+                    && let Some(name) = x.get("Name").and_then(Value::as_str)
+                {
+                    out.push(name.to_string());
+                }
+                fn_transforms(x, out);
+            }
+        }
+        Value::Sequence(items) => items.iter().for_each(|x| fn_transforms(x, out)),
+        Value::Tagged(t) => {
+            if t.tag == "!Transform"
+                && let Some(name) = t.value.get("Name").and_then(Value::as_str)
+            {
+                out.push(name.to_string());
+            }
+            fn_transforms(&t.value, out);
+        }
+        _ => {}
+    }
+}
+
 /// A Serverless configuration's `provider.region`: a literal, or one a `${self:…}` it names
 /// holds; none for `${opt:region, …}`, which the stage's `--region` gives (its default names no
 /// region the stages must have); `Err` with the value as written when it comes from where Ferry
@@ -758,6 +785,9 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
             .collect(),
         _ => Vec::new(),
     };
+    // Also a macro run on part of the template (`Fn::Transform: {Name: DatetimeNow}`).
+    let mut transforms = transforms;
+    fn_transforms(&doc, &mut transforms);
     said.transforms = transforms
         .into_iter()
         .filter(|t| !t.starts_with("AWS::"))

@@ -360,9 +360,12 @@ pub(crate) fn stack_name(
         ));
         return None;
     }
+    // The names as the scripts write them (`app-prod`, `app-dev`), not the pattern made of
+    // them, which no script holds.
+    let written: Vec<&str> = raws.iter().map(|r| r.trim()).collect();
     Some((
         pattern,
-        format!("as {from} names its stacks: {}", raw.trim()),
+        format!("as {from} names its stacks: {}", written.join(", ")),
     ))
 }
 

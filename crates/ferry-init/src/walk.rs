@@ -509,6 +509,7 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                                 "AWS::KMS::",
                                 "AWS::Logs::",
                                 "AWS::Events::Rule",
+                                "AWS::CloudTrail::Trail",
                                 "AWS::S3::Bucket",
                                 "AWS::SNS::",
                             ]

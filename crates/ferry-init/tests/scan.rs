@@ -4933,6 +4933,17 @@ fn a_template_running_a_macro_depends_on_the_service_defining_it() {
         "other/template.yaml",
         "Transform: NoSuchMacro\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
     );
+    // A macro run on part of the template (awslabs' DatetimeNow example).
+    file(
+        r,
+        "now-macro/template.yaml",
+        "Resources:\n  Macro:\n    Type: AWS::CloudFormation::Macro\n    Properties:\n      Name: DatetimeNow\n      FunctionName: arn:aws:lambda:us-east-1:123456789012:function:now\n",
+    );
+    file(
+        r,
+        "stamped/template.yaml",
+        "Resources:\n  P:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Type: String\n      Value:\n        Fn::Transform:\n          Name: DatetimeNow\n          Parameters:\n            format: '%Y'\n",
+    );
     let s = scan(r).unwrap();
     let deps = |n: &str| {
         s.services
@@ -4954,6 +4965,7 @@ fn a_template_running_a_macro_depends_on_the_service_defining_it() {
         "its template's Transform runs macro `Count`, which count-macro defines"
     );
     assert!(deps("other").is_empty());
+    assert_eq!(deps("stamped").keys().collect::<Vec<_>>(), ["now-macro"]);
 }
 
 /// A CloudFormation template with resources of its own nesting a helper template of its folder
