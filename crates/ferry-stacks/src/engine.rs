@@ -1204,13 +1204,7 @@ impl Engine {
             });
             if !matches!(&lost, Ok(l) if l.is_empty()) {
                 // Never left behind; the refusal (or the failure to read it) is what is said.
-                let _ = self
-                    .client
-                    .delete_change_set()
-                    .change_set_name(&cs_id)
-                    .stack_name(name)
-                    .send()
-                    .await;
+                let _ = self.delete_change_set(name, &cs_id).await;
                 return Err(match lost {
                     Err(e) => e,
                     Ok(resources) => StackError::AdoptionWouldDelete {
@@ -1264,16 +1258,22 @@ impl Engine {
                 .collect::<BTreeMap<String, String>>()
         });
         // Never left behind, whatever happened reading it; a failed delete is said.
-        let deleted = self
-            .client
+        let deleted = self.delete_change_set(name, &cs_id).await;
+        let out = read?;
+        deleted?;
+        Ok(Some(out))
+    }
+
+    /// Deletes change set `cs_id` of stack `name`, never executed.
+    async fn delete_change_set(&self, name: &str, cs_id: &str) -> Result<(), StackError> {
+        self.client
             .delete_change_set()
-            .change_set_name(&cs_id)
+            .change_set_name(cs_id)
             .stack_name(name)
             .send()
-            .await;
-        let out = read?;
-        deleted.map_err(|e| self.api(name, "DeleteChangeSet", &e))?;
-        Ok(Some(out))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.api(name, "DeleteChangeSet", &e))
     }
 
     /// The resource changes of change set `cs_id` of stack `name` (DescribeChangeSet, every
@@ -1356,13 +1356,7 @@ impl Engine {
                 Some(ChangeSetStatus::Failed) => {
                     let reason =
                         ferry_ci::one_line(d.status_reason().unwrap_or_default()).into_owned();
-                    let _ = self
-                        .client
-                        .delete_change_set()
-                        .change_set_name(&cs_id)
-                        .stack_name(name)
-                        .send()
-                        .await;
+                    let _ = self.delete_change_set(name, &cs_id).await;
                     if is_no_change(&reason) {
                         return Ok(None);
                     }
