@@ -309,6 +309,30 @@ fn a_secret_appears_in_no_output_even_from_a_failing_child() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// Keeps `secret` as SecureString `name` in stage dev, then runs `exec dev` of a command
+/// printing it to standard output and standard error: (exit code, output, error output).
+fn exec_printing_a_secret(r: &TestRepo, name: &str, secret: &str) -> (i32, String, String) {
+    let (code, _, err) = run(
+        &mut xtask(r, &["param", "set", "dev", name, "--secure"]),
+        Some(secret),
+    );
+    assert_eq!(code, 0, "{err}");
+    run(
+        &mut xtask(
+            r,
+            &[
+                "exec",
+                "dev",
+                "--",
+                "sh",
+                "-c",
+                &format!("echo value={secret}; echo {secret} >&2"),
+            ],
+        ),
+        None,
+    )
+}
+
 /// A SecureString a service reads from outside the stage's parameters-path (an absolute
 /// `${ssm:…}` name, as `init` once advised without writing a parameters-path) is masked in what
 /// `exec` runs prints: before, only those under the path were, and a probe saw it in clear.
@@ -324,34 +348,8 @@ fn exec_masks_a_secret_a_service_reads_from_outside_the_parameters_path() {
         "Parameters:\n  DbPassword: {Type: String, NoEcho: true}\nResources: {}\n",
     );
     let secret = "0utside-S3cr3t-value";
-    let (code, _, err) = run(
-        &mut xtask(
-            &r,
-            &[
-                "param",
-                "set",
-                "dev",
-                "/cli-outside-elsewhere/dev/DbPassword",
-                "--secure",
-            ],
-        ),
-        Some(secret),
-    );
-    assert_eq!(code, 0, "{err}");
-    let (code, out, err) = run(
-        &mut xtask(
-            &r,
-            &[
-                "exec",
-                "dev",
-                "--",
-                "sh",
-                "-c",
-                &format!("echo value={secret}; echo {secret} >&2"),
-            ],
-        ),
-        None,
-    );
+    let (code, out, err) =
+        exec_printing_a_secret(&r, "/cli-outside-elsewhere/dev/DbPassword", secret);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "value=****\n");
     assert!(err.contains("****") && !err.contains(secret), "{err}");
@@ -374,36 +372,11 @@ fn exec_masks_a_secret_a_serverless_configuration_reads() {
         "service: sls\nprovider:\n  name: aws\n  environment:\n    OKTA: ${ssm:/cli-sls-secret-okta/${sls:stage}/client_secret}\n    TEAM: ${ssm:/teams/${env:TEAM}/name}\n",
     );
     let secret = "S3cr3tOkta-XYZ123";
-    let (code, _, err) = run(
-        &mut xtask(
-            &r,
-            &[
-                "param",
-                "set",
-                "dev",
-                "/cli-sls-secret-okta/dev/client_secret",
-                "--secure",
-            ],
-        ),
-        Some(secret),
-    );
-    assert_eq!(code, 0, "{err}");
-    let (code, out, err) = run(
-        &mut xtask(
-            &r,
-            &[
-                "exec",
-                "dev",
-                "--",
-                "sh",
-                "-c",
-                &format!("echo value={secret}"),
-            ],
-        ),
-        None,
-    );
+    let (code, out, err) =
+        exec_printing_a_secret(&r, "/cli-sls-secret-okta/dev/client_secret", secret);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "value=****\n", "{err}");
+    assert!(!err.contains(secret), "{err}");
     assert!(
         err.contains("warning: sls reads SSM parameters through `/teams/${env:TEAM}/name`, which Ferry cannot resolve before the framework runs"),
         "{err}"
