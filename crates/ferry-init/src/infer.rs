@@ -40,6 +40,8 @@ struct Said {
     /// (name → the parameter): what every stage reads unless the parameter is given.
     ssm_defaults: BTreeMap<String, String>,
     region: Option<String>,
+    /// See [`Found::stage_regions`].
+    stage_regions: BTreeMap<String, String>,
     /// Why Ferry cannot read its stack name before the framework runs (Serverless), if so.
     unreadable_stack_name: Option<String>,
     /// A configuration program's literal `service` name, the base of its guessed stack name.
@@ -321,6 +323,7 @@ pub(crate) fn links(
         svc.inputs.extend(inputs);
         svc.file_reads = file_reads;
         svc.region = region;
+        svc.stage_regions = said[i].stage_regions.clone();
         let base = said[i].literal_service.as_deref().unwrap_or(&svc.name);
         if let Some(why) = said[i].unreadable_stack_name.clone() {
             svc.stack_name = Some((format!("{base}-{{stage}}"), why));
@@ -705,6 +708,7 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
         notes.extend(other_stage_names(&shown, &doc));
     } else {
         said.region = crate::overrides::deploy_region(root, &s.dir, &s.file, notes);
+        said.stage_regions = crate::overrides::stage_regions(root, &s.dir, &s.file);
     }
     // A value that is no region (`localhost`, which the serverless-offline plugin takes) would
     // make the stages' region one that every command refuses.

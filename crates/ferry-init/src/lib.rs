@@ -59,6 +59,9 @@ pub struct Found {
     pub parameters: BTreeMap<String, (String, String)>,
     /// The region the service's own files name (`provider.region`), if any.
     pub region: Option<String>,
+    /// The regions its SAM configuration's environments named after the stages deploy to
+    /// (`[prod]` in eu-west-1, `[dev]` in eu-west-2): stage → region.
+    pub stage_regions: BTreeMap<String, String>,
     /// The `[package] build` written for it, and the comment saying why: for a Serverless
     /// Framework service with a `package.json` of its own (not a member of the root's
     /// workspaces), the command that installs its dependencies (the framework's plugins, the CLI
@@ -102,6 +105,20 @@ impl Scan {
     pub fn region(&self) -> String {
         self.named_region()
             .map_or_else(|| DEFAULT_REGION.to_string(), |(r, _)| r.to_string())
+    }
+
+    /// The region of stage `stage` (`dev`, `staging`, `prod`): the one the services' SAM
+    /// configurations give that stage when they all agree, else [`Scan::region`].
+    pub fn stage_region(&self, stage: &str) -> String {
+        let given: BTreeSet<&str> = self
+            .services
+            .iter()
+            .filter_map(|s| s.stage_regions.get(stage).map(String::as_str))
+            .collect();
+        match given.into_iter().collect::<Vec<_>>().as_slice() {
+            [one] => one.to_string(),
+            _ => self.region(),
+        }
     }
 
     /// The region most services name, with how many name it; `None` when none names one.
@@ -317,6 +334,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
             inputs: c.inputs,
             parameters: BTreeMap::new(),
             region: None,
+            stage_regions: BTreeMap::new(),
             stack_name: None,
             build: c.build,
             built_template: None,
@@ -1178,6 +1196,22 @@ fn region_notes(scan: &Scan) -> Vec<String> {
             ))
         }
         Some(_) => None,
+    };
+    // Stages written with a region of their own (a SAM configuration's environment named
+    // after the stage): said beside, as "every stage" no longer holds.
+    let own: Vec<String> = STAGES
+        .iter()
+        .map(|st| (st, scan.stage_region(st)))
+        .filter(|(_, r)| *r != stages)
+        .map(|(st, r)| format!("{st} with `{r}`"))
+        .collect();
+    let whence = match (whence, own.is_empty()) {
+        (w, true) => w,
+        (w, false) => Some(format!(
+            "{} (but {}, as the SAM configurations' environments named after them say)",
+            w.unwrap_or_else(|| format!("ferry.toml: every stage is written with `{stages}`")),
+            own.join(", ")
+        )),
     };
     whence
         .into_iter()

@@ -480,7 +480,7 @@ pub(crate) fn deploy_region(
     if each.iter().any(|(_, r)| *r != each[0].1) {
         let shown: Vec<String> = each.iter().map(|(at, r)| format!("{at} {r}")).collect();
         notes.push(format!(
-            "{}: its SAM configuration deploys to more than one region ({}): init wrote one for every stage; set each stage's region in ferry.toml to its stacks' (else Ferry deploys new stacks in the region written)",
+            "{}: its SAM configuration deploys to more than one region ({}): each stage is written with the region of the environment named after it where the services agree, else one for every stage; check each stage's region in ferry.toml against its stacks' (else Ferry deploys new stacks in the region written)",
             crate::template_path(dir, file),
             shown.join(", ")
         ));
@@ -548,6 +548,27 @@ pub(crate) fn deploy_region(
 /// is one is judged by the caller.
 fn region_like(r: &str) -> bool {
     !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// The regions the service's SAM configuration gives the environments named after the stages
+/// (`[prod]`'s `region`), stage → region.
+pub(crate) fn stage_regions(root: &Path, dir: &str, file: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for c in samconfigs(root, dir, file) {
+        for e in c.envs.as_deref().unwrap_or_default() {
+            if !crate::STAGES.contains(&e.name.as_str()) {
+                continue;
+            }
+            let region = e
+                .parameter(&["deploy", "global"], "region")
+                .and_then(samconfig::Value::as_str)
+                .filter(|r| region_like(r) && ferry_manifest::is_region_name(r));
+            if let Some(r) = region {
+                out.entry(e.name.clone()).or_insert_with(|| r.to_string());
+            }
+        }
+    }
+    out
 }
 
 /// A samconfig's region: its `default` environment's `deploy` or `global` parameters', else the

@@ -88,7 +88,6 @@ fn service_patterns<'d>(root: &Path, dirs: impl Iterator<Item = &'d str>) -> Vec
 
 /// `ferry.toml` and one `service.toml` per service: (repository-relative path, text).
 pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
-    let region = scan.region();
     let mut files = Vec::new();
     let mut project = String::new();
     let _ = writeln!(
@@ -132,8 +131,12 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
     let _ = writeln!(project, "# region: {whence}.");
     let _ = writeln!(
         project,
-        "# parameters-path: the stage's SSM parameters. A name without a leading `/` (`param set dev\n# db-password --secure`, `${{ssm:db-password}}`) lies under it, and `exec` and every\n# output mask the SecureStrings there.\n[stages.dev]\nregion = {r}\nparameters-path = {dev}\n\n[stages.staging]\nregion = {r}\nparameters-path = {staging}\n\n[stages.prod]\nregion = {r}\nparameters-path = {prod}\nprotected = true\n\n# Any other stage name (a branch, a pull request) is a preview stage; previews share\n# their parameters.\n[stages.\"*\"]\nregion = {r}\nparameters-path = {preview}",
-        r = quoted(&region),
+        "# parameters-path: the stage's SSM parameters. A name without a leading `/` (`param set dev\n# db-password --secure`, `${{ssm:db-password}}`) lies under it, and `exec` and every\n# output mask the SecureStrings there.\n[stages.dev]\nregion = {r_dev}\nparameters-path = {dev}\n\n[stages.staging]\nregion = {r_staging}\nparameters-path = {staging}\n\n[stages.prod]\nregion = {r_prod}\nparameters-path = {prod}\nprotected = true\n\n# Any other stage name (a branch, a pull request) is a preview stage; previews share\n# their parameters.\n[stages.\"*\"]\nregion = {r_preview}\nparameters-path = {preview}",
+        r_dev = quoted(&scan.stage_region("dev")),
+        r_staging = quoted(&scan.stage_region("staging")),
+        r_prod = quoted(&scan.stage_region("prod")),
+        // Previews deploy beside dev.
+        r_preview = quoted(&scan.stage_region("dev")),
         dev = path("dev"),
         staging = path("staging"),
         prod = path("prod"),

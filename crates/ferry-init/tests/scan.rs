@@ -4542,10 +4542,14 @@ fn samconfig_in_yaml_and_a_config_file_a_script_names_are_read() {
         s.notes
     );
     let files = render(&s, r);
+    // Each stage is written with the region of the environment named after it: prod's stacks
+    // are in eu-west-1 (before, eu-west-2 was written for prod too).
+    let toml = ferry_toml(&files);
     assert!(
-        ferry_toml(&files).contains("region = \"eu-west-2\""),
-        "{}",
-        ferry_toml(&files)
+        toml.contains("[stages.dev]\nregion = \"eu-west-2\"")
+            && toml.contains("[stages.prod]\nregion = \"eu-west-1\"")
+            && toml.contains("[stages.\"*\"]\nregion = \"eu-west-2\""),
+        "{toml}"
     );
 }
 
