@@ -323,6 +323,20 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
                 notes.push(format!("{}: {why}: named `{name}`", c.dir));
             }
         }
+        // A name whose stack name (`{service}-{stage}`) leaves a preview stage's id no room
+        // under CloudFormation's 128 characters: the configuration would not load.
+        if c.kind != ServiceKind::Serverless && name.len() > MAX_SERVICE_NAME {
+            let long = name.clone();
+            let mut n = 1;
+            while n == 1 || !free(&name, &names) {
+                name = short_name(&long, n);
+                n += 1;
+            }
+            notes.push(format!(
+                "{}: its name `{long}` is too long for its stacks' names to hold a preview stage's id (CloudFormation takes 128 characters): named `{name}`",
+                c.dir
+            ));
+        }
         names.insert(name.clone());
         notes.extend(c.notes);
         services.push(Found {
@@ -480,6 +494,25 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
 pub(crate) fn template_path(dir: &str, file: &str) -> String {
     let joined = format!("{dir}/{file}");
     ferry_manifest::normalize_relative(&joined).unwrap_or(joined)
+}
+
+/// The longest service name whose default stack name (`{service}-{stage}`) holds a preview
+/// stage's id.
+const MAX_SERVICE_NAME: usize = ferry_manifest::MAX_STACK_NAME - 1 - ferry_manifest::MAX_PREVIEW_ID;
+
+/// `long` cut to fit [`MAX_SERVICE_NAME`], told apart from other cut names by a hash of the
+/// whole (FNV-1a, the same on every machine) and, past the first, a number `n`.
+fn short_name(long: &str, n: usize) -> String {
+    let hash = long.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let tail = if n > 1 {
+        format!("-{hash:08x}-{n}")
+    } else {
+        format!("-{hash:08x}")
+    };
+    let head = long[..MAX_SERVICE_NAME - tail.len()].trim_end_matches('-');
+    format!("{head}{tail}")
 }
 
 /// Where `sam build` writes the template it builds, relative to the folder it runs in.

@@ -5152,3 +5152,33 @@ fn a_packaged_copy_beside_its_template_is_left_out() {
         s.notes
     );
 }
+
+/// A folder name too long for its stacks' names to hold a preview stage's id
+/// (awslabs/aws-cloudformation-templates'
+/// `aws-solutions-lambda-backed-cloudformation-custom-resources-fetch-ami-from-parameter-store`)
+/// is cut, with a hash of the whole, so that what init writes loads (before, the whole
+/// configuration was refused).
+#[test]
+fn a_name_too_long_for_a_preview_s_stack_name_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let long = "aws-solutions-lambda-backed-cloudformation-custom-resources-fetch-ami-from-parameter-store-x";
+    let queue = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n";
+    file(r, &format!("{long}/template.yaml"), queue);
+    file(r, &format!("{long}-2/template.yaml"), queue);
+    let s = scan(r).unwrap();
+    let names: Vec<&str> = s.services.iter().map(|f| f.name.as_str()).collect();
+    assert!(names.iter().all(|n| n.len() <= 87), "{names:?}");
+    assert_ne!(names[0], names[1]);
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.contains("is too long for its stacks' names to hold a preview stage's id")),
+        "{:#?}",
+        s.notes
+    );
+    let files = render(&s, r);
+    let source = ferry_manifest::FsSource::new(r);
+    let problems = ferry_init::problems_after(r, &source, &s, &files);
+    assert!(problems.is_empty(), "{problems:#?}");
+}
