@@ -330,7 +330,9 @@ fn by_address(
         let mut apps = nested_by_address(&template, &resources, &templates);
         // A template at the root nesting them by a local path (`TemplateURL: cfn/vpc.yaml`),
         // which is no candidate itself, so the walk's reach never saw it.
-        let by_path = if at_root {
+        // (Only one holding nothing but nested stacks: one with resources of its own would
+        // have them deployed by no service.)
+        let by_path = if at_root && only_nested_stacks(&resources) {
             nested_by_path(&resources, &templates)
         } else {
             BTreeMap::new()
@@ -396,6 +398,17 @@ fn nested_by_address(
         }
     }
     apps
+}
+
+/// Whether every resource of a template (its `resources`) is a nested stack or application: an
+/// umbrella's whole content.
+pub(crate) fn only_nested_stacks(resources: &serde_json::Map<String, Value>) -> bool {
+    resources.values().all(|r| {
+        matches!(
+            r.get("Type").and_then(Value::as_str),
+            Some("AWS::CloudFormation::Stack" | "AWS::Serverless::Application")
+        )
+    })
 }
 
 /// Resource id → the template of `templates` a stack or application of a template at the root

@@ -107,13 +107,15 @@ impl Scan {
             .map_or_else(|| DEFAULT_REGION.to_string(), |(r, _)| r.to_string())
     }
 
-    /// The region of stage `stage` (`dev`, `staging`, `prod`): the one the services' SAM
-    /// configurations give that stage when they all agree, else [`Scan::region`].
+    /// The region of stage `stage` (`dev`, `staging`, `prod`): the one every service that names
+    /// a region gives that stage (its SAM configuration's environment named after it, else its
+    /// own region) when they all agree, else [`Scan::region`].
     pub fn stage_region(&self, stage: &str) -> String {
         let given: BTreeSet<&str> = self
             .services
             .iter()
-            .filter_map(|s| s.stage_regions.get(stage).map(String::as_str))
+            .filter_map(|s| s.stage_regions.get(stage).or(s.region.as_ref()))
+            .map(String::as_str)
             .collect();
         match given.into_iter().collect::<Vec<_>>().as_slice() {
             [one] => one.to_string(),

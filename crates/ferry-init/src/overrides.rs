@@ -148,8 +148,8 @@ pub(crate) fn read_noting_secrets(
         // A parameters file of the repository only (`file://env/x.json`, not `file:///etc/…`);
         // one of which nothing could be read is noted, not passed over.
         let unread = std::cell::RefCell::new(Vec::new());
-        let parameters_file = |path: &str| {
-            let rel = crate::local_deps::resolve(of.folder(), path)?;
+        let parameters_file = |cwd: &str, path: &str| {
+            let rel = crate::local_deps::resolve(cwd, path)?;
             let text = small_text(&root.join(&rel))?;
             let pairs = parameters_json(&text);
             if pairs.is_empty() && !text.trim().is_empty() {
@@ -371,27 +371,25 @@ pub(crate) fn stack_name(
 
 /// The SAM configuration files the service's `sam deploy` reads: its folders' own (see
 /// [`samconfig::found`]) and each its deploy scripts name with `--config-file`, from the folder
-/// of the template the command names (as the SAM CLI reads it), else the script's: one per
+/// of the template the command names (as the SAM CLI reads it), else the one the command runs
+/// in: one per
 /// stage for a name with the stage's variable in it (`config/sam-$(STAGE).toml`), none for a
 /// name with another variable.
 fn samconfigs(root: &Path, dir: &str, file: &str) -> Vec<samconfig::Found> {
     let mut named: Vec<String> = Vec::new();
     for (_, text, of) in scripts_of(root, dir, file) {
-        for command in deploy_commands_of(&text, &of) {
+        for (cwd, command) in deploy_commands_of(&text, &of) {
             let flag = |name: &str| command.windows(2).find(|p| p[0] == name).map(|p| &p[1]);
-            let Some(raw) = flag("--config-file") else {
+            let (Some(raw), Some(cwd)) = (flag("--config-file"), cwd) else {
                 continue;
             };
             let template = TEMPLATE_FLAGS.iter().find_map(|f| flag(f));
             let base = template
-                .and_then(|t| crate::local_deps::resolve(of.folder(), t))
-                .map_or_else(
-                    || of.folder().to_string(),
-                    |t| {
-                        t.rsplit_once('/')
-                            .map_or(String::new(), |(d, _)| d.to_string())
-                    },
-                );
+                .and_then(|t| crate::local_deps::resolve(&cwd, t))
+                .map_or(cwd, |t| {
+                    t.rsplit_once('/')
+                        .map_or(String::new(), |(d, _)| d.to_string())
+                });
             let names = match translate(raw) {
                 Ok(v) if v.contains("${region}") => Vec::new(),
                 Ok(v) if v.contains("${stage}") => crate::STAGES
@@ -634,7 +632,7 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
         make: true,
         from_root: false,
     };
-    deploy_overrides_of(text, &of, &|_| None).concat()
+    deploy_overrides_of(text, &of, &|_, _| None).concat()
 }
 
 /// `Key=Value` pairs after `--parameter-overrides` (`sam deploy`, `aws cloudformation deploy`)
@@ -645,13 +643,13 @@ fn deploy_overrides(text: &str, template: &str) -> Vec<(String, String)> {
 fn deploy_overrides_of(
     text: &str,
     of: &Of,
-    parameters_file: &dyn Fn(&str) -> Option<Pairs>,
+    parameters_file: &dyn Fn(&str, &str) -> Option<Pairs>,
 ) -> Vec<Pairs> {
     // `--parameter-overrides="A=1" "B=2"` as `--parameter-overrides A=1 B=2` (its words come
     // split by `flag_words`).
     deploy_commands_of(text, of)
         .into_iter()
-        .map(|w| {
+        .map(|(cwd, w)| {
             let Some(at) = w
                 .iter()
                 .position(|x| x == "--parameter-overrides" || x == "--parameters")
@@ -659,7 +657,10 @@ fn deploy_overrides_of(
                 return Vec::new();
             };
             if let Some(path) = w.get(at + 1).and_then(|x| x.strip_prefix("file://")) {
-                return parameters_file(path).unwrap_or_default();
+                // From the folder the command runs in.
+                return cwd
+                    .and_then(|cwd| parameters_file(&cwd, path))
+                    .unwrap_or_default();
             }
             // `--parameter-overrides 'A=1 B="x y"'` passes several in one quoted word, as the
             // SAM CLI takes them: each word is split again.

@@ -299,7 +299,7 @@ pub(crate) fn scripts_of(root: &Path, dir: &str, file: &str) -> Vec<(String, Str
 /// lines joined and a line's commands taken one by one (`aws s3 cp … --region x && sam
 /// deploy …`: the copy's flags are not the deploy's), each from the folder a `cd` before it
 /// went to (`cd ../storage && sam deploy` deploys storage's template, not the script folder's).
-pub(crate) fn deploy_commands_of(text: &str, of: &Of) -> Vec<Vec<String>> {
+pub(crate) fn deploy_commands_of(text: &str, of: &Of) -> Vec<(Option<String>, Vec<String>)> {
     let folder = of.folder();
     let all = script_commands(text, of.start(), folder, of.make());
     let deploys = all.iter().filter(|(_, w)| {
@@ -374,7 +374,7 @@ pub(crate) fn deploy_commands_of(text: &str, of: &Of) -> Vec<Vec<String>> {
             })
             .collect(),
     };
-    commands.into_iter().map(|(_, w)| w.clone()).collect()
+    commands.into_iter().cloned().collect()
 }
 
 /// The commands of a Makefile or shell script of `folder` (repository-relative), run from
@@ -609,7 +609,7 @@ pub(crate) fn subcommand(command: &[String], sub: &str) -> bool {
 pub(crate) fn deploy_flag_of(text: &str, of: &Of, flag: &str) -> Vec<String> {
     deploy_commands_of(text, of)
         .into_iter()
-        .filter_map(|w| w.windows(2).find(|p| p[0] == flag).map(|p| p[1].clone()))
+        .filter_map(|(_, w)| w.windows(2).find(|p| p[0] == flag).map(|p| p[1].clone()))
         .collect()
 }
 

@@ -559,6 +559,10 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                     else {
                         return true;
                     };
+                    // The SAM CLI's own name is the source's, whatever its code says.
+                    if matches!(f.as_str(), "template.yaml" | "template.yml") {
+                        return true;
+                    }
                     let source = shapes.iter().find(|(g, s)| {
                         g != f && s.as_ref().is_some_and(|(i, by)| i == ids && !by)
                     });
@@ -900,14 +904,7 @@ pub(crate) fn has_glob_char(path: &str) -> bool {
 /// Whether every resource of the template at `root/template` is a nested stack (an umbrella's
 /// whole content).
 fn only_nested_stacks(root: &Path, template: &str) -> bool {
-    crate::layout::resources_of(root, template)
-        .values()
-        .all(|r| {
-            matches!(
-                r.get("Type").and_then(|t| t.as_str()),
-                Some("AWS::CloudFormation::Stack" | "AWS::Serverless::Application")
-            )
-        })
+    crate::layout::only_nested_stacks(&crate::layout::resources_of(root, template))
 }
 
 #[cfg(test)]

@@ -4542,13 +4542,12 @@ fn samconfig_in_yaml_and_a_config_file_a_script_names_are_read() {
         s.notes
     );
     let files = render(&s, r);
-    // Each stage is written with the region of the environment named after it: prod's stacks
-    // are in eu-west-1 (before, eu-west-2 was written for prod too).
+    // Orders' [prod] deploys to eu-west-1, but billing names eu-west-2 for every stage: the
+    // services disagree, so prod keeps the region most name (noted above).
     let toml = ferry_toml(&files);
     assert!(
         toml.contains("[stages.dev]\nregion = \"eu-west-2\"")
-            && toml.contains("[stages.prod]\nregion = \"eu-west-1\"")
-            && toml.contains("[stages.\"*\"]\nregion = \"eu-west-2\""),
+            && toml.contains("[stages.prod]\nregion = \"eu-west-2\""),
         "{toml}"
     );
 }
@@ -5181,4 +5180,124 @@ fn a_name_too_long_for_a_preview_s_stack_name_is_cut() {
     let source = ferry_manifest::FsSource::new(r);
     let problems = ferry_init::problems_after(r, &source, &s, &files);
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// Each stage is written with the region of the SAM configuration's environment named after
+/// it when every service naming a region agrees ([prod] in eu-west-1, the others in eu-west-2:
+/// before, eu-west-2 was written for prod too); a service naming another region for every
+/// stage (a Serverless `provider.region`) disagrees, and the stages keep one region.
+#[test]
+fn each_stage_takes_the_region_its_environment_names_where_the_services_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "api/template.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    file(
+        r,
+        "api/samconfig.toml",
+        "version = 0.1\n[dev.deploy.parameters]\nregion = \"eu-west-2\"\n[staging.deploy.parameters]\nregion = \"eu-west-2\"\n[prod.deploy.parameters]\nregion = \"eu-west-1\"\n",
+    );
+    let s = scan(r).unwrap();
+    let toml = ferry_toml(&render(&s, r)).to_string();
+    for (stage, region) in [
+        ("dev", "eu-west-2"),
+        ("staging", "eu-west-2"),
+        ("prod", "eu-west-1"),
+    ] {
+        assert!(
+            toml.contains(&format!("[stages.{stage}]\nregion = \"{region}\"")),
+            "{stage}: {toml}"
+        );
+    }
+    file(
+        r,
+        "web/serverless.yml",
+        "service: web\nprovider:\n  name: aws\n  region: eu-west-2\n",
+    );
+    let s = scan(r).unwrap();
+    let toml = ferry_toml(&render(&s, r)).to_string();
+    assert!(
+        toml.contains("[stages.prod]\nregion = \"eu-west-2\""),
+        "{toml}"
+    );
+}
+
+/// A root buildspec deploying a service after `cd`: its `--config-file` and `file://`
+/// parameters are read from the folder the command runs in (a review's find: they were read
+/// from the buildspec's); a root template with resources of its own nesting one by a local
+/// path is no umbrella (its table would be deployed by nobody); a `template.yaml` whose code is
+/// by S3 address is never taken for a packaged copy.
+#[test]
+fn commands_after_cd_read_their_files_from_where_they_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let sam = "Transform: AWS::Serverless-2016-10-31\nParameters:\n  Table:\n    Type: String\nResources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      InlineCode: x\n      Handler: index.h\n      Runtime: nodejs20.x\n";
+    file(r, "services/api/template.yaml", sam);
+    file(
+        r,
+        "services/api/sam.toml",
+        "[prod.deploy.parameters]\nstack_name = \"shop-api-prod\"\n[dev.deploy.parameters]\nstack_name = \"shop-api-dev\"\n",
+    );
+    file(r, "services/api/params.json", r#"["Table=/shop/api"]"#);
+    file(
+        r,
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - cd services/api && sam deploy --config-file sam.toml --parameter-overrides file://params.json\n",
+    );
+    let s = scan(r).unwrap();
+    let api = s.services.iter().find(|f| f.name == "api").unwrap();
+    assert_eq!(
+        api.stack_name.as_ref().map(|(p, _)| p.as_str()),
+        Some("shop-api-{stage}"),
+        "{:#?}",
+        s.notes
+    );
+    assert_eq!(
+        api.parameters.get("Table").map(|(v, _)| v.as_str()),
+        Some("/shop/api")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "nested/api.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    file(
+        r,
+        "template.yaml",
+        "Resources:\n  Table:\n    Type: AWS::DynamoDB::Table\n  Api:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: nested/api.yaml\n",
+    );
+    let notes = scan(r).unwrap().notes.join("\n");
+    assert!(
+        !notes.contains("template.yaml: nests the templates"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("template.yaml at the repository root"),
+        "{notes}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let code = |c: &str| {
+        format!(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: {c}\n      Handler: index.h\n      Runtime: nodejs20.x\n"
+        )
+    };
+    file(r, "svc/template.yaml", &code("s3://prebuilt/fn.zip"));
+    file(r, "svc/template-local.yaml", &code("src/"));
+    file(r, "svc/src/index.js", "exports.h = 1;\n");
+    let s = scan(r).unwrap();
+    assert!(
+        !s.notes
+            .iter()
+            .any(|n| n.starts_with("svc/template.yaml: a packaged copy")),
+        "{:#?}",
+        s.notes
+    );
 }
