@@ -707,8 +707,8 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
         notes.extend(stage_maps_missing(&shown, &doc, &text));
         notes.extend(other_stage_names(&shown, &doc));
     } else {
-        said.region = crate::overrides::deploy_region(root, &s.dir, &s.file, notes);
-        said.stage_regions = crate::overrides::stage_regions(root, &s.dir, &s.file);
+        (said.region, said.stage_regions) =
+            crate::overrides::deploy_regions(root, &s.dir, &s.file, notes);
     }
     // A value that is no region (`localhost`, which the serverless-offline plugin takes) would
     // make the stages' region one that every command refuses.
@@ -820,11 +820,14 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
         }
     }
     walk(&doc, &mut said);
-    said.file_patterns = said
-        .files
-        .iter()
-        .map(|f| ferry_manifest::serverless_pattern(f, &text).unwrap_or_else(|| f.clone()))
-        .collect();
+    if !said.files.is_empty() {
+        let config = ferry_manifest::ServerlessConfig::parse(&text);
+        said.file_patterns = said
+            .files
+            .iter()
+            .map(|f| config.pattern(f).unwrap_or_else(|| f.clone()))
+            .collect();
+    }
     said
 }
 

@@ -556,7 +556,7 @@ fn code_artifacts(root: &Path, s: &mut Found, notes: &mut Vec<String>) {
     else {
         return;
     };
-    let template_dir = template.rsplit_once('/').map_or("", |(d, _)| d);
+    let template_dir = local_deps::parent(&template);
     for (resource, _, property) in ferry_package::local_code_paths(&parsed) {
         let Some(local) = parsed["Resources"][&resource]["Properties"][&property]
             .as_str()

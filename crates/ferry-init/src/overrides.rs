@@ -87,7 +87,8 @@ pub(crate) fn read_noting_secrets(
     let mut found: Vec<(String, String, String)> = Vec::new();
     // Parameters the SAM configuration's environments give different values: none written.
     let mut differing: BTreeSet<String> = BTreeSet::new();
-    for config in samconfigs(root, dir, file) {
+    let scripts = scripts_of(root, dir, file);
+    for config in samconfigs(root, dir, file, &scripts) {
         let at = &config.path;
         match config.envs.map(|envs| samconfig_environments(&envs)) {
             Ok(Some(((env, words), others))) => {
@@ -144,7 +145,7 @@ pub(crate) fn read_noting_secrets(
     // passed by the prod command only leaves the others at the template's default.
     let mut deploys = 0usize;
     let mut passed_by: BTreeMap<String, usize> = BTreeMap::new();
-    for (from, text, of) in scripts_of(root, dir, file) {
+    for (from, text, of) in &scripts {
         // A parameters file of the repository only (`file://env/x.json`, not `file:///etc/…`);
         // one of which nothing could be read is noted, not passed over.
         let unread = std::cell::RefCell::new(Vec::new());
@@ -157,7 +158,7 @@ pub(crate) fn read_noting_secrets(
             }
             Some(pairs)
         };
-        for passed in deploy_overrides_of(&text, &of, &parameters_file) {
+        for passed in deploy_overrides_of(text, of, &parameters_file) {
             deploys += 1;
             let mut keys = BTreeSet::new();
             for (k, v) in passed {
@@ -283,7 +284,8 @@ pub(crate) fn stack_name(
     notes: &mut Vec<String>,
 ) -> Option<(String, String)> {
     let mut found: Vec<(String, String)> = Vec::new();
-    for config in samconfigs(root, dir, file) {
+    let scripts = scripts_of(root, dir, file);
+    for config in samconfigs(root, dir, file, &scripts) {
         let at = &config.path;
         if let Ok(envs) = &config.envs {
             let names = samconfig_stack_names(envs);
@@ -321,9 +323,9 @@ pub(crate) fn stack_name(
             );
         }
     }
-    for (from, text, of) in scripts_of(root, dir, file) {
+    for (from, text, of) in &scripts {
         found.extend(
-            deploy_flag_of(&with_literal_variables(&text), &of, "--stack-name")
+            deploy_flag_of(&with_literal_variables(text), of, "--stack-name")
                 .into_iter()
                 .map(|raw| (raw, from.clone())),
         );
@@ -375,10 +377,15 @@ pub(crate) fn stack_name(
 /// in: one per
 /// stage for a name with the stage's variable in it (`config/sam-$(STAGE).toml`), none for a
 /// name with another variable.
-fn samconfigs(root: &Path, dir: &str, file: &str) -> Vec<samconfig::Found> {
+fn samconfigs(
+    root: &Path,
+    dir: &str,
+    file: &str,
+    scripts: &[(String, String, Of)],
+) -> Vec<samconfig::Found> {
     let mut named: Vec<String> = Vec::new();
-    for (_, text, of) in scripts_of(root, dir, file) {
-        for (cwd, command) in deploy_commands_of(&text, &of) {
+    for (_, text, of) in scripts {
+        for (cwd, command) in deploy_commands_of(text, of) {
             let flag = |name: &str| command.windows(2).find(|p| p[0] == name).map(|p| &p[1]);
             let (Some(raw), Some(cwd)) = (flag("--config-file"), cwd) else {
                 continue;
@@ -386,10 +393,7 @@ fn samconfigs(root: &Path, dir: &str, file: &str) -> Vec<samconfig::Found> {
             let template = TEMPLATE_FLAGS.iter().find_map(|f| flag(f));
             let base = template
                 .and_then(|t| crate::local_deps::resolve(&cwd, t))
-                .map_or(cwd, |t| {
-                    t.rsplit_once('/')
-                        .map_or(String::new(), |(d, _)| d.to_string())
-                });
+                .map_or(cwd, |t| crate::local_deps::parent(&t).to_string());
             let names = match translate(raw) {
                 Ok(v) if v.contains("${region}") => Vec::new(),
                 Ok(v) if v.contains("${stage}") => crate::STAGES
@@ -454,14 +458,18 @@ pub(crate) fn small_text(path: &Path) -> Option<String> {
 /// environment's `deploy` or `global` parameters, else the first environment's that names
 /// one), else the `--region` every `sam deploy` or `aws cloudformation deploy` of its template
 /// in its Makefiles and shell scripts gives. Scripts that name two regions (one per stage's
-/// script), or a region Ferry cannot know (a variable), give none, and are noted.
-pub(crate) fn deploy_region(
+/// script), or a region Ferry cannot know (a variable), give none, and are noted. Besides, the
+/// regions its SAM configuration gives the environments named after the stages (`[prod]`'s
+/// `region`), stage → region.
+pub(crate) fn deploy_regions(
     root: &Path,
     dir: &str,
     file: &str,
     notes: &mut Vec<String>,
-) -> Option<String> {
-    let configs = samconfigs(root, dir, file);
+) -> (Option<String>, BTreeMap<String, String>) {
+    let scripts = scripts_of(root, dir, file);
+    let configs = samconfigs(root, dir, file, &scripts);
+    let stages = stage_regions(&configs);
     // Environments deploying to regions of their own (`[prod]` in eu-west-1, the others in
     // eu-west-2; or one file per stage, each naming its own): one region is written for every
     // stage.
@@ -487,13 +495,13 @@ pub(crate) fn deploy_region(
         .iter()
         .find_map(|c| samconfig_region(c.envs.as_deref().ok()?))
     {
-        return Some(r);
+        return (Some(r), stages);
     }
     // (region as written, the script that gives it)
     let mut given: Vec<(String, String)> = Vec::new();
-    for (from, text, of) in scripts_of(root, dir, file) {
+    for (from, text, of) in &scripts {
         given.extend(
-            deploy_flag_of(&with_literal_variables(&text), &of, "--region")
+            deploy_flag_of(&with_literal_variables(text), of, "--region")
                 .into_iter()
                 // A command's end stuck to the value (`--region eu-west-1;`).
                 .map(|r| {
@@ -520,7 +528,7 @@ pub(crate) fn deploy_region(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    match (regions.as_slice(), unknown.is_empty()) {
+    let region = match (regions.as_slice(), unknown.is_empty()) {
         ([one], true) => Some(one.to_string()),
         ([], true) => None,
         ([_, _, ..], _) => {
@@ -539,7 +547,8 @@ pub(crate) fn deploy_region(
             ));
             None
         }
-    }
+    };
+    (region, stages)
 }
 
 /// Whether `r` could be a region name as written (no variable, no shell syntax): whether it
@@ -548,11 +557,11 @@ fn region_like(r: &str) -> bool {
     !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-/// The regions the service's SAM configuration gives the environments named after the stages
-/// (`[prod]`'s `region`), stage → region.
-pub(crate) fn stage_regions(root: &Path, dir: &str, file: &str) -> BTreeMap<String, String> {
+/// The regions SAM configurations give the environments named after the stages (`[prod]`'s
+/// `region`), stage → region.
+fn stage_regions(configs: &[samconfig::Found]) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for c in samconfigs(root, dir, file) {
+    for c in configs {
         for e in c.envs.as_deref().unwrap_or_default() {
             if !crate::STAGES.contains(&e.name.as_str()) {
                 continue;
@@ -827,6 +836,16 @@ fn literal_stage(value: &str, env: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The region of [`deploy_regions`].
+    fn deploy_region(
+        root: &Path,
+        dir: &str,
+        file: &str,
+        notes: &mut Vec<String>,
+    ) -> Option<String> {
+        deploy_regions(root, dir, file, notes).0
+    }
 
     #[test]
     fn a_deploy_of_what_a_package_command_wrote_from_the_template_is_the_services() {

@@ -333,7 +333,7 @@ pub(crate) fn deploy_commands_of(text: &str, of: &Of) -> Vec<(Option<String>, Ve
             // service's only when that folder is its template's, or it names the template.
             let words: Vec<Vec<String>> = all.iter().map(|(_, w)| w.clone()).collect();
             let packaged = packaged_from(&words, template);
-            let template_dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+            let template_dir = crate::local_deps::parent(path);
             let ours = |cwd: &Option<String>, (file, at): &(String, Option<String>)| {
                 let name = file.rsplit('/').next().unwrap_or(file);
                 let written = packaged.iter().any(|p| p == name);

@@ -717,9 +717,7 @@ pub(crate) fn candidates(root: &Path) -> Walked {
         .map(|c| (crate::template_path(&c.dir, &c.file), c.dir.clone()))
         .map(|(of, dir)| (reach[&of].clone(), of, dir))
         .chain(cfn_parts.into_iter().map(|(of, nested)| {
-            let dir = of
-                .rsplit_once('/')
-                .map_or(String::new(), |(d, _)| d.to_string());
+            let dir = crate::local_deps::parent(&of).to_string();
             (nested, of, dir)
         }))
         .flat_map(|(paths, of, dir)| {

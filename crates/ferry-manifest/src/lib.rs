@@ -27,9 +27,9 @@ pub use cache::ManifestCache;
 pub use diag::{Diagnostic, ManifestErrors, clipped, did_you_mean, first_few};
 pub use layout::{Layout, OUTPUT_DIR, write_atomic};
 pub use load::{
-    FrameworkCli, PROJECT_FILE, SERVICE_FILE, SsmRead, check_webhook_url, declared_service_name,
-    load, load_from, serverless_pattern, serverless_ssm_names, serverless_stack_name,
-    serverless_variable_sources, shown_url,
+    FrameworkCli, PROJECT_FILE, SERVICE_FILE, ServerlessConfig, SsmRead, check_webhook_url,
+    declared_service_name, load, load_from, serverless_stack_name, serverless_variable_sources,
+    shown_url,
 };
 pub use memo::{read_memo, write_memo};
 pub use model::{

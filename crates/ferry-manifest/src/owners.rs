@@ -154,11 +154,16 @@ impl<'a> Owners<'a> {
     /// The service whose folder holds `path` (the deepest), if any: of those
     /// [`Owners::services_of`] names, the one it is a file of, not an input of.
     pub fn folder_of(&self, path: &str) -> Option<&str> {
+        self.folder_index(path).map(|i| self.names[i])
+    }
+
+    /// [`Owners::folder_of`], as an index.
+    fn folder_index(&self, path: &str) -> Option<usize> {
         let mut dir = path;
         while let Some(pos) = dir.rfind('/') {
             dir = &dir[..pos];
             if let Some(&i) = self.dirs.get(dir) {
-                return Some(self.names[i]);
+                return Some(i);
             }
         }
         None
@@ -166,15 +171,7 @@ impl<'a> Owners<'a> {
 
     /// [`Owners::services_of`], as indices.
     fn owners_of(&self, path: &str) -> BTreeSet<usize> {
-        let mut found: BTreeSet<usize> = BTreeSet::new();
-        let mut dir = path;
-        while let Some(pos) = dir.rfind('/') {
-            dir = &dir[..pos];
-            if let Some(&i) = self.dirs.get(dir) {
-                found.insert(i);
-                break;
-            }
-        }
+        let mut found: BTreeSet<usize> = self.folder_index(path).into_iter().collect();
         if let Some(owners) = self.files.get(path) {
             found.extend(owners);
         }

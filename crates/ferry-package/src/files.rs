@@ -419,21 +419,19 @@ impl<'a> Watched<'a> {
         if self.covers(rel) {
             return None;
         }
-        let of_inputs: Vec<&str> = self
-            .owners
-            .services_of(rel)
-            .into_iter()
-            .filter(|s| Some(*s) != self.owners.folder_of(rel))
-            .collect();
-        let place = match (self.owners.folder_of(rel), of_inputs.as_slice()) {
-            (Some(one), _) => {
+        // A file of another service's folder, else of its inputs alone (no folder holds it,
+        // so every service `services_of` names has it among its inputs).
+        let place = match self.owners.folder_of(rel) {
+            Some(one) => {
                 format!("a file of service {one} (not of this service's folder or declared inputs)")
             }
-            (None, []) => "outside the service's folder and its declared inputs".to_string(),
-            (None, many) => format!(
-                "among the inputs of {} only (not of this service's folder or declared inputs)",
-                many.join(", ")
-            ),
+            None => match self.owners.services_of(rel).as_slice() {
+                [] => "outside the service's folder and its declared inputs".to_string(),
+                many => format!(
+                    "among the inputs of {} only (not of this service's folder or declared inputs)",
+                    many.join(", ")
+                ),
+            },
         };
         Some(Unwatched {
             path: path.display().to_string(),

@@ -510,8 +510,9 @@ pub fn ssm_reads(
             .replace("{stage}", stage_id)
             .replace("{region}", region)
     };
+    let parsed = ferry_manifest::ServerlessConfig::parse(&config);
     let texts = config_texts(&dir, &config_path, &|path| {
-        ferry_manifest::serverless_pattern(path, &config).map(concrete)
+        parsed.pattern(path).map(concrete)
     });
     let mut out: Vec<Result<ferry_manifest::SsmRead, String>> = texts
         .unresolved
@@ -519,7 +520,7 @@ pub fn ssm_reads(
         .map(|p| Err(format!("${{file({p})}}")))
         .collect();
     for text in texts.texts.iter().chain(&texts.programs) {
-        for read in ferry_manifest::serverless_ssm_names(text, &config) {
+        for read in parsed.ssm_names(text) {
             let read = read.map(|r| ferry_manifest::SsmRead {
                 name: concrete(r.name),
                 ..r

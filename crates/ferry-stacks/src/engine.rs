@@ -544,11 +544,7 @@ impl Engine {
         spec: &StackSpec,
         current: &StackInfo,
     ) -> Result<(), StackError> {
-        let adopting = spec.adopt
-            && spec
-                .owner
-                .as_ref()
-                .is_some_and(|o| check(o, &current.tags) == Verdict::Unmanaged);
+        let adopting = takes_over(spec, &current.tags);
         // A change set says what it would remove (see `change_set`), SAM's and a template by
         // URL too; a direct update is judged by the template's body.
         let TemplateSource::Body(body) = &spec.template else {
@@ -1115,11 +1111,7 @@ impl Engine {
             // set: a stack adopted with the template its earlier tool deployed, one taken over
             // for a renamed service, a named stage's mark. UpdateStack sets them.
             Method::ChangeSet => {
-                let adopting = spec.adopt
-                    && spec
-                        .owner
-                        .as_ref()
-                        .is_some_and(|o| check(o, &current.tags) == Verdict::Unmanaged);
+                let adopting = takes_over(spec, &current.tags);
                 self.change_set(spec, ChangeSetType::Update, deadline, adopting)
                     .await?
                     .is_some()
@@ -1434,6 +1426,16 @@ impl Engine {
         self.delete_and_wait(name, &c.id, deadline, on).await?;
         Ok(true)
     }
+}
+
+/// Whether a deploy of `spec` takes over (`--adopt`) a stack whose tags (`tags`) are not
+/// Ferry's.
+fn takes_over(spec: &StackSpec, tags: &BTreeMap<String, String>) -> bool {
+    spec.adopt
+        && spec
+            .owner
+            .as_ref()
+            .is_some_and(|o| check(o, tags) == Verdict::Unmanaged)
 }
 
 /// Resource types named anew by each compile (the Serverless Framework's

@@ -16,8 +16,7 @@ mod service;
 
 pub use project::{check_webhook_url, shown_url};
 pub use serverless::{
-    FrameworkCli, SsmRead, serverless_pattern, serverless_ssm_names, serverless_stack_name,
-    serverless_variable_sources,
+    FrameworkCli, ServerlessConfig, SsmRead, serverless_stack_name, serverless_variable_sources,
 };
 
 use std::collections::BTreeSet;

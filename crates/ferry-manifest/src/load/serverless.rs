@@ -181,72 +181,82 @@ fn stage_pattern(raw: &str, doc: &serde_yaml_ng::Value) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SsmRead {
     /// Its name, `{stage}` and `{region}` standing for the stage id and region the framework is
-    /// given (see [`serverless_ssm_names`]).
+    /// given (see [`ServerlessConfig::ssm_names`]).
     pub name: String,
     /// Whether the framework reads its value decrypted (not `${ssm(noDecrypt):…}`): a
     /// SecureString's value is then what the compiled template holds.
     pub decrypt: bool,
 }
 
-/// The SSM parameters a Serverless Framework configuration's text reads
-/// (`${ssm:/shop/${sls:stage}/db-password}`, also as a fallback, `${ssm(noDecrypt):…}`,
-/// `${ssm(raw):…}`, the older `${ssm:/a~true}`): `Err` with what is written where another
-/// variable remains (an environment variable, a file), or where the parameter is read from
-/// another region (`${ssm(eu-west-1):…}`). `${self:…}` is resolved in `config`, the text of the
-/// configuration `text` belongs to (itself, or the one including a file); a configuration written
-/// as a program has none to resolve.
-pub fn serverless_ssm_names(text: &str, config: &str) -> Vec<Result<SsmRead, String>> {
-    let doc: serde_yaml_ng::Value =
-        crate::yaml::from_str(config).unwrap_or(serde_yaml_ng::Value::Null);
-    let mut out: Vec<Result<SsmRead, String>> = Vec::new();
-    for source in serverless_variable_sources(text) {
-        let (options, name) = if let Some(rest) = source.strip_prefix("ssm(") {
-            match rest.split_once("):") {
-                Some((options, name)) => (options, name),
-                None => continue,
-            }
-        } else if let Some(name) = source.strip_prefix("ssm:") {
-            ("", name)
-        } else {
-            continue;
-        };
-        let name = name.trim();
-        let name = name
-            .strip_suffix("~true")
-            .or_else(|| name.strip_suffix("~false"))
-            .or_else(|| name.strip_suffix("~split"))
-            .unwrap_or(name);
-        if name.is_empty() {
-            continue;
-        }
-        let options: Vec<&str> = options.split(',').map(str::trim).collect();
-        let found = if options
-            .iter()
-            .any(|o| !o.is_empty() && !matches!(*o, "noDecrypt" | "raw"))
-        {
-            Err(source.to_string())
-        } else {
-            expand(name, &doc, 0, true)
-                .map(|name| SsmRead {
-                    name,
-                    decrypt: !options.contains(&"noDecrypt"),
-                })
-                .ok_or_else(|| name.to_string())
-        };
-        if !out.contains(&found) {
-            out.push(found);
-        }
-    }
-    out
+/// A Serverless Framework configuration, parsed once, for what Ferry resolves in it and the
+/// files it includes as the framework does: `${self:…}` of it, the stage and the region
+/// (`{stage}`, `{region}`). A configuration written as a program has nothing to resolve.
+pub struct ServerlessConfig {
+    doc: serde_yaml_ng::Value,
 }
 
-/// `raw` (a name or path in a Serverless Framework configuration) with its variables resolved
-/// as [`serverless_ssm_names`] resolves a parameter's name, `{stage}` and `{region}` standing for
-/// the stage id and region; `None` when another variable remains.
-pub fn serverless_pattern(raw: &str, config: &str) -> Option<String> {
-    let doc: serde_yaml_ng::Value =
-        crate::yaml::from_str(config).unwrap_or(serde_yaml_ng::Value::Null);
-    expand(raw, &doc, 0, true)
+impl ServerlessConfig {
+    /// The configuration whose text is `config`.
+    pub fn parse(config: &str) -> Self {
+        ServerlessConfig {
+            doc: crate::yaml::from_str(config).unwrap_or(serde_yaml_ng::Value::Null),
+        }
+    }
+
+    /// The SSM parameters `text` (the configuration's, or a file's it includes) reads
+    /// (`${ssm:/shop/${sls:stage}/db-password}`, also as a fallback, `${ssm(noDecrypt):…}`,
+    /// `${ssm(raw):…}`, the older `${ssm:/a~true}`): `Err` with what is written where another
+    /// variable remains (an environment variable, a file), or where the parameter is read from
+    /// another region (`${ssm(eu-west-1):…}`).
+    pub fn ssm_names(&self, text: &str) -> Vec<Result<SsmRead, String>> {
+        let mut out: Vec<Result<SsmRead, String>> = Vec::new();
+        for source in serverless_variable_sources(text) {
+            let (options, name) = if let Some(rest) = source.strip_prefix("ssm(") {
+                match rest.split_once("):") {
+                    Some((options, name)) => (options, name),
+                    None => continue,
+                }
+            } else if let Some(name) = source.strip_prefix("ssm:") {
+                ("", name)
+            } else {
+                continue;
+            };
+            let name = name.trim();
+            let name = name
+                .strip_suffix("~true")
+                .or_else(|| name.strip_suffix("~false"))
+                .or_else(|| name.strip_suffix("~split"))
+                .unwrap_or(name);
+            if name.is_empty() {
+                continue;
+            }
+            let options: Vec<&str> = options.split(',').map(str::trim).collect();
+            let found = if options
+                .iter()
+                .any(|o| !o.is_empty() && !matches!(*o, "noDecrypt" | "raw"))
+            {
+                Err(source.to_string())
+            } else {
+                self.pattern(name)
+                    .map(|name| SsmRead {
+                        name,
+                        decrypt: !options.contains(&"noDecrypt"),
+                    })
+                    .ok_or_else(|| name.to_string())
+            };
+            if !out.contains(&found) {
+                out.push(found);
+            }
+        }
+        out
+    }
+
+    /// `raw` (a name or path in the configuration) with its variables resolved as
+    /// [`ServerlessConfig::ssm_names`] resolves a parameter's name, `{stage}` and `{region}`
+    /// standing for the stage id and region; `None` when another variable remains.
+    pub fn pattern(&self, raw: &str) -> Option<String> {
+        expand(raw, &self.doc, 0, true)
+    }
 }
 
 /// How deep `${self:…}` values that hold references are followed (a loop ends here).
@@ -345,7 +355,7 @@ fn quoted(text: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::{SsmRead, serverless_ssm_names, serverless_variable_sources, stage_pattern};
+    use super::{ServerlessConfig, SsmRead, serverless_variable_sources, stage_pattern};
 
     /// The SSM names a configuration reads, with the stage and region as the framework is given
     /// them and `${self:…}` of the configuration resolved; a name with another variable in it is
@@ -360,7 +370,7 @@ mod tests {
             })
         };
         assert_eq!(
-            serverless_ssm_names(config, config),
+            ServerlessConfig::parse(config).ssm_names(config),
             [
                 read("/configuration/{stage}/okta_client_secret", true),
                 read("/shop/{stage}/db", true),
@@ -374,13 +384,12 @@ mod tests {
         // An included file's `${self:…}` is the including configuration's; a program's text is
         // read for what it names without one.
         assert_eq!(
-            serverless_ssm_names("x: ${ssm:${self:custom.root}/k}", config),
+            ServerlessConfig::parse(config).ssm_names("x: ${ssm:${self:custom.root}/k}"),
             [read("/shop/k", true)]
         );
         assert_eq!(
-            serverless_ssm_names(
-                "const c = { key: '${ssm:/a/${sls:stage}/k}', o: '${ssm:${self:custom.r}}' };",
-                "const c = {};"
+            ServerlessConfig::parse("const c = {};").ssm_names(
+                "const c = { key: '${ssm:/a/${sls:stage}/k}', o: '${ssm:${self:custom.r}}' };"
             ),
             [
                 read("/a/{stage}/k", true),
@@ -388,7 +397,9 @@ mod tests {
             ]
         );
         assert_eq!(
-            super::serverless_pattern("./env.${opt:stage, 'dev'}.yml", "").as_deref(),
+            ServerlessConfig::parse("")
+                .pattern("./env.${opt:stage, 'dev'}.yml")
+                .as_deref(),
             Some("./env.{stage}.yml")
         );
     }
