@@ -243,7 +243,7 @@ impl Ctx {
             .context("failed to read the SSM parameters the services reference")?;
         for (service, name) in std::mem::take(&mut done.unresolved) {
             crate::ui::note(&crate::ui::mask(&format!(
-                "warning: {service} reads SSM parameters through `{name}`, which Ferry cannot resolve before the framework runs (a variable it cannot know, or another region): were one a SecureString, its value would not be masked in what Ferry prints; build names and include paths from the stage and region only (${{sls:stage}}, ${{aws:region}}, ${{self:…}})"
+                "warning: {service} reads SSM parameters through `{name}`, which Ferry cannot resolve before the framework runs (a variable it cannot know, or an option it does not know): were one a SecureString, its value would not be masked in what Ferry prints; build names and include paths from the stage and region only (${{sls:stage}}, ${{aws:region}}, ${{self:…}})"
             )));
         }
         let inlined = std::mem::take(&mut done.inlined);

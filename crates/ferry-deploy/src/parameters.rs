@@ -328,8 +328,10 @@ pub async fn register_secrets(
         .filter(|n| !names.contains(n))
         .collect();
     let mut done = Registered::default();
-    // Name → the Serverless services whose configurations read it.
-    let mut in_configs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let here = config.region().map(|r| r.as_ref().to_string());
+    // (the region read from when not the stage's, name) → the Serverless services whose
+    // configurations read it decrypted.
+    let mut in_configs: BTreeMap<(Option<String>, String), Vec<String>> = BTreeMap::new();
     for s in ws
         .services
         .iter()
@@ -339,7 +341,8 @@ pub async fn register_secrets(
             match read {
                 // A name SSM would refuse stops the framework's compile, not this.
                 Ok(read) if ssm_name_as_read(&read.name) => {
-                    let readers = in_configs.entry(read.name).or_default();
+                    let region = read.region.filter(|r| Some(r) != here.as_ref());
+                    let readers = in_configs.entry((region, read.name)).or_default();
                     // Read decrypted: the compiled template holds a SecureString's value.
                     if read.decrypt {
                         readers.push(s.name.clone());
@@ -372,14 +375,35 @@ pub async fn register_secrets(
             Err(e) => return Err(e),
         }
     }
-    let read_by = |name: &str| in_configs.get(name).cloned().unwrap_or_default();
-    let every: BTreeSet<&String> = in_templates.iter().chain(in_configs.keys()).collect();
-    for name in every {
-        match ssm::get_as_written(&client, &stage.name, name, masker).await {
+    let every: BTreeSet<(Option<String>, String)> = in_templates
+        .iter()
+        .map(|name| (None, name.clone()))
+        .chain(in_configs.keys().cloned())
+        .collect();
+    // Clients of the other regions configurations read from (`${ssm(eu-west-1):…}`).
+    let mut elsewhere: BTreeMap<String, aws_sdk_ssm::Client> = BTreeMap::new();
+    for key in every {
+        let (region, name) = &key;
+        let client = match region {
+            None => &client,
+            Some(r) => elsewhere.entry(r.clone()).or_insert_with(|| {
+                let conf = aws_sdk_ssm::config::Builder::from(config)
+                    .region(aws_config::Region::new(r.clone()))
+                    .build();
+                aws_sdk_ssm::Client::from_conf(conf)
+            }),
+        };
+        // As the configuration writes it.
+        let shown = match region {
+            None => name.clone(),
+            Some(r) => format!("ssm({r}):{name}"),
+        };
+        match ssm::get_as_written(client, &stage.name, name, masker).await {
             Ok(p) if p.secure => {
-                let _ = ssm::register_history(&client, &stage.name, name, masker).await;
+                let _ = ssm::register_history(client, &stage.name, name, masker).await;
+                let readers = in_configs.get(&key).cloned().unwrap_or_default();
                 done.inlined
-                    .extend(read_by(name).into_iter().map(|s| (s, name.clone())));
+                    .extend(readers.into_iter().map(|s| (s, shown.clone())));
             }
             Ok(_) => {}
             Err(e) if not_there(&e) => {}
@@ -390,9 +414,10 @@ pub async fn register_secrets(
             Err(ferry_credentials::CredentialsError::Aws(a))
                 if a.kind == ferry_aws::Kind::Denied
                     || a.code.as_deref().is_some_and(|c| c.starts_with("KMS"))
-                    || (a.kind == ferry_aws::Kind::Service && !in_templates.contains(name)) =>
+                    || (a.kind == ferry_aws::Kind::Service
+                        && (region.is_some() || !in_templates.contains(name))) =>
             {
-                done.unreadable.push((name.clone(), a.to_string()));
+                done.unreadable.push((shown, a.to_string()));
             }
             Err(e) => return Err(e),
         }

@@ -1477,6 +1477,13 @@ async fn secrets_a_serverless_configuration_reads_are_registered_and_named() {
     put_secure(&ssm, "/rules-sls/dev/included", "1ncluded-s3cret").await;
     put_secure(&ssm, "/rules-sls/dev/per-stage", "per-st4ge-s3cret").await;
     put_secure(&ssm, "/rules-sls/dev/cipher", "c1pher-s3cret-x").await;
+    // Read from another region by `${ssm(eu-west-1):…}`.
+    let ireland = aws_sdk_ssm::Client::from_conf(
+        aws_sdk_ssm::config::Builder::from(&config)
+            .region(aws_config::Region::new("eu-west-1"))
+            .build(),
+    );
+    put_secure(&ireland, "/rules-sls/far", "f4r-away-s3cret").await;
     ssm.put_parameter()
         .name("/rules-sls/dev/plain")
         .value("plain-value-1234")
@@ -1516,22 +1523,22 @@ async fn secrets_a_serverless_configuration_reads_are_registered_and_named() {
                 "api".to_string(),
                 "/rules-sls/dev/us-east-1/okta".to_string()
             ),
+            (
+                "api".to_string(),
+                "ssm(eu-west-1):/rules-sls/far".to_string()
+            ),
         ]
     );
     let mut unresolved: Vec<&str> = done.unresolved.iter().map(|(_, n)| n.as_str()).collect();
     unresolved.sort_unstable();
     assert_eq!(
         unresolved,
-        [
-            "${file(./x.${env:WHO}.yml)}",
-            "/rules-sls/${env:WHO}/x",
-            "ssm(eu-west-1):/rules-sls/far"
-        ]
+        ["${file(./x.${env:WHO}.yml)}", "/rules-sls/${env:WHO}/x",]
     );
     assert_eq!(
         masker.mask(
-            "0kta-s3cret-value 1ncluded-s3cret per-st4ge-s3cret c1pher-s3cret-x plain-value-1234"
+            "0kta-s3cret-value 1ncluded-s3cret per-st4ge-s3cret c1pher-s3cret-x f4r-away-s3cret plain-value-1234"
         ),
-        "**** **** **** **** plain-value-1234"
+        "**** **** **** **** **** plain-value-1234"
     );
 }

@@ -186,6 +186,8 @@ pub struct SsmRead {
     /// Whether the framework reads its value decrypted (not `${ssm(noDecrypt):…}`): a
     /// SecureString's value is then what the compiled template holds.
     pub decrypt: bool,
+    /// The region it is read from when not the stage's (`${ssm(eu-west-1):…}`).
+    pub region: Option<String>,
 }
 
 /// A Serverless Framework configuration, parsed once, for what Ferry resolves in it and the
@@ -205,9 +207,9 @@ impl ServerlessConfig {
 
     /// The SSM parameters `text` (the configuration's, or a file's it includes) reads
     /// (`${ssm:/shop/${sls:stage}/db-password}`, also as a fallback, `${ssm(noDecrypt):…}`,
-    /// `${ssm(raw):…}`, the older `${ssm:/a~true}`): `Err` with what is written where another
-    /// variable remains (an environment variable, a file), or where the parameter is read from
-    /// another region (`${ssm(eu-west-1):…}`).
+    /// `${ssm(raw):…}`, from another region `${ssm(eu-west-1):…}`, the older `${ssm:/a~true}`):
+    /// `Err` with what is written where another variable remains (an environment variable, a
+    /// file) or an option is none the framework knows.
     pub fn ssm_names(&self, text: &str) -> Vec<Result<SsmRead, String>> {
         let mut out: Vec<Result<SsmRead, String>> = Vec::new();
         for source in serverless_variable_sources(text) {
@@ -231,19 +233,26 @@ impl ServerlessConfig {
                 continue;
             }
             let options: Vec<&str> = options.split(',').map(str::trim).collect();
-            let found = if options
+            // The framework takes any other option for the region to read from.
+            let regions: Vec<&str> = options
                 .iter()
-                .any(|o| !o.is_empty() && !matches!(*o, "noDecrypt" | "raw"))
-            {
-                Err(source.to_string())
-            } else {
+                .copied()
+                .filter(|o| !o.is_empty() && !matches!(*o, "noDecrypt" | "raw"))
+                .collect();
+            let found = match regions[..] {
+                [] => Ok(None),
+                [region] if crate::is_region_name(region) => Ok(Some(region.to_string())),
+                _ => Err(source.to_string()),
+            }
+            .and_then(|region| {
                 self.pattern(name)
                     .map(|name| SsmRead {
                         name,
                         decrypt: !options.contains(&"noDecrypt"),
+                        region,
                     })
                     .ok_or_else(|| name.to_string())
-            };
+            });
             if !out.contains(&found) {
                 out.push(found);
             }
@@ -307,8 +316,9 @@ pub fn serverless_variable_sources(text: &str) -> Vec<&str> {
     while let Some(at) = text[from..].find("${").map(|i| from + i) {
         let inner = at + 2;
         from = inner;
-        // The variable's extent and its top-level commas.
-        let (mut depth, mut i, mut start) = (1usize, inner, inner);
+        // The variable's extent and its top-level commas; not those between a source's
+        // parentheses (`ssm(eu-west-1, noDecrypt):/a`).
+        let (mut depth, mut i, mut start, mut parens) = (1usize, inner, inner, 0usize);
         while i < bytes.len() && depth > 0 {
             if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'{') {
                 depth += 1;
@@ -317,7 +327,9 @@ pub fn serverless_variable_sources(text: &str) -> Vec<&str> {
             }
             match bytes[i] {
                 b'}' => depth -= 1,
-                b',' if depth == 1 => {
+                b'(' if depth == 1 => parens += 1,
+                b')' if depth == 1 => parens = parens.saturating_sub(1),
+                b',' if depth == 1 && parens == 0 => {
                     out.push(text[start..i].trim());
                     start = i + 1;
                 }
@@ -362,11 +374,19 @@ mod tests {
     /// returned as written.
     #[test]
     fn ssm_names_a_configuration_reads() {
-        let config = "service: shop\nprovider:\n  stage: ${opt:stage, 'dev'}\n  region: ${opt:region, 'us-east-1'}\ncustom:\n  root: /${self:service}\nenvironment:\n  A: ${ssm:/configuration/${sls:stage}/okta_client_secret}\n  B: ${env:X, ssm:${self:custom.root}/${self:provider.stage}/db}\n  C: ${ssm(noDecrypt):/plain/${aws:region}/x}\n  D: ${ssm:/old/${opt:stage}/key~true}\n  E: ${ssm:/from/${env:TEAM}/x}\n  F: ${ssm:/configuration/${sls:stage}/okta_client_secret}\n  G: ${ssm:}\n  H: ${ssm(eu-west-1):/elsewhere}\n  I: ${ssm(raw):/raw/${sls:stage}}\n";
+        let config = "service: shop\nprovider:\n  stage: ${opt:stage, 'dev'}\n  region: ${opt:region, 'us-east-1'}\ncustom:\n  root: /${self:service}\nenvironment:\n  A: ${ssm:/configuration/${sls:stage}/okta_client_secret}\n  B: ${env:X, ssm:${self:custom.root}/${self:provider.stage}/db}\n  C: ${ssm(noDecrypt):/plain/${aws:region}/x}\n  D: ${ssm:/old/${opt:stage}/key~true}\n  E: ${ssm:/from/${env:TEAM}/x}\n  F: ${ssm:/configuration/${sls:stage}/okta_client_secret}\n  G: ${ssm:}\n  H: ${ssm(eu-west-1):/elsewhere}\n  I: ${ssm(raw):/raw/${sls:stage}}\n  J: ${ssm(eu-west-1, noDecrypt):/far/${sls:stage}}\n  K: ${ssm(raw, eu-west-1):/aws/reference/secretsmanager/k}\n  L: ${ssm(us-east-1, eu-west-1):/two}\n  M: ${ssm(${env:R}):/r}\n";
         let read = |name: &str, decrypt: bool| {
             Ok(SsmRead {
                 name: name.to_string(),
                 decrypt,
+                region: None,
+            })
+        };
+        let far = |name: &str, decrypt: bool| {
+            Ok(SsmRead {
+                name: name.to_string(),
+                decrypt,
+                region: Some("eu-west-1".to_string()),
             })
         };
         assert_eq!(
@@ -377,8 +397,12 @@ mod tests {
                 read("/plain/{region}/x", false),
                 read("/old/{stage}/key", true),
                 Err("/from/${env:TEAM}/x".to_string()),
-                Err("ssm(eu-west-1):/elsewhere".to_string()),
+                far("/elsewhere", true),
                 read("/raw/{stage}", true),
+                far("/far/{stage}", false),
+                far("/aws/reference/secretsmanager/k", true),
+                Err("ssm(us-east-1, eu-west-1):/two".to_string()),
+                Err("ssm(${env:R}):/r".to_string()),
             ]
         );
         // An included file's `${self:…}` is the including configuration's; a program's text is
@@ -408,14 +432,16 @@ mod tests {
     fn every_alternative_of_every_variable_is_a_source() {
         assert_eq!(
             serverless_variable_sources(
-                "a: ${env:KEY, ssm:/a/${sls:stage}/b, 'x'}\nb: ${cf(eu-west-1):s.O}\nc: ${unclosed"
+                "a: ${env:KEY, ssm:/a/${sls:stage}/b, 'x'}\nb: ${cf(eu-west-1):s.O}\nd: ${ssm(eu-west-1, noDecrypt):/x, 'y'}\nc: ${unclosed"
             ),
             [
                 "env:KEY",
                 "ssm:/a/${sls:stage}/b",
                 "'x'",
                 "sls:stage",
-                "cf(eu-west-1):s.O"
+                "cf(eu-west-1):s.O",
+                "ssm(eu-west-1, noDecrypt):/x",
+                "'y'"
             ]
         );
     }
