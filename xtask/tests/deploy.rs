@@ -103,8 +103,38 @@ fn deploy_then_skip_then_redeploy_only_what_changed() {
     // A dependency that redeploys with the same outputs leaves its dependent alone.
     r.write("services/queue/t.yaml", &format!("{QUEUE}# a comment\n"));
     r.commit("queue comment");
+    // The plan says which skips the deploy still checks, and why: before, it said only
+    // "unchanged", and a redeploy of the dependent surprised.
+    let skip_line = |plan: &str, s: &str| {
+        plan.lines()
+            .find(|l| l.trim_start().starts_with("skip") && l.contains(&format!(" {s} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let checked_line =
+        "checked against its record, redeployed if what it receives changed (dependent of queue)";
+    let (code, plan, err) = run(&mut xtask(&r, &["plan", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        skip_line(&plan, "consumer").contains(checked_line),
+        "{plan}"
+    );
+    assert!(!skip_line(&plan, "lone").contains("checked"), "{plan}");
+    assert!(!skip_line(&plan, "topic").contains("checked"), "{plan}");
+    let (code, out, _) = run(&mut xtask(&r, &["plan", "dev", "--format", "json"]), None);
+    assert_eq!(code, 0);
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let checked: Vec<(&str, &str)> = plan["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| Some((s["name"].as_str()?, s["checked"].as_str()?)))
+        .collect();
+    assert_eq!(checked, [("consumer", "dependent of queue")], "{out}");
     let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
     assert_eq!(code, 0, "{err}");
+    // The plan a deploy prints says it too.
+    assert!(skip_line(&err, "consumer").contains(checked_line), "{err}");
     assert!(
         row(&out, "queue").contains("changed: services/queue/t.yaml"),
         "{out}"

@@ -49,8 +49,9 @@ pub use preflight::{
     PreflightError, Tree, TreeError, check_not_behind, head_commit, preflight, preflight_tree,
 };
 pub use prepare::{
-    Origin, PrepareError, PrepareOptions, Prepared, RequestError, TemplateProblems, candidates,
-    check_templates, package_request, prepare, reads_outside_git, stage_bucket,
+    Check, Origin, PrepareError, PrepareOptions, Prepared, RequestError, TemplateProblems,
+    candidates, check_templates, mark_checks, package_request, prepare, reads_outside_git,
+    stage_bucket,
 };
 pub use remove::{
     InUseError, RemoveContext, RemoveError, RemoveOptions, RemoveReport, check_removable, remove,

@@ -53,6 +53,89 @@ pub fn candidates(
     c
 }
 
+/// Why a deploy checks `service`, one of its `candidates` it does not deploy whatever its record
+/// says: it redeploys only when its template or parameters differ from that record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Dependencies among the candidates (deployed or checked before it).
+    Dependent(Vec<String>),
+    /// Dependencies deployed since it last received their outputs, by a run that did not come
+    /// to check it ([`not_received`]).
+    NotReceived(Vec<String>),
+    /// It reads values kept outside git ([`reads_outside_git`]).
+    Outside,
+    /// None of these (a batch node's own service, say).
+    Record,
+}
+
+impl Check {
+    /// Why `service` is checked, as one of `candidates`.
+    pub fn of(
+        ws: &Workspace,
+        candidates: &BTreeSet<String>,
+        records: &BTreeMap<String, Record>,
+        service: &Service,
+    ) -> Check {
+        let deps: Vec<String> = ws
+            .graph()
+            .dependencies(&service.name)
+            .into_iter()
+            .filter(|d| candidates.contains(*d))
+            .map(String::from)
+            .collect();
+        let behind = not_received(ws, records, &service.name);
+        if !deps.is_empty() {
+            Check::Dependent(deps)
+        } else if !behind.is_empty() {
+            Check::NotReceived(behind)
+        } else if reads_outside_git(ws, service) {
+            Check::Outside
+        } else {
+            Check::Record
+        }
+    }
+
+    /// The cause alone (`dependent of api`), as a plan shows it beside "checked".
+    pub fn cause(&self) -> String {
+        match self {
+            Check::Dependent(deps) => format!("dependent of {}", deps.join(", ")),
+            Check::NotReceived(behind) => format!(
+                "{} deployed since it last received {} outputs (a run that did not come to check it)",
+                behind.join(", "),
+                if behind.len() == 1 { "its" } else { "their" }
+            ),
+            Check::Outside => "reads values kept outside git (SSM, S3)".into(),
+            Check::Record => String::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Check::Dependent(_) => f.write_str(&self.cause()),
+            Check::Record => f.write_str("checked against its record"),
+            _ => write!(f, "{}: checked against its record", self.cause()),
+        }
+    }
+}
+
+/// Marks each service `plan` skips that a deploy of it would still check against its record
+/// ([`candidates`]) with why ([`ferry_plan::ServicePlan::checked`]): a plan then says which
+/// of its skips may redeploy, and on what.
+pub fn mark_checks(ws: &Workspace, plan: &mut Plan, records: &BTreeMap<String, Record>) {
+    let candidates = candidates(ws, plan, records);
+    for s in plan
+        .services
+        .iter_mut()
+        .filter(|s| s.action == ferry_plan::Action::Skip && candidates.contains(&s.name))
+    {
+        if let Some(service) = ws.service(&s.name) {
+            s.checked = Some(Check::of(ws, &candidates, records, service).cause());
+        }
+    }
+}
+
 /// The services of the workspace with a record in `records` that received an earlier deploy
 /// of a dependency than the one its record is of ([`not_received`]): a run deploying, promoting
 /// or approving anything checks them too.

@@ -626,27 +626,10 @@ async fn run_selection(
             .expect("planned services exist")
             .clone();
         let stack = ctx.ws.stack_name(&name, ctx.stage);
-        let why = if let Some(why) = selection.why.get(&name) {
-            why.clone()
-        } else {
-            let deps: Vec<&str> = graph
-                .dependencies(&name)
-                .into_iter()
-                .filter(|d| candidates.contains(*d))
-                .collect();
-            let behind = crate::prepare::not_received(ctx.ws, ctx.previous, &name);
-            if !deps.is_empty() {
-                format!("dependent of {}", deps.join(", "))
-            } else if !behind.is_empty() {
-                format!(
-                    "{} deployed since it last received {} outputs (a run that did not come to check it): checked against its record",
-                    behind.join(", "),
-                    if behind.len() == 1 { "its" } else { "their" }
-                )
-            } else if crate::prepare::reads_outside_git(ctx.ws, &service) {
-                "reads values kept outside git (SSM, S3): checked against its record".to_string()
-            } else {
-                "checked against its record".to_string()
+        let why = match selection.why.get(&name) {
+            Some(why) => why.clone(),
+            None => {
+                crate::prepare::Check::of(ctx.ws, candidates, ctx.previous, &service).to_string()
             }
         };
         let run = &run;

@@ -852,12 +852,30 @@ fn a_deploy_checks_the_services_that_read_values_kept_in_aws_though_no_file_chan
         CiContext::from_vars(|_| None),
     );
     req.since = Some("HEAD".into());
-    let plan = ferry_plan::plan(&ws, repo.as_ref(), &req).unwrap();
+    let mut plan = ferry_plan::plan(&ws, repo.as_ref(), &req).unwrap();
     assert!(
         plan.order.is_empty(),
         "nothing changed since HEAD: {plan:?}"
     );
     let every: Vec<&str> = ws.services.iter().map(|s| s.name.as_str()).collect();
+    // The plan says of each skip a deploy checks why.
+    ferry_deploy::mark_checks(&ws, &mut plan, &recorded(&every));
+    let checked: Vec<(&str, &str)> = plan
+        .services
+        .iter()
+        .filter_map(|s| Some((s.name.as_str(), s.checked.as_deref()?)))
+        .collect();
+    let outside = "reads values kept outside git (SSM, S3)";
+    assert_eq!(
+        checked,
+        [
+            ("reader", outside),
+            ("sls-s3", outside),
+            ("sls-ssm", outside),
+            ("typed", outside),
+            ("after-typed", "dependent of typed"),
+        ]
+    );
     let candidates: Vec<String> = ferry_deploy::candidates(&ws, &plan, &recorded(&every))
         .into_iter()
         .collect();

@@ -215,6 +215,11 @@ pub struct ServicePlan {
     pub action: Action,
     pub reasons: Vec<Reason>,
     pub depends_on: Vec<String>,
+    /// A service skipped that a deploy still checks against its record (it redeploys only when
+    /// what it receives differs), and why: a dependent of what deploys, a reader of SSM. Set
+    /// by the caller that knows the stage's records (`ferry_deploy::mark_checks`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked: Option<String>,
 }
 
 /// One distinct base and what it was compared with.
@@ -473,6 +478,7 @@ fn service_plans(
                     .collect(),
                 reasons,
                 name,
+                checked: None,
             }
         })
         .collect();
@@ -488,6 +494,7 @@ fn service_plans(
                 stack_kept: removed.stack_kept,
             }],
             depends_on: Vec::new(),
+            checked: None,
         });
     }
     services

@@ -180,7 +180,14 @@ pub fn text(plan: &Plan, explain: bool) -> String {
             Action::Deploy => "deploy",
             Action::Skip => "skip",
         };
-        let reasons: Vec<String> = s.reasons.iter().map(reason_text).collect();
+        let mut reasons: Vec<String> = s.reasons.iter().map(reason_text).collect();
+        match s.checked.as_deref() {
+            Some("") => reasons.push("checked against its record".into()),
+            Some(why) => reasons.push(format!(
+                "checked against its record, redeployed if what it receives changed ({why})"
+            )),
+            None => {}
+        }
         let _ = writeln!(
             out,
             "    {action:<6}  {:<width$}  {}",

@@ -451,8 +451,10 @@ fn plan_of(
     let mut req = select.request(&stage.name, ci);
     req.from_ci = from_ci;
     state.apply(&mut req);
-    ferry_plan::plan(ws, repo.as_ref(), &req)
-        .with_context(|| format!("failed to plan stage `{}`", stage.name))
+    let mut plan = ferry_plan::plan(ws, repo.as_ref(), &req)
+        .with_context(|| format!("failed to plan stage `{}`", stage.name))?;
+    ferry_deploy::mark_checks(ws, &mut plan, &state.records);
+    Ok(plan)
 }
 
 /// A batch node about to take the stage's lock (there is none, or a stale one it may take

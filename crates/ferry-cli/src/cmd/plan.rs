@@ -183,12 +183,18 @@ pub(crate) fn plan_with<T>(
         }
         _ => ctx.workspace()?,
     };
-    if read_state {
-        let stage = req.stage.clone();
-        read_stage_state(ctx, ws, &stage, req)?;
-    }
-    let plan = ferry_plan::plan(ws, repo.as_ref(), req)
+    let records = match read_state {
+        true => {
+            let stage = req.stage.clone();
+            read_stage_state(ctx, ws, &stage, req)?
+        }
+        false => None,
+    };
+    let mut plan = ferry_plan::plan(ws, repo.as_ref(), req)
         .with_context(|| format!("failed to plan stage `{}`", req.stage))?;
+    if let Some(records) = &records {
+        ferry_deploy::mark_checks(ws, &mut plan, records);
+    }
     let also = then(ws, &plan);
     // The process ends soon after; freeing a thousand services and the repository handle one
     // by one would cost more than the plan.
@@ -197,7 +203,8 @@ pub(crate) fn plan_with<T>(
 }
 
 /// Fills the request's bases from the stage's records and what its stacks say, as a deploy
-/// would (read only: no lock). When AWS cannot be reached, says why and plans without them; a
+/// would (read only: no lock), and returns the records. When AWS cannot be reached, says why
+/// and plans without them; a
 /// record that cannot be read, or that is another stage's, is the error a deploy would give
 /// (a plan of a healthy stage as if nothing were deployed would say every service deploys).
 fn read_stage_state(
@@ -205,9 +212,9 @@ fn read_stage_state(
     ws: &ferry_manifest::Workspace,
     stage: &str,
     req: &mut PlanRequest,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<std::collections::BTreeMap<String, ferry_records::Record>>> {
     let Ok(stage) = ws.stage(stage) else {
-        return Ok(()); // the plan reports it
+        return Ok(None); // the plan reports it
     };
     let read = crate::context::runtime().and_then(|rt| {
         rt.block_on(async {
@@ -226,6 +233,7 @@ fn read_stage_state(
                 state.list_calls
             );
             state.apply(req);
+            return Ok(Some(state.records));
         }
         Err(e) if !unreachable(&e) => {
             return Err(e).with_context(|| {
@@ -244,7 +252,7 @@ fn read_stage_state(
             );
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Whether reading a stage's state failed on the way to AWS (no credentials, an endpoint that
