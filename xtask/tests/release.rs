@@ -2118,3 +2118,112 @@ fn base_version(r: &TestRepo, v: &Path, n: u32) {
     r.commit(&format!("base v{n}"));
     ok(r, v, &["deploy", "staging", "--test"]);
 }
+
+/// A Serverless Framework CLI for tests: writes a template holding the `--param Version=…` it
+/// is given (an SSM parameter and an output, `Seen`), as the framework compiles parameters into
+/// the template.
+const PARAM_SLS: &str = r#"#!/bin/sh
+while [ $# -gt 0 ]; do
+  case "$1" in --package) out="$2"; shift;; --param) param="$2"; shift;; --stage) stage="$2"; shift;; esac; shift
+done
+mkdir -p "$out"
+value="${param#Version=}"
+cat > "$out/cloudformation-template-update-stack.json" <<T
+{"Resources": {"P": {"Type": "AWS::SSM::Parameter",
+  "Properties": {"Name": "/rel-slsrev-$stage/seen", "Type": "String", "Value": "$value"}}},
+ "Outputs": {"Seen": {"Value": "$value"}}}
+T
+cat > "$out/serverless-state.json" <<T
+{"service": {"service": "rel-slsrev", "provider": {"stage": "$stage"}}}
+T
+"#;
+
+/// A review of a Serverless Framework service whose parameters read outputs of a dependency the
+/// same review creates or changes: the framework compiles them into the template, so it is
+/// compiled when approved, after the dependency deploys, from the checkout. Before, the review
+/// compiled it with the dependency's old outputs, which the approval then deployed (a replaced
+/// topic's subscription kept the deleted topic), or failed when the dependency did not exist
+/// yet (the first review of a new stage).
+#[test]
+fn a_serverless_service_reviewed_with_its_dependency_is_compiled_when_approved() {
+    let p = "rel-slsrev";
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{}\"\napproval = true\n",
+            bucket(p, "dev")
+        ),
+    )
+    .write("services/src/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write("services/src/t.yaml", &src_template("v1"))
+    .write(
+        "services/sls/service.toml",
+        "[service]\nkind = \"serverless\"\nserverless-command = [\"./fake-sls\"]\n\n[parameters]\nVersion = \"${output:src.Version}\"\n",
+    )
+    .write(
+        "services/sls/serverless.yml",
+        "service: rel-slsrev\nprovider:\n  name: aws\n",
+    )
+    .write("services/sls/fake-sls", PARAM_SLS)
+    .write(".gitignore", "target/\n");
+    use std::os::unix::fs::PermissionsExt;
+    let cli = r.path().join("services/sls/fake-sls");
+    std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+    r.commit("services");
+    let s3 = ferry_package::s3_client(&config());
+    rt().block_on(s3.create_bucket().bucket(bucket(p, "dev")).send())
+        .unwrap();
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    // A new stage: src's stack is not there yet.
+    let (out, err) = ok(&r, v, &["deploy", "dev", "--review"]);
+    assert!(
+        out.contains("so it is compiled when approved, after those deploy"),
+        "{out}\n{err}"
+    );
+    let first = id_after(&out, "review: ");
+    let (out, err) = ok(&r, v, &["approve", "dev", &first]);
+    assert_eq!(
+        records(p, "dev")["sls"].outputs["Seen"],
+        "v1",
+        "{out}\n{err}"
+    );
+
+    // Both change in one review: the approval compiles sls with src's new output.
+    r.write("services/src/t.yaml", &src_template("v2"));
+    r.write(
+        "services/sls/serverless.yml",
+        "service: rel-slsrev\nprovider:\n  name: aws\n# v2\n",
+    );
+    r.commit("v2");
+    let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
+    let second = id_after(&out, "review: ");
+    let (out, err) = ok(&r, v, &["approve", "dev", &second]);
+    let dev = records(p, "dev");
+    assert_eq!(dev["src"].outputs["Version"], "v2", "{out}\n{err}");
+    assert_eq!(dev["sls"].outputs["Seen"], "v2", "{out}\n{err}");
+
+    // Approved from a checkout whose inputs of sls are not those reviewed: refused, nothing
+    // deployed.
+    r.write("services/src/t.yaml", &src_template("v3"));
+    r.write(
+        "services/sls/serverless.yml",
+        "service: rel-slsrev\nprovider:\n  name: aws\n# v3\n",
+    );
+    r.commit("v3");
+    let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
+    let third = id_after(&out, "review: ");
+    r.write(
+        "services/sls/serverless.yml",
+        "service: rel-slsrev\nprovider:\n  name: aws\n# v4\n",
+    );
+    r.commit("v4");
+    let (out, err) = fails(&r, v, &["approve", "dev", &third]);
+    assert!(
+        err.contains("compiled when approved") && err.contains("check out the reviewed commit"),
+        "{out}\n{err}"
+    );
+    assert_eq!(records(p, "dev")["src"].outputs["Version"], "v2");
+}

@@ -115,6 +115,18 @@ pub enum ReleaseRunError {
         services: Vec<String>,
         why: String,
     },
+    /// [`CheckoutDiffers`](Self::CheckoutDiffers) and
+    /// [`CheckoutUnverifiable`](Self::CheckoutUnverifiable) for an approval.
+    #[error(
+        "review {id}: {} Serverless Framework service(s) {} compiled when approved (their parameters waited for what the review also changes), from this checkout, which cannot be shown to hold the reviewed inputs: {why}; nothing was deployed (check out the reviewed commit and approve from there)",
+        .services.len(),
+        if .services.len() == 1 { "is" } else { "are" }
+    )]
+    ApprovalCheckout {
+        id: String,
+        services: Vec<String>,
+        why: String,
+    },
     #[error(
         "{} not in this repository's configuration any more; check out a commit that has {} to deploy {} again",
         .services.join(", "),
@@ -1698,6 +1710,35 @@ pub async fn prepare_approval(
         bucket: store.bucket().to_string(),
         stage: stage.name.clone(),
     };
+    // A Serverless service whose parameters waited for the approval is compiled now, from this
+    // checkout: it must hold the inputs the review was made of.
+    let compiled_now: Vec<&Record> = records
+        .iter()
+        .filter(|(s, _)| pending.services[*s].compile_when_approved)
+        .map(|(_, r)| r)
+        .collect();
+    check_checkout(dest.ws, &stage.name, &compiled_now).map_err(|e| match e {
+        ReleaseRunError::CheckoutDiffers { services, .. } => ReleaseRunError::ApprovalCheckout {
+            id: id.to_string(),
+            why: format!(
+                "its inputs differ:\n  {}\n",
+                services
+                    .iter()
+                    .map(|s| s.replacen(": passed at ", ": reviewed at ", 1))
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            ),
+            services,
+        },
+        ReleaseRunError::CheckoutUnverifiable { services, why, .. } => {
+            ReleaseRunError::ApprovalCheckout {
+                id: id.to_string(),
+                services,
+                why,
+            }
+        }
+        e => e,
+    })?;
     let names: BTreeSet<String> = pending.services.keys().cloned().collect();
     // The reviewed services, and those that never received a dependency's last deploy.
     let seeds: BTreeSet<String> = names
@@ -1706,11 +1747,22 @@ pub async fn prepare_approval(
         .chain(crate::prepare::behind_ready(dest.ws, current))
         .collect();
     let kept = kept_dependents(dest, current, &seeds, &names, Kept::APPROVED).await?;
-    let mut sources = vec![StoredSource {
-        from: &from,
-        records: records.iter().map(|(k, v)| (k.clone(), v)).collect(),
-        compile_per_stage: false,
-    }];
+    let (compile, stored): (BTreeMap<_, _>, BTreeMap<_, _>) = records
+        .iter()
+        .map(|(k, v)| (k.clone(), v))
+        .partition(|(s, _)| pending.services[s].compile_when_approved);
+    let mut sources = vec![
+        StoredSource {
+            from: &from,
+            records: stored,
+            compile_per_stage: false,
+        },
+        StoredSource {
+            from: &from,
+            records: compile,
+            compile_per_stage: true,
+        },
+    ];
     sources.extend(kept.source());
     let prepared = stored_package(dest, &sources).await?;
     let mut candidates = names.clone();

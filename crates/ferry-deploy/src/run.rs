@@ -996,6 +996,98 @@ fn pending_dependencies(run: &Run<'_>, service: &Service) -> Vec<String> {
         .collect()
 }
 
+/// Where `service`'s package came from: its origin when stored (a promote's, a rollback's), the
+/// package id, commit and whether the tree was dirty.
+fn provenance<'c>(
+    ctx: &'c DeployContext<'_>,
+    service: &Service,
+) -> (Option<&'c crate::Origin>, Option<String>, String, bool) {
+    // A stored one names its own package id and commit.
+    let origin = ctx.package.and_then(|p| p.origins.get(&service.name));
+    let package_id = ctx
+        .package
+        .map(|p| origin.map_or_else(|| p.manifest.id.clone(), |o| o.package.clone()));
+    let commit = origin.map_or_else(|| ctx.source.commit.clone(), |o| o.commit.clone());
+    let dirty = origin.map_or(ctx.source.dirty, |o| o.dirty);
+    (origin, package_id, commit, dirty)
+}
+
+/// The review of a Serverless service compiled when approved
+/// ([`Reviewed::compile_when_approved`]): what its stack would become is known only then; the
+/// stack's state is kept, as for every review, and the inputs to compile from.
+async fn review_compiled_when_approved(
+    run: &Run<'_>,
+    service: &Service,
+    stack: &str,
+    parameters_after: Vec<String>,
+) -> Result<Deployed, ServiceError> {
+    let ctx = run.ctx;
+    let (_, package_id, commit, dirty) = provenance(ctx, service);
+    let input_key = ctx
+        .package
+        .and_then(|p| p.input_keys.get(&service.name).cloned());
+    if input_key.is_none() && dirty {
+        return Err(ServiceError::UnverifiableCompile {
+            service: service.name.clone(),
+            dependencies: parameters_after,
+        });
+    }
+    let current = run.engine.describe(stack).await?;
+    let deployed = match &current {
+        Some(_) => run.engine.template(stack).await?,
+        None => None,
+    };
+    let reviewed = Reviewed {
+        kind: Some(service.kind.to_string()),
+        package_key: String::new(),
+        fingerprint: String::new(),
+        package: package_id.unwrap_or_default(),
+        commit,
+        dirty,
+        parameters: BTreeMap::new(),
+        resolve_when_approved: true,
+        compile_when_approved: true,
+        expressions: Some(crate::release::written_parameters(service)),
+        stack: stack_state(current.as_ref(), deployed.as_deref()),
+        input_key,
+    };
+    let review = StackReview {
+        service: service.name.clone(),
+        stack: stack.to_string(),
+        create: current.is_none(),
+        resources: Vec::new(),
+        outputs: Vec::new(),
+        parameters: Vec::new(),
+        parameters_after,
+        not_compared: Some(
+            "the Serverless Framework compiles its parameters into its template, so it is compiled when approved, after those deploy, from the checkout (which must hold the reviewed inputs)".into(),
+        ),
+    };
+    let result = Deployed::Reviewed {
+        create: review.create,
+        resources: None,
+    };
+    let reviews = run.reviews.as_ref().expect("a review");
+    reviews
+        .lock()
+        .expect("reviews lock")
+        .insert(service.name.clone(), (review, reviewed));
+    Ok(result)
+}
+
+/// The state of a stack (`current`, running the template `deployed`) that an approval checks
+/// again.
+fn stack_state(
+    current: Option<&ferry_stacks::StackInfo>,
+    deployed: Option<&str>,
+) -> Option<ferry_releases::StackState> {
+    current.map(|c| ferry_releases::StackState {
+        id: c.id.clone(),
+        template_sha256: sha256_hex(deployed.unwrap_or_default().as_bytes()),
+        parameters_hash: parameters_hash(&c.parameters),
+    })
+}
+
 /// What deploying `template` with `parameters` would change in `stack`: the diff against the
 /// template and parameters it runs (GetTemplate, DescribeStacks), parameter values masked; and
 /// the stack's state, which an approval checks again.
@@ -1061,11 +1153,7 @@ async fn review_stack(
         .as_ref()
         .map(|c| mask(&c.parameters))
         .unwrap_or_default();
-    reviewed.stack = current.as_ref().map(|c| ferry_releases::StackState {
-        id: c.id.clone(),
-        template_sha256: sha256_hex(deployed.as_deref().unwrap_or_default().as_bytes()),
-        parameters_hash: parameters_hash(&c.parameters),
-    });
+    reviewed.stack = stack_state(current.as_ref(), deployed.as_deref());
     let (mut resources, mut outputs) = if not_compared.is_some() {
         (Vec::new(), Vec::new())
     } else {
@@ -1199,6 +1287,15 @@ async fn deploy_one(
     {
         fill_boundary(ctx, &mut parameters, &mut hashed);
     }
+    // A review of a Serverless service whose parameters wait for dependencies the review
+    // creates or changes: the framework compiles their values into the template, so a compile
+    // now would deploy the old ones when approved (or fail: their stacks are not there yet).
+    if run.reviews.is_some()
+        && service.kind == ServiceKind::Serverless
+        && !parameters_after.is_empty()
+    {
+        return review_compiled_when_approved(run, service, stack, parameters_after).await;
+    }
     let stored = ctx
         .package
         .and_then(|p| p.manifest.services.get(&service.name));
@@ -1259,13 +1356,7 @@ async fn deploy_one(
         (None, TemplateSource::Body(text)) => sha256_hex(text.as_bytes()),
         (None, TemplateSource::Url(url)) => sha256_hex(url.as_bytes()),
     };
-    // Where the package came from: a stored one names its own package id and commit.
-    let origin = ctx.package.and_then(|p| p.origins.get(&service.name));
-    let package_id = ctx
-        .package
-        .map(|p| origin.map_or_else(|| p.manifest.id.clone(), |o| o.package.clone()));
-    let commit = origin.map_or_else(|| ctx.source.commit.clone(), |o| o.commit.clone());
-    let dirty = origin.map_or(ctx.source.dirty, |o| o.dirty);
+    let (origin, package_id, commit, dirty) = provenance(ctx, service);
     // Whether the uncommitted changes were among its own inputs: a service whose inputs were
     // all as committed has an input key; a stored package says what its record said (none, or
     // no package, is taken as dirty).
@@ -1445,6 +1536,7 @@ async fn deploy_one(
                 hashed.clone()
             },
             resolve_when_approved,
+            compile_when_approved: false,
             expressions: Some(crate::release::written_parameters(service)),
             stack: None,
             input_key: input_key.clone(),

@@ -158,6 +158,12 @@ pub struct Reviewed {
     /// (`Record::input_key`), for the record its approval writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_key: Option<String>,
+    /// A Serverless Framework service whose parameters wait for the approval (see
+    /// `resolve_when_approved`): the framework compiles them into its template, so it is
+    /// compiled when approved, from the checkout, which must hold the reviewed inputs
+    /// (`input_key`, else the tree of `commit`); `package_key` and `fingerprint` are empty.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compile_when_approved: bool,
 }
 
 /// A reviewed run waiting for approval (`deploy --review`, `promote --review`), kept as

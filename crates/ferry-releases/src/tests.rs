@@ -410,6 +410,7 @@ fn a_reviewed_service_keeps_its_input_key_and_older_reviews_read_without_one() {
         dirty: false,
         parameters: BTreeMap::new(),
         resolve_when_approved: false,
+        compile_when_approved: false,
         expressions: None,
         stack: None,
         input_key: Some("services/notifier:1".into()),
