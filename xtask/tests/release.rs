@@ -1330,6 +1330,14 @@ fn an_approval_refuses_what_no_longer_passes_in_the_source_stage() {
         err.contains("app: its acceptance tests failed in `staging`"),
         "{err}"
     );
+    // What to do is an approval's, not a promote's (`--service`, which approve has not).
+    assert!(
+        err.contains(&format!(
+            "(review {review} holds packages that no longer pass in `staging`"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("--service"), "{err}");
     assert!(!err.contains("deploying stack"), "{err}");
     assert!(records(p, "prod").is_empty());
     // Passing again there, the same review is approved.

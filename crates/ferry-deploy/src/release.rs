@@ -80,16 +80,22 @@ pub enum ReleaseRunError {
         from: String,
     },
     #[error(
-        "{} service(s) did not pass in `{from}`, so `{stage}` refuses them; nothing was deployed:\n  {}\n(test them in `{from}` first, or name the others with --service{})",
+        "{} service(s) did not pass in `{from}`, so `{stage}` refuses them; nothing was deployed:\n  {}\n({})",
         .refused.len(),
         .refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "),
-        if *.overridable { "; `--override-gate \"<reason>\"` deploys anyway and records who and why" } else { "" }
+        match (.review, *.overridable) {
+            (Some(id), _) => format!("review {id} holds packages that no longer pass in `{from}` (their tests failed there since, or `{from}` runs others now): make them pass there and approve again, or review again what passes there now"),
+            (None, true) => "test them in `{from}` first, or name the others with --service; `--override-gate \"<reason>\"` deploys anyway and records who and why".replace("{from}", from),
+            (None, false) => format!("test them in `{from}` first, or name the others with --service"),
+        }
     )]
     Gate {
         stage: String,
         from: String,
         refused: Vec<GateRefusal>,
         overridable: bool,
+        /// The review whose approval the gate refused.
+        review: Option<String>,
     },
     #[error(
         "{} was deployed to `{from}` from a tree with uncommitted changes; protected stage `{stage}` takes only packages of a commit: commit, deploy and test in `{from}`, then promote",
@@ -1084,6 +1090,7 @@ pub async fn prepare_promote(
             from: from.clone(),
             refused: gate.refused,
             overridable: false,
+            review: None,
         });
     }
     if stage.config.protected {
@@ -1541,6 +1548,7 @@ pub fn recheck_gate(
         from: from.to_string(),
         refused: passed.refused,
         overridable: false,
+        review: Some(pending.id.clone()),
     })
 }
 
@@ -1552,6 +1560,7 @@ fn gate_error(stage: &Stage, from: &str, passed: Passed) -> ReleaseRunError {
         from: from.to_string(),
         refused: passed.refused,
         overridable: true,
+        review: None,
     }
 }
 

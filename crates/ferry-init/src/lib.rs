@@ -188,13 +188,17 @@ pub enum InitError {
     #[error("{} is not a folder", .0.display())]
     NotAFolder(PathBuf),
     #[error(
-        "no service found in {}: Ferry looks for folders holding serverless.yml (or .yaml, .json, .ts, .js), a SAM template (Transform: AWS::Serverless-2016-10-31) or a CloudFormation template; add one, or write ferry.toml and service.toml by hand (see README){}{}",
+        "no service found in {}: Ferry looks for folders holding serverless.yml (or .yaml, .json, .ts, .js), a SAM template (Transform: AWS::Serverless-2016-10-31) or a CloudFormation template; add one, or write ferry.toml and service.toml by hand (see README){}{}{}",
         .root.display(),
         root_hint(.at_root),
-        cdk_hint(.cdk)
+        cdk_hint(.cdk),
+        left_out_hint(.left_out)
     )]
     NothingFound {
         root: PathBuf,
+        /// What was found and left out, and why (a Serverless service of another cloud, a
+        /// delivery pipeline's template).
+        left_out: Vec<String>,
         /// Templates at the repository's root, which holds ferry.toml and is no service folder.
         at_root: Vec<String>,
         /// Folders holding an AWS CDK app (`cdk.json`), which Ferry does not deploy.
@@ -226,6 +230,13 @@ fn root_hint(at_root: &[String]) -> String {
         ". Its root holds {}, but the root holds ferry.toml and is no service folder: move each template (with the code it names) into a folder of its own and run init again",
         at_root.join(", ")
     )
+}
+
+fn left_out_hint(left_out: &[String]) -> String {
+    if left_out.is_empty() {
+        return String::new();
+    }
+    format!(". Found and left out:\n  {}", left_out.join("\n  "))
 }
 
 fn cdk_hint(cdk: &[String]) -> String {
@@ -440,6 +451,10 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
         // error now says instead).
         return Err(InitError::NothingFound {
             root: root.to_path_buf(),
+            left_out: notes
+                .into_iter()
+                .filter(|n| n.contains("left out"))
+                .collect(),
             at_root: root_templates,
             cdk,
         });

@@ -822,6 +822,9 @@ fn serverless_provider(config: &str) -> Option<String> {
         .get("name")
         .unwrap_or(provider)
         .as_str()
+        // One given by a variable (`provider: ${file(./provider.yml)}`, a name from
+        // `${self:…}`) is taken for AWS, as most are: leaving the service out would hide it.
+        .filter(|p| !p.contains("${"))
         .map(String::from)
 }
 

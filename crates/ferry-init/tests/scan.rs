@@ -1265,6 +1265,18 @@ fn a_repository_without_services_says_what_it_looked_for() {
     let e = scan(dir.path()).unwrap_err().to_string();
     assert!(e.starts_with("no service found in "), "{e}");
     assert!(e.contains("serverless.yml"), "{e}");
+    assert!(!e.contains("left out"), "{e}");
+    // What was found and left out is said: before, the error alone hid why.
+    file(
+        dir.path(),
+        "fn/serverless.yml",
+        "service: fn\nprovider:\n  name: google\n",
+    );
+    let e = scan(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.ends_with(". Found and left out:\n  fn/serverless.yml: a Serverless Framework service for provider `google`, not AWS: left out"),
+        "{e}"
+    );
     let e = scan(&dir.path().join("missing")).unwrap_err().to_string();
     assert!(e.ends_with("is not a folder"), "{e}");
 }
@@ -1320,9 +1332,31 @@ fn other_clouds_are_left_out_and_an_unreadable_stack_name_is_guessed_for_review(
         "named/serverless.yml",
         "service: named-${self:custom.team}\ncustom:\n  team: data\nprovider: aws\n",
     );
+    // A provider given by a variable is taken for AWS (ae9is/anything: every service had
+    // `provider: ${file(./_provider.yml)}`, and init found none).
+    file(
+        r,
+        "shared/serverless.yml",
+        "service: shared\nprovider: ${file(./_provider.yml)}\n",
+    );
+    file(
+        r,
+        "shared/_provider.yml",
+        "name: aws\nruntime: nodejs20.x\n",
+    );
+    file(
+        r,
+        "team/serverless.yml",
+        "service: team\ncustom:\n  cloud: aws\nprovider:\n  name: ${self:custom.cloud}\n",
+    );
     let s = scan(r).unwrap();
     let dirs: Vec<&str> = s.services.iter().map(|f| f.dir.as_str()).collect();
-    assert_eq!(dirs, ["graphql", "named"], "{:?}", s.notes);
+    assert_eq!(
+        dirs,
+        ["graphql", "named", "shared", "team"],
+        "{:?}",
+        s.notes
+    );
     for (d, p) in [("google-http", "google"), ("whisk", "openwhisk")] {
         assert!(
             s.notes.contains(&format!(

@@ -502,9 +502,13 @@ impl Emulator {
         request: &serde_json::Value,
     ) -> Result<std::process::Output, LocalError> {
         self.ensure_installed(|_| {})?;
+        use std::os::unix::process::CommandExt as _;
         let mut child = self
             .python_command()
             .args(["-c", SAM_EXPAND])
+            // In a process group of its own: a Ctrl-C at the terminal is Ferry's to handle
+            // (the run is cancelled), not a KeyboardInterrupt reported as a broken template.
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

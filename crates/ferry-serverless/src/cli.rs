@@ -131,11 +131,16 @@ pub(crate) async fn run(
         "--package".into(),
         package_dir.to_string_lossy().into_owned(),
     ]);
+    let mut shown_args = args.clone();
     for (k, v) in c.parameters {
         args.push("--param".into());
         args.push(format!("{k}={v}"));
+        // Shown by name only: a value may be a secret the masker does not know (a password in
+        // a URL kept in an SSM String parameter, a stack output).
+        shown_args.push("--param".into());
+        shown_args.push(format!("{k}=…"));
     }
-    let shown = (c.mask)(&format!("{} {}", argv[0], args.join(" ")));
+    let shown = (c.mask)(&format!("{} {}", argv[0], shown_args.join(" ")));
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&args).current_dir(c.root.join(&c.service.dir));
     for var in ferry_credentials::env::not_inherited(c.env) {
