@@ -468,9 +468,10 @@ fn fn_transforms(v: &Value, out: &mut Vec<String>) {
 }
 
 /// A Serverless configuration's `provider.region`: a literal, or one a `${self:…}` it names
-/// holds; none for `${opt:region, …}`, which the stage's `--region` gives (its default names no
-/// region the stages must have); `Err` with the value as written when it comes from where Ferry
-/// cannot read (a file, the environment).
+/// holds; for `${opt:region, 'ap-southeast-2'}` its fallback, where a `serverless deploy`
+/// without `--region` put the stacks (none without one: the stage's `--region` gives it); `Err`
+/// with the value as written when it comes from where Ferry cannot read (a file, the
+/// environment).
 fn provider_region(doc: &Value) -> Result<Option<String>, String> {
     let Some(raw) = doc
         .get("provider")
@@ -494,8 +495,28 @@ fn provider_region(doc: &Value) -> Result<Option<String>, String> {
         }
         let mut alternatives = inner.split(',').map(str::trim);
         let first = alternatives.next().unwrap_or_default();
+        // Its quoted fallback (`${self:custom.region, 'eu-west-1'}`).
+        let quoted = |a: &str| {
+            ["'", "\""]
+                .iter()
+                .find_map(|q| a.strip_prefix(q)?.strip_suffix(q))
+                .map(|v| v.trim().to_string())
+        };
         if first == "opt:region" {
-            return Ok(None);
+            match alternatives.next_back() {
+                None => return Ok(None),
+                Some(a) if a.starts_with("self:") => {
+                    value = format!("${{{a}}}");
+                    continue;
+                }
+                Some(a) => match quoted(a) {
+                    Some(v) => {
+                        value = v;
+                        continue;
+                    }
+                    None => break,
+                },
+            }
         }
         let Some(path) = first.strip_prefix("self:") else {
             break;
@@ -504,14 +525,11 @@ fn provider_region(doc: &Value) -> Result<Option<String>, String> {
             .split('.')
             .try_fold(doc, |at, key| at.get(key))
             .and_then(Value::as_str);
-        // Else its quoted fallback (`${self:custom.region, 'eu-west-1'}`).
-        let fallback = alternatives.next_back().and_then(|a| {
-            ["'", "\""]
-                .iter()
-                .find_map(|q| a.strip_prefix(q)?.strip_suffix(q))
-        });
-        match found.or(fallback) {
-            Some(v) => value = v.trim().to_string(),
+        match found
+            .map(|v| v.trim().to_string())
+            .or_else(|| alternatives.next_back().and_then(quoted))
+        {
+            Some(v) => value = v,
             None => break,
         }
     }
@@ -1038,11 +1056,18 @@ mod tests {
             region("provider:\n  region: eu-west-1\n"),
             Ok(Some("eu-west-1".into()))
         );
-        // The stage's --region gives it: no region named.
+        // Its fallback is where `serverless deploy` without --region put the stacks (before,
+        // none was taken, and every stage was written with us-east-1: new stacks there).
         assert_eq!(
             region("provider:\n  region: ${opt:region, 'ap-south-1'}\n"),
-            Ok(None)
+            Ok(Some("ap-south-1".into()))
         );
+        assert_eq!(
+            region("custom:\n  r: eu-west-3\nprovider:\n  region: ${opt:region, self:custom.r}\n"),
+            Ok(Some("eu-west-3".into()))
+        );
+        // Without one, the stage's --region gives it: no region named.
+        assert_eq!(region("provider:\n  region: ${opt:region}\n"), Ok(None));
         assert_eq!(
             region("custom:\n  r: us-west-2\nprovider:\n  region: ${self:custom.r}\n"),
             Ok(Some("us-west-2".into()))

@@ -1680,7 +1680,8 @@ fn a_service_naming_another_region_than_the_stages_is_noted() {
         ("orders", "region: eu-west-1"),
         ("payments", "region: eu-west-1"),
         ("edge", "region: us-east-1"),
-        // A variable is a default the stage's --region overrides: nothing to say.
+        // The fallback of `--region` is where a deploy without one put the stacks: noted too
+        // (before, nothing was said, and its stacks were deployed anew in eu-west-1).
         ("reports", "region: ${opt:region, 'ap-south-1'}"),
         ("plain", "runtime: nodejs20.x"),
     ] {
@@ -1697,12 +1698,17 @@ fn a_service_naming_another_region_than_the_stages_is_noted() {
         .iter()
         .filter(|n| n.contains("names region"))
         .collect();
-    assert_eq!(moved.len(), 1, "{:?}", s.notes);
+    assert_eq!(moved.len(), 2, "{:?}", s.notes);
     assert!(
         moved[0].starts_with("edge/serverless.yml: names region `us-east-1`")
             && moved[0].contains("would be deployed to `eu-west-1`"),
         "{}",
         moved[0]
+    );
+    assert!(
+        moved[1].starts_with("reports/serverless.yml: names region `ap-south-1`"),
+        "{}",
+        moved[1]
     );
 }
 
