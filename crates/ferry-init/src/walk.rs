@@ -782,6 +782,11 @@ pub(crate) fn candidates(root: &Path) -> Walked {
         ));
         false
     });
+    let sam_templates: Vec<(String, String)> = out
+        .iter()
+        .filter(|c| c.kind == ServiceKind::Sam)
+        .map(|c| (c.dir.clone(), crate::template_path(&c.dir, &c.file)))
+        .collect();
     out.retain(|c| {
         // Where the template lies decides, not the folder it was given (one of several
         // templates of a folder inside a service is still a part of that service).
@@ -792,6 +797,24 @@ pub(crate) fn candidates(root: &Path) -> Walked {
         else {
             return true;
         };
+        // A SAM template with its own SAM configuration, which the SAM service's template
+        // reaches by no path, deploys on its own (aws-samples' unicorn workshop: the
+        // contracts service's own template.yaml and samconfig.toml below the folder of its
+        // domain's template).
+        if c.kind == ServiceKind::Sam
+            && *kind == ServiceKind::Sam
+            && has_samconfig(root, crate::local_deps::parent(&template))
+            && !sam_templates.iter().any(|(d, t)| {
+                d == owner
+                    && reach.get(t).is_some_and(|paths| {
+                        paths.iter().any(|r| {
+                            template == r.path || template.starts_with(&format!("{}/", r.path))
+                        })
+                    })
+            })
+        {
+            return true;
+        }
         // What was said of it as one of several templates of its folder no longer holds.
         let placed = format!("{template}: one of several templates of ");
         notes.retain(|n| !n.starts_with(&placed));
@@ -807,6 +830,13 @@ pub(crate) fn candidates(root: &Path) -> Walked {
         reach,
         root_templates,
     }
+}
+
+/// Whether the folder `dir` (repository-relative) holds a SAM CLI configuration.
+fn has_samconfig(root: &Path, dir: &str) -> bool {
+    ["samconfig.toml", "samconfig.yaml", "samconfig.yml"]
+        .iter()
+        .any(|f| root.join(dir).join(f).is_file())
 }
 
 /// The `provider` a Serverless Framework configuration names (`provider.name`, or `provider`

@@ -2754,6 +2754,78 @@ fn parts_stay_parts_and_two_services_never_move_into_one_folder() {
     );
 }
 
+/// A SAM template with a SAM configuration of its own, inside the folder of another SAM
+/// service whose template reaches it by no path, is a service of its own (aws-samples' unicorn
+/// workshop: `contracts/infrastructure/domain.yaml` took the folder, and the contracts
+/// service's own template.yaml, with its samconfig.toml, was taken as a part of it, never
+/// deployed). One it reaches, or one without a configuration of its own, stays a part.
+#[test]
+fn a_sam_app_with_its_own_configuration_below_another_is_a_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let sam = |body: &str| format!("Transform: AWS::Serverless-2016-10-31\nResources:\n{body}");
+    let function = |code: &str| {
+        sam(&format!(
+            "  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: {code}\n      Handler: a.h\n      Runtime: python3.12\n"
+        ))
+    };
+    file(
+        r,
+        "contracts/infrastructure/domain.yaml",
+        &sam("  Bus:\n    Type: AWS::Events::EventBus\n    Properties:\n      Name: contracts\n"),
+    );
+    file(
+        r,
+        "contracts/infrastructure/contracts-service/template.yaml",
+        &function("../../src"),
+    );
+    file(
+        r,
+        "contracts/infrastructure/contracts-service/samconfig.toml",
+        "version = 0.1\n[default.deploy.parameters]\nstack_name = \"contracts\"\n",
+    );
+    file(r, "contracts/src/a.py", "def h(e, c): pass\n");
+    // Without a configuration of its own: a part, as before.
+    file(
+        r,
+        "contracts/infrastructure/extra/template.yaml",
+        &sam("  Q:\n    Type: AWS::SQS::Queue\n"),
+    );
+    let s = scan(r).unwrap();
+    let found: Vec<(&str, &str)> = s
+        .services
+        .iter()
+        .map(|f| (f.dir.as_str(), f.file.as_str()))
+        .collect();
+    assert!(
+        found.iter().any(|(d, f)| format!("{d}/{f}")
+            == "contracts/infrastructure/contracts-service/template.yaml"),
+        "{found:?}\n{:#?}",
+        s.notes
+    );
+    assert!(
+        found.iter().any(|(_, f)| f.ends_with("domain.yaml")),
+        "{found:?}"
+    );
+    assert!(
+        !found
+            .iter()
+            .any(|(d, f)| d.ends_with("extra") || f.contains("extra/")),
+        "{found:?}"
+    );
+    let notes = s.notes.join("\n");
+    assert!(
+        !notes.contains(
+            "contracts/infrastructure/contracts-service/template.yaml: a template inside"
+        ),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("contracts/infrastructure/extra/template.yaml: a template inside the sam service contracts/infrastructure"),
+        "{notes}"
+    );
+}
+
 /// An import built from a template parameter that has a default (a parent stack's name, `''`
 /// unless given, as widdix/aws-cf-templates writes them) is made only when the parameter is
 /// given: noted with what to set, no order inferred. One without a default links as before.
