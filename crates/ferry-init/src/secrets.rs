@@ -5,7 +5,28 @@
 /// Whether a value given to a parameter named `name` is a secret, by the name (see
 /// [`secret_name`]) or by the value (see [`secret_value`]).
 pub(crate) fn looks_secret(name: &str, value: &str) -> bool {
-    secret_name(name) || secret_value(value)
+    secret_name(name) || secret_value(value) || (names_a_key(name) && random_looking(value))
+}
+
+/// Whether a parameter's name ends in `Key` (`MailgunKey`, `AppKey`), not naming where one is
+/// kept (`KeyId`, `KeyArn`, `KeyName` end otherwise): a key, or a key's name (`SshKey`).
+fn names_a_key(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with("key")
+}
+
+/// Whether `value` looks like generated key material: 32 or more hex digits (an HMAC key), or
+/// 24 or more characters of base64 mixing upper- and lowercase letters and digits. Not a name
+/// (`orders-key-2024`), a commit id alone is hex too but is given to no `…Key`.
+fn random_looking(value: &str) -> bool {
+    let v = value.trim();
+    let hex = v.len() >= 32 && v.chars().all(|c| c.is_ascii_hexdigit());
+    let base64 = v.len() >= 24
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '_' | '-'))
+        && v.chars().any(|c| c.is_ascii_uppercase())
+        && v.chars().any(|c| c.is_ascii_lowercase())
+        && v.chars().any(|c| c.is_ascii_digit());
+    hex || base64
 }
 
 /// Whether `value` is one variable and nothing else (`${ssm:/shop/db}`, `$(TOKEN)`): it names
@@ -40,6 +61,15 @@ pub(crate) fn secret_value(value: &str) -> bool {
             .any(|p| p.starts_with(f) && p.len() > f.len())
     });
     let jwt = v.starts_with("eyJ") && v.split('.').count() == 3 && v.len() > 30;
+    // A Sentry DSN carries its key as the URL's user (`https://<key>@o1.ingest.sentry.io/2`).
+    let dsn = v.split_once("://").is_some_and(|(_, rest)| {
+        rest.split_once('@')
+            .is_some_and(|(user, host)| user.len() >= 16 && host.contains("sentry.io"))
+    });
+    // A Mailgun key: `key-` and 32 hex digits.
+    let mailgun = v
+        .strip_prefix("key-")
+        .is_some_and(|k| k.len() == 32 && k.chars().all(|c| c.is_ascii_hexdigit()));
     let webhooks = [
         "hooks.slack.com/services/",
         "discord.com/api/webhooks/",
@@ -66,6 +96,10 @@ pub(crate) fn secret_value(value: &str) -> bool {
         "npm_",
         "SG.",
         "AIza",
+        // OpenAI (project, service account) and Anthropic keys.
+        "sk-proj-",
+        "sk-svcacct-",
+        "sk-ant-",
     ];
     let aws_key = (v.starts_with("AKIA") || v.starts_with("ASIA"))
         && v.len() == 20
@@ -74,6 +108,8 @@ pub(crate) fn secret_value(value: &str) -> bool {
     password_in_url
         || password_field
         || jwt
+        || dsn
+        || mailgun
         || aws_key
         || v.contains("-----BEGIN")
         || webhooks.iter().any(|w| v.contains(w))
@@ -113,7 +149,9 @@ pub(crate) fn secret_name(name: &str) -> bool {
         // A personal access token (`GithubPat`), a password by a short name (`DbPwd`,
         // `AdminPass`), a key that signs or encrypts.
         || ["pat", "pwd", "pass"].iter().any(|s| n.ends_with(s))
-        || ["signingkey", "encryptionkey"].iter().any(|w| n.contains(w))
+        || ["signingkey", "encryptionkey", "masterkey", "hmac"]
+            .iter()
+            .any(|w| n.contains(w))
 }
 
 #[cfg(test)]
@@ -166,14 +204,39 @@ mod tests {
             "jdbc:postgresql://db/app?user=a&password=hunter2",
             "Server=db;Database=app;User Id=a;Password=hunter2;",
             "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            "sk-proj-Ab3dEfGh1jKlMnOpQrStUvWxYz0123456789",
+            "sk-ant-api03-Ab3dEfGh1jKlMnOpQrStUvWxYz0123456789",
+            "key-0123456789abcdef0123456789abcdef",
+            "https://0123456789abcdef0123456789abcdef@o123.ingest.sentry.io/456",
         ] {
             assert!(secret_value(secret), "{secret}");
+        }
+        // Key material given to a `…Key` (an HMAC key, a generated app key); not a name.
+        for (name, value) in [
+            (
+                "HmacKey",
+                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            ),
+            ("AppKey", "Zx8vQ2mN4pL7rT1wY5uI9oA3sD6fG0hJ"),
+            ("MasterKey", "x"),
+        ] {
+            assert!(looks_secret(name, value), "{name}");
+        }
+        for (name, value) in [
+            ("BucketKey", "orders-bucket-key-2024"),
+            ("KmsKey", "alias/aws/lambda"),
+            ("Version", "0123456789abcdef0123456789abcdef01234567"),
+        ] {
+            assert!(!looks_secret(name, value), "{name} = {value}");
         }
         for plain in [
             "https://user@docs.example.com/x",
             "ghp_",
             "sk_live_x",
             "AKIA-not-a-key",
+            "key-not-hex",
+            "sk-orders-service-prod",
+            "https://docs@sentry.io",
             "/shop/dev/db",
             "arn:aws:iam::123456789012:role/x",
         ] {
