@@ -308,14 +308,17 @@ pub(crate) fn deploy_commands_of(text: &str, of: &Of) -> Vec<(Option<String>, Ve
             .any(|s| subcommand(w, s))
     });
     // The templates a command names, repository-relative (from the folder it runs in; a
-    // name with a variable, or from a folder Ferry cannot know, is `None`).
+    // name with a variable, or from a folder Ferry cannot know, is `None`: the command then
+    // names a template Ferry cannot know, which makes it no template's; before, one naming
+    // `"$DIR"/a.yaml` was taken as naming none, and credited to every template of its folder).
     let named = |cwd: &Option<String>, w: &[String]| -> Vec<(String, Option<String>)> {
         w.windows(2)
-            .filter(|p| TEMPLATE_FLAGS.contains(&p[0].as_str()) && !p[1].contains('$'))
+            .filter(|p| TEMPLATE_FLAGS.contains(&p[0].as_str()))
             .map(|p| {
                 let file = p[1].strip_prefix("file://").unwrap_or(&p[1]).to_string();
                 let at = cwd
                     .as_deref()
+                    .filter(|_| !file.contains('$'))
                     .and_then(|cwd| crate::local_deps::resolve(cwd, &file));
                 (file, at)
             })

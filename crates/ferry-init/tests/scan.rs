@@ -4747,6 +4747,38 @@ fn a_parameter_only_one_stage_s_command_passes_is_noted() {
     }
 }
 
+/// A deploy naming its template through a variable (`"$DIR"/a.yaml`) is no template's: before,
+/// it was taken as naming none, and so as every template's of the script's folder, and b was
+/// written a's bucket name (awslabs' SDLF: 42 notes of parameters a template does not declare).
+#[test]
+fn a_deploy_naming_its_template_through_a_variable_is_no_other_template_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let t = "Parameters:\n  BucketName:\n    Type: String\nResources:\n  B:\n    Type: AWS::S3::Bucket\n    Properties:\n      BucketName: !Ref BucketName\n";
+    file(r, "infra/a.yaml", t);
+    file(r, "infra/b.yaml", t);
+    file(
+        r,
+        "infra/deploy.sh",
+        "DIR=\"$(cd \"$(dirname \"$0\")\" && pwd)\"\naws cloudformation deploy --template-file \"$DIR\"/a.yaml --stack-name a --parameter-overrides BucketName=a-only-bucket\n",
+    );
+    let s = scan(r).unwrap();
+    for svc in &s.services {
+        assert_eq!(
+            svc.parameters.get("BucketName").map(|(v, _)| v.as_str()),
+            None,
+            "{}: {:#?}",
+            svc.file,
+            s.notes
+        );
+    }
+    assert!(
+        !s.notes.iter().any(|n| n.contains("a-only-bucket")),
+        "{:#?}",
+        s.notes
+    );
+}
+
 /// A CodeBuild buildspec deploying the service (redappleabc/klubby-aws-infrastructure's
 /// `sam-backends/buildspec.yaml`, the real deploy path of its stacks) is read as a script, run
 /// from the repository's root as CodeBuild runs it: its stack name, region and parameters are
