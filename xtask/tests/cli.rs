@@ -593,6 +593,41 @@ fn validate_warns_of_a_literal_value_for_a_no_echo_parameter() {
     assert!(!err.contains("output Joined"), "{err}");
 }
 
+/// A value the stage decides (`Stage = "${stage}"`, as init writes it from a Makefile's
+/// `Stage=$(STAGE)`) that a stage's deploy would be refused for by the parameter's
+/// `AllowedValues`: warned of, naming the stages. Before, validate said ok, and the emulator
+/// deployed it (CloudFormation refuses it).
+#[test]
+fn validate_warns_of_a_stage_s_value_the_template_refuses() {
+    let repo = TestRepo::new();
+    repo.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.staging]\nregion = \"us-east-1\"\n\n[stages.prod]\nregion = \"us-east-1\"\n\n[stages.\"*\"]\nregion = \"us-east-1\"\n\n[stages.dev.variables]\nsize = \"small\"\n\n[stages.staging.variables]\nsize = \"small\"\n\n[stages.prod.variables]\nsize = \"large\"\n\n[stages.\"*\".variables]\nsize = \"small\"\n",
+    )
+    .write(
+        "services/api/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nStage = \"${stage}\"\nSize = \"${var:size}\"\nName = \"api-${stage}\"\n",
+    )
+    .write(
+        "services/api/t.yaml",
+        "Parameters:\n  Stage: {Type: String, AllowedValues: [local, dev, prod]}\n  Size: {Type: String, AllowedValues: [small, large]}\n  Name: {Type: String, MaxLength: 10}\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    repo.commit("api");
+    let root = repo.path().to_str().unwrap();
+    let (code, _, err) = run(&mut xtask(&["validate", "--root", root]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: services/api/service.toml: parameters.Stage = `${stage}` gives a value the template of `api` refuses in stage `staging`, a preview stage (`pr-1`, say) (`staging` is not one of its AllowedValues (local, dev, prod)): CloudFormation would refuse those stages' deploy"),
+        "{err}"
+    );
+    assert!(!err.contains("parameters.Size"), "{err}");
+    // `api-staging` is 11 characters.
+    assert!(
+        err.contains("warning: services/api/service.toml: parameters.Name = `api-${stage}` gives a value the template of `api` refuses in stage `staging` (it is longer than MaxLength 10): CloudFormation would refuse that stage's deploy"),
+        "{err}"
+    );
+}
+
 /// A literal name in a template is given by every stage deploying it: of two stages in one
 /// account and region, the second fails (a probe met it with an export name). And a value
 /// `init` left empty for a parameter without a default deploys as an empty string. Both are

@@ -215,6 +215,15 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
                 .filter(|p| !s.parameters.contains_key(&p.key))
                 .collect()
         };
+        // The declarations of the parameters a script gives the stage (`Stage=$(STAGE)`).
+        let declared = (s.kind != ServiceKind::Serverless
+            && s.parameters.values().any(|(v, _)| v == "${stage}"))
+        .then(|| {
+            std::fs::read_to_string(root.join(crate::template_path(&s.dir, &s.file)))
+                .ok()
+                .and_then(|t| ferry_package::parse_template(&t).ok())
+        })
+        .flatten();
         // A stage-like parameter without a default is written here, not with the others.
         let missing: Vec<(String, Option<String>)> = missing
             .into_iter()
@@ -225,7 +234,25 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
         }
         for (key, (value, why)) in &s.parameters {
             let _ = writeln!(text, "# {}", one_line(why));
-            let _ = writeln!(text, "{key} = {}", quoted(value));
+            // The stage as a script passes it (`Stage=$(STAGE)`), where the template takes no
+            // stage name of ferry.toml (`AllowedValues: [local, dev, prod]`): CloudFormation
+            // would refuse staging's deploy, and every preview's.
+            let unfit = declared
+                .as_ref()
+                .filter(|_| value == "${stage}")
+                .and_then(|t| refused_stages(&t["Parameters"][key.as_str()]));
+            match unfit {
+                Some(unfit) => {
+                    let _ = writeln!(
+                        text,
+                        "# but {unfit}: give it the value the template expects in each stage (a `${{var:…}}` of the stages' variables)\n# {key} = {}",
+                        quoted(value)
+                    );
+                }
+                None => {
+                    let _ = writeln!(text, "{key} = {}", quoted(value));
+                }
+            }
         }
         for StageParameter {
             key,
@@ -393,6 +420,29 @@ fn stage_parameters(path: &Path) -> Vec<StageParameter> {
         });
     }
     out
+}
+
+/// Why a parameter declared as `decl` takes not every stage name of ferry.toml: its
+/// `AllowedValues` leave some out (and every preview's).
+fn refused_stages(decl: &serde_json::Value) -> Option<String> {
+    let values: Vec<String> = decl
+        .get("AllowedValues")?
+        .as_array()?
+        .iter()
+        .map(|v| v.as_str().map_or_else(|| v.to_string(), String::from))
+        .collect();
+    let left_out: Vec<&str> = STAGES
+        .iter()
+        .copied()
+        .filter(|s| !values.iter().any(|v| v == s))
+        .collect();
+    (!left_out.is_empty()).then(|| {
+        format!(
+            "its AllowedValues ({}) take not {} nor a preview's name",
+            values.join(", "),
+            left_out.join(", ")
+        )
+    })
 }
 
 /// Why the template's use of parameter `key` takes no stage name as its value, if it does not:

@@ -4747,6 +4747,39 @@ fn a_parameter_only_one_stage_s_command_passes_is_noted() {
     }
 }
 
+/// The stage a script passes (`Stage=$(STAGE)`) to a parameter whose `AllowedValues` leave out
+/// a stage of ferry.toml (aws-samples' unicorn workshop: `[local, dev, prod]`) is written
+/// commented out, saying why: before, `Stage = "${stage}"` was written, and staging's deploy
+/// (and every preview's) would be refused by CloudFormation.
+#[test]
+fn the_stage_a_script_passes_is_not_written_where_the_template_refuses_a_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "domain/template.yaml",
+        "Parameters:\n  Stage:\n    Type: String\n    Default: local\n    AllowedValues: [local, dev, prod]\n  Env:\n    Type: String\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    file(
+        r,
+        "domain/Makefile",
+        "deploy:\n\tsam deploy --stack-name domain-$(STAGE) --parameter-overrides Stage=$(STAGE) Env=$(STAGE)\n",
+    );
+    let s = scan(r).unwrap();
+    let files = render(&s, r);
+    let toml = &files
+        .iter()
+        .find(|(p, _)| p.ends_with("domain/service.toml"))
+        .unwrap()
+        .1;
+    assert!(
+        toml.contains("# but its AllowedValues (local, dev, prod) take not staging nor a preview's name: give it the value the template expects in each stage (a `${var:…}` of the stages' variables)\n# Stage = \"${stage}\"\n"),
+        "{toml}"
+    );
+    // Another parameter the stage is given, which takes any value, is written.
+    assert!(toml.contains("\nEnv = \"${stage}\"\n"), "{toml}");
+}
+
 /// A deploy naming its template through a variable (`"$DIR"/a.yaml`) is no template's: before,
 /// it was taken as naming none, and so as every template's of the script's folder, and b was
 /// written a's bucket name (awslabs' SDLF: 42 notes of parameters a template does not declare).

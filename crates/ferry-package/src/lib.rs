@@ -34,8 +34,8 @@ pub use files::{CREDENTIAL_NAMES, DOTENV_TEMPLATES, is_credential_name, withheld
 pub use links::{
     EchoedSecret, MissingOutput, SharedName, StageSharedName, Templates, UnlinkedImporter,
     UnlinkedReader, echoed_secrets, empty_parameters, given_names, literal_secrets,
-    missing_outputs, names_every_stage_gives, shared_names, ssm_typed_names, unbounded_roles,
-    unlinked_importers, unlinked_ssm_readers,
+    missing_outputs, names_every_stage_gives, refused_stage_values, shared_names, ssm_typed_names,
+    unbounded_roles, unlinked_importers, unlinked_ssm_readers,
 };
 pub use reach::{Reached, reached, reached_from_below};
 

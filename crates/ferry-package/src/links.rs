@@ -987,6 +987,71 @@ pub fn empty_parameters(templates: &Templates) -> Vec<(String, String)> {
     out
 }
 
+/// Each value of a CloudFormation or SAM service's `[parameters]` that the stage alone decides
+/// (`${stage}`, `${region}`, `${var:…}`, with literals) whose rendering for a stage of
+/// ferry.toml, or for a preview stage where the project has them (`[stages."*"]`), the
+/// template's declaration of the parameter refuses (`Stage = "${stage}"` for `AllowedValues:
+/// [dev, prod]`, in staging): CloudFormation refuses that stage's deploy (the emulator does
+/// not). One warning per parameter, naming the stages.
+pub fn refused_stage_values(templates: &Templates) -> Vec<String> {
+    let ws = templates.workspace();
+    // Each named stage, then a preview stage's id as a sample of any.
+    let mut stages: Vec<(String, Stage)> = ws
+        .stages
+        .keys()
+        .filter_map(|n| Some((format!("stage `{n}`"), ws.stage(n).ok()?)))
+        .collect();
+    if ws.default_stage.is_some()
+        && let Ok(preview) = ws.stage("pr-1")
+    {
+        stages.push((format!("a preview stage (`{}`, say)", preview.id), preview));
+    }
+    let mut out = Vec::new();
+    for (i, s) in ws.services.iter().enumerate() {
+        let Some(t) = templates.at(i, &[]) else {
+            continue;
+        };
+        for (key, value) in &s.parameters {
+            let decl = &t["Parameters"][key.as_str()];
+            // A literal is judged by the template check already; a value of another source
+            // (an output, SSM) is known only when it deploys.
+            if !decl.is_object() || value.references().next().is_none() {
+                continue;
+            }
+            let shown = !template::is_no_echo(t, key);
+            let mut refused: Vec<(String, String)> = Vec::new();
+            for (label, stage) in &stages {
+                let Ok(text) = value.render(|r| {
+                    ferry_manifest::run_value(
+                        r,
+                        &ws.project.name,
+                        &s.name,
+                        &stage.id,
+                        &stage.config,
+                    )
+                    .ok_or(())
+                }) else {
+                    break;
+                };
+                if let Some(why) = template::value_problem(decl, &text, shown) {
+                    refused.push((label.clone(), why));
+                }
+            }
+            if let Some((_, why)) = refused.first() {
+                let labels: Vec<&str> = refused.iter().map(|(l, _)| l.as_str()).collect();
+                out.push(format!(
+                    "{}: parameters.{key} = `{value}` gives a value the template of `{}` refuses in {} ({why}): CloudFormation would refuse {} deploy; give it a value every stage's deploy takes (a `${{var:…}}` of the stages' variables), or widen the parameter's declaration",
+                    s.manifest_path(),
+                    s.name,
+                    labels.join(", "),
+                    if refused.len() == 1 { "that stage's" } else { "those stages'" }
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// (service, resources) of each CloudFormation or SAM service whose template makes IAM roles
 /// without a permissions boundary: an `AWS::IAM::Role` without `PermissionsBoundary`, a SAM
 /// function or state machine without its own `Role` and without `PermissionsBoundary` (its

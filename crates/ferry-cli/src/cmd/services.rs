@@ -127,6 +127,10 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
             "warning: {manifest}: parameters.{key} is empty, and the template of `{service}` gives `{key}` no default: it deploys as an empty string (`init` leaves what it cannot infer empty, to fill); set it, or give the parameter a Default"
         );
     }
+    // A value the stage decides (`${stage}`) that a stage's deploy would be refused for.
+    for r in ferry_package::refused_stage_values(&templates) {
+        eprintln!("warning: {r}");
+    }
     // Roles made without the stage's permissions boundary: a bootstrapped stage refuses them.
     for (service, ids) in ferry_package::unbounded_roles(&templates) {
         eprintln!(
