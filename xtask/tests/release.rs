@@ -2213,6 +2213,27 @@ fn a_serverless_service_reviewed_with_its_dependency_is_compiled_when_approved()
     assert_eq!(dev["src"].outputs["Version"], "v2", "{out}\n{err}");
     assert_eq!(dev["sls"].outputs["Seen"], "v2", "{out}\n{err}");
 
+    // src changes, its output does not, and sls does not change: sls is not in the review
+    // (the approval checks it as a dependent), and stays as it is.
+    r.write(
+        "services/src/t.yaml",
+        &src_template("v2").replace(
+            "      Type: String\n",
+            "      Type: String\n      Description: d\n",
+        ),
+    );
+    r.commit("src described");
+    let (out, err) = ok(&r, v, &["deploy", "dev", "--review"]);
+    assert!(!row(&out, "sls").contains("would"), "{out}\n{err}");
+    let described = id_after(&out, "review: ");
+    let (out, err) = ok(&r, v, &["approve", "dev", &described]);
+    assert!(!row(&out, "sls").contains("updated"), "{out}\n{err}");
+    assert_eq!(
+        records(p, "dev")["sls"].deployed_at,
+        dev["sls"].deployed_at,
+        "{out}\n{err}"
+    );
+
     // Approved from a checkout whose inputs of sls are not those reviewed: refused, nothing
     // deployed.
     r.write("services/src/t.yaml", &src_template("v3"));

@@ -94,12 +94,13 @@ pub enum ServiceError {
     )]
     NotStored { service: String, stage: String },
     #[error(
-        "{service}: its parameters read outputs of {}, which this review also changes, so the Serverless Framework compiles it when approved, from the checkout, which must then hold the reviewed inputs; they hold uncommitted changes here: commit them and review again",
+        "{service}: its parameters read outputs of {}, which this review also changes, so the Serverless Framework compiles it again when approved, from the checkout, which must then be shown to hold the reviewed inputs, and cannot be: {why}",
         .dependencies.join(", ")
     )]
     UnverifiableCompile {
         service: String,
         dependencies: Vec<String>,
+        why: String,
     },
     #[error(
         "{service}: its parameters {} resolve to other values than the review showed (an output, an SSM parameter or its version, or service.toml changed since); nothing of it was deployed; review again",

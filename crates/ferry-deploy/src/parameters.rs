@@ -419,6 +419,9 @@ pub async fn register_secrets(
             {
                 done.unreadable.push((shown, a.to_string()));
             }
+            // Another region's, which may be no region at all (`eu-west-9`, unreachable):
+            // said, as the framework's compile fails on it anyway.
+            Err(e) if region.is_some() => done.unreadable.push((shown, e.to_string())),
             Err(e) => return Err(e),
         }
     }

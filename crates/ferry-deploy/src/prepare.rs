@@ -131,7 +131,10 @@ pub fn mark_checks(ws: &Workspace, plan: &mut Plan, records: &BTreeMap<String, R
         .filter(|s| s.action == ferry_plan::Action::Skip && candidates.contains(&s.name))
     {
         if let Some(service) = ws.service(&s.name) {
-            s.checked = Some(Check::of(ws, &candidates, records, service).cause());
+            s.checked = match Check::of(ws, &candidates, records, service) {
+                Check::Record => None,
+                check => Some(check.cause()),
+            };
         }
     }
 }

@@ -538,30 +538,13 @@ pub fn check_checkout(
     from: &str,
     records: &[&Record],
 ) -> Result<(), ReleaseRunError> {
-    // A record with an input key is compared by it; one without, by its commit when its tree
-    // was clean (a dirty tree's commit does not hold what was compiled).
-    let compiled: Vec<&Record> = records
-        .iter()
-        .copied()
-        .filter(|r| r.kind.as_deref() == Some(ServiceKind::Serverless.as_str()))
-        .filter(|r| r.input_key.is_some() || !r.dirty)
-        .collect();
-    let found =
-        checkout_inputs(ws, &compiled).map_err(|why| ReleaseRunError::CheckoutUnverifiable {
+    let problems = checkout_problems(ws, records, "passed").map_err(|(services, why)| {
+        ReleaseRunError::CheckoutUnverifiable {
             from: from.to_string(),
-            services: compiled.iter().map(|r| r.service.clone()).collect(),
+            services,
             why,
-        })?;
-    let problems: Vec<String> = compiled
-        .iter()
-        .zip(found)
-        .filter_map(|(r, f)| {
-            f.map(|why| {
-                let short = r.commit.get(..12).unwrap_or(&r.commit);
-                format!("{}: passed at {short}; {why}", r.service)
-            })
-        })
-        .collect();
+        }
+    })?;
     if problems.is_empty() {
         Ok(())
     } else {
@@ -570,6 +553,36 @@ pub fn check_checkout(
             services: problems,
         })
     }
+}
+
+/// What [`check_checkout`] finds of `records`' Serverless services: each whose inputs differ in
+/// this checkout, as `<service>: <made> at <commit>; <why>`; `Err` with the services and why
+/// when the repository cannot be read.
+fn checkout_problems(
+    ws: &Workspace,
+    records: &[&Record],
+    made: &str,
+) -> Result<Vec<String>, (Vec<String>, String)> {
+    // A record with an input key is compared by it; one without, by its commit when its tree
+    // was clean (a dirty tree's commit does not hold what was compiled).
+    let compiled: Vec<&Record> = records
+        .iter()
+        .copied()
+        .filter(|r| r.kind.as_deref() == Some(ServiceKind::Serverless.as_str()))
+        .filter(|r| r.input_key.is_some() || !r.dirty)
+        .collect();
+    let found = checkout_inputs(ws, &compiled)
+        .map_err(|why| (compiled.iter().map(|r| r.service.clone()).collect(), why))?;
+    Ok(compiled
+        .iter()
+        .zip(found)
+        .filter_map(|(r, f)| {
+            f.map(|why| {
+                let short = r.commit.get(..12).unwrap_or(&r.commit);
+                format!("{}: {made} at {short}; {why}", r.service)
+            })
+        })
+        .collect())
 }
 
 /// For each of `records`, whether this checkout holds the inputs its package was made from
@@ -1726,28 +1739,21 @@ pub async fn prepare_approval(
         .filter(|(s, _)| pending.services[*s].compile_when_approved)
         .map(|(_, r)| r)
         .collect();
-    check_checkout(dest.ws, &stage.name, &compiled_now).map_err(|e| match e {
-        ReleaseRunError::CheckoutDiffers { services, .. } => ReleaseRunError::ApprovalCheckout {
+    let refused = match checkout_problems(dest.ws, &compiled_now, "reviewed") {
+        Ok(differ) if differ.is_empty() => None,
+        Ok(differ) => Some((
+            compiled_now.iter().map(|r| r.service.clone()).collect(),
+            format!("its inputs differ:\n  {}\n", differ.join("\n  ")),
+        )),
+        Err(unread) => Some(unread),
+    };
+    if let Some((services, why)) = refused {
+        return Err(ReleaseRunError::ApprovalCheckout {
             id: id.to_string(),
-            why: format!(
-                "its inputs differ:\n  {}\n",
-                services
-                    .iter()
-                    .map(|s| s.replacen(": passed at ", ": reviewed at ", 1))
-                    .collect::<Vec<_>>()
-                    .join("\n  ")
-            ),
             services,
-        },
-        ReleaseRunError::CheckoutUnverifiable { services, why, .. } => {
-            ReleaseRunError::ApprovalCheckout {
-                id: id.to_string(),
-                services,
-                why,
-            }
-        }
-        e => e,
-    })?;
+            why,
+        });
+    }
     let names: BTreeSet<String> = pending.services.keys().cloned().collect();
     // The reviewed services, and those that never received a dependency's last deploy.
     let seeds: BTreeSet<String> = names
@@ -1795,7 +1801,18 @@ pub async fn prepare_approval(
         prepared,
         parameters,
         skipped: kept.skipped.clone(),
-        archives: kept.archives(),
+        // A service compiled now must reproduce what passed where the review went past a gate.
+        archives: kept
+            .archives()
+            .into_iter()
+            .chain(
+                pending
+                    .services
+                    .iter()
+                    .filter(|(_, r)| r.compile_when_approved && !r.archives.is_empty())
+                    .map(|(s, r)| (s.clone(), r.archives.clone())),
+            )
+            .collect(),
         pending,
     })
 }

@@ -1026,12 +1026,6 @@ async fn review_compiled_when_approved(
     let input_key = ctx
         .package
         .and_then(|p| p.input_keys.get(&service.name).cloned());
-    if input_key.is_none() && dirty {
-        return Err(ServiceError::UnverifiableCompile {
-            service: service.name.clone(),
-            dependencies: parameters_after,
-        });
-    }
     let current = run.engine.describe(stack).await?;
     let deployed = match &current {
         Some(_) => run.engine.template(stack).await?,
@@ -1047,6 +1041,7 @@ async fn review_compiled_when_approved(
         parameters: BTreeMap::new(),
         resolve_when_approved: true,
         compile_when_approved: true,
+        archives: expected_archives(ctx, service),
         expressions: Some(crate::release::written_parameters(service)),
         stack: stack_state(current.as_ref(), deployed.as_deref()),
         input_key,
@@ -1073,6 +1068,46 @@ async fn review_compiled_when_approved(
         .expect("reviews lock")
         .insert(service.name.clone(), (review, reviewed));
     Ok(result)
+}
+
+/// Checks that the approval can compile `service` from its checkout, as
+/// [`Reviewed::compile_when_approved`] has it, and show that checkout holds the reviewed
+/// inputs: by their key, else by a commit of this repository whose tree was clean.
+fn verifiable_compile(
+    ctx: &DeployContext<'_>,
+    service: &Service,
+    dependencies: &[String],
+) -> Result<(), ServiceError> {
+    let (origin, _, commit, dirty) = provenance(ctx, service);
+    let keyed = ctx
+        .package
+        .is_some_and(|p| p.input_keys.contains_key(&service.name));
+    let committed = !dirty
+        && ferry_changes::Repo::open(&ctx.ws.root)
+            .ok()
+            .and_then(|r| r.resolve(&commit))
+            .is_some();
+    if keyed || committed {
+        return Ok(());
+    }
+    Err(ServiceError::UnverifiableCompile {
+        service: service.name.clone(),
+        dependencies: dependencies.to_vec(),
+        why: match (origin, dirty) {
+            (Some(_), true) => "its package in the stage promoted from was made from uncommitted changes: promote one made from a commit".into(),
+            (None, true) => "this checkout holds uncommitted changes among its inputs: commit them and review again".into(),
+            _ => format!("commit `{commit}` is none of this repository's: review from a git checkout"),
+        },
+    })
+}
+
+/// The archives `service`'s compile must reproduce (past a gate: those that passed in the
+/// source stage).
+fn expected_archives(ctx: &DeployContext<'_>, service: &Service) -> BTreeMap<String, String> {
+    ctx.expected_archives
+        .and_then(|e| e.get(&service.name))
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The state of a stack (`current`, running the template `deployed`) that an approval checks
@@ -1263,6 +1298,18 @@ async fn deploy_one(
     }
     // A review: dependencies it creates or changes, whose outputs are not known yet.
     let parameters_after = pending_dependencies(run, service);
+    // A Serverless service the review deploys whose parameters wait for dependencies the
+    // review creates or changes: the framework compiles their values into the template, so the
+    // approval compiles it again, after those deploy (a compile now would deploy their old
+    // values). Compiled now too where they resolve, for what the review shows.
+    let compile_when_approved = run.reviews.is_some()
+        && must_deploy
+        && service.kind == ServiceKind::Serverless
+        && !parameters_after.is_empty();
+    if compile_when_approved {
+        verifiable_compile(ctx, service, &parameters_after)?;
+    }
+    let mut waiting = false;
     let Resolved {
         mut parameters,
         mut hashed,
@@ -1273,6 +1320,7 @@ async fn deploy_one(
         Err(ServiceError::Parameters(errors))
             if only_pending_outputs(&errors, &parameters_after, &run.ctx.stage.name) =>
         {
+            waiting = true;
             Resolved {
                 parameters: BTreeMap::new(),
                 hashed: BTreeMap::new(),
@@ -1287,13 +1335,8 @@ async fn deploy_one(
     {
         fill_boundary(ctx, &mut parameters, &mut hashed);
     }
-    // A review of a Serverless service whose parameters wait for dependencies the review
-    // creates or changes: the framework compiles their values into the template, so a compile
-    // now would deploy the old ones when approved (or fail: their stacks are not there yet).
-    if run.reviews.is_some()
-        && service.kind == ServiceKind::Serverless
-        && !parameters_after.is_empty()
-    {
+    // Those stacks are not there yet (a new stage): nothing to compile with.
+    if compile_when_approved && waiting {
         return review_compiled_when_approved(run, service, stack, parameters_after).await;
     }
     let stored = ctx
@@ -1368,8 +1411,11 @@ async fn deploy_one(
         };
     let artifact_keys = packaged.map(|sp| sp.artifact_keys()).unwrap_or_default();
     let needs_bucket = packaged.is_some_and(|sp| !sp.artifacts.is_empty());
-    let declared = ctx
-        .declared_parameters_only
+    // Not of a Serverless service compiled now (a promote's, an approval's compile): its
+    // parameters went into the compile, and its record keeps them as a deploy's does (kept
+    // out, its next check found them "changed", and redeployed it).
+    let compiled_now = service.kind == ServiceKind::Serverless && stored.is_none();
+    let declared = (ctx.declared_parameters_only && !compiled_now)
         .then(|| declared_parameters(ctx, service, packaged, &template));
     if let Some(declared) = &declared {
         parameters.retain(|k, _| declared.contains(k));
@@ -1536,7 +1582,12 @@ async fn deploy_one(
                 hashed.clone()
             },
             resolve_when_approved,
-            compile_when_approved: false,
+            compile_when_approved,
+            archives: if compile_when_approved {
+                expected_archives(ctx, service)
+            } else {
+                BTreeMap::new()
+            },
             expressions: Some(crate::release::written_parameters(service)),
             stack: None,
             input_key: input_key.clone(),

@@ -714,6 +714,16 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
             _ => None,
         };
         said.region = match provider_region(&doc) {
+            Ok(Some(r))
+                if doc["provider"]["region"]
+                    .as_str()
+                    .is_some_and(|raw| raw.contains("opt:region")) =>
+            {
+                notes.push(format!(
+                    "{shown}: region `{r}` is the fallback of its `${{opt:region, …}}`, where a `serverless deploy` without --region puts the stacks; if its deploys pass --region, set the stages' region in ferry.toml to that one"
+                ));
+                Some(r)
+            }
             Ok(r) => r,
             Err(raw) => {
                 notes.push(format!(

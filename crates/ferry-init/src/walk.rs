@@ -411,15 +411,20 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                 }
                 // The framework deploys to other clouds too (OpenWhisk, Google, Azure): only an AWS
                 // service is Ferry's.
-                if let Some(provider) = text
-                    .as_deref()
-                    .and_then(serverless_provider)
-                    .filter(|p| !p.eq_ignore_ascii_case("aws"))
-                {
-                    notes.push(format!(
-                    "{rel}/{config}: a Serverless Framework service for provider `{provider}`, not AWS: left out"
-                ));
-                    return;
+                match text.as_deref().and_then(serverless_provider) {
+                    // One given by a variable (`provider: ${file(./provider.yml)}`, a name from
+                    // `${self:…}`) is taken for AWS, as most are: leaving the service out would
+                    // hide it. What it holds (a region, a stack name) is not read.
+                    Some(provider) if provider.contains("${") => notes.push(format!(
+                        "{rel}/{config}: its provider is `{provider}`, which Ferry does not read: taken for AWS; check the region and stack name init writes for it against what that gives"
+                    )),
+                    Some(provider) if !provider.eq_ignore_ascii_case("aws") => {
+                        notes.push(format!(
+                            "{rel}/{config}: a Serverless Framework service for provider `{provider}`, not AWS: left out"
+                        ));
+                        return;
+                    }
+                    _ => {}
                 }
                 out.push(Candidate {
                     dir: rel.to_string(),
@@ -852,9 +857,6 @@ fn serverless_provider(config: &str) -> Option<String> {
         .get("name")
         .unwrap_or(provider)
         .as_str()
-        // One given by a variable (`provider: ${file(./provider.yml)}`, a name from
-        // `${self:…}`) is taken for AWS, as most are: leaving the service out would hide it.
-        .filter(|p| !p.contains("${"))
         .map(String::from)
 }
 

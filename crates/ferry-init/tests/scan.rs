@@ -1357,6 +1357,11 @@ fn other_clouds_are_left_out_and_an_unreadable_stack_name_is_guessed_for_review(
         "{:?}",
         s.notes
     );
+    assert!(
+        s.notes.contains(&"shared/serverless.yml: its provider is `${file(./_provider.yml)}`, which Ferry does not read: taken for AWS; check the region and stack name init writes for it against what that gives".to_string()),
+        "{:?}",
+        s.notes
+    );
     for (d, p) in [("google-http", "google"), ("whisk", "openwhisk")] {
         assert!(
             s.notes.contains(&format!(
@@ -1709,6 +1714,12 @@ fn a_service_naming_another_region_than_the_stages_is_noted() {
         moved[1].starts_with("reports/serverless.yml: names region `ap-south-1`"),
         "{}",
         moved[1]
+    );
+    // Where it came from is said: a deploy may pass another --region.
+    assert!(
+        s.notes.contains(&"reports/serverless.yml: region `ap-south-1` is the fallback of its `${opt:region, …}`, where a `serverless deploy` without --region puts the stacks; if its deploys pass --region, set the stages' region in ferry.toml to that one".to_string()),
+        "{:?}",
+        s.notes
     );
 }
 

@@ -181,12 +181,10 @@ pub fn text(plan: &Plan, explain: bool) -> String {
             Action::Skip => "skip",
         };
         let mut reasons: Vec<String> = s.reasons.iter().map(reason_text).collect();
-        match s.checked.as_deref() {
-            Some("") => reasons.push("checked against its record".into()),
-            Some(why) => reasons.push(format!(
+        if let Some(why) = &s.checked {
+            reasons.push(format!(
                 "checked against its record, redeployed if what it receives changed ({why})"
-            )),
-            None => {}
+            ));
         }
         let _ = writeln!(
             out,

@@ -164,6 +164,11 @@ pub struct Reviewed {
     /// (`input_key`, else the tree of `commit`); `package_key` and `fingerprint` are empty.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub compile_when_approved: bool,
+    /// With `compile_when_approved`, in a review past a gate: the archives (resource → key)
+    /// that passed in the source stage, which the approval's compile must reproduce byte for
+    /// byte.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub archives: BTreeMap<String, String>,
 }
 
 /// A reviewed run waiting for approval (`deploy --review`, `promote --review`), kept as

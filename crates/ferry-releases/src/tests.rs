@@ -411,6 +411,7 @@ fn a_reviewed_service_keeps_its_input_key_and_older_reviews_read_without_one() {
         parameters: BTreeMap::new(),
         resolve_when_approved: false,
         compile_when_approved: false,
+        archives: BTreeMap::new(),
         expressions: None,
         stack: None,
         input_key: Some("services/notifier:1".into()),

@@ -317,9 +317,17 @@ pub fn serverless_variable_sources(text: &str) -> Vec<&str> {
         let inner = at + 2;
         from = inner;
         // The variable's extent and its top-level commas; not those between a source's
-        // parentheses (`ssm(eu-west-1, noDecrypt):/a`).
+        // parentheses (`ssm(eu-west-1, noDecrypt):/a`) or in a quoted fallback (`'a, b :('`).
         let (mut depth, mut i, mut start, mut parens) = (1usize, inner, inner, 0usize);
+        let mut quote: Option<u8> = None;
         while i < bytes.len() && depth > 0 {
+            if let Some(q) = quote {
+                if bytes[i] == q {
+                    quote = None;
+                }
+                i += 1;
+                continue;
+            }
             if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'{') {
                 depth += 1;
                 i += 2;
@@ -327,6 +335,9 @@ pub fn serverless_variable_sources(text: &str) -> Vec<&str> {
             }
             match bytes[i] {
                 b'}' => depth -= 1,
+                b'\'' | b'"' if depth == 1 && text[start..i].trim().is_empty() => {
+                    quote = Some(bytes[i]);
+                }
                 b'(' if depth == 1 => parens += 1,
                 b')' if depth == 1 => parens = parens.saturating_sub(1),
                 b',' if depth == 1 && parens == 0 => {
@@ -432,7 +443,7 @@ mod tests {
     fn every_alternative_of_every_variable_is_a_source() {
         assert_eq!(
             serverless_variable_sources(
-                "a: ${env:KEY, ssm:/a/${sls:stage}/b, 'x'}\nb: ${cf(eu-west-1):s.O}\nd: ${ssm(eu-west-1, noDecrypt):/x, 'y'}\nc: ${unclosed"
+                "a: ${env:KEY, ssm:/a/${sls:stage}/b, 'x'}\nb: ${cf(eu-west-1):s.O}\nd: ${ssm(eu-west-1, noDecrypt):/x, 'y'}\ne: ${self:x, 'smile :(, or not', ssm:/secret}\nc: ${unclosed"
             ),
             [
                 "env:KEY",
@@ -441,7 +452,10 @@ mod tests {
                 "sls:stage",
                 "cf(eu-west-1):s.O",
                 "ssm(eu-west-1, noDecrypt):/x",
-                "'y'"
+                "'y'",
+                "self:x",
+                "'smile :(, or not'",
+                "ssm:/secret"
             ]
         );
     }
