@@ -451,6 +451,72 @@ fn owed_tests_run_before_the_dependents_that_deploy() {
     }
 }
 
+/// `approve --test` runs the tests owed in the stage (an approval that deployed without its
+/// tests) where their services stand in the graph, before the dependents it deploys, as
+/// `deploy --test` and `promote --test` do. Before, it deployed the dependents on a dependency
+/// whose tests never ran, and left them owed.
+#[test]
+fn an_approval_with_tests_runs_the_tests_owed_before_the_dependents() {
+    let p = "rel-appr-owed";
+    let r = monorepo(p);
+    r.write(
+        "ferry.toml",
+        &std::fs::read_to_string(r.path().join("ferry.toml"))
+            .unwrap()
+            .replace(
+                &format!("artifact-bucket = \"{}\"\n", bucket(p, "dev")),
+                &format!(
+                    "artifact-bucket = \"{}\"\napproval = true\n",
+                    bucket(p, "dev")
+                ),
+            ),
+    );
+    r.commit("dev needs approval");
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    // base alone approved without --test: it runs untested (as after an approval stopped
+    // before its tests).
+    let (out, _) = ok(&r, v, &["deploy", "dev", "--review", "--service", "base"]);
+    let first = id_after(&out, "review: ");
+    ok(&r, v, &["approve", "dev", &first]);
+    assert_eq!(records(p, "dev")["base"].acceptance, None);
+
+    // app's review; base's tests are owed, fail, and app is not deployed on it.
+    let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
+    let second = id_after(&out, "review: ");
+    std::fs::write(v.join("dev-base"), "").unwrap();
+    let (out, err) = fails(&r, v, &["approve", "dev", &second, "--test"]);
+    assert!(row(&out, "base").contains("FAILED"), "{out}\n{err}");
+    assert!(
+        row(&out, "app").contains("skipped (base failed)"),
+        "{out}\n{err}"
+    );
+    assert!(!err.contains("deploying stack rel-appr-owed-app"), "{err}");
+
+    // Passing, base's owed tests run first, then app deploys and is tested (reviewed again:
+    // the approval deployed web, which nothing holds back).
+    std::fs::remove_file(v.join("dev-base")).unwrap();
+    let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
+    let third = id_after(&out, "review: ");
+    let (out, err) = ok(&r, v, &["approve", "dev", &third, "--test"]);
+    assert!(
+        out.contains("the acceptance tests it owed passed"),
+        "{out}\n{err}"
+    );
+    assert!(row(&out, "app").contains("created"), "{out}\n{err}");
+    let tested = err.find("base: running its acceptance tests").unwrap();
+    let deployed = err.find("app: deploying stack").unwrap();
+    assert!(tested < deployed, "{err}");
+    let dev = records(p, "dev");
+    for s in ["base", "app"] {
+        assert_eq!(
+            dev[s].acceptance.as_ref().map(|a| a.passed),
+            Some(true),
+            "{s}"
+        );
+    }
+}
+
 /// A stack of `project`'s in the emulator.
 fn stack(project: &str, service: &str, stage: &str) -> ferry_stacks::StackInfo {
     let engine = ferry_stacks::Engine::for_config(&config(), Default::default());

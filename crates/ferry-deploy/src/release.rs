@@ -1606,6 +1606,7 @@ pub async fn prepare_approval(
     store: &ReleaseStore,
     id: &str,
     current: &BTreeMap<String, Record>,
+    tests_owed: &BTreeSet<String>,
 ) -> Result<ApprovalPlan, ReleaseRunError> {
     let stage = dest.stage;
     let Some(pending) = store.get_pending(id).await? else {
@@ -1779,9 +1780,34 @@ pub async fn prepare_approval(
         },
     ];
     sources.extend(kept.source());
+    // Services whose tests are owed (`approve --test`: an approval stopped before its tests,
+    // a failure left from before), tested where they stand in the graph, before the dependents
+    // the approval deploys, each checked with the package the stage runs. Not a Serverless
+    // Framework service: as a candidate it would compile again only to be tested (its tests
+    // run after the deploy instead).
+    let owed: BTreeMap<String, &Record> = tests_owed
+        .iter()
+        .filter(|s| !names.contains(*s) && !kept.kept.contains_key(*s))
+        .filter_map(|s| current.get(s).map(|r| (s.clone(), r)))
+        .filter(|(_, r)| {
+            r.package_key.is_some() && r.kind.as_deref() != Some(ServiceKind::Serverless.as_str())
+        })
+        .collect();
+    let own = match owed.is_empty() {
+        true => None,
+        false => Some(own_packages(dest)?),
+    };
+    if let Some(own) = &own {
+        sources.push(StoredSource {
+            from: own,
+            records: owed.clone(),
+            compile_per_stage: false,
+        });
+    }
     let prepared = stored_package(dest, &sources).await?;
     let mut candidates = names.clone();
     candidates.extend(kept.kept.keys().cloned());
+    candidates.extend(owed.keys().cloned());
     // Parameters that needed outputs of what the review also deploys resolve as in a deploy.
     let parameters = pending
         .services
@@ -1794,6 +1820,13 @@ pub async fn prepare_approval(
             why: names
                 .iter()
                 .map(|s| (s.clone(), format!("approved review {id}")))
+                .chain(owed.keys().map(|s| {
+                    (
+                        s.clone(),
+                        "its acceptance tests are owed (they have not passed at its record)"
+                            .to_string(),
+                    )
+                }))
                 .collect(),
             deploy: names,
             candidates,

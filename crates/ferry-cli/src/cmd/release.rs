@@ -1500,8 +1500,17 @@ async fn approve_locked(
             args.release, stage.name
         )
     };
+    // With --test, tests owed in the stage (an approval stopped before its tests) run where
+    // their services stand in the graph, before the dependents the approval deploys.
+    let owed = if args.run.test {
+        let commit = ferry_deploy::head_commit(ws, ctx.ci());
+        ferry_deploy::tests_owed(ws, stage, &current, &commit, &[])?
+    } else {
+        BTreeSet::new()
+    };
     let prepared =
-        ferry_deploy::release::prepare_approval(&target, store, &args.release, &current).await;
+        ferry_deploy::release::prepare_approval(&target, store, &args.release, &current, &owed)
+            .await;
     // The release a stopped run left unwritten, before anything else is decided, also when the
     // approval is refused (a stopped approval's, say). Recovering reads no review: the approval's
     // checks are the same either way.
@@ -1543,7 +1552,11 @@ async fn approve_locked(
         restores: None,
         from: plan.pending.from.as_deref(),
     };
-    let report = deploy_stored(run, &stored, &options(ctx, &args.run, false)).await?;
+    let options = DeployOptions {
+        tests_owed: owed,
+        ..options(ctx, &args.run, false)
+    };
+    let report = deploy_stored(run, &stored, &options).await?;
     // The stacks moved: whatever fails from here on, the run goes on to its tests' summary and
     // on-test-failure rollback, and says the failure at the end.
     let mut after = AfterMoved::deployed();
