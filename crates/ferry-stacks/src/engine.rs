@@ -64,10 +64,10 @@ pub struct DeployOptions {
     pub poll_max: Duration,
     /// Call ContinueUpdateRollback on an UPDATE_ROLLBACK_FAILED stack instead of stopping.
     pub continue_rollback: bool,
-    /// Deploying to Ferry's local emulator (`--local`), with how long a stack found in progress
-    /// is waited for. The emulator ends every operation within its request, so one left in
-    /// progress is one it failed and never ends: after this wait it is reported as stuck, not
-    /// waited for until `timeout`. It also ignores the `ClientRequestToken` that makes a retried
+    /// Deploying to Ferry's local emulator (`--local`), with how long a stack in progress (found
+    /// so, or left so by Ferry's own operation) is waited for. The emulator ends every operation
+    /// within its request, so one left in progress is one it failed and never ends: after this
+    /// wait it is reported as stuck, not waited for until `timeout`. It also ignores the `ClientRequestToken` that makes a retried
     /// CreateStack safe on AWS, and answers HTTP 500 to a template it cannot create after
     /// recording the stack (or an update it failed after applying part of it): a retry was told
     /// "already exists" (or "no updates are to be performed"), hiding that error, so each
@@ -760,7 +760,10 @@ impl Engine {
     }
 
     /// Polls until the stack leaves `*_IN_PROGRESS` (or disappears), streaming events; gives up
-    /// at `deadline`.
+    /// at `deadline`, and on the local emulator after [`DeployOptions::emulator`]: it ends an
+    /// operation within its request, so one left in progress (its own, or another process's)
+    /// is one it failed and never ends (its own create was waited for up to the whole
+    /// `--timeout`, an hour, saying nothing).
     async fn wait(
         &self,
         name: &str,
@@ -771,12 +774,26 @@ impl Engine {
         busy: bool,
     ) -> Result<Option<Current>, StackError> {
         let mut delay = self.options.poll_initial;
+        let started = Instant::now();
+        let bound = self
+            .options
+            .emulator
+            .map(|b| started + b)
+            .filter(|b| *b < deadline);
+        let deadline = bound.unwrap_or(deadline);
         loop {
             // Deleted stacks are only found by id.
             let current = self.current(stack_id).await?;
             self.stream_events(stack_id, watch, on).await;
             match current {
                 Some(c) if in_progress(&c.status) => {
+                    if bound.is_some() && Instant::now() >= deadline {
+                        return Err(StackError::StuckInEmulator {
+                            stack: name.to_string(),
+                            status: c.status,
+                            waited_secs: started.elapsed().as_secs(),
+                        });
+                    }
                     if Instant::now() >= deadline {
                         let waited_secs = self.waited_secs();
                         return Err(if busy {
@@ -864,24 +881,9 @@ impl Engine {
                     )));
                     let mut watch = self.watch(&c.id).await;
                     // The local emulator leaves in progress only what it failed: a short wait
-                    // (another process's operation), not the whole deadline.
-                    let started = Instant::now();
-                    let bound = self.options.emulator.map(|b| started + b);
-                    let until = bound.map_or(deadline, |b| b.min(deadline));
-                    match self.wait(name, &c.id, until, &mut watch, on, true).await {
-                        Err(StackError::Busy { stack, status, .. })
-                            if bound.is_some_and(|b| b < deadline) =>
-                        {
-                            return Err(StackError::StuckInEmulator {
-                                stack,
-                                status,
-                                waited_secs: started.elapsed().as_secs(),
-                            });
-                        }
-                        other => {
-                            other?;
-                        }
-                    }
+                    // (another process's operation), not the whole deadline (see `wait`).
+                    self.wait(name, &c.id, deadline, &mut watch, on, true)
+                        .await?;
                 }
                 Disposition::UpdateRollbackFailed
                     if self.options.continue_rollback && !rolled_back =>

@@ -635,6 +635,34 @@ async fn an_operation_that_never_ends_times_out_and_large_templates_are_refused(
         run.result.unwrap_err(),
         StackError::Timeout { .. }
     ));
+    // On the local emulator, its own create left in progress (a custom resource waiting for an
+    // answer nothing sends) is said after the short wait, not at `--timeout`: the emulator
+    // ends an operation within its request. Before, Ferry waited the whole hour, silent.
+    let mut o = options();
+    o.timeout = Duration::from_secs(3600);
+    o.emulator = Some(Duration::from_millis(50));
+    let describe = mock!(Client::describe_stacks)
+        .sequence()
+        .error(missing)
+        .output(|| stack("CREATE_IN_PROGRESS"))
+        .repeatedly()
+        .build();
+    let create = mock!(Client::create_stack)
+        .then_output(|| CreateStackOutput::builder().stack_id(ID).build());
+    let started = std::time::Instant::now();
+    let run = deploy(
+        &[&describe, &create, &no_events()],
+        &spec(Method::Direct),
+        o,
+    )
+    .await;
+    assert_eq!(create.num_calls(), 1, "its own create");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let err = run.result.unwrap_err();
+    assert!(
+        matches!(err, StackError::StuckInEmulator { ref status, .. } if status == "CREATE_IN_PROGRESS"),
+        "{err:?}"
+    );
 
     let mut big = spec(Method::Direct);
     big.template = TemplateSource::Body("x".repeat(ferry_stacks::MAX_INLINE_TEMPLATE + 1));
