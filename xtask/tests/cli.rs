@@ -606,11 +606,11 @@ fn validate_warns_of_a_stage_s_value_the_template_refuses() {
     )
     .write(
         "services/api/service.toml",
-        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nStage = \"${stage}\"\nSize = \"${var:size}\"\nName = \"api-${stage}\"\n",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nStage = \"${stage}\"\nSize = \"${var:size}\"\nName = \"api-${stage}\"\nPw = \"hunter-${stage}\"\n",
     )
     .write(
         "services/api/t.yaml",
-        "Parameters:\n  Stage: {Type: String, AllowedValues: [local, dev, prod]}\n  Size: {Type: String, AllowedValues: [small, large]}\n  Name: {Type: String, MaxLength: 10}\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+        "Parameters:\n  Stage: {Type: String, AllowedValues: [local, dev, prod]}\n  Size: {Type: String, AllowedValues: [small, large]}\n  Name: {Type: String, MaxLength: 10}\n  Pw: {Type: String, NoEcho: true, MaxLength: 10}\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
     );
     repo.commit("api");
     let root = repo.path().to_str().unwrap();
@@ -621,6 +621,12 @@ fn validate_warns_of_a_stage_s_value_the_template_refuses() {
         "{err}"
     );
     assert!(!err.contains("parameters.Size"), "{err}");
+    // A NoEcho parameter's value is not shown.
+    assert!(
+        err.contains("warning: services/api/service.toml: parameters.Pw gives a value the template of `api` refuses in stage `prod`, stage `staging`"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter"), "{err}");
     // `api-staging` is 11 characters.
     assert!(
         err.contains("warning: services/api/service.toml: parameters.Name = `api-${stage}` gives a value the template of `api` refuses in stage `staging` (it is longer than MaxLength 10): CloudFormation would refuse that stage's deploy"),

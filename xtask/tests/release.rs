@@ -2202,6 +2202,7 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$out"
 value="${param#Version=}"
+if [ -n "$FAIL_ON" ] && [ "$value" = "$FAIL_ON" ]; then echo "cannot compile with $value" >&2; exit 1; fi
 cat > "$out/cloudformation-template-update-stack.json" <<T
 {"Resources": {"P": {"Type": "AWS::SSM::Parameter",
   "Properties": {"Name": "/rel-slsrev-$stage/seen", "Type": "String", "Value": "$value"}}},
@@ -2300,14 +2301,40 @@ fn a_serverless_service_reviewed_with_its_dependency_is_compiled_when_approved()
         "{out}\n{err}"
     );
 
-    // Approved from a checkout whose inputs of sls are not those reviewed: refused, nothing
-    // deployed.
+    // A compile that fails at the review with the old outputs (as a `${cf:…}` of a stack the
+    // review creates would) is left to the approval's, with the new ones.
     r.write("services/src/t.yaml", &src_template("v3"));
     r.write(
         "services/sls/serverless.yml",
         "service: rel-slsrev\nprovider:\n  name: aws\n# v3\n",
     );
     r.commit("v3");
+    let (code, out, err) = run(
+        ferry(&r, v, &["deploy", "dev", "--review"]).env("FAIL_ON", "v2"),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("its compile failed now, perhaps on what this review changes")
+            && out.contains("cannot compile with v2"),
+        "{out}\n{err}"
+    );
+    let failed_then = id_after(&out, "review: ");
+    let (out, err) = ok(&r, v, &["approve", "dev", &failed_then]);
+    assert_eq!(
+        records(p, "dev")["sls"].outputs["Seen"],
+        "v3",
+        "{out}\n{err}"
+    );
+
+    // Approved from a checkout whose inputs of sls are not those reviewed: refused, nothing
+    // deployed.
+    r.write("services/src/t.yaml", &src_template("v3b"));
+    r.write(
+        "services/sls/serverless.yml",
+        "service: rel-slsrev\nprovider:\n  name: aws\n# v3b\n",
+    );
+    r.commit("v3b");
     let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
     let third = id_after(&out, "review: ");
     r.write(
@@ -2320,5 +2347,5 @@ fn a_serverless_service_reviewed_with_its_dependency_is_compiled_when_approved()
         err.contains("compiled when approved") && err.contains("check out the reviewed commit"),
         "{out}\n{err}"
     );
-    assert_eq!(records(p, "dev")["src"].outputs["Version"], "v2");
+    assert_eq!(records(p, "dev")["src"].outputs["Version"], "v3");
 }

@@ -419,9 +419,18 @@ pub async fn register_secrets(
             {
                 done.unreadable.push((shown, a.to_string()));
             }
-            // Another region's, which may be no region at all (`eu-west-9`, unreachable):
-            // said, as the framework's compile fails on it anyway.
-            Err(e) if region.is_some() => done.unreadable.push((shown, e.to_string())),
+            // Another region's that is no region at all (`eu-west-9`: no endpoint answers):
+            // said, as the framework's compile fails on it anyway. Any other failure there
+            // (throttled, expired) stops the command, as for the stage's own region.
+            Err(ferry_credentials::CredentialsError::Aws(a))
+                if region.is_some()
+                    && matches!(
+                        a.kind,
+                        ferry_aws::Kind::Unreachable | ferry_aws::Kind::BadEndpoint
+                    ) =>
+            {
+                done.unreadable.push((shown, a.to_string()));
+            }
             Err(e) => return Err(e),
         }
     }

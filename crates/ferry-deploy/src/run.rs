@@ -1020,8 +1020,10 @@ async fn review_compiled_when_approved(
     service: &Service,
     stack: &str,
     parameters_after: Vec<String>,
+    compile_failed: Option<String>,
 ) -> Result<Deployed, ServiceError> {
     let ctx = run.ctx;
+    verifiable_compile(ctx, service, &parameters_after)?;
     let (_, package_id, commit, dirty) = provenance(ctx, service);
     let input_key = ctx
         .package
@@ -1054,9 +1056,12 @@ async fn review_compiled_when_approved(
         outputs: Vec::new(),
         parameters: Vec::new(),
         parameters_after,
-        not_compared: Some(
-            "the Serverless Framework compiles its parameters into its template, so it is compiled when approved, after those deploy, from the checkout (which must hold the reviewed inputs)".into(),
-        ),
+        not_compared: Some(match compile_failed {
+            None => "the Serverless Framework compiles its parameters into its template, so it is compiled when approved, after those deploy, from the checkout (which must hold the reviewed inputs)".into(),
+            Some(why) => format!(
+                "its compile failed now, perhaps on what this review changes, so it is compiled when approved, after those deploy, from the checkout (which must hold the reviewed inputs); the failure: {why}"
+            ),
+        }),
     };
     let result = Deployed::Reviewed {
         create: review.create,
@@ -1302,13 +1307,11 @@ async fn deploy_one(
     // review creates or changes: the framework compiles their values into the template, so the
     // approval compiles it again, after those deploy (a compile now would deploy their old
     // values). Compiled now too where they resolve, for what the review shows.
+    // (A dependent it only checks is compiled now to compare with its record, and, when it
+    // differs and so is reviewed, compiled again when approved too.)
     let compile_when_approved = run.reviews.is_some()
-        && must_deploy
         && service.kind == ServiceKind::Serverless
         && !parameters_after.is_empty();
-    if compile_when_approved {
-        verifiable_compile(ctx, service, &parameters_after)?;
-    }
     let mut waiting = false;
     let Resolved {
         mut parameters,
@@ -1337,7 +1340,7 @@ async fn deploy_one(
     }
     // Those stacks are not there yet (a new stage): nothing to compile with.
     if compile_when_approved && waiting {
-        return review_compiled_when_approved(run, service, stack, parameters_after).await;
+        return review_compiled_when_approved(run, service, stack, parameters_after, None).await;
     }
     let stored = ctx
         .package
@@ -1352,7 +1355,23 @@ async fn deploy_one(
     let (packaged, template, entry_key) = match (ctx.package, stored) {
         // Compiled now for this stage, unless a stored compile of it is what deploys (a rollback).
         (Some(_), None) if service.kind == ServiceKind::Serverless => {
-            compiled = compile_serverless(run, service, &parameters).await?;
+            compiled = match compile_serverless(run, service, &parameters).await {
+                Ok(c) => c,
+                // Perhaps on what the review changes (a `${cf:…}` of a stack it creates, an
+                // output it adds): left to the approval's compile, after those deploy.
+                Err(e) if compile_when_approved => {
+                    let why = Some(ctx.masker.mask(&e.to_string()));
+                    return review_compiled_when_approved(
+                        run,
+                        service,
+                        stack,
+                        parameters_after,
+                        why,
+                    )
+                    .await;
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(theirs) = compiled.stack_name.as_deref().filter(|n| *n != stack) {
                 return Err(ServiceError::StackNameDiffers {
                     service: service.name.clone(),
@@ -1564,6 +1583,9 @@ async fn deploy_one(
         // bucket: such a service's parameters resolve again when approved.
         let holds_secret = hashed.values().any(|v| ctx.masker.mask(v) != *v);
         let resolve_when_approved = holds_secret || !parameters_after.is_empty();
+        if compile_when_approved {
+            verifiable_compile(ctx, service, &parameters_after)?;
+        }
         let reviewed = Reviewed {
             kind: Some(service.kind.to_string()),
             package_key: entry_key.clone().ok_or_else(|| ServiceError::NotStored {

@@ -187,7 +187,7 @@ pub(crate) fn read_noting_secrets(
             ));
             continue;
         };
-        if *secret || found.iter().any(|(k, v, _)| k == key && secret_value(v)) {
+        if *secret || found.iter().any(|(k, v, _)| k == key && looks_secret(k, v)) {
             secrets.insert(key.clone());
             notes.push(format!(
                 "{from}: passes {key}, a secret (NoEcho, by its name, or by its value's form): not copied; keep it in SSM (`param set <stage> <name> --secure`) and give {key} = \"${{ssm:<name>}}\" in the service.toml"

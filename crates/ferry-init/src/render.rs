@@ -243,9 +243,19 @@ pub fn render(scan: &Scan, root: &Path) -> Vec<(String, String)> {
                 .and_then(|t| refused_stages(&t["Parameters"][key.as_str()]));
             match unfit {
                 Some(unfit) => {
+                    let default = declared
+                        .as_ref()
+                        .and_then(|t| t["Parameters"][key.as_str()]["Default"].as_str())
+                        .map(|d| {
+                            format!(
+                                " (until then every stage deploys with its default `{}`)",
+                                one_line(d)
+                            )
+                        })
+                        .unwrap_or_default();
                     let _ = writeln!(
                         text,
-                        "# but {unfit}: give it the value the template expects in each stage (a `${{var:…}}` of the stages' variables)\n# {key} = {}",
+                        "# but {unfit}: give it the value the template expects in each stage (a `${{var:…}}` of the stages' variables){default}\n# {key} = {}",
                         quoted(value)
                     );
                 }

@@ -315,7 +315,16 @@ pub(crate) fn deploy_commands_of(text: &str, of: &Of) -> Vec<(Option<String>, Ve
         w.windows(2)
             .filter(|p| TEMPLATE_FLAGS.contains(&p[0].as_str()))
             .map(|p| {
-                let file = p[1].strip_prefix("file://").unwrap_or(&p[1]).to_string();
+                let mut file = p[1].strip_prefix("file://").unwrap_or(&p[1]).to_string();
+                // A folder variable before a plain name (`"$DIR"/a.yaml`, as a script names its
+                // own folder): that name, from the folder it runs in.
+                if let Some((dir, name)) = file.rsplit_once('/')
+                    && dir.starts_with('$')
+                    && !dir.contains('/')
+                    && !name.contains('$')
+                {
+                    file = name.to_string();
+                }
                 let at = cwd
                     .as_deref()
                     .filter(|_| !file.contains('$'))

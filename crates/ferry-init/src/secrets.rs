@@ -11,7 +11,12 @@ pub(crate) fn looks_secret(name: &str, value: &str) -> bool {
 /// Whether a parameter's name ends in `Key` (`MailgunKey`, `AppKey`), not naming where one is
 /// kept (`KeyId`, `KeyArn`, `KeyName` end otherwise): a key, or a key's name (`SshKey`).
 fn names_a_key(name: &str) -> bool {
-    name.to_ascii_lowercase().ends_with("key")
+    let n = name.to_ascii_lowercase();
+    // A key meant to be seen: a public key, a site key (reCAPTCHA), a publishable key.
+    n.ends_with("key")
+        && !["public", "site", "publishable"]
+            .iter()
+            .any(|w| n.contains(w))
 }
 
 /// Whether `value` looks like generated key material: 32 or more hex digits (an HMAC key), or
@@ -20,7 +25,9 @@ fn names_a_key(name: &str) -> bool {
 fn random_looking(value: &str) -> bool {
     let v = value.trim();
     let hex = v.len() >= 32 && v.chars().all(|c| c.is_ascii_hexdigit());
+    // Base64 has `/` or (URL-safe) `-`, never both: a path (`alias/MyApp-Prod-Key-2024`) may.
     let base64 = v.len() >= 24
+        && !(v.contains('/') && v.contains('-'))
         && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '_' | '-'))
         && v.chars().any(|c| c.is_ascii_uppercase())
@@ -149,7 +156,7 @@ pub(crate) fn secret_name(name: &str) -> bool {
         // A personal access token (`GithubPat`), a password by a short name (`DbPwd`,
         // `AdminPass`), a key that signs or encrypts.
         || ["pat", "pwd", "pass"].iter().any(|s| n.ends_with(s))
-        || ["signingkey", "encryptionkey", "masterkey", "hmac"]
+        || ["signingkey", "encryptionkey", "masterkey", "hmackey", "hmacsecret"]
             .iter()
             .any(|w| n.contains(w))
 }
@@ -225,6 +232,10 @@ mod tests {
         for (name, value) in [
             ("BucketKey", "orders-bucket-key-2024"),
             ("KmsKey", "alias/aws/lambda"),
+            ("KmsKey", "alias/MyApp-Prod-Key-2024"),
+            ("HmacAlgorithm", "SHA256"),
+            ("RecaptchaSiteKey", "6LcAbCdEfGhIjKlMnOpQrStUvWxYz012345"),
+            ("VapidPublicKey", "BEl62iUYgUivxIkv69yViEuiBIa40HIe8x"),
             ("Version", "0123456789abcdef0123456789abcdef01234567"),
         ] {
             assert!(!looks_secret(name, value), "{name} = {value}");

@@ -2268,7 +2268,7 @@ fn parameters_the_deploy_scripts_pass_are_taken_and_link_the_services() {
         r,
         "booking/template.yaml",
         &format!(
-            "{sam}Parameters:\n  Layer:\n    Type: AWS::SSM::Parameter::Value<String>\n  Stage:\n    Type: String\n  ApiId:\n    Type: String\n  Size:\n    Type: Number\n  DbPassword:\n    Type: String\n  Token:\n    Type: String\n    NoEcho: true\n  DatabaseUrl:\n    Type: String\n  GithubPat:\n    Type: String\n  StripeKey:\n    Type: String\n  SlackWebhookUrl:\n    Type: String\n  DocsUrl:\n    Type: String\n  BranchName:\n    Type: String\n    Default: master\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n"
+            "{sam}Parameters:\n  Layer:\n    Type: AWS::SSM::Parameter::Value<String>\n  Stage:\n    Type: String\n  ApiId:\n    Type: String\n  Size:\n    Type: Number\n  DbPassword:\n    Type: String\n  Token:\n    Type: String\n    NoEcho: true\n  DatabaseUrl:\n    Type: String\n  GithubPat:\n    Type: String\n  StripeKey:\n    Type: String\n  AppKey:\n    Type: String\n  SlackWebhookUrl:\n    Type: String\n  DocsUrl:\n    Type: String\n  BranchName:\n    Type: String\n    Default: master\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n"
         ),
     );
     file(
@@ -2276,20 +2276,20 @@ fn parameters_the_deploy_scripts_pass_are_taken_and_link_the_services() {
         "booking/Makefile",
         "other:\n\tsam deploy --template-file ../other/other.yaml --parameter-overrides Stage=wrong Size=9\n\n\
 invoke:\n\tsam local invoke --parameter-overrides Layer=local-arn\n\n\
-deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy \\\n\t\t--stack-name $${STACK_NAME}-booking-$${AWS_BRANCH} \\\n\t\t--parameter-overrides \\\n\t\t\tLayer=/$${AWS_BRANCH}/shared/layer \\\n\t\t\tStage=$${AWS_BRANCH} \\\n\t\t\tApiId=$${GRAPHQL_API_ID} \\\n\t\t\tUndeclared=1 \\\n\t\t\tDbPassword=hunter2secret \\\n\t\t\tToken=tok-4242 \\\n\t\t\tDatabaseUrl=postgres://admin:S3cretPassw0rd@db.example.com/app \\\n\t\t\tGithubPat=ghp_abcdefghijklmnopqrstuvwxyz0123456789 \\\n\t\t\tStripeKey=sk_live_abcdefghijklmnop1234 \\\n\t\t\tSlackWebhookUrl=https://hooks.slack.com/services/T000/B000/XXXXXXXX \\\n\t\t\tDocsUrl=https://user@docs.example.com/x \\\n\t\t\tBranchName=$${GITHUB_BRANCH} \\\n\t\t\t\"Size=3\n",
+deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy \\\n\t\t--stack-name $${STACK_NAME}-booking-$${AWS_BRANCH} \\\n\t\t--parameter-overrides \\\n\t\t\tLayer=/$${AWS_BRANCH}/shared/layer \\\n\t\t\tStage=$${AWS_BRANCH} \\\n\t\t\tApiId=$${GRAPHQL_API_ID} \\\n\t\t\tUndeclared=1 \\\n\t\t\tDbPassword=hunter2secret \\\n\t\t\tToken=tok-4242 \\\n\t\t\tDatabaseUrl=postgres://admin:S3cretPassw0rd@db.example.com/app \\\n\t\t\tGithubPat=ghp_abcdefghijklmnopqrstuvwxyz0123456789 \\\n\t\t\tStripeKey=sk_live_abcdefghijklmnop1234 \\\n\t\t\tAppKey=Zx8vQ2mN4pL7rT1wY5uI9oA3sD6fG0hJ \\\n\t\t\tSlackWebhookUrl=https://hooks.slack.com/services/T000/B000/XXXXXXXX \\\n\t\t\tDocsUrl=https://user@docs.example.com/x \\\n\t\t\tBranchName=$${GITHUB_BRANCH} \\\n\t\t\t\"Size=3\n",
     );
     // samconfig.toml: a named environment's literal stage becomes ${stage}.
     file(
         r,
         "orders/template.yaml",
         &format!(
-            "{sam}Parameters:\n  Layer:\n    Type: AWS::SSM::Parameter::Value<String>\n  Region:\n    Type: String\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n"
+            "{sam}Parameters:\n  Layer:\n    Type: AWS::SSM::Parameter::Value<String>\n  Region:\n    Type: String\n  SigKey:\n    Type: String\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n"
         ),
     );
     file(
         r,
         "orders/samconfig.toml",
-        "version = 0.1\n[dev.deploy.parameters]\nstack_name = \"orders\"\nparameter_overrides = \"Layer=\\\"/dev/shared/layer\\\" Region=\\\"$AWS_REGION\\\"\"\n",
+        "version = 0.1\n[dev.deploy.parameters]\nstack_name = \"orders\"\nparameter_overrides = \"Layer=\\\"/dev/shared/layer\\\" Region=\\\"$AWS_REGION\\\" SigKey=\\\"0123456789abcdef0123456789abcdef\\\"\"\n",
     );
     // Hostile: a samconfig that does not parse, a script that is not text.
     file(
@@ -2348,6 +2348,9 @@ deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy
         "booking/Makefile: passes DatabaseUrl, a secret",
         "booking/Makefile: passes GithubPat, a secret",
         "booking/Makefile: passes StripeKey, a secret",
+        // Key material given to a `…Key`, from a script and from a SAM configuration.
+        "booking/Makefile: passes AppKey, a secret",
+        "orders/samconfig.toml [dev.deploy.parameters]: passes SigKey, a secret",
         "booking/Makefile: passes SlackWebhookUrl, a secret",
         "booking/Makefile: passes BranchName `$${GITHUB_BRANCH}`, a git branch, which is no stage: not written as the stage",
         "booking/Makefile: passes Undeclared, which booking/template.yaml does not declare: left out",
@@ -2364,6 +2367,7 @@ deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy
         booking.parameters.keys().collect::<Vec<_>>(),
         [
             "ApiId",
+            "AppKey",
             "DatabaseUrl",
             "DbPassword",
             "DocsUrl",
@@ -2389,9 +2393,14 @@ deploy:\n\tsam package --s3-bucket $${BUCKET} && \\\n\taws cloudformation deploy
         "ghp_abc",
         "sk_live_",
         "XXXXXXXX",
+        "Zx8vQ2mN4pL7",
+        "0123456789abcdef0123456789abcdef",
     ] {
+        let orders_toml = fs::read_to_string(r.join("orders/service.toml")).unwrap();
         assert!(
-            !booking_toml.contains(secret) && !notes.contains(secret),
+            !booking_toml.contains(secret)
+                && !orders_toml.contains(secret)
+                && !notes.contains(secret),
             "{secret}"
         );
     }
@@ -4784,16 +4793,18 @@ fn the_stage_a_script_passes_is_not_written_where_the_template_refuses_a_stage()
         .unwrap()
         .1;
     assert!(
-        toml.contains("# but its AllowedValues (local, dev, prod) take not staging nor a preview's name: give it the value the template expects in each stage (a `${var:…}` of the stages' variables)\n# Stage = \"${stage}\"\n"),
+        toml.contains("# but its AllowedValues (local, dev, prod) take not staging nor a preview's name: give it the value the template expects in each stage (a `${var:…}` of the stages' variables) (until then every stage deploys with its default `local`)\n# Stage = \"${stage}\"\n"),
         "{toml}"
     );
     // Another parameter the stage is given, which takes any value, is written.
     assert!(toml.contains("\nEnv = \"${stage}\"\n"), "{toml}");
 }
 
-/// A deploy naming its template through a variable (`"$DIR"/a.yaml`) is no template's: before,
-/// it was taken as naming none, and so as every template's of the script's folder, and b was
-/// written a's bucket name (awslabs' SDLF: 42 notes of parameters a template does not declare).
+/// A deploy naming its template through a folder variable (`"$DIR"/a.yaml`) is that template's
+/// alone, by its name from the folder the command runs in; one named wholly by a variable is
+/// none's. Before, it was taken as naming none, and so as every template's of the script's
+/// folder, and b was written a's bucket name (awslabs' SDLF: 42 notes of parameters a template
+/// does not declare).
 #[test]
 fn a_deploy_naming_its_template_through_a_variable_is_no_other_template_s() {
     let dir = tempfile::tempdir().unwrap();
@@ -4806,18 +4817,23 @@ fn a_deploy_naming_its_template_through_a_variable_is_no_other_template_s() {
         "infra/deploy.sh",
         "DIR=\"$(cd \"$(dirname \"$0\")\" && pwd)\"\naws cloudformation deploy --template-file \"$DIR\"/a.yaml --stack-name a --parameter-overrides BucketName=a-only-bucket\n",
     );
+    file(
+        r,
+        "infra/other.sh",
+        "aws cloudformation deploy --template-file \"$TEMPLATE\" --stack-name x --parameter-overrides BucketName=nobody-s-bucket\n",
+    );
     let s = scan(r).unwrap();
-    for svc in &s.services {
-        assert_eq!(
-            svc.parameters.get("BucketName").map(|(v, _)| v.as_str()),
-            None,
-            "{}: {:#?}",
-            svc.file,
-            s.notes
-        );
-    }
+    let bucket = |t: &str| {
+        s.services
+            .iter()
+            .find(|svc| svc.file.ends_with(t))
+            .and_then(|svc| svc.parameters.get("BucketName"))
+            .map(|(v, _)| v.as_str())
+    };
+    assert_eq!(bucket("a.yaml"), Some("a-only-bucket"), "{:#?}", s.notes);
+    assert_eq!(bucket("b.yaml"), None, "{:#?}", s.notes);
     assert!(
-        !s.notes.iter().any(|n| n.contains("a-only-bucket")),
+        !s.notes.iter().any(|n| n.contains("nobody-s-bucket")),
         "{:#?}",
         s.notes
     );

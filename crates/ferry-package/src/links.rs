@@ -1039,8 +1039,14 @@ pub fn refused_stage_values(templates: &Templates) -> Vec<String> {
             }
             if let Some((_, why)) = refused.first() {
                 let labels: Vec<&str> = refused.iter().map(|(l, _)| l.as_str()).collect();
+                // A NoEcho parameter's value is not shown, as written or rendered.
+                let written = if shown {
+                    format!(" = `{value}`")
+                } else {
+                    String::new()
+                };
                 out.push(format!(
-                    "{}: parameters.{key} = `{value}` gives a value the template of `{}` refuses in {} ({why}): CloudFormation would refuse {} deploy; give it a value every stage's deploy takes (a `${{var:…}}` of the stages' variables), or widen the parameter's declaration",
+                    "{}: parameters.{key}{written} gives a value the template of `{}` refuses in {} ({why}): CloudFormation would refuse {} deploy; give every stage a value its deploy takes (per stage, with `${{var:…}}` of the stages' variables), or widen the parameter's declaration",
                     s.manifest_path(),
                     s.name,
                     labels.join(", "),
