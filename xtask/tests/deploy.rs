@@ -865,6 +865,8 @@ fn a_run_interrupted_during_a_compile_starts_no_stack_operation() {
     assert!(err.contains("interrupted ("), "{err}");
     assert!(row(&stdout, "sls").contains("cancelled"), "{stdout}\n{err}");
     assert!(!err.contains("_IN_PROGRESS"), "no stack operation: {err}");
+    // Nothing failed: nothing to fix, as the end said.
+    assert!(!err.contains("fix the failures above"), "{err}");
     // The next run finds no record and no stack: it creates the stack.
     std::fs::remove_file(&started).unwrap();
     let (code, out, err) = run(&mut xtask(&r, &["plan", "dev"]), None);

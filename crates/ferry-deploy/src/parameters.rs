@@ -150,7 +150,21 @@ pub(crate) async fn ssm_typed_versions(
 /// what only CloudFormation knows (`${Env}` of an `Fn::Sub`): CloudFormation reads them at each
 /// stack operation, so a new version is a change of the stack though no file changed.
 pub(crate) fn dynamic_ssm_references(template: &str) -> BTreeSet<String> {
-    ferry_manifest::dynamic_ssm_references(template)
+    if !template.contains("{{resolve:ssm") {
+        return BTreeSet::new();
+    }
+    // Only where stack operations resolve them: not in a parameter's description or the
+    // metadata, which no operation reads (one there made every new version of the parameter
+    // a stack operation with no changes).
+    let resolved = match ferry_package::parse_template(template) {
+        Ok(t) => ["Resources", "Outputs", "Conditions", "Mappings"]
+            .iter()
+            .map(|k| t[*k].to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(_) => template.to_string(),
+    };
+    ferry_manifest::dynamic_ssm_references(&resolved)
         .into_iter()
         // The whole template's text is read: a name holding a quote, a backslash, a space or a
         // line break, or ending in `:`, is no name SSM has.

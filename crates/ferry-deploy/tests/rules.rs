@@ -803,6 +803,13 @@ fn a_deploy_checks_the_services_that_read_values_kept_in_aws_though_no_file_chan
         "rules-outside",
         &[
             ("plain", QUEUE, ""),
+            // A dynamic reference only in a parameter's description: no stack operation
+            // reads it (before, each new version of it was a stack operation).
+            (
+                "described",
+                "Parameters:\n  Bucket:\n    Type: String\n    Default: b\n    Description: 'the value of {{resolve:ssm:/shop/bucket}}'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+                "",
+            ),
             ("typed", SSM_TYPED, ""),
             ("after-typed", QUEUE, "depends-on = [\"typed\"]\n"),
             (

@@ -847,7 +847,19 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
             }
         }
     }
-    walk(&doc, &mut said);
+    // A CloudFormation template's parameters' descriptions and its metadata are read by no
+    // stack operation: a `{{resolve:ssm:…}}` written there is no read (awslabs' SDLF wrote one in
+    // a Description, and a dependency was inferred from it).
+    match &doc {
+        Value::Mapping(m) if m.contains_key("Resources") => {
+            for (k, v) in m {
+                if !matches!(k.as_str(), Some("Parameters" | "Metadata" | "Description")) {
+                    walk(v, &mut said);
+                }
+            }
+        }
+        _ => walk(&doc, &mut said),
+    }
     if !said.files.is_empty() {
         let config = ferry_manifest::ServerlessConfig::parse(&text);
         said.file_patterns = said

@@ -500,6 +500,7 @@ pub fn scan(root: &Path) -> Result<Scan, InitError> {
     scan.notes.extend(region_notes(&scan));
     scan.notes.extend(submodule_notes(root, &scan));
     scan.notes.extend(unpassed_params(root, &scan));
+    scan.notes.extend(unset_env_reads(root, &scan));
     // One note once (a script read for two services of one folder says the same of both).
     let mut seen = BTreeSet::new();
     scan.notes.retain(|n| seen.insert(n.clone()));
@@ -1329,13 +1330,53 @@ fn unpassed_params(root: &Path, scan: &Scan) -> Vec<String> {
     out
 }
 
+/// One note per Serverless Framework service whose configuration reads an environment variable
+/// with no fallback (`${env:UNIQ}`), which Ferry does not set for the framework: its compile
+/// stops with the framework's "cannot be resolved" where the variable is not set (a fresh CI
+/// job; locally, a `.envrc` may have set it). A program (`serverless.ts`) is not read.
+fn unset_env_reads(root: &Path, scan: &Scan) -> Vec<String> {
+    // What Ferry gives the framework's process: the stage's region and credentials, its own.
+    let given = |n: &str| {
+        n.starts_with("FERRY_")
+            || n.starts_with("AWS_")
+            || matches!(n, "HOME" | "PATH" | "USER" | "CI" | "PWD")
+    };
+    scan.services
+        .iter()
+        .filter(|s| s.kind == ServiceKind::Serverless && !walk::is_program(&s.file))
+        .filter_map(|s| {
+            let path = template_path(&s.dir, &s.file);
+            let text = std::fs::read_to_string(root.join(&path)).ok()?;
+            let read: Vec<String> = variables_read(&text, "${env:")
+                .into_iter()
+                .filter(|n| !given(n))
+                .map(|n| format!("${{env:{n}}}"))
+                .collect();
+            (!read.is_empty()).then(|| {
+                format!(
+                    "{path}: reads {} with no fallback, which Ferry does not set: the framework's compile stops (\"cannot be resolved\") wherever {} unset (a fresh CI job); set {} where Ferry runs (the buildspec's env, the CI job's), or give a fallback (`${{env:NAME, 'value'}}`)",
+                    read.join(", "),
+                    if read.len() == 1 { "it is" } else { "they are" },
+                    if read.len() == 1 { "it" } else { "them" }
+                )
+            })
+        })
+        .collect()
+}
+
 /// The names a Serverless configuration reads with `${param:NAME}` and no fallback after it
 /// (`${param:domain, 'example.com'}` resolves without one), each once, in order. A name built
 /// from another variable is left out.
 fn params_read(text: &str) -> Vec<&str> {
+    variables_read(text, "${param:")
+}
+
+/// The names `text` reads with the variable source `open` (`${param:`, `${env:`) and no
+/// fallback after it, each once, in order; a name built from another variable is left out.
+fn variables_read<'t>(text: &'t str, open: &str) -> Vec<&'t str> {
     let mut out: Vec<&str> = Vec::new();
-    for (at, _) in text.match_indices("${param:") {
-        let rest = &text[at + "${param:".len()..];
+    for (at, _) in text.match_indices(open) {
+        let rest = &text[at + open.len()..];
         let end = rest.find([',', '}']).unwrap_or(rest.len());
         let name = rest[..end].trim();
         let fallback = rest[end..].starts_with(',');

@@ -916,9 +916,28 @@ fn literal_provider(text: &str) -> Option<String> {
 
 /// The project's name: the root `package.json`'s (without a scope), else the folder's.
 pub(crate) fn project_name(root: &Path) -> String {
+    // A workspace root's name says little of the project (`@swarmion/root`, `monorepo`): its
+    // scope, else the folder's name, names it (the records' path, the bootstrap stack and the
+    // artifact bucket are named after it, and `root` would meet any other such project's).
+    const GENERIC: &[&str] = &[
+        "root",
+        "monorepo",
+        "workspace",
+        "workspaces",
+        "main",
+        "project",
+    ];
     let from_package = read_json(&root.join("package.json"))
         .and_then(|p| p.get("name").and_then(|n| n.as_str()).map(String::from))
-        .map(|n| n.rsplit('/').next().unwrap_or(&n).to_string());
+        .and_then(
+            |n| match n.strip_prefix('@').and_then(|n| n.split_once('/')) {
+                Some((scope, base)) if GENERIC.contains(&base) => Some(scope.to_string()),
+                _ => {
+                    let base = n.rsplit('/').next().unwrap_or(&n).to_string();
+                    (!GENERIC.contains(&base.as_str())).then_some(base)
+                }
+            },
+        );
     let name = from_package.unwrap_or_else(|| {
         root.canonicalize()
             .ok()

@@ -4170,6 +4170,61 @@ fn a_serverless_param_nothing_gives_is_noted() {
     );
 }
 
+/// A workspace root's generic package name (`@swarmion/root`) does not name the project: its
+/// scope does, else the folder (the records' path, the bootstrap stack and the artifact bucket
+/// take the name; `root` would meet every other such project's).
+#[test]
+fn a_generic_root_package_name_does_not_name_the_project() {
+    for (name, project) in [
+        ("@swarmion/root", "swarmion"),
+        ("@acme/shop", "shop"),
+        ("shop", "shop"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        file(r, "package.json", &format!("{{\"name\": \"{name}\"}}"));
+        file(
+            r,
+            "api/serverless.yml",
+            "service: api\nprovider:\n  name: aws\n",
+        );
+        assert_eq!(scan(r).unwrap().project, project, "{name}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path().join("my-shop");
+    file(&r, "package.json", "{\"name\": \"monorepo\"}");
+    file(
+        &r,
+        "api/serverless.yml",
+        "service: api\nprovider:\n  name: aws\n",
+    );
+    assert_eq!(scan(&r).unwrap().project, "my-shop");
+}
+
+/// A Serverless `${env:…}` read with no fallback, which Ferry does not set, stops the compile
+/// in a fresh CI job (ae9is/anything read `${env:UNIQ}`, which its `.envrc` loaded): noted.
+/// One with a fallback, and the AWS and Ferry variables Ferry gives, are not.
+#[test]
+fn a_serverless_env_read_without_a_fallback_is_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "api/serverless.yml",
+        "service: api\nprovider:\n  name: aws\n  environment:\n    NAMESPACE: ${env:UNIQ}\n    SAML: ${env:SAML_METADATA}\n    LEVEL: ${env:LEVEL, 'info'}\n    REGION: ${env:AWS_REGION}\n    STAGE: ${env:FERRY_STAGE}\n    AGAIN: ${env:UNIQ}\n",
+    );
+    let s = scan(r).unwrap();
+    let said: Vec<&String> = s.notes.iter().filter(|n| n.contains("${env:")).collect();
+    assert_eq!(
+        said,
+        [
+            "api/serverless.yml: reads ${env:UNIQ}, ${env:SAML_METADATA} with no fallback, which Ferry does not set: the framework's compile stops (\"cannot be resolved\") wherever they are unset (a fresh CI job); set them where Ferry runs (the buildspec's env, the CI job's), or give a fallback (`${env:NAME, 'value'}`)"
+        ],
+        "{:#?}",
+        s.notes
+    );
+}
+
 /// What `init --only-missing` says apart, as about files it keeps: a note is a kept service's
 /// only when every path it names lies in a kept service's folder, taken as the deepest service
 /// folder holding it (a review's find: a new `backend/worker`'s notes were listed as the kept

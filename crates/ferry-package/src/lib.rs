@@ -190,13 +190,15 @@ pub enum PackageError {
         source: TemplateError,
     },
     #[error(
-        "{service}: resource `{resource}` has a local path in {property} ({path:?}), which CloudFormation cannot read; declare it in {manifest} as [package.artifacts] {resource} = {path:?}"
+        "{service}: resource `{resource}` has a local path in {at}, which CloudFormation cannot read; declare it in {manifest} as [package.artifacts] {resource} = {artifact:?} (relative to the service folder)"
     )]
     Undeclared {
         service: String,
         resource: String,
-        property: String,
-        path: String,
+        /// The property and the path as the template writes it: `Code ("./src")`.
+        at: String,
+        /// The path from the service folder (the template's is written from its own folder).
+        artifact: String,
         manifest: String,
     },
     #[error(
@@ -978,11 +980,17 @@ fn code_path_problems(service: &Service, template: &mut serde_json::Value) -> Ve
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
+            let base = template_dir(service);
+            let joined = match base.as_str() {
+                "" => path.clone(),
+                base => format!("{base}/{path}"),
+            };
             out.push(PackageError::Undeclared {
                 service: service.name.clone(),
                 resource,
-                property,
-                path,
+                at: format!("{property} ({path:?})"),
+                artifact: ferry_manifest::normalize_relative(&joined)
+                    .unwrap_or_else(|| path.clone()),
                 manifest: service.manifest_path(),
             });
         }

@@ -645,11 +645,33 @@ fn a_local_code_path_that_is_not_declared_is_refused_before_anything_runs() {
         .to_string();
     assert_eq!(
         e,
-        "api: resource `Fn` has a local path in Code (\"src\"), which CloudFormation cannot read; declare it in services/api/service.toml as [package.artifacts] Fn = \"src\""
+        "api: resource `Fn` has a local path in Code (\"src\"), which CloudFormation cannot read; declare it in services/api/service.toml as [package.artifacts] Fn = \"src\" (relative to the service folder)"
     );
     assert!(
         !ws.path().join("services/api/built").exists(),
         "the build ran"
+    );
+    // A template in a folder of the service: the path to declare is from the service folder
+    // (before, the template's own was advised, which then did not exist).
+    let ws = workspace(&[
+        (
+            "services/api/infra/template.yaml",
+            &FUNCTION.replace("Code: src", "Code: ./lambda/fn"),
+        ),
+        (
+            "services/api/service.toml",
+            "[service]\ntemplate = \"infra/template.yaml\"\n",
+        ),
+    ]);
+    let e = run(ws.path(), out.path(), &request("c2", &["api"]))
+        .0
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.ends_with(
+            "[package.artifacts] Fn = \"infra/lambda/fn\" (relative to the service folder)"
+        ),
+        "{e}"
     );
 }
 

@@ -378,14 +378,25 @@ pub(crate) async fn end_of_run(
         .await);
     }
     if !report.succeeded() {
+        // Interrupted (Ctrl-C) with nothing failed: there is no failure to fix.
+        let any = |f: fn(&ferry_deploy::ServiceResult) -> bool| {
+            report.services.iter().any(|s| f(&s.result))
+        };
+        let interrupted = any(|r| matches!(r, ferry_deploy::ServiceResult::Cancelled))
+            && !any(|r| matches!(r, ferry_deploy::ServiceResult::Failed { .. }));
+        let fix = if interrupted {
+            "it was interrupted"
+        } else {
+            "fix the failures above"
+        };
         let why = if what == "approval" {
             format!(
-                "the approval of stage `{}` did not complete; fix the failures above, then review again (`--review`) and approve the new review: it shows what is left",
+                "the approval of stage `{}` did not complete; {fix}, then review again (`--review`) and approve the new review: it shows what is left",
                 stage.name
             )
         } else {
             format!(
-                "the {what} of stage `{}` did not complete; fix the failures above and run it again (it redoes only what is missing)",
+                "the {what} of stage `{}` did not complete; {fix}, and run it again (it redoes only what is missing)",
                 stage.name
             )
         };
