@@ -119,7 +119,7 @@ pub enum ServiceError {
     #[error("{service}: its SAM template could not be expanded for the local emulator: {message}")]
     Expand { service: String, message: String },
     #[error(
-        "{service}: compiled for this stage, its archive for {resource} is {got}, but {expected} is what passed in the stage it is promoted from; the code differs from what was tested: check out the commit that passed, or deploy and test it there first"
+        "{service}: compiled for this stage, its archive for {resource} is {got}, but {expected} is what passed in the stage it is promoted from; the code differs from what was tested: check out the commit that passed (files git does not track in the service's folder are packaged too: remove them, and `target/ferry/package/serverless/{service}`, which may hold a compile made with them), or deploy and test it there first"
     )]
     ArchiveDiffers {
         service: String,

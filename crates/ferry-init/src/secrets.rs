@@ -68,15 +68,21 @@ pub(crate) fn secret_value(value: &str) -> bool {
             .any(|p| p.starts_with(f) && p.len() > f.len())
     });
     let jwt = v.starts_with("eyJ") && v.split('.').count() == 3 && v.len() > 30;
-    // A Sentry DSN carries its key as the URL's user (`https://<key>@o1.ingest.sentry.io/2`).
+    // A Sentry DSN carries its key as the URL's user (`https://<key>@o1.ingest.sentry.io/2`,
+    // or 32 hex digits at a Sentry of one's own).
+    let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
     let dsn = v.split_once("://").is_some_and(|(_, rest)| {
-        rest.split_once('@')
-            .is_some_and(|(user, host)| user.len() >= 16 && host.contains("sentry.io"))
+        rest.split_once('@').is_some_and(|(user, host)| {
+            (user.len() >= 16 && host.contains("sentry.io")) || hex(user, 32)
+        })
     });
-    // A Mailgun key: `key-` and 32 hex digits.
+    // A Mailgun key: `key-` and 32 characters, or (its newer form) `<32 hex>-<8 hex>-<8 hex>`.
     let mailgun = v
         .strip_prefix("key-")
-        .is_some_and(|k| k.len() == 32 && k.chars().all(|c| c.is_ascii_hexdigit()));
+        .is_some_and(|k| k.len() == 32 && k.chars().all(|c| c.is_ascii_alphanumeric()))
+        || matches!(v.split('-').collect::<Vec<_>>()[..], [a, b, c] if hex(a, 32) && hex(b, 8) && hex(c, 8));
+    // An OpenAI key of the older form carries this marker (`sk-…T3BlbkFJ…`).
+    let openai = v.starts_with("sk-") && v.contains("T3BlbkFJ");
     let webhooks = [
         "hooks.slack.com/services/",
         "discord.com/api/webhooks/",
@@ -117,6 +123,7 @@ pub(crate) fn secret_value(value: &str) -> bool {
         || jwt
         || dsn
         || mailgun
+        || openai
         || aws_key
         || v.contains("-----BEGIN")
         || webhooks.iter().any(|w| v.contains(w))
@@ -214,7 +221,11 @@ mod tests {
             "sk-proj-Ab3dEfGh1jKlMnOpQrStUvWxYz0123456789",
             "sk-ant-api03-Ab3dEfGh1jKlMnOpQrStUvWxYz0123456789",
             "key-0123456789abcdef0123456789abcdef",
+            "key-3ax6xnjp29jd6fds4gc373sgvjxteol0",
+            "0123456789abcdef0123456789abcdef-0123abcd-4567ef01",
             "https://0123456789abcdef0123456789abcdef@o123.ingest.sentry.io/456",
+            "https://0123456789abcdef0123456789abcdef@sentry.example.com/7",
+            "sk-Ab3dEfGh1jKlMnOpQrStT3BlbkFJUvWxYz0123456789",
         ] {
             assert!(secret_value(secret), "{secret}");
         }

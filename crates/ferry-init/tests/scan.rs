@@ -2844,6 +2844,21 @@ fn a_sam_app_with_its_own_configuration_below_another_is_a_service() {
         notes.contains("contracts/infrastructure/extra/template.yaml: a template inside the sam service contracts/infrastructure"),
         "{notes}"
     );
+    // A change to its template redeploys it, though it lies in the other's folder (the
+    // deepest folder owns what is in it): before, only the other redeployed.
+    write(r, &render(&s, r), Existing::Refuse).unwrap();
+    let ws = ferry_manifest::load(r).unwrap_or_else(|e| panic!("{e}"));
+    let owners = ferry_manifest::Owners::of_workspace(&ws).unwrap();
+    let contracts = ws
+        .services
+        .iter()
+        .find(|s| {
+            s.template_path()
+                .ends_with("contracts-service/template.yaml")
+        })
+        .unwrap();
+    let owned = owners.services_of("contracts/infrastructure/contracts-service/template.yaml");
+    assert!(owned.contains(&contracts.name.as_str()), "{owned:?}");
 }
 
 /// An import built from a template parameter that has a default (a parent stack's name, `''`

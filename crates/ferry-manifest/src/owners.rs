@@ -71,9 +71,17 @@ impl<'a> Owners<'a> {
             name: &s.name,
             dir: &s.dir,
             inputs: &s.inputs,
-            // Files inside the folder are owned through it already; only a template outside it
-            // needs naming.
-            files: s.template_outside().into_iter().collect(),
+            // Files inside the folder are owned through it already, unless a service nested
+            // there owns them (the deepest folder wins): a template outside it, or in a folder
+            // below, is named (a SAM app's template below another service's folder, which
+            // changed only the other).
+            files: match s.template_outside() {
+                Some(outside) => vec![outside],
+                None if s.template.contains('/') => crate::normalize_relative(&s.template_path())
+                    .into_iter()
+                    .collect(),
+                None => Vec::new(),
+            },
         });
         Owners::new(specs, &ws.project.global_inputs)
     }

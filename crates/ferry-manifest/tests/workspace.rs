@@ -352,6 +352,28 @@ fn a_template_outside_its_service_folder_is_named_and_one_inside_is_not() {
     );
     let ws = load(tmp.path()).unwrap();
     assert_eq!(ws.service("database").unwrap().template_outside(), None);
+
+    // A service nested in a subfolder owns what is in it (the deepest folder wins), but the
+    // outer service's own template there is the outer's too: a change to it redeploys both.
+    write(
+        tmp.path(),
+        "apps/outer/service.toml",
+        "[service]\ntemplate = \"inner/t.yaml\"\n",
+    );
+    write(
+        tmp.path(),
+        "apps/outer/inner/service.toml",
+        "[service]\ntemplate = \"own.yaml\"\n",
+    );
+    write(tmp.path(), "apps/outer/inner/t.yaml", "Resources: {}\n");
+    write(tmp.path(), "apps/outer/inner/own.yaml", "Resources: {}\n");
+    let ws = load(tmp.path()).unwrap();
+    let owners = ferry_manifest::Owners::of_workspace(&ws).unwrap();
+    assert_eq!(
+        owners.services_of("apps/outer/inner/t.yaml"),
+        ["inner", "outer"]
+    );
+    assert_eq!(owners.services_of("apps/outer/inner/x.py"), ["inner"]);
 }
 
 #[test]

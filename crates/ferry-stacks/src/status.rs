@@ -52,8 +52,11 @@ pub fn disposition(status: Option<&str>) -> Disposition {
     }
 }
 
+/// Whether a stack in `status` is waited for: an operation runs, or a status this code does not
+/// know (the emulator's `CREATE_PENDING`), as [`disposition`] says. (Taken for an end instead,
+/// the deploy decided again at once, to wait again: a busy loop until a second Ctrl-C.)
 pub(crate) fn in_progress(status: &str) -> bool {
-    status.ends_with("_IN_PROGRESS")
+    disposition(Some(status)) == Disposition::Wait
 }
 
 /// Whether a stack in `status` is in a stable, usable state that a successful deploy leaves

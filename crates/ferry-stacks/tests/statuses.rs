@@ -664,6 +664,28 @@ async fn an_operation_that_never_ends_times_out_and_large_templates_are_refused(
         "{err:?}"
     );
 
+    // A status this code does not know (the emulator's `CREATE_PENDING`) is waited for, within
+    // the deadline: before, the wait ended at once and the deploy decided to wait again, for
+    // ever (32,700 DescribeStacks in 10 minutes).
+    let describe = mock!(Client::describe_stacks)
+        .sequence()
+        .output(|| stack("CREATE_PENDING"))
+        .repeatedly()
+        .build();
+    let mut o = options();
+    o.timeout = Duration::from_millis(100);
+    let run = deploy(&[&describe, &no_events()], &spec(Method::Direct), o).await;
+    assert!(
+        matches!(run.result, Err(StackError::Busy { ref status, .. }) if status == "CREATE_PENDING"),
+        "{:?}",
+        run.result
+    );
+    assert!(
+        describe.num_calls() < 1000,
+        "{} calls",
+        describe.num_calls()
+    );
+
     let mut big = spec(Method::Direct);
     big.template = TemplateSource::Body("x".repeat(ferry_stacks::MAX_INLINE_TEMPLATE + 1));
     let run = deploy(&[], &big, options()).await;
