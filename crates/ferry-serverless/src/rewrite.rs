@@ -40,6 +40,8 @@ pub fn rewrite(
     let mut artifacts = Vec::new();
     // Function logical id → its archive's SHA-256 as Lambda's `CodeSha256` (base64).
     let mut code_of: BTreeMap<String, String> = BTreeMap::new();
+    // The framework's key → Ferry's, for the outputs that name it.
+    let mut moved: BTreeMap<String, String> = BTreeMap::new();
     for (id, r) in resources.iter_mut() {
         let ty = r.get("Type").and_then(Value::as_str).unwrap_or_default();
         let Some((_, prop)) = CODE.iter().find(|(t, _)| *t == ty) else {
@@ -51,6 +53,7 @@ pub fn rewrite(
         else {
             continue; // inline code or an image: nothing to store
         };
+        let old_key = key.to_string();
         let archive = key.rsplit('/').next().unwrap_or(key).to_string();
         let (sha, size, files) = match zipped.get(&archive) {
             Some(z) => z.clone(),
@@ -67,6 +70,7 @@ pub fn rewrite(
             }
         };
         let key = format!("{prefix}/{sha}.zip");
+        moved.insert(old_key.clone(), key.clone());
         r["Properties"][*prop] = json!({
             "S3Bucket": { "Ref": BUCKET_PARAMETER },
             "S3Key": key,
@@ -109,6 +113,19 @@ pub fn rewrite(
             let props = serde_json::to_string(&r["Properties"]).expect("JSON values serialize");
             let digest = ferry_package::sha256_hex(props.as_bytes());
             renames.push((id.clone(), format!("{stem}{}", &digest[..32])));
+        }
+    }
+    // An output naming an archive's key (a layer's `<Layer>LambdaLayerS3Key`, also exported)
+    // names where it is now: the framework's key is an object nothing uploads.
+    if let Some(outputs) = template.get_mut("Outputs").and_then(Value::as_object_mut) {
+        for output in outputs.values_mut() {
+            if let Some(new) = output
+                .get("Value")
+                .and_then(Value::as_str)
+                .and_then(|v| moved.get(v))
+            {
+                output["Value"] = json!(new);
+            }
         }
     }
     rename_ids(template, &renames);

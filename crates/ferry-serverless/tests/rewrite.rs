@@ -68,6 +68,9 @@ fn compiled(stamp: &str, version_id: &str) -> Value {
         },
         "Outputs": {
             "NotifyLambdaFunctionQualifiedArn": {"Value": {"Ref": version_id}},
+            "NotifyCodeS3Key": {
+                "Value": format!("serverless/orders-notifier/dev/{stamp}/orders-notifier.zip")
+            },
             "ServerlessDeploymentBucketName": {"Value": {"Ref": "ServerlessDeploymentBucket"}}
         }
     })
@@ -141,6 +144,9 @@ fn the_same_function_files_give_the_same_archive_key_and_version_whatever_the_fr
         json!(version),
         "references follow the renamed version"
     );
+    // An output naming the archive's key (as a layer's `…LambdaLayerS3Key` does) names
+    // Ferry's: the framework's was never uploaded.
+    assert_eq!(t["Outputs"]["NotifyCodeS3Key"]["Value"], json!(a.key));
     use base64::Engine as _;
     let sha: Vec<u8> = (0..64)
         .step_by(2)
