@@ -147,7 +147,7 @@ pub enum RemoveError {
         refused: Vec<StackError>,
     },
     #[error(
-        "nothing was deleted: stack {stack} of `{service}` could not be read to check whose it is ({source}); run `remove` again when it can be"
+        "nothing was deleted: stack {stack} of `{service}` could not be read to check whose it is ({source}); run `remove` again when it can be (on the local emulator, a stack it cannot describe stays so: `local down` forgets every stack it held)"
     )]
     Check {
         service: String,
