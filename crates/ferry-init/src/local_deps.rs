@@ -970,6 +970,23 @@ fn is_script(name: &str) -> bool {
         && !name.ends_with(".d.ts")
 }
 
+/// A script no bundler puts into a function's archive: a tool's configuration
+/// (`.lintstagedrc.js`, `jest.config.ts`, `.eslintrc.cjs`) or a test (`db.test.ts`,
+/// `api.spec.js`). What they import (a shared lint or test setup) is no input of the service:
+/// a change there would deploy it for nothing.
+fn is_tooling(name: &str) -> bool {
+    let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+    name.starts_with('.')
+        || [".config", ".test", ".spec", ".setup"]
+            .iter()
+            .any(|s| stem.ends_with(s))
+}
+
+/// A script a bundler may take into a function's archive.
+fn is_bundled_script(name: &str) -> bool {
+    is_script(name) && !is_tooling(name)
+}
+
 /// The code outside the service folder `dir` that its JavaScript and TypeScript import by a
 /// relative path (`import … from "../../libs/db"`, `require("../config")`, `import("…")`,
 /// `export … from`), which a bundler (esbuild, webpack, serverless-bundle) puts into its
@@ -998,7 +1015,7 @@ pub(crate) type Reach = BTreeMap<String, (String, BTreeSet<String>)>;
 pub(crate) fn script_reach(root: &Path, dir: &str, others: &[&str]) -> (Reach, Vec<String>) {
     let mut inputs: Reach = BTreeMap::new();
     let mut notes = Vec::new();
-    let mut todo = files_below(root, dir, others, &is_script);
+    let mut todo = files_below(root, dir, others, &is_bundled_script);
     let mut read = BTreeSet::new();
     while let Some(file) = todo.pop() {
         if read.len() >= MAX_SCRIPTS || !read.insert(file.clone()) {
@@ -1037,7 +1054,7 @@ pub(crate) fn script_reach(root: &Path, dir: &str, others: &[&str]) -> (Reach, V
             } else {
                 (
                     format!("{folder}/**"),
-                    files_below(root, folder, others, &is_script),
+                    files_below(root, folder, others, &is_bundled_script),
                 )
             };
             // Already within an input taken (a folder taken whole holds its subfolders).

@@ -1113,6 +1113,23 @@ fn code_a_service_imports_by_a_relative_path_from_outside_its_folder_is_an_input
         "services/notes/node_modules/dep/index.js",
         "require('../../../../vendor/x');\n",
     );
+    // Nor tools' configurations and tests, which no bundler takes (swarmion: a shared
+    // lint-staged configuration became an input of every service).
+    for (tooling, imported) in [
+        (
+            "services/notes/.lintstagedrc.js",
+            "commonConfiguration/lint",
+        ),
+        ("services/notes/jest.config.ts", "commonConfiguration/jest"),
+        ("services/notes/handler.test.js", "testing/fixtures"),
+    ] {
+        file(
+            r,
+            tooling,
+            &format!("module.exports = require('../../{imported}');\n"),
+        );
+        file(r, &format!("{imported}.js"), "module.exports = {};\n");
+    }
     let s = scan(r).unwrap();
     let inputs = |name: &str| {
         let f = s.services.iter().find(|f| f.name == name).unwrap();
