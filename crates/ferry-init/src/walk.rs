@@ -21,6 +21,18 @@ const SKIPPED: &[&str] = &[
     "coverage",
 ];
 
+/// Folders of tests: a service found in one is a fixture of them.
+const TEST_FOLDERS: &[&str] = &[
+    "test",
+    "tests",
+    "__tests__",
+    "fixtures",
+    "__fixtures__",
+    "integrationTests",
+    "integration-tests",
+    "e2e",
+];
+
 /// Whether `init` leaves the folder `name` unsearched: hidden, or in [`SKIPPED`].
 pub(crate) fn skipped_dir(name: &str) -> bool {
     name.starts_with('.') || SKIPPED.contains(&name)
@@ -784,6 +796,23 @@ pub(crate) fn candidates(root: &Path) -> Walked {
         notes.push(format!(
             "{template}: its folder {} is {first}'s: left out (the same stack in another format?); give it a folder of its own",
             c.dir
+        ));
+        false
+    });
+    // A service in a tests' folder is a fixture of the tests (swarmion's
+    // `integrationTests/assetDetection`, whose test expects its packaging to fail), not one to
+    // deploy.
+    out.retain(|c| {
+        let Some(folder) = c
+            .dir
+            .split('/')
+            .find(|seg| TEST_FOLDERS.iter().any(|t| seg.eq_ignore_ascii_case(t)))
+        else {
+            return true;
+        };
+        notes.push(format!(
+            "{}: lies in a tests' folder (`{folder}`), so taken for a fixture of the tests: left out; add it to ferry.toml's services by hand if it deploys",
+            crate::template_path(&c.dir, &c.file)
         ));
         false
     });

@@ -4202,6 +4202,34 @@ fn a_serverless_param_nothing_gives_is_noted() {
     );
 }
 
+/// A service in a tests' folder is a fixture of the tests, left out with a note (swarmion's
+/// `integrationTests/assetDetection` was made a service to deploy).
+#[test]
+fn a_service_in_a_tests_folder_is_a_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let sls = |n: &str| format!("service: {n}\nprovider:\n  name: aws\n");
+    file(r, "services/api/serverless.yml", &sls("api"));
+    file(
+        r,
+        "packages/plugin/integrationTests/assetDetection/serverless.yml",
+        &sls("asset"),
+    );
+    file(
+        r,
+        "services/api/tests/fixture/serverless.yml",
+        &sls("fixture"),
+    );
+    let s = scan(r).unwrap();
+    let dirs: Vec<&str> = s.services.iter().map(|f| f.dir.as_str()).collect();
+    assert_eq!(dirs, ["services/api"], "{:#?}", s.notes);
+    assert!(
+        s.notes.contains(&"packages/plugin/integrationTests/assetDetection/serverless.yml: lies in a tests' folder (`integrationTests`), so taken for a fixture of the tests: left out; add it to ferry.toml's services by hand if it deploys".to_string()),
+        "{:#?}",
+        s.notes
+    );
+}
+
 /// A workspace root's generic package name (`@swarmion/root`) does not name the project: its
 /// scope does, else the folder (the records' path, the bootstrap stack and the artifact bucket
 /// take the name; `root` would meet every other such project's).
