@@ -945,10 +945,17 @@ pub(crate) fn node_inputs(
                     }
                 },
                 None => match packages.get(&name) {
-                    Some(pdir) => (
-                        pdir.clone(),
-                        format!("depends on the workspace package `{name}`"),
-                    ),
+                    Some(pdir) => {
+                        if let Some(note) = built_package(root, pdir, &name, dir) {
+                            if !chain.notes.contains(&note) {
+                                chain.notes.push(note);
+                            }
+                        }
+                        (
+                            pdir.clone(),
+                            format!("depends on the workspace package `{name}`"),
+                        )
+                    }
                     None => continue,
                 },
             };
@@ -956,6 +963,23 @@ pub(crate) fn node_inputs(
         }
     }
     (chain.inputs, chain.notes)
+}
+
+/// A note when the workspace package `name` (folder `pdir`) is loaded from its build's output
+/// (`"main": "./dist/index.js"`, a `build` script making it), which a fresh clone lacks: the
+/// service in `dir` compiles only after that build, and with a stale one otherwise.
+fn built_package(root: &Path, pdir: &str, name: &str, dir: &str) -> Option<String> {
+    let pkg = crate::walk::read_json(&root.join(pdir).join("package.json"))?;
+    pkg.pointer("/scripts/build")?;
+    let main = ["main", "module"]
+        .iter()
+        .find_map(|k| pkg.get(*k).and_then(|m| m.as_str()))?;
+    let first = main.trim_start_matches("./").split('/').next()?;
+    ["dist", "build", "lib", "out"].contains(&first).then(|| {
+        format!(
+            "{dir}: loads the workspace package `{name}` from its build's output (`{main}`), which a fresh clone lacks: see that the service's [package] build builds it before the compile (e.g. `npm run build --workspace {name}`), or its compile fails, or takes a stale one"
+        )
+    })
 }
 
 /// The file kinds whose relative imports are followed.

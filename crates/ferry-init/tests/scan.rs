@@ -4202,6 +4202,56 @@ fn a_serverless_param_nothing_gives_is_noted() {
     );
 }
 
+/// A workspace package loaded from its build's output (`"main": "./dist/index.js"`, which git
+/// ignores) is noted: a fresh clone's compile fails without that build (ae9is/anything's
+/// `logger` and `utils`: "Could not resolve"), or bundles a stale one.
+#[test]
+fn a_workspace_package_loaded_from_its_build_output_is_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "package.json",
+        r#"{"private": true, "workspaces": ["packages/*", "services/*"]}"#,
+    );
+    file(
+        r,
+        "packages/logger/package.json",
+        r#"{"name": "logger", "main": "./dist/index.js", "scripts": {"build": "tsc"}}"#,
+    );
+    file(r, "packages/logger/src/index.ts", "export const log = 1;\n");
+    file(
+        r,
+        "packages/util/package.json",
+        r#"{"name": "util", "main": "index.js"}"#,
+    );
+    file(r, "packages/util/index.js", "module.exports = {};\n");
+    file(
+        r,
+        "services/api/package.json",
+        r#"{"name": "api", "dependencies": {"logger": "*", "util": "*"}}"#,
+    );
+    file(
+        r,
+        "services/api/serverless.yml",
+        "service: api\nprovider:\n  name: aws\n",
+    );
+    let s = scan(r).unwrap();
+    let said: Vec<&String> = s
+        .notes
+        .iter()
+        .filter(|n| n.contains("from its build's output"))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "services/api: loads the workspace package `logger` from its build's output (`./dist/index.js`), which a fresh clone lacks: see that the service's [package] build builds it before the compile (e.g. `npm run build --workspace logger`), or its compile fails, or takes a stale one"
+        ],
+        "{:#?}",
+        s.notes
+    );
+}
+
 /// A service in a tests' folder is a fixture of the tests, left out with a note (swarmion's
 /// `integrationTests/assetDetection` was made a service to deploy).
 #[test]
