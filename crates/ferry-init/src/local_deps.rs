@@ -946,10 +946,10 @@ pub(crate) fn node_inputs(
                 },
                 None => match packages.get(&name) {
                     Some(pdir) => {
-                        if let Some(note) = built_package(root, pdir, &name, dir) {
-                            if !chain.notes.contains(&note) {
-                                chain.notes.push(note);
-                            }
+                        if let Some(note) = built_package(root, pdir, &name, dir)
+                            && !chain.notes.contains(&note)
+                        {
+                            chain.notes.push(note);
                         }
                         (
                             pdir.clone(),
