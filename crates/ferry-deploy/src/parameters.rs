@@ -157,11 +157,7 @@ pub(crate) fn dynamic_ssm_references(template: &str) -> BTreeSet<String> {
     // metadata, which no operation reads (one there made every new version of the parameter
     // a stack operation with no changes).
     let resolved = match ferry_package::parse_template(template) {
-        Ok(t) => ["Resources", "Outputs", "Conditions", "Mappings"]
-            .iter()
-            .map(|k| t[*k].to_string())
-            .collect::<Vec<_>>()
-            .join("\n"),
+        Ok(t) => ferry_manifest::read_by_stacks(&t).to_string(),
         Err(_) => template.to_string(),
     };
     ferry_manifest::dynamic_ssm_references(&resolved)

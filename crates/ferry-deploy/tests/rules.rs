@@ -811,6 +811,12 @@ fn a_deploy_checks_the_services_that_read_values_kept_in_aws_though_no_file_chan
                 "",
             ),
             ("typed", SSM_TYPED, ""),
+            // One in a SAM template's Globals is read by every function.
+            (
+                "globals",
+                "Transform: AWS::Serverless-2016-10-31\nGlobals:\n  Function:\n    Environment:\n      Variables:\n        T: '{{resolve:ssm:/shop/t}}'\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+                "",
+            ),
             ("after-typed", QUEUE, "depends-on = [\"typed\"]\n"),
             (
                 "reader",
@@ -876,6 +882,7 @@ fn a_deploy_checks_the_services_that_read_values_kept_in_aws_though_no_file_chan
     assert_eq!(
         checked,
         [
+            ("globals", outside),
             ("reader", outside),
             ("sls-s3", outside),
             ("sls-ssm", outside),
@@ -888,7 +895,14 @@ fn a_deploy_checks_the_services_that_read_values_kept_in_aws_though_no_file_chan
         .collect();
     assert_eq!(
         candidates,
-        ["after-typed", "reader", "sls-s3", "sls-ssm", "typed"],
+        [
+            "after-typed",
+            "globals",
+            "reader",
+            "sls-s3",
+            "sls-ssm",
+            "typed"
+        ],
         "the readers of values kept in AWS, and their dependents"
     );
     // A service never deployed in the stage is not checked: it receives nothing yet.

@@ -847,16 +847,23 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
             }
         }
     }
-    // A CloudFormation template's parameters' descriptions and its metadata are read by no
-    // stack operation: a `{{resolve:ssm:…}}` written there is no read (awslabs' SDLF wrote one in
-    // a Description, and a dependency was inferred from it).
+    // A CloudFormation template's description, metadata and parameters' descriptions are read
+    // by no stack operation (`ferry_manifest::read_by_stacks`): a `{{resolve:ssm:…}}` written
+    // there is no read (awslabs' SDLF wrote one in a Description, and a dependency was inferred
+    // from it).
     match &doc {
         Value::Mapping(m) if m.contains_key("Resources") => {
-            for (k, v) in m {
-                if !matches!(k.as_str(), Some("Parameters" | "Metadata" | "Description")) {
-                    walk(v, &mut said);
+            let mut read = m.clone();
+            read.remove("Description");
+            read.remove("Metadata");
+            if let Some(Value::Mapping(parameters)) = read.get_mut("Parameters") {
+                for p in parameters.values_mut() {
+                    if let Value::Mapping(p) = p {
+                        p.remove("Description");
+                    }
                 }
             }
+            walk(&Value::Mapping(read), &mut said);
         }
         _ => walk(&doc, &mut said),
     }

@@ -1335,11 +1335,25 @@ fn unpassed_params(root: &Path, scan: &Scan) -> Vec<String> {
 /// stops with the framework's "cannot be resolved" where the variable is not set (a fresh CI
 /// job; locally, a `.envrc` may have set it). A program (`serverless.ts`) is not read.
 fn unset_env_reads(root: &Path, scan: &Scan) -> Vec<String> {
-    // What Ferry gives the framework's process: the stage's region and credentials, its own.
+    // What Ferry gives the framework's process: the stage's region and credentials, its own
+    // names; and what any shell has. (Not the stage's name: it is `--stage`, `${sls:stage}`.)
     let given = |n: &str| {
-        n.starts_with("FERRY_")
-            || n.starts_with("AWS_")
-            || matches!(n, "HOME" | "PATH" | "USER" | "CI" | "PWD")
+        matches!(
+            n,
+            "AWS_REGION"
+                | "AWS_DEFAULT_REGION"
+                | "AWS_ACCESS_KEY_ID"
+                | "AWS_SECRET_ACCESS_KEY"
+                | "AWS_SESSION_TOKEN"
+                | "AWS_ENDPOINT_URL"
+                | "FERRY_PROJECT"
+                | "FERRY_SERVICE"
+                | "HOME"
+                | "PATH"
+                | "USER"
+                | "CI"
+                | "PWD"
+        )
     };
     scan.services
         .iter()
@@ -1347,6 +1361,10 @@ fn unset_env_reads(root: &Path, scan: &Scan) -> Vec<String> {
         .filter_map(|s| {
             let path = template_path(&s.dir, &s.file);
             let text = std::fs::read_to_string(root.join(&path)).ok()?;
+            // `useDotenv` with a `.env` beside it: the framework reads the variables from there.
+            if text.contains("useDotenv: true") && root.join(&s.dir).join(".env").is_file() {
+                return None;
+            }
             let read: Vec<String> = variables_read(&text, "${env:")
                 .into_iter()
                 .filter(|n| !given(n))

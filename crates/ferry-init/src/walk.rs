@@ -943,7 +943,8 @@ fn literal_provider(text: &str) -> Option<String> {
     None
 }
 
-/// The project's name: the root `package.json`'s (without a scope), else the folder's.
+/// The project's name: the root `package.json`'s (without a scope; its scope where the name is a
+/// generic word, `@swarmion/root`), else the folder's.
 pub(crate) fn project_name(root: &Path) -> String {
     // A workspace root's name says little of the project (`@swarmion/root`, `monorepo`): its
     // scope, else the folder's name, names it (the records' path, the bootstrap stack and the

@@ -102,6 +102,27 @@ pub struct DynamicSsmReference<'a> {
     pub written: &'a str,
 }
 
+/// `template` (CloudFormation) without the values no stack operation reads, so that a dynamic
+/// reference written there (`{{resolve:ssm:…}}` in a description) is no read: the template's
+/// `Description` and `Metadata`, and each parameter's `Description`. (Everything else may be:
+/// resources, outputs, a SAM template's `Globals`, a parameter's `Default`.) `init` reads its
+/// templates' YAML by the same rule.
+pub fn read_by_stacks(template: &serde_json::Value) -> serde_json::Value {
+    let mut t = template.clone();
+    if let Some(top) = t.as_object_mut() {
+        top.remove("Description");
+        top.remove("Metadata");
+        if let Some(parameters) = top.get_mut("Parameters").and_then(|p| p.as_object_mut()) {
+            for p in parameters.values_mut() {
+                if let Some(p) = p.as_object_mut() {
+                    p.remove("Description");
+                }
+            }
+        }
+    }
+    t
+}
+
 /// The dynamic references to SSM parameters in `text` (one string of a template, or a whole
 /// template's text): the `ssm` ones, then the `ssm-secure` ones, each in the order written.
 pub fn dynamic_ssm_references(text: &str) -> Vec<DynamicSsmReference<'_>> {

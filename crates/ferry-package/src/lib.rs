@@ -989,8 +989,8 @@ fn code_path_problems(service: &Service, template: &mut serde_json::Value) -> Ve
                 service: service.name.clone(),
                 resource,
                 at: format!("{property} ({path:?})"),
-                artifact: ferry_manifest::normalize_relative(&joined)
-                    .unwrap_or_else(|| path.clone()),
+                // (A template outside the folder: its path climbs, `../shared/src`.)
+                artifact: ferry_manifest::normalize_relative(&joined).unwrap_or(joined),
                 manifest: service.manifest_path(),
             });
         }

@@ -38,7 +38,7 @@ pub enum StackError {
         waited_secs: u64,
     },
     #[error(
-        "stack {stack} is still {status} in the local emulator after {waited_secs}s: the emulator ends an operation within its request, so one left in progress is one it failed (its log says why; `local status` names it); delete the stack in the emulator, or run `local down` (which forgets all it held), then deploy again"
+        "stack {stack} is still {status} in the local emulator after {waited_secs}s: the emulator ends an operation within its request, so one left in progress is one it failed (its log says why; `local status` names it); delete the stack in the emulator, or run `local down` (which forgets all it held), then run the command again"
     )]
     StuckInEmulator {
         stack: String,

@@ -56,7 +56,9 @@ pub fn disposition(status: Option<&str>) -> Disposition {
 /// know (the emulator's `CREATE_PENDING`), as [`disposition`] says. (Taken for an end instead,
 /// the deploy decided again at once, to wait again: a busy loop until a second Ctrl-C.)
 pub(crate) fn in_progress(status: &str) -> bool {
-    disposition(Some(status)) == Disposition::Wait
+    // `REVIEW_IN_PROGRESS` too, which a deploy recreates from: just after a change set of a new
+    // stack is executed, a read may still say it.
+    status.ends_with("_IN_PROGRESS") || disposition(Some(status)) == Disposition::Wait
 }
 
 /// Whether a stack in `status` is in a stable, usable state that a successful deploy leaves

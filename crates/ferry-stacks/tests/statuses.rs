@@ -437,6 +437,44 @@ async fn a_change_set_update_is_executed_and_awaited() {
     );
 }
 
+/// A new stack's change set, executed: a read right after may still say `REVIEW_IN_PROGRESS`,
+/// which is waited out (as `*_IN_PROGRESS` is), not taken for the end of the creation.
+#[tokio::test]
+async fn a_new_stack_read_as_in_review_right_after_its_change_set_runs_is_awaited() {
+    let describe = describes(&[
+        MISSING,
+        "REVIEW_IN_PROGRESS",
+        "CREATE_IN_PROGRESS",
+        "CREATE_COMPLETE",
+    ]);
+    let create = mock!(Client::create_change_set).then_output(|| {
+        CreateChangeSetOutput::builder()
+            .id("cs-1")
+            .stack_id(ID)
+            .build()
+    });
+    let describe_cs = mock!(Client::describe_change_set)
+        .sequence()
+        .output(|| {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::CreateComplete)
+                .build()
+        })
+        .repeatedly()
+        .build();
+    let execute =
+        mock!(Client::execute_change_set).then_output(|| ExecuteChangeSetOutput::builder().build());
+    let run = deploy(
+        &[&describe, &create, &describe_cs, &execute, &no_events()],
+        &spec(Method::ChangeSet),
+        options(),
+    )
+    .await;
+    let d = run.result.unwrap();
+    assert_eq!(d.action, Action::Created);
+    assert_eq!(execute.num_calls(), 1);
+}
+
 #[tokio::test]
 async fn rollback_complete_is_deleted_and_created_again_with_a_note() {
     let describe = describes(&[

@@ -384,19 +384,19 @@ pub(crate) async fn end_of_run(
         };
         let interrupted = any(|r| matches!(r, ferry_deploy::ServiceResult::Cancelled))
             && !any(|r| matches!(r, ferry_deploy::ServiceResult::Failed { .. }));
-        let fix = if interrupted {
-            "it was interrupted"
+        let (ended, fix) = if interrupted {
+            ("was interrupted before it completed", "")
         } else {
-            "fix the failures above"
+            ("did not complete", "fix the failures above, then ")
         };
         let why = if what == "approval" {
             format!(
-                "the approval of stage `{}` did not complete; {fix}, then review again (`--review`) and approve the new review: it shows what is left",
+                "the approval of stage `{}` {ended}; {fix}review again (`--review`) and approve the new review: it shows what is left",
                 stage.name
             )
         } else {
             format!(
-                "the {what} of stage `{}` did not complete; {fix}, and run it again (it redoes only what is missing)",
+                "the {what} of stage `{}` {ended}; {fix}run it again (it redoes only what is missing)",
                 stage.name
             )
         };
@@ -1572,6 +1572,19 @@ async fn approve_locked(
     // on-test-failure rollback, and says the failure at the end.
     let mut after = AfterMoved::deployed();
     print_summary(ws, stage, &report, 0, clock, &mut after);
+    let untested: Vec<&str> = options
+        .tests_owed
+        .iter()
+        .filter(|s| !plan.selection.candidates.contains(*s))
+        .map(String::as_str)
+        .collect();
+    if !untested.is_empty() {
+        clock.say(&format!(
+            "note: the tests {} owe are not run by an approval (a Serverless Framework service would compile again only to be tested; a package not stored cannot be checked): `test-acceptance {} --service …` runs them",
+            untested.join(", "),
+            stage.name
+        ));
+    }
     let approval = ferry_releases::Approval {
         review: args.release.clone(),
         by: by.clone(),
