@@ -2252,6 +2252,15 @@ fn a_serverless_service_reviewed_with_its_dependency_is_compiled_when_approved()
         .unwrap();
     let verdicts = tempfile::tempdir().unwrap();
     let v = verdicts.path();
+    // src's output and sls's configuration both at `version`, committed.
+    let both = |version: &str| {
+        r.write("services/src/t.yaml", &src_template(version));
+        r.write(
+            "services/sls/serverless.yml",
+            &format!("service: rel-slsrev\nprovider:\n  name: aws\n# {version}\n"),
+        );
+        r.commit(version);
+    };
     // A new stage: src's stack is not there yet.
     let (out, err) = ok(&r, v, &["deploy", "dev", "--review"]);
     assert!(
@@ -2267,12 +2276,7 @@ fn a_serverless_service_reviewed_with_its_dependency_is_compiled_when_approved()
     );
 
     // Both change in one review: the approval compiles sls with src's new output.
-    r.write("services/src/t.yaml", &src_template("v2"));
-    r.write(
-        "services/sls/serverless.yml",
-        "service: rel-slsrev\nprovider:\n  name: aws\n# v2\n",
-    );
-    r.commit("v2");
+    both("v2");
     let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
     let second = id_after(&out, "review: ");
     let (out, err) = ok(&r, v, &["approve", "dev", &second]);
@@ -2303,12 +2307,7 @@ fn a_serverless_service_reviewed_with_its_dependency_is_compiled_when_approved()
 
     // A compile that fails at the review with the old outputs (as a `${cf:…}` of a stack the
     // review creates would) is left to the approval's, with the new ones.
-    r.write("services/src/t.yaml", &src_template("v3"));
-    r.write(
-        "services/sls/serverless.yml",
-        "service: rel-slsrev\nprovider:\n  name: aws\n# v3\n",
-    );
-    r.commit("v3");
+    both("v3");
     let (code, out, err) = run(
         ferry(&r, v, &["deploy", "dev", "--review"]).env("FAIL_ON", "v2"),
         None,
@@ -2329,12 +2328,7 @@ fn a_serverless_service_reviewed_with_its_dependency_is_compiled_when_approved()
 
     // Approved from a checkout whose inputs of sls are not those reviewed: refused, nothing
     // deployed.
-    r.write("services/src/t.yaml", &src_template("v3b"));
-    r.write(
-        "services/sls/serverless.yml",
-        "service: rel-slsrev\nprovider:\n  name: aws\n# v3b\n",
-    );
-    r.commit("v3b");
+    both("v3b");
     let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
     let third = id_after(&out, "review: ");
     r.write(

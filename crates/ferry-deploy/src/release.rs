@@ -85,8 +85,10 @@ pub enum ReleaseRunError {
         .refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "),
         match (.review, *.overridable) {
             (Some(id), _) => format!("review {id} holds packages that no longer pass in `{from}` (their tests failed there since, or `{from}` runs others now): make them pass there and approve again, or review again what passes there now"),
-            (None, true) => "test them in `{from}` first, or name the others with --service; `--override-gate \"<reason>\"` deploys anyway and records who and why".replace("{from}", from),
-            (None, false) => format!("test them in `{from}` first, or name the others with --service"),
+            (None, overridable) => format!(
+                "test them in `{from}` first, or name the others with --service{}",
+                if overridable { "; `--override-gate \"<reason>\"` deploys anyway and records who and why" } else { "" }
+            ),
         }
     )]
     Gate {

@@ -411,11 +411,7 @@ fn stage_parameters(path: &Path) -> Vec<StageParameter> {
                 "its default `{d}` is no stage name of ferry.toml ({})",
                 STAGES.join(", ")
             ))
-        } else if let Some(values) = decl.get("AllowedValues").and_then(|v| v.as_array()) {
-            let values: Vec<String> = values
-                .iter()
-                .map(|v| v.as_str().map_or_else(|| v.to_string(), String::from))
-                .collect();
+        } else if let Some(values) = allowed_values(decl) {
             Some(format!(
                 "its AllowedValues ({}) take no preview's name",
                 values.join(", ")
@@ -432,15 +428,21 @@ fn stage_parameters(path: &Path) -> Vec<StageParameter> {
     out
 }
 
+/// The `AllowedValues` of a parameter declared as `decl`, as text.
+fn allowed_values(decl: &serde_json::Value) -> Option<Vec<String>> {
+    let values = decl.get("AllowedValues")?.as_array()?;
+    Some(
+        values
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), String::from))
+            .collect(),
+    )
+}
+
 /// Why a parameter declared as `decl` takes not every stage name of ferry.toml: its
 /// `AllowedValues` leave some out (and every preview's).
 fn refused_stages(decl: &serde_json::Value) -> Option<String> {
-    let values: Vec<String> = decl
-        .get("AllowedValues")?
-        .as_array()?
-        .iter()
-        .map(|v| v.as_str().map_or_else(|| v.to_string(), String::from))
-        .collect();
+    let values = allowed_values(decl)?;
     let left_out: Vec<&str> = STAGES
         .iter()
         .copied()
