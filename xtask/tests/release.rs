@@ -480,6 +480,10 @@ fn an_approval_with_tests_runs_the_tests_owed_before_the_dependents() {
     let first = id_after(&out, "review: ");
     ok(&r, v, &["approve", "dev", &first]);
     assert_eq!(records(p, "dev")["base"].acceptance, None);
+    // The checkout moves on (base's record is of the commit before): its tests are still
+    // owed, as this checkout holds what its package was made from.
+    r.write("notes.txt", "moved on\n");
+    r.commit("moved on");
 
     // app's review; base's tests are owed, fail, and app is not deployed on it.
     let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);

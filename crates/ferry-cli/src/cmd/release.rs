@@ -1515,7 +1515,21 @@ async fn approve_locked(
     // their services stand in the graph, before the dependents the approval deploys.
     let owed = if args.run.test {
         let commit = ferry_deploy::head_commit(ws, ctx.ci());
-        ferry_deploy::tests_owed(ws, stage, &current, &commit, &[])?
+        let mut owed = ferry_deploy::tests_owed(ws, stage, &current, &commit, &[])?;
+        // What an approval deployed and never tested, at another commit (a promote's packages
+        // carry the source's commit; the checkout moved on): owed too, where this checkout
+        // holds what their packages were made from.
+        let untested: BTreeSet<String> = current
+            .iter()
+            .filter(|(s, r)| {
+                r.review.is_some()
+                    && r.acceptance.is_none()
+                    && ws.service(s).is_some_and(|s| s.acceptance.is_some())
+            })
+            .map(|(s, _)| s.clone())
+            .collect();
+        owed.extend(ferry_deploy::vouched(ws, &current, untested));
+        owed
     } else {
         BTreeSet::new()
     };
