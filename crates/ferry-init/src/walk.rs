@@ -423,10 +423,15 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                 }
                 // The framework deploys to other clouds too (OpenWhisk, Google, Azure): only an AWS
                 // service is Ferry's.
-                match text.as_deref().and_then(serverless_provider) {
-                    // One given by a variable (`provider: ${file(./provider.yml)}`, a name from
-                    // `${self:…}`) is taken for AWS, as most are: leaving the service out would
-                    // hide it. What it holds (a region, a stack name) is not read.
+                // One read from a file (`provider: ${file(./provider.yml)}`) is that file's.
+                let provider = text
+                    .as_deref()
+                    .and_then(serverless_provider)
+                    .map(|p| provider_in_file(&root.join(rel), &p).unwrap_or(p));
+                match provider {
+                    // One given by a variable (a name from `${self:…}`, a file not read) is taken
+                    // for AWS, as most are: leaving the service out would hide it. What it holds
+                    // (a region, a stack name) is not read.
                     Some(provider) if provider.contains("${") => notes.push(format!(
                         "{rel}/{config}: its provider is `{provider}`, which Ferry does not read: taken for AWS; check the region and stack name init writes for it against what that gives"
                     )),
@@ -887,6 +892,25 @@ fn serverless_provider(config: &str) -> Option<String> {
         .unwrap_or(provider)
         .as_str()
         .map(String::from)
+}
+
+/// The provider name the file `${file(./provider.yml)}` (or `${file(./x.yml):provider}`) that
+/// `provider` is holds, read from the service's folder `dir` as the framework reads it; `None`
+/// when it is no such include, or the file says no name.
+fn provider_in_file(dir: &Path, provider: &str) -> Option<String> {
+    let inner = provider.trim().strip_prefix("${file(")?.strip_suffix('}')?;
+    let (file, key) = inner.split_once(')')?;
+    let file = file.trim().trim_matches(['"', '\'']);
+    if file.contains("${") {
+        return None;
+    }
+    let doc: serde_yaml_ng::Value =
+        ferry_manifest::yaml::from_str(&fs::read_to_string(dir.join(file)).ok()?).ok()?;
+    let doc = match key.strip_prefix(':') {
+        Some(key) => doc.get(key.trim())?.clone(),
+        None => doc,
+    };
+    doc.get("name").unwrap_or(&doc).as_str().map(String::from)
 }
 
 /// The provider a configuration program names literally: `provider: { name: 'google', … }`

@@ -1349,8 +1349,9 @@ fn other_clouds_are_left_out_and_an_unreadable_stack_name_is_guessed_for_review(
         "named/serverless.yml",
         "service: named-${self:custom.team}\ncustom:\n  team: data\nprovider: aws\n",
     );
-    // A provider given by a variable is taken for AWS (ae9is/anything: every service had
-    // `provider: ${file(./_provider.yml)}`, and init found none).
+    // A provider given by a file is the file's (ae9is/anything: every service had
+    // `provider: ${file(./_provider.yml)}`, and init found none); one given by another
+    // variable is taken for AWS, noted.
     file(
         r,
         "shared/serverless.yml",
@@ -1361,6 +1362,12 @@ fn other_clouds_are_left_out_and_an_unreadable_stack_name_is_guessed_for_review(
         "shared/_provider.yml",
         "name: aws\nruntime: nodejs20.x\n",
     );
+    file(
+        r,
+        "gcf/serverless.yml",
+        "service: gcf\nprovider: ${file(./_provider.yml)}\n",
+    );
+    file(r, "gcf/_provider.yml", "name: google\nruntime: nodejs18\n");
     file(
         r,
         "team/serverless.yml",
@@ -1375,11 +1382,20 @@ fn other_clouds_are_left_out_and_an_unreadable_stack_name_is_guessed_for_review(
         s.notes
     );
     assert!(
-        s.notes.contains(&"shared/serverless.yml: its provider is `${file(./_provider.yml)}`, which Ferry does not read: taken for AWS; check the region and stack name init writes for it against what that gives".to_string()),
+        s.notes.contains(&"team/serverless.yml: its provider is `${self:custom.cloud}`, which Ferry does not read: taken for AWS; check the region and stack name init writes for it against what that gives".to_string()),
         "{:?}",
         s.notes
     );
-    for (d, p) in [("google-http", "google"), ("whisk", "openwhisk")] {
+    assert!(
+        !s.notes.iter().any(|n| n.starts_with("shared/")),
+        "{:?}",
+        s.notes
+    );
+    for (d, p) in [
+        ("google-http", "google"),
+        ("whisk", "openwhisk"),
+        ("gcf", "google"),
+    ] {
         assert!(
             s.notes.contains(&format!(
                 "{d}/serverless.yml: a Serverless Framework service for provider `{p}`, not AWS: left out"
