@@ -2330,6 +2330,30 @@ fn a_serverless_service_reviewed_with_its_dependency_is_compiled_when_approved()
         "{out}\n{err}"
     );
 
+    // sls alone changes: its reviewed compile deploys as it is, and its record keeps the
+    // parameters that compile took, so that the next review finds it up to date (before, the
+    // record kept only the bucket's, and every next check redeployed it).
+    r.write(
+        "services/sls/serverless.yml",
+        "service: rel-slsrev\nprovider:\n  name: aws\n# v3, again\n",
+    );
+    r.commit("sls alone");
+    let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
+    let alone = id_after(&out, "review: ");
+    ok(&r, v, &["approve", "dev", &alone]);
+    // src changes, its output does not: sls, checked as its dependent, is up to date.
+    r.write(
+        "services/src/t.yaml",
+        &src_template("v3").replace(
+            "      Type: String\n",
+            "      Type: String\n      Description: again\n",
+        ),
+    );
+    r.commit("src described again");
+    let (out, err) = ok(&r, v, &["deploy", "dev", "--review"]);
+    assert!(row(&out, "src").contains("would change"), "{out}\n{err}");
+    assert!(!row(&out, "sls").contains("would"), "{out}\n{err}");
+
     // Approved from a checkout whose inputs of sls are not those reviewed: refused, nothing
     // deployed.
     both("v3b");

@@ -1492,7 +1492,15 @@ async fn deploy_one(
         Some(c) => sha256_hex(format!("{fingerprint}:{}", sha256_hex(c)).as_bytes()),
         None => fingerprint,
     };
-    let params_hash = parameters_hash(&hashed);
+    // A Serverless service's reviewed compile, approved: its parameters went into that compile,
+    // as the review resolved them, and its record keeps them, as a deploy's does (the stored
+    // template takes only the bucket: kept out, its next check found them changed).
+    let params_hash = match fixed {
+        Some(reviewed) if service.kind == ServiceKind::Serverless && !compiled_now => {
+            parameters_hash(reviewed)
+        }
+        _ => parameters_hash(&hashed),
+    };
 
     let differs = match ctx.previous.get(&service.name) {
         _ if must_deploy => None,
