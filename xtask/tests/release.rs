@@ -2371,3 +2371,64 @@ fn a_serverless_service_reviewed_with_its_dependency_is_compiled_when_approved()
     );
     assert_eq!(records(p, "dev")["src"].outputs["Version"], "v3");
 }
+
+/// A template reading an SSM parameter itself (`{{resolve:ssm:…}}`) is approved: the version
+/// of that parameter is part of what the review fixed, and it is compared again when approved.
+/// Before, the approval dropped it from the reviewed parameters, kept in what it resolved now,
+/// and refused every such approval as "parameters changed".
+#[test]
+fn a_template_reading_ssm_itself_is_approved_and_a_new_version_refuses_it() {
+    let p = "rel-dynref";
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{}\"\napproval = true\n",
+            bucket(p, "dev")
+        ),
+    )
+    .write("services/reader/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    .write(
+        "services/reader/t.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      Tags:\n        - Key: size\n          Value: '{{resolve:ssm:/rel-dynref/size}}'\n",
+    );
+    r.commit("reader");
+    let ssm = aws_sdk_ssm::Client::new(&config());
+    let put = |value: &str| {
+        rt().block_on(
+            ssm.put_parameter()
+                .name("/rel-dynref/size")
+                .value(value)
+                .r#type(aws_sdk_ssm::types::ParameterType::String)
+                .overwrite(true)
+                .send(),
+        )
+        .unwrap();
+    };
+    put("small");
+    let s3 = ferry_package::s3_client(&config());
+    rt().block_on(s3.create_bucket().bucket(bucket(p, "dev")).send())
+        .unwrap();
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
+    let first = id_after(&out, "review: ");
+    let (out, err) = ok(&r, v, &["approve", "dev", &first]);
+    assert!(row(&out, "reader").contains("created"), "{out}\n{err}");
+
+    // A new version of the parameter after the review: the approval refuses it.
+    r.write(
+        "services/reader/t.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      Tags:\n        - Key: size\n          Value: '{{resolve:ssm:/rel-dynref/size}}'\n        - Key: more\n          Value: x\n",
+    );
+    r.commit("reader 2");
+    let (out, _) = ok(&r, v, &["deploy", "dev", "--review"]);
+    let second = id_after(&out, "review: ");
+    put("large");
+    let (_, err) = fails(&r, v, &["approve", "dev", &second]);
+    assert!(
+        err.contains("resolve to other values than the review showed"),
+        "{err}"
+    );
+}

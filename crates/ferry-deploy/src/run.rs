@@ -1546,7 +1546,13 @@ async fn deploy_one(
     let reviewed = fixed.map(|r| {
         let mut r = r.clone();
         if let Some(declared) = &declared {
-            r.retain(|k, _| declared.contains(k) || k == ferry_package::BUCKET_PARAMETER);
+            // The versions of the template's own dynamic references (`{{resolve:ssm:…}}`)
+            // are compared too, as they are in `hashed`.
+            r.retain(|k, _| {
+                declared.contains(k)
+                    || k == ferry_package::BUCKET_PARAMETER
+                    || k.starts_with("{{resolve:")
+            });
         }
         r
     });

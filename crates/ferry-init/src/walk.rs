@@ -423,11 +423,21 @@ pub(crate) fn candidates(root: &Path) -> Walked {
                 }
                 // The framework deploys to other clouds too (OpenWhisk, Google, Azure): only an AWS
                 // service is Ferry's.
-                // One read from a file (`provider: ${file(./provider.yml)}`) is that file's.
-                let provider = text
-                    .as_deref()
-                    .and_then(serverless_provider)
-                    .map(|p| provider_in_file(&root.join(rel), &p).unwrap_or(p));
+                // One read from a file (`provider: ${file(./provider.yml)}`) is that file's; the
+                // region and stack name it gives are not read.
+                let provider = text.as_deref().and_then(serverless_provider).map(|p| {
+                    match provider_in_file(root, &root.join(rel), &p) {
+                        Some((name, more)) => {
+                            if more {
+                                notes.push(format!(
+                                    "{rel}/{config}: its provider comes from `{p}`, which gives a region or stackName Ferry does not read: check the region and stack name init writes for it against what that gives"
+                                ));
+                            }
+                            name
+                        }
+                        None => p,
+                    }
+                });
                 match provider {
                     // One given by a variable (a name from `${self:…}`, a file not read) is taken
                     // for AWS, as most are: leaving the service out would hide it. What it holds
@@ -897,20 +907,32 @@ fn serverless_provider(config: &str) -> Option<String> {
 /// The provider name the file `${file(./provider.yml)}` (or `${file(./x.yml):provider}`) that
 /// `provider` is holds, read from the service's folder `dir` as the framework reads it; `None`
 /// when it is no such include, or the file says no name.
-fn provider_in_file(dir: &Path, provider: &str) -> Option<String> {
+fn provider_in_file(root: &Path, dir: &Path, provider: &str) -> Option<(String, bool)> {
     let inner = provider.trim().strip_prefix("${file(")?.strip_suffix('}')?;
     let (file, key) = inner.split_once(')')?;
     let file = file.trim().trim_matches(['"', '\'']);
-    if file.contains("${") {
+    // A regular file of the repository, of a configuration's size: never one outside it
+    // (`../../etc/passwd`, a link out), nor a device or a pipe.
+    if file.contains("${") || file.starts_with('/') {
+        return None;
+    }
+    let path = dir.join(file).canonicalize().ok()?;
+    let meta = fs::metadata(&path).ok()?;
+    if !path.starts_with(root.canonicalize().ok()?) || !meta.is_file() || meta.len() > 1 << 20 {
         return None;
     }
     let doc: serde_yaml_ng::Value =
-        ferry_manifest::yaml::from_str(&fs::read_to_string(dir.join(file)).ok()?).ok()?;
+        ferry_manifest::yaml::from_str(&fs::read_to_string(&path).ok()?).ok()?;
     let doc = match key.strip_prefix(':') {
         Some(key) => doc.get(key.trim())?.clone(),
         None => doc,
     };
-    doc.get("name").unwrap_or(&doc).as_str().map(String::from)
+    let name = doc.get("name").unwrap_or(&doc).as_str()?;
+    let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    (name.len() <= 32 && name.chars().all(plain)).then(|| {
+        let more = doc.get("region").is_some() || doc.get("stackName").is_some();
+        (name.to_string(), more)
+    })
 }
 
 /// The provider a configuration program names literally: `provider: { name: 'google', … }`

@@ -1368,6 +1368,23 @@ fn other_clouds_are_left_out_and_an_unreadable_stack_name_is_guessed_for_review(
         "service: gcf\nprovider: ${file(./_provider.yml)}\n",
     );
     file(r, "gcf/_provider.yml", "name: google\nruntime: nodejs18\n");
+    // One whose file gives a region, which init does not read, is noted; one reading a file
+    // outside the repository is not read (taken for AWS, noted).
+    file(
+        r,
+        "regional/serverless.yml",
+        "service: regional\nprovider: ${file(./_provider.yml)}\n",
+    );
+    file(
+        r,
+        "regional/_provider.yml",
+        "name: aws\nregion: eu-west-1\n",
+    );
+    file(
+        r,
+        "outside/serverless.yml",
+        "service: outside\nprovider: ${file(../../../../../../etc/hostname)}\n",
+    );
     file(
         r,
         "team/serverless.yml",
@@ -1377,7 +1394,7 @@ fn other_clouds_are_left_out_and_an_unreadable_stack_name_is_guessed_for_review(
     let dirs: Vec<&str> = s.services.iter().map(|f| f.dir.as_str()).collect();
     assert_eq!(
         dirs,
-        ["graphql", "named", "shared", "team"],
+        ["graphql", "named", "outside", "regional", "shared", "team"],
         "{:?}",
         s.notes
     );
@@ -1388,6 +1405,18 @@ fn other_clouds_are_left_out_and_an_unreadable_stack_name_is_guessed_for_review(
     );
     assert!(
         !s.notes.iter().any(|n| n.starts_with("shared/")),
+        "{:?}",
+        s.notes
+    );
+    assert!(
+        s.notes.contains(&"regional/serverless.yml: its provider comes from `${file(./_provider.yml)}`, which gives a region or stackName Ferry does not read: check the region and stack name init writes for it against what that gives".to_string()),
+        "{:?}",
+        s.notes
+    );
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.starts_with("outside/serverless.yml: its provider is `${file(../")),
         "{:?}",
         s.notes
     );
