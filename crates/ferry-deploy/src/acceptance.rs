@@ -257,6 +257,36 @@ pub fn tests_owed(
     Ok(rest)
 }
 
+/// Why a service whose tests are owed is in a run that does not deploy it.
+pub(crate) const OWED: &str = "its acceptance tests are owed (they have not passed at its record)";
+
+/// The tests an approval with `--test` owes: [`tests_owed`] at `commit`, and those of what an
+/// approval deployed and never tested at another commit (a promote review's packages carry the
+/// source's commit; the checkout moved on), where this checkout holds what their packages were
+/// made from. Without the repository's history nothing can be vouched for ([`vouched`] would
+/// take every one): those wait for a git checkout.
+pub fn approval_tests_owed(
+    ws: &Workspace,
+    stage: &Stage,
+    records: &BTreeMap<String, Record>,
+    commit: &str,
+) -> Result<BTreeSet<String>, ferry_acceptance::SelectError> {
+    let mut owed = tests_owed(ws, stage, records, commit, &[])?;
+    let untested: BTreeSet<String> = records
+        .iter()
+        .filter(|(s, r)| {
+            r.review.is_some()
+                && r.acceptance.is_none()
+                && ws.service(s).is_some_and(|s| s.acceptance.is_some())
+        })
+        .map(|(s, _)| s.clone())
+        .collect();
+    if ferry_changes::Repo::open(&ws.root).is_ok() {
+        owed.extend(vouched(ws, records, untested));
+    }
+    Ok(owed)
+}
+
 /// The services whose tests failed in the stage at a commit other than `commit`, and that this
 /// checkout can test again for their record ([`unvouched`] says nothing of them: it holds what
 /// their package was made from): a failed service is tested again by the next run even when

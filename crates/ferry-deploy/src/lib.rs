@@ -40,7 +40,8 @@ use ferry_manifest::{Stage, Workspace};
 use ferry_stacks::Ownership;
 
 pub use acceptance::{
-    StageAccess, TestError, Tested, failed_before, test_deployed, tests_owed, unvouched, vouched,
+    StageAccess, TestError, Tested, approval_tests_owed, failed_before, test_deployed, tests_owed,
+    unvouched, vouched,
 };
 pub use error::ServiceError;
 pub use outputs::{IncompleteOutputs, MissingStacks, StageOutputs, stage_outputs};

@@ -1822,13 +1822,10 @@ pub async fn prepare_approval(
             why: names
                 .iter()
                 .map(|s| (s.clone(), format!("approved review {id}")))
-                .chain(owed.keys().map(|s| {
-                    (
-                        s.clone(),
-                        "its acceptance tests are owed (they have not passed at its record)"
-                            .to_string(),
-                    )
-                }))
+                .chain(
+                    owed.keys()
+                        .map(|s| (s.clone(), crate::acceptance::OWED.to_string())),
+                )
                 .collect(),
             deploy: names,
             candidates,

@@ -426,10 +426,9 @@ pub async fn deploy(
             .filter(|s| ctx.previous.contains_key(*s))
         {
             if selection.candidates.insert(s.clone()) {
-                selection.why.insert(
-                    s.clone(),
-                    "its acceptance tests are owed (they have not passed at its record)".into(),
-                );
+                selection
+                    .why
+                    .insert(s.clone(), crate::acceptance::OWED.into());
             }
         }
     }

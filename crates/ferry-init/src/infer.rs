@@ -894,30 +894,13 @@ fn serverless_resources(dir: &Path, resources: Option<&Value>) -> (Vec<Value>, V
         match entry {
             Value::Mapping(_) => own.push(entry.clone()),
             Value::String(text) => {
-                let Some(source) = text
-                    .trim()
-                    .strip_prefix("${file(")
-                    .and_then(|r| r.strip_suffix('}'))
-                else {
+                let Some((file, key)) = crate::walk::file_include(text) else {
                     continue;
                 };
-                let Some((file, key)) = source.split_once(')') else {
-                    continue;
-                };
-                let file = file.trim().trim_matches(['"', '\'']);
-                if file.contains("${") {
-                    continue;
-                }
-                let Some(doc) = std::fs::read_to_string(dir.join(file))
+                let doc = std::fs::read_to_string(dir.join(file))
                     .ok()
                     .and_then(|t| ferry_manifest::yaml::from_str::<Value>(&t).ok())
-                else {
-                    continue;
-                };
-                let doc = match key.strip_prefix(':') {
-                    Some(key) => doc.get(key.trim()).cloned(),
-                    None => Some(doc),
-                };
+                    .and_then(|doc| crate::walk::included(doc, key));
                 read.extend(doc.filter(Value::is_mapping));
             }
             _ => {}

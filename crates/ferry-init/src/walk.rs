@@ -904,16 +904,35 @@ fn serverless_provider(config: &str) -> Option<String> {
         .map(String::from)
 }
 
+/// The file a Serverless variable `${file(path)}` or `${file(path):key}` (the whole of `text`)
+/// includes, unquoted, and the key; `None` for any other text, or a path built from a variable.
+pub(crate) fn file_include(text: &str) -> Option<(&str, Option<&str>)> {
+    let inner = text.trim().strip_prefix("${file(")?.strip_suffix('}')?;
+    let (file, key) = inner.split_once(')')?;
+    let file = file.trim().trim_matches(['"', '\'']);
+    (!file.contains("${")).then(|| (file, key.strip_prefix(':').map(str::trim)))
+}
+
+/// What `${file(…):key}` takes of the included document `doc`: the value at `key`, or the
+/// whole document without a key.
+pub(crate) fn included(
+    doc: serde_yaml_ng::Value,
+    key: Option<&str>,
+) -> Option<serde_yaml_ng::Value> {
+    match key {
+        Some(key) => doc.get(key).cloned(),
+        None => Some(doc),
+    }
+}
+
 /// The provider name the file `${file(./provider.yml)}` (or `${file(./x.yml):provider}`) that
 /// `provider` is holds, read from the service's folder `dir` as the framework reads it; `None`
 /// when it is no such include, or the file says no name.
 fn provider_in_file(root: &Path, dir: &Path, provider: &str) -> Option<(String, bool)> {
-    let inner = provider.trim().strip_prefix("${file(")?.strip_suffix('}')?;
-    let (file, key) = inner.split_once(')')?;
-    let file = file.trim().trim_matches(['"', '\'']);
+    let (file, key) = file_include(provider)?;
     // A regular file of the repository, of a configuration's size: never one outside it
     // (`../../etc/passwd`, a link out), nor a device or a pipe.
-    if file.contains("${") || file.starts_with('/') {
+    if file.starts_with('/') {
         return None;
     }
     let path = dir.join(file).canonicalize().ok()?;
@@ -923,10 +942,7 @@ fn provider_in_file(root: &Path, dir: &Path, provider: &str) -> Option<(String, 
     }
     let doc: serde_yaml_ng::Value =
         ferry_manifest::yaml::from_str(&fs::read_to_string(&path).ok()?).ok()?;
-    let doc = match key.strip_prefix(':') {
-        Some(key) => doc.get(key.trim())?.clone(),
-        None => doc,
-    };
+    let doc = included(doc, key)?;
     let name = doc.get("name").unwrap_or(&doc).as_str()?;
     let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
     (name.len() <= 32 && name.chars().all(plain)).then(|| {

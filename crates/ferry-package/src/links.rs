@@ -1021,16 +1021,7 @@ pub fn refused_stage_values(templates: &Templates) -> Vec<String> {
             let shown = !template::is_no_echo(t, key);
             let mut refused: Vec<(String, String)> = Vec::new();
             for (label, stage) in &stages {
-                let Ok(text) = value.render(|r| {
-                    ferry_manifest::run_value(
-                        r,
-                        &ws.project.name,
-                        &s.name,
-                        &stage.id,
-                        &stage.config,
-                    )
-                    .ok_or(())
-                }) else {
+                let Some(text) = plain(ws, stage, &s.name, value) else {
                     break;
                 };
                 if let Some(why) = template::value_problem(decl, &text, shown) {

@@ -67,9 +67,10 @@ pub struct DeployOptions {
     /// Deploying to Ferry's local emulator (`--local`), with how long a stack in progress (found
     /// so, or left so by Ferry's own operation) is waited for. The emulator ends every operation
     /// within its request, so one left in progress is one it failed and never ends: after this
-    /// wait it is reported as stuck, not waited for until `timeout`. It also ignores the `ClientRequestToken` that makes a retried
-    /// CreateStack safe on AWS, and answers HTTP 500 to a template it cannot create after
-    /// recording the stack (or an update it failed after applying part of it): a retry was told
+    /// wait it is reported as stuck, not waited for until `timeout`. It also ignores the
+    /// `ClientRequestToken` that makes a retried CreateStack safe on AWS, and answers HTTP 500 to
+    /// a template it cannot create after recording the stack (or an update it failed after
+    /// applying part of it): a retry was told
     /// "already exists" (or "no updates are to be performed"), hiding that error, so each
     /// request that starts an operation (CreateStack, UpdateStack, a change set's creation and
     /// execution) is sent once; DeleteStack and ContinueUpdateRollback, which change nothing

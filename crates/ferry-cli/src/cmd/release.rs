@@ -1515,25 +1515,7 @@ async fn approve_locked(
     // their services stand in the graph, before the dependents the approval deploys.
     let owed = if args.run.test {
         let commit = ferry_deploy::head_commit(ws, ctx.ci());
-        let mut owed = ferry_deploy::tests_owed(ws, stage, &current, &commit, &[])?;
-        // What an approval deployed and never tested, at another commit (a promote's packages
-        // carry the source's commit; the checkout moved on): owed too, where this checkout
-        // holds what their packages were made from.
-        let untested: BTreeSet<String> = current
-            .iter()
-            .filter(|(s, r)| {
-                r.review.is_some()
-                    && r.acceptance.is_none()
-                    && ws.service(s).is_some_and(|s| s.acceptance.is_some())
-            })
-            .map(|(s, _)| s.clone())
-            .collect();
-        // Without the repository's history nothing can be vouched for (`vouched` would take
-        // every one): those wait for a git checkout.
-        if ferry_changes::Repo::open(&ws.root).is_ok() {
-            owed.extend(ferry_deploy::vouched(ws, &current, untested));
-        }
-        owed
+        ferry_deploy::approval_tests_owed(ws, stage, &current, &commit)?
     } else {
         BTreeSet::new()
     };
