@@ -2205,7 +2205,9 @@ while [ $# -gt 0 ]; do
   case "$1" in --package) out="$2"; shift;; --param) param="$2"; shift;; --stage) stage="$2"; shift;; esac; shift
 done
 mkdir -p "$out"
-value="${param#Version=}"
+# The value is in the variable the argument names, as the framework resolves it.
+var="${param#'Version=${env:'}"
+value="$(printenv "${var%\}}")"
 if [ -n "$FAIL_ON" ] && [ "$value" = "$FAIL_ON" ]; then echo "cannot compile with $value" >&2; exit 1; fi
 cat > "$out/cloudformation-template-update-stack.json" <<T
 {"Resources": {"P": {"Type": "AWS::SSM::Parameter",

@@ -132,9 +132,16 @@ pub(crate) async fn run(
         package_dir.to_string_lossy().into_owned(),
     ]);
     let mut shown_args = args.clone();
-    for (k, v) in c.parameters {
+    // A value goes by the environment, which only this user's processes can read, not on the
+    // command line, which every process of the machine can (`ps`): the argument names a
+    // variable, which the framework resolves as it resolves one written in serverless.yml
+    // (and takes what it holds as it is, `${…}` in it not resolved again).
+    let mut values = Vec::new();
+    for (i, (k, v)) in c.parameters.iter().enumerate() {
+        let var = format!("{PARAM_VALUE_PREFIX}{i}");
         args.push("--param".into());
-        args.push(format!("{k}={v}"));
+        args.push(format!("{k}=${{env:{var}}}"));
+        values.push((var, v));
         // Shown by name only: a value may be a secret the masker does not know (a password in
         // a URL kept in an SSM String parameter, a stack output).
         shown_args.push("--param".into());
@@ -147,6 +154,7 @@ pub(crate) async fn run(
         cmd.env_remove(var);
     }
     cmd.envs(c.env.iter().map(|(k, v)| (k, v)))
+        .envs(values)
         .env(ferry_env::PROJECT, c.project)
         .env(ferry_env::SERVICE, service)
         .env("SLS_TELEMETRY_DISABLED", "1")
@@ -193,6 +201,10 @@ pub(crate) async fn run(
         }),
     }
 }
+
+/// Prefix of the variables that hold the `--param` values of a compile, numbered in the
+/// parameters' order: `--param Table=${env:FERRY_SERVERLESS_PARAM_0}`.
+pub const PARAM_VALUE_PREFIX: &str = "FERRY_SERVERLESS_PARAM_";
 
 /// The stack name the framework used, from the `serverless-state.json` it wrote:
 /// `provider.stackName`, else `<service>-<stage>`, where the stage is the `--stage` Ferry passed

@@ -202,7 +202,7 @@ pub enum ServerlessError {
         message: String,
     },
     #[error(
-        "{service}: parameter `{key}` holds a secret (an SSM SecureString), and the framework takes parameters on its command line, where other processes can read them; read the value in serverless.yml with ${{ssm:…}} instead"
+        "{service}: parameter `{key}` holds a secret (an SSM SecureString), and the framework writes a parameter's value into the template it compiles, which Ferry keeps and uploads (as it does a ${{ssm:…}} of it in serverless.yml); have the function read the secret from SSM when it runs instead"
     )]
     SecretParameter { service: String, key: String },
     #[error(

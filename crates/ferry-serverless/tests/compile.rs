@@ -57,7 +57,7 @@ cat > "$out/serverless-state.json" <<'T'
 {"service": {"service": "shop-notifications", "provider": {"stage": "dev"}}}
 T
 echo "compiled $all" >> calls.log
-echo "${AWS_REGION:-none} ${FERRY_SERVICE:-none}" > env.txt
+echo "${AWS_REGION:-none} ${FERRY_SERVICE:-none} ${FERRY_SERVERLESS_PARAM_0:-none}" > env.txt
 "#;
 
 fn request<'a>(
@@ -113,10 +113,17 @@ fn a_compile_passes_the_stage_region_and_parameters_and_is_reused_for_the_same_i
         calls.starts_with("compiled package --stage dev --region eu-west-1 --package "),
         "{calls}"
     );
+    // The value is in the CLI's environment, named on its command line, where `ps` shows
+    // every argument to every user of the machine.
     assert!(
-        calls.trim_end().ends_with("--param TableName=orders-dev"),
+        calls
+            .trim_end()
+            .ends_with("--param TableName=${env:FERRY_SERVERLESS_PARAM_0}"),
         "{calls}"
     );
+    assert!(!calls.contains("orders-dev"), "{calls}");
+    let seen = std::fs::read_to_string(dir.path().join("services/notifier/env.txt")).unwrap();
+    assert_eq!(seen.trim_end(), "eu-west-1 notifier orders-dev");
 
     // The same inputs: nothing runs again.
     let again = rt().block_on(compile(&c)).unwrap();
@@ -316,7 +323,7 @@ fn a_missing_cli_or_node_says_how_to_get_one() {
 }
 
 #[test]
-fn a_secret_parameter_never_reaches_the_command_line() {
+fn a_secret_parameter_is_refused_as_the_compiled_template_would_hold_it() {
     let e = failure(
         PACKAGE,
         "",
@@ -325,7 +332,7 @@ fn a_secret_parameter_never_reaches_the_command_line() {
     );
     assert_eq!(
         e,
-        "notifier: parameter `ApiKey` holds a secret (an SSM SecureString), and the framework takes parameters on its command line, where other processes can read them; read the value in serverless.yml with ${ssm:…} instead"
+        "notifier: parameter `ApiKey` holds a secret (an SSM SecureString), and the framework writes a parameter's value into the template it compiles, which Ferry keeps and uploads (as it does a ${ssm:…} of it in serverless.yml); have the function read the secret from SSM when it runs instead"
     );
 }
 
