@@ -299,6 +299,32 @@ fn init_in_a_folder_without_services_says_what_it_looks_for() {
     assert!(!dir.path().join("ferry.toml").exists());
 }
 
+/// A folder name holding an escape sequence (a repository cloned from anyone) reaches the
+/// terminal as codes, in the dry run's file headers and in what init says it wrote, not as a
+/// sequence that sets the terminal's title: init printed such names raw.
+#[test]
+fn init_shows_folder_names_holding_control_characters_as_codes() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    file(
+        dir.path(),
+        "services/evil\u{1b}]0;PWNED\u{7}name/template.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    for args in [
+        &["init", "--no-runner", "--dry-run"][..],
+        &["init", "--no-runner"],
+    ] {
+        let (code, out, err) = run(&mut xtask(dir.path(), args), None);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out}");
+        assert!(
+            out.contains("services/evil\\u{1b}]0;PWNED\\u{7}name/service.toml"),
+            "{out}"
+        );
+    }
+}
+
 /// What init cannot make valid (a Serverless service name CloudFormation refuses in a stack
 /// name) is said right after it writes, with what to change.
 #[test]

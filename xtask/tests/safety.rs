@@ -1910,8 +1910,8 @@ fn a_template_git_does_not_hold_is_refused() {
 }
 
 /// A `[ci]` rule deploying to a preview whose stack would be a named stage's is refused by
-/// validate; the same preview named by hand is refused by deploy, before any call, and stays
-/// removable.
+/// validate; the same preview named by hand is refused by deploy, before any call, and by plan
+/// (which said it deploys, and gave CI nodes that all failed), and stays removable.
 #[test]
 fn a_preview_taking_a_named_stages_stack_is_refused_before_it_deploys() {
     let r = two_services("pclash", "{project}-{service}-{stage}", "");
@@ -1939,6 +1939,17 @@ fn a_preview_taking_a_named_stages_stack_is_refused_before_it_deploys() {
         "{err}"
     );
     assert!(records("pclash", "x-dev").is_empty());
+    for format in ["text", "github-matrix"] {
+        let (code, out, err) = run(
+            &mut xtask(&r, &["plan", "x-dev", "--offline", "--format", format]),
+            None,
+        );
+        assert_eq!(code, 1, "{out}\n{err}");
+        assert!(
+            err.contains("which is service `a-x`'s in the named stage `dev`"),
+            "{err}"
+        );
+    }
     // Resolving it is not refused: a remove of it runs (and finds nothing to remove).
     let (code, out, err) = run(&mut xtask(&r, &["remove", "x-dev"]), None);
     assert_eq!(code, 0, "{out}\n{err}");

@@ -42,7 +42,10 @@ pub enum CredentialsError {
     },
     #[error("AWS throttled {operation} even after retries; run again later or lower --concurrency")]
     Throttled { operation: &'static str },
-    #[error("SSM parameter `{name}` does not exist; create it with `param set <stage> {name}`")]
+    #[error(
+        "SSM parameter `{name}` does not exist; {}",
+        ferry_manifest::create_advice(.name, "<stage>")
+    )]
     ParameterNotFound { name: String },
     #[error(
         "SSM parameter `{name}` has no version or label `{selector}`, or does not exist; `aws ssm get-parameter-history --name {name}` lists its versions and labels"

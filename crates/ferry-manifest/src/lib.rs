@@ -43,8 +43,8 @@ pub use reference::{OutputStage, Reference, ReferenceError, Segment, Template};
 pub use source::{FsSource, Source, WithFiles, normalize_relative, skipped_folder};
 pub use ssm_name::{
     DynamicSsmReference, MAX_SSM_LEVELS, MAX_SSM_NAME, SECRETS_MANAGER_REFERENCE,
-    SSM_PARAMETER_TYPE, SsmNameError, check_ssm_name, check_ssm_read_name, dynamic_ssm_references,
-    read_by_stacks, split_ssm_selector,
+    SSM_PARAMETER_TYPE, SsmNameError, check_ssm_name, check_ssm_read_name, create_advice,
+    dynamic_ssm_references, read_by_stacks, split_ssm_selector,
 };
 pub use stage::{
     MAX_PREVIEW_ID, MAX_STACK_NAME, Stage, StageError, fit_name, is_region_name,

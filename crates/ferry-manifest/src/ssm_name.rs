@@ -160,6 +160,23 @@ pub fn check_ssm_name(name: &str, path: bool) -> Result<(), SsmNameError> {
     check(name, path, false)
 }
 
+/// How to make the missing parameter `name` exist, `stage` the stage to name (`<stage>` when
+/// not known): `param set` for one of the account's own; AWS's own names are not written with
+/// it (SSM refuses names under `/aws/`).
+pub fn create_advice(name: &str, stage: &str) -> String {
+    if let Some(secret) = name.strip_prefix(SECRETS_MANAGER_REFERENCE) {
+        format!(
+            "it reads the Secrets Manager secret `{secret}`: create that secret in Secrets Manager (in the stage's account and region), or check its name"
+        )
+    } else if name.starts_with("/aws/") {
+        "it is one of the parameters AWS publishes (`/aws/service/…`): check its name, and that AWS publishes it in the stage's region".to_string()
+    } else {
+        format!(
+            "create it with `param set {stage} {name}` (the value on standard input; `--secure` for a secret)"
+        )
+    }
+}
+
 /// Checks an absolute parameter name to read. AWS's own names may be read: public parameters
 /// (`/aws/service/ami-amazon-linux-latest/…`) and Secrets Manager secrets through Parameter
 /// Store ([`SECRETS_MANAGER_REFERENCE`]`my/secret`). A parameter's name may end in a selector,
@@ -232,6 +249,23 @@ fn check(name: &str, path: bool, read: bool) -> Result<(), SsmNameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A missing name of AWS's own is not advised to be written with `param set`, which
+    /// refuses it (`param get` of a missing secret reference said to).
+    #[test]
+    fn a_missing_name_of_aws_own_is_advised_otherwise_than_param_set() {
+        assert_eq!(
+            create_advice("/shop/dev/db", "dev"),
+            "create it with `param set dev /shop/dev/db` (the value on standard input; `--secure` for a secret)"
+        );
+        assert!(
+            create_advice("/aws/reference/secretsmanager/db/pw", "dev").starts_with(
+                "it reads the Secrets Manager secret `db/pw`: create that secret in Secrets Manager"
+            )
+        );
+        let public = create_advice("/aws/service/ami-amazon-linux-latest/x", "dev");
+        assert!(public.contains("parameters AWS publishes") && !public.contains("param set"));
+    }
 
     #[test]
     fn dynamic_references_give_their_names_and_whether_a_version_pins_them() {

@@ -320,19 +320,31 @@ impl Workspace {
             .collect()
     }
 
-    /// `[acceptance] build-dir` folders that are not on disk: the acceptance build would fail
-    /// there, after the stacks deployed (loading reads no folder, so `validate` asks this).
-    pub fn absent_acceptance_build_dirs(&self) -> Vec<String> {
+    /// `[acceptance] build-dir` folders where the acceptance build cannot run, which it would
+    /// find after the stacks deployed: not on disk, or leading out of the repository through a
+    /// link (loading reads no folder, so `validate` asks this).
+    pub fn acceptance_build_dir_problems(&self) -> Vec<String> {
+        let root = self.root.canonicalize();
         self.services
             .iter()
             .filter_map(|s| {
                 let acc = s.acceptance.as_ref()?;
                 let dir = acc.build_dir.as_deref()?;
-                (!self.root.join(dir).is_dir()).then(|| {
-                    format!(
-                        "{}: acceptance.build-dir: {} is no folder of the repository, so its acceptance build cannot run there (after its stacks deployed); name the folder that holds the tests' build, relative to the service folder",
+                let shown = if dir.is_empty() { "the root" } else { dir };
+                let folder = self.root.join(dir);
+                if !folder.is_dir() {
+                    return Some(format!(
+                        "{}: acceptance.build-dir: {shown} is no folder of the repository, so its acceptance build cannot run there (after its stacks deployed); name the folder that holds the tests' build, relative to the service folder",
                         s.manifest_path(),
-                        if dir.is_empty() { "the root" } else { dir }
+                    ));
+                }
+                let real = folder.canonicalize().ok()?;
+                let root = root.as_ref().ok()?;
+                (!real.starts_with(root)).then(|| {
+                    format!(
+                        "{}: acceptance.build-dir: {shown} leads out of the repository (to {}), where no acceptance build runs (it would fail after its stacks deployed); name a folder of the repository",
+                        s.manifest_path(),
+                        real.display()
                     )
                 })
             })

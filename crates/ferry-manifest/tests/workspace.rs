@@ -302,6 +302,47 @@ fn an_acceptance_build_runs_in_its_build_dir_relative_to_the_service_folder() {
     );
 }
 
+/// `validate`'s question of the acceptance build folders: one not on disk, and one leading out
+/// of the repository through a link (validate passed it, and `deploy --test` failed there after
+/// the stacks deployed), are named; one inside is not.
+#[cfg(unix)]
+#[test]
+fn acceptance_build_dirs_not_there_or_leading_out_of_the_repository_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    example(tmp.path());
+    let with = |dir: &str| {
+        format!(
+            "[service]\ntemplate = \"template.yaml\"\n\n[acceptance]\ncommand = [\"true\"]\nbuild = [\"true\"]\nbuild-dir = \"{dir}\"\n"
+        )
+    };
+    write(tmp.path(), "services/database/service.toml", &with("ext"));
+    std::os::unix::fs::symlink(outside.path(), tmp.path().join("services/database/ext")).unwrap();
+    write(tmp.path(), "services/events/service.toml", &with("nope"));
+    let ws = load(tmp.path()).unwrap();
+    let problems = ws.acceptance_build_dir_problems();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].starts_with(
+            "services/database/service.toml: acceptance.build-dir: services/database/ext leads out of the repository (to "
+        ),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].starts_with(
+            "services/events/service.toml: acceptance.build-dir: services/events/nope is no folder of the repository"
+        ),
+        "{problems:?}"
+    );
+
+    // A link inside the repository is a folder of it.
+    fs::remove_file(tmp.path().join("services/database/ext")).unwrap();
+    std::os::unix::fs::symlink("../events", tmp.path().join("services/database/ext")).unwrap();
+    fs::create_dir_all(tmp.path().join("services/events/nope")).unwrap();
+    let ws = load(tmp.path()).unwrap();
+    assert_eq!(ws.acceptance_build_dir_problems(), Vec::<String>::new());
+}
+
 #[test]
 fn a_template_outside_its_service_folder_is_named_and_one_inside_is_not() {
     let tmp = tempfile::tempdir().unwrap();

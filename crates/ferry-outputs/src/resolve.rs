@@ -37,7 +37,8 @@ pub enum ResolveError {
         stage: String,
     },
     #[error(
-        "parameter {parameter} of `{service}` needs SSM parameter `{name}`, which does not exist; create it with `param set {stage} {name}` (the value on standard input; `--secure` for a secret)"
+        "parameter {parameter} of `{service}` needs SSM parameter `{name}`, which does not exist; {}",
+        ferry_manifest::create_advice(.name, .stage)
     )]
     MissingSsm {
         service: String,

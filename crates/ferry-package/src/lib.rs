@@ -1564,10 +1564,10 @@ fn is_prebuilt_archive(rel: &str) -> bool {
 ///   also for what Ferry cannot package and, without a build, what wants one; a template
 ///   nested in itself, or deeper than packaging goes, is named;
 /// - without a build of the service's own (which could write them), each path must be there;
-///   a folder outside the service folder, or reached through a link, is walked file by file
-///   against what the service watches (a glob may take the folder but not its files) and must
-///   hold a file; an archive must be one Ferry can read; a file packed as it is must be one the
-///   service may read.
+///   a folder is walked file by file, as the zip walks it, and must hold a file that leads
+///   neither out of the repository nor to one the service does not watch (a folder outside the
+///   service folder: a glob may take the folder but not its files); an archive must be one
+///   Ferry can read; a file packed as it is must be one the service may read.
 ///
 /// With a build, packaging reads the template the build writes, but the paths of the source
 /// templates are held to the same rule: they are what change detection watches. A template is
@@ -1790,23 +1790,15 @@ impl<'a> SamCheck<'a> {
         true
     }
 
-    /// A folder packaging zips (`path`, at `rel`): walked file by file, as the zip walks it,
-    /// when it lies outside the service folder or is reached through a link (inside it, every
-    /// file is the service's, and a code folder may hold many). Whether it passed.
+    /// A folder packaging zips (`path`, at `rel`): walked file by file, as the zip walks it
+    /// (a folder inside the service folder too: a link in it may lead out of the repository,
+    /// which the zip refuses). Whether it passed.
     fn folder(&mut self, l: &sam::LocalPath, rel: &str, path: &Path) -> bool {
         let Some(watched) = self.watched else {
             return true;
         };
         let real = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let said = fs::canonicalize(&self.ws.root)
-            .ok()
-            .zip(ferry_manifest::normalize_relative(&repo_path(
-                &self.service.dir,
-                rel,
-            )))
-            .map(|(root, p)| root.join(p));
-        let linked = said.is_none_or(|s| s != real);
-        if !(rel.starts_with("../") || linked) || !self.walked.insert(real) {
+        if !self.walked.insert(real) {
             return true;
         }
         let label = l.site.label();

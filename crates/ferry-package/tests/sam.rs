@@ -1330,8 +1330,9 @@ fn validate_never_reads_a_device_a_pipe_or_a_huge_file_as_a_template() {
 }
 
 /// Folders a template names that the zip would refuse: one outside the service folder that
-/// holds nothing, one inside it that is a link to a place the service does not watch, a link
-/// that leads nowhere. validate refuses each as packaging does.
+/// holds nothing, one inside it that is a link to a place the service does not watch, one
+/// inside it holding a link out of the repository (validate passed it; packaging refused it),
+/// a link that leads nowhere. validate refuses each as packaging does.
 #[cfg(unix)]
 #[test]
 fn validate_walks_the_folders_packaging_would_refuse() {
@@ -1367,6 +1368,23 @@ fn validate_walks_the_folders_packaging_would_refuse() {
         checked[0].contains("leads to shared/lib/app.py"),
         "{checked:?}"
     );
+
+    // Inside, a real folder holding a link out of the repository.
+    let ws = workspace(&[
+        ("services/worker/service.toml", MANIFEST),
+        ("services/worker/template.yaml", &fun("src/")),
+        ("services/worker/src/app.py", "def handler(e, c): pass\n"),
+    ]);
+    std::os::unix::fs::symlink(
+        "/etc/hostname",
+        ws.path().join("services/worker/src/extra.txt"),
+    )
+    .unwrap();
+    let (e, checked) = both(ws.path());
+    let want = "extra.txt leads to /etc/hostname, outside the repository";
+    assert!(e.contains(want), "{e}");
+    assert_eq!(checked.len(), 1, "{checked:?}");
+    assert!(checked[0].contains(want), "{checked:?}");
 
     // A link that leads nowhere.
     let ws = workspace(&[

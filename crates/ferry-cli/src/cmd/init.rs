@@ -104,12 +104,22 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
         root.display()
     );
     print!("{}", table(["NAME", "KIND", "FOLDER", "DEPENDS ON"], &rows));
+    // What init says holds the repository's folder and file names, which may hold anything
+    // (an escape sequence that sets the terminal's title, a line break): each line is shown
+    // printable.
+    let say = |line: &str| println!("{}", one_line(line));
+    let paths = |list: &[String]| {
+        list.iter()
+            .map(|p| one_line(p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     for s in &scan.services {
         for (d, why) in &s.depends_on {
-            println!("  {} depends on {d}: {why}", s.name);
+            say(&format!("  {} depends on {d}: {why}", s.name));
         }
         for (i, why) in &s.inputs {
-            println!("  {} also changes with {i}: {why}", s.name);
+            say(&format!("  {} also changes with {i}: {why}", s.name));
         }
     }
     let mut files = ferry_init::render(&scan, root);
@@ -175,7 +185,7 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     if !todo.is_empty() {
         println!("not inferred, to check by hand:");
         for n in &todo {
-            println!("  - {n}");
+            say(&format!("  - {n}"));
         }
     }
     if !about_kept.is_empty() {
@@ -183,7 +193,7 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
             "found for files kept as they are (nothing of this is written there; compare by hand):"
         );
         for n in &about_kept {
-            println!("  - {n}");
+            say(&format!("  - {n}"));
         }
     }
     let writes: Vec<(String, String)> = files
@@ -192,23 +202,23 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
         .collect();
     if args.dry_run {
         for (path, text) in &writes {
-            println!("--- {path}\n{text}");
+            println!("--- {}\n{}", one_line(path), ferry_ci::printable(text));
         }
         if let Some(e) = refusal {
-            println!("a real run would write nothing: {e}");
+            say(&format!("a real run would write nothing: {e}"));
             println!("dry run: nothing written");
             return Ok(());
         }
     } else if plan.written.is_empty() {
         println!("wrote nothing: every file is there already");
     } else {
-        println!("wrote {}", plan.written.join(", "));
+        println!("wrote {}", paths(&plan.written));
     }
     if !plan.kept.is_empty() {
         println!(
             "{} as they are: {}{}",
             if args.dry_run { "would keep" } else { "kept" },
-            plan.kept.join(", "),
+            paths(&plan.kept),
             if args.dry_run {
                 ""
             } else {
@@ -240,7 +250,7 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
             }
         );
         for line in problems.iter().flat_map(|p| p.lines()) {
-            println!("  {}", crate::ui::mask(line));
+            say(&format!("  {}", crate::ui::mask(line)));
         }
     }
     match (args.dry_run, problems.is_empty()) {
@@ -249,4 +259,9 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
         (false, false) => println!("then: `{name} validate`, then `{name} plan dev`"),
     }
     Ok(())
+}
+
+/// `line` as one printable line: control characters (a line break too) written as codes.
+fn one_line(line: &str) -> String {
+    ferry_ci::printable(line).replace('\n', "\\u{a}")
 }

@@ -133,7 +133,12 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     match args.format {
-        PlanFormat::Text => print!("{}", ferry_plan::text(&plan, args.explain)),
+        // A base given on the command line is said as given: a control character in it
+        // must not reach the terminal as one.
+        PlanFormat::Text => print!(
+            "{}",
+            ferry_ci::printable(&ferry_plan::text(&plan, args.explain))
+        ),
         // A reader that stops reading is no failure (as for the other formats).
         PlanFormat::Json => {
             match plan.write_json(std::io::BufWriter::new(std::io::stdout().lock())) {
@@ -183,6 +188,11 @@ pub(crate) fn plan_with<T>(
         }
         _ => ctx.workspace()?,
     };
+    // A preview whose stacks a deploy refuses (one would be a named stage's) is refused here as
+    // there: the plan said it deploys, and its CI formats gave nodes that all failed.
+    if let Ok(stage) = ws.stage(&req.stage) {
+        ws.check_preview_stacks(&stage)?;
+    }
     let records = match read_state {
         true => {
             let stage = req.stage.clone();

@@ -80,7 +80,7 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     let missing = ferry_package::missing_outputs(&templates);
     // A preview stage a [ci] rule deploys to whose stacks no deploy would make.
     let mut previews = ws.ci_preview_problems();
-    previews.extend(ws.absent_acceptance_build_dirs());
+    previews.extend(ws.acceptance_build_dir_problems());
     if !problems.is_empty() || !missing.is_empty() || !previews.is_empty() {
         for p in &problems {
             eprintln!("{p}");

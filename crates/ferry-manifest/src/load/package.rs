@@ -140,9 +140,25 @@ pub(super) fn read_package(
                 "name the stack output that holds the bucket's name",
             );
         }
-        let prefix = get_str(fd, t, "package.site", "prefix")
-            .map(|p| p.0)
-            .unwrap_or_default();
+        let prefix = get_str(fd, t, "package.site", "prefix");
+        if let Some((p, span)) = &prefix {
+            let trimmed = p.trim_matches('/');
+            let bad = trimmed.chars().any(|c| c.is_control() || c == '\\')
+                || (!trimmed.is_empty()
+                    && trimmed
+                        .split('/')
+                        .any(|s| s.is_empty() || s == "." || s == ".."));
+            if bad {
+                fd.error(
+                    Some(span.clone()),
+                    Some("package.site.prefix"),
+                    format!(
+                        "{p:?} is no key prefix a bucket serves as meant: write folder names separated by single `/`, without `.`, `..`, `\\` or control characters (e.g. \"app\" or \"app/v2\"), or leave it out to publish at the bucket's top"
+                    ),
+                );
+            }
+        }
+        let prefix = prefix.map(|p| p.0).unwrap_or_default();
         let config_file = get_str(fd, t, "package.site", "config-file");
         if let Some(c) = &config_file {
             check_service_path(fd, "package.site.config-file", c);
@@ -157,6 +173,17 @@ pub(super) fn read_package(
                     Some("package.site.config-file"),
                     format!(
                         "`{}` names no file; name the JSON file to write, e.g. \"config.json\"",
+                        c.0
+                    ),
+                );
+            } else if !c.0.to_ascii_lowercase().ends_with(".json") {
+                // The generated file takes the place of the site's file of that name: a page
+                // named here (`index.html`) would be published as JSON.
+                fd.error(
+                    Some(c.1.clone()),
+                    Some("package.site.config-file"),
+                    format!(
+                        "`{}`: the config file Ferry writes is JSON (the outputs of the service's dependencies), and takes the place of the site's file of that name, which is not published; name a `.json` file, e.g. \"config.json\"",
                         c.0
                     ),
                 );
