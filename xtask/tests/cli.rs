@@ -257,6 +257,25 @@ fn validate_warns_of_a_resource_name_two_services_give() {
         err,
         "warning: the templates of api (Resources.Logs.Properties.LogGroupName), sqs (Resources.Logs.Properties.LogGroupName) all name a log group `MyHttpApi-Access-Logs`: log group names are unique in an account and region, so the service deployed second fails (the name is taken), and a literal name is the same in every stage deployed to one account; leave the name out (CloudFormation makes one from the stack's) or build it from the stack's, e.g. !Sub \"${AWS::StackName}-…\"\n"
     );
+    // With an error in another service, the warning is said too, beside it: before, validate
+    // stopped at the errors, and the warnings came only once the last was mended.
+    repo.write(
+        "services/web/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nX = \"${output:api.Nope}\"\n",
+    )
+    .write(
+        "services/web/t.yaml",
+        "Parameters:\n  X:\n    Type: String\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    );
+    let (code, _, err) = run(&mut xtask(&["validate", "--root", root]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("all name a log group `MyHttpApi-Access-Logs`")
+            && err.contains("`Nope`")
+            && err.contains("1 problem(s) in the services' templates and stacks"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(repo.path().join("services/web")).unwrap();
     repo.write("services/sqs/t.yaml", &logs("sqs-access-logs"));
     let (code, _, err) = run(&mut xtask(&["validate", "--root", root]));
     assert_eq!((code, err.as_str()), (0, ""));

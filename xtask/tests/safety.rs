@@ -1179,6 +1179,22 @@ fn a_serverless_service_never_packages_what_a_link_leads_out_to() {
         "{err}"
     );
     gone("settings.txt");
+    // Two at once are both said (one validate per link before).
+    std::os::unix::fs::symlink(
+        outside.path().join("credentials"),
+        r.path().join("services/fn/src/one.txt"),
+    )
+    .unwrap();
+    committed("two.yaml", std::path::Path::new("../../a/t.yaml"));
+    let (_, err) = fails(&mut xtask(&r, &["validate"]));
+    assert!(
+        err.contains("2 of its committed links are refused")
+            && err.contains("services/fn/src/one.txt")
+            && err.contains("leads to services/a/t.yaml, a file of service a"),
+        "{err}"
+    );
+    std::fs::remove_file(r.path().join("services/fn/src/one.txt")).unwrap();
+    gone("two.yaml");
     // One the service's `exclude` names: the framework, not Ferry, decides what its archive
     // holds, and Ferry re-zips all of it.
     std::fs::create_dir_all(r.path().join("services/fn/vendor")).unwrap();

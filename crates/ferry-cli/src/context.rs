@@ -14,6 +14,13 @@ use crate::{App, Global};
 
 /// Where to work and how, for one command.
 #[derive(Debug)]
+/// What Serverless Framework configurations read that the framework writes, in clear, into
+/// the templates it compiles (see [`Ctx::register_secrets`]), each (service, name).
+pub struct Inlined {
+    pub ssm: Vec<(String, String)>,
+    pub env: Vec<(String, String)>,
+}
+
 pub struct Ctx {
     pub app: App,
     pub root: PathBuf,
@@ -220,14 +227,11 @@ impl Ctx {
     /// written.
     /// Registers the secrets the services read in `stage`, and in each other stage whose
     /// outputs they read (`${output:STAGE:…}`, read with that stage's own credentials): an
-    /// output there may echo one of its secrets. Returns the SecureStrings of `stage` that
-    /// Serverless Framework configurations read with `${ssm:…}` (service, name), whose values
-    /// the framework writes into the templates it compiles.
-    pub async fn register_secrets(
-        &self,
-        stage: &Stage,
-        aws: &StageAws,
-    ) -> anyhow::Result<Vec<(String, String)>> {
+    /// output there may echo one of its secrets. Returns what Serverless Framework
+    /// configurations read whose values the framework writes into the templates it compiles:
+    /// the SecureStrings of `stage` read with `${ssm:…}` (service, name), and the variables
+    /// named as secrets read with `${env:…}` (service, variable).
+    pub async fn register_secrets(&self, stage: &Stage, aws: &StageAws) -> anyhow::Result<Inlined> {
         let ws = self.workspace()?;
         let masker = crate::ui::masker();
         let warn = |stage: &Stage, done: ferry_deploy::Registered| {
@@ -246,7 +250,10 @@ impl Ctx {
                 "warning: {service} reads SSM parameters through `{name}`, which Ferry cannot resolve before the framework runs (a variable it cannot know, or an option it does not know): were one a SecureString, its value would not be masked in what Ferry prints; build names and include paths from the stage and region only (${{sls:stage}}, ${{aws:region}}, ${{self:…}})"
             )));
         }
-        let inlined = std::mem::take(&mut done.inlined);
+        let inlined = Inlined {
+            ssm: std::mem::take(&mut done.inlined),
+            env: std::mem::take(&mut done.env_inlined),
+        };
         warn(stage, done);
         for (other, config) in self.other_stages(stage).await? {
             let other = ws.stage(&other)?;

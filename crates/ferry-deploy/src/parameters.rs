@@ -301,6 +301,36 @@ pub struct Registered {
     /// name): the framework writes their values into the template it compiles, which Ferry keeps
     /// and uploads as it keeps every template.
     pub inlined: Vec<(String, String)>,
+    /// The environment variables named as secrets (`CLIENT_SECRET`) that a Serverless
+    /// Framework configuration reads with `${env:…}` (service, variable): their values, where
+    /// this process has them, are registered too, and the framework writes them into the
+    /// template it compiles as it writes an SSM SecureString's.
+    pub env_inlined: Vec<(String, String)>,
+}
+
+/// Registers with `masker` the value `env` gives each variable named as a secret that a
+/// Serverless Framework configuration reads with `${env:…}`
+/// ([`ferry_serverless::secret_env_reads`]), and returns them (service, variable): the
+/// framework writes their values into the template it compiles.
+pub fn register_env_secrets(
+    ws: &Workspace,
+    masker: &Masker,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for s in ws
+        .services
+        .iter()
+        .filter(|s| s.kind == ferry_manifest::ServiceKind::Serverless)
+    {
+        for var in ferry_serverless::secret_env_reads(&ws.root, s) {
+            if let Some(value) = env(&var) {
+                masker.register(&value);
+            }
+            out.push((s.name.clone(), var));
+        }
+    }
+    out
 }
 
 /// Registers with `masker` every SecureString value the stage's services reference (one
@@ -337,7 +367,13 @@ pub async fn register_secrets(
         .flat_map(|text| secure_dynamic_references(&text))
         .filter(|n| !names.contains(n))
         .collect();
-    let mut done = Registered::default();
+    let mut done = Registered {
+        // The framework's process inherits Ferry's environment: what it reads is this.
+        env_inlined: register_env_secrets(ws, masker, &|var| {
+            std::env::var_os(var).map(|v| v.to_string_lossy().into_owned())
+        }),
+        ..Registered::default()
+    };
     let here = config.region().map(|r| r.as_ref().to_string());
     // (the region read from when not the stage's, name) → the Serverless services whose
     // configurations read it decrypted.

@@ -1580,4 +1580,38 @@ async fn secrets_a_serverless_configuration_reads_are_registered_and_named() {
         ),
         "**** **** **** **** **** plain-value-1234"
     );
+    assert_eq!(done.env_inlined, []);
+}
+
+/// The variables named as secrets a Serverless configuration reads with `${env:…}`: their
+/// values (as the framework's process inherits them) are registered with the masker, and they
+/// are returned to be warned of, as the compiled template holds them. A plain variable is
+/// neither.
+#[test]
+fn secret_variables_a_serverless_configuration_reads_are_registered_and_named() {
+    let r = repo("rules-slsenv", &[]);
+    r.write("services/api/service.toml", "[service]\nkind = \"serverless\"\n")
+        .write(
+            "services/api/serverless.yml",
+            "service: api\nprovider:\n  name: aws\n  environment:\n    S: ${env:CLIENT_SECRET}\n    T: ${env:TABLE}\n    U: ${env:UNSET_TOKEN}\n",
+        );
+    let ws = ferry_manifest::load(r.path()).unwrap();
+    let masker = Masker::new();
+    let env = |var: &str| match var {
+        "CLIENT_SECRET" => Some("cl13nt-s3cret-value".to_string()),
+        "TABLE" => Some("orders-table-dev".to_string()),
+        _ => None,
+    };
+    let named = ferry_deploy::register_env_secrets(&ws, &masker, &env);
+    assert_eq!(
+        named,
+        [
+            ("api".to_string(), "CLIENT_SECRET".to_string()),
+            ("api".to_string(), "UNSET_TOKEN".to_string()),
+        ]
+    );
+    assert_eq!(
+        masker.mask("cl13nt-s3cret-value orders-table-dev"),
+        "**** orders-table-dev"
+    );
 }

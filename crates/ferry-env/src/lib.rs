@@ -126,6 +126,43 @@ pub fn inherited_stage_variables() -> Vec<std::ffi::OsString> {
         .collect()
 }
 
+/// Whether a parameter's or variable's name says it holds a secret (`DbPassword`,
+/// `CLIENT_SECRET`, `GithubPat`): one that names where a secret is kept or what it is
+/// (`DbSecretArn`, `SecretName`, `TokenTableName`) does not.
+pub fn names_a_secret(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    let about_it = [
+        "arn", "name", "id", "ids", "table", "ttl", "length", "path", "uri", "url",
+    ];
+    // Rules about secrets, not secrets: `RefreshTokenValidity`, `PasswordPolicy`,
+    // `PasswordCharacters`, `GenerateSecret`.
+    let rules = ["validity", "policy", "characters"];
+    if about_it.iter().any(|s| n.ends_with(s))
+        || rules.iter().any(|w| n.ends_with(w))
+        || (n.starts_with("generate") && !n.starts_with("generated"))
+    {
+        return false;
+    }
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "privatekey",
+        "credential",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+        // A personal access token (`GithubPat`), a password by a short name (`DbPwd`,
+        // `AdminPass`), a key that signs or encrypts.
+        || ["pat", "pwd", "pass"].iter().any(|s| n.ends_with(s))
+        || ["signingkey", "encryptionkey", "masterkey", "hmackey", "hmacsecret"]
+            .iter()
+            .any(|w| n.contains(w))
+}
+
 /// Whether a line a child process printed says an error, as the tools Ferry runs word one:
 /// the Serverless Framework's `✖` and `Error:` (also inside: `TypeError:`, `Serverless Error:`), npm's `npm error`
 /// (`npm ERR!` before npm 10), yarn's `error …`, pnpm's `ERR_PNPM_…`. A failure's message shows

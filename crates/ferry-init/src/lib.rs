@@ -1365,20 +1365,36 @@ fn unset_env_reads(root: &Path, scan: &Scan) -> Vec<String> {
             if text.contains("useDotenv: true") && root.join(&s.dir).join(".env").is_file() {
                 return None;
             }
-            let read: Vec<String> = variables_read(&text, "${env:")
+            // A secret by its name is not to be set in a buildspec (committed) nor given a
+            // fallback in the configuration: said apart.
+            let shown = |names: Vec<&str>| -> Vec<String> {
+                names.iter().map(|n| format!("${{env:{n}}}")).collect()
+            };
+            let (secrets, read): (Vec<&str>, Vec<&str>) = variables_read(&text, "${env:")
                 .into_iter()
                 .filter(|n| !given(n))
-                .map(|n| format!("${{env:{n}}}"))
-                .collect();
-            (!read.is_empty()).then(|| {
+                .partition(|n| secrets::secret_name(n));
+            let (secrets, read) = (shown(secrets), shown(read));
+            let plain = (!read.is_empty()).then(|| {
                 format!(
                     "{path}: reads {} with no fallback, which Ferry does not set: the framework's compile stops (\"cannot be resolved\") wherever {} unset (a fresh CI job); set {} where Ferry runs (the buildspec's env, the CI job's), or give a fallback (`${{env:NAME, 'value'}}`)",
                     read.join(", "),
                     if read.len() == 1 { "it is" } else { "they are" },
                     if read.len() == 1 { "it" } else { "them" }
                 )
-            })
+            });
+            let secret = (!secrets.is_empty()).then(|| {
+                format!(
+                    "{path}: reads {}, a secret by {} name, from the environment: the framework writes the value, in clear, into the template it compiles, which Ferry keeps and uploads as it keeps every template, and a buildspec's env is committed; keep {} in SSM as a SecureString or in Secrets Manager, and have the function read {} when it runs",
+                    secrets.join(", "),
+                    if secrets.len() == 1 { "its" } else { "their" },
+                    if secrets.len() == 1 { "it" } else { "them" },
+                    if secrets.len() == 1 { "it" } else { "them" }
+                )
+            });
+            Some(plain.into_iter().chain(secret).collect::<Vec<_>>())
         })
+        .flatten()
         .collect()
 }
 

@@ -132,41 +132,7 @@ pub(crate) fn secret_value(value: &str) -> bool {
             .any(|p| v.starts_with(p) && v.len() >= p.len() + 16)
 }
 
-/// Whether a parameter's name says it holds a secret: one that names where a secret is kept or
-/// what it is (`DbSecretArn`, `SecretName`, `TokenTableName`) does not.
-pub(crate) fn secret_name(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    let about_it = [
-        "arn", "name", "id", "ids", "table", "ttl", "length", "path", "uri", "url",
-    ];
-    // Rules about secrets, not secrets: `RefreshTokenValidity`, `PasswordPolicy`,
-    // `PasswordCharacters`, `GenerateSecret`.
-    let rules = ["validity", "policy", "characters"];
-    if about_it.iter().any(|s| n.ends_with(s))
-        || rules.iter().any(|w| n.ends_with(w))
-        || (n.starts_with("generate") && !n.starts_with("generated"))
-    {
-        return false;
-    }
-    [
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "apikey",
-        "api_key",
-        "privatekey",
-        "credential",
-    ]
-    .iter()
-    .any(|w| n.contains(w))
-        // A personal access token (`GithubPat`), a password by a short name (`DbPwd`,
-        // `AdminPass`), a key that signs or encrypts.
-        || ["pat", "pwd", "pass"].iter().any(|s| n.ends_with(s))
-        || ["signingkey", "encryptionkey", "masterkey", "hmackey", "hmacsecret"]
-            .iter()
-            .any(|w| n.contains(w))
-}
+pub(crate) use ferry_env::names_a_secret as secret_name;
 
 #[cfg(test)]
 mod tests {

@@ -4359,7 +4359,9 @@ fn a_generic_root_package_name_does_not_name_the_project() {
 /// A Serverless `${env:…}` read with no fallback, which Ferry does not set, stops the compile
 /// in a fresh CI job (ae9is/anything read `${env:UNIQ}`, which its `.envrc` loaded): noted.
 /// One with a fallback, and the AWS and Ferry variables Ferry gives, are not (not the stage's, which
-/// it gives as `--stage`; nor `AWS_PROFILE`, which it removes).
+/// it gives as `--stage`; nor `AWS_PROFILE`, which it removes). A secret by its name is said
+/// apart: not to be set in a buildspec (committed) nor given a fallback, as the compiled
+/// template would hold it (ESquad's `${env:CLIENT_SECRET}` was advised into the buildspec).
 #[test]
 fn a_serverless_env_read_without_a_fallback_is_noted() {
     let dir = tempfile::tempdir().unwrap();
@@ -4367,14 +4369,15 @@ fn a_serverless_env_read_without_a_fallback_is_noted() {
     file(
         r,
         "api/serverless.yml",
-        "service: api\nprovider:\n  name: aws\n  environment:\n    NAMESPACE: ${env:UNIQ}\n    SAML: ${env:SAML_METADATA}\n    LEVEL: ${env:LEVEL, 'info'}\n    REGION: ${env:AWS_REGION}\n    PROJECT: ${env:FERRY_PROJECT}\n    STAGE: ${env:FERRY_STAGE}\n    AGAIN: ${env:UNIQ}\n  profile: ${env:AWS_PROFILE}\n",
+        "service: api\nprovider:\n  name: aws\n  environment:\n    NAMESPACE: ${env:UNIQ}\n    SAML: ${env:SAML_METADATA}\n    SECRET: ${env:CLIENT_SECRET}\n    LEVEL: ${env:LEVEL, 'info'}\n    REGION: ${env:AWS_REGION}\n    PROJECT: ${env:FERRY_PROJECT}\n    STAGE: ${env:FERRY_STAGE}\n    AGAIN: ${env:UNIQ}\n  profile: ${env:AWS_PROFILE}\n",
     );
     let s = scan(r).unwrap();
     let said: Vec<&String> = s.notes.iter().filter(|n| n.contains("${env:")).collect();
     assert_eq!(
         said,
         [
-            "api/serverless.yml: reads ${env:UNIQ}, ${env:SAML_METADATA}, ${env:FERRY_STAGE}, ${env:AWS_PROFILE} with no fallback, which Ferry does not set: the framework's compile stops (\"cannot be resolved\") wherever they are unset (a fresh CI job); set them where Ferry runs (the buildspec's env, the CI job's), or give a fallback (`${env:NAME, 'value'}`)"
+            "api/serverless.yml: reads ${env:UNIQ}, ${env:SAML_METADATA}, ${env:FERRY_STAGE}, ${env:AWS_PROFILE} with no fallback, which Ferry does not set: the framework's compile stops (\"cannot be resolved\") wherever they are unset (a fresh CI job); set them where Ferry runs (the buildspec's env, the CI job's), or give a fallback (`${env:NAME, 'value'}`)",
+            "api/serverless.yml: reads ${env:CLIENT_SECRET}, a secret by its name, from the environment: the framework writes the value, in clear, into the template it compiles, which Ferry keeps and uploads as it keeps every template, and a buildspec's env is committed; keep it in SSM as a SecureString or in Secrets Manager, and have the function read it when it runs"
         ],
         "{:#?}",
         s.notes

@@ -1377,18 +1377,33 @@ pub fn check_serverless_links(
     })?;
     let boundary = fs::canonicalize(&ws.root).map_err(io_err(&ws.root))?;
     let watched = files::Watched::new(owners, &service.name);
-    for (rel, on_disk) in index.links_under(&service.dir) {
-        if set.is_match(&rel) {
-            continue;
-        }
-        files::check_committed_link(&on_disk, &boundary, &watched).map_err(|source| {
-            PackageError::Io {
-                path: format!("{} (a Serverless Framework service)", service.dir),
-                source,
-            }
-        })?;
-    }
-    Ok(())
+    // Every link refused, said at once: a service whose configuration files are links to the
+    // root's (`package.json`, `tsconfig.json`, …) took one validate per link.
+    let mut refused: Vec<io::Error> = index
+        .links_under(&service.dir)
+        .into_iter()
+        .filter(|(rel, _)| !set.is_match(rel))
+        .filter_map(|(_, on_disk)| files::check_committed_link(&on_disk, &boundary, &watched).err())
+        .collect();
+    let source = match refused.len() {
+        0 => return Ok(()),
+        1 => refused.remove(0),
+        n => io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{n} of its committed links are refused:\n{}",
+                refused
+                    .iter()
+                    .map(|e| format!("  - {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        ),
+    };
+    Err(PackageError::Io {
+        path: format!("{} (a Serverless Framework service)", service.dir),
+        source,
+    })
 }
 
 /// Artifact and site paths (`[package.artifacts]`, `[package.site] path`) that are not on disk

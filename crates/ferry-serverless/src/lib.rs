@@ -533,6 +533,43 @@ pub fn ssm_reads(
     out
 }
 
+/// The environment variables `service`'s configuration reads (`${env:NAME}`, a fallback's
+/// too), itself or in a file it includes, whose names say they hold a secret
+/// ([`ferry_env::names_a_secret`]: `CLIENT_SECRET`, `DB_PASSWORD`), each once, in order: the
+/// framework writes each value, in clear, into the template it compiles, which Ferry keeps and
+/// uploads as it keeps every template; and no name in Ferry's configuration says to mask it.
+pub fn secret_env_reads(root: &Path, service: &Service) -> Vec<String> {
+    let dir = root.join(&service.dir);
+    let config = dir.join(&service.template);
+    let read = config_texts(&dir, &config, &|p| {
+        (!p.contains("${")).then(|| p.to_string())
+    });
+    let mut out: Vec<String> = Vec::new();
+    for text in read.texts.iter().chain(&read.programs) {
+        for source in ferry_manifest::serverless_variable_sources(text) {
+            let Some(rest) = source.strip_prefix("env:") else {
+                continue;
+            };
+            let name: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if ferry_env::names_a_secret(&name) && !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+/// What to say of `service` reading the variable `var`, a [`secret_env_reads`] of it.
+pub fn env_secret_warning(service: &str, var: &str) -> String {
+    format!(
+        "{service} reads `{var}`, a secret by its name, with ${{env:…}}, so the framework writes its value, in clear, into the template it compiles, which Ferry keeps (target/ferry/package) and uploads to the stage's artifact bucket as it keeps every template (a new value lands in a new one, and each is kept); keep the secret in SSM as a SecureString or in Secrets Manager, and have the function read it when it runs"
+    )
+}
+
 /// The texts of a configuration and of the files it includes with `${file(…)}` (read relative
 /// to the service's folder `dir`, as the framework does, each once), and what could not be read.
 #[derive(Default)]

@@ -482,3 +482,33 @@ fn a_parameter_is_read_through_included_files() {
         "`FerryPermissionsBoundaryName` is another parameter"
     );
 }
+
+/// The variables named as secrets a configuration reads from the environment, itself or in a
+/// file it includes, a fallback's too: the compiled template holds their values (ESquad's
+/// `${env:CLIENT_SECRET}` was kept and uploaded unwarned). Plain ones, and names of where a
+/// secret is kept, are not among them.
+#[test]
+fn secret_env_reads_are_the_variables_named_as_secrets() {
+    let (dir, ws) = workspace(PACKAGE, "");
+    let svc = dir.path().join("services/notifier");
+    std::fs::write(
+        svc.join("serverless.yml"),
+        "service: n\nprovider:\n  name: aws\n  environment:\n    SECRET: ${env:CLIENT_SECRET}\n    TABLE: ${env:TABLE_NAME}\n    ARN: ${env:DB_SECRET_ARN}\n    LEVEL: ${env:LEVEL, env:LOG_TOKEN, 'info'}\ncustom: ${file(./custom.yml)}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        svc.join("custom.yml"),
+        "pw: ${env: DB_PASSWORD}\nagain: ${env:CLIENT_SECRET}\n",
+    )
+    .unwrap();
+    let service = ws.service("notifier").unwrap();
+    assert_eq!(
+        ferry_serverless::secret_env_reads(&ws.root, service),
+        ["CLIENT_SECRET", "LOG_TOKEN", "DB_PASSWORD"]
+    );
+    assert!(
+        ferry_serverless::env_secret_warning("notifier", "CLIENT_SECRET").starts_with(
+            "notifier reads `CLIENT_SECRET`, a secret by its name, with ${env:…}, so the framework writes its value, in clear, into the template it compiles"
+        )
+    );
+}

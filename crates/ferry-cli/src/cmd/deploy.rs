@@ -303,9 +303,16 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
             return Ok(());
         }
         // Secrets the services read are masked wherever they reappear (outputs, reports).
-        for (service, name) in ctx.register_secrets(&stage, &aws).await? {
+        let inlined = ctx.register_secrets(&stage, &aws).await?;
+        for (service, name) in inlined.ssm {
             crate::ui::note(&format!(
                 "warning: {service} reads SecureString `{name}` with ${{ssm:…}}, so the framework writes its value, in clear, into the template it compiles, which Ferry keeps (target/ferry/package) and uploads to the stage's artifact bucket as it keeps every template; have the function read the secret when it runs (give it the parameter's name, not its value)"
+            ));
+        }
+        for (service, var) in inlined.env {
+            crate::ui::note(&format!(
+                "warning: {}",
+                ferry_serverless::env_secret_warning(&service, &var)
             ));
         }
         ctx.output_dir()?;

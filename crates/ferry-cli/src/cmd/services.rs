@@ -81,21 +81,18 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     // A preview stage a [ci] rule deploys to whose stacks no deploy would make.
     let mut previews = ws.ci_preview_problems();
     previews.extend(ws.acceptance_build_dir_problems());
-    if !problems.is_empty() || !missing.is_empty() || !previews.is_empty() {
-        for p in &problems {
-            eprintln!("{p}");
-        }
-        for m in &missing {
-            eprintln!("{m}");
-        }
-        for p in &previews {
-            eprintln!("{p}");
-        }
-        anyhow::bail!(
-            "{} problem(s) in the services' templates and stacks (the configuration itself is valid)",
-            problems.len() + missing.len() + previews.len()
-        );
+    for p in &problems {
+        eprintln!("{p}");
     }
+    for m in &missing {
+        eprintln!("{m}");
+    }
+    for p in &previews {
+        eprintln!("{p}");
+    }
+    let errors = problems.len() + missing.len() + previews.len();
+    // The warnings below are said with the errors, not after they are mended: a large
+    // repository's first validate would otherwise hide them until its last error is gone.
     // A [ci] rule deploying to a preview named a letter or two from a named stage (`stagin`).
     for n in ws.ci_near_misses() {
         eprintln!("warning: {n}");
@@ -166,6 +163,20 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     for u in ferry_init::unbundled_imports(ws) {
         eprintln!("warning: {u}");
     }
+    // A secret a Serverless configuration reads from the environment: the compiled template
+    // holds it.
+    for s in ws
+        .services
+        .iter()
+        .filter(|s| s.kind == ferry_manifest::ServiceKind::Serverless)
+    {
+        for var in ferry_serverless::secret_env_reads(&ws.root, s) {
+            eprintln!(
+                "warning: {}",
+                ferry_serverless::env_secret_warning(&s.name, &var)
+            );
+        }
+    }
     // An artifact or site folder that is not there, and no build of the service makes it.
     for a in ferry_package::absent_package_paths(ws) {
         eprintln!("warning: {a}");
@@ -176,6 +187,11 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     }
     if let Some(repo) = &repo {
         warn_if_build_output_tracked(repo, ws);
+    }
+    if errors > 0 {
+        anyhow::bail!(
+            "{errors} problem(s) in the services' templates and stacks (the configuration itself is valid)"
+        );
     }
     let stages: Vec<&str> = ws
         .stages
