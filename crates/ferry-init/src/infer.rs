@@ -194,6 +194,8 @@ pub(crate) fn links(
                 )),
             }
         }
+        // Read, and written by no service: each stage needs them before the first deploy.
+        let mut unwritten: Vec<&str> = Vec::new();
         for read in &s.ssm_reads {
             let Some(k) = skeleton(&resolve_self(read, s.framework_name.as_deref())) else {
                 continue;
@@ -222,14 +224,35 @@ pub(crate) fn links(
                         services[i].parameters.insert(key.clone(), (own, why));
                     }
                 }
-                // Its own, or one written outside the repository (`/aws/service/…`, by hand).
-                [] | [_] => {}
+                // One written outside the repository (by hand, by another tool), not AWS's
+                // own (`/aws/service/…`).
+                [] => {
+                    if !read.starts_with("/aws/") && !unwritten.contains(&read.as_str()) {
+                        unwritten.push(read);
+                    }
+                }
+                // Its own.
+                [_] => {}
                 many => notes.push(format!(
                     "{}: reads SSM parameter `{read}`, which several services write ({}): depends-on not inferred",
                     services[i].dir,
                     many.iter().map(|(j, _, _)| services[*j].name.as_str()).collect::<Vec<_>>().join(", ")
                 )),
             }
+        }
+        if !unwritten.is_empty() {
+            notes.push(format!(
+                "{}: reads SSM parameter{} {}, which no service of this repository writes: each stage needs {} before the service's first deploy there, which stops at a missing one (`param set <stage> <name>`, or what writes {} outside the repository)",
+                services[i].dir,
+                if unwritten.len() == 1 { "" } else { "s" },
+                unwritten
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if unwritten.len() == 1 { "it" } else { "them" },
+                if unwritten.len() == 1 { "it" } else { "them" },
+            ));
         }
         // A macro its template's `Transform` names, which another service's stack defines.
         for macro_name in &s.transforms {

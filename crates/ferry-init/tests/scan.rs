@@ -1505,6 +1505,36 @@ fn a_service_reading_an_ssm_parameter_another_writes_depends_on_it() {
         deps("platform").is_empty(),
         "it reads nothing of the others"
     );
+    // What all read is written; AWS's public parameter is not noted.
+    assert!(
+        !s.notes.iter().any(|n| n.contains("which no service")),
+        "{:#?}",
+        s.notes
+    );
+    // One that no service writes is noted: the first deploy of a new stage stops there
+    // (airline-booking's reads of what Amplify writes).
+    file(
+        r,
+        "mailer/serverless.yml",
+        "service: mailer\nprovider:\n  name: aws\n  environment:\n    BUS: ${ssm:/shop/${sls:stage}/platform/bus-name, 'none'}\n    KEY: ${ssm:/shop/${sls:stage}/mailer/api-key}\n    URL: ${ssm:/amplify/${sls:stage}/url}\n",
+    );
+    let notes = scan(r).unwrap().notes;
+    let said: Vec<&String> = notes
+        .iter()
+        .filter(|n| n.contains("which no service"))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "mailer: reads SSM parameters `/shop/${sls:stage}/mailer/api-key`, `/amplify/${sls:stage}/url`, which no service of this repository writes: each stage needs them before the service's first deploy there, which stops at a missing one (`param set <stage> <name>`, or what writes them outside the repository)"
+        ],
+        "{notes:#?}"
+    );
+    file(
+        r,
+        "mailer/serverless.yml",
+        "service: mailer\nprovider:\n  name: aws\n  environment:\n    BUS: ${ssm:/shop/${sls:stage}/platform/bus-name, 'none'}\nresources:\n  Resources:\n    Out:\n      Type: AWS::SSM::Parameter\n      Properties:\n        Name: /shop/${sls:stage}/mailer/topic\n        Type: String\n        Value: x\n",
+    );
 
     // What it writes says what a parameter of an SSM type takes, loads, and passes the checks.
     let files = render(&s, r);
