@@ -2112,6 +2112,19 @@ pub fn denials(
             ]}})),
         },
     ];
+    // What the tag denials below cover: every service something is granted on, and, for the
+    // previews' role, roles and buckets whatever else is granted (their names are cut short,
+    // so names cannot tell a named stage's from a preview's, nor one project's from another's
+    // whose name starts alike).
+    let mut services: BTreeSet<String> = granted
+        .iter()
+        .filter(|p| !p.deny)
+        .flat_map(|p| &p.actions)
+        .filter_map(|a| a.split_once(':').map(|(service, _)| format!("{service}:*")))
+        .collect();
+    if stage.preview {
+        services.extend(["iam:*".to_string(), "s3:*".to_string()]);
+    }
     {
         // For the previews' role (which runs code nobody has merged yet), every named stage.
         let others: BTreeSet<String> = ws
@@ -2121,22 +2134,11 @@ pub fn denials(
             .filter(|other| !other.preview && other.id != stage.id)
             .map(|other| other.id)
             .collect();
-        let mut services: BTreeSet<String> = granted
-            .iter()
-            .filter(|p| !p.deny)
-            .flat_map(|p| &p.actions)
-            .filter_map(|a| a.split_once(':').map(|(service, _)| format!("{service}:*")))
-            .collect();
-        if stage.preview {
-            // Roles and buckets whatever else is granted: their names are cut short, so names
-            // cannot tell a named stage's from a preview's.
-            services.extend(["iam:*".to_string(), "s3:*".to_string()]);
-        }
         if !others.is_empty() && !services.is_empty() {
             out.push(Permission {
                 why: "never: another named stage's resources (by their ferry:stage tag)".into(),
                 deny: true,
-                actions: services.into_iter().collect(),
+                actions: services.iter().cloned().collect(),
                 resources: vec!["*".into()],
                 condition: Some(json!({"StringEquals": {
                     format!("aws:ResourceTag/{}", STAGE_TAG): others.iter().collect::<Vec<_>>()
@@ -2145,15 +2147,17 @@ pub fn denials(
         }
     }
     if stage.preview {
-        // The previews' stack grants go by the start of a name (`shop-*`), which another
-        // project's names may share (`shop-x-api-prod` of project `shop-x`), and a named stage
-        // only another branch's ferry.toml names is none of those denied by name below: both
-        // by their tags.
+        // The previews' grants go by the start of a name (`shop-*`: stacks, roles, buckets),
+        // which another project's names may share (`shop-x-api-prod` of project `shop-x`), and
+        // a named stage only another branch's ferry.toml names is none of those denied by name
+        // below: both by their tags, on every service granted (CloudFormation passes a stack's
+        // tags on to the resources it makes).
         let project_tag = "aws:ResourceTag/ferry:project";
+        let services: Vec<String> = services.into_iter().collect();
         out.push(Permission {
             why: "never (previews): another project's stacks and resources (by their ferry:project tag)".into(),
             deny: true,
-            actions: strings(&["cloudformation:*"]),
+            actions: services.clone(),
             resources: vec!["*".into()],
             condition: Some(json!({
                 "Null": {project_tag: "false"},
@@ -2161,9 +2165,9 @@ pub fn denials(
             })),
         });
         out.push(Permission {
-            why: "never (previews): a named stage's stacks, also one only another branch names (by their ferry:named-stage tag)".into(),
+            why: "never (previews): a named stage's stacks and resources, also one only another branch names (by their ferry:named-stage tag)".into(),
             deny: true,
-            actions: strings(&["cloudformation:*"]),
+            actions: services,
             resources: vec!["*".into()],
             condition: Some(json!({"StringEquals": {"aws:ResourceTag/ferry:named-stage": "true"}})),
         });
