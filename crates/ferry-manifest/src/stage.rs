@@ -557,6 +557,45 @@ impl Workspace {
             .collect()
     }
 
+    /// The named stage other than `stage` whose `parameters-path` holds the SSM parameter
+    /// `name` (a full name) where `stage` writes it (the same region, and no account telling
+    /// them apart), and that path: the one a write of it belongs to. The longest path holding
+    /// it decides, so that `/shop/prod/x` is prod's where dev's path is `/shop/`; none when it is
+    /// `stage`'s own, or no named stage's.
+    pub fn parameter_of_another_stage(
+        &self,
+        stage: &Stage,
+        name: &str,
+    ) -> Option<(String, String)> {
+        let under = |path: &str| {
+            name.strip_prefix(path.trim_end_matches('/'))
+                .is_some_and(|rest| rest.starts_with('/'))
+        };
+        let own = stage
+            .config
+            .parameters_path
+            .as_deref()
+            .filter(|p| under(p))
+            .map_or(0, |p| p.trim_end_matches('/').len());
+        self.stages
+            .keys()
+            .filter_map(|n| self.stage(n).ok())
+            .filter(|other| !other.preview && other.name != stage.name)
+            .filter(|other| {
+                other.config.region == stage.config.region
+                    && match (&other.config.account, &stage.config.account) {
+                        (Some(a), Some(b)) => a == b,
+                        _ => true,
+                    }
+            })
+            .filter_map(|other| {
+                let path = other.config.parameters_path.clone()?;
+                (under(&path) && path.trim_end_matches('/').len() > own)
+                    .then_some((other.name, path))
+            })
+            .max_by_key(|(_, path)| path.trim_end_matches('/').len())
+    }
+
     /// The CloudFormation stack name of `service` in `stage`.
     pub fn stack_name(&self, service: &str, stage: &Stage) -> String {
         match self.service(service) {

@@ -188,6 +188,48 @@ fn parameter_names_are_relative_to_the_stage_path_unless_absolute() {
     );
 }
 
+/// Whose parameter a write is: another named stage's where its parameters-path holds the name
+/// in the region (and account) the write goes to, the longest path deciding; the stage's own,
+/// a shared name, or another region's stage's path, none.
+#[test]
+fn a_parameter_under_another_stages_path_where_it_is_written_is_that_stages() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\nparameters-path = \"/shop/\"\n\n[stages.qa]\nregion = \"us-east-1\"\nparameters-path = \"/qa/\"\n\n[stages.prod]\nregion = \"eu-west-1\"\nparameters-path = \"/shop/prod/\"\n\n[stages.\"*\"]\nregion = \"us-east-1\"\nparameters-path = \"/preview/\"\n",
+    );
+    write(
+        tmp.path(),
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    );
+    write(tmp.path(), "services/a/t.yaml", "Resources: {}\n");
+    let ws = load(tmp.path()).unwrap();
+    let of = |stage: &str, name: &str| {
+        ws.parameter_of_another_stage(&ws.stage(stage).unwrap(), name)
+            .map(|(s, p)| format!("{s} {p}"))
+    };
+    assert_eq!(of("dev", "/qa/db").as_deref(), Some("qa /qa/"));
+    assert_eq!(of("feature-x", "/qa/db").as_deref(), Some("qa /qa/"));
+    assert_eq!(of("dev", "/shop/db"), None, "its own");
+    assert_eq!(of("dev", "/global/x"), None, "no stage's");
+    assert_eq!(
+        of("dev", "/qa"),
+        None,
+        "the path itself names no parameter under it"
+    );
+    // prod's path lies in dev's, in another region: written in dev's region, it is dev's.
+    assert_eq!(of("dev", "/shop/prod/db"), None);
+    assert_eq!(of("prod", "/shop/db"), None);
+    assert_eq!(
+        of("qa", "/shop/prod/db").as_deref(),
+        Some("dev /shop/"),
+        "prod's region is not qa's: dev's"
+    );
+    assert_eq!(of("qa", "/shop/db").as_deref(), Some("dev /shop/"));
+}
+
 #[test]
 fn a_serverless_service_keeps_the_stack_name_its_framework_gives_it() {
     let tmp = tempfile::tempdir().unwrap();

@@ -140,6 +140,17 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
                 target.config.parameters_path.as_deref(),
                 &ws.named_stage_paths(),
             )?;
+            // Another stage's parameter, written with this stage's credentials (a developer's
+            // own, broad ones: `param set dev /shop/prod/db-password` replaced protected prod's
+            // secret, unsaid).
+            if let Some((owner, path)) = ws.parameter_of_another_stage(&target, &full) {
+                anyhow::bail!(
+                    "`{full}` lies under stage `{owner}`'s parameters-path ({path}): `param set {}` would write another stage's parameter with stage `{}`'s credentials; write it as that stage's: `{} param set {owner} {full}`",
+                    target.name,
+                    target.name,
+                    ctx.app.name
+                );
+            }
             let typed = std::io::stdin().is_terminal();
             if typed {
                 let shown = if *secure { " (not shown as you type)" } else { "" };
