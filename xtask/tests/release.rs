@@ -1455,6 +1455,36 @@ fn promote_rollback_and_approve_refuse_a_protected_stage_from_a_dirty_tree() {
     ok(&r, v, &["deploy", "staging", "--test"]);
     ok(&r, v, &["promote", "staging", "prod"]);
     assert_eq!(records(p, "prod").len(), 3);
+
+    // Staging deployed from a tree dirty in one service's folder (an untracked file there): the
+    // package of that service is refused, that of a service whose own inputs were as committed
+    // is its commit's. Before, both were refused, and the second for good, as no plan
+    // redeploys it.
+    r.write("services/base/t.yaml", &format!("{QUEUE}# two\n"));
+    r.commit("base changes");
+    r.write("services/app/notes.txt", "scratch\n");
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    std::fs::remove_file(r.path().join("services/app/notes.txt")).unwrap();
+    let staging = records(p, "staging");
+    assert_eq!(
+        (staging["base"].dirty, staging["base"].inputs_dirty),
+        (true, Some(false))
+    );
+    assert_eq!(staging["app"].inputs_dirty, Some(true));
+    let (_, err) = fails(&r, v, &["promote", "staging", "prod"]);
+    assert!(
+        err.contains("app was deployed to `staging` from a tree with uncommitted changes"),
+        "{err}"
+    );
+    // The advice works: the next deploy redeploys app alone, and the promote goes ahead.
+    let (out, _) = ok(&r, v, &["deploy", "staging", "--test"]);
+    assert!(row(&out, "base").contains("skipped"), "{out}");
+    assert!(!row(&out, "app").contains("skipped"), "{out}");
+    ok(&r, v, &["promote", "staging", "prod"]);
+    assert!(
+        records(p, "prod")["base"].dirty,
+        "base's package of its commit, from a dirty tree"
+    );
 }
 
 /// A step that fails after the stacks moved (here the outputs file, whose path a folder takes)

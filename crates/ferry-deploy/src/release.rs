@@ -1109,9 +1109,12 @@ pub async fn prepare_promote(
         });
     }
     if stage.config.protected {
+        // A package whose own inputs were as committed (the tree was dirty elsewhere: an
+        // untracked file in another service's folder) is its commit's, and the plan never
+        // redeploys it: refused, it blocked the stage for good.
         let dirty: Vec<String> = selected
             .iter()
-            .filter(|r| r.dirty)
+            .filter(|r| r.dirty && r.inputs_dirty != Some(false))
             .map(|r| r.service.clone())
             .collect();
         if !dirty.is_empty() {

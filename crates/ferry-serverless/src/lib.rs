@@ -291,6 +291,11 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServerlessError + '_ {
     }
 }
 
+/// The note a compile leaves beside its reusable compiles while the framework's scratch
+/// folder (`.serverless/` of the service folder) is one Ferry must remove: a compile killed
+/// before it could leaves it, and the next compile removes the folder.
+const SCRATCH_NOTE: &str = "scratch-folder-to-remove";
+
 /// The template the framework writes for an update (what `serverless deploy` deploys).
 pub const TEMPLATE_FILE: &str = "cloudformation-template-update-stack.json";
 
@@ -346,12 +351,21 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
     let package_dir = work.path().join("package");
     // The framework works in `.serverless/` of the service folder before it copies to
     // `--package`; a compile that fails (a full disk) leaves it there, an untracked folder that
-    // made every later package of the checkout dirty. One that was not there before goes.
+    // made every later package of the checkout dirty. One that was not there before goes; and
+    // one a compile killed before it could remove it left (a note says so) goes with the next.
     let scratch = c.root.join(&c.service.dir).join(".serverless");
-    let had_scratch = scratch.symlink_metadata().is_ok();
+    let note = c.out.join("serverless").join(service).join(SCRATCH_NOTE);
+    let ours = scratch.symlink_metadata().is_err() || note.is_file();
+    if ours {
+        let _ = std::fs::create_dir_all(c.out.join("serverless").join(service))
+            .and_then(|()| std::fs::write(&note, scratch.to_string_lossy().as_bytes()));
+    }
     let ran = cli::run(c, &argv, &package_dir).await;
-    if !had_scratch && scratch.is_dir() {
-        let _ = std::fs::remove_dir_all(&scratch);
+    if ours {
+        if scratch.is_dir() {
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
+        let _ = std::fs::remove_file(&note);
     }
     let tail = ran?;
 
