@@ -513,6 +513,16 @@ fn a_node_waits_for_what_its_dependencies_receive_and_owed_tests_mark_their_rele
     r.commit("a v3");
     std::fs::write(v.join("a"), "").unwrap();
     assert_eq!(node("a", "x3", &["--test"]).0, 1);
+    // Its dependent's node, run anyway (a retried build, a job run by hand), does not deploy on
+    // top of it, as on one machine, where it is skipped. Before, it deployed.
+    let b_before = records(p, "many")["b"].deployed_at.clone();
+    let (code, out, err) = node("b", "x3", &["--test"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("`b` was not deployed: the acceptance tests of its dependency `a` have not passed in stage `many` at its record"),
+        "{err}"
+    );
+    assert_eq!(records(p, "many")["b"].deployed_at, b_before);
     let out = finish("x3");
     let release = crate::common::id_after(&out, "release: ");
     std::fs::remove_file(v.join("a")).unwrap();

@@ -27,7 +27,7 @@ pub enum NodeError {
     UnknownService { service: String },
     #[error(
         "`{service}` was not deployed: {} still {} something to deploy in stage `{stage}` ({}), so {} not the ones `{service}` must receive. {} must succeed first: in a batch build, run the nodes in the order of the build-graph (a node's `depend-on`); on one machine, `deploy {stage} --service {service}` deploys {}",
-        names(pending),
+        names(pending.keys()),
         if pending.len() == 1 { "has" } else { "have" },
         pending.iter().map(|(d, why)| format!("{d}: {why}")).collect::<Vec<_>>().join("; "),
         if pending.len() == 1 { "its outputs are" } else { "their outputs are" },
@@ -40,11 +40,21 @@ pub enum NodeError {
         /// Dependency → why the plan would deploy it.
         pending: BTreeMap<String, String>,
     },
+    #[error(
+        "`{service}` was not deployed: the acceptance tests of {} have not passed in stage `{stage}` at {} record (the node failed them, or ran without --test), and `{service}` would deploy on top of what failed, as one machine's `deploy {stage} --test` never does (it skips `{service}`). Make them pass first (its node again, `batch node {stage} <service> --batch <id> --test`), then this node",
+        names(untested),
+        if untested.len() == 1 { "its" } else { "their" },
+    )]
+    DependencyUntested {
+        service: String,
+        stage: String,
+        untested: BTreeSet<String>,
+    },
 }
 
 /// `its dependency `a`` or `its dependencies `a`, `b` and `c``.
-fn names(pending: &BTreeMap<String, String>) -> String {
-    let quoted: Vec<String> = pending.keys().map(|d| format!("`{d}`")).collect();
+fn names<'a>(dependencies: impl IntoIterator<Item = &'a String>) -> String {
+    let quoted: Vec<String> = dependencies.into_iter().map(|d| format!("`{d}`")).collect();
     match quoted.split_last() {
         Some((last, [])) => format!("its dependency {last}"),
         Some((last, rest)) => format!("its dependencies {} and {last}", rest.join(", ")),
@@ -56,11 +66,14 @@ fn names(pending: &BTreeMap<String, String>) -> String {
 /// against its record unless the plan deploys it; refused while a dependency has anything to
 /// deploy: files of its own (the plan deploys it), or the last deploy of one of its own
 /// dependencies not yet received (by `records`, the stage's: its files are unchanged, but what
-/// it passes on is old, as when its node has not run again or failed).
+/// it passes on is old, as when its node has not run again or failed), or, among `owed` (the
+/// services whose acceptance tests a `--test` run owes, [`crate::tests_owed`]), tests that have
+/// not passed (its node failed them): as on one machine, where its dependents are skipped.
 pub fn node_selection(
     ws: &Workspace,
     plan: &Plan,
     records: &BTreeMap<String, Record>,
+    owed: &BTreeSet<String>,
     service: &str,
 ) -> Result<Selection, NodeError> {
     if ws.service(service).is_none() {
@@ -97,6 +110,14 @@ pub fn node_selection(
             service: service.to_string(),
             stage: plan.stage.clone(),
             pending,
+        });
+    }
+    let untested: BTreeSet<String> = dependencies.intersection(owed).cloned().collect();
+    if !untested.is_empty() {
+        return Err(NodeError::DependencyUntested {
+            service: service.to_string(),
+            stage: plan.stage.clone(),
+            untested,
         });
     }
     // Planned only as not-received: checked against its record, as on one machine.

@@ -507,10 +507,12 @@ async fn refusal_before_lock(
         args.stage.is_none(),
         &state,
     )?;
+    let commit = plan.head.commit.clone().unwrap_or_default();
     let refused = ferry_deploy::check_not_behind(&plan, ctx.ci())
         .map_err(anyhow::Error::from)
-        .and_then(|()| {
-            ferry_deploy::batch::node_selection(ws, &plan, &state.records, &node.service)
+        .and_then(|()| node_tests_owed(args, ws, stage, &state.records, &commit))
+        .and_then(|owed| {
+            ferry_deploy::batch::node_selection(ws, &plan, &state.records, &owed, &node.service)
                 .map(drop)
                 .map_err(anyhow::Error::from)
         });
@@ -524,6 +526,21 @@ async fn refusal_before_lock(
         )
     })?;
     Ok(None)
+}
+
+/// With `--test`, the tests a node's run owes at `commit` ([`ferry_deploy::tests_owed`]): a
+/// dependency among them stops the node, as it skips its dependents on one machine.
+fn node_tests_owed(
+    args: &DeployArgs,
+    ws: &ferry_manifest::Workspace,
+    stage: &ferry_manifest::Stage,
+    records: &BTreeMap<String, ferry_records::Record>,
+    commit: &str,
+) -> anyhow::Result<BTreeSet<String>> {
+    Ok(match args.test {
+        true => ferry_deploy::tests_owed(ws, stage, records, commit, &[])?,
+        false => BTreeSet::new(),
+    })
 }
 
 /// The deploy itself, while the stage's lock is held. A batch node (with when its batch took
@@ -579,10 +596,15 @@ async fn deploy_locked(
         );
     }
 
-    let selection = node
-        .as_ref()
-        .map(|(n, _)| ferry_deploy::batch::node_selection(ws, &plan, previous, &n.service))
-        .transpose()?;
+    let selection = match &node {
+        Some((n, _)) => {
+            let owed = node_tests_owed(args, ws, stage, previous, &source.commit)?;
+            Some(ferry_deploy::batch::node_selection(
+                ws, &plan, previous, &owed, &n.service,
+            )?)
+        }
+        None => None,
+    };
     // With --test: the services whose tests are owed are tested in the run, in graph order
     // (packaged like any other it checks).
     let tests_owed: BTreeSet<String> = if args.test && !args.review && node.is_none() {
