@@ -515,7 +515,7 @@ fn a_node_waits_for_what_its_dependencies_receive_and_owed_tests_mark_their_rele
     assert_eq!(node("a", "x3", &["--test"]).0, 1);
     // Its dependent's node, run anyway (a retried build, a job run by hand), does not deploy on
     // top of it, as on one machine, where it is skipped. Before, it deployed.
-    let b_before = records(p, "many")["b"].deployed_at.clone();
+    let b_before = records(p, "many")["b"].deployed_at;
     let (code, out, err) = node("b", "x3", &["--test"]);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(
