@@ -378,34 +378,51 @@ pub(crate) async fn end_of_run(
         .await);
     }
     if !report.succeeded() {
-        // Interrupted (Ctrl-C) with nothing failed: there is no failure to fix.
-        let any = |f: fn(&ferry_deploy::ServiceResult) -> bool| {
-            report.services.iter().any(|s| f(&s.result))
-        };
-        let interrupted = any(|r| matches!(r, ferry_deploy::ServiceResult::Cancelled))
-            && !any(|r| matches!(r, ferry_deploy::ServiceResult::Failed { .. }));
-        let (ended, fix) = if interrupted {
-            ("was interrupted before it completed", "")
-        } else {
-            ("did not complete", "fix the failures above, then ")
-        };
-        let why = if what == "approval" {
-            format!(
-                "the approval of stage `{}` {ended}; {fix}review again (`--review`) and approve the new review: it shows what is left",
-                stage.name
-            )
-        } else {
-            format!(
-                "the {what} of stage `{}` {ended}; {fix}run it again (it redoes only what is missing)",
-                stage.name
-            )
-        };
-        return Err(anyhow::anyhow!(why));
+        let results: Vec<&ferry_deploy::ServiceResult> =
+            report.services.iter().map(|s| &s.result).collect();
+        return Err(anyhow::anyhow!(unfinished(
+            what,
+            &stage.name,
+            run.ctx.app.name,
+            &results
+        )));
     }
     if !failed.is_empty() {
         return Err(crate::cmd::acceptance::tests_failed(stage));
     }
     Ok(())
+}
+
+/// What a run of `what` (`deploy`, `approval`, …) that did not complete says at its end, from
+/// its services' results: interrupted (Ctrl-C) with nothing failed, there is no failure to fix;
+/// an approval interrupted before it deployed anything is approved again (its review still
+/// shows what the stage would become), one that deployed part of it reviewed again.
+fn unfinished(
+    what: &str,
+    stage: &str,
+    app: &str,
+    results: &[&ferry_deploy::ServiceResult],
+) -> String {
+    use ferry_deploy::ServiceResult as R;
+    let any = |f: fn(&R) -> bool| results.iter().any(|r| f(r));
+    let interrupted = any(|r| matches!(r, R::Cancelled)) && !any(|r| matches!(r, R::Failed { .. }));
+    let deployed = any(|r| matches!(r, R::Deployed { .. }));
+    let (ended, fix) = if interrupted {
+        ("was interrupted before it completed", "")
+    } else {
+        ("did not complete", "fix the failures above, then ")
+    };
+    match what {
+        "approval" if interrupted && !deployed => format!(
+            "the approval of stage `{stage}` was interrupted before it deployed anything; approve the same review again (`{app} approve {stage} <review>`)"
+        ),
+        "approval" => format!(
+            "the approval of stage `{stage}` {ended}; {fix}review again (`--review`) and approve the new review: it shows what is left"
+        ),
+        _ => format!(
+            "the {what} of stage `{stage}` {ended}; {fix}run it again (it redoes only what is missing)"
+        ),
+    }
 }
 
 /// on-test-failure = "rollback" after `failed`'s tests failed: rolls them back
@@ -1626,4 +1643,37 @@ async fn approve_locked(
     )
     .await;
     after.finish(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_deploy::ServiceResult as R;
+
+    /// An approval interrupted before anything deployed says to approve the same review again
+    /// (it said to review again, though the same review could be, and was, approved); one
+    /// that deployed part of it, to review again; a failure, to fix it first.
+    #[test]
+    fn an_unfinished_run_says_what_to_do_next() {
+        let deployed = R::Deployed {
+            action: ferry_stacks::Action::Created,
+        };
+        let say = |what: &str, results: &[&R]| unfinished(what, "qa", "ferry", results);
+        assert_eq!(
+            say("approval", &[&R::Cancelled, &R::Cancelled]),
+            "the approval of stage `qa` was interrupted before it deployed anything; approve the same review again (`ferry approve qa <review>`)"
+        );
+        assert_eq!(
+            say("approval", &[&deployed, &R::Cancelled]),
+            "the approval of stage `qa` was interrupted before it completed; review again (`--review`) and approve the new review: it shows what is left"
+        );
+        assert_eq!(
+            say("deploy", &[&R::Cancelled]),
+            "the deploy of stage `qa` was interrupted before it completed; run it again (it redoes only what is missing)"
+        );
+        let failed = R::Skipped {
+            failed_dependency: "db".into(),
+        };
+        assert!(say("deploy", &[&failed]).contains("did not complete; fix the failures above"));
+    }
 }
