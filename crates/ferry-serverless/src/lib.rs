@@ -366,6 +366,10 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
             let _ = std::fs::remove_dir_all(&scratch);
         }
         let _ = std::fs::remove_file(&note);
+        // Its folders too, when nothing else is kept there (a first compile that failed).
+        for folder in note.ancestors().skip(1).take(2) {
+            let _ = std::fs::remove_dir(folder);
+        }
     }
     let tail = ran?;
 
