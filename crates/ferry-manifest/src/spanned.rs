@@ -31,7 +31,16 @@ pub(crate) fn parse<'s>(fd: &mut FileDiags<'_>, src: &'s str) -> Option<Spanned<
         Ok(t) => Some(t),
         Err(e) => {
             let msg = e.message().trim_end().to_string();
-            fd.error(e.span(), None, format!("not valid TOML: {msg}"));
+            // git's conflict markers: a merge left unresolved, which TOML's own words hide.
+            let conflict = src.lines().any(|l| {
+                ["<<<<<<< ", ">>>>>>> "].iter().any(|m| l.starts_with(m)) || l == "======="
+            });
+            let hint = if conflict {
+                "; it holds git's conflict markers (<<<<<<<, =======, >>>>>>>): a merge left unresolved, resolve it and commit"
+            } else {
+                ""
+            };
+            fd.error(e.span(), None, format!("not valid TOML: {msg}{hint}"));
             None
         }
     }

@@ -158,12 +158,43 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
             "its flow collections ([…], {{…}}) nest deeper than {MAX_FLOW_DEPTH} levels at line {line}; no real file needs that many"
         ));
     }
-    serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+    serde_yaml_ng::from_str(text).map_err(|e| error_text(&e))
+}
+
+/// A YAML parser's error in words a reader acts on: the parser's own, and for its limits
+/// (`repetition limit exceeded`, `recursion limit exceeded`) what they mean and what to change.
+pub fn error_text(e: &serde_yaml_ng::Error) -> String {
+    let text = e.to_string();
+    let hint = if text.contains("repetition limit exceeded") {
+        " (its aliases (*name) expand to too many values, as a \"billion laughs\" file's do: write the values out, or alias fewer)"
+    } else if text.contains("recursion limit exceeded") {
+        " (it nests too deeply: no real file needs that many levels)"
+    } else {
+        ""
+    };
+    format!("{text}{hint}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A "billion laughs" file (aliases of aliases) is refused by the parser's limit, in words
+    /// that say what it means (before, only "repetition limit exceeded").
+    #[test]
+    fn an_alias_bomb_is_refused_saying_what_the_limit_means() {
+        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for (i, name) in ["b", "c", "d", "e", "f", "g", "h", "i"].iter().enumerate() {
+            let prev = ["a", "b", "c", "d", "e", "f", "g", "h"][i];
+            let refs = vec![format!("*{prev}"); 10].join(", ");
+            text.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        }
+        let e = from_str::<serde_yaml_ng::Value>(&text).unwrap_err();
+        assert!(
+            e.contains("repetition limit exceeded") && e.contains("billion laughs"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn deep_flow_nesting_is_refused_before_parsing_and_quotes_do_not_count() {

@@ -103,7 +103,7 @@ pub fn parse(text: &str) -> Result<Value, TemplateError> {
         TemplateError::Parse(match &json_error {
             // Neither: the JSON reading is the one meant.
             Some(j) => j.clone(),
-            None => e.to_string(),
+            None => ferry_manifest::yaml::error_text(&e),
         })
     })?;
     // `<<: *anchor` merge keys, as CloudFormation's own YAML reader applies them.

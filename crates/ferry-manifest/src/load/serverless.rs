@@ -102,7 +102,10 @@ pub(super) fn read_framework(
                 file,
                 line: e.location().map(|l| l.line()),
                 key: None,
-                message: format!("not valid YAML: {e}; the framework could not read it either"),
+                message: format!(
+                    "not valid YAML: {}; the framework could not read it either",
+                    crate::yaml::error_text(&e)
+                ),
             });
             return None;
         }
