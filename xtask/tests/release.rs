@@ -1480,10 +1480,17 @@ fn promote_rollback_and_approve_refuse_a_protected_stage_from_a_dirty_tree() {
     let (out, _) = ok(&r, v, &["deploy", "staging", "--test"]);
     assert!(row(&out, "base").contains("skipped"), "{out}");
     assert!(!row(&out, "app").contains("skipped"), "{out}");
-    ok(&r, v, &["promote", "staging", "prod"]);
+    // With its tests, which record their outcome: a clean checkout vouches for a package whose
+    // inputs were as committed (they ran, passed, and were refused as unvouched).
+    let (out, err) = ok(&r, v, &["promote", "staging", "prod", "--test"]);
+    let prod = records(p, "prod");
     assert!(
-        records(p, "prod")["base"].dirty,
+        prod["base"].dirty,
         "base's package of its commit, from a dirty tree"
+    );
+    assert!(
+        prod["base"].acceptance.as_ref().is_some_and(|a| a.passed),
+        "{out}\n{err}"
     );
 }
 

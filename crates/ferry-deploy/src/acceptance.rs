@@ -83,8 +83,9 @@ pub struct Tested {
 /// made from (the service's folder, inputs and the global inputs, compared by git tree ids
 /// with the record's commit or input key). Otherwise an edited test (an uncommitted
 /// `command = ["true"]`) could mark a package passed, and the promote gate would take it.
-/// A record made from a tree with uncommitted changes is vouched for only by that very tree:
-/// the same package id (HEAD and a hash of every uncommitted change). Not judged: a checkout
+/// A record made from uncommitted changes among its service's inputs is vouched for only by
+/// that very tree: the same package id (HEAD and a hash of every uncommitted change); one made
+/// while only other folders were dirty is judged as a clean one is. Not judged: a checkout
 /// that is not a git repository (a deploy from it records the CI's commit), and files git
 /// ignores.
 pub fn unvouched(
@@ -103,8 +104,9 @@ pub fn unvouched(
     let Ok(repo) = ferry_changes::Repo::open(&ws.root) else {
         return BTreeMap::new();
     };
-    let (made_dirty, judged): (Vec<&Record>, Vec<&Record>) =
-        records.into_iter().partition(|r| r.dirty);
+    let (made_dirty, judged): (Vec<&Record>, Vec<&Record>) = records
+        .into_iter()
+        .partition(|r| r.from_uncommitted_inputs());
     let mut out = BTreeMap::new();
     if !made_dirty.is_empty() {
         let here = repo

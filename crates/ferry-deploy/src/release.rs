@@ -565,13 +565,13 @@ fn checkout_problems(
     records: &[&Record],
     made: &str,
 ) -> Result<Vec<String>, (Vec<String>, String)> {
-    // A record with an input key is compared by it; one without, by its commit when its tree
-    // was clean (a dirty tree's commit does not hold what was compiled).
+    // A record with an input key is compared by it; one without, by its commit when its
+    // inputs were as committed (else its commit does not hold what was compiled).
     let compiled: Vec<&Record> = records
         .iter()
         .copied()
         .filter(|r| r.kind.as_deref() == Some(ServiceKind::Serverless.as_str()))
-        .filter(|r| r.input_key.is_some() || !r.dirty)
+        .filter(|r| r.input_key.is_some() || !r.from_uncommitted_inputs())
         .collect();
     let found = checkout_inputs(ws, &compiled)
         .map_err(|why| (compiled.iter().map(|r| r.service.clone()).collect(), why))?;
@@ -1114,7 +1114,7 @@ pub async fn prepare_promote(
         // redeploys it: refused, it blocked the stage for good.
         let dirty: Vec<String> = selected
             .iter()
-            .filter(|r| r.dirty && r.inputs_dirty != Some(false))
+            .filter(|r| r.from_uncommitted_inputs())
             .map(|r| r.service.clone())
             .collect();
         if !dirty.is_empty() {

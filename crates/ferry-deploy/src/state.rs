@@ -49,7 +49,7 @@ impl StageState {
         for (service, r) in self
             .records
             .iter()
-            .filter(|(_, r)| r.dirty && r.inputs_dirty != Some(false))
+            .filter(|(_, r)| r.from_uncommitted_inputs())
         {
             req.stacks
                 .entry(service.clone())

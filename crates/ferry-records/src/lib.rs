@@ -185,6 +185,15 @@ pub fn check_fits(record: &Record) -> Result<(), RecordError> {
 }
 
 impl Record {
+    /// Whether what the service runs is in no commit: deployed from uncommitted changes among
+    /// its own inputs ([`Record::inputs_dirty`]; a record from before it was kept counts as
+    /// such). One deployed while only other folders were dirty is its commit's package: the
+    /// plan does not redeploy it, a protected stage takes it, and its tests are judged as a
+    /// clean one's.
+    pub fn from_uncommitted_inputs(&self) -> bool {
+        self.dirty && self.inputs_dirty != Some(false)
+    }
+
     /// Which deploy of the service this record is of: another revision means the stack may
     /// have other outputs (see [`Record::received`]). Made of what every write of the record
     /// keeps (never its outputs, which a large record leaves out): two deploys in one second
