@@ -419,7 +419,10 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
     let boundary_arn =
         format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/{boundary}");
     bound_role_writes(&mut permissions, &boundary_arn);
-    let denied = denials(ws, stage, &role, &path, &permissions, &mut notes);
+    let Denials {
+        all: denied,
+        deployer_only,
+    } = denials(ws, stage, &role, &path, &permissions, &mut notes);
     // The boundary: no more than the deployer may do (its denials hold for every role it makes),
     // nor any IAM write (a role of a function making roles of its own would escape it).
     let mut ceiling = vec![
@@ -489,6 +492,7 @@ pub fn plan(ws: &Workspace, stage: &Stage, options: &Options) -> Result<Bootstra
         ));
     }
     permissions.extend(denied);
+    permissions.extend(deployer_only);
     // The deployer never assumes a role (CloudFormation works with its own credentials): a role
     // of the stage's names made before the boundary, its trust pointed at the deployer
     // (`UpdateAssumeRolePolicy`, which no boundary condition reaches), would give it that
@@ -2070,7 +2074,8 @@ const SENSITIVE: &[&str] = &[
 /// parameters carry no tag); for a named stage's role, roles and buckets named after another
 /// named stage's stacks that extend its own names; and for the preview stages' role, touch any
 /// named stage's stacks, records, roles or buckets. What a denial cannot cover is said in
-/// `notes`.
+/// `notes`. Besides them, those of the deployer alone, not of the boundary on the roles a
+/// deploy makes ([`Denials::deployer_only`]).
 pub fn denials(
     ws: &Workspace,
     stage: &Stage,
@@ -2078,7 +2083,8 @@ pub fn denials(
     path: &str,
     granted: &[Permission],
     notes: &mut Vec<String>,
-) -> Vec<Permission> {
+) -> Denials {
+    let mut deployer_only = Vec::new();
     let project = &ws.project.name;
     let mut out = vec![
         Permission {
@@ -2152,25 +2158,46 @@ pub fn denials(
         // a named stage only another branch's ferry.toml names is none of those denied by name
         // below: both by their tags, on every service granted (CloudFormation passes a stack's
         // tags on to the resources it makes).
+        // The stacks for every role (the boundary as well); the resources, through every other
+        // service granted, for the deployer alone: a preview's functions may well use another
+        // project's topic or table.
         let project_tag = "aws:ResourceTag/ferry:project";
-        let services: Vec<String> = services.into_iter().collect();
-        out.push(Permission {
-            why: "never (previews): another project's stacks and resources (by their ferry:project tag)".into(),
-            deny: true,
-            actions: services.clone(),
-            resources: vec!["*".into()],
-            condition: Some(json!({
-                "Null": {project_tag: "false"},
-                "StringNotEquals": {project_tag: ws.project.name.clone()},
-            })),
+        let another_project = json!({
+            "Null": {project_tag: "false"},
+            "StringNotEquals": {project_tag: ws.project.name.clone()},
         });
-        out.push(Permission {
-            why: "never (previews): a named stage's stacks and resources, also one only another branch names (by their ferry:named-stage tag)".into(),
-            deny: true,
-            actions: services,
-            resources: vec!["*".into()],
-            condition: Some(json!({"StringEquals": {"aws:ResourceTag/ferry:named-stage": "true"}})),
-        });
+        let named_stage = json!({"StringEquals": {"aws:ResourceTag/ferry:named-stage": "true"}});
+        let others: Vec<String> = services
+            .into_iter()
+            .filter(|s| s != "cloudformation:*")
+            .collect();
+        for (whose, tag, condition) in [
+            ("another project's", "ferry:project", another_project),
+            (
+                "a named stage's, also one only another branch names,",
+                "ferry:named-stage",
+                named_stage,
+            ),
+        ] {
+            out.push(Permission {
+                why: format!("never (previews): {whose} stacks (by their {tag} tag)"),
+                deny: true,
+                actions: strings(&["cloudformation:*"]),
+                resources: vec!["*".into()],
+                condition: Some(condition.clone()),
+            });
+            if !others.is_empty() {
+                deployer_only.push(Permission {
+                    why: format!(
+                        "never (previews' deployer): {whose} resources, roles and buckets included (by their {tag} tag, which CloudFormation passes on from the stack)"
+                    ),
+                    deny: true,
+                    actions: others.clone(),
+                    resources: vec!["*".into()],
+                    condition: Some(condition),
+                });
+            }
+        }
         // Preview names are patterns: keep them off every named stage. Stacks and records by
         // name (each service's stack in each named stage: a pattern such as `shop-*-dev` would
         // also cover a preview whose id ends in `-dev`); everything else, stacks this checkout
@@ -2199,7 +2226,21 @@ pub fn denials(
     if !stage.preview {
         out.extend(stack_name_denials(ws, stage, granted, notes));
     }
-    out
+    Denials {
+        all: out,
+        deployer_only,
+    }
+}
+
+/// The denials of a stage's roles ([`denials`]).
+#[derive(Debug, Clone, Default)]
+pub struct Denials {
+    /// The deployer's, and, as far as one managed policy holds them, the boundary's on every
+    /// role a deploy makes.
+    pub all: Vec<Permission>,
+    /// The deployer's alone: what would deny a deployed function what it may well need (a
+    /// preview's function using another project's topic).
+    pub deployer_only: Vec<Permission>,
 }
 
 /// Whether the IAM resource pattern `pattern` (`*`: any run of characters, `?`: any one)

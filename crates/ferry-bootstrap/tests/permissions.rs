@@ -235,8 +235,38 @@ fn a_named_stages_role_never_touches_another_named_stages_resources() {
             .clone()
     };
     let project = by_tag("never (previews): another project's stacks");
-    assert_eq!(project.actions, previews.actions);
+    assert_eq!(project.actions, ["cloudformation:*"]);
     assert_eq!(project.resources, ["*"]);
+    // Their resources, through every other service granted, roles and buckets included (the
+    // grants' `role/shop-api-*` reached project shop-api's), for the deployer alone: the
+    // boundary on a preview's functions keeps only the stacks' denial (a function may well use
+    // another project's topic).
+    let wider = by_tag("never (previews' deployer): another project's resources");
+    for service in ["iam:*", "s3:*", "dynamodb:*", "sqs:*"] {
+        assert!(wider.actions.contains(&service.to_string()), "{wider:?}");
+    }
+    assert_eq!(wider.condition, project.condition);
+    let named_wider = by_tag("never (previews' deployer): a named stage's");
+    assert_eq!(named_wider.actions, wider.actions);
+    let boundary = &b.template["Resources"]["PermissionsBoundary"]["Properties"]["PolicyDocument"]
+        ["Statement"];
+    let by_these_tags: Vec<&serde_json::Value> = boundary
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            let c = s["Condition"].to_string();
+            c.contains("ferry:project") || c.contains("ferry:named-stage")
+        })
+        .collect();
+    assert_eq!(by_these_tags.len(), 2, "{boundary:#}");
+    for s in by_these_tags {
+        let actions = s["Action"].to_string();
+        assert!(
+            actions.contains("cloudformation:*") && !actions.contains("iam:*"),
+            "{s:#}"
+        );
+    }
     assert_eq!(
         project.condition.unwrap(),
         serde_json::json!({
@@ -244,8 +274,8 @@ fn a_named_stages_role_never_touches_another_named_stages_resources() {
             "StringNotEquals": {"aws:ResourceTag/ferry:project": "shop"}
         })
     );
-    let named = by_tag("never (previews): a named stage's stacks and resources, also one only");
-    assert_eq!(named.actions, previews.actions);
+    let named = by_tag("never (previews): a named stage's, also one only another branch names,");
+    assert_eq!(named.actions, ["cloudformation:*"]);
     assert_eq!(
         named.condition.unwrap(),
         serde_json::json!({"StringEquals": {"aws:ResourceTag/ferry:named-stage": "true"}})
