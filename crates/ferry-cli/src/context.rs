@@ -12,15 +12,16 @@ use ferry_records::RecordStore;
 
 use crate::{App, Global};
 
-/// Where to work and how, for one command.
-#[derive(Debug)]
 /// What Serverless Framework configurations read that the framework writes, in clear, into
 /// the templates it compiles (see [`Ctx::register_secrets`]), each (service, name).
+#[derive(Debug)]
 pub struct Inlined {
     pub ssm: Vec<(String, String)>,
     pub env: Vec<(String, String)>,
 }
 
+/// Where to work and how, for one command.
+#[derive(Debug)]
 pub struct Ctx {
     pub app: App,
     pub root: PathBuf,

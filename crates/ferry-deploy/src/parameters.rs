@@ -317,20 +317,18 @@ pub fn register_env_secrets(
     masker: &Masker,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for s in ws
-        .services
-        .iter()
-        .filter(|s| s.kind == ferry_manifest::ServiceKind::Serverless)
-    {
-        for var in ferry_serverless::secret_env_reads(&ws.root, s) {
-            if let Some(value) = env(&var) {
-                masker.register(&value);
-            }
-            out.push((s.name.clone(), var));
+    let read = ferry_serverless::workspace_secret_env_reads(ws);
+    for (_, var) in &read {
+        // The name is only a guess (`USE_SECRETS_MANAGER=true`, `TOKEN_TTL=3600`): a value
+        // too short or plain to be a secret is not masked, which would mask every `true`.
+        if let Some(value) = env(var).filter(|v| {
+            let v = v.trim();
+            v.chars().count() >= 8 && !v.chars().all(|c| c.is_ascii_digit() || c == '.')
+        }) {
+            masker.register(&value);
         }
     }
-    out
+    read
 }
 
 /// Registers with `masker` every SecureString value the stage's services reference (one

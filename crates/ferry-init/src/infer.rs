@@ -1,6 +1,6 @@
 //! What the services say of each other: dependencies and inputs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use ferry_manifest::ServiceKind;
@@ -31,6 +31,9 @@ struct Said {
     /// Names of the SSM parameters it reads, as written: `${ssm:…}`, `{{resolve:ssm:…}}`, the
     /// default of a parameter of an SSM parameter type.
     ssm_reads: Vec<String>,
+    /// The reads among `ssm_reads` that need not be there (`${ssm:/a/b, 'off'}`, a fallback
+    /// after them; `{{resolve:ssm:arn:…}}`, a parameter of another account named by ARN).
+    ssm_optional: BTreeSet<String>,
     /// The macros its template's `Transform` names, but AWS's own (`AWS::Serverless-2016-10-31`,
     /// `AWS::Include`, …): a macro another stack defines, which must be there first.
     transforms: Vec<String>,
@@ -225,9 +228,13 @@ pub(crate) fn links(
                     }
                 }
                 // One written outside the repository (by hand, by another tool), not AWS's
-                // own (`/aws/service/…`).
+                // own (`/aws/service/…`), nor one the service reads only if it is there.
                 [] => {
-                    if !read.starts_with("/aws/") && !unwritten.contains(&read.as_str()) {
+                    if !read.starts_with("/aws/")
+                        && read != "arn"
+                        && !s.ssm_optional.contains(read)
+                        && !unwritten.contains(&read.as_str())
+                    {
                         unwritten.push(read);
                     }
                 }
@@ -1000,8 +1007,19 @@ fn scan_variables(s: &str, said: &mut Said) {
             }
         } else if let Some(name) = with_region("ssm", source) {
             // `${ssm:/a/b~true}`: the old decryption suffix.
-            let name = name.split('~').next().unwrap_or_default();
-            said.ssm_reads.push(name.trim().to_string());
+            let name = name.split('~').next().unwrap_or_default().trim();
+            // A fallback after it (the sources are slices of `s`): the compile goes on
+            // without it.
+            let end = (source.as_ptr() as usize)
+                .checked_sub(s.as_ptr() as usize)
+                .map(|at| at + source.len());
+            if end
+                .and_then(|e| s.get(e..))
+                .is_some_and(|rest| rest.trim_start().starts_with(','))
+            {
+                said.ssm_optional.insert(name.to_string());
+            }
+            said.ssm_reads.push(name.to_string());
         } else if let Some(f) = source.strip_prefix("file(")
             && let Some((path, _)) = f.split_once(')')
         {

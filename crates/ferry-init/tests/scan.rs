@@ -1512,11 +1512,12 @@ fn a_service_reading_an_ssm_parameter_another_writes_depends_on_it() {
         s.notes
     );
     // One that no service writes is noted: the first deploy of a new stage stops there
-    // (airline-booking's reads of what Amplify writes).
+    // (airline-booking's reads of what Amplify writes); not one read with a fallback, nor one
+    // of another account named by its ARN.
     file(
         r,
         "mailer/serverless.yml",
-        "service: mailer\nprovider:\n  name: aws\n  environment:\n    BUS: ${ssm:/shop/${sls:stage}/platform/bus-name, 'none'}\n    KEY: ${ssm:/shop/${sls:stage}/mailer/api-key}\n    URL: ${ssm:/amplify/${sls:stage}/url}\n",
+        "service: mailer\nprovider:\n  name: aws\n  environment:\n    BUS: ${ssm:/shop/${sls:stage}/platform/bus-name, 'none'}\n    KEY: ${ssm:/shop/${sls:stage}/mailer/api-key}\n    URL: ${ssm:/amplify/${sls:stage}/url}\n    FLAG: ${ssm:/shop/${sls:stage}/flag, 'off'}\n    HOST: '{{resolve:ssm:arn:aws:ssm:us-east-1:111122223333:parameter/shared/db-host}}'\n",
     );
     let notes = scan(r).unwrap().notes;
     let said: Vec<&String> = notes

@@ -128,8 +128,12 @@ pub enum OnTestFailure {
 }
 
 impl StageConfig {
-    /// The account the stage names: its `account`, else the one of its `role-arn`. `None`
-    /// when it names neither (the caller's credentials decide).
+    /// Whether a stage of this configuration and one of `other` share no parameter, stack or
+    /// resource name: their regions differ, or their accounts are known to.
+    pub fn apart_from(&self, other: &StageConfig) -> bool {
+        self.region != other.region || self.in_another_account(other)
+    }
+
     /// Whether a stage of this configuration and one of `other` are in accounts known to
     /// differ (each names its own, by `account` or its role-arn's): such stages share no
     /// parameter, role or bucket name.
@@ -140,6 +144,8 @@ impl StageConfig {
         )
     }
 
+    /// The account the stage names: its `account`, else the one of its `role-arn`. `None`
+    /// when it names neither (the caller's credentials decide).
     pub fn named_account(&self) -> Option<&str> {
         self.account.as_deref().or_else(|| {
             let [.., account, _] = crate::arn_fields(self.role_arn.as_deref()?)?;

@@ -455,14 +455,11 @@ impl Workspace {
             return Ok(());
         }
         let mut named: std::collections::HashMap<String, (&str, &str)> = Default::default();
-        let meets = |c: &StageConfig| {
-            c.region == preview.config.region
-                && match (&c.account, &preview.config.account) {
-                    (Some(a), Some(b)) => a == b,
-                    _ => true,
-                }
-        };
-        for (name, _) in self.stages.iter().filter(|(_, c)| meets(c)) {
+        for (name, _) in self
+            .stages
+            .iter()
+            .filter(|(_, c)| !c.apart_from(&preview.config))
+        {
             let stage = self.stage(name)?;
             for s in &self.services {
                 named.insert(self.service_stack_name(s, &stage), (name, &s.name));
@@ -581,13 +578,7 @@ impl Workspace {
             .keys()
             .filter_map(|n| self.stage(n).ok())
             .filter(|other| !other.preview && other.name != stage.name)
-            .filter(|other| {
-                other.config.region == stage.config.region
-                    && match (&other.config.account, &stage.config.account) {
-                        (Some(a), Some(b)) => a == b,
-                        _ => true,
-                    }
-            })
+            .filter(|other| !other.config.apart_from(&stage.config))
             .filter_map(|other| {
                 let path = other.config.parameters_path.clone()?;
                 (under(&path) && path.trim_end_matches('/').len() > own)

@@ -228,6 +228,18 @@ fn a_parameter_under_another_stages_path_where_it_is_written_is_that_stages() {
         "prod's region is not qa's: dev's"
     );
     assert_eq!(of("qa", "/shop/db").as_deref(), Some("dev /shop/"));
+
+    // In accounts their role-arns set apart, one region: dev's write is in dev's account.
+    write(
+        tmp.path(),
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\nparameters-path = \"/shop/\"\nrole-arn = \"arn:aws:iam::111111111111:role/d\"\n\n[stages.qa]\nregion = \"us-east-1\"\nparameters-path = \"/shop/qa/\"\nrole-arn = \"arn:aws:iam::222222222222:role/q\"\n",
+    );
+    let ws = load(tmp.path()).unwrap();
+    assert_eq!(
+        ws.parameter_of_another_stage(&ws.stage("dev").unwrap(), "/shop/qa/flag"),
+        None
+    );
 }
 
 #[test]

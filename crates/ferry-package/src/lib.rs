@@ -2158,7 +2158,7 @@ fn leftover_pid(name: &str) -> Option<u32> {
 }
 
 /// Whether process `pid` exists (on Linux, by `/proc`; elsewhere assumed alive).
-fn process_alive(pid: u32) -> bool {
+pub fn process_alive(pid: u32) -> bool {
     if cfg!(target_os = "linux") {
         Path::new(&format!("/proc/{pid}")).exists()
     } else {

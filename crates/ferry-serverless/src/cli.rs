@@ -135,13 +135,14 @@ pub(crate) async fn run(
     // A value goes by the environment, which only this user's processes can read, not on the
     // command line, which every process of the machine can (`ps`): the argument names a
     // variable, which the framework resolves as it resolves one written in serverless.yml
-    // (and takes what it holds as it is, `${…}` in it not resolved again).
+    // (a value holding `${` is refused before: the framework would resolve that too). Its
+    // end trimmed, as the framework trims a value given on the command line.
     let mut values = Vec::new();
     for (i, (k, v)) in c.parameters.iter().enumerate() {
         let var = format!("{PARAM_VALUE_PREFIX}{i}");
         args.push("--param".into());
         args.push(format!("{k}=${{env:{var}}}"));
-        values.push((var, v));
+        values.push((var, v.trim_end()));
         // Shown by name only: a value may be a secret the masker does not know (a password in
         // a URL kept in an SSM String parameter, a stack output).
         shown_args.push("--param".into());

@@ -206,6 +206,10 @@ pub enum ServerlessError {
     )]
     SecretParameter { service: String, key: String },
     #[error(
+        "{service}: the value of parameter `{key}` (not shown) holds `${{`, which the framework would resolve as a variable of its own: a stack output or SSM value holding `${{env:AWS_SECRET_ACCESS_KEY}}` would write the stage's credentials into the template it compiles; nothing was compiled. Find where the value comes from (its reference in the service.toml) and remove the `${{` there"
+    )]
+    VariableInParameter { service: String, key: String },
+    #[error(
         "{service}: build command `{command}` failed ({status}); nothing was compiled or deployed. Its last lines:\n{tail}"
     )]
     BuildFailed {
@@ -309,6 +313,12 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
                 key: key.clone(),
             });
         }
+        if value.contains("${") {
+            return Err(ServerlessError::VariableInParameter {
+                service: service.clone(),
+                key: key.clone(),
+            });
+        }
     }
     // A configuration that reads values from outside the repository (SSM, other stacks, the
     // environment, S3) compiles to something else when they change, which no input key sees:
@@ -352,13 +362,22 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
     // The framework works in `.serverless/` of the service folder before it copies to
     // `--package`; a compile that fails (a full disk) leaves it there, an untracked folder that
     // made every later package of the checkout dirty. One that was not there before goes; and
-    // one a compile killed before it could remove it left (a note says so) goes with the next.
+    // one a compile killed before it could remove it left (its note says so) goes with the
+    // next, unless it was written after the killed compile could have ended (one of the
+    // user's own since) or the compile's process still runs (another Ferry's, at work).
     let scratch = c.root.join(&c.service.dir).join(".serverless");
     let note = c.out.join("serverless").join(service).join(SCRATCH_NOTE);
-    let ours = scratch.symlink_metadata().is_err() || note.is_file();
+    let left_by_a_killed_compile = || {
+        let written = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let pid: Option<u32> = std::fs::read_to_string(&note).ok()?.trim().parse().ok();
+        let (noted, changed) = (written(&note)?, written(&scratch)?);
+        let gone = pid.is_some_and(|p| !ferry_package::process_alive(p));
+        Some(gone && changed <= noted + c.timeout)
+    };
+    let ours = scratch.symlink_metadata().is_err() || left_by_a_killed_compile() == Some(true);
     if ours {
         let _ = std::fs::create_dir_all(c.out.join("serverless").join(service))
-            .and_then(|()| std::fs::write(&note, scratch.to_string_lossy().as_bytes()));
+            .and_then(|()| std::fs::write(&note, std::process::id().to_string()));
     }
     let ran = cli::run(c, &argv, &package_dir).await;
     if ours {
@@ -579,6 +598,19 @@ pub fn secret_env_reads(root: &Path, service: &Service) -> Vec<String> {
         }
     }
     out
+}
+
+/// [`secret_env_reads`] of every Serverless Framework service of `ws`: (service, variable).
+pub fn workspace_secret_env_reads(ws: &ferry_manifest::Workspace) -> Vec<(String, String)> {
+    ws.services
+        .iter()
+        .filter(|s| s.kind == ferry_manifest::ServiceKind::Serverless)
+        .flat_map(|s| {
+            secret_env_reads(&ws.root, s)
+                .into_iter()
+                .map(|var| (s.name.clone(), var))
+        })
+        .collect()
 }
 
 /// What to say of `service` reading the variable `var`, a [`secret_env_reads`] of it.

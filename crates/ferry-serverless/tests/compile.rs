@@ -249,6 +249,18 @@ fn a_failed_compile_leaves_no_serverless_folder_it_made() {
         "#!/bin/sh\nexit 1\n",
     )
     .unwrap();
+    // Written after the killed compile could have ended (an hour later): the user's own since.
+    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+    std::fs::File::open(&scratch)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    rt().block_on(compile(&c)).unwrap_err();
+    assert!(scratch.join("state").exists(), "the user's, kept");
+    std::fs::File::open(&scratch)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
     let e = rt().block_on(compile(&c)).unwrap_err().to_string();
     assert!(!scratch.exists(), "removed by the next compile: {e}");
 }
@@ -561,4 +573,22 @@ fn secret_env_reads_are_the_variables_named_as_secrets() {
             "notifier reads `CLIENT_SECRET`, a secret by its name, with ${env:…}, so the framework writes its value, in clear, into the template it compiles"
         )
     );
+}
+
+/// A value holding `${` (from a stack output or an SSM value) is refused before the framework
+/// runs, which would resolve it as a variable of its own: `${env:AWS_SECRET_ACCESS_KEY}` would
+/// land, resolved, in the template. The value is not shown.
+#[test]
+fn a_parameter_value_holding_a_variable_is_refused() {
+    let e = failure(
+        PACKAGE,
+        "",
+        &[("Greeting", "hi ${env:AWS_SECRET_ACCESS_KEY}")],
+        None,
+    );
+    assert!(
+        e.starts_with("notifier: the value of parameter `Greeting` (not shown) holds `${`"),
+        "{e}"
+    );
+    assert!(!e.contains("hi ${"), "the value is not shown: {e}");
 }

@@ -107,10 +107,10 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     // What init says holds the repository's folder and file names, which may hold anything
     // (an escape sequence that sets the terminal's title, a line break): each line is shown
     // printable.
-    let say = |line: &str| println!("{}", one_line(line));
+    let say = |line: &str| println!("{}", ferry_ci::one_line(line));
     let paths = |list: &[String]| {
         list.iter()
-            .map(|p| one_line(p))
+            .map(|p| ferry_ci::one_line(p).into_owned())
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -202,7 +202,11 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
         .collect();
     if args.dry_run {
         for (path, text) in &writes {
-            println!("--- {}\n{}", one_line(path), ferry_ci::printable(text));
+            println!(
+                "--- {}\n{}",
+                ferry_ci::one_line(path),
+                ferry_ci::printable(text)
+            );
         }
         if let Some(e) = refusal {
             say(&format!("a real run would write nothing: {e}"));
@@ -259,9 +263,4 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
         (false, false) => println!("then: `{name} validate`, then `{name} plan dev`"),
     }
     Ok(())
-}
-
-/// `line` as one printable line: control characters (a line break too) written as codes.
-fn one_line(line: &str) -> String {
-    ferry_ci::printable(line).replace('\n', "\\u{a}")
 }

@@ -103,6 +103,13 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
             None => return Ok(()),
         },
     };
+    // A preview whose stacks a deploy refuses (one would be a named stage's) is refused here as
+    // there: the plan said it deploys, and its CI formats gave nodes that all failed. (Not for
+    // `run`, which plans too: a script only reads the stage's records.)
+    let ws = ctx.workspace()?;
+    if let Ok(s) = ws.stage(&stage) {
+        ws.check_preview_stacks(&s)?;
+    }
     let mut req = args.select.request(&stage, ci);
     req.from_ci = args.stage.is_none();
     if let Some(head) = &args.head {
@@ -188,11 +195,6 @@ pub(crate) fn plan_with<T>(
         }
         _ => ctx.workspace()?,
     };
-    // A preview whose stacks a deploy refuses (one would be a named stage's) is refused here as
-    // there: the plan said it deploys, and its CI formats gave nodes that all failed.
-    if let Ok(stage) = ws.stage(&req.stage) {
-        ws.check_preview_stacks(&stage)?;
-    }
     let records = match read_state {
         true => {
             let stage = req.stage.clone();

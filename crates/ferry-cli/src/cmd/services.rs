@@ -165,17 +165,11 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     }
     // A secret a Serverless configuration reads from the environment: the compiled template
     // holds it.
-    for s in ws
-        .services
-        .iter()
-        .filter(|s| s.kind == ferry_manifest::ServiceKind::Serverless)
-    {
-        for var in ferry_serverless::secret_env_reads(&ws.root, s) {
-            eprintln!(
-                "warning: {}",
-                ferry_serverless::env_secret_warning(&s.name, &var)
-            );
-        }
+    for (service, var) in ferry_serverless::workspace_secret_env_reads(ws) {
+        eprintln!(
+            "warning: {}",
+            ferry_serverless::env_secret_warning(&service, &var)
+        );
     }
     // An artifact or site folder that is not there, and no build of the service makes it.
     for a in ferry_package::absent_package_paths(ws) {

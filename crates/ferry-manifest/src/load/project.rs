@@ -1002,11 +1002,6 @@ fn check_promote_from(
     }
 }
 
-/// Two stages of different regions, or of accounts known to differ, share no parameter.
-fn stages_apart(a: &StageConfig, b: &StageConfig) -> bool {
-    a.region != b.region || a.in_another_account(b)
-}
-
 /// Refuses a stage's `parameters-path` that holds, or lies inside, another stage's
 /// `parameters-path` or records path in the same region (and account, as far as known): `exec`,
 /// `param list` and a relative `${ssm:…}` of the one would read the other's parameters (prod's
@@ -1053,7 +1048,7 @@ fn check_parameters_paths(
             continue;
         };
         for (j, (other, theirs)) in all.iter().enumerate() {
-            if i == j || stages_apart(config, theirs) {
+            if i == j || config.apart_from(theirs) {
                 continue;
             }
             let key = join_key(&join_key("stages", name), "parameters-path");
@@ -1136,7 +1131,7 @@ fn check_records_paths(
             if !inner_path.starts_with(outer_path.as_str()) {
                 break;
             }
-            if stages_apart(&stages[*outer], &stages[*inner]) || !named.insert(*inner) {
+            if stages[*outer].apart_from(&stages[*inner]) || !named.insert(*inner) {
                 continue;
             }
             // The stage that sets the path that nests: the outer one when only it does.
@@ -1163,7 +1158,7 @@ fn check_records_paths(
             && ["lock", "records/", "health/", "nodes/"]
                 .iter()
                 .any(|own| format!("{path}{own}").starts_with(start));
-        if !reached || stages_apart(config, previews) {
+        if !reached || config.apart_from(previews) {
             continue;
         }
         let at = if sets_path(name) { *name } else { "*" };
