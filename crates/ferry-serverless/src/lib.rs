@@ -295,10 +295,57 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServerlessError + '_ {
     }
 }
 
-/// The note a compile leaves beside its reusable compiles while the framework's scratch
-/// folder (`.serverless/` of the service folder) is one Ferry must remove: a compile killed
-/// before it could leaves it, and the next compile removes the folder.
-const SCRATCH_NOTE: &str = "scratch-folder-to-remove";
+/// The framework's scratch folder, `.serverless/` of the service folder, where it works before
+/// it copies to `--package`: a compile that fails (a full disk) left it there, an untracked
+/// folder that made every later package of the checkout dirty. One that was not there before
+/// the compile is Ferry's to remove after it; a note beside the reusable compiles (the
+/// compile's process id) says so meanwhile, so that one a killed compile left goes with the
+/// next compile, unless it changed after the killed compile could have ended (the user's own
+/// since) or that process still runs (another Ferry's compile, at work).
+struct Scratch {
+    folder: PathBuf,
+    note: PathBuf,
+    ours: bool,
+}
+
+impl Scratch {
+    fn claim(c: &Compile<'_>) -> Scratch {
+        let folder = c.root.join(&c.service.dir).join(".serverless");
+        let note = c
+            .out
+            .join("serverless")
+            .join(&c.service.name)
+            .join("scratch-folder-to-remove");
+        let left_by_a_killed_compile = || {
+            let written = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            let pid: Option<u32> = std::fs::read_to_string(&note).ok()?.trim().parse().ok();
+            let (noted, changed) = (written(&note)?, written(&folder)?);
+            let gone = pid.is_some_and(|p| !ferry_package::process_alive(p));
+            Some(gone && changed <= noted + c.timeout)
+        };
+        let ours = folder.symlink_metadata().is_err() || left_by_a_killed_compile() == Some(true);
+        if ours && let Some(dir) = note.parent() {
+            let _ = std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&note, std::process::id().to_string()));
+        }
+        Scratch { folder, note, ours }
+    }
+
+    /// After the framework ran: the folder and the note go, when ours, and the note's folders
+    /// when nothing else is kept there (a first compile that failed keeps nothing).
+    fn release(self) {
+        if !self.ours {
+            return;
+        }
+        if self.folder.is_dir() {
+            let _ = std::fs::remove_dir_all(&self.folder);
+        }
+        let _ = std::fs::remove_file(&self.note);
+        for folder in self.note.ancestors().skip(1).take(2) {
+            let _ = std::fs::remove_dir(folder);
+        }
+    }
+}
 
 /// The template the framework writes for an update (what `serverless deploy` deploys).
 pub const TEMPLATE_FILE: &str = "cloudformation-template-update-stack.json";
@@ -359,37 +406,9 @@ pub async fn compile(c: &Compile<'_>) -> Result<Compiled, ServerlessError> {
         .tempdir_in(ensure_dir(c.out)?)
         .map_err(io_err(c.out))?;
     let package_dir = work.path().join("package");
-    // The framework works in `.serverless/` of the service folder before it copies to
-    // `--package`; a compile that fails (a full disk) leaves it there, an untracked folder that
-    // made every later package of the checkout dirty. One that was not there before goes; and
-    // one a compile killed before it could remove it left (its note says so) goes with the
-    // next, unless it was written after the killed compile could have ended (one of the
-    // user's own since) or the compile's process still runs (another Ferry's, at work).
-    let scratch = c.root.join(&c.service.dir).join(".serverless");
-    let note = c.out.join("serverless").join(service).join(SCRATCH_NOTE);
-    let left_by_a_killed_compile = || {
-        let written = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let pid: Option<u32> = std::fs::read_to_string(&note).ok()?.trim().parse().ok();
-        let (noted, changed) = (written(&note)?, written(&scratch)?);
-        let gone = pid.is_some_and(|p| !ferry_package::process_alive(p));
-        Some(gone && changed <= noted + c.timeout)
-    };
-    let ours = scratch.symlink_metadata().is_err() || left_by_a_killed_compile() == Some(true);
-    if ours {
-        let _ = std::fs::create_dir_all(c.out.join("serverless").join(service))
-            .and_then(|()| std::fs::write(&note, std::process::id().to_string()));
-    }
+    let scratch = Scratch::claim(c);
     let ran = cli::run(c, &argv, &package_dir).await;
-    if ours {
-        if scratch.is_dir() {
-            let _ = std::fs::remove_dir_all(&scratch);
-        }
-        let _ = std::fs::remove_file(&note);
-        // Its folders too, when nothing else is kept there (a first compile that failed).
-        for folder in note.ancestors().skip(1).take(2) {
-            let _ = std::fs::remove_dir(folder);
-        }
-    }
+    scratch.release();
     let tail = ran?;
 
     let template_path = package_dir.join(TEMPLATE_FILE);
