@@ -2158,9 +2158,9 @@ pub fn denials(
         // a named stage only another branch's ferry.toml names is none of those denied by name
         // below: both by their tags, on every service granted (CloudFormation passes a stack's
         // tags on to the resources it makes).
-        // The stacks for every role (the boundary as well); the resources, through every other
-        // service granted, for the deployer alone: a preview's functions may well use another
-        // project's topic or table.
+        // The stacks for every role (the boundary as well); the roles and buckets, which the
+        // grants name by the start of a name, for the deployer alone: a preview's functions,
+        // and its stacks, may well use another project's topic or table (a subscription).
         let project_tag = "aws:ResourceTag/ferry:project";
         let another_project = json!({
             "Null": {project_tag: "false"},
@@ -2169,7 +2169,7 @@ pub fn denials(
         let named_stage = json!({"StringEquals": {"aws:ResourceTag/ferry:named-stage": "true"}});
         let others: Vec<String> = services
             .into_iter()
-            .filter(|s| s != "cloudformation:*")
+            .filter(|s| s == "iam:*" || s == "s3:*")
             .collect();
         for (whose, tag, condition) in [
             ("another project's", "ferry:project", another_project),
@@ -2189,7 +2189,7 @@ pub fn denials(
             if !others.is_empty() {
                 deployer_only.push(Permission {
                     why: format!(
-                        "never (previews' deployer): {whose} resources, roles and buckets included (by their {tag} tag, which CloudFormation passes on from the stack)"
+                        "never (previews' deployer): {whose} roles and buckets (by their {tag} tag, which CloudFormation passes on from the stack)"
                     ),
                     deny: true,
                     actions: others.clone(),
