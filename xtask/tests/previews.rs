@@ -406,10 +406,26 @@ fn a_removed_preview_takes_its_releases_with_it() {
         assert_eq!(code, 0, "{out}\n{err}");
         assert_eq!(releases(stage), 1, "{stage}");
     }
+    // Its orphans alone removed, the preview lives on, and keeps its releases (what a rollback
+    // of it goes back to): before, `--orphans` deleted them all.
+    r.write(
+        "services/b/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write("services/b/t.yaml", QUEUE);
+    r.commit("b");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "pr-3"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    std::fs::remove_dir_all(r.path().join("services/b")).unwrap();
+    r.commit("b goes");
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "pr-3", "--orphans"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!out.contains("release file(s)"), "{out}");
+    assert_eq!(releases("pr-3"), 2);
     let (code, out, err) = run(&mut xtask(&r, &["remove", "pr-3"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
-        out.contains("deleted the 1 release file(s) of stage `pr-3`"),
+        out.contains("deleted the 2 release file(s) of stage `pr-3`"),
         "{out}"
     );
     assert_eq!(releases("pr-3"), 0);

@@ -428,6 +428,19 @@ fn orphans_are_the_records_no_service_has_and_never_a_stack_in_use() {
     std::fs::remove_dir_all(r.path().join("services/c")).unwrap();
     r.commit("c goes");
 
+    // b's folder gone from the working tree only (a sparse checkout, a delete or move not
+    // committed): HEAD still has b, so it is no orphan. Before, its stack was deleted.
+    let b_folder = r.path().join("services/b");
+    std::fs::rename(&b_folder, r.path().join("b-moved")).unwrap();
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("nothing was deleted: `b` is no service of the working tree, but HEAD's commit still has it"),
+        "{err}"
+    );
+    assert!(exists(&format!("{p}-b-dev")));
+    std::fs::rename(r.path().join("b-moved"), &b_folder).unwrap();
+
     // b renamed: its record and stack are the orphans; a is untouched.
     r.write(
         "services/b/service.toml",

@@ -163,6 +163,15 @@ pub enum RemoveError {
         service: String,
     },
     #[error(
+        "nothing was deleted: {} {} no service of the working tree, but HEAD's commit still has {}: the working tree lacks {} (a sparse checkout, or a delete or move not committed yet); commit the change first, and deploy what replaces {}, or run this in a whole checkout of HEAD",
+        .services.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+        if .services.len() == 1 { "is" } else { "are" },
+        if .services.len() == 1 { "it" } else { "them" },
+        if .services.len() == 1 { "its folder" } else { "their folders" },
+        if .services.len() == 1 { "it" } else { "them" },
+    )]
+    OrphansAtHead { services: Vec<String> },
+    #[error(
         "nothing was deleted: this checkout cannot tell that {} {} no service any more: {} deployed by a commit that HEAD does not descend from, whose checkout may still have {}:\n  {}\nrun `remove --orphans` in a checkout of that commit's branch (or of one that descends from it), or, when you know {} gone, add --any-commit",
         .judged.len(),
         if .judged.len() == 1 { "service is" } else { "services are" },
@@ -239,6 +248,22 @@ pub async fn remove(
         // it: an older checkout (another branch, a second repository of the same project
         // name) lacks the services added since, which are not orphans.
         let repo = ferry_changes::Repo::open(&ws.root);
+        // A service HEAD's commit still has is no orphan, whatever the working tree lacks (a
+        // sparse checkout, a delete or move not committed yet): its stack would go before what
+        // replaces it deployed.
+        if !orphans.is_empty()
+            && let Ok(repo) = &repo
+            && let Ok(at_head) = ferry_plan::workspace_at(repo, "HEAD")
+        {
+            let services: Vec<String> = orphans
+                .iter()
+                .filter(|(o, _)| at_head.service(o).is_some())
+                .map(|(o, _)| o.clone())
+                .collect();
+            if !services.is_empty() {
+                return Err(RemoveError::OrphansAtHead { services });
+            }
+        }
         let judged: Vec<String> = orphans
             .iter()
             .filter(|_| !options.any_commit)

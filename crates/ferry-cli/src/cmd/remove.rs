@@ -169,8 +169,11 @@ pub(crate) async fn remove_stage(
             );
         }
         // A preview gone whole takes its releases with it (they name stacks and packages that
-        // are gone; a preview of the same name later starts afresh). A named stage keeps them.
+        // are gone; a preview of the same name later starts afresh). A named stage keeps them,
+        // as does a preview whose orphans alone went (`--orphans`: it lives on, and its
+        // releases are what a rollback of it goes back to).
         if stage.preview
+            && !options.orphans
             && let Some(store) =
                 ferry_deploy::release::release_store(ws, stage, &aws.config, ctx.local)
         {
