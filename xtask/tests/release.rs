@@ -137,6 +137,13 @@ fn promote_deploys_exactly_what_passed_and_the_gate_refuses_the_rest() {
     let verdicts = tempfile::tempdir().unwrap();
     let v = verdicts.path();
 
+    // Every service of a stage where none is deployed (a misspelt one): a CI gate fails on it,
+    // naming the stage meant (it tested nothing and passed).
+    let (_, err) = fails(&r, v, &["test-acceptance", "stagin", "--all"]);
+    assert!(
+        err.contains("no service of stage `stagin` is deployed: --all has nothing to test; did you mean `staging`?"),
+        "{err}"
+    );
     ok(&r, v, &["deploy", "dev", "--test"]);
     // app's tests fail in staging.
     std::fs::write(v.join("staging-app"), "").unwrap();

@@ -32,7 +32,10 @@ pub fn junit(report: &Report, run: &str) -> String {
         let output = esc(&o.output.join("\n"));
         let mut cases = String::new();
         let (mut n, mut failures, mut skipped) = (0, 0, 0);
-        let failed = o.status.is_failure();
+        // A service not tested because a dependency failed is skipped, not failed: one real
+        // failure counted as the failures of all its dependents.
+        let not_run = matches!(o.status, Status::Skipped { .. } | Status::Cancelled);
+        let failed = o.status.is_failure() && !not_run;
         if o.cases.is_empty() {
             n = 1;
             cases.push_str(&format!(
@@ -45,9 +48,12 @@ pub fn junit(report: &Report, run: &str) -> String {
                     "\n      <failure message=\"{}\">{output}</failure>\n    ",
                     esc(&o.status.to_string())
                 ));
-            } else if o.status == Status::Cancelled {
+            } else if not_run {
                 skipped = 1;
-                cases.push_str("<skipped/>");
+                cases.push_str(&format!(
+                    "<skipped message=\"{}\"/>",
+                    esc(&o.status.to_string())
+                ));
             }
             cases.push_str("</testcase>\n");
         } else {

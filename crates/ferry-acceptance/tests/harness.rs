@@ -171,7 +171,7 @@ async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_r
     std::fs::write(&path, &xml).unwrap();
     // Well-formed, with the expected counts.
     let check = std::process::Command::new("python3")
-        .args(["-c", "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(r.get('tests'), r.get('failures'), [(s.get('name'), s.get('tests'), s.get('failures')) for s in r])"])
+        .args(["-c", "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(r.get('tests'), r.get('failures'), [(s.get('name'), s.get('tests'), s.get('failures'), s.get('skipped')) for s in r])"])
         .arg(&path)
         .output()
         .unwrap();
@@ -180,9 +180,15 @@ async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_r
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
+    // `web`, skipped as its dependency failed, is skipped, not a failure of its own (one real
+    // failure counted as its dependents' too).
     assert_eq!(
         String::from_utf8(check.stdout).unwrap().trim(),
-        "5 3 [('db', '2', '0'), ('slow', '1', '1'), ('api', '1', '1'), ('web', '1', '1')]"
+        "5 2 [('db', '2', '0', '0'), ('slow', '1', '1', '0'), ('api', '1', '1', '0'), ('web', '1', '0', '1')]"
+    );
+    assert!(
+        xml.contains("<skipped message=\"skipped (api failed)\"/>"),
+        "{xml}"
     );
 }
 

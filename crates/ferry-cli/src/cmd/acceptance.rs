@@ -181,11 +181,28 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                     // And those that failed at an earlier commit this checkout still holds.
                     selected.extend(ferry_deploy::failed_before(ws, &previous, &commit));
                 }
+                // Asked to test every deployed service of a stage where none is deployed (a
+                // misspelt stage, the wrong account): a CI gate must not pass on it.
+                if selected.is_empty() && args.all && previous.is_empty() {
+                    let hint = if stage.preview {
+                        ferry_manifest::did_you_mean(
+                            &stage.name,
+                            ws.stages.keys().map(String::as_str),
+                        )
+                    } else {
+                        String::new()
+                    };
+                    anyhow::bail!(
+                        "no service of stage `{}` is deployed: --all has nothing to test{hint}",
+                        stage.name
+                    );
+                }
                 if selected.is_empty() {
                     println!(
-                        "nothing to test in stage `{}`: no service deployed at {} is waiting for its acceptance tests, and none failed them at a commit whose inputs this checkout holds (--all tests every deployed service)",
+                        "nothing to test in stage `{}`: no service deployed at {} is waiting for its acceptance tests, and none failed them at a commit whose inputs this checkout holds{}",
                         stage.name,
-                        &commit[..commit.len().min(7)]
+                        &commit[..commit.len().min(7)],
+                        if args.all { "" } else { " (--all tests every deployed service)" }
                     );
                     return Ok(());
                 }
