@@ -1927,6 +1927,33 @@ fn a_rollback_leaves_out_a_service_removed_since() {
     assert_eq!(now["base"].commit, first);
 }
 
+/// A release differing from what runs only in a service removed since (its record and stack
+/// gone) is no rollback target: the rollback goes back to the one before, which brings the
+/// others back. Before, it took the running release itself, said "nothing to do" and exited 0.
+#[test]
+fn a_rollback_is_judged_by_the_services_the_checkout_still_has() {
+    let p = "rel-back-judged";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    // web with tests of its own, which pass: every release passed.
+    r.write(
+        "services/web/service.toml",
+        &format!("[service]\ntemplate = \"t.yaml\"\n{ACCEPTANCE}"),
+    );
+    r.commit("web's tests");
+    ok(&r, v, &["deploy", "dev", "--test"]);
+    let v1 = records(p, "dev")["base"].commit.clone();
+    r.write("services/base/t.yaml", &format!("{QUEUE}# v2\n"));
+    r.remove("services/web");
+    r.commit("base v2, no web");
+    ok(&r, v, &["deploy", "dev", "--test"]);
+    ok(&r, v, &["remove", "dev", "--orphans"]);
+    let (out, err) = ok(&r, v, &["rollback", "dev"]);
+    assert!(!out.contains("nothing to do"), "{out}{err}");
+    assert_eq!(records(p, "dev")["base"].commit, v1, "{out}{err}");
+}
+
 #[test]
 fn rolling_back_again_goes_further_back() {
     let p = "rel-back";

@@ -1264,6 +1264,11 @@ pub async fn prepare_rollback(
     // releases could change it).
     let mut loaded: Vec<Release> = Vec::new();
     let mut target = None;
+    // A service gone from the checkout is no rollback's to bring back: releases are judged by
+    // the services it still has (one differing only in a removed or renamed service was taken,
+    // and the rollback did nothing).
+    let in_checkout: BTreeSet<String> = ws.services.iter().map(|s| s.name.clone()).collect();
+    let scope = Some(only.unwrap_or(&in_checkout));
     for (n, id) in ids.iter().enumerate() {
         if let Some(r) = store.get(id).await? {
             loaded.push(r);
@@ -1276,7 +1281,7 @@ pub async fn prepare_rollback(
             complete,
             to,
             current,
-            only,
+            scope,
         )? {
             target = Some(r.clone());
             break;
