@@ -63,6 +63,18 @@ fn run_lints_what_changed_and_its_dependents_and_a_failure_is_exit_1_with_its_ou
         .unwrap();
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(!status.contains("target/"), "{status}");
+    // A run with nothing to run leaves no earlier report to be read again: an empty one.
+    let (code, out, err) = run(
+        &mut xtask(&r, &["run", "lint", "--since", "HEAD", "--service", "db"]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let junit =
+        std::fs::read_to_string(r.path().join("target/ferry/reports/script-lint.xml")).unwrap();
+    assert!(
+        junit.contains("<testsuites name=\"ferry run lint\" tests=\"0\" failures=\"0\""),
+        "{out}\n{err}\n{junit}"
+    );
 
     // A failing script: exit 1, its output in the summary, its dependents skipped; the stage's
     // variables of the caller (a CI job that deploys) never reach it.

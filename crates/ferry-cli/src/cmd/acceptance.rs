@@ -198,6 +198,19 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                     );
                 }
                 if selected.is_empty() {
+                    // An empty report in place of the last run's (see `run`'s).
+                    let path = ws.layout().acceptance_report(&stage.id);
+                    ctx.output_dir()?;
+                    ferry_acceptance::write_report(
+                        &path,
+                        &ferry_acceptance::junit(
+                            &Default::default(),
+                            &format!("acceptance {}", stage.name),
+                        ),
+                    )
+                    .with_context(|| {
+                        format!("failed to write the JUnit report {}", path.display())
+                    })?;
                     println!(
                         "nothing to test in stage `{}`: no service deployed at {} is waiting for its acceptance tests, and none failed them at a commit whose inputs this checkout holds{}",
                         stage.name,
