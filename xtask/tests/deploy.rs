@@ -719,6 +719,16 @@ fn outputs_of_a_misspelt_stage_say_which_stage_was_meant() {
         err.contains("no stack of stage `devv` has been deployed yet; did you mean `dev`?"),
         "{err}"
     );
+    // Of the services asked for: said of them, not of the whole stage.
+    let (code, out, err) = run(
+        &mut xtask(&r, &["outputs", "devv", "--service", "queue"]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("no stack of `queue` of stage `devv` has been deployed yet"),
+        "{err}"
+    );
 }
 
 /// A bootstrapped deployer role makes roles only with its stage's permissions boundary on them

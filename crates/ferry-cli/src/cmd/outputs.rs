@@ -57,8 +57,20 @@ pub fn run(ctx: &Ctx, args: &OutputsArgs) -> anyhow::Result<()> {
             } else {
                 String::new()
             };
+            let of = if args.services.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " of {}",
+                    args.services
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
             eprintln!(
-                "no stack of stage `{}` has been deployed yet{hint}",
+                "no stack{of} of stage `{}` has been deployed yet{hint}",
                 stage.name
             );
         }
