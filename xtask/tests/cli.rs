@@ -383,6 +383,25 @@ fn validate_warns_when_git_does_not_ignore_what_sam_build_writes() {
     repo.write(".gitignore", ".aws-sam/\n");
     let (code, _, err) = validate();
     assert_eq!((code, err.as_str()), (0, ""));
+    // So with a Serverless service's `.serverless/`, which a compile stopped before its end
+    // leaves behind.
+    repo.write(
+        "services/fn/service.toml",
+        "[service]\nkind = \"serverless\"\n",
+    )
+    .write(
+        "services/fn/serverless.yml",
+        "service: fn\nprovider:\n  name: aws\n",
+    );
+    let (code, _, err) = validate();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: git does not ignore services/fn/.serverless/, which the Serverless Framework writes"),
+        "{err}"
+    );
+    repo.write(".gitignore", ".aws-sam/\n.serverless/\n");
+    let (code, _, err) = validate();
+    assert_eq!((code, err.as_str()), (0, ""));
 }
 
 #[test]

@@ -206,7 +206,8 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
 /// folder), or, under `.aws-sam/`, the `build.toml` that `sam build` writes beside its `build/`
 /// folder (a `.gitignore` of `build/` covers the template, not that file): after each build the
 /// service would look changed to a plan of the working tree, a protected stage would refuse the
-/// uncommitted change, and the build output could be committed.
+/// uncommitted change, and the build output could be committed. So with a Serverless service's
+/// `.serverless/`.
 fn warn_if_build_output_tracked(repo: &ferry_changes::Repo, ws: &ferry_manifest::Workspace) {
     let built: Vec<String> = ws
         .services
@@ -223,8 +224,22 @@ fn warn_if_build_output_tracked(repo: &ferry_changes::Repo, ws: &ferry_manifest:
             std::iter::once(template).chain(build_toml)
         })
         .collect();
-    let paths: Vec<&str> = built.iter().map(String::as_str).collect();
+    // The Serverless Framework's scratch folder, which a compile stopped before its end (a
+    // killed CI job) leaves behind: the service then looks changed until the next compile.
+    let scratch: Vec<String> = ws
+        .services
+        .iter()
+        .filter(|s| s.kind == ferry_manifest::ServiceKind::Serverless)
+        .map(|s| format!("{}/.serverless/serverless-state.json", s.dir))
+        .collect();
+    let paths: Vec<&str> = built.iter().chain(&scratch).map(String::as_str).collect();
     for p in repo.not_ignored(&paths).unwrap_or_default() {
+        if let Some(dir) = p.strip_suffix("/.serverless/serverless-state.json") {
+            eprintln!(
+                "warning: git does not ignore {dir}/.serverless/, which the Serverless Framework writes as it compiles: one a compile stopped before its end (a killed job) leaves makes the service look changed, and a protected stage refuses its next package; add .serverless/ to .gitignore"
+            );
+            continue;
+        }
         let folder = p
             .rsplit_once("/.aws-sam/")
             .map_or("the build's output folder", |_| ".aws-sam/");
