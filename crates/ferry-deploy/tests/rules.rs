@@ -1593,16 +1593,18 @@ fn secret_variables_a_serverless_configuration_reads_are_registered_and_named() 
     r.write("services/api/service.toml", "[service]\nkind = \"serverless\"\n")
         .write(
             "services/api/serverless.yml",
-            "service: api\nprovider:\n  name: aws\n  environment:\n    S: ${env:CLIENT_SECRET}\n    T: ${env:TABLE}\n    U: ${env:UNSET_TOKEN}\n    V: ${env:USE_SECRETS_MANAGER}\n    W: ${env:TOKEN_TTL_SECONDS}\n",
+            "service: api\nprovider:\n  name: aws\n  environment:\n    S: ${env:CLIENT_SECRET}\n    T: ${env:TABLE}\n    U: ${env:UNSET_TOKEN}\n    V: ${env:USE_SECRETS_MANAGER}\n    W: ${env:LEGACY_TOKEN}\n    X: ${env:OLD_PASSWORD}\n",
         );
     let ws = ferry_manifest::load(r.path()).unwrap();
     let masker = Masker::new();
     let env = |var: &str| match var {
         "CLIENT_SECRET" => Some("cl13nt-s3cret-value".to_string()),
         "TABLE" => Some("orders-table-dev".to_string()),
-        // Names that say secret, values that are not: not masked (every `true` would be).
+        // A switch is no secret by its name; names that say secret, values too short or plain
+        // to be one: not masked (every `true` would be).
         "USE_SECRETS_MANAGER" => Some("true".to_string()),
-        "TOKEN_TTL_SECONDS" => Some("86400000".to_string()),
+        "LEGACY_TOKEN" => Some("none".to_string()),
+        "OLD_PASSWORD" => Some("86400000".to_string()),
         _ => None,
     };
     let named = ferry_deploy::register_env_secrets(&ws, &masker, &env);
@@ -1611,12 +1613,12 @@ fn secret_variables_a_serverless_configuration_reads_are_registered_and_named() 
         [
             ("api".to_string(), "CLIENT_SECRET".to_string()),
             ("api".to_string(), "UNSET_TOKEN".to_string()),
-            ("api".to_string(), "USE_SECRETS_MANAGER".to_string()),
-            ("api".to_string(), "TOKEN_TTL_SECONDS".to_string()),
+            ("api".to_string(), "LEGACY_TOKEN".to_string()),
+            ("api".to_string(), "OLD_PASSWORD".to_string()),
         ]
     );
     assert_eq!(
-        masker.mask("cl13nt-s3cret-value orders-table-dev true 86400000"),
-        "**** orders-table-dev true 86400000"
+        masker.mask("cl13nt-s3cret-value orders-table-dev true none 86400000"),
+        "**** orders-table-dev true none 86400000"
     );
 }

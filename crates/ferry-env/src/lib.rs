@@ -135,11 +135,18 @@ pub fn names_a_secret(name: &str) -> bool {
         "arn", "name", "id", "ids", "table", "ttl", "length", "path", "uri", "url",
     ];
     // Rules about secrets, not secrets: `RefreshTokenValidity`, `PasswordPolicy`,
-    // `PasswordCharacters`, `GenerateSecret`.
+    // `PasswordCharacters`, `GenerateSecret`; switches and durations (`USE_SECRETS_MANAGER`,
+    // `ENABLE_TOKEN_AUTH`, `TOKEN_EXPIRES_IN`, `SECRET_ROTATION_DAYS`).
     let rules = ["validity", "policy", "characters"];
+    let switches = ["use_", "enable", "disable", "is_", "has_"];
+    let sizes = [
+        "manager", "rotation", "expir", "seconds", "minutes", "hours", "days", "timeout",
+    ];
     if about_it.iter().any(|s| n.ends_with(s))
         || rules.iter().any(|w| n.ends_with(w))
         || (n.starts_with("generate") && !n.starts_with("generated"))
+        || switches.iter().any(|s| n.starts_with(s))
+        || sizes.iter().any(|w| n.contains(w))
     {
         return false;
     }

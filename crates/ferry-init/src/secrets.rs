@@ -148,6 +148,8 @@ mod tests {
             "PrivateKey",
             "GeneratedPassword",
             "TokenGeneratorSecret",
+            "USER_PASSWORD",
+            "UserToken",
         ] {
             assert!(secret_name(n), "{n}");
         }
@@ -161,6 +163,11 @@ mod tests {
             "defaultPasswordPolicy",
             "passwordPolicyCharacters",
             "GenerateSecret",
+            "USE_SECRETS_MANAGER",
+            "EnableTokenAuth",
+            "TOKEN_EXPIRES_IN",
+            "SECRET_ROTATION_DAYS",
+            "TokenTimeoutSeconds",
         ] {
             assert!(!secret_name(n), "{n}");
         }
