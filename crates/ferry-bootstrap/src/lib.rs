@@ -2158,18 +2158,30 @@ pub fn denials(
         // a named stage only another branch's ferry.toml names is none of those denied by name
         // below: both by their tags, on every service granted (CloudFormation passes a stack's
         // tags on to the resources it makes).
-        // The stacks for every role (the boundary as well); the roles and buckets, which the
-        // grants name by the start of a name, for the deployer alone: a preview's functions,
-        // and its stacks, may well use another project's topic or table (a subscription).
+        // The stacks for every role (the boundary as well); for the deployer alone, the roles
+        // and buckets, which the grants name by the start of a name, and every change to any
+        // other resource the grants reach (most name no resource: another project's table could
+        // be deleted), but not what a preview's stack does with another project's resource (a
+        // subscription to its topic, a read), nor anything its functions do.
         let project_tag = "aws:ResourceTag/ferry:project";
         let another_project = json!({
             "Null": {project_tag: "false"},
             "StringNotEquals": {project_tag: ws.project.name.clone()},
         });
         let named_stage = json!({"StringEquals": {"aws:ResourceTag/ferry:named-stage": "true"}});
+        const CHANGES: [&str; 9] = [
+            "Add", "Create", "Delete", "Put", "Remove", "Set", "Tag", "Untag", "Update",
+        ];
         let others: Vec<String> = services
             .into_iter()
-            .filter(|s| s == "iam:*" || s == "s3:*")
+            .filter(|s| s != "cloudformation:*")
+            .flat_map(|s| match s.as_str() {
+                "iam:*" | "s3:*" => vec![s],
+                _ => {
+                    let service = s.trim_end_matches(":*").to_string();
+                    CHANGES.iter().map(|c| format!("{service}:{c}*")).collect()
+                }
+            })
             .collect();
         for (whose, tag, condition) in [
             ("another project's", "ferry:project", another_project),
@@ -2189,7 +2201,7 @@ pub fn denials(
             if !others.is_empty() {
                 deployer_only.push(Permission {
                     why: format!(
-                        "never (previews' deployer): {whose} roles and buckets (by their {tag} tag, which CloudFormation passes on from the stack)"
+                        "never (previews' deployer): {whose} roles and buckets, and changes to its other resources (by their {tag} tag, which CloudFormation passes on from the stack)"
                     ),
                     deny: true,
                     actions: others.clone(),

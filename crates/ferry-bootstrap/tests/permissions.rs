@@ -237,12 +237,27 @@ fn a_named_stages_role_never_touches_another_named_stages_resources() {
     let project = by_tag("never (previews): another project's stacks");
     assert_eq!(project.actions, ["cloudformation:*"]);
     assert_eq!(project.resources, ["*"]);
-    // Their roles and buckets (the grants' `role/shop-api-*` reached project shop-api's), for
-    // the deployer alone: the boundary on a preview's functions keeps only the stacks' denial,
-    // and neither denies another project's topic or table (a function, or a subscription, may
-    // well use one).
+    // Their roles and buckets (the grants' `role/shop-api-*` reached project shop-api's) and
+    // changes to their other resources (most grants name no resource), for the deployer alone:
+    // the boundary on a preview's functions keeps only the stacks' denial, and neither denies
+    // using another project's topic or table (a subscription, a read).
     let wider = by_tag("never (previews' deployer): another project's roles and buckets");
-    assert_eq!(wider.actions, ["iam:*", "s3:*"]);
+    for action in [
+        "iam:*",
+        "s3:*",
+        "dynamodb:Delete*",
+        "sqs:Set*",
+        "dynamodb:Update*",
+    ] {
+        assert!(wider.actions.contains(&action.to_string()), "{wider:?}");
+    }
+    assert!(
+        !wider
+            .actions
+            .iter()
+            .any(|a| a == "dynamodb:*" || a == "sqs:*"),
+        "{wider:?}"
+    );
     assert_eq!(wider.condition, project.condition);
     let named_wider = by_tag("never (previews' deployer): a named stage's");
     assert_eq!(named_wider.actions, wider.actions);
