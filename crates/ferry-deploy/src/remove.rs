@@ -163,14 +163,17 @@ pub enum RemoveError {
         service: String,
     },
     #[error(
-        "nothing was deleted: {} {} no service of the working tree, but HEAD's commit still has {}: the working tree lacks {} (a sparse checkout, or a delete or move not committed yet); commit the change first, and deploy what replaces {}, or run this in a whole checkout of HEAD",
+        "nothing was deleted: {} {} no service of the working tree, but HEAD's commit still has {} (a sparse checkout, or a folder deleted, moved or renamed, or a service.toml naming it otherwise, not committed yet); commit the change first, and deploy what replaces {}, or run this in a whole checkout of HEAD",
         .services.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
         if .services.len() == 1 { "is" } else { "are" },
         if .services.len() == 1 { "it" } else { "them" },
-        if .services.len() == 1 { "its folder" } else { "their folders" },
         if .services.len() == 1 { "it" } else { "them" },
     )]
     OrphansAtHead { services: Vec<String> },
+    #[error(
+        "nothing was deleted: HEAD's configuration could not be read to tell whether the services the working tree lacks are gone from its commit too ({message}); fix it, or run this in a checkout whose HEAD's ferry.toml and service.toml files load"
+    )]
+    HeadUnreadable { message: String },
     #[error(
         "nothing was deleted: this checkout cannot tell that {} {} no service any more: {} deployed by a commit that HEAD does not descend from, whose checkout may still have {}:\n  {}\nrun `remove --orphans` in a checkout of that commit's branch (or of one that descends from it), or, when you know {} gone, add --any-commit",
         .judged.len(),
@@ -253,8 +256,13 @@ pub async fn remove(
         // replaces it deployed.
         if !orphans.is_empty()
             && let Ok(repo) = &repo
-            && let Ok(at_head) = ferry_plan::workspace_at(repo, "HEAD")
+            && repo.head_commit().is_some()
         {
+            let at_head = ferry_plan::workspace_at(repo, "HEAD").map_err(|e| {
+                RemoveError::HeadUnreadable {
+                    message: e.to_string(),
+                }
+            })?;
             let services: Vec<String> = orphans
                 .iter()
                 .filter(|(o, _)| at_head.service(o).is_some())

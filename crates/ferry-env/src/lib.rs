@@ -135,18 +135,34 @@ pub fn names_a_secret(name: &str) -> bool {
         "arn", "name", "id", "ids", "table", "ttl", "length", "path", "uri", "url",
     ];
     // Rules about secrets, not secrets: `RefreshTokenValidity`, `PasswordPolicy`,
-    // `PasswordCharacters`, `GenerateSecret`; switches and durations (`USE_SECRETS_MANAGER`,
-    // `ENABLE_TOKEN_AUTH`, `TOKEN_EXPIRES_IN`, `SECRET_ROTATION_DAYS`).
+    // `PasswordCharacters`, `GenerateSecret`; switches and durations, by whole words
+    // (`USE_SECRETS_MANAGER`, `EnableTokenAuth`, `TOKEN_EXPIRES_IN`, `SECRET_ROTATION_DAYS`,
+    // but not `DB_MANAGER_PASSWORD` or `EXPIRING_TOKEN`).
     let rules = ["validity", "policy", "characters"];
-    let switches = ["use_", "enable", "disable", "is_", "has_"];
-    let sizes = [
-        "manager", "rotation", "expir", "seconds", "minutes", "hours", "days", "timeout",
-    ];
+    let words = words(name);
+    let first = words.first().map(String::as_str);
+    let last = words.last().map(String::as_str);
+    let switch = matches!(first, Some("use" | "enable" | "disable" | "is" | "has"));
+    let size = matches!(
+        last,
+        Some(
+            "manager"
+                | "rotation"
+                | "expiry"
+                | "expiration"
+                | "seconds"
+                | "secs"
+                | "minutes"
+                | "hours"
+                | "days"
+                | "timeout"
+        )
+    ) || words.iter().any(|w| w == "expires" || w == "expire");
     if about_it.iter().any(|s| n.ends_with(s))
         || rules.iter().any(|w| n.ends_with(w))
         || (n.starts_with("generate") && !n.starts_with("generated"))
-        || switches.iter().any(|s| n.starts_with(s))
-        || sizes.iter().any(|w| n.contains(w))
+        || switch
+        || size
     {
         return false;
     }
@@ -168,6 +184,29 @@ pub fn names_a_secret(name: &str) -> bool {
         || ["signingkey", "encryptionkey", "masterkey", "hmackey", "hmacsecret"]
             .iter()
             .any(|w| n.contains(w))
+}
+
+/// The words of a name, lower-cased: split at anything but a letter or digit and where a lower
+/// case letter meets an upper case one (`DbPassword`, `DB_PASSWORD`: `db`, `password`).
+fn words(name: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut word = String::new();
+    let mut lower_before = false;
+    for c in name.chars() {
+        if (!c.is_ascii_alphanumeric() || (c.is_ascii_uppercase() && lower_before))
+            && !word.is_empty()
+        {
+            out.push(std::mem::take(&mut word));
+        }
+        if c.is_ascii_alphanumeric() {
+            word.push(c.to_ascii_lowercase());
+        }
+        lower_before = c.is_ascii_lowercase() || c.is_ascii_digit();
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
 }
 
 /// Whether a line a child process printed says an error, as the tools Ferry runs word one:

@@ -150,6 +150,11 @@ mod tests {
             "TokenGeneratorSecret",
             "USER_PASSWORD",
             "UserToken",
+            "DB_MANAGER_PASSWORD",
+            "CERT_MANAGER_TOKEN",
+            "HOLIDAYS_API_KEY",
+            "ROTATION_SECRET",
+            "EXPIRING_TOKEN",
         ] {
             assert!(secret_name(n), "{n}");
         }

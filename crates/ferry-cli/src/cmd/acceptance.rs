@@ -130,14 +130,26 @@ fn write_junit(ctx: &Ctx, stage: &Stage, report: &Report) -> anyhow::Result<()> 
         mask(&table(ferry_acceptance::Summary::HEADER, &summary.rows))
     );
     println!("{}", mask(&summary.details));
+    let path = write_report_file(ctx, stage, report)?;
+    println!("JUnit report: {}", path.display());
+    Ok(())
+}
+
+/// Writes `report` as the stage's JUnit report (an empty one too: it takes the place of the
+/// last run's, which a CI machine keeping its workspace would read again).
+fn write_report_file(
+    ctx: &Ctx,
+    stage: &Stage,
+    report: &Report,
+) -> anyhow::Result<std::path::PathBuf> {
+    ctx.output_dir()?;
     let path = ctx.workspace()?.layout().acceptance_report(&stage.id);
     ferry_acceptance::write_report(
         &path,
         &ferry_acceptance::junit(report, &format!("acceptance {}", stage.name)),
     )
     .with_context(|| format!("failed to write the JUnit report {}", path.display()))?;
-    println!("JUnit report: {}", path.display());
-    Ok(())
+    Ok(path)
 }
 
 pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
@@ -181,6 +193,9 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                     // And those that failed at an earlier commit this checkout still holds.
                     selected.extend(ferry_deploy::failed_before(ws, &previous, &commit));
                 }
+                if selected.is_empty() {
+                    write_report_file(ctx, &stage, &Report::default())?;
+                }
                 // Asked to test every deployed service of a stage where none is deployed (a
                 // misspelt stage, the wrong account): a CI gate must not pass on it.
                 if selected.is_empty() && args.all && previous.is_empty() {
@@ -197,25 +212,18 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                         stage.name
                     );
                 }
-                if selected.is_empty() {
-                    // An empty report in place of the last run's (see `run`'s).
-                    let path = ws.layout().acceptance_report(&stage.id);
-                    ctx.output_dir()?;
-                    ferry_acceptance::write_report(
-                        &path,
-                        &ferry_acceptance::junit(
-                            &Default::default(),
-                            &format!("acceptance {}", stage.name),
-                        ),
-                    )
-                    .with_context(|| {
-                        format!("failed to write the JUnit report {}", path.display())
-                    })?;
+                if selected.is_empty() && args.all {
                     println!(
-                        "nothing to test in stage `{}`: no service deployed at {} is waiting for its acceptance tests, and none failed them at a commit whose inputs this checkout holds{}",
+                        "nothing to test in stage `{}`: no deployed service has acceptance tests",
+                        stage.name
+                    );
+                    return Ok(());
+                }
+                if selected.is_empty() {
+                    println!(
+                        "nothing to test in stage `{}`: no service deployed at {} is waiting for its acceptance tests, and none failed them at a commit whose inputs this checkout holds (--all tests every deployed service)",
                         stage.name,
                         &commit[..commit.len().min(7)],
-                        if args.all { "" } else { " (--all tests every deployed service)" }
                     );
                     return Ok(());
                 }

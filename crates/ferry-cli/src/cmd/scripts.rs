@@ -64,11 +64,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<()> {
     if with.is_empty() {
         // An empty report in place of the last run's: a CI machine that keeps its workspace
         // would read that one again (a failure long mended, or one not run now).
-        ctx.output_dir()?;
-        let path = ws.layout().script_report(&args.script);
-        let empty = ferry_acceptance::junit(&Default::default(), &format!("run {}", args.script));
-        ferry_acceptance::write_report(&path, &empty)
-            .with_context(|| format!("failed to write the JUnit report {}", path.display()))?;
+        write_report_file(ctx, &args.script, &Default::default())?;
         if selected.is_empty() {
             println!("nothing to run: no service is selected");
         } else {
@@ -107,12 +103,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<()> {
         &cancel,
     ))?;
 
-    // Under target/ferry/, which keeps a .gitignore of its own: never in `git status`.
-    ctx.output_dir()?;
-    let path = ws.layout().script_report(&args.script);
-    let junit = ferry_acceptance::junit(&report, &format!("run {}", args.script));
-    ferry_acceptance::write_report(&path, &junit)
-        .with_context(|| format!("failed to write the JUnit report {}", path.display()))?;
+    let path = write_report_file(ctx, &args.script, &report)?;
     let summary = ferry_acceptance::summary(&report);
     print!(
         "{}",
@@ -259,4 +250,21 @@ fn event(script: &str, e: &ferry_acceptance::Event) -> String {
             o.duration.as_secs_f64()
         ),
     }
+}
+
+/// Writes `report` as the JUnit report of `script`'s runs, under target/ferry/ (which keeps a
+/// .gitignore of its own: never in `git status`).
+fn write_report_file(
+    ctx: &Ctx,
+    script: &str,
+    report: &ferry_acceptance::Report,
+) -> anyhow::Result<std::path::PathBuf> {
+    ctx.output_dir()?;
+    let path = ctx.workspace()?.layout().script_report(script);
+    ferry_acceptance::write_report(
+        &path,
+        &ferry_acceptance::junit(report, &format!("run {script}")),
+    )
+    .with_context(|| format!("failed to write the JUnit report {}", path.display()))?;
+    Ok(path)
 }
