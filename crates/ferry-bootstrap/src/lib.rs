@@ -2169,19 +2169,29 @@ pub fn denials(
             "StringNotEquals": {project_tag: ws.project.name.clone()},
         });
         let named_stage = json!({"StringEquals": {"aws:ResourceTag/ferry:named-stage": "true"}});
+        // The changes are the granted actions that change (by their names: real actions,
+        // which IAM and cfn-lint know, where a `Delete*` pattern may match none of a service's).
         const CHANGES: [&str; 9] = [
             "Add", "Create", "Delete", "Put", "Remove", "Set", "Tag", "Untag", "Update",
         ];
-        let others: Vec<String> = services
-            .into_iter()
-            .filter(|s| s != "cloudformation:*")
-            .flat_map(|s| match s.as_str() {
-                "iam:*" | "s3:*" => vec![s],
-                _ => {
-                    let service = s.trim_end_matches(":*").to_string();
-                    CHANGES.iter().map(|c| format!("{service}:{c}*")).collect()
-                }
+        let whole = ["iam:*", "s3:*"];
+        let changes: BTreeSet<String> = granted
+            .iter()
+            .filter(|p| !p.deny)
+            .flat_map(|p| &p.actions)
+            .filter(|a| {
+                a.split_once(':').is_some_and(|(service, action)| {
+                    !["iam", "s3", "cloudformation"].contains(&service)
+                        && CHANGES.iter().any(|c| action.starts_with(c))
+                })
             })
+            .cloned()
+            .collect();
+        let others: Vec<String> = whole
+            .iter()
+            .filter(|w| services.contains(**w))
+            .map(|w| w.to_string())
+            .chain(changes)
             .collect();
         for (whose, tag, condition) in [
             ("another project's", "ferry:project", another_project),
