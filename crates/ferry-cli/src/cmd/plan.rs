@@ -103,13 +103,6 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
             None => return Ok(()),
         },
     };
-    // A preview whose stacks a deploy refuses (one would be a named stage's) is refused here as
-    // there: the plan said it deploys, and its CI formats gave nodes that all failed. (Not for
-    // `run`, which plans too: a script only reads the stage's records.)
-    let ws = ctx.workspace()?;
-    if let Ok(s) = ws.stage(&stage) {
-        ws.check_preview_stacks(&s)?;
-    }
     let mut req = args.select.request(&stage, ci);
     req.from_ci = args.stage.is_none();
     if let Some(head) = &args.head {
@@ -122,18 +115,30 @@ pub fn run(ctx: &Ctx, args: &PlanArgs) -> anyhow::Result<()> {
         args.format,
         PlanFormat::CodebuildBatch | PlanFormat::GithubMatrix
     );
-    let (plan, rendered) = plan_with(
+    let (plan, (refused, rendered)) = plan_with(
         ctx,
         &mut req,
         args.select.since.is_none() && !args.offline,
-        |ws, plan| match args.format {
-            PlanFormat::CodebuildBatch => {
-                ferry_plan::codebuild_batch(plan, ws.graph(), ctx.app.name)
-            }
-            PlanFormat::GithubMatrix => ferry_plan::github_matrix(plan, ws.graph()) + "\n",
-            _ => String::new(),
+        |ws, plan| {
+            // A preview whose stacks a deploy refuses (one would be a named stage's) is refused
+            // here as there: the plan said it deploys, and its CI formats gave nodes that all
+            // failed. (Not for `run`, which plans too: a script only reads the stage's records.)
+            // With the workspace the plan was made with: loading the working tree's as well
+            // cost a plan of a commit more than the plan.
+            let refused = ws
+                .stage(&stage)
+                .map_or(Ok(()), |s| ws.check_preview_stacks(&s));
+            let rendered = match args.format {
+                PlanFormat::CodebuildBatch => {
+                    ferry_plan::codebuild_batch(plan, ws.graph(), ctx.app.name)
+                }
+                PlanFormat::GithubMatrix => ferry_plan::github_matrix(plan, ws.graph()) + "\n",
+                _ => String::new(),
+            };
+            (refused, rendered)
         },
     )?;
+    refused?;
     if batch_format {
         print!("{rendered}");
         std::mem::forget(plan);
