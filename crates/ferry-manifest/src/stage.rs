@@ -587,6 +587,16 @@ impl Workspace {
             .max_by_key(|(_, path)| path.trim_end_matches('/').len())
     }
 
+    /// `; did you mean `staging`?` for a preview stage whose name is a letter or two from a
+    /// named stage's (most likely that one, misspelt: said where nothing is found in it), else
+    /// nothing.
+    pub fn misspelt_stage_hint(&self, stage: &Stage) -> String {
+        if !stage.preview {
+            return String::new();
+        }
+        crate::did_you_mean(&stage.name, self.stages.keys().map(String::as_str))
+    }
+
     /// The CloudFormation stack name of `service` in `stage`.
     pub fn stack_name(&self, service: &str, stage: &Stage) -> String {
         match self.service(service) {

@@ -199,17 +199,10 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                 // Asked to test every deployed service of a stage where none is deployed (a
                 // misspelt stage, the wrong account): a CI gate must not pass on it.
                 if selected.is_empty() && args.all && previous.is_empty() {
-                    let hint = if stage.preview {
-                        ferry_manifest::did_you_mean(
-                            &stage.name,
-                            ws.stages.keys().map(String::as_str),
-                        )
-                    } else {
-                        String::new()
-                    };
                     anyhow::bail!(
-                        "no service of stage `{}` is deployed: --all has nothing to test{hint}",
-                        stage.name
+                        "no service of stage `{}` is deployed: --all has nothing to test{}",
+                        stage.name,
+                        ws.misspelt_stage_hint(&stage)
                     );
                 }
                 if selected.is_empty() && args.all {

@@ -52,11 +52,7 @@ pub fn run(ctx: &Ctx, args: &OutputsArgs) -> anyhow::Result<()> {
         if file.services.is_empty() && nothing {
             // On standard error, so a script reading the outputs gets nothing; a preview's
             // name a letter from a named stage's is most likely that stage's, misspelt.
-            let hint = if stage.preview {
-                ferry_manifest::did_you_mean(&stage.name, ws.stages.keys().map(String::as_str))
-            } else {
-                String::new()
-            };
+            let hint = ws.misspelt_stage_hint(&stage);
             let of = if args.services.is_empty() {
                 String::new()
             } else {

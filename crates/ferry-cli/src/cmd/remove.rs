@@ -123,9 +123,8 @@ pub(crate) async fn remove_stage(
         );
         // Nothing there at all: a preview's name a letter from a named stage's is most likely
         // that stage's, misspelt (as `outputs` says).
-        if report.deleted.is_empty() && previous.is_empty() && stage.preview {
-            let hint =
-                ferry_manifest::did_you_mean(&stage.name, ws.stages.keys().map(String::as_str));
+        if report.deleted.is_empty() && previous.is_empty() {
+            let hint = ws.misspelt_stage_hint(stage);
             if !hint.is_empty() {
                 eprintln!(
                     "note: stage `{}` has no stack and no record{hint}",
