@@ -791,4 +791,11 @@ fn a_short_secret_does_not_hide_the_exit_status_of_exec() {
     assert!(err.contains("exit status: 1; its last lines:"), "{err}");
     assert!(err.contains("flag is ***"), "{err}");
     assert!(!err.contains("flag is 1"), "{err}");
+    // A command that printed nothing: said so, not an empty block of last lines.
+    let (code, _, err) = run(&mut xtask(&r, &["exec", "dev", "--", "false"]), None);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("`false` exit status: 1 (it printed nothing)"),
+        "{err}"
+    );
 }

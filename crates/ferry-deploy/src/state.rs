@@ -76,7 +76,7 @@ pub enum StateError {
     #[error(transparent)]
     Records(#[from] RecordError),
     #[error(
-        "the deployment record of `{service}` in stage `{stage}` names stack {recorded}, but this stage's stack of `{service}` is {expected}: the record belongs to another stage or project (a shared records-path), or the stack-name pattern changed; give each stage its own records-path, or remove the stage with the old pattern first"
+        "the deployment record of `{service}` in stage `{stage}` names stack {recorded}, but this stage's stack of `{service}` is {expected}: the record belongs to another stage or project (a shared records-path: give each stage its own), or the service's stack name changed since it deployed (its `stack-name`, the project's pattern, a Serverless service's name): a stack cannot be renamed, so put the old name back; removing the stage with the old name first deletes every stack of it, and their data"
     )]
     OtherStack {
         service: String,

@@ -329,11 +329,15 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<()> {
     .with_context(|| format!("failed to run `{program}` for stage `{}`", stage.name))?;
     if !status.success() {
         // The lines are masked as they were read; the status is the operating system's.
-        return Err(crate::MaskedError(format!(
-            "`{}` {status}; its last lines:\n  {}",
-            masker().mask(&args.command.join(" ")),
-            tail.join("\n  ")
-        ))
+        let command = masker().mask(&args.command.join(" "));
+        return Err(crate::MaskedError(if tail.is_empty() {
+            format!("`{command}` {status} (it printed nothing)")
+        } else {
+            format!(
+                "`{command}` {status}; its last lines:\n  {}",
+                tail.join("\n  ")
+            )
+        })
         .into());
     }
     Ok(())
