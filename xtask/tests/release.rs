@@ -1023,6 +1023,21 @@ fn a_review_is_approved_once_and_deploys_exactly_what_it_showed() {
     assert!(!out.contains("approve with"), "{out}");
 }
 
+/// A repository of project `project` with one stage, `dev`, deployed only by approval (its
+/// artifact bucket named by [`bucket`]); no service yet.
+fn approval_repo(project: &str) -> TestRepo {
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{}\"\napproval = true\n",
+            bucket(project, "dev")
+        ),
+    );
+    r
+}
+
 /// `src` holds a value it gives as an output; `dst` keeps what it receives in a parameter of
 /// its own and gives it back as `Seen`.
 fn src_template(value: &str) -> String {
@@ -1035,16 +1050,11 @@ const DST: &str = "Parameters:\n  Version: {Type: String}\nResources:\n  P:\n   
 #[test]
 fn an_approval_checks_the_dependents_of_what_it_deploys() {
     let p = "rel-follow";
-    let r = TestRepo::new();
+    let r = approval_repo(p);
     r.write(
-        "ferry.toml",
-        &format!(
-            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
-             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{}\"\napproval = true\n",
-            bucket(p, "dev")
-        ),
+        "services/src/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
     )
-    .write("services/src/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
     .write("services/src/t.yaml", &src_template("v1"))
     .write(
         "services/dst/service.toml",
@@ -1294,16 +1304,11 @@ fn a_release_its_run_never_wrote_is_written_by_the_next_run() {
 #[test]
 fn an_approval_stopped_part_way_is_recovered_with_its_approver() {
     let p = "rel-approve-stop";
-    let r = TestRepo::new();
+    let r = approval_repo(p);
     r.write(
-        "ferry.toml",
-        &format!(
-            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
-             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{}\"\napproval = true\n",
-            bucket(p, "dev")
-        ),
+        "services/src/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
     )
-    .write("services/src/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
     .write("services/src/t.yaml", &src_template("v1"));
     r.commit("services");
     let s3 = ferry_package::s3_client(&config());
@@ -2299,16 +2304,8 @@ T
 #[test]
 fn a_serverless_service_reviewed_with_its_dependency_is_compiled_when_approved() {
     let p = "rel-slsrev";
-    let r = TestRepo::new();
-    r.write(
-        "ferry.toml",
-        &format!(
-            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
-             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{}\"\napproval = true\n",
-            bucket(p, "dev")
-        ),
-    )
-    .write("services/src/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    let r = approval_repo(p);
+    r.write("services/src/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
     .write("services/src/t.yaml", &src_template("v1"))
     .write(
         "services/sls/service.toml",
@@ -2452,16 +2449,8 @@ fn a_serverless_service_reviewed_with_its_dependency_is_compiled_when_approved()
 #[test]
 fn a_template_reading_ssm_itself_is_approved_and_a_new_version_refuses_it() {
     let p = "rel-dynref";
-    let r = TestRepo::new();
-    r.write(
-        "ferry.toml",
-        &format!(
-            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
-             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{}\"\napproval = true\n",
-            bucket(p, "dev")
-        ),
-    )
-    .write("services/reader/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
+    let r = approval_repo(p);
+    r.write("services/reader/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
     .write(
         "services/reader/t.yaml",
         "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      Tags:\n        - Key: size\n          Value: '{{resolve:ssm:/rel-dynref/size}}'\n",
