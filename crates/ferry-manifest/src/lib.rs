@@ -47,7 +47,7 @@ pub use ssm_name::{
     dynamic_ssm_references, read_by_stacks, split_ssm_selector,
 };
 pub use stage::{
-    MAX_PREVIEW_ID, MAX_STACK_NAME, Stage, StageError, fit_name, is_region_name,
+    MAX_PREVIEW_ID, MAX_STACK_NAME, ParameterOwner, Stage, StageError, fit_name, is_region_name,
     is_valid_stack_name, preview_records_start, records_path, render_stack_name,
     sanitize_stage_name,
 };

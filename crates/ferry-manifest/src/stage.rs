@@ -30,6 +30,26 @@ impl Stage {
     }
 }
 
+/// Whose SSM parameter a write is, when it is another stage's
+/// ([`Workspace::parameter_of_another_stage`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParameterOwner {
+    /// The named stage, or `None` for the preview stages, which share one path.
+    pub stage: Option<String>,
+    /// Its `parameters-path`, as configured.
+    pub path: String,
+}
+
+impl ParameterOwner {
+    /// `stage `qa`'s` or `the preview stages'`.
+    pub fn whose(&self) -> String {
+        match &self.stage {
+            Some(name) => format!("stage `{name}`'s"),
+            None => "the preview stages'".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StageError {
@@ -554,16 +574,13 @@ impl Workspace {
             .collect()
     }
 
-    /// The named stage other than `stage` whose `parameters-path` holds the SSM parameter
-    /// `name` (a full name) where `stage` writes it (the same region, and no account telling
-    /// them apart), and that path: the one a write of it belongs to. The longest path holding
-    /// it decides, so that `/shop/prod/x` is prod's where dev's path is `/shop/`; none when it is
-    /// `stage`'s own, or no named stage's.
-    pub fn parameter_of_another_stage(
-        &self,
-        stage: &Stage,
-        name: &str,
-    ) -> Option<(String, String)> {
+    /// The stage other than `stage` whose `parameters-path` holds the SSM parameter `name` (a
+    /// full name) where `stage` writes it (the same region, and no account telling them apart),
+    /// and that path: the one a write of it belongs to. The previews (`[stages."*"]`, which share
+    /// one path) count as one stage for a named stage's write. The longest path holding it
+    /// decides, so that `/shop/prod/x` is prod's where dev's path is `/shop/`; none when it is
+    /// `stage`'s own, or no other stage's.
+    pub fn parameter_of_another_stage(&self, stage: &Stage, name: &str) -> Option<ParameterOwner> {
         let under = |path: &str| {
             name.strip_prefix(path.trim_end_matches('/'))
                 .is_some_and(|rest| rest.starts_with('/'))
@@ -574,17 +591,23 @@ impl Workspace {
             .as_deref()
             .filter(|p| under(p))
             .map_or(0, |p| p.trim_end_matches('/').len());
+        let previews = self
+            .default_stage
+            .as_ref()
+            .filter(|_| !stage.preview)
+            .map(|config| (None, config));
         self.stages
-            .keys()
-            .filter_map(|n| self.stage(n).ok())
-            .filter(|other| !other.preview && other.name != stage.name)
-            .filter(|other| !other.config.apart_from(&stage.config))
-            .filter_map(|other| {
-                let path = other.config.parameters_path.clone()?;
+            .iter()
+            .filter(|(other, _)| **other != stage.name)
+            .map(|(other, config)| (Some(other.clone()), config))
+            .chain(previews)
+            .filter(|(_, config)| !config.apart_from(&stage.config))
+            .filter_map(|(stage, config)| {
+                let path = config.parameters_path.clone()?;
                 (under(&path) && path.trim_end_matches('/').len() > own)
-                    .then_some((other.name, path))
+                    .then_some(ParameterOwner { stage, path })
             })
-            .max_by_key(|(_, path)| path.trim_end_matches('/').len())
+            .max_by_key(|owner| owner.path.trim_end_matches('/').len())
     }
 
     /// `; did you mean `staging`?` for a preview stage whose name is a letter or two from a

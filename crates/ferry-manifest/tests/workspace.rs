@@ -208,7 +208,7 @@ fn a_parameter_under_another_stages_path_where_it_is_written_is_that_stages() {
     let ws = load(tmp.path()).unwrap();
     let of = |stage: &str, name: &str| {
         ws.parameter_of_another_stage(&ws.stage(stage).unwrap(), name)
-            .map(|(s, p)| format!("{s} {p}"))
+            .map(|o| format!("{} {}", o.stage.as_deref().unwrap_or("*"), o.path))
     };
     assert_eq!(of("dev", "/qa/db").as_deref(), Some("qa /qa/"));
     assert_eq!(of("feature-x", "/qa/db").as_deref(), Some("qa /qa/"));
@@ -228,6 +228,11 @@ fn a_parameter_under_another_stages_path_where_it_is_written_is_that_stages() {
         "prod's region is not qa's: dev's"
     );
     assert_eq!(of("qa", "/shop/db").as_deref(), Some("dev /shop/"));
+    // The previews' shared path is theirs, for a named stage's write; a preview's own.
+    assert_eq!(of("dev", "/preview/x").as_deref(), Some("* /preview/"));
+    assert_eq!(of("qa", "/preview/x").as_deref(), Some("* /preview/"));
+    assert_eq!(of("prod", "/preview/x"), None, "another region");
+    assert_eq!(of("feature-x", "/preview/x"), None);
 
     // In accounts their role-arns set apart, one region: dev's write is in dev's account.
     write(

@@ -143,9 +143,18 @@ pub fn param(ctx: &Ctx, cmd: &ParamCmd) -> anyhow::Result<()> {
             // Another stage's parameter, written with this stage's credentials (a developer's
             // own, broad ones: `param set dev /shop/prod/db-password` replaced protected prod's
             // secret, unsaid).
-            if let Some((owner, path)) = ws.parameter_of_another_stage(&target, &full) {
+            if let Some(owner) = ws.parameter_of_another_stage(&target, &full) {
+                let (as_whose, writer) = match &owner.stage {
+                    Some(name) => ("that stage's".to_string(), name.clone()),
+                    None => (
+                        "a preview's (every preview reads it)".to_string(),
+                        "<preview>".to_string(),
+                    ),
+                };
                 anyhow::bail!(
-                    "`{full}` lies under stage `{owner}`'s parameters-path ({path}): `param set {}` would write another stage's parameter with stage `{}`'s credentials; write it as that stage's: `{} param set {owner} {full}`",
+                    "`{full}` lies under {} parameters-path ({}): `param set {}` would write another stage's parameter with stage `{}`'s credentials; write it as {as_whose}: `{} param set {writer} {full}`",
+                    owner.whose(),
+                    owner.path,
                     target.name,
                     target.name,
                     ctx.app.name
