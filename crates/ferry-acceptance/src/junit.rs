@@ -93,8 +93,15 @@ pub fn junit(report: &Report, run: &str) -> String {
         }
         total += n;
         failed_total += failures;
+        // What a command that did not fail printed: a failure carries it already, and a
+        // passing lint's or test's output (its warnings) is shown nowhere else in CI.
+        let printed = if failures == 0 && o.output.iter().any(|l| !l.trim().is_empty()) {
+            format!("    <system-out>{output}</system-out>\n")
+        } else {
+            String::new()
+        };
         suites.push_str(&format!(
-            "  <testsuite name=\"{}\" tests=\"{n}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{secs:.3}\">\n{cases}  </testsuite>\n",
+            "  <testsuite name=\"{}\" tests=\"{n}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{secs:.3}\">\n{cases}{printed}  </testsuite>\n",
             esc(&o.service)
         ));
     }

@@ -464,6 +464,26 @@ pub fn summary(report: &Report) -> Summary {
     Summary { rows, details: out }
 }
 
+/// What each service whose command passed printed (its last lines, kept as the report keeps
+/// them), for `-v`: the summary shows only the failures' output.
+pub fn passed_output(report: &Report) -> String {
+    let mut out = String::new();
+    for o in report
+        .outcomes
+        .iter()
+        .filter(|o| o.status == Status::Passed)
+    {
+        if o.output.iter().all(|l| l.trim().is_empty()) {
+            continue;
+        }
+        out.push_str(&format!("\n{} passed; it printed:\n", o.service));
+        for l in &o.output {
+            out.push_str(&format!("  | {l}\n"));
+        }
+    }
+    out
+}
+
 /// Writes `text` to `path`, creating its folder.
 pub fn write_report(path: &Path, text: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ferry_acceptance::{CaseStatus, Harness, Status, junit, run, summary};
+use ferry_acceptance::{CaseStatus, Harness, Status, junit, passed_output, run, summary};
 use ferry_credentials::Masker;
 use ferry_graph::Cancel;
 
@@ -190,6 +190,26 @@ async fn commands_see_the_stage_and_outputs_failures_skip_dependents_and_junit_r
         xml.contains("<skipped message=\"skipped (api failed)\"/>"),
         "{xml}"
     );
+    // What a passing command printed is in its suite's <system-out> (shown nowhere else in
+    // CI); a failure's is in its <failure>, once.
+    let suite = |name: &str| {
+        let start = xml.find(&format!("<testsuite name=\"{name}\"")).unwrap();
+        let len = xml[start..].find("</testsuite>").unwrap();
+        xml[start..start + len].to_string()
+    };
+    assert!(
+        suite("db").contains("<system-out>db dev eu-west-1 hi orders-dev unset\n"),
+        "{xml}"
+    );
+    assert!(!suite("api").contains("<system-out>"), "{xml}");
+    assert_eq!(suite("api").matches("token ****").count(), 1, "{xml}");
+    // `-v` shows it too; the failures' output stays in the summary's details.
+    let passed = passed_output(&report);
+    assert!(
+        passed.starts_with("\ndb passed; it printed:\n  | db dev eu-west-1 hi orders-dev unset\n"),
+        "{passed}"
+    );
+    assert!(!passed.contains("api"), "{passed}");
 }
 
 /// Ctrl-C (the run's cancel) stops a running test with everything it started, at once: the

@@ -129,6 +129,9 @@ fn write_junit(ctx: &Ctx, stage: &Stage, report: &Report) -> anyhow::Result<()> 
         "{}",
         mask(&table(ferry_acceptance::Summary::HEADER, &summary.rows))
     );
+    if ctx.verbose > 0 {
+        print!("{}", mask(&ferry_acceptance::passed_output(report)));
+    }
     println!("{}", mask(&summary.details));
     let path = write_report_file(ctx, stage, report)?;
     println!("JUnit report: {}", path.display());

@@ -109,6 +109,9 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<()> {
         "{}",
         mask(&table(ferry_acceptance::Summary::HEADER, &summary.rows))
     );
+    if ctx.verbose > 0 {
+        print!("{}", mask(&ferry_acceptance::passed_output(&report)));
+    }
     println!("{}", mask(&summary.details));
     println!("JUnit report: {}", path.display());
     if !report.succeeded() {
