@@ -186,6 +186,48 @@ pub fn names_a_secret(name: &str) -> bool {
             .any(|w| n.contains(w))
 }
 
+/// The environment variables a JavaScript or TypeScript program reads by name
+/// (`process.env.CLIENT_SECRET`, `process.env['API_TOKEN']`, `process.env?.X`), each once, in
+/// order: a Serverless Framework configuration written as a program (`serverless.ts`) puts
+/// their values into the template it compiles, as `${env:…}` does. A name computed at run time
+/// is not known here.
+pub fn program_env_reads(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (at, found) in text.match_indices("process.env") {
+        // Not a part of a longer name (`myprocess.env`, `process.envelope`).
+        let before = text[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$' || c == '.') {
+            continue;
+        }
+        let rest = text[at + found.len()..].trim_start();
+        let rest = rest.strip_prefix('?').unwrap_or(rest);
+        let name: String = if let Some(r) = rest.strip_prefix('.') {
+            r.trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '$')
+                .collect()
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let r = r.trim_start();
+            match r.chars().next() {
+                Some(q @ ('\'' | '"' | '`')) => {
+                    let inner = &r[1..];
+                    match inner.find(q) {
+                        Some(end) if !inner[..end].contains("${") => inner[..end].to_string(),
+                        _ => String::new(),
+                    }
+                }
+                _ => String::new(),
+            }
+        } else {
+            String::new()
+        };
+        if !name.is_empty() && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
 /// The words of a name, lower-cased: split at anything but a letter or digit and where a lower
 /// case letter meets an upper case one (`DbPassword`, `DB_PASSWORD`: `db`, `password`).
 fn words(name: &str) -> Vec<String> {
@@ -304,6 +346,33 @@ pub fn without_terminal_codes(line: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_programs_reads_of_the_environment_are_found_by_name() {
+        let text = r#"
+const secret = process.env.CLIENT_SECRET;
+const token = process.env['API_TOKEN'] ?? '';
+const other = process.env["DB_PASSWORD"], again = process.env.CLIENT_SECRET;
+const opt = process.env?.OPTIONAL_KEY;
+const spaced = process.env . SPACED;
+const tpl = process.env[`TPL_NAME`];
+const computed = process.env[name], built = process.env[`X_${stage}`];
+const all = process.env;
+const notit = myprocess.env.NOT_THIS, nor = process.envelope.NOR_THIS;
+"#;
+        assert_eq!(
+            super::program_env_reads(text),
+            [
+                "CLIENT_SECRET",
+                "API_TOKEN",
+                "DB_PASSWORD",
+                "OPTIONAL_KEY",
+                "SPACED",
+                "TPL_NAME"
+            ]
+        );
+        assert!(super::program_env_reads("no reads here").is_empty());
+    }
+
     #[test]
     fn terminal_codes_are_taken_out_and_other_controls_kept() {
         use super::without_terminal_codes as plain;

@@ -1333,7 +1333,8 @@ fn unpassed_params(root: &Path, scan: &Scan) -> Vec<String> {
 /// One note per Serverless Framework service whose configuration reads an environment variable
 /// with no fallback (`${env:UNIQ}`), which Ferry does not set for the framework: its compile
 /// stops with the framework's "cannot be resolved" where the variable is not set (a fresh CI
-/// job; locally, a `.envrc` may have set it). A program (`serverless.ts`) is not read.
+/// job; locally, a `.envrc` may have set it). A program (`serverless.ts`), which may set what
+/// it reads, is searched only for secrets, `process.env.X` too.
 fn unset_env_reads(root: &Path, scan: &Scan) -> Vec<String> {
     // What Ferry gives the framework's process: the stage's region and credentials, its own
     // names; and what any shell has. (Not the stage's name: it is `--stage`, `${sls:stage}`.)
@@ -1357,7 +1358,7 @@ fn unset_env_reads(root: &Path, scan: &Scan) -> Vec<String> {
     };
     scan.services
         .iter()
-        .filter(|s| s.kind == ServiceKind::Serverless && !walk::is_program(&s.file))
+        .filter(|s| s.kind == ServiceKind::Serverless)
         .filter_map(|s| {
             let path = template_path(&s.dir, &s.file);
             let text = std::fs::read_to_string(root.join(&path)).ok()?;
@@ -1374,7 +1375,17 @@ fn unset_env_reads(root: &Path, scan: &Scan) -> Vec<String> {
                 .into_iter()
                 .filter(|n| !given(n))
                 .partition(|n| secrets::secret_name(n));
-            let (secrets, read) = (shown(secrets), shown(read));
+            let (mut secrets, mut read) = (shown(secrets), shown(read));
+            // A program (`serverless.ts`) may set what it reads itself: only its secrets are
+            // said, `process.env.X` among them.
+            if walk::is_program(&s.file) {
+                read.clear();
+                for name in ferry_env::program_env_reads(&text) {
+                    if secrets::secret_name(&name) && !given(&name) {
+                        secrets.push(format!("process.env.{name}"));
+                    }
+                }
+            }
             let plain = (!read.is_empty()).then(|| {
                 format!(
                     "{path}: reads {} with no fallback, which Ferry does not set: the framework's compile stops (\"cannot be resolved\") wherever {} unset (a fresh CI job); set {} where Ferry runs (the buildspec's env, the CI job's), or give a fallback (`${{env:NAME, 'value'}}`)",

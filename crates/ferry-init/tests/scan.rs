@@ -4413,6 +4413,30 @@ fn a_serverless_env_read_without_a_fallback_is_noted() {
         "{:#?}",
         s.notes
     );
+
+    // A configuration written as a program may set what it reads: only its secrets are said,
+    // `process.env.X` (as the framework evaluates it) with `${env:X}`.
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "web/serverless.ts",
+        "const config = {\n  service: 'web',\n  provider: {\n    name: 'aws',\n    environment: {\n      KEY: process.env.STRIPE_API_KEY,\n      TABLE: process.env.TABLE_NAME,\n      PW: '${env:DB_PASSWORD}',\n    },\n  },\n};\nmodule.exports = config;\n",
+    );
+    let s = scan(r).unwrap();
+    let said: Vec<&String> = s
+        .notes
+        .iter()
+        .filter(|n| n.contains("environment"))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "web/serverless.ts: reads ${env:DB_PASSWORD}, process.env.STRIPE_API_KEY, a secret by their name, from the environment: the framework writes the value, in clear, into the template it compiles, which Ferry keeps and uploads as it keeps every template, and a buildspec's env is committed; keep them in SSM as a SecureString or in Secrets Manager, and have the function read them when it runs"
+        ],
+        "{:#?}",
+        s.notes
+    );
 }
 
 /// What `init --only-missing` says apart, as about files it keeps: a note is a kept service's

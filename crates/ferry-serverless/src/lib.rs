@@ -590,7 +590,8 @@ pub fn ssm_reads(
 }
 
 /// The environment variables `service`'s configuration reads (`${env:NAME}`, a fallback's
-/// too), itself or in a file it includes, whose names say they hold a secret
+/// too; `process.env.NAME` in a program, `serverless.ts` or a JavaScript resolver), itself or
+/// in a file it includes, whose names say they hold a secret
 /// ([`ferry_env::names_a_secret`]: `CLIENT_SECRET`, `DB_PASSWORD`), each once, in order: the
 /// framework writes each value, in clear, into the template it compiles, which Ferry keeps and
 /// uploads as it keeps every template; and no name in Ferry's configuration says to mask it.
@@ -616,6 +617,14 @@ pub fn secret_env_reads(root: &Path, service: &Service) -> Vec<String> {
             }
         }
     }
+    // A program (`serverless.ts`, a resolver in JavaScript) reads them as `process.env.X`.
+    for text in &read.programs {
+        for name in ferry_env::program_env_reads(text) {
+            if ferry_env::names_a_secret(&name) && !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
     out
 }
 
@@ -635,7 +644,7 @@ pub fn workspace_secret_env_reads(ws: &ferry_manifest::Workspace) -> Vec<(String
 /// What to say of `service` reading the variable `var`, a [`secret_env_reads`] of it.
 pub fn env_secret_warning(service: &str, var: &str) -> String {
     format!(
-        "{service} reads `{var}`, a secret by its name, with ${{env:…}}, so the framework writes its value, in clear, into the template it compiles, which Ferry keeps (target/ferry/package) and uploads to the stage's artifact bucket as it keeps every template (a new value lands in a new one, and each is kept); keep the secret in SSM as a SecureString or in Secrets Manager, and have the function read it when it runs"
+        "{service} reads `{var}`, a secret by its name, from the environment (`${{env:…}}`, or `process.env` in a configuration written as a program), so the framework writes its value, in clear, into the template it compiles, which Ferry keeps (target/ferry/package) and uploads to the stage's artifact bucket as it keeps every template (a new value lands in a new one, and each is kept); keep the secret in SSM as a SecureString or in Secrets Manager, and have the function read it when it runs"
     )
 }
 

@@ -555,7 +555,7 @@ fn secret_env_reads_are_the_variables_named_as_secrets() {
     let svc = dir.path().join("services/notifier");
     std::fs::write(
         svc.join("serverless.yml"),
-        "service: n\nprovider:\n  name: aws\n  environment:\n    SECRET: ${env:CLIENT_SECRET}\n    TABLE: ${env:TABLE_NAME}\n    ARN: ${env:DB_SECRET_ARN}\n    LEVEL: ${env:LEVEL, env:LOG_TOKEN, 'info'}\ncustom: ${file(./custom.yml)}\n",
+        "service: n\nprovider:\n  name: aws\n  environment:\n    SECRET: ${env:CLIENT_SECRET}\n    TABLE: ${env:TABLE_NAME}\n    ARN: ${env:DB_SECRET_ARN}\n    LEVEL: ${env:LEVEL, env:LOG_TOKEN, 'info'}\ncustom: ${file(./custom.yml)}\nextra: ${file(./extra.js):values}\n",
     )
     .unwrap();
     std::fs::write(
@@ -563,14 +563,25 @@ fn secret_env_reads_are_the_variables_named_as_secrets() {
         "pw: ${env: DB_PASSWORD}\nagain: ${env:CLIENT_SECRET}\n",
     )
     .unwrap();
+    // A resolver written in JavaScript reads them as `process.env`.
+    std::fs::write(
+        svc.join("extra.js"),
+        "module.exports.values = () => ({ key: process.env.STRIPE_API_KEY, region: process.env['AWS_REGION'], pw: process.env.DB_PASSWORD });\n",
+    )
+    .unwrap();
     let service = ws.service("notifier").unwrap();
     assert_eq!(
         ferry_serverless::secret_env_reads(&ws.root, service),
-        ["CLIENT_SECRET", "LOG_TOKEN", "DB_PASSWORD"]
+        [
+            "CLIENT_SECRET",
+            "LOG_TOKEN",
+            "DB_PASSWORD",
+            "STRIPE_API_KEY"
+        ]
     );
     assert!(
         ferry_serverless::env_secret_warning("notifier", "CLIENT_SECRET").starts_with(
-            "notifier reads `CLIENT_SECRET`, a secret by its name, with ${env:…}, so the framework writes its value, in clear, into the template it compiles"
+            "notifier reads `CLIENT_SECRET`, a secret by its name, from the environment (`${env:…}`, or `process.env` in a configuration written as a program), so the framework writes its value, in clear, into the template it compiles"
         )
     );
 }
