@@ -2072,8 +2072,10 @@ const SENSITIVE: &[&str] = &[
 /// the stack: the per-type grants name no resource, so stages that share an account are kept
 /// apart this way); touch another stage's SSM paths by name (records, lock, health marks and
 /// parameters carry no tag); for a named stage's role, roles and buckets named after another
-/// named stage's stacks that extend its own names; and for the preview stages' role, touch any
-/// named stage's stacks, records, roles or buckets. What a denial cannot cover is said in
+/// named stage's stacks that extend its own names; another project's stacks (by their
+/// `ferry:project` tag), and for the deployer its roles, buckets and changes to its other
+/// resources; and for the preview stages' role, touch any named stage's stacks, records,
+/// roles or buckets. What a denial cannot cover is said in
 /// `notes`. Besides them, those of the deployer alone, not of the boundary on the roles a
 /// deploy makes ([`Denials::deployer_only`]).
 pub fn denials(
@@ -2152,16 +2154,17 @@ pub fn denials(
             });
         }
     }
-    if stage.preview {
-        // The previews' grants go by the start of a name (`shop-*`: stacks, roles, buckets),
-        // which another project's names may share (`shop-x-api-prod` of project `shop-x`), and
-        // a named stage only another branch's ferry.toml names is none of those denied by name
-        // below: both by their tags, on every service granted (CloudFormation passes a stack's
-        // tags on to the resources it makes).
+    {
+        // The grants go by the start of a name (`shop-*` for the previews; `role/shop-api-*`,
+        // cut to 16 characters, for a named stage's stacks), which another project's names may
+        // share (`shop-api-orders-dev` of project `shop-api`); and for the previews, a named
+        // stage only another branch's ferry.toml names is none of those denied by name below:
+        // both by their tags, on every service granted (CloudFormation passes a stack's tags on
+        // to the resources it makes).
         // The stacks for every role (the boundary as well); for the deployer alone, the roles
         // and buckets, which the grants name by the start of a name, and every change to any
         // other resource the grants reach (most name no resource: another project's table could
-        // be deleted), but not what a preview's stack does with another project's resource (a
+        // be deleted), but not what a stack does with another project's resource (a
         // subscription to its topic, a read), nor anything its functions do.
         let project_tag = "aws:ResourceTag/ferry:project";
         let another_project = json!({
@@ -2193,16 +2196,22 @@ pub fn denials(
             .map(|w| w.to_string())
             .chain(changes)
             .collect();
-        for (whose, tag, condition) in [
-            ("another project's", "ferry:project", another_project),
-            (
+        let mut apart = vec![("another project's", "ferry:project", another_project)];
+        if stage.preview {
+            apart.push((
                 "a named stage's, also one only another branch names,",
                 "ferry:named-stage",
                 named_stage,
-            ),
-        ] {
+            ));
+        }
+        let (whose_roles, deployers) = if stage.preview {
+            (" (previews)", " (previews' deployer)")
+        } else {
+            ("", " (deployer)")
+        };
+        for (whose, tag, condition) in apart {
             out.push(Permission {
-                why: format!("never (previews): {whose} stacks (by their {tag} tag)"),
+                why: format!("never{whose_roles}: {whose} stacks (by their {tag} tag)"),
                 deny: true,
                 actions: strings(&["cloudformation:*"]),
                 resources: vec!["*".into()],
@@ -2211,7 +2220,7 @@ pub fn denials(
             if !others.is_empty() {
                 deployer_only.push(Permission {
                     why: format!(
-                        "never (previews' deployer): {whose} roles and buckets, and changes to its other resources (by their {tag} tag, which CloudFormation passes on from the stack)"
+                        "never{deployers}: {whose} roles and buckets, and changes to its other resources (by their {tag} tag, which CloudFormation passes on from the stack)"
                     ),
                     deny: true,
                     actions: others.clone(),
@@ -2220,6 +2229,8 @@ pub fn denials(
                 });
             }
         }
+    }
+    if stage.preview {
         // Preview names are patterns: keep them off every named stage. Stacks and records by
         // name (each service's stack in each named stage: a pattern such as `shop-*-dev` would
         // also cover a preview whose id ends in `-dev`); everything else, stacks this checkout

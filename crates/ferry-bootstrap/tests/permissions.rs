@@ -297,14 +297,53 @@ fn a_named_stages_role_never_touches_another_named_stages_resources() {
         named.condition.unwrap(),
         serde_json::json!({"StringEquals": {"aws:ResourceTag/ferry:named-stage": "true"}})
     );
-    // A named stage's role has neither.
+    // A named stage's role has none of the previews' own, but is kept off another project's
+    // as they are: its role and bucket grants go by the start of its stacks' names, cut to 16
+    // characters (`role/shop-fulfilment-*` reached project shop-fulfilment's roles), and its
+    // per-type grants name no resource (another project's table could be deleted).
     let dev = ferry_bootstrap::plan(&ws, &ws.stage("dev").unwrap(), &options).unwrap();
     assert!(
         !dev.permissions
             .iter()
-            .any(|p| p.why.starts_with("never (previews)")),
+            .any(|p| p.why.starts_with("never (previews")),
         "{:#?}",
         dev.permissions
+    );
+    let dev_by = |why: &str| {
+        dev.permissions
+            .iter()
+            .find(|p| p.deny && p.why.starts_with(why))
+            .unwrap_or_else(|| panic!("{why}: {:#?}", dev.permissions))
+            .clone()
+    };
+    let stacks = dev_by("never: another project's stacks (by their ferry:project tag)");
+    assert_eq!(stacks.actions, ["cloudformation:*"]);
+    assert_eq!(stacks.condition, wider.condition);
+    let deployer = dev_by("never (deployer): another project's roles and buckets");
+    assert_eq!(deployer.condition, wider.condition);
+    for action in ["dynamodb:DeleteTable", "sqs:DeleteQueue"] {
+        assert!(
+            deployer.actions.contains(&action.to_string()),
+            "{deployer:?}"
+        );
+    }
+    assert!(
+        !deployer.actions.iter().any(|a| a.contains(":Get")),
+        "{deployer:?}"
+    );
+    // The deployer's alone: the boundary keeps only the stacks' denial.
+    let boundary = &dev.template["Resources"]["PermissionsBoundary"]["Properties"]["PolicyDocument"]
+        ["Statement"];
+    let by_project: Vec<&serde_json::Value> = boundary
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Condition"].to_string().contains("ferry:project"))
+        .collect();
+    assert_eq!(by_project.len(), 1, "{boundary:#}");
+    assert_eq!(
+        by_project[0]["Action"],
+        serde_json::json!(["cloudformation:*"])
     );
 }
 
