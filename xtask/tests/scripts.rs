@@ -18,7 +18,7 @@ fn repo() -> (TestRepo, String) {
         (
             "api",
             "\"db\"",
-            r#"["sh", "-c", "echo stage=${FERRY_STAGE:-none} key=${AWS_ACCESS_KEY_ID:-none} files=${AWS_SHARED_CREDENTIALS_FILE:-none},${AWS_CONFIG_FILE:-none} imds=${AWS_EC2_METADATA_DISABLED:-none}; test ! -f broken"]"#,
+            r#"["sh", "-c", "echo stage=${FERRY_STAGE:-none} key=${AWS_ACCESS_KEY_ID:-none} files=${AWS_SHARED_CREDENTIALS_FILE:-none},${AWS_CONFIG_FILE:-none} imds=${AWS_EC2_METADATA_DISABLED:-none} pw=${DB_PASSWORD:-none}; test ! -f broken"]"#,
         ),
         ("web", "\"api\"", r#"["sh", "-c", "echo linted web"]"#),
         ("docs", "", r#"["true"]"#),
@@ -82,13 +82,23 @@ fn run_lints_what_changed_and_its_dependents_and_a_failure_is_exit_1_with_its_ou
     let (code, out, err) = run(
         xtask(&r, &["run", "lint", "--since", &base])
             .env("FERRY_STAGE", "prod")
-            .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+            .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+            .env("DB_PASSWORD", "Db-Pa55word-0123456789"),
         None,
     );
     assert_eq!(code, 1, "{out}\n{err}");
+    // A secret CI exports to every command (a parameter store's `DB_PASSWORD`) reaches the
+    // script, but is masked, by its name, in what is printed and in the report.
     assert!(
-        out.contains("api failed; its last lines:\n  | stage=none key=none files=/dev/null,/dev/null imds=true"),
+        out.contains("api failed; its last lines:\n  | stage=none key=none files=/dev/null,/dev/null imds=true pw=****"),
         "{out}"
+    );
+    let junit =
+        std::fs::read_to_string(r.path().join("target/ferry/reports/script-lint.xml")).unwrap();
+    assert!(junit.contains("pw=****"), "{junit}");
+    assert!(
+        !format!("{out}{err}{junit}").contains("Pa55word"),
+        "{out}\n{err}\n{junit}"
     );
     assert!(
         crate::common::row(&out, "web").contains("skipped (api failed)"),

@@ -234,7 +234,12 @@ impl Harness<'_> {
             built = built => built,
         };
         if let Some(Built::Failed { message, output }) = built {
-            let message = format!("its acceptance build failed: {message}");
+            // Masked again: the build started before the stage's secrets were read, and
+            // was masked with what was known when it ended.
+            let message = self
+                .masker
+                .mask(&format!("its acceptance build failed: {message}"));
+            let output = output.iter().map(|l| self.masker.mask(l)).collect();
             return outcome(Status::Failed { message }, Vec::new(), output);
         }
         // What the command is given is masked like all output: a stack output that echoes a
@@ -333,6 +338,36 @@ pub struct Report {
 impl Report {
     pub fn succeeded(&self) -> bool {
         !self.outcomes.iter().any(|o| o.status.is_failure())
+    }
+
+    /// The report with every text it holds masked by `masker` as it stands now: what was
+    /// masked as it was printed (a build that failed before the stage's secrets were read) is
+    /// masked again with every secret known since, before a report is written.
+    pub fn masked(&self, masker: &Masker) -> Report {
+        let outcomes = self
+            .outcomes
+            .iter()
+            .map(|o| TestOutcome {
+                service: o.service.clone(),
+                status: match &o.status {
+                    Status::Failed { message } => Status::Failed {
+                        message: masker.mask(message),
+                    },
+                    other => other.clone(),
+                },
+                duration: o.duration,
+                cases: o
+                    .cases
+                    .iter()
+                    .map(|c| Case {
+                        name: masker.mask(&c.name),
+                        status: c.status,
+                    })
+                    .collect(),
+                output: o.output.iter().map(|l| masker.mask(l)).collect(),
+            })
+            .collect();
+        Report { outcomes }
     }
 }
 

@@ -386,7 +386,7 @@ async fn tests_wait_for_their_build_and_a_failed_build_fails_them_with_its_maske
     write(
         root,
         "services/badbuild/compiler.out",
-        "error: cannot compile, token s3cr3t-token\n",
+        "error: cannot compile, token s3cr3t-token\nDB_PASSWORD=late-s3cret-value\n",
     );
     let ws = ferry_manifest::load(root).unwrap();
     let stage = ws.stage("dev").unwrap();
@@ -401,6 +401,13 @@ async fn tests_wait_for_their_build_and_a_failed_build_fails_them_with_its_maske
         move |e| seen.lock().unwrap().push(format!("{e:?}")),
     );
     assert!(!builds.is_empty());
+    // A secret read after the build failed (a deploy starts the builds before it reads the
+    // stage's parameters) is masked in its output too.
+    assert!(matches!(
+        builds.wait("badbuild").await,
+        Some(ferry_acceptance::Built::Failed { .. })
+    ));
+    masker.register("late-s3cret-value");
     let h = Harness {
         env: vec![("AWS_REGION".into(), "eu-west-1".into())],
         ..harness(&ws, &stage, &masker, root, Some(&builds))
@@ -428,8 +435,18 @@ async fn tests_wait_for_their_build_and_a_failed_build_fails_them_with_its_maske
     }
     assert_eq!(
         bad.output,
-        vec!["error: cannot compile, token ****".to_string()]
+        ["error: cannot compile, token ****", "DB_PASSWORD=****"]
     );
+    // A report is masked again with what is known when it is written: a secret read after
+    // a test printed it (a stack output echoing one).
+    let mut later = report.clone();
+    later.outcomes[0]
+        .output
+        .push("output echoed another-s3cret-value".into());
+    masker.register("another-s3cret-value");
+    let xml = junit(&later.masked(&masker), "acceptance dev");
+    assert!(xml.contains("output echoed ****"), "{xml}");
+    assert!(!xml.contains("s3cret"), "{xml}");
     // The test command of a service whose build failed never ran.
     let details = summary(&report).details;
     assert!(

@@ -5,10 +5,18 @@ use anyhow::Context as _;
 use std::time::Instant;
 
 /// The one masker of this run: every secret value and credential Ferry loads is registered with
-/// it, and everything Ferry prints that could hold one goes through it.
+/// it, and everything Ferry prints that could hold one goes through it. It starts with the
+/// values of this process's variables named as secrets (`DB_PASSWORD`, which CI exports from a
+/// parameter store to every command it runs, and so to the scripts, builds and tests Ferry runs).
 pub fn masker() -> &'static ferry_credentials::Masker {
     static MASKER: std::sync::OnceLock<ferry_credentials::Masker> = std::sync::OnceLock::new();
-    MASKER.get_or_init(ferry_credentials::Masker::new)
+    MASKER.get_or_init(|| {
+        let masker = ferry_credentials::Masker::new();
+        let vars = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        ferry_deploy::register_named_env_secrets(&masker, vars);
+        masker
+    })
 }
 
 /// Masks `text` with [`masker`].

@@ -80,6 +80,21 @@ impl Masker {
         if secret.is_empty() {
             return;
         }
+        // A secret holding JSON (a Secrets Manager secret: `{"username", "password", …}`):
+        // each of its string values as well, which a program prints alone, but those of keys
+        // that describe where the secret is used (`username`, `engine`, `host`: an RDS
+        // secret's `postgres` masked in every message would garble them).
+        if secret.starts_with(['{', '['])
+            && let Ok(value) = serde_json::from_str::<serde_json::Value>(secret)
+        {
+            let mut strings = Vec::new();
+            json_strings(&value, &mut strings);
+            for s in strings {
+                if s.trim().chars().count() >= MIN_ENCODED {
+                    self.register(&s);
+                }
+            }
+        }
         if secret.contains('\n') {
             for line in secret.lines().map(str::trim) {
                 if line.chars().count() >= MIN_ENCODED && !line.starts_with("-----") {
@@ -126,6 +141,9 @@ impl Masker {
         }
         if !inner.pieces.is_empty() {
             out = mask_pieces(&out, &inner.pieces);
+        }
+        if out.contains(CUT) {
+            out = mask_cut(&out, &inner.forms);
         }
         out
     }
@@ -251,6 +269,88 @@ fn mask_pieces(text: &str, pieces: &[String]) -> String {
     out
 }
 
+/// Every string inside `value` (the values of objects and arrays, at any depth), but the
+/// values of keys that describe where a secret is used ([`DESCRIPTIVE_KEYS`]).
+fn json_strings(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| json_strings(v, out)),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| {
+                let k = k.to_ascii_lowercase().replace(['_', '-'], "");
+                !DESCRIPTIVE_KEYS.contains(&k.as_str())
+            })
+            .for_each(|(_, v)| json_strings(v, out)),
+        _ => {}
+    }
+}
+
+/// Keys of a JSON secret (lower case, without `_` and `-`) whose values say where the secret
+/// is used, not what it is: Secrets Manager's RDS, Redshift and DocumentDB secrets' own.
+const DESCRIPTIVE_KEYS: &[&str] = &[
+    "username",
+    "user",
+    "engine",
+    "host",
+    "hostname",
+    "hosts",
+    "port",
+    "dbname",
+    "database",
+    "dbinstanceidentifier",
+    "dbclusteridentifier",
+    "region",
+    "endpoint",
+    "ssl",
+    "sslmode",
+    "masterarn",
+];
+
+/// How Ferry marks a text it cut short (an error page quoted in part).
+pub const CUT: char = '…';
+
+/// `text` with the start of a secret cut short by a clip masked: the run of characters right
+/// before each [`CUT`] that begins one of `forms` (8 characters or more), at least 4 of it (a
+/// quoted error page cut inside an echoed token showed its first 41 characters).
+fn mask_cut(text: &str, forms: &[String]) -> String {
+    let longest = forms.iter().map(|f| f.len()).max().unwrap_or(0);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(CUT) {
+        let before = &rest[..at];
+        // The longest end of `before` that starts a secret (no longer than the longest).
+        let cut = before
+            .char_indices()
+            .filter(|(i, _)| before.len() - i < longest)
+            .map(|(i, _)| &before[i..])
+            .filter(|end| end.chars().count() >= MIN_ANYWHERE)
+            .find(|end| {
+                forms
+                    .iter()
+                    .any(|f| f.chars().count() >= MIN_ENCODED && f.starts_with(end) && f != end)
+            });
+        // A URL shown by its host (`https://hooks.example.com/…`, as Ferry shows a webhook)
+        // was cut there on purpose: its host is no secret.
+        let host_only = |end: &str| {
+            end.split_once("://").is_some_and(|(_, rest)| {
+                rest.ends_with('/') && rest.matches('/').count() == 1 && !rest.contains('@')
+            })
+        };
+        match cut.filter(|end| !host_only(end)) {
+            Some(end) => {
+                out.push_str(&before[..before.len() - end.len()]);
+                out.push_str(MASK);
+            }
+            None => out.push_str(before),
+        }
+        out.push(CUT);
+        rest = &rest[at + CUT.len_utf8()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `text` with each occurrence of `needle` that no letter or digit touches replaced by
 /// [`MASK`].
 fn replace_alone(text: &str, needle: &str) -> String {
@@ -315,6 +415,55 @@ mod tests {
     use super::*;
 
     use base64::engine::general_purpose::STANDARD;
+
+    /// A quoted error page cut short inside an echoed secret showed its start: the start of a
+    /// secret right before the cut mark is masked; a word that merely starts alike and is not
+    /// cut, or a start shorter than 4 characters, is not.
+    #[test]
+    fn a_secret_cut_short_by_a_clip_is_masked() {
+        let m = Masker::new();
+        m.register("Pr0xy-Echoed-Secret-0123456789");
+        assert_eq!(
+            m.mask("HTTP 502: `refused, value Pr0xy-Ech…` (see above)"),
+            "HTTP 502: `refused, value ****…` (see above)"
+        );
+        assert_eq!(
+            m.mask("refused Pr0xy-Echoed-Secret-0123456789, again Pr0xy…"),
+            "refused ****, again ****…"
+        );
+        assert_eq!(m.mask("a Pr0xy of ours…"), "a Pr0xy of ours…");
+        assert_eq!(m.mask("value Pr0…"), "value Pr0…");
+        assert_eq!(m.mask("Pr0xy-Ech"), "Pr0xy-Ech", "not cut");
+        // A URL Ferry shows by its host alone.
+        m.register("https://hooks.example.com/services/T0/B0/HookTokenSecret0123456789");
+        assert_eq!(
+            m.mask("notified https://hooks.example.com/…, ssm:/x"),
+            "notified https://hooks.example.com/…, ssm:/x"
+        );
+        // Its token, registered alone as Ferry registers a webhook's pieces, cut short.
+        m.register("HookTokenSecret0123456789");
+        assert_eq!(
+            m.mask("answered HTTP 404: \"no such hook /services/T0/B0/HookTokenSecret0123…\""),
+            "answered HTTP 404: \"no such hook /services/T0/B0/****…\""
+        );
+    }
+
+    /// A secret holding JSON (Secrets Manager's `{"username", "password", …}`) is masked by
+    /// each of its string values too, which a connection log prints alone; not those of keys
+    /// that say where it is used (`postgres` as an RDS secret's engine or user, its host), nor
+    /// numbers (a port).
+    #[test]
+    fn a_json_secrets_values_are_masked_alone() {
+        let m = Masker::new();
+        m.register(r#"{"username": "postgres_admin", "password": "Sm-Pa55word-0123456789", "engine": "postgres", "host": "db-primary.internal", "port": 5432, "dbname": "app", "extra": {"api_key": "Sm-ApiKey-0123456789"}}"#);
+        assert_eq!(
+            m.mask("connecting as postgres_admin with password Sm-Pa55word-0123456789 to db-primary.internal:5432 (postgres)"),
+            "connecting as postgres_admin with password **** to db-primary.internal:5432 (postgres)"
+        );
+        assert_eq!(m.mask("key Sm-ApiKey-0123456789"), "key ****");
+        m.register("{not json: Sm-Other-0123456789}");
+        assert_eq!(m.mask("Sm-Other-0123456789"), "Sm-Other-0123456789");
+    }
 
     /// Output is masked a line at a time: a secret of several lines (a PEM key) is masked on
     /// each of its lines, but the armour, which every key shares, is left as it is.

@@ -45,7 +45,9 @@ pub use acceptance::{
 };
 pub use error::ServiceError;
 pub use outputs::{IncompleteOutputs, MissingStacks, StageOutputs, stage_outputs};
-pub use parameters::{Registered, register_env_secrets, register_secrets, stages_read};
+pub use parameters::{
+    Registered, register_env_secrets, register_named_env_secrets, register_secrets, stages_read,
+};
 pub use preflight::{
     PreflightError, Tree, TreeError, check_not_behind, head_commit, preflight, preflight_tree,
 };

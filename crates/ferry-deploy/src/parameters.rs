@@ -319,16 +319,38 @@ pub fn register_env_secrets(
 ) -> Vec<(String, String)> {
     let read = ferry_serverless::workspace_secret_env_reads(ws);
     for (_, var) in &read {
-        // The name is only a guess (`USE_SECRETS_MANAGER=true`, `TOKEN_TTL=3600`): a value
-        // too short or plain to be a secret is not masked, which would mask every `true`.
-        if let Some(value) = env(var).filter(|v| {
-            let v = v.trim();
-            v.chars().count() >= 8 && !v.chars().all(|c| c.is_ascii_digit() || c == '.')
-        }) {
+        if let Some(value) = env(var).filter(|v| may_be_a_secret(v)) {
             masker.register(&value);
         }
     }
     read
+}
+
+/// Registers with `masker` the values of the variables of `vars` (this process's environment)
+/// whose names say they hold a secret ([`ferry_env::names_a_secret`]: `DB_PASSWORD`, which CI
+/// exports from a parameter store to every command): a script or build may print its
+/// environment when it fails.
+pub fn register_named_env_secrets(
+    masker: &Masker,
+    vars: impl IntoIterator<Item = (String, String)>,
+) {
+    for (name, value) in vars {
+        if ferry_env::names_a_secret(&name) && may_be_a_secret(&value) {
+            masker.register(&value);
+        }
+    }
+}
+
+/// Whether a value of a variable named as a secret may be one: the name is only a guess
+/// (`USE_SECRETS_MANAGER=true`, `TOKEN_TTL=3600`, `GIT_ASKPASS=/usr/lib/git-core/askpass`),
+/// and a value too short or plain to be a secret, or the path of a file or folder that exists,
+/// is not masked, which would mask every `true`, or `/dev/null` everywhere.
+fn may_be_a_secret(value: &str) -> bool {
+    let v = value.trim();
+    let path = std::path::Path::new(v);
+    v.chars().count() >= 8
+        && !v.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && !(path.is_absolute() && path.exists())
 }
 
 /// Registers with `masker` every SecureString value the stage's services reference (one

@@ -131,8 +131,24 @@ pub fn inherited_stage_variables() -> Vec<std::ffi::OsString> {
 /// (`DbSecretArn`, `SecretName`, `TokenTableName`) does not.
 pub fn names_a_secret(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
+    // Also where one is kept on disk (`AWS_SHARED_CREDENTIALS_FILE=/dev/null`, `TOKEN_DIR`).
     let about_it = [
-        "arn", "name", "id", "ids", "table", "ttl", "length", "path", "uri", "url",
+        "arn",
+        "name",
+        "id",
+        "ids",
+        "table",
+        "ttl",
+        "length",
+        "path",
+        "uri",
+        "url",
+        "file",
+        "files",
+        "dir",
+        "folder",
+        "directory",
+        "override",
     ];
     // Rules about secrets, not secrets: `RefreshTokenValidity`, `PasswordPolicy`,
     // `PasswordCharacters`, `GenerateSecret`; switches and durations, by whole words

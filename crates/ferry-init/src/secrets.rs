@@ -173,6 +173,8 @@ mod tests {
             "TOKEN_EXPIRES_IN",
             "SECRET_ROTATION_DAYS",
             "TokenTimeoutSeconds",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "TOKEN_DIR",
         ] {
             assert!(!secret_name(n), "{n}");
         }

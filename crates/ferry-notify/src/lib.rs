@@ -240,10 +240,13 @@ pub async fn post_within(
                 .collect()
                 .await
                 .map(|b| {
-                    String::from_utf8_lossy(&b.to_bytes())
-                        .chars()
-                        .take(200)
-                        .collect()
+                    // Marked where it is cut, so that the masker hides the start of a secret
+                    // (the hook's token, echoed) that the cut leaves.
+                    let text = String::from_utf8_lossy(&b.to_bytes()).into_owned();
+                    match text.char_indices().nth(200) {
+                        Some((at, _)) => format!("{}…", &text[..at]),
+                        None => text,
+                    }
                 })
                 .unwrap_or_default();
             return Err(fail(format!("answered HTTP {status}: {text:?}")));

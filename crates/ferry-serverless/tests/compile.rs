@@ -560,7 +560,7 @@ fn secret_env_reads_are_the_variables_named_as_secrets() {
     .unwrap();
     std::fs::write(
         svc.join("custom.yml"),
-        "pw: ${env: DB_PASSWORD}\nagain: ${env:CLIENT_SECRET}\n",
+        "pw: ${env: DB_PASSWORD}\nagain: ${env:CLIENT_SECRET}\nper_stage: ${env:STAGE_PASSWORD_${sls:stage}}\nteam: ${env:${self:custom.team}_API_TOKEN}\nplain: ${env:TABLE_${sls:stage}}\n",
     )
     .unwrap();
     // A resolver written in JavaScript reads them as `process.env`.
@@ -576,6 +576,8 @@ fn secret_env_reads_are_the_variables_named_as_secrets() {
             "CLIENT_SECRET",
             "LOG_TOKEN",
             "DB_PASSWORD",
+            "STAGE_PASSWORD_${sls:stage}",
+            "${self:custom.team}_API_TOKEN",
             "STRIPE_API_KEY"
         ]
     );

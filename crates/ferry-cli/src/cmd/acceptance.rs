@@ -94,7 +94,7 @@ pub(crate) fn keep_unmarked(after: &mut AfterMoved, tested: &mut ferry_deploy::T
         after.keep(
             &format!("recording the tests' outcome of `{service}`"),
             Err::<(), _>(anyhow::anyhow!(
-                "the outcome of `{service}`'s tests is not recorded: {why}; a record says whether its package passed, so only that package's own tests count: commit, deploy and test again"
+                "the outcome of `{service}`'s tests is not recorded: {why}; a record says whether its package passed, so only that package's own tests count: run them from a checkout holding what it was built from (that commit, or a later one where its inputs are the same; after a rollback, this keeps the package the rollback put back), or commit, deploy and test again to replace the package"
             )),
         );
     }
@@ -149,7 +149,10 @@ fn write_report_file(
     let path = ctx.workspace()?.layout().acceptance_report(&stage.id);
     ferry_acceptance::write_report(
         &path,
-        &ferry_acceptance::junit(report, &format!("acceptance {}", stage.name)),
+        &ferry_acceptance::junit(
+            &report.masked(crate::ui::masker()),
+            &format!("acceptance {}", stage.name),
+        ),
     )
     .with_context(|| format!("failed to write the JUnit report {}", path.display()))?;
     Ok(path)

@@ -266,7 +266,7 @@ fn write_report_file(
     let path = ctx.workspace()?.layout().script_report(script);
     ferry_acceptance::write_report(
         &path,
-        &ferry_acceptance::junit(report, &format!("run {script}")),
+        &ferry_acceptance::junit(&report.masked(masker()), &format!("run {script}")),
     )
     .with_context(|| format!("failed to write the JUnit report {}", path.display()))?;
     Ok(path)
