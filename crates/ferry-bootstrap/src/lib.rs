@@ -2209,11 +2209,31 @@ pub fn denials(
         } else {
             ("", " (deployer)")
         };
+        // A named stage may read another project's stacks (`${cf:network-prod.SubnetId}`, a
+        // function describing one): only changes are denied; the previews, nothing of them.
+        let stack_actions: &[&str] = if stage.preview {
+            &["cloudformation:*"]
+        } else {
+            &[
+                "cloudformation:Cancel*",
+                "cloudformation:Continue*",
+                "cloudformation:Create*",
+                "cloudformation:Delete*",
+                "cloudformation:Execute*",
+                "cloudformation:Import*",
+                "cloudformation:Rollback*",
+                "cloudformation:Set*",
+                "cloudformation:Signal*",
+                "cloudformation:Tag*",
+                "cloudformation:Untag*",
+                "cloudformation:Update*",
+            ]
+        };
         for (whose, tag, condition) in apart {
             out.push(Permission {
                 why: format!("never{whose_roles}: {whose} stacks (by their {tag} tag)"),
                 deny: true,
-                actions: strings(&["cloudformation:*"]),
+                actions: strings(stack_actions),
                 resources: vec!["*".into()],
                 condition: Some(condition.clone()),
             });
