@@ -144,6 +144,12 @@ fn promote_deploys_exactly_what_passed_and_the_gate_refuses_the_rest() {
         err.contains("no service of stage `stagin` is deployed: --all has nothing to test; did you mean `staging`?"),
         "{err}"
     );
+    // `status` of it shows an empty column, and says why.
+    let (out, _) = ok(&r, v, &["status", "stagin"]);
+    assert!(
+        out.contains("stagin: not configured in ferry.toml, so a preview stage, of which nothing is deployed; did you mean `staging`?"),
+        "{out}"
+    );
     ok(&r, v, &["deploy", "dev", "--test"]);
     // app's tests fail in staging.
     std::fs::write(v.join("staging-app"), "").unwrap();
@@ -2491,6 +2497,149 @@ fn a_template_reading_ssm_itself_is_approved_and_a_new_version_refuses_it() {
     let (_, err) = fails(&r, v, &["approve", "dev", &second]);
     assert!(
         err.contains("resolve to other values than the review showed"),
+        "{err}"
+    );
+}
+
+/// A rollback checks a Serverless Framework dependent with its stored compile, which took its
+/// parameters (`--param`): its record keeps them as a deploy's does, so a dependent that
+/// receives the same values is up to date and keeps its tests. Before, the rollback hashed only
+/// what the compiled template declares (the bucket at most), found its parameters changed,
+/// redeployed it ("no changes"), cleared its passed tests and named it as rolled back; the next
+/// check of it redeployed it again.
+#[test]
+fn a_rollback_leaves_a_serverless_dependent_that_receives_the_same_values_alone() {
+    let p = "rel-slsback";
+    let r = TestRepo::new();
+    r.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
+             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{}\"\n",
+            bucket(p, "dev")
+        ),
+    )
+    .write(
+        "services/src/service.toml",
+        &format!("[service]\ntemplate = \"t.yaml\"\n{ACCEPTANCE}"),
+    )
+    .write("services/src/t.yaml", &src_template("v1"))
+    .write(
+        "services/sls/service.toml",
+        &format!(
+            "[service]\nkind = \"serverless\"\nserverless-command = [\"./fake-sls\"]\n\n[parameters]\nVersion = \"${{output:src.Version}}\"\n{ACCEPTANCE}"
+        ),
+    )
+    .write(
+        "services/sls/serverless.yml",
+        &format!("service: {p}\nprovider:\n  name: aws\n"),
+    )
+    .write("services/sls/fake-sls", &PARAM_SLS.replace("rel-slsrev", p))
+    .write(".gitignore", "target/\n");
+    use std::os::unix::fs::PermissionsExt;
+    let cli = r.path().join("services/sls/fake-sls");
+    std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+    r.commit("services");
+    let s3 = ferry_package::s3_client(&config());
+    rt().block_on(s3.create_bucket().bucket(bucket(p, "dev")).send())
+        .unwrap();
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "dev", "--test"]);
+    // src changes, its output does not: sls receives the same Version.
+    let described = |d: &str| {
+        r.write(
+            "services/src/t.yaml",
+            &src_template("v1").replace(
+                "      Type: String\n",
+                &format!("      Type: String\n      Description: {d}\n"),
+            ),
+        );
+        r.commit(d);
+    };
+    described("one");
+    let (out, err) = ok(&r, v, &["deploy", "dev", "--test"]);
+    assert!(
+        row(&out, "sls").contains("skipped (up to date)"),
+        "{out}\n{err}"
+    );
+    let before = records(p, "dev")["sls"].clone();
+    assert_eq!(before.tests_passed(), Some(true), "{out}\n{err}");
+    // src goes back; sls, checked with its stored compile, is up to date and keeps its tests.
+    let (out, err) = ok(&r, v, &["rollback", "dev"]);
+    let said = format!("{out}\n{err}");
+    assert!(row(&out, "sls").contains("skipped (up to date)"), "{said}");
+    assert!(said.contains("rolled src back to release "), "{said}");
+    let after = records(p, "dev")["sls"].clone();
+    assert_eq!(after.parameters_hash, before.parameters_hash, "{said}");
+    assert_eq!(after.deployed_at, before.deployed_at, "{said}");
+    assert_eq!(after.tests_passed(), Some(true), "{said}");
+    // The next deploy of src finds it up to date too.
+    described("two");
+    let (out, err) = ok(&r, v, &["deploy", "dev"]);
+    assert!(
+        row(&out, "sls").contains("skipped (up to date)"),
+        "{out}\n{err}"
+    );
+}
+
+/// A service a rollback put back that no later run deploys again (the checkout holds its
+/// package) keeps, for a rollback's choice of target, the outcome its package had with the same
+/// parameters in the release the rollback restored, in every later release: a later release
+/// whose own deploys passed is one to go back to. Before, it stayed untested in every later
+/// release, and a plain rollback skipped them all and deployed older code. The gate still asks
+/// for its tests in the stage: the rollback ran none.
+#[test]
+fn a_rollback_goes_back_to_a_release_that_kept_what_a_rollback_put_back() {
+    let p = "rel-back-kept";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    // base v1, then v2 (app receives the same queue), each tested in staging.
+    for n in 1..=2 {
+        r.write("services/base/t.yaml", &format!("{QUEUE}# v{n}\n"));
+        r.commit(&format!("base v{n}"));
+        ok(&r, v, &["deploy", "staging", "--test"]);
+    }
+    let second = records(p, "staging")["base"].release.clone().unwrap();
+    // Back to v1, and forward again to v2, the checkout's: put back, untested.
+    ok(&r, v, &["rollback", "staging"]);
+    ok(&r, v, &["rollback", "staging", "--to", &second]);
+    assert_eq!(records(p, "staging")["base"].tests_passed(), None);
+    // app changes twice, each tested and passed; base stays as the rollback left it.
+    let app = |n: u32| {
+        r.write(
+            "services/app/src/app.py",
+            &format!("def handle(e, c):\n    return {n}\n"),
+        );
+        r.commit(&format!("app {n}"));
+        ok(&r, v, &["deploy", "staging", "--test"]);
+        records(p, "staging")
+    };
+    let third = app(2);
+    assert_eq!(
+        third["base"].tests_passed(),
+        None,
+        "base was not deployed again"
+    );
+    app(3);
+    // Back from app 3 to app 2: its release passed, and base's package there is the one that
+    // passed in base v2's release. (Before: back to app 1, the forward rollback's release.)
+    let (out, err) = ok(&r, v, &["rollback", "staging"]);
+    let now = records(p, "staging");
+    assert_eq!(now["app"].artifacts, third["app"].artifacts, "{out}\n{err}");
+    assert_eq!(
+        now["app"].template_hash, third["app"].template_hash,
+        "{out}\n{err}"
+    );
+    assert_eq!(
+        now["base"].template_hash, third["base"].template_hash,
+        "{out}\n{err}"
+    );
+    // The gate still asks for base's tests in staging: the rollback ran none.
+    let (_, err) = fails(&r, v, &["promote", "staging", "prod"]);
+    assert!(
+        err.contains("base: its acceptance tests have not run in `staging` since a rollback put its package there"),
         "{err}"
     );
 }

@@ -34,6 +34,10 @@ pub struct Snapshot {
     pub dirty: bool,
     /// Service → exact input key (only for services whose inputs are all clean).
     pub input_keys: BTreeMap<String, String>,
+    /// Service → a key of its uncommitted changes (only for services with some): what those of
+    /// its inputs hold now, so that a change elsewhere (a log written into the checkout) does
+    /// not count as its own.
+    pub dirty_keys: BTreeMap<String, String>,
     /// Service → the submodules among its inputs that are not checked out
     /// ([`Repo::submodules_not_checked_out`]): its package would lack their files.
     pub submodules_not_checked_out: BTreeMap<String, Vec<String>>,
@@ -140,6 +144,7 @@ impl Repo {
             self.submodules_not_checked_out()?
         };
         let mut input_keys = BTreeMap::new();
+        let mut dirty_keys = BTreeMap::new();
         let mut submodules_not_checked_out = BTreeMap::new();
         let mut sparse_absent = BTreeMap::new();
         for s in services {
@@ -167,11 +172,14 @@ impl Repo {
             if !absent.is_empty() {
                 sparse_absent.insert(s.name.clone(), absent);
             }
-            let touched = changed
+            let mine: std::collections::BTreeSet<String> = changed
                 .paths
                 .iter()
-                .any(|p| prefixes.iter().any(|pre| touches(&changed, p, pre)));
-            if touched {
+                .filter(|p| prefixes.iter().any(|pre| touches(&changed, p, pre)))
+                .cloned()
+                .collect();
+            if !mine.is_empty() {
+                dirty_keys.insert(s.name.clone(), self.fingerprint(&mine));
                 continue;
             }
             input_keys.insert(s.name.clone(), self.key_at(head, &prefixes));
@@ -181,6 +189,7 @@ impl Repo {
             commit: head.to_string(),
             dirty,
             input_keys,
+            dirty_keys,
             submodules_not_checked_out,
             sparse_absent,
         })

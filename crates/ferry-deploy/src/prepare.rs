@@ -495,6 +495,7 @@ pub fn package_request(
             dirty: false,
             services,
             input_keys: Default::default(),
+            dirty_keys: Default::default(),
         });
     };
     let inputs: Vec<ServiceInputs> = ws.services.iter().map(service_inputs).collect();
@@ -526,6 +527,7 @@ pub fn package_request(
         dirty: snap.dirty,
         services,
         input_keys: snap.input_keys,
+        dirty_keys: snap.dirty_keys,
     })
 }
 

@@ -171,6 +171,12 @@ impl std::fmt::Display for ServiceResult {
                 action: Action::Unchanged,
             } => f.write_str("no changes"),
             ServiceResult::UpToDate { .. } => f.write_str("skipped (up to date)"),
+            // Deployed, and its tests stopped by a cancel: nothing failed.
+            ServiceResult::Failed { error }
+                if matches!(**error, ServiceError::TestsStopped { .. }) =>
+            {
+                f.write_str("deployed, tests cancelled")
+            }
             ServiceResult::Failed { .. } => f.write_str("FAILED"),
             ServiceResult::Skipped { failed_dependency } => {
                 write!(f, "skipped ({failed_dependency} failed)")
@@ -1435,6 +1441,13 @@ async fn deploy_one(
     let compiled_now = service.kind == ServiceKind::Serverless && stored.is_none();
     let declared = (ctx.declared_parameters_only && !compiled_now)
         .then(|| declared_parameters(ctx, service, packaged, &template));
+    // What a Serverless service receives went into its compile (`--param`), not to its stack,
+    // whose compiled template declares the bucket at most: kept apart for its record, which
+    // holds it as a deploy's does also when a stored compile deploys as it is (a rollback; an
+    // approval whose parameters resolve again). Dropped, the record held none of it: the
+    // rollback found the parameters changed, redeployed the service ("no changes"), cleared its
+    // tests, and the next check of it redeployed it again.
+    let compiled_with = (service.kind == ServiceKind::Serverless).then(|| hashed.clone());
     if let Some(declared) = &declared {
         parameters.retain(|k, _| declared.contains(k));
         hashed.retain(|k, _| declared.contains(k));
@@ -1494,11 +1507,17 @@ async fn deploy_one(
     // A Serverless service's reviewed compile, approved: its parameters went into that compile,
     // as the review resolved them, and its record keeps them, as a deploy's does (the stored
     // template takes only the bucket: kept out, its next check found them changed).
-    let params_hash = match fixed {
-        Some(reviewed) if service.kind == ServiceKind::Serverless && !compiled_now => {
+    let params_hash = match (fixed, compiled_with) {
+        (Some(reviewed), _) if service.kind == ServiceKind::Serverless && !compiled_now => {
             parameters_hash(reviewed)
         }
-        _ => parameters_hash(&hashed),
+        // Any other Serverless service: what its compile took, with what its stack takes (the
+        // bucket, the versions of its dynamic references), as a deploy hashes them.
+        (_, Some(mut received)) => {
+            received.extend(hashed.clone());
+            parameters_hash(&received)
+        }
+        (_, None) => parameters_hash(&hashed),
     };
 
     let differs = match ctx.previous.get(&service.name) {
@@ -1923,6 +1942,31 @@ async fn run_tests(
 #[cfg(test)]
 mod tests {
     use super::{only_pending_outputs, partition};
+
+    /// A service deployed whose tests a cancel stopped did not fail: the summary's result says
+    /// so, as the note under it does (it said FAILED).
+    #[test]
+    fn a_service_whose_tests_a_cancel_stopped_is_not_shown_as_failed() {
+        use super::{ServiceError, ServiceResult};
+        let result = |error| ServiceResult::Failed {
+            error: std::sync::Arc::new(error),
+        };
+        assert_eq!(
+            result(ServiceError::TestsStopped {
+                action: "deployed (created)".into()
+            })
+            .to_string(),
+            "deployed, tests cancelled"
+        );
+        assert_eq!(
+            result(ServiceError::TestsFailed {
+                action: "deployed (created)".into(),
+                status: "FAILED".into()
+            })
+            .to_string(),
+            "FAILED"
+        );
+    }
 
     /// In a review, a dependency the review creates has no stack yet: a read of it defers the
     /// parameters whether it names the deploying stage or not; one of another stage is an

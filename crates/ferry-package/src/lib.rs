@@ -436,6 +436,10 @@ pub struct PackageRequest {
     /// Service → an exact key of its inputs (e.g. the tree id of its clean folder). A service
     /// without one is always built and zipped.
     pub input_keys: BTreeMap<String, String>,
+    /// Service → the key of its uncommitted changes, when it has some
+    /// ([`ferry_changes::Snapshot::dirty_keys`]): such a service is still as requested while
+    /// its own inputs are.
+    pub dirty_keys: BTreeMap<String, String>,
 }
 
 /// Progress of [`package`].
@@ -807,7 +811,8 @@ pub fn service_inputs(s: &Service) -> ferry_changes::ServiceInputs {
 /// Whether the checkout is still what `req` was made from, now that `packaged` were read from
 /// disk: HEAD the same commit (a branch switched while the files were read gives archives of
 /// neither branch, stored under the first one's id), and, when no build ran, each of them the
-/// same inputs (edited meanwhile: its input key, or with none, the dirty tree's id, moved). A
+/// same inputs (edited meanwhile: its input key, or with none, the key of its own uncommitted
+/// changes, moved). A
 /// build may write tracked files itself (a lock file an install rewrites, a global input of
 /// every service): when one ran, HEAD alone is judged. An edit undone before the end is not
 /// seen.
@@ -842,7 +847,15 @@ fn still_as_requested(
         .map(|s| s.name.as_str())
         .filter(|name| {
             let (before, after) = (req.input_keys.get(*name), now.input_keys.get(*name));
-            before != after || (before.is_none() && now.id != req.id)
+            if before.is_some() || after.is_some() {
+                return before != after;
+            }
+            // Dirty then and now: its own uncommitted changes decide, not a file written
+            // elsewhere in the checkout meanwhile (a log of this very run).
+            match (req.dirty_keys.get(*name), now.dirty_keys.get(*name)) {
+                (Some(then), Some(now)) => then != now,
+                _ => now.id != req.id,
+            }
         })
         .collect();
     if !edited.is_empty() {
@@ -1052,10 +1065,19 @@ fn template_problems(service: &Service, parsed: &serde_json::Value) -> Vec<Templ
     } else {
         &[BUCKET_PARAMETER, BOUNDARY_PARAMETER][..]
     };
-    if let Err(e) = template::check(parsed, &passed, provided) {
-        return vec![e];
+    let mut out = template::check(parsed, &passed, provided);
+    if matches!(
+        out.first(),
+        Some(
+            TemplateError::NotAMapping { .. }
+                | TemplateError::NoResources
+                | TemplateError::EmptyResources
+                | TemplateError::ResourcesNotAMapping { .. }
+                | TemplateError::Parse(_)
+        )
+    ) {
+        return out;
     }
-    let mut out = Vec::new();
     // An AWS-specific type (a VPC id, a list of subnets, an SSM parameter's name) takes no
     // empty value.
     for (key, value) in &service.parameters {

@@ -113,10 +113,19 @@ pub fn parse(text: &str) -> Result<Value, TemplateError> {
 }
 
 /// Checks a parsed template against what a deploy of it needs: a mapping with a non-empty
-/// `Resources` mapping, a declaration for every parameter the service passes (`passed`, its
-/// `[parameters]` keys), and a value passed for every declared parameter without a `Default`.
-/// `provided` are parameters Ferry passes itself (the artifact bucket).
-pub fn check(template: &Value, passed: &[&str], provided: &[&str]) -> Result<(), TemplateError> {
+/// `Resources` mapping (its first problem alone: the rest needs it sound), then every
+/// parameter the service passes (`passed`, its `[parameters]` keys) that is not declared, and
+/// every declared parameter without a `Default` given no value, at once, so that a fix does not
+/// reveal the next. `provided` are parameters Ferry passes itself (the artifact bucket).
+pub fn check(template: &Value, passed: &[&str], provided: &[&str]) -> Vec<TemplateError> {
+    match check_structure(template) {
+        Err(e) => vec![e],
+        Ok(declared) => parameter_problems(&declared, passed, provided),
+    }
+}
+
+/// The template's declared parameters, once its structure is sound.
+fn check_structure(template: &Value) -> Result<serde_json::Map<String, Value>, TemplateError> {
     let Some(root) = template.as_object() else {
         return Err(TemplateError::NotAMapping {
             found: kind(template),
@@ -130,16 +139,22 @@ pub fn check(template: &Value, passed: &[&str], provided: &[&str]) -> Result<(),
             return Err(TemplateError::ResourcesNotAMapping { found: kind(other) });
         }
     }
-    let declared = match root.get("Parameters") {
-        None | Some(Value::Null) => serde_json::Map::new(),
-        Some(Value::Object(p)) => p.clone(),
-        Some(other) => {
-            return Err(TemplateError::Parse(format!(
-                "Parameters must be a mapping of parameter declarations, found {}",
-                kind(other)
-            )));
-        }
-    };
+    match root.get("Parameters") {
+        None | Some(Value::Null) => Ok(serde_json::Map::new()),
+        Some(Value::Object(p)) => Ok(p.clone()),
+        Some(other) => Err(TemplateError::Parse(format!(
+            "Parameters must be a mapping of parameter declarations, found {}",
+            kind(other)
+        ))),
+    }
+}
+
+fn parameter_problems(
+    declared: &serde_json::Map<String, Value>,
+    passed: &[&str],
+    provided: &[&str],
+) -> Vec<TemplateError> {
+    let mut out = Vec::new();
     let names = || {
         if declared.is_empty() {
             "none".to_string()
@@ -149,19 +164,19 @@ pub fn check(template: &Value, passed: &[&str], provided: &[&str]) -> Result<(),
     };
     for key in passed {
         if !declared.contains_key(*key) {
-            return Err(TemplateError::UndeclaredParameter {
+            out.push(TemplateError::UndeclaredParameter {
                 key: key.to_string(),
                 declared: names(),
             });
         }
     }
-    for (key, decl) in &declared {
+    for (key, decl) in declared {
         let has_default = decl.get("Default").is_some_and(|d| !d.is_null());
         if !has_default && !passed.contains(&key.as_str()) && !provided.contains(&key.as_str()) {
-            return Err(TemplateError::MissingParameter { key: key.clone() });
+            out.push(TemplateError::MissingParameter { key: key.clone() });
         }
     }
-    Ok(())
+    out
 }
 
 pub use ferry_manifest::SSM_PARAMETER_TYPE;

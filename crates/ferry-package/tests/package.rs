@@ -56,6 +56,7 @@ fn request(id: &str, services: &[&str]) -> PackageRequest {
         dirty: false,
         services: services.iter().map(|s| s.to_string()).collect(),
         input_keys: BTreeMap::new(),
+        dirty_keys: BTreeMap::new(),
     }
 }
 
@@ -78,6 +79,7 @@ fn snapshot_request(root: &Path, services: &[&str]) -> PackageRequest {
         dirty: snap.dirty,
         services: services.iter().map(|s| s.to_string()).collect(),
         input_keys: snap.input_keys,
+        dirty_keys: snap.dirty_keys,
     }
 }
 
@@ -1875,10 +1877,15 @@ fn a_checkout_that_changes_while_it_is_packaged_is_kept_nowhere() {
     let out = tempfile::tempdir().unwrap();
     let ws = ferry_manifest::load(r.path()).unwrap();
     let package_while = |req: &PackageRequest, change: &dyn Fn()| {
+        // Once a is done (packaged, or reused from the cache once it was), before b is read.
         let on = |e: Event| {
             if e == (Event::Packaged {
                 service: "a".into(),
-            }) {
+            }) || e
+                == (Event::Reused {
+                    service: "a".into(),
+                })
+            {
                 change();
             }
         };
@@ -1919,6 +1926,26 @@ fn a_checkout_that_changes_while_it_is_packaged_is_kept_nowhere() {
     let m = package_while(&req, &|| {}).unwrap();
     assert_eq!(m.services.len(), 2);
     assert!(out.path().join("cache/b").is_dir());
+
+    // b with an uncommitted file, and a log of the run written at the root meanwhile
+    // (`deploy dev > deploy.log`): b's own files are as they were, so it is kept (every such
+    // deploy failed, blaming b); b's own file edited meanwhile is still refused.
+    r.write("services/b/notes.txt", "draft\n");
+    let req = snapshot_request(r.path(), &["a", "b"]);
+    assert!(req.dirty && req.dirty_keys.contains_key("b"), "{req:?}");
+    package_while(&req, &|| {
+        r.write("deploy.log", "packaging a\n");
+    })
+    .unwrap();
+    let req = snapshot_request(r.path(), &["a", "b"]);
+    let err = package_while(&req, &|| {
+        r.write("services/b/notes.txt", "draft 2\n");
+    })
+    .unwrap_err();
+    assert!(
+        err.contains("the checkout changed while it was being packaged (files of b were edited)"),
+        "{err}"
+    );
 }
 
 // A build that writes a tracked file every service's key holds (an `npm install` rewriting the

@@ -34,6 +34,7 @@ fn run(root: &Path, out: &Path) -> Result<ferry_package::PackageManifest, String
         dirty: false,
         services: vec!["worker".into()],
         input_keys: BTreeMap::new(),
+        dirty_keys: BTreeMap::new(),
     };
     package(&ws, out, &req, &|s| s.to_string(), &|_| {}).map_err(|e: PackageError| e.to_string())
 }

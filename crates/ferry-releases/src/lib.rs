@@ -355,6 +355,9 @@ fn newest(sorted: &[&Release]) -> String {
 ///   runs: rolling back twice goes back twice, never forward to what the first rollback left.
 /// - A rollback's services have the tests of the release it restored (it deployed those very
 ///   packages again, untested), so "what ran before" can be a rollback's release.
+/// - So have the services a rollback put back, in every later release that still holds the
+///   records it wrote (no run deployed them since): a later release whose own deploys passed is
+///   a target. Each only for the same package with the same parameters.
 /// - A rollback leaves other services' test outcomes unset, which must not disqualify a
 ///   release for the services being rolled back.
 ///
@@ -508,23 +511,64 @@ fn restored<'a>(r: &'a Release, by_id: &BTreeMap<&str, &'a Release>) -> Option<&
     Some(at)
 }
 
-/// [`Release::tests_of`], where a rollback's service that its run left untested has the outcome
-/// the restored release holds for the same package; `None` when that release is not in `by_id`.
+/// [`Release::tests_of`], where a service left untested by a rollback has the outcome that the
+/// release the rollback restored holds for the same package with the same parameters: in the
+/// rollback's own release (each of its services that has none), and in every later release that
+/// still holds a record a rollback wrote (no run deployed its service since, as when the
+/// checkout holds the package the rollback put back). Never another package's, nor the same
+/// package's tested with other parameters; and first of all the outcome a later run recorded
+/// for this very deploy, in any release loaded (the newest is). `None` when a release it needs is not in `by_id`
+/// (not loaded yet, or gone from the bucket).
 fn tests_through_rollbacks(
     r: &Release,
     by_id: &BTreeMap<&str, &Release>,
     only: Option<&BTreeSet<String>>,
 ) -> Option<Tests> {
-    let origin = restored(r, by_id)?;
-    if std::ptr::eq(origin, r) {
-        return Some(r.tests_of(only));
-    }
+    // A rollback's release: the release whose packages it deployed again.
+    let own = restored(r, by_id)?;
     let mut view = r.clone();
     for (name, record) in &mut view.services {
-        if record.acceptance.is_none()
-            && let Some(then) = origin.services.get(name)
+        if record.acceptance.is_some() || only.is_some_and(|o| !o.contains(name)) {
+            continue;
+        }
+        // This very deploy's own outcome, when a later run recorded one: `test-acceptance`
+        // marks the stage's newest release and the record's own, not the releases between, and
+        // an outcome of what runs decides over one of the same package's earlier deploy (a
+        // failure included).
+        let own_outcome = by_id
+            .values()
+            .filter_map(|other| other.services.get(name))
+            .filter(|other| {
+                other.deployed_at == record.deployed_at
+                    && other.stack_id == record.stack_id
+                    && other.fingerprint() == record.fingerprint()
+            })
+            .filter_map(|other| other.acceptance.clone())
+            .max_by_key(|a| a.at);
+        if let Some(outcome) = own_outcome {
+            record.acceptance = Some(outcome);
+            continue;
+        }
+        let origin = if !std::ptr::eq(own, r) {
+            own
+        } else if record.release_kind.as_deref() == Some("rollback")
+            && let Some(id) = record.restores.as_deref()
+        {
+            // A record an earlier rollback wrote, which this release still holds: the release
+            // that rollback restored.
+            match by_id.get(id) {
+                Some(&then) if then.id < r.id => restored(then, by_id)?,
+                Some(_) => continue,
+                None => return None,
+            }
+        } else {
+            continue;
+        };
+        if let Some(then) = origin.services.get(name)
             && then.fingerprint() == record.fingerprint()
             && then.artifacts == record.artifacts
+            // The same parameters: a package tested with other values is not what runs.
+            && then.parameters_hash == record.parameters_hash
         {
             record.acceptance = then.acceptance.clone();
         }

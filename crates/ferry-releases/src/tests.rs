@@ -174,7 +174,7 @@ fn rollback_judges_what_runs_not_the_newest_release() {
 fn rollback_of_some_services_judges_only_their_tests() {
     // 1: a1 b1 passed. 2: a2 failed. 3: the rollback of a (a1, untested since). 4: b2 passed,
     // a1 still untested. 5: b3 failed. Rolling b back goes to 4 (b2), not to 1 (b1).
-    let rs = vec![
+    let mut rs = vec![
         release("5", "e", &[("a", "a1", None), ("b", "b3", Some(false))]),
         release("4", "d", &[("a", "a1", None), ("b", "b2", Some(true))]),
         release("3", "c", &[("a", "a1", None), ("b", "b1", Some(true))]),
@@ -189,6 +189,10 @@ fn rollback_of_some_services_judges_only_their_tests() {
             &[("a", "a1", Some(true)), ("b", "b1", Some(true))],
         ),
     ];
+    // a1 as the rollback 3 deployed it again: another deploy than 1's.
+    for r in &mut rs[..3] {
+        r.services.get_mut("a").unwrap().deployed_at = 30;
+    }
     let now = running(&rs[0]);
     let b: BTreeSet<String> = ["b".to_string()].into();
     assert_eq!(
@@ -541,6 +545,101 @@ fn loading_newest_first_finds_what_all_releases_say_and_stops_early() {
     let mut failed = running(&rs[4]);
     failed.insert("s".into(), record("s", "v5", Some(false)));
     assert_eq!(loading(&rs, &failed), ("5".to_string(), 1));
+}
+
+/// A record a rollback wrote (its package deployed again, untested) stays in every later
+/// release until a run deploys its service again: those releases have the outcome the restored
+/// release holds for the same package with the same parameters, as the rollback's own release
+/// has. Before, every later release held it as not run, and a rollback skipped them all.
+#[test]
+fn later_releases_count_the_tests_of_what_a_rollback_put_back() {
+    // The record for b that a rollback `by`, restoring `restores`, wrote.
+    // (Deployed by that rollback: its own time.)
+    let put_back = |by: &str, restores: &str, template: &str, parameters: &str| Record {
+        parameters_hash: parameters.into(),
+        release: Some(by.into()),
+        release_kind: Some("rollback".into()),
+        restores: Some(restores.into()),
+        deployed_at: 100 + by.parse::<u64>().unwrap(),
+        ..record("b", template, None)
+    };
+    // `r` with b's record `b`, having deployed `deployed`.
+    let made = |mut r: Release, b: Record, deployed: &str| {
+        r.services.insert("b".into(), b);
+        r.deployed = vec![deployed.to_string()];
+        r
+    };
+    // 1: a1 b1 passed. 2: b2 passed. 3: rolled back to 1 (b1). 4: forward again to 2 (b2, the
+    // checkout's), untested, with `parameters`. 5: a2 passed. 6: a3 passed. No run deployed b
+    // since 4.
+    let history = |parameters: &str| {
+        vec![
+            made(
+                release("1", "a", &[("a", "a1", Some(true))]),
+                record("b", "b1", Some(true)),
+                "b",
+            ),
+            made(
+                release("2", "b", &[("a", "a1", Some(true))]),
+                record("b", "b2", Some(true)),
+                "b",
+            ),
+            made(
+                rollback("3", "c", "1", &[("a", "a1", Some(true))]),
+                put_back("3", "1", "b1", "p"),
+                "b",
+            ),
+            made(
+                rollback("4", "d", "2", &[("a", "a1", Some(true))]),
+                put_back("4", "2", "b2", parameters),
+                "b",
+            ),
+            made(
+                release("5", "e", &[("a", "a2", Some(true))]),
+                put_back("4", "2", "b2", parameters),
+                "a",
+            ),
+            made(
+                release("6", "f", &[("a", "a3", Some(true))]),
+                put_back("4", "2", "b2", parameters),
+                "a",
+            ),
+        ]
+    };
+    let rs = history("p");
+    let now = running(&rs[5]);
+    // Back from a3: to 5 (a2 passed; b2 passed in 2), not past it to the rollback 4 (a1).
+    assert_eq!(
+        rollback_target("prod", &rs, None, &now, None).unwrap().id,
+        "5"
+    );
+    // Loading newest first: decided once 2, which b's record restored, is loaded.
+    assert_eq!(loading(&rs, &now), ("5".to_string(), 5));
+    // b put back with other parameters than 2 tested it with: not what passed, in 4, 5 or 6;
+    // the newest release before them that passed is the rollback 3 (b1, as 1 tested it).
+    let rs = history("q");
+    let now = running(&rs[5]);
+    assert_eq!(
+        rollback_target("prod", &rs, None, &now, None).unwrap().id,
+        "3"
+    );
+    // b's tests run later against what the rollback 4 put back, and fail: `test-acceptance`
+    // marks the newest release (6) and the rollback's own (4), not 5. That outcome of this very
+    // deploy decides over the older one of its package: not 5, nor 4, but 3 (b1, passed in 1).
+    let mut rs = history("p");
+    let failed = Some(ferry_records::Acceptance {
+        passed: false,
+        at: 200,
+    });
+    for at in [3, 5] {
+        rs[at].services.get_mut("b").unwrap().acceptance = failed.clone();
+    }
+    let now = running(&rs[5]);
+    assert_eq!(
+        rollback_target("prod", &rs, None, &now, None).unwrap().id,
+        "3"
+    );
+    assert_eq!(loading(&rs, &now).0, "3");
 }
 
 /// `status` names the releases the records name that the store lacks, once each, sorted; one

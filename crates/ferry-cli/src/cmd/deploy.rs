@@ -782,7 +782,7 @@ async fn deploy_locked(
     );
     let end = crate::cmd::release::end_of_run(
         run,
-        "deploy",
+        ("deploy", None),
         &report,
         tests.as_ref(),
         (&release_id, release.as_ref(), previous),

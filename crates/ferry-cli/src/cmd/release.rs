@@ -340,7 +340,7 @@ impl AfterMoved {
 /// `before`, the stage's records when the run began.
 pub(crate) async fn end_of_run(
     run: &Run<'_>,
-    what: &str,
+    (what, review): (&str, Option<&str>),
     report: &DeployReport,
     tests: Option<&ferry_acceptance::Report>,
     (run_release, release, before): (&str, Option<&Release>, &BTreeMap<String, Record>),
@@ -381,7 +381,7 @@ pub(crate) async fn end_of_run(
         let results: Vec<&ferry_deploy::ServiceResult> =
             report.services.iter().map(|s| &s.result).collect();
         return Err(anyhow::anyhow!(unfinished(
-            what,
+            (what, review),
             &stage.name,
             run.ctx.app.name,
             &results
@@ -396,9 +396,9 @@ pub(crate) async fn end_of_run(
 /// What a run of `what` (`deploy`, `approval`, …) that did not complete says at its end, from
 /// its services' results: interrupted (Ctrl-C) with nothing failed, there is no failure to fix;
 /// an approval interrupted before it deployed anything is approved again (its review still
-/// shows what the stage would become), one that deployed part of it reviewed again.
+/// shows what the stage would become: `review`), one that deployed part of it reviewed again.
 fn unfinished(
-    what: &str,
+    (what, review): (&str, Option<&str>),
     stage: &str,
     app: &str,
     results: &[&ferry_deploy::ServiceResult],
@@ -414,7 +414,8 @@ fn unfinished(
     };
     match what {
         "approval" if interrupted && !deployed => format!(
-            "the approval of stage `{stage}` was interrupted before it deployed anything; approve the same review again (`{app} approve {stage} <review>`)"
+            "the approval of stage `{stage}` was interrupted before it deployed anything; approve the same review again (`{app} approve {stage} {}`)",
+            review.unwrap_or("<review>")
         ),
         "approval" => format!(
             "the approval of stage `{stage}` {ended}; {fix}review again (`--review`) and approve the new review: it shows what is left"
@@ -1213,7 +1214,7 @@ async fn promote_locked(
     let release = after.keep("writing the release", written).flatten();
     let end = end_of_run(
         run,
-        "promote",
+        ("promote", None),
         &report,
         tests.as_ref(),
         (&run_release, release.as_ref(), &current),
@@ -1394,6 +1395,22 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<()> {
                     (Some(e), _) => println!("{}: could not be read: {e}", s.name),
                     (None, Some(r)) => println!("{}: newest release {r}", s.name),
                     (None, None) => println!("{}: no releases", s.name),
+                }
+                // A preview named by hand with nothing in it: most likely a misspelt stage.
+                let empty_preview = stages.iter().find(|st| {
+                    st.name == s.name
+                        && st.preview
+                        && s.error.is_none()
+                        && columns_read
+                            .iter()
+                            .any(|(n, records)| *n == s.name && records.is_empty())
+                });
+                if let Some(stage) = empty_preview {
+                    println!(
+                        "{}: not configured in ferry.toml, so a preview stage, of which nothing is deployed{}",
+                        s.name,
+                        ws.misspelt_stage_hint(stage)
+                    );
                 }
                 if !s.unwritten.is_empty() {
                     println!(
@@ -1634,7 +1651,7 @@ async fn approve_locked(
     });
     let end = end_of_run(
         run,
-        "approval",
+        ("approval", Some(&args.release)),
         &report,
         tests.as_ref(),
         (&approval.release, release.as_ref(), &current),
@@ -1658,10 +1675,13 @@ mod tests {
         let deployed = R::Deployed {
             action: ferry_stacks::Action::Created,
         };
-        let say = |what: &str, results: &[&R]| unfinished(what, "qa", "ferry", results);
+        let say = |what: &str, results: &[&R]| {
+            let review = (what == "approval").then_some("20261207-200632.594-bab4c5d");
+            unfinished((what, review), "qa", "ferry", results)
+        };
         assert_eq!(
             say("approval", &[&R::Cancelled, &R::Cancelled]),
-            "the approval of stage `qa` was interrupted before it deployed anything; approve the same review again (`ferry approve qa <review>`)"
+            "the approval of stage `qa` was interrupted before it deployed anything; approve the same review again (`ferry approve qa 20261207-200632.594-bab4c5d`)"
         );
         assert_eq!(
             say("approval", &[&deployed, &R::Cancelled]),
