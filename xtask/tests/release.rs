@@ -1032,12 +1032,17 @@ fn a_review_is_approved_once_and_deploys_exactly_what_it_showed() {
 /// A repository of project `project` with one stage, `dev`, deployed only by approval (its
 /// artifact bucket named by [`bucket`]); no service yet.
 fn approval_repo(project: &str) -> TestRepo {
+    dev_repo(project, "approval = true\n")
+}
+
+/// A repository of one stage, dev, with its own bucket and `settings` (TOML lines).
+fn dev_repo(project: &str, settings: &str) -> TestRepo {
     let r = TestRepo::new();
     r.write(
         "ferry.toml",
         &format!(
             "[project]\nname = \"{project}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
-             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{}\"\napproval = true\n",
+             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{}\"\n{settings}",
             bucket(project, "dev")
         ),
     );
@@ -2301,6 +2306,38 @@ cat > "$out/serverless-state.json" <<T
 T
 "#;
 
+/// A repository of `src` (its output `Version`) and a Serverless Framework service `sls` that
+/// receives it as `--param Version` through [`PARAM_SLS`], both with `extra` in their
+/// service.toml, committed, with dev's bucket made; dev with `approval` when asked.
+fn sls_repo(p: &str, approval: bool, extra: &str) -> TestRepo {
+    let r = dev_repo(p, if approval { "approval = true\n" } else { "" });
+    r.write(
+        "services/src/service.toml",
+        &format!("[service]\ntemplate = \"t.yaml\"\n{extra}"),
+    )
+    .write("services/src/t.yaml", &src_template("v1"))
+    .write(
+        "services/sls/service.toml",
+        &format!(
+            "[service]\nkind = \"serverless\"\nserverless-command = [\"./fake-sls\"]\n\n[parameters]\nVersion = \"${{output:src.Version}}\"\n{extra}"
+        ),
+    )
+    .write(
+        "services/sls/serverless.yml",
+        &format!("service: {p}\nprovider:\n  name: aws\n"),
+    )
+    .write("services/sls/fake-sls", &PARAM_SLS.replace("rel-slsrev", p))
+    .write(".gitignore", "target/\n");
+    use std::os::unix::fs::PermissionsExt;
+    let cli = r.path().join("services/sls/fake-sls");
+    std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+    r.commit("services");
+    let s3 = ferry_package::s3_client(&config());
+    rt().block_on(s3.create_bucket().bucket(bucket(p, "dev")).send())
+        .unwrap();
+    r
+}
+
 /// A review of a Serverless Framework service whose parameters read outputs of a dependency the
 /// same review creates or changes: the framework compiles them into the template, so it is
 /// compiled when approved, after the dependency deploys, from the checkout. Before, the review
@@ -2310,26 +2347,7 @@ T
 #[test]
 fn a_serverless_service_reviewed_with_its_dependency_is_compiled_when_approved() {
     let p = "rel-slsrev";
-    let r = approval_repo(p);
-    r.write("services/src/service.toml", "[service]\ntemplate = \"t.yaml\"\n")
-    .write("services/src/t.yaml", &src_template("v1"))
-    .write(
-        "services/sls/service.toml",
-        "[service]\nkind = \"serverless\"\nserverless-command = [\"./fake-sls\"]\n\n[parameters]\nVersion = \"${output:src.Version}\"\n",
-    )
-    .write(
-        "services/sls/serverless.yml",
-        "service: rel-slsrev\nprovider:\n  name: aws\n",
-    )
-    .write("services/sls/fake-sls", PARAM_SLS)
-    .write(".gitignore", "target/\n");
-    use std::os::unix::fs::PermissionsExt;
-    let cli = r.path().join("services/sls/fake-sls");
-    std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
-    r.commit("services");
-    let s3 = ferry_package::s3_client(&config());
-    rt().block_on(s3.create_bucket().bucket(bucket(p, "dev")).send())
-        .unwrap();
+    let r = sls_repo(p, true, "");
     let verdicts = tempfile::tempdir().unwrap();
     let v = verdicts.path();
     // src's output and sls's configuration both at `version`, committed.
@@ -2510,39 +2528,7 @@ fn a_template_reading_ssm_itself_is_approved_and_a_new_version_refuses_it() {
 #[test]
 fn a_rollback_leaves_a_serverless_dependent_that_receives_the_same_values_alone() {
     let p = "rel-slsback";
-    let r = TestRepo::new();
-    r.write(
-        "ferry.toml",
-        &format!(
-            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n\
-             [stages.dev]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\nartifact-bucket = \"{}\"\n",
-            bucket(p, "dev")
-        ),
-    )
-    .write(
-        "services/src/service.toml",
-        &format!("[service]\ntemplate = \"t.yaml\"\n{ACCEPTANCE}"),
-    )
-    .write("services/src/t.yaml", &src_template("v1"))
-    .write(
-        "services/sls/service.toml",
-        &format!(
-            "[service]\nkind = \"serverless\"\nserverless-command = [\"./fake-sls\"]\n\n[parameters]\nVersion = \"${{output:src.Version}}\"\n{ACCEPTANCE}"
-        ),
-    )
-    .write(
-        "services/sls/serverless.yml",
-        &format!("service: {p}\nprovider:\n  name: aws\n"),
-    )
-    .write("services/sls/fake-sls", &PARAM_SLS.replace("rel-slsrev", p))
-    .write(".gitignore", "target/\n");
-    use std::os::unix::fs::PermissionsExt;
-    let cli = r.path().join("services/sls/fake-sls");
-    std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
-    r.commit("services");
-    let s3 = ferry_package::s3_client(&config());
-    rt().block_on(s3.create_bucket().bucket(bucket(p, "dev")).send())
-        .unwrap();
+    let r = sls_repo(p, false, ACCEPTANCE);
     let verdicts = tempfile::tempdir().unwrap();
     let v = verdicts.path();
     ok(&r, v, &["deploy", "dev", "--test"]);

@@ -451,22 +451,7 @@ fn stack_skeleton(s: &str) -> Option<String> {
 }
 
 fn skeleton_with(s: &str, letters: usize) -> Option<String> {
-    let mut out = String::new();
-    let mut depth = 0usize;
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek() == Some(&'{') {
-            chars.next();
-            if depth == 0 {
-                out.push('*');
-            }
-            depth += 1;
-        } else if c == '}' && depth > 0 {
-            depth -= 1;
-        } else if depth == 0 {
-            out.push(c);
-        }
-    }
+    let out = ferry_manifest::serverless_variables_replaced(s, '*');
     (out.chars().filter(char::is_ascii_alphanumeric).count() >= letters).then_some(out)
 }
 

@@ -29,7 +29,7 @@ pub use layout::{Layout, OUTPUT_DIR, write_atomic};
 pub use load::{
     FrameworkCli, PROJECT_FILE, SERVICE_FILE, ServerlessConfig, SsmRead, check_webhook_url,
     declared_service_name, load, load_from, serverless_stack_name, serverless_variable_sources,
-    shown_url,
+    serverless_variables_replaced, shown_url,
 };
 pub use memo::{read_memo, write_memo};
 pub use model::{

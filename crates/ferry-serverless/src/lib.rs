@@ -612,7 +612,7 @@ pub fn secret_env_reads(root: &Path, service: &Service) -> Vec<String> {
             // judged by its written parts and named as written: its value is masked with every
             // variable of Ferry's environment named as a secret.
             let name: String = if rest.contains("${") {
-                let written = without_variables(rest);
+                let written = ferry_manifest::serverless_variables_replaced(rest, '_');
                 if !written
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -626,7 +626,9 @@ pub fn secret_env_reads(root: &Path, service: &Service) -> Vec<String> {
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                     .collect()
             };
-            if ferry_env::names_a_secret(&without_variables(&name)) && !out.contains(&name) {
+            if ferry_env::names_a_secret(&ferry_manifest::serverless_variables_replaced(&name, '_'))
+                && !out.contains(&name)
+            {
                 out.push(name);
             }
         }
@@ -637,27 +639,6 @@ pub fn secret_env_reads(root: &Path, service: &Service) -> Vec<String> {
             if ferry_env::names_a_secret(&name) && !out.contains(&name) {
                 out.push(name);
             }
-        }
-    }
-    out
-}
-
-/// `text` with each variable in it (`${sls:stage}`, nested ones whole) written as `_`.
-fn without_variables(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut depth = 0usize;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek() == Some(&'{') {
-            chars.next();
-            if depth == 0 {
-                out.push('_');
-            }
-            depth += 1;
-        } else if c == '}' && depth > 0 {
-            depth -= 1;
-        } else if depth == 0 {
-            out.push(c);
         }
     }
     out

@@ -17,6 +17,7 @@ mod service;
 pub use project::{check_webhook_url, shown_url};
 pub use serverless::{
     FrameworkCli, ServerlessConfig, SsmRead, serverless_stack_name, serverless_variable_sources,
+    serverless_variables_replaced,
 };
 
 use std::collections::BTreeSet;

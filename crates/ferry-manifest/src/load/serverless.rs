@@ -307,6 +307,28 @@ fn expand(raw: &str, doc: &serde_yaml_ng::Value, depth: usize, region: bool) -> 
     Some(out)
 }
 
+/// `text` with each Serverless Framework variable in it (`${sls:stage}`, a nested one whole)
+/// written as `with`: `DB_PASSWORD_${sls:stage}` as `DB_PASSWORD__` or `DB_PASSWORD_*`.
+pub fn serverless_variables_replaced(text: &str, with: char) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut depth = 0usize;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek() == Some(&'{') {
+            chars.next();
+            if depth == 0 {
+                out.push(with);
+            }
+            depth += 1;
+        } else if c == '}' && depth > 0 {
+            depth -= 1;
+        } else if depth == 0 {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Every source a Serverless Framework configuration's variables name, as written: for each
 /// `${…}` in `text` (nested ones too), each of its comma-separated alternatives, trimmed
 /// (`${env:KEY, ssm:/a/${sls:stage}/b, 'x'}` gives `env:KEY`, `ssm:/a/${sls:stage}/b`, `'x'`,
