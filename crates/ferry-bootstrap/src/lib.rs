@@ -2209,7 +2209,7 @@ pub fn denials(
         } else {
             ("", " (deployer)")
         };
-        // A named stage may read another project's stacks (`${cf:network-prod.SubnetId}`, a
+        // A named stage may read another project's stacks (`${cf:network.SubnetId}`, a
         // function describing one): only changes are denied; the previews, nothing of them.
         let stack_actions: &[&str] = if stage.preview {
             &["cloudformation:*"]

@@ -317,7 +317,7 @@ fn a_named_stages_role_never_touches_another_named_stages_resources() {
             .clone()
     };
     let stacks = dev_by("never: another project's stacks (by their ferry:project tag)");
-    // Changes only: reading another project's stack (`${cf:network-prod.SubnetId}`) stays.
+    // Changes only: reading another project's stack (`${cf:network.SubnetId}`) stays.
     for action in [
         "cloudformation:Update*",
         "cloudformation:Delete*",

@@ -88,9 +88,14 @@ impl Masker {
             && let Ok(value) = serde_json::from_str::<serde_json::Value>(secret)
         {
             let mut strings = Vec::new();
-            json_strings(&value, &mut strings);
-            for s in strings {
-                if s.trim().chars().count() >= MIN_ENCODED {
+            json_strings(&value, None, &mut strings);
+            for (key, s) in strings {
+                // A field named as a secret (`password`) whatever its value; another only
+                // when its value may be one (not `deployments`, a Slack channel).
+                let named = key.is_some_and(ferry_env::names_a_secret);
+                if (named && s.trim().chars().count() >= MIN_ANYWHERE)
+                    || ferry_env::may_be_a_secret_value(&s)
+                {
                     self.register(&s);
                 }
             }
@@ -269,26 +274,43 @@ fn mask_pieces(text: &str, pieces: &[String]) -> String {
     out
 }
 
-/// Every string inside `value` (the values of objects and arrays, at any depth), but the
-/// values of keys that describe where a secret is used ([`DESCRIPTIVE_KEYS`]).
-fn json_strings(value: &serde_json::Value, out: &mut Vec<String>) {
+/// Every string inside `value` (the values of objects and arrays, at any depth) with the key
+/// it stands under, but the values of keys that describe where a secret is used
+/// ([`DESCRIPTIVE_KEYS`]).
+fn json_strings<'v>(
+    value: &'v serde_json::Value,
+    key: Option<&'v str>,
+    out: &mut Vec<(Option<&'v str>, String)>,
+) {
     match value {
-        serde_json::Value::String(s) => out.push(s.clone()),
-        serde_json::Value::Array(items) => items.iter().for_each(|v| json_strings(v, out)),
+        serde_json::Value::String(s) => out.push((key, s.clone())),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| json_strings(v, key, out)),
         serde_json::Value::Object(map) => map
             .iter()
             .filter(|(k, _)| {
                 let k = k.to_ascii_lowercase().replace(['_', '-'], "");
                 !DESCRIPTIVE_KEYS.contains(&k.as_str())
             })
-            .for_each(|(_, v)| json_strings(v, out)),
+            .for_each(|(k, v)| json_strings(v, Some(k), out)),
         _ => {}
     }
 }
 
 /// Keys of a JSON secret (lower case, without `_` and `-`) whose values say where the secret
-/// is used, not what it is: Secrets Manager's RDS, Redshift and DocumentDB secrets' own.
+/// is used, not what it is: Secrets Manager's RDS, Redshift and DocumentDB secrets' own, a
+/// Google service account key's, a chat webhook's channel.
 const DESCRIPTIVE_KEYS: &[&str] = &[
+    "type",
+    "projectid",
+    "clientemail",
+    "clientid",
+    "authuri",
+    "tokenuri",
+    "authproviderx509certurl",
+    "clientx509certurl",
+    "universedomain",
+    "channel",
+    "email",
     "username",
     "user",
     "engine",
@@ -461,6 +483,21 @@ mod tests {
             "connecting as postgres_admin with password **** to db-primary.internal:5432 (postgres)"
         );
         assert_eq!(m.mask("key Sm-ApiKey-0123456789"), "key ****");
+        // A Google service account key: its private key, not where it is used; a field not
+        // named as a secret only when its value may be one (not a Slack channel's name).
+        let m = Masker::new();
+        m.register(r#"{"type": "service_account", "project_id": "shop-prod-123", "private_key": "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n", "client_email": "ci@shop-prod-123.iam.gserviceaccount.com", "token_uri": "https://oauth2.googleapis.com/token", "universe_domain": "googleapis.com"}"#);
+        assert_eq!(
+            m.mask("uploading to https://storage.googleapis.com/shop-prod-123/app.js as ci@shop-prod-123.iam.gserviceaccount.com"),
+            "uploading to https://storage.googleapis.com/shop-prod-123/app.js as ci@shop-prod-123.iam.gserviceaccount.com"
+        );
+        assert_eq!(m.mask("key MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"), "key ****");
+        let m = Masker::new();
+        m.register(r#"{"webhook_url": "https://hooks.example.com/T0/B0/Xyz0123456789", "channel": "deployments", "pin": "hunter22", "note": "plainwords"}"#);
+        assert_eq!(
+            m.mask("3 deployments done, plainwords, https://hooks.example.com/T0/B0/Xyz0123456789"),
+            "3 deployments done, plainwords, ****"
+        );
         m.register("{not json: Sm-Other-0123456789}");
         assert_eq!(m.mask("Sm-Other-0123456789"), "Sm-Other-0123456789");
     }

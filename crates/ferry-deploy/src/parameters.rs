@@ -319,7 +319,7 @@ pub fn register_env_secrets(
 ) -> Vec<(String, String)> {
     let read = ferry_serverless::workspace_secret_env_reads(ws);
     for (_, var) in &read {
-        if let Some(value) = env(var).filter(|v| may_be_a_secret(v)) {
+        if let Some(value) = env(var).filter(|v| ferry_env::may_be_a_secret_value(v)) {
             masker.register(&value);
         }
     }
@@ -335,22 +335,10 @@ pub fn register_named_env_secrets(
     vars: impl IntoIterator<Item = (String, String)>,
 ) {
     for (name, value) in vars {
-        if ferry_env::names_a_secret(&name) && may_be_a_secret(&value) {
+        if ferry_env::names_a_secret(&name) && ferry_env::may_be_a_secret_value(&value) {
             masker.register(&value);
         }
     }
-}
-
-/// Whether a value of a variable named as a secret may be one: the name is only a guess
-/// (`USE_SECRETS_MANAGER=true`, `TOKEN_TTL=3600`, `GIT_ASKPASS=/usr/lib/git-core/askpass`),
-/// and a value too short or plain to be a secret, or the path of a file or folder that exists,
-/// is not masked, which would mask every `true`, or `/dev/null` everywhere.
-fn may_be_a_secret(value: &str) -> bool {
-    let v = value.trim();
-    let path = std::path::Path::new(v);
-    v.chars().count() >= 8
-        && !v.chars().all(|c| c.is_ascii_digit() || c == '.')
-        && !(path.is_absolute() && path.exists())
 }
 
 /// Registers with `masker` every SecureString value the stage's services reference (one

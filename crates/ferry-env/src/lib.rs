@@ -149,6 +149,7 @@ pub fn names_a_secret(name: &str) -> bool {
         "folder",
         "directory",
         "override",
+        "region",
     ];
     // Rules about secrets, not secrets: `RefreshTokenValidity`, `PasswordPolicy`,
     // `PasswordCharacters`, `GenerateSecret`; switches and durations, by whole words
@@ -200,6 +201,42 @@ pub fn names_a_secret(name: &str) -> bool {
         || ["signingkey", "encryptionkey", "masterkey", "hmackey", "hmacsecret"]
             .iter()
             .any(|w| n.contains(w))
+}
+
+/// Whether a value found where only a name suggests a secret (an environment variable named
+/// `DB_PASSWORD`, a JSON secret's field named `channel`) may be one: 8 characters or more, not
+/// a number nor the path of a file, and either mixing letters with digits or signs
+/// (`Db-Pa55word-0123`) or 16 characters or more. A plain word (`postgres`, `password`,
+/// `deployments`) is not: masked wherever it stands, it would garble every message holding it
+/// (`aws-node-heroku-postgres`).
+pub fn may_be_a_secret_value(value: &str) -> bool {
+    let v = value.trim();
+    let n = v.chars().count();
+    let numeric = v.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let path = std::path::Path::new(v);
+    let path_like = (path.is_absolute() && path.exists())
+        || ((v.starts_with('/') || v.starts_with("./") || v.starts_with("~/"))
+            && v.matches('/').count() >= 2
+            && !v.contains(|c: char| c.is_whitespace() || c == '+' || c == '='));
+    let mixed = v.chars().any(char::is_alphabetic)
+        && v.chars()
+            .any(|c| c.is_ascii_digit() || !c.is_alphanumeric());
+    // An AWS region (`us-east-1`), and a URL of no path nor user (`https://api.example.com`):
+    // where something is, not a secret (a webhook's URL, whose path is its token, is one).
+    let parts: Vec<&str> = v.split('-').collect();
+    let letters = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase());
+    let region = parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1].iter().all(|p| letters(p))
+        && parts[parts.len() - 1].len() <= 2
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit());
+    let origin = v.split_once("://").is_some_and(|(scheme, rest)| {
+        scheme.chars().all(|c| c.is_ascii_alphabetic())
+            && !rest.contains(['@', '?'])
+            && !rest.trim_end_matches('/').contains('/')
+    });
+    let arn = v.starts_with("arn:");
+    n >= 8 && !numeric && !path_like && !region && !origin && !arn && (mixed || n >= 16)
 }
 
 /// The environment variables a JavaScript or TypeScript program reads by name
@@ -362,6 +399,37 @@ pub fn without_terminal_codes(line: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_value_may_be_a_secret_unless_it_is_a_plain_word_a_number_or_a_path() {
+        for secret in [
+            "Db-Pa55word-0123456789",
+            "hunter2hunter2",
+            "correcthorsebatterystaple",
+            "/AbCdEf+ghIJ==",
+            "https://hooks.example.com/services/T0/B0/Xyz0123",
+            "https://user:pw0123@db.example.com",
+            "db-pa55word-0123456789",
+        ] {
+            assert!(super::may_be_a_secret_value(secret), "{secret}");
+        }
+        for plain in [
+            "postgres",
+            "password",
+            "deployments",
+            "short1",
+            "12345678901",
+            "/dev/null",
+            "/home/runner/work/_temp/gcp-key.json",
+            "./secrets/key.pem",
+            "us-east-1",
+            "us-gov-west-1",
+            "arn:aws:iam::123456789012:role/deployer",
+            "https://api.example.com/",
+        ] {
+            assert!(!super::may_be_a_secret_value(plain), "{plain}");
+        }
+    }
+
     #[test]
     fn a_programs_reads_of_the_environment_are_found_by_name() {
         let text = r#"

@@ -172,10 +172,14 @@ impl Scan {
                 // Said already of an input left out.
                 let said = |p: &String| left_out.iter().any(|l| p.starts_with(l.as_str()));
                 if let Some(hidden) = each.iter().find(|p| ignored(p) && !said(p)) {
-                    notes.push(format!(
+                    let note = format!(
                         "{}: reads `{read}` (${{file(…)}}), and git ignores `{hidden}`: no commit holds it, so no plan sees it change, and an edit there deploys nothing until `deploy --all`; keep what it holds in SSM (${{ssm:…}}), or commit it",
                         s.dir
-                    ));
+                    );
+                    // Once, however many times the configuration reads it.
+                    if !notes.contains(&note) {
+                        notes.push(note);
+                    }
                 }
             }
         }
@@ -1376,6 +1380,21 @@ fn unset_env_reads(root: &Path, scan: &Scan) -> Vec<String> {
                 .filter(|n| !given(n))
                 .partition(|n| secrets::secret_name(n));
             let (mut secrets, mut read) = (shown(secrets), shown(read));
+            // A secret's name built with variables, one per stage (`API_TOKEN_${sls:stage}`).
+            for source in ferry_manifest::serverless_variable_sources(&text) {
+                let Some(name) = source.strip_prefix("env:").map(str::trim) else {
+                    continue;
+                };
+                let written = ferry_manifest::serverless_variables_replaced(name, '_');
+                let shown = format!("${{env:{name}}}");
+                if name.contains("${")
+                    && written.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && secrets::secret_name(&written)
+                    && !secrets.contains(&shown)
+                {
+                    secrets.push(shown);
+                }
+            }
             // A program (`serverless.ts`) may set what it reads itself: only its secrets are
             // said, `process.env.X` among them.
             if walk::is_program(&s.file) {
@@ -1396,9 +1415,10 @@ fn unset_env_reads(root: &Path, scan: &Scan) -> Vec<String> {
             });
             let secret = (!secrets.is_empty()).then(|| {
                 format!(
-                    "{path}: reads {}, a secret by {} name, from the environment: the framework writes the value, in clear, into the template it compiles, which Ferry keeps and uploads as it keeps every template, and a buildspec's env is committed; keep {} in SSM as a SecureString or in Secrets Manager, and have the function read {} when it runs",
+                    "{path}: reads {}, {}, from the environment: the framework writes {}, in clear, into the template it compiles, which Ferry keeps and uploads as it keeps every template, and a buildspec's env is committed; keep {} in SSM as a SecureString or in Secrets Manager, and have the function read {} when it runs",
                     secrets.join(", "),
-                    if secrets.len() == 1 { "its" } else { "their" },
+                    if secrets.len() == 1 { "a secret by its name" } else { "secrets by their names" },
+                    if secrets.len() == 1 { "the value" } else { "their values" },
                     if secrets.len() == 1 { "it" } else { "them" },
                     if secrets.len() == 1 { "it" } else { "them" }
                 )

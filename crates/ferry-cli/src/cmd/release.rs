@@ -405,8 +405,20 @@ fn unfinished(
 ) -> String {
     use ferry_deploy::ServiceResult as R;
     let any = |f: fn(&R) -> bool| results.iter().any(|r| f(r));
-    let interrupted = any(|r| matches!(r, R::Cancelled)) && !any(|r| matches!(r, R::Failed { .. }));
-    let deployed = any(|r| matches!(r, R::Deployed { .. }));
+    // Deployed, its tests stopped by the cancel: interrupted, not failed.
+    let stopped = |r: &R| matches!(r, R::Failed { error } if matches!(**error, ferry_deploy::ServiceError::TestsStopped { .. }));
+    let cancelled = any(|r| matches!(r, R::Cancelled));
+    let tests_stopped = results.iter().any(|r| stopped(r));
+    let failed = results
+        .iter()
+        .any(|r| matches!(r, R::Failed { .. }) && !stopped(r));
+    let interrupted = (cancelled || tests_stopped) && !failed;
+    if interrupted && !cancelled {
+        return format!(
+            "the {what} of stage `{stage}` deployed all it was to, but the cancel stopped acceptance tests before they ended (nothing is recorded of them): `{app} test-acceptance {stage}` runs them"
+        );
+    }
+    let deployed = any(|r| matches!(r, R::Deployed { .. })) || tests_stopped;
     let (ended, fix) = if interrupted {
         ("was interrupted before it completed", "")
     } else {
@@ -1675,6 +1687,24 @@ mod tests {
         let deployed = R::Deployed {
             action: ferry_stacks::Action::Created,
         };
+        let stopped = R::Failed {
+            error: std::sync::Arc::new(ferry_deploy::ServiceError::TestsStopped {
+                action: "deployed (updated)".into(),
+            }),
+        };
+        assert_eq!(
+            unfinished(
+                ("approval", Some("r1")),
+                "qa",
+                "ferry",
+                &[&deployed, &stopped]
+            ),
+            "the approval of stage `qa` deployed all it was to, but the cancel stopped acceptance tests before they ended (nothing is recorded of them): `ferry test-acceptance qa` runs them"
+        );
+        assert_eq!(
+            unfinished(("deploy", None), "qa", "ferry", &[&stopped, &R::Cancelled]),
+            "the deploy of stage `qa` was interrupted before it completed; run it again (it redoes only what is missing)"
+        );
         let say = |what: &str, results: &[&R]| {
             let review = (what == "approval").then_some("20261207-200632.594-bab4c5d");
             unfinished((what, review), "qa", "ferry", results)
