@@ -95,7 +95,8 @@ pub fn junit(report: &Report, run: &str) -> String {
         failed_total += failures;
         // What a command that did not fail printed: a failure carries it already, and a
         // passing lint's or test's output (its warnings) is shown nowhere else in CI.
-        let printed = if failures == 0 && o.output.iter().any(|l| !l.trim().is_empty()) {
+        let printed = if o.status == Status::Passed && o.output.iter().any(|l| !l.trim().is_empty())
+        {
             format!("    <system-out>{output}</system-out>\n")
         } else {
             String::new()

@@ -90,10 +90,10 @@ impl Masker {
             let mut strings = Vec::new();
             json_strings(&value, None, &mut strings);
             for (key, s) in strings {
-                // A field named as a secret (`password`) whatever its value; another only
-                // when its value may be one (not `deployments`, a Slack channel).
+                // A field named as a secret (`password`) whatever its value (of 8 characters
+                // or more); another only when its value may be one (not a plain word).
                 let named = key.is_some_and(ferry_env::names_a_secret);
-                if (named && s.trim().chars().count() >= MIN_ANYWHERE)
+                if (named && s.trim().chars().count() >= MIN_ENCODED)
                     || ferry_env::may_be_a_secret_value(&s)
                 {
                     self.register(&s);
@@ -285,11 +285,13 @@ fn json_strings<'v>(
     match value {
         serde_json::Value::String(s) => out.push((key, s.clone())),
         serde_json::Value::Array(items) => items.iter().for_each(|v| json_strings(v, key, out)),
+        // A descriptive key's own value is left out, not what lies further in (a password
+        // under `database`).
         serde_json::Value::Object(map) => map
             .iter()
-            .filter(|(k, _)| {
+            .filter(|(k, v)| {
                 let k = k.to_ascii_lowercase().replace(['_', '-'], "");
-                !DESCRIPTIVE_KEYS.contains(&k.as_str())
+                !(v.is_string() && DESCRIPTIVE_KEYS.contains(&k.as_str()))
             })
             .for_each(|(k, v)| json_strings(v, Some(k), out)),
         _ => {}
@@ -493,10 +495,10 @@ mod tests {
         );
         assert_eq!(m.mask("key MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"), "key ****");
         let m = Masker::new();
-        m.register(r#"{"webhook_url": "https://hooks.example.com/T0/B0/Xyz0123456789", "channel": "deployments", "pin": "hunter22", "note": "plainwords"}"#);
+        m.register(r#"{"webhook_url": "https://hooks.example.com/T0/B0/Xyz0123456789", "channel": "deployments", "pin": "hunter22", "note": "plainwords", "database": {"password": "letmeinplease", "host": "db.internal"}}"#);
         assert_eq!(
-            m.mask("3 deployments done, plainwords, https://hooks.example.com/T0/B0/Xyz0123456789"),
-            "3 deployments done, plainwords, ****"
+            m.mask("3 deployments done, plainwords, https://hooks.example.com/T0/B0/Xyz0123456789, pin hunter22, letmeinplease at db.internal"),
+            "3 deployments done, plainwords, ****, pin ****, **** at db.internal"
         );
         m.register("{not json: Sm-Other-0123456789}");
         assert_eq!(m.mask("Sm-Other-0123456789"), "Sm-Other-0123456789");

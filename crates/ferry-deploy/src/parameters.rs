@@ -319,7 +319,12 @@ pub fn register_env_secrets(
 ) -> Vec<(String, String)> {
     let read = ferry_serverless::workspace_secret_env_reads(ws);
     for (_, var) in &read {
-        if let Some(value) = env(var).filter(|v| ferry_env::may_be_a_secret_value(v)) {
+        // The framework writes it into the template, whatever it looks like: masked unless
+        // too short or plain to be a secret (every `true` would be).
+        if let Some(value) = env(var).filter(|v| {
+            let v = v.trim();
+            v.chars().count() >= 8 && !v.chars().all(|c| c.is_ascii_digit() || c == '.')
+        }) {
             masker.register(&value);
         }
     }

@@ -148,7 +148,6 @@ pub fn names_a_secret(name: &str) -> bool {
         "dir",
         "folder",
         "directory",
-        "override",
         "region",
     ];
     // Rules about secrets, not secrets: `RefreshTokenValidity`, `PasswordPolicy`,
@@ -175,7 +174,15 @@ pub fn names_a_secret(name: &str) -> bool {
                 | "timeout"
         )
     ) || words.iter().any(|w| w == "expires" || w == "expire");
-    if about_it.iter().any(|s| n.ends_with(s))
+    // By its last word (`API_KEY_ANDROID` names no id), or a name of one word's end
+    // (`passwordlength`).
+    let about = match words.as_slice() {
+        [one] => about_it.iter().any(|s| one.ends_with(s)),
+        _ => last.is_some_and(|l| about_it.contains(&l)),
+    };
+    // Compound words however they are written (`SSH_PRIVATE_KEY`, `JwtSigningKey`).
+    let n = n.replace(['_', '-'], "");
+    if about
         || rules.iter().any(|w| n.ends_with(w))
         || (n.starts_with("generate") && !n.starts_with("generated"))
         || switch
@@ -189,7 +196,6 @@ pub fn names_a_secret(name: &str) -> bool {
         "secret",
         "token",
         "apikey",
-        "api_key",
         "privatekey",
         "credential",
     ]
@@ -214,22 +220,62 @@ pub fn may_be_a_secret_value(value: &str) -> bool {
     let n = v.chars().count();
     let numeric = v.chars().all(|c| c.is_ascii_digit() || c == '.');
     let path = std::path::Path::new(v);
+    // A path that exists, or one under a folder paths start from (random base64 may start
+    // with `/` and hold another).
+    let roots = [
+        "/dev/",
+        "/home/",
+        "/tmp/",
+        "/usr/",
+        "/etc/",
+        "/var/",
+        "/opt/",
+        "/root/",
+        "/run/",
+        "/proc/",
+        "/mnt/",
+        "/srv/",
+        "/Users/",
+        "/codebuild/",
+        "/github/",
+        "~/",
+        "./",
+        "../",
+    ];
     let path_like = (path.is_absolute() && path.exists())
-        || ((v.starts_with('/') || v.starts_with("./") || v.starts_with("~/"))
-            && v.matches('/').count() >= 2
-            && !v.contains(|c: char| c.is_whitespace() || c == '+' || c == '='));
+        || (roots.iter().any(|r| v.starts_with(r)) && !v.contains(char::is_whitespace));
     let mixed = v.chars().any(char::is_alphabetic)
         && v.chars()
             .any(|c| c.is_ascii_digit() || !c.is_alphanumeric());
     // An AWS region (`us-east-1`), and a URL of no path nor user (`https://api.example.com`):
     // where something is, not a secret (a webhook's URL, whose path is its token, is one).
-    let parts: Vec<&str> = v.split('-').collect();
-    let letters = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase());
-    let region = parts.len() >= 3
-        && parts[0].len() == 2
-        && parts[..parts.len() - 1].iter().all(|p| letters(p))
-        && parts[parts.len() - 1].len() <= 2
-        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit());
+    let region = match v.split('-').collect::<Vec<_>>().as_slice() {
+        [area, words @ .., number] if !words.is_empty() => {
+            ["us", "eu", "ap", "sa", "ca", "me", "af", "il", "mx", "cn"].contains(area)
+                && words.iter().all(|w| {
+                    [
+                        "gov",
+                        "iso",
+                        "isob",
+                        "isoe",
+                        "isof",
+                        "east",
+                        "west",
+                        "north",
+                        "south",
+                        "central",
+                        "northeast",
+                        "northwest",
+                        "southeast",
+                        "southwest",
+                    ]
+                    .contains(w)
+                })
+                && number.len() == 1
+                && number.chars().all(|c| c.is_ascii_digit())
+        }
+        _ => false,
+    };
     let origin = v.split_once("://").is_some_and(|(scheme, rest)| {
         scheme.chars().all(|c| c.is_ascii_alphabetic())
             && !rest.contains(['@', '?'])
@@ -276,6 +322,31 @@ pub fn program_env_reads(text: &str) -> Vec<String> {
         };
         if !name.is_empty() && !out.contains(&name) {
             out.push(name);
+        }
+    }
+    // Destructured: `const { CLIENT_SECRET, API_TOKEN: token = '' } = process.env`.
+    let mut from = 0;
+    while let Some(at) = text[from..].find("process.env").map(|i| from + i) {
+        from = at + "process.env".len();
+        let before = text[..at].trim_end();
+        let Some(before) = before.strip_suffix('=') else {
+            continue;
+        };
+        let Some(inner) = before.trim_end().strip_suffix('}') else {
+            continue;
+        };
+        let Some(open) = inner.rfind('{') else {
+            continue;
+        };
+        for part in inner[open + 1..].split(',') {
+            let name: String = part
+                .trim()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '$')
+                .collect();
+            if !name.is_empty() && !out.contains(&name) {
+                out.push(name);
+            }
         }
     }
     out
@@ -409,6 +480,8 @@ mod tests {
             "https://hooks.example.com/services/T0/B0/Xyz0123",
             "https://user:pw0123@db.example.com",
             "db-pa55word-0123456789",
+            "my-secretphrase-42",
+            "/9j4AbCdEfGh/IjKlMnOp",
         ] {
             assert!(super::may_be_a_secret_value(secret), "{secret}");
         }
@@ -441,6 +514,7 @@ const spaced = process.env . SPACED;
 const tpl = process.env[`TPL_NAME`];
 const computed = process.env[name], built = process.env[`X_${stage}`];
 const all = process.env;
+const { DESTRUCTURED_TOKEN, OTHER_SECRET: other = '' } = process.env;
 const notit = myprocess.env.NOT_THIS, nor = process.envelope.NOR_THIS;
 "#;
         assert_eq!(
@@ -451,7 +525,9 @@ const notit = myprocess.env.NOT_THIS, nor = process.envelope.NOR_THIS;
                 "DB_PASSWORD",
                 "OPTIONAL_KEY",
                 "SPACED",
-                "TPL_NAME"
+                "TPL_NAME",
+                "DESTRUCTURED_TOKEN",
+                "OTHER_SECRET"
             ]
         );
         assert!(super::program_env_reads("no reads here").is_empty());

@@ -1375,24 +1375,21 @@ fn unset_env_reads(root: &Path, scan: &Scan) -> Vec<String> {
             let shown = |names: Vec<&str>| -> Vec<String> {
                 names.iter().map(|n| format!("${{env:{n}}}")).collect()
             };
-            let (secrets, read): (Vec<&str>, Vec<&str>) = variables_read(&text, "${env:")
-                .into_iter()
-                .filter(|n| !given(n))
-                .partition(|n| secrets::secret_name(n));
-            let (mut secrets, mut read) = (shown(secrets), shown(read));
-            // A secret's name built with variables, one per stage (`API_TOKEN_${sls:stage}`).
+            let mut read = shown(
+                variables_read(&text, "${env:")
+                    .into_iter()
+                    .filter(|n| !given(n) && !secrets::secret_name(n))
+                    .collect(),
+            );
+            // Every secret read, with a fallback or without, its name built with variables or
+            // not (`API_TOKEN_${sls:stage}`): the framework writes each into the template.
+            let mut secrets: Vec<String> = Vec::new();
             for source in ferry_manifest::serverless_variable_sources(&text) {
-                let Some(name) = source.strip_prefix("env:").map(str::trim) else {
-                    continue;
-                };
-                let written = ferry_manifest::serverless_variables_replaced(name, '_');
-                let shown = format!("${{env:{name}}}");
-                if name.contains("${")
-                    && written.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                    && secrets::secret_name(&written)
-                    && !secrets.contains(&shown)
-                {
-                    secrets.push(shown);
+                if let Some(name) = ferry_manifest::secret_env_source(source) {
+                    let shown = format!("${{env:{name}}}");
+                    if !given(&name) && !secrets.contains(&shown) {
+                        secrets.push(shown);
+                    }
                 }
             }
             // A program (`serverless.ts`) may set what it reads itself: only its secrets are

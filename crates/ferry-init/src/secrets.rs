@@ -155,6 +155,12 @@ mod tests {
             "HOLIDAYS_API_KEY",
             "ROTATION_SECRET",
             "EXPIRING_TOKEN",
+            "SSH_PRIVATE_KEY",
+            "JWT_SIGNING_KEY",
+            "ENCRYPTION_KEY",
+            "API_KEY_ANDROID",
+            "DB_PASSWORD_OVERRIDE",
+            "api_key",
         ] {
             assert!(secret_name(n), "{n}");
         }
@@ -175,6 +181,8 @@ mod tests {
             "TokenTimeoutSeconds",
             "AWS_SHARED_CREDENTIALS_FILE",
             "TOKEN_DIR",
+            "passwordlength",
+            "SECRETS_REGION",
         ] {
             assert!(!secret_name(n), "{n}");
         }

@@ -603,30 +603,10 @@ pub fn secret_env_reads(root: &Path, service: &Service) -> Vec<String> {
     });
     let mut out: Vec<String> = Vec::new();
     for text in read.texts.iter().chain(&read.programs) {
+        // A name built with variables (`DB_PASSWORD_${sls:stage}`) is named as written: its
+        // value is masked with every variable of Ferry's environment named as a secret.
         for source in ferry_manifest::serverless_variable_sources(text) {
-            let Some(rest) = source.strip_prefix("env:") else {
-                continue;
-            };
-            let rest = rest.trim();
-            // A name built with variables (`DB_PASSWORD_${sls:stage}`, one per stage) is
-            // judged by its written parts and named as written: its value is masked with every
-            // variable of Ferry's environment named as a secret.
-            let name: String = if rest.contains("${") {
-                let written = ferry_manifest::serverless_variables_replaced(rest, '_');
-                if !written
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-                    || !ferry_env::names_a_secret(&written)
-                {
-                    continue;
-                }
-                rest.to_string()
-            } else {
-                rest.chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect()
-            };
-            if ferry_env::names_a_secret(&ferry_manifest::serverless_variables_replaced(&name, '_'))
+            if let Some(name) = ferry_manifest::secret_env_source(source)
                 && !out.contains(&name)
             {
                 out.push(name);

@@ -413,7 +413,9 @@ fn unfinished(
         .iter()
         .any(|r| matches!(r, R::Failed { .. }) && !stopped(r));
     let interrupted = (cancelled || tests_stopped) && !failed;
-    if interrupted && !cancelled {
+    // Dependents of a service whose tests were stopped are skipped, not reached.
+    let not_reached = cancelled || any(|r| matches!(r, R::Skipped { .. }));
+    if interrupted && !not_reached {
         return format!(
             "the {what} of stage `{stage}` deployed all it was to, but the cancel stopped acceptance tests before they ended (nothing is recorded of them): `{app} test-acceptance {stage}` runs them"
         );
@@ -1700,6 +1702,19 @@ mod tests {
                 &[&deployed, &stopped]
             ),
             "the approval of stage `qa` deployed all it was to, but the cancel stopped acceptance tests before they ended (nothing is recorded of them): `ferry test-acceptance qa` runs them"
+        );
+        // A dependent of the service whose tests were stopped was not deployed.
+        let skipped = R::Skipped {
+            failed_dependency: "api".into(),
+        };
+        assert_eq!(
+            unfinished(
+                ("approval", Some("r1")),
+                "qa",
+                "ferry",
+                &[&stopped, &skipped]
+            ),
+            "the approval of stage `qa` was interrupted before it completed; review again (`--review`) and approve the new review: it shows what is left"
         );
         assert_eq!(
             unfinished(("deploy", None), "qa", "ferry", &[&stopped, &R::Cancelled]),

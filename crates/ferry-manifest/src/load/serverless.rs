@@ -329,6 +329,29 @@ pub fn serverless_variables_replaced(text: &str, with: char) -> String {
     out
 }
 
+/// The environment variable a Serverless Framework variable source reads (`env:NAME`, one of
+/// [`serverless_variable_sources`]), as written, when its name says it holds a secret
+/// ([`ferry_env::names_a_secret`]): `CLIENT_SECRET`, or a name built with variables,
+/// `DB_PASSWORD_${sls:stage}`, judged by its written parts.
+pub fn secret_env_source(source: &str) -> Option<String> {
+    let rest = source.strip_prefix("env:")?.trim();
+    let name: String = if rest.contains("${") {
+        let written = serverless_variables_replaced(rest, '_');
+        if !written
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return None;
+        }
+        rest.to_string()
+    } else {
+        rest.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    ferry_env::names_a_secret(&serverless_variables_replaced(&name, '_')).then_some(name)
+}
+
 /// Every source a Serverless Framework configuration's variables name, as written: for each
 /// `${…}` in `text` (nested ones too), each of its comma-separated alternatives, trimmed
 /// (`${env:KEY, ssm:/a/${sls:stage}/b, 'x'}` gives `env:KEY`, `ssm:/a/${sls:stage}/b`, `'x'`,
