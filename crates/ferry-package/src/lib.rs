@@ -158,6 +158,20 @@ pub enum TemplateError {
     },
 }
 
+impl TemplateError {
+    /// Whether the template's structure is wrong (not a mapping with a non-empty `Resources`
+    /// mapping): every other check needs it sound.
+    pub fn is_structural(&self) -> bool {
+        matches!(
+            self,
+            TemplateError::NotAMapping { .. }
+                | TemplateError::NoResources
+                | TemplateError::EmptyResources
+                | TemplateError::ResourcesNotAMapping { .. }
+        )
+    }
+}
+
 /// A path a template names outside its service folder (see [`TemplateError::PathOutside`]).
 #[derive(Debug)]
 pub struct OutsidePath {
@@ -1066,16 +1080,11 @@ fn template_problems(service: &Service, parsed: &serde_json::Value) -> Vec<Templ
         &[BUCKET_PARAMETER, BOUNDARY_PARAMETER][..]
     };
     let mut out = template::check(parsed, &passed, provided);
-    if matches!(
-        out.first(),
-        Some(
-            TemplateError::NotAMapping { .. }
-                | TemplateError::NoResources
-                | TemplateError::EmptyResources
-                | TemplateError::ResourcesNotAMapping { .. }
-                | TemplateError::Parse(_)
-        )
-    ) {
+    // (A `Parameters` that is no mapping too: the checks below read its declarations.)
+    if out
+        .first()
+        .is_some_and(|e| e.is_structural() || matches!(e, TemplateError::Parse(_)))
+    {
         return out;
     }
     // An AWS-specific type (a VPC id, a list of subnets, an SSM parameter's name) takes no
@@ -1306,13 +1315,7 @@ pub fn check_templates<'a>(
         let structural = found.len() == 1
             && matches!(
                 &found[0],
-                PackageError::Template { source, .. } if matches!(
-                    source,
-                    TemplateError::NotAMapping { .. }
-                        | TemplateError::NoResources
-                        | TemplateError::EmptyResources
-                        | TemplateError::ResourcesNotAMapping { .. }
-                )
+                PackageError::Template { source, .. } if source.is_structural()
             );
         problems.extend(found);
         if !structural {

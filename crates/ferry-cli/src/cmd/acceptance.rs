@@ -145,14 +145,22 @@ fn write_report_file(
     stage: &Stage,
     report: &Report,
 ) -> anyhow::Result<std::path::PathBuf> {
-    ctx.output_dir()?;
     let path = ctx.workspace()?.layout().acceptance_report(&stage.id);
+    write_junit_file(ctx, path, report, &format!("acceptance {}", stage.name))
+}
+
+/// Writes `report` as JUnit (its run named `run`) to `path` under target/ferry/ (which keeps a
+/// .gitignore of its own: never in `git status`), masked again with every secret known now.
+pub(crate) fn write_junit_file(
+    ctx: &Ctx,
+    path: std::path::PathBuf,
+    report: &Report,
+    run: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    ctx.output_dir()?;
     ferry_acceptance::write_report(
         &path,
-        &ferry_acceptance::junit(
-            &report.masked(crate::ui::masker()),
-            &format!("acceptance {}", stage.name),
-        ),
+        &ferry_acceptance::junit(&report.masked(crate::ui::masker()), run),
     )
     .with_context(|| format!("failed to write the JUnit report {}", path.display()))?;
     Ok(path)

@@ -255,19 +255,12 @@ fn event(script: &str, e: &ferry_acceptance::Event) -> String {
     }
 }
 
-/// Writes `report` as the JUnit report of `script`'s runs, under target/ferry/ (which keeps a
-/// .gitignore of its own: never in `git status`).
+/// Writes `report` as the JUnit report of `script`'s runs.
 fn write_report_file(
     ctx: &Ctx,
     script: &str,
     report: &ferry_acceptance::Report,
 ) -> anyhow::Result<std::path::PathBuf> {
-    ctx.output_dir()?;
     let path = ctx.workspace()?.layout().script_report(script);
-    ferry_acceptance::write_report(
-        &path,
-        &ferry_acceptance::junit(&report.masked(masker()), &format!("run {script}")),
-    )
-    .with_context(|| format!("failed to write the JUnit report {}", path.display()))?;
-    Ok(path)
+    crate::cmd::acceptance::write_junit_file(ctx, path, report, &format!("run {script}"))
 }
