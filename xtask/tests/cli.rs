@@ -64,6 +64,12 @@ fn help_lists_every_command_with_one_line() {
     for opt in ["--root <DIR>", "--local", "--verbose"] {
         assert!(out.contains(opt), "{opt} missing in:\n{out}");
     }
+    // A command's example names the runner it is read from (`ferry` in the binary's).
+    let (_, out, _) = run(&mut xtask(&["param", "--help"]));
+    assert!(
+        out.contains("printf %s \"$TOKEN\" | cargo xtask param set dev api-token"),
+        "{out}"
+    );
 }
 
 #[test]

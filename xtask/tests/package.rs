@@ -98,6 +98,14 @@ fn packaging_again_reuses_by_tree_id_and_a_dirty_tree_packages_under_its_own_id(
         .path()
         .join(format!("target/ferry/package/{commit}/manifest.json"));
     let committed = std::fs::read(&manifest_path).unwrap();
+    // One service's entries alone, of the same package.
+    let mut c = xtask(&r, &["package", "--json", "--service", "db"]);
+    let (code, out, err) = run(&mut c, None);
+    assert_eq!(code, 0, "{err}");
+    let db: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(db["id"], first["id"]);
+    assert_eq!(db["services"]["db"], first["services"]["db"]);
+    assert_eq!(db["services"].as_object().unwrap().len(), 1, "{out}");
 
     // A new commit that touches only db: api is reused without building.
     r.write("services/db/notes.md", "n\n").commit("db notes");

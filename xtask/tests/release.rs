@@ -144,6 +144,9 @@ fn promote_deploys_exactly_what_passed_and_the_gate_refuses_the_rest() {
         err.contains("no service of stage `stagin` is deployed: --all has nothing to test; did you mean `staging`?"),
         "{err}"
     );
+    // No report of no tests for a report group to read as a pass.
+    let report = r.path().join("target/ferry/reports/acceptance-stagin.xml");
+    assert!(!report.exists(), "{}", report.display());
     // `status` of it shows an empty column, and says why.
     let (out, _) = ok(&r, v, &["status", "stagin"]);
     assert!(

@@ -206,7 +206,7 @@ pub fn harden() {
 /// Parses the command line as `app` and runs it. Exit codes: 0 success, 1 failure, 2 usage.
 pub fn main(app: &App) -> ExitCode {
     harden();
-    let matches = Cli::command()
+    let matches = examples_named(Cli::command(), app.name)
         .name(app.name)
         .bin_name(app.name)
         .get_matches();
@@ -215,6 +215,25 @@ pub fn main(app: &App) -> ExitCode {
         Err(e) => e.exit(),
     };
     exit(run(app, &cli.global, cli.command))
+}
+
+/// The command line as `name` calls it: help's examples of a command typed after a pipe
+/// (`… | cargo xtask param set …`) name it so.
+fn examples_named(cmd: clap::Command, name: &'static str) -> clap::Command {
+    let example = |text: &clap::builder::StyledStr| {
+        text.to_string()
+            .replace("| cargo xtask ", &format!("| {name} "))
+    };
+    let about = cmd.get_about().map(example);
+    let long_about = cmd.get_long_about().map(example);
+    let mut cmd = cmd.mut_subcommands(|sub| examples_named(sub, name));
+    if let Some(about) = about {
+        cmd = cmd.about(about);
+    }
+    if let Some(long_about) = long_about {
+        cmd = cmd.long_about(long_about);
+    }
+    cmd
 }
 
 /// Runs one of Ferry's commands.

@@ -96,6 +96,15 @@ setup = [\"{install}\"]
     let (code, out, _) = ferry(r.path(), &["--help"]);
     assert_eq!(code, 0);
     assert!(out.contains("Usage: ferry [OPTIONS] <COMMAND>"), "{out}");
+    // And so do its examples (the `cargo xtask` runner `init` writes is named as such).
+    let (code, out, _) = ferry(r.path(), &["param", "--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("printf %s \"$TOKEN\" | ferry param set dev api-token --secure"),
+        "{out}"
+    );
+    let (_, out, _) = ferry(r.path(), &["init", "--help"]);
+    assert!(out.contains("Write the `cargo xtask` runner too"), "{out}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use ferry_stacks::{Action, StackError, StackEvent};
 #[non_exhaustive]
 pub enum ServiceError {
     #[error(
-        "service {service} is not in package {package}; package it (`cargo xtask package --service {service}`)"
+        "service {service} is not in package {package}; package it (Ferry's `package --service {service}`)"
     )]
     NotPackaged { service: String, package: String },
     #[error("cannot read template {}: {source}", .path.display())]

@@ -10,7 +10,7 @@ pub type Outputs = BTreeMap<String, String>;
 #[derive(Debug, thiserror::Error)]
 pub enum EnvError {
     #[error(
-        "{0} is not set: acceptance tests run against a deployed stage; run them with `cargo xtask test-acceptance <stage>` (or `deploy <stage> --test`), which sets it"
+        "{0} is not set: acceptance tests run against a deployed stage; run them with Ferry's `test-acceptance <stage>` (or `deploy <stage> --test`), which sets it"
     )]
     Missing(&'static str),
     #[error("cannot read the outputs file {path}: {message}")]

@@ -50,7 +50,7 @@ pub enum UploadError {
         key: String,
         message: String,
     },
-    #[error("{path}: {message}; package again (`cargo xtask package`)")]
+    #[error("{path}: {message}; package again (Ferry's `package`)")]
     Local { path: String, message: String },
     #[error(
         "{path}, a file of the local package store, is damaged (SHA-256 {got}, not the {expected} its name promises: truncated or written over): nothing was uploaded from it, and it was removed, so that the next run packages it anew; run again"

@@ -149,6 +149,16 @@ fn write_report_file(
     write_junit_file(ctx, path, report, &format!("acceptance {}", stage.name))
 }
 
+/// Removes the stage's JUnit report left by an earlier run, if any.
+fn remove_report_file(ctx: &Ctx, stage: &Stage) -> anyhow::Result<()> {
+    let path = ctx.workspace()?.layout().acceptance_report(&stage.id);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e)
+            .with_context(|| format!("failed to remove the old JUnit report {}", path.display())),
+        _ => Ok(()),
+    }
+}
+
 /// Writes `report` as JUnit (its run named `run`) to `path` under target/ferry/ (which keeps a
 /// .gitignore of its own: never in `git status`), masked again with every secret known now.
 pub(crate) fn write_junit_file(
@@ -207,17 +217,19 @@ pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
                     // And those that failed at an earlier commit this checkout still holds.
                     selected.extend(ferry_deploy::failed_before(ws, &previous, &commit));
                 }
-                if selected.is_empty() {
-                    write_report_file(ctx, &stage, &Report::default())?;
-                }
                 // Asked to test every deployed service of a stage where none is deployed (a
-                // misspelt stage, the wrong account): a CI gate must not pass on it.
+                // misspelt stage, the wrong account): a CI gate must not pass on it, nor a report
+                // group read a report of no tests (or an older run's) as this run's.
                 if selected.is_empty() && args.all && previous.is_empty() {
+                    remove_report_file(ctx, &stage)?;
                     anyhow::bail!(
                         "no service of stage `{}` is deployed: --all has nothing to test{}",
                         stage.name,
                         ws.misspelt_stage_hint(&stage)
                     );
+                }
+                if selected.is_empty() {
+                    write_report_file(ctx, &stage, &Report::default())?;
                 }
                 if selected.is_empty() && args.all {
                     println!(

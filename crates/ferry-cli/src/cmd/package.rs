@@ -16,7 +16,8 @@ pub struct PackageArgs {
     /// Also upload to this stage's artifact bucket (deploy uploads on its own otherwise)
     #[arg(long, value_name = "STAGE")]
     upload: Option<String>,
-    /// Print the package manifest as JSON instead of a table
+    /// Print the package manifest as JSON instead of a table (with --service, those services'
+    /// entries only; the manifest file keeps every service's)
     #[arg(long)]
     json: bool,
 }
@@ -86,9 +87,11 @@ pub fn run(ctx: &Ctx, args: &PackageArgs) -> anyhow::Result<()> {
         })?,
     };
     if args.json {
+        let mut shown = manifest.clone();
+        shown.services.retain(|name, _| req.services.contains(name));
         println!(
             "{}",
-            serde_json::to_string_pretty(&manifest).expect("manifest serializes")
+            serde_json::to_string_pretty(&shown).expect("manifest serializes")
         );
     } else {
         print!("{}", manifest_table(&manifest, &req.services, &dir));
