@@ -89,6 +89,17 @@ pub enum ServiceError {
         framework: String,
         ferry: String,
     },
+    /// A resolved value (an output, an SSM parameter, text around them) past CloudFormation's
+    /// limit; the value itself is never quoted (it may be a secret).
+    #[error(
+        "{service}: parameter {key} resolves to {bytes} bytes, and CloudFormation takes at most {max} bytes per parameter value: nothing of {service} was deployed; keep a larger value elsewhere (an S3 object, an SSM parameter the template reads with a dynamic reference) and pass its name",
+        max = ferry_package::MAX_PARAMETER_VALUE
+    )]
+    ParameterTooLong {
+        service: String,
+        key: String,
+        bytes: usize,
+    },
     #[error(
         "{service}: a review keeps exactly what would deploy in the stage's artifact bucket, and stage `{stage}` has none; set `artifact-bucket` under [stages.{stage}] in ferry.toml"
     )]

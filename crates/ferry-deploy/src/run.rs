@@ -1418,6 +1418,16 @@ async fn deploy_one(
         // The framework took the parameters (`--param`); the stack takes only the bucket.
         parameters.clear();
     }
+    if let Some((key, value)) = parameters
+        .iter()
+        .find(|(_, v)| v.len() > ferry_package::MAX_PARAMETER_VALUE)
+    {
+        return Err(ServiceError::ParameterTooLong {
+            service: service.name.clone(),
+            key: key.clone(),
+            bytes: value.len(),
+        });
+    }
     let fingerprint = match (packaged, &template) {
         (Some(sp), _) => sp.fingerprint(),
         (None, TemplateSource::Body(text)) => sha256_hex(text.as_bytes()),

@@ -416,6 +416,48 @@ async fn a_new_version_of_an_ssm_value_redeploys_its_reader_and_no_record_holds_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parameter_resolved_past_cloudformations_limit_fails_its_service_without_quoting_it() {
+    let config = config().await;
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    put_secure(&ssm, "/rules-long/dev/token", "long-s3cr3t-value").await;
+    // Text around the reference: no check before the deploy knows its length.
+    let padding = "x".repeat(4080);
+    let r = repo(
+        "rules-long",
+        &[
+            (
+                "app",
+                SECRET_READER,
+                &format!("[parameters]\nToken = \"${{ssm:token}}{padding}\"\n"),
+            ),
+            ("other", QUEUE, ""),
+        ],
+    );
+    let report = deploy(&r, &config).await;
+    let app = report.services.iter().find(|s| s.name == "app").unwrap();
+    let ServiceResult::Failed { error } = &app.result else {
+        panic!("{report:#?}");
+    };
+    let app = error.to_string();
+    assert!(
+        app.contains("app: parameter Token resolves to 4097 bytes, and CloudFormation takes at most 4096 bytes per parameter value: nothing of app was deployed"),
+        "{app}"
+    );
+    assert!(!app.contains("s3cr3t"), "{app}");
+    assert_eq!(results(&report)["other"], "created");
+    // Nothing of it was created.
+    let stacks = ferry_stacks::Engine::for_config(&config, ferry_stacks::DeployOptions::default())
+        .list()
+        .await
+        .unwrap();
+    assert!(
+        !stacks.stacks.contains_key("app-dev"),
+        "{:?}",
+        stacks.stacks.keys()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_pinned_to_a_label_redeploys_when_the_label_moves_not_on_a_new_version() {
     let config = config().await;
     let ssm = aws_sdk_ssm::Client::new(&config);

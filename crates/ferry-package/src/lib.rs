@@ -54,9 +54,9 @@ pub use s3::{
 };
 pub use sam::{SAM_TRANSFORM, is_sam, nested_template_key, point_nested_template};
 pub use template::{
-    BOUNDARY_PARAMETER, BUCKET_PARAMETER, MAX_FLOW_DEPTH, MAX_TEMPLATE, SSM_PARAMETER_TYPE,
-    add_bucket_parameter, is_no_echo, literal_value, local_code_paths, parse as parse_template,
-    ssm_typed_parameters,
+    BOUNDARY_PARAMETER, BUCKET_PARAMETER, MAX_FLOW_DEPTH, MAX_PARAMETER_VALUE, MAX_TEMPLATE,
+    SSM_PARAMETER_TYPE, add_bucket_parameter, is_no_echo, literal_value, local_code_paths,
+    parse as parse_template, ssm_typed_parameters,
 };
 
 /// Bumped when the package layout or the archive format changes: old cache entries are then
@@ -111,6 +111,11 @@ pub enum TemplateError {
         "[parameters] gives `{key}` an empty value, and the template declares it of type {ty}, which takes none (CloudFormation refuses the stack): set its value in the service.toml (`init` leaves such values empty for you to fill)"
     )]
     EmptyTypedParameter { key: String, ty: String },
+    #[error(
+        "[parameters] gives `{key}` a value of {bytes} bytes, and CloudFormation takes at most {max} bytes per parameter value (the stack operation fails): keep a larger value elsewhere (an S3 object, an SSM parameter the template reads with a dynamic reference) and pass its name",
+        max = template::MAX_PARAMETER_VALUE
+    )]
+    ParameterValueTooLong { key: String, bytes: usize },
     #[error(
         "[parameters] gives `{key}` a value the template's declaration of it refuses: {why} (CloudFormation refuses the stack); set another value in the service.toml (`init` leaves values it cannot infer empty for you to fill)"
     )]
@@ -1107,6 +1112,13 @@ fn template_problems(service: &Service, parsed: &serde_json::Value) -> Vec<Templ
         let Ok(text) = value.render(|_| Err(())) else {
             continue;
         };
+        if text.len() > template::MAX_PARAMETER_VALUE {
+            out.push(TemplateError::ParameterValueTooLong {
+                key: key.clone(),
+                bytes: text.len(),
+            });
+            continue;
+        }
         let decl = &parsed["Parameters"][key];
         let shown = !template::is_no_echo(parsed, key);
         if let Some(why) = template::value_problem(decl, &text, shown) {

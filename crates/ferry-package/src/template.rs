@@ -56,6 +56,9 @@ const TAGS: &[(&str, &str)] = &[
     ("Length", "Fn::Length"),
 ];
 
+/// Longest parameter value, in bytes, CloudFormation takes (longer: the stack operation fails).
+pub const MAX_PARAMETER_VALUE: usize = 4096;
+
 /// Largest template CloudFormation accepts (from S3; inline bodies stop at 51,200 bytes).
 pub const MAX_TEMPLATE: usize = 1_048_576;
 
