@@ -236,8 +236,10 @@ fn examples_named(cmd: clap::Command, name: &'static str) -> clap::Command {
     cmd
 }
 
-/// Runs one of Ferry's commands.
+/// Runs one of Ferry's commands, in a process made non-dumpable first ([`harden`]): so is a
+/// repository's own xtask that calls this rather than [`main`].
 pub fn run(app: &App, global: &Global, command: Command) -> anyhow::Result<()> {
+    harden();
     let ctx = Ctx::new(app, global);
     let result = match command {
         Command::Services(args) => cmd::services::run(&ctx, &args),
@@ -333,18 +335,6 @@ pub struct MaskedError(pub String);
 #[cfg(test)]
 mod tests {
     use super::causes;
-
-    // Ferry's environment (the caller's credentials) is not readable by the builds it starts
-    // through /proc: the process is non-dumpable.
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn the_process_is_made_non_dumpable() {
-        super::harden();
-        assert_eq!(
-            rustix::process::dumpable_behavior().unwrap(),
-            rustix::process::DumpableBehavior::NotDumpable
-        );
-    }
 
     #[test]
     fn a_cause_the_message_above_quotes_is_not_printed_again() {
