@@ -426,32 +426,32 @@ async fn a_parameter_resolved_past_cloudformations_limit_fails_its_service_witho
         "rules-long",
         &[
             (
-                "app",
+                "long",
                 SECRET_READER,
                 &format!("[parameters]\nToken = \"${{ssm:token}}{padding}\"\n"),
             ),
-            ("other", QUEUE, ""),
+            ("beside", QUEUE, ""),
         ],
     );
     let report = deploy(&r, &config).await;
-    let app = report.services.iter().find(|s| s.name == "app").unwrap();
-    let ServiceResult::Failed { error } = &app.result else {
+    let long = report.services.iter().find(|s| s.name == "long").unwrap();
+    let ServiceResult::Failed { error } = &long.result else {
         panic!("{report:#?}");
     };
-    let app = error.to_string();
+    let long = error.to_string();
     assert!(
-        app.contains("app: parameter Token resolves to 4097 bytes, and CloudFormation takes at most 4096 bytes per parameter value: nothing of app was deployed"),
-        "{app}"
+        long.contains("long: parameter Token resolves to 4097 bytes, and CloudFormation takes at most 4096 bytes per parameter value: nothing of long was deployed"),
+        "{long}"
     );
-    assert!(!app.contains("s3cr3t"), "{app}");
-    assert_eq!(results(&report)["other"], "created");
+    assert!(!long.contains("s3cr3t"), "{long}");
+    assert_eq!(results(&report)["beside"], "created");
     // Nothing of it was created.
     let stacks = ferry_stacks::Engine::for_config(&config, ferry_stacks::DeployOptions::default())
         .list()
         .await
         .unwrap();
     assert!(
-        !stacks.stacks.contains_key("app-dev"),
+        !stacks.stacks.contains_key("long-dev"),
         "{:?}",
         stacks.stacks.keys()
     );
