@@ -454,6 +454,95 @@ fn orphans_are_the_records_no_service_has_and_never_a_stack_in_use() {
     assert_eq!(records(p, "dev").into_keys().collect::<Vec<_>>(), ["a"]);
 }
 
+/// A service's stack name changed after it deployed (its `stack-name`): every command of the
+/// stage refused, saying to put the old name back. It is a move now, known by the record's own
+/// commit, whose configuration gave the service the stack its record names: the service deploys
+/// to the new stack (its dependents take its new outputs), the old one stays until `remove
+/// --orphans` deletes it, and a whole `remove` takes every stack the stage's services had.
+#[test]
+fn a_stack_moved_deploys_anew_and_remove_takes_the_old_one_too() {
+    let p = "rm-moved";
+    let r = project(p);
+    r.write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write("services/a/t.yaml", QUEUE)
+    .write(
+        "services/b/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nQueue = \"${output:a.QueueArn}\"\n",
+    )
+    .write("services/b/t.yaml", LOCKED);
+    r.commit("services");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let engine = ferry_stacks::Engine::for_config(&config(), Default::default());
+    let exists = |stack: &str| rt().block_on(engine.describe(stack)).unwrap().is_some();
+    let (old, new, newer) = (
+        format!("{p}-a-dev"),
+        format!("{p}-queue-dev"),
+        format!("{p}-queue2-dev"),
+    );
+
+    r.write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\nstack-name = \"{project}-queue-{stage}\"\n",
+    );
+    r.commit("a's stack takes another name");
+    let (code, out, err) = run(&mut xtask(&r, &["plan", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let moved = format!("stack renamed: {old} → {new}");
+    assert_eq!(out.matches(&moved).count(), 1, "{out}");
+    assert!(
+        out.contains("a deploy creates the new stacks and leaves the old ones in place, still tagged for their services; once the new ones run, `remove dev --orphans` deletes the old ones"),
+        "{out}"
+    );
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let row = |out: &str, s: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{s} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row(&out, "a").contains("created"), "{out}");
+    assert!(row(&out, "b").contains("updated"), "{out}");
+    assert!(exists(&old) && exists(&new));
+    assert_eq!(records(p, "dev")["a"].stack, new);
+    // The next plan has nothing to do.
+    let (code, out, err) = run(&mut xtask(&r, &["plan", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("0 to deploy"), "{out}");
+
+    // Only the stack a moved away from is an orphan.
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("deleted {old} (a)")), "{out}");
+    assert!(!exists(&old) && exists(&new) && exists(&format!("{p}-b-dev")));
+    assert_eq!(
+        records(p, "dev").into_keys().collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert_eq!(records(p, "dev")["a"].stack, new);
+
+    // Moved again, and the stage removed whole: every stack goes, the one moved away from too.
+    r.write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\nstack-name = \"{project}-queue2-{stage}\"\n",
+    );
+    r.commit("again");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(exists(&new) && exists(&newer));
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for stack in [&new, &newer, &format!("{p}-b-dev")] {
+        assert!(out.contains(&format!("deleted {stack}")), "{out}");
+        assert!(!exists(stack), "{stack}");
+    }
+    assert!(records(p, "dev").is_empty());
+}
+
 /// A service importing another's export without depending on it (validate warns) is removed
 /// before the exporter: CloudFormation refuses to delete an export in use.
 #[test]

@@ -187,6 +187,21 @@ pub enum RemoveError {
         /// `<service> (record of commit <c>: <why>)`, each.
         judged: Vec<String>,
     },
+    #[error(
+        "nothing was deleted: a stack tagged for a service is not the stack this checkout gives it, but this checkout is older than the service's record, and cannot tell that the service moved away from it:\n  {}\nrun `remove --orphans` in a checkout of that commit's branch (or of one that descends from it), or, when you know the service moved to another stack, add --any-commit",
+        .judged.join("\n  ")
+    )]
+    MovedNotJudged {
+        /// `<service>'s old stack <stack> (…)`, each.
+        judged: Vec<String>,
+    },
+    #[error(
+        "nothing was deleted: the stacks of stage `{stage}` could not be listed with their tags, to find those its services moved away from ({source}); run `remove` again"
+    )]
+    Find {
+        stage: String,
+        source: Box<StackError>,
+    },
     #[error("failed to delete the record of `{service}`: {source}")]
     Record {
         service: String,
@@ -237,6 +252,14 @@ pub async fn remove(
         found,
     } = *ctx;
     check_removable(stage, options)?;
+    let engine = Engine::for_config(
+        config,
+        ferry_stacks::DeployOptions {
+            timeout: options.timeout,
+            emulator: options.local.then_some(ferry_stacks::EMULATOR_BUSY_WAIT),
+            ..Default::default()
+        },
+    );
     // Services whose stack is known only by the name this checkout gives it (no record of the
     // stage names it, no stack tagged for it was found).
     let mut named_only: BTreeSet<String> = BTreeSet::new();
@@ -324,15 +347,17 @@ pub async fn remove(
     } else {
         let mut order = ws.graph().topo_order();
         order.reverse();
-        // The stack a service really has: the one found by its tags, else the one its record
-        // names, and only else the name this checkout would give it (which differs once the
-        // stack-name pattern or a Serverless service's name changed since it deployed).
+        // The stack a service really has: the one its record names, else the one found by its
+        // tags, and only else the name this checkout would give it (which differs once the
+        // stack-name pattern or a Serverless service's name changed since it deployed). (A
+        // stack it moved away from, tagged for it too, is one of `moved_out`'s.)
         order
             .into_iter()
             .map(|s| {
-                let known = found
-                    .and_then(|f| f.get(&s).cloned())
-                    .or_else(|| previous.get(&s).map(|r| r.stack.clone()));
+                let known = previous
+                    .get(&s)
+                    .map(|r| r.stack.clone())
+                    .or_else(|| found.and_then(|f| f.get(&s).cloned()));
                 let stack = known.clone().unwrap_or_else(|| {
                     named_only.insert(s.clone());
                     ws.stack_name(&s, stage)
@@ -354,24 +379,20 @@ pub async fn remove(
     importers_first(&mut targets, &imports);
     if let Some(found) = found {
         let known: BTreeSet<String> = targets.iter().map(|(s, _)| s.clone()).collect();
-        let extra: BTreeMap<String, String> = previous
+        let extra: BTreeMap<String, String> = found
             .iter()
-            .map(|(s, r)| (s.clone(), r.stack.clone()))
-            .chain(found.iter().map(|(s, st)| (s.clone(), st.clone())))
+            .map(|(s, st)| (s.clone(), st.clone()))
+            .chain(previous.iter().map(|(s, r)| (s.clone(), r.stack.clone())))
             .filter(|(s, _)| !known.contains(s))
             .collect();
         // Services this checkout lacks have no place in its graph: they go first (nothing
         // this checkout deploys can depend on them).
         targets.splice(0..0, extra);
     }
-    let engine = Engine::for_config(
-        config,
-        ferry_stacks::DeployOptions {
-            timeout: options.timeout,
-            emulator: options.local.then_some(ferry_stacks::EMULATOR_BUSY_WAIT),
-            ..Default::default()
-        },
-    );
+    // The stacks the stage's services moved away from: first (nothing runs on them now).
+    let moved = moved_out(&engine, ws, stage, previous, &targets, options).await?;
+    let moved_stacks: BTreeSet<String> = moved.iter().map(|(_, st)| st.clone()).collect();
+    targets.splice(0..0, moved);
 
     // Check every stack first: a refusal deletes nothing.
     let mut existing = BTreeMap::new();
@@ -399,7 +420,7 @@ pub async fn remove(
                     });
                 }
                 Ok(()) => {
-                    existing.insert(service.clone(), info);
+                    existing.insert(stack.clone(), info);
                 }
                 // Not this stage's stack, and nothing says this stage ever had it: the stage
                 // has no such stack to remove (a refusal here kept every other stack of the
@@ -443,9 +464,12 @@ pub async fn remove(
             report.kept.push((service.clone(), f.service.clone()));
             continue;
         }
-        let Some(info) = existing.get(service) else {
-            // No stack: its record goes with the others' below.
-            report.absent.push(service.clone());
+        let Some(info) = existing.get(stack) else {
+            // No stack: its record goes with the others' below (a stack moved away from is
+            // none of a record's).
+            if !moved_stacks.contains(stack) {
+                report.absent.push(service.clone());
+            }
             continue;
         };
         let print = |p| {
@@ -478,6 +502,7 @@ pub async fn remove(
         // planned again, not up to date with its site or data gone.
         if let Some(r) = previous.get(service)
             && r.removing.is_none()
+            && r.stack == *stack
         {
             let marked = Record {
                 removing: Some(ferry_records::now_secs()),
@@ -517,7 +542,9 @@ pub async fn remove(
     for (service, stack) in std::mem::take(&mut report.deleted) {
         match engine.describe(&stack).await {
             Ok(None) => {
-                if let Err(e) = delete_record(records, &service).await {
+                if !moved_stacks.contains(&stack)
+                    && let Err(e) = delete_record(records, &service).await
+                {
                     report.records_left.push(e);
                 }
                 confirmed.push((service, stack));
@@ -543,6 +570,73 @@ pub async fn remove(
         }
     }
     Ok(report)
+}
+
+/// The stacks of the stage's services that none of `targets` is, nor any record names: stacks
+/// a service moved away from (its `stack-name`, the project's pattern or a Serverless service's
+/// name changed, and it deployed to the new one), which a deploy leaves in place. Tagged for
+/// this project, this stage and the service (Ferry's own stacks, `_bootstrap`, are none). For
+/// `--orphans`, only those of the checkout's services, and, unless `any_commit`, only when
+/// HEAD descends from the commit of the service's record (an older checkout may not know of
+/// the move).
+async fn moved_out(
+    engine: &Engine,
+    ws: &Workspace,
+    stage: &Stage,
+    previous: &BTreeMap<String, Record>,
+    targets: &[(String, String)],
+    options: &RemoveOptions,
+) -> Result<Vec<(String, String)>, RemoveError> {
+    let known: BTreeSet<&str> = targets
+        .iter()
+        .map(|(_, st)| st.as_str())
+        .chain(previous.values().map(|r| r.stack.as_str()))
+        .collect();
+    let all = engine
+        .describe_all()
+        .await
+        .map_err(|source| RemoveError::Find {
+            stage: stage.name.clone(),
+            source: Box::new(source),
+        })?;
+    let mut out = Vec::new();
+    for (name, info) in &all {
+        let Some(service) = info.tags.get(ferry_stacks::ownership::TAG_SERVICE) else {
+            continue;
+        };
+        if known.contains(name.as_str())
+            || service.starts_with('_')
+            || (options.orphans && ws.service(service).is_none())
+            || ferry_stacks::verify(name, info, Some(&ownership(ws, stage, service)), false)
+                .is_err()
+        {
+            continue;
+        }
+        out.push((service.clone(), name.clone()));
+    }
+    if options.orphans && !options.any_commit && !out.is_empty() {
+        let repo = ferry_changes::Repo::open(&ws.root);
+        let judged: Vec<String> = out
+            .iter()
+            .filter_map(|(service, stack)| {
+                let commit = &previous.get(service)?.commit;
+                let behind = match &repo {
+                    Ok(repo) => repo.head_descends_from(commit).is_err(),
+                    Err(_) => true,
+                };
+                behind.then(|| {
+                    format!(
+                        "{service}'s old stack {stack} (its record is of commit {}, which HEAD does not descend from)",
+                        commit.get(..12).unwrap_or(commit)
+                    )
+                })
+            })
+            .collect();
+        if !judged.is_empty() {
+            return Err(RemoveError::MovedNotJudged { judged });
+        }
+    }
+    Ok(out)
 }
 
 /// Moves each exporter of `imports` (importer, exporter) after its importer in `targets`,

@@ -28,6 +28,12 @@ pub struct StageState {
     /// Per recorded service, the dependencies deployed since it last received their outputs
     /// ([`crate::prepare::not_received`]).
     pub not_received: BTreeMap<String, Vec<String>>,
+    /// Services whose stack moved since they deployed (their `stack-name`, the project's
+    /// pattern or a Serverless service's name changed): service → where from and to (the
+    /// stack its record names, the one the configuration of the record's commit gave it; the
+    /// one this checkout gives it). They deploy to the new stack; the old one stays, tagged
+    /// for them, until `remove --orphans` deletes it.
+    pub moved: BTreeMap<String, (ferry_plan::StackPlace, ferry_plan::StackPlace)>,
 }
 
 impl StageState {
@@ -42,6 +48,16 @@ impl StageState {
             .map(|(k, r)| (k.clone(), r.commit.clone()))
             .collect();
         req.stacks = self.drift.clone();
+        // A stack moved deploys anew, whatever its old stack says (that one is left as it is).
+        for (service, (from, to)) in &self.moved {
+            req.stacks.insert(
+                service.clone(),
+                Reason::StackMoved {
+                    from: from.clone(),
+                    to: to.clone(),
+                },
+            );
+        }
         // A record of a deploy from uncommitted changes among its inputs: the stage may run
         // code that no diff from its commit shows (discarded since, or never pushed where a
         // plan of a commit runs), so the service deploys until a commit's package is what it
@@ -76,7 +92,7 @@ pub enum StateError {
     #[error(transparent)]
     Records(#[from] RecordError),
     #[error(
-        "the deployment record of `{service}` in stage `{stage}` names stack {recorded}, but this stage's stack of `{service}` is {expected}: the record belongs to another stage or project (a shared records-path: give each stage its own), or the service's stack name changed since it deployed (its `stack-name`, the project's pattern, a Serverless service's name): a stack cannot be renamed, so put the old name back; removing the stage with the old name first deletes every stack of it, and their data"
+        "the deployment record of `{service}` in stage `{stage}` names stack {recorded}, but this stage's stack of `{service}` is {expected}, and the configuration of the commit the record names did not give it {recorded} either (or this checkout lacks that commit): the record belongs to another stage or project (a shared records-path: give each stage its own). (A stack name changed in the configuration, a `stack-name`, the project's pattern or a Serverless service's name, is a move: the service deploys to its new stack, and the old one stays until `remove {stage} --orphans`; from a checkout that holds the commit the record names)"
     )]
     OtherStack {
         service: String,
@@ -99,7 +115,7 @@ pub async fn read(
     records: &RecordStore,
 ) -> Result<StageState, StateError> {
     let records = records.read_all().await?;
-    check_stacks(ws, stage, &records)?;
+    let moved = check_stacks(ws, stage, &records)?;
     let engine = Engine::for_config(config, ferry_stacks::DeployOptions::default());
     let list = engine.list().await.map_err(|source| StateError::List {
         stage: stage.name.clone(),
@@ -113,28 +129,39 @@ pub async fn read(
             (!of.is_empty()).then(|| (s.clone(), of))
         })
         .collect();
+    let mut drift = drifts(&records, &list);
+    // The old stack of a service that moved is no longer its stack: what it says is no reason.
+    drift.retain(|service, _| !moved.contains_key(service));
     Ok(StageState {
-        drift: drifts(&records, &list),
+        drift,
         list_calls: list.calls,
         records,
         not_received,
+        moved,
     })
 }
 
-/// A record of a service of the workspace must name the stack this stage gives that service:
-/// anything else is another stage's or project's record (or the pattern changed), and writing
-/// ours over it would lose it.
+/// A record of a service of the workspace must name the stack this stage gives that service,
+/// or the one the configuration of the record's own commit gave it there (the service's stack
+/// moved since: returned, service → from and to). Anything else is another stage's or
+/// project's record (a records-path they share), and writing ours over it would lose it.
 pub fn check_stacks(
     ws: &Workspace,
     stage: &Stage,
     records: &BTreeMap<String, Record>,
-) -> Result<(), StateError> {
+) -> Result<BTreeMap<String, (ferry_plan::StackPlace, ferry_plan::StackPlace)>, StateError> {
+    let mut moved = BTreeMap::new();
+    let repo = std::cell::OnceCell::new();
     for (service, r) in records {
         if ws.service(service).is_none() {
             continue;
         }
         let expected = ws.stack_name(service, stage);
-        if r.stack != expected {
+        if r.stack == expected {
+            continue;
+        }
+        let repo = repo.get_or_init(|| ferry_changes::Repo::open(&ws.root).ok());
+        if !named_so_at(repo.as_ref(), stage, service, r) {
             return Err(StateError::OtherStack {
                 service: service.clone(),
                 stage: stage.name.clone(),
@@ -142,8 +169,33 @@ pub fn check_stacks(
                 expected,
             });
         }
+        let place = |stack: String| ferry_plan::StackPlace {
+            stack,
+            region: stage.config.region.clone(),
+        };
+        moved.insert(service.clone(), (place(r.stack.clone()), place(expected)));
     }
-    Ok(())
+    Ok(moved)
+}
+
+/// Whether the configuration at the commit of `record` (of `service` in `stage`) gave the
+/// service the stack the record names: the stack it deployed was its own then.
+fn named_so_at(
+    repo: Option<&ferry_changes::Repo>,
+    stage: &Stage,
+    service: &str,
+    record: &Record,
+) -> bool {
+    let Some(then) = repo.and_then(|repo| ferry_plan::workspace_at(repo, &record.commit).ok())
+    else {
+        return false;
+    };
+    let Ok(stage_then) = then.stage(&stage.name) else {
+        return false;
+    };
+    then.service(service).is_some()
+        && stage_then.id == stage.id
+        && then.stack_name(service, &stage_then) == record.stack
 }
 
 /// The drift of every recorded service against the stack list.

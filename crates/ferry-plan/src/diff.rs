@@ -166,12 +166,13 @@ pub(crate) fn compare_bases(
                     }
                     if !moved.is_empty() {
                         let note = format!(
-                            "stacks moved since {} ({}): a deploy creates the new stacks and leaves the old ones in place, still tagged for their services; delete each old stack once its new one runs",
+                            "stacks moved since {} ({}): a deploy creates the new stacks and leaves the old ones in place, still tagged for their services; once the new ones run, `remove {} --orphans` deletes the old ones",
                             ferry_changes::short(commit),
                             ferry_manifest::first_few(
                                 &moved.iter().map(String::as_str).collect::<Vec<_>>(),
                                 5
-                            )
+                            ),
+                            stage.name
                         );
                         out.note(note);
                     }

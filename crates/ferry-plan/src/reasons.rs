@@ -154,11 +154,14 @@ pub(crate) fn on_top(more: BTreeMap<String, Reason>, reasons: &mut Reasons) {
     }
 }
 
-/// Gives `service` a reason to deploy on top of those it has: `unchanged` goes.
+/// Gives `service` a reason to deploy on top of those it has: `unchanged` goes, and one it
+/// has already (a stack moved, said by the diff and by its record) is said once.
 fn add_on_top(reasons: &mut Reasons, service: String, reason: Reason) {
     let r = reasons.entry(service).or_default();
     r.retain(|x| !matches!(x, Reason::Unchanged { .. }));
-    r.push(reason);
+    if !r.contains(&reason) {
+        r.push(reason);
+    }
 }
 
 /// What the stacks say comes on top of what git says: a stack deleted or changed outside Ferry
