@@ -1229,6 +1229,41 @@ fn the_gate_does_not_take_tests_deleted_in_the_working_tree() {
     assert!(records(p, "prod").is_empty());
 }
 
+/// Stacks moved by the project's pattern change no package: a promote of what passed, with
+/// prod already at those packages, took nothing (prod stayed on its old stacks, and every later
+/// command refused the stage). Each moved service deploys its package to its new stack.
+#[test]
+fn a_promote_moves_the_stacks_whose_names_changed_though_their_packages_did_not() {
+    let p = "rel-moved";
+    let r = monorepo(p);
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    ok(&r, v, &["promote", "staging", "prod"]);
+    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    r.write(
+        "ferry.toml",
+        &toml.replace(
+            "stack-name = \"{project}-{service}-{stage}\"",
+            "stack-name = \"{project}-{stage}-{service}\"",
+        ),
+    );
+    r.commit("another stack-name pattern");
+    let (out, _) = ok(&r, v, &["deploy", "staging", "--test"]);
+    assert!(row(&out, "base").contains("created"), "{out}");
+    let (out, _) = ok(&r, v, &["promote", "staging", "prod"]);
+    for s in ["base", "app", "web"] {
+        assert!(
+            row(&out, s).contains(&format!("stack renamed: {p}-{s}-prod → {p}-prod-{s}")),
+            "{out}"
+        );
+        assert_eq!(records(p, "prod")[s].stack, format!("{p}-prod-{s}"));
+    }
+    // And then nothing is left to do there.
+    let (out, _) = ok(&r, v, &["plan", "prod"]);
+    assert!(out.contains("0 to deploy"), "{out}");
+}
+
 /// A run stopped after its records were written and before its release was (killed, its
 /// machine lost; here its release deleted by hand) leaves records naming a release the store
 /// lacks. The next run writes that release from the records, so a later rollback goes back to

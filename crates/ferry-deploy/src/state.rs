@@ -21,7 +21,8 @@ use ferry_stacks::{Engine, StackList, StackSummary};
 pub struct StageState {
     /// Records by service (including services whose folder is gone).
     pub records: BTreeMap<String, Record>,
-    /// Per recorded service whose stack does not match its record: why it must deploy.
+    /// Per recorded service whose stack does not match its record: why it must deploy (a
+    /// stack moved among them).
     pub drift: BTreeMap<String, Reason>,
     /// ListStacks calls made.
     pub list_calls: usize,
@@ -48,16 +49,6 @@ impl StageState {
             .map(|(k, r)| (k.clone(), r.commit.clone()))
             .collect();
         req.stacks = self.drift.clone();
-        // A stack moved deploys anew, whatever its old stack says (that one is left as it is).
-        for (service, (from, to)) in &self.moved {
-            req.stacks.insert(
-                service.clone(),
-                Reason::StackMoved {
-                    from: from.clone(),
-                    to: to.clone(),
-                },
-            );
-        }
         // A record of a deploy from uncommitted changes among its inputs: the stage may run
         // code that no diff from its commit shows (discarded since, or never pushed where a
         // plan of a commit runs), so the service deploys until a commit's package is what it
@@ -130,8 +121,18 @@ pub async fn read(
         })
         .collect();
     let mut drift = drifts(&records, &list);
-    // The old stack of a service that moved is no longer its stack: what it says is no reason.
-    drift.retain(|service, _| !moved.contains_key(service));
+    // A service whose stack moved deploys anew, whatever its old stack says (that one is left
+    // as it is): a deploy, and a promote, rollback or approval, which take a package again for
+    // a drifted stack.
+    for (service, (from, to)) in &moved {
+        drift.insert(
+            service.clone(),
+            Reason::StackMoved {
+                from: from.clone(),
+                to: to.clone(),
+            },
+        );
+    }
     Ok(StageState {
         drift,
         list_calls: list.calls,
