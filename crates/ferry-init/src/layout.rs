@@ -720,15 +720,21 @@ fn build_step(root: &Path, dir: &str) -> Option<(Vec<String>, String)> {
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
         .is_some_and(|p| p.pointer("/scripts/build").is_some());
     if scripts_build {
-        let line = match crate::node_lock(&folder) {
-            Some("yarn.lock") => "yarn install --frozen-lockfile && yarn run build",
-            Some("pnpm-lock.yaml") => "pnpm install --frozen-lockfile && pnpm run build",
-            Some(_) => "npm ci --no-audit --no-fund && npm run build",
-            None => "npm install --no-audit --no-fund && npm run build",
+        // Never a step that writes into the checkout it builds from (a package-lock.json that
+        // `npm install` writes where there is none makes the service changed on every plan of
+        // the working tree, and its records dirty), as a Serverless service's install.
+        let (line, from) = match crate::node_lock(&folder) {
+            Some("yarn.lock") => ("yarn install --frozen-lockfile && yarn run build", ""),
+            Some("pnpm-lock.yaml") => ("pnpm install --frozen-lockfile && pnpm run build", ""),
+            Some(_) => ("npm ci --no-audit --no-fund && npm run build", ""),
+            None => (
+                "npm install --no-package-lock --no-audit --no-fund && npm run build",
+                "; no lock file, so it installs without writing one, and each build may resolve other versions: commit a package-lock.json and use `npm ci`",
+            ),
         };
         return Some((
             argv(&["sh", "-c", line]),
-            "package.json's build script".into(),
+            format!("package.json's build script{from}"),
         ));
     }
     has("Makefile").then(|| (argv(&["make"]), "Makefile".into()))

@@ -4825,7 +4825,7 @@ fn a_cloudformation_template_s_local_code_paths_become_its_artifacts() {
     let notes = s.notes.join("\n");
     for want in [
         "services/billing/template.yaml: Shared's Code `../../shared/lib` lies outside the service folder services/billing",
-        "services/billing: Bill.Code names services/billing/dist/bill.zip, which the repository does not hold: its service.toml builds it with `sh -c \"npm install --no-audit --no-fund && npm run build\"` (guessed from package.json's build script)",
+        "services/billing: Bill.Code names services/billing/dist/bill.zip, which the repository does not hold: its service.toml builds it with `sh -c \"npm install --no-package-lock --no-audit --no-fund && npm run build\"` (guessed from package.json's build script; no lock file, so it installs without writing one, and each build may resolve other versions: commit a package-lock.json and use `npm ci`)",
         "services/worker/cfn/template.yaml: Worker.Code names services/worker/src outside the template's folder: the service folder is `services/worker`",
     ] {
         assert!(notes.contains(want), "{want}\n{notes}");
