@@ -110,6 +110,14 @@ pub(crate) fn links(
             })
         })
         .collect();
+    // Every service's stack by skeleton, for `${cf:…}` reads: the Serverless services' and the
+    // others' (a Serverless service reading a SAM service's outputs is as common).
+    let stacks: BTreeMap<String, usize> = stack_of
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| stack_skeleton(s.as_deref()?).map(|k| (k, i)))
+        .chain(stacks)
+        .collect();
     for i in 0..services.len() {
         let mut deps: BTreeMap<String, String> = BTreeMap::new();
         let mut inputs: BTreeMap<String, String> = BTreeMap::new();
@@ -283,7 +291,7 @@ pub(crate) fn links(
                 }
                 Some(_) => {}
                 None => notes.push(format!(
-                    "{}: reads outputs of stack `{stack}` (${{cf:…}}), which is no Serverless service of this repository: left out of depends-on",
+                    "{}: reads outputs of stack `{stack}` (${{cf:…}}), which is no service's stack of this repository: left out of depends-on",
                     services[i].dir
                 )),
             }

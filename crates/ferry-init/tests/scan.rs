@@ -806,6 +806,50 @@ fn a_short_service_name_read_by_cf_links_its_reader() {
     );
 }
 
+// A Serverless service reading a CloudFormation service's stack, named by its deploy script
+// (or Ferry's default): linked too. Before, only Serverless stacks were matched, and the reader
+// deployed beside the stack it reads, racing it, and kept its old outputs afterwards.
+#[test]
+fn a_cf_read_of_a_cloudformation_services_stack_links_its_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "infra/queue/template.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  QueueUrl:\n    Value: !Ref Q\n",
+    );
+    file(
+        r,
+        "infra/queue/deploy.sh",
+        "aws cloudformation deploy --template-file template.yaml --stack-name shop-queue-$STAGE\n",
+    );
+    file(
+        r,
+        "infra/topic/template.yaml",
+        "Resources:\n  T:\n    Type: AWS::SNS::Topic\nOutputs:\n  TopicArn:\n    Value: !Ref T\n",
+    );
+    file(
+        r,
+        "services/auth/serverless.yml",
+        "service: auth\nprovider:\n  name: aws\n  environment:\n    QUEUE: ${cf:shop-queue-${sls:stage}.QueueUrl}\n    TOPIC: ${cf:topic-${sls:stage}.TopicArn}\nfunctions:\n  h:\n    handler: h.h\n",
+    );
+    let s = scan(r).unwrap();
+    let auth = s.services.iter().find(|f| f.name == "auth").unwrap();
+    assert_eq!(
+        auth.depends_on.keys().collect::<Vec<_>>(),
+        ["queue", "topic"],
+        "{:?}",
+        s.notes
+    );
+    assert!(
+        auth.depends_on["queue"].contains(
+            "reads outputs of stack `shop-queue-${sls:stage}` (${cf:…}), the stack of queue"
+        ),
+        "{:?}",
+        auth.depends_on
+    );
+}
+
 // The framework merges a `resources` list: an export in any of its fragments, inline or read
 // with `${file(…)}`, links its importers (before, only a mapping was read, and the importer
 // landed in the exporter's wave, failing its first deploy on an export not there yet).

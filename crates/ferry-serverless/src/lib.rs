@@ -624,6 +624,88 @@ pub fn secret_env_reads(root: &Path, service: &Service) -> Vec<String> {
     out
 }
 
+/// The stacks `service`'s configuration reads outputs of (`${cf:<stack>.<Output>}`,
+/// `${cf(<region>):…}`, fallbacks too), as written, itself or in the files it includes.
+pub fn cf_stacks(root: &Path, service: &Service) -> Vec<String> {
+    let dir = root.join(&service.dir);
+    let config = dir.join(&service.template);
+    let read = config_texts(&dir, &config, &|p| {
+        (!p.contains("${")).then(|| p.to_string())
+    });
+    let mut out: Vec<String> = Vec::new();
+    for text in read.texts.iter().chain(&read.programs) {
+        for source in ferry_manifest::serverless_variable_sources(text) {
+            let source = source.trim();
+            let reference = match source.strip_prefix("cf(") {
+                Some(rest) => rest.split_once("):").map(|(_, r)| r),
+                None => source.strip_prefix("cf:"),
+            };
+            if let Some((stack, _output)) = reference.and_then(|r| r.trim().rsplit_once('.'))
+                && !out.iter().any(|s| s == stack)
+            {
+                out.push(stack.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Serverless Framework services of `ws` reading (`${cf:…}`) the stack of another service that
+/// is none of their dependencies, in any named stage: (reader, that service, the stack as
+/// written). Ferry takes such a stack for a dependency's (a new output of it re-checks the
+/// reader when it deploys), but without `depends-on` nothing orders them: the reader may
+/// deploy beside it (its compile fails on an output not there yet), and is never re-checked.
+pub fn unlinked_cf_readers(ws: &ferry_manifest::Workspace) -> Vec<(String, String, String)> {
+    let stages: Vec<ferry_manifest::Stage> = ws
+        .stages
+        .keys()
+        .filter_map(|name| ws.stage(name).ok())
+        .collect();
+    let graph = ws.graph();
+    let mut out = Vec::new();
+    for reader in ws
+        .services
+        .iter()
+        .filter(|s| s.kind == ferry_manifest::ServiceKind::Serverless)
+    {
+        let deps = graph.with_dependencies([reader.name.as_str()]);
+        for stack in cf_stacks(&ws.root, reader) {
+            let pattern = ferry_manifest::serverless_variables_replaced(&stack, '*');
+            if pattern.chars().filter(char::is_ascii_alphanumeric).count() < 2 {
+                continue;
+            }
+            let read = ws.services.iter().find(|o| {
+                o.name != reader.name
+                    && stages
+                        .iter()
+                        .any(|st| wildcard_match(&pattern, &ws.service_stack_name(o, st)))
+            });
+            if let Some(o) = read.filter(|o| !deps.contains(&o.name)) {
+                out.push((reader.name.clone(), o.name.clone(), stack));
+            }
+        }
+    }
+    out
+}
+
+/// Whether `name` is `pattern`, each `*` of which stands for any text (empty too).
+fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let [first, middle @ .., last] = parts.as_slice() else {
+        return pattern == name;
+    };
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
 /// [`secret_env_reads`] of every Serverless Framework service of `ws`: (service, variable).
 pub fn workspace_secret_env_reads(ws: &ferry_manifest::Workspace) -> Vec<(String, String)> {
     ws.services

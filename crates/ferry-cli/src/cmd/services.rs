@@ -106,6 +106,15 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
     for u in ferry_package::unlinked_importers(&templates) {
         eprintln!("warning: {u}");
     }
+    // A reader of another service's stack outputs (`${cf:…}`), not ordered after it.
+    for (reader, of, stack) in ferry_serverless::unlinked_cf_readers(ws) {
+        let manifest = ws
+            .service(&reader)
+            .map_or_else(String::new, |s| s.manifest_path());
+        eprintln!(
+            "warning: {reader} reads outputs of stack `{stack}` (${{cf:…}}), the stack of {of}, and does not depend on it: nothing orders them (a first deploy may compile {reader} before {of}'s outputs exist), and a new output of {of} never re-checks {reader}; add depends-on = [\"{of}\"] to {manifest}"
+        );
+    }
     // One literal resource name in two services' templates: the second deploy fails.
     for n in ferry_package::shared_names(&templates) {
         eprintln!("warning: {n}");
