@@ -209,6 +209,14 @@ fn a_stack_without_ferry_tags_is_adopted_only_when_asked() {
     // First deployed by another tool: no Ferry tags.
     deployed_by_another_tool("adopt-a-dev", &[("made-by", "serverless")]);
 
+    // The plan says so, and what a deploy will need (before, a plain "not deployed yet", and the
+    // deploy then failed it).
+    let (out, _) = ok(&mut xtask(&r, &["plan", "dev"]));
+    assert!(
+        out.contains("stack-found: adopt-a-dev exists without Ferry's tags (another tool's, or made by hand): a deploy refuses it unless given --adopt, which takes it over"),
+        "{out}"
+    );
+    assert!(!out.contains("stack-found: adopt-b-dev"), "{out}");
     let (out, _) = fails(&mut xtask(&r, &["deploy", "dev"]));
     assert!(
         out.contains("stack adopt-a-dev exists but has no Ferry tags")
@@ -229,6 +237,19 @@ fn a_stack_without_ferry_tags_is_adopted_only_when_asked() {
     // The tags the other tool set are kept: Ferry sets only its own (before, an update
     // replaced the stack's whole tag set).
     assert_eq!(tags["made-by"], "serverless");
+    // Its record lost: the plan says the deploy updates the stack that is a's.
+    let ssm = aws_sdk_ssm::Client::new(&crate::common::config());
+    rt().block_on(
+        ssm.delete_parameter()
+            .name("/ferry/adopt/dev/records/a")
+            .send(),
+    )
+    .unwrap();
+    let (out, _) = ok(&mut xtask(&r, &["plan", "dev"]));
+    assert!(
+        out.contains("stack-found: adopt-a-dev exists and is tagged for this service (its record was lost): a deploy updates it"),
+        "{out}"
+    );
     ok(&mut xtask(&r, &["remove", "dev"]));
 }
 

@@ -35,6 +35,9 @@ pub struct StageState {
     /// one this checkout gives it). They deploy to the new stack; the old one stays, tagged
     /// for them, until `remove --orphans` deletes it.
     pub moved: BTreeMap<String, (ferry_plan::StackPlace, ferry_plan::StackPlace)>,
+    /// Services no record names whose stack is there all the same ([`Reason::StackFound`]):
+    /// a plan says what a deploy will do with it.
+    pub found: BTreeMap<String, Reason>,
 }
 
 impl StageState {
@@ -49,6 +52,12 @@ impl StageState {
             .map(|(k, r)| (k.clone(), r.commit.clone()))
             .collect();
         req.stacks = self.drift.clone();
+        // Without `--since` (which may skip a service without a record): each deploys anyway,
+        // and the plan says what its deploy will meet.
+        if req.since.is_none() {
+            req.stacks
+                .extend(self.found.iter().map(|(s, r)| (s.clone(), r.clone())));
+        }
         // A record of a deploy from uncommitted changes among its inputs: the stage may run
         // code that no diff from its commit shows (discarded since, or never pushed where a
         // plan of a commit runs), so the service deploys until a commit's package is what it
@@ -133,13 +142,50 @@ pub async fn read(
             },
         );
     }
+    let found = found_stacks(ws, stage, &engine, &records, &list).await;
     Ok(StageState {
         drift,
         list_calls: list.calls,
         records,
         not_received,
         moved,
+        found,
     })
+}
+
+/// The services of `ws` no record names whose stack `list` holds (an earlier deploy script's,
+/// adopted by Ferry's `init`; another service's; this one's with its record lost), each with what
+/// its tags say a deploy will do with it: one DescribeStacks each, only for those. One that
+/// cannot be described is left to the deploy to judge.
+async fn found_stacks(
+    ws: &Workspace,
+    stage: &Stage,
+    engine: &Engine,
+    records: &BTreeMap<String, Record>,
+    list: &StackList,
+) -> BTreeMap<String, Reason> {
+    let mut out = BTreeMap::new();
+    for service in ws
+        .services
+        .iter()
+        .filter(|s| !records.contains_key(&s.name))
+    {
+        let stack = ws.service_stack_name(service, stage);
+        if !list.stacks.contains_key(&stack) {
+            continue;
+        }
+        let Ok(Some(info)) = engine.describe(&stack).await else {
+            continue;
+        };
+        let owner = crate::ownership(ws, stage, &service.name);
+        let detail = match ferry_stacks::verify(&stack, &info, Some(&owner), false) {
+            Ok(()) => "and is tagged for this service (its record was lost): a deploy updates it".to_string(),
+            Err(ferry_stacks::StackError::Unmanaged { .. }) => "without Ferry's tags (another tool's, or made by hand): a deploy refuses it unless given --adopt, which takes it over".to_string(),
+            Err(e) => format!("and a deploy refuses it: {e}"),
+        };
+        out.insert(service.name.clone(), Reason::StackFound { stack, detail });
+    }
+    out
 }
 
 /// A record of a service of the workspace must name the stack this stage gives that service,

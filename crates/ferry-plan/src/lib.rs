@@ -174,6 +174,10 @@ pub enum Reason {
     StackFailed { stack: String, status: String },
     /// The stack changed outside Ferry since its record (updated, replaced, or busy).
     Drifted { stack: String, detail: String },
+    /// No record of the stage names the service, but a stack of the name it deploys to is
+    /// there: `detail` says whose by its tags, and so what a deploy does with it (takes it over
+    /// only with `--adopt`, refuses another's, updates one of its own whose record was lost).
+    StackFound { stack: String, detail: String },
     /// The configuration gives the service's stack in this stage another name or region than at
     /// its base (`[project] stack-name`, its framework's stack name, the stage's `region`): the
     /// stack it deploys to is a new one. The old one is left in place (a plan note says so).

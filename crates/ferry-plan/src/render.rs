@@ -102,6 +102,7 @@ pub fn reason_text(r: &Reason) -> String {
         }
         Reason::StackFailed { stack, status } => format!("stack-failed: {stack} is {status}"),
         Reason::Drifted { stack, detail } => format!("drifted: {stack} {detail}"),
+        Reason::StackFound { stack, detail } => format!("stack-found: {stack} exists {detail}"),
         Reason::NotReceived { of } => format!(
             "not-received: {} deployed since it last received {} outputs (a run that did not come to check it)",
             of.join(", "),
