@@ -426,7 +426,10 @@ fn init_leaves_out_an_input_git_ignores() {
         !out.contains("reads `secrets/dev.yml` (${file(…)}), and git ignores"),
         "{out}"
     );
-    assert!(out.contains("next: `ferry validate`"), "{out}");
+    assert!(
+        out.contains("next: `ferry validate`, commit what init wrote (uncommitted, every service counts as changed on each plan), then `ferry plan dev`"),
+        "{out}"
+    );
     let manifest = std::fs::read_to_string(root.join("services/api/service.toml")).unwrap();
     assert!(
         manifest.contains("shared/config.yml") && !manifest.contains("secrets"),

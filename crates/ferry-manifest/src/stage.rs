@@ -286,8 +286,10 @@ impl Workspace {
     }
 
     /// The named stages in promotion order: each stage that promotes from none (or from one not
-    /// configured) by name, each followed at once by the stages that promote from it, and so on
-    /// (e.g. dev, staging, prod, when staging promotes from dev and prod from none or staging).
+    /// configured), those of the usual names in the usual order (dev, test, qa, staging, prod,
+    /// …; any other name before prod's, by name), each followed at once by the stages that
+    /// promote from it, and so on (e.g. dev, staging, prod, when staging promotes from dev and
+    /// prod from none or staging; dev, staging, prod too when none promotes from another).
     pub fn stages_in_promotion_order(&self) -> Vec<&str> {
         fn visit<'a>(ws: &'a Workspace, name: &'a str, out: &mut Vec<&'a str>) {
             if out.contains(&name) {
@@ -301,14 +303,20 @@ impl Workspace {
             }
         }
         let mut out: Vec<&str> = Vec::new();
-        for (name, config) in &self.stages {
-            let root = config
-                .promote_from
-                .as_deref()
-                .is_none_or(|f| !self.stages.contains_key(f));
-            if root {
-                visit(self, name, &mut out);
-            }
+        let mut roots: Vec<&str> = self
+            .stages
+            .iter()
+            .filter(|(_, config)| {
+                config
+                    .promote_from
+                    .as_deref()
+                    .is_none_or(|f| !self.stages.contains_key(f))
+            })
+            .map(|(name, _)| name.as_str())
+            .collect();
+        roots.sort_by_key(|name| (usual_rank(name), *name));
+        for name in roots {
+            visit(self, name, &mut out);
         }
         // A cycle (refused by load): the rest by name.
         for name in self.stages.keys() {
@@ -748,4 +756,29 @@ mod tests {
             "anything that is no placeholder stays as written"
         );
     }
+}
+
+/// Where a stage of a usual name stands on the way to production (a name of none: after the
+/// pre-production ones, before production).
+fn usual_rank(name: &str) -> usize {
+    const ORDER: &[&[&str]] = &[
+        &["local", "sandbox", "dev", "develop", "development"],
+        &["test", "testing", "int", "integration", "ci"],
+        &["qa", "uat"],
+        &[
+            "stage",
+            "staging",
+            "stg",
+            "preprod",
+            "pre-prod",
+            "preproduction",
+        ],
+        &[],
+        &["prod", "production", "prd", "live"],
+    ];
+    let name = name.to_ascii_lowercase();
+    ORDER
+        .iter()
+        .position(|names| names.contains(&name.as_str()))
+        .unwrap_or(4)
 }

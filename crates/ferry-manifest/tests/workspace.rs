@@ -615,6 +615,16 @@ fn stages_come_in_promotion_order() {
         ws.stages_in_promotion_order(),
         ["dev", "qa", "staging", "prod", "alpha"]
     );
+    // None promoting from another (as `init` writes them): the usual order, not by name
+    // (before: dev, prod, staging, and `status` compared staging with prod); another name
+    // before prod.
+    let ws = with(
+        "[stages.staging]\nregion = \"us-east-1\"\n\n[stages.demo]\nregion = \"us-east-1\"\n\n[stages.QA]\nregion = \"us-east-1\"\n",
+    );
+    assert_eq!(
+        ws.stages_in_promotion_order(),
+        ["dev", "QA", "staging", "demo", "prod"]
+    );
 }
 
 /// A preview keeps its id when a service with a longer name is added: before, the id was cut to

@@ -238,6 +238,10 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     }
     // How the repository runs Ferry from now on: its own xtask, or (without a runner) `ferry`.
     let name = if with_runner { "cargo xtask" } else { "ferry" };
+    // Until they are committed, every plan of the working tree takes the files init wrote for
+    // changes, and a protected stage refuses the dirty tree.
+    const COMMIT_THEN: &str =
+        "commit what init wrote (uncommitted, every service counts as changed on each plan), then";
     // What init cannot make valid by itself (a Serverless service name CloudFormation refuses
     // in a stack name, a path out of the repository, a template a deploy would refuse, a
     // service a kept ferry.toml leaves out) is said now, not at the first deploy: validate's
@@ -259,8 +263,8 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     }
     match (args.dry_run, problems.is_empty()) {
         (true, _) => println!("dry run: nothing written"),
-        (false, true) => println!("next: `{name} validate`, then `{name} plan dev`"),
-        (false, false) => println!("then: `{name} validate`, then `{name} plan dev`"),
+        (false, true) => println!("next: `{name} validate`, {COMMIT_THEN} `{name} plan dev`"),
+        (false, false) => println!("then: `{name} validate`, {COMMIT_THEN} `{name} plan dev`"),
     }
     Ok(())
 }
