@@ -607,11 +607,19 @@ fn spawn_deploy(r: &TestRepo, args: &[&str]) -> (std::process::Child, mpsc::Rece
     }
     let mut child = c
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let (tx, rx) = mpsc::channel();
+    // Both outputs, each line whole (the summary's rows are on standard output).
+    let out_tx = tx.clone();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = out_tx.send(line);
+        }
+    });
     let err = child.stderr.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(err).lines().map_while(Result::ok) {
@@ -866,7 +874,12 @@ fn sigterm_during_acceptance_tests_stops_them_and_leaves_them_owed() {
         "services/tested/service.toml",
         &format!("[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"sh\", \"-c\", {script:?}]\ntimeout = 600\n"),
     )
-    .write("services/tested/t.yaml", QUEUE);
+    .write("services/tested/t.yaml", QUEUE)
+    .write(
+        "services/after/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nQueue = \"${output:tested.QueueArn}\"\n",
+    )
+    .write("services/after/t.yaml", TOPIC);
     r.commit("tests that take long while `slow` exists");
     std::fs::write(&slow, "").unwrap();
     let (mut child, rx) = spawn_deploy(&r, &["deploy", "dev", "--test"]);
@@ -889,6 +902,13 @@ fn sigterm_during_acceptance_tests_stops_them_and_leaves_them_owed() {
         all.contains("tested: acceptance tests cancelled in"),
         "{all}"
     );
+    // Its dependent was not reached because of the cancel, not because anything failed.
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("after ") && l.contains(" cancelled ")),
+        "{all}"
+    );
+    assert!(!all.contains("skipped (tested failed)"), "{all}");
     let running = std::fs::read_to_string(format!("/proc/{tests}/stat"))
         .is_ok_and(|s| s[s.rfind(')').unwrap() + 1..].split_whitespace().next() != Some("Z"));
     assert!(!running, "the tests (pid {tests}) were stopped: {all}");

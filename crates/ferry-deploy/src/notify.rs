@@ -26,7 +26,7 @@ pub struct Announced {
 /// Each service's health as this run shows it, and why: a failed deploy or failed tests is
 /// failing; a deploy followed by passing tests, or of a service without tests, is passing. A
 /// service the run did not deploy or test (up to date, skipped, cancelled, its tests skipped
-/// after a dependency's failed) shows nothing.
+/// after a dependency's failed, or stopped by a cancel before they ended) shows nothing.
 pub fn health_after(
     ws: &Workspace,
     services: &[ServiceReport],
@@ -36,6 +36,10 @@ pub fn health_after(
     for s in services {
         let has_tests = ws.service(&s.name).is_some_and(|x| x.acceptance.is_some());
         match &s.result {
+            // Deployed, its tests stopped by a cancel: no outcome, so no news (before, every
+            // cancel of a job during tests was announced as a failure, and the next run as a
+            // recovery).
+            r if r.tests_stopped() => {}
             ServiceResult::Failed { .. } => {
                 out.insert(s.name.clone(), (Health::Failing, "deploy failed".into()));
             }
@@ -273,6 +277,53 @@ mod tests {
             ["/hook/T0KENxyz?sig=abc12345678", "T0KENxyz", "abc12345678"]
         );
         assert!(super::secret_pieces("https://example.com").is_empty());
+    }
+
+    // Deployed, its tests stopped by a cancel (Ctrl-C, a CI's cancel): no outcome, no news.
+    // Before, it was announced as "passing → failing (deploy failed)", and the next run as a
+    // recovery.
+    #[test]
+    fn tests_a_cancel_stopped_leave_the_health_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ferry.toml"),
+            "[project]\nname = \"shop\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("services/api")).unwrap();
+        std::fs::write(
+            dir.path().join("services/api/service.toml"),
+            "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"true\"]\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("services/api/t.yaml"), "Resources: {}\n").unwrap();
+        let ws = ferry_manifest::load(dir.path()).unwrap();
+        let report = |result| crate::ServiceReport {
+            name: "api".into(),
+            kind: None,
+            stack: "api-dev".into(),
+            result,
+            duration: std::time::Duration::ZERO,
+            tests: None,
+            why: String::new(),
+        };
+        let stopped = crate::ServiceResult::Failed {
+            error: std::sync::Arc::new(crate::ServiceError::TestsStopped {
+                action: "deployed (updated)".into(),
+            }),
+        };
+        assert!(super::health_after(&ws, &[report(stopped)], None).is_empty());
+        let failed = crate::ServiceResult::Failed {
+            error: std::sync::Arc::new(crate::ServiceError::StackNameDiffers {
+                service: "api".into(),
+                framework: "a".into(),
+                ferry: "b".into(),
+            }),
+        };
+        assert_eq!(
+            super::health_after(&ws, &[report(failed)], None)["api"].0,
+            ferry_records::Health::Failing
+        );
     }
 
     // Tests skipped because a dependency's failed never ran: the service's health stays as it

@@ -250,6 +250,12 @@ pub struct DeployReport {
 }
 
 impl ServiceResult {
+    /// Deployed (or up to date), and its acceptance tests stopped by a cancel before they
+    /// ended: no outcome, nothing failed.
+    pub fn tests_stopped(&self) -> bool {
+        matches!(self, ServiceResult::Failed { error } if matches!(**error, ServiceError::TestsStopped { .. }))
+    }
+
     /// Deployed, up to date, or (a review) would change: not failed, skipped or cancelled.
     pub fn succeeded(&self) -> bool {
         matches!(
@@ -715,6 +721,21 @@ async fn run_selection(
         let stack = ctx.ws.stack_name(&name, ctx.stage);
         let done = match report.outcomes.get(&name) {
             Some(Outcome::Succeeded(d) | Outcome::Failed(d)) => d.clone(),
+            // Not reached because a cancel stopped a dependency's tests (it deployed, nothing
+            // failed): cancelled, as what a cancel keeps from starting is.
+            Some(Outcome::Skipped { failed_dependency })
+                if matches!(
+                    report.outcomes.get(failed_dependency),
+                    Some(Outcome::Failed(d)) if d.result.tests_stopped()
+                ) =>
+            {
+                Done {
+                    result: ServiceResult::Cancelled,
+                    duration: Duration::ZERO,
+                    tests: None,
+                    why: reason(&name),
+                }
+            }
             Some(Outcome::Skipped { failed_dependency }) => Done {
                 result: ServiceResult::Skipped {
                     failed_dependency: failed_dependency.clone(),

@@ -406,7 +406,7 @@ fn unfinished(
     use ferry_deploy::ServiceResult as R;
     let any = |f: fn(&R) -> bool| results.iter().any(|r| f(r));
     // Deployed, its tests stopped by the cancel: interrupted, not failed.
-    let stopped = |r: &R| matches!(r, R::Failed { error } if matches!(**error, ferry_deploy::ServiceError::TestsStopped { .. }));
+    let stopped = |r: &R| r.tests_stopped();
     let cancelled = any(|r| matches!(r, R::Cancelled));
     let tests_stopped = results.iter().any(|r| stopped(r));
     let failed = results
