@@ -857,6 +857,24 @@ fn the_ci_event_chooses_the_stage() {
         "{err}"
     );
     assert!(row(&out, "app").contains("created"), "{out}");
+    // Its own preview's tests run in its build (before, every pull-request build skipped
+    // `test-acceptance`, exit 0, saying it deployed nothing); another stage's are skipped, as
+    // its deploy only plans.
+    std::fs::write(v.join("pr-7-app"), "").unwrap();
+    let mut c = ferry(&r, v, &["test-acceptance", "pr-7"]);
+    c.env("CODEBUILD_BUILD_ID", "rel:2")
+        .env("CODEBUILD_WEBHOOK_TRIGGER", "pr/7");
+    let (code, out, err) = run(&mut c, None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(row(&out, "app").contains("FAILED"), "{out}");
+    std::fs::remove_file(v.join("pr-7-app")).unwrap();
+    let (out, _) = in_codebuild(&r, v, "pr/7", &["test-acceptance", "pr-7"]);
+    assert!(row(&out, "app").contains("passed"), "{out}");
+    let (out, _) = in_codebuild(&r, v, "pr/7", &["test-acceptance", "staging"]);
+    assert!(
+        out.contains("acceptance tests of `staging` skipped: this is a pull-request build, which deploys to no stage but its own preview, `pr-7`"),
+        "{out}"
+    );
     // Without --from-ci a pull request's build only plans.
     let (out, err) = in_codebuild(&r, v, "pr/8", &["deploy", "pr-8"]);
     assert!(!err.contains("deploying stack"), "{out}\n{err}");

@@ -179,9 +179,26 @@ pub(crate) fn write_junit_file(
 pub fn run(ctx: &Ctx, args: &AcceptanceArgs) -> anyhow::Result<()> {
     let clock = Clock::start();
     let ws = ctx.workspace()?;
+    // A pull request's build deploys nothing but the preview `[ci] pull-requests` gives it
+    // (`deploy --from-ci`): that one is tested; any other stage's tests are skipped, as its
+    // deploy only planned.
     if ctx.ci().is_pull_request() {
-        println!("acceptance tests skipped: this is a pull-request build, which deploys nothing");
-        return Ok(());
+        match ws.project.ci.stage_for(ctx.ci()) {
+            Ok(own) if own.stage == args.stage => {}
+            Ok(own) => {
+                println!(
+                    "acceptance tests of `{}` skipped: this is a pull-request build, which deploys to no stage but its own preview, `{}` ({})",
+                    args.stage, own.stage, own.rule
+                );
+                return Ok(());
+            }
+            Err(_) => {
+                println!(
+                    "acceptance tests skipped: this is a pull-request build, which deploys nothing (no [ci] pull-requests rule gives it a preview stage)"
+                );
+                return Ok(());
+            }
+        }
     }
     let stage = ws.stage(&args.stage)?;
     runtime()?.block_on(async {
