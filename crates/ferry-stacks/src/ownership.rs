@@ -142,7 +142,10 @@ pub fn check(expected: &Ownership, tags: &BTreeMap<String, String>) -> Verdict {
     let stage_id = tags.get(TAG_STAGE).map(String::as_str).unwrap_or("?");
     let stage_name = tags.get(TAG_STAGE_NAME);
     let service = tags.get(TAG_SERVICE).map(String::as_str).unwrap_or("?");
-    let stage = stage_name.map_or(stage_id, String::as_str);
+    // Shown as the stage is named (`*`, not its tag's `=2A`), or as written if no encoding.
+    let stage = stage_name
+        .map(|n| decode_tag_value(n).unwrap_or_else(|| n.clone()))
+        .unwrap_or_else(|| stage_id.to_string());
     let owner = format!("service `{service}` of stage `{stage}` of project `{project}`");
     if *project != expected.project
         || stage_id != expected.stage_id
@@ -275,5 +278,18 @@ mod tests {
             owner,
             "service `api` of stage `Feature_Login` of project `rel`"
         );
+        // The previews' bootstrap, its stage name encoded in its tag: named as written.
+        let Verdict::Foreign { owner } = check(
+            &e,
+            &tags(
+                Some("shop"),
+                "previews",
+                Some(&encode_tag_value("*")),
+                "_bootstrap",
+            ),
+        ) else {
+            panic!()
+        };
+        assert_eq!(owner, "service `_bootstrap` of stage `*` of project `shop`");
     }
 }

@@ -39,6 +39,17 @@ pub fn run(ctx: &Ctx, args: &BootstrapArgs) -> anyhow::Result<()> {
     } else {
         ws.stage(&args.stage)?
     };
+    // Every preview shares one bootstrap, `*`'s: one made under a preview's name was tagged
+    // for that preview, and `bootstrap '*'` then refused it for good.
+    if stage.preview && args.stage != "*" {
+        return Err(crate::UsageError(format!(
+            "`{}` is no stage of ferry.toml but a preview stage, and every preview shares one bootstrap: run `{} bootstrap '*'` (quoted, so the shell leaves the `*`){}",
+            args.stage,
+            ctx.app.name,
+            ws.misspelt_stage_hint(&stage)
+        ))
+        .into());
+    }
     // The bootstrap stack grants what every later deploy may do, previews' included: never
     // deployed from a pull request's build (`--print` only writes the template).
     if !args.print {

@@ -722,6 +722,11 @@ fn read_stages(
         if name != "*" && !is_valid_stack_name(name) {
             fd.error(Some(key.span()), Some(&prefix), format!("stage name `{name}` cannot be part of a stack name; use letters, digits and '-', starting with a letter (preview stages such as branches go through [stages.\"*\"])"));
         }
+        // The previews' shared bootstrap takes the id `previews`: a named stage of that name
+        // would make the same stack, role, boundary and topic.
+        if name.eq_ignore_ascii_case("previews") {
+            fd.error(Some(key.span()), Some(&prefix), format!("stage name `{name}` is the name of the preview stages' shared bootstrap (its stack, deployer role, boundary and topic): a named stage of that name and the previews would make the same ones; rename the stage (e.g. `preview-env`)"));
+        }
         if name != "*"
             && let Some(other) = named
                 .keys()
