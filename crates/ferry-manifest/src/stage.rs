@@ -651,6 +651,31 @@ impl Workspace {
     }
 }
 
+/// Where a stage of a usual name stands on the way to production (a name of none: after the
+/// pre-production ones, before production).
+fn usual_rank(name: &str) -> usize {
+    const ORDER: &[&[&str]] = &[
+        &["local", "sandbox", "dev", "develop", "development"],
+        &["test", "testing", "int", "integration", "ci"],
+        &["qa", "uat"],
+        &[
+            "stage",
+            "staging",
+            "stg",
+            "preprod",
+            "pre-prod",
+            "preproduction",
+        ],
+        &[],
+        &["prod", "production", "prd", "live"],
+    ];
+    let name = name.to_ascii_lowercase();
+    ORDER
+        .iter()
+        .position(|names| names.contains(&name.as_str()))
+        .unwrap_or(4)
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -756,29 +781,4 @@ mod tests {
             "anything that is no placeholder stays as written"
         );
     }
-}
-
-/// Where a stage of a usual name stands on the way to production (a name of none: after the
-/// pre-production ones, before production).
-fn usual_rank(name: &str) -> usize {
-    const ORDER: &[&[&str]] = &[
-        &["local", "sandbox", "dev", "develop", "development"],
-        &["test", "testing", "int", "integration", "ci"],
-        &["qa", "uat"],
-        &[
-            "stage",
-            "staging",
-            "stg",
-            "preprod",
-            "pre-prod",
-            "preproduction",
-        ],
-        &[],
-        &["prod", "production", "prd", "live"],
-    ];
-    let name = name.to_ascii_lowercase();
-    ORDER
-        .iter()
-        .position(|names| names.contains(&name.as_str()))
-        .unwrap_or(4)
 }
