@@ -1332,7 +1332,7 @@ fn batch_ci_files_follow_the_graph_and_cannot_drift() {
     // nothing in the batch files did).
     assert!(
         build
-            .contains("cargo xtask batch finish --from-ci && cargo xtask previews prune --from-ci"),
+            .contains("cargo xtask batch finish --from-ci && cargo xtask previews prune --from-ci --wait-lock 1800"),
         "{build}"
     );
 
@@ -1394,7 +1394,9 @@ fn batch_ci_files_follow_the_graph_and_cannot_drift() {
     let finish = wf["jobs"]["finish"]["steps"].as_sequence().unwrap();
     assert_eq!(
         finish.last().unwrap()["run"].as_str(),
-        Some("cargo xtask batch finish --from-ci && cargo xtask previews prune --from-ci")
+        Some(
+            "cargo xtask batch finish --from-ci && cargo xtask previews prune --from-ci --wait-lock 1800"
+        )
     );
 
     // A copy whose graph changed: stale, named; `batch files` writes them; then up to date.

@@ -312,6 +312,61 @@ fn prune_removes_a_preview_whole_and_never_a_named_stage() {
     assert_eq!(rt().block_on(staging.read_all()).unwrap().len(), 2);
 }
 
+/// A pull request closed while its preview deploys: the close's prune met the deploy's lock,
+/// exit 1, and the preview outlived the pull request. With `--wait-lock` (as the generated CI
+/// files run it) it waits for that run and then removes the preview.
+#[test]
+fn a_prune_waits_for_a_run_holding_the_previews_lock() {
+    let p = "pv-wait";
+    let r = repo(p);
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "pr-3"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // A deploy of pr-3 running (this process, alive).
+    let store = ferry_records::RecordStore::new(
+        aws_sdk_ssm::Client::new(&config()),
+        "pr-3",
+        &format!("/ferry/{p}/pr-3"),
+    );
+    let none = |_: &str| None;
+    let holder = ferry_records::LockHolder::for_this_process(&none, "deploy", "pr-3", None);
+    rt().block_on(store.lock(&holder, false)).unwrap();
+    let prune = |wait: &str| {
+        let mut c = xtask(
+            &r,
+            &["previews", "prune", "--live-refs", "-", "--wait-lock", wait],
+        );
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(b"#1\n").unwrap();
+        child
+    };
+    // Without a wait: refused, the preview left.
+    let out = prune("0").wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is locked by"), "{err}");
+    assert_eq!(names(&list(&r)), ["pr-3"]);
+    // With one: it waits for the deploy to end, then removes it.
+    let waiting = prune("120");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    rt().block_on(store.unlock(&holder)).unwrap();
+    let out = waiting.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("pruned 1 of 1 preview stage(s)"),
+        "{stdout}"
+    );
+    assert_eq!(names(&list(&r)), Vec::<&str>::new());
+    assert!(stacks(p).is_empty(), "{:?}", stacks(p));
+}
+
 /// A preview judged gone is judged again under its lock, just before its removal: one whose
 /// records show a deploy since (a push while earlier previews were being removed) is left in
 /// place. The judging is made to see an old deploy of pr-5 (the recursive listing of the

@@ -140,7 +140,7 @@ phases:
         if [ -n \"$SERVICE\" ]; then
           {command} batch node {NODE_ARGS}
         else
-          {command} batch finish --from-ci && {command} previews prune --from-ci
+          {command} batch finish --from-ci && {command} previews prune --from-ci --wait-lock 1800
         fi
 
 reports:
@@ -284,10 +284,12 @@ env:
 
 jobs:",
         github_triggers(rules),
-        // A pull request merged is closed on its base's ref: its run (a prune) joins a group of
-        // its own, so that it neither cancels nor is cancelled by a pending deploy of the base.
+        // Every run of a pull request, its close too, in the pull request's own group (a merged
+        // one's ref is its base's: never the base's group, whose pending deploy it would
+        // replace). The close's prune then waits for a run deploying its preview, and takes the
+        // place of one pending, which would make the preview again after it.
         group = if rules.pull_requests.is_some() {
-            "github.event.action == 'closed' && format('closed-pr-{0}', github.event.number) || github.ref"
+            "github.event_name == 'pull_request' && format('pr-{0}', github.event.number) || github.ref"
         } else {
             "github.ref"
         }
@@ -352,7 +354,7 @@ jobs:",
 {needs}    runs-on: ubuntu-latest
 {}",
         steps(&format!(
-            "{command} batch finish --from-ci && {command} previews prune --from-ci"
+            "{command} batch finish --from-ci && {command} previews prune --from-ci --wait-lock 1800"
         ))
     );
     out
@@ -518,13 +520,15 @@ mod tests {
                 .unwrap()
                 .last()
                 .unwrap()["run"],
-            "ferry batch finish --from-ci && ferry previews prune --from-ci"
+            "ferry batch finish --from-ci && ferry previews prune --from-ci --wait-lock 1800"
         );
-        // A merged pull request's run is on its base's ref: a group of its own, so that it
-        // neither cancels nor is cancelled by a pending deploy of the base.
+        // Every run of a pull request, its close too, in the pull request's own group (a
+        // merged one's ref is its base's): the close's prune waits for a deploy of its preview
+        // that runs, and takes the place of one pending (before, the close ran beside it, its
+        // prune was refused by the deploy's lock, and the preview outlived the pull request).
         assert_eq!(
             wf["concurrency"]["group"],
-            "ferry-deploy-${{ github.event.action == 'closed' && format('closed-pr-{0}', github.event.number) || github.ref }}"
+            "ferry-deploy-${{ github.event_name == 'pull_request' && format('pr-{0}', github.event.number) || github.ref }}"
         );
 
         // Branches only: no tags, no pull requests.

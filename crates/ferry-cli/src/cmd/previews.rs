@@ -60,9 +60,10 @@ pub struct PruneArgs {
     /// Say what would be removed, and remove nothing
     #[arg(long)]
     dry_run: bool,
-    /// Take over a preview's lock if it is stale (see `deploy --help`)
-    #[arg(long)]
-    force_unlock: bool,
+    /// Each preview's lock (another run deploying or pruning it: a pull request closed while
+    /// its preview deploys, two prunes at once)
+    #[command(flatten)]
+    lock: crate::lock::LockArgs,
     /// How long Ferry waits for one stack's delete, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = crate::ui::timeout_secs())]
     timeout: u64,
@@ -267,10 +268,7 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
                     ctx,
                     &stage,
                     &options,
-                    crate::lock::LockArgs {
-                        force_unlock: args.force_unlock,
-                        wait_lock: 0,
-                    },
+                    args.lock,
                     Some(p),
                 )
                     .await
