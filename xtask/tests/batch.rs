@@ -671,6 +671,68 @@ fn batch_finish_waits_for_a_node_at_work_and_passes_over_a_killed_one() {
     assert!(marks.parameters().is_empty(), "{marks:?}");
 }
 
+/// Two builds of one commit and trigger (a pull request closed and reopened while its build
+/// runs, a retried build) share CodeBuild's batch id: their nodes of one service joined each
+/// other and deployed one stack at once, and the second failed ("already exists") and was
+/// announced as failing. The second waits for its twin, then finds nothing left to do.
+#[test]
+fn a_node_waits_for_its_twin_in_another_build() {
+    let p = "batch-twin";
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    let r = chain(p, v);
+    r.write(
+        "services/a/service.toml",
+        &format!(
+            "[service]\ntemplate = \"t.yaml\"\n\n[acceptance]\ncommand = [\"sh\", \"-c\", \"touch {v}/started; while [ ! -e {v}/go ]; do sleep 0.1; done\"]\n",
+            v = v.display()
+        ),
+    );
+    r.commit("slow tests");
+    let spawn = |args: &[&str]| {
+        xtask(&r, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn(&["batch", "node", "many", "a", "--batch", "t1", "--test"]);
+    let started = Instant::now();
+    while !v.join("started").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "a's tests never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let twin = spawn(&["batch", "node", "many", "a", "--batch", "t1", "--test"]);
+    std::thread::sleep(Duration::from_secs(4));
+    std::fs::write(v.join("go"), "").unwrap();
+    let end = first.wait_with_output().unwrap();
+    assert_eq!(
+        end.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&end.stderr)
+    );
+    let end = twin.wait_with_output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&end.stdout),
+        String::from_utf8_lossy(&end.stderr),
+    );
+    assert_eq!(end.status.code(), Some(0), "{out}\n{err}");
+    assert!(
+        err.contains("batch node `a`: this batch's node of `a` is at work in another process ("),
+        "{err}"
+    );
+    assert!(out.contains("skipped (up to date)"), "{out}\n{err}");
+    let (code, out, err) = run(
+        &mut xtask(&r, &["batch", "finish", "many", "--batch", "t1"]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+}
+
 /// A batch whose nodes run at different commits (a node retried at a fix commit) makes one
 /// release: the node that took the lock names it, and the lock keeps it for the others and for
 /// `batch finish`. Before, each commit named a release of its own, and the finish's held only

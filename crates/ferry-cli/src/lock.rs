@@ -279,6 +279,54 @@ fn failed_if_lost<T>(
     }
 }
 
+/// How often a node looks again whether its twin ended ([`wait_for_twin`]).
+const TWIN_POLL: Duration = Duration::from_secs(3);
+
+/// Waits while a twin of this node works: the node of the same batch and service in another
+/// process, a second build of one commit and trigger, which CodeBuild gives the same batch id (a
+/// pull request closed and reopened while its build ran, a retried build, a webhook delivered
+/// twice). Joined, both deployed one stack at once, and the second failed and was announced
+/// as failing though the first deployed it. Once the twin ends (or its mark goes stale: killed,
+/// its machine lost) this node goes on, and finds what the twin left to do. Two twins looking
+/// at the same moment still both go on (SSM has no compare-and-swap): the window is one read.
+async fn wait_for_twin(
+    records: &RecordStore,
+    stage: &Stage,
+    holder: &LockHolder,
+    service: &str,
+    cancel: &Cancel,
+) -> anyhow::Result<()> {
+    let mut said = false;
+    loop {
+        let nodes = records.running_nodes(holder).await.with_context(|| {
+            format!(
+                "failed to read the batch nodes at work in stage `{}`",
+                stage.name
+            )
+        })?;
+        let Some(twin) = nodes.into_iter().find(|n| {
+            n.service == service
+                && n.stale.is_none()
+                && !(n.holder.host == holder.host && n.holder.pid == holder.pid)
+        }) else {
+            return Ok(());
+        };
+        if !said {
+            eprintln!(
+                "batch node `{service}`: this batch's node of `{service}` is at work in another process ({}): a second build of this commit and trigger; waiting for it to end, then doing what it left to do",
+                twin.holder
+            );
+            said = true;
+        }
+        if cancel.is_cancelled() {
+            anyhow::bail!(
+                "batch node `{service}` was interrupted while it waited for its twin in another process; nothing was done"
+            );
+        }
+        tokio::time::sleep(TWIN_POLL).await;
+    }
+}
+
 /// The lock holder of a node of `batch` in this process (the batch's token, this host and pid).
 pub(crate) fn batch_holder(build: Option<&str>, stage: &Stage, batch: &str) -> LockHolder {
     LockHolder::for_this_process(
@@ -364,6 +412,7 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     if let Some(other) = held {
         return Err(refused_by(stage, batch, other));
     }
+    wait_for_twin(records, stage, &holder, service, cancel).await?;
     // Marked as at work before it joins (renewed with the lock, deleted as it ends), so that a
     // `batch finish` run meanwhile waits for it rather than releasing the lock under it.
     records.mark_node(service, &holder).await.with_context(|| {
