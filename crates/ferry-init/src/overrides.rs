@@ -263,7 +263,7 @@ pub(crate) fn read_noting_secrets(
                 );
             }
             Err(var) => notes.push(format!(
-                "{from}: passes {key} a value with `{var}`, which Ferry cannot know: give {key} its value in the service.toml"
+                "{from}: passes {key} a value with {var}, which Ferry cannot know: give {key} its value in the service.toml"
             )),
         }
     }
@@ -351,7 +351,7 @@ pub(crate) fn stack_name(
         Ok(value) => value.replace("${stage}", "{stage}"),
         Err(var) => {
             notes.push(format!(
-                "{from}: names its stacks with `{var}`, which Ferry cannot know: set the service's stack-name (`{{stage}}` for the stage) to the stacks it deployed, or Ferry deploys new ones beside them"
+                "{from}: names its stacks with {var}, which Ferry cannot know: set the service's stack-name (`{{stage}}` for the stage) to the stacks it deployed, or Ferry deploys new ones beside them"
             ));
             return None;
         }
@@ -745,7 +745,8 @@ pub(crate) fn stage_variable(name: &str) -> bool {
         || n.contains("ENVIRONMENT")
 }
 
-/// A value with its variables in Ferry's syntax, or the first variable it cannot translate.
+/// A value with its variables in Ferry's syntax, or the first variable it cannot translate, as
+/// it is to be shown (quoted, with what it is: `` `TEAM` ``, `` `$1`, an argument … ``).
 fn translate(raw: &str) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = raw;
@@ -754,12 +755,17 @@ fn translate(raw: &str) -> Result<String, String> {
         // `$$` is make's escape of `$`.
         let after = rest[at..].trim_start_matches('$');
         // What cannot be read is named by what it is, never by the value (it may be secret).
-        let unreadable = || "$ without a variable name".to_string();
+        let unreadable = || "`$` without a variable name".to_string();
+        // `$(cat table.txt)` (a shell's), `$(shell …)` (make's): a command's output.
+        let command = || "`$(…)`, what a command prints".to_string();
         let (name, len) = if let Some(inner) = after.strip_prefix('{') {
             let end = inner.find('}').ok_or_else(unreadable)?;
             (&inner[..end], end + 2)
         } else if let Some(inner) = after.strip_prefix('(') {
-            let end = inner.find(')').ok_or_else(unreadable)?;
+            let end = inner.find(')').ok_or_else(command)?;
+            if inner[..end].contains(char::is_whitespace) {
+                return Err(command());
+            }
             (&inner[..end], end + 2)
         } else {
             let end = after
@@ -775,12 +781,16 @@ fn translate(raw: &str) -> Result<String, String> {
         if var.is_empty() {
             return Err(unreadable());
         }
+        // `$1`: what the script is run with (`./deploy.sh dev`), which no file says.
+        if var.chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!("`${var}`, an argument the script is run with"));
+        }
         if stage_variable(var) {
             out.push_str("${stage}");
         } else if var.to_ascii_uppercase().contains("REGION") {
             out.push_str("${region}");
         } else {
-            return Err(var.to_string());
+            return Err(format!("`{var}`"));
         }
         rest = &after[len..];
     }
@@ -909,8 +919,21 @@ mod tests {
         assert_eq!(translate("plain").unwrap(), "plain");
         assert_eq!(
             translate("$${GRAPHQL_API_ID}").unwrap_err(),
-            "GRAPHQL_API_ID"
+            "`GRAPHQL_API_ID`"
         );
+        // Named by what it is: a script's argument, a command's output (before: `1`, and `$
+        // without a variable name`).
+        assert_eq!(
+            translate("app-svc-$1").unwrap_err(),
+            "`$1`, an argument the script is run with"
+        );
+        for command in ["$(cat table.txt)", "$(cat"] {
+            assert_eq!(
+                translate(command).unwrap_err(),
+                "`$(…)`, what a command prints",
+                "{command}"
+            );
+        }
         assert!(translate("${unclosed").is_err());
         assert!(translate("$").is_err());
         // A malformed value is never shown whole.
