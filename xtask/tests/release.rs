@@ -730,6 +730,20 @@ fn a_failed_prod_test_rolls_back_and_rollback_works_after_the_tree_moved_on() {
         records(p, "prod")["app"].template_hash,
         first["app"].template_hash
     );
+    // `--to` the newer release again (a rollback gone too far) is said as what it is, then
+    // back once more.
+    let newer = third["app"].release.clone().unwrap();
+    let (out, err) = ok(&r, v, &["rollback", "prod", "--to", &newer]);
+    assert!(
+        out.contains(&format!("rolled app forward to release {newer}")),
+        "{out}\n{err}"
+    );
+    let older = first["app"].release.clone().unwrap();
+    let (out, err) = ok(&r, v, &["rollback", "prod", "--to", &older]);
+    assert!(
+        out.contains(&format!("rolled app back to release {older}")),
+        "{out}\n{err}"
+    );
 
     // Bad input: a release that does not exist, an id that is not one; nothing deployed.
     let (_, err) = fails(

@@ -749,8 +749,14 @@ async fn rollback_to(
                 .join(", ")
         )
     } else {
+        // `--to` a release newer than the one the stage ran (after a rollback too far): ids
+        // begin with their time, so they order as they were made.
+        let direction = match &rb.from {
+            Some(from) if rb.target.id.as_str() > from.as_str() => "forward",
+            _ => "back",
+        };
         format!(
-            "rolled {} back to release {}",
+            "rolled {} {direction} to release {}",
             names.join(", "),
             rb.target.id
         )
