@@ -932,6 +932,15 @@ fn sigterm_during_acceptance_tests_stops_them_and_leaves_them_owed() {
         all.contains("interrupted: the acceptance tests still running were stopped"),
         "{all}"
     );
+    // In its own words: no stack operation runs here (before: deploy's "letting running
+    // stack operations finish").
+    assert!(
+        all.contains(
+            "interrupted (SIGTERM): stopping the acceptance tests that run, starting none"
+        ),
+        "{all}"
+    );
+    assert!(!all.contains("stack operations finish"), "{all}");
     assert_eq!(
         records("sigtests", "dev")["tested"].acceptance,
         None,

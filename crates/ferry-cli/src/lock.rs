@@ -234,7 +234,15 @@ pub async fn with_lock<T>(
         }
         work.await
     };
-    let outcome = interruptible(records, &holder, cancel, RENEW_EVERY, work).await;
+    let outcome = interruptible(
+        records,
+        &holder,
+        cancel,
+        RENEW_EVERY,
+        interrupted_doing(command),
+        work,
+    )
+    .await;
     // Gone (taken over and released, or deleted) or another's between two renewals: another
     // run wrote to the stage while this one did, which no success may hide.
     let lost = match records.unlock(&holder).await {
@@ -449,7 +457,15 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
         }
     }
     let release = holder.release.clone().expect("set above");
-    let result = interruptible(records, &holder, cancel, RENEW_EVERY, work(release)).await;
+    let result = interruptible(
+        records,
+        &holder,
+        cancel,
+        RENEW_EVERY,
+        interrupted_doing("batch node"),
+        work(release),
+    )
+    .await;
     if let Err(e) = records.unmark_node(service).await {
         eprintln!(
             "warning: failed to clear the mark of batch node `{service}` in stage `{}`: {}; `batch finish` waits for it until it is stale ({} after this node's last renewal)",
@@ -490,23 +506,34 @@ pub async fn with_batch_lock<T, F: Future<Output = anyhow::Result<T>>>(
     )
 }
 
+/// What a run of `command` does once interrupted, as said when the signal comes.
+fn interrupted_doing(command: &str) -> &'static str {
+    match command {
+        // Tests can stop half way without harm (a stack operation cannot).
+        "test-acceptance" => {
+            "stopping the acceptance tests that run, starting none (Ctrl-C again to abort)"
+        }
+        _ => {
+            "starting nothing new, letting running stack operations finish (Ctrl-C again to abort)"
+        }
+    }
+}
+
 /// Runs `work` while `holder`'s lock is renewed every `every`, turning signals and a lost lock
-/// into `cancel` (a second signal aborts).
+/// into `cancel` (a second signal aborts); `doing` says what the run does once interrupted.
 async fn interruptible<T>(
     records: &RecordStore,
     holder: &LockHolder,
     cancel: &Cancel,
     every: std::time::Duration,
+    doing: &'static str,
     work: impl Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
     tokio::pin!(work);
     // Signals are watched by a task of their own, which cancels the run itself: the work may
     // hold its thread (a build inside packaging runs for minutes without yielding), and the
     // cancellation is what stops that build. Later signals are passed on, to abort.
-    let (_watcher, mut again_rx) = watch_signals(
-        cancel,
-        "starting nothing new, letting running stack operations finish (Ctrl-C again to abort)",
-    )?;
+    let (_watcher, mut again_rx) = watch_signals(cancel, doing)?;
     // The lock is renewed by a task of its own too, for the same reason.
     // Renewals failing for minutes (SSM unreachable, throttled): said at once, and nothing new
     // starts; the lock is still renewed for what runs.
@@ -645,6 +672,7 @@ mod tests {
                 &holder,
                 &cancel,
                 Duration::from_millis(100),
+                interrupted_doing("deploy"),
                 async {
                     // Holds its thread, as a build inside packaging does.
                     std::thread::sleep(Duration::from_millis(1500));
