@@ -705,8 +705,32 @@ fn a_node_waits_for_its_twin_in_another_build() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let twin = spawn(&["batch", "node", "many", "a", "--batch", "t1", "--test"]);
-    std::thread::sleep(Duration::from_secs(4));
+    let mut twin = spawn(&["batch", "node", "many", "a", "--batch", "t1", "--test"]);
+    // Its standard error, line by line, until it says it waits for its twin.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = twin.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let waiting = "batch node `a`: this batch's node of `a` is marked at work by another process (";
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the twin never said it waits");
+        if line.contains(waiting) {
+            break;
+        }
+    }
     std::fs::write(v.join("go"), "").unwrap();
     let end = first.wait_with_output().unwrap();
     assert_eq!(
@@ -716,15 +740,9 @@ fn a_node_waits_for_its_twin_in_another_build() {
         String::from_utf8_lossy(&end.stderr)
     );
     let end = twin.wait_with_output().unwrap();
-    let (out, err) = (
-        String::from_utf8_lossy(&end.stdout),
-        String::from_utf8_lossy(&end.stderr),
-    );
+    let err = reader.join().unwrap();
+    let out = String::from_utf8_lossy(&end.stdout);
     assert_eq!(end.status.code(), Some(0), "{out}\n{err}");
-    assert!(
-        err.contains("batch node `a`: this batch's node of `a` is at work in another process ("),
-        "{err}"
-    );
     assert!(out.contains("skipped (up to date)"), "{out}\n{err}");
     let (code, out, err) = run(
         &mut xtask(&r, &["batch", "finish", "many", "--batch", "t1"]),

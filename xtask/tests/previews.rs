@@ -314,7 +314,8 @@ fn prune_removes_a_preview_whole_and_never_a_named_stage() {
 
 /// A pull request closed while its preview deploys: the close's prune met the deploy's lock,
 /// exit 1, and the preview outlived the pull request. With `--wait-lock` (as the generated CI
-/// files run it) it waits for that run and then removes the preview.
+/// files run it) it waits for that run and then removes the preview, though that deploy wrote
+/// records since the prune judged it (the close is final; a list of refs or an age is not).
 #[test]
 fn a_prune_waits_for_a_run_holding_the_previews_lock() {
     let p = "pv-wait";
@@ -331,17 +332,13 @@ fn a_prune_waits_for_a_run_holding_the_previews_lock() {
     let holder = ferry_records::LockHolder::for_this_process(&none, "deploy", "pr-3", None);
     rt().block_on(store.lock(&holder, false)).unwrap();
     let prune = |wait: &str| {
-        let mut c = xtask(
-            &r,
-            &["previews", "prune", "--live-refs", "-", "--wait-lock", wait],
-        );
-        c.stdin(std::process::Stdio::piped())
+        let mut c = xtask(&r, &["previews", "prune", "--from-ci", "--wait-lock", wait]);
+        c.env("CODEBUILD_BUILD_ID", "pv:9")
+            .env("CODEBUILD_WEBHOOK_EVENT", "PULL_REQUEST_CLOSED")
+            .env("CODEBUILD_WEBHOOK_TRIGGER", "pr/3")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        use std::io::Write as _;
-        child.stdin.take().unwrap().write_all(b"#1\n").unwrap();
-        child
+        c.spawn().unwrap()
     };
     // Without a wait: refused, the preview left.
     let out = prune("0").wait_with_output().unwrap();
@@ -352,6 +349,10 @@ fn a_prune_waits_for_a_run_holding_the_previews_lock() {
     // With one: it waits for the deploy to end, then removes it.
     let waiting = prune("120");
     std::thread::sleep(std::time::Duration::from_secs(2));
+    // The deploy it waits for writes its records, then ends.
+    let mut record = crate::common::records(p, "pr-3")["a"].clone();
+    record.deployed_at = ferry_records::now_secs() + 5;
+    rt().block_on(store.write(&record)).unwrap();
     rt().block_on(store.unlock(&holder)).unwrap();
     let out = waiting.wait_with_output().unwrap();
     let (stdout, stderr) = (

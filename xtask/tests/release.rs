@@ -1271,6 +1271,7 @@ fn a_promote_moves_the_stacks_whose_names_changed_though_their_packages_did_not(
     let verdicts = tempfile::tempdir().unwrap();
     let v = verdicts.path();
     ok(&r, v, &["deploy", "staging", "--test"]);
+    let before = records(p, "staging")["web"].release.clone().unwrap();
     ok(&r, v, &["promote", "staging", "prod"]);
     let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
     r.write(
@@ -1294,6 +1295,39 @@ fn a_promote_moves_the_stacks_whose_names_changed_though_their_packages_did_not(
     // And then nothing is left to do there.
     let (out, _) = ok(&r, v, &["plan", "prod"]);
     assert!(out.contains("0 to deploy"), "{out}");
+
+    // A rollback to a release from before the move deploys its packages, of the commit before
+    // the move, to the moved stacks; a later move is judged by the configuration that deployed
+    // them, this checkout's (before, by the package's commit, which named other stacks: every
+    // command of the stage was then refused as if the records were another project's).
+    r.write(
+        "services/web/t.yaml",
+        &TOPIC.replace(
+            "Type: AWS::SNS::Topic",
+            "Type: AWS::SNS::Topic\n    Properties: {DisplayName: two}",
+        ),
+    );
+    r.commit("web 2");
+    ok(&r, v, &["deploy", "staging", "--test"]);
+    ok(&r, v, &["rollback", "staging", "--to", &before]);
+    assert_eq!(
+        records(p, "staging")["web"].stack,
+        format!("{p}-staging-web")
+    );
+    let toml = std::fs::read_to_string(r.path().join("ferry.toml")).unwrap();
+    r.write(
+        "ferry.toml",
+        &toml.replace(
+            "stack-name = \"{project}-{stage}-{service}\"",
+            "stack-name = \"{service}-{project}-{stage}\"",
+        ),
+    );
+    r.commit("a third stack-name pattern");
+    let (out, _) = ok(&r, v, &["plan", "staging"]);
+    assert!(
+        out.contains(&format!("stack renamed: {p}-staging-web → web-{p}-staging")),
+        "{out}"
+    );
 }
 
 /// A run stopped after its records were written and before its release was (killed, its

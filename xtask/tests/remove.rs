@@ -494,9 +494,17 @@ fn a_stack_moved_deploys_anew_and_remove_takes_the_old_one_too() {
     let moved = format!("stack renamed: {old} → {new}");
     assert_eq!(out.matches(&moved).count(), 1, "{out}");
     assert!(
-        out.contains("a deploy creates the new stacks and leaves the old ones in place, still tagged for their services; once the new ones run, `remove dev --orphans` deletes the old ones"),
+        out.contains("a deploy creates the new stacks, which start empty, and leaves the old ones in place, still tagged for their services; once the new ones run and hold what the old ones held, `remove dev --orphans` deletes the old ones"),
         "{out}"
     );
+    // Until it deploys, a's outputs are those of the stack that runs, its record's (before:
+    // its new stack's, which is not there, said to be deleted outside Ferry, exit 1).
+    let (code, out, err) = run(
+        &mut xtask(&r, &["outputs", "dev", "--service", "a", "--format", "env"]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("{p}-a-dev")), "{out}");
     let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
     let row = |out: &str, s: &str| {
@@ -514,11 +522,46 @@ fn a_stack_moved_deploys_anew_and_remove_takes_the_old_one_too() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("0 to deploy"), "{out}");
 
-    // Only the stack a moved away from is an orphan.
+    // A checkout from before the move (another line of history than the record's) would move
+    // the stack back, and the next deploy of the newer line forth again: refused.
+    ferry_test_support::git(r.path(), &["checkout", "-q", "HEAD~1"]);
+    let (code, out, err) = run(&mut xtask(&r, &["plan", "dev"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("and HEAD does not descend from it (another branch's deploy, or a newer one): deploying from here would move the service's stack back"),
+        "{err}"
+    );
+    ferry_test_support::git(r.path(), &["checkout", "-q", "-"]);
+
+    // b has not taken a's new outputs (its deploy since failed): a's old stack is in use.
+    let store = ferry_records::RecordStore::new(
+        aws_sdk_ssm::Client::new(&config()),
+        "dev",
+        &format!("/ferry/{p}/dev"),
+    );
+    let b = records(p, "dev")["b"].clone();
+    let stale = ferry_records::Record {
+        received: Some([("a".to_string(), "before".to_string())].into()),
+        ..b.clone()
+    };
+    rt().block_on(store.write(&stale)).unwrap();
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(&format!("{old}, a's old stack: b still uses its outputs")),
+        "{err}"
+    );
+    assert!(exists(&old));
+
+    // Only the stack a moved away from is an orphan; not b's, whose record is lost (before,
+    // every tagged stack no record named went).
+    rt().block_on(store.delete("b")).unwrap();
     let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains(&format!("deleted {old} (a)")), "{out}");
+    assert!(!out.contains(&format!("deleted {p}-b-dev")), "{out}");
     assert!(!exists(&old) && exists(&new) && exists(&format!("{p}-b-dev")));
+    rt().block_on(store.write(&b)).unwrap();
     assert_eq!(
         records(p, "dev").into_keys().collect::<Vec<_>>(),
         ["a", "b"]
@@ -541,6 +584,72 @@ fn a_stack_moved_deploys_anew_and_remove_takes_the_old_one_too() {
         assert!(!exists(stack), "{stack}");
     }
     assert!(records(p, "dev").is_empty());
+}
+
+/// A stack name tried from uncommitted changes, deployed, then dropped: the record names a
+/// stack no commit's configuration gives the service, and every command of the stage was
+/// refused as if the record were another project's. It is Ferry's own record of a deploy from
+/// uncommitted changes on a commit HEAD holds: the service moves back, and the tried stack is
+/// an orphan, unless a Serverless configuration reads it.
+#[test]
+fn a_stack_name_tried_uncommitted_and_dropped_moves_back() {
+    let p = "rm-tried";
+    let r = project(p);
+    r.write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write("services/a/t.yaml", QUEUE);
+    r.commit("services");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    r.write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\nstack-name = \"{project}-tried-{stage}\"\n",
+    );
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (tried, own) = (format!("{p}-tried-dev"), format!("{p}-a-dev"));
+    assert_eq!(records(p, "dev")["a"].stack, tried);
+    ferry_test_support::git(r.path(), &["checkout", "--", "services/a/service.toml"]);
+    let (code, out, err) = run(&mut xtask(&r, &["plan", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "stack-found: {own} exists and is tagged for this service, though no record names it"
+        )),
+        "{out}"
+    );
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(records(p, "dev")["a"].stack, own);
+    // A Serverless configuration reading the tried stack keeps it.
+    r.write(
+        "services/fn/service.toml",
+        "[service]\nkind = \"serverless\"\n",
+    )
+    .write(
+        "services/fn/serverless.yml",
+        &format!("service: fn\nprovider:\n  name: aws\n  environment:\n    Q: ${{cf:{p}-tried-${{sls:stage}}.QueueArn}}\nfunctions:\n  h:\n    handler: h.h\n"),
+    );
+    r.commit("a reader of the tried stack");
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "{tried}, a's old stack: fn reads its outputs (${{cf:…}})"
+        )),
+        "{err}"
+    );
+    std::fs::remove_dir_all(r.path().join("services/fn")).unwrap();
+    r.commit("no reader");
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("deleted {tried} (a)")), "{out}");
+    let engine = ferry_stacks::Engine::for_config(&config(), Default::default());
+    assert!(rt().block_on(engine.describe(&own)).unwrap().is_some());
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
 }
 
 /// A service importing another's export without depending on it (validate warns) is removed

@@ -213,7 +213,7 @@ fn a_stack_without_ferry_tags_is_adopted_only_when_asked() {
     // deploy then failed it).
     let (out, _) = ok(&mut xtask(&r, &["plan", "dev"]));
     assert!(
-        out.contains("stack-found: adopt-a-dev exists without Ferry's tags (another tool's, or made by hand): a deploy refuses it unless given --adopt, which takes it over"),
+        out.contains("stack-found: adopt-a-dev exists without Ferry's tags (another tool's, or made by hand): without --adopt a deploy refuses it; --adopt takes it over"),
         "{out}"
     );
     assert!(!out.contains("stack-found: adopt-b-dev"), "{out}");
@@ -247,7 +247,7 @@ fn a_stack_without_ferry_tags_is_adopted_only_when_asked() {
     .unwrap();
     let (out, _) = ok(&mut xtask(&r, &["plan", "dev"]));
     assert!(
-        out.contains("stack-found: adopt-a-dev exists and is tagged for this service (its record was lost): a deploy updates it"),
+        out.contains("stack-found: adopt-a-dev exists and is tagged for this service, though no record names it (a first deploy that stopped before its record, or a record lost): a deploy updates it"),
         "{out}"
     );
     ok(&mut xtask(&r, &["remove", "dev"]));

@@ -306,23 +306,24 @@ async fn wait_for_twin(
 ) -> anyhow::Result<()> {
     let mut said = false;
     loop {
-        let nodes = records.running_nodes(holder).await.with_context(|| {
+        let nodes = records.batch_nodes(holder).await.with_context(|| {
             format!(
                 "failed to read the batch nodes at work in stage `{}`",
                 stage.name
             )
         })?;
-        let Some(twin) = nodes.into_iter().find(|n| {
-            n.service == service
-                && n.stale.is_none()
-                && !(n.holder.host == holder.host && n.holder.pid == holder.pid)
-        }) else {
+        let Some(twin) = nodes
+            .into_iter()
+            .find(|n| n.service == service && n.stale.is_none() && !n.holder.same_process(holder))
+        else {
             return Ok(());
         };
         if !said {
             eprintln!(
-                "batch node `{service}`: this batch's node of `{service}` is at work in another process ({}): a second build of this commit and trigger; waiting for it to end, then doing what it left to do",
-                twin.holder
+                "batch node `{service}`: this batch's node of `{service}` is marked at work by another process ({}, renewed {} ago): a second build of this commit and trigger, or a killed one whose mark goes stale {} after its last renewal; waiting for it to end, then doing what it left to do",
+                twin.holder,
+                ferry_records::lock::human(twin.renewed_secs_ago),
+                ferry_records::lock::human(ferry_records::LOCK_TTL.as_secs()),
             );
             said = true;
         }

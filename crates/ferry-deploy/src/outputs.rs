@@ -151,7 +151,12 @@ pub async fn stage_outputs(
         .iter()
         .filter(|s| services.is_empty() || services.contains(&s.name))
     {
-        let stack = ws.stack_name(&s.name, stage);
+        // The stack its record names, what runs (a move committed and not deployed yet names
+        // another, which is not there: before, its outputs were said to be deleted), else the
+        // one the checkout gives it; either is read only if its tags say it is the service's.
+        let stack = records
+            .get(&s.name)
+            .map_or_else(|| ws.stack_name(&s.name, stage), |r| r.stack.clone());
         let owner = ownership(ws, stage, &s.name);
         match cache.get(&stack, Some(&owner)).await {
             Ok(Some(o)) if o.is_empty() && !records.contains_key(&s.name) => {}

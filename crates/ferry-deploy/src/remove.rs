@@ -188,12 +188,20 @@ pub enum RemoveError {
         judged: Vec<String>,
     },
     #[error(
-        "nothing was deleted: a stack tagged for a service is not the stack this checkout gives it, but this checkout is older than the service's record, and cannot tell that the service moved away from it:\n  {}\nrun `remove --orphans` in a checkout of that commit's branch (or of one that descends from it), or, when you know the service moved to another stack, add --any-commit",
+        "nothing was deleted: a stack tagged for a service is not the stack this checkout gives it, but HEAD does not descend from the commit of the service's record (an older checkout, another branch's, or one a shallow clone hides), so this checkout cannot tell that the service moved away from it:\n  {}\nrun `remove --orphans` in a checkout of that commit's branch (or of one that descends from it), or, when you know the service moved to another stack, add --any-commit",
         .judged.join("\n  ")
     )]
     MovedNotJudged {
         /// `<service>'s old stack <stack> (…)`, each.
         judged: Vec<String>,
+    },
+    #[error(
+        "nothing was deleted: a stack a service moved away from is still used:\n  {}\ndeploy the stage until its dependents take the new stack's outputs (`plan` names them `not-received`), and have every `${{cf:…}}` read the new stack's name, then remove the old stacks",
+        .in_use.join("\n  ")
+    )]
+    MovedInUse {
+        /// `<stack>, <service>'s old stack: <dependents> …`, each.
+        in_use: Vec<String>,
     },
     #[error(
         "nothing was deleted: the stacks of stage `{stage}` could not be listed with their tags, to find those its services moved away from ({source}); run `remove` again"
@@ -572,13 +580,15 @@ pub async fn remove(
     Ok(report)
 }
 
-/// The stacks of the stage's services that none of `targets` is, nor any record names: stacks
-/// a service moved away from (its `stack-name`, the project's pattern or a Serverless service's
-/// name changed, and it deployed to the new one), which a deploy leaves in place. Tagged for
-/// this project, this stage and the service (Ferry's own stacks, `_bootstrap`, are none). For
-/// `--orphans`, only those of the checkout's services, and, unless `any_commit`, only when
-/// HEAD descends from the commit of the service's record (an older checkout may not know of
-/// the move).
+/// The stacks of the stage's services that none of `targets` is, nor any record names, nor
+/// the checkout gives a service: stacks a service moved away from (its `stack-name`, the
+/// project's pattern or a Serverless service's name changed, and it deployed to the new one),
+/// which a deploy leaves in place. Tagged for this project, this stage and the service
+/// (Ferry's own stacks, `_bootstrap`, are none). For `--orphans`, only those of the checkout's
+/// services whose record names their new stack, judged from a checkout at or after that record
+/// (an older one may not know of the move), and none while a dependent of the service has not
+/// received the outputs of its new stack (its deploy failed or was stopped: it still uses the
+/// old one's).
 async fn moved_out(
     engine: &Engine,
     ws: &Workspace,
@@ -587,10 +597,16 @@ async fn moved_out(
     targets: &[(String, String)],
     options: &RemoveOptions,
 ) -> Result<Vec<(String, String)>, RemoveError> {
+    let current: Vec<String> = ws
+        .services
+        .iter()
+        .map(|s| ws.service_stack_name(s, stage))
+        .collect();
     let known: BTreeSet<&str> = targets
         .iter()
         .map(|(_, st)| st.as_str())
         .chain(previous.values().map(|r| r.stack.as_str()))
+        .chain(current.iter().map(String::as_str))
         .collect();
     let all = engine
         .describe_all()
@@ -606,7 +622,9 @@ async fn moved_out(
         };
         if known.contains(name.as_str())
             || service.starts_with('_')
-            || (options.orphans && ws.service(service).is_none())
+            // For --orphans: a service with a record (of the checkout, or one it removes, whose
+            // records go too), whose record names the stack it moved to.
+            || (options.orphans && !previous.contains_key(service))
             || ferry_stacks::verify(name, info, Some(&ownership(ws, stage, service)), false)
                 .is_err()
         {
@@ -614,12 +632,15 @@ async fn moved_out(
         }
         out.push((service.clone(), name.clone()));
     }
-    if options.orphans && !options.any_commit && !out.is_empty() {
+    if !options.orphans || out.is_empty() {
+        return Ok(out);
+    }
+    if !options.any_commit {
         let repo = ferry_changes::Repo::open(&ws.root);
         let judged: Vec<String> = out
             .iter()
             .filter_map(|(service, stack)| {
-                let commit = &previous.get(service)?.commit;
+                let commit = &previous[service].commit;
                 let behind = match &repo {
                     Ok(repo) => repo.head_descends_from(commit).is_err(),
                     Err(_) => true,
@@ -635,6 +656,46 @@ async fn moved_out(
         if !judged.is_empty() {
             return Err(RemoveError::MovedNotJudged { judged });
         }
+    }
+    let graph = ws.graph();
+    let in_use: Vec<String> = out
+        .iter()
+        .filter_map(|(service, stack)| {
+            let users: Vec<&str> = graph
+                .dependents(service)
+                .into_iter()
+                .filter(|d| {
+                    crate::prepare::not_received(ws, previous, d)
+                        .iter()
+                        .any(|of| of == service)
+                })
+                .collect();
+            (!users.is_empty()).then(|| {
+                format!(
+                    "{stack}, {service}'s old stack: {} still {} its outputs (not deployed since {service} moved)",
+                    users.join(", "),
+                    if users.len() == 1 { "uses" } else { "use" }
+                )
+            })
+        })
+        .collect();
+    // A Serverless configuration reading the old stack by name (`${cf:<stack>.<Output>}`):
+    // its function would point at what is gone.
+    let read: Vec<String> = out
+        .iter()
+        .flat_map(|(service, stack)| {
+            ferry_serverless::stack_readers(ws, stack)
+                .into_iter()
+                .map(move |reader| {
+                    format!(
+                        "{stack}, {service}'s old stack: {reader} reads its outputs (${{cf:…}})"
+                    )
+                })
+        })
+        .collect();
+    let in_use: Vec<String> = in_use.into_iter().chain(read).collect();
+    if !in_use.is_empty() {
+        return Err(RemoveError::MovedInUse { in_use });
     }
     Ok(out)
 }

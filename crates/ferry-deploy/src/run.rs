@@ -1703,6 +1703,9 @@ async fn deploy_one(
     // outputs (a record leaves them out when it must), with a stack id, times and tests'
     // outcome as long as the real ones will be.
     let region = &ctx.stage.config.region;
+    // A stored package of another commit (a promote, a rollback): the configuration that named
+    // the stack is this checkout's.
+    let named_at = (ctx.source.commit != commit).then(|| ctx.source.commit.clone());
     let record = Record {
         service: service.name.clone(),
         stage: Some(ctx.stage.name.clone()),
@@ -1739,6 +1742,7 @@ async fn deploy_one(
         package_fingerprint: packaged.map(ServicePackage::fingerprint),
         input_key,
         received: Some(run.received_now(&service.name)),
+        named_at,
     };
     // With room for the mark a remove writes into it before it empties the stack's buckets.
     ferry_records::check_fits(&Record {

@@ -35,8 +35,11 @@ pub struct StageState {
     /// one this checkout gives it). They deploy to the new stack; the old one stays, tagged
     /// for them, until `remove --orphans` deletes it.
     pub moved: BTreeMap<String, (ferry_plan::StackPlace, ferry_plan::StackPlace)>,
-    /// Services no record names whose stack is there all the same ([`Reason::StackFound`]):
-    /// a plan says what a deploy will do with it.
+    /// Services no record names (or whose stack moved) whose stack the stage's stack list holds
+    /// all the same: service → stack. [`StageState::describe_unrecorded`] says what a deploy
+    /// will do with each.
+    pub unrecorded: BTreeMap<String, String>,
+    /// Those described ([`Reason::StackFound`]): a plan says what a deploy does with each.
     pub found: BTreeMap<String, Reason>,
 }
 
@@ -92,13 +95,15 @@ pub enum StateError {
     #[error(transparent)]
     Records(#[from] RecordError),
     #[error(
-        "the deployment record of `{service}` in stage `{stage}` names stack {recorded}, but this stage's stack of `{service}` is {expected}, and the configuration of the commit the record names did not give it {recorded} either (or this checkout lacks that commit): the record belongs to another stage or project (a shared records-path: give each stage its own). (A stack name changed in the configuration, a `stack-name`, the project's pattern or a Serverless service's name, is a move: the service deploys to its new stack, and the old one stays until `remove {stage} --orphans`; from a checkout that holds the commit the record names)"
+        "the deployment record of `{service}` in stage `{stage}` names stack {recorded}, but this stage's stack of `{service}` is {expected}: {why}"
     )]
     OtherStack {
         service: String,
         stage: String,
         recorded: String,
         expected: String,
+        /// Why it is not taken for a move of the service's stack, and what to do.
+        why: String,
     },
     #[error("failed to list the stacks of stage `{stage}`: {source}")]
     List {
@@ -142,50 +147,73 @@ pub async fn read(
             },
         );
     }
-    let found = found_stacks(ws, stage, &engine, &records, &list).await;
+    // And those whose stack moved onto one that is there already (made by hand, another's).
+    let unrecorded = ws
+        .services
+        .iter()
+        .filter(|s| !records.contains_key(&s.name) || moved.contains_key(&s.name))
+        .map(|s| (s.name.clone(), ws.service_stack_name(s, stage)))
+        .filter(|(_, stack)| list.stacks.contains_key(stack))
+        .collect();
     Ok(StageState {
         drift,
         list_calls: list.calls,
         records,
         not_received,
         moved,
-        found,
+        unrecorded,
+        found: BTreeMap::new(),
     })
 }
 
-/// The services of `ws` no record names whose stack `list` holds (an earlier deploy script's,
-/// adopted by Ferry's `init`; another service's; this one's with its record lost), each with what
-/// its tags say a deploy will do with it: one DescribeStacks each, only for those. One that
-/// cannot be described is left to the deploy to judge.
-async fn found_stacks(
+impl StageState {
+    /// Describes the stacks of [`unrecorded`](Self::unrecorded) (one DescribeStacks each, only
+    /// for those: an earlier deploy script's, adopted by `init`; another service's; this
+    /// one's, its first deploy stopped before its record) and keeps in
+    /// [`found`](Self::found) what their tags say a deploy will do with each. For a plan or
+    /// deploy without `--since` (which may skip such a service). One that cannot be described
+    /// is left to the deploy to judge.
+    pub async fn describe_unrecorded(&mut self, ws: &Workspace, stage: &Stage, config: &SdkConfig) {
+        let engine = Engine::for_config(config, ferry_stacks::DeployOptions::default());
+        let unrecorded = std::mem::take(&mut self.unrecorded);
+        for (service, stack) in &unrecorded {
+            if let Some(reason) = found_stack(ws, stage, &engine, service, stack).await {
+                self.found.insert(service.clone(), reason);
+            }
+        }
+        self.unrecorded = unrecorded;
+    }
+}
+
+/// What a deploy of `service`, which no record names, does with its stack `stack`, there.
+async fn found_stack(
     ws: &Workspace,
     stage: &Stage,
     engine: &Engine,
-    records: &BTreeMap<String, Record>,
-    list: &StackList,
-) -> BTreeMap<String, Reason> {
-    let mut out = BTreeMap::new();
-    for service in ws
-        .services
-        .iter()
-        .filter(|s| !records.contains_key(&s.name))
-    {
-        let stack = ws.service_stack_name(service, stage);
-        if !list.stacks.contains_key(&stack) {
-            continue;
+    service: &str,
+    stack: &str,
+) -> Option<Reason> {
+    let info = engine.describe(stack).await.ok()??;
+    let owner = crate::ownership(ws, stage, service);
+    let detail = match ferry_stacks::verify(stack, &info, Some(&owner), false) {
+        Ok(()) => {
+            use ferry_stacks::Disposition as D;
+            let what = match ferry_stacks::disposition(Some(&info.status)) {
+                D::Update => "updates it".to_string(),
+                D::Recreate => format!("deletes it ({}) and creates it again", info.status),
+                _ => format!("takes it as its status, {}, says", info.status),
+            };
+            format!(
+                "and is tagged for this service, though no record names it (a first deploy that stopped before its record, or a record lost): a deploy {what}"
+            )
         }
-        let Ok(Some(info)) = engine.describe(&stack).await else {
-            continue;
-        };
-        let owner = crate::ownership(ws, stage, &service.name);
-        let detail = match ferry_stacks::verify(&stack, &info, Some(&owner), false) {
-            Ok(()) => "and is tagged for this service (its record was lost): a deploy updates it".to_string(),
-            Err(ferry_stacks::StackError::Unmanaged { .. }) => "without Ferry's tags (another tool's, or made by hand): a deploy refuses it unless given --adopt, which takes it over".to_string(),
-            Err(e) => format!("and a deploy refuses it: {e}"),
-        };
-        out.insert(service.name.clone(), Reason::StackFound { stack, detail });
-    }
-    out
+        Err(ferry_stacks::StackError::Unmanaged { .. }) => "without Ferry's tags (another tool's, or made by hand): without --adopt a deploy refuses it; --adopt takes it over".to_string(),
+        Err(e) => format!("and a deploy refuses it: {e}"),
+    };
+    Some(Reason::StackFound {
+        stack: stack.to_string(),
+        detail,
+    })
 }
 
 /// A record of a service of the workspace must name the stack this stage gives that service,
@@ -208,12 +236,13 @@ pub fn check_stacks(
             continue;
         }
         let repo = repo.get_or_init(|| ferry_changes::Repo::open(&ws.root).ok());
-        if !named_so_at(repo.as_ref(), stage, service, r) {
+        if let Err(why) = moved_from(ws, repo.as_ref(), stage, service, r) {
             return Err(StateError::OtherStack {
                 service: service.clone(),
                 stage: stage.name.clone(),
                 recorded: r.stack.clone(),
                 expected,
+                why,
             });
         }
         let place = |stack: String| ferry_plan::StackPlace {
@@ -225,24 +254,61 @@ pub fn check_stacks(
     Ok(moved)
 }
 
-/// Whether the configuration at the commit of `record` (of `service` in `stage`) gave the
-/// service the stack the record names: the stack it deployed was its own then.
-fn named_so_at(
+/// Whether `record` (of `service` in `stage`), naming another stack than the checkout gives the
+/// service, is of a move of its stack: the configuration that deployed it (at the record's
+/// [`named_at`](Record::named_at) commit, a promote's or rollback's checkout, else its
+/// `commit`), which HEAD descends from, gave this project's service that stack there; or it
+/// is of a deploy from uncommitted changes on a commit HEAD descends from (a stack name tried
+/// and dropped), whose configuration cannot be read. Else why not, and what to do.
+fn moved_from(
+    ws: &Workspace,
     repo: Option<&ferry_changes::Repo>,
     stage: &Stage,
     service: &str,
     record: &Record,
-) -> bool {
-    let Some(then) = repo.and_then(|repo| ferry_plan::workspace_at(repo, &record.commit).ok())
-    else {
-        return false;
+) -> Result<(), String> {
+    let at = record.named_at.as_deref().unwrap_or(&record.commit);
+    let short = at.get(..12).unwrap_or(at);
+    let other = format!(
+        "the record belongs to another stage or project (a shared records-path: give each stage its own), or this checkout lacks commit {short}, which deployed it. (A service's stack name changed in the configuration, its `stack-name`, the project's pattern or a Serverless service's name, is a move: the service deploys to its new stack, and the old one stays until `remove {} --orphans`; from a checkout at or after the commit that deployed it)",
+        stage.name
+    );
+    let Some(repo) = repo else {
+        return Err(other);
+    };
+    // Another branch's deploy (a shared dev stage), or a newer one (a hotfix from an older
+    // release branch): deploying from here would move the stack back, and their next deploy
+    // forth again, each time with dependents taking the other stack's outputs.
+    let behind = || {
+        format!(
+            "its record is of a deploy from commit {short}, whose configuration names that stack, and HEAD does not descend from it (another branch's deploy, or a newer one): deploying from here would move the service's stack back, and the next deploy of that line forth again; deploy from a checkout that holds {short} (merge it), or give the service the stack name it has there"
+        )
+    };
+    // A deploy from uncommitted changes (a stack name tried, then dropped): Ferry's own record
+    // of this stage and service, though no commit shows the name it deployed to.
+    if record.from_uncommitted_inputs() && record.named_at.is_none() {
+        return match repo.head_descends_from(&record.commit) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(behind()),
+        };
+    }
+    let Ok(then) = ferry_plan::workspace_at(repo, at) else {
+        return Err(other);
     };
     let Ok(stage_then) = then.stage(&stage.name) else {
-        return false;
+        return Err(other);
     };
-    then.service(service).is_some()
+    let named_so = then.project.name == ws.project.name
+        && then.service(service).is_some()
         && stage_then.id == stage.id
-        && then.stack_name(service, &stage_then) == record.stack
+        && then.stack_name(service, &stage_then) == record.stack;
+    if !named_so {
+        return Err(other);
+    }
+    if repo.head_descends_from(at).is_err() {
+        return Err(behind());
+    }
+    Ok(())
 }
 
 /// The drift of every recorded service against the stack list.

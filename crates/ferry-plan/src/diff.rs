@@ -166,7 +166,7 @@ pub(crate) fn compare_bases(
                     }
                     if !moved.is_empty() {
                         let note = format!(
-                            "stacks moved since {} ({}): a deploy creates the new stacks and leaves the old ones in place, still tagged for their services; once the new ones run, `remove {} --orphans` deletes the old ones",
+                            "stacks moved since {} ({}): a deploy creates the new stacks, which start empty, and leaves the old ones in place, still tagged for their services; once the new ones run and hold what the old ones held, `remove {} --orphans` deletes the old ones (a template that names its resources, as the Serverless Framework names a service's functions and role, cannot be created beside its old stack: those names are taken; remove the old stack first)",
                             ferry_changes::short(commit),
                             ferry_manifest::first_few(
                                 &moved.iter().map(String::as_str).collect::<Vec<_>>(),

@@ -143,6 +143,11 @@ pub struct Record {
     /// so the next deploy checks it. `None` in records written before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received: Option<BTreeMap<String, String>>,
+    /// The commit of the checkout that deployed it, when not `commit` (a promote or rollback of
+    /// an older package): its configuration named `stack`, which a later change of the stack's
+    /// name is judged against (a move). `None`: `commit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub named_at: Option<String>,
 }
 
 /// The JSON of `record` as it is written: within a standard parameter's 4 KB (`MAX_RECORD`)

@@ -231,6 +231,18 @@ pub fn staleness(holder: &LockHolder, last_write: u64, now: u64, here: &Here<'_>
     })
 }
 
+impl LockHolder {
+    /// Whether `other` was written by the very process this was: the same host, boot, pid
+    /// namespace, pid and start time (containers on one host share its name, and often pids).
+    pub fn same_process(&self, other: &LockHolder) -> bool {
+        self.host == other.host
+            && self.boot == other.boot
+            && self.pid_ns == other.pid_ns
+            && self.pid == other.pid
+            && self.started == other.started
+    }
+}
+
 /// Whether this process sees `holder`'s among its own: the same host name, boot and pid
 /// namespace (each equal, or unknown to both, as on a system without them, macOS). A host
 /// name alone proves nothing on Linux: containers on one host's network share its name and
@@ -906,6 +918,21 @@ impl RecordStore {
         &self,
         holder: &LockHolder,
     ) -> Result<Vec<RunningNode>, RecordError> {
+        self.nodes_of(holder, true).await
+    }
+
+    /// [`running_nodes`](Self::running_nodes), read only: another batch's marks are passed over,
+    /// not deleted (for a node that does not hold the lock yet, while another batch may take
+    /// it).
+    pub async fn batch_nodes(&self, holder: &LockHolder) -> Result<Vec<RunningNode>, RecordError> {
+        self.nodes_of(holder, false).await
+    }
+
+    async fn nodes_of(
+        &self,
+        holder: &LockHolder,
+        clear_others: bool,
+    ) -> Result<Vec<RunningNode>, RecordError> {
         let date = ServerDate::default();
         let mut found: Vec<(String, String, Option<u64>)> = Vec::new();
         let mut next: Option<String> = None;
@@ -951,9 +978,10 @@ impl RecordStore {
                 }),
                 // Another batch's (or unreadable): no node of it works while this batch holds
                 // the lock, so it is a killed node's, left behind. Cleared.
-                _ => {
+                _ if clear_others => {
                     let _ = self.delete_parameter(&self.node_name(&service)).await;
                 }
+                _ => {}
             }
         }
         Ok(out)

@@ -651,11 +651,11 @@ pub fn cf_stacks(root: &Path, service: &Service) -> Vec<String> {
 }
 
 /// Serverless Framework services of `ws` reading (`${cf:…}`) the stack of another service that
-/// is none of their dependencies, in any named stage: (reader, that service, the stack as
-/// written). Ferry takes such a stack for a dependency's (a new output of it re-checks the
+/// is none of their dependencies, in any named stage: (reader, that service (several when the
+/// stack as written may be any of theirs), the stack as written). Ferry takes such a stack for a dependency's (a new output of it re-checks the
 /// reader when it deploys), but without `depends-on` nothing orders them: the reader may
 /// deploy beside it (its compile fails on an output not there yet), and is never re-checked.
-pub fn unlinked_cf_readers(ws: &ferry_manifest::Workspace) -> Vec<(String, String, String)> {
+pub fn unlinked_cf_readers(ws: &ferry_manifest::Workspace) -> Vec<(String, Vec<String>, String)> {
     let stages: Vec<ferry_manifest::Stage> = ws
         .stages
         .keys()
@@ -674,18 +674,43 @@ pub fn unlinked_cf_readers(ws: &ferry_manifest::Workspace) -> Vec<(String, Strin
             if pattern.chars().filter(char::is_ascii_alphanumeric).count() < 2 {
                 continue;
             }
-            let read = ws.services.iter().find(|o| {
-                o.name != reader.name
-                    && stages
-                        .iter()
-                        .any(|st| wildcard_match(&pattern, &ws.service_stack_name(o, st)))
-            });
-            if let Some(o) = read.filter(|o| !deps.contains(&o.name)) {
-                out.push((reader.name.clone(), o.name.clone(), stack));
+            // Every service whose stack it may be (a pattern of variables may match several):
+            // named only when none is a dependency.
+            let read: Vec<String> = ws
+                .services
+                .iter()
+                .filter(|o| {
+                    o.name != reader.name
+                        && stages
+                            .iter()
+                            .any(|st| wildcard_match(&pattern, &ws.service_stack_name(o, st)))
+                })
+                .map(|o| o.name.clone())
+                .collect();
+            if !read.is_empty() && !read.iter().any(|o| deps.contains(o)) {
+                out.push((reader.name.clone(), read, stack));
             }
         }
     }
     out
+}
+
+/// The Serverless Framework services of `ws` whose configuration reads the outputs of `stack`
+/// (`${cf:…}`, its variables as wildcards, so in any stage): before `stack` is deleted, each
+/// must read another.
+pub fn stack_readers(ws: &ferry_manifest::Workspace, stack: &str) -> Vec<String> {
+    ws.services
+        .iter()
+        .filter(|s| s.kind == ferry_manifest::ServiceKind::Serverless)
+        .filter(|s| {
+            cf_stacks(&ws.root, s).iter().any(|read| {
+                let pattern = ferry_manifest::serverless_variables_replaced(read, '*');
+                pattern.chars().filter(char::is_ascii_alphanumeric).count() >= 2
+                    && wildcard_match(&pattern, stack)
+            })
+        })
+        .map(|s| s.name.clone())
+        .collect()
 }
 
 /// Whether `name` is `pattern`, each `*` of which stands for any text (empty too).

@@ -55,7 +55,7 @@ fn a_cf_read_of_another_services_stack_without_depends_on_is_named() {
         ferry_serverless::unlinked_cf_readers(&ws),
         [(
             "auth".to_string(),
-            "queue".to_string(),
+            vec!["queue".to_string()],
             "shop-queue-${sls:stage}".to_string()
         )]
     );
@@ -66,5 +66,53 @@ fn a_cf_read_of_another_services_stack_without_depends_on_is_named() {
             "topic-${sls:stage}",
             "legacy-prod"
         ]
+    );
+}
+
+/// A stack written with variables may be several services' (`api${…}-dev` is `api`'s and
+/// `api-gw`'s): no warning while one of them is a dependency (before, the first found was
+/// named, though the reader depended on the other).
+#[test]
+fn a_cf_read_that_may_be_several_services_stacks_is_named_only_when_none_is_a_dependency() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "ferry.toml",
+        "[project]\nname = \"links\"\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    );
+    for s in ["api", "api-gw"] {
+        write(
+            r,
+            &format!("services/{s}/service.toml"),
+            "[service]\ntemplate = \"t.yaml\"\n",
+        );
+        write(
+            r,
+            &format!("services/{s}/t.yaml"),
+            "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+        );
+    }
+    let reader = |depends: &str| {
+        write(
+            r,
+            "services/web/service.toml",
+            &format!("[service]\nkind = \"serverless\"\n{depends}"),
+        );
+        write(
+            r,
+            "services/web/serverless.yml",
+            "service: web\nprovider:\n  name: aws\n  environment:\n    URL: ${cf:api${self:custom.suffix}-${sls:stage}.Url}\ncustom:\n  suffix: -gw\nfunctions:\n  h:\n    handler: h.h\n",
+        );
+        ferry_serverless::unlinked_cf_readers(&ferry_manifest::load(r).unwrap())
+    };
+    assert!(reader("depends-on = [\"api-gw\"]\n").is_empty());
+    assert_eq!(
+        reader(""),
+        [(
+            "web".to_string(),
+            vec!["api".to_string(), "api-gw".to_string()],
+            "api${self:custom.suffix}-${sls:stage}".to_string()
+        )]
     );
 }

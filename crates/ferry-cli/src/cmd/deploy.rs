@@ -294,7 +294,10 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
         let records = ctx.records(&stage, &aws)?;
         if plan_only {
             // Plan what a deploy would do (read only, no lock), and stop.
-            let state = ferry_deploy::state::read(ws, &stage, &aws.config, &records).await?;
+            let mut state = ferry_deploy::state::read(ws, &stage, &aws.config, &records).await?;
+            if args.select.since.is_none() {
+                state.describe_unrecorded(ws, &stage, &aws.config).await;
+            }
             let plan = plan_of(ws, &args.select, &stage, ci, from_ci, &state)?;
             eprint!("{}", ferry_plan::text(&plan, false));
             if let Some(note) = ferry_deploy::preflight(&plan, ws, &stage, &tree)? {
@@ -563,9 +566,12 @@ async fn deploy_locked(
     } = *run;
     let config = &aws.config;
     let ci = ctx.ci();
-    let state = ferry_deploy::state::read(ws, stage, config, records)
+    let mut state = ferry_deploy::state::read(ws, stage, config, records)
         .await
         .with_context(|| format!("failed to read the state of stage `{}`", stage.name))?;
+    if args.select.since.is_none() {
+        state.describe_unrecorded(ws, stage, config).await;
+    }
     let previous = &state.records;
     let plan = plan_of(ws, &args.select, stage, ci, args.stage.is_none(), &state)?;
     eprint!("{}", ferry_plan::text(&plan, false));

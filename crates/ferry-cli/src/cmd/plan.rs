@@ -237,7 +237,8 @@ fn read_stage_state(
         rt.block_on(async {
             let aws = ctx.aws(&stage).await?;
             let records = ferry_deploy::record_store(ws, &stage, &aws.config);
-            let state = ferry_deploy::state::read(ws, &stage, &aws.config, &records).await?;
+            let mut state = ferry_deploy::state::read(ws, &stage, &aws.config, &records).await?;
+            state.describe_unrecorded(ws, &stage, &aws.config).await;
             anyhow::Ok((records.path().to_string(), state))
         })
     });

@@ -250,7 +250,7 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
     // One runtime for every preview's removal. Each is judged again under its lock: one
     // deployed since the judging above is left in place.
     runtime()?.block_on(async {
-        for (p, _) in &gone {
+        for (p, why) in &gone {
             // Names read back from tags and records: shown on one line, steering no terminal.
             let shown = ferry_ci::one_line(&p.name);
             println!("pruning `{shown}`");
@@ -269,7 +269,9 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
                     &stage,
                     &options,
                     args.lock,
-                    Some(p),
+                    // A CI event's word is final; a list of refs or an age is not, once the
+                    // preview deployed again.
+                    Some((p, matches!(why, ferry_deploy::previews::Gone::Ended(_)))),
                 )
                     .await
             }

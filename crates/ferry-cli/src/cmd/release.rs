@@ -749,12 +749,18 @@ async fn rollback_to(
                 .join(", ")
         )
     } else {
-        // `--to` a release newer than the one the stage ran (after a rollback too far): ids
-        // begin with their time, so they order as they were made.
-        let direction = match &rb.from {
-            Some(from) if rb.target.id.as_str() > from.as_str() => "forward",
-            _ => "back",
+        // `--to` a release newer than those the services ran (after a rollback too far): each
+        // ran its record's release, or the one a rollback's record restored; ids begin with
+        // their time, so they order as they were made.
+        let ran = |s: &String| {
+            current
+                .get(s)
+                .and_then(|r| r.restores.clone().or_else(|| r.release.clone()))
         };
+        let forward = names
+            .iter()
+            .all(|s| ran(s).is_some_and(|id| id.as_str() < rb.target.id.as_str()));
+        let direction = if forward { "forward" } else { "back" };
         format!(
             "rolled {} {direction} to release {}",
             names.join(", "),

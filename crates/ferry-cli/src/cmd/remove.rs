@@ -60,13 +60,15 @@ pub fn run(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<()> {
 
 /// Removes `stage` under its lock, printing what happened; an error when anything is left.
 /// With `judged` (a preview judged gone by `previews prune`), the stage is left in place when
-/// its records show a deploy newer than that judgement: `Ok(false)`.
+/// its records show a deploy newer than that judgement (`Ok(false)`), unless the judgement is
+/// `final` (a CI event ended its branch or pull request: a deploy of it that ran meanwhile, or
+/// was waited for, deployed something already gone).
 pub(crate) async fn remove_stage(
     ctx: &Ctx,
     stage: &Stage,
     options: &ferry_deploy::RemoveOptions,
     lock: crate::lock::LockArgs,
-    judged: Option<&ferry_deploy::previews::Preview>,
+    judged: Option<(&ferry_deploy::previews::Preview, bool)>,
 ) -> anyhow::Result<bool> {
     let ws = ctx.workspace()?;
     let aws = ctx.aws(stage).await?;
@@ -79,7 +81,9 @@ pub(crate) async fn remove_stage(
             .read_all()
             .await
             .context("failed to read the stage's deployment records")?;
-        if let Some(at) = judged.and_then(|p| ferry_deploy::previews::deployed_since(p, &previous))
+        if let Some(at) = judged
+            .filter(|(_, is_final)| !is_final)
+            .and_then(|(p, _)| ferry_deploy::previews::deployed_since(p, &previous))
         {
             println!(
                 "left `{}` in place: deployed again (at {}) since it was judged gone",
@@ -95,7 +99,7 @@ pub(crate) async fn remove_stage(
             records: &records,
             previous: &previous,
             cancel: &cancel,
-            found: judged.map(|p| &p.stack_of),
+            found: judged.map(|(p, _)| &p.stack_of),
         };
         let report = ferry_deploy::remove(&rctx, options, &|e| clock.say(&describe(&e))).await?;
         for (service, bucket, n) in &report.emptied {

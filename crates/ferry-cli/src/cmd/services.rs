@@ -111,8 +111,18 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
         let manifest = ws
             .service(&reader)
             .map_or_else(String::new, |s| s.manifest_path());
+        let (whose, add) = match of.as_slice() {
+            [one] => (
+                one.clone(),
+                format!("add depends-on = [\"{one}\"] to {manifest}"),
+            ),
+            many => (
+                format!("one of {}", many.join(", ")),
+                format!("add the one it reads to depends-on in {manifest}"),
+            ),
+        };
         eprintln!(
-            "warning: {reader} reads outputs of stack `{stack}` (${{cf:…}}), the stack of {of}, and does not depend on it: nothing orders them (a first deploy may compile {reader} before {of}'s outputs exist), and a new output of {of} never re-checks {reader}; add depends-on = [\"{of}\"] to {manifest}"
+            "warning: {reader} reads outputs of stack `{stack}` (${{cf:…}}), the stack of {whose}, and does not depend on it: nothing orders them (a first deploy may compile {reader} before those outputs exist), and a new output there never re-checks {reader}; {add}"
         );
     }
     // One literal resource name in two services' templates: the second deploy fails.
