@@ -366,6 +366,35 @@ fn a_prune_waits_for_a_run_holding_the_previews_lock() {
     );
     assert_eq!(names(&list(&r)), Vec::<&str>::new());
     assert!(stacks(p).is_empty(), "{:?}", stacks(p));
+
+    // Reopened while the prune waited, and deployed again by a run that started after it: that
+    // preview is the open pull request's, and stays.
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "pr-3"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    rt().block_on(store.lock(&holder, false)).unwrap();
+    let waiting = prune("120");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let mut record = crate::common::records(p, "pr-3")["a"].clone();
+    // A release id made now (its time first, as release ids are).
+    let ms = ferry_records::now_millis() + 1000;
+    let compact = ferry_records::format_time(ms / 1000)
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == ' ')
+        .collect::<String>()
+        .replace(' ', "-");
+    record.release = Some(format!("{compact}.{:03}-abcdef0", ms % 1000));
+    rt().block_on(store.write(&record)).unwrap();
+    rt().block_on(store.unlock(&holder)).unwrap();
+    let out = waiting.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(
+            "left `pr-3` in place: deployed again by a run that started after this prune"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(names(&list(&r)), ["pr-3"]);
 }
 
 /// A preview judged gone is judged again under its lock, just before its removal: one whose

@@ -548,20 +548,41 @@ fn a_stack_moved_deploys_anew_and_remove_takes_the_old_one_too() {
     let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(
-        err.contains(&format!("{old}, a's old stack: b still uses its outputs")),
+        err.contains(&format!("{old}, a's old stack: b may still use its outputs (not known to have deployed since a moved)")),
+        "{err}"
+    );
+    assert!(exists(&old));
+    // Nor when b's record does not say what it received (a Ferry that did not keep it).
+    let unknown = ferry_records::Record {
+        received: None,
+        ..b.clone()
+    };
+    rt().block_on(store.write(&unknown)).unwrap();
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(&format!("{old}, a's old stack: b may")),
         "{err}"
     );
     assert!(exists(&old));
 
-    // Only the stack a moved away from is an orphan; not b's, whose record is lost (before,
-    // every tagged stack no record named went).
+    // b's record lost: its stack is no orphan (before, every tagged stack no record named
+    // went), and it may still use a's old stack, which stays too.
     rt().block_on(store.delete("b")).unwrap();
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(&format!("{old}, a's old stack: b may")),
+        "{err}"
+    );
+    assert!(exists(&old) && exists(&format!("{p}-b-dev")));
+    rt().block_on(store.write(&b)).unwrap();
+    // Only the stack a moved away from is an orphan.
     let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains(&format!("deleted {old} (a)")), "{out}");
     assert!(!out.contains(&format!("deleted {p}-b-dev")), "{out}");
     assert!(!exists(&old) && exists(&new) && exists(&format!("{p}-b-dev")));
-    rt().block_on(store.write(&b)).unwrap();
     assert_eq!(
         records(p, "dev").into_keys().collect::<Vec<_>>(),
         ["a", "b"]
@@ -599,7 +620,12 @@ fn a_stack_name_tried_uncommitted_and_dropped_moves_back() {
         "services/a/service.toml",
         "[service]\ntemplate = \"t.yaml\"\n",
     )
-    .write("services/a/t.yaml", QUEUE);
+    .write("services/a/t.yaml", QUEUE)
+    .write(
+        "services/c/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write("services/c/t.yaml", QUEUE);
     r.commit("services");
     let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -616,7 +642,7 @@ fn a_stack_name_tried_uncommitted_and_dropped_moves_back() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         out.contains(&format!(
-            "stack-found: {own} exists and is tagged for this service, though no record names it"
+            "stack-found: {own} exists and is tagged for this service, whose record names {tried}, the stack it moved to: a deploy moves it back here and updates it"
         )),
         "{out}"
     );
@@ -643,11 +669,24 @@ fn a_stack_name_tried_uncommitted_and_dropped_moves_back() {
     );
     std::fs::remove_dir_all(r.path().join("services/fn")).unwrap();
     r.commit("no reader");
+    // c's record lost: its live stack, the one the checkout gives it, is no orphan (before,
+    // every tagged stack no record named went: with a changed records-path, the whole stage).
+    let store = ferry_records::RecordStore::new(
+        aws_sdk_ssm::Client::new(&config()),
+        "dev",
+        &format!("/ferry/{p}/dev"),
+    );
+    rt().block_on(store.delete("c")).unwrap();
     let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains(&format!("deleted {tried} (a)")), "{out}");
     let engine = ferry_stacks::Engine::for_config(&config(), Default::default());
-    assert!(rt().block_on(engine.describe(&own)).unwrap().is_some());
+    for live in [&own, &format!("{p}-c-dev")] {
+        assert!(
+            rt().block_on(engine.describe(live)).unwrap().is_some(),
+            "{live}"
+        );
+    }
     let (code, out, err) = run(&mut xtask(&r, &["remove", "dev"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
 }

@@ -658,23 +658,52 @@ async fn moved_out(
         }
     }
     let graph = ws.graph();
+    // The other stages (and the previews) of the checkout, whose parameters may read this
+    // stage's outputs (`${output:<stage>:<service>.<Output>}`).
+    let others: Vec<Stage> = ws
+        .stages
+        .keys()
+        .filter(|n| **n != stage.name)
+        .filter_map(|n| ws.stage(n).ok())
+        .chain(crate::previews::preview_access(ws).ok())
+        .collect();
     let in_use: Vec<String> = out
         .iter()
         .filter_map(|(service, stack)| {
-            let users: Vec<&str> = graph
+            // A dependent known to have taken the new stack's outputs is one whose record says
+            // it received the moved service's deploy; one with no record but a stack, or a
+            // record older than what it received was kept, cannot be told.
+            let mut users: Vec<String> = graph
                 .dependents(service)
                 .into_iter()
-                .filter(|d| {
-                    crate::prepare::not_received(ws, previous, d)
+                .filter(|d| match previous.get(*d) {
+                    Some(r) if r.received.is_none() => true,
+                    Some(_) => crate::prepare::not_received(ws, previous, d)
                         .iter()
-                        .any(|of| of == service)
+                        .any(|of| of == service),
+                    None => ws
+                        .service(d)
+                        .is_some_and(|s| all.contains_key(&ws.service_stack_name(s, stage))),
                 })
+                .map(String::from)
                 .collect();
+            for other in &others {
+                for reader in &ws.services {
+                    let reads = reader.parameters.values().flat_map(|t| t.references()).any(|r| {
+                        matches!(r, ferry_manifest::Reference::Output { stage: Some(of), service: from, .. }
+                            if from == service
+                                && ferry_manifest::Workspace::output_stage(other, of).as_deref()
+                                    == Some(stage.name.as_str()))
+                    });
+                    if reads {
+                        users.push(format!("{} of stage `{}`", reader.name, other.name));
+                    }
+                }
+            }
             (!users.is_empty()).then(|| {
                 format!(
-                    "{stack}, {service}'s old stack: {} still {} its outputs (not deployed since {service} moved)",
-                    users.join(", "),
-                    if users.len() == 1 { "uses" } else { "use" }
+                    "{stack}, {service}'s old stack: {} may still use its outputs (not known to have deployed since {service} moved)",
+                    users.join(", ")
                 )
             })
         })

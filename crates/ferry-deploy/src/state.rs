@@ -177,7 +177,9 @@ impl StageState {
         let engine = Engine::for_config(config, ferry_stacks::DeployOptions::default());
         let unrecorded = std::mem::take(&mut self.unrecorded);
         for (service, stack) in &unrecorded {
-            if let Some(reason) = found_stack(ws, stage, &engine, service, stack).await {
+            let moved_from = self.moved.get(service).map(|(from, _)| from.stack.as_str());
+            if let Some(reason) = found_stack(ws, stage, &engine, service, stack, moved_from).await
+            {
                 self.found.insert(service.clone(), reason);
             }
         }
@@ -185,13 +187,15 @@ impl StageState {
     }
 }
 
-/// What a deploy of `service`, which no record names, does with its stack `stack`, there.
+/// What a deploy of `service`, which no record names (or whose record names `moved_from`, the
+/// stack it moved to), does with its stack `stack`, there.
 async fn found_stack(
     ws: &Workspace,
     stage: &Stage,
     engine: &Engine,
     service: &str,
     stack: &str,
+    moved_from: Option<&str>,
 ) -> Option<Reason> {
     let info = engine.describe(stack).await.ok()??;
     let owner = crate::ownership(ws, stage, service);
@@ -203,9 +207,14 @@ async fn found_stack(
                 D::Recreate => format!("deletes it ({}) and creates it again", info.status),
                 _ => format!("takes it as its status, {}, says", info.status),
             };
-            format!(
-                "and is tagged for this service, though no record names it (a first deploy that stopped before its record, or a record lost): a deploy {what}"
-            )
+            match moved_from {
+                Some(from) => format!(
+                    "and is tagged for this service, whose record names {from}, the stack it moved to: a deploy moves it back here and {what}"
+                ),
+                None => format!(
+                    "and is tagged for this service, though no record names it (a first deploy that stopped before its record, or a record lost): a deploy {what}"
+                ),
+            }
         }
         Err(ferry_stacks::StackError::Unmanaged { .. }) => "without Ferry's tags (another tool's, or made by hand): without --adopt a deploy refuses it; --adopt takes it over".to_string(),
         Err(e) => format!("and a deploy refuses it: {e}"),
@@ -258,8 +267,9 @@ pub fn check_stacks(
 /// service, is of a move of its stack: the configuration that deployed it (at the record's
 /// [`named_at`](Record::named_at) commit, a promote's or rollback's checkout, else its
 /// `commit`), which HEAD descends from, gave this project's service that stack there; or it
-/// is of a deploy from uncommitted changes on a commit HEAD descends from (a stack name tried
-/// and dropped), whose configuration cannot be read. Else why not, and what to do.
+/// is of a deploy from uncommitted changes on such a commit (a stack name tried and dropped),
+/// of this project's service and stage there, whose stack name no commit shows. Else why not,
+/// and what to do.
 fn moved_from(
     ws: &Workspace,
     repo: Option<&ferry_changes::Repo>,
@@ -284,25 +294,20 @@ fn moved_from(
             "its record is of a deploy from commit {short}, whose configuration names that stack, and HEAD does not descend from it (another branch's deploy, or a newer one): deploying from here would move the service's stack back, and the next deploy of that line forth again; deploy from a checkout that holds {short} (merge it), or give the service the stack name it has there"
         )
     };
-    // A deploy from uncommitted changes (a stack name tried, then dropped): Ferry's own record
-    // of this stage and service, though no commit shows the name it deployed to.
-    if record.from_uncommitted_inputs() && record.named_at.is_none() {
-        return match repo.head_descends_from(&record.commit) {
-            Ok(()) => Ok(()),
-            Err(_) => Err(behind()),
-        };
-    }
     let Ok(then) = ferry_plan::workspace_at(repo, at) else {
         return Err(other);
     };
     let Ok(stage_then) = then.stage(&stage.name) else {
         return Err(other);
     };
-    let named_so = then.project.name == ws.project.name
+    let ours = then.project.name == ws.project.name
         && then.service(service).is_some()
-        && stage_then.id == stage.id
-        && then.stack_name(service, &stage_then) == record.stack;
-    if !named_so {
+        && stage_then.id == stage.id;
+    // A deploy from uncommitted changes (a stack name tried, then dropped; a project pattern
+    // changed with `global-inputs = []`): Ferry's own record of this project's stage and
+    // service, though no commit shows the name it deployed to.
+    let dirty = record.dirty && record.named_at.is_none();
+    if !ours || !(dirty || then.stack_name(service, &stage_then) == record.stack) {
         return Err(other);
     }
     if repo.head_descends_from(at).is_err() {

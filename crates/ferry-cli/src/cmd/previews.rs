@@ -247,6 +247,8 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
     };
     let mut failed = Vec::new();
     let mut redeployed = 0;
+    // As a release id made now would begin: one of a later run sorts after it.
+    let started = ferry_releases::new_id(ferry_records::now_millis(), "");
     // One runtime for every preview's removal. Each is judged again under its lock: one
     // deployed since the judging above is left in place.
     runtime()?.block_on(async {
@@ -269,9 +271,13 @@ fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<()> {
                     &stage,
                     &options,
                     args.lock,
-                    // A CI event's word is final; a list of refs or an age is not, once the
-                    // preview deployed again.
-                    Some((p, matches!(why, ferry_deploy::previews::Gone::Ended(_)))),
+                    // A CI event's word holds against deploys that started before this prune;
+                    // a list of refs or an age does not, once the preview deployed again.
+                    Some((
+                        p,
+                        matches!(why, ferry_deploy::previews::Gone::Ended(_))
+                            .then_some(started.as_str()),
+                    )),
                 )
                     .await
             }

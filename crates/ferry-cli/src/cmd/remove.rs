@@ -60,15 +60,17 @@ pub fn run(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<()> {
 
 /// Removes `stage` under its lock, printing what happened; an error when anything is left.
 /// With `judged` (a preview judged gone by `previews prune`), the stage is left in place when
-/// its records show a deploy newer than that judgement (`Ok(false)`), unless the judgement is
-/// `final` (a CI event ended its branch or pull request: a deploy of it that ran meanwhile, or
-/// was waited for, deployed something already gone).
+/// its records show a deploy newer than that judgement (`Ok(false)`); when a CI event ended
+/// its branch or pull request (`ended`: the id a release started as the prune started would
+/// have), only a deploy by a run that started after the prune (the pull request reopened, the
+/// branch restored) keeps it: one that ran meanwhile, or was waited for, deployed something
+/// already gone.
 pub(crate) async fn remove_stage(
     ctx: &Ctx,
     stage: &Stage,
     options: &ferry_deploy::RemoveOptions,
     lock: crate::lock::LockArgs,
-    judged: Option<(&ferry_deploy::previews::Preview, bool)>,
+    judged: Option<(&ferry_deploy::previews::Preview, Option<&str>)>,
 ) -> anyhow::Result<bool> {
     let ws = ctx.workspace()?;
     let aws = ctx.aws(stage).await?;
@@ -81,8 +83,21 @@ pub(crate) async fn remove_stage(
             .read_all()
             .await
             .context("failed to read the stage's deployment records")?;
+        if let Some((_, Some(started))) = judged
+            && let Some(after) = previous
+                .values()
+                .filter_map(|r| r.release.as_deref())
+                .filter(|id| *id > started)
+                .max()
+        {
+            println!(
+                "left `{}` in place: deployed again by a run that started after this prune (release {after}: the pull request reopened, the branch pushed again)",
+                stage.name
+            );
+            return Ok(false);
+        }
         if let Some(at) = judged
-            .filter(|(_, is_final)| !is_final)
+            .filter(|(_, ended)| ended.is_none())
             .and_then(|(p, _)| ferry_deploy::previews::deployed_since(p, &previous))
         {
             println!(
