@@ -691,6 +691,44 @@ fn a_stack_name_tried_uncommitted_and_dropped_moves_back() {
     assert_eq!(code, 0, "{out}\n{err}");
 }
 
+/// A preview's move deployed, then its commit force-pushed away: the record's commit is gone
+/// from every clone, and every command of the stage was refused. The stack the record names is
+/// this service's of this stage by its tags (Ferry deployed it so): a move.
+#[test]
+fn a_move_whose_commit_was_force_pushed_away_is_judged_by_its_tags() {
+    let p = "rm-pushed";
+    let r = project(p);
+    r.write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write("services/a/t.yaml", QUEUE);
+    r.commit("services");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    r.write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\nstack-name = \"{project}-moved-{stage}\"\n",
+    );
+    r.commit("a move");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(records(p, "dev")["a"].stack, format!("{p}-moved-dev"));
+    // The move's commit dropped, and gone from the repository.
+    let git = |args: &[&str]| ferry_test_support::git(r.path(), args);
+    git(&["reset", "-q", "--hard", "HEAD~1"]);
+    git(&["reflog", "expire", "--expire=now", "--all"]);
+    git(&["gc", "-q", "--prune=now"]);
+    let (code, out, err) = run(&mut xtask(&r, &["plan", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("stack-found: {p}-a-dev exists and is tagged for this service, whose record names {p}-moved-dev")), "{out}");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(records(p, "dev")["a"].stack, format!("{p}-a-dev"));
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+}
+
 /// A service importing another's export without depending on it (validate warns) is removed
 /// before the exporter: CloudFormation refuses to delete an export in use.
 #[test]

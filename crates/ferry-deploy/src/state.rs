@@ -120,8 +120,33 @@ pub async fn read(
     records: &RecordStore,
 ) -> Result<StageState, StateError> {
     let records = records.read_all().await?;
-    let moved = check_stacks(ws, stage, &records)?;
+    let (mut moved, unjudged) = check_stacks(ws, stage, &records)?;
     let engine = Engine::for_config(config, ferry_stacks::DeployOptions::default());
+    // A record whose commit is gone (a branch's move force-pushed away): a move when the stack
+    // it names is gone, or is this service's of this stage by its tags (Ferry deployed it so).
+    for (service, recorded, expected, why) in unjudged {
+        let ours = match engine.describe(&recorded).await {
+            Ok(None) => true,
+            Ok(Some(info)) => ferry_stacks::verify(
+                &recorded,
+                &info,
+                Some(&crate::ownership(ws, stage, &service)),
+                false,
+            )
+            .is_ok(),
+            Err(_) => false,
+        };
+        if !ours {
+            return Err(StateError::OtherStack {
+                service,
+                stage: stage.name.clone(),
+                recorded,
+                expected,
+                why,
+            });
+        }
+        moved.insert(service, places(stage, &recorded, &expected));
+    }
     let list = engine.list().await.map_err(|source| StateError::List {
         stage: stage.name.clone(),
         source: Box::new(source),
@@ -225,16 +250,26 @@ async fn found_stack(
     })
 }
 
+/// A move of a service's stack: where from and to.
+pub type Moves = BTreeMap<String, (ferry_plan::StackPlace, ferry_plan::StackPlace)>;
+
+/// A record naming another stack than the checkout gives its service, whose commit this
+/// checkout, a whole clone, lacks (force-pushed away): judged by the stack's tags
+/// ([`read`]). (service, the stack recorded, the one expected, why it could not be judged).
+pub type Unjudged = Vec<(String, String, String, String)>;
+
 /// A record of a service of the workspace must name the stack this stage gives that service,
-/// or the one the configuration of the record's own commit gave it there (the service's stack
-/// moved since: returned, service → from and to). Anything else is another stage's or
-/// project's record (a records-path they share), and writing ours over it would lose it.
+/// or the one the configuration that deployed it gave it there (the service's stack moved
+/// since: returned, service → from and to). Anything else is another stage's or project's
+/// record (a records-path they share), and writing ours over it would lose it. A record whose
+/// commit this checkout lacks is returned unjudged.
 pub fn check_stacks(
     ws: &Workspace,
     stage: &Stage,
     records: &BTreeMap<String, Record>,
-) -> Result<BTreeMap<String, (ferry_plan::StackPlace, ferry_plan::StackPlace)>, StateError> {
+) -> Result<(Moves, Unjudged), StateError> {
     let mut moved = BTreeMap::new();
+    let mut unjudged = Vec::new();
     let repo = std::cell::OnceCell::new();
     for (service, r) in records {
         if ws.service(service).is_none() {
@@ -245,6 +280,24 @@ pub fn check_stacks(
             continue;
         }
         let repo = repo.get_or_init(|| ferry_changes::Repo::open(&ws.root).ok());
+        let at = r.named_at.as_deref().unwrap_or(&r.commit);
+        // Gone from a whole clone (a move force-pushed away): judged by tags. A shallow clone
+        // cannot tell gone from hidden, nor another line of history from its own.
+        if let Some(repo) = repo.as_ref()
+            && repo.resolve(at).is_none()
+            && !repo.is_shallow()
+        {
+            let short = at.get(..12).unwrap_or(at);
+            unjudged.push((
+                service.clone(),
+                r.stack.clone(),
+                expected,
+                format!(
+                    "this checkout lacks commit {short}, which deployed it (force-pushed away), and the stack's tags do not say it is this service's of this stage: the record belongs to another stage or project (a shared records-path: give each stage its own)"
+                ),
+            ));
+            continue;
+        }
         if let Err(why) = moved_from(ws, repo.as_ref(), stage, service, r) {
             return Err(StateError::OtherStack {
                 service: service.clone(),
@@ -254,13 +307,18 @@ pub fn check_stacks(
                 why,
             });
         }
-        let place = |stack: String| ferry_plan::StackPlace {
-            stack,
-            region: stage.config.region.clone(),
-        };
-        moved.insert(service.clone(), (place(r.stack.clone()), place(expected)));
+        moved.insert(service.clone(), places(stage, &r.stack, &expected));
     }
-    Ok(moved)
+    Ok((moved, unjudged))
+}
+
+/// A move's two places, in the stage's region.
+fn places(stage: &Stage, from: &str, to: &str) -> (ferry_plan::StackPlace, ferry_plan::StackPlace) {
+    let place = |stack: &str| ferry_plan::StackPlace {
+        stack: stack.to_string(),
+        region: stage.config.region.clone(),
+    };
+    (place(from), place(to))
 }
 
 /// Whether `record` (of `service` in `stage`), naming another stack than the checkout gives the
@@ -280,7 +338,7 @@ fn moved_from(
     let at = record.named_at.as_deref().unwrap_or(&record.commit);
     let short = at.get(..12).unwrap_or(at);
     let other = format!(
-        "the record belongs to another stage or project (a shared records-path: give each stage its own), or this checkout lacks commit {short}, which deployed it. (A service's stack name changed in the configuration, its `stack-name`, the project's pattern or a Serverless service's name, is a move: the service deploys to its new stack, and the old one stays until `remove {} --orphans`; from a checkout at or after the commit that deployed it)",
+        "the record belongs to another stage or project (a shared records-path: give each stage its own), or this checkout lacks commit {short}, which deployed it (a shallow clone may hide it: `git fetch --unshallow`). (A service's stack name changed in the configuration, its `stack-name`, the project's pattern or a Serverless service's name, is a move: the service deploys to its new stack, and the old one stays until `remove {} --orphans`; from a checkout at or after the commit that deployed it)",
         stage.name
     );
     let Some(repo) = repo else {
