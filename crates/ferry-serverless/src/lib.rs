@@ -596,11 +596,7 @@ pub fn ssm_reads(
 /// framework writes each value, in clear, into the template it compiles, which Ferry keeps and
 /// uploads as it keeps every template; and no name in Ferry's configuration says to mask it.
 pub fn secret_env_reads(root: &Path, service: &Service) -> Vec<String> {
-    let dir = root.join(&service.dir);
-    let config = dir.join(&service.template);
-    let read = config_texts(&dir, &config, &|p| {
-        (!p.contains("${")).then(|| p.to_string())
-    });
+    let read = written_config_texts(root, service);
     let mut out: Vec<String> = Vec::new();
     for text in read.texts.iter().chain(&read.programs) {
         // A name built with variables (`DB_PASSWORD_${sls:stage}`) is named as written: its
@@ -627,11 +623,7 @@ pub fn secret_env_reads(root: &Path, service: &Service) -> Vec<String> {
 /// The stacks `service`'s configuration reads outputs of (`${cf:<stack>.<Output>}`,
 /// `${cf(<region>):…}`, fallbacks too), as written, itself or in the files it includes.
 pub fn cf_stacks(root: &Path, service: &Service) -> Vec<String> {
-    let dir = root.join(&service.dir);
-    let config = dir.join(&service.template);
-    let read = config_texts(&dir, &config, &|p| {
-        (!p.contains("${")).then(|| p.to_string())
-    });
+    let read = written_config_texts(root, service);
     let mut out: Vec<String> = Vec::new();
     for text in read.texts.iter().chain(&read.programs) {
         for source in ferry_manifest::serverless_variable_sources(text) {
@@ -749,6 +741,16 @@ pub fn env_secret_warning(service: &str, var: &str) -> String {
     format!(
         "{service} reads `{var}`, a secret by its name, from the environment (`${{env:…}}`, or `process.env` in a configuration written as a program), so the framework writes its value, in clear, into the template it compiles, which Ferry keeps (target/ferry/package) and uploads to the stage's artifact bucket as it keeps every template (a new value lands in a new one, and each is kept); keep the secret in SSM as a SecureString or in Secrets Manager, and have the function read it when it runs"
     )
+}
+
+/// [`config_texts`] of `service`'s configuration, with the files it includes by a path
+/// written out (one built from variables is not followed).
+fn written_config_texts(root: &Path, service: &Service) -> ConfigTexts {
+    let dir = root.join(&service.dir);
+    let config = dir.join(&service.template);
+    config_texts(&dir, &config, &|p| {
+        (!p.contains("${")).then(|| p.to_string())
+    })
 }
 
 /// The texts of a configuration and of the files it includes with `${file(…)}` (read relative
