@@ -308,24 +308,7 @@ pub async fn remove(
             .filter(|_| !options.any_commit)
             .filter_map(|(orphan, _)| {
                 let commit = &previous[orphan].commit;
-                use ferry_changes::{BaseUnavailable as B, ChangesError as C};
-                let why = match &repo {
-                    Ok(repo) => match repo.head_descends_from(commit).err()? {
-                        C::BaseUnavailable(B::NotFound { .. }) => {
-                            "a commit this repository does not have".to_string()
-                        }
-                        C::BaseUnavailable(B::HeadBehind { .. }) => "newer than HEAD".to_string(),
-                        C::BaseUnavailable(B::NotAncestor { .. }) => {
-                            "on another line of history than HEAD".to_string()
-                        }
-                        C::BaseUnavailable(B::Shallow { .. }) => {
-                            "hidden by the shallow clone's boundary (`git fetch --unshallow`)"
-                                .to_string()
-                        }
-                        e => e.to_string(),
-                    },
-                    Err(e) => e.to_string(),
-                };
+                let why = why_head_is_not_after(&repo, commit)?;
                 Some(format!(
                     "{orphan} (record of commit {}: {why})",
                     commit.get(..12).unwrap_or(commit)
@@ -641,16 +624,11 @@ async fn moved_out(
             .iter()
             .filter_map(|(service, stack)| {
                 let commit = &previous[service].commit;
-                let behind = match &repo {
-                    Ok(repo) => repo.head_descends_from(commit).is_err(),
-                    Err(_) => true,
-                };
-                behind.then(|| {
-                    format!(
-                        "{service}'s old stack {stack} (its record is of commit {}, which HEAD does not descend from)",
-                        commit.get(..12).unwrap_or(commit)
-                    )
-                })
+                let why = why_head_is_not_after(&repo, commit)?;
+                Some(format!(
+                    "{service}'s old stack {stack} (its record is of commit {}: {why})",
+                    commit.get(..12).unwrap_or(commit)
+                ))
             })
             .collect();
         if !judged.is_empty() {
@@ -727,6 +705,31 @@ async fn moved_out(
         return Err(RemoveError::MovedInUse { in_use });
     }
     Ok(out)
+}
+
+/// Why HEAD of `repo` does not descend from `commit` (a record's), for a remove that judges
+/// only what a checkout at or after it can; `None` when it does.
+fn why_head_is_not_after(
+    repo: &Result<ferry_changes::Repo, ferry_changes::BaseUnavailable>,
+    commit: &str,
+) -> Option<String> {
+    use ferry_changes::{BaseUnavailable as B, ChangesError as C};
+    Some(match repo {
+        Ok(repo) => match repo.head_descends_from(commit).err()? {
+            C::BaseUnavailable(B::NotFound { .. }) => {
+                "a commit this repository does not have".to_string()
+            }
+            C::BaseUnavailable(B::HeadBehind { .. }) => "newer than HEAD".to_string(),
+            C::BaseUnavailable(B::NotAncestor { .. }) => {
+                "on another line of history than HEAD".to_string()
+            }
+            C::BaseUnavailable(B::Shallow { .. }) => {
+                "hidden by the shallow clone's boundary (`git fetch --unshallow`)".to_string()
+            }
+            e => e.to_string(),
+        },
+        Err(e) => e.to_string(),
+    })
 }
 
 /// Moves each exporter of `imports` (importer, exporter) after its importer in `targets`,

@@ -34,7 +34,7 @@ pub struct StageState {
     /// stack its record names, the one the configuration of the record's commit gave it; the
     /// one this checkout gives it). They deploy to the new stack; the old one stays, tagged
     /// for them, until `remove --orphans` deletes it.
-    pub moved: BTreeMap<String, (ferry_plan::StackPlace, ferry_plan::StackPlace)>,
+    pub moved: Moves,
     /// Services no record names (or whose stack moved) whose stack the stage's stack list holds
     /// all the same: service → stack. [`StageState::describe_unrecorded`] says what a deploy
     /// will do with each.
@@ -200,15 +200,13 @@ impl StageState {
     /// is left to the deploy to judge.
     pub async fn describe_unrecorded(&mut self, ws: &Workspace, stage: &Stage, config: &SdkConfig) {
         let engine = Engine::for_config(config, ferry_stacks::DeployOptions::default());
-        let unrecorded = std::mem::take(&mut self.unrecorded);
-        for (service, stack) in &unrecorded {
+        for (service, stack) in &self.unrecorded {
             let moved_from = self.moved.get(service).map(|(from, _)| from.stack.as_str());
             if let Some(reason) = found_stack(ws, stage, &engine, service, stack, moved_from).await
             {
                 self.found.insert(service.clone(), reason);
             }
         }
-        self.unrecorded = unrecorded;
     }
 }
 

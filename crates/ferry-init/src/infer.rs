@@ -459,8 +459,7 @@ fn stack_skeleton(s: &str) -> Option<String> {
 }
 
 fn skeleton_with(s: &str, letters: usize) -> Option<String> {
-    let out = ferry_manifest::serverless_variables_replaced(s, '*');
-    (out.chars().filter(char::is_ascii_alphanumeric).count() >= letters).then_some(out)
+    ferry_manifest::serverless_name_pattern(s, letters)
 }
 
 /// The names of the macros `Fn::Transform` runs anywhere in `v` (YAML's `!Transform` is read as

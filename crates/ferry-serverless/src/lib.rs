@@ -662,10 +662,9 @@ pub fn unlinked_cf_readers(ws: &ferry_manifest::Workspace) -> Vec<(String, Vec<S
     {
         let deps = graph.with_dependencies([reader.name.as_str()]);
         for stack in cf_stacks(&ws.root, reader) {
-            let pattern = ferry_manifest::serverless_variables_replaced(&stack, '*');
-            if pattern.chars().filter(char::is_ascii_alphanumeric).count() < 2 {
+            let Some(pattern) = ferry_manifest::serverless_name_pattern(&stack, 2) else {
                 continue;
-            }
+            };
             // Every service whose stack it may be (a pattern of variables may match several):
             // named only when none is a dependency.
             let read: Vec<String> = ws
@@ -675,7 +674,7 @@ pub fn unlinked_cf_readers(ws: &ferry_manifest::Workspace) -> Vec<(String, Vec<S
                     o.name != reader.name
                         && stages
                             .iter()
-                            .any(|st| wildcard_match(&pattern, &ws.service_stack_name(o, st)))
+                            .any(|st| ferry_ci::glob_match(&pattern, &ws.service_stack_name(o, st)))
                 })
                 .map(|o| o.name.clone())
                 .collect();
@@ -696,31 +695,12 @@ pub fn stack_readers(ws: &ferry_manifest::Workspace, stack: &str) -> Vec<String>
         .filter(|s| s.kind == ferry_manifest::ServiceKind::Serverless)
         .filter(|s| {
             cf_stacks(&ws.root, s).iter().any(|read| {
-                let pattern = ferry_manifest::serverless_variables_replaced(read, '*');
-                pattern.chars().filter(char::is_ascii_alphanumeric).count() >= 2
-                    && wildcard_match(&pattern, stack)
+                ferry_manifest::serverless_name_pattern(read, 2)
+                    .is_some_and(|pattern| ferry_ci::glob_match(&pattern, stack))
             })
         })
         .map(|s| s.name.clone())
         .collect()
-}
-
-/// Whether `name` is `pattern`, each `*` of which stands for any text (empty too).
-fn wildcard_match(pattern: &str, name: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    let [first, middle @ .., last] = parts.as_slice() else {
-        return pattern == name;
-    };
-    let Some(mut rest) = name.strip_prefix(first) else {
-        return false;
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// [`secret_env_reads`] of every Serverless Framework service of `ws`: (service, variable).

@@ -307,6 +307,14 @@ fn expand(raw: &str, doc: &serde_yaml_ng::Value, depth: usize, region: bool) -> 
     Some(out)
 }
 
+/// A name written with Serverless Framework variables (`orders-${sls:stage}`) as a pattern of
+/// what it may be, each variable a `*` (`orders-*`, for `ferry_ci::glob_match`), when at least
+/// `letters` letters or digits are left to tell names apart.
+pub fn serverless_name_pattern(name: &str, letters: usize) -> Option<String> {
+    let out = serverless_variables_replaced(name, '*');
+    (out.chars().filter(char::is_ascii_alphanumeric).count() >= letters).then_some(out)
+}
+
 /// `text` with each Serverless Framework variable in it (`${sls:stage}`, a nested one whole)
 /// written as `with`: `DB_PASSWORD_${sls:stage}` as `DB_PASSWORD__` or `DB_PASSWORD_*`.
 pub fn serverless_variables_replaced(text: &str, with: char) -> String {
