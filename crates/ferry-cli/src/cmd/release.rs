@@ -406,14 +406,11 @@ fn unfinished(
     use ferry_deploy::ServiceResult as R;
     let any = |f: fn(&R) -> bool| results.iter().any(|r| f(r));
     // Deployed, its tests stopped by the cancel: interrupted, not failed.
-    let stopped = |r: &R| r.tests_stopped();
     let cancelled = any(|r| matches!(r, R::Cancelled));
-    let tests_stopped = results.iter().any(|r| stopped(r));
-    let failed = results
-        .iter()
-        .any(|r| matches!(r, R::Failed { .. }) && !stopped(r));
+    let tests_stopped = any(R::tests_stopped);
+    let failed = any(|r| matches!(r, R::Failed { .. }) && !r.tests_stopped());
     let interrupted = (cancelled || tests_stopped) && !failed;
-    // Dependents of a service whose tests were stopped are skipped, not reached.
+    // Services not reached: the dependents a cancel kept from starting (cancelled), or skipped.
     let not_reached = cancelled || any(|r| matches!(r, R::Skipped { .. }));
     if interrupted && !not_reached {
         return format!(
