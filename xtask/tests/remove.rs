@@ -454,6 +454,77 @@ fn orphans_are_the_records_no_service_has_and_never_a_stack_in_use() {
     assert_eq!(records(p, "dev").into_keys().collect::<Vec<_>>(), ["a"]);
 }
 
+/// A service renamed: its record and stack are orphans, but a dependent that has not deployed
+/// since still runs with the old stack's outputs, and a Serverless `${cf:…}` may read it: while
+/// either holds, `--orphans` deletes nothing (before, the dependent's queue went from under it).
+#[test]
+fn an_orphan_a_dependent_or_a_cf_read_still_uses_is_kept() {
+    let p = "rm-orph-used";
+    let r = project(p);
+    r.write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write("services/a/t.yaml", QUEUE)
+    .write(
+        "services/b/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nQueue = \"${output:a.QueueArn}\"\n",
+    )
+    .write("services/b/t.yaml", LOCKED);
+    r.commit("services");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let engine = ferry_stacks::Engine::for_config(&config(), Default::default());
+    let exists = |stack: &str| rt().block_on(engine.describe(stack)).unwrap().is_some();
+    let old = format!("{p}-a-dev");
+
+    // a renamed aa, and b reads aa: not deployed yet, b still runs on a's queue.
+    r.write(
+        "services/a/service.toml",
+        "[service]\nname = \"aa\"\ntemplate = \"t.yaml\"\n",
+    )
+    .write(
+        "services/b/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nQueue = \"${output:aa.QueueArn}\"\n",
+    );
+    r.commit("a is aa");
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "nothing was deleted: the stack of a service the checkout no longer has is still used:\n  {old} (a's): b was deployed with its outputs and has not deployed since"
+        )),
+        "{err}"
+    );
+    assert!(exists(&old));
+
+    // Deployed: b runs on aa's queue. A Serverless configuration reading a's stack keeps it.
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    r.write(
+        "services/fn/service.toml",
+        "[service]\nkind = \"serverless\"\n",
+    )
+    .write(
+        "services/fn/serverless.yml",
+        &format!("service: fn\nprovider:\n  name: aws\n  environment:\n    Q: ${{cf:{p}-a-${{sls:stage}}.QueueArn}}\nfunctions:\n  h:\n    handler: h.h\n"),
+    );
+    r.commit("a reader of a's stack");
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(&format!("{old} (a's): fn reads its outputs (${{cf:…}})")),
+        "{err}"
+    );
+    assert!(exists(&old));
+    std::fs::remove_dir_all(r.path().join("services/fn")).unwrap();
+    r.commit("no reader");
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("deleted {old} (a)")), "{out}");
+    assert!(!exists(&old) && exists(&format!("{p}-aa-dev")));
+}
+
 /// A service's stack name changed after it deployed (its `stack-name`): every command of the
 /// stage refused, saying to put the old name back. It is a move now, known by the record's own
 /// commit, whose configuration gave the service the stack its record names: the service deploys

@@ -163,6 +163,14 @@ pub enum RemoveError {
         service: String,
     },
     #[error(
+        "nothing was deleted: the stack of a service the checkout no longer has is still used:\n  {}\ndeploy the stage until they have deployed without it (`plan` shows them; a deploy of theirs that failed left them on its outputs), and have every `${{cf:…}}` read another stack, then remove the orphans",
+        .used.join("\n  ")
+    )]
+    OrphanUsed {
+        /// `<stack> (<orphan>'s): <user> …`, each.
+        used: Vec<String>,
+    },
+    #[error(
         "nothing was deleted: {} {} no service of the working tree, but HEAD's commit still has {} (a sparse checkout, or a folder deleted, moved or renamed, or a service.toml naming it otherwise, not committed yet); commit the change first, and deploy what replaces {}, or run this in a whole checkout of HEAD",
         .services.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
         if .services.len() == 1 { "is" } else { "are" },
@@ -333,6 +341,10 @@ pub async fn remove(
                     service: s.name.clone(),
                 });
             }
+        }
+        let used = orphan_users(ws, previous, &orphans, &repo);
+        if !used.is_empty() {
+            return Err(RemoveError::OrphanUsed { used });
         }
         orphans
     } else {
@@ -705,6 +717,56 @@ async fn moved_out(
         return Err(RemoveError::MovedInUse { in_use });
     }
     Ok(out)
+}
+
+/// What still uses the stacks of `orphans` (service, stack): a service of the stage whose record
+/// says it was deployed with an orphan's outputs (a dependent whose deploy since the orphan went
+/// failed, or has not run: its stack still holds them), and a Serverless configuration reading
+/// an orphan's stack (`${cf:…}`). A record that does not say what it received (written before
+/// Ferry kept it) is judged by the configuration of its commit, and taken for a user when that
+/// cannot be read.
+fn orphan_users(
+    ws: &Workspace,
+    previous: &BTreeMap<String, Record>,
+    orphans: &[(String, String)],
+    repo: &Result<ferry_changes::Repo, ferry_changes::BaseUnavailable>,
+) -> Vec<String> {
+    let gone: BTreeSet<&str> = orphans.iter().map(|(o, _)| o.as_str()).collect();
+    let mut configs: BTreeMap<String, Option<Workspace>> = BTreeMap::new();
+    let mut depended_on = |record: &Record, orphan: &str| -> bool {
+        if let Some(got) = &record.received {
+            return got.contains_key(orphan);
+        }
+        let commit = record.named_at.as_ref().unwrap_or(&record.commit);
+        let at = configs.entry(commit.clone()).or_insert_with(|| {
+            let repo = repo.as_ref().ok()?;
+            ferry_plan::workspace_at(repo, commit).ok()
+        });
+        at.as_ref().is_none_or(|at| {
+            at.service(&record.service).is_some()
+                && at.graph().dependencies(&record.service).contains(&orphan)
+        })
+    };
+    let mut used = Vec::new();
+    for (orphan, stack) in orphans {
+        let mut users: Vec<String> = Vec::new();
+        for (service, record) in previous {
+            if !gone.contains(service.as_str()) && depended_on(record, orphan) {
+                users.push(format!(
+                    "{service} was deployed with its outputs and has not deployed since"
+                ));
+            }
+        }
+        users.extend(
+            ferry_serverless::stack_readers(ws, stack)
+                .into_iter()
+                .map(|reader| format!("{reader} reads its outputs (${{cf:…}})")),
+        );
+        if !users.is_empty() {
+            used.push(format!("{stack} ({orphan}'s): {}", users.join("; ")));
+        }
+    }
+    used
 }
 
 /// Why HEAD of `repo` does not descend from `commit` (a record's), for a remove that judges

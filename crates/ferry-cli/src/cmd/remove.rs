@@ -16,8 +16,9 @@ pub struct RemoveArgs {
     /// The stage whose stacks to delete
     stage: String,
     /// Only services whose record remains but which the checkout no longer has (folder gone,
-    /// or renamed), refused if such a record names a current service's stack; and the old
-    /// stacks of services whose stack name changed since they deployed to it
+    /// or renamed), refused if such a record names a current service's stack or a service is
+    /// still deployed with its outputs; and the old stacks of services whose stack name changed
+    /// since they deployed to it
     #[arg(long)]
     orphans: bool,
     /// With --orphans: also records of a commit that HEAD does not descend from (a squashed or
