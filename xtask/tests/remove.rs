@@ -446,7 +446,14 @@ fn orphans_are_the_records_no_service_has_and_never_a_stack_in_use() {
         "services/b/service.toml",
         "[service]\nname = \"bee\"\ntemplate = \"t.yaml\"\n",
     );
-    r.commit("rename b");
+    let renamed = r.commit("rename b");
+    // b's record as a promote or rollback of an older package writes it: the package's commit
+    // (here one this repository lacks) and the checkout's that deployed it, which HEAD
+    // descends from. It is judged by the checkout's (before, refused for the package's).
+    let mut promoted = records(p, "dev")["b"].clone();
+    promoted.commit = "0".repeat(40);
+    promoted.named_at = Some(renamed.to_string());
+    rt().block_on(store.write(&promoted)).unwrap();
     let (code, out, err) = run(&mut xtask(&r, &["remove", "dev", "--orphans"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains(&format!("deleted {p}-b-dev (b)")), "{out}");

@@ -315,7 +315,7 @@ pub async fn remove(
             .iter()
             .filter(|_| !options.any_commit)
             .filter_map(|(orphan, _)| {
-                let commit = &previous[orphan].commit;
+                let commit = previous[orphan].checkout();
                 let why = why_head_is_not_after(&repo, commit)?;
                 Some(format!(
                     "{orphan} (record of commit {}: {why})",
@@ -635,7 +635,7 @@ async fn moved_out(
         let judged: Vec<String> = out
             .iter()
             .filter_map(|(service, stack)| {
-                let commit = &previous[service].commit;
+                let commit = previous[service].checkout();
                 let why = why_head_is_not_after(&repo, commit)?;
                 Some(format!(
                     "{service}'s old stack {stack} (its record is of commit {}: {why})",
@@ -737,8 +737,8 @@ fn orphan_users(
         if let Some(got) = &record.received {
             return got.contains_key(orphan);
         }
-        let commit = record.named_at.as_ref().unwrap_or(&record.commit);
-        let at = configs.entry(commit.clone()).or_insert_with(|| {
+        let commit = record.checkout();
+        let at = configs.entry(commit.to_string()).or_insert_with(|| {
             let repo = repo.as_ref().ok()?;
             ferry_plan::workspace_at(repo, commit).ok()
         });

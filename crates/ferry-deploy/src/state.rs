@@ -278,7 +278,7 @@ pub fn check_stacks(
             continue;
         }
         let repo = repo.get_or_init(|| ferry_changes::Repo::open(&ws.root).ok());
-        let at = r.named_at.as_deref().unwrap_or(&r.commit);
+        let at = r.checkout();
         // Gone from a whole clone (a move force-pushed away): judged by tags. A shallow clone
         // cannot tell gone from hidden, nor another line of history from its own.
         if let Some(repo) = repo.as_ref()
@@ -333,7 +333,7 @@ fn moved_from(
     service: &str,
     record: &Record,
 ) -> Result<(), String> {
-    let at = record.named_at.as_deref().unwrap_or(&record.commit);
+    let at = record.checkout();
     let short = at.get(..12).unwrap_or(at);
     let other = format!(
         "the record belongs to another stage or project (a shared records-path: give each stage its own), or this checkout lacks commit {short}, which deployed it (a shallow clone may hide it: `git fetch --unshallow`). (A service's stack name changed in the configuration, its `stack-name`, the project's pattern or a Serverless service's name, is a move: the service deploys to its new stack, and the old one stays until `remove {} --orphans`; from a checkout at or after the commit that deployed it)",

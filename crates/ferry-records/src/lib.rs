@@ -199,6 +199,13 @@ impl Record {
         self.dirty && self.inputs_dirty != Some(false)
     }
 
+    /// The commit of the checkout that deployed it: [`named_at`](Record::named_at), else
+    /// [`commit`](Record::commit). Its configuration named the stack; a checkout that
+    /// descends from it knows every service and stack name the deploy knew.
+    pub fn checkout(&self) -> &str {
+        self.named_at.as_deref().unwrap_or(&self.commit)
+    }
+
     /// Which deploy of the service this record is of: another revision means the stack may
     /// have other outputs (see [`Record::received`]). Made of what every write of the record
     /// keeps (never its outputs, which a large record leaves out): two deploys in one second
