@@ -57,8 +57,9 @@ pub fn candidates(
 /// says: it redeploys only when its template or parameters differ from that record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
-    /// Dependencies among the candidates (deployed or checked before it).
-    Dependent(Vec<String>),
+    /// Dependencies among the candidates (deployed or checked before it); and whether it
+    /// reads values kept outside git too ([`reads_outside_git`]).
+    Dependent(Vec<String>, bool),
     /// Dependencies deployed since it last received their outputs, by a run that did not come
     /// to check it ([`not_received`]).
     NotReceived(Vec<String>),
@@ -84,11 +85,12 @@ impl Check {
             .map(String::from)
             .collect();
         let behind = not_received(ws, records, &service.name);
+        let outside = reads_outside_git(ws, service);
         if !deps.is_empty() {
-            Check::Dependent(deps)
+            Check::Dependent(deps, outside)
         } else if !behind.is_empty() {
             Check::NotReceived(behind)
-        } else if reads_outside_git(ws, service) {
+        } else if outside {
             Check::Outside
         } else {
             Check::Record
@@ -98,7 +100,12 @@ impl Check {
     /// The cause alone (`dependent of api`), as a plan shows it beside "checked".
     pub fn cause(&self) -> String {
         match self {
-            Check::Dependent(deps) => format!("dependent of {}", deps.join(", ")),
+            Check::Dependent(deps, false) => format!("dependent of {}", deps.join(", ")),
+            Check::Dependent(deps, true) => format!(
+                "dependent of {}; {}",
+                deps.join(", "),
+                Check::Outside.cause()
+            ),
             Check::NotReceived(behind) => format!(
                 "{} deployed since it last received {} outputs (a run that did not come to check it)",
                 behind.join(", "),
@@ -113,7 +120,7 @@ impl Check {
 impl std::fmt::Display for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Check::Dependent(_) => f.write_str(&self.cause()),
+            Check::Dependent(..) => f.write_str(&self.cause()),
             Check::Record => f.write_str("checked against its record"),
             _ => write!(f, "{}: checked against its record", self.cause()),
         }

@@ -22,7 +22,7 @@ use crate::parameters::{
     Resolved, check_secret_parameters, resolve_parameters, ssm_typed_versions,
 };
 use crate::site::{publish_site, site_config};
-use crate::{Prepared, ServiceError, candidates, ownership};
+use crate::{Prepared, ServiceError, candidates, ownership, reads_outside_git};
 
 /// How to deploy.
 #[derive(Debug, Clone, Default)]
@@ -1576,9 +1576,22 @@ async fn deploy_one(
                 why: "template, artifacts and parameters unchanged since its record".into(),
             });
         }
-        Some(r) if r.template_hash == template_hash => {
-            Some("its parameters differ from its record (what it receives changed)")
-        }
+        // What changed: the outputs of a dependency that deployed since, else a value read
+        // outside git (an SSM parameter's new version: a rotated secret).
+        Some(r) if r.template_hash == template_hash => Some(
+            match (
+                r.received.as_ref() == Some(&run.received_now(&service.name)),
+                reads_outside_git(ctx.ws, service),
+            ) {
+                (true, true) => {
+                    "its parameters differ from its record (a value it reads outside git changed: an SSM parameter's new version)"
+                }
+                (false, true) => {
+                    "its parameters differ from its record (a dependency's outputs or a value it reads outside git changed)"
+                }
+                _ => "its parameters differ from its record (what it receives changed)",
+            },
+        ),
         Some(r) if r.parameters_hash == params_hash => {
             Some("its template or artifacts differ from its record")
         }

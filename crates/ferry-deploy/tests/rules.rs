@@ -374,35 +374,60 @@ async fn a_new_version_of_an_ssm_value_redeploys_its_reader_and_no_record_holds_
                 "[parameters]\nToken = \"${ssm:token}\"\n",
             ),
             ("other", QUEUE, ""),
+            // A reader of the same value, depending on another (checked) reader.
+            (
+                "feed",
+                SECRET_READER,
+                "depends-on = [\"app\"]\n\n[parameters]\nToken = \"${ssm:token}\"\n",
+            ),
         ],
     );
     expect(
         &deploy(&r, &config).await,
-        &[("app", "created"), ("other", "created")],
+        &[
+            ("app", "created"),
+            ("feed", "created"),
+            ("other", "created"),
+        ],
     );
-    // Same version: the reader is checked (its value lives outside git) and skips.
+    // Same version: the readers are checked (their value lives outside git) and skip.
     expect(
         &deploy(&r, &config).await,
         &[
             ("app", "skipped (up to date)"),
+            ("feed", "skipped (up to date)"),
             ("other", "skipped (up to date)"),
         ],
     );
-    // A new version, no file changed: the reader redeploys, nothing else does, and says why.
+    // A new version, no file changed: the readers redeploy, nothing else does, and each says
+    // why: app the value read outside git (before, "what it receives changed"), feed that
+    // value or its dependency's outputs (before, only the dependency).
     put("second-s3cr3t").await;
     let report = deploy(&r, &config).await;
     expect(
         &report,
-        &[("app", "updated"), ("other", "skipped (up to date)")],
+        &[
+            ("app", "updated"),
+            ("feed", "updated"),
+            ("other", "skipped (up to date)"),
+        ],
     );
-    assert_eq!(
+    let why = |s: &str| {
         report
             .services
             .iter()
-            .find(|s| s.name == "app")
+            .find(|r| r.name == s)
             .unwrap()
-            .why,
-        "reads values kept outside git (SSM, S3): checked against its record: its parameters differ from its record (what it receives changed)"
+            .why
+            .clone()
+    };
+    assert_eq!(
+        why("app"),
+        "reads values kept outside git (SSM, S3): checked against its record: its parameters differ from its record (a value it reads outside git changed: an SSM parameter's new version)"
+    );
+    assert_eq!(
+        why("feed"),
+        "dependent of app; reads values kept outside git (SSM, S3): its parameters differ from its record (a dependency's outputs or a value it reads outside git changed)"
     );
     // The record names the secret by version, never by value or a hash of it.
     let record = ssm
