@@ -15,9 +15,9 @@ use crate::common::{config, rt, run, xtask};
 use ferry_test_support::TestRepo;
 
 /// Requests (path, body) a receiver on 127.0.0.1 got; it answers 200.
-type Got = Arc<Mutex<Vec<(String, String)>>>;
+pub(crate) type Got = Arc<Mutex<Vec<(String, String)>>>;
 
-fn receiver() -> (String, Got) {
+pub(crate) fn receiver() -> (String, Got) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", l.local_addr().unwrap());
     let got: Got = Arc::default();

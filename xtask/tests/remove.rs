@@ -306,11 +306,13 @@ fn a_stack_deployed_under_another_name_is_removed_by_the_name_its_record_holds()
 #[test]
 fn a_preview_removes_its_own_stacks_beside_another_s_stack_of_one_of_its_names() {
     let p = "rm-meet";
+    // Announced, so that the stage keeps each service's health.
+    let (hook, _) = crate::notify::receiver();
     let r = TestRepo::new();
     r.write(
         "ferry.toml",
         &format!(
-            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.\"*\"]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n"
+            "[project]\nname = \"{p}\"\nstack-name = \"{{project}}-{{service}}-{{stage}}\"\n\n[stages.dev]\nregion = \"us-east-1\"\n\n[stages.\"*\"]\nregion = \"us-east-1\"\ndeployment-method = \"direct\"\n\n[notifications]\nwebhooks = [\"{hook}/hook\"]\nstages = [\"*\"]\n"
         ),
     );
     for s in ["a", "a-x"] {
@@ -329,8 +331,14 @@ fn a_preview_removes_its_own_stacks_beside_another_s_stack_of_one_of_its_names()
         format!("{out}{err}").contains(&format!("refusing to touch stack {p}-a-x-feat: its Ferry tags say it belongs to service `a-x` of stage `feat`")),
         "{out}\n{err}"
     );
+    let health = format!("/ferry/{p}/x-feat/health/a");
+    let ssm = aws_sdk_ssm::Client::new(&config());
+    let kept = |name: &str| rt().block_on(ssm.get_parameter().name(name).send()).is_ok();
+    assert!(kept(&health), "the refused service's health is kept");
     let (code, out, err) = run(&mut xtask(&r, &["remove", "x-feat"]), None);
     assert_eq!(code, 0, "{out}\n{err}");
+    // Its health goes with the stage (before, it stayed, and no prune would find it).
+    assert!(!kept(&health));
     assert!(
         out.contains(&format!("deleted {p}-a-x-x-feat (a-x)")),
         "{out}"

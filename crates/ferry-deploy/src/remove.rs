@@ -567,7 +567,10 @@ pub async fn remove(
         }
     }
     report.deleted = confirmed;
-    for service in &report.absent {
+    // A service whose only stack is another's (left alone) has no record, but may have its
+    // health and a batch node's mark in the stage.
+    let left = report.others.iter().map(|(s, _, _)| s);
+    for service in report.absent.iter().chain(left) {
         if let Err(e) = delete_record(records, service).await {
             report.records_left.push(e);
         }
