@@ -540,6 +540,42 @@ fn an_orphan_a_dependent_or_a_cf_read_still_uses_is_kept() {
     assert!(!exists(&old) && exists(&format!("{p}-aa-dev")));
 }
 
+/// A Serverless configuration reading, by `${cf:…}`, the stack a service moves away from would
+/// go on reading the old stack's outputs after the move: the plan says so (before, nothing did
+/// until `remove --orphans` refused to delete the old stack).
+#[test]
+fn a_plan_names_a_cf_read_of_the_stack_a_service_moves_away_from() {
+    let p = "rm-move-read";
+    let r = project(p);
+    r.write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write("services/a/t.yaml", QUEUE);
+    r.commit("a");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    r.write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\nstack-name = \"{project}-queue-{stage}\"\n",
+    )
+    .write(
+        "services/fn/service.toml",
+        "[service]\nkind = \"serverless\"\n",
+    )
+    .write(
+        "services/fn/serverless.yml",
+        &format!("service: fn\nprovider:\n  name: aws\n  environment:\n    Q: ${{cf:{p}-a-${{sls:stage}}.QueueArn}}\nfunctions:\n  h:\n    handler: h.h\n"),
+    );
+    r.commit("a moves; fn reads its old stack");
+    let (code, out, err) = run(&mut xtask(&r, &["plan", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(&format!("fn reads {p}-a-dev by `${{cf:…}}`, the stack `a` moves away from (to {p}-queue-dev): point it at the new name, or it will go on reading the old stack's outputs")),
+        "{out}"
+    );
+}
+
 /// A service's stack name changed after it deployed (its `stack-name`): every command of the
 /// stage refused, saying to put the old name back. It is a move now, known by the record's own
 /// commit, whose configuration gave the service the stack its record names: the service deploys

@@ -44,6 +44,29 @@ pub struct StageState {
 }
 
 impl StageState {
+    /// Notes for a plan of this state: each Serverless configuration reading (`${cf:…}`) a
+    /// stack a service moves away from, which would go on reading the old stack's outputs
+    /// after the move (and keeps `remove --orphans` from deleting it).
+    pub fn move_notes(&self, ws: &Workspace) -> Vec<String> {
+        self.moved
+            .iter()
+            .filter_map(|(service, (from, to))| {
+                let readers = ferry_serverless::stack_readers(ws, &from.stack);
+                (!readers.is_empty()).then(|| {
+                    format!(
+                        "{} read{} {} by `${{cf:…}}`, the stack `{service}` moves away from (to {}): point {} at the new name, or {} go on reading the old stack's outputs",
+                        readers.join(", "),
+                        if readers.len() == 1 { "s" } else { "" },
+                        from.stack,
+                        to.stack,
+                        if readers.len() == 1 { "it" } else { "them" },
+                        if readers.len() == 1 { "it will" } else { "they will" },
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// Plans from this state, as `deploy` and `plan` both do: each recorded service's base is
     /// its record's commit, and what the stacks say comes on top. A record of a deploy from
     /// uncommitted changes among the service's inputs deploys the service again

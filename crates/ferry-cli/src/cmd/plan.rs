@@ -200,7 +200,7 @@ pub(crate) fn plan_with<T>(
         }
         _ => ctx.workspace()?,
     };
-    let records = match read_state {
+    let state = match read_state {
         true => {
             let stage = req.stage.clone();
             read_stage_state(ctx, ws, &stage, req)?
@@ -209,8 +209,9 @@ pub(crate) fn plan_with<T>(
     };
     let mut plan = ferry_plan::plan(ws, repo.as_ref(), req)
         .with_context(|| format!("failed to plan stage `{}`", req.stage))?;
-    if let Some(records) = &records {
-        ferry_deploy::mark_checks(ws, &mut plan, records);
+    if let Some(state) = &state {
+        ferry_deploy::mark_checks(ws, &mut plan, &state.records);
+        plan.notes.extend(state.move_notes(ws));
     }
     let also = then(ws, &plan);
     // The process ends soon after; freeing a thousand services and the repository handle one
@@ -220,16 +221,15 @@ pub(crate) fn plan_with<T>(
 }
 
 /// Fills the request's bases from the stage's records and what its stacks say, as a deploy
-/// would (read only: no lock), and returns the records. When AWS cannot be reached, says why
-/// and plans without them; a
-/// record that cannot be read, or that is another stage's, is the error a deploy would give
+/// would (read only: no lock), and returns that state. When AWS cannot be reached, says why
+/// and plans without it; a record that cannot be read, or that is another stage's, is the error a deploy would give
 /// (a plan of a healthy stage as if nothing were deployed would say every service deploys).
 fn read_stage_state(
     ctx: &Ctx,
     ws: &ferry_manifest::Workspace,
     stage: &str,
     req: &mut PlanRequest,
-) -> anyhow::Result<Option<std::collections::BTreeMap<String, ferry_records::Record>>> {
+) -> anyhow::Result<Option<ferry_deploy::StageState>> {
     let Ok(stage) = ws.stage(stage) else {
         return Ok(None); // the plan reports it
     };
@@ -251,7 +251,7 @@ fn read_stage_state(
                 state.list_calls
             );
             state.apply(req);
-            return Ok(Some(state.records));
+            return Ok(Some(state));
         }
         Err(e) if !unreachable(&e) => {
             return Err(e).with_context(|| {
