@@ -107,13 +107,31 @@ pub(crate) fn read_noting_secrets(
                             (theirs != v).then_some((other, theirs))
                         })
                         .collect();
+                    // Values that differ by each environment's own stage only (`[default]
+                    // Stage=dev`, `[prod] Stage=prod`): the stage's, for every stage.
+                    let staged = (!differ.is_empty())
+                        .then(|| {
+                            let all: Vec<&str> = std::iter::once(v.as_str())
+                                .chain(differ.iter().map(|(_, t)| t.as_str()))
+                                .collect();
+                            per_stage(&all)
+                        })
+                        .flatten();
+                    let (v, differ) = match staged {
+                        Some(form) => (form, Vec::new()),
+                        None => (v, differ),
+                    };
                     // A secret's values are never shown (it is noted, not copied, below).
                     let secret = declared.iter().any(|(d, s)| *d == k && *s)
                         || looks_secret(&k, &v)
                         || differ.iter().any(|(_, theirs)| secret_value(theirs));
+                    // As the file holds them (a named environment's own name was read as its
+                    // stage's).
                     let differ: Vec<String> = differ
                         .into_iter()
-                        .map(|(other, theirs)| format!("[{other}] {theirs}"))
+                        .map(|(other, theirs)| {
+                            format!("[{other}] {}", theirs.replace("${STAGE}", other))
+                        })
                         .collect();
                     if secret {
                         // Said by the secret's own note.
@@ -283,7 +301,8 @@ pub(crate) fn stack_name(
     file: &str,
     notes: &mut Vec<String>,
 ) -> Option<(String, String)> {
-    let mut found: Vec<(String, String)> = Vec::new();
+    // (name as read, with a named environment's own name as its stage; where from; as written)
+    let mut found: Vec<(String, String, String)> = Vec::new();
     let scripts = scripts_of(root, dir, file);
     for config in samconfigs(root, dir, file, &scripts) {
         let at = &config.path;
@@ -316,28 +335,30 @@ pub(crate) fn stack_name(
                 ));
                 return None;
             }
-            found.extend(
-                names
-                    .into_iter()
-                    .map(|(env, raw)| (raw, format!("{at} [{env}]"))),
-            );
+            found.extend(names.into_iter().map(|(env, raw)| {
+                // As the file holds it (the environment's own name was read as its stage).
+                let shown = raw.replace("${STAGE}", &env);
+                (raw, format!("{at} [{env}]"), shown)
+            }));
         }
     }
     for (from, text, of) in &scripts {
         found.extend(
             deploy_flag_of(&with_literal_variables(text), of, "--stack-name")
                 .into_iter()
-                .map(|raw| (raw, from.clone())),
+                .map(|raw| (raw.clone(), from.clone(), raw)),
         );
     }
-    let (first, from) = found.first()?.clone();
+    let (first, from, _) = found.first()?.clone();
     // A script deploying each stage with a command of its own (`--stack-name app-prod`, then
     // `--stack-name app-dev`): the names one pattern gives, when they differ only by the
     // stage's word.
     let mut raws: Vec<&str> = Vec::new();
-    for (raw, _) in &found {
+    let mut written: Vec<&str> = Vec::new();
+    for (raw, _, shown) in &found {
         if !raws.contains(&raw.as_str()) {
             raws.push(raw);
+            written.push(shown.trim());
         }
     }
     let raw = per_stage(&raws).unwrap_or(first);
@@ -364,7 +385,6 @@ pub(crate) fn stack_name(
     }
     // The names as the scripts write them (`app-prod`, `app-dev`), not the pattern made of
     // them, which no script holds.
-    let written: Vec<&str> = raws.iter().map(|r| r.trim()).collect();
     Some((
         pattern,
         format!("as {from} names its stacks: {}", written.join(", ")),
@@ -748,6 +768,10 @@ pub(crate) fn stage_variable(name: &str) -> bool {
 /// A value with its variables in Ferry's syntax, or the first variable it cannot translate, as
 /// it is to be shown (quoted, with what it is: `` `TEAM` ``, `` `$1`, an argument … ``).
 fn translate(raw: &str) -> Result<String, String> {
+    // `` `cat table.txt` ``: a command's output too (the old form of `$(…)`).
+    if raw.contains('`') {
+        return Err("`` `…` ``, what a command prints".to_string());
+    }
     let mut out = String::new();
     let mut rest = raw;
     while let Some(at) = rest.find('$') {
@@ -931,6 +955,14 @@ mod tests {
             assert_eq!(
                 translate(command).unwrap_err(),
                 "`$(…)`, what a command prints",
+                "{command}"
+            );
+        }
+        // Backticks, cut at a space or whole (before: written as the literal text).
+        for command in ["`cat", "`cat table.txt`", "t-`date`"] {
+            assert_eq!(
+                translate(command).unwrap_err(),
+                "`` `…` ``, what a command prints",
                 "{command}"
             );
         }
@@ -1257,6 +1289,25 @@ deploy:\n\taws cloudformation deploy \\\n\t\t--stack-name x \\\n\t\t--parameter-
     // prod's, was written for every stage in silence, and its stack name taken as one stack for
     // every stage).
     #[test]
+    fn a_named_environments_stack_name_is_quoted_as_the_file_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("template.yaml"), "Resources: {}\n").unwrap();
+        std::fs::write(
+            dir.path().join("samconfig.toml"),
+            "version = 0.1\n[prod.deploy.parameters]\nstack_name = \"acme-users-prod\"\n",
+        )
+        .unwrap();
+        let mut notes = Vec::new();
+        let (pattern, why) = stack_name(dir.path(), "", "template.yaml", &mut notes).unwrap();
+        assert_eq!(pattern, "acme-users-{stage}");
+        // Before: `acme-users-${STAGE}`, which the file does not hold.
+        assert_eq!(
+            why,
+            "as samconfig.toml [prod] names its stacks: acme-users-prod"
+        );
+    }
+
+    #[test]
     fn one_deploy_command_per_stage_gives_values_for_every_stage() {
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
@@ -1498,6 +1549,26 @@ sam deploy --stack-name add-user-dev --parameter-overrides ParameterKey=Stage,Pa
         // `/dev/t` and `/prod/t` are each environment's own stage: the same value.
         assert!(
             !notes.iter().any(|n| n.contains("pass Table")),
+            "{notes:#?}"
+        );
+        // `[default]` passing dev and `[prod]` its own name: the stage's, for every stage
+        // (before: noted as different values, quoting `${STAGE}`, which the file does not
+        // hold, and said to be written for none). Other values are quoted as the file holds
+        // them.
+        let staged = "[default.deploy.parameters]\nparameter_overrides = \"Environment=dev Table=t-dev\"\n[prod.deploy.parameters]\nparameter_overrides = \"Environment=prod Table=prod-x\"\n";
+        std::fs::write(dir.path().join("samconfig.toml"), staged).unwrap();
+        let mut notes = Vec::new();
+        let found = read(dir.path(), "", "template.yaml", &declared, &mut notes);
+        assert_eq!(found["Environment"].0, "${stage}", "{notes:#?}");
+        assert!(
+            !notes.iter().any(|n| n.contains("Environment")),
+            "{notes:#?}"
+        );
+        assert!(!found.contains_key("Table"), "{found:?}");
+        assert!(
+            notes.iter().any(|n| n.contains(
+                "its environments pass Table different values ([default] t-dev; [prod] prod-x)"
+            )),
             "{notes:#?}"
         );
         let default = "[default.deploy.parameters]\nparameter_overrides = \"Environment=dev\"\n";
