@@ -2673,6 +2673,41 @@ fn a_rollback_leaves_a_serverless_dependent_that_receives_the_same_values_alone(
     );
 }
 
+/// A rollback of a Serverless Framework service deploys its stored compile as it is, with the
+/// values its parameters had then written into its template: when its dependency gives others
+/// now (here its stack was removed and the rollback created it again, with a new stack id), the
+/// functions would name what is gone. Refused, naming the way out (before: deployed, reported
+/// `created`, and its record said it was up to date with the new values).
+#[test]
+fn a_rollback_refuses_a_serverless_compile_whose_parameters_resolve_otherwise_now() {
+    let p = "rel-slsstale";
+    let r = sls_repo(p, false, "");
+    r.write("services/src/t.yaml", &src_template("!Ref AWS::StackId"));
+    r.commit("src's output changes with its stack");
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "dev"]);
+    let took = records(p, "dev")["sls"].compiled_with.clone();
+    assert!(took.is_some(), "the record keeps what the compile took");
+    let (code, out, err) = run(&mut xtask(&r, &["remove", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = run(&mut xtask(&r, &["rollback", "dev"]), None);
+    let said = format!("{out}\n{err}");
+    assert_eq!(code, 1, "{said}");
+    assert!(row(&out, "src").contains("created"), "{said}");
+    assert!(
+        said.contains("sls: its stored compile (package ")
+            && said.contains("they resolve to others now")
+            && said.contains("`deploy dev --service sls`"),
+        "{said}"
+    );
+    assert!(!records(p, "dev").contains_key("sls"), "{said}");
+    // Compiled from the checkout with today's values: deployed.
+    let (out, err) = ok(&r, v, &["deploy", "dev", "--service", "sls"]);
+    assert!(row(&out, "sls").contains("created"), "{out}\n{err}");
+    assert_ne!(records(p, "dev")["sls"].compiled_with, took);
+}
+
 /// A service a rollback put back that no later run deploys again (the checkout holds its
 /// package) keeps, for a rollback's choice of target, the outcome its package had with the same
 /// parameters in the release the rollback restored, in every later release: a later release

@@ -257,6 +257,9 @@ pub struct Origin {
     /// Its record's [`inputs_dirty`](Record::inputs_dirty), carried into the records the
     /// package is deployed again with.
     pub inputs_dirty: Option<bool>,
+    /// Its record's [`compiled_with`](Record::compiled_with): what a Serverless Framework
+    /// service's stored compile took.
+    pub compiled_with: Option<String>,
 }
 
 /// Why a package could not be made or uploaded.

@@ -765,6 +765,7 @@ pub async fn stored_package(
             commit: r.commit.clone(),
             dirty: r.dirty,
             inputs_dirty: r.inputs_dirty,
+            compiled_with: r.compiled_with.clone(),
         };
         // The key of the inputs a Serverless service was compiled from goes on into the new
         // record: when it is compiled again for the target stage (a promote, whose checkout was

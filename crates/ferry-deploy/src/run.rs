@@ -1538,6 +1538,14 @@ async fn deploy_one(
     // A Serverless service's reviewed compile, approved: its parameters went into that compile,
     // as the review resolved them, and its record keeps them, as a deploy's does (the stored
     // template takes only the bucket: kept out, its next check found them changed).
+    // What the framework writes into the template: taken now by a compile now; a stored
+    // compile's took what its record says.
+    let compile_hash = compiled_with.as_ref().map(parameters_hash);
+    let took = if compiled_now {
+        compile_hash.clone()
+    } else {
+        origin.and_then(|o| o.compiled_with.clone())
+    };
     let params_hash = match (fixed, compiled_with) {
         (Some(reviewed), _) if service.kind == ServiceKind::Serverless && !compiled_now => {
             parameters_hash(reviewed)
@@ -1598,6 +1606,22 @@ async fn deploy_one(
         Some(_) => Some("its template and parameters differ from its record"),
         None => Some("no record in this stage"),
     };
+    // A stored compile deployed as it is (a rollback) whose dependencies give other values
+    // now (a stack created again or a resource replaced since, a secret rotated): its
+    // functions would name what is gone, and its record would say it is up to date.
+    if service.kind == ServiceKind::Serverless
+        && !compiled_now
+        && fixed.is_none()
+        && let Some(took) = &took
+        && compile_hash.as_ref() != Some(took)
+    {
+        return Err(ServiceError::StaleCompile {
+            service: service.name.clone(),
+            stage: ctx.stage.name.clone(),
+            package: package_id.clone().unwrap_or_default(),
+            commit: commit.clone(),
+        });
+    }
 
     check_secret_parameters(ctx, service, packaged, &template, &hashed, on)?;
     // An approval: what resolves now must be what was reviewed (else the review is stale),
@@ -1729,6 +1753,7 @@ async fn deploy_one(
         inputs_dirty: dirty.then_some(inputs_dirty),
         template_hash,
         parameters_hash: params_hash,
+        compiled_with: took,
         artifacts: artifact_keys,
         deployed_at: ferry_records::now_secs(),
         duration_ms: 99_999_999,

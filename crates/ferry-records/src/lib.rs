@@ -148,6 +148,13 @@ pub struct Record {
     /// name is judged against (a move). `None`: `commit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub named_at: Option<String>,
+    /// For a Serverless Framework service: the hash of the parameters its compile took
+    /// ([`parameters_hash`], values read outside git by version), which the framework wrote
+    /// into its template. A stored compile deployed again as it is (a rollback) must still
+    /// receive them, or its functions name what its dependencies no longer give. `None`: not
+    /// such a service, or a record written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compiled_with: Option<String>,
 }
 
 /// The JSON of `record` as it is written: within a standard parameter's 4 KB (`MAX_RECORD`)
