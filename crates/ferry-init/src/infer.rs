@@ -298,34 +298,12 @@ pub(crate) fn links(
         }
         let dir = services[i].dir.clone();
         let mut file_reads = Vec::new();
-        for (file, pattern) in s.files.iter().zip(&s.file_patterns) {
-            let rel = format!("{dir}/{file}");
-            let Some(path) = ferry_manifest::normalize_relative(&rel) else {
-                notes.push(format!(
-                    "{dir}: reads `{file}`, outside the repository: Ferry cannot see its changes"
-                ));
-                continue;
-            };
+        for pattern in &s.file_patterns {
             file_reads.extend(ferry_manifest::normalize_relative(&format!(
                 "{dir}/{pattern}"
             )));
-            let inside = path.starts_with(&format!("{dir}/"));
-            if inside {
-                continue;
-            }
-            let glob = if path.contains("${") {
-                // A path with variables (e.g. the stage): its folder, or at the root the files
-                // named as it starts (`.env.${sls:stage}` → `.env.*`).
-                let fixed = &path[..path.find("${").unwrap_or(path.len())];
-                match fixed.rsplit_once('/') {
-                    Some((folder, _)) => format!("{folder}/**"),
-                    None => format!("{fixed}*"),
-                }
-            } else {
-                path.clone()
-            };
-            inputs.insert(glob, format!("reads `{file}` (${{file(…)}})"));
         }
+        inputs.extend(file_inputs(&dir, s, notes));
         let others: Vec<&str> = services
             .iter()
             .filter(|o| o.dir != dir)
@@ -600,6 +578,65 @@ fn same_name(a: &str, b: &str) -> bool {
             (false, true) => matches(b.as_bytes(), a.as_bytes()),
             _ => false,
         }
+}
+
+/// The inputs a service's `${file(…)}` reads outside its folder `dir` give (input glob → why):
+/// the file, or for a path with variables (e.g. the stage) its folder, or at the root the files
+/// named as it starts (`.env.${sls:stage}` → `.env.*`). A path out of the repository is noted.
+fn file_inputs(dir: &str, s: &Said, notes: &mut Vec<String>) -> BTreeMap<String, String> {
+    let mut inputs = BTreeMap::new();
+    for file in &s.files {
+        let Some(path) = ferry_manifest::normalize_relative(&format!("{dir}/{file}")) else {
+            notes.push(format!(
+                "{dir}: reads `{file}`, outside the repository: Ferry cannot see its changes"
+            ));
+            continue;
+        };
+        if path.starts_with(&format!("{dir}/")) {
+            continue;
+        }
+        let glob = if path.contains("${") {
+            let fixed = &path[..path.find("${").unwrap_or(path.len())];
+            match fixed.rsplit_once('/') {
+                Some((folder, _)) => format!("{folder}/**"),
+                None => format!("{fixed}*"),
+            }
+        } else {
+            path.clone()
+        };
+        inputs.insert(glob, format!("reads `{file}` (${{file(…)}})"));
+    }
+    inputs
+}
+
+/// For `validate`: the inputs the `${file(…)}` reads of the Serverless Framework service in
+/// `dir` (its configuration `file`) give outside its folder, as `init` writes them (see
+/// [`file_inputs`]).
+pub(crate) fn serverless_file_inputs(
+    root: &Path,
+    dir: &str,
+    file: &str,
+) -> BTreeMap<String, String> {
+    let found = crate::Found {
+        dir: dir.to_string(),
+        name: String::new(),
+        kind: ServiceKind::Serverless,
+        file: file.to_string(),
+        depends_on: BTreeMap::new(),
+        inputs: BTreeMap::new(),
+        parameters: BTreeMap::new(),
+        region: None,
+        stage_regions: BTreeMap::new(),
+        stack_name: None,
+        build: None,
+        built_template: None,
+        artifacts: BTreeMap::new(),
+        file_reads: Vec::new(),
+        secrets: BTreeSet::new(),
+    };
+    let mut notes = Vec::new();
+    let said = read(root, &found, &mut notes);
+    file_inputs(dir, &said, &mut notes)
 }
 
 /// The framework's service name, exports, imports, `${cf:…}` stacks and `${file(…)}` paths of

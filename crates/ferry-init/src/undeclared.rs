@@ -71,6 +71,13 @@ pub fn undeclared_inputs(ws: &Workspace, ignored: &dyn Fn(&str) -> bool) -> Vec<
         ] {
             inferred.extend(found.into_iter().map(|(glob, why)| (glob, why, None)));
         }
+        // A file its Serverless configuration reads with `${file(…)}` from outside its folder
+        // (settings shared between services): the framework writes it into the compile.
+        if s.kind == ferry_manifest::ServiceKind::Serverless {
+            for (glob, why) in crate::infer::serverless_file_inputs(root, dir, &s.template) {
+                inferred.push((glob, why, None));
+            }
+        }
         // The lock file (or package.json) above it that its framework CLI and plugins install
         // from: an upgrade there changes what it compiles.
         if s.kind == ferry_manifest::ServiceKind::Serverless

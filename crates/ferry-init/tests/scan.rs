@@ -1108,6 +1108,49 @@ fn validate_names_the_lock_file_above_a_serverless_service_that_its_inputs_lack(
     assert_eq!(ferry_init::undeclared_inputs(&ws, &|_| false), []);
 }
 
+// Settings shared between Serverless services, read with `${file(../../cfg/common.yml)}`, are
+// written into the compile: a file of them no input covers is named by validate (before:
+// nothing said it, a change there deployed nothing, and `deploy --all` reused the old compile).
+#[test]
+fn a_serverless_file_read_outside_the_folder_must_be_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(r, "cfg/common.yml", "memory: 256\n");
+    file(r, "cfg/dev/extra.yml", "x: 1\n");
+    file(
+        r,
+        "services/fn/serverless.yml",
+        "service: fn\nprovider:\n  name: aws\n  memorySize: ${file(../../cfg/common.yml):memory}\ncustom: ${file(../../cfg/${sls:stage}/extra.yml)}\nfunctions:\n  h:\n    handler: h.h\n    timeout: ${file(./local.yml):t}\n",
+    );
+    file(r, "services/fn/local.yml", "t: 3\n");
+    file(
+        r,
+        "services/fn/service.toml",
+        "[service]\nkind = \"serverless\"\n",
+    );
+    let project = "[project]\nname = \"shop\"\nservices = [\"services/*\"]\n\n[stages.dev]\nregion = \"us-east-1\"\n";
+    file(r, "ferry.toml", project);
+    let ws = ferry_manifest::load(r).unwrap();
+    let found: Vec<String> = ferry_init::undeclared_inputs(&ws, &|_| false)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "fn: reads `../../cfg/${sls:stage}/extra.yml` (${file(…)}), but cfg/common.yml is none of its inputs nor a global input: a change there would not deploy it; add `cfg/**` to `inputs` in its service.toml",
+            "fn: reads `../../cfg/common.yml` (${file(…)}), but cfg/common.yml is none of its inputs nor a global input: a change there would not deploy it; add `cfg/common.yml` to `inputs` in its service.toml",
+        ]
+    );
+    file(
+        r,
+        "services/fn/service.toml",
+        "[service]\nkind = \"serverless\"\ninputs = [\"cfg/**\"]\n",
+    );
+    let ws = ferry_manifest::load(r).unwrap();
+    assert_eq!(ferry_init::undeclared_inputs(&ws, &|_| false), []);
+}
+
 // Code a bundler takes into a service's archive from outside its folder, by a relative import
 // (serverless-bundle, esbuild), is an input: before, a change to `libs/` deployed nothing.
 #[test]
@@ -4073,7 +4116,8 @@ fn paths_with_glob_characters_are_written_escaped() {
     assert_eq!(owners.services_of("routes/[slug]/page.js"), ["site"]);
     assert!(owners.services_of("routes/s/page.js").is_empty());
     assert_eq!(owners.services_of("config.prod.yml"), ["site"]);
-    // Without the input, what `validate` advises is the escaped glob too.
+    // Without the inputs, what `validate` advises is the escaped glob too (and the file the
+    // configuration reads).
     file(
         r,
         "apps/[group]/site/service.toml",
@@ -4084,7 +4128,7 @@ fn paths_with_glob_characters_are_written_escaped() {
         .iter()
         .map(|u| u.glob.clone())
         .collect();
-    assert_eq!(found, ["routes/[[]slug[]]/**"]);
+    assert_eq!(found, ["routes/[[]slug[]]/**", "config.*"]);
 }
 
 // A SAM service left where it is gets what its template names outside its folder as inputs,

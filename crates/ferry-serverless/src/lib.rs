@@ -850,6 +850,12 @@ fn reuse_key(c: &Compile<'_>, input_key: &str) -> String {
     for (k, v) in c.parameters {
         h.update(format!("{k}\0{v}\0").as_bytes());
     }
+    // The files it includes with `${file(…)}`, which the input key does not see when they lie
+    // outside the service's folder and its `inputs` (settings shared between services): a
+    // change there is a new compile, also when no plan saw it (`deploy --all`).
+    for text in written_config_texts(c.root, c.service).texts {
+        h.update(format!("included\0{}\0{text}\0", text.len()).as_bytes());
+    }
     // The files git ignores that the framework zips (a `node_modules` installed before Ferry
     // runs), which the input key never sees.
     if let Some(ignored) = ferry_package::ignored_files_key(c.root, c.service) {

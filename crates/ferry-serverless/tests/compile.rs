@@ -143,6 +143,29 @@ fn a_compile_passes_the_stage_region_and_parameters_and_is_reused_for_the_same_i
     assert_eq!(calls.lines().count(), 3, "{calls}");
 }
 
+/// A file the configuration includes from outside the service's folder (shared settings) is
+/// none of the input key's: its change is a new compile (before, the old one was reused, also
+/// by `deploy --all`).
+#[test]
+fn a_change_to_a_file_the_configuration_includes_from_outside_compiles_again() {
+    let (dir, ws) = workspace(PACKAGE, "");
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("cfg")).unwrap();
+    std::fs::write(root.join("cfg/common.yml"), "memory: 256\n").unwrap();
+    std::fs::write(
+        root.join("services/notifier/serverless.yml"),
+        "service: shop-notifications\nprovider:\n  memorySize: ${file(../../cfg/common.yml):memory}\n",
+    )
+    .unwrap();
+    let out = root.join("target/ferry/package");
+    let params = BTreeMap::new();
+    let c = request(&ws, &out, &params, &[], &no_mask, Some("tree-1"));
+    assert!(!rt().block_on(compile(&c)).unwrap().reused);
+    assert!(rt().block_on(compile(&c)).unwrap().reused);
+    std::fs::write(root.join("cfg/common.yml"), "memory: 1024\n").unwrap();
+    assert!(!rt().block_on(compile(&c)).unwrap().reused);
+}
+
 /// Compiles with `script` as the CLI and returns the error's text.
 fn failure(
     script: &str,
