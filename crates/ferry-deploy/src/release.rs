@@ -56,13 +56,19 @@ pub enum ReleaseRunError {
     )]
     NoPromoteFrom { stage: String, from: String },
     #[error(
-        "stage `{stage}` is a preview stage (ferry.toml names no such stage): a promote goes to a named stage, whose promote-from names the stage it takes tested packages from; a preview is deployed with `deploy {stage}`"
+        "stage `{stage}` is a preview stage (ferry.toml names no such stage){}: a promote goes to a named stage, whose promote-from names the stage it takes tested packages from; a preview is deployed with `deploy {stage}`",
+        meant.as_ref().map(|m| format!("; did you mean `{m}`?")).unwrap_or_default()
     )]
-    PreviewTarget { stage: String },
+    PreviewTarget {
+        stage: String,
+        /// The named stage its name most likely misspells.
+        meant: Option<String>,
+    },
     #[error(
-        "`{from}` is a preview stage (ferry.toml names no such stage): a promote takes packages from a named stage, the one the target's promote-from names"
+        "`{from}` is a preview stage (ferry.toml names no such stage){}: a promote takes packages from a named stage, the one the target's promote-from names",
+        meant.as_ref().map(|m| format!("; did you mean `{m}`?")).unwrap_or_default()
     )]
-    PreviewSource { from: String },
+    PreviewSource { from: String, meant: Option<String> },
     #[error(
         "review {id} was made for stage `{stage}` as a named stage of the ferry.toml that reviewed it, which this checkout does not name and takes for a preview; approve it from a checkout that names it (another branch's)"
     )]
@@ -297,15 +303,22 @@ impl ReleaseInfo {
 
 /// Checks that `stage` takes packages from `from` (its `promote-from`), before anything else:
 /// both named stages (a preview has no promote-from, nor is one).
-pub fn check_promote_from(stage: &Stage, from: &Stage) -> Result<(), ReleaseRunError> {
+pub fn check_promote_from(
+    ws: &Workspace,
+    stage: &Stage,
+    from: &Stage,
+) -> Result<(), ReleaseRunError> {
+    let meant = |s: &Stage| ws.misspelt_stage(s).map(String::from);
     if stage.preview {
         return Err(ReleaseRunError::PreviewTarget {
             stage: stage.name.clone(),
+            meant: meant(stage),
         });
     }
     if from.preview {
         return Err(ReleaseRunError::PreviewSource {
             from: from.name.clone(),
+            meant: meant(from),
         });
     }
     let from = from.name.as_str();
@@ -1049,7 +1062,7 @@ pub async fn prepare_promote(
     req: &PromoteRequest<'_>,
 ) -> Result<Promotion, ReleaseRunError> {
     let (ws, stage) = (target.ws, target.stage);
-    check_promote_from(stage, req.from)?;
+    check_promote_from(ws, stage, req.from)?;
     let from = &req.from.name;
     let selected: Vec<&Record> = if req.services.is_empty() {
         req.from_records

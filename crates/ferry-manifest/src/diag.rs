@@ -138,6 +138,18 @@ pub fn first_few<S: AsRef<str>>(items: &[S], shown: usize) -> String {
     text
 }
 
+/// Whether `a` is `b` with one letter added, dropped or changed, or two neighbours swapped
+/// (`stagin`, `stagign`, `dve` of `staging` and `dev`): a slip of the keyboard, more than a
+/// near name.
+pub(crate) fn one_slip(a: &str, b: &str) -> bool {
+    let (x, y): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let swapped = x.len() == y.len() && {
+        let differ: Vec<usize> = (0..x.len()).filter(|&i| x[i] != y[i]).collect();
+        matches!(differ.as_slice(), [i, j] if *j == i + 1 && x[*i] == y[*j] && x[*j] == y[*i])
+    };
+    swapped || edit_distance(a, b) == 1
+}
+
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
@@ -176,5 +188,23 @@ mod tests {
         assert_eq!(suggest("regoin", ["region", "account"]), Some("region"));
         assert_eq!(suggest("colour", ["region", "account"]), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+        for (slip, of) in [
+            ("dve", "dev"),
+            ("stagin", "staging"),
+            ("prdo", "prod"),
+            ("prodd", "prod"),
+            ("stageing", "staging"),
+        ] {
+            assert!(one_slip(slip, of), "{slip}");
+        }
+        for (other, of) in [
+            ("pr-3", "prod"),
+            ("dev", "dev"),
+            ("feat", "dev"),
+            ("qa-2", "qa"),
+            ("ved", "dev"),
+        ] {
+            assert!(!one_slip(other, of), "{other}");
+        }
     }
 }

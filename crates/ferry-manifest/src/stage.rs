@@ -618,6 +618,20 @@ impl Workspace {
             .max_by_key(|owner| owner.path.trim_end_matches('/').len())
     }
 
+    /// The named stage (of three letters or more) whose name a preview stage's is one slip of
+    /// the keyboard from ([`one_slip`](crate::diag::one_slip): `stagin`, `dve`, `prdo`): most
+    /// likely that stage, misspelt; deploying it would create a whole new environment.
+    pub fn misspelt_stage(&self, stage: &Stage) -> Option<&str> {
+        if !stage.preview {
+            return None;
+        }
+        let name = stage.name.to_ascii_lowercase();
+        self.stages
+            .keys()
+            .map(String::as_str)
+            .find(|named| named.chars().count() >= 3 && crate::diag::one_slip(&name, named))
+    }
+
     /// `; did you mean `staging`?` for a preview stage whose name is a letter or two from a
     /// named stage's (most likely that one, misspelt: said where nothing is found in it), else
     /// nothing.

@@ -66,6 +66,11 @@ pub struct DeployArgs {
     /// change in each stack, and keep it as a pending release for `approve`
     #[arg(long)]
     review: bool,
+    /// Deploy STAGE as a preview stage although its name is one slip of the keyboard from a
+    /// named stage's (`stagin`, `dve`), which is refused without it: such a name is most likely
+    /// that stage, misspelt, and would create a whole new environment
+    #[arg(long)]
+    preview: bool,
 }
 
 /// A reason someone can read later: not empty, one line, no character that would steer the
@@ -230,6 +235,7 @@ impl DeployArgs {
             timeout,
             override_gate: None,
             review: false,
+            preview: false,
         }
     }
 }
@@ -264,6 +270,18 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
     // A pull request's build only plans, unless [ci] gives pull requests a preview stage and
     // the stage came from it.
     let plan_only = ci.is_pull_request() && !from_ci;
+    // A named stage misspelt (`deploy stagin`) would create every stack of a new preview.
+    if !from_ci
+        && node.is_none()
+        && !args.preview
+        && let Some(meant) = ws.misspelt_stage(&stage)
+    {
+        anyhow::bail!(
+            "`{}` is no stage of ferry.toml but one slip from `{meant}`: a deploy would create a new preview stage of that name, with a stack of every service; did you mean `{meant}` (`{} deploy {meant}`)? To deploy a preview of that name, add --preview",
+            stage.name,
+            ctx.app.name
+        );
+    }
     ws.check_preview_stacks(&stage)?;
     ctx.check_services(&args.select.services)?;
     ferry_deploy::check_templates(ws, &args.select.services)?;

@@ -930,7 +930,7 @@ pub fn promote(ctx: &Ctx, args: &PromoteArgs) -> anyhow::Result<()> {
     ctx.ci().check_may_change("promote", &to.name, to.preview)?;
     ws.check_preview_stacks(&to)?;
     clean_if_protected(ctx, ws, &to)?;
-    ferry_deploy::release::check_promote_from(&to, &from)?;
+    ferry_deploy::release::check_promote_from(ws, &to, &from)?;
     if to.config.approval && !args.review {
         anyhow::bail!(
             "stage `{}` needs review and approval (approval = true in ferry.toml): run `{} promote {} {} --review`, then `{} approve {} <release>`",
@@ -1254,6 +1254,12 @@ pub fn rollback(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<()> {
     let stage = ws.stage(&args.stage)?;
     ctx.ci()
         .check_may_change("rollback", &stage.name, stage.preview)?;
+    if let Some(meant) = ws.misspelt_stage(&stage) {
+        eprintln!(
+            "note: `{}` is no stage of ferry.toml but a preview stage's name one slip from `{meant}`; did you mean `{meant}`?",
+            stage.name
+        );
+    }
     clean_if_protected(ctx, ws, &stage)?;
     if let Some(to) = &args.to
         && !ferry_releases::valid_id(to)
