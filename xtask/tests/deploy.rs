@@ -100,6 +100,24 @@ fn deploy_then_skip_then_redeploy_only_what_changed() {
     assert!(row(&out, "consumer").contains("updated"), "{out}");
     assert!(row(&out, "queue").contains("skipped (up to date)"), "{out}");
 
+    // `--since` a later commit skips lone, changed before it: skipped, never "up to date"
+    // (its record is older than what the checkout holds).
+    r.write("services/lone/t.yaml", &format!("{TOPIC}# lone\n"));
+    let since = r.commit("lone").to_string();
+    r.write(
+        "services/topic/t.yaml",
+        &TOPIC.replace("TopicArn:", "TopicArn:\n    Description: t"),
+    );
+    r.commit("topic");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev", "--since", &since]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(row(&out, "topic").contains("updated"), "{out}");
+    assert!(row(&out, "lone").contains(" skipped "), "{out}");
+    assert!(!row(&out, "lone").contains("up to date"), "{out}");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(row(&out, "lone").contains("updated"), "{out}");
+
     // A dependency that redeploys with the same outputs leaves its dependent alone.
     r.write("services/queue/t.yaml", &format!("{QUEUE}# a comment\n"));
     r.commit("queue comment");

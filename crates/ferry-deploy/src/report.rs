@@ -28,7 +28,7 @@ pub fn summary(report: &DeployReport) -> Summary {
     let mut details = Vec::new();
     for s in &report.services {
         let why = match &s.result {
-            ServiceResult::UpToDate { why } => why.clone(),
+            ServiceResult::UpToDate { why, .. } => why.clone(),
             _ => s.why.clone(),
         };
         let deploy = if s.duration.is_zero() {

@@ -170,7 +170,10 @@ impl std::fmt::Display for ServiceResult {
             ServiceResult::Deployed {
                 action: Action::Unchanged,
             } => f.write_str("no changes"),
-            ServiceResult::UpToDate { .. } => f.write_str("skipped (up to date)"),
+            ServiceResult::UpToDate { behind: false, .. } => f.write_str("skipped (up to date)"),
+            // Unchanged since a base that is not its record (`--since`): not known to be up to
+            // date (its record may be older).
+            ServiceResult::UpToDate { behind: true, .. } => f.write_str("skipped"),
             // Deployed, and its tests stopped by a cancel: nothing failed.
             ServiceResult::Failed { error }
                 if matches!(**error, ServiceError::TestsStopped { .. }) =>
@@ -202,6 +205,9 @@ pub enum ServiceResult {
     /// Nothing to do: `why`.
     UpToDate {
         why: String,
+        /// Skipped by the plan for a base that is not its record's commit (`--since`), or with
+        /// no record in the stage: not known to be up to date.
+        behind: bool,
     },
     /// Why it failed; the report keeps the typed error (its `Display` may quote what AWS said:
     /// mask it before printing).
@@ -445,6 +451,13 @@ pub async fn deploy(
         }
     }
     let mut report = deploy_selection(ctx, &selection, options, on).await;
+    // The commit each service was planned against.
+    let base_of = |service: &str| {
+        plan.bases
+            .iter()
+            .find(|b| b.services.iter().any(|s| s == service))
+            .and_then(|b| b.commit.as_deref())
+    };
     // Services the plan skipped, for a complete summary.
     for s in plan
         .services
@@ -461,7 +474,13 @@ pub async fn deploy(
             name: s.name.clone(),
             kind: s.kind,
             stack: s.stack_name.clone(),
-            result: ServiceResult::UpToDate { why: why.clone() },
+            result: ServiceResult::UpToDate {
+                why: why.clone(),
+                behind: ctx
+                    .previous
+                    .get(&s.name)
+                    .is_none_or(|r| base_of(&s.name) != Some(r.commit.as_str())),
+            },
             duration: Duration::ZERO,
             tests: None,
             why,
@@ -681,11 +700,14 @@ async fn run_selection(
                     let r = run_tests(run, &service, &record, None).await.map(|_| {
                         ServiceResult::UpToDate {
                             why: format!("{why}; the acceptance tests it owed passed"),
+                            behind: false,
                         }
                     });
                     (r, Some(t1.elapsed()))
                 }
-                Ok(Deployed::UpToDate { why }) => (Ok(ServiceResult::UpToDate { why }), None),
+                Ok(Deployed::UpToDate { why }) => {
+                    (Ok(ServiceResult::UpToDate { why, behind: false }), None)
+                }
                 Ok(Deployed::Reviewed { create, resources }) => {
                     (Ok(ServiceResult::WouldChange { create, resources }), None)
                 }

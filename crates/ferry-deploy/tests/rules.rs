@@ -232,7 +232,7 @@ async fn a_dependent_redeploys_only_when_what_it_receives_changed() {
     );
     let reader = report.services.iter().find(|s| s.name == "reader").unwrap();
     assert!(
-        matches!(&reader.result, ServiceResult::UpToDate { why } if why.contains("parameters unchanged")),
+        matches!(&reader.result, ServiceResult::UpToDate { why, .. } if why.contains("parameters unchanged")),
         "{reader:?}"
     );
 
