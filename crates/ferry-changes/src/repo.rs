@@ -300,6 +300,16 @@ impl Repo {
         })
     }
 
+    /// The top of the git repository `root` lies inside, not at its top, whether or not that
+    /// repository tracks anything in it (a project being set up there: `init` refuses it, as no
+    /// plan could compare commits there). `None` at a repository's top or outside any.
+    pub fn enclosing_top(root: &Path) -> Option<PathBuf> {
+        let r = Repository::discover(root).ok()?;
+        let top = r.workdir()?.to_path_buf();
+        let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        (real(&top) != real(root)).then_some(top)
+    }
+
     /// Why `root` is no repository Ferry can read: none at all, a folder inside one, or one git
     /// refuses to open (e.g. owned by another user).
     fn open_error(root: &Path, e: &git2::Error) -> BaseUnavailable {

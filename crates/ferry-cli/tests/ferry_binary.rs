@@ -232,6 +232,50 @@ fn ferry_init_writes_the_configuration_alone_unless_asked_for_a_runner() {
         "{err}"
     );
     assert!(!r.path().join("stacks/ferry.toml").exists());
+    // A new folder the repository tracks nothing in yet, as a project set up there has:
+    // refused too (before, init wrote there, validate said ok, and every deploy deployed all
+    // and recorded no commit).
+    let new = r.path().join("new/app/svc");
+    std::fs::create_dir_all(&new).unwrap();
+    std::fs::write(
+        new.join("template.yaml"),
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n",
+    )
+    .unwrap();
+    let (code, out, err) = ferry(&r.path().join("new/app"), &["init"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("nothing written: ") && err.contains("not its top"),
+        "{err}"
+    );
+    assert!(!r.path().join("new/app/ferry.toml").exists());
+    // Written by hand all the same: validate warns, and once committed a deploy refuses
+    // before any AWS call.
+    std::fs::write(
+        r.path().join("new/app/ferry.toml"),
+        "[project]\nname = \"app\"\nservices = [\"svc\"]\n\n[stages.dev]\nregion = \"us-east-1\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        new.join("service.toml"),
+        "[service]\ntemplate = \"template.yaml\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = ferry(&r.path().join("new/app"), &["validate"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("warning: ") && err.contains("not its top"),
+        "{err}"
+    );
+    r.commit("a project in a folder");
+    let (code, out, err) = ferry(&r.path().join("new/app"), &["deploy", "dev"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("nothing was deployed: ") && err.contains("not its top"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(r.path().join("new")).unwrap();
+    r.commit("no project in a folder");
     let out = runner_from(&["--ferry-path", "vendor/ferry"]);
     assert!(
         out.contains("--ferry-path vendor/ferry: no Ferry checkout is there yet"),

@@ -66,9 +66,11 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     let with_runner = args.runner || (!args.no_runner && ctx.app.name != "ferry");
     // A folder inside a git repository is no repository's root: every plan there would find
     // no base, and deploy everything each time.
-    if let Err(e @ ferry_changes::BaseUnavailable::NotRepositoryRoot { .. }) =
-        ferry_changes::Repo::open(root)
-    {
+    if let Some(top) = ferry_changes::Repo::enclosing_top(root) {
+        let e = ferry_changes::BaseUnavailable::NotRepositoryRoot {
+            root: root.clone(),
+            top,
+        };
         anyhow::bail!("nothing written: {e}");
     }
     if !with_runner && (args.ferry_git.is_some() || args.ferry_path.is_some()) {

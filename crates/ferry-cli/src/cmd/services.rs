@@ -67,7 +67,17 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<()> {
             eprintln!("warning: {e}: no plan can compare commits, so every deploy deploys all");
             None
         }
-        Err(_) => None,
+        // Inside a repository that tracks nothing here yet (a project just set up there).
+        Err(_) => {
+            if let Some(top) = ferry_changes::Repo::enclosing_top(&ctx.root) {
+                let e = ferry_changes::BaseUnavailable::NotRepositoryRoot {
+                    root: ctx.root.clone(),
+                    top,
+                };
+                eprintln!("warning: {e}: no plan can compare commits, so every deploy deploys all");
+            }
+            None
+        }
     };
     if let Some(repo) = &repo {
         warn_if_ignored(repo, &files);
