@@ -52,7 +52,7 @@ pub enum ReleaseRunError {
         got: String,
     },
     #[error(
-        "stage `{stage}` has no promote-from; set `promote-from = \"{from}\"` under [stages.{stage}] in ferry.toml to take packages from `{from}`"
+        "stage `{stage}` has no promote-from; set `promote-from = \"{from}\"` under [stages.{stage}] in ferry.toml to take packages from `{from}`, commit it, and deploy and test `{from}` from that commit before promoting (ferry.toml is an input of services that take the global inputs: what passed before the edit is not what the new commit holds)"
     )]
     NoPromoteFrom { stage: String, from: String },
     #[error(
@@ -115,7 +115,7 @@ pub enum ReleaseRunError {
         services: Vec<String>,
     },
     #[error(
-        "{} Serverless Framework service(s) would deploy what did not pass in `{from}`: the framework compiles them for each stage from this checkout, whose inputs for them are not those that passed; nothing was deployed:\n  {}\n(check out the commit that passed and promote from there, or leave them out with --service)",
+        "{} Serverless Framework service(s) would deploy what did not pass in `{from}`: the framework compiles them for each stage from this checkout, whose inputs for them are not those that passed; nothing was deployed:\n  {}\n(check out the commit that passed and promote from there; or, when this checkout is the newer one (a change since, such as ferry.toml's promote-from), deploy and test `{from}` from it first; or leave them out with --service)",
         .services.len(),
         .services.join("\n  ")
     )]

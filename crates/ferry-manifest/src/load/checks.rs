@@ -197,8 +197,13 @@ pub(super) fn check_stack_names(
     // at the first stage it happens.
     let mut owners: BTreeMap<String, (&ServiceDraft, &str)> = BTreeMap::new();
     let mut clashes: BTreeSet<(&str, &str)> = BTreeSet::new();
-    // A bad stack name is reported once per service and kind of problem, at its first stage.
-    let mut bad: BTreeSet<(&str, bool)> = BTreeSet::new();
+    // A bad stack name is reported once per service and kind of problem, at its first stage;
+    // one too long, once per service with every stage where it is (the longest decides how
+    // much to cut).
+    let mut bad: BTreeSet<&str> = BTreeSet::new();
+    // Service → its draft, its first stage's stack name, and each (stage, length).
+    type TooLong<'d> = (&'d ServiceDraft, String, Vec<(String, usize)>);
+    let mut long: BTreeMap<&str, TooLong> = BTreeMap::new();
     for stage in stages.keys().filter(|s| is_valid_stack_name(s)) {
         for d in drafts {
             let name = render_stack_name(
@@ -255,28 +260,19 @@ pub(super) fn check_stack_names(
                     owners.insert(name.clone(), (d, stage.as_str()));
                 }
             }
-            let too_long = name.len() > MAX_STACK_NAME;
-            if !is_valid_stack_name(&name) && bad.insert((d.service.name.as_str(), too_long)) {
-                let serverless = d.service.kind == crate::ServiceKind::Serverless;
-                let setting = if serverless {
-                    "the `service:` (or provider.stackName) of its serverless.yml, or set stack-name in its service.toml"
-                } else if d.service.stack_name.is_some() {
-                    "the stack-name in its service.toml"
-                } else {
-                    "project.stack-name, or the service's name (service.name in its service.toml)"
-                };
-                let message = if too_long {
-                    format!(
-                        "stack name `{name}` of service `{}` is {} characters long (at most {MAX_STACK_NAME}); shorten the stage or service name, or change {setting}",
-                        d.service.name,
-                        name.len()
-                    )
-                } else {
-                    format!(
-                        "stack name `{name}` of service `{}` is not one CloudFormation accepts (a letter, then letters, digits and '-'); change {setting}",
-                        d.service.name
-                    )
-                };
+            if name.len() > MAX_STACK_NAME {
+                let (_, _, stages) = long
+                    .entry(d.service.name.as_str())
+                    .or_insert_with(|| (d, name.clone(), Vec::new()));
+                stages.push((stage.clone(), name.len()));
+                continue;
+            }
+            if !is_valid_stack_name(&name) && bad.insert(d.service.name.as_str()) {
+                let message = format!(
+                    "stack name `{name}` of service `{}` is not one CloudFormation accepts (a letter, then letters, digits and '-'); change {}",
+                    d.service.name,
+                    stack_name_setting(d)
+                );
                 diags.push(Diagnostic {
                     file: PROJECT_FILE.into(),
                     line: None,
@@ -285,6 +281,38 @@ pub(super) fn check_stack_names(
                 });
             }
         }
+    }
+    for (service, (d, name, stages)) in long {
+        let setting = stack_name_setting(d);
+        let (first, len) = &stages[0];
+        let others: Vec<String> = stages[1..]
+            .iter()
+            .map(|(s, n)| format!("{n} in stage `{s}`"))
+            .collect();
+        let also = if others.is_empty() {
+            String::new()
+        } else {
+            format!(", and {}", others.join(", "))
+        };
+        diags.push(Diagnostic {
+            file: PROJECT_FILE.into(),
+            line: None,
+            key: Some(join_key("stages", first)),
+            message: format!(
+                "stack name `{name}` of service `{service}` is {len} characters long{also} (at most {MAX_STACK_NAME}); shorten the stage or service name, or change {setting}"
+            ),
+        });
+    }
+}
+
+/// What names a service's stack, for a message saying what to change.
+fn stack_name_setting(d: &ServiceDraft) -> &'static str {
+    if d.service.kind == crate::ServiceKind::Serverless {
+        "the `service:` (or provider.stackName) of its serverless.yml, or set stack-name in its service.toml"
+    } else if d.service.stack_name.is_some() {
+        "the stack-name in its service.toml"
+    } else {
+        "project.stack-name, or the service's name (service.name in its service.toml)"
     }
 }
 
