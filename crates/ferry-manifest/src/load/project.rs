@@ -86,7 +86,7 @@ pub(super) fn read_project_file(
     }
     let read = match source.read(PROJECT_FILE) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(
-            "not found at the repository root; run Ferry inside a repository that has one, or pass --root <DIR>".to_string(),
+            "not found at the repository root; run Ferry inside a repository that has one, pass --root <DIR>, or adopt Ferry here with `init` (it writes ferry.toml from the templates and deploy scripts it finds)".to_string(),
         ),
         read => super::config_text(read, "cannot be read"),
     };
