@@ -1002,8 +1002,7 @@ impl Repo {
     pub fn file_at(&self, commit: Oid, path: &str) -> Option<String> {
         let tree = self.repo.find_commit(commit).ok()?.tree().ok()?;
         let entry = tree.get_path(Path::new(path)).ok()?;
-        let blob = self.repo.find_blob(entry.id()).ok()?;
-        String::from_utf8(blob.content().to_vec()).ok()
+        String::from_utf8(blob_bytes(&self.repo, entry.id())?).ok()
     }
 
     /// Those of `paths` (repository relative) that git ignores and does not track: they would
@@ -1237,4 +1236,45 @@ fn collect(diff: &git2::Diff<'_>) -> ChangedPaths {
         }
     }
     out
+}
+
+/// The content of blob `id`: from the repository's objects, else, in a partial clone (`git
+/// clone --filter=blob:none`, as CI checkouts of large repositories are made), from `git`, which
+/// fetches a blob the clone left out from the promisor remote when it is asked for. libgit2
+/// cannot: without this, an older version of a lock file or a manifest read as missing (a lock
+/// file "changed" for every service, a configuration "not in the commit", a stack move refused).
+pub(crate) fn blob_bytes(repo: &Repository, id: Oid) -> Option<Vec<u8>> {
+    match repo.find_blob(id) {
+        Ok(blob) => Some(blob.content().to_vec()),
+        Err(e) if e.code() == git2::ErrorCode::NotFound && is_partial_clone(repo) => {
+            let out = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(repo.path())
+                .args(["cat-file", "blob", &id.to_string()])
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()?;
+            out.status.success().then_some(out.stdout)
+        }
+        Err(_) => None,
+    }
+}
+
+/// Whether `repo` is a partial clone: a remote of it promises the objects it left out.
+fn is_partial_clone(repo: &Repository) -> bool {
+    let Ok(config) = repo.config() else {
+        return false;
+    };
+    if config.get_string("extensions.partialclone").is_ok() {
+        return true;
+    }
+    let Ok(mut entries) = config.entries(Some(r"remote\..*\.promisor")) else {
+        return false;
+    };
+    let mut promised = false;
+    while let Some(Ok(entry)) = entries.next() {
+        promised |= entry.value().is_ok_and(|v| v == "true");
+    }
+    promised
 }

@@ -89,8 +89,8 @@ impl<'r> CommitSource<'r> {
 
     /// What a symbolic link's blob holds: its target, as written.
     fn link_text(&self, blob: git2::Oid) -> Option<String> {
-        let target = self.repo.find_blob(blob).ok()?;
-        Some(String::from_utf8_lossy(target.content()).into_owned())
+        let target = crate::repo::blob_bytes(self.repo, blob)?;
+        Some(String::from_utf8_lossy(&target).into_owned())
     }
 
     fn entry_of(&self, path: &str) -> Option<Entry> {
@@ -125,9 +125,8 @@ impl Source for CommitSource<'_> {
             .entry(path)
             .filter(|(_, k)| *k == Some(ObjectType::Blob))
             .ok_or_else(not_found)?;
-        let blob = self.repo.find_blob(id).map_err(|_| not_found())?;
-        String::from_utf8(blob.content().to_vec())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        let blob = crate::repo::blob_bytes(self.repo, id).ok_or_else(not_found)?;
+        String::from_utf8(blob).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
     fn is_file(&self, path: &str) -> bool {

@@ -176,6 +176,36 @@ fn a_base_hidden_by_a_shallow_clone_says_how_to_deepen() {
     assert!(err.to_string().contains("git fetch --unshallow"), "{err}");
 }
 
+/// A partial clone (`git clone --filter=blob:none`, as CI checks out large repositories) has an
+/// older commit's trees but not its blobs: they are read through git, which fetches them from
+/// the promisor remote (before, an older lock file or manifest read as missing: "changed" for
+/// every service, or "not in the commit").
+#[test]
+fn a_partial_clone_reads_an_older_commits_files_through_git() {
+    let (r, base) = seeded();
+    r.write("services/a/x.txt", "2\n");
+    r.commit("second");
+    git(r.path(), &["config", "uploadpack.allowFilter", "true"]);
+    let clone = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", r.path().display());
+    let status = Command::new("git")
+        .args(["clone", "--quiet", "--filter=blob:none", &url])
+        .arg(clone.path().join("c"))
+        .status()
+        .expect("git runs");
+    assert!(status.success());
+    let repo = Repo::open(&clone.path().join("c")).unwrap();
+    let base_oid = repo.resolve(&base).unwrap();
+    // Left out of the clone (only HEAD's blobs were fetched): read through git.
+    assert_eq!(
+        repo.file_at(base_oid, "services/a/x.txt").as_deref(),
+        Some("x\n")
+    );
+    use ferry_manifest::Source;
+    let source = repo.source_at(&base).unwrap();
+    assert_eq!(source.read("services/a/x.txt").unwrap(), "x\n");
+}
+
 #[test]
 fn a_folder_without_git_is_no_repository() {
     let dir = tempfile::tempdir().unwrap();
