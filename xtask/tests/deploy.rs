@@ -37,6 +37,40 @@ fn monorepo(project: &str) -> TestRepo {
     r
 }
 
+/// `deploy --service queue` checks queue's dependents for what they receive; one whose own
+/// template changed too, receiving the same, is left for a deploy that selects it (before, it
+/// deployed its own unselected change, "dependent of queue: its template or artifacts differ").
+#[test]
+fn a_dependent_s_own_change_is_not_deployed_by_another_s_selection() {
+    let r = monorepo("e2e-own");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    r.write("services/queue/t.yaml", &format!("{QUEUE}# a comment\n"))
+        .write(
+            "services/consumer/t.yaml",
+            &WIRING.replace("Wiring:", "Wiring:\n    Description: unfinished"),
+        );
+    r.commit("queue, and consumer's own change");
+    let (code, out, err) = run(
+        &mut xtask(&r, &["deploy", "dev", "--service", "queue"]),
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(row(&out, "queue").contains("updated"), "{out}");
+    let consumer = row(&out, "consumer");
+    assert!(
+        consumer.contains(" skipped ")
+            && consumer.contains(
+                "its own changes since its record (template or code) are not part of this run"
+            ),
+        "{out}"
+    );
+    // Selected, it deploys.
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(row(&out, "consumer").contains("updated"), "{out}");
+}
+
 #[test]
 fn deploy_then_skip_then_redeploy_only_what_changed() {
     let r = monorepo("e2e-skip");

@@ -690,7 +690,7 @@ async fn run_selection(
                         (service.acceptance.is_some() && run.tests.is_some()).then(|| t1.elapsed());
                     (r, tests)
                 }
-                Ok(Deployed::UpToDate { why })
+                Ok(Deployed::UpToDate { why, behind })
                     if options.tests_owed.contains(&name) && run.tests.is_some() =>
                 {
                     // Tested now, before its dependents; its record is the one that stands, as
@@ -700,13 +700,13 @@ async fn run_selection(
                     let r = run_tests(run, &service, &record, None).await.map(|_| {
                         ServiceResult::UpToDate {
                             why: format!("{why}; the acceptance tests it owed passed"),
-                            behind: false,
+                            behind,
                         }
                     });
                     (r, Some(t1.elapsed()))
                 }
-                Ok(Deployed::UpToDate { why }) => {
-                    (Ok(ServiceResult::UpToDate { why, behind: false }), None)
+                Ok(Deployed::UpToDate { why, behind }) => {
+                    (Ok(ServiceResult::UpToDate { why, behind }), None)
                 }
                 Ok(Deployed::Reviewed { create, resources }) => {
                     (Ok(ServiceResult::WouldChange { create, resources }), None)
@@ -832,6 +832,9 @@ enum Deployed {
     },
     UpToDate {
         why: String,
+        /// Its own changes since its record were left out of the run (see
+        /// [`ServiceResult::UpToDate`]).
+        behind: bool,
     },
     /// A review: what would change is in the run's reviews.
     Reviewed {
@@ -1347,6 +1350,7 @@ async fn deploy_one(
     if run.check_only && fixed.is_none() {
         return Ok(Deployed::UpToDate {
             why: "no parameters fixed by the review".into(),
+            behind: false,
         });
     }
     // A review: dependencies it creates or changes, whose outputs are not known yet.
@@ -1604,6 +1608,26 @@ async fn deploy_one(
             // Its outputs may still be needed by dependents: they come from the stack on demand.
             return Ok(Deployed::UpToDate {
                 why: "template, artifacts and parameters unchanged since its record".into(),
+                behind: false,
+            });
+        }
+        // Checked for what it receives, which is unchanged: what differs is its own (template,
+        // code), which this run left out (`--service` selected another; `--since` skipped it).
+        // Deployed, it would go out unselected. (A site's config holds its dependencies'
+        // outputs and counts in its template's hash: that difference may be theirs.)
+        Some(r) if r.parameters_hash == params_hash && site_config.is_none() => {
+            let received = Some(run.received_now(&service.name));
+            if run.reviews.is_none() && !run.check_only && r.received != received {
+                let checked = Record {
+                    received,
+                    ..r.clone()
+                };
+                ctx.records.write(&checked).await?;
+                run.wrote(&checked);
+            }
+            return Ok(Deployed::UpToDate {
+                why: "what it receives is unchanged; its own changes since its record (template or code) are not part of this run: a deploy that selects it takes them".into(),
+                behind: true,
             });
         }
         // What changed: the outputs of a dependency that deployed since, else a value read
@@ -1625,7 +1649,9 @@ async fn deploy_one(
         Some(r) if r.parameters_hash == params_hash => {
             Some("its template or artifacts differ from its record")
         }
-        Some(_) => Some("its template and parameters differ from its record"),
+        Some(_) => Some(
+            "its template and parameters differ from its record (what it receives changed, and it goes out with its own changes since its record)",
+        ),
         None => Some("no record in this stage"),
     };
     // A stored compile deployed as it is (a rollback) whose dependencies give other values
@@ -1678,6 +1704,7 @@ async fn deploy_one(
     if run.check_only {
         return Ok(Deployed::UpToDate {
             why: "its parameters resolve as reviewed".into(),
+            behind: false,
         });
     }
     let template = match (service.kind, ctx.expand_sam) {
