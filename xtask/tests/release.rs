@@ -2708,6 +2708,39 @@ fn a_rollback_refuses_a_serverless_compile_whose_parameters_resolve_otherwise_no
     assert_ne!(records(p, "dev")["sls"].compiled_with, took);
 }
 
+/// The checkout's own parameters of a Serverless service may differ from those of the package a
+/// rollback deploys (one added since): the stored compile is judged by its own commit's
+/// parameters, resolved today, and goes back (a review found that an added literal refused the
+/// rollback, leaving the failing release in place).
+#[test]
+fn a_rollback_deploys_a_serverless_compile_whose_checkout_parameters_changed_since() {
+    let p = "rel-slsparams";
+    let r = sls_repo(p, false, "");
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "dev"]);
+    let before = records(p, "dev")["sls"].clone();
+    let manifest = r.path().join("services/sls/service.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    r.write(
+        "services/sls/service.toml",
+        &text.replace("[parameters]\n", "[parameters]\nDebug = \"true\"\n"),
+    )
+    .write("services/src/t.yaml", &src_template("v2"));
+    r.commit("sls takes Debug, src gives v2");
+    ok(&r, v, &["deploy", "dev"]);
+    assert_ne!(records(p, "dev")["sls"].compiled_with, before.compiled_with);
+    let first = before.release.clone().unwrap();
+    let (out, err) = ok(&r, v, &["rollback", "dev", "--to", &first]);
+    assert!(
+        row(&out, "sls").contains("updated") || row(&out, "sls").contains("no changes"),
+        "{out}\n{err}"
+    );
+    let after = records(p, "dev")["sls"].clone();
+    assert_eq!(after.template_hash, before.template_hash, "{out}\n{err}");
+    assert_eq!(after.compiled_with, before.compiled_with, "{out}\n{err}");
+}
+
 /// A service a rollback put back that no later run deploys again (the checkout holds its
 /// package) keeps, for a rollback's choice of target, the outcome its package had with the same
 /// parameters in the release the rollback restored, in every later release: a later release

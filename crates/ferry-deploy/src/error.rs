@@ -119,7 +119,7 @@ pub enum ServiceError {
     )]
     ParametersChanged { service: String, names: Vec<String> },
     #[error(
-        "{service}: its stored compile (package {package}, commit {}) holds the values its parameters had then, which the Serverless Framework wrote into its template, and they resolve to others now (a dependency's stack created again or a resource of it replaced, an SSM value changed): deployed as it is, its functions would name what is gone; nothing of it was deployed. Deploy it from a checkout (`deploy {stage} --service {service}`; from a checkout of that commit to run its code), which compiles it with today's values",
+        "{service}: its stored compile (package {package}, commit {}) holds the values its parameters had then, which the Serverless Framework wrote into its template, and they resolve to others now (a dependency's stack created again or a resource of it replaced, an SSM value changed): deployed as it is, its functions would name what is gone; nothing of it was deployed. Deploy it from a checkout (`deploy {stage} --service {service}`, with --review in a stage that needs approval; from a checkout of that commit to run its code), which compiles it with today's values",
         commit.get(..12).unwrap_or(commit)
     )]
     StaleCompile {

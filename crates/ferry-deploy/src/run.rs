@@ -1063,6 +1063,40 @@ fn provenance<'c>(
     (origin, package_id, commit, dirty)
 }
 
+/// Whether a Serverless service's stored compile, made at `commit` with parameters whose hash
+/// is `took`, would get other values now: its parameters as that commit's configuration writes
+/// them, resolved today. The checkout's own parameters may differ from the package's (one
+/// added, a literal edited since): that is no reason to refuse the package, which deploys as it
+/// was compiled. A commit whose configuration cannot be read (a shallow clone, a squashed
+/// branch) is not judged.
+async fn stored_compile_is_stale(
+    run: &Run<'_>,
+    service: &Service,
+    commit: &str,
+    took: &str,
+) -> bool {
+    let ctx = run.ctx;
+    let Ok(repo) = ferry_changes::Repo::open(&ctx.ws.root) else {
+        return false;
+    };
+    let Ok(then) = ferry_plan::workspace_at(&repo, commit) else {
+        return false;
+    };
+    let Some(own) = then.service(&service.name) else {
+        return false;
+    };
+    let Ok(Resolved { mut hashed, .. }) =
+        resolve_parameters(ctx, own, &run.cache, &run.others, &run.ssm).await
+    else {
+        // What it reads cannot be resolved now (an output gone): it would not deploy well.
+        return true;
+    };
+    if ferry_serverless::reads_param(&ctx.ws.root, service, ferry_bootstrap::BOUNDARY_PARAMETER) {
+        fill_boundary(ctx, &mut BTreeMap::new(), &mut hashed);
+    }
+    parameters_hash(&hashed) != took
+}
+
 /// The review of a Serverless service compiled when approved
 /// ([`Reviewed::compile_when_approved`]): what its stack would become is known only then; the
 /// stack's state is kept, as for every review, and the inputs to compile from.
@@ -1662,6 +1696,7 @@ async fn deploy_one(
         && fixed.is_none()
         && let Some(took) = &took
         && compile_hash.as_ref() != Some(took)
+        && stored_compile_is_stale(run, service, &commit, took).await
     {
         return Err(ServiceError::StaleCompile {
             service: service.name.clone(),
