@@ -342,7 +342,7 @@ pub async fn remove(
                 });
             }
         }
-        let used = orphan_users(ws, previous, &orphans, &repo);
+        let used = orphan_users(ws, stage, previous, &orphans, &repo);
         if !used.is_empty() {
             return Err(RemoveError::OrphanUsed { used });
         }
@@ -706,7 +706,7 @@ async fn moved_out(
     let read: Vec<String> = out
         .iter()
         .flat_map(|(service, stack)| {
-            ferry_serverless::stack_readers(ws, stack)
+            ferry_serverless::stack_readers(ws, stack, &stage.id)
                 .into_iter()
                 .map(move |reader| {
                     format!(
@@ -730,6 +730,7 @@ async fn moved_out(
 /// cannot be read.
 fn orphan_users(
     ws: &Workspace,
+    stage: &Stage,
     previous: &BTreeMap<String, Record>,
     orphans: &[(String, String)],
     repo: &Result<ferry_changes::Repo, ferry_changes::BaseUnavailable>,
@@ -761,7 +762,7 @@ fn orphan_users(
             }
         }
         users.extend(
-            ferry_serverless::stack_readers(ws, stack)
+            ferry_serverless::stack_readers(ws, stack, &stage.id)
                 .into_iter()
                 .map(|reader| format!("{reader} reads its outputs (${{cf:…}})")),
         );

@@ -47,11 +47,11 @@ impl StageState {
     /// Notes for a plan of this state: each Serverless configuration reading (`${cf:…}`) a
     /// stack a service moves away from, which would go on reading the old stack's outputs
     /// after the move (and keeps `remove --orphans` from deleting it).
-    pub fn move_notes(&self, ws: &Workspace) -> Vec<String> {
+    pub fn move_notes(&self, ws: &Workspace, stage: &Stage) -> Vec<String> {
         self.moved
             .iter()
             .filter_map(|(service, (from, to))| {
-                let readers = ferry_serverless::stack_readers(ws, &from.stack);
+                let readers = ferry_serverless::stack_readers(ws, &from.stack, &stage.id);
                 (!readers.is_empty()).then(|| {
                     format!(
                         "{} read{} {} by `${{cf:…}}`, the stack `{service}` moves away from (to {}): point {} at the new name, or {} go on reading the old stack's outputs",

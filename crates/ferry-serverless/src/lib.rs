@@ -662,9 +662,6 @@ pub fn unlinked_cf_readers(ws: &ferry_manifest::Workspace) -> Vec<(String, Vec<S
     {
         let deps = graph.with_dependencies([reader.name.as_str()]);
         for stack in cf_stacks(&ws.root, reader) {
-            let Some(pattern) = ferry_manifest::serverless_name_pattern(&stack, 2) else {
-                continue;
-            };
             // Every service whose stack it may be (a pattern of variables may match several):
             // named only when none is a dependency.
             let read: Vec<String> = ws
@@ -674,7 +671,7 @@ pub fn unlinked_cf_readers(ws: &ferry_manifest::Workspace) -> Vec<(String, Vec<S
                     o.name != reader.name
                         && stages
                             .iter()
-                            .any(|st| ferry_ci::glob_match(&pattern, &ws.service_stack_name(o, st)))
+                            .any(|st| reads_stack(&stack, &st.id, &ws.service_stack_name(o, st)))
                 })
                 .map(|o| o.name.clone())
                 .collect();
@@ -687,20 +684,67 @@ pub fn unlinked_cf_readers(ws: &ferry_manifest::Workspace) -> Vec<(String, Vec<S
 }
 
 /// The Serverless Framework services of `ws` whose configuration reads the outputs of `stack`
-/// (`${cf:…}`, its variables as wildcards, so in any stage): before `stack` is deleted, each
-/// must read another.
-pub fn stack_readers(ws: &ferry_manifest::Workspace, stack: &str) -> Vec<String> {
+/// of the stage whose id is `stage_id` (`${cf:…}`, the stage's variables as that stage, any
+/// other as a wildcard): before `stack` is deleted, each must read another.
+pub fn stack_readers(ws: &ferry_manifest::Workspace, stack: &str, stage_id: &str) -> Vec<String> {
     ws.services
         .iter()
         .filter(|s| s.kind == ferry_manifest::ServiceKind::Serverless)
         .filter(|s| {
-            cf_stacks(&ws.root, s).iter().any(|read| {
-                ferry_manifest::serverless_name_pattern(read, 2)
-                    .is_some_and(|pattern| ferry_ci::glob_match(&pattern, stack))
-            })
+            cf_stacks(&ws.root, s)
+                .iter()
+                .any(|read| reads_stack(read, stage_id, stack))
         })
         .map(|s| s.name.clone())
         .collect()
+}
+
+/// Whether a `${cf:…}` stack name as written (`shop-api-${sls:stage}`) names `stack` in the
+/// stage whose id is `stage_id`: the stage's variables are that stage (as a wildcard,
+/// `shop-api-*` would take `shop-api-admin-dev` for it too), any other variable a wildcard.
+fn reads_stack(read: &str, stage_id: &str, stack: &str) -> bool {
+    let staged = with_stage(read, stage_id);
+    ferry_manifest::serverless_name_pattern(&staged, 2)
+        .is_some_and(|pattern| ferry_ci::glob_match(&pattern, stack))
+}
+
+/// `text` with each Serverless variable that gives the stage (`${sls:stage}`, `${opt:stage}`,
+/// `${opt:stage, 'dev'}`, `${self:provider.stage}`) written as `stage`.
+fn with_stage(text: &str, stage: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        // The variable whole, nested ones in it too.
+        let mut depth = 0usize;
+        let mut end = rest.len();
+        for (i, c) in rest[at..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = at + i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let var = &rest[at..end];
+        let inner = var[2..].trim_start();
+        if ["sls:stage", "opt:stage", "self:provider.stage"]
+            .iter()
+            .any(|s| inner.starts_with(s))
+        {
+            out.push_str(stage);
+        } else {
+            out.push_str(var);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// [`secret_env_reads`] of every Serverless Framework service of `ws`: (service, variable).
@@ -995,5 +1039,37 @@ mod tests {
         assert!(config_reads_outside(d, &d.join("serverless.ts")));
         write("custom.yml", "again: ${file(./custom.yml)}\n");
         assert!(!config_reads_outside(d, &config));
+    }
+
+    /// A `${cf:…}` read names a stack of the stage it runs in: its stage variables are that
+    /// stage, not a wildcard that takes another service's longer name for it.
+    #[test]
+    fn a_cf_read_names_the_stack_of_its_stage_only() {
+        assert!(reads_stack("shop-api-${sls:stage}", "dev", "shop-api-dev"));
+        assert!(!reads_stack(
+            "shop-api-${sls:stage}",
+            "dev",
+            "shop-api-admin-dev"
+        ));
+        assert!(!reads_stack(
+            "shop-api-${sls:stage}",
+            "prod",
+            "shop-api-dev"
+        ));
+        assert!(reads_stack(
+            "shop-${self:custom.name}-${opt:stage, 'dev'}",
+            "prod",
+            "shop-orders-prod"
+        ));
+        assert!(reads_stack(
+            "shop-api-${self:provider.stage}",
+            "pr-7",
+            "shop-api-pr-7"
+        ));
+        assert!(reads_stack("shop-api-dev", "prod", "shop-api-dev"));
+        assert_eq!(
+            with_stage("a-${sls:stage}-${env:X}-${opt:stage, ${env:S}}", "qa"),
+            "a-qa-${env:X}-qa"
+        );
     }
 }

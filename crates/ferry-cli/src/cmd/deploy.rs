@@ -482,7 +482,7 @@ fn plan_of(
     let mut plan = ferry_plan::plan(ws, repo.as_ref(), &req)
         .with_context(|| format!("failed to plan stage `{}`", stage.name))?;
     ferry_deploy::mark_checks(ws, &mut plan, &state.records);
-    plan.notes.extend(state.move_notes(ws));
+    plan.notes.extend(state.move_notes(ws, stage));
     Ok(plan)
 }
 

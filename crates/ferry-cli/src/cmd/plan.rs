@@ -211,7 +211,9 @@ pub(crate) fn plan_with<T>(
         .with_context(|| format!("failed to plan stage `{}`", req.stage))?;
     if let Some(state) = &state {
         ferry_deploy::mark_checks(ws, &mut plan, &state.records);
-        plan.notes.extend(state.move_notes(ws));
+        if let Ok(stage) = ws.stage(&req.stage) {
+            plan.notes.extend(state.move_notes(ws, &stage));
+        }
     }
     let also = then(ws, &plan);
     // The process ends soon after; freeing a thousand services and the repository handle one
