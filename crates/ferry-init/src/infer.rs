@@ -584,7 +584,20 @@ fn same_name(a: &str, b: &str) -> bool {
 /// the file, or for a path with variables (e.g. the stage) its folder, or at the root the files
 /// named as it starts (`.env.${sls:stage}` → `.env.*`). A path out of the repository is noted.
 fn file_inputs(dir: &str, s: &Said, notes: &mut Vec<String>) -> BTreeMap<String, String> {
-    let mut inputs = BTreeMap::new();
+    file_reads_outside(dir, s, notes)
+        .into_iter()
+        .map(|(glob, why, _)| (glob, why))
+        .collect()
+}
+
+/// [`file_inputs`], each with the files it reads as a pattern (repository-relative, each
+/// variable a `*`: `cfg/*/extra.yml`).
+fn file_reads_outside(
+    dir: &str,
+    s: &Said,
+    notes: &mut Vec<String>,
+) -> Vec<(String, String, String)> {
+    let mut inputs = Vec::new();
     for file in &s.files {
         let Some(path) = ferry_manifest::normalize_relative(&format!("{dir}/{file}")) else {
             notes.push(format!(
@@ -604,19 +617,20 @@ fn file_inputs(dir: &str, s: &Said, notes: &mut Vec<String>) -> BTreeMap<String,
         } else {
             path.clone()
         };
-        inputs.insert(glob, format!("reads `{file}` (${{file(…)}})"));
+        let read = ferry_manifest::serverless_variables_replaced(&path, '*');
+        inputs.push((glob, format!("reads `{file}` (${{file(…)}})"), read));
     }
     inputs
 }
 
 /// For `validate`: the inputs the `${file(…)}` reads of the Serverless Framework service in
-/// `dir` (its configuration `file`) give outside its folder, as `init` writes them (see
-/// [`file_inputs`]).
+/// `dir` (its configuration `file`) give outside its folder, as `init` writes them, each with
+/// the pattern of the files it reads (see [`file_reads_outside`]).
 pub(crate) fn serverless_file_inputs(
     root: &Path,
     dir: &str,
     file: &str,
-) -> BTreeMap<String, String> {
+) -> Vec<(String, String, String)> {
     let found = crate::Found {
         dir: dir.to_string(),
         name: String::new(),
@@ -636,7 +650,7 @@ pub(crate) fn serverless_file_inputs(
     };
     let mut notes = Vec::new();
     let said = read(root, &found, &mut notes);
-    file_inputs(dir, &said, &mut notes)
+    file_reads_outside(dir, &said, &mut notes)
 }
 
 /// The framework's service name, exports, imports, `${cf:…}` stacks and `${file(…)}` paths of

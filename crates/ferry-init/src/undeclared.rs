@@ -74,8 +74,18 @@ pub fn undeclared_inputs(ws: &Workspace, ignored: &dyn Fn(&str) -> bool) -> Vec<
         // A file its Serverless configuration reads with `${file(…)}` from outside its folder
         // (settings shared between services): the framework writes it into the compile.
         if s.kind == ferry_manifest::ServiceKind::Serverless {
-            for (glob, why) in crate::infer::serverless_file_inputs(root, dir, &s.template) {
-                inferred.push((glob, why, None));
+            for (glob, why, read) in crate::infer::serverless_file_inputs(root, dir, &s.template) {
+                // The files it reads, not every file the input covers (`config.*` at the root
+                // covers a README too, which no input of it would ever be asked to).
+                let files = if read.contains('*') {
+                    files_at(root, &ferry_manifest::fixed_start(&read))
+                        .into_iter()
+                        .filter(|f| ferry_ci::glob_match(&read, f))
+                        .collect()
+                } else {
+                    files_at(root, &read)
+                };
+                inferred.push((glob, why, Some(files)));
             }
         }
         // The lock file (or package.json) above it that its framework CLI and plugins install

@@ -1138,8 +1138,8 @@ fn a_serverless_file_read_outside_the_folder_must_be_an_input() {
     assert_eq!(
         found,
         [
-            "fn: reads `../../cfg/${sls:stage}/extra.yml` (${file(…)}), but cfg/common.yml is none of its inputs nor a global input: a change there would not deploy it; add `cfg/**` to `inputs` in its service.toml",
             "fn: reads `../../cfg/common.yml` (${file(…)}), but cfg/common.yml is none of its inputs nor a global input: a change there would not deploy it; add `cfg/common.yml` to `inputs` in its service.toml",
+            "fn: reads `../../cfg/${sls:stage}/extra.yml` (${file(…)}), but cfg/dev/extra.yml is none of its inputs nor a global input: a change there would not deploy it; add `cfg/**` to `inputs` in its service.toml",
         ]
     );
     file(
@@ -4129,6 +4129,12 @@ fn paths_with_glob_characters_are_written_escaped() {
         .map(|u| u.glob.clone())
         .collect();
     assert_eq!(found, ["routes/[[]slug[]]/**", "config.*"]);
+    // With the inputs init wrote, nothing: a file at the root the configuration never reads
+    // (a README) is none of `config.*`'s concern (before, it was named, for good).
+    file(r, "apps/[group]/site/service.toml", service);
+    file(r, "README.md", "# site\n");
+    let ws = ferry_manifest::load(r).unwrap();
+    assert_eq!(ferry_init::undeclared_inputs(&ws, &|_| false), []);
 }
 
 // A SAM service left where it is gets what its template names outside its folder as inputs,
