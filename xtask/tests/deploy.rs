@@ -71,6 +71,34 @@ fn a_dependent_s_own_change_is_not_deployed_by_another_s_selection() {
     assert!(row(&out, "consumer").contains("updated"), "{out}");
 }
 
+/// A named stage misspelt (`dve`) is refused while nothing is deployed in it: before, the
+/// deploy created a preview stage of that name with every service's stacks, saying only "did
+/// you mean". `--preview` deploys it all the same, and once it has records it deploys as any
+/// preview (`dev2` beside `dev`).
+#[test]
+fn a_misspelt_stage_is_refused_not_deployed_as_a_new_preview() {
+    let r = monorepo("e2e-typo");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dve"]), None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("`dve` is no stage of ferry.toml but one slip from `dev`, and nothing is deployed in it: a deploy would create a new preview stage of that name, with a stack of every service; did you mean `dev` (`cargo xtask deploy dev`)? To deploy a preview of that name, add --preview"),
+        "{err}"
+    );
+    let engine = ferry_stacks::Engine::for_config(&config(), Default::default());
+    assert!(
+        rt().block_on(engine.describe("e2e-typo-queue-dve"))
+            .unwrap()
+            .is_none()
+    );
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dve", "--preview"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    r.write("services/lone/t.yaml", &format!("{TOPIC}# again\n"));
+    r.commit("lone");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dve"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(row(&out, "lone").contains("updated"), "{out}");
+}
+
 #[test]
 fn deploy_then_skip_then_redeploy_only_what_changed() {
     let r = monorepo("e2e-skip");

@@ -626,10 +626,12 @@ impl Workspace {
             return None;
         }
         let name = stage.name.to_ascii_lowercase();
-        self.stages
-            .keys()
-            .map(String::as_str)
-            .find(|named| named.chars().count() >= 3 && crate::diag::one_slip(&name, named))
+        self.stages.keys().map(String::as_str).find(|named| {
+            named.chars().count() >= 3
+                && [name.as_str(), stage.id.as_str()]
+                    .iter()
+                    .any(|n| crate::diag::one_slip(n, named))
+        })
     }
 
     /// `; did you mean `staging`?` for a preview stage whose name is a letter or two from a

@@ -270,18 +270,6 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
     // A pull request's build only plans, unless [ci] gives pull requests a preview stage and
     // the stage came from it.
     let plan_only = ci.is_pull_request() && !from_ci;
-    // A named stage misspelt (`deploy stagin`) would create every stack of a new preview.
-    if !from_ci
-        && node.is_none()
-        && !args.preview
-        && let Some(meant) = ws.misspelt_stage(&stage)
-    {
-        anyhow::bail!(
-            "`{}` is no stage of ferry.toml but one slip from `{meant}`: a deploy would create a new preview stage of that name, with a stack of every service; did you mean `{meant}` (`{} deploy {meant}`)? To deploy a preview of that name, add --preview",
-            stage.name,
-            ctx.app.name
-        );
-    }
     ws.check_preview_stacks(&stage)?;
     ctx.check_services(&args.select.services)?;
     ferry_deploy::check_templates(ws, &args.select.services)?;
@@ -310,6 +298,21 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
         });
         let aws = ctx.aws(&stage).await?;
         let records = ctx.records(&stage, &aws)?;
+        // A named stage misspelt (`deploy stagin`) would create every stack of a new preview:
+        // refused unless told, while that preview has nothing deployed (one that has, `dev2`
+        // beside `dev`, is deployed as it was).
+        if !from_ci
+            && node.is_none()
+            && !args.preview
+            && let Some(meant) = ws.misspelt_stage(&stage)
+            && records.read_all().await.is_ok_and(|r| r.is_empty())
+        {
+            anyhow::bail!(
+                "`{}` is no stage of ferry.toml but one slip from `{meant}`, and nothing is deployed in it: a deploy would create a new preview stage of that name, with a stack of every service; did you mean `{meant}` (`{} deploy {meant}`)? To deploy a preview of that name, add --preview",
+                stage.name,
+                ctx.app.name
+            );
+        }
         if plan_only {
             // Plan what a deploy would do (read only, no lock), and stop.
             let mut state = ferry_deploy::state::read(ws, &stage, &aws.config, &records).await?;
