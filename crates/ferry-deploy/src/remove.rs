@@ -756,9 +756,18 @@ fn orphan_users(
         let mut users: Vec<String> = Vec::new();
         for (service, record) in previous {
             if !gone.contains(service.as_str()) && depended_on(record, orphan) {
-                users.push(format!(
-                    "{service} was deployed with its outputs and has not deployed since"
-                ));
+                users.push(match &record.received {
+                    Some(_) => {
+                        format!("{service} was deployed with its outputs and has not deployed since")
+                    }
+                    None => {
+                        let at = record.checkout();
+                        format!(
+                            "{service}'s record (of commit {}, by an earlier Ferry) does not say what it received, and that commit's configuration makes it a dependent or cannot be read here",
+                            at.get(..12).unwrap_or(at)
+                        )
+                    }
+                });
             }
         }
         users.extend(

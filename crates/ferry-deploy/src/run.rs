@@ -1668,11 +1668,16 @@ async fn deploy_one(
         // outside git (an SSM parameter's new version: a rotated secret).
         Some(r) if r.template_hash == template_hash => Some(
             match (
-                r.received.as_ref() == Some(&run.received_now(&service.name)),
+                // A record of an earlier Ferry says nothing of what it received: the same when
+                // it has no dependency to receive from.
+                r.received.as_ref().map_or_else(
+                    || ctx.ws.graph().dependencies(&service.name).is_empty(),
+                    |got| *got == run.received_now(&service.name),
+                ),
                 reads_outside_git(ctx.ws, service),
             ) {
                 (true, true) => {
-                    "its parameters differ from its record (a value it reads outside git changed: an SSM parameter's new version)"
+                    "its parameters differ from its record (a value it reads outside git changed: an SSM parameter's new version, or another stage's output)"
                 }
                 (false, true) => {
                     "its parameters differ from its record (a dependency's outputs or a value it reads outside git changed)"

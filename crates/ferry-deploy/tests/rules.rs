@@ -423,7 +423,7 @@ async fn a_new_version_of_an_ssm_value_redeploys_its_reader_and_no_record_holds_
     };
     assert_eq!(
         why("app"),
-        "reads values kept outside git (SSM, S3): checked against its record: its parameters differ from its record (a value it reads outside git changed: an SSM parameter's new version)"
+        "reads values kept outside git (SSM, S3): checked against its record: its parameters differ from its record (a value it reads outside git changed: an SSM parameter's new version, or another stage's output)"
     );
     assert_eq!(
         why("feed"),

@@ -139,7 +139,8 @@ pub(crate) fn read_noting_secrets(
                         // One environment's value is another's wrong one (prod's domain in
                         // dev): none is written.
                         notes.push(format!(
-                            "{at}: its environments pass {k} different values ([{env}] {v}; {}): init wrote none of them; give {k} each stage's value (`${{stage}}`, or a `${{var:…}}` of the stages' variables)",
+                            "{at}: its environments pass {k} different values ([{env}] {}; {}): init wrote none of them; give {k} each stage's value (`${{stage}}`, or a `${{var:…}}` of the stages' variables)",
+                            v.replace("${STAGE}", &env),
                             differ.join("; ")
                         ));
                         differing.insert(k.clone());
@@ -1555,6 +1556,17 @@ sam deploy --stack-name add-user-dev --parameter-overrides ParameterKey=Stage,Pa
         // (before: noted as different values, quoting `${STAGE}`, which the file does not
         // hold, and said to be written for none). Other values are quoted as the file holds
         // them.
+        // With no [default], the first environment's own value is quoted as written too.
+        let named = "[dev.deploy.parameters]\nparameter_overrides = \"Table=dev-users\"\n[prod.deploy.parameters]\nparameter_overrides = \"Table=users-live\"\n";
+        std::fs::write(dir.path().join("samconfig.toml"), named).unwrap();
+        let mut notes = Vec::new();
+        read(dir.path(), "", "template.yaml", &declared, &mut notes);
+        assert!(
+            notes.iter().any(|n| n.contains(
+                "its environments pass Table different values ([dev] dev-users; [prod] users-live)"
+            )),
+            "{notes:#?}"
+        );
         let staged = "[default.deploy.parameters]\nparameter_overrides = \"Environment=dev Table=t-dev\"\n[prod.deploy.parameters]\nparameter_overrides = \"Environment=prod Table=prod-x\"\n";
         std::fs::write(dir.path().join("samconfig.toml"), staged).unwrap();
         let mut notes = Vec::new();
