@@ -99,6 +99,40 @@ fn a_misspelt_stage_is_refused_not_deployed_as_a_new_preview() {
     assert!(row(&out, "lone").contains("updated"), "{out}");
 }
 
+/// A branch deploys the shared dev stage, then main squash-merges it: the records' commit is on
+/// another line of history than main's, but their trees say exactly what differs, nothing here.
+/// Before, every service the branch deployed deployed again, "history diverged".
+#[test]
+fn a_squash_merge_of_a_branch_that_deployed_the_stage_deploys_nothing() {
+    let r = monorepo("e2e-squash");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let sh = |args: &[&str]| ferry_test_support::git(r.path(), args);
+    let main = sh(&["rev-parse", "--abbrev-ref", "HEAD"]);
+    sh(&["checkout", "-q", "-b", "feat"]);
+    r.write("services/lone/t.yaml", &format!("{TOPIC}# feat\n"));
+    r.commit("feat: lone");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(row(&out, "lone").contains("updated"), "{out}");
+    sh(&["checkout", "-q", main.trim()]);
+    sh(&["merge", "-q", "--squash", "feat"]);
+    sh(&["commit", "-q", "-m", "feat (squashed)"]);
+    let (code, plan, err) = run(&mut xtask(&r, &["plan", "dev"]), None);
+    assert_eq!(code, 0, "{plan}\n{err}");
+    assert!(plan.contains("0 to deploy"), "{plan}\n{err}");
+    assert!(
+        plan.contains("(lone) is on another line of history than the head (another branch deployed the stage, or a squash merge, rebase or amend replaced its commit): compared by their trees"),
+        "{plan}"
+    );
+    // What the branch changed and main did not take deploys, as it did.
+    r.write("services/lone/t.yaml", TOPIC);
+    r.commit("lone back");
+    let (code, plan, err) = run(&mut xtask(&r, &["plan", "dev"]), None);
+    assert_eq!(code, 0, "{plan}\n{err}");
+    assert!(plan.contains("1 to deploy"), "{plan}\n{err}");
+}
+
 #[test]
 fn deploy_then_skip_then_redeploy_only_what_changed() {
     let r = monorepo("e2e-skip");

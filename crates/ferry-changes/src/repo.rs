@@ -111,6 +111,10 @@ pub struct ChangedPaths {
     /// (skip-worktree, and absent). No change, but a package made from this tree would lack
     /// them.
     pub sparse_absent: BTreeSet<String>,
+    /// The base is on another line of history than the head (another branch deployed the
+    /// stage; a squash merge, rebase or amend replaced its commit): the paths are still exactly
+    /// what differs between their trees.
+    pub diverged: bool,
 }
 
 /// The mode git gives a submodule's entry in a tree: a link to a commit of another repository.
@@ -544,13 +548,24 @@ impl Repo {
             Head::Rev(rev) => (rev.clone(), Some(self.resolve_head(rev)?)),
             Head::WorkingTree => ("the working tree".to_string(), self.head_commit()),
         };
+        let mut diverged = false;
         if let Some(head_oid) = head_oid {
-            self.check_descends(base, base_oid, &head_name, head_oid)?;
+            match self.check_descends(base, base_oid, &head_name, head_oid) {
+                Ok(()) => {}
+                // Two trees say what differs between them whatever links their commits: a
+                // squash-merged branch's deploy is the same tree as main's, nothing to deploy.
+                Err(ChangesError::BaseUnavailable(BaseUnavailable::NotAncestor { .. })) => {
+                    diverged = true;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        match head {
-            Head::Rev(_) => self.diff_trees(base_oid, head_oid.expect("resolved")),
-            Head::WorkingTree => self.diff_to_workdir(base_oid),
-        }
+        let mut changed = match head {
+            Head::Rev(_) => self.diff_trees(base_oid, head_oid.expect("resolved"))?,
+            Head::WorkingTree => self.diff_to_workdir(base_oid)?,
+        };
+        changed.diverged = diverged;
+        Ok(changed)
     }
 
     fn tree(&self, commit: Oid) -> Result<git2::Tree<'_>, ChangesError> {

@@ -318,11 +318,20 @@ fn a_base_on_a_diverged_history_is_not_an_ancestor() {
     r.write("services/b/y.txt", "rewritten\n");
     r.commit("rewritten");
     let repo = Repo::open(r.path()).unwrap();
-    let err = base_error(&repo, &gone.to_string(), Head::Rev("HEAD".into()));
-    assert!(
-        matches!(err, BaseUnavailable::NotAncestor { .. }),
-        "{err:?}"
-    );
+    // HEAD does not descend from it: said where HEAD must (a move, a remove).
+    assert!(matches!(
+        repo.head_descends_from(&gone.to_string()),
+        Err(ChangesError::BaseUnavailable(
+            BaseUnavailable::NotAncestor { .. }
+        ))
+    ));
+    // A diff still says exactly what differs between the two trees (before, the base was
+    // unusable and every service of it deployed: after a squash merge, the same tree).
+    let c = changed(&r, &gone.to_string(), Head::Rev("HEAD".into()));
+    assert!(c.diverged);
+    assert_eq!(c.paths, set(&["services/a/x.txt", "services/b/y.txt"]));
+    let same = changed(&r, &r.head().to_string(), Head::Rev("HEAD".into()));
+    assert!(!same.diverged && same.paths.is_empty());
 }
 
 /// A head older than its base (the base descends from it: a build of an old commit run again)

@@ -103,6 +103,13 @@ pub(crate) fn compare_bases(
             }
             Err(e) => return Err(PlanError::Changes(e)),
         };
+        if changed.diverged {
+            out.note(format!(
+                "base {} ({}) is on another line of history than the head (another branch deployed the stage, or a squash merge, rebase or amend replaced its commit): compared by their trees, which say exactly what differs",
+                base_commit.map_or_else(|| base.to_string(), ferry_changes::short),
+                ferry_manifest::first_few(&members, 5)
+            ));
+        }
         let mut affected = owners.classify_changes(&changed.paths, &changed.submodules);
         // Services whose stack is another one now: they deploy whatever their files did.
         let mut moved_to: BTreeMap<String, Reason> = BTreeMap::new();
