@@ -25,6 +25,26 @@ fn project(name: &str) -> TestRepo {
     r
 }
 
+/// Project `p` with `a` (a queue) and `b` (reading a's `QueueArn`), committed and deployed
+/// to dev.
+fn queue_and_reader(p: &str) -> TestRepo {
+    let r = project(p);
+    r.write(
+        "services/a/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n",
+    )
+    .write("services/a/t.yaml", QUEUE)
+    .write(
+        "services/b/service.toml",
+        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nQueue = \"${output:a.QueueArn}\"\n",
+    )
+    .write("services/b/t.yaml", LOCKED);
+    r.commit("services");
+    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    r
+}
+
 fn buckets() -> Vec<String> {
     let s3 = ferry_package::s3_client(&config());
     rt().block_on(s3.list_buckets().send())
@@ -475,20 +495,7 @@ fn orphans_are_the_records_no_service_has_and_never_a_stack_in_use() {
 #[test]
 fn an_orphan_a_dependent_or_a_cf_read_still_uses_is_kept() {
     let p = "rm-orph-used";
-    let r = project(p);
-    r.write(
-        "services/a/service.toml",
-        "[service]\ntemplate = \"t.yaml\"\n",
-    )
-    .write("services/a/t.yaml", QUEUE)
-    .write(
-        "services/b/service.toml",
-        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nQueue = \"${output:a.QueueArn}\"\n",
-    )
-    .write("services/b/t.yaml", LOCKED);
-    r.commit("services");
-    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
-    assert_eq!(code, 0, "{out}\n{err}");
+    let r = queue_and_reader(p);
     let engine = ferry_stacks::Engine::for_config(&config(), Default::default());
     let exists = |stack: &str| rt().block_on(engine.describe(stack)).unwrap().is_some();
     let old = format!("{p}-a-dev");
@@ -584,20 +591,7 @@ fn a_plan_names_a_cf_read_of_the_stack_a_service_moves_away_from() {
 #[test]
 fn a_stack_moved_deploys_anew_and_remove_takes_the_old_one_too() {
     let p = "rm-moved";
-    let r = project(p);
-    r.write(
-        "services/a/service.toml",
-        "[service]\ntemplate = \"t.yaml\"\n",
-    )
-    .write("services/a/t.yaml", QUEUE)
-    .write(
-        "services/b/service.toml",
-        "[service]\ntemplate = \"t.yaml\"\n\n[parameters]\nQueue = \"${output:a.QueueArn}\"\n",
-    )
-    .write("services/b/t.yaml", LOCKED);
-    r.commit("services");
-    let (code, out, err) = run(&mut xtask(&r, &["deploy", "dev"]), None);
-    assert_eq!(code, 0, "{out}\n{err}");
+    let r = queue_and_reader(p);
     let engine = ferry_stacks::Engine::for_config(&config(), Default::default());
     let exists = |stack: &str| rt().block_on(engine.describe(stack)).unwrap().is_some();
     let (old, new, newer) = (

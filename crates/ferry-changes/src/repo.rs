@@ -46,7 +46,7 @@ pub enum BaseUnavailable {
     },
     #[error("{} is not a git repository (e.g. a CodePipeline source zip); give the build a git clone (CodeBuild: CODEBUILD_CLONE_REF output format)", .root.display())]
     NoRepository { root: PathBuf },
-    #[error("{} is a folder inside the git repository at {}, not its top: Ferry reads changes from the top of a repository (a service folder must not borrow another repository's history); put ferry.toml there, or give --root {}", .root.display(), .top.display(), .top.display())]
+    #[error("{} is a folder inside the git repository at {}, not its top: Ferry reads changes from the top of a repository (a service folder must not borrow another repository's history); put ferry.toml there, or give --root {}, or make {} a repository of its own (`git init`)", .root.display(), .top.display(), .top.display(), .root.display())]
     NotRepositoryRoot { root: PathBuf, top: PathBuf },
     #[error("{} is a git repository that cannot be opened: {message}", .root.display())]
     Unopenable { root: PathBuf, message: String },
@@ -305,13 +305,18 @@ impl Repo {
     }
 
     /// The top of the git repository `root` lies inside, not at its top, whether or not that
-    /// repository tracks anything in it (a project being set up there: `init` refuses it, as no
-    /// plan could compare commits there). `None` at a repository's top or outside any.
+    /// repository tracks anything in it yet (a project being set up there: `init` refuses it,
+    /// as no plan could compare commits there). `None` at a repository's top, outside any, or
+    /// in a folder it ignores (a build folder, which would never be committed there).
     pub fn enclosing_top(root: &Path) -> Option<PathBuf> {
         let r = Repository::discover(root).ok()?;
         let top = r.workdir()?.to_path_buf();
         let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        (real(&top) != real(root)).then_some(top)
+        let rel = real(root).strip_prefix(real(&top)).ok()?.to_path_buf();
+        if rel.as_os_str().is_empty() || r.is_path_ignored(&rel).unwrap_or(false) {
+            return None;
+        }
+        Some(top)
     }
 
     /// Why `root` is no repository Ferry can read: none at all, a folder inside one, or one git

@@ -357,6 +357,22 @@ impl Run<'_> {
             .insert(record.service.clone(), record.clone());
     }
 
+    /// Records in `r`, a checked service's record, that it received what its dependencies run
+    /// now, so that the next run does not check it again for the same deploys (not by a review
+    /// or an approval's check: they write nothing).
+    async fn keep_received(&self, r: &Record) -> Result<(), ServiceError> {
+        let received = Some(self.received_now(&r.service));
+        if self.reviews.is_none() && !self.check_only && r.received != received {
+            let checked = Record {
+                received,
+                ..r.clone()
+            };
+            self.ctx.records.write(&checked).await?;
+            self.wrote(&checked);
+        }
+        Ok(())
+    }
+
     /// The revisions of `service`'s dependencies' latest records (see [`Record::received`]).
     fn received_now(&self, service: &str) -> BTreeMap<String, String> {
         self.ctx
@@ -1627,18 +1643,7 @@ async fn deploy_one(
             Some("a remove that stopped after it began emptying its buckets left it")
         }
         Some(r) if r.template_hash == template_hash && r.parameters_hash == params_hash => {
-            // What it received is recorded as checked, so that the next run does not check it
-            // again for the same deploys of its dependencies (not by a review: it writes
-            // nothing).
-            let received = Some(run.received_now(&service.name));
-            if run.reviews.is_none() && !run.check_only && r.received != received {
-                let checked = Record {
-                    received,
-                    ..r.clone()
-                };
-                ctx.records.write(&checked).await?;
-                run.wrote(&checked);
-            }
+            run.keep_received(r).await?;
             // Its outputs may still be needed by dependents: they come from the stack on demand.
             return Ok(Deployed::UpToDate {
                 why: "template, artifacts and parameters unchanged since its record".into(),
@@ -1650,15 +1655,7 @@ async fn deploy_one(
         // Deployed, it would go out unselected. (A site's config holds its dependencies'
         // outputs and counts in its template's hash: that difference may be theirs.)
         Some(r) if r.parameters_hash == params_hash && site_config.is_none() => {
-            let received = Some(run.received_now(&service.name));
-            if run.reviews.is_none() && !run.check_only && r.received != received {
-                let checked = Record {
-                    received,
-                    ..r.clone()
-                };
-                ctx.records.write(&checked).await?;
-                run.wrote(&checked);
-            }
+            run.keep_received(r).await?;
             return Ok(Deployed::UpToDate {
                 why: "what it receives is unchanged; its own changes since its record (template or code) are not part of this run: a deploy that selects it takes them".into(),
                 behind: true,
