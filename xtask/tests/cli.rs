@@ -1021,6 +1021,50 @@ fn graph_renders_the_example_monorepo() {
     assert!(kinds.contains(&("api", "cloudformation")), "{kinds:?}");
 }
 
+/// An AWS endpoint that takes the connection and never answers: a line every 10 s says what the
+/// command waits for (before, `plan` said nothing for two minutes).
+#[test]
+fn a_wait_for_aws_says_what_it_waits_for() {
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = format!("http://{}", listener.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for s in listener.incoming().take(8).flatten() {
+            kept.push(s);
+        }
+        kept
+    });
+    let mut c = xtask(&["plan", "dev"]);
+    c.env("AWS_ENDPOINT_URL", &at)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let started = std::time::Instant::now();
+    let mut said = None;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if line.starts_with("still waiting for AWS to answer") {
+            said = Some(line);
+            break;
+        }
+        if started.elapsed().as_secs() > 30 {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(held);
+    let said = said.expect("a line while it waits");
+    assert!(
+        said.contains("(the identity and credentials of stage `dev`)") && said.contains("s so far"),
+        "{said}"
+    );
+}
+
 /// A promote to or from a preview whose name is one slip from a named stage's says which stage
 /// was meant (before, it advised deploying the typo). (`deploy` of such a name: deploy.rs.)
 #[test]

@@ -154,11 +154,18 @@ impl Ctx {
     pub async fn aws(&self, stage: &Stage) -> anyhow::Result<StageAws> {
         let target = self.target()?;
         let base = ferry_credentials::base_config(&stage.config.region, &target).await;
-        ferry_credentials::stage_config(
+        let access = ferry_credentials::stage_config(
             stage,
             &base,
             self.ci().build_id.as_deref(),
             crate::ui::masker(),
+        );
+        crate::ui::waiting_for(
+            &format!(
+                "AWS to answer (the identity and credentials of stage `{}`)",
+                stage.name
+            ),
+            access,
         )
         .await
         .with_context(|| format!("failed to get AWS access for stage `{}`", stage.name))

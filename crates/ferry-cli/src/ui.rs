@@ -72,6 +72,27 @@ pub fn note(line: &str) {
     eprintln!("{line}");
 }
 
+/// How long a step may wait without a line saying what it waits for.
+const WAITING_LINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `work`, with a line every 10 s while it has not finished saying that it still waits for
+/// `what` (an endpoint that accepts and never answers held a plan silent for two minutes).
+pub async fn waiting_for<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    tokio::pin!(work);
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + WAITING_LINE, WAITING_LINE);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => note(&format!(
+                "still waiting for {what} ({}s so far)",
+                started.elapsed().as_secs()
+            )),
+        }
+    }
+}
+
 /// The outcome of writing to `stream`. Never a panic: a run goes on to its end (its release,
 /// its lock's release, a cancellation a signal asked for) whatever happens to its output. A
 /// reader that has gone away (a closed pipe) is no failure; any other (a full disk under

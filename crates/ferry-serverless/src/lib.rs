@@ -798,6 +798,10 @@ impl ConfigTexts {
     }
 }
 
+/// The largest configuration file, or file it includes, that is read (1 MiB, as for
+/// `ferry.toml`): more is no configuration.
+const MAX_INCLUDED_FILE: u64 = 1024 * 1024;
+
 /// [`ConfigTexts`] of the configuration at `config`, `resolve` building an include's path (a
 /// path with variables; `None` when it cannot).
 fn config_texts(
@@ -816,7 +820,13 @@ fn config_texts(
             out.unreadable = true;
             break;
         }
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        // A regular file of configuration's size only: a FIFO would block the read for good,
+        // `/dev/zero` would fill the memory.
+        let text = std::fs::metadata(&path)
+            .ok()
+            .filter(|m| m.is_file() && m.len() <= MAX_INCLUDED_FILE)
+            .and_then(|_| std::fs::read_to_string(&path).ok());
+        let Some(text) = text else {
             out.unreadable = true;
             continue;
         };
@@ -1071,5 +1081,32 @@ mod tests {
             with_stage("a-${sls:stage}-${env:X}-${opt:stage, ${env:S}}", "qa"),
             "a-qa-${env:X}-qa"
         );
+    }
+
+    /// What a configuration includes is read only as a regular file of a configuration's size:
+    /// a FIFO blocked `validate` for good, `/dev/zero` filled the memory. Such an include is
+    /// one that cannot be read (it may read anything).
+    #[test]
+    fn an_include_that_is_no_regular_file_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let config = d.join("serverless.yml");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(d.join("pipe.yml"))
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::fs::write(&config, "service: a\ncustom: ${file(./pipe.yml)}\n").unwrap();
+        assert!(config_reads_outside(d, &config));
+        std::fs::write(&config, "service: a\ncustom: ${file(/dev/zero)}\n").unwrap();
+        assert!(config_reads_outside(d, &config));
+        std::fs::write(d.join("big.yml"), "a: 1\n".repeat(300_000)).unwrap();
+        std::fs::write(&config, "service: a\ncustom: ${file(./big.yml)}\n").unwrap();
+        assert!(config_reads_outside(d, &config));
+        std::fs::write(d.join("small.yml"), "a: 1\n").unwrap();
+        std::fs::write(&config, "service: a\ncustom: ${file(./small.yml)}\n").unwrap();
+        assert!(!config_reads_outside(d, &config));
     }
 }
