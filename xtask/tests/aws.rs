@@ -462,6 +462,23 @@ fn exec_passes_sigterm_on_and_fails_when_its_output_cannot_be_written() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("failed to write to stdout"), "{err}");
+    // Bytes that are not UTF-8 (a dump, an archive) come out as they went in (before, each
+    // became U+FFFD: a file piped through exec came out broken).
+    let bytes = xtask(
+        &r,
+        &[
+            "exec",
+            "dev",
+            "--",
+            "printf",
+            r"\351\000\377 binary\n\303\050",
+        ],
+    )
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    assert_eq!(bytes.status.code(), Some(0));
+    assert_eq!(bytes.stdout, b"\xe9\x00\xff binary\n\xc3\x28");
 
     let pid_file = r.path().join("child.pid");
     let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());

@@ -150,11 +150,12 @@ pub fn run_masked(
         let mut lines = BufReader::new(reader);
         let mut buf = Vec::new();
         while lines.read_until(b'\n', &mut buf).unwrap_or(0) > 0 {
-            let line = masker.mask(&String::from_utf8_lossy(&buf));
-            let _ = sink.write_all(line.as_bytes());
+            // Bytes as they came but the secrets (binary output stays whole).
+            let line = masker.mask_bytes(&buf);
+            let _ = sink.write_all(&line);
             let _ = sink.flush();
             let mut t = tail.lock().expect("tail lock");
-            t.push_back(line.trim_end().to_string());
+            t.push_back(String::from_utf8_lossy(&line).trim_end().to_string());
             if t.len() > tail_lines {
                 t.pop_front();
             }

@@ -153,6 +153,19 @@ impl Masker {
         out
     }
 
+    /// [`mask`](Self::mask) of bytes that may not be UTF-8 (a command's output: a dump, an
+    /// archive): each run of valid UTF-8 is masked, every other byte passed on as it is (a
+    /// secret, being text, is always inside such a run). Decoded whole, each such byte became
+    /// three (U+FFFD), and a binary file piped through `exec` came out broken.
+    pub fn mask_bytes(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(bytes.len());
+        for chunk in bytes.utf8_chunks() {
+            out.extend_from_slice(self.mask(chunk.valid()).as_bytes());
+            out.extend_from_slice(chunk.invalid());
+        }
+        out
+    }
+
     /// Whether `text` is a registered secret, or holds one (in any of its forms) of at least 8
     /// characters. A shorter secret inside a longer text (`1` in a URL) is too likely to be a
     /// coincidence to refuse the text for: [`mask`](Self::mask) still hides it wherever it is
@@ -443,6 +456,23 @@ mod tests {
     /// A quoted error page cut short inside an echoed secret showed its start: the start of a
     /// secret right before the cut mark is masked; a word that merely starts alike and is not
     /// cut, or a start shorter than 4 characters, is not.
+    /// Output that is not UTF-8 (a dump, an archive) is passed on byte for byte but the
+    /// secrets: before, each such byte became U+FFFD, three bytes.
+    #[test]
+    fn bytes_that_are_not_utf8_pass_unchanged_and_secrets_are_masked() {
+        let m = Masker::new();
+        m.register("Byte-Secret-0123");
+        let mut input = vec![0xe9, 0x00, 0xff, b' '];
+        input.extend_from_slice(b"key=Byte-Secret-0123 ");
+        input.extend_from_slice(&[0xc3, 0x28, 0x80, b'\n']);
+        let mut expected = vec![0xe9, 0x00, 0xff, b' '];
+        expected.extend_from_slice(b"key=**** ");
+        expected.extend_from_slice(&[0xc3, 0x28, 0x80, b'\n']);
+        assert_eq!(m.mask_bytes(&input), expected);
+        let random: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+        assert_eq!(m.mask_bytes(&random), random);
+    }
+
     #[test]
     fn a_secret_cut_short_by_a_clip_is_masked() {
         let m = Masker::new();
