@@ -49,6 +49,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 #[non_exhaustive]
 pub enum LocalError {
     #[error(
+        "the local emulator (pid {pid}, port {port}) runs but does not answer (too busy, or stopped: a machine waking from sleep, a debugger); what it holds (every stage's stacks, records and parameters) stays while it runs: run again once it answers, or `local down` to stop it, losing what it holds, and a new one starts"
+    )]
+    NotAnswering { pid: u32, port: u16 },
+    #[error(
         "`{python}` was not found; the local emulator needs Python 3.10 or newer with venv (e.g. `apt-get install python3 python3-venv`), or set FERRY_PYTHON to a python executable"
     )]
     PythonMissing { python: String },
@@ -641,9 +645,19 @@ impl Emulator {
         let _lock = self.state_lock()?;
         match self.status()? {
             Status::Running(state) => return Ok((state, false)),
-            // Ours but not answering (too busy, or hung): stopped, not left running unrecorded
-            // once a new one's state replaces its own.
-            Status::Stale(state) if is_our_process(state.pid) => terminate(state.pid)?,
+            // Ours but not answering (too busy, or stopped: a laptop waking, a debugger): asked
+            // again for a while, then left as it is. Replaced, everything it holds (every
+            // stage's stacks, records and parameters) was lost without a word; `local down`
+            // stops it when that is what is wanted.
+            Status::Stale(state) if is_our_process(state.pid) => {
+                if (0..3).any(|_| answers(state.port)) {
+                    return Ok((state, false));
+                }
+                return Err(LocalError::NotAnswering {
+                    pid: state.pid,
+                    port: state.port,
+                });
+            }
             Status::Stale(_) | Status::NotStarted => {}
         }
         let (child, port) = self.launch(port, false)?;
@@ -930,6 +944,34 @@ mod tests {
         assert_eq!(emu.status().unwrap(), Status::NotStarted);
         let ended = child.wait().unwrap();
         assert!(!ended.success(), "stopped by a signal: {ended:?}");
+    }
+
+    /// A recorded server that lives but does not answer is left as it is by `up` (a command's
+    /// `--local`), which says so: before, it was killed and replaced by an empty one, every
+    /// stage's stacks and records lost without a word.
+    #[test]
+    fn up_leaves_a_recorded_server_that_lives_but_does_not_answer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let emu = Emulator::new(tmp.path());
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 60; echo 'ferry-moto ready'"])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !is_our_process(child.id()) {
+            assert!(Instant::now() < deadline, "the child never ran its command");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let state = recorded_server(tmp.path(), child.id());
+        let err = emu.up(0).unwrap_err();
+        assert!(
+            matches!(err, LocalError::NotAnswering { pid, .. } if pid == child.id()),
+            "{err}"
+        );
+        assert!(err.to_string().contains("`local down`"), "{err}");
+        assert!(child.try_wait().unwrap().is_none(), "still running");
+        assert_eq!(emu.down().unwrap(), Some(state));
+        let _ = child.wait();
     }
 
     #[test]
