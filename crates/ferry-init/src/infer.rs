@@ -751,6 +751,9 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Said::default();
     };
+    // A byte-order mark, which the framework reads past (the YAML parser took it for a second
+    // document).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text).to_string();
     let doc: Value = match ferry_manifest::yaml::from_str(&text) {
         Ok(d) => d,
         Err(e) => {

@@ -468,11 +468,19 @@ fn samconfig_stack_names(envs: &[samconfig::Env]) -> Vec<(String, String)> {
     names
 }
 
+/// The text of a script, samconfig or template of at most [`MAX_SCRIPT`] bytes, read lossily:
+/// one byte that is no UTF-8 (a Latin-1 comment, which a shell runs as it is) must not hide the
+/// stack name and parameters its commands give (new stacks would be deployed beside them).
 pub(crate) fn small_text(path: &Path) -> Option<String> {
     let meta = std::fs::metadata(path).ok()?;
-    (meta.is_file() && meta.len() <= MAX_SCRIPT)
-        .then(|| std::fs::read_to_string(path).ok())
-        .flatten()
+    if !meta.is_file() || meta.len() > MAX_SCRIPT {
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    Some(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 /// The region the service's own deploy steps deploy to: `samconfig.toml`'s (its `default`

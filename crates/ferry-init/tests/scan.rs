@@ -2308,6 +2308,47 @@ fn sam_apps_below_their_projects_move_up_and_an_umbrella_template_gives_the_orde
 /// stage variable as `{stage}`), so that Ferry updates those stacks instead of deploying new ones
 /// beside them; a name it cannot translate, one without the stage, or one another service's
 /// stack has is noted, not written.
+/// A deploy script with one byte that is no UTF-8 (a Latin-1 comment, which a shell runs as it
+/// is) still gives its stack name, and a serverless.yml saved with a byte-order mark its links:
+/// before, the script was passed over (new stacks would have deployed beside the old ones) and
+/// the configuration was "more than one document".
+#[test]
+fn a_latin1_script_and_a_bom_configuration_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    file(
+        r,
+        "services/cf/template.yaml",
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\nOutputs:\n  Url:\n    Value: !Ref Q\n",
+    );
+    let p = r.join("services/cf/deploy.sh");
+    let mut script = b"#!/bin/sh\n# d\xe9ploiement\n".to_vec();
+    script.extend_from_slice(
+        b"aws cloudformation deploy --template-file template.yaml --stack-name \"fz-cf-$STAGE\"\n",
+    );
+    fs::write(&p, script).unwrap();
+    file(
+        r,
+        "services/sls/serverless.yml",
+        "\u{feff}service: sls\nprovider:\n  name: aws\n  environment:\n    Q: ${cf:fz-cf-${sls:stage}.Url}\nfunctions:\n  h:\n    handler: h.h\n",
+    );
+    let s = scan(r).unwrap();
+    let cf = s.services.iter().find(|f| f.dir == "services/cf").unwrap();
+    assert_eq!(
+        cf.stack_name.as_ref().map(|(p, _)| p.as_str()),
+        Some("fz-cf-{stage}"),
+        "{:#?}",
+        s.notes
+    );
+    let sls = s.services.iter().find(|f| f.dir == "services/sls").unwrap();
+    assert!(sls.depends_on.contains_key("cf"), "{:#?}", s.notes);
+    assert!(
+        !s.notes.iter().any(|n| n.contains("more than one document")),
+        "{:#?}",
+        s.notes
+    );
+}
+
 #[test]
 fn stack_names_the_deploy_scripts_give_are_kept() {
     let dir = tempfile::tempdir().unwrap();
