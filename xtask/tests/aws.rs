@@ -479,6 +479,42 @@ fn exec_passes_sigterm_on_and_fails_when_its_output_cannot_be_written() {
     .unwrap();
     assert_eq!(bytes.status.code(), Some(0));
     assert_eq!(bytes.stdout, b"\xe9\x00\xff binary\n\xc3\x28");
+    // `param set` refuses a NUL byte; one another tool wrote is named by exec, which runs
+    // nothing (before: "nul byte found in provided data", naming nothing).
+    let (code, _, err) = run(
+        &mut xtask(&r, &["param", "set", "dev", "nul"]),
+        Some("a\0b"),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("holds a NUL byte"), "{err}");
+    let ssm = aws_sdk_ssm::Client::new(&crate::common::config());
+    crate::common::rt()
+        .block_on(
+            ssm.put_parameter()
+                .name("/cli-exec-signals/dev/nul")
+                .value("a\0b")
+                .r#type(aws_sdk_ssm::types::ParameterType::String)
+                .overwrite(true)
+                .send(),
+        )
+        .unwrap();
+    let (code, out, err) = run(
+        &mut xtask(&r, &["exec", "dev", "--", "sh", "-c", "echo ran"]),
+        None,
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!out.contains("ran"), "{out}");
+    assert!(
+        err.contains("FERRY_PARAM_NUL would hold a NUL byte, which no environment variable can: nothing was run"),
+        "{err}"
+    );
+    crate::common::rt()
+        .block_on(
+            ssm.delete_parameter()
+                .name("/cli-exec-signals/dev/nul")
+                .send(),
+        )
+        .unwrap();
 
     let pid_file = r.path().join("child.pid");
     let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());

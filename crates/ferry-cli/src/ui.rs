@@ -366,6 +366,12 @@ pub fn read_value(input: impl std::io::Read) -> anyhow::Result<String> {
             "the value on standard input is over 8 KB, the most an SSM parameter holds: nothing written (keep a larger value in S3 or Secrets Manager, and its address in the parameter)"
         );
     }
+    // No environment variable can hold it: `exec` of the stage would fail for every command.
+    if value.contains('\0') {
+        anyhow::bail!(
+            "the value on standard input holds a NUL byte, which no environment variable (`exec`'s FERRY_PARAM_…) nor template parameter can hold: nothing written"
+        );
+    }
     Ok(value)
 }
 
@@ -375,6 +381,12 @@ mod tests {
 
     /// A value is read up to what SSM holds: a stream without end (`/dev/zero`) is refused
     /// after 8 KB, not read until memory runs out.
+    #[test]
+    fn a_value_with_a_nul_byte_is_refused() {
+        let err = read_value(&b"a\0b\n"[..]).unwrap_err();
+        assert!(err.to_string().contains("NUL byte"), "{err}");
+    }
+
     #[test]
     fn a_value_is_read_only_as_far_as_ssm_holds() {
         let err = read_value(std::io::Read::take(std::io::repeat(b'a'), u64::MAX)).unwrap_err();

@@ -266,6 +266,14 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<()> {
         let env = ferry_credentials::env::exec_env(&aws.config, project, &stage, masker()).await?;
         anyhow::Ok((stage, env))
     })?;
+    // A value written by another tool may hold what no environment variable can (a NUL byte):
+    // named, never shown (the spawn's own error named nothing).
+    if let Some((var, _)) = env.iter().find(|(_, v)| v.contains('\0')) {
+        anyhow::bail!(
+            "{var} would hold a NUL byte, which no environment variable can: nothing was run; give its parameter of stage `{}` another value (`param set`)",
+            stage.name
+        );
+    }
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let mut command = std::process::Command::new(program);
     command.args(rest);
