@@ -96,7 +96,7 @@ impl Ctx {
     /// [`Ctx::emulator`], its state folder made safe to write first when it is the
     /// repository's `target/ferry/local` (no link there, nothing of it committed).
     pub fn checked_emulator(&self) -> anyhow::Result<ferry_local::Emulator> {
-        if std::env::var_os("FERRY_LOCAL_DIR").is_none() {
+        if local_dir().is_none() {
             let home = self.app.emulator_home.as_deref().unwrap_or(&self.root);
             ferry_changes::prepare_output_dir(home).with_context(|| {
                 format!(
@@ -112,7 +112,7 @@ impl Ctx {
     pub fn emulator(&self) -> ferry_local::Emulator {
         let home = self.app.emulator_home.as_deref().unwrap_or(&self.root);
         let emu = ferry_local::Emulator::for_repository(home);
-        match std::env::var_os("FERRY_LOCAL_DIR") {
+        match local_dir() {
             Some(dir) => emu.with_state_dir(dir),
             None => emu,
         }
@@ -302,4 +302,10 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")
+}
+
+/// `FERRY_LOCAL_DIR`, where the emulator's state goes instead of the repository's; set but empty
+/// is unset (it put the state in whatever folder Ferry ran in, and started a second emulator).
+fn local_dir() -> Option<std::ffi::OsString> {
+    std::env::var_os("FERRY_LOCAL_DIR").filter(|d| !d.is_empty())
 }
