@@ -2701,6 +2701,14 @@ fn a_rollback_refuses_a_serverless_compile_whose_parameters_resolve_otherwise_no
             && said.contains("`deploy dev --service sls`"),
         "{said}"
     );
+    // The last line says so too (before: finish it with `rollback dev --to …`, which failed the
+    // same way every time).
+    assert!(
+        said.contains(
+            "which no rollback can mend; deploy it from a checkout (`deploy dev --service sls`)"
+        ) && !said.contains("finish it with"),
+        "{said}"
+    );
     assert!(!records(p, "dev").contains_key("sls"), "{said}");
     // Compiled from the checkout with today's values: deployed.
     let (out, err) = ok(&r, v, &["deploy", "dev", "--service", "sls"]);

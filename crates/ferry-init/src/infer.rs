@@ -653,6 +653,43 @@ pub(crate) fn serverless_file_inputs(
     file_reads_outside(dir, &said, &mut notes)
 }
 
+/// Adds to `files` (a Serverless configuration's `${file(…)}` paths, as written, relative to
+/// the service's folder `dir`) those that the files it includes include in turn, at any depth
+/// (the framework reads each relative to the service's folder too): settings read through a
+/// file of the service's own (`./local.yml` → `../../cfg/deep.yml`) are read all the same. Only
+/// paths without variables, of regular files up to 1 MiB, are followed; 200 at most.
+fn follow_included(dir: &Path, files: &mut Vec<String>) {
+    let mut next = 0;
+    while next < files.len() && files.len() < 200 {
+        let file = files[next].clone();
+        next += 1;
+        if file.contains("${") {
+            continue;
+        }
+        let path = dir.join(&file);
+        let Some(text) = std::fs::metadata(&path)
+            .ok()
+            .filter(|m| m.is_file() && m.len() <= 1024 * 1024)
+            .and_then(|_| std::fs::read_to_string(&path).ok())
+        else {
+            continue;
+        };
+        for source in ferry_manifest::serverless_variable_sources(&text) {
+            let Some(inner) = source.strip_prefix("file(").and_then(|s| s.split_once(')')) else {
+                continue;
+            };
+            let included = inner
+                .0
+                .trim()
+                .trim_matches(|c| c == '\'' || c == '"')
+                .trim();
+            if !included.is_empty() && !files.iter().any(|f| f == included) {
+                files.push(included.to_string());
+            }
+        }
+    }
+}
+
 /// The framework's service name, exports, imports, `${cf:…}` stacks and `${file(…)}` paths of
 /// one service's file.
 /// A Serverless configuration's `custom` mappings keyed by stage (`profile: {dev: …, prod: …}`)
@@ -942,6 +979,9 @@ fn read(root: &Path, s: &Found, notes: &mut Vec<String>) -> Said {
             walk(&Value::Mapping(read), &mut said);
         }
         _ => walk(&doc, &mut said),
+    }
+    if s.kind == ServiceKind::Serverless {
+        follow_included(path.parent().unwrap_or(root), &mut said.files);
     }
     if !said.files.is_empty() {
         let config = ferry_manifest::ServerlessConfig::parse(&text);

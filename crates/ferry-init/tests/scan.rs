@@ -1122,7 +1122,13 @@ fn a_serverless_file_read_outside_the_folder_must_be_an_input() {
         "services/fn/serverless.yml",
         "service: fn\nprovider:\n  name: aws\n  memorySize: ${file(../../cfg/common.yml):memory}\ncustom: ${file(../../cfg/${sls:stage}/extra.yml)}\nfunctions:\n  h:\n    handler: h.h\n    timeout: ${file(./local.yml):t}\n",
     );
-    file(r, "services/fn/local.yml", "t: 3\n");
+    // Read through a file of its own, relative to its folder as the framework reads it.
+    file(
+        r,
+        "services/fn/local.yml",
+        "t: 3\nd: ${file(../../cfg/deep.yml):x}\n",
+    );
+    file(r, "cfg/deep.yml", "x: 1\n");
     file(
         r,
         "services/fn/service.toml",
@@ -1140,6 +1146,7 @@ fn a_serverless_file_read_outside_the_folder_must_be_an_input() {
         [
             "fn: reads `../../cfg/common.yml` (${file(…)}), but cfg/common.yml is none of its inputs nor a global input: a change there would not deploy it; add `cfg/common.yml` to `inputs` in its service.toml",
             "fn: reads `../../cfg/${sls:stage}/extra.yml` (${file(…)}), but cfg/dev/extra.yml is none of its inputs nor a global input: a change there would not deploy it; add `cfg/**` to `inputs` in its service.toml",
+            "fn: reads `../../cfg/deep.yml` (${file(…)}), but cfg/deep.yml is none of its inputs nor a global input: a change there would not deploy it; add `cfg/deep.yml` to `inputs` in its service.toml",
         ]
     );
     file(

@@ -709,7 +709,21 @@ async fn rollback_to(
         });
     // Once the stacks are back, `--to` would do nothing (nothing is left to deploy): what is
     // left is said with what does it.
-    let unfinished = if !report.stacks_in_place(&rb.selection.deploy) {
+    // Stored compiles refused as stale: the rollback cannot deploy them, whatever is fixed.
+    let stale: Vec<&str> = report
+        .services
+        .iter()
+        .filter(|s| matches!(&s.result, ferry_deploy::ServiceResult::Failed { error } if matches!(**error, ferry_deploy::ServiceError::StaleCompile { .. })))
+        .map(|s| s.name.as_str())
+        .collect();
+    let unfinished = if !stale.is_empty() {
+        Some(format!(
+            "the rollback of stage `{name}` to release {to} did not complete: the stored compile of {} holds values its dependencies no longer give, which no rollback can mend; deploy {} from a checkout (`deploy {name} --service {}`), which compiles with today's values",
+            stale.join(", "),
+            if stale.len() == 1 { "it" } else { "them" },
+            stale.join(" --service ")
+        ))
+    } else if !report.stacks_in_place(&rb.selection.deploy) {
         let plain = if written.is_some() {
             "a plain `rollback` now goes back from the release this one wrote, further back"
         } else {
