@@ -1077,6 +1077,12 @@ fn a_promote_to_a_misspelt_stage_names_the_stage_meant() {
         ),
         "{err}"
     );
+    // Not the advice to deploy the typo as a preview.
+    assert!(!err.contains("deploy prdo"), "{err}");
+    // --preview of a named stage is a usage error, before anything is read.
+    let (code, out, err) = run(&mut xtask(&["deploy", "dev", "--preview"]));
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("`dev` is a named stage"), "{err}");
 }
 
 /// A copy of the example monorepo (ferry.toml and services/) committed to a temporary repository.

@@ -56,8 +56,9 @@ pub enum ReleaseRunError {
     )]
     NoPromoteFrom { stage: String, from: String },
     #[error(
-        "stage `{stage}` is a preview stage (ferry.toml names no such stage){}: a promote goes to a named stage, whose promote-from names the stage it takes tested packages from; a preview is deployed with `deploy {stage}`",
-        meant.as_ref().map(|m| format!("; did you mean `{m}`?")).unwrap_or_default()
+        "stage `{stage}` is a preview stage (ferry.toml names no such stage){}: a promote goes to a named stage, whose promote-from names the stage it takes tested packages from{}",
+        meant.as_ref().map(|m| format!("; did you mean `{m}`?")).unwrap_or_default(),
+        if meant.is_none() { format!("; a preview is deployed with `deploy {stage}`") } else { String::new() }
     )]
     PreviewTarget {
         stage: String,

@@ -270,6 +270,13 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
     // A pull request's build only plans, unless [ci] gives pull requests a preview stage and
     // the stage came from it.
     let plan_only = ci.is_pull_request() && !from_ci;
+    if args.preview && !stage.preview {
+        return Err(crate::UsageError(format!(
+            "--preview says the stage is a preview, but `{}` is a named stage of ferry.toml: leave --preview out",
+            stage.name
+        ))
+        .into());
+    }
     ws.check_preview_stacks(&stage)?;
     ctx.check_services(&args.select.services)?;
     ferry_deploy::check_templates(ws, &args.select.services)?;
