@@ -81,7 +81,7 @@ fn a_misspelt_stage_is_refused_not_deployed_as_a_new_preview() {
     let (code, out, err) = run(&mut xtask(&r, &["deploy", "dve"]), None);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(
-        err.contains("`dve` is no stage of ferry.toml but one slip from `dev`, and nothing is deployed in it: a deploy would create a new preview stage of that name, with a stack of every service; did you mean `dev` (`cargo xtask deploy dev`)? To deploy a preview of that name, add --preview"),
+        err.contains("`dve` is no stage of ferry.toml but one slip from `dev`, and it has no deployment record: a deploy would create a new preview stage of that name, with a stack of every service; did you mean `dev` (`cargo xtask deploy dev`)? To deploy a preview of that name, add --preview"),
         "{err}"
     );
     let engine = ferry_stacks::Engine::for_config(&config(), Default::default());

@@ -2716,6 +2716,48 @@ fn a_rollback_refuses_a_serverless_compile_whose_parameters_resolve_otherwise_no
     assert_ne!(records(p, "dev")["sls"].compiled_with, took);
 }
 
+/// A Serverless Framework dependent checked for what it receives, whose compile writes in a value
+/// it reads itself (here a file outside Ferry's view, as a `${cf:…}` or `${ssm:…}` would be):
+/// its template differs while its parameters do not, and it deploys (a review found that such
+/// a dependent was skipped as "its own changes", the new value never deployed).
+#[test]
+fn a_serverless_dependent_whose_compile_changed_deploys_when_checked() {
+    let p = "rel-slsown";
+    let r = sls_repo(p, false, "");
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(outside.path(), "one").unwrap();
+    // Compiled every time (its configuration reads SSM), writing the outside value in.
+    r.write(
+        "services/sls/serverless.yml",
+        &format!("service: {p}\nprovider:\n  name: aws\ncustom:\n  x: ${{ssm:/{p}/x, 'none'}}\n"),
+    )
+    .write(
+        "services/sls/fake-sls",
+        &PARAM_SLS.replace("rel-slsrev", p).replace(
+            "\"Value\": \"$value\"}}}",
+            &format!(
+                "\"Value\": \"$value\", \"Description\": \"$(cat {})\"}}}}}}",
+                outside.path().display()
+            ),
+        ),
+    );
+    r.commit("sls writes an outside value in");
+    let verdicts = tempfile::tempdir().unwrap();
+    let v = verdicts.path();
+    ok(&r, v, &["deploy", "dev"]);
+    std::fs::write(outside.path(), "two").unwrap();
+    r.write(
+        "services/src/t.yaml",
+        &src_template("v1").replace(
+            "      Type: String\n",
+            "      Type: String\n      Description: d\n",
+        ),
+    );
+    r.commit("src, same output");
+    let (out, err) = ok(&r, v, &["deploy", "dev", "--service", "src"]);
+    assert!(row(&out, "sls").contains("updated"), "{out}\n{err}");
+}
+
 /// The checkout's own parameters of a Serverless service may differ from those of the package a
 /// rollback deploys (one added since): the stored compile is judged by its own commit's
 /// parameters, resolved today, and goes back (a review found that an added literal refused the

@@ -1267,14 +1267,18 @@ pub(crate) fn blob_bytes(repo: &Repository, id: Oid) -> Option<Vec<u8>> {
     match repo.find_blob(id) {
         Ok(blob) => Some(blob.content().to_vec()),
         Err(e) if e.code() == git2::ErrorCode::NotFound && is_partial_clone(repo) => {
-            let out = std::process::Command::new("git")
-                .arg("--git-dir")
+            // As every git Ferry runs: no AWS credentials nor another repository's location in
+            // its environment (a fetch runs credential helpers and hooks), and never a prompt
+            // for a password in the middle of a plan.
+            let mut cmd = git(repo.workdir().unwrap_or(repo.path()), &[]);
+            cmd.arg("--git-dir")
                 .arg(repo.path())
                 .args(["cat-file", "blob", &id.to_string()])
-                .stdin(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .output()
-                .ok()?;
+                .env_remove("GIT_OBJECT_DIRECTORY")
+                .env_remove("GIT_ALTERNATE_OBJECT_DIRECTORIES")
+                .env_remove("GIT_QUARANTINE_PATH")
+                .env("GIT_TERMINAL_PROMPT", "0");
+            let out = cmd.output().ok()?;
             out.status.success().then_some(out.stdout)
         }
         Err(_) => None,

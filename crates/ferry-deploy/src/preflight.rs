@@ -147,28 +147,18 @@ pub enum TreeError {
         root: std::path::PathBuf,
         source: ferry_changes::ChangesError,
     },
-    /// A project in a folder of a repository that tracks it, not at its top: every deploy
-    /// would deploy everything, and record no commit.
-    #[error("nothing was deployed: {0}")]
-    NotTop(ferry_changes::BaseUnavailable),
 }
 
 impl Tree {
     /// The working tree of `ws` and the commit a deploy from it records: HEAD of a git checkout
     /// (dirty when a path other than Ferry's own output differs), else the CI's commit.
     pub fn read(ws: &Workspace, ci: &CiContext) -> Result<(Tree, Source), TreeError> {
-        let repo = match Repo::open(&ws.root) {
-            Ok(repo) => repo,
-            Err(e @ ferry_changes::BaseUnavailable::NotRepositoryRoot { .. }) => {
-                return Err(TreeError::NotTop(e));
-            }
-            Err(_) => {
-                let source = Source {
-                    commit: ci.commit.clone().unwrap_or_default(),
-                    dirty: false,
-                };
-                return Ok((Tree::NotGit, source));
-            }
+        let Ok(repo) = Repo::open(&ws.root) else {
+            let source = Source {
+                commit: ci.commit.clone().unwrap_or_default(),
+                dirty: false,
+            };
+            return Ok((Tree::NotGit, source));
         };
         let changes = repo.dirty_changes().map_err(|source| TreeError::Read {
             root: ws.root.clone(),

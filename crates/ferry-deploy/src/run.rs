@@ -1101,8 +1101,17 @@ async fn stored_compile_is_stale(
     let Some(own) = then.service(&service.name) else {
         return false;
     };
+    // Its stage's settings of then too (`${var:…}`, the `parameters-path` of `${ssm:…}`).
+    let Ok(stage_then) = then.stage(&ctx.stage.name) else {
+        return false;
+    };
+    let ctx_then = DeployContext {
+        stage: &stage_then,
+        source: ctx.source.clone(),
+        ..*ctx
+    };
     let Ok(Resolved { mut hashed, .. }) =
-        resolve_parameters(ctx, own, &run.cache, &run.others, &run.ssm).await
+        resolve_parameters(&ctx_then, own, &run.cache, &run.others, &run.ssm).await
     else {
         // What it reads cannot be resolved now (an output gone): it would not deploy well.
         return true;
@@ -1653,8 +1662,14 @@ async fn deploy_one(
         // Checked for what it receives, which is unchanged: what differs is its own (template,
         // code), which this run left out (`--service` selected another; `--since` skipped it).
         // Deployed, it would go out unselected. (A site's config holds its dependencies'
-        // outputs and counts in its template's hash: that difference may be theirs.)
-        Some(r) if r.parameters_hash == params_hash && site_config.is_none() => {
+        // outputs and counts in its template's hash: that difference may be theirs; so may a
+        // Serverless Framework service's, whose compile writes in what it reads itself, a
+        // dependency's `${cf:…}`, an `${ssm:…}`.)
+        Some(r)
+            if r.parameters_hash == params_hash
+                && site_config.is_none()
+                && service.kind != ServiceKind::Serverless =>
+        {
             run.keep_received(r).await?;
             return Ok(Deployed::UpToDate {
                 why: "what it receives is unchanged; its own changes since its record (template or code) are not part of this run: a deploy that selects it takes them".into(),

@@ -281,6 +281,15 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
     ctx.check_services(&args.select.services)?;
     ferry_deploy::check_templates(ws, &args.select.services)?;
     let (tree, source) = Tree::read(ws, ci)?;
+    // A project in a folder of a repository, not at its top: said, as `validate` says it
+    // (refused, it would block a rollback of an `infra/` project that deployed this way).
+    if let Err(e @ ferry_changes::BaseUnavailable::NotRepositoryRoot { .. }) =
+        ferry_changes::Repo::open(&ws.root)
+    {
+        crate::ui::note(&format!(
+            "warning: {e}: every deploy deploys every service, and records no commit"
+        ));
+    }
     if !plan_only {
         ferry_deploy::preflight_tree(ws, &stage, &tree)?;
     }
@@ -315,7 +324,7 @@ pub(crate) fn run_with(ctx: &Ctx, args: &DeployArgs, node: Option<&Node>) -> any
             && records.read_all().await.is_ok_and(|r| r.is_empty())
         {
             anyhow::bail!(
-                "`{}` is no stage of ferry.toml but one slip from `{meant}`, and nothing is deployed in it: a deploy would create a new preview stage of that name, with a stack of every service; did you mean `{meant}` (`{} deploy {meant}`)? To deploy a preview of that name, add --preview",
+                "`{}` is no stage of ferry.toml but one slip from `{meant}`, and it has no deployment record: a deploy would create a new preview stage of that name, with a stack of every service; did you mean `{meant}` (`{} deploy {meant}`)? To deploy a preview of that name, add --preview",
                 stage.name,
                 ctx.app.name
             );
