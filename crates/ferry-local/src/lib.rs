@@ -922,13 +922,10 @@ mod tests {
         assert_eq!(emu.status().unwrap(), Status::NotStarted);
     }
 
-    #[test]
-    fn down_stops_a_recorded_server_that_lives_but_does_not_answer() {
-        let tmp = tempfile::tempdir().unwrap();
-        let emu = Emulator::new(tmp.path());
-        // A process whose command line is the launcher's, listening nowhere (a moto too busy
-        // to answer looks the same).
-        let mut child = std::process::Command::new("sh")
+    /// A process whose command line is the launcher's, listening nowhere (a moto too busy to
+    /// answer looks the same), recorded as the server of `dir`.
+    fn silent_server(dir: &Path) -> (std::process::Child, ServerState) {
+        let child = std::process::Command::new("sh")
             .args(["-c", "sleep 60; echo 'ferry-moto ready'"])
             .spawn()
             .unwrap();
@@ -938,7 +935,15 @@ mod tests {
             assert!(Instant::now() < deadline, "the child never ran its command");
             std::thread::sleep(Duration::from_millis(10));
         }
-        let state = recorded_server(tmp.path(), child.id());
+        let state = recorded_server(dir, child.id());
+        (child, state)
+    }
+
+    #[test]
+    fn down_stops_a_recorded_server_that_lives_but_does_not_answer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let emu = Emulator::new(tmp.path());
+        let (mut child, state) = silent_server(tmp.path());
         assert_eq!(emu.status().unwrap(), Status::Stale(state.clone()));
         assert_eq!(emu.down().unwrap(), Some(state));
         assert_eq!(emu.status().unwrap(), Status::NotStarted);
@@ -953,16 +958,7 @@ mod tests {
     fn up_leaves_a_recorded_server_that_lives_but_does_not_answer() {
         let tmp = tempfile::tempdir().unwrap();
         let emu = Emulator::new(tmp.path());
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 60; echo 'ferry-moto ready'"])
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !is_our_process(child.id()) {
-            assert!(Instant::now() < deadline, "the child never ran its command");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let state = recorded_server(tmp.path(), child.id());
+        let (mut child, state) = silent_server(tmp.path());
         let err = emu.up(0).unwrap_err();
         assert!(
             matches!(err, LocalError::NotAnswering { pid, .. } if pid == child.id()),
