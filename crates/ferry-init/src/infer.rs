@@ -675,14 +675,9 @@ fn follow_included(dir: &Path, files: &mut Vec<String>) {
             continue;
         };
         for source in ferry_manifest::serverless_variable_sources(&text) {
-            let Some(inner) = source.strip_prefix("file(").and_then(|s| s.split_once(')')) else {
+            let Some(included) = ferry_manifest::serverless_file_source(source) else {
                 continue;
             };
-            let included = inner
-                .0
-                .trim()
-                .trim_matches(|c| c == '\'' || c == '"')
-                .trim();
             if !included.is_empty() && !files.iter().any(|f| f == included) {
                 files.push(included.to_string());
             }

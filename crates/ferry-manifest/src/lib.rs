@@ -28,8 +28,9 @@ pub use diag::{Diagnostic, ManifestErrors, clipped, did_you_mean, first_few};
 pub use layout::{Layout, OUTPUT_DIR, write_atomic};
 pub use load::{
     FrameworkCli, PROJECT_FILE, SERVICE_FILE, ServerlessConfig, SsmRead, check_webhook_url,
-    declared_service_name, load, load_from, secret_env_source, serverless_name_pattern,
-    serverless_stack_name, serverless_variable_sources, serverless_variables_replaced, shown_url,
+    declared_service_name, load, load_from, secret_env_source, serverless_file_source,
+    serverless_name_pattern, serverless_stack_name, serverless_variable_sources,
+    serverless_variables_replaced, shown_url,
 };
 pub use memo::{read_memo, write_memo};
 pub use model::{

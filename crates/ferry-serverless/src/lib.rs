@@ -872,10 +872,7 @@ fn config_reads(dir: &Path, config: &Path, sources: &[&str]) -> Option<bool> {
 fn included_files(text: &str) -> Vec<&str> {
     ferry_manifest::serverless_variable_sources(text)
         .into_iter()
-        .filter_map(|source| {
-            let inner = source.strip_prefix("file(")?.split_once(')')?.0;
-            Some(inner.trim().trim_matches(|c| c == '\'' || c == '"').trim())
-        })
+        .filter_map(ferry_manifest::serverless_file_source)
         .filter(|p| !p.is_empty())
         .collect()
 }

@@ -16,8 +16,9 @@ mod service;
 
 pub use project::{check_webhook_url, shown_url};
 pub use serverless::{
-    FrameworkCli, ServerlessConfig, SsmRead, secret_env_source, serverless_name_pattern,
-    serverless_stack_name, serverless_variable_sources, serverless_variables_replaced,
+    FrameworkCli, ServerlessConfig, SsmRead, secret_env_source, serverless_file_source,
+    serverless_name_pattern, serverless_stack_name, serverless_variable_sources,
+    serverless_variables_replaced,
 };
 
 use std::collections::BTreeSet;

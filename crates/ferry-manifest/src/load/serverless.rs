@@ -365,6 +365,13 @@ pub fn secret_env_source(source: &str) -> Option<String> {
 /// (`${env:KEY, ssm:/a/${sls:stage}/b, 'x'}` gives `env:KEY`, `ssm:/a/${sls:stage}/b`, `'x'`,
 /// then `sls:stage`). A source read only as a fallback is still a source the configuration
 /// may read.
+/// The path a `file(…)` source of [`serverless_variable_sources`] names, as written, unquoted
+/// (`file(./config.yml):key` gives `./config.yml`; possibly empty); `None` for any other source.
+pub fn serverless_file_source(source: &str) -> Option<&str> {
+    let (path, _) = source.strip_prefix("file(")?.split_once(')')?;
+    Some(path.trim().trim_matches(['"', '\'']).trim())
+}
+
 pub fn serverless_variable_sources(text: &str) -> Vec<&str> {
     let bytes = text.as_bytes();
     let mut out = Vec::new();
